@@ -1,0 +1,37 @@
+"""Mutual TLS for Python services, the way Java gateways do it.
+
+Read Java keystores and truststores (JKS, JCEKS, PKCS#12, PEM), build stdlib
+``ssl.SSLContext`` objects without putting a key on disk, and (see the profiles
+and reloader modules) route each backend ``host:port`` to its own identity.
+"""
+
+from ._context import client_context, server_context
+from ._errors import (
+    KeyEntryError,
+    KeystoreError,
+    KeystoreFormatError,
+    KeystoreNotFoundError,
+    MTLSError,
+    ProfileConfigError,
+    WrongPasswordError,
+)
+from ._secret import Secret
+from ._stores import Keystore, Truststore, detect_format
+from ._version import __version__
+
+__all__ = [
+    "KeyEntryError",
+    "Keystore",
+    "KeystoreError",
+    "KeystoreFormatError",
+    "KeystoreNotFoundError",
+    "MTLSError",
+    "ProfileConfigError",
+    "Secret",
+    "Truststore",
+    "WrongPasswordError",
+    "__version__",
+    "client_context",
+    "detect_format",
+    "server_context",
+]

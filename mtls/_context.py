@@ -1,0 +1,245 @@
+"""The one place contexts are built: ``client_context`` and ``server_context``.
+
+Every security-relevant line says why. The contexts returned are plain
+``ssl.SSLContext`` objects and nothing here keeps a reference to change them
+later: rotation builds a new one (DESIGN 1).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import ssl
+import sys
+from typing import Literal
+
+from . import _keyload, _x509
+from ._errors import KeyEntryError, KeystoreFormatError
+from ._stores import Keystore, Truststore
+
+log = logging.getLogger("mtls")
+
+HostnameVerifier = Literal["Strict", "Default", "DefaultAndLocalhost", "AllowAll"]
+HOSTNAME_VERIFIERS: tuple[str, ...] = ("Strict", "Default", "DefaultAndLocalhost", "AllowAll")
+#: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
+LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
+EXPIRY_WARNING = _dt.timedelta(days=30)
+
+
+def normalize_hostname_verifier(value: str) -> str:
+    """Canonical spelling of a WSO2 ``HostnameVerifier`` value (matched case-insensitively).
+
+    Raises:
+        ValueError: not one of Strict, Default, DefaultAndLocalhost, AllowAll.
+    """
+    wanted = str(value).strip().casefold()
+    for name in HOSTNAME_VERIFIERS:
+        if wanted == name.casefold():
+            return name
+    raise ValueError(
+        f"hostname_verifier must be one of {', '.join(HOSTNAME_VERIFIERS)} "
+        f"(case-insensitive), not {value!r}"
+    )
+
+
+def _keylog(ctx: ssl.SSLContext) -> None:
+    # Same rule as ssl.create_default_context: SSLKEYLOGFILE lets Wireshark decrypt
+    # a capture while debugging ("SSL debug logs"), unless python -E is in force.
+    keylogfile = os.environ.get("SSLKEYLOGFILE")
+    if keylogfile and not sys.flags.ignore_environment:
+        ctx.keylog_filename = keylogfile
+
+
+def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
+    if truststore is None:
+        ctx.load_default_certs(
+            ssl.Purpose.SERVER_AUTH
+            if ctx.protocol == ssl.PROTOCOL_TLS_CLIENT
+            else ssl.Purpose.CLIENT_AUTH
+        )
+        return
+    anchors = truststore.anchors_der
+    if not anchors:
+        raise KeystoreFormatError(
+            f"{truststore.path or 'the truststore'} is empty: add the peer's certificate or CA",
+            path=truststore.path,
+        )
+    try:
+        # DER in memory: no file, and no PEM parsing cost (the floor in benchmarks/).
+        ctx.load_verify_locations(cadata=b"".join(anchors))
+    except ssl.SSLError as exc:
+        raise KeystoreFormatError(
+            f"{truststore.path or 'the truststore'}: OpenSSL refused a certificate ({exc.reason})",
+            path=truststore.path,
+        ) from exc
+    # Java semantics: every certificate in a truststore is an anchor, even a leaf or an
+    # intermediate (the seed imports a backend's own self-signed certificate). OpenSSL
+    # otherwise insists that chains end at a self-signed root.
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    # Deliberately NOT VERIFY_X509_STRICT (on by default in Python 3.13's
+    # create_default_context): keytool-made certificates often lack the authority key
+    # identifier and key usage that it demands, and Java accepts them.
+    ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+
+
+def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> None:
+    chosen, key_der, chain_der = keystore.key_entry(alias)
+    if not key_der:
+        raise KeyEntryError(
+            f"{keystore.path or 'the keystore'}: key entry {chosen!r} was loaded without "
+            "its key: load it with Keystore.load, not Truststore.load",
+            path=keystore.path,
+            alias=chosen,
+        )
+    try:
+        _keyload.load_identity(ctx, key_der, chain_der)
+    except ssl.SSLError as exc:
+        raise KeyEntryError(
+            f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
+            f"({exc.reason or exc}): the key must match the first certificate of its chain",
+            path=keystore.path,
+            alias=chosen,
+        ) from exc
+    _log_identity(keystore, chosen, chain_der[0])
+
+
+def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
+    try:
+        leaf = _x509.load_cert(leaf_der)
+    except ValueError:
+        return
+    expires = _x509.not_after(leaf)
+    remaining = expires - _dt.datetime.now(_dt.UTC)
+    where = keystore.path or "keystore"
+    log.debug(
+        "identity %s alias=%r subject=%s expires=%s",
+        where,
+        alias,
+        _x509.subject_text(leaf),
+        expires.isoformat(),
+    )
+    if remaining <= _dt.timedelta(0):
+        log.warning(
+            "%s: certificate %r (%s) expired on %s",
+            where,
+            alias,
+            _x509.subject_text(leaf),
+            expires.date(),
+        )
+    elif remaining < EXPIRY_WARNING:
+        log.warning(
+            "%s: certificate %r (%s) expires in %d days, on %s",
+            where,
+            alias,
+            _x509.subject_text(leaf),
+            remaining.days,
+            expires.date(),
+        )
+
+
+def client_context(
+    keystore: Keystore | None = None,
+    truststore: Truststore | None = None,
+    *,
+    alias: str | None = None,
+    hostname_verifier: str = "Strict",
+    minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+    ciphers: str | None = None,
+    verify: bool = True,
+) -> ssl.SSLContext:
+    """A client-side ``ssl.SSLContext`` for mutual TLS, with Java trust semantics.
+
+    Args:
+        keystore: our identity (the client certificate). ``None``: no client certificate.
+        truststore: the anchors that vouch for servers. ``None``: the system's trust.
+            Every certificate in it is an anchor (``VERIFY_X509_PARTIAL_CHAIN``).
+        alias: the key entry to present when the keystore holds several.
+        hostname_verifier: ``Strict`` or ``Default`` (OpenSSL's RFC 6125 check, with
+            the CN consulted only when the certificate has no DNS SAN, as in Java),
+            ``DefaultAndLocalhost`` (the same here; :class:`SSLProfileSet` exempts the
+            localhost names per host), ``AllowAll`` (no name check; the chain is still
+            verified). Case-insensitive.
+        minimum_version: the lowest TLS version offered (TLS 1.2 by default).
+        ciphers: an OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are not affected).
+        verify: ``False`` turns certificate verification off entirely, as WSO2's
+            ``novalidatecert="true"`` does. Never the default.
+
+    Returns:
+        A new context. It is not referenced anywhere else, and this library never
+        changes it after returning it.
+
+    Raises:
+        ValueError: an unknown ``hostname_verifier``.
+        KeyEntryError: no key entry, several and no ``alias``, or a key that does not
+            match its certificate.
+        KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
+    """
+    mode = normalize_hostname_verifier(hostname_verifier)
+    # PROTOCOL_TLS_CLIENT: negotiates the highest version both sides have, and starts
+    # with CERT_REQUIRED and check_hostname on.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # Explicit floor: TLS 1.0/1.1 are deprecated (RFC 8996), whatever the system policy says.
+    ctx.minimum_version = minimum_version
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
+    if verify:
+        _trust(ctx, truststore)
+        # verify_mode before check_hostname: OpenSSL refuses a name check without
+        # verification, and Python raises if the order is reversed.
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.check_hostname = mode != "AllowAll"
+        # Java's verifiers fall back to the CN when there is no DNS SAN; keytool's
+        # -genkeypair makes exactly such certificates. OpenSSL still ignores the CN
+        # whenever a DNS SAN exists.
+        ctx.hostname_checks_common_name = True
+    else:
+        # novalidatecert: the caller asked for no verification at all.
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if keystore is not None:
+        _identity(ctx, keystore, alias)
+    _keylog(ctx)
+    return ctx
+
+
+def server_context(
+    keystore: Keystore,
+    truststore: Truststore | None = None,
+    *,
+    require_client_cert: bool = True,
+    alias: str | None = None,
+    minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+    ciphers: str | None = None,
+) -> ssl.SSLContext:
+    """A server-side ``ssl.SSLContext`` that asks clients for a certificate.
+
+    This is the backend half of the mutual-TLS hop: a Python backend that demands
+    the gateway's certificate, trusted through ``backend-truststore.jks``.
+
+    Args:
+        keystore: the server's identity.
+        truststore: anchors for client certificates (Java semantics, as in
+            :func:`client_context`). ``None``: the system's trust.
+        require_client_cert: ``True`` refuses clients without a trusted certificate;
+            ``False`` asks for one and verifies it when sent, but lets clients in
+            without one.
+        alias: the key entry to serve when the keystore holds several.
+        minimum_version: the lowest TLS version accepted.
+        ciphers: an OpenSSL cipher string for TLS 1.2.
+
+    Raises:
+        KeyEntryError: no usable key entry.
+        KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = minimum_version
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
+    _identity(ctx, keystore, alias)
+    _trust(ctx, truststore)
+    # CERT_REQUIRED makes OpenSSL send a CertificateRequest and abort the handshake
+    # when the client sends nothing; CERT_OPTIONAL asks but lets it through.
+    ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    _keylog(ctx)
+    return ctx

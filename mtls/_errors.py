@@ -1,0 +1,115 @@
+"""The exception tree.
+
+Every error the library raises on purpose derives from :class:`MTLSError`, so
+``except mtls.MTLSError`` is enough to catch bad input. Subclasses are split by
+what the caller should do next, and carry the file, alias and servers involved
+as attributes::
+
+    MTLSError
+    ├── KeystoreError              a store could not be used
+    │   ├── WrongPasswordError     the store or key password is wrong: fix the password
+    │   ├── KeystoreFormatError    the bytes are not a readable store: fix the file
+    │   ├── KeystoreNotFoundError  the file is missing (also a FileNotFoundError)
+    │   └── KeyEntryError          the store loads, but the entry asked for is missing,
+    │                              ambiguous or unusable: fix the alias or the store
+    └── ProfileConfigError         an SSL profile file or deployment.toml is wrong
+
+A TLS handshake that fails stays :class:`ssl.SSLError`: it is a statement about
+the peer, not about our input.
+
+Messages name the file and the fix, are never prefixed by the constructor, and
+never contain a password, a key or file content. Foreign exceptions (pyjks,
+cryptography, OSError) are translated once, at the boundary where the file is
+read, and chained with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+__all__ = [
+    "KeyEntryError",
+    "KeystoreError",
+    "KeystoreFormatError",
+    "KeystoreNotFoundError",
+    "MTLSError",
+    "ProfileConfigError",
+    "WrongPasswordError",
+]
+
+
+class MTLSError(Exception):
+    """Root of every error raised by :mod:`mtls` on purpose.
+
+    Attributes:
+        path: the file involved, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path: str | None = os.fspath(path) if path is not None else None
+
+
+class KeystoreError(MTLSError):
+    """A keystore or truststore could not be used.
+
+    Attributes:
+        path: the store file, or ``None`` for bytes given in memory.
+        alias: the entry involved, when one is.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        alias: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.alias = alias
+
+
+class WrongPasswordError(KeystoreError):
+    """The store password (integrity check or MAC) or a key password is wrong."""
+
+
+class KeystoreFormatError(KeystoreError):
+    """The bytes are not a store this library reads: empty, truncated, damaged or foreign."""
+
+
+class KeyEntryError(KeystoreError):
+    """The store is readable, but the key entry asked for is missing, ambiguous or unusable."""
+
+
+class ProfileConfigError(MTLSError):
+    """An SSL profile file, a profile or a deployment.toml setting is wrong.
+
+    Attributes:
+        path: the profile file or deployment.toml.
+        servers: the ``host:port`` entries of the profile involved, when one is.
+        element: the XML element or TOML key involved, when one is.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        servers: Sequence[str] = (),
+        element: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.servers: tuple[str, ...] = tuple(servers)
+        self.element = element
+
+
+class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
+    """The store file does not exist. Also a :class:`FileNotFoundError`, so code that
+    already handles missing files keeps working."""
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str]) -> None:
+        super().__init__(message, path=path)
+        self.errno = 2
+        self.strerror = message
+        self.filename = os.fspath(path)
