@@ -5,6 +5,7 @@ Read Java keystores and truststores (JKS, JCEKS, PKCS#12, PEM), build stdlib
 and reloader modules) route each backend ``host:port`` to its own identity.
 """
 
+from ._config import SSLProfile, StoreConfig
 from ._context import client_context, server_context
 from ._errors import (
     KeyEntryError,
@@ -15,6 +16,7 @@ from ._errors import (
     ProfileConfigError,
     WrongPasswordError,
 )
+from ._profiles import SSLProfileSet
 from ._secret import Secret
 from ._stores import Keystore, Truststore, detect_format
 from ._version import __version__
@@ -27,7 +29,10 @@ __all__ = [
     "KeystoreNotFoundError",
     "MTLSError",
     "ProfileConfigError",
+    "SSLProfile",
+    "SSLProfileSet",
     "Secret",
+    "StoreConfig",
     "Truststore",
     "WrongPasswordError",
     "__version__",

@@ -1,0 +1,172 @@
+"""Profile values: SSLProfile and StoreConfig, frozen and validated at construction.
+
+These are plain configuration: where the stores are and how to open them. Loading
+the stores and building contexts is the profile set's job (``_profiles.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import ProfileConfigError
+from ._secret import Secret
+
+CATCH_ALL: Literal["*"] = "*"
+Server = tuple[str, int] | Literal["*"]
+
+
+def normalize_host(host: str) -> str:
+    """The form hosts are indexed by: lower-case, IPv6 without brackets and compressed.
+
+    IP literals stay literal: no DNS lookup, ever (WSO2 reverse-resolves them).
+    """
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host.split("%", 1)[0]).compressed
+        except ValueError:
+            pass
+    return host.lower().rstrip(".")
+
+
+def parse_server(item: str, *, path: str | None = None) -> Server:
+    """Parse one ``<servers>`` item: ``host:port``, ``[v6]:port`` or ``*``.
+
+    Raises:
+        ProfileConfigError: empty, no port (WSO2 silently never matches it), or a bad port.
+    """
+    text = item.strip()
+    if text == CATCH_ALL:
+        return CATCH_ALL
+    if not text:
+        raise ProfileConfigError(
+            f"{path or 'profile'}: an empty entry in <servers> (a stray comma?): remove it",
+            path=path,
+            element="servers",
+        )
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            host, port_text = text, ""
+    if not port_text:
+        raise ProfileConfigError(
+            f"{path or 'profile'}: server {text!r} has no port, so it would never match "
+            f"(WSO2 ignores it silently): write {text}:443 or the backend's port",
+            path=path,
+            servers=(text,),
+            element="servers",
+        )
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536 or not host:
+        raise ProfileConfigError(
+            f"{path or 'profile'}: server {text!r} is not host:port with a port from 1 to 65535",
+            path=path,
+            servers=(text,),
+            element="servers",
+        )
+    return normalize_host(host), port
+
+
+def format_server(server: Server) -> str:
+    """``host:port`` as written in ``<servers>`` (IPv6 in brackets)."""
+    if server == CATCH_ALL:
+        return CATCH_ALL
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _as_secret(value: str | Secret | None) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(value)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoreConfig:
+    """Where a keystore or truststore is and how to open it (a ``<KeyStore>`` element).
+
+    Attributes:
+        location: the store file (relative paths were resolved against the base dir).
+        type: the declared type (``<Type>``); a hint only, the content decides.
+        password: the store password.
+        key_password: the key password (keystores; defaults to the store password).
+        alias: the key entry to use (``<KeyAlias>``, an mtls extension).
+    """
+
+    location: Path
+    type: str | None = None
+    password: Secret | None = field(default=None)
+    key_password: Secret | None = field(default=None)
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "location", Path(os.fspath(self.location)))
+        object.__setattr__(self, "password", _as_secret(self.password))
+        object.__setattr__(self, "key_password", _as_secret(self.key_password))
+        if not str(self.location) or str(self.location) == ".":
+            raise ProfileConfigError("a store needs a location", element="Location")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SSLProfile:
+    """One sender profile: which backends, which identity, which trust.
+
+    Attributes:
+        servers: ``(host, port)`` pairs, or ``"*"`` for the catch-all. Strings like
+            ``"backend:8243"`` and ``"[::1]:8443"`` are accepted and parsed.
+        keystore: the client identity; ``None`` sends no client certificate.
+        truststore: the anchors for the backend's certificate; ``None`` uses the
+            set's default trust.
+        novalidatecert: WSO2's ``novalidatecert="true"``: no server verification
+            unless a truststore is given (the truststore wins, as in WSO2).
+        client_id: the ``<clientID>`` this profile serves (WSO2's 2025 ``<client>`` form).
+        name: an optional label for messages (the ``name`` attribute).
+
+    Raises:
+        ProfileConfigError: no servers, a server without a port, a bad port.
+    """
+
+    servers: tuple[Server, ...]
+    keystore: StoreConfig | None = None
+    truststore: StoreConfig | None = None
+    novalidatecert: bool = False
+    client_id: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        given: Any = self.servers  # strings are accepted too, for profiles written in code
+        raw: Iterable[str | Server] = (given,) if isinstance(given, str) else given
+        servers: list[Server] = []
+        for item in raw:
+            if isinstance(item, str):
+                servers.append(parse_server(item))
+            else:
+                host, port = item
+                servers.append(parse_server(format_server((normalize_host(host), int(port)))))
+        if not servers:
+            raise ProfileConfigError("a profile needs at least one server", element="servers")
+        object.__setattr__(self, "servers", tuple(servers))
+        if self.client_id == "":
+            object.__setattr__(self, "client_id", None)
+
+    @property
+    def server_names(self) -> tuple[str, ...]:
+        """The servers as ``host:port`` strings, for messages and status."""
+        return tuple(format_server(s) for s in self.servers)
+
+    def __str__(self) -> str:
+        who = f" client {self.client_id!r}" if self.client_id else ""
+        return f"profile {', '.join(self.server_names)}{who}"
