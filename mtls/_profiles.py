@@ -328,7 +328,7 @@ class SSLProfileSet:
         self._snapshot = self._first_snapshot(skip_failures)
         self._timer: Timer | None = None
         if reload_interval is not None:
-            name = f"mtls-reloader-{Path(self._path).name if self._path else id(self):x}"
+            name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
             self._timer = Timer(name, float(reload_interval), self.reload)
             self._timer.start()
 

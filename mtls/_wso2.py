@@ -163,6 +163,13 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     children = _children(element)
     label = f"profile {number}" + (f" ({element.get('name')})" if element.get("name") else "")
     servers_el = children.get("servers")
+    if servers_el is None and "bindAddress" in children:
+        raise ProfileConfigError(
+            f"{ctx.path}: {label} has <bindAddress> and no <servers>: this is a listener "
+            "profiles file (listenerprofiles.xml), not a customSSLProfiles file for the sender",
+            path=ctx.path,
+            element="servers",
+        )
     if servers_el is None:
         raise ProfileConfigError(
             f"{ctx.path}: {label} has no <servers>: add <servers>host:port</servers>",

@@ -1,0 +1,89 @@
+"""Shared helpers for the profile, reloader and seed-flow tests."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mtls.testing import CA, IssuedIdentity
+
+PASSWORD = "s3cret-Pa55"  # distinctive: tests grep for it in messages and logs
+
+
+class _LoopbackHTTPS(http.client.HTTPSConnection):
+    """Connects to 127.0.0.1 but verifies and sends SNI for another name: no DNS involved."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext, server_hostname: str) -> None:
+        super().__init__("127.0.0.1", port, context=ctx, timeout=10)
+        self._ctx = ctx
+        self._sni = server_hostname
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._ctx.wrap_socket(sock, server_hostname=self._sni)
+
+
+def whoami(
+    ctx: ssl.SSLContext, port: int, host: str = "localhost", path: str = "/"
+) -> dict[str, Any]:
+    """One HTTPS GET through ``ctx``; the test server answers with the client it saw."""
+    conn = _LoopbackHTTPS(port, ctx, host)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise AssertionError(f"HTTP {response.status}: {body[:200]!r}")
+        return dict(json.loads(body))
+    finally:
+        conn.close()
+
+
+def write_identity(identity: IssuedIdentity, path: Path, store_type: str = "JKS") -> Path:
+    identity.write_keystore(path, PASSWORD, store_type=store_type)  # type: ignore[arg-type]
+    return path
+
+
+def write_trust(ca: CA, path: Path, store_type: str = "JKS") -> Path:
+    ca.write_truststore(path, PASSWORD, store_type=store_type)  # type: ignore[arg-type]
+    return path
+
+
+def profile_xml(*profiles: str) -> str:
+    return '<parameter name="customSSLProfiles">\n' + "\n".join(profiles) + "\n</parameter>\n"
+
+
+def profile(servers: str, keystore: Path | None = None, truststore: Path | None = None,
+            *, extra: str = "", attrs: str = "", password: str = PASSWORD) -> str:
+    parts = [f"<profile{(' ' + attrs) if attrs else ''}>", f"<servers>{servers}</servers>"]
+    if keystore is not None:
+        parts.append(
+            f"<KeyStore><Location>{keystore}</Location><Type>JKS</Type>"
+            f"<Password>{password}</Password><KeyPassword>{password}</KeyPassword></KeyStore>"
+        )
+    if truststore is not None:
+        parts.append(
+            f"<TrustStore><Location>{truststore}</Location><Type>JKS</Type>"
+            f"<Password>{password}</Password></TrustStore>"
+        )
+    parts.append(extra)
+    parts.append("</profile>")
+    return "\n".join(parts)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)  # a poll step with a deadline, not a fixed wait
+    raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")

@@ -1,0 +1,536 @@
+"""SSLProfileSet: the WSO2 profile file, lookup, sharing, hostname modes, deployment.toml."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls import ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
+from mtls.testing import CA, MTLSServer
+
+from ._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
+
+WSO2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wso2"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Two CAs, a backend identity for localhost, two client identities, as JKS files."""
+    d = tmp_path_factory.mktemp("pki")
+    ca = CA(name="backend CA")
+    other = CA(name="other CA")
+    backend = ca.issue_cert("localhost", "127.0.0.1", "backend.test", common_name="backend")
+    gw1 = ca.issue_cert("gateway-one", common_name="gateway-one")
+    gw2 = ca.issue_cert("gateway-two", common_name="gateway-two")
+    return {
+        "dir": d,
+        "ca": ca,
+        "other": other,
+        "backend": backend,
+        "gw1": write_identity(gw1, d / "gw1.jks"),
+        "gw2": write_identity(gw2, d / "gw2.p12", "PKCS12"),
+        "trust": write_trust(ca, d / "trust.jks"),
+        "other_trust": write_trust(other, d / "other-trust.jks"),
+    }
+
+
+@pytest.fixture(scope="module")
+def backend(pki: dict[str, object]):
+    """A backend on localhost that demands a client certificate from the backend CA."""
+    with MTLSServer(pki["backend"], client_ca=pki["ca"]) as server:  # type: ignore[arg-type]
+        yield server
+
+
+def write_xml(tmp_path: Path, *profiles: str) -> Path:
+    path = tmp_path / "sslprofiles.xml"
+    path.write_text(profile_xml(*profiles))
+    return path
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_routes_each_backend_to_its_identity(tmp_path, pki, backend):
+    xml = write_xml(
+        tmp_path,
+        profile(f"localhost:{backend.port}", pki["gw1"], pki["trust"]),
+        profile(f"backend.test:{backend.port}", pki["gw2"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    assert len(profiles) == 2
+    assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == "gateway-one"
+    ctx = profiles.context_for("backend.test", backend.port)
+    assert whoami(ctx, backend.port, host="backend.test")["client_cn"] == "gateway-two"
+
+
+def test_no_profile_means_no_context_and_the_backend_refuses_a_client_without_one(tmp_path, pki, backend):
+    xml = write_xml(tmp_path, profile(f"localhost:{backend.port}", pki["gw1"], pki["trust"]))
+    profiles = SSLProfileSet.from_xml(xml)
+    assert profiles.context_for("localhost", backend.port + 1) is None
+    assert profiles.context_for_url(f"https://elsewhere.test:{backend.port}/") is None
+    # A profile with a truststore but no keystore sends no certificate: refused.
+    xml2 = write_xml(tmp_path, profile(f"localhost:{backend.port}", None, pki["trust"]))
+    bare = SSLProfileSet.from_xml(xml2).context_for("localhost", backend.port)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        whoami(bare, backend.port)
+
+
+def test_wrong_truststore_fails_verification(tmp_path, pki, backend):
+    xml = write_xml(tmp_path, profile(f"localhost:{backend.port}", pki["gw1"], pki["other_trust"]))
+    ctx = SSLProfileSet.from_xml(xml).context_for("localhost", backend.port)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        whoami(ctx, backend.port)
+
+
+def test_servers_are_trimmed_case_insensitive_and_ipv6_aware(tmp_path, pki):
+    xml = write_xml(
+        tmp_path,
+        profile(" Backend.Example.COM:8243 ,\n 10.0.0.5:443, [::1]:8443 ", pki["gw1"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    (only,) = profiles.profiles
+    assert only.servers == (("backend.example.com", 8243), ("10.0.0.5", 443), ("::1", 8443))
+    ctx = profiles.context_for("backend.example.com", 8243)
+    assert ctx is not None
+    assert profiles.context_for("BACKEND.example.com", 8243) is ctx
+    assert profiles.context_for("10.0.0.5", 443) is ctx
+    assert profiles.context_for("::1", 8443) is ctx
+    assert profiles.context_for("[::1]", 8443) is ctx
+    assert profiles.context_for_url("https://[::1]:8443/x") is ctx
+    assert profiles.context_for("backend.example.com", 443) is None
+    assert profiles.context_for("10.0.0.6", 443) is None
+
+
+def test_location_text_is_trimmed_and_placeholders_resolve(tmp_path, pki, monkeypatch):
+    monkeypatch.setenv("MTLS_TEST_DIR", str(pki["dir"]))
+    monkeypatch.setenv("MTLS_TEST_PW", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(
+            "<profile><servers>a:1</servers><KeyStore>\n"
+            "<Location>\n   $env{MTLS_TEST_DIR}/gw1.jks\n</Location>\n"
+            "<Password>${MTLS_TEST_PW}</Password></KeyStore>"
+            "<TrustStore><Location>$sys{trust.dir}/trust.jks</Location>"
+            "<Password>$sys{MTLS_TEST_PW}</Password></TrustStore></profile>"
+        )
+    )
+    profiles = SSLProfileSet.from_xml(xml, properties={"trust.dir": str(pki["dir"])})
+    (only,) = profiles.profiles
+    assert only.keystore is not None and only.keystore.location == pki["gw1"]
+    assert only.truststore is not None and only.truststore.location == pki["trust"]
+
+
+def test_unresolved_placeholder_is_an_error_naming_it(tmp_path):
+    xml = write_xml(tmp_path, "<profile><servers>$env{MTLS_NOT_SET_ANYWHERE}:443</servers></profile>")
+    with pytest.raises(ProfileConfigError, match="MTLS_NOT_SET_ANYWHERE") as info:
+        SSLProfileSet.from_xml(xml)
+    assert info.value.path == str(xml)
+
+
+def test_secret_alias_goes_through_the_resolver(tmp_path, pki):
+    body = (
+        '<parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">'
+        f"<profile><servers>a:1</servers><KeyStore><Location>{pki['gw1']}</Location>"
+        '<Password svns:secretAlias="Gw.Store">not-the-password</Password>'
+        '<KeyPassword svns:secretAlias="Gw.Key">not-the-password</KeyPassword></KeyStore>'
+        "</profile></parameter>"
+    )
+    xml = tmp_path / "vault.xml"
+    xml.write_text(body)
+    vault = {"Gw.Store": PASSWORD, "Gw.Key": PASSWORD}
+    profiles = SSLProfileSet.from_xml(xml, secret_resolver=vault.get)
+    assert profiles.context_for("a", 1) is not None
+    # An alias the vault does not know is an error (WSO2 would use the alias as the password).
+    with pytest.raises(ProfileConfigError, match=r"Gw\.Store") as info:
+        SSLProfileSet.from_xml(xml, secret_resolver={}.get)
+    assert PASSWORD not in str(info.value)
+    # Without a resolver the element text is used, as in WSO2: here it is wrong.
+    with pytest.raises(mtls.WrongPasswordError) as wrong:
+        SSLProfileSet.from_xml(xml)
+    assert "not-the-password" not in str(wrong.value)
+
+
+@pytest.mark.parametrize(
+    ("servers", "message"),
+    [
+        ("backend.example.com", "no port"),
+        ("backend.example.com:443,", "empty entry"),
+        ("backend.example.com:http", "port from 1 to 65535"),
+        ("backend.example.com:70000", "port from 1 to 65535"),
+    ],
+)
+def test_bad_servers_are_errors(tmp_path, servers, message):
+    xml = write_xml(tmp_path, f"<profile><servers>{servers}</servers></profile>")
+    with pytest.raises(ProfileConfigError, match=message) as info:
+        SSLProfileSet.from_xml(xml)
+    assert info.value.path == str(xml)
+
+
+def test_duplicate_server_names_both_profiles(tmp_path, pki):
+    xml = write_xml(
+        tmp_path,
+        profile("a.test:443, B.test:443", pki["gw1"], pki["trust"]),
+        profile("c.test:443, b.test:443", pki["gw2"], pki["trust"]),
+    )
+    with pytest.raises(ProfileConfigError, match="two profiles") as info:
+        SSLProfileSet.from_xml(xml)
+    assert "a.test:443" in str(info.value) and "c.test:443" in str(info.value)
+
+
+def test_missing_servers_and_missing_location(tmp_path, pki):
+    xml = write_xml(tmp_path, "<profile><KeyStore><Location>x</Location></KeyStore></profile>")
+    with pytest.raises(ProfileConfigError, match="no <servers>"):
+        SSLProfileSet.from_xml(xml)
+    xml = write_xml(tmp_path, "<profile><servers>a:1</servers><KeyStore><Password>x</Password></KeyStore></profile>")
+    with pytest.raises(ProfileConfigError, match="no <Location>") as info:
+        SSLProfileSet.from_xml(xml)
+    assert info.value.servers == ("a:1",)
+
+
+def test_missing_store_file_names_profile_and_file(tmp_path, pki):
+    xml = write_xml(tmp_path, profile("a.test:443", tmp_path / "nope.jks", pki["trust"]))
+    with pytest.raises(mtls.KeystoreError, match="nope.jks") as info:
+        SSLProfileSet.from_xml(xml)
+    assert "a.test:443" in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+def test_wrong_password_names_profile_never_the_password(tmp_path, pki):
+    xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], pki["trust"], password="Wr0ng-Secret"))
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        SSLProfileSet.from_xml(xml)
+    assert "a.test:443" in str(info.value)
+    assert "Wr0ng-Secret" not in str(info.value)
+    assert "Wr0ng-Secret" not in repr(info.value.__cause__)
+
+
+def test_skip_failures_loads_the_rest_and_reports(tmp_path, pki):
+    xml = write_xml(
+        tmp_path,
+        profile("good.test:443", pki["gw1"], pki["trust"]),
+        profile("bad.test:443", tmp_path / "missing.jks", pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml, skip_failures=True)
+    assert profiles.context_for("good.test", 443) is not None
+    assert profiles.context_for("bad.test", 443) is None
+    assert isinstance(profiles.last_error, mtls.KeystoreError)
+    status = profiles.status()
+    assert status["healthy"] is False
+    assert [p["loaded"] for p in status["profiles"]] == [True, False]
+
+
+def test_unknown_elements_are_ignored_with_a_warning(tmp_path, pki, caplog):
+    xml = write_xml(
+        tmp_path,
+        profile("a.test:443", pki["gw1"], pki["trust"], extra="<SSLProtocol>TLSv1.2</SSLProtocol><PreferredCiphers>x</PreferredCiphers>"),
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml)
+    text = caplog.text
+    assert "<PreferredCiphers>" in text and "<SSLProtocol>" in text
+
+
+def test_listener_profiles_file_is_refused(tmp_path):
+    xml = write_xml(tmp_path, "<profile><bindAddress>0.0.0.0</bindAddress></profile>")
+    xml.write_text('<parameter name="SSLProfiles"><profile><bindAddress>0.0.0.0</bindAddress></profile></parameter>')
+    with pytest.raises(ProfileConfigError, match="not a customSSLProfiles file"):
+        SSLProfileSet.from_xml(xml)
+
+
+HOSTILE = {
+    "billion_laughs": (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+        '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
+        '<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">'
+        '<!ENTITY lol9 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">]>'
+        "<parameter><profile><servers>&lol9;</servers></profile></parameter>"
+    ),
+    "external_entity": (
+        '<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        "<parameter><profile><servers>&x;</servers></profile></parameter>"
+    ),
+    "dtd_only": '<?xml version="1.0"?><!DOCTYPE parameter SYSTEM "http://example.invalid/x.dtd"><parameter/>',
+    "malformed": "<parameter><profile><servers>a:1</servers></parameter>",
+    "not_xml": "root:x:0:0:root:/root:/bin/bash\n",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_and_malformed_xml_is_refused_fast_without_echoing_content(tmp_path, name):
+    xml = tmp_path / "evil.xml"
+    xml.write_text(HOSTILE[name])
+    start = time.perf_counter()
+    with pytest.raises(ProfileConfigError) as info:
+        SSLProfileSet.from_xml(xml)
+    elapsed = time.perf_counter() - start
+    # Generous bound (the real figure is ~1 ms): an expanding parser would take minutes.
+    assert elapsed < 2.0
+    message = str(info.value)
+    assert "lol" not in message and "root:x" not in message and "/etc/passwd" not in message
+    assert info.value.__cause__ is None or isinstance(info.value.__cause__, ProfileConfigError)
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def test_lookup_order_client_exact_host_catch_all_default(tmp_path, pki):
+    def store(path, *, trust=False):
+        return (
+            f"<{'TrustStore' if trust else 'KeyStore'}><Location>{path}</Location>"
+            f"<Password>{PASSWORD}</Password></{'TrustStore' if trust else 'KeyStore'}>"
+        )
+
+    xml = write_xml(
+        tmp_path,
+        f"<profile><servers>api.test:443</servers>"
+        f"<client><clientID>tenant-a</clientID>{store(pki['gw2'])}{store(pki['trust'], trust=True)}</client>"
+        f"</profile>",
+        profile("api.test:8443", pki["gw1"], pki["trust"]),
+        profile("*", pki["gw1"], pki["trust"]),
+    )
+    default = mtls.client_context()
+    profiles = SSLProfileSet.from_xml(xml, default=default)
+    tenant = profiles.context_for("api.test", 443, client_id="tenant-a")
+    star = profiles.context_for("anything.test", 1)
+    assert tenant is not None and star is not None and tenant is not star
+    # A client without its own profile falls back to the host's, then to '*'.
+    assert profiles.context_for("api.test", 443, client_id="tenant-b") is star
+    assert profiles.context_for("api.test", 443) is star
+    assert profiles.profile_for("api.test", 443, client_id="tenant-a").client_id == "tenant-a"
+    assert profiles.profile_for("api.test", 8443).servers == (("api.test", 8443),)
+    # The '*' profile wins over the default; the default applies only without '*'.
+    assert profiles.context_for("nowhere.test", 9) is star
+    no_star = SSLProfileSet.from_xml(write_xml(tmp_path, profile("api.test:8443", pki["gw1"], pki["trust"])), default=default)
+    assert no_star.context_for("nowhere.test", 9) is default
+    assert no_star.profile_for("nowhere.test", 9) is None
+
+
+def test_context_for_url_ports_and_schemes(tmp_path, pki):
+    xml = write_xml(tmp_path, profile("api.test:443, api.test:8443", pki["gw1"], pki["trust"]))
+    profiles = SSLProfileSet.from_xml(xml)
+    ctx = profiles.context_for("api.test", 443)
+    assert profiles.context_for_url("https://API.test/path?q=1") is ctx
+    assert profiles.context_for_url("https://api.test:8443/") is ctx
+    assert profiles.context_for_url("wss://api.test/socket") is ctx
+    assert profiles.context_for_url("http://api.test:443/") is None
+    assert profiles.context_for_url("https://api.test:444/") is None
+    with pytest.raises(ValueError, match="no host"):
+        profiles.context_for_url("https:///nohost")
+
+
+def test_profiles_share_contexts_by_content(tmp_path, pki):
+    copy = tmp_path / "copy-of-gw1.jks"
+    copy.write_bytes(Path(pki["gw1"]).read_bytes())
+    xml = write_xml(
+        tmp_path,
+        *[profile(f"h{i}.test:443", pki["gw1"], pki["trust"]) for i in range(40)],
+        profile("copy.test:443", copy, pki["trust"]),
+        profile("other.test:443", pki["gw2"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    contexts = {id(profiles.context_for(f"h{i}.test", 443)) for i in range(40)}
+    assert len(contexts) == 1
+    # Same bytes under another path: still the same context (keyed on content, not path).
+    assert profiles.context_for("copy.test", 443) is profiles.context_for("h0.test", 443)
+    assert profiles.context_for("other.test", 443) is not profiles.context_for("h0.test", 443)
+    assert len(profiles.contexts()) == 2
+
+
+def test_profiles_built_in_code(tmp_path, pki, backend):
+    ks = StoreConfig(location=pki["gw1"], password=PASSWORD)
+    ts = StoreConfig(location=pki["trust"], password=PASSWORD)
+    profiles = SSLProfileSet([SSLProfile(servers=(f"localhost:{backend.port}",), keystore=ks, truststore=ts)])
+    assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == "gateway-one"
+    assert "Pa55" not in repr(profiles.profiles[0])
+    with pytest.raises(ProfileConfigError, match="no port"):
+        SSLProfile(servers=("localhost",))
+    with pytest.raises(ProfileConfigError, match="at least one server"):
+        SSLProfile(servers=())
+    assert list(profiles) == list(profiles.profiles)
+
+
+# --------------------------------------------------------------------------- hostname modes
+
+
+@pytest.mark.parametrize(
+    ("mode", "name", "ok"),
+    [
+        ("Strict", "backend.test", True),
+        ("Strict", "localhost", False),
+        ("Strict", "wrong.test", False),
+        ("Default", "backend.test", True),
+        ("default", "wrong.test", False),
+        ("DefaultAndLocalhost", "localhost", True),
+        ("DefaultAndLocalhost", "backend.test", True),
+        ("DefaultAndLocalhost", "wrong.test", False),
+        ("allowall", "wrong.test", True),
+        ("AllowAll", "localhost", True),
+    ],
+)
+def test_hostname_modes(tmp_path, pki, mode, name, ok):
+    """The backend's certificate names only backend.test; the chain is always verified."""
+    ca: CA = pki["ca"]  # type: ignore[assignment]
+    named = ca.issue_cert("backend.test", common_name="backend.test")
+    with MTLSServer(named, client_ca=ca) as server:
+        xml = write_xml(tmp_path, profile(f"{name}:{server.port}", pki["gw1"], pki["trust"]))
+        profiles = SSLProfileSet.from_xml(xml, hostname_verifier=mode)
+        ctx = profiles.context_for(name, server.port)
+        if ok:
+            assert whoami(ctx, server.port, host=name)["client_cn"] == "gateway-one"
+        else:
+            with pytest.raises(ssl.SSLCertVerificationError, match="match|mismatch"):
+                whoami(ctx, server.port, host=name)
+
+
+def test_allow_all_still_verifies_the_chain(tmp_path, pki, backend):
+    xml = write_xml(tmp_path, profile(f"wrong.test:{backend.port}", pki["gw1"], pki["other_trust"]))
+    ctx = SSLProfileSet.from_xml(xml, hostname_verifier="AllowAll").context_for("wrong.test", backend.port)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        whoami(ctx, backend.port, host="wrong.test")
+
+
+def test_unknown_hostname_verifier(tmp_path, pki):
+    xml = write_xml(tmp_path, profile("a:1", pki["gw1"], pki["trust"]))
+    with pytest.raises(ValueError, match="DefaultAndLocalhost"):
+        SSLProfileSet.from_xml(xml, hostname_verifier="Lenient")
+
+
+def test_novalidatecert_without_truststore_turns_verification_off(tmp_path, pki, backend, caplog):
+    xml = write_xml(tmp_path, profile(f"localhost:{backend.port}", pki["gw1"], None, attrs='novalidatecert="true"'))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        ctx = SSLProfileSet.from_xml(xml).context_for("localhost", backend.port)
+    assert "NOT verified" in caplog.text
+    assert ctx.verify_mode == ssl.CERT_NONE
+    assert whoami(ctx, backend.port)["client_cn"] == "gateway-one"
+    # With a TrustStore, the TrustStore wins (WSO2): verification stays on.
+    xml2 = write_xml(tmp_path, profile(f"localhost:{backend.port}", pki["gw1"], pki["other_trust"], attrs='novalidatecert="true"'))
+    strict = SSLProfileSet.from_xml(xml2).context_for("localhost", backend.port)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        whoami(strict, backend.port)
+
+
+def test_key_alias_picks_one_of_several_keys(tmp_path, pki, backend):
+    ca: CA = pki["ca"]  # type: ignore[assignment]
+    ks = mtls.Keystore()
+    for cn in ("first", "second"):
+        ident = ca.issue_cert(cn, common_name=cn)
+        ks.add_key(cn, ident.private_key, ident.chain)
+    both = tmp_path / "both.jks"
+    ks.save(both, PASSWORD)
+    body = profile(f"localhost:{backend.port}", both, pki["trust"]).replace(
+        "</KeyStore>", "<KeyAlias>second</KeyAlias></KeyStore>"
+    )
+    ctx = SSLProfileSet.from_xml(write_xml(tmp_path, body)).context_for("localhost", backend.port)
+    assert whoami(ctx, backend.port)["client_cn"] == "second"
+    # Without KeyAlias, two keys are ambiguous: the error lists them.
+    with pytest.raises(mtls.KeyEntryError, match="first, second"):
+        SSLProfileSet.from_xml(write_xml(tmp_path, profile("a:1", both, pki["trust"])))
+
+
+# --------------------------------------------------------------------------- deployment.toml
+
+
+def test_deployment_toml_api_manager(tmp_path, pki, backend):
+    home = tmp_path / "home"
+    sec = home / "repository" / "resources" / "security"
+    sec.mkdir(parents=True)
+    os.symlink(pki["gw1"], sec / "gw1.jks")
+    os.symlink(pki["trust"], sec / "client-truststore.jks")
+    (sec / "sslprofiles.xml").write_text(
+        profile_xml(profile(f"localhost:{backend.port}", Path("repository/resources/security/gw1.jks")))
+    )
+    toml = home / "deployment.toml"
+    toml.write_text(
+        "[transport.passthru_https.sender.ssl_profile]\n"
+        'file_path = "repository/resources/security/sslprofiles.xml"\n'
+        "interval = 600000\n"
+        "[transport.passthru_https.sender.parameters]\n"
+        'HostnameVerifier = "DefaultAndLocalhost"\n'
+        "[keystore.tls]\n"
+        'file_name = "repository/resources/security/gw1.jks"\n'
+        f'password = "{PASSWORD}"\nkey_password = "$env{{MTLS_TEST_KEYPASS}}"\n'
+        "[truststore]\n"
+        'file_name = "repository/resources/security/client-truststore.jks"\n'
+        f'password = "{PASSWORD}"\n'
+    )
+    os.environ["MTLS_TEST_KEYPASS"] = PASSWORD
+    try:
+        with SSLProfileSet.from_deployment_toml(toml, base_dir=home) as profiles:
+            assert profiles.reloading
+            assert profiles.status()["hostname_verifier"] == "DefaultAndLocalhost"
+            # The profile has no TrustStore: [truststore] is its trust.
+            assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == "gateway-one"
+            # No profile matches: the sender's default identity ([keystore.tls]) is used.
+            assert profiles.context_for("unlisted.test", 443) is not None
+        assert not profiles.reloading
+    finally:
+        del os.environ["MTLS_TEST_KEYPASS"]
+
+
+def test_deployment_toml_micro_integrator_spelling(tmp_path, pki):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "sender.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        '[transport.http]\nsender.ssl_profile.file_path = "conf/sender.xml"\n'
+        'sender.ssl_profile.read_interval = "15000"\nsender.hostname_verifier = "AllowAll"\n'
+    )
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None)
+    assert not profiles.reloading
+    assert profiles.status()["hostname_verifier"] == "AllowAll"
+    assert profiles.context_for("a.test", 443).check_hostname is False
+
+
+def test_deployment_toml_errors(tmp_path):
+    toml = tmp_path / "deployment.toml"
+    toml.write_text("[server]\nhostname = 'x'\n")
+    with pytest.raises(ProfileConfigError, match="file_path"):
+        SSLProfileSet.from_deployment_toml(toml)
+    toml.write_text("[server\n")
+    with pytest.raises(ProfileConfigError, match="not valid TOML"):
+        SSLProfileSet.from_deployment_toml(toml)
+    with pytest.raises(ProfileConfigError, match="no such file"):
+        SSLProfileSet.from_deployment_toml(tmp_path / "missing.toml")
+    toml.write_text('[transport.passthru_https.sender.ssl_profile]\nfile_path = "x.xml"\ninterval = "soon"\n')
+    with pytest.raises(ProfileConfigError, match="milliseconds"):
+        SSLProfileSet.from_deployment_toml(toml)
+
+
+# --------------------------------------------------------------------------- WSO2's own files
+
+
+@pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
+def test_wso2_shipped_profile_file_loads(tmp_path):
+    sec = tmp_path / "repository" / "resources" / "security"
+    sec.mkdir(parents=True)
+    for name in ("wso2carbon.jks", "client-truststore.jks"):
+        os.symlink(WSO2 / name, sec / name)
+    profiles = SSLProfileSet.from_xml(WSO2 / "sslprofiles.xml", base_dir=tmp_path)
+    (only,) = profiles.profiles
+    assert only.servers == ("*",)
+    ctx = profiles.context_for("any.backend.example", 8243)
+    assert ctx is not None and len(ctx.get_ca_certs()) >= 140
+    assert profiles.status()["profiles"][0]["subject"].startswith("CN=localhost")
+
+
+@pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
+def test_wso2_untrusted_endpoint_is_refused(tmp_path):
+    """endpoint.jks is not in client-truststore.jks: a backend serving it is refused."""
+    sec = tmp_path / "repository" / "resources" / "security"
+    sec.mkdir(parents=True)
+    for name in ("wso2carbon.jks", "client-truststore.jks"):
+        os.symlink(WSO2 / name, sec / name)
+    endpoint = mtls.Keystore.load(WSO2 / "endpoint.jks", "wso2carbon")
+    trust = mtls.Truststore.load(WSO2 / "client-truststore.jks")
+    with MTLSServer(endpoint, client_ca=trust, require_client_cert=False) as server:
+        profiles = SSLProfileSet.from_xml(WSO2 / "sslprofiles.xml", base_dir=tmp_path)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            whoami(profiles.context_for("localhost", server.port), server.port)
