@@ -325,6 +325,7 @@ class SSLProfileSet:
         self._subscribers = Subscribers()
         self._default = default
         self._closed = False
+        self._pending = False
         self._snapshot = self._first_snapshot(skip_failures)
         self._timer: Timer | None = None
         if reload_interval is not None:
@@ -377,10 +378,14 @@ class SSLProfileSet:
         return tuple(sorted(paths))
 
     def _check(self, old: Snapshot) -> tuple[Snapshot, bool]:
-        if not old.errors and not any(self._reader.moved(p) for p in old.watched):
+        if not (old.errors or old.pending) and not any(self._reader.moved(p) for p in old.watched):
             return old, False  # the common case: a few stats, nothing read
         builder = self._builder
         builder.begin()
+        self._pending = False
+        # Every file whose stat moved is read twice, one settle delay apart, before
+        # anything is parsed: a file still being written is left for the next check.
+        builder.settle([p for p in old.watched if self._reader.moved(p)])
         profiles: list[SSLProfile] = list(old.profiles)
         digest = old.config_digest
         config_error: MTLSError | None = None
@@ -391,10 +396,12 @@ class SSLProfileSet:
             try:
                 profiles, digest = self._source.load(self._reader, builder.settled_read)
             except Unstable:
-                pass  # still being written: the next check takes it
+                self._pending = True  # still being written: the next check takes it
             except MTLSError as exc:
                 config_error = exc
                 log.warning("%s: not reloaded, keeping the last good set: %s", path, exc)
+            else:
+                builder.settle(set(self._watched(profiles)) - set(old.watched))
         changed = False
         previous = {slot(item.profile): item for item in old.built}
         built: list[Built] = []
@@ -439,6 +446,7 @@ class SSLProfileSet:
             config_digest=digest,
             profiles=tuple(profiles),
             watched=self._watched(profiles),
+            pending=self._pending,
         )
         return new, changed
 
@@ -461,6 +469,7 @@ class SSLProfileSet:
             return builder.build(profile, settle=True, replacing=prev is not None)
         except Unstable as exc:
             log.info("%s: %s; retrying at the next check", self._path or "profiles", exc)
+            self._pending = True
             if prev is not None:
                 builder.keep(prev)
             return prev

@@ -145,6 +145,7 @@ class Snapshot:
     config_digest: str | None = None
     profiles: tuple[SSLProfile, ...] = ()
     watched: tuple[Path, ...] = ()
+    pending: bool = False  # a file was caught mid-write: the next check must look again
 
     @property
     def errors(self) -> list[MTLSError]:
@@ -250,25 +251,44 @@ class Builder:
     def _read(self, path: Path, settle: bool) -> tuple[bytes, str]:
         return self.settled_read(path) if settle else self.reader.read(path)
 
-    def settled_read(self, path: Path) -> tuple[bytes, str]:
-        """Read ``path`` twice, a settle delay apart; raise Unstable if it changed.
+    def settle(self, paths: Iterable[Path]) -> None:
+        """Read each changed file twice, one settle delay apart (one wait for all).
 
-        A file already settled in this check is not read again.
+        A file whose two reads differ is still being written: :meth:`settled_read`
+        raises :class:`Unstable` for it during this check, and the next check retries.
+        """
+        firsts: dict[Path, str] = {}
+        for path in paths:
+            if path in self._settled:
+                continue
+            try:
+                firsts[path] = self.reader.read(path)[1]
+            except OSError:
+                continue  # missing or unreadable: the build reports it
+        if not firsts:
+            return
+        # Interruptible: close() ends the wait at once.
+        self._stop.wait(self.options.settle_delay)
+        for path, first in firsts.items():
+            try:
+                second = self.reader.read(path)
+            except OSError:
+                continue
+            self._settled[path] = second if second[1] == first else None
+
+    def settled_read(self, path: Path) -> tuple[bytes, str]:
+        """The bytes of ``path`` as settled in this check (or read now if it had not moved).
+
+        Raises:
+            Unstable: the file changed between the two reads of :meth:`settle`.
+            OSError: the file cannot be read.
         """
         if path in self._settled:
             result = self._settled[path]
             if result is None:
                 raise Unstable(path)
             return result
-        first = self.reader.read(path)
-        # Wait (interruptibly) and read again: only a file that stopped changing is used.
-        self._stop.wait(self.options.settle_delay)
-        second = self.reader.read(path)
-        if first[1] != second[1]:
-            self._settled[path] = None
-            raise Unstable(path)
-        self._settled[path] = second
-        return second
+        return self.reader.read(path)
 
     def _load(
         self, config: StoreConfig, keystore: bool, settle: bool, material: _Material

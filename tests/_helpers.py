@@ -59,8 +59,15 @@ def profile_xml(*profiles: str) -> str:
     return '<parameter name="customSSLProfiles">\n' + "\n".join(profiles) + "\n</parameter>\n"
 
 
-def profile(servers: str, keystore: Path | None = None, truststore: Path | None = None,
-            *, extra: str = "", attrs: str = "", password: str = PASSWORD) -> str:
+def profile(
+    servers: str,
+    keystore: Path | None = None,
+    truststore: Path | None = None,
+    *,
+    extra: str = "",
+    attrs: str = "",
+    password: str = PASSWORD,
+) -> str:
     parts = [f"<profile{(' ' + attrs) if attrs else ''}>", f"<servers>{servers}</servers>"]
     if keystore is not None:
         parts.append(

@@ -64,12 +64,17 @@ def test_routes_each_backend_to_its_identity(tmp_path, pki, backend):
     )
     profiles = SSLProfileSet.from_xml(xml)
     assert len(profiles) == 2
-    assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == "gateway-one"
+    assert (
+        whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"]
+        == "gateway-one"
+    )
     ctx = profiles.context_for("backend.test", backend.port)
     assert whoami(ctx, backend.port, host="backend.test")["client_cn"] == "gateway-two"
 
 
-def test_no_profile_means_no_context_and_the_backend_refuses_a_client_without_one(tmp_path, pki, backend):
+def test_no_profile_means_no_context_and_the_backend_refuses_a_client_without_one(
+    tmp_path, pki, backend
+):
     xml = write_xml(tmp_path, profile(f"localhost:{backend.port}", pki["gw1"], pki["trust"]))
     profiles = SSLProfileSet.from_xml(xml)
     assert profiles.context_for("localhost", backend.port + 1) is None
@@ -91,7 +96,9 @@ def test_wrong_truststore_fails_verification(tmp_path, pki, backend):
 def test_servers_are_trimmed_case_insensitive_and_ipv6_aware(tmp_path, pki):
     xml = write_xml(
         tmp_path,
-        profile(" Backend.Example.COM:8243 ,\n 10.0.0.5:443, [::1]:8443 ", pki["gw1"], pki["trust"]),
+        profile(
+            " Backend.Example.COM:8243 ,\n 10.0.0.5:443, [::1]:8443 ", pki["gw1"], pki["trust"]
+        ),
     )
     profiles = SSLProfileSet.from_xml(xml)
     (only,) = profiles.profiles
@@ -127,7 +134,9 @@ def test_location_text_is_trimmed_and_placeholders_resolve(tmp_path, pki, monkey
 
 
 def test_unresolved_placeholder_is_an_error_naming_it(tmp_path):
-    xml = write_xml(tmp_path, "<profile><servers>$env{MTLS_NOT_SET_ANYWHERE}:443</servers></profile>")
+    xml = write_xml(
+        tmp_path, "<profile><servers>$env{MTLS_NOT_SET_ANYWHERE}:443</servers></profile>"
+    )
     with pytest.raises(ProfileConfigError, match="MTLS_NOT_SET_ANYWHERE") as info:
         SSLProfileSet.from_xml(xml)
     assert info.value.path == str(xml)
@@ -187,7 +196,10 @@ def test_missing_servers_and_missing_location(tmp_path, pki):
     xml = write_xml(tmp_path, "<profile><KeyStore><Location>x</Location></KeyStore></profile>")
     with pytest.raises(ProfileConfigError, match="no <servers>"):
         SSLProfileSet.from_xml(xml)
-    xml = write_xml(tmp_path, "<profile><servers>a:1</servers><KeyStore><Password>x</Password></KeyStore></profile>")
+    xml = write_xml(
+        tmp_path,
+        "<profile><servers>a:1</servers><KeyStore><Password>x</Password></KeyStore></profile>",
+    )
     with pytest.raises(ProfileConfigError, match="no <Location>") as info:
         SSLProfileSet.from_xml(xml)
     assert info.value.servers == ("a:1",)
@@ -195,14 +207,16 @@ def test_missing_servers_and_missing_location(tmp_path, pki):
 
 def test_missing_store_file_names_profile_and_file(tmp_path, pki):
     xml = write_xml(tmp_path, profile("a.test:443", tmp_path / "nope.jks", pki["trust"]))
-    with pytest.raises(mtls.KeystoreError, match="nope.jks") as info:
+    with pytest.raises(mtls.KeystoreError, match=r"nope\.jks") as info:
         SSLProfileSet.from_xml(xml)
     assert "a.test:443" in str(info.value)
     assert PASSWORD not in str(info.value)
 
 
 def test_wrong_password_names_profile_never_the_password(tmp_path, pki):
-    xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], pki["trust"], password="Wr0ng-Secret"))
+    xml = write_xml(
+        tmp_path, profile("a.test:443", pki["gw1"], pki["trust"], password="Wr0ng-Secret")
+    )
     with pytest.raises(mtls.WrongPasswordError) as info:
         SSLProfileSet.from_xml(xml)
     assert "a.test:443" in str(info.value)
@@ -228,7 +242,12 @@ def test_skip_failures_loads_the_rest_and_reports(tmp_path, pki):
 def test_unknown_elements_are_ignored_with_a_warning(tmp_path, pki, caplog):
     xml = write_xml(
         tmp_path,
-        profile("a.test:443", pki["gw1"], pki["trust"], extra="<SSLProtocol>TLSv1.2</SSLProtocol><PreferredCiphers>x</PreferredCiphers>"),
+        profile(
+            "a.test:443",
+            pki["gw1"],
+            pki["trust"],
+            extra="<SSLProtocol>TLSv1.2</SSLProtocol><PreferredCiphers>x</PreferredCiphers>",
+        ),
     )
     with caplog.at_level(logging.WARNING, logger="mtls"):
         SSLProfileSet.from_xml(xml)
@@ -238,7 +257,9 @@ def test_unknown_elements_are_ignored_with_a_warning(tmp_path, pki, caplog):
 
 def test_listener_profiles_file_is_refused(tmp_path):
     xml = write_xml(tmp_path, "<profile><bindAddress>0.0.0.0</bindAddress></profile>")
-    xml.write_text('<parameter name="SSLProfiles"><profile><bindAddress>0.0.0.0</bindAddress></profile></parameter>')
+    xml.write_text(
+        '<parameter name="SSLProfiles"><profile><bindAddress>0.0.0.0</bindAddress></profile></parameter>'
+    )
     with pytest.raises(ProfileConfigError, match="not a customSSLProfiles file"):
         SSLProfileSet.from_xml(xml)
 
@@ -308,7 +329,9 @@ def test_lookup_order_client_exact_host_catch_all_default(tmp_path, pki):
     assert profiles.profile_for("api.test", 8443).servers == (("api.test", 8443),)
     # The '*' profile wins over the default; the default applies only without '*'.
     assert profiles.context_for("nowhere.test", 9) is star
-    no_star = SSLProfileSet.from_xml(write_xml(tmp_path, profile("api.test:8443", pki["gw1"], pki["trust"])), default=default)
+    no_star = SSLProfileSet.from_xml(
+        write_xml(tmp_path, profile("api.test:8443", pki["gw1"], pki["trust"])), default=default
+    )
     assert no_star.context_for("nowhere.test", 9) is default
     assert no_star.profile_for("nowhere.test", 9) is None
 
@@ -347,8 +370,13 @@ def test_profiles_share_contexts_by_content(tmp_path, pki):
 def test_profiles_built_in_code(tmp_path, pki, backend):
     ks = StoreConfig(location=pki["gw1"], password=PASSWORD)
     ts = StoreConfig(location=pki["trust"], password=PASSWORD)
-    profiles = SSLProfileSet([SSLProfile(servers=(f"localhost:{backend.port}",), keystore=ks, truststore=ts)])
-    assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == "gateway-one"
+    profiles = SSLProfileSet(
+        [SSLProfile(servers=(f"localhost:{backend.port}",), keystore=ks, truststore=ts)]
+    )
+    assert (
+        whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"]
+        == "gateway-one"
+    )
     assert "Pa55" not in repr(profiles.profiles[0])
     with pytest.raises(ProfileConfigError, match="no port"):
         SSLProfile(servers=("localhost",))
@@ -386,13 +414,15 @@ def test_hostname_modes(tmp_path, pki, mode, name, ok):
         if ok:
             assert whoami(ctx, server.port, host=name)["client_cn"] == "gateway-one"
         else:
-            with pytest.raises(ssl.SSLCertVerificationError, match="match|mismatch"):
+            with pytest.raises(ssl.SSLCertVerificationError, match=r"match|mismatch"):
                 whoami(ctx, server.port, host=name)
 
 
 def test_allow_all_still_verifies_the_chain(tmp_path, pki, backend):
     xml = write_xml(tmp_path, profile(f"wrong.test:{backend.port}", pki["gw1"], pki["other_trust"]))
-    ctx = SSLProfileSet.from_xml(xml, hostname_verifier="AllowAll").context_for("wrong.test", backend.port)
+    ctx = SSLProfileSet.from_xml(xml, hostname_verifier="AllowAll").context_for(
+        "wrong.test", backend.port
+    )
     with pytest.raises(ssl.SSLCertVerificationError):
         whoami(ctx, backend.port, host="wrong.test")
 
@@ -404,14 +434,25 @@ def test_unknown_hostname_verifier(tmp_path, pki):
 
 
 def test_novalidatecert_without_truststore_turns_verification_off(tmp_path, pki, backend, caplog):
-    xml = write_xml(tmp_path, profile(f"localhost:{backend.port}", pki["gw1"], None, attrs='novalidatecert="true"'))
+    xml = write_xml(
+        tmp_path,
+        profile(f"localhost:{backend.port}", pki["gw1"], None, attrs='novalidatecert="true"'),
+    )
     with caplog.at_level(logging.WARNING, logger="mtls"):
         ctx = SSLProfileSet.from_xml(xml).context_for("localhost", backend.port)
     assert "NOT verified" in caplog.text
     assert ctx.verify_mode == ssl.CERT_NONE
     assert whoami(ctx, backend.port)["client_cn"] == "gateway-one"
     # With a TrustStore, the TrustStore wins (WSO2): verification stays on.
-    xml2 = write_xml(tmp_path, profile(f"localhost:{backend.port}", pki["gw1"], pki["other_trust"], attrs='novalidatecert="true"'))
+    xml2 = write_xml(
+        tmp_path,
+        profile(
+            f"localhost:{backend.port}",
+            pki["gw1"],
+            pki["other_trust"],
+            attrs='novalidatecert="true"',
+        ),
+    )
     strict = SSLProfileSet.from_xml(xml2).context_for("localhost", backend.port)
     with pytest.raises(ssl.SSLCertVerificationError):
         whoami(strict, backend.port)
@@ -431,7 +472,7 @@ def test_key_alias_picks_one_of_several_keys(tmp_path, pki, backend):
     ctx = SSLProfileSet.from_xml(write_xml(tmp_path, body)).context_for("localhost", backend.port)
     assert whoami(ctx, backend.port)["client_cn"] == "second"
     # Without KeyAlias, two keys are ambiguous: the error lists them.
-    with pytest.raises(mtls.KeyEntryError, match="first, second"):
+    with pytest.raises(mtls.KeyEntryError, match=r"first, second"):
         SSLProfileSet.from_xml(write_xml(tmp_path, profile("a:1", both, pki["trust"])))
 
 
@@ -445,7 +486,9 @@ def test_deployment_toml_api_manager(tmp_path, pki, backend):
     os.symlink(pki["gw1"], sec / "gw1.jks")
     os.symlink(pki["trust"], sec / "client-truststore.jks")
     (sec / "sslprofiles.xml").write_text(
-        profile_xml(profile(f"localhost:{backend.port}", Path("repository/resources/security/gw1.jks")))
+        profile_xml(
+            profile(f"localhost:{backend.port}", Path("repository/resources/security/gw1.jks"))
+        )
     )
     toml = home / "deployment.toml"
     toml.write_text(
@@ -467,7 +510,10 @@ def test_deployment_toml_api_manager(tmp_path, pki, backend):
             assert profiles.reloading
             assert profiles.status()["hostname_verifier"] == "DefaultAndLocalhost"
             # The profile has no TrustStore: [truststore] is its trust.
-            assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == "gateway-one"
+            assert (
+                whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"]
+                == "gateway-one"
+            )
             # No profile matches: the sender's default identity ([keystore.tls]) is used.
             assert profiles.context_for("unlisted.test", 443) is not None
         assert not profiles.reloading
@@ -477,7 +523,9 @@ def test_deployment_toml_api_manager(tmp_path, pki, backend):
 
 def test_deployment_toml_micro_integrator_spelling(tmp_path, pki):
     (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "sender.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    (tmp_path / "conf" / "sender.xml").write_text(
+        profile_xml(profile("a.test:443", pki["gw1"], pki["trust"]))
+    )
     toml = tmp_path / "deployment.toml"
     toml.write_text(
         '[transport.http]\nsender.ssl_profile.file_path = "conf/sender.xml"\n'
@@ -499,7 +547,9 @@ def test_deployment_toml_errors(tmp_path):
         SSLProfileSet.from_deployment_toml(toml)
     with pytest.raises(ProfileConfigError, match="no such file"):
         SSLProfileSet.from_deployment_toml(tmp_path / "missing.toml")
-    toml.write_text('[transport.passthru_https.sender.ssl_profile]\nfile_path = "x.xml"\ninterval = "soon"\n')
+    toml.write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "x.xml"\ninterval = "soon"\n'
+    )
     with pytest.raises(ProfileConfigError, match="milliseconds"):
         SSLProfileSet.from_deployment_toml(toml)
 

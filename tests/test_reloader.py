@@ -1,0 +1,430 @@
+"""The reloader: rotation without restarts, keep-last-good, settle, threads, lifecycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+
+from mtls import KeystoreError, ProfileConfigError, SSLProfileSet
+from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir, write_in_two_halves
+
+from ._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+
+INTERVAL = 0.1
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="reload CA")
+
+
+@pytest.fixture(scope="module")
+def backend(ca: CA):
+    with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
+        yield server
+
+
+def jks(ca: CA, cn: str, **kwargs) -> bytes:
+    """A JKS keystore for a fresh identity, as bytes."""
+    return ca.issue_cert(cn, common_name=cn, **kwargs).keystore().to_bytes(PASSWORD)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, ca: CA, backend: MTLSServer):
+    """A profile file for localhost:PORT with keystore gw.jks (CN=gen-1) and trust.jks."""
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    return xml, keystore, trust
+
+
+def cn_seen(profiles: SSLProfileSet, port: int) -> str:
+    return str(whoami(profiles.context_for("localhost", port), port)["client_cn"])
+
+
+def test_noop_reload_keeps_the_same_context_and_generation(setup, backend):
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml)
+    ctx = profiles.context_for("localhost", backend.port)
+    assert profiles.reload() is False
+    assert profiles.generation == 0
+    assert profiles.context_for("localhost", backend.port) is ctx
+    # Touching a file without changing its content re-hashes it but builds nothing.
+    os.utime(xml, None)
+    assert profiles.reload() is False
+    assert profiles.context_for("localhost", backend.port) is ctx
+
+
+def test_rotation_in_place_reaches_a_live_handshake_within_two_intervals(setup, ca, backend):
+    xml, keystore, _ = setup
+    with SSLProfileSet.from_xml(xml, reload_interval=INTERVAL, settle_delay=0.02) as profiles:
+        assert cn_seen(profiles, backend.port) == "gen-1"
+        changed = threading.Event()
+        profiles.subscribe(lambda old, new: changed.set())
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert changed.wait(10), "the reload thread did not pick up the new keystore"
+        assert profiles.generation == 1
+        assert cn_seen(profiles, backend.port) == "gen-2"
+        assert profiles.last_error is None
+
+
+def test_broken_store_keeps_the_last_good_and_recovery_clears_the_error(setup, ca, backend, caplog):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    good = profiles.context_for("localhost", backend.port)
+    for broken in (b"", b"garbage" * 50, keystore.read_bytes()[:300]):
+        replace_atomically(keystore, broken)
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            assert profiles.reload() is False
+        assert isinstance(profiles.last_error, KeystoreError)
+        assert str(keystore) in str(profiles.last_error)
+        assert profiles.context_for("localhost", backend.port) is good
+        assert cn_seen(profiles, backend.port) == "gen-1"
+    status = profiles.status()
+    assert status["healthy"] is False and status["profiles"][0]["error"]
+    assert PASSWORD not in caplog.text and PASSWORD not in str(status)
+    # A check with nothing changed still retries (and still fails): no silent give-up.
+    assert profiles.reload() is False and profiles.last_error is not None
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True
+    assert profiles.last_error is None
+    assert cn_seen(profiles, backend.port) == "gen-2"
+
+
+def test_deleted_store_and_wrong_password_keep_the_last_good(setup, ca, backend):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    keystore.unlink()
+    assert profiles.reload() is False
+    assert "no such keystore" in str(profiles.last_error)
+    replace_atomically(keystore, ca.issue_cert("x").keystore().to_bytes("another-password"))
+    assert profiles.reload() is False
+    assert "wrong store password" in str(profiles.last_error)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+
+
+@pytest.mark.parametrize("problem", ["expired", "not_yet_valid", "key_mismatch"])
+def test_replacements_that_fail_validation_are_refused(setup, ca, backend, problem):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    now = dt.datetime.now(dt.UTC)
+    if problem == "expired":
+        data = jks(
+            ca, "old", not_before=now - dt.timedelta(days=10), not_after=now - dt.timedelta(days=1)
+        )
+    elif problem == "not_yet_valid":
+        data = jks(ca, "future", not_before=now + dt.timedelta(days=1))
+    else:
+        a, b = ca.issue_cert("a"), ca.issue_cert("b")
+        from mtls import Keystore
+
+        mismatched = Keystore()
+        mismatched.add_key("a", b.private_key, a.chain)
+        data = mismatched.to_bytes(PASSWORD)
+    replace_atomically(keystore, data)
+    assert profiles.reload() is False
+    assert profiles.last_error is not None
+    assert cn_seen(profiles, backend.port) == "gen-1"
+
+
+def test_empty_truststore_replacement_is_refused(setup, backend):
+    xml, _, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    from mtls import Truststore
+
+    replace_atomically(trust, Truststore().to_bytes(PASSWORD))
+    assert profiles.reload() is False
+    assert "no certificates" in str(profiles.last_error)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+
+
+def test_one_broken_profile_does_not_block_another(tmp_path, ca, backend):
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    a, b = tmp_path / "a.jks", tmp_path / "b.jks"
+    a.write_bytes(jks(ca, "a-1"))
+    b.write_bytes(jks(ca, "b-1"))
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(
+            profile(f"localhost:{backend.port}", a, trust),
+            profile(f"127.0.0.1:{backend.port}", b, trust),
+        )
+    )
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(a, b"broken")
+    replace_atomically(b, jks(ca, "b-2"))
+    assert profiles.reload() is True
+    assert "a.jks" in str(profiles.last_error)
+    assert (
+        whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == "a-1"
+    )
+    ctx_b = profiles.context_for("127.0.0.1", backend.port)
+    assert whoami(ctx_b, backend.port, host="127.0.0.1")["client_cn"] == "b-2"
+
+
+def test_profile_added_to_the_xml_appears_and_removed_one_goes(setup, ca, backend):
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert profiles.context_for("127.0.0.1", backend.port) is None
+    replace_atomically(
+        xml, profile_xml(profile(f"127.0.0.1:{backend.port}", keystore, trust)).encode()
+    )
+    assert profiles.reload() is True
+    assert profiles.context_for("127.0.0.1", backend.port) is not None
+    assert profiles.context_for("localhost", backend.port) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"<parameter><profile><servers>x:1</servers>",  # truncated
+        b"<parameter><profile><servers>nopport</servers></profile></parameter>",
+        b'<!DOCTYPE x [<!ENTITY a "b">]><parameter/>',
+    ],
+)
+def test_broken_xml_keeps_the_whole_set(setup, backend, bad):
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    ctx = profiles.context_for("localhost", backend.port)
+    replace_atomically(xml, bad)
+    assert profiles.reload() is False
+    assert isinstance(profiles.last_error, ProfileConfigError)
+    assert profiles.context_for("localhost", backend.port) is ctx
+    assert profiles.status()["config_error"]
+
+
+def test_duplicate_added_by_an_edit_keeps_the_whole_set(setup, backend):
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    ctx = profiles.context_for("localhost", backend.port)
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{backend.port}", keystore, trust),
+            profile(f"LOCALHOST:{backend.port}", keystore, trust),
+        ).encode(),
+    )
+    assert profiles.reload() is False
+    assert "two profiles" in str(profiles.last_error)
+    assert profiles.context_for("localhost", backend.port) is ctx
+
+
+def test_kubernetes_data_symlink_swap_with_an_older_mtime(tmp_path, ca, backend):
+    secret = tmp_path / "secret"
+    trust_bytes = ca.truststore().to_bytes(PASSWORD)
+    swap_symlinked_dir(secret, {"gw.jks": jks(ca, "k8s-1"), "trust.jks": trust_bytes})
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(profile(f"localhost:{backend.port}", secret / "gw.jks", secret / "trust.jks"))
+    )
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "k8s-1"
+    old = (secret / "gw.jks").stat().st_mtime
+    swap_symlinked_dir(
+        secret, {"gw.jks": jks(ca, "k8s-2"), "trust.jks": trust_bytes}, mtime=old - 3600
+    )
+    assert (secret / "gw.jks").stat().st_mtime < old
+    assert profiles.reload() is True
+    assert cn_seen(profiles, backend.port) == "k8s-2"
+
+
+def test_a_store_caught_mid_write_is_not_installed(setup, ca, backend):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0.01)
+
+    def halfway() -> None:
+        profiles.reload()  # sees half a keystore: an error, never installed
+        assert profiles.last_error is not None
+        assert cn_seen(profiles, backend.port) == "gen-1"
+
+    write_in_two_halves(keystore, jks(ca, "gen-2"), pause=halfway)
+    assert profiles.reload() is True
+    assert profiles.last_error is None
+    assert cn_seen(profiles, backend.port) == "gen-2"
+
+
+class _FinishWriteDuringSettle(threading.Event):
+    """Stands in for the settle delay: the writer finishes while the reloader waits."""
+
+    def __init__(self, finish) -> None:
+        super().__init__()
+        self.finish = finish
+
+    def wait(self, timeout=None) -> bool:
+        if self.finish is not None:
+            self.finish()
+            self.finish = None
+        return False
+
+
+def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, backend):
+    """A PEM truststore cut at a certificate boundary parses (to fewer anchors): the
+    second read after the settle delay must catch that the file was still changing."""
+    other = CA(name="second anchor")
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(other.cert_pem + ca.cert_pem)
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0.01)
+    before = profiles.context_for("localhost", backend.port)
+    third = CA(name="third anchor")
+    full = other.cert_pem + ca.cert_pem + third.cert_pem
+    half = other.cert_pem  # a complete certificate: this alone would parse
+    replace_atomically(trust, half)
+    profiles._builder._stop = _FinishWriteDuringSettle(lambda: replace_atomically(trust, full))
+    assert profiles.reload() is False  # first read != second read: not installed
+    assert profiles.context_for("localhost", backend.port) is before
+    assert profiles.last_error is None  # still being written is not an error
+    assert profiles.reload() is True  # stable now: installed
+    assert len(profiles.context_for("localhost", backend.port).get_ca_certs()) == 3
+    assert cn_seen(profiles, backend.port) == "gen-1"
+
+
+def test_threads_handshaking_through_rotations_see_only_old_or_new(setup, ca, backend):
+    xml, keystore, _ = setup
+    names = [f"gen-{i}" for i in range(1, 5)]
+    seen: set[str] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles:
+
+        def worker() -> None:
+            while not stop.is_set():
+                try:
+                    seen.add(cn_seen(profiles, backend.port))
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for generation, name in enumerate(names[1:], 1):
+                replace_atomically(keystore, jks(ca, name))
+                wait_for(lambda g=generation: profiles.generation >= g)
+                wait_for(lambda n=name: n in seen)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+    assert not errors, errors[:3]
+    assert seen <= set(names)
+    assert names[-1] in seen
+
+
+def test_subscribers_run_isolated_and_can_unsubscribe(setup, ca, caplog):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    calls: list[tuple[int, int]] = []
+
+    def boom(old: int, new: int) -> None:
+        raise RuntimeError("subscriber bug")
+
+    profiles.subscribe(boom)
+    unsubscribe = profiles.subscribe(lambda old, new: calls.append((old, new)))
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    with caplog.at_level(logging.ERROR, logger="mtls"):
+        assert profiles.reload() is True
+    assert calls == [(0, 1)]
+    assert "subscriber raised" in caplog.text
+    unsubscribe()
+    profiles.unsubscribe(boom)
+    profiles.unsubscribe(boom)  # idempotent
+    replace_atomically(keystore, jks(ca, "gen-3"))
+    assert profiles.reload() is True
+    assert calls == [(0, 1)]
+
+
+def test_close_ends_the_thread_at_once_and_is_idempotent(setup):
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, reload_interval=3600)
+    threads = [t for t in threading.enumerate() if t.name.startswith("mtls-reloader-")]
+    assert any(t.daemon for t in threads)
+    assert profiles.reloading
+    profiles.close()  # must not wait an hour
+    assert not profiles.reloading
+    profiles.close()
+    assert profiles.context_for("localhost", 1) is None or True  # lookups still work after close
+    with SSLProfileSet.from_xml(xml, reload_interval=3600) as other:
+        assert other.reloading
+    assert not other.reloading
+
+
+def test_reload_from_many_threads_at_once_is_serialised(setup, ca):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    results: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def go() -> None:
+        barrier.wait()
+        results.append(profiles.reload())
+
+    threads = [threading.Thread(target=go) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results.count(True) == 1
+    assert profiles.generation == 1
+
+
+def test_info_log_names_old_and_new_subjects(setup, ca, caplog):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        assert profiles.reload()
+    line = next(r.getMessage() for r in caplog.records if "reloaded" in r.getMessage())
+    assert "gen-1" in line and "gen-2" in line and "until" in line
+
+
+def test_status_reports_files_fingerprints_and_expiry(setup):
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml)
+    status = profiles.status()
+    assert status["healthy"] is True and status["generation"] == 0
+    (entry,) = status["profiles"]
+    roles = {f["role"]: f for f in entry["files"]}
+    assert roles["keystore"]["path"] == str(keystore) and len(roles["keystore"]["sha256"]) == 64
+    assert roles["truststore"]["path"] == str(trust)
+    assert entry["subject"].endswith("CN=gen-1") or "CN=gen-1" in entry["subject"]
+    assert dt.datetime.fromisoformat(entry["not_after"]) > dt.datetime.now(dt.UTC)
+    assert entry["last_good_load"]
+
+
+def test_new_profile_that_fails_during_reload_is_reported_not_installed(setup, tmp_path, backend):
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{backend.port}", keystore, trust),
+            profile("new.test:443", tmp_path / "missing.jks", trust),
+        ).encode(),
+    )
+    assert profiles.reload() is False
+    assert profiles.context_for("new.test", 443) is None
+    assert "missing.jks" in str(profiles.last_error)
+    assert [p["loaded"] for p in profiles.status()["profiles"]] == [True, False]
+
+
+def test_default_context_is_returned_when_nothing_matches(setup):
+    xml, _, _ = setup
+    default = ssl.create_default_context()
+    profiles = SSLProfileSet.from_xml(xml, default=default)
+    assert profiles.context_for("unlisted.test", 443) is default
