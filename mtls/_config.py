@@ -113,7 +113,8 @@ class StoreConfig:
     alias: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "location", Path(os.fspath(self.location)))
+        if not isinstance(self.location, Path):
+            object.__setattr__(self, "location", Path(os.fspath(self.location)))
         object.__setattr__(self, "password", _as_secret(self.password))
         object.__setattr__(self, "key_password", _as_secret(self.key_password))
         if not str(self.location) or str(self.location) == ".":

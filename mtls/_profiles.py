@@ -327,6 +327,7 @@ class SSLProfileSet:
         self._closed = False
         self._pending = False
         self._snapshot = self._first_snapshot(skip_failures)
+        self._fast = self._snapshot.fast
         self._timer: Timer | None = None
         if reload_interval is not None:
             name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
@@ -335,10 +336,10 @@ class SSLProfileSet:
 
     # ------------------------------------------------------------------ building
 
-    def _build_default(self, prev: Built | None, settle: bool) -> Built | ssl.SSLContext | None:
+    def _build_default(self, prev: Built | None) -> Built | ssl.SSLContext | None:
         if not isinstance(self._default, SSLProfile):
             return self._default
-        return self._builder.build(self._default, settle=settle, replacing=prev is not None)
+        return self._builder.build(self._default, replacing=prev is not None)
 
     def _first_snapshot(self, skip_failures: bool) -> Snapshot:
         self._builder.begin()
@@ -347,7 +348,7 @@ class SSLProfileSet:
         failures: list[tuple[SSLProfile, MTLSError]] = []
         for profile in profiles:
             try:
-                built.append(self._builder.build(profile, settle=False, replacing=False))
+                built.append(self._builder.build(profile, replacing=False))
             except MTLSError as exc:
                 error = _with_profile(profile, exc, self._path)
                 if not skip_failures:
@@ -355,7 +356,7 @@ class SSLProfileSet:
                 log.warning("%s: skipped (skip_failures): %s", self._path or "profiles", error)
                 failures.append((profile, error))
         index, fast = build_index(built, self._path)
-        default = self._build_default(None, settle=False)
+        default = self._build_default(None)
         self._builder.end()
         return Snapshot(
             generation=0,
@@ -466,7 +467,7 @@ class SSLProfileSet:
             builder.keep(prev)
             return prev
         try:
-            return builder.build(profile, settle=True, replacing=prev is not None)
+            return builder.build(profile, replacing=prev is not None)
         except Unstable as exc:
             log.info("%s: %s; retrying at the next check", self._path or "profiles", exc)
             self._pending = True
@@ -505,6 +506,7 @@ class SSLProfileSet:
             old = self._snapshot
             new, changed = self._check(old)
             self._snapshot = new
+            self._fast = new.fast
         if changed:
             self._subscribers.notify(old.generation, new.generation)
         return changed
@@ -573,11 +575,11 @@ class SSLProfileSet:
             client_id: WSO2's ``ssl.profile.client.identifier``; falls back to the
                 profile without a client.
         """
-        snapshot = self._snapshot  # one read: the whole old set or the whole new one
-        ctx = snapshot.fast.get((host, port, client_id))
+        # One read of one immutable mapping: the whole old set or the whole new one.
+        ctx = self._fast.get((host, port, client_id))
         if ctx is not None:
             return ctx
-        return self._slow_context(snapshot, host, port, client_id)
+        return self._slow_context(self._snapshot, host, port, client_id)
 
     def _match(
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None

@@ -223,7 +223,9 @@ class Builder:
         self.reader = reader
         self.options = options
         self._stop = stop
-        self._stores: dict[tuple[Any, ...], Keystore | Truststore] = {}
+        # content-keyed caches: (role, sha256, passwords, type) -> (store, fingerprint)
+        self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
+        self._leaves: dict[tuple[str, str | None], tuple[str, _dt.datetime]] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
@@ -241,6 +243,9 @@ class Builder:
             del self._stores[key]
         for key in set(self._contexts) - self._used_contexts:
             del self._contexts[key]
+        live = {fp for _, fp in self._stores.values()}
+        for leaf_key in [k for k in self._leaves if k[0] not in live]:
+            del self._leaves[leaf_key]
 
     def keep(self, item: Built) -> None:
         """Mark the caches behind an entry that is carried over unchanged as used."""
@@ -248,8 +253,9 @@ class Builder:
             if ctx is item.context:
                 self._used_contexts.add(key)
 
-    def _read(self, path: Path, settle: bool) -> tuple[bytes, str]:
-        return self.settled_read(path) if settle else self.reader.read(path)
+    def _read(self, path: Path) -> tuple[bytes, str]:
+        # Each file is read once per check, however many profiles name it.
+        return self.settled_read(path)
 
     def settle(self, paths: Iterable[Path]) -> None:
         """Read each changed file twice, one settle delay apart (one wait for all).
@@ -288,14 +294,16 @@ class Builder:
             if result is None:
                 raise Unstable(path)
             return result
-        return self.reader.read(path)
+        result = self.reader.read(path)
+        self._settled[path] = result
+        return result
 
     def _load(
-        self, config: StoreConfig, keystore: bool, settle: bool, material: _Material
-    ) -> Keystore | Truststore:
+        self, config: StoreConfig, keystore: bool, material: _Material
+    ) -> tuple[Keystore | Truststore, str]:
         role = "keystore" if keystore else "truststore"
         try:
-            data, digest = self._read(config.location, settle)
+            data, digest = self._read(config.location)
         except FileNotFoundError:
             raise KeystoreError(
                 f"{config.location}: no such {role} file: check <Location> (relative paths "
@@ -309,8 +317,9 @@ class Builder:
         material.files.append((role, str(config.location), digest))
         key = (role, digest, config.password, config.key_password, config.type)
         self._used_stores.add(key)
-        store = self._stores.get(key)
-        if store is None:
+        cached = self._stores.get(key)
+        if cached is None:
+            store: Keystore | Truststore
             if keystore:
                 store = Keystore.from_bytes(
                     data,
@@ -323,10 +332,11 @@ class Builder:
                 store = Truststore.from_bytes(
                     data, config.password, store_type=config.type, _path=str(config.location)
                 )
-            self._stores[key] = store
-        return store
+            cached = (store, store.fingerprint)
+            self._stores[key] = cached
+        return cached
 
-    def build(self, profile: SSLProfile, *, settle: bool, replacing: bool) -> Built:
+    def build(self, profile: SSLProfile, *, replacing: bool) -> Built:
         """Load a profile's stores and build (or reuse) its contexts.
 
         Raises:
@@ -334,33 +344,32 @@ class Builder:
             Unstable: a file changed between two reads; try again next check.
         """
         material = _Material()
-        keystore = (
-            self._load(profile.keystore, True, settle, material) if profile.keystore else None
+        keystore, key_fp = (
+            self._load(profile.keystore, True, material) if profile.keystore else (None, None)
         )
         trust_config = profile.truststore or self.options.default_truststore
-        truststore = self._load(trust_config, False, settle, material) if trust_config else None
+        truststore, trust_fp = (
+            self._load(trust_config, False, material) if trust_config else (None, None)
+        )
         assert keystore is None or isinstance(keystore, Keystore)
         assert truststore is None or isinstance(truststore, Truststore)
         alias = profile.keystore.alias if profile.keystore else None
         subject, not_after = None, None
-        if keystore is not None:
-            _, _, chain = keystore.key_entry(alias)
-            leaf = _x509.load_cert(chain[0])
-            subject, not_after = _x509.subject_text(leaf), _x509.not_after(leaf)
-            if replacing:
-                _validate_validity(
-                    leaf, profile, str(profile.keystore.location) if profile.keystore else ""
-                )
+        if keystore is not None and key_fp is not None:
+            leaf_info = self._leaves.get((key_fp, alias))
+            if leaf_info is None:
+                _, _, chain = keystore.key_entry(alias)
+                leaf = _x509.load_cert(chain[0])
+                if replacing:
+                    where = str(profile.keystore.location) if profile.keystore else ""
+                    _validate_validity(leaf, profile, where)
+                leaf_info = (_x509.subject_text(leaf), _x509.not_after(leaf))
+                self._leaves[(key_fp, alias)] = leaf_info
+            subject, not_after = leaf_info
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
-        ctx_key = (
-            keystore.fingerprint if keystore else None,
-            alias,
-            truststore.fingerprint if truststore else None,
-            verify,
-            mode,
-        )
+        ctx_key = (key_fp, alias, trust_fp, verify, mode)
         self._used_contexts.add(ctx_key)
         pair = self._contexts.get(ctx_key)
         if pair is None:

@@ -21,7 +21,7 @@ import re
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,9 @@ class _Context:
     base_dir: Path
     properties: Mapping[str, str]
     secret_resolver: SecretResolver | None
+    # Identical <KeyStore>/<TrustStore> elements parse to one StoreConfig: a file with
+    # 1,000 profiles on the same two stores resolves them twice, not 2,000 times.
+    stores: dict[tuple[object, ...], StoreConfig | None] = field(default_factory=dict)
 
 
 def resolve_placeholders(
@@ -292,6 +295,18 @@ def _store(
 ) -> StoreConfig | None:
     if element is None:
         return None
+    key = (
+        is_keystore,
+        tuple((child.tag, child.text, tuple(child.attrib.items())) for child in element),
+    )
+    if key not in ctx.stores:
+        ctx.stores[key] = _parse_store(element, is_keystore, ctx, servers)
+    return ctx.stores[key]
+
+
+def _parse_store(
+    element: ET.Element, is_keystore: bool, ctx: _Context, servers: tuple[str, ...]
+) -> StoreConfig | None:
     kind = "KeyStore" if is_keystore else "TrustStore"
     parts = _children(element)
     _warn_unknown(parts, _KEYSTORE_CHILDREN if is_keystore else _TRUSTSTORE_CHILDREN, kind, ctx)
