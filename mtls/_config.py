@@ -113,8 +113,9 @@ class StoreConfig:
     alias: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.location, Path):
-            object.__setattr__(self, "location", Path(os.fspath(self.location)))
+        given: Any = self.location  # str and os.PathLike are accepted as well
+        if not isinstance(given, Path):
+            object.__setattr__(self, "location", Path(os.fspath(given)))
         object.__setattr__(self, "password", _as_secret(self.password))
         object.__setattr__(self, "key_password", _as_secret(self.key_password))
         if not str(self.location) or str(self.location) == ".":
