@@ -220,8 +220,11 @@ class SSLProfileSet:
             properties: values for ``$sys{name}`` and ``${name}`` placeholders.
             reload_interval: seconds between checks of the XML and every store it
                 names (WSO2's ``interval``, which is in milliseconds).
-            hostname_verifier, default, default_truststore, skip_failures,
-                settle_delay: as for the constructor.
+            hostname_verifier: as for the constructor.
+            default: as for the constructor.
+            default_truststore: as for the constructor.
+            skip_failures: as for the constructor.
+            settle_delay: as for the constructor.
 
         Raises:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.

@@ -1,0 +1,42 @@
+"""Every Python example in docs/ runs: each page's blocks, in order, as one script.
+
+A page is executed in a fresh interpreter in an empty temporary directory, so its
+examples cannot rely on anything but what they create. README.md counts as a page.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted((ROOT / "docs").glob("*.md"))
+FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def blocks(page: Path) -> list[str]:
+    return FENCE.findall(page.read_text())
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: p.name)
+def test_page_examples_run(page: Path, tmp_path: Path) -> None:
+    script = "\n\n".join(blocks(page))
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{page.name} examples failed:\n{result.stderr[-3000:]}"
+
+
+def test_every_page_is_in_the_site_navigation() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    missing = [p.name for p in PAGES if p.name not in nav]
+    assert not missing, f"pages not in mkdocs.yml nav: {missing}"
