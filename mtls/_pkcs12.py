@@ -1,0 +1,593 @@
+"""Our own reader of PKCS#12 containers (RFC 7292), as Java and OpenSSL write them.
+
+Why not ``cryptography``'s ``pkcs12.load_pkcs12``: it returns a single private key,
+drops Java's trusted-certificate attribute (which tells a truststore's CA entries
+from a key entry's chain), and parses every key it returns, paying for an RSA
+consistency check we do not need before the key is used. This module walks the
+container itself with :mod:`mtls._der`, verifies the MAC, decrypts what is
+encrypted with ``cryptography``'s primitives, and hands back every key as raw
+PKCS#8 DER (never parsed here) and every certificate with its alias and flags.
+
+Every malformed input raises :class:`P12FormatError`; a wrong or missing password
+raises :class:`P12PasswordError`. Nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.decrepit.ciphers.algorithms import RC2, TripleDES
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
+from cryptography.hazmat.primitives.hmac import HMAC
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from mtls import _der, _rc2
+from mtls._der import TLV, DERError
+
+__all__ = [
+    "P12Cert",
+    "P12Contents",
+    "P12FormatError",
+    "P12Key",
+    "P12PasswordError",
+    "looks_like_pkcs12",
+    "parse_pkcs12",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class P12Key:
+    """A private key: the friendlyName alias, plaintext PKCS#8 DER and localKeyId."""
+
+    alias: str | None
+    pkcs8_der: bytes = field(repr=False)
+    local_key_id: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class P12Cert:
+    """An X.509 certificate; ``trusted`` is Java's mark of a trusted-certificate entry."""
+
+    alias: str | None
+    der: bytes = field(repr=False)
+    local_key_id: bytes | None
+    trusted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class P12Contents:
+    """Everything read from a container; ``certs`` are in file order."""
+
+    keys: tuple[P12Key, ...]
+    certs: tuple[P12Cert, ...]
+    mac_verified: bool
+
+
+class P12FormatError(ValueError):
+    """Malformed, truncated or foreign bytes, or an algorithm we do not support."""
+
+
+class P12PasswordError(ValueError):
+    """A password is wrong or missing; ``which`` says whether the store's or the key's."""
+
+    def __init__(self, message: str, *, which: Literal["store", "key"]) -> None:
+        super().__init__(message)
+        self.which: Literal["store", "key"] = which
+
+
+_DATA: Final = "1.2.840.113549.1.7.1"
+_SIGNED_DATA: Final = "1.2.840.113549.1.7.2"
+_ENCRYPTED_DATA: Final = "1.2.840.113549.1.7.6"
+_KEY_BAG: Final = "1.2.840.113549.1.12.10.1.1"  # RFC 7292 section 4.2
+_SHROUDED_KEY_BAG: Final = "1.2.840.113549.1.12.10.1.2"
+_CERT_BAG: Final = "1.2.840.113549.1.12.10.1.3"
+_SAFE_CONTENTS_BAG: Final = "1.2.840.113549.1.12.10.1.6"
+_X509_CERT: Final = "1.2.840.113549.1.9.22.1"
+_FRIENDLY_NAME: Final = "1.2.840.113549.1.9.20"
+_LOCAL_KEY_ID: Final = "1.2.840.113549.1.9.21"
+_JAVA_TRUSTED: Final = "2.16.840.1.113894.746875.1.1"  # Oracle's trustedKeyUsage
+_PBES2: Final = "1.2.840.113549.1.5.13"
+_PBKDF2: Final = "1.2.840.113549.1.5.12"
+_PBMAC1: Final = "1.2.840.113549.1.5.14"
+
+# hashlib name -> (cryptography hash, block size v of the RFC 7292 appendix B KDF)
+_HASHES: Final[dict[str, tuple[hashes.HashAlgorithm, int]]] = {
+    "sha1": (hashes.SHA1(), 64),  # noqa: S303 - SHA-1 is what PKCS#12 MACs and PBEs use
+    "sha224": (hashes.SHA224(), 64),
+    "sha256": (hashes.SHA256(), 64),
+    "sha384": (hashes.SHA384(), 128),
+    "sha512": (hashes.SHA512(), 128),
+    "sha512_224": (hashes.SHA512_224(), 128),
+    "sha512_256": (hashes.SHA512_256(), 128),
+}
+_DIGEST_OIDS: Final = {  # MacData digest algorithms (RFC 7292 section 4)
+    "1.3.14.3.2.26": "sha1",
+    "2.16.840.1.101.3.4.2.4": "sha224",
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+    "2.16.840.1.101.3.4.2.5": "sha512_224",
+    "2.16.840.1.101.3.4.2.6": "sha512_256",
+}
+_HMAC_OIDS: Final = {  # PBKDF2 PRFs and PBMAC1 schemes (RFC 8018 appendix B.1)
+    "1.2.840.113549.2.7": "sha1",
+    "1.2.840.113549.2.8": "sha224",
+    "1.2.840.113549.2.9": "sha256",
+    "1.2.840.113549.2.10": "sha384",
+    "1.2.840.113549.2.11": "sha512",
+    "1.2.840.113549.2.12": "sha512_224",
+    "1.2.840.113549.2.13": "sha512_256",
+}
+# PBES2 encryption schemes: OID -> (key length, is AES)
+_PBES2_CIPHERS: Final = {
+    "2.16.840.1.101.3.4.1.2": (16, True),
+    "2.16.840.1.101.3.4.1.22": (24, True),
+    "2.16.840.1.101.3.4.1.42": (32, True),
+    "1.2.840.113549.3.7": (24, False),  # des-EDE3-CBC
+}
+# RFC 7292 appendix C: OID -> (key length, is RC2)
+_PKCS12_PBES: Final = {
+    "1.2.840.113549.1.12.1.3": (24, False),  # pbeWithSHAAnd3-KeyTripleDES-CBC
+    "1.2.840.113549.1.12.1.4": (16, False),  # pbeWithSHAAnd2-KeyTripleDES-CBC
+    "1.2.840.113549.1.12.1.5": (16, True),  # pbeWithSHAAnd128BitRC2-CBC
+    "1.2.840.113549.1.12.1.6": (5, True),  # pbeWithSHAAnd40BitRC2-CBC (old Java certs)
+}
+_UNSUPPORTED: Final = {
+    "1.2.840.113549.1.12.1.1": "pbeWithSHAAnd128BitRC4",
+    "1.2.840.113549.1.12.1.2": "pbeWithSHAAnd40BitRC4",
+    "1.2.840.113549.1.7.2": "signedData (public-key integrity mode)",
+    "1.2.840.113549.1.7.3": "envelopedData (public-key privacy mode)",
+    "1.3.6.1.4.1.11591.4.11": "scrypt",
+}
+_MAX_ITERATIONS: Final = 10_000_000  # hostile counts must fail fast, not hang
+_MAX_NESTING: Final = 4
+
+
+def looks_like_pkcs12(data: bytes) -> bool:
+    """Cheap sniff: SEQUENCE { INTEGER 3, SEQUENCE { OID data or signedData, ... } }.
+
+    Reads headers only, so a truncated file still sniffs as PKCS#12 and then fails
+    to parse with a precise message. Never raises.
+    """
+    try:
+        tag, pos = _header(data, 0)
+        if tag != _der.SEQUENCE or data[pos : pos + 3] != b"\x02\x01\x03":
+            return False
+        tag, pos = _header(data, pos + 3)
+        if tag != _der.SEQUENCE:
+            return False
+        oid = _der.read_tlv(data, pos)
+        return oid.tag == _der.OID and _der.decode_oid(oid.value) in (_DATA, _SIGNED_DATA)
+    except (DERError, IndexError, TypeError):
+        return False
+
+
+def _header(data: bytes, pos: int) -> tuple[int, int]:
+    """Return (tag, content offset) of the element at ``pos`` without reading its content."""
+    tag, first = data[pos], data[pos + 1]
+    count = first & 0x7F if first & 0x80 else 0
+    return tag, pos + 2 + count
+
+
+def parse_pkcs12(
+    data: bytes,
+    password: str | None,
+    *,
+    key_password: str | None = None,
+    decrypt_keys: bool = True,
+) -> P12Contents:
+    """Read a PKCS#12 container.
+
+    ``password`` verifies the MAC and decrypts encrypted certificates; ``None`` skips
+    the MAC and reads only what is not encrypted. Shrouded keys are decrypted with
+    ``key_password``, or ``password`` when it is ``None``; with ``decrypt_keys=False``
+    they are skipped, so a truststore never needs a key password.
+    """
+    reader = _Reader(password, key_password, decrypt_keys)
+    try:
+        return reader.read(data)
+    except DERError as exc:
+        raise P12FormatError(f"malformed PKCS#12 data: {exc}") from exc
+
+
+class _Password:
+    """A password in the encodings PKCS#12 uses."""
+
+    def __init__(self, password: str) -> None:
+        # RFC 7292 appendix B.1: the PKCS#12 KDF takes a BMPString (UTF-16BE, with
+        # surrogate pairs beyond the BMP) plus a two-byte NUL terminator, so "" is
+        # b"\0\0". Java (PKCS12PBECipherCore) and OpenSSL (OPENSSL_utf82uni) both do
+        # this. OpenSSL's NULL password is instead zero bytes, and OpenSSL's readers
+        # try it too when given an empty password; see _verify_mac.
+        self.bmp = _bmp(password)
+        # RFC 8018 PBKDF2 (PBES2, PBMAC1) takes bytes: Java and OpenSSL use UTF-8.
+        self.utf8 = password.encode("utf-8", "surrogatepass")
+        # Java's PBEKey hands the PKCS#12 PBE ciphers (not the MAC) the UTF-8 bytes masked
+        # to 7 bits, so with a non-ASCII password JDK 25 encrypts keys and certificates
+        # under another BMPString than the MAC's (JDK 17 refuses such passwords there).
+        java = bytes(b & 0x7F for b in self.utf8).decode("ascii")
+        self.java_bmp = _bmp(java) if java != password else None
+
+    def pbe_candidates(self) -> list[bytes]:
+        return [self.bmp] if self.java_bmp is None else [self.bmp, self.java_bmp]
+
+
+def _bmp(password: str) -> bytes:
+    return password.encode("utf-16-be", "surrogatepass") + b"\0\0"
+
+
+class _Reader:
+    def __init__(self, password: str | None, key_password: str | None, decrypt_keys: bool):
+        self.store = None if password is None else _Password(password)
+        self.key_given = key_password is not None
+        key_password = password if key_password is None else key_password
+        self.key = None if key_password is None else _Password(key_password)
+        self.decrypt_keys = decrypt_keys
+        self.mac_verified = False
+        self.keys: list[P12Key] = []
+        self.certs: list[P12Cert] = []
+
+    def read(self, data: bytes) -> P12Contents:
+        # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
+        pfx = _der.read_single(data, _der.SEQUENCE).children()
+        if len(pfx) not in (2, 3) or _int(pfx[0]) != 3:
+            raise P12FormatError("not a PKCS#12 version 3 PFX")
+        content_type, content = _content_info(pfx[1])
+        if content_type != _DATA:
+            raise P12FormatError(f"unsupported authSafe content type {_name(content_type)}")
+        auth_safe = _der.read_single(content, _der.OCTET_STRING).value
+        if len(pfx) == 3 and self.store is not None:
+            self._verify_mac(pfx[2], auth_safe)
+            self.mac_verified = True
+        # Section 4.1: AuthenticatedSafe ::= SEQUENCE OF ContentInfo (data or encryptedData).
+        for info in _der.read_single(auth_safe, _der.SEQUENCE).children():
+            content_type, content = _content_info(info)
+            if content_type == _DATA:
+                self._safe_contents(_der.read_single(content, _der.OCTET_STRING).value, 0)
+            elif content_type == _ENCRYPTED_DATA:
+                self._safe_contents(self._encrypted_data(content), 0)
+            else:
+                raise P12FormatError(f"unsupported content type {_name(content_type)}")
+        return P12Contents(tuple(self.keys), tuple(self.certs), self.mac_verified)
+
+    def _verify_mac(self, mac_data: TLV, auth_safe: bytes) -> None:
+        # Section 4: MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations }
+        assert self.store is not None
+        parts = _seq(mac_data)
+        digest_info = _seq(parts[0]) if len(parts) in (2, 3) else []
+        if len(digest_info) != 2:
+            raise P12FormatError("malformed MacData")
+        oid, params = _algorithm(digest_info[0])
+        expected = _octets(digest_info[1])
+        if oid == _PBMAC1:
+            # RFC 9579: PBKDF2 (with a mandatory keyLength) keys an HMAC; macSalt and
+            # iterations of MacData are not used.
+            kdf, scheme = _pair(params)
+            name = _hash_name(_HMAC_OIDS, *_algorithm(scheme))
+            salt, rounds, length, prf = _pbkdf2_params(kdf)
+            if length is None:
+                raise P12FormatError("PBMAC1 parameters lack the mandatory key length")
+            candidates = [_pbkdf2(prf, self.store.utf8, salt, rounds, length)]
+        else:
+            # RFC 7292 appendix B.4: the key is derived with the PKCS#12 KDF, ID 3.
+            name = _hash_name(_DIGEST_OIDS, oid, params)
+            salt = _octets(parts[1])
+            rounds = _iterations(parts[2]) if len(parts) == 3 else 1
+            size = _HASHES[name][0].digest_size
+            pws = [self.store.bmp] + ([b""] if self.store.bmp == b"\0\0" else [])
+            candidates = [
+                _p12_kdf(name, pw, salt, purpose=3, rounds=rounds, size=size) for pw in pws
+            ]
+        for index, mac_key in enumerate(candidates):
+            mac = HMAC(mac_key, _HASHES[name][0])
+            mac.update(auth_safe)
+            try:
+                mac.verify(expected)
+            except InvalidSignature:
+                continue
+            if index == 1:  # OpenSSL's NULL password: it then encrypted with it too
+                for password in (self.store, self.key):
+                    if password is not None and password.bmp == b"\0\0":
+                        password.bmp = b""
+            return
+        raise P12PasswordError(
+            "the PKCS#12 MAC does not match: wrong store password, or a damaged file",
+            which="store",
+        )
+
+    def _encrypted_data(self, content: bytes) -> bytes:
+        # PKCS#7 EncryptedData ::= SEQUENCE { version, EncryptedContentInfo }, and
+        # EncryptedContentInfo ::= SEQUENCE { contentType, algorithm, [0] IMPLICIT OCTET STRING }
+        parts = _seq(_der.read_single(content, _der.SEQUENCE))
+        info = _seq(parts[1]) if len(parts) == 2 else []
+        if len(info) != 3 or info[2].tag != 0x80:
+            raise P12FormatError("malformed EncryptedData")
+        if self.store is None:
+            raise P12PasswordError(
+                "the certificates are encrypted: a store password is needed", which="store"
+            )
+        return _decrypt(info[1], info[2].value, self.store, "store", _is_sequence)
+
+    def _safe_contents(self, data: bytes, depth: int) -> None:
+        # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and
+        # SafeBag ::= SEQUENCE { bagId, bagValue [0] EXPLICIT, bagAttributes SET OPTIONAL }
+        for bag in _der.read_single(data, _der.SEQUENCE).children():
+            parts = _seq(bag)
+            if len(parts) not in (2, 3):
+                raise P12FormatError("malformed SafeBag")
+            bag_id = _oid(parts[0])
+            value = _explicit(parts[1])
+            alias, local_key_id, trusted = _attributes(parts[2] if len(parts) == 3 else None)
+            if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
+                if not _is_pkcs8(parts[1].value):
+                    raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
+                self.keys.append(P12Key(alias, parts[1].value, local_key_id))
+            elif bag_id == _SHROUDED_KEY_BAG and self.decrypt_keys:  # section 4.2.2
+                self.keys.append(P12Key(alias, self._shrouded_key(value), local_key_id))
+            elif bag_id == _CERT_BAG:  # section 4.2.3
+                cert_id, cert_value = _pair(value)
+                if _oid(cert_id) == _X509_CERT:
+                    der = _octets(_explicit(cert_value))
+                    _der.read_single(der, _der.SEQUENCE)
+                    self.certs.append(P12Cert(alias, der, local_key_id, trusted))
+            elif bag_id == _SAFE_CONTENTS_BAG:  # section 4.2.6
+                if depth >= _MAX_NESTING:
+                    raise P12FormatError("safeContentsBag nested too deeply")
+                self._safe_contents(parts[1].value, depth + 1)
+            # crlBag, secretBag and unknown bags are skipped.
+
+    def _shrouded_key(self, value: TLV) -> bytes:
+        # EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData OCTET STRING }
+        algorithm, encrypted = _pair(value)
+        # Blame the key password only when it was given, or the MAC vouched for the store's.
+        which: Literal["store", "key"] = "key" if self.key_given or self.mac_verified else "store"
+        if self.key is None:
+            raise P12PasswordError(
+                "the private key is encrypted: a password is needed", which=which
+            )
+        return _decrypt(algorithm, _octets(encrypted), self.key, which, _is_pkcs8)
+
+
+def _decrypt(
+    algorithm: TLV,
+    data: bytes,
+    password: _Password,
+    which: Literal["store", "key"],
+    plausible: Callable[[bytes], bool],
+) -> bytes:
+    oid, params = _algorithm(algorithm)
+    if oid == _PBES2:
+        secrets = [password.utf8]
+    elif oid in _PKCS12_PBES:
+        secrets = password.pbe_candidates()
+    else:
+        raise P12FormatError(f"unsupported encryption algorithm {_name(oid)}")
+    for secret in secrets:
+        cipher: BlockCipherAlgorithm | bytes
+        if oid == _PBES2:
+            cipher, iv = _pbes2(params, secret)
+        else:
+            cipher, iv = _pkcs12_pbe(oid, params, secret)
+        block = 8 if isinstance(cipher, bytes) else cipher.block_size // 8
+        if len(iv) != block:
+            raise P12FormatError("the initialisation vector does not fit the cipher")
+        if not data or len(data) % block:
+            raise P12FormatError("the encrypted data is not a whole number of blocks")
+        if isinstance(cipher, bytes):
+            # 40-bit RC2, which cryptography does not offer: our own RFC 2268 code.
+            padded = _rc2.cbc_decrypt(cipher, 40, iv, data)
+        else:
+            decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
+            padded = decryptor.update(data) + decryptor.finalize()
+        unpadder = padding.PKCS7(block * 8).unpadder()
+        try:
+            plain = unpadder.update(padded)
+            plain += unpadder.finalize()
+        except ValueError:  # bad padding: the usual sign of a wrong password
+            continue
+        if plausible(plain):  # a wrong password passes the padding check 1 time in 256
+            return plain
+    what = "the certificates do" if which == "store" else "the private key does"
+    raise P12PasswordError(f"{what} not decrypt: wrong {which} password", which=which)
+
+
+def _pbes2(params: TLV | None, password: bytes) -> tuple[BlockCipherAlgorithm, bytes]:
+    # RFC 8018 section A.4: PBES2-params ::= SEQUENCE { keyDerivationFunc, encryptionScheme }
+    kdf, scheme = _pair(params)
+    salt, rounds, length, prf = _pbkdf2_params(kdf)
+    scheme_oid, iv = _algorithm(scheme)
+    if scheme_oid not in _PBES2_CIPHERS:
+        raise P12FormatError(f"unsupported encryption scheme {_name(scheme_oid)}")
+    key_size, is_aes = _PBES2_CIPHERS[scheme_oid]
+    if length not in (None, key_size):
+        raise P12FormatError("PBKDF2 key length does not fit the cipher")
+    key = _pbkdf2(prf, password, salt, rounds, key_size)
+    return (algorithms.AES(key) if is_aes else TripleDES(key)), _octets(_present(iv))
+
+
+def _pkcs12_pbe(
+    oid: str, params: TLV | None, bmp: bytes
+) -> tuple[BlockCipherAlgorithm | bytes, bytes]:
+    # RFC 7292 appendix C: pkcs-12PbeParams ::= SEQUENCE { salt, iterations }, and
+    # appendix B.3: the key is derived with ID 1, the IV with ID 2, both with SHA-1.
+    key_size, is_rc2 = _PKCS12_PBES[oid]
+    salt_tlv, rounds_tlv = _pair(params)
+    salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
+    key = _p12_kdf("sha1", bmp, salt, purpose=1, rounds=rounds, size=key_size)
+    iv = _p12_kdf("sha1", bmp, salt, purpose=2, rounds=rounds, size=8)
+    if is_rc2:
+        return (RC2(key) if key_size == 16 else key), iv  # bytes: 40-bit RC2 key
+    # Two-key 3DES is K1 K2 K1; expanding it here avoids cryptography's deprecation warning.
+    return TripleDES(key if key_size == 24 else key + key[:8]), iv
+
+
+def _p12_kdf(
+    name: str, password: bytes, salt: bytes, *, purpose: int, rounds: int, size: int
+) -> bytes:
+    """RFC 7292 appendix B.2: the PKCS#12 key derivation function."""
+    u = _HASHES[name][0].digest_size
+    v = _HASHES[name][1]
+
+    def stretch(data: bytes) -> bytes:  # copies of data filling a multiple of v bytes
+        length = v * -(-len(data) // v)
+        return (data * (length // len(data) + 1))[:length] if data else b""
+
+    block = bytearray(stretch(salt) + stretch(password))  # I = S || P
+    diversifier = bytes([purpose]) * v  # D
+    out = b""
+    while True:
+        digest = hashlib.new(name, diversifier + block).digest()
+        for _ in range(rounds - 1):
+            digest = hashlib.new(name, digest).digest()
+        out += digest
+        if len(out) >= size:
+            return out[:size]
+        increment = int.from_bytes((digest * (v // u + 1))[:v], "big") + 1  # B + 1
+        for start in range(0, len(block), v):
+            total = int.from_bytes(block[start : start + v], "big") + increment
+            block[start : start + v] = (total & ((1 << (8 * v)) - 1)).to_bytes(v, "big")
+
+
+def _pbkdf2(name: str, password: bytes, salt: bytes, rounds: int, size: int) -> bytes:
+    return PBKDF2HMAC(_HASHES[name][0], size, salt, rounds).derive(password)
+
+
+def _pbkdf2_params(kdf: TLV) -> tuple[bytes, int, int | None, str]:
+    # RFC 8018 appendix A.2: PBKDF2-params ::= SEQUENCE { salt OCTET STRING,
+    #   iterationCount INTEGER, keyLength INTEGER OPTIONAL, prf DEFAULT hmacWithSHA1 }
+    kdf_oid, params = _algorithm(kdf)
+    if kdf_oid != _PBKDF2:
+        raise P12FormatError(f"unsupported key derivation function {_name(kdf_oid)}")
+    parts = _seq(_present(params))
+    if len(parts) < 2 or parts[0].tag != _der.OCTET_STRING:
+        raise P12FormatError("unsupported or malformed PBKDF2 parameters")
+    salt, rounds = parts[0].value, _iterations(parts[1])
+    rest = parts[2:]
+    length = None
+    if rest and rest[0].tag == _der.INTEGER:
+        length = _int(rest[0])
+        if not 1 <= length <= 1024:
+            raise P12FormatError("PBKDF2 key length out of range")
+        rest = rest[1:]
+    prf = "sha1"
+    if rest:
+        prf = _hash_name(_HMAC_OIDS, *_algorithm(rest[0]))
+        rest = rest[1:]
+    if rest:
+        raise P12FormatError("malformed PBKDF2 parameters")
+    return salt, rounds, length, prf
+
+
+def _attributes(attributes: TLV | None) -> tuple[str | None, bytes | None, bool]:
+    # RFC 7292 section 4.2: PKCS12Attribute ::= SEQUENCE { attrId, attrValues SET OF }
+    alias, local_key_id, trusted = None, None, False
+    if attributes is None:
+        return alias, local_key_id, trusted
+    for attribute in attributes.expect(_der.SET).children():
+        attr_id, values_tlv = _pair(attribute)
+        oid = _oid(attr_id)
+        values = values_tlv.expect(_der.SET).children()
+        if oid == _JAVA_TRUSTED:
+            trusted = True
+        elif oid == _FRIENDLY_NAME and values:
+            try:
+                alias = values[0].expect(_der.BMP_STRING).value.decode("utf-16-be")
+            except UnicodeDecodeError as exc:
+                raise P12FormatError("friendlyName is not a valid BMPString") from exc
+        elif oid == _LOCAL_KEY_ID and values:
+            local_key_id = values[0].expect(_der.OCTET_STRING).value
+    return alias, local_key_id, trusted
+
+
+def _is_sequence(data: bytes) -> bool:
+    try:
+        _der.read_single(data, _der.SEQUENCE)
+    except DERError:
+        return False
+    return True
+
+
+def _is_pkcs8(data: bytes) -> bool:
+    """Cheap shape check of PrivateKeyInfo: SEQUENCE { INTEGER, SEQUENCE, OCTET STRING, ... }."""
+    try:
+        parts = _der.read_single(data, _der.SEQUENCE).children()
+    except DERError:
+        return False
+    tags = [part.tag for part in parts[:3]]
+    return tags == [_der.INTEGER, _der.SEQUENCE, _der.OCTET_STRING]
+
+
+def _content_info(tlv: TLV) -> tuple[str, bytes]:
+    # PKCS#7 ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT }
+    content_type, content = _pair(tlv)
+    return _oid(content_type), content.expect(0xA0).value
+
+
+def _algorithm(tlv: TLV) -> tuple[str, TLV | None]:
+    """AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }."""
+    parts = _seq(tlv)
+    if len(parts) not in (1, 2):
+        raise P12FormatError("malformed AlgorithmIdentifier")
+    return _oid(parts[0]), parts[1] if len(parts) == 2 else None
+
+
+def _hash_name(table: dict[str, str], oid: str, params: TLV | None) -> str:
+    if oid not in table:
+        raise P12FormatError(f"unsupported digest or HMAC algorithm {_name(oid)}")
+    if params is not None and params.tag != _der.NULL:
+        raise P12FormatError("unexpected digest algorithm parameters")
+    return table[oid]
+
+
+def _iterations(tlv: TLV) -> int:
+    rounds = _int(tlv)
+    if not 1 <= rounds <= _MAX_ITERATIONS:
+        shown = rounds if abs(rounds) <= _MAX_ITERATIONS * 1000 else "beyond that"
+        raise P12FormatError(f"iteration count {shown} is outside 1..{_MAX_ITERATIONS}")
+    return rounds
+
+
+def _pair(tlv: TLV | None) -> tuple[TLV, TLV]:
+    parts = _seq(_present(tlv))
+    if len(parts) != 2:
+        raise P12FormatError("expected a SEQUENCE of two elements")
+    return parts[0], parts[1]
+
+
+def _present(tlv: TLV | None) -> TLV:
+    if tlv is None:
+        raise P12FormatError("missing algorithm parameters")
+    return tlv
+
+
+def _explicit(tlv: TLV) -> TLV:
+    """The single element inside a [0] EXPLICIT tag."""
+    inner = _der.read_tlv(tlv.expect(0xA0).value)
+    if inner.end != len(tlv.value):
+        raise P12FormatError("trailing bytes inside an explicit tag")
+    return inner
+
+
+def _seq(tlv: TLV) -> list[TLV]:
+    return tlv.expect(_der.SEQUENCE).children()
+
+
+def _oid(tlv: TLV) -> str:
+    return _der.decode_oid(tlv.expect(_der.OID).value)
+
+
+def _int(tlv: TLV) -> int:
+    return _der.decode_int(tlv.expect(_der.INTEGER).value)
+
+
+def _octets(tlv: TLV) -> bytes:
+    return tlv.expect(_der.OCTET_STRING).value
+
+
+def _name(oid: str) -> str:
+    return f"{_UNSUPPORTED[oid]} ({oid})" if oid in _UNSUPPORTED else oid

@@ -1,0 +1,96 @@
+"""RC2 (RFC 2268) in CBC mode, only for reading old PKCS#12 files.
+
+Java before 8u301 / 11.0.12 (and ``openssl pkcs12 -legacy``) encrypted the
+certificates of every PKCS#12 keystore with ``pbeWithSHAAnd40BitRC2-CBC``.
+cryptography's RC2 takes 128-bit keys only, and OpenSSL 3 keeps RC2 in its legacy
+provider, so we carry the cipher: about forty lines, decrypting a few kilobytes of
+certificates once per load. Never used to encrypt anything we write.
+"""
+
+from __future__ import annotations
+
+# RFC 2268 section 2: PITABLE, a permutation of 0..255 derived from the digits of pi.
+_PITABLE = bytes.fromhex(
+    "d978f9c419ddb5ed28e9fd794aa0d89dc67e37832b76538e624c6488448bfba2"
+    "179a59f587b34f1361456d8d09817d32bd8f40eb86b77b0bf09521225c6b4e82"
+    "54d66593ce60b21c7356c014a78cf1dc1275ca1f3bbee4d1423dd430a33cb626"
+    "6fbf0eda4669075727f21d9bbc944303f811c7f690ef3ee706c3d52fc8661ed7"
+    "08e8eade8052eef784aa72ac354d6a2a961ad2715a1549744b9fd05e0418a4ec"
+    "c2e0416e0f51cbcc2491af50a1f47039997c3a8523b8b47afc02365b25559731"
+    "2d5dfa98e38a92ae05df2910676cbac9d300e6cfe19ea82c6316013f58e289a9"
+    "0d38341bab33ffb0bb480c5fb9b1cd2ec5f3db47e5a59c770aa62068fe7fc1ad"
+)
+_M = 0xFFFF
+
+
+def expand_key(key: bytes, effective_bits: int) -> list[int]:
+    """RFC 2268 section 2: the 64 16-bit subkeys for ``key`` at ``effective_bits``."""
+    if not 1 <= len(key) <= 128 or not 1 <= effective_bits <= 1024:
+        raise ValueError("RC2 keys are 1 to 128 bytes, effective bits 1 to 1024")
+    t = len(key)
+    expanded = bytearray(128)
+    expanded[:t] = key
+    for i in range(t, 128):
+        expanded[i] = _PITABLE[(expanded[i - 1] + expanded[i - t]) & 0xFF]
+    t8 = (effective_bits + 7) // 8
+    tm = 0xFF >> (8 * t8 - effective_bits)
+    expanded[128 - t8] = _PITABLE[expanded[128 - t8] & tm]
+    for i in range(127 - t8, -1, -1):
+        expanded[i] = _PITABLE[expanded[i + 1] ^ expanded[i + t8]]
+    return [expanded[2 * i] | expanded[2 * i + 1] << 8 for i in range(64)]
+
+
+def _rol(x: int, s: int) -> int:
+    return ((x << s) | (x >> (16 - s))) & _M
+
+
+def _ror(x: int, s: int) -> int:
+    return ((x >> s) | (x << (16 - s))) & _M
+
+
+_SHIFTS = (1, 2, 3, 5)
+
+
+def encrypt_block(k: list[int], block: bytes) -> bytes:
+    """RFC 2268 section 3: five mixing rounds, a mash, six mixes, a mash, five mixes."""
+    r = [block[2 * i] | block[2 * i + 1] << 8 for i in range(4)]
+    j = 0
+    for round_ in range(16):
+        for i in range(4):
+            # R[i] += K[j] + (R[i-1] & R[i-2]) + (~R[i-1] & R[i-3]), then rotate left.
+            mux = ((r[i - 2] ^ r[i - 3]) & r[i - 1]) ^ r[i - 3]
+            r[i] = _rol((r[i] + k[j] + mux) & _M, _SHIFTS[i])
+            j += 1
+        if round_ in (4, 10):
+            for i in range(4):
+                r[i] = (r[i] + k[r[i - 1] & 63]) & _M
+    return b"".join(bytes((w & 0xFF, w >> 8)) for w in r)
+
+
+def decrypt_block(k: list[int], block: bytes) -> bytes:
+    """RFC 2268 section 4: the rounds of :func:`encrypt_block`, undone in reverse."""
+    r = [block[2 * i] | block[2 * i + 1] << 8 for i in range(4)]
+    j = 63
+    for round_ in range(15, -1, -1):
+        for i in range(3, -1, -1):
+            mux = ((r[i - 2] ^ r[i - 3]) & r[i - 1]) ^ r[i - 3]
+            r[i] = (_ror(r[i], _SHIFTS[i]) - k[j] - mux) & _M
+            j -= 1
+        if round_ in (5, 11):
+            for i in range(3, -1, -1):
+                r[i] = (r[i] - k[r[i - 1] & 63]) & _M
+    return b"".join(bytes((w & 0xFF, w >> 8)) for w in r)
+
+
+def cbc_decrypt(key: bytes, effective_bits: int, iv: bytes, data: bytes) -> bytes:
+    """Decrypt ``data`` (whole 8-byte blocks) in CBC mode; padding is left in place."""
+    if len(iv) != 8 or len(data) % 8:
+        raise ValueError("RC2-CBC needs an 8-byte IV and whole 8-byte blocks")
+    k = expand_key(key, effective_bits)
+    out = bytearray()
+    previous = iv
+    for at in range(0, len(data), 8):
+        block = data[at : at + 8]
+        out += bytes(a ^ b for a, b in zip(decrypt_block(k, block), previous, strict=True))
+        previous = block
+    return bytes(out)

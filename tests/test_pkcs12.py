@@ -1,0 +1,784 @@
+"""mtls._pkcs12 against stores written by the real tools: keytool, openssl, cryptography."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import datetime
+import hashlib
+import hmac
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import pkcs12
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtls import _der
+from mtls._pkcs12 import (
+    P12Contents,
+    P12FormatError,
+    P12PasswordError,
+    looks_like_pkcs12,
+    parse_pkcs12,
+)
+
+WSO2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wso2"
+JDK25_KEYTOOL = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool")
+PW = "s3cret-pässword"  # non-ASCII on purpose: BMPString for PKCS#12 PBE, UTF-8 for PBES2
+JAVA_PW = "changeit-42"  # JDK 17 refuses non-ASCII passwords for PKCS#12 key protection
+RC2_40 = "pbeWithSHAAnd40BitRC2-CBC"
+# A short-lived JVM starts faster like this; English output whatever the locale.
+JVM_FLAGS = ("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en")
+
+
+def run(*args: str | Path) -> str:
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def spki(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def assert_keys_match_certs(contents: P12Contents) -> None:
+    """Every key has exactly one certificate with its localKeyId, holding its public key."""
+    for key in contents.keys:
+        assert key.local_key_id
+        certs = [c for c in contents.certs if c.local_key_id == key.local_key_id]
+        assert len(certs) == 1
+        private = serialization.load_der_private_key(key.pkcs8_der, None)  # test-side only
+        cert = x509.load_der_x509_certificate(certs[0].der)
+        assert spki(private.public_key()) == spki(cert.public_key())
+        assert certs[0].alias == key.alias
+        assert not certs[0].trusted
+
+
+# --- keytool ---------------------------------------------------------------------------
+
+
+def _keytools() -> list[object]:
+    found: list[object] = []
+    if default := shutil.which("keytool"):
+        found.append(pytest.param(Path(default).resolve(), id="jdk-default"))
+    if JDK25_KEYTOOL.exists():
+        found.append(pytest.param(JDK25_KEYTOOL, id="jdk25"))
+    return found or [pytest.param(None, id="no-keytool")]
+
+
+@pytest.fixture(scope="module", params=_keytools())
+def keytool(request: pytest.FixtureRequest) -> Path:
+    path: Path | None = request.param
+    if path is None:
+        pytest.skip("keytool is not installed")
+    return path
+
+
+class JavaStores:
+    """Stores written once per JDK: keytool is slow to start."""
+
+    def __init__(self, keytool: Path, tmp: Path) -> None:
+        self.keytool, self.tmp = keytool, tmp
+        self.keystore, self.truststore = tmp / "keystore.p12", tmp / "truststore.p12"
+        ks = ("-keystore", self.keystore, "-storetype", "PKCS12", "-storepass", JAVA_PW)
+        self.kt("-genkeypair", *ks, "-alias", "MyRSA", "-keyalg", "RSA", "-dname", "CN=rsa")
+        self.kt("-genkeypair", *ks, "-alias", "ec", "-keyalg", "EC", "-dname", "CN=ec")
+        # A CA signs the EC key's request; the reply installs the chain [ec, ca].
+        ca = ("-keystore", tmp / "ca.p12", "-storetype", "PKCS12", "-storepass", JAVA_PW)
+        self.kt(
+            "-genkeypair", *ca, "-alias", "ca", "-keyalg", "EC", "-dname", "CN=ca", "-ext", "bc:c"
+        )
+        self.kt("-exportcert", *ca, "-alias", "ca", "-file", tmp / "ca.crt")
+        self.kt("-certreq", *ks, "-alias", "ec", "-file", tmp / "ec.csr")
+        self.kt(
+            "-gencert", *ca, "-alias", "ca", "-infile", tmp / "ec.csr", "-outfile", tmp / "ec.crt"
+        )
+        self.kt("-importcert", "-noprompt", *ks, "-alias", "theca", "-file", tmp / "ca.crt")
+        self.kt("-importcert", *ks, "-alias", "ec", "-file", tmp / "ec.crt")
+        self.kt("-genseckey", *ks, "-alias", "sk", "-keyalg", "AES", "-keysize", "128")
+        ts = ("-keystore", self.truststore, "-storetype", "PKCS12", "-storepass", JAVA_PW)
+        self.kt("-importcert", "-noprompt", *ts, "-alias", "Trusted CA", "-file", tmp / "ca.crt")
+        self.ca_der = x509.load_der_x509_certificate((tmp / "ca.crt").read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+
+    def kt(self, *args: str | Path) -> str:
+        return run(self.keytool, *JVM_FLAGS, *args)
+
+    def listed(self, store: Path, kind: str) -> set[str]:
+        out = self.kt("-list", "-keystore", store, "-storetype", "PKCS12", "-storepass", JAVA_PW)
+        return {line.split(",")[0] for line in out.splitlines() if f", {kind}," in line}
+
+    def convert(self, name: str, *props: str, password: str = JAVA_PW) -> Path:
+        """Copy the keystore with keytool -importkeystore under -J-D properties."""
+        dest = self.tmp / f"{name}.p12"
+        dest.unlink(missing_ok=True)
+        java_props = [f"-J-D{p}" for p in props]
+        passwords = ("-srcstorepass", JAVA_PW, "-deststorepass", password)
+        stores = ("-srckeystore", self.keystore, "-destkeystore", dest, "-deststoretype", "PKCS12")
+        self.kt(*java_props, "-importkeystore", "-noprompt", *passwords, *stores)
+        return dest
+
+
+@pytest.fixture(scope="module")
+def java(keytool: Path, tmp_path_factory: pytest.TempPathFactory) -> JavaStores:
+    return JavaStores(keytool, tmp_path_factory.mktemp("java"))
+
+
+@pytest.mark.keytool
+def test_keytool_key_entries(java: JavaStores) -> None:
+    got = parse_pkcs12(java.keystore.read_bytes(), JAVA_PW)
+    assert got.mac_verified
+    assert len(got.keys) == 2  # RSA and EC; the AES secretBag is skipped
+    assert_keys_match_certs(got)
+    # keytool -list prints aliases lower-cased; the file holds them as Java stored them.
+    assert {k.alias.lower() for k in got.keys if k.alias} == java.listed(
+        java.keystore, "PrivateKeyEntry"
+    )
+    private = [serialization.load_der_private_key(k.pkcs8_der, None) for k in got.keys]
+    assert sorted(type(k).__name__ for k in private) == ["ECPrivateKey", "RSAPrivateKey"]
+
+
+@pytest.mark.keytool
+def test_keytool_chain_and_trusted_entry(java: JavaStores) -> None:
+    got = parse_pkcs12(java.keystore.read_bytes(), JAVA_PW)
+    (ec_key,) = [k for k in got.keys if k.alias == "ec"]
+    leaf = next(c for c in got.certs if c.local_key_id == ec_key.local_key_id)
+    issuer = x509.load_der_x509_certificate(java.ca_der)
+    x509.load_der_x509_certificate(leaf.der).verify_directly_issued_by(issuer)
+    # Java writes the CA twice: once in the key entry's chain (friendlyName = the
+    # subject DN, no localKeyId, not trusted), once as the trusted entry "theca".
+    ca_bags = [c for c in got.certs if c.der == java.ca_der]
+    assert {(c.alias, c.local_key_id, c.trusted) for c in ca_bags} == {
+        ("CN=ca", None, False),
+        ("theca", None, True),
+    }
+    assert {c.alias for c in got.certs if c.trusted} == java.listed(
+        java.keystore, "trustedCertEntry"
+    )
+
+
+@pytest.mark.keytool
+def test_keytool_truststore(java: JavaStores) -> None:
+    data = java.truststore.read_bytes()
+    got = parse_pkcs12(data, JAVA_PW, decrypt_keys=False)
+    assert got.keys == ()
+    assert [(c.alias, c.der, c.trusted) for c in got.certs] == [("Trusted CA", java.ca_der, True)]
+    assert {c.alias.lower() for c in got.certs if c.alias} == java.listed(
+        java.truststore, "trustedCertEntry"
+    )
+    with pytest.raises(P12PasswordError, match="password is needed") as info:
+        parse_pkcs12(data, None)  # Java encrypts certificates by default
+    assert info.value.which == "store"
+    with pytest.raises(P12PasswordError) as info:
+        parse_pkcs12(data, "wrong")
+    assert info.value.which == "store"
+
+
+@pytest.mark.keytool
+def test_keytool_passwordless_truststore(java: JavaStores) -> None:
+    """Java's password-less PKCS#12: certificates in the clear and no MAC."""
+    store = java.tmp / "nopass.p12"
+    props = [
+        "-J-Dkeystore.pkcs12.certProtectionAlgorithm=NONE",
+        "-J-Dkeystore.pkcs12.macAlgorithm=NONE",
+    ]
+    java.kt(
+        *props,
+        "-importcert",
+        "-noprompt",
+        "-keystore",
+        store,
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        JAVA_PW,
+        "-alias",
+        "ca",
+        "-file",
+        java.tmp / "ca.crt",
+    )
+    got = parse_pkcs12(store.read_bytes(), None)
+    assert not got.mac_verified
+    assert [(c.alias, c.trusted) for c in got.certs] == [("ca", True)]
+
+
+@pytest.mark.keytool
+@pytest.mark.parametrize(
+    "props",
+    [
+        pytest.param(
+            (
+                "keystore.pkcs12.keyProtectionAlgorithm=PBEWithHmacSHA512AndAES_128",
+                "keystore.pkcs12.certProtectionAlgorithm=PBEWithHmacSHA1AndAES_256",
+                "keystore.pkcs12.macAlgorithm=HmacPBESHA512",
+            ),
+            id="aes-prf-sha512-sha1-mac-sha512",
+        ),
+        pytest.param(
+            (
+                "keystore.pkcs12.keyProtectionAlgorithm=PBEWithHmacSHA224AndAES_256",
+                "keystore.pkcs12.certProtectionAlgorithm=PBEWithHmacSHA384AndAES_128",
+                "keystore.pkcs12.macAlgorithm=HmacPBESHA384",
+            ),
+            id="aes-prf-sha224-sha384-mac-sha384",
+        ),
+        pytest.param(
+            (
+                "keystore.pkcs12.keyProtectionAlgorithm=PBEWithSHA1AndDESede",
+                "keystore.pkcs12.certProtectionAlgorithm=PBEWithSHA1AndRC2_128",
+                "keystore.pkcs12.macAlgorithm=HmacPBESHA224",
+            ),
+            id="3des-rc2_128-mac-sha224",
+        ),
+        pytest.param(
+            (
+                "keystore.pkcs12.keyProtectionAlgorithm=PBEWithHmacSHA512/256AndAES_256",
+                "keystore.pkcs12.certProtectionAlgorithm=PBEWithHmacSHA512/224AndAES_256",
+                "keystore.pkcs12.macAlgorithm=HmacPBESHA512/256",
+            ),
+            id="aes-prf-sha512_256-mac-sha512_256",
+        ),
+    ],
+)
+def test_keytool_algorithms(java: JavaStores, props: tuple[str, ...]) -> None:
+    try:
+        store = java.convert("converted", *props)
+    except AssertionError as exc:
+        if "not available" not in str(exc):
+            raise
+        pytest.skip("this JDK lacks one of the algorithms")  # JDK 17: SHA-512/256 PBES2
+    got = parse_pkcs12(store.read_bytes(), JAVA_PW)
+    assert got.mac_verified
+    assert len(got.keys) == 2
+    assert_keys_match_certs(got)
+
+
+@pytest.mark.keytool
+def test_keytool_legacy_rc2_40_loads(java: JavaStores) -> None:
+    """Java's pre-8u301 default encrypts certificates with 40-bit RC2, which
+    cryptography cannot decrypt: our RFC 2268 code does, and the keys match."""
+    data = java.convert("legacy", "keystore.pkcs12.legacy").read_bytes()
+    got = parse_pkcs12(data, JAVA_PW)
+    assert got.mac_verified
+    assert len(got.keys) == 2
+    assert_keys_match_certs(got)
+    with pytest.raises(P12PasswordError):
+        parse_pkcs12(data, "not-" + JAVA_PW)
+
+
+@pytest.mark.keytool
+def test_keytool_non_ascii_password_with_legacy_pbe(java: JavaStores) -> None:
+    """Newer JDKs encrypt with the password's UTF-8 bytes masked to 7 bits (the MAC uses
+    the real BMPString); JDK 17 refuses to write such a store at all."""
+    legacy = (
+        "keystore.pkcs12.keyProtectionAlgorithm=PBEWithSHA1AndDESede",
+        "keystore.pkcs12.certProtectionAlgorithm=PBEWithSHA1AndRC2_128",
+        "keystore.pkcs12.macAlgorithm=HmacPBESHA1",
+    )
+    try:
+        store = java.convert("non-ascii", *legacy, password=PW)
+    except AssertionError as exc:
+        if "not ASCII" not in str(exc):
+            raise
+        pytest.skip("this JDK refuses non-ASCII passwords for PKCS#12 PBE")
+    got = parse_pkcs12(store.read_bytes(), PW)
+    assert got.mac_verified
+    assert len(got.keys) == 2
+    assert_keys_match_certs(got)
+    with pytest.raises(P12PasswordError) as info:
+        parse_pkcs12(store.read_bytes(), PW, key_password="s3cret-pdssword")
+    assert info.value.which == "key"
+    # PBES2 (the default since 8u301) takes the plain UTF-8 bytes.
+    got = parse_pkcs12(java.convert("non-ascii-pbes2", password=PW).read_bytes(), PW)
+    assert len(got.keys) == 2
+    assert_keys_match_certs(got)
+
+
+JAVA_KEY_PASSWORD = """
+import java.io.*; import java.security.*;
+public class KeyPassword { public static void main(String[] a) throws Exception {
+    char[] store = a[2].toCharArray(), key = a[3].toCharArray();
+    KeyStore src = KeyStore.getInstance("PKCS12");
+    try (var in = new FileInputStream(a[0])) { src.load(in, store); }
+    KeyStore out = KeyStore.getInstance("PKCS12"); out.load(null, null);
+    for (String alias : java.util.Collections.list(src.aliases()))
+        if (src.isKeyEntry(alias) && src.getKey(alias, store) instanceof PrivateKey k)
+            out.setKeyEntry(alias, k, key, src.getCertificateChain(alias));
+    try (var os = new FileOutputStream(a[1])) { out.store(os, store); }
+}}
+"""
+
+
+@pytest.mark.keytool
+def test_key_password_differs_from_store_password(java: JavaStores) -> None:
+    """keytool refuses separate key passwords for PKCS#12, but the KeyStore API writes them."""
+    source = java.tmp / "KeyPassword.java"
+    source.write_text(JAVA_KEY_PASSWORD)
+    store = java.tmp / "keypass.p12"
+    jvm = [flag.removeprefix("-J") for flag in JVM_FLAGS]
+    run(java.keytool.parent / "java", *jvm, source, java.keystore, store, JAVA_PW, "key-secret")
+    data = store.read_bytes()
+    with pytest.raises(P12PasswordError) as info:
+        parse_pkcs12(data, JAVA_PW)
+    assert info.value.which == "key"
+    with pytest.raises(P12PasswordError) as info:
+        parse_pkcs12(data, JAVA_PW, key_password="wrong")
+    assert info.value.which == "key"
+    got = parse_pkcs12(data, JAVA_PW, key_password="key-secret")
+    assert got.mac_verified
+    assert len(got.keys) == 2
+    assert_keys_match_certs(got)
+    truststore_view = parse_pkcs12(data, JAVA_PW, decrypt_keys=False)
+    assert truststore_view.keys == ()
+    assert truststore_view.certs == got.certs
+
+
+# --- openssl ---------------------------------------------------------------------------
+
+
+class OpenSSLFiles:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        ca_key, ca, key = tmp / "ca.key", tmp / "ca.pem", tmp / "leaf.key"
+        ca_opts = "-x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=ca"
+        run("openssl", "req", *ca_opts.split(), "-keyout", ca_key, "-out", ca)
+        leaf_opts = "-new -newkey rsa:2048 -nodes -subj /CN=openssl-leaf"
+        run("openssl", "req", *leaf_opts.split(), "-keyout", key, "-out", tmp / "leaf.csr")
+        sign = ("-CA", ca, "-CAkey", ca_key, "-set_serial", "2", "-days", "2")
+        run("openssl", "x509", "-req", "-in", tmp / "leaf.csr", *sign, "-out", tmp / "leaf.pem")
+        p8 = ("-topk8", "-nocrypt", "-outform", "DER")
+        run("openssl", "pkcs8", *p8, "-in", key, "-out", tmp / "leaf.p8")
+        self.pkcs8 = (tmp / "leaf.p8").read_bytes()
+        self.leaf_der = self.der(tmp / "leaf.pem")
+        self.ca_der = self.der(ca)
+
+    @staticmethod
+    def der(pem: Path) -> bytes:
+        return x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+
+    def export(self, *options: str, password: str = PW) -> bytes:
+        out = self.tmp / "out.p12"
+        files = ("-inkey", self.tmp / "leaf.key", "-in", self.tmp / "leaf.pem")
+        chain = ("-certfile", self.tmp / "ca.pem", "-name", "leaf key")
+        run(
+            "openssl",
+            "pkcs12",
+            "-export",
+            *files,
+            *chain,
+            "-passout",
+            f"pass:{password}",
+            "-out",
+            out,
+            *options,
+        )
+        return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def openssl(tmp_path_factory: pytest.TempPathFactory) -> OpenSSLFiles:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    return OpenSSLFiles(tmp_path_factory.mktemp("openssl"))
+
+
+OPENSSL_VARIANTS = {  # name: options of openssl pkcs12 -export
+    "default-pbes2-aes256": "",
+    "pbe-sha1-3des-mac-sha1": "-certpbe PBE-SHA1-3DES -keypbe PBE-SHA1-3DES -macalg sha1",
+    "pbe-sha1-2des-mac-sha224": "-certpbe PBE-SHA1-2DES -keypbe PBE-SHA1-2DES -macalg sha224",
+    "aes128-des3-mac-sha512": "-certpbe AES-128-CBC -keypbe DES-EDE3-CBC -macalg sha512",
+    "aes192-mac-sha384": "-certpbe AES-192-CBC -keypbe AES-192-CBC -macalg sha384",
+    "nomac": "-nomac",
+    "unencrypted": "-keypbe NONE -certpbe NONE",
+}
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("options", OPENSSL_VARIANTS.values(), ids=OPENSSL_VARIANTS.keys())
+def test_openssl_export(openssl: OpenSSLFiles, options: str) -> None:
+    data = openssl.export(*options.split())
+    assert looks_like_pkcs12(data)
+    got = parse_pkcs12(data, PW)
+    assert got.mac_verified is ("-nomac" not in options)
+    assert [(k.alias, k.pkcs8_der) for k in got.keys] == [("leaf key", openssl.pkcs8)]
+    assert [c.der for c in got.certs] == [openssl.leaf_der, openssl.ca_der]  # file order
+    assert [(c.alias, c.trusted) for c in got.certs] == [("leaf key", False), (None, False)]
+    assert_keys_match_certs(got)
+    truststore_view = parse_pkcs12(data, PW, decrypt_keys=False)
+    assert truststore_view.certs == got.certs
+    assert truststore_view.keys == (got.keys if "NONE" in options else ())
+
+
+@pytest.mark.openssl
+def test_openssl_legacy(openssl: OpenSSLFiles) -> None:
+    try:
+        rc2_128 = openssl.export(
+            "-legacy", "-certpbe", "PBE-SHA1-RC2-128", "-keypbe", "PBE-SHA1-RC2-128"
+        )
+        default_legacy = openssl.export("-legacy")
+    except AssertionError as exc:
+        pytest.skip(f"openssl -legacy needs the legacy provider: {exc}")
+    got = parse_pkcs12(rc2_128, PW)
+    assert [k.pkcs8_der for k in got.keys] == [openssl.pkcs8]
+    assert [c.der for c in got.certs] == [openssl.leaf_der, openssl.ca_der]
+    # -legacy's certificate default is 40-bit RC2: decrypted by mtls._rc2.
+    legacy = parse_pkcs12(default_legacy, PW)
+    assert [k.pkcs8_der for k in legacy.keys] == [openssl.pkcs8]
+    assert [c.der for c in legacy.certs] == [openssl.leaf_der, openssl.ca_der]
+
+
+@pytest.mark.openssl
+def test_openssl_unencrypted_needs_no_password(openssl: OpenSSLFiles) -> None:
+    got = parse_pkcs12(openssl.export("-keypbe", "NONE", "-certpbe", "NONE"), None)
+    assert not got.mac_verified  # the MAC is there, but None skips it
+    assert [k.pkcs8_der for k in got.keys] == [openssl.pkcs8]
+    assert len(got.certs) == 2
+
+
+@pytest.mark.openssl
+def test_openssl_wrong_or_missing_password(openssl: OpenSSLFiles) -> None:
+    data = openssl.export()
+    for password in ("wrong", "", PW.upper()):
+        with pytest.raises(P12PasswordError) as info:
+            parse_pkcs12(data, password)
+        assert info.value.which == "store"
+    with pytest.raises(P12PasswordError, match="password is needed") as info:
+        parse_pkcs12(data, None)
+    assert info.value.which == "store"
+    with pytest.raises(P12PasswordError) as info:  # no MAC: the padding check catches it
+        parse_pkcs12(openssl.export("-nomac"), "wrong")
+    assert info.value.which == "store"
+
+
+@pytest.mark.openssl
+def test_openssl_empty_password(openssl: OpenSSLFiles) -> None:
+    """OpenSSL, like Java, derives "" as the BMPString terminator alone."""
+    for options in ((), ("-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES")):
+        data = openssl.export(*options, password="")
+        got = parse_pkcs12(data, "")
+        assert got.mac_verified
+        assert [k.pkcs8_der for k in got.keys] == [openssl.pkcs8]
+        with pytest.raises(P12PasswordError):
+            parse_pkcs12(data, "x")
+
+
+def _libcrypto() -> ctypes.CDLL:
+    name = ctypes.util.find_library("crypto")
+    if name is None:
+        pytest.skip("libcrypto not found")
+    lib = ctypes.CDLL(name)
+    vp, ci = ctypes.c_void_p, ctypes.c_int
+    signatures = {
+        "BIO_new_mem_buf": (vp, [ctypes.c_char_p, ci]),
+        "BIO_free": (ci, [vp]),
+        "PEM_read_bio_PrivateKey": (vp, [vp, vp, vp, vp]),
+        "PEM_read_bio_X509": (vp, [vp, vp, vp, vp]),
+        "PKCS12_create": (vp, [ctypes.c_char_p, ctypes.c_char_p, vp, vp, vp, ci, ci, ci, ci, ci]),
+        "i2d_PKCS12": (ci, [vp, ctypes.POINTER(ctypes.c_char_p)]),
+        "PKCS12_free": (None, [vp]),
+        "EVP_PKEY_free": (None, [vp]),
+        "X509_free": (None, [vp]),
+    }
+    for function, (restype, argtypes) in signatures.items():
+        getattr(lib, function).restype = restype
+        getattr(lib, function).argtypes = argtypes
+    return lib
+
+
+@pytest.mark.openssl
+def test_openssl_null_password(openssl: OpenSSLFiles) -> None:
+    """OpenSSL's PKCS12_create(NULL, ...) derives from zero bytes, not the terminator;
+    OpenSSL's readers try that variant for "", and so do we."""
+    lib = _libcrypto()
+    pems = [(openssl.tmp / n).read_bytes() for n in ("leaf.key", "leaf.pem")]
+    bios = [lib.BIO_new_mem_buf(pem, len(pem)) for pem in pems]
+    key = lib.PEM_read_bio_PrivateKey(bios[0], None, None, None)
+    cert = lib.PEM_read_bio_X509(bios[1], None, None, None)
+    pbe_3des = 146  # NID_pbe_WithSHA1And3_Key_TripleDES_CBC, so the BMP password matters
+    p12 = lib.PKCS12_create(None, b"null", key, cert, None, pbe_3des, pbe_3des, 0, 0, 0)
+    assert p12
+    size = lib.i2d_PKCS12(p12, None)
+    buffer = ctypes.create_string_buffer(size)
+    cursor = ctypes.c_char_p(ctypes.addressof(buffer))
+    assert lib.i2d_PKCS12(p12, ctypes.byref(cursor)) == size
+    data = buffer.raw[:size]
+    lib.PKCS12_free(p12)
+    lib.EVP_PKEY_free(key)
+    lib.X509_free(cert)
+    for bio in bios:
+        lib.BIO_free(bio)
+    got = parse_pkcs12(data, "")
+    assert got.mac_verified
+    assert [(k.alias, k.pkcs8_der) for k in got.keys] == [("null", openssl.pkcs8)]
+    assert [c.der for c in got.certs] == [openssl.leaf_der]
+
+
+# --- PBMAC1 and hostile parameters, on stores rebuilt around a real authSafe ------------
+
+
+def der_int(n: int) -> bytes:
+    return _der.encode(_der.INTEGER, n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
+
+
+def seq(*parts: bytes) -> bytes:
+    return _der.encode(_der.SEQUENCE, b"".join(parts))
+
+
+def rebuild(data: bytes, mac_data: bytes) -> bytes:
+    """The same PFX with its MacData replaced."""
+    version, auth_safe, *_ = _der.read_single(data, _der.SEQUENCE).children()
+    return seq(
+        _der.encode(version.tag, version.value),
+        _der.encode(auth_safe.tag, auth_safe.value),
+        mac_data,
+    )
+
+
+def auth_safe_bytes(data: bytes) -> bytes:
+    _, auth_safe, *_ = _der.read_single(data, _der.SEQUENCE).children()
+    _, content = auth_safe.children()
+    return _der.read_single(content.value, _der.OCTET_STRING).value
+
+
+def pbmac1(data: bytes, password: str, *, key_length: int | None = 32) -> bytes:
+    """RFC 9579 MacData: PBKDF2-HMAC-SHA256 keys an HMAC-SHA256 over the authSafe.
+    (Checked by hand against RFC 9579 appendix A.1; OpenSSL 3.0 and JDK 25 cannot write it.)"""
+    salt, rounds = b"pbmac1-salt-1234", 2048
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds, 32)
+    mac = hmac.new(key, auth_safe_bytes(data), "sha256").digest()
+    hmac_sha256 = seq(_der.encode_oid("1.2.840.113549.2.9"), _der.encode(_der.NULL, b""))
+    length = der_int(key_length) if key_length is not None else b""
+    kdf_params = seq(_der.encode(_der.OCTET_STRING, salt), der_int(rounds), length, hmac_sha256)
+    kdf = seq(_der.encode_oid("1.2.840.113549.1.5.12"), kdf_params)
+    algorithm = seq(_der.encode_oid("1.2.840.113549.1.5.14"), seq(kdf, hmac_sha256))
+    return seq(
+        seq(algorithm, _der.encode(_der.OCTET_STRING, mac)),
+        _der.encode(_der.OCTET_STRING, b"NOT USED"),
+        der_int(1),
+    )
+
+
+@pytest.mark.openssl
+def test_pbmac1(openssl: OpenSSLFiles) -> None:
+    data = openssl.export()
+    got = parse_pkcs12(rebuild(data, pbmac1(data, PW)), PW)
+    assert got.mac_verified
+    assert [k.pkcs8_der for k in got.keys] == [openssl.pkcs8]
+    with pytest.raises(P12PasswordError):
+        parse_pkcs12(rebuild(data, pbmac1(data, PW)), "wrong")
+    with pytest.raises(P12FormatError, match="key length"):
+        parse_pkcs12(rebuild(data, pbmac1(data, PW, key_length=None)), PW)
+
+
+def nest(data: bytes, depth: int) -> bytes:
+    """An unencrypted, MAC-less PFX whose bags sit inside `depth` nested safeContentsBags."""
+    auth_safe = _der.read_single(auth_safe_bytes(data), _der.SEQUENCE)
+    bags = b"".join(  # every bag of every (plain data) ContentInfo
+        _der.read_single(ci.children()[1].children()[0].value, _der.SEQUENCE).value
+        for ci in auth_safe.children()
+    )
+    for _ in range(depth):
+        bags = seq(_der.encode_oid("1.2.840.113549.1.12.10.1.6"), _der.encode(0xA0, seq(bags)))
+    content = _der.encode(0xA0, _der.encode(_der.OCTET_STRING, seq(bags)))
+    content_info = seq(_der.encode_oid("1.2.840.113549.1.7.1"), content)
+    outer = _der.encode(0xA0, _der.encode(_der.OCTET_STRING, seq(content_info)))
+    return seq(der_int(3), seq(_der.encode_oid("1.2.840.113549.1.7.1"), outer))
+
+
+@pytest.mark.openssl
+def test_nested_safe_contents_bags(openssl: OpenSSLFiles) -> None:
+    data = openssl.export("-keypbe", "NONE", "-certpbe", "NONE", "-nomac")
+    plain = parse_pkcs12(data, None)
+    assert parse_pkcs12(nest(data, 0), None) == plain
+    assert parse_pkcs12(nest(data, 2), None) == plain
+    with pytest.raises(P12FormatError, match="nested too deeply"):
+        parse_pkcs12(nest(data, 50), None)
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize(
+    "iterations", [0, -1, 10_000_001, 2**64, 2**40000], ids=["0", "-1", "cap+1", "2^64", "2^40000"]
+)
+def test_hostile_iteration_count_fails_fast(openssl: OpenSSLFiles, iterations: int) -> None:
+    data = openssl.export()
+    sha1 = seq(_der.encode_oid("1.3.14.3.2.26"), _der.encode(_der.NULL, b""))
+    mac_data = seq(
+        seq(sha1, _der.encode(_der.OCTET_STRING, bytes(20))),
+        _der.encode(_der.OCTET_STRING, b"salt"),
+        der_int(iterations),
+    )
+    start = time.perf_counter()
+    with pytest.raises(P12FormatError, match="iteration count"):
+        parse_pkcs12(rebuild(data, mac_data), PW)
+    assert time.perf_counter() - start < 1
+
+
+# --- cryptography-written stores, and fuzzing ---------------------------------------------
+
+
+def _small_store(algorithm: pkcs12.PBES, password: bytes = b"fuzz") -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "fuzz")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime(2020, 1, 1))
+        .not_valid_after(datetime.datetime(2040, 1, 1))
+        .sign(key, hashes.SHA256())
+    )
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(1)
+        .key_cert_algorithm(algorithm)
+        .hmac_hash(hashes.SHA1())
+        .build(password)
+    )
+    return pkcs12.serialize_key_and_certificates(b"fuzz", key, cert, [cert], encryption)
+
+
+FUZZ_BASES = [_small_store(algorithm) for algorithm in pkcs12.PBES]
+
+
+@pytest.mark.parametrize("base", FUZZ_BASES, ids=[a.name for a in pkcs12.PBES])
+def test_cryptography_stores(base: bytes) -> None:
+    got = parse_pkcs12(base, "fuzz")
+    assert got.mac_verified
+    assert [k.alias for k in got.keys] == ["fuzz"]
+    assert [c.alias for c in got.certs] == ["fuzz", None]
+    assert_keys_match_certs(got)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(FUZZ_BASES)))
+    for _ in range(draw(st.integers(1, 3))):
+        position = draw(st.integers(0, len(data) - 1))
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
+        if kind == "flip":
+            data[position] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "truncate":
+            del data[position:]
+        elif kind == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            del data[position : position + draw(st.integers(1, 4))]
+        if not data:
+            break
+    return bytes(data)
+
+
+@settings(
+    max_examples=200, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    data=st.one_of(st.binary(max_size=300), mutated()),
+    password=st.sampled_from(["fuzz", "", None]),
+    decrypt_keys=st.booleans(),
+)
+def test_fuzz_only_our_errors_escape(data: bytes, password: str | None, decrypt_keys: bool) -> None:
+    looks_like_pkcs12(data)  # never raises
+    with contextlib.suppress(P12FormatError, P12PasswordError):
+        parse_pkcs12(data, password, decrypt_keys=decrypt_keys)
+
+
+def test_looks_like_pkcs12() -> None:
+    base = FUZZ_BASES[0]
+    assert looks_like_pkcs12(base)
+    assert looks_like_pkcs12(base[:40])  # truncated still sniffs; parsing then says why
+    for other in (b"", b"\x30", bytes.fromhex("feedfeed00000002"), b"-----BEGIN", base[1:]):
+        assert not looks_like_pkcs12(other)
+    with pytest.raises(P12FormatError):
+        parse_pkcs12(base[:40], "fuzz")
+    with pytest.raises(P12FormatError):
+        parse_pkcs12(base + b"\0", "fuzz")
+
+
+# --- real WSO2 files ---------------------------------------------------------------------
+
+needs_wso2 = pytest.mark.skipif(not WSO2.is_dir(), reason=f"{WSO2} is not present")
+
+
+def _against_cryptography(data: bytes, password: str, got: P12Contents) -> None:
+    """cryptography's reader (one key, no trusted flag) agrees on what it can see."""
+    theirs = pkcs12.load_pkcs12(data, password.encode())
+    assert theirs.key is not None
+    assert theirs.cert is not None
+    ours = serialization.load_der_private_key(got.keys[0].pkcs8_der, None)
+    assert ours.private_numbers() == theirs.key.private_numbers()  # type: ignore[union-attr]
+    their_certs = [theirs.cert, *theirs.additional_certs]
+    assert sorted(
+        c.certificate.public_bytes(serialization.Encoding.DER) for c in their_certs
+    ) == sorted(c.der for c in got.certs)
+
+
+@pytest.mark.fixtures
+@needs_wso2
+def test_wso2_cert_chain_client() -> None:
+    data = (WSO2 / "cert_chain_client.p12").read_bytes()
+    got = parse_pkcs12(data, "password")
+    assert got.mac_verified
+    assert [k.alias for k in got.keys] == ["cert-chain-client"]
+    assert_keys_match_certs(got)
+    chain = [x509.load_der_x509_certificate(c.der) for c in got.certs]
+    assert len(chain) == 3
+    chain[0].verify_directly_issued_by(chain[1])
+    chain[1].verify_directly_issued_by(chain[2])
+    # Java names a chain's CA certificates by their subject DN.
+    assert [c.alias for c in got.certs[1:]] == [c.subject.rfc4514_string() for c in chain[1:]]
+    _against_cryptography(data, "password", got)
+
+
+@pytest.mark.fixtures
+@needs_wso2
+def test_wso2_cert_chain_root() -> None:
+    data = (WSO2 / "cert_chain_root.p12").read_bytes()
+    got = parse_pkcs12(data, "password")
+    assert [k.alias for k in got.keys] == ["cert-chain-root"]
+    assert len(got.certs) == 1
+    assert_keys_match_certs(got)
+    _against_cryptography(data, "password", got)
+
+
+@pytest.mark.fixtures
+@needs_wso2
+def test_wso2am() -> None:
+    data = (WSO2 / "wso2am.p12").read_bytes()
+    got = parse_pkcs12(data, "wso2carbon")
+    assert got.mac_verified
+    assert [k.alias for k in got.keys] == ["wso2carbon"]
+    assert_keys_match_certs(got)
+    cert = x509.load_der_x509_certificate(got.certs[0].der)
+    assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "wso2am"
+    _against_cryptography(data, "wso2carbon", got)
+    with pytest.raises(P12PasswordError):
+        parse_pkcs12(data, "password")
+
+
+@pytest.mark.fixtures
+@needs_wso2
+def test_wso2_test_p12_uses_rc2_40() -> None:
+    """Two 3DES-shrouded keys, certificates under 40-bit RC2 (Java's old default)."""
+    data = (WSO2 / "test.p12").read_bytes()
+    assert looks_like_pkcs12(data)
+    got = parse_pkcs12(data, "password")
+    assert len(got.keys) == 2
+    assert_keys_match_certs(got)
+    with pytest.raises(P12PasswordError):
+        parse_pkcs12(data, "wrong")
