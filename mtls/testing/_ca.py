@@ -1,0 +1,562 @@
+"""An in-memory certificate authority for tests: :class:`CA` and :class:`IssuedIdentity`.
+
+Everything it issues passes OpenSSL's strict X.509 checks (``ssl.VERIFY_X509_STRICT``,
+the default of Python 3.13's ``create_default_context``): version 3, positive
+random serials, a subject and authority key identifier on every certificate,
+``basicConstraints`` marked critical on CAs and leaves, ``keyUsage`` marked
+critical, subject alternative names for every identity, and both the
+``serverAuth`` and ``clientAuth`` extended key usages on leaves, so one identity
+can sit on either end of a mutual-TLS connection.
+
+Nothing is written to disk unless a ``write_*`` method is called. Keys are made
+fresh for every CA and identity: EC P-256 by default (about a millisecond each),
+RSA 2048 on request (tens of milliseconds).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .._secret import Secret
+from .._stores import Keystore, Truststore
+from ._rotation import replace_atomically
+
+KeyType: TypeAlias = Literal["EC", "RSA", "Ed25519"]
+StoreType: TypeAlias = Literal["JKS", "PKCS12", "PEM"]
+Identity: TypeAlias = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+_PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+_CN_MAX = 64  # RFC 5280 ub-common-name
+_DEFAULT_ORGANIZATION = "mtls.testing"
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _normalize_key_type(key_type: str) -> KeyType:
+    for name in ("EC", "RSA", "Ed25519"):
+        if key_type.casefold() == name.casefold():
+            return name
+    raise ValueError(f"key_type must be 'EC', 'RSA' or 'Ed25519', not {key_type!r}")
+
+
+def _new_key(key_type: KeyType) -> _PrivateKey:
+    if key_type == "EC":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "RSA":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def _sign(builder: x509.CertificateBuilder, key: _PrivateKey) -> x509.Certificate:
+    # Ed25519 signs the message itself: cryptography wants no separate hash for it.
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, algorithm)
+
+
+def _aware(value: _dt.datetime, argument: str) -> _dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{argument} must be timezone-aware (for example datetime.UTC)")
+    return value.astimezone(_dt.UTC)
+
+
+def _validity(
+    not_before: _dt.datetime | None,
+    not_after: _dt.datetime | None,
+    default_days: int,
+) -> tuple[_dt.datetime, _dt.datetime]:
+    now = _utcnow()
+    # An hour of slack before "now" so a certificate is valid at once even on a
+    # host whose clock is slightly behind the one that checks it.
+    start = _aware(not_before, "not_before") if not_before else now - _dt.timedelta(hours=1)
+    end = (
+        _aware(not_after, "not_after")
+        if not_after
+        else max(start, now) + _dt.timedelta(days=default_days)
+    )
+    if end <= start:
+        raise ValueError(
+            f"not_after ({end.isoformat()}) must be later than not_before ({start.isoformat()})"
+        )
+    return start, end
+
+
+def _general_name(identity: Identity) -> x509.GeneralName:
+    """One identity as a SAN: an IP address, an email, a URI, or a DNS name."""
+    if isinstance(identity, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return x509.IPAddress(identity)
+    if not identity.strip():
+        raise ValueError("an identity must be a non-empty string or an IP address")
+    text = identity.strip()
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    if "://" in text:
+        return x509.UniformResourceIdentifier(text)  # spiffe://... and other URIs
+    if "@" in text:
+        return x509.RFC822Name(text)
+    return x509.DNSName(_idna(text))
+
+
+def _idna(name: str) -> str:
+    # Certificates hold A-labels ("xn--..."); keep a leading "*." wildcard as is.
+    if name.isascii():
+        return name
+    prefix, rest = ("*.", name[2:]) if name.startswith("*.") else ("", name)
+    try:
+        return prefix + rest.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"not a valid internationalized DNS name: {name!r}") from exc
+
+
+def _alias_from(name: str | None) -> str:
+    base = re.sub(r"[^a-z0-9._-]+", "-", (name or "").lower()).strip("-")
+    return base or "identity"
+
+
+def _key_pem(key: _PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class IssuedIdentity:
+    """A private key and the certificate a :class:`CA` issued for it.
+
+    Made by :meth:`CA.issue_cert`; immutable. Usable as a server certificate and
+    as a client certificate (both extended key usages are set, unless turned off
+    at issue time).
+
+    Attributes:
+        certificate: the leaf certificate.
+        chain: the leaf followed by the intermediate CAs that issued it, up to but
+            not including the root: what a TLS peer sends. For an identity issued
+            by a root CA, just the leaf.
+        private_key: the leaf's private key (a cryptography key object).
+        ca: the CA that issued it.
+        identities: the names it was issued for, as given.
+    """
+
+    def __init__(
+        self,
+        *,
+        private_key: _PrivateKey,
+        chain: Sequence[x509.Certificate],
+        ca: CA,
+        identities: Sequence[Identity],
+    ) -> None:
+        self.private_key = private_key
+        self.chain: tuple[x509.Certificate, ...] = tuple(chain)
+        self.certificate = self.chain[0]
+        self.ca = ca
+        self.identities: tuple[Identity, ...] = tuple(identities)
+
+    @property
+    def common_name(self) -> str | None:
+        """The CN of the subject, or ``None`` when there is none."""
+        names = self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if not names:
+            return None
+        value = names[0].value
+        return value if isinstance(value, str) else value.decode()
+
+    @property
+    def subject(self) -> str:
+        """The subject as an RFC 4514 string, as the test server reports it."""
+        return self.certificate.subject.rfc4514_string()
+
+    @property
+    def serial_number(self) -> int:
+        """The certificate's serial number."""
+        return self.certificate.serial_number
+
+    @property
+    def fingerprint_sha256(self) -> str:
+        """Lower-case hex SHA-256 of the certificate's DER bytes."""
+        return hashlib.sha256(self.certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+    @property
+    def private_key_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM."""
+        return _key_pem(self.private_key)
+
+    @property
+    def cert_pem(self) -> bytes:
+        """The leaf certificate as PEM."""
+        return _pem(self.certificate)
+
+    @property
+    def chain_pem(self) -> bytes:
+        """:attr:`chain` as concatenated PEM, leaf first."""
+        return b"".join(_pem(cert) for cert in self.chain)
+
+    def keystore(self, alias: str | None = None) -> Keystore:
+        """A new :class:`mtls.Keystore` holding this identity as its one key entry.
+
+        Args:
+            alias: the entry's alias; defaults to the common name made alias-safe
+                (``"client"``, ``"localhost"``), or ``"identity"``.
+
+        Returns:
+            A fresh store each call; changing it does not change this identity.
+        """
+        store = Keystore()
+        store.add_key(alias or _alias_from(self.common_name), self.private_key, self.chain)
+        return store
+
+    def write_pem(self, path: str | os.PathLike[str]) -> Path:
+        """Write the unencrypted private key followed by :attr:`chain`, as PEM.
+
+        The file is written atomically (temporary file, fsync, rename) with mode
+        0600: the key is in clear, which is what test servers and ``curl --cert``
+        expect. :meth:`mtls.Keystore.load` reads it back.
+
+        Returns:
+            The path written.
+
+        Raises:
+            OSError: the file cannot be written; an existing file is left as it was.
+        """
+        return replace_atomically(path, self.private_key_pem + self.chain_pem, mode=0o600)
+
+    def write_keystore(
+        self,
+        path: str | os.PathLike[str],
+        password: str | Secret,
+        *,
+        store_type: StoreType = "JKS",
+        alias: str | None = None,
+        key_password: str | Secret | None = None,
+    ) -> Path:
+        """Write this identity as a keystore that keytool and :meth:`mtls.Keystore.load` read.
+
+        Args:
+            path: the file to write (atomically, mode 0600).
+            password: the store password.
+            store_type: ``"JKS"``, ``"PKCS12"`` (keytool's default since JDK 9) or
+                ``"PEM"`` (the key encrypted with ``password``, then the chain).
+            alias: the key entry's alias (see :meth:`keystore`).
+            key_password: a separate key password; JKS only, as with keytool.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: an unknown store type, or a key password for PKCS#12 or PEM.
+            OSError: the file cannot be written; an existing file is left as it was.
+        """
+        self.keystore(alias).save(path, password, store_type=store_type, key_password=key_password)
+        return Path(path)
+
+    def __repr__(self) -> str:
+        names = ", ".join(str(i) for i in self.identities) or "(no SAN)"
+        return f"<IssuedIdentity {self.subject!r} for {names}, issued by {self.ca.name!r}>"
+
+
+class CA:
+    """An in-memory certificate authority for tests.
+
+    Example:
+        >>> ca = CA()
+        >>> server = ca.issue_cert("localhost", "127.0.0.1")
+        >>> client = ca.issue_cert("client")
+        >>> client.common_name
+        'client'
+        >>> ca.truststore().aliases
+        ('ca',)
+
+    Args:
+        key_type: ``"EC"`` (P-256, the default), ``"RSA"`` (2048 bits) or
+            ``"Ed25519"``. Also the default key type of what it issues.
+        name: the CA's common name. Defaults to ``"mtls testing CA"`` with a random
+            suffix, so two CAs never share a subject (a client certificate from
+            another CA then fails with "unable to get local issuer certificate",
+            as it would in production).
+        organization: the ``O=`` of the CA and of every subject it issues.
+        not_before: start of validity (timezone-aware); defaults to an hour ago.
+        not_after: end of validity (timezone-aware); defaults to ten years from now.
+        path_length: the ``pathLenConstraint`` of ``basicConstraints``; ``None``
+            leaves it unlimited.
+
+    Raises:
+        ValueError: an unknown key type, naive datetimes, or an empty validity.
+    """
+
+    certificate: x509.Certificate
+    _ski: x509.SubjectKeyIdentifier
+
+    def __init__(
+        self,
+        *,
+        key_type: KeyType = "EC",
+        name: str | None = None,
+        organization: str = _DEFAULT_ORGANIZATION,
+        not_before: _dt.datetime | None = None,
+        not_after: _dt.datetime | None = None,
+        path_length: int | None = None,
+        _parent: CA | None = None,
+    ) -> None:
+        self.key_type: KeyType = _normalize_key_type(key_type)
+        self.name = name or f"mtls testing CA {secrets.token_hex(4)}"
+        self.organization = organization
+        self.parent = _parent
+        self.private_key: _PrivateKey = _new_key(self.key_type)
+        public = self.private_key.public_key()
+        start, end = _validity(not_before, not_after, default_days=3650)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                x509.NameAttribute(NameOID.COMMON_NAME, self.name),
+            ]
+        )
+        ski = x509.SubjectKeyIdentifier.from_public_key(public)
+        if _parent is None:
+            issuer_name, signer, aki = (
+                subject,
+                self.private_key,
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+            )
+        else:
+            issuer_name, signer = _parent.certificate.subject, _parent.private_key
+            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_parent._ski)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer_name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            # Strict mode: basicConstraints must be critical on a CA, and keyUsage
+            # must allow certificate signing.
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .add_extension(aki, critical=False)
+        )
+        self.certificate = _sign(builder, signer)
+        self._ski = ski
+        # What a peer must send with a leaf we issue: us, then our parents, minus the root.
+        self._intermediates: tuple[x509.Certificate, ...] = (
+            () if _parent is None else (self.certificate, *_parent._intermediates)
+        )
+
+    @property
+    def root(self) -> CA:
+        """The self-signed CA at the top of this CA's hierarchy (``self`` for a root)."""
+        ca = self
+        while ca.parent is not None:
+            ca = ca.parent
+        return ca
+
+    @property
+    def cert_pem(self) -> bytes:
+        """This CA's certificate as PEM (what ``cafile=`` or ``cadata=`` take)."""
+        return _pem(self.certificate)
+
+    @property
+    def private_key_pem(self) -> bytes:
+        """This CA's private key as unencrypted PKCS#8 PEM."""
+        return _key_pem(self.private_key)
+
+    def create_child_ca(
+        self,
+        *,
+        name: str | None = None,
+        key_type: KeyType | None = None,
+        path_length: int | None = None,
+    ) -> CA:
+        """An intermediate CA signed by this one.
+
+        Identities it issues carry it (and any intermediates above it) in their
+        :attr:`IssuedIdentity.chain`, so a peer that trusts only the root can
+        build the path.
+
+        Args:
+            name: the intermediate's common name (random suffix by default).
+            key_type: defaults to this CA's key type.
+            path_length: ``pathLenConstraint`` of the intermediate.
+
+        Returns:
+            The new CA; its :attr:`parent` is this CA.
+        """
+        return CA(
+            key_type=key_type or self.key_type,
+            name=name or f"mtls testing intermediate CA {secrets.token_hex(4)}",
+            organization=self.organization,
+            path_length=path_length,
+            _parent=self,
+        )
+
+    def issue_cert(
+        self,
+        *identities: Identity,
+        common_name: str | None = None,
+        organization: str | None = None,
+        not_before: _dt.datetime | None = None,
+        not_after: _dt.datetime | None = None,
+        key_type: KeyType | None = None,
+        server_auth: bool = True,
+        client_auth: bool = True,
+    ) -> IssuedIdentity:
+        """Issue a new key and certificate.
+
+        Args:
+            *identities: DNS names (``"localhost"``, ``"*.example.com"``, IDNs),
+                IP addresses (strings or :mod:`ipaddress` objects), emails
+                (``"a@example.com"``) or URIs (``"spiffe://example.org/svc"``); each
+                becomes a subject alternative name.
+            common_name: the subject CN; defaults to the first identity (left out
+                when longer than the 64 characters X.509 allows).
+            organization: the subject's ``O=``; defaults to the CA's.
+            not_before: start of validity (timezone-aware); defaults to an hour ago.
+                A future value makes a not-yet-valid certificate.
+            not_after: end of validity (timezone-aware); defaults to a year after
+                ``not_before`` or now. A past value makes an expired certificate.
+            key_type: ``"EC"``, ``"RSA"`` or ``"Ed25519"``; defaults to the CA's.
+            server_auth: include the ``serverAuth`` extended key usage.
+            client_auth: include the ``clientAuth`` extended key usage.
+
+        Returns:
+            The identity: key, leaf and chain. The CA itself is not changed.
+
+        Raises:
+            ValueError: no identity and no common name, a malformed identity, naive
+                datetimes, ``not_after`` not after ``not_before``, an unknown key
+                type, or neither usage.
+        """
+        if not identities and not common_name:
+            raise ValueError("give at least one identity (DNS name, IP, email) or a common_name")
+        if not (server_auth or client_auth):
+            raise ValueError("a certificate needs server_auth, client_auth or both")
+        names = [_general_name(i) for i in identities]
+        kind = _normalize_key_type(key_type or self.key_type)
+        key = _new_key(kind)
+        start, end = _validity(not_before, not_after, default_days=365)
+        if common_name is None and identities:
+            first = str(identities[0]).strip()
+            common_name = first if len(first) <= _CN_MAX else None
+        attributes = [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization or self.organization)
+        ]
+        if common_name:
+            attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+        usages: list[x509.ObjectIdentifier] = []
+        if server_auth:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        if client_auth:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attributes))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())  # positive, 159 random bits
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    # RSA key exchange (TLS 1.2 without ECDHE) encrypts to the key.
+                    key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski), False
+            )
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        leaf = _sign(builder, self.private_key)
+        return IssuedIdentity(
+            private_key=key, chain=(leaf, *self._intermediates), ca=self, identities=identities
+        )
+
+    def truststore(self, alias: str = "ca") -> Truststore:
+        """A new :class:`mtls.Truststore` with this CA's certificate as its one anchor.
+
+        Only this CA's own certificate is included: for an intermediate, peers are
+        trusted through it alone (Java semantics: every truststore entry is an
+        anchor). Use ``ca.root.truststore()`` to trust the whole hierarchy.
+
+        Args:
+            alias: the entry's alias.
+        """
+        store = Truststore()
+        store.add(alias, self.certificate)
+        return store
+
+    def write_truststore(
+        self,
+        path: str | os.PathLike[str],
+        password: str | Secret,
+        *,
+        store_type: StoreType = "JKS",
+        alias: str = "ca",
+    ) -> Path:
+        """Write :meth:`truststore` to a file keytool and :meth:`mtls.Truststore.load` read.
+
+        Args:
+            path: the file to write (atomically).
+            password: the store password (ignored for ``"PEM"``).
+            store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"``.
+            alias: the entry's alias.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: an unknown store type.
+            OSError: the file cannot be written; an existing file is left as it was.
+        """
+        self.truststore(alias).save(path, password, store_type=store_type)
+        return Path(path)
+
+    def __repr__(self) -> str:
+        kind = "root" if self.parent is None else f"intermediate under {self.parent.name!r}"
+        return f"<CA {self.name!r} ({self.key_type}, {kind})>"

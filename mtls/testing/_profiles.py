@@ -1,0 +1,129 @@
+"""Write a WSO2 custom SSL profiles file, with its stores, for tests."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from .._secret import Secret, reveal
+from ._ca import CA, IssuedIdentity
+from ._rotation import replace_atomically
+from ._server import MTLSServer
+
+_EXTENSIONS = {"JKS": "jks", "PKCS12": "p12"}
+
+
+def _servers_text(servers: MTLSServer | str | Sequence[str]) -> str:
+    if isinstance(servers, MTLSServer):
+        port = servers.port
+        hosts = ["localhost", servers.host]
+        entries = [f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts]
+        return ", ".join(dict.fromkeys(entries))
+    if isinstance(servers, str):
+        return servers
+    if not servers:
+        raise ValueError("servers is empty: give at least one host:port")
+    return ", ".join(servers)
+
+
+def _store_element(
+    parent: ET.Element,
+    tag: str,
+    path: Path,
+    *,
+    store_type: str,
+    password: str,
+    key_password: bool,
+) -> None:
+    store = ET.SubElement(parent, tag)
+    ET.SubElement(store, "Location").text = str(path)
+    ET.SubElement(store, "Type").text = store_type
+    ET.SubElement(store, "Password").text = password
+    if key_password:
+        ET.SubElement(store, "KeyPassword").text = password
+
+
+def write_profiles_file(
+    directory: str | os.PathLike[str],
+    servers: MTLSServer | str | Sequence[str],
+    *,
+    identity: IssuedIdentity | None,
+    ca: CA | None,
+    password: str | Secret = "wso2carbon",  # noqa: S107 - WSO2's shipped default
+    store_type: Literal["JKS", "PKCS12"] = "JKS",
+    filename: str = "sslprofiles.xml",
+) -> Path:
+    """Write a WSO2 ``customSSLProfiles`` file with one profile, and its stores.
+
+    The layout, in ``directory`` (created if missing)::
+
+        sslprofiles.xml           the profile file (returned)
+        client-keystore.jks       ``identity`` as the one key entry
+        client-truststore.jks     ``ca``'s certificate as the one anchor
+
+    The XML is the format WSO2 API Manager reads::
+
+        <parameter name="customSSLProfiles">
+          <profile>
+            <servers>localhost:PORT, 127.0.0.1:PORT</servers>
+            <KeyStore><Location>/abs/client-keystore.jks</Location><Type>JKS</Type>
+              <Password>wso2carbon</Password><KeyPassword>wso2carbon</KeyPassword></KeyStore>
+            <TrustStore><Location>/abs/client-truststore.jks</Location><Type>JKS</Type>
+              <Password>wso2carbon</Password></TrustStore>
+          </profile>
+        </parameter>
+
+    Args:
+        directory: where the three files go.
+        servers: an :class:`MTLSServer` (its port, as ``localhost:PORT`` and
+            ``HOST:PORT``), or the ``<servers>`` entries themselves.
+        identity: the client identity for ``<KeyStore>``; ``None`` leaves the
+            element out (no client certificate).
+        ca: the CA for ``<TrustStore>``; ``None`` leaves the element out.
+        password: the store and key password (WSO2's default by default).
+        store_type: ``"JKS"`` or ``"PKCS12"`` (``.p12`` files, ``<Type>PKCS12</Type>``).
+        filename: the XML file's name.
+
+    Returns:
+        The absolute path of the XML file.
+
+    Raises:
+        ValueError: an empty ``servers``, or an unknown store type.
+        OSError: a file cannot be written.
+    """
+    if store_type not in _EXTENSIONS:
+        raise ValueError(f"store_type must be 'JKS' or 'PKCS12', not {store_type!r}")
+    folder = Path(directory).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = reveal(password) or ""
+    root = ET.Element("parameter", {"name": "customSSLProfiles"})
+    profile = ET.SubElement(root, "profile")
+    ET.SubElement(profile, "servers").text = _servers_text(servers)
+    ext = _EXTENSIONS[store_type]
+    if identity is not None:
+        keystore = identity.write_keystore(
+            folder / f"client-keystore.{ext}", secret, store_type=store_type
+        )
+        _store_element(
+            profile, "KeyStore", keystore, store_type=store_type, password=secret, key_password=True
+        )
+    if ca is not None:
+        truststore = ca.write_truststore(
+            folder / f"client-truststore.{ext}", secret, store_type=store_type
+        )
+        _store_element(
+            profile,
+            "TrustStore",
+            truststore,
+            store_type=store_type,
+            password=secret,
+            key_password=False,
+        )
+    ET.indent(root)
+    xml = ET.tostring(root, encoding="unicode", xml_declaration=False)
+    return replace_atomically(
+        folder / filename, '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n", mode=0o600
+    )

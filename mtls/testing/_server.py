@@ -1,0 +1,612 @@
+"""MTLSServer: a mutual-TLS HTTPS server on a background thread, for tests.
+
+Theory of operation
+-------------------
+One thread ("mtls-test-server:PORT") runs ``serve_forever`` on a plain TCP
+listening socket. It only accepts: every connection gets its own thread at once,
+and the TLS handshake runs there, under ``handshake_timeout``. So a client that
+connects and says nothing, or fails its handshake, never holds up the others,
+and a failed handshake is just a record in :attr:`MTLSServer.handshakes`.
+
+The server's :class:`ssl.SSLContext` is one reference, read once per connection
+when it is wrapped. :meth:`MTLSServer.reload` and :meth:`MTLSServer.set_context`
+replace the reference; connections already open keep the context they were
+wrapped with, as in a real server rotating its certificate.
+
+Handshake records are appended under a lock shared with a condition variable,
+so :meth:`MTLSServer.wait_for_handshakes` wakes exactly when a record arrives
+(tests never sleep). Open connections are registered under the same lock, so
+:meth:`MTLSServer.close` can shut their sockets down (waking a thread blocked
+on an idle keep-alive connection) and join every thread before it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import json
+import logging
+import socket
+import socketserver
+import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, cast
+
+from cryptography import x509
+
+from .. import _x509
+from .._context import server_context
+from .._stores import Keystore, Truststore
+from .._version import __version__
+from ._ca import CA, IssuedIdentity
+
+log = logging.getLogger("mtls.testing")
+
+_JOIN_TIMEOUT = 10.0
+_LINGER_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HandshakeRecord:
+    """One TLS handshake the :class:`MTLSServer` took part in, accepted or refused.
+
+    Attributes:
+        accepted: the handshake completed (the client's certificate, if any, verified).
+        peer: the client's ``(host, port)``.
+        client_subject: the client certificate's subject (RFC 4514), when accepted
+            with a certificate; ``None`` otherwise (OpenSSL does not hand a
+            refused certificate to Python).
+        client_cn: its common name, or ``None``.
+        client_serial: its serial number, or ``None``.
+        client_fingerprint_sha256: lower-case hex SHA-256 of its DER, or ``None``.
+        tls_version: the negotiated version (``"TLSv1.3"``) when accepted.
+        reason: why it was refused, ``None`` when accepted. One of
+            ``"no client certificate"``,
+            ``"certificate verify failed: <OpenSSL's message>"`` (for example
+            ``unable to get local issuer certificate``, ``certificate has
+            expired``, ``certificate is not yet valid``),
+            ``"client sent alert: <alert>"`` (the client refused the server),
+            ``"connection closed during handshake"``, ``"handshake timed out"``,
+            or OpenSSL's reason in lower case.
+        detail: the full text of the error, ``None`` when accepted.
+    """
+
+    accepted: bool
+    peer: tuple[str, int]
+    client_subject: str | None = None
+    client_cn: str | None = None
+    client_serial: int | None = None
+    client_fingerprint_sha256: str | None = None
+    tls_version: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Peer:
+    subject: str | None = None
+    cn: str | None = None
+    serial: int | None = None
+    fingerprint: str | None = None
+    san: tuple[str, ...] = ()
+
+
+def _peer_of(tls: ssl.SSLSocket) -> _Peer:
+    der = tls.getpeercert(binary_form=True)
+    if not der:
+        return _Peer()
+    cert: x509.Certificate = _x509.load_cert(der)
+    return _Peer(
+        subject=_x509.subject_text(cert),
+        cn=_x509.common_name(cert),
+        serial=cert.serial_number,
+        fingerprint=hashlib.sha256(der).hexdigest(),
+        san=tuple(_x509.subject_alt_names(cert)),
+    )
+
+
+def _refusal(exc: BaseException) -> str:
+    """A short, stable reason for a failed handshake, for assertions."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, TimeoutError):
+        return "handshake timed out"
+    if isinstance(exc, ssl.SSLEOFError | ConnectionError | EOFError):
+        return "connection closed during handshake"
+    if isinstance(exc, ssl.SSLError):
+        reason = str(exc.reason or "")
+        if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+            return "no client certificate"
+        if "_ALERT_" in reason:
+            return "client sent alert: " + reason.lower().replace("_", " ")
+        if reason:
+            return reason.lower().replace("_", " ")
+        if "EOF" in str(exc):
+            return "connection closed during handshake"
+    return f"handshake failed: {exc}"
+
+
+def _linger(sock: socket.socket) -> None:
+    """Let the client read our alert before the connection goes away.
+
+    Closing at once, with the client's request bytes unread, makes the kernel send
+    a reset, and a reset discards the alert still waiting in the client's receive
+    buffer: the client would see "connection reset" or "EOF" instead of OpenSSL's
+    "certificate required" or "unknown ca". So: half-close, then read (raw bytes,
+    bypassing TLS) until the client closes, for at most a moment.
+    """
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        sock.settimeout(_LINGER_TIMEOUT)
+        while socket.socket.recv(sock, 4096):
+            pass
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Answers every request with JSON describing the client and the request."""
+
+    server_version = f"mtls-testing/{__version__}"
+    sys_version = ""
+
+    def setup(self) -> None:
+        # Set per server, before parse_request decides about keep-alive.
+        self.protocol_version = cast("_HTTPServer", self.server).protocol
+        super().setup()
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def do_PUT(self) -> None:
+        self._answer()
+
+    def do_PATCH(self) -> None:
+        self._answer()
+
+    def do_DELETE(self) -> None:
+        self._answer()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _answer(self, *, body: bool = True) -> None:
+        received = self._read_body()
+        tls = cast("ssl.SSLSocket", self.request)
+        peer = _peer_of(tls)
+        status = 200
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "status" and parts[1].isdigit():
+            status = min(max(int(parts[1]), 200), 599)
+        payload: dict[str, Any] = {
+            "client_cn": peer.cn,
+            "client_subject": peer.subject,
+            "client_serial": peer.serial,
+            "client_fingerprint_sha256": peer.fingerprint,
+            "client_san": list(peer.san),
+            "path": self.path,
+            "method": self.command,
+            "tls_version": tls.version(),
+            "http_version": self.request_version,
+            "body_length": len(received),
+            "status": status,
+        }
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _HTTPServer(http.server.HTTPServer):
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], owner: MTLSServer, family: int) -> None:
+        self.address_family = family
+        self.owner = owner
+        self.protocol = owner._protocol
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that
+        # can take seconds on a machine without DNS; a test server needs no name.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.owner._spawn(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Resets and broken keep-alive connections are normal in tests: log, don't print.
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+def _truststore_of(client_ca: CA | Truststore | Sequence[CA]) -> Truststore:
+    if isinstance(client_ca, CA):
+        return client_ca.truststore()
+    if isinstance(client_ca, Truststore):
+        return client_ca
+    store = Truststore()
+    for index, ca in enumerate(client_ca, 1):
+        store.add(f"ca-{index}", ca.certificate)
+    if not len(store):
+        raise ValueError("client_ca is an empty sequence: give at least one CA")
+    return store
+
+
+class MTLSServer:
+    """A mutual-TLS HTTPS test server on a background thread.
+
+    Every request (GET, HEAD, POST, PUT, PATCH, DELETE) is answered with JSON
+    describing who connected::
+
+        {"client_cn": "client", "client_subject": "CN=client,O=mtls.testing",
+         "client_serial": 123..., "client_fingerprint_sha256": "ab12...",
+         "client_san": ["DNS:client"], "path": "/x?y=1", "method": "GET",
+         "tls_version": "TLSv1.3", "http_version": "HTTP/1.1",
+         "body_length": 0, "status": 200}
+
+    A path of ``/status/NNN`` answers with that status code (same JSON body).
+    HTTP/1.1 connections are kept alive, so several requests can share one
+    handshake.
+
+    Example::
+
+        ca = CA()
+        with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
+            ctx = mtls.client_context(ca.issue_cert("client").keystore(), ca.truststore())
+            with urllib.request.urlopen(server.url, context=ctx) as response:
+                assert json.load(response)["client_cn"] == "client"
+
+    Args:
+        identity: the server's certificate: an :class:`IssuedIdentity` or a
+            :class:`mtls.Keystore` with one key entry.
+        client_ca: who may connect: a :class:`CA`, several, or a
+            :class:`mtls.Truststore`. ``None`` trusts the root of the CA that
+            issued ``identity`` (an :class:`IssuedIdentity` is required then).
+        require_client_cert: refuse clients without a trusted certificate. With
+            ``False``, a certificate is asked for and verified when sent, but not
+            required.
+        host: the address to listen on.
+        port: the port; 0 (the default) picks a free one, read it from :attr:`port`.
+        http_version: ``"1.1"`` (keep-alive, ALPN ``http/1.1``) or ``"1.0"``.
+        minimum_version: the lowest TLS version accepted.
+        maximum_version: the highest TLS version offered, for example
+            ``ssl.TLSVersion.TLSv1_2`` to test TLS 1.2 behaviour; ``None``: no cap.
+        handshake_timeout: seconds a connection has to complete its handshake.
+
+    Raises:
+        ValueError: ``client_ca`` is missing for a Keystore identity, or an
+            unknown ``http_version``.
+        mtls.KeyEntryError: the keystore has no single usable key entry.
+    """
+
+    def __init__(
+        self,
+        identity: IssuedIdentity | Keystore,
+        *,
+        client_ca: CA | Truststore | Sequence[CA] | None = None,
+        require_client_cert: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        http_version: Literal["1.1", "1.0"] = "1.1",
+        minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+        maximum_version: ssl.TLSVersion | None = None,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        if http_version not in ("1.1", "1.0"):
+            raise ValueError(
+                f"http_version must be '1.1' or '1.0', not {http_version!r} (HTTP/2 is not served)"
+            )
+        self.host = host
+        self._requested_port = port
+        self.http_version = http_version
+        self._protocol = f"HTTP/{http_version}"
+        self.handshake_timeout = handshake_timeout
+        self._minimum_version = minimum_version
+        self._maximum_version = maximum_version
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._records: list[HandshakeRecord] = []
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self.identity = identity
+        self.client_ca = client_ca
+        self.require_client_cert = require_client_cert
+        self._context = self._build_context(identity, client_ca, require_client_cert)
+
+    # -- contexts
+
+    def _build_context(
+        self,
+        identity: IssuedIdentity | Keystore,
+        client_ca: CA | Truststore | Sequence[CA] | None,
+        require_client_cert: bool,
+    ) -> ssl.SSLContext:
+        if client_ca is None:
+            if not isinstance(identity, IssuedIdentity):
+                raise ValueError(
+                    "client_ca is required when the identity is a Keystore: pass the CA "
+                    "(or Truststore) whose client certificates this server accepts"
+                )
+            client_ca = identity.ca.root
+        keystore = identity.keystore() if isinstance(identity, IssuedIdentity) else identity
+        ctx = server_context(
+            keystore,
+            _truststore_of(client_ca),
+            require_client_cert=require_client_cert,
+            minimum_version=self._minimum_version,
+        )
+        # Ours alone until handed to wrap_socket: these settings are made before any use.
+        if self._maximum_version is not None:
+            ctx.maximum_version = self._maximum_version
+        if self.http_version == "1.1":
+            ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The context new connections are wrapped with."""
+        return self._context
+
+    def set_context(self, context: ssl.SSLContext) -> None:
+        """Serve new connections with ``context`` (a server-side context), as is.
+
+        Connections already open keep the context they were accepted with.
+        The context is not modified; :attr:`identity` and :attr:`client_ca` are
+        no longer meaningful after this call.
+        """
+        self._context = context
+
+    def reload(
+        self,
+        identity: IssuedIdentity | Keystore | None = None,
+        *,
+        client_ca: CA | Truststore | Sequence[CA] | None = None,
+        require_client_cert: bool | None = None,
+    ) -> None:
+        """Rotate the server's certificate or the CAs it trusts for new connections.
+
+        Arguments left as ``None`` keep their current value. The new context is
+        built first: if that fails, the server keeps serving with the old one.
+
+        Raises:
+            ValueError, mtls.KeyEntryError: as for the constructor.
+        """
+        new_identity = identity if identity is not None else self.identity
+        new_ca = client_ca if client_ca is not None else self.client_ca
+        new_require = (
+            require_client_cert if require_client_cert is not None else self.require_client_cert
+        )
+        context = self._build_context(new_identity, new_ca, new_require)
+        self.identity, self.client_ca, self.require_client_cert = new_identity, new_ca, new_require
+        self._context = context
+
+    # -- lifecycle
+
+    def start(self) -> MTLSServer:
+        """Bind, listen and start serving; returns once connections are accepted.
+
+        Calling it on a running server does nothing.
+
+        Returns:
+            The server itself.
+
+        Raises:
+            OSError: the address cannot be bound (the port is taken).
+            RuntimeError: the server was closed.
+        """
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("this MTLSServer is closed: create a new one")
+            if self._httpd is not None:
+                return self
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            # Binding and listen() happen here: from now on connections queue up.
+            httpd = _HTTPServer((self.host, self._requested_port), self, family)
+            self._httpd = httpd
+            self._thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"mtls-test-server:{httpd.server_port}",
+                daemon=True,
+            )
+            self._thread.start()
+        log.debug("MTLSServer listening on %s", self.url)
+        return self
+
+    def close(self) -> None:
+        """Stop serving, close every open connection and join every thread.
+
+        Idempotent; safe to call on a server never started.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            httpd, thread = self._httpd, self._thread
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()  # returns once serve_forever has left its loop: no new threads
+        httpd.server_close()
+        with self._lock:
+            open_connections = list(self._connections.items())
+            for _, sock in open_connections:
+                # socket.socket's shutdown, not SSLSocket's: it wakes a thread blocked
+                # in a read without touching the TLS object that thread is using.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        for worker, _ in open_connections:
+            worker.join(_JOIN_TIMEOUT)
+        thread.join(_JOIN_TIMEOUT)
+
+    def __enter__(self) -> MTLSServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- address
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the real one when started with ``port=0``).
+
+        Raises:
+            RuntimeError: ``port=0`` and the server is not started yet.
+        """
+        if self._httpd is not None:
+            return self._httpd.server_port
+        if self._requested_port:
+            return self._requested_port
+        raise RuntimeError("the port is chosen when the server starts: call start() first")
+
+    @property
+    def url(self) -> str:
+        """``https://HOST:PORT`` (IPv6 hosts in brackets), without a trailing slash."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    # -- handshakes
+
+    @property
+    def handshakes(self) -> list[HandshakeRecord]:
+        """Every handshake so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._records)
+
+    def clear_handshakes(self) -> None:
+        """Forget the handshakes recorded so far."""
+        with self._lock:
+            self._records.clear()
+
+    def wait_for_handshakes(self, count: int, timeout: float = 10.0) -> list[HandshakeRecord]:
+        """Wait until at least ``count`` handshakes are recorded.
+
+        A refused client often learns of the refusal only at its first read (in
+        TLS 1.3 the server checks the client certificate after the client has
+        finished), so wait here before asserting on the server's view.
+
+        Returns:
+            Every record so far (at least ``count``), oldest first.
+
+        Raises:
+            TimeoutError: fewer than ``count`` within ``timeout`` seconds; the
+                message lists those recorded.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._records) >= count, timeout):
+                raise TimeoutError(
+                    f"{len(self._records)} of {count} handshakes within {timeout} s: "
+                    f"{self._records!r}"
+                )
+            return list(self._records)
+
+    def _record(self, record: HandshakeRecord) -> None:
+        with self._changed:
+            self._records.append(record)
+            self._changed.notify_all()
+        log.debug("handshake %s", record)
+
+    # -- connections (called from the serving thread and the connection threads)
+
+    def _spawn(self, request: socket.socket, client_address: Any) -> None:
+        worker = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"mtls-test-server:{self.port}:{client_address[1]}",
+            daemon=True,
+        )
+        with self._lock:
+            if self._closing:
+                request.close()
+                return
+            self._connections[worker] = request
+        worker.start()
+
+    def _serve_connection(self, raw: socket.socket, client_address: Any) -> None:
+        peer = (str(client_address[0]), int(client_address[1]))
+        me = threading.current_thread()
+        conn: socket.socket = raw
+        httpd = self._httpd
+        assert httpd is not None
+        try:
+            with self._lock:
+                if self._closing:
+                    return
+                raw.settimeout(self.handshake_timeout)
+                # The wrapped socket takes over the descriptor: register it instead,
+                # under the lock, so close() always shuts down the live object.
+                tls = self._context.wrap_socket(
+                    raw, server_side=True, do_handshake_on_connect=False
+                )
+                conn = self._connections[me] = tls
+            try:
+                tls.do_handshake()
+            except (ssl.SSLError, OSError, EOFError) as exc:
+                if not self._closing:
+                    self._record(
+                        HandshakeRecord(
+                            accepted=False, peer=peer, reason=_refusal(exc), detail=str(exc)
+                        )
+                    )
+                _linger(tls)
+                return
+            info = _peer_of(tls)
+            self._record(
+                HandshakeRecord(
+                    accepted=True,
+                    peer=peer,
+                    client_subject=info.subject,
+                    client_cn=info.cn,
+                    client_serial=info.serial,
+                    client_fingerprint_sha256=info.fingerprint,
+                    tls_version=tls.version(),
+                )
+            )
+            tls.settimeout(None)  # keep-alive: idle until the client or close() ends it
+            httpd.finish_request(tls, client_address)
+        except Exception:
+            httpd.handle_error(conn, client_address)
+        finally:
+            with self._lock:
+                self._connections.pop(me, None)
+            httpd.shutdown_request(conn)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else ("running" if self._httpd else "not started")
+        where = self.url if self._httpd or self._requested_port else self.host
+        return f"<MTLSServer {where} {state}>"

@@ -1,0 +1,161 @@
+"""pytest fixtures for mutual TLS, registered through the ``pytest11`` entry point.
+
+Installed with mtls, so any test can ask for them by name:
+
+================================  ========  ==============================================
+fixture                           scope     what
+================================  ========  ==============================================
+``mtls_ca``                       session   a :class:`~mtls.testing.CA`
+``mtls_client_identity``          session   ``mtls_ca.issue_cert("client")``
+``mtls_server_identity``          session   ``mtls_ca.issue_cert("localhost", "127.0.0.1",
+                                            "::1")``
+``mtls_server``                   function  a running :class:`~mtls.testing.MTLSServer` with
+                                            the server identity, requiring client
+                                            certificates from ``mtls_ca``
+``mtls_client_context``           function  ``mtls.client_context`` with the client identity,
+                                            trusting ``mtls_ca``
+``mtls_profiles_file``            function  a factory: writes a WSO2 profile file and its
+                                            stores into ``tmp_path``, returns its path
+================================  ========  ==============================================
+
+Under pytest-xdist each worker has its own session, hence its own ``mtls_ca``.
+
+pytest imports entry-point plugins, and with them the ``mtls`` package, before
+pytest-cov starts measuring. That only matters to a suite measuring the coverage
+of mtls itself (mtls's own): it runs with ``-p no:mtls`` and loads this module
+from its conftest (``pytest_plugins = ["mtls.testing.pytest_plugin"]``) instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import ssl
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from .._context import client_context
+from .._secret import Secret
+from ._ca import CA, IssuedIdentity
+from ._profiles import write_profiles_file
+from ._server import MTLSServer
+
+
+class ProfilesFileFactory:
+    """What the ``mtls_profiles_file`` fixture returns: call it to write a profile file."""
+
+    def __init__(
+        self,
+        request: pytest.FixtureRequest,
+        tmp_path: Path,
+        ca: CA,
+        client_identity: IssuedIdentity,
+    ) -> None:
+        self._request = request
+        self._tmp_path = tmp_path
+        self._ca = ca
+        self._client_identity = client_identity
+        self._count = itertools.count(1)
+
+    def __call__(
+        self,
+        server: MTLSServer | None = None,
+        *,
+        servers: str | Sequence[str] | None = None,
+        identity: IssuedIdentity | None = None,
+        ca: CA | None = None,
+        password: str | Secret = "wso2carbon",  # noqa: S107 - WSO2's shipped default
+        store_type: Literal["JKS", "PKCS12"] = "JKS",
+    ) -> Path:
+        """Write ``sslprofiles.xml`` with a JKS keystore and truststore for one server.
+
+        Each call writes into a new directory under ``tmp_path``
+        (``mtls-profiles``, then ``mtls-profiles-2``, ...).
+
+        Args:
+            server: the server the profile is for; defaults to the ``mtls_server``
+                fixture (started on first use). Its ``<servers>`` entry lists
+                ``localhost:PORT`` and ``HOST:PORT``.
+            servers: the ``<servers>`` entries instead of a server's.
+            identity: the client identity in the keystore; defaults to
+                ``mtls_client_identity``.
+            ca: the CA in the truststore; defaults to the root of the CA that issued
+                ``server``'s certificate, else ``mtls_ca``.
+            password: store and key password.
+            store_type: ``"JKS"`` or ``"PKCS12"``.
+
+        Returns:
+            The absolute path of the XML file.
+        """
+        n = next(self._count)
+        directory = self._tmp_path / ("mtls-profiles" if n == 1 else f"mtls-profiles-{n}")
+        target: MTLSServer | str | Sequence[str]
+        if servers is not None:
+            target = servers
+        else:
+            if server is None:
+                server = self._request.getfixturevalue("mtls_server")
+                assert isinstance(server, MTLSServer)
+            target = server
+        if ca is None:
+            served = server.identity if server is not None else None
+            ca = served.ca.root if isinstance(served, IssuedIdentity) else self._ca
+        return write_profiles_file(
+            directory,
+            target,
+            identity=identity or self._client_identity,
+            ca=ca,
+            password=password,
+            store_type=store_type,
+        )
+
+
+@pytest.fixture(scope="session")
+def mtls_ca() -> CA:
+    """A test certificate authority shared by the session (EC P-256)."""
+    return CA(name="mtls pytest CA")
+
+
+@pytest.fixture(scope="session")
+def mtls_client_identity(mtls_ca: CA) -> IssuedIdentity:
+    """A client identity issued by ``mtls_ca``: CN and DNS SAN ``client``."""
+    return mtls_ca.issue_cert("client")
+
+
+@pytest.fixture(scope="session")
+def mtls_server_identity(mtls_ca: CA) -> IssuedIdentity:
+    """A server identity issued by ``mtls_ca`` for localhost, 127.0.0.1 and ::1."""
+    return mtls_ca.issue_cert("localhost", "127.0.0.1", "::1")
+
+
+@pytest.fixture
+def mtls_server(mtls_server_identity: IssuedIdentity, mtls_ca: CA) -> Iterator[MTLSServer]:
+    """A running :class:`~mtls.testing.MTLSServer` on 127.0.0.1, requiring client
+    certificates issued by ``mtls_ca``; closed after the test."""
+    with MTLSServer(mtls_server_identity, client_ca=mtls_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def mtls_client_context(mtls_client_identity: IssuedIdentity, mtls_ca: CA) -> ssl.SSLContext:
+    """A new client context presenting ``mtls_client_identity`` and trusting ``mtls_ca``."""
+    return client_context(mtls_client_identity.keystore(), mtls_ca.truststore())
+
+
+@pytest.fixture
+def mtls_profiles_file(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mtls_ca: CA,
+    mtls_client_identity: IssuedIdentity,
+) -> ProfilesFileFactory:
+    """A factory writing a WSO2 custom SSL profiles file and its stores into ``tmp_path``.
+
+    Example::
+
+        def test_profile(mtls_server, mtls_profiles_file):
+            profiles = mtls.SSLProfileSet.from_xml(mtls_profiles_file(mtls_server))
+    """
+    return ProfilesFileFactory(request, tmp_path, mtls_ca, mtls_client_identity)

@@ -1,0 +1,325 @@
+"""The pytest plugin's fixtures, the profile-file writer, and the rotation helpers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from defusedxml import ElementTree
+
+import mtls
+from mtls.testing import (
+    CA,
+    MTLSServer,
+    replace_atomically,
+    swap_symlinked_dir,
+    write_in_two_halves,
+    write_profiles_file,
+)
+
+
+def _get(server: MTLSServer, ctx, host: str = "127.0.0.1") -> dict[str, Any]:
+    conn = http.client.HTTPSConnection(host, server.port, context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/")
+        answer: dict[str, Any] = json.loads(conn.getresponse().read())
+        return answer
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def test_fixtures_give_a_working_mutual_tls_pair(
+    mtls_server, mtls_client_context, mtls_ca, mtls_client_identity, mtls_server_identity
+):
+    assert mtls_client_identity.ca is mtls_ca
+    assert mtls_server.identity is mtls_server_identity
+    assert _get(mtls_server, mtls_client_context)["client_cn"] == "client"
+    assert _get(mtls_server, mtls_client_context, host="localhost")["client_cn"] == "client"
+    records = mtls_server.wait_for_handshakes(2)
+    assert [r.client_cn for r in records] == ["client", "client"]
+
+
+def test_mtls_server_refuses_other_cas(mtls_server, mtls_ca):
+    stranger = mtls.client_context(CA().issue_cert("x").keystore(), mtls_ca.truststore())
+    with pytest.raises(ssl.SSLError):
+        _get(mtls_server, stranger)
+    assert not mtls_server.wait_for_handshakes(1)[0].accepted
+
+
+def test_fresh_test_file_using_only_the_fixtures_passes(tmp_path):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent(
+            """
+            import json
+            import urllib.request
+
+            import mtls
+
+
+            def test_my_client(mtls_server, mtls_client_identity, mtls_ca):
+                ctx = mtls.client_context(mtls_client_identity.keystore(), mtls_ca.truststore())
+                with urllib.request.urlopen(mtls_server.url + "/api", context=ctx) as response:
+                    assert json.load(response)["client_cn"] == "client"
+                assert mtls_server.wait_for_handshakes(1)[0].accepted
+
+
+            def test_no_certificate_is_refused(mtls_server, mtls_ca):
+                ctx = mtls.client_context(None, mtls_ca.truststore())
+                try:
+                    urllib.request.urlopen(mtls_server.url, context=ctx)
+                except OSError:
+                    pass
+                assert mtls_server.wait_for_handshakes(1)[0].reason == "no client certificate"
+
+
+            def test_profiles_file(mtls_profiles_file):
+                assert mtls_profiles_file().read_text().startswith("<?xml")
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_user.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
+# --------------------------------------------------------------------------- profiles file
+
+
+def _profile(path: Path) -> dict[str, str]:
+    root = ElementTree.parse(path).getroot()
+    assert root.tag == "parameter"
+    assert root.get("name") == "customSSLProfiles"
+    (profile,) = root.findall("profile")
+    values = {"servers": profile.findtext("servers")}
+    for store in ("KeyStore", "TrustStore"):
+        element = profile.find(store)
+        if element is not None:
+            for child in element:
+                values[f"{store}/{child.tag}"] = child.text
+    return values
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12"])
+def test_profiles_file_for_the_default_server(
+    mtls_profiles_file, mtls_server, mtls_client_identity, mtls_ca, store_type, tmp_path
+):
+    path = mtls_profiles_file(store_type=store_type)
+    assert path == tmp_path / "mtls-profiles" / "sslprofiles.xml"
+    values = _profile(path)
+    assert values["servers"] == f"localhost:{mtls_server.port}, 127.0.0.1:{mtls_server.port}"
+    assert values["KeyStore/Type"] == values["TrustStore/Type"] == store_type
+    assert values["KeyStore/Password"] == values["KeyStore/KeyPassword"] == "wso2carbon"
+    for store in ("KeyStore", "TrustStore"):
+        assert Path(values[f"{store}/Location"]).is_absolute()
+    # The stores load with what the XML says, and make a working mutual-TLS client.
+    keystore = mtls.Keystore.load(
+        values["KeyStore/Location"],
+        values["KeyStore/Password"],
+        key_password=values["KeyStore/KeyPassword"],
+        store_type=values["KeyStore/Type"],
+    )
+    truststore = mtls.Truststore.load(values["TrustStore/Location"], values["TrustStore/Password"])
+    assert keystore.certificate(keystore.key_aliases[0]) == mtls_client_identity.certificate
+    assert list(truststore.certificates.values()) == [mtls_ca.certificate]
+    assert _get(mtls_server, mtls.client_context(keystore, truststore))["client_cn"] == "client"
+    assert mtls.detect_format(Path(values["KeyStore/Location"]).read_bytes()) == store_type
+
+
+def test_profiles_file_options(mtls_profiles_file, tmp_path, mtls_ca):
+    other_ca = CA()
+    server = MTLSServer(other_ca.issue_cert("localhost"), client_ca=mtls_ca).start()
+    try:
+        first = _profile(mtls_profiles_file(server))
+        # The server's own CA is trusted by default; the client identity is mtls_ca's.
+        trust = mtls.Truststore.load(first["TrustStore/Location"], "wso2carbon")
+        assert list(trust.certificates.values()) == [other_ca.certificate]
+        second_path = mtls_profiles_file(servers=["a.example:443", "b.example:8243"])
+        assert second_path.parent != Path(first["KeyStore/Location"]).parent
+        second = _profile(second_path)
+        assert second["servers"] == "a.example:443, b.example:8243"
+        assert Path(second["TrustStore/Location"]).parent.parent == tmp_path
+    finally:
+        server.close()
+    assert not server.handshakes  # the default mtls_server was never needed either
+
+
+def test_write_profiles_file_without_stores(tmp_path):
+    path = write_profiles_file(tmp_path / "p", "host:1", identity=None, ca=None)
+    assert _profile(path) == {"servers": "host:1"}
+    assert sorted(os.listdir(tmp_path / "p")) == ["sslprofiles.xml"]
+    with pytest.raises(ValueError, match="servers"):
+        write_profiles_file(tmp_path, [], identity=None, ca=None)
+    with pytest.raises(ValueError, match="store_type"):
+        write_profiles_file(tmp_path, "h:1", identity=None, ca=None, store_type="PEM")  # type: ignore[arg-type]
+
+
+def test_profile_set_reads_the_fixture_file(mtls_profiles_file, mtls_server):
+    with mtls.SSLProfileSet.from_xml(mtls_profiles_file(mtls_server)) as profiles:
+        for host in ("localhost", "127.0.0.1"):
+            ctx = profiles.context_for(host, mtls_server.port)
+            assert _get(mtls_server, ctx, host=host)["client_cn"] == "client"
+        assert profiles.context_for_url(mtls_server.url) is not None
+
+
+def test_rotating_the_backend_and_the_stores_with_the_toolkit(mtls_profiles_file, mtls_server):
+    """What a user's reload test looks like: rotate the server, then the stores."""
+    path = mtls_profiles_file(mtls_server)
+    values = _profile(path)
+    with mtls.SSLProfileSet.from_xml(path, settle_delay=0) as profiles:
+        assert _get(mtls_server, profiles.context_for("127.0.0.1", mtls_server.port))
+        new_ca = CA()
+        mtls_server.reload(new_ca.issue_cert("localhost", "127.0.0.1"), client_ca=new_ca)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _get(mtls_server, profiles.context_for("127.0.0.1", mtls_server.port))
+        replace_atomically(
+            values["KeyStore/Location"],
+            new_ca.issue_cert("client-2").keystore().to_bytes("wso2carbon"),
+        )
+        new_ca.write_truststore(values["TrustStore/Location"], "wso2carbon")
+        assert profiles.reload()
+        ctx = profiles.context_for("127.0.0.1", mtls_server.port)
+        assert _get(mtls_server, ctx)["client_cn"] == "client-2"
+
+
+# --------------------------------------------------------------------------- rotation helpers
+
+
+def test_replace_atomically(tmp_path):
+    path = tmp_path / "store.jks"
+    assert replace_atomically(path, b"one") == path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    os.chmod(path, 0o640)
+    with open(path, "rb") as held:  # a reader holding the old file keeps the old bytes
+        before = path.stat()
+        replace_atomically(path, "two", mtime=before.st_mtime - 3600)
+        assert held.read() == b"one"
+    after = path.stat()
+    assert path.read_bytes() == b"two"
+    assert after.st_ino != before.st_ino
+    assert stat.S_IMODE(after.st_mode) == 0o640  # the replaced file's mode is kept
+    assert after.st_mtime == before.st_mtime - 3600
+    assert os.listdir(tmp_path) == ["store.jks"]
+
+
+def test_replace_atomically_failure_leaves_the_file(tmp_path):
+    path = tmp_path / "store.jks"
+    path.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        # os.utime refuses the value after the bytes are written: the error path.
+        replace_atomically(path, b"new", mtime="yesterday")  # type: ignore[arg-type]
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["store.jks"]
+
+
+def test_swap_symlinked_dir_like_the_kubelet(tmp_path):
+    volume = tmp_path / "secret"
+    first = swap_symlinked_dir(volume, {"tls.jks": b"v1", "ca.jks": b"ca1"})
+    assert first.name.startswith("..")
+    assert first.parent == volume
+    visible = volume / "tls.jks"
+    assert os.readlink(visible) == "..data/tls.jks"
+    assert os.readlink(volume / "..data") == first.name
+    assert visible.read_bytes() == b"v1"
+    link_before = os.stat(visible, follow_symlinks=False)
+    file_before = os.stat(visible)
+
+    older = file_before.st_mtime - 86_400
+    with open(visible, "rb") as held:
+        second = swap_symlinked_dir(volume, {"tls.jks": b"v2", "new.pem": b"n"}, mtime=older)
+        assert held.read() == b"v1"  # an open file survives the swap
+    # The visible path's content changed ...
+    assert visible.read_bytes() == b"v2"
+    assert os.readlink(volume / "..data") == second.name
+    # ... while the visible link itself did not, and the new file is OLDER.
+    link_after = os.stat(visible, follow_symlinks=False)
+    assert (link_after.st_ino, link_after.st_mtime_ns) == (
+        link_before.st_ino,
+        link_before.st_mtime_ns,
+    )
+    assert os.stat(visible).st_mtime == older < file_before.st_mtime
+    assert os.stat(visible).st_ino != file_before.st_ino
+    # Names no longer given disappear, new names appear, the old directory is gone.
+    assert sorted(os.listdir(volume)) == sorted(["..data", second.name, "new.pem", "tls.jks"])
+    assert not first.exists()
+    assert stat.S_IMODE(os.stat(visible).st_mode) == 0o644
+
+
+def test_swap_symlinked_dir_refuses_foreign_layouts(tmp_path):
+    (tmp_path / "tls.jks").write_bytes(b"plain file")
+    with pytest.raises(FileExistsError):
+        swap_symlinked_dir(tmp_path, {"tls.jks": b"x"})
+    for bad in ("..data", "a/b", ""):
+        with pytest.raises(ValueError, match="plain name"):
+            swap_symlinked_dir(tmp_path, {bad: b"x"})
+    assert os.listdir(tmp_path) == ["tls.jks"]
+
+
+def test_write_in_two_halves_with_a_callback(tmp_path, mtls_client_identity):
+    path = tmp_path / "client.jks"
+    data = mtls_client_identity.keystore().to_bytes("pw")
+    seen = []
+
+    def observe():
+        seen.append(path.read_bytes())
+        with pytest.raises(mtls.KeystoreFormatError):
+            mtls.Keystore.load(path, "pw")
+
+    write_in_two_halves(path, data, pause=observe)
+    assert seen == [data[: len(data) // 2]]
+    assert path.read_bytes() == data
+    assert mtls.Keystore.load(path, "pw").key_aliases == ("client",)
+
+
+def test_write_in_two_halves_with_events(tmp_path):
+    path = tmp_path / "f"
+    half_written, resume = threading.Event(), threading.Event()
+    errors = []
+
+    def writer():
+        try:
+            write_in_two_halves(path, b"0123456789", pause=resume, half_written=half_written)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert half_written.wait(10)
+        assert path.read_bytes() == b"01234"
+    finally:
+        resume.set()
+        thread.join(10)
+    assert errors == []
+    assert path.read_bytes() == b"0123456789"
+
+
+def test_write_in_two_halves_split_and_timeout(tmp_path):
+    path = tmp_path / "f"
+    with pytest.raises(TimeoutError, match="first part"):
+        write_in_two_halves(path, "abcdef", pause=threading.Event(), split=1, timeout=0.01)
+    assert path.read_bytes() == b"a"
+    with pytest.raises(ValueError, match="split"):
+        write_in_two_halves(path, b"abc", pause=lambda: None, split=4)

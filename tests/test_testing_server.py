@@ -1,0 +1,398 @@
+"""mtls.testing.MTLSServer: real loopback handshakes, accepted and refused, with reasons."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import socket
+import ssl
+import threading
+
+import pytest
+
+import mtls
+from mtls.testing import CA, HandshakeRecord, IssuedIdentity, MTLSServer
+
+UTC = dt.UTC
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA()
+
+
+@pytest.fixture(scope="module")
+def server_identity(ca: CA) -> IssuedIdentity:
+    return ca.issue_cert("localhost", "127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def client_identity(ca: CA) -> IssuedIdentity:
+    return ca.issue_cert("client")
+
+
+@pytest.fixture
+def server(server_identity, ca):
+    with MTLSServer(server_identity, client_ca=ca) as running:
+        yield running
+
+
+def _context(identity: IssuedIdentity | None, trust: CA, **kwargs) -> ssl.SSLContext:
+    return mtls.client_context(
+        identity.keystore() if identity else None, trust.truststore(), **kwargs
+    )
+
+
+def _get(server: MTLSServer, ctx: ssl.SSLContext, path: str = "/", method: str = "GET"):
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=10)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, json.loads(body) if body else None
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- accepted
+
+
+def test_client_from_the_ca_is_accepted_and_reported(server, client_identity, ca):
+    status, body = _get(server, _context(client_identity, ca), "/hello?x=1")
+    assert status == 200
+    assert body["client_cn"] == "client"
+    assert body["client_subject"] == "CN=client,O=mtls.testing"
+    assert body["client_serial"] == client_identity.serial_number
+    assert body["client_fingerprint_sha256"] == client_identity.fingerprint_sha256
+    assert body["client_san"] == ["DNS:client"]
+    assert body["path"] == "/hello?x=1"
+    assert body["method"] == "GET"
+    assert body["tls_version"] == "TLSv1.3"
+    assert body["http_version"] == "HTTP/1.1"
+    (record,) = server.wait_for_handshakes(1)
+    assert record == HandshakeRecord(
+        accepted=True,
+        peer=record.peer,
+        client_subject="CN=client,O=mtls.testing",
+        client_cn="client",
+        client_serial=client_identity.serial_number,
+        client_fingerprint_sha256=client_identity.fingerprint_sha256,
+        tls_version="TLSv1.3",
+    )
+    assert record.peer[0] == "127.0.0.1"
+
+
+def test_keep_alive_serves_many_requests_on_one_handshake(server, client_identity, ca):
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", server.port, context=_context(client_identity, ca), timeout=10
+    )
+    try:
+        for path in ("/1", "/2", "/3"):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            assert json.loads(response.read())["path"] == path
+        conn.request("POST", "/submit", body=b"x" * 1000)
+        response = conn.getresponse()
+        assert json.loads(response.read())["body_length"] == 1000
+    finally:
+        conn.close()
+    assert len(server.handshakes) == 1
+
+
+def test_status_paths_head_and_chunked_bodies(server, client_identity, ca):
+    ctx = _context(client_identity, ca)
+    status, body = _get(server, ctx, "/status/503")
+    assert status == 503
+    assert body["status"] == 503
+    status, body = _get(server, ctx, "/", method="HEAD")
+    assert (status, body) == (200, None)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=10)
+    try:
+        conn.request("PUT", "/chunks", body=iter([b"abc", b"defg"]), encode_chunked=True)
+        assert json.loads(conn.getresponse().read())["body_length"] == 7
+    finally:
+        conn.close()
+
+
+def test_optional_client_certificate(server_identity, client_identity, ca):
+    with MTLSServer(server_identity, client_ca=ca, require_client_cert=False) as server:
+        assert _get(server, _context(None, ca))[1]["client_cn"] is None
+        assert _get(server, _context(client_identity, ca))[1]["client_cn"] == "client"
+        # A certificate that is sent is still verified.
+        with pytest.raises((ssl.SSLError, OSError)):
+            _get(server, _context(CA().issue_cert("client"), ca))
+        records = server.wait_for_handshakes(3)
+    assert [(r.accepted, r.client_cn) for r in records[:2]] == [(True, None), (True, "client")]
+    assert records[2].reason == "certificate verify failed: unable to get local issuer certificate"
+
+
+def test_httpx_client(server, client_identity, ca):
+    httpx = pytest.importorskip("httpx")
+    with httpx.Client(verify=_context(client_identity, ca)) as client:
+        for _ in range(2):
+            assert client.get(server.url + "/x").json()["client_cn"] == "client"
+    assert len(server.wait_for_handshakes(1)) == 1
+
+
+def test_tls12_and_http10(server_identity, client_identity, ca):
+    with MTLSServer(
+        server_identity,
+        client_ca=ca,
+        http_version="1.0",
+        maximum_version=ssl.TLSVersion.TLSv1_2,
+    ) as server:
+        status, body = _get(server, _context(client_identity, ca))
+        assert status == 200
+        assert body["tls_version"] == "TLSv1.2"
+        assert server.wait_for_handshakes(1)[0].tls_version == "TLSv1.2"
+
+
+def test_ipv6_loopback(server_identity, client_identity, ca):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    ident = ca.issue_cert("::1")
+    try:
+        server = MTLSServer(ident, client_ca=ca, host="::1").start()
+    except OSError:
+        pytest.skip("IPv6 loopback is not configured")
+    with server:
+        assert server.url == f"https://[::1]:{server.port}"
+        conn = http.client.HTTPSConnection(
+            "::1", server.port, context=_context(client_identity, ca), timeout=10
+        )
+        try:
+            conn.request("GET", "/")
+            assert json.loads(conn.getresponse().read())["client_cn"] == "client"
+        finally:
+            conn.close()
+
+
+# --------------------------------------------------------------------------- refused
+
+NOW = dt.datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason", "client_error"),
+    [
+        ("no certificate", "no client certificate", "CERTIFICATE_REQUIRED"),
+        (
+            "another CA",
+            "certificate verify failed: unable to get local issuer certificate",
+            "UNKNOWN_CA",
+        ),
+        ("expired", "certificate verify failed: certificate has expired", "CERTIFICATE_EXPIRED"),
+        (
+            "not yet valid",
+            "certificate verify failed: certificate is not yet valid",
+            "BAD_CERTIFICATE",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "tls_max", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["TLSv1.3", "TLSv1.2"]
+)
+def test_refused_clients_and_the_recorded_reason(
+    server_identity, ca, case, reason, client_error, tls_max
+):
+    identity = {
+        "no certificate": None,
+        "another CA": CA().issue_cert("client"),
+        "expired": ca.issue_cert(
+            "client",
+            not_before=NOW - dt.timedelta(days=10),
+            not_after=NOW - dt.timedelta(days=1),
+        ),
+        "not yet valid": ca.issue_cert(
+            "client",
+            not_before=NOW + dt.timedelta(days=1),
+            not_after=NOW + dt.timedelta(days=10),
+        ),
+    }[case]
+    with MTLSServer(server_identity, client_ca=ca, maximum_version=tls_max) as server:
+        with pytest.raises(ssl.SSLError) as caught:
+            _get(server, _context(identity, ca))
+        (record,) = server.wait_for_handshakes(1)
+        # A negative control on the same server: a good client still gets in.
+        assert _get(server, _context(ca.issue_cert("client"), ca))[0] == 200
+    # The server saw why; the client got the matching TLS alert, not a reset.
+    if case == "no certificate" and tls_max == ssl.TLSVersion.TLSv1_2:
+        client_error = "HANDSHAKE_FAILURE"  # TLS 1.2 has no "certificate required" alert
+    assert client_error in str(caught.value)
+    assert not record.accepted
+    assert record.reason == reason
+    assert record.detail
+    assert record.client_cn is None
+    assert record.tls_version is None
+
+
+def test_client_refusing_the_server_is_recorded(server, client_identity):
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _get(server, _context(client_identity, CA()))
+    (record,) = server.wait_for_handshakes(1)
+    assert record.reason == "client sent alert: tlsv1 alert unknown ca"
+
+
+def test_plain_http_on_the_tls_port_is_recorded(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        (record,) = server.wait_for_handshakes(1)
+    assert not record.accepted
+    assert record.reason in ("http request", "wrong version number")  # OpenSSL 3 / older
+
+
+def test_a_silent_client_does_not_block_others(server_identity, client_identity, ca):
+    with MTLSServer(server_identity, client_ca=ca, handshake_timeout=30) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            assert _get(server, _context(client_identity, ca))[0] == 200
+            # close() wakes the thread still waiting for the silent client's hello.
+            server.close()
+            assert silent.recv(1) == b""
+        finally:
+            silent.close()
+        assert [r.accepted for r in server.handshakes] == [True]
+
+
+def test_handshake_timeout_is_recorded(server_identity, ca):
+    with MTLSServer(server_identity, client_ca=ca, handshake_timeout=0.2) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10):
+            (record,) = server.wait_for_handshakes(1)
+    assert record.reason == "handshake timed out"
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def test_reload_swaps_identity_and_trust_for_new_connections(server_identity, client_identity, ca):
+    new_ca = CA()
+    new_client = new_ca.issue_cert("client-2")
+    with MTLSServer(server_identity, client_ca=ca) as server:
+        old_ctx = _context(client_identity, ca)
+        kept = http.client.HTTPSConnection("127.0.0.1", server.port, context=old_ctx, timeout=10)
+        try:
+            kept.request("GET", "/before")
+            assert json.loads(kept.getresponse().read())["client_cn"] == "client"
+            server.reload(new_ca.issue_cert("localhost", "127.0.0.1"), client_ca=new_ca)
+            assert server.client_ca is new_ca
+            # An open keep-alive connection keeps the context it was accepted with.
+            kept.request("GET", "/after")
+            assert json.loads(kept.getresponse().read())["path"] == "/after"
+        finally:
+            kept.close()
+        # New connections: the old trust refuses the new server certificate ...
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _get(server, old_ctx)
+        # ... and the new client from the new CA gets in.
+        assert _get(server, _context(new_client, new_ca))[1]["client_cn"] == "client-2"
+        records = server.wait_for_handshakes(3)
+    assert [r.accepted for r in records] == [True, False, True]
+
+
+def test_reload_keeps_the_old_context_when_the_new_one_fails(server, client_identity, ca):
+    before = server.context
+    with pytest.raises(ValueError, match="client_ca"):
+        server.reload(client_ca=[])
+    assert server.context is before
+    assert _get(server, _context(client_identity, ca))[0] == 200
+
+
+def test_set_context_and_client_ca_variants(server_identity, client_identity, ca):
+    other = CA()
+    both = [ca, other]
+    with MTLSServer(server_identity, client_ca=both) as server:
+        assert _get(server, _context(client_identity, ca))[0] == 200
+        assert _get(server, _context(other.issue_cert("o"), ca))[1]["client_cn"] == "o"
+        ctx = mtls.server_context(server_identity.keystore(), other.truststore())
+        server.set_context(ctx)
+        assert server.context is ctx
+        with pytest.raises(ssl.SSLError):
+            _get(server, _context(client_identity, ca))
+    keystore = server_identity.keystore()
+    with MTLSServer(keystore, client_ca=ca.truststore()) as server:
+        assert _get(server, _context(client_identity, ca))[0] == 200
+
+
+def test_default_client_ca_is_the_root_of_the_server_issuer(ca, client_identity):
+    child = ca.create_child_ca()
+    with MTLSServer(child.issue_cert("localhost", "127.0.0.1")) as server:
+        assert _get(server, _context(client_identity, ca))[0] == 200
+        assert _get(server, _context(child.issue_cert("leaf"), ca))[1]["client_cn"] == "leaf"
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_lifecycle(server_identity, ca):
+    server = MTLSServer(server_identity, client_ca=ca)
+    with pytest.raises(RuntimeError, match="start"):
+        _ = server.port
+    assert "not started" in repr(server)
+    assert server.start() is server
+    assert server.start() is server  # idempotent
+    assert server.url == f"https://127.0.0.1:{server.port}"
+    assert "running" in repr(server)
+    server.close()
+    server.close()
+    assert "closed" in repr(server)
+    with pytest.raises(RuntimeError, match="closed"):
+        server.start()
+    MTLSServer(server_identity, client_ca=ca).close()  # never started
+
+
+def test_close_with_open_keep_alive_connections(server_identity, client_identity, ca):
+    server = MTLSServer(server_identity, client_ca=ca).start()
+    conns = []
+    try:
+        for _ in range(3):
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", server.port, context=_context(client_identity, ca), timeout=10
+            )
+            conns.append(conn)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+        server.close()
+        assert not [t for t in threading.enumerate() if t.name.startswith("mtls-test-server:")]
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_wait_for_handshakes_timeout_and_clear(server, client_identity, ca):
+    with pytest.raises(TimeoutError, match="0 of 1 handshakes"):
+        server.wait_for_handshakes(1, timeout=0.01)
+    _get(server, _context(client_identity, ca))
+    assert len(server.wait_for_handshakes(1)) == 1
+    server.clear_handshakes()
+    assert server.handshakes == []
+
+
+def test_concurrent_clients(server, client_identity, ca):
+    ctx = _context(client_identity, ca)
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            for _ in range(3):
+                assert _get(server, ctx)[1]["client_cn"] == "client"
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    records = server.wait_for_handshakes(24)
+    assert all(r.accepted for r in records)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"http_version": "2"}, "http_version"), ({}, "client_ca is required")],
+)
+def test_bad_arguments(server_identity, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MTLSServer(server_identity.keystore(), **kwargs)
