@@ -1,0 +1,361 @@
+"""What every subcommand shares: exit codes, errors, passwords, output and log capture."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from .. import _x509
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Environment variables for passwords (documented in docs/cli.md).
+# (Names of variables, not passwords: hence the S105 exemptions.)
+ENV_STORE_PASSWORD = "MTLS_STORE_PASSWORD"  # noqa: S105
+ENV_KEY_PASSWORD = "MTLS_KEY_PASSWORD"  # noqa: S105
+ENV_TRUSTSTORE_PASSWORD = "MTLS_TRUSTSTORE_PASSWORD"  # noqa: S105
+ENV_OUT_PASSWORD = "MTLS_OUT_PASSWORD"  # noqa: S105
+
+#: keytool refuses store passwords shorter than this ("must be at least 6 characters").
+KEYTOOL_MIN_PASSWORD = 6
+EXPIRY_WARNING_DAYS = 30
+
+
+class CLIError(Exception):
+    """A failure to report as one ``mtls: error:`` line (exit 1 unless ``code`` says)."""
+
+    def __init__(self, message: str, *, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UsageError(CLIError):
+    """The command line itself is wrong or incomplete (exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=EXIT_USAGE)
+
+
+# --------------------------------------------------------------------------- secrets
+
+_SECRETS: set[str] = set()
+_PASSWORD_OPTIONS = frozenset(
+    {
+        "--password",
+        "--storepass",
+        "-storepass",
+        "--key-password",
+        "--keypass",
+        "-keypass",
+        "--truststore-password",
+        "--out-password",
+        "-deststorepass",
+        "-srcstorepass",
+        "-srckeypass",
+    }
+)
+_PASSWORD_ENVS = (ENV_STORE_PASSWORD, ENV_KEY_PASSWORD, ENV_TRUSTSTORE_PASSWORD, ENV_OUT_PASSWORD)
+
+
+def remember_secret(value: str | None) -> None:
+    """Add a password to what :func:`scrub` hides from every line written."""
+    if value:
+        _SECRETS.add(value)
+
+
+def remember_argv_secrets(argv: Sequence[str]) -> None:
+    """Remember the passwords on a command line and in the environment, before parsing.
+
+    argparse echoes stray arguments in its messages ("unrecognized arguments: ..."),
+    so the values are known before it runs.
+    """
+    for name in _PASSWORD_ENVS:
+        remember_secret(os.environ.get(name))
+    for index, arg in enumerate(argv):
+        option, sep, value = arg.partition("=")
+        if option in _PASSWORD_OPTIONS:
+            if sep:
+                remember_secret(value)
+            elif index + 1 < len(argv):
+                remember_secret(argv[index + 1])
+
+
+def scrub(text: str) -> str:
+    """``text`` with every known password replaced by ``****``."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "****")
+    return text
+
+
+def resolve_password(
+    given: str | None,
+    *,
+    env: str,
+    option: str,
+    what: str,
+    prompt: str,
+    required: bool = True,
+    confirm: bool = False,
+) -> str | None:
+    """A password from the option, else the environment, else a hidden prompt on a terminal.
+
+    Args:
+        given: the option's value (``None`` when absent).
+        env: the environment variable to read next.
+        option: the option's name, for the message.
+        what: what the password is for ("the store password"), for the message.
+        prompt: the terminal prompt.
+        required: raise when none is found; otherwise return ``None``.
+        confirm: ask twice on a terminal (a new store), like keytool.
+
+    Raises:
+        UsageError: no password and no terminal to ask on (only when ``required``).
+        CLIError: the two prompted passwords differ.
+    """
+    if given is not None:
+        remember_secret(given)
+        return given
+    from_env = os.environ.get(env)
+    if from_env is not None:
+        remember_secret(from_env)
+        return from_env
+    if not required:
+        return None
+    if sys.stdin is not None and sys.stdin.isatty():
+        try:
+            value = getpass.getpass(prompt)
+            remember_secret(value)
+            if confirm and getpass.getpass("Re-enter new password: ") != value:
+                raise CLIError("the two passwords do not match: try again")
+        except EOFError:
+            raise UsageError(f"no {what.removeprefix('the ')} entered (end of input)") from None
+        return value
+    raise UsageError(
+        f"{what} is needed: pass {option} PASSWORD, set {env}, or run on a terminal to be prompted"
+    )
+
+
+def check_new_password(password: str, where: str) -> None:
+    """Refuse a new store password keytool would refuse to use.
+
+    Raises:
+        UsageError: shorter than six characters.
+    """
+    if len(password) < KEYTOOL_MIN_PASSWORD:
+        raise UsageError(
+            f"{where}: the store password must be at least {KEYTOOL_MIN_PASSWORD} characters "
+            "(keytool refuses shorter ones)"
+        )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _color_wanted(stream: TextIO, no_color: bool) -> bool:
+    if no_color or os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Output:
+    """Lines for humans on stdout (coloured only on a terminal), errors on stderr.
+
+    Every line is scrubbed of known passwords before it is written.
+    """
+
+    _CODES: ClassVar[dict[str, str]] = {
+        "bold": "1",
+        "dim": "2",
+        "red": "31",
+        "green": "32",
+        "yellow": "33",
+        "cyan": "36",
+    }
+
+    def __init__(
+        self, stdout: TextIO | None = None, stderr: TextIO | None = None, *, no_color: bool = False
+    ) -> None:
+        """Write to ``stdout`` and ``stderr`` (the process's streams by default)."""
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.color = _color_wanted(self.stdout, no_color)
+
+    def style(self, text: str, *styles: str) -> str:
+        """``text`` wrapped in ANSI styles when colour is on (bold, dim, red, green, ...)."""
+        if not self.color or not styles:
+            return text
+        codes = ";".join(self._CODES[s] for s in styles)
+        return f"\033[{codes}m{text}\033[0m"
+
+    def line(self, text: str = "") -> None:
+        """Write one line (or several, joined by newlines) to stdout."""
+        self.stdout.write(scrub(text) + "\n")
+        self.stdout.flush()
+
+    def json(self, document: Any) -> None:
+        """Write a JSON document to stdout (indented, keys in the documented order)."""
+        self.stdout.write(scrub(json.dumps(document, indent=2, default=str)) + "\n")
+        self.stdout.flush()
+
+    def warn(self, message: str) -> None:
+        """``mtls: warning: MESSAGE`` on stderr."""
+        self.stderr.write(scrub(f"mtls: warning: {message}") + "\n")
+        self.stderr.flush()
+
+    def error(self, message: str) -> None:
+        """``mtls: error: MESSAGE`` on stderr, as one line."""
+        one_line = " ".join(str(message).split())
+        self.stderr.write(scrub(f"mtls: error: {one_line}") + "\n")
+        self.stderr.flush()
+
+    def raw_stderr(self, text: str) -> None:
+        """Write ``text`` as is (a ``--debug`` traceback), scrubbed."""
+        self.stderr.write(scrub(text))
+        self.stderr.flush()
+
+
+# --------------------------------------------------------------------------- library logs
+
+
+class LogCollector(logging.Handler):
+    """Keeps the library's warnings so each command shows them its own way."""
+
+    def __init__(self) -> None:
+        """Collect WARNING and above."""
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Store the formatted message, scrubbed."""
+        try:
+            message = scrub(record.getMessage())
+        except Exception:  # a malformed record must not break the command
+            return
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+@contextmanager
+def captured_logs(debug: bool, out: Output) -> Iterator[LogCollector]:
+    """Route the ``mtls`` logger to a collector (and to stderr with ``--debug``)."""
+    logger = logging.getLogger("mtls")
+    collector = LogCollector()
+    handlers: list[logging.Handler] = [collector]
+    if debug:
+        echo = logging.StreamHandler(out.stderr)
+        echo.setLevel(logging.DEBUG)
+        echo.setFormatter(logging.Formatter("mtls: debug: %(name)s: %(message)s"))
+        handlers.append(echo)
+    saved = (logger.level, logger.propagate)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False  # no lastResort printing behind our back
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        yield collector
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+def now() -> _dt.datetime:
+    """The current time, UTC."""
+    return _dt.datetime.now(_dt.UTC)
+
+
+def days_left(when: _dt.datetime) -> int:
+    """Whole days from now until ``when`` (negative once past)."""
+    return (when - now()).days
+
+
+def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> str:
+    """``path`` relative to ``base`` (or the current directory) when inside it.
+
+    Symlinks are not followed: a Kubernetes ``..data`` link shows as configured.
+    """
+    target = Path(os.path.abspath(path))
+    for root in (base, os.getcwd()):
+        if root is None:
+            continue
+        try:
+            return str(target.relative_to(os.path.abspath(root)))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def key_description(cert: x509.Certificate) -> str:
+    """The public key as keytool -v describes it: ``RSA 2048``, ``EC secp256r1``, ``Ed25519``."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"DSA {key.key_size}"
+    return type(key).__name__
+
+
+def hex_serial(serial: int) -> str:
+    """A serial number as keytool prints it (lower-case hex)."""
+    return format(serial, "x")
+
+
+def cert_info(cert: x509.Certificate) -> dict[str, Any]:
+    """The JSON form of one certificate (the keys documented in docs/cli.md)."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    expires = _x509.not_after(cert)
+    return {
+        "subject": _x509.subject_text(cert),
+        "issuer": cert.issuer.rfc4514_string(),
+        "self_signed": cert.issuer == cert.subject,
+        "serial": hex_serial(cert.serial_number),
+        "not_before": _x509.not_before(cert).isoformat(),
+        "not_after": expires.isoformat(),
+        "days_left": days_left(expires),
+        "san": _x509.subject_alt_names(cert),
+        "key": key_description(cert),
+        "sha256": _x509.sha256_hex(der),
+    }
+
+
+def expiry_text(not_after: str | _dt.datetime) -> str:
+    """``2027-11-28 (365 days)``, or ``EXPIRED 2025-01-01`` once past."""
+    when = (
+        not_after if isinstance(not_after, _dt.datetime) else _dt.datetime.fromisoformat(not_after)
+    )
+    left = days_left(when)
+    if left < 0 or when < now():
+        return f"EXPIRED on {when.date()}"
+    return f"{when.date()} ({left} day{'' if left == 1 else 's'})"
+
+
+def colon_hex(hex_digest: str) -> str:
+    """``ab12...`` as keytool's ``AB:12:...``."""
+    upper = hex_digest.upper()
+    return ":".join(upper[i : i + 2] for i in range(0, len(upper), 2))

@@ -1,0 +1,501 @@
+"""One real TLS connection and a diagnosis: the engine behind ``mtls probe`` and ``mtls demo``.
+
+Order of events, and what each failure means:
+
+1. The profile lookup (``host:port``, then ``*``, then the default). Nothing
+   matches: no TLS is attempted.
+2. TCP connect: refused, timed out, or the name does not resolve.
+3. The TLS handshake. A verification error (``ssl.SSLCertVerificationError``)
+   is about the server's certificate: not trusted (X509 codes 2, 18-21), expired
+   (10), not yet valid (9), wrong name (62, 64). An alert from the server is
+   about us: a refused client certificate, or no version or cipher in common.
+   After a verification error a second handshake with verification off fetches
+   the chain the server sent, only to show it; nothing is sent on that one.
+4. One ``GET`` and the first bytes of the answer. With TLS 1.3 the server checks
+   the client certificate after the client has finished its handshake, so a
+   refusal (``certificate required``, ``unknown ca``, ``bad certificate``, or a
+   plain reset) only surfaces at this first read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import _x509
+from .._config import SSLProfile, format_server, normalize_host
+from .._version import __version__
+from ._common import UsageError, cert_info
+
+_MAX_RESPONSE = 64 * 1024
+
+# X509_V_ERR_* codes (OpenSSL's x509_vfy.h) and what they mean for the user.
+_UNTRUSTED = {2, 18, 19, 20, 21}
+_EXPIRED = 10
+_NOT_YET_VALID = 9
+_HOSTNAME = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_INVALID_PURPOSE = 26
+
+# Alerts a server sends about the client's certificate.
+_CERT_ALERTS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "certificate required",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "bad certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "unknown ca",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "certificate expired",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "certificate unknown",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "certificate revoked",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "unsupported certificate",
+    "TLSV1_ALERT_ACCESS_DENIED": "access denied",
+    "TLSV1_ALERT_DECRYPT_ERROR": "decrypt error",
+}
+_VERSION_REASONS = {
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "UNSUPPORTED_PROTOCOL",
+    "NO_PROTOCOLS_AVAILABLE",
+    "VERSION_TOO_LOW",
+    "VERSION_TOO_HIGH",
+}
+_NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect: from ``https://host:port/path`` (port 443 when absent)."""
+
+    url: str
+    host: str
+    port: int
+    path: str
+
+    @property
+    def server(self) -> str:
+        """``host:port`` as written in ``<servers>``."""
+        return format_server((normalize_host(self.host), self.port))
+
+
+def parse_target(url: str) -> Target:
+    """Parse the URL argument (``https://`` may be left out).
+
+    Raises:
+        UsageError: not https, or no host, or a bad port.
+    """
+    text = url if "://" in url else f"https://{url}"
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("https", "wss"):
+        raise UsageError(f"{url}: probe speaks TLS: use an https:// URL")
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise UsageError(f"{url}: {exc}") from exc
+    if not parts.hostname:
+        raise UsageError(f"{url}: no host in the URL")
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    return Target(text, parts.hostname, port, path)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a probe failed: a stable ``kind`` (see docs/cli.md) and a sentence."""
+
+    kind: str
+    message: str
+
+
+@dataclass(slots=True)
+class Setup:
+    """What the probe connects with, and how it was chosen."""
+
+    context: ssl.SSLContext | None
+    matched: str | None  # "profile", "catch-all", "default", "options", "system"
+    source: str | None = None  # the profile file or deployment.toml
+    profile: SSLProfile | None = None
+    keystore: str | None = None
+    truststore: str | None = None
+    client_subject: str | None = None
+    client_not_after: str | None = None
+    hostname_verifier: str = "Strict"
+    verify: bool = True
+    # A context with verification off (and our identity where we have it): only to
+    # fetch the chain the server sends, after a verification error.
+    insecure: Callable[[], ssl.SSLContext] | None = None
+    failure: Failure | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything a probe found (the JSON of ``mtls probe --json``)."""
+
+    target: Target
+    setup: Setup
+    address: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    chain: list[dict[str, Any]] = field(default_factory=list)
+    chain_verified: bool | None = None
+    chain_from_unverified_handshake: bool = False
+    accepted: bool | None = None
+    http_status: str | None = None
+    body: bytes = b""
+    failure: Failure | None = None
+    notes: list[str] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON form."""
+        setup = self.setup
+        profile = setup.profile
+        return {
+            "url": self.target.url,
+            "host": self.target.host,
+            "port": self.target.port,
+            "ok": self.failure is None,
+            "matched": setup.matched,
+            "profile": (
+                {"servers": list(profile.server_names), "client_id": profile.client_id}
+                if profile is not None
+                else None
+            ),
+            "source": setup.source,
+            "keystore": setup.keystore,
+            "truststore": setup.truststore,
+            "hostname_verifier": setup.hostname_verifier,
+            "client_certificate": (
+                {"subject": setup.client_subject, "not_after": setup.client_not_after}
+                if setup.client_subject
+                else None
+            ),
+            "address": self.address,
+            "tls_version": self.tls_version,
+            "cipher": self.cipher,
+            "server_chain": self.chain,
+            "chain_verified": self.chain_verified,
+            "chain_from_unverified_handshake": self.chain_from_unverified_handshake,
+            "server_accepted_client_certificate": self.accepted,
+            "http_status": self.http_status,
+            "error": (
+                {"kind": self.failure.kind, "message": self.failure.message}
+                if self.failure
+                else None
+            ),
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------- the connection
+
+
+def peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """The certificates the server sent, leaf first (the leaf alone if the chain is hidden)."""
+    public = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
+    try:
+        if public is not None:
+            return [bytes(c) for c in public()]
+        private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+        if private is not None:  # Python 3.10-3.12: _ssl.Certificate objects
+            return [c.public_bytes(2) for c in private() or ()]  # 2: _ssl.ENCODING_DER
+    except (AttributeError, TypeError, ValueError, ssl.SSLError):
+        pass
+    leaf = tls.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def _describe_chain(ders: list[bytes]) -> list[dict[str, Any]]:
+    chain: list[dict[str, Any]] = []
+    for der in ders:
+        try:
+            chain.append(cert_info(_x509.load_cert(der)))
+        except ValueError:
+            chain.append({"subject": "<unparsable certificate>", "sha256": _x509.sha256_hex(der)})
+    return chain
+
+
+def _request(tls: ssl.SSLSocket, target: Target) -> bytes:
+    host = target.host if ":" not in target.host else f"[{target.host}]"
+    if target.port != 443:
+        host += f":{target.port}"
+    tls.sendall(
+        f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: mtls-probe/{__version__}\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n".encode("ascii", "replace")
+    )
+    data = b""
+    while len(data) < _MAX_RESPONSE:
+        chunk = tls.recv(16384)
+        if not chunk:
+            break
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = _content_length(head)
+            if length is not None and len(body) >= length:
+                break
+    return data
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            with contextlib.suppress(ValueError):
+                return int(value.strip())
+    return None
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    return str(getattr(exc, "reason", "") or "")
+
+
+def _alert_text(exc: ssl.SSLError) -> str:
+    reason = _reason(exc)
+    return _CERT_ALERTS.get(reason) or reason.lower().replace("_", " ") or str(exc)
+
+
+def _refused(setup: Setup, exc: ssl.SSLError) -> Failure:
+    alert = _alert_text(exc)
+    if _reason(exc) == "TLSV13_ALERT_CERTIFICATE_REQUIRED" or setup.client_subject is None:
+        where = (
+            "the profile has no <KeyStore>"
+            if setup.matched in ("profile", "catch-all")
+            else "pass --keystore"
+            if setup.matched in ("options", "system")
+            else "the default has no keystore"
+        )
+        return Failure(
+            "client_cert_refused",
+            f"the server requires a client certificate and we sent none ({alert}): {where}",
+        )
+    return Failure(
+        "client_cert_refused",
+        f"the server refused our client certificate {setup.client_subject} ({alert}): add it, "
+        "or the CA that issued it, to the server's truststore (mtls export, then mtls import "
+        "into backend-truststore.jks)",
+    )
+
+
+def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Failure:
+    """A failure kind and sentence for an exception from the handshake."""
+    where = target.server
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        message = str(exc.verify_message or exc).rstrip(".")
+        trust = setup.truststore or "the system's trust store"
+        if code in _HOSTNAME:
+            return Failure(
+                "hostname_mismatch",
+                f"hostname mismatch under {setup.hostname_verifier}: {message}",
+            )
+        if code in _UNTRUSTED:
+            return Failure(
+                "server_not_trusted",
+                f"the server's certificate is not trusted by {trust} ({message}): import the "
+                f"server's certificate or its CA into {trust} (mtls import)",
+            )
+        if code == _EXPIRED:
+            return Failure(
+                "server_cert_expired", f"the server's certificate has expired ({message})"
+            )
+        if code == _NOT_YET_VALID:
+            return Failure(
+                "server_cert_not_yet_valid",
+                f"the server's certificate is not valid yet ({message}): check the clocks",
+            )
+        if code == _INVALID_PURPOSE:
+            return Failure(
+                "server_cert_invalid",
+                f"the server's certificate is not for TLS servers ({message}): its extended "
+                "key usage lacks serverAuth",
+            )
+        return Failure("server_cert_invalid", f"the server's certificate failed: {message}")
+    if isinstance(exc, ssl.SSLError):
+        reason = _reason(exc)
+        if reason in _CERT_ALERTS:
+            return _refused(setup, exc)
+        if reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+            if setup.client_subject is None:
+                return _refused(setup, exc)
+            return Failure(
+                "handshake_failure",
+                "the server ended the handshake (handshake failure alert): no cipher or "
+                "signature algorithm in common, or it refused our certificate",
+            )
+        if reason in _VERSION_REASONS:
+            return Failure(
+                "protocol_version",
+                f"no TLS version in common with {where} ({_alert_text(exc)}): we offer TLS 1.2 "
+                "and 1.3; TLS 1.0 and 1.1 are deprecated (RFC 8996)",
+            )
+        if reason in _NOT_TLS_REASONS or "record layer" in str(exc):
+            return Failure(
+                "not_tls",
+                f"{where} did not answer in TLS ({_alert_text(exc)}): is it a plain HTTP port?",
+            )
+        if reason in {"NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
+            return Failure("handshake_failure", f"no cipher in common with {where}")
+        if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return _closed(setup, where, during=True)
+        return Failure("tls_error", f"TLS handshake with {where} failed: {_alert_text(exc)}")
+    if isinstance(exc, TimeoutError):
+        return Failure(
+            "timeout", f"{where} accepted the connection but the TLS handshake timed out"
+        )
+    if isinstance(exc, ConnectionError | EOFError):
+        return _closed(setup, where, during=True)
+    return Failure("tls_error", f"TLS handshake with {where} failed: {exc}")
+
+
+def _closed(setup: Setup, where: str, *, during: bool) -> Failure:
+    sent = f"we sent {setup.client_subject}" if setup.client_subject else "we sent no certificate"
+    if during:
+        return Failure(
+            "connection_closed",
+            f"{where} closed the connection during the handshake ({sent}): it may require a "
+            "client certificate, another server name, or not speak TLS",
+        )
+    return Failure(
+        "client_cert_refused",
+        f"{where} closed the connection right after the handshake without answering ({sent}): "
+        "with TLS 1.3 that is how most servers refuse a client certificate",
+    )
+
+
+def _connect(target: Target, timeout: float) -> tuple[socket.socket | None, Failure | None]:
+    where = target.server
+    try:
+        return socket.create_connection((target.host, target.port), timeout=timeout), None
+    except socket.gaierror as exc:
+        return None, Failure(
+            "dns", f"cannot resolve {target.host} ({exc.strerror}): check the host name"
+        )
+    except ConnectionRefusedError:
+        return None, Failure(
+            "connection_refused",
+            f"{where} refused the connection: nothing listens there (check the port, and that "
+            "the backend runs)",
+        )
+    except TimeoutError:
+        return None, Failure(
+            "timeout",
+            f"no answer from {where} within {timeout:g} s: a firewall drops the packets, or "
+            "the host is wrong",
+        )
+    except OSError as exc:
+        return None, Failure("network", f"cannot connect to {where}: {exc.strerror or exc}")
+
+
+def _fetch_unverified_chain(report: Report, timeout: float) -> None:
+    if report.setup.insecure is None:
+        return
+    try:
+        context = report.setup.insecure()
+    except Exception as exc:  # only a courtesy: never hide the real failure
+        report.notes.append(f"could not fetch the server's chain: {exc}")
+        return
+    raw, _ = _connect(report.target, timeout)
+    if raw is None:
+        return
+    try:
+        with context.wrap_socket(raw, server_hostname=report.target.host) as tls:
+            report.chain = _describe_chain(peer_chain(tls))
+            report.chain_from_unverified_handshake = True
+    except (OSError, ssl.SSLError) as exc:
+        report.notes.append(f"could not fetch the server's chain: {exc}")
+    finally:
+        raw.close()
+
+
+def _explain_hostname(report: Report) -> None:
+    if report.failure is None or report.failure.kind != "hostname_mismatch" or not report.chain:
+        return
+    leaf = report.chain[0]
+    names = ", ".join(leaf.get("san") or []) or f"no SAN, subject {leaf.get('subject')}"
+    report.failure = Failure(
+        "hostname_mismatch",
+        f"{report.failure.message}; the certificate names {names}: connect with a name it lists, "
+        "or reissue it with this one in its SAN",
+    )
+
+
+def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = True) -> Report:
+    """Connect, handshake, ask once, and describe what happened (never raises for network
+    or TLS failures: they are in :attr:`Report.failure`)."""
+    report = Report(target, setup, failure=setup.failure)
+    if setup.failure is not None or setup.context is None:
+        return report
+    started = time.perf_counter()
+    raw, failure = _connect(target, timeout)
+    if raw is None:
+        report.failure = failure
+        return report
+    with raw:
+        with contextlib.suppress(OSError):
+            report.address = str(raw.getpeername()[0])
+        try:
+            tls = setup.context.wrap_socket(raw, server_hostname=target.host)
+        except (ssl.SSLError, OSError, EOFError) as exc:
+            report.failure = classify_handshake(exc, setup, target)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                report.chain_verified = False
+                _fetch_unverified_chain(report, timeout)
+                _explain_hostname(report)
+            report.elapsed_ms = (time.perf_counter() - started) * 1000
+            return report
+        with tls:
+            report.tls_version = tls.version()
+            cipher = tls.cipher()
+            report.cipher = cipher[0] if cipher else None
+            report.chain = _describe_chain(peer_chain(tls))
+            report.chain_verified = setup.verify
+            if request:
+                _ask(tls, report)
+    report.elapsed_ms = (time.perf_counter() - started) * 1000
+    return report
+
+
+def _ask(tls: ssl.SSLSocket, report: Report) -> None:
+    setup, target = report.setup, report.target
+    try:
+        data = _request(tls, target)
+    except ssl.SSLError as exc:
+        if _reason(exc) in _CERT_ALERTS or _reason(exc) == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+            report.accepted = False
+            report.failure = _refused(setup, exc)
+        elif isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            report.accepted = False
+            report.failure = _closed(setup, target.server, during=False)
+        else:
+            report.failure = Failure("tls_error", f"after the handshake: {_alert_text(exc)}")
+        return
+    except TimeoutError:
+        report.accepted = True if report.tls_version != "TLSv1.3" else None
+        report.notes.append(
+            "no HTTP answer within the timeout: it may not be an HTTP server"
+            + (
+                "; with TLS 1.3 that leaves open whether it accepted our certificate"
+                if report.tls_version == "TLSv1.3"
+                else ""
+            )
+        )
+        return
+    except (ConnectionError, EOFError):
+        report.accepted = False
+        report.failure = _closed(setup, target.server, during=False)
+        return
+    if not data:
+        if report.tls_version == "TLSv1.3":
+            report.accepted = False
+            report.failure = _closed(setup, target.server, during=False)
+        else:
+            report.accepted = True
+            report.notes.append("the server closed the connection without an HTTP answer")
+        return
+    report.accepted = True
+    report.body = data.partition(b"\r\n\r\n")[2]
+    first = data.split(b"\r\n", 1)[0].decode("latin-1", "replace").strip()
+    report.http_status = first if first.startswith("HTTP/") else None

@@ -1,0 +1,330 @@
+"""The argparse tree. Long options, plus keytool's single-dash spellings as aliases."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from .._context import HOSTNAME_VERIFIERS, normalize_hostname_verifier
+from .._version import __version__
+from ._check import cmd_check
+from ._common import UsageError
+from ._demo import cmd_demo
+from ._probe import cmd_probe
+from ._stores import cmd_convert, cmd_export, cmd_genkey, cmd_import, cmd_list, write_type
+
+Command = Callable[..., int]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become :class:`UsageError` (one line, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing usage and exiting."""
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _key_type(value: str) -> str:
+    for name in ("RSA", "EC", "Ed25519"):
+        if value.casefold() == name.casefold():
+            return name
+    raise argparse.ArgumentTypeError(f"must be RSA, EC or Ed25519, not {value!r}")
+
+
+def _hostname_verifier(value: str) -> str:
+    try:
+        return normalize_hostname_verifier(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {number}")
+    return number
+
+
+def _common_options() -> argparse.ArgumentParser:
+    # Accepted after the subcommand too; SUPPRESS keeps the top-level value otherwise.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and logs"
+    )
+    common.add_argument(
+        "--no-color", action="store_true", default=argparse.SUPPRESS, help="no ANSI colours"
+    )
+    return common
+
+
+def _store_password_options(parser: argparse.ArgumentParser, *, key: bool = True) -> None:
+    parser.add_argument(
+        "--password",
+        "--storepass",
+        "-storepass",
+        dest="password",
+        metavar="PASSWORD",
+        help="the store password (else $MTLS_STORE_PASSWORD, else a prompt on a terminal)",
+    )
+    if key:
+        parser.add_argument(
+            "--key-password",
+            "--keypass",
+            "-keypass",
+            dest="key_password",
+            metavar="PASSWORD",
+            help="the key password when it differs (else $MTLS_KEY_PASSWORD, else the store "
+            "password)",
+        )
+
+
+def _keystore_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--keystore", "-keystore", dest="keystore", metavar="FILE", required=True, help=help_text
+    )
+
+
+def _store_type_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--store-type",
+        "--storetype",
+        "-storetype",
+        dest="store_type",
+        type=write_type,
+        metavar="TYPE",
+        help=help_text,
+    )
+
+
+def _profile_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-dir",
+        metavar="HOME",
+        help="where relative <Location> paths start (WSO2: the product home); default: here",
+    )
+    parser.add_argument(
+        "--deployment-toml",
+        metavar="FILE",
+        help="read the profile file, hostname verifier and default stores from deployment.toml",
+    )
+    parser.add_argument(
+        "--hostname-verifier",
+        type=_hostname_verifier,
+        metavar="MODE",
+        help=f"one of {', '.join(HOSTNAME_VERIFIERS)} (default: deployment.toml's, else Strict)",
+    )
+
+
+def _add(
+    sub: Any, name: str, func: Command, help_text: str, *, aliases: tuple[str, ...] = ()
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        aliases=list(aliases),
+        help=help_text,
+        description=help_text,
+        parents=[_common_options()],
+        allow_abbrev=False,
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def build_parser() -> Parser:
+    """The ``mtls`` parser with every subcommand."""
+    parser = Parser(
+        prog="mtls",
+        description="Mutual TLS the way Java gateways do it: keytool's store operations, "
+        "WSO2 SSL profile checks, a live probe, and a demo.",
+        epilog="Passwords: --password/--key-password, or MTLS_STORE_PASSWORD/MTLS_KEY_PASSWORD, "
+        "or a hidden prompt on a terminal. Exit codes: 0 ok, 1 failure, 2 usage, 130 interrupted.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"mtls {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    parser.add_argument("--no-color", action="store_true", help="no ANSI colours")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    genkey = _add(
+        sub,
+        "genkey",
+        cmd_genkey,
+        "generate a key pair and self-signed certificate (keytool -genkeypair)",
+        aliases=("genkeypair",),
+    )
+    _keystore_option(genkey, "the keystore to create or add to")
+    genkey.add_argument("--alias", "-alias", required=True, help="the new entry's alias")
+    genkey.add_argument(
+        "--dname",
+        "-dname",
+        required=True,
+        metavar="DN",
+        help='subject, e.g. "CN=localhost, O=Acme"',
+    )
+    genkey.add_argument(
+        "--key-type",
+        "--keyalg",
+        "-keyalg",
+        dest="key_type",
+        type=_key_type,
+        default="RSA",
+        metavar="TYPE",
+        help="RSA (default), EC or Ed25519",
+    )
+    genkey.add_argument(
+        "--key-size", "-keysize", dest="key_size", type=_positive_int, default=2048,
+        help="RSA key size (default 2048)",
+    )  # fmt: skip
+    genkey.add_argument(
+        "--curve", "-groupname", dest="curve", default="secp256r1",
+        help="EC curve: secp256r1 (default), secp384r1, secp521r1",
+    )  # fmt: skip
+    genkey.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="subject alternative name: DNS:host, IP:addr, email:x (repeat, or comma-separate)",
+    )
+    genkey.add_argument(
+        "-ext", dest="ext", action="append", default=[], metavar="san=...",
+        help="keytool's form: -ext san=dns:localhost,ip:127.0.0.1",
+    )  # fmt: skip
+    genkey.add_argument(
+        "--days", "--validity", "-validity", dest="days", type=_positive_int, default=365,
+        help="validity in days (default 365)",
+    )  # fmt: skip
+    _store_type_option(genkey, "JKS or PKCS12 for a new store (default: .jks is JKS, else PKCS12)")
+    _store_password_options(genkey)
+
+    export = _add(
+        sub,
+        "export",
+        cmd_export,
+        "write an entry's certificate, DER unless --rfc (keytool -exportcert)",
+        aliases=("exportcert",),
+    )
+    _keystore_option(export, "the keystore or truststore")
+    export.add_argument("--alias", "-alias", required=True, help="the entry")
+    export.add_argument(
+        "--file", "-file", dest="file", metavar="OUT", help="the output file (default: stdout)"
+    )
+    export.add_argument("--rfc", "-rfc", action="store_true", help="PEM instead of DER")
+    _store_password_options(export, key=False)
+
+    imp = _add(
+        sub,
+        "import",
+        cmd_import,
+        "trust a certificate; creates the truststore when absent (keytool -importcert)",
+        aliases=("importcert",),
+    )
+    imp.add_argument("--file", "-file", dest="file", required=True, metavar="CERT",
+                     help="the certificate, DER or PEM")  # fmt: skip
+    imp.add_argument("--alias", "-alias", required=True, help="the alias to trust it under")
+    _keystore_option(imp, "the truststore (or keystore) to add it to")
+    imp.add_argument("--replace", action="store_true", help="overwrite an existing alias")
+    imp.add_argument(
+        "--noprompt", "-noprompt", "-trustcacerts", dest="noprompt", action="store_true",
+        help="accepted for keytool habits; mtls never asks",
+    )  # fmt: skip
+    _store_type_option(imp, "JKS or PKCS12 for a new store (default: .jks is JKS, else PKCS12)")
+    _store_password_options(imp)
+
+    lst = _add(
+        sub,
+        "list",
+        cmd_list,
+        "list entries: kinds, subjects, issuers, SANs, expiry, SHA-256 (keytool -list -v)",
+    )
+    _keystore_option(lst, "the keystore or truststore (JKS, JCEKS, PKCS12, PEM, DER)")
+    lst.add_argument("--alias", "-alias", help="only this entry")
+    lst.add_argument(
+        "-v", "-rfc", dest="verbose", action="store_true",
+        help="accepted for keytool habits (the listing is always detailed)",
+    )  # fmt: skip
+    lst.add_argument("--json", action="store_true", help="JSON for scripts")
+    _store_password_options(lst)
+
+    convert = _add(
+        sub,
+        "convert",
+        cmd_convert,
+        "convert a store to PKCS12, JKS or PEM (keytool -importkeystore)",
+        aliases=("importkeystore",),
+    )
+    convert.add_argument(
+        "--keystore", "-keystore", "-srckeystore", dest="keystore", metavar="FILE",
+        required=True, help="the source store",
+    )  # fmt: skip
+    convert.add_argument(
+        "--to", "-deststoretype", dest="to", type=write_type, required=True, metavar="TYPE",
+        help="PKCS12, JKS or PEM",
+    )  # fmt: skip
+    convert.add_argument(
+        "--out", "-destkeystore", dest="out", required=True, metavar="FILE",
+        help="the new store",
+    )  # fmt: skip
+    convert.add_argument("--alias", "-srcalias", dest="alias", help="convert only this entry")
+    convert.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    convert.add_argument(
+        "--password", "--storepass", "-storepass", "-srcstorepass", dest="password",
+        metavar="PASSWORD", help="the source store password (else $MTLS_STORE_PASSWORD)",
+    )  # fmt: skip
+    convert.add_argument(
+        "--key-password", "--keypass", "-keypass", "-srckeypass", dest="key_password",
+        metavar="PASSWORD", help="the source key password (else $MTLS_KEY_PASSWORD)",
+    )  # fmt: skip
+    convert.add_argument(
+        "--out-password", "-deststorepass", dest="out_password", metavar="PASSWORD",
+        help='the new store\'s password (else $MTLS_OUT_PASSWORD, else the source\'s; "" '
+        "writes an unencrypted PEM key)",
+    )  # fmt: skip
+
+    check = _add(
+        sub,
+        "check",
+        cmd_check,
+        "load every SSL profile and tabulate servers, stores, certificates and problems",
+    )
+    check.add_argument("profiles", nargs="?", metavar="PROFILES.xml", help="the profile file")
+    _profile_source_options(check)
+    check.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    probe = _add(
+        sub,
+        "probe",
+        cmd_probe,
+        "connect as the profile set would and explain what happens",
+    )
+    probe.add_argument("url", metavar="URL", help="https://host:port/path (port 443 by default)")
+    probe.add_argument("--profiles", metavar="FILE", help="the profile file (sslprofiles.xml)")
+    _profile_source_options(probe)
+    probe.add_argument("--client-id", metavar="ID", help="WSO2's ssl.profile.client.identifier")
+    probe.add_argument("--keystore", "-keystore", metavar="FILE",
+                       help="our identity, instead of --profiles")  # fmt: skip
+    probe.add_argument("--truststore", metavar="FILE", help="who we trust, instead of --profiles")
+    probe.add_argument("--alias", "-alias", help="the key entry when the keystore has several")
+    _store_password_options(probe)
+    probe.add_argument(
+        "--truststore-password", metavar="PASSWORD",
+        help="else $MTLS_TRUSTSTORE_PASSWORD, else the store password, else none",
+    )  # fmt: skip
+    probe.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS",
+        help="for connecting, the handshake and the answer (default 5)",
+    )  # fmt: skip
+    probe.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    demo = _add(
+        sub,
+        "demo",
+        cmd_demo,
+        "the seed flow end to end: stores, profile, a backend, a rotation (no JDK needed)",
+    )
+    demo.add_argument("--dir", metavar="DIR", help="keep the files here (default: a temp dir)")
+    return parser

@@ -1,0 +1,290 @@
+"""``mtls probe``: connect as the profile set would, and say what happened in words.
+
+The connection itself and the classification of failures are in ``_connect``;
+this module chooses the context (a profile, a default, or ``--keystore`` and
+``--truststore``) and prints the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from .. import _x509
+from .._config import SSLProfile, normalize_host
+from .._context import LOCALHOST_NAMES, client_context
+from .._profiles import SSLProfileSet
+from .._stores import Keystore
+from ._check import load_profile_set, strip_profile_prefix
+from ._common import (
+    ENV_STORE_PASSWORD,
+    ENV_TRUSTSTORE_PASSWORD,
+    EXIT_FAILURE,
+    EXIT_OK,
+    LogCollector,
+    Output,
+    UsageError,
+    colon_hex,
+    expiry_text,
+    resolve_password,
+)
+from ._connect import Failure, Report, Setup, Target, parse_target, run_probe
+from ._stores import load_keystore, load_truststore, optional_key_password
+
+# --------------------------------------------------------------------------- setup
+
+
+def _status_entry(status: dict[str, Any], profile: SSLProfile) -> dict[str, Any] | None:
+    for entry in status["profiles"]:
+        if entry["servers"] == list(profile.server_names) and entry["client_id"] == (
+            profile.client_id
+        ):
+            return dict(entry)
+    return None
+
+
+def _insecure_for(profile: SSLProfile | None) -> Callable[[], ssl.SSLContext]:
+    def build() -> ssl.SSLContext:
+        config = profile.keystore if profile is not None else None
+        keystore = (
+            Keystore.load(
+                config.location,
+                config.password,
+                key_password=config.key_password,
+                store_type=config.type,
+            )
+            if config is not None
+            else None
+        )
+        alias = config.alias if config is not None else None
+        return client_context(keystore, alias=alias, verify=False)
+
+    return build
+
+
+def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str | None) -> Setup:
+    """The context the profile set gives ``target``, and which profile it came from."""
+    status = profiles.status()
+    source = status["path"]
+    mode = str(status["hostname_verifier"])
+    key = target.server
+    for entry in status["profiles"]:
+        if (
+            not entry["loaded"]
+            and key in entry["servers"]
+            and (client_id is None or entry["client_id"] in (None, client_id))
+        ):
+            error = strip_profile_prefix(str(entry["error"]), list(entry["servers"]))
+            return Setup(
+                None,
+                "profile",
+                source=source,
+                hostname_verifier=mode,
+                failure=Failure(
+                    "profile_error", f"the profile for {key} in {source} did not load: {error}"
+                ),
+            )
+    context = profiles.context_for(target.host, target.port, client_id=client_id)
+    profile = profiles.profile_for(target.host, target.port, client_id=client_id)
+    if context is None:
+        return Setup(
+            None,
+            None,
+            source=source,
+            hostname_verifier=mode,
+            failure=Failure(
+                "no_profile",
+                f"no profile for {key} in {source}, and no '*' profile or default: add {key} "
+                "to a profile's <servers> (the port must match)",
+            ),
+        )
+    setup = Setup(context, "default", source=source, hostname_verifier=mode)
+    if profile is None:
+        default = status.get("default") or {}
+        setup.keystore = next(
+            (f["path"] for f in default.get("files", ()) if f["role"] == "keystore"), None
+        )
+        setup.truststore = next(
+            (f["path"] for f in default.get("files", ()) if f["role"] == "truststore"), None
+        )
+        setup.client_subject = default.get("subject")
+        setup.client_not_after = default.get("not_after")
+        setup.insecure = _insecure_for(None)
+        return setup
+    host = normalize_host(target.host)
+    setup.matched = "profile" if (host, target.port) in profile.servers else "catch-all"
+    setup.profile = profile
+    entry = _status_entry(status, profile) or {}
+    setup.keystore = str(profile.keystore.location) if profile.keystore else None
+    truststore = next(
+        (f["path"] for f in entry.get("files", ()) if f["role"] == "truststore"), None
+    )
+    setup.truststore = truststore
+    setup.client_subject = entry.get("subject")
+    setup.client_not_after = entry.get("not_after")
+    setup.verify = not (profile.novalidatecert and profile.truststore is None)
+    if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES:
+        setup.hostname_verifier = "DefaultAndLocalhost (not checked for localhost)"
+    setup.insecure = _insecure_for(profile)
+    return setup
+
+
+def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
+    """A context from ``--keystore``/``--truststore`` (either may be left out)."""
+    keystore = truststore = None
+    password = None
+    if args.keystore:
+        password = resolve_password(
+            args.password,
+            env=ENV_STORE_PASSWORD,
+            option="--password",
+            what=f"the store password of {args.keystore}",
+            prompt="Enter keystore password: ",
+        )
+        keystore = load_keystore(args.keystore, password, optional_key_password(args))
+    if args.truststore:
+        trust_password = resolve_password(
+            args.truststore_password,
+            env=ENV_TRUSTSTORE_PASSWORD,
+            option="--truststore-password",
+            what="",
+            prompt="",
+            required=False,
+        )
+        if trust_password is None:
+            trust_password = password
+        if trust_password is None:
+            trust_password = resolve_password(
+                args.password,
+                env=ENV_STORE_PASSWORD,
+                option="--password",
+                what="",
+                prompt="",
+                required=False,
+            )
+        truststore = load_truststore(args.truststore, trust_password)
+    mode = args.hostname_verifier or "Strict"
+    host = normalize_host(target.host)
+    effective = "AllowAll" if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES else mode
+    context = client_context(keystore, truststore, alias=args.alias, hostname_verifier=effective)
+    setup = Setup(
+        context,
+        "options" if keystore or truststore else "system",
+        keystore=args.keystore,
+        truststore=args.truststore,
+        hostname_verifier=mode if effective == mode else f"{mode} (not checked for localhost)",
+    )
+    if keystore is not None:
+        _, _, chain = keystore.key_entry(args.alias)
+        leaf = _x509.load_cert(chain[0])
+        setup.client_subject = _x509.subject_text(leaf)
+        setup.client_not_after = _x509.not_after(leaf).isoformat()
+
+    def insecure() -> ssl.SSLContext:
+        return client_context(keystore, alias=args.alias, verify=False)
+
+    setup.insecure = insecure
+    return setup
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _chain_lines(report: Report, out: Output) -> None:
+    if not report.chain:
+        return
+    if report.chain_from_unverified_handshake:
+        state = out.style("NOT verified", "red") + (
+            " (shown from a second handshake with verification off, only to show what the "
+            "server sent)"
+        )
+    elif report.chain_verified:
+        state = out.style("verified", "green")
+    else:
+        state = out.style('NOT verified (novalidatecert="true")', "yellow")
+    out.line(f"  server chain  {state}")
+    for index, info in enumerate(report.chain):
+        out.line(f"    [{index}] {info.get('subject')}")
+        if "issuer" in info:
+            issuer = info["issuer"] + (" (self-signed)" if info.get("self_signed") else "")
+            out.line(f"        issuer   {issuer}")
+            out.line(f"        expires  {expiry_text(info['not_after'])}")
+        if info.get("san"):
+            out.line(f"        SAN      {', '.join(info['san'])}")
+        out.line(f"        SHA256   {colon_hex(str(info['sha256']))}")
+
+
+def render(report: Report, out: Output) -> None:
+    """The human form of a probe report."""
+    setup = report.setup
+    out.line(f"Probing {out.style(report.target.url, 'bold')}")
+    if setup.matched in ("profile", "catch-all") and setup.profile is not None:
+        what = "catch-all profile *" if setup.matched == "catch-all" else "profile"
+        names = ", ".join(setup.profile.server_names)
+        client = f" client {setup.profile.client_id!r}" if setup.profile.client_id else ""
+        out.line(f"  matched       {what} [{names}]{client} in {setup.source}")
+    elif setup.matched == "default":
+        out.line(f"  matched       no profile: the default of {setup.source}")
+    elif setup.matched == "system":
+        out.line("  using         the system's trust store, no client certificate")
+    if setup.context is not None:
+        identity = setup.client_subject or "none"
+        if setup.client_subject and setup.client_not_after:
+            identity += f", expires {expiry_text(setup.client_not_after)}"
+        if setup.keystore:
+            identity += f", from {setup.keystore}"
+        out.line(f"  client cert   {identity}")
+        trust = setup.truststore or ("none (verification off)" if not setup.verify else "system")
+        out.line(f"  trust         {trust}")
+        out.line(f"  hostname      {setup.hostname_verifier if setup.verify else 'not checked'}")
+    if report.address:
+        out.line(f"  connected     {report.address} port {report.target.port}")
+    if report.tls_version:
+        out.line(f"  TLS           {report.tls_version}, {report.cipher}")
+    _chain_lines(report, out)
+    if report.accepted is True:
+        answer = f": {report.http_status}" if report.http_status else ""
+        verb = "accepted our certificate" if setup.client_subject else "let us in without one"
+        out.line(f"  server        {out.style(verb, 'green')}{answer}")
+    elif report.accepted is False:
+        out.line(f"  server        {out.style('refused us', 'red')}")
+    for note in report.notes:
+        out.line(f"  {out.style('note:', 'yellow')} {note}")
+    if report.failure is None:
+        out.line(out.style(f"OK: TLS with {report.target.server} works", "green", "bold"))
+    else:
+        out.line(
+            out.style(f"FAILED ({report.failure.kind}): ", "red", "bold") + report.failure.message
+        )
+
+
+def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls probe URL``: exit 0 when the exchange works, 1 when it fails (with the reason)."""
+    target = parse_target(args.url)
+    if (args.profiles or args.deployment_toml) and (args.keystore or args.truststore):
+        raise UsageError("use --profiles (or --deployment-toml), or --keystore/--truststore")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if args.profiles or args.deployment_toml:
+        with load_profile_set(args, args.profiles) as profiles:
+            setup = setup_from_profiles(profiles, target, args.client_id)
+    else:
+        setup = setup_from_options(args, target)
+    report = run_probe(target, setup, timeout=args.timeout)
+    # Library warnings about this target's profile, or about the file as a whole.
+    report.notes.extend(
+        m
+        for m in logs.messages
+        if "skipped (skip_failures)" not in m and (target.server in m or "profile " not in m)
+    )
+    if args.json:
+        out.json(report.to_json())
+    else:
+        render(report, out)
+    if report.failure is not None:
+        message = report.failure.message
+        out.error(message if target.server in message else f"{target.server}: {message}")
+        return EXIT_FAILURE
+    return EXIT_OK

@@ -1,0 +1,542 @@
+"""keytool's store operations: genkey, export, import, list, convert.
+
+Each writes stores keytool reads (the library's writers) and reads whatever keytool
+writes. Where keytool would prompt, these take options or environment variables;
+where keytool would silently do something surprising, they refuse and say why.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .. import _x509
+from .._errors import KeystoreFormatError, WrongPasswordError
+from .._stores import Keystore, Truststore, detect_format
+from ._common import (
+    ENV_KEY_PASSWORD,
+    ENV_OUT_PASSWORD,
+    ENV_STORE_PASSWORD,
+    EXIT_OK,
+    CLIError,
+    LogCollector,
+    Output,
+    UsageError,
+    cert_info,
+    check_new_password,
+    colon_hex,
+    display_path,
+    expiry_text,
+    resolve_password,
+)
+
+WriteType = Literal["JKS", "PKCS12", "PEM"]
+_EXTENSION_TYPES: dict[str, WriteType] = {
+    ".jks": "JKS",
+    ".p12": "PKCS12",
+    ".pfx": "PKCS12",
+    ".pkcs12": "PKCS12",
+    ".pem": "PEM",
+}
+
+
+def write_type(name: str) -> WriteType:
+    """A ``--store-type``/``--to`` value as the writers take it (case-insensitive).
+
+    Raises:
+        argparse.ArgumentTypeError: not JKS, PKCS12 or PEM.
+    """
+    norm = name.upper().replace("#", "").replace("-", "")
+    if norm == "JKS":
+        return "JKS"
+    if norm in ("PKCS12", "P12"):
+        return "PKCS12"
+    if norm == "PEM":
+        return "PEM"
+    raise argparse.ArgumentTypeError(f"must be JKS, PKCS12 or PEM, not {name!r}")
+
+
+def type_for_new_store(path: Path, explicit: WriteType | None) -> WriteType:
+    """The type of a store about to be created: ``--store-type``, else by extension.
+
+    ``.jks`` is JKS (WSO2's files); anything else without a known extension is
+    PKCS12, keytool's default since JDK 9.
+    """
+    if explicit is not None:
+        return explicit
+    by_extension = _EXTENSION_TYPES.get(path.suffix.lower(), "PKCS12")
+    return "PKCS12" if by_extension == "PEM" else by_extension
+
+
+def _existing_type(store: Keystore, path: Path, explicit: WriteType | None) -> WriteType:
+    kind = store.store_type
+    if kind not in ("JKS", "PKCS12"):
+        raise CLIError(
+            f"{path} is a {kind} store; entries can be added to JKS and PKCS12 stores only: "
+            f"convert it first (mtls convert --keystore {path} --to JKS --out NEW.jks)"
+        )
+    if explicit is not None and explicit != kind:
+        raise UsageError(
+            f"{path} is a {kind} store, not {explicit}: drop --store-type, or convert the "
+            "store (mtls convert)"
+        )
+    return "JKS" if kind == "JKS" else "PKCS12"
+
+
+def _password_hint(exc: WrongPasswordError) -> str:
+    if exc.alias is not None:
+        return f"the key password comes from --key-password or {ENV_KEY_PASSWORD}"
+    return f"the store password comes from --password or {ENV_STORE_PASSWORD}"
+
+
+def load_keystore(path: Path, password: str | None, key_password: str | None) -> Keystore:
+    """``Keystore.load`` with the option or variable that sets each password in the message.
+
+    Raises:
+        CLIError: a wrong password (chained to the library's error).
+        MTLSError: anything else the library refuses.
+    """
+    try:
+        return Keystore.load(path, password, key_password=key_password)
+    except WrongPasswordError as exc:
+        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+
+
+def load_truststore(path: Path, password: str | None) -> Truststore:
+    """``Truststore.load`` (every entry's certificate, no key decrypted), with password hints."""
+    try:
+        return Truststore.load(path, password)
+    except WrongPasswordError as exc:
+        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+
+
+def _sniff(path: Path) -> str:
+    """The store format of a file, from its bytes (raises FileNotFoundError for a missing one)."""
+    data = path.read_bytes()
+    try:
+        return detect_format(data)
+    except KeystoreFormatError as exc:
+        raise CLIError(f"{path}: {exc}: check the file name") from exc
+
+
+def _store_password(args: argparse.Namespace, path: Path, *, new: bool = False) -> str:
+    value = resolve_password(
+        args.password,
+        env=ENV_STORE_PASSWORD,
+        option="--password",
+        what=f"the store password of {path}",
+        prompt="Enter keystore password: " if not new else "Enter new keystore password: ",
+        confirm=new,
+    )
+    assert value is not None
+    return value
+
+
+def optional_key_password(args: argparse.Namespace) -> str | None:
+    """``--key-password`` or ``MTLS_KEY_PASSWORD``; ``None`` means "the store password"."""
+    return resolve_password(
+        getattr(args, "key_password", None),
+        env=ENV_KEY_PASSWORD,
+        option="--key-password",
+        what="the key password",
+        prompt="",
+        required=False,
+    )
+
+
+def _entry_word(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _issuer_text(cert: x509.Certificate) -> str:
+    issuer = cert.issuer.rfc4514_string()
+    return f"{issuer} (self-signed)" if cert.issuer == cert.subject else issuer
+
+
+# --------------------------------------------------------------------------- genkey
+
+
+def parse_ext_san(values: list[str]) -> list[str]:
+    """keytool's ``-ext san=dns:a,ip:b`` values as SAN strings; other extensions refused.
+
+    Raises:
+        UsageError: an extension other than SAN.
+    """
+    sans: list[str] = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        name = name.split(":", 1)[0].strip().lower()  # "san:critical=..." is allowed
+        if not sep or name not in ("san", "subjectalternativename"):
+            raise UsageError(
+                f"-ext {value!r}: only subject alternative names are supported "
+                "(-ext san=dns:localhost,ip:127.0.0.1, or --san)"
+            )
+        sans.extend(part for part in rest.split(",") if part.strip())
+    return sans
+
+
+def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls genkey``: a key pair and self-signed certificate, like ``keytool -genkeypair``."""
+    path = Path(args.keystore)
+    exists = path.exists()
+    password = _store_password(args, path, new=not exists)
+    key_password = optional_key_password(args)
+    sans = [s for value in args.san for s in value.split(",") if s.strip()]
+    sans += parse_ext_san(args.ext)
+    if exists:
+        store = load_keystore(path, password, key_password)
+        kind = _existing_type(store, path, args.store_type)
+        if args.alias in store:
+            raise CLIError(
+                f"{path}: alias {args.alias!r} already exists: choose another alias "
+                "(keytool refuses it too)"
+            )
+        if kind == "PKCS12" and store.key_aliases:
+            raise CLIError(
+                f"{path}: this PKCS12 store already holds key entry "
+                f"{store.key_aliases[0]!r}, and mtls writes one key entry per PKCS12 store: "
+                "use another file, or a JKS store"
+            )
+    else:
+        check_new_password(password, str(path))
+        store = Keystore()
+        kind = type_for_new_store(path, args.store_type)
+        if kind == "PEM":
+            raise UsageError("genkey writes JKS or PKCS12 stores: use mtls convert for PEM")
+    if kind == "PKCS12" and key_password is not None and key_password != password:
+        out.warn(
+            "PKCS12 stores have one password: the key password is ignored (keytool does the same)"
+        )
+        key_password = None
+    key_type: Literal["RSA", "EC", "Ed25519"] = args.key_type
+    try:
+        store.add_generated_key(
+            args.alias,
+            args.dname,
+            key_type=key_type,
+            key_size=args.key_size,
+            curve=args.curve,
+            days=args.days,
+            san=sans,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    store.save(path, password, store_type=kind, key_password=key_password)
+    cert = store.certificate(args.alias)
+    info = cert_info(cert)
+    out.line(
+        f"Generated {info['key']} key pair and self-signed certificate for "
+        f"{out.style(info['subject'], 'bold')}"
+    )
+    out.line(f"  alias    {args.alias} (PrivateKeyEntry)")
+    state = "created" if not exists else f"now {_entry_word(len(store))}"
+    out.line(f"  store    {path} ({kind}, {state})")
+    out.line(f"  valid    until {expiry_text(info['not_after'])}")
+    if info["san"]:
+        out.line(f"  SAN      {', '.join(info['san'])}")
+    out.line(f"  SHA256   {colon_hex(info['sha256'])}")
+    _show_warnings(out, logs)
+    return EXIT_OK
+
+
+def _show_warnings(out: Output, logs: LogCollector) -> None:
+    for message in logs.messages:
+        out.warn(message)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls export``: an entry's certificate, DER by default, PEM with ``--rfc``."""
+    path = Path(args.keystore)
+    fmt = _sniff(path)
+    password = (
+        _store_password(args, path)
+        if fmt not in ("PEM", "DER")
+        else resolve_password(
+            args.password,
+            env=ENV_STORE_PASSWORD,
+            option="--password",
+            what="",
+            prompt="",
+            required=False,
+        )
+    )
+    # Read as a truststore: every entry's certificate, and no key password needed,
+    # as keytool -exportcert needs none.
+    store = load_truststore(path, password)
+    data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")
+    if args.file:
+        target = Path(args.file)
+        target.write_bytes(data)
+        subject = _x509.subject_text(store.certificate(args.alias))
+        out.line(f"Certificate stored in file <{target}>")
+        out.line(f"  {subject}, {'PEM' if args.rfc else 'DER'}, {len(data)} bytes")
+    else:
+        out.stdout.flush()
+        buffer = getattr(out.stdout, "buffer", None)
+        if buffer is None:  # a text-only stream (tests): PEM text still works
+            out.stdout.write(data.decode("ascii", "replace") if args.rfc else data.hex() + "\n")
+        else:
+            buffer.write(data)
+            buffer.flush()
+    _show_warnings(out, logs)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- import
+
+
+def read_certificate_file(path: Path) -> bytes:
+    """The one certificate in a DER or PEM file, as DER (``keytool -importcert -file``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CLIError: not a certificate, a keystore, a private key, or several certificates.
+    """
+    data = path.read_bytes()
+    try:
+        fmt: str = detect_format(data)
+    except KeystoreFormatError:
+        fmt = "unknown"
+    if fmt == "DER":
+        return data
+    if fmt == "PEM":
+        if b"PRIVATE KEY-----" in data:
+            raise CLIError(
+                f"{path} holds a private key: import only the certificate "
+                "(mtls export --rfc writes one)"
+            )
+        try:
+            certs = x509.load_pem_x509_certificates(data)
+        except ValueError:
+            certs = []
+        if len(certs) > 1:
+            raise CLIError(
+                f"{path} holds {len(certs)} certificates: import them one at a time, each "
+                "under its own alias"
+            )
+        if certs:
+            return certs[0].public_bytes(serialization.Encoding.DER)
+    if fmt in ("JKS", "JCEKS", "PKCS12"):
+        raise CLIError(
+            f"{path} is a {fmt} keystore, not a certificate: export the certificate first "
+            f"(mtls export --keystore {path} --alias ALIAS --file CERT)"
+        )
+    raise CLIError(
+        f"{path} is not a certificate: expected DER or PEM, as mtls export or "
+        "keytool -exportcert writes"
+    )
+
+
+def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls import``: trust a certificate (the truststore is created when absent)."""
+    der = read_certificate_file(Path(args.file))
+    cert = _x509.load_cert(der)
+    path = Path(args.keystore)
+    exists = path.exists()
+    password = _store_password(args, path, new=not exists)
+    key_password = optional_key_password(args)
+    alias: str = args.alias
+    if exists:
+        store = load_keystore(path, password, key_password)
+        kind = _existing_type(store, path, args.store_type)
+        if alias in store and store.is_key_entry(alias):
+            raise CLIError(
+                f"{path}: {alias!r} is a key entry; a certificate imported over it would drop "
+                "the private key: choose another alias"
+            )
+        if alias in store and not args.replace:
+            raise CLIError(
+                f"{path}: alias {alias!r} already exists: choose another alias, or pass "
+                "--replace to overwrite it"
+            )
+        for other in store.aliases:
+            if (
+                other.casefold() != alias.casefold()
+                and store.export_certificate(other, "DER") == der
+            ):
+                out.warn(f"{path} already has this certificate under alias {other!r}")
+        if store.key_aliases:
+            if kind == "PKCS12":
+                raise CLIError(
+                    f"{path}: adding a trusted certificate to a PKCS12 store that holds a "
+                    "private key is not supported: keep trust in a separate truststore "
+                    "(as WSO2 does with client-truststore.jks)"
+                )
+            store.add_certificate(alias, der, replace=args.replace)
+            store.save(path, password, store_type=kind, key_password=key_password)
+            count = len(store)
+        else:
+            trust = store.truststore()
+            trust.add(alias, der, replace=args.replace)
+            trust.save(path, password, store_type=kind)
+            count = len(trust)
+        state = _entry_word(count)
+    else:
+        check_new_password(password, str(path))
+        kind = type_for_new_store(path, args.store_type)
+        trust = Truststore()
+        trust.add(alias, der)
+        trust.save(path, password, store_type=kind)
+        state = "created, 1 entry"
+    info = cert_info(cert)
+    out.line("Certificate was added to keystore")
+    out.line(f"  alias    {alias} (trustedCertEntry)")
+    out.line(f"  subject  {out.style(info['subject'], 'bold')}")
+    out.line(f"  issuer   {_issuer_text(cert)}")
+    out.line(f"  valid    until {expiry_text(info['not_after'])}")
+    out.line(f"  SHA256   {colon_hex(info['sha256'])}")
+    out.line(f"  store    {path} ({kind}, {state})")
+    _show_warnings(out, logs)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- list
+
+
+def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
+    aliases = [only] if only is not None else list(store.aliases)
+    entries: list[dict[str, Any]] = []
+    for alias in aliases:
+        chain = store.certificate_chain(alias)  # KeyEntryError names the aliases there are
+        name = next((a for a in store.aliases if a.casefold() == alias.casefold()), alias)
+        entries.append(
+            {
+                "alias": name,
+                "kind": "PrivateKeyEntry" if store.is_key_entry(alias) else "trustedCertEntry",
+                "chain": [cert_info(c) for c in chain],
+            }
+        )
+    return entries
+
+
+def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls list``: every entry, like ``keytool -list -v`` but compact; ``--json`` too."""
+    path = Path(args.keystore)
+    fmt = _sniff(path)
+    needs_password = fmt not in ("PEM", "DER")
+    password = resolve_password(
+        args.password,
+        env=ENV_STORE_PASSWORD,
+        option="--password",
+        what=f"the store password of {path}",
+        prompt="Enter keystore password: ",
+        required=needs_password,
+    )
+    store = load_keystore(path, password, optional_key_password(args))
+    entries = _entries(store, args.alias)
+    if args.json:
+        out.json(
+            {
+                "path": str(path),
+                "store_type": store.store_type,
+                "entries": entries,
+                "warnings": logs.messages,
+            }
+        )
+        return EXIT_OK
+    out.line(
+        f"Keystore {out.style(str(path), 'bold')}: {store.store_type}, {_entry_word(len(store))}"
+    )
+    for entry in entries:
+        chain = entry["chain"]
+        length = f", chain of {len(chain)}" if len(chain) > 1 else ""
+        out.line()
+        out.line(f"{out.style(entry['alias'], 'bold')}  {entry['kind']}{length}")
+        for index, info in enumerate(chain):
+            indent = "  "
+            if len(chain) > 1:
+                out.line(f"  [{index}]")
+                indent = "      "
+            issuer = info["issuer"] + (" (self-signed)" if info["self_signed"] else "")
+            expiry = expiry_text(info["not_after"])
+            if info["days_left"] < 0:
+                expiry = out.style(expiry, "red")
+            out.line(f"{indent}subject  {info['subject']}")
+            out.line(f"{indent}issuer   {issuer}")
+            out.line(f"{indent}valid    {info['not_before'][:10]} to {expiry}")
+            out.line(f"{indent}serial   {info['serial']}")
+            out.line(f"{indent}key      {info['key']}")
+            if info["san"]:
+                out.line(f"{indent}SAN      {', '.join(info['san'])}")
+            out.line(f"{indent}SHA256   {colon_hex(info['sha256'])}")
+    _show_warnings(out, logs)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls convert``: one store format to another (``keytool -importkeystore``)."""
+    source = Path(args.keystore)
+    target = Path(args.out)
+    to: WriteType = args.to
+    fmt = _sniff(source)
+    if target.exists() and not args.force:
+        raise CLIError(f"{target} exists: pass --force to overwrite it")
+    password = resolve_password(
+        args.password,
+        env=ENV_STORE_PASSWORD,
+        option="--password",
+        what=f"the store password of {source}",
+        prompt="Enter source keystore password: ",
+        required=fmt not in ("PEM", "DER"),
+    )
+    out_password = resolve_password(
+        args.out_password,
+        env=ENV_OUT_PASSWORD,
+        option="--out-password",
+        what=f"the password for {target}",
+        prompt="Enter destination keystore password: ",
+        required=password is None,
+        confirm=True,
+    )
+    if out_password is None:
+        out_password = password
+    assert out_password is not None
+    store = load_keystore(source, password, optional_key_password(args))
+    if args.alias is not None:
+        store.certificate(args.alias)  # KeyEntryError naming the aliases there are
+        for other in store.aliases:
+            if other.casefold() != args.alias.casefold():
+                store.remove(other)
+    if to != "PEM":
+        check_new_password(out_password, str(target))
+    keys, trusted = store.key_aliases, store.trusted_aliases
+    if keys and to != "JKS":
+        if len(keys) > 1 or trusted:
+            raise CLIError(
+                f"{source} has {len(keys)} key entr{'y' if len(keys) == 1 else 'ies'} and "
+                f"{len(trusted)} trusted: {to} output holds one key entry and its chain: "
+                "pick it with --alias, or convert to JKS"
+            )
+        store.save(target, out_password, store_type=to)
+    elif keys:
+        store.save(target, out_password, store_type="JKS", key_password=out_password)
+    else:
+        store.truststore().save(target, out_password, store_type=to)
+    what = (
+        f"{len(keys)} key entr{'y' if len(keys) == 1 else 'ies'}, {len(trusted)} trusted"
+        if keys
+        else f"{len(trusted)} trusted certificate{'' if len(trusted) == 1 else 's'}"
+    )
+    out.line(
+        f"Converted {display_path(source)} ({store.store_type}) to "
+        f"{out.style(display_path(target), 'bold')} ({to}): {what}"
+    )
+    if to == "PEM" and keys:
+        if out_password:
+            out.line("  the private key is encrypted with the output password (PKCS#8)")
+        else:
+            out.line(out.style("  the private key is NOT encrypted: protect the file", "yellow"))
+    elif out_password == password and args.out_password is None:
+        out.line("  with the same password as the source")
+    _show_warnings(out, logs)
+    return EXIT_OK

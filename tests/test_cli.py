@@ -1,0 +1,655 @@
+"""The ``mtls`` command line, run as users run it: ``python -m mtls`` in a subprocess.
+
+Every run is checked for what must hold whatever the command: the password never
+appears on stdout or stderr, no traceback is shown, and a failure is exactly one
+``mtls: error:`` line on stderr with the documented exit code. ``check`` and
+``probe`` talk to a live backend (an MTLSServer thread in this process); the
+seed's store steps are read back by the JDK's keytool when one is installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+import mtls
+from mtls import cli
+from mtls._cli import _common
+from mtls.testing import CA, MTLSServer
+
+# Distinctive, so a leak anywhere in the output is found by a plain substring search.
+PASSWORD = "Zq7-leakcheck-Pw41"
+OTHER_PASSWORD = "Wr0ng-but-visible-Pw"  # a wrong password: must not leak either
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def mtls_run(
+    *args: str | Path | int,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    password_env: bool = True,
+) -> Run:
+    """``python -m mtls ARGS`` with no terminal (stdin from /dev/null) and NO_COLOR."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith("MTLS_") and k != "SSLKEYLOGFILE"
+    }
+    environment["NO_COLOR"] = "1"
+    if password_env:
+        environment["MTLS_STORE_PASSWORD"] = PASSWORD
+    environment.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-m", "mtls", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    run = Run(done.returncode, done.stdout, done.stderr)
+    everything = run.stdout + run.stderr
+    for secret in (PASSWORD, OTHER_PASSWORD):
+        assert secret not in everything, f"a password leaked:\n{everything}"
+    assert "Traceback" not in run.stderr, run.stderr
+    return run
+
+
+def ok(*args: str | Path | int, **kwargs: object) -> Run:
+    """Run; require exit 0 and an empty stderr."""
+    run = mtls_run(*args, **kwargs)  # type: ignore[arg-type]
+    assert run.code == 0, f"exit {run.code}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    assert run.stderr == "", run.stderr
+    return run
+
+
+def fails(code: int, *args: str | Path | int, **kwargs: object) -> Run:
+    """Run; require exit ``code`` and exactly one ``mtls: error:`` line on stderr."""
+    run = mtls_run(*args, **kwargs)  # type: ignore[arg-type]
+    assert run.code == code, f"exit {run.code}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("mtls: error: "), run.stderr
+    return run
+
+
+def keytool_list(keytool: str, store: Path) -> str:
+    done = subprocess.run(
+        [keytool, "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en",
+         "-list", "-v", "-keystore", str(store), "-storepass", PASSWORD],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def profile_xml(*profiles: str) -> str:
+    return f'<parameter name="customSSLProfiles">{"".join(profiles)}</parameter>\n'
+
+
+def profile(
+    servers: str,
+    keystore: str | None = "gateway.jks",
+    truststore: str | None = "client-truststore.jks",
+    password: str = PASSWORD,
+) -> str:
+    parts = [f"<profile><servers>{servers}</servers>"]
+    if keystore:
+        parts.append(
+            f"<KeyStore><Location>{keystore}</Location><Type>JKS</Type>"
+            f"<Password>{password}</Password><KeyPassword>{password}</KeyPassword></KeyStore>"
+        )
+    if truststore:
+        parts.append(
+            f"<TrustStore><Location>{truststore}</Location><Type>JKS</Type>"
+            f"<Password>{password}</Password></TrustStore>"
+        )
+    parts.append("</profile>")
+    return "".join(parts)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- the seed, live
+
+
+@dataclass
+class Seed:
+    """The seed's stores (made with the library), a backend serving them, and a profile."""
+
+    dir: Path
+    server: MTLSServer
+    tls12_server: MTLSServer
+    xml: Path
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+@pytest.fixture(scope="module")
+def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
+    d = tmp_path_factory.mktemp("seed")
+    backend = mtls.Keystore.generate("backend", "CN=localhost", key_type="EC")
+    backend.save(d / "backend.jks", PASSWORD)
+    gateway = mtls.Keystore.generate("gateway", "CN=gateway", key_type="EC")
+    gateway.save(d / "gateway.jks", PASSWORD)
+    gateway_trust = mtls.Truststore()
+    gateway_trust.add("backend", backend.certificate("backend"))
+    gateway_trust.save(d / "client-truststore.jks", PASSWORD)
+    backend_trust = mtls.Truststore()
+    backend_trust.add("gateway", gateway.certificate("gateway"))
+    backend_trust.save(d / "backend-truststore.jks", PASSWORD)
+    with (
+        MTLSServer(backend, client_ca=backend_trust) as server,
+        MTLSServer(
+            backend, client_ca=backend_trust, maximum_version=ssl.TLSVersion.TLSv1_2
+        ) as tls12,
+    ):
+        xml = d / "sslprofiles.xml"
+        xml.write_text(profile_xml(profile(f"localhost:{server.port}")))
+        yield Seed(d, server, tls12, xml)
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_python_m_mtls_version_and_help() -> None:
+    assert ok("--version").stdout.strip() == f"mtls {mtls.__version__}"
+    run = ok("--help")
+    for command in ("genkey", "export", "import", "list", "convert", "check", "probe", "demo"):
+        assert command in run.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    run = fails(2)
+    assert "choose a command" in run.stderr
+
+
+def test_unknown_option_is_a_usage_error_that_hides_the_password(tmp_path: Path) -> None:
+    # argparse echoes unrecognised arguments: the password among them is scrubbed.
+    run = fails(2, "check", tmp_path / "x.xml", "--password", PASSWORD, password_env=False)
+    assert "unrecognized arguments" in run.stderr
+    assert "****" in run.stderr
+
+
+def test_keyboard_interrupt_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mtls._cli._parser.cmd_demo", interrupted)
+    assert cli.main(["demo"]) == 130
+    assert capsys.readouterr().err == "mtls: error: interrupted\n"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.jks"
+    assert cli.main(["--debug", "list", "--keystore", str(missing), "--password", PASSWORD]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert err.splitlines()[-1].startswith(f"mtls: error: {missing}: no such file")
+    assert PASSWORD not in err
+
+
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert _common.Output(_TTY()).style("x", "red") == "\033[31mx\033[0m"
+    assert _common.Output(io.StringIO()).style("x", "red") == "x"
+    assert _common.Output(_TTY(), no_color=True).style("x", "red") == "x"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert _common.Output(_TTY()).style("x", "red") == "x"
+
+
+def test_password_prompt_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # getpass itself needs a real terminal; what we decide around it is tested here.
+    monkeypatch.delenv("MTLS_STORE_PASSWORD", raising=False)
+    monkeypatch.setattr(sys, "stdin", _TTY())
+    answers = iter(["typed-Pw-123456"] * 4 + ["different"])
+    prompts: list[str] = []
+
+    def fake_getpass(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr(_common.getpass, "getpass", fake_getpass)
+    kwargs = {"env": "MTLS_STORE_PASSWORD", "option": "--password", "what": "the store password"}
+    assert _common.resolve_password(None, prompt="Enter keystore password: ", **kwargs) == (
+        "typed-Pw-123456"
+    )
+    assert _common.scrub("x typed-Pw-123456 y") == "x **** y"
+    assert _common.resolve_password(None, prompt="New: ", confirm=True, **kwargs)
+    with pytest.raises(_common.CLIError, match="do not match"):
+        _common.resolve_password(None, prompt="New: ", confirm=True, **kwargs)
+    assert prompts[0] == "Enter keystore password: "
+    # The option, then the environment, win over the prompt.
+    monkeypatch.setenv("MTLS_STORE_PASSWORD", "from-env")
+    assert _common.resolve_password(None, prompt="", **kwargs) == "from-env"
+    assert _common.resolve_password("given", prompt="", **kwargs) == "given"
+
+
+# --------------------------------------------------------------------------- the seed's steps
+
+
+def test_seed_steps_with_the_cli_are_read_back_by_keytool(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    d = tmp_path
+    # 1. the backend's keystore; 2. export its certificate; 3. the gateway trusts it.
+    made = ok("genkey", "-keystore", "backend.jks", "-alias", "backend", "-dname", "CN=localhost",
+              "-keyalg", "EC", cwd=d)  # fmt: skip
+    assert "CN=localhost" in made.stdout
+    assert "(JKS, created)" in made.stdout
+    ok("export", "--keystore", "backend.jks", "--alias", "backend", "--file", "backend.cer", cwd=d)
+    assert mtls._x509.load_cert((d / "backend.cer").read_bytes())  # DER, as keytool writes
+    ok("import", "--file", "backend.cer", "--alias", "backend",
+       "--keystore", "client-truststore.jks", cwd=d)  # fmt: skip
+    # 4. the gateway's keystore (password on the command line), exported as PEM, imported
+    #    into the backend's truststore.
+    ok("genkey", "--keystore", "gateway.jks", "--alias", "gateway", "--dname", "CN=gateway",
+       "--key-type", "EC", "--san", "DNS:gateway", "--password", PASSWORD, cwd=d,
+       password_env=False)  # fmt: skip
+    ok("export", "--keystore", "gateway.jks", "--alias", "gateway", "--file", "gateway.pem",
+       "--rfc", cwd=d)  # fmt: skip
+    assert (d / "gateway.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    ok("import", "-file", "gateway.pem", "-alias", "gateway", "-keystore",
+       "backend-truststore.jks", "-noprompt", cwd=d)  # fmt: skip
+    # 5. a profile routing localhost:PORT to the gateway's stores: it loads.
+    (d / "sslprofiles.xml").write_text(profile_xml(profile("localhost:8243")))
+    checked = ok("check", "sslprofiles.xml", cwd=d)
+    assert "CN=gateway" in checked.stdout
+    assert "OK: 1 profile loaded" in checked.stdout
+
+    keytool = request.getfixturevalue("any_keytool").keytool  # skips without a JDK
+    listings = {
+        name: keytool_list(keytool, d / name)
+        for name in ("backend.jks", "client-truststore.jks", "gateway.jks",
+                     "backend-truststore.jks")
+    }  # fmt: skip
+    assert "Keystore type: JKS" in listings["backend.jks"]
+    assert "Entry type: PrivateKeyEntry" in listings["backend.jks"]
+    assert "Entry type: PrivateKeyEntry" in listings["gateway.jks"]
+    assert "Entry type: trustedCertEntry" in listings["client-truststore.jks"]
+    assert "Entry type: trustedCertEntry" in listings["backend-truststore.jks"]
+    for store, cert in (("client-truststore.jks", "backend.cer"),
+                        ("backend-truststore.jks", "gateway.pem")):  # fmt: skip
+        data = (d / cert).read_bytes()
+        der = ssl.PEM_cert_to_DER_cert(data.decode()) if data.startswith(b"-----") else data
+        assert mtls._x509.colon_fingerprint(der) in listings[store]
+
+
+def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
+    ca = CA()
+    # Issued by an intermediate: the key entry's chain is leaf + intermediate.
+    store = ca.create_child_ca().issue_cert("client.example", "10.0.0.7").keystore("client")
+    store.add_certificate("root", ca.certificate)
+    path = tmp_path / "chain.jks"
+    store.save(path, PASSWORD)
+
+    human = ok("list", "--keystore", path).stdout
+    assert "Keystore " in human
+    assert "JKS, 2 entries" in human
+    assert "client  PrivateKeyEntry, chain of 2" in human
+    assert "root  trustedCertEntry" in human
+    assert "DNS:client.example, IP:10.0.0.7" in human
+    assert mtls._x509.colon_fingerprint(ca.certificate.public_bytes(Encoding.DER)) in human
+
+    data = json.loads(ok("list", "--keystore", path, "--json").stdout)
+    assert set(data) == {"path", "store_type", "entries", "warnings"}
+    assert data["store_type"] == "JKS"
+    kinds = {e["alias"]: e["kind"] for e in data["entries"]}
+    assert kinds == {"client": "PrivateKeyEntry", "root": "trustedCertEntry"}
+    leaf = data["entries"][0]["chain"][0]
+    assert set(leaf) == {"subject", "issuer", "self_signed", "serial", "not_before",
+                         "not_after", "days_left", "san", "key", "sha256"}  # fmt: skip
+    assert leaf["key"] == "EC secp256r1"
+    assert len(data["entries"][0]["chain"]) == 2
+
+
+def test_genkey_adds_to_a_store_refuses_a_taken_alias_and_writes_pkcs12(tmp_path: Path) -> None:
+    path = tmp_path / "ks.jks"
+    ok("genkey", "--keystore", path, "--alias", "one", "--dname", "CN=one", "--key-type", "EC")
+    ok("genkey", "--keystore", path, "--alias", "two", "--dname", "CN=two", "--key-type", "EC",
+       "-ext", "san=dns:two,ip:127.0.0.1")  # fmt: skip
+    loaded = mtls.Keystore.load(path, PASSWORD)
+    assert set(loaded.key_aliases) == {"one", "two"}
+    assert mtls._x509.subject_alt_names(loaded.certificate("two")) == ["DNS:two", "IP:127.0.0.1"]
+    run = fails(1, "genkey", "--keystore", path, "--alias", "ONE", "--dname", "CN=x")
+    assert "already exists" in run.stderr
+
+    p12 = tmp_path / "ks.p12"
+    ok("genkey", "--keystore", p12, "--alias", "k", "--dname", "CN=k", "--key-type", "EC")
+    assert mtls.Keystore.load(p12, PASSWORD).store_type == "PKCS12"
+
+
+def test_import_refuses_a_duplicate_alias_unless_replace(tmp_path: Path, seed: Seed) -> None:
+    trust = tmp_path / "trust.jks"
+    cert = tmp_path / "backend.cer"
+    cert.write_bytes(mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD).export_certificate(
+        "backend", "DER"))  # fmt: skip
+    ok("import", "--file", cert, "--alias", "backend", "--keystore", trust)
+    run = fails(1, "import", "--file", cert, "--alias", "backend", "--keystore", trust)
+    assert "--replace" in run.stderr
+    replaced = mtls_run("import", "--file", cert, "--alias", "backend", "--keystore", trust,
+                        "--replace")  # fmt: skip
+    assert replaced.code == 0
+    assert mtls.Truststore.load(trust, PASSWORD).aliases == ("backend",)
+
+
+def test_convert_to_pkcs12_and_pem_keeps_the_key(tmp_path: Path, seed: Seed) -> None:
+    source = seed.dir / "gateway.jks"
+    p12, pem = tmp_path / "gateway.p12", tmp_path / "gateway.pem"
+    run = ok("convert", "--keystore", source, "--to", "PKCS12", "--out", p12)
+    assert "(PKCS12): 1 key entry" in run.stdout
+    original = mtls.Keystore.load(source, PASSWORD)
+    converted = mtls.Keystore.load(p12, PASSWORD)
+    assert converted.store_type == "PKCS12"
+    assert converted.key_entry()[1:] == original.key_entry()[1:]
+    ok("convert", "-srckeystore", source, "-deststoretype", "pem", "-destkeystore", pem)
+    assert b"ENCRYPTED PRIVATE KEY" in pem.read_bytes()
+    assert mtls.Keystore.load(pem, PASSWORD).key_entry()[1:] == original.key_entry()[1:]
+    assert "exists" in fails(1, "convert", "--keystore", source, "--to", "JKS", "--out", p12).stderr
+
+
+def test_export_to_stdout_as_pem(seed: Seed) -> None:
+    run = ok("export", "--keystore", seed.dir / "client-truststore.jks", "--alias", "backend",
+             "-rfc")  # fmt: skip
+    assert run.stdout.startswith("-----BEGIN CERTIFICATE-----")
+
+
+# --------------------------------------------------------------------------- bad store input
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["list", "--keystore", "{d}/gateway.jks", "--password", OTHER_PASSWORD], 1,
+         ["gateway.jks", "wrong store password", "--password"]),
+        (["list", "--keystore", "{d}/missing.jks"], 1, ["missing.jks", "no such file"]),
+        (["export", "--keystore", "{d}/gateway.jks", "--alias", "nope", "--file", "{d}/x.cer"],
+         1, ["no entry with alias 'nope'", "gateway"]),
+        (["import", "--file", "{d}/missing.cer", "--alias", "a", "--keystore", "{d}/t.jks"], 1,
+         ["missing.cer", "no such file"]),
+        (["import", "--file", "{d}/gateway.jks", "--alias", "a", "--keystore", "{d}/t.jks"], 1,
+         ["is a JKS keystore, not a certificate", "mtls export"]),
+        (["genkey", "--keystore", "{d}/gateway.jks", "--alias", "x", "--dname", "CN=x",
+          "--password", OTHER_PASSWORD], 1, ["gateway.jks", "wrong store password"]),
+        (["convert", "--keystore", "{d}/gateway.jks", "--to", "PKCS12", "--out", "{d}/o.p12",
+          "--password", OTHER_PASSWORD], 1, ["wrong store password"]),
+        (["genkey", "--keystore", "{d}/new.jks", "--alias", "x", "--dname", "CN=x",
+          "--password", "short"], 2, ["at least 6 characters"]),
+        (["genkey", "--keystore", "{d}/new.jks", "--alias", "x", "--dname", "not a dn"], 2,
+         ["malformed distinguished name"]),
+        (["convert", "--keystore", "{d}/gateway.jks", "--to", "BKS", "--out", "{d}/o"], 2,
+         ["must be JKS, PKCS12 or PEM"]),
+    ],
+    ids=["wrong-password", "missing-store", "missing-alias", "missing-cert", "keystore-as-cert",
+         "genkey-wrong-password", "convert-wrong-password", "short-password", "bad-dname",
+         "bad-type"],
+)  # fmt: skip
+def test_bad_store_input_is_one_line(
+    seed: Seed, args: list[str], code: int, words: list[str]
+) -> None:
+    run = fails(code, *[a.replace("{d}", str(seed.dir)) for a in args])
+    for word in words:
+        assert word in run.stderr
+
+
+def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
+    run = fails(2, "list", "--keystore", seed.dir / "gateway.jks", password_env=False)
+    assert "MTLS_STORE_PASSWORD" in run.stderr
+    assert "--password" in run.stderr
+
+
+# --------------------------------------------------------------------------- check
+
+
+CHECK_KEYS = {"path", "hostname_verifier", "ok", "profiles", "default", "failed", "warnings"}
+CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "client_subject",
+                  "not_after", "days_left", "anchors", "hostname", "problems", "error"}  # fmt: skip
+PROBE_KEYS = {"url", "host", "port", "ok", "matched", "profile", "source", "keystore",
+              "truststore", "hostname_verifier", "client_certificate", "address", "tls_version",
+              "cipher", "server_chain", "chain_verified", "chain_from_unverified_handshake",
+              "server_accepted_client_certificate", "http_status", "error", "notes"}  # fmt: skip
+
+
+def test_check_tabulates_the_seed_profile(seed: Seed) -> None:
+    out = ok("check", seed.xml, "--base-dir", seed.dir).stdout
+    header, row = [line for line in out.splitlines() if line.startswith(("SERVER", "localhost"))]
+    for column in ("SERVER", "KEYSTORE", "TRUSTSTORE", "CLIENT CERTIFICATE", "EXPIRES",
+                   "ANCHORS", "HOSTNAME", "PROBLEMS"):  # fmt: skip
+        assert column in header
+    assert f"localhost:{seed.port}" in row
+    assert "gateway.jks" in row
+    assert "client-truststore.jks" in row
+    assert "CN=gateway" in row
+    assert "Strict" in row
+    assert "OK: 1 profile loaded" in out
+
+
+def test_check_json_has_the_documented_keys(seed: Seed) -> None:
+    data = json.loads(ok("check", seed.xml, "--base-dir", seed.dir, "--json").stdout)
+    assert set(data) == CHECK_KEYS
+    assert data["ok"] is True
+    (row,) = data["profiles"]
+    assert set(row) == CHECK_ROW_KEYS
+    assert row["servers"] == [f"localhost:{seed.port}"]
+    assert row["anchors"] == 1
+    assert row["client_subject"] == "CN=gateway"
+    assert row["days_left"] >= 364
+    assert row["problems"] == []
+
+
+def test_check_reads_deployment_toml(seed: Seed, tmp_path: Path) -> None:
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        "[transport.passthru_https.sender.ssl_profile]\n"
+        f'file_path = "{seed.xml}"\ninterval = 600000\n'
+        "[transport.passthru_https.sender.parameters]\n"
+        'HostnameVerifier = "DefaultAndLocalhost"\n'
+    )
+    data = json.loads(
+        ok("check", "--deployment-toml", toml, "--base-dir", seed.dir, "--json").stdout
+    )
+    assert data["hostname_verifier"] == "DefaultAndLocalhost"
+    assert data["profiles"][0]["hostname"] == "DefaultAndLocalhost (not checked for localhost)"
+
+
+def test_check_reports_every_failing_profile(seed: Seed) -> None:
+    xml = seed.dir / "mixed.xml"
+    xml.write_text(
+        profile_xml(
+            profile(f"localhost:{seed.port}"),
+            profile("wrongpw.example:9443", password=OTHER_PASSWORD),
+            profile("missing.example:9443", keystore="missing.jks"),
+        )
+    )
+    run = fails(1, "check", xml, "--base-dir", seed.dir)
+    rows = {line.split()[0]: line for line in run.stdout.splitlines() if ".example:" in line}
+    assert "wrong store password" in rows["wrongpw.example:9443"]
+    assert "missing.jks: no such keystore file" in rows["missing.example:9443"]
+    assert "FAILED: 2 of 3 profiles did not load" in run.stdout
+    assert "2 of 3 profiles did not load" in run.stderr
+    data = json.loads(mtls_run("check", xml, "--base-dir", seed.dir, "--json").stdout)
+    assert data["ok"] is False
+    assert [r["loaded"] for r in data["profiles"]].count(False) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("<parameter><profile><servers>a:1</servers>", ["broken.xml"]),
+        ("<parameter><profile><servers>nohost</servers></profile></parameter>",
+         ["no port", "nohost:443"]),
+    ],
+    ids=["unclosed-xml", "server-without-port"],
+)  # fmt: skip
+def test_check_broken_xml_is_one_line(tmp_path: Path, content: str, words: list[str]) -> None:
+    xml = tmp_path / "broken.xml"
+    xml.write_text(content)
+    run = fails(1, "check", xml)
+    for word in words:
+        assert word in run.stderr
+
+
+def test_check_missing_file_and_missing_argument(tmp_path: Path) -> None:
+    assert "no such" in fails(1, "check", tmp_path / "none.xml").stderr
+    assert "--deployment-toml" in fails(2, "check").stderr
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def test_probe_through_the_profile_succeeds(seed: Seed) -> None:
+    seed.server.clear_handshakes()
+    out = ok("probe", f"https://localhost:{seed.port}/", "--profiles", seed.xml,
+             "--base-dir", seed.dir).stdout  # fmt: skip
+    assert f"profile [localhost:{seed.port}]" in out
+    assert "TLSv1.3" in out
+    assert "[0] CN=localhost" in out
+    assert "server chain  verified" in out
+    assert "accepted our certificate: HTTP/1.1 200 OK" in out
+    assert f"OK: TLS with localhost:{seed.port} works" in out
+    accepted = [h for h in seed.server.wait_for_handshakes(1) if h.accepted]
+    assert accepted[-1].client_cn == "gateway"
+
+
+def test_probe_json_has_the_documented_keys(seed: Seed) -> None:
+    run = ok("probe", f"localhost:{seed.port}", "--profiles", seed.xml, "--base-dir", seed.dir,
+             "--json")  # fmt: skip
+    data = json.loads(run.stdout)
+    assert set(data) == PROBE_KEYS
+    assert data["ok"] is True
+    assert data["matched"] == "profile"
+    assert data["profile"] == {"servers": [f"localhost:{seed.port}"], "client_id": None}
+    assert data["client_certificate"]["subject"] == "CN=gateway"
+    assert data["chain_verified"] is True
+    assert data["server_accepted_client_certificate"] is True
+    assert data["server_chain"][0]["subject"] == "CN=localhost"
+    assert data["error"] is None
+
+
+def _probe_failure(seed: Seed, url: str, *options: str | Path) -> dict[str, object]:
+    run = fails(1, "probe", url, *options, "--json")
+    data = json.loads(run.stdout)
+    assert data["ok"] is False
+    error = data["error"]
+    assert isinstance(error, dict)
+    assert error["message"] in run.stderr
+    return data
+
+
+def test_probe_server_not_trusted_still_shows_the_chain(seed: Seed) -> None:
+    data = _probe_failure(seed, f"https://localhost:{seed.port}",
+                          "--keystore", seed.dir / "gateway.jks",
+                          "--truststore", seed.dir / "backend-truststore.jks")  # fmt: skip
+    assert data["error"]["kind"] == "server_not_trusted"  # type: ignore[index]
+    assert "backend-truststore.jks" in data["error"]["message"]  # type: ignore[index]
+    assert data["chain_from_unverified_handshake"] is True
+    assert data["server_chain"][0]["subject"] == "CN=localhost"  # type: ignore[index]
+
+
+def test_probe_hostname_mismatch(seed: Seed) -> None:
+    # The seed's backend certificate is CN=localhost without SANs: 127.0.0.1 is not it.
+    data = _probe_failure(seed, f"https://127.0.0.1:{seed.port}",
+                          "--keystore", seed.dir / "gateway.jks",
+                          "--truststore", seed.dir / "client-truststore.jks")  # fmt: skip
+    assert data["error"]["kind"] == "hostname_mismatch"  # type: ignore[index]
+    assert "CN=localhost" in data["error"]["message"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls13", "tls12"])
+def test_probe_without_a_client_certificate_is_refused(seed: Seed, tls12: bool) -> None:
+    server = seed.tls12_server if tls12 else seed.server
+    data = _probe_failure(seed, f"https://localhost:{server.port}",
+                          "--truststore", seed.dir / "client-truststore.jks")  # fmt: skip
+    assert data["error"]["kind"] == "client_cert_refused"  # type: ignore[index]
+    assert "we sent none" in data["error"]["message"]  # type: ignore[index]
+    assert data["tls_version"] == (None if tls12 else "TLSv1.3")
+
+
+def test_probe_with_an_untrusted_client_certificate_is_refused(seed: Seed) -> None:
+    data = _probe_failure(seed, f"https://localhost:{seed.port}",
+                          "--keystore", seed.dir / "backend.jks",
+                          "--truststore", seed.dir / "client-truststore.jks")  # fmt: skip
+    assert data["error"]["kind"] == "client_cert_refused"  # type: ignore[index]
+    assert "unknown ca" in data["error"]["message"]  # type: ignore[index]
+    assert data["server_accepted_client_certificate"] is False
+
+
+def test_probe_without_a_matching_profile(seed: Seed) -> None:
+    data = _probe_failure(seed, "https://localhost:1", "--profiles", seed.xml,
+                          "--base-dir", seed.dir)  # fmt: skip
+    assert data["error"]["kind"] == "no_profile"  # type: ignore[index]
+    assert "localhost:1" in data["error"]["message"]  # type: ignore[index]
+
+
+def test_probe_a_profile_that_does_not_load(seed: Seed) -> None:
+    xml = seed.dir / "wrongpw.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{seed.port}", password=OTHER_PASSWORD)))
+    data = _probe_failure(seed, f"https://localhost:{seed.port}", "--profiles", xml,
+                          "--base-dir", seed.dir)  # fmt: skip
+    assert data["error"]["kind"] == "profile_error"  # type: ignore[index]
+    assert "wrong store password" in data["error"]["message"]  # type: ignore[index]
+
+
+def test_probe_unreachable_host_is_one_line(seed: Seed) -> None:
+    port = closed_port()
+    started = time.perf_counter()
+    run = fails(1, "probe", f"https://127.0.0.1:{port}/", "--truststore",
+                seed.dir / "client-truststore.jks", "--timeout", "3")  # fmt: skip
+    assert time.perf_counter() - started < 10
+    assert f"127.0.0.1:{port} refused the connection" in run.stderr
+    assert "FAILED (connection_refused)" in run.stdout
+
+
+def test_probe_usage_errors() -> None:
+    assert "https://" in fails(2, "probe", "http://localhost:80/").stderr
+    assert "--profiles" in fails(2, "probe", "https://x:1", "--profiles", "a.xml",
+                                 "--keystore", "k.jks").stderr  # fmt: skip
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_runs_the_seed_end_to_end() -> None:
+    started = time.perf_counter()
+    run = ok("demo", password_env=False)
+    assert time.perf_counter() - started < 10
+    out = run.stdout
+    assert "the backend saw CN=gateway" in out
+    assert "REFUSED" in out
+    assert "certificate required" in out or "no client certificate" in out
+    assert "profiles.reload() -> True: generation 0 -> 1" in out
+    assert "the backend now sees CN=gateway" in out
+    assert "wso2carbon" not in out
+    assert len(out.splitlines()) <= 40
