@@ -256,6 +256,7 @@ class SSLProfileSet:
         skip_failures: bool = False,
         reload_interval: float | None = _FROM_FILE,
         settle_delay: float = 0.1,
+        profiles_path: str | os.PathLike[str] | None = None,
     ) -> SSLProfileSet:
         """Load the profile file, interval, hostname verifier and default stores that a
         WSO2 ``deployment.toml`` names.
@@ -275,12 +276,21 @@ class SSLProfileSet:
             hostname_verifier: overrides the file's value; neither: ``Strict``.
             reload_interval: overrides the file's interval (seconds); ``None`` turns
                 the thread off. Default: the file's interval, else WSO2's 10 minutes.
+            profiles_path: a profile file to use instead of the one the TOML names
+                (to check a candidate file against production settings).
 
         Raises:
             ProfileConfigError: the TOML is missing, malformed or names no profile file.
         """
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
-        settings = read_deployment_toml(os.fspath(path), base_dir=home, properties=properties)
+        settings = read_deployment_toml(
+            os.fspath(path),
+            base_dir=home,
+            properties=properties,
+            require_profiles=profiles_path is None,
+        )
+        chosen = profiles_path if profiles_path is not None else settings.profiles_path
+        assert chosen is not None  # read_deployment_toml raised otherwise
         if reload_interval is _FROM_FILE:
             interval_ms = settings.interval_ms if settings.interval_ms is not None else 600_000
             reload_interval = interval_ms / 1000 if interval_ms > 0 else None
@@ -292,7 +302,7 @@ class SSLProfileSet:
             else None
         )
         return cls.from_xml(
-            settings.profiles_path,
+            chosen,
             base_dir=home,
             hostname_verifier=hostname_verifier or settings.hostname_verifier or "Strict",
             default=default,
@@ -524,6 +534,11 @@ class SSLProfileSet:
         """The first error of the last check (config, then profiles), or None when all is well."""
         errors = self._snapshot.errors
         return errors[0] if errors else None
+
+    @property
+    def failures(self) -> tuple[tuple[SSLProfile, MTLSError], ...]:
+        """Profiles that never loaded (with ``skip_failures`` or added by a reload), with why."""
+        return self._snapshot.failures
 
     @property
     def errors(self) -> list[MTLSError]:

@@ -351,7 +351,7 @@ def _parse_store(
 class DeploymentSettings:
     """What deployment.toml says about the HTTPS sender."""
 
-    profiles_path: Path
+    profiles_path: Path | None
     interval_ms: int | None
     hostname_verifier: str | None
     keystore: StoreConfig | None
@@ -368,7 +368,11 @@ def _dig(table: Mapping[str, Any], *keys: str) -> Any:
 
 
 def read_deployment_toml(
-    path: str, *, base_dir: Path, properties: Mapping[str, str] | None = None
+    path: str,
+    *,
+    base_dir: Path,
+    properties: Mapping[str, str] | None = None,
+    require_profiles: bool = True,
 ) -> DeploymentSettings:
     """Read the sender's SSL profile settings and default stores from deployment.toml.
 
@@ -403,7 +407,7 @@ def read_deployment_toml(
         interval = _dig(mi, "ssl_profile", "read_interval")
     if verifier is None and mi is not None:
         verifier = _dig(mi, "hostname_verifier")
-    if file_path is None:
+    if file_path is None and require_profiles:
         raise ProfileConfigError(
             f"{path}: no SSL profile file configured: set file_path under "
             "[transport.passthru_https.sender.ssl_profile] (API Manager) or "
@@ -437,7 +441,7 @@ def read_deployment_toml(
         )
 
     return DeploymentSettings(
-        profiles_path=base_dir / file_path,
+        profiles_path=base_dir / file_path if file_path is not None else None,
         interval_ms=interval_ms,
         hostname_verifier=text(verifier, "HostnameVerifier"),
         keystore=store(keystore_table, True),

@@ -584,3 +584,14 @@ def test_wso2_untrusted_endpoint_is_refused(tmp_path):
         profiles = SSLProfileSet.from_xml(WSO2 / "sslprofiles.xml", base_dir=tmp_path)
         with pytest.raises(ssl.SSLCertVerificationError):
             whoami(profiles.context_for("localhost", server.port), server.port)
+
+
+def test_deployment_toml_with_a_candidate_profile_file(tmp_path, pki):
+    candidate = tmp_path / "candidate.xml"
+    candidate.write_text(profile_xml(profile("new.test:443", pki["gw1"], pki["trust"])))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text('[transport.passthru_https.sender.parameters]\nHostnameVerifier = "AllowAll"\n')
+    profiles = SSLProfileSet.from_deployment_toml(toml, profiles_path=candidate, reload_interval=None)
+    assert profiles.context_for("new.test", 443) is not None
+    assert profiles.status()["hostname_verifier"] == "AllowAll"
+    assert profiles.failures == ()
