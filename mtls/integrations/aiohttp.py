@@ -1,0 +1,247 @@
+"""aiohttp: pick ``ssl=`` per request from a profile set.
+
+aiohttp needs nothing special: pass the profile's context as ``ssl=``::
+
+    async with aiohttp.ClientSession() as session:
+        url = "https://backend.example.com:8243/orders"
+        async with session.get(url, ssl=request_ssl(profiles, url)) as response:
+            ...
+
+:class:`MTLSClientSession` does that for every request, and refuses a redirect
+to another origin that would need a different context (aiohttp reuses one
+``ssl=`` for every hop, so it would send this profile's certificate to the
+other host, and verify that host against this profile's trust).
+
+aiohttp's connection pool is keyed by ``ConnectionKey``, which holds the ``ssl``
+object: after a reload the new context means new connections, and idle
+connections made with the old identity are never picked again. aiohttp has no
+public way to close the connections of one key (``connector.close()`` closes
+everything), so those idle connections are closed by the connector's
+``keepalive_timeout`` (15 s by default); lower it on the connector if a backend
+counts connections. aiohttp does not change a context it is given (it only
+calls ``wrap_bio`` through asyncio); its own default contexts are separate
+objects.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from .._errors import MTLSError
+from . import _missing_extra
+
+try:
+    import aiohttp
+    from yarl import URL
+except ImportError as _exc:
+    raise _missing_extra("aiohttp", "aiohttp", _exc) from _exc
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from aiohttp.client import _RequestContextManager
+
+    from .._profiles import SSLProfileSet
+
+__all__ = ["MTLSClientSession", "RedirectProfileError", "request_ssl"]
+
+# ssl= and its deprecated spellings: any of them means the caller chose.
+_SSL_ARGUMENTS = frozenset({"ssl", "verify_ssl", "ssl_context", "fingerprint"})
+
+
+def request_ssl(
+    profile_set: SSLProfileSet, url: str | URL, *, client_id: str | None = None
+) -> ssl.SSLContext | bool:
+    """What to pass as aiohttp's ``ssl=`` for ``url``.
+
+    Args:
+        profile_set: where contexts come from.
+        url: the absolute request URL.
+        client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+
+    Returns:
+        The profile's (or the set's default) context; ``True`` (aiohttp's normal
+        verification, no client certificate) when neither matches or the URL is
+        plain ``http://``.
+
+    Raises:
+        ValueError: the URL has no host.
+    """
+    ctx = profile_set.context_for_url(str(url), client_id=client_id)
+    return ctx if ctx is not None else True
+
+
+class RedirectProfileError(MTLSError, aiohttp.ClientError):
+    """A redirect to another origin whose profile differs from the first request's.
+
+    aiohttp sends every hop of a request with the same ``ssl=``: following this
+    redirect would present the first backend's identity to another host. Follow
+    it yourself (``allow_redirects=False``, then a new request to ``location``).
+
+    Attributes:
+        url: the first request's URL.
+        location: where the redirect leads.
+    """
+
+    def __init__(self, message: str, *, url: str, location: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.location = location
+
+
+class MTLSClientSession:
+    """An ``aiohttp.ClientSession`` whose requests get ``ssl=`` from a profile set.
+
+    Requests without an ``ssl=`` argument get :func:`request_ssl` of their URL;
+    an explicit ``ssl=`` (``False`` included, or the deprecated ``verify_ssl=``,
+    ``ssl_context=``, ``fingerprint=``) is used as given, with no profile. Use it like a
+    session::
+
+        async with MTLSClientSession(profiles, timeout=aiohttp.ClientTimeout(10)) as http:
+            async with http.get("https://backend:8243/orders") as response:
+                data = await response.json()
+
+    Redirects within one origin are followed as usual; a redirect to another
+    origin that needs a different context raises :class:`RedirectProfileError`.
+
+    Args:
+        profile_set: where contexts come from; it is not closed with the session.
+        client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        **session_kwargs: for ``aiohttp.ClientSession`` (``connector``, ``timeout``,
+            ``headers``, ``base_url``, ``middlewares``, ...). A connector's ``ssl=``
+            applies to URLs without a profile.
+
+    Raises:
+        RuntimeError: aiohttp older than 3.12 (no client middlewares, which the
+            redirect check needs).
+
+    Attributes:
+        session: the underlying ``aiohttp.ClientSession`` (requests made on it
+            directly get no profile).
+    """
+
+    def __init__(
+        self,
+        profile_set: SSLProfileSet,
+        *,
+        client_id: str | None = None,
+        **session_kwargs: Any,
+    ) -> None:
+        if not hasattr(aiohttp, "ClientMiddlewareType"):
+            raise RuntimeError(
+                f"MTLSClientSession needs aiohttp 3.12 or later (installed: "
+                f"{aiohttp.__version__}); or pass ssl=request_ssl(profiles, url) yourself"
+            )
+        self.profile_set = profile_set
+        self.client_id = client_id
+        base_url = session_kwargs.get("base_url")
+        self._base_url = URL(base_url) if base_url is not None else None
+        self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
+            session_kwargs.get("middlewares") or ()
+        )
+        self.session = aiohttp.ClientSession(**session_kwargs)
+
+    def _absolute(self, url: str | URL) -> URL:
+        target = URL(url)
+        if self._base_url is not None and not target.absolute:
+            return self._base_url.join(target)
+        return target
+
+    def request(self, method: str, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``ClientSession.request`` with ``ssl=`` chosen from the profile set.
+
+        Args:
+            method: the HTTP method.
+            url: the URL (relative to ``base_url`` if the session has one).
+            **kwargs: as for ``ClientSession.request``.
+
+        Returns:
+            What ``ClientSession.request`` returns: await it, or use ``async with``.
+
+        Raises:
+            RedirectProfileError: (when awaited) a cross-origin redirect needs
+                another context.
+            aiohttp.ClientError: as aiohttp raises; a failed handshake is an
+                ``aiohttp.ClientSSLError`` subclass.
+        """
+        if not _SSL_ARGUMENTS.intersection(kwargs):
+            target = self._absolute(url)
+            chosen = request_ssl(self.profile_set, target, client_id=self.client_id)
+            kwargs["ssl"] = chosen
+            if kwargs.get("allow_redirects", True):
+                given = kwargs.get("middlewares")
+                middlewares = tuple(given) if given is not None else self._middlewares
+                kwargs["middlewares"] = (*middlewares, self._redirect_check(target, chosen))
+        return self.session.request(method, url, **kwargs)
+
+    def _redirect_check(
+        self, first: URL, chosen: ssl.SSLContext | bool
+    ) -> aiohttp.ClientMiddlewareType:
+        origin = first.origin()
+
+        async def check_redirect(
+            req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+        ) -> aiohttp.ClientResponse:
+            # Called for every hop; the first one, and hops within its origin, pass.
+            if req.url.origin() != origin and req.is_ssl():
+                wanted = request_ssl(self.profile_set, req.url, client_id=self.client_id)
+                if wanted is not chosen:
+                    raise RedirectProfileError(
+                        f"{first} redirected to {req.url}, which has a different TLS "
+                        "profile: aiohttp would send the first backend's certificate "
+                        "there; follow it with a new request (allow_redirects=False)",
+                        url=str(first),
+                        location=str(req.url),
+                    )
+            return await handler(req)
+
+        return check_redirect
+
+    def get(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``request("GET", url, **kwargs)``."""
+        return self.request("GET", url, **kwargs)
+
+    def head(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``request("HEAD", url, **kwargs)``."""
+        return self.request("HEAD", url, **kwargs)
+
+    def options(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``request("OPTIONS", url, **kwargs)``."""
+        return self.request("OPTIONS", url, **kwargs)
+
+    def post(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``request("POST", url, **kwargs)``."""
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``request("PUT", url, **kwargs)``."""
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``request("PATCH", url, **kwargs)``."""
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        """``request("DELETE", url, **kwargs)``."""
+        return self.request("DELETE", url, **kwargs)
+
+    @property
+    def closed(self) -> bool:
+        """True once the session is closed."""
+        return self.session.closed
+
+    async def close(self) -> None:
+        """Close the session and its connector (when it owns it). Idempotent."""
+        await self.session.close()
+
+    async def __aenter__(self) -> MTLSClientSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,376 @@
+"""httpx: transports that send each backend the identity its profile names.
+
+::
+
+    import httpx, mtls
+    from mtls.integrations.httpx import MTLSTransport
+
+    profiles = mtls.SSLProfileSet.from_xml("sslprofiles.xml", reload_interval=10)
+    with httpx.Client(transport=MTLSTransport(profiles)) as client:
+        client.get("https://backend.example.com:8243/orders")
+
+Underneath, each distinct context gets one ``httpx.HTTPTransport(verify=ctx)``
+(httpx's own transport: pooling, HTTP/2, proxies and retries are httpx's), and
+URLs without a profile or default go to a plain ``httpx.HTTPTransport()`` with
+httpx's normal verification and no client certificate.
+
+What httpx does to a context it is given (httpx 0.28, httpcore 1.0):
+``create_ssl_context(verify=ctx)`` returns it untouched (``cert=`` would call
+``load_cert_chain`` on it, hence refused here), and httpcore calls
+``ctx.set_alpn_protocols(["http/1.1"])`` (``["http/1.1", "h2"]`` with
+``http2=True``) before each handshake. Nothing else is set; verify mode, host
+name checking, flags and trust stay as the profile set built them.
+
+Rotation: see :mod:`mtls.integrations` (old transports are closed once their
+in-flight responses are closed; new requests never reach them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import _close_each, _ContextPools, _Entry, _missing_extra, _subscribe_weakly
+
+try:
+    import anyio  # httpx's own dependency, for shielded closes
+    import httpx
+except ImportError as _exc:
+    raise _missing_extra("httpx", "httpx", _exc) from _exc
+
+if TYPE_CHECKING:
+    from .._profiles import SSLProfileSet
+
+__all__ = ["AsyncMTLSTransport", "MTLSTransport", "async_client", "client"]
+
+log = logging.getLogger("mtls")
+
+_REFUSED = {
+    "verify": "verify= is chosen per URL from the profile set; give the set a default= "
+    "context for hosts without a profile",
+    "cert": "cert= would load a certificate into a shared context; the profile's "
+    "<KeyStore> is the client certificate",
+}
+# Client options that configure the client's own transport: passed to ours instead,
+# since httpx ignores them when transport= is given.
+_TRANSPORT_OPTIONS = ("http1", "http2", "limits", "proxy", "trust_env")
+
+
+def _check_transport_kwargs(kwargs: dict[str, Any], transport: type[Any]) -> None:
+    for name, why in _REFUSED.items():
+        if name in kwargs:
+            raise TypeError(f"{transport.__name__} does not take {name}=: {why}")
+    # Bad names fail here, not at the first request.
+    inspect.signature(transport).bind_partial(**kwargs)
+
+
+def _origin(url: httpx.URL) -> tuple[str, int] | None:
+    """``(host, port)`` of an https URL, as ``SSLProfileSet.context_for_url`` reads it."""
+    if url.scheme != "https":
+        return None  # plain http needs no TLS; httpx knows no other scheme
+    # raw_host: the IDNA (xn--) form, lower-case, IPv6 without brackets, as str(url) has it.
+    return url.raw_host.decode("ascii"), url.port or 443
+
+
+class _LeasedStream(httpx.SyncByteStream):
+    """The response body; ends the transport lease when the response is closed."""
+
+    def __init__(self, stream: httpx.SyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+class _AsyncLeasedStream(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], Any]) -> None:
+        self._stream = stream
+        self._release: Callable[[], Any] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                await release()
+
+
+class MTLSTransport(httpx.BaseTransport):
+    """An httpx transport that picks the TLS context per request from a profile set.
+
+    Each request's context is ``profile_set.context_for(host, port)`` of its URL
+    (port 443 when the https URL has none). One ``httpx.HTTPTransport(verify=ctx,
+    **transport_kwargs)`` serves each distinct context; URLs for which the set
+    has no profile and no default (and plain ``http://`` URLs) go to
+    ``httpx.HTTPTransport(**transport_kwargs)``: httpx's normal verification, no
+    client certificate.
+
+    After a reload, requests use the new contexts at once; the transports of
+    contexts no longer handed out are closed (right away when idle, else when
+    their last response is closed), so keep-alive connections holding an old
+    identity are never reused and do not linger.
+
+    Example:
+        >>> import httpx, mtls
+        >>> from mtls.integrations.httpx import MTLSTransport
+        >>> profiles = mtls.SSLProfileSet([])
+        >>> with httpx.Client(transport=MTLSTransport(profiles)) as client:
+        ...     pass
+
+    Args:
+        profile_set: where contexts come from; it is not closed with the transport.
+        client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        **transport_kwargs: for every ``httpx.HTTPTransport`` made (``http2``,
+            ``limits``, ``retries``, ``proxy``, ``local_address``,
+            ``socket_options``, ...). ``limits`` apply per context.
+
+    Raises:
+        TypeError: ``verify=`` or ``cert=`` (the profile set decides both), or an
+            argument ``httpx.HTTPTransport`` does not take.
+    """
+
+    def __init__(
+        self,
+        profile_set: SSLProfileSet,
+        *,
+        client_id: str | None = None,
+        **transport_kwargs: Any,
+    ) -> None:
+        _check_transport_kwargs(transport_kwargs, httpx.HTTPTransport)
+        self.profile_set = profile_set
+        self.client_id = client_id
+        self._kwargs = transport_kwargs
+        self._pools: _ContextPools[httpx.HTTPTransport] = _ContextPools(
+            profile_set, client_id, self._transport_for
+        )
+        self._fallback: httpx.HTTPTransport | None = None
+        self._fallback_lock = threading.Lock()
+        self._unsubscribe = _subscribe_weakly(profile_set, self, MTLSTransport._on_reload)
+
+    def _transport_for(self, ctx: ssl.SSLContext) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(verify=ctx, **self._kwargs)
+
+    def _fallback_transport(self) -> httpx.HTTPTransport:
+        transport = self._fallback
+        if transport is None:
+            # Built on first use: it loads certifi's bundle (or SSL_CERT_FILE).
+            with self._fallback_lock:
+                transport = self._fallback
+                if transport is None:
+                    transport = self._fallback = httpx.HTTPTransport(**self._kwargs)
+        return transport
+
+    def _on_reload(self) -> None:
+        # On the reloader's thread: only idle transports are closed here.
+        _close_each(self._pools.sweep(), httpx.HTTPTransport.close)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send a request through the transport of its URL's context.
+
+        Raises:
+            httpx.TransportError: as ``httpx.HTTPTransport`` raises (a failed
+                handshake is an ``httpx.ConnectError`` caused by ``ssl.SSLError``).
+        """
+        origin = _origin(request.url)
+        entry: _Entry[httpx.HTTPTransport] | None = None
+        if origin is not None:
+            entry, closing = self._pools.acquire(*origin)
+            _close_each(closing, httpx.HTTPTransport.close)
+        if entry is None:
+            return self._fallback_transport().handle_request(request)
+        try:
+            response = entry.resource.handle_request(request)
+        except BaseException:
+            self._release(entry)
+            raise
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        leased = entry
+        response.stream = _LeasedStream(response.stream, lambda: self._release(leased))
+        return response
+
+    def _release(self, entry: _Entry[httpx.HTTPTransport]) -> None:
+        retired = self._pools.release(entry)
+        if retired is not None:
+            retired.close()
+
+    def close(self) -> None:
+        """Close every transport and stop following reloads.
+
+        Idempotent. Responses still open fail on their next read.
+        """
+        self._unsubscribe()
+        transports = self._pools.close()
+        fallback, self._fallback = self._fallback, None
+        if fallback is not None:
+            transports.append(fallback)
+        _close_each(transports, httpx.HTTPTransport.close)
+
+
+class AsyncMTLSTransport(httpx.AsyncBaseTransport):
+    """The asyncio/trio twin of :class:`MTLSTransport`, over ``httpx.AsyncHTTPTransport``.
+
+    Transports of retired contexts are closed in the event loop that uses them:
+    on the next request after a reload (or in :meth:`aclose`), or when the last
+    response still using one is closed. The reload thread never touches them.
+
+    Args:
+        profile_set: where contexts come from; it is not closed with the transport.
+        client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        **transport_kwargs: for every ``httpx.AsyncHTTPTransport`` made.
+
+    Raises:
+        TypeError: ``verify=`` or ``cert=``, or an argument
+            ``httpx.AsyncHTTPTransport`` does not take.
+    """
+
+    def __init__(
+        self,
+        profile_set: SSLProfileSet,
+        *,
+        client_id: str | None = None,
+        **transport_kwargs: Any,
+    ) -> None:
+        _check_transport_kwargs(transport_kwargs, httpx.AsyncHTTPTransport)
+        self.profile_set = profile_set
+        self.client_id = client_id
+        self._kwargs = transport_kwargs
+        self._pools: _ContextPools[httpx.AsyncHTTPTransport] = _ContextPools(
+            profile_set, client_id, self._transport_for
+        )
+        self._fallback: httpx.AsyncHTTPTransport | None = None
+
+    def _transport_for(self, ctx: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(verify=ctx, **self._kwargs)
+
+    def _fallback_transport(self) -> httpx.AsyncHTTPTransport:
+        if self._fallback is None:  # one event loop: no race between check and set
+            self._fallback = httpx.AsyncHTTPTransport(**self._kwargs)
+        return self._fallback
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send a request through the transport of its URL's context.
+
+        Raises:
+            httpx.TransportError: as ``httpx.AsyncHTTPTransport`` raises.
+        """
+        origin = _origin(request.url)
+        entry: _Entry[httpx.AsyncHTTPTransport] | None = None
+        if origin is not None:
+            entry, closing = self._pools.acquire(*origin)
+            if closing:
+                await _aclose_each(closing)
+        if entry is None:
+            return await self._fallback_transport().handle_async_request(request)
+        try:
+            response = await entry.resource.handle_async_request(request)
+        except BaseException:
+            await self._release(entry)
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        leased = entry
+        response.stream = _AsyncLeasedStream(response.stream, lambda: self._release(leased))
+        return response
+
+    async def _release(self, entry: _Entry[httpx.AsyncHTTPTransport]) -> None:
+        retired = self._pools.release(entry)
+        if retired is not None:
+            await _aclose_each([retired])
+
+    async def aclose(self) -> None:
+        """Close every transport. Idempotent. Responses still open fail on their next read."""
+        transports = self._pools.close()
+        fallback, self._fallback = self._fallback, None
+        if fallback is not None:
+            transports.append(fallback)
+        await _aclose_each(transports)
+
+
+async def _aclose_each(transports: list[httpx.AsyncHTTPTransport]) -> None:
+    # Shielded: a close that a cancellation interrupts would leave the sockets open.
+    with anyio.CancelScope(shield=True):
+        for transport in transports:
+            try:
+                await transport.aclose()
+            except Exception:
+                log.warning("mtls: closing a retired connection pool failed", exc_info=True)
+
+
+def _split_client_kwargs(
+    client_kwargs: dict[str, Any], name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    for refused in ("transport", *_REFUSED):
+        if refused in client_kwargs:
+            why = _REFUSED.get(refused, "the mTLS transport is the client's transport")
+            raise TypeError(f"{name}() does not take {refused}=: {why}")
+    transport_kwargs = {k: client_kwargs.pop(k) for k in _TRANSPORT_OPTIONS if k in client_kwargs}
+    if "trust_env" in transport_kwargs:
+        client_kwargs["trust_env"] = transport_kwargs["trust_env"]
+    return transport_kwargs, client_kwargs
+
+
+def client(
+    profile_set: SSLProfileSet, *, client_id: str | None = None, **client_kwargs: Any
+) -> httpx.Client:
+    """An ``httpx.Client`` whose requests go through an :class:`MTLSTransport`.
+
+    Example:
+        >>> import mtls
+        >>> from mtls.integrations.httpx import client
+        >>> with client(mtls.SSLProfileSet([]), timeout=5) as http:
+        ...     pass
+
+    Args:
+        profile_set: where contexts come from.
+        client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        **client_kwargs: for ``httpx.Client``. ``http1``, ``http2``, ``limits``,
+            ``proxy`` and ``trust_env`` configure the transport (httpx would ignore
+            them next to ``transport=``).
+
+    Returns:
+        The client; closing it closes the transport (not the profile set).
+
+    Raises:
+        TypeError: ``verify=``, ``cert=`` or ``transport=``, or an unknown argument.
+    """
+    transport_kwargs, rest = _split_client_kwargs(dict(client_kwargs), "client")
+    transport = MTLSTransport(profile_set, client_id=client_id, **transport_kwargs)
+    return httpx.Client(transport=transport, **rest)
+
+
+def async_client(
+    profile_set: SSLProfileSet, *, client_id: str | None = None, **client_kwargs: Any
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose requests go through an :class:`AsyncMTLSTransport`.
+
+    Args:
+        profile_set: where contexts come from.
+        client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        **client_kwargs: for ``httpx.AsyncClient``; transport options as in :func:`client`.
+
+    Returns:
+        The client; closing it closes the transport (not the profile set).
+
+    Raises:
+        TypeError: ``verify=``, ``cert=`` or ``transport=``, or an unknown argument.
+    """
+    transport_kwargs, rest = _split_client_kwargs(dict(client_kwargs), "async_client")
+    transport = AsyncMTLSTransport(profile_set, client_id=client_id, **transport_kwargs)
+    return httpx.AsyncClient(transport=transport, **rest)

@@ -1,0 +1,219 @@
+"""Backends, identities and profile files for the HTTP client integration tests.
+
+Three mutual-TLS backends, each accepting only client certificates from its own
+CA, so a backend that answers at all has seen the identity its profile names:
+
+==========  =========================  ==========================================
+backend     profile ``<servers>``      client identity (made by keytool)
+==========  =========================  ==========================================
+``a``       ``localhost:PORT_A``       JKS     (CN=client-a, issued by CA a)
+``b``       ``127.0.0.1:PORT_B``       JCEKS   (CN=client-b, issued by CA b)
+``c``       ``localhost:PORT_C``       PKCS#12 (CN=client-c, issued by CA c)
+==========  =========================  ==========================================
+
+``https://127.0.0.1:PORT_A`` has no profile: the client sends no certificate and
+backend ``a`` refuses it. The server certificates come from one server CA, which
+every profile's truststore (JKS) holds; ``other-trust.jks`` holds an unrelated CA.
+
+keytool costs a JVM start per store, so the stores are built once per test
+process (xdist worker) and cached here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mtls.testing import CA, IssuedIdentity, MTLSServer
+
+from ._helpers import PASSWORD, profile_xml, wait_for
+
+KEYTOOL = shutil.which("keytool")
+_JVM_FLAGS = ("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en")
+
+__all__ = [
+    "KEYTOOL",
+    "PASSWORD",
+    "Backends",
+    "Identities",
+    "established",
+    "identities",
+    "running_backends",
+    "store_xml",
+    "wait_for",
+]
+
+
+def keytool(*args: str) -> None:
+    """Run keytool with a fast-starting JVM; raise with its output on failure."""
+    assert KEYTOOL is not None
+    done = subprocess.run(
+        [KEYTOOL, *_JVM_FLAGS, *args, "-noprompt"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    if done.returncode:
+        raise AssertionError(
+            f"keytool {' '.join(args[:1])} failed: {done.stdout!r} {done.stderr!r}"
+        )
+
+
+def keytool_convert(source_p12: Path, dest: Path, store_type: str) -> Path:
+    """``keytool -importkeystore`` a PKCS#12 file into a new JKS, JCEKS or PKCS12 store."""
+    keytool(
+        "-importkeystore",
+        "-srckeystore", str(source_p12), "-srcstoretype", "PKCS12", "-srcstorepass", PASSWORD,
+        "-destkeystore", str(dest), "-deststoretype", store_type, "-deststorepass", PASSWORD,
+    )  # fmt: skip
+    return dest
+
+
+@dataclass
+class Identities:
+    """The CAs, backend and client identities, and their store files."""
+
+    dir: Path
+    server_ca: CA
+    other_ca: CA
+    client_cas: dict[str, CA]
+    server: IssuedIdentity
+    stores: dict[str, tuple[Path, str]] = field(default_factory=dict)  # name -> (path, Type)
+    trust: Path = Path()
+    other_trust: Path = Path()
+
+
+_CACHE: dict[str, Identities] = {}
+
+
+def identities(factory: pytest.TempPathFactory) -> Identities:
+    """Build (once per process) the CAs and the keytool-made client stores."""
+    if KEYTOOL is None:
+        pytest.skip("keytool not found: install a JDK (openjdk-17-jdk-headless)")
+    cached = _CACHE.get("pki")
+    if cached is not None:
+        return cached
+    d = factory.mktemp("integrations-pki")
+    server_ca = CA(name="integration server CA")
+    pki = Identities(
+        dir=d,
+        server_ca=server_ca,
+        other_ca=CA(name="unrelated CA"),
+        client_cas={name: CA(name=f"client CA {name}") for name in "abc"},
+        server=server_ca.issue_cert("localhost", "127.0.0.1", common_name="backend"),
+    )
+    for name, store_type, ext in (
+        ("a", "JKS", "jks"),
+        ("b", "JCEKS", "jceks"),
+        ("c", "PKCS12", "p12"),
+    ):
+        ident = pki.client_cas[name].issue_cert(f"client-{name}", common_name=f"client-{name}")
+        source = ident.write_keystore(d / f"source-{name}.p12", PASSWORD, store_type="PKCS12")
+        pki.stores[name] = (
+            keytool_convert(source, d / f"client-{name}.{ext}", store_type),
+            store_type,
+        )
+        source.unlink()
+    pki.trust = server_ca.write_truststore(d / "trust.jks", PASSWORD)
+    pki.other_trust = pki.other_ca.write_truststore(d / "other-trust.jks", PASSWORD)
+    _CACHE["pki"] = pki
+    return pki
+
+
+@dataclass
+class Backends:
+    """Running backends ``a``, ``b``, ``c`` and the profile files that route to them."""
+
+    pki: Identities
+    servers: dict[str, MTLSServer]
+
+    def url(self, name: str, path: str = "/") -> str:
+        """The URL the profile for backend ``name`` matches."""
+        host = "127.0.0.1" if name == "b" else "localhost"
+        return f"https://{host}:{self.servers[name].port}{path}"
+
+    def unprofiled_url(self, path: str = "/") -> str:
+        """Backend ``a`` under a name no profile mentions."""
+        return f"https://127.0.0.1:{self.servers['a'].port}{path}"
+
+    def write_profiles(self, path: Path, *, trust: Path | None = None) -> Path:
+        """The profile file for the three backends (``trust``: another truststore)."""
+        entries = []
+        for name in "abc":
+            store, store_type = self.pki.stores[name]
+            host = "127.0.0.1" if name == "b" else "localhost"
+            entries.append(
+                store_xml(
+                    f"{host}:{self.servers[name].port}",
+                    (store, store_type),
+                    (trust or self.pki.trust, "JKS"),
+                )
+            )
+        path.write_text(profile_xml(*entries))
+        return path
+
+
+def store_xml(
+    servers: str, keystore: tuple[Path, str] | None, truststore: tuple[Path, str] | None
+) -> str:
+    """One ``<profile>`` element with the stores' declared types."""
+    parts = ["<profile>", f"<servers>{servers}</servers>"]
+    if keystore is not None:
+        parts.append(
+            f"<KeyStore><Location>{keystore[0]}</Location><Type>{keystore[1]}</Type>"
+            f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
+        )
+    if truststore is not None:
+        parts.append(
+            f"<TrustStore><Location>{truststore[0]}</Location><Type>{truststore[1]}</Type>"
+            f"<Password>{PASSWORD}</Password></TrustStore>"
+        )
+    parts.append("</profile>")
+    return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def running_backends(pki: Identities) -> Iterator[Backends]:
+    """Start backends a, b, c (HTTP/1.1 keep-alive), each demanding its own CA's clients."""
+    with contextlib.ExitStack() as stack:
+        servers = {
+            name: stack.enter_context(MTLSServer(pki.server, client_ca=pki.client_cas[name]))
+            for name in "abc"
+        }
+        yield Backends(pki, servers)
+
+
+# --------------------------------------------------------------------------- sockets
+
+
+def _tcp_states() -> dict[tuple[int, int], str]:
+    """``(local port, remote port) -> state`` of IPv4 loopback sockets (Linux)."""
+    states: dict[tuple[int, int], str] = {}
+    with open("/proc/net/tcp") as fh:
+        next(fh)
+        for line in fh:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            states[(int(local.split(":")[1], 16), int(remote.split(":")[1], 16))] = state
+    return states
+
+
+def established(client_port: int, server_port: int) -> bool:
+    """True while the client's TCP connection to the server is open on the client's side.
+
+    Read from the kernel, not from the client library: a connection the client
+    closed leaves ESTABLISHED (01) at once.
+    """
+    return _tcp_states().get((client_port, server_port)) == "01"
+
+
+def tcp_table_available() -> bool:
+    return os.path.exists("/proc/net/tcp")

@@ -1,0 +1,230 @@
+"""aiohttp: the ssl= recipe and MTLSClientSession against real mutual-TLS backends."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import ssl
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import mtls
+from mtls import SSLProfileSet
+from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError, request_ssl
+
+from ._backend import Backends, identities, running_backends, store_xml
+from ._helpers import profile_xml
+
+pytestmark = pytest.mark.keytool
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory: pytest.TempPathFactory):
+    with running_backends(identities(tmp_path_factory)) as running:
+        yield running
+
+
+@pytest.fixture
+def profiles(tmp_path, backends: Backends):
+    with SSLProfileSet.from_xml(backends.write_profiles(tmp_path / "sslprofiles.xml")) as ps:
+        yield ps
+
+
+def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return asyncio.run(main())
+
+
+def test_the_ssl_recipe_with_a_plain_session(profiles, backends: Backends):
+    async def main() -> list[str]:
+        seen = []
+        async with aiohttp.ClientSession() as http:
+            for name in "abc":
+                url = backends.url(name)
+                async with http.get(url, ssl=request_ssl(profiles, url)) as response:
+                    seen.append((await response.json())["client_cn"])
+        return seen
+
+    assert run(main) == ["client-a", "client-b", "client-c"]
+
+
+def test_each_backend_sees_the_identity_its_profile_names(profiles, backends: Backends):
+    async def main() -> list[str]:
+        seen = []
+        async with MTLSClientSession(profiles) as http:
+            for _ in range(2):
+                for name in "abc":
+                    async with http.get(backends.url(name, "/who")) as response:
+                        assert response.status == 200
+                        seen.append((await response.json())["client_cn"])
+        return seen
+
+    assert run(main) == ["client-a", "client-b", "client-c"] * 2
+
+
+def test_a_url_without_profile_sends_no_certificate_and_is_refused(profiles, backends: Backends):
+    # The connector's ssl= is what URLs without a profile get: trust the backend,
+    # so the only thing missing is the client certificate.
+    trust_only = mtls.client_context(truststore=backends.pki.server_ca.truststore())
+    server = backends.servers["a"]
+    before = len(server.handshakes)
+    assert request_ssl(profiles, backends.unprofiled_url()) is True
+
+    async def main() -> None:
+        connector = aiohttp.TCPConnector(ssl=trust_only)
+        async with MTLSClientSession(profiles, connector=connector) as http:
+            with pytest.raises(aiohttp.ClientError):
+                async with http.get(backends.unprofiled_url()) as response:
+                    await response.read()
+            async with http.get(backends.url("a")) as response:
+                assert (await response.json())["client_cn"] == "client-a"
+
+    run(main)
+    assert server.wait_for_handshakes(before + 1)[before].reason == "no client certificate"
+
+
+def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backends):
+    xml = backends.write_profiles(tmp_path / "p.xml", trust=backends.pki.other_trust)
+
+    async def main() -> None:
+        with SSLProfileSet.from_xml(xml) as profiles:
+            async with MTLSClientSession(profiles) as http:
+                with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                    await http.get(backends.url("b"))
+
+    run(main)
+
+
+def test_aiohttp_leaves_the_contexts_unchanged(profiles, backends: Backends):
+    contexts = [profiles.context_for_url(backends.url(name)) for name in "abc"]
+
+    def snapshot() -> list[tuple[Any, ...]]:
+        return [
+            (c.verify_mode, c.check_hostname, c.options, c.verify_flags, c.get_ca_certs(True))
+            for c in contexts
+            if c is not None
+        ]
+
+    before = snapshot()
+
+    async def main() -> None:
+        async with MTLSClientSession(profiles) as http:
+            for name in "abcabc":
+                async with http.get(backends.url(name)) as response:
+                    await response.read()
+
+    run(main)
+    assert snapshot() == before
+
+
+@asynccontextmanager
+async def redirector(backends: Backends) -> AsyncIterator[int]:
+    """A mutual-TLS aiohttp server (client CA a) that redirects within itself and to backend b."""
+    pki = backends.pki
+    server_ctx = mtls.server_context(
+        pki.server.keystore(), pki.client_cas["a"].truststore(), require_client_cert=True
+    )
+
+    async def cross(request: web.Request) -> web.Response:
+        raise web.HTTPFound(backends.url("b"))
+
+    async def same(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/final")
+
+    async def final(request: web.Request) -> web.Response:
+        return web.json_response({"final": True})
+
+    app = web.Application()
+    app.router.add_get("/cross", cross)
+    app.router.add_get("/same", same)
+    app.router.add_get("/final", final)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def test_redirects_within_an_origin_are_followed_and_across_profiles_refused(
+    tmp_path, backends: Backends
+):
+    pki = backends.pki
+
+    async def main() -> None:
+        async with redirector(backends) as port:
+            xml = tmp_path / "p.xml"
+            xml.write_text(
+                profile_xml(
+                    store_xml(f"localhost:{port}", pki.stores["a"], (pki.trust, "JKS")),
+                    store_xml(
+                        f"127.0.0.1:{backends.servers['b'].port}",
+                        pki.stores["b"],
+                        (pki.trust, "JKS"),
+                    ),
+                )
+            )
+            with SSLProfileSet.from_xml(xml) as profiles:
+                async with MTLSClientSession(profiles) as http:
+                    async with http.get(f"https://localhost:{port}/same") as response:
+                        assert await response.json() == {"final": True}
+                    with pytest.raises(RedirectProfileError) as caught:
+                        await http.get(f"https://localhost:{port}/cross")
+                    assert caught.value.location == backends.url("b")
+                    assert isinstance(caught.value, mtls.MTLSError)
+                    assert isinstance(caught.value, aiohttp.ClientError)
+                    # Followed by hand, each hop gets its own profile.
+                    async with http.get(
+                        f"https://localhost:{port}/cross", allow_redirects=False
+                    ) as response:
+                        location = response.headers["Location"]
+                    async with http.get(location) as response:
+                        assert (await response.json())["client_cn"] == "client-b"
+
+    run(main)
+
+
+def test_an_explicit_ssl_argument_is_used_as_given(profiles, backends: Backends):
+    trust_only = mtls.client_context(truststore=backends.pki.server_ca.truststore())
+    server = backends.servers["c"]
+    before = len(server.handshakes)
+
+    async def main() -> None:
+        async with MTLSClientSession(profiles) as http:
+            with pytest.raises(aiohttp.ClientError):
+                async with http.get(backends.url("c"), ssl=trust_only) as response:
+                    await response.read()
+
+    run(main)
+    assert server.wait_for_handshakes(before + 1)[before].reason == "no client certificate"
+
+
+def test_base_url_is_resolved_before_choosing_the_profile(profiles, backends: Backends):
+    async def main() -> str:
+        async with MTLSClientSession(profiles, base_url=backends.url("b")) as http:
+            async with http.get("/relative") as response:
+                body = await response.json()
+                assert body["path"] == "/relative"
+                return str(body["client_cn"])
+
+    assert run(main) == "client-b"
+
+
+def test_a_missing_aiohttp_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    monkeypatch.delitem(sys.modules, "mtls.integrations.aiohttp")
+    with pytest.raises(ImportError, match=r'pip install "mtls-profiles\[aiohttp\]"'):
+        importlib.import_module("mtls.integrations.aiohttp")
+
+
+def test_request_ssl_for_plain_http_is_aiohttps_default(profiles):
+    assert request_ssl(profiles, "http://localhost:1/") is True
+    assert isinstance(request_ssl(profiles, "https://nowhere.test/"), bool)
+    assert not isinstance(request_ssl(profiles, "https://nowhere.test/"), ssl.SSLContext)

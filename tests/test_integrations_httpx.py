@@ -1,0 +1,164 @@
+"""httpx: MTLSTransport / AsyncMTLSTransport against real mutual-TLS backends."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import ssl
+import sys
+from typing import Any
+
+import httpx
+import pytest
+
+from mtls import SSLProfileSet
+from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport, async_client, client
+
+from ._backend import Backends, identities, running_backends
+
+pytestmark = pytest.mark.keytool
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory: pytest.TempPathFactory):
+    with running_backends(identities(tmp_path_factory)) as running:
+        yield running
+
+
+@pytest.fixture
+def profiles(tmp_path, backends: Backends):
+    with SSLProfileSet.from_xml(backends.write_profiles(tmp_path / "sslprofiles.xml")) as ps:
+        yield ps
+
+
+def snapshot(ctx: ssl.SSLContext) -> tuple[Any, ...]:
+    """Everything observable about a context's security settings."""
+    return (
+        ctx.verify_mode,
+        ctx.check_hostname,
+        ctx.options,
+        ctx.verify_flags,
+        ctx.minimum_version,
+        ctx.maximum_version,
+        ctx.hostname_checks_common_name,
+        ctx.get_ca_certs(binary_form=True),
+    )
+
+
+def test_each_backend_sees_the_identity_its_profile_names(profiles, backends: Backends):
+    with client(profiles) as http:
+        counts: list[int] = []
+        for _ in range(2):  # the second round reuses the keep-alive connections
+            for name in "abc":
+                response = http.get(backends.url(name, "/who"))
+                assert response.status_code == 200
+                assert response.json()["client_cn"] == f"client-{name}"
+            counts.append(sum(len(s.handshakes) for s in backends.servers.values()))
+        assert counts[0] == counts[1], "HTTP/1.1 keep-alive: no new handshake"
+
+
+def test_async_transport_sends_each_backend_its_identity(profiles, backends: Backends):
+    async def main() -> list[str]:
+        async with async_client(profiles) as http:
+            seen = []
+            for name in "abca":
+                response = await http.get(backends.url(name))
+                seen.append(response.json()["client_cn"])
+            return seen
+
+    assert asyncio.run(main()) == ["client-a", "client-b", "client-c", "client-a"]
+
+
+def test_a_url_without_profile_sends_no_certificate_and_is_refused(
+    profiles, backends: Backends, monkeypatch, tmp_path
+):
+    # The fallback transport is httpx's own: make it trust the backend, so that the
+    # only thing missing is the client certificate.
+    bundle = tmp_path / "server-ca.pem"
+    bundle.write_bytes(backends.pki.server_ca.cert_pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    server = backends.servers["a"]
+    before = len(server.handshakes)
+    with client(profiles) as http, pytest.raises(httpx.TransportError):
+        http.get(backends.unprofiled_url())
+    record = server.wait_for_handshakes(before + 1)[before]
+    assert not record.accepted
+    assert record.reason == "no client certificate"
+    # Its profiled twin on the same backend is let in.
+    with client(profiles) as http:
+        assert http.get(backends.url("a")).json()["client_cn"] == "client-a"
+
+
+def test_async_url_without_profile_is_refused(profiles, backends: Backends, monkeypatch, tmp_path):
+    bundle = tmp_path / "server-ca.pem"
+    bundle.write_bytes(backends.pki.server_ca.cert_pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    server = backends.servers["a"]
+    before = len(server.handshakes)
+
+    async def main() -> None:
+        async with async_client(profiles) as http:
+            # TLS 1.3: the refusal arrives as an alert at the first read, which
+            # httpcore's anyio backend lets through unmapped, as ssl.SSLError.
+            with pytest.raises((httpx.TransportError, ssl.SSLError)):
+                await http.get(backends.unprofiled_url())
+
+    asyncio.run(main())
+    assert server.wait_for_handshakes(before + 1)[before].reason == "no client certificate"
+
+
+def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backends):
+    xml = backends.write_profiles(tmp_path / "p.xml", trust=backends.pki.other_trust)
+    with SSLProfileSet.from_xml(xml) as profiles, client(profiles) as http:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(backends.url("b"))
+
+
+def test_contexts_are_not_changed_by_httpx(profiles, backends: Backends):
+    contexts = {name: profiles.context_for_url(backends.url(name)) for name in "abc"}
+    before = {name: snapshot(ctx) for name, ctx in contexts.items() if ctx is not None}
+    with client(profiles) as http:
+        for _ in range(3):
+            for name in "abc":
+                http.get(backends.url(name))
+    assert {name: snapshot(ctx) for name, ctx in contexts.items() if ctx} == before
+
+
+def test_transport_is_plain_httpx_underneath(profiles, backends: Backends):
+    transport = MTLSTransport(profiles, retries=1, limits=httpx.Limits(max_connections=4))
+    with httpx.Client(transport=transport) as http:
+        assert http.get(backends.url("c")).json()["client_cn"] == "client-c"
+        # HTTP/1.1 with keep-alive, as the backend serves it.
+        assert http.get(backends.url("c")).json()["http_version"] == "HTTP/1.1"
+
+
+@pytest.mark.parametrize("transport", [MTLSTransport, AsyncMTLSTransport])
+@pytest.mark.parametrize("argument", ["verify", "cert"])
+def test_verify_and_cert_are_refused(profiles, transport, argument):
+    with pytest.raises(TypeError, match=f"{argument}="):
+        transport(profiles, **{argument: False})
+
+
+def test_unknown_transport_arguments_fail_at_construction(profiles):
+    with pytest.raises(TypeError):
+        MTLSTransport(profiles, no_such_option=1)
+
+
+@pytest.mark.parametrize("argument", ["verify", "cert", "transport"])
+def test_client_refuses_what_the_transport_decides(profiles, argument):
+    with pytest.raises(TypeError, match=f"{argument}="):
+        client(profiles, **{argument: None})
+    with pytest.raises(TypeError, match=f"{argument}="):
+        async_client(profiles, **{argument: None})
+
+
+def test_client_passes_transport_options_to_the_transport(profiles):
+    with client(profiles, http2=False, limits=httpx.Limits(max_connections=3), timeout=4) as http:
+        assert http.timeout.connect == 4
+
+
+def test_a_missing_httpx_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    monkeypatch.delitem(sys.modules, "mtls.integrations.httpx")
+    with pytest.raises(ImportError, match=r'pip install "mtls-profiles\[httpx\]"'):
+        importlib.import_module("mtls.integrations.httpx")

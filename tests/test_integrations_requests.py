@@ -1,0 +1,207 @@
+"""requests: MTLSAdapter against real mutual-TLS backends, and what urllib3 does to contexts."""
+
+from __future__ import annotations
+
+import importlib
+import ssl
+import sys
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+
+from mtls import SSLProfileSet
+from mtls.integrations.requests import MTLSAdapter, session
+from mtls.testing import MTLSServer
+
+from ._backend import PASSWORD, Backends, identities, running_backends, store_xml
+from ._helpers import profile_xml
+
+pytestmark = pytest.mark.keytool
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory: pytest.TempPathFactory):
+    with running_backends(identities(tmp_path_factory)) as running:
+        yield running
+
+
+@pytest.fixture
+def profiles(tmp_path, backends: Backends):
+    with SSLProfileSet.from_xml(backends.write_profiles(tmp_path / "sslprofiles.xml")) as ps:
+        yield ps
+
+
+@pytest.fixture
+def server_ca_pem(tmp_path, backends: Backends) -> str:
+    path = tmp_path / "server-ca.pem"
+    path.write_bytes(backends.pki.server_ca.cert_pem)
+    return str(path)
+
+
+def snapshot(ctx: ssl.SSLContext) -> tuple[Any, ...]:
+    return (
+        ctx.verify_mode,
+        ctx.check_hostname,
+        ctx.options,
+        ctx.verify_flags,
+        ctx.minimum_version,
+        ctx.hostname_checks_common_name,
+        ctx.get_ca_certs(binary_form=True),
+    )
+
+
+def test_each_backend_sees_the_identity_its_profile_names(profiles, backends: Backends):
+    with session(profiles) as http:
+        counts: list[int] = []
+        for _ in range(2):  # the second round reuses the keep-alive connections
+            for name in "abc":
+                response = http.get(backends.url(name, "/who"))
+                assert response.status_code == 200
+                assert response.json()["client_cn"] == f"client-{name}"
+            counts.append(sum(len(s.handshakes) for s in backends.servers.values()))
+        assert counts[0] == counts[1], "HTTP/1.1 keep-alive: no new handshake"
+
+
+def test_a_url_without_profile_sends_no_certificate_and_is_refused(
+    profiles, backends: Backends, server_ca_pem
+):
+    server = backends.servers["a"]
+    before = len(server.handshakes)
+    with session(profiles) as http:
+        # requests' own TLS (trusting the backend through verify=): only the
+        # client certificate is missing.
+        with pytest.raises(requests.exceptions.ConnectionError):
+            http.get(backends.unprofiled_url(), verify=server_ca_pem)
+        record = server.wait_for_handshakes(before + 1)[before]
+        assert record.reason == "no client certificate"
+        assert http.get(backends.url("a")).json()["client_cn"] == "client-a"
+
+
+def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backends):
+    xml = backends.write_profiles(tmp_path / "p.xml", trust=backends.pki.other_trust)
+    with SSLProfileSet.from_xml(xml) as profiles, session(profiles) as http:
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(backends.url("c"))
+
+
+def test_urllib3_leaves_the_shared_contexts_unchanged(
+    profiles, backends: Backends, monkeypatch, tmp_path
+):
+    # HTTPAdapter.cert_verify hands urllib3 certifi's bundle (with verify=True) or
+    # REQUESTS_CA_BUNDLE's to load into the pool's context, which would widen the
+    # profile's trust; urllib3 also assigns verify_mode and check_hostname on it.
+    unrelated = tmp_path / "unrelated-ca.pem"
+    unrelated.write_bytes(backends.pki.other_ca.cert_pem)
+    contexts = [profiles.context_for_url(backends.url(name)) for name in "abc"]
+    before = [snapshot(ctx) for ctx in contexts if ctx is not None]
+    for bundle in (None, str(unrelated)):
+        if bundle is not None:
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+        with session(profiles) as http:  # a new session: new pools, new handshakes
+            for name in "abc":
+                assert http.get(backends.url(name)).json()["client_cn"] == f"client-{name}"
+                http.get(backends.url(name), verify=True)
+                http.get(backends.url(name), verify=str(unrelated))
+    assert [snapshot(ctx) for ctx in contexts if ctx is not None] == before
+
+
+def test_verify_false_on_one_request_does_not_weaken_another(tmp_path, backends: Backends):
+    # A backend whose certificate the profile's truststore does not vouch for, and
+    # which lets clients in without a certificate.
+    pki = backends.pki
+    untrusted = pki.other_ca.issue_cert("localhost", "127.0.0.1")
+    with MTLSServer(untrusted, client_ca=pki.client_cas["a"], require_client_cert=False) as server:
+        xml = tmp_path / "p.xml"
+        xml.write_text(
+            profile_xml(store_xml(f"localhost:{server.port}", pki.stores["a"], (pki.trust, "JKS")))
+        )
+        url = f"https://localhost:{server.port}/"
+        with SSLProfileSet.from_xml(xml) as profiles, session(profiles) as http:
+            ctx = profiles.context_for_url(url)
+            assert ctx is not None
+            before = snapshot(ctx)
+            with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+                http.get(url)
+            with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+                insecure = http.get(url, verify=False)
+            # requests' own unverified TLS: no profile, so no client certificate either.
+            assert insecure.json()["client_cn"] is None
+            with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+                http.get(url)
+            assert snapshot(ctx) == before
+            assert ctx.verify_mode == ssl.CERT_REQUIRED
+            assert ctx.check_hostname is True
+
+
+def test_cert_on_one_request_is_requests_own_and_does_not_stick(
+    profiles, backends: Backends, tmp_path, server_ca_pem
+):
+    other = backends.pki.client_cas["a"].issue_cert("client-a-alt", common_name="client-a-alt")
+    pem = tmp_path / "alt.pem"
+    other.write_pem(pem)
+    url = backends.url("a")
+    with session(profiles) as http:
+        response = http.get(url, cert=str(pem), verify=server_ca_pem)
+        assert response.json()["client_cn"] == "client-a-alt"
+        assert http.get(url).json()["client_cn"] == "client-a"
+    # A fresh session, so a fresh handshake through the shared context: had the
+    # certificate been loaded into it, the backend would now see client-a-alt.
+    with session(profiles) as http:
+        assert http.get(url).json()["client_cn"] == "client-a"
+
+
+def test_allow_all_means_no_host_name_check_by_urllib3_either(tmp_path, backends: Backends):
+    pki = backends.pki
+    elsewhere = pki.server_ca.issue_cert("backend.test")  # not localhost
+    with MTLSServer(elsewhere, client_ca=pki.client_cas["b"]) as server:
+        xml = tmp_path / "p.xml"
+        xml.write_text(
+            profile_xml(store_xml(f"localhost:{server.port}", pki.stores["b"], (pki.trust, "JKS")))
+        )
+        url = f"https://localhost:{server.port}/"
+        with SSLProfileSet.from_xml(xml) as strict, session(strict) as http:
+            with pytest.raises(requests.exceptions.SSLError, match=r"match|mismatch"):
+                http.get(url)
+        with (
+            SSLProfileSet.from_xml(xml, hostname_verifier="AllowAll") as allow_all,
+            session(allow_all) as http,
+        ):
+            assert http.get(url).json()["client_cn"] == "client-b"
+            ctx = allow_all.context_for_url(url)
+            assert ctx is not None and ctx.check_hostname is False
+
+
+def test_adapter_takes_http_adapter_arguments(profiles, backends: Backends):
+    adapter = MTLSAdapter(profiles, pool_maxsize=2, max_retries=1)
+    with requests.Session() as http:
+        http.mount("https://", adapter)
+        assert http.get(backends.url("b")).json()["client_cn"] == "client-b"
+    with pytest.raises(TypeError):
+        MTLSAdapter(profiles, no_such_option=1)
+
+
+def test_pool_key_outside_send_carries_the_profile_context(profiles, backends: Backends):
+    adapter = MTLSAdapter(profiles)
+    request = requests.Request("GET", backends.url("c")).prepare()
+    _, pool_kwargs = adapter.build_connection_pool_key_attributes(request, True)
+    assert pool_kwargs["ssl_context"] is profiles.context_for_url(backends.url("c"))
+    assert "ca_certs" not in pool_kwargs
+    _, insecure = adapter.build_connection_pool_key_attributes(request, False)
+    assert "ssl_context" not in insecure
+    adapter.close()
+
+
+def test_password_never_in_the_pool_key(profiles, backends: Backends):
+    adapter = MTLSAdapter(profiles)
+    request = requests.Request("GET", backends.url("a")).prepare()
+    assert PASSWORD not in repr(adapter.build_connection_pool_key_attributes(request, True))
+    adapter.close()
+
+
+def test_a_missing_requests_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "requests", None)
+    monkeypatch.delitem(sys.modules, "mtls.integrations.requests")
+    with pytest.raises(ImportError, match=r'pip install "mtls-profiles\[requests\]"'):
+        importlib.import_module("mtls.integrations.requests")

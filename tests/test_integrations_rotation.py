@@ -1,0 +1,364 @@
+"""Rotation through connection pools: every client follows an in-place keystore rotation.
+
+The backend reports the client certificate's CN per request. With keep-alive
+and no retirement, the old CN would keep appearing on the pooled connection;
+the kernel's TCP table shows whether that connection was closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtls import SSLProfileSet
+from mtls.integrations.aiohttp import MTLSClientSession
+from mtls.integrations.httpx import async_client, client
+from mtls.integrations.requests import session
+from mtls.testing import CA, MTLSServer, replace_atomically
+
+from ._backend import established, tcp_table_available
+from ._helpers import PASSWORD, profile, profile_xml, wait_for
+
+INTERVAL = 0.2
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="rotation CA")
+
+
+@pytest.fixture(scope="module")
+def backend(ca: CA):
+    with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
+        yield server
+
+
+def keystore_bytes(ca: CA, cn: str) -> bytes:
+    return ca.issue_cert(cn, common_name=cn).keystore().to_bytes(PASSWORD)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, ca: CA, backend: MTLSServer) -> tuple[Path, Path]:
+    """A profile file for localhost:PORT, its keystore holding CN=gen-1."""
+    keystore = tmp_path / "gateway.jks"
+    keystore.write_bytes(keystore_bytes(ca, "gen-1"))
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    return xml, keystore
+
+
+def rotate(ca: CA, keystore: Path, cn: str) -> None:
+    """Replace the keystore file atomically with a new identity."""
+    replace_atomically(keystore, keystore_bytes(ca, cn))
+
+
+# --------------------------------------------------------------------------- drivers
+
+
+class Driver:
+    """One client instance, driven synchronously: ``cn(url)`` is one GET."""
+
+    name = ""
+    closes_idle_without_traffic = False  # the sync clients sweep from the reload callback
+    closes_idle_on_next_request = True  # aiohttp leaves them to keepalive_timeout
+
+    def cn(self, url: str) -> str:
+        return str(self.json(url)["client_cn"])
+
+    def json(self, url: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class HttpxDriver(Driver):
+    name = "httpx"
+    closes_idle_without_traffic = True
+
+    def __init__(self, profiles: SSLProfileSet) -> None:
+        self.http = client(profiles)
+
+    def json(self, url: str) -> dict[str, Any]:
+        response = self.http.get(url)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class RequestsDriver(Driver):
+    name = "requests"
+    closes_idle_without_traffic = True
+
+    def __init__(self, profiles: SSLProfileSet) -> None:
+        self.http = session(profiles)
+
+    def json(self, url: str) -> dict[str, Any]:
+        response = self.http.get(url, timeout=10)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncHttpxDriver(Driver):
+    name = "httpx-async"
+
+    def __init__(self, profiles: SSLProfileSet) -> None:
+        self.runner = asyncio.Runner()
+        self.http = self.runner.run(self._make(profiles))
+
+    @staticmethod
+    async def _make(profiles: SSLProfileSet) -> Any:
+        return async_client(profiles)
+
+    def json(self, url: str) -> dict[str, Any]:
+        async def get() -> dict[str, Any]:
+            response = await self.http.get(url)
+            response.raise_for_status()
+            return dict(response.json())
+
+        return self.runner.run(get())
+
+    def close(self) -> None:
+        self.runner.run(self.http.aclose())
+        self.runner.close()
+
+
+class AiohttpDriver(Driver):
+    name = "aiohttp"
+    closes_idle_on_next_request = False
+
+    def __init__(self, profiles: SSLProfileSet) -> None:
+        self.runner = asyncio.Runner()
+        self.http = self.runner.run(self._make(profiles))
+
+    @staticmethod
+    async def _make(profiles: SSLProfileSet) -> MTLSClientSession:
+        return MTLSClientSession(profiles)
+
+    def json(self, url: str) -> dict[str, Any]:
+        async def get() -> dict[str, Any]:
+            async with self.http.get(url) as response:
+                response.raise_for_status()
+                return dict(await response.json())
+
+        return self.runner.run(get())
+
+    def close(self) -> None:
+        self.runner.run(self.http.close())
+        self.runner.close()
+
+
+DRIVERS: list[Callable[[SSLProfileSet], Driver]] = [
+    HttpxDriver,
+    AsyncHttpxDriver,
+    RequestsDriver,
+    AiohttpDriver,
+]
+
+
+@contextmanager
+def driving(kind: Callable[[SSLProfileSet], Driver], profiles: SSLProfileSet) -> Iterator[Driver]:
+    driver = kind(profiles)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def last_client_port(server: MTLSServer) -> int:
+    return [h for h in server.handshakes if h.accepted][-1].peer[1]
+
+
+needs_tcp_table = pytest.mark.skipif(not tcp_table_available(), reason="no /proc/net/tcp")
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@needs_tcp_table
+@pytest.mark.parametrize("kind", DRIVERS, ids=lambda k: k.name)
+def test_the_same_client_presents_the_new_identity_after_a_rotation(
+    kind, setup, ca: CA, backend: MTLSServer
+):
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    with (
+        SSLProfileSet.from_xml(xml, reload_interval=INTERVAL, settle_delay=0.05) as profiles,
+        driving(kind, profiles) as driver,
+    ):
+        assert driver.cn(url) == "gen-1"
+        old_port = last_client_port(backend)
+        handshakes = len(backend.handshakes)
+        assert driver.cn(url) == "gen-1"
+        assert len(backend.handshakes) == handshakes, "keep-alive: no new handshake"
+        assert established(old_port, backend.port)
+
+        rotate(ca, keystore, "gen-2")
+        rotated_at = time.monotonic()
+        seen: list[str] = []
+        deadline = rotated_at + 10
+        while not seen or seen[-1] != "gen-2":
+            assert time.monotonic() < deadline, f"still {seen[-1]} after 10 s"
+            seen.append(driver.cn(url))
+            time.sleep(0.02)  # a poll step, bounded by the deadline
+        assert set(seen) == {"gen-1", "gen-2"}
+        assert profiles.generation == 1
+        # From now on only the new identity, on one new keep-alive connection.
+        new_port = last_client_port(backend)
+        assert new_port != old_port
+        assert [driver.cn(url) for _ in range(3)] == ["gen-2"] * 3
+        assert last_client_port(backend) == new_port
+        if driver.closes_idle_on_next_request:
+            wait_for(lambda: not established(old_port, backend.port))
+
+
+@needs_tcp_table
+@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+def test_sync_clients_close_idle_old_connections_without_new_traffic(
+    kind, setup, ca: CA, backend: MTLSServer
+):
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    with (
+        SSLProfileSet.from_xml(xml, reload_interval=INTERVAL, settle_delay=0.05) as profiles,
+        driving(kind, profiles) as driver,
+    ):
+        assert driver.cn(url) == "gen-1"
+        old_port = last_client_port(backend)
+        rotate(ca, keystore, "gen-2")
+        wait_for(lambda: profiles.generation == 1)
+        wait_for(lambda: not established(old_port, backend.port))
+        assert driver.cn(url) == "gen-2"
+
+
+@needs_tcp_table
+def test_httpx_in_flight_response_finishes_on_the_retired_transport(
+    setup, ca: CA, backend: MTLSServer
+):
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0.01) as profiles, client(profiles) as http:
+        with http.stream("GET", url) as streaming:
+            old_port = last_client_port(backend)
+            rotate(ca, keystore, "gen-2")
+            assert profiles.reload() is True
+            # New requests use the new identity at once ...
+            assert http.get(url).json()["client_cn"] == "gen-2"
+            # ... while the response already under way still reads (httpcore's
+            # pool.close() would break it: the close waits for it).
+            assert established(old_port, backend.port)
+            assert streaming.read()
+            assert streaming.json()["client_cn"] == "gen-1"
+        wait_for(lambda: not established(old_port, backend.port))
+        assert http.get(url).json()["client_cn"] == "gen-2"
+
+
+@needs_tcp_table
+def test_requests_streamed_response_finishes_after_its_pool_is_retired(
+    setup, ca: CA, backend: MTLSServer
+):
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0.01) as profiles, session(profiles) as http:
+        streaming = http.get(url, stream=True)
+        old_port = last_client_port(backend)
+        rotate(ca, keystore, "gen-2")
+        assert profiles.reload() is True
+        assert http.get(url).json()["client_cn"] == "gen-2"
+        assert established(old_port, backend.port)  # checked out, so not closed yet
+        assert streaming.json()["client_cn"] == "gen-1"
+        streaming.close()
+        wait_for(lambda: not established(old_port, backend.port))
+
+
+def test_async_httpx_in_flight_response_finishes(setup, ca: CA, backend: MTLSServer):
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+
+    async def main(profiles: SSLProfileSet) -> None:
+        async with async_client(profiles) as http:
+            async with http.stream("GET", url) as streaming:
+                rotate(ca, keystore, "gen-2")
+                assert profiles.reload() is True
+                assert (await http.get(url)).json()["client_cn"] == "gen-2"
+                await streaming.aread()
+                assert streaming.json()["client_cn"] == "gen-1"
+            assert (await http.get(url)).json()["client_cn"] == "gen-2"
+
+    with SSLProfileSet.from_xml(xml, settle_delay=0.01) as profiles:
+        asyncio.run(main(profiles))
+
+
+def test_concurrent_requests_during_repeated_rotations(setup, ca: CA, backend: MTLSServer):
+    """Threads share one httpx client and one requests session while the identity
+    rotates three times: no request fails, and each thread sees gen-1, gen-2, ...
+    in order (a thread's next request never goes back to an older identity)."""
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    with (
+        SSLProfileSet.from_xml(xml, reload_interval=INTERVAL, settle_delay=0.05) as profiles,
+        client(profiles) as httpx_client,
+        session(profiles) as requests_session,
+    ):
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        seen: dict[str, list[int]] = {}
+
+        def httpx_get() -> str:
+            return str(httpx_client.get(url).json()["client_cn"])
+
+        def requests_get() -> str:
+            return str(requests_session.get(url, timeout=10).json()["client_cn"])
+
+        def worker(name: str, get: Callable[[], str]) -> None:
+            mine = seen[name]
+            while not stop.is_set():
+                try:
+                    mine.append(int(get().removeprefix("gen-")))
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+        workers = []
+        for index in range(6):
+            name, get = (
+                (f"httpx-{index}", httpx_get) if index % 2 else (f"requests-{index}", requests_get)
+            )
+            seen[name] = []
+            workers.append(threading.Thread(target=worker, args=(name, get), name=name))
+        for thread in workers:
+            thread.start()
+        try:
+            for generation in (2, 3, 4):
+
+                def applied(g: int = generation) -> bool:
+                    return profiles.generation == g - 1
+
+                def everyone_on_it(g: int = generation) -> bool:
+                    # Every worker got a request through on the new identity (or failed).
+                    return bool(errors) or all(s and s[-1] == g for s in seen.values())
+
+                rotate(ca, keystore, f"gen-{generation}")
+                wait_for(applied)
+                wait_for(everyone_on_it)
+        finally:
+            stop.set()
+            for thread in workers:
+                thread.join(10)
+        assert errors == []
+        for name, gens in seen.items():
+            assert gens == sorted(gens), f"{name} went back to an older identity: {gens}"
+            assert set(gens) == {1, 2, 3, 4}, name
