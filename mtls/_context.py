@@ -106,17 +106,20 @@ def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> Non
 
 def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
     try:
+        # cryptography parses fields lazily: a certificate OpenSSL accepted may still
+        # have a field it refuses, which must not stop the context from being built.
         leaf = _x509.load_cert(leaf_der)
+        expires = _x509.not_after(leaf)
+        subject = _x509.subject_text(leaf)
     except ValueError:
         return
-    expires = _x509.not_after(leaf)
     remaining = expires - _dt.datetime.now(_dt.UTC)
     where = keystore.path or "keystore"
     log.debug(
         "identity %s alias=%r subject=%s expires=%s",
         where,
         alias,
-        _x509.subject_text(leaf),
+        subject,
         expires.isoformat(),
     )
     if remaining <= _dt.timedelta(0):
@@ -124,7 +127,7 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
             "%s: certificate %r (%s) expired on %s",
             where,
             alias,
-            _x509.subject_text(leaf),
+            subject,
             expires.date(),
         )
     elif remaining < EXPIRY_WARNING:
@@ -132,7 +135,7 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
             "%s: certificate %r (%s) expires in %d days, on %s",
             where,
             alias,
-            _x509.subject_text(leaf),
+            subject,
             remaining.days,
             expires.date(),
         )

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -387,7 +388,8 @@ def _match_public_key(key_der: bytes, certs: Sequence[bytes], used: set[int]) ->
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-    except (ValueError, TypeError, NotImplementedError):
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        # UnsupportedAlgorithm: e.g. an EC key on a curve OID cryptography does not know.
         return None
     for index, der in enumerate(certs):
         if index in used:
@@ -400,7 +402,7 @@ def _match_public_key(key_der: bytes, certs: Sequence[bytes], used: set[int]) ->
                     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
                 )
             )
-        except (ValueError, TypeError, NotImplementedError):
+        except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
             continue
         if cert_public == public:
             return index
@@ -411,19 +413,21 @@ def _extend_chain(chain: list[bytes], certs: Sequence[_pkcs12.P12Cert], used: se
     """Append issuers of the last certificate from ``certs`` while they are found."""
     while True:
         try:
+            # cryptography parses names lazily: a damaged one raises on access, not on load.
             last = _x509.load_cert(chain[-1])
+            issuer = last.issuer
+            if issuer == last.subject:
+                return
         except ValueError:
-            return
-        if last.issuer == last.subject:
             return
         for index, cert in enumerate(certs):
             if index in used or cert.trusted:
                 continue
             try:
-                candidate = _x509.load_cert(cert.der)
+                subject = _x509.load_cert(cert.der).subject
             except ValueError:
                 continue
-            if candidate.subject == last.issuer:
+            if subject == issuer:
                 chain.append(cert.der)
                 used.add(index)
                 break
@@ -463,6 +467,13 @@ def _parse_pem(
         raise KeystoreFormatError(
             f"{where}: no certificate or private key found in this PEM file", path=path
         )
+    if data.count(b"-----BEGIN ") > sum(1 for _ in _PEM_BLOCK.finditer(data)):
+        # A block without its END line: the file was cut short (or a label is mangled).
+        raise KeystoreFormatError(
+            f"{where}: a PEM block has no matching END line: the file is truncated or "
+            "damaged; replace it",
+            path=path,
+        )
     keys: list[_KeyEntry] = []
     used: set[int] = set()
     taken: set[str] = set()
@@ -488,6 +499,13 @@ def _parse_pem(
     return _Parsed("PEM", keys, certs, [])
 
 
+def _pem_key_is_encrypted(block: bytes) -> bool:
+    # PKCS#8 "ENCRYPTED PRIVATE KEY", or an OpenSSL traditional key with a Proc-Type header.
+    return block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") or (
+        b"Proc-Type: 4,ENCRYPTED" in block
+    )
+
+
 def _pem_key_to_pkcs8(
     block: bytes, password: str | None, path: str | os.PathLike[str] | None
 ) -> bytes:
@@ -504,17 +522,15 @@ def _pem_key_to_pkcs8(
             ) from exc
         return der
     secret = password.encode() if password is not None else None
+    if secret is not None and not _pem_key_is_encrypted(block):
+        # A store password given for a plain key is ignored, as on the PKCS#8 path above:
+        # profiles always carry a password, whatever the key file looks like.
+        secret = None
     try:
         key = serialization.load_pem_private_key(block, secret, unsafe_skip_rsa_key_validation=True)
     except TypeError as exc:
-        if secret is None:
-            raise WrongPasswordError(
-                f"{where}: the private key is encrypted: pass its password", path=path
-            ) from exc
-        raise KeystoreFormatError(
-            f"{where}: the private key is not encrypted, but a password was given; "
-            "pass no key password",
-            path=path,
+        raise WrongPasswordError(
+            f"{where}: the private key is encrypted: pass its password", path=path
         ) from exc
     except ValueError as exc:
         if b"ENCRYPTED" in block or b"Proc-Type: 4,ENCRYPTED" in block:

@@ -16,6 +16,7 @@ import ssl
 import warnings
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from . import _der
@@ -42,13 +43,16 @@ def load_cert(der: bytes) -> x509.Certificate:
     Raises:
         ValueError: the bytes are not a certificate cryptography can read.
     """
-    if _serial_is_positive(der):
-        return x509.load_der_x509_certificate(der)
-    # Rare path (a handful of old public roots): silence the one known warning.
-    # catch_warnings is process-wide, so it is kept to this branch only.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        cert = x509.load_der_x509_certificate(der)
+    try:
+        if _serial_is_positive(der):
+            return x509.load_der_x509_certificate(der)
+        # Rare path (a handful of old public roots): silence the one known warning.
+        # catch_warnings is process-wide, so it is kept to this branch only.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion as exc:  # not a ValueError: keep the one documented error
+        raise ValueError(f"unsupported X.509 version ({exc})") from exc
     log.debug(
         "certificate %s has a non-positive serial number (RFC 5280 says positive)",
         sha256_hex(der)[:16],
@@ -99,7 +103,14 @@ def not_before(cert: x509.Certificate) -> _dt.datetime:
 def subject_alt_names(cert: x509.Certificate) -> list[str]:
     """SANs as keytool prints them (``DNS:localhost``, ``IP:127.0.0.1``, ``email:...``)."""
     try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        if _serial_is_positive(cert.public_bytes(Encoding.DER)):
+            ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        else:
+            # cryptography repeats its serial-number warning on every .extensions access
+            # (Debian's cacerts has such roots): silenced here as in load_cert.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
     out: list[str] = []

@@ -1,0 +1,454 @@
+"""mtls against the raw ``ssl`` floor, as ratios.
+
+    python benchmarks/run.py             # every benchmark, full repetitions
+    python benchmarks/run.py --quick     # few repetitions (CI: it runs, it is not a measurement)
+    python benchmarks/run.py --only keystore --only truststore
+
+Each benchmark times our call and the raw-``ssl`` call that does the same work
+from PEM files ("the floor"), interleaved (ours, floor, floor, ours, ...) so that
+a noisy neighbour hits both alike, and reports the medians and their ratio.
+A target is the ratio we promise in docs/performance.md.
+
+Adding a benchmark: write a function ``(env: Env, reps: int) -> Comparison`` that
+calls :func:`compare`, and register it with ``@benchmark(name, target, about)``.
+``Env`` builds shared material (key pairs, stores, PEM files) once, lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import gc
+import os
+import platform
+import shutil
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cryptography
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+import mtls
+
+PASSWORD = "bench-pass"
+CACERTS = (
+    "/usr/lib/jvm/java-17-openjdk-amd64/lib/security/cacerts",
+    "/etc/ssl/certs/java/cacerts",
+)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass(frozen=True)
+class Comparison:
+    ours: list[float]  # seconds per call
+    floor: list[float]
+
+    @property
+    def ours_median(self) -> float:
+        return statistics.median(self.ours)
+
+    @property
+    def floor_median(self) -> float:
+        return statistics.median(self.floor)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_median / self.floor_median
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    del result  # freed outside the timed region
+    return elapsed
+
+
+def compare(
+    ours: Callable[[], object], floor: Callable[[], object], reps: int, warmup: int = 5
+) -> Comparison:
+    """Time ``ours`` and ``floor`` ``reps`` times each, interleaved; return all samples.
+
+    The order alternates (ours first on even rounds, floor first on odd ones) so that
+    neither side always runs with warm caches. The garbage collector runs between
+    rounds, not inside a timed call.
+    """
+    for _ in range(warmup):
+        ours()
+        floor()
+    a: list[float] = []
+    b: list[float] = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(reps):
+            if i % 2 == 0:
+                a.append(_timed(ours))
+                b.append(_timed(floor))
+            else:
+                b.append(_timed(floor))
+                a.append(_timed(ours))
+            if i % 20 == 19:
+                gc.collect()
+    finally:
+        if enabled:
+            gc.enable()
+    return Comparison(a, b)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    run: Callable[[Env, int], Comparison]
+    target: float | None  # the promised maximum ratio, or None (reported only)
+    about: str
+
+
+BENCHMARKS: list[Benchmark] = []
+
+
+def benchmark(
+    name: str, target: float | None, about: str
+) -> Callable[[Callable[[Env, int], Comparison]], Callable[[Env, int], Comparison]]:
+    """Register a benchmark function under ``name``."""
+
+    def register(fn: Callable[[Env, int], Comparison]) -> Callable[[Env, int], Comparison]:
+        BENCHMARKS.append(Benchmark(name, fn, target, about))
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------- material
+
+
+class Env:
+    """Shared material, built on first use in a temporary directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @functools.cached_property
+    def identity(self) -> dict[str, Path]:
+        """An RSA-2048 client key signed by a CA: JKS keystore, and the same as PEM files."""
+        now = dt.datetime.now(dt.UTC)
+        ca_key = rsa.generate_private_key(65537, 2048)
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = rsa.generate_private_key(65537, 2048)
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench client")]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .sign(ca_key, hashes.SHA256())
+        )
+        ks = mtls.Keystore()
+        ks.add_key("client", key, [leaf, ca])
+        jks = self.dir / "client.jks"
+        ks.save(jks, PASSWORD)
+        trust = mtls.Truststore()
+        trust.add("ca", ca)
+        trust_jks = self.dir / "ca.jks"
+        trust.save(trust_jks, PASSWORD)
+        certfile = self.dir / "client.crt"
+        certfile.write_bytes(
+            b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca))
+        )
+        keyfile = self.dir / "client.key"
+        keyfile.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        cafile = self.dir / "ca.pem"
+        cafile.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        return {
+            "jks": jks,
+            "trust_jks": trust_jks,
+            "certfile": certfile,
+            "keyfile": keyfile,
+            "cafile": cafile,
+        }
+
+    @functools.cached_property
+    def cacerts(self) -> tuple[Path, Path, str]:
+        """A copy of the JDK's cacerts (JKS) and the same certificates as one PEM file."""
+        source = next((Path(p) for p in CACERTS if Path(p).is_file()), None)
+        jks = self.dir / "cacerts.jks"
+        if source is not None:
+            shutil.copyfile(source, jks)
+            origin = f"copy of {source}"
+            password = "changeit"
+        else:  # no JDK here: 145 self-signed roots of our own, same shape
+            trust = mtls.Truststore()
+            for n in range(145):
+                ks = mtls.Keystore.generate(f"root{n}", f"CN=root {n}", key_type="EC")
+                trust.add(f"root{n}", ks.certificate(f"root{n}"))
+            trust.save(jks, PASSWORD)
+            origin = "145 generated EC roots (no JDK cacerts found)"
+            password = PASSWORD
+        pem = self.dir / "cacerts.pem"
+        pem.write_bytes(mtls.Truststore.load(jks, password).to_pem())
+        self.cacerts_password = password
+        return jks, pem, origin
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def _raw_identity(files: dict[str, Path]) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=files["cafile"])
+    ctx.load_cert_chain(files["certfile"], files["keyfile"])
+    return ctx
+
+
+@benchmark(
+    "keystore",
+    1.3,
+    "client_context(keystore, truststore) from a loaded JKS (RSA 2048, chain of 2, one anchor) "
+    "vs SSLContext + load_verify_locations(cafile) + load_cert_chain(certfile, keyfile)",
+)
+def bench_keystore(env: Env, reps: int) -> Comparison:
+    files = env.identity
+    ks = mtls.Keystore.load(files["jks"], PASSWORD)
+    ts = mtls.Truststore.load(files["trust_jks"], PASSWORD)
+    return compare(lambda: mtls.client_context(ks, ts), lambda: _raw_identity(files), reps)
+
+
+@benchmark(
+    "identity",
+    1.3,
+    "client_context(keystore, verify=False): the key path alone, from a loaded JKS, "
+    "vs SSLContext(PROTOCOL_TLS_CLIENT).load_cert_chain(certfile, keyfile)",
+)
+def bench_identity(env: Env, reps: int) -> Comparison:
+    files = env.identity
+    ks = mtls.Keystore.load(files["jks"], PASSWORD)
+
+    def raw() -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_cert_chain(files["certfile"], files["keyfile"])
+        return ctx
+
+    return compare(lambda: mtls.client_context(ks, verify=False), raw, reps)
+
+
+@benchmark(
+    "truststore",
+    1.05,
+    "client_context(truststore=...) from a loaded copy of the JDK cacerts "
+    "vs SSLContext + load_verify_locations(cafile=PEM of the same certificates)",
+)
+def bench_truststore(env: Env, reps: int) -> Comparison:
+    jks, pem, _ = env.cacerts
+    ts = mtls.Truststore.load(jks, env.cacerts_password)
+
+    def raw() -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=pem)
+        return ctx
+
+    return compare(lambda: mtls.client_context(truststore=ts), raw, reps)
+
+
+@benchmark(
+    "keystore-load",
+    None,
+    "Keystore.load + Truststore.load (JKS) + client_context, end to end, "
+    "vs the same raw ssl calls from PEM files",
+)
+def bench_keystore_load(env: Env, reps: int) -> Comparison:
+    files = env.identity
+
+    def ours() -> ssl.SSLContext:
+        ks = mtls.Keystore.load(files["jks"], PASSWORD)
+        ts = mtls.Truststore.load(files["trust_jks"], PASSWORD)
+        return mtls.client_context(ks, ts)
+
+    return compare(ours, lambda: _raw_identity(files), reps)
+
+
+@benchmark(
+    "truststore-load",
+    None,
+    "Truststore.load (JKS cacerts copy) + client_context, end to end, "
+    "vs load_verify_locations(cafile=PEM)",
+)
+def bench_truststore_load(env: Env, reps: int) -> Comparison:
+    jks, pem, _ = env.cacerts
+
+    def ours() -> ssl.SSLContext:
+        return mtls.client_context(truststore=mtls.Truststore.load(jks, env.cacerts_password))
+
+    def raw() -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=pem)
+        return ctx
+
+    return compare(ours, raw, reps)
+
+
+@benchmark(
+    "httpx-transport",
+    1.05,
+    "one keep-alive GET through httpx.Client(transport=MTLSTransport(profiles)) "
+    "vs httpx.Client(verify=ctx) with the same context, same local mTLS backend "
+    "(1.05x per request = at least 0.95 of the plain client's requests per second)",
+)
+def bench_httpx_transport(env: Env, reps: int) -> Comparison:
+    import http.server  # noqa: PLC0415 - only this benchmark serves HTTP
+    import socketserver  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415 - the httpx extra
+
+    from mtls.integrations.httpx import MTLSTransport  # noqa: PLC0415
+    from mtls.testing import CA  # noqa: PLC0415
+
+    ca = CA()
+    keystore = ca.issue_cert("bench-gateway").write_keystore(env.dir / "gw.jks", PASSWORD)
+    truststore = ca.write_truststore(env.dir / "gw-trust.jks", PASSWORD)
+    server_ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+        disable_nagle_algorithm = True  # else delayed ACKs, not the client, set the pace
+
+        def do_GET(self) -> None:
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def get_request(self) -> tuple[ssl.SSLSocket, object]:
+            sock, address = self.socket.accept()
+            return server_ctx.wrap_socket(sock, server_side=True), address
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://localhost:{server.server_address[1]}/"
+    profile = mtls.SSLProfile(
+        servers=(f"localhost:{server.server_address[1]}",),
+        keystore=mtls.StoreConfig(location=keystore, password=PASSWORD),
+        truststore=mtls.StoreConfig(location=truststore, password=PASSWORD),
+    )
+    profiles = mtls.SSLProfileSet([profile])
+    ctx = profiles.context_for_url(url)
+    ours = httpx.Client(transport=MTLSTransport(profiles))
+    plain = httpx.Client(verify=ctx)
+    try:
+        for _ in range(20):  # connections made and warm on both sides
+            ours.get(url).raise_for_status()
+            plain.get(url).raise_for_status()
+        return compare(lambda: ours.get(url), lambda: plain.get(url), reps)
+    finally:
+        ours.close()
+        plain.close()
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _versions() -> str:
+    import jks  # noqa: PLC0415 - only for its version
+
+    return (
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()} "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
+        f"cryptography {cryptography.__version__}, pyjks {getattr(jks, '__version__', '?')}, "
+        f"mtls {mtls.__version__}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few repetitions (for CI)")
+    parser.add_argument("--reps", type=int, help="repetitions per side (default 400, quick 20)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(b.name for b in BENCHMARKS)}",
+    )
+    args = parser.parse_args(argv)
+    reps = args.reps or (20 if args.quick else 400)
+    chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
+    unknown = set(args.only or ()) - {b.name for b in BENCHMARKS}
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(sorted(unknown))}")
+
+    print(_versions())
+    print(f"{reps} interleaved repetitions per side; medians; ratio = ours / floor\n")
+    missed = []
+    with tempfile.TemporaryDirectory(prefix="mtls-bench-") as tmp:
+        env = Env(Path(tmp))
+        header = f"{'benchmark':<17}{'ours':>11}{'floor':>11}{'ratio':>8}{'target':>8}  result"
+        print(header)
+        print("-" * len(header))
+        for bench in chosen:
+            result = bench.run(env, reps)
+            verdict = "-"
+            if bench.target is not None:
+                verdict = "ok" if result.ratio <= bench.target else "MISSED"
+                if verdict == "MISSED":
+                    missed.append(bench.name)
+            target = f"{bench.target:.2f}x" if bench.target is not None else "-"
+            ours_ms, floor_ms = result.ours_median * 1e3, result.floor_median * 1e3
+            print(
+                f"{bench.name:<17}{ours_ms:>9.3f}ms{floor_ms:>9.3f}ms"
+                f"{result.ratio:>7.2f}x{target:>8}  {verdict}"
+            )
+        if "cacerts" in env.__dict__:
+            jks, _, origin = env.cacerts
+            count = len(mtls.Truststore.load(jks, env.cacerts_password))
+            print(f"\ntruststore: {origin}, {count} certificates")
+        print()
+        for bench in chosen:
+            print(f"{bench.name}: {bench.about}")
+    if missed and not args.quick:
+        print(f"\nmissed target: {', '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,534 @@
+"""client_context and server_context in real handshakes over loopback.
+
+Two servers: a Python ``ssl`` server on a thread (built with mtls.server_context)
+and ``openssl s_server -Verify 1 -verify_return_error`` as a subprocess. Both
+require a client certificate. Every positive case has its negative twin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+import mtls
+
+from .conftest import KEYPASS, PKI, STOREPASS, Identity, KeytoolStores, issue
+
+PASSWORD = "Marmot-Sextant-5521"  # distinctive: searched for in logs
+KEY_PASSWORD = "Velvet-Axle-8830"
+DEADLINE = 10.0  # seconds for any one network step; never a fixed wait
+
+# What a refused client sees: an alert during the handshake, or (TLS 1.3, where the
+# client finishes first) on its first read; sometimes the peer's close comes first.
+REFUSED = (ssl.SSLError, ConnectionResetError, BrokenPipeError)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    detail: str  # peer CN on success, OpenSSL reason on failure
+
+
+class PyServer:
+    """A mutual-TLS server on a thread: one connection at a time, outcome per connection."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.outcomes: queue.Queue[Outcome] = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name="py-tls-server", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            conn.settimeout(DEADLINE)
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    peer = tls.getpeercert() or {}
+                    cn = next(
+                        (v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"),
+                        "",
+                    )
+                    tls.recv(64)
+                    tls.sendall(b"hello " + cn.encode())
+                    self.outcomes.put(Outcome(True, cn))
+            except ssl.SSLError as exc:
+                self.outcomes.put(Outcome(False, exc.reason or str(exc)))
+            except OSError as exc:
+                self.outcomes.put(Outcome(False, type(exc).__name__))
+            finally:
+                conn.close()
+
+    def outcome(self) -> Outcome:
+        return self.outcomes.get(timeout=DEADLINE)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.listener.close()
+        self.thread.join(DEADLINE)
+
+
+def talk(
+    ctx: ssl.SSLContext, port: int, hostname: str = "localhost", request: bytes = b"hi"
+) -> tuple[bytes, str]:
+    """Connect, handshake, send, read the answer. Returns (answer, TLS version)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+        with ctx.wrap_socket(raw, server_hostname=hostname) as tls:
+            tls.sendall(request)
+            chunks = []
+            while True:
+                data = tls.recv(4096)
+                if not data:
+                    break
+                chunks.append(data)
+            answer = b"".join(chunks)
+            if not answer:
+                raise ConnectionResetError("the server closed the connection without answering")
+            return answer, tls.version() or ""
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False  # exited (port taken, bad option)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.02)  # a poll step with a deadline
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def openssl_server(openssl: str, files: dict[str, Path], *extra: str) -> Iterator[int]:
+    """``openssl s_server -Verify 1 -verify_return_error -www`` on a free loopback port."""
+    for _attempt in range(5):
+        port = _free_port()
+        cmd = [
+            openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-www",
+            "-cert", str(files["server_cert"]), "-key", str(files["server_key"]),
+            "-CAfile", str(files["ca"]), "-Verify", "1", "-verify_return_error", *extra,
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            if _wait_for_port(port, proc):
+                yield port
+                return
+            err = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
+            if "Address already in use" not in err:
+                raise RuntimeError(f"openssl s_server did not start: {err}")
+        finally:
+            proc.kill()
+            proc.wait(DEADLINE)
+            if proc.stderr:
+                proc.stderr.close()
+    raise RuntimeError("no free port for openssl s_server")
+
+
+HTTP_GET = b"GET / HTTP/1.0\r\n\r\n"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def server_files(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("s_server")
+    cert, key = pki.server.write_pem(d, "server")
+    ca = d / "ca.pem"
+    ca.write_bytes(pki.root.chain_pem())
+    return {"server_cert": cert, "server_key": key, "ca": ca}
+
+
+@pytest.fixture
+def py_server(pki: PKI) -> Iterator[PyServer]:
+    ctx = mtls.server_context(pki.server.keystore("server"), pki.truststore(pki.root))
+    server = PyServer(ctx)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def untrusted_server(pki: PKI) -> Iterator[PyServer]:
+    """A server whose certificate chains to a CA the client does not trust."""
+    ctx = mtls.server_context(pki.other_server.keystore("server"), pki.truststore(pki.root))
+    server = PyServer(ctx)
+    yield server
+    server.close()
+
+
+def _identity_from(kind: str, identity: Identity, directory: Path) -> mtls.Keystore:
+    """The identity written in a store format, then read back from the file."""
+    ks = identity.keystore("client")
+    if kind == "PEM-files":  # key and chain in separate PEM files, concatenated by the user
+        path = directory / "client.pem"
+        path.write_bytes(identity.key_pem(PASSWORD) + identity.chain_pem())
+        return mtls.Keystore.load(path, PASSWORD)
+    path = directory / f"client.{kind.lower()}"
+    if kind == "JKS":
+        ks.save(path, PASSWORD, store_type="JKS", key_password=KEY_PASSWORD)
+        return mtls.Keystore.load(path, PASSWORD, key_password=KEY_PASSWORD)
+    ks.save(path, PASSWORD, store_type=kind)  # type: ignore[arg-type]
+    return mtls.Keystore.load(path, PASSWORD)
+
+
+IDENTITY_KINDS = ["JKS", "PKCS12", "PEM", "PEM-files"]
+
+
+# --------------------------------------------------------------------------- Python server
+
+
+@pytest.mark.parametrize("kind", IDENTITY_KINDS)
+def test_client_identity_accepted_by_python_server(
+    pki: PKI, py_server: PyServer, tmp_path: Path, kind: str
+) -> None:
+    ks = _identity_from(kind, pki.client, tmp_path)
+    ctx = mtls.client_context(ks, pki.truststore(pki.root))
+    answer, _ = talk(ctx, py_server.port)
+    assert answer == b"hello client rsa"
+    assert py_server.outcome() == Outcome(True, "client rsa")
+
+
+def test_client_without_certificate_is_refused_by_python_server(
+    pki: PKI, py_server: PyServer
+) -> None:
+    ctx = mtls.client_context(None, pki.truststore(pki.root))
+    with pytest.raises(REFUSED):
+        talk(ctx, py_server.port)
+    assert py_server.outcome() == Outcome(False, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+
+
+def test_untrusted_client_certificate_is_refused_by_python_server(
+    pki: PKI, py_server: PyServer
+) -> None:
+    ctx = mtls.client_context(pki.other_client.keystore(), pki.truststore(pki.root))
+    with pytest.raises(REFUSED):
+        talk(ctx, py_server.port)
+    assert py_server.outcome() == Outcome(False, "CERTIFICATE_VERIFY_FAILED")
+
+
+@pytest.mark.keytool
+def test_keytool_made_identity_in_a_handshake(keytool_stores: KeytoolStores) -> None:
+    """keytool's CA-signed entry as the client, its CA (from the same JKS) as the server's trust."""
+    path = keytool_stores.path("chain.jks")
+    client = mtls.Keystore.load(path, STOREPASS, key_password=KEYPASS)
+    trust = mtls.Truststore.load(path, STOREPASS)
+    anchors_ca_only = mtls.Truststore()
+    anchors_ca_only.add("ca", trust.certificate("ca"))
+    server = PyServer(mtls.server_context(client, anchors_ca_only))
+    try:
+        ctx = mtls.client_context(client, anchors_ca_only)
+        answer, _ = talk(ctx, server.port)
+        assert answer == b"hello localhost"
+        assert server.outcome().ok
+        # Negative twin: without the CA as anchor, the client refuses the server.
+        stranger = mtls.Truststore()
+        stranger.add("x", mtls.Keystore.generate("x", "CN=x", key_type="EC").certificate("x"))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            talk(mtls.client_context(client, stranger), server.port)
+        assert not server.outcome().ok
+    finally:
+        server.close()
+
+
+# --------------------------------------------------------------------------- openssl s_server
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("kind", IDENTITY_KINDS)
+def test_client_identity_accepted_by_openssl(
+    openssl_bin: str, server_files: dict[str, Path], pki: PKI, tmp_path: Path, kind: str
+) -> None:
+    ks = _identity_from(kind, pki.client_ec if kind == "PKCS12" else pki.client, tmp_path)
+    ctx = mtls.client_context(ks, pki.truststore(pki.root))
+    with openssl_server(openssl_bin, server_files) as port:
+        answer, _ = talk(ctx, port, request=HTTP_GET)
+    assert answer.startswith(b"HTTP/1.0 200 ok")
+
+
+@pytest.mark.openssl
+def test_openssl_refuses_client_without_certificate(
+    openssl_bin: str, server_files: dict[str, Path], pki: PKI
+) -> None:
+    ctx = mtls.client_context(None, pki.truststore(pki.root))
+    with openssl_server(openssl_bin, server_files) as port, pytest.raises(REFUSED) as info:
+        talk(ctx, port, request=HTTP_GET)
+    if isinstance(info.value, ssl.SSLError):
+        assert info.value.reason in (
+            "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+            "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        )
+
+
+@pytest.mark.openssl
+def test_openssl_refuses_untrusted_client(
+    openssl_bin: str, server_files: dict[str, Path], pki: PKI
+) -> None:
+    ctx = mtls.client_context(pki.other_client.keystore(), pki.truststore(pki.root))
+    with openssl_server(openssl_bin, server_files) as port, pytest.raises(REFUSED) as info:
+        talk(ctx, port, request=HTTP_GET)
+    if isinstance(info.value, ssl.SSLError):
+        assert info.value.reason == "TLSV1_ALERT_UNKNOWN_CA"
+
+
+@pytest.mark.openssl
+def test_minimum_version_refuses_a_tls11_server(
+    openssl_bin: str, server_files: dict[str, Path], pki: PKI
+) -> None:
+    # An old server: TLS 1.1 only, at security level 0 (SHA-1 signatures).
+    legacy = ("-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    ks = pki.client_ec.keystore()
+    with openssl_server(openssl_bin, server_files, *legacy) as port:
+        # Positive twin first: a client that allows TLS 1.1 gets through, so the server
+        # really speaks TLS 1.1 and the refusal below is the minimum version's doing.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # ssl deprecates TLS 1.1
+            old = mtls.client_context(
+                ks,
+                pki.truststore(pki.root),
+                minimum_version=ssl.TLSVersion.TLSv1_1,
+                ciphers="DEFAULT@SECLEVEL=0",
+            )
+        try:
+            answer, version = talk(old, port, request=HTTP_GET)
+        except ssl.SSLError as exc:
+            pytest.skip(f"this OpenSSL no longer negotiates TLS 1.1 ({exc.reason})")
+        assert version == "TLSv1.1"
+        assert answer.startswith(b"HTTP/1.0 200 ok")
+
+        default = mtls.client_context(ks, pki.truststore(pki.root))
+        assert default.minimum_version == ssl.TLSVersion.TLSv1_2
+        with pytest.raises(ssl.SSLError) as info:
+            talk(default, port, request=HTTP_GET)
+        assert info.value.reason in ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION")
+
+
+# --------------------------------------------------------------------------- server verification
+
+
+def test_truststore_without_the_server_ca_fails(pki: PKI, py_server: PyServer) -> None:
+    ks = pki.client.keystore()
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        talk(mtls.client_context(ks, pki.truststore(pki.other_root)), py_server.port)
+    assert info.value.verify_code in (19, 20)  # self-signed in chain / no local issuer
+    # Twin: with the server's CA it works.
+    assert (
+        talk(mtls.client_context(ks, pki.truststore(pki.root)), py_server.port)[0]
+        == b"hello client rsa"
+    )
+
+
+@pytest.mark.parametrize("mode", ["Strict", "Default", "DefaultAndLocalhost", "strict", "DEFAULT"])
+def test_name_checking_modes_refuse_a_wrong_hostname(
+    pki: PKI, py_server: PyServer, mode: str
+) -> None:
+    ctx = mtls.client_context(
+        pki.client.keystore(), pki.truststore(pki.root), hostname_verifier=mode
+    )
+    assert ctx.check_hostname
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        talk(ctx, py_server.port, hostname="wrong.example")
+    assert info.value.verify_code == 62  # X509_V_ERR_HOSTNAME_MISMATCH
+    # Twin: the right names pass (the SAN has both).
+    for name in ("localhost", "127.0.0.1"):
+        assert talk(ctx, py_server.port, hostname=name)[0] == b"hello client rsa"
+
+
+@pytest.mark.parametrize("mode", ["AllowAll", "allowall"])
+def test_allow_all_skips_the_name_but_not_the_chain(
+    pki: PKI, py_server: PyServer, untrusted_server: PyServer, mode: str
+) -> None:
+    ctx = mtls.client_context(
+        pki.client.keystore(), pki.truststore(pki.root), hostname_verifier=mode
+    )
+    assert not ctx.check_hostname
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    assert talk(ctx, py_server.port, hostname="wrong.example")[0] == b"hello client rsa"
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        talk(ctx, untrusted_server.port, hostname="wrong.example")
+    assert info.value.verify_code in (19, 20)
+
+
+@pytest.mark.parametrize("value", ["", "Lenient", "allow_all", "NONE"])
+def test_unknown_hostname_verifier_is_refused(value: str) -> None:
+    with pytest.raises(ValueError) as info:
+        mtls.client_context(hostname_verifier=value)
+    for accepted in ("Strict", "Default", "DefaultAndLocalhost", "AllowAll"):
+        assert accepted in str(info.value)
+
+
+def test_partial_chain_trusts_a_leaf_only_truststore(pki: PKI, py_server: PyServer) -> None:
+    leaf_only = pki.truststore(pki.server)  # the server's own certificate, not its CA
+    ctx = mtls.client_context(pki.client.keystore(), leaf_only)
+    assert ctx.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
+    assert talk(ctx, py_server.port)[0] == b"hello client rsa"
+    # Negative control: the same context without the flag refuses the chain.
+    ctx.verify_flags &= ~ssl.VERIFY_X509_PARTIAL_CHAIN
+    with pytest.raises(ssl.SSLCertVerificationError):
+        talk(ctx, py_server.port)
+
+
+def test_no_strict_x509_flag(pki: PKI) -> None:
+    ctx = mtls.client_context(truststore=pki.truststore())
+    assert not ctx.verify_flags & getattr(ssl, "VERIFY_X509_STRICT", 0x20)
+
+
+def test_verify_false_connects_to_anything(pki: PKI, untrusted_server: PyServer) -> None:
+    ctx = mtls.client_context(pki.client.keystore(), pki.truststore(pki.root), verify=False)
+    assert ctx.verify_mode == ssl.CERT_NONE
+    assert not ctx.check_hostname
+    # An untrusted chain and a wrong name: connected anyway, and the exchange works.
+    with socket.create_connection(("127.0.0.1", untrusted_server.port), timeout=DEADLINE) as raw:
+        with ctx.wrap_socket(raw, server_hostname="wrong.example") as tls:
+            assert tls.getpeercert(binary_form=True) == pki.other_server.cert.public_bytes(
+                serialization.Encoding.DER
+            )
+            tls.sendall(b"hi")
+            assert tls.recv(64) == b"hello client rsa"
+    assert untrusted_server.outcome() == Outcome(True, "client rsa")
+    # Twin: verification on refuses the same server.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        talk(
+            mtls.client_context(pki.client.keystore(), pki.truststore(pki.root)),
+            untrusted_server.port,
+        )
+
+
+def test_system_trust_when_no_truststore(pki: PKI) -> None:
+    ctx = mtls.client_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    assert ctx.check_hostname
+    assert ctx.cert_store_stats()["x509_ca"] > 10  # the system's roots
+    mine = mtls.client_context(truststore=pki.truststore())
+    assert mine.cert_store_stats()["x509"] == 1  # only our anchor, not the system's
+
+
+# --------------------------------------------------------------------------- context properties
+
+
+def test_contexts_are_plain_ssl_contexts(pki: PKI) -> None:
+    client = mtls.client_context(pki.client.keystore(), pki.truststore())
+    server = mtls.server_context(pki.server.keystore(), pki.truststore())
+    assert type(client) is ssl.SSLContext
+    assert type(server) is ssl.SSLContext
+    assert client.protocol == ssl.PROTOCOL_TLS_CLIENT
+    assert server.protocol == ssl.PROTOCOL_TLS_SERVER
+    assert client.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert server.verify_mode == ssl.CERT_REQUIRED
+    optional = mtls.server_context(
+        pki.server.keystore(), pki.truststore(), require_client_cert=False
+    )
+    assert optional.verify_mode == ssl.CERT_OPTIONAL
+    # Each call is a new object: nothing is shared or changed after hand-out.
+    assert mtls.client_context(pki.client.keystore(), pki.truststore()) is not client
+
+
+def test_ciphers_are_applied(pki: PKI) -> None:
+    ctx = mtls.client_context(truststore=pki.truststore(), ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+    tls12 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12 == ["ECDHE-ECDSA-AES128-GCM-SHA256"]
+    with pytest.raises(ssl.SSLError):
+        mtls.client_context(truststore=pki.truststore(), ciphers="NO-SUCH-CIPHER")
+
+
+def test_key_not_matching_certificate_is_a_key_entry_error(pki: PKI) -> None:
+    ks = mtls.Keystore()
+    ks.add_key("odd", pki.client_ec.key, [pki.client.cert])  # the key of another certificate
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.client_context(ks)
+    assert info.value.alias == "odd"
+    assert "match" in str(info.value)
+
+
+def test_sslkeylogfile_is_honoured(
+    pki: PKI, py_server: PyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keylog = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))
+    ctx = mtls.client_context(pki.client.keystore(), pki.truststore(pki.root))
+    assert ctx.keylog_filename == str(keylog)
+    talk(ctx, py_server.port)
+    lines = keylog.read_text().splitlines()
+    labels = {line.split()[0] for line in lines if line and not line.startswith("#")}
+    assert labels & {"CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_0", "CLIENT_HANDSHAKE_TRAFFIC_SECRET"}
+    # Twin: without the variable nothing is logged.
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    quiet = tmp_path / "quiet.log"
+    ctx = mtls.client_context(pki.client.keystore(), pki.truststore(pki.root))
+    assert ctx.keylog_filename is None
+    talk(ctx, py_server.port)
+    assert not quiet.exists()
+
+
+def test_warning_for_a_certificate_expiring_soon(
+    pki: PKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    soon = issue("soon expiring", pki.root, days=10)
+    caplog.set_level(logging.DEBUG, logger="mtls")
+    mtls.client_context(soon.keystore("soon"), pki.truststore())
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "mtls"]
+    assert len(warned) == 1
+    assert "expires in" in warned[0].getMessage()
+    assert "'soon'" in warned[0].getMessage()
+    # Twin: a certificate valid for a year gives no warning.
+    caplog.clear()
+    mtls.client_context(pki.client.keystore(), pki.truststore())
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_warning_for_an_expired_certificate(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
+    expired = issue("expired", pki.root, days=-1)
+    caplog.set_level(logging.WARNING, logger="mtls")
+    mtls.client_context(expired.keystore("old"), pki.truststore())
+    assert any("expired on" in r.getMessage() for r in caplog.records)
+
+
+def test_logs_never_contain_secrets(
+    pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    soon = issue("soon expiring", pki.root, days=5)  # also exercises the warning path
+    path = tmp_path / "logged.jks"
+    ks = soon.keystore("logged")
+    ks.save(path, PASSWORD, key_password=KEY_PASSWORD)
+    caplog.set_level(logging.DEBUG, logger="mtls")
+    loaded = mtls.Keystore.load(path, PASSWORD, key_password=KEY_PASSWORD)
+    mtls.client_context(loaded, mtls.Truststore.load(path, PASSWORD))
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, PASSWORD, key_password="Wrong-" + KEY_PASSWORD)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "logged" in text  # something was logged: the alias ...
+    assert "soon expiring" in text  # ... and the subject
+    for secret in (PASSWORD, KEY_PASSWORD, *soon.key_b64_fragments()):
+        assert secret not in text

@@ -1,0 +1,468 @@
+"""Interop with the JDK's own keytool (17 on PATH, and 25 where installed).
+
+Both directions: stores keytool writes load here with the aliases, certificates
+and chains keytool itself reports; stores we write are listed, exported and
+unlocked by keytool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import ssl
+import subprocess
+from pathlib import Path
+
+import jks
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
+from pyasn1.error import PyAsn1Error
+
+import mtls
+from mtls import _x509
+
+from .conftest import (
+    JDK,
+    KEYPASS,
+    KEYTOOL_EXPORTS,
+    KEYTOOL_STORES,
+    STOREPASS,
+    KeytoolStores,
+    keytool_list,
+    run_keytool,
+)
+
+pytestmark = pytest.mark.keytool
+
+KEY_STORES = [
+    name
+    for name, (_, aliases, _) in KEYTOOL_STORES.items()
+    if "PrivateKeyEntry" in aliases.values()
+]
+TRUST_ONLY = [name for name in KEYTOOL_STORES if name not in KEY_STORES]
+
+
+def _fingerprints(certs: tuple[x509.Certificate, ...] | list[x509.Certificate]) -> list[str]:
+    return [_x509.colon_fingerprint(c.public_bytes(serialization.Encoding.DER)) for c in certs]
+
+
+# --------------------------------------------------------------------------- keytool -> us
+
+
+@pytest.mark.parametrize("name", KEY_STORES)
+def test_keytool_keystore_loads_as_keytool_lists_it(
+    keytool_stores: KeytoolStores, name: str
+) -> None:
+    store_type, expected, key_password = KEYTOOL_STORES[name]
+    listing = keytool_stores.listing[name]
+    assert {a: e.entry_type for a, e in listing.items()} == expected  # the fixture is what we think
+
+    ks = mtls.Keystore.load(keytool_stores.path(name), STOREPASS, key_password=key_password)
+
+    assert ks.store_type == store_type
+    assert sorted(ks.aliases) == sorted(listing)
+    for alias, entry in listing.items():
+        assert ks.is_key_entry(alias) == (entry.entry_type == "PrivateKeyEntry")
+        chain = ks.certificate_chain(alias)
+        assert len(chain) == entry.chain_length
+        assert _fingerprints(chain) == entry.sha256
+    # OpenSSL accepts the decrypted key with its certificate: the key bytes are right.
+    ctx = mtls.client_context(ks, alias=ks.key_aliases[0])
+    assert type(ctx) is ssl.SSLContext
+
+
+@pytest.mark.parametrize("name", KEY_STORES)
+def test_keytool_keystore_with_wrong_key_password_is_refused(
+    keytool_stores: KeytoolStores, name: str
+) -> None:
+    _, _, key_password = KEYTOOL_STORES[name]
+    path = keytool_stores.path(name)
+    if key_password is None:
+        # PKCS#12 has one password: a wrong one is a wrong store password.
+        with pytest.raises(mtls.WrongPasswordError) as info:
+            mtls.Keystore.load(path, "not-" + STOREPASS)
+    else:
+        # JKS/JCEKS: the store password is right, the key needs its own.
+        with pytest.raises(mtls.WrongPasswordError) as info:
+            mtls.Keystore.load(path, STOREPASS)
+        assert info.value.alias in KEYTOOL_STORES[name][1]
+        assert "key_password" in str(info.value)
+        with pytest.raises(mtls.WrongPasswordError):
+            mtls.Keystore.load(path, STOREPASS, key_password="not-" + KEYPASS)
+    assert info.value.path == str(path)
+    assert str(path) in str(info.value)
+    assert STOREPASS not in str(info.value)
+    assert KEYPASS not in str(info.value)
+
+
+@pytest.mark.parametrize("name", TRUST_ONLY)
+def test_keytool_truststore_loads_as_keytool_lists_it(
+    keytool_stores: KeytoolStores, name: str
+) -> None:
+    store_type, expected, _ = KEYTOOL_STORES[name]
+    listing = keytool_stores.listing[name]
+    assert {a: e.entry_type for a, e in listing.items()} == expected
+
+    ts = mtls.Truststore.load(keytool_stores.path(name), STOREPASS)
+
+    assert ts.store_type == store_type
+    assert sorted(ts.aliases) == sorted(listing)
+    for alias, cert in ts.certificates.items():
+        assert _fingerprints([cert]) == listing[alias].sha256
+    # The RSA entry keytool imported is the very certificate of rsa.jks.
+    assert ts.export_certificate("rsa-peer", "DER") == keytool_stores.exported_der(
+        "rsa.jks", "rsa-key"
+    )
+    # The key entry's certificate and the imported one are one certificate.
+    ks = mtls.Keystore.load(keytool_stores.path("rsa.jks"), STOREPASS, key_password=KEYPASS)
+    assert ts.certificate("rsa-peer") == ks.certificate("rsa-key")
+
+
+@pytest.mark.parametrize("name", TRUST_ONLY)
+def test_keytool_truststore_with_wrong_password_is_refused(
+    keytool_stores: KeytoolStores, name: str
+) -> None:
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Truststore.load(keytool_stores.path(name), "wrong-password")
+    assert "wrong-password" not in str(info.value)
+
+
+@pytest.mark.parametrize("ref", list(KEYTOOL_EXPORTS))
+def test_export_certificate_der_equals_keytool_exportcert(
+    keytool_stores: KeytoolStores, ref: str
+) -> None:
+    name, alias = ref.split("/")
+    ks = mtls.Keystore.load(
+        keytool_stores.path(name), STOREPASS, key_password=KEYTOOL_STORES[name][2]
+    )
+    der = keytool_stores.exported_der(name, alias)
+    assert ks.export_certificate(alias, "DER") == der
+    # PEM is keytool -exportcert -rfc: the same DER, base64 in 64-column lines.
+    assert ks.export_certificate(alias, "pem") == ssl.DER_cert_to_PEM_cert(der).encode()
+    # Negative twin: another entry's export differs.
+    others = [r for r in KEYTOOL_EXPORTS if r != ref]
+    assert all(keytool_stores.exported_der(*r.split("/")) != der for r in others)
+
+
+@pytest.mark.parametrize("name", ["chain.jks", "mixed.p12"])
+def test_ca_chained_entry_has_the_ca_as_second_certificate(
+    keytool_stores: KeytoolStores, name: str
+) -> None:
+    ks = mtls.Keystore.load(
+        keytool_stores.path(name), STOREPASS, key_password=KEYTOOL_STORES[name][2]
+    )
+    leaf, ca = ks.certificate_chain("leaf")
+    assert leaf.issuer == ca.subject
+    assert ca.subject.rfc4514_string() == "CN=Keytool Test CA,O=mtls tests"
+    assert ks.certificate("ca") == ca  # the trusted entry is the same CA
+    assert ks.trusted_aliases == ("ca",)
+    leaf.verify_directly_issued_by(ca)
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+
+
+def test_jdk21_jks_key_entries_need_our_decryption(keytool_stores: KeytoolStores) -> None:
+    """pyjks 20.0.0 alone cannot decrypt JDK 21+ JKS key entries (pyjks issue 79); we can."""
+    path = keytool_stores.path("rsa.jks")
+    raw = jks.KeyStore.load(str(path), STOREPASS, try_decrypt_keys=False)
+    entry = raw.entries["rsa-key"]
+    if keytool_stores.jdk.major >= 21:
+        with pytest.raises(PyAsn1Error):
+            entry.decrypt(KEYPASS)
+    else:
+        entry.decrypt(KEYPASS)
+        assert entry.is_decrypted()
+    ks = mtls.Keystore.load(path, STOREPASS, key_password=KEYPASS)
+    _, key_der, _ = ks.key_entry("rsa-key")
+    key = serialization.load_der_private_key(key_der, None)
+    assert key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == ks.certificate("rsa-key").public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize("name", ["rsa.jks", "chain.jks", "ec.jceks"])
+def test_truststore_from_keystore_file_needs_no_key_password(
+    keytool_stores: KeytoolStores, name: str
+) -> None:
+    path = keytool_stores.path(name)
+    listing = keytool_stores.listing[name]
+    for password in (STOREPASS, None):  # None: no integrity check, as Java allows
+        ts = mtls.Truststore.load(path, password)
+        assert sorted(ts.aliases) == sorted(listing)
+        # A key entry's leaf is an anchor (Java's TrustManager does the same).
+        for alias, entry in listing.items():
+            assert _fingerprints([ts.certificates[alias]]) == entry.sha256[:1]
+    # The negative twin: the same file as a Keystore does need the key password.
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, STOREPASS)
+
+
+def test_truststore_from_pkcs12_keystore_includes_the_leaves(keytool_stores: KeytoolStores) -> None:
+    ts = mtls.Truststore.load(keytool_stores.path("mixed.p12"), STOREPASS)
+    listing = keytool_stores.listing["mixed.p12"]
+    assert sorted(ts.aliases) == sorted(listing) == ["ca", "ec-key", "leaf", "rsa-key"]
+    for alias, entry in listing.items():
+        assert _fingerprints([ts.certificates[alias]]) == entry.sha256[:1]
+
+
+def test_several_key_entries_need_an_alias(keytool_stores: KeytoolStores) -> None:
+    path = keytool_stores.path("mixed.p12")
+    ks = mtls.Keystore.load(path, STOREPASS)
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.client_context(ks)
+    for alias in ("ec-key", "leaf", "rsa-key"):
+        assert alias in str(info.value)
+    assert info.value.path == str(path)
+    assert "alias=" in str(info.value)
+    # Negative twin: naming one (in any case, as Java does) works.
+    assert type(mtls.client_context(ks, alias="RSA-Key")) is ssl.SSLContext
+
+
+@pytest.mark.parametrize(
+    ("name", "declared"),
+    [("mixed.p12", "JKS"), ("rsa.jks", "PKCS12"), ("ec.jceks", "PKCS12"), ("chain.jks", "JCEKS")],
+)
+def test_declared_type_that_disagrees_with_content_still_loads(
+    keytool_stores: KeytoolStores, name: str, declared: str
+) -> None:
+    store_type, _, key_password = KEYTOOL_STORES[name]
+    ks = mtls.Keystore.load(
+        keytool_stores.path(name), STOREPASS, key_password=key_password, store_type=declared
+    )
+    assert ks.store_type == store_type != declared
+    ts = mtls.Truststore.load(keytool_stores.path(name), STOREPASS, store_type=declared)
+    assert ts.store_type == store_type
+
+
+# --------------------------------------------------------------------------- us -> keytool
+
+
+def _csr_public_key(
+    kt: JDK, store: Path, alias: str, store_pass: str, key_pass: str, out: Path
+) -> bytes:
+    """keytool -certreq signs with the private key: it proves keytool can unlock it."""
+    run_keytool(kt, "-certreq", "-alias", alias, "-keystore", str(store), "-storepass", store_pass,
+                "-keypass", key_pass, "-file", str(out))  # fmt: skip
+    csr = x509.load_pem_x509_csr(out.read_bytes())
+    assert csr.is_signature_valid
+    return csr.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_keytool_reads_our_jks_keystore_with_separate_key_password(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    ks = mtls.Keystore.generate("gateway", "CN=gateway, O=mtls", key_type="EC")
+    ks.add_generated_key("Backup-RSA", "CN=backup", key_type="RSA")
+    ks.add_certificate(
+        "partner", mtls.Keystore.generate("p", "CN=partner", key_type="EC").certificate("p")
+    )
+    path = tmp_path / "ours.jks"
+    ks.save(path, "store-pw-1", store_type="JKS", key_password="key-pw-2")
+
+    listing = keytool_list(jdk_keytool, path, "store-pw-1")
+    # JKS folds aliases to lower case, as keytool does.
+    assert {a: e.entry_type for a, e in listing.items()} == {
+        "gateway": "PrivateKeyEntry",
+        "backup-rsa": "PrivateKeyEntry",
+        "partner": "trustedCertEntry",
+    }
+    assert listing["gateway"].sha256 == _fingerprints([ks.certificate("gateway")])
+    assert listing["partner"].sha256 == _fingerprints([ks.certificate("partner")])
+
+    exported = tmp_path / "gateway.der"
+    run_keytool(jdk_keytool, "-exportcert", "-alias", "gateway", "-keystore", str(path),
+                "-storepass", "store-pw-1", "-file", str(exported))  # fmt: skip
+    assert exported.read_bytes() == ks.export_certificate("gateway", "DER")
+
+    spki = _csr_public_key(
+        jdk_keytool, path, "gateway", "store-pw-1", "key-pw-2", tmp_path / "g.csr"
+    )
+    assert spki == _spki(ks.certificate("gateway"))
+    # Negative twin: keytool refuses the key with the store password.
+    with pytest.raises(subprocess.CalledProcessError):
+        _csr_public_key(
+            jdk_keytool, path, "gateway", "store-pw-1", "store-pw-1", tmp_path / "x.csr"
+        )
+
+
+@pytest.mark.parametrize("key_type", ["RSA", "EC"])
+def test_keytool_reads_our_pkcs12_keystore(jdk_keytool: JDK, tmp_path: Path, key_type: str) -> None:
+    ks = mtls.Keystore.generate(
+        "client", "CN=client, O=mtls", key_type=key_type, san=["DNS:client"]
+    )  # type: ignore[arg-type]
+    path = tmp_path / "ours.p12"
+    ks.save(path, "p12-pass", store_type="PKCS12")
+
+    listing = keytool_list(jdk_keytool, path, "p12-pass")
+    assert {a: e.entry_type for a, e in listing.items()} == {"client": "PrivateKeyEntry"}
+    assert listing["client"].sha256 == _fingerprints([ks.certificate("client")])
+    spki = _csr_public_key(jdk_keytool, path, "client", "p12-pass", "p12-pass", tmp_path / "c.csr")
+    assert spki == _spki(ks.certificate("client"))
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12"])
+def test_keytool_reads_our_truststore(jdk_keytool: JDK, tmp_path: Path, store_type: str) -> None:
+    ts = mtls.Truststore()
+    certs = {
+        alias: mtls.Keystore.generate(alias, f"CN={alias}", key_type="EC").certificate(alias)
+        for alias in ("backend-a", "backend-b")
+    }
+    for alias, cert in certs.items():
+        ts.add(alias, cert)
+    path = tmp_path / f"trust.{store_type.lower()}"
+    ts.save(path, "trust-pass", store_type=store_type)  # type: ignore[arg-type]
+
+    listing = keytool_list(jdk_keytool, path, "trust-pass")
+    assert {a: e.entry_type for a, e in listing.items()} == {
+        "backend-a": "trustedCertEntry",
+        "backend-b": "trustedCertEntry",
+    }
+    for alias, cert in certs.items():
+        assert listing[alias].sha256 == _fingerprints([cert])
+    # What keytool lists, we read back the same.
+    assert mtls.Truststore.load(path, "trust-pass").aliases == ("backend-a", "backend-b")
+
+
+# --------------------------------------------------------------------------- real truststores
+
+
+def test_jdk_cacerts_loads_as_truststore(cacerts_path: Path, any_keytool: JDK) -> None:
+    text = run_keytool(
+        any_keytool, "-list", "-keystore", str(cacerts_path), "-storepass", "changeit"
+    )
+    # "alias, Nov 28, 2026, trustedCertEntry,\nCertificate fingerprint (SHA-256): AA:..."
+    listed = re.compile(
+        r"^(.+?), \w{3} \d{1,2}, \d{4}, trustedCertEntry,\s*\n"
+        r"Certificate fingerprint \(SHA-256\): ([0-9A-F:]+)",
+        re.MULTILINE,
+    )
+    expected = dict(listed.findall(text))
+    count = int(re.search(r"contains (\d+) entries", text).group(1))  # type: ignore[union-attr]
+    assert len(expected) == count > 100
+
+    # filterwarnings=error: the serial-0 roots must not raise a warning either.
+    ts = mtls.Truststore.load(cacerts_path, "changeit")
+
+    assert len(ts) == count
+    assert {
+        a: _x509.colon_fingerprint(d) for a, d in zip(ts.aliases, ts.anchors_der, strict=True)
+    } == expected
+    assert len(ts.certificates) == count  # every root parses, serial 0 included
+    ctx = mtls.client_context(truststore=ts)
+    assert ctx.cert_store_stats()["x509"] == count  # OpenSSL took every one of them
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.load(cacerts_path, "not-changeit")
+
+
+def test_cacerts_serial_zero_roots_are_anchors(cacerts_path: Path) -> None:
+    ts = mtls.Truststore.load(cacerts_path, None)  # no warning: filterwarnings=error
+    zero = [der for der in ts.anchors_der if not _x509._serial_is_positive(der)]
+    if not zero:
+        pytest.skip("this cacerts has no root with a non-positive serial")
+    certs = ts.certificates  # parsed, and still no warning
+    for cert in certs.values():
+        _x509.subject_alt_names(cert)  # reads .extensions: no warning either
+    by_der = {c.public_bytes(serialization.Encoding.DER): c for c in certs.values()}
+    for der in zero:
+        # The root is in the mapping; cryptography does dislike it, once asked for it.
+        with pytest.warns(CryptographyDeprecationWarning, match="serial number"):
+            assert by_der[der].serial_number <= 0
+    # OpenSSL takes them as anchors along with the rest.
+    only_zero = mtls.Truststore()
+    for n, der in enumerate(zero):
+        only_zero.add(f"zero-{n}", der)
+    ctx = mtls.client_context(truststore=only_zero)
+    assert ctx.cert_store_stats()["x509"] == len(zero)
+
+
+WSO2_FILES = [
+    # file, password, class, key alias, leaf CN, trusted entries, chain length
+    ("wso2carbon.jks", "wso2carbon", "Keystore", "wso2carbon", "localhost", 144, 1),
+    ("client-truststore.jks", "wso2carbon", "Truststore", None, None, 146, 0),
+    ("endpoint.jks", "wso2carbon", "Keystore", "localhost", "localhost", 0, 1),
+    ("wso2am.p12", "wso2carbon", "Keystore", "wso2carbon", "wso2am", 0, 1),
+    (
+        "cert_chain_client.p12",
+        "password",
+        "Keystore",
+        "cert-chain-client",
+        "cert-chain-client",
+        0,
+        3,
+    ),
+    ("cert_chain_root.p12", "password", "Keystore", "cert-chain-root", "cert-chain-root", 0, 1),
+    ("mi-esb.jks", "123456", "Keystore", "esb", "localhost", 0, 1),
+    ("mi-clienttruststore.jks", "123456", "Truststore", None, None, 1, 0),
+    ("wso2am.pem", None, "Truststore", None, None, 1, 0),
+]
+
+
+@pytest.mark.fixtures
+@pytest.mark.parametrize(
+    ("name", "password", "kind", "alias", "cn", "trusted", "chain"),
+    WSO2_FILES,
+    ids=[f[0] for f in WSO2_FILES],
+)
+def test_real_wso2_files_load(
+    wso2_fixtures: Path,
+    name: str,
+    password: str | None,
+    kind: str,
+    alias: str | None,
+    cn: str | None,
+    trusted: int,
+    chain: int,
+) -> None:
+    path = wso2_fixtures / name
+    if kind == "Keystore":
+        assert alias is not None
+        ks = mtls.Keystore.load(path, password)
+        assert ks.key_aliases == (alias,)
+        assert len(ks.trusted_aliases) == trusted
+        assert len(ks.certificate_chain(alias)) == chain
+        assert _x509.common_name(ks.certificate(alias)) == cn
+        # As a truststore, the key entry's leaf is one more anchor.
+        assert len(mtls.Truststore.load(path, password)) == trusted + 1
+        with pytest.raises(mtls.WrongPasswordError):
+            mtls.Keystore.load(path, f"{password}x")
+    else:
+        ts = mtls.Truststore.load(path, password)
+        assert len(ts) == trusted
+        if name == "client-truststore.jks":
+            assert {"wso2carbon", "gateway_certificate_alias"} <= set(ts.aliases)
+
+
+@pytest.mark.fixtures
+def test_wso2_chain_client_is_ordered_leaf_to_root(wso2_fixtures: Path) -> None:
+    ks = mtls.Keystore.load(wso2_fixtures / "cert_chain_client.p12", "password")
+    chain = ks.certificate_chain("cert-chain-client")
+    for child, parent in itertools.pairwise(chain):
+        assert child.issuer == parent.subject
+        child.verify_directly_issued_by(parent)
+
+
+@pytest.mark.fixtures
+def test_wso2_legacy_pkcs12_with_two_key_entries(wso2_fixtures: Path) -> None:
+    """test.p12: RC2-40 certificates, 3DES keys (old Java/OpenSSL), two key entries."""
+    path = wso2_fixtures / "test.p12"
+    ks = mtls.Keystore.load(path, "password")
+    assert sorted(ks.key_aliases) == ["1", "myalias"]  # as keytool -list shows them
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.client_context(ks)
+    assert "1" in str(info.value)
+    assert "myalias" in str(info.value)
+    assert type(mtls.client_context(ks, alias="MyAlias")) is ssl.SSLContext
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, "passwordx")

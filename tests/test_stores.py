@@ -1,0 +1,653 @@
+"""Keystore and Truststore: detection, PEM keys, the read and write API, errors.
+
+Every error test checks the exception class, its ``path``/``alias`` attributes,
+that the message names the file, and that no password shows in it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import ssl
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+import mtls
+from mtls import _x509
+
+from .conftest import PKI, Identity
+
+PASSWORD = "Ph0enix-Quartz-9917"  # distinctive: searched for in messages and reprs
+KEY_PASSWORD = "Nebula-Kiwi-4402"
+
+
+def assert_clean(exc: BaseException, *secrets: str) -> None:
+    """No password (or key fragment) in the message, nor in the chained exceptions."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = f"{seen} {seen!r}"
+        for secret in (PASSWORD, KEY_PASSWORD, *secrets):
+            assert secret not in text
+        seen = seen.__cause__ or seen.__context__
+
+
+def assert_store_error(
+    info: pytest.ExceptionInfo[mtls.MTLSError],
+    path: Path,
+    *,
+    alias: str | None = None,
+    mentions: str = "",
+) -> None:
+    exc = info.value
+    assert exc.path == str(path)
+    assert str(path) in str(exc)
+    if alias is not None:
+        assert isinstance(exc, mtls.KeystoreError)
+        assert exc.alias == alias
+    if mentions:
+        assert mentions in str(exc)
+    assert_clean(exc)
+
+
+@pytest.fixture(scope="module")
+def client_ks(pki: PKI) -> mtls.Keystore:
+    return pki.client.keystore("client")
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def test_detect_format_by_content(pki: PKI, client_ks: mtls.Keystore) -> None:
+    cert_der = pki.root.cert.public_bytes(serialization.Encoding.DER)
+    cases = {
+        "JKS": client_ks.to_bytes(PASSWORD, store_type="JKS"),
+        "JCEKS": b"\xce\xce\xce\xce\x00\x00\x00\x02\x00\x00\x00\x00",
+        "PKCS12": client_ks.to_bytes(PASSWORD, store_type="PKCS12"),
+        "PEM": client_ks.to_bytes(PASSWORD, store_type="PEM"),
+        "DER": cert_der,
+    }
+    for expected, data in cases.items():
+        assert mtls.detect_format(data) == expected
+    # PEM after a preamble (openssl pkcs12 -nodes writes "Bag Attributes" first).
+    preamble = b"Bag Attributes\n    friendlyName: client\nsubject=CN = x\n"
+    assert (
+        mtls.detect_format(preamble + pki.root.cert.public_bytes(serialization.Encoding.PEM))
+        == "PEM"
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"garbage that is not a store",
+        random.Random(7).randbytes(64).replace(b"\x30", b"\x31"),
+        b"\x30\x03\x02\x01\x03",
+    ],
+    ids=["empty", "text", "random", "tiny-der"],
+)
+def test_detect_format_refuses_garbage(data: bytes) -> None:
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.detect_format(data)
+    assert ("empty" if not data else "not a keystore") in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".jks", ".p12", ".pem", ".bin"])
+def test_file_name_does_not_decide_the_format(
+    client_ks: mtls.Keystore, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"store{suffix}"
+    path.write_bytes(client_ks.to_bytes(PASSWORD, store_type="PKCS12"))
+    ks = mtls.Keystore.load(path, PASSWORD, store_type="JKS")  # declared type is a hint only
+    assert ks.store_type == "PKCS12"
+    assert ks.fingerprint == client_ks.fingerprint
+
+
+# --------------------------------------------------------------------------- PEM keys
+
+
+def _pem_key(identity: Identity, form: str, password: str | None) -> bytes:
+    fmt = {
+        "pkcs8": serialization.PrivateFormat.PKCS8,
+        "traditional": serialization.PrivateFormat.TraditionalOpenSSL,
+    }[form]
+    enc: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode())
+        if password
+        else serialization.NoEncryption()
+    )
+    return identity.key.private_bytes(serialization.Encoding.PEM, fmt, enc)
+
+
+KEY_FORMS = [
+    # id, identity attribute, form, encrypted, first PEM line
+    ("pkcs8-rsa", "client", "pkcs8", False, b"-----BEGIN PRIVATE KEY-----"),
+    ("pkcs8-ec", "client_ec", "pkcs8", False, b"-----BEGIN PRIVATE KEY-----"),
+    ("pkcs8-encrypted", "client", "pkcs8", True, b"-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+    ("pkcs1-rsa", "client", "traditional", False, b"-----BEGIN RSA PRIVATE KEY-----"),
+    ("pkcs1-rsa-encrypted", "client", "traditional", True, b"-----BEGIN RSA PRIVATE KEY-----"),
+    ("sec1-ec", "client_ec", "traditional", False, b"-----BEGIN EC PRIVATE KEY-----"),
+    ("sec1-ec-encrypted", "client_ec", "traditional", True, b"-----BEGIN EC PRIVATE KEY-----"),
+]
+
+
+@pytest.fixture(params=KEY_FORMS, ids=[k[0] for k in KEY_FORMS])
+def pem_identity(
+    request: pytest.FixtureRequest, pki: PKI, tmp_path: Path
+) -> tuple[Path, Identity, bool]:
+    _, attr, form, encrypted, first_line = request.param
+    identity: Identity = getattr(pki, attr)
+    key = _pem_key(identity, form, PASSWORD if encrypted else None)
+    assert key.startswith(first_line)
+    assert (b"ENCRYPTED" in key) == encrypted
+    path = tmp_path / "identity.pem"
+    path.write_bytes(key + identity.chain_pem())
+    return path, identity, encrypted
+
+
+def _same_key(ks: mtls.Keystore, identity: Identity) -> None:
+    _, key_der, chain = ks.key_entry()
+    assert key_der == identity.key_der()  # normalised to PKCS#8, the same key
+    assert list(chain) == [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
+
+
+def test_pem_key_loads(pem_identity: tuple[Path, Identity, bool]) -> None:
+    path, identity, encrypted = pem_identity
+    ks = mtls.Keystore.load(path, PASSWORD if encrypted else None)
+    assert ks.store_type == "PEM"
+    _same_key(ks, identity)
+    assert type(mtls.client_context(ks)) is ssl.SSLContext
+    # key_password takes precedence over the store password for the key.
+    ks2 = mtls.Keystore.load(path, "ignored-store-pw", key_password=PASSWORD if encrypted else None)
+    _same_key(ks2, identity)
+
+
+def test_pem_key_wrong_password(pem_identity: tuple[Path, Identity, bool]) -> None:
+    path, identity, encrypted = pem_identity
+    if not encrypted:
+        # A plain key ignores a password (profiles always carry one), whatever its PEM form.
+        _same_key(mtls.Keystore.load(path, "any-password"), identity)
+        return
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, "Wrong-" + PASSWORD[:5])
+    assert_store_error(info, path, mentions="wrong password")
+
+
+def test_pem_key_missing_password(pem_identity: tuple[Path, Identity, bool]) -> None:
+    path, identity, encrypted = pem_identity
+    if not encrypted:
+        _same_key(mtls.Keystore.load(path, None), identity)
+        return
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, None)
+    assert_store_error(info, path, mentions="pass its password")
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_openssl_traditional_encrypted_key(
+    openssl_bin: str, pki: PKI, tmp_path: Path, kind: str
+) -> None:
+    """A key encrypted by ``openssl rsa|ec -aes256`` (Proc-Type/DEK-Info headers)."""
+    identity = pki.client if kind == "rsa" else pki.client_ec
+    plain = tmp_path / "plain.key"
+    plain.write_bytes(_pem_key(identity, "traditional", None))
+    encrypted = tmp_path / "enc.key"
+    extra = ["-traditional"] if kind == "rsa" else []
+    subprocess.run(
+        [
+            openssl_bin,
+            kind,
+            "-in",
+            str(plain),
+            "-aes256",
+            *extra,
+            "-passout",
+            f"pass:{PASSWORD}",
+            "-out",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    text = encrypted.read_bytes()
+    assert b"Proc-Type: 4,ENCRYPTED" in text
+    assert b"DEK-Info: AES-256-CBC" in text
+    path = tmp_path / "identity.pem"
+    path.write_bytes(text + identity.chain_pem())
+
+    _same_key(mtls.Keystore.load(path, PASSWORD), identity)
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, "not-the-password")
+    assert_store_error(info, path)
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, None)
+    assert_store_error(info, path)
+
+
+def test_pem_with_crlf_and_preamble(pki: PKI, tmp_path: Path) -> None:
+    identity = pki.client_ec
+    text = b"Bag Attributes\n    friendlyName: x\n" + identity.key_pem() + identity.chain_pem()
+    path = tmp_path / "crlf.pem"
+    path.write_bytes(text.replace(b"\n", b"\r\n"))
+    _same_key(mtls.Keystore.load(path, None), identity)
+
+
+def test_pem_key_without_its_certificate(pki: PKI, tmp_path: Path) -> None:
+    path = tmp_path / "mismatch.pem"
+    path.write_bytes(pki.client.key_pem() + pki.client_ec.chain_pem())  # key and cert disagree
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.Keystore.load(path, None)
+    assert_store_error(info, path, mentions="no matching certificate")
+    # Negative twin: the right certificate in the same file makes it load.
+    path.write_bytes(pki.client.key_pem() + pki.client.chain_pem())
+    assert mtls.Keystore.load(path, None).key_aliases == ("client-rsa",)
+
+
+def test_pem_damaged_key_body(pki: PKI, tmp_path: Path) -> None:
+    pem = pki.client_ec.key_pem()
+    lines = pem.splitlines(keepends=True)
+    lines[1] = b"!!!!" + lines[1][4:]  # not base64
+    path = tmp_path / "bad.pem"
+    path.write_bytes(b"".join(lines) + pki.client_ec.chain_pem())
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Keystore.load(path, None)
+    assert_store_error(info, path)
+    assert_clean(info.value, *pki.client_ec.key_b64_fragments())
+
+
+# --------------------------------------------------------------------------- read API
+
+
+def test_read_api(pki: PKI, tmp_path: Path) -> None:
+    ks = pki.client.keystore("Client-Key")
+    ks.add_certificate("Partner", pki.other_root.cert)
+    path = tmp_path / "read.jks"
+    ks.save(path, PASSWORD)
+    loaded = mtls.Keystore.load(path, PASSWORD)
+
+    assert loaded.aliases == ("client-key", "partner")  # JKS lower-cases aliases, as keytool
+    assert loaded.key_aliases == ("client-key",)
+    assert loaded.trusted_aliases == ("partner",)
+    assert len(loaded) == 2
+    assert list(loaded) == ["client-key", "partner"]
+    assert loaded.certificate("client-key") == pki.client.cert
+    assert loaded.certificate_chain("client-key") == tuple(pki.client.chain)
+    assert loaded.certificate_chain("partner") == (pki.other_root.cert,)
+    # Case-insensitive lookup, as in Java.
+    assert loaded.certificate("CLIENT-KEY") == pki.client.cert
+    assert "PARTNER" in loaded
+    assert "nobody" not in loaded
+    assert loaded.is_key_entry("Client-Key")
+    assert not loaded.is_key_entry("partner")
+    der = pki.client.cert.public_bytes(serialization.Encoding.DER)
+    assert loaded.export_certificate("client-key", "DER") == der
+    pem = loaded.export_certificate("client-key")
+    assert pem == pki.client.cert.public_bytes(serialization.Encoding.PEM)
+    assert x509.load_pem_x509_certificate(pem) == pki.client.cert
+    with pytest.raises(ValueError, match="PEM"):
+        loaded.export_certificate("client-key", "XML")  # type: ignore[arg-type]
+
+
+def test_unknown_alias_lists_the_aliases(client_ks: mtls.Keystore) -> None:
+    with pytest.raises(mtls.KeyEntryError) as info:
+        client_ks.certificate("nobody")
+    assert info.value.alias == "nobody"
+    assert "client" in str(info.value)
+    with pytest.raises(mtls.KeyEntryError):
+        client_ks.key_entry("nobody")
+
+
+def test_truststore_read_api(pki: PKI, tmp_path: Path) -> None:
+    ts = pki.truststore(pki.root, pki.other_root, pki.server)
+    assert ts.aliases == ("anchor-0", "anchor-1", "anchor-2")
+    assert ts.certificates == {
+        "anchor-0": pki.root.cert,
+        "anchor-1": pki.other_root.cert,
+        "anchor-2": pki.server.cert,
+    }
+    bundle = ts.to_pem()
+    assert bundle == b"".join(
+        c.public_bytes(serialization.Encoding.PEM)
+        for c in (pki.root.cert, pki.other_root.cert, pki.server.cert)
+    )
+    # The PEM bundle is what raw ssl takes as cafile=.
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(bundle)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=path)
+    assert ctx.cert_store_stats()["x509"] == 3
+    # A PEM bundle loads back with aliases named after the CNs.
+    back = mtls.Truststore.load(path)
+    assert back.store_type == "PEM"
+    assert back.anchors_der == ts.anchors_der
+    assert back.aliases == ("mtls-test-root", "mtls-other-root", "localhost")
+
+
+def test_keystore_as_truststore(pki: PKI) -> None:
+    ks = pki.client.keystore("client")
+    ks.add_certificate("partner", pki.other_root.cert)
+    ts = ks.truststore()
+    assert ts.certificates == {"client": pki.client.cert, "partner": pki.other_root.cert}
+
+
+def test_truststore_add_refuses_a_duplicate_alias(pki: PKI) -> None:
+    ts = pki.truststore(pki.root)
+    with pytest.raises(mtls.KeyEntryError) as info:
+        ts.add("ANCHOR-0", pki.other_root.cert)
+    assert info.value.alias == "ANCHOR-0"
+    ts.add("ANCHOR-0", pki.other_root.cert, replace=True)
+    assert ts.certificates == {"ANCHOR-0": pki.other_root.cert}
+    ts.remove("anchor-0")
+    assert len(ts) == 0
+    with pytest.raises(mtls.KeyEntryError):
+        ts.remove("anchor-0")
+
+
+# --------------------------------------------------------------------------- write API
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12", "PEM"])
+def test_keystore_round_trip(pki: PKI, tmp_path: Path, store_type: str) -> None:
+    ks = pki.client.keystore("client")
+    path = tmp_path / f"ks.{store_type.lower()}"
+    ks.save(path, PASSWORD, store_type=store_type)  # type: ignore[arg-type]
+    back = mtls.Keystore.load(path, PASSWORD)
+    assert back.store_type == store_type
+    # PEM has no aliases: the entry is named after its CN.
+    alias = "client-rsa" if store_type == "PEM" else "client"
+    assert back.key_entry() == (alias, pki.client.key_der(), ks.key_entry()[2])
+    assert back.certificate_chain(alias) == tuple(pki.client.chain)
+    # Negative twin: the wrong password does not.
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, "not-" + PASSWORD)
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12", "PEM"])
+def test_truststore_round_trip(pki: PKI, tmp_path: Path, store_type: str) -> None:
+    ts = pki.truststore(pki.root, pki.other_root)
+    path = tmp_path / f"ts.{store_type.lower()}"
+    ts.save(path, PASSWORD, store_type=store_type)  # type: ignore[arg-type]
+    back = mtls.Truststore.load(path, PASSWORD)
+    assert back.store_type == store_type
+    assert back.fingerprint == ts.fingerprint
+    assert back.anchors_der == ts.anchors_der
+    if store_type != "PEM":
+        assert back.aliases == ("anchor-0", "anchor-1")
+
+
+def test_jks_key_password_differs_from_store_password(pki: PKI, tmp_path: Path) -> None:
+    ks = pki.client_ec.keystore("client")
+    path = tmp_path / "two-passwords.jks"
+    ks.save(path, PASSWORD, key_password=KEY_PASSWORD)
+    back = mtls.Keystore.load(path, PASSWORD, key_password=KEY_PASSWORD)
+    assert back.fingerprint == ks.fingerprint
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, PASSWORD)  # the store password does not open the key
+    assert_store_error(info, path, alias="client", mentions="key_password")
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, PASSWORD, key_password="Wrong-Key-Pw")
+    assert_store_error(info, path, alias="client", mentions="key password")
+    assert_clean(info.value, "Wrong-Key-Pw")
+    # PKCS#12 has one password, as keytool: a different key password is refused.
+    with pytest.raises(ValueError, match="one password"):
+        ks.to_bytes(PASSWORD, store_type="PKCS12", key_password=KEY_PASSWORD)
+
+
+def test_save_is_atomic_and_private(pki: PKI, tmp_path: Path) -> None:
+    ks = pki.client.keystore("client")
+    target = tmp_path / "identity.p12"
+    target.write_bytes(b"old content")
+    old_inode = target.stat().st_ino
+    ks.save(target, PASSWORD, store_type="PKCS12")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["identity.p12"]  # no temp file left
+    assert target.stat().st_ino != old_inode  # renamed into place, not rewritten
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # it holds a private key
+    assert mtls.Keystore.load(target, PASSWORD).fingerprint == ks.fingerprint
+
+
+def test_truststore_save_follows_umask(pki: PKI, tmp_path: Path) -> None:
+    target = tmp_path / "trust.jks"
+    old = os.umask(0o022)
+    try:
+        pki.truststore().save(target, PASSWORD)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # public certificates only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trust.jks"]
+
+
+def test_failed_save_leaves_nothing(pki: PKI, tmp_path: Path) -> None:
+    ks = pki.client.keystore("client")
+    ks.add_certificate("partner", pki.root.cert)
+    target = tmp_path / "out.p12"
+    with pytest.raises(mtls.KeyEntryError):
+        ks.save(target, PASSWORD, store_type="PKCS12")  # PKCS#12 output holds one key entry only
+    with pytest.raises(ValueError, match="store_type"):
+        ks.save(target, PASSWORD, store_type="BKS")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_like_keytool_genkeypair(tmp_path: Path) -> None:
+    ks = mtls.Keystore.generate(
+        "gw",
+        "CN=gateway, OU=Eng, O=Acme, C=US",
+        key_type="EC",
+        days=30,
+        san=["DNS:gw.example", "IP:10.0.0.1"],
+    )
+    cert = ks.certificate("gw")
+    assert cert.subject == cert.issuer  # self-signed, as -genkeypair
+    # keytool's -dname order: C is the first RDN of the encoded name, CN the last.
+    assert cert.subject.rfc4514_string() == "CN=gateway,OU=Eng,O=Acme,C=US"
+    assert cert.subject.rdns[0].rfc4514_string() == "C=US"
+    assert _x509.subject_alt_names(cert) == ["DNS:gw.example", "IP:10.0.0.1"]
+    assert 29 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 30
+    with pytest.raises(ValueError, match="key_type"):
+        mtls.Keystore.generate("x", "CN=x", key_type="DSA")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="2048"):
+        mtls.Keystore.generate("x", "CN=x", key_type="RSA", key_size=1024)
+
+
+# --------------------------------------------------------------------------- repr and secrets
+
+
+def test_repr_never_shows_passwords_or_keys(pki: PKI, tmp_path: Path) -> None:
+    path = tmp_path / "secret.jks"
+    pki.client.keystore("client").save(path, PASSWORD, key_password=KEY_PASSWORD)
+    ks = mtls.Keystore.load(path, mtls.Secret(PASSWORD), key_password=mtls.Secret(KEY_PASSWORD))
+    ts = mtls.Truststore.load(path, PASSWORD)
+    key_der = ks.key_entry()[1]
+    forbidden = [PASSWORD, KEY_PASSWORD, key_der.hex()[:32], *pki.client.key_b64_fragments()]
+    for text in (repr(ks), str(ks), repr(ts), str(ts), repr(ks._entries._keys)):
+        for secret in forbidden:
+            assert secret not in text
+    # What it does show: the type, the file, the alias, the subject.
+    assert repr(ks) == (
+        f"<Keystore JKS from {str(path)!r}: 1 key entry ['client' CN=client rsa], 0 trusted certificates>"
+    )
+    assert "CN=client rsa" in str(ts)
+    # The negative control: the fragments really are from the key.
+    assert pki.client.key_b64_fragments()[0] in base64.b64encode(key_der).decode()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.fixture
+def jks_file(pki: PKI, tmp_path: Path) -> Path:
+    path = tmp_path / "client.jks"
+    ks = pki.client_ec.keystore("client")
+    ks.add_certificate("partner", pki.other_root.cert)
+    ks.save(path, PASSWORD)
+    return path
+
+
+def test_wrong_store_password_jks(jks_file: Path) -> None:
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(jks_file, "Wrong-Store-Pw")
+    assert_store_error(info, jks_file, mentions="wrong store password")
+    assert_clean(info.value, "Wrong-Store-Pw")
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.load(jks_file, "Wrong-Store-Pw")
+
+
+@pytest.mark.parametrize("store_type", ["PKCS12"])
+def test_wrong_or_missing_password_pkcs12(
+    client_ks: mtls.Keystore, tmp_path: Path, store_type: str
+) -> None:
+    path = tmp_path / "client.p12"
+    client_ks.save(path, PASSWORD, store_type=store_type)  # type: ignore[arg-type]
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, "Wrong-Store-Pw")
+    assert_store_error(info, path)
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, None)
+    assert_store_error(info, path, mentions="pass its password")
+
+
+def test_tampered_certificate_in_keystore_is_a_format_error(pki: PKI, jks_file: Path) -> None:
+    data = bytearray(jks_file.read_bytes())
+    der = pki.client_ec.cert.public_bytes(serialization.Encoding.DER)
+    at = bytes(data).find(der)
+    assert at > 0
+    data[at + len(der) // 2] ^= 0x01  # one bit inside the certificate
+    jks_file.write_bytes(bytes(data))
+    # The password still unlocks the key, so the file was modified: not a password problem.
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Keystore.load(jks_file, PASSWORD)
+    assert_store_error(info, jks_file, mentions="modified")
+
+
+def test_tampered_truststore_jks_is_reported_with_its_two_causes(pki: PKI, tmp_path: Path) -> None:
+    path = tmp_path / "trust.jks"
+    pki.truststore(pki.root).save(path, PASSWORD)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    # No key to tell a wrong password from a modified file: the message names both.
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Truststore.load(path, PASSWORD)
+    assert_store_error(info, path, mentions="modified")
+    assert "password" in str(info.value)
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12", "PEM"])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.95])
+def test_truncated_store_is_a_format_error(
+    client_ks: mtls.Keystore, tmp_path: Path, store_type: str, keep: float
+) -> None:
+    data = client_ks.to_bytes(PASSWORD, store_type=store_type)  # type: ignore[arg-type]
+    path = tmp_path / "cut.store"
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Keystore.load(path, PASSWORD)
+    assert_store_error(info, path)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jks"
+    path.write_bytes(b"")
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Truststore.load(path, PASSWORD)
+    assert_store_error(info, path, mentions="empty")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.jks"
+    with pytest.raises(mtls.KeystoreNotFoundError) as info:
+        mtls.Keystore.load(path, PASSWORD)
+    assert isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value, mtls.KeystoreError)
+    assert info.value.filename == str(path)
+    assert info.value.errno == 2
+    assert_store_error(info, path)
+    with pytest.raises(FileNotFoundError):  # code that handles missing files keeps working
+        mtls.Truststore.load(path)
+
+
+def test_directory_instead_of_a_file(tmp_path: Path) -> None:
+    with pytest.raises(mtls.KeystoreError) as info:
+        mtls.Keystore.load(tmp_path, PASSWORD)
+    assert not isinstance(info.value, mtls.KeystoreNotFoundError)
+    assert_store_error(info, tmp_path, mentions="directory")
+
+
+def test_unreadable_path(jks_file: Path) -> None:
+    # A path through a regular file: an OSError other than "missing" (ENOTDIR).
+    path = jks_file / "inside.jks"
+    with pytest.raises(mtls.KeystoreError) as info:
+        mtls.Keystore.load(path, PASSWORD)
+    assert not isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value.__cause__, OSError)
+    assert_store_error(info, path, mentions="cannot read")
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads a chmod 000 file: permissions cannot be tested"
+)
+def test_permission_denied(jks_file: Path) -> None:
+    jks_file.chmod(0)
+    try:
+        with pytest.raises(mtls.KeystoreError) as info:
+            mtls.Keystore.load(jks_file, PASSWORD)
+        assert_store_error(info, jks_file, mentions="permissions")
+    finally:
+        jks_file.chmod(0o600)
+
+
+def test_several_key_entries_need_an_alias(pki: PKI, tmp_path: Path) -> None:
+    ks = pki.client.keystore("first")
+    ks.add_key("second", pki.client_ec.key, pki.client_ec.chain)
+    path = tmp_path / "two.jks"
+    ks.save(path, PASSWORD)
+    loaded = mtls.Keystore.load(path, PASSWORD)
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.client_context(loaded)
+    assert_store_error(info, path, mentions="first, second")
+    assert "alias=" in str(info.value)
+    assert mtls.client_context(loaded, alias="Second") is not None
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.client_context(loaded, alias="third")
+    assert_store_error(info, path, alias="third", mentions="first, second")
+
+
+def test_truststore_file_as_keystore_has_no_key(pki: PKI, tmp_path: Path) -> None:
+    path = tmp_path / "trust.jks"
+    pki.truststore().save(path, PASSWORD)
+    ks = mtls.Keystore.load(path, PASSWORD)
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.client_context(ks)
+    assert_store_error(info, path, mentions="no private-key entry")
+
+
+def test_pem_key_only_is_not_a_truststore(pki: PKI, tmp_path: Path) -> None:
+    path = tmp_path / "key.pem"
+    path.write_bytes(pki.client_ec.key_pem())
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Truststore.load(path)
+    assert_store_error(info, path, mentions="no certificates")
+    assert_clean(info.value, *pki.client_ec.key_b64_fragments())
+
+
+def test_openssl_nokeys_pkcs12_is_a_truststore(pki: PKI) -> None:
+    # No keytool trust attribute: the certificates are what the user means to trust.
+    data = pkcs12.serialize_key_and_certificates(
+        None,
+        None,
+        None,
+        [pki.root.cert, pki.other_root.cert],
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+    ts = mtls.Truststore.from_bytes(data, "pw")
+    assert set(ts.certificates.values()) == {pki.root.cert, pki.other_root.cert}
+    ks = mtls.Keystore.from_bytes(data, "pw")
+    assert ks.key_aliases == ()
