@@ -663,7 +663,12 @@ class SSLProfileSet:
         """Every distinct context in use (profiles and default)."""
         snapshot = self._snapshot
         seen: dict[int, ssl.SSLContext] = {}
-        for item in snapshot.built:
+        items = [*snapshot.built]
+        if isinstance(snapshot.default, Built):
+            items.append(snapshot.default)
+        elif snapshot.default is not None:
+            seen[id(snapshot.default)] = snapshot.default
+        for item in items:
             for ctx in (item.context, item.localhost_context):
                 if ctx is not None:
                     seen.setdefault(id(ctx), ctx)

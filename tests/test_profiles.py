@@ -595,3 +595,11 @@ def test_deployment_toml_with_a_candidate_profile_file(tmp_path, pki):
     assert profiles.context_for("new.test", 443) is not None
     assert profiles.status()["hostname_verifier"] == "AllowAll"
     assert profiles.failures == ()
+
+
+def test_contexts_lists_the_default_too(tmp_path, pki):
+    default = mtls.client_context()
+    xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], pki["trust"]))
+    profiles = SSLProfileSet.from_xml(xml, default=default)
+    assert default in profiles.contexts()
+    assert profiles.context_for("a.test", 443) in profiles.contexts()
