@@ -23,7 +23,7 @@ from . import _der
 
 _JKS_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.17.1.1"  # sun.security.provider.KeyProtector
 _JCE_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.19.1"  # PBEWithMD5AndTripleDES (com.sun.crypto.provider)
-_MAX_JCE_ITERATIONS = 10_000_000  # hostile input must not make us spin
+_MAX_JCE_ITERATIONS = 5_000_000  # the JDK's own ceiling (JceKeyStore); hostile input must not spin
 
 
 class JKSFormatError(ValueError):

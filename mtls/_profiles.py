@@ -520,6 +520,7 @@ class SSLProfileSet:
             new, changed = self._check(old)
             self._snapshot = new
             self._fast = new.fast
+            self._reader.forget(new.watched)  # files no profile names any more
         if changed:
             self._subscribers.notify(old.generation, new.generation)
         return changed

@@ -32,6 +32,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import mtls
 
+# Registered here rather than through its pytest11 entry point (disabled in pyproject's
+# addopts with -p no:mtls), so that coverage measures the package from its first import.
+pytest_plugins = ["mtls.testing.pytest_plugin"]
+
 # --------------------------------------------------------------------------- tools
 
 JDK25_KEYTOOL = "/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool"

@@ -53,6 +53,9 @@ def _strace(script: str, *args: str, tmp_path: Path) -> list[str]:
     log = tmp_path / "strace.log"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # no .pyc writes to muddy the log
     env.pop("SSLKEYLOGFILE", None)
+    # Coverage measures subprocesses (pyproject: patch = ["subprocess"]) and would write
+    # its data file from this one: trace the library, not the test harness.
+    env.pop("COVERAGE_PROCESS_CONFIG", None)
     done = subprocess.run(
         [STRACE, "-f", "-qq", "-e", "trace=openat,open,creat,memfd_create", "-o", str(log),
          sys.executable, "-c", textwrap.dedent(script), *args],

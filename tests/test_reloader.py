@@ -428,3 +428,63 @@ def test_default_context_is_returned_when_nothing_matches(setup):
     default = ssl.create_default_context()
     profiles = SSLProfileSet.from_xml(xml, default=default)
     assert profiles.context_for("unlisted.test", 443) is default
+
+
+def test_default_profile_rotates_like_the_others(tmp_path, ca, backend):
+    keystore = tmp_path / "default.jks"
+    keystore.write_bytes(jks(ca, "default-1"))
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile("elsewhere.test:443", keystore, trust)))
+    from mtls import SSLProfile, StoreConfig
+
+    default = SSLProfile(
+        servers=("*",),
+        keystore=StoreConfig(location=keystore, password=PASSWORD),
+        truststore=StoreConfig(location=trust, password=PASSWORD),
+    )
+    profiles = SSLProfileSet.from_xml(xml, default=default, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "default-1"  # localhost: no profile, the default
+    replace_atomically(keystore, jks(ca, "default-2"))
+    assert profiles.reload() is True
+    assert cn_seen(profiles, backend.port) == "default-2"
+    assert (
+        profiles.status()["default"]["subject"].endswith("CN=default-2")
+        or "default-2" in profiles.status()["default"]["subject"]
+    )
+
+
+def test_bad_arguments_and_missing_profile_file(tmp_path, setup):
+    xml, _, _ = setup
+    with pytest.raises(ValueError, match="positive"):
+        SSLProfileSet.from_xml(xml, reload_interval=0)
+    with pytest.raises(ProfileConfigError, match="no such profile file"):
+        SSLProfileSet.from_xml(tmp_path / "missing.xml")
+    with pytest.raises(TypeError, match="SSLProfile"):
+        SSLProfileSet(["localhost:443"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="default"):
+        SSLProfileSet.from_xml(xml, default="a context")  # type: ignore[arg-type]
+
+
+def test_repr_says_what_and_never_a_secret(setup):
+    xml, _, _ = setup
+    with SSLProfileSet.from_xml(xml, reload_interval=3600) as profiles:
+        text = repr(profiles)
+        assert "1 profile" in text and "generation 0" in text and "reloading every 3600s" in text
+        assert PASSWORD not in text and PASSWORD not in repr(profiles.profiles)
+
+
+def test_profile_file_deleted_then_restored(setup, backend):
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    ctx = profiles.context_for("localhost", backend.port)
+    content = xml.read_bytes()
+    xml.unlink()
+    assert profiles.reload() is False
+    assert "no such profile file" in str(profiles.last_error)
+    assert profiles.context_for("localhost", backend.port) is ctx
+    replace_atomically(xml, content)
+    profiles.reload()
+    assert profiles.last_error is None
+    assert profiles.context_for("localhost", backend.port) is ctx

@@ -1,0 +1,68 @@
+"""`mtls.cli.main` in-process: the one boundary where errors become exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtls import Keystore, Secret
+from mtls.cli import main
+
+PASSWORD = "inproc-Pa55word"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    return code, out, err
+
+
+def test_a_directory_is_not_a_keystore(tmp_path, capsys):
+    code, _, err = run(capsys, "list", "--keystore", str(tmp_path), "--password", PASSWORD)
+    assert code == 1
+    assert "directory" in err
+    assert err.count("\n") == 1
+
+
+def test_missing_file_names_the_path(tmp_path, capsys):
+    missing = tmp_path / "nope.jks"
+    code, _, err = run(capsys, "list", "--keystore", str(missing), "--password", PASSWORD)
+    assert code == 1
+    assert str(missing) in err
+
+
+def test_debug_shows_the_traceback_and_plain_does_not(tmp_path, capsys):
+    bad = tmp_path / "bad.jks"
+    bad.write_bytes(b"\xfe\xed\xfe\xed garbage")
+    code, _, err = run(capsys, "list", "--keystore", str(bad), "--password", PASSWORD)
+    assert code == 1
+    assert "Traceback" not in err
+    code, _, err = run(capsys, "--debug", "list", "--keystore", str(bad), "--password", PASSWORD)
+    assert code == 1
+    assert "Traceback" in err
+
+
+def test_wrong_password_is_exit_1_and_never_echoed(tmp_path, capsys):
+    store = tmp_path / "gw.jks"
+    Keystore.generate("gw", "CN=gw", key_type="EC").save(store, "right-password")
+    code, _, err = run(capsys, "list", "--keystore", str(store), "--password", PASSWORD)
+    assert code == 1
+    assert "password" in err
+
+
+def test_no_command_is_a_usage_error(capsys):
+    code, _, err = run(capsys)
+    assert code == 2
+    assert "choose a command" in err
+
+
+def test_secret_behaves_like_a_value_without_showing_it():
+    import pickle
+
+    a, b = Secret("x" * 8), Secret("x" * 8)
+    assert a == b and hash(a) == hash(b) and a != Secret("y")
+    assert (a == "xxxxxxxx") is False
+    assert "x" not in repr(a) and "x" not in str(a) and "x" not in f"{a}"
+    assert pickle.loads(pickle.dumps(a)) == a
+    with pytest.raises(TypeError):
+        Secret(b"bytes")  # type: ignore[arg-type]

@@ -1,0 +1,98 @@
+"""The key-protection envelopes we decode ourselves (pyjks issue 79), edge by edge."""
+
+from __future__ import annotations
+
+import jks
+import pytest
+
+from mtls import _der, _jks
+from mtls._jks import JKSFormatError, JKSKey, JKSKeyPasswordError, decrypt_key
+
+JKS_OID = "1.3.6.1.4.1.42.2.17.1.1"
+JCE_OID = "1.3.6.1.4.1.42.2.19.1"
+PKCS8 = bytes.fromhex("302e020100300506032b657004220420") + bytes(32)  # an Ed25519 PrivateKeyInfo
+
+
+def envelope(oid: str, ciphertext: bytes, params: bytes | None = b"\x05\x00") -> bytes:
+    algorithm = _der.encode_oid(oid) + (params or b"")
+    return _der.encode(
+        _der.SEQUENCE,
+        _der.encode(_der.SEQUENCE, algorithm) + _der.encode(_der.OCTET_STRING, ciphertext),
+    )
+
+
+def jce_params(salt: bytes = b"12345678", iterations: int = 1000) -> bytes:
+    count = iterations.to_bytes((iterations.bit_length() + 8) // 8, "big")
+    return _der.encode(
+        _der.SEQUENCE, _der.encode(_der.OCTET_STRING, salt) + _der.encode(_der.INTEGER, count)
+    )
+
+
+@pytest.mark.parametrize(
+    "params", [b"\x05\x00", None], ids=["jdk20-null-params", "jdk21-no-params"]
+)
+def test_jks_protector_with_and_without_null_params(params):
+    ciphertext = jks.sun_crypto.jks_pkey_encrypt(PKCS8, "pw")
+    key = JKSKey("k", envelope(JKS_OID, ciphertext, params), (), "JKS")
+    assert decrypt_key(key, "pw") == PKCS8
+    with pytest.raises(JKSKeyPasswordError):
+        decrypt_key(key, "wrong")
+
+
+def test_malformed_envelopes_are_format_errors():
+    for protected in (b"", b"\x30\x00", b"\x04\x03abc", envelope(JKS_OID, b"short")):
+        with pytest.raises(JKSFormatError):
+            decrypt_key(JKSKey("k", protected, (), "JKS"), "pw")
+
+
+def test_unknown_protection_and_jce_protector_outside_jceks():
+    with pytest.raises(JKSFormatError, match="unknown protection"):
+        decrypt_key(JKSKey("k", envelope("1.2.3.4", bytes(48)), (), "JKS"), "pw")
+    with pytest.raises(JKSFormatError, match="unknown protection"):
+        decrypt_key(JKSKey("k", envelope(JCE_OID, bytes(48), jce_params()), (), "JKS"), "pw")
+
+
+def test_jce_parameters_are_checked_before_any_work():
+    for params in (b"\x05\x00", jce_params(b"short"), jce_params(iterations=0),
+                   jce_params(iterations=_jks._MAX_JCE_ITERATIONS + 1)):  # fmt: skip
+        key = JKSKey("k", envelope(JCE_OID, bytes(48), params), (), "JCEKS")
+        with pytest.raises(JKSFormatError, match="PBE parameters"):
+            decrypt_key(key, "pw")
+    truncated = JKSKey("k", envelope(JCE_OID, bytes(47), jce_params()), (), "JCEKS")
+    with pytest.raises(JKSFormatError, match="truncated"):
+        decrypt_key(truncated, "pw")
+
+
+def test_jce_passwords_are_ascii_only_as_in_java():
+    key = JKSKey("k", envelope(JCE_OID, bytes(48), jce_params()), (), "JCEKS")
+    with pytest.raises(JKSKeyPasswordError, match="ASCII"):
+        decrypt_key(key, "pässword")
+
+
+def test_jce_wrong_password_that_passes_the_padding_check_is_still_wrong():
+    """JCE decryption has only a padding check: a plaintext that is not PKCS#8 means a
+    wrong password. Search a wrong password whose garbage happens to end in valid padding."""
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    salt, iterations = b"abcdefgh", 10
+    key_bytes, iv = jks.sun_crypto._jce_pbe_derive_key_and_iv("right", salt, iterations)
+    padded = PKCS8 + bytes([8 - len(PKCS8) % 8]) * (8 - len(PKCS8) % 8)
+    encryptor = Cipher(TripleDES(key_bytes), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    key = JKSKey("k", envelope(JCE_OID, ciphertext, jce_params(salt, iterations)), (), "JCEKS")
+    assert decrypt_key(key, "right") == PKCS8
+    for n in range(2000):
+        try:
+            decrypt_key(key, f"wrong-{n}")
+        except JKSKeyPasswordError as exc:
+            if "PKCS#8" in str(exc):
+                return  # found one that passed the padding check and was still refused
+    pytest.fail("no wrong password passed the padding check in 2000 tries (p ~ 1e-4)")
+
+
+def test_pyjks_failures_become_format_errors():
+    with pytest.raises(JKSFormatError):
+        _jks.parse_store(b"\xfe\xed\xfe\xed" + b"\x00\x00\x00\x02" + b"\x7f\xff\xff\xff", None)
+    with pytest.raises(JKSFormatError):
+        _jks.parse_store(b"\xfe\xed\xfe\xed\x00\x00\x00\x09", None)
