@@ -114,18 +114,22 @@ class Benchmark:
     run: Callable[[Env, int], Comparison]
     target: float | None  # the promised maximum ratio, or None (reported only)
     about: str
+    unit: str = "ms"  # how samples are shown: ms, us, ns (samples in s) or MiB (in bytes)
+
+
+_SCALE = {"ms": 1e3, "us": 1e6, "ns": 1e9, "MiB": 1 / 2**20}
 
 
 BENCHMARKS: list[Benchmark] = []
 
 
 def benchmark(
-    name: str, target: float | None, about: str
+    name: str, target: float | None, about: str, unit: str = "ms"
 ) -> Callable[[Callable[[Env, int], Comparison]], Callable[[Env, int], Comparison]]:
     """Register a benchmark function under ``name``."""
 
     def register(fn: Callable[[Env, int], Comparison]) -> Callable[[Env, int], Comparison]:
-        BENCHMARKS.append(Benchmark(name, fn, target, about))
+        BENCHMARKS.append(Benchmark(name, fn, target, about, unit))
         return fn
 
     return register
@@ -385,6 +389,146 @@ def bench_httpx_transport(env: Env, reps: int) -> Comparison:
         server.server_close()
 
 
+# --------------------------------------------------------------------------- profiles
+
+PROFILES = 1000
+
+
+def _profiles_env(env: Env) -> tuple[Path, Path, Path, str]:
+    """A keystore, the big truststore and a profile file naming both 1,000 times."""
+    if "profiles_xml" not in env.__dict__:
+        trust, _, _ = env.cacerts
+        keystore = env.identity["jks"]
+        body = "".join(
+            f"<profile><servers>backend{i}.example.com:8243</servers>"
+            f"<KeyStore><Location>{keystore}</Location><Type>JKS</Type>"
+            f"<Password>{PASSWORD}</Password></KeyStore>"
+            f"<TrustStore><Location>{trust}</Location><Type>JKS</Type>"
+            f"<Password>{env.cacerts_password}</Password></TrustStore></profile>"
+            for i in range(PROFILES)
+        )
+        xml = env.dir / "sslprofiles-1000.xml"
+        xml.write_text(f'<parameter name="customSSLProfiles">{body}</parameter>')
+        env.__dict__["profiles_xml"] = xml
+    xml = env.__dict__["profiles_xml"]
+    trust, _, _ = env.cacerts
+    return xml, env.identity["jks"], trust, env.cacerts_password
+
+
+def _one_context(keystore: Path, trust: Path, trust_password: str) -> ssl.SSLContext:
+    return mtls.client_context(
+        mtls.Keystore.load(keystore, PASSWORD), mtls.Truststore.load(trust, trust_password)
+    )
+
+
+@benchmark(
+    "profiles-1000",
+    2.5,
+    "SSLProfileSet.from_xml with 1,000 profiles on one keystore and the 144-certificate "
+    "truststore vs loading those two stores and building one context (they share it)",
+)
+def bench_profiles(env: Env, reps: int) -> Comparison:
+    xml, keystore, trust, trust_password = _profiles_env(env)
+    return compare(
+        lambda: mtls.SSLProfileSet.from_xml(xml),
+        lambda: _one_context(keystore, trust, trust_password),
+        min(reps, 60),
+        warmup=2,
+    )
+
+
+_MEMORY_SCRIPT = """
+import gc, os, sys
+import mtls
+from mtls import _wso2, _reloader  # imported on both sides: measure data, not code
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+xml, keystore, password, trust, trust_password, which = sys.argv[1:]
+mtls.client_context()  # OpenSSL's own one-time setup, on both sides
+gc.collect()
+before = rss()
+if which == "ours":
+    kept = mtls.SSLProfileSet.from_xml(xml)
+else:
+    kept = mtls.client_context(
+        mtls.Keystore.load(keystore, password), mtls.Truststore.load(trust, trust_password)
+    )
+gc.collect()
+print(rss() - before)
+"""
+
+
+@benchmark(
+    "profiles-1000-memory",
+    2.5,
+    "resident memory added by the 1,000-profile set vs by one context from the same "
+    "stores, each measured in a fresh interpreter",
+    unit="MiB",
+)
+def bench_profiles_memory(env: Env, reps: int) -> Comparison:
+    import subprocess  # noqa: PLC0415 - only this benchmark spawns interpreters
+
+    xml, keystore, trust, trust_password = _profiles_env(env)
+
+    def measure(which: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT, str(xml), str(keystore), PASSWORD, str(trust),
+             trust_password, which],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return float(done.stdout.strip())
+
+    rounds = max(2, min(reps // 50, 9))
+    ours: list[float] = []
+    floor: list[float] = []
+    for i in range(rounds):
+        pair = ("ours", "floor") if i % 2 == 0 else ("floor", "ours")
+        for which in pair:
+            (ours if which == "ours" else floor).append(measure(which))
+    return Comparison(ours, floor)
+
+
+@benchmark(
+    "lookup",
+    3.0,
+    "SSLProfileSet.context_for(host, port) on the 1,000-profile set vs dict.get((host, "
+    "port, None)) on a plain dict, same arguments (per call, batches of 10,000)",
+    unit="ns",
+)
+def bench_lookup(env: Env, reps: int) -> Comparison:
+    xml, _, _, _ = _profiles_env(env)
+    profiles = mtls.SSLProfileSet.from_xml(xml)
+    table = {(f"backend{i}.example.com", 8243, None): object() for i in range(PROFILES)}
+    host, port, batch = "backend500.example.com", 8243, 10_000
+    lookup, get = profiles.context_for, table.get
+
+    def ours() -> None:
+        for _ in range(batch):
+            lookup(host, port)
+
+    def floor() -> None:
+        for _ in range(batch):
+            get((host, port, None))
+
+    result = compare(ours, floor, min(reps, 200))
+    return Comparison([t / batch for t in result.ours], [t / batch for t in result.floor])
+
+
+@benchmark(
+    "reload-noop",
+    0.05,
+    "SSLProfileSet.reload() on the 1,000-profile set when nothing changed (a few stats) vs "
+    "building one context from the same two stores",
+    unit="us",
+)
+def bench_reload_noop(env: Env, reps: int) -> Comparison:
+    xml, keystore, trust, trust_password = _profiles_env(env)
+    profiles = mtls.SSLProfileSet.from_xml(xml)
+    ks, ts = mtls.Keystore.load(keystore, PASSWORD), mtls.Truststore.load(trust, trust_password)
+    return compare(profiles.reload, lambda: mtls.client_context(ks, ts), min(reps, 200))
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -421,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = []
     with tempfile.TemporaryDirectory(prefix="mtls-bench-") as tmp:
         env = Env(Path(tmp))
-        header = f"{'benchmark':<17}{'ours':>11}{'floor':>11}{'ratio':>8}{'target':>8}  result"
+        header = f"{'benchmark':<20}{'ours':>12}{'floor':>12}{'ratio':>8}{'target':>8}  result"
         print(header)
         print("-" * len(header))
         for bench in chosen:
@@ -432,9 +576,10 @@ def main(argv: list[str] | None = None) -> int:
                 if verdict == "MISSED":
                     missed.append(bench.name)
             target = f"{bench.target:.2f}x" if bench.target is not None else "-"
-            ours_ms, floor_ms = result.ours_median * 1e3, result.floor_median * 1e3
+            scale = _SCALE[bench.unit]
+            ours_v, floor_v = result.ours_median * scale, result.floor_median * scale
             print(
-                f"{bench.name:<17}{ours_ms:>9.3f}ms{floor_ms:>9.3f}ms"
+                f"{bench.name:<20}{ours_v:>9.3f}{bench.unit:<3}{floor_v:>9.3f}{bench.unit:<3}"
                 f"{result.ratio:>7.2f}x{target:>8}  {verdict}"
             )
         if "cacerts" in env.__dict__:

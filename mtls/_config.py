@@ -157,7 +157,14 @@ class SSLProfile:
                 servers.append(parse_server(item))
             else:
                 host, port = item
-                servers.append(parse_server(format_server((normalize_host(host), int(port)))))
+                host = normalize_host(host)
+                if not host or not 0 < int(port) < 65536:
+                    raise ProfileConfigError(
+                        f"server {item!r} is not a host and a port from 1 to 65535",
+                        servers=(str(item),),
+                        element="servers",
+                    )
+                servers.append((host, int(port)))
         if not servers:
             raise ProfileConfigError("a profile needs at least one server", element="servers")
         object.__setattr__(self, "servers", tuple(servers))

@@ -112,23 +112,55 @@ class FileReader:
 
 
 @dataclass(frozen=True, slots=True)
-class Built:
-    """One profile as it is being served."""
+class Served:
+    """What a profile is served with; shared by every profile built from the same material."""
 
-    profile: SSLProfile
     context: ssl.SSLContext
     localhost_context: ssl.SSLContext | None  # DefaultAndLocalhost: no name check for these
     files: tuple[tuple[str, str, str], ...]  # (role, path, sha256)
     subject: str | None
     not_after: _dt.datetime | None
     loaded_at: _dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """One profile as it is being served (its last good material, and its last error)."""
+
+    profile: SSLProfile
+    served: Served
     error: MTLSError | None = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return self.served.context
+
+    @property
+    def localhost_context(self) -> ssl.SSLContext | None:
+        return self.served.localhost_context
+
+    @property
+    def files(self) -> tuple[tuple[str, str, str], ...]:
+        return self.served.files
+
+    @property
+    def subject(self) -> str | None:
+        return self.served.subject
+
+    @property
+    def not_after(self) -> _dt.datetime | None:
+        return self.served.not_after
+
+    @property
+    def loaded_at(self) -> _dt.datetime:
+        return self.served.loaded_at
 
     def context_for_host(self, host: str) -> ssl.SSLContext:
         """The context for ``host`` (the localhost variant where it applies)."""
-        if self.localhost_context is not None and host in LOCALHOST_NAMES:
-            return self.localhost_context
-        return self.context
+        served = self.served
+        if served.localhost_context is not None and host in LOCALHOST_NAMES:
+            return served.localhost_context
+        return served.context
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +245,6 @@ class _Material:
     """Files read for one profile in one check."""
 
     files: list[tuple[str, str, str]] = field(default_factory=list)
-    unstable: bool = False
 
 
 class Builder:
@@ -230,12 +261,15 @@ class Builder:
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
         self._settled: dict[Path, tuple[bytes, str] | None] = {}
+        # One Served per material in a check: 1,000 profiles on the same stores share it.
+        self._served: dict[tuple[Any, ...], Served] = {}
 
     def begin(self) -> None:
         """Start a check: stores and contexts not used by its end are dropped."""
         self._used_stores = set()
         self._used_contexts = set()
         self._settled = {}
+        self._served = {}
 
     def end(self) -> None:
         """Drop cache entries the new snapshot does not use."""
@@ -392,15 +426,12 @@ class Builder:
             )
             pair = (main, local)
             self._contexts[ctx_key] = pair
-        return Built(
-            profile=profile,
-            context=pair[0],
-            localhost_context=pair[1],
-            files=tuple(material.files),
-            subject=subject,
-            not_after=not_after,
-            loaded_at=_dt.datetime.now(_dt.UTC),
-        )
+        files = tuple(material.files)
+        served = self._served.get((ctx_key, files))
+        if served is None:
+            served = Served(pair[0], pair[1], files, subject, not_after, _dt.datetime.now(_dt.UTC))
+            self._served[(ctx_key, files)] = served
+        return Built(profile, served)
 
     def inputs_moved(self, item: Built) -> bool:
         """True if any file behind ``item`` now hashes differently (or the config changed)."""

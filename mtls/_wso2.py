@@ -15,6 +15,7 @@ the element reference and every place we differ, and why):
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -104,14 +105,12 @@ def _children(element: ET.Element) -> dict[str, ET.Element]:
     return first
 
 
-def _find_profiles_root(root: ET.Element) -> ET.Element:
-    if any(_local(child.tag) == "profile" for child in root):
-        return root
-    # Accept an axis2.xml (or any wrapper) holding <parameter name="customSSLProfiles">.
-    for element in root.iter():
-        if _local(element.tag) == "parameter" and element.get("name") == "customSSLProfiles":
-            return element
-    return root
+def _is_container(parent: ET.Element, depth: int) -> bool:
+    """Whether <profile> elements under ``parent`` are sender profiles: directly under the
+    root, or under a ``<parameter name="customSSLProfiles">`` anywhere (an axis2.xml)."""
+    return depth == 1 or (
+        _local(parent.tag) == "parameter" and parent.get("name") == "customSSLProfiles"
+    )
 
 
 def parse_profiles_xml(
@@ -124,12 +123,34 @@ def parse_profiles_xml(
 ) -> list[SSLProfile]:
     """Parse a customSSLProfiles document into profiles (one per ``<client>`` when present).
 
+    The document is read as a stream and each ``<profile>`` is dropped once parsed, so
+    a file with thousands of profiles never holds its whole tree in memory.
+
     Raises:
         ProfileConfigError: hostile or malformed XML, a missing or bad element, an
             unresolved placeholder or secret alias.
     """
+    ctx = _Context(path, base_dir, properties or {}, secret_resolver)
+    profiles: list[SSLProfile] = []
+    number = 0
+    stack: list[ET.Element] = []
+    events = DET.iterparse(
+        io.BytesIO(data),
+        events=("start", "end"),
+        forbid_dtd=True,
+        forbid_entities=True,
+        forbid_external=True,
+    )
     try:
-        root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        for event, element in events:
+            if event == "start":
+                stack.append(element)
+                continue
+            stack.pop()
+            if _local(element.tag) == "profile" and stack and _is_container(stack[-1], len(stack)):
+                number += 1
+                profiles.extend(_profile(element, number, ctx))
+                stack[-1].remove(element)  # parsed: let it go
     except defusedxml.DefusedXmlException as exc:
         raise ProfileConfigError(
             f"{path}: refused: the XML declares a DTD or entities ({type(exc).__name__}); "
@@ -142,18 +163,12 @@ def parse_profiles_xml(
             f"{path}: not well-formed XML at line {line}, column {column}: fix the file",
             path=path,
         ) from None
-    ctx = _Context(path, base_dir, properties or {}, secret_resolver)
-    container = _find_profiles_root(root)
-    profiles: list[SSLProfile] = []
-    elements = [child for child in container if _local(child.tag) == "profile"]
-    if not elements:
+    if not number:
         raise ProfileConfigError(
             f"{path}: no <profile> elements: this is not a customSSLProfiles file "
             "(a listener profiles file has <bindAddress> instead of <servers>)",
             path=path,
         )
-    for number, element in enumerate(elements, 1):
-        profiles.extend(_profile(element, number, ctx))
     return profiles
 
 

@@ -591,7 +591,9 @@ def test_deployment_toml_with_a_candidate_profile_file(tmp_path, pki):
     candidate.write_text(profile_xml(profile("new.test:443", pki["gw1"], pki["trust"])))
     toml = tmp_path / "deployment.toml"
     toml.write_text('[transport.passthru_https.sender.parameters]\nHostnameVerifier = "AllowAll"\n')
-    profiles = SSLProfileSet.from_deployment_toml(toml, profiles_path=candidate, reload_interval=None)
+    profiles = SSLProfileSet.from_deployment_toml(
+        toml, profiles_path=candidate, reload_interval=None
+    )
     assert profiles.context_for("new.test", 443) is not None
     assert profiles.status()["hostname_verifier"] == "AllowAll"
     assert profiles.failures == ()
@@ -603,3 +605,11 @@ def test_contexts_lists_the_default_too(tmp_path, pki):
     profiles = SSLProfileSet.from_xml(xml, default=default)
     assert default in profiles.contexts()
     assert profiles.context_for("a.test", 443) in profiles.contexts()
+
+
+def test_profile_servers_given_as_tuples_are_validated():
+    profile_ = SSLProfile(servers=(("Backend.Test", 8443), "*", "[::1]:443"))
+    assert profile_.servers == (("backend.test", 8443), "*", ("::1", 443))
+    for bad in ((("", 443),), (("host", 0),), (("host", 70000),)):
+        with pytest.raises(ProfileConfigError, match="1 to 65535"):
+            SSLProfile(servers=bad)

@@ -44,9 +44,11 @@ def test_every_public_name_has_a_docstring(name: str) -> None:
             for member, obj in vars(value).items():
                 if member.startswith("_") and member != "__init__":
                     continue
-                if callable(obj) or isinstance(obj, property | classmethod | staticmethod):
-                    if not inspect.getdoc(obj) and member != "__init__":
-                        missing.append(f"{attr}.{member}")
+                documentable = callable(obj) or isinstance(
+                    obj, property | classmethod | staticmethod
+                )
+                if documentable and not inspect.getdoc(obj) and member != "__init__":
+                    missing.append(f"{attr}.{member}")
     assert not missing, f"no docstring: {missing}"
 
 
