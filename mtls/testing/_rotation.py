@@ -252,9 +252,8 @@ def write_in_two_halves(
     Raises:
         ValueError: ``split`` outside ``0..len(data)``.
         TimeoutError: an event ``pause`` was not set within ``timeout``.
-        Exception: whatever a callable ``pause`` raises.
-
-        After an exception the file is left holding only the first part.
+        Exception: whatever a callable ``pause`` raises. After any exception the
+            file is left holding only the first part.
     """
     content = _as_bytes(data)
     cut = len(content) // 2 if split is None else split
