@@ -87,8 +87,8 @@ def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> Non
     chosen, key_der, chain_der = keystore.key_entry(alias)
     if not key_der:
         raise KeyEntryError(
-            f"{keystore.path or 'the keystore'}: key entry {chosen!r} was loaded without "
-            "its key: load it with Keystore.load, not Truststore.load",
+            f"{keystore.path or 'the keystore'}: key entry {chosen!r} was read without "
+            "its key (Keystore.inspect): load the store with Keystore.load",
             path=keystore.path,
             alias=chosen,
         )

@@ -363,6 +363,7 @@ def _parse_pkcs12(
             alias = _unique_alias(cert.alias or str(index + 1), taken)
             chain = [cert.der]
             used.add(index)
+            _extend_chain(chain, certs, used)
             keys.append(_KeyEntry(alias, b"", tuple(chain)))
         else:
             loose.append(cert.der)
@@ -771,13 +772,16 @@ class Keystore(_StoreBase):
         key_password: Password | None = None,
         store_type: str | None = None,
         _path: str | None = None,
+        _with_keys: bool = True,
     ) -> Keystore:
         """Like :meth:`load`, from bytes in memory (for example a Kubernetes secret)."""
+        data = bytes(data)
         parsed = _parse(
-            bytes(data),
+            data,
             reveal(password),
             reveal(key_password),
-            with_keys=True,
+            # PEM keys are read as they are (unencrypted ones need no password).
+            with_keys=_with_keys or detect_format(data) == "PEM",
             path=_path,
             declared=store_type,
         )
@@ -790,6 +794,31 @@ class Keystore(_StoreBase):
             store._entries.add_cert(alias, der)
         log.debug("loaded %r", store)
         return store
+
+    @classmethod
+    def inspect(
+        cls,
+        path: str | os.PathLike[str],
+        password: Password | None = None,
+        *,
+        store_type: str | None = None,
+    ) -> Keystore:
+        """Read every entry and certificate without decrypting any private key.
+
+        This is what ``keytool -list`` does: key entries are listed with their
+        certificate chains, and no key password is needed (``password`` verifies a
+        JKS store's integrity and decrypts PKCS#12 certificates; ``None`` skips the
+        JKS check). The store cannot build a context or be saved: use :meth:`load`
+        for that.
+
+        Raises:
+            KeystoreNotFoundError, WrongPasswordError, KeystoreFormatError: as for
+                :meth:`load`.
+        """
+        return cls.from_bytes(
+            _read_path(path), password, store_type=store_type, _path=os.fspath(path),
+            _with_keys=False,
+        )  # fmt: skip
 
     # -- building
 
@@ -1008,6 +1037,13 @@ class Keystore(_StoreBase):
         kind = _check_store_type(store_type)
         secret = reveal(password) or ""
         key_secret = reveal(key_password)
+        unread = [e.alias for e in self._entries._keys.values() if not e.key_der]
+        if unread:
+            raise KeyEntryError(
+                f"{_where(self.path)}: key entries {', '.join(unread)} were read without "
+                "their keys (Keystore.inspect): use Keystore.load to save the store",
+                path=self.path,
+            )
         if kind == "JKS":
             return _jks.build_store(
                 "JKS",

@@ -106,6 +106,14 @@ def load_keystore(path: Path, password: str | None, key_password: str | None) ->
         raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
 
 
+def inspect_keystore(path: Path, password: str | None) -> Keystore:
+    """``Keystore.inspect`` (entries and chains, no key decrypted), with password hints."""
+    try:
+        return Keystore.inspect(path, password)
+    except WrongPasswordError as exc:
+        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+
+
 def load_truststore(path: Path, password: str | None) -> Truststore:
     """``Truststore.load`` (every entry's certificate, no key decrypted), with password hints."""
     try:
@@ -429,7 +437,8 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         prompt="Enter keystore password: ",
         required=needs_password,
     )
-    store = load_keystore(path, password, optional_key_password(args))
+    # Like keytool -list: no private key is decrypted, so no key password is needed.
+    store = inspect_keystore(path, password)
     entries = _entries(store, args.alias)
     if args.json:
         out.json(

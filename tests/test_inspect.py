@@ -1,0 +1,59 @@
+"""Keystore.inspect: keytool -list semantics, no key password, and no accidental use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import mtls
+from mtls.testing import CA
+
+STORE_PW, KEY_PW = "store-Pa55", "key-Pa55-other"
+
+
+@pytest.fixture(scope="module")
+def separate_passwords(tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("inspect")
+    ca = CA(name="inspect CA")
+    child = ca.create_child_ca(name="inspect intermediate")
+    ident = child.issue_cert("gw", common_name="gw")
+    jks = ident.write_keystore(d / "gw.jks", STORE_PW, key_password=KEY_PW)
+    p12 = ident.write_keystore(d / "gw.p12", STORE_PW, store_type="PKCS12")
+    return jks, p12, ident
+
+
+def test_inspect_needs_no_key_password_and_keeps_the_chain(separate_passwords):
+    jks, p12, ident = separate_passwords
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(jks, STORE_PW)  # the key has its own password
+    for path in (jks, p12):
+        listed = mtls.Keystore.inspect(path, STORE_PW)
+        (alias,) = listed.key_aliases
+        assert listed.is_key_entry(alias)
+        assert listed.certificate_chain(alias) == ident.chain
+    assert mtls.Keystore.inspect(jks).key_aliases  # JKS integrity check skipped, as in Java
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.inspect(jks, "wrong")
+
+
+def test_an_inspected_store_can_neither_build_a_context_nor_be_saved(separate_passwords, tmp_path):
+    jks, _, _ = separate_passwords
+    listed = mtls.Keystore.inspect(jks, STORE_PW)
+    with pytest.raises(mtls.KeyEntryError, match="inspect"):
+        mtls.client_context(listed)
+    with pytest.raises(mtls.KeyEntryError, match="inspect"):
+        listed.save(tmp_path / "copy.jks", STORE_PW)
+    assert not (tmp_path / "copy.jks").exists()
+
+
+def test_cli_list_needs_no_key_password(separate_passwords):
+    jks, _, _ = separate_passwords
+    done = subprocess.run(
+        [sys.executable, "-m", "mtls", "list", "--keystore", str(jks), "--password", STORE_PW],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "PrivateKeyEntry" in done.stdout and "chain of 2" in done.stdout
+    assert STORE_PW not in done.stdout + done.stderr
