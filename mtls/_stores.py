@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as _dt
 import hashlib
 import ipaddress
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +44,7 @@ from ._errors import (
     KeystoreNotFoundError,
     WrongPasswordError,
 )
+from ._files import atomic_write, default_mode
 from ._secret import Secret, reveal
 
 log = logging.getLogger("mtls")
@@ -556,35 +555,6 @@ def _pem_key_to_pkcs8(
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: str | os.PathLike[str], data: bytes, *, private: bool) -> None:
-    """Write via a temp file in the same directory, fsync, rename: readers never see half."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        if not private:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - directories that cannot be opened
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _check_store_type(store_type: str) -> str:
     norm = store_type.upper().replace("#", "").replace("-", "")
     if norm not in _WRITABLE:
@@ -1020,11 +990,8 @@ class Keystore(_StoreBase):
             ValueError: an unknown store type, or PKCS#12 with a different key password.
             KeyEntryError: PKCS#12 or PEM asked for with other than one key entry.
         """
-        _atomic_write(
-            path,
-            self.to_bytes(password, store_type=store_type, key_password=key_password),
-            private=True,
-        )
+        data = self.to_bytes(password, store_type=store_type, key_password=key_password)
+        atomic_write(path, data, mode=0o600)
 
     def to_bytes(
         self,
@@ -1245,7 +1212,7 @@ class Truststore(_StoreBase):
         PKCS#12 truststores carry Java's trusted-key-usage attribute, so keytool lists
         every certificate as ``trustedCertEntry``.
         """
-        _atomic_write(path, self.to_bytes(password, store_type=store_type), private=False)
+        atomic_write(path, self.to_bytes(password, store_type=store_type), mode=default_mode())
 
     def to_bytes(
         self, password: Password, *, store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS"

@@ -29,19 +29,10 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from .._files import atomic_write, fsync_directory
+
 DATA_LINK = "..data"
 _DATA_TMP_LINK = "..data_tmp"
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _as_bytes(data: bytes | str) -> bytes:
@@ -79,28 +70,12 @@ def replace_atomically(
             then unchanged and no temporary file is left behind.
     """
     target = Path(path)
-    directory = target.parent
     if mode is None:
         try:
             mode = stat.S_IMODE(os.stat(target).st_mode)
         except FileNotFoundError:
             mode = 0o600
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_as_bytes(data))
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-    return target
+    return atomic_write(target, _as_bytes(data), mode=mode, mtime=mtime)
 
 
 def _check_name(name: str) -> None:
@@ -197,7 +172,7 @@ def swap_symlinked_dir(
         if not (data_link.is_symlink() and os.readlink(data_link) == new_dir.name):
             _remove_tree(new_dir)
         raise
-    _fsync_directory(root)
+    fsync_directory(root)
     for name in files:
         visible = root / name
         if not os.path.lexists(visible):
