@@ -600,11 +600,23 @@ def _to_der(certificate: x509.Certificate | bytes) -> bytes:
 
 
 class _StoreBase:
-    """Read-side API shared by Keystore and Truststore."""
+    """What Keystore and Truststore share: construction, lookup, export, removal."""
 
-    _entries: _Entries
-    store_type: str | None
-    path: str | None
+    def __init__(self) -> None:
+        """An empty store: add entries, or use ``load`` to read one."""
+        self._entries = _Entries()
+        #: The format the store was read from (``JKS``, ``PKCS12``, ...), or None if new.
+        self.store_type: str | None = None
+        #: The file it was read from, or None.
+        self.path: str | None = None
+
+    def remove(self, alias: str) -> None:
+        """Delete an entry (``keytool -delete``).
+
+        Raises:
+            KeyEntryError: no entry has this alias.
+        """
+        self._entries.remove(alias)
 
     @property
     def aliases(self) -> tuple[str, ...]:
@@ -688,12 +700,6 @@ class Keystore(_StoreBase):
         >>> ks.certificate("gateway").subject.rfc4514_string()
         'CN=gateway'
     """
-
-    def __init__(self) -> None:
-        """An empty keystore (add entries with :meth:`add_key`, or use :meth:`load`)."""
-        self._entries = _Entries()
-        self.store_type: str | None = None
-        self.path: str | None = None
 
     # -- loading
 
@@ -893,10 +899,6 @@ class Keystore(_StoreBase):
         """Add a trusted-certificate entry (``keytool -importcert`` into a keystore)."""
         self._entries.add_cert(alias, _to_der(certificate), replace=replace)
 
-    def remove(self, alias: str) -> None:
-        """Delete an entry (``keytool -delete``)."""
-        self._entries.remove(alias)
-
     # -- reading
 
     @property
@@ -1080,12 +1082,6 @@ class Truststore(_StoreBase):
         ('backend',)
     """
 
-    def __init__(self) -> None:
-        """An empty truststore (add anchors with :meth:`add`, or use :meth:`load`)."""
-        self._entries = _Entries()
-        self.store_type: str | None = None
-        self.path: str | None = None
-
     @classmethod
     def load(
         cls,
@@ -1158,10 +1154,6 @@ class Truststore(_StoreBase):
             KeyEntryError: the alias exists and ``replace`` is false.
         """
         self._entries.add_cert(alias, _to_der(certificate), replace=replace)
-
-    def remove(self, alias: str) -> None:
-        """Delete an anchor (``keytool -delete``)."""
-        self._entries.remove(alias)
 
     @property
     def certificates(self) -> Mapping[str, x509.Certificate]:
