@@ -40,3 +40,10 @@ __all__ = [
     "detect_format",
     "server_context",
 ]
+
+# Public names say `mtls.X` in tracebacks and reprs, not the private module they live in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("mtls._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -14,7 +14,8 @@ code   meaning
 =====  ==================================================================
 
 No traceback is shown unless ``--debug`` is given, and no password is ever
-printed: every line written is scrubbed of the passwords the command was given.
+printed: the library keeps passwords out of its messages, and the two places that
+echo the command line (usage errors, ``--debug`` tracebacks) are scrubbed of them.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         namespace = build_parser().parse_args(args)
         if getattr(namespace, "func", None) is None:
             raise CLIError(
-                "choose a command: genkey, export, import, list, convert, check, probe, demo "
+                "choose a command: genkey, export, import, list, convert, check, probe, serve, "
+                "demo "
                 "(see 'mtls --help')",
                 code=EXIT_USAGE,
             )

@@ -66,3 +66,19 @@ def test_secret_behaves_like_a_value_without_showing_it():
     assert pickle.loads(pickle.dumps(a)) == a
     with pytest.raises(TypeError):
         Secret(b"bytes")  # type: ignore[arg-type]
+
+
+def test_an_ordinary_word_as_password_does_not_garble_messages(tmp_path, capsys):
+    store = tmp_path / "gw.jks"
+    Keystore.generate("gw", "CN=gw", key_type="EC").save(store, "right-password")
+    code = main(["list", "--keystore", str(store), "--password", "wrong"])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "wrong store password" in err and "****" not in err
+
+
+def test_usage_errors_never_echo_a_password(capsys):
+    code = main(["list", "--keystore", "x.jks", "--password", PASSWORD, "--bogus", PASSWORD])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert PASSWORD not in err and "****" in err

@@ -12,5 +12,5 @@ module            what
 ================  =============================================================
 
 Output is written through :class:`~mtls._cli._common.Output`, never ``print``, so
-every line goes through the same secret scrubbing and colour rules.
+every line follows the same colour rules.
 """

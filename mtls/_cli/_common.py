@@ -73,7 +73,7 @@ _PASSWORD_ENVS = (ENV_STORE_PASSWORD, ENV_KEY_PASSWORD, ENV_TRUSTSTORE_PASSWORD,
 
 
 def remember_secret(value: str | None) -> None:
-    """Add a password to what :func:`scrub` hides from every line written."""
+    """Add a password to what :func:`scrub` hides from echoed command lines."""
     if value:
         _SECRETS.add(value)
 
@@ -176,7 +176,9 @@ def _color_wanted(stream: TextIO, no_color: bool) -> bool:
 class Output:
     """Lines for humans on stdout (coloured only on a terminal), errors on stderr.
 
-    Every line is scrubbed of known passwords before it is written.
+    Passwords never reach these lines: the library keeps them out of every message.
+    The two places that echo the command line itself (argparse's usage errors and a
+    ``--debug`` traceback) are scrubbed of the known passwords.
     """
 
     _CODES: ClassVar[dict[str, str]] = {
@@ -205,23 +207,23 @@ class Output:
 
     def line(self, text: str = "") -> None:
         """Write one line (or several, joined by newlines) to stdout."""
-        self.stdout.write(scrub(text) + "\n")
+        self.stdout.write(text + "\n")
         self.stdout.flush()
 
     def json(self, document: Any) -> None:
         """Write a JSON document to stdout (indented, keys in the documented order)."""
-        self.stdout.write(scrub(json.dumps(document, indent=2, default=str)) + "\n")
+        self.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
         self.stdout.flush()
 
     def warn(self, message: str) -> None:
         """``mtls: warning: MESSAGE`` on stderr."""
-        self.stderr.write(scrub(f"mtls: warning: {message}") + "\n")
+        self.stderr.write(f"mtls: warning: {message}\n")
         self.stderr.flush()
 
     def error(self, message: str) -> None:
         """``mtls: error: MESSAGE`` on stderr, as one line."""
         one_line = " ".join(str(message).split())
-        self.stderr.write(scrub(f"mtls: error: {one_line}") + "\n")
+        self.stderr.write(f"mtls: error: {one_line}\n")
         self.stderr.flush()
 
     def raw_stderr(self, text: str) -> None:
@@ -242,9 +244,9 @@ class LogCollector(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Store the formatted message, scrubbed."""
+        """Store the formatted message."""
         try:
-            message = scrub(record.getMessage())
+            message = record.getMessage()
         except Exception:  # a malformed record must not break the command
             return
         if message not in self.messages:

@@ -292,10 +292,15 @@ def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Fail
                 f"hostname mismatch under {setup.hostname_verifier}: {message}",
             )
         if code in _UNTRUSTED:
+            fix = (
+                f"import the server's certificate or its CA into {trust} (mtls import)"
+                if setup.truststore
+                else "give the profile a <TrustStore> (or --truststore) that holds the "
+                "server's certificate or its CA (mtls import creates one)"
+            )
             return Failure(
                 "server_not_trusted",
-                f"the server's certificate is not trusted by {trust} ({message}): import the "
-                f"server's certificate or its CA into {trust} (mtls import)",
+                f"the server's certificate is not trusted by {trust} ({message}): {fix}",
             )
         if code == _EXPIRED:
             return Failure(

@@ -213,6 +213,7 @@ def run_demo(directory: Path, out: Output) -> None:
     out.line(out.style(f"Done in {elapsed:.1f} s.", "green", "bold") + " On your own files:")
     out.line("  mtls check sslprofiles.xml")
     out.line("  mtls probe https://HOST:PORT --profiles sslprofiles.xml")
+    out.line("(mtls demo --dir DIR keeps these files; their password is WSO2's shipped default)")
 
 
 def cmd_demo(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:

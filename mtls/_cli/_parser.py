@@ -9,9 +9,10 @@ from typing import Any, NoReturn
 from .._context import HOSTNAME_VERIFIERS, normalize_hostname_verifier
 from .._version import __version__
 from ._check import cmd_check
-from ._common import UsageError
+from ._common import UsageError, scrub
 from ._demo import cmd_demo
 from ._probe import cmd_probe
+from ._serve import cmd_serve
 from ._stores import cmd_convert, cmd_export, cmd_genkey, cmd_import, cmd_list, write_type
 
 Command = Callable[..., int]
@@ -22,7 +23,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing usage and exiting."""
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        # argparse quotes stray arguments back ("unrecognized arguments: ..."): hide
+        # any password among them.
+        raise UsageError(scrub(f"{message} (see '{self.prog} --help')"))
 
 
 def _key_type(value: str) -> str:
@@ -319,6 +322,29 @@ def build_parser() -> Parser:
         help="for connecting, the handshake and the answer (default 5)",
     )  # fmt: skip
     probe.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    serve = _add(
+        sub,
+        "serve",
+        cmd_serve,
+        "run a test backend that demands a client certificate and prints every handshake",
+    )
+    _keystore_option(serve, "the backend's identity")
+    serve.add_argument(
+        "--truststore", required=True, metavar="FILE",
+        help="who may connect: the client certificates or their CAs",
+    )  # fmt: skip
+    _store_password_options(serve)
+    serve.add_argument(
+        "--truststore-password", metavar="PASSWORD",
+        help="else $MTLS_TRUSTSTORE_PASSWORD, else the store password",
+    )  # fmt: skip
+    serve.add_argument("--host", default="127.0.0.1", help="the address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8443, help="0 picks a free port (default 8443)")
+    serve.add_argument(
+        "--no-client-cert", action="store_true",
+        help="ask for a client certificate but let clients in without one",
+    )  # fmt: skip
 
     demo = _add(
         sub,

@@ -1,0 +1,73 @@
+"""``mtls serve``: the backend half of the flow, a test server that demands a client
+certificate and prints every handshake, accepted or refused, with the reason."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..testing import HandshakeRecord, MTLSServer
+from ._common import (
+    ENV_STORE_PASSWORD,
+    ENV_TRUSTSTORE_PASSWORD,
+    EXIT_OK,
+    LogCollector,
+    Output,
+    resolve_password,
+)
+from ._stores import load_keystore, load_truststore, optional_key_password
+
+
+def _describe(record: HandshakeRecord) -> str:
+    who = record.client_subject or "no client certificate"
+    if record.accepted:
+        return f"accepted {record.peer[0]}: {who} ({record.tls_version})"
+    return f"refused  {record.peer[0]}: {record.reason}"
+
+
+def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls serve``: HTTPS on ``--host:--port`` until Ctrl-C; every GET answers JSON
+    naming the client certificate that arrived."""
+    password = resolve_password(
+        args.password,
+        env=ENV_STORE_PASSWORD,
+        option="--password",
+        what=f"the store password of {args.keystore}",
+        prompt="Enter keystore password: ",
+    )
+    keystore = load_keystore(Path(args.keystore), password, optional_key_password(args))
+    trust_password = resolve_password(
+        args.truststore_password,
+        env=ENV_TRUSTSTORE_PASSWORD,
+        option="--truststore-password",
+        what="the truststore password",
+        prompt="",
+        required=False,
+    )
+    truststore = load_truststore(
+        Path(args.truststore), trust_password if trust_password is not None else password
+    )
+    server = MTLSServer(
+        keystore,
+        client_ca=truststore,
+        require_client_cert=not args.no_client_cert,
+        host=args.host,
+        port=args.port,
+    )
+    with server:
+        demand = "optional" if args.no_client_cert else "required"
+        out.line(f"listening on https://{args.host}:{server.port} (client certificate {demand})")
+        out.line("every GET answers JSON naming the client certificate; Ctrl-C stops")
+        seen = 0
+        try:
+            while True:
+                try:
+                    records = server.wait_for_handshakes(seen + 1, timeout=1.0)
+                except TimeoutError:
+                    continue
+                for record in records[seen:]:
+                    out.line(_describe(record))
+                seen = len(records)
+        except KeyboardInterrupt:
+            out.line("stopped")
+    return EXIT_OK

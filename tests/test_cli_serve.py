@@ -1,0 +1,75 @@
+"""`mtls serve`: the CLI's backend, probed by the CLI's client: the whole flow in commands."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PASSWORD = "serve-Pa55word"
+
+
+def mtls(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}
+    return subprocess.run(
+        [sys.executable, "-m", "mtls", *args], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Path:
+    """The seed's five steps with the CLI: backend and gateway stores, each trusting the other."""
+    steps = [
+        ("genkey", "--keystore", "backend.jks", "--alias", "backend", "--dname", "CN=localhost",
+         "--key-type", "EC", "--san", "DNS:localhost"),
+        ("export", "--keystore", "backend.jks", "--alias", "backend", "--file", "backend.cer"),
+        ("import", "--file", "backend.cer", "--alias", "backend", "--keystore", "gw-trust.jks"),
+        ("genkey", "--keystore", "gateway.jks", "--alias", "gateway", "--dname", "CN=gateway",
+         "--key-type", "EC"),
+        ("export", "--keystore", "gateway.jks", "--alias", "gateway", "--file", "gateway.cer"),
+        ("import", "--file", "gateway.cer", "--alias", "gateway", "--keystore", "backend-trust.jks"),
+    ]  # fmt: skip
+    for step in steps:
+        done = mtls(*step, cwd=tmp_path)
+        assert done.returncode == 0, (step, done.stderr)
+    return tmp_path
+
+
+def test_serve_and_probe(flow: Path) -> None:
+    env = {**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mtls", "serve", "--keystore", "backend.jks", "--truststore",
+         "backend-trust.jks", "--port", "0"],
+        cwd=flow, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        match = re.search(r"listening on https://127\.0\.0\.1:(\d+)", first)
+        assert match, first + (server.stderr.read() if server.poll() is not None else "")
+        port = match.group(1)
+        assert "Ctrl-C" in server.stdout.readline()
+        ok = mtls("probe", f"https://localhost:{port}/", "--keystore", "gateway.jks",
+                  "--truststore", "gw-trust.jks", cwd=flow)  # fmt: skip
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "CN=gateway" in ok.stdout
+        # The negative twin: no client certificate, refused, and the server says why.
+        refused = mtls("probe", f"https://localhost:{port}/", "--truststore", "gw-trust.jks",
+                       cwd=flow)  # fmt: skip
+        assert refused.returncode == 1
+        assert "client_cert_refused" in refused.stdout + refused.stderr
+        lines = [server.stdout.readline() for _ in range(2)]
+        assert lines[0].startswith("accepted") and "CN=gateway" in lines[0]
+        assert lines[1].startswith("refused") and "no client certificate" in lines[1]
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
+    assert "stopped" in out
+    assert PASSWORD not in out + err
