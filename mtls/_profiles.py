@@ -288,6 +288,7 @@ class SSLProfileSet:
             base_dir=home,
             properties=properties,
             require_profiles=profiles_path is None,
+            secret_resolver=secret_resolver,
         )
         chosen = profiles_path if profiles_path is not None else settings.profiles_path
         assert chosen is not None  # read_deployment_toml raised otherwise
@@ -301,10 +302,22 @@ class SSLProfileSet:
             if settings.keystore or settings.truststore
             else None
         )
+        verifier = hostname_verifier or settings.hostname_verifier or "Strict"
+        if hostname_verifier is None and settings.hostname_verifier is not None:
+            try:
+                normalize_hostname_verifier(settings.hostname_verifier)
+            except ValueError:
+                # WSO2 treats an unknown value as Default; say so instead of failing.
+                log.warning(
+                    "%s: unknown HostnameVerifier %r: using Default, as WSO2 does",
+                    os.fspath(path),
+                    settings.hostname_verifier,
+                )
+                verifier = "Default"
         return cls.from_xml(
             chosen,
             base_dir=home,
-            hostname_verifier=hostname_verifier or settings.hostname_verifier or "Strict",
+            hostname_verifier=verifier,
             default=default,
             default_truststore=settings.truststore,
             secret_resolver=secret_resolver,
@@ -517,7 +530,19 @@ class SSLProfileSet:
         """
         with self._lock:
             old = self._snapshot
-            new, changed = self._check(old)
+            try:
+                new, changed = self._check(old)
+            except Exception as exc:  # a bug, or a resolver that raised something odd
+                # Keep the last good set, say why, and make the next check look at
+                # everything again: the file reader has already seen the new stats.
+                log.exception("%s: reload check failed; keeping the last good set", self._path)
+                error = ProfileConfigError(
+                    f"{self._path or 'profiles'}: reload failed ({type(exc).__name__}: {exc}); "
+                    "keeping the last good set, retrying at the next check",
+                    path=self._path,
+                )
+                error.__cause__ = exc
+                new, changed = replace(old, config_error=error, pending=True), False
             self._snapshot = new
             self._fast = new.fast
             self._reader.forget(new.watched)  # files no profile names any more

@@ -256,7 +256,7 @@ class Builder:
         self._stop = stop
         # content-keyed caches: (role, sha256, passwords, type) -> (store, fingerprint)
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
-        self._leaves: dict[tuple[str, str | None], tuple[str, _dt.datetime]] = {}
+        self._leaves: dict[tuple[str, str | None], tuple[str | None, _dt.datetime | None]] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
@@ -393,11 +393,18 @@ class Builder:
             leaf_info = self._leaves.get((key_fp, alias))
             if leaf_info is None:
                 _, _, chain = keystore.key_entry(alias)
-                leaf = _x509.load_cert(chain[0])
-                if replacing:
+                try:
+                    leaf = _x509.load_cert(chain[0])
+                    leaf_info = (_x509.subject_text(leaf), _x509.not_after(leaf))
+                except ValueError:
+                    # OpenSSL takes it, cryptography does not (JDK 17 writes DSA
+                    # certificates with trailing bytes in the signature algorithm):
+                    # serve it, without the subject and expiry that status() shows.
+                    leaf = None
+                    leaf_info = (None, None)
+                if replacing and leaf is not None:
                     where = str(profile.keystore.location) if profile.keystore else ""
                     _validate_validity(leaf, profile, where)
-                leaf_info = (_x509.subject_text(leaf), _x509.not_after(leaf))
                 self._leaves[(key_fp, alias)] = leaf_info
             subject, not_after = leaf_info
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).

@@ -36,7 +36,7 @@ from ._secret import Secret
 log = logging.getLogger("mtls")
 
 SecretResolver = Callable[[str], "str | Secret | None"]
-_PLACEHOLDER = re.compile(r"\$(env|sys|)\{([^}]*)\}")
+_PLACEHOLDER = re.compile(r"\$(env|sys|secret|)\{([^}]*)\}")
 _VAULT_NS = "http://org.wso2.securevault"
 _PROFILE_CHILDREN = {"servers", "KeyStore", "TrustStore", "client"}
 _CLIENT_CHILDREN = {"clientID", "KeyStore", "TrustStore"}
@@ -64,18 +64,34 @@ def resolve_placeholders(
     path: str | None = None,
     servers: tuple[str, ...] = (),
     element: str | None = None,
+    secret_resolver: SecretResolver | None = None,
 ) -> str:
     """Replace WSO2 placeholders in ``text``.
 
     ``$env{NAME}`` reads the environment; ``$sys{NAME}`` and ``${NAME}`` read
-    ``properties`` (Java system properties) first, then the environment.
+    ``properties`` (Java system properties) first, then the environment;
+    ``$secret{alias}`` (deployment.toml's secure-vault syntax) asks ``secret_resolver``.
 
     Raises:
-        ProfileConfigError: a placeholder names nothing that is set.
+        ProfileConfigError: a placeholder names nothing that is set, or a secret
+            cannot be resolved.
     """
 
     def replace(match: re.Match[str]) -> str:
         kind, name = match.group(1), match.group(2)
+        if kind == "secret":
+            if secret_resolver is None:
+                raise ProfileConfigError(
+                    f"{path or 'profile'}: {element or 'a value'} uses $secret{{{name}}}: pass "
+                    "secret_resolver= to resolve it (mtls cannot decrypt WSO2's [secrets] "
+                    "table, which is encrypted with the server's own key)",
+                    path=path,
+                    servers=servers,
+                    element=element,
+                )
+            return resolve_secret(
+                name, secret_resolver, path=path, servers=servers, element=element
+            ).reveal()
         value = None if kind == "env" else properties.get(name)
         if value is None:
             value = os.environ.get(name)
@@ -91,6 +107,53 @@ def resolve_placeholders(
         return value
 
     return _PLACEHOLDER.sub(replace, text)
+
+
+def resolve_secret(
+    alias: str,
+    resolver: SecretResolver,
+    *,
+    path: str | None,
+    servers: tuple[str, ...] = (),
+    element: str | None = None,
+) -> Secret:
+    """Ask ``resolver`` for ``alias``; every way it can fail is a ProfileConfigError.
+
+    Raises:
+        ProfileConfigError: the resolver does not know the alias (``None`` or
+            ``KeyError``), fails (any exception: the vault may be unreachable; the
+            next reload retries), or returns something other than a str or Secret.
+    """
+    where = f"{path or 'profile'}: {element or 'a password'} names secret alias {alias!r}"
+    try:
+        value = resolver(alias)
+    except KeyError:
+        value = None
+    except Exception as exc:
+        raise ProfileConfigError(
+            f"{where}, and the secret resolver failed ({type(exc).__name__}): check the vault",
+            path=path,
+            servers=servers,
+            element=element,
+        ) from exc
+    if value is None:
+        raise ProfileConfigError(
+            f"{where}, which the secret resolver does not know: add it to the vault or fix "
+            "the alias",
+            path=path,
+            servers=servers,
+            element=element,
+        )
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise ProfileConfigError(
+            f"{where}, and the secret resolver returned a {type(value).__name__}, not a str",
+            path=path,
+            servers=servers,
+            element=element,
+        )
+    return Secret(value)
 
 
 def _local(tag: object) -> str:
@@ -174,7 +237,14 @@ def parse_profiles_xml(
 
 def _text(element: ET.Element, name: str, ctx: _Context, servers: tuple[str, ...]) -> str:
     raw = (element.text or "").strip()  # WSO2 does not trim; a newline there breaks the path
-    return resolve_placeholders(raw, ctx.properties, path=ctx.path, servers=servers, element=name)
+    return resolve_placeholders(
+        raw,
+        ctx.properties,
+        path=ctx.path,
+        servers=servers,
+        element=name,
+        secret_resolver=ctx.secret_resolver,
+    )
 
 
 def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile]:
@@ -282,19 +352,9 @@ def _secret(
         None,
     )
     if alias is not None and ctx.secret_resolver is not None:
-        try:
-            value = ctx.secret_resolver(alias)
-        except KeyError:
-            value = None
-        if value is None:
-            raise ProfileConfigError(
-                f"{ctx.path}: <{name}> names secret alias {alias!r}, which the secret "
-                "resolver does not know: add it to the vault or fix the alias",
-                path=ctx.path,
-                servers=servers,
-                element=name,
-            )
-        return value if isinstance(value, Secret) else Secret(value)
+        return resolve_secret(
+            alias, ctx.secret_resolver, path=ctx.path, servers=servers, element=name
+        )
     if alias is not None:
         log.debug(
             "%s: <%s> has secretAlias %r but no secret_resolver: using its text",
@@ -388,6 +448,7 @@ def read_deployment_toml(
     base_dir: Path,
     properties: Mapping[str, str] | None = None,
     require_profiles: bool = True,
+    secret_resolver: SecretResolver | None = None,
 ) -> DeploymentSettings:
     """Read the sender's SSL profile settings and default stores from deployment.toml.
 
@@ -410,7 +471,9 @@ def read_deployment_toml(
     def text(value: Any, key: str) -> str | None:
         if value is None:
             return None
-        return resolve_placeholders(str(value).strip(), props, path=path, element=key)
+        return resolve_placeholders(
+            str(value).strip(), props, path=path, element=key, secret_resolver=secret_resolver
+        )
 
     apim = _dig(doc, "transport", "passthru_https", "sender")
     mi = _dig(doc, "transport", "http", "sender")

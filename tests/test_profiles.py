@@ -613,3 +613,44 @@ def test_profile_servers_given_as_tuples_are_validated():
     for bad in ((("", 443),), (("host", 0),), (("host", 70000),)):
         with pytest.raises(ProfileConfigError, match="1 to 65535"):
             SSLProfile(servers=bad)
+
+
+def test_deployment_toml_secret_placeholders_go_through_the_resolver(tmp_path, pki):
+    (tmp_path / "p.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        f'[keystore.tls]\nfile_name = "{pki["gw2"]}"\npassword = "$secret{{keystore_password}}"\n'
+    )
+    vault = {"keystore_password": PASSWORD}
+    profiles = SSLProfileSet.from_deployment_toml(
+        toml, base_dir=tmp_path, secret_resolver=vault.get, reload_interval=None
+    )
+    assert profiles.context_for("unlisted.test", 443) is not None  # the [keystore.tls] default
+    with pytest.raises(ProfileConfigError, match=r"\$secret\{keystore_password\}"):
+        SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None)
+    with pytest.raises(ProfileConfigError, match="does not know"):
+        SSLProfileSet.from_deployment_toml(
+            toml, base_dir=tmp_path, secret_resolver={}.get, reload_interval=None
+        )
+
+    def broken(alias: str) -> object:
+        return 42
+
+    with pytest.raises(ProfileConfigError, match="returned a int"):
+        SSLProfileSet.from_deployment_toml(
+            toml, base_dir=tmp_path, secret_resolver=broken, reload_interval=None
+        )
+
+
+def test_unknown_hostname_verifier_in_deployment_toml_falls_back_to_default(tmp_path, pki, caplog):
+    (tmp_path / "p.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "DefaultAndLocalHostX"\n'
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None)
+    assert profiles.status()["hostname_verifier"] == "Default"
+    assert "DefaultAndLocalHostX" in caplog.text

@@ -488,3 +488,43 @@ def test_profile_file_deleted_then_restored(setup, backend):
     profiles.reload()
     assert profiles.last_error is None
     assert profiles.context_for("localhost", backend.port) is ctx
+
+
+def test_a_resolver_that_fails_during_a_reload_keeps_the_set_and_is_retried(tmp_path, ca, backend):
+    """A vault outage while the file changes must not lose the change: the next check
+    after the vault recovers applies it."""
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+
+    def vaulted(servers: str) -> str:
+        return profile(servers, keystore, trust).replace(
+            f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword>",
+            '<Password svns:secretAlias="gw">x</Password>',
+        )
+
+    def document(*profiles_: str) -> bytes:
+        ns = 'xmlns:svns="http://org.wso2.securevault/configuration"'
+        return profile_xml(*profiles_).replace("<parameter ", f"<parameter {ns} ", 1).encode()
+
+    xml = tmp_path / "p.xml"
+    xml.write_bytes(document(vaulted(f"localhost:{backend.port}")))
+    vault_up = True
+
+    def resolver(alias: str) -> str:
+        if not vault_up:
+            raise ConnectionError("vault unreachable")
+        return PASSWORD
+
+    profiles = SSLProfileSet.from_xml(xml, secret_resolver=resolver, settle_delay=0)
+    vault_up = False
+    replace_atomically(xml, document(vaulted(f"localhost:{backend.port}"), vaulted("127.0.0.1:9")))
+    assert profiles.reload() is False  # never raises for a failing vault
+    assert "vault" in str(profiles.last_error) or "resolver failed" in str(profiles.last_error)
+    assert profiles.context_for("127.0.0.1", 9) is None
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    vault_up = True
+    assert profiles.reload() is True
+    assert profiles.context_for("127.0.0.1", 9) is not None
+    assert profiles.last_error is None

@@ -412,16 +412,24 @@ def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
     aliases = [only] if only is not None else list(store.aliases)
     entries: list[dict[str, Any]] = []
     for alias in aliases:
-        chain = store.certificate_chain(alias)  # KeyEntryError names the aliases there are
+        chain = store._chain_der(alias)  # KeyEntryError names the aliases there are
         name = next((a for a in store.aliases if a.casefold() == alias.casefold()), alias)
         entries.append(
             {
                 "alias": name,
                 "kind": "PrivateKeyEntry" if store.is_key_entry(alias) else "trustedCertEntry",
-                "chain": [cert_info(c) for c in chain],
+                "chain": [_der_info(der) for der in chain],
             }
         )
     return entries
+
+
+def _der_info(der: bytes) -> dict[str, Any]:
+    try:
+        return cert_info(_x509.load_cert(der))
+    except ValueError as exc:
+        # OpenSSL may still take it (JDK 17 writes DSA certificates cryptography refuses).
+        return {"sha256": _x509.sha256_hex(der), "unparsed": f"cryptography cannot read it: {exc}"}
 
 
 def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
@@ -463,6 +471,10 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             if len(chain) > 1:
                 out.line(f"  [{index}]")
                 indent = "      "
+            if "unparsed" in info:
+                out.line(f"{indent}(details unavailable: {info['unparsed'].split(':', 1)[0]})")
+                out.line(f"{indent}SHA256   {colon_hex(info['sha256'])}")
+                continue
             issuer = info["issuer"] + (" (self-signed)" if info["self_signed"] else "")
             expiry = expiry_text(info["not_after"])
             if info["days_left"] < 0:
