@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from ._reloader import (
     FileReader,
     IndexKey,
     Options,
+    Served,
     Snapshot,
     Subscribers,
     Timer,
@@ -352,6 +353,10 @@ class SSLProfileSet:
         self._default = default
         self._closed = False
         self._pending = False
+        self._variants: dict[
+            tuple[int, tuple[str, ...]], tuple[ssl.SSLContext, ssl.SSLContext]
+        ] = {}
+        self._variant_lock = threading.Lock()
         self._snapshot = self._first_snapshot(skip_failures)
         self._fast = self._snapshot.fast
         self._timer: Timer | None = None
@@ -546,6 +551,8 @@ class SSLProfileSet:
             self._snapshot = new
             self._fast = new.fast
             self._reader.forget(new.watched)  # files no profile names any more
+            if changed:
+                self._prune_variants()
         if changed:
             self._subscribers.notify(old.generation, new.generation)
         return changed
@@ -608,7 +615,12 @@ class SSLProfileSet:
     # ------------------------------------------------------------------ lookup
 
     def context_for(
-        self, host: str, port: int, *, client_id: str | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str | None = None,
+        alpn: Sequence[str] | None = None,
     ) -> ssl.SSLContext | None:
         """The context for a backend, or ``None`` when nothing (not even a default) matches.
 
@@ -618,12 +630,56 @@ class SSLProfileSet:
             port: the backend's port (always explicit: 443 for https).
             client_id: WSO2's ``ssl.profile.client.identifier``; falls back to the
                 profile without a client.
+            alpn: ALPN protocols to offer (``["h2", "http/1.1"]``). The set returns a
+                context of its own for each list, built from the same stores, so that
+                no client ever sets ALPN on a context another client shares (HTTP
+                clients do that before every handshake). A ``default`` given as a ready
+                ``ssl.SSLContext`` is returned as it is.
         """
-        # One read of one immutable mapping: the whole old set or the whole new one.
-        ctx = self._fast.get((host, port, client_id))
-        if ctx is not None:
-            return ctx
-        return self._slow_context(self._snapshot, host, port, client_id)
+        if alpn is None:
+            # One read of one immutable mapping: the whole old set or the whole new one.
+            ctx = self._fast.get((host, port, client_id))
+            if ctx is not None:
+                return ctx
+            return self._slow_context(self._snapshot, host, port, client_id)
+        base, served = self._lookup(self._snapshot, host, port, client_id)
+        if base is None or served is None:
+            return base
+        return self._with_alpn(base, served, tuple(alpn))
+
+    def _lookup(
+        self, snapshot: Snapshot, host: str, port: int, client_id: str | None
+    ) -> tuple[ssl.SSLContext | None, Served | None]:
+        name = normalize_host(host)
+        item = self._match(snapshot, name, port, client_id)
+        if item is None and isinstance(snapshot.default, Built):
+            item = snapshot.default
+        if item is not None:
+            return item.context_for_host(name), item.served
+        return snapshot.default if isinstance(snapshot.default, ssl.SSLContext) else None, None
+
+    def _with_alpn(
+        self, base: ssl.SSLContext, served: Served, alpn: tuple[str, ...]
+    ) -> ssl.SSLContext:
+        key = (id(base), alpn)
+        hit = self._variants.get(key)
+        if hit is not None:
+            return hit[1]
+        with self._variant_lock:
+            hit = self._variants.get(key)
+            if hit is None:
+                local = base is served.localhost_context
+                ctx = served.make("AllowAll" if local else self._options.hostname_verifier)
+                ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
+                hit = (base, ctx)  # holding base keeps its id from being reused
+                self._variants[key] = hit
+        return hit[1]
+
+    def _prune_variants(self) -> None:
+        live = {id(ctx) for ctx in self.contexts()}
+        with self._variant_lock:
+            for key in [k for k in self._variants if k[0] not in live]:
+                del self._variants[key]
 
     def _match(
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None
@@ -653,10 +709,13 @@ class SSLProfileSet:
             return default.context_for_host(name)
         return default
 
-    def context_for_url(self, url: str, *, client_id: str | None = None) -> ssl.SSLContext | None:
+    def context_for_url(
+        self, url: str, *, client_id: str | None = None, alpn: Sequence[str] | None = None
+    ) -> ssl.SSLContext | None:
         """The context for a URL's host and port (443 when an https URL has none).
 
-        Plain ``http://`` (and ``ws://``) URLs need no TLS: ``None``.
+        Plain ``http://`` (and ``ws://``) URLs need no TLS: ``None``. ``client_id``
+        and ``alpn`` are as for :meth:`context_for`.
         """
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -665,7 +724,9 @@ class SSLProfileSet:
         host = parts.hostname
         if not host:
             raise ValueError(f"no host in URL {url!r}")
-        return self.context_for(host, parts.port or _DEFAULT_PORTS[scheme], client_id=client_id)
+        return self.context_for(
+            host, parts.port or _DEFAULT_PORTS[scheme], client_id=client_id, alpn=alpn
+        )
 
     def profile_for(
         self, host: str, port: int, *, client_id: str | None = None

@@ -121,6 +121,9 @@ class Served:
     subject: str | None
     not_after: _dt.datetime | None
     loaded_at: _dt.datetime
+    # Builds another context from the same stores (hostname mode in, new context out):
+    # how the set makes ALPN variants without ever changing a context it handed out.
+    make: Callable[[str], ssl.SSLContext] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,7 +439,18 @@ class Builder:
         files = tuple(material.files)
         served = self._served.get((ctx_key, files))
         if served is None:
-            served = Served(pair[0], pair[1], files, subject, not_after, _dt.datetime.now(_dt.UTC))
+
+            def make(hostname_verifier: str) -> ssl.SSLContext:
+                return client_context(
+                    keystore,
+                    truststore,
+                    alias=alias,
+                    hostname_verifier=hostname_verifier,
+                    verify=verify,
+                )
+
+            now = _dt.datetime.now(_dt.UTC)
+            served = Served(pair[0], pair[1], files, subject, not_after, now, make)
             self._served[(ctx_key, files)] = served
         return Built(profile, served)
 

@@ -101,7 +101,7 @@ def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backe
 
 
 def test_aiohttp_leaves_the_contexts_unchanged(profiles, backends: Backends):
-    contexts = [profiles.context_for_url(backends.url(name)) for name in "abc"]
+    contexts = [profiles.context_for_url(backends.url(name), alpn=("http/1.1",)) for name in "abc"]
 
     def snapshot() -> list[tuple[Any, ...]]:
         return [

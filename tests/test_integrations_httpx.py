@@ -115,7 +115,9 @@ def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backe
 
 
 def test_contexts_are_not_changed_by_httpx(profiles, backends: Backends):
-    contexts = {name: profiles.context_for_url(backends.url(name)) for name in "abc"}
+    contexts = {
+        name: profiles.context_for_url(backends.url(name), alpn=("http/1.1",)) for name in "abc"
+    }
     before = {name: snapshot(ctx) for name, ctx in contexts.items() if ctx is not None}
     with client(profiles) as http:
         for _ in range(3):

@@ -94,7 +94,7 @@ def test_urllib3_leaves_the_shared_contexts_unchanged(
     # profile's trust; urllib3 also assigns verify_mode and check_hostname on it.
     unrelated = tmp_path / "unrelated-ca.pem"
     unrelated.write_bytes(backends.pki.other_ca.cert_pem)
-    contexts = [profiles.context_for_url(backends.url(name)) for name in "abc"]
+    contexts = [profiles.context_for_url(backends.url(name), alpn=("http/1.1",)) for name in "abc"]
     before = [snapshot(ctx) for ctx in contexts if ctx is not None]
     for bundle in (None, str(unrelated)):
         if bundle is not None:
@@ -119,7 +119,7 @@ def test_verify_false_on_one_request_does_not_weaken_another(tmp_path, backends:
         )
         url = f"https://localhost:{server.port}/"
         with SSLProfileSet.from_xml(xml) as profiles, session(profiles) as http:
-            ctx = profiles.context_for_url(url)
+            ctx = profiles.context_for_url(url, alpn=("http/1.1",))
             assert ctx is not None
             before = snapshot(ctx)
             with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -169,7 +169,7 @@ def test_allow_all_means_no_host_name_check_by_urllib3_either(tmp_path, backends
             session(allow_all) as http,
         ):
             assert http.get(url).json()["client_cn"] == "client-b"
-            ctx = allow_all.context_for_url(url)
+            ctx = allow_all.context_for_url(url, alpn=("http/1.1",))
             assert ctx is not None and ctx.check_hostname is False
 
 
@@ -186,7 +186,9 @@ def test_pool_key_outside_send_carries_the_profile_context(profiles, backends: B
     adapter = MTLSAdapter(profiles)
     request = requests.Request("GET", backends.url("c")).prepare()
     _, pool_kwargs = adapter.build_connection_pool_key_attributes(request, True)
-    assert pool_kwargs["ssl_context"] is profiles.context_for_url(backends.url("c"))
+    assert pool_kwargs["ssl_context"] is profiles.context_for_url(
+        backends.url("c"), alpn=("http/1.1",)
+    )
     assert "ca_certs" not in pool_kwargs
     _, insecure = adapter.build_connection_pool_key_attributes(request, False)
     assert "ssl_context" not in insecure

@@ -68,7 +68,8 @@ def request_ssl(
     Raises:
         ValueError: the URL has no host.
     """
-    ctx = profile_set.context_for_url(str(url), client_id=client_id)
+    # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
+    ctx = profile_set.context_for_url(str(url), client_id=client_id, alpn=("http/1.1",))
     return ctx if ctx is not None else True
 
 

@@ -60,6 +60,16 @@ _REFUSED = {
 _TRANSPORT_OPTIONS = ("http1", "http2", "limits", "proxy", "trust_env")
 
 
+def _alpn(transport_kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """The ALPN list httpcore would set for these options (it sets it on every handshake)."""
+    protocols = []
+    if transport_kwargs.get("http1", True):
+        protocols.append("http/1.1")
+    if transport_kwargs.get("http2", False):
+        protocols.append("h2")
+    return tuple(protocols)
+
+
 def _check_transport_kwargs(kwargs: dict[str, Any], transport: type[Any]) -> None:
     for name, why in _REFUSED.items():
         if name in kwargs:
@@ -159,7 +169,7 @@ class MTLSTransport(httpx.BaseTransport):
         self.client_id = client_id
         self._kwargs = transport_kwargs
         self._pools: _ContextPools[httpx.HTTPTransport] = _ContextPools(
-            profile_set, client_id, self._transport_for
+            profile_set, client_id, self._transport_for, _alpn(transport_kwargs)
         )
         self._fallback: httpx.HTTPTransport | None = None
         self._fallback_lock = threading.Lock()
@@ -253,7 +263,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         self.client_id = client_id
         self._kwargs = transport_kwargs
         self._pools: _ContextPools[httpx.AsyncHTTPTransport] = _ContextPools(
-            profile_set, client_id, self._transport_for
+            profile_set, client_id, self._transport_for, _alpn(transport_kwargs)
         )
         self._fallback: httpx.AsyncHTTPTransport | None = None
 

@@ -1,0 +1,114 @@
+"""ALPN variants: clients that set ALPN get contexts of their own, never a shared one."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import mtls
+from mtls.testing import CA, replace_atomically
+
+from ._helpers import PASSWORD, profile, profile_xml
+
+
+@pytest.fixture
+def alpn_server() -> Iterator[tuple[int, list[str | None], CA]]:
+    """A TLS server offering h2 and http/1.1 that records what each handshake selected."""
+    ca = CA(name="alpn CA")
+    ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    selected: list[str | None] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                with ctx.wrap_socket(raw, server_side=True) as tls:
+                    selected.append(tls.selected_alpn_protocol())
+                    tls.sendall(b"x")
+            except (ssl.SSLError, OSError):
+                raw.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], selected, ca
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def handshake(ctx: ssl.SSLContext, port: int) -> str | None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.recv(1)
+            return tls.selected_alpn_protocol()
+
+
+def test_variants_are_separate_cached_and_negotiate_their_own_alpn(tmp_path, alpn_server):
+    port, selected, ca = alpn_server
+    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
+    )
+    profiles = mtls.SSLProfileSet.from_xml(xml, settle_delay=0)
+    base = profiles.context_for("localhost", port)
+    h1 = profiles.context_for("localhost", port, alpn=["http/1.1"])
+    h2 = profiles.context_for_url(f"https://localhost:{port}/", alpn=("h2", "http/1.1"))
+    assert len({id(base), id(h1), id(h2)}) == 3
+    assert profiles.context_for("localhost", port, alpn=("http/1.1",)) is h1  # cached
+    assert handshake(h2, port) == "h2"
+    assert handshake(h1, port) == "http/1.1"
+    assert handshake(base, port) is None  # the shared context offers no ALPN at all
+    assert selected == ["h2", "http/1.1", None]
+    # A rotation builds new variants and drops the old ones.
+    replace_atomically(tmp_path / "gw.jks", ca.issue_cert("gw2").keystore().to_bytes(PASSWORD))
+    assert profiles.reload() is True
+    new_h1 = profiles.context_for("localhost", port, alpn=("http/1.1",))
+    assert new_h1 is not h1
+    assert handshake(new_h1, port) == "http/1.1"
+    assert all(key[0] != id(base) for key in profiles._variants)
+
+
+def test_a_user_supplied_default_context_is_returned_as_it_is():
+    default = mtls.client_context()
+    profiles = mtls.SSLProfileSet([], default=default)
+    assert profiles.context_for("any.test", 443, alpn=("h2",)) is default
+    assert profiles.context_for("any.test", 443) is default
+    assert mtls.SSLProfileSet([]).context_for("any.test", 443, alpn=("h2",)) is None
+
+
+def test_httpx_transport_uses_the_variant_for_its_alpn(tmp_path, alpn_server):
+    httpx_integration = pytest.importorskip("mtls.integrations.httpx")
+    port, _, ca = alpn_server
+    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
+    )
+    profiles = mtls.SSLProfileSet.from_xml(xml)
+    transport = httpx_integration.MTLSTransport(profiles)
+    try:
+        entry, _ = transport._pools.acquire("localhost", port)
+        assert entry is not None
+        assert entry.context is profiles.context_for("localhost", port, alpn=("http/1.1",))
+        assert entry.context is not profiles.context_for("localhost", port)
+        transport._pools.release(entry)
+    finally:
+        transport.close()
