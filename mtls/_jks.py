@@ -12,12 +12,15 @@ pyjks's ``sun_crypto`` functions for the decryption itself.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import jks
 import jks.sun_crypto
 import jks.util
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from . import _der
 
@@ -123,12 +126,9 @@ def decrypt_key(key: JKSKey, password: str) -> bytes:
             plaintext = jks.sun_crypto.jks_pkey_decrypt(ciphertext, password)
         elif oid == _JCE_KEY_PROTECTOR and key.store_type == "JCEKS":
             salt, iterations = _jce_params(algorithm, key.alias)
-            if not password.isascii():
-                # Java's PBEKey refuses non-ASCII passwords, so no such store can exist.
-                raise JKSKeyPasswordError("JCEKS key passwords are ASCII only")
             if len(ciphertext) % 8 or not ciphertext:
                 raise JKSFormatError(f"key entry {key.alias!r} is truncated")
-            plaintext = jks.sun_crypto.jce_pbe_decrypt(ciphertext, password, salt, iterations)
+            plaintext = _jce_decrypt(ciphertext, password, salt, iterations)
         else:
             raise JKSFormatError(f"key entry {key.alias!r} uses an unknown protection ({oid})")
     except (jks.util.BadHashCheckException, jks.util.BadPaddingException) as exc:
@@ -141,6 +141,32 @@ def decrypt_key(key: JKSKey, password: str) -> bytes:
     except _der.DERError as exc:
         raise JKSKeyPasswordError("decrypted key is not a PKCS#8 structure") from exc
     return bytes(plaintext)
+
+
+def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int) -> bytes:
+    """Sun's PBEWithMD5AndTripleDES (com.sun.crypto.provider.PBECipherCore).
+
+    The password goes in as bytes: ASCII up to JDK 21 (Java refused anything else),
+    UTF-8 since (``PBEUtil.encodePassword``, so JDK 25's keytool writes JCEKS keys
+    with non-ASCII passwords). The two agree on ASCII. pyjks takes ASCII only, so the
+    derivation is done here; pyjks's salt quirk is reused as it is.
+    """
+    secret = password.encode("utf-8")
+    halves = [salt[:4], salt[4:]]
+    if halves[0] == halves[1]:
+        halves[0] = jks.sun_crypto._jce_invert_salt_half(halves[0])
+    derived = b""
+    for half in halves:
+        digest = half
+        for _ in range(iterations):
+            digest = hashlib.md5(digest + secret).digest()  # noqa: S324 - Java's algorithm
+        derived += digest
+    decryptor = Cipher(TripleDES(derived[:24]), modes.CBC(derived[24:])).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    pad = padded[-1]
+    if not 1 <= pad <= 8 or padded[-pad:] != bytes([pad]) * pad:
+        raise JKSKeyPasswordError("bad padding after decryption")
+    return padded[:-pad]
 
 
 def _jce_params(algorithm: list[_der.TLV], alias: str) -> tuple[bytes, int]:

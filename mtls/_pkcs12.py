@@ -144,7 +144,7 @@ _UNSUPPORTED: Final = {
     "1.2.840.113549.1.7.3": "envelopedData (public-key privacy mode)",
     "1.3.6.1.4.1.11591.4.11": "scrypt",
 }
-_MAX_ITERATIONS: Final = 10_000_000  # hostile counts must fail fast, not hang
+_MAX_ITERATIONS: Final = 5_000_000  # Java's PKCS12KeyStore ceiling; hostile counts must not hang
 _MAX_NESTING: Final = 4
 
 

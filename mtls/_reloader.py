@@ -259,6 +259,7 @@ class Builder:
         self._stop = stop
         # content-keyed caches: (role, sha256, passwords, type) -> (store, fingerprint)
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
+        self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], tuple[str | None, _dt.datetime | None]] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
@@ -278,6 +279,8 @@ class Builder:
         """Drop cache entries the new snapshot does not use."""
         for key in set(self._stores) - self._used_stores:
             del self._stores[key]
+        for key in set(self._failed) - self._used_stores:
+            del self._failed[key]
         for key in set(self._contexts) - self._used_contexts:
             del self._contexts[key]
         live = {fp for _, fp in self._stores.values()}
@@ -354,24 +357,36 @@ class Builder:
         material.files.append((role, str(config.location), digest))
         key = (role, digest, config.password, config.key_password, config.type)
         self._used_stores.add(key)
+        failed = self._failed.get(key)
+        if failed is not None:
+            # The same bytes with the same passwords failed before: say so again without
+            # paying for the parse (a hostile PKCS#12 can cost seconds of KDF per try).
+            raise failed.with_traceback(None)
         cached = self._stores.get(key)
         if cached is None:
-            store: Keystore | Truststore
+            store = self._parse_store(config, keystore, data, key)
+            cached = (store, store.fingerprint)
+            self._stores[key] = cached
+        return cached
+
+    def _parse_store(
+        self, config: StoreConfig, keystore: bool, data: bytes, key: tuple[Any, ...]
+    ) -> Keystore | Truststore:
+        try:
             if keystore:
-                store = Keystore.from_bytes(
+                return Keystore.from_bytes(
                     data,
                     config.password,
                     key_password=config.key_password,
                     store_type=config.type,
                     _path=str(config.location),
                 )
-            else:
-                store = Truststore.from_bytes(
-                    data, config.password, store_type=config.type, _path=str(config.location)
-                )
-            cached = (store, store.fingerprint)
-            self._stores[key] = cached
-        return cached
+            return Truststore.from_bytes(
+                data, config.password, store_type=config.type, _path=str(config.location)
+            )
+        except MTLSError as exc:
+            self._failed[key] = exc
+            raise
 
     def build(self, profile: SSLProfile, *, replacing: bool) -> Built:
         """Load a profile's stores and build (or reuse) its contexts.

@@ -63,10 +63,47 @@ def test_jce_parameters_are_checked_before_any_work():
         decrypt_key(truncated, "pw")
 
 
-def test_jce_passwords_are_ascii_only_as_in_java():
-    key = JKSKey("k", envelope(JCE_OID, bytes(48), jce_params()), (), "JCEKS")
-    with pytest.raises(JKSKeyPasswordError, match="ASCII"):
-        decrypt_key(key, "pässword")
+def test_jce_non_ascii_passwords_are_utf8_as_in_jdk25():
+    """JDK 25 encodes JCEKS key passwords as UTF-8 (PBEUtil); older JDKs refused them."""
+    import hashlib
+
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    password, salt, iterations = "pässwörd€", b"abcdefgh", 20
+    derived = b""
+    for half in (salt[:4], salt[4:]):
+        digest = half
+        for _ in range(iterations):
+            digest = hashlib.md5(digest + password.encode("utf-8")).digest()
+        derived += digest
+    padded = PKCS8 + bytes([8 - len(PKCS8) % 8]) * (8 - len(PKCS8) % 8)
+    encryptor = Cipher(TripleDES(derived[:24]), modes.CBC(derived[24:])).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    key = JKSKey("k", envelope(JCE_OID, ciphertext, jce_params(salt, iterations)), (), "JCEKS")
+    assert decrypt_key(key, password) == PKCS8
+    with pytest.raises(JKSKeyPasswordError):
+        decrypt_key(key, "passwörd")
+
+
+JDK25 = "/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(JDK25), reason="JDK 25 is not installed")
+def test_jdk25_jceks_with_a_non_ascii_password(tmp_path):
+    import subprocess
+
+    import mtls
+
+    store, password = tmp_path / "u.jceks", "pässwörd€"
+    subprocess.run(
+        [JDK25, "-genkeypair", "-storetype", "JCEKS", "-keystore", str(store), "-storepass",
+         password, "-keypass", password, "-alias", "k", "-dname", "CN=u", "-keyalg", "EC"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    ks = mtls.Keystore.load(store, password)
+    assert ks.key_aliases == ("k",)
+    mtls.client_context(ks)  # the key matches its certificate
 
 
 def test_jce_wrong_password_that_passes_the_padding_check_is_still_wrong():

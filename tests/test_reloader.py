@@ -528,3 +528,26 @@ def test_a_resolver_that_fails_during_a_reload_keeps_the_set_and_is_retried(tmp_
     assert profiles.reload() is True
     assert profiles.context_for("127.0.0.1", 9) is not None
     assert profiles.last_error is None
+
+
+def test_a_store_that_failed_is_not_parsed_again_until_it_changes(setup, ca, monkeypatch):
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    from mtls import Keystore
+
+    calls: list[int] = []
+    original = Keystore.from_bytes.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, data, *args, **kwargs):
+        calls.append(len(data))
+        return original(cls, data, *args, **kwargs)
+
+    monkeypatch.setattr(Keystore, "from_bytes", classmethod(counting))
+    replace_atomically(keystore, b"\xfe\xed\xfe\xed" + b"garbage" * 100)
+    for _ in range(3):
+        assert profiles.reload() is False
+        assert profiles.last_error is not None  # still reported on every check
+    assert len(calls) == 1
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True
+    assert len(calls) == 2
