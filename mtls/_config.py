@@ -59,9 +59,13 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
         if not sep or ":" in host:
             host, port_text = text, ""
     if not port_text:
+        example = f"[{text}]:443" if ":" in text else f"{text}:443"
+        if ":" in text and not text.startswith("["):
+            last = text.rpartition(":")
+            example += f" (or [{last[0]}]:{last[2]} if {last[2]} was the port)"
         raise ProfileConfigError(
             f"{path or 'profile'}: server {text!r} has no port, so it would never match "
-            f"(WSO2 ignores it silently): write {text}:443 or the backend's port",
+            f"(WSO2 ignores it silently): write {example}; IPv6 addresses go in brackets",
             path=path,
             servers=(text,),
             element="servers",

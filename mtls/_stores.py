@@ -6,7 +6,7 @@ Format is decided by content, never by file name or declared type (DESIGN 2):
 JKS                   magic ``FE ED FE ED``
 JCEKS                 magic ``CE CE CE CE``
 PKCS#12               DER ``SEQUENCE { INTEGER 3, ContentInfo ... }``
-PEM                   ``-----BEGIN`` somewhere in the first kilobyte
+PEM                   ``-----BEGIN`` anywhere (text before it is allowed)
 DER certificate       one X.509 certificate (what ``keytool -exportcert`` writes)
 ====================  ==========================================================
 
@@ -33,7 +33,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from . import _der, _jks, _pkcs12, _x509
@@ -76,7 +76,7 @@ def detect_format(data: bytes) -> StoreType:
             return "PKCS12"
         if _looks_like_der_certificate(data):
             return "DER"
-    if b"-----BEGIN " in data[:4096]:
+    if b"-----BEGIN " in data:  # anywhere: `openssl x509 -text` puts text first
         return "PEM"
     raise KeystoreFormatError(
         "not a keystore: the bytes are not JKS, JCEKS, PKCS#12, PEM or a DER certificate"
@@ -451,15 +451,14 @@ def _parse_pem(
         if label in (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"):
             try:
                 der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+                if label == b"TRUSTED CERTIFICATE":
+                    der = _trusted_certificate(der, where, path)
                 _der.read_single(der, _der.SEQUENCE)
             except (binascii.Error, _der.DERError) as exc:
                 raise KeystoreFormatError(
                     f"{where}: certificate {len(cert_ders) + 1} is not valid PEM: fix the file",
                     path=path,
                 ) from exc
-            if label == b"TRUSTED CERTIFICATE":
-                # OpenSSL's trusted form appends auxiliary trust data after the certificate.
-                der = der[: _der.read_tlv(der).end]
             cert_ders.append(der)
         elif label.endswith(b"PRIVATE KEY"):
             key_blocks.append(match.group(0))
@@ -504,6 +503,26 @@ def _pem_key_is_encrypted(block: bytes) -> bool:
     return block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") or (
         b"Proc-Type: 4,ENCRYPTED" in block
     )
+
+
+def _trusted_certificate(der: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:
+    """The certificate of OpenSSL's ``TRUSTED CERTIFICATE`` form (certificate + X509_CERT_AUX).
+
+    The auxiliary trust settings narrow what OpenSSL trusts the certificate for. We
+    cannot apply them, so a block that *rejects* a purpose is refused rather than
+    trusted more widely than OpenSSL would; plain trust settings are dropped.
+    """
+    cert = _der.read_tlv(der)
+    if cert.end < len(der):
+        aux = _der.read_tlv(der, cert.end).expect(_der.SEQUENCE)
+        if any(item.tag == 0xA0 for item in aux.children()):  # reject [0] SEQUENCE OF OID
+            raise KeystoreFormatError(
+                f"{where}: a TRUSTED CERTIFICATE block carries OpenSSL reject settings, "
+                "which mtls cannot apply: remove them (openssl x509 -clrreject) or leave "
+                "the certificate out",
+                path=path,
+            )
+    return der[: cert.end]
 
 
 def _pem_key_to_pkcs8(
@@ -565,6 +584,11 @@ def _check_store_type(store_type: str) -> str:
 def _pkcs12_encryption(password: str) -> serialization.KeySerializationEncryption:
     # The same algorithms keytool has written since JDK 12: PBES2 with AES-256 and a
     # SHA-256 MAC (JDK-8076190). JDK 8 (8u301+) reads them too.
+    if not password:
+        raise ValueError(
+            "a PKCS#12 store needs a password (keytool refuses an empty one): give one, "
+            "or save as PEM for an unencrypted file"
+        )
     return (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(_PKCS12_KDF_ROUNDS)
@@ -587,6 +611,19 @@ def _cert_or_raise(der: bytes, alias: str, path: str | None) -> x509.Certificate
     except ValueError as exc:
         raise KeystoreFormatError(
             f"{_where(path)}: certificate {alias!r} cannot be parsed", path=path, alias=alias
+        ) from exc
+
+
+def _writable_cert(der: bytes, alias: str, path: str | None, kind: str) -> x509.Certificate:
+    try:
+        return _x509.load_cert(der)
+    except ValueError as exc:
+        raise KeyEntryError(
+            f"{_where(path)}: entry {alias!r} has a certificate cryptography cannot read "
+            f"(JDK 17 writes DSA certificates like that), so it cannot be written as {kind}: "
+            "save the store as JKS",
+            path=path,
+            alias=alias,
         ) from exc
 
 
@@ -1033,7 +1070,7 @@ class Keystore(_StoreBase):
                 path=self.path,
             )
         key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        certs = [_writable_cert(der, alias, self.path, kind) for der in chain]
         if kind == "PEM":
             encryption: serialization.KeySerializationEncryption = (
                 serialization.BestAvailableEncryption(secret.encode())
@@ -1045,7 +1082,12 @@ class Keystore(_StoreBase):
             )
             return pem + b"".join(_x509.der_to_pem(der).encode() for der in chain)
         if not isinstance(
-            key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+            key,
+            rsa.RSAPrivateKey
+            | ec.EllipticCurvePrivateKey
+            | ed25519.Ed25519PrivateKey
+            | ed448.Ed448PrivateKey
+            | dsa.DSAPrivateKey,
         ):
             raise KeyEntryError(f"unsupported key type for PKCS#12: {type(key).__name__}")
         return pkcs12.serialize_key_and_certificates(
@@ -1218,7 +1260,9 @@ class Truststore(_StoreBase):
         if kind == "PEM":
             return self.to_pem()
         certs = [
-            pkcs12.PKCS12Certificate(x509.load_der_x509_certificate(der), alias.encode("utf-8"))
+            pkcs12.PKCS12Certificate(
+                _writable_cert(der, alias, self.path, kind), alias.encode("utf-8")
+            )
             for alias, der in entries
         ]
         return pkcs12.serialize_java_truststore(certs, _pkcs12_encryption(secret))
