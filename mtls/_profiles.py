@@ -48,10 +48,12 @@ _FROM_FILE: Any = object()
 
 
 class _Source(Protocol):
+    """Where profiles come from: code (no file) or a profile file."""
+
     path: Path | None
 
     def load(
-        self, reader: FileReader, settle: Callable[[Path], tuple[bytes, str]]
+        self, read: Callable[[Path], tuple[bytes, str]]
     ) -> tuple[list[SSLProfile], str | None]: ...
 
 
@@ -67,8 +69,10 @@ class _Static:
                 raise TypeError(f"expected SSLProfile objects, got {type(profile).__name__}")
 
     def load(
-        self, reader: FileReader, settle: Callable[[Path], tuple[bytes, str]]
+        self, read: Callable[[Path], tuple[bytes, str]]
     ) -> tuple[list[SSLProfile], str | None]:
+        """The profiles given in code (there is no file to ``read``)."""
+        del read
         return list(self._profiles), None
 
 
@@ -88,11 +92,12 @@ class _XmlFile:
         self._secret_resolver = secret_resolver
 
     def load(
-        self, reader: FileReader, settle: Callable[[Path], tuple[bytes, str]]
+        self, read: Callable[[Path], tuple[bytes, str]]
     ) -> tuple[list[SSLProfile], str | None]:
+        """Read the file with ``read`` (settled during reloads) and parse it."""
         assert self.path is not None
         try:
-            data, digest = settle(self.path)
+            data, digest = read(self.path)
         except FileNotFoundError:
             raise ProfileConfigError(
                 f"{self.path}: no such profile file: check the path", path=self.path
@@ -374,7 +379,7 @@ class SSLProfileSet:
 
     def _first_snapshot(self, skip_failures: bool) -> Snapshot:
         self._builder.begin()
-        profiles, digest = self._source.load(self._reader, self._reader.read)
+        profiles, digest = self._source.load(self._reader.read)
         built: list[Built] = []
         failures: list[tuple[SSLProfile, MTLSError]] = []
         for profile in profiles:
@@ -426,7 +431,7 @@ class SSLProfileSet:
             old.config_error is not None or self._reader.digest(path) != old.config_digest
         ):
             try:
-                profiles, digest = self._source.load(self._reader, builder.settled_read)
+                profiles, digest = self._source.load(builder.settled_read)
             except Unstable:
                 self._pending = True  # still being written: the next check takes it
             except MTLSError as exc:

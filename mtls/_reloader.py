@@ -422,7 +422,7 @@ class Builder:
                     leaf_info = (None, None)
                 if replacing and leaf is not None:
                     where = str(profile.keystore.location) if profile.keystore else ""
-                    _validate_validity(leaf, profile, where)
+                    _validate_validity(leaf, where)
                 self._leaves[(key_fp, alias)] = leaf_info
             subject, not_after = leaf_info
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
@@ -494,7 +494,7 @@ class Unstable(Exception):
         self.path = path
 
 
-def _validate_validity(leaf: Any, profile: SSLProfile, where: str) -> None:
+def _validate_validity(leaf: Any, where: str) -> None:
     now = _dt.datetime.now(_dt.UTC)
     if _x509.not_after(leaf) < now:
         raise KeystoreError(
