@@ -1,0 +1,77 @@
+"""keytool-style inputs: distinguished names, subject alternative names, new key pairs."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+
+def parse_dname(subject: str | x509.Name) -> x509.Name:
+    """A keytool ``-dname`` string (``"CN=a, OU=b, O=c, C=US"``) as an ``x509.Name``."""
+    if isinstance(subject, x509.Name):
+        return subject
+    text = re.sub(r",\s+", ",", subject.strip())
+    try:
+        name = x509.Name.from_rfc4514_string(text)
+    except ValueError as exc:
+        raise ValueError(f'malformed distinguished name {subject!r}: use "CN=name, O=org"') from exc
+    if not name.rdns:
+        raise ValueError('the distinguished name is empty: use "CN=name"')
+    return name
+
+
+def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
+    """SAN strings (``DNS:x``, ``IP:1.2.3.4``, ``email:a@b``, or bare) as general names."""
+    names: list[x509.GeneralName] = []
+    for raw in values:
+        kind, sep, value = raw.partition(":")
+        if sep and kind.lower() in ("dns", "ip", "email", "uri"):
+            kind = kind.lower()
+        else:
+            kind, value = "", raw
+        value = value.strip()
+        if not value:
+            raise ValueError(f"empty subject alternative name {raw!r}")
+        if kind in ("ip", ""):
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(value.strip("[]"))))
+                continue
+            except ValueError:
+                if kind == "ip":
+                    raise ValueError(f"not an IP address: {value!r}") from None
+        if kind == "email" or (not kind and "@" in value):
+            names.append(x509.RFC822Name(value))
+        elif kind == "uri":
+            names.append(x509.UniformResourceIdentifier(value))
+        else:
+            names.append(x509.DNSName(value))
+    return names
+
+
+def new_private_key(
+    key_type: str, key_size: int, curve: str
+) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:
+    kind = key_type.upper()
+    if kind == "RSA":
+        if key_size < 2048:
+            raise ValueError("RSA keys shorter than 2048 bits are refused by current TLS stacks")
+        return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    if kind == "EC":
+        curves: dict[str, ec.EllipticCurve] = {
+            "secp256r1": ec.SECP256R1(),
+            "secp384r1": ec.SECP384R1(),
+            "secp521r1": ec.SECP521R1(),
+            "p-256": ec.SECP256R1(),
+            "p-384": ec.SECP384R1(),
+            "p-521": ec.SECP521R1(),
+        }
+        if curve.lower() not in curves:
+            raise ValueError(f"curve must be one of secp256r1, secp384r1, secp521r1, not {curve!r}")
+        return ec.generate_private_key(curves[curve.lower()])
+    if kind == "ED25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"key_type must be 'RSA', 'EC' or 'Ed25519', not {key_type!r}")

@@ -1,0 +1,527 @@
+"""From bytes to entries: format detection and the JKS, JCEKS, PKCS#12, PEM and DER readers.
+
+Format is decided by content, never by file name or declared type (DESIGN 2):
+
+====================  ==========================================================
+JKS                   magic ``FE ED FE ED``
+JCEKS                 magic ``CE CE CE CE``
+PKCS#12               DER ``SEQUENCE { INTEGER 3, ContentInfo ... }``
+PEM                   ``-----BEGIN`` anywhere (text before it is allowed)
+DER certificate       one X.509 certificate (what ``keytool -exportcert`` writes)
+====================  ==========================================================
+
+Certificates come out as DER (what OpenSSL consumes) and private keys as PKCS#8
+DER, never parsed by cryptography on the way to a context. Every foreign exception
+is translated here, at the boundary where bytes become entries; the store classes in
+``_stores.py`` build on what this module returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from . import _der, _jks, _pkcs12, _x509
+from ._errors import (
+    KeyEntryError,
+    KeystoreError,
+    KeystoreFormatError,
+    KeystoreNotFoundError,
+    WrongPasswordError,
+)
+
+log = logging.getLogger("mtls")
+
+StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER"]
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detect_format(data: bytes) -> StoreType:
+    """Name the store format of ``data`` from its bytes alone.
+
+    Raises:
+        KeystoreFormatError: empty, or no known format.
+    """
+    if not data:
+        raise KeystoreFormatError("the store is empty")
+    if data[:4] == b"\xfe\xed\xfe\xed":
+        return "JKS"
+    if data[:4] == b"\xce\xce\xce\xce":
+        return "JCEKS"
+    if data[:1] == b"\x30":
+        if _pkcs12.looks_like_pkcs12(data):
+            return "PKCS12"
+        if _looks_like_der_certificate(data):
+            return "DER"
+    if b"-----BEGIN " in data:  # anywhere: `openssl x509 -text` puts text first
+        return "PEM"
+    raise KeystoreFormatError(
+        "not a keystore: the bytes are not JKS, JCEKS, PKCS#12, PEM or a DER certificate"
+    )
+
+
+def _looks_like_der_certificate(data: bytes) -> bool:
+    try:
+        outer = _der.read_single(data, _der.SEQUENCE).children()
+        return len(outer) == 3 and outer[0].tag == _der.SEQUENCE
+    except _der.DERError:
+        return False
+
+
+# --------------------------------------------------------------------------- entries
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyEntry:
+    alias: str
+    key_der: bytes = field(repr=False)  # PKCS#8 PrivateKeyInfo, plaintext, in memory only
+    chain_der: tuple[bytes, ...]  # leaf first
+
+
+def _fold(alias: str) -> str:
+    # Java treats aliases case-insensitively (JKS stores them lower-cased).
+    return alias.casefold()
+
+
+def _unique_alias(base: str, taken: set[str]) -> str:
+    alias, n = base, 1
+    while _fold(alias) in taken:
+        n += 1
+        alias = f"{base}-{n}"
+    taken.add(_fold(alias))
+    return alias
+
+
+def _alias_for(der: bytes, taken: set[str], fallback: str) -> str:
+    # PEM and DER have no aliases: name the entry after its CN, as people do by hand.
+    try:
+        cn = _x509.common_name(_x509.load_cert(der))
+    except ValueError:
+        cn = None
+    base = re.sub(r"[^a-z0-9._-]+", "-", (cn or fallback).lower()).strip("-") or fallback
+    return _unique_alias(base, taken)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class _Parsed:
+    store_type: StoreType
+    keys: list[_KeyEntry]
+    certs: list[tuple[str, bytes]]  # trusted-certificate entries
+    loose: list[bytes]  # certificates that are neither (PKCS#12 bags without a role)
+
+
+def _read_path(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise KeystoreNotFoundError(
+            f"{os.fspath(path)}: no such file: check the path (relative paths start "
+            f"from {os.getcwd()})",
+            path=path,
+        ) from exc
+    except IsADirectoryError as exc:
+        raise KeystoreError(f"{os.fspath(path)} is a directory, not a store", path=path) from exc
+    except OSError as exc:
+        raise KeystoreError(
+            f"{os.fspath(path)}: cannot read the store ({exc.strerror}): check its permissions",
+            path=path,
+        ) from exc
+
+
+def _where(path: str | os.PathLike[str] | None) -> str:
+    return os.fspath(path) if path is not None else "the store"
+
+
+def _parse(
+    data: bytes,
+    password: str | None,
+    key_password: str | None,
+    *,
+    with_keys: bool,
+    path: str | os.PathLike[str] | None,
+    declared: str | None,
+) -> _Parsed:
+    where = _where(path)
+    try:
+        fmt = detect_format(data)
+    except KeystoreFormatError as exc:
+        hint = f" (declared {declared})" if declared else ""
+        raise KeystoreFormatError(f"{where}: {exc}{hint}", path=path) from None
+    if declared and _declared_mismatch(declared, fmt):
+        # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
+        log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
+    if fmt in ("JKS", "JCEKS"):
+        return _parse_jks(data, password, key_password, with_keys=with_keys, path=path)
+    if fmt == "PKCS12":
+        return _parse_pkcs12(data, password, key_password, with_keys=with_keys, path=path)
+    if fmt == "PEM":
+        return _parse_pem(data, password, key_password, with_keys=with_keys, path=path)
+    return _Parsed("DER", [], [(_alias_for(data, set(), "cert"), data)], [])
+
+
+def _declared_mismatch(declared: str, fmt: str) -> bool:
+    norm = declared.upper().replace("#", "").replace("-", "")
+    return norm not in (fmt, "PKCS12" if fmt == "PKCS12" else fmt)
+
+
+def _parse_jks(
+    data: bytes,
+    password: str | None,
+    key_password: str | None,
+    *,
+    with_keys: bool,
+    path: str | os.PathLike[str] | None,
+) -> _Parsed:
+    where = _where(path)
+    try:
+        contents = _jks.parse_store(data, password)
+    except _jks.JKSFormatError as exc:
+        raise KeystoreFormatError(
+            f"{where}: damaged or truncated JKS/JCEKS store: replace the file", path=path
+        ) from exc
+    except _jks.JKSIntegrityError as exc:
+        raise _jks_integrity_error(data, password, path) from exc
+    keys: list[_KeyEntry] = []
+    if with_keys:
+        secret = key_password if key_password is not None else password
+        keys = [_decrypt_jks_key(k, secret, key_password is not None, path) for k in contents.keys]
+    else:
+        keys = [_KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
+    if contents.secret_aliases:
+        log.debug("%s: ignoring %d secret-key entries", where, len(contents.secret_aliases))
+    return _Parsed(contents.store_type, keys, list(contents.certs), [])  # type: ignore[arg-type]
+
+
+def _decrypt_jks_key(
+    key: _jks.JKSKey, secret: str | None, explicit: bool, path: str | os.PathLike[str] | None
+) -> _KeyEntry:
+    where = _where(path)
+    which = "key password" if explicit else "store password (used as the key password)"
+    if secret is None:
+        raise WrongPasswordError(
+            f"{where}: key entry {key.alias!r} needs a password: pass the key password",
+            path=path,
+            alias=key.alias,
+        )
+    try:
+        pkcs8 = _jks.decrypt_key(key, secret)
+    except _jks.JKSKeyPasswordError as exc:
+        hint = "" if explicit else "; if the key has its own password, pass key_password"
+        raise WrongPasswordError(
+            f"{where}: the {which} does not unlock key entry {key.alias!r}{hint}",
+            path=path,
+            alias=key.alias,
+        ) from exc
+    except _jks.JKSFormatError as exc:
+        raise KeystoreFormatError(f"{where}: {exc}: replace the file", path=path) from exc
+    return _KeyEntry(key.alias, pkcs8, key.chain_der)
+
+
+def _jks_integrity_error(
+    data: bytes, password: str | None, path: str | os.PathLike[str] | None
+) -> KeystoreError:
+    """Tell a wrong password from an altered file.
+
+    The integrity hash cannot tell them apart by itself. But if the same password
+    unlocks a key entry (its own SHA-1 check), the password is right and the file
+    was modified after it was written.
+    """
+    where = _where(path)
+    try:
+        contents = _jks.parse_store(data, None)
+    except (_jks.JKSFormatError, _jks.JKSIntegrityError):
+        return KeystoreFormatError(f"{where}: damaged JKS store: replace the file", path=path)
+    for key in contents.keys:
+        try:
+            if password is not None:
+                _jks.decrypt_key(key, password)
+        except (_jks.JKSKeyPasswordError, _jks.JKSFormatError):
+            continue
+        else:
+            return KeystoreFormatError(
+                f"{where}: the integrity check failed although the password unlocks key "
+                f"{key.alias!r}: the file was modified or damaged; replace it",
+                path=path,
+            )
+    return WrongPasswordError(
+        f"{where}: wrong store password (the integrity check failed): check the password, "
+        "or replace the file if it was modified",
+        path=path,
+    )
+
+
+def _parse_pkcs12(
+    data: bytes,
+    password: str | None,
+    key_password: str | None,
+    *,
+    with_keys: bool,
+    path: str | os.PathLike[str] | None,
+) -> _Parsed:
+    where = _where(path)
+    try:
+        contents = _pkcs12.parse_pkcs12(
+            data, password, key_password=key_password, decrypt_keys=with_keys
+        )
+    except _pkcs12.P12PasswordError as exc:
+        which = "key password" if exc.which == "key" else "store password"
+        if password is None and exc.which != "key":
+            msg = f"{where}: this PKCS#12 store is encrypted: pass its password"
+        else:
+            msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it"
+        raise WrongPasswordError(msg, path=path) from exc
+    except _pkcs12.P12FormatError as exc:
+        raise KeystoreFormatError(
+            f"{where}: damaged or unsupported PKCS#12 store ({exc}): replace the file", path=path
+        ) from exc
+
+    certs = list(contents.certs)
+    used: set[int] = set()
+    keys: list[_KeyEntry] = []
+    taken: set[str] = set()
+    for index, key in enumerate(contents.keys):
+        leaf_at = _pkcs12_leaf(key, certs, used)
+        if leaf_at is None:
+            raise KeystoreFormatError(
+                f"{where}: key entry {key.alias or index!r} has no certificate", path=path
+            )
+        used.add(leaf_at)
+        chain = [certs[leaf_at].der]
+        _extend_chain(chain, certs, used)
+        alias = _unique_alias(key.alias or certs[leaf_at].alias or str(index + 1), taken)
+        keys.append(_KeyEntry(alias, key.pkcs8_der, tuple(chain)))
+    trusted: list[tuple[str, bytes]] = []
+    loose: list[bytes] = []
+    for index, cert in enumerate(certs):
+        if index in used:
+            continue
+        if cert.trusted:
+            trusted.append((_unique_alias(cert.alias or str(index + 1), taken), cert.der))
+        elif cert.local_key_id is not None and not with_keys:
+            # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
+            alias = _unique_alias(cert.alias or str(index + 1), taken)
+            chain = [cert.der]
+            used.add(index)
+            _extend_chain(chain, certs, used)
+            keys.append(_KeyEntry(alias, b"", tuple(chain)))
+        else:
+            loose.append(cert.der)
+    return _Parsed("PKCS12", keys, trusted, loose)
+
+
+def _pkcs12_leaf(
+    key: _pkcs12.P12Key, certs: Sequence[_pkcs12.P12Cert], used: set[int]
+) -> int | None:
+    if key.local_key_id is not None:
+        for index, cert in enumerate(certs):
+            if index not in used and cert.local_key_id == key.local_key_id:
+                return index
+    return _match_public_key(key.pkcs8_der, [c.der for c in certs], used)
+
+
+def _match_public_key(key_der: bytes, certs: Sequence[bytes], used: set[int]) -> int | None:
+    try:
+        public = (
+            serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        # UnsupportedAlgorithm: e.g. an EC key on a curve OID cryptography does not know.
+        return None
+    for index, der in enumerate(certs):
+        if index in used:
+            continue
+        try:
+            cert_public = (
+                _x509.load_cert(der)
+                .public_key()
+                .public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+        except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+            continue
+        if cert_public == public:
+            return index
+    return None
+
+
+def _extend_chain(chain: list[bytes], certs: Sequence[_pkcs12.P12Cert], used: set[int]) -> None:
+    """Append issuers of the last certificate from ``certs`` while they are found."""
+    while True:
+        try:
+            # cryptography parses names lazily: a damaged one raises on access, not on load.
+            last = _x509.load_cert(chain[-1])
+            issuer = last.issuer
+            if issuer == last.subject:
+                return
+        except ValueError:
+            return
+        for index, cert in enumerate(certs):
+            if index in used or cert.trusted:
+                continue
+            try:
+                subject = _x509.load_cert(cert.der).subject
+            except ValueError:
+                continue
+            if subject == issuer:
+                chain.append(cert.der)
+                used.add(index)
+                break
+        else:
+            return
+
+
+def _parse_pem(
+    data: bytes,
+    password: str | None,
+    key_password: str | None,
+    *,
+    with_keys: bool,
+    path: str | os.PathLike[str] | None,
+) -> _Parsed:
+    where = _where(path)
+    cert_ders: list[bytes] = []
+    key_blocks: list[bytes] = []
+    for match in _PEM_BLOCK.finditer(data):
+        label = match.group(1)
+        if label in (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"):
+            try:
+                der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+                if label == b"TRUSTED CERTIFICATE":
+                    der = _trusted_certificate(der, where, path)
+                _der.read_single(der, _der.SEQUENCE)
+            except (binascii.Error, _der.DERError) as exc:
+                raise KeystoreFormatError(
+                    f"{where}: certificate {len(cert_ders) + 1} is not valid PEM: fix the file",
+                    path=path,
+                ) from exc
+            cert_ders.append(der)
+        elif label.endswith(b"PRIVATE KEY"):
+            key_blocks.append(match.group(0))
+    if not cert_ders and not key_blocks:
+        raise KeystoreFormatError(
+            f"{where}: no certificate or private key found in this PEM file", path=path
+        )
+    if data.count(b"-----BEGIN ") > sum(1 for _ in _PEM_BLOCK.finditer(data)):
+        # A block without its END line: the file was cut short (or a label is mangled).
+        raise KeystoreFormatError(
+            f"{where}: a PEM block has no matching END line: the file is truncated or "
+            "damaged; replace it",
+            path=path,
+        )
+    keys: list[_KeyEntry] = []
+    used: set[int] = set()
+    taken: set[str] = set()
+    if with_keys:
+        secret = key_password if key_password is not None else password
+        for block in key_blocks:
+            key_der = _pem_key_to_pkcs8(block, secret, path)
+            leaf_at = _match_public_key(key_der, cert_ders, used)
+            if leaf_at is None:
+                raise KeyEntryError(
+                    f"{where}: a private key has no matching certificate in the file: "
+                    "put the certificate (and its chain) in the same PEM file",
+                    path=path,
+                )
+            used.add(leaf_at)
+            chain = [cert_ders[leaf_at]]
+            wrapped = [_pkcs12.P12Cert(None, d, None, False) for d in cert_ders]
+            _extend_chain(chain, wrapped, used)
+            keys.append(_KeyEntry(_alias_for(chain[0], taken, "key"), key_der, tuple(chain)))
+    certs = [
+        (_alias_for(der, taken, "cert"), der) for i, der in enumerate(cert_ders) if i not in used
+    ]
+    return _Parsed("PEM", keys, certs, [])
+
+
+def _pem_key_is_encrypted(block: bytes) -> bool:
+    # PKCS#8 "ENCRYPTED PRIVATE KEY", or an OpenSSL traditional key with a Proc-Type header.
+    return block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") or (
+        b"Proc-Type: 4,ENCRYPTED" in block
+    )
+
+
+def _trusted_certificate(der: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:
+    """The certificate of OpenSSL's ``TRUSTED CERTIFICATE`` form (certificate + X509_CERT_AUX).
+
+    The auxiliary trust settings narrow what OpenSSL trusts the certificate for. We
+    cannot apply them, so a block that *rejects* a purpose is refused rather than
+    trusted more widely than OpenSSL would; plain trust settings are dropped.
+    """
+    cert = _der.read_tlv(der)
+    if cert.end < len(der):
+        aux = _der.read_tlv(der, cert.end).expect(_der.SEQUENCE)
+        if any(item.tag == 0xA0 for item in aux.children()):  # reject [0] SEQUENCE OF OID
+            raise KeystoreFormatError(
+                f"{where}: a TRUSTED CERTIFICATE block carries OpenSSL reject settings, "
+                "which mtls cannot apply: remove them (openssl x509 -clrreject) or leave "
+                "the certificate out",
+                path=path,
+            )
+    return der[: cert.end]
+
+
+def _pem_key_to_pkcs8(
+    block: bytes, password: str | None, path: str | os.PathLike[str] | None
+) -> bytes:
+    where = _where(path)
+    if block.startswith(b"-----BEGIN PRIVATE KEY-----"):
+        # Already PKCS#8 and unencrypted: hand the DER through untouched (no parse).
+        body = block.split(b"-----")[2]
+        try:
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+            _der.read_single(der, _der.SEQUENCE)
+        except (binascii.Error, _der.DERError) as exc:
+            raise KeystoreFormatError(
+                f"{where}: the private key is not valid PEM", path=path
+            ) from exc
+        return der
+    secret = password.encode() if password is not None else None
+    if secret is not None and not _pem_key_is_encrypted(block):
+        # A store password given for a plain key is ignored, as on the PKCS#8 path above:
+        # profiles always carry a password, whatever the key file looks like.
+        secret = None
+    try:
+        key = serialization.load_pem_private_key(block, secret, unsafe_skip_rsa_key_validation=True)
+    except TypeError as exc:
+        raise WrongPasswordError(
+            f"{where}: the private key is encrypted: pass its password", path=path
+        ) from exc
+    except ValueError as exc:
+        if b"ENCRYPTED" in block or b"Proc-Type: 4,ENCRYPTED" in block:
+            raise WrongPasswordError(
+                f"{where}: wrong password for the encrypted private key", path=path
+            ) from exc
+        raise KeystoreFormatError(
+            f"{where}: the private key cannot be read: fix the file", path=path
+        ) from exc
+    except Exception as exc:  # cryptography raises UnsupportedAlgorithm and others for odd keys
+        raise KeystoreFormatError(
+            f"{where}: unsupported private key ({type(exc).__name__}): use RSA, EC or Ed25519",
+            path=path,
+        ) from exc
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
