@@ -17,8 +17,9 @@ from ._errors import (
     WrongPasswordError,
 )
 from ._profiles import SSLProfileSet
+from ._readers import detect_format
 from ._secret import Secret
-from ._stores import Keystore, Truststore, detect_format
+from ._stores import Keystore, Truststore
 from ._version import __version__
 
 __all__ = [

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 
 from .. import _x509
 from .._errors import KeystoreFormatError, WrongPasswordError
-from .._stores import Keystore, Truststore, detect_format
+from .._readers import detect_format
+from .._stores import Keystore, Truststore
 from ._common import (
     ENV_KEY_PASSWORD,
     ENV_OUT_PASSWORD,
