@@ -226,6 +226,11 @@ def parse_profiles_xml(
             f"{path}: not well-formed XML at line {line}, column {column}: fix the file",
             path=path,
         ) from None
+    except LookupError:  # <?xml encoding="..."?> names an encoding Python does not have
+        raise ProfileConfigError(
+            f"{path}: the XML declaration names an unknown encoding: use UTF-8 or ISO-8859-1",
+            path=path,
+        ) from None
     if not number:
         raise ProfileConfigError(
             f"{path}: no <profile> elements: this is not a customSSLProfiles file "
