@@ -20,7 +20,6 @@ from .._stores import Keystore
 from ._check import load_profile_set, strip_profile_prefix
 from ._common import (
     ENV_STORE_PASSWORD,
-    ENV_TRUSTSTORE_PASSWORD,
     EXIT_FAILURE,
     EXIT_OK,
     LogCollector,
@@ -31,7 +30,7 @@ from ._common import (
     resolve_password,
 )
 from ._connect import Failure, Report, Setup, Target, parse_target, run_probe
-from ._stores import load_keystore, load_truststore, optional_key_password
+from ._stores import load_keystore, load_truststore, optional_key_password, truststore_password
 
 # --------------------------------------------------------------------------- setup
 
@@ -145,25 +144,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         )
         keystore = load_keystore(args.keystore, password, optional_key_password(args))
     if args.truststore:
-        trust_password = resolve_password(
-            args.truststore_password,
-            env=ENV_TRUSTSTORE_PASSWORD,
-            option="--truststore-password",
-            what="",
-            prompt="",
-            required=False,
-        )
-        if trust_password is None:
-            trust_password = password
-        if trust_password is None:
-            trust_password = resolve_password(
-                args.password,
-                env=ENV_STORE_PASSWORD,
-                option="--password",
-                what="",
-                prompt="",
-                required=False,
-            )
+        trust_password = truststore_password(args, password)
         truststore = load_truststore(args.truststore, trust_password)
     mode = args.hostname_verifier or "Strict"
     host = normalize_host(target.host)

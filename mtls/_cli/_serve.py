@@ -9,13 +9,12 @@ from pathlib import Path
 from ..testing import HandshakeRecord, MTLSServer
 from ._common import (
     ENV_STORE_PASSWORD,
-    ENV_TRUSTSTORE_PASSWORD,
     EXIT_OK,
     LogCollector,
     Output,
     resolve_password,
 )
-from ._stores import load_keystore, load_truststore, optional_key_password
+from ._stores import load_keystore, load_truststore, optional_key_password, truststore_password
 
 
 def _describe(record: HandshakeRecord) -> str:
@@ -36,17 +35,7 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         prompt="Enter keystore password: ",
     )
     keystore = load_keystore(Path(args.keystore), password, optional_key_password(args))
-    trust_password = resolve_password(
-        args.truststore_password,
-        env=ENV_TRUSTSTORE_PASSWORD,
-        option="--truststore-password",
-        what="the truststore password",
-        prompt="",
-        required=False,
-    )
-    truststore = load_truststore(
-        Path(args.truststore), trust_password if trust_password is not None else password
-    )
+    truststore = load_truststore(Path(args.truststore), truststore_password(args, password))
     server = MTLSServer(
         keystore,
         client_ca=truststore,

@@ -22,6 +22,7 @@ from ._common import (
     ENV_KEY_PASSWORD,
     ENV_OUT_PASSWORD,
     ENV_STORE_PASSWORD,
+    ENV_TRUSTSTORE_PASSWORD,
     EXIT_OK,
     CLIError,
     LogCollector,
@@ -143,6 +144,20 @@ def _store_password(args: argparse.Namespace, path: Path, *, new: bool = False) 
     )
     assert value is not None
     return value
+
+
+def truststore_password(args: argparse.Namespace, store_password: str | None) -> str | None:
+    """``--truststore-password``, else ``MTLS_TRUSTSTORE_PASSWORD``, else the store password
+    (the option, ``MTLS_STORE_PASSWORD`` or the one already asked for), else ``None``: a
+    truststore opens without one, as in Java."""
+    for given, env, option in (
+        (args.truststore_password, ENV_TRUSTSTORE_PASSWORD, "--truststore-password"),
+        (args.password, ENV_STORE_PASSWORD, "--password"),
+    ):
+        found = resolve_password(given, env=env, option=option, what="", prompt="", required=False)
+        if found is not None:
+            return found
+    return store_password
 
 
 def optional_key_password(args: argparse.Namespace) -> str | None:
