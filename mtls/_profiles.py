@@ -556,9 +556,8 @@ class SSLProfileSet:
             self._snapshot = new
             self._fast = new.fast
             self._reader.forget(new.watched)  # files no profile names any more
-            if changed:
-                self._prune_variants()
         if changed:
+            self._prune_variants()  # outside the reload lock: never waits on a build
             self._subscribers.notify(old.generation, new.generation)
         return changed
 
@@ -677,7 +676,10 @@ class SSLProfileSet:
                 ctx = served.make("AllowAll" if local else self._options.hostname_verifier)
                 ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
                 hit = (base, ctx)  # holding base keeps its id from being reused
-                self._variants[key] = hit
+                # A reload may have retired base since the caller looked it up (and
+                # pruned already): then the variant is this caller's alone, uncached.
+                if any(live is base for live in self.contexts()):
+                    self._variants[key] = hit
         return hit[1]
 
     def _prune_variants(self) -> None:

@@ -464,18 +464,20 @@ def _pem_key_is_encrypted(block: bytes) -> bool:
 def _trusted_certificate(der: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:
     """The certificate of OpenSSL's ``TRUSTED CERTIFICATE`` form (certificate + X509_CERT_AUX).
 
-    The auxiliary trust settings narrow what OpenSSL trusts the certificate for. We
-    cannot apply them, so a block that *rejects* a purpose is refused rather than
-    trusted more widely than OpenSSL would; plain trust settings are dropped.
+    The auxiliary trust and reject settings narrow what OpenSSL trusts the certificate
+    for (a trust list without serverAuth means "not for servers"). We cannot apply
+    them, so a block that carries either is refused rather than trusted more widely
+    than OpenSSL would; a block with only an alias or key id is taken as it is.
     """
     cert = _der.read_tlv(der)
     if cert.end < len(der):
         aux = _der.read_tlv(der, cert.end).expect(_der.SEQUENCE)
-        if any(item.tag == 0xA0 for item in aux.children()):  # reject [0] SEQUENCE OF OID
+        # trust SEQUENCE OF OID (untagged) and reject [0] SEQUENCE OF OID
+        if any(item.tag in (_der.SEQUENCE, 0xA0) for item in aux.children()):
             raise KeystoreFormatError(
-                f"{where}: a TRUSTED CERTIFICATE block carries OpenSSL reject settings, "
-                "which mtls cannot apply: remove them (openssl x509 -clrreject) or leave "
-                "the certificate out",
+                f"{where}: a TRUSTED CERTIFICATE block carries OpenSSL trust or reject "
+                "settings, which mtls cannot apply: remove them (openssl x509 -clrtrust "
+                "-clrreject) or leave the certificate out",
                 path=path,
             )
     return der[: cert.end]

@@ -260,7 +260,9 @@ class Builder:
         # content-keyed caches: (role, sha256, passwords, type) -> (store, fingerprint)
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
-        self._leaves: dict[tuple[str, str | None], tuple[str | None, _dt.datetime | None]] = {}
+        self._leaves: dict[
+            tuple[str, str | None], tuple[str | None, _dt.datetime | None, _dt.datetime | None]
+        ] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
@@ -279,7 +281,7 @@ class Builder:
         """Drop cache entries the new snapshot does not use."""
         for key in set(self._stores) - self._used_stores:
             del self._stores[key]
-        for key in set(self._failed) - self._used_stores:
+        for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
             del self._failed[key]
         for key in set(self._contexts) - self._used_contexts:
             del self._contexts[key]
@@ -355,16 +357,18 @@ class Builder:
                 f"{config.location}: cannot read the {role} ({exc.strerror})", path=config.location
             ) from None
         material.files.append((role, str(config.location), digest))
+        # The path is part of the key only so that a cached error names the right file.
         key = (role, digest, config.password, config.key_password, config.type)
+        failure_key = (*key, config.location)
         self._used_stores.add(key)
-        failed = self._failed.get(key)
+        failed = self._failed.get(failure_key)
         if failed is not None:
             # The same bytes with the same passwords failed before: say so again without
             # paying for the parse (a hostile PKCS#12 can cost seconds of KDF per try).
             raise failed.with_traceback(None)
         cached = self._stores.get(key)
         if cached is None:
-            store = self._parse_store(config, keystore, data, key)
+            store = self._parse_store(config, keystore, data, failure_key)
             cached = (store, store.fingerprint)
             self._stores[key] = cached
         return cached
@@ -413,18 +417,21 @@ class Builder:
                 _, _, chain = keystore.key_entry(alias)
                 try:
                     leaf = _x509.load_cert(chain[0])
-                    leaf_info = (_x509.subject_text(leaf), _x509.not_after(leaf))
+                    leaf_info = (
+                        _x509.subject_text(leaf),
+                        _x509.not_before(leaf),
+                        _x509.not_after(leaf),
+                    )
                 except ValueError:
                     # OpenSSL takes it, cryptography does not (JDK 17 writes DSA
                     # certificates with trailing bytes in the signature algorithm):
                     # serve it, without the subject and expiry that status() shows.
-                    leaf = None
-                    leaf_info = (None, None)
-                if replacing and leaf is not None:
-                    where = str(profile.keystore.location) if profile.keystore else ""
-                    _validate_validity(leaf, where)
+                    leaf_info = (None, None, None)
                 self._leaves[(key_fp, alias)] = leaf_info
-            subject, not_after = leaf_info
+            subject, not_before, not_after = leaf_info
+            if replacing:  # every replacement is checked, cached leaf or not
+                where = str(profile.keystore.location) if profile.keystore else ""
+                _validate_validity(subject, not_before, not_after, where)
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
@@ -494,18 +501,23 @@ class Unstable(Exception):
         self.path = path
 
 
-def _validate_validity(leaf: Any, where: str) -> None:
+def _validate_validity(
+    subject: str | None,
+    not_before: _dt.datetime | None,
+    not_after: _dt.datetime | None,
+    where: str,
+) -> None:
     now = _dt.datetime.now(_dt.UTC)
-    if _x509.not_after(leaf) < now:
+    if not_after is not None and not_after < now:
         raise KeystoreError(
-            f"{where}: the new client certificate ({_x509.subject_text(leaf)}) expired on "
-            f"{_x509.not_after(leaf).date()}: not installed; the previous one stays",
+            f"{where}: the new client certificate ({subject}) expired on "
+            f"{not_after.date()}: not installed; the previous one stays",
             path=where,
         )
-    if _x509.not_before(leaf) > now:
+    if not_before is not None and not_before > now:
         raise KeystoreError(
-            f"{where}: the new client certificate ({_x509.subject_text(leaf)}) is not valid "
-            f"before {_x509.not_before(leaf)}: not installed yet; the previous one stays",
+            f"{where}: the new client certificate ({subject}) is not valid before "
+            f"{not_before}: not installed yet; the previous one stays",
             path=where,
         )
 

@@ -112,3 +112,37 @@ def test_httpx_transport_uses_the_variant_for_its_alpn(tmp_path, alpn_server):
         transport._pools.release(entry)
     finally:
         transport.close()
+
+
+def test_httpx_alpn_lists_are_exactly_httpcores():
+    httpx_integration = pytest.importorskip("mtls.integrations.httpx")
+    assert httpx_integration._alpn({}) == ("http/1.1",)
+    assert httpx_integration._alpn({"http2": True}) == ("http/1.1", "h2")
+    assert httpx_integration._alpn({"http1": False, "http2": True}) == ("http/1.1", "h2")
+
+
+def test_requests_asks_for_urllib3s_current_alpn(monkeypatch):
+    requests_integration = pytest.importorskip("mtls.integrations.requests")
+    import urllib3.util.ssl_
+
+    assert requests_integration._urllib3_alpn() == tuple(urllib3.util.ssl_.ALPN_PROTOCOLS)
+    monkeypatch.setattr(urllib3.util.ssl_, "ALPN_PROTOCOLS", ["h2"])  # what HTTP/2 injection does
+    assert requests_integration._urllib3_alpn() == ("h2",)
+
+
+def test_a_variant_for_a_retired_context_is_not_cached(tmp_path, alpn_server):
+    port, _, ca = alpn_server
+    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
+    )
+    profiles = mtls.SSLProfileSet.from_xml(xml, settle_delay=0)
+    base, served = profiles._lookup(profiles._snapshot, "localhost", port, None)
+    replace_atomically(tmp_path / "gw.jks", ca.issue_cert("gw2").keystore().to_bytes(PASSWORD))
+    assert profiles.reload() is True
+    assert base is not None and served is not None
+    stale = profiles._with_alpn(base, served, ("http/1.1",))  # a caller that raced the reload
+    assert handshake(stale, port) == "http/1.1"
+    assert all(entry[0] is not base for entry in profiles._variants.values())

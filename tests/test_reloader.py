@@ -551,3 +551,44 @@ def test_a_store_that_failed_is_not_parsed_again_until_it_changes(setup, ca, mon
     replace_atomically(keystore, jks(ca, "gen-2"))
     assert profiles.reload() is True
     assert len(calls) == 2
+
+
+def test_validity_is_checked_on_every_replacement_even_when_another_profile_shares_the_store(
+    setup, ca, backend
+):
+    """A profile added in the same edit must not let a not-yet-valid certificate in
+    through a cache: every replacement is validated."""
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    now = dt.datetime.now(dt.UTC)
+    replace_atomically(keystore, jks(ca, "future", not_before=now + dt.timedelta(days=2)))
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile("new.test:443", keystore, trust),  # new: loads the store first
+            profile(f"localhost:{backend.port}", keystore, trust),
+        ).encode(),
+    )
+    for _ in range(2):
+        profiles.reload()
+        assert cn_seen(profiles, backend.port) == "gen-1"
+        assert "not valid before" in str(profiles.last_error)
+
+
+def test_a_cached_failure_names_the_file_it_is_about(tmp_path, ca):
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    a, b = tmp_path / "a.jks", tmp_path / "b.jks"
+    a.write_bytes(jks(ca, "a"))
+    b.write_bytes(jks(ca, "b"))
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile("a.test:443", a, trust), profile("b.test:443", b, trust)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    broken = b"\xfe\xed\xfe\xed" + b"garbage" * 50
+    replace_atomically(a, broken)
+    replace_atomically(b, broken)
+    profiles.reload()
+    replace_atomically(a, jks(ca, "a-2"))
+    profiles.reload()
+    (error,) = profiles.errors
+    assert "b.jks" in str(error) and "a.jks" not in str(error)

@@ -32,19 +32,25 @@ def openssl(*args: str) -> bytes:
 
 
 @needs_openssl
-def test_trusted_certificate_with_trust_settings_loads(ca_pem, tmp_path):
+def test_trusted_certificate_without_settings_loads(ca_pem, tmp_path):
     out = tmp_path / "trusted.pem"
-    openssl("x509", "-in", str(ca_pem), "-addtrust", "serverAuth", "-trustout", "-out", str(out))
+    openssl("x509", "-in", str(ca_pem), "-trustout", "-setalias", "my ca", "-out", str(out))
     assert b"BEGIN TRUSTED CERTIFICATE" in out.read_bytes()
     trust = mtls.Truststore.load(out)
     assert trust.anchors_der == mtls.Truststore.load(ca_pem).anchors_der
 
 
 @needs_openssl
-def test_trusted_certificate_with_reject_settings_is_refused_not_widened(ca_pem, tmp_path):
-    out = tmp_path / "rejected.pem"
-    openssl("x509", "-in", str(ca_pem), "-addreject", "serverAuth", "-trustout", "-out", str(out))
-    with pytest.raises(mtls.KeystoreFormatError, match="reject settings"):
+@pytest.mark.parametrize(
+    "settings",
+    [("-addtrust", "clientAuth"), ("-addtrust", "serverAuth"), ("-addreject", "serverAuth")],
+)
+def test_trusted_certificate_with_trust_settings_is_refused_not_widened(ca_pem, tmp_path, settings):
+    """OpenSSL narrows trust by these settings (``-addtrust clientAuth`` means: not for
+    servers); mtls cannot apply them, so it refuses the block instead of ignoring them."""
+    out = tmp_path / "settings.pem"
+    openssl("x509", "-in", str(ca_pem), *settings, "-trustout", "-out", str(out))
+    with pytest.raises(mtls.KeystoreFormatError, match="trust or reject settings"):
         mtls.Truststore.load(out)
 
 

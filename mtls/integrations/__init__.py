@@ -99,14 +99,14 @@ class _ContextPools(Generic[T]):
         profile_set: SSLProfileSet,
         client_id: str | None,
         make: Callable[[ssl.SSLContext], T],
-        alpn: tuple[str, ...] = ("http/1.1",),
+        alpn: tuple[str, ...] | Callable[[], tuple[str, ...]] = ("http/1.1",),
     ) -> None:
         self._profiles = profile_set
         self._client_id = client_id
         self._make = make
         # Each client asks for contexts with its own ALPN list: the set builds one per
         # list, so no client's set_alpn_protocols() touches a context another uses.
-        self._alpn = alpn
+        self._alpn_of = alpn if callable(alpn) else (lambda: alpn)
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
@@ -115,7 +115,9 @@ class _ContextPools(Generic[T]):
 
     def context_for(self, host: str, port: int) -> ssl.SSLContext | None:
         """The current context for ``host:port``, without taking a lease."""
-        return self._profiles.context_for(host, port, client_id=self._client_id, alpn=self._alpn)
+        return self._profiles.context_for(
+            host, port, client_id=self._client_id, alpn=self._alpn_of()
+        )
 
     def acquire(self, host: str, port: int) -> tuple[_Entry[T] | None, list[T]]:
         """Lease the entry for ``host:port``'s current context.
@@ -129,7 +131,7 @@ class _ContextPools(Generic[T]):
         closing: list[T] = []
         while True:
             generation = profiles.generation
-            ctx = profiles.context_for(host, port, client_id=self._client_id, alpn=self._alpn)
+            ctx = profiles.context_for(host, port, client_id=self._client_id, alpn=self._alpn_of())
             if profiles.generation != generation:
                 continue  # a reload between the two reads: ctx may be from either set
             with self._lock:
@@ -182,7 +184,9 @@ class _ContextPools(Generic[T]):
             live: dict[int, tuple[str, int]] = {}
             origins: set[tuple[str, int]] = set()
             for host, port in self._origins:
-                ctx = profiles.context_for(host, port, client_id=self._client_id, alpn=self._alpn)
+                ctx = profiles.context_for(
+                    host, port, client_id=self._client_id, alpn=self._alpn_of()
+                )
                 if ctx is not None:
                     live[id(ctx)] = (host, port)
                     origins.add((host, port))

@@ -61,13 +61,9 @@ _TRANSPORT_OPTIONS = ("http1", "http2", "limits", "proxy", "trust_env")
 
 
 def _alpn(transport_kwargs: dict[str, Any]) -> tuple[str, ...]:
-    """The ALPN list httpcore would set for these options (it sets it on every handshake)."""
-    protocols = []
-    if transport_kwargs.get("http1", True):
-        protocols.append("http/1.1")
-    if transport_kwargs.get("http2", False):
-        protocols.append("h2")
-    return tuple(protocols)
+    """The ALPN list httpcore sets on every handshake: exactly its own expression
+    (``["http/1.1", "h2"] if http2 else ["http/1.1"]``, whatever ``http1`` says)."""
+    return ("http/1.1", "h2") if transport_kwargs.get("http2", False) else ("http/1.1",)
 
 
 def _check_transport_kwargs(kwargs: dict[str, Any], transport: type[Any]) -> None:

@@ -60,6 +60,7 @@ from . import _close_each, _ContextPools, _Entry, _missing_extra, _subscribe_wea
 
 try:
     import requests
+    import urllib3.util.ssl_
     from requests.adapters import HTTPAdapter
     from urllib3.connectionpool import HTTPConnectionPool
 except ImportError as _exc:
@@ -91,6 +92,12 @@ _TLS_POOL_KEYS = (
     "ssl_minimum_version",
     "ssl_maximum_version",
 )
+
+
+def _urllib3_alpn() -> tuple[str, ...]:
+    """The ALPN list urllib3 will set on the context (``["h2"]`` once its HTTP/2
+    support is injected): asked per request, so the context already carries it."""
+    return tuple(urllib3.util.ssl_.ALPN_PROTOCOLS)
 
 
 def _origin(url: str | None) -> tuple[str, int] | None:
@@ -143,7 +150,7 @@ class MTLSAdapter(HTTPAdapter):
         self.profile_set = profile_set
         self.client_id = client_id
         self._pools: _ContextPools[ssl.SSLContext] = _ContextPools(
-            profile_set, client_id, lambda ctx: ctx
+            profile_set, client_id, lambda ctx: ctx, _urllib3_alpn
         )
         self._lease = _Lease()
         super().__init__(**adapter_kwargs)
