@@ -114,3 +114,33 @@ def test_we_refuse_a_java_server_our_truststore_does_not_hold(pki, java_backend)
     )
     with pytest.raises(ssl.SSLCertVerificationError):
         talk(ctx, java_backend)
+
+
+CLIENT = Path(__file__).with_name("java") / "MtlsClient.java"
+
+
+@pytest.mark.parametrize("java", JAVAS, ids=lambda p: "jdk25" if "25" in p else "jdk-default")
+def test_a_java_gateway_reaches_our_backend_and_its_twin_is_refused(pki, java, tmp_path):
+    """server_context as the backend half: a Java client with the gateway's keystore
+    gets in; one with a certificate from another CA does not."""
+    from mtls.testing import MTLSServer
+
+    d: Path = pki["dir"]
+    backend = mtls.Keystore.load(d / "backend.p12", PASSWORD)
+    with MTLSServer(backend, client_ca=mtls.Truststore.load(d / "backend-trust.jks")) as server:
+
+        def run(keystore: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [java, str(CLIENT), str(d / keystore), PASSWORD, str(d / "gateway-trust.jks"),
+                 PASSWORD, str(server.port)],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+
+        ok = run("gateway.jks")
+        assert ok.returncode == 0, ok.stderr[-2000:]
+        assert "200" in ok.stdout.splitlines()[0]
+        assert '"client_cn": "gateway"' in ok.stdout
+        refused = run("intruder.jks")
+        assert refused.returncode != 0 or "200" not in refused.stdout
+        records = server.wait_for_handshakes(2, timeout=20)
+        assert [r.accepted for r in records[:2]] == [True, False]
