@@ -287,7 +287,9 @@ def test_reload_swaps_identity_and_trust_for_new_connections(server_identity, cl
         # ... and the new client from the new CA gets in.
         assert _get(server, _context(new_client, new_ca))[1]["client_cn"] == "client-2"
         records = server.wait_for_handshakes(3)
-    assert [r.accepted for r in records] == [True, False, True]
+    # The refused handshake is recorded when the server learns of it, which can be after
+    # the next connection's: compare as a multiset, not in order.
+    assert sorted(r.accepted for r in records) == [False, True, True]
 
 
 def test_reload_keeps_the_old_context_when_the_new_one_fails(server, client_identity, ca):
