@@ -35,6 +35,7 @@ from ._reloader import (
     Timer,
     Unstable,
     build_index,
+    check_unique,
     describe_change,
     slot,
 )
@@ -431,13 +432,16 @@ class SSLProfileSet:
             old.config_error is not None or self._reader.digest(path) != old.config_digest
         ):
             try:
-                profiles, digest = self._source.load(builder.settled_read)
+                loaded, loaded_digest = self._source.load(builder.settled_read)
+                check_unique(loaded, self._path)  # a duplicate refuses the file, like a typo
             except Unstable:
                 self._pending = True  # still being written: the next check takes it
             except MTLSError as exc:
+                # The last good profiles stay, and their stores still rotate below.
                 config_error = exc
                 log.warning("%s: not reloaded, keeping the last good set: %s", path, exc)
             else:
+                profiles, digest = loaded, loaded_digest
                 builder.settle(set(self._watched(profiles)) - set(old.watched))
         changed = False
         previous = {slot(item.profile): item for item in old.built}
@@ -455,15 +459,7 @@ class SSLProfileSet:
             built.append(item)
         if {slot(b.profile) for b in built} != set(previous):
             changed = True
-        try:
-            index, fast = build_index(built, self._path)
-        except ProfileConfigError as exc:
-            # A new file with a duplicate: keep the whole last good set.
-            log.warning("%s: not reloaded, keeping the last good set: %s", path, exc)
-            for item in old.built:
-                builder.keep(item)
-            builder.end()
-            return replace(old, config_error=exc), False
+        index, fast = build_index(built, self._path)  # unique: checked when loaded
         default = old.default
         if isinstance(self._default, SSLProfile):
             assert isinstance(old.default, Built)

@@ -37,13 +37,13 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import _x509
-from ._config import CATCH_ALL, SSLProfile, StoreConfig
+from ._config import CATCH_ALL, Server, SSLProfile, StoreConfig
 from ._context import LOCALHOST_NAMES, client_context
 from ._errors import KeystoreError, MTLSError, ProfileConfigError
 from ._stores import Keystore, Truststore
@@ -198,35 +198,52 @@ def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
     return (profile.servers, profile.client_id)
 
 
-def build_index(
-    built: Iterable[Built], path: str | None
-) -> tuple[dict[IndexKey, Built], dict[IndexKey, ssl.SSLContext]]:
-    """Index profiles by (host, port, client_id); duplicates are a ProfileConfigError."""
-    index: dict[IndexKey, Built] = {}
-    fast: dict[IndexKey, ssl.SSLContext] = {}
-    for item in built:
-        for server in item.profile.servers:
-            key: IndexKey = (
-                (CATCH_ALL, 0, item.profile.client_id)
-                if server == CATCH_ALL
-                else (server[0], server[1], item.profile.client_id)
-            )
-            other = index.get(key)
+def _keys(profile: SSLProfile) -> Iterator[tuple[IndexKey, Server]]:
+    for server in profile.servers:
+        if server == CATCH_ALL:
+            yield (CATCH_ALL, 0, profile.client_id), server
+        else:
+            yield (server[0], server[1], profile.client_id), server
+
+
+def check_unique(profiles: Iterable[SSLProfile], path: str | None) -> None:
+    """Refuse the same (host, port, client) in two profiles, naming both.
+
+    Raises:
+        ProfileConfigError: a duplicate (WSO2 would silently let one win).
+    """
+    seen: dict[IndexKey, SSLProfile] = {}
+    for profile in profiles:
+        for key, server in _keys(profile):
+            other = seen.get(key)
             if other is not None:
-                shown = "*" if server == CATCH_ALL else f"{server[0]}:{server[1]}"
+                shown = "*" if server == CATCH_ALL else f"{key[0]}:{key[1]}"
                 who = f" for client {key[2]!r}" if key[2] else ""
                 raise ProfileConfigError(
                     f"{path or 'profiles'}: {shown}{who} appears in two profiles "
-                    f"({', '.join(other.profile.server_names)}) and "
-                    f"({', '.join(item.profile.server_names)}): WSO2 would silently let one "
+                    f"({', '.join(other.server_names)}) and "
+                    f"({', '.join(profile.server_names)}): WSO2 would silently let one "
                     "win; keep it in one profile",
                     path=path,
                     servers=(shown,),
                     element="servers",
                 )
+            seen[key] = profile
+
+
+def build_index(
+    built: Iterable[Built], path: str | None
+) -> tuple[dict[IndexKey, Built], dict[IndexKey, ssl.SSLContext]]:
+    """Index profiles by (host, port, client_id); duplicates are a ProfileConfigError."""
+    items = list(built)
+    check_unique((item.profile for item in items), path)
+    index: dict[IndexKey, Built] = {}
+    fast: dict[IndexKey, ssl.SSLContext] = {}
+    for item in items:
+        for key, server in _keys(item.profile):
             index[key] = item
             if server != CATCH_ALL:
-                fast[key] = item.context_for_host(server[0])
+                fast[key] = item.context_for_host(key[0])
     return index, fast
 
 

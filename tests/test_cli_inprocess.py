@@ -82,3 +82,28 @@ def test_usage_errors_never_echo_a_password(capsys):
     _, err = capsys.readouterr()
     assert code == 2
     assert PASSWORD not in err and "****" in err
+
+
+def test_check_a_candidate_file_against_deployment_toml(tmp_path, capsys):
+    from mtls.testing import CA
+
+    ca = CA(name="candidate")
+    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    (tmp_path / "candidate.xml").write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>new.test:443</servers>'
+        f"<KeyStore><Location>{tmp_path / 'gw.jks'}</Location><Password>{PASSWORD}</Password>"
+        f"</KeyStore><TrustStore><Location>{tmp_path / 'trust.jks'}</Location>"
+        f"<Password>{PASSWORD}</Password></TrustStore></profile></parameter>"
+    )
+    (tmp_path / "deployment.toml").write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "production.xml"\n'
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "AllowAll"\n'
+    )
+    code, out, _ = run(
+        capsys, "check", str(tmp_path / "candidate.xml"),
+        "--deployment-toml", str(tmp_path / "deployment.toml"), "--base-dir", str(tmp_path),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    assert '"new.test:443"' in out and "AllowAll" in out

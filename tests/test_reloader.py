@@ -592,3 +592,21 @@ def test_a_cached_failure_names_the_file_it_is_about(tmp_path, ca):
     profiles.reload()
     (error,) = profiles.errors
     assert "b.jks" in str(error) and "a.jks" not in str(error)
+
+
+def test_rotation_still_applies_while_the_file_has_a_duplicate(setup, ca, backend):
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{backend.port}", keystore, trust),
+            profile(f"LOCALHOST:{backend.port}", keystore, trust),
+        ).encode(),
+    )
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True  # the old profiles stay, and their store rotates
+    assert "two profiles" in str(profiles.last_error)
+    assert cn_seen(profiles, backend.port) == "gen-2"
+    assert profiles.reload() is False  # nothing else changed; the error stays
+    assert "two profiles" in str(profiles.last_error)

@@ -44,26 +44,22 @@ def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSL
     that fails is recorded (``skip_failures=True``).
 
     Raises:
-        UsageError: neither or conflicting sources.
+        UsageError: neither source given.
         ProfileConfigError: the file itself is missing or wrong.
     """
     base_dir = args.base_dir
     verifier = args.hostname_verifier
     if args.deployment_toml:
-        profiles = SSLProfileSet.from_deployment_toml(
+        # With both, the given profile file is checked against deployment.toml's
+        # settings (hostname verifier, default stores): a candidate before it ships.
+        return SSLProfileSet.from_deployment_toml(
             args.deployment_toml,
             base_dir=base_dir,
             hostname_verifier=verifier,
             skip_failures=True,
             reload_interval=None,
+            profiles_path=profiles_path,
         )
-        named = profiles.status()["path"]
-        if profiles_path is not None and named and not _same_file(profiles_path, named):
-            raise UsageError(
-                f"{args.deployment_toml} names {named}, not {profiles_path}: give one of "
-                "them (deployment.toml supplies its profile file)"
-            )
-        return profiles
     if profiles_path is None:
         raise UsageError("give the profile file (sslprofiles.xml) or --deployment-toml FILE")
     return SSLProfileSet.from_xml(
@@ -72,13 +68,6 @@ def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSL
         hostname_verifier=verifier or "Strict",
         skip_failures=True,
     )
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def strip_profile_prefix(message: str, servers: list[str]) -> str:
