@@ -19,7 +19,6 @@ from .._profiles import SSLProfileSet
 from .._stores import Keystore
 from ._check import load_profile_set, strip_profile_prefix
 from ._common import (
-    ENV_STORE_PASSWORD,
     EXIT_FAILURE,
     EXIT_OK,
     LogCollector,
@@ -27,10 +26,15 @@ from ._common import (
     UsageError,
     colon_hex,
     expiry_text,
-    resolve_password,
 )
 from ._connect import Failure, Report, Setup, Target, parse_target, run_probe
-from ._stores import load_keystore, load_truststore, optional_key_password, truststore_password
+from ._stores import (
+    load_keystore,
+    load_truststore,
+    optional_key_password,
+    store_password,
+    truststore_password,
+)
 
 # --------------------------------------------------------------------------- setup
 
@@ -135,13 +139,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     keystore = truststore = None
     password = None
     if args.keystore:
-        password = resolve_password(
-            args.password,
-            env=ENV_STORE_PASSWORD,
-            option="--password",
-            what=f"the store password of {args.keystore}",
-            prompt="Enter keystore password: ",
-        )
+        password = store_password(args, args.keystore)
         keystore = load_keystore(args.keystore, password, optional_key_password(args))
     if args.truststore:
         trust_password = truststore_password(args, password)

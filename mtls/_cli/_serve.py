@@ -8,13 +8,17 @@ from pathlib import Path
 
 from ..testing import HandshakeRecord, MTLSServer
 from ._common import (
-    ENV_STORE_PASSWORD,
     EXIT_OK,
     LogCollector,
     Output,
-    resolve_password,
 )
-from ._stores import load_keystore, load_truststore, optional_key_password, truststore_password
+from ._stores import (
+    load_keystore,
+    load_truststore,
+    optional_key_password,
+    store_password,
+    truststore_password,
+)
 
 
 def _describe(record: HandshakeRecord) -> str:
@@ -27,13 +31,7 @@ def _describe(record: HandshakeRecord) -> str:
 def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls serve``: HTTPS on ``--host:--port`` until Ctrl-C; every GET answers JSON
     naming the client certificate that arrived."""
-    password = resolve_password(
-        args.password,
-        env=ENV_STORE_PASSWORD,
-        option="--password",
-        what=f"the store password of {args.keystore}",
-        prompt="Enter keystore password: ",
-    )
+    password = store_password(args, args.keystore)
     keystore = load_keystore(Path(args.keystore), password, optional_key_password(args))
     truststore = load_truststore(Path(args.truststore), truststore_password(args, password))
     server = MTLSServer(

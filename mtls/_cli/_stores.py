@@ -133,7 +133,8 @@ def _sniff(path: Path) -> str:
         raise CLIError(f"{path}: {exc}: check the file name") from exc
 
 
-def _store_password(args: argparse.Namespace, path: Path, *, new: bool = False) -> str:
+def store_password(args: argparse.Namespace, path: str | Path, *, new: bool = False) -> str:
+    """``--password``, else ``MTLS_STORE_PASSWORD``, else a prompt (twice for a new store)."""
     value = resolve_password(
         args.password,
         env=ENV_STORE_PASSWORD,
@@ -207,7 +208,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     """``mtls genkey``: a key pair and self-signed certificate, like ``keytool -genkeypair``."""
     path = Path(args.keystore)
     exists = path.exists()
-    password = _store_password(args, path, new=not exists)
+    password = store_password(args, path, new=not exists)
     key_password = optional_key_password(args)
     sans = [s for value in args.san for s in value.split(",") if s.strip()]
     sans += parse_ext_san(args.ext)
@@ -280,7 +281,7 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     path = Path(args.keystore)
     fmt = _sniff(path)
     password = (
-        _store_password(args, path)
+        store_password(args, path)
         if fmt not in ("PEM", "DER")
         else resolve_password(
             args.password,
@@ -364,7 +365,7 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     cert = _x509.load_cert(der)
     path = Path(args.keystore)
     exists = path.exists()
-    password = _store_password(args, path, new=not exists)
+    password = store_password(args, path, new=not exists)
     key_password = optional_key_password(args)
     alias: str = args.alias
     if exists:
