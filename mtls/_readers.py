@@ -25,7 +25,6 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -39,6 +38,7 @@ from ._errors import (
     KeystoreNotFoundError,
     WrongPasswordError,
 )
+from ._files import InputRefused, read_input
 
 log = logging.getLogger("mtls")
 
@@ -128,7 +128,7 @@ class _Parsed:
 
 def _read_path(path: str | os.PathLike[str]) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return read_input(path)
     except FileNotFoundError as exc:
         raise KeystoreNotFoundError(
             f"{os.fspath(path)}: no such file: check the path (relative paths start "
@@ -137,6 +137,8 @@ def _read_path(path: str | os.PathLike[str]) -> bytes:
         ) from exc
     except IsADirectoryError as exc:
         raise KeystoreError(f"{os.fspath(path)} is a directory, not a store", path=path) from exc
+    except InputRefused as exc:
+        raise KeystoreError(f"{os.fspath(path)}: {exc.strerror}", path=path) from exc
     except OSError as exc:
         raise KeystoreError(
             f"{os.fspath(path)}: cannot read the store ({exc.strerror}): check its permissions",

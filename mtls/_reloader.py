@@ -46,6 +46,7 @@ from . import _x509
 from ._config import CATCH_ALL, Server, SSLProfile, StoreConfig
 from ._context import LOCALHOST_NAMES, client_context
 from ._errors import KeystoreError, MTLSError, ProfileConfigError
+from ._files import read_input
 from ._stores import Keystore, Truststore
 
 log = logging.getLogger("mtls")
@@ -83,7 +84,7 @@ class FileReader:
             OSError: the file cannot be read.
         """
         before = _stat_key(path)
-        data = path.read_bytes()
+        data = read_input(path)
         digest = hashlib.sha256(data).hexdigest()
         self._cache[path] = (before, digest)
         return data, digest

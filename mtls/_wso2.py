@@ -31,6 +31,7 @@ import defusedxml.ElementTree as DET
 
 from ._config import SSLProfile, StoreConfig, parse_server
 from ._errors import ProfileConfigError
+from ._files import read_input
 from ._secret import Secret
 
 log = logging.getLogger("mtls")
@@ -462,8 +463,7 @@ def read_deployment_toml(
     """
     props = properties or {}
     try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+        doc = tomllib.loads(read_input(path).decode("utf-8"))
     except FileNotFoundError:
         raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
     except OSError as exc:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .. import _x509
 from .._errors import KeystoreFormatError, WrongPasswordError
+from .._files import read_input
 from .._readers import detect_format
 from .._stores import Keystore, Truststore
 from ._common import (
@@ -126,7 +127,7 @@ def load_truststore(path: Path, password: str | None) -> Truststore:
 
 def _sniff(path: Path) -> str:
     """The store format of a file, from its bytes (raises FileNotFoundError for a missing one)."""
-    data = path.read_bytes()
+    data = read_input(path)
     try:
         return detect_format(data)
     except KeystoreFormatError as exc:
@@ -324,7 +325,7 @@ def read_certificate_file(path: Path) -> bytes:
         FileNotFoundError: no such file.
         CLIError: not a certificate, a keystore, a private key, or several certificates.
     """
-    data = path.read_bytes()
+    data = read_input(path)
     try:
         fmt: str = detect_format(data)
     except KeystoreFormatError:
