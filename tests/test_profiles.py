@@ -497,11 +497,11 @@ def test_deployment_toml_api_manager(tmp_path, pki, backend):
         "interval = 600000\n"
         "[transport.passthru_https.sender.parameters]\n"
         'HostnameVerifier = "DefaultAndLocalhost"\n'
-        "[keystore.tls]\n"
-        'file_name = "repository/resources/security/gw1.jks"\n'
+        "[keystore.tls]\n"  # API Manager: a name in repository/resources/security/
+        'file_name = "gw1.jks"\n'
         f'password = "{PASSWORD}"\nkey_password = "$env{{MTLS_TEST_KEYPASS}}"\n'
         "[truststore]\n"
-        'file_name = "repository/resources/security/client-truststore.jks"\n'
+        'file_name = "client-truststore.jks"\n'
         f'password = "{PASSWORD}"\n'
     )
     os.environ["MTLS_TEST_KEYPASS"] = PASSWORD
