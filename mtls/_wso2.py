@@ -84,8 +84,9 @@ def resolve_placeholders(
     left as written without one.
 
     Args:
-        secret: the text is a password: messages never quote any part of it (a
-            password may contain ``${`` by chance).
+        secret: the text is a password: messages never quote a placeholder found
+            inside other text (a password may contain ``${`` by chance); a password that
+            is a single placeholder is named.
 
     Raises:
         ProfileConfigError: a placeholder names nothing that is set, or a secret
@@ -124,7 +125,9 @@ def resolve_placeholders(
             value = os.environ.get(name)
         if value is None:
             source = "environment variable" if kind == "env" else "property or environment variable"
-            if secret:
+            if secret and match.group(0) != text:
+                # Inside other text, "${x}" may be part of the password itself: never quote it.
+                # A password that is one placeholder ("$env{KS_PASSWORD}") is a reference.
                 raise ProfileConfigError(
                     f"{path or 'profile'}: {element or 'a password'} uses a placeholder "
                     "($env{...}, $sys{...} or ${...}) that names nothing set; it is not shown "
@@ -644,17 +647,16 @@ def _depth(node: Any, limit: int) -> int:
 
 def _parse_toml(path: str) -> dict[str, Any]:
     """deployment.toml as a dict; every way it can fail is a ProfileConfigError."""
+    check_path_text(path, setting="the deployment.toml path", path=None)
     try:
         text = read_input(path).decode("utf-8")
     except FileNotFoundError:
         raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
     except OSError as exc:
         raise ProfileConfigError(f"{path}: cannot read ({exc.strerror})", path=path) from None
-    except ValueError:  # a NUL in the path, or bytes that are not UTF-8
+    except ValueError:  # UnicodeDecodeError: TOML is UTF-8
         raise ProfileConfigError(
-            f"{path}: not a readable UTF-8 file name or content: check the path and save the "
-            "file as UTF-8",
-            path=path,
+            f"{path}: not UTF-8 text: save the file as UTF-8", path=path
         ) from None
     try:
         doc = tomllib.loads(text)
