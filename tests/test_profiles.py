@@ -557,6 +557,7 @@ def test_deployment_toml_errors(tmp_path):
 # --------------------------------------------------------------------------- WSO2's own files
 
 
+@pytest.mark.fixtures
 @pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
 def test_wso2_shipped_profile_file_loads(tmp_path):
     sec = tmp_path / "repository" / "resources" / "security"
@@ -571,6 +572,7 @@ def test_wso2_shipped_profile_file_loads(tmp_path):
     assert profiles.status()["profiles"][0]["subject"].startswith("CN=localhost")
 
 
+@pytest.mark.fixtures
 @pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
 def test_wso2_untrusted_endpoint_is_refused(tmp_path):
     """endpoint.jks is not in client-truststore.jks: a backend serving it is refused."""
