@@ -166,4 +166,4 @@ def test_deployment_toml_values(tmp_path_factory, a: str, b: str, c: str, key: s
         encoding="utf-8",
     )
     with contextlib.suppress(ProfileConfigError):
-        read_deployment_toml(str(path), base_dir=Path("/base"), secret_resolver={}.get)
+        read_deployment_toml(str(path), base_dir=Path("/base"), secret_resolver=lambda _: None)

@@ -16,6 +16,7 @@ import mtls
 from mtls import KeystoreError, ProfileConfigError, SSLProfileSet
 from mtls._wso2 import (
     DeploymentToml,
+    Product,
     detect_product,
     parse_profiles_xml,
     read_deployment_toml,
@@ -81,6 +82,13 @@ def home_with(tmp_path: Path, files: dict[str, Path], under: Path = SECURITY) ->
     return home
 
 
+def client_cn(profiles: SSLProfileSet, port: int) -> str:
+    """The client certificate a localhost backend saw through the profile set's context."""
+    ctx = profiles.context_for("localhost", port)
+    assert ctx is not None
+    return str(whoami(ctx, port)["client_cn"])
+
+
 def write_toml(home: Path, text: str) -> Path:
     path = home / "repository" / "conf" / "deployment.toml"
     path.write_text(text)
@@ -110,8 +118,7 @@ def test_api_manager_file_names_are_looked_up_in_the_security_folder(tmp_path, p
     # No ssl_profile table: API Manager's default file, repository/resources/security/.
     toml = write_toml(home, APIM_SENDER)
     profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
-    ctx = profiles.context_for("localhost", backend.port)  # no profile: the sender's default
-    assert whoami(ctx, backend.port)["client_cn"] == "gateway"
+    assert client_cn(profiles, backend.port) == "gateway"  # no profile: the sender's default
     files = {f["role"]: f["path"] for f in profiles.status()["default"]["files"]}
     assert files["keystore"] == str(home / SECURITY / "gateway.jks")
 
@@ -150,9 +157,7 @@ def test_micro_integrator_file_names_start_from_the_home(tmp_path, pki, backend)
     assert settings.keystore is not None
     assert settings.keystore.location == home / SECURITY / "wso2carbon.jks"
     profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
-    assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == (
-        "gateway"
-    )
+    assert client_cn(profiles, backend.port) == "gateway"
     # The same file read with API Manager's rule looks one security folder too deep.
     with pytest.raises(KeystoreError, match="security/repository/resources/security"):
         SSLProfileSet.from_deployment_toml(
@@ -171,7 +176,8 @@ def test_the_product_is_detected_from_its_tables():
 
 def test_resolve_security_file_rules():
     home = Path("/opt/wso2am")
-    apim, mi = "apim", "mi"
+    apim: Product = "apim"
+    mi: Product = "mi"
     assert resolve_security_file("a.jks", key="file_name", home=home, product=apim) == Path(
         "/opt/wso2am/repository/resources/security/a.jks"
     )
@@ -328,8 +334,7 @@ def test_values_from_the_environment_are_never_shown(tmp_path, pki, backend, mon
     )
     profiles = SSLProfileSet.from_xml(xml)
     # The values are used...
-    ctx = profiles.context_for("localhost", backend.port)
-    assert whoami(ctx, backend.port)["client_cn"] == "gateway"
+    assert client_cn(profiles, backend.port) == "gateway"
     # ...and never shown.
     shown = json.dumps(profiles.status()) + repr(profiles.profiles) + repr(profiles)
     assert "$env{MTLS_TEST_DIR}/gw.jks" in shown
@@ -339,16 +344,16 @@ def test_values_from_the_environment_are_never_shown(tmp_path, pki, backend, mon
 
     # Errors: a missing store, an alias that names nothing, servers that do not parse.
     monkeypatch.setenv("MTLS_TEST_DIR", str(tmp_path / (SECRET_DIR_NAME + "-gone")))
-    with pytest.raises(KeystoreError) as info:
+    with pytest.raises(KeystoreError) as missing:
         SSLProfileSet.from_xml(xml)
-    assert "$env{MTLS_TEST_DIR}/gw.jks" in str(info.value)
-    assert SECRET_DIR_NAME not in str(info.value)
+    assert "$env{MTLS_TEST_DIR}/gw.jks" in str(missing.value)
+    assert SECRET_DIR_NAME not in str(missing.value)
     monkeypatch.setenv("MTLS_TEST_DIR", str(secret_dir))
     monkeypatch.setenv("MTLS_TEST_ALIAS", "no-such-alias-Zq81")
-    with pytest.raises(KeystoreError) as info:
+    with pytest.raises(KeystoreError) as no_alias:
         SSLProfileSet.from_xml(xml)
-    assert "$env{MTLS_TEST_ALIAS}" in str(info.value)
-    assert "Zq81" not in str(info.value)
+    assert "$env{MTLS_TEST_ALIAS}" in str(no_alias.value)
+    assert "Zq81" not in str(no_alias.value)
     monkeypatch.setenv("MTLS_TEST_HOST", "bad-host-Zq81:oops")
     with pytest.raises(ProfileConfigError) as info:
         SSLProfileSet.from_xml(xml)
@@ -452,7 +457,7 @@ def test_a_nul_in_a_path_is_a_profile_config_error(tmp_path):
     with pytest.raises(ProfileConfigError, match="NUL"):
         SSLProfileSet.from_xml(str(tmp_path / "a\x00b.xml"))
     with pytest.raises(ProfileConfigError, match="NUL"):
-        mtls.StoreConfig(location="a\x00b.jks")
+        mtls.StoreConfig(location=Path("a\x00b.jks"))
     with pytest.raises(ProfileConfigError, match="NUL"):
         DeploymentToml(str(tmp_path / "a\x00b.toml"), base_dir=tmp_path)
 
@@ -485,14 +490,12 @@ def test_api_manager_as_shipped(tmp_path, wso2_fixtures):
         assert profiles.status()["hostname_verifier"] == "Strict"
         (only,) = profiles.profiles
         assert only.servers == ("*",)
-        seen = whoami(profiles.context_for("localhost", server.port), server.port)
-        assert seen["client_cn"] == "localhost"
+        assert client_cn(profiles, server.port) == "localhost"
     # The negative twin: the backend WSO2's truststore does not hold is refused.
     endpoint = mtls.Keystore.load(wso2_fixtures / "endpoint.jks", "wso2carbon")
     with MTLSServer(endpoint, client_ca=trust, require_client_cert=False) as server:
-        ctx = profiles.context_for("localhost", server.port)
         with pytest.raises(ssl.SSLCertVerificationError):
-            whoami(ctx, server.port)
+            client_cn(profiles, server.port)
 
 
 @pytest.mark.fixtures
