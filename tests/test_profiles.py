@@ -15,8 +15,7 @@ from mtls import ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, MTLSServer
 
 from ._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
-
-WSO2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wso2"
+from .conftest import WSO2_FIXTURES as WSO2
 
 
 @pytest.fixture(scope="module")
