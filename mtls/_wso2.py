@@ -795,8 +795,12 @@ class DeploymentToml:
         if key.endswith("file_name") and self.product == "apim" and not Path(value).is_absolute():
             setting += (
                 " (API Manager opens store file names in repository/resources/security/ "
-                "under the product home, base_dir)"
+                "under the product home, base_dir"
             )
+            if Path(value).parts[:3] == SECURITY_DIR.parts:
+                # Micro Integrator's spelling in an API Manager file: the folder twice.
+                setting += f": write the bare name {Path(value).name!r}"
+            setting += ")"
         else:
             setting += " (relative paths start from the product home, base_dir)"
         return path, shown, setting
