@@ -98,6 +98,24 @@ def _as_secret(value: str | Secret | None) -> Secret | None:
     return Secret(value)
 
 
+def check_path_text(text: str, *, setting: str, path: str | None = None) -> None:
+    """Refuse a path no operating system can open, before anything tries to.
+
+    A NUL byte can reach a path through ``properties`` or a TOML escape (``\\u0000``);
+    ``open()`` would raise ``ValueError`` for it.
+
+    Raises:
+        ProfileConfigError: the text contains a NUL character.
+    """
+    if "\x00" in text:
+        raise ProfileConfigError(
+            f"{path or 'profile'}: {setting} contains a NUL character, which no file name "
+            "can: remove it",
+            path=path,
+            element=setting,
+        )
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StoreConfig:
     """Where a keystore or truststore is and how to open it (a ``<KeyStore>`` element).
@@ -108,6 +126,19 @@ class StoreConfig:
         password: the store password.
         key_password: the key password (keystores; defaults to the store password).
         alias: the key entry to use (``<KeyAlias>``, an mtls extension).
+        origin: the setting that named this store, for messages that say what to
+            fix (``[keystore.tls] file_name in /opt/wso2am/repository/conf/deployment.toml``);
+            ``None``: a profile file's ``<Location>``. Set by the readers.
+        written_location: the location as written when placeholders made it
+            (``$env{STORES}/gw.jks``): messages, ``repr`` and ``status()`` show this,
+            never the value.
+        written_alias: the alias as written when a placeholder made it (``$env{ALIAS}``).
+
+    A location or alias that came from a placeholder (``$env{}``, ``$sys{}``, ``${}``)
+    is never shown: values from the environment are treated as secrets.
+
+    Raises:
+        ProfileConfigError: an empty location, or one with a NUL character.
     """
 
     location: Path
@@ -115,6 +146,9 @@ class StoreConfig:
     password: Secret | None = field(default=None)
     key_password: Secret | None = field(default=None)
     alias: str | None = None
+    origin: str | None = field(default=None, compare=False)
+    written_location: str | None = field(default=None, compare=False)
+    written_alias: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         given: Any = self.location  # str and os.PathLike are accepted as well
@@ -124,6 +158,32 @@ class StoreConfig:
         object.__setattr__(self, "key_password", _as_secret(self.key_password))
         if not str(self.location) or str(self.location) == ".":
             raise ProfileConfigError("a store needs a location", element="Location")
+        # The location may have come through a placeholder: name the setting, not the value.
+        check_path_text(str(self.location), setting=self.setting)
+
+    def __repr__(self) -> str:
+        # Never the expanded value of a placeholder (nor a password: Secret hides those).
+        alias = f", alias={self.shown_alias!r}" if self.alias is not None else ""
+        return (
+            f"StoreConfig(location={self.shown_location!r}, type={self.type!r}, "
+            f"password={self.password!r}, key_password={self.key_password!r}{alias})"
+        )
+
+    @property
+    def setting(self) -> str:
+        """The setting to fix when the location is wrong, for messages."""
+        return self.origin or "<Location> (relative paths start from the base directory)"
+
+    @property
+    def shown_location(self) -> str:
+        """How messages, ``repr`` and ``status()`` name the store file: as written when
+        placeholders made it, else the location."""
+        return self.written_location if self.written_location is not None else str(self.location)
+
+    @property
+    def shown_alias(self) -> str | None:
+        """The alias as messages show it (as written when it came from a placeholder)."""
+        return self.written_alias if self.written_alias is not None else self.alias
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,6 +200,9 @@ class SSLProfile:
             unless a truststore is given (the truststore wins, as in WSO2).
         client_id: the ``<clientID>`` this profile serves (WSO2's 2025 ``<client>`` form).
         name: an optional label for messages (the ``name`` attribute).
+        written_servers: the ``<servers>`` items as written, when placeholders were
+            expanded in them: :attr:`server_names` (messages, ``status()``) shows these,
+            never the values.
 
     Raises:
         ProfileConfigError: no servers, a server without a port, a bad port.
@@ -151,6 +214,7 @@ class SSLProfile:
     novalidatecert: bool = False
     client_id: str | None = None
     name: str | None = None
+    written_servers: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         given: Any = self.servers  # strings are accepted too, for profiles written in code
@@ -177,8 +241,19 @@ class SSLProfile:
 
     @property
     def server_names(self) -> tuple[str, ...]:
-        """The servers as ``host:port`` strings, for messages and status."""
+        """The servers as ``host:port`` strings, for messages and status (as written when
+        they came through placeholders)."""
+        if self.written_servers:
+            return self.written_servers
         return tuple(format_server(s) for s in self.servers)
+
+    def __repr__(self) -> str:
+        # The servers as server_names shows them: never an expanded placeholder.
+        return (
+            f"SSLProfile(servers={self.server_names!r}, keystore={self.keystore!r}, "
+            f"truststore={self.truststore!r}, novalidatecert={self.novalidatecert!r}, "
+            f"client_id={self.client_id!r}, name={self.name!r})"
+        )
 
     def __str__(self) -> str:
         who = f" client {self.client_id!r}" if self.client_id else ""

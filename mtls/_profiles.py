@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ._config import CATCH_ALL, SSLProfile, StoreConfig, normalize_host
+from ._config import CATCH_ALL, SSLProfile, StoreConfig, check_path_text, normalize_host
 from ._context import normalize_hostname_verifier
 from ._errors import MTLSError, ProfileConfigError
 from ._reloader import (
@@ -40,7 +40,7 @@ from ._reloader import (
     slot,
 )
 from ._secret import Secret
-from ._wso2 import parse_profiles_xml, read_deployment_toml
+from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
 
@@ -86,11 +86,14 @@ class _XmlFile:
         base_dir: Path,
         properties: Mapping[str, str] | None,
         secret_resolver: Callable[[str], str | Secret | None] | None,
+        origin: str | None = None,
     ) -> None:
         self.path: Path | None = path
         self._base_dir = base_dir
         self._properties = dict(properties or {})
         self._secret_resolver = secret_resolver
+        # The setting that named the file (deployment.toml's file_path), for messages.
+        self._origin = origin
 
     def load(
         self, read: Callable[[Path], tuple[bytes, str]]
@@ -101,7 +104,8 @@ class _XmlFile:
             data, digest = read(self.path)
         except FileNotFoundError:
             raise ProfileConfigError(
-                f"{self.path}: no such profile file: check the path", path=self.path
+                f"{self.path}: no such profile file: check {self._origin or 'the path'}",
+                path=self.path,
             ) from None
         except OSError as exc:
             raise ProfileConfigError(
@@ -215,6 +219,7 @@ class SSLProfileSet:
         skip_failures: bool = False,
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
+        _origin: str | None = None,
     ) -> SSLProfileSet:
         """Load WSO2's customSSLProfiles XML (``sslprofiles.xml``).
 
@@ -224,7 +229,8 @@ class SSLProfileSet:
                 home, its working directory). Default: the current directory, now.
             secret_resolver: called with each ``svns:secretAlias``; returns the
                 password, or ``None``/``KeyError`` for an unknown alias (an error).
-            properties: values for ``$sys{name}`` and ``${name}`` placeholders.
+            properties: values for ``$sys{name}`` and ``${name}`` placeholders
+                (``carbon.home`` defaults to ``base_dir``).
             reload_interval: seconds between checks of the XML and every store it
                 names (WSO2's ``interval``, which is in milliseconds).
             hostname_verifier: as for the constructor.
@@ -237,11 +243,12 @@ class SSLProfileSet:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.
             KeystoreError: a store does not load (with ``skip_failures=False``).
         """
+        check_path_text(os.fspath(path), setting="the profile file path")
         xml_path = Path(os.path.abspath(path))
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         self = cls.__new__(cls)
         self._setup(
-            _XmlFile(xml_path, home, properties, secret_resolver),
+            _XmlFile(xml_path, home, properties, secret_resolver, _origin),
             hostname_verifier=hostname_verifier,
             default=default,
             default_truststore=default_truststore,
@@ -264,22 +271,31 @@ class SSLProfileSet:
         reload_interval: float | None = _FROM_FILE,
         settle_delay: float = 0.1,
         profiles_path: str | os.PathLike[str] | None = None,
+        product: Product | None = None,
     ) -> SSLProfileSet:
         """Load the profile file, interval, hostname verifier and default stores that a
         WSO2 ``deployment.toml`` names.
 
-        Reads ``[transport.passthru_https.sender.ssl_profile]`` ``file_path`` and
-        ``interval`` (milliseconds) and ``[transport.passthru_https.sender.parameters]``
+        Reads ``[transport.passthru_https.sender.ssl_profile]`` ``file_path`` (default
+        ``repository/resources/security/sslprofiles.xml``) and ``interval``
+        (milliseconds) and ``[transport.passthru_https.sender.parameters]``
         ``HostnameVerifier`` (API Manager), or ``[transport.http]``
         ``sender.ssl_profile.file_path`` / ``read_interval`` / ``sender.hostname_verifier``
-        (Micro Integrator). ``[keystore.tls]`` (else ``[keystore.primary]``) and
-        ``[truststore]`` become the identity and trust used when no profile matches,
-        and ``[truststore]`` is the trust of profiles without a ``<TrustStore>``.
+        (Micro Integrator). The sender's default stores become the identity and trust
+        used when no profile matches, and its truststore is the trust of profiles
+        without a ``<TrustStore>``: API Manager's ``[keystore.tls]`` (key by key, else
+        ``[keystore.primary]``) and ``[truststore]``, whose ``file_name`` is a name in
+        ``repository/resources/security/``; Micro Integrator's ``[keystore.primary]``
+        and ``[truststore]``, whose ``file_name`` is a path from the home. Placeholders
+        (``$env{}``, ``$sys{}``, ``${}``, ``$secret{}``, ``$ref{}``) are resolved in
+        every value; see docs/wso2.md.
 
         Args:
             path: deployment.toml.
             base_dir: the product home that relative paths start from. Default: the
                 current directory, as WSO2 resolves against its working directory.
+            product: ``"apim"`` (API Manager) or ``"mi"`` (Micro Integrator), whose
+                rules apply; default: detected from the file's tables.
             hostname_verifier: overrides the file's value; neither: ``Strict``.
             reload_interval: overrides the file's interval (seconds); ``None`` turns
                 the thread off. Default: the file's interval, else WSO2's 10 minutes.
@@ -296,9 +312,11 @@ class SSLProfileSet:
             properties=properties,
             require_profiles=profiles_path is None,
             secret_resolver=secret_resolver,
+            product=product,
         )
         chosen = profiles_path if profiles_path is not None else settings.profiles_path
         assert chosen is not None  # read_deployment_toml raised otherwise
+        origin = settings.profiles_origin if profiles_path is None else None
         if reload_interval is _FROM_FILE:
             interval_ms = settings.interval_ms if settings.interval_ms is not None else 600_000
             reload_interval = interval_ms / 1000 if interval_ms > 0 else None
@@ -309,18 +327,8 @@ class SSLProfileSet:
             if settings.keystore or settings.truststore
             else None
         )
+        # An unknown value in the file has become Default (WSO2's rule), with a warning.
         verifier = hostname_verifier or settings.hostname_verifier or "Strict"
-        if hostname_verifier is None and settings.hostname_verifier is not None:
-            try:
-                normalize_hostname_verifier(settings.hostname_verifier)
-            except ValueError:
-                # WSO2 treats an unknown value as Default; say so instead of failing.
-                log.warning(
-                    "%s: unknown HostnameVerifier %r: using Default, as WSO2 does",
-                    os.fspath(path),
-                    settings.hostname_verifier,
-                )
-                verifier = "Default"
         return cls.from_xml(
             chosen,
             base_dir=home,
@@ -332,6 +340,7 @@ class SSLProfileSet:
             skip_failures=skip_failures,
             reload_interval=reload_interval,
             settle_delay=settle_delay,
+            _origin=origin,
         )
 
     def _setup(
@@ -778,11 +787,17 @@ class SSLProfileSet:
         snapshot = self._snapshot
 
         def entry(item: Built) -> dict[str, Any]:
+            # A store path made from placeholders is shown as written, never as its value.
+            trust = item.profile.truststore or self._options.default_truststore
+            stores = (c for c in (item.profile.keystore, trust) if c is not None)
+            shown = {str(c.location): c.shown_location for c in stores}
             return {
                 "servers": list(item.profile.server_names),
                 "client_id": item.profile.client_id,
                 "loaded": True,
-                "files": [{"role": r, "path": p, "sha256": d} for r, p, d in item.files],
+                "files": [
+                    {"role": r, "path": shown.get(p, p), "sha256": d} for r, p, d in item.files
+                ],
                 "subject": item.subject,
                 "not_after": item.not_after.isoformat() if item.not_after else None,
                 "last_good_load": item.loaded_at.isoformat(),

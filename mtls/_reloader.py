@@ -45,7 +45,7 @@ from typing import Any
 from . import _x509
 from ._config import CATCH_ALL, Server, SSLProfile, StoreConfig
 from ._context import LOCALHOST_NAMES, client_context
-from ._errors import KeystoreError, MTLSError, ProfileConfigError
+from ._errors import KeyEntryError, KeystoreError, MTLSError, ProfileConfigError
 from ._files import read_input
 from ._stores import Keystore, Truststore
 
@@ -365,14 +365,17 @@ class Builder:
         try:
             data, digest = self._read(config.location)
         except FileNotFoundError:
+            # shown_location: never a path made from $env{} (as written instead), and
+            # setting: the <Location> or deployment.toml key that named it.
             raise KeystoreError(
-                f"{config.location}: no such {role} file: check <Location> (relative paths "
-                "start from the base directory)",
-                path=config.location,
+                f"{config.shown_location}: no such {role} file: check {config.setting}",
+                path=config.shown_location,
             ) from None
         except OSError as exc:
             raise KeystoreError(
-                f"{config.location}: cannot read the {role} ({exc.strerror})", path=config.location
+                f"{config.shown_location}: cannot read the {role} ({exc.strerror}): "
+                f"check {config.setting}",
+                path=config.shown_location,
             ) from None
         material.files.append((role, str(config.location), digest))
         # The path is part of the key only so that a cached error names the right file.
@@ -401,10 +404,10 @@ class Builder:
                     config.password,
                     key_password=config.key_password,
                     store_type=config.type,
-                    _path=str(config.location),
+                    _path=config.shown_location,
                 )
             return Truststore.from_bytes(
-                data, config.password, store_type=config.type, _path=str(config.location)
+                data, config.password, store_type=config.type, _path=config.shown_location
             )
         except MTLSError as exc:
             self._failed[key] = exc
@@ -432,7 +435,19 @@ class Builder:
         if keystore is not None and key_fp is not None:
             leaf_info = self._leaves.get((key_fp, alias))
             if leaf_info is None:
-                _, _, chain = keystore.key_entry(alias)
+                try:
+                    _, _, chain = keystore.key_entry(alias)
+                except KeyEntryError as exc:
+                    written = profile.keystore.written_alias if profile.keystore else None
+                    if written is None:
+                        raise
+                    # The alias came from a placeholder: name it as written, not its value.
+                    raise KeyEntryError(
+                        f"{profile.keystore.shown_location if profile.keystore else ''}: "
+                        f"<KeyAlias>{written}</KeyAlias> names no usable key entry: check "
+                        "the variable or property it names",
+                        path=exc.path,
+                    ) from None
                 try:
                     leaf = _x509.load_cert(chain[0])
                     leaf_info = (
@@ -448,7 +463,7 @@ class Builder:
                 self._leaves[(key_fp, alias)] = leaf_info
             subject, not_before, not_after = leaf_info
             if replacing:  # every replacement is checked, cached leaf or not
-                where = str(profile.keystore.location) if profile.keystore else ""
+                where = profile.keystore.shown_location if profile.keystore else ""
                 _validate_validity(subject, not_before, not_after, where)
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)

@@ -9,8 +9,13 @@ the element reference and every place we differ, and why):
 * leaf text is trimmed, then placeholders are resolved: ``$env{NAME}``,
   ``$sys{NAME}`` (``properties``, then the environment) and ``${NAME}`` (the same);
   an unresolved one is an error, not text;
+* a value that came through a placeholder is never shown: messages, ``repr`` and
+  ``status()`` show it as written (values from the environment are secrets);
 * ``svns:secretAlias`` goes through ``secret_resolver``; an alias it does not know
   is an error (WSO2 would use the alias string as the password).
+
+deployment.toml is read the way the product's config mapper reads it (see
+:func:`resolve_security_file` for where store files are looked up, per product).
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ import os
 import re
 import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from ._config import SSLProfile, StoreConfig, parse_server
+from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
+from ._context import normalize_hostname_verifier
 from ._errors import ProfileConfigError
 from ._files import read_input
 from ._secret import Secret
@@ -37,7 +43,7 @@ from ._secret import Secret
 log = logging.getLogger("mtls")
 
 SecretResolver = Callable[[str], "str | Secret | None"]
-_PLACEHOLDER = re.compile(r"\$(env|sys|secret|)\{([^}]*)\}")
+_PLACEHOLDER = re.compile(r"\$(env|sys|secret|ref|)\{([^}]*)\}")
 _VAULT_NS = "http://org.wso2.securevault"
 _PROFILE_CHILDREN = {"servers", "KeyStore", "TrustStore", "client"}
 _CLIENT_CHILDREN = {"clientID", "KeyStore", "TrustStore"}
@@ -66,12 +72,21 @@ def resolve_placeholders(
     servers: tuple[str, ...] = (),
     element: str | None = None,
     secret_resolver: SecretResolver | None = None,
+    secret: bool = False,
+    reference: Callable[[str], str | None] | None = None,
 ) -> str:
     """Replace WSO2 placeholders in ``text``.
 
     ``$env{NAME}`` reads the environment; ``$sys{NAME}`` and ``${NAME}`` read
     ``properties`` (Java system properties) first, then the environment;
-    ``$secret{alias}`` (deployment.toml's secure-vault syntax) asks ``secret_resolver``.
+    ``$secret{alias}`` (deployment.toml's secure-vault syntax) asks ``secret_resolver``;
+    ``$ref{key}`` (deployment.toml: another key's value) asks ``reference``, and is
+    left as written without one.
+
+    Args:
+        secret: the text is a password: messages never quote a placeholder found
+            inside other text (a password may contain ``${`` by chance); a password that
+            is a single placeholder is named.
 
     Raises:
         ProfileConfigError: a placeholder names nothing that is set, or a secret
@@ -93,11 +108,35 @@ def resolve_placeholders(
             return resolve_secret(
                 name, secret_resolver, path=path, servers=servers, element=element
             ).reveal()
+        if kind == "ref":
+            if reference is None:
+                return match.group(0)  # not a profile-file placeholder: text, as in WSO2
+            value = reference(name)
+            if value is None:
+                raise ProfileConfigError(
+                    f"{path or 'deployment.toml'}: {element or 'a value'} uses "
+                    f"$ref{{{name}}}, but the file sets no {name}: set it, or write the value",
+                    path=path,
+                    element=element,
+                )
+            return value
         value = None if kind == "env" else properties.get(name)
         if value is None:
             value = os.environ.get(name)
         if value is None:
             source = "environment variable" if kind == "env" else "property or environment variable"
+            if secret and match.group(0) != text:
+                # Inside other text, "${x}" may be part of the password itself: never quote it.
+                # A password that is one placeholder ("$env{KS_PASSWORD}") is a reference.
+                raise ProfileConfigError(
+                    f"{path or 'profile'}: {element or 'a password'} uses a placeholder "
+                    "($env{...}, $sys{...} or ${...}) that names nothing set; it is not shown "
+                    "because it is part of a password: set the variable or property it names "
+                    "(or pass properties={...}), or write the password without '{'",
+                    path=path,
+                    servers=servers,
+                    element=element,
+                )
             raise ProfileConfigError(
                 f"{path or 'profile'}: {element or 'a value'} uses {match.group(0)}, but no "
                 f"{source} {name!r} is set: set it, or pass properties={{...}}",
@@ -108,6 +147,12 @@ def resolve_placeholders(
         return value
 
     return _PLACEHOLDER.sub(replace, text)
+
+
+def has_placeholder(text: str) -> bool:
+    """Whether ``text`` would be changed by :func:`resolve_placeholders` (so its resolved
+    value must never be shown)."""
+    return _PLACEHOLDER.search(text) is not None
 
 
 def resolve_secret(
@@ -194,7 +239,7 @@ def parse_profiles_xml(
         ProfileConfigError: hostile or malformed XML, a missing or bad element, an
             unresolved placeholder or secret alias.
     """
-    ctx = _Context(path, base_dir, properties or {}, secret_resolver)
+    ctx = _Context(path, base_dir, with_carbon_home(properties, base_dir), secret_resolver)
     profiles: list[SSLProfile] = []
     number = 0
     stack: list[ET.Element] = []
@@ -223,13 +268,30 @@ def parse_profiles_xml(
         ) from None
     except ET.ParseError as exc:
         line, column = exc.position
+        if data.startswith(_UTF32_STARTS):
+            raise ProfileConfigError(
+                f"{path}: the file is UTF-32, which the XML parser cannot read: save it as "
+                "UTF-8 (or ISO-8859-1, as WSO2 ships it)",
+                path=path,
+            ) from None
         raise ProfileConfigError(
             f"{path}: not well-formed XML at line {line}, column {column}: fix the file",
             path=path,
         ) from None
     except LookupError:  # <?xml encoding="..."?> names an encoding Python does not have
         raise ProfileConfigError(
-            f"{path}: the XML declaration names an unknown encoding: use UTF-8 or ISO-8859-1",
+            f"{path}: the XML declaration names an unknown encoding{_declared(data)}: "
+            "use UTF-8 or ISO-8859-1",
+            path=path,
+        ) from None
+    except ValueError:
+        # expat reads only single-byte encodings besides UTF-8 and UTF-16: Shift_JIS,
+        # EUC-JP, GB2312, Big5, UTF-7 and UTF-32 raise "multi-byte encodings are not
+        # supported". WSO2's files are ISO-8859-1 or UTF-8.
+        raise ProfileConfigError(
+            f"{path}: the XML declares an encoding the parser cannot read{_declared(data)}: "
+            "save the file as UTF-8 (or ISO-8859-1, as WSO2 ships it) and change the "
+            "declaration to match",
             path=path,
         ) from None
     if not number:
@@ -241,15 +303,45 @@ def parse_profiles_xml(
     return profiles
 
 
-def _text(element: ET.Element, name: str, ctx: _Context, servers: tuple[str, ...]) -> str:
-    raw = (element.text or "").strip()  # WSO2 does not trim; a newline there breaks the path
+# A UTF-32 document: its byte-order marks, or "<" in either byte order (expat reads
+# UTF-8 and UTF-16 only, and calls UTF-32 "not well-formed at column 1").
+_UTF32_STARTS = (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00", b"\x00\x00\x00<", b"<\x00\x00\x00")
+_DECLARED = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+
+
+def _declared(data: bytes) -> str:
+    """`` (NAME)`` for the encoding the XML declaration names, for messages."""
+    match = _DECLARED.match(data[:300])
+    return f" ({match.group(1).decode('ascii')})" if match else ""
+
+
+def with_carbon_home(properties: Mapping[str, str] | None, home: Path) -> dict[str, str]:
+    """``properties`` with ``carbon.home`` defaulting to ``home``: WSO2's start script sets
+    that system property to the product home, and its files use ``${carbon.home}``."""
+    return {"carbon.home": str(home), **(properties or {})}
+
+
+def _written(element: ET.Element) -> str:
+    # WSO2 does not trim; a newline there breaks the path. We trim.
+    return (element.text or "").strip()
+
+
+def _text(
+    element: ET.Element,
+    name: str,
+    ctx: _Context,
+    servers: tuple[str, ...],
+    *,
+    secret: bool = False,
+) -> str:
     return resolve_placeholders(
-        raw,
+        _written(element),
         ctx.properties,
         path=ctx.path,
         servers=servers,
         element=name,
         secret_resolver=ctx.secret_resolver,
+        secret=secret,
     )
 
 
@@ -270,9 +362,26 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             path=ctx.path,
             element="servers",
         )
-    servers_text = _text(servers_el, "servers", ctx, ())
-    names = tuple(item.strip() for item in servers_text.split(","))
-    servers = tuple(parse_server(item, path=ctx.path) for item in names)
+    written = _written(servers_el)
+    resolved = _text(servers_el, "servers", ctx, ())
+    hidden = has_placeholder(written)
+    # What messages and status() show: the entries as written when placeholders made them.
+    names = tuple(item.strip() for item in (written if hidden else resolved).split(","))
+    servers_text = written if hidden else resolved
+    try:
+        servers = tuple(parse_server(item.strip(), path=ctx.path) for item in resolved.split(","))
+    except ProfileConfigError:
+        if not hidden:
+            raise
+        raise ProfileConfigError(
+            f"{ctx.path}: {label} <servers>{written}</servers>: once its placeholders are "
+            "replaced, an entry is empty or is not host:port with a port from 1 to 65535 "
+            "(the values are not shown: they come from the environment or properties): "
+            "make each entry host:port",
+            path=ctx.path,
+            servers=names,
+            element="servers",
+        ) from None
     _warn_unknown(children, _PROFILE_CHILDREN, f"{label} ({servers_text})", ctx)
     novalidate = element.get("novalidatecert") == "true"
     clients = [child for child in element if _local(child.tag) == "client"]
@@ -285,6 +394,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                     truststore=_store(children.get("TrustStore"), False, ctx, names),
                     novalidatecert=novalidate,
                     name=element.get("name"),
+                    written_servers=names if hidden else (),
                 )
             ]
         if "KeyStore" in children or "TrustStore" in children:
@@ -316,6 +426,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                     == "true",
                     client_id=client_id,
                     name=element.get("name"),
+                    written_servers=names if hidden else (),
                 )
             )
         return out
@@ -368,7 +479,7 @@ def _secret(
             name,
             alias,
         )
-    return Secret(_text(element, name, ctx, servers))
+    return Secret(_text(element, name, ctx, servers, secret=True))
 
 
 def _store(
@@ -395,6 +506,9 @@ def _parse_store(
     location = (
         _text(location_el, f"{kind}/Location", ctx, servers) if location_el is not None else ""
     )
+    written = _written(location_el) if location_el is not None else ""
+    # A location made from placeholders is shown as written, never as its value.
+    shown = written if has_placeholder(written) else None
     if not location:
         raise ProfileConfigError(
             f"{ctx.path}: <{kind}> has no <Location>: add the store's path",
@@ -405,13 +519,18 @@ def _parse_store(
     password = _secret(parts.get("Password"), f"{kind}/Password", ctx, servers)
     if is_keystore and password is None:
         raise ProfileConfigError(
-            f"{ctx.path}: <KeyStore> {location} has no <Password>: add it",
+            f"{ctx.path}: <KeyStore> {shown or location} has no <Password>: add it",
             path=ctx.path,
             servers=servers,
             element="KeyStore/Password",
         )
     type_el = parts.get("Type")
     alias_el = parts.get("KeyAlias")
+    alias = (
+        _text(alias_el, "KeyStore/KeyAlias", ctx, servers) or None if alias_el is not None else None
+    )
+    written_alias = _written(alias_el) if alias_el is not None else ""
+    check_path_text(location, setting=f"<{kind}><Location>", path=ctx.path)
     return StoreConfig(
         location=ctx.base_dir / location,
         type=_text(type_el, f"{kind}/Type", ctx, servers) or None if type_el is not None else None,
@@ -419,24 +538,86 @@ def _parse_store(
         key_password=_secret(parts.get("KeyPassword"), "KeyStore/KeyPassword", ctx, servers)
         if is_keystore
         else None,
-        alias=_text(alias_el, "KeyStore/KeyAlias", ctx, servers) or None
-        if alias_el is not None
-        else None,
+        alias=alias,
+        written_location=shown,
+        written_alias=written_alias if alias and has_placeholder(written_alias) else None,
     )
 
 
 # --------------------------------------------------------------------------- deployment.toml
 
+Product = Literal["apim", "mi"]
+"""``"apim"``: API Manager (and the other carbon-kernel products); ``"mi"``: Micro Integrator."""
 
-@dataclass(frozen=True, slots=True)
-class DeploymentSettings:
-    """What deployment.toml says about the HTTPS sender."""
+#: Where API Manager looks for every store ``file_name`` (relative to the product home).
+SECURITY_DIR = Path("repository", "resources", "security")
+#: API Manager's sender reads this profile file when deployment.toml names none.
+APIM_DEFAULT_PROFILES = "repository/resources/security/sslprofiles.xml"
+_PRODUCT_NAMES = {"apim": "API Manager", "mi": "Micro Integrator"}
+_TOML_DEPTH = 64  # nesting deeper than any WSO2 file; tomllib recurses per level
 
-    profiles_path: Path | None
-    interval_ms: int | None
-    hostname_verifier: str | None
-    keystore: StoreConfig | None
-    truststore: StoreConfig | None
+
+def resolve_security_file(value: str, *, key: str, home: Path, product: Product) -> Path:
+    """Where WSO2 opens a file that deployment.toml names, as the product's config mapper
+    writes it into the generated XML (which Java then opens from the product home).
+
+    * API Manager: a ``file_name`` (``[keystore.tls]``, ``[keystore.primary]``,
+      ``[keystore.internal]``, ``[truststore]``, ...) is a name inside
+      ``repository/resources/security/``: its templates write
+      ``repository/resources/security/$ref{keystore.tls.file_name}``.
+    * Micro Integrator: a ``file_name`` is a path from the product home (its default is
+      ``repository/resources/security/wso2carbon.jks``).
+    * Both: a ``location`` (``[transport.passthru_https.sender.key_store]``,
+      ``sender.keystore.location``) and a profile ``file_path`` start from the home.
+    * An absolute path is used as it is. (WSO2's templates would put it under the
+      security directory or the home, where it is never found; api-manager#2012.)
+
+    Args:
+        value: the path as resolved (placeholders replaced).
+        key: the TOML key that holds it (``file_name``, ``location``, ``file_path``).
+        home: the product home (``base_dir``).
+        product: which product's rule applies.
+
+    Returns:
+        The absolute path to open.
+    """
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    if product == "apim" and key == "file_name":
+        return home / SECURITY_DIR / path
+    return home / path
+
+
+def detect_product(doc: Mapping[str, Any]) -> Product:
+    """Which product wrote a deployment.toml, from the tables only one of them has.
+
+    API Manager: ``[transport.passthru_https]``, ``[apim]`` or ``[keystore.tls]``.
+    Micro Integrator: ``[transport.http]`` sender or listener settings,
+    ``[management_api]``, ``[internal_apis]``, or store ``file_name`` values that are
+    paths (MI's own default ``repository/resources/security/wso2carbon.jks``; API
+    Manager's are bare names). Anything else: API Manager.
+    """
+    apim: tuple[tuple[str, ...], ...] = (
+        ("transport", "passthru_https"),
+        ("apim",),
+        ("keystore", "tls"),
+    )
+    if any(_dig(doc, *keys) is not None for keys in apim):
+        return "apim"
+    mi: tuple[tuple[str, ...], ...] = (
+        ("transport", "http", "sender"),
+        ("transport", "http", "listener"),
+        ("management_api",),
+        ("internal_apis",),
+    )
+    if any(_dig(doc, *keys) is not None for keys in mi):
+        return "mi"
+    for keys in (("keystore", "primary", "file_name"), ("truststore", "file_name")):
+        value = _dig(doc, *keys)
+        if isinstance(value, str) and "/" in value.strip() and not value.strip().startswith("/"):
+            return "mi"
+    return "apim"
 
 
 def _dig(table: Mapping[str, Any], *keys: str) -> Any:
@@ -448,6 +629,270 @@ def _dig(table: Mapping[str, Any], *keys: str) -> Any:
     return node
 
 
+def _depth(node: Any, limit: int) -> int:
+    """How deeply tables and arrays nest (iteratively: a hostile file cannot recurse us)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(node, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            break
+        if isinstance(item, Mapping):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _parse_toml(path: str) -> dict[str, Any]:
+    """deployment.toml as a dict; every way it can fail is a ProfileConfigError."""
+    check_path_text(path, setting="the deployment.toml path", path=None)
+    try:
+        text = read_input(path).decode("utf-8")
+    except FileNotFoundError:
+        raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
+    except OSError as exc:
+        raise ProfileConfigError(f"{path}: cannot read ({exc.strerror})", path=path) from None
+    except ValueError:  # UnicodeDecodeError: TOML is UTF-8
+        raise ProfileConfigError(
+            f"{path}: not UTF-8 text: save the file as UTF-8", path=path
+        ) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileConfigError(
+            f"{path}: not valid TOML ({exc}): fix the file", path=path
+        ) from None
+    except RecursionError:
+        doc = None
+    if doc is None or _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
+        # tomllib recurses once per nested array or inline table: a few thousand
+        # levels exhaust the stack. No WSO2 setting nests more than a few levels.
+        raise ProfileConfigError(
+            f"{path}: tables or arrays nest more than {_TOML_DEPTH} levels deep, which no "
+            "deployment.toml needs: fix the file",
+            path=path,
+        )
+    return doc
+
+
+class DeploymentToml:
+    """A deployment.toml read with the product's rules: placeholders, ``$ref{}``
+    references, per-key fallbacks between tables, and where files are.
+
+    Placeholders are resolved in every value mtls reads, as WSO2's config mapper does:
+    ``$secret{alias}`` (``secret_resolver``), ``$sys{name}`` and ``${name}``
+    (``properties``, then the environment; ``carbon.home`` is the home),
+    ``$env{NAME}`` and ``$ref{table.key}`` (another value in the file). One that names
+    nothing is a :class:`ProfileConfigError` naming it, never an empty value.
+
+    Args:
+        path: deployment.toml.
+        base_dir: the product home.
+        properties: Java system properties for ``$sys{}`` and ``${}``.
+        secret_resolver: resolves ``$secret{alias}``.
+        product: ``"apim"`` or ``"mi"``; ``None`` detects it (:func:`detect_product`).
+
+    Raises:
+        ProfileConfigError: the file is missing, unreadable, not TOML, or nests absurdly.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        base_dir: Path,
+        properties: Mapping[str, str] | None = None,
+        secret_resolver: SecretResolver | None = None,
+        product: Product | None = None,
+    ) -> None:
+        self.path = path
+        self.home = base_dir
+        self.doc = _parse_toml(path)
+        if product is not None and product not in _PRODUCT_NAMES:
+            raise ValueError(f"product must be 'apim' or 'mi', not {product!r}")
+        self.product: Product = product or detect_product(self.doc)
+        self._properties = with_carbon_home(properties, base_dir)
+        self._secret_resolver = secret_resolver
+        self._resolving: list[str] = []
+
+    def raw(self, table: str, key: str) -> Any:
+        """The value at ``[table] key`` as parsed (``None`` when absent)."""
+        return _dig(self.doc, *table.split("."), *key.split("."))
+
+    def written(self, table: str, key: str) -> str | None:
+        """The value as written (trimmed), for messages."""
+        value = self.raw(table, key)
+        return None if value is None or isinstance(value, Mapping | list) else str(value).strip()
+
+    def text(self, table: str, key: str, *, secret: bool = False) -> str | None:
+        """The value at ``[table] key`` with its placeholders resolved.
+
+        Args:
+            secret: a password: no message quotes any part of it.
+
+        Raises:
+            ProfileConfigError: a placeholder or reference names nothing that is set,
+                or references go round in a circle.
+        """
+        written = self.written(table, key)
+        if written is None:
+            return None
+        name = f"[{table}] {key}"
+        if name in self._resolving:
+            chain = " -> ".join([*self._resolving, name])
+            raise ProfileConfigError(
+                f"{self.path}: $ref{{}} references go round in a circle ({chain}): "
+                "write one of the values",
+                path=self.path,
+                element=name,
+            )
+        self._resolving.append(name)
+        try:
+            return resolve_placeholders(
+                written,
+                self._properties,
+                path=self.path,
+                element=name,
+                secret_resolver=self._secret_resolver,
+                secret=secret,
+                reference=self._reference,
+            )
+        finally:
+            self._resolving.pop()
+
+    def _reference(self, dotted: str) -> str | None:
+        table, _, key = dotted.rpartition(".")
+        return self.text(table, key) if table else None
+
+    def first(self, *settings: tuple[str, str]) -> tuple[str, str] | None:
+        """The first ``(table, key)`` of ``settings`` that the file sets."""
+        return next((s for s in settings if self.raw(*s) is not None), None)
+
+    def file(self, table: str, key: str) -> tuple[Path, str | None, str] | None:
+        """The file ``[table] key`` names: its path, how to show it when placeholders
+        made it, and the setting to name in messages.
+
+        Raises:
+            ProfileConfigError: a placeholder names nothing, or the value has a NUL.
+        """
+        value = self.text(table, key)
+        if value is None:
+            return None
+        written = self.written(table, key) or ""
+        shown = written if has_placeholder(written) else None
+        setting = f"[{table}] {key} in {self.path}"
+        check_path_text(value, setting=f"[{table}] {key}", path=self.path)
+        if not value:
+            raise ProfileConfigError(
+                f"{self.path}: [{table}] {key} is empty: name the file",
+                path=self.path,
+                element=f"[{table}] {key}",
+            )
+        path = resolve_security_file(value, key=key.rpartition(".")[2], home=self.home,
+                                     product=self.product)  # fmt: skip
+        if key.endswith("file_name") and self.product == "apim" and not Path(value).is_absolute():
+            setting += (
+                " (API Manager opens store file names in repository/resources/security/ "
+                "under the product home, base_dir"
+            )
+            if Path(value).parts[:3] == SECURITY_DIR.parts:
+                # Micro Integrator's spelling in an API Manager file: the folder twice.
+                setting += f": write the bare name {Path(value).name!r}"
+            setting += ")"
+        else:
+            setting += " (relative paths start from the product home, base_dir)"
+        return path, shown, setting
+
+    def store(
+        self,
+        tables: Sequence[str],
+        *,
+        keystore: bool,
+        location: tuple[str, str] | None = None,
+        overrides: str | None = None,
+    ) -> StoreConfig | None:
+        """The store that ``tables`` describe, each key taken from the first table that
+        sets it (``[keystore.tls]`` then ``[keystore.primary]``, as the product's defaults
+        chain them).
+
+        Args:
+            tables: the store tables, most specific first.
+            keystore: a keystore (key password and alias) rather than a truststore.
+            location: a ``(table, key)`` whose path wins over ``file_name`` (the sender's
+                own ``location`` setting).
+            overrides: a table whose ``type``/``password``/``key_password``/``alias``
+                (or ``key_alias``) win over the store tables' (the sender's own).
+
+        Returns:
+            ``None`` when no table names a file.
+
+        Raises:
+            ProfileConfigError: as :meth:`text` and :meth:`file`.
+        """
+        names = [(table, "file_name") for table in tables]
+        where = location if location is not None and self.raw(*location) is not None else None
+        where = where or self.first(*names)
+        if where is None:
+            return None
+        found = self.file(*where)
+        assert found is not None
+        path, shown, setting = found
+
+        def pick(*keys: str, secret: bool = False) -> str | None:
+            candidates = [(overrides, k) for k in keys] if overrides else []
+            candidates += [(table, k) for table in tables for k in keys]
+            chosen = self.first(*candidates)
+            return self.text(*chosen, secret=secret) if chosen else None
+
+        def alias() -> tuple[str | None, str | None]:
+            candidates = [(overrides, "key_alias"), (overrides, "alias")] if overrides else []
+            chosen = self.first(*candidates, *[(table, "alias") for table in tables])
+            if chosen is None:
+                return None, None
+            written = self.written(*chosen) or ""
+            return self.text(*chosen) or None, written if has_placeholder(written) else None
+
+        password = pick("password", secret=True)
+        key_password = pick("key_password", secret=True) if keystore else None
+        alias_value, written_alias = alias() if keystore else (None, None)
+        return StoreConfig(
+            location=path,
+            type=pick("type") or None,
+            password=Secret(password) if password is not None else None,
+            key_password=Secret(key_password) if key_password is not None else None,
+            alias=alias_value,
+            origin=setting,
+            written_location=shown,
+            written_alias=written_alias,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSettings:
+    """What deployment.toml says about the HTTPS sender.
+
+    Attributes:
+        profiles_path: the custom SSL profiles file.
+        profiles_origin: the setting that named it (or its default), for messages.
+        interval_ms: the profile file's re-read interval, in milliseconds.
+        hostname_verifier: the sender's ``HostnameVerifier``; an unknown value has
+            become ``Default``, as in WSO2 (with a warning).
+        keystore: the sender's default identity.
+        truststore: the sender's default trust.
+        product: which product's rules were applied.
+    """
+
+    profiles_path: Path | None
+    interval_ms: int | None
+    hostname_verifier: str | None
+    keystore: StoreConfig | None
+    truststore: StoreConfig | None
+    profiles_origin: str | None = None
+    product: Product = "apim"
+
+
 def read_deployment_toml(
     path: str,
     *,
@@ -455,78 +900,121 @@ def read_deployment_toml(
     properties: Mapping[str, str] | None = None,
     require_profiles: bool = True,
     secret_resolver: SecretResolver | None = None,
+    product: Product | None = None,
 ) -> DeploymentSettings:
     """Read the sender's SSL profile settings and default stores from deployment.toml.
 
+    API Manager: ``[transport.passthru_https.sender.ssl_profile]`` ``file_path``
+    (default ``repository/resources/security/sslprofiles.xml``) and ``interval``;
+    ``[transport.passthru_https.sender.parameters]`` ``HostnameVerifier``; the
+    identity from ``[transport.passthru_https.sender.key_store]`` ``location``, else
+    ``[keystore.tls]`` then ``[keystore.primary]`` key by key; the trust from
+    ``[transport.passthru_https.sender.trust_store]`` ``location``, else ``[truststore]``.
+
+    Micro Integrator: ``[transport.http]`` ``sender.ssl_profile.file_path`` (no default)
+    and ``read_interval``, ``sender.hostname_verifier``; the identity from
+    ``sender.keystore.*``, else ``[keystore.primary]``; the trust from
+    ``sender.truststore.*``, else ``[truststore]``. Either product's spelling of the
+    profile file is accepted in both.
+
     Raises:
-        ProfileConfigError: the file is missing or not TOML, or names no profile file.
+        ProfileConfigError: the file is missing or not TOML, a placeholder names nothing,
+            or (with ``require_profiles``) no profile file is configured.
     """
-    props = properties or {}
-    try:
-        doc = tomllib.loads(read_input(path).decode("utf-8"))
-    except FileNotFoundError:
-        raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
-    except OSError as exc:
-        raise ProfileConfigError(f"{path}: cannot read ({exc.strerror})", path=path) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProfileConfigError(
-            f"{path}: not valid TOML ({exc}): fix the file", path=path
-        ) from None
-
-    def text(value: Any, key: str) -> str | None:
-        if value is None:
-            return None
-        return resolve_placeholders(
-            str(value).strip(), props, path=path, element=key, secret_resolver=secret_resolver
+    toml = DeploymentToml(
+        path,
+        base_dir=base_dir,
+        properties=properties,
+        secret_resolver=secret_resolver,
+        product=product,
+    )
+    apim_sender = "transport.passthru_https.sender"
+    mi = "transport.http"
+    profile_setting = toml.first(
+        (f"{apim_sender}.ssl_profile", "file_path"), (mi, "sender.ssl_profile.file_path")
+    )
+    profiles_path: Path | None = None
+    profiles_origin: str | None = None
+    if profile_setting is not None:
+        found = toml.file(*profile_setting)
+        assert found is not None
+        profiles_path, _, profiles_origin = found
+    elif toml.product == "apim":
+        profiles_path = base_dir / APIM_DEFAULT_PROFILES
+        profiles_origin = (
+            f"[{apim_sender}.ssl_profile] file_path in {path} (not set: API Manager's default, "
+            f"{APIM_DEFAULT_PROFILES} under the product home, base_dir)"
         )
-
-    apim = _dig(doc, "transport", "passthru_https", "sender")
-    mi = _dig(doc, "transport", "http", "sender")
-    file_path = text(_dig(apim or {}, "ssl_profile", "file_path"), "ssl_profile.file_path")
-    interval = _dig(apim or {}, "ssl_profile", "interval")
-    verifier = _dig(apim or {}, "parameters", "HostnameVerifier")
-    if file_path is None and mi is not None:
-        file_path = text(_dig(mi, "ssl_profile", "file_path"), "sender.ssl_profile.file_path")
-        interval = _dig(mi, "ssl_profile", "read_interval")
-    if verifier is None and mi is not None:
-        verifier = _dig(mi, "hostname_verifier")
-    if file_path is None and require_profiles:
+    elif require_profiles:
         raise ProfileConfigError(
             f"{path}: no SSL profile file configured: set file_path under "
             "[transport.passthru_https.sender.ssl_profile] (API Manager) or "
             "sender.ssl_profile.file_path under [transport.http] (Micro Integrator)",
             path=path,
         )
+    interval_setting = toml.first(
+        (f"{apim_sender}.ssl_profile", "interval"), (mi, "sender.ssl_profile.read_interval")
+    )
     interval_ms: int | None = None
-    if interval is not None:
+    if interval_setting is not None:
+        value = toml.text(*interval_setting)
         try:
-            interval_ms = int(str(text(interval, "interval")))
+            interval_ms = int(str(value))
         except ValueError:
             raise ProfileConfigError(
-                f"{path}: the SSL profile interval must be milliseconds, not {interval!r}",
+                f"{path}: [{interval_setting[0]}] {interval_setting[1]} must be milliseconds, "
+                f"not {toml.written(*interval_setting)!r}",
                 path=path,
                 element="interval",
             ) from None
-    keystore_table = _dig(doc, "keystore", "tls") or _dig(doc, "keystore", "primary")
-    truststore_table = _dig(doc, "truststore")
-
-    def store(table: Any, is_keystore: bool) -> StoreConfig | None:
-        if not isinstance(table, Mapping) or "file_name" not in table:
-            return None
-        password = text(table.get("password"), "password")
-        key_password = text(table.get("key_password"), "key_password") if is_keystore else None
-        return StoreConfig(
-            location=base_dir / str(text(table["file_name"], "file_name")),
-            type=text(table.get("type"), "type"),
-            password=Secret(password) if password is not None else None,
-            key_password=Secret(key_password) if key_password is not None else None,
-            alias=text(table.get("alias"), "alias") if is_keystore else None,
+    verifier_setting = toml.first(
+        (f"{apim_sender}.parameters", "HostnameVerifier"), (mi, "sender.hostname_verifier")
+    )
+    if toml.product == "apim":
+        keystore = toml.store(
+            ("keystore.tls", "keystore.primary"),
+            keystore=True,
+            location=(f"{apim_sender}.key_store", "location"),
+            overrides=f"{apim_sender}.key_store",
         )
-
+        truststore = toml.store(
+            ("truststore",),
+            keystore=False,
+            location=(f"{apim_sender}.trust_store", "location"),
+            overrides=f"{apim_sender}.trust_store",
+        )
+    else:
+        keystore = toml.store(
+            ("keystore.primary",),
+            keystore=True,
+            location=(mi, "sender.keystore.location"),
+            overrides=f"{mi}.sender.keystore",
+        )
+        truststore = toml.store(
+            ("truststore",),
+            keystore=False,
+            location=(mi, "sender.truststore.location"),
+            overrides=f"{mi}.sender.truststore",
+        )
+    verifier = toml.text(*verifier_setting) if verifier_setting else None
+    if verifier_setting is not None and verifier is not None:
+        try:
+            normalize_hostname_verifier(verifier)
+        except ValueError:
+            # WSO2 treats an unknown value as Default; say so instead of failing.
+            log.warning(
+                "%s: unknown HostnameVerifier %r in [%s] %s: using Default, as WSO2 does",
+                path,
+                toml.written(*verifier_setting),
+                *verifier_setting,
+            )
+            verifier = "Default"
     return DeploymentSettings(
-        profiles_path=base_dir / file_path if file_path is not None else None,
+        profiles_path=profiles_path,
         interval_ms=interval_ms,
-        hostname_verifier=text(verifier, "HostnameVerifier"),
-        keystore=store(keystore_table, True),
-        truststore=store(truststore_table, False),
+        hostname_verifier=verifier,
+        keystore=keystore,
+        truststore=truststore,
+        profiles_origin=profiles_origin,
+        product=toml.product,
     )

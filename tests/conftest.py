@@ -54,7 +54,11 @@ CACERTS_CANDIDATES = (
     "/usr/lib/jvm/java-17-openjdk-amd64/lib/security/cacerts",
     "/etc/ssl/certs/java/cacerts",
 )
-WSO2_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wso2"
+# MTLS_WSO2_FIXTURES: the folder, when the checkout is not beside ../shared (a worktree).
+WSO2_FIXTURES = Path(
+    os.environ.get("MTLS_WSO2_FIXTURES")
+    or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wso2"
+)
 OPENSSL = shutil.which("openssl")
 
 

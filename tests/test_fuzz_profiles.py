@@ -89,3 +89,81 @@ def test_deployment_toml_text(tmp_path_factory, text: str) -> None:
     )
     with contextlib.suppress(ProfileConfigError):
         read_deployment_toml(str(path), base_dir=Path("/base"))
+
+
+# Encodings a profile file may declare: expat reads only UTF-8, UTF-16 and single-byte
+# ones; the multi-byte rest raised ValueError before they became ProfileConfigErrors.
+ENCODINGS = ["UTF-8", "UTF-16", "ISO-8859-1", "US-ASCII", "windows-1252", "Shift_JIS",
+             "EUC-JP", "GB2312", "GBK", "Big5", "UTF-7", "UTF-32", "UTF-32LE", "ISO-2022-JP",
+             "EUC-KR", "cp037", "no-such-encoding", ""]  # fmt: skip
+CODECS = ["utf-8", "utf-16", "utf-16-le", "utf-32", "utf-32-be", "latin-1", "shift_jis",
+          "euc-jp", "big5", "utf-7"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(ENCODINGS),
+    st.sampled_from(CODECS),
+    st.text(max_size=40),
+    st.booleans(),
+)
+def test_declared_and_actual_encodings(declared: str, codec: str, text: str, bom: bool) -> None:
+    body = (
+        f'<?xml version="1.0" encoding="{declared}"?>\n'
+        f"<parameter><profile><servers>{text}:443</servers></profile></parameter>"
+    )
+    try:
+        data = body.encode(codec, errors="replace")
+    except UnicodeError:
+        data = body.encode("utf-8", errors="replace")
+    if bom and codec.startswith("utf-8"):
+        data = b"\xef\xbb\xbf" + data
+    parse(data)
+
+
+TOML_NESTS = [("[", "]"), ("{a=", "}"), ("[{a=", "}]")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 4000), st.sampled_from(TOML_NESTS), st.sampled_from(["x = ", "[t]\nx = "]))
+def test_deployment_toml_nesting(tmp_path_factory, depth: int, nest: tuple[str, str], head: str):
+    path = tmp_path_factory.mktemp("toml") / "deployment.toml"
+    opener, closer = nest
+    path.write_text(
+        "[transport.passthru_https.sender.ssl_profile]\nfile_path = 'p.xml'\n"
+        + head
+        + opener * depth
+        + "1"
+        + closer * depth
+        + "\n",
+        encoding="utf-8",
+    )
+    with contextlib.suppress(ProfileConfigError):
+        read_deployment_toml(str(path), base_dir=Path("/base"))
+
+
+TOML_VALUES = ["a.jks", "/abs/a.jks", "$env{HOME}/a.jks", "$env{MTLS_FUZZ_UNSET}", "$sys{x}",
+               "${carbon.home}/a.jks", "$ref{keystore.primary.file_name}", "$ref{x", "a\\u0000b",
+               "$secret{alias}", "$ref{keystore.tls.file_name}", "", " ", "\\\\"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(TOML_VALUES),
+    st.sampled_from(TOML_VALUES),
+    st.sampled_from(TOML_VALUES),
+    st.sampled_from(["file_path", "file_name", "password", "alias", "interval", "location"]),
+)
+def test_deployment_toml_values(tmp_path_factory, a: str, b: str, c: str, key: str) -> None:
+    """Whatever values and placeholders go where: only ProfileConfigError comes out."""
+    path = tmp_path_factory.mktemp("toml") / "deployment.toml"
+    path.write_text(
+        f'[transport.passthru_https.sender.ssl_profile]\n{key} = "{a}"\n'
+        f'[transport.passthru_https.sender.key_store]\n{key} = "{b}"\n'
+        f'[keystore.tls]\nfile_name = "{b}"\n{key} = "{c}"\n'
+        f'[keystore.primary]\nfile_name = "{c}"\npassword = "{a}"\n'
+        f'[truststore]\nfile_name = "{a}"\n',
+        encoding="utf-8",
+    )
+    with contextlib.suppress(ProfileConfigError):
+        read_deployment_toml(str(path), base_dir=Path("/base"), secret_resolver=lambda _: None)

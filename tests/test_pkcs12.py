@@ -31,7 +31,8 @@ from mtls._pkcs12 import (
     parse_pkcs12,
 )
 
-WSO2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wso2"
+from .conftest import WSO2_FIXTURES as WSO2
+
 JDK25_KEYTOOL = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool")
 PW = "s3cret-pässword"  # non-ASCII on purpose: BMPString for PKCS#12 PBE, UTF-8 for PBES2
 JAVA_PW = "changeit-42"  # JDK 17 refuses non-ASCII passwords for PKCS#12 key protection

@@ -15,8 +15,7 @@ from mtls import ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, MTLSServer
 
 from ._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
-
-WSO2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wso2"
+from .conftest import WSO2_FIXTURES as WSO2
 
 
 @pytest.fixture(scope="module")
@@ -497,11 +496,11 @@ def test_deployment_toml_api_manager(tmp_path, pki, backend):
         "interval = 600000\n"
         "[transport.passthru_https.sender.parameters]\n"
         'HostnameVerifier = "DefaultAndLocalhost"\n'
-        "[keystore.tls]\n"
-        'file_name = "repository/resources/security/gw1.jks"\n'
+        "[keystore.tls]\n"  # API Manager: a name in repository/resources/security/
+        'file_name = "gw1.jks"\n'
         f'password = "{PASSWORD}"\nkey_password = "$env{{MTLS_TEST_KEYPASS}}"\n'
         "[truststore]\n"
-        'file_name = "repository/resources/security/client-truststore.jks"\n'
+        'file_name = "client-truststore.jks"\n'
         f'password = "{PASSWORD}"\n'
     )
     os.environ["MTLS_TEST_KEYPASS"] = PASSWORD
@@ -557,6 +556,7 @@ def test_deployment_toml_errors(tmp_path):
 # --------------------------------------------------------------------------- WSO2's own files
 
 
+@pytest.mark.fixtures
 @pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
 def test_wso2_shipped_profile_file_loads(tmp_path):
     sec = tmp_path / "repository" / "resources" / "security"
@@ -571,6 +571,7 @@ def test_wso2_shipped_profile_file_loads(tmp_path):
     assert profiles.status()["profiles"][0]["subject"].startswith("CN=localhost")
 
 
+@pytest.mark.fixtures
 @pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
 def test_wso2_untrusted_endpoint_is_refused(tmp_path):
     """endpoint.jks is not in client-truststore.jks: a backend serving it is refused."""

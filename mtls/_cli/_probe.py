@@ -120,7 +120,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
     setup.matched = "profile" if (host, target.port) in profile.servers else "catch-all"
     setup.profile = profile
     entry = _status_entry(status, profile) or {}
-    setup.keystore = str(profile.keystore.location) if profile.keystore else None
+    setup.keystore = profile.keystore.shown_location if profile.keystore else None
     truststore = next(
         (f["path"] for f in entry.get("files", ()) if f["role"] == "truststore"), None
     )

@@ -1,0 +1,526 @@
+"""WSO2's files as estates have them: deployment.toml as each product writes it, its
+placeholders, values from the environment never shown, and hostile profile files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls import KeystoreError, ProfileConfigError, SSLProfileSet
+from mtls._wso2 import (
+    DeploymentToml,
+    Product,
+    detect_product,
+    parse_profiles_xml,
+    read_deployment_toml,
+    resolve_security_file,
+)
+from mtls.testing import CA, MTLSServer
+
+from ._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
+
+SECURITY = Path("repository", "resources", "security")
+
+# API Manager's [keystore.tls] as the product ships it in repository/conf/deployment.toml
+# (wso2/product-apim all-in-one-apim/modules/distribution/product/src/main/conf).
+APIM_STOCK_TLS = """[keystore.tls]
+file_name =  "wso2carbon.jks"
+type =  "JKS"
+password =  "wso2carbon"
+alias =  "wso2carbon"
+key_password =  "wso2carbon"
+"""
+# Micro Integrator's, as it ships (wso2/micro-integrator distribution/src/conf).
+MI_STOCK_STORES = """[keystore.primary]
+file_name = "repository/resources/security/wso2carbon.jks"
+password = "wso2carbon"
+alias = "wso2carbon"
+key_password = "wso2carbon"
+
+[truststore]
+file_name = "repository/resources/security/client-truststore.jks"
+password = "wso2carbon"
+alias = "symmetric.key.value"
+algorithm = "AES"
+"""
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    d = tmp_path_factory.mktemp("pki")
+    ca = CA(name="backend CA")
+    backend = ca.issue_cert("localhost", "127.0.0.1", common_name="backend")
+    gateway = ca.issue_cert("gateway", common_name="gateway")
+    return {
+        "ca": ca,
+        "backend": backend,
+        "gw": write_identity(gateway, d / "gw.jks"),
+        "trust": write_trust(ca, d / "trust.jks"),
+    }
+
+
+@pytest.fixture(scope="module")
+def backend(pki: dict[str, object]) -> Iterator[MTLSServer]:
+    with MTLSServer(pki["backend"], client_ca=pki["ca"]) as server:  # type: ignore[arg-type]
+        yield server
+
+
+def home_with(tmp_path: Path, files: dict[str, Path], under: Path = SECURITY) -> Path:
+    """A product home whose ``under`` folder holds symlinks to ``files`` (name -> target)."""
+    home = tmp_path / "home"
+    (home / under).mkdir(parents=True, exist_ok=True)
+    (home / "repository" / "conf").mkdir(parents=True, exist_ok=True)
+    for name, target in files.items():
+        os.symlink(target, home / under / name)
+    return home
+
+
+def client_cn(profiles: SSLProfileSet, port: int) -> str:
+    """The client certificate a localhost backend saw through the profile set's context."""
+    ctx = profiles.context_for("localhost", port)
+    assert ctx is not None
+    return str(whoami(ctx, port)["client_cn"])
+
+
+def write_toml(home: Path, text: str) -> Path:
+    path = home / "repository" / "conf" / "deployment.toml"
+    path.write_text(text)
+    return path
+
+
+APIM_SENDER = f"""[transport.passthru_https.sender.parameters]
+HostnameVerifier = "DefaultAndLocalhost"
+
+[keystore.tls]
+file_name = "gateway.jks"
+password = "{PASSWORD}"
+key_password = "{PASSWORD}"
+
+[truststore]
+file_name = "client-truststore.jks"
+password = "{PASSWORD}"
+"""
+
+
+# --------------------------------------------------------------------------- where files are
+
+
+def test_api_manager_file_names_are_looked_up_in_the_security_folder(tmp_path, pki, backend):
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / SECURITY / "sslprofiles.xml").write_text(profile_xml(profile("only.test:443")))
+    # No ssl_profile table: API Manager's default file, repository/resources/security/.
+    toml = write_toml(home, APIM_SENDER)
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert client_cn(profiles, backend.port) == "gateway"  # no profile: the sender's default
+    files = {f["role"]: f["path"] for f in profiles.status()["default"]["files"]}
+    assert files["keystore"] == str(home / SECURITY / "gateway.jks")
+
+
+def test_a_bare_name_is_not_looked_up_beside_the_home(tmp_path, pki):
+    """The negative twin: the stores in the home itself are not where API Manager looks,
+    and the message names the TOML setting and the rule, not <Location>."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"]}, under=Path("."))
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443", None, pki["trust"])))
+    toml = write_toml(
+        home, '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n' + APIM_SENDER
+    )
+    with pytest.raises(KeystoreError) as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    message = str(info.value)
+    assert str(home / SECURITY / "gateway.jks") in message
+    assert "[keystore.tls] file_name" in message and str(toml) in message
+    assert "repository/resources/security/" in message
+    assert "<Location>" not in message
+    assert PASSWORD not in message
+
+
+def test_micro_integrator_file_names_start_from_the_home(tmp_path, pki, backend):
+    home = home_with(tmp_path, {"wso2carbon.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / "conf").mkdir()
+    (home / "conf" / "sender.xml").write_text(profile_xml(profile("only.test:443")))
+    stores = MI_STOCK_STORES.replace('alias = "wso2carbon"', 'alias = "gateway"')
+    stores = stores.replace('"wso2carbon"', f'"{PASSWORD}"')
+    toml = write_toml(
+        home,
+        stores + '[transport.http]\nsender.ssl_profile.file_path = "conf/sender.xml"\n'
+        'sender.hostname_verifier = "DefaultAndLocalhost"\n',
+    )
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.product == "mi"
+    assert settings.keystore is not None
+    assert settings.keystore.location == home / SECURITY / "wso2carbon.jks"
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert client_cn(profiles, backend.port) == "gateway"
+    # The same file read with API Manager's rule looks one security folder too deep,
+    # and the message says to write the bare name.
+    with pytest.raises(KeystoreError, match=r"security/repository/resources/security.*bare name"):
+        SSLProfileSet.from_deployment_toml(
+            toml, base_dir=home, reload_interval=None, product="apim"
+        )
+
+
+def test_the_product_is_detected_from_its_tables():
+    assert detect_product({"keystore": {"tls": {"file_name": "a.jks"}}}) == "apim"
+    assert detect_product({"transport": {"passthru_https": {}}}) == "apim"
+    assert detect_product({"transport": {"http": {"sender": {}}}}) == "mi"
+    assert detect_product({"keystore": {"primary": {"file_name": "repository/x/a.jks"}}}) == "mi"
+    assert detect_product({"keystore": {"primary": {"file_name": "a.jks"}}}) == "apim"
+    assert detect_product({"keystore": {"primary": {"file_name": "/abs/a.jks"}}}) == "apim"
+
+
+def test_resolve_security_file_rules():
+    home = Path("/opt/wso2am")
+    apim: Product = "apim"
+    mi: Product = "mi"
+    assert resolve_security_file("a.jks", key="file_name", home=home, product=apim) == Path(
+        "/opt/wso2am/repository/resources/security/a.jks"
+    )
+    assert resolve_security_file("conf/a.jks", key="file_name", home=home, product=mi) == Path(
+        "/opt/wso2am/conf/a.jks"
+    )
+    assert resolve_security_file("conf/a.jks", key="location", home=home, product=apim) == Path(
+        "/opt/wso2am/conf/a.jks"
+    )
+    for product in (apim, mi):  # an absolute path means what it says
+        assert resolve_security_file("/etc/a.jks", key="file_name", home=home, product=product) == (
+            Path("/etc/a.jks")
+        )
+
+
+def test_the_senders_own_key_store_location_wins(tmp_path, pki):
+    home = home_with(tmp_path, {})
+    (home / "stores").mkdir()
+    os.symlink(pki["gw"], home / "stores" / "sender.jks")
+    toml = write_toml(
+        home,
+        APIM_SENDER + "[transport.passthru_https.sender.key_store]\n"
+        'location = "stores/sender.jks"\n',
+    )
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.keystore is not None
+    assert settings.keystore.location == home / "stores" / "sender.jks"
+    assert settings.keystore.password == mtls.Secret(PASSWORD)  # from [keystore.tls]
+
+
+def test_keystore_tls_takes_each_missing_key_from_keystore_primary(tmp_path, pki):
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"]})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    text = (
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        '[keystore.tls]\nfile_name = "gateway.jks"\n'
+        f'[keystore.primary]\nfile_name = "other.jks"\npassword = "{PASSWORD}"\n'
+    )
+    toml = write_toml(home, text)
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert profiles.status()["default"]["subject"].startswith("CN=gateway,")
+    # Negative twin: no password in either table: the store does not open.
+    write_toml(home, text.replace(f'password = "{PASSWORD}"\n', ""))
+    with pytest.raises(KeystoreError):
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+
+
+def test_an_absolute_file_path_is_used_as_written(tmp_path, pki):
+    xml = tmp_path / "elsewhere.xml"
+    xml.write_text(profile_xml(profile("only.test:443", pki["gw"], pki["trust"])))
+    home = home_with(tmp_path, {})
+    toml = write_toml(home, f'[transport.passthru_https.sender.ssl_profile]\nfile_path = "{xml}"\n')
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert profiles.context_for("only.test", 443) is not None
+    # Relative: from the home (negative twin: not found there, and the setting is named).
+    write_toml(home, '[transport.passthru_https.sender.ssl_profile]\nfile_path = "elsewhere.xml"\n')
+    with pytest.raises(ProfileConfigError, match=r"ssl_profile\] file_path in .*product home"):
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+
+
+def test_the_default_profile_file_is_named_when_missing(tmp_path):
+    home = home_with(tmp_path, {})
+    toml = write_toml(home, "[server]\nhostname = 'localhost'\n")
+    with pytest.raises(ProfileConfigError) as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "repository/resources/security/sslprofiles.xml" in str(info.value)
+    assert "API Manager's default" in str(info.value)
+
+
+# --------------------------------------------------------------------------- placeholders
+
+
+def test_env_sys_and_ref_placeholders_resolve(tmp_path, pki, monkeypatch):
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"]})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    monkeypatch.setenv("MTLS_TEST_STORE", "gateway.jks")
+    toml = write_toml(
+        home,
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        '[keystore.primary]\npassword = "$sys{store.password}"\n'
+        '[keystore.tls]\nfile_name = "$env{MTLS_TEST_STORE}"\n'
+        'password = "$ref{keystore.primary.password}"\n',
+    )
+    profiles = SSLProfileSet.from_deployment_toml(
+        toml, base_dir=home, reload_interval=None, properties={"store.password": PASSWORD}
+    )
+    assert profiles.status()["default"]["subject"].startswith("CN=gateway,")
+
+
+def test_an_unset_variable_is_an_error_naming_it_never_an_empty_password(tmp_path, monkeypatch):
+    monkeypatch.delenv("MTLS_TEST_UNSET", raising=False)
+    home = home_with(tmp_path, {})
+    toml = write_toml(
+        home, '[keystore.tls]\nfile_name = "a.jks"\npassword = "$env{MTLS_TEST_UNSET}"\n'
+    )
+    with pytest.raises(ProfileConfigError, match="MTLS_TEST_UNSET") as info:
+        read_deployment_toml(str(toml), base_dir=home)
+    assert "[keystore.tls] password" in str(info.value)
+    monkeypatch.setenv("MTLS_TEST_UNSET", PASSWORD)  # the positive twin
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.keystore is not None and settings.keystore.password == mtls.Secret(PASSWORD)
+
+
+def test_references_to_missing_keys_and_circles_are_errors(tmp_path):
+    home = home_with(tmp_path, {})
+    toml = write_toml(home, '[keystore.tls]\nfile_name = "a.jks"\npassword = "$ref{x.y}"\n')
+    with pytest.raises(ProfileConfigError, match=r"\$ref\{x.y\}.*sets no x.y"):
+        read_deployment_toml(str(toml), base_dir=home)
+    write_toml(
+        home,
+        '[keystore.tls]\nfile_name = "a.jks"\npassword = "$ref{keystore.primary.password}"\n'
+        '[keystore.primary]\npassword = "$ref{keystore.tls.password}"\n',
+    )
+    with pytest.raises(ProfileConfigError, match="circle"):
+        read_deployment_toml(str(toml), base_dir=home)
+
+
+def test_carbon_home_is_the_base_dir(tmp_path, pki):
+    xml = profile_xml(
+        profile("only.test:443", Path("${carbon.home}/gw.jks"), Path("$sys{carbon.home}/t.jks"))
+    )
+    (tmp_path / "gw.jks").symlink_to(pki["gw"])
+    (tmp_path / "t.jks").symlink_to(pki["trust"])
+    (tmp_path / "p.xml").write_text(xml)
+    profiles = SSLProfileSet.from_xml(tmp_path / "p.xml", base_dir=tmp_path)
+    assert profiles.context_for("only.test", 443) is not None
+    with pytest.raises(KeystoreError, match="no such keystore file"):  # another home: not there
+        SSLProfileSet.from_xml(tmp_path / "p.xml", base_dir=tmp_path / "elsewhere")
+
+
+# --------------------------------------------------------------------------- never shown
+
+
+SECRET_DIR_NAME = "hidden-dir-Zq81"
+
+
+def test_values_from_the_environment_are_never_shown(tmp_path, pki, backend, monkeypatch):
+    """$env{} in <Location>, <KeyAlias> and <servers>: status(), errors, repr and logs
+    show the placeholders as written, never the values."""
+    secret_dir = tmp_path / SECRET_DIR_NAME
+    secret_dir.mkdir()
+    (secret_dir / "gw.jks").symlink_to(pki["gw"])
+    monkeypatch.setenv("MTLS_TEST_DIR", str(secret_dir))
+    monkeypatch.setenv("MTLS_TEST_ALIAS", "gateway")
+    monkeypatch.setenv("MTLS_TEST_HOST", "localhost")
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile>'
+        f"<servers>$env{{MTLS_TEST_HOST}}:{backend.port}</servers>"
+        "<KeyStore><Location>$env{MTLS_TEST_DIR}/gw.jks</Location>"
+        f"<Password>{PASSWORD}</Password><KeyAlias>$env{{MTLS_TEST_ALIAS}}</KeyAlias></KeyStore>"
+        f"<TrustStore><Location>{pki['trust']}</Location><Password>{PASSWORD}</Password>"
+        "</TrustStore></profile></parameter>"
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    # The values are used...
+    assert client_cn(profiles, backend.port) == "gateway"
+    # ...and never shown.
+    shown = json.dumps(profiles.status()) + repr(profiles.profiles) + repr(profiles)
+    assert "$env{MTLS_TEST_DIR}/gw.jks" in shown
+    assert f"$env{{MTLS_TEST_HOST}}:{backend.port}" in shown
+    for value in (SECRET_DIR_NAME, f"localhost:{backend.port}", "'gateway'"):
+        assert value not in shown, value
+
+    # Errors: a missing store, an alias that names nothing, servers that do not parse.
+    monkeypatch.setenv("MTLS_TEST_DIR", str(tmp_path / (SECRET_DIR_NAME + "-gone")))
+    with pytest.raises(KeystoreError) as missing:
+        SSLProfileSet.from_xml(xml)
+    assert "$env{MTLS_TEST_DIR}/gw.jks" in str(missing.value)
+    assert SECRET_DIR_NAME not in str(missing.value)
+    monkeypatch.setenv("MTLS_TEST_DIR", str(secret_dir))
+    monkeypatch.setenv("MTLS_TEST_ALIAS", "no-such-alias-Zq81")
+    with pytest.raises(KeystoreError) as no_alias:
+        SSLProfileSet.from_xml(xml)
+    assert "$env{MTLS_TEST_ALIAS}" in str(no_alias.value)
+    assert "Zq81" not in str(no_alias.value)
+    monkeypatch.setenv("MTLS_TEST_HOST", "bad-host-Zq81:oops")
+    with pytest.raises(ProfileConfigError) as info:
+        SSLProfileSet.from_xml(xml)
+    assert "$env{MTLS_TEST_HOST}" in str(info.value)
+    assert "Zq81" not in str(info.value)
+
+
+def test_toml_values_from_the_environment_are_never_shown(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MTLS_TEST_STORE", f"/{SECRET_DIR_NAME}/gw.jks")
+    monkeypatch.setenv("MTLS_TEST_VERIFIER", "Nonsense-Zq81")
+    home = home_with(tmp_path, {})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    toml = write_toml(
+        home,
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "$env{MTLS_TEST_VERIFIER}"\n'
+        f'[keystore.tls]\nfile_name = "$env{{MTLS_TEST_STORE}}"\npassword = "{PASSWORD}"\n',
+    )
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.keystore is not None
+    assert settings.keystore.location == Path(f"/{SECRET_DIR_NAME}/gw.jks")
+    assert SECRET_DIR_NAME not in repr(settings.keystore)
+    with caplog.at_level(logging.WARNING, logger="mtls"), pytest.raises(KeystoreError) as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "$env{MTLS_TEST_STORE}" in str(info.value)
+    assert "[keystore.tls] file_name" in str(info.value)
+    assert "Zq81" not in str(info.value) + caplog.text
+    assert "$env{MTLS_TEST_VERIFIER}" in caplog.text  # the unknown verifier, as written
+
+
+def test_a_password_with_a_brace_fragment_is_never_quoted(tmp_path):
+    password = "pa${ss-Zq81}word"
+    xml = profile_xml(profile("only.test:443", Path("ks.jks"), password=password))
+    with pytest.raises(ProfileConfigError) as info:
+        parse_profiles_xml(xml.encode(), path="p.xml", base_dir=tmp_path)
+    assert "Zq81" not in str(info.value) and "ss-" not in str(info.value)
+    assert "KeyStore/Password" in str(info.value)
+    # The same fragment outside a password is named, so it can be fixed.
+    xml = profile_xml(profile("only.test:443", Path("${ss-Zq81}/ks.jks"), password=PASSWORD))
+    with pytest.raises(ProfileConfigError, match=r"\$\{ss-Zq81\}"):
+        parse_profiles_xml(xml.encode(), path="p.xml", base_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+@pytest.mark.parametrize("encoding", ["Shift_JIS", "EUC-JP", "GB2312", "Big5", "UTF-7"])
+def test_multibyte_encodings_are_profile_config_errors(encoding):
+    data = (
+        f'<?xml version="1.0" encoding="{encoding}"?>\n' + profile_xml(profile("a.test:443"))
+    ).encode("ascii")
+    with pytest.raises(ProfileConfigError, match=f"p.xml: .*{encoding}.*UTF-8"):
+        parse_profiles_xml(data, path="p.xml", base_dir=Path("/"))
+
+
+@pytest.mark.parametrize("codec", ["utf-32", "utf-32-le", "utf-32-be"])
+def test_utf32_documents_are_profile_config_errors(codec):
+    text = f'<?xml version="1.0" encoding="UTF-32"?>\n{profile_xml(profile("a.test:443"))}'
+    with pytest.raises(ProfileConfigError, match=r"UTF-32.*UTF-8"):
+        parse_profiles_xml(text.encode(codec), path="p.xml", base_dir=Path("/"))
+    # The declaration alone, in ASCII bytes: the parser refuses it the same way.
+    with pytest.raises(ProfileConfigError, match="UTF-32"):
+        parse_profiles_xml(text.encode("ascii"), path="p.xml", base_dir=Path("/"))
+
+
+@pytest.mark.parametrize("codec", ["iso-8859-1", "utf-8", "utf-16"])
+def test_the_encodings_expat_reads_still_parse(codec):
+    name = {"iso-8859-1": "ISO-8859-1", "utf-8": "UTF-8", "utf-16": "UTF-16"}[codec]
+    text = f'<?xml version="1.0" encoding="{name}"?>\n{profile_xml(profile("a.test:443"))}'
+    (only,) = parse_profiles_xml(text.encode(codec), path="p.xml", base_dir=Path("/"))
+    assert only.servers == (("a.test", 443),)
+
+
+@pytest.mark.parametrize(("opener", "closer"), [("[", "]"), ("{a=", "}")])
+def test_deeply_nested_toml_is_a_profile_config_error(tmp_path, opener, closer):
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(f"x = {opener * 5000}1{closer * 5000}\n")
+    with pytest.raises(ProfileConfigError, match=f"{toml}: .*nest more than 64"):
+        read_deployment_toml(str(toml), base_dir=tmp_path)
+    toml.write_text(  # the negative twin: a few levels are fine
+        f"x = {opener * 5}1{closer * 5}\n"
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+    )
+    assert read_deployment_toml(str(toml), base_dir=tmp_path).profiles_path == tmp_path / "p.xml"
+
+
+def test_a_nul_in_a_path_is_a_profile_config_error(tmp_path):
+    toml = tmp_path / "deployment.toml"
+    toml.write_text('[transport.passthru_https.sender.ssl_profile]\nfile_path = "a\\u0000b.xml"\n')
+    with pytest.raises(ProfileConfigError, match=r"ssl_profile\] file_path contains a NUL"):
+        read_deployment_toml(str(toml), base_dir=tmp_path)
+    toml.write_text('[keystore.tls]\nfile_name = "a\\u0000b.jks"\n')
+    with pytest.raises(ProfileConfigError, match=r"\[keystore.tls\] file_name contains a NUL"):
+        read_deployment_toml(str(toml), base_dir=tmp_path)
+    # A Location made from a property holding a NUL: named by its element, not its value.
+    xml = profile_xml(profile("a.test:443", Path("$sys{dir}/ks.jks")))
+    with pytest.raises(ProfileConfigError, match="KeyStore><Location> contains a NUL"):
+        parse_profiles_xml(
+            xml.encode(), path="p.xml", base_dir=tmp_path, properties={"dir": "x\x00y"}
+        )
+    with pytest.raises(ProfileConfigError, match="NUL"):
+        SSLProfileSet.from_xml(str(tmp_path / "a\x00b.xml"))
+    with pytest.raises(ProfileConfigError, match="NUL"):
+        mtls.StoreConfig(location=Path("a\x00b.jks"))
+    with pytest.raises(ProfileConfigError, match="NUL"):
+        DeploymentToml(str(tmp_path / "a\x00b.toml"), base_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- WSO2's own files
+
+
+@pytest.mark.fixtures
+def test_api_manager_as_shipped(tmp_path, wso2_fixtures):
+    """API Manager's stock [keystore.tls] and sslprofiles.xml, with the product home laid
+    out as the product has it: real mutual TLS both ways with WSO2's own stores."""
+    home = home_with(
+        tmp_path,
+        {
+            name: wso2_fixtures / name
+            for name in ("wso2carbon.jks", "client-truststore.jks", "sslprofiles.xml")
+        },
+    )
+    toml = write_toml(
+        home,
+        APIM_STOCK_TLS + '\n[truststore]\nfile_name = "client-truststore.jks"\ntype = "JKS"\n'
+        'password = "wso2carbon"\n',
+    )
+    identity = mtls.Keystore.load(wso2_fixtures / "wso2carbon.jks", "wso2carbon")
+    trust = mtls.Truststore.load(wso2_fixtures / "client-truststore.jks")
+    with (
+        MTLSServer(identity, client_ca=trust) as server,
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as profiles,
+    ):
+        assert profiles.status()["hostname_verifier"] == "Strict"
+        (only,) = profiles.profiles
+        assert only.servers == ("*",)
+        assert client_cn(profiles, server.port) == "localhost"
+    # The negative twin: the backend WSO2's truststore does not hold is refused.
+    endpoint = mtls.Keystore.load(wso2_fixtures / "endpoint.jks", "wso2carbon")
+    with MTLSServer(endpoint, client_ca=trust, require_client_cert=False) as server:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            client_cn(profiles, server.port)
+
+
+@pytest.mark.fixtures
+def test_micro_integrator_as_shipped(tmp_path, wso2_fixtures):
+    """Micro Integrator's stock store tables (paths from the home) and its test
+    deployment.toml's sender settings."""
+    home = home_with(
+        tmp_path,
+        {n: wso2_fixtures / n for n in ("wso2carbon.jks", "client-truststore.jks")},
+    )
+    toml = write_toml(home, MI_STOCK_STORES)
+    settings = read_deployment_toml(str(toml), base_dir=home, require_profiles=False)
+    assert settings.product == "mi" and settings.profiles_path is None
+    assert settings.keystore is not None and settings.truststore is not None
+    assert settings.keystore.location == home / SECURITY / "wso2carbon.jks"
+    assert settings.truststore.location == home / SECURITY / "client-truststore.jks"
+    profiles = SSLProfileSet.from_deployment_toml(
+        toml, base_dir=home, reload_interval=None, profiles_path=wso2_fixtures / "sslprofiles.xml"
+    )
+    assert profiles.status()["default"]["subject"].startswith("CN=localhost")
+    # MI's own test file: listener settings and sender.hostname_verifier.
+    mi = read_deployment_toml(
+        str(wso2_fixtures / "mi-deployment.toml"), base_dir=home, require_profiles=False
+    )
+    assert mi.product == "mi" and mi.hostname_verifier == "AllowAll"
+    assert mi.keystore is not None
+    assert mi.keystore.location == home / SECURITY / "wso2carbon.jks"
