@@ -54,20 +54,30 @@ class UsageError(CLIError):
 # --------------------------------------------------------------------------- secrets
 
 _SECRETS: set[str] = set()
-_PASSWORD_OPTIONS = frozenset(
-    {
-        "--password",
-        "--storepass",
-        "-storepass",
-        "--key-password",
-        "--keypass",
-        "-keypass",
-        "--truststore-password",
-        "--out-password",
-        "-deststorepass",
-        "-srcstorepass",
-        "-srckeypass",
-    }
+# Whole command-line words that carried a password glued to its option
+# (``-storepassSECRET``), and what each is shown as (``-storepass****``).
+_GLUED: dict[str, str] = {}
+# Every spelling of a password option: mtls's, keytool's single-dash ones
+# (``-storepass``, ``-keypass``, ``-srcstorepass``, ``-destkeypass``, ``-new`` of
+# -storepasswd/-keypasswd, ``-password``) and openssl's (``-pass``, ``-passin``, ...).
+_PASSWORD_OPTIONS = (
+    "--password",
+    "--storepass",
+    "--keypass",
+    "--key-password",
+    "--truststore-password",
+    "--out-password",
+    "-storepass",
+    "-keypass",
+    "-srcstorepass",
+    "-deststorepass",
+    "-srckeypass",
+    "-destkeypass",
+    "-new",
+    "-password",
+    "-pass",
+    "-passin",
+    "-passout",
 )
 _PASSWORD_ENVS = (ENV_STORE_PASSWORD, ENV_KEY_PASSWORD, ENV_TRUSTSTORE_PASSWORD, ENV_OUT_PASSWORD)
 
@@ -78,25 +88,56 @@ def remember_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+def _password_option(word: str) -> tuple[str, str | None] | None:
+    """``(option, glued value)`` when ``word`` is a password option, else None.
+
+    A password option is any spelling above, an abbreviation of one (``--pass``,
+    ``-storep``: argparse may still take or echo it), or a spelling with the value
+    glued on (``-storepassSECRET``, a keytool habit) or after ``=``.
+    """
+    if not word.startswith("-"):
+        return None
+    option, sep, value = word.partition("=")
+    # An abbreviation stops inside a word: --out and --truststore are options of
+    # their own, not abbreviations of --out-password and --truststore-password.
+    if len(option.lstrip("-")) >= 2 and any(
+        s.startswith(option) and not s[len(option) :].startswith("-") for s in _PASSWORD_OPTIONS
+    ):
+        return option, value if sep else None
+    glued = [s for s in _PASSWORD_OPTIONS if option.startswith(s)]
+    if glued:
+        spelling = max(glued, key=len)
+        return spelling, word[len(spelling) :]
+    return None
+
+
 def remember_argv_secrets(argv: Sequence[str]) -> None:
     """Remember the passwords on a command line and in the environment, before parsing.
 
-    argparse echoes stray arguments in its messages ("unrecognized arguments: ..."),
-    so the values are known before it runs.
+    argparse echoes stray arguments in its messages ("unrecognized arguments: ...",
+    "ambiguous option: ..."), so the values are known before it runs: the word after
+    a password option (or an abbreviation of one), or the value glued to it.
     """
     for name in _PASSWORD_ENVS:
         remember_secret(os.environ.get(name))
-    for index, arg in enumerate(argv):
-        option, sep, value = arg.partition("=")
-        if option in _PASSWORD_OPTIONS:
-            if sep:
-                remember_secret(value)
-            elif index + 1 < len(argv):
+    for index, word in enumerate(argv):
+        found = _password_option(word)
+        if found is None:
+            continue
+        option, value = found
+        if value is None:
+            if index + 1 < len(argv):
                 remember_secret(argv[index + 1])
+            continue
+        remember_secret(value)
+        if value:
+            _GLUED[word] = f"{option}{'=' if word[len(option)] == '=' else ''}****"
 
 
 def scrub(text: str) -> str:
     """``text`` with every known password replaced by ``****``."""
+    for word in sorted(_GLUED, key=len, reverse=True):
+        text = text.replace(word, _GLUED[word])
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, "****")
     return text
