@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TextIO
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .. import _x509
 
@@ -364,6 +365,18 @@ def key_description(cert: x509.Certificate) -> str:
     return type(key).__name__
 
 
+def lacks_client_auth(cert: x509.Certificate) -> bool:
+    """The certificate's extended key usage exists and allows neither clientAuth nor any."""
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return (
+        ExtendedKeyUsageOID.CLIENT_AUTH not in usages
+        and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages
+    )
+
+
 def hex_serial(serial: int) -> str:
     """A serial number as keytool prints it (lower-case hex)."""
     return format(serial, "x")
@@ -377,7 +390,7 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
         "subject": _x509.subject_text(cert),
         "issuer": cert.issuer.rfc4514_string(),
         "self_signed": cert.issuer == cert.subject,
-        "serial": hex_serial(cert.serial_number),
+        "serial": hex_serial(_x509.serial_number(cert)),
         "not_before": _x509.not_before(cert).isoformat(),
         "not_after": expires.isoformat(),
         "days_left": days_left(expires),

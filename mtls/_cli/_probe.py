@@ -13,11 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _x509
-from .._config import SSLProfile, normalize_host
+from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
+from .._errors import MTLSError
 from .._profiles import SSLProfileSet
 from .._stores import Keystore
-from ._check import load_profile_set, strip_profile_prefix
+from ._check import load_profile_set, profile_defaults, strip_profile_prefix
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -67,6 +68,25 @@ def _insecure_for(profile: SSLProfile | None) -> Callable[[], ssl.SSLContext]:
     return build
 
 
+def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
+    """The certificate the profile presents and its alias, for the advice (best effort:
+    the profile set loaded the same file, and the handshake says the rest)."""
+    if config is None:
+        return
+    try:
+        store = Keystore.load(
+            config.location,
+            config.password,
+            key_password=config.key_password,
+            store_type=config.type,
+        )
+        alias, _, chain = store.key_entry(config.alias)
+        setup.client_certificate = _x509.load_cert(chain[0])
+    except (MTLSError, OSError, ValueError):
+        return
+    setup.client_alias = alias
+
+
 def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str | None) -> Setup:
     """The context the profile set gives ``target``, and which profile it came from."""
     status = profiles.status()
@@ -114,7 +134,10 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
         )
         setup.client_subject = default.get("subject")
         setup.client_not_after = default.get("not_after")
-        setup.insecure = _insecure_for(None)
+        default_profile, _ = profile_defaults(profiles)
+        if setup.client_subject and default_profile is not None:
+            _read_identity(setup, default_profile.keystore)
+        setup.insecure = _insecure_for(default_profile)
         return setup
     host = normalize_host(target.host)
     setup.matched = "profile" if (host, target.port) in profile.servers else "catch-all"
@@ -127,6 +150,8 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
     setup.truststore = truststore
     setup.client_subject = entry.get("subject")
     setup.client_not_after = entry.get("not_after")
+    if setup.client_subject:
+        _read_identity(setup, profile.keystore)
     setup.verify = not (profile.novalidatecert and profile.truststore is None)
     if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES:
         setup.hostname_verifier = "DefaultAndLocalhost (not checked for localhost)"
@@ -156,10 +181,12 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         hostname_verifier=mode if effective == mode else f"{mode} (not checked for localhost)",
     )
     if keystore is not None:
-        _, _, chain = keystore.key_entry(args.alias)
+        alias, _, chain = keystore.key_entry(args.alias)
         leaf = _x509.load_cert(chain[0])
         setup.client_subject = _x509.subject_text(leaf)
         setup.client_not_after = _x509.not_after(leaf).isoformat()
+        setup.client_certificate = leaf
+        setup.client_alias = alias
 
     def insecure() -> ssl.SSLContext:
         return client_context(keystore, alias=args.alias, verify=False)
