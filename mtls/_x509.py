@@ -79,23 +79,31 @@ def _reported(der: bytes, subject: list[str]) -> Iterator[None]:
         yield
     fingerprint = sha256_hex(der)
     for item in caught:
+        # cryptography's own, attributed to it or (stacklevel=2) to our call here.
         if not (
             issubclass(item.category, CryptographyDeprecationWarning)
+            or item.filename == __file__
             or "cryptography" in item.filename
         ):
             # Another thread's warning, caught by the process-wide switch: pass it on.
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
             continue
-        text = str(item.message).rstrip(".")
+        text = str(item.message).split(". ")[0].rstrip(".")
+        if "serial number" in text:
+            text = (
+                "its serial number is not positive, which RFC 5280 disallows and a future "
+                "cryptography release will refuse"
+            )
+        elif text.startswith("Attribute's length"):
+            text = f"a name attribute is longer or shorter than RFC 5280 allows ({text})"
         if (fingerprint, text) in _REPORTED:
             continue
         if len(_REPORTED) >= _REPORTED_MAX:
             _REPORTED.clear()
         _REPORTED.add((fingerprint, text))
-        who = subject[0] if subject else "(subject unreadable)"
         log.warning(
             "certificate %s (SHA-256 %s...): %s; Java and OpenSSL accept it, and so does mtls",
-            who,
+            subject[0] if subject else "(subject unreadable)",
             fingerprint[:16],
             text,
         )
