@@ -8,6 +8,7 @@ this module chooses the context (a profile, a default, or ``--keystore`` and
 from __future__ import annotations
 
 import argparse
+import re
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -195,6 +196,46 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     return setup
 
 
+def _names(entry: dict[str, Any]) -> set[str]:
+    """What a library message names a profile by: its servers and its files."""
+    names = {str(f["path"]) for f in entry.get("files") or ()}
+    for server in entry.get("servers") or ():
+        names |= {"profile *", "(*)"} if server == "*" else {str(server)}
+    return names
+
+
+def _mentions(message: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", message) is not None
+
+
+def _about_probed_profile(
+    status: dict[str, Any], setup: Setup, target: Target
+) -> Callable[[str], bool]:
+    """A test for library messages: about the profile probed, or about no other profile.
+
+    A message naming another profile's servers or files (an expired keystore in
+    another profile, an unknown element in another profile) is not this probe's.
+    """
+    entries: list[dict[str, Any]] = list(status["profiles"])
+    if isinstance(status.get("default"), dict):
+        entries.append(status["default"])
+    if setup.profile is not None:
+        mine = _status_entry(status, setup.profile)
+    elif setup.matched == "default":
+        mine = status.get("default")
+    else:  # a profile that did not load, or none
+        mine = next((e for e in status["profiles"] if target.server in e["servers"]), None)
+    ours = {target.server} | (_names(mine) if mine else set())
+    theirs = set().union(*(_names(e) for e in entries if e is not mine)) - ours
+
+    def about_us(message: str) -> bool:
+        return any(_mentions(message, n) for n in ours) or not any(
+            _mentions(message, n) for n in theirs
+        )
+
+    return about_us
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -273,17 +314,16 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         raise UsageError("use --profiles (or --deployment-toml), or --keystore/--truststore")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    about_us: Callable[[str], bool] = lambda message: True  # noqa: E731
     if args.profiles or args.deployment_toml:
         with load_profile_set(args, args.profiles) as profiles:
             setup = setup_from_profiles(profiles, target, args.client_id)
+            about_us = _about_probed_profile(profiles.status(), setup, target)
     else:
         setup = setup_from_options(args, target)
     report = run_probe(target, setup, timeout=args.timeout)
-    # Library warnings about this target's profile, or about the file as a whole.
     report.notes.extend(
-        m
-        for m in logs.messages
-        if "skipped (skip_failures)" not in m and (target.server in m or "profile " not in m)
+        m for m in logs.messages if "skipped (skip_failures)" not in m and about_us(m)
     )
     if args.json:
         out.json(report.to_json())
