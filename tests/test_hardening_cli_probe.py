@@ -220,7 +220,7 @@ def test_s_server_alerts_get_the_same_advice(
 
 # --------------------------------------------------------------------------- other alerts
 
-_ALERTS = {"access denied": 49, "certificate unknown": 46}
+_ALERTS = {"access denied": 49, "certificate unknown": 46, "decrypt error": 51}
 
 
 @pytest.fixture
@@ -264,8 +264,36 @@ def test_access_denied_and_certificate_unknown(ca, trust, tmp_path, capsys, aler
         assert "denies this identity access" in message
         assert "ask its owners to allow CN=gw" in message
         assert "truststore" not in message
+    elif alert == "decrypt error":
+        assert "could not verify a signature" in message
     else:
         assert "does not trust its issuer CN=advice CA" in message
+
+
+@pytest.mark.parametrize("expired", [True, False])
+def test_profile_probe_names_the_profiles_keystore(ca, trust, tmp_path, capsys, expired):
+    """Through --profiles: the advice names the profile's keystore, and its twin passes."""
+    client = ca.issue_cert("gw", not_after=NOW - 2 * DAY) if expired else ca.issue_cert("gw")
+    keystore = client.write_keystore(tmp_path / "profile-gw.jks", PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        xml = tmp_path / "profiles.xml"
+        xml.write_text(
+            f'<parameter name="customSSLProfiles"><profile><servers>localhost:{server.port}'
+            f"</servers><KeyStore><Location>{keystore}</Location><Password>{PASSWORD}</Password>"
+            f"</KeyStore><TrustStore><Location>{trust}</Location><Password>{PASSWORD}"
+            "</Password></TrustStore></profile></parameter>"
+        )
+        code = main(["probe", f"https://localhost:{server.port}/", "--profiles", str(xml)])
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    if not expired:
+        assert code == 0, out + err
+        return
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("mtls: error: ")
+    assert f"from {keystore} (certificate expired)" in err
+    assert f"it expired on {(NOW - 2 * DAY).date()}, 2 days ago" in err
+    assert f"replace the key entry in {keystore}" in err
 
 
 # --------------------------------------------------------------------------- server dates
