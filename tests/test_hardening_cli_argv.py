@@ -8,14 +8,12 @@ words that are no password stay readable.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from mtls._cli import _common
 from mtls.cli import main
+
+from .test_hardening_cli_warnings import mtls_run
 
 SECRET = "Gl7ued-leak-Pw"
 
@@ -93,16 +91,7 @@ def test_other_words_stay_readable(tmp_path, capsys):
 
 def test_glued_password_as_a_user_types_it():
     """``python -m mtls`` in a subprocess, as in the issue: exit 2, the password hidden."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MTLS_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "mtls", "list", "--keystore", "gw.jks", f"-storepass{SECRET}"],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = mtls_run("list", "--keystore", "gw.jks", f"-storepass{SECRET}")
     assert done.returncode == 2
     assert SECRET not in done.stdout + done.stderr
     assert (

@@ -125,27 +125,25 @@ def test_unknown_ca_for_a_self_signed_certificate_imports_the_certificate(
     assert "it is self-signed, so import the certificate itself" in message
 
 
-def test_bad_certificate_for_a_not_yet_valid_one_gives_the_date(ca, trust, tmp_path, capsys):
-    starts = NOW + 2 * DAY
+@pytest.mark.parametrize(
+    ("kind", "alert", "expected"),
+    [
+        ("not yet valid", "bad certificate", f"not valid until {NOW + 2 * DAY:%Y-%m-%d %H:%M} UTC"),
+        ("no clientAuth", "unsupported certificate", "its extended key usage lacks clientAuth"),
+    ],
+)
+def test_bad_and_unsupported_certificates(ca, trust, tmp_path, capsys, kind, alert, expected):
+    client = (
+        ca.issue_cert("gw", not_before=NOW + 2 * DAY)
+        if kind == "not yet valid"
+        else ca.issue_cert("gw", client_auth=False)
+    )
     with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
-        code, report, _ = probe(
-            capsys, server.port, ca.issue_cert("gw", not_before=starts), trust, tmp_path
-        )
+        code, report, keystore = probe(capsys, server.port, client, trust, tmp_path)
     assert code == 1
-    alert, message = refusal(report)
-    assert alert == "bad certificate"
-    assert f"not valid until {starts:%Y-%m-%d %H:%M} UTC" in message
-
-
-def test_unsupported_certificate_without_client_auth(ca, trust, tmp_path, capsys):
-    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
-        code, report, keystore = probe(
-            capsys, server.port, ca.issue_cert("gw", client_auth=False), trust, tmp_path
-        )
-    assert code == 1
-    alert, message = refusal(report)
-    assert alert == "unsupported certificate"
-    assert "lacks clientAuth" in message and str(keystore) in message
+    got, message = refusal(report)
+    assert got == alert
+    assert expected in message and str(keystore) in message
 
 
 # --------------------------------------------------------------------------- openssl s_server

@@ -89,6 +89,20 @@ def _file_of(entry: dict[str, Any], role: str) -> str | None:
     return None
 
 
+def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
+    """The alias and certificate of the key entry a keystore configuration presents.
+
+    Raises:
+        MTLSError: the store does not load, or has no such key entry.
+        ValueError: the certificate cannot be parsed.
+    """
+    store = Keystore.load(
+        config.location, config.password, key_password=config.key_password, store_type=config.type
+    )
+    alias, _, chain = store.key_entry(config.alias)
+    return alias, _x509.load_cert(chain[0])
+
+
 class _Stores:
     """Stores read for the table, once each: a thousand profiles often share two files."""
 
@@ -99,14 +113,7 @@ class _Stores:
     def client_leaf(self, config: StoreConfig) -> x509.Certificate:
         """The certificate of the key entry a profile presents."""
         if config not in self._leaves:
-            store = Keystore.load(
-                config.location,
-                config.password,
-                key_password=config.key_password,
-                store_type=config.type,
-            )
-            _, _, chain = store.key_entry(config.alias)
-            self._leaves[config] = _x509.load_cert(chain[0])
+            self._leaves[config] = presented(config)[1]
         return self._leaves[config]
 
     def truststore(self, config: StoreConfig) -> Truststore:

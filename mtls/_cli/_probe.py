@@ -19,7 +19,7 @@ from .._context import LOCALHOST_NAMES, client_context
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
 from .._stores import Keystore
-from ._check import load_profile_set, profile_defaults, strip_profile_prefix
+from ._check import load_profile_set, presented, profile_defaults, strip_profile_prefix
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -75,17 +75,9 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
     if config is None:
         return
     try:
-        store = Keystore.load(
-            config.location,
-            config.password,
-            key_password=config.key_password,
-            store_type=config.type,
-        )
-        alias, _, chain = store.key_entry(config.alias)
-        setup.client_certificate = _x509.load_cert(chain[0])
+        setup.client_alias, setup.client_certificate = presented(config)
     except (MTLSError, OSError, ValueError):
         return
-    setup.client_alias = alias
 
 
 def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str | None) -> Setup:
