@@ -40,7 +40,7 @@ _REPORTED: set[tuple[str, str]] = set()
 _REPORTED_MAX = 4096
 # catch_warnings swaps process-wide state: mtls's own threads take turns (the
 # path is rare: only certificates _unusual() picks go through it).
-_WARNINGS_LOCK = threading.Lock()
+_WARNINGS_LOCK = threading.RLock()
 
 
 def _tbs_fields(der: bytes) -> list[_der.TLV]:
@@ -74,9 +74,14 @@ def _unusual(der: bytes) -> bool:
 @contextlib.contextmanager
 def _reported(der: bytes, subject: list[str]) -> Iterator[None]:
     """Run a cryptography call, turning its warnings into one log line per certificate."""
-    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
+    with _WARNINGS_LOCK:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        _report(der, subject, caught)
+
+
+def _report(der: bytes, subject: list[str], caught: list[warnings.WarningMessage]) -> None:
     fingerprint = sha256_hex(der)
     for item in caught:
         # cryptography's own, attributed to it or (stacklevel=2) to our call here.
@@ -188,7 +193,9 @@ def subject_alt_names(cert: x509.Certificate) -> list[str]:
             ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         else:
             # Older cryptography repeated its serial-number warning on .extensions.
-            with _reported(der, [subject_text(cert)]):
+            subject: list[str] = []
+            with _reported(der, subject):
+                subject.append(subject_text(cert))
                 ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []

@@ -171,3 +171,25 @@ def test_wso2_shipped_stores_list_check_probe(wso2_fixtures, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stderr == ""
     assert "OK: TLS with localhost" in run.stdout
+
+
+@pytest.mark.openssl
+def test_import_of_a_serial_zero_pem_warns_once_and_its_twin_fails_cleanly(openssl_bin, tmp_path):
+    pem = tmp_path / "zero.pem"
+    pem.write_bytes(_serial_zero(openssl_bin, tmp_path))
+    store = tmp_path / "trust.jks"
+    args = ("import", "--keystore", store, "--password", "import-Pa55", "--alias")
+    run = mtls_run(*args, "zero", "--file", pem, flag="error")
+    assert run.returncode == 0, run.stderr
+    assert "Certificate was added to keystore" in run.stdout
+    assert_no_raw_warning(run.stderr)
+    assert run.stderr.count("mtls: warning: certificate CN=zero root") == 1
+    # A PEM block that is no certificate: one error line, no traceback.
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    run = mtls_run(*args, "bad", "--file", bad)
+    assert run.returncode == 1
+    assert run.stderr == (
+        f"mtls: error: {bad} is not a certificate: expected DER or PEM, as mtls export or "
+        "keytool -exportcert writes\n"
+    )

@@ -8,12 +8,14 @@ where keytool would silently do something surprising, they refuse and say why.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from .. import _x509
@@ -385,6 +387,9 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
 # --------------------------------------------------------------------------- import
 
 
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
+
+
 def read_certificate_file(path: Path) -> bytes:
     """The one certificate in a DER or PEM file, as DER (``keytool -importcert -file``).
 
@@ -405,17 +410,19 @@ def read_certificate_file(path: Path) -> bytes:
                 f"{path} holds a private key: import only the certificate "
                 "(mtls export --rfc writes one)"
             )
-        try:
-            certs = x509.load_pem_x509_certificates(data)
-        except ValueError:
-            certs = []
+        # Decoded here, not by cryptography, which warns while parsing an old root
+        # with serial number 0 (cmd_import parses it through _x509.load_cert).
+        certs = _PEM_CERTIFICATE.findall(data)
         if len(certs) > 1:
             raise CLIError(
                 f"{path} holds {len(certs)} certificates: import them one at a time, each "
                 "under its own alias"
             )
         if certs:
-            return certs[0].public_bytes(serialization.Encoding.DER)
+            with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
+                der = base64.b64decode(b"".join(certs[0].split()), validate=True)
+                _x509.load_cert(der)
+                return der
     if fmt in ("JKS", "JCEKS", "PKCS12"):
         raise CLIError(
             f"{path} is a {fmt} keystore, not a certificate: export the certificate first "
