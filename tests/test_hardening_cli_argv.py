@@ -97,3 +97,30 @@ def test_glued_password_as_a_user_types_it():
     assert (
         done.stderr == "mtls: error: unrecognized arguments: -storepass**** (see 'mtls --help')\n"
     )
+
+
+def test_every_option_of_the_parser_is_a_password_option_exactly_when_it_takes_one():
+    """No option of its own is mistaken for a password (its value would be hidden), and
+    every password option is recognised, in every subcommand."""
+    import argparse
+
+    from mtls._cli._parser import build_parser
+
+    seen: dict[str, str] = {}
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            for option in action.option_strings:
+                seen[option] = action.dest
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(build_parser())
+    assert len(seen) > 40
+    wrong = {
+        option: dest
+        for option, dest in seen.items()
+        if (_common._password_option(option) is not None) != ("password" in dest)
+    }
+    assert wrong == {}
