@@ -137,12 +137,18 @@ def load_cert(der: bytes) -> x509.Certificate:
     return cert
 
 
-def serial_number(cert: x509.Certificate) -> int:
-    """The serial number, read from the DER (cryptography warns on each read of a 0 one)."""
+def serial_number(cert: x509.Certificate | bytes) -> int:
+    """The serial number of a certificate or its DER, read from the DER itself
+    (cryptography warns on every read of a serial number that is not positive).
+
+    Raises:
+        ValueError: DER that is not a certificate.
+    """
+    der = cert if isinstance(cert, bytes) else cert.public_bytes(Encoding.DER)
     try:
-        return _der.decode_int(_tbs_fields(cert.public_bytes(Encoding.DER))[0].value)
-    except (_der.DERError, IndexError):
-        return cert.serial_number
+        return _der.decode_int(_tbs_fields(der)[0].expect(_der.INTEGER).value)
+    except IndexError:
+        raise _der.DERError("no serial number: not a certificate") from None
 
 
 def der_to_pem(der: bytes) -> str:
