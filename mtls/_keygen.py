@@ -14,7 +14,8 @@ def parse_dname(subject: str | x509.Name) -> x509.Name:
     """A keytool ``-dname`` string (``"CN=a, OU=b, O=c, C=US"``) as an ``x509.Name``."""
     if isinstance(subject, x509.Name):
         return subject
-    text = re.sub(r",\s+", ",", subject.strip())
+    # keytool writes ", " between attributes; an escaped comma ("Acme\\, Inc.") keeps its space.
+    text = re.sub(r"(?<!\\)((?:\\\\)*),\s+", r"\1,", subject.strip())
     try:
         name = x509.Name.from_rfc4514_string(text)
     except ValueError as exc:

@@ -2,18 +2,25 @@
 
 Certificates are kept as DER bytes, the form OpenSSL consumes; cryptography parses
 them only when a caller asks for a :class:`~cryptography.x509.Certificate`.
-Real truststores hold roots that cryptography warns about (serial number 0 in
-Debian's Java cacerts: Go Daddy, Starfield, ...). Those still load as anchors:
-we parse them with the deprecation warning silenced and log it once at DEBUG.
+Real truststores hold certificates that cryptography warns about: roots with serial
+number 0 (Go Daddy, Starfield, ... in Java's cacerts and WSO2's shipped stores), or
+a name attribute outside its RFC 5280 length (``C=`` not two letters, a ``CN=`` over
+64 characters). Java and OpenSSL accept them, and so do we. cryptography's warnings
+would name its own source lines and repeat on every access; instead each becomes one
+WARNING on logger ``mtls`` per certificate (per process), and the CLI shows it as one
+``mtls: warning:`` line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import logging
 import ssl
+import threading
 import warnings
+from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -24,40 +31,124 @@ from . import _der
 log = logging.getLogger("mtls")
 
 
-def _serial_is_positive(der: bytes) -> bool:
-    # Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serial INTEGER, ...
+# Name attributes cryptography checks the length of (x509/name.py, _NAMEOID_LENGTH_LIMIT):
+# country, common name, jurisdiction country.
+_NAME_LIMITS = {"2.5.4.6": (2, 2), "2.5.4.3": (1, 64), "1.3.6.1.4.1.311.60.2.1.3": (2, 2)}
+_ONE_BYTE_STRINGS = {0x0C, 0x13, 0x16}  # UTF8String, PrintableString, IA5String
+# Certificates already reported, so a reload every few seconds does not repeat them.
+_REPORTED: set[tuple[str, str]] = set()
+_REPORTED_MAX = 4096
+# catch_warnings swaps process-wide state: mtls's own threads take turns (the
+# path is rare: only certificates _unusual() picks go through it).
+_WARNINGS_LOCK = threading.RLock()
+
+
+def _tbs_fields(der: bytes) -> list[_der.TLV]:
+    # Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+    #   serialNumber, signature, issuer, validity, subject, ... } ... }
+    fields = _der.read_all(_der.read_tlv(_der.read_tlv(der).value).value)
+    return fields[1:] if fields and fields[0].tag == 0xA0 else fields
+
+
+def _unusual(der: bytes) -> bool:
+    """Whether cryptography may warn while reading ``der`` (when unsure: yes)."""
     try:
-        tbs = _der.read_tlv(_der.read_tlv(der).value)
-        pos = 0
-        first = _der.read_tlv(tbs.value, pos)
-        if first.tag == 0xA0:
-            first = _der.read_tlv(tbs.value, first.end)
-        return first.tag == _der.INTEGER and _der.decode_int(first.value) > 0
-    except _der.DERError:
-        return True  # let cryptography produce the real error
+        fields = _tbs_fields(der)
+        if _der.decode_int(fields[0].expect(_der.INTEGER).value) <= 0:
+            return True
+        for name in (fields[2], fields[4]):
+            for rdn in name.children():
+                for attribute in rdn.children():
+                    oid, value = attribute.children()[:2]
+                    limits = _NAME_LIMITS.get(_der.decode_oid(oid.value))
+                    if limits and not (
+                        value.tag in _ONE_BYTE_STRINGS
+                        and limits[0] <= len(value.value) <= limits[1]
+                    ):
+                        return True
+    except (_der.DERError, IndexError, ValueError):
+        return True  # cryptography produces the real error, under the guard
+    return False
+
+
+@contextlib.contextmanager
+def _reported(der: bytes, subject: list[str]) -> Iterator[None]:
+    """Run a cryptography call, turning its warnings into one log line per certificate."""
+    with _WARNINGS_LOCK:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        _report(der, subject, caught)
+
+
+def _report(der: bytes, subject: list[str], caught: list[warnings.WarningMessage]) -> None:
+    fingerprint = sha256_hex(der)
+    for item in caught:
+        # cryptography's own, attributed to it or (stacklevel=2) to our call here.
+        if not (
+            issubclass(item.category, CryptographyDeprecationWarning)
+            or item.filename == __file__
+            or "cryptography" in item.filename
+        ):
+            # Another thread's warning, caught by the process-wide switch: pass it on.
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+            continue
+        text = str(item.message).split(". ")[0].rstrip(".")
+        if "serial number" in text:
+            text = (
+                "its serial number is not positive, which RFC 5280 disallows and a future "
+                "cryptography release will refuse"
+            )
+        elif text.startswith("Attribute's length"):
+            text = f"a name attribute is longer or shorter than RFC 5280 allows ({text})"
+        if (fingerprint, text) in _REPORTED:
+            continue
+        if len(_REPORTED) >= _REPORTED_MAX:
+            _REPORTED.clear()
+        _REPORTED.add((fingerprint, text))
+        log.warning(
+            "certificate %s (SHA-256 %s...): %s; Java and OpenSSL accept it, and so does mtls",
+            subject[0] if subject else "(subject unreadable)",
+            fingerprint[:16],
+            text,
+        )
 
 
 def load_cert(der: bytes) -> x509.Certificate:
-    """Parse DER into a Certificate, tolerating the non-positive serials of old roots.
+    """Parse DER into a Certificate, tolerating what RFC 5280 forbids and Java accepts.
+
+    A certificate cryptography warns about (a serial number that is not positive, a
+    name attribute outside its length) is logged once instead (see the module).
 
     Raises:
         ValueError: the bytes are not a certificate cryptography can read.
     """
     try:
-        if _serial_is_positive(der):
+        if not _unusual(der):
             return x509.load_der_x509_certificate(der)
-        # Rare path (a handful of old public roots): silence the one known warning.
-        # catch_warnings is process-wide, so it is kept to this branch only.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        subject: list[str] = []
+        with _reported(der, subject):
             cert = x509.load_der_x509_certificate(der)
+            # Names are parsed on first access and kept: parse them under the guard.
+            subject.append(cert.subject.rfc4514_string())
+            cert.issuer.rfc4514_string()
     except x509.InvalidVersion as exc:  # not a ValueError: keep the one documented error
         raise ValueError(f"unsupported X.509 version ({exc})") from exc
-    log.debug(
-        "certificate %s has a non-positive serial number (RFC 5280 says positive)",
-        sha256_hex(der)[:16],
-    )
     return cert
+
+
+def serial_number(cert: x509.Certificate | bytes) -> int:
+    """The serial number of a certificate or its DER, read from the DER itself
+    (cryptography warns on every read of a serial number that is not positive).
+
+    Raises:
+        ValueError: DER that is not a certificate.
+    """
+    der = cert if isinstance(cert, bytes) else cert.public_bytes(Encoding.DER)
+    try:
+        return _der.decode_int(_tbs_fields(der)[0].expect(_der.INTEGER).value)
+    except IndexError:
+        raise _der.DERError("no serial number: not a certificate") from None
 
 
 def der_to_pem(der: bytes) -> str:
@@ -102,14 +193,15 @@ def not_before(cert: x509.Certificate) -> _dt.datetime:
 
 def subject_alt_names(cert: x509.Certificate) -> list[str]:
     """SANs as keytool prints them (``DNS:localhost``, ``IP:127.0.0.1``, ``email:...``)."""
+    der = cert.public_bytes(Encoding.DER)
     try:
-        if _serial_is_positive(cert.public_bytes(Encoding.DER)):
+        if not _unusual(der):
             ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         else:
-            # cryptography repeats its serial-number warning on every .extensions access
-            # (Debian's cacerts has such roots): silenced here as in load_cert.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            # Older cryptography repeated its serial-number warning on .extensions.
+            subject: list[str] = []
+            with _reported(der, subject):
+                subject.append(subject_text(cert))
                 ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .. import _x509
 from .._config import SSLProfile, StoreConfig
@@ -30,6 +29,7 @@ from ._common import (
     UsageError,
     days_left,
     display_path,
+    lacks_client_auth,
     now,
 )
 
@@ -89,6 +89,20 @@ def _file_of(entry: dict[str, Any], role: str) -> str | None:
     return None
 
 
+def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
+    """The alias and certificate of the key entry a keystore configuration presents.
+
+    Raises:
+        MTLSError: the store does not load, or has no such key entry.
+        ValueError: the certificate cannot be parsed.
+    """
+    store = Keystore.load(
+        config.location, config.password, key_password=config.key_password, store_type=config.type
+    )
+    alias, _, chain = store.key_entry(config.alias)
+    return alias, _x509.load_cert(chain[0])
+
+
 class _Stores:
     """Stores read for the table, once each: a thousand profiles often share two files."""
 
@@ -99,14 +113,7 @@ class _Stores:
     def client_leaf(self, config: StoreConfig) -> x509.Certificate:
         """The certificate of the key entry a profile presents."""
         if config not in self._leaves:
-            store = Keystore.load(
-                config.location,
-                config.password,
-                key_password=config.key_password,
-                store_type=config.type,
-            )
-            _, _, chain = store.key_entry(config.alias)
-            self._leaves[config] = _x509.load_cert(chain[0])
+            self._leaves[config] = presented(config)[1]
         return self._leaves[config]
 
     def truststore(self, config: StoreConfig) -> Truststore:
@@ -118,14 +125,14 @@ class _Stores:
         return self._trust[config]
 
 
-def _lacks_client_auth(cert: x509.Certificate) -> bool:
-    try:
-        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return False
+def profile_defaults(profiles: SSLProfileSet) -> tuple[SSLProfile | None, StoreConfig | None]:
+    """The default profile (deployment.toml's keystore and truststore), and the truststore
+    that profiles without a ``<TrustStore>`` use: what the set was built with."""
+    default = getattr(profiles, "_default", None)
+    trust = getattr(getattr(profiles, "_options", None), "default_truststore", None)
     return (
-        ExtendedKeyUsageOID.CLIENT_AUTH not in usages
-        and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages
+        default if isinstance(default, SSLProfile) else None,
+        trust if isinstance(trust, StoreConfig) else None,
     )
 
 
@@ -146,7 +153,9 @@ def _loaded_row(
     profile: SSLProfile | None,
     mode: str,
     stores: _Stores,
+    *,
     label: str | None = None,
+    default_trust: StoreConfig | None = None,
 ) -> dict[str, Any]:
     problems: list[str] = []
     if entry.get("error"):
@@ -170,16 +179,17 @@ def _loaded_row(
             )
         if profile.keystore is not None:
             try:
-                if _lacks_client_auth(stores.client_leaf(profile.keystore)):
+                if lacks_client_auth(stores.client_leaf(profile.keystore)):
                     problems.append(
                         "client certificate's extended key usage lacks clientAuth: "
                         "servers will refuse it"
                     )
             except (MTLSError, ValueError) as exc:
                 problems.append(str(exc))
-        if profile.truststore is not None:
+        trust_config = profile.truststore or default_trust
+        if trust_config is not None:
             try:
-                trust = stores.truststore(profile.truststore)
+                trust = stores.truststore(trust_config)
                 anchors = len(trust)
                 expired = [a for a, c in trust.certificates.items() if _x509.not_after(c) < now()]
                 if expired:
@@ -230,14 +240,16 @@ def check_report(profiles: SSLProfileSet, logs: LogCollector) -> dict[str, Any]:
     loaded = iter(profiles.profiles)
     stores = _Stores()
     rows: list[dict[str, Any]] = []
+    default_profile, default_trust = profile_defaults(profiles)
     for entry in status["profiles"]:
         if entry["loaded"]:
-            rows.append(_loaded_row(entry, next(loaded, None), mode, stores))
+            profile = next(loaded, None)
+            rows.append(_loaded_row(entry, profile, mode, stores, default_trust=default_trust))
         else:
             rows.append(_failed_row(entry))
     default = status.get("default")
     default_row = (
-        _loaded_row(default, None, mode, stores, label="(default)")
+        _loaded_row(default, default_profile, mode, stores, label="(default)")
         if isinstance(default, dict)
         else None
     )

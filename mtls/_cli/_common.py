@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TextIO
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .. import _x509
 
@@ -54,20 +55,30 @@ class UsageError(CLIError):
 # --------------------------------------------------------------------------- secrets
 
 _SECRETS: set[str] = set()
-_PASSWORD_OPTIONS = frozenset(
-    {
-        "--password",
-        "--storepass",
-        "-storepass",
-        "--key-password",
-        "--keypass",
-        "-keypass",
-        "--truststore-password",
-        "--out-password",
-        "-deststorepass",
-        "-srcstorepass",
-        "-srckeypass",
-    }
+# Whole command-line words that carried a password glued to its option
+# (``-storepassSECRET``), and what each is shown as (``-storepass****``).
+_GLUED: dict[str, str] = {}
+# Every spelling of a password option: mtls's, keytool's single-dash ones
+# (``-storepass``, ``-keypass``, ``-srcstorepass``, ``-destkeypass``, ``-new`` of
+# -storepasswd/-keypasswd, ``-password``) and openssl's (``-pass``, ``-passin``, ...).
+_PASSWORD_OPTIONS = (
+    "--password",
+    "--storepass",
+    "--keypass",
+    "--key-password",
+    "--truststore-password",
+    "--out-password",
+    "-storepass",
+    "-keypass",
+    "-srcstorepass",
+    "-deststorepass",
+    "-srckeypass",
+    "-destkeypass",
+    "-new",
+    "-password",
+    "-pass",
+    "-passin",
+    "-passout",
 )
 _PASSWORD_ENVS = (ENV_STORE_PASSWORD, ENV_KEY_PASSWORD, ENV_TRUSTSTORE_PASSWORD, ENV_OUT_PASSWORD)
 
@@ -78,25 +89,56 @@ def remember_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+def _password_option(word: str) -> tuple[str, str | None] | None:
+    """``(option, glued value)`` when ``word`` is a password option, else None.
+
+    A password option is any spelling above, an abbreviation of one (``--pass``,
+    ``-storep``: argparse may still take or echo it), or a spelling with the value
+    glued on (``-storepassSECRET``, a keytool habit) or after ``=``.
+    """
+    if not word.startswith("-"):
+        return None
+    option, sep, value = word.partition("=")
+    # An abbreviation stops inside a word: --out and --truststore are options of
+    # their own, not abbreviations of --out-password and --truststore-password.
+    if len(option.lstrip("-")) >= 2 and any(
+        s.startswith(option) and not s[len(option) :].startswith("-") for s in _PASSWORD_OPTIONS
+    ):
+        return option, value if sep else None
+    glued = [s for s in _PASSWORD_OPTIONS if option.startswith(s)]
+    if glued:
+        spelling = max(glued, key=len)
+        return spelling, word[len(spelling) :]
+    return None
+
+
 def remember_argv_secrets(argv: Sequence[str]) -> None:
     """Remember the passwords on a command line and in the environment, before parsing.
 
-    argparse echoes stray arguments in its messages ("unrecognized arguments: ..."),
-    so the values are known before it runs.
+    argparse echoes stray arguments in its messages ("unrecognized arguments: ...",
+    "ambiguous option: ..."), so the values are known before it runs: the word after
+    a password option (or an abbreviation of one), or the value glued to it.
     """
     for name in _PASSWORD_ENVS:
         remember_secret(os.environ.get(name))
-    for index, arg in enumerate(argv):
-        option, sep, value = arg.partition("=")
-        if option in _PASSWORD_OPTIONS:
-            if sep:
-                remember_secret(value)
-            elif index + 1 < len(argv):
+    for index, word in enumerate(argv):
+        found = _password_option(word)
+        if found is None:
+            continue
+        option, value = found
+        if value is None:
+            if index + 1 < len(argv):
                 remember_secret(argv[index + 1])
+            continue
+        remember_secret(value)
+        if value:
+            _GLUED[word] = f"{option}{'=' if word[len(option)] == '=' else ''}****"
 
 
 def scrub(text: str) -> str:
     """``text`` with every known password replaced by ``****``."""
+    for word in sorted(_GLUED, key=len, reverse=True):
+        text = text.replace(word, _GLUED[word])
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, "****")
     return text
@@ -323,6 +365,18 @@ def key_description(cert: x509.Certificate) -> str:
     return type(key).__name__
 
 
+def lacks_client_auth(cert: x509.Certificate) -> bool:
+    """The certificate's extended key usage exists and allows neither clientAuth nor any."""
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return (
+        ExtendedKeyUsageOID.CLIENT_AUTH not in usages
+        and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages
+    )
+
+
 def hex_serial(serial: int) -> str:
     """A serial number as keytool prints it (lower-case hex)."""
     return format(serial, "x")
@@ -336,7 +390,7 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
         "subject": _x509.subject_text(cert),
         "issuer": cert.issuer.rfc4514_string(),
         "self_signed": cert.issuer == cert.subject,
-        "serial": hex_serial(cert.serial_number),
+        "serial": hex_serial(_x509.serial_number(cert)),
         "not_before": _x509.not_before(cert).isoformat(),
         "not_after": expires.isoformat(),
         "days_left": days_left(expires),

@@ -20,6 +20,7 @@ Order of events, and what each failure means:
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import socket
 import ssl
 import time
@@ -28,10 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
+
 from .. import _x509
 from .._config import SSLProfile, format_server, normalize_host
 from .._version import __version__
-from ._common import UsageError, cert_info
+from ._common import UsageError, cert_info, hex_serial, lacks_client_auth, now
 
 _MAX_RESPONSE = 64 * 1024
 
@@ -107,6 +110,7 @@ class Failure:
 
     kind: str
     message: str
+    alert: str | None = None  # the TLS alert the server sent, when it sent one
 
 
 @dataclass(slots=True)
@@ -121,6 +125,10 @@ class Setup:
     truststore: str | None = None
     client_subject: str | None = None
     client_not_after: str | None = None
+    # The certificate we present and its alias, when known: the advice names its
+    # issuer, its dates and how to export it.
+    client_certificate: x509.Certificate | None = None
+    client_alias: str | None = None
     hostname_verifier: str = "Strict"
     verify: bool = True
     # A context with verification off (and our identity where we have it): only to
@@ -181,7 +189,11 @@ class Report:
             "server_accepted_client_certificate": self.accepted,
             "http_status": self.http_status,
             "error": (
-                {"kind": self.failure.kind, "message": self.failure.message}
+                {
+                    "kind": self.failure.kind,
+                    "alert": self.failure.alert,
+                    "message": self.failure.message,
+                }
                 if self.failure
                 else None
             ),
@@ -258,8 +270,10 @@ def _alert_text(exc: ssl.SSLError) -> str:
 
 
 def _refused(setup: Setup, exc: ssl.SSLError) -> Failure:
+    """A refusal of our client certificate, with the advice its alert calls for."""
+    reason = _reason(exc)
     alert = _alert_text(exc)
-    if _reason(exc) == "TLSV13_ALERT_CERTIFICATE_REQUIRED" or setup.client_subject is None:
+    if reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED" or setup.client_subject is None:
         where = (
             "the profile has no <KeyStore>"
             if setup.matched in ("profile", "catch-all")
@@ -270,13 +284,119 @@ def _refused(setup: Setup, exc: ssl.SSLError) -> Failure:
         return Failure(
             "client_cert_refused",
             f"the server requires a client certificate and we sent none ({alert}): {where}",
+            alert=alert,
         )
+    ours = f"our client certificate {setup.client_subject}"
+    if setup.keystore:
+        ours += f" from {setup.keystore}"
+    advice = _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
     return Failure(
-        "client_cert_refused",
-        f"the server refused our client certificate {setup.client_subject} ({alert}): add it, "
-        "or the CA that issued it, to the server's truststore (mtls export, then mtls import "
-        "into backend-truststore.jks)",
+        "client_cert_refused", f"the server refused {ours} ({alert}): {advice}", alert=alert
     )
+
+
+def _when(iso: str | None) -> _dt.datetime | None:
+    return _dt.datetime.fromisoformat(iso) if iso else None
+
+
+def _ago(when: _dt.datetime) -> str:
+    days = (now() - when).days
+    if days <= 0:
+        return f"today at {when:%H:%M} UTC"
+    return f"on {when.date()}, {days} day{'' if days == 1 else 's'} ago"
+
+
+def _store_of(setup: Setup) -> str:
+    return setup.keystore or "the keystore"
+
+
+def _advice_expired(setup: Setup) -> str:
+    expires = _when(setup.client_not_after)
+    if expires is not None and expires <= now():
+        return (
+            f"it expired {_ago(expires)}: renew it (its CA issues a new one; mtls genkey makes "
+            f"a self-signed one) and replace the key entry in {_store_of(setup)}"
+        )
+    valid = f"by this machine's clock it is valid until {expires.date()}" if expires else ""
+    return (
+        f"{valid or 'its dates look valid here'}: a CA certificate in its chain may have "
+        "expired, or the server's clock is wrong"
+    )
+
+
+def _advice_trust(setup: Setup) -> str:
+    cert = setup.client_certificate
+    starts = _x509.not_before(cert) if cert is not None else None
+    if starts is not None and starts > now():
+        return (
+            f"it is not valid until {starts:%Y-%m-%d %H:%M} UTC: check the clocks, or reissue "
+            f"it with a start date in the past and replace it in {_store_of(setup)}"
+        )
+    if cert is None:
+        return (
+            "the backend does not trust it: add it, or the CA that issued it, to the "
+            "backend's truststore"
+        )
+    alias = f" --alias {setup.client_alias}" if setup.client_alias else ""
+    export = f"mtls export --keystore {_store_of(setup)}{alias} --rfc --file client.pem"
+    if cert.issuer == cert.subject:
+        return (
+            "the backend does not trust it: it is self-signed, so import the certificate "
+            f"itself into the backend's truststore ({export}, then mtls import --file "
+            "client.pem into that truststore)"
+        )
+    return (
+        f"the backend does not trust its issuer {cert.issuer.rfc4514_string()}: import that CA's "
+        "certificate into the backend's truststore (or this certificate itself: "
+        f"{export}, then mtls import --file client.pem into that truststore)"
+    )
+
+
+def _advice_revoked(setup: Setup) -> str:
+    cert = setup.client_certificate
+    issuer = f" ({cert.issuer.rfc4514_string()})" if cert is not None else ""
+    serial = f", serial {hex_serial(_x509.serial_number(cert))}" if cert is not None else ""
+    return (
+        f"its CA{issuer} has revoked it{serial}: have a new certificate issued and replace "
+        f"the key entry in {_store_of(setup)}"
+    )
+
+
+def _advice_unsupported(setup: Setup) -> str:
+    cert = setup.client_certificate
+    if cert is not None and lacks_client_auth(cert):
+        return (
+            "its extended key usage lacks clientAuth: reissue it with clientAuth and replace "
+            f"it in {_store_of(setup)}"
+        )
+    return (
+        "the server cannot use this kind of certificate (its key type, or a critical "
+        "extension it does not know): reissue it as the backend expects"
+    )
+
+
+def _advice_denied(setup: Setup) -> str:
+    return (
+        "the backend verified it but denies this identity access: that is its authorisation "
+        f"(an allow-list of subjects), not trust: ask its owners to allow {setup.client_subject}"
+    )
+
+
+def _advice_signature(setup: Setup) -> str:
+    return (
+        "the server could not verify a signature: our certificate's own signature, or the key "
+        f"in {_store_of(setup)} does not match the certificate"
+    )
+
+
+_CLIENT_ADVICE: dict[str, Callable[[Setup], str]] = {
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": _advice_expired,
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": _advice_revoked,
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": _advice_unsupported,
+    "TLSV1_ALERT_ACCESS_DENIED": _advice_denied,
+    "TLSV1_ALERT_DECRYPT_ERROR": _advice_signature,
+    # unknown ca, bad certificate, certificate unknown (Java's word for untrusted): trust.
+}
 
 
 def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Failure:
@@ -304,12 +424,14 @@ def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Fail
             )
         if code == _EXPIRED:
             return Failure(
-                "server_cert_expired", f"the server's certificate has expired ({message})"
+                "server_cert_expired",
+                f"the server's certificate has expired ({message}): the backend must renew it",
             )
         if code == _NOT_YET_VALID:
             return Failure(
                 "server_cert_not_yet_valid",
-                f"the server's certificate is not valid yet ({message}): check the clocks",
+                f"the server's certificate is not valid yet ({message}): check the clocks of "
+                "both machines",
             )
         if code == _INVALID_PURPOSE:
             return Failure(
@@ -415,15 +537,56 @@ def _fetch_unverified_chain(report: Report, timeout: float) -> None:
         raw.close()
 
 
-def _explain_hostname(report: Report) -> None:
-    if report.failure is None or report.failure.kind != "hostname_mismatch" or not report.chain:
+def _explain_from_chain(report: Report) -> None:
+    """Add what only the chain fetched after a verification error can tell: names, dates."""
+    failure = report.failure
+    if failure is None or not report.chain:
         return
-    leaf = report.chain[0]
-    names = ", ".join(leaf.get("san") or []) or f"no SAN, subject {leaf.get('subject')}"
-    report.failure = Failure(
-        "hostname_mismatch",
-        f"{report.failure.message}; the certificate names {names}: connect with a name it lists, "
-        "or reissue it with this one in its SAN",
+    if failure.kind == "hostname_mismatch":
+        leaf = report.chain[0]
+        names = ", ".join(leaf.get("san") or []) or f"no SAN, subject {leaf.get('subject')}"
+        report.failure = Failure(
+            failure.kind,
+            f"{failure.message}; the certificate names {names}: connect with a name it lists, "
+            "or reissue it with this one in its SAN",
+        )
+    elif failure.kind in ("server_cert_expired", "server_cert_not_yet_valid"):
+        report.failure = Failure(failure.kind, _dates_advice(report, failure))
+
+
+def _dates_advice(report: Report, failure: Failure) -> str:
+    current = now()
+    trust = report.setup.truststore or "the system's trust store"
+    expired = failure.kind == "server_cert_expired"
+    for index, info in enumerate(report.chain):
+        if "not_after" not in info:
+            continue
+        which = f"CA certificate [{index}] of its chain" if index else "the server's certificate"
+        name = f"{which} {info.get('subject')}"
+        start = _dt.datetime.fromisoformat(info["not_before"])
+        end = _dt.datetime.fromisoformat(info["not_after"])
+        if expired and end < current:
+            fix = (
+                "the backend must renew it and install the new one"
+                if index == 0
+                else "the backend must send a chain to the CA's current certificate, and "
+                f"{trust} must hold that certificate"
+            )
+            return (
+                f"{name} expired {_ago(end)}: {fix} (if that date is wrong, check this "
+                "machine's clock)"
+            )
+        if not expired and start > current:
+            return (
+                f"{name} is valid only from {start:%Y-%m-%d %H:%M} UTC, and this machine's "
+                f"clock says {current:%Y-%m-%d %H:%M} UTC: check the clocks of both machines, "
+                "or reissue it with a start date in the past"
+            )
+    # Nothing the server sent is out of date: the anchor we hold is.
+    return (
+        f"{failure.message}: a CA certificate in {trust} that anchors its chain is "
+        f"{'expired' if expired else 'not valid yet'}: replace it with the CA's current "
+        f"certificate (mtls list --keystore {trust} shows the dates)"
     )
 
 
@@ -448,7 +611,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             if isinstance(exc, ssl.SSLCertVerificationError):
                 report.chain_verified = False
                 _fetch_unverified_chain(report, timeout)
-                _explain_hostname(report)
+                _explain_from_chain(report)
             report.elapsed_ms = (time.perf_counter() - started) * 1000
             return report
         with tls:

@@ -164,9 +164,8 @@ def build_parser() -> Parser:
     genkey.add_argument(
         "--dname",
         "-dname",
-        required=True,
         metavar="DN",
-        help='subject, e.g. "CN=localhost, O=Acme"',
+        help='subject, e.g. "CN=localhost, O=Acme" (else asked for on a terminal, as keytool does)',
     )
     genkey.add_argument(
         "--key-type",

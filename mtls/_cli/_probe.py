@@ -8,16 +8,18 @@ this module chooses the context (a profile, a default, or ``--keystore`` and
 from __future__ import annotations
 
 import argparse
+import re
 import ssl
 from collections.abc import Callable
 from typing import Any
 
 from .. import _x509
-from .._config import SSLProfile, normalize_host
+from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
+from .._errors import MTLSError
 from .._profiles import SSLProfileSet
 from .._stores import Keystore
-from ._check import load_profile_set, strip_profile_prefix
+from ._check import load_profile_set, presented, profile_defaults, strip_profile_prefix
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -67,6 +69,17 @@ def _insecure_for(profile: SSLProfile | None) -> Callable[[], ssl.SSLContext]:
     return build
 
 
+def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
+    """The certificate the profile presents and its alias, for the advice (best effort:
+    the profile set loaded the same file, and the handshake says the rest)."""
+    if config is None:
+        return
+    try:
+        setup.client_alias, setup.client_certificate = presented(config)
+    except (MTLSError, OSError, ValueError):
+        return
+
+
 def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str | None) -> Setup:
     """The context the profile set gives ``target``, and which profile it came from."""
     status = profiles.status()
@@ -114,7 +127,10 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
         )
         setup.client_subject = default.get("subject")
         setup.client_not_after = default.get("not_after")
-        setup.insecure = _insecure_for(None)
+        default_profile, _ = profile_defaults(profiles)
+        if setup.client_subject and default_profile is not None:
+            _read_identity(setup, default_profile.keystore)
+        setup.insecure = _insecure_for(default_profile)
         return setup
     host = normalize_host(target.host)
     setup.matched = "profile" if (host, target.port) in profile.servers else "catch-all"
@@ -127,6 +143,8 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
     setup.truststore = truststore
     setup.client_subject = entry.get("subject")
     setup.client_not_after = entry.get("not_after")
+    if setup.client_subject:
+        _read_identity(setup, profile.keystore)
     setup.verify = not (profile.novalidatecert and profile.truststore is None)
     if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES:
         setup.hostname_verifier = "DefaultAndLocalhost (not checked for localhost)"
@@ -156,16 +174,58 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         hostname_verifier=mode if effective == mode else f"{mode} (not checked for localhost)",
     )
     if keystore is not None:
-        _, _, chain = keystore.key_entry(args.alias)
+        alias, _, chain = keystore.key_entry(args.alias)
         leaf = _x509.load_cert(chain[0])
         setup.client_subject = _x509.subject_text(leaf)
         setup.client_not_after = _x509.not_after(leaf).isoformat()
+        setup.client_certificate = leaf
+        setup.client_alias = alias
 
     def insecure() -> ssl.SSLContext:
         return client_context(keystore, alias=args.alias, verify=False)
 
     setup.insecure = insecure
     return setup
+
+
+def _names(entry: dict[str, Any]) -> set[str]:
+    """What a library message names a profile by: its servers and its files."""
+    names = {str(f["path"]) for f in entry.get("files") or ()}
+    for server in entry.get("servers") or ():
+        names |= {"profile *", "(*)"} if server == "*" else {str(server)}
+    return names
+
+
+def _mentions(message: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", message) is not None
+
+
+def _about_probed_profile(
+    status: dict[str, Any], setup: Setup, target: Target
+) -> Callable[[str], bool]:
+    """A test for library messages: about the profile probed, or about no other profile.
+
+    A message naming another profile's servers or files (an expired keystore in
+    another profile, an unknown element in another profile) is not this probe's.
+    """
+    entries: list[dict[str, Any]] = list(status["profiles"])
+    if isinstance(status.get("default"), dict):
+        entries.append(status["default"])
+    if setup.profile is not None:
+        mine = _status_entry(status, setup.profile)
+    elif setup.matched == "default":
+        mine = status.get("default")
+    else:  # a profile that did not load, or none
+        mine = next((e for e in status["profiles"] if target.server in e["servers"]), None)
+    ours = {target.server} | (_names(mine) if mine else set())
+    theirs = set().union(*(_names(e) for e in entries if e is not mine)) - ours
+
+    def about_us(message: str) -> bool:
+        return any(_mentions(message, n) for n in ours) or not any(
+            _mentions(message, n) for n in theirs
+        )
+
+    return about_us
 
 
 # --------------------------------------------------------------------------- output
@@ -246,17 +306,16 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         raise UsageError("use --profiles (or --deployment-toml), or --keystore/--truststore")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    about_us: Callable[[str], bool] = lambda message: True  # noqa: E731
     if args.profiles or args.deployment_toml:
         with load_profile_set(args, args.profiles) as profiles:
             setup = setup_from_profiles(profiles, target, args.client_id)
+            about_us = _about_probed_profile(profiles.status(), setup, target)
     else:
         setup = setup_from_options(args, target)
     report = run_probe(target, setup, timeout=args.timeout)
-    # Library warnings about this target's profile, or about the file as a whole.
     report.notes.extend(
-        m
-        for m in logs.messages
-        if "skipped (skip_failures)" not in m and (target.server in m or "profile " not in m)
+        m for m in logs.messages if "skipped (skip_failures)" not in m and about_us(m)
     )
     if args.json:
         out.json(report.to_json())

@@ -8,11 +8,15 @@ where keytool would silently do something surprising, they refuse and say why.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from .. import _x509
 from .._errors import KeystoreFormatError, WrongPasswordError
@@ -205,6 +209,70 @@ def parse_ext_san(values: list[str]) -> list[str]:
     return sans
 
 
+# keytool -genkeypair's questions when -dname is left out, in its order and words.
+_DNAME_QUESTIONS = (
+    (NameOID.COMMON_NAME, "What is your first and last name?"),
+    (NameOID.ORGANIZATIONAL_UNIT_NAME, "What is the name of your organizational unit?"),
+    (NameOID.ORGANIZATION_NAME, "What is the name of your organization?"),
+    (NameOID.LOCALITY_NAME, "What is the name of your City or Locality?"),
+    (NameOID.STATE_OR_PROVINCE_NAME, "What is the name of your State or Province?"),
+    (NameOID.COUNTRY_NAME, "What is the two-letter country code for this unit?"),
+)
+_DNAME_TRIES = 3  # keytool: "Too many retries, program terminated"
+
+
+def _answer(out: Output, question: str, default: str) -> str:
+    out.stderr.write(f"{question}\n  [{default or 'Unknown'}]:  ")
+    out.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError('no subject entered (end of input): pass --dname "CN=name, O=org"')
+    return line.strip() or default
+
+
+def _ask_field(out: Output, oid: x509.ObjectIdentifier, question: str, default: str) -> str:
+    while True:
+        value = _answer(out, question, default)
+        try:
+            if value:
+                x509.NameAttribute(oid, value)
+        except ValueError as exc:  # a country code that is not two letters
+            out.stderr.write(f"  {exc}: try again\n")
+            continue
+        return value
+
+
+def ask_dname(out: Output) -> str:
+    """The subject, asked field by field on the terminal as keytool asks it.
+
+    Fields left empty are left out (keytool writes ``Unknown``, which is no valid
+    country code); after ``no`` the questions come again with the answers as defaults.
+
+    Raises:
+        UsageError: no terminal to ask on, end of input, or three refusals.
+    """
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UsageError(
+            'the subject is needed: pass --dname "CN=name, OU=unit, O=org, L=city, ST=state, '
+            'C=US" (or run on a terminal to be asked, as keytool does)'
+        )
+    values: dict[x509.ObjectIdentifier, str] = {}
+    for _ in range(_DNAME_TRIES):
+        for oid, question in _DNAME_QUESTIONS:
+            values[oid] = _ask_field(out, oid, question, values.get(oid, ""))
+        dname = ", ".join(
+            x509.NameAttribute(oid, values[oid]).rfc4514_string()
+            for oid, _ in _DNAME_QUESTIONS
+            if values[oid]
+        )
+        if not dname:
+            out.stderr.write("  the subject is empty: give at least a name\n")
+            continue
+        if _answer(out, f"Is {dname} correct?", "no").lower() in ("y", "yes"):
+            return dname
+    raise UsageError('too many retries: pass --dname "CN=name, O=org"')
+
+
 def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls genkey``: a key pair and self-signed certificate, like ``keytool -genkeypair``."""
     path = Path(args.keystore)
@@ -233,6 +301,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         kind = type_for_new_store(path, args.store_type)
         if kind == "PEM":
             raise UsageError("genkey writes JKS or PKCS12 stores: use mtls convert for PEM")
+    dname = args.dname if args.dname is not None else ask_dname(out)
     if kind == "PKCS12" and key_password is not None and key_password != password:
         out.warn(
             "PKCS12 stores have one password: the key password is ignored (keytool does the same)"
@@ -242,7 +311,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     try:
         store.add_generated_key(
             args.alias,
-            args.dname,
+            dname,
             key_type=key_type,
             key_size=args.key_size,
             curve=args.curve,
@@ -318,6 +387,9 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
 # --------------------------------------------------------------------------- import
 
 
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
+
+
 def read_certificate_file(path: Path) -> bytes:
     """The one certificate in a DER or PEM file, as DER (``keytool -importcert -file``).
 
@@ -338,17 +410,19 @@ def read_certificate_file(path: Path) -> bytes:
                 f"{path} holds a private key: import only the certificate "
                 "(mtls export --rfc writes one)"
             )
-        try:
-            certs = x509.load_pem_x509_certificates(data)
-        except ValueError:
-            certs = []
+        # Decoded here, not by cryptography, which warns while parsing an old root
+        # with serial number 0 (cmd_import parses it through _x509.load_cert).
+        certs = _PEM_CERTIFICATE.findall(data)
         if len(certs) > 1:
             raise CLIError(
                 f"{path} holds {len(certs)} certificates: import them one at a time, each "
                 "under its own alias"
             )
         if certs:
-            return certs[0].public_bytes(serialization.Encoding.DER)
+            with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
+                der = base64.b64decode(b"".join(certs[0].split()), validate=True)
+                _x509.load_cert(der)
+                return der
     if fmt in ("JKS", "JCEKS", "PKCS12"):
         raise CLIError(
             f"{path} is a {fmt} keystore, not a certificate: export the certificate first "

@@ -79,15 +79,23 @@ def _validity(
     not_after: _dt.datetime | None,
     default_days: int,
 ) -> tuple[_dt.datetime, _dt.datetime]:
+    """The validity window; a bound left out is placed around the one given.
+
+    Without either: from an hour ago (slack for a host whose clock is slightly
+    behind the one that checks) to ``default_days`` from now. A bound given alone
+    keeps that shape: a future ``not_before`` starts the ``default_days`` there (a
+    not-yet-valid certificate), and a ``not_after`` at or before the hour of slack
+    ends ``default_days`` that began then (an expired certificate).
+    """
     now = _utcnow()
-    # An hour of slack before "now" so a certificate is valid at once even on a
-    # host whose clock is slightly behind the one that checks it.
-    start = _aware(not_before, "not_before") if not_before else now - _dt.timedelta(hours=1)
-    end = (
-        _aware(not_after, "not_after")
-        if not_after
-        else max(start, now) + _dt.timedelta(days=default_days)
-    )
+    slack = now - _dt.timedelta(hours=1)
+    length = _dt.timedelta(days=default_days)
+    start = _aware(not_before, "not_before") if not_before is not None else None
+    end = _aware(not_after, "not_after") if not_after is not None else None
+    if start is None:
+        start = slack if end is None or end > slack else end - length
+    if end is None:
+        end = max(start, now) + length
     if end <= start:
         raise ValueError(
             f"not_after ({end.isoformat()}) must be later than not_before ({start.isoformat()})"
@@ -294,8 +302,10 @@ class CA:
             another CA then fails with "unable to get local issuer certificate",
             as it would in production).
         organization: the ``O=`` of the CA and of every subject it issues.
-        not_before: start of validity (timezone-aware); defaults to an hour ago.
-        not_after: end of validity (timezone-aware); defaults to ten years from now.
+        not_before: start of validity (timezone-aware); defaults to an hour ago, or
+            to ten years before a ``not_after`` already past (an expired CA).
+        not_after: end of validity (timezone-aware); defaults to ten years after
+            ``not_before`` or now, whichever is later.
         path_length: the ``pathLenConstraint`` of ``basicConstraints``; ``None``
             leaves it unlimited.
 
@@ -443,10 +453,12 @@ class CA:
             common_name: the subject CN; defaults to the first identity (left out
                 when longer than the 64 characters X.509 allows).
             organization: the subject's ``O=``; defaults to the CA's.
-            not_before: start of validity (timezone-aware); defaults to an hour ago.
-                A future value makes a not-yet-valid certificate.
+            not_before: start of validity (timezone-aware); defaults to an hour ago,
+                or to a year before a ``not_after`` already past. A future value
+                makes a not-yet-valid certificate.
             not_after: end of validity (timezone-aware); defaults to a year after
-                ``not_before`` or now. A past value makes an expired certificate.
+                ``not_before`` or now, whichever is later. A past value makes an
+                expired certificate (``not_before`` may then be left out).
             key_type: ``"EC"``, ``"RSA"`` or ``"Ed25519"``; defaults to the CA's.
             server_auth: include the ``serverAuth`` extended key usage.
             client_auth: include the ``clientAuth`` extended key usage.

@@ -1,0 +1,343 @@
+"""`mtls probe`: the advice for a refused client certificate follows the alert the server sent.
+
+Real servers send the alerts: mtls.testing's MTLSServer (OpenSSL through Python's
+ssl) and ``openssl s_server -Verify 1 -verify_return_error`` (with ``-crl_check``
+for ``certificate revoked``). Neither sends ``access denied`` or Java's
+``certificate unknown`` on its own, so those two come from a loopback server that
+answers the ClientHello with that alert record, as a backend's access check would.
+Each refusal has its twin: the same server accepting a good certificate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from mtls.cli import main
+from mtls.testing import CA, IssuedIdentity, MTLSServer
+
+from .test_context import openssl_server
+
+PASSWORD = "advice-Pa55word"
+NOW = dt.datetime.now(dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="advice CA")
+
+
+@pytest.fixture(scope="module")
+def trust(ca: CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ca.write_truststore(tmp_path_factory.mktemp("trust") / "trust.jks", PASSWORD)
+
+
+def probe(
+    capsys: pytest.CaptureFixture[str], port: int, client: IssuedIdentity, trust: Path, d: Path
+) -> tuple[int, dict[str, Any], Path]:
+    keystore = client.write_keystore(d / "client.jks", PASSWORD, alias="gw")
+    code = main(
+        [
+            "probe", f"https://localhost:{port}/", "--keystore", str(keystore),
+            "--truststore", str(trust), "--password", PASSWORD, "--timeout", "5", "--json",
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    assert "Traceback" not in err and "Warning" not in err, err
+    report = json.loads(out)
+    assert report["ok"] is (code == 0)
+    return code, report, keystore
+
+
+def refusal(report: dict[str, Any]) -> tuple[str | None, str]:
+    error = report["error"]
+    assert error["kind"] == "client_cert_refused", error
+    return error["alert"], error["message"]
+
+
+# --------------------------------------------------------------------------- MTLSServer
+
+
+def test_a_good_certificate_is_accepted(ca, trust, tmp_path, capsys):
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        code, report, _ = probe(capsys, server.port, ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 0
+    assert report["error"] is None
+
+
+def test_certificate_expired_says_renew_and_when(ca, trust, tmp_path, capsys):
+    ended = NOW - 3 * DAY
+    client = ca.issue_cert("gw", not_after=ended)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        code, report, keystore = probe(capsys, server.port, client, trust, tmp_path)
+    assert code == 1
+    alert, message = refusal(report)
+    assert alert == "certificate expired"
+    assert f"it expired on {ended.date()}, 3 days ago" in message
+    assert "renew it" in message and f"replace the key entry in {keystore}" in message
+    assert "truststore" not in message  # not a trust problem
+
+
+def test_unknown_ca_names_the_keystore_and_the_issuer_to_import(ca, trust, tmp_path, capsys):
+    stranger = CA(name="stranger CA")
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        code, report, keystore = probe(
+            capsys, server.port, stranger.issue_cert("gw"), trust, tmp_path
+        )
+    assert code == 1
+    alert, message = refusal(report)
+    assert alert == "unknown ca"
+    assert f"from {keystore}" in message
+    assert "does not trust its issuer CN=stranger CA" in message
+    assert f"mtls export --keystore {keystore} --alias gw --rfc" in message
+    assert "backend-truststore.jks" not in message
+
+
+def test_unknown_ca_for_a_self_signed_certificate_imports_the_certificate(
+    ca, trust, tmp_path, capsys
+):
+    from mtls import Keystore
+
+    keystore = tmp_path / "self.jks"
+    Keystore.generate("gw", "CN=self-signed gw", key_type="EC").save(keystore, PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        code = main(
+            [
+                "probe", f"https://localhost:{server.port}/", "--keystore", str(keystore),
+                "--truststore", str(trust), "--password", PASSWORD, "--json",
+            ]
+        )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    alert, message = refusal(report)
+    assert alert == "unknown ca"
+    assert "it is self-signed, so import the certificate itself" in message
+
+
+@pytest.mark.parametrize(
+    ("kind", "alert", "expected"),
+    [
+        ("not yet valid", "bad certificate", f"not valid until {NOW + 2 * DAY:%Y-%m-%d %H:%M} UTC"),
+        ("no clientAuth", "unsupported certificate", "its extended key usage lacks clientAuth"),
+    ],
+)
+def test_bad_and_unsupported_certificates(ca, trust, tmp_path, capsys, kind, alert, expected):
+    client = (
+        ca.issue_cert("gw", not_before=NOW + 2 * DAY)
+        if kind == "not yet valid"
+        else ca.issue_cert("gw", client_auth=False)
+    )
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        code, report, keystore = probe(capsys, server.port, client, trust, tmp_path)
+    assert code == 1
+    got, message = refusal(report)
+    assert got == alert
+    assert expected in message and str(keystore) in message
+
+
+# --------------------------------------------------------------------------- openssl s_server
+
+
+def _crl(ca: CA, revoked: list[int]) -> bytes:
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(NOW - DAY)
+        .next_update(NOW + DAY)
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(NOW - DAY)
+            .build()
+        )
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return builder.sign(ca.private_key, hashes.SHA256()).public_bytes(Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def s_server_files(ca: CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("s_server")
+    pem = ca.issue_cert("localhost").write_pem(d / "server.pem")
+    (d / "ca.pem").write_bytes(ca.cert_pem)
+    return {"server_cert": pem, "server_key": pem, "ca": d / "ca.pem"}
+
+
+@pytest.mark.openssl
+def test_certificate_revoked_by_s_server_with_a_crl(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys
+):
+    good, bad = ca.issue_cert("gw"), ca.issue_cert("gw")
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(_crl(ca, [bad.serial_number]))
+    with openssl_server(openssl_bin, s_server_files, "-crl_check", "-CRL", str(crl)) as port:
+        code, report, _ = probe(capsys, port, good, trust, tmp_path)
+        assert code == 0, report  # the twin: not on the list
+        code, report, keystore = probe(capsys, port, bad, trust, tmp_path)
+    assert code == 1
+    alert, message = refusal(report)
+    assert alert == "certificate revoked"
+    assert f"serial {bad.serial_number:x}" in message
+    assert "has revoked it" in message and f"replace the key entry in {keystore}" in message
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize(
+    ("client", "alert"),
+    [("expired", "certificate expired"), ("stranger", "unknown ca")],
+)
+def test_s_server_alerts_get_the_same_advice(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys, client, alert
+):
+    identity = (
+        ca.issue_cert("gw", not_after=NOW - DAY)
+        if client == "expired"
+        else CA(name="stranger CA").issue_cert("gw")
+    )
+    with openssl_server(openssl_bin, s_server_files) as port:
+        code, report, _ = probe(capsys, port, identity, trust, tmp_path)
+    assert code == 1
+    got, message = refusal(report)
+    assert got == alert
+    assert ("renew it" in message) is (client == "expired")
+    assert ("does not trust its issuer CN=stranger CA" in message) is (client == "stranger")
+
+
+# --------------------------------------------------------------------------- other alerts
+
+_ALERTS = {"access denied": 49, "certificate unknown": 46, "decrypt error": 51}
+
+
+@pytest.fixture
+def alerting() -> Iterator[dict[str, Any]]:
+    """A loopback server that answers every ClientHello with the alert set in ``["alert"]``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    state: dict[str, Any] = {"port": listener.getsockname()[1], "alert": 49}
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(16384)  # the ClientHello
+                    # TLS record: alert (21), TLS 1.2, length 2, fatal (2), description.
+                    conn.sendall(bytes([21, 3, 3, 0, 2, 2, state["alert"]]))
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        listener.close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("alert", sorted(_ALERTS))
+def test_access_denied_and_certificate_unknown(ca, trust, tmp_path, capsys, alerting, alert):
+    alerting["alert"] = _ALERTS[alert]
+    code, report, _ = probe(capsys, alerting["port"], ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 1
+    got, message = refusal(report)
+    assert got == alert
+    if alert == "access denied":
+        assert "denies this identity access" in message
+        assert "ask its owners to allow CN=gw" in message
+        assert "truststore" not in message
+    elif alert == "decrypt error":
+        assert "could not verify a signature" in message
+    else:
+        assert "does not trust its issuer CN=advice CA" in message
+
+
+@pytest.mark.parametrize("expired", [True, False])
+def test_profile_probe_names_the_profiles_keystore(ca, trust, tmp_path, capsys, expired):
+    """Through --profiles: the advice names the profile's keystore, and its twin passes."""
+    client = ca.issue_cert("gw", not_after=NOW - 2 * DAY) if expired else ca.issue_cert("gw")
+    keystore = client.write_keystore(tmp_path / "profile-gw.jks", PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        xml = tmp_path / "profiles.xml"
+        xml.write_text(
+            f'<parameter name="customSSLProfiles"><profile><servers>localhost:{server.port}'
+            f"</servers><KeyStore><Location>{keystore}</Location><Password>{PASSWORD}</Password>"
+            f"</KeyStore><TrustStore><Location>{trust}</Location><Password>{PASSWORD}"
+            "</Password></TrustStore></profile></parameter>"
+        )
+        code = main(["probe", f"https://localhost:{server.port}/", "--profiles", str(xml)])
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    if not expired:
+        assert code == 0, out + err
+        return
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("mtls: error: ")
+    assert f"from {keystore} (certificate expired)" in err
+    assert f"it expired on {(NOW - 2 * DAY).date()}, 2 days ago" in err
+    assert f"replace the key entry in {keystore}" in err
+
+
+# --------------------------------------------------------------------------- server dates
+
+
+@pytest.mark.parametrize("when", ["expired", "not yet valid"])
+def test_server_certificate_dates_get_a_fix_and_the_date(ca, trust, tmp_path, capsys, when):
+    if when == "expired":
+        cert = ca.issue_cert("localhost", not_after=NOW - 4 * DAY)
+        expected = f"expired on {(NOW - 4 * DAY).date()}, 4 days ago: the backend must renew it"
+    else:
+        starts = NOW + 3 * DAY
+        cert = ca.issue_cert("localhost", not_before=starts)
+        expected = f"valid only from {starts:%Y-%m-%d %H:%M} UTC"
+    with MTLSServer(cert, client_ca=ca) as server:
+        code, report, _ = probe(capsys, server.port, ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 1
+    assert report["error"]["kind"] == f"server_cert_{when.replace(' ', '_')}"
+    assert "CN=localhost" in report["error"]["message"]
+    assert expected in report["error"]["message"]
+
+
+@pytest.mark.openssl
+def test_an_expired_anchor_in_our_truststore_is_named(ca, openssl_bin, tmp_path, capsys):
+    # s_server sends its leaf alone (its -CAfile is another CA, so no chain is built):
+    # only our truststore holds the expired root.
+    old = CA(name="old root", not_after=NOW - DAY)
+    trust = old.write_truststore(tmp_path / "old-trust.jks", PASSWORD)
+    pem = old.issue_cert("localhost", not_after=NOW + 9 * DAY).write_pem(tmp_path / "server.pem")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    files = {"server_cert": pem, "server_key": pem, "ca": tmp_path / "ca.pem"}
+    with openssl_server(openssl_bin, files) as port:
+        code, report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 1
+    message = report["error"]["message"]
+    assert report["error"]["kind"] == "server_cert_expired"
+    assert f"a CA certificate in {trust} that anchors its chain is expired" in message
+
+
+def test_an_expired_ca_in_the_chain_the_server_sends_is_named(tmp_path, capsys):
+    old = CA(name="old root", not_after=NOW - DAY)
+    trust = old.write_truststore(tmp_path / "old-trust.jks", PASSWORD)
+    with MTLSServer(old.issue_cert("localhost", not_after=NOW + 9 * DAY), client_ca=old) as server:
+        code, report, _ = probe(capsys, server.port, old.issue_cert("gw"), trust, tmp_path)
+    assert code == 1
+    message = report["error"]["message"]
+    assert report["error"]["kind"] == "server_cert_expired"
+    assert "CA certificate [1] of its chain CN=old root,O=mtls.testing expired on" in message
+    assert f"{trust} must hold that certificate" in message

@@ -1,0 +1,116 @@
+"""`mtls probe` notes only the profile probed; `mtls check --deployment-toml` counts the
+default's anchors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from mtls.cli import main
+from mtls.testing import CA, MTLSServer
+
+PASSWORD = "profiles-Pa55word"
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _profile(server: str, keystore: Path | None, trust: Path | None, extra: str = "") -> str:
+    ks = (
+        f"<KeyStore><Location>{keystore}</Location><Password>{PASSWORD}</Password></KeyStore>"
+        if keystore
+        else ""
+    )
+    ts = (
+        f"<TrustStore><Location>{trust}</Location><Password>{PASSWORD}</Password></TrustStore>"
+        if trust
+        else ""
+    )
+    return f"<profile><servers>{server}</servers>{ks}{ts}{extra}</profile>"
+
+
+def _xml(path: Path, *profiles: str) -> Path:
+    path.write_text('<parameter name="customSSLProfiles">' + "".join(profiles) + "</parameter>")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="profiles CA")
+
+
+@pytest.mark.parametrize("ours_expired", [False, True])
+def test_probe_notes_only_the_probed_profile(ca, tmp_path, capsys, ours_expired):
+    expired = ca.issue_cert("old", not_after=NOW - dt.timedelta(days=1))
+    other = expired.write_keystore(tmp_path / "other.jks", PASSWORD)
+    # Another expired identity: the same one would share the other profile's context.
+    ours = ca.issue_cert("mine", not_after=NOW - dt.timedelta(days=1)) if ours_expired else None
+    mine = (ours or ca.issue_cert("gw")).write_keystore(tmp_path / "mine.jks", PASSWORD)
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        xml = _xml(
+            tmp_path / "profiles.xml",
+            _profile("other.test:443", other, trust, "<Unknown/>"),
+            _profile(f"localhost:{server.port}", mine, trust, "<Mine/>"),
+        )
+        code = main(
+            ["probe", f"https://localhost:{server.port}/", "--profiles", str(xml), "--json"]
+        )
+    report = json.loads(capsys.readouterr().out)
+    notes = report["notes"]
+    # Ours: the unknown element of our profile, and our keystore when it has expired.
+    assert any("<Mine>" in n for n in notes), notes
+    assert any(str(mine) in n and "expired" in n for n in notes) is ours_expired
+    # Never the other profile's.
+    assert not any("other.test" in n or str(other) in n or "<Unknown>" in n for n in notes), notes
+    assert code == (1 if ours_expired else 0)
+
+
+def _stores(ca: CA, d: Path, anchors: int) -> tuple[Path, Path]:
+    keystore = ca.issue_cert("gw").write_keystore(d / "gw.jks", PASSWORD)
+    trust = d / "trust.jks"
+    store = ca.truststore()
+    for index in range(anchors - 1):
+        store.add(f"extra{index}", CA(name=f"extra {index}").certificate)
+    store.save(trust, PASSWORD)
+    return keystore, trust
+
+
+@pytest.mark.parametrize("with_truststore", [True, False])
+def test_check_deployment_toml_counts_the_default_anchors(ca, tmp_path, capsys, with_truststore):
+    keystore, trust = _stores(ca, tmp_path, anchors=3)
+    xml = _xml(
+        tmp_path / "profiles.xml",
+        _profile("own.test:443", keystore, trust),
+        _profile("borrows.test:443", keystore, None),  # uses [truststore] when there is one
+    )
+    toml = (
+        "[transport.passthru_https.sender.ssl_profile]\n"
+        f'file_path = "{xml}"\n'
+        "[keystore.tls]\n"
+        f'file_name = "{keystore}"\npassword = "{PASSWORD}"\n'
+    )
+    if with_truststore:
+        toml += f'[truststore]\nfile_name = "{trust}"\npassword = "{PASSWORD}"\n'
+    (tmp_path / "deployment.toml").write_text(toml)
+    args = ["check", "--deployment-toml", str(tmp_path / "deployment.toml"), "--base-dir"]
+    code = main([*args, str(tmp_path), "--json"])
+    out = capsys.readouterr().out
+    assert PASSWORD not in out
+    report = json.loads(out)
+    assert code == 0, report
+    rows = {row["servers"][0]: row for row in report["profiles"]}
+    assert rows["own.test:443"]["anchors"] == 3
+    assert report["default"]["client_subject"] == "CN=gw,O=mtls.testing"
+    if with_truststore:
+        assert report["default"]["anchors"] == 3
+        assert rows["borrows.test:443"]["anchors"] == 3
+    else:  # the twin: no truststore anywhere, so no anchors to count
+        assert report["default"]["anchors"] is None
+        assert rows["borrows.test:443"]["anchors"] is None
+    # The table shows the number, not "-".
+    main([*args, str(tmp_path)])
+    table = capsys.readouterr().out
+    default_line = next(line for line in table.splitlines() if line.startswith("(default)"))
+    assert (" 3 " in default_line) is with_truststore
