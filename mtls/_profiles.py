@@ -132,13 +132,16 @@ def _still_written(exc: Unstable) -> KeystoreError:
     )
 
 
-def _with_profile(profile: SSLProfile, exc: MTLSError, path: str | None) -> MTLSError:
+def _with_profile(
+    profile: SSLProfile, exc: MTLSError, path: str | None, *, default: bool = False
+) -> MTLSError:
     """The same error, saying which profile it concerns (its servers)."""
     if isinstance(exc, ProfileConfigError) and exc.servers:
         return exc
     names = ", ".join(profile.server_names)
     who = f" (client {profile.client_id!r})" if profile.client_id else ""
-    message = f"profile {names}{who}: {exc}"
+    label = "the default profile (used when no profile matches)" if default else "profile"
+    message = f"{label} {names}{who}: {exc}" if not default else f"{label}: {exc}"
     if isinstance(exc, ProfileConfigError):
         return ProfileConfigError(
             message, path=exc.path or path, servers=profile.server_names, element=exc.element
@@ -209,6 +212,8 @@ class SSLProfileSet:
         Raises:
             ProfileConfigError: duplicate ``host:port`` entries, bad options.
             KeystoreError: a store does not load (with ``skip_failures=False``).
+            ValueError: ``reload_interval`` not above 0 and at most
+                ``threading.TIMEOUT_MAX``, or ``settle_delay`` below 0 or above it.
         """
         self._setup(
             _Static(profiles),
@@ -257,6 +262,8 @@ class SSLProfileSet:
         Raises:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.
             KeystoreError: a store does not load (with ``skip_failures=False``).
+            ValueError: ``reload_interval`` or ``settle_delay`` out of range (as for
+                the constructor).
         """
         xml_path = Path(os.path.abspath(path))
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
@@ -307,8 +314,15 @@ class SSLProfileSet:
             profiles_path: a profile file to use instead of the one the TOML names
                 (to check a candidate file against production settings).
 
+        With ``skip_failures=True`` the default identity is covered too: when its
+        stores do not load it is reported (in :attr:`failures` and ``status()``) and
+        hosts no profile matches are refused until it loads.
+
         Raises:
-            ProfileConfigError: the TOML is missing, malformed or names no profile file.
+            ProfileConfigError: the TOML is missing, malformed or names no profile
+                file, or its interval is out of range.
+            KeystoreError: a store does not load (with ``skip_failures=False``).
+            ValueError: a ``reload_interval`` or ``settle_delay`` argument out of range.
         """
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         settings = read_deployment_toml(
@@ -323,6 +337,13 @@ class SSLProfileSet:
         if reload_interval is _FROM_FILE:
             interval_ms = settings.interval_ms if settings.interval_ms is not None else 600_000
             reload_interval = interval_ms / 1000 if interval_ms > 0 else None
+            if reload_interval is not None and reload_interval > threading.TIMEOUT_MAX:
+                raise ProfileConfigError(
+                    f"{os.fspath(path)}: the SSL profile interval ({interval_ms} ms) is too "
+                    f"long: at most {threading.TIMEOUT_MAX * 1000:.0f} ms (0 turns reloading off)",
+                    path=os.fspath(path),
+                    element="interval",
+                )
         default = (
             SSLProfile(
                 servers=(CATCH_ALL,), keystore=settings.keystore, truststore=settings.truststore
@@ -440,7 +461,7 @@ class SSLProfileSet:
                         raise
                     raise _still_written(exc) from None
             except MTLSError as exc:
-                error = _with_profile(profile, exc, self._path)
+                error = self._with_profile(profile, exc)
                 if not skip_failures:
                     raise error from exc
                 outcome[position] = Failed(profile, error)
@@ -564,13 +585,16 @@ class SSLProfileSet:
             if prev is not None:
                 builder.keep(prev)
                 return prev
-            return Failed(profile, _with_profile(profile, _still_written(exc), self._path))
+            return Failed(profile, self._with_profile(profile, _still_written(exc)))
         except MTLSError as exc:
-            error = _with_profile(profile, exc, self._path)
+            error = self._with_profile(profile, exc)
             if prev is None:
                 return Failed(profile, error)
             builder.keep(prev)
             return replace(prev, error=error)
+
+    def _with_profile(self, profile: SSLProfile, exc: MTLSError) -> MTLSError:
+        return _with_profile(profile, exc, self._path, default=profile is self._default)
 
     def _problems(self, snapshot: Snapshot) -> dict[Hashable, _Problem]:
         """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
@@ -650,7 +674,7 @@ class SSLProfileSet:
                     return False
                 error = ProfileConfigError(
                     f"{where}: reload failed ({type(exc).__name__}: {exc}); "
-                    "keeping the last good set, retrying at the next check",
+                    "retrying at the next check",
                     path=self._path,
                 )
                 error.__cause__ = exc

@@ -520,13 +520,14 @@ class Builder:
             data, digest = self.reading.read(config.location)
         except FileNotFoundError:
             raise KeystoreError(
-                f"{config.location}: no such {role} file: check <Location> (relative paths "
-                "start from the base directory)",
+                f"{config.location}: no such {role} file: check its path (<Location> in a "
+                "profile file, file_name in deployment.toml; relative paths start from the "
+                "base directory)",
                 path=config.location,
             ) from None
         except OSError as exc:
             raise KeystoreError(
-                f"{config.location}: cannot read the {role} ({exc.strerror}): check <Location>",
+                f"{config.location}: cannot read the {role} ({exc.strerror})",
                 path=config.location,
             ) from None
         material.files.append((role, str(config.location), digest))
@@ -827,11 +828,17 @@ class Reports:
         if log_new:
             for key, (message, meanwhile, exc) in current.items():
                 if self._shown.get(key) != message:
-                    log.warning("%s: %s; %s", where, message, meanwhile, exc_info=exc)
+                    log.warning(
+                        "%s%s; %s", _prefix(where, message), message, meanwhile, exc_info=exc
+                    )
             for key, message in self._shown.items():
                 if key not in current:
-                    log.warning("%s: resolved: %s", where, _first_line(message))
+                    log.warning("%sresolved: %s", f"{where}: ", _first_line(message))
         self._shown = {key: message for key, (message, _, _) in current.items()}
+
+
+def _prefix(where: str, message: str) -> str:
+    return "" if message.startswith(where) else f"{where}: "
 
 
 def _first_line(text: str) -> str:

@@ -421,7 +421,7 @@ def test_new_profile_that_fails_during_reload_is_reported_not_installed(setup, t
         ).encode(),
     )
     assert profiles.reload() is False
-    with pytest.raises(ProfileUnavailableError, match="missing.jks") as info:
+    with pytest.raises(ProfileUnavailableError, match=r"missing\.jks") as info:
         profiles.context_for("new.test", 443)  # fails closed: never another context
     assert info.value.servers == ("new.test:443",)
     assert "missing.jks" in str(profiles.last_error)

@@ -48,6 +48,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._errors import MTLSError
+
 if TYPE_CHECKING:
     from .._profiles import SSLProfileSet
 
@@ -184,9 +186,12 @@ class _ContextPools(Generic[T]):
             live: dict[int, tuple[str, int]] = {}
             origins: set[tuple[str, int]] = set()
             for host, port in self._origins:
-                ctx = profiles.context_for(
-                    host, port, client_id=self._client_id, alpn=self._alpn_of()
-                )
+                try:
+                    ctx = profiles.context_for(
+                        host, port, client_id=self._client_id, alpn=self._alpn_of()
+                    )
+                except MTLSError:  # refused now (its profile has not loaded): nothing live
+                    ctx = None
                 if ctx is not None:
                     live[id(ctx)] = (host, port)
                     origins.add((host, port))
