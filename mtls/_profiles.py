@@ -415,7 +415,7 @@ class SSLProfileSet:
         snapshot = self._first_snapshot(skip_failures)
         self._fast = snapshot.fast
         self._snapshot = snapshot
-        self._reports.update(self._problems(snapshot), self._path or "profiles", log_new=False)
+        self._reports.update(self._problems(snapshot), self._path or "profiles")
         if interval is not None:
             name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
             timer = Timer(name, interval, self._reload_in_thread)

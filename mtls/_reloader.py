@@ -2,30 +2,53 @@
 
 Theory of operation
 -------------------
-All mutable state of a profile set is one reference, ``Engine.snapshot``, to an
+All mutable state of a profile set is one reference, ``SSLProfileSet._snapshot``, to an
 immutable :class:`Snapshot` (profiles, their contexts, the lookup index, the file
 fingerprints they were built from, per-profile errors). Readers (``context_for``)
 read that reference once and use what they got: they never lock, never wait on a
 rebuild, and see either the whole old set or the whole new one.
 
-Writers are serialised by ``Engine._lock``: the background thread's periodic
+Writers are serialised by ``SSLProfileSet._lock``: the background thread's periodic
 check and any ``reload()`` call take it, build a new snapshot off to the side,
 and publish it with one assignment. Subscribers are called after the lock is
 released, on a copied list, each in its own ``try``.
 
 A check is cheap when nothing changed: one ``os.stat`` per distinct watched file
-(the profile file and every store), compared with the stat recorded when its
-content was last hashed. Only files whose size, mtime, ctime or inode moved are
-read and hashed; only when a hash differs is anything parsed or built. ``stat``
-follows symlinks on every check, so a Kubernetes ``..data`` swap (new inode, even
-with an older mtime) is seen.
+(the profile file and every store), compared with the stat recorded when its bytes
+were last used. Only files whose size, mtime, ctime or inode moved are read and
+hashed; only when a hash differs is anything parsed or built. ``stat`` follows
+symlinks on every check, so a Kubernetes ``..data`` swap (new inode, even with an
+older mtime) is seen.
 
-A changed file is applied only when two reads a settle delay apart give the same
-hash, so a store caught mid-write is never installed. Contexts are cached by
-content (store hashes, passwords, options): a profile whose inputs did not change
-keeps its very same ``SSLContext``; identical material is one context however many
-profiles use it. A profile whose new material fails to load or validate keeps its
-last good context and reports the error; the next check retries it.
+Every read of a check goes through one :class:`Reading`, and two rules make
+rotations safe from writers that change files while a check runs:
+
+* **Settled bytes only.** Every byte string handed to a parser has been settled: the
+  file had not moved since an earlier check settled it; or its stat held still
+  across the read and its last change (ctime) is at least ``settle_delay`` old; or a
+  second read one settle delay later matched (one wait for all files of a check).
+  This applies to every read, including files that were missing or unchanged when the
+  check began and change during it, and to the first load. A file whose reads
+  differ is *unstable*: nothing is built from it and the next check looks again.
+* **Seen is what was built.** Each file gets one verdict per check, and the stat
+  recorded as seen (:class:`FileReader`) is the one taken *before* the bytes that
+  were built were read, written only when the check publishes. A file that changes
+  at any moment after that read has a different stat at the next check.
+
+Contexts are cached by content (store hashes, passwords, options): a profile whose
+inputs did not change keeps its very same ``SSLContext``; identical material is one
+context however many profiles use it. A profile whose new material fails to load or
+validate keeps its last good context and reports the error; the next check retries
+it. A profile with no last good at all is a :class:`Failed` entry in the index: the
+hosts it names are refused (``ProfileUnavailableError``), never served by a
+catch-all or default.
+
+The thread (:class:`Timer`) survives any exception from a check, ``BaseException``
+included, and reports it. ``close()`` sets the stop event: waits end at once, and a
+running check raises :class:`Interrupted` at its next safe point (each file read,
+profile and context build), so nothing is published or recorded as seen; a parse
+already under way is not interruptible, so ``close()`` waits at most
+:data:`CLOSE_TIMEOUT` for it. Problems are logged once each (:class:`Reports`).
 """
 
 from __future__ import annotations
