@@ -70,6 +70,30 @@ def cn_of(profiles: SSLProfileSet, port: int, host: str = "localhost") -> str:
     return str(whoami(ctx, port, host=host)["client_cn"])
 
 
+def write_set(tmp_path: Path, root: CA, *entries: tuple[str, str, bytes | None]):
+    """trust.jks (the root), each ``(servers, store file name, content or None for a
+    missing file)``, and p.xml naming them (``.pem`` stores as PEM).
+
+    Returns:
+        ``(xml, {file name: path})``.
+    """
+    trust = tmp_path / "trust.jks"
+    root.write_truststore(trust, PASSWORD)
+    paths: dict[str, Path] = {}
+    texts = []
+    for servers, name, data in entries:
+        path = paths[name] = tmp_path / name
+        if data is not None:
+            path.write_bytes(data)
+        text = profile(servers, path, trust)
+        if name.endswith(".pem"):
+            text = text.replace("<Type>JKS", "<Type>PEM", 1)
+        texts.append(text)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(*texts))
+    return xml, paths
+
+
 class HookedWait(threading.Event):
     """Stands in for the settle wait: runs a pending action (a writer finishing) in it."""
 
@@ -105,19 +129,13 @@ def test_a_store_recreated_during_a_check_is_settled_before_it_is_built(
 ):
     """11.14: missing when the check began, recreated half-way through it (key and
     leaf, without the intermediate: it parses) - it must be read twice, not once."""
-    trust = tmp_path / "trust.jks"
-    root.write_truststore(trust, PASSWORD)
-    a = tmp_path / "a.jks"
-    a.write_bytes(jks(inter, "a-1"))
-    d = tmp_path / "d.pem"
-    d.write_bytes(b"".join(pem_parts(inter, "d-1")))
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(
-            profile(f"localhost:{backend.port}", a, trust),
-            profile(f"127.0.0.1:{backend.port}", d, trust).replace("<Type>JKS", "<Type>PEM", 1),
-        )
+    xml, paths = write_set(
+        tmp_path,
+        root,
+        (f"localhost:{backend.port}", "a.jks", jks(inter, "a-1")),
+        (f"127.0.0.1:{backend.port}", "d.pem", b"".join(pem_parts(inter, "d-1"))),
     )
+    a, d = paths["a.jks"], paths["d.pem"]
     # A settle delay longer than the test: every file written in it is "fresh" and read
     # twice; the wait itself is the stand-in and returns at once.
     profiles = SSLProfileSet.from_xml(xml, settle_delay=60)
@@ -152,18 +170,13 @@ def test_a_store_replaced_while_other_profiles_build_is_not_lost(
 ):
     """11.15: b.jks replaced while the check builds a's profile. Whatever this check
     serves for b, the next check must see the newest file (not believe it seen)."""
-    trust = tmp_path / "trust.jks"
-    root.write_truststore(trust, PASSWORD)
-    a, b = tmp_path / "a.jks", tmp_path / "b.jks"
-    a.write_bytes(jks(inter, "a-1"))
-    b.write_bytes(jks(inter, "b-1"))
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(
-            profile(f"localhost:{backend.port}", a, trust),
-            profile(f"127.0.0.1:{backend.port}", b, trust),
-        )
+    xml, paths = write_set(
+        tmp_path,
+        root,
+        (f"localhost:{backend.port}", "a.jks", jks(inter, "a-1")),
+        (f"127.0.0.1:{backend.port}", "b.jks", jks(inter, "b-1")),
     )
+    a, b = paths["a.jks"], paths["b.jks"]
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     replace_atomically(a, jks(inter, "a-2"))
     replace_atomically(b, jks(inter, "b-2"))
@@ -192,19 +205,15 @@ def test_a_file_changed_after_being_declared_unchanged_is_not_built_in_that_chec
     tmp_path, root, inter, backend, monkeypatch
 ):
     """Two profiles share a store: one check must give both the same answer for it."""
-    trust = tmp_path / "trust.jks"
-    root.write_truststore(trust, PASSWORD)
-    shared, other = tmp_path / "shared.jks", tmp_path / "other.jks"
-    shared.write_bytes(jks(inter, "s-1"))
-    other.write_bytes(jks(inter, "o-1"))
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(
-            profile(f"localhost:{backend.port}", shared, trust),
-            profile("two.test:443", other, trust),
-            profile(f"127.0.0.1:{backend.port}", shared, trust),
-        )
+    s1 = jks(inter, "s-1")
+    xml, paths = write_set(
+        tmp_path,
+        root,
+        (f"localhost:{backend.port}", "shared.jks", s1),
+        ("two.test:443", "other.jks", jks(inter, "o-1")),
+        (f"127.0.0.1:{backend.port}", "shared.jks", s1),
     )
+    shared, other = paths["shared.jks"], paths["other.jks"]
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     replace_atomically(other, jks(inter, "o-2"))
     new_shared = jks(inter, "s-2")
@@ -219,17 +228,9 @@ def test_a_file_changed_after_being_declared_unchanged_is_not_built_in_that_chec
 
 def test_start_up_settles_files_too(tmp_path, root, inter, backend, monkeypatch):
     """A file being written when the set is built is read twice as well."""
-    trust = tmp_path / "trust.jks"
-    root.write_truststore(trust, PASSWORD)
-    d = tmp_path / "d.pem"
     first, rest = pem_parts(inter, "d-1")
-    d.write_bytes(first)
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(
-            profile(f"localhost:{backend.port}", d, trust).replace("<Type>JKS", "<Type>PEM", 1)
-        )
-    )
+    xml, paths = write_set(tmp_path, root, (f"localhost:{backend.port}", "d.pem", first))
+    d = paths["d.pem"]
     waits: list[float | None] = []
 
     class Finish(threading.Event):
@@ -405,18 +406,13 @@ def test_deployment_toml_interval_out_of_range_names_the_key(tmp_path, one_profi
 def test_close_interrupts_a_check_at_the_next_safe_point(
     tmp_path, root, inter, backend, monkeypatch
 ):
-    trust = tmp_path / "trust.jks"
-    root.write_truststore(trust, PASSWORD)
-    a, b = tmp_path / "a.jks", tmp_path / "b.jks"
-    a.write_bytes(jks(inter, "a-1"))
-    b.write_bytes(jks(inter, "b-1"))
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(
-            profile(f"localhost:{backend.port}", a, trust),
-            profile(f"127.0.0.1:{backend.port}", b, trust),
-        )
+    xml, paths = write_set(
+        tmp_path,
+        root,
+        (f"localhost:{backend.port}", "a.jks", jks(inter, "a-1")),
+        (f"127.0.0.1:{backend.port}", "b.jks", jks(inter, "b-1")),
     )
+    a, b = paths["a.jks"], paths["b.jks"]
     profiles = SSLProfileSet.from_xml(xml, reload_interval=0.02, settle_delay=0)
     before = profiles.context_for("localhost", backend.port)
     parsing, release = threading.Event(), threading.Event()
@@ -638,21 +634,14 @@ def test_deployment_toml_default_identity_is_covered_by_skip_failures(
 def half_failed(tmp_path, root, inter, backend):
     """localhost:PORT loads; 127.0.0.1:PORT names a missing keystore; there is a
     '*' profile AND a default that would both succeed against the backend."""
-    trust = tmp_path / "trust.jks"
-    root.write_truststore(trust, PASSWORD)
-    good = tmp_path / "good.jks"
-    good.write_bytes(jks(inter, "good"))
-    star = tmp_path / "star.jks"
-    star.write_bytes(jks(inter, "star"))
-    missing = tmp_path / "missing.jks"
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(
-            profile(f"localhost:{backend.port}", good, trust),
-            profile(f"127.0.0.1:{backend.port}", missing, trust),
-            profile("*", star, trust),
-        )
+    xml, paths = write_set(
+        tmp_path,
+        root,
+        (f"localhost:{backend.port}", "good.jks", jks(inter, "good")),
+        (f"127.0.0.1:{backend.port}", "missing.jks", None),
+        ("*", "star.jks", jks(inter, "star")),
     )
+    missing = paths["missing.jks"]
     fallback = mtls.client_context(
         Keystore.from_bytes(jks(inter, "fallback"), PASSWORD), root.truststore()
     )
@@ -774,17 +763,14 @@ def test_a_client_pool_sweep_survives_an_origin_whose_profile_stops_loading(
 
     from mtls.integrations.httpx import MTLSTransport
 
-    trust = tmp_path / "trust.jks"
-    root.write_truststore(trust, PASSWORD)
-    a = tmp_path / "a.jks"
-    a.write_bytes(jks(inter, "a-1"))
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(
-            profile(f"localhost:{backend.port}", a, trust),
-            profile(f"127.0.0.1:{backend.port}", a, trust),
-        )
+    a1 = jks(inter, "a-1")
+    xml, paths = write_set(
+        tmp_path,
+        root,
+        (f"localhost:{backend.port}", "a.jks", a1),
+        (f"127.0.0.1:{backend.port}", "a.jks", a1),
     )
+    a, trust = paths["a.jks"], tmp_path / "trust.jks"
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     with httpx.Client(transport=MTLSTransport(profiles)) as http:
         for host in ("localhost", "127.0.0.1"):
