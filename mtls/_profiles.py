@@ -449,25 +449,26 @@ class SSLProfileSet:
         builder = self._builder
         profiles, digest = self._source.load(reading.read)
         reading.settle(self._watched(profiles))  # one settle delay for every store
-        items: list[Built | Failed] = []
         every = [*profiles, *([self._default] if isinstance(self._default, SSLProfile) else [])]
-        outcome: dict[int, Built | Failed] = {}
-        for position, profile in enumerate(every):
+        results: list[Built | Failed] = []
+        for profile in every:
+            cause: MTLSError
             try:
-                try:
-                    outcome[position] = builder.build(profile, replacing=False)
-                except Unstable as exc:
-                    if not last:
-                        raise
-                    raise _still_written(exc) from None
+                results.append(builder.build(profile, replacing=False))
+                continue
+            except Unstable as exc:
+                if not last:
+                    raise  # read everything again
+                cause = _still_written(exc)
             except MTLSError as exc:
-                error = self._with_profile(profile, exc)
-                if not skip_failures:
-                    raise error from exc
-                outcome[position] = Failed(profile, error)
-        items = [outcome[i] for i in range(len(profiles))]
+                cause = exc
+            error = self._with_profile(profile, cause)
+            if not skip_failures:
+                raise error from cause
+            results.append(Failed(profile, error))
+        items = results[: len(profiles)]
         default: Built | Failed | ssl.SSLContext | None = (
-            outcome[len(profiles)] if isinstance(self._default, SSLProfile) else self._default
+            results[-1] if isinstance(self._default, SSLProfile) else self._default
         )
         index, fast = build_index(items, self._path)
         builder.end()
