@@ -14,6 +14,7 @@ from ._errors import (
     KeystoreNotFoundError,
     MTLSError,
     ProfileConfigError,
+    ProfileUnavailableError,
     WrongPasswordError,
 )
 from ._profiles import SSLProfileSet
@@ -30,6 +31,7 @@ __all__ = [
     "KeystoreNotFoundError",
     "MTLSError",
     "ProfileConfigError",
+    "ProfileUnavailableError",
     "SSLProfile",
     "SSLProfileSet",
     "Secret",

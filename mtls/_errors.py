@@ -12,7 +12,9 @@ as attributes::
     │   ├── KeystoreNotFoundError  the file is missing (also a FileNotFoundError)
     │   └── KeyEntryError          the store loads, but the entry asked for is missing,
     │                              ambiguous or unusable: fix the alias or the store
-    └── ProfileConfigError         an SSL profile file or deployment.toml is wrong
+    ├── ProfileConfigError         an SSL profile file or deployment.toml is wrong
+    └── ProfileUnavailableError    a profile names this backend but has not loaded:
+                                   the request is refused (its cause says why)
 
 A TLS handshake that fails stays :class:`ssl.SSLError`: it is a statement about
 the peer, not about our input.
@@ -35,6 +37,7 @@ __all__ = [
     "KeystoreNotFoundError",
     "MTLSError",
     "ProfileConfigError",
+    "ProfileUnavailableError",
     "WrongPasswordError",
 ]
 
@@ -102,6 +105,36 @@ class ProfileConfigError(MTLSError):
         super().__init__(message, path=path)
         self.servers: tuple[str, ...] = tuple(servers)
         self.element = element
+
+
+class ProfileUnavailableError(MTLSError):
+    """A profile names this backend, but it has not loaded: the request is refused.
+
+    Raised by :meth:`SSLProfileSet.context_for` (and so by every integration)
+    instead of returning another context or ``None``: a host a profile names is
+    never sent a request without that profile's client certificate and trust. It
+    keeps being raised until a reload loads the profile.
+
+    Attributes:
+        path: the file involved in the failure, when there is one.
+        servers: the ``host:port`` entries of the profile (``*`` for a default).
+        client_id: the profile's client identifier, when it has one.
+        cause: the error that kept the profile from loading (also ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        servers: Sequence[str] = (),
+        client_id: str | None = None,
+        cause: MTLSError | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.servers: tuple[str, ...] = tuple(servers)
+        self.client_id = client_id
+        self.cause = cause
 
 
 class KeystoreNotFoundError(KeystoreError, FileNotFoundError):

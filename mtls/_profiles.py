@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,20 +21,26 @@ from urllib.parse import urlsplit
 
 from ._config import CATCH_ALL, SSLProfile, StoreConfig, check_path_text, normalize_host
 from ._context import normalize_hostname_verifier
-from ._errors import MTLSError, ProfileConfigError
+from ._errors import KeystoreError, MTLSError, ProfileConfigError
 from ._reloader import (
+    CLOSE_TIMEOUT,
     Builder,
     Built,
     Callback,
+    Failed,
     FileReader,
     IndexKey,
+    Interrupted,
     Options,
+    Reading,
+    Reports,
     Served,
     Snapshot,
     Subscribers,
     Timer,
     Unstable,
     build_index,
+    check_seconds,
     check_unique,
     describe_change,
     slot,
@@ -45,6 +51,7 @@ from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 log = logging.getLogger("mtls")
 
 _DEFAULT_PORTS = {"https": 443, "wss": 443}
+_Problem = tuple[str, str, BaseException | None]  # message, what happens meanwhile, traceback
 _FROM_FILE: Any = object()
 
 
@@ -121,13 +128,24 @@ class _XmlFile:
         return profiles, digest
 
 
-def _with_profile(profile: SSLProfile, exc: MTLSError, path: str | None) -> MTLSError:
+def _still_written(exc: Unstable) -> KeystoreError:
+    return KeystoreError(
+        f"{exc.path}: still being written (two reads a settle delay apart differed); "
+        "it is read again at the next check",
+        path=exc.path,
+    )
+
+
+def _with_profile(
+    profile: SSLProfile, exc: MTLSError, path: str | None, *, default: bool = False
+) -> MTLSError:
     """The same error, saying which profile it concerns (its servers)."""
     if isinstance(exc, ProfileConfigError) and exc.servers:
         return exc
     names = ", ".join(profile.server_names)
     who = f" (client {profile.client_id!r})" if profile.client_id else ""
-    message = f"profile {names}{who}: {exc}"
+    label = "the default profile (used when no profile matches)" if default else "profile"
+    message = f"{label} {names}{who}: {exc}" if not default else f"{label}: {exc}"
     if isinstance(exc, ProfileConfigError):
         return ProfileConfigError(
             message, path=exc.path or path, servers=profile.server_names, element=exc.element
@@ -159,6 +177,12 @@ class SSLProfileSet:
         >>> profiles.context_for("example.org", 443) is not None
         True
     """
+
+    # Defaults for an instance whose constructor failed part way: error reporters
+    # repr() the locals of a traceback, and repr() and close() must work at any stage.
+    _path: str | None = None
+    _timer: Timer | None = None
+    _closed: bool = False
 
     def __init__(
         self,
@@ -192,6 +216,8 @@ class SSLProfileSet:
         Raises:
             ProfileConfigError: duplicate ``host:port`` entries, bad options.
             KeystoreError: a store does not load (with ``skip_failures=False``).
+            ValueError: ``reload_interval`` not above 0 and at most
+                ``threading.TIMEOUT_MAX``, or ``settle_delay`` below 0 or above it.
         """
         self._setup(
             _Static(profiles),
@@ -242,6 +268,8 @@ class SSLProfileSet:
         Raises:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.
             KeystoreError: a store does not load (with ``skip_failures=False``).
+            ValueError: ``reload_interval`` or ``settle_delay`` out of range (as for
+                the constructor).
         """
         check_path_text(os.fspath(path), setting="the profile file path")
         xml_path = Path(os.path.abspath(path))
@@ -302,8 +330,15 @@ class SSLProfileSet:
             profiles_path: a profile file to use instead of the one the TOML names
                 (to check a candidate file against production settings).
 
+        With ``skip_failures=True`` the default identity is covered too: when its
+        stores do not load it is reported (in :attr:`failures` and ``status()``) and
+        hosts no profile matches are refused until it loads.
+
         Raises:
-            ProfileConfigError: the TOML is missing, malformed or names no profile file.
+            ProfileConfigError: the TOML is missing, malformed or names no profile
+                file, or its interval is out of range.
+            KeystoreError: a store does not load (with ``skip_failures=False``).
+            ValueError: a ``reload_interval`` or ``settle_delay`` argument out of range.
         """
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         settings = read_deployment_toml(
@@ -320,6 +355,13 @@ class SSLProfileSet:
         if reload_interval is _FROM_FILE:
             interval_ms = settings.interval_ms if settings.interval_ms is not None else 600_000
             reload_interval = interval_ms / 1000 if interval_ms > 0 else None
+            if reload_interval is not None and reload_interval > threading.TIMEOUT_MAX:
+                raise ProfileConfigError(
+                    f"{os.fspath(path)}: the SSL profile interval ({interval_ms} ms) is too "
+                    f"long: at most {threading.TIMEOUT_MAX * 1000:.0f} ms (0 turns reloading off)",
+                    path=os.fspath(path),
+                    element="interval",
+                )
         default = (
             SSLProfile(
                 servers=(CATCH_ALL,), keystore=settings.keystore, truststore=settings.truststore
@@ -357,60 +399,95 @@ class SSLProfileSet:
         mode = normalize_hostname_verifier(hostname_verifier)
         if default is not None and not isinstance(default, ssl.SSLContext | SSLProfile):
             raise TypeError("default must be an ssl.SSLContext, an SSLProfile or None")
+        # Validated before any file is read: a bad interval must not kill the thread later.
+        interval = (
+            None
+            if reload_interval is None
+            else check_seconds("reload_interval", reload_interval, zero=False)
+        )
+        settle = check_seconds("settle_delay", settle_delay, zero=True)
         self._source = source
         self._path = str(source.path) if source.path else None
-        self._options = Options(mode, default_truststore, settle_delay, self._path)
+        self._options = Options(mode, default_truststore, settle, self._path)
         self._stop = threading.Event()
         self._reader = FileReader()
         self._builder = Builder(self._reader, self._options, self._stop)
         self._lock = threading.Lock()
         self._subscribers = Subscribers()
+        self._reports = Reports()
         self._default = default
-        self._closed = False
         self._pending = False
         self._variants: dict[
             tuple[int, tuple[str, ...]], tuple[ssl.SSLContext, ssl.SSLContext]
         ] = {}
         self._variant_lock = threading.Lock()
-        self._snapshot = self._first_snapshot(skip_failures)
-        self._fast = self._snapshot.fast
-        self._timer: Timer | None = None
-        if reload_interval is not None:
+        snapshot = self._first_snapshot(skip_failures)
+        self._fast = snapshot.fast
+        self._snapshot = snapshot
+        self._reports.update(self._problems(snapshot), self._path or "profiles")
+        if interval is not None:
             name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
-            self._timer = Timer(name, float(reload_interval), self.reload)
-            self._timer.start()
+            timer = Timer(name, interval, self._reload_in_thread)
+            timer.start()
+            self._timer = timer
 
     # ------------------------------------------------------------------ building
 
-    def _build_default(self, prev: Built | None) -> Built | ssl.SSLContext | None:
-        if not isinstance(self._default, SSLProfile):
-            return self._default
-        return self._builder.build(self._default, replacing=prev is not None)
-
     def _first_snapshot(self, skip_failures: bool) -> Snapshot:
-        self._builder.begin()
-        profiles, digest = self._source.load(self._reader.read)
-        built: list[Built] = []
-        failures: list[tuple[SSLProfile, MTLSError]] = []
-        for profile in profiles:
+        # A file caught mid-write at start-up is read again (there is no last good to
+        # keep meanwhile); after three tries it is an error like any other.
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            reading = self._builder.begin()
             try:
-                built.append(self._builder.build(profile, replacing=False))
+                snapshot = self._load_first(reading, skip_failures, last=attempt == attempts)
+            except Unstable as exc:
+                if attempt == attempts:
+                    raise ProfileConfigError(
+                        f"{exc.path}: still being written (it changed between two reads "
+                        f"{self._options.settle_delay:g} s apart, {attempts} times): "
+                        "try again once it is complete",
+                        path=exc.path,
+                    ) from None
+                continue
+            reading.commit()
+            return snapshot
+        raise AssertionError("unreachable")
+
+    def _load_first(self, reading: Reading, skip_failures: bool, *, last: bool) -> Snapshot:
+        builder = self._builder
+        profiles, digest = self._source.load(reading.read)
+        reading.settle(self._watched(profiles))  # one settle delay for every store
+        every = [*profiles, *([self._default] if isinstance(self._default, SSLProfile) else [])]
+        results: list[Built | Failed] = []
+        for profile in every:
+            cause: MTLSError
+            try:
+                results.append(builder.build(profile, replacing=False))
+                continue
+            except Unstable as exc:
+                if not last:
+                    raise  # read everything again
+                cause = _still_written(exc)
             except MTLSError as exc:
-                error = _with_profile(profile, exc, self._path)
-                if not skip_failures:
-                    raise error from exc
-                log.warning("%s: skipped (skip_failures): %s", self._path or "profiles", error)
-                failures.append((profile, error))
-        index, fast = build_index(built, self._path)
-        default = self._build_default(None)
-        self._builder.end()
+                cause = exc
+            error = self._with_profile(profile, cause)
+            if not skip_failures:
+                raise error from cause
+            results.append(Failed(profile, error))
+        items = results[: len(profiles)]
+        default: Built | Failed | ssl.SSLContext | None = (
+            results[-1] if isinstance(self._default, SSLProfile) else self._default
+        )
+        index, fast = build_index(items, self._path)
+        builder.end()
         return Snapshot(
             generation=0,
-            built=tuple(built),
+            built=tuple(item for item in items if isinstance(item, Built)),
             index=index,
             fast=fast,
             default=default,
-            failures=tuple(failures),
+            failures=tuple((i.profile, i.error) for i in items if isinstance(i, Failed)),
             config_digest=digest,
             profiles=tuple(profiles),
             watched=self._watched(profiles),
@@ -424,58 +501,61 @@ class SSLProfileSet:
             paths.add(self._source.path)
         return tuple(sorted(paths))
 
-    def _check(self, old: Snapshot) -> tuple[Snapshot, bool]:
+    def _check(self, old: Snapshot) -> tuple[Snapshot, bool, Reading | None]:
         if not (old.errors or old.pending) and not any(self._reader.moved(p) for p in old.watched):
-            return old, False  # the common case: a few stats, nothing read
+            return old, False, None  # the common case: a few stats, nothing read
         builder = self._builder
-        builder.begin()
-        self._pending = False
-        # Every file whose stat moved is read twice, one settle delay apart, before
-        # anything is parsed: a file still being written is left for the next check.
-        builder.settle([p for p in old.watched if self._reader.moved(p)])
+        reading = builder.begin()
+        # Every file whose stat moved is settled before anything is parsed (one
+        # settle delay for all): a file still being written is left for the next check.
+        reading.settle([p for p in old.watched if self._reader.moved(p)])
         profiles: list[SSLProfile] = list(old.profiles)
         digest = old.config_digest
         config_error: MTLSError | None = None
+        self._pending = False
         path = self._source.path
-        if path is not None and (
-            old.config_error is not None or self._reader.digest(path) != old.config_digest
-        ):
+        try:
+            config_moved = path is not None and (
+                old.config_error is not None or reading.digest(path) != old.config_digest
+            )
+        except Unstable:
+            config_moved, self._pending = False, True  # still being written: next check
+        if config_moved:
             try:
-                loaded, loaded_digest = self._source.load(builder.settled_read)
+                loaded, loaded_digest = self._source.load(reading.read)
                 check_unique(loaded, self._path)  # a duplicate refuses the file, like a typo
             except Unstable:
-                self._pending = True  # still being written: the next check takes it
+                self._pending = True
             except MTLSError as exc:
                 # The last good profiles stay, and their stores still rotate below.
                 config_error = exc
-                log.warning("%s: not reloaded, keeping the last good set: %s", path, exc)
             else:
                 profiles, digest = loaded, loaded_digest
-                builder.settle(set(self._watched(profiles)) - set(old.watched))
+                reading.settle(set(self._watched(profiles)) - set(old.watched))
         changed = False
         previous = {slot(item.profile): item for item in old.built}
-        built: list[Built] = []
-        failures: list[tuple[SSLProfile, MTLSError]] = []
+        items: list[Built | Failed] = []
         for profile in profiles:
+            reading.checkpoint()  # close() stops the check here, between profiles
             prev = previous.get(slot(profile))
-            item = self._rebuild(profile, prev, failures)
-            if item is None:
-                continue
-            if prev is None or item.context is not prev.context:
+            item = self._rebuild(profile, prev)
+            if isinstance(item, Built) and (prev is None or item.context is not prev.context):
                 changed = True
                 if item.error is None:
                     log.info("%s: reloaded %s", path or "profiles", describe_change(prev, item))
-            built.append(item)
+            items.append(item)
+        built = [item for item in items if isinstance(item, Built)]
         if {slot(b.profile) for b in built} != set(previous):
             changed = True
-        index, fast = build_index(built, self._path)  # unique: checked when loaded
+        index, fast = build_index(items, self._path)  # unique: checked when loaded
         default = old.default
         if isinstance(self._default, SSLProfile):
-            assert isinstance(old.default, Built)
-            new_default = self._rebuild(self._default, old.default, [])
-            if new_default is not None:
-                changed = changed or new_default.context is not old.default.context
-                default = new_default
+            prev_default = old.default if isinstance(old.default, Built) else None
+            default = self._rebuild(self._default, prev_default)
+            if isinstance(default, Built) and (
+                prev_default is None or default.context is not prev_default.context
+            ):
+                changed = True
         builder.end()
         new = Snapshot(
             generation=old.generation + (1 if changed else 0),
@@ -483,51 +563,83 @@ class SSLProfileSet:
             index=index,
             fast=fast,
             default=default,
-            failures=tuple(failures),
+            failures=tuple((i.profile, i.error) for i in items if isinstance(i, Failed)),
             config_error=config_error,
             config_digest=digest,
             profiles=tuple(profiles),
             watched=self._watched(profiles),
-            pending=self._pending,
+            pending=self._pending or reading.unstable,
         )
-        return new, changed
+        return new, changed, reading
 
-    def _rebuild(
-        self,
-        profile: SSLProfile,
-        prev: Built | None,
-        failures: list[tuple[SSLProfile, MTLSError]],
-    ) -> Built | None:
+    def _rebuild(self, profile: SSLProfile, prev: Built | None) -> Built | Failed:
+        """The profile's entry in the new snapshot: reused, rebuilt, or failed.
+
+        Raises:
+            Interrupted: ``close()`` was called.
+        """
         builder = self._builder
-        if (
-            prev is not None
-            and prev.error is None
-            and prev.profile == profile
-            and not builder.inputs_moved(prev)
-        ):
-            builder.keep(prev)
-            return prev
         try:
+            if (
+                prev is not None
+                and prev.error is None
+                and prev.profile == profile
+                and not builder.inputs_moved(prev)
+            ):
+                builder.keep(prev)
+                return prev
             return builder.build(profile, replacing=prev is not None)
         except Unstable as exc:
             log.info("%s: %s; retrying at the next check", self._path or "profiles", exc)
             self._pending = True
             if prev is not None:
                 builder.keep(prev)
-            return prev
+                return prev
+            return Failed(profile, self._with_profile(profile, _still_written(exc)))
         except MTLSError as exc:
-            error = _with_profile(profile, exc, self._path)
-            log.warning(
-                "%s: %s; %s",
-                self._path or "profiles",
-                error,
-                "keeping its last good context" if prev is not None else "not loaded",
-            )
+            error = self._with_profile(profile, exc)
             if prev is None:
-                failures.append((profile, error))
-                return None
+                return Failed(profile, error)
             builder.keep(prev)
             return replace(prev, error=error)
+
+    def _with_profile(self, profile: SSLProfile, exc: MTLSError) -> MTLSError:
+        return _with_profile(profile, exc, self._path, default=profile is self._default)
+
+    def _problems(self, snapshot: Snapshot) -> dict[Hashable, _Problem]:
+        """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
+        out: dict[Hashable, _Problem] = {}
+        if snapshot.config_error is not None:
+            error = snapshot.config_error
+            unexpected = error.__cause__ if not isinstance(error.__cause__, MTLSError) else None
+            out[("config",)] = (
+                str(error),
+                "keeping the last good profiles (their stores still rotate)",
+                unexpected,
+            )
+        for item in snapshot.built:
+            if item.error is not None:
+                out[("profile", slot(item.profile))] = (
+                    str(item.error),
+                    "keeping its last good context",
+                    None,
+                )
+        for profile, error in snapshot.failures:
+            out[("profile", slot(profile))] = (
+                str(error),
+                "not loaded: requests to its hosts are refused until it loads",
+                None,
+            )
+        default = snapshot.default
+        if isinstance(default, Built) and default.error is not None:
+            out[("default",)] = (str(default.error), "keeping its last good context", None)
+        elif isinstance(default, Failed):
+            out[("default",)] = (
+                str(default.error),
+                "not loaded: requests no profile matches are refused until it loads",
+                None,
+            )
+        return out
 
     # ------------------------------------------------------------------ reloading
 
@@ -537,33 +649,60 @@ class SSLProfileSet:
         Safe from any thread, also while the background thread runs (checks are
         serialised). Never raises for bad files: a profile whose new material fails
         keeps its last good context, and the error is in :attr:`last_error` and
-        :meth:`status` until a later check succeeds.
+        :meth:`status` until a later check succeeds. After :meth:`close` it does
+        nothing and returns False.
 
         Returns:
             True if any context changed (then :attr:`generation` grew by one and
             subscribers were called).
+
+        Raises:
+            KeyboardInterrupt, SystemExit: raised by a secret resolver or subscriber
+                during this call (recorded first, like any other failure).
         """
+        return self._reload(in_thread=False)
+
+    def _reload_in_thread(self) -> bool:
+        return self._reload(in_thread=True)
+
+    def _reload(self, *, in_thread: bool) -> bool:
+        where = self._path or "profiles"
         with self._lock:
+            if self._stop.is_set():
+                return False  # closed: publish nothing more
             old = self._snapshot
+            escaped: BaseException | None = None
             try:
-                new, changed = self._check(old)
-            except Exception as exc:  # a bug, or a resolver that raised something odd
-                # Keep the last good set, say why, and make the next check look at
-                # everything again: the file reader has already seen the new stats.
-                log.exception("%s: reload check failed; keeping the last good set", self._path)
+                new, changed, reading = self._check(old)
+            except Interrupted:
+                return False  # close() during the check: nothing half-built is published
+            except BaseException as exc:
+                # A bug, or a resolver that raised anything at all (even CancelledError):
+                # keep the last good set, say why, and look at everything again next
+                # time (nothing this check read is recorded as seen).
+                if self._stop.is_set():
+                    return False
                 error = ProfileConfigError(
-                    f"{self._path or 'profiles'}: reload failed ({type(exc).__name__}: {exc}); "
-                    "keeping the last good set, retrying at the next check",
+                    f"{where}: reload failed ({type(exc).__name__}: {exc}); "
+                    "retrying at the next check",
                     path=self._path,
                 )
                 error.__cause__ = exc
-                new, changed = replace(old, config_error=error, pending=True), False
+                new, changed, reading = replace(old, config_error=error, pending=True), False, None
+                escaped = exc
+            if self._stop.is_set():
+                return False
+            if reading is not None:
+                reading.commit()  # exactly what was built is recorded as seen
             self._snapshot = new
             self._fast = new.fast
             self._reader.forget(new.watched)  # files no profile names any more
+            self._reports.update(self._problems(new), where)
         if changed:
             self._prune_variants()  # outside the reload lock: never waits on a build
-            self._subscribers.notify(old.generation, new.generation)
+            self._subscribers.notify(old.generation, new.generation, swallow_all=in_thread)
+        if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
+            raise escaped
         return changed
 
     @property
@@ -579,8 +718,14 @@ class SSLProfileSet:
 
     @property
     def failures(self) -> tuple[tuple[SSLProfile, MTLSError], ...]:
-        """Profiles that never loaded (with ``skip_failures`` or added by a reload), with why."""
-        return self._snapshot.failures
+        """Profiles that never loaded (with ``skip_failures`` or added by a reload), with why.
+
+        A ``default`` profile that never loaded is included (its servers are ``*``).
+        """
+        snapshot = self._snapshot
+        default = snapshot.default
+        extra = ((default.profile, default.error),) if isinstance(default, Failed) else ()
+        return snapshot.failures + extra
 
     @property
     def errors(self) -> list[MTLSError]:
@@ -604,16 +749,27 @@ class SSLProfileSet:
         self._subscribers.remove(callback)
 
     def close(self) -> None:
-        """Stop the reload thread and wait for it. Idempotent; lookups keep working."""
+        """Stop the reload thread. Idempotent; lookups keep working.
+
+        Returns at once when the thread is waiting for its next check (the usual
+        case), and within :data:`CLOSE_TIMEOUT` seconds when a check is running: the
+        check stops at its next safe point (before each file read, profile and
+        context build) and publishes nothing. A store parse already under way cannot
+        be cut short (a hostile store can cost seconds of key derivation); the thread
+        finishes it in the background, discards it and exits. :meth:`reload` does
+        nothing after ``close()``.
+        """
         self._closed = True
-        self._stop.set()
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
         if self._timer is not None:
-            self._timer.close()
+            self._timer.close(CLOSE_TIMEOUT)
 
     @property
     def reloading(self) -> bool:
-        """True while the background reload thread runs."""
-        return self._timer is not None and self._timer.alive
+        """True while the background reload thread keeps the set current (False after close)."""
+        return not self._closed and self._timer is not None and self._timer.alive
 
     def __enter__(self) -> SSLProfileSet:
         return self
@@ -633,6 +789,13 @@ class SSLProfileSet:
     ) -> ssl.SSLContext | None:
         """The context for a backend, or ``None`` when nothing (not even a default) matches.
 
+        A host that a profile names is served by that profile or not at all: when
+        the profile has not loaded (``skip_failures=True``, or added by a reload
+        with broken material), this raises :class:`ProfileUnavailableError` instead
+        of falling through to the ``*`` profile, the default, or the HTTP client's
+        own settings. So does an unmatched host when the ``default`` profile has not
+        loaded. A profile that loaded once keeps its last good context.
+
         Args:
             host: the backend's host name or IP literal (case-insensitive; IPv6 with or
                 without brackets). Never resolved through DNS.
@@ -644,6 +807,13 @@ class SSLProfileSet:
                 no client ever sets ALPN on a context another client shares (HTTP
                 clients do that before every handshake). A ``default`` given as a ready
                 ``ssl.SSLContext`` is returned as it is.
+
+        Returns:
+            The context to use (never modify it), or ``None``: no profile, no default.
+
+        Raises:
+            ProfileUnavailableError: the profile that names this backend has not
+                loaded; its ``cause`` says why (also ``__cause__``).
         """
         if alpn is None:
             # One read of one immutable mapping: the whole old set or the whole new one.
@@ -661,11 +831,15 @@ class SSLProfileSet:
     ) -> tuple[ssl.SSLContext | None, Served | None]:
         name = normalize_host(host)
         item = self._match(snapshot, name, port, client_id)
-        if item is None and isinstance(snapshot.default, Built):
-            item = snapshot.default
-        if item is not None:
-            return item.context_for_host(name), item.served
-        return snapshot.default if isinstance(snapshot.default, ssl.SSLContext) else None, None
+        if item is None:
+            default = snapshot.default
+            if default is None or isinstance(default, ssl.SSLContext):
+                return default, None
+            item = default
+        if isinstance(item, Failed):
+            error = item.refuse(host, port)
+            raise error from error.cause
+        return item.context_for_host(name), item.served
 
     def _with_alpn(
         self, base: ssl.SSLContext, served: Served, alpn: tuple[str, ...]
@@ -695,7 +869,7 @@ class SSLProfileSet:
 
     def _match(
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None
-    ) -> Built | None:
+    ) -> Built | Failed | None:
         index = snapshot.index
         keys: list[IndexKey] = [(host, port, client_id)]
         if client_id is not None:
@@ -712,14 +886,7 @@ class SSLProfileSet:
     def _slow_context(
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None
     ) -> ssl.SSLContext | None:
-        name = normalize_host(host)
-        item = self._match(snapshot, name, port, client_id)
-        if item is not None:
-            return item.context_for_host(name)
-        default = snapshot.default
-        if isinstance(default, Built):
-            return default.context_for_host(name)
-        return default
+        return self._lookup(snapshot, host, port, client_id)[0]
 
     def context_for_url(
         self, url: str, *, client_id: str | None = None, alpn: Sequence[str] | None = None
@@ -728,6 +895,10 @@ class SSLProfileSet:
 
         Plain ``http://`` (and ``ws://``) URLs need no TLS: ``None``. ``client_id``
         and ``alpn`` are as for :meth:`context_for`.
+
+        Raises:
+            ProfileUnavailableError: as for :meth:`context_for`.
+            ValueError: the URL has no host.
         """
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -743,7 +914,10 @@ class SSLProfileSet:
     def profile_for(
         self, host: str, port: int, *, client_id: str | None = None
     ) -> SSLProfile | None:
-        """The profile that serves a backend (``None``: no profile; the default may still apply)."""
+        """The profile that names a backend (``None``: no profile; the default may still apply).
+
+        It may be one that has not loaded: :meth:`context_for` then raises.
+        """
         item = self._match(self._snapshot, normalize_host(host), port, client_id)
         return item.profile if item is not None else None
 
@@ -765,7 +939,7 @@ class SSLProfileSet:
         items = [*snapshot.built]
         if isinstance(snapshot.default, Built):
             items.append(snapshot.default)
-        elif snapshot.default is not None:
+        elif isinstance(snapshot.default, ssl.SSLContext):
             seen[id(snapshot.default)] = snapshot.default
         for item in items:
             for ctx in (item.context, item.localhost_context):
@@ -782,7 +956,8 @@ class SSLProfileSet:
         ``hostname_verifier``, ``last_error`` and ``profiles``: per profile its
         ``servers``, ``client_id``, ``files`` (role, path, sha256), client
         certificate ``subject`` and ``not_after``, ``last_good_load`` and ``error``.
-        Profiles that never loaded appear with ``loaded: false``. Never a secret.
+        Profiles that never loaded appear with ``loaded: false`` (so does
+        ``default`` when it is a profile that never loaded). Never a secret.
         """
         snapshot = self._snapshot
 
@@ -804,9 +979,8 @@ class SSLProfileSet:
                 "error": str(item.error) if item.error else None,
             }
 
-        profiles = [entry(item) for item in snapshot.built]
-        profiles.extend(
-            {
+        def failed(profile: SSLProfile, error: MTLSError) -> dict[str, Any]:
+            return {
                 "servers": list(profile.server_names),
                 "client_id": profile.client_id,
                 "loaded": False,
@@ -816,8 +990,10 @@ class SSLProfileSet:
                 "last_good_load": None,
                 "error": str(error),
             }
-            for profile, error in snapshot.failures
-        )
+
+        profiles = [entry(item) for item in snapshot.built]
+        profiles.extend(failed(profile, error) for profile, error in snapshot.failures)
+        default = snapshot.default
         errors = snapshot.errors
         return {
             "generation": snapshot.generation,
@@ -828,17 +1004,27 @@ class SSLProfileSet:
             "checked_at": _dt.datetime.now(_dt.UTC).isoformat(),
             "last_error": str(errors[0]) if errors else None,
             "config_error": str(snapshot.config_error) if snapshot.config_error else None,
-            "default": entry(snapshot.default) if isinstance(snapshot.default, Built) else None,
+            "default": (
+                entry(default)
+                if isinstance(default, Built)
+                else failed(default.profile, default.error)
+                if isinstance(default, Failed)
+                else None
+            ),
             "profiles": profiles,
         }
 
     def __repr__(self) -> str:
+        # Safe at every stage of construction (see the class-level defaults).
         source = f" from {self._path!r}" if self._path else ""
+        snapshot: Snapshot | None = getattr(self, "_snapshot", None)
+        if snapshot is None:
+            return f"<SSLProfileSet{source}, not loaded>"
         timer = (
             f", reloading every {self._timer.interval:g}s" if self.reloading and self._timer else ""
         )
-        count = len(self)
+        count = len(snapshot.built)
         return (
             f"<SSLProfileSet {count} profile{'' if count == 1 else 's'}{source}, "
-            f"generation {self.generation}{timer}>"
+            f"generation {snapshot.generation}{timer}>"
         )

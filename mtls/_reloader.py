@@ -2,30 +2,53 @@
 
 Theory of operation
 -------------------
-All mutable state of a profile set is one reference, ``Engine.snapshot``, to an
+All mutable state of a profile set is one reference, ``SSLProfileSet._snapshot``, to an
 immutable :class:`Snapshot` (profiles, their contexts, the lookup index, the file
 fingerprints they were built from, per-profile errors). Readers (``context_for``)
 read that reference once and use what they got: they never lock, never wait on a
 rebuild, and see either the whole old set or the whole new one.
 
-Writers are serialised by ``Engine._lock``: the background thread's periodic
+Writers are serialised by ``SSLProfileSet._lock``: the background thread's periodic
 check and any ``reload()`` call take it, build a new snapshot off to the side,
 and publish it with one assignment. Subscribers are called after the lock is
 released, on a copied list, each in its own ``try``.
 
 A check is cheap when nothing changed: one ``os.stat`` per distinct watched file
-(the profile file and every store), compared with the stat recorded when its
-content was last hashed. Only files whose size, mtime, ctime or inode moved are
-read and hashed; only when a hash differs is anything parsed or built. ``stat``
-follows symlinks on every check, so a Kubernetes ``..data`` swap (new inode, even
-with an older mtime) is seen.
+(the profile file and every store), compared with the stat recorded when its bytes
+were last used. Only files whose size, mtime, ctime or inode moved are read and
+hashed; only when a hash differs is anything parsed or built. ``stat`` follows
+symlinks on every check, so a Kubernetes ``..data`` swap (new inode, even with an
+older mtime) is seen.
 
-A changed file is applied only when two reads a settle delay apart give the same
-hash, so a store caught mid-write is never installed. Contexts are cached by
-content (store hashes, passwords, options): a profile whose inputs did not change
-keeps its very same ``SSLContext``; identical material is one context however many
-profiles use it. A profile whose new material fails to load or validate keeps its
-last good context and reports the error; the next check retries it.
+Every read of a check goes through one :class:`Reading`, and two rules make
+rotations safe from writers that change files while a check runs:
+
+* **Settled bytes only.** Every byte string handed to a parser has been settled: the
+  file had not moved since an earlier check settled it; or its stat held still
+  across the read and its last change (ctime) is at least ``settle_delay`` old; or a
+  second read one settle delay later matched (one wait for all files of a check).
+  This applies to every read, including files that were missing or unchanged when the
+  check began and change during it, and to the first load. A file whose reads
+  differ is *unstable*: nothing is built from it and the next check looks again.
+* **Seen is what was built.** Each file gets one verdict per check, and the stat
+  recorded as seen (:class:`FileReader`) is the one taken *before* the bytes that
+  were built were read, written only when the check publishes. A file that changes
+  at any moment after that read has a different stat at the next check.
+
+Contexts are cached by content (store hashes, passwords, options): a profile whose
+inputs did not change keeps its very same ``SSLContext``; identical material is one
+context however many profiles use it. A profile whose new material fails to load or
+validate keeps its last good context and reports the error; the next check retries
+it. A profile with no last good at all is a :class:`Failed` entry in the index: the
+hosts it names are refused (``ProfileUnavailableError``), never served by a
+catch-all or default.
+
+The thread (:class:`Timer`) survives any exception from a check, ``BaseException``
+included, and reports it. ``close()`` sets the stop event: waits end at once, and a
+running check raises :class:`Interrupted` at its next safe point (each file read,
+profile and context build), so nothing is published or recorded as seen; a parse
+already under way is not interruptible, so ``close()`` waits at most
+:data:`CLOSE_TIMEOUT` for it. Problems are logged once each (:class:`Reports`).
 """
 
 from __future__ import annotations
@@ -34,10 +57,12 @@ import contextlib
 import datetime as _dt
 import hashlib
 import logging
+import math
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +70,22 @@ from typing import Any
 from . import _x509
 from ._config import CATCH_ALL, Server, SSLProfile, StoreConfig
 from ._context import LOCALHOST_NAMES, client_context
-from ._errors import KeyEntryError, KeystoreError, MTLSError, ProfileConfigError
+from ._errors import (
+    KeyEntryError,
+    KeystoreError,
+    MTLSError,
+    ProfileConfigError,
+    ProfileUnavailableError,
+)
 from ._files import read_input
 from ._stores import Keystore, Truststore
 
 log = logging.getLogger("mtls")
 
 _MISSING: tuple[int, ...] = (-1,)
+
+#: The longest ``close()`` waits for a check in progress (seconds); see its docstring.
+CLOSE_TIMEOUT = 1.0
 IndexKey = tuple[str, int, str | None]
 
 
@@ -66,47 +100,207 @@ def _stat_key(path: Path) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
+def _changed_at_ns(key: tuple[int, ...]) -> int | None:
+    """The last time the file's content or inode changed (None: no such file)."""
+    if key == _MISSING:
+        return None
+    # ctime cannot be set by user space, and moves with every write, chmod or rename;
+    # an mtime set into the future (touch -d) makes the file look fresh, never old.
+    return max(key[1], key[2])
+
+
+class Interrupted(Exception):
+    """``close()`` was called during a check: stop at this safe point, publish nothing."""
+
+
+class Unstable(Exception):
+    """A file changed between two reads of one check: it is still being written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is still being written")
+        self.path = path
+
+
 class FileReader:
-    """Content hashes of files, re-hashed only when their stat moved."""
+    """What the engine last *used* of each watched file: the stat taken before the
+    bytes were read, and their hash (``None``: the file could not be read).
+
+    Entries are written only by :meth:`Reading.commit`, at the end of a check that
+    published a snapshot, and only for bytes that check settled and built from: so a
+    file that changes at any moment after it was read has a different stat at the
+    next check, and is looked at again.
+    """
 
     def __init__(self) -> None:
-        self._cache: dict[Path, tuple[tuple[int, ...], str | None]] = {}
+        self._seen: dict[Path, tuple[tuple[int, ...], str | None]] = {}
 
     def moved(self, path: Path) -> bool:
-        """True if the file's stat differs from when it was last hashed (or never was)."""
-        cached = self._cache.get(path)
-        return cached is None or cached[0] != _stat_key(path)
+        """True if the file's stat differs from the one recorded (or none is)."""
+        seen = self._seen.get(path)
+        return seen is None or seen[0] != _stat_key(path)
 
-    def read(self, path: Path) -> tuple[bytes, str]:
-        """Read the file and record its hash against the stat seen before reading.
+    def seen(self, path: Path) -> tuple[tuple[int, ...], str | None] | None:
+        """The recorded (stat, sha256) of ``path``, if any."""
+        return self._seen.get(path)
 
-        Raises:
-            OSError: the file cannot be read.
-        """
-        before = _stat_key(path)
-        data = read_input(path)
-        digest = hashlib.sha256(data).hexdigest()
-        self._cache[path] = (before, digest)
-        return data, digest
+    def record(self, path: Path, key: tuple[int, ...], digest: str | None) -> None:
+        self._seen[path] = (key, digest)
 
-    def digest(self, path: Path) -> str | None:
-        """The content hash (cached while the stat does not move); None if unreadable."""
-        key = _stat_key(path)
-        cached = self._cache.get(path)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        try:
-            return self.read(path)[1]
-        except OSError:
-            self._cache[path] = (key, None)  # remembered, so a missing file costs one stat
-            return None
+    def drop(self, path: Path) -> None:
+        self._seen.pop(path, None)
 
     def forget(self, keep: Iterable[Path]) -> None:
-        """Drop cache entries for files no longer watched."""
+        """Drop entries for files no longer watched."""
         wanted = set(keep)
-        for path in list(self._cache):
+        for path in list(self._seen):
             if path not in wanted:
-                del self._cache[path]
+                del self._seen[path]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What one check knows of one file; each file gets exactly one per check."""
+
+    key: tuple[int, ...]  # the stat taken before the bytes were read
+    data: bytes | None = None  # None with error (unreadable) or for "unchanged" (read lazily)
+    digest: str | None = None
+    error: OSError | None = None
+    unstable: bool = False
+    unchanged: bool = False  # as recorded by an earlier check: nothing read yet
+
+
+class Reading:
+    """The files one check (or the first load) reads: every byte string it hands
+    out has been **settled**, and each file has one answer for the whole check.
+
+    A file is settled when its bytes are known to be complete: it has not moved
+    since an earlier check settled it; or its stat did not move while it was read
+    and its last change is at least ``settle_delay`` old; or a second read, one
+    ``settle_delay`` later, gives the same bytes (one wait for all the files read
+    together). A file whose two reads differ is *unstable*: it is still being
+    written, nothing is built from it in this check, and the next check reads it
+    again. Reads go through :func:`mtls._files.read_input` (regular files only, a
+    size limit), so no file can block or exhaust a check.
+    """
+
+    def __init__(self, seen: FileReader, settle_delay: float, stop: threading.Event) -> None:
+        self._seen = seen
+        self._delay = settle_delay
+        self._stop = stop
+        self._verdicts: dict[Path, _Verdict] = {}
+
+    def checkpoint(self) -> None:
+        """A safe point: raise :class:`Interrupted` if ``close()`` was called."""
+        if self._stop.is_set():
+            raise Interrupted
+
+    def _quiet(self, key: tuple[int, ...]) -> bool:
+        changed = _changed_at_ns(key)
+        return changed is not None and changed <= time.time_ns() - int(self._delay * 1e9)
+
+    def settle(self, paths: Iterable[Path]) -> None:
+        """Give each of ``paths`` its verdict, reading it (twice if need be)."""
+        firsts: dict[Path, tuple[tuple[int, ...], bytes, str]] = {}
+        for path in paths:
+            if path in self._verdicts:
+                continue
+            self.checkpoint()
+            before = _stat_key(path)
+            try:
+                data = read_input(path)
+            except OSError as exc:
+                self._verdicts[path] = _Verdict(before, error=exc)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            still = _stat_key(path) == before
+            if still and (self._seen.seen(path) == (before, digest) or self._quiet(before)):
+                self._verdicts[path] = _Verdict(before, data, digest)
+            else:
+                firsts[path] = (before, data, digest)
+        if not firsts:
+            return
+        # Event.wait, not time.sleep: close() ends the wait at once.
+        self._stop.wait(self._delay)
+        for path, (before, _, digest) in firsts.items():
+            self.checkpoint()
+            try:
+                again = read_input(path)
+            except OSError:
+                again = None  # gone between the two reads: still changing
+            if again is not None and hashlib.sha256(again).hexdigest() == digest:
+                self._verdicts[path] = _Verdict(before, again, digest)
+            else:
+                self._verdicts[path] = _Verdict(before, unstable=True)
+
+    def _verdict(self, path: Path) -> _Verdict:
+        verdict = self._verdicts.get(path)
+        if verdict is None:
+            seen = self._seen.seen(path)
+            if seen is not None and seen[0] == _stat_key(path):
+                verdict = _Verdict(seen[0], digest=seen[1], unchanged=True)
+                self._verdicts[path] = verdict
+            else:
+                self.settle([path])
+                verdict = self._verdicts[path]
+        return verdict
+
+    def digest(self, path: Path) -> str | None:
+        """The settled hash of ``path`` in this check (``None``: it cannot be read).
+
+        Raises:
+            Unstable: it is still being written.
+            Interrupted: ``close()`` was called.
+        """
+        verdict = self._verdict(path)
+        if verdict.unstable:
+            raise Unstable(path)
+        return verdict.digest
+
+    def read(self, path: Path) -> tuple[bytes, str]:
+        """The settled bytes of ``path`` in this check, and their hash.
+
+        Raises:
+            OSError: it cannot be read (:class:`mtls._files.InputRefused` for a
+                device, pipe or socket, or a file over the size limit).
+            Unstable: it is still being written.
+            Interrupted: ``close()`` was called.
+        """
+        verdict = self._verdict(path)
+        if verdict.unstable:
+            raise Unstable(path)
+        if verdict.error is not None:
+            raise verdict.error
+        if verdict.data is None:  # "unchanged": read it now, and make sure it still is
+            if verdict.digest is None:
+                # Unreadable last time and the stat has not moved: read for the error.
+                self._verdicts.pop(path)
+                self.settle([path])
+                return self.read(path)
+            self.checkpoint()
+            data = read_input(path)
+            if hashlib.sha256(data).hexdigest() != verdict.digest:
+                # Changed after this check declared it unchanged: this check cannot
+                # use it consistently; the next one will (its stat moved).
+                self._verdicts[path] = _Verdict(verdict.key, unstable=True)
+                raise Unstable(path)
+            verdict = _Verdict(verdict.key, data, verdict.digest)
+            self._verdicts[path] = verdict
+        assert verdict.data is not None
+        assert verdict.digest is not None
+        return verdict.data, verdict.digest
+
+    @property
+    def unstable(self) -> bool:
+        """True if any file was caught mid-write: the next check must look again."""
+        return any(v.unstable for v in self._verdicts.values())
+
+    def commit(self) -> None:
+        """Record what this check used (its snapshot was published)."""
+        for path, verdict in self._verdicts.items():
+            if verdict.unstable:
+                self._seen.drop(path)  # looked at again next check
+            elif not verdict.unchanged:
+                self._seen.record(path, verdict.key, verdict.digest)
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -168,14 +362,36 @@ class Built:
 
 
 @dataclass(frozen=True, slots=True)
+class Failed:
+    """A profile that never loaded: the hosts it names are refused, never served otherwise."""
+
+    profile: SSLProfile
+    error: MTLSError
+
+    def refuse(self, host: str, port: int) -> ProfileUnavailableError:
+        """The error ``context_for`` raises for a request this profile should have served."""
+        where = f"{host}:{port}"
+        error = ProfileUnavailableError(
+            f"{where}: refused: the profile for it has not loaded, and no other profile "
+            f"or default may serve it (that would send no client certificate): {self.error}",
+            path=self.error.path,
+            servers=self.profile.server_names,
+            client_id=self.profile.client_id,
+            cause=self.error,
+        )
+        error.__cause__ = self.error
+        return error
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a reader needs, immutable; replaced whole on every applied change."""
 
     generation: int
     built: tuple[Built, ...]
-    index: Mapping[IndexKey, Built]
+    index: Mapping[IndexKey, Built | Failed]  # failed profiles too: their hosts are refused
     fast: Mapping[IndexKey, ssl.SSLContext]  # exact keys straight to their context
-    default: Built | ssl.SSLContext | None
+    default: Built | Failed | ssl.SSLContext | None
     failures: tuple[tuple[SSLProfile, MTLSError], ...]  # profiles with no last good at all
     config_error: MTLSError | None = None
     config_digest: str | None = None
@@ -188,7 +404,7 @@ class Snapshot:
         """Every error the snapshot carries, config first."""
         out: list[MTLSError] = [self.config_error] if self.config_error else []
         out.extend(b.error for b in self.built if b.error is not None)
-        if isinstance(self.default, Built) and self.default.error is not None:
+        if isinstance(self.default, Built | Failed) and self.default.error is not None:
             out.append(self.default.error)
         out.extend(err for _, err in self.failures)
         return out
@@ -233,17 +449,24 @@ def check_unique(profiles: Iterable[SSLProfile], path: str | None) -> None:
 
 
 def build_index(
-    built: Iterable[Built], path: str | None
-) -> tuple[dict[IndexKey, Built], dict[IndexKey, ssl.SSLContext]]:
-    """Index profiles by (host, port, client_id); duplicates are a ProfileConfigError."""
-    items = list(built)
+    items: Iterable[Built | Failed], path: str | None
+) -> tuple[dict[IndexKey, Built | Failed], dict[IndexKey, ssl.SSLContext]]:
+    """Index profiles (loaded and failed) by (host, port, client_id).
+
+    Only loaded ones go in the fast map; a failed one's keys stay in the index so
+    that its hosts are refused rather than served by a catch-all or default.
+
+    Raises:
+        ProfileConfigError: the same key in two profiles.
+    """
+    items = list(items)
     check_unique((item.profile for item in items), path)
-    index: dict[IndexKey, Built] = {}
+    index: dict[IndexKey, Built | Failed] = {}
     fast: dict[IndexKey, ssl.SSLContext] = {}
     for item in items:
         for key, server in _keys(item.profile):
             index[key] = item
-            if server != CATCH_ALL:
+            if server != CATCH_ALL and isinstance(item, Built):
                 fast[key] = item.context_for_host(key[0])
     return index, fast
 
@@ -284,16 +507,21 @@ class Builder:
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
-        self._settled: dict[Path, tuple[bytes, str] | None] = {}
+        self.reading = Reading(reader, options.settle_delay, stop)
         # One Served per material in a check: 1,000 profiles on the same stores share it.
         self._served: dict[tuple[Any, ...], Served] = {}
 
-    def begin(self) -> None:
-        """Start a check: stores and contexts not used by its end are dropped."""
+    def begin(self) -> Reading:
+        """Start a check: stores and contexts not used by its end are dropped.
+
+        Returns:
+            The check's :class:`Reading`: every file it reads goes through it.
+        """
         self._used_stores = set()
         self._used_contexts = set()
-        self._settled = {}
         self._served = {}
+        self.reading = Reading(self.reader, self.options.settle_delay, self._stop)
+        return self.reading
 
     def end(self) -> None:
         """Drop cache entries the new snapshot does not use."""
@@ -313,57 +541,12 @@ class Builder:
             if ctx is item.context:
                 self._used_contexts.add(key)
 
-    def _read(self, path: Path) -> tuple[bytes, str]:
-        # Each file is read once per check, however many profiles name it.
-        return self.settled_read(path)
-
-    def settle(self, paths: Iterable[Path]) -> None:
-        """Read each changed file twice, one settle delay apart (one wait for all).
-
-        A file whose two reads differ is still being written: :meth:`settled_read`
-        raises :class:`Unstable` for it during this check, and the next check retries.
-        """
-        firsts: dict[Path, str] = {}
-        for path in paths:
-            if path in self._settled:
-                continue
-            try:
-                firsts[path] = self.reader.read(path)[1]
-            except OSError:
-                continue  # missing or unreadable: the build reports it
-        if not firsts:
-            return
-        # Interruptible: close() ends the wait at once.
-        self._stop.wait(self.options.settle_delay)
-        for path, first in firsts.items():
-            try:
-                second = self.reader.read(path)
-            except OSError:
-                continue
-            self._settled[path] = second if second[1] == first else None
-
-    def settled_read(self, path: Path) -> tuple[bytes, str]:
-        """The bytes of ``path`` as settled in this check (or read now if it had not moved).
-
-        Raises:
-            Unstable: the file changed between the two reads of :meth:`settle`.
-            OSError: the file cannot be read.
-        """
-        if path in self._settled:
-            result = self._settled[path]
-            if result is None:
-                raise Unstable(path)
-            return result
-        result = self.reader.read(path)
-        self._settled[path] = result
-        return result
-
     def _load(
         self, config: StoreConfig, keystore: bool, material: _Material
     ) -> tuple[Keystore | Truststore, str]:
         role = "keystore" if keystore else "truststore"
         try:
-            data, digest = self._read(config.location)
+            data, digest = self.reading.read(config.location)
         except FileNotFoundError:
             # shown_location: never a path made from $env{} (as written instead), and
             # setting: the <Location> or deployment.toml key that named it.
@@ -469,6 +652,7 @@ class Builder:
         verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
         ctx_key = (key_fp, alias, trust_fp, verify, mode)
+        self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
         pair = self._contexts.get(ctx_key)
         if pair is None:
@@ -510,8 +694,14 @@ class Builder:
         return Built(profile, served)
 
     def inputs_moved(self, item: Built) -> bool:
-        """True if any file behind ``item`` now hashes differently (or the config changed)."""
-        return any(self.reader.digest(Path(path)) != digest for _, path, digest in item.files)
+        """True if any file behind ``item`` now hashes differently.
+
+        Raises:
+            Unstable: one of them is still being written.
+            Interrupted: ``close()`` was called.
+        """
+        reading = self.reading
+        return any(reading.digest(Path(path)) != digest for _, path, digest in item.files)
 
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""
@@ -524,14 +714,6 @@ class Builder:
             if profile.truststore is None and self.options.default_truststore is not None:
                 paths.add(self.options.default_truststore.location)
         return paths
-
-
-class Unstable(Exception):
-    """A file changed between two reads of one check."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} is still being written")
-        self.path = path
 
 
 def _validate_validity(
@@ -585,23 +767,57 @@ class Subscribers:
         with self._lock, contextlib.suppress(ValueError):
             self._callbacks.remove(callback)
 
-    def notify(self, old: int, new: int) -> None:
+    def notify(self, old: int, new: int, *, swallow_all: bool = False) -> None:
+        """Call every callback; one that raises is logged and the others still run.
+
+        ``KeyboardInterrupt`` and ``SystemExit`` propagate (after the others ran)
+        unless ``swallow_all``: the reload thread survives anything.
+        """
         with self._lock:
             callbacks = list(self._callbacks)
+        pending: BaseException | None = None
         for callback in callbacks:
             try:
                 callback(old, new)
-            except Exception:
+            except BaseException as exc:
                 log.exception("mtls: a reload subscriber raised; the others still run")
+                if not swallow_all and isinstance(exc, KeyboardInterrupt | SystemExit):
+                    pending = pending or exc
+        if pending is not None:
+            raise pending
+
+
+def check_seconds(name: str, value: object, *, zero: bool) -> float:
+    """``value`` as seconds for ``Event.wait``, or a ValueError naming the range.
+
+    Raises:
+        ValueError: not a number, not finite, below the range, or above
+            ``threading.TIMEOUT_MAX`` (which ``Event.wait`` refuses with OverflowError).
+    """
+    limit = threading.TIMEOUT_MAX
+    kind = "a number of seconds from 0" if zero else "a positive number of seconds"
+    why = f"{name} must be {kind} up to {limit:.0f} (threading.TIMEOUT_MAX), not {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(why)  # noqa: TRY004 - one error type for every bad interval
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        raise ValueError(why)
+    if seconds > limit:
+        raise ValueError(why)
+    return seconds
 
 
 class Timer:
-    """The named daemon thread that calls ``check`` every ``interval`` seconds."""
+    """The named daemon thread that calls ``check`` every ``interval`` seconds.
+
+    Nothing short of interpreter shutdown ends it but :meth:`close`: ``check``
+    reports its own failures, and anything that still escapes (a ``BaseException``
+    such as ``asyncio.CancelledError`` from a secret resolver) is logged here and
+    the thread carries on.
+    """
 
     def __init__(self, name: str, interval: float, check: Callable[[], object]) -> None:
-        if interval <= 0:
-            raise ValueError("reload_interval must be a positive number of seconds")
-        self.interval = interval
+        self.interval = check_seconds("reload_interval", interval, zero=False)
         self.stop = threading.Event()
         self._check = check
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -614,8 +830,9 @@ class Timer:
         while not self.stop.wait(self.interval):
             try:
                 self._check()
-            except Exception:  # a bug must not kill the thread that keeps certs fresh
-                log.exception("mtls: unexpected error during a reload check")
+            except BaseException:  # the thread that keeps certificates fresh never dies
+                with contextlib.suppress(BaseException):
+                    log.exception("mtls: unexpected error during a reload check; carrying on")
 
     def close(self, timeout: float | None = None) -> None:
         self.stop.set()
@@ -625,3 +842,46 @@ class Timer:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def current(self) -> bool:
+        """True when called on the reload thread itself."""
+        return self._thread is threading.current_thread()
+
+
+class Reports:
+    """Each distinct problem is logged once: when it appears, when it changes, and
+    when it is resolved (at WARNING too, so whoever saw the warning sees its end),
+    not at every check. ``status()`` shows it all the while."""
+
+    def __init__(self) -> None:
+        self._shown: dict[Hashable, str] = {}
+
+    def update(
+        self,
+        current: Mapping[Hashable, tuple[str, str, BaseException | None]],
+        where: str,
+        *,
+        log_new: bool = True,
+    ) -> None:
+        """``current``: problem key -> (message, what happens meanwhile, exception
+        whose traceback to log with it). ``log_new=False`` records without logging
+        (the first load logs its own way)."""
+        if log_new:
+            for key, (message, meanwhile, exc) in current.items():
+                if self._shown.get(key) != message:
+                    log.warning(
+                        "%s%s; %s", _prefix(where, message), message, meanwhile, exc_info=exc
+                    )
+            for key, message in self._shown.items():
+                if key not in current:
+                    log.warning("%sresolved: %s", f"{where}: ", _first_line(message))
+        self._shown = {key: message for key, (message, _, _) in current.items()}
+
+
+def _prefix(where: str, message: str) -> str:
+    return "" if message.startswith(where) else f"{where}: "
+
+
+def _first_line(text: str) -> str:
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -231,7 +231,8 @@ def test_skip_failures_loads_the_rest_and_reports(tmp_path, pki):
     )
     profiles = SSLProfileSet.from_xml(xml, skip_failures=True)
     assert profiles.context_for("good.test", 443) is not None
-    assert profiles.context_for("bad.test", 443) is None
+    with pytest.raises(mtls.ProfileUnavailableError):  # fails closed (issue 12)
+        profiles.context_for("bad.test", 443)
     assert isinstance(profiles.last_error, mtls.KeystoreError)
     status = profiles.status()
     assert status["healthy"] is False

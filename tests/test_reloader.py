@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mtls import KeystoreError, ProfileConfigError, SSLProfileSet
+from mtls import KeystoreError, ProfileConfigError, ProfileUnavailableError, SSLProfileSet
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir, write_in_two_halves
 
 from ._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
@@ -277,7 +277,10 @@ def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, ba
     keystore.write_bytes(jks(ca, "gen-1"))
     xml = tmp_path / "p.xml"
     xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
-    profiles = SSLProfileSet.from_xml(xml, settle_delay=0.01)
+    # A settle delay longer than the test: the half-written file is always "fresh"
+    # (its change time is within the delay), so it is read twice; the wait itself is
+    # the stand-in below and returns at once.
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=30)
     before = profiles.context_for("localhost", backend.port)
     third = CA(name="third anchor")
     full = other.cert_pem + ca.cert_pem + third.cert_pem
@@ -418,7 +421,9 @@ def test_new_profile_that_fails_during_reload_is_reported_not_installed(setup, t
         ).encode(),
     )
     assert profiles.reload() is False
-    assert profiles.context_for("new.test", 443) is None
+    with pytest.raises(ProfileUnavailableError, match=r"missing\.jks") as info:
+        profiles.context_for("new.test", 443)  # fails closed: never another context
+    assert info.value.servers == ("new.test:443",)
     assert "missing.jks" in str(profiles.last_error)
     assert [p["loaded"] for p in profiles.status()["profiles"]] == [True, False]
 

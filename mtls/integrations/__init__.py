@@ -48,6 +48,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._errors import MTLSError
+
 if TYPE_CHECKING:
     from .._profiles import SSLProfileSet
 
@@ -110,6 +112,7 @@ class _ContextPools(Generic[T]):
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
+        self._unclosed: list[T] = []  # retired and due to close, left by a refused acquire
         self._origins: set[tuple[str, int]] = set()
         self._generation = profile_set.generation
 
@@ -126,12 +129,24 @@ class _ContextPools(Generic[T]):
             The entry (``None`` when no profile and no default match: use the
             client's normal TLS), and resources retired by a sweep, to close now.
             Every entry returned must be given back with :meth:`release`.
+
+        Raises:
+            ProfileUnavailableError: the profile naming ``host:port`` has not loaded
+                (nothing is leased).
         """
         profiles = self._profiles
         closing: list[T] = []
         while True:
             generation = profiles.generation
-            ctx = profiles.context_for(host, port, client_id=self._client_id, alpn=self._alpn_of())
+            try:
+                ctx = profiles.context_for(
+                    host, port, client_id=self._client_id, alpn=self._alpn_of()
+                )
+            except MTLSError:
+                if closing:  # retired by a sweep of an earlier pass: the next caller closes
+                    with self._lock:
+                        self._unclosed.extend(closing)
+                raise
             if profiles.generation != generation:
                 continue  # a reload between the two reads: ctx may be from either set
             with self._lock:
@@ -184,9 +199,12 @@ class _ContextPools(Generic[T]):
             live: dict[int, tuple[str, int]] = {}
             origins: set[tuple[str, int]] = set()
             for host, port in self._origins:
-                ctx = profiles.context_for(
-                    host, port, client_id=self._client_id, alpn=self._alpn_of()
-                )
+                try:
+                    ctx = profiles.context_for(
+                        host, port, client_id=self._client_id, alpn=self._alpn_of()
+                    )
+                except MTLSError:  # refused now (its profile has not loaded): nothing live
+                    ctx = None
                 if ctx is not None:
                     live[id(ctx)] = (host, port)
                     origins.add((host, port))
@@ -194,7 +212,8 @@ class _ContextPools(Generic[T]):
                 break  # the answers all come from one generation
         self._generation = generation
         self._origins = origins  # hosts now without a profile are forgotten
-        closing: list[T] = []
+        closing: list[T] = self._unclosed
+        self._unclosed = []
         for key, entry in list(self._entries.items()):
             if key in live:
                 continue
@@ -219,7 +238,8 @@ class _ContextPools(Generic[T]):
             self._entries.clear()
             self._draining.clear()
             self._origins.clear()
-            closing: list[T] = []
+            closing: list[T] = self._unclosed
+            self._unclosed = []
             for entry in entries:
                 entry.retired = True
                 if not entry.closed:

@@ -66,6 +66,8 @@ def request_ssl(
         plain ``http://``.
 
     Raises:
+        mtls.ProfileUnavailableError: the profile that names the URL's host has
+            not loaded: the request must not go out without its identity.
         ValueError: the URL has no host.
     """
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.

@@ -127,7 +127,8 @@ class MTLSTransport(httpx.BaseTransport):
     **transport_kwargs)`` serves each distinct context; URLs for which the set
     has no profile and no default (and plain ``http://`` URLs) go to
     ``httpx.HTTPTransport(**transport_kwargs)``: httpx's normal verification, no
-    client certificate.
+    client certificate. A URL whose profile has not loaded is never sent: the
+    request raises :class:`mtls.ProfileUnavailableError`.
 
     After a reload, requests use the new contexts at once; the transports of
     contexts no longer handed out are closed (right away when idle, else when

@@ -123,7 +123,9 @@ class MTLSAdapter(HTTPAdapter):
 
     Mount it for ``https://``: ``session.mount("https://", MTLSAdapter(profiles))``.
     URLs with a profile (or the set's default) are sent with that context; others
-    get requests' normal behaviour (its CA bundle, no client certificate).
+    get requests' normal behaviour (its CA bundle, no client certificate). A URL
+    whose profile has not loaded is never sent: ``send`` raises
+    :class:`mtls.ProfileUnavailableError`.
 
     After a reload, requests use the new contexts at once; pools of contexts no
     longer handed out are removed and closed, so keep-alive connections holding
