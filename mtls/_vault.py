@@ -700,12 +700,7 @@ class SecureVault:
     ) -> str:
         config = job.config
         kind = transformation.strip().lower()
-        if kind in _PKCS1:
-            pad: padding.AsymmetricPadding = padding.PKCS1v15()
-        elif kind in _OAEP_SHA1:
-            sha1 = hashes.SHA1()  # noqa: S303 - the transformation WSO2 encrypted with
-            pad = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
-        else:
+        if kind not in _PKCS1 and kind not in _OAEP_SHA1:
             raise job.fail(
                 f"uses transformation {transformation!r}, which mtls does not decrypt "
                 "(RSA/ECB/PKCS1Padding, RSA/ECB/OAEPwithSHA1andMGF1Padding and "
@@ -731,7 +726,12 @@ class SecureVault:
                     "keystore the cipher tool used, or re-encrypt the secret"
                 )
         try:
-            plain = keys.private.decrypt(ciphertext, pad)
+            if kind in _PKCS1:
+                plain = _pkcs1_decrypt(keys.private, ciphertext)
+            else:
+                sha1 = hashes.SHA1()  # noqa: S303 - the transformation WSO2 encrypted with
+                pad = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
+                plain = keys.private.decrypt(ciphertext, pad)
         except ValueError:
             raise job.fail(
                 f"does not decrypt with the private key {keys.alias!r} of {config.keystore} "
@@ -808,6 +808,36 @@ class SecureVault:
                 f"{config.key_alias or ''!r} that mtls can read (JCEKS): pass symmetric_key="
             )
         return keys.symmetric, f"the secret-key entry {config.key_alias!r} of {config.keystore}"
+
+
+def _pkcs1_decrypt(key: rsa.RSAPrivateKey, ciphertext: bytes) -> bytes:
+    """RSAES-PKCS1-v1_5 decryption (RFC 8017 section 7.2.2) that fails loudly.
+
+    OpenSSL 3.2+ answers a bad padding with a random "implicit rejection" message
+    instead of an error (a defence for servers answering many queries). Here there is
+    no oracle to defend, and a random message must never pass for a password, so the
+    padding is checked in full.
+
+    Raises:
+        ValueError: the ciphertext does not fit the key or its padding is wrong.
+    """
+    numbers = key.private_numbers()
+    public = numbers.public_numbers
+    size = (public.n.bit_length() + 7) // 8
+    if len(ciphertext) != size:
+        raise ValueError("ciphertext length does not match the key")
+    c = int.from_bytes(ciphertext, "big")
+    if c >= public.n:
+        raise ValueError("ciphertext out of range")
+    # CRT: m = c^d mod n from the two half-size exponentiations.
+    m1 = pow(c, numbers.dmp1, numbers.p)
+    m2 = pow(c, numbers.dmq1, numbers.q)
+    m = m2 + numbers.q * ((numbers.iqmp * (m1 - m2)) % numbers.p)
+    encoded = m.to_bytes(size, "big")
+    separator = encoded.find(b"\x00", 2)
+    if encoded[:2] != b"\x00\x02" or separator < 10:  # at least 8 bytes of non-zero padding
+        raise ValueError("PKCS#1 v1.5 padding does not match")
+    return encoded[separator + 1 :]
 
 
 @dataclass(frozen=True, slots=True)

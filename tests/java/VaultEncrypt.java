@@ -1,5 +1,6 @@
 // Encrypts secrets the way WSO2's cipher tool and carbon crypto do, for the secure-vault tests.
-// Usage: java VaultEncrypt.java KEYSTORE STOREPASS ALIAS MODE PLAINTEXT
+// Usage: java VaultEncrypt.java KEYSTORE STOREPASS ALIAS MODE PLAINTEXT [MODE PLAINTEXT]...
+//   (KEYSTORE may be "-" when only key-given modes are used)
 //   MODE rsa:<transformation>            base64(Cipher(transformation).doFinal(utf8))
 //        selfcontained:<transformation>  base64 of CipherMetaDataHolder JSON {"c","t","tp","tpd"}
 //        aesgcm-store                    the cipher tool's -Dsymmetric value, the AES key being
@@ -7,7 +8,7 @@
 //        aesgcm-key:<hex key>            the same format with the given AES key (KEYSTORE unused)
 //        internal-aesgcm:<key string>    SymmetricKeyInternalCryptoProvider's self-contained
 //                                        value with [encryption] key (hex when 48/64 chars)
-// Prints the value on one line. JSON is written as Gson's default writer does (it escapes '=').
+// Prints one value per line. JSON is written as Gson's default writer does (it escapes '=').
 import java.io.File;
 import java.nio.charset.StandardCharsets;
 import java.security.Key;
@@ -43,17 +44,26 @@ public class VaultEncrypt {
     }
 
     public static void main(String[] args) throws Exception {
-        String mode = args[3];
+        KeyStore keyStore = null;
+        if (!args[0].equals("-")) {
+            keyStore = KeyStore.getInstance(new File(args[0]), args[1].toCharArray());
+        }
+        for (int i = 3; i + 1 < args.length; i += 2) {
+            System.out.println(encrypt(keyStore, args[1].toCharArray(), args[2], args[i], args[i + 1]));
+        }
+    }
+
+    static String encrypt(KeyStore keyStore, char[] storePass, String alias, String mode, String text)
+            throws Exception {
         String arg = mode.contains(":") ? mode.substring(mode.indexOf(':') + 1) : "";
-        byte[] plain = args[4].getBytes(StandardCharsets.UTF_8);
+        byte[] plain = text.getBytes(StandardCharsets.UTF_8);
         SecureRandom random = new SecureRandom();
         if (mode.startsWith("aesgcm-key:")) {
             byte[] iv = new byte[128];  // the cipher tool's SymmetricCipher: new byte[GCM_IV_LENGTH]
             random.nextBytes(iv);
             Key key = new SecretKeySpec(HexFormat.of().parseHex(arg), "AES");
             String json = gson("cipherText", b64(gcm(key, iv, plain)), "iv", b64(iv));
-            System.out.println(b64(json.getBytes(StandardCharsets.UTF_8)));
-            return;
+            return b64(json.getBytes(StandardCharsets.UTF_8));
         }
         if (mode.startsWith("internal-aesgcm:")) {
             byte[] keyBytes = (arg.length() == 64 || arg.length() == 48)
@@ -64,33 +74,28 @@ public class VaultEncrypt {
             String inner = gson("cipher", b64(ct), "initializationVector", b64(iv));
             String outer = gson("c", b64(inner.getBytes(StandardCharsets.UTF_8)),
                                 "t", "AES/GCM/NoPadding", "iv", b64(iv));
-            System.out.println(b64(outer.getBytes(StandardCharsets.UTF_8)));
-            return;
+            return b64(outer.getBytes(StandardCharsets.UTF_8));
         }
-        char[] storePass = args[1].toCharArray();
-        KeyStore keyStore = KeyStore.getInstance(new File(args[0]), storePass);
-        String alias = args[2];
         if (mode.equals("aesgcm-store")) {
             byte[] iv = new byte[128];
             random.nextBytes(iv);
             Key key = keyStore.getKey(alias, storePass);  // as SymmetricCipher does
             String json = gson("cipherText", b64(gcm(key, iv, plain)), "iv", b64(iv));
-            System.out.println(b64(json.getBytes(StandardCharsets.UTF_8)));
-            return;
+            return b64(json.getBytes(StandardCharsets.UTF_8));
         }
         Certificate certificate = keyStore.getCertificate(alias);
         Cipher cipher = Cipher.getInstance(arg);
         cipher.init(Cipher.ENCRYPT_MODE, certificate);  // the cipher tool encrypts with the cert
         byte[] encrypted = cipher.doFinal(plain);
         if (mode.startsWith("rsa:")) {
-            System.out.println(b64(encrypted));
-        } else if (mode.startsWith("selfcontained:")) {
+            return b64(encrypted);
+        }
+        if (mode.startsWith("selfcontained:")) {
             byte[] digest = MessageDigest.getInstance("SHA-1").digest(certificate.getEncoded());
             String json = gson("c", b64(encrypted), "t", arg,
                                "tp", HexFormat.of().withUpperCase().formatHex(digest), "tpd", "SHA-1");
-            System.out.println(b64(json.getBytes(StandardCharsets.UTF_8)));
-        } else {
-            throw new IllegalArgumentException("unknown mode " + mode);
+            return b64(json.getBytes(StandardCharsets.UTF_8));
         }
+        throw new IllegalArgumentException("unknown mode " + mode);
     }
 }
