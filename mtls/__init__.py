@@ -14,6 +14,7 @@ from ._errors import (
     KeystoreNotFoundError,
     MTLSError,
     ProfileConfigError,
+    SecureVaultError,
     WrongPasswordError,
 )
 from ._profiles import SSLProfileSet
@@ -33,6 +34,7 @@ __all__ = [
     "SSLProfile",
     "SSLProfileSet",
     "Secret",
+    "SecureVaultError",
     "StoreConfig",
     "Truststore",
     "WrongPasswordError",

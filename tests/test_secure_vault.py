@@ -43,7 +43,7 @@ def java_encrypt(java: str, keystore: Path | None, alias: str, *jobs: tuple[str,
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split()
-    assert len(lines) == len(jobs)
+    assert len(lines) == len([mode for mode, _ in jobs if not mode.startswith("use:")])
     return lines
 
 
@@ -88,33 +88,19 @@ def values(request: pytest.FixtureRequest, stores: dict[str, Path]) -> dict[str,
         "sc_pkcs1": "selfcontained:RSA",
         "gateway": "rsa:RSA",
     }
-    out = dict(
-        zip(
-            names,
-            java_encrypt(
-                java,
-                d / "wso2carbon.jks",
-                "wso2carbon",
-                *[
-                    (mode, PASSWORD if n == "gateway" else f"plain-{n}")
-                    for n, mode in names.items()
-                ],
-            ),
-            strict=True,
-        )
-    )
-    out["aes_key"], out["aes_internal"] = java_encrypt(
-        java,
-        None,
-        "-",
+    jobs = [(mode, PASSWORD if n == "gateway" else f"plain-{n}") for n, mode in names.items()]
+    jobs += [
         (f"aesgcm-key:{AES_HEX}", "plain-aes_key"),
         (f"internal-aesgcm:{ENCRYPTION_KEY}", "plain-aes_internal"),
+    ]
+    names |= {"aes_key": "", "aes_internal": ""}
+    if KEYTOOL:  # the cipher tool's symmetric mode, with the JCEKS secret-key entry
+        jobs += [("use:wso2carbon", str(d / "secret.jceks")), ("aesgcm-store", "plain-aes_store")]
+        names["aes_store"] = ""
+    # One JVM per JDK: compiling the single-file program is the slow part.
+    return dict(
+        zip(names, java_encrypt(java, d / "wso2carbon.jks", "wso2carbon", *jobs), strict=True)
     )
-    if KEYTOOL:
-        (out["aes_store"],) = java_encrypt(
-            java, d / "secret.jceks", "wso2carbon", ("aesgcm-store", "plain-aes_store")
-        )
-    return out
 
 
 def make_home(
@@ -574,3 +560,47 @@ def test_real_wso2carbon_keystore(tmp_path, wso2_fixtures: Path) -> None:
     assert vault("b").reveal() == "sc"
     with pytest.raises(SecureVaultError, match="does not open with the password"):
         SecureVault(tmp_path, keystore_password="not-wso2carbon")("a")
+
+
+# --------------------------------------------------------------------------- mtls check
+
+
+@needs_java
+def test_mtls_check_reports_which_aliases_resolve(tmp_path, stores, values, capsys) -> None:
+    from mtls.cli import main
+
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"plain": "[plain-value-xyz]", "broken": values["sc_pkcs1"][:-8] + "AAAAAAA="},
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"Gateway.Password": values["gateway"]},
+    )
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(gateway_xml(stores["dir"]))
+    code = main(["check", str(xml), "--base-dir", str(home), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    aliases = {item["alias"]: item for item in report["vault"]["aliases"]}
+    assert aliases["Gateway.Password"]["resolves"] and aliases["Gateway.Password"]["encrypted"]
+    assert aliases["plain"]["resolves"] and not aliases["plain"]["encrypted"]
+    assert not aliases["broken"]["resolves"] and "'broken'" in aliases["broken"]["error"]
+    code = main(["check", str(xml), "--base-dir", str(home)])
+    text = "".join(capsys.readouterr())
+    assert "Gateway.Password (cipher-text.properties): resolves" in text
+    assert "broken (deployment.toml [secrets]): does not resolve" in text
+    for secret in (PASSWORD, "plain-value-xyz", values["gateway"], "plain-sc_pkcs1"):
+        assert secret not in out + text
+
+
+def test_mtls_check_without_a_vault_has_no_vault_lines(tmp_path, stores, capsys) -> None:
+    from mtls.cli import main
+
+    home = make_home(tmp_path, stores)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml("<profile><servers>a.example:443</servers></profile>"))
+    assert main(["check", str(xml), "--base-dir", str(home), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["vault"] is None
+    assert main(["check", str(xml), "--base-dir", str(home)]) == 0
+    assert "secure vault" not in capsys.readouterr().out

@@ -1,6 +1,7 @@
 // Encrypts secrets the way WSO2's cipher tool and carbon crypto do, for the secure-vault tests.
 // Usage: java VaultEncrypt.java KEYSTORE STOREPASS ALIAS MODE PLAINTEXT [MODE PLAINTEXT]...
-//   (KEYSTORE may be "-" when only key-given modes are used)
+//   (KEYSTORE may be "-" when only key-given modes are used; the pseudo-job
+//   "use:ALIAS PATH" switches to another keystore for the jobs after it)
 //   MODE rsa:<transformation>            base64(Cipher(transformation).doFinal(utf8))
 //        selfcontained:<transformation>  base64 of CipherMetaDataHolder JSON {"c","t","tp","tpd"}
 //        aesgcm-store                    the cipher tool's -Dsymmetric value, the AES key being
@@ -44,12 +45,16 @@ public class VaultEncrypt {
     }
 
     public static void main(String[] args) throws Exception {
-        KeyStore keyStore = null;
-        if (!args[0].equals("-")) {
-            keyStore = KeyStore.getInstance(new File(args[0]), args[1].toCharArray());
-        }
+        char[] storePass = args[1].toCharArray();
+        KeyStore keyStore = args[0].equals("-") ? null : KeyStore.getInstance(new File(args[0]), storePass);
+        String alias = args[2];
         for (int i = 3; i + 1 < args.length; i += 2) {
-            System.out.println(encrypt(keyStore, args[1].toCharArray(), args[2], args[i], args[i + 1]));
+            if (args[i].startsWith("use:")) {  // switch keystores: use:ALIAS PATH
+                alias = args[i].substring(4);
+                keyStore = KeyStore.getInstance(new File(args[i + 1]), storePass);
+                continue;
+            }
+            System.out.println(encrypt(keyStore, storePass, alias, args[i], args[i + 1]));
         }
     }
 
