@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._jks import secret_key_entry
+from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal
 from ._stores import Keystore
 
@@ -620,7 +621,7 @@ class SecureVault:
             raise SecureVaultError(
                 f"{where} cannot be read ({exc.strerror or exc})", path=config.keystore
             ) from None
-        symmetric = secret_key_entry(data, store_password.reveal(), config.key_alias)
+        symmetric = _secret_key(data, store_password.reveal(), config.key_alias)
         private: rsa.RSAPrivateKey | None = None
         certificate_der = None
         alias = config.key_alias or ""
@@ -805,9 +806,24 @@ class SecureVault:
         if keys.symmetric is None:
             raise job.fail(
                 f"is AES-GCM encrypted, and {config.keystore} has no secret-key entry "
-                f"{config.key_alias or ''!r} that mtls can read (JCEKS): pass symmetric_key="
+                f"{config.key_alias or ''!r}: add one (keytool -genseckey) or pass symmetric_key="
             )
         return keys.symmetric, f"the secret-key entry {config.key_alias!r} of {config.keystore}"
+
+
+def _secret_key(data: bytes, password: str, alias: str | None) -> bytes | None:
+    """A ``keytool -genseckey`` entry of a JCEKS or PKCS#12 keystore (the cipher tool's
+    symmetric mode); ``alias=None`` takes the only one; ``None`` when there is none."""
+    if not looks_like_pkcs12(data):
+        return secret_key_entry(data, password, alias)
+    try:
+        entries = parse_pkcs12(data, password, decrypt_keys=False, secret_keys=True).secret_keys
+    except (P12FormatError, P12PasswordError):
+        return None  # the store itself is loaded (and its errors reported) separately
+    named = [e for e in entries if alias is not None and (e.alias or "").lower() == alias.lower()]
+    if named:
+        return named[0].pkcs8_der
+    return entries[0].pkcs8_der if len(entries) == 1 and alias is None else None
 
 
 def _pkcs1_decrypt(key: rsa.RSAPrivateKey, ciphertext: bytes) -> bytes:

@@ -66,10 +66,10 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     gateway = vault_ca.issue_cert("gateway", common_name="gateway")
     gateway.write_keystore(d / "gateway.p12", PASSWORD, store_type="PKCS12")
     vault_ca.write_truststore(d / "trust.jks", PASSWORD)
-    if KEYTOOL:  # the cipher tool's symmetric mode: an AES secret-key entry (JCEKS)
+    for kind in ("JCEKS", "PKCS12") if KEYTOOL else ():  # the symmetric mode's AES key entry
         subprocess.run(
             [KEYTOOL, "-genseckey", "-alias", "wso2carbon", "-keyalg", "AES", "-keysize", "256",
-             "-storetype", "JCEKS", "-keystore", str(d / "secret.jceks"),
+             "-storetype", kind, "-keystore", str(d / f"secret.{kind.lower()}"),
              "-storepass", PASSWORD, "-keypass", PASSWORD],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
@@ -95,8 +95,12 @@ def values(request: pytest.FixtureRequest, stores: dict[str, Path]) -> dict[str,
     ]
     names |= {"aes_key": "", "aes_internal": ""}
     if KEYTOOL:  # the cipher tool's symmetric mode, with the JCEKS secret-key entry
-        jobs += [("use:wso2carbon", str(d / "secret.jceks")), ("aesgcm-store", "plain-aes_store")]
-        names["aes_store"] = ""
+        for kind in ("jceks", "pkcs12"):
+            jobs += [
+                ("use:wso2carbon", str(d / f"secret.{kind}")),
+                ("aesgcm-store", f"plain-{kind}"),
+            ]
+            names[f"aes_{kind}"] = ""
     # One JVM per JDK: compiling the single-file program is the slow part.
     return dict(
         zip(names, java_encrypt(java, d / "wso2carbon.jks", "wso2carbon", *jobs), strict=True)
@@ -253,26 +257,28 @@ def test_aes_gcm_with_a_given_key(tmp_path, stores, values) -> None:
 
 
 @needs_java
-@pytest.mark.skipif(not KEYTOOL, reason="needs keytool for a JCEKS secret key")
-def test_aes_gcm_with_the_keystore_secret_key(tmp_path, stores, values) -> None:
+@pytest.mark.skipif(not KEYTOOL, reason="needs keytool for a secret-key entry")
+@pytest.mark.parametrize("kind", ["jceks", "pkcs12"])
+def test_aes_gcm_with_the_keystore_secret_key(tmp_path, stores, values, kind) -> None:
     conf = {
         "secVault.enabled": "true",
         "secretRepositories.file.encryptionMode": "symmetric",
-        "keystore.identity.location": "repository/resources/security/secret.jceks",
+        "keystore.identity.location": f"repository/resources/security/secret.{kind}",
         "keystore.identity.alias": "wso2carbon",
     }
     home = make_home(
-        tmp_path, stores, secrets={"s": values["aes_store"]}, secret_conf=conf,
-        keystore="secret.jceks",
+        tmp_path, stores, secrets={"s": values[f"aes_{kind}"]}, secret_conf=conf,
+        keystore=f"secret.{kind}",
     )  # fmt: skip
-    assert SecureVault(home)("s").reveal() == "plain-aes_store"
+    assert SecureVault(home)("s").reveal() == f"plain-{kind}"
     # Twin: the value encrypted with another AES key (the one given above).
     home2 = make_home(
         tmp_path / "2", stores, secrets={"s": values["aes_key"]}, secret_conf=conf,
-        keystore="secret.jceks",
+        keystore=f"secret.{kind}",
     )  # fmt: skip
-    with pytest.raises(SecureVaultError, match="secret-key entry 'wso2carbon'"):
+    with pytest.raises(SecureVaultError, match="secret-key entry 'wso2carbon'") as e:
         SecureVault(home2)("s")
+    assert_clean(e.value, values["aes_key"], "plain-aes_key")
 
 
 @needs_java
