@@ -200,7 +200,8 @@ def _plain_text(value: str) -> str | None:
     ``Utils.getUnEncryptedValue`` reads it; ``None`` for an encrypted value."""
     if "[" not in value or "]" not in value:
         return None
-    return value[value.index("[") + 1 : value.rindex("]")]
+    text = value[value.index("[") + 1 : value.rindex("]")]
+    return text or None  # "[]" or "]x[": not a plain value (StringUtils.substring gives "")
 
 
 def product_store_path(home: Path, file_name: str) -> Path:
@@ -511,9 +512,9 @@ class SecureVault:
             return read_properties(read_input(path))
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in a configured path
             raise ProfileConfigError(
-                f"{path}: cannot read ({exc.strerror or exc})", path=path
+                f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})", path=path
             ) from None
 
     def _dynamic(self, alias: str, value: _Value) -> str:
@@ -617,9 +618,10 @@ class SecureVault:
                 "the keystore the cipher tool used",
                 path=config.keystore,
             ) from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in a configured path
             raise SecureVaultError(
-                f"{where} cannot be read ({exc.strerror or exc})", path=config.keystore
+                f"{where} cannot be read ({getattr(exc, 'strerror', None) or exc})",
+                path=config.keystore,
             ) from None
         symmetric = _secret_key(data, store_password.reveal(), config.key_alias)
         private: rsa.RSAPrivateKey | None = None
@@ -902,6 +904,6 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
         return None
     try:
         document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested without end
         return None
     return document if isinstance(document, dict) else None

@@ -610,3 +610,41 @@ def test_mtls_check_without_a_vault_has_no_vault_lines(tmp_path, stores, capsys)
     assert json.loads(capsys.readouterr().out)["vault"] is None
     assert main(["check", str(xml), "--base-dir", str(home)]) == 0
     assert "secure vault" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- hostile values
+
+
+def _b64json(document: object) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+HOSTILE = [
+    "",
+    "[",
+    "]x[",
+    "A" * 70_000,  # longer than any cipher-tool value
+    base64.b64encode(b"[" * 40_000).decode(),  # nested without end
+    base64.b64encode(b"{" + b'"c":' * 5 + b"}").decode(),
+    _b64json({"c": 5, "t": ["x"]}),
+    _b64json({"c": "not base64!"}),
+    _b64json({"c": "", "t": "RSA/ECB/NoSuchPadding"}),
+    _b64json({"c": base64.b64encode(b"x" * 256).decode(), "tp": "00", "tpd": "MD4"}),
+    _b64json({"c": base64.b64encode(b"{}").decode(), "t": "AES/GCM/NoPadding"}),
+    _b64json({"cipherText": "AAAA", "iv": ""}),
+    _b64json({"cipherText": 1, "iv": None}),
+    _b64json({"other": 1}),
+    _b64json([1, 2, 3]),
+    base64.b64encode(b"\xff" * 256).decode(),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_values_are_vault_errors(tmp_path, stores, value) -> None:
+    home = make_home(tmp_path, stores, secrets={"h": value}, toml_extra='[encryption]\nkey = "k"\n')
+    vault = SecureVault(home, symmetric_key=AES_HEX if "cipherText" in value else None)
+    with pytest.raises(SecureVaultError, match="'h'") as e:
+        vault("h")
+    assert e.value.alias == "h"
+    if len(value) > 8:
+        assert value[:40] not in str(e.value)
