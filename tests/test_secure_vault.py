@@ -68,7 +68,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     vault_ca.write_truststore(d / "trust.jks", PASSWORD)
     for kind in ("JCEKS", "PKCS12") if KEYTOOL else ():  # the symmetric mode's AES key entry
         subprocess.run(
-            [KEYTOOL, "-genseckey", "-alias", "wso2carbon", "-keyalg", "AES", "-keysize", "256",
+            [str(KEYTOOL), "-genseckey", "-alias", "wso2carbon", "-keyalg", "AES", "-keysize", "256",
              "-storetype", kind, "-keystore", str(d / f"secret.{kind.lower()}"),
              "-storepass", PASSWORD, "-keypass", PASSWORD],
             check=True, capture_output=True, timeout=120,
