@@ -522,10 +522,7 @@ class SecureVault:
         match = _PLACEHOLDER.fullmatch(value.text)
         if match is None:
             return value.text
-        kind, name = match.groups()
-        found = self._properties.get(name) if kind != "env" else None
-        if found is None:
-            found = os.environ.get(name)
+        found = self._lookup(*match.groups())
         if found is None:
             raise SecureVaultError(
                 f"{value.path}: secret alias {alias!r} is {value.text}, which is not set: "
@@ -582,12 +579,14 @@ class SecureVault:
             path=config.keystore,
         )
 
+    def _lookup(self, kind: str, name: str) -> str | None:
+        """``$env{NAME}``: the environment; ``$sys{NAME}``, ``${NAME}``: properties, then it."""
+        found = self._properties.get(name) if kind != "env" else None
+        return found if found is not None else os.environ.get(name)
+
     def _placeholder(self, text: str, where: str) -> str:
         def replace(match: re.Match[str]) -> str:
-            kind, name = match.groups()
-            found = self._properties.get(name) if kind != "env" else None
-            if found is None:
-                found = os.environ.get(name)
+            found = self._lookup(*match.groups())
             if found is None:
                 raise SecureVaultError(
                     f"secure vault: {where} uses {match.group(0)}, which is not set: set it",

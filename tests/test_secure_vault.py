@@ -19,14 +19,9 @@ from mtls._vault import product_store_path, read_properties
 from mtls.testing import CA
 from mtls.wso2 import PASSWORD_ENV, SecureVault, SecureVaultError
 
-from ._helpers import PASSWORD, profile_xml
+from ._helpers import JAVAS, PASSWORD, profile_xml
 
 SOURCE = Path(__file__).with_name("java") / "VaultEncrypt.java"
-JAVAS = [
-    path
-    for path in (shutil.which("java"), "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java")
-    if path and Path(path).exists()
-]
 needs_java = pytest.mark.skipif(not JAVAS, reason="needs a JDK's java launcher")
 KEYTOOL = shutil.which("keytool")
 AES_HEX = "00112233445566778899aabbccddeeff102132435465768798a9bacbdcedfe0f"
