@@ -116,11 +116,11 @@ class _Config:
     symmetric: bool
     keystore: Path
     keystore_from: str
+    keystore_type: str | None  # a hint for messages: the content decides
     key_alias: str | None
     toml_password: str | None
     toml_key_password: str | None
     encryption_key: str | None
-    secret_conf: Path | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,24 +458,24 @@ class SecureVault:
                     values[str(alias)] = _Value(
                         text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
                     )
-        ks_table = _table(toml, "keystore", "internal") or _table(toml, "keystore", "primary")
-        table_name = (
-            "[keystore.internal]"
-            if _table(toml, "keystore", "internal")
-            else ("[keystore.primary]")
-        )
+        internal = _table(toml, "keystore", "internal")
+        ks_table = internal or _table(toml, "keystore", "primary")
+        table_name = "[keystore.internal]" if internal else "[keystore.primary]"
         identity = (conf or {}).get("keystore.identity.location", "").strip()
         if identity:
             keystore = Path(identity) if os.path.isabs(identity) else self.home / identity
             keystore_from = f"keystore.identity.location of {self._secret_conf}"
+            keystore_type = (conf or {}).get("keystore.identity.type", "").strip() or None
             key_alias = (conf or {}).get("keystore.identity.alias", "").strip() or None
         elif ks_table and isinstance(ks_table.get("file_name"), str):
             keystore = product_store_path(self.home, ks_table["file_name"].strip())
             keystore_from = f"{table_name} file_name of {self._toml}"
+            keystore_type = _str(ks_table.get("type"))
             key_alias = _str(ks_table.get("alias"))
         else:
             keystore = product_store_path(self.home, _DEFAULT_KEYSTORE)
             keystore_from = "the default internal keystore"
+            keystore_type = None
             key_alias = _DEFAULT_ALIAS
         encryption = _table(toml, "encryption") or {}
         return _Config(
@@ -486,11 +486,11 @@ class SecureVault:
             == "symmetric",
             keystore=keystore,
             keystore_from=keystore_from,
+            keystore_type=keystore_type,
             key_alias=key_alias,
             toml_password=_str((ks_table or {}).get("password")),
             toml_key_password=_str((ks_table or {}).get("key_password")),
             encryption_key=_str(encryption.get("key")),
-            secret_conf=self._secret_conf if conf is not None else None,
         )
 
     def _read_toml(self) -> dict[str, Any]:
@@ -628,7 +628,11 @@ class SecureVault:
         alias = config.key_alias or ""
         try:
             store = Keystore.from_bytes(
-                data, store_password, key_password=key_password, _path=os.fspath(config.keystore)
+                data,
+                store_password,
+                key_password=key_password,
+                store_type=config.keystore_type,
+                _path=os.fspath(config.keystore),
             )
             if store.key_aliases:
                 # The configured alias; a store with one key entry needs none.
