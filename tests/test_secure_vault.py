@@ -11,15 +11,16 @@ import shutil
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import mtls
 from mtls._vault import product_store_path, read_properties
-from mtls.testing import CA
+from mtls.testing import CA, MTLSServer
 from mtls.wso2 import PASSWORD_ENV, SecureVault, SecureVaultError
 
-from ._helpers import JAVAS, PASSWORD, profile_xml
+from ._helpers import JAVAS, PASSWORD, profile_xml, whoami
 
 SOURCE = Path(__file__).with_name("java") / "VaultEncrypt.java"
 needs_java = pytest.mark.skipif(not JAVAS, reason="needs a JDK's java launcher")
@@ -43,7 +44,8 @@ def java_encrypt(java: str, keystore: Path | None, alias: str, *jobs: tuple[str,
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The internal keystores, the gateway identity ("dir": where; "ca": its CA)."""
     d = tmp_path_factory.mktemp("vault-stores")
     vault_ca = CA(name="vault CA", key_type="RSA")
     for name, cn in (("wso2carbon.jks", "internal"), ("other.jks", "other")):
@@ -68,11 +70,11 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
              "-storepass", PASSWORD, "-keypass", PASSWORD],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
-    return {"dir": d}
+    return {"dir": d, "ca": vault_ca}
 
 
 @pytest.fixture(scope="module", params=JAVAS, ids=lambda p: "jdk25" if "25" in p else "jdk")
-def values(request: pytest.FixtureRequest, stores: dict[str, Path]) -> dict[str, str]:
+def values(request: pytest.FixtureRequest, stores: dict[str, Any]) -> dict[str, str]:
     """Values Java encrypted, by name; the plaintext of each is ``plain-<name>``."""
     java, d = request.param, stores["dir"]
     names = {
@@ -104,7 +106,7 @@ def values(request: pytest.FixtureRequest, stores: dict[str, Path]) -> dict[str,
 
 def make_home(
     root: Path,
-    stores: dict[str, Path],
+    stores: dict[str, Any],
     *,
     secrets: dict[str, str] | None = None,
     toml_extra: str = "",
@@ -428,6 +430,27 @@ def test_from_xml_uses_the_estate_vault(tmp_path, stores, values) -> None:
     with pytest.raises(mtls.WrongPasswordError) as e:
         mtls.SSLProfileSet.from_xml(xml, base_dir=other)
     assert_clean(e.value, "plain-pkcs1")
+
+
+@needs_java
+def test_a_handshake_with_the_vault_password(tmp_path, stores, values) -> None:
+    """The decrypted password opens the gateway keystore, and a real mTLS server sees it."""
+    ca = stores["ca"]
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"Gateway.Password": values["gateway"]},
+    )
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        xml = tmp_path / "sslprofiles.xml"
+        xml.write_text(
+            gateway_xml(stores["dir"]).replace("backend.example:443", f"localhost:{server.port}")
+        )
+        with mtls.SSLProfileSet.from_xml(xml, base_dir=home) as profiles:
+            ctx = profiles.context_for("localhost", server.port)
+            assert ctx is not None
+            assert whoami(ctx, server.port)["client_cn"] == "gateway"
 
 
 @needs_java
