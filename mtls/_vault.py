@@ -800,7 +800,13 @@ class SecureVault:
             # SymmetricKeyInternalCryptoProvider.determineEncodingAndEncode: hex for 48 or
             # 64 characters, else the string's own bytes.
             where = f"[encryption] key of {self._toml}"
-            text = self._placeholder(config.encryption_key, where)
+            reference = re.fullmatch(r"\$secret\{([^}]*)\}", config.encryption_key)
+            if reference is not None:  # key = "$secret{alias}": itself in the vault
+                if reference.group(1) == job.alias:
+                    raise job.fail(f"is {where} itself: an alias cannot decrypt itself")
+                text = self.resolve(reference.group(1)).reveal()
+            else:
+                text = self._placeholder(config.encryption_key, where)
             if len(text) in (48, 64):
                 try:
                     return bytes.fromhex(text), where

@@ -84,8 +84,10 @@ def values(request: pytest.FixtureRequest, stores: dict[str, Any]) -> dict[str, 
         "sc_oaep": f"selfcontained:{OAEP}",
         "sc_pkcs1": "selfcontained:RSA",
         "gateway": "rsa:RSA",
+        "aes_key_rsa": "rsa:RSA",
     }
-    jobs = [(mode, PASSWORD if n == "gateway" else f"plain-{n}") for n, mode in names.items()]
+    plain = {"gateway": PASSWORD, "aes_key_rsa": ENCRYPTION_KEY}
+    jobs = [(mode, plain.get(n, f"plain-{n}")) for n, mode in names.items()]
     jobs += [
         (f"aesgcm-key:{AES_HEX}", "plain-aes_key"),
         (f"internal-aesgcm:{ENCRYPTION_KEY}", "plain-aes_internal"),
@@ -290,6 +292,18 @@ def test_aes_gcm_internal_format_with_encryption_key(tmp_path, stores, values) -
     with pytest.raises(SecureVaultError, match=r"\[encryption\] key") as e:
         SecureVault(home2)("i")
     assert_clean(e.value, ENCRYPTION_KEY, "13BAFEB27A8E871CAD83C5CD4E771DAB")
+    # The key itself a vault secret (RSA-encrypted by the cipher tool), as estates keep it.
+    extra = '[encryption]\nkey = "$secret{encryption_key}"\n'
+    home3 = make_home(
+        tmp_path / "3", stores, toml_extra=extra,
+        secrets={"i": values["aes_internal"], "encryption_key": values["aes_key_rsa"]},
+    )  # fmt: skip
+    assert SecureVault(home3)("i").reveal() == "plain-aes_internal"
+    home4 = make_home(
+        tmp_path / "4", stores, toml_extra=extra, secrets={"encryption_key": values["aes_internal"]}
+    )
+    with pytest.raises(SecureVaultError, match="cannot decrypt itself"):
+        SecureVault(home4)("encryption_key")
 
 
 # --------------------------------------------------------------------------- sources
