@@ -15,6 +15,7 @@ from ._errors import (
     MTLSError,
     ProfileConfigError,
     ProfileUnavailableError,
+    SecureVaultError,
     WrongPasswordError,
 )
 from ._profiles import SSLProfileSet
@@ -35,6 +36,7 @@ __all__ = [
     "SSLProfile",
     "SSLProfileSet",
     "Secret",
+    "SecureVaultError",
     "StoreConfig",
     "Truststore",
     "WrongPasswordError",

@@ -13,6 +13,8 @@ as attributes::
     │   └── KeyEntryError          the store loads, but the entry asked for is missing,
     │                              ambiguous or unusable: fix the alias or the store
     ├── ProfileConfigError         an SSL profile file or deployment.toml is wrong
+    │   └── SecureVaultError       a secure-vault alias cannot be resolved: fix the
+    │                              vault's files, keystore or password
     └── ProfileUnavailableError    a profile names this backend but has not loaded:
                                    the request is refused (its cause says why)
 
@@ -38,6 +40,7 @@ __all__ = [
     "MTLSError",
     "ProfileConfigError",
     "ProfileUnavailableError",
+    "SecureVaultError",
     "WrongPasswordError",
 ]
 
@@ -105,6 +108,30 @@ class ProfileConfigError(MTLSError):
         super().__init__(message, path=path)
         self.servers: tuple[str, ...] = tuple(servers)
         self.element = element
+
+
+class SecureVaultError(ProfileConfigError):
+    """A WSO2 secure-vault alias cannot be resolved: unknown, undecryptable, or the
+    vault's keystore cannot be opened.
+
+    The message names the alias and the file to fix; never the ciphertext, never a
+    guess at the value.
+
+    Attributes:
+        alias: the secret alias involved, when one is.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        servers: Sequence[str] = (),
+        element: str | None = None,
+        alias: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path, servers=servers, element=element)
+        self.alias = alias
 
 
 class ProfileUnavailableError(MTLSError):

@@ -198,3 +198,33 @@ def build_store(
     store = jks.KeyStore.new(store_type.lower(), entries)
     data: bytes = store.saves(password)
     return data
+
+
+def secret_key_entry(data: bytes, password: str, alias: str | None) -> bytes | None:
+    """The raw key of a JCEKS secret-key entry (``keytool -genseckey``), for the secure
+    vault's symmetric mode; ``None`` when the store has no such entry or is not JCEKS.
+
+    ``alias=None`` takes the only secret-key entry. The store password unlocks the key,
+    as in the cipher tool's ``SymmetricCipher`` (``keyStore.getKey(alias, storePassword)``).
+    """
+    if not data.startswith(b"\xce\xce\xce\xce"):  # JCEKS magic; JKS has no secret keys
+        return None
+    try:
+        store = jks.KeyStore.loads(data, password, try_decrypt_keys=False)
+        entries = {
+            name: entry
+            for name, entry in store.entries.items()
+            if isinstance(entry, jks.SecretKeyEntry)
+        }
+        if alias is not None:
+            folded = {name.lower(): entry for name, entry in entries.items()}
+            entry = folded.get(alias.lower())
+        else:
+            entry = next(iter(entries.values())) if len(entries) == 1 else None
+        if entry is None:
+            return None
+        entry.decrypt(password)
+        key = entry.key
+    except Exception:  # pyjks and javaobj on foreign bytes: nothing usable here
+        return None
+    return bytes(key) if isinstance(key, bytes | bytearray) else None

@@ -66,6 +66,8 @@ class P12Contents:
     keys: tuple[P12Key, ...]
     certs: tuple[P12Cert, ...]
     mac_verified: bool
+    # keytool -genseckey entries (raw key bytes in pkcs8_der), read only when asked for.
+    secret_keys: tuple[P12Key, ...] = ()
 
 
 class P12FormatError(ValueError):
@@ -86,6 +88,7 @@ _ENCRYPTED_DATA: Final = "1.2.840.113549.1.7.6"
 _KEY_BAG: Final = "1.2.840.113549.1.12.10.1.1"  # RFC 7292 section 4.2
 _SHROUDED_KEY_BAG: Final = "1.2.840.113549.1.12.10.1.2"
 _CERT_BAG: Final = "1.2.840.113549.1.12.10.1.3"
+_SECRET_BAG: Final = "1.2.840.113549.1.12.10.1.5"  # noqa: S105 - an OID
 _SAFE_CONTENTS_BAG: Final = "1.2.840.113549.1.12.10.1.6"
 _X509_CERT: Final = "1.2.840.113549.1.9.22.1"
 _FRIENDLY_NAME: Final = "1.2.840.113549.1.9.20"
@@ -180,15 +183,19 @@ def parse_pkcs12(
     *,
     key_password: str | None = None,
     decrypt_keys: bool = True,
+    secret_keys: bool = False,
 ) -> P12Contents:
     """Read a PKCS#12 container.
 
     ``password`` verifies the MAC and decrypts encrypted certificates; ``None`` skips
     the MAC and reads only what is not encrypted. Shrouded keys are decrypted with
     ``key_password``, or ``password`` when it is ``None``; with ``decrypt_keys=False``
-    they are skipped, so a truststore never needs a key password.
+    they are skipped, so a truststore never needs a key password. ``secret_keys=True``
+    also decrypts secret-key entries (Java stores them as a secretBag holding an
+    EncryptedPrivateKeyInfo; the secure vault's symmetric mode needs them).
     """
     reader = _Reader(password, key_password, decrypt_keys)
+    reader.want_secret_keys = secret_keys
     try:
         return reader.read(data)
     except DERError as exc:
@@ -231,6 +238,8 @@ class _Reader:
         self.mac_verified = False
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
+        self.want_secret_keys = False
+        self.secret_keys: list[P12Key] = []
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
@@ -253,7 +262,9 @@ class _Reader:
                 self._safe_contents(self._encrypted_data(content), 0)
             else:
                 raise P12FormatError(f"unsupported content type {_name(content_type)}")
-        return P12Contents(tuple(self.keys), tuple(self.certs), self.mac_verified)
+        return P12Contents(
+            tuple(self.keys), tuple(self.certs), self.mac_verified, tuple(self.secret_keys)
+        )
 
     def _verify_mac(self, mac_data: TLV, auth_safe: bytes) -> None:
         # Section 4: MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations }
@@ -339,7 +350,20 @@ class _Reader:
                 if depth >= _MAX_NESTING:
                     raise P12FormatError("safeContentsBag nested too deeply")
                 self._safe_contents(parts[1].value, depth + 1)
-            # crlBag, secretBag and unknown bags are skipped.
+            elif bag_id == _SECRET_BAG and self.want_secret_keys:  # section 4.2.5
+                self._secret_bag(value, alias, local_key_id)
+            # crlBag, other secretBags and unknown bags are skipped.
+
+    def _secret_bag(self, value: TLV, alias: str | None, local_key_id: bytes | None) -> None:
+        # SecretBag ::= SEQUENCE { secretTypeId, secretValue [0] EXPLICIT OCTET STRING };
+        # Java's PKCS12KeyStore writes a pkcs8ShroudedKeyBag there whose PrivateKeyInfo
+        # holds the raw key (e.g. AES) as its privateKey OCTET STRING.
+        type_id, secret_value = _pair(value)
+        if _oid(type_id) != _SHROUDED_KEY_BAG:
+            return
+        encrypted = _der.read_single(_octets(_explicit(secret_value)), _der.SEQUENCE)
+        info = _der.read_single(self._shrouded_key(encrypted), _der.SEQUENCE).children()
+        self.secret_keys.append(P12Key(alias, info[2].value, local_key_id))
 
     def _shrouded_key(self, value: TLV) -> bytes:
         # EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData OCTET STRING }

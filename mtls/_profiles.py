@@ -46,6 +46,7 @@ from ._reloader import (
     slot,
 )
 from ._secret import Secret
+from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
@@ -255,6 +256,9 @@ class SSLProfileSet:
                 home, its working directory). Default: the current directory, now.
             secret_resolver: called with each ``svns:secretAlias``; returns the
                 password, or ``None``/``KeyError`` for an unknown alias (an error).
+                Default: :class:`mtls.wso2.SecureVault` of ``base_dir`` when its
+                ``secret-conf.properties`` or deployment.toml ``[secrets]`` configures
+                a vault, else none (the element text is used, as in WSO2).
             properties: values for ``$sys{name}`` and ``${name}`` placeholders
                 (``carbon.home`` defaults to ``base_dir``).
             reload_interval: seconds between checks of the XML and every store it
@@ -274,6 +278,8 @@ class SSLProfileSet:
         check_path_text(os.fspath(path), setting="the profile file path")
         xml_path = Path(os.path.abspath(path))
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
+        if secret_resolver is None:  # the estate's own secure vault, when it has one
+            secret_resolver = SecureVault.for_estate(home, properties=properties)
         self = cls.__new__(cls)
         self._setup(
             _XmlFile(xml_path, home, properties, secret_resolver, _origin),
@@ -325,6 +331,11 @@ class SSLProfileSet:
             product: ``"apim"`` (API Manager) or ``"mi"`` (Micro Integrator), whose
                 rules apply; default: detected from the file's tables.
             hostname_verifier: overrides the file's value; neither: ``Strict``.
+            secret_resolver: resolves ``$secret{alias}`` and ``svns:secretAlias``.
+                Default: :class:`mtls.wso2.SecureVault` of the home with this TOML's
+                ``[secrets]``, when the estate configures a vault (see
+                docs/secure-vault.md).
+            properties: values for ``$sys{name}`` placeholders.
             reload_interval: overrides the file's interval (seconds); ``None`` turns
                 the thread off. Default: the file's interval, else WSO2's 10 minutes.
             profiles_path: a profile file to use instead of the one the TOML names
@@ -341,6 +352,10 @@ class SSLProfileSet:
             ValueError: a ``reload_interval`` or ``settle_delay`` argument out of range.
         """
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
+        if secret_resolver is None:  # the estate's own secure vault, when it has one
+            secret_resolver = SecureVault.for_estate(
+                home, deployment_toml=path, properties=properties
+            )
         settings = read_deployment_toml(
             os.fspath(path),
             base_dir=home,

@@ -36,7 +36,7 @@ import defusedxml.ElementTree as DET
 
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._context import normalize_hostname_verifier
-from ._errors import ProfileConfigError
+from ._errors import ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._secret import Secret
 
@@ -98,9 +98,10 @@ def resolve_placeholders(
         if kind == "secret":
             if secret_resolver is None:
                 raise ProfileConfigError(
-                    f"{path or 'profile'}: {element or 'a value'} uses $secret{{{name}}}: pass "
-                    "secret_resolver= to resolve it (mtls cannot decrypt WSO2's [secrets] "
-                    "table, which is encrypted with the server's own key)",
+                    f"{path or 'profile'}: {element or 'a value'} uses $secret{{{name}}}, and "
+                    "no secure vault is configured (no [secrets] table, no enabled "
+                    "secret-conf.properties under the home): pass secret_resolver= "
+                    "(for example mtls.wso2.SecureVault(home))",
                     path=path,
                     servers=servers,
                     element=element,
@@ -175,6 +176,10 @@ def resolve_secret(
         value = resolver(alias)
     except KeyError:
         value = None
+    except SecureVaultError as exc:  # secure vault: its message says why; add where
+        raise SecureVaultError(
+            f"{where}: {exc}", path=path, servers=servers, element=element, alias=alias
+        ) from exc
     except Exception as exc:
         raise ProfileConfigError(
             f"{where}, and the secret resolver failed ({type(exc).__name__}): check the vault",

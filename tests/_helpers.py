@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 import ssl
 import time
@@ -14,6 +15,12 @@ from typing import Any
 from mtls.testing import CA, IssuedIdentity
 
 PASSWORD = "s3cret-Pa55"  # distinctive: tests grep for it in messages and logs
+# The JDKs' java launchers for the Java peer programs in tests/java (JDK 17 on PATH, 25).
+JAVAS = [
+    path
+    for path in (shutil.which("java"), "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java")
+    if path and Path(path).exists()
+]
 
 
 class _LoopbackHTTPS(http.client.HTTPSConnection):

@@ -4,7 +4,6 @@ trusts, and the profile set's contexts are what Java accepts or refuses."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import subprocess
@@ -16,14 +15,9 @@ import pytest
 import mtls
 from mtls.testing import CA
 
-from ._helpers import PASSWORD, profile, profile_xml
+from ._helpers import JAVAS, PASSWORD, profile, profile_xml
 
 SOURCE = Path(__file__).with_name("java") / "MtlsServer.java"
-JAVAS = [
-    path
-    for path in (shutil.which("java"), "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java")
-    if path and Path(path).exists()
-]
 pytestmark = pytest.mark.skipif(not JAVAS, reason="needs a JDK's java launcher")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import mtls
 
-MODULES = ["mtls", "mtls.testing"]
+MODULES = ["mtls", "mtls.testing", "mtls.wso2"]
 
 
 @pytest.mark.parametrize("name", MODULES)

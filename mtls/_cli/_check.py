@@ -32,6 +32,7 @@ from ._common import (
     lacks_client_auth,
     now,
 )
+from ._vault import render_vault, vault_report
 
 # Library warnings that the table already shows in its own words.
 _SHOWN_ELSEWHERE = ("skipped (skip_failures)", 'novalidatecert="true"')
@@ -353,9 +354,11 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     base = str(Path(args.base_dir).resolve()) if args.base_dir else None
     with load_profile_set(args, args.profiles) as profiles:
         report = check_report(profiles, logs)
+    report["vault"] = vault_report(args)  # which secure-vault aliases resolve
     if args.json:
         out.json(report)
     else:
+        render_vault(report["vault"], out)
         render_table(report, out, base)
     if report["ok"]:
         return EXIT_OK

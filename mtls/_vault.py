@@ -1,0 +1,919 @@
+"""WSO2's secure vault, read from a product home: a secret resolver.
+
+What WSO2 does, and where it is written (docs/secure-vault.md has the full list):
+
+* ``ciphertool -Dconfigure`` (wso2/cipher-tool ``CipherTool.java``, ``Utils.java``)
+  replaces each ``alias = "[plain text]"`` of deployment.toml's ``[secrets]`` table
+  with base64 of ``Cipher.doFinal(utf8)``, encrypting with the internal keystore's
+  certificate (``[keystore.internal]``, else ``[keystore.primary]``), and writes
+  ``secret-conf.properties`` (``secVault.enabled``, ``keystore.identity.*``,
+  ``secretRepositories.file.location`` and, when a transformation was chosen,
+  ``secretRepositories.file.algorithm``). The default transformation is Java's
+  ``"RSA"``, which is ``RSA/ECB/PKCS1Padding``.
+* At start-up the product copies ``[secrets]`` into ``cipher-text.properties``
+  (carbon-kernel's ``cipher-text.properties.j2``) and the secure vault
+  (``org.wso2.securevault`` ``FileBaseSecretRepository``) decrypts every value with
+  the identity keystore's private key; ``$env{}``/``$sys{}``/``${}`` values are read
+  from the environment first ("dynamic secrets").
+* Carbon's crypto utilities write a *self-contained* ciphertext: base64 of the JSON
+  ``{"c": base64(cipher), "t": transformation, "tp": thumbprint, "tpd": "SHA-1"}``
+  (carbon-kernel ``CipherHolder``, carbon-crypto-service ``CipherMetaDataHolder``);
+  the thumbprint is the upper-case hex SHA-1 of the certificate's DER.
+* Symmetric mode (cipher tool 1.1.26+, ``-Dsymmetric``; ``secretRepositories.file.
+  encryptionMode=symmetric``): base64 of ``{"cipherText": base64(ct||tag), "iv":
+  base64(iv)}``, AES/GCM/NoPadding with a 128-bit tag, the key being the keystore's
+  secret-key entry. ``SymmetricKeyInternalCryptoProvider`` (deployment.toml
+  ``[encryption] key``) writes a self-contained value whose ``c`` is base64 of
+  ``{"cipher": ..., "initializationVector": ...}``.
+
+The vault reads the files again when they change (by size and modification time), so
+a reloading profile set picks up re-encrypted secrets; the keystore's private key is
+held in memory only, like every other key in mtls.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
+from ._files import read_input
+from ._jks import secret_key_entry
+from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
+from ._secret import Secret, reveal
+from ._stores import Keystore
+from ._wso2 import Product, detect_product, resolve_security_file
+
+log = logging.getLogger("mtls")
+
+#: The environment variable the vault reads its keystore password from.
+PASSWORD_ENV = "MTLS_VAULT_PASSWORD"  # noqa: S105 - a variable name
+# DefaultSecretCallbackHandler's files in the product home, in the order it tries them.
+_PASSWORD_FILES = ("password", "password-tmp", "password-persist")
+_DEFAULT_KEYSTORE = "wso2carbon.jks"  # API-M 4.x default.json keystore.primary.file_name
+_DEFAULT_ALIAS = "wso2carbon"
+_PLACEHOLDER = re.compile(r"\$(env|sys|)\{([^}]*)\}")
+_PKCS1 = {"rsa", "rsa/ecb/pkcs1padding", "rsa/none/pkcs1padding"}
+_OAEP_SHA1 = {
+    "rsa/ecb/oaepwithsha1andmgf1padding",
+    "rsa/none/oaepwithsha1andmgf1padding",
+    "rsa/ecb/oaepwithsha-1andmgf1padding",
+    "rsa/none/oaepwithsha-1andmgf1padding",
+}
+_AES_GCM = "aes/gcm/nopadding"
+_THUMBPRINT_DIGESTS = {"sha-1": "sha1", "sha1": "sha1", "sha-256": "sha256", "sha256": "sha256"}
+_MAX_SECRET = 64 * 1024  # a password, not a file: refuse bigger values before decoding them
+
+
+@dataclass(frozen=True, slots=True)
+class VaultEntry:
+    """One alias as :meth:`SecureVault.check` sees it (never its value).
+
+    Attributes:
+        alias: the secret alias.
+        source: where it is defined (``deployment.toml [secrets]`` or
+            ``cipher-text.properties``).
+        encrypted: ``False`` for a ``[plain text]`` value not yet encrypted.
+        error: why it does not resolve, or ``None`` when it does.
+    """
+
+    alias: str
+    source: str
+    encrypted: bool
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    text: str
+    source: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    """What the estate's files say, read once per change of those files."""
+
+    enabled: bool
+    values: Mapping[str, _Value]
+    algorithm: str
+    symmetric: bool
+    keystore: Path
+    keystore_from: str
+    keystore_type: str | None  # a hint for messages: the content decides
+    key_alias: str | None
+    toml_password: str | None
+    toml_key_password: str | None
+    encryption_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    private: rsa.RSAPrivateKey | None
+    alias: str
+    certificate_der: bytes | None
+    symmetric: bytes | None
+
+
+# --------------------------------------------------------------------------- file formats
+
+
+def read_properties(data: bytes) -> dict[str, str]:
+    """Parse a Java ``.properties`` file (``java.util.Properties.load``, ISO-8859-1).
+
+    Comments start with ``#`` or ``!``; keys end at an unescaped ``=``, ``:`` or
+    whitespace; a trailing backslash continues the line; ``\\uXXXX`` and the usual
+    escapes are decoded. The last occurrence of a key wins, as in Java.
+    """
+    text = data.decode("iso-8859-1")
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.lstrip(" \t\f")
+        if not pending and (not line or line[0] in "#!"):
+            continue
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2:  # an odd number of backslashes continues the line
+            pending += line[:-1]
+            continue
+        logical.append(pending + line)
+        pending = ""
+    if pending:
+        logical.append(pending)
+    out: dict[str, str] = {}
+    for line in logical:
+        key_end = len(line)
+        i = 0
+        while i < len(line):
+            ch = line[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch in "=: \t\f":
+                key_end = i
+                break
+            i += 1
+        rest = line[key_end:].lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        out[_unescape(line[:key_end])] = _unescape(rest)
+    return out
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\" or i + 1 == len(text):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[i + 2 : i + 6]):
+            out.append(chr(int(text[i + 2 : i + 6], 16)))
+            i += 6
+            continue
+        out.append({"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(nxt, nxt))
+        i += 2
+    return "".join(out)
+
+
+def _plain_text(value: str) -> str | None:
+    """The text of a ``[plain text]`` value, as the cipher tool's
+    ``Utils.getUnEncryptedValue`` reads it; ``None`` for an encrypted value."""
+    if "[" not in value or "]" not in value:
+        return None
+    text = value[value.index("[") + 1 : value.rindex("]")]
+    return text or None  # "[]" or "]x[": not a plain value (StringUtils.substring gives "")
+
+
+def product_store_path(home: Path, file_name: str, product: Product = "apim") -> Path:
+    """Where the product opens a deployment.toml keystore ``file_name``: the same rule
+    as every other store deployment.toml names (:func:`mtls._wso2.resolve_security_file`),
+    after a leading ``${carbon.home}`` / ``$sys{carbon.home}`` (how the cipher tool's
+    ``Utils.resolveKeyStorePath`` and carbon.xml.j2 write the home) is replaced by it."""
+    for prefix in ("${carbon.home}", "$sys{carbon.home}"):
+        if file_name.startswith(prefix):
+            return Path(str(home) + file_name[len(prefix) :])
+    return resolve_security_file(file_name, key="file_name", home=home, product=product)
+
+
+def _conf_dir(home: Path) -> Path:
+    # API Manager and Identity Server keep conf/ under repository/; Micro Integrator at the top.
+    return (
+        home / "repository" / "conf" if (home / "repository" / "conf").is_dir() else home / "conf"
+    )
+
+
+def _signature(path: Path | None) -> tuple[object, ...]:
+    if path is None:
+        return (None,)
+    try:
+        st = path.stat()
+    except OSError:
+        return (os.fspath(path), None)
+    return (os.fspath(path), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text.strip(), validate=True)
+
+
+# --------------------------------------------------------------------------- the vault
+
+
+class SecureVault:
+    """WSO2's secure vault as a secret resolver: aliases in, :class:`~mtls.Secret` out.
+
+    It reads the product home the way the product does: deployment.toml's
+    ``[secrets]`` (encrypted by ``ciphertool -Dconfigure``, or ``"[plain text]"``
+    before that, with a warning), ``<conf>/security/cipher-text.properties`` and
+    ``secret-conf.properties`` (for ``svns:secretAlias`` in a profile file), and the
+    internal keystore (``keystore.identity.*`` of ``secret-conf.properties``, else
+    ``[keystore.internal]``, else ``[keystore.primary]``, else ``wso2carbon.jks``
+    under ``<home>/repository/resources/security/``).
+
+    It decrypts RSA ``RSA/ECB/PKCS1Padding`` (Java's ``"RSA"``, the cipher tool's
+    default) and ``RSA/ECB/OAEPwithSHA1andMGF1Padding``, as plain base64 or as the
+    self-contained JSON ciphertext (whose certificate thumbprint is checked), and
+    ``AES/GCM/NoPadding`` values.
+
+    The internal keystore's password is taken from, in order: ``keystore_password=``
+    (``$env{NAME}`` and ``$sys{NAME}`` are resolved), the ``MTLS_VAULT_PASSWORD``
+    environment variable, the first line of ``<home>/password``, ``password-tmp`` or
+    ``password-persist`` (WSO2's ``DefaultSecretCallbackHandler`` files; read, never
+    renamed or deleted), then the keystore's ``password`` in deployment.toml when it is
+    not itself a ``$secret{}``. The key password is ``key_password=``, else the second
+    line of that file, else the TOML's ``key_password``, else the keystore password.
+
+    Pass it as ``secret_resolver=`` or let :meth:`mtls.SSLProfileSet.from_deployment_toml`
+    and :meth:`~mtls.SSLProfileSet.from_xml` pick it up when the estate configures a
+    vault. ``repr()`` shows the home, never a secret.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> home = pathlib.Path(tempfile.mkdtemp())
+        >>> (home / "repository" / "conf").mkdir(parents=True)
+        >>> _ = (home / "repository" / "conf" / "deployment.toml").write_text(
+        ...     '[secrets]\\nbackend = "[not-yet-encrypted]"\\n')
+        >>> vault = SecureVault(home)
+        >>> vault.aliases()
+        ('backend',)
+        >>> vault("backend")
+        Secret('********')
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        deployment_toml: str | os.PathLike[str] | None = None,
+        keystore_password: str | Secret | None = None,
+        key_password: str | Secret | None = None,
+        symmetric_key: bytes | str | Secret | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> None:
+        """Describe the vault of the product installed at ``home``; nothing is read yet.
+
+        Args:
+            home: the product home (``<API-M_HOME>``, ``<MI_HOME>``).
+            deployment_toml: the deployment.toml whose ``[secrets]`` to use. Default:
+                ``<home>/repository/conf/deployment.toml`` (``<home>/conf/`` for MI).
+            keystore_password: the internal keystore's password (see above).
+            key_password: its private key's password, when it differs.
+            symmetric_key: the AES key for symmetric values: bytes, or a hex string
+                (16, 24 or 32 bytes), overriding the keystore's secret-key entry and
+                ``[encryption] key``.
+            properties: values for ``$sys{name}`` placeholders (Java system properties).
+        """
+        self.home = Path(os.path.abspath(home))
+        conf = _conf_dir(self.home)
+        self._toml = (
+            Path(os.path.abspath(deployment_toml))
+            if deployment_toml is not None
+            else conf / "deployment.toml"
+        )
+        self._secret_conf = conf / "security" / "secret-conf.properties"
+        self._properties = dict(properties or {})
+        self._keystore_password = keystore_password
+        self._key_password = key_password
+        self._symmetric_key = symmetric_key
+        self._lock = threading.Lock()
+        self._cipher_text: Path | None = None  # known once secret-conf.properties is read
+        self._config: tuple[tuple[object, ...], _Config] | None = None
+        self._keys: tuple[tuple[object, ...], _Keys] | None = None
+        self._warned: set[tuple[str, str]] = set()
+
+    @classmethod
+    def for_estate(
+        cls,
+        home: str | os.PathLike[str],
+        *,
+        deployment_toml: str | os.PathLike[str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> SecureVault | None:
+        """The vault the estate at ``home`` configures, or ``None`` when it has none.
+
+        A vault is configured when deployment.toml has a ``[secrets]`` table or
+        ``secret-conf.properties`` says ``secVault.enabled=true``.
+
+        Raises:
+            ProfileConfigError: deployment.toml or secret-conf.properties is unreadable.
+        """
+        vault = cls(home, deployment_toml=deployment_toml, properties=properties)
+        return vault if vault.configured else None
+
+    def __repr__(self) -> str:
+        return f"SecureVault(home={os.fspath(self.home)!r})"
+
+    # -- what the estate says
+
+    @property
+    def configured(self) -> bool:
+        """Whether the estate's files configure a vault (see :meth:`for_estate`)."""
+        return self._load().enabled
+
+    def aliases(self) -> tuple[str, ...]:
+        """Every alias the vault defines, sorted."""
+        return tuple(sorted(self._load().values))
+
+    def resolve(self, alias: str) -> Secret:
+        """Decrypt ``alias``.
+
+        Returns:
+            The plain value as a :class:`~mtls.Secret`.
+
+        Raises:
+            SecureVaultError: the alias is unknown, its value does not decrypt, or the
+                keystore cannot be opened; the message names the alias and the file.
+        """
+        config = self._load()
+        value = config.values.get(alias)
+        if value is None:
+            raise SecureVaultError(
+                f"secure vault: no secret alias {alias!r} in [secrets] of {self._toml} or in "
+                f"{self._cipher_text}: add it and run ciphertool, or fix the alias",
+                path=self._toml,
+                alias=alias,
+            )
+        text = self._dynamic(alias, value)
+        plain = _plain_text(text)
+        if plain is not None:
+            if (alias, value.path) not in self._warned:
+                self._warned.add((alias, value.path))
+                log.warning(
+                    "%s: secret alias %r is plain text, not encrypted: run ciphertool "
+                    "-Dconfigure to encrypt it",
+                    value.path,
+                    alias,
+                )
+            return Secret(plain)
+        return Secret(self._decrypt(alias, value, text, config))
+
+    __call__ = resolve
+
+    def check(self) -> list[VaultEntry]:
+        """Try every alias; report which resolve, never their values.
+
+        Returns:
+            One :class:`VaultEntry` per alias, sorted by alias.
+
+        Raises:
+            ProfileConfigError: the vault's own files are unreadable.
+        """
+        config = self._load()
+        out = []
+        for alias in sorted(config.values):
+            value = config.values[alias]
+            try:
+                self.resolve(alias)
+                error = None
+            except SecureVaultError as exc:
+                error = str(exc)
+            encrypted = _plain_text(value.text) is None
+            out.append(VaultEntry(alias, value.source, encrypted, error))
+        return out
+
+    # -- reading the files
+
+    def _load(self) -> _Config:
+        """The files' content, read again when one of them changes."""
+
+        def signature() -> tuple[object, ...]:
+            return tuple(_signature(p) for p in (self._toml, self._secret_conf, self._cipher_text))
+
+        with self._lock:
+            if self._config is not None and self._config[0] == signature():
+                return self._config[1]
+        config = self._read()  # sets self._cipher_text
+        with self._lock:
+            self._config = (signature(), config)
+        return config
+
+    def _read(self) -> _Config:
+        toml = self._read_toml()
+        conf = self._read_props(self._secret_conf)
+        enabled_flag = (conf or {}).get("secVault.enabled", "").strip().lower() == "true"
+        secrets_table = toml.get("secrets")
+        values: dict[str, _Value] = {}
+        # The secret repository file: secretRepositories.file.location, relative to the
+        # product's working directory (the home); the cipher tool writes it that way.
+        location = (conf or {}).get("secretRepositories.file.location", "").strip()
+        cipher_text = (
+            (self.home / location if not os.path.isabs(location) else Path(location))
+            if location
+            else self._secret_conf.with_name("cipher-text.properties")
+        )
+        self._cipher_text = cipher_text
+        for alias, text in (self._read_props(cipher_text) or {}).items():
+            if text.strip():  # FileBaseSecretRepository skips empty values
+                values[alias] = _Value(
+                    text.strip(), "cipher-text.properties", os.fspath(cipher_text)
+                )
+        if isinstance(secrets_table, Mapping):
+            # The product regenerates cipher-text.properties from [secrets] at start-up:
+            # the TOML is the source of truth when both name an alias.
+            for alias, text in secrets_table.items():
+                if isinstance(text, str) and text.strip():
+                    values[str(alias)] = _Value(
+                        text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
+                    )
+        internal = _table(toml, "keystore", "internal")
+        ks_table = internal or _table(toml, "keystore", "primary")
+        table_name = "[keystore.internal]" if internal else "[keystore.primary]"
+        identity = (conf or {}).get("keystore.identity.location", "").strip()
+        if identity:
+            keystore = Path(identity) if os.path.isabs(identity) else self.home / identity
+            keystore_from = f"keystore.identity.location of {self._secret_conf}"
+            keystore_type = (conf or {}).get("keystore.identity.type", "").strip() or None
+            key_alias = (conf or {}).get("keystore.identity.alias", "").strip() or None
+        elif ks_table and isinstance(ks_table.get("file_name"), str):
+            keystore = product_store_path(
+                self.home, ks_table["file_name"].strip(), detect_product(toml)
+            )
+            keystore_from = f"{table_name} file_name of {self._toml}"
+            keystore_type = _str(ks_table.get("type"))
+            key_alias = _str(ks_table.get("alias"))
+        else:
+            # Both products' default: repository/resources/security/wso2carbon.jks.
+            keystore = product_store_path(self.home, _DEFAULT_KEYSTORE, "apim")
+            keystore_from = "the default internal keystore"
+            keystore_type = None
+            key_alias = _DEFAULT_ALIAS
+        encryption = _table(toml, "encryption") or {}
+        return _Config(
+            enabled=enabled_flag or (isinstance(secrets_table, Mapping) and bool(secrets_table)),
+            values=values,
+            algorithm=(conf or {}).get("secretRepositories.file.algorithm", "").strip() or "RSA",
+            symmetric=(conf or {}).get("secretRepositories.file.encryptionMode", "").strip()
+            == "symmetric",
+            keystore=keystore,
+            keystore_from=keystore_from,
+            keystore_type=keystore_type,
+            key_alias=key_alias,
+            toml_password=_str((ks_table or {}).get("password")),
+            toml_key_password=_str((ks_table or {}).get("key_password")),
+            encryption_key=_str(encryption.get("key")),
+        )
+
+    def _read_toml(self) -> dict[str, Any]:
+        try:
+            return tomllib.loads(read_input(self._toml).decode("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ProfileConfigError(
+                f"{self._toml}: cannot read ({exc.strerror or exc})", path=self._toml
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ProfileConfigError(
+                f"{self._toml}: not valid TOML ({exc}): fix the file", path=self._toml
+            ) from None
+
+    def _read_props(self, path: Path) -> dict[str, str] | None:
+        try:
+            return read_properties(read_input(path))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in a configured path
+            raise ProfileConfigError(
+                f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})", path=path
+            ) from None
+
+    def _dynamic(self, alias: str, value: _Value) -> str:
+        """A dynamic secret: ``$env{NAME}``, ``$sys{NAME}`` or ``${NAME}`` holds the value."""
+        match = _PLACEHOLDER.fullmatch(value.text)
+        if match is None:
+            return value.text
+        found = self._lookup(*match.groups())
+        if found is None:
+            raise SecureVaultError(
+                f"{value.path}: secret alias {alias!r} is {value.text}, which is not set: "
+                "set it (its value is the encrypted secret)",
+                path=value.path,
+                alias=alias,
+            )
+        return found.strip()
+
+    # -- keys
+
+    def _passwords(self, config: _Config) -> tuple[Secret, Secret | None, str]:
+        """The keystore password, the key password (None: the same) and where they came from."""
+        key_password = self._key_password
+        if self._keystore_password is not None:
+            text = reveal(self._keystore_password) or ""
+            return (
+                Secret(self._placeholder(text, "keystore_password=")),
+                _secret(key_password),
+                ("keystore_password="),
+            )
+        env = os.environ.get(PASSWORD_ENV)
+        if env is not None:
+            return Secret(env), _secret(key_password), f"${PASSWORD_ENV}"
+        for name in _PASSWORD_FILES:
+            path = self.home / name
+            try:
+                lines = read_input(path).decode("utf-8").splitlines()
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SecureVaultError(
+                    f"{path}: cannot read the keystore password file ({exc})", path=path
+                ) from None
+            if lines:
+                second = lines[1] if len(lines) > 1 and lines[1] else None
+                key = _secret(key_password) or (Secret(second) if second else None)
+                return Secret(lines[0]), key, os.fspath(path)
+        if config.toml_password is not None and "$secret{" not in config.toml_password:
+            store = self._placeholder(
+                config.toml_password, f"the keystore password in {self._toml}"
+            )
+            toml_key = config.toml_key_password
+            key = _secret(key_password) or (
+                Secret(self._placeholder(toml_key, f"key_password in {self._toml}"))
+                if toml_key is not None and "$secret{" not in toml_key
+                else None
+            )
+            return Secret(store), key, os.fspath(self._toml)
+        raise SecureVaultError(
+            f"secure vault of {self.home}: the internal keystore {config.keystore} needs its "
+            f"password: pass SecureVault(..., keystore_password=...), set ${PASSWORD_ENV}, "
+            f"or write it to {self.home / 'password-persist'} as WSO2 reads it",
+            path=config.keystore,
+        )
+
+    def _lookup(self, kind: str, name: str) -> str | None:
+        """``$env{NAME}``: the environment; ``$sys{NAME}``, ``${NAME}``: properties, then it."""
+        found = self._properties.get(name) if kind != "env" else None
+        return found if found is not None else os.environ.get(name)
+
+    def _placeholder(self, text: str, where: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            found = self._lookup(*match.groups())
+            if found is None:
+                raise SecureVaultError(
+                    f"secure vault: {where} uses {match.group(0)}, which is not set: set it",
+                    path=self._toml,
+                )
+            return found
+
+        return _PLACEHOLDER.sub(replace, text)
+
+    def _load_keys(self, config: _Config) -> _Keys:
+        store_password, key_password, source = self._passwords(config)
+        signature = (
+            _signature(config.keystore),
+            config.key_alias,
+            hashlib.sha256(store_password.reveal().encode()).digest(),
+            hashlib.sha256((reveal(key_password) or "").encode()).digest(),
+            config.encryption_key is not None,
+        )
+        with self._lock:
+            if self._keys is not None and self._keys[0] == signature:
+                return self._keys[1]
+        where = f"the vault's keystore {config.keystore} ({config.keystore_from})"
+        try:
+            data = read_input(config.keystore)
+        except FileNotFoundError:
+            raise SecureVaultError(
+                f"{where} does not exist: point {config.keystore_from.split(' of ')[0]} at "
+                "the keystore the cipher tool used",
+                path=config.keystore,
+            ) from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in a configured path
+            raise SecureVaultError(
+                f"{where} cannot be read ({getattr(exc, 'strerror', None) or exc})",
+                path=config.keystore,
+            ) from None
+        symmetric = _secret_key(data, store_password.reveal(), config.key_alias)
+        private: rsa.RSAPrivateKey | None = None
+        certificate_der = None
+        alias = config.key_alias or ""
+        try:
+            store = Keystore.from_bytes(
+                data,
+                store_password,
+                key_password=key_password,
+                store_type=config.keystore_type,
+                _path=os.fspath(config.keystore),
+            )
+            if store.key_aliases:
+                # The configured alias; a store with one key entry needs none.
+                wanted = config.key_alias
+                if len(store.key_aliases) == 1 and wanted not in store:
+                    wanted = None
+                alias, key_der, chain = store.key_entry(wanted)
+                key = serialization.load_der_private_key(key_der, None)
+                if isinstance(key, rsa.RSAPrivateKey):
+                    private = key
+                certificate_der = chain[0] if chain else None
+        except KeystoreError as exc:
+            raise SecureVaultError(
+                f"{where} does not open with the password from {source}: {exc}",
+                path=config.keystore,
+            ) from None
+        keys = _Keys(private, alias, certificate_der, symmetric)
+        with self._lock:
+            self._keys = (signature, keys)
+        log.debug("secure vault: loaded %s (password from %s)", config.keystore, source)
+        return keys
+
+    # -- decryption
+
+    def _decrypt(self, alias: str, value: _Value, text: str, config: _Config) -> str:
+        job = _Job(alias, value.path, config)
+        if len(text) > _MAX_SECRET:
+            raise job.fail(
+                f"is longer than {_MAX_SECRET} characters: not a ciphertext the cipher tool writes"
+            )
+        try:
+            raw = _b64(text)
+        except (binascii.Error, ValueError):
+            raise job.fail(
+                'is neither "[plain text]" nor base64 ciphertext: encrypt it with ciphertool'
+            ) from None
+        document = _json_object(raw)
+        if document is None:  # plain base64: the transformation is secret-conf's
+            if config.symmetric:
+                raise job.fail("is not the symmetric cipher tool's JSON value: re-encrypt it")
+            return self._rsa(job, raw, config.algorithm)
+        if "c" in document:  # the self-contained ciphertext (CipherMetaDataHolder)
+            transformation = str(document.get("t") or "RSA")
+            try:
+                inner = _b64(str(document["c"]))
+            except (binascii.Error, ValueError):
+                raise job.fail('is a self-contained ciphertext whose "c" is not base64') from None
+            if transformation.lower() == _AES_GCM:  # SymmetricKeyInternalCryptoProvider
+                nested = _json_object(inner) or {}
+                return self._aes(job, nested, "cipher", "initializationVector", internal=True)
+            thumbprint, digest = document.get("tp"), document.get("tpd")
+            return self._rsa(
+                job,
+                inner,
+                transformation,
+                thumbprint=str(thumbprint) if thumbprint else None,
+                digest_name=str(digest) if digest else None,
+            )
+        if "cipherText" in document and "iv" in document:  # cipher tool -Dsymmetric
+            return self._aes(job, document, "cipherText", "iv", internal=False)
+        raise job.fail("is JSON of a kind the secure vault does not write: re-encrypt it")
+
+    def _rsa(
+        self,
+        job: _Job,
+        ciphertext: bytes,
+        transformation: str,
+        *,
+        thumbprint: str | None = None,
+        digest_name: str | None = None,
+    ) -> str:
+        config = job.config
+        kind = transformation.strip().lower()
+        if kind not in _PKCS1 and kind not in _OAEP_SHA1:
+            raise job.fail(
+                f"uses transformation {transformation!r}, which mtls does not decrypt "
+                "(RSA/ECB/PKCS1Padding, RSA/ECB/OAEPwithSHA1andMGF1Padding and "
+                "AES/GCM/NoPadding are supported)"
+            )
+        keys = self._load_keys(config)
+        if keys.private is None:
+            raise job.fail(
+                f"needs an RSA private key, and {config.keystore} has none"
+                + (f" at alias {config.key_alias!r}" if config.key_alias else "")
+            )
+        if thumbprint is not None and keys.certificate_der is not None:
+            algorithm = _THUMBPRINT_DIGESTS.get((digest_name or "SHA-1").lower())
+            if algorithm is None:
+                raise job.fail(f"names a thumbprint digest {digest_name!r} mtls does not know")
+            ours = hashlib.new(algorithm, keys.certificate_der).hexdigest().upper()
+            if ours != thumbprint.strip().upper():
+                subject = x509.load_der_x509_certificate(keys.certificate_der).subject
+                raise job.fail(
+                    f"was encrypted for the certificate with {digest_name or 'SHA-1'} thumbprint "
+                    f"{thumbprint.strip().upper()}, but the vault's keystore {config.keystore} "
+                    f"has {keys.alias!r} ({subject.rfc4514_string()}, thumbprint {ours}): use the "
+                    "keystore the cipher tool used, or re-encrypt the secret"
+                )
+        try:
+            if kind in _PKCS1:
+                plain = _pkcs1_decrypt(keys.private, ciphertext)
+            else:
+                sha1 = hashes.SHA1()  # noqa: S303 - the transformation WSO2 encrypted with
+                pad = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
+                plain = keys.private.decrypt(ciphertext, pad)
+        except ValueError:
+            raise job.fail(
+                f"does not decrypt with the private key {keys.alias!r} of {config.keystore} "
+                f"({transformation}): the value is damaged or was encrypted for another key"
+            ) from None
+        return job.text(plain)
+
+    def _aes(
+        self,
+        job: _Job,
+        document: Mapping[str, Any],
+        cipher_field: str,
+        iv_field: str,
+        *,
+        internal: bool,
+    ) -> str:
+        try:
+            ciphertext = _b64(str(document[cipher_field]))
+            iv = _b64(str(document[iv_field]))
+        except (KeyError, binascii.Error, ValueError):
+            raise job.fail(
+                f"is an AES-GCM value without a base64 {cipher_field!r} and {iv_field!r}"
+            ) from None
+        key, source = self._aes_key(job, internal=internal)
+        if len(key) not in (16, 24, 32):
+            raise job.fail(
+                f"needs a 16, 24 or 32-byte AES key, and the key from {source} has {len(key)}"
+            )
+        # GCM with the 128-bit tag at the end of the ciphertext, as javax.crypto writes it.
+        if not 8 <= len(iv) <= 128 or len(ciphertext) < 16:
+            raise job.fail("is an AES-GCM value with a damaged IV or ciphertext")
+        decryptor = Cipher(algorithms.AES(key), modes.GCM(iv, ciphertext[-16:])).decryptor()
+        try:
+            plain = decryptor.update(ciphertext[:-16]) + decryptor.finalize()
+        except InvalidTag:
+            raise job.fail(
+                f"does not decrypt with the AES key from {source} (AES/GCM/NoPadding): the "
+                "value is damaged or was encrypted with another key"
+            ) from None
+        return job.text(plain)
+
+    def _aes_key(self, job: _Job, *, internal: bool) -> tuple[bytes, str]:
+        """The AES key: ``symmetric_key=``; for carbon's internal format ``[encryption]
+        key``; for the cipher tool's symmetric format the keystore's secret-key entry."""
+        config = job.config
+        if self._symmetric_key is not None:
+            given = self._symmetric_key
+            if isinstance(given, bytes):
+                return given, "symmetric_key="
+            try:
+                return bytes.fromhex(reveal(given) or ""), "symmetric_key="
+            except ValueError:
+                raise job.fail("needs symmetric_key= as bytes or hex") from None
+        if internal:
+            if config.encryption_key is None:
+                raise job.fail(
+                    f"is encrypted with [encryption] key, which {self._toml} does not set: "
+                    "set it or pass symmetric_key="
+                )
+            # SymmetricKeyInternalCryptoProvider.determineEncodingAndEncode: hex for 48 or
+            # 64 characters, else the string's own bytes.
+            where = f"[encryption] key of {self._toml}"
+            reference = re.fullmatch(r"\$secret\{([^}]*)\}", config.encryption_key)
+            if reference is not None:  # key = "$secret{alias}": itself in the vault
+                if reference.group(1) == job.alias:
+                    raise job.fail(f"is {where} itself: an alias cannot decrypt itself")
+                text = self.resolve(reference.group(1)).reveal()
+            else:
+                text = self._placeholder(config.encryption_key, where)
+            if len(text) in (48, 64):
+                try:
+                    return bytes.fromhex(text), where
+                except ValueError:
+                    raise job.fail(f"needs {where} to be hex") from None
+            return text.encode(), where
+        keys = self._load_keys(config)
+        if keys.symmetric is None:
+            raise job.fail(
+                f"is AES-GCM encrypted, and {config.keystore} has no secret-key entry "
+                f"{config.key_alias or ''!r}: add one (keytool -genseckey) or pass symmetric_key="
+            )
+        return keys.symmetric, f"the secret-key entry {config.key_alias!r} of {config.keystore}"
+
+
+def _secret_key(data: bytes, password: str, alias: str | None) -> bytes | None:
+    """A ``keytool -genseckey`` entry of a JCEKS or PKCS#12 keystore (the cipher tool's
+    symmetric mode); ``alias=None`` takes the only one; ``None`` when there is none."""
+    if not looks_like_pkcs12(data):
+        return secret_key_entry(data, password, alias)
+    try:
+        entries = parse_pkcs12(data, password, decrypt_keys=False, secret_keys=True).secret_keys
+    except (P12FormatError, P12PasswordError):
+        return None  # the store itself is loaded (and its errors reported) separately
+    named = [e for e in entries if alias is not None and (e.alias or "").lower() == alias.lower()]
+    if named:
+        return named[0].pkcs8_der
+    return entries[0].pkcs8_der if len(entries) == 1 and alias is None else None
+
+
+def _pkcs1_decrypt(key: rsa.RSAPrivateKey, ciphertext: bytes) -> bytes:
+    """RSAES-PKCS1-v1_5 decryption (RFC 8017 section 7.2.2) that fails loudly.
+
+    OpenSSL 3.2+ answers a bad padding with a random "implicit rejection" message
+    instead of an error (a defence for servers answering many queries). Here there is
+    no oracle to defend, and a random message must never pass for a password, so the
+    padding is checked in full.
+
+    Raises:
+        ValueError: the ciphertext does not fit the key or its padding is wrong.
+    """
+    numbers = key.private_numbers()
+    public = numbers.public_numbers
+    size = (public.n.bit_length() + 7) // 8
+    if len(ciphertext) != size:
+        raise ValueError("ciphertext length does not match the key")
+    c = int.from_bytes(ciphertext, "big")
+    if c >= public.n:
+        raise ValueError("ciphertext out of range")
+    # CRT: m = c^d mod n from the two half-size exponentiations.
+    m1 = pow(c, numbers.dmp1, numbers.p)
+    m2 = pow(c, numbers.dmq1, numbers.q)
+    m = m2 + numbers.q * ((numbers.iqmp * (m1 - m2)) % numbers.p)
+    encoded = m.to_bytes(size, "big")
+    separator = encoded.find(b"\x00", 2)
+    if encoded[:2] != b"\x00\x02" or separator < 10:  # at least 8 bytes of non-zero padding
+        raise ValueError("PKCS#1 v1.5 padding does not match")
+    return encoded[separator + 1 :]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One alias being decrypted: what every failure message names."""
+
+    alias: str
+    path: str
+    config: _Config
+
+    def fail(self, why: str) -> SecureVaultError:
+        return SecureVaultError(
+            f"{self.path}: secret alias {self.alias!r} {why}", path=self.path, alias=self.alias
+        )
+
+    def text(self, plain: bytes) -> str:
+        try:
+            return plain.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(
+                "decrypts to bytes that are not UTF-8 text: it was encrypted for another key"
+            ) from None
+
+
+def _table(doc: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:
+    node: Any = doc
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node if isinstance(node, Mapping) else None
+
+
+def _str(value: Any) -> str | None:
+    return str(value).strip() if value is not None else None
+
+
+def _secret(value: str | Secret | None) -> Secret | None:
+    if value is None:
+        return None
+    return value if isinstance(value, Secret) else Secret(value)
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    if not raw.lstrip().startswith(b"{"):
+        return None
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested without end
+        return None
+    return document if isinstance(document, dict) else None

@@ -1,0 +1,687 @@
+"""WSO2's secure vault: values encrypted by Java itself (javax.crypto.Cipher with the
+cipher tool's transformations, the self-contained JSON format, AES-GCM) decrypt with
+mtls.wso2.SecureVault; every positive has its negative twin."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mtls
+from mtls._vault import product_store_path, read_properties
+from mtls.testing import CA, MTLSServer
+from mtls.wso2 import PASSWORD_ENV, SecureVault, SecureVaultError
+
+from ._helpers import JAVAS, PASSWORD, profile_xml, whoami
+
+SOURCE = Path(__file__).with_name("java") / "VaultEncrypt.java"
+needs_java = pytest.mark.skipif(not JAVAS, reason="needs a JDK's java launcher")
+KEYTOOL = shutil.which("keytool")
+AES_HEX = "00112233445566778899aabbccddeeff102132435465768798a9bacbdcedfe0f"
+OTHER_AES_HEX = "ff" * 32
+ENCRYPTION_KEY = "03BAFEB27A8E871CAD83C5CD4E771DAB"  # WSO2's sample: 32 chars, used as bytes
+OAEP = "RSA/ECB/OAEPwithSHA1andMGF1Padding"
+
+
+def java_encrypt(java: str, keystore: Path | None, alias: str, *jobs: tuple[str, str]) -> list[str]:
+    """One JVM run of VaultEncrypt.java: a value per (mode, plaintext) job."""
+    args = [java, str(SOURCE), str(keystore) if keystore else "-", PASSWORD, alias]
+    for mode, plain in jobs:
+        args += [mode, plain]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert len(lines) == len([mode for mode, _ in jobs if not mode.startswith("use:")])
+    return lines
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The internal keystores, the gateway identity ("dir": where; "ca": its CA)."""
+    d = tmp_path_factory.mktemp("vault-stores")
+    vault_ca = CA(name="vault CA", key_type="RSA")
+    for name, cn in (("wso2carbon.jks", "internal"), ("other.jks", "other")):
+        if KEYTOOL:  # what WSO2 ships: keytool's self-signed RSA entry (Java checks key usage)
+            subprocess.run(
+                [KEYTOOL, "-genkeypair", "-alias", "wso2carbon", "-keyalg", "RSA",
+                 "-keysize", "2048", "-dname", f"CN={cn}", "-storetype", "JKS",
+                 "-keystore", str(d / name), "-storepass", PASSWORD, "-keypass", PASSWORD],
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+        else:
+            issued = CA(name=cn, key_type="RSA").issue_cert("localhost", common_name=cn)
+            issued.write_keystore(d / name, PASSWORD, alias="wso2carbon")
+    # The gateway identity whose password the vault holds.
+    gateway = vault_ca.issue_cert("gateway", common_name="gateway")
+    gateway.write_keystore(d / "gateway.p12", PASSWORD, store_type="PKCS12")
+    vault_ca.write_truststore(d / "trust.jks", PASSWORD)
+    for kind in ("JCEKS", "PKCS12") if KEYTOOL else ():  # the symmetric mode's AES key entry
+        subprocess.run(
+            [str(KEYTOOL), "-genseckey", "-alias", "wso2carbon", "-keyalg", "AES", "-keysize", "256",
+             "-storetype", kind, "-keystore", str(d / f"secret.{kind.lower()}"),
+             "-storepass", PASSWORD, "-keypass", PASSWORD],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    return {"dir": d, "ca": vault_ca}
+
+
+@pytest.fixture(scope="module", params=JAVAS, ids=lambda p: "jdk25" if "25" in p else "jdk")
+def values(request: pytest.FixtureRequest, stores: dict[str, Any]) -> dict[str, str]:
+    """Values Java encrypted, by name; the plaintext of each is ``plain-<name>``."""
+    java, d = request.param, stores["dir"]
+    names = {
+        "pkcs1": "rsa:RSA",
+        "pkcs1_explicit": "rsa:RSA/ECB/PKCS1Padding",
+        "oaep": f"rsa:{OAEP}",
+        "sc_oaep": f"selfcontained:{OAEP}",
+        "sc_pkcs1": "selfcontained:RSA",
+        "gateway": "rsa:RSA",
+        "aes_key_rsa": "rsa:RSA",
+    }
+    plain = {"gateway": PASSWORD, "aes_key_rsa": ENCRYPTION_KEY}
+    jobs = [(mode, plain.get(n, f"plain-{n}")) for n, mode in names.items()]
+    jobs += [
+        (f"aesgcm-key:{AES_HEX}", "plain-aes_key"),
+        (f"internal-aesgcm:{ENCRYPTION_KEY}", "plain-aes_internal"),
+    ]
+    names |= {"aes_key": "", "aes_internal": ""}
+    if KEYTOOL:  # the cipher tool's symmetric mode, with the JCEKS secret-key entry
+        for kind in ("jceks", "pkcs12"):
+            jobs += [
+                ("use:wso2carbon", str(d / f"secret.{kind}")),
+                ("aesgcm-store", f"plain-{kind}"),
+            ]
+            names[f"aes_{kind}"] = ""
+    # One JVM per JDK: compiling the single-file program is the slow part.
+    return dict(
+        zip(names, java_encrypt(java, d / "wso2carbon.jks", "wso2carbon", *jobs), strict=True)
+    )
+
+
+def make_home(
+    root: Path,
+    stores: dict[str, Any],
+    *,
+    secrets: dict[str, str] | None = None,
+    toml_extra: str = "",
+    keystore: str = "wso2carbon.jks",
+    secret_conf: dict[str, str] | None = None,
+    cipher_text: dict[str, str] | None = None,
+    password: str | None = PASSWORD,
+) -> Path:
+    """A product home as API Manager lays it out."""
+    home = root / "home"
+    conf = home / "repository" / "conf"
+    (conf / "security").mkdir(parents=True, exist_ok=True)
+    security = home / "repository" / "resources" / "security"
+    security.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stores["dir"] / keystore, security / Path(keystore).name)
+    lines = [
+        "[keystore.internal]",
+        f'file_name = "{Path(keystore).name}"',
+        'alias = "wso2carbon"',
+    ]
+    if password is not None:
+        lines.append(f'password = "{password}"')
+    lines.append(toml_extra)
+    if secrets is not None:
+        lines.append("[secrets]")
+        lines += [f'{alias} = "{value}"' for alias, value in secrets.items()]
+    (conf / "deployment.toml").write_text("\n".join(lines) + "\n")
+    if secret_conf is not None:
+        (conf / "security" / "secret-conf.properties").write_text(
+            "".join(f"{k}={v}\n" for k, v in secret_conf.items())
+        )
+    if cipher_text is not None:
+        (conf / "security" / "cipher-text.properties").write_text(
+            "".join(f"{k}={v}\n" for k, v in cipher_text.items())
+        )
+    return home
+
+
+def assert_clean(exc: BaseException, *secrets: str) -> None:
+    """No plaintext, password or ciphertext in the message."""
+    text = str(exc)
+    for secret in (PASSWORD, *secrets):
+        assert secret not in text
+
+
+# --------------------------------------------------------------------------- asymmetric
+
+
+@needs_java
+def test_rsa_default_transformation_decrypts(tmp_path, stores, values) -> None:
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"a": values["pkcs1"], "b": values["pkcs1_explicit"]},
+    )
+    vault = SecureVault(home)
+    assert vault.configured
+    assert vault("a").reveal() == "plain-pkcs1"
+    assert vault.resolve("b").reveal() == "plain-pkcs1_explicit"
+    assert repr(vault("a")) == "Secret('********')"
+
+
+@needs_java
+def test_rsa_value_from_another_keystore_is_refused(tmp_path, stores, values) -> None:
+    home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, keystore="other.jks")
+    with pytest.raises(SecureVaultError, match=r"'a' does not decrypt with the private key") as e:
+        SecureVault(home)("a")
+    assert e.value.alias == "a"
+    assert_clean(e.value, values["pkcs1"], "plain-pkcs1")
+
+
+@needs_java
+def test_oaep_needs_the_algorithm_secret_conf_names(tmp_path, stores, values) -> None:
+    conf = {"secVault.enabled": "true", "secretRepositories.file.algorithm": OAEP}
+    home = make_home(tmp_path / "1", stores, secrets={"a": values["oaep"]}, secret_conf=conf)
+    assert SecureVault(home)("a").reveal() == "plain-oaep"
+    # Twin: without the algorithm the product (and mtls) use Java's "RSA": PKCS#1 fails.
+    home = make_home(tmp_path / "2", stores, secrets={"a": values["oaep"]})
+    with pytest.raises(SecureVaultError, match=r"\(RSA\): the value is damaged"):
+        SecureVault(home)("a")
+
+
+@needs_java
+def test_self_contained_values_carry_their_transformation(tmp_path, stores, values) -> None:
+    home = make_home(tmp_path, stores, secrets={"o": values["sc_oaep"], "p": values["sc_pkcs1"]})
+    vault = SecureVault(home)
+    assert vault("o").reveal() == "plain-sc_oaep"
+    assert vault("p").reveal() == "plain-sc_pkcs1"
+    document = json.loads(base64.b64decode(values["sc_oaep"]))
+    assert document["t"] == OAEP and document["tpd"] == "SHA-1"
+
+
+@needs_java
+def test_self_contained_thumbprint_mismatch_names_both_certificates(
+    tmp_path, stores, values
+) -> None:
+    home = make_home(tmp_path, stores, secrets={"o": values["sc_oaep"]}, keystore="other.jks")
+    expected = json.loads(base64.b64decode(values["sc_oaep"]))["tp"]
+    with pytest.raises(SecureVaultError, match="thumbprint") as e:
+        SecureVault(home)("o")
+    assert expected in str(e.value)
+    assert "CN=other" in str(e.value)
+    assert_clean(e.value, values["sc_oaep"], "plain-sc_oaep")
+
+
+@needs_java
+def test_damaged_ciphertexts_are_refused(tmp_path, stores, values) -> None:
+    raw = bytearray(base64.b64decode(values["pkcs1"]))
+    raw[10] ^= 0x40
+    damaged = base64.b64encode(bytes(raw)).decode()
+    home = make_home(
+        tmp_path, stores, secrets={"good": values["pkcs1"], "bad": damaged, "junk": "not!base64"}
+    )
+    vault = SecureVault(home)
+    assert vault("good").reveal() == "plain-pkcs1"
+    with pytest.raises(SecureVaultError, match="'bad' does not decrypt") as e:
+        vault("bad")
+    assert_clean(e.value, damaged)
+    with pytest.raises(SecureVaultError, match="'junk' is neither"):
+        vault("junk")
+
+
+def test_unknown_alias_is_an_error_naming_it(tmp_path, stores) -> None:
+    home = make_home(tmp_path, stores, secrets={"known": "[value]"})
+    with pytest.raises(SecureVaultError, match="no secret alias 'missing'") as e:
+        SecureVault(home)("missing")
+    assert isinstance(e.value, mtls.ProfileConfigError)
+    assert SecureVault(home)("known").reveal() == "value"
+
+
+# --------------------------------------------------------------------------- symmetric
+
+
+@needs_java
+def test_aes_gcm_with_a_given_key(tmp_path, stores, values) -> None:
+    conf = {"secVault.enabled": "true", "secretRepositories.file.encryptionMode": "symmetric"}
+    home = make_home(tmp_path, stores, secrets={"s": values["aes_key"]}, secret_conf=conf)
+    assert SecureVault(home, symmetric_key=AES_HEX)("s").reveal() == "plain-aes_key"
+    assert SecureVault(home, symmetric_key=bytes.fromhex(AES_HEX))("s").reveal() == (
+        "plain-aes_key"
+    )
+    with pytest.raises(SecureVaultError, match="does not decrypt with the AES key") as e:
+        SecureVault(home, symmetric_key=OTHER_AES_HEX)("s")
+    assert_clean(e.value, values["aes_key"], "plain-aes_key", AES_HEX)
+
+
+@needs_java
+@pytest.mark.skipif(not KEYTOOL, reason="needs keytool for a secret-key entry")
+@pytest.mark.parametrize("kind", ["jceks", "pkcs12"])
+def test_aes_gcm_with_the_keystore_secret_key(tmp_path, stores, values, kind) -> None:
+    conf = {
+        "secVault.enabled": "true",
+        "secretRepositories.file.encryptionMode": "symmetric",
+        "keystore.identity.location": f"repository/resources/security/secret.{kind}",
+        "keystore.identity.alias": "wso2carbon",
+    }
+    home = make_home(
+        tmp_path, stores, secrets={"s": values[f"aes_{kind}"]}, secret_conf=conf,
+        keystore=f"secret.{kind}",
+    )  # fmt: skip
+    assert SecureVault(home)("s").reveal() == f"plain-{kind}"
+    # Twin: the value encrypted with another AES key (the one given above).
+    home2 = make_home(
+        tmp_path / "2", stores, secrets={"s": values["aes_key"]}, secret_conf=conf,
+        keystore=f"secret.{kind}",
+    )  # fmt: skip
+    with pytest.raises(SecureVaultError, match="secret-key entry 'wso2carbon'") as e:
+        SecureVault(home2)("s")
+    assert_clean(e.value, values["aes_key"], "plain-aes_key")
+
+
+@needs_java
+def test_aes_gcm_internal_format_with_encryption_key(tmp_path, stores, values) -> None:
+    extra = f'[encryption]\nkey = "{ENCRYPTION_KEY}"\n'
+    home = make_home(tmp_path, stores, secrets={"i": values["aes_internal"]}, toml_extra=extra)
+    assert SecureVault(home)("i").reveal() == "plain-aes_internal"
+    wrong = '[encryption]\nkey = "13BAFEB27A8E871CAD83C5CD4E771DAB"\n'
+    home2 = make_home(
+        tmp_path / "2", stores, secrets={"i": values["aes_internal"]}, toml_extra=wrong
+    )
+    with pytest.raises(SecureVaultError, match=r"\[encryption\] key") as e:
+        SecureVault(home2)("i")
+    assert_clean(e.value, ENCRYPTION_KEY, "13BAFEB27A8E871CAD83C5CD4E771DAB")
+    # The key itself a vault secret (RSA-encrypted by the cipher tool), as estates keep it.
+    extra = '[encryption]\nkey = "$secret{encryption_key}"\n'
+    home3 = make_home(
+        tmp_path / "3", stores, toml_extra=extra,
+        secrets={"i": values["aes_internal"], "encryption_key": values["aes_key_rsa"]},
+    )  # fmt: skip
+    assert SecureVault(home3)("i").reveal() == "plain-aes_internal"
+    home4 = make_home(
+        tmp_path / "4", stores, toml_extra=extra, secrets={"encryption_key": values["aes_internal"]}
+    )
+    with pytest.raises(SecureVaultError, match="cannot decrypt itself"):
+        SecureVault(home4)("encryption_key")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_plain_text_values_resolve_with_one_warning(tmp_path, stores, caplog) -> None:
+    home = make_home(tmp_path, stores, secrets={"p": "[not-encrypted-yet]"})
+    vault = SecureVault(home)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert vault("p").reveal() == "not-encrypted-yet"
+        assert vault("p").reveal() == "not-encrypted-yet"
+    warnings = [r.getMessage() for r in caplog.records if "plain text" in r.getMessage()]
+    assert len(warnings) == 1 and "'p'" in warnings[0]
+    assert "not-encrypted-yet" not in caplog.text
+
+
+def test_no_vault_configured(tmp_path, stores) -> None:
+    home = make_home(tmp_path, stores)  # no [secrets], no secret-conf.properties
+    assert SecureVault.for_estate(home) is None
+    conf = make_home(tmp_path / "2", stores, secret_conf={"secVault.enabled": "true"})
+    assert SecureVault.for_estate(conf) is not None
+    off = make_home(tmp_path / "3", stores, secret_conf={"secVault.enabled": "false"})
+    assert SecureVault.for_estate(off) is None
+
+
+@needs_java
+@pytest.mark.parametrize("source", ["argument", "env", "placeholder", "file", "toml"])
+def test_keystore_password_sources(tmp_path, stores, values, monkeypatch, source) -> None:
+    home = make_home(
+        tmp_path, stores, secrets={"a": values["pkcs1"]},
+        password=PASSWORD if source == "toml" else None,
+    )  # fmt: skip
+    kwargs: dict[str, object] = {}
+    if source == "argument":
+        kwargs["keystore_password"] = mtls.Secret(PASSWORD)
+    elif source == "env":
+        monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    elif source == "placeholder":
+        monkeypatch.setenv("VAULT_TEST_PW", PASSWORD)
+        kwargs["keystore_password"] = "$env{VAULT_TEST_PW}"
+    elif source == "file":
+        (home / "password-persist").write_text(PASSWORD + "\n")
+    assert SecureVault(home, **kwargs)("a").reveal() == "plain-pkcs1"  # type: ignore[arg-type]
+    if source == "file":
+        assert (home / "password-persist").exists()  # read, never removed
+
+
+@needs_java
+def test_keystore_password_missing_or_wrong(tmp_path, stores, values, monkeypatch) -> None:
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, password=None)
+    with pytest.raises(SecureVaultError, match="needs its password") as e:
+        SecureVault(home)("a")
+    assert PASSWORD_ENV in str(e.value) and "password-persist" in str(e.value)
+    with pytest.raises(SecureVaultError, match="does not open with the password") as e:
+        SecureVault(home, keystore_password="not-it")("a")
+    assert_clean(e.value, "not-it")
+
+
+@needs_java
+def test_dynamic_secret_from_the_environment(tmp_path, stores, values, monkeypatch) -> None:
+    home = make_home(tmp_path, stores, secrets={"d": "$env{VAULT_TEST_CIPHER}"})
+    monkeypatch.setenv("VAULT_TEST_CIPHER", values["pkcs1"])
+    assert SecureVault(home)("d").reveal() == "plain-pkcs1"
+    monkeypatch.delenv("VAULT_TEST_CIPHER")
+    with pytest.raises(SecureVaultError, match="VAULT_TEST_CIPHER"):
+        SecureVault(home)("d")
+
+
+@needs_java
+def test_cipher_text_properties_and_toml_precedence(tmp_path, stores, values) -> None:
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"both": "[from-toml]"},
+        secret_conf={
+            "secVault.enabled": "true",
+            "secretRepositories.file.location": "repository/conf/security/cipher-text.properties",
+        },
+        cipher_text={"both": values["pkcs1"], "props": values["pkcs1_explicit"]},
+    )
+    vault = SecureVault(home)
+    assert vault.aliases() == ("both", "props")
+    assert vault("both").reveal() == "from-toml"  # the product regenerates the file from it
+    assert vault("props").reveal() == "plain-pkcs1_explicit"
+    entries = {e.alias: e for e in vault.check()}
+    assert entries["both"].source == "deployment.toml [secrets]" and not entries["both"].encrypted
+    assert entries["props"].error is None and entries["props"].encrypted
+
+
+@needs_java
+def test_the_vault_rereads_changed_files(tmp_path, stores, values) -> None:
+    home = make_home(tmp_path, stores, secrets={"a": "[before]"})
+    vault = SecureVault(home)
+    assert vault("a").reveal() == "before"
+    toml = home / "repository" / "conf" / "deployment.toml"
+    toml.write_text(toml.read_text().replace('"[before]"', f'"{values["pkcs1"]}"') + "\n")
+    assert vault("a").reveal() == "plain-pkcs1"
+
+
+# --------------------------------------------------------------------------- profile sets
+
+
+def gateway_xml(d: Path, attrs: str = "") -> str:
+    ns = 'xmlns:svns="http://org.wso2.securevault/configuration"'
+    return profile_xml(
+        "<profile><servers>backend.example:443</servers>"
+        f"<KeyStore><Location>{d / 'gateway.p12'}</Location><Type>PKCS12</Type>"
+        '<Password svns:secretAlias="Gateway.Password">password</Password>'
+        '<KeyPassword svns:secretAlias="Gateway.Password">password</KeyPassword></KeyStore>'
+        f"<TrustStore><Location>{d / 'trust.jks'}</Location><Type>JKS</Type>"
+        '<Password svns:secretAlias="Gateway.Password">password</Password></TrustStore>'
+        "</profile>"
+    ).replace('name="customSSLProfiles"', f'name="customSSLProfiles" {ns} {attrs}')
+
+
+@needs_java
+def test_from_xml_uses_the_estate_vault(tmp_path, stores, values) -> None:
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"Gateway.Password": values["gateway"]},
+    )
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(gateway_xml(stores["dir"]))
+    with mtls.SSLProfileSet.from_xml(xml, base_dir=home) as profiles:
+        ctx = profiles.context_for("backend.example", 443)
+        assert isinstance(ctx, ssl.SSLContext)
+        assert ctx.get_ca_certs()  # the truststore opened with the vault's password
+    # Twin: a vault value that is not the store's password fails as a wrong password.
+    other = make_home(
+        tmp_path / "2",
+        stores,
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"Gateway.Password": values["pkcs1"]},
+    )
+    with pytest.raises(mtls.WrongPasswordError) as e:
+        mtls.SSLProfileSet.from_xml(xml, base_dir=other)
+    assert_clean(e.value, "plain-pkcs1")
+
+
+@needs_java
+def test_a_handshake_with_the_vault_password(tmp_path, stores, values) -> None:
+    """The decrypted password opens the gateway keystore, and a real mTLS server sees it."""
+    ca = stores["ca"]
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"Gateway.Password": values["gateway"]},
+    )
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        xml = tmp_path / "sslprofiles.xml"
+        xml.write_text(
+            gateway_xml(stores["dir"]).replace("backend.example:443", f"localhost:{server.port}")
+        )
+        with mtls.SSLProfileSet.from_xml(xml, base_dir=home) as profiles:
+            ctx = profiles.context_for("localhost", server.port)
+            assert ctx is not None
+            assert whoami(ctx, server.port)["client_cn"] == "gateway"
+
+
+@needs_java
+def test_from_xml_alias_the_vault_cannot_decrypt(tmp_path, stores, values) -> None:
+    home = make_home(
+        tmp_path, stores, secret_conf={"secVault.enabled": "true"}, keystore="other.jks",
+        cipher_text={"Gateway.Password": values["gateway"]},
+    )  # fmt: skip
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(gateway_xml(stores["dir"]))
+    with pytest.raises(SecureVaultError, match=r"'Gateway\.Password'") as e:
+        mtls.SSLProfileSet.from_xml(xml, base_dir=home)
+    assert e.value.path == str(xml) and e.value.servers == ("backend.example:443",)
+    assert_clean(e.value, values["gateway"])
+    # An explicit resolver wins over the estate's vault.
+    with mtls.SSLProfileSet.from_xml(
+        xml, base_dir=home, secret_resolver={"Gateway.Password": PASSWORD}.get
+    ) as profiles:
+        assert profiles.context_for("backend.example", 443) is not None
+
+
+@needs_java
+def test_from_deployment_toml_resolves_secret_placeholders(tmp_path, stores, values) -> None:
+    d = stores["dir"]
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml("<profile><servers>a.example:443</servers></profile>"))
+    extra = (
+        "[transport.passthru_https.sender.ssl_profile]\n"
+        f'file_path = "{xml}"\n'
+        "[keystore.tls]\n"
+        f'file_name = "{d / "gateway.p12"}"\n'
+        'type = "PKCS12"\n'
+        'password = "$secret{tls_password}"\n'
+        'key_password = "$secret{tls_password}"\n'
+    )
+    toml_path = None
+    for name, value in (("ok", values["gateway"]), ("bad", values["pkcs1"])):
+        home = make_home(tmp_path / name, stores, secrets={"tls_password": value}, toml_extra=extra)
+        toml_path = home / "repository" / "conf" / "deployment.toml"
+        if name == "ok":
+            with mtls.SSLProfileSet.from_deployment_toml(
+                toml_path, base_dir=home, reload_interval=None
+            ) as profiles:
+                assert profiles.context_for("unlisted.example", 443) is not None  # default
+        else:
+            with pytest.raises(mtls.WrongPasswordError):
+                mtls.SSLProfileSet.from_deployment_toml(
+                    toml_path, base_dir=home, reload_interval=None
+                )
+    assert toml_path is not None
+
+
+def test_secret_placeholder_without_a_vault_says_how(tmp_path, stores) -> None:
+    home = make_home(
+        tmp_path, stores, toml_extra='[truststore]\nfile_name = "t.jks"\npassword = "$secret{x}"\n'
+    )
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml("<profile><servers>a.example:443</servers></profile>"))
+    with pytest.raises(mtls.ProfileConfigError, match="no secure vault is configured"):
+        mtls.SSLProfileSet.from_deployment_toml(
+            home / "repository" / "conf" / "deployment.toml",
+            base_dir=home,
+            profiles_path=xml,
+            reload_interval=None,
+        )
+
+
+# --------------------------------------------------------------------------- file formats
+
+
+def test_properties_parser_follows_java() -> None:
+    data = (
+        b"# comment\n! also a comment\n"
+        b"a=1\n"
+        b"b : two words\n"
+        b"c\tthree\n"
+        b"d=line \\\n    continued\n"
+        b"e=\\u0041\\tx\\\\y\n"
+        b"f\\=g=h\n"
+        b"a=last wins\n"
+        b"empty=\n"
+    )
+    assert read_properties(data) == {
+        "a": "last wins",
+        "b": "two words",
+        "c": "three",
+        "d": "line continued",
+        "e": "A\tx\\y",
+        "f=g": "h",
+        "empty": "",
+    }
+
+
+def test_product_store_path(tmp_path) -> None:
+    home = tmp_path
+    security = home / "repository" / "resources" / "security"
+    assert product_store_path(home, "wso2carbon.jks") == security / "wso2carbon.jks"
+    # Micro Integrator writes paths from the home; API Manager bare names (see _wso2).
+    assert product_store_path(home, "repository/resources/security/x.jks", "mi") == (
+        security / "x.jks"
+    )
+    assert product_store_path(home, "x.jks", "mi") == home / "x.jks"
+    assert product_store_path(home, "$sys{carbon.home}/y.jks") == home / "y.jks"
+    assert product_store_path(home, "${carbon.home}/other/x.jks") == home / "other" / "x.jks"
+    inside = str(home / "abs" / "x.jks")
+    assert product_store_path(home, inside) == Path(inside)
+
+
+def test_repr_shows_no_secret(tmp_path, stores) -> None:
+    home = make_home(tmp_path, stores, secrets={"p": "[hidden-value]"})
+    vault = SecureVault(home, keystore_password=PASSWORD, symmetric_key=AES_HEX)
+    assert PASSWORD not in repr(vault) and AES_HEX not in repr(vault)
+    assert "hidden-value" not in repr(vault.check())
+
+
+@needs_java
+def test_real_wso2carbon_keystore(tmp_path, wso2_fixtures: Path) -> None:
+    """The keystore API Manager ships, named by path as the cipher tool writes it."""
+    shipped = wso2_fixtures / "wso2carbon.jks"
+    done = subprocess.run(
+        [JAVAS[0], str(SOURCE), str(shipped), "wso2carbon", "wso2carbon",
+         "rsa:RSA", "shipped", f"selfcontained:{OAEP}", "sc"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    value, sc = done.stdout.split()
+    conf = tmp_path / "repository" / "conf"
+    (conf / "security").mkdir(parents=True)
+    (conf / "deployment.toml").write_text(f'[secrets]\na = "{value}"\nb = "{sc}"\n')
+    (conf / "security" / "secret-conf.properties").write_text(
+        f"secVault.enabled=true\nkeystore.identity.location={shipped}\n"
+        "keystore.identity.alias=wso2carbon\n"
+    )
+    vault = SecureVault(tmp_path, keystore_password="wso2carbon")
+    assert vault("a").reveal() == "shipped"
+    assert vault("b").reveal() == "sc"
+    with pytest.raises(SecureVaultError, match="does not open with the password"):
+        SecureVault(tmp_path, keystore_password="not-wso2carbon")("a")
+
+
+# --------------------------------------------------------------------------- mtls check
+
+
+@needs_java
+def test_mtls_check_reports_which_aliases_resolve(tmp_path, stores, values, capsys) -> None:
+    from mtls.cli import main
+
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"plain": "[plain-value-xyz]", "broken": values["sc_pkcs1"][:-8] + "AAAAAAA="},
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"Gateway.Password": values["gateway"]},
+    )
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(gateway_xml(stores["dir"]))
+    code = main(["check", str(xml), "--base-dir", str(home), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    aliases = {item["alias"]: item for item in report["vault"]["aliases"]}
+    assert aliases["Gateway.Password"]["resolves"] and aliases["Gateway.Password"]["encrypted"]
+    assert aliases["plain"]["resolves"] and not aliases["plain"]["encrypted"]
+    assert not aliases["broken"]["resolves"] and "'broken'" in aliases["broken"]["error"]
+    code = main(["check", str(xml), "--base-dir", str(home)])
+    text = "".join(capsys.readouterr())
+    assert "Gateway.Password (cipher-text.properties): resolves" in text
+    assert "broken (deployment.toml [secrets]): does not resolve" in text
+    for secret in (PASSWORD, "plain-value-xyz", values["gateway"], "plain-sc_pkcs1"):
+        assert secret not in out + text
+
+
+def test_mtls_check_without_a_vault_has_no_vault_lines(tmp_path, stores, capsys) -> None:
+    from mtls.cli import main
+
+    home = make_home(tmp_path, stores)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml("<profile><servers>a.example:443</servers></profile>"))
+    assert main(["check", str(xml), "--base-dir", str(home), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["vault"] is None
+    assert main(["check", str(xml), "--base-dir", str(home)]) == 0
+    assert "secure vault" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- hostile values
+
+
+def _b64json(document: object) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+HOSTILE = [
+    "",
+    "[",
+    "]x[",
+    "A" * 70_000,  # longer than any cipher-tool value
+    base64.b64encode(b"[" * 40_000).decode(),  # nested without end
+    base64.b64encode(b"{" + b'"c":' * 5 + b"}").decode(),
+    _b64json({"c": 5, "t": ["x"]}),
+    _b64json({"c": "not base64!"}),
+    _b64json({"c": "", "t": "RSA/ECB/NoSuchPadding"}),
+    _b64json({"c": base64.b64encode(b"x" * 256).decode(), "tp": "00", "tpd": "MD4"}),
+    _b64json({"c": base64.b64encode(b"{}").decode(), "t": "AES/GCM/NoPadding"}),
+    _b64json({"cipherText": "AAAA", "iv": ""}),
+    _b64json({"cipherText": 1, "iv": None}),
+    _b64json({"other": 1}),
+    _b64json([1, 2, 3]),
+    base64.b64encode(b"\xff" * 256).decode(),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_values_are_vault_errors(tmp_path, stores, value) -> None:
+    home = make_home(tmp_path, stores, secrets={"h": value}, toml_extra='[encryption]\nkey = "k"\n')
+    vault = SecureVault(home, symmetric_key=AES_HEX if "cipherText" in value else None)
+    with pytest.raises(SecureVaultError, match="'h'") as e:
+        vault("h")
+    assert e.value.alias == "h"
+    if len(value) > 8:
+        assert value[:40] not in str(e.value)
