@@ -16,6 +16,7 @@ from ._errors import (
     ProfileConfigError,
     WrongPasswordError,
 )
+from ._material import TLSMaterial
 from ._profiles import SSLProfileSet
 from ._readers import detect_format
 from ._secret import Secret
@@ -34,6 +35,7 @@ __all__ = [
     "SSLProfileSet",
     "Secret",
     "StoreConfig",
+    "TLSMaterial",
     "Truststore",
     "WrongPasswordError",
     "__version__",

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from ._config import CATCH_ALL, SSLProfile, StoreConfig, normalize_host
 from ._context import normalize_hostname_verifier
 from ._errors import MTLSError, ProfileConfigError
+from ._material import TLSMaterial
 from ._reloader import (
     Builder,
     Built,
@@ -737,6 +738,37 @@ class SSLProfileSet:
         """The profile that serves a backend (``None``: no profile; the default may still apply)."""
         item = self._match(self._snapshot, normalize_host(host), port, client_id)
         return item.profile if item is not None else None
+
+    def material_for(
+        self, host: str, port: int, *, client_id: str | None = None
+    ) -> TLSMaterial | None:
+        """The PEM material :meth:`context_for` would use, for TLS stacks without ``ssl``.
+
+        Same lookup as :meth:`context_for` (one snapshot read). For gRPC and others
+        that take key, chain and anchors as bytes; see :class:`mtls.TLSMaterial`.
+
+        Returns:
+            The material (its ``profile`` is the one that matched, or the default's),
+            or ``None`` when nothing matches and there is no default.
+
+        Raises:
+            ProfileConfigError: only the default matches and it is a ready
+                ``ssl.SSLContext``, whose key cannot be read back.
+        """
+        snapshot = self._snapshot
+        item = self._match(snapshot, normalize_host(host), port, client_id)
+        if item is None and isinstance(snapshot.default, Built):
+            item = snapshot.default
+        if item is not None:
+            return replace(item.served.material, profile=item.profile)
+        if snapshot.default is not None:
+            raise ProfileConfigError(
+                f"no profile for {host}:{port} and the set's default is a ready "
+                "ssl.SSLContext, whose key cannot be read back as PEM: give default= an "
+                "SSLProfile instead",
+                path=self._path,
+            )
+        return None
 
     @property
     def profiles(self) -> tuple[SSLProfile, ...]:

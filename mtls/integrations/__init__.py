@@ -45,7 +45,7 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -70,11 +70,11 @@ def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
 
 
 class _Entry(Generic[T]):
-    """One context and the client resource (transport, pools) made for it."""
+    """One context (or other material) and the client resource made for it."""
 
     __slots__ = ("closed", "context", "inflight", "resource", "retired")
 
-    def __init__(self, context: ssl.SSLContext, resource: T) -> None:
+    def __init__(self, context: Any, resource: T) -> None:
         self.context = context  # held, so its id() is not reused while we key on it
         self.resource = resource
         self.inflight = 0
@@ -92,14 +92,21 @@ class _ContextPools(Generic[T]):
         profile_set: where contexts come from.
         client_id: passed to :meth:`SSLProfileSet.context_for`.
         make: builds the resource for a context (called under the lock: keep it cheap).
+        alpn: the ALPN list (or a function giving it) contexts are asked for with.
+        lookup: what a ``(host, port)`` is served with, instead of its context
+            (gRPC: :meth:`SSLProfileSet.material_for`); ``None`` means no TLS material.
+        key: what makes two lookups "the same" (default: the very same object).
     """
 
     def __init__(
         self,
         profile_set: SSLProfileSet,
         client_id: str | None,
-        make: Callable[[ssl.SSLContext], T],
+        make: Callable[[Any], T],
         alpn: tuple[str, ...] | Callable[[], tuple[str, ...]] = ("http/1.1",),
+        *,
+        lookup: Callable[[str, int], Any] | None = None,
+        key: Callable[[Any], Hashable] = id,
     ) -> None:
         self._profiles = profile_set
         self._client_id = client_id
@@ -107,8 +114,10 @@ class _ContextPools(Generic[T]):
         # Each client asks for contexts with its own ALPN list: the set builds one per
         # list, so no client's set_alpn_protocols() touches a context another uses.
         self._alpn_of = alpn if callable(alpn) else (lambda: alpn)
+        self._lookup = lookup if lookup is not None else self.context_for
+        self._key = key
         self._lock = threading.Lock()
-        self._entries: dict[int, _Entry[T]] = {}
+        self._entries: dict[Hashable, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
         self._origins: set[tuple[str, int]] = set()
         self._generation = profile_set.generation
@@ -131,7 +140,7 @@ class _ContextPools(Generic[T]):
         closing: list[T] = []
         while True:
             generation = profiles.generation
-            ctx = profiles.context_for(host, port, client_id=self._client_id, alpn=self._alpn_of())
+            ctx = self._lookup(host, port)
             if profiles.generation != generation:
                 continue  # a reload between the two reads: ctx may be from either set
             with self._lock:
@@ -143,10 +152,11 @@ class _ContextPools(Generic[T]):
                         continue
                 if ctx is None:
                     return None, closing
-                entry = self._entries.get(id(ctx))
+                key = self._key(ctx)
+                entry = self._entries.get(key)
                 if entry is None:
                     entry = _Entry(ctx, self._make(ctx))
-                    self._entries[id(ctx)] = entry
+                    self._entries[key] = entry
                 entry.inflight += 1
                 self._origins.add((host, port))
                 return entry, closing
@@ -181,14 +191,12 @@ class _ContextPools(Generic[T]):
         profiles = self._profiles
         while True:
             generation = profiles.generation
-            live: dict[int, tuple[str, int]] = {}
+            live: dict[Hashable, tuple[str, int]] = {}
             origins: set[tuple[str, int]] = set()
             for host, port in self._origins:
-                ctx = profiles.context_for(
-                    host, port, client_id=self._client_id, alpn=self._alpn_of()
-                )
+                ctx = self._lookup(host, port)
                 if ctx is not None:
-                    live[id(ctx)] = (host, port)
+                    live[self._key(ctx)] = (host, port)
                     origins.add((host, port))
             if profiles.generation == generation:
                 break  # the answers all come from one generation
@@ -231,6 +239,11 @@ class _ContextPools(Generic[T]):
         """The contexts with a live (not retired) entry."""
         with self._lock:
             return [entry.context for entry in self._entries.values()]
+
+    def resources(self) -> list[T]:
+        """The resources not closed yet (live and draining)."""
+        with self._lock:
+            return [e.resource for e in [*self._entries.values(), *self._draining] if not e.closed]
 
     def __len__(self) -> int:
         with self._lock:
