@@ -188,6 +188,7 @@ class _Rotating:
             key=lambda material: material.fingerprint,
         )
         self._built: TLSMaterial | None = None
+        self._checked: str | None = None  # fingerprint of the last material that passed
         name = normalize_host(self._host)
         if (
             self._override is None
@@ -261,13 +262,14 @@ class _Rotating:
         if entry is None:
             self._check(None)
         assert entry is not None
-        try:
-            self._check(entry.context)
-        except BaseException:
-            retired = self._pools.release(entry)
-            if retired is not None:
-                closing.append(retired)
-            raise
+        material: TLSMaterial = entry.context
+        if material.fingerprint != self._checked:  # once per material, not per call
+            try:
+                self._check(material)
+            except BaseException:
+                self._release(entry, closing)
+                raise
+            self._checked = material.fingerprint
         return entry, closing
 
     def _first(self) -> None:
@@ -385,7 +387,8 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
         retired = self._pools.release(entry)
         if retired is not None:
             closing.append(retired)
-        _close_each(closing, _close_sync)
+        if closing:
+            _close_each(closing, _close_sync)
 
     def _blocking(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
         entry, closing = self._lease()
