@@ -434,7 +434,8 @@ def bench_grpc_channel(env: Env, reps: int) -> Comparison:
         ]
     )
     material = profiles.material_for("localhost", port)
-    assert material is not None and material.private_key is not None
+    assert material is not None
+    assert material.private_key is not None
     credentials = grpc.ssl_channel_credentials(
         material.root_certificates,
         material.private_key.reveal().encode("ascii"),
@@ -448,6 +449,7 @@ def bench_grpc_channel(env: Env, reps: int) -> Comparison:
         for _ in range(50):  # connections made and warm on both sides
             ours(b"ping", timeout=10)
             plain(b"ping", timeout=10)
+
         def burst(call: Callable[..., object]) -> Callable[[], None]:
             def run() -> None:
                 for _ in range(_GRPC_BURST):

@@ -25,7 +25,7 @@ from mtls import (
     client_context,
 )
 from mtls._keyload import _chain_pem, _key_pem
-from mtls.integrations.grpc import RotatingChannel, secure_channel
+from mtls.integrations.grpc import RotatingChannel, _parse_target, secure_channel
 from mtls.testing import CA, replace_atomically
 
 from ._grpc_backend import (
@@ -487,3 +487,26 @@ def test_close_is_idempotent_and_final(tmp_path: Path, ca: CA, server: Any) -> N
         channel.close()
         assert closed(inner)
         assert underlying(channel) == []
+
+
+@pytest.mark.parametrize(
+    ("target", "origin"),
+    [
+        ("backend:8443", ("backend", 8443)),
+        ("backend", ("backend", 443)),
+        ("dns:///backend:50051", ("backend", 50051)),
+        ("dns://8.8.8.8/backend:50051", ("backend", 50051)),
+        ("ipv4:10.0.0.5:7000", ("10.0.0.5", 7000)),
+        ("[::1]:8443", ("::1", 8443)),
+        ("ipv6:[::1]:8443", ("::1", 8443)),
+        ("::1", ("::1", 443)),
+    ],
+)
+def test_target_parsing(target: str, origin: tuple[str, int]) -> None:
+    assert _parse_target(target) == origin
+
+
+@pytest.mark.parametrize("target", ["", "unix:///run/x.sock", "a:1,b:2", "backend:0", "h:x"])
+def test_target_parsing_refuses(target: str) -> None:
+    with pytest.raises(ProfileConfigError):
+        _parse_target(target)

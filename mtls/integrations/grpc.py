@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,7 +72,14 @@ try:
 except ImportError as _exc:
     raise _missing_extra("grpcio", "grpc", _exc) from _exc
 
-__all__ = ["MTLSServerCredentials", "aio_secure_channel", "secure_channel", "server_credentials"]
+__all__ = [
+    "AioRotatingChannel",
+    "MTLSServerCredentials",
+    "RotatingChannel",
+    "aio_secure_channel",
+    "secure_channel",
+    "server_credentials",
+]
 
 log = logging.getLogger("mtls")
 
@@ -185,7 +193,7 @@ class _Rotating:
             client_id,
             self._make,
             lookup=self._material,
-            key=lambda material: material.fingerprint,
+            key=operator.attrgetter("fingerprint"),
         )
         self._built: TLSMaterial | None = None
         self._checked: str | None = None  # fingerprint of the last material that passed
@@ -309,8 +317,6 @@ class _SyncMultiCallable:
         self._key = key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._key[0] in ("unary_stream", "stream_stream"):
-            return self._owner._started(self._key, "__call__", args, kwargs)
         return self._owner._blocking(self._key, "__call__", args, kwargs)
 
     def with_call(self, *args: Any, **kwargs: Any) -> Any:
@@ -325,7 +331,8 @@ class _UnaryUnary(_SyncMultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ig
 
 
 class _UnaryStream(_SyncMultiCallable, grpc.UnaryStreamMultiCallable):  # type: ignore[misc]
-    pass
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._owner._started(self._key, "__call__", args, kwargs)
 
 
 class _StreamUnary(_SyncMultiCallable, grpc.StreamUnaryMultiCallable):  # type: ignore[misc]
@@ -333,7 +340,7 @@ class _StreamUnary(_SyncMultiCallable, grpc.StreamUnaryMultiCallable):  # type: 
 
 
 class _StreamStream(_SyncMultiCallable, grpc.StreamStreamMultiCallable):  # type: ignore[misc]
-    pass
+    __call__ = _UnaryStream.__call__
 
 
 _SYNC_WRAPPERS: dict[str, type[_SyncMultiCallable]] = {
@@ -602,6 +609,7 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
         interceptors: Sequence[Any] | None = None,
     ) -> None:
         self._closing: set[asyncio.Task[None]] = set()
+        self._orphans: list[_Underlying] = []
         super().__init__(
             target,
             profile_set,
@@ -624,9 +632,8 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
             return
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # created outside a loop: nothing connected yet
-            for underlying in closing:
-                asyncio.run(underlying.channel.close())
+        except RuntimeError:  # not in the loop (cannot happen from a call): close() does it
+            self._orphans.extend(closing)
             return
         task = loop.create_task(_aclose_each(closing, None))
         self._closing.add(task)
@@ -717,7 +724,8 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
 
     async def close(self, grace: float | None = None) -> None:
         """Close every underlying channel (running calls get ``grace`` seconds). Idempotent."""
-        await _aclose_each(self._pools.close(), grace)
+        orphans, self._orphans = self._orphans, []
+        await _aclose_each([*self._pools.close(), *orphans], grace)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
