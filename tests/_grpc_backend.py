@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from mtls import SSLProfile, SSLProfileSet, StoreConfig
-from mtls.testing import CA, IssuedIdentity
+from mtls.testing import CA, IssuedIdentity, replace_atomically
 
 from ._helpers import PASSWORD
 
@@ -119,3 +119,16 @@ def profile_set(
     return SSLProfileSet(
         [SSLProfile(servers=(servers,), keystore=keystore, truststore=truststore)], **kwargs
     )
+
+
+def client_set(tmp_path: Path, ca: CA, port: int, cn: str = "gen-1") -> SSLProfileSet:
+    """A set whose profile for localhost:PORT holds a client certificate with CN=``cn``."""
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert(cn, common_name=cn))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    return profile_set(f"localhost:{port}", keystore, trust)
+
+
+def rotate(ca: CA, tmp_path: Path, cn: str) -> None:
+    """Replace the client keystore of :func:`client_set` with CN=``cn``, atomically."""
+    identity = ca.issue_cert(cn, common_name=cn)
+    replace_atomically(tmp_path / "client.jks", identity.keystore().to_bytes(PASSWORD))

@@ -12,22 +12,23 @@ import grpc
 import grpc.aio
 import pytest
 
-from mtls import ProfileConfigError, SSLProfileSet
+from mtls import ProfileConfigError
 from mtls.integrations.grpc import AioRotatingChannel, aio_secure_channel
-from mtls.testing import CA, replace_atomically
+from mtls.testing import CA
 
 from ._grpc_backend import (
     ECHO,
     JOIN,
     WATCH,
     WHO,
+    client_set,
     grpc_server,
     profile_set,
+    rotate,
     static_credentials,
     write_keystore,
     write_truststore,
 )
-from ._helpers import PASSWORD
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +40,6 @@ def ca() -> CA:
 def server(ca: CA):
     with grpc_server(static_credentials(ca.issue_cert("localhost", "127.0.0.1"), ca)) as s:
         yield s
-
-
-def client_set(tmp_path: Path, ca: CA, port: int, cn: str = "gen-1") -> SSLProfileSet:
-    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert(cn, common_name=cn))
-    trust = write_truststore(tmp_path / "trust.jks", ca)
-    return profile_set(f"localhost:{port}", keystore, trust)
-
-
-def rotate(ca: CA, tmp_path: Path, cn: str) -> None:
-    identity = ca.issue_cert(cn, common_name=cn)
-    replace_atomically(tmp_path / "client.jks", identity.keystore().to_bytes(PASSWORD))
 
 
 async def who(channel: grpc.aio.Channel) -> bytes:

@@ -26,15 +26,17 @@ from mtls import (
 )
 from mtls._keyload import _chain_pem, _key_pem
 from mtls.integrations.grpc import RotatingChannel, _parse_target, secure_channel
-from mtls.testing import CA, replace_atomically
+from mtls.testing import CA
 
 from ._grpc_backend import (
     ECHO,
     JOIN,
     WATCH,
     WHO,
+    client_set,
     grpc_server,
     profile_set,
+    rotate,
     static_credentials,
     write_keystore,
     write_truststore,
@@ -66,17 +68,6 @@ def closed(channel: grpc.Channel) -> bool:
     except grpc.RpcError:
         return False
     return False
-
-
-def client_set(tmp_path: Path, ca: CA, port: int, cn: str = "gen-1", **kw: Any) -> SSLProfileSet:
-    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert(cn, common_name=cn))
-    trust = write_truststore(tmp_path / "trust.jks", ca)
-    return profile_set(f"localhost:{port}", keystore, trust, **kw)
-
-
-def rotate(ca: CA, tmp_path: Path, cn: str) -> None:
-    identity = ca.issue_cert(cn, common_name=cn)
-    replace_atomically(tmp_path / "client.jks", identity.keystore().to_bytes(PASSWORD))
 
 
 # --------------------------------------------------------------------------- identity

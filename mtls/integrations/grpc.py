@@ -85,7 +85,6 @@ log = logging.getLogger("mtls")
 
 _OVERRIDE = "grpc.ssl_target_name_override"
 _AUTHORITY = "grpc.default_authority"
-_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 
 
 def _parse_target(target: str) -> tuple[str, int]:
@@ -299,11 +298,34 @@ class _Rotating:
         """The target the channel was made for."""
         return self._target
 
+    # The four factories of grpc.Channel and grpc.aio.Channel, for both (made by
+    # _factory below): what they return runs each call on the current underlying
+    # channel, under a lease.
+    _wrappers: dict[str, type[Any]]
 
-def _key(
-    kind: str, method: str, serializer: Any, deserializer: Any, registered: bool
-) -> tuple[Any, ...]:
-    return (kind, method, serializer, deserializer, registered)
+
+def _factory(kind: str) -> Callable[..., Any]:
+    def factory(
+        self: _Rotating,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        key = (kind, method, request_serializer, response_deserializer, _registered_method)
+        return self._wrappers[kind](self, key)
+
+    factory.__name__ = factory.__qualname__ = kind
+    factory.__doc__ = (
+        f"A ``{kind}`` multicallable whose calls use the identity current when each "
+        "starts (a stream stays on the channel it started on)."
+    )
+    return factory
+
+
+for _kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+    setattr(_Rotating, _kind, _factory(_kind))
+del _kind
 
 
 # --------------------------------------------------------------------------- sync
@@ -357,6 +379,8 @@ def _close_sync(resource: _Underlying) -> None:
 
 class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
     """A ``grpc.Channel`` whose TLS identity follows the profile set; see :func:`secure_channel`."""
+
+    _wrappers = _SYNC_WRAPPERS
 
     def __init__(
         self,
@@ -420,59 +444,6 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
 
         call.add_done_callback(done)
         return call
-
-    def _multicallable(
-        self, kind: str, method: str, serializer: Any, deserializer: Any, registered: bool
-    ) -> Any:
-        return _SYNC_WRAPPERS[kind](self, _key(kind, method, serializer, deserializer, registered))
-
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.UnaryUnaryMultiCallable`` whose calls use the current identity."""
-        return self._multicallable(
-            "unary_unary", method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.UnaryStreamMultiCallable``; a stream stays on the channel it started on."""
-        return self._multicallable(
-            "unary_stream", method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.StreamUnaryMultiCallable`` whose calls use the current identity."""
-        return self._multicallable(
-            "stream_unary", method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.StreamStreamMultiCallable``; a stream stays on the channel it started on."""
-        return self._multicallable(
-            "stream_stream", method, request_serializer, response_deserializer, _registered_method
-        )
 
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
@@ -598,6 +569,8 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
     event loop: when their last call ends, or on the next call after a reload.
     """
 
+    _wrappers = _AIO_WRAPPERS
+
     def __init__(
         self,
         target: str,
@@ -655,59 +628,6 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
 
         call.add_done_callback(done)
         return call
-
-    def _multicallable(
-        self, kind: str, method: str, serializer: Any, deserializer: Any, registered: bool
-    ) -> Any:
-        return _AIO_WRAPPERS[kind](self, _key(kind, method, serializer, deserializer, registered))
-
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.aio.UnaryUnaryMultiCallable`` whose calls use the current identity."""
-        return self._multicallable(
-            "unary_unary", method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.aio.UnaryStreamMultiCallable``; a stream stays on its channel."""
-        return self._multicallable(
-            "unary_stream", method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.aio.StreamUnaryMultiCallable`` whose calls use the current identity."""
-        return self._multicallable(
-            "stream_unary", method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        """A ``grpc.aio.StreamStreamMultiCallable``; a stream stays on its channel."""
-        return self._multicallable(
-            "stream_stream", method, request_serializer, response_deserializer, _registered_method
-        )
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
         """The connectivity of the current underlying channel."""
