@@ -286,7 +286,35 @@ class _Rotating:
         self._release(entry, closing)
 
     def _release(self, entry: _Entry[_Underlying], closing: list[_Underlying]) -> None:
+        retired = self._pools.release(entry)
+        if retired is not None:
+            closing.append(retired)
+        if closing:
+            self._dispose(closing)
+
+    def _dispose(self, closing: list[_Underlying]) -> None:
+        """Close retired underlying channels (sync: now; aio: in the event loop)."""
         raise NotImplementedError
+
+    def _started(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
+        """Start a call that outlives this method (a future, a stream): its lease ends
+        when the call does."""
+        entry, closing = self._lease()
+        try:
+            call = getattr(entry.resource.callable(key), name)(*args, **kwargs)
+        except BaseException:
+            self._release(entry, closing)
+            raise
+        if closing:
+            self._dispose(closing)
+        ended = threading.Lock()  # a callback may run twice (add_done_callback + cancel)
+
+        def done(_: object) -> None:
+            if ended.acquire(blocking=False):
+                self._release(entry, [])
+
+        call.add_done_callback(done)
+        return call
 
     def _current(self) -> _Underlying:
         entry, closing = self._lease()
@@ -414,12 +442,8 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
         # On the reloader's thread: only channels without a running call close here.
         _close_each(self._pools.sweep(), _close_sync)
 
-    def _release(self, entry: _Entry[_Underlying], closing: list[_Underlying]) -> None:
-        retired = self._pools.release(entry)
-        if retired is not None:
-            closing.append(retired)
-        if closing:
-            _close_each(closing, _close_sync)
+    def _dispose(self, closing: list[_Underlying]) -> None:
+        _close_each(closing, _close_sync)
 
     def _blocking(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
         entry, closing = self._lease()
@@ -427,23 +451,6 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
             return getattr(entry.resource.callable(key), name)(*args, **kwargs)
         finally:
             self._release(entry, closing)
-
-    def _started(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
-        entry, closing = self._lease()
-        try:
-            call = getattr(entry.resource.callable(key), name)(*args, **kwargs)
-        except BaseException:
-            self._release(entry, closing)
-            raise
-        _close_each(closing, _close_sync)
-        ended = threading.Lock()  # a callback may run twice (add_done_callback + cancel)
-
-        def done(_: object) -> None:
-            if ended.acquire(blocking=False):
-                self._release(entry, [])
-
-        call.add_done_callback(done)
-        return call
 
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
@@ -535,7 +542,7 @@ class _AioMultiCallable:
         self._key = key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._owner._started(self._key, args, kwargs)
+        return self._owner._started(self._key, "__call__", args, kwargs)
 
 
 class _AioUnaryUnary(_AioMultiCallable, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc]
@@ -594,15 +601,7 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
         )
         self._first()
 
-    def _release(self, entry: _Entry[_Underlying], closing: list[_Underlying]) -> None:
-        retired = self._pools.release(entry)
-        if retired is not None:
-            closing.append(retired)
-        self._close_later(closing)
-
-    def _close_later(self, closing: list[_Underlying]) -> None:
-        if not closing:
-            return
+    def _dispose(self, closing: list[_Underlying]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not in the loop (cannot happen from a call): close() does it
@@ -611,23 +610,6 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
         task = loop.create_task(_aclose_each(closing, None))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-    def _started(self, key: tuple[Any, ...], args: Any, kwargs: Any) -> Any:
-        entry, closing = self._lease()
-        try:
-            call = entry.resource.callable(key)(*args, **kwargs)
-        except BaseException:
-            self._release(entry, closing)
-            raise
-        self._close_later(closing)
-        ended = threading.Lock()
-
-        def done(_: object) -> None:
-            if ended.acquire(blocking=False):
-                self._release(entry, [])
-
-        call.add_done_callback(done)
-        return call
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
         """The connectivity of the current underlying channel."""
