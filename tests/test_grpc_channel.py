@@ -26,7 +26,7 @@ from mtls import (
 )
 from mtls._keyload import _chain_pem, _key_pem
 from mtls.integrations.grpc import RotatingChannel, _parse_target, secure_channel
-from mtls.testing import CA
+from mtls.testing import CA, replace_atomically
 
 from ._grpc_backend import (
     ECHO,
@@ -41,7 +41,7 @@ from ._grpc_backend import (
     write_keystore,
     write_truststore,
 )
-from ._helpers import PASSWORD, wait_for
+from ._helpers import PASSWORD, profile, profile_xml, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -501,3 +501,41 @@ def test_target_parsing(target: str, origin: tuple[str, int]) -> None:
 def test_target_parsing_refuses(target: str) -> None:
     with pytest.raises(ProfileConfigError):
         _parse_target(target)
+
+
+def test_reload_that_weakens_or_drops_the_profile_refuses_calls(
+    tmp_path: Path, ca: CA, server: Any
+) -> None:
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    xml = tmp_path / "sslprofiles.xml"
+
+    def write(servers: str, *, verified: bool = True) -> None:
+        if verified:
+            text = profile(servers, keystore.location, trust.location)
+        else:
+            text = profile(servers, keystore.location, attrs='novalidatecert="true"')
+        replace_atomically(xml, profile_xml(text).encode())
+
+    write(f"localhost:{port}")
+    with (
+        SSLProfileSet.from_xml(xml, settle_delay=0.01) as profiles,
+        secure_channel(f"localhost:{port}", profiles) as channel,
+    ):
+        assert who(channel) == b"gen-1"
+        [old] = underlying(channel)
+        write(f"localhost:{port}", verified=False)
+        assert profiles.reload()
+        with pytest.raises(ProfileConfigError, match="novalidatecert"):
+            who(channel)
+        assert closed(old)
+        write(f"localhost:{port + 1}")
+        assert profiles.reload()
+        with pytest.raises(ProfileConfigError, match="no SSL profile"):
+            who(channel)
+        assert underlying(channel) == []
+        # Twin: the profile back, and calls work again.
+        write(f"localhost:{port}")
+        assert profiles.reload()
+        assert who(channel) == b"gen-1"

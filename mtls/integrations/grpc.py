@@ -266,7 +266,9 @@ class _Rotating:
 
     def _lease(self) -> tuple[_Entry[_Underlying], list[_Underlying]]:
         entry, closing = self._pools.acquire(self._host, self._port)
-        if entry is None:
+        if entry is None:  # the target's profile went away in a reload
+            if closing:
+                self._dispose(closing)
             self._check(None)
         assert entry is not None
         material: TLSMaterial = entry.context
