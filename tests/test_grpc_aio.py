@@ -169,3 +169,26 @@ def test_many_rotations_leak_nothing(tmp_path: Path, ca: CA, server: Any) -> Non
 
     with client_set(tmp_path, ca, port) as profiles:
         asyncio.run(main())
+
+
+def test_interceptors_reach_every_underlying_channel(tmp_path: Path, ca: CA, server: Any) -> None:
+    port, _ = server
+    seen: list[str] = []
+
+    class Record(grpc.aio.UnaryUnaryClientInterceptor):
+        async def intercept_unary_unary(self, continuation, details, request):
+            seen.append(details.method)
+            return await continuation(details, request)
+
+    async def main() -> None:
+        async with aio_secure_channel(
+            f"localhost:{port}", profiles, interceptors=[Record()]
+        ) as channel:
+            assert await who(channel) == b"gen-1"
+            rotate(ca, tmp_path, "gen-2")
+            assert profiles.reload()
+            assert await who(channel) == b"gen-2"  # a new underlying channel, intercepted too
+
+    with client_set(tmp_path, ca, port) as profiles:
+        asyncio.run(main())
+    assert seen == [WHO.encode(), WHO.encode()]  # grpc.aio hands interceptors bytes
