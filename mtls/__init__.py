@@ -18,6 +18,7 @@ from ._errors import (
     SecureVaultError,
     WrongPasswordError,
 )
+from ._material import TLSMaterial
 from ._profiles import SSLProfileSet
 from ._readers import detect_format
 from ._secret import Secret
@@ -38,6 +39,7 @@ __all__ = [
     "Secret",
     "SecureVaultError",
     "StoreConfig",
+    "TLSMaterial",
     "Truststore",
     "WrongPasswordError",
     "__version__",

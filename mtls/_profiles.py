@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from ._config import CATCH_ALL, SSLProfile, StoreConfig, check_path_text, normalize_host
 from ._context import normalize_hostname_verifier
 from ._errors import KeystoreError, MTLSError, ProfileConfigError
+from ._material import TLSMaterial
 from ._reloader import (
     CLOSE_TIMEOUT,
     Builder,
@@ -845,16 +846,25 @@ class SSLProfileSet:
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None
     ) -> tuple[ssl.SSLContext | None, Served | None]:
         name = normalize_host(host)
+        item = self._resolve(snapshot, name, host, port, client_id)
+        if item is None or isinstance(item, ssl.SSLContext):
+            return item, None
+        return item.context_for_host(name), item.served
+
+    def _resolve(
+        self, snapshot: Snapshot, name: str, host: str, port: int, client_id: str | None
+    ) -> Built | ssl.SSLContext | None:
+        """The profile (or default) serving ``name:port``; a failed one raises."""
         item = self._match(snapshot, name, port, client_id)
         if item is None:
             default = snapshot.default
             if default is None or isinstance(default, ssl.SSLContext):
-                return default, None
+                return default
             item = default
         if isinstance(item, Failed):
             error = item.refuse(host, port)
             raise error from error.cause
-        return item.context_for_host(name), item.served
+        return item
 
     def _with_alpn(
         self, base: ssl.SSLContext, served: Served, alpn: tuple[str, ...]
@@ -935,6 +945,36 @@ class SSLProfileSet:
         """
         item = self._match(self._snapshot, normalize_host(host), port, client_id)
         return item.profile if item is not None else None
+
+    def material_for(
+        self, host: str, port: int, *, client_id: str | None = None
+    ) -> TLSMaterial | None:
+        """The PEM material :meth:`context_for` would use, for TLS stacks without ``ssl``.
+
+        Same lookup as :meth:`context_for` (one snapshot read). For gRPC and others
+        that take key, chain and anchors as bytes; see :class:`mtls.TLSMaterial`.
+
+        Returns:
+            The material (its ``profile`` is the one that matched, or the default's),
+            or ``None`` when nothing matches and there is no default.
+
+        Raises:
+            ProfileConfigError: only the default matches and it is a ready
+                ``ssl.SSLContext``, whose key cannot be read back.
+            ProfileUnavailableError: the profile for this backend has not loaded
+                (as for :meth:`context_for`).
+        """
+        item = self._resolve(self._snapshot, normalize_host(host), host, port, client_id)
+        if isinstance(item, ssl.SSLContext):
+            raise ProfileConfigError(
+                f"no profile for {host}:{port} and the set's default is a ready "
+                "ssl.SSLContext, whose key cannot be read back as PEM: give default= an "
+                "SSLProfile instead",
+                path=self._path,
+            )
+        if item is None:
+            return None
+        return replace(item.served.material, profile=item.profile)
 
     @property
     def profiles(self) -> tuple[SSLProfile, ...]:

@@ -78,6 +78,7 @@ from ._errors import (
     ProfileUnavailableError,
 )
 from ._files import read_input
+from ._material import TLSMaterial, tls_material
 from ._stores import Keystore, Truststore
 
 log = logging.getLogger("mtls")
@@ -319,6 +320,8 @@ class Served:
     # Builds another context from the same stores (hostname mode in, new context out):
     # how the set makes ALPN variants without ever changing a context it handed out.
     make: Callable[[str], ssl.SSLContext] = field(repr=False, compare=False)
+    # The same material as PEM, for TLS stacks that take no SSLContext (gRPC).
+    material: TLSMaterial = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -689,7 +692,10 @@ class Builder:
                 )
 
             now = _dt.datetime.now(_dt.UTC)
-            served = Served(pair[0], pair[1], files, subject, not_after, now, make)
+            pem = tls_material(
+                keystore, truststore, alias, verify=verify, hostname_verifier=mode, subject=subject
+            )
+            served = Served(pair[0], pair[1], files, subject, not_after, now, make, pem)
             self._served[(ctx_key, files)] = served
         return Built(profile, served)
 

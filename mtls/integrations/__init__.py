@@ -45,7 +45,7 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._errors import MTLSError
@@ -72,11 +72,11 @@ def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
 
 
 class _Entry(Generic[T]):
-    """One context and the client resource (transport, pools) made for it."""
+    """One context (or other material) and the client resource made for it."""
 
     __slots__ = ("closed", "context", "inflight", "resource", "retired")
 
-    def __init__(self, context: ssl.SSLContext, resource: T) -> None:
+    def __init__(self, context: Any, resource: T) -> None:
         self.context = context  # held, so its id() is not reused while we key on it
         self.resource = resource
         self.inflight = 0
@@ -94,14 +94,21 @@ class _ContextPools(Generic[T]):
         profile_set: where contexts come from.
         client_id: passed to :meth:`SSLProfileSet.context_for`.
         make: builds the resource for a context (called under the lock: keep it cheap).
+        alpn: the ALPN list (or a function giving it) contexts are asked for with.
+        lookup: what a ``(host, port)`` is served with, instead of its context
+            (gRPC: :meth:`SSLProfileSet.material_for`); ``None`` means no TLS material.
+        key: what makes two lookups "the same" (default: the very same object).
     """
 
     def __init__(
         self,
         profile_set: SSLProfileSet,
         client_id: str | None,
-        make: Callable[[ssl.SSLContext], T],
+        make: Callable[[Any], T],
         alpn: tuple[str, ...] | Callable[[], tuple[str, ...]] = ("http/1.1",),
+        *,
+        lookup: Callable[[str, int], Any] | None = None,
+        key: Callable[[Any], Hashable] = id,
     ) -> None:
         self._profiles = profile_set
         self._client_id = client_id
@@ -109,8 +116,10 @@ class _ContextPools(Generic[T]):
         # Each client asks for contexts with its own ALPN list: the set builds one per
         # list, so no client's set_alpn_protocols() touches a context another uses.
         self._alpn_of = alpn if callable(alpn) else (lambda: alpn)
+        self._lookup = lookup if lookup is not None else self.context_for
+        self._key = key
         self._lock = threading.Lock()
-        self._entries: dict[int, _Entry[T]] = {}
+        self._entries: dict[Hashable, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
         self._unclosed: list[T] = []  # retired and due to close, left by a refused acquire
         self._origins: set[tuple[str, int]] = set()
@@ -139,9 +148,7 @@ class _ContextPools(Generic[T]):
         while True:
             generation = profiles.generation
             try:
-                ctx = profiles.context_for(
-                    host, port, client_id=self._client_id, alpn=self._alpn_of()
-                )
+                ctx = self._lookup(host, port)
             except MTLSError:
                 if closing:  # retired by a sweep of an earlier pass: the next caller closes
                     with self._lock:
@@ -158,10 +165,11 @@ class _ContextPools(Generic[T]):
                         continue
                 if ctx is None:
                     return None, closing
-                entry = self._entries.get(id(ctx))
+                key = self._key(ctx)
+                entry = self._entries.get(key)
                 if entry is None:
                     entry = _Entry(ctx, self._make(ctx))
-                    self._entries[id(ctx)] = entry
+                    self._entries[key] = entry
                 entry.inflight += 1
                 self._origins.add((host, port))
                 return entry, closing
@@ -196,17 +204,15 @@ class _ContextPools(Generic[T]):
         profiles = self._profiles
         while True:
             generation = profiles.generation
-            live: dict[int, tuple[str, int]] = {}
+            live: dict[Hashable, tuple[str, int]] = {}
             origins: set[tuple[str, int]] = set()
             for host, port in self._origins:
                 try:
-                    ctx = profiles.context_for(
-                        host, port, client_id=self._client_id, alpn=self._alpn_of()
-                    )
+                    ctx = self._lookup(host, port)
                 except MTLSError:  # refused now (its profile has not loaded): nothing live
                     ctx = None
                 if ctx is not None:
-                    live[id(ctx)] = (host, port)
+                    live[self._key(ctx)] = (host, port)
                     origins.add((host, port))
             if profiles.generation == generation:
                 break  # the answers all come from one generation
@@ -251,6 +257,11 @@ class _ContextPools(Generic[T]):
         """The contexts with a live (not retired) entry."""
         with self._lock:
             return [entry.context for entry in self._entries.values()]
+
+    def resources(self) -> list[T]:
+        """The resources not closed yet (live and draining)."""
+        with self._lock:
+            return [e.resource for e in [*self._entries.values(), *self._draining] if not e.closed]
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,0 +1,807 @@
+"""gRPC: channels and servers with the mutual TLS a profile set names, kept current.
+
+::
+
+    import mtls
+    from mtls.integrations.grpc import secure_channel
+
+    profiles = mtls.SSLProfileSet.from_xml("sslprofiles.xml", reload_interval=10)
+    with secure_channel("orders.example.com:8443", profiles) as channel:
+        stub = orders_pb2_grpc.OrdersStub(channel)   # generated stubs work unchanged
+
+gRPC does not take an ``ssl.SSLContext``: ``grpc.ssl_channel_credentials`` takes
+the key, the chain and the anchors as PEM bytes, fixed for the channel's life.
+The profile set hands them out with :meth:`mtls.SSLProfileSet.material_for`
+(in memory: the key never reaches a file).
+
+Theory of operation (channels)
+------------------------------
+What :func:`secure_channel` returns is a ``grpc.Channel`` that owns underlying
+``grpc.secure_channel`` objects, one per distinct material, through the same
+lease-and-retire bookkeeping as the HTTP integrations (:mod:`mtls.integrations`).
+Each call reads the profile set's generation; when it moved and the target's
+material changed (its fingerprint), a new underlying channel is built from the
+new material, completely, before any call sees it, and new calls go there. The
+old one is *retired*: closed at once when no call runs on it, else when its
+last call ends (a unary call returns, a stream finishes or is cancelled). No
+grace timer: a stream that never ends keeps its channel open, as it keeps its
+connection; give long streams a deadline. The sync channel also sweeps from the
+profile set's subscriber callback, so an idle old channel closes right after a
+reload; the aio channel sweeps on its next call or :meth:`close`, in its loop.
+
+Trust and names (gRPC's TLS stack, BoringSSL, tested in tests/test_grpc_*.py)
+----------------------------------------------------------------------------
+* Every anchor is an anchor (Java semantics): gRPC accepts a chain that ends at
+  an intermediate or a leaf given in ``root_certificates``, as the profile set's
+  contexts do with ``VERIFY_X509_PARTIAL_CHAIN``.
+* ``Strict`` and ``Default``: gRPC checks the target host against the DNS (or
+  IP) SANs, a wildcard matching one label, and the CN only when the certificate
+  has no SAN at all: never looser than the ``ssl`` contexts.
+* ``DefaultAndLocalhost``: gRPC cannot skip the name check, so localhost targets
+  are checked like any other (stricter than asked, never looser; logged). Pass
+  ``("grpc.ssl_target_name_override", "<name in the certificate>")`` to choose
+  the name checked.
+* ``AllowAll`` (no name check) cannot be honoured: refused unless the channel is
+  given ``grpc.ssl_target_name_override`` naming what to check.
+* ``novalidatecert="true"`` without a truststore (no verification at all) is
+  refused: gRPC always verifies the server's chain.
+* No truststore: gRPC's own default roots (its bundled ``roots.pem``, or the file
+  in ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), not OpenSSL's system paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import operator
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._config import CATCH_ALL, SSLProfile, StoreConfig, normalize_host
+from .._context import LOCALHOST_NAMES
+from .._errors import ProfileConfigError
+from .._material import TLSMaterial
+from .._profiles import SSLProfileSet
+from . import _close_each, _ContextPools, _Entry, _missing_extra, _subscribe_weakly
+
+try:
+    import grpc
+    import grpc.aio
+except ImportError as _exc:
+    raise _missing_extra("grpcio", "grpc", _exc) from _exc
+
+__all__ = [
+    "AioRotatingChannel",
+    "MTLSServerCredentials",
+    "RotatingChannel",
+    "aio_secure_channel",
+    "secure_channel",
+    "server_credentials",
+]
+
+log = logging.getLogger("mtls")
+
+_OVERRIDE = "grpc.ssl_target_name_override"
+_AUTHORITY = "grpc.default_authority"
+
+
+def _parse_target(target: str) -> tuple[str, int]:
+    """``(host, port)`` of a gRPC target, as the profile set is keyed (port 443 by default).
+
+    Raises:
+        ProfileConfigError: a target without a host (``unix:``), or several addresses.
+    """
+    rest = target.strip()
+    scheme, sep, tail = rest.partition(":")
+    if sep and scheme.lower() in ("dns", "ipv4", "ipv6"):
+        rest = tail
+        if rest.startswith("//"):  # dns://authority/host:port
+            rest = rest[2:].partition("/")[2]
+    elif sep and scheme.lower() in ("unix", "unix-abstract", "vsock"):
+        raise ProfileConfigError(
+            f"gRPC target {target!r} has no host name to choose a profile by (and none "
+            "to check the certificate against): use host:port",
+            servers=(target,),
+        )
+    if not rest or "," in rest:
+        raise ProfileConfigError(
+            f"gRPC target {target!r}: give one host, host:port or [v6]:port",
+            servers=(target,),
+        )
+    if rest.startswith("["):
+        host, _, after = rest[1:].partition("]")
+        port_text = after[1:] if after.startswith(":") else ""
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+    else:
+        host, port_text = rest, ""  # a bare name, or an IPv6 literal without brackets
+    try:
+        port = int(port_text) if port_text else 443
+    except ValueError:
+        port = 0
+    if not host or not 0 < port < 65536:
+        raise ProfileConfigError(
+            f"gRPC target {target!r}: give one host, host:port or [v6]:port",
+            servers=(target,),
+        )
+    return host, port
+
+
+def _refusal(material: TLSMaterial, target: str, override: str | None) -> str | None:
+    """Why gRPC cannot do what the material asks (``None``: it can), never verifying less."""
+    where = str(material.profile) if material.profile is not None else "the default"
+    if not material.verify:
+        return (
+            f'{where} has novalidatecert="true" and no TrustStore: gRPC always verifies '
+            f"the server's certificate, so {target!r} cannot be reached without "
+            "verification; give the profile a TrustStore"
+        )
+    if material.hostname_verifier == "AllowAll" and override is None:
+        return (
+            f"HostnameVerifier AllowAll asks for no host name check, which gRPC cannot "
+            f"turn off: for {target!r} pass options=[({_OVERRIDE!r}, '<a name in the "
+            "server certificate>')] to choose the name checked, or use Strict or Default"
+        )
+    return None
+
+
+class _Underlying:
+    """One ``grpc`` channel built from one material, and its multicallables."""
+
+    __slots__ = ("callables", "channel")
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.callables: dict[tuple[Any, ...], Any] = {}
+
+    def callable(self, key: tuple[Any, ...]) -> Any:
+        found = self.callables.get(key)
+        if found is None:
+            kind, method, serializer, deserializer, registered = key
+            # _registered_method (grpcio 1.62+) is passed on only when a stub sets it.
+            extra = {"_registered_method": True} if registered else {}
+            found = getattr(self.channel, kind)(method, serializer, deserializer, **extra)
+            self.callables[key] = found  # a race makes two, equally good: no lock needed
+        return found
+
+
+class _Rotating:
+    """What the sync and aio channels share: target, options, leases, checks."""
+
+    def __init__(
+        self,
+        target: str,
+        profile_set: SSLProfileSet,
+        client_id: str | None,
+        options: Sequence[tuple[str, Any]] | None,
+        make: Callable[[grpc.ChannelCredentials], Any],
+    ) -> None:
+        self._target = target
+        self._host, self._port = _parse_target(target)
+        self._options = tuple(options or ())
+        given = dict(self._options)
+        self._override: str | None = given.get(_OVERRIDE) or given.get(_AUTHORITY)
+        self._profiles = profile_set
+        self._client_id = client_id
+        self._build = make
+        self._memo: tuple[int, TLSMaterial | None] | None = None
+        self._pools: _ContextPools[_Underlying] = _ContextPools(
+            profile_set,
+            client_id,
+            self._make,
+            lookup=self._material,
+            key=operator.attrgetter("fingerprint"),
+        )
+        self._built: TLSMaterial | None = None
+        self._checked: str | None = None  # fingerprint of the last material that passed
+        name = normalize_host(self._host)
+        if (
+            self._override is None
+            and name in LOCALHOST_NAMES
+            and self._check(self._lookup_now()).hostname_verifier == "DefaultAndLocalhost"
+        ):
+            log.info(
+                "mtls: gRPC channel to %s: DefaultAndLocalhost cannot exempt %s from the "
+                "name check in gRPC; its certificate must name it (or pass %s)",
+                target,
+                self._host,
+                _OVERRIDE,
+            )
+
+    def _lookup_now(self) -> TLSMaterial | None:
+        return self._profiles.material_for(self._host, self._port, client_id=self._client_id)
+
+    def _material(self, host: str, port: int) -> TLSMaterial | None:
+        # One lookup per generation: a call reads one int when nothing changed.
+        del host, port  # always this channel's target
+        profiles = self._profiles
+        generation = profiles.generation
+        memo = self._memo
+        if memo is not None and memo[0] == generation:
+            return memo[1]
+        material = self._lookup_now()
+        if profiles.generation == generation:
+            self._memo = (generation, material)
+        return material
+
+    def _check(self, material: TLSMaterial | None) -> TLSMaterial:
+        if material is None:
+            raise ProfileConfigError(
+                f"no SSL profile matches gRPC target {self._host}:{self._port} and the "
+                "profile set has no default: add the server to a profile, or give the set "
+                "a default profile (gRPC would otherwise use its default roots and no "
+                "client certificate)",
+                servers=(f"{self._host}:{self._port}",),
+            )
+        why = _refusal(material, self._target, self._override)
+        if why is not None:
+            servers = material.profile.server_names if material.profile else ()
+            raise ProfileConfigError(why, servers=servers)
+        return material
+
+    def _make(self, material: TLSMaterial) -> _Underlying:
+        # Under the pools' lock; grpc channels connect lazily, so this is cheap.
+        # A material gRPC cannot honour still gets a channel (verifying more, never
+        # less), but no call ever reaches it: _lease refuses first.
+        key = material.private_key
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=material.root_certificates,
+            private_key=key.reveal().encode("ascii") if key is not None else None,
+            certificate_chain=material.certificate_chain,
+        )
+        previous, self._built = self._built, material
+        who = material.subject or "no client certificate"
+        if previous is None:
+            log.info("mtls: gRPC channel to %s uses %s (%s)", self._target, who, material.profile)
+        else:
+            log.info(
+                "mtls: gRPC channel to %s rotated: %s -> %s",
+                self._target,
+                previous.subject or "no client certificate",
+                who,
+            )
+        return _Underlying(self._build(credentials))
+
+    def _lease(self) -> tuple[_Entry[_Underlying], list[_Underlying]]:
+        entry, closing = self._pools.acquire(self._host, self._port)
+        if entry is None:  # the target's profile went away in a reload
+            if closing:
+                self._dispose(closing)
+            self._check(None)
+        assert entry is not None
+        material: TLSMaterial = entry.context
+        if material.fingerprint != self._checked:  # once per material, not per call
+            try:
+                self._check(material)
+            except BaseException:
+                self._release(entry, closing)
+                raise
+            self._checked = material.fingerprint
+        return entry, closing
+
+    def _first(self) -> None:
+        """Build the first channel now: bad targets and profiles fail at creation."""
+        self._check(self._lookup_now())
+        entry, closing = self._lease()
+        self._release(entry, closing)
+
+    def _release(self, entry: _Entry[_Underlying], closing: list[_Underlying]) -> None:
+        retired = self._pools.release(entry)
+        if retired is not None:
+            closing.append(retired)
+        if closing:
+            self._dispose(closing)
+
+    def _dispose(self, closing: list[_Underlying]) -> None:
+        """Close retired underlying channels (sync: now; aio: in the event loop)."""
+        raise NotImplementedError
+
+    def _started(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
+        """Start a call that outlives this method (a future, a stream): its lease ends
+        when the call does."""
+        entry, closing = self._lease()
+        try:
+            call = getattr(entry.resource.callable(key), name)(*args, **kwargs)
+        except BaseException:
+            self._release(entry, closing)
+            raise
+        if closing:
+            self._dispose(closing)
+        ended = threading.Lock()  # a callback may run twice (add_done_callback + cancel)
+
+        def done(_: object) -> None:
+            if ended.acquire(blocking=False):
+                self._release(entry, [])
+
+        call.add_done_callback(done)
+        return call
+
+    def _current(self) -> _Underlying:
+        entry, closing = self._lease()
+        self._release(entry, closing)
+        return entry.resource
+
+    @property
+    def target(self) -> str:
+        """The target the channel was made for."""
+        return self._target
+
+    # The four factories of grpc.Channel and grpc.aio.Channel, for both (made by
+    # _factory below): what they return runs each call on the current underlying
+    # channel, under a lease.
+    _wrappers: dict[str, type[Any]]
+
+
+def _factory(kind: str) -> Callable[..., Any]:
+    def factory(
+        self: _Rotating,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        key = (kind, method, request_serializer, response_deserializer, _registered_method)
+        return self._wrappers[kind](self, key)
+
+    factory.__name__ = factory.__qualname__ = kind
+    factory.__doc__ = (
+        f"A ``{kind}`` multicallable whose calls use the identity current when each "
+        "starts (a stream stays on the channel it started on)."
+    )
+    return factory
+
+
+for _kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+    setattr(_Rotating, _kind, _factory(_kind))
+del _kind
+
+
+# --------------------------------------------------------------------------- sync
+
+
+class _SyncMultiCallable:
+    """Each invocation runs on the channel's current underlying channel, under a lease."""
+
+    def __init__(self, owner: RotatingChannel, key: tuple[Any, ...]) -> None:
+        self._owner = owner
+        self._key = key
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._owner._blocking(self._key, "__call__", args, kwargs)
+
+    def with_call(self, *args: Any, **kwargs: Any) -> Any:
+        return self._owner._blocking(self._key, "with_call", args, kwargs)
+
+    def future(self, *args: Any, **kwargs: Any) -> Any:
+        return self._owner._started(self._key, "future", args, kwargs)
+
+
+class _UnaryUnary(_SyncMultiCallable, grpc.UnaryUnaryMultiCallable):  # type: ignore[misc]
+    pass
+
+
+class _UnaryStream(_SyncMultiCallable, grpc.UnaryStreamMultiCallable):  # type: ignore[misc]
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._owner._started(self._key, "__call__", args, kwargs)
+
+
+class _StreamUnary(_SyncMultiCallable, grpc.StreamUnaryMultiCallable):  # type: ignore[misc]
+    pass
+
+
+class _StreamStream(_SyncMultiCallable, grpc.StreamStreamMultiCallable):  # type: ignore[misc]
+    __call__ = _UnaryStream.__call__
+
+
+_SYNC_WRAPPERS: dict[str, type[_SyncMultiCallable]] = {
+    "unary_unary": _UnaryUnary,
+    "unary_stream": _UnaryStream,
+    "stream_unary": _StreamUnary,
+    "stream_stream": _StreamStream,
+}
+
+
+def _close_sync(resource: _Underlying) -> None:
+    resource.channel.close()
+
+
+class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
+    """A ``grpc.Channel`` whose TLS identity follows the profile set; see :func:`secure_channel`."""
+
+    _wrappers = _SYNC_WRAPPERS
+
+    def __init__(
+        self,
+        target: str,
+        profile_set: SSLProfileSet,
+        *,
+        client_id: str | None = None,
+        options: Sequence[tuple[str, Any]] | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._subscriptions: list[tuple[Callable[[grpc.ChannelConnectivity], None], bool]] = []
+        super().__init__(
+            target,
+            profile_set,
+            client_id,
+            options,
+            lambda creds: grpc.secure_channel(target, creds, list(self._options), compression),
+        )
+        self._first()
+        self._unsubscribe = _subscribe_weakly(profile_set, self, RotatingChannel._on_reload)
+
+    def _make(self, material: TLSMaterial) -> _Underlying:
+        underlying = super()._make(material)
+        with self._lock:
+            for callback, try_to_connect in self._subscriptions:
+                underlying.channel.subscribe(callback, try_to_connect)
+        return underlying
+
+    def _on_reload(self) -> None:
+        # On the reloader's thread: only channels without a running call close here.
+        _close_each(self._pools.sweep(), _close_sync)
+
+    def _dispose(self, closing: list[_Underlying]) -> None:
+        _close_each(closing, _close_sync)
+
+    def _blocking(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
+        entry, closing = self._lease()
+        try:
+            return getattr(entry.resource.callable(key), name)(*args, **kwargs)
+        finally:
+            self._release(entry, closing)
+
+    def subscribe(
+        self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
+    ) -> None:
+        """Follow connectivity: of the current underlying channel, and of each one after it."""
+        with self._lock:
+            self._subscriptions.append((callback, try_to_connect))
+        self._current().channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
+        """Stop following connectivity with ``callback``."""
+        with self._lock:
+            # ==, not is: each access to a bound method makes a new (equal) object.
+            self._subscriptions = [s for s in self._subscriptions if s[0] != callback]
+        for underlying in self._pools.resources():
+            with contextlib.suppress(Exception):  # a channel closing meanwhile
+                underlying.channel.unsubscribe(callback)
+
+    def close(self) -> None:
+        """Close every underlying channel and stop following reloads.
+
+        Idempotent. Calls still running are cancelled, as ``grpc.Channel.close`` does.
+        """
+        self._unsubscribe()
+        _close_each(self._pools.close(), _close_sync)
+
+    def __enter__(self) -> RotatingChannel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def secure_channel(
+    target: str,
+    profile_set: SSLProfileSet,
+    *,
+    client_id: str | None = None,
+    options: Sequence[tuple[str, Any]] | None = None,
+    compression: grpc.Compression | None = None,
+) -> RotatingChannel:
+    """A ``grpc.Channel`` with the mutual TLS the profile set names for ``target``.
+
+    Like ``grpc.secure_channel(target, credentials)``, with the credentials taken
+    from ``profile_set.material_for(host, port)`` (port 443 when the target has
+    none) and followed across rotations: new calls use a new underlying channel
+    built from the new material; running calls finish on the old one, which is
+    closed when its last call ends. Generated stubs, ``grpc.intercept_channel``,
+    ``subscribe`` and ``with`` work on it unchanged.
+
+    Example:
+        >>> import mtls
+        >>> from mtls.integrations.grpc import secure_channel
+        >>> secure_channel("backend:8443", mtls.SSLProfileSet([]))
+        Traceback (most recent call last):
+        ...
+        mtls.ProfileConfigError: no SSL profile matches gRPC target backend:8443 ...
+
+    Args:
+        target: ``host:port``, ``host`` (port 443), ``[v6]:port`` or ``dns:///host:port``.
+        profile_set: where the material comes from; it is not closed with the channel.
+        client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        options: gRPC channel options, for every underlying channel.
+            ``grpc.ssl_target_name_override`` chooses the name the server
+            certificate is checked against (see the module notes on AllowAll and
+            DefaultAndLocalhost).
+        compression: as for ``grpc.secure_channel``.
+
+    Returns:
+        The channel; close it (or use ``with``) when done.
+
+    Raises:
+        ProfileConfigError: no profile and no default for the target, a target
+            without a host, or a profile gRPC cannot honour without verifying
+            less (``novalidatecert`` without a truststore, ``AllowAll`` without
+            a name override). Calls raise it too if a reload brings such material.
+    """
+    return RotatingChannel(
+        target, profile_set, client_id=client_id, options=options, compression=compression
+    )
+
+
+# --------------------------------------------------------------------------- aio
+
+
+class _AioMultiCallable:
+    def __init__(self, owner: AioRotatingChannel, key: tuple[Any, ...]) -> None:
+        self._owner = owner
+        self._key = key
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._owner._started(self._key, "__call__", args, kwargs)
+
+
+class _AioUnaryUnary(_AioMultiCallable, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc]
+    pass
+
+
+class _AioUnaryStream(_AioMultiCallable, grpc.aio.UnaryStreamMultiCallable):  # type: ignore[misc]
+    pass
+
+
+class _AioStreamUnary(_AioMultiCallable, grpc.aio.StreamUnaryMultiCallable):  # type: ignore[misc]
+    pass
+
+
+class _AioStreamStream(_AioMultiCallable, grpc.aio.StreamStreamMultiCallable):  # type: ignore[misc]
+    pass
+
+
+_AIO_WRAPPERS: dict[str, type[_AioMultiCallable]] = {
+    "unary_unary": _AioUnaryUnary,
+    "unary_stream": _AioUnaryStream,
+    "stream_unary": _AioStreamUnary,
+    "stream_stream": _AioStreamStream,
+}
+
+
+class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
+    """A ``grpc.aio.Channel`` whose TLS identity follows the profile set.
+
+    See :func:`aio_secure_channel`. Old underlying channels are closed in the
+    event loop: when their last call ends, or on the next call after a reload.
+    """
+
+    _wrappers = _AIO_WRAPPERS
+
+    def __init__(
+        self,
+        target: str,
+        profile_set: SSLProfileSet,
+        *,
+        client_id: str | None = None,
+        options: Sequence[tuple[str, Any]] | None = None,
+        compression: grpc.Compression | None = None,
+        interceptors: Sequence[Any] | None = None,
+    ) -> None:
+        self._closing: set[asyncio.Task[None]] = set()
+        self._orphans: list[_Underlying] = []
+        super().__init__(
+            target,
+            profile_set,
+            client_id,
+            options,
+            lambda creds: grpc.aio.secure_channel(
+                target, creds, list(self._options), compression, interceptors
+            ),
+        )
+        self._first()
+
+    def _dispose(self, closing: list[_Underlying]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the loop (cannot happen from a call): close() does it
+            self._orphans.extend(closing)
+            return
+        task = loop.create_task(_aclose_each(closing, None))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        """The connectivity of the current underlying channel."""
+        state: grpc.ChannelConnectivity = self._current().channel.get_state(try_to_connect)
+        return state
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        """Wait for the current underlying channel's state to differ from the one given."""
+        await self._current().channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        """Wait until the current underlying channel is ready (connected, handshake done)."""
+        await self._current().channel.channel_ready()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Close every underlying channel (running calls get ``grace`` seconds). Idempotent."""
+        orphans, self._orphans = self._orphans, []
+        await _aclose_each([*self._pools.close(), *orphans], grace)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def __aenter__(self) -> AioRotatingChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close(None)
+
+
+async def _aclose_each(closing: list[_Underlying], grace: float | None) -> None:
+    for underlying in closing:
+        try:
+            await asyncio.shield(underlying.channel.close(grace))
+        except Exception:
+            log.warning("mtls: closing a retired gRPC channel failed", exc_info=True)
+
+
+def aio_secure_channel(
+    target: str,
+    profile_set: SSLProfileSet,
+    *,
+    client_id: str | None = None,
+    options: Sequence[tuple[str, Any]] | None = None,
+    compression: grpc.Compression | None = None,
+    interceptors: Sequence[Any] | None = None,
+) -> AioRotatingChannel:
+    """The ``grpc.aio`` twin of :func:`secure_channel`.
+
+    Args:
+        target: as for :func:`secure_channel`.
+        profile_set: where the material comes from; it is not closed with the channel.
+        client_id: WSO2's client identifier.
+        options: gRPC channel options, for every underlying channel.
+        compression: as for ``grpc.aio.secure_channel``.
+        interceptors: ``grpc.aio`` client interceptors, for every underlying channel.
+
+    Returns:
+        The channel; ``await channel.close()`` (or ``async with``) when done.
+
+    Raises:
+        ProfileConfigError: as for :func:`secure_channel`.
+    """
+    return AioRotatingChannel(
+        target,
+        profile_set,
+        client_id=client_id,
+        options=options,
+        compression=compression,
+        interceptors=interceptors,
+    )
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
+    """``grpc.ServerCredentials`` that follow a keystore and a truststore on disk.
+
+    Made by :func:`server_credentials`; pass to ``server.add_secure_port``.
+
+    Attributes:
+        profile_set: the one-profile set (catch-all ``*``) that loads, validates,
+            watches and keeps the last good material; see :meth:`SSLProfileSet.status`.
+    """
+
+    def __init__(self, profile_set: SSLProfileSet, require_client_auth: bool, where: str) -> None:
+        self.profile_set = profile_set
+        self._where = where
+        self._lock = threading.Lock()
+        material = self._material()
+        self._served = material.fingerprint
+        log.info("mtls: gRPC server %s serves %s", where, material.subject)
+        dynamic = grpc.dynamic_ssl_server_credentials(
+            _server_configuration(material), self._fetch, require_client_auth
+        )
+        super().__init__(dynamic._credentials)
+
+    def _material(self) -> TLSMaterial:
+        material = self.profile_set.material_for(CATCH_ALL, 0)
+        assert material is not None  # the set's one profile is the catch-all
+        return material
+
+    def _fetch(self) -> Any:
+        # gRPC calls this before every handshake: a snapshot read and a string compare.
+        material = self._material()
+        with self._lock:
+            if material.fingerprint == self._served:
+                return None
+            self._served = material.fingerprint
+        log.info("mtls: gRPC server %s now serves %s", self._where, material.subject)
+        return _server_configuration(material)
+
+    def reload(self) -> bool:
+        """Check the stores now (as :meth:`SSLProfileSet.reload`); the next handshake uses them.
+
+        Returns:
+            True if the material changed.
+        """
+        return self.profile_set.reload()
+
+    def close(self) -> None:
+        """Stop watching the stores. Idempotent; the last material stays in use."""
+        self.profile_set.close()
+
+    def __enter__(self) -> MTLSServerCredentials:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _server_configuration(material: TLSMaterial) -> Any:
+    key = material.private_key
+    assert key is not None  # server_credentials requires a keystore
+    assert material.certificate_chain is not None
+    return grpc.ssl_server_certificate_configuration(
+        [(key.reveal().encode("ascii"), material.certificate_chain)],
+        root_certificates=material.root_certificates,
+    )
+
+
+def server_credentials(
+    keystore: StoreConfig,
+    truststore: StoreConfig | None,
+    *,
+    require_client_auth: bool = True,
+    reload_interval: float | None = 60.0,
+    settle_delay: float = 0.1,
+) -> MTLSServerCredentials:
+    """Server credentials for ``grpc.server`` / ``grpc.aio.server`` that follow rotations.
+
+    Built on ``grpc.dynamic_ssl_server_credentials``: before each handshake gRPC
+    asks for the current material, so a rotated keystore or client truststore
+    takes effect on the next connection without restarting the server.
+
+    Loading, watching and keep-last-good are the profile set's own engine (an
+    internal :class:`mtls.SSLProfileSet` with one catch-all profile): a changed
+    file is read twice a settle delay apart, validated by building a context
+    (key matches certificate, anchors parse), and a damaged replacement is
+    refused and reported while the last good material keeps being served.
+
+    Args:
+        keystore: the server's identity (a :class:`mtls.StoreConfig`: location,
+            password, type, alias).
+        truststore: the anchors client certificates are verified against (Java
+            semantics: every entry is an anchor). ``None`` only with
+            ``require_client_auth=False`` (then no client certificate is asked for).
+        require_client_auth: refuse clients without a certificate the truststore
+            vouches for.
+        reload_interval: seconds between checks of both files; ``None``: call
+            :meth:`MTLSServerCredentials.reload` yourself.
+        settle_delay: seconds between the two reads that confirm a changed file.
+
+    Returns:
+        The credentials; :meth:`~MTLSServerCredentials.close` them (or use ``with``)
+        when the server stops, to end the watching thread.
+
+    Raises:
+        ProfileConfigError: ``require_client_auth`` without a truststore.
+        KeystoreError: a store does not load now.
+    """
+    if truststore is None and require_client_auth:
+        raise ProfileConfigError(
+            "server_credentials(require_client_auth=True) needs a truststore to verify "
+            "client certificates with",
+            element="TrustStore",
+        )
+    profile = SSLProfile(servers=(CATCH_ALL,), keystore=keystore, truststore=truststore)
+    profiles = SSLProfileSet([profile], reload_interval=reload_interval, settle_delay=settle_delay)
+    try:
+        return MTLSServerCredentials(profiles, require_client_auth, str(keystore.location))
+    except BaseException:
+        profiles.close()
+        raise

@@ -1,0 +1,134 @@
+"""A small gRPC service over real mutual TLS on loopback, for the grpc integration tests.
+
+Every method answers with the client certificate's CN as the server saw it in
+``context.auth_context()``. ``Watch`` streams one message, then waits for the
+test to open its gate before sending the rest: a server-streaming call that
+stays open across a rotation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mtls import SSLProfile, SSLProfileSet, StoreConfig
+from mtls.testing import CA, IssuedIdentity, replace_atomically
+
+from ._helpers import PASSWORD
+
+SERVICE = "mtls.test.Probe"
+WHO = f"/{SERVICE}/Who"
+WATCH = f"/{SERVICE}/Watch"
+JOIN = f"/{SERVICE}/Join"
+ECHO = f"/{SERVICE}/Echo"
+
+
+def peer_cn(context: Any) -> bytes:
+    names = context.auth_context().get("x509_common_name") or [b"(no client certificate)"]
+    return bytes(names[0])
+
+
+class Probe:
+    """The service's handlers; ``gate`` holds ``Watch`` after its first message."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.watching = threading.Event()
+
+    def who(self, request: bytes, context: Any) -> bytes:
+        return peer_cn(context)
+
+    def watch(self, request: bytes, context: Any) -> Iterator[bytes]:
+        cn = peer_cn(context)
+        yield cn
+        self.watching.set()
+        if not self.gate.wait(30):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the test never opened the gate")
+        for _ in range(int(request or b"1") - 1):
+            yield cn
+
+    def join(self, requests: Iterator[bytes], context: Any) -> bytes:
+        return peer_cn(context) + b":" + b"".join(requests)
+
+    def echo(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        cn = peer_cn(context)
+        for request in requests:
+            yield cn + b":" + request
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Who": grpc.unary_unary_rpc_method_handler(self.who),
+                "Watch": grpc.unary_stream_rpc_method_handler(self.watch),
+                "Join": grpc.stream_unary_rpc_method_handler(self.join),
+                "Echo": grpc.stream_stream_rpc_method_handler(self.echo),
+            },
+        )
+
+
+@contextmanager
+def grpc_server(
+    credentials: grpc.ServerCredentials, probe: Probe | None = None
+) -> Iterator[tuple[int, Probe]]:
+    """A ``grpc.server`` on 127.0.0.1 with the probe service; yields (port, probe)."""
+    probe = probe or Probe()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[probe.handler()])
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        yield port, probe
+    finally:
+        probe.gate.set()
+        server.stop(None).wait(10)
+
+
+def static_credentials(identity: IssuedIdentity, client_ca: CA) -> grpc.ServerCredentials:
+    """Fixed server credentials that require a client certificate from ``client_ca``."""
+    return grpc.ssl_server_credentials(
+        [(identity.private_key_pem, identity.chain_pem)],
+        root_certificates=client_ca.cert_pem,
+        require_client_auth=True,
+    )
+
+
+def write_keystore(path: Path, identity: IssuedIdentity) -> StoreConfig:
+    identity.write_keystore(path, PASSWORD)
+    return StoreConfig(location=path, password=PASSWORD)
+
+
+def write_truststore(path: Path, ca: CA) -> StoreConfig:
+    ca.write_truststore(path, PASSWORD)
+    return StoreConfig(location=path, password=PASSWORD)
+
+
+def profile_set(
+    servers: str,
+    keystore: StoreConfig | None,
+    truststore: StoreConfig | None,
+    **kwargs: Any,
+) -> SSLProfileSet:
+    """A set with one profile, reloaded only by explicit ``reload()`` calls."""
+    kwargs.setdefault("settle_delay", 0.01)
+    return SSLProfileSet(
+        [SSLProfile(servers=(servers,), keystore=keystore, truststore=truststore)], **kwargs
+    )
+
+
+def client_set(tmp_path: Path, ca: CA, port: int, cn: str = "gen-1") -> SSLProfileSet:
+    """A set whose profile for localhost:PORT holds a client certificate with CN=``cn``."""
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert(cn, common_name=cn))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    return profile_set(f"localhost:{port}", keystore, trust)
+
+
+def rotate(ca: CA, tmp_path: Path, cn: str) -> None:
+    """Replace the client keystore of :func:`client_set` with CN=``cn``, atomically."""
+    identity = ca.issue_cert(cn, common_name=cn)
+    replace_atomically(tmp_path / "client.jks", identity.keystore().to_bytes(PASSWORD))

@@ -1,0 +1,204 @@
+"""mtls.integrations.grpc.server_credentials: rotating server identity and client trust.
+
+Rotations are shown by trust, on fresh client channels (each a new handshake): a
+client that trusts only the new server CA succeeds exactly when the server serves
+the new keystore; a client from a CA the server's truststore names gets in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from mtls import KeystoreError, ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
+from mtls.integrations.grpc import aio_secure_channel, server_credentials
+from mtls.testing import CA, IssuedIdentity, replace_atomically
+
+from ._grpc_backend import WHO, Probe, grpc_server, write_keystore, write_truststore
+from ._helpers import PASSWORD, wait_for
+
+
+def call(port: int, trusts: CA, identity: IssuedIdentity | None) -> bytes:
+    """One unary call on a fresh channel (a new handshake)."""
+    credentials = grpc.ssl_channel_credentials(
+        trusts.cert_pem,
+        identity.private_key_pem if identity else None,
+        identity.chain_pem if identity else None,
+    )
+    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+        return bytes(channel.unary_unary(WHO)(b"", timeout=10))
+
+
+def refused(port: int, trusts: CA, identity: IssuedIdentity | None) -> bool:
+    try:
+        call(port, trusts, identity)
+    except grpc.RpcError as exc:
+        return bool(exc.code() == grpc.StatusCode.UNAVAILABLE)
+    return False
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> dict[str, Any]:
+    server_ca, client_ca = CA(name="server CA 1"), CA(name="client CA 1")
+    return {
+        "server_ca": server_ca,
+        "client_ca": client_ca,
+        "keystore": write_keystore(tmp_path / "server.jks", server_ca.issue_cert("localhost")),
+        "truststore": write_truststore(tmp_path / "clients.jks", client_ca),
+        "client": client_ca.issue_cert("gateway"),
+    }
+
+
+def test_client_of_the_trusted_ca_is_accepted(stores: dict[str, Any]) -> None:
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+        # Twins: another CA's client, and no client certificate at all.
+        assert refused(port, stores["server_ca"], CA(name="other").issue_cert("intruder"))
+        assert refused(port, stores["server_ca"], None)
+
+
+def test_client_auth_can_be_optional(stores: dict[str, Any]) -> None:
+    with (
+        server_credentials(
+            stores["keystore"], None, require_client_auth=False, reload_interval=None
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        assert call(port, stores["server_ca"], None) == b"(no client certificate)"
+    with pytest.raises(ProfileConfigError, match="needs a truststore"):
+        server_credentials(stores["keystore"], None, reload_interval=None)
+
+
+def test_bad_store_fails_at_creation(tmp_path: Path, stores: dict[str, Any]) -> None:
+    broken = tmp_path / "broken.jks"
+    broken.write_bytes(b"\xfe\xed\xfe\xed" + b"\0" * 40)
+
+    with pytest.raises(KeystoreError) as info:
+        server_credentials(StoreConfig(location=broken, password=PASSWORD), stores["truststore"])
+    assert str(broken) in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+def test_keystore_rotation_reaches_the_next_handshake(
+    tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mtls")
+    new_ca = CA(name="server CA 2")
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        assert refused(port, new_ca, stores["client"])
+        new_identity = new_ca.issue_cert("localhost", common_name="server-2")
+        replace_atomically(tmp_path / "server.jks", new_identity.keystore().to_bytes(PASSWORD))
+        assert credentials.reload()
+        assert call(port, new_ca, stores["client"]) == b"gateway"
+        assert refused(port, stores["server_ca"], stores["client"])
+    assert "now serves" in caplog.text and "server-2" in caplog.text
+    assert PASSWORD not in caplog.text and "PRIVATE KEY" not in caplog.text
+
+
+def test_client_truststore_rotation(tmp_path: Path, stores: dict[str, Any]) -> None:
+    new_client_ca = CA(name="client CA 2")
+    newcomer = new_client_ca.issue_cert("newcomer")
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        assert refused(port, stores["server_ca"], newcomer)
+        new_client_ca.write_truststore(tmp_path / "clients.jks", PASSWORD)
+        assert credentials.reload()
+        assert call(port, stores["server_ca"], newcomer) == b"newcomer"
+        assert refused(port, stores["server_ca"], stores["client"])
+
+
+def test_damaged_replacement_keeps_the_last_good(tmp_path: Path, stores: dict[str, Any]) -> None:
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        good = (tmp_path / "server.jks").read_bytes()
+        replace_atomically(tmp_path / "server.jks", good[: len(good) // 2])
+        assert not credentials.reload()
+        assert credentials.profile_set.last_error is not None
+        assert "server.jks" in str(credentials.profile_set.last_error)
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+        # A damaged client truststore is refused the same way: the old anchors stay.
+        replace_atomically(tmp_path / "clients.jks", b"not a store")
+        assert not credentials.reload()
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+        assert refused(port, stores["server_ca"], CA(name="other").issue_cert("intruder"))
+        # Twin: a whole replacement after the damage is taken.
+        replace_atomically(tmp_path / "server.jks", good)
+        stores["client_ca"].write_truststore(tmp_path / "clients.jks", PASSWORD)
+        credentials.reload()
+        assert credentials.profile_set.last_error is None
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+
+
+def test_background_reload_thread(tmp_path: Path, stores: dict[str, Any]) -> None:
+    new_ca = CA(name="server CA 2")
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=0.05, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        assert credentials.profile_set.reloading
+        replace_atomically(
+            tmp_path / "server.jks", new_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD)
+        )
+        wait_for(lambda: not refused(port, new_ca, stores["client"]))
+    assert not credentials.profile_set.reloading
+
+
+def test_aio_server_and_channel(tmp_path: Path, stores: dict[str, Any]) -> None:
+    client_store = write_keystore(tmp_path / "client.jks", stores["client"])
+    server_trust = write_truststore(tmp_path / "server-trust.jks", stores["server_ca"])
+    profiles = SSLProfileSet(
+        [SSLProfile(servers=("*",), keystore=client_store, truststore=server_trust)]
+    )
+    new_ca = CA(name="server CA 2")
+
+    async def main() -> None:
+        with server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials:
+            server = grpc.aio.server(handlers=[Probe().handler()])
+            port = server.add_secure_port("127.0.0.1:0", credentials)
+            await server.start()
+            try:
+                async with aio_secure_channel(f"localhost:{port}", profiles) as channel:
+                    assert await channel.unary_unary(WHO)(b"", timeout=10) == b"gateway"
+                replace_atomically(
+                    tmp_path / "server.jks",
+                    new_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD),
+                )
+                assert credentials.reload()
+                # The profile still trusts only the old server CA: the new identity is refused.
+                async with aio_secure_channel(f"localhost:{port}", profiles) as channel:
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        await channel.unary_unary(WHO)(b"", timeout=10)
+                    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                await server.stop(None)
+
+    with profiles:
+        asyncio.run(main())
