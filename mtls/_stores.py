@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from . import _jks, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
-from ._files import atomic_write, default_mode
+from ._files import atomic_write
 from ._keygen import new_private_key, parse_dname, parse_sans
 from ._readers import (
     _alias_for,
@@ -753,9 +753,11 @@ class Truststore(_StoreBase):
         """Write the truststore atomically, in a format keytool reads.
 
         PKCS#12 truststores carry Java's trusted-key-usage attribute, so keytool lists
-        every certificate as ``trustedCertEntry``.
+        every certificate as ``trustedCertEntry``. The file gets the mode
+        ``open(path, "w")`` would give it (0666 less the umask, applied by the kernel;
+        the process umask is never changed).
         """
-        atomic_write(path, self.to_bytes(password, store_type=store_type), mode=default_mode())
+        atomic_write(path, self.to_bytes(password, store_type=store_type), mode=None)
 
     def to_bytes(
         self, password: Password, *, store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS"
