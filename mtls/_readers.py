@@ -43,7 +43,8 @@ from ._files import InputRefused, read_input
 log = logging.getLogger("mtls")
 
 StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER"]
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+# RFC 7468 boundaries. Labels are short; bounding them keeps every match local.
+_PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
 
 
 # --------------------------------------------------------------------------- detection
@@ -96,16 +97,47 @@ def _fold(alias: str) -> str:
     return alias.casefold()
 
 
-def _unique_alias(base: str, taken: set[str]) -> str:
-    alias, n = base, 1
-    while _fold(alias) in taken:
-        n += 1
+class _Taken:
+    """The aliases given out so far, with the next free number per base alias.
+
+    Numbering restarts from the last number given for a base, so 8,000 certificates
+    with one CN cost 8,000 steps, not 8,000 squared over 2.
+    """
+
+    __slots__ = ("_folded", "_next")
+
+    def __init__(self) -> None:
+        self._folded: set[str] = set()
+        self._next: dict[str, int] = {}
+
+    def __contains__(self, alias: object) -> bool:
+        return isinstance(alias, str) and _fold(alias) in self._folded
+
+    def add(self, alias: str) -> None:
+        self._folded.add(_fold(alias))
+
+    def next_number(self, base: str) -> int:
+        return self._next.get(_fold(base), 2)
+
+    def numbered(self, base: str, n: int) -> None:
+        self._next[_fold(base)] = n + 1
+
+
+def _unique_alias(base: str, taken: _Taken) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... when it is taken (case-insensitively)."""
+    alias = base
+    if alias in taken:
+        n = taken.next_number(base)
         alias = f"{base}-{n}"
-    taken.add(_fold(alias))
+        while alias in taken:  # an explicit alias may already be "base-N"
+            n += 1
+            alias = f"{base}-{n}"
+        taken.numbered(base, n)
+    taken.add(alias)
     return alias
 
 
-def _alias_for(der: bytes, taken: set[str], fallback: str) -> str:
+def _alias_for(der: bytes, taken: _Taken, fallback: str) -> str:
     # PEM and DER have no aliases: name the entry after its CN, as people do by hand.
     try:
         cn = _x509.common_name(_x509.load_cert(der))
@@ -174,7 +206,7 @@ def _parse(
         return _parse_pkcs12(data, password, key_password, with_keys=with_keys, path=path)
     if fmt == "PEM":
         return _parse_pem(data, password, key_password, with_keys=with_keys, path=path)
-    return _Parsed("DER", [], [(_alias_for(data, set(), "cert"), data)], [])
+    return _Parsed("DER", [], [(_alias_for(data, _Taken(), "cert"), data)], [])
 
 
 def _declared_mismatch(declared: str, fmt: str) -> bool:
@@ -296,7 +328,7 @@ def _parse_pkcs12(
     certs = list(contents.certs)
     used: set[int] = set()
     keys: list[_KeyEntry] = []
-    taken: set[str] = set()
+    taken = _Taken()
     for index, key in enumerate(contents.keys):
         leaf_at = _pkcs12_leaf(key, certs, used)
         if leaf_at is None:
@@ -404,11 +436,10 @@ def _parse_pem(
     where = _where(path)
     cert_ders: list[bytes] = []
     key_blocks: list[bytes] = []
-    for match in _PEM_BLOCK.finditer(data):
-        label = match.group(1)
+    for label, body, block in _pem_blocks(data, where, path):
         if label in (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"):
             try:
-                der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+                der = base64.b64decode(b"".join(body.split()), validate=True)
                 if label == b"TRUSTED CERTIFICATE":
                     der = _trusted_certificate(der, where, path)
                 _der.read_single(der, _der.SEQUENCE)
@@ -419,21 +450,14 @@ def _parse_pem(
                 ) from exc
             cert_ders.append(der)
         elif label.endswith(b"PRIVATE KEY"):
-            key_blocks.append(match.group(0))
+            key_blocks.append(block)
     if not cert_ders and not key_blocks:
         raise KeystoreFormatError(
             f"{where}: no certificate or private key found in this PEM file", path=path
         )
-    if data.count(b"-----BEGIN ") > sum(1 for _ in _PEM_BLOCK.finditer(data)):
-        # A block without its END line: the file was cut short (or a label is mangled).
-        raise KeystoreFormatError(
-            f"{where}: a PEM block has no matching END line: the file is truncated or "
-            "damaged; replace it",
-            path=path,
-        )
     keys: list[_KeyEntry] = []
     used: set[int] = set()
-    taken: set[str] = set()
+    taken = _Taken()
     if with_keys:
         secret = key_password if key_password is not None else password
         for block in key_blocks:
@@ -454,6 +478,45 @@ def _parse_pem(
         (_alias_for(der, taken, "cert"), der) for i, der in enumerate(cert_ders) if i not in used
     ]
     return _Parsed("PEM", keys, certs, [])
+
+
+def _pem_blocks(
+    data: bytes, where: str, path: str | os.PathLike[str] | None
+) -> list[tuple[bytes, bytes, bytes]]:
+    """(label, body, whole block) of every PEM block, in one linear pass over ``data``.
+
+    Text between blocks is allowed (``openssl x509 -text`` writes some). A BEGIN line
+    without its END line, a BEGIN inside a block, or a mangled BEGIN line means the
+    file was cut short or damaged, and is refused.
+    """
+    blocks: list[tuple[bytes, bytes, bytes]] = []
+    opened: re.Match[bytes] | None = None
+    for match in _PEM_BOUNDARY.finditer(data):
+        if match.group(1) == b"BEGIN":
+            if opened is not None:
+                break  # the previous block has no END line
+            # The BEGIN line ends right after its boundary (RFC 7468 section 2).
+            eol = match.end() + (data[match.end() : match.end() + 1] == b"\r")
+            if data[eol : eol + 1] == b"\n":
+                opened = match
+        elif opened is not None:
+            if match.group(2) != opened.group(2):
+                break  # an END for another label: the block was cut
+            blocks.append(
+                (
+                    opened.group(2),
+                    data[opened.end() : match.start()],
+                    data[opened.start() : match.end()],
+                )
+            )
+            opened = None
+    if opened is not None or data.count(b"-----BEGIN ") != len(blocks):
+        raise KeystoreFormatError(
+            f"{where}: a PEM block has no matching END line: the file is truncated or "
+            "damaged; replace it",
+            path=path,
+        )
+    return blocks
 
 
 def _pem_key_is_encrypted(block: bytes) -> bool:

@@ -29,6 +29,7 @@ from ._readers import (
     _KeyEntry,
     _parse,
     _read_path,
+    _Taken,
     _unique_alias,
     _where,
     detect_format,
@@ -674,7 +675,7 @@ class Truststore(_StoreBase):
         store = cls()
         store.store_type = parsed.store_type
         store.path = _path
-        taken: set[str] = set()
+        taken = _Taken()
         for key in parsed.keys:
             store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0])
         for alias, der in parsed.certs:
