@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from functools import partial
+from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.decrepit.ciphers.algorithms import RC2, TripleDES
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from mtls import _der, _rc2
 from mtls._der import TLV, DERError
+from mtls._secret import Secret
 
 __all__ = [
     "P12Cert",
@@ -35,6 +37,9 @@ __all__ = [
     "P12FormatError",
     "P12Key",
     "P12PasswordError",
+    "WorkBudget",
+    "WorkLimitError",
+    "check_key_encryption",
     "looks_like_pkcs12",
     "parse_pkcs12",
 ]
@@ -70,6 +75,10 @@ class P12Contents:
 
 class P12FormatError(ValueError):
     """Malformed, truncated or foreign bytes, or an algorithm we do not support."""
+
+
+class WorkLimitError(P12FormatError):
+    """The file asks for more key-derivation or decryption work than we allow."""
 
 
 class P12PasswordError(ValueError):
@@ -144,8 +153,63 @@ _UNSUPPORTED: Final = {
     "1.2.840.113549.1.7.3": "envelopedData (public-key privacy mode)",
     "1.3.6.1.4.1.11591.4.11": "scrypt",
 }
+_SCRYPT: Final = "1.3.6.1.4.1.11591.4.11"  # RFC 7914 section 7
+# PKCS#5 v1.5 PBES1 (RFC 8018 appendix A.3): PBEParameter ::= SEQUENCE { salt, iterationCount }
+_PBES1: Final = frozenset(
+    "1.2.840.113549.1.5." + str(n)
+    for n in (1, 3, 4, 6, 10, 11)  # pbeWith{MD2,MD5,SHA1}And{DES,RC2}-CBC
+)
 _MAX_ITERATIONS: Final = 5_000_000  # Java's PKCS12KeyStore ceiling; hostile counts must not hang
 _MAX_NESTING: Final = 4
+#: Work one file may cause, whatever it holds (docs/security.md, "Limits").
+#: Key-derivation iterations summed over every derivation the file asks for (a
+#: derivation longer than one hash output counts once per output block): twice
+#: Java's per-derivation ceiling. keytool uses 10,000 per derivation (JDK 8: 50,000
+#: and 100,000 for the MAC), so a real store spends well under 1,000,000.
+MAX_FILE_KDF_ITERATIONS: Final = 10_000_000
+#: Bytes decrypted with our pure-Python 40-bit RC2 per file (about 5 s per MiB):
+#: the whole of an old Java PKCS#12 truststore holding every public CA is ~0.3 MiB.
+MAX_FILE_RC2_BYTES: Final = 1024 * 1024
+# scrypt (RFC 7914): OpenSSL refuses more than 32 MiB of memory by default; the work
+# cap N*r*p is 8 times OpenSSL's default (N=16384, r=8, p=1), about 0.5 s.
+_MAX_SCRYPT_MEMORY: Final = 32 * 1024 * 1024
+_MAX_SCRYPT_WORK: Final = 1 << 20
+
+
+class WorkBudget:
+    """What one file may still spend on key derivation and pure-Python decryption.
+
+    Every derivation is charged *before* it runs, so a hostile file is refused at
+    the first derivation over the budget, never after minutes of work.
+    """
+
+    __slots__ = ("iterations", "rc2_bytes")
+
+    def __init__(
+        self,
+        iterations: int = MAX_FILE_KDF_ITERATIONS,
+        rc2_bytes: int = MAX_FILE_RC2_BYTES,
+    ) -> None:
+        self.iterations = iterations
+        self.rc2_bytes = rc2_bytes
+
+    def charge_kdf(self, rounds: int, blocks: int = 1) -> None:
+        """Spend ``rounds`` iterations for each of ``blocks`` output blocks."""
+        self.iterations -= rounds * blocks
+        if self.iterations < 0:
+            raise WorkLimitError(
+                f"its key derivations add up to more than {MAX_FILE_KDF_ITERATIONS:,} "
+                "iterations, the limit per file"
+            )
+
+    def charge_rc2(self, size: int) -> None:
+        """Spend ``size`` bytes of 40-bit RC2 decryption."""
+        self.rc2_bytes -= size
+        if self.rc2_bytes < 0:
+            raise WorkLimitError(
+                f"it holds more than {MAX_FILE_RC2_BYTES // 1024} KiB encrypted with 40-bit "
+                "RC2, the limit per file for this legacy cipher"
+            )
 
 
 def looks_like_pkcs12(data: bytes) -> bool:
@@ -176,19 +240,29 @@ def _header(data: bytes, pos: int) -> tuple[int, int]:
 
 def parse_pkcs12(
     data: bytes,
-    password: str | None,
+    password: Secret | str | None,
     *,
-    key_password: str | None = None,
+    key_password: Secret | str | None = None,
     decrypt_keys: bool = True,
+    budget: WorkBudget | None = None,
 ) -> P12Contents:
     """Read a PKCS#12 container.
 
-    ``password`` verifies the MAC and decrypts encrypted certificates; ``None`` skips
-    the MAC and reads only what is not encrypted. Shrouded keys are decrypted with
-    ``key_password``, or ``password`` when it is ``None``; with ``decrypt_keys=False``
-    they are skipped, so a truststore never needs a key password.
+    ``password`` verifies the MAC and decrypts encrypted content. ``None`` is the
+    absent password: a container with a MAC must verify with the empty password (in
+    both of its encodings, as OpenSSL and cryptography try them) and is then read as
+    if ``""`` had been given; a container without a MAC is read for what is not
+    encrypted. Shrouded keys are decrypted with ``key_password``, or ``password``
+    when it is ``None``; with ``decrypt_keys=False`` they are skipped, so a
+    truststore never needs a key password. ``budget`` bounds the key-derivation and
+    RC2 work (a fresh :class:`WorkBudget` when not given).
+
+    Raises:
+        P12PasswordError: the MAC does not verify, or a password is missing or wrong.
+        WorkLimitError: the file asks for more work than ``budget`` allows.
+        P12FormatError: anything malformed or unsupported.
     """
-    reader = _Reader(password, key_password, decrypt_keys)
+    reader = _Reader(password, key_password, decrypt_keys, budget or WorkBudget())
     try:
         return reader.read(data)
     except DERError as exc:
@@ -196,22 +270,31 @@ def parse_pkcs12(
 
 
 class _Password:
-    """A password in the encodings PKCS#12 uses."""
+    """A password in the encodings PKCS#12 uses.
 
-    def __init__(self, password: str) -> None:
+    Built from a :class:`Secret` and holding only encodings: no frame between the
+    caller and here has the plain string in its locals.
+    """
+
+    __slots__ = ("bmp", "java_bmp", "utf8")
+
+    def __init__(self, password: Secret) -> None:
         # RFC 7292 appendix B.1: the PKCS#12 KDF takes a BMPString (UTF-16BE, with
         # surrogate pairs beyond the BMP) plus a two-byte NUL terminator, so "" is
         # b"\0\0". Java (PKCS12PBECipherCore) and OpenSSL (OPENSSL_utf82uni) both do
         # this. OpenSSL's NULL password is instead zero bytes, and OpenSSL's readers
         # try it too when given an empty password; see _verify_mac.
-        self.bmp = _bmp(password)
+        self.bmp = _bmp(password.reveal())
         # RFC 8018 PBKDF2 (PBES2, PBMAC1) takes bytes: Java and OpenSSL use UTF-8.
-        self.utf8 = password.encode("utf-8", "surrogatepass")
+        self.utf8 = password.reveal().encode("utf-8", "surrogatepass")
         # Java's PBEKey hands the PKCS#12 PBE ciphers (not the MAC) the UTF-8 bytes masked
         # to 7 bits, so with a non-ASCII password JDK 25 encrypts keys and certificates
         # under another BMPString than the MAC's (JDK 17 refuses such passwords there).
-        java = bytes(b & 0x7F for b in self.utf8).decode("ascii")
-        self.java_bmp = _bmp(java) if java != password else None
+        java = bytes(b & 0x7F for b in self.utf8)
+        self.java_bmp = _bmp(java.decode("ascii")) if java != self.utf8 else None
+
+    def __repr__(self) -> str:
+        return "_Password('********')"
 
     def pbe_candidates(self) -> list[bytes]:
         return [self.bmp] if self.java_bmp is None else [self.bmp, self.java_bmp]
@@ -221,13 +304,24 @@ def _bmp(password: str) -> bytes:
     return password.encode("utf-16-be", "surrogatepass") + b"\0\0"
 
 
+def _wrap(password: Secret | str | None) -> Secret | None:
+    return Secret(password) if isinstance(password, str) else password
+
+
 class _Reader:
-    def __init__(self, password: str | None, key_password: str | None, decrypt_keys: bool):
-        self.store = None if password is None else _Password(password)
-        self.key_given = key_password is not None
-        key_password = password if key_password is None else key_password
-        self.key = None if key_password is None else _Password(key_password)
+    def __init__(
+        self,
+        password: Secret | str | None,
+        key_password: Secret | str | None,
+        decrypt_keys: bool,
+        budget: WorkBudget,
+    ):
+        store, key = _wrap(password), _wrap(key_password)
+        self.store = None if store is None else _Password(store)
+        self.key_given = key is not None
+        self.key = self.store if key is None else _Password(key)
         self.decrypt_keys = decrypt_keys
+        self.budget = budget
         self.mac_verified = False
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
@@ -241,7 +335,14 @@ class _Reader:
         if content_type != _DATA:
             raise P12FormatError(f"unsupported authSafe content type {_name(content_type)}")
         auth_safe = _der.read_single(content, _der.OCTET_STRING).value
-        if len(pfx) == 3 and self.store is not None:
+        if len(pfx) == 3:
+            if self.store is None:
+                # The absent password of a container with a MAC is the empty one, as in
+                # OpenSSL and cryptography: the MAC is never skipped (a damaged file
+                # would load), and what verifies decrypts with "" too.
+                self.store = _Password(Secret(""))
+                if self.key is None:
+                    self.key = self.store
             self._verify_mac(pfx[2], auth_safe)
             self.mac_verified = True
         # Section 4.1: AuthenticatedSafe ::= SEQUENCE OF ContentInfo (data or encryptedData).
@@ -272,19 +373,23 @@ class _Reader:
             salt, rounds, length, prf = _pbkdf2_params(kdf)
             if length is None:
                 raise P12FormatError("PBMAC1 parameters lack the mandatory key length")
-            candidates = [_pbkdf2(prf, self.store.utf8, salt, rounds, length)]
+            secrets = [self.store.utf8]
+
+            def derive(secret: bytes) -> bytes:
+                return _pbkdf2(prf, secret, salt, rounds, length, self.budget)
         else:
             # RFC 7292 appendix B.4: the key is derived with the PKCS#12 KDF, ID 3.
             name = _hash_name(_DIGEST_OIDS, oid, params)
             salt = _octets(parts[1])
             rounds = _iterations(parts[2]) if len(parts) == 3 else 1
             size = _HASHES[name][0].digest_size
-            pws = [self.store.bmp] + ([b""] if self.store.bmp == b"\0\0" else [])
-            candidates = [
-                _p12_kdf(name, pw, salt, purpose=3, rounds=rounds, size=size) for pw in pws
-            ]
-        for index, mac_key in enumerate(candidates):
-            mac = HMAC(mac_key, _HASHES[name][0])
+            secrets = [self.store.bmp] + ([b""] if self.store.bmp == b"\0\0" else [])
+
+            def derive(secret: bytes) -> bytes:
+                return _p12_kdf(name, secret, salt, 3, rounds, size, self.budget)
+
+        for index, secret in enumerate(secrets):
+            mac = HMAC(derive(secret), _HASHES[name][0])
             mac.update(auth_safe)
             try:
                 mac.verify(expected)
@@ -311,7 +416,7 @@ class _Reader:
             raise P12PasswordError(
                 "the certificates are encrypted: a store password is needed", which="store"
             )
-        return _decrypt(info[1], info[2].value, self.store, "store", _is_sequence)
+        return _decrypt(info[1], info[2].value, self.store, "store", _is_sequence, self.budget)
 
     def _safe_contents(self, data: bytes, depth: int) -> None:
         # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and
@@ -350,7 +455,7 @@ class _Reader:
             raise P12PasswordError(
                 "the private key is encrypted: a password is needed", which=which
             )
-        return _decrypt(algorithm, _octets(encrypted), self.key, which, _is_pkcs8)
+        return _decrypt(algorithm, _octets(encrypted), self.key, which, _is_pkcs8, self.budget)
 
 
 def _decrypt(
@@ -359,6 +464,7 @@ def _decrypt(
     password: _Password,
     which: Literal["store", "key"],
     plausible: Callable[[bytes], bool],
+    budget: WorkBudget,
 ) -> bytes:
     oid, params = _algorithm(algorithm)
     if oid == _PBES2:
@@ -370,9 +476,9 @@ def _decrypt(
     for secret in secrets:
         cipher: BlockCipherAlgorithm | bytes
         if oid == _PBES2:
-            cipher, iv = _pbes2(params, secret)
+            cipher, iv = _pbes2(params, secret, budget)
         else:
-            cipher, iv = _pkcs12_pbe(oid, params, secret)
+            cipher, iv = _pkcs12_pbe(oid, params, secret, budget)
         block = 8 if isinstance(cipher, bytes) else cipher.block_size // 8
         if len(iv) != block:
             raise P12FormatError("the initialisation vector does not fit the cipher")
@@ -380,6 +486,7 @@ def _decrypt(
             raise P12FormatError("the encrypted data is not a whole number of blocks")
         if isinstance(cipher, bytes):
             # 40-bit RC2, which cryptography does not offer: our own RFC 2268 code.
+            budget.charge_rc2(len(data))
             padded = _rc2.cbc_decrypt(cipher, 40, iv, data)
         else:
             decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
@@ -396,7 +503,9 @@ def _decrypt(
     raise P12PasswordError(f"{what} not decrypt: wrong {which} password", which=which)
 
 
-def _pbes2(params: TLV | None, password: bytes) -> tuple[BlockCipherAlgorithm, bytes]:
+def _pbes2(
+    params: TLV | None, password: bytes, budget: WorkBudget
+) -> tuple[BlockCipherAlgorithm, bytes]:
     # RFC 8018 section A.4: PBES2-params ::= SEQUENCE { keyDerivationFunc, encryptionScheme }
     kdf, scheme = _pair(params)
     salt, rounds, length, prf = _pbkdf2_params(kdf)
@@ -406,20 +515,20 @@ def _pbes2(params: TLV | None, password: bytes) -> tuple[BlockCipherAlgorithm, b
     key_size, is_aes = _PBES2_CIPHERS[scheme_oid]
     if length not in (None, key_size):
         raise P12FormatError("PBKDF2 key length does not fit the cipher")
-    key = _pbkdf2(prf, password, salt, rounds, key_size)
+    key = _pbkdf2(prf, password, salt, rounds, key_size, budget)
     return (algorithms.AES(key) if is_aes else TripleDES(key)), _octets(_present(iv))
 
 
 def _pkcs12_pbe(
-    oid: str, params: TLV | None, bmp: bytes
+    oid: str, params: TLV | None, bmp: bytes, budget: WorkBudget
 ) -> tuple[BlockCipherAlgorithm | bytes, bytes]:
     # RFC 7292 appendix C: pkcs-12PbeParams ::= SEQUENCE { salt, iterations }, and
     # appendix B.3: the key is derived with ID 1, the IV with ID 2, both with SHA-1.
     key_size, is_rc2 = _PKCS12_PBES[oid]
     salt_tlv, rounds_tlv = _pair(params)
     salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
-    key = _p12_kdf("sha1", bmp, salt, purpose=1, rounds=rounds, size=key_size)
-    iv = _p12_kdf("sha1", bmp, salt, purpose=2, rounds=rounds, size=8)
+    key = _p12_kdf("sha1", bmp, salt, 1, rounds, key_size, budget)
+    iv = _p12_kdf("sha1", bmp, salt, 2, rounds, 8, budget)
     if is_rc2:
         return (RC2(key) if key_size == 16 else key), iv  # bytes: 40-bit RC2 key
     # Two-key 3DES is K1 K2 K1; expanding it here avoids cryptography's deprecation warning.
@@ -427,11 +536,20 @@ def _pkcs12_pbe(
 
 
 def _p12_kdf(
-    name: str, password: bytes, salt: bytes, *, purpose: int, rounds: int, size: int
+    name: str,
+    password: bytes,
+    salt: bytes,
+    purpose: int,
+    rounds: int,
+    size: int,
+    budget: WorkBudget,
 ) -> bytes:
     """RFC 7292 appendix B.2: the PKCS#12 key derivation function."""
     u = _HASHES[name][0].digest_size
     v = _HASHES[name][1]
+    budget.charge_kdf(rounds, -(-size // u))
+    # The named constructor (hashlib.sha1) is twice as fast as hashlib.new in the loop.
+    new: Callable[[bytes], Any] = getattr(hashlib, name, None) or partial(hashlib.new, name)
 
     def stretch(data: bytes) -> bytes:  # copies of data filling a multiple of v bytes
         length = v * -(-len(data) // v)
@@ -441,9 +559,9 @@ def _p12_kdf(
     diversifier = bytes([purpose]) * v  # D
     out = b""
     while True:
-        digest = hashlib.new(name, diversifier + block).digest()
+        digest: bytes = new(diversifier + block).digest()
         for _ in range(rounds - 1):
-            digest = hashlib.new(name, digest).digest()
+            digest = new(digest).digest()
         out += digest
         if len(out) >= size:
             return out[:size]
@@ -453,7 +571,10 @@ def _p12_kdf(
             block[start : start + v] = (total & ((1 << (8 * v)) - 1)).to_bytes(v, "big")
 
 
-def _pbkdf2(name: str, password: bytes, salt: bytes, rounds: int, size: int) -> bytes:
+def _pbkdf2(
+    name: str, password: bytes, salt: bytes, rounds: int, size: int, budget: WorkBudget
+) -> bytes:
+    budget.charge_kdf(rounds, -(-size // _HASHES[name][0].digest_size))
     return PBKDF2HMAC(_HASHES[name][0], size, salt, rounds).derive(password)
 
 

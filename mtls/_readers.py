@@ -316,10 +316,20 @@ def _parse_pkcs12(
     except _pkcs12.P12PasswordError as exc:
         which = "key password" if exc.which == "key" else "store password"
         if password is None and exc.which != "key":
-            msg = f"{where}: this PKCS#12 store is encrypted: pass its password"
+            msg = (
+                f"{where}: this PKCS#12 store is protected by a password (its MAC does not "
+                "verify without one, or its content is encrypted): pass its password, or "
+                "replace the file if it was damaged"
+            )
         else:
             msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it"
         raise WrongPasswordError(msg, path=path) from exc
+    except _pkcs12.WorkLimitError as exc:
+        raise KeystoreFormatError(
+            f"{where}: PKCS#12 store refused: {exc} (stores made by keytool or OpenSSL stay "
+            "far below it; see docs/security.md): replace the file",
+            path=path,
+        ) from exc
     except _pkcs12.P12FormatError as exc:
         raise KeystoreFormatError(
             f"{where}: damaged or unsupported PKCS#12 store ({exc}): replace the file", path=path
