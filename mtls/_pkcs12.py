@@ -146,6 +146,7 @@ _PKCS12_PBES: Final = {
     "1.2.840.113549.1.12.1.5": (16, True),  # pbeWithSHAAnd128BitRC2-CBC
     "1.2.840.113549.1.12.1.6": (5, True),  # pbeWithSHAAnd40BitRC2-CBC (old Java certs)
 }
+_UNSUPPORTED_PKCS12_PBES: Final = ("1.2.840.113549.1.12.1.1", "1.2.840.113549.1.12.1.2")
 _UNSUPPORTED: Final = {
     "1.2.840.113549.1.12.1.1": "pbeWithSHAAnd128BitRC4",
     "1.2.840.113549.1.12.1.2": "pbeWithSHAAnd40BitRC4",
@@ -179,8 +180,9 @@ _MAX_SCRYPT_WORK: Final = 1 << 20
 class WorkBudget:
     """What one file may still spend on key derivation and pure-Python decryption.
 
-    Every derivation is charged *before* it runs, so a hostile file is refused at
-    the first derivation over the budget, never after minutes of work.
+    Work is charged *before* it runs, for every password candidate at once, so a
+    hostile file is refused before the first derivation over the budget, never
+    after seconds of work.
     """
 
     __slots__ = ("iterations", "rc2_bytes")
@@ -193,9 +195,9 @@ class WorkBudget:
         self.iterations = iterations
         self.rc2_bytes = rc2_bytes
 
-    def charge_kdf(self, rounds: int, blocks: int = 1) -> None:
-        """Spend ``rounds`` iterations for each of ``blocks`` output blocks."""
-        self.iterations -= rounds * blocks
+    def charge_kdf(self, iterations: int) -> None:
+        """Spend ``iterations`` (rounds times output blocks, summed)."""
+        self.iterations -= iterations
         if self.iterations < 0:
             raise WorkLimitError(
                 f"its key derivations add up to more than {MAX_FILE_KDF_ITERATIONS:,} "
@@ -374,9 +376,10 @@ class _Reader:
             if length is None:
                 raise P12FormatError("PBMAC1 parameters lack the mandatory key length")
             secrets = [self.store.utf8]
+            blocks = _blocks(length, prf)
 
             def derive(secret: bytes) -> bytes:
-                return _pbkdf2(prf, secret, salt, rounds, length, self.budget)
+                return _pbkdf2(prf, secret, salt, rounds, length)
         else:
             # RFC 7292 appendix B.4: the key is derived with the PKCS#12 KDF, ID 3.
             name = _hash_name(_DIGEST_OIDS, oid, params)
@@ -384,10 +387,12 @@ class _Reader:
             rounds = _iterations(parts[2]) if len(parts) == 3 else 1
             size = _HASHES[name][0].digest_size
             secrets = [self.store.bmp] + ([b""] if self.store.bmp == b"\0\0" else [])
+            blocks = 1
 
             def derive(secret: bytes) -> bytes:
-                return _p12_kdf(name, secret, salt, 3, rounds, size, self.budget)
+                return _p12_kdf(name, secret, salt, purpose=3, rounds=rounds, size=size)
 
+        self.budget.charge_kdf(rounds * blocks * len(secrets))
         for index, secret in enumerate(secrets):
             mac = HMAC(derive(secret), _HASHES[name][0])
             mac.update(auth_safe)
@@ -416,7 +421,9 @@ class _Reader:
             raise P12PasswordError(
                 "the certificates are encrypted: a store password is needed", which="store"
             )
-        return _decrypt(info[1], info[2].value, self.store, "store", _is_sequence, self.budget)
+        return _decrypt(
+            info[1], info[2].value, self.store, "store", _is_sequence, budget=self.budget
+        )
 
     def _safe_contents(self, data: bytes, depth: int) -> None:
         # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and
@@ -455,7 +462,9 @@ class _Reader:
             raise P12PasswordError(
                 "the private key is encrypted: a password is needed", which=which
             )
-        return _decrypt(algorithm, _octets(encrypted), self.key, which, _is_pkcs8, self.budget)
+        return _decrypt(
+            algorithm, _octets(encrypted), self.key, which, _is_pkcs8, budget=self.budget
+        )
 
 
 def _decrypt(
@@ -464,6 +473,7 @@ def _decrypt(
     password: _Password,
     which: Literal["store", "key"],
     plausible: Callable[[bytes], bool],
+    *,
     budget: WorkBudget,
 ) -> bytes:
     oid, params = _algorithm(algorithm)
@@ -473,12 +483,13 @@ def _decrypt(
         secrets = password.pbe_candidates()
     else:
         raise P12FormatError(f"unsupported encryption algorithm {_name(oid)}")
+    budget.charge_kdf(_kdf_cost(oid, params) * len(secrets))
     for secret in secrets:
         cipher: BlockCipherAlgorithm | bytes
         if oid == _PBES2:
-            cipher, iv = _pbes2(params, secret, budget)
+            cipher, iv = _pbes2(params, secret)
         else:
-            cipher, iv = _pkcs12_pbe(oid, params, secret, budget)
+            cipher, iv = _pkcs12_pbe(oid, params, secret)
         block = 8 if isinstance(cipher, bytes) else cipher.block_size // 8
         if len(iv) != block:
             raise P12FormatError("the initialisation vector does not fit the cipher")
@@ -503,9 +514,84 @@ def _decrypt(
     raise P12PasswordError(f"{what} not decrypt: wrong {which} password", which=which)
 
 
-def _pbes2(
-    params: TLV | None, password: bytes, budget: WorkBudget
-) -> tuple[BlockCipherAlgorithm, bytes]:
+def check_key_encryption(encrypted_pkcs8: bytes, budget: WorkBudget) -> None:
+    """Charge ``budget`` for decrypting an ``EncryptedPrivateKeyInfo``, before anyone does.
+
+    For PKCS#8 keys that another library will decrypt (an ``ENCRYPTED PRIVATE KEY``
+    PEM block): their key derivation runs inside OpenSSL, holding the GIL, so its
+    parameters are read and capped here first, with the caps PKCS#12 has (PBKDF2 and
+    the PKCS#12 and PKCS#5 v1.5 KDFs: Java's 5,000,000 iterations; scrypt: OpenSSL's
+    32 MiB and a work cap).
+
+    Raises:
+        WorkLimitError: over a cap or over the budget.
+        P12FormatError: malformed, or a scheme nobody here decrypts.
+    """
+    try:
+        # RFC 5958: EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }
+        algorithm, _ = _pair(_der.read_single(encrypted_pkcs8, _der.SEQUENCE))
+        budget.charge_kdf(_kdf_cost(*_algorithm(algorithm)))
+    except DERError as exc:
+        raise P12FormatError(f"malformed EncryptedPrivateKeyInfo: {exc}") from exc
+
+
+def _kdf_cost(oid: str, params: TLV | None) -> int:
+    """Iterations (rounds times output blocks) one decryption with this scheme derives.
+
+    Reads and caps the parameters without deriving anything: Java's 5,000,000
+    iterations per derivation, and for scrypt OpenSSL's 32 MiB and a work cap.
+
+    Raises:
+        WorkLimitError: over a cap.
+        P12FormatError: malformed, or a scheme nobody here decrypts.
+    """
+    if oid == _PBES2:
+        # RFC 8018 section A.4: PBES2-params ::= SEQUENCE { keyDerivationFunc, encryptionScheme }
+        kdf, scheme = _pair(params)
+        key_size = _PBES2_CIPHERS.get(_algorithm(scheme)[0], (32, True))[0]
+        kdf_oid, kdf_params = _algorithm(kdf)
+        if kdf_oid == _SCRYPT:
+            return _scrypt_work(kdf_params)
+        _, iterations, length, prf = _pbkdf2_params(kdf)
+        return iterations * _blocks(length or key_size, prf)
+    if oid in _PKCS12_PBES or oid in _PBES1 or oid in _UNSUPPORTED_PKCS12_PBES:
+        # pkcs-12PbeParams and PBEParameter: SEQUENCE { salt OCTET STRING, iterations }
+        salt_tlv, rounds_tlv = _pair(params)
+        _octets(salt_tlv)
+        key_size = _PKCS12_PBES.get(oid, (16, False))[0]
+        # RFC 7292 appendix B.3: the key and the IV are derived separately (SHA-1).
+        return _iterations(rounds_tlv) * (_blocks(key_size, "sha1") + 1)
+    raise P12FormatError(f"unsupported encryption algorithm {_name(oid)}")
+
+
+def _blocks(size: int, name: str) -> int:
+    """Output blocks of hash ``name`` needed for ``size`` bytes of derived key."""
+    return -(-size // _HASHES[name][0].digest_size)
+
+
+def _scrypt_work(params: TLV | None) -> int:
+    # RFC 7914 section 7.1: scrypt-params ::= SEQUENCE { salt OCTET STRING,
+    #   costParameter, blockSize, parallelizationParameter INTEGER, keyLength OPTIONAL }
+    parts = _seq(_present(params))
+    if len(parts) not in (4, 5):
+        raise P12FormatError("malformed scrypt parameters")
+    _octets(parts[0])
+    n, r, p = (_int(part) for part in parts[1:4])
+    if n < 2 or n & (n - 1) or r < 1 or p < 1:
+        raise P12FormatError("scrypt parameters out of range")
+    if 128 * n * r > _MAX_SCRYPT_MEMORY:
+        raise WorkLimitError(
+            f"scrypt asks for {128 * n * r // (1024 * 1024)} MiB of memory, more than "
+            f"{_MAX_SCRYPT_MEMORY // (1024 * 1024)} MiB (OpenSSL's own limit)"
+        )
+    if n * r * p > _MAX_SCRYPT_WORK:
+        raise WorkLimitError(
+            f"scrypt work N*r*p = {n * r * p} is more than {_MAX_SCRYPT_WORK}, the limit"
+        )
+    return n * r * p
+
+
+def _pbes2(params: TLV | None, password: bytes) -> tuple[BlockCipherAlgorithm, bytes]:
     # RFC 8018 section A.4: PBES2-params ::= SEQUENCE { keyDerivationFunc, encryptionScheme }
     kdf, scheme = _pair(params)
     salt, rounds, length, prf = _pbkdf2_params(kdf)
@@ -515,20 +601,20 @@ def _pbes2(
     key_size, is_aes = _PBES2_CIPHERS[scheme_oid]
     if length not in (None, key_size):
         raise P12FormatError("PBKDF2 key length does not fit the cipher")
-    key = _pbkdf2(prf, password, salt, rounds, key_size, budget)
+    key = _pbkdf2(prf, password, salt, rounds, key_size)
     return (algorithms.AES(key) if is_aes else TripleDES(key)), _octets(_present(iv))
 
 
 def _pkcs12_pbe(
-    oid: str, params: TLV | None, bmp: bytes, budget: WorkBudget
+    oid: str, params: TLV | None, bmp: bytes
 ) -> tuple[BlockCipherAlgorithm | bytes, bytes]:
     # RFC 7292 appendix C: pkcs-12PbeParams ::= SEQUENCE { salt, iterations }, and
     # appendix B.3: the key is derived with ID 1, the IV with ID 2, both with SHA-1.
     key_size, is_rc2 = _PKCS12_PBES[oid]
     salt_tlv, rounds_tlv = _pair(params)
     salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
-    key = _p12_kdf("sha1", bmp, salt, 1, rounds, key_size, budget)
-    iv = _p12_kdf("sha1", bmp, salt, 2, rounds, 8, budget)
+    key = _p12_kdf("sha1", bmp, salt, purpose=1, rounds=rounds, size=key_size)
+    iv = _p12_kdf("sha1", bmp, salt, purpose=2, rounds=rounds, size=8)
     if is_rc2:
         return (RC2(key) if key_size == 16 else key), iv  # bytes: 40-bit RC2 key
     # Two-key 3DES is K1 K2 K1; expanding it here avoids cryptography's deprecation warning.
@@ -539,15 +625,14 @@ def _p12_kdf(
     name: str,
     password: bytes,
     salt: bytes,
+    *,
     purpose: int,
     rounds: int,
     size: int,
-    budget: WorkBudget,
 ) -> bytes:
-    """RFC 7292 appendix B.2: the PKCS#12 key derivation function."""
+    """RFC 7292 appendix B.2: the PKCS#12 key derivation function (callers charge for it)."""
     u = _HASHES[name][0].digest_size
     v = _HASHES[name][1]
-    budget.charge_kdf(rounds, -(-size // u))
     # The named constructor (hashlib.sha1) is twice as fast as hashlib.new in the loop.
     new: Callable[[bytes], Any] = getattr(hashlib, name, None) or partial(hashlib.new, name)
 
@@ -571,10 +656,7 @@ def _p12_kdf(
             block[start : start + v] = (total & ((1 << (8 * v)) - 1)).to_bytes(v, "big")
 
 
-def _pbkdf2(
-    name: str, password: bytes, salt: bytes, rounds: int, size: int, budget: WorkBudget
-) -> bytes:
-    budget.charge_kdf(rounds, -(-size // _HASHES[name][0].digest_size))
+def _pbkdf2(name: str, password: bytes, salt: bytes, rounds: int, size: int) -> bytes:
     return PBKDF2HMAC(_HASHES[name][0], size, salt, rounds).derive(password)
 
 
@@ -667,9 +749,13 @@ def _hash_name(table: dict[str, str], oid: str, params: TLV | None) -> str:
 
 def _iterations(tlv: TLV) -> int:
     rounds = _int(tlv)
-    if not 1 <= rounds <= _MAX_ITERATIONS:
-        shown = rounds if abs(rounds) <= _MAX_ITERATIONS * 1000 else "beyond that"
-        raise P12FormatError(f"iteration count {shown} is outside 1..{_MAX_ITERATIONS}")
+    if rounds < 1:
+        raise P12FormatError(f"iteration count {max(rounds, -1)} is not positive")
+    if rounds > _MAX_ITERATIONS:
+        shown = f"{rounds:,}" if rounds <= _MAX_ITERATIONS * 1000 else "far beyond that"
+        raise WorkLimitError(
+            f"iteration count {shown} is more than {_MAX_ITERATIONS:,}, Java's limit"
+        )
     return rounds
 
 

@@ -39,6 +39,7 @@ from ._errors import (
     WrongPasswordError,
 )
 from ._files import InputRefused, read_input
+from ._secret import Secret, reveal
 
 log = logging.getLogger("mtls")
 
@@ -184,13 +185,18 @@ def _where(path: str | os.PathLike[str] | None) -> str:
 
 def _parse(
     data: bytes,
-    password: str | None,
-    key_password: str | None,
+    password: Secret | None,
+    key_password: Secret | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
     declared: str | None,
 ) -> _Parsed:
+    """Entries of one store. Passwords stay :class:`Secret` down to the call that uses them.
+
+    One :class:`~mtls._pkcs12.WorkBudget` bounds the key derivations the whole file
+    may cause (docs/security.md, "Limits").
+    """
     where = _where(path)
     try:
         fmt = detect_format(data)
@@ -201,11 +207,18 @@ def _parse(
         # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
         log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
     if fmt in ("JKS", "JCEKS"):
-        return _parse_jks(data, password, key_password, with_keys=with_keys, path=path)
+        return _parse_jks(
+            data, reveal(password), reveal(key_password), with_keys=with_keys, path=path
+        )
+    budget = _pkcs12.WorkBudget()
     if fmt == "PKCS12":
-        return _parse_pkcs12(data, password, key_password, with_keys=with_keys, path=path)
+        return _parse_pkcs12(
+            data, password, key_password, with_keys=with_keys, path=path, budget=budget
+        )
     if fmt == "PEM":
-        return _parse_pem(data, password, key_password, with_keys=with_keys, path=path)
+        return _parse_pem(
+            data, password, key_password, with_keys=with_keys, path=path, budget=budget
+        )
     return _Parsed("DER", [], [(_alias_for(data, _Taken(), "cert"), data)], [])
 
 
@@ -302,16 +315,17 @@ def _jks_integrity_error(
 
 def _parse_pkcs12(
     data: bytes,
-    password: str | None,
-    key_password: str | None,
+    password: Secret | None,
+    key_password: Secret | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
+    budget: _pkcs12.WorkBudget,
 ) -> _Parsed:
     where = _where(path)
     try:
         contents = _pkcs12.parse_pkcs12(
-            data, password, key_password=key_password, decrypt_keys=with_keys
+            data, password, key_password=key_password, decrypt_keys=with_keys, budget=budget
         )
     except _pkcs12.P12PasswordError as exc:
         which = "key password" if exc.which == "key" else "store password"
@@ -348,7 +362,7 @@ def _parse_pkcs12(
         used.add(leaf_at)
         chain = [certs[leaf_at].der]
         _extend_chain(chain, certs, used)
-        alias = _unique_alias(key.alias or certs[leaf_at].alias or str(index + 1), taken)
+        alias = _unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)
         keys.append(_KeyEntry(alias, key.pkcs8_der, tuple(chain)))
     trusted: list[tuple[str, bytes]] = []
     loose: list[bytes] = []
@@ -356,10 +370,10 @@ def _parse_pkcs12(
         if index in used:
             continue
         if cert.trusted:
-            trusted.append((_unique_alias(cert.alias or str(index + 1), taken), cert.der))
+            trusted.append((_unique_alias(_first_alias(cert.alias, index=index), taken), cert.der))
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
-            alias = _unique_alias(cert.alias or str(index + 1), taken)
+            alias = _unique_alias(_first_alias(cert.alias, index=index), taken)
             chain = [cert.der]
             used.add(index)
             _extend_chain(chain, certs, used)
@@ -367,6 +381,15 @@ def _parse_pkcs12(
         else:
             loose.append(cert.der)
     return _Parsed("PKCS12", keys, trusted, loose)
+
+
+def _first_alias(*names: str | None, index: int) -> str:
+    """The first friendlyName present, else the entry's number, as the JDK does.
+
+    An empty friendlyName is an alias: keytool (JDK 17 and 25) lists it as ``""``.
+    A trailing NUL (some OpenSSL-made files have one) is kept, as keytool keeps it.
+    """
+    return next((name for name in names if name is not None), str(index + 1))
 
 
 def _pkcs12_leaf(
@@ -437,11 +460,12 @@ def _extend_chain(chain: list[bytes], certs: Sequence[_pkcs12.P12Cert], used: se
 
 def _parse_pem(
     data: bytes,
-    password: str | None,
-    key_password: str | None,
+    password: Secret | None,
+    key_password: Secret | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
+    budget: _pkcs12.WorkBudget,
 ) -> _Parsed:
     where = _where(path)
     cert_ders: list[bytes] = []
@@ -471,7 +495,7 @@ def _parse_pem(
     if with_keys:
         secret = key_password if key_password is not None else password
         for block in key_blocks:
-            key_der = _pem_key_to_pkcs8(block, secret, path)
+            key_der = _pem_key_to_pkcs8(block, secret, path, budget)
             leaf_at = _match_public_key(key_der, cert_ders, used)
             if leaf_at is None:
                 raise KeyEntryError(
@@ -559,33 +583,50 @@ def _trusted_certificate(der: bytes, where: str, path: str | os.PathLike[str] | 
 
 
 def _pem_key_to_pkcs8(
-    block: bytes, password: str | None, path: str | os.PathLike[str] | None
+    block: bytes,
+    password: Secret | None,
+    path: str | os.PathLike[str] | None,
+    budget: _pkcs12.WorkBudget,
 ) -> bytes:
     where = _where(path)
     if block.startswith(b"-----BEGIN PRIVATE KEY-----"):
         # Already PKCS#8 and unencrypted: hand the DER through untouched (no parse).
-        body = block.split(b"-----")[2]
+        return _pem_body(block, where, path)
+    encrypted = _pem_key_is_encrypted(block)
+    if block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"):
+        # cryptography runs the key derivation in OpenSSL, holding the GIL, with no
+        # cap: read its parameters first and refuse what Java would (5M iterations).
         try:
-            der = base64.b64decode(b"".join(body.split()), validate=True)
-            _der.read_single(der, _der.SEQUENCE)
-        except (binascii.Error, _der.DERError) as exc:
+            _pkcs12.check_key_encryption(_pem_body(block, where, path), budget)
+        except _pkcs12.WorkLimitError as exc:
             raise KeystoreFormatError(
-                f"{where}: the private key is not valid PEM", path=path
+                f"{where}: encrypted private key refused: {exc} (see docs/security.md): "
+                "re-encrypt it with fewer iterations, e.g. openssl pkcs8 -topk8 -v2 "
+                "aes-256-cbc -iter 10000",
+                path=path,
             ) from exc
-        return der
-    secret = password.encode() if password is not None else None
-    if secret is not None and not _pem_key_is_encrypted(block):
-        # A store password given for a plain key is ignored, as on the PKCS#8 path above:
-        # profiles always carry a password, whatever the key file looks like.
-        secret = None
+        except _pkcs12.P12FormatError as exc:
+            raise KeystoreFormatError(
+                f"{where}: the encrypted private key cannot be read ({exc}): fix the file",
+                path=path,
+            ) from exc
+    # Legacy "Proc-Type: 4,ENCRYPTED" keys derive their key with one round of MD5
+    # (EVP_BytesToKey): nothing to cap. A password given for a plain key is ignored, as
+    # on the PKCS#8 path above: profiles always carry a password, whatever the file.
     try:
-        key = serialization.load_pem_private_key(block, secret, unsafe_skip_rsa_key_validation=True)
+        # The one call that needs the plain password: revealed in the argument list,
+        # never held in a local of this frame.
+        key = serialization.load_pem_private_key(
+            block,
+            password.reveal().encode() if encrypted and password is not None else None,
+            unsafe_skip_rsa_key_validation=True,
+        )
     except TypeError as exc:
         raise WrongPasswordError(
             f"{where}: the private key is encrypted: pass its password", path=path
         ) from exc
     except ValueError as exc:
-        if b"ENCRYPTED" in block or b"Proc-Type: 4,ENCRYPTED" in block:
+        if encrypted:
             raise WrongPasswordError(
                 f"{where}: wrong password for the encrypted private key", path=path
             ) from exc
@@ -602,3 +643,14 @@ def _pem_key_to_pkcs8(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _pem_body(block: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:
+    """The DER inside one PEM block (a single DER element, or KeystoreFormatError)."""
+    body = block.split(b"-----")[2]
+    try:
+        der = base64.b64decode(b"".join(body.split()), validate=True)
+        _der.read_single(der, _der.SEQUENCE)
+    except (binascii.Error, _der.DERError) as exc:
+        raise KeystoreFormatError(f"{where}: the private key is not valid PEM", path=path) from exc
+    return der

@@ -56,3 +56,10 @@ def reveal(password: str | Secret | None) -> str | None:
     if isinstance(password, Secret):
         return password.reveal()
     return password
+
+
+def as_secret(password: str | Secret | None) -> Secret | None:
+    """A password given as str, Secret or None, as a Secret (or None)."""
+    if isinstance(password, str):
+        return Secret(password)
+    return password

@@ -34,7 +34,7 @@ from ._readers import (
     _where,
     detect_format,
 )
-from ._secret import Secret, reveal
+from ._secret import Secret, as_secret, reveal
 
 log = logging.getLogger("mtls")
 
@@ -63,8 +63,8 @@ class _Entries:
         self._certs[_fold(alias)] = (alias, der)
 
     def _check_free(self, alias: str, replace: bool) -> None:
-        if not alias:
-            raise ValueError("an alias must not be empty")
+        # An empty alias can be read (the JDK reads an empty PKCS#12 friendlyName as
+        # ""), but never added through the API: see _given_alias.
         folded = _fold(alias)
         if folded in self._keys or folded in self._certs:
             if not replace:
@@ -144,6 +144,12 @@ def _to_der(certificate: x509.Certificate | bytes) -> bytes:
         return x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
     _x509.load_cert(certificate)
     return bytes(certificate)
+
+
+def _given_alias(alias: str) -> str:
+    if not alias:
+        raise ValueError("an alias must not be empty")
+    return alias
 
 
 class _StoreBase:
@@ -301,8 +307,8 @@ class Keystore(_StoreBase):
         data = bytes(data)
         parsed = _parse(
             data,
-            reveal(password),
-            reveal(key_password),
+            as_secret(password),
+            as_secret(key_password),
             # PEM keys are read as they are (unencrypted ones need no password).
             with_keys=_with_keys or detect_format(data) == "PEM",
             path=_path,
@@ -424,8 +430,9 @@ class Keystore(_StoreBase):
 
         Raises:
             KeyEntryError: the alias exists and ``replace`` is false.
-            ValueError: the chain is empty.
+            ValueError: the alias or the chain is empty.
         """
+        _given_alias(alias)
         if not chain:
             raise ValueError("a key entry needs at least its own certificate")
         if isinstance(private_key, bytes):
@@ -443,8 +450,13 @@ class Keystore(_StoreBase):
     def add_certificate(
         self, alias: str, certificate: x509.Certificate | bytes, *, replace: bool = False
     ) -> None:
-        """Add a trusted-certificate entry (``keytool -importcert`` into a keystore)."""
-        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
+        """Add a trusted-certificate entry (``keytool -importcert`` into a keystore).
+
+        Raises:
+            KeyEntryError: the alias exists and ``replace`` is false.
+            ValueError: the alias is empty.
+        """
+        self._entries.add_cert(_given_alias(alias), _to_der(certificate), replace=replace)
 
     # -- reading
 
@@ -670,7 +682,7 @@ class Truststore(_StoreBase):
     ) -> Truststore:
         """Like :meth:`load`, from bytes in memory."""
         parsed = _parse(
-            bytes(data), reveal(password), None, with_keys=False, path=_path, declared=store_type
+            bytes(data), as_secret(password), None, with_keys=False, path=_path, declared=store_type
         )
         store = cls()
         store.store_type = parsed.store_type
@@ -704,8 +716,9 @@ class Truststore(_StoreBase):
 
         Raises:
             KeyEntryError: the alias exists and ``replace`` is false.
+            ValueError: the alias is empty.
         """
-        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
+        self._entries.add_cert(_given_alias(alias), _to_der(certificate), replace=replace)
 
     @property
     def certificates(self) -> Mapping[str, x509.Certificate]:
