@@ -16,6 +16,7 @@ from typing import Literal
 
 from . import _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
+from ._secret import scrub_tracebacks
 from ._stores import Keystore, Truststore
 
 log = logging.getLogger("mtls")
@@ -141,6 +142,7 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
         )
 
 
+@scrub_tracebacks
 def client_context(
     keystore: Keystore | None = None,
     truststore: Truststore | None = None,
@@ -206,6 +208,7 @@ def client_context(
     return ctx
 
 
+@scrub_tracebacks
 def server_context(
     keystore: Keystore,
     truststore: Truststore | None = None,

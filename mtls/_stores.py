@@ -34,7 +34,7 @@ from ._readers import (
     _where,
     detect_format,
 )
-from ._secret import Secret, as_secret, reveal
+from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 
 log = logging.getLogger("mtls")
 
@@ -257,6 +257,7 @@ class Keystore(_StoreBase):
     # -- loading
 
     @classmethod
+    @scrub_tracebacks
     def load(
         cls,
         path: str | os.PathLike[str],
@@ -293,6 +294,7 @@ class Keystore(_StoreBase):
         )
 
     @classmethod
+    @scrub_tracebacks
     def from_bytes(
         cls,
         data: bytes,
@@ -325,6 +327,7 @@ class Keystore(_StoreBase):
         return store
 
     @classmethod
+    @scrub_tracebacks
     def inspect(
         cls,
         path: str | os.PathLike[str],
@@ -531,6 +534,7 @@ class Keystore(_StoreBase):
 
     # -- writing
 
+    @scrub_tracebacks
     def save(
         self,
         path: str | os.PathLike[str],
@@ -554,6 +558,7 @@ class Keystore(_StoreBase):
         data = self.to_bytes(password, store_type=store_type, key_password=key_password)
         atomic_write(path, data, mode=0o600)
 
+    @scrub_tracebacks
     def to_bytes(
         self,
         password: Password,
@@ -647,6 +652,7 @@ class Truststore(_StoreBase):
     """
 
     @classmethod
+    @scrub_tracebacks
     def load(
         cls,
         path: str | os.PathLike[str],
@@ -672,6 +678,7 @@ class Truststore(_StoreBase):
         )
 
     @classmethod
+    @scrub_tracebacks
     def from_bytes(
         cls,
         data: bytes,
@@ -757,6 +764,7 @@ class Truststore(_StoreBase):
             digest.update(hashlib.sha256(der).digest())
         return digest.hexdigest()
 
+    @scrub_tracebacks
     def save(
         self,
         path: str | os.PathLike[str],
@@ -773,6 +781,7 @@ class Truststore(_StoreBase):
         """
         atomic_write(path, self.to_bytes(password, store_type=store_type), mode=None)
 
+    @scrub_tracebacks
     def to_bytes(
         self, password: Password, *, store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS"
     ) -> bytes:
