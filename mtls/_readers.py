@@ -23,7 +23,7 @@ import binascii
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -349,34 +349,30 @@ def _parse_pkcs12(
             f"{where}: damaged or unsupported PKCS#12 store ({exc}): replace the file", path=path
         ) from exc
 
-    certs = list(contents.certs)
-    used: set[int] = set()
+    certs = contents.certs
+    index_of = _Certs(certs)
     keys: list[_KeyEntry] = []
     taken = _Taken()
     for index, key in enumerate(contents.keys):
-        leaf_at = _pkcs12_leaf(key, certs, used)
+        leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
         if leaf_at is None:
             raise KeystoreFormatError(
                 f"{where}: key entry {key.alias or index!r} has no certificate", path=path
             )
-        used.add(leaf_at)
-        chain = [certs[leaf_at].der]
-        _extend_chain(chain, certs, used)
+        chain = index_of.chain_from(leaf_at)
         alias = _unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)
         keys.append(_KeyEntry(alias, key.pkcs8_der, tuple(chain)))
     trusted: list[tuple[str, bytes]] = []
     loose: list[bytes] = []
     for index, cert in enumerate(certs):
-        if index in used:
+        if index in index_of.used:
             continue
         if cert.trusted:
             trusted.append((_unique_alias(_first_alias(cert.alias, index=index), taken), cert.der))
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
             alias = _unique_alias(_first_alias(cert.alias, index=index), taken)
-            chain = [cert.der]
-            used.add(index)
-            _extend_chain(chain, certs, used)
+            chain = index_of.chain_from(index)
             keys.append(_KeyEntry(alias, b"", tuple(chain)))
         else:
             loose.append(cert.der)
@@ -392,19 +388,103 @@ def _first_alias(*names: str | None, index: int) -> str:
     return next((name for name in names if name is not None), str(index + 1))
 
 
-def _pkcs12_leaf(
-    key: _pkcs12.P12Key, certs: Sequence[_pkcs12.P12Cert], used: set[int]
-) -> int | None:
-    if key.local_key_id is not None:
-        for index, cert in enumerate(certs):
-            if index not in used and cert.local_key_id == key.local_key_id:
+class _Certs:
+    """The certificates of one file, indexed once: by localKeyId, public key and subject.
+
+    Each lookup returns the first unused match in file order and marks it used, so
+    matching k keys and their chains against c certificates parses each certificate
+    once (k + c), where scanning the list for every key cost k * c.
+    """
+
+    def __init__(self, certs: Sequence[_pkcs12.P12Cert]) -> None:
+        self.certs = certs
+        self.used: set[int] = set()
+        self._tables: dict[str, dict[object, list[int]]] = {}
+
+    def _table(self, name: str) -> dict[object, list[int]]:
+        table = self._tables.get(name)
+        if table is None:
+            table = {}
+            for index, cert in enumerate(self.certs):
+                key = _CERT_KEYS[name](cert)
+                if key is not None:
+                    table.setdefault(key, []).append(index)
+            # Reversed, so that the first match in file order is at the end: popped
+            # when used, and skipped (popped) when taken by another lookup since.
+            for indexes in table.values():
+                indexes.reverse()
+            self._tables[name] = table
+        return table
+
+    def _take(self, name: str, key: object) -> int | None:
+        indexes = self._table(name).get(key)
+        while indexes:
+            index = indexes.pop()
+            if index not in self.used:
+                self.used.add(index)
                 return index
-    return _match_public_key(key.pkcs8_der, [c.der for c in certs], used)
+        return None
+
+    def leaf_for(self, key_der: bytes, local_key_id: bytes | None) -> int | None:
+        """The certificate of a private key: by localKeyId, else by public key."""
+        if local_key_id is not None:
+            index = self._take("id", local_key_id)
+            if index is not None:
+                return index
+        public = _public_key_of_private(key_der)
+        return None if public is None else self._take("key", public)
+
+    def chain_from(self, index: int) -> list[bytes]:
+        """The certificate at ``index`` (marked used) and the issuers found after it."""
+        self.used.add(index)
+        chain = [self.certs[index].der]
+        while True:
+            try:
+                # cryptography parses names lazily: a damaged one raises on access.
+                last = _x509.load_cert(chain[-1])
+                issuer = last.issuer
+                if issuer == last.subject:
+                    return chain
+            except ValueError:
+                return chain
+            found = self._take("subject", issuer)
+            if found is None:
+                return chain
+            chain.append(self.certs[found].der)
 
 
-def _match_public_key(key_der: bytes, certs: Sequence[bytes], used: set[int]) -> int | None:
+def _cert_subject(cert: _pkcs12.P12Cert) -> object:
+    if cert.trusted:  # trusted entries are anchors of their own, never in a chain
+        return None
     try:
-        public = (
+        return _x509.load_cert(cert.der).subject
+    except ValueError:
+        return None
+
+
+def _cert_public_key(cert: _pkcs12.P12Cert) -> object:
+    try:
+        return (
+            _x509.load_cert(cert.der)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        return None
+
+
+_CERT_KEYS: dict[str, Callable[[_pkcs12.P12Cert], object]] = {
+    "id": lambda cert: cert.local_key_id,
+    "key": _cert_public_key,
+    "subject": _cert_subject,
+}
+
+
+def _public_key_of_private(key_der: bytes) -> bytes | None:
+    try:
+        return (
             serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
             .public_key()
             .public_bytes(
@@ -414,48 +494,6 @@ def _match_public_key(key_der: bytes, certs: Sequence[bytes], used: set[int]) ->
     except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         # UnsupportedAlgorithm: e.g. an EC key on a curve OID cryptography does not know.
         return None
-    for index, der in enumerate(certs):
-        if index in used:
-            continue
-        try:
-            cert_public = (
-                _x509.load_cert(der)
-                .public_key()
-                .public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            )
-        except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
-            continue
-        if cert_public == public:
-            return index
-    return None
-
-
-def _extend_chain(chain: list[bytes], certs: Sequence[_pkcs12.P12Cert], used: set[int]) -> None:
-    """Append issuers of the last certificate from ``certs`` while they are found."""
-    while True:
-        try:
-            # cryptography parses names lazily: a damaged one raises on access, not on load.
-            last = _x509.load_cert(chain[-1])
-            issuer = last.issuer
-            if issuer == last.subject:
-                return
-        except ValueError:
-            return
-        for index, cert in enumerate(certs):
-            if index in used or cert.trusted:
-                continue
-            try:
-                subject = _x509.load_cert(cert.der).subject
-            except ValueError:
-                continue
-            if subject == issuer:
-                chain.append(cert.der)
-                used.add(index)
-                break
-        else:
-            return
 
 
 def _parse_pem(
@@ -490,26 +528,25 @@ def _parse_pem(
             f"{where}: no certificate or private key found in this PEM file", path=path
         )
     keys: list[_KeyEntry] = []
-    used: set[int] = set()
+    index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders])
     taken = _Taken()
     if with_keys:
         secret = key_password if key_password is not None else password
         for block in key_blocks:
             key_der = _pem_key_to_pkcs8(block, secret, path, budget)
-            leaf_at = _match_public_key(key_der, cert_ders, used)
+            leaf_at = index_of.leaf_for(key_der, None)
             if leaf_at is None:
                 raise KeyEntryError(
                     f"{where}: a private key has no matching certificate in the file: "
                     "put the certificate (and its chain) in the same PEM file",
                     path=path,
                 )
-            used.add(leaf_at)
-            chain = [cert_ders[leaf_at]]
-            wrapped = [_pkcs12.P12Cert(None, d, None, False) for d in cert_ders]
-            _extend_chain(chain, wrapped, used)
+            chain = index_of.chain_from(leaf_at)
             keys.append(_KeyEntry(_alias_for(chain[0], taken, "key"), key_der, tuple(chain)))
     certs = [
-        (_alias_for(der, taken, "cert"), der) for i, der in enumerate(cert_ders) if i not in used
+        (_alias_for(der, taken, "cert"), der)
+        for i, der in enumerate(cert_ders)
+        if i not in index_of.used
     ]
     return _Parsed("PEM", keys, certs, [])
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -27,7 +28,15 @@ import mtls
 from mtls import _der, _pkcs12, _readers
 from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
 
-from .conftest import JDK, PKI, STOREPASS, KeytoolStores, parse_keytool_list, run_keytool
+from .conftest import (
+    JDK,
+    PKI,
+    STOREPASS,
+    KeytoolStores,
+    issue,
+    parse_keytool_list,
+    run_keytool,
+)
 
 PASSWORD = "Hard3ning-s3cret-PW"  # distinctive: searched for in every frame's locals
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
@@ -709,3 +718,33 @@ def test_pkcs12_mac_first_then_nothing(pki: PKI) -> None:
         _der.read_single(data, _der.SEQUENCE).children()[2].children()[2].value
     )
     assert spent == mac_rounds
+
+
+def test_many_keys_are_matched_to_their_certificates_in_linear_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = issue("many root", None, ca=True)
+    idents = [issue(f"leaf {n}", root) for n in range(200)]
+    # Keys first, then the certificates in reverse order, then the root: every lookup
+    # by public key or issuer would scan the whole list.
+    pem = b"".join(i.key_pem() for i in idents)
+    pem += b"".join(i.cert.public_bytes(serialization.Encoding.PEM) for i in reversed(idents))
+    pem += root.cert.public_bytes(serialization.Encoding.PEM)
+    parses = 0
+    load_cert = _readers._x509.load_cert
+
+    def counting(der: bytes) -> x509.Certificate:
+        nonlocal parses
+        parses += 1
+        return load_cert(der)
+
+    monkeypatch.setattr(_readers._x509, "load_cert", counting)
+    ks = mtls.Keystore.from_bytes(pem, None)
+    assert len(ks.key_aliases) == 200
+    for n in (0, 7, 199):
+        _, key_der, chain = ks.key_entry(f"leaf-{n}")
+        assert key_der == idents[n].key_der()
+        assert chain[0] == idents[n].cert.public_bytes(serialization.Encoding.DER)
+    # Each certificate goes into one entry: the root completes the first key's chain.
+    assert len(ks.key_entry("leaf-0")[2]) == 2
+    assert parses <= 10 * 201  # scanning made about 200 * 200 / 2 = 20,000
