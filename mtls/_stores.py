@@ -271,6 +271,8 @@ class Keystore(_StoreBase):
         Args:
             path: the store file.
             password: the store password (integrity check, PKCS#12 MAC, PEM key).
+                ``None`` for a PKCS#12 with a MAC is the empty password: the MAC must
+                verify with it, or the store is refused.
             key_password: the key password; defaults to ``password``. Like Java's
                 SunX509 key manager, every key entry must unlock with it.
             store_type: the declared type (``<Type>`` in a profile). A hint for
@@ -665,7 +667,8 @@ class Truststore(_StoreBase):
         Args:
             path: the store file.
             password: verifies a JKS store's integrity and decrypts PKCS#12
-                certificates. ``None`` skips the JKS integrity check, as Java does.
+                certificates. ``None`` skips the JKS integrity check, as Java does; a
+                PKCS#12 MAC is never skipped (``None`` is the empty password there).
             store_type: the declared type; a hint for messages only.
 
         Raises:
