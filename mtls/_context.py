@@ -16,6 +16,7 @@ from typing import Literal
 
 from . import _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
+from ._secret import scrub_tracebacks
 from ._stores import Keystore, Truststore
 
 log = logging.getLogger("mtls")
@@ -141,6 +142,7 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
         )
 
 
+@scrub_tracebacks
 def client_context(
     keystore: Keystore | None = None,
     truststore: Truststore | None = None,
@@ -206,11 +208,13 @@ def client_context(
     return ctx
 
 
+@scrub_tracebacks
 def server_context(
     keystore: Keystore,
     truststore: Truststore | None = None,
     *,
     require_client_cert: bool = True,
+    trust_system_cas: bool = False,
     alias: str | None = None,
     minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
     ciphers: str | None = None,
@@ -220,21 +224,42 @@ def server_context(
     This is the backend half of the mutual-TLS hop: a Python backend that demands
     the gateway's certificate, trusted through ``backend-truststore.jks``.
 
+    A truststore is required. The system's trust store holds public CAs, which issue
+    certificates to anyone for any name they control: trusting them for *client*
+    certificates would let any holder of a public certificate through client
+    authentication. Pass ``trust_system_cas=True`` only if that is really meant
+    (for example a server that checks the client's identity itself after the
+    handshake).
+
     Args:
         keystore: the server's identity.
         truststore: anchors for client certificates (Java semantics, as in
-            :func:`client_context`). ``None``: the system's trust.
+            :func:`client_context`). Required unless ``trust_system_cas`` is true.
         require_client_cert: ``True`` refuses clients without a trusted certificate;
             ``False`` asks for one and verifies it when sent, but lets clients in
             without one.
+        trust_system_cas: with no ``truststore``, verify client certificates against
+            the system's public CAs. Off by default, for the reason above.
         alias: the key entry to serve when the keystore holds several.
         minimum_version: the lowest TLS version accepted.
         ciphers: an OpenSSL cipher string for TLS 1.2.
 
+    Returns:
+        A new context, never changed by this library after it is returned.
+
     Raises:
+        ValueError: no ``truststore`` and ``trust_system_cas`` is false, or both given.
         KeyEntryError: no usable key entry.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
     """
+    if truststore is None and not trust_system_cas:
+        raise ValueError(
+            "server_context needs a truststore: without one, client certificates would be "
+            "verified against the system's public CAs, which vouch for anyone. Pass the "
+            "truststore that holds the clients' CA, or trust_system_cas=True if that is meant"
+        )
+    if truststore is not None and trust_system_cas:
+        raise ValueError("give a truststore or trust_system_cas=True, not both")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = minimum_version
     if ciphers is not None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 #: The largest input file mtls reads (stores, profile files, deployment.toml).
@@ -70,6 +70,22 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
         os.close(fd)
 
 
+def _create_temporary(directory: Path, name: str, mode: int) -> tuple[int, Path]:
+    """A new file ``.<name>.<random>.tmp`` in ``directory``, created with ``mode``.
+
+    Like :func:`tempfile.mkstemp` (O_EXCL, random names), except that the creation
+    mode is ours: ``mkstemp`` always creates 0600.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", os.fspath(directory))
+
+
 def fsync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable (best effort where directories cannot be opened)."""
     try:
@@ -82,29 +98,33 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def default_mode() -> int:
-    """0666 less the process umask: what ``open(path, "w")`` would create."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def atomic_write(
-    path: str | os.PathLike[str], data: bytes, *, mode: int, mtime: float | None = None
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    mode: int | None,
+    mtime: float | None = None,
 ) -> Path:
     """Replace ``path`` with ``data``: a temporary file in the same directory, fsync, rename.
 
     A concurrent reader sees the old content or the new, never a partial file. On
     failure ``path`` is unchanged and no temporary file is left.
 
+    ``mode`` is set on the descriptor before any byte is written. ``None`` means what
+    ``open(path, "w")`` would create: the temporary file is created 0666 and the
+    kernel applies the process umask to it. The umask is never read or changed: it
+    is process-wide, and setting it even for a moment (the only portable way to read
+    it) gives files other threads create meanwhile the wrong mode.
+
     Raises:
         OSError: the directory is not writable, or the disk is full.
     """
     target = Path(path)
     directory = target.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = _create_temporary(directory, target.name, 0o666 if mode is None else 0o600)
     try:
-        os.fchmod(fd, mode)  # before any byte is written: a key file is never readable
+        if mode is not None:
+            os.fchmod(fd, mode)  # before any byte is written: a key file is never readable
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

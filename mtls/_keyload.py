@@ -65,6 +65,10 @@ def _load_via_memfd(ctx: ssl.SSLContext, pem: bytes) -> None:
         view = memoryview(pem)
         while view:
             view = view[os.write(fd, view) :]
+        # OpenSSL may refuse the key: leave no reference to it in this frame's locals
+        # (error reporters capture them; the callers' frames are scrubbed by
+        # mtls._secret.scrub_tracebacks).
+        del pem, view
         # The chain goes in the same memfd after the key: load_cert_chain reads the
         # first certificate as the leaf and the rest as the extra chain.
         ctx.load_cert_chain(f"{_PROC_FD}/{fd}")

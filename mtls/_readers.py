@@ -23,7 +23,7 @@ import binascii
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,11 +39,13 @@ from ._errors import (
     WrongPasswordError,
 )
 from ._files import InputRefused, read_input
+from ._secret import Secret, reveal
 
 log = logging.getLogger("mtls")
 
 StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER"]
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+# RFC 7468 boundaries. Labels are short; bounding them keeps every match local.
+_PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
 
 
 # --------------------------------------------------------------------------- detection
@@ -96,16 +98,47 @@ def _fold(alias: str) -> str:
     return alias.casefold()
 
 
-def _unique_alias(base: str, taken: set[str]) -> str:
-    alias, n = base, 1
-    while _fold(alias) in taken:
-        n += 1
+class _Taken:
+    """The aliases given out so far, with the next free number per base alias.
+
+    Numbering restarts from the last number given for a base, so 8,000 certificates
+    with one CN cost 8,000 steps, not 8,000 squared over 2.
+    """
+
+    __slots__ = ("_folded", "_next")
+
+    def __init__(self) -> None:
+        self._folded: set[str] = set()
+        self._next: dict[str, int] = {}
+
+    def __contains__(self, alias: object) -> bool:
+        return isinstance(alias, str) and _fold(alias) in self._folded
+
+    def add(self, alias: str) -> None:
+        self._folded.add(_fold(alias))
+
+    def next_number(self, base: str) -> int:
+        return self._next.get(_fold(base), 2)
+
+    def numbered(self, base: str, n: int) -> None:
+        self._next[_fold(base)] = n + 1
+
+
+def _unique_alias(base: str, taken: _Taken) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... when it is taken (case-insensitively)."""
+    alias = base
+    if alias in taken:
+        n = taken.next_number(base)
         alias = f"{base}-{n}"
-    taken.add(_fold(alias))
+        while alias in taken:  # an explicit alias may already be "base-N"
+            n += 1
+            alias = f"{base}-{n}"
+        taken.numbered(base, n)
+    taken.add(alias)
     return alias
 
 
-def _alias_for(der: bytes, taken: set[str], fallback: str) -> str:
+def _alias_for(der: bytes, taken: _Taken, fallback: str) -> str:
     # PEM and DER have no aliases: name the entry after its CN, as people do by hand.
     try:
         cn = _x509.common_name(_x509.load_cert(der))
@@ -152,13 +185,18 @@ def _where(path: str | os.PathLike[str] | None) -> str:
 
 def _parse(
     data: bytes,
-    password: str | None,
-    key_password: str | None,
+    password: Secret | None,
+    key_password: Secret | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
     declared: str | None,
 ) -> _Parsed:
+    """Entries of one store. Passwords stay :class:`Secret` down to the call that uses them.
+
+    One :class:`~mtls._pkcs12.WorkBudget` bounds the key derivations the whole file
+    may cause (docs/security.md, "Limits").
+    """
     where = _where(path)
     try:
         fmt = detect_format(data)
@@ -169,12 +207,19 @@ def _parse(
         # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
         log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
     if fmt in ("JKS", "JCEKS"):
-        return _parse_jks(data, password, key_password, with_keys=with_keys, path=path)
+        return _parse_jks(
+            data, reveal(password), reveal(key_password), with_keys=with_keys, path=path
+        )
+    budget = _pkcs12.WorkBudget()
     if fmt == "PKCS12":
-        return _parse_pkcs12(data, password, key_password, with_keys=with_keys, path=path)
+        return _parse_pkcs12(
+            data, password, key_password, with_keys=with_keys, path=path, budget=budget
+        )
     if fmt == "PEM":
-        return _parse_pem(data, password, key_password, with_keys=with_keys, path=path)
-    return _Parsed("DER", [], [(_alias_for(data, set(), "cert"), data)], [])
+        return _parse_pem(
+            data, password, key_password, with_keys=with_keys, path=path, budget=budget
+        )
+    return _Parsed("DER", [], [(_alias_for(data, _Taken(), "cert"), data)], [])
 
 
 def _declared_mismatch(declared: str, fmt: str) -> bool:
@@ -270,76 +315,176 @@ def _jks_integrity_error(
 
 def _parse_pkcs12(
     data: bytes,
-    password: str | None,
-    key_password: str | None,
+    password: Secret | None,
+    key_password: Secret | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
+    budget: _pkcs12.WorkBudget,
 ) -> _Parsed:
     where = _where(path)
     try:
         contents = _pkcs12.parse_pkcs12(
-            data, password, key_password=key_password, decrypt_keys=with_keys
+            data, password, key_password=key_password, decrypt_keys=with_keys, budget=budget
         )
     except _pkcs12.P12PasswordError as exc:
         which = "key password" if exc.which == "key" else "store password"
         if password is None and exc.which != "key":
-            msg = f"{where}: this PKCS#12 store is encrypted: pass its password"
+            msg = (
+                f"{where}: this PKCS#12 store is protected by a password (its MAC does not "
+                "verify without one, or its content is encrypted): pass its password, or "
+                "replace the file if it was damaged"
+            )
         else:
             msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it"
         raise WrongPasswordError(msg, path=path) from exc
+    except _pkcs12.WorkLimitError as exc:
+        raise KeystoreFormatError(
+            f"{where}: PKCS#12 store refused: {exc} (stores made by keytool or OpenSSL stay "
+            "far below it; see docs/security.md): replace the file",
+            path=path,
+        ) from exc
     except _pkcs12.P12FormatError as exc:
         raise KeystoreFormatError(
             f"{where}: damaged or unsupported PKCS#12 store ({exc}): replace the file", path=path
         ) from exc
 
-    certs = list(contents.certs)
-    used: set[int] = set()
+    certs = contents.certs
+    index_of = _Certs(certs)
     keys: list[_KeyEntry] = []
-    taken: set[str] = set()
+    taken = _Taken()
     for index, key in enumerate(contents.keys):
-        leaf_at = _pkcs12_leaf(key, certs, used)
+        leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
         if leaf_at is None:
             raise KeystoreFormatError(
                 f"{where}: key entry {key.alias or index!r} has no certificate", path=path
             )
-        used.add(leaf_at)
-        chain = [certs[leaf_at].der]
-        _extend_chain(chain, certs, used)
-        alias = _unique_alias(key.alias or certs[leaf_at].alias or str(index + 1), taken)
+        chain = index_of.chain_from(leaf_at)
+        alias = _unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)
         keys.append(_KeyEntry(alias, key.pkcs8_der, tuple(chain)))
     trusted: list[tuple[str, bytes]] = []
     loose: list[bytes] = []
     for index, cert in enumerate(certs):
-        if index in used:
+        if index in index_of.used:
             continue
         if cert.trusted:
-            trusted.append((_unique_alias(cert.alias or str(index + 1), taken), cert.der))
+            trusted.append((_unique_alias(_first_alias(cert.alias, index=index), taken), cert.der))
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
-            alias = _unique_alias(cert.alias or str(index + 1), taken)
-            chain = [cert.der]
-            used.add(index)
-            _extend_chain(chain, certs, used)
+            alias = _unique_alias(_first_alias(cert.alias, index=index), taken)
+            chain = index_of.chain_from(index)
             keys.append(_KeyEntry(alias, b"", tuple(chain)))
         else:
             loose.append(cert.der)
     return _Parsed("PKCS12", keys, trusted, loose)
 
 
-def _pkcs12_leaf(
-    key: _pkcs12.P12Key, certs: Sequence[_pkcs12.P12Cert], used: set[int]
-) -> int | None:
-    if key.local_key_id is not None:
-        for index, cert in enumerate(certs):
-            if index not in used and cert.local_key_id == key.local_key_id:
+def _first_alias(*names: str | None, index: int) -> str:
+    """The first friendlyName present, else the entry's number, as the JDK does.
+
+    An empty friendlyName is an alias: keytool (JDK 17 and 25) lists it as ``""``.
+    A trailing NUL (some OpenSSL-made files have one) is kept, as keytool keeps it.
+    """
+    return next((name for name in names if name is not None), str(index + 1))
+
+
+class _Certs:
+    """The certificates of one file, indexed once: by localKeyId, public key and subject.
+
+    Each lookup returns the first unused match in file order and marks it used, so
+    matching k keys and their chains against c certificates parses each certificate
+    once (k + c), where scanning the list for every key cost k * c.
+    """
+
+    def __init__(self, certs: Sequence[_pkcs12.P12Cert]) -> None:
+        self.certs = certs
+        self.used: set[int] = set()
+        self._tables: dict[str, dict[object, list[int]]] = {}
+
+    def _table(self, name: str) -> dict[object, list[int]]:
+        table = self._tables.get(name)
+        if table is None:
+            table = {}
+            for index, cert in enumerate(self.certs):
+                key = _CERT_KEYS[name](cert)
+                if key is not None:
+                    table.setdefault(key, []).append(index)
+            # Reversed, so that the first match in file order is at the end: popped
+            # when used, and skipped (popped) when taken by another lookup since.
+            for indexes in table.values():
+                indexes.reverse()
+            self._tables[name] = table
+        return table
+
+    def _take(self, name: str, key: object) -> int | None:
+        indexes = self._table(name).get(key)
+        while indexes:
+            index = indexes.pop()
+            if index not in self.used:
+                self.used.add(index)
                 return index
-    return _match_public_key(key.pkcs8_der, [c.der for c in certs], used)
+        return None
+
+    def leaf_for(self, key_der: bytes, local_key_id: bytes | None) -> int | None:
+        """The certificate of a private key: by localKeyId, else by public key."""
+        if local_key_id is not None:
+            index = self._take("id", local_key_id)
+            if index is not None:
+                return index
+        public = _public_key_of_private(key_der)
+        return None if public is None else self._take("key", public)
+
+    def chain_from(self, index: int) -> list[bytes]:
+        """The certificate at ``index`` (marked used) and the issuers found after it."""
+        self.used.add(index)
+        chain = [self.certs[index].der]
+        while True:
+            try:
+                # cryptography parses names lazily: a damaged one raises on access.
+                last = _x509.load_cert(chain[-1])
+                issuer = last.issuer
+                if issuer == last.subject:
+                    return chain
+            except ValueError:
+                return chain
+            found = self._take("subject", issuer)
+            if found is None:
+                return chain
+            chain.append(self.certs[found].der)
 
 
-def _match_public_key(key_der: bytes, certs: Sequence[bytes], used: set[int]) -> int | None:
+def _cert_subject(cert: _pkcs12.P12Cert) -> object:
+    if cert.trusted:  # trusted entries are anchors of their own, never in a chain
+        return None
     try:
-        public = (
+        return _x509.load_cert(cert.der).subject
+    except ValueError:
+        return None
+
+
+def _cert_public_key(cert: _pkcs12.P12Cert) -> object:
+    try:
+        return (
+            _x509.load_cert(cert.der)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        return None
+
+
+_CERT_KEYS: dict[str, Callable[[_pkcs12.P12Cert], object]] = {
+    "id": lambda cert: cert.local_key_id,
+    "key": _cert_public_key,
+    "subject": _cert_subject,
+}
+
+
+def _public_key_of_private(key_der: bytes) -> bytes | None:
+    try:
+        return (
             serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
             .public_key()
             .public_bytes(
@@ -349,66 +494,24 @@ def _match_public_key(key_der: bytes, certs: Sequence[bytes], used: set[int]) ->
     except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         # UnsupportedAlgorithm: e.g. an EC key on a curve OID cryptography does not know.
         return None
-    for index, der in enumerate(certs):
-        if index in used:
-            continue
-        try:
-            cert_public = (
-                _x509.load_cert(der)
-                .public_key()
-                .public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            )
-        except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
-            continue
-        if cert_public == public:
-            return index
-    return None
-
-
-def _extend_chain(chain: list[bytes], certs: Sequence[_pkcs12.P12Cert], used: set[int]) -> None:
-    """Append issuers of the last certificate from ``certs`` while they are found."""
-    while True:
-        try:
-            # cryptography parses names lazily: a damaged one raises on access, not on load.
-            last = _x509.load_cert(chain[-1])
-            issuer = last.issuer
-            if issuer == last.subject:
-                return
-        except ValueError:
-            return
-        for index, cert in enumerate(certs):
-            if index in used or cert.trusted:
-                continue
-            try:
-                subject = _x509.load_cert(cert.der).subject
-            except ValueError:
-                continue
-            if subject == issuer:
-                chain.append(cert.der)
-                used.add(index)
-                break
-        else:
-            return
 
 
 def _parse_pem(
     data: bytes,
-    password: str | None,
-    key_password: str | None,
+    password: Secret | None,
+    key_password: Secret | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
+    budget: _pkcs12.WorkBudget,
 ) -> _Parsed:
     where = _where(path)
     cert_ders: list[bytes] = []
     key_blocks: list[bytes] = []
-    for match in _PEM_BLOCK.finditer(data):
-        label = match.group(1)
+    for label, body, block in _pem_blocks(data, where, path):
         if label in (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"):
             try:
-                der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+                der = base64.b64decode(b"".join(body.split()), validate=True)
                 if label == b"TRUSTED CERTIFICATE":
                     der = _trusted_certificate(der, where, path)
                 _der.read_single(der, _der.SEQUENCE)
@@ -419,41 +522,72 @@ def _parse_pem(
                 ) from exc
             cert_ders.append(der)
         elif label.endswith(b"PRIVATE KEY"):
-            key_blocks.append(match.group(0))
+            key_blocks.append(block)
     if not cert_ders and not key_blocks:
         raise KeystoreFormatError(
             f"{where}: no certificate or private key found in this PEM file", path=path
         )
-    if data.count(b"-----BEGIN ") > sum(1 for _ in _PEM_BLOCK.finditer(data)):
-        # A block without its END line: the file was cut short (or a label is mangled).
-        raise KeystoreFormatError(
-            f"{where}: a PEM block has no matching END line: the file is truncated or "
-            "damaged; replace it",
-            path=path,
-        )
     keys: list[_KeyEntry] = []
-    used: set[int] = set()
-    taken: set[str] = set()
+    index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders])
+    taken = _Taken()
     if with_keys:
         secret = key_password if key_password is not None else password
         for block in key_blocks:
-            key_der = _pem_key_to_pkcs8(block, secret, path)
-            leaf_at = _match_public_key(key_der, cert_ders, used)
+            key_der = _pem_key_to_pkcs8(block, secret, path, budget)
+            leaf_at = index_of.leaf_for(key_der, None)
             if leaf_at is None:
                 raise KeyEntryError(
                     f"{where}: a private key has no matching certificate in the file: "
                     "put the certificate (and its chain) in the same PEM file",
                     path=path,
                 )
-            used.add(leaf_at)
-            chain = [cert_ders[leaf_at]]
-            wrapped = [_pkcs12.P12Cert(None, d, None, False) for d in cert_ders]
-            _extend_chain(chain, wrapped, used)
+            chain = index_of.chain_from(leaf_at)
             keys.append(_KeyEntry(_alias_for(chain[0], taken, "key"), key_der, tuple(chain)))
     certs = [
-        (_alias_for(der, taken, "cert"), der) for i, der in enumerate(cert_ders) if i not in used
+        (_alias_for(der, taken, "cert"), der)
+        for i, der in enumerate(cert_ders)
+        if i not in index_of.used
     ]
     return _Parsed("PEM", keys, certs, [])
+
+
+def _pem_blocks(
+    data: bytes, where: str, path: str | os.PathLike[str] | None
+) -> list[tuple[bytes, bytes, bytes]]:
+    """(label, body, whole block) of every PEM block, in one linear pass over ``data``.
+
+    Text between blocks is allowed (``openssl x509 -text`` writes some). A BEGIN line
+    without its END line, a BEGIN inside a block, or a mangled BEGIN line means the
+    file was cut short or damaged, and is refused.
+    """
+    blocks: list[tuple[bytes, bytes, bytes]] = []
+    opened: re.Match[bytes] | None = None
+    for match in _PEM_BOUNDARY.finditer(data):
+        if match.group(1) == b"BEGIN":
+            if opened is not None:
+                break  # the previous block has no END line
+            # The BEGIN line ends right after its boundary (RFC 7468 section 2).
+            eol = match.end() + (data[match.end() : match.end() + 1] == b"\r")
+            if data[eol : eol + 1] == b"\n":
+                opened = match
+        elif opened is not None:
+            if match.group(2) != opened.group(2):
+                break  # an END for another label: the block was cut
+            blocks.append(
+                (
+                    opened.group(2),
+                    data[opened.end() : match.start()],
+                    data[opened.start() : match.end()],
+                )
+            )
+            opened = None
+    if opened is not None or data.count(b"-----BEGIN ") != len(blocks):
+        raise KeystoreFormatError(
+            f"{where}: a PEM block has no matching END line: the file is truncated or "
+            "damaged; replace it",
+            path=path,
+        )
+    return blocks
 
 
 def _pem_key_is_encrypted(block: bytes) -> bool:
@@ -486,33 +620,50 @@ def _trusted_certificate(der: bytes, where: str, path: str | os.PathLike[str] | 
 
 
 def _pem_key_to_pkcs8(
-    block: bytes, password: str | None, path: str | os.PathLike[str] | None
+    block: bytes,
+    password: Secret | None,
+    path: str | os.PathLike[str] | None,
+    budget: _pkcs12.WorkBudget,
 ) -> bytes:
     where = _where(path)
     if block.startswith(b"-----BEGIN PRIVATE KEY-----"):
         # Already PKCS#8 and unencrypted: hand the DER through untouched (no parse).
-        body = block.split(b"-----")[2]
+        return _pem_body(block, where, path)
+    encrypted = _pem_key_is_encrypted(block)
+    if block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"):
+        # cryptography runs the key derivation in OpenSSL, holding the GIL, with no
+        # cap: read its parameters first and refuse what Java would (5M iterations).
         try:
-            der = base64.b64decode(b"".join(body.split()), validate=True)
-            _der.read_single(der, _der.SEQUENCE)
-        except (binascii.Error, _der.DERError) as exc:
+            _pkcs12.check_key_encryption(_pem_body(block, where, path), budget)
+        except _pkcs12.WorkLimitError as exc:
             raise KeystoreFormatError(
-                f"{where}: the private key is not valid PEM", path=path
+                f"{where}: encrypted private key refused: {exc} (see docs/security.md): "
+                "re-encrypt it with fewer iterations, e.g. openssl pkcs8 -topk8 -v2 "
+                "aes-256-cbc -iter 10000",
+                path=path,
             ) from exc
-        return der
-    secret = password.encode() if password is not None else None
-    if secret is not None and not _pem_key_is_encrypted(block):
-        # A store password given for a plain key is ignored, as on the PKCS#8 path above:
-        # profiles always carry a password, whatever the key file looks like.
-        secret = None
+        except _pkcs12.P12FormatError as exc:
+            raise KeystoreFormatError(
+                f"{where}: the encrypted private key cannot be read ({exc}): fix the file",
+                path=path,
+            ) from exc
+    # Legacy "Proc-Type: 4,ENCRYPTED" keys derive their key with one round of MD5
+    # (EVP_BytesToKey): nothing to cap. A password given for a plain key is ignored, as
+    # on the PKCS#8 path above: profiles always carry a password, whatever the file.
     try:
-        key = serialization.load_pem_private_key(block, secret, unsafe_skip_rsa_key_validation=True)
+        # The one call that needs the plain password: revealed in the argument list,
+        # never held in a local of this frame.
+        key = serialization.load_pem_private_key(
+            block,
+            password.reveal().encode() if encrypted and password is not None else None,
+            unsafe_skip_rsa_key_validation=True,
+        )
     except TypeError as exc:
         raise WrongPasswordError(
             f"{where}: the private key is encrypted: pass its password", path=path
         ) from exc
     except ValueError as exc:
-        if b"ENCRYPTED" in block or b"Proc-Type: 4,ENCRYPTED" in block:
+        if encrypted:
             raise WrongPasswordError(
                 f"{where}: wrong password for the encrypted private key", path=path
             ) from exc
@@ -529,3 +680,14 @@ def _pem_key_to_pkcs8(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _pem_body(block: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:
+    """The DER inside one PEM block (a single DER element, or KeystoreFormatError)."""
+    body = block.split(b"-----")[2]
+    try:
+        der = base64.b64decode(b"".join(body.split()), validate=True)
+        _der.read_single(der, _der.SEQUENCE)
+    except (binascii.Error, _der.DERError) as exc:
+        raise KeystoreFormatError(f"{where}: the private key is not valid PEM", path=path) from exc
+    return der

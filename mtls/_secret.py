@@ -1,8 +1,30 @@
-"""Passwords as values that do not leak through repr, str, logs or tracebacks."""
+"""Passwords as values that do not leak through repr, str, logs or tracebacks.
+
+Two mechanisms, used together:
+
+* :class:`Secret` keeps a password wrapped: its ``repr`` is asterisks, so a frame
+  whose locals hold it shows nothing. Store readers take ``Secret`` and reveal it
+  in the argument list of the one call that needs the plain value.
+* :func:`scrub_tracebacks` marks the public entry points that read stores or
+  install keys. When an exception leaves one, the locals of every frame it ran
+  through below the entry point are cleared (``frame.clear()``), in the exception
+  and in its whole ``__cause__``/``__context__`` chain. Error reporters that
+  capture locals (Sentry, ``traceback.TracebackException(capture_locals=True)``)
+  then find no password, no key and no decrypted store content in our frames, or
+  in those of the libraries we called. The traceback itself (files, lines) stays.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hmac
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Secret:
@@ -56,3 +78,50 @@ def reveal(password: str | Secret | None) -> str | None:
     if isinstance(password, Secret):
         return password.reveal()
     return password
+
+
+def as_secret(password: str | Secret | None) -> Secret | None:
+    """A password given as str, Secret or None, as a Secret (or None)."""
+    if isinstance(password, str):
+        return Secret(password)
+    return password
+
+
+def scrub_tracebacks(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Clear the locals of every frame below ``func`` that an escaping exception holds.
+
+    See the module docstring. Frames still running (the caller's, a suspended
+    generator's) are left alone, and so is the exception the caller was already
+    handling when it called ``func``, with everything chained to it.
+    """
+
+    @functools.wraps(func)
+    def scrubbed(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        handling = sys.exception()
+        try:
+            return func(*args, **kwargs)
+        except BaseException as exc:
+            del args, kwargs  # this frame stays in the traceback: keep no argument
+            _clear_frames(exc, handling)
+            del handling
+            raise
+
+    return scrubbed
+
+
+def _clear_frames(exc: BaseException, stop: BaseException | None) -> None:
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or current is stop or id(current) in seen:
+            continue
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            with contextlib.suppress(RuntimeError):  # a frame that is still running
+                tb.tb_frame.clear()
+            tb = tb.tb_next
+        pending += [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions

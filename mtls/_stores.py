@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from . import _jks, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
-from ._files import atomic_write, default_mode
+from ._files import atomic_write
 from ._keygen import new_private_key, parse_dname, parse_sans
 from ._readers import (
     _alias_for,
@@ -29,11 +29,12 @@ from ._readers import (
     _KeyEntry,
     _parse,
     _read_path,
+    _Taken,
     _unique_alias,
     _where,
     detect_format,
 )
-from ._secret import Secret, reveal
+from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 
 log = logging.getLogger("mtls")
 
@@ -62,8 +63,8 @@ class _Entries:
         self._certs[_fold(alias)] = (alias, der)
 
     def _check_free(self, alias: str, replace: bool) -> None:
-        if not alias:
-            raise ValueError("an alias must not be empty")
+        # An empty alias can be read (the JDK reads an empty PKCS#12 friendlyName as
+        # ""), but never added through the API: see _given_alias.
         folded = _fold(alias)
         if folded in self._keys or folded in self._certs:
             if not replace:
@@ -143,6 +144,12 @@ def _to_der(certificate: x509.Certificate | bytes) -> bytes:
         return x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
     _x509.load_cert(certificate)
     return bytes(certificate)
+
+
+def _given_alias(alias: str) -> str:
+    if not alias:
+        raise ValueError("an alias must not be empty")
+    return alias
 
 
 class _StoreBase:
@@ -250,6 +257,7 @@ class Keystore(_StoreBase):
     # -- loading
 
     @classmethod
+    @scrub_tracebacks
     def load(
         cls,
         path: str | os.PathLike[str],
@@ -263,6 +271,8 @@ class Keystore(_StoreBase):
         Args:
             path: the store file.
             password: the store password (integrity check, PKCS#12 MAC, PEM key).
+                ``None`` for a PKCS#12 with a MAC is the empty password: the MAC must
+                verify with it, or the store is refused.
             key_password: the key password; defaults to ``password``. Like Java's
                 SunX509 key manager, every key entry must unlock with it.
             store_type: the declared type (``<Type>`` in a profile). A hint for
@@ -286,6 +296,7 @@ class Keystore(_StoreBase):
         )
 
     @classmethod
+    @scrub_tracebacks
     def from_bytes(
         cls,
         data: bytes,
@@ -300,8 +311,8 @@ class Keystore(_StoreBase):
         data = bytes(data)
         parsed = _parse(
             data,
-            reveal(password),
-            reveal(key_password),
+            as_secret(password),
+            as_secret(key_password),
             # PEM keys are read as they are (unencrypted ones need no password).
             with_keys=_with_keys or detect_format(data) == "PEM",
             path=_path,
@@ -318,6 +329,7 @@ class Keystore(_StoreBase):
         return store
 
     @classmethod
+    @scrub_tracebacks
     def inspect(
         cls,
         path: str | os.PathLike[str],
@@ -423,8 +435,9 @@ class Keystore(_StoreBase):
 
         Raises:
             KeyEntryError: the alias exists and ``replace`` is false.
-            ValueError: the chain is empty.
+            ValueError: the alias or the chain is empty.
         """
+        _given_alias(alias)
         if not chain:
             raise ValueError("a key entry needs at least its own certificate")
         if isinstance(private_key, bytes):
@@ -442,8 +455,13 @@ class Keystore(_StoreBase):
     def add_certificate(
         self, alias: str, certificate: x509.Certificate | bytes, *, replace: bool = False
     ) -> None:
-        """Add a trusted-certificate entry (``keytool -importcert`` into a keystore)."""
-        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
+        """Add a trusted-certificate entry (``keytool -importcert`` into a keystore).
+
+        Raises:
+            KeyEntryError: the alias exists and ``replace`` is false.
+            ValueError: the alias is empty.
+        """
+        self._entries.add_cert(_given_alias(alias), _to_der(certificate), replace=replace)
 
     # -- reading
 
@@ -518,6 +536,7 @@ class Keystore(_StoreBase):
 
     # -- writing
 
+    @scrub_tracebacks
     def save(
         self,
         path: str | os.PathLike[str],
@@ -541,6 +560,7 @@ class Keystore(_StoreBase):
         data = self.to_bytes(password, store_type=store_type, key_password=key_password)
         atomic_write(path, data, mode=0o600)
 
+    @scrub_tracebacks
     def to_bytes(
         self,
         password: Password,
@@ -634,6 +654,7 @@ class Truststore(_StoreBase):
     """
 
     @classmethod
+    @scrub_tracebacks
     def load(
         cls,
         path: str | os.PathLike[str],
@@ -646,7 +667,8 @@ class Truststore(_StoreBase):
         Args:
             path: the store file.
             password: verifies a JKS store's integrity and decrypts PKCS#12
-                certificates. ``None`` skips the JKS integrity check, as Java does.
+                certificates. ``None`` skips the JKS integrity check, as Java does; a
+                PKCS#12 MAC is never skipped (``None`` is the empty password there).
             store_type: the declared type; a hint for messages only.
 
         Raises:
@@ -659,6 +681,7 @@ class Truststore(_StoreBase):
         )
 
     @classmethod
+    @scrub_tracebacks
     def from_bytes(
         cls,
         data: bytes,
@@ -669,12 +692,12 @@ class Truststore(_StoreBase):
     ) -> Truststore:
         """Like :meth:`load`, from bytes in memory."""
         parsed = _parse(
-            bytes(data), reveal(password), None, with_keys=False, path=_path, declared=store_type
+            bytes(data), as_secret(password), None, with_keys=False, path=_path, declared=store_type
         )
         store = cls()
         store.store_type = parsed.store_type
         store.path = _path
-        taken: set[str] = set()
+        taken = _Taken()
         for key in parsed.keys:
             store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0])
         for alias, der in parsed.certs:
@@ -703,8 +726,9 @@ class Truststore(_StoreBase):
 
         Raises:
             KeyEntryError: the alias exists and ``replace`` is false.
+            ValueError: the alias is empty.
         """
-        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
+        self._entries.add_cert(_given_alias(alias), _to_der(certificate), replace=replace)
 
     @property
     def certificates(self) -> Mapping[str, x509.Certificate]:
@@ -743,6 +767,7 @@ class Truststore(_StoreBase):
             digest.update(hashlib.sha256(der).digest())
         return digest.hexdigest()
 
+    @scrub_tracebacks
     def save(
         self,
         path: str | os.PathLike[str],
@@ -753,10 +778,13 @@ class Truststore(_StoreBase):
         """Write the truststore atomically, in a format keytool reads.
 
         PKCS#12 truststores carry Java's trusted-key-usage attribute, so keytool lists
-        every certificate as ``trustedCertEntry``.
+        every certificate as ``trustedCertEntry``. The file gets the mode
+        ``open(path, "w")`` would give it (0666 less the umask, applied by the kernel;
+        the process umask is never changed).
         """
-        atomic_write(path, self.to_bytes(password, store_type=store_type), mode=default_mode())
+        atomic_write(path, self.to_bytes(password, store_type=store_type), mode=None)
 
+    @scrub_tracebacks
     def to_bytes(
         self, password: Password, *, store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS"
     ) -> bytes:

@@ -179,8 +179,8 @@ def test_keytool_truststore(java: JavaStores) -> None:
     assert {c.alias.lower() for c in got.certs if c.alias} == java.listed(
         java.truststore, "trustedCertEntry"
     )
-    with pytest.raises(P12PasswordError, match="password is needed") as info:
-        parse_pkcs12(data, None)  # Java encrypts certificates by default
+    with pytest.raises(P12PasswordError, match="MAC does not match") as info:
+        parse_pkcs12(data, None)  # the MAC is verified with the empty password, and fails
     assert info.value.which == "store"
     with pytest.raises(P12PasswordError) as info:
         parse_pkcs12(data, "wrong")
@@ -444,10 +444,13 @@ def test_openssl_legacy(openssl: OpenSSLFiles) -> None:
 
 @pytest.mark.openssl
 def test_openssl_unencrypted_needs_no_password(openssl: OpenSSLFiles) -> None:
-    got = parse_pkcs12(openssl.export("-keypbe", "NONE", "-certpbe", "NONE"), None)
-    assert not got.mac_verified  # the MAC is there, but None skips it
+    got = parse_pkcs12(openssl.export("-keypbe", "NONE", "-certpbe", "NONE", "-nomac"), None)
+    assert not got.mac_verified  # no MAC to verify
     assert [k.pkcs8_der for k in got.keys] == [openssl.pkcs8]
     assert len(got.certs) == 2
+    # With a MAC, None is the empty password: a MAC keyed by another one is refused.
+    with pytest.raises(P12PasswordError, match="MAC does not match"):
+        parse_pkcs12(openssl.export("-keypbe", "NONE", "-certpbe", "NONE"), None)
 
 
 @pytest.mark.openssl
@@ -457,8 +460,11 @@ def test_openssl_wrong_or_missing_password(openssl: OpenSSLFiles) -> None:
         with pytest.raises(P12PasswordError) as info:
             parse_pkcs12(data, password)
         assert info.value.which == "store"
-    with pytest.raises(P12PasswordError, match="password is needed") as info:
+    with pytest.raises(P12PasswordError, match="MAC does not match") as info:
         parse_pkcs12(data, None)
+    assert info.value.which == "store"
+    with pytest.raises(P12PasswordError, match="password is needed") as info:
+        parse_pkcs12(openssl.export("-nomac"), None)
     assert info.value.which == "store"
     with pytest.raises(P12PasswordError) as info:  # no MAC: the padding check catches it
         parse_pkcs12(openssl.export("-nomac"), "wrong")

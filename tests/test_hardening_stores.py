@@ -1,0 +1,750 @@
+"""Issue 11, stores: hostile PKCS#12 and PEM input, aliases, secrets in frames, file modes.
+
+Each hostile input that used to cost seconds to minutes is asserted refused, with
+the error naming its limit, before the expensive step; each has its twin that
+still loads. No wall-clock assertions.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, hmac, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+import mtls
+from mtls import _der, _pkcs12, _readers
+from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
+
+from .conftest import (
+    JDK,
+    PKI,
+    STOREPASS,
+    KeytoolStores,
+    issue,
+    parse_keytool_list,
+    run_keytool,
+)
+
+PASSWORD = "Hard3ning-s3cret-PW"  # distinctive: searched for in every frame's locals
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+
+
+# --------------------------------------------------------------------------- DER helpers
+
+
+def _seq(*parts: bytes) -> bytes:
+    return _der.encode(_der.SEQUENCE, b"".join(parts))
+
+
+def _int(value: int) -> bytes:
+    return _der.encode(_der.INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _rebuild(data: bytes, change: Callable[[int, bytes], bytes | None]) -> bytes:
+    """Re-encode a DER tree, descending into OCTET STRINGs that hold DER.
+
+    ``change(tag, value)`` returns the new content of a primitive element, or None.
+    """
+
+    def walk(tlv: _der.TLV) -> bytes:
+        if tlv.tag & 0x20:
+            return _der.encode(tlv.tag, b"".join(walk(c) for c in tlv.children()))
+        if tlv.tag == _der.OCTET_STRING and len(tlv.value) > 16:
+            try:
+                inner = _der.read_single(tlv.value, _der.SEQUENCE)
+            except _der.DERError:
+                pass
+            else:
+                return _der.encode(tlv.tag, walk(inner))
+        new = change(tlv.tag, tlv.value)
+        return _der.encode(tlv.tag, tlv.value if new is None else new)
+
+    return walk(_der.read_tlv(data))
+
+
+def _with_iterations(data: bytes, old: int, new: int) -> bytes:
+    """Every INTEGER equal to ``old`` becomes ``new`` (iteration counts, in practice)."""
+    old_value = _int(old)[2:]
+    new_value = _int(new)[2:]
+    return _rebuild(
+        data, lambda tag, v: new_value if tag == _der.INTEGER and v == old_value else None
+    )
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    body = base64.encodebytes(der).decode().replace("\n", "")
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n".encode()
+
+
+def _pem_der(pem: bytes) -> bytes:
+    return base64.b64decode(b"".join(pem.split(b"-----")[2].split()))
+
+
+def _openssl(*args: str | Path, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(
+        ["openssl", *map(str, args)], check=True, capture_output=True, input=stdin, timeout=120
+    ).stdout
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Path:
+    """The PKI's EC client identity as PEM files that openssl can read."""
+    d = tmp_path_factory.mktemp("hardening")
+    (d / "key.pem").write_bytes(pki.client_ec.key_pem())
+    (d / "cert.pem").write_bytes(pki.client_ec.cert.public_bytes(serialization.Encoding.PEM))
+    (d / "ca.pem").write_bytes(pki.root.cert.public_bytes(serialization.Encoding.PEM))
+    return d
+
+
+def _p12(files: Path, *options: str, password: str = PASSWORD) -> bytes:
+    out = files / "out.p12"
+    _openssl(
+        "pkcs12", "-export", "-inkey", files / "key.pem", "-in", files / "cert.pem",
+        "-certfile", files / "ca.pem", "-name", "leaf", "-passout", f"pass:{password}",
+        "-out", out, *options,
+    )  # fmt: skip
+    return out.read_bytes()
+
+
+def _pkcs8(files: Path, *options: str, password: str = PASSWORD) -> bytes:
+    """The key as an ENCRYPTED PRIVATE KEY (or legacy) PEM, with the certificate after it."""
+    key = _openssl(
+        "pkcs8", "-topk8", "-in", files / "key.pem", "-passout", f"pass:{password}", *options
+    )
+    return key + (files / "cert.pem").read_bytes()
+
+
+# =========================================================================== item 1
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("-v2", "aes-256-cbc", "-iter", "100000"),  # PBES2 / PBKDF2, what openssl writes
+        ("-v1", "PBE-SHA1-3DES", "-iter", "2048"),  # PKCS#8 with a PKCS#12 PBE
+        ("-scrypt",),  # PBES2 / scrypt, openssl's defaults (N=16384, r=8, p=1)
+    ],
+    ids=["pbkdf2", "pkcs12-pbe", "scrypt"],
+)
+def test_encrypted_pem_keys_within_the_caps_load(
+    files: Path, pki: PKI, options: tuple[str, ...]
+) -> None:
+    data = _pkcs8(files, *options)
+    ks = mtls.Keystore.from_bytes(data, PASSWORD)
+    assert ks.key_entry()[1] == pki.client_ec.key_der()
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.from_bytes(data, "not-" + PASSWORD)
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    ("options", "old", "new", "message"),
+    [
+        (
+            ("-v2", "aes-256-cbc", "-iter", "2048"),
+            2048,
+            2**31 - 1,
+            "2,147,483,647 is more than 5,000,000",
+        ),
+        (
+            ("-v2", "aes-256-cbc", "-iter", "2048"),
+            2048,
+            5_000_001,
+            "5,000,001 is more than 5,000,000",
+        ),
+        (("-v1", "PBE-SHA1-3DES", "-iter", "2048"), 2048, 5_000_001, "more than 5,000,000"),
+        (("-scrypt",), 16384, 2**20, "MiB of memory, more than 32 MiB"),
+        (("-scrypt", "-scrypt_N", "1024"), 1, 5000, "scrypt work N\\*r\\*p = 40960000"),
+    ],
+    ids=["pbkdf2-2^31", "pbkdf2-cap+1", "pkcs12-pbe-cap+1", "scrypt-memory", "scrypt-work"],
+)
+def test_encrypted_pem_key_over_a_cap_is_refused_before_decryption(
+    files: Path, options: tuple[str, ...], old: int, new: int, message: str
+) -> None:
+    pem = _pkcs8(files, *options)
+    key_pem, cert_pem = pem.split(b"-----END ENCRYPTED PRIVATE KEY-----\n")
+    der = _with_iterations(_pem_der(key_pem), old, new)
+    hostile = _pem("ENCRYPTED PRIVATE KEY", der) + cert_pem
+    with pytest.raises(mtls.KeystoreFormatError, match=message) as info:
+        mtls.Keystore.from_bytes(hostile, PASSWORD)
+    assert "docs/security.md" in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+@needs_openssl
+def test_legacy_proc_type_keys_have_no_iterations_and_load(files: Path, pki: PKI) -> None:
+    # One round of MD5 (EVP_BytesToKey): nothing to cap, and still read.
+    key = _openssl(
+        "pkey", "-in", files / "key.pem", "-traditional", "-aes256", "-passout", f"pass:{PASSWORD}"
+    )
+    assert b"Proc-Type: 4,ENCRYPTED" in key
+    data = key + (files / "cert.pem").read_bytes()
+    assert mtls.Keystore.from_bytes(data, PASSWORD).key_entry()[1] == pki.client_ec.key_der()
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.from_bytes(data, "wrong")
+
+
+@needs_openssl
+def test_one_budget_covers_every_key_of_a_file(files: Path) -> None:
+    der = _with_iterations(
+        _pem_der(_pkcs8(files, "-v2", "aes-256-cbc", "-iter", "2048")), 2048, 4_000_000
+    )
+    budget = WorkBudget()
+    _pkcs12.check_key_encryption(der, budget)  # 4M
+    _pkcs12.check_key_encryption(der, budget)  # 8M
+    with pytest.raises(_pkcs12.WorkLimitError, match="10,000,000 iterations"):
+        _pkcs12.check_key_encryption(der, budget)  # 12M: refused before any derivation
+    _pkcs12.check_key_encryption(der, WorkBudget())  # a new file starts afresh
+
+
+# =========================================================================== item 3
+
+
+def _p12_pbe_algorithm(oid: str, iterations: int) -> bytes:
+    return _seq(
+        _der.encode_oid(oid), _seq(_der.encode(_der.OCTET_STRING, b"s" * 8), _int(iterations))
+    )
+
+
+def _macless_p12(encrypted_data: bytes, algorithm: bytes) -> bytes:
+    """A PFX without MAC whose single content is EncryptedData (certificates, as Java writes)."""
+    info = _seq(
+        _der.encode_oid("1.2.840.113549.1.7.1"), algorithm, _der.encode(0x80, encrypted_data)
+    )
+    encrypted = _seq(
+        _der.encode_oid("1.2.840.113549.1.7.6"), _der.encode(0xA0, _seq(_int(0), info))
+    )
+    auth_safe = _seq(encrypted)
+    content = _der.encode(0xA0, _der.encode(_der.OCTET_STRING, auth_safe))
+    return _seq(_int(3), _seq(_der.encode_oid("1.2.840.113549.1.7.1"), content))
+
+
+def test_macless_pkcs12_over_the_budget_is_refused_before_any_derivation() -> None:
+    # The review's 107-byte file: 3DES under the PKCS#12 KDF at Java's cap, no MAC.
+    # Key (2 SHA-1 blocks) and IV (1) at 5,000,000 rounds: 15M, over the budget.
+    hostile = _macless_p12(b"\0" * 16, _p12_pbe_algorithm("1.2.840.113549.1.12.1.3", 5_000_000))
+    assert len(hostile) < 120
+    with pytest.raises(mtls.KeystoreFormatError, match="more than 10,000,000 iterations") as info:
+        mtls.Truststore.from_bytes(hostile, PASSWORD)
+    assert "limit per file" in str(info.value)
+    # The twin at a real count runs the derivation and fails on the (random) content.
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.from_bytes(
+            _macless_p12(b"\0" * 16, _p12_pbe_algorithm("1.2.840.113549.1.12.1.3", 2048)), PASSWORD
+        )
+
+
+def test_pkcs12_iterations_over_javas_cap_are_refused() -> None:
+    hostile = _macless_p12(b"\0" * 16, _p12_pbe_algorithm("1.2.840.113549.1.12.1.6", 5_000_001))
+    with pytest.raises(mtls.KeystoreFormatError, match="5,000,001 is more than 5,000,000"):
+        mtls.Truststore.from_bytes(hostile, PASSWORD)
+
+
+def test_bulk_rc2_over_the_size_limit_is_refused_before_decryption() -> None:
+    rc2_40 = _p12_pbe_algorithm("1.2.840.113549.1.12.1.6", 2048)
+    big = _macless_p12(os.urandom(_pkcs12.MAX_FILE_RC2_BYTES + 8), rc2_40)
+    with pytest.raises(
+        mtls.KeystoreFormatError, match="more than 1024 KiB encrypted with 40-bit RC2"
+    ):
+        mtls.Truststore.from_bytes(big, PASSWORD)
+    # Within the limit the RC2 decryption runs (and random bytes do not decrypt).
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.from_bytes(_macless_p12(os.urandom(4096), rc2_40), PASSWORD)
+
+
+@needs_openssl
+def test_budget_is_per_file_and_real_stores_fit(files: Path, pki: PKI) -> None:
+    # openssl -legacy: RC2-40 certificates, 3DES key, SHA-1 MAC, as old Java wrote them.
+    for options in ((), ("-legacy",), ("-iter", "100000", "-maciter")):
+        data = _p12(files, *options)
+        assert mtls.Keystore.from_bytes(data, PASSWORD).key_entry()[1] == pki.client_ec.key_der()
+    # Each file gets its own budget: loading many in a row never exhausts anything.
+    assert MAX_FILE_KDF_ITERATIONS // 100_000 < 200
+    data = _p12(files, "-iter", "100000", "-maciter")
+    for _ in range(3):
+        mtls.Keystore.from_bytes(data, PASSWORD)
+
+
+@pytest.mark.keytool
+def test_keytool_pkcs12_stores_spend_a_fraction_of_the_budget(
+    keytool_stores: KeytoolStores,
+) -> None:
+    for name in ("mixed.p12", "trust.p12"):
+        budget = WorkBudget()
+        got = _pkcs12.parse_pkcs12(keytool_stores.path(name).read_bytes(), STOREPASS, budget=budget)
+        assert got.mac_verified and got.certs
+        spent = MAX_FILE_KDF_ITERATIONS - budget.iterations
+        assert 0 < spent < MAX_FILE_KDF_ITERATIONS // 20, (name, spent)
+
+
+# =========================================================================== item 4
+
+
+def test_pem_with_begin_lines_and_no_end_is_refused_in_one_pass() -> None:
+    # 1 MiB of BEGIN lines: the old scan was quadratic (128 KB took 6.2 s).
+    hostile = b"-----BEGIN CERTIFICATE-----\n" * (1024 * 1024 // 28)
+    with pytest.raises(mtls.KeystoreFormatError, match="no matching END line"):
+        mtls.Truststore.from_bytes(hostile)
+    # Nested BEGIN, END of another label, and a mangled BEGIN line are refused alike.
+    cert = b"-----BEGIN CERTIFICATE-----\nMAo=\n-----END CERTIFICATE-----\n"
+    for damaged in (
+        b"-----BEGIN CERTIFICATE-----\n" + cert,
+        cert.replace(b"END CERTIFICATE", b"END X509 CRL"),
+        cert.replace(b"CERTIFICATE-----\n", b"CERTIFICATE----- junk\n", 1),
+    ):
+        with pytest.raises(mtls.KeystoreFormatError, match="no matching END line"):
+            mtls.Truststore.from_bytes(damaged)
+
+
+def test_many_certificates_with_one_cn_are_numbered_in_linear_steps(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = 0
+    contains = _readers._Taken.__contains__
+
+    def counting(self: _readers._Taken, alias: object) -> bool:
+        nonlocal checks
+        checks += 1
+        return contains(self, alias)
+
+    monkeypatch.setattr(_readers._Taken, "__contains__", counting)
+    pem = pki.client_ec.cert.public_bytes(serialization.Encoding.PEM)
+    n = 8000
+    store = mtls.Truststore.from_bytes(pem * n)
+    assert len(store) == n
+    assert store.aliases[:3] == ("client-ec", "client-ec-2", "client-ec-3")
+    assert store.aliases[-1] == f"client-ec-{n}"
+    assert checks <= 4 * n  # quadratic numbering made n*n/2 = 32,000,000 checks
+
+
+def test_numbering_skips_aliases_already_taken() -> None:
+    taken = _readers._Taken()
+    assert [_readers._unique_alias(a, taken) for a in ("a", "A-2", "a", "a", "b")] == [
+        "a", "A-2", "a-3", "a-4", "b",
+    ]  # fmt: skip
+
+
+# =========================================================================== item 7
+
+
+def _mac(auth_safe: bytes, secret: bytes, salt: bytes = b"saltsalt", rounds: int = 1) -> bytes:
+    key = _pkcs12._p12_kdf("sha256", secret, salt, purpose=3, rounds=rounds, size=32)
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(auth_safe)
+    digest_info = _seq(
+        _seq(_der.encode_oid("2.16.840.1.101.3.4.2.1"), _der.encode(_der.NULL, b"")),
+        _der.encode(_der.OCTET_STRING, h.finalize()),
+    )
+    return _seq(digest_info, _der.encode(_der.OCTET_STRING, salt), _int(rounds))
+
+
+def _with_mac(data: bytes, secret: bytes) -> bytes:
+    """``data`` (a PFX) with its MAC replaced by one keyed with ``secret``."""
+    version, auth_safe_info = _der.read_single(data, _der.SEQUENCE).children()[:2]
+    content = auth_safe_info.children()[1].expect(0xA0).children()[0].value
+    return _seq(
+        _der.encode(version.tag, version.value),
+        _der.encode(auth_safe_info.tag, auth_safe_info.value),
+        _mac(content, secret),
+    )
+
+
+def _no_password_stores(pki: PKI) -> Iterator[tuple[str, bytes]]:
+    ident = pki.client_ec
+    made = pkcs12.serialize_key_and_certificates(
+        b"leaf", ident.key, ident.cert, None, serialization.NoEncryption()
+    )
+    yield "cryptography NoEncryption", made
+    plain = pkcs12.serialize_key_and_certificates(
+        b"leaf", ident.key, ident.cert, None, serialization.NoEncryption()
+    )
+    # The two encodings of the empty password (RFC 7292 BMPString "\0\0", and OpenSSL's
+    # NULL password: no bytes at all).
+    yield "MAC with BMP empty", _with_mac(plain, b"\0\0")
+    yield "MAC with NULL", _with_mac(plain, b"")
+
+
+def test_no_password_pkcs12_loads_with_none_and_empty(pki: PKI) -> None:
+    for name, data in _no_password_stores(pki):
+        for password in (None, ""):
+            ks = mtls.Keystore.from_bytes(data, password)
+            assert ks.key_entry()[1] == pki.client_ec.key_der(), name
+
+
+def test_any_flipped_byte_of_a_no_password_pkcs12_is_refused(pki: PKI) -> None:
+    for name, data in _no_password_stores(pki):
+        for at in range(len(data)):
+            damaged = bytearray(data)
+            damaged[at] ^= 0x01
+            for password in (None, ""):
+                try:
+                    mtls.Keystore.from_bytes(bytes(damaged), password)
+                except mtls.MTLSError:
+                    continue
+                pytest.fail(f"{name}: byte {at} flipped, loaded with {password!r}")
+
+
+def test_mac_keyed_with_a_password_is_refused_with_none(pki: PKI) -> None:
+    ident = pki.client_ec
+    data = pkcs12.serialize_key_and_certificates(
+        b"leaf", ident.key, ident.cert, None, serialization.NoEncryption()
+    )
+    keyed = _with_mac(data, PASSWORD.encode("utf-16-be") + b"\0\0")
+    assert mtls.Keystore.from_bytes(keyed, PASSWORD).key_aliases == ("leaf",)
+    with pytest.raises(mtls.WrongPasswordError, match="protected by a password") as info:
+        mtls.Keystore.from_bytes(keyed, None)
+    assert "pass its password" in str(info.value)
+    with pytest.raises(mtls.WrongPasswordError, match="protected by a password"):
+        mtls.Truststore.from_bytes(keyed, None)
+
+
+# =========================================================================== item 11
+
+
+def _named_p12(pki: PKI, name: bytes) -> bytes:
+    ident = pki.client_ec
+    return pkcs12.serialize_key_and_certificates(
+        name,
+        ident.key,
+        ident.cert,
+        None,
+        serialization.BestAvailableEncryption(PASSWORD.encode()),
+    )
+
+
+@pytest.mark.keytool
+@pytest.mark.parametrize(("name", "alias"), [(b"", ""), (b"6BC162DA\x00", "6BC162DA\x00")])
+def test_odd_friendly_names_read_as_keytool_lists_them(
+    pki: PKI, jdk_keytool: JDK, tmp_path: Path, name: bytes, alias: str
+) -> None:
+    path = tmp_path / "odd.p12"
+    path.write_bytes(_named_p12(pki, name))
+    listed = parse_keytool_list(
+        run_keytool(jdk_keytool, "-list", "-v", "-keystore", str(path), "-storepass", PASSWORD)
+    )
+    assert list(listed) == [alias.lower()]  # keytool lower-cases PKCS#12 aliases
+    for store in (
+        mtls.Keystore.load(path, PASSWORD),
+        mtls.Keystore.inspect(path, PASSWORD),
+        mtls.Truststore.load(path, PASSWORD),
+    ):
+        assert store.aliases == (alias,)
+        assert alias in store
+    assert mtls.Keystore.load(path, PASSWORD).key_entry(alias)[1] == pki.client_ec.key_der()
+    assert "1" not in mtls.Keystore.load(path, PASSWORD)
+
+
+def test_entries_without_friendly_name_are_numbered(pki: PKI) -> None:
+    ident = pki.client_ec
+    data = pkcs12.serialize_key_and_certificates(
+        None, ident.key, ident.cert, None, serialization.BestAvailableEncryption(PASSWORD.encode())
+    )
+    assert mtls.Keystore.from_bytes(data, PASSWORD).aliases == ("1",)
+
+
+def test_api_still_refuses_an_empty_alias(pki: PKI) -> None:
+    with pytest.raises(ValueError, match="must not be empty"):
+        pki.client_ec.keystore("")
+    with pytest.raises(ValueError, match="must not be empty"):
+        mtls.Truststore().add("", pki.root.cert)
+
+
+# =========================================================================== item 17
+
+
+def _secret_forms(password: str) -> list[bytes]:
+    return [password.encode(), password.encode("utf-16-be")]
+
+
+def _frames(exc: BaseException) -> Iterator[tuple[BaseException, object]]:
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            yield current, tb.tb_frame
+            tb = tb.tb_next
+        pending += [current.__cause__, current.__context__]
+
+
+def _assert_no_secret_in_frames(exc: BaseException, secrets: list[bytes]) -> None:
+    """No frame's locals (repr, or raw bytes) hold any of ``secrets``.
+
+    The frames of this test module are skipped: the caller holds what it passed.
+    """
+    text_secrets = [s.decode("latin-1") for s in secrets]
+    checked = 0
+    for owner, frame in _frames(exc):
+        if frame.f_code.co_filename == __file__:  # type: ignore[attr-defined]
+            continue
+        checked += 1
+        for name, value in frame.f_locals.items():  # type: ignore[attr-defined]
+            shown = repr(value)
+            raw = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
+            for secret, text in zip(secrets, text_secrets, strict=True):
+                where = f"{frame.f_code.co_name}:{name} ({type(owner).__name__})"  # type: ignore[attr-defined]
+                assert secret not in raw, where
+                assert text not in shown and secret.hex() not in shown, where
+                assert repr(secret)[2:-1] not in shown, where
+    assert checked >= 2  # the library's frames are there, with their locals cleared
+    # What an error reporter captures: TracebackException(capture_locals=True).
+    pending: list[traceback.TracebackException | None] = [
+        traceback.TracebackException.from_exception(exc, capture_locals=True)
+    ]
+    while pending:
+        te = pending.pop()
+        if te is None:
+            continue
+        for summary in te.stack:
+            if summary.filename != __file__:
+                for text in text_secrets:
+                    assert text not in repr(summary.locals), summary.name
+        pending += [te.__cause__, te.__context__]
+
+
+def _failure(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except mtls.MTLSError as exc:
+        return exc
+    raise AssertionError("the call did not fail")
+
+
+def _key_secrets(pki: PKI) -> list[bytes]:
+    der = pki.client_ec.key_der()
+    body = base64.b64encode(der)
+    return [der[-32:], body[20:60], pki.client_ec.key_pem()[40:80]]
+
+
+@needs_openssl
+def test_no_password_or_key_in_any_frame_when_loads_fail(files: Path, pki: PKI) -> None:
+    secrets = _secret_forms(PASSWORD) + _key_secrets(pki)
+    p12 = _p12(files)
+    pem = _pkcs8(files, "-v2", "aes-256-cbc", "-iter", "2048")
+    legacy = (
+        _openssl(
+            "pkey",
+            "-in",
+            files / "key.pem",
+            "-traditional",
+            "-aes256",
+            "-passout",
+            f"pass:{PASSWORD}",
+        )
+        + (files / "cert.pem").read_bytes()
+    )
+    plain_key_pem = pki.client_ec.key_pem() + (files / "cert.pem").read_bytes()
+    wrong = "not-" + PASSWORD
+    wrong_forms = _secret_forms(wrong)
+    cases: list[Callable[[], object]] = [
+        lambda: mtls.Keystore.from_bytes(p12, wrong),  # the MAC
+        lambda: mtls.Keystore.from_bytes(p12, PASSWORD, key_password=wrong),  # key decryption
+        lambda: mtls.Keystore.from_bytes(p12[:-40], PASSWORD),  # damaged
+        lambda: mtls.Keystore.from_bytes(pem, wrong),  # cryptography raises
+        lambda: mtls.Keystore.from_bytes(legacy, mtls.Secret(wrong)),
+        lambda: mtls.Keystore.from_bytes(
+            plain_key_pem.replace(b"-----END CERTIFICATE", b"-----END X"), None
+        ),
+        lambda: mtls.Keystore.from_bytes(pem + b"-----BEGIN CERTIFICATE-----\n", PASSWORD),
+    ]
+    for call in cases:
+        exc = _failure(call)
+        _assert_no_secret_in_frames(exc, secrets + wrong_forms)
+
+
+def test_no_key_in_any_frame_when_openssl_refuses_it(pki: PKI) -> None:
+    secrets = _key_secrets(pki)
+    mismatched = mtls.Keystore()
+    mismatched.add_key("odd", pki.client_ec.key, [pki.client.cert])  # another certificate's key
+    exc = _failure(lambda: mtls.client_context(mismatched))
+    assert isinstance(exc, mtls.KeyEntryError)
+    _assert_no_secret_in_frames(exc, secrets)
+    # A key OpenSSL cannot parse at all (a PKCS#8 shell around garbage).
+    garbage = mtls.Keystore()
+    garbage.add_key(
+        "bad",
+        _seq(
+            _int(0),
+            _seq(_der.encode_oid("1.2.840.10045.2.1")),
+            _der.encode(4, pki.client_ec.key_der()[-40:]),
+        ),
+        [pki.client_ec.cert],
+    )
+    exc = _failure(lambda: mtls.server_context(garbage, pki.truststore()))
+    _assert_no_secret_in_frames(exc, [pki.client_ec.key_der()[-40:]])
+
+
+def test_jks_failures_are_scrubbed_too(pki: PKI, tmp_path: Path) -> None:
+    path = tmp_path / "id.jks"
+    pki.client_ec.keystore("id").save(path, PASSWORD)
+    exc = _failure(lambda: mtls.Keystore.load(path, PASSWORD, key_password="not-" + PASSWORD))
+    _assert_no_secret_in_frames(exc, _secret_forms(PASSWORD) + _secret_forms("not-" + PASSWORD))
+
+
+def test_scrubbing_leaves_the_callers_own_exception_alone(pki: PKI) -> None:
+    def outer() -> None:
+        kept = "caller-local"  # noqa: F841 - inspected through the frame
+        raise KeyError("caller's")
+
+    try:
+        outer()
+    except KeyError as handled:
+        inner_frame = handled.__traceback__.tb_next.tb_frame  # type: ignore[union-attr]
+        with pytest.raises(mtls.MTLSError):
+            mtls.Keystore.from_bytes(b"not a store", PASSWORD)
+        assert inner_frame.f_locals["kept"] == "caller-local"
+
+
+# =========================================================================== item 18
+
+
+def test_truststore_save_never_touches_the_umask(
+    pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = os.umask(0o027)
+    try:
+
+        def refuse(mask: int) -> int:
+            raise AssertionError("os.umask is process-wide: it must not be called")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        pki.truststore().save(tmp_path / "trust.jks", PASSWORD)
+        pki.client_ec.keystore().save(tmp_path / "id.p12", PASSWORD, store_type="PKCS12")
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "trust.jks").stat().st_mode) == 0o640  # 0666 less 027
+    assert stat.S_IMODE((tmp_path / "id.p12").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["id.p12", "trust.jks"]
+
+
+def test_files_other_threads_create_during_saves_keep_the_umask(pki: PKI, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    stop = threading.Event()
+    trust = pki.truststore()
+
+    def saving() -> None:
+        while not stop.is_set():
+            trust.save(tmp_path / "trust.jks", PASSWORD)
+
+    worker = threading.Thread(target=saving)
+    worker.start()
+    try:
+        modes = set()
+        for n in range(300):
+            fd = os.open(tmp_path / f"f{n}", os.O_CREAT | os.O_WRONLY, 0o666)
+            modes.add(stat.S_IMODE(os.fstat(fd).st_mode))
+            os.close(fd)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+        os.umask(old)
+    assert modes == {0o644}
+
+
+# =========================================================================== item 22
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> BaseException | None:
+    a, b = socket.socketpair()
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            with server.wrap_socket(a, server_side=True) as s:
+                s.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with client.wrap_socket(b, server_hostname="localhost") as c:
+            c.sendall(b"x")
+            c.recv(1)
+    except (ssl.SSLError, OSError):
+        pass
+    thread.join(timeout=30)
+    return failures[0] if failures else None
+
+
+def test_server_context_needs_a_truststore(pki: PKI) -> None:
+    ks = pki.server.keystore("server")
+    for require in (True, False):
+        with pytest.raises(ValueError, match="needs a truststore"):
+            mtls.server_context(ks, require_client_cert=require)
+    with pytest.raises(ValueError, match="not both"):
+        mtls.server_context(ks, pki.truststore(), trust_system_cas=True)
+    system = mtls.server_context(ks, trust_system_cas=True)
+    assert system.verify_mode == ssl.CERT_REQUIRED
+    # Our test CA is no system CA: with the system's trust, its client is refused...
+    client = mtls.client_context(pki.client_ec.keystore(), pki.truststore())
+    assert isinstance(_handshake(system, client), ssl.SSLError)
+    # ...and with the truststore holding it, let in.
+    assert _handshake(mtls.server_context(ks, pki.truststore()), client) is None
+
+
+def test_pkcs12_mac_first_then_nothing(pki: PKI) -> None:
+    """A wrong password fails at the MAC: no decryption is attempted after it."""
+    data = _named_p12(pki, b"leaf")
+    budget = WorkBudget()
+    with pytest.raises(_pkcs12.P12PasswordError, match="MAC"):
+        _pkcs12.parse_pkcs12(data, "wrong", budget=budget)
+    spent = MAX_FILE_KDF_ITERATIONS - budget.iterations
+    # Only the MAC's derivation was paid for (cryptography writes 2048 or more rounds).
+    mac_rounds = _der.decode_int(
+        _der.read_single(data, _der.SEQUENCE).children()[2].children()[2].value
+    )
+    assert spent == mac_rounds
+
+
+def test_many_keys_are_matched_to_their_certificates_in_linear_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = issue("many root", None, ca=True)
+    idents = [issue(f"leaf {n}", root) for n in range(200)]
+    # Keys first, then the certificates in reverse order, then the root: every lookup
+    # by public key or issuer would scan the whole list.
+    pem = b"".join(i.key_pem() for i in idents)
+    pem += b"".join(i.cert.public_bytes(serialization.Encoding.PEM) for i in reversed(idents))
+    pem += root.cert.public_bytes(serialization.Encoding.PEM)
+    parses = 0
+    load_cert = _readers._x509.load_cert
+
+    def counting(der: bytes) -> x509.Certificate:
+        nonlocal parses
+        parses += 1
+        return load_cert(der)
+
+    monkeypatch.setattr(_readers._x509, "load_cert", counting)
+    ks = mtls.Keystore.from_bytes(pem, None)
+    assert len(ks.key_aliases) == 200
+    for n in (0, 7, 199):
+        _, key_der, chain = ks.key_entry(f"leaf-{n}")
+        assert key_der == idents[n].key_der()
+        assert chain[0] == idents[n].cert.public_bytes(serialization.Encoding.DER)
+    # Each certificate goes into one entry: the root completes the first key's chain.
+    assert len(ks.key_entry("leaf-0")[2]) == 2
+    assert parses <= 10 * 201  # scanning made about 200 * 200 / 2 = 20,000
