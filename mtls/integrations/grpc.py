@@ -51,6 +51,7 @@ Trust and names (gRPC's TLS stack, BoringSSL, tested in tests/test_grpc_*.py)
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -294,9 +295,9 @@ class _Rotating:
         if closing:
             self._dispose(closing)
 
+    @abc.abstractmethod
     def _dispose(self, closing: list[_Underlying]) -> None:
         """Close retired underlying channels (sync: now; aio: in the event loop)."""
-        raise NotImplementedError
 
     def _started(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
         """Start a call that outlives this method (a future, a stream): its lease ends
