@@ -124,6 +124,8 @@ class _Parsed:
     keys: list[_KeyEntry]
     certs: list[tuple[str, bytes]]  # trusted-certificate entries
     loose: list[bytes]  # certificates that are neither (PKCS#12 bags without a role)
+    # Entries TLS cannot use (JCEKS secret keys, Bouncy Castle secrets): (alias, kind).
+    secrets: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _read_path(path: str | os.PathLike[str]) -> bytes:
@@ -194,24 +196,35 @@ def _parse_jks(
     try:
         contents = _jks.parse_store(data, password)
     except _jks.JKSFormatError as exc:
-        raise KeystoreFormatError(
-            f"{where}: damaged or truncated JKS/JCEKS store: replace the file", path=path
-        ) from exc
+        raise KeystoreFormatError(f"{where}: {exc}", path=path) from exc
     except _jks.JKSIntegrityError as exc:
         raise _jks_integrity_error(data, password, path) from exc
+    for alias in contents.replaced:
+        log.warning(
+            "%s: alias %r appears more than once; the last entry is used, as the JDK does",
+            where,
+            alias,
+        )
     keys: list[_KeyEntry] = []
     if with_keys:
         secret = key_password if key_password is not None else password
-        keys = [_decrypt_jks_key(k, secret, key_password is not None, path) for k in contents.keys]
+        budget = _jks.KDFBudget(_jks.STORE_KDF_ROUNDS)
+        keys = [
+            _decrypt_jks_key(k, secret, key_password is not None, path, budget)
+            for k in contents.keys
+        ]
     else:
         keys = [_KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
-    if contents.secret_aliases:
-        log.debug("%s: ignoring %d secret-key entries", where, len(contents.secret_aliases))
-    return _Parsed(contents.store_type, keys, list(contents.certs), [])  # type: ignore[arg-type]
+    secrets = [(s.alias, s.kind) for s in contents.secrets]
+    return _Parsed(contents.store_type, keys, list(contents.certs), [], secrets)  # type: ignore[arg-type]
 
 
 def _decrypt_jks_key(
-    key: _jks.JKSKey, secret: str | None, explicit: bool, path: str | os.PathLike[str] | None
+    key: _jks.JKSKey,
+    secret: str | None,
+    explicit: bool,
+    path: str | os.PathLike[str] | None,
+    budget: _jks.KDFBudget,
 ) -> _KeyEntry:
     where = _where(path)
     which = "key password" if explicit else "store password (used as the key password)"
@@ -222,7 +235,7 @@ def _decrypt_jks_key(
             alias=key.alias,
         )
     try:
-        pkcs8 = _jks.decrypt_key(key, secret)
+        pkcs8 = _jks.decrypt_key(key, secret, budget)
     except _jks.JKSKeyPasswordError as exc:
         hint = "" if explicit else "; if the key has its own password, pass key_password"
         raise WrongPasswordError(
@@ -231,30 +244,32 @@ def _decrypt_jks_key(
             alias=key.alias,
         ) from exc
     except _jks.JKSFormatError as exc:
-        raise KeystoreFormatError(f"{where}: {exc}: replace the file", path=path) from exc
+        raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
     return _KeyEntry(key.alias, pkcs8, key.chain_der)
 
 
 def _jks_integrity_error(
     data: bytes, password: str | None, path: str | os.PathLike[str] | None
 ) -> KeystoreError:
-    """Tell a wrong password from an altered file.
+    """Tell a wrong password from an altered file, at a bounded cost.
 
     The integrity hash cannot tell them apart by itself. But if the same password
-    unlocks a key entry (its own SHA-1 check), the password is right and the file
-    was modified after it was written.
+    unlocks a key entry (its own check), the password is right and the file was
+    modified after it was written. Only the first key entry is tried, and only if
+    it costs at most ``DIAGNOSIS_KDF_ROUNDS``: a file that failed its check is not
+    worth more (a hostile one could otherwise ask for millions of rounds per entry).
     """
     where = _where(path)
     try:
         contents = _jks.parse_store(data, None)
     except (_jks.JKSFormatError, _jks.JKSIntegrityError):
-        return KeystoreFormatError(f"{where}: damaged JKS store: replace the file", path=path)
-    for key in contents.keys:
+        contents = None
+    if contents is not None and contents.keys and password is not None:
+        key = contents.keys[0]
         try:
-            if password is not None:
-                _jks.decrypt_key(key, password)
+            _jks.decrypt_key(key, password, _jks.KDFBudget(_jks.DIAGNOSIS_KDF_ROUNDS))
         except (_jks.JKSKeyPasswordError, _jks.JKSFormatError):
-            continue
+            pass
         else:
             return KeystoreFormatError(
                 f"{where}: the integrity check failed although the password unlocks key "

@@ -52,6 +52,8 @@ class _Entries:
     def __init__(self) -> None:
         self._keys: dict[str, _KeyEntry] = {}
         self._certs: dict[str, tuple[str, bytes]] = {}  # folded alias -> (alias, DER)
+        # Entries TLS cannot use (JCEKS secret keys, ...): folded alias -> (alias, kind).
+        self._secrets: dict[str, tuple[str, str]] = {}
 
     def add_key(self, entry: _KeyEntry, *, replace: bool = False) -> None:
         self._check_free(entry.alias, replace)
@@ -61,23 +63,38 @@ class _Entries:
         self._check_free(alias, replace)
         self._certs[_fold(alias)] = (alias, der)
 
+    def add_secret(self, alias: str, kind: str) -> None:
+        self._check_free(alias, False)
+        self._secrets[_fold(alias)] = (alias, kind)
+
     def _check_free(self, alias: str, replace: bool) -> None:
         if not alias:
             raise ValueError("an alias must not be empty")
         folded = _fold(alias)
-        if folded in self._keys or folded in self._certs:
+        if folded in self._keys or folded in self._certs or folded in self._secrets:
             if not replace:
                 raise KeyEntryError(
                     f"alias {alias!r} already exists: choose another alias or replace it",
                     alias=alias,
                 )
-            self._keys.pop(folded, None)
-            self._certs.pop(folded, None)
+            self.remove(alias)
 
     def remove(self, alias: str) -> None:
         folded = _fold(alias)
-        if self._keys.pop(folded, None) is None and self._certs.pop(folded, None) is None:
+        found = [table.pop(folded, None) for table in (self._keys, self._certs, self._secrets)]
+        if not any(found):
             raise KeyEntryError(f"no entry with alias {alias!r}", alias=alias)
+
+    def refuse_secrets(self, path: str | None) -> None:
+        """Writing would drop the secret-key entries: refuse, naming them."""
+        if self._secrets:
+            names = ", ".join(repr(alias) for alias, _ in self._secrets.values())
+            raise KeyEntryError(
+                f"{_where(path)}: secret-key entries {names} were listed but never "
+                "decrypted, so they cannot be written: remove them (store.remove(alias)) "
+                "to save the rest",
+                path=path,
+            )
 
 
 # --------------------------------------------------------------------------- writing
@@ -145,6 +162,11 @@ def _to_der(certificate: x509.Certificate | bytes) -> bytes:
     return bytes(certificate)
 
 
+def _secrets_text(entries: _Entries) -> str:
+    count = len(entries._secrets)
+    return f", {count} secret key{'' if count == 1 else 's'}" if count else ""
+
+
 class _StoreBase:
     """What Keystore and Truststore share: construction, lookup, export, removal."""
 
@@ -166,15 +188,45 @@ class _StoreBase:
 
     @property
     def aliases(self) -> tuple[str, ...]:
-        """Every alias, key entries first, in the order they were read or added."""
+        """Every alias: key entries, trusted certificates, then secret keys, each in order."""
         keys = tuple(e.alias for e in self._entries._keys.values())
-        return keys + tuple(alias for alias, _ in self._entries._certs.values())
+        secrets = tuple(alias for alias, _ in self._entries._secrets.values())
+        return keys + tuple(alias for alias, _ in self._entries._certs.values()) + secrets
+
+    @property
+    def secret_keys(self) -> Mapping[str, str]:
+        """Entries TLS cannot use, as alias -> what they are.
+
+        These are JCEKS secret-key entries (``keytool -genseckey``, ``-importpass``)
+        and Bouncy Castle secret or public keys. They are listed, as ``keytool -list``
+        does, and never decrypted: no context can use them, :meth:`certificate`
+        raises :class:`KeyEntryError` for them, and a store holding them cannot be
+        saved until they are removed.
+        """
+        return dict(self._entries._secrets.values())
+
+    def entry_type(
+        self, alias: str
+    ) -> Literal["PrivateKeyEntry", "trustedCertEntry", "SecretKeyEntry"]:
+        """keytool's name for the kind of entry ``alias`` is.
+
+        Raises:
+            KeyEntryError: no entry has this alias.
+        """
+        folded = _fold(alias)
+        if folded in self._entries._secrets:
+            return "SecretKeyEntry"
+        self._chain_der(alias)  # KeyEntryError naming the aliases there are
+        return "PrivateKeyEntry" if folded in self._entries._keys else "trustedCertEntry"
 
     def __contains__(self, alias: object) -> bool:
-        return isinstance(alias, str) and self._lookup(alias) is not None
+        return isinstance(alias, str) and (
+            self._lookup(alias) is not None or _fold(alias) in self._entries._secrets
+        )
 
     def __len__(self) -> int:
-        return len(self._entries._keys) + len(self._entries._certs)
+        entries = self._entries
+        return len(entries._keys) + len(entries._certs) + len(entries._secrets)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.aliases)
@@ -189,6 +241,15 @@ class _StoreBase:
 
     def _chain_der(self, alias: str) -> tuple[bytes, ...]:
         chain = self._lookup(alias)
+        secret = self._entries._secrets.get(_fold(alias))
+        if secret is not None:
+            raise KeyEntryError(
+                f"{_where(self.path)}: {secret[0]!r} is a {secret[1].split(' (')[0]} entry: "
+                "it holds no certificate and TLS cannot use it; choose a key or "
+                "certificate entry",
+                path=self.path,
+                alias=alias,
+            )
         if chain is None:
             raise KeyEntryError(
                 f"{_where(self.path)}: no entry with alias {alias!r}; "
@@ -314,6 +375,8 @@ class Keystore(_StoreBase):
             store._entries.add_key(key)
         for alias, der in parsed.certs:
             store._entries.add_cert(alias, der)
+        for alias, kind in parsed.secrets:
+            store._entries.add_secret(alias, kind)
         log.debug("loaded %r", store)
         return store
 
@@ -552,6 +615,7 @@ class Keystore(_StoreBase):
         kind = _check_store_type(store_type)
         secret = reveal(password) or ""
         key_secret = reveal(key_password)
+        self._entries.refuse_secrets(self.path)
         unread = [e.alias for e in self._entries._keys.values() if not e.key_der]
         if unread:
             raise KeyEntryError(
@@ -610,7 +674,8 @@ class Keystore(_StoreBase):
         return (
             f"<Keystore {self.store_type or 'new'}{source}: "
             f"{len(parts)} key entr{'y' if len(parts) == 1 else 'ies'} [{', '.join(parts)}]"
-            f", {trusted} trusted certificate{'' if trusted == 1 else 's'}>"
+            f", {trusted} trusted certificate{'' if trusted == 1 else 's'}"
+            f"{_secrets_text(self._entries)}>"
         )
 
     __str__ = __repr__
@@ -679,14 +744,20 @@ class Truststore(_StoreBase):
             store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0])
         for alias, der in parsed.certs:
             store._entries.add_cert(_unique_alias(alias, taken), der)
+        for alias, kind in parsed.secrets:
+            store._entries.add_secret(_unique_alias(alias, taken), kind)
         if not parsed.keys and not parsed.certs:
             # An OpenSSL "-nokeys" PKCS#12 has no keytool trust attribute: its
             # certificates are what the user means to trust.
             for der in parsed.loose:
                 store._entries.add_cert(_alias_for(der, taken, "cert"), der)
-        if not len(store):
+        if not store._entries._certs:
+            others = len(store._entries._secrets)
+            only = (
+                f" (only {others} secret-key entr{'y' if others == 1 else 'ies'})" if others else ""
+            )
             raise KeystoreFormatError(
-                f"{_where(_path)} holds no certificates: a truststore needs at least one",
+                f"{_where(_path)} holds no certificates{only}: a truststore needs at least one",
                 path=_path,
             )
         log.debug("loaded %r", store)
@@ -762,6 +833,7 @@ class Truststore(_StoreBase):
     ) -> bytes:
         """The bytes :meth:`save` writes."""
         kind = _check_store_type(store_type)
+        self._entries.refuse_secrets(self.path)
         secret = reveal(password) or ""
         entries = list(self._entries._certs.values())
         if kind == "JKS":
@@ -785,7 +857,8 @@ class Truststore(_StoreBase):
         more = f", ... {count - 3} more" if count > 3 else ""
         return (
             f"<Truststore {self.store_type or 'new'}{source}: {count} "
-            f"certificate{'' if count == 1 else 's'} [{', '.join(shown)}{more}]>"
+            f"certificate{'' if count == 1 else 's'} [{', '.join(shown)}{more}]"
+            f"{_secrets_text(self._entries)}>"
         )
 
     __str__ = __repr__
