@@ -108,6 +108,10 @@ class StoreConfig:
         password: the store password.
         key_password: the key password (keystores; defaults to the store password).
         alias: the key entry to use (``<KeyAlias>``, an mtls extension).
+        allow_unprotected: accept a PEM, DER or MAC-less PKCS#12 file although
+            ``type`` (JKS, JCEKS, PKCS12, BKS, UBER) and ``password`` promise an
+            integrity check. Off by default: a replaced file must not load
+            unnoticed. In profile XML, ``<Type>PEM</Type>`` says the same.
     """
 
     location: Path
@@ -115,6 +119,7 @@ class StoreConfig:
     password: Secret | None = field(default=None)
     key_password: Secret | None = field(default=None)
     alias: str | None = None
+    allow_unprotected: bool = False
 
     def __post_init__(self) -> None:
         given: Any = self.location  # str and os.PathLike are accepted as well

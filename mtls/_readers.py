@@ -160,6 +160,7 @@ def _parse(
     with_keys: bool,
     path: str | os.PathLike[str] | None,
     declared: str | None,
+    allow_unprotected: bool = False,
 ) -> _Parsed:
     where = _where(path)
     try:
@@ -167,6 +168,8 @@ def _parse(
     except KeystoreFormatError as exc:
         hint = f" (declared {declared})" if declared else ""
         raise KeystoreFormatError(f"{where}: {exc}{hint}", path=path) from None
+    if password is not None and declared and not allow_unprotected:
+        _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):
         # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
         log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
@@ -177,6 +180,48 @@ def _parse(
     if fmt == "PEM":
         return _parse_pem(data, password, key_password, with_keys=with_keys, path=path)
     return _Parsed("DER", [], [(_alias_for(data, set(), "cert"), data)], [])
+
+
+# Declared types whose stores carry an integrity check keyed by the password.
+_PROTECTED_TYPES = frozenset({"JKS", "JCEKS", "PKCS12", "P12", "PFX", "BKS", "UBER", "BCFKS"})
+
+
+def _check_protected(
+    data: bytes, fmt: StoreType, declared: str, path: str | os.PathLike[str] | None
+) -> None:
+    """Refuse a file without an integrity check where the configuration promises one.
+
+    A password on a JKS (or PKCS#12, BKS) store is what proves the file is the one
+    written with it. A PEM bundle, a DER certificate or a MAC-less PKCS#12 put in
+    its place proves nothing, and would otherwise load: for a truststore, that
+    means trusting whoever could write the file.
+    """
+    if declared.strip().upper().replace("#", "").replace("-", "") not in _PROTECTED_TYPES:
+        return
+    if fmt in ("JKS", "JCEKS") or (fmt == "PKCS12" and _pkcs12_has_mac(data)):
+        return
+    what = {
+        "PEM": "a PEM file",
+        "DER": "a DER certificate",
+        "PKCS12": "a PKCS#12 store without a MAC",
+    }.get(fmt, fmt)
+    declare = f"declare its type as {fmt} or " if fmt in ("PEM", "DER") else ""
+    raise KeystoreFormatError(
+        f"{_where(path)}: declared {declared} with a password, but the file is {what}, "
+        "which has no integrity check the password could verify (a replaced file would "
+        f"load unnoticed): restore the {declared} store; if this file is meant to be "
+        f"there, {declare}allow it with allow_unprotected=True",
+        path=path,
+    )
+
+
+def _pkcs12_has_mac(data: bytes) -> bool:
+    # PFX ::= SEQUENCE { version, authSafe ContentInfo, macData MacData OPTIONAL }
+    try:
+        parts = _der.read_single(data, _der.SEQUENCE).children()
+    except _der.DERError:
+        return False
+    return len(parts) == 3 and parts[2].tag == _der.SEQUENCE
 
 
 def _declared_mismatch(declared: str, fmt: str) -> bool:

@@ -401,10 +401,15 @@ class Builder:
                     config.password,
                     key_password=config.key_password,
                     store_type=config.type,
+                    allow_unprotected=config.allow_unprotected,
                     _path=str(config.location),
                 )
             return Truststore.from_bytes(
-                data, config.password, store_type=config.type, _path=str(config.location)
+                data,
+                config.password,
+                store_type=config.type,
+                allow_unprotected=config.allow_unprotected,
+                _path=str(config.location),
             )
         except MTLSError as exc:
             self._failed[key] = exc

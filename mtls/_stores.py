@@ -162,6 +162,13 @@ def _to_der(certificate: x509.Certificate | bytes) -> bytes:
     return bytes(certificate)
 
 
+def _is_pem(data: bytes) -> bool:
+    try:
+        return detect_format(data) == "PEM"
+    except KeystoreFormatError:
+        return False  # _parse reports it, naming the file
+
+
 def _secrets_text(entries: _Entries) -> str:
     count = len(entries._secrets)
     return f", {count} secret key{'' if count == 1 else 's'}" if count else ""
@@ -318,6 +325,7 @@ class Keystore(_StoreBase):
         *,
         key_password: Password | None = None,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
     ) -> Keystore:
         """Read a keystore file (JKS, JCEKS, PKCS#12 or PEM; detected from the bytes).
 
@@ -326,8 +334,13 @@ class Keystore(_StoreBase):
             password: the store password (integrity check, PKCS#12 MAC, PEM key).
             key_password: the key password; defaults to ``password``. Like Java's
                 SunX509 key manager, every key entry must unlock with it.
-            store_type: the declared type (``<Type>`` in a profile). A hint for
-                messages only: the content decides, as in Java since JDK 9.
+            store_type: the declared type (``<Type>`` in a profile). The content
+                decides the format, as in Java since JDK 9; but a type with an
+                integrity check (JKS, JCEKS, PKCS12, BKS, UBER) declared together
+                with a password must be met by a file that has one.
+            allow_unprotected: accept a PEM, DER or MAC-less PKCS#12 file where
+                ``store_type`` and ``password`` promise an integrity check (for
+                estates that really keep PEM there).
 
         Returns:
             The loaded store. Nothing is kept open.
@@ -335,7 +348,8 @@ class Keystore(_StoreBase):
         Raises:
             KeystoreNotFoundError: the file does not exist (also a FileNotFoundError).
             WrongPasswordError: the store or a key password is wrong.
-            KeystoreFormatError: the bytes are not a readable store.
+            KeystoreFormatError: the bytes are not a readable store, or a file
+                without an integrity check where one was promised.
             KeystoreError: the file cannot be read (permissions, a directory).
         """
         return cls.from_bytes(
@@ -343,6 +357,7 @@ class Keystore(_StoreBase):
             password,
             key_password=key_password,
             store_type=store_type,
+            allow_unprotected=allow_unprotected,
             _path=os.fspath(path),
         )
 
@@ -354,6 +369,7 @@ class Keystore(_StoreBase):
         *,
         key_password: Password | None = None,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
         _path: str | None = None,
         _with_keys: bool = True,
     ) -> Keystore:
@@ -364,9 +380,10 @@ class Keystore(_StoreBase):
             reveal(password),
             reveal(key_password),
             # PEM keys are read as they are (unencrypted ones need no password).
-            with_keys=_with_keys or detect_format(data) == "PEM",
+            with_keys=_with_keys or _is_pem(data),
             path=_path,
             declared=store_type,
+            allow_unprotected=allow_unprotected,
         )
         store = cls()
         store.store_type = parsed.store_type
@@ -387,6 +404,7 @@ class Keystore(_StoreBase):
         password: Password | None = None,
         *,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
     ) -> Keystore:
         """Read every entry and certificate without decrypting any private key.
 
@@ -402,7 +420,7 @@ class Keystore(_StoreBase):
         """
         return cls.from_bytes(
             _read_path(path), password, store_type=store_type, _path=os.fspath(path),
-            _with_keys=False,
+            allow_unprotected=allow_unprotected, _with_keys=False,
         )  # fmt: skip
 
     # -- building
@@ -705,6 +723,7 @@ class Truststore(_StoreBase):
         password: Password | None = None,
         *,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
     ) -> Truststore:
         """Read a truststore file (JKS, JCEKS, PKCS#12, PEM bundle or DER certificate).
 
@@ -712,15 +731,25 @@ class Truststore(_StoreBase):
             path: the store file.
             password: verifies a JKS store's integrity and decrypts PKCS#12
                 certificates. ``None`` skips the JKS integrity check, as Java does.
-            store_type: the declared type; a hint for messages only.
+            store_type: the declared type. The content decides the format; but a
+                type with an integrity check (JKS, JCEKS, PKCS12, BKS, UBER)
+                declared together with a password must be met by a file that has
+                one, or a replaced file would be trusted unnoticed.
+            allow_unprotected: accept a PEM bundle, DER certificate or MAC-less
+                PKCS#12 where ``store_type`` and ``password`` promise a check.
 
         Raises:
             KeystoreNotFoundError: the file does not exist.
             WrongPasswordError: the password is wrong.
-            KeystoreFormatError: not a readable store, or no certificates in it.
+            KeystoreFormatError: not a readable store, no certificates in it, or a
+                file without an integrity check where one was promised.
         """
         return cls.from_bytes(
-            _read_path(path), password, store_type=store_type, _path=os.fspath(path)
+            _read_path(path),
+            password,
+            store_type=store_type,
+            allow_unprotected=allow_unprotected,
+            _path=os.fspath(path),
         )
 
     @classmethod
@@ -730,11 +759,18 @@ class Truststore(_StoreBase):
         password: Password | None = None,
         *,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
         _path: str | None = None,
     ) -> Truststore:
         """Like :meth:`load`, from bytes in memory."""
         parsed = _parse(
-            bytes(data), reveal(password), None, with_keys=False, path=_path, declared=store_type
+            bytes(data),
+            reveal(password),
+            None,
+            with_keys=False,
+            path=_path,
+            declared=store_type,
+            allow_unprotected=allow_unprotected,
         )
         store = cls()
         store.store_type = parsed.store_type

@@ -104,6 +104,7 @@ class _Stores:
                 config.password,
                 key_password=config.key_password,
                 store_type=config.type,
+                allow_unprotected=config.allow_unprotected,
             )
             _, _, chain = store.key_entry(config.alias)
             self._leaves[config] = _x509.load_cert(chain[0])
@@ -113,7 +114,10 @@ class _Stores:
         """A profile's truststore."""
         if config not in self._trust:
             self._trust[config] = Truststore.load(
-                config.location, config.password, store_type=config.type
+                config.location,
+                config.password,
+                store_type=config.type,
+                allow_unprotected=config.allow_unprotected,
             )
         return self._trust[config]
 
