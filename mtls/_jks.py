@@ -104,6 +104,7 @@ class JKSKey:
     protected: bytes = field(repr=False)
     chain_der: tuple[bytes, ...]
     store_type: str
+    plain: bool = False  # BKS "key" entries: ``protected`` is the PKCS#8 itself
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ JCEKS                 magic ``CE CE CE CE``
 PKCS#12               DER ``SEQUENCE { INTEGER 3, ContentInfo ... }``
 PEM                   ``-----BEGIN`` anywhere (text before it is allowed)
 DER certificate       one X.509 certificate (what ``keytool -exportcert`` writes)
+BKS, UBER             version ``00000001``/``00000002``, a salt and an iteration
+                      count (Bouncy Castle's formats have no magic; see ``_bks``)
 ====================  ==========================================================
 
 Certificates come out as DER (what OpenSSL consumes) and private keys as PKCS#8
@@ -30,7 +32,7 @@ from typing import Literal
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from . import _der, _jks, _pkcs12, _x509
+from . import _bks, _der, _jks, _pkcs12, _x509
 from ._errors import (
     KeyEntryError,
     KeystoreError,
@@ -42,7 +44,7 @@ from ._files import InputRefused, read_input
 
 log = logging.getLogger("mtls")
 
-StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER"]
+StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER", "BKS", "UBER"]
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 
 
@@ -66,10 +68,13 @@ def detect_format(data: bytes) -> StoreType:
             return "PKCS12"
         if _looks_like_der_certificate(data):
             return "DER"
+    bouncy = _bks.looks_like_bks(data)
+    if bouncy is not None:
+        return bouncy
     if b"-----BEGIN " in data:  # anywhere: `openssl x509 -text` puts text first
         return "PEM"
     raise KeystoreFormatError(
-        "not a keystore: the bytes are not JKS, JCEKS, PKCS#12, PEM or a DER certificate"
+        "not a keystore: the bytes are not JKS, JCEKS, PKCS#12, BKS, UBER, PEM or a DER certificate"
     )
 
 
@@ -173,8 +178,8 @@ def _parse(
     if declared and _declared_mismatch(declared, fmt):
         # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
         log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
-    if fmt in ("JKS", "JCEKS"):
-        return _parse_jks(data, password, key_password, with_keys=with_keys, path=path)
+    if fmt in ("JKS", "JCEKS", "BKS", "UBER"):
+        return _parse_jks(data, fmt, password, key_password, with_keys=with_keys, path=path)
     if fmt == "PKCS12":
         return _parse_pkcs12(data, password, key_password, with_keys=with_keys, path=path)
     if fmt == "PEM":
@@ -198,7 +203,7 @@ def _check_protected(
     """
     if declared.strip().upper().replace("#", "").replace("-", "") not in _PROTECTED_TYPES:
         return
-    if fmt in ("JKS", "JCEKS") or (fmt == "PKCS12" and _pkcs12_has_mac(data)):
+    if fmt in ("JKS", "JCEKS", "BKS", "UBER") or (fmt == "PKCS12" and _pkcs12_has_mac(data)):
         return
     what = {
         "PEM": "a PEM file",
@@ -229,21 +234,38 @@ def _declared_mismatch(declared: str, fmt: str) -> bool:
     return norm not in (fmt, "PKCS12" if fmt == "PKCS12" else fmt)
 
 
+def _container(
+    data: bytes, fmt: StoreType, password: str | None, budget: _jks.KDFBudget
+) -> _jks.JKSContents:
+    if fmt == "BKS":
+        return _bks.parse_bks(data, password, budget)
+    if fmt == "UBER":
+        return _bks.parse_uber(data, password, budget)
+    return _jks.parse_store(data, password)
+
+
 def _parse_jks(
     data: bytes,
+    fmt: StoreType,
     password: str | None,
     key_password: str | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
 ) -> _Parsed:
+    """JKS, JCEKS, BKS and UBER: Java-family containers with key entries and an integrity check."""
     where = _where(path)
+    budget = _jks.KDFBudget(_jks.STORE_KDF_ROUNDS)
     try:
-        contents = _jks.parse_store(data, password)
+        contents = _container(data, fmt, password, budget)
     except _jks.JKSFormatError as exc:
         raise KeystoreFormatError(f"{where}: {exc}", path=path) from exc
+    except _bks.PasswordRequired as exc:
+        raise WrongPasswordError(
+            f"{where}: this {fmt} store is encrypted: pass its password", path=path
+        ) from exc
     except _jks.JKSIntegrityError as exc:
-        raise _jks_integrity_error(data, password, path) from exc
+        raise _jks_integrity_error(data, fmt, password, path) from exc
     for alias in contents.replaced:
         log.warning(
             "%s: alias %r appears more than once; the last entry is used, as the JDK does",
@@ -253,7 +275,6 @@ def _parse_jks(
     keys: list[_KeyEntry] = []
     if with_keys:
         secret = key_password if key_password is not None else password
-        budget = _jks.KDFBudget(_jks.STORE_KDF_ROUNDS)
         keys = [
             _decrypt_jks_key(k, secret, key_password is not None, path, budget)
             for k in contents.keys
@@ -261,7 +282,7 @@ def _parse_jks(
     else:
         keys = [_KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
     secrets = [(s.alias, s.kind) for s in contents.secrets]
-    return _Parsed(contents.store_type, keys, list(contents.certs), [], secrets)  # type: ignore[arg-type]
+    return _Parsed(fmt, keys, list(contents.certs), [], secrets)
 
 
 def _decrypt_jks_key(
@@ -280,7 +301,10 @@ def _decrypt_jks_key(
             alias=key.alias,
         )
     try:
-        pkcs8 = _jks.decrypt_key(key, secret, budget)
+        if key.store_type in _bks.TYPES:
+            pkcs8 = _bks.decrypt_key(key, secret, budget)
+        else:
+            pkcs8 = _jks.decrypt_key(key, secret, budget)
     except _jks.JKSKeyPasswordError as exc:
         hint = "" if explicit else "; if the key has its own password, pass key_password"
         raise WrongPasswordError(
@@ -294,7 +318,7 @@ def _decrypt_jks_key(
 
 
 def _jks_integrity_error(
-    data: bytes, password: str | None, path: str | os.PathLike[str] | None
+    data: bytes, fmt: StoreType, password: str | None, path: str | os.PathLike[str] | None
 ) -> KeystoreError:
     """Tell a wrong password from an altered file, at a bounded cost.
 
@@ -305,14 +329,18 @@ def _jks_integrity_error(
     worth more (a hostile one could otherwise ask for millions of rounds per entry).
     """
     where = _where(path)
+    budget = _jks.KDFBudget(_jks.DIAGNOSIS_KDF_ROUNDS)
     try:
-        contents = _jks.parse_store(data, None)
+        contents = _container(data, fmt, None, budget)  # UBER cannot be read: no diagnosis
     except (_jks.JKSFormatError, _jks.JKSIntegrityError):
         contents = None
     if contents is not None and contents.keys and password is not None:
         key = contents.keys[0]
         try:
-            _jks.decrypt_key(key, password, _jks.KDFBudget(_jks.DIAGNOSIS_KDF_ROUNDS))
+            if key.store_type in _bks.TYPES:
+                _bks.decrypt_key(key, password, budget)
+            else:
+                _jks.decrypt_key(key, password, budget)
         except (_jks.JKSKeyPasswordError, _jks.JKSFormatError):
             pass
         else:
