@@ -251,8 +251,23 @@ def _contents(store_type: str, entries: list[_Entry]) -> JKSContents:
     )
 
 
-def decrypt_key(key: JKSKey, password: str, budget: KDFBudget) -> bytes:
+def kdf_rounds(key: JKSKey) -> int:
+    """Key-derivation rounds :func:`decrypt_key` will run for ``key`` (0 if it will refuse it)."""
+    if key.plain:
+        return 0
+    try:
+        reader = Reader(key.protected, key.store_type)
+        reader.blob()
+        return 2 * min(reader.u32(), MAX_ITERATIONS)  # the key, then the IV
+    except JKSFormatError:
+        return 0
+
+
+def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None) -> bytes:
     """The PKCS#8 ``PrivateKeyInfo`` DER of a BKS/UBER key entry.
+
+    Args:
+        budget: charged first; ``None`` when the caller has (:func:`kdf_rounds`).
 
     Raises:
         JKSFormatError: malformed, over the iteration cap or the budget, or the
@@ -270,7 +285,8 @@ def decrypt_key(key: JKSKey, password: str, budget: KDFBudget) -> bytes:
             f"key entry {shown(key.alias)} is damaged or asks for over {MAX_ITERATIONS:,} "
             "iterations: replace the file"
         )
-    budget.spend(2 * iterations, key.alias)
+    if budget is not None:
+        budget.spend(2 * iterations, key.alias)
     try:
         plain = jks.rfc7292.decrypt_PBEWithSHAAnd3KeyTripleDESCBC(
             ciphertext, password, salt, iterations

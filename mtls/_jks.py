@@ -464,7 +464,8 @@ def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None = None) -> 
 
     Args:
         budget: charged with the entry's key-derivation rounds before any is run;
-            ``None`` allows one entry at the JDK's ceiling.
+            ``None`` when the caller has charged them (see :func:`kdf_rounds`).
+            The per-entry ceiling (the JDK's) applies either way.
 
     Raises:
         JKSFormatError: the envelope or the plaintext is malformed, the algorithm is
@@ -492,7 +493,8 @@ def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None = None) -> 
             salt, iterations = _jce_params(algorithm, key.alias)
             if len(ciphertext) % 8 or not ciphertext:
                 raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
-            (budget or KDFBudget(_MAX_JCE_ITERATIONS)).spend(iterations, key.alias)
+            if budget is not None:
+                budget.spend(iterations, key.alias)
             plaintext = _jce_decrypt(ciphertext, password, salt, iterations)
         else:
             raise JKSFormatError(
@@ -509,6 +511,18 @@ def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None = None) -> 
     except _der.DERError as exc:
         raise JKSKeyPasswordError("decrypted key is not a PKCS#8 structure") from exc
     return bytes(plaintext)
+
+
+def kdf_rounds(key: JKSKey) -> int:
+    """Key-derivation rounds :func:`decrypt_key` will run for ``key`` (0 if it will refuse it)."""
+    try:
+        envelope = _der.read_single(key.protected, _der.SEQUENCE).children()
+        algorithm = envelope[0].expect(_der.SEQUENCE).children()
+        if _der.decode_oid(algorithm[0].expect(_der.OID).value) != _JCE_KEY_PROTECTOR:
+            return 0
+        return _jce_params(algorithm, key.alias)[1]
+    except (_der.DERError, IndexError, JKSFormatError):
+        return 0
 
 
 def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int) -> bytes:

@@ -274,10 +274,16 @@ def _parse_jks(
         )
     keys: list[_KeyEntry] = []
     if with_keys:
+        # The whole cost is charged before the first key is decrypted.
+        for key in contents.keys:
+            rounds = _bks.kdf_rounds(key) if fmt in _bks.TYPES else _jks.kdf_rounds(key)
+            try:
+                budget.spend(rounds, key.alias)
+            except _jks.KDFBudgetExceeded as exc:
+                raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
         secret = key_password if key_password is not None else password
         keys = [
-            _decrypt_jks_key(k, secret, key_password is not None, path, budget)
-            for k in contents.keys
+            _decrypt_jks_key(k, secret, key_password is not None, path, None) for k in contents.keys
         ]
     else:
         keys = [_KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
@@ -290,7 +296,7 @@ def _decrypt_jks_key(
     secret: str | None,
     explicit: bool,
     path: str | os.PathLike[str] | None,
-    budget: _jks.KDFBudget,
+    budget: _jks.KDFBudget | None,
 ) -> _KeyEntry:
     where = _where(path)
     which = "key password" if explicit else "store password (used as the key password)"
