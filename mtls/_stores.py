@@ -251,9 +251,8 @@ class _StoreBase:
         secret = self._entries._secrets.get(_fold(alias))
         if secret is not None:
             raise KeyEntryError(
-                f"{_where(self.path)}: {secret[0]!r} is a {secret[1].split(' (')[0]} entry: "
-                "it holds no certificate and TLS cannot use it; choose a key or "
-                "certificate entry",
+                f"{_where(self.path)}: {secret[0]!r} is a {secret[1]}: it holds no "
+                "certificate; choose a key or certificate entry",
                 path=self.path,
                 alias=alias,
             )
