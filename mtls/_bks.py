@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
+import warnings
 from typing import Literal
 
 import jks.rfc7292
@@ -137,6 +139,7 @@ def parse_uber(data: bytes, password: str | None, budget: KDFBudget) -> JKSConte
     if password is None:
         raise PasswordRequired("UBER stores are encrypted")
     budget.spend(2 * iterations, "(the store)")
+    _import_twofish()
     try:
         plain = jks.rfc7292.decrypt_PBEWithSHAAndTwofishCBC(encrypted, password, salt, iterations)
     except (jks.util.BadPaddingException, jks.util.BadDataLengthException) as exc:
@@ -151,6 +154,26 @@ def parse_uber(data: bytes, password: str | None, budget: KDFBudget) -> JKSConte
     if not hmac.compare_digest(digest, stored):
         raise JKSIntegrityError("UBER digest mismatch")
     return _contents("UBER", entries)
+
+
+def _import_twofish() -> None:
+    """Import the ``twofish`` package pyjks decrypts UBER with, or say why it cannot be.
+
+    That package still loads its C library through the ``imp`` module: it warns
+    (DeprecationWarning, an unclosed file) on Python 3.11 and does not import at all
+    from 3.12, where ``imp`` is gone. Imported once here, quietly, so pyjks's own
+    import finds it loaded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importlib.import_module("twofish")
+    except ImportError as exc:
+        raise JKSFormatError(
+            "reading UBER needs the twofish package, which does not import on this "
+            f"Python ({exc}): convert the store to PKCS12 with keytool -importkeystore "
+            "and Bouncy Castle's provider, or read it with Python 3.11"
+        ) from exc
 
 
 def _header(reader: Reader, kind: str, version: int, known: tuple[int, ...]) -> tuple[bytes, int]:
