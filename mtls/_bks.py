@@ -61,8 +61,9 @@ class PasswordRequired(JKSIntegrityError):
 def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
     """``"BKS"``, ``"UBER"`` or ``None``, from the header (BKS and UBER have no magic).
 
-    Version 2 is BKS. Version 1 is either: BKS if its entries frame up to the MAC,
-    UBER if what follows the header is whole Twofish blocks. Never raises.
+    Version 2 is BKS. Version 1 is either: BKS if its entries frame up to exactly
+    the 20 bytes of its MAC (what Bouncy Castle writes), else UBER if what follows
+    the header is whole Twofish blocks. Never raises.
     """
     if data[:4] not in (b"\0\0\0\1", b"\0\0\0\2"):
         return None
@@ -78,10 +79,12 @@ def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
         start = reader.pos
         try:
             _entries(reader)
-            if len(data) - reader.pos >= 20:
+            if len(data) - reader.pos == 20:
                 return "BKS"
         except JKSFormatError:
             pass
+        # Ciphertext that happens to frame as entries (a first byte of 0 is an empty
+        # list) leaves more than 20 bytes: whole blocks decide it then.
         return "UBER" if (len(data) - start) % 16 == 0 and len(data) > start else "BKS"
     except JKSFormatError:
         return None

@@ -209,8 +209,11 @@ def shown(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
-def parse_store(data: bytes, password: str | None) -> JKSContents:
+def parse_store(data: bytes, password: str | None, budget: KDFBudget | None = None) -> JKSContents:
     """Parse a JKS/JCEKS store; verify its integrity hash when ``password`` is given.
+
+    ``budget`` is not charged (the keyed hash is one SHA-1); it is accepted so that
+    every container parser has one signature.
 
     The framing is read first (linear in the size, no cryptography), then the hash
     is checked, and only then is the content judged (an empty certificate chain,

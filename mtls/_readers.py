@@ -25,7 +25,7 @@ import binascii
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -235,13 +235,14 @@ def _declared_mismatch(declared: str, fmt: str) -> bool:
 
 
 def _container(
-    data: bytes, fmt: StoreType, password: str | None, budget: _jks.KDFBudget
-) -> _jks.JKSContents:
+    fmt: StoreType,
+) -> Callable[[bytes, str | None, _jks.KDFBudget], _jks.JKSContents]:
+    # The parser itself, not a call through another frame holding the password.
     if fmt == "BKS":
-        return _bks.parse_bks(data, password, budget)
+        return _bks.parse_bks
     if fmt == "UBER":
-        return _bks.parse_uber(data, password, budget)
-    return _jks.parse_store(data, password)
+        return _bks.parse_uber
+    return _jks.parse_store
 
 
 def _parse_jks(
@@ -257,7 +258,7 @@ def _parse_jks(
     where = _where(path)
     budget = _jks.KDFBudget(_jks.STORE_KDF_ROUNDS)
     try:
-        contents = _container(data, fmt, password, budget)
+        contents = _container(fmt)(data, password, budget)
     except _jks.JKSFormatError as exc:
         raise KeystoreFormatError(f"{where}: {exc}", path=path) from exc
     except _bks.PasswordRequired as exc:
@@ -337,7 +338,7 @@ def _jks_integrity_error(
     where = _where(path)
     budget = _jks.KDFBudget(_jks.DIAGNOSIS_KDF_ROUNDS)
     try:
-        contents = _container(data, fmt, None, budget)  # UBER cannot be read: no diagnosis
+        contents = _container(fmt)(data, None, budget)  # UBER cannot be read: no diagnosis
     except (_jks.JKSFormatError, _jks.JKSIntegrityError):
         contents = None
     if contents is not None and contents.keys and password is not None:

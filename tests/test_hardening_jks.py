@@ -633,6 +633,22 @@ def test_a_bks_identity_makes_a_working_context(kind, ca, backend, tmp_path):
             whoami(ctx, other.port)
 
 
+@needs_twofish
+def test_uber_ciphertext_that_frames_as_an_empty_bks_is_still_uber(ca):
+    """A first ciphertext byte of 0 reads as an empty BKS entry list: the MAC length decides."""
+    entries = bks_cert(b"ca", der(ca))
+    for _ in range(5000):
+        data = uber_store(entries, PASSWORD, iterations=1)
+        if data[32] == 0:  # u32 version, u32 + 20-byte salt, u32 count: ciphertext at 32
+            break
+    else:
+        pytest.fail("no ciphertext starting with 0 in 5000 tries (p ~ 3e-9)")
+    assert detect_format(data) == "UBER"
+    assert Truststore.from_bytes(data, PASSWORD).aliases == ("ca",)
+    bks = bks_store(entries, PASSWORD, version=1)
+    assert detect_format(bks) == "BKS"
+
+
 def test_bks_limits_are_checked_before_any_work(ca):
     entries = bks_cert(b"ca", der(ca))
     assert Truststore.from_bytes(bks_store(entries, PASSWORD, iterations=65_536), PASSWORD)
