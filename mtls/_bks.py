@@ -36,6 +36,7 @@ import jks.rfc7292
 import jks.util
 
 from ._jks import (
+    Entry,
     JKSContents,
     JKSFormatError,
     JKSIntegrityError,
@@ -44,6 +45,8 @@ from ._jks import (
     KDFBudget,
     Reader,
     SecretEntry,
+    certificate,
+    contents,
     shown,
 )
 
@@ -116,7 +119,7 @@ def parse_bks(data: bytes, password: str | None, budget: KDFBudget) -> JKSConten
         digest = hmac.new(key, data[start : reader.pos], hashlib.sha1).digest()
         if not hmac.compare_digest(digest, stored):
             raise JKSIntegrityError("HMAC mismatch")
-    return _contents("BKS", entries)
+    return contents("BKS", entries)
 
 
 def parse_uber(data: bytes, password: str | None, budget: KDFBudget) -> JKSContents:
@@ -156,7 +159,7 @@ def parse_uber(data: bytes, password: str | None, budget: KDFBudget) -> JKSConte
     digest = hashlib.sha1(plain[: inner.pos]).digest()  # noqa: S324 - the format's digest
     if not hmac.compare_digest(digest, stored):
         raise JKSIntegrityError("UBER digest mismatch")
-    return _contents("UBER", entries)
+    return contents("UBER", entries)
 
 
 def _import_twofish() -> None:
@@ -193,22 +196,19 @@ def _header(reader: Reader, kind: str, version: int, known: tuple[int, ...]) -> 
     return salt, iterations
 
 
-_Entry = JKSKey | tuple[str, bytes] | SecretEntry
-
-
-def _entries(reader: Reader) -> list[_Entry]:
+def _entries(reader: Reader) -> list[Entry]:
     """``BcKeyStoreSpi.loadStore``: entries up to the 0 type byte."""
     kind = reader.what
-    entries: list[_Entry] = []
+    entries: list[Entry] = []
     while (tag := reader.u8()) != 0:
         alias = reader.utf()
         reader.take(8)  # creation date
         count = reader.u32()
         if count >= 1 << 31:
             raise JKSFormatError(f"damaged {kind} store: a negative chain length: replace the file")
-        chain = tuple(_certificate(reader) for _ in range(count))
+        chain = tuple(certificate(reader) for _ in range(count))
         if tag == 1:
-            entries.append((alias, _certificate(reader)))
+            entries.append((alias, certificate(reader)))
         elif tag == 2:
             key_kind = reader.u8()
             key_format = reader.utf()
@@ -237,44 +237,6 @@ def _entries(reader: Reader) -> list[_Entry]:
                 f"damaged {kind} store: unknown entry type {tag}: replace the file"
             )
     return entries
-
-
-def _certificate(reader: Reader) -> bytes:
-    kind = reader.utf()
-    if kind != "X.509":
-        raise JKSFormatError(
-            f"the store holds a certificate of type {shown(kind)}; only X.509 is used for "
-            "TLS: remove that entry"
-        )
-    return reader.blob()
-
-
-def _contents(store_type: str, entries: list[_Entry]) -> JKSContents:
-    table: dict[str, _Entry] = {}
-    replaced: list[str] = []
-    for entry in entries:
-        alias = entry[0] if isinstance(entry, tuple) else entry.alias
-        # A repeated alias keeps the last entry (Bouncy Castle's table does the same).
-        folded = alias.casefold()
-        if folded in table:
-            replaced.append(alias)
-            del table[folded]
-        table[folded] = entry
-    values = list(table.values())
-    keys = tuple(e for e in values if isinstance(e, JKSKey))
-    for key in keys:
-        if not key.chain_der:
-            raise JKSFormatError(
-                f"key entry {shown(key.alias)} has no certificate (its chain is empty), so "
-                "it cannot be used or trusted: import the key again with its certificate"
-            )
-    return JKSContents(
-        store_type,
-        keys,
-        tuple(e for e in values if isinstance(e, tuple)),
-        tuple(e for e in values if isinstance(e, SecretEntry)),
-        tuple(replaced),
-    )
 
 
 def kdf_rounds(key: JKSKey) -> int:

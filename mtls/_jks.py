@@ -115,6 +115,9 @@ class SecretEntry:
     kind: str  # what keytool would call it, with what is readable without decrypting
 
 
+Entry = JKSKey | tuple[str, bytes] | SecretEntry  # a key, a trusted (alias, DER), a secret
+
+
 @dataclass(frozen=True, slots=True)
 class JKSContents:
     """The entries of a JKS or JCEKS store, in file order (a repeated alias: the last one)."""
@@ -237,32 +240,24 @@ def parse_store(data: bytes, password: str | None, budget: KDFBudget | None = No
             f"{store_type} format version {version} is unknown (the JDK writes 1 and 2): "
             "replace the file"
         )
-    entries: dict[str, JKSKey | tuple[str, bytes] | SecretEntry] = {}
-    replaced: list[str] = []
+    entries: list[Entry] = []
+    typed = version == 2  # version 1 certificates have no type: X.509 is implied
     for _ in range(reader.u32()):  # each entry consumes bytes: bounded by the size
         tag = reader.u32()
         alias = reader.utf()
         reader.take(8)  # creation date
-        entry: JKSKey | tuple[str, bytes] | SecretEntry
         if tag == 1:
             protected = reader.blob()
-            chain = tuple(_certificate(reader, version) for _ in range(reader.u32()))
-            entry = JKSKey(alias, protected, chain, store_type)
+            chain = tuple(certificate(reader, typed=typed) for _ in range(reader.u32()))
+            entries.append(JKSKey(alias, protected, chain, store_type))
         elif tag == 2:
-            entry = (alias, _certificate(reader, version))
+            entries.append((alias, certificate(reader, typed=typed)))
         elif tag == 3 and store_type == "JCEKS":
-            entry = SecretEntry(alias, _sealed_secret_key(reader, alias))
+            entries.append(SecretEntry(alias, _sealed_secret_key(reader, alias)))
         else:
             raise JKSFormatError(
                 f"damaged {store_type} store: unknown entry tag {tag}: replace the file"
             )
-        # The JDK keys its table by alias, so a repeated alias keeps the last entry.
-        # mtls compares aliases case-insensitively, as Java's lookups do.
-        folded = alias.casefold()
-        if folded in entries:
-            replaced.append(alias)
-            del entries[folded]
-        entries[folded] = entry
     body_end = reader.pos
     if password is not None:
         stored = data[body_end : body_end + 20]
@@ -275,7 +270,39 @@ def parse_store(data: bytes, password: str | None, budget: KDFBudget | None = No
         ).digest()
         if not hmac.compare_digest(digest, stored):
             raise JKSIntegrityError("integrity hash mismatch")
-    keys = tuple(e for e in entries.values() if isinstance(e, JKSKey))
+    return contents(store_type, entries)
+
+
+def certificate(reader: Reader, *, typed: bool = True) -> bytes:
+    """A certificate field: its type (``X.509``, the only one TLS uses) and its DER."""
+    if typed:
+        kind = reader.utf()
+        if kind != "X.509":
+            raise JKSFormatError(
+                f"the store holds a certificate of type {shown(kind)}; only X.509 is "
+                "used for TLS: remove that entry"
+            )
+    return reader.blob()
+
+
+def contents(store_type: str, entries: list[Entry]) -> JKSContents:
+    """The entries as the JDK's (and Bouncy Castle's) table keeps them, judged.
+
+    The table is keyed by alias, so a repeated alias keeps its last entry; mtls
+    compares aliases case-insensitively, as Java's lookups do. Called once the
+    integrity check has passed, so that a wrong password is reported as such.
+    """
+    table: dict[str, Entry] = {}
+    replaced: list[str] = []
+    for entry in entries:
+        alias = entry[0] if isinstance(entry, tuple) else entry.alias
+        folded = alias.casefold()
+        if folded in table:
+            replaced.append(alias)
+            del table[folded]
+        table[folded] = entry
+    values = list(table.values())
+    keys = tuple(e for e in values if isinstance(e, JKSKey))
     for key in keys:
         if not key.chain_der:
             raise JKSFormatError(
@@ -285,21 +312,10 @@ def parse_store(data: bytes, password: str | None, budget: KDFBudget | None = No
     return JKSContents(
         store_type,
         keys,
-        tuple(e for e in entries.values() if isinstance(e, tuple)),
-        tuple(e for e in entries.values() if isinstance(e, SecretEntry)),
+        tuple(e for e in values if isinstance(e, tuple)),
+        tuple(e for e in values if isinstance(e, SecretEntry)),
         tuple(replaced),
     )
-
-
-def _certificate(reader: Reader, version: int) -> bytes:
-    if version == 2:
-        kind = reader.utf()
-        if kind != "X.509":
-            raise JKSFormatError(
-                f"the store holds a certificate of type {shown(kind)}; only X.509 is "
-                "used for TLS: remove that entry"
-            )
-    return reader.blob()
 
 
 # --------------------------------------------------------------------------- sealed keys
