@@ -25,6 +25,8 @@ import pytest
 from Cryptodome.Cipher import DES3
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mtls
 from mtls import (
@@ -755,3 +757,52 @@ def test_a_non_store_names_its_file_in_inspect(tmp_path):
     path.write_bytes(b"\x07" * 64)
     with pytest.raises(KeystoreFormatError, match=str(path)):
         Keystore.inspect(path, PASSWORD)
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+FUZZ_SEEDS = {
+    name: (DATA / name).read_bytes()
+    for name in [
+        "christmas.bksv1",
+        "christmas.bksv2",
+        "AES128.jceks",
+        "custom_entry_passwords.jceks",
+        "duplicate_aliases.jks",
+        *(["christmas.uber"] if _twofish_imports() else []),
+    ]
+}
+
+
+@st.composite
+def mutated_java_stores(draw: st.DrawFn) -> bytes:
+    data = bytearray(FUZZ_SEEDS[draw(st.sampled_from(sorted(FUZZ_SEEDS)))])
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
+        if op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "truncate":
+            del data[max(at, 1) :]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del data[at : at + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+@given(data=mutated_java_stores(), password=st.sampled_from(["12345678", "wrong", None]))
+@settings(max_examples=300, deadline=None, database=None)
+def test_mutated_java_family_stores_raise_only_mtls_errors(data, password):
+    for load in (
+        lambda: Keystore.from_bytes(data, password),
+        lambda: Keystore.from_bytes(data, password, _with_keys=False),
+        lambda: Truststore.from_bytes(data, password),
+    ):
+        try:
+            store = load()
+        except mtls.MTLSError:
+            continue
+        repr(store)
+        for alias in store.aliases:
+            store.entry_type(alias)
