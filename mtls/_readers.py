@@ -210,12 +210,16 @@ def _check_protected(
         "DER": "a DER certificate",
         "PKCS12": "a PKCS#12 store without a MAC",
     }.get(fmt, fmt)
-    declare = f"declare its type as {fmt} or " if fmt in ("PEM", "DER") else ""
+    declare = (
+        f"declare its type as {fmt}"
+        if fmt in ("PEM", "DER")
+        else "configure it without a password (the JDK's own cacerts is such a file since JDK 18)"
+    )
     raise KeystoreFormatError(
         f"{_where(path)}: declared {declared} with a password, but the file is {what}, "
         "which has no integrity check the password could verify (a replaced file would "
         f"load unnoticed): restore the {declared} store; if this file is meant to be "
-        f"there, {declare}allow it with allow_unprotected=True",
+        f"there, {declare}, or allow it with allow_unprotected=True",
         path=path,
     )
 
