@@ -55,20 +55,24 @@ class _Entries:
         # Entries TLS cannot use (JCEKS secret keys, ...): folded alias -> (alias, kind).
         self._secrets: dict[str, tuple[str, str]] = {}
 
-    def add_key(self, entry: _KeyEntry, *, replace: bool = False) -> None:
-        self._check_free(entry.alias, replace)
+    def add_key(self, entry: _KeyEntry, *, replace: bool = False, loaded: bool = False) -> None:
+        self._check_free(entry.alias, replace, loaded)
         self._keys[_fold(entry.alias)] = entry
 
-    def add_cert(self, alias: str, der: bytes, *, replace: bool = False) -> None:
-        self._check_free(alias, replace)
+    def add_cert(
+        self, alias: str, der: bytes, *, replace: bool = False, loaded: bool = False
+    ) -> None:
+        self._check_free(alias, replace, loaded)
         self._certs[_fold(alias)] = (alias, der)
 
     def add_secret(self, alias: str, kind: str) -> None:
-        self._check_free(alias, False)
+        self._check_free(alias, False, True)
         self._secrets[_fold(alias)] = (alias, kind)
 
-    def _check_free(self, alias: str, replace: bool) -> None:
-        if not alias:
+    def _check_free(self, alias: str, replace: bool, loaded: bool) -> None:
+        # A store read from a file may have an empty alias (the JDK lists it as ''):
+        # only new entries need a name.
+        if not alias and not loaded:
             raise ValueError("an alias must not be empty")
         folded = _fold(alias)
         if folded in self._keys or folded in self._certs or folded in self._secrets:
@@ -388,9 +392,9 @@ class Keystore(_StoreBase):
         store.store_type = parsed.store_type
         store.path = _path
         for key in parsed.keys:
-            store._entries.add_key(key)
+            store._entries.add_key(key, loaded=True)
         for alias, der in parsed.certs:
-            store._entries.add_cert(alias, der)
+            store._entries.add_cert(alias, der, loaded=True)
         for alias, kind in parsed.secrets:
             store._entries.add_secret(alias, kind)
         log.debug("loaded %r", store)
@@ -591,9 +595,9 @@ class Keystore(_StoreBase):
         trust.store_type = self.store_type
         trust.path = self.path
         for entry in self._entries._keys.values():
-            trust._entries.add_cert(entry.alias, entry.chain_der[0])
+            trust._entries.add_cert(entry.alias, entry.chain_der[0], loaded=True)
         for alias, der in self._entries._certs.values():
-            trust._entries.add_cert(alias, der)
+            trust._entries.add_cert(alias, der, loaded=True)
         return trust
 
     # -- writing
@@ -776,9 +780,9 @@ class Truststore(_StoreBase):
         store.path = _path
         taken: set[str] = set()
         for key in parsed.keys:
-            store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0])
+            store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0], loaded=True)
         for alias, der in parsed.certs:
-            store._entries.add_cert(_unique_alias(alias, taken), der)
+            store._entries.add_cert(_unique_alias(alias, taken), der, loaded=True)
         for alias, kind in parsed.secrets:
             store._entries.add_secret(_unique_alias(alias, taken), kind)
         if not parsed.keys and not parsed.certs:

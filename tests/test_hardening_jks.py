@@ -806,3 +806,14 @@ def test_mutated_java_family_stores_raise_only_mtls_errors(data, password):
         repr(store)
         for alias in store.aliases:
             store.entry_type(alias)
+
+
+def test_an_empty_alias_loads_as_the_jdk_lists_it(ca, tmp_path, any_keytool):
+    path = tmp_path / "empty-alias.jks"
+    path.write_bytes(container([trusted_entry(b"", der(ca))], PASSWORD))
+    assert "" in keytool_list(any_keytool, path, PASSWORD)
+    trust = Truststore.load(path, PASSWORD)
+    assert trust.aliases == ("",) and trust.export_certificate("", "DER") == der(ca)
+    assert Keystore.load(path, PASSWORD).trusted_aliases == ("",)
+    with pytest.raises(ValueError, match="must not be empty"):  # the twin: new entries need one
+        trust.add("", ca.cert_pem)
