@@ -399,9 +399,9 @@ class Builder:
                 return Keystore.from_bytes(
                     data,
                     config.password,
+                    allow_unprotected=config.allow_unprotected,
                     key_password=config.key_password,
                     store_type=config.type,
-                    allow_unprotected=config.allow_unprotected,
                     _path=str(config.location),
                 )
             return Truststore.from_bytes(
