@@ -276,9 +276,7 @@ def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, ba
     keystore = tmp_path / "gw.jks"
     keystore.write_bytes(jks(ca, "gen-1"))
     xml = tmp_path / "p.xml"
-    text = profile_xml(profile(f"localhost:{backend.port}", keystore, trust))
-    # A PEM truststore is declared as such: a declared JKS with a password must be JKS.
-    xml.write_text(text.replace(f"{trust}</Location><Type>JKS", f"{trust}</Location><Type>PEM"))
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0.01)
     before = profiles.context_for("localhost", backend.port)
     third = CA(name="third anchor")
