@@ -778,6 +778,8 @@ FUZZ_SEEDS = {
 def mutated_java_stores(draw: st.DrawFn) -> bytes:
     data = bytearray(FUZZ_SEEDS[draw(st.sampled_from(sorted(FUZZ_SEEDS)))])
     for _ in range(draw(st.integers(1, 3))):
+        if not data:
+            break
         at = draw(st.integers(0, len(data) - 1))
         op = draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
         if op == "flip":
