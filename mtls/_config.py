@@ -122,8 +122,14 @@ class StoreConfig:
 
     Attributes:
         location: the store file (relative paths were resolved against the base dir).
-        type: the declared type (``<Type>``); a hint only, the content decides.
+        type: the declared type (``<Type>``). The content decides the format, but a
+            type with an integrity check, with a password, must be met by a file
+            that has one (see ``allow_unprotected``).
         password: the store password.
+        allow_unprotected: accept a PEM, DER or MAC-less PKCS#12 file although
+            ``type`` (JKS, JCEKS, PKCS12, BKS, UBER) and ``password`` promise an
+            integrity check. Off by default: a replaced file must not load
+            unnoticed. In profile XML, ``<Type>PEM</Type>`` says the same.
         key_password: the key password (keystores; defaults to the store password).
         alias: the key entry to use (``<KeyAlias>``, an mtls extension).
         origin: the setting that named this store, for messages that say what to
@@ -144,6 +150,7 @@ class StoreConfig:
     location: Path
     type: str | None = None
     password: Secret | None = field(default=None)
+    allow_unprotected: bool = False
     key_password: Secret | None = field(default=None)
     alias: str | None = None
     origin: str | None = field(default=None, compare=False)

@@ -1,18 +1,41 @@
-"""What pyjks needs around it: JKS/JCEKS parsing with our own key-entry decryption.
+"""JKS and JCEKS: our own reader for the containers, pyjks's ciphers for the keys.
 
-pyjks reads the JKS and JCEKS container formats, checks their integrity hash and
-implements Sun's two key-protection ciphers correctly. What it gets wrong is the
-envelope around a protected key: it decodes the ``EncryptedPrivateKeyInfo`` with
-pyasn1 and requires the algorithm's NULL parameters, which JDK 21 and later omit
-(keytool since JDK-8301310; pyjks issue 79: ``PyAsn1Error`` on every key entry
-written by a current JDK). So we let pyjks parse the store with
-``try_decrypt_keys=False``, read the envelope with our own DER reader, and call
-pyjks's ``sun_crypto`` functions for the decryption itself.
+The container formats are small (Sun's ``JavaKeyStore`` and ``JceKeyStore``)::
+
+    magic (FEEDFEED: JKS, CECECECE: JCEKS)  u32 version (1 or 2)  u32 count
+    count x [ u32 tag  UTF alias  i64 date  body ]
+        tag 1 private key: u32 len + EncryptedPrivateKeyInfo, u32 n + n certificates
+        tag 2 trusted certificate: one certificate
+        tag 3 secret key (JCEKS): a serialized javax.crypto.SealedObject
+    certificate (version 2): UTF type ("X.509") + u32 len + DER; version 1 has no type
+    SHA-1(password as UTF-16BE + "Mighty Aphrodite" + everything above)
+
+``UTF`` is Java's ``DataInput.readUTF``: a u16 length and *modified* UTF-8 (NUL as
+``C0 80``, supplementary characters as two encoded surrogates), decoded here as the
+JDK does, so an alias reads as keytool shows it.
+
+We read the containers ourselves rather than through pyjks because pyjks
+deserialises JCEKS secret-key entries with javaobj, which builds debug text for
+every object whether logging is on or not (a 623-byte file of nested shared arrays
+took 944 s and 2 GB) and logs file content at ERROR for damaged ones. Secret keys
+are no use to TLS, so a sealed object is walked by its framing only: the JDK's own
+load filter allows exactly ``SealedObjectForKeyProtector`` whose fields are byte
+arrays and strings, and so does this reader; nothing is ever instantiated.
+
+pyjks's key-protection ciphers are used for the key entries, with our own reading
+of the ``EncryptedPrivateKeyInfo`` envelope: pyjks requires NULL algorithm
+parameters, which JDK 21 and later omit (JDK-8301310; pyjks issue 79).
+
+Work is bounded before the password is known to be right: the integrity hash is
+checked before any key is decrypted, iteration counts are capped per entry (the
+JDK's own ceiling) and per store (:class:`KDFBudget`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +47,23 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from . import _der
 
+_JKS_MAGIC = b"\xfe\xed\xfe\xed"
+_JCEKS_MAGIC = b"\xce\xce\xce\xce"
 _JKS_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.17.1.1"  # sun.security.provider.KeyProtector
 _JCE_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.19.1"  # PBEWithMD5AndTripleDES (com.sun.crypto.provider)
 _MAX_JCE_ITERATIONS = 5_000_000  # the JDK's own ceiling (JceKeyStore); hostile input must not spin
+#: Key-derivation rounds one load may spend over all its key entries: 50 keys at keytool's
+#: JCEKS default (200,000), two at the JDK's ceiling. Beyond it the file is refused.
+STORE_KDF_ROUNDS = 10_000_000
+#: What telling a wrong password from an altered file may cost: one key entry, at most
+#: keytool's JCEKS default. A file whose hash fails is not worth more.
+DIAGNOSIS_KDF_ROUNDS = 200_000
+_SEAL_ALGORITHM = "PBEWithMD5AndTripleDES"  # what the JDK's KeyProtector.seal uses
+_SHOWN = 60  # characters of file-supplied text (class names, algorithms) put in a message
 
 
 class JKSFormatError(ValueError):
-    """The container is not a readable JKS/JCEKS store."""
+    """The container is not a readable JKS/JCEKS store. The message says why and how to fix it."""
 
 
 class JKSIntegrityError(ValueError):
@@ -41,6 +74,28 @@ class JKSKeyPasswordError(ValueError):
     """A key entry does not decrypt with the key password."""
 
 
+class KDFBudgetExceeded(JKSFormatError):
+    """The key entries ask for more key-derivation rounds than one store may cost."""
+
+
+class KDFBudget:
+    """Key-derivation rounds a store may still cost; every derivation is charged first."""
+
+    def __init__(self, rounds: int) -> None:
+        self.limit = rounds
+        self.left = rounds
+
+    def spend(self, rounds: int, alias: str) -> None:
+        """Charge ``rounds``, or raise :class:`KDFBudgetExceeded` before any is spent."""
+        if rounds > self.left:
+            raise KDFBudgetExceeded(
+                f"key entry {alias!r} would take the store past {self.limit:,} key-derivation "
+                "rounds in all (a hostile or damaged file): re-create the store with "
+                "keytool's default iteration counts"
+            )
+        self.left -= rounds
+
+
 @dataclass(frozen=True, slots=True)
 class JKSKey:
     """A key entry, still protected: decrypt with :func:`decrypt_key`."""
@@ -49,65 +104,391 @@ class JKSKey:
     protected: bytes = field(repr=False)
     chain_der: tuple[bytes, ...]
     store_type: str
+    plain: bool = False  # BKS "key" entries: ``protected`` is the PKCS#8 itself
+
+
+@dataclass(frozen=True, slots=True)
+class SecretEntry:
+    """An entry TLS cannot use (a JCEKS secret key, a Bouncy Castle secret): listed only."""
+
+    alias: str
+    kind: str  # what keytool would call it, with what is readable without decrypting
+
+
+Entry = JKSKey | tuple[str, bytes] | SecretEntry  # a key, a trusted (alias, DER), a secret
 
 
 @dataclass(frozen=True, slots=True)
 class JKSContents:
-    """The entries of a JKS or JCEKS store, in file order."""
+    """The entries of a JKS or JCEKS store, in file order (a repeated alias: the last one)."""
 
     store_type: str  # "JKS" or "JCEKS"
     keys: tuple[JKSKey, ...]
     certs: tuple[tuple[str, bytes], ...]  # trusted certificate entries: (alias, DER)
-    secret_aliases: tuple[str, ...]  # JCEKS secret-key entries: listed, never used
+    secrets: tuple[SecretEntry, ...]
+    replaced: tuple[str, ...] = ()  # aliases that appeared more than once
 
 
-def parse_store(data: bytes, password: str | None) -> JKSContents:
+# --------------------------------------------------------------------------- framing
+
+
+class Reader:
+    """Java ``DataInputStream`` over bytes; running out raises :class:`JKSFormatError`."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data = data
+        self.pos = 0
+        self.what = what
+
+    def take(self, size: int) -> bytes:
+        end = self.pos + size
+        if size < 0 or end > len(self.data):
+            raise JKSFormatError(f"damaged or truncated {self.what} store: replace the file")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        value: int = struct.unpack(">H", self.take(2))[0]
+        return value
+
+    def u32(self) -> int:
+        value: int = struct.unpack(">I", self.take(4))[0]
+        return value
+
+    def blob(self) -> bytes:
+        """A ``writeInt(len)`` + bytes field (a length past the end is damage)."""
+        return self.take(self.u32())
+
+    def utf(self) -> str:
+        """``DataInput.readUTF``: u16 length and modified UTF-8, decoded as the JDK does."""
+        return java_utf(self.take(self.u16()), self.what)
+
+
+def java_utf(raw: bytes, what: str) -> str:
+    """Decode Java's modified UTF-8 (``DataInputStream.readUTF``) exactly as the JDK does.
+
+    Differences from UTF-8: NUL may be ``C0 80`` (a plain ``00`` is accepted too),
+    overlong forms are accepted, supplementary characters are two encoded
+    surrogates, and 4-byte sequences are malformed. An unpaired surrogate, which a
+    Java string can hold, becomes U+FFFD.
+    """
+    if raw.isascii():
+        return raw.decode("ascii")
+    if max(raw) < 0xF0:
+        try:
+            return raw.decode("utf-8")  # valid UTF-8 without 4-byte forms means the same
+        except UnicodeDecodeError:
+            pass
+    units: list[int] = []
+    pos, size = 0, len(raw)
+    while pos < size:
+        lead = raw[pos]
+        if lead < 0x80:
+            units.append(lead)
+            pos += 1
+            continue
+        width = 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 0
+        tail = raw[pos + 1 : pos + width]
+        if not width or len(tail) != width - 1 or any(b >> 6 != 0b10 for b in tail):
+            raise JKSFormatError(
+                f"damaged {what} store: an alias or name is not modified UTF-8: replace the file"
+            )
+        if width == 2:
+            units.append((lead & 0x1F) << 6 | tail[0] & 0x3F)
+        else:
+            units.append((lead & 0x0F) << 12 | (tail[0] & 0x3F) << 6 | tail[1] & 0x3F)
+        pos += width
+    text = "".join(map(chr, units))
+    # Pair surrogates as a Java String would; a lone one cannot be shown, hence U+FFFD.
+    return text.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "replace")
+
+
+def shown(text: str) -> str:
+    """File-supplied text for a message: quoted, escaped, bounded."""
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+
+
+def parse_store(data: bytes, password: str | None, budget: KDFBudget | None = None) -> JKSContents:
     """Parse a JKS/JCEKS store; verify its integrity hash when ``password`` is given.
 
+    ``budget`` is not charged (the keyed hash is one SHA-1); it is accepted so that
+    every container parser has one signature.
+
+    The framing is read first (linear in the size, no cryptography), then the hash
+    is checked, and only then is the content judged (an empty certificate chain,
+    a secret key sealed in a way the JDK never writes), so that a wrong password
+    is reported as such.
+
     Raises:
-        JKSFormatError: the bytes are not a well-formed store.
+        JKSFormatError: the bytes are not a well-formed store, or hold an entry
+            mtls refuses; the message says which and how to fix it.
         JKSIntegrityError: the hash does not match (wrong password or altered file).
     """
-    try:
-        store = jks.KeyStore.loads(data, password, try_decrypt_keys=False)
-    except jks.util.KeystoreSignatureException as exc:
-        raise JKSIntegrityError(str(exc)) from exc
-    except jks.util.KeystoreException as exc:
-        raise JKSFormatError(str(exc)) from exc
-    except Exception as exc:
-        # pyjks walks attacker-controlled lengths with plain indexing and javaobj
-        # deserialisation (JCEKS secret keys); anything it raises here means the bytes
-        # are not a store. This is the one boundary where its exceptions are translated.
-        raise JKSFormatError(f"{type(exc).__name__}: {exc}") from exc
-    keys: list[JKSKey] = []
-    certs: list[tuple[str, bytes]] = []
-    secrets: list[str] = []
-    store_type = "JCEKS" if store.store_type == "jceks" else "JKS"
-    entry: Any
-    for alias, entry in store.entries.items():
-        if isinstance(entry, jks.PrivateKeyEntry):
-            chain = tuple(_cert_der(c) for c in entry.cert_chain)
-            keys.append(JKSKey(alias, entry._encrypted, chain, store_type))
-        elif isinstance(entry, jks.TrustedCertEntry):
-            certs.append((alias, _cert_der(entry.cert)))
+    magic = data[:4]
+    if magic not in (_JKS_MAGIC, _JCEKS_MAGIC):
+        raise JKSFormatError("not a JKS or JCEKS store (wrong magic number): replace the file")
+    store_type = "JKS" if magic == _JKS_MAGIC else "JCEKS"
+    reader = Reader(data, store_type)
+    reader.take(4)
+    version = reader.u32()
+    if version not in (1, 2):
+        raise JKSFormatError(
+            f"{store_type} format version {version} is unknown (the JDK writes 1 and 2): "
+            "replace the file"
+        )
+    entries: list[Entry] = []
+    typed = version == 2  # version 1 certificates have no type: X.509 is implied
+    for _ in range(reader.u32()):  # each entry consumes bytes: bounded by the size
+        tag = reader.u32()
+        alias = reader.utf()
+        reader.take(8)  # creation date
+        if tag == 1:
+            protected = reader.blob()
+            chain = tuple(certificate(reader, typed=typed) for _ in range(reader.u32()))
+            entries.append(JKSKey(alias, protected, chain, store_type))
+        elif tag == 2:
+            entries.append((alias, certificate(reader, typed=typed)))
+        elif tag == 3 and store_type == "JCEKS":
+            entries.append(SecretEntry(alias, _sealed_secret_key(reader, alias)))
         else:
-            secrets.append(alias)
-    return JKSContents(store_type, tuple(keys), tuple(certs), tuple(secrets))
+            raise JKSFormatError(
+                f"damaged {store_type} store: unknown entry tag {tag}: replace the file"
+            )
+    body_end = reader.pos
+    if password is not None:
+        stored = data[body_end : body_end + 20]
+        if len(stored) != 20:
+            raise JKSFormatError(
+                f"truncated {store_type} store: the integrity hash is missing: replace the file"
+            )
+        digest = hashlib.sha1(  # noqa: S324 - the JDK's keyed hash
+            password.encode("utf-16-be", "surrogatepass") + b"Mighty Aphrodite" + data[:body_end]
+        ).digest()
+        if not hmac.compare_digest(digest, stored):
+            raise JKSIntegrityError("integrity hash mismatch")
+    return contents(store_type, entries)
 
 
-def _cert_der(item: Any) -> bytes:
-    # pyjks gives chain elements as (type, der) tuples and trusted certs as bytes.
-    der = item[1] if isinstance(item, tuple) else item
-    if not isinstance(der, bytes):
-        raise JKSFormatError("certificate entry is not X.509 data")
-    return der
+def certificate(reader: Reader, *, typed: bool = True) -> bytes:
+    """A certificate field: its type (``X.509``, the only one TLS uses) and its DER."""
+    if typed:
+        kind = reader.utf()
+        if kind != "X.509":
+            raise JKSFormatError(
+                f"the store holds a certificate of type {shown(kind)}; only X.509 is "
+                "used for TLS: remove that entry"
+            )
+    return reader.blob()
 
 
-def decrypt_key(key: JKSKey, password: str) -> bytes:
+def contents(store_type: str, entries: list[Entry]) -> JKSContents:
+    """The entries as the JDK's (and Bouncy Castle's) table keeps them, judged.
+
+    The table is keyed by alias, so a repeated alias keeps its last entry; mtls
+    compares aliases case-insensitively, as Java's lookups do. Called once the
+    integrity check has passed, so that a wrong password is reported as such.
+    """
+    table: dict[str, Entry] = {}
+    replaced: list[str] = []
+    for entry in entries:
+        alias = entry[0] if isinstance(entry, tuple) else entry.alias
+        folded = alias.casefold()
+        if folded in table:
+            replaced.append(alias)
+            del table[folded]
+        table[folded] = entry
+    values = list(table.values())
+    keys = tuple(e for e in values if isinstance(e, JKSKey))
+    for key in keys:
+        if not key.chain_der:
+            raise JKSFormatError(
+                f"key entry {shown(key.alias)} has no certificate (its chain is empty), so "
+                "it cannot be used or trusted: import the key again with its certificate"
+            )
+    return JKSContents(
+        store_type,
+        keys,
+        tuple(e for e in values if isinstance(e, tuple)),
+        tuple(e for e in values if isinstance(e, SecretEntry)),
+        tuple(replaced),
+    )
+
+
+# --------------------------------------------------------------------------- sealed keys
+
+# java.io.ObjectStreamConstants
+_STREAM_HEADER = b"\xac\xed\x00\x05"
+_TC_NULL, _TC_REFERENCE, _TC_CLASSDESC, _TC_OBJECT = 0x70, 0x71, 0x72, 0x73
+_TC_STRING, _TC_ARRAY, _TC_ENDBLOCKDATA = 0x74, 0x75, 0x78
+_SC_SERIALIZABLE = 0x02
+_BASE_HANDLE = 0x7E0000
+_PRIMITIVE_SIZES = {"B": 1, "C": 2, "D": 8, "F": 4, "I": 4, "J": 8, "S": 2, "Z": 1}
+#: The class chain of what JceKeyStore writes, subclass first (and the only one its
+#: load filter lets through at the top level).
+_SEALED_CHAIN = ("com.sun.crypto.provider.SealedObjectForKeyProtector", "javax.crypto.SealedObject")
+
+
+_OBJECT = object()
+
+
+@dataclass(slots=True)
+class _ClassDesc:
+    name: str
+    flags: int = 0
+    fields: list[tuple[str, str]] = field(default_factory=list)  # (type code, name)
+    parent: _ClassDesc | None = None
+
+
+def _sealed_secret_key(reader: Reader, alias: str) -> str:
+    """Step over a serialized ``SealedObjectForKeyProtector``; say what it is.
+
+    Nothing is deserialised: the grammar (java.io serialization, version 5) is
+    walked for exactly the shape the JDK writes and its load filter accepts, a
+    ``SealedObjectForKeyProtector`` whose fields are byte arrays, strings or null.
+    Each token consumes input, so the walk is linear in the entry's size.
+    """
+    walker = _SealedWalker(reader, alias)
+    fields = walker.sealed_object()
+    algorithm = fields.get("sealAlg")
+    if algorithm != _SEAL_ALGORITHM:
+        raise JKSFormatError(
+            f"secret-key entry {shown(alias)} is sealed with "
+            f"{shown(algorithm) if isinstance(algorithm, str) else 'no algorithm'}, not "
+            f"{_SEAL_ALGORITHM} as the JDK writes: remove the entry or replace the file"
+        )
+    content = fields.get("encryptedContent")
+    if not isinstance(content, bytes) or not content:
+        raise JKSFormatError(
+            f"secret-key entry {shown(alias)} has no sealed content: remove the entry or "
+            "replace the file"
+        )
+    return f"secret key (sealed with {_SEAL_ALGORITHM}; TLS cannot use it)"
+
+
+class _SealedWalker:
+    def __init__(self, reader: Reader, alias: str) -> None:
+        self.reader = reader
+        self.alias = alias
+        self.handles: list[object] = []
+
+    def fail(self, what: str) -> JKSFormatError:
+        return JKSFormatError(
+            f"secret-key entry {shown(self.alias)} is not a sealed key as the JDK writes it "
+            f"({what}): remove the entry or replace the file"
+        )
+
+    def sealed_object(self) -> dict[str, object]:
+        if self.reader.take(4) != _STREAM_HEADER or self.reader.u8() != _TC_OBJECT:
+            raise self.fail("not a serialized object")
+        desc = self.class_desc(nullable=False)
+        assert desc is not None
+        chain: list[_ClassDesc] = []
+        node: _ClassDesc | None = desc
+        while node is not None and len(chain) <= len(_SEALED_CHAIN):
+            chain.append(node)
+            node = node.parent
+        names = tuple(d.name for d in chain)
+        if names != _SEALED_CHAIN:
+            raise self.fail(f"a serialized {shown(desc.name)}")
+        self.handles.append(_OBJECT)  # the object's own handle: nothing may refer to it
+        values: dict[str, object] = {}
+        for cls in reversed(chain):  # class data runs from the superclass down
+            if cls.flags != _SC_SERIALIZABLE:
+                raise self.fail("custom serialization data")
+            for code, name in cls.fields:
+                values[name] = self.value(code)
+        return values
+
+    def class_desc(self, *, nullable: bool) -> _ClassDesc | None:
+        tag = self.reader.u8()
+        if tag == _TC_NULL and nullable:
+            return None
+        if tag == _TC_REFERENCE:
+            target = self.reference()
+            if not isinstance(target, _ClassDesc):
+                raise self.fail("a reference where a class belongs")
+            return target
+        if tag != _TC_CLASSDESC:
+            raise self.fail(f"token 0x{tag:02x} where a class belongs")
+        desc = _ClassDesc(self.reader.utf())
+        self.reader.take(8)  # serialVersionUID
+        self.handles.append(desc)
+        desc.flags = self.reader.u8()
+        for _ in range(self.reader.u16()):
+            code = chr(self.reader.u8())
+            name = self.reader.utf()
+            if code in "[L":
+                self.string()  # the field's type name
+            elif code not in _PRIMITIVE_SIZES:
+                raise self.fail("an unknown field type")
+            desc.fields.append((code, name))
+        if self.reader.u8() != _TC_ENDBLOCKDATA:
+            raise self.fail("class annotations")
+        desc.parent = self.class_desc(nullable=True)
+        return desc
+
+    def reference(self) -> object:
+        index = self.reader.u32() - _BASE_HANDLE
+        if not 0 <= index < len(self.handles):
+            raise self.fail("a reference to nothing")
+        return self.handles[index]
+
+    def string(self) -> str:
+        tag = self.reader.u8()
+        if tag == _TC_STRING:
+            text = self.reader.utf()
+            self.handles.append(text)
+            return text
+        if tag == _TC_REFERENCE:
+            target = self.reference()
+            if isinstance(target, str):
+                return target
+        raise self.fail("a non-string where a string belongs")
+
+    def value(self, code: str) -> object:
+        if code in _PRIMITIVE_SIZES:
+            return self.reader.take(_PRIMITIVE_SIZES[code])
+        tag = self.reader.u8()
+        if tag == _TC_NULL:
+            return None
+        if tag == _TC_STRING:
+            self.reader.pos -= 1
+            return self.string()
+        if tag == _TC_REFERENCE:
+            target = self.reference()
+            if isinstance(target, (str, bytes)):
+                return target
+            raise self.fail("a reference to an object")
+        if tag == _TC_ARRAY:
+            desc = self.class_desc(nullable=False)
+            assert desc is not None
+            if desc.name != "[B" or desc.fields or desc.parent is not None:
+                raise self.fail(f"an array of {shown(desc.name)}")
+            slot = len(self.handles)
+            self.handles.append(b"")
+            self.handles[slot] = content = self.reader.blob()
+            return content
+        raise self.fail(f"token 0x{tag:02x} where a field value belongs")
+
+
+# --------------------------------------------------------------------------- key entries
+
+
+def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None = None) -> bytes:
     """Return the PKCS#8 ``PrivateKeyInfo`` DER of a protected key entry.
 
+    Args:
+        budget: charged with the entry's key-derivation rounds before any is run;
+            ``None`` when the caller has charged them (see :func:`kdf_rounds`).
+            The per-entry ceiling (the JDK's) applies either way.
+
     Raises:
-        JKSFormatError: the envelope or the plaintext is malformed, or the algorithm is unknown.
+        JKSFormatError: the envelope or the plaintext is malformed, the algorithm is
+            unknown, or the budget would be exceeded (:class:`KDFBudgetExceeded`).
         JKSKeyPasswordError: the password does not unlock the key.
     """
     try:
@@ -116,21 +497,29 @@ def decrypt_key(key: JKSKey, password: str) -> bytes:
         oid = _der.decode_oid(algorithm[0].expect(_der.OID).value)
         ciphertext = envelope[1].expect(_der.OCTET_STRING).value
     except (_der.DERError, IndexError) as exc:
-        raise JKSFormatError(f"key entry {key.alias!r} has a malformed envelope") from exc
+        raise JKSFormatError(
+            f"key entry {shown(key.alias)} has a malformed envelope: replace the file"
+        ) from exc
 
     try:
         if oid == _JKS_KEY_PROTECTOR:
             # Params are NULL (JDK <= 20) or absent (JDK 21+): either is fine, we need none.
+            # Its cost is one SHA-1 per 20 bytes of key: nothing to charge.
             if len(ciphertext) < 41:
-                raise JKSFormatError(f"key entry {key.alias!r} is truncated")
+                raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
             plaintext = jks.sun_crypto.jks_pkey_decrypt(ciphertext, password)
         elif oid == _JCE_KEY_PROTECTOR and key.store_type == "JCEKS":
             salt, iterations = _jce_params(algorithm, key.alias)
             if len(ciphertext) % 8 or not ciphertext:
-                raise JKSFormatError(f"key entry {key.alias!r} is truncated")
+                raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
+            if budget is not None:
+                budget.spend(iterations, key.alias)
             plaintext = _jce_decrypt(ciphertext, password, salt, iterations)
         else:
-            raise JKSFormatError(f"key entry {key.alias!r} uses an unknown protection ({oid})")
+            raise JKSFormatError(
+                f"key entry {shown(key.alias)} uses an unknown protection ({oid}): "
+                "re-create it with keytool"
+            )
     except (jks.util.BadHashCheckException, jks.util.BadPaddingException) as exc:
         raise JKSKeyPasswordError(str(exc)) from exc
 
@@ -141,6 +530,18 @@ def decrypt_key(key: JKSKey, password: str) -> bytes:
     except _der.DERError as exc:
         raise JKSKeyPasswordError("decrypted key is not a PKCS#8 structure") from exc
     return bytes(plaintext)
+
+
+def kdf_rounds(key: JKSKey) -> int:
+    """Key-derivation rounds :func:`decrypt_key` will run for ``key`` (0 if it will refuse it)."""
+    try:
+        envelope = _der.read_single(key.protected, _der.SEQUENCE).children()
+        algorithm = envelope[0].expect(_der.SEQUENCE).children()
+        if _der.decode_oid(algorithm[0].expect(_der.OID).value) != _JCE_KEY_PROTECTOR:
+            return 0
+        return _jce_params(algorithm, key.alias)[1]
+    except (_der.DERError, IndexError, JKSFormatError):
+        return 0
 
 
 def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int) -> bytes:
@@ -175,9 +576,14 @@ def _jce_params(algorithm: list[_der.TLV], alias: str) -> tuple[bytes, int]:
         salt = params[0].expect(_der.OCTET_STRING).value
         iterations = _der.decode_int(params[1].expect(_der.INTEGER).value)
     except (_der.DERError, IndexError) as exc:
-        raise JKSFormatError(f"key entry {alias!r} has malformed PBE parameters") from exc
+        raise JKSFormatError(
+            f"key entry {shown(alias)} has malformed PBE parameters: replace the file"
+        ) from exc
     if not 0 < iterations <= _MAX_JCE_ITERATIONS or len(salt) != 8:
-        raise JKSFormatError(f"key entry {alias!r} has out-of-range PBE parameters")
+        raise JKSFormatError(
+            f"key entry {shown(alias)} has out-of-range PBE parameters (at most "
+            f"{_MAX_JCE_ITERATIONS:,} iterations, the JDK's ceiling): replace the file"
+        )
     return salt, iterations
 
 

@@ -8,6 +8,8 @@ JCEKS                 magic ``CE CE CE CE``
 PKCS#12               DER ``SEQUENCE { INTEGER 3, ContentInfo ... }``
 PEM                   ``-----BEGIN`` anywhere (text before it is allowed)
 DER certificate       one X.509 certificate (what ``keytool -exportcert`` writes)
+BKS, UBER             version ``00000001``/``00000002``, a salt and an iteration
+                      count (Bouncy Castle's formats have no magic; see ``_bks``)
 ====================  ==========================================================
 
 Certificates come out as DER (what OpenSSL consumes) and private keys as PKCS#8
@@ -30,7 +32,7 @@ from typing import Literal
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from . import _der, _jks, _pkcs12, _x509
+from . import _bks, _der, _jks, _pkcs12, _x509
 from ._errors import (
     KeyEntryError,
     KeystoreError,
@@ -43,7 +45,7 @@ from ._secret import Secret, reveal
 
 log = logging.getLogger("mtls")
 
-StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER"]
+StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER", "BKS", "UBER"]
 # RFC 7468 boundaries. Labels are short; bounding them keeps every match local.
 _PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
 
@@ -68,10 +70,13 @@ def detect_format(data: bytes) -> StoreType:
             return "PKCS12"
         if _looks_like_der_certificate(data):
             return "DER"
+    bouncy = _bks.looks_like_bks(data)
+    if bouncy is not None:
+        return bouncy
     if b"-----BEGIN " in data:  # anywhere: `openssl x509 -text` puts text first
         return "PEM"
     raise KeystoreFormatError(
-        "not a keystore: the bytes are not JKS, JCEKS, PKCS#12, PEM or a DER certificate"
+        "not a keystore: the bytes are not JKS, JCEKS, PKCS#12, BKS, UBER, PEM or a DER certificate"
     )
 
 
@@ -157,6 +162,8 @@ class _Parsed:
     keys: list[_KeyEntry]
     certs: list[tuple[str, bytes]]  # trusted-certificate entries
     loose: list[bytes]  # certificates that are neither (PKCS#12 bags without a role)
+    # Entries TLS cannot use (JCEKS secret keys, Bouncy Castle secrets): (alias, kind).
+    secrets: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _read_path(path: str | os.PathLike[str]) -> bytes:
@@ -191,6 +198,7 @@ def _parse(
     with_keys: bool,
     path: str | os.PathLike[str] | None,
     declared: str | None,
+    allow_unprotected: bool = False,
 ) -> _Parsed:
     """Entries of one store. Passwords stay :class:`Secret` down to the call that uses them.
 
@@ -203,12 +211,14 @@ def _parse(
     except KeystoreFormatError as exc:
         hint = f" (declared {declared})" if declared else ""
         raise KeystoreFormatError(f"{where}: {exc}{hint}", path=path) from None
+    if password is not None and declared and not allow_unprotected:
+        _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):
         # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
         log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
-    if fmt in ("JKS", "JCEKS"):
+    if fmt in ("JKS", "JCEKS", "BKS", "UBER"):
         return _parse_jks(
-            data, reveal(password), reveal(key_password), with_keys=with_keys, path=path
+            data, fmt, reveal(password), reveal(key_password), with_keys=with_keys, path=path
         )
     budget = _pkcs12.WorkBudget()
     if fmt == "PKCS12":
@@ -222,41 +232,121 @@ def _parse(
     return _Parsed("DER", [], [(_alias_for(data, _Taken(), "cert"), data)], [])
 
 
+# Declared types whose stores carry an integrity check keyed by the password.
+_PROTECTED_TYPES = frozenset({"JKS", "JCEKS", "PKCS12", "P12", "PFX", "BKS", "UBER", "BCFKS"})
+
+
+def _check_protected(
+    data: bytes, fmt: StoreType, declared: str, path: str | os.PathLike[str] | None
+) -> None:
+    """Refuse a file without an integrity check where the configuration promises one.
+
+    A password on a JKS (or PKCS#12, BKS) store is what proves the file is the one
+    written with it. A PEM bundle, a DER certificate or a MAC-less PKCS#12 put in
+    its place proves nothing, and would otherwise load: for a truststore, that
+    means trusting whoever could write the file.
+    """
+    if declared.strip().upper().replace("#", "").replace("-", "") not in _PROTECTED_TYPES:
+        return
+    if fmt in ("JKS", "JCEKS", "BKS", "UBER") or (fmt == "PKCS12" and _pkcs12_has_mac(data)):
+        return
+    what = {
+        "PEM": "a PEM file",
+        "DER": "a DER certificate",
+        "PKCS12": "a PKCS#12 store without a MAC",
+    }.get(fmt, fmt)
+    declare = (
+        f"declare its type as {fmt}"
+        if fmt in ("PEM", "DER")
+        else "configure it without a password (the JDK's own cacerts is such a file since JDK 18)"
+    )
+    raise KeystoreFormatError(
+        f"{_where(path)}: declared {declared} with a password, but the file is {what}, "
+        "which has no integrity check the password could verify (a replaced file would "
+        f"load unnoticed): restore the {declared} store; if this file is meant to be "
+        f"there, {declare}, or allow it with allow_unprotected=True",
+        path=path,
+    )
+
+
+def _pkcs12_has_mac(data: bytes) -> bool:
+    # PFX ::= SEQUENCE { version, authSafe ContentInfo, macData MacData OPTIONAL }
+    try:
+        parts = _der.read_single(data, _der.SEQUENCE).children()
+    except _der.DERError:
+        return False
+    return len(parts) == 3 and parts[2].tag == _der.SEQUENCE
+
+
 def _declared_mismatch(declared: str, fmt: str) -> bool:
     norm = declared.upper().replace("#", "").replace("-", "")
     return norm not in (fmt, "PKCS12" if fmt == "PKCS12" else fmt)
 
 
+def _container(
+    fmt: StoreType,
+) -> Callable[[bytes, str | None, _jks.KDFBudget], _jks.JKSContents]:
+    # The parser itself, not a call through another frame holding the password.
+    if fmt == "BKS":
+        return _bks.parse_bks
+    if fmt == "UBER":
+        return _bks.parse_uber
+    return _jks.parse_store
+
+
 def _parse_jks(
     data: bytes,
+    fmt: StoreType,
     password: str | None,
     key_password: str | None,
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
 ) -> _Parsed:
+    """JKS, JCEKS, BKS and UBER: Java-family containers with key entries and an integrity check."""
     where = _where(path)
+    budget = _jks.KDFBudget(_jks.STORE_KDF_ROUNDS)
     try:
-        contents = _jks.parse_store(data, password)
+        contents = _container(fmt)(data, password, budget)
     except _jks.JKSFormatError as exc:
-        raise KeystoreFormatError(
-            f"{where}: damaged or truncated JKS/JCEKS store: replace the file", path=path
+        raise KeystoreFormatError(f"{where}: {exc}", path=path) from exc
+    except _bks.PasswordRequired as exc:
+        raise WrongPasswordError(
+            f"{where}: this {fmt} store is encrypted: pass its password", path=path
         ) from exc
     except _jks.JKSIntegrityError as exc:
-        raise _jks_integrity_error(data, password, path) from exc
+        raise _jks_integrity_error(data, fmt, password, path) from exc
+    for alias in contents.replaced:
+        log.warning(
+            "%s: alias %r appears more than once; the last entry is used, as the JDK does",
+            where,
+            alias,
+        )
     keys: list[_KeyEntry] = []
     if with_keys:
+        # The whole cost is charged before the first key is decrypted.
+        for key in contents.keys:
+            rounds = _bks.kdf_rounds(key) if fmt in _bks.TYPES else _jks.kdf_rounds(key)
+            try:
+                budget.spend(rounds, key.alias)
+            except _jks.KDFBudgetExceeded as exc:
+                raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
         secret = key_password if key_password is not None else password
-        keys = [_decrypt_jks_key(k, secret, key_password is not None, path) for k in contents.keys]
+        keys = [
+            _decrypt_jks_key(k, secret, key_password is not None, path, None) for k in contents.keys
+        ]
     else:
         keys = [_KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
-    if contents.secret_aliases:
-        log.debug("%s: ignoring %d secret-key entries", where, len(contents.secret_aliases))
-    return _Parsed(contents.store_type, keys, list(contents.certs), [])  # type: ignore[arg-type]
+    secrets = [(s.alias, s.kind) for s in contents.secrets]
+    return _Parsed(fmt, keys, list(contents.certs), [], secrets)
 
 
 def _decrypt_jks_key(
-    key: _jks.JKSKey, secret: str | None, explicit: bool, path: str | os.PathLike[str] | None
+    key: _jks.JKSKey,
+    secret: str | None,
+    explicit: bool,
+    path: str | os.PathLike[str] | None,
+    budget: _jks.KDFBudget | None,
 ) -> _KeyEntry:
     where = _where(path)
     which = "key password" if explicit else "store password (used as the key password)"
@@ -267,7 +357,10 @@ def _decrypt_jks_key(
             alias=key.alias,
         )
     try:
-        pkcs8 = _jks.decrypt_key(key, secret)
+        if key.store_type in _bks.TYPES:
+            pkcs8 = _bks.decrypt_key(key, secret, budget)
+        else:
+            pkcs8 = _jks.decrypt_key(key, secret, budget)
     except _jks.JKSKeyPasswordError as exc:
         hint = "" if explicit else "; if the key has its own password, pass key_password"
         raise WrongPasswordError(
@@ -276,30 +369,36 @@ def _decrypt_jks_key(
             alias=key.alias,
         ) from exc
     except _jks.JKSFormatError as exc:
-        raise KeystoreFormatError(f"{where}: {exc}: replace the file", path=path) from exc
+        raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
     return _KeyEntry(key.alias, pkcs8, key.chain_der)
 
 
 def _jks_integrity_error(
-    data: bytes, password: str | None, path: str | os.PathLike[str] | None
+    data: bytes, fmt: StoreType, password: str | None, path: str | os.PathLike[str] | None
 ) -> KeystoreError:
-    """Tell a wrong password from an altered file.
+    """Tell a wrong password from an altered file, at a bounded cost.
 
     The integrity hash cannot tell them apart by itself. But if the same password
-    unlocks a key entry (its own SHA-1 check), the password is right and the file
-    was modified after it was written.
+    unlocks a key entry (its own check), the password is right and the file was
+    modified after it was written. Only the first key entry is tried, and only if
+    it costs at most ``DIAGNOSIS_KDF_ROUNDS``: a file that failed its check is not
+    worth more (a hostile one could otherwise ask for millions of rounds per entry).
     """
     where = _where(path)
+    budget = _jks.KDFBudget(_jks.DIAGNOSIS_KDF_ROUNDS)
     try:
-        contents = _jks.parse_store(data, None)
+        contents = _container(fmt)(data, None, budget)  # UBER cannot be read: no diagnosis
     except (_jks.JKSFormatError, _jks.JKSIntegrityError):
-        return KeystoreFormatError(f"{where}: damaged JKS store: replace the file", path=path)
-    for key in contents.keys:
+        contents = None
+    if contents is not None and contents.keys and password is not None:
+        key = contents.keys[0]
         try:
-            if password is not None:
-                _jks.decrypt_key(key, password)
+            if key.store_type in _bks.TYPES:
+                _bks.decrypt_key(key, password, budget)
+            else:
+                _jks.decrypt_key(key, password, budget)
         except (_jks.JKSKeyPasswordError, _jks.JKSFormatError):
-            continue
+            pass
         else:
             return KeystoreFormatError(
                 f"{where}: the integrity check failed although the password unlocks key "

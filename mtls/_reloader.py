@@ -588,12 +588,17 @@ class Builder:
                 return Keystore.from_bytes(
                     data,
                     config.password,
+                    allow_unprotected=config.allow_unprotected,
                     key_password=config.key_password,
                     store_type=config.type,
                     _path=config.shown_location,
                 )
             return Truststore.from_bytes(
-                data, config.password, store_type=config.type, _path=config.shown_location
+                data,
+                config.password,
+                store_type=config.type,
+                allow_unprotected=config.allow_unprotected,
+                _path=config.shown_location,
             )
         except MTLSError as exc:
             self._failed[key] = exc

@@ -53,32 +53,53 @@ class _Entries:
     def __init__(self) -> None:
         self._keys: dict[str, _KeyEntry] = {}
         self._certs: dict[str, tuple[str, bytes]] = {}  # folded alias -> (alias, DER)
+        # Entries TLS cannot use (JCEKS secret keys, ...): folded alias -> (alias, kind).
+        self._secrets: dict[str, tuple[str, str]] = {}
 
-    def add_key(self, entry: _KeyEntry, *, replace: bool = False) -> None:
-        self._check_free(entry.alias, replace)
+    def add_key(self, entry: _KeyEntry, *, replace: bool = False, loaded: bool = False) -> None:
+        self._check_free(entry.alias, replace, loaded)
         self._keys[_fold(entry.alias)] = entry
 
-    def add_cert(self, alias: str, der: bytes, *, replace: bool = False) -> None:
-        self._check_free(alias, replace)
+    def add_cert(
+        self, alias: str, der: bytes, *, replace: bool = False, loaded: bool = False
+    ) -> None:
+        self._check_free(alias, replace, loaded)
         self._certs[_fold(alias)] = (alias, der)
 
-    def _check_free(self, alias: str, replace: bool) -> None:
-        # An empty alias can be read (the JDK reads an empty PKCS#12 friendlyName as
-        # ""), but never added through the API: see _given_alias.
+    def add_secret(self, alias: str, kind: str) -> None:
+        self._check_free(alias, False, True)
+        self._secrets[_fold(alias)] = (alias, kind)
+
+    def _check_free(self, alias: str, replace: bool, loaded: bool) -> None:
+        # A store read from a file may have an empty alias (the JDK lists it as ''):
+        # only new entries need a name.
+        if not alias and not loaded:
+            raise ValueError("an alias must not be empty")
         folded = _fold(alias)
-        if folded in self._keys or folded in self._certs:
+        if folded in self._keys or folded in self._certs or folded in self._secrets:
             if not replace:
                 raise KeyEntryError(
                     f"alias {alias!r} already exists: choose another alias or replace it",
                     alias=alias,
                 )
-            self._keys.pop(folded, None)
-            self._certs.pop(folded, None)
+            self.remove(alias)
 
     def remove(self, alias: str) -> None:
         folded = _fold(alias)
-        if self._keys.pop(folded, None) is None and self._certs.pop(folded, None) is None:
+        found = [table.pop(folded, None) for table in (self._keys, self._certs, self._secrets)]
+        if not any(found):
             raise KeyEntryError(f"no entry with alias {alias!r}", alias=alias)
+
+    def refuse_secrets(self, path: str | None) -> None:
+        """Writing would drop the secret-key entries: refuse, naming them."""
+        if self._secrets:
+            names = ", ".join(repr(alias) for alias, _ in self._secrets.values())
+            raise KeyEntryError(
+                f"{_where(path)}: secret-key entries {names} were listed but never "
+                "decrypted, so they cannot be written: remove them (store.remove(alias)) "
+                "to save the rest",
+                path=path,
+            )
 
 
 # --------------------------------------------------------------------------- writing
@@ -146,10 +167,16 @@ def _to_der(certificate: x509.Certificate | bytes) -> bytes:
     return bytes(certificate)
 
 
-def _given_alias(alias: str) -> str:
-    if not alias:
-        raise ValueError("an alias must not be empty")
-    return alias
+def _is_pem(data: bytes) -> bool:
+    try:
+        return detect_format(data) == "PEM"
+    except KeystoreFormatError:
+        return False  # _parse reports it, naming the file
+
+
+def _secrets_text(entries: _Entries) -> str:
+    count = len(entries._secrets)
+    return f", {count} secret key{'' if count == 1 else 's'}" if count else ""
 
 
 class _StoreBase:
@@ -173,15 +200,45 @@ class _StoreBase:
 
     @property
     def aliases(self) -> tuple[str, ...]:
-        """Every alias, key entries first, in the order they were read or added."""
+        """Every alias: key entries, trusted certificates, then secret keys, each in order."""
         keys = tuple(e.alias for e in self._entries._keys.values())
-        return keys + tuple(alias for alias, _ in self._entries._certs.values())
+        secrets = tuple(alias for alias, _ in self._entries._secrets.values())
+        return keys + tuple(alias for alias, _ in self._entries._certs.values()) + secrets
+
+    @property
+    def secret_keys(self) -> Mapping[str, str]:
+        """Entries TLS cannot use, as alias -> what they are.
+
+        These are JCEKS secret-key entries (``keytool -genseckey``, ``-importpass``)
+        and Bouncy Castle secret or public keys. They are listed, as ``keytool -list``
+        does, and never decrypted: no context can use them, :meth:`certificate`
+        raises :class:`KeyEntryError` for them, and a store holding them cannot be
+        saved until they are removed.
+        """
+        return dict(self._entries._secrets.values())
+
+    def entry_type(
+        self, alias: str
+    ) -> Literal["PrivateKeyEntry", "trustedCertEntry", "SecretKeyEntry"]:
+        """keytool's name for the kind of entry ``alias`` is.
+
+        Raises:
+            KeyEntryError: no entry has this alias.
+        """
+        folded = _fold(alias)
+        if folded in self._entries._secrets:
+            return "SecretKeyEntry"
+        self._chain_der(alias)  # KeyEntryError naming the aliases there are
+        return "PrivateKeyEntry" if folded in self._entries._keys else "trustedCertEntry"
 
     def __contains__(self, alias: object) -> bool:
-        return isinstance(alias, str) and self._lookup(alias) is not None
+        return isinstance(alias, str) and (
+            self._lookup(alias) is not None or _fold(alias) in self._entries._secrets
+        )
 
     def __len__(self) -> int:
-        return len(self._entries._keys) + len(self._entries._certs)
+        entries = self._entries
+        return len(entries._keys) + len(entries._certs) + len(entries._secrets)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.aliases)
@@ -196,6 +253,14 @@ class _StoreBase:
 
     def _chain_der(self, alias: str) -> tuple[bytes, ...]:
         chain = self._lookup(alias)
+        secret = self._entries._secrets.get(_fold(alias))
+        if secret is not None:
+            raise KeyEntryError(
+                f"{_where(self.path)}: {secret[0]!r} is a {secret[1]}: it holds no "
+                "certificate; choose a key or certificate entry",
+                path=self.path,
+                alias=alias,
+            )
         if chain is None:
             raise KeyEntryError(
                 f"{_where(self.path)}: no entry with alias {alias!r}; "
@@ -265,6 +330,7 @@ class Keystore(_StoreBase):
         *,
         key_password: Password | None = None,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
     ) -> Keystore:
         """Read a keystore file (JKS, JCEKS, PKCS#12 or PEM; detected from the bytes).
 
@@ -275,8 +341,13 @@ class Keystore(_StoreBase):
                 verify with it, or the store is refused.
             key_password: the key password; defaults to ``password``. Like Java's
                 SunX509 key manager, every key entry must unlock with it.
-            store_type: the declared type (``<Type>`` in a profile). A hint for
-                messages only: the content decides, as in Java since JDK 9.
+            store_type: the declared type (``<Type>`` in a profile). The content
+                decides the format, as in Java since JDK 9; but a type with an
+                integrity check (JKS, JCEKS, PKCS12, BKS, UBER) declared together
+                with a password must be met by a file that has one.
+            allow_unprotected: accept a PEM, DER or MAC-less PKCS#12 file where
+                ``store_type`` and ``password`` promise an integrity check (for
+                estates that really keep PEM there).
 
         Returns:
             The loaded store. Nothing is kept open.
@@ -284,7 +355,8 @@ class Keystore(_StoreBase):
         Raises:
             KeystoreNotFoundError: the file does not exist (also a FileNotFoundError).
             WrongPasswordError: the store or a key password is wrong.
-            KeystoreFormatError: the bytes are not a readable store.
+            KeystoreFormatError: the bytes are not a readable store, or a file
+                without an integrity check where one was promised.
             KeystoreError: the file cannot be read (permissions, a directory).
         """
         return cls.from_bytes(
@@ -292,6 +364,7 @@ class Keystore(_StoreBase):
             password,
             key_password=key_password,
             store_type=store_type,
+            allow_unprotected=allow_unprotected,
             _path=os.fspath(path),
         )
 
@@ -304,6 +377,7 @@ class Keystore(_StoreBase):
         *,
         key_password: Password | None = None,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
         _path: str | None = None,
         _with_keys: bool = True,
     ) -> Keystore:
@@ -314,17 +388,20 @@ class Keystore(_StoreBase):
             as_secret(password),
             as_secret(key_password),
             # PEM keys are read as they are (unencrypted ones need no password).
-            with_keys=_with_keys or detect_format(data) == "PEM",
+            with_keys=_with_keys or _is_pem(data),
             path=_path,
             declared=store_type,
+            allow_unprotected=allow_unprotected,
         )
         store = cls()
         store.store_type = parsed.store_type
         store.path = _path
         for key in parsed.keys:
-            store._entries.add_key(key)
+            store._entries.add_key(key, loaded=True)
         for alias, der in parsed.certs:
-            store._entries.add_cert(alias, der)
+            store._entries.add_cert(alias, der, loaded=True)
+        for alias, kind in parsed.secrets:
+            store._entries.add_secret(alias, kind)
         log.debug("loaded %r", store)
         return store
 
@@ -336,6 +413,7 @@ class Keystore(_StoreBase):
         password: Password | None = None,
         *,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
     ) -> Keystore:
         """Read every entry and certificate without decrypting any private key.
 
@@ -351,7 +429,7 @@ class Keystore(_StoreBase):
         """
         return cls.from_bytes(
             _read_path(path), password, store_type=store_type, _path=os.fspath(path),
-            _with_keys=False,
+            allow_unprotected=allow_unprotected, _with_keys=False,
         )  # fmt: skip
 
     # -- building
@@ -437,7 +515,6 @@ class Keystore(_StoreBase):
             KeyEntryError: the alias exists and ``replace`` is false.
             ValueError: the alias or the chain is empty.
         """
-        _given_alias(alias)
         if not chain:
             raise ValueError("a key entry needs at least its own certificate")
         if isinstance(private_key, bytes):
@@ -461,7 +538,7 @@ class Keystore(_StoreBase):
             KeyEntryError: the alias exists and ``replace`` is false.
             ValueError: the alias is empty.
         """
-        self._entries.add_cert(_given_alias(alias), _to_der(certificate), replace=replace)
+        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
 
     # -- reading
 
@@ -529,9 +606,9 @@ class Keystore(_StoreBase):
         trust.store_type = self.store_type
         trust.path = self.path
         for entry in self._entries._keys.values():
-            trust._entries.add_cert(entry.alias, entry.chain_der[0])
+            trust._entries.add_cert(entry.alias, entry.chain_der[0], loaded=True)
         for alias, der in self._entries._certs.values():
-            trust._entries.add_cert(alias, der)
+            trust._entries.add_cert(alias, der, loaded=True)
         return trust
 
     # -- writing
@@ -572,6 +649,7 @@ class Keystore(_StoreBase):
         kind = _check_store_type(store_type)
         secret = reveal(password) or ""
         key_secret = reveal(key_password)
+        self._entries.refuse_secrets(self.path)
         unread = [e.alias for e in self._entries._keys.values() if not e.key_der]
         if unread:
             raise KeyEntryError(
@@ -630,7 +708,8 @@ class Keystore(_StoreBase):
         return (
             f"<Keystore {self.store_type or 'new'}{source}: "
             f"{len(parts)} key entr{'y' if len(parts) == 1 else 'ies'} [{', '.join(parts)}]"
-            f", {trusted} trusted certificate{'' if trusted == 1 else 's'}>"
+            f", {trusted} trusted certificate{'' if trusted == 1 else 's'}"
+            f"{_secrets_text(self._entries)}>"
         )
 
     __str__ = __repr__
@@ -661,6 +740,7 @@ class Truststore(_StoreBase):
         password: Password | None = None,
         *,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
     ) -> Truststore:
         """Read a truststore file (JKS, JCEKS, PKCS#12, PEM bundle or DER certificate).
 
@@ -669,15 +749,25 @@ class Truststore(_StoreBase):
             password: verifies a JKS store's integrity and decrypts PKCS#12
                 certificates. ``None`` skips the JKS integrity check, as Java does; a
                 PKCS#12 MAC is never skipped (``None`` is the empty password there).
-            store_type: the declared type; a hint for messages only.
+            store_type: the declared type. The content decides the format; but a
+                type with an integrity check (JKS, JCEKS, PKCS12, BKS, UBER)
+                declared together with a password must be met by a file that has
+                one, or a replaced file would be trusted unnoticed.
+            allow_unprotected: accept a PEM bundle, DER certificate or MAC-less
+                PKCS#12 where ``store_type`` and ``password`` promise a check.
 
         Raises:
             KeystoreNotFoundError: the file does not exist.
             WrongPasswordError: the password is wrong.
-            KeystoreFormatError: not a readable store, or no certificates in it.
+            KeystoreFormatError: not a readable store, no certificates in it, or a
+                file without an integrity check where one was promised.
         """
         return cls.from_bytes(
-            _read_path(path), password, store_type=store_type, _path=os.fspath(path)
+            _read_path(path),
+            password,
+            store_type=store_type,
+            allow_unprotected=allow_unprotected,
+            _path=os.fspath(path),
         )
 
     @classmethod
@@ -688,28 +778,41 @@ class Truststore(_StoreBase):
         password: Password | None = None,
         *,
         store_type: str | None = None,
+        allow_unprotected: bool = False,
         _path: str | None = None,
     ) -> Truststore:
         """Like :meth:`load`, from bytes in memory."""
         parsed = _parse(
-            bytes(data), as_secret(password), None, with_keys=False, path=_path, declared=store_type
+            bytes(data),
+            as_secret(password),
+            None,
+            with_keys=False,
+            path=_path,
+            declared=store_type,
+            allow_unprotected=allow_unprotected,
         )
         store = cls()
         store.store_type = parsed.store_type
         store.path = _path
         taken = _Taken()
         for key in parsed.keys:
-            store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0])
+            store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0], loaded=True)
         for alias, der in parsed.certs:
-            store._entries.add_cert(_unique_alias(alias, taken), der)
+            store._entries.add_cert(_unique_alias(alias, taken), der, loaded=True)
+        for alias, kind in parsed.secrets:
+            store._entries.add_secret(_unique_alias(alias, taken), kind)
         if not parsed.keys and not parsed.certs:
             # An OpenSSL "-nokeys" PKCS#12 has no keytool trust attribute: its
             # certificates are what the user means to trust.
             for der in parsed.loose:
                 store._entries.add_cert(_alias_for(der, taken, "cert"), der)
-        if not len(store):
+        if not store._entries._certs:
+            others = len(store._entries._secrets)
+            only = (
+                f" (only {others} secret-key entr{'y' if others == 1 else 'ies'})" if others else ""
+            )
             raise KeystoreFormatError(
-                f"{_where(_path)} holds no certificates: a truststore needs at least one",
+                f"{_where(_path)} holds no certificates{only}: a truststore needs at least one",
                 path=_path,
             )
         log.debug("loaded %r", store)
@@ -728,7 +831,7 @@ class Truststore(_StoreBase):
             KeyEntryError: the alias exists and ``replace`` is false.
             ValueError: the alias is empty.
         """
-        self._entries.add_cert(_given_alias(alias), _to_der(certificate), replace=replace)
+        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
 
     @property
     def certificates(self) -> Mapping[str, x509.Certificate]:
@@ -790,6 +893,7 @@ class Truststore(_StoreBase):
     ) -> bytes:
         """The bytes :meth:`save` writes."""
         kind = _check_store_type(store_type)
+        self._entries.refuse_secrets(self.path)
         secret = reveal(password) or ""
         entries = list(self._entries._certs.values())
         if kind == "JKS":
@@ -813,7 +917,8 @@ class Truststore(_StoreBase):
         more = f", ... {count - 3} more" if count > 3 else ""
         return (
             f"<Truststore {self.store_type or 'new'}{source}: {count} "
-            f"certificate{'' if count == 1 else 's'} [{', '.join(shown)}{more}]>"
+            f"certificate{'' if count == 1 else 's'} [{', '.join(shown)}{more}]"
+            f"{_secrets_text(self._entries)}>"
         )
 
     __str__ = __repr__

@@ -78,17 +78,23 @@ def profile(
     parts = [f"<profile{(' ' + attrs) if attrs else ''}>", f"<servers>{servers}</servers>"]
     if keystore is not None:
         parts.append(
-            f"<KeyStore><Location>{keystore}</Location><Type>JKS</Type>"
+            f"<KeyStore><Location>{keystore}</Location><Type>{declared_type(keystore)}</Type>"
             f"<Password>{password}</Password><KeyPassword>{password}</KeyPassword></KeyStore>"
         )
     if truststore is not None:
         parts.append(
-            f"<TrustStore><Location>{truststore}</Location><Type>JKS</Type>"
+            f"<TrustStore><Location>{truststore}</Location><Type>{declared_type(truststore)}</Type>"
             f"<Password>{password}</Password></TrustStore>"
         )
     parts.append(extra)
     parts.append("</profile>")
     return "\n".join(parts)
+
+
+def declared_type(path: Path) -> str:
+    """``<Type>`` for a store file: PEM for .pem (a password on a declared JKS promises
+    an integrity check a PEM file cannot give), JKS otherwise, as WSO2 files say."""
+    return "PEM" if path.suffix.lower() == ".pem" else "JKS"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

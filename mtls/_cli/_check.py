@@ -98,7 +98,11 @@ def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
         ValueError: the certificate cannot be parsed.
     """
     store = Keystore.load(
-        config.location, config.password, key_password=config.key_password, store_type=config.type
+        config.location,
+        config.password,
+        key_password=config.key_password,
+        store_type=config.type,
+        allow_unprotected=config.allow_unprotected,
     )
     alias, _, chain = store.key_entry(config.alias)
     return alias, _x509.load_cert(chain[0])
@@ -121,7 +125,10 @@ class _Stores:
         """A profile's truststore."""
         if config not in self._trust:
             self._trust[config] = Truststore.load(
-                config.location, config.password, store_type=config.type
+                config.location,
+                config.password,
+                store_type=config.type,
+                allow_unprotected=config.allow_unprotected,
             )
         return self._trust[config]
 

@@ -59,6 +59,7 @@ def _insecure_for(profile: SSLProfile | None) -> Callable[[], ssl.SSLContext]:
                 config.password,
                 key_password=config.key_password,
                 store_type=config.type,
+                allow_unprotected=config.allow_unprotected,
             )
             if config is not None
             else None

@@ -504,15 +504,14 @@ def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
     aliases = [only] if only is not None else list(store.aliases)
     entries: list[dict[str, Any]] = []
     for alias in aliases:
-        chain = store._chain_der(alias)  # KeyEntryError names the aliases there are
+        kind = store.entry_type(alias)  # KeyEntryError names the aliases there are
         name = next((a for a in store.aliases if a.casefold() == alias.casefold()), alias)
-        entries.append(
-            {
-                "alias": name,
-                "kind": "PrivateKeyEntry" if store.is_key_entry(alias) else "trustedCertEntry",
-                "chain": [_der_info(der) for der in chain],
-            }
-        )
+        entry: dict[str, Any] = {"alias": name, "kind": kind, "chain": []}
+        if kind == "SecretKeyEntry":
+            entry["note"] = store.secret_keys[name]
+        else:
+            entry["chain"] = [_der_info(der) for der in store._chain_der(alias)]
+        entries.append(entry)
     return entries
 
 
@@ -558,6 +557,8 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         length = f", chain of {len(chain)}" if len(chain) > 1 else ""
         out.line()
         out.line(f"{out.style(entry['alias'], 'bold')}  {entry['kind']}{length}")
+        if "note" in entry:
+            out.line(f"  {entry['note']}")
         for index, info in enumerate(chain):
             indent = "  "
             if len(chain) > 1:

@@ -1,0 +1,821 @@
+"""Issue 11, the Java-family stores: JKS, JCEKS, BKS and UBER read safely and as the JDK reads them.
+
+Secret-key entries are walked by their framing and listed (never deserialised), a
+wrong integrity hash costs at most one cheap key decryption, empty chains and
+duplicate aliases behave, aliases decode as the JDK shows them, Bouncy Castle
+stores load, and a password promising integrity refuses a file that has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import shutil
+import ssl
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import javaobj
+import jks.rfc7292
+import pytest
+from Cryptodome.Cipher import DES3
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mtls
+from mtls import (
+    KeyEntryError,
+    Keystore,
+    KeystoreFormatError,
+    SSLProfile,
+    SSLProfileSet,
+    StoreConfig,
+    Truststore,
+    WrongPasswordError,
+    _bks,
+    _jks,
+    _x509,
+    detect_format,
+)
+from mtls.cli import main
+from mtls.testing import CA, MTLSServer, replace_atomically
+
+from ._helpers import PASSWORD, profile, profile_xml, whoami
+from .conftest import JDK, build_jceks, keytool_list, run_keytool
+from .test_jks_envelopes import JCE_OID, JKS_OID, envelope, jce_params
+
+DATA = Path(__file__).parent / "data" / "pyjks"
+JKS_MAGIC, JCEKS_MAGIC = b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce"
+STAMP = struct.pack(">q", 1_700_000_000_000)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def u32(value: int) -> bytes:
+    return struct.pack(">I", value)
+
+
+def utf(raw: bytes) -> bytes:
+    """A ``writeUTF`` field from bytes as they are (odd encodings on purpose)."""
+    return struct.pack(">H", len(raw)) + raw
+
+
+def blob(raw: bytes) -> bytes:
+    return u32(len(raw)) + raw
+
+
+def cert_field(der: bytes, version: int = 2) -> bytes:
+    return (utf(b"X.509") if version == 2 else b"") + blob(der)
+
+
+def key_entry(alias: bytes, protected: bytes, chain: list[bytes], version: int = 2) -> bytes:
+    certs = b"".join(cert_field(der, version) for der in chain)
+    return u32(1) + utf(alias) + STAMP + blob(protected) + u32(len(chain)) + certs
+
+
+def trusted_entry(alias: bytes, der: bytes, version: int = 2) -> bytes:
+    return u32(2) + utf(alias) + STAMP + cert_field(der, version)
+
+
+def secret_entry(alias: bytes, serialized: bytes) -> bytes:
+    return u32(3) + utf(alias) + STAMP + serialized
+
+
+def container(
+    entries: list[bytes], password: str, *, magic: bytes = JKS_MAGIC, version: int = 2
+) -> bytes:
+    """A JKS/JCEKS store with a correct integrity hash for ``password``."""
+    body = magic + u32(version) + u32(len(entries)) + b"".join(entries)
+    return rehash(body, password)
+
+
+def rehash(body: bytes, password: str) -> bytes:
+    key = password.encode("utf-16-be") + b"Mighty Aphrodite"
+    return body + hashlib.sha1(key + body).digest()
+
+
+def jks_protected(pkcs8: bytes, password: str) -> bytes:
+    return envelope(JKS_OID, jks.sun_crypto.jks_pkey_encrypt(pkcs8, password))
+
+
+def der(identity: CA | mtls.testing.IssuedIdentity) -> bytes:
+    return x509.load_pem_x509_certificate(identity.cert_pem).public_bytes(
+        serialization.Encoding.DER
+    )
+
+
+def pkcs8_of(identity: mtls.testing.IssuedIdentity) -> bytes:
+    key = serialization.load_pem_private_key(identity.private_key_pem, None)
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="jks hardening CA")
+
+
+@pytest.fixture(scope="module")
+def backend(ca: CA):
+    with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
+        yield server
+
+
+@pytest.fixture
+def no_javaobj(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything deserialises a Java object (pyjks's JCEKS path did)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("javaobj was asked to deserialise a Java object")
+
+    monkeypatch.setattr(javaobj, "load", refuse)
+    monkeypatch.setattr(javaobj, "loads", refuse)
+
+
+@pytest.fixture
+def jce_decryptions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The iteration count of every JCEKS key decryption that runs."""
+    calls: list[int] = []
+    real = _jks._jce_decrypt
+
+    def counting(ciphertext: bytes, password: str, salt: bytes, iterations: int) -> bytes:
+        calls.append(iterations)
+        return real(ciphertext, password, salt, iterations)
+
+    monkeypatch.setattr(_jks, "_jce_decrypt", counting)
+    return calls
+
+
+# --------------------------------------------------------------------------- 2, 8: secret keys
+
+
+def genseckey_store(kt: JDK, path: Path) -> Path:
+    """A JCEKS with keytool's four kinds of secret key, and one key pair."""
+    common = ("-storetype", "JCEKS", "-keystore", str(path), "-storepass", PASSWORD,
+              "-keypass", PASSWORD)  # fmt: skip
+    for alias, algorithm, size in (("aes", "AES", "128"), ("des", "DES", "56"),
+                                   ("desede", "DESede", "168")):  # fmt: skip
+        run_keytool(kt, "-genseckey", "-alias", alias, "-keyalg", algorithm, "-keysize", size,
+                    *common)  # fmt: skip
+    subprocess.run(
+        [kt.keytool, "-importpass", "-alias", "pbe", *common, "-noprompt"],
+        input=b"hunter2\nhunter2\n", check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return path
+
+
+def test_keytool_secret_keys_are_listed_without_deserialising(jdk_keytool, tmp_path, no_javaobj):
+    path = genseckey_store(jdk_keytool, tmp_path / "secrets.jceks")
+    listed = keytool_list(jdk_keytool, path, PASSWORD)
+    assert {a: e.entry_type for a, e in listed.items()} == dict.fromkeys(
+        ("aes", "des", "desede", "pbe"), "SecretKeyEntry"
+    )
+    for store in (Keystore.inspect(path, PASSWORD), Keystore.load(path, PASSWORD)):
+        assert set(store.aliases) == set(listed) and len(store) == 4
+        assert set(store.secret_keys) == set(listed)
+        assert all("TLS cannot use it" in kind for kind in store.secret_keys.values())
+        assert store.entry_type("AES") == "SecretKeyEntry" and "aes" in store
+        assert store.key_aliases == () and not store.is_key_entry("aes")
+        assert "4 secret keys" in repr(store)
+        with pytest.raises(
+            KeyEntryError,
+            match=r"'aes' is a secret key .*TLS cannot use it.: it holds no certificate",
+        ):
+            store.certificate("aes")
+    with pytest.raises(KeyEntryError, match="no private-key entry"):
+        mtls.client_context(Keystore.load(path, PASSWORD))
+    with pytest.raises(KeystoreFormatError, match=r"no certificates \(only 4 secret-key entries"):
+        Truststore.load(path, PASSWORD)
+
+
+def test_secret_keys_beside_a_key_pair_leave_the_key_usable(any_keytool, tmp_path, backend, ca):
+    path = genseckey_store(any_keytool, tmp_path / "mixed.jceks")
+    identity = ca.issue_cert("mixed client")
+    p12 = tmp_path / "id.p12"
+    identity.write_keystore(p12, PASSWORD, store_type="PKCS12")
+    run_keytool(any_keytool, "-importkeystore", "-srckeystore", str(p12), "-srcstoretype",
+                "PKCS12", "-srcstorepass", PASSWORD, "-destkeystore", str(path),
+                "-deststoretype", "JCEKS", "-deststorepass", PASSWORD, "-destkeypass", PASSWORD)  # fmt: skip
+    store = Keystore.load(path, PASSWORD)
+    assert len(store.key_aliases) == 1 and len(store.secret_keys) == 4
+    assert whoami(mtls.client_context(store, ca.truststore()), backend.port)["client_cn"] == (
+        "mixed client"
+    )
+    # Saving would drop what was never decrypted: refused until they are removed.
+    with pytest.raises(KeyEntryError, match=r"secret-key entries .* cannot be written"):
+        store.save(tmp_path / "out.jks", PASSWORD)
+    for alias in list(store.secret_keys):
+        store.remove(alias)
+    store.save(tmp_path / "out.jks", PASSWORD)
+    assert Keystore.load(tmp_path / "out.jks", PASSWORD).key_aliases == store.key_aliases
+
+
+def test_mtls_list_shows_secret_key_entries(any_keytool, tmp_path, capsys):
+    path = genseckey_store(any_keytool, tmp_path / "s.jceks")
+    assert main(["list", "--keystore", str(path), "--password", PASSWORD]) == 0
+    out = capsys.readouterr().out
+    assert "JCEKS, 4 entries" in out and out.count("SecretKeyEntry") == 4
+    assert main(["list", "--keystore", str(path), "--password", PASSWORD, "--json"]) == 0
+    assert capsys.readouterr().out.count('"kind": "SecretKeyEntry"') == 4
+
+
+@pytest.mark.parametrize("name", ["AES128", "DES", "DESede", "PBKDF2WithHmacSHA1"])
+def test_pyjks_secret_key_stores_list_their_entry(name, no_javaobj):
+    store = Keystore.inspect(DATA / f"{name}.jceks", "12345678")
+    assert store.aliases == ("mykey",) and store.entry_type("mykey") == "SecretKeyEntry"
+    with pytest.raises(WrongPasswordError):  # the store hash is still checked
+        Keystore.inspect(DATA / f"{name}.jceks", "1234567")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("unknown_type_of_sealed_object", "a serialized 'org.pyjks.DummyObject'"),
+        ("unknown_sealed_object_sealAlg", "a serialized 'javax.crypto.SealedObject'"),
+    ],
+)
+def test_sealed_objects_the_jdk_filter_refuses_are_refused(name, why, no_javaobj):
+    with pytest.raises(KeystoreFormatError, match=f"not a sealed key as the JDK writes it .{why}"):
+        Keystore.inspect(DATA / f"{name}.jceks", "12345678")
+
+
+def test_an_unknown_seal_algorithm_is_refused(any_keytool, tmp_path, no_javaobj):
+    path = tmp_path / "one.jceks"
+    run_keytool(any_keytool, "-genseckey", "-alias", "k", "-keyalg", "AES", "-keysize", "128", "-storetype",
+                "JCEKS", "-keystore", str(path), "-storepass", PASSWORD, "-keypass", PASSWORD)  # fmt: skip
+    body = path.read_bytes()[:-20]
+    assert Keystore.inspect(path, PASSWORD).secret_keys  # the twin: as keytool wrote it
+    at = body.rindex(b"PBEWithMD5AndTripleDES")  # sealAlg, the last field written
+    altered = rehash(body[:at] + b"PBEWithMD5AndTripleDEZ" + body[at + 22 :], PASSWORD)
+    with pytest.raises(KeystoreFormatError, match="sealed with 'PBEWithMD5AndTripleDEZ'"):
+        Keystore.from_bytes(altered, PASSWORD)
+
+
+def nested_shared_arrays(depth: int = 40) -> bytes:
+    """Java serialization of Object[] nested ``depth`` deep, each level holding the one
+    below twice (a shared reference): tiny, and exponential for a naive deserialiser."""
+    stream = b"\xac\xed\x00\x05"
+    stream += b"\x75\x72" + utf(b"[Ljava.lang.Object;") + bytes(8) + b"\x02\x00\x00\x78\x70"
+    stream += u32(2)
+    for _ in range(1, depth):
+        stream += b"\x75\x71" + u32(0x7E0000) + u32(2)  # a new array of the same class
+    stream += b"\x70\x70"  # the innermost holds two nulls
+    for level in range(depth - 1, 0, -1):
+        stream += b"\x71" + u32(0x7E0000 + level + 1)  # ... and its sibling is shared
+    return stream
+
+
+def test_hostile_serialized_objects_are_refused_by_their_framing(no_javaobj, caplog):
+    sealed_header = (
+        b"\xac\xed\x00\x05\x73\x72"
+        + utf(b"com.sun.crypto.provider.SealedObjectForKeyProtector")
+        + bytes(8)
+        + b"\x02\x00\x00\x78\x72"
+        + utf(b"javax.crypto.SealedObject")
+        + bytes(8)
+        + b"\x02\x00\x01\x5b"
+        + utf(b"encryptedContent")
+        + b"\x74"
+        + utf(b"[B")
+        + b"\x78\x70"
+    )
+    hostile = [
+        (nested_shared_arrays(), "not a serialized object"),
+        # The right classes, but a field holding the nested arrays instead of bytes.
+        (sealed_header + nested_shared_arrays()[4:], "an array of"),
+        (sealed_header[:12], "truncated"),
+    ]
+    for serialized, why in hostile:
+        store = container([secret_entry(b"k", serialized)], PASSWORD, magic=JCEKS_MAGIC)
+        with caplog.at_level(logging.DEBUG):
+            for password in (PASSWORD, None):
+                with pytest.raises(KeystoreFormatError, match=why):
+                    Keystore.from_bytes(store, password, _with_keys=False)
+    assert not [r for r in caplog.records if r.name.startswith("javaobj")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# --------------------------------------------------------------------------- 3: bounded work
+
+
+def five_entries_at_the_ceiling(cert: bytes) -> list[bytes]:
+    protected = envelope(JCE_OID, bytes(48), jce_params(iterations=5_000_000))
+    return [key_entry(f"k{i}".encode(), protected, [cert]) for i in range(5)]
+
+
+def test_a_wrong_hash_decrypts_nothing_expensive(ca, jce_decryptions):
+    store = container(five_entries_at_the_ceiling(der(ca)), "the-right-one", magic=JCEKS_MAGIC)
+    for load in (
+        lambda: Keystore.from_bytes(store, "a-wrong-one"),
+        lambda: Keystore.from_bytes(store, "a-wrong-one", _with_keys=False),
+        lambda: Truststore.from_bytes(store, "a-wrong-one"),
+    ):
+        with pytest.raises(WrongPasswordError, match="wrong store password"):
+            load()
+    assert jce_decryptions == []  # each entry asks for 5M rounds: over the diagnosis budget
+
+
+def test_an_altered_store_is_diagnosed_with_one_key_entry(pki, jce_decryptions):
+    keys = [(f"k{i}", pki.client_ec.key_der(), [c.public_bytes(serialization.Encoding.DER)
+             for c in pki.client_ec.chain]) for i in range(5)]  # fmt: skip
+    store = bytearray(build_jceks(keys, [], PASSWORD, PASSWORD, iterations=1000))
+    assert Keystore.from_bytes(bytes(store), PASSWORD).key_aliases  # the twin: intact
+    jce_decryptions.clear()
+    store[-1] ^= 1  # the hash no longer matches, the password is right
+    with pytest.raises(KeystoreFormatError, match="password unlocks key 'k0': the file was"):
+        Keystore.from_bytes(bytes(store), PASSWORD)
+    assert jce_decryptions == [1000]  # one entry, not five
+
+
+def test_the_store_wide_budget_is_charged_before_any_decryption(ca, jce_decryptions):
+    store = container(five_entries_at_the_ceiling(der(ca)), PASSWORD, magic=JCEKS_MAGIC)
+    with pytest.raises(KeystoreFormatError, match="past 10,000,000 key-derivation rounds"):
+        Keystore.from_bytes(store, PASSWORD)
+    assert jce_decryptions == []
+    # Listing needs no decryption at all, so the same store inspects fine.
+    assert len(Keystore.from_bytes(store, PASSWORD, _with_keys=False).key_aliases) == 5
+
+
+def test_kdf_budget_spends_and_refuses():
+    budget = _jks.KDFBudget(100)
+    budget.spend(60, "a")
+    with pytest.raises(_jks.KDFBudgetExceeded, match="past 100 key-derivation rounds"):
+        budget.spend(41, "b")
+    budget.spend(40, "c")
+    assert budget.left == 0
+
+
+# --------------------------------------------------------------------------- 9: empty chains
+
+
+def empty_chain_store(identity: mtls.testing.IssuedIdentity, magic: bytes) -> bytes:
+    return container(
+        [key_entry(b"k", jks_protected(pkcs8_of(identity), PASSWORD), [])], PASSWORD, magic=magic
+    )
+
+
+@pytest.mark.parametrize("magic", [JKS_MAGIC, JCEKS_MAGIC], ids=["jks", "jceks"])
+def test_a_key_entry_without_a_chain_is_a_format_error_everywhere(ca, tmp_path, magic):
+    identity = ca.issue_cert("chainless")
+    path = tmp_path / "chainless.store"
+    path.write_bytes(empty_chain_store(identity, magic))
+    for load in (
+        lambda: Keystore.load(path, PASSWORD),
+        lambda: Keystore.inspect(path, PASSWORD),
+        lambda: Keystore.inspect(path),
+        lambda: Truststore.load(path, PASSWORD),
+    ):
+        with pytest.raises(KeystoreFormatError, match="key entry 'k' has no certificate"):
+            load()
+    # The twin: the same key with its certificate loads.
+    whole = [key_entry(b"k", jks_protected(pkcs8_of(identity), PASSWORD), [der(identity)])]
+    path.write_bytes(container(whole, PASSWORD, magic=magic))
+    assert Keystore.load(path, PASSWORD).key_aliases == ("k",)
+
+
+def test_one_chainless_store_never_stops_the_other_profiles(ca, tmp_path, backend):
+    good, bad = tmp_path / "good.jks", tmp_path / "bad.jks"
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    good.write_bytes(ca.issue_cert("good-1").keystore().to_bytes(PASSWORD))
+    bad.write_bytes(empty_chain_store(ca.issue_cert("bad"), JKS_MAGIC))
+    xml = tmp_path / "profiles.xml"
+    xml.write_text(
+        profile_xml(
+            profile(f"localhost:{backend.port}", good, trust),
+            profile(f"127.0.0.1:{backend.port}", bad, trust),
+        )
+    )
+    with pytest.raises(KeystoreFormatError, match="has no certificate"):
+        SSLProfileSet.from_xml(xml)
+    profiles = SSLProfileSet.from_xml(xml, skip_failures=True, settle_delay=0)
+    assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == (
+        "good-1"
+    )
+    assert profiles.context_for("127.0.0.1", backend.port) is None
+    assert isinstance(profiles.last_error, KeystoreFormatError)
+
+    # On reload: the bad store comes back good, then goes bad again while the good one rotates.
+    replace_atomically(bad, ca.issue_cert("bad-fixed").keystore().to_bytes(PASSWORD))
+    assert profiles.reload() is True and profiles.last_error is None
+    fixed = profiles.context_for("127.0.0.1", backend.port)
+    replace_atomically(bad, empty_chain_store(ca.issue_cert("bad"), JKS_MAGIC))
+    replace_atomically(good, ca.issue_cert("good-2").keystore().to_bytes(PASSWORD))
+    assert profiles.reload() is True
+    assert isinstance(profiles.last_error, KeystoreFormatError)
+    assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == (
+        "good-2"
+    )
+    assert profiles.context_for("127.0.0.1", backend.port) is fixed  # the last good
+    assert profiles.status()["healthy"] is False
+
+
+# --------------------------------------------------------------------------- 10: duplicates
+
+
+def test_duplicate_aliases_keep_the_last_entry_as_the_jdk_does(ca, tmp_path, any_keytool, caplog):
+    first, last = CA(name="first"), CA(name="last")
+    store = container(
+        [trusted_entry(b"dup", der(first)), trusted_entry(b"other", der(ca)),
+         trusted_entry(b"dup", der(last))], PASSWORD,
+    )  # fmt: skip
+    path = tmp_path / "dup.jks"
+    path.write_bytes(store)
+    listed = keytool_list(any_keytool, path, PASSWORD)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        trust = Truststore.load(path, PASSWORD)
+    assert sorted(trust.aliases) == sorted(listed) == ["dup", "other"]
+    sha = hashlib.sha256(trust.export_certificate("dup", "DER")).hexdigest().upper()
+    assert listed["dup"].sha256 == [":".join(sha[i : i + 2] for i in range(0, 64, 2))]
+    assert trust.export_certificate("dup", "DER") == der(last)
+    assert "alias 'dup' appears more than once" in caplog.text
+    with pytest.raises(WrongPasswordError):  # the twin: still integrity-checked
+        Truststore.load(path, "not-the-password")
+
+
+@pytest.mark.parametrize("name", ["duplicate_aliases.jks", "duplicate_aliases.jceks"])
+def test_pyjks_duplicate_alias_stores_load(name, caplog):
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        trust = Truststore.load(DATA / name, "12345678")
+    assert trust.aliases == ("my_alias",)
+    assert "'my_alias' appears more than once" in caplog.text
+
+
+# --------------------------------------------------------------------------- 11: odd aliases
+
+ODD_ALIASES = {
+    b"nul\x00": "nul\x00",  # a raw NUL, which readUTF accepts
+    b"c080\xc0\x80": "c080\x00",  # Java's own encoding of NUL
+    b"caf\xc3\xa9": "café",
+    b"smile\xed\xa0\xbd\xed\xb8\x80": "smile\U0001f600",  # a surrogate pair, CESU style
+    b"\xc1\xa1bc": "abc-overlong",  # an overlong 'a', which readUTF accepts
+}
+
+
+def test_aliases_decode_as_the_jdk_shows_them(ca, tmp_path, any_keytool):
+    entries = [trusted_entry(raw, der(CA(name=f"odd {i}"))) for i, raw in enumerate(ODD_ALIASES)]
+    path = tmp_path / "odd.jks"
+    path.write_bytes(container(entries, PASSWORD))
+    listed = keytool_list(any_keytool, path, PASSWORD)
+    expected = {text if text != "abc-overlong" else "abc" for text in ODD_ALIASES.values()}
+    assert set(listed) == expected
+    assert set(Truststore.load(path, PASSWORD).aliases) == expected
+
+
+def test_aliases_java_cannot_read_are_refused_like_the_jdk_does(ca, tmp_path, any_keytool):
+    path = tmp_path / "four-byte.jks"
+    path.write_bytes(container([trusted_entry(b"\xf0\x9f\x98\x80", der(ca))], PASSWORD))
+    with pytest.raises(subprocess.CalledProcessError):
+        keytool_list(any_keytool, path, PASSWORD)
+    with pytest.raises(KeystoreFormatError, match="not modified UTF-8"):
+        Truststore.load(path, PASSWORD)
+    # A lone surrogate is a valid Java string that cannot be shown: U+FFFD stands for it.
+    path.write_bytes(container([trusted_entry(b"x\xed\xa0\xbd", der(ca))], PASSWORD))
+    assert Truststore.load(path, PASSWORD).aliases == ("x\ufffd",)
+
+
+def test_version_1_stores_have_no_certificate_type(ca):
+    store = container([trusted_entry(b"v1", der(ca), version=1)], PASSWORD, version=1)
+    assert Truststore.from_bytes(store, PASSWORD).aliases == ("v1",)
+    with pytest.raises(KeystoreFormatError, match="format version 3 is unknown"):
+        Truststore.from_bytes(container([], PASSWORD, version=3), PASSWORD)
+    typed = container([u32(2) + utf(b"t") + STAMP + utf(b"PGP") + blob(b"x")], PASSWORD)
+    with pytest.raises(KeystoreFormatError, match="certificate of type 'PGP'"):
+        Truststore.from_bytes(typed, PASSWORD)
+
+
+# --------------------------------------------------------------------------- 12: BKS and UBER
+
+
+def _twofish_imports() -> bool:
+    try:
+        _bks._import_twofish()
+    except _jks.JKSFormatError:
+        return False
+    return True
+
+
+# The twofish package pyjks decrypts UBER with does not import from Python 3.12 on.
+needs_twofish = pytest.mark.skipif(not _twofish_imports(), reason="twofish does not import")
+CHRISTMAS = [
+    "christmas.bksv1",
+    "christmas.bksv2",
+    pytest.param("christmas.uber", marks=needs_twofish),
+]
+CHRISTMAS_SECRETS = {"plain_key", "sealed_public_key", "sealed_secret_key", "stored_value"}
+
+
+def bks_store(entries: bytes, password: str, *, version: int = 2, iterations: int = 1024) -> bytes:
+    """A BKS store as Bouncy Castle's BcKeyStoreSpi writes it (HMAC-SHA1 over the entries)."""
+    salt = os.urandom(20)
+    size = 2 if version == 1 else 20  # version 1's 20-bit MAC key
+    key = jks.rfc7292.derive_key(hashlib.sha1, 3, password, salt, iterations, size)
+    body = entries + b"\0"
+    mac = hmac.new(key, body, hashlib.sha1).digest()
+    return u32(version) + blob(salt) + u32(iterations) + body + mac
+
+
+def uber_store(entries: bytes, password: str, *, iterations: int = 1024) -> bytes:
+    """An UBER store: Twofish-CBC over the entries and their SHA-1."""
+    salt = os.urandom(20)
+    body = entries + b"\0"
+    plain = body + hashlib.sha1(body).digest()
+    sealed = jks.rfc7292.encrypt_PBEWithSHAAndTwofishCBC(plain, password, salt, iterations)
+    return u32(1) + blob(salt) + u32(iterations) + sealed
+
+
+def bks_sealed_key(alias: bytes, pkcs8: bytes, chain: list[bytes], password: str) -> bytes:
+    """A type-4 entry: the key sealed with PBEWithSHAAnd3-KeyTripleDES-CBC."""
+    salt, iterations = os.urandom(20), 1500
+    key = jks.rfc7292.derive_key(hashlib.sha1, 1, password, salt, iterations, 24)
+    iv = jks.rfc7292.derive_key(hashlib.sha1, 2, password, salt, iterations, 8)
+    inner = b"\0" + utf(b"PKCS#8") + utf(b"EC") + blob(pkcs8)
+    pad = 8 - len(inner) % 8
+    sealed = DES3.new(key, DES3.MODE_CBC, iv=iv).encrypt(inner + bytes([pad]) * pad)
+    certs = b"".join(utf(b"X.509") + blob(d) for d in chain)
+    return (
+        b"\x04"
+        + utf(alias)
+        + STAMP
+        + u32(len(chain))
+        + certs
+        + blob(blob(salt) + u32(1500) + sealed)
+    )
+
+
+def bks_cert(alias: bytes, cert: bytes) -> bytes:
+    return b"\x01" + utf(alias) + STAMP + u32(0) + utf(b"X.509") + blob(cert)
+
+
+@pytest.mark.parametrize("name", CHRISTMAS)
+def test_bouncy_castle_stores_load_with_their_integrity_checks(name):
+    data = (DATA / name).read_bytes()
+    kind = name.rpartition(".")[2].upper()[:4]
+    assert detect_format(data) == ("UBER" if kind == "UBER" else "BKS")
+    store = Keystore.load(DATA / name, "12345678")
+    assert store.key_aliases == ("sealed_private_key",)
+    assert store.trusted_aliases == ("cert",)
+    assert set(store.secret_keys) == CHRISTMAS_SECRETS
+    assert store.secret_keys["plain_key"] == "secret key (DES; TLS cannot use it)"
+    _, key_der, chain = store.key_entry()
+    key = serialization.load_der_private_key(key_der, None)
+    assert key.public_key() == _x509.load_cert(chain[0]).public_key()  # serial 0: tolerated
+    # OpenSSL reads the key as it comes out (PKCS#8); it is 1024-bit RSA, which
+    # OpenSSL's default security level refuses for TLS, so the handshake test below
+    # uses a store written the same way with an EC key.
+    openssl = shutil.which("openssl")
+    if openssl:
+        done = subprocess.run([openssl, "pkey", "-inform", "DER", "-noout", "-text"],
+                              input=key_der, capture_output=True, check=False)  # fmt: skip
+        assert done.returncode == 0 and b"1024 bit" in done.stdout
+    assert set(Truststore.load(DATA / name, "12345678").aliases) == {
+        "sealed_private_key", "cert", *CHRISTMAS_SECRETS,
+    }  # fmt: skip
+    with pytest.raises(WrongPasswordError):
+        Keystore.load(DATA / name, "87654321")
+
+
+def test_bks_is_listed_without_its_password_and_uber_is_not():
+    listed = Keystore.inspect(DATA / "christmas.bksv2")  # no password: no HMAC check, as BC
+    assert listed.key_aliases == ("sealed_private_key",)
+    with pytest.raises(WrongPasswordError, match="UBER store is encrypted: pass its password"):
+        Keystore.inspect(DATA / "christmas.uber")
+
+
+def test_uber_without_twofish_says_what_to_do(monkeypatch):
+    monkeypatch.setitem(sys.modules, "twofish", None)  # what Python 3.12+ gives
+    with pytest.raises(KeystoreFormatError, match="reading UBER needs the twofish package"):
+        Keystore.load(DATA / "christmas.uber", "12345678")
+
+
+def test_an_altered_bks_is_told_from_a_wrong_password():
+    data = (DATA / "christmas.bksv2").read_bytes()
+    at = data.index(b"stored_value")
+    altered = data[:at] + b"stored_valuf" + data[at + 12 :]
+    with pytest.raises(KeystoreFormatError, match="the file was modified"):
+        Keystore.from_bytes(altered, "12345678")
+    with pytest.raises(WrongPasswordError, match="wrong store password"):
+        Keystore.from_bytes(altered, "not-it")
+
+
+def test_sealed_keys_with_their_own_passwords(tmp_path):
+    path = DATA / "custom_entry_passwords.bksv2"
+    store = Keystore.inspect(path, "store_password")
+    assert len(store.key_aliases) == 3  # sealed entries with chains: keys until decrypted
+    with pytest.raises(WrongPasswordError, match="does not unlock key entry 'sealed_private_key'"):
+        Keystore.load(path, "store_password")
+
+
+@pytest.mark.parametrize("kind", ["bks1", "bks2", pytest.param("uber", marks=needs_twofish)])
+def test_a_bks_identity_makes_a_working_context(kind, ca, backend, tmp_path):
+    identity = ca.issue_cert("android client", key_type="EC")
+    entries = bks_sealed_key(b"client", pkcs8_of(identity), [der(identity)], PASSWORD)
+    entries += bks_cert(b"ca", der(ca))
+    data = {
+        "bks1": lambda: bks_store(entries, PASSWORD, version=1),
+        "bks2": lambda: bks_store(entries, PASSWORD),
+        "uber": lambda: uber_store(entries, PASSWORD),
+    }[kind]()
+    path = tmp_path / "client.bks"
+    path.write_bytes(data)
+    store = Keystore.load(path, PASSWORD)
+    ctx = mtls.client_context(store, Truststore.load(path, PASSWORD))
+    assert whoami(ctx, backend.port)["client_cn"] == "android client"
+    # The twin: the backend refuses this client once it trusts another CA only.
+    with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=CA(name="other")) as other:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            whoami(ctx, other.port)
+
+
+@needs_twofish
+def test_uber_ciphertext_that_frames_as_an_empty_bks_is_still_uber(ca):
+    """A first ciphertext byte of 0 reads as an empty BKS entry list: the MAC length decides."""
+    entries = bks_cert(b"ca", der(ca))
+    for _ in range(5000):
+        data = uber_store(entries, PASSWORD, iterations=1)
+        if data[32] == 0:  # u32 version, u32 + 20-byte salt, u32 count: ciphertext at 32
+            break
+    else:
+        pytest.fail("no ciphertext starting with 0 in 5000 tries (p ~ 3e-9)")
+    assert detect_format(data) == "UBER"
+    assert Truststore.from_bytes(data, PASSWORD).aliases == ("ca",)
+    bks = bks_store(entries, PASSWORD, version=1)
+    assert detect_format(bks) == "BKS"
+
+
+def test_bks_limits_are_checked_before_any_work(ca):
+    entries = bks_cert(b"ca", der(ca))
+    assert Truststore.from_bytes(bks_store(entries, PASSWORD, iterations=65_536), PASSWORD)
+    with pytest.raises(KeystoreFormatError, match="over 65,536"):
+        Truststore.from_bytes(bks_store(entries, PASSWORD, iterations=65_537), PASSWORD)
+    huge = u32(1) + blob(bytes(20)) + u32(1024) + b"\xff" * _bks.MAX_UBER_BYTES
+    assert detect_format(huge) == "UBER"
+    with pytest.raises(KeystoreFormatError, match="over mtls's 1,048,576-byte limit for UBER"):
+        Truststore.from_bytes(huge, PASSWORD)
+    with pytest.raises(KeystoreFormatError, match="not JKS, JCEKS, PKCS#12, BKS, UBER"):
+        Truststore.from_bytes(u32(7) + bytes(40), PASSWORD)
+
+
+# --------------------------------------------------------------------------- 13: integrity
+
+
+@pytest.fixture
+def replacements(tmp_path: Path, openssl_bin: str) -> dict[str, Path]:
+    """Another CA's certificate as PEM, DER and a MAC-less PKCS#12."""
+    other = CA(name="another CA")
+    pem = tmp_path / "other.pem"
+    pem.write_bytes(other.cert_pem)
+    der_path = tmp_path / "other.der"
+    der_path.write_bytes(der(other))
+    p12 = tmp_path / "other.p12"
+    subprocess.run(
+        [openssl_bin, "pkcs12", "-export", "-nokeys", "-nomac", "-certpbe", "NONE",
+         "-in", str(pem), "-out", str(p12), "-passout", f"pass:{PASSWORD}"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return {"PEM": pem, "DER": der_path, "PKCS12": p12}
+
+
+@pytest.mark.parametrize("fmt", ["PEM", "DER", "PKCS12"])
+def test_a_password_promising_integrity_refuses_an_unprotected_file(fmt, replacements):
+    path = replacements[fmt]
+    with pytest.raises(KeystoreFormatError, match="no integrity check the password could verify"):
+        Truststore.load(path, PASSWORD, store_type="JKS")
+    with pytest.raises(KeystoreFormatError, match="no integrity check"):
+        Truststore.from_bytes(path.read_bytes(), PASSWORD, store_type="PKCS12")
+    # Allowed explicitly, or when nothing promised a check.
+    assert Truststore.load(path, PASSWORD, store_type="JKS", allow_unprotected=True)
+    assert Truststore.load(path, PASSWORD)  # no declared type: the content decides
+    assert Truststore.load(path, None, store_type="JKS")  # no password: nothing to check
+    if fmt in ("PEM", "DER"):
+        assert Truststore.load(path, PASSWORD, store_type=fmt)
+
+
+def test_protected_replacements_still_load(ca, tmp_path):
+    p12 = tmp_path / "trust.p12"
+    ca.write_truststore(p12, PASSWORD, store_type="PKCS12")  # with a MAC
+    assert Truststore.load(p12, PASSWORD, store_type="JKS")  # JKS and PKCS12 read each other
+    bks = tmp_path / "trust.bks"
+    bks.write_bytes(bks_store(bks_cert(b"ca", der(ca)), PASSWORD))
+    assert Truststore.load(bks, PASSWORD, store_type="JKS").aliases == ("ca",)
+
+
+def test_a_keystore_declared_pkcs12_refuses_a_pem_identity(ca, tmp_path):
+    identity = ca.issue_cert("pem client")
+    path = identity.write_pem(tmp_path / "client.pem")
+    with pytest.raises(KeystoreFormatError, match="declared PKCS12 with a password"):
+        Keystore.load(path, PASSWORD, store_type="PKCS12")
+    assert Keystore.load(path, PASSWORD, store_type="PKCS12", allow_unprotected=True).key_aliases
+
+
+def test_profiles_refuse_a_truststore_replaced_by_pem(ca, tmp_path, backend, replacements):
+    keystore, trust = tmp_path / "gw.jks", tmp_path / "trust.jks"
+    keystore.write_bytes(ca.issue_cert("gw").keystore().to_bytes(PASSWORD))
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    good = profiles.context_for("localhost", backend.port)
+    replace_atomically(trust, replacements["PEM"].read_bytes())
+    assert profiles.reload() is False
+    assert "no integrity check the password could verify" in str(profiles.last_error)
+    assert profiles.context_for("localhost", backend.port) is good
+    # A profile made in code can allow it on purpose.
+    allowed = SSLProfileSet(
+        [
+            SSLProfile(
+                servers=(("localhost", backend.port),),
+                keystore=StoreConfig(location=keystore, type="JKS", password=PASSWORD),
+                truststore=StoreConfig(
+                    location=trust, type="JKS", password=PASSWORD, allow_unprotected=True
+                ),
+            )
+        ]
+    )
+    assert allowed.context_for("localhost", backend.port) is not None
+    with pytest.raises(KeystoreFormatError, match="no integrity check"):
+        SSLProfileSet(
+            [
+                SSLProfile(
+                    servers=(("localhost", backend.port),),
+                    truststore=StoreConfig(location=trust, type="JKS", password=PASSWORD),
+                )
+            ]
+        )
+
+
+def test_a_non_store_names_its_file_in_inspect(tmp_path):
+    path = tmp_path / "junk.jks"
+    path.write_bytes(b"\x07" * 64)
+    with pytest.raises(KeystoreFormatError, match=str(path)):
+        Keystore.inspect(path, PASSWORD)
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+FUZZ_SEEDS = {
+    name: (DATA / name).read_bytes()
+    for name in [
+        "christmas.bksv1",
+        "christmas.bksv2",
+        "AES128.jceks",
+        "custom_entry_passwords.jceks",
+        "duplicate_aliases.jks",
+        *(["christmas.uber"] if _twofish_imports() else []),
+    ]
+}
+
+
+@st.composite
+def mutated_java_stores(draw: st.DrawFn) -> bytes:
+    data = bytearray(FUZZ_SEEDS[draw(st.sampled_from(sorted(FUZZ_SEEDS)))])
+    for _ in range(draw(st.integers(1, 3))):
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
+        if op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "truncate":
+            del data[max(at, 1) :]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del data[at : at + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+@given(data=mutated_java_stores(), password=st.sampled_from(["12345678", "wrong", None]))
+@settings(max_examples=300, deadline=None, database=None)
+def test_mutated_java_family_stores_raise_only_mtls_errors(data, password):
+    for load in (
+        lambda: Keystore.from_bytes(data, password),
+        lambda: Keystore.from_bytes(data, password, _with_keys=False),
+        lambda: Truststore.from_bytes(data, password),
+    ):
+        try:
+            store = load()
+        except mtls.MTLSError:
+            continue
+        repr(store)
+        for alias in store.aliases:
+            store.entry_type(alias)
+
+
+def test_an_empty_alias_loads_as_the_jdk_lists_it(ca, tmp_path, any_keytool):
+    path = tmp_path / "empty-alias.jks"
+    path.write_bytes(container([trusted_entry(b"", der(ca))], PASSWORD))
+    assert "" in keytool_list(any_keytool, path, PASSWORD)
+    trust = Truststore.load(path, PASSWORD)
+    assert trust.aliases == ("",) and trust.export_certificate("", "DER") == der(ca)
+    assert Keystore.load(path, PASSWORD).trusted_aliases == ("",)
+    with pytest.raises(ValueError, match="must not be empty"):  # the twin: new entries need one
+        trust.add("", ca.cert_pem)
