@@ -299,6 +299,10 @@ class _Rotating:
     def _dispose(self, closing: list[_Underlying]) -> None:
         """Close retired underlying channels (sync: now; aio: in the event loop)."""
 
+    def _dispose_after_call(self, closing: list[_Underlying]) -> None:
+        """Close channels retired when a call ended, from gRPC's callback for that call."""
+        self._dispose(closing)
+
     def _started(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
         """Start a call that outlives this method (a future, a stream): its lease ends
         when the call does."""
@@ -313,8 +317,13 @@ class _Rotating:
         ended = threading.Lock()  # a callback may run twice (add_done_callback + cancel)
 
         def done(_: object) -> None:
+            # On gRPC's thread for this call: for a sync channel that is the channel's
+            # own spin thread, and Channel.close() waits for that thread to finish, so
+            # the close must happen elsewhere (_dispose_after_call).
             if ended.acquire(blocking=False):
-                self._release(entry, [])
+                retired = self._pools.release(entry)
+                if retired is not None:
+                    self._dispose_after_call([retired])
 
         call.add_done_callback(done)
         return call
@@ -447,6 +456,13 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
 
     def _dispose(self, closing: list[_Underlying]) -> None:
         _close_each(closing, _close_sync)
+
+    def _dispose_after_call(self, closing: list[_Underlying]) -> None:
+        # The callback runs on the retired channel's own spin thread, which close()
+        # joins: closing there deadlocks (the call's last event is never delivered).
+        threading.Thread(
+            target=_close_each, args=(closing, _close_sync), name="mtls-grpc-close", daemon=True
+        ).start()
 
     def _blocking(self, key: tuple[Any, ...], name: str, args: Any, kwargs: Any) -> Any:
         entry, closing = self._lease()
