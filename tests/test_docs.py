@@ -1,7 +1,8 @@
 """Every Python example in docs/ runs: each page's blocks, in order, as one script.
 
 A page is executed in a fresh interpreter in an empty temporary directory, so its
-examples cannot rely on anything but what they create. README.md counts as a page.
+examples cannot rely on anything but what they create. README.md's examples name the
+files of a real estate (they are illustrations) and are not run.
 """
 
 from __future__ import annotations
