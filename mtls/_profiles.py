@@ -563,6 +563,12 @@ class SSLProfileSet:
         built = [item for item in items if isinstance(item, Built)]
         if {slot(b.profile) for b in built} != set(previous):
             changed = True
+        # A profile that now fails closed (or no longer does) changes what a lookup
+        # answers even when no context changed: readers that cache per generation
+        # (the gRPC channel, the HTTP pools) must be told.
+        failed = {slot(i.profile) for i in items if isinstance(i, Failed)}
+        if failed != {slot(p) for p, _ in old.failures}:
+            changed = True
         index, fast = build_index(items, self._path)  # unique: checked when loaded
         default = old.default
         if isinstance(self._default, SSLProfile):
@@ -571,6 +577,8 @@ class SSLProfileSet:
             if isinstance(default, Built) and (
                 prev_default is None or default.context is not prev_default.context
             ):
+                changed = True
+            if isinstance(default, Failed) != isinstance(old.default, Failed):
                 changed = True
         builder.end()
         new = Snapshot(

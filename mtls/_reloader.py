@@ -564,8 +564,17 @@ class Builder:
                 path=config.shown_location,
             ) from None
         material.files.append((role, str(config.location), digest))
-        # The path is part of the key only so that a cached error names the right file.
-        key = (role, digest, config.password, config.key_password, config.type)
+        # Everything that decides how the bytes are read is in the key (allow_unprotected
+        # too: one profile's opt-out must never let another's PEM through). The path is
+        # part of the failure key only so that a cached error names the right file.
+        key = (
+            role,
+            digest,
+            config.password,
+            config.key_password,
+            config.type,
+            config.allow_unprotected,
+        )
         failure_key = (*key, config.location)
         self._used_stores.add(key)
         failed = self._failed.get(failure_key)

@@ -33,6 +33,7 @@ from mtls import (
     KeyEntryError,
     Keystore,
     KeystoreFormatError,
+    ProfileUnavailableError,
     SSLProfile,
     SSLProfileSet,
     StoreConfig,
@@ -400,7 +401,10 @@ def test_one_chainless_store_never_stops_the_other_profiles(ca, tmp_path, backen
     assert whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"] == (
         "good-1"
     )
-    assert profiles.context_for("127.0.0.1", backend.port) is None
+    # Fails closed: its host is refused, never served by another profile or default.
+    with pytest.raises(ProfileUnavailableError, match="has no certificate") as refused:
+        profiles.context_for("127.0.0.1", backend.port)
+    assert isinstance(refused.value.cause, KeystoreFormatError)
     assert isinstance(profiles.last_error, KeystoreFormatError)
 
     # On reload: the bad store comes back good, then goes bad again while the good one rotates.
@@ -750,6 +754,32 @@ def test_profiles_refuse_a_truststore_replaced_by_pem(ca, tmp_path, backend, rep
                 )
             ]
         )
+
+
+@pytest.mark.parametrize("lenient_first", [True, False])
+def test_one_profiles_opt_out_never_lets_anothers_pem_through(ca, tmp_path, backend, lenient_first):
+    # Two profiles in one set read the same PEM declared JKS with a password: only the
+    # one that allows unprotected files may load it, whichever is built first.
+    keystore, trust = tmp_path / "gw.jks", tmp_path / "trust.jks"
+    keystore.write_bytes(ca.issue_cert("gw").keystore().to_bytes(PASSWORD))
+    trust.write_bytes(ca.cert_pem)
+    lenient = SSLProfile(
+        servers=(("lenient.test", 443),),
+        keystore=StoreConfig(location=keystore, type="JKS", password=PASSWORD),
+        truststore=StoreConfig(
+            location=trust, type="JKS", password=PASSWORD, allow_unprotected=True
+        ),
+    )
+    strict = SSLProfile(
+        servers=(("strict.test", 443),),
+        keystore=StoreConfig(location=keystore, type="JKS", password=PASSWORD),
+        truststore=StoreConfig(location=trust, type="JKS", password=PASSWORD),
+    )
+    order = [lenient, strict] if lenient_first else [strict, lenient]
+    profiles = SSLProfileSet(order, skip_failures=True)
+    assert profiles.context_for("lenient.test", 443) is not None
+    with pytest.raises(ProfileUnavailableError, match="no integrity check"):
+        profiles.context_for("strict.test", 443)
 
 
 def test_a_non_store_names_its_file_in_inspect(tmp_path):

@@ -684,6 +684,7 @@ def test_a_profile_added_by_a_reload_with_broken_material_fails_closed(
     xml, keystore, trust = one_profile
     profiles = SSLProfileSet.from_xml(xml, default=ssl.create_default_context(), settle_delay=0)
     assert profiles.context_for("new.test", 443) is not None  # the default, before
+    generation = profiles.generation
     replace_atomically(
         xml,
         profile_xml(
@@ -691,9 +692,15 @@ def test_a_profile_added_by_a_reload_with_broken_material_fails_closed(
             profile("new.test:443", tmp_path / "absent.jks", trust),
         ),
     )
-    profiles.reload()
+    assert profiles.reload() is True
+    # No context changed, but what a lookup answers did: readers that cache per
+    # generation (the gRPC channel, the HTTP pools) must see a new one.
+    assert profiles.generation == generation + 1
     with pytest.raises(ProfileUnavailableError, match=r"absent\.jks"):
         profiles.context_for("new.test", 443)
+    # Twin: a reload that changes nothing keeps the generation.
+    assert profiles.reload() is False
+    assert profiles.generation == generation + 1
 
 
 def test_httpx_surfaces_a_failed_profile(half_failed, backend):
