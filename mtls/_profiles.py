@@ -46,7 +46,7 @@ from ._reloader import (
     describe_change,
     slot,
 )
-from ._secret import Secret
+from ._secret import Secret, scrub_tracebacks
 from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
@@ -234,6 +234,7 @@ class SSLProfileSet:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
+    @scrub_tracebacks  # store and vault passwords never linger in an escaping traceback
     def from_xml(
         cls,
         path: str | os.PathLike[str],
@@ -294,6 +295,7 @@ class SSLProfileSet:
         return self
 
     @classmethod
+    @scrub_tracebacks
     def from_deployment_toml(
         cls,
         path: str | os.PathLike[str],
@@ -355,7 +357,7 @@ class SSLProfileSet:
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         if secret_resolver is None:  # the estate's own secure vault, when it has one
             secret_resolver = SecureVault.for_estate(
-                home, deployment_toml=path, properties=properties
+                home, deployment_toml=path, properties=properties, product=product
             )
         settings = read_deployment_toml(
             os.fspath(path),

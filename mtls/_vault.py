@@ -43,7 +43,7 @@ import re
 import threading
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._jks import secret_key_entry
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
-from ._secret import Secret, reveal
+from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
 from ._wso2 import Product, detect_product, resolve_security_file
 
@@ -119,17 +119,18 @@ class _Config:
     keystore_from: str
     keystore_type: str | None  # a hint for messages: the content decides
     key_alias: str | None
-    toml_password: str | None
-    toml_key_password: str | None
-    encryption_key: str | None
+    # Secrets: never in a repr (error reporters render locals with repr()).
+    toml_password: str | None = field(repr=False)
+    toml_key_password: str | None = field(repr=False)
+    encryption_key: str | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class _Keys:
-    private: rsa.RSAPrivateKey | None
+    private: rsa.RSAPrivateKey | None = field(repr=False)
     alias: str
     certificate_der: bytes | None
-    symmetric: bytes | None
+    symmetric: bytes | None = field(repr=False)
 
 
 # --------------------------------------------------------------------------- file formats
@@ -290,6 +291,7 @@ class SecureVault:
         key_password: str | Secret | None = None,
         symmetric_key: bytes | str | Secret | None = None,
         properties: Mapping[str, str] | None = None,
+        product: Product | None = None,
     ) -> None:
         """Describe the vault of the product installed at ``home``; nothing is read yet.
 
@@ -303,8 +305,12 @@ class SecureVault:
                 (16, 24 or 32 bytes), overriding the keystore's secret-key entry and
                 ``[encryption] key``.
             properties: values for ``$sys{name}`` placeholders (Java system properties).
+            product: ``"apim"`` or ``"mi"``, whose rule places a bare keystore
+                ``file_name`` (as for :meth:`mtls.SSLProfileSet.from_deployment_toml`);
+                default: detected from deployment.toml.
         """
         self.home = Path(os.path.abspath(home))
+        self._product = product
         conf = _conf_dir(self.home)
         self._toml = (
             Path(os.path.abspath(deployment_toml))
@@ -329,6 +335,7 @@ class SecureVault:
         *,
         deployment_toml: str | os.PathLike[str] | None = None,
         properties: Mapping[str, str] | None = None,
+        product: Product | None = None,
     ) -> SecureVault | None:
         """The vault the estate at ``home`` configures, or ``None`` when it has none.
 
@@ -338,7 +345,7 @@ class SecureVault:
         Raises:
             ProfileConfigError: deployment.toml or secret-conf.properties is unreadable.
         """
-        vault = cls(home, deployment_toml=deployment_toml, properties=properties)
+        vault = cls(home, deployment_toml=deployment_toml, properties=properties, product=product)
         return vault if vault.configured else None
 
     def __repr__(self) -> str:
@@ -355,6 +362,7 @@ class SecureVault:
         """Every alias the vault defines, sorted."""
         return tuple(sorted(self._load().values))
 
+    @scrub_tracebacks  # a failed decryption leaves no password or key in any frame
     def resolve(self, alias: str) -> Secret:
         """Decrypt ``alias``.
 
@@ -390,6 +398,7 @@ class SecureVault:
 
     __call__ = resolve
 
+    @scrub_tracebacks
     def check(self) -> list[VaultEntry]:
         """Try every alias; report which resolve, never their values.
 
@@ -467,7 +476,9 @@ class SecureVault:
             key_alias = (conf or {}).get("keystore.identity.alias", "").strip() or None
         elif ks_table and isinstance(ks_table.get("file_name"), str):
             keystore = product_store_path(
-                self.home, ks_table["file_name"].strip(), detect_product(toml)
+                self.home,
+                self._placeholder(ks_table["file_name"].strip(), f"{table_name} file_name"),
+                self._product or detect_product(toml),
             )
             keystore_from = f"{table_name} file_name of {self._toml}"
             keystore_type = _str(ks_table.get("type"))
@@ -589,8 +600,11 @@ class SecureVault:
         def replace(match: re.Match[str]) -> str:
             found = self._lookup(*match.groups())
             if found is None:
+                # Name the placeholder only when it is the whole value: one inside
+                # other text may be part of a password, which is never quoted.
+                what = match.group(0) if match.group(0) == text else "a placeholder"
                 raise SecureVaultError(
-                    f"secure vault: {where} uses {match.group(0)}, which is not set: set it",
+                    f"secure vault: {where} uses {what}, which is not set: set it",
                     path=self._toml,
                 )
             return found

@@ -84,6 +84,10 @@ def test_profile_identity_and_every_call_kind(tmp_path: Path, ca: CA, server: An
             probe.gate.clear()
             await channel.channel_ready()
             assert channel.get_state() == grpc.ChannelConnectivity.READY
+        # Closed: refused as a closed grpc.aio.Channel refuses, nothing new is built.
+        with pytest.raises(grpc.aio.UsageError, match="closed"):
+            await who(channel)
+        assert channel._pools.resources() == []
 
     with client_set(tmp_path, ca, port) as profiles:
         asyncio.run(main())

@@ -493,6 +493,11 @@ def test_close_is_idempotent_and_final(tmp_path: Path, ca: CA, server: Any) -> N
         channel.close()
         assert closed(inner)
         assert underlying(channel) == []
+        # Final: a call after close() is refused as on a plain closed channel, and
+        # builds no new underlying channel that nothing would close.
+        with pytest.raises(ValueError, match="closed channel"):
+            who(channel)
+        assert underlying(channel) == []
 
 
 @pytest.mark.parametrize(

@@ -580,6 +580,67 @@ def test_repr_shows_no_secret(tmp_path, stores) -> None:
     assert "hidden-value" not in repr(vault.check())
 
 
+def _locals_text(exc: BaseException) -> str:
+    """repr() of every local of every mtls frame the exception (and its chain) holds."""
+    package = str(Path(mtls.__file__).parent)
+    out: list[str] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None:
+            continue
+        tb = current.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(package):
+                out += [f"{k}={v!r}" for k, v in tb.tb_frame.f_locals.items()]
+            tb = tb.tb_next
+        pending += [current.__cause__, current.__context__]
+    return "\n".join(out)
+
+
+def test_failures_leave_no_secret_in_traceback_locals(tmp_path, stores) -> None:
+    # [encryption] key and the TOML's keystore password must not reach an error
+    # reporter that renders locals (Sentry, capture_locals=True), through the vault
+    # or through a profile set that uses it.
+    key_hex = "03BAFEB27A8E871CAD83C5CD4E771DAB"
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"broken": "bm90LWEtY2lwaGVydGV4dA=="},  # base64, but no ciphertext
+        toml_extra=f'[encryption]\nkey = "{key_hex}"',
+    )
+    with pytest.raises(SecureVaultError) as direct:
+        SecureVault(home).resolve("broken")
+    toml = home / "repository" / "conf" / "deployment.toml"
+    with toml.open("a") as fh:
+        fh.write(
+            '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+            '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "$secret{broken}"\n'
+        )
+    (home / "p.xml").write_text("<parameter></parameter>")
+    with pytest.raises(mtls.MTLSError) as through_set:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    for exc in (direct.value, through_set.value):
+        text = _locals_text(exc)
+        assert PASSWORD not in text and key_hex not in text, text[-2000:]
+
+
+def test_a_placeholder_inside_a_password_is_never_quoted(tmp_path, stores, monkeypatch) -> None:
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    home = make_home(
+        tmp_path, stores, secrets={"p": "bm90LWEtY2lwaGVydGV4dA=="}, password="pa${nope_xyz}ss"
+    )
+    with pytest.raises(SecureVaultError, match="uses a placeholder") as refused:
+        SecureVault(home).resolve("p")
+    assert "nope_xyz" not in str(refused.value)
+    # Twin: a password that is one placeholder is named, so it can be set.
+    home2 = make_home(
+        tmp_path / "2", stores, secrets={"p": "bm90LWEtY2lwaGVydGV4dA=="}, password="$env{NOPE_XYZ}"
+    )
+    with pytest.raises(SecureVaultError, match=r"\$env\{NOPE_XYZ\}"):
+        SecureVault(home2).resolve("p")
+
+
 @needs_java
 def test_real_wso2carbon_keystore(tmp_path, wso2_fixtures: Path) -> None:
     """The keystore API Manager ships, named by path as the cipher tool writes it."""

@@ -197,6 +197,7 @@ class _Rotating:
         )
         self._built: TLSMaterial | None = None
         self._checked: str | None = None  # fingerprint of the last material that passed
+        self._closed = False  # after close(): calls refused, as grpc.Channel refuses them
         name = normalize_host(self._host)
         if (
             self._override is None
@@ -266,6 +267,10 @@ class _Rotating:
         return _Underlying(self._build(credentials))
 
     def _lease(self) -> tuple[_Entry[_Underlying], list[_Underlying]]:
+        if self._closed:
+            # As grpc's own channels refuse: a closed channel must not quietly build a
+            # new underlying channel that nothing would ever close or rotate.
+            raise self._closed_error()
         entry, closing = self._pools.acquire(self._host, self._port)
         if entry is None:  # the target's profile went away in a reload
             if closing:
@@ -294,6 +299,9 @@ class _Rotating:
             closing.append(retired)
         if closing:
             self._dispose(closing)
+
+    def _closed_error(self) -> Exception:
+        return ValueError("Cannot invoke RPC on closed channel!")  # grpc.Channel's words
 
     @abc.abstractmethod
     def _dispose(self, closing: list[_Underlying]) -> None:
@@ -491,8 +499,10 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
     def close(self) -> None:
         """Close every underlying channel and stop following reloads.
 
-        Idempotent. Calls still running are cancelled, as ``grpc.Channel.close`` does.
+        Idempotent. Calls still running are cancelled, as ``grpc.Channel.close`` does;
+        new calls raise ``ValueError``, as they do on a closed ``grpc.Channel``.
         """
+        self._closed = True
         self._unsubscribe()
         _close_each(self._pools.close(), _close_sync)
 
@@ -644,11 +654,19 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
         await self._current().channel.channel_ready()
 
     async def close(self, grace: float | None = None) -> None:
-        """Close every underlying channel (running calls get ``grace`` seconds). Idempotent."""
+        """Close every underlying channel (running calls get ``grace`` seconds). Idempotent.
+
+        New calls then raise ``grpc.aio.UsageError``, as on a closed ``grpc.aio.Channel``.
+        """
+        self._closed = True
         orphans, self._orphans = self._orphans, []
         await _aclose_each([*self._pools.close(), *orphans], grace)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _closed_error(self) -> Exception:
+        error: Exception = grpc.aio.UsageError("Channel is closed.")  # grpc.aio's words
+        return error
 
     async def __aenter__(self) -> AioRotatingChannel:
         return self
