@@ -466,8 +466,13 @@ class SecureVault:
                         text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
                     )
         internal = _table(toml, "keystore", "internal")
-        ks_table = internal or _table(toml, "keystore", "primary")
-        table_name = "[keystore.internal]" if internal else "[keystore.primary]"
+        primary = _table(toml, "keystore", "primary")
+        # Key by key, as [keystore.tls] falls back to [keystore.primary] (_wso2): an
+        # internal table that names only its file still takes the primary's password.
+        ks_table = {**(primary or {}), **(internal or {})} or None
+        table_name = (
+            "[keystore.internal]" if internal and "file_name" in internal else "[keystore.primary]"
+        )
         identity = (conf or {}).get("keystore.identity.location", "").strip()
         if identity:
             keystore = Path(identity) if os.path.isabs(identity) else self.home / identity
@@ -753,12 +758,14 @@ class SecureVault:
                 sha1 = hashes.SHA1()  # noqa: S303 - the transformation WSO2 encrypted with
                 pad = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
                 plain = keys.private.decrypt(ciphertext, pad)
-        except ValueError:
+            # A value made with the other padding passes PKCS#1's check about once in
+            # 260 tries and yields random bytes: not text, and the same failure.
+            return plain.decode("utf-8")
+        except ValueError:  # UnicodeDecodeError included
             raise job.fail(
                 f"does not decrypt with the private key {keys.alias!r} of {config.keystore} "
                 f"({transformation}): the value is damaged or was encrypted for another key"
             ) from None
-        return job.text(plain)
 
     def _aes(
         self,

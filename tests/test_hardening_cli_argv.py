@@ -45,6 +45,12 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
         (["--passwordx" + SECRET], "--password****"),
         (["--key-pass", SECRET], "--key-pass ****"),
         (["--truststore-pass=" + SECRET], "--truststore-pass=****"),
+        # keytool's -storepasswd command typed as an option: "wd" looks glued, the
+        # password is the next word.
+        (["--storepasswd", SECRET], "--storepass**** ****"),
+        # Spellings of no tool that still name a password.
+        (["--passwd", SECRET], "--pass**** ****"),
+        (["--store-password", SECRET], "--store-password ****"),
     ],
 )
 def test_list_with_a_keytool_password_habit_is_scrubbed(tmp_path, capsys, words, shown):

@@ -580,6 +580,31 @@ def test_repr_shows_no_secret(tmp_path, stores) -> None:
     assert "hidden-value" not in repr(vault.check())
 
 
+def test_internal_keystore_keys_fall_back_to_primary_one_by_one(
+    tmp_path, stores, monkeypatch
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    public = mtls.Keystore.load(stores["dir"] / "wso2carbon.jks", PASSWORD)
+    cert = public.certificate(public.key_aliases[0])
+    value = base64.b64encode(cert.public_key().encrypt(b"from-primary", padding.PKCS1v15()))
+    secrets = {"a": value.decode()}
+    # [keystore.internal] names only its file (and alias): the password is primary's.
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets=secrets,
+        password=None,
+        toml_extra=f'[keystore.primary]\nfile_name = "x.jks"\npassword = "{PASSWORD}"',
+    )
+    assert SecureVault(home)("a").reveal() == "from-primary"
+    # Twin: no password anywhere is an error that says where to put one.
+    bare = make_home(tmp_path / "2", stores, secrets=secrets, password=None)
+    with pytest.raises(SecureVaultError, match="needs its password"):
+        SecureVault(bare)("a")
+
+
 def _locals_text(exc: BaseException) -> str:
     """repr() of every local of every mtls frame the exception (and its chain) holds."""
     package = str(Path(mtls.__file__).parent)

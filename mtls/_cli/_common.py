@@ -123,16 +123,26 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
         remember_secret(os.environ.get(name))
     for index, word in enumerate(argv):
         found = _password_option(word)
+        if found is None and word.startswith("-") and "pass" in word.lower():
+            # A spelling of no tool (--passwd, --store-password): still a password's
+            # option to whoever typed it; its value is what follows.
+            option, sep, glued = word.partition("=")
+            found = (option, glued if sep else None)
         if found is None:
             continue
         option, value = found
+        following = argv[index + 1] if index + 1 < len(argv) else None
         if value is None:
-            if index + 1 < len(argv):
-                remember_secret(argv[index + 1])
+            if following is not None:
+                remember_secret(following)
             continue
         remember_secret(value)
         if value:
             _GLUED[word] = f"{option}{'=' if word[len(option)] == '=' else ''}****"
+        if "=" not in word and following is not None and not following.startswith("-"):
+            # "-storepasswd NEW": what looked glued may be the end of a misspelled
+            # option, and the password the next word. Hiding a word too many is harmless.
+            remember_secret(following)
 
 
 def scrub(text: str) -> str:
