@@ -679,7 +679,8 @@ class SSLProfileSet:
         nothing and returns False.
 
         Returns:
-            True if any context changed (then :attr:`generation` grew by one and
+            True if what a lookup answers changed: a context, or a profile that now
+            fails closed or recovers (then :attr:`generation` grew by one and
             subscribers were called).
 
         Raises:

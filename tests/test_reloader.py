@@ -420,7 +420,9 @@ def test_new_profile_that_fails_during_reload_is_reported_not_installed(setup, t
             profile("new.test:443", tmp_path / "missing.jks", trust),
         ).encode(),
     )
-    assert profiles.reload() is False
+    # Nothing was installed, but lookups for new.test now refuse: that is a change
+    # (subscribers and per-generation caches must look again).
+    assert profiles.reload() is True
     with pytest.raises(ProfileUnavailableError, match=r"missing\.jks") as info:
         profiles.context_for("new.test", 443)  # fails closed: never another context
     assert info.value.servers == ("new.test:443",)
