@@ -16,7 +16,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -625,10 +624,9 @@ def test_probe_a_profile_that_does_not_load(seed: Seed) -> None:
 
 def test_probe_unreachable_host_is_one_line(seed: Seed) -> None:
     port = closed_port()
-    started = time.perf_counter()
+    # Bounded by the subprocess timeout in fails(); no wall-clock assertion.
     run = fails(1, "probe", f"https://127.0.0.1:{port}/", "--truststore",
                 seed.dir / "client-truststore.jks", "--timeout", "3")  # fmt: skip
-    assert time.perf_counter() - started < 10
     assert f"127.0.0.1:{port} refused the connection" in run.stderr
     assert "FAILED (connection_refused)" in run.stdout
 
@@ -643,9 +641,7 @@ def test_probe_usage_errors() -> None:
 
 
 def test_demo_runs_the_seed_end_to_end() -> None:
-    started = time.perf_counter()
-    run = ok("demo", password_env=False)
-    assert time.perf_counter() - started < 10
+    run = ok("demo", password_env=False)  # bounded by the subprocess timeout in ok()
     out = run.stdout
     assert "the backend saw CN=gateway" in out
     assert "REFUSED" in out

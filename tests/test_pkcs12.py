@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -628,10 +627,10 @@ def test_hostile_iteration_count_fails_fast(openssl: OpenSSLFiles, iterations: i
         _der.encode(_der.OCTET_STRING, b"salt"),
         der_int(iterations),
     )
-    start = time.perf_counter()
+    # Refused while reading the parameters, before any derivation runs (the message
+    # names the count): no wall-clock assertion needed.
     with pytest.raises(P12FormatError, match="iteration count"):
         parse_pkcs12(rebuild(data, mac_data), PW)
-    assert time.perf_counter() - start < 1
 
 
 # --- cryptography-written stores, and fuzzing ---------------------------------------------
