@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import logging
 import ssl
@@ -50,6 +51,9 @@ def _tbs_fields(der: bytes) -> list[_der.TLV]:
     return fields[1:] if fields and fields[0].tag == 0xA0 else fields
 
 
+# Cached: the same certificates are read on every context build and reload (a leaf per
+# client_context, 144 anchors per cacerts), and this walk is pure Python.
+@functools.lru_cache(maxsize=4096)
 def _unusual(der: bytes) -> bool:
     """Whether cryptography may warn while reading ``der`` (when unsure: yes)."""
     try:
