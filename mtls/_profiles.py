@@ -985,7 +985,7 @@ class SSLProfileSet:
             )
         if item is None:
             return None
-        return replace(item.served.material, profile=item.profile)
+        return replace(item.served.material(), profile=item.profile)
 
     @property
     def profiles(self) -> tuple[SSLProfile, ...]:

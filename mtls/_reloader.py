@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import logging
 import math
@@ -320,8 +321,9 @@ class Served:
     # Builds another context from the same stores (hostname mode in, new context out):
     # how the set makes ALPN variants without ever changing a context it handed out.
     make: Callable[[str], ssl.SSLContext] = field(repr=False, compare=False)
-    # The same material as PEM, for TLS stacks that take no SSLContext (gRPC).
-    material: TLSMaterial = field(repr=False, compare=False)
+    # The same material as PEM, for TLS stacks that take no SSLContext (gRPC): made on
+    # first use (and kept), so sets nobody asks for PEM pay nothing for it.
+    material: Callable[[], TLSMaterial] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -706,8 +708,16 @@ class Builder:
                 )
 
             now = _dt.datetime.now(_dt.UTC)
-            pem = tls_material(
-                keystore, truststore, alias, verify=verify, hostname_verifier=mode, subject=subject
+            pem = functools.cache(
+                functools.partial(
+                    tls_material,
+                    keystore,
+                    truststore,
+                    alias,
+                    verify=verify,
+                    hostname_verifier=mode,
+                    subject=subject,
+                )
             )
             served = Served(pair[0], pair[1], files, subject, not_after, now, make, pem)
             self._served[(ctx_key, files)] = served
