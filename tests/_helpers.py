@@ -15,7 +15,8 @@ from typing import Any
 from mtls.testing import CA, IssuedIdentity
 
 PASSWORD = "s3cret-Pa55"  # distinctive: tests grep for it in messages and logs
-# The JDKs' java launchers for the Java peer programs in tests/java (JDK 17 on PATH, 25).
+# The Java peer programs (tests/java), and the JDKs' java launchers (JDK 17 on PATH, 25).
+JAVA_SOURCES = Path(__file__).parent / "java"
 JAVAS = [
     path
     for path in (shutil.which("java"), "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java")

@@ -29,7 +29,7 @@ connection; give long streams a deadline. The sync channel also sweeps from the
 profile set's subscriber callback, so an idle old channel closes right after a
 reload; the aio channel sweeps on its next call or :meth:`close`, in its loop.
 
-Trust and names (gRPC's TLS stack, BoringSSL, tested in tests/test_grpc_*.py)
+Trust and names (gRPC's TLS stack, BoringSSL, tested in tests/integrations/test_grpc_*.py)
 ----------------------------------------------------------------------------
 * Every anchor is an anchor (Java semantics): gRPC accepts a chain that ends at
   an intermediate or a leaf given in ``root_certificates``, as the profile set's

@@ -12,8 +12,7 @@ import pytest
 
 from mtls._cli import _common
 from mtls.cli import main
-
-from .test_hardening_cli_warnings import mtls_run
+from tests.cli.test_warnings import mtls_run
 
 SECRET = "Gl7ued-leak-Pw"
 

@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives import hashes
 
 from mtls.cli import main
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-
-from .test_context import openssl_server
+from tests.stores.test_context import openssl_server
 
 PASSWORD = "advice-Pa55word"
 NOW = dt.datetime.now(dt.UTC)

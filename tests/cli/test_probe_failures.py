@@ -1,7 +1,7 @@
 """`mtls probe` names each way a connection fails, against real misbehaving servers.
 
 These call ``mtls.cli.main`` in-process (the subprocess form is covered in
-test_cli.py): the point here is the classification of real failures.
+tests/cli/test_cli.py): the point here is the classification of real failures.
 """
 
 from __future__ import annotations

@@ -32,8 +32,7 @@ from pathlib import Path
 import pytest
 
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-
-from ._helpers import PASSWORD, profile_xml, wait_for
+from tests._helpers import PASSWORD, profile_xml, wait_for
 
 KEYTOOL = shutil.which("keytool")
 _JVM_FLAGS = ("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en")

@@ -19,8 +19,7 @@ import grpc
 
 from mtls import SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, IssuedIdentity, replace_atomically
-
-from ._helpers import PASSWORD
+from tests._helpers import PASSWORD
 
 SERVICE = "mtls.test.Probe"
 WHO = f"/{SERVICE}/Who"

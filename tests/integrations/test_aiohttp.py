@@ -17,9 +17,8 @@ from aiohttp import web
 import mtls
 from mtls import SSLProfileSet
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError, request_ssl
-
-from ._backend import Backends, identities, running_backends, store_xml
-from ._helpers import profile_xml
+from tests._helpers import profile_xml
+from tests.integrations._backend import Backends, identities, running_backends, store_xml
 
 pytestmark = pytest.mark.keytool
 

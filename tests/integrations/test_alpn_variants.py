@@ -11,8 +11,7 @@ import pytest
 
 import mtls
 from mtls.testing import CA, replace_atomically
-
-from ._helpers import PASSWORD, profile, profile_xml
+from tests._helpers import PASSWORD, profile, profile_xml
 
 
 @pytest.fixture

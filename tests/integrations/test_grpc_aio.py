@@ -15,8 +15,7 @@ import pytest
 from mtls import ProfileConfigError
 from mtls.integrations.grpc import AioRotatingChannel, aio_secure_channel
 from mtls.testing import CA
-
-from ._grpc_backend import (
+from tests.integrations._grpc_backend import (
     ECHO,
     JOIN,
     WATCH,

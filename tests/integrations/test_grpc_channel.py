@@ -27,8 +27,8 @@ from mtls import (
 from mtls._keyload import _chain_pem, _key_pem
 from mtls.integrations.grpc import RotatingChannel, _parse_target, secure_channel
 from mtls.testing import CA, replace_atomically
-
-from ._grpc_backend import (
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for
+from tests.integrations._grpc_backend import (
     ECHO,
     JOIN,
     WATCH,
@@ -41,7 +41,6 @@ from ._grpc_backend import (
     write_keystore,
     write_truststore,
 )
-from ._helpers import PASSWORD, profile, profile_xml, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,14 @@ import pytest
 from mtls import KeystoreError, ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.integrations.grpc import aio_secure_channel, server_credentials
 from mtls.testing import CA, IssuedIdentity, replace_atomically
-
-from ._grpc_backend import WHO, Probe, grpc_server, write_keystore, write_truststore
-from ._helpers import PASSWORD, wait_for
+from tests._helpers import PASSWORD, wait_for
+from tests.integrations._grpc_backend import (
+    WHO,
+    Probe,
+    grpc_server,
+    write_keystore,
+    write_truststore,
+)
 
 
 def call(port: int, trusts: CA, identity: IssuedIdentity | None) -> bytes:

@@ -13,8 +13,7 @@ import pytest
 
 from mtls import SSLProfileSet
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport, async_client, client
-
-from ._backend import Backends, identities, running_backends
+from tests.integrations._backend import Backends, identities, running_backends
 
 pytestmark = pytest.mark.keytool
 

@@ -14,9 +14,8 @@ import urllib3
 from mtls import SSLProfileSet
 from mtls.integrations.requests import MTLSAdapter, session
 from mtls.testing import MTLSServer
-
-from ._backend import PASSWORD, Backends, identities, running_backends, store_xml
-from ._helpers import profile_xml
+from tests._helpers import profile_xml
+from tests.integrations._backend import PASSWORD, Backends, identities, running_backends, store_xml
 
 pytestmark = pytest.mark.keytool
 

@@ -22,9 +22,8 @@ from mtls.integrations.aiohttp import MTLSClientSession
 from mtls.integrations.httpx import async_client, client
 from mtls.integrations.requests import session
 from mtls.testing import CA, MTLSServer, replace_atomically
-
-from ._backend import established, tcp_table_available
-from ._helpers import PASSWORD, profile, profile_xml, wait_for
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for
+from tests.integrations._backend import established, tcp_table_available
 
 INTERVAL = 0.2
 

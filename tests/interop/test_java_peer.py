@@ -14,10 +14,9 @@ import pytest
 
 import mtls
 from mtls.testing import CA
+from tests._helpers import JAVA_SOURCES, JAVAS, PASSWORD, profile, profile_xml
 
-from ._helpers import JAVAS, PASSWORD, profile, profile_xml
-
-SOURCE = Path(__file__).with_name("java") / "MtlsServer.java"
+SOURCE = JAVA_SOURCES / "MtlsServer.java"
 pytestmark = pytest.mark.skipif(not JAVAS, reason="needs a JDK's java launcher")
 
 
@@ -110,7 +109,7 @@ def test_we_refuse_a_java_server_our_truststore_does_not_hold(pki, java_backend)
         talk(ctx, java_backend)
 
 
-CLIENT = Path(__file__).with_name("java") / "MtlsClient.java"
+CLIENT = JAVA_SOURCES / "MtlsClient.java"
 
 
 @pytest.mark.parametrize("java", JAVAS, ids=lambda p: "jdk25" if "25" in p else "jdk-default")

@@ -22,8 +22,7 @@ from pyasn1.error import PyAsn1Error
 
 import mtls
 from mtls import _x509
-
-from .conftest import (
+from tests.conftest import (
     JDK,
     KEYPASS,
     KEYTOOL_EXPORTS,

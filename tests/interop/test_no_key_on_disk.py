@@ -21,8 +21,7 @@ import pytest
 
 import mtls
 from mtls import _keyload
-
-from .conftest import PKI
+from tests.conftest import PKI
 
 PASSWORD = "Osprey-Lantern-3391"
 STRACE = shutil.which("strace")

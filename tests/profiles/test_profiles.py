@@ -13,9 +13,8 @@ import pytest
 import mtls
 from mtls import ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, MTLSServer
-
-from ._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
-from .conftest import WSO2_FIXTURES as WSO2
+from tests._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
+from tests.conftest import WSO2_FIXTURES as WSO2
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,7 @@ from mtls import (
 )
 from mtls._files import MAX_INPUT_BYTES
 from mtls.testing import CA, MTLSServer, replace_atomically
-
-from ._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ import pytest
 
 from mtls import KeystoreError, ProfileConfigError, ProfileUnavailableError, SSLProfileSet
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir, write_in_two_halves
-
-from ._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
 
 INTERVAL = 0.1
 

@@ -19,10 +19,9 @@ import mtls
 from mtls._vault import product_store_path, read_properties
 from mtls.testing import CA, MTLSServer
 from mtls.wso2 import PASSWORD_ENV, SecureVault, SecureVaultError
+from tests._helpers import JAVA_SOURCES, JAVAS, PASSWORD, profile_xml, whoami
 
-from ._helpers import JAVAS, PASSWORD, profile_xml, whoami
-
-SOURCE = Path(__file__).with_name("java") / "VaultEncrypt.java"
+SOURCE = JAVA_SOURCES / "VaultEncrypt.java"
 needs_java = pytest.mark.skipif(not JAVAS, reason="needs a JDK's java launcher")
 KEYTOOL = shutil.which("keytool")
 AES_HEX = "00112233445566778899aabbccddeeff102132435465768798a9bacbdcedfe0f"

@@ -34,8 +34,7 @@ import pytest
 
 from mtls import SSLProfileSet
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir
-
-from ._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
 
 pytestmark = pytest.mark.soak
 

@@ -23,8 +23,7 @@ from mtls._wso2 import (
     resolve_security_file,
 )
 from mtls.testing import CA, MTLSServer
-
-from ._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
+from tests._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
 
 SECURITY = Path("repository", "resources", "security")
 

@@ -24,8 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import mtls
-
-from .conftest import KEYPASS, PKI, STOREPASS, Identity, KeytoolStores, issue
+from tests.conftest import KEYPASS, PKI, STOREPASS, Identity, KeytoolStores, issue
 
 PASSWORD = "Marmot-Sextant-5521"  # distinctive: searched for in logs
 KEY_PASSWORD = "Velvet-Axle-8830"

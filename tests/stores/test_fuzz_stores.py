@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mtls
-
-from .conftest import PKI, build_jceks, issue
+from tests.conftest import PKI, build_jceks, issue
 
 PASSWORD = "fuzz-pass"
 SETTINGS = settings(

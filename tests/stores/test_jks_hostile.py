@@ -46,10 +46,9 @@ from mtls import (
 )
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer, replace_atomically
-
-from ._helpers import PASSWORD, profile, profile_xml, whoami
-from .conftest import JDK, build_jceks, keytool_list, run_keytool
-from .test_jks_envelopes import JCE_OID, JKS_OID, envelope, jce_params
+from tests._helpers import PASSWORD, profile, profile_xml, whoami
+from tests.conftest import JDK, build_jceks, keytool_list, run_keytool
+from tests.stores.test_jks_envelopes import JCE_OID, JKS_OID, envelope, jce_params
 
 DATA = Path(__file__).parent / "data" / "pyjks"
 JKS_MAGIC, JCEKS_MAGIC = b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce"

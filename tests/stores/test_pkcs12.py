@@ -29,8 +29,7 @@ from mtls._pkcs12 import (
     looks_like_pkcs12,
     parse_pkcs12,
 )
-
-from .conftest import WSO2_FIXTURES as WSO2
+from tests.conftest import WSO2_FIXTURES as WSO2
 
 JDK25_KEYTOOL = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool")
 PW = "s3cret-pässword"  # non-ASCII on purpose: BMPString for PKCS#12 PBE, UTF-8 for PBES2

@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 import mtls
 from mtls import _x509
-
-from .conftest import PKI, Identity
+from tests.conftest import PKI, Identity
 
 PASSWORD = "Ph0enix-Quartz-9917"  # distinctive: searched for in messages and reprs
 KEY_PASSWORD = "Nebula-Kiwi-4402"

@@ -27,8 +27,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 import mtls
 from mtls import _der, _pkcs12, _readers
 from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
-
-from .conftest import (
+from tests.conftest import (
     JDK,
     PKI,
     STOREPASS,

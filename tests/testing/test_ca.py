@@ -18,8 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import mtls
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-
-from .conftest import parse_keytool_list, run_keytool
+from tests.conftest import parse_keytool_list, run_keytool
 
 UTC = dt.UTC
 
