@@ -1,59 +1,39 @@
-"""Shared fixtures: the JDK's keytool, openssl, and a small test PKI.
+"""Fixtures shared by more than one test directory: keytool, openssl, WSO2's files, a test PKI.
 
-Stores made by keytool cost a JVM start each (about 0.15 s, 0.5 s with key
-generation), so they are built once per JDK for the whole run, shared by the
-pytest-xdist workers through a lock file in the common temporary directory, and
-described by a JSON manifest (aliases, entry types and fingerprints as
-``keytool -list -v`` printed them).
+What each one is built from lives beside it: the keytool helpers and the stores keytool
+writes once per run in tests/_keytool.py, the PKI in tests/_pki.py, small shared helpers in
+tests/_helpers.py. A fixture used by one directory only is in that directory's conftest.py.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import datetime as dt
-import fcntl
-import ipaddress
-import json
 import os
-import re
 import shutil
-import subprocess
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import mtls
+from tests._keytool import (  # noqa: F401  (also importable from here, as before the split)
+    JDK,
+    KEYPASS,
+    KEYTOOL_EXPORTS,
+    KEYTOOL_STORES,
+    KEYTOOLS,
+    STOREPASS,
+    KeytoolStores,
+    ListedEntry,
+    keytool_list,
+    open_keytool_stores,
+    parse_keytool_list,
+    run_keytool,
+)
+from tests._pki import PKI, Identity, issue, make_pki  # noqa: F401
+from tests.stores._jceks import build_jceks  # noqa: F401
 
 # Registered here rather than through its pytest11 entry point (disabled in pyproject's
 # addopts with -p no:mtls), so that coverage measures the package from its first import.
 pytest_plugins = ["mtls.testing.pytest_plugin"]
 
-# --------------------------------------------------------------------------- tools
-
-JDK25_KEYTOOL = "/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool"
-# Faster JVM start for a short-lived tool, and English output whatever the locale.
-_JVM_FLAGS = (
-    "-J-XX:+UseSerialGC",
-    "-J-Duser.language=en",
-    "-J-Duser.country=US",
-)
-# C1 only: a third faster to start; but RSA key generation (BigInteger prime search)
-# wants C2 (on JDK 25 it takes 2.5 s under C1 against 1.5 s), so -genkeypair RSA runs without.
-_QUICK_JIT = "-J-XX:TieredStopAtLevel=1"
-STOREPASS = "st0re-Pass"  # keytool stores: store password
-KEYPASS = "k3y-Pass"  # keytool JKS/JCEKS stores: a different key password
-CACERTS_CANDIDATES = (
-    "/usr/lib/jvm/java-17-openjdk-amd64/lib/security/cacerts",
-    "/etc/ssl/certs/java/cacerts",
-)
 # MTLS_WSO2_FIXTURES: the folder, when the checkout is not beside ../shared (a worktree).
 WSO2_FIXTURES = Path(
     os.environ.get("MTLS_WSO2_FIXTURES")
@@ -62,89 +42,10 @@ WSO2_FIXTURES = Path(
 OPENSSL = shutil.which("openssl")
 
 
-@dataclass(frozen=True)
-class JDK:
-    """One keytool, with the Java version it belongs to."""
-
-    keytool: str
-    major: int
-    version: str
-
-    @property
-    def name(self) -> str:
-        return f"jdk{self.major}"
+_KEYTOOL_PARAMS: list[JDK | None] = [*KEYTOOLS] or [None]
 
 
-def _jdk_of(keytool: str) -> JDK | None:
-    real = os.path.realpath(keytool)
-    if not os.access(real, os.X_OK):
-        return None
-    release = Path(real).parent.parent / "release"
-    version = "0"
-    with contextlib.suppress(OSError):
-        found = re.search(r'^JAVA_VERSION="([^"]+)"', release.read_text(), re.MULTILINE)
-        if found:
-            version = found.group(1)
-    major = int(re.split(r"[.+-]", version)[0] or 0)
-    return JDK(real, major, version)
-
-
-def find_keytools() -> list[JDK]:
-    """The keytools present: the default one on PATH (JDK 17) and JDK 25 beside it."""
-    found: list[JDK] = []
-    for candidate in (shutil.which("keytool"), JDK25_KEYTOOL):
-        jdk = _jdk_of(candidate) if candidate else None
-        if jdk is not None and all(j.keytool != jdk.keytool for j in found):
-            found.append(jdk)
-    return found
-
-
-KEYTOOLS = find_keytools()
-
-
-def run_keytool(kt: JDK | str, *args: str, cwd: Path | None = None) -> str:
-    """Run ``keytool ARGS -noprompt``; return stdout. Raises CalledProcessError on failure."""
-    path = kt.keytool if isinstance(kt, JDK) else kt
-    rsa_keygen = "-genkeypair" in args and "RSA" in args
-    flags = _JVM_FLAGS if rsa_keygen else (_QUICK_JIT, *_JVM_FLAGS)
-    done = subprocess.run(
-        [path, *flags, *args, "-noprompt"],
-        check=True,
-        capture_output=True,
-        cwd=cwd,
-        timeout=60,
-        env={**os.environ, "LC_ALL": "C.UTF-8"},
-    )
-    return done.stdout.decode("utf-8", "replace")
-
-
-def keytool_list(kt: JDK | str, store: Path, password: str = STOREPASS) -> dict[str, ListedEntry]:
-    """``keytool -list -v`` parsed: alias -> entry type and SHA-256 fingerprints (chain order)."""
-    return parse_keytool_list(
-        run_keytool(kt, "-list", "-v", "-keystore", str(store), "-storepass", password)
-    )
-
-
-@dataclass
-class ListedEntry:
-    entry_type: str  # PrivateKeyEntry, trustedCertEntry, SecretKeyEntry
-    chain_length: int
-    sha256: list[str] = field(default_factory=list)  # keytool's AA:BB:... form, leaf first
-
-
-def parse_keytool_list(text: str) -> dict[str, ListedEntry]:
-    entries: dict[str, ListedEntry] = {}
-    for block in text.split("Alias name: ")[1:]:
-        alias = block.splitlines()[0].strip()
-        kind = re.search(r"^Entry type: (\S+)", block, re.MULTILINE)
-        length = re.search(r"^Certificate chain length: (\d+)", block, re.MULTILINE)
-        sha = re.findall(r"^\s*SHA256: ([0-9A-F:]+)", block, re.MULTILINE)
-        assert kind, f"no entry type for {alias!r} in keytool output"
-        entries[alias] = ListedEntry(kind.group(1), int(length.group(1)) if length else 1, sha)
-    return entries
-
-
-@pytest.fixture(scope="session", params=KEYTOOLS or [None], ids=lambda j: j.name if j else "nojdk")
+@pytest.fixture(scope="session", params=_KEYTOOL_PARAMS, ids=lambda j: j.name if j else "nojdk")
 def jdk_keytool(request: pytest.FixtureRequest) -> JDK:
     """Each keytool present (JDK 17 on PATH, JDK 25 when installed)."""
     if request.param is None:
@@ -162,19 +63,19 @@ def any_keytool() -> JDK:
 
 
 @pytest.fixture(scope="session")
-def openssl_bin() -> str:
-    if OPENSSL is None:
-        pytest.skip("the openssl command line is not installed")
-    return OPENSSL
+def keytool_stores(
+    jdk_keytool: JDK, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> KeytoolStores:
+    """Stores written by each keytool, built once per run and shared by xdist workers."""
+    return open_keytool_stores(jdk_keytool, tmp_path_factory, request.session)
 
 
 @pytest.fixture(scope="session")
-def cacerts_path() -> Path:
-    """The JDK's own cacerts (JKS, password changeit)."""
-    for candidate in CACERTS_CANDIDATES:
-        if Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip("no JDK cacerts file on this machine")
+def openssl_bin() -> str:
+    """The openssl command line (an independent oracle: its stores and servers are not ours)."""
+    if OPENSSL is None:
+        pytest.skip("the openssl command line is not installed")
+    return OPENSSL
 
 
 @pytest.fixture(scope="session")
@@ -185,404 +86,7 @@ def wso2_fixtures() -> Path:
     return WSO2_FIXTURES
 
 
-# --------------------------------------------------------------------------- shared build
-
-
-def _shared_root(factory: pytest.TempPathFactory) -> Path:
-    # Under xdist every worker has its own basetemp inside one common parent.
-    base = factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-@contextlib.contextmanager
-def _locked(path: Path, *, wait: bool = True) -> Iterator[bool]:
-    """An exclusive lock file shared by the xdist workers; yields False if busy and not ``wait``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@dataclass
-class KeytoolStores:
-    """Stores written by one keytool, and what keytool said about them."""
-
-    jdk: JDK
-    dir: Path
-    listing: dict[str, dict[str, ListedEntry]]  # store file -> alias -> entry
-    exported: dict[str, str]  # "store/alias" -> file with keytool -exportcert output (DER)
-
-    def path(self, name: str) -> Path:
-        return self.dir / name
-
-    def exported_der(self, store: str, alias: str) -> bytes:
-        return (self.dir / self.exported[f"{store}/{alias}"]).read_bytes()
-
-
-# name -> (store type, {alias: keytool entry type}, key password of its key entries)
-KEYTOOL_STORES: dict[str, tuple[str, dict[str, str], str | None]] = {
-    # JKS, RSA key, key password != store password (a JDK 21+ JKS when made by JDK 25).
-    "rsa.jks": ("JKS", {"rsa-key": "PrivateKeyEntry"}, KEYPASS),
-    # JCEKS, EC key, key password != store password.
-    "ec.jceks": ("JCEKS", {"ec-key": "PrivateKeyEntry"}, KEYPASS),
-    # JKS, EC key signed by a keytool CA (chain of 2), plus the CA as a trusted entry.
-    "chain.jks": ("JKS", {"leaf": "PrivateKeyEntry", "ca": "trustedCertEntry"}, KEYPASS),
-    # PKCS#12 (one password): EC and RSA key entries, the chained entry and the CA.
-    "mixed.p12": (
-        "PKCS12",
-        {
-            "ec-key": "PrivateKeyEntry",
-            "leaf": "PrivateKeyEntry",
-            "rsa-key": "PrivateKeyEntry",
-            "ca": "trustedCertEntry",
-        },
-        None,
-    ),
-    # PKCS#12 truststore made with -importcert (keytool's trusted-key-usage attribute).
-    "trust.p12": ("PKCS12", {"ca": "trustedCertEntry", "rsa-peer": "trustedCertEntry"}, None),
-}
-# keytool -exportcert output (DER) kept for byte-for-byte comparison: "store/alias" -> file
-KEYTOOL_EXPORTS = {
-    "rsa.jks/rsa-key": "rsa-key.der",
-    "ec.jceks/ec-key": "ec-key.der",
-    "mixed.p12/leaf": "leaf.der",
-}
-
-
-def _build_keytool_stores(jdk: JDK, d: Path) -> dict[str, dict[str, ListedEntry]]:
-    def kt(*args: str) -> None:
-        run_keytool(jdk, *args, cwd=d)
-
-    sp = ("-storepass", STOREPASS)
-    san = "san=dns:localhost,ip:127.0.0.1"
-
-    def export(ref: str) -> None:
-        store, alias = ref.split("/")
-        kt("-exportcert", "-alias", alias, "-keystore", store, *sp, "-file", KEYTOOL_EXPORTS[ref])
-
-    def ca() -> None:
-        kt("-genkeypair", "-alias", "ca", "-keyalg", "EC", "-groupname", "secp256r1",
-           "-dname", "CN=Keytool Test CA, O=mtls tests", "-ext", "bc:c", "-validity", "3650",
-           "-storetype", "PKCS12", "-keystore", "ca.p12", *sp)  # fmt: skip
-        kt("-exportcert", "-rfc", "-alias", "ca", "-keystore", "ca.p12", *sp, "-file", "ca.pem")
-
-    def rsa_jks() -> None:
-        kt("-genkeypair", "-alias", "rsa-key", "-keyalg", "RSA", "-keysize", "2048",
-           "-dname", "CN=localhost, OU=RSA", "-ext", san, "-storetype", "JKS",
-           "-keystore", "rsa.jks", *sp, "-keypass", KEYPASS)  # fmt: skip
-        export("rsa.jks/rsa-key")
-
-    def ec_jceks() -> None:
-        kt("-genkeypair", "-alias", "ec-key", "-keyalg", "EC", "-groupname", "secp256r1",
-           "-dname", "CN=localhost, OU=EC", "-ext", san, "-storetype", "JCEKS",
-           "-keystore", "ec.jceks", *sp, "-keypass", KEYPASS)  # fmt: skip
-        export("ec.jceks/ec-key")
-
-    def leaf_request() -> None:
-        kt("-genkeypair", "-alias", "leaf", "-keyalg", "EC", "-groupname", "secp256r1",
-           "-dname", "CN=localhost, OU=chained", "-storetype", "JKS", "-keystore", "chain.jks",
-           *sp, "-keypass", KEYPASS)  # fmt: skip
-        kt("-certreq", "-alias", "leaf", "-keystore", "chain.jks", *sp, "-keypass", KEYPASS,
-           "-file", "leaf.csr")  # fmt: skip
-
-    def ec_p12() -> None:
-        kt("-genkeypair", "-alias", "ec-key", "-keyalg", "EC", "-groupname", "secp384r1",
-           "-dname", "CN=p12 ec", "-storetype", "PKCS12", "-keystore", "mixed.p12", *sp)  # fmt: skip
-
-    def chain() -> None:
-        # Sign the request with the CA, import the CA, then the reply: a chain of 2.
-        kt("-gencert", "-alias", "ca", "-keystore", "ca.p12", *sp, "-infile", "leaf.csr",
-           "-outfile", "leaf.pem", "-rfc", "-ext", san, "-validity", "365")  # fmt: skip
-        kt("-importcert", "-alias", "ca", "-keystore", "chain.jks", *sp, "-file", "ca.pem")
-        kt("-importcert", "-alias", "leaf", "-keystore", "chain.jks", *sp, "-keypass", KEYPASS,
-           "-file", "leaf.pem")  # fmt: skip
-
-    def mixed_p12() -> None:
-        for src, alias in (("chain.jks", "leaf"), ("rsa.jks", "rsa-key")):
-            kt("-importkeystore", "-srckeystore", src, "-srcstorepass", STOREPASS,
-               "-srckeypass", KEYPASS, "-srcalias", alias, "-destkeystore", "mixed.p12",
-               "-deststoretype", "PKCS12", "-deststorepass", STOREPASS)  # fmt: skip
-        kt("-importcert", "-alias", "ca", "-keystore", "mixed.p12", *sp, "-file", "ca.pem")
-        export("mixed.p12/leaf")
-
-    def trust_p12() -> None:
-        for alias, cert in (("ca", "ca.pem"), ("rsa-peer", "rsa-key.der")):
-            kt("-importcert", "-alias", alias, "-file", cert, "-storetype", "PKCS12",
-               "-keystore", "trust.p12", *sp)  # fmt: skip
-
-    # Independent lanes run side by side; each lane is a sequence of JVM starts.
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        for stage in (
-            [ca, rsa_jks, ec_jceks, leaf_request, ec_p12],
-            [chain, trust_p12],  # need the CA and the RSA entry's certificate
-            [mixed_p12],  # needs the chained entry
-        ):
-            for future in [pool.submit(step) for step in stage]:
-                future.result()
-        names = list(KEYTOOL_STORES)
-        listings = pool.map(lambda n: keytool_list(jdk, d / n), names)
-        return dict(zip(names, listings, strict=True))
-
-
-def _build_once(jdk: JDK, root: Path, *, wait: bool) -> bool:
-    """Build the stores of ``jdk`` under ``root`` unless done; False if busy and not ``wait``."""
-    manifest = root / "manifest.json"
-    with _locked(root.with_suffix(".lock"), wait=wait) as got:
-        if not got:
-            return False
-        if not manifest.is_file():
-            if root.exists():
-                shutil.rmtree(root)  # a build that failed half-way
-            root.mkdir(parents=True)
-            listing = _build_keytool_stores(jdk, root)
-            data = {s: {a: vars(e) for a, e in entries.items()} for s, entries in listing.items()}
-            manifest.write_text(json.dumps(data))
-    return True
-
-
-def _jdks_wanted(session: pytest.Session) -> list[JDK]:
-    """The keytools that some collected test of this session is parametrized with."""
-    wanted: list[JDK] = []
-    for item in session.items:
-        callspec = getattr(item, "callspec", None)
-        jdk = callspec.params.get("jdk_keytool") if callspec is not None else None
-        if isinstance(jdk, JDK) and jdk not in wanted:
-            wanted.append(jdk)
-    return wanted
-
-
-@pytest.fixture(scope="session")
-def keytool_stores(
-    jdk_keytool: JDK, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> KeytoolStores:
-    """Stores written by each keytool, built once per run and shared by xdist workers."""
-    shared = _shared_root(tmp_path_factory)
-    # While another worker builds this JDK's stores, build another wanted JDK's stores
-    # instead of waiting for the lock.
-    others = [j for j in _jdks_wanted(request.session) if j != jdk_keytool]
-    for other in [jdk_keytool, *others]:
-        _build_once(other, shared / f"keytool-{other.name}", wait=False)
-    root = shared / f"keytool-{jdk_keytool.name}"
-    _build_once(jdk_keytool, root, wait=True)
-    data = json.loads((root / "manifest.json").read_text())
-    listing = {s: {a: ListedEntry(**e) for a, e in entries.items()} for s, entries in data.items()}
-    return KeytoolStores(jdk_keytool, root, listing, dict(KEYTOOL_EXPORTS))
-
-
-# --------------------------------------------------------------------------- test PKI
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-@dataclass
-class Identity:
-    """A private key and its chain (leaf first), in every form the tests need."""
-
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-    chain: list[x509.Certificate]
-
-    @property
-    def cert(self) -> x509.Certificate:
-        return self.chain[0]
-
-    def key_der(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    def key_pem(self, password: str | None = None) -> bytes:
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(password.encode())
-            if password
-            else serialization.NoEncryption()
-        )
-        return self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
-
-    def chain_pem(self) -> bytes:
-        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
-
-    def keystore(self, alias: str = "client") -> mtls.Keystore:
-        ks = mtls.Keystore()
-        ks.add_key(alias, self.key, self.chain)
-        return ks
-
-    def write_pem(self, directory: Path, stem: str) -> tuple[Path, Path]:
-        """certfile (chain) and keyfile, as raw ssl.load_cert_chain takes them."""
-        certfile, keyfile = directory / f"{stem}.crt", directory / f"{stem}.key"
-        certfile.write_bytes(self.chain_pem())
-        keyfile.write_bytes(self.key_pem())
-        return certfile, keyfile
-
-    def key_b64_fragments(self) -> list[str]:
-        """Pieces of the key's base64 that must never show in a repr, log or message."""
-        body = base64.b64encode(self.key_der()).decode()
-        return [body[i : i + 24] for i in range(0, len(body) - 24, 96)]
-
-
-def make_cert(
-    subject: str,
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
-    issuer: Identity | None,
-    *,
-    ca: bool = False,
-    san: tuple[str, ...] = (),
-    days: float = 365,
-    client: bool = True,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    issuer_name = issuer.cert.subject if issuer else _name(subject)
-    signer = issuer.key if issuer else key
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(min(now - dt.timedelta(hours=1), now + dt.timedelta(days=days - 30)))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
-        )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-    else:
-        usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage(usages if client else usages[:1]), False
-        )
-    if san:
-        names: list[x509.GeneralName] = []
-        for value in san:
-            try:
-                names.append(x509.IPAddress(ipaddress.ip_address(value)))
-            except ValueError:
-                names.append(x509.DNSName(value))
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
-    return builder.sign(signer, hashes.SHA256())
-
-
-def new_ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def issue(
-    subject: str,
-    issuer: Identity | None,
-    *,
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None,
-    ca: bool = False,
-    san: tuple[str, ...] = (),
-    days: float = 365,
-) -> Identity:
-    key = key or new_ec_key()
-    cert = make_cert(subject, key, issuer, ca=ca, san=san, days=days)
-    return Identity(key, [cert, *issuer.chain] if issuer else [cert])
-
-
-@dataclass
-class PKI:
-    """Two unrelated CAs and the identities the handshake tests need."""
-
-    root: Identity
-    server: Identity  # SAN localhost, 127.0.0.1; issued by root
-    client: Identity  # RSA, issued by root (chain: client, root)
-    client_ec: Identity  # EC, issued by root
-    other_root: Identity  # a CA nobody trusts
-    other_server: Identity  # localhost, issued by other_root
-    other_client: Identity  # issued by other_root
-
-    def truststore(self, *identities: Identity) -> mtls.Truststore:
-        ts = mtls.Truststore()
-        for n, ident in enumerate(identities or (self.root,)):
-            ts.add(f"anchor-{n}", ident.cert)
-        return ts
-
-
 @pytest.fixture(scope="session")
 def pki() -> PKI:
-    root = issue("mtls test root", None, ca=True, days=3650)
-    other = issue("mtls other root", None, ca=True, days=3650)
-    return PKI(
-        root=root,
-        server=issue("localhost", root, san=("localhost", "127.0.0.1")),
-        client=issue("client rsa", root, key=rsa.generate_private_key(65537, 2048)),
-        client_ec=issue("client ec", root),
-        other_root=other,
-        other_server=issue("localhost", other, san=("localhost", "127.0.0.1")),
-        other_client=issue("other client", other),
-    )
-
-
-# --------------------------------------------------------------------------- JCEKS writer
-
-
-def build_jceks(
-    keys: list[tuple[str, bytes, list[bytes]]],
-    certs: list[tuple[str, bytes]],
-    store_password: str,
-    key_password: str,
-    *,
-    iterations: int = 1000,
-) -> bytes:
-    """A JCEKS store as Java's JceKeyStore writes it (pyjks can read but not write JCEKS).
-
-    Key entries are protected with PBEWithMD5AndTripleDES (OID 1.3.6.1.4.1.42.2.19.1);
-    ``iterations`` is kept low so that tests stay fast (keytool uses 200,000).
-    """
-    import hashlib
-    import struct
-    import time
-
-    from Cryptodome.Cipher import DES3
-    from jks import sun_crypto
-
-    from mtls import _der
-
-    def utf(text: str) -> bytes:
-        raw = text.encode("utf-8")
-        return struct.pack(">H", len(raw)) + raw
-
-    def data(raw: bytes) -> bytes:
-        return struct.pack(">I", len(raw)) + raw
-
-    stamp = struct.pack(">q", int(time.time() * 1000))
-    body = b"\xce\xce\xce\xce" + struct.pack(">II", 2, len(keys) + len(certs))
-    for alias, pkcs8, chain in keys:
-        salt = os.urandom(8)
-        key, iv = sun_crypto._jce_pbe_derive_key_and_iv(key_password, salt, iterations)
-        pad = 8 - len(pkcs8) % 8
-        ciphertext = DES3.new(key, DES3.MODE_CBC, iv=iv).encrypt(pkcs8 + bytes([pad]) * pad)
-        params = _der.encode(
-            _der.SEQUENCE,
-            _der.encode(_der.OCTET_STRING, salt)
-            + _der.encode(_der.INTEGER, iterations.to_bytes(4, "big").lstrip(b"\0")),
-        )
-        algorithm = _der.encode(_der.SEQUENCE, _der.encode_oid("1.3.6.1.4.1.42.2.19.1") + params)
-        envelope = _der.encode(
-            _der.SEQUENCE, algorithm + _der.encode(_der.OCTET_STRING, ciphertext)
-        )
-        body += struct.pack(">I", 1) + utf(alias) + stamp + data(envelope)
-        body += struct.pack(">I", len(chain)) + b"".join(utf("X.509") + data(d) for d in chain)
-    for alias, der in certs:
-        body += struct.pack(">I", 2) + utf(alias) + stamp + utf("X.509") + data(der)
-    digest = hashlib.sha1(store_password.encode("utf-16be") + b"Mighty Aphrodite" + body).digest()
-    return body + digest
+    """Two unrelated CAs and the identities the store, context and handshake tests need."""
+    return make_pki()

@@ -22,7 +22,7 @@ from pyasn1.error import PyAsn1Error
 
 import mtls
 from mtls import _x509
-from tests.conftest import (
+from tests._keytool import (
     JDK,
     KEYPASS,
     KEYTOOL_EXPORTS,

@@ -21,7 +21,7 @@ import pytest
 
 import mtls
 from mtls import _keyload
-from tests.conftest import PKI
+from tests._pki import PKI
 
 PASSWORD = "Osprey-Lantern-3391"
 STRACE = shutil.which("strace")

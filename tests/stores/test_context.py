@@ -24,7 +24,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import mtls
-from tests.conftest import KEYPASS, PKI, STOREPASS, Identity, KeytoolStores, issue
+from tests._keytool import KEYPASS, STOREPASS, KeytoolStores
+from tests._pki import PKI, Identity, issue
 
 PASSWORD = "Marmot-Sextant-5521"  # distinctive: searched for in logs
 KEY_PASSWORD = "Velvet-Axle-8830"

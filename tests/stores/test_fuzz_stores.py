@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mtls
-from tests.conftest import PKI, build_jceks, issue
+from tests._pki import PKI, issue
+from tests.stores._jceks import build_jceks
 
 PASSWORD = "fuzz-pass"
 SETTINGS = settings(

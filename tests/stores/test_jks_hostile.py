@@ -47,7 +47,8 @@ from mtls import (
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer, replace_atomically
 from tests._helpers import PASSWORD, profile, profile_xml, whoami
-from tests.conftest import JDK, build_jceks, keytool_list, run_keytool
+from tests._keytool import JDK, keytool_list, run_keytool
+from tests.stores._jceks import build_jceks
 from tests.stores.test_jks_envelopes import JCE_OID, JKS_OID, envelope, jce_params
 
 DATA = Path(__file__).parent / "data" / "pyjks"

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 import mtls
 from mtls import _x509
-from tests.conftest import PKI, Identity
+from tests._pki import PKI, Identity
 
 PASSWORD = "Ph0enix-Quartz-9917"  # distinctive: searched for in messages and reprs
 KEY_PASSWORD = "Nebula-Kiwi-4402"
@@ -471,7 +471,8 @@ def test_repr_never_shows_passwords_or_keys(pki: PKI, tmp_path: Path) -> None:
             assert secret not in text
     # What it does show: the type, the file, the alias, the subject.
     assert repr(ks) == (
-        f"<Keystore JKS from {str(path)!r}: 1 key entry ['client' CN=client rsa], 0 trusted certificates>"
+        f"<Keystore JKS from {str(path)!r}: 1 key entry ['client' "
+        f"{pki.client.cert.subject.rfc4514_string()}], 0 trusted certificates>"
     )
     assert "CN=client rsa" in str(ts)
     # The negative control: the fragments really are from the key.

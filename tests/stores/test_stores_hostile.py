@@ -27,15 +27,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 import mtls
 from mtls import _der, _pkcs12, _readers
 from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
-from tests.conftest import (
-    JDK,
-    PKI,
-    STOREPASS,
-    KeytoolStores,
-    issue,
-    parse_keytool_list,
-    run_keytool,
-)
+from tests._keytool import JDK, STOREPASS, KeytoolStores, parse_keytool_list, run_keytool
+from tests._pki import PKI, issue
 
 PASSWORD = "Hard3ning-s3cret-PW"  # distinctive: searched for in every frame's locals
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")

@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import mtls
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-from tests.conftest import parse_keytool_list, run_keytool
+from tests._keytool import parse_keytool_list, run_keytool
 
 UTC = dt.UTC
 

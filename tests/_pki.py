@@ -1,0 +1,134 @@
+"""A small test PKI: two unrelated CAs and the identities the store and context tests need.
+
+Made with :class:`mtls.testing.CA` (itself checked against keytool and openssl in
+tests/testing/): what is tested here is how mtls reads, writes and uses keys and chains,
+not who issued them. ``Identity`` keeps each key with its whole chain (leaf first, root
+last) in the forms the tests write files in.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+import mtls
+from mtls.testing import CA
+
+
+@dataclass
+class Identity:
+    """A private key and its chain (leaf first), in every form the tests need."""
+
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    chain: list[x509.Certificate]
+    ca: CA | None = None  # set when this identity is a CA: what issues below it
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return self.chain[0]
+
+    def key_der(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def key_pem(self, password: str | None = None) -> bytes:
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(password.encode())
+            if password
+            else serialization.NoEncryption()
+        )
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+    def chain_pem(self) -> bytes:
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
+
+    def keystore(self, alias: str = "client") -> mtls.Keystore:
+        ks = mtls.Keystore()
+        ks.add_key(alias, self.key, self.chain)
+        return ks
+
+    def write_pem(self, directory: Path, stem: str) -> tuple[Path, Path]:
+        """certfile (chain) and keyfile, as raw ssl.load_cert_chain takes them."""
+        certfile, keyfile = directory / f"{stem}.crt", directory / f"{stem}.key"
+        certfile.write_bytes(self.chain_pem())
+        keyfile.write_bytes(self.key_pem())
+        return certfile, keyfile
+
+    def key_b64_fragments(self) -> list[str]:
+        """Pieces of the key's base64 that must never show in a repr, log or message."""
+        body = base64.b64encode(self.key_der()).decode()
+        return [body[i : i + 24] for i in range(0, len(body) - 24, 96)]
+
+
+def issue(
+    subject: str,
+    issuer: Identity | None,
+    *,
+    key_type: Literal["EC", "RSA"] = "EC",
+    ca: bool = False,
+    san: tuple[str, ...] = (),
+    days: float = 365,
+) -> Identity:
+    """A new key and certificate for ``subject``, valid for ``days`` from now (negative: expired).
+
+    ``issuer`` None makes a root CA (``ca`` must then be true); ``ca`` with an issuer makes an
+    intermediate. The chain runs from the new certificate up to the root.
+    """
+    not_after = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    if ca:
+        if issuer is None:
+            authority = CA(key_type=key_type, name=subject, not_after=not_after)
+        else:
+            assert issuer.ca is not None, "the issuer is not a CA"
+            authority = issuer.ca.create_child_ca(name=subject, key_type=key_type)
+        above = issuer.chain if issuer else []
+        return Identity(authority.private_key, [authority.certificate, *above], authority)  # type: ignore[arg-type]
+    assert issuer is not None and issuer.ca is not None, "a leaf needs a CA to issue it"
+    leaf = issuer.ca.issue_cert(*san, common_name=subject, not_after=not_after, key_type=key_type)
+    return Identity(leaf.private_key, [leaf.certificate, *issuer.chain])  # type: ignore[arg-type]
+
+
+@dataclass
+class PKI:
+    """Two unrelated CAs and the identities the handshake tests need."""
+
+    root: Identity
+    server: Identity  # SAN localhost, 127.0.0.1; issued by root
+    client: Identity  # RSA, issued by root (chain: client, root)
+    client_ec: Identity  # EC, issued by root
+    other_root: Identity  # a CA nobody trusts
+    other_server: Identity  # localhost, issued by other_root
+    other_client: Identity  # issued by other_root
+
+    def truststore(self, *identities: Identity) -> mtls.Truststore:
+        ts = mtls.Truststore()
+        for n, ident in enumerate(identities or (self.root,)):
+            ts.add(f"anchor-{n}", ident.cert)
+        return ts
+
+
+def make_pki() -> PKI:
+    """A fresh :class:`PKI` (the session's is the ``pki`` fixture of tests/conftest.py)."""
+    root = issue("mtls test root", None, ca=True, days=3650)
+    other = issue("mtls other root", None, ca=True, days=3650)
+    return PKI(
+        root=root,
+        server=issue("localhost", root, san=("localhost", "127.0.0.1")),
+        client=issue("client rsa", root, key_type="RSA"),
+        client_ec=issue("client ec", root),
+        other_root=other,
+        other_server=issue("localhost", other, san=("localhost", "127.0.0.1")),
+        other_client=issue("other client", other),
+    )
