@@ -15,60 +15,45 @@ backend     profile ``<servers>``      client identity (made by keytool)
 backend ``a`` refuses it. The server certificates come from one server CA, which
 every profile's truststore (JKS) holds; ``other-trust.jks`` holds an unrelated CA.
 
-keytool costs a JVM start per store, so the stores are built once per test
-process (xdist worker) and cached here.
+The client stores are converted by keytool on purpose (an independent writer of JKS and
+JCEKS: mtls reads what Java wrote); the certificates come from mtls.testing.CA. keytool
+costs a JVM start per store, so the stores are built once per test process (xdist
+worker) and cached here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mtls.testing import CA, IssuedIdentity, MTLSServer
 from tests._helpers import PASSWORD, profile_xml, wait_for
-
-KEYTOOL = shutil.which("keytool")
-_JVM_FLAGS = ("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Duser.language=en")
+from tests._keytool import KEYTOOLS, run_keytool
 
 __all__ = [
-    "KEYTOOL",
     "PASSWORD",
     "Backends",
     "Identities",
     "established",
     "identities",
     "running_backends",
+    "settings_of",
     "store_xml",
     "wait_for",
 ]
 
 
-def keytool(*args: str) -> None:
-    """Run keytool with a fast-starting JVM; raise with its output on failure."""
-    assert KEYTOOL is not None
-    done = subprocess.run(
-        [KEYTOOL, *_JVM_FLAGS, *args, "-noprompt"],
-        capture_output=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "LC_ALL": "C"},
-    )
-    if done.returncode:
-        raise AssertionError(
-            f"keytool {' '.join(args[:1])} failed: {done.stdout!r} {done.stderr!r}"
-        )
-
-
 def keytool_convert(source_p12: Path, dest: Path, store_type: str) -> Path:
     """``keytool -importkeystore`` a PKCS#12 file into a new JKS, JCEKS or PKCS12 store."""
-    keytool(
+    run_keytool(
+        KEYTOOLS[0],
         "-importkeystore",
         "-srckeystore", str(source_p12), "-srcstoretype", "PKCS12", "-srcstorepass", PASSWORD,
         "-destkeystore", str(dest), "-deststoretype", store_type, "-deststorepass", PASSWORD,
@@ -95,7 +80,7 @@ _CACHE: dict[str, Identities] = {}
 
 def identities(factory: pytest.TempPathFactory) -> Identities:
     """Build (once per process) the CAs and the keytool-made client stores."""
-    if KEYTOOL is None:
+    if not KEYTOOLS:
         pytest.skip("keytool not found: install a JDK (openjdk-17-jdk-headless)")
     cached = _CACHE.get("pki")
     if cached is not None:
@@ -158,6 +143,20 @@ class Backends:
             )
         path.write_text(profile_xml(*entries))
         return path
+
+
+def settings_of(ctx: ssl.SSLContext) -> tuple[Any, ...]:
+    """Everything observable about a context's security settings (to show nothing changed them)."""
+    return (
+        ctx.verify_mode,
+        ctx.check_hostname,
+        ctx.options,
+        ctx.verify_flags,
+        ctx.minimum_version,
+        ctx.maximum_version,
+        ctx.hostname_checks_common_name,
+        ctx.get_ca_certs(binary_form=True),
+    )
 
 
 def store_xml(

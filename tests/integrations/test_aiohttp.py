@@ -18,21 +18,9 @@ import mtls
 from mtls import SSLProfileSet
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError, request_ssl
 from tests._helpers import profile_xml
-from tests.integrations._backend import Backends, identities, running_backends, store_xml
+from tests.integrations._backend import Backends, store_xml
 
 pytestmark = pytest.mark.keytool
-
-
-@pytest.fixture(scope="module")
-def backends(tmp_path_factory: pytest.TempPathFactory):
-    with running_backends(identities(tmp_path_factory)) as running:
-        yield running
-
-
-@pytest.fixture
-def profiles(tmp_path, backends: Backends):
-    with SSLProfileSet.from_xml(backends.write_profiles(tmp_path / "sslprofiles.xml")) as ps:
-        yield ps
 
 
 def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

@@ -6,42 +6,15 @@ import asyncio
 import importlib
 import ssl
 import sys
-from typing import Any
 
 import httpx
 import pytest
 
 from mtls import SSLProfileSet
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport, async_client, client
-from tests.integrations._backend import Backends, identities, running_backends
+from tests.integrations._backend import Backends, settings_of
 
 pytestmark = pytest.mark.keytool
-
-
-@pytest.fixture(scope="module")
-def backends(tmp_path_factory: pytest.TempPathFactory):
-    with running_backends(identities(tmp_path_factory)) as running:
-        yield running
-
-
-@pytest.fixture
-def profiles(tmp_path, backends: Backends):
-    with SSLProfileSet.from_xml(backends.write_profiles(tmp_path / "sslprofiles.xml")) as ps:
-        yield ps
-
-
-def snapshot(ctx: ssl.SSLContext) -> tuple[Any, ...]:
-    """Everything observable about a context's security settings."""
-    return (
-        ctx.verify_mode,
-        ctx.check_hostname,
-        ctx.options,
-        ctx.verify_flags,
-        ctx.minimum_version,
-        ctx.maximum_version,
-        ctx.hostname_checks_common_name,
-        ctx.get_ca_certs(binary_form=True),
-    )
 
 
 def test_each_backend_sees_the_identity_its_profile_names(profiles, backends: Backends):
@@ -117,12 +90,12 @@ def test_contexts_are_not_changed_by_httpx(profiles, backends: Backends):
     contexts = {
         name: profiles.context_for_url(backends.url(name), alpn=("http/1.1",)) for name in "abc"
     }
-    before = {name: snapshot(ctx) for name, ctx in contexts.items() if ctx is not None}
+    before = {name: settings_of(ctx) for name, ctx in contexts.items() if ctx is not None}
     with client(profiles) as http:
         for _ in range(3):
             for name in "abc":
                 http.get(backends.url(name))
-    assert {name: snapshot(ctx) for name, ctx in contexts.items() if ctx} == before
+    assert {name: settings_of(ctx) for name, ctx in contexts.items() if ctx} == before
 
 
 def test_transport_is_plain_httpx_underneath(profiles, backends: Backends):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import ssl
 import sys
-from typing import Any
 
 import pytest
 import requests
@@ -15,21 +14,9 @@ from mtls import SSLProfileSet
 from mtls.integrations.requests import MTLSAdapter, session
 from mtls.testing import MTLSServer
 from tests._helpers import profile_xml
-from tests.integrations._backend import PASSWORD, Backends, identities, running_backends, store_xml
+from tests.integrations._backend import PASSWORD, Backends, settings_of, store_xml
 
 pytestmark = pytest.mark.keytool
-
-
-@pytest.fixture(scope="module")
-def backends(tmp_path_factory: pytest.TempPathFactory):
-    with running_backends(identities(tmp_path_factory)) as running:
-        yield running
-
-
-@pytest.fixture
-def profiles(tmp_path, backends: Backends):
-    with SSLProfileSet.from_xml(backends.write_profiles(tmp_path / "sslprofiles.xml")) as ps:
-        yield ps
 
 
 @pytest.fixture
@@ -37,18 +24,6 @@ def server_ca_pem(tmp_path, backends: Backends) -> str:
     path = tmp_path / "server-ca.pem"
     path.write_bytes(backends.pki.server_ca.cert_pem)
     return str(path)
-
-
-def snapshot(ctx: ssl.SSLContext) -> tuple[Any, ...]:
-    return (
-        ctx.verify_mode,
-        ctx.check_hostname,
-        ctx.options,
-        ctx.verify_flags,
-        ctx.minimum_version,
-        ctx.hostname_checks_common_name,
-        ctx.get_ca_certs(binary_form=True),
-    )
 
 
 def test_each_backend_sees_the_identity_its_profile_names(profiles, backends: Backends):
@@ -94,7 +69,7 @@ def test_urllib3_leaves_the_shared_contexts_unchanged(
     unrelated = tmp_path / "unrelated-ca.pem"
     unrelated.write_bytes(backends.pki.other_ca.cert_pem)
     contexts = [profiles.context_for_url(backends.url(name), alpn=("http/1.1",)) for name in "abc"]
-    before = [snapshot(ctx) for ctx in contexts if ctx is not None]
+    before = [settings_of(ctx) for ctx in contexts if ctx is not None]
     for bundle in (None, str(unrelated)):
         if bundle is not None:
             monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
@@ -103,7 +78,7 @@ def test_urllib3_leaves_the_shared_contexts_unchanged(
                 assert http.get(backends.url(name)).json()["client_cn"] == f"client-{name}"
                 http.get(backends.url(name), verify=True)
                 http.get(backends.url(name), verify=str(unrelated))
-    assert [snapshot(ctx) for ctx in contexts if ctx is not None] == before
+    assert [settings_of(ctx) for ctx in contexts if ctx is not None] == before
 
 
 def test_verify_false_on_one_request_does_not_weaken_another(tmp_path, backends: Backends):
@@ -120,7 +95,7 @@ def test_verify_false_on_one_request_does_not_weaken_another(tmp_path, backends:
         with SSLProfileSet.from_xml(xml) as profiles, session(profiles) as http:
             ctx = profiles.context_for_url(url, alpn=("http/1.1",))
             assert ctx is not None
-            before = snapshot(ctx)
+            before = settings_of(ctx)
             with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
                 http.get(url)
             with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
@@ -129,7 +104,7 @@ def test_verify_false_on_one_request_does_not_weaken_another(tmp_path, backends:
             assert insecure.json()["client_cn"] is None
             with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
                 http.get(url)
-            assert snapshot(ctx) == before
+            assert settings_of(ctx) == before
             assert ctx.verify_mode == ssl.CERT_REQUIRED
             assert ctx.check_hostname is True
 
