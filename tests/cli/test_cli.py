@@ -650,3 +650,14 @@ def test_demo_runs_the_seed_end_to_end() -> None:
     assert "the backend now sees CN=gateway" in out
     assert "wso2carbon" not in out
     assert len(out.splitlines()) <= 40
+
+
+def test_mtls_list_reads_text_before_pem(tmp_path: Path) -> None:
+    path = tmp_path / "noted.pem"
+    path.write_bytes(b"Certificate:\n    some notes\n" * 200 + CA(name="n").cert_pem)
+    done = subprocess.run(
+        [sys.executable, "-m", "mtls", "list", "--keystore", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "trustedCertEntry" in done.stdout

@@ -655,3 +655,9 @@ def test_unknown_hostname_verifier_in_deployment_toml_falls_back_to_default(tmp_
         profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None)
     assert profiles.status()["hostname_verifier"] == "Default"
     assert "DefaultAndLocalHostX" in caplog.text
+
+
+def test_ipv6_server_without_brackets_gets_a_useful_hint() -> None:
+    with pytest.raises(mtls.ProfileConfigError, match=r"\[::1\]:8443"):
+        mtls.SSLProfile(servers=("::1:8443",))
+    assert mtls.SSLProfile(servers=("[::1]:8443",)).servers == (("::1", 8443),)  # its twin

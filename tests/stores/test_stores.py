@@ -7,6 +7,7 @@ that the message names the file, and that no password shows in it.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import random
 import ssl
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 import mtls
 from mtls import _x509
+from mtls.testing import CA
 from tests._pki import PKI, Identity
 
 PASSWORD = "Ph0enix-Quartz-9917"  # distinctive: searched for in messages and reprs
@@ -651,3 +654,84 @@ def test_openssl_nokeys_pkcs12_is_a_truststore(pki: PKI) -> None:
     assert set(ts.certificates.values()) == {pki.root.cert, pki.other_root.cert}
     ks = mtls.Keystore.from_bytes(data, "pw")
     assert ks.key_aliases == ()
+
+
+# --------------------------------------------------------------------------- PEM as openssl writes it
+# openssl writes these files on purpose: an independent writer of the forms WSO2 estates hold.
+
+
+@pytest.fixture(scope="module")
+def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pem") / "ca.pem"
+    path.write_bytes(CA(name="pem CA", key_type="RSA").cert_pem)
+    return path
+
+
+def run_openssl(openssl_bin: str, *args: str) -> bytes:
+    return subprocess.run([openssl_bin, *args], check=True, capture_output=True, timeout=60).stdout
+
+
+def test_trusted_certificate_without_settings_loads(
+    openssl_bin: str, ca_pem: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "trusted.pem"
+    run_openssl(
+        openssl_bin, "x509", "-in", str(ca_pem), "-trustout", "-setalias", "my ca", "-out", str(out)
+    )
+    assert b"BEGIN TRUSTED CERTIFICATE" in out.read_bytes()
+    trust = mtls.Truststore.load(out)
+    assert trust.anchors_der == mtls.Truststore.load(ca_pem).anchors_der
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [("-addtrust", "clientAuth"), ("-addtrust", "serverAuth"), ("-addreject", "serverAuth")],
+)
+def test_trusted_certificate_with_trust_settings_is_refused_not_widened(
+    openssl_bin: str, ca_pem: Path, tmp_path: Path, settings: tuple[str, str]
+) -> None:
+    """OpenSSL narrows trust by these settings (``-addtrust clientAuth`` means: not for
+    servers); mtls cannot apply them, so it refuses the block instead of ignoring them."""
+    out = tmp_path / "settings.pem"
+    run_openssl(openssl_bin, "x509", "-in", str(ca_pem), *settings, "-trustout", "-out", str(out))
+    with pytest.raises(mtls.KeystoreFormatError, match="trust or reject settings"):
+        mtls.Truststore.load(out)
+
+
+def test_openssl_text_output_before_the_pem_block(openssl_bin: str, tmp_path: Path) -> None:
+    rsa_ca = tmp_path / "ca-rsa.pem"
+    rsa_ca.write_bytes(CA(name="big", key_type="RSA").cert_pem)
+    text = tmp_path / "text.pem"
+    run_openssl(openssl_bin, "x509", "-in", str(rsa_ca), "-text", "-out", str(text))
+    assert text.read_bytes().index(b"-----BEGIN") > 1000
+    assert len(mtls.Truststore.load(text)) == 1
+
+
+# --------------------------------------------------------------------------- PKCS#12 writes
+
+
+def test_pkcs12_needs_a_password_and_says_so(tmp_path: Path) -> None:
+    ks = mtls.Keystore.generate("k", "CN=k", key_type="EC")
+    with pytest.raises(ValueError, match="needs a password"):
+        ks.save(tmp_path / "k.p12", "", store_type="PKCS12")
+    with pytest.raises(ValueError, match="needs a password"):
+        ks.truststore().save(tmp_path / "t.p12", "", store_type="PKCS12")
+    assert not list(tmp_path.iterdir())
+
+
+def test_dsa_keys_write_as_pkcs12_and_read_back(tmp_path: Path) -> None:
+    key = dsa.generate_private_key(2048)  # mtls.testing.CA makes no DSA keys
+    name = x509.Name.from_rfc4514_string("CN=dsa")
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    ks = mtls.Keystore()
+    ks.add_key("d", key, [cert])
+    path = tmp_path / "d.p12"
+    ks.save(path, "changeit", store_type="PKCS12")
+    again = mtls.Keystore.load(path, "changeit")
+    assert again.certificate("d") == cert
