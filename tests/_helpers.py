@@ -75,16 +75,21 @@ def profile(
     extra: str = "",
     attrs: str = "",
     password: str = PASSWORD,
+    keystore_type: str | None = None,
+    truststore_type: str | None = None,
 ) -> str:
+    """One ``<profile>``; a store's ``<Type>`` is :func:`declared_type` unless given."""
     parts = [f"<profile{(' ' + attrs) if attrs else ''}>", f"<servers>{servers}</servers>"]
     if keystore is not None:
         parts.append(
-            f"<KeyStore><Location>{keystore}</Location><Type>{declared_type(keystore)}</Type>"
+            f"<KeyStore><Location>{keystore}</Location>"
+            f"<Type>{keystore_type or declared_type(keystore)}</Type>"
             f"<Password>{password}</Password><KeyPassword>{password}</KeyPassword></KeyStore>"
         )
     if truststore is not None:
         parts.append(
-            f"<TrustStore><Location>{truststore}</Location><Type>{declared_type(truststore)}</Type>"
+            f"<TrustStore><Location>{truststore}</Location>"
+            f"<Type>{truststore_type or declared_type(truststore)}</Type>"
             f"<Password>{password}</Password></TrustStore>"
         )
     parts.append(extra)

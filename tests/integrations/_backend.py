@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,14 @@ from typing import Any
 import pytest
 
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-from tests._helpers import PASSWORD, profile_xml, wait_for
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for
 from tests._keytool import KEYTOOLS, run_keytool
 
 __all__ = [
     "PASSWORD",
     "Backends",
     "Identities",
+    "assert_each_backend_sees_its_identity",
     "established",
     "identities",
     "running_backends",
@@ -163,19 +164,26 @@ def store_xml(
     servers: str, keystore: tuple[Path, str] | None, truststore: tuple[Path, str] | None
 ) -> str:
     """One ``<profile>`` element with the stores' declared types."""
-    parts = ["<profile>", f"<servers>{servers}</servers>"]
-    if keystore is not None:
-        parts.append(
-            f"<KeyStore><Location>{keystore[0]}</Location><Type>{keystore[1]}</Type>"
-            f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
-        )
-    if truststore is not None:
-        parts.append(
-            f"<TrustStore><Location>{truststore[0]}</Location><Type>{truststore[1]}</Type>"
-            f"<Password>{PASSWORD}</Password></TrustStore>"
-        )
-    parts.append("</profile>")
-    return "\n".join(parts)
+    return profile(
+        servers,
+        keystore[0] if keystore else None,
+        truststore[0] if truststore else None,
+        keystore_type=keystore[1] if keystore else None,
+        truststore_type=truststore[1] if truststore else None,
+    )
+
+
+def assert_each_backend_sees_its_identity(get: Callable[[str], Any], backends: Backends) -> None:
+    """``get(url)`` (an httpx or requests client's) reaches each backend with the identity
+    its profile names; a second round reuses the keep-alive connections (no new handshake)."""
+    counts: list[int] = []
+    for _ in range(2):
+        for name in "abc":
+            response = get(backends.url(name, "/who"))
+            assert response.status_code == 200
+            assert response.json()["client_cn"] == f"client-{name}"
+        counts.append(sum(len(s.handshakes) for s in backends.servers.values()))
+    assert counts[0] == counts[1], "HTTP/1.1 keep-alive: no new handshake"
 
 
 @contextlib.contextmanager

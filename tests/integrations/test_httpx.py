@@ -12,21 +12,14 @@ import pytest
 
 from mtls import SSLProfileSet
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport, async_client, client
-from tests.integrations._backend import Backends, settings_of
+from tests.integrations._backend import Backends, assert_each_backend_sees_its_identity, settings_of
 
 pytestmark = pytest.mark.keytool
 
 
 def test_each_backend_sees_the_identity_its_profile_names(profiles, backends: Backends):
     with client(profiles) as http:
-        counts: list[int] = []
-        for _ in range(2):  # the second round reuses the keep-alive connections
-            for name in "abc":
-                response = http.get(backends.url(name, "/who"))
-                assert response.status_code == 200
-                assert response.json()["client_cn"] == f"client-{name}"
-            counts.append(sum(len(s.handshakes) for s in backends.servers.values()))
-        assert counts[0] == counts[1], "HTTP/1.1 keep-alive: no new handshake"
+        assert_each_backend_sees_its_identity(http.get, backends)
 
 
 def test_async_transport_sends_each_backend_its_identity(profiles, backends: Backends):

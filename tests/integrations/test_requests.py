@@ -14,7 +14,13 @@ from mtls import SSLProfileSet
 from mtls.integrations.requests import MTLSAdapter, session
 from mtls.testing import MTLSServer
 from tests._helpers import profile_xml
-from tests.integrations._backend import PASSWORD, Backends, settings_of, store_xml
+from tests.integrations._backend import (
+    PASSWORD,
+    Backends,
+    assert_each_backend_sees_its_identity,
+    settings_of,
+    store_xml,
+)
 
 pytestmark = pytest.mark.keytool
 
@@ -28,14 +34,7 @@ def server_ca_pem(tmp_path, backends: Backends) -> str:
 
 def test_each_backend_sees_the_identity_its_profile_names(profiles, backends: Backends):
     with session(profiles) as http:
-        counts: list[int] = []
-        for _ in range(2):  # the second round reuses the keep-alive connections
-            for name in "abc":
-                response = http.get(backends.url(name, "/who"))
-                assert response.status_code == 200
-                assert response.json()["client_cn"] == f"client-{name}"
-            counts.append(sum(len(s.handshakes) for s in backends.servers.values()))
-        assert counts[0] == counts[1], "HTTP/1.1 keep-alive: no new handshake"
+        assert_each_backend_sees_its_identity(http.get, backends)
 
 
 def test_a_url_without_profile_sends_no_certificate_and_is_refused(
