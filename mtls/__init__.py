@@ -2,7 +2,7 @@
 
 Read Java keystores and truststores (JKS, JCEKS, PKCS#12, PEM), build stdlib
 ``ssl.SSLContext`` objects without putting a key on disk, and (see the profiles
-and reloader modules) route each backend ``host:port`` to its own identity.
+and engine modules) route each backend ``host:port`` to its own identity.
 """
 
 from ._config import SSLProfile, StoreConfig
@@ -22,10 +22,20 @@ from ._material import TLSMaterial
 from ._profiles import SSLProfileSet
 from ._readers import detect_format
 from ._secret import Secret
+from ._status import (
+    AnchorStatus,
+    FileStatus,
+    IdentityStatus,
+    ProfileSetStatus,
+    ProfileStatus,
+)
 from ._stores import Keystore, Truststore
 from ._version import __version__
 
 __all__ = [
+    "AnchorStatus",
+    "FileStatus",
+    "IdentityStatus",
     "KeyEntryError",
     "Keystore",
     "KeystoreError",
@@ -33,6 +43,8 @@ __all__ = [
     "KeystoreNotFoundError",
     "MTLSError",
     "ProfileConfigError",
+    "ProfileSetStatus",
+    "ProfileStatus",
     "ProfileUnavailableError",
     "SSLProfile",
     "SSLProfileSet",

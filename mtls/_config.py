@@ -1,7 +1,7 @@
 """Profile values: SSLProfile and StoreConfig, frozen and validated at construction.
 
 These are plain configuration: where the stores are and how to open them. Loading
-the stores and building contexts is the profile set's job (``_profiles.py``).
+the stores and building contexts is the builder's job (``_build.py``).
 """
 
 from __future__ import annotations

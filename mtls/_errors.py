@@ -50,11 +50,20 @@ class MTLSError(Exception):
 
     Attributes:
         path: the file involved, when there is one.
+        servers: the ``host:port`` entries of the profile the error concerns (``*``
+            for a default), or ``()`` when it concerns none.
+        client_id: that profile's client identifier, when it has one.
+        reason: the message without the profile it concerns: what a table whose row
+            already names the profile shows (the whole message for other errors).
     """
+
+    servers: tuple[str, ...] = ()
+    client_id: str | None = None
 
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(message)
         self.path: str | None = os.fspath(path) if path is not None else None
+        self.reason: str = message
 
 
 class KeystoreError(MTLSError):
@@ -173,3 +182,46 @@ class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
         self.errno = 2
         self.strerror = message
         self.filename = os.fspath(path)
+
+    def __str__(self) -> str:
+        # The message as given, not OSError's "[Errno 2] message: 'path'".
+        return Exception.__str__(self)
+
+
+def profile_label(servers: Sequence[str], client_id: str | None, *, default: bool = False) -> str:
+    """How messages name a profile: ``profile a:1, b:2 (client 'c')``, or the default."""
+    if default:
+        return "the default profile (used when no profile matches)"
+    who = f" (client {client_id!r})" if client_id else ""
+    return f"profile {', '.join(servers)}{who}"
+
+
+def in_profile(
+    exc: MTLSError,
+    servers: Sequence[str],
+    client_id: str | None,
+    *,
+    default: bool = False,
+    path: str | None = None,
+) -> MTLSError:
+    """The same error, of the same type, saying which profile it concerns.
+
+    The one place the ``profile host:port:`` prefix is made: the message starts with
+    :func:`profile_label`, ``servers`` and ``client_id`` are set, and ``reason`` keeps
+    the message without the prefix. An error a profile file reader already tied to
+    its profile (a :class:`ProfileConfigError` with ``servers``) is returned as it is.
+    """
+    if isinstance(exc, ProfileConfigError) and exc.servers:
+        return exc
+    message = f"{profile_label(servers, client_id, default=default)}: {exc}"
+    new = type(exc).__new__(type(exc))
+    new.__dict__.update(exc.__dict__)
+    Exception.__init__(new, message)
+    if isinstance(exc, ProfileConfigError):
+        new.path = exc.path or path  # a profile file error names the file
+    if isinstance(exc, OSError) and isinstance(new, OSError):  # errno lives outside __dict__
+        new.errno, new.strerror, new.filename = exc.errno, message, exc.filename
+    new.servers = tuple(servers)
+    new.client_id = client_id
+    new.reason = exc.reason
+    return new

@@ -3,7 +3,8 @@
 The set reads profiles (from code, WSO2's XML, or deployment.toml), builds one
 context per distinct material, indexes them by ``(host, port, client_id)``, and
 (with ``reload_interval``) keeps them current from a background thread. The
-concurrency design is described at the top of ``_reloader.py``.
+concurrency design is described at the top of ``_engine.py``; how snapshots are
+made, in ``_snapshot.py``.
 """
 
 from __future__ import annotations
@@ -13,58 +14,28 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
+from ._build import Options, Served
 from ._config import CATCH_ALL, SSLProfile, StoreConfig, check_path_text, normalize_host
 from ._context import normalize_hostname_verifier
-from ._errors import KeystoreError, MTLSError, ProfileConfigError
+from ._engine import Callback, Engine, check_seconds
+from ._errors import MTLSError, ProfileConfigError
 from ._material import TLSMaterial
-from ._reloader import (
-    CLOSE_TIMEOUT,
-    Builder,
-    Built,
-    Callback,
-    Failed,
-    FileReader,
-    IndexKey,
-    Interrupted,
-    Options,
-    Reading,
-    Reports,
-    Served,
-    Snapshot,
-    Subscribers,
-    Timer,
-    Unstable,
-    build_index,
-    check_seconds,
-    check_unique,
-    describe_change,
-    slot,
-)
 from ._secret import Secret, scrub_tracebacks
+from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
+from ._status import FileStatus, ProfileSetStatus, ProfileStatus, anchor, identity
 from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
 
 _DEFAULT_PORTS = {"https": 443, "wss": 443}
-_Problem = tuple[str, str, BaseException | None]  # message, what happens meanwhile, traceback
 _FROM_FILE: Any = object()
-
-
-class _Source(Protocol):
-    """Where profiles come from: code (no file) or a profile file."""
-
-    path: Path | None
-
-    def load(
-        self, read: Callable[[Path], tuple[bytes, str]]
-    ) -> tuple[list[SSLProfile], str | None]: ...
 
 
 class _Static:
@@ -130,35 +101,6 @@ class _XmlFile:
         return profiles, digest
 
 
-def _still_written(exc: Unstable) -> KeystoreError:
-    return KeystoreError(
-        f"{exc.path}: still being written (two reads a settle delay apart differed); "
-        "it is read again at the next check",
-        path=exc.path,
-    )
-
-
-def _with_profile(
-    profile: SSLProfile, exc: MTLSError, path: str | None, *, default: bool = False
-) -> MTLSError:
-    """The same error, saying which profile it concerns (its servers)."""
-    if isinstance(exc, ProfileConfigError) and exc.servers:
-        return exc
-    names = ", ".join(profile.server_names)
-    who = f" (client {profile.client_id!r})" if profile.client_id else ""
-    label = "the default profile (used when no profile matches)" if default else "profile"
-    message = f"{label} {names}{who}: {exc}" if not default else f"{label}: {exc}"
-    if isinstance(exc, ProfileConfigError):
-        return ProfileConfigError(
-            message, path=exc.path or path, servers=profile.server_names, element=exc.element
-        )
-    new = type(exc).__new__(type(exc))
-    new.__dict__.update(exc.__dict__)
-    Exception.__init__(new, message)
-    new.servers = profile.server_names  # type: ignore[attr-defined]
-    return new
-
-
 class SSLProfileSet:
     """Profiles indexed by backend ``host:port``, each with its ready ``ssl.SSLContext``.
 
@@ -183,8 +125,7 @@ class SSLProfileSet:
     # Defaults for an instance whose constructor failed part way: error reporters
     # repr() the locals of a traceback, and repr() and close() must work at any stage.
     _path: str | None = None
-    _timer: Timer | None = None
-    _closed: bool = False
+    _engine: Engine[Snapshot] | None = None
 
     def __init__(
         self,
@@ -405,7 +346,7 @@ class SSLProfileSet:
 
     def _setup(
         self,
-        source: _Source,
+        source: ProfileSource,
         *,
         hostname_verifier: str,
         default: ssl.SSLContext | SSLProfile | None,
@@ -424,248 +365,17 @@ class SSLProfileSet:
             else check_seconds("reload_interval", reload_interval, zero=False)
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
-        self._source = source
         self._path = str(source.path) if source.path else None
         self._options = Options(mode, default_truststore, settle, self._path)
-        self._stop = threading.Event()
-        self._reader = FileReader()
-        self._builder = Builder(self._reader, self._options, self._stop)
-        self._lock = threading.Lock()
-        self._subscribers = Subscribers()
-        self._reports = Reports()
         self._default = default
-        self._pending = False
-        self._variants: dict[
-            tuple[int, tuple[str, ...]], tuple[ssl.SSLContext, ssl.SSLContext]
-        ] = {}
-        self._variant_lock = threading.Lock()
-        snapshot = self._first_snapshot(skip_failures)
-        self._fast = snapshot.fast
-        self._snapshot = snapshot
-        self._reports.update(self._problems(snapshot), self._path or "profiles")
-        if interval is not None:
-            name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
-            timer = Timer(name, interval, self._reload_in_thread)
-            timer.start()
-            self._timer = timer
+        plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
+        name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
+        self._engine = Engine(plan, settle_delay=settle, interval=interval, name=name)
 
-    # ------------------------------------------------------------------ building
-
-    def _first_snapshot(self, skip_failures: bool) -> Snapshot:
-        # A file caught mid-write at start-up is read again (there is no last good to
-        # keep meanwhile); after three tries it is an error like any other.
-        attempts = 3
-        for attempt in range(1, attempts + 1):
-            reading = self._builder.begin()
-            try:
-                snapshot = self._load_first(reading, skip_failures, last=attempt == attempts)
-            except Unstable as exc:
-                if attempt == attempts:
-                    raise ProfileConfigError(
-                        f"{exc.path}: still being written (it changed between two reads "
-                        f"{self._options.settle_delay:g} s apart, {attempts} times): "
-                        "try again once it is complete",
-                        path=exc.path,
-                    ) from None
-                continue
-            reading.commit()
-            return snapshot
-        raise AssertionError("unreachable")
-
-    def _load_first(self, reading: Reading, skip_failures: bool, *, last: bool) -> Snapshot:
-        builder = self._builder
-        profiles, digest = self._source.load(reading.read)
-        reading.settle(self._watched(profiles))  # one settle delay for every store
-        every = [*profiles, *([self._default] if isinstance(self._default, SSLProfile) else [])]
-        results: list[Built | Failed] = []
-        for profile in every:
-            cause: MTLSError
-            try:
-                results.append(builder.build(profile, replacing=False))
-                continue
-            except Unstable as exc:
-                if not last:
-                    raise  # read everything again
-                cause = _still_written(exc)
-            except MTLSError as exc:
-                cause = exc
-            error = self._with_profile(profile, cause)
-            if not skip_failures:
-                raise error from cause
-            results.append(Failed(profile, error))
-        items = results[: len(profiles)]
-        default: Built | Failed | ssl.SSLContext | None = (
-            results[-1] if isinstance(self._default, SSLProfile) else self._default
-        )
-        index, fast = build_index(items, self._path)
-        builder.end()
-        return Snapshot(
-            generation=0,
-            built=tuple(item for item in items if isinstance(item, Built)),
-            index=index,
-            fast=fast,
-            default=default,
-            failures=tuple((i.profile, i.error) for i in items if isinstance(i, Failed)),
-            config_digest=digest,
-            profiles=tuple(profiles),
-            watched=self._watched(profiles),
-        )
-
-    def _watched(self, profiles: Iterable[SSLProfile]) -> tuple[Path, ...]:
-        paths = self._builder.watched(
-            profiles, self._default if isinstance(self._default, SSLProfile) else None
-        )
-        if self._source.path is not None:
-            paths.add(self._source.path)
-        return tuple(sorted(paths))
-
-    def _check(self, old: Snapshot) -> tuple[Snapshot, bool, Reading | None]:
-        if not (old.errors or old.pending) and not any(self._reader.moved(p) for p in old.watched):
-            return old, False, None  # the common case: a few stats, nothing read
-        builder = self._builder
-        reading = builder.begin()
-        # Every file whose stat moved is settled before anything is parsed (one
-        # settle delay for all): a file still being written is left for the next check.
-        reading.settle([p for p in old.watched if self._reader.moved(p)])
-        profiles: list[SSLProfile] = list(old.profiles)
-        digest = old.config_digest
-        config_error: MTLSError | None = None
-        self._pending = False
-        path = self._source.path
-        try:
-            config_moved = path is not None and (
-                old.config_error is not None or reading.digest(path) != old.config_digest
-            )
-        except Unstable:
-            config_moved, self._pending = False, True  # still being written: next check
-        if config_moved:
-            try:
-                loaded, loaded_digest = self._source.load(reading.read)
-                check_unique(loaded, self._path)  # a duplicate refuses the file, like a typo
-            except Unstable:
-                self._pending = True
-            except MTLSError as exc:
-                # The last good profiles stay, and their stores still rotate below.
-                config_error = exc
-            else:
-                profiles, digest = loaded, loaded_digest
-                reading.settle(set(self._watched(profiles)) - set(old.watched))
-        changed = False
-        previous = {slot(item.profile): item for item in old.built}
-        items: list[Built | Failed] = []
-        for profile in profiles:
-            reading.checkpoint()  # close() stops the check here, between profiles
-            prev = previous.get(slot(profile))
-            item = self._rebuild(profile, prev)
-            if isinstance(item, Built) and (prev is None or item.context is not prev.context):
-                changed = True
-                if item.error is None:
-                    log.info("%s: reloaded %s", path or "profiles", describe_change(prev, item))
-            items.append(item)
-        built = [item for item in items if isinstance(item, Built)]
-        if {slot(b.profile) for b in built} != set(previous):
-            changed = True
-        # A profile that now fails closed (or no longer does) changes what a lookup
-        # answers even when no context changed: readers that cache per generation
-        # (the gRPC channel, the HTTP pools) must be told.
-        failed = {slot(i.profile) for i in items if isinstance(i, Failed)}
-        if failed != {slot(p) for p, _ in old.failures}:
-            changed = True
-        index, fast = build_index(items, self._path)  # unique: checked when loaded
-        default = old.default
-        if isinstance(self._default, SSLProfile):
-            prev_default = old.default if isinstance(old.default, Built) else None
-            default = self._rebuild(self._default, prev_default)
-            if isinstance(default, Built) and (
-                prev_default is None or default.context is not prev_default.context
-            ):
-                changed = True
-            if isinstance(default, Failed) != isinstance(old.default, Failed):
-                changed = True
-        builder.end()
-        new = Snapshot(
-            generation=old.generation + (1 if changed else 0),
-            built=tuple(built),
-            index=index,
-            fast=fast,
-            default=default,
-            failures=tuple((i.profile, i.error) for i in items if isinstance(i, Failed)),
-            config_error=config_error,
-            config_digest=digest,
-            profiles=tuple(profiles),
-            watched=self._watched(profiles),
-            pending=self._pending or reading.unstable,
-        )
-        return new, changed, reading
-
-    def _rebuild(self, profile: SSLProfile, prev: Built | None) -> Built | Failed:
-        """The profile's entry in the new snapshot: reused, rebuilt, or failed.
-
-        Raises:
-            Interrupted: ``close()`` was called.
-        """
-        builder = self._builder
-        try:
-            if (
-                prev is not None
-                and prev.error is None
-                and prev.profile == profile
-                and not builder.inputs_moved(prev)
-            ):
-                builder.keep(prev)
-                return prev
-            return builder.build(profile, replacing=prev is not None)
-        except Unstable as exc:
-            log.info("%s: %s; retrying at the next check", self._path or "profiles", exc)
-            self._pending = True
-            if prev is not None:
-                builder.keep(prev)
-                return prev
-            return Failed(profile, self._with_profile(profile, _still_written(exc)))
-        except MTLSError as exc:
-            error = self._with_profile(profile, exc)
-            if prev is None:
-                return Failed(profile, error)
-            builder.keep(prev)
-            return replace(prev, error=error)
-
-    def _with_profile(self, profile: SSLProfile, exc: MTLSError) -> MTLSError:
-        return _with_profile(profile, exc, self._path, default=profile is self._default)
-
-    def _problems(self, snapshot: Snapshot) -> dict[Hashable, _Problem]:
-        """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
-        out: dict[Hashable, _Problem] = {}
-        if snapshot.config_error is not None:
-            error = snapshot.config_error
-            unexpected = error.__cause__ if not isinstance(error.__cause__, MTLSError) else None
-            out[("config",)] = (
-                str(error),
-                "keeping the last good profiles (their stores still rotate)",
-                unexpected,
-            )
-        for item in snapshot.built:
-            if item.error is not None:
-                out[("profile", slot(item.profile))] = (
-                    str(item.error),
-                    "keeping its last good context",
-                    None,
-                )
-        for profile, error in snapshot.failures:
-            out[("profile", slot(profile))] = (
-                str(error),
-                "not loaded: requests to its hosts are refused until it loads",
-                None,
-            )
-        default = snapshot.default
-        if isinstance(default, Built) and default.error is not None:
-            out[("default",)] = (str(default.error), "keeping its last good context", None)
-        elif isinstance(default, Failed):
-            out[("default",)] = (
-                str(default.error),
-                "not loaded: requests no profile matches are refused until it loads",
-                None,
-            )
-        return out
+    @property
+    def _snapshot(self) -> Snapshot:
+        assert self._engine is not None
+        return self._engine.snapshot
 
     # ------------------------------------------------------------------ reloading
 
@@ -687,50 +397,8 @@ class SSLProfileSet:
             KeyboardInterrupt, SystemExit: raised by a secret resolver or subscriber
                 during this call (recorded first, like any other failure).
         """
-        return self._reload(in_thread=False)
-
-    def _reload_in_thread(self) -> bool:
-        return self._reload(in_thread=True)
-
-    def _reload(self, *, in_thread: bool) -> bool:
-        where = self._path or "profiles"
-        with self._lock:
-            if self._stop.is_set():
-                return False  # closed: publish nothing more
-            old = self._snapshot
-            escaped: BaseException | None = None
-            try:
-                new, changed, reading = self._check(old)
-            except Interrupted:
-                return False  # close() during the check: nothing half-built is published
-            except BaseException as exc:
-                # A bug, or a resolver that raised anything at all (even CancelledError):
-                # keep the last good set, say why, and look at everything again next
-                # time (nothing this check read is recorded as seen).
-                if self._stop.is_set():
-                    return False
-                error = ProfileConfigError(
-                    f"{where}: reload failed ({type(exc).__name__}: {exc}); "
-                    "retrying at the next check",
-                    path=self._path,
-                )
-                error.__cause__ = exc
-                new, changed, reading = replace(old, config_error=error, pending=True), False, None
-                escaped = exc
-            if self._stop.is_set():
-                return False
-            if reading is not None:
-                reading.commit()  # exactly what was built is recorded as seen
-            self._snapshot = new
-            self._fast = new.fast
-            self._reader.forget(new.watched)  # files no profile names any more
-            self._reports.update(self._problems(new), where)
-        if changed:
-            self._prune_variants()  # outside the reload lock: never waits on a build
-            self._subscribers.notify(old.generation, new.generation, swallow_all=in_thread)
-        if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
-            raise escaped
-        return changed
+        assert self._engine is not None
+        return self._engine.check()
 
     @property
     def generation(self) -> int:
@@ -759,21 +427,40 @@ class SSLProfileSet:
         """Every error of the last check."""
         return self._snapshot.errors
 
+    @property
+    def default(self) -> ssl.SSLContext | SSLProfile | None:
+        """What the set was given as ``default`` (a profile, a ready context, or ``None``).
+
+        From :meth:`from_deployment_toml`, the profile made of the sender's default
+        keystore and truststore.
+        """
+        return self._default
+
+    @property
+    def default_truststore(self) -> StoreConfig | None:
+        """The trust of profiles without a ``TrustStore`` (``None``: the system's)."""
+        return self._options.default_truststore
+
     def subscribe(self, callback: Callback) -> Callable[[], None]:
         """Call ``callback(old_generation, new_generation)`` after each applied change.
 
-        Callbacks run on the thread that applied the change, outside any lock; one
-        that raises is logged and does not stop the others.
+        Each change is delivered once, in generation order, outside any lock (a
+        callback may call :meth:`reload`), one callback at a time; one that raises is
+        logged and does not stop the others. The thread that applied a change
+        delivers it before its :meth:`reload` returns, unless another thread is
+        delivering an earlier change at that moment: that thread then delivers this
+        one right after it.
 
         Returns:
             A function that unsubscribes the callback.
         """
-        self._subscribers.add(callback)
-        return lambda: self._subscribers.remove(callback)
+        assert self._engine is not None
+        return self._engine.subscribe(callback)
 
     def unsubscribe(self, callback: Callback) -> None:
         """Stop calling ``callback`` (no error if it was not subscribed)."""
-        self._subscribers.remove(callback)
+        assert self._engine is not None
+        self._engine.unsubscribe(callback)
 
     def close(self) -> None:
         """Stop the reload thread. Idempotent; lookups keep working.
@@ -786,17 +473,13 @@ class SSLProfileSet:
         finishes it in the background, discards it and exits. :meth:`reload` does
         nothing after ``close()``.
         """
-        self._closed = True
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
-        if self._timer is not None:
-            self._timer.close(CLOSE_TIMEOUT)
+        if self._engine is not None:
+            self._engine.close()
 
     @property
     def reloading(self) -> bool:
         """True while the background reload thread keeps the set current (False after close)."""
-        return not self._closed and self._timer is not None and self._timer.alive
+        return self._engine is not None and self._engine.reloading
 
     def __enter__(self) -> SSLProfileSet:
         return self
@@ -833,7 +516,11 @@ class SSLProfileSet:
                 context of its own for each list, built from the same stores, so that
                 no client ever sets ALPN on a context another client shares (HTTP
                 clients do that before every handshake). A ``default`` given as a ready
-                ``ssl.SSLContext`` is returned as it is.
+                ``ssl.SSLContext`` is returned as it is. The first lookup for a list
+                builds its context (about one context's cost, no lock taken); later
+                ones return it until the material rotates.
+
+        Never locks and never waits on a reload: one read of the current snapshot.
 
         Returns:
             The context to use (never modify it), or ``None``: no profile, no default.
@@ -842,16 +529,17 @@ class SSLProfileSet:
             ProfileUnavailableError: the profile that names this backend has not
                 loaded; its ``cause`` says why (also ``__cause__``).
         """
+        # One read of one immutable snapshot: the whole old set or the whole new one.
+        snapshot = self._engine.snapshot  # type: ignore[union-attr]
         if alpn is None:
-            # One read of one immutable mapping: the whole old set or the whole new one.
-            ctx = self._fast.get((host, port, client_id))
+            ctx = snapshot.fast.get((host, port, client_id))
             if ctx is not None:
                 return ctx
-            return self._slow_context(self._snapshot, host, port, client_id)
-        base, served = self._lookup(self._snapshot, host, port, client_id)
+            return self._lookup(snapshot, host, port, client_id)[0]
+        base, served = self._lookup(snapshot, host, port, client_id)
         if base is None or served is None:
             return base
-        return self._with_alpn(base, served, tuple(alpn))
+        return served.with_alpn(base, tuple(alpn))
 
     def _lookup(
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None
@@ -877,32 +565,6 @@ class SSLProfileSet:
             raise error from error.cause
         return item
 
-    def _with_alpn(
-        self, base: ssl.SSLContext, served: Served, alpn: tuple[str, ...]
-    ) -> ssl.SSLContext:
-        key = (id(base), alpn)
-        hit = self._variants.get(key)
-        if hit is not None:
-            return hit[1]
-        with self._variant_lock:
-            hit = self._variants.get(key)
-            if hit is None:
-                local = base is served.localhost_context
-                ctx = served.make("AllowAll" if local else self._options.hostname_verifier)
-                ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
-                hit = (base, ctx)  # holding base keeps its id from being reused
-                # A reload may have retired base since the caller looked it up (and
-                # pruned already): then the variant is this caller's alone, uncached.
-                if any(live is base for live in self.contexts()):
-                    self._variants[key] = hit
-        return hit[1]
-
-    def _prune_variants(self) -> None:
-        live = {id(ctx) for ctx in self.contexts()}
-        with self._variant_lock:
-            for key in [k for k in self._variants if k[0] not in live]:
-                del self._variants[key]
-
     def _match(
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None
     ) -> Built | Failed | None:
@@ -918,11 +580,6 @@ class SSLProfileSet:
             if item is not None:
                 return item
         return None
-
-    def _slow_context(
-        self, snapshot: Snapshot, host: str, port: int, client_id: str | None
-    ) -> ssl.SSLContext | None:
-        return self._lookup(snapshot, host, port, client_id)[0]
 
     def context_for_url(
         self, url: str, *, client_id: str | None = None, alpn: Sequence[str] | None = None
@@ -1015,80 +672,82 @@ class SSLProfileSet:
 
     # ------------------------------------------------------------------ health
 
-    def status(self) -> dict[str, Any]:
-        """A JSON-ready snapshot for health checks.
+    def status(self) -> ProfileSetStatus:
+        """The set's health, from one snapshot, for health checks and monitors.
 
-        Keys: ``generation``, ``healthy`` (no errors), ``reloading``, ``path``,
-        ``hostname_verifier``, ``last_error`` and ``profiles``: per profile its
-        ``servers``, ``client_id``, ``files`` (role, path, sha256), client
-        certificate ``subject`` and ``not_after``, ``last_good_load`` and ``error``.
-        Profiles that never loaded appear with ``loaded: false`` (so does
-        ``default`` when it is a profile that never loaded). Never a secret.
+        Made from what is loaded: it never reads a file or builds a context. Use
+        ``status().to_dict()`` for JSON (keys listed in
+        :meth:`ProfileSetStatus.to_dict <mtls.ProfileSetStatus.to_dict>`). Profiles
+        that never loaded appear with ``loaded=False`` (so does ``default`` when it
+        is a profile that never loaded). Never a secret.
+
+        Returns:
+            A frozen record; :class:`mtls.ProfileStatus` per profile.
         """
         snapshot = self._snapshot
+        now = _dt.datetime.now(_dt.UTC)
+        default_trust = self._options.default_truststore
 
-        def entry(item: Built) -> dict[str, Any]:
+        def entry(item: Built) -> ProfileStatus:
             # A store path made from placeholders is shown as written, never as its value.
-            trust = item.profile.truststore or self._options.default_truststore
+            trust = item.profile.truststore or default_trust
             stores = (c for c in (item.profile.keystore, trust) if c is not None)
             shown = {str(c.location): c.shown_location for c in stores}
-            return {
-                "servers": list(item.profile.server_names),
-                "client_id": item.profile.client_id,
-                "loaded": True,
-                "files": [
-                    {"role": r, "path": shown.get(p, p), "sha256": d} for r, p, d in item.files
-                ],
-                "subject": item.subject,
-                "not_after": item.not_after.isoformat() if item.not_after else None,
-                "last_good_load": item.loaded_at.isoformat(),
-                "error": str(item.error) if item.error else None,
-            }
+            served = item.served
+            return ProfileStatus(
+                servers=item.profile.server_names,
+                client_id=item.profile.client_id,
+                loaded=True,
+                files=tuple(
+                    FileStatus(role=r, path=shown.get(p, p), sha256=d) for r, p, d in item.files
+                ),
+                identity=identity(served.subject, served.serial, served.not_after, now),
+                anchors=tuple(
+                    anchor(a.alias, a.subject, a.not_after, now)
+                    for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
+                ),
+                last_good_load=item.loaded_at,
+                error=item.error,
+            )
 
-        def failed(profile: SSLProfile, error: MTLSError) -> dict[str, Any]:
-            return {
-                "servers": list(profile.server_names),
-                "client_id": profile.client_id,
-                "loaded": False,
-                "files": [],
-                "subject": None,
-                "not_after": None,
-                "last_good_load": None,
-                "error": str(error),
-            }
+        def failed(profile: SSLProfile, error: MTLSError) -> ProfileStatus:
+            return ProfileStatus(
+                servers=profile.server_names,
+                client_id=profile.client_id,
+                loaded=False,
+                error=error,
+            )
 
         profiles = [entry(item) for item in snapshot.built]
         profiles.extend(failed(profile, error) for profile, error in snapshot.failures)
         default = snapshot.default
-        errors = snapshot.errors
-        return {
-            "generation": snapshot.generation,
-            "healthy": not errors,
-            "reloading": self.reloading,
-            "path": self._path,
-            "hostname_verifier": self._options.hostname_verifier,
-            "checked_at": _dt.datetime.now(_dt.UTC).isoformat(),
-            "last_error": str(errors[0]) if errors else None,
-            "config_error": str(snapshot.config_error) if snapshot.config_error else None,
-            "default": (
+        return ProfileSetStatus(
+            generation=snapshot.generation,
+            reloading=self.reloading,
+            path=self._path,
+            hostname_verifier=self._options.hostname_verifier,
+            checked_at=now,
+            last_reload=snapshot.changed_at,
+            errors=tuple(snapshot.errors),
+            config_error=snapshot.config_error,
+            default=(
                 entry(default)
                 if isinstance(default, Built)
                 else failed(default.profile, default.error)
                 if isinstance(default, Failed)
                 else None
             ),
-            "profiles": profiles,
-        }
+            profiles=tuple(profiles),
+        )
 
     def __repr__(self) -> str:
         # Safe at every stage of construction (see the class-level defaults).
         source = f" from {self._path!r}" if self._path else ""
-        snapshot: Snapshot | None = getattr(self, "_snapshot", None)
+        snapshot = self._engine.snapshot if self._engine is not None else None
         if snapshot is None:
             return f"<SSLProfileSet{source}, not loaded>"
-        timer = (
-            f", reloading every {self._timer.interval:g}s" if self.reloading and self._timer else ""
-        )
+        interval = self._engine.interval if self._engine is not None else None
+        timer = f", reloading every {interval:g}s" if self.reloading and interval else ""
         count = len(snapshot.built)
         return (
             f"<SSLProfileSet {count} profile{'' if count == 1 else 's'}{source}, "

@@ -15,11 +15,12 @@ from typing import Any
 from cryptography import x509
 
 from .. import _x509
+from .._build import load_store
 from .._config import SSLProfile, StoreConfig
 from .._context import LOCALHOST_NAMES
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
-from .._stores import Keystore, Truststore
+from .._stores import Truststore
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -97,13 +98,7 @@ def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
         MTLSError: the store does not load, or has no such key entry.
         ValueError: the certificate cannot be parsed.
     """
-    store = Keystore.load(
-        config.location,
-        config.password,
-        key_password=config.key_password,
-        store_type=config.type,
-        allow_unprotected=config.allow_unprotected,
-    )
+    store = load_store(config, keystore=True)
     alias, _, chain = store.key_entry(config.alias)
     return alias, _x509.load_cert(chain[0])
 
@@ -124,24 +119,15 @@ class _Stores:
     def truststore(self, config: StoreConfig) -> Truststore:
         """A profile's truststore."""
         if config not in self._trust:
-            self._trust[config] = Truststore.load(
-                config.location,
-                config.password,
-                store_type=config.type,
-                allow_unprotected=config.allow_unprotected,
-            )
+            self._trust[config] = load_store(config, keystore=False)
         return self._trust[config]
 
 
 def profile_defaults(profiles: SSLProfileSet) -> tuple[SSLProfile | None, StoreConfig | None]:
     """The default profile (deployment.toml's keystore and truststore), and the truststore
     that profiles without a ``<TrustStore>`` use: what the set was built with."""
-    default = getattr(profiles, "_default", None)
-    trust = getattr(getattr(profiles, "_options", None), "default_truststore", None)
-    return (
-        default if isinstance(default, SSLProfile) else None,
-        trust if isinstance(trust, StoreConfig) else None,
-    )
+    default = profiles.default
+    return (default if isinstance(default, SSLProfile) else None, profiles.default_truststore)
 
 
 def _hostname_mode(mode: str, profile: SSLProfile | None, verify: bool) -> str:
@@ -243,7 +229,7 @@ def _failed_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 def check_report(profiles: SSLProfileSet, logs: LogCollector) -> dict[str, Any]:
     """The JSON document of ``mtls check --json`` (keys documented in docs/cli.md)."""
-    status = profiles.status()
+    status = profiles.status().to_dict()
     mode = str(status["hostname_verifier"])
     loaded = iter(profiles.profiles)
     stores = _Stores()

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _x509
+from .._build import load_store
 from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
-from .._stores import Keystore
 from ._check import load_profile_set, presented, profile_defaults, strip_profile_prefix
 from ._common import (
     EXIT_FAILURE,
@@ -53,17 +53,7 @@ def _status_entry(status: dict[str, Any], profile: SSLProfile) -> dict[str, Any]
 def _insecure_for(profile: SSLProfile | None) -> Callable[[], ssl.SSLContext]:
     def build() -> ssl.SSLContext:
         config = profile.keystore if profile is not None else None
-        keystore = (
-            Keystore.load(
-                config.location,
-                config.password,
-                key_password=config.key_password,
-                store_type=config.type,
-                allow_unprotected=config.allow_unprotected,
-            )
-            if config is not None
-            else None
-        )
+        keystore = load_store(config, keystore=True) if config is not None else None
         alias = config.alias if config is not None else None
         return client_context(keystore, alias=alias, verify=False)
 
@@ -83,7 +73,7 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
 
 def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str | None) -> Setup:
     """The context the profile set gives ``target``, and which profile it came from."""
-    status = profiles.status()
+    status = profiles.status().to_dict()
     source = status["path"]
     mode = str(status["hostname_verifier"])
     key = target.server
@@ -311,7 +301,7 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     if args.profiles or args.deployment_toml:
         with load_profile_set(args, args.profiles) as profiles:
             setup = setup_from_profiles(profiles, target, args.client_id)
-            about_us = _about_probed_profile(profiles.status(), setup, target)
+            about_us = _about_probed_profile(profiles.status().to_dict(), setup, target)
     else:
         setup = setup_from_options(args, target)
     report = run_probe(target, setup, timeout=args.timeout)

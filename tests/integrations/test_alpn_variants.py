@@ -81,7 +81,11 @@ def test_variants_are_separate_cached_and_negotiate_their_own_alpn(tmp_path, alp
     new_h1 = profiles.context_for("localhost", port, alpn=("http/1.1",))
     assert new_h1 is not h1
     assert handshake(new_h1, port) == "http/1.1"
-    assert all(key[0] != id(base) for key in profiles._variants)
+    # ... kept with the material they were made from: the retired material took its own.
+    assert all(
+        item.served.variants.get((False, ("http/1.1",))) is not h1
+        for item in profiles._snapshot.built
+    )
 
 
 def test_a_user_supplied_default_context_is_returned_as_it_is():
@@ -139,9 +143,15 @@ def test_a_variant_for_a_retired_context_is_not_cached(tmp_path, alpn_server):
     )
     profiles = mtls.SSLProfileSet.from_xml(xml, settle_delay=0)
     base, served = profiles._lookup(profiles._snapshot, "localhost", port, None)
+    old_snapshot = profiles._snapshot
     replace_atomically(tmp_path / "gw.jks", ca.issue_cert("gw2").keystore().to_bytes(PASSWORD))
     assert profiles.reload() is True
     assert base is not None and served is not None
-    stale = profiles._with_alpn(base, served, ("http/1.1",))  # a caller that raced the reload
+    stale = served.with_alpn(base, ("http/1.1",))  # a caller that raced the reload
     assert handshake(stale, port) == "http/1.1"
-    assert all(entry[0] is not base for entry in profiles._variants.values())
+    # The variant lives with the retired material only: the set's new snapshot does not
+    # hold it (nor the material), so it goes when that caller lets go.
+    assert profiles._snapshot is not old_snapshot
+    assert all(item.served is not served for item in profiles._snapshot.built)
+    fresh = profiles.context_for("localhost", port, alpn=("http/1.1",))
+    assert fresh is not stale and handshake(fresh, port) == "http/1.1"

@@ -36,7 +36,7 @@ def test_a_dsa_keystore_builds_contexts_and_profiles(dsa_store):
                          keystore=mtls.StoreConfig(location=dsa_store, password="changeit"))]
     )  # fmt: skip
     assert profiles.context_for("a.test", 1) is not None
-    assert profiles.status()["healthy"] is True
+    assert profiles.status().to_dict()["healthy"] is True
 
 
 def test_mtls_list_shows_what_it_can(dsa_store):

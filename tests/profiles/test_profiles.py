@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import time
 from pathlib import Path
 
 import pytest
@@ -233,7 +232,7 @@ def test_skip_failures_loads_the_rest_and_reports(tmp_path, pki):
     with pytest.raises(mtls.ProfileUnavailableError):  # fails closed (issue 12)
         profiles.context_for("bad.test", 443)
     assert isinstance(profiles.last_error, mtls.KeystoreError)
-    status = profiles.status()
+    status = profiles.status().to_dict()
     assert status["healthy"] is False
     assert [p["loaded"] for p in status["profiles"]] == [True, False]
 
@@ -283,16 +282,24 @@ HOSTILE = {
 }
 
 
+# Why each is refused: a DTD is refused when the parser meets its declaration, before
+# any entity is defined, let alone expanded (what would cost minutes and gigabytes).
+HOSTILE_WHY = {
+    "billion_laughs": "declares a DTD",
+    "external_entity": "declares a DTD",
+    "dtd_only": "declares a DTD",
+    "malformed": "not well-formed XML",
+    "not_xml": "not well-formed XML",
+    "empty": "not well-formed XML",
+}
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_and_malformed_xml_is_refused_fast_without_echoing_content(tmp_path, name):
+def test_hostile_and_malformed_xml_is_refused_without_echoing_content(tmp_path, name):
     xml = tmp_path / "evil.xml"
     xml.write_text(HOSTILE[name])
-    start = time.perf_counter()
-    with pytest.raises(ProfileConfigError) as info:
+    with pytest.raises(ProfileConfigError, match=HOSTILE_WHY[name]) as info:
         SSLProfileSet.from_xml(xml)
-    elapsed = time.perf_counter() - start
-    # Generous bound (the real figure is ~1 ms): an expanding parser would take minutes.
-    assert elapsed < 2.0
     message = str(info.value)
     assert "lol" not in message and "root:x" not in message and "/etc/passwd" not in message
     assert info.value.__cause__ is None or isinstance(info.value.__cause__, ProfileConfigError)
@@ -507,7 +514,7 @@ def test_deployment_toml_api_manager(tmp_path, pki, backend):
     try:
         with SSLProfileSet.from_deployment_toml(toml, base_dir=home) as profiles:
             assert profiles.reloading
-            assert profiles.status()["hostname_verifier"] == "DefaultAndLocalhost"
+            assert profiles.status().to_dict()["hostname_verifier"] == "DefaultAndLocalhost"
             # The profile has no TrustStore: [truststore] is its trust.
             assert (
                 whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"]
@@ -532,7 +539,7 @@ def test_deployment_toml_micro_integrator_spelling(tmp_path, pki):
     )
     profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None)
     assert not profiles.reloading
-    assert profiles.status()["hostname_verifier"] == "AllowAll"
+    assert profiles.status().to_dict()["hostname_verifier"] == "AllowAll"
     assert profiles.context_for("a.test", 443).check_hostname is False
 
 
@@ -568,7 +575,7 @@ def test_wso2_shipped_profile_file_loads(tmp_path):
     assert only.servers == ("*",)
     ctx = profiles.context_for("any.backend.example", 8243)
     assert ctx is not None and len(ctx.get_ca_certs()) >= 140
-    assert profiles.status()["profiles"][0]["subject"].startswith("CN=localhost")
+    assert profiles.status().to_dict()["profiles"][0]["subject"].startswith("CN=localhost")
 
 
 @pytest.mark.fixtures
@@ -596,7 +603,7 @@ def test_deployment_toml_with_a_candidate_profile_file(tmp_path, pki):
         toml, profiles_path=candidate, reload_interval=None
     )
     assert profiles.context_for("new.test", 443) is not None
-    assert profiles.status()["hostname_verifier"] == "AllowAll"
+    assert profiles.status().to_dict()["hostname_verifier"] == "AllowAll"
     assert profiles.failures == ()
 
 
@@ -653,7 +660,7 @@ def test_unknown_hostname_verifier_in_deployment_toml_falls_back_to_default(tmp_
     )
     with caplog.at_level(logging.WARNING, logger="mtls"):
         profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None)
-    assert profiles.status()["hostname_verifier"] == "Default"
+    assert profiles.status().to_dict()["hostname_verifier"] == "Default"
     assert "DefaultAndLocalHostX" in caplog.text
 
 

@@ -139,7 +139,7 @@ def test_a_store_recreated_during_a_check_is_settled_before_it_is_built(
     # twice; the wait itself is the stand-in and returns at once.
     profiles = SSLProfileSet.from_xml(xml, settle_delay=60)
     hook = HookedWait()
-    profiles._builder._stop = hook
+    profiles._engine._stop = hook
     assert cn_of(profiles, backend.port, "127.0.0.1") == "d-1"
 
     d.unlink()  # delete ...
@@ -239,14 +239,15 @@ def test_start_up_settles_files_too(tmp_path, root, inter, backend, monkeypatch)
                 d.write_bytes(first + rest)
             return False
 
-    import mtls._reloader as reloader_module
+    import mtls._reading as reading_module
 
-    original = reloader_module.Builder.__init__
+    original = reading_module.Reading.__init__
+    finish = Finish()
 
-    def with_finish(self, reader, options, stop):
-        original(self, reader, options, Finish())
+    def with_finish(self, seen, settle_delay, stop):
+        original(self, seen, settle_delay, finish)
 
-    monkeypatch.setattr(reloader_module.Builder, "__init__", with_finish)
+    monkeypatch.setattr(reading_module.Reading, "__init__", with_finish)
     profiles = SSLProfileSet.from_xml(xml, settle_delay=60)
     assert len(waits) >= 3  # the half file was read again after the writer finished
     assert cn_of(profiles, backend.port) == "d-1"
@@ -300,14 +301,17 @@ def test_the_reload_thread_survives_a_resolver_raising_a_base_exception(
         assert escape.__name__ in str(profiles.last_error)
         assert isinstance(profiles.last_error.__cause__, escape)
         assert profiles.reloading
-        assert profiles.status()["reloading"] is True and profiles.status()["healthy"] is False
+        assert (
+            profiles.status().to_dict()["reloading"] is True
+            and profiles.status().to_dict()["healthy"] is False
+        )
         assert cn_of(profiles, backend.port) == "gen-1"  # the last good set stays
         mode["raise"] = False
         replace_atomically(keystore, jks(inter, "gen-2"))
         wait_for(
             lambda: (
                 profiles.last_error is None
-                and "CN=gen-2," in f"{profiles.status()['profiles'][0]['subject']},"
+                and "CN=gen-2," in f"{profiles.status().to_dict()['profiles'][0]['subject']},"
             )
         )
         assert cn_of(profiles, backend.port) == "gen-2"
@@ -499,7 +503,7 @@ def test_a_hostile_location_is_refused_naming_the_file_and_the_limit(
     assert isinstance(profiles, SSLProfileSet)
     ((_, error),) = profiles.failures
     assert str(hostile) in str(error) and WHY[kind] in str(error)
-    assert WHY[kind] in profiles.status()["profiles"][0]["error"]
+    assert WHY[kind] in profiles.status().to_dict()["profiles"][0]["error"]
     # As a reload: the profile keeps its last good; the check does not block.
     good = SSLProfileSet.from_xml(xml, settle_delay=0)
     replace_atomically(xml, profile_xml(profile(f"localhost:{backend.port}", hostile, trust)))
@@ -539,8 +543,10 @@ STAGES = ["verifier", "default", "interval", "reader", "load", "build", "index",
 def test_repr_is_safe_at_every_stage_of_construction(one_profile, monkeypatch, stage):
     """Error reporters repr() the locals of a traceback: a constructor that fails at
     any stage leaves a half-built set in its frames, and repr() of it must work."""
+    import mtls._build as build_module
+    import mtls._engine as engine_module
     import mtls._profiles as profiles_module
-    import mtls._reloader as reloader_module
+    import mtls._snapshot as snapshot_module
 
     xml, _, _ = one_profile
 
@@ -555,15 +561,15 @@ def test_repr_is_safe_at_every_stage_of_construction(one_profile, monkeypatch, s
     elif stage == "interval":
         kwargs["reload_interval"] = -1
     elif stage == "reader":
-        monkeypatch.setattr(profiles_module, "FileReader", boom)
+        monkeypatch.setattr(engine_module, "FileReader", boom)
     elif stage == "load":
         monkeypatch.setattr(profiles_module._XmlFile, "load", boom)
     elif stage == "build":
-        monkeypatch.setattr(reloader_module.Builder, "build", boom)
+        monkeypatch.setattr(build_module.Builder, "build", boom)
     elif stage == "index":
-        monkeypatch.setattr(profiles_module, "build_index", boom)
+        monkeypatch.setattr(snapshot_module, "build_index", boom)
     else:
-        monkeypatch.setattr(reloader_module.Timer, "start", boom)
+        monkeypatch.setattr(engine_module.Timer, "start", boom)
     errors = (RuntimeError, ValueError, TypeError, mtls.MTLSError)
     # The public constructor clears the frames an escaping exception holds (no password
     # or half-built set reaches an error reporter at all)...
@@ -627,7 +633,7 @@ def test_deployment_toml_default_identity_is_covered_by_skip_failures(
     assert cn_of(profiles, backend.port) == "gen-1"  # the profiles load
     ((failed, error),) = profiles.failures
     assert failed.servers == ("*",) and "wso2carbon.jks" in str(error)
-    status = profiles.status()
+    status = profiles.status().to_dict()
     assert status["healthy"] is False
     assert status["default"]["loaded"] is False and "wso2carbon.jks" in status["default"]["error"]
     # Fail closed: a host no profile names would have gone to the default identity.
@@ -640,7 +646,7 @@ def test_deployment_toml_default_identity_is_covered_by_skip_failures(
     assert profiles.reload() is True
     assert profiles.failures == () and profiles.last_error is None
     assert profiles.context_for("unlisted.test", 443) is not None
-    assert profiles.status()["default"]["subject"].startswith("CN=default-1")
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=default-1")
 
 
 @pytest.fixture
@@ -823,7 +829,7 @@ def test_the_same_reload_failure_is_warned_once(one_profile, inter, caplog):
         replace_atomically(keystore, b"garbage")
         for _ in range(4):
             assert profiles.reload() is False
-            assert profiles.status()["profiles"][0]["error"]  # shown every time
+            assert profiles.status().to_dict()["profiles"][0]["error"]  # shown every time
         assert len(warnings()) == 1 and "keeping its last good context" in warnings()[0]
         replace_atomically(keystore, b"\xfe\xed\xfe\xed" + b"other garbage" * 20)
         for _ in range(3):
@@ -841,7 +847,7 @@ def test_the_same_reload_failure_is_warned_once(one_profile, inter, caplog):
         for _ in range(3):
             profiles.reload()
         assert len(warnings()) == 4 and "not well-formed" in warnings()[-1]
-        assert profiles.status()["config_error"]
+        assert profiles.status().to_dict()["config_error"]
         replace_atomically(xml, good)
         profiles.reload()
         assert len(warnings()) == 5 and "resolved" in warnings()[-1]
@@ -866,7 +872,7 @@ def test_an_unexpected_failure_logs_its_traceback_once(one_profile, backend, cap
     logged = [r for r in caplog.records if "vault client cancelled" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
     assert "CancelledError" in str(profiles.last_error)
-    assert profiles.status()["healthy"] is False  # still shown on every check
+    assert profiles.status().to_dict()["healthy"] is False  # still shown on every check
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="counts /proc/self/fd")

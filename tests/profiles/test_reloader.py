@@ -88,7 +88,7 @@ def test_broken_store_keeps_the_last_good_and_recovery_clears_the_error(setup, c
         assert str(keystore) in str(profiles.last_error)
         assert profiles.context_for("localhost", backend.port) is good
         assert cn_seen(profiles, backend.port) == "gen-1"
-    status = profiles.status()
+    status = profiles.status().to_dict()
     assert status["healthy"] is False and status["profiles"][0]["error"]
     assert PASSWORD not in caplog.text and PASSWORD not in str(status)
     # A check with nothing changed still retries (and still fails): no silent give-up.
@@ -199,7 +199,7 @@ def test_broken_xml_keeps_the_whole_set(setup, backend, bad):
     assert profiles.reload() is False
     assert isinstance(profiles.last_error, ProfileConfigError)
     assert profiles.context_for("localhost", backend.port) is ctx
-    assert profiles.status()["config_error"]
+    assert profiles.status().to_dict()["config_error"]
 
 
 def test_duplicate_added_by_an_edit_keeps_the_whole_set(setup, backend):
@@ -285,7 +285,7 @@ def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, ba
     full = other.cert_pem + ca.cert_pem + third.cert_pem
     half = other.cert_pem  # a complete certificate: this alone would parse
     replace_atomically(trust, half)
-    profiles._builder._stop = _FinishWriteDuringSettle(lambda: replace_atomically(trust, full))
+    profiles._engine._stop = _FinishWriteDuringSettle(lambda: replace_atomically(trust, full))
     assert profiles.reload() is False  # first read != second read: not installed
     assert profiles.context_for("localhost", backend.port) is before
     assert profiles.last_error is None  # still being written is not an error
@@ -398,7 +398,7 @@ def test_info_log_names_old_and_new_subjects(setup, ca, caplog):
 def test_status_reports_files_fingerprints_and_expiry(setup):
     xml, keystore, trust = setup
     profiles = SSLProfileSet.from_xml(xml)
-    status = profiles.status()
+    status = profiles.status().to_dict()
     assert status["healthy"] is True and status["generation"] == 0
     (entry,) = status["profiles"]
     roles = {f["role"]: f for f in entry["files"]}
@@ -426,7 +426,7 @@ def test_new_profile_that_fails_during_reload_is_reported_not_installed(setup, t
         profiles.context_for("new.test", 443)  # fails closed: never another context
     assert info.value.servers == ("new.test:443",)
     assert "missing.jks" in str(profiles.last_error)
-    assert [p["loaded"] for p in profiles.status()["profiles"]] == [True, False]
+    assert [p["loaded"] for p in profiles.status().to_dict()["profiles"]] == [True, False]
 
 
 def test_default_context_is_returned_when_nothing_matches(setup):
@@ -456,8 +456,8 @@ def test_default_profile_rotates_like_the_others(tmp_path, ca, backend):
     assert profiles.reload() is True
     assert cn_seen(profiles, backend.port) == "default-2"
     assert (
-        profiles.status()["default"]["subject"].endswith("CN=default-2")
-        or "default-2" in profiles.status()["default"]["subject"]
+        profiles.status().to_dict()["default"]["subject"].endswith("CN=default-2")
+        or "default-2" in profiles.status().to_dict()["default"]["subject"]
     )
 
 

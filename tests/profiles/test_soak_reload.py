@@ -231,7 +231,7 @@ def test_soak_rotations_under_handshakes(tmp_path: Path) -> None:
 
             def stale() -> dict[str, object]:
                 """Each profile not yet serving its last generation, with what it serves."""
-                status = profiles.status()
+                status = profiles.status().to_dict()
                 subjects = {
                     style: next(
                         (

@@ -118,7 +118,7 @@ def test_api_manager_file_names_are_looked_up_in_the_security_folder(tmp_path, p
     toml = write_toml(home, APIM_SENDER)
     profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
     assert client_cn(profiles, backend.port) == "gateway"  # no profile: the sender's default
-    files = {f["role"]: f["path"] for f in profiles.status()["default"]["files"]}
+    files = {f["role"]: f["path"] for f in profiles.status().to_dict()["default"]["files"]}
     assert files["keystore"] == str(home / SECURITY / "gateway.jks")
 
 
@@ -218,7 +218,7 @@ def test_keystore_tls_takes_each_missing_key_from_keystore_primary(tmp_path, pki
     )
     toml = write_toml(home, text)
     profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
-    assert profiles.status()["default"]["subject"].startswith("CN=gateway,")
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=gateway,")
     # Negative twin: no password in either table: the store does not open.
     write_toml(home, text.replace(f'password = "{PASSWORD}"\n', ""))
     with pytest.raises(KeystoreError):
@@ -264,7 +264,7 @@ def test_env_sys_and_ref_placeholders_resolve(tmp_path, pki, monkeypatch):
     profiles = SSLProfileSet.from_deployment_toml(
         toml, base_dir=home, reload_interval=None, properties={"store.password": PASSWORD}
     )
-    assert profiles.status()["default"]["subject"].startswith("CN=gateway,")
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=gateway,")
 
 
 def test_an_unset_variable_is_an_error_naming_it_never_an_empty_password(tmp_path, monkeypatch):
@@ -336,7 +336,7 @@ def test_values_from_the_environment_are_never_shown(tmp_path, pki, backend, mon
     # The values are used...
     assert client_cn(profiles, backend.port) == "gateway"
     # ...and never shown.
-    shown = json.dumps(profiles.status()) + repr(profiles.profiles) + repr(profiles)
+    shown = json.dumps(profiles.status().to_dict()) + repr(profiles.profiles) + repr(profiles)
     assert "$env{MTLS_TEST_DIR}/gw.jks" in shown
     assert f"$env{{MTLS_TEST_HOST}}:{backend.port}" in shown
     for value in (SECRET_DIR_NAME, f"localhost:{backend.port}", "'gateway'"):
@@ -487,7 +487,7 @@ def test_api_manager_as_shipped(tmp_path, wso2_fixtures):
         MTLSServer(identity, client_ca=trust) as server,
         SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as profiles,
     ):
-        assert profiles.status()["hostname_verifier"] == "Strict"
+        assert profiles.status().to_dict()["hostname_verifier"] == "Strict"
         (only,) = profiles.profiles
         assert only.servers == ("*",)
         assert client_cn(profiles, server.port) == "localhost"
@@ -515,7 +515,7 @@ def test_micro_integrator_as_shipped(tmp_path, wso2_fixtures):
     profiles = SSLProfileSet.from_deployment_toml(
         toml, base_dir=home, reload_interval=None, profiles_path=wso2_fixtures / "sslprofiles.xml"
     )
-    assert profiles.status()["default"]["subject"].startswith("CN=localhost")
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=localhost")
     # MI's own test file: listener settings and sender.hostname_verifier.
     mi = read_deployment_toml(
         str(wso2_fixtures / "mi-deployment.toml"), base_dir=home, require_profiles=False

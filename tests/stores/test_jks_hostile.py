@@ -419,7 +419,7 @@ def test_one_chainless_store_never_stops_the_other_profiles(ca, tmp_path, backen
         "good-2"
     )
     assert profiles.context_for("127.0.0.1", backend.port) is fixed  # the last good
-    assert profiles.status()["healthy"] is False
+    assert profiles.status().to_dict()["healthy"] is False
 
 
 # --------------------------------------------------------------------------- 10: duplicates

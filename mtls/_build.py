@@ -1,0 +1,447 @@
+"""Stores and contexts for profiles: where a :class:`~mtls.StoreConfig` meets the bytes.
+
+Thread-free. :func:`load_store` turns a store configuration into a loaded store (the
+CLI and anything else outside a reload use it); the :class:`Builder` does the same
+for the reload engine's checks, reading through the check's
+:class:`~mtls._reading.Reading` (settled bytes only) and caching by content: the same
+bytes with the same passwords are parsed once, and identical material and options
+give one context, however many profiles use it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import logging
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, overload
+
+from . import _x509
+from ._config import SSLProfile, StoreConfig
+from ._context import client_context
+from ._errors import KeyEntryError, KeystoreError, KeystoreNotFoundError, MTLSError
+from ._files import read_input
+from ._material import TLSMaterial, tls_material
+from ._reading import Reading
+from ._stores import Keystore, Truststore
+
+log = logging.getLogger("mtls")
+
+Files = tuple[tuple[str, str, str], ...]  # (role, path, sha256) of each file a profile used
+
+
+# --------------------------------------------------------------------------- stores
+
+
+def store_read_error(config: StoreConfig, keystore: bool, exc: OSError) -> KeystoreError:
+    """The error for a store file a configuration names that cannot be read.
+
+    ``shown_location`` is never a path made from ``$env{}`` (as written instead), and
+    ``setting`` is the ``<Location>`` or deployment.toml key that named it.
+    """
+    role = "keystore" if keystore else "truststore"
+    if isinstance(exc, FileNotFoundError):
+        return KeystoreNotFoundError(
+            f"{config.shown_location}: no such {role} file: check {config.setting}",
+            path=config.shown_location,
+        )
+    return KeystoreError(
+        f"{config.shown_location}: cannot read the {role} ({exc.strerror}): check {config.setting}",
+        path=config.shown_location,
+    )
+
+
+def parse_store(config: StoreConfig, data: bytes, *, keystore: bool) -> Keystore | Truststore:
+    """The store ``config`` describes, from its file's bytes.
+
+    Raises:
+        KeystoreError: (a subclass of) the store does not load.
+    """
+    if keystore:
+        return Keystore.from_bytes(
+            data,
+            config.password,
+            allow_unprotected=config.allow_unprotected,
+            key_password=config.key_password,
+            store_type=config.type,
+            _path=config.shown_location,
+        )
+    return Truststore.from_bytes(
+        data,
+        config.password,
+        store_type=config.type,
+        allow_unprotected=config.allow_unprotected,
+        _path=config.shown_location,
+    )
+
+
+@overload
+def load_store(config: StoreConfig, *, keystore: Literal[True]) -> Keystore: ...
+@overload
+def load_store(config: StoreConfig, *, keystore: Literal[False]) -> Truststore: ...
+def load_store(config: StoreConfig, *, keystore: bool) -> Keystore | Truststore:
+    """Read and load the store ``config`` describes, as a profile set would.
+
+    Args:
+        config: the store's location, passwords, declared type and options.
+        keystore: ``True`` to load it as a keystore (keys decrypted), ``False`` as a
+            truststore (certificates only).
+
+    Returns:
+        The loaded store.
+
+    Raises:
+        KeystoreNotFoundError: the file does not exist.
+        KeystoreError: it cannot be read, or (a subclass) does not load.
+    """
+    try:
+        data = read_input(config.location)
+    except OSError as exc:
+        raise store_read_error(config, keystore, exc) from None
+    return parse_store(config, data, keystore=keystore)
+
+
+# --------------------------------------------------------------------------- served material
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorInfo:
+    """One trust anchor, as status reports show it."""
+
+    alias: str
+    subject: str | None
+    not_after: _dt.datetime | None
+
+
+def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
+    if truststore is None:
+        return ()
+    out: list[AnchorInfo] = []
+    for alias, cert in truststore.certificates.items():
+        out.append(AnchorInfo(alias, _x509.subject_text(cert), _x509.not_after(cert)))
+    far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
+    return tuple(sorted(out, key=lambda a: a.not_after or far))
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a profile is served with; shared by every profile built from the same material."""
+
+    context: ssl.SSLContext
+    localhost_context: ssl.SSLContext | None  # DefaultAndLocalhost: no name check for these
+    files: Files
+    subject: str | None
+    not_after: _dt.datetime | None
+    loaded_at: _dt.datetime
+    # Builds another context from the same stores, never one handed out already
+    # (True: the localhost variant, no name check; False: the set's hostname mode).
+    make: Callable[[bool], ssl.SSLContext] = field(repr=False, compare=False)
+    # The same material as PEM, for TLS stacks that take no SSLContext (gRPC): made on
+    # first use (and kept), so sets nobody asks for PEM pay nothing for it.
+    material: Callable[[], TLSMaterial] = field(repr=False, compare=False)
+    serial: int | None = None
+    # The truststore's anchors, soonest expiry first, parsed on first use (status()
+    # asks; lookups never do).
+    anchors: Callable[[], tuple[AnchorInfo, ...]] = field(
+        default=lambda: (), repr=False, compare=False
+    )
+    # ALPN variants, made on first use and kept with the material they were made from:
+    # (localhost, protocols) -> context. Filled without a lock: two threads that race
+    # both build one, setdefault keeps the first, and neither is handed out before it
+    # is complete. A rotation retires the whole Served, variants included.
+    variants: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
+        """A context of its own offering ``alpn``, from the same stores as ``base``.
+
+        Never locks; the first call for a list builds it (about one context's cost).
+        """
+        local = base is self.localhost_context
+        key = (local, alpn)
+        hit = self.variants.get(key)
+        if hit is not None:
+            return hit
+        ctx = self.make(local)
+        ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
+        return self.variants.setdefault(key, ctx)
+
+
+# --------------------------------------------------------------------------- the builder
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Set-wide options that shape every context."""
+
+    hostname_verifier: str
+    default_truststore: StoreConfig | None
+    settle_delay: float
+    path: str | None  # the profile file, for messages
+
+
+_Leaf = tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]
+
+
+class Builder:
+    """Builds :class:`Served` material for profiles, with content-keyed caches of
+    stores and contexts that live from one check to the next.
+
+    Each check calls :meth:`begin` with its reading, then :meth:`build` or
+    :meth:`keep` per profile, then :meth:`end`, which drops what the check did not use.
+    """
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        # content-keyed caches: (role, sha256, passwords, type) -> (store, fingerprint)
+        self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
+        self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
+        self._leaves: dict[tuple[str, str | None], _Leaf] = {}
+        self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
+        self._used_stores: set[tuple[Any, ...]] = set()
+        self._used_contexts: set[tuple[Any, ...]] = set()
+        self._reading: Reading | None = None
+        # One Served per material in a check: 1,000 profiles on the same stores share it.
+        self._served: dict[tuple[Any, ...], Served] = {}
+
+    @property
+    def reading(self) -> Reading:
+        assert self._reading is not None, "begin() first"
+        return self._reading
+
+    def begin(self, reading: Reading) -> None:
+        """Start a check that reads through ``reading``: stores and contexts it does
+        not use by :meth:`end` are dropped."""
+        self._used_stores = set()
+        self._used_contexts = set()
+        self._served = {}
+        self._reading = reading
+
+    def end(self) -> None:
+        """Drop cache entries the new snapshot does not use."""
+        for key in set(self._stores) - self._used_stores:
+            del self._stores[key]
+        for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
+            del self._failed[key]
+        for key in set(self._contexts) - self._used_contexts:
+            del self._contexts[key]
+        live = {fp for _, fp in self._stores.values()}
+        for leaf_key in [k for k in self._leaves if k[0] not in live]:
+            del self._leaves[leaf_key]
+        self._reading = None
+
+    def keep(self, context: ssl.SSLContext) -> None:
+        """Mark the caches behind a context carried over unchanged as used."""
+        for key, (ctx, _) in self._contexts.items():
+            if ctx is context:
+                self._used_contexts.add(key)
+
+    def _load(
+        self, config: StoreConfig, keystore: bool, files: list[tuple[str, str, str]]
+    ) -> tuple[Keystore | Truststore, str]:
+        role = "keystore" if keystore else "truststore"
+        try:
+            data, digest = self.reading.read(config.location)
+        except OSError as exc:
+            raise store_read_error(config, keystore, exc) from None
+        files.append((role, str(config.location), digest))
+        # Everything that decides how the bytes are read is in the key (allow_unprotected
+        # too: one profile's opt-out must never let another's PEM through). The path is
+        # part of the failure key only so that a cached error names the right file.
+        key = (
+            role,
+            digest,
+            config.password,
+            config.key_password,
+            config.type,
+            config.allow_unprotected,
+        )
+        failure_key = (*key, config.location)
+        self._used_stores.add(key)
+        failed = self._failed.get(failure_key)
+        if failed is not None:
+            # The same bytes with the same passwords failed before: say so again without
+            # paying for the parse (a hostile PKCS#12 can cost seconds of KDF per try).
+            raise failed.with_traceback(None)
+        cached = self._stores.get(key)
+        if cached is None:
+            try:
+                store = parse_store(config, data, keystore=keystore)
+            except MTLSError as exc:
+                self._failed[failure_key] = exc
+                raise
+            cached = (store, store.fingerprint)
+            self._stores[key] = cached
+        return cached
+
+    def _leaf(self, profile: SSLProfile, keystore: Keystore, key_fp: str) -> _Leaf:
+        alias = profile.keystore.alias if profile.keystore else None
+        leaf_info = self._leaves.get((key_fp, alias))
+        if leaf_info is not None:
+            return leaf_info
+        try:
+            _, _, chain = keystore.key_entry(alias)
+        except KeyEntryError as exc:
+            written = profile.keystore.written_alias if profile.keystore else None
+            if written is None:
+                raise
+            # The alias came from a placeholder: name it as written, not its value.
+            raise KeyEntryError(
+                f"{profile.keystore.shown_location if profile.keystore else ''}: "
+                f"<KeyAlias>{written}</KeyAlias> names no usable key entry: check "
+                "the variable or property it names",
+                path=exc.path,
+            ) from None
+        try:
+            leaf = _x509.load_cert(chain[0])
+            leaf_info = (
+                _x509.subject_text(leaf),
+                _x509.not_before(leaf),
+                _x509.not_after(leaf),
+                _x509.serial_number(leaf),
+            )
+        except ValueError:
+            # OpenSSL takes it, cryptography does not (JDK 17 writes DSA certificates
+            # with trailing bytes in the signature algorithm): serve it, without the
+            # subject and expiry that status() shows.
+            leaf_info = (None, None, None, None)
+        self._leaves[(key_fp, alias)] = leaf_info
+        return leaf_info
+
+    def build(self, profile: SSLProfile, *, replacing: bool) -> Served:
+        """Load a profile's stores and build (or reuse) its contexts.
+
+        Raises:
+            MTLSError: a store does not load, or the material fails validation.
+            Unstable: a file changed between two reads; try again next check.
+            Interrupted: ``close()`` was called.
+        """
+        files: list[tuple[str, str, str]] = []
+        keystore, key_fp = (
+            self._load(profile.keystore, True, files) if profile.keystore else (None, None)
+        )
+        trust_config = profile.truststore or self.options.default_truststore
+        truststore, trust_fp = (
+            self._load(trust_config, False, files) if trust_config else (None, None)
+        )
+        assert keystore is None or isinstance(keystore, Keystore)
+        assert truststore is None or isinstance(truststore, Truststore)
+        alias = profile.keystore.alias if profile.keystore else None
+        subject, not_after, serial = None, None, None
+        if keystore is not None and key_fp is not None:
+            subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
+            if replacing:  # every replacement is checked, cached leaf or not
+                where = profile.keystore.shown_location if profile.keystore else ""
+                _validate_validity(subject, not_before, not_after, where)
+        # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
+        verify = not (profile.novalidatecert and profile.truststore is None)
+        mode = self.options.hostname_verifier
+        ctx_key = (key_fp, alias, trust_fp, verify, mode)
+        self.reading.checkpoint()  # a safe point before building a context
+        self._used_contexts.add(ctx_key)
+        pair = self._contexts.get(ctx_key)
+        if pair is None:
+            if not verify:
+                log.warning(
+                    '%s: %s has novalidatecert="true" and no TrustStore: the backend\'s '
+                    "certificate is NOT verified",
+                    self.options.path or "profiles",
+                    profile,
+                )
+            main = client_context(
+                keystore, truststore, alias=alias, hostname_verifier=mode, verify=verify
+            )
+            local = (
+                client_context(
+                    keystore, truststore, alias=alias, hostname_verifier="AllowAll", verify=verify
+                )
+                if mode == "DefaultAndLocalhost" and verify
+                else None
+            )
+            pair = (main, local)
+            self._contexts[ctx_key] = pair
+        served_key = (ctx_key, tuple(files))
+        served = self._served.get(served_key)
+        if served is None:
+
+            def make(local: bool) -> ssl.SSLContext:
+                return client_context(
+                    keystore,
+                    truststore,
+                    alias=alias,
+                    hostname_verifier="AllowAll" if local else mode,
+                    verify=verify,
+                )
+
+            pem = functools.cache(
+                functools.partial(
+                    tls_material,
+                    keystore,
+                    truststore,
+                    alias,
+                    verify=verify,
+                    hostname_verifier=mode,
+                    subject=subject,
+                )
+            )
+            served = Served(
+                pair[0],
+                pair[1],
+                served_key[1],
+                subject,
+                not_after,
+                _dt.datetime.now(_dt.UTC),
+                make,
+                pem,
+                serial,
+                functools.cache(functools.partial(_anchor_infos, truststore)),
+            )
+            self._served[served_key] = served
+        return served
+
+    def inputs_moved(self, files: Files) -> bool:
+        """True if any of ``files`` (a :attr:`Served.files`) now hashes differently.
+
+        Raises:
+            Unstable: one of them is still being written.
+            Interrupted: ``close()`` was called.
+        """
+        reading = self.reading
+        return any(reading.digest(Path(path)) != digest for _, path, digest in files)
+
+    def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
+        """Every store file the profiles (and the default) reference."""
+        paths: set[Path] = set()
+        every = [*profiles, *([default] if default else [])]
+        for profile in every:
+            for config in (profile.keystore, profile.truststore):
+                if config is not None:
+                    paths.add(config.location)
+            if profile.truststore is None and self.options.default_truststore is not None:
+                paths.add(self.options.default_truststore.location)
+        return paths
+
+
+def _validate_validity(
+    subject: str | None,
+    not_before: _dt.datetime | None,
+    not_after: _dt.datetime | None,
+    where: str,
+) -> None:
+    now = _dt.datetime.now(_dt.UTC)
+    if not_after is not None and not_after < now:
+        raise KeystoreError(
+            f"{where}: the new client certificate ({subject}) expired on "
+            f"{not_after.date()}: not installed; the previous one stays",
+            path=where,
+        )
+    if not_before is not None and not_before > now:
+        raise KeystoreError(
+            f"{where}: the new client certificate ({subject}) is not valid before "
+            f"{not_before}: not installed yet; the previous one stays",
+            path=where,
+        )

@@ -1,0 +1,494 @@
+"""The reload engine: one lock, one thread, one published snapshot.
+
+Theory of operation
+-------------------
+An :class:`Engine` keeps one thing current: an immutable snapshot made from files (a
+profile set's profiles and contexts; a server's identity and client trust). What the
+snapshot is, and how it is made from the files, is its :class:`Plan`'s business; the
+engine owns all of the concurrency: the lock, the checks, the thread, the
+subscribers and ``close()``. All mutable state is one reference,
+:attr:`Engine.snapshot`, replaced whole. Readers read that reference once and use
+what they got: they never lock, never wait on a rebuild, and see either the whole
+old snapshot or the whole new one.
+
+Writers are serialised by ``Engine._lock``: the background thread's periodic check
+and any :meth:`Engine.check` call take it, have the plan build a new snapshot off to
+the side, and publish it with one assignment. Subscribers are told each applied
+change in generation order, outside the lock (see :meth:`Engine.subscribe`).
+
+A check is cheap when nothing changed: one ``os.stat`` per distinct watched file
+(``snapshot.watched``: the profile file and every store), compared with the stat
+recorded when its bytes were last used. Only files whose size, mtime, ctime or inode
+moved are read and hashed; only when a hash differs is anything parsed or built.
+``stat`` follows symlinks on every check, so a Kubernetes ``..data`` swap (new
+inode, even with an older mtime) is seen. A snapshot with errors, or one whose check
+caught a file mid-write (``snapshot.pending``), is checked in full next time.
+
+Every read of a check goes through one :class:`~mtls._reading.Reading`, and two
+rules make rotations safe from writers that change files while a check runs:
+
+* **Settled bytes only.** Every byte string handed to a parser has been settled: the
+  file had not moved since an earlier check settled it; or its stat held still
+  across the read and its last change (ctime) is at least ``settle_delay`` old; or a
+  second read one settle delay later matched (one wait for all files of a check).
+  This applies to every read, including files that were missing or unchanged when the
+  check began and change during it, and to the first load. A file whose reads
+  differ is *unstable*: nothing is built from it and the next check looks again.
+* **Seen is what was built.** Each file gets one verdict per check, and the stat
+  recorded as seen (:class:`~mtls._reading.FileReader`) is the one taken *before*
+  the bytes that were built were read, written only when the check publishes. A
+  file that changes at any moment after that read has a different stat next check.
+
+For a profile set (:class:`mtls._snapshot.ProfilesPlan`), contexts are cached by
+content (store hashes, passwords, options): a profile whose inputs did not change
+keeps its very same ``SSLContext``; identical material is one context however many
+profiles use it. A profile whose new material fails to load or validate keeps its
+last good context and reports the error; the next check retries it. A profile with
+no last good at all is a ``Failed`` entry in the index: the hosts it names are
+refused (``ProfileUnavailableError``), never served by a catch-all or default.
+
+The thread (:class:`Timer`) survives any exception from a check, ``BaseException``
+included, and reports it. ``close()`` sets the stop event: waits end at once, and a
+running check raises :class:`~mtls._reading.Interrupted` at its next safe point
+(each file read, profile and context build), so nothing is published or recorded
+as seen; a parse already under way is not interruptible, so ``close()`` waits at
+most :data:`CLOSE_TIMEOUT` for it. Problems are logged once each (:class:`Reports`).
+
+Using the engine (a second consumer)
+------------------------------------
+Write a :class:`Plan` whose snapshots satisfy :class:`Published`, then::
+
+    engine = Engine(plan, settle_delay=0.1, interval=60, name="mtls-server-x")
+    engine.snapshot            # the current snapshot: read it once per use
+    engine.check()             # check now (what the thread does every interval)
+    engine.subscribe(cb)       # cb(old_generation, new_generation), in order
+    engine.close()
+
+The constructor makes the first snapshot (``plan.first``) and raises what it raises;
+nothing runs in the background until it has succeeded.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from ._errors import MTLSError
+from ._reading import FileReader, Interrupted, Reading, Unstable
+
+log = logging.getLogger("mtls")
+
+#: The longest ``close()`` waits for a check in progress (seconds); see its docstring.
+CLOSE_TIMEOUT = 1.0
+#: How often the first load tries again when it catches a file mid-write.
+FIRST_ATTEMPTS = 3
+
+#: A problem to log once: (message, what happens meanwhile, exception whose traceback
+#: to log with it).
+Problem = tuple[str, str, BaseException | None]
+#: A subscriber: called with (old_generation, new_generation).
+Callback = Callable[[int, int], object]
+
+
+class Published(Protocol):
+    """What the engine needs of a snapshot (a frozen dataclass satisfies it)."""
+
+    @property
+    def generation(self) -> int:
+        """0 for the first snapshot; one more for each applied change."""
+
+    @property
+    def watched(self) -> tuple[Path, ...]:
+        """Every file the snapshot was made from (sorted, distinct)."""
+
+    @property
+    def pending(self) -> bool:
+        """True when its check caught a file mid-write: the next check looks again."""
+
+    @property
+    def errors(self) -> Sequence[MTLSError]:
+        """Its errors (a snapshot with errors is checked in full next time)."""
+
+
+S = TypeVar("S", bound=Published)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[S]):
+    """What one check of a :class:`Plan` returns.
+
+    Attributes:
+        snapshot: the next snapshot (the old one itself when nothing changed). Its
+            ``pending`` says whether the check caught a file mid-write.
+        changed: True when what a reader answers changed; then ``snapshot.generation``
+            is the old one plus one and subscribers are told.
+    """
+
+    snapshot: S
+    changed: bool
+
+
+class Plan(Protocol[S]):
+    """How snapshots are made from files: what an engine keeps current.
+
+    Every method is called under the engine's lock, one at a time, with a
+    :class:`~mtls._reading.Reading` through which every file must be read.
+    """
+
+    #: The thing kept current, for log lines (a profile file's path, say).
+    where: str
+
+    def first(self, reading: Reading, *, last: bool) -> S:
+        """The first snapshot.
+
+        Raises:
+            Unstable: a file was caught mid-write (the engine tries again, up to
+                :data:`FIRST_ATTEMPTS` times; on the ``last`` try, report it instead
+                where keeping the rest is possible).
+            MTLSError: the files do not give a snapshot at all.
+        """
+
+    def unsettled(self, exc: Unstable, attempts: int) -> MTLSError:
+        """The error when every first attempt caught a file mid-write."""
+
+    def check(self, reading: Reading, old: S) -> Outcome[S]:
+        """The next snapshot. Files whose stat moved are already settled.
+
+        Raises:
+            Interrupted: ``reading.checkpoint()`` saw ``close()``.
+        """
+
+    def broken(self, old: S, exc: BaseException) -> S:
+        """``old`` kept whole after ``check`` raised ``exc`` unexpectedly (a bug, or a
+        secret resolver that raised anything): with an error saying so, and
+        ``pending`` so that the next check looks at everything again."""
+
+    def problems(self, snapshot: S) -> Mapping[Hashable, Problem]:
+        """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
+
+
+class Engine(Generic[S]):
+    """Keeps a :class:`Plan`'s snapshot current: the lock, the checks, the thread,
+    the subscribers and ``close()``. See the module's theory of operation.
+
+    Args:
+        plan: makes the snapshots.
+        settle_delay: seconds between the two reads that confirm a changed file is
+            complete (checked by the caller: see :func:`check_seconds`).
+        interval: seconds between background checks; ``None``: no thread, call
+            :meth:`check` yourself.
+        name: the thread's name.
+
+    Raises:
+        MTLSError: whatever ``plan.first`` raises (nothing is left running).
+        ValueError: ``interval`` out of range (:func:`check_seconds`).
+    """
+
+    def __init__(
+        self, plan: Plan[S], *, settle_delay: float, interval: float | None, name: str
+    ) -> None:
+        self._plan = plan
+        self._delay = settle_delay
+        self._stop = threading.Event()
+        self._reader = FileReader()
+        self._lock = threading.Lock()
+        self._subscribers = Subscribers()
+        self._reports = Reports()
+        self._timer: Timer | None = None
+        self.snapshot: S = self._first()
+        self._reports.update(plan.problems(self.snapshot), plan.where)
+        if interval is not None:
+            timer = Timer(name, interval, self._check_in_thread, self._stop)
+            timer.start()
+            self._timer = timer
+
+    def _reading(self) -> Reading:
+        return Reading(self._reader, self._delay, self._stop)
+
+    def _first(self) -> S:
+        # A file caught mid-write at start-up is read again (there is no last good to
+        # keep meanwhile); after the last try it is an error like any other.
+        for attempt in range(1, FIRST_ATTEMPTS + 1):
+            reading = self._reading()
+            try:
+                snapshot = self._plan.first(reading, last=attempt == FIRST_ATTEMPTS)
+            except Unstable as exc:
+                if attempt == FIRST_ATTEMPTS:
+                    raise self._plan.unsettled(exc, FIRST_ATTEMPTS) from None
+                continue
+            reading.commit()
+            return snapshot
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ checks
+
+    def check(self) -> bool:
+        """Check every watched file now and apply what changed.
+
+        Safe from any thread, also while the background thread runs (checks are
+        serialised). Never raises for bad files (the plan keeps the last good and
+        reports). After :meth:`close` it does nothing and returns False.
+
+        Returns:
+            True if a change was applied (the generation grew by one).
+
+        Raises:
+            KeyboardInterrupt, SystemExit: raised by the plan (a secret resolver) or
+                a subscriber during this call (recorded first, like any other failure).
+        """
+        return self._check(in_thread=False)
+
+    def _check_in_thread(self) -> bool:
+        return self._check(in_thread=True)
+
+    def _check(self, *, in_thread: bool) -> bool:
+        plan = self._plan
+        with self._lock:
+            if self._stop.is_set():
+                return False  # closed: publish nothing more
+            old = self.snapshot
+            escaped: BaseException | None = None
+            reading: Reading | None = None
+            reader = self._reader
+            try:
+                moved = [p for p in old.watched if reader.moved(p)]
+                if not moved and not old.pending and not old.errors:
+                    return False  # the common case: a few stats, nothing read
+                reading = self._reading()
+                # Every file whose stat moved is settled before anything is parsed (one
+                # settle delay for all): a file still being written is left for later.
+                reading.settle(moved)
+                outcome = plan.check(reading, old)
+            except Interrupted:
+                return False  # close() during the check: nothing half-built is published
+            except BaseException as exc:
+                # Keep the last good, say why, and look at everything again next time
+                # (nothing this check read is recorded as seen).
+                if self._stop.is_set():
+                    return False
+                outcome, reading, escaped = Outcome(plan.broken(old, exc), False), None, exc
+            if self._stop.is_set():
+                return False
+            if reading is not None:
+                reading.commit()  # exactly what was built is recorded as seen
+            new = outcome.snapshot
+            self.snapshot = new
+            reader.forget(new.watched)  # files nothing names any more
+            self._reports.update(plan.problems(new), plan.where)
+            if outcome.changed:
+                # Queued under the lock: queue order is generation order.
+                self._subscribers.queue(old.generation, new.generation)
+        if outcome.changed:
+            self._subscribers.deliver(swallow_all=in_thread)
+        if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
+            raise escaped
+        return outcome.changed
+
+    # ------------------------------------------------------------------ subscribers
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(old_generation, new_generation)`` after each applied change.
+
+        Changes are delivered once each, in generation order, outside the engine's
+        lock (a callback may call :meth:`check`), one callback at a time; one that
+        raises is logged and does not stop the others. The thread that applied a
+        change delivers it before its :meth:`check` returns, unless another thread
+        is delivering an earlier change at that moment: then that thread delivers
+        this one right after.
+
+        Returns:
+            A function that unsubscribes the callback.
+        """
+        self._subscribers.add(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def unsubscribe(self, callback: Callback) -> None:
+        """Stop calling ``callback`` (no error if it was not subscribed)."""
+        self._subscribers.remove(callback)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Stop the thread. Idempotent; :attr:`snapshot` stays readable.
+
+        Returns at once when the thread is waiting for its next check, and within
+        :data:`CLOSE_TIMEOUT` seconds when a check is running (it stops at its next
+        safe point and publishes nothing). :meth:`check` does nothing afterwards.
+        """
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.close(CLOSE_TIMEOUT)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._stop.is_set()
+
+    @property
+    def reloading(self) -> bool:
+        """True while the background thread keeps the snapshot current."""
+        return not self._stop.is_set() and self._timer is not None and self._timer.alive
+
+    @property
+    def interval(self) -> float | None:
+        """Seconds between background checks (``None``: no thread)."""
+        return self._timer.interval if self._timer is not None else None
+
+
+class Subscribers:
+    """Callbacks told of each applied change, in order, outside any engine lock.
+
+    :meth:`queue` is called under the engine's lock (so the queue is in generation
+    order); :meth:`deliver` after it is released. One thread delivers at a time, and
+    it drains the queue: a change queued while another thread delivers is delivered
+    by that thread, after the earlier ones, never before them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callback] = []
+        self._queue: collections.deque[tuple[int, int]] = collections.deque()
+        self._delivering = threading.Lock()
+
+    def add(self, callback: Callback) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def remove(self, callback: Callback) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    def queue(self, old: int, new: int) -> None:
+        self._queue.append((old, new))
+
+    def deliver(self, *, swallow_all: bool = False) -> None:
+        """Deliver every queued change, unless another thread is delivering (it will).
+
+        ``KeyboardInterrupt`` and ``SystemExit`` from a callback propagate (after the
+        queue is drained) unless ``swallow_all``: the reload thread survives anything.
+        """
+        pending: BaseException | None = None
+        while self._queue:
+            if not self._delivering.acquire(blocking=False):
+                break  # the thread delivering now drains what we queued
+            try:
+                while self._queue:
+                    old, new = self._queue.popleft()
+                    pending = self._notify(old, new, swallow_all) or pending
+            finally:
+                self._delivering.release()
+            # Loop: a change queued after our last pop and before the release would
+            # otherwise wait for the next change.
+        if pending is not None:
+            raise pending
+
+    def _notify(self, old: int, new: int, swallow_all: bool) -> BaseException | None:
+        with self._lock:
+            callbacks = list(self._callbacks)
+        pending: BaseException | None = None
+        for callback in callbacks:
+            try:
+                callback(old, new)
+            except BaseException as exc:
+                log.exception("mtls: a reload subscriber raised; the others still run")
+                if not swallow_all and isinstance(exc, KeyboardInterrupt | SystemExit):
+                    pending = pending or exc
+        return pending
+
+
+def check_seconds(name: str, value: object, *, zero: bool) -> float:
+    """``value`` as seconds for ``Event.wait``, or a ValueError naming the range.
+
+    Raises:
+        ValueError: not a number, not finite, below the range, or above
+            ``threading.TIMEOUT_MAX`` (which ``Event.wait`` refuses with OverflowError).
+    """
+    limit = threading.TIMEOUT_MAX
+    kind = "a number of seconds from 0" if zero else "a positive number of seconds"
+    why = f"{name} must be {kind} up to {limit:.0f} (threading.TIMEOUT_MAX), not {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(why)  # noqa: TRY004 - one error type for every bad interval
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        raise ValueError(why)
+    if seconds > limit:
+        raise ValueError(why)
+    return seconds
+
+
+class Timer:
+    """The named daemon thread that calls ``check`` every ``interval`` seconds.
+
+    Nothing short of interpreter shutdown ends it but :meth:`close` (or ``stop``
+    being set): ``check`` reports its own failures, and anything that still escapes
+    (a ``BaseException`` such as ``asyncio.CancelledError`` from a secret resolver)
+    is logged here and the thread carries on.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        check: Callable[[], object],
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.interval = check_seconds("reload_interval", interval, zero=False)
+        self.stop = stop if stop is not None else threading.Event()
+        self._check = check
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        # Event.wait, not time.sleep: close() ends the wait at once.
+        while not self.stop.wait(self.interval):
+            try:
+                self._check()
+            except BaseException:  # the thread that keeps certificates fresh never dies
+                with contextlib.suppress(BaseException):
+                    log.exception("mtls: unexpected error during a reload check; carrying on")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class Reports:
+    """Each distinct problem is logged once: when it appears, when it changes, and
+    when it is resolved (at WARNING too, so whoever saw the warning sees its end),
+    not at every check. ``status()`` shows it all the while."""
+
+    def __init__(self) -> None:
+        self._shown: dict[Hashable, str] = {}
+
+    def update(self, current: Mapping[Hashable, Problem], where: str) -> None:
+        """``current``: problem key -> (message, what happens meanwhile, exception
+        whose traceback to log with it)."""
+        for key, (message, meanwhile, exc) in current.items():
+            if self._shown.get(key) != message:
+                log.warning("%s%s; %s", _prefix(where, message), message, meanwhile, exc_info=exc)
+        for key, message in self._shown.items():
+            if key not in current:
+                log.warning("%sresolved: %s", f"{where}: ", _first_line(message))
+        self._shown = {key: message for key, (message, _, _) in current.items()}
+
+
+def _prefix(where: str, message: str) -> str:
+    return "" if message.startswith(where) else f"{where}: "
+
+
+def _first_line(text: str) -> str:
+    return text if len(text) <= 200 else text[:197] + "..."

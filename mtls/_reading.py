@@ -1,0 +1,231 @@
+"""Settled reads of watched files: what one check of the engine reads, and what it saw.
+
+Thread-free: the engine (:mod:`mtls._engine`) creates one :class:`Reading` per check
+and commits it when the check publishes. The rules (settled bytes only, seen is what
+was built) are described in the engine's theory of operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._files import read_input
+
+_MISSING: tuple[int, ...] = (-1,)
+
+
+def stat_key(path: Path) -> tuple[int, ...]:
+    try:
+        st = os.stat(path)  # follows symlinks: a ..data swap changes the inode we see
+    except OSError:
+        return _MISSING
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _changed_at_ns(key: tuple[int, ...]) -> int | None:
+    """The last time the file's content or inode changed (None: no such file)."""
+    if key == _MISSING:
+        return None
+    # ctime cannot be set by user space, and moves with every write, chmod or rename;
+    # an mtime set into the future (touch -d) makes the file look fresh, never old.
+    return max(key[1], key[2])
+
+
+class Interrupted(Exception):
+    """``close()`` was called during a check: stop at this safe point, publish nothing."""
+
+
+class Unstable(Exception):
+    """A file changed between two reads of one check: it is still being written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is still being written")
+        self.path = path
+
+
+class FileReader:
+    """What the engine last *used* of each watched file: the stat taken before the
+    bytes were read, and their hash (``None``: the file could not be read).
+
+    Entries are written only by :meth:`Reading.commit`, at the end of a check that
+    published a snapshot, and only for bytes that check settled and built from: so a
+    file that changes at any moment after it was read has a different stat at the
+    next check, and is looked at again.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[tuple[int, ...], str | None]] = {}
+
+    def moved(self, path: Path) -> bool:
+        """True if the file's stat differs from the one recorded (or none is)."""
+        seen = self._seen.get(path)
+        return seen is None or seen[0] != stat_key(path)
+
+    def seen(self, path: Path) -> tuple[tuple[int, ...], str | None] | None:
+        """The recorded (stat, sha256) of ``path``, if any."""
+        return self._seen.get(path)
+
+    def record(self, path: Path, key: tuple[int, ...], digest: str | None) -> None:
+        self._seen[path] = (key, digest)
+
+    def drop(self, path: Path) -> None:
+        self._seen.pop(path, None)
+
+    def forget(self, keep: Iterable[Path]) -> None:
+        """Drop entries for files no longer watched."""
+        wanted = set(keep)
+        for path in list(self._seen):
+            if path not in wanted:
+                del self._seen[path]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What one check knows of one file; each file gets exactly one per check."""
+
+    key: tuple[int, ...]  # the stat taken before the bytes were read
+    data: bytes | None = None  # None with error (unreadable) or for "unchanged" (read lazily)
+    digest: str | None = None
+    error: OSError | None = None
+    unstable: bool = False
+    unchanged: bool = False  # as recorded by an earlier check: nothing read yet
+
+
+class Reading:
+    """The files one check (or the first load) reads: every byte string it hands
+    out has been **settled**, and each file has one answer for the whole check.
+
+    A file is settled when its bytes are known to be complete: it has not moved
+    since an earlier check settled it; or its stat did not move while it was read
+    and its last change is at least ``settle_delay`` old; or a second read, one
+    ``settle_delay`` later, gives the same bytes (one wait for all the files read
+    together). A file whose two reads differ is *unstable*: it is still being
+    written, nothing is built from it in this check, and the next check reads it
+    again. Reads go through :func:`mtls._files.read_input` (regular files only, a
+    size limit), so no file can block or exhaust a check.
+    """
+
+    def __init__(self, seen: FileReader, settle_delay: float, stop: threading.Event) -> None:
+        self._seen = seen
+        self._delay = settle_delay
+        self._stop = stop
+        self._verdicts: dict[Path, _Verdict] = {}
+
+    def checkpoint(self) -> None:
+        """A safe point: raise :class:`Interrupted` if ``close()`` was called."""
+        if self._stop.is_set():
+            raise Interrupted
+
+    def _quiet(self, key: tuple[int, ...]) -> bool:
+        changed = _changed_at_ns(key)
+        return changed is not None and changed <= time.time_ns() - int(self._delay * 1e9)
+
+    def settle(self, paths: Iterable[Path]) -> None:
+        """Give each of ``paths`` its verdict, reading it (twice if need be)."""
+        firsts: dict[Path, tuple[tuple[int, ...], bytes, str]] = {}
+        for path in paths:
+            if path in self._verdicts:
+                continue
+            self.checkpoint()
+            before = stat_key(path)
+            try:
+                data = read_input(path)
+            except OSError as exc:
+                self._verdicts[path] = _Verdict(before, error=exc)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            still = stat_key(path) == before
+            if still and (self._seen.seen(path) == (before, digest) or self._quiet(before)):
+                self._verdicts[path] = _Verdict(before, data, digest)
+            else:
+                firsts[path] = (before, data, digest)
+        if not firsts:
+            return
+        # Event.wait, not time.sleep: close() ends the wait at once.
+        self._stop.wait(self._delay)
+        for path, (before, _, digest) in firsts.items():
+            self.checkpoint()
+            try:
+                again = read_input(path)
+            except OSError:
+                again = None  # gone between the two reads: still changing
+            if again is not None and hashlib.sha256(again).hexdigest() == digest:
+                self._verdicts[path] = _Verdict(before, again, digest)
+            else:
+                self._verdicts[path] = _Verdict(before, unstable=True)
+
+    def _verdict(self, path: Path) -> _Verdict:
+        verdict = self._verdicts.get(path)
+        if verdict is None:
+            seen = self._seen.seen(path)
+            if seen is not None and seen[0] == stat_key(path):
+                verdict = _Verdict(seen[0], digest=seen[1], unchanged=True)
+                self._verdicts[path] = verdict
+            else:
+                self.settle([path])
+                verdict = self._verdicts[path]
+        return verdict
+
+    def digest(self, path: Path) -> str | None:
+        """The settled hash of ``path`` in this check (``None``: it cannot be read).
+
+        Raises:
+            Unstable: it is still being written.
+            Interrupted: ``close()`` was called.
+        """
+        verdict = self._verdict(path)
+        if verdict.unstable:
+            raise Unstable(path)
+        return verdict.digest
+
+    def read(self, path: Path) -> tuple[bytes, str]:
+        """The settled bytes of ``path`` in this check, and their hash.
+
+        Raises:
+            OSError: it cannot be read (:class:`mtls._files.InputRefused` for a
+                device, pipe or socket, or a file over the size limit).
+            Unstable: it is still being written.
+            Interrupted: ``close()`` was called.
+        """
+        verdict = self._verdict(path)
+        if verdict.unstable:
+            raise Unstable(path)
+        if verdict.error is not None:
+            raise verdict.error
+        if verdict.data is None:  # "unchanged": read it now, and make sure it still is
+            if verdict.digest is None:
+                # Unreadable last time and the stat has not moved: read for the error.
+                self._verdicts.pop(path)
+                self.settle([path])
+                return self.read(path)
+            self.checkpoint()
+            data = read_input(path)
+            if hashlib.sha256(data).hexdigest() != verdict.digest:
+                # Changed after this check declared it unchanged: this check cannot
+                # use it consistently; the next one will (its stat moved).
+                self._verdicts[path] = _Verdict(verdict.key, unstable=True)
+                raise Unstable(path)
+            verdict = _Verdict(verdict.key, data, verdict.digest)
+            self._verdicts[path] = verdict
+        assert verdict.data is not None
+        assert verdict.digest is not None
+        return verdict.data, verdict.digest
+
+    @property
+    def unstable(self) -> bool:
+        """True if any file was caught mid-write: the next check must look again."""
+        return any(v.unstable for v in self._verdicts.values())
+
+    def commit(self) -> None:
+        """Record what this check used (its snapshot was published)."""
+        for path, verdict in self._verdicts.items():
+            if verdict.unstable:
+                self._seen.drop(path)  # looked at again next check
+            elif not verdict.unchanged:
+                self._seen.record(path, verdict.key, verdict.digest)

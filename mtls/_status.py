@@ -1,0 +1,233 @@
+"""Health records: what :meth:`mtls.SSLProfileSet.status` returns.
+
+Frozen, typed, made from one snapshot (never by building anything), with
+``to_dict()`` for JSON. Never a secret: no password, no key, no file content.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import MTLSError
+
+__all__ = ["AnchorStatus", "FileStatus", "IdentityStatus", "ProfileSetStatus", "ProfileStatus"]
+
+
+def _iso(when: _dt.datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _days_left(not_after: _dt.datetime | None, now: _dt.datetime) -> int | None:
+    return None if not_after is None else (not_after - now).days
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileStatus:
+    """A file a profile was built from.
+
+    Attributes:
+        role: ``keystore`` or ``truststore``.
+        path: the path as configured (a path made from placeholders is shown as written).
+        sha256: the hash of the bytes that were built from.
+    """
+
+    role: str
+    path: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``role``, ``path``, ``sha256``."""
+        return {"role": self.role, "path": self.path, "sha256": self.sha256}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IdentityStatus:
+    """The client certificate a profile presents.
+
+    Attributes:
+        subject: its subject (RFC 4514), ``None`` when it cannot be parsed.
+        serial: its serial number.
+        not_after: when it expires.
+        days_left: whole days from the status time to ``not_after`` (negative: expired).
+    """
+
+    subject: str | None
+    serial: int | None
+    not_after: _dt.datetime | None
+    days_left: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``serial`` as a hex string (it can exceed JSON's integers)."""
+        return {
+            "subject": self.subject,
+            "serial": f"{self.serial:x}" if self.serial is not None else None,
+            "not_after": _iso(self.not_after),
+            "days_left": self.days_left,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnchorStatus:
+    """A trust anchor of a profile's truststore.
+
+    Attributes:
+        alias: its alias in the truststore.
+        subject: its subject.
+        not_after: when it expires.
+        days_left: whole days from the status time to ``not_after``.
+    """
+
+    alias: str
+    subject: str | None
+    not_after: _dt.datetime | None
+    days_left: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``alias``, ``subject``, ``not_after``, ``days_left``."""
+        return {
+            "alias": self.alias,
+            "subject": self.subject,
+            "not_after": _iso(self.not_after),
+            "days_left": self.days_left,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileStatus:
+    """One profile (or the default) as it is served.
+
+    Attributes:
+        servers: its ``host:port`` entries (``*`` for a catch-all or the default).
+        client_id: its client identifier, when it has one.
+        loaded: False for a profile that never loaded (its hosts are refused).
+        files: the files its context was built from.
+        identity: the client certificate it presents (``None``: none, or not loaded).
+        anchors: its truststore's anchors that expire soonest, soonest first (at most
+            :data:`ProfileSetStatus.ANCHORS_SHOWN`).
+        last_good_load: when its current context was built.
+        error: its error at the last check (it keeps its last good context, or, when
+            not ``loaded``, why it never loaded).
+        revocation: revocation checking state (``None``: not enabled).
+    """
+
+    servers: tuple[str, ...]
+    client_id: str | None
+    loaded: bool
+    files: tuple[FileStatus, ...] = ()
+    identity: IdentityStatus | None = None
+    anchors: tuple[AnchorStatus, ...] = ()
+    last_good_load: _dt.datetime | None = None
+    error: MTLSError | None = None
+    revocation: Any = None
+
+    @property
+    def subject(self) -> str | None:
+        """The client certificate's subject (``identity.subject``)."""
+        return self.identity.subject if self.identity is not None else None
+
+    @property
+    def not_after(self) -> _dt.datetime | None:
+        """The client certificate's expiry (``identity.not_after``)."""
+        return self.identity.not_after if self.identity is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready. Keys: ``servers``, ``client_id``, ``loaded``, ``files``,
+        ``subject``, ``not_after``, ``identity``, ``anchors``, ``last_good_load``,
+        ``error`` (the message, with the profile named), ``revocation``."""
+        return {
+            "servers": list(self.servers),
+            "client_id": self.client_id,
+            "loaded": self.loaded,
+            "files": [f.to_dict() for f in self.files],
+            "subject": self.subject,
+            "not_after": _iso(self.not_after),
+            "identity": self.identity.to_dict() if self.identity is not None else None,
+            "anchors": [a.to_dict() for a in self.anchors],
+            "last_good_load": _iso(self.last_good_load),
+            "error": str(self.error) if self.error is not None else None,
+            "revocation": self.revocation,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileSetStatus:
+    """A profile set's health, from one snapshot.
+
+    Attributes:
+        generation: grows by one per applied change.
+        reloading: the background thread is running.
+        path: the profile file (``None`` for profiles made in code).
+        hostname_verifier: the set's mode.
+        checked_at: when this status was made.
+        last_reload: when the last change was applied (or the set first loaded).
+        errors: every error of the last check: the profile file's first, then the
+            profiles' (each also on its :class:`ProfileStatus`).
+        config_error: the profile file's error (its last good profiles stay).
+        default: the default profile, when the default is a profile.
+        profiles: every profile, those that never loaded included (``loaded=False``).
+    """
+
+    ANCHORS_SHOWN = 3
+
+    generation: int
+    reloading: bool
+    path: str | None
+    hostname_verifier: str
+    checked_at: _dt.datetime
+    last_reload: _dt.datetime
+    errors: tuple[MTLSError, ...]
+    config_error: MTLSError | None
+    default: ProfileStatus | None
+    profiles: tuple[ProfileStatus, ...]
+
+    @property
+    def healthy(self) -> bool:
+        """No errors."""
+        return not self.errors
+
+    @property
+    def last_error(self) -> MTLSError | None:
+        """The first of :attr:`errors` (``None`` when healthy)."""
+        return self.errors[0] if self.errors else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``, ``path``,
+        ``hostname_verifier``, ``checked_at``, ``last_reload``, ``last_error``,
+        ``errors``, ``config_error``, ``default`` and ``profiles`` (each as
+        :meth:`ProfileStatus.to_dict`). Errors are their messages."""
+        return {
+            "generation": self.generation,
+            "healthy": self.healthy,
+            "reloading": self.reloading,
+            "path": self.path,
+            "hostname_verifier": self.hostname_verifier,
+            "checked_at": self.checked_at.isoformat(),
+            "last_reload": self.last_reload.isoformat(),
+            "last_error": str(self.last_error) if self.last_error is not None else None,
+            "errors": [str(e) for e in self.errors],
+            "config_error": str(self.config_error) if self.config_error is not None else None,
+            "default": self.default.to_dict() if self.default is not None else None,
+            "profiles": [p.to_dict() for p in self.profiles],
+        }
+
+
+def identity(
+    subject: str | None, serial: int | None, not_after: _dt.datetime | None, now: _dt.datetime
+) -> IdentityStatus | None:
+    """The identity record, or ``None`` when there is no client certificate."""
+    if subject is None and serial is None and not_after is None:
+        return None
+    return IdentityStatus(
+        subject=subject, serial=serial, not_after=not_after, days_left=_days_left(not_after, now)
+    )
+
+
+def anchor(
+    alias: str, subject: str | None, not_after: _dt.datetime | None, now: _dt.datetime
+) -> AnchorStatus:
+    """The anchor record, with its days left at ``now``."""
+    return AnchorStatus(
+        alias=alias, subject=subject, not_after=not_after, days_left=_days_left(not_after, now)
+    )

@@ -1,0 +1,285 @@
+"""The reload engine on its own and under the profile set: ordered delivery, a second
+consumer, lock-free ALPN variants, typed status, errors that name their profile, and
+one way from a StoreConfig to a store."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls import KeystoreError, KeystoreNotFoundError, SSLProfileSet, StoreConfig
+from mtls._build import load_store
+from mtls._engine import Engine, Outcome, Problem
+from mtls._reading import Reading, Unstable
+from mtls.testing import CA, replace_atomically
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for
+
+# --------------------------------------------------------------------------- a second consumer
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSnapshot:
+    """The smallest snapshot: one file's hash (what a server context's would be)."""
+
+    generation: int
+    digest: str | None
+    watched: tuple[Path, ...]
+    pending: bool = False
+    errors: tuple[mtls.MTLSError, ...] = ()
+
+
+class FilePlan:
+    """A plan over one file: what a second consumer of the engine writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+
+    def first(self, reading: Reading, *, last: bool) -> FileSnapshot:
+        _, digest = reading.read(self.path)
+        return FileSnapshot(0, digest, (self.path,))
+
+    def unsettled(self, exc: Unstable, attempts: int) -> mtls.MTLSError:
+        return mtls.MTLSError(f"{exc.path}: still being written", path=exc.path)
+
+    def check(self, reading: Reading, old: FileSnapshot) -> Outcome[FileSnapshot]:
+        try:
+            _, digest = reading.read(self.path)
+        except OSError as exc:
+            error = mtls.MTLSError(f"{self.path}: {exc.strerror}", path=self.path)
+            return Outcome(dataclasses.replace(old, errors=(error,)), False)
+        if digest == old.digest:
+            return Outcome(dataclasses.replace(old, errors=()), False)
+        return Outcome(FileSnapshot(old.generation + 1, digest, (self.path,)), True)
+
+    def broken(self, old: FileSnapshot, exc: BaseException) -> FileSnapshot:
+        return dataclasses.replace(old, errors=(mtls.MTLSError(str(exc)),), pending=True)
+
+    def problems(self, snapshot: FileSnapshot) -> Mapping[Hashable, Problem]:
+        return {("file", str(e)): (str(e), "keeping the last good", None) for e in snapshot.errors}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_second_consumer_rotates_keeps_last_good_and_stops(tmp_path):
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-engine")
+    assert engine.snapshot.digest == sha(b"one") and engine.snapshot.generation == 0
+    assert engine.check() is False  # nothing moved: nothing read
+
+    replace_atomically(path, b"two")
+    assert engine.check() is True
+    assert engine.snapshot.digest == sha(b"two") and engine.snapshot.generation == 1
+
+    path.unlink()  # the negative twin: a broken file keeps the last good
+    assert engine.check() is False
+    assert engine.snapshot.digest == sha(b"two") and engine.snapshot.errors
+    engine.close()
+    replace_atomically(path, b"three")
+    assert engine.check() is False and engine.closed  # closed: nothing more
+    assert engine.snapshot.digest == sha(b"two")
+
+
+def test_the_engine_thread_runs_checks_until_closed(tmp_path):
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=0.02, name="test-engine-thread")
+    try:
+        assert engine.reloading and engine.interval == 0.02
+        replace_atomically(path, b"two")
+        wait_for(lambda: engine.snapshot.generation == 1)
+    finally:
+        engine.close()
+    assert not engine.reloading
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+def test_changes_are_delivered_in_generation_order_across_threads(tmp_path):
+    """Thread A applies generation 1 and is still delivering it (its callback blocks)
+    when thread B applies generation 2: B must not deliver 2 first; A delivers it after 1."""
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-order")
+    seen: list[tuple[int, int, str]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def callback(old: int, new: int) -> None:
+        seen.append((old, new, threading.current_thread().name))
+        if new == 1:
+            entered.set()
+            assert release.wait(30)
+
+    engine.subscribe(callback)
+    replace_atomically(path, b"two")
+    a = threading.Thread(target=engine.check, name="A")
+    a.start()
+    assert entered.wait(30)
+    replace_atomically(path, b"three")
+    assert engine.check() is True  # B (this thread) applied generation 2 ...
+    assert seen == [(0, 1, "A")]  # ... and did not deliver it before 1
+    release.set()
+    a.join(30)
+    assert seen == [(0, 1, "A"), (1, 2, "A")]  # A delivered it, in order
+
+
+def test_a_subscriber_may_reload_and_nothing_is_delivered_without_a_change(tmp_path):
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-nested")
+    seen: list[tuple[int, int]] = []
+
+    def callback(old: int, new: int) -> None:
+        seen.append((old, new))
+        if new == 1:
+            replace_atomically(path, b"three")
+            assert engine.check() is True  # applied now, delivered after this callback
+
+    unsubscribe = engine.subscribe(callback)
+    assert engine.check() is False and seen == []  # no change, no delivery
+    replace_atomically(path, b"two")
+    assert engine.check() is True
+    assert seen == [(0, 1), (1, 2)]
+    unsubscribe()
+    replace_atomically(path, b"four")
+    assert engine.check() is True and seen == [(0, 1), (1, 2)]
+
+
+# --------------------------------------------------------------------------- the profile set
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="engine CA")
+
+
+@pytest.fixture
+def setup(tmp_path: Path, ca: CA):
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(ca.issue_cert("gw", common_name="gen-1").keystore().to_bytes(PASSWORD))
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(
+            profile("backend.test:8443", keystore, trust),
+            profile("other.test:8443", tmp_path / "missing.jks", trust),
+        )
+    )
+    return xml, keystore, trust
+
+
+def test_alpn_variants_are_made_without_a_lock_and_racing_threads_get_one(setup):
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)
+    barrier = threading.Barrier(6)
+    got: list[object] = []
+
+    def lookup() -> None:
+        barrier.wait(30)
+        got.append(profiles.context_for("backend.test", 8443, alpn=("h2", "http/1.1")))
+
+    threads = [threading.Thread(target=lookup) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(got) == 6 and len({id(ctx) for ctx in got}) == 1  # one variant for all
+    base = profiles.context_for("backend.test", 8443)
+    assert got[0] is not base  # never the shared context
+    assert not any(isinstance(v, type(threading.Lock())) for v in vars(profiles).values())
+
+
+def test_status_is_typed_frozen_and_json_ready(setup, ca):
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)
+    status = profiles.status()
+    assert isinstance(status, mtls.ProfileSetStatus)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status.generation = 5  # type: ignore[misc]
+    loaded, failed = status.profiles
+    assert loaded.loaded and not failed.loaded
+    assert loaded.identity is not None and loaded.identity.subject is not None
+    assert "CN=gen-1" in loaded.identity.subject
+    assert loaded.identity.serial and loaded.identity.days_left is not None
+    assert loaded.identity.days_left > 0
+    assert loaded.anchors and "engine CA" in str(loaded.anchors[0].subject)
+    assert loaded.error is None and loaded.revocation is None
+    # One list of errors: the failed profile's, also on its own record.
+    assert not status.healthy and status.errors == (failed.error,)
+    assert status.last_error is failed.error and profiles.last_error is failed.error
+    shown = status.to_dict()
+    json.dumps(shown)
+    assert {
+        "generation",
+        "healthy",
+        "reloading",
+        "path",
+        "hostname_verifier",
+        "checked_at",
+        "last_error",
+        "config_error",
+        "default",
+        "profiles",
+        "errors",
+        "last_reload",
+    } <= set(shown)
+    row = shown["profiles"][0]
+    assert {"servers", "client_id", "loaded", "files", "subject", "not_after"} <= set(row)
+    assert {"last_good_load", "error", "identity", "anchors", "revocation"} <= set(row)
+    assert row["identity"]["serial"] == f"{loaded.identity.serial:x}"
+    assert PASSWORD not in json.dumps(shown)
+
+
+def test_errors_name_their_profile_in_one_place_and_keep_the_reason(setup):
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)
+    ((_, error),) = profiles.failures
+    assert isinstance(error, KeystoreNotFoundError)  # one path, one error: as Keystore.load
+    assert error.servers == ("other.test:8443",) and error.client_id is None
+    assert str(error) == f"profile other.test:8443: {error.reason}"
+    assert error.reason.startswith(str(Path(xml.parent, "missing.jks")))
+    # The negative twin: an error that concerns no profile has no servers, and its
+    # reason is the whole message.
+    with pytest.raises(KeystoreNotFoundError) as info:
+        mtls.Keystore.load(xml.parent / "missing.jks", PASSWORD)
+    assert info.value.servers == () and info.value.reason == str(info.value)
+
+
+def test_the_default_profile_and_truststore_are_public(setup, tmp_path):
+    _, keystore, trust = setup
+    default = mtls.SSLProfile(
+        servers=("*",),
+        keystore=StoreConfig(location=keystore, password=PASSWORD),
+        truststore=StoreConfig(location=trust, password=PASSWORD),
+    )
+    profiles = SSLProfileSet(
+        [], default=default, default_truststore=StoreConfig(location=trust, password=PASSWORD)
+    )
+    assert profiles.default is default
+    assert profiles.default_truststore == StoreConfig(location=trust, password=PASSWORD)
+    assert SSLProfileSet([]).default is None and SSLProfileSet([]).default_truststore is None
+
+
+def test_load_store_is_what_a_profile_set_loads(setup, tmp_path):
+    _, keystore, trust = setup
+    store = load_store(StoreConfig(location=keystore, password=PASSWORD), keystore=True)
+    assert isinstance(store, mtls.Keystore) and store.key_entry(None)[0]
+    assert len(load_store(StoreConfig(location=trust, password=PASSWORD), keystore=False)) >= 1
+    with pytest.raises(KeystoreNotFoundError, match="no such keystore file"):
+        load_store(StoreConfig(location=tmp_path / "missing.jks", password=PASSWORD), keystore=True)
+    with pytest.raises(mtls.WrongPasswordError):
+        load_store(StoreConfig(location=keystore, password="wrong-password"), keystore=True)
+    with pytest.raises(KeystoreError, match="cannot read the truststore"):
+        load_store(StoreConfig(location=tmp_path, password=PASSWORD), keystore=False)
