@@ -80,7 +80,7 @@ from ._errors import (
 )
 from ._files import read_input
 from ._material import TLSMaterial, tls_material
-from ._stores import Keystore, Truststore
+from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 
 log = logging.getLogger("mtls")
 
@@ -549,22 +549,13 @@ class Builder:
     def _load(
         self, config: StoreConfig, keystore: bool, material: _Material
     ) -> tuple[Keystore | Truststore, str]:
-        role = "keystore" if keystore else "truststore"
+        role: StoreRole = "keystore" if keystore else "truststore"
         try:
             data, digest = self.reading.read(config.location)
-        except FileNotFoundError:
-            # shown_location: never a path made from $env{} (as written instead), and
-            # setting: the <Location> or deployment.toml key that named it.
-            raise KeystoreError(
-                f"{config.shown_location}: no such {role} file: check {config.setting}",
-                path=config.shown_location,
-            ) from None
         except OSError as exc:
-            raise KeystoreError(
-                f"{config.shown_location}: cannot read the {role} ({exc.strerror}): "
-                f"check {config.setting}",
-                path=config.shown_location,
-            ) from None
+            # One translation for every way a store is opened (KeystoreNotFoundError
+            # when missing); never chained: the OSError names a placeholder's value.
+            raise store_open_error(config, role, exc) from None
         material.files.append((role, str(config.location), digest))
         # Everything that decides how the bytes are read is in the key (allow_unprotected
         # too: one profile's opt-out must never let another's PEM through). The path is
@@ -596,21 +587,8 @@ class Builder:
     ) -> Keystore | Truststore:
         try:
             if keystore:
-                return Keystore.from_bytes(
-                    data,
-                    config.password,
-                    allow_unprotected=config.allow_unprotected,
-                    key_password=config.key_password,
-                    store_type=config.type,
-                    _path=config.shown_location,
-                )
-            return Truststore.from_bytes(
-                data,
-                config.password,
-                store_type=config.type,
-                allow_unprotected=config.allow_unprotected,
-                _path=config.shown_location,
-            )
+                return load_store(config, "keystore", data=data)
+            return load_store(config, "truststore", data=data)
         except MTLSError as exc:
             self._failed[key] = exc
             raise
