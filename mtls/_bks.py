@@ -35,6 +35,7 @@ from typing import Literal
 import jks.rfc7292
 import jks.util
 
+from ._budget import WorkBudget
 from ._jks import (
     Entry,
     JKSContents,
@@ -42,7 +43,6 @@ from ._jks import (
     JKSIntegrityError,
     JKSKey,
     JKSKeyPasswordError,
-    KDFBudget,
     Reader,
     SecretEntry,
     certificate,
@@ -93,7 +93,7 @@ def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
         return None
 
 
-def parse_bks(data: bytes, password: str | None, budget: KDFBudget) -> JKSContents:
+def parse_bks(data: bytes, password: str | None, budget: WorkBudget) -> JKSContents:
     """Parse a BKS store; verify its HMAC when ``password`` is given (``None`` skips it).
 
     Raises:
@@ -109,7 +109,7 @@ def parse_bks(data: bytes, password: str | None, budget: KDFBudget) -> JKSConten
     if len(stored) != 20:
         raise JKSFormatError("truncated BKS store: the HMAC is missing: replace the file")
     if password is not None:
-        budget.spend(iterations, "(the store MAC)")
+        budget.charge_kdf(iterations, "the store MAC")
         # Version 1 asked for a 20-bit key where 20 bytes were meant (a Bouncy Castle bug
         # kept for compatibility): 2 bytes of key.
         size = 2 if version == 1 else 20
@@ -122,7 +122,7 @@ def parse_bks(data: bytes, password: str | None, budget: KDFBudget) -> JKSConten
     return contents("BKS", entries)
 
 
-def parse_uber(data: bytes, password: str | None, budget: KDFBudget) -> JKSContents:
+def parse_uber(data: bytes, password: str | None, budget: WorkBudget) -> JKSContents:
     """Decrypt and parse an UBER store (its password is needed even to list it).
 
     Raises:
@@ -144,7 +144,7 @@ def parse_uber(data: bytes, password: str | None, budget: KDFBudget) -> JKSConte
         raise JKSFormatError("truncated UBER store: replace the file")
     if password is None:
         raise PasswordRequired("UBER stores are encrypted")
-    budget.spend(2 * iterations, "(the store)")
+    budget.charge_kdf(2 * iterations, "the store")
     _import_twofish()
     try:
         plain = jks.rfc7292.decrypt_PBEWithSHAAndTwofishCBC(encrypted, password, salt, iterations)
@@ -251,7 +251,7 @@ def kdf_rounds(key: JKSKey) -> int:
         return 0
 
 
-def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None) -> bytes:
+def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None) -> bytes:
     """The PKCS#8 ``PrivateKeyInfo`` DER of a BKS/UBER key entry.
 
     Args:
@@ -274,7 +274,7 @@ def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None) -> bytes:
             "iterations: replace the file"
         )
     if budget is not None:
-        budget.spend(2 * iterations, key.alias)
+        budget.charge_kdf(2 * iterations, f"key entry {shown(key.alias)}")
     try:
         plain = jks.rfc7292.decrypt_PBEWithSHAAnd3KeyTripleDESCBC(
             ciphertext, password, salt, iterations

@@ -1,8 +1,7 @@
 """Stores and contexts for profiles: where a :class:`~mtls.StoreConfig` meets the bytes.
 
-Thread-free. :func:`load_store` turns a store configuration into a loaded store (the
-CLI and anything else outside a reload use it); the :class:`Builder` does the same
-for the reload engine's checks, reading through the check's
+Thread-free. The :class:`Builder` loads stores through the one loading path
+(:func:`mtls._stores.load_store`) for the reload engine's checks, reading through the check's
 :class:`~mtls._reading.Reading` (settled bytes only) and caching by content: the same
 bytes with the same passwords are parsed once, and identical material and options
 give one context, however many profiles use it.
@@ -17,91 +16,19 @@ import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
 from . import _x509
 from ._config import SSLProfile, StoreConfig
 from ._context import client_context
-from ._errors import KeyEntryError, KeystoreError, KeystoreNotFoundError, MTLSError
-from ._files import read_input
+from ._errors import KeyEntryError, KeystoreError, MTLSError
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
-from ._stores import Keystore, Truststore
+from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 
 log = logging.getLogger("mtls")
 
 Files = tuple[tuple[str, str, str], ...]  # (role, path, sha256) of each file a profile used
-
-
-# --------------------------------------------------------------------------- stores
-
-
-def store_read_error(config: StoreConfig, keystore: bool, exc: OSError) -> KeystoreError:
-    """The error for a store file a configuration names that cannot be read.
-
-    ``shown_location`` is never a path made from ``$env{}`` (as written instead), and
-    ``setting`` is the ``<Location>`` or deployment.toml key that named it.
-    """
-    role = "keystore" if keystore else "truststore"
-    if isinstance(exc, FileNotFoundError):
-        return KeystoreNotFoundError(
-            f"{config.shown_location}: no such {role} file: check {config.setting}",
-            path=config.shown_location,
-        )
-    return KeystoreError(
-        f"{config.shown_location}: cannot read the {role} ({exc.strerror}): check {config.setting}",
-        path=config.shown_location,
-    )
-
-
-def parse_store(config: StoreConfig, data: bytes, *, keystore: bool) -> Keystore | Truststore:
-    """The store ``config`` describes, from its file's bytes.
-
-    Raises:
-        KeystoreError: (a subclass of) the store does not load.
-    """
-    if keystore:
-        return Keystore.from_bytes(
-            data,
-            config.password,
-            allow_unprotected=config.allow_unprotected,
-            key_password=config.key_password,
-            store_type=config.type,
-            _path=config.shown_location,
-        )
-    return Truststore.from_bytes(
-        data,
-        config.password,
-        store_type=config.type,
-        allow_unprotected=config.allow_unprotected,
-        _path=config.shown_location,
-    )
-
-
-@overload
-def load_store(config: StoreConfig, *, keystore: Literal[True]) -> Keystore: ...
-@overload
-def load_store(config: StoreConfig, *, keystore: Literal[False]) -> Truststore: ...
-def load_store(config: StoreConfig, *, keystore: bool) -> Keystore | Truststore:
-    """Read and load the store ``config`` describes, as a profile set would.
-
-    Args:
-        config: the store's location, passwords, declared type and options.
-        keystore: ``True`` to load it as a keystore (keys decrypted), ``False`` as a
-            truststore (certificates only).
-
-    Returns:
-        The loaded store.
-
-    Raises:
-        KeystoreNotFoundError: the file does not exist.
-        KeystoreError: it cannot be read, or (a subclass) does not load.
-    """
-    try:
-        data = read_input(config.location)
-    except OSError as exc:
-        raise store_read_error(config, keystore, exc) from None
-    return parse_store(config, data, keystore=keystore)
 
 
 # --------------------------------------------------------------------------- served material
@@ -243,11 +170,13 @@ class Builder:
     def _load(
         self, config: StoreConfig, keystore: bool, files: list[tuple[str, str, str]]
     ) -> tuple[Keystore | Truststore, str]:
-        role = "keystore" if keystore else "truststore"
+        role: StoreRole = "keystore" if keystore else "truststore"
         try:
             data, digest = self.reading.read(config.location)
         except OSError as exc:
-            raise store_read_error(config, keystore, exc) from None
+            # One translation for every way a store is opened (KeystoreNotFoundError
+            # when missing); never chained: the OSError names a placeholder's value.
+            raise store_open_error(config, role, exc) from None
         files.append((role, str(config.location), digest))
         # Everything that decides how the bytes are read is in the key (allow_unprotected
         # too: one profile's opt-out must never let another's PEM through). The path is
@@ -270,7 +199,7 @@ class Builder:
         cached = self._stores.get(key)
         if cached is None:
             try:
-                store = parse_store(config, data, keystore=keystore)
+                store = load_store(config, role, data=data)
             except MTLSError as exc:
                 self._failed[failure_key] = exc
                 raise

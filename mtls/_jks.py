@@ -28,7 +28,7 @@ parameters, which JDK 21 and later omit (JDK-8301310; pyjks issue 79).
 
 Work is bounded before the password is known to be right: the integrity hash is
 checked before any key is decrypted, iteration counts are capped per entry (the
-JDK's own ceiling) and per store (:class:`KDFBudget`).
+JDK's own ceiling) and per file (one :class:`~mtls._budget.WorkBudget`, as for PKCS#12).
 """
 
 from __future__ import annotations
@@ -46,18 +46,13 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from . import _der
+from ._budget import WorkBudget
 
 _JKS_MAGIC = b"\xfe\xed\xfe\xed"
 _JCEKS_MAGIC = b"\xce\xce\xce\xce"
 _JKS_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.17.1.1"  # sun.security.provider.KeyProtector
 _JCE_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.19.1"  # PBEWithMD5AndTripleDES (com.sun.crypto.provider)
 _MAX_JCE_ITERATIONS = 5_000_000  # the JDK's own ceiling (JceKeyStore); hostile input must not spin
-#: Key-derivation rounds one load may spend over all its key entries: 50 keys at keytool's
-#: JCEKS default (200,000), two at the JDK's ceiling. Beyond it the file is refused.
-STORE_KDF_ROUNDS = 10_000_000
-#: What telling a wrong password from an altered file may cost: one key entry, at most
-#: keytool's JCEKS default. A file whose hash fails is not worth more.
-DIAGNOSIS_KDF_ROUNDS = 200_000
 _SEAL_ALGORITHM = "PBEWithMD5AndTripleDES"  # what the JDK's KeyProtector.seal uses
 _SHOWN = 60  # characters of file-supplied text (class names, algorithms) put in a message
 
@@ -72,28 +67,6 @@ class JKSIntegrityError(ValueError):
 
 class JKSKeyPasswordError(ValueError):
     """A key entry does not decrypt with the key password."""
-
-
-class KDFBudgetExceeded(JKSFormatError):
-    """The key entries ask for more key-derivation rounds than one store may cost."""
-
-
-class KDFBudget:
-    """Key-derivation rounds a store may still cost; every derivation is charged first."""
-
-    def __init__(self, rounds: int) -> None:
-        self.limit = rounds
-        self.left = rounds
-
-    def spend(self, rounds: int, alias: str) -> None:
-        """Charge ``rounds``, or raise :class:`KDFBudgetExceeded` before any is spent."""
-        if rounds > self.left:
-            raise KDFBudgetExceeded(
-                f"key entry {alias!r} would take the store past {self.limit:,} key-derivation "
-                "rounds in all (a hostile or damaged file): re-create the store with "
-                "keytool's default iteration counts"
-            )
-        self.left -= rounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +185,7 @@ def shown(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
-def parse_store(data: bytes, password: str | None, budget: KDFBudget | None = None) -> JKSContents:
+def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = None) -> JKSContents:
     """Parse a JKS/JCEKS store; verify its integrity hash when ``password`` is given.
 
     ``budget`` is not charged (the keyed hash is one SHA-1); it is accepted so that
@@ -478,7 +451,7 @@ class _SealedWalker:
 # --------------------------------------------------------------------------- key entries
 
 
-def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None = None) -> bytes:
+def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) -> bytes:
     """Return the PKCS#8 ``PrivateKeyInfo`` DER of a protected key entry.
 
     Args:
@@ -488,7 +461,7 @@ def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None = None) -> 
 
     Raises:
         JKSFormatError: the envelope or the plaintext is malformed, the algorithm is
-            unknown, or the budget would be exceeded (:class:`KDFBudgetExceeded`).
+            unknown, or the budget would be exceeded (:class:`~mtls._budget.WorkLimitError`).
         JKSKeyPasswordError: the password does not unlock the key.
     """
     try:
@@ -513,7 +486,7 @@ def decrypt_key(key: JKSKey, password: str, budget: KDFBudget | None = None) -> 
             if len(ciphertext) % 8 or not ciphertext:
                 raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
             if budget is not None:
-                budget.spend(iterations, key.alias)
+                budget.charge_kdf(iterations, f"key entry {shown(key.alias)}")
             plaintext = _jce_decrypt(ciphertext, password, salt, iterations)
         else:
             raise JKSFormatError(

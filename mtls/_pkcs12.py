@@ -28,10 +28,13 @@ from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from mtls import _der, _rc2
+from mtls._budget import MAX_FILE_KDF_ITERATIONS, MAX_FILE_RC2_BYTES, WorkBudget, WorkLimitError
 from mtls._der import TLV, DERError
 from mtls._secret import Secret
 
 __all__ = [
+    "MAX_FILE_KDF_ITERATIONS",
+    "MAX_FILE_RC2_BYTES",
     "P12Cert",
     "P12Contents",
     "P12FormatError",
@@ -77,10 +80,6 @@ class P12Contents:
 
 class P12FormatError(ValueError):
     """Malformed, truncated or foreign bytes, or an algorithm we do not support."""
-
-
-class WorkLimitError(P12FormatError):
-    """The file asks for more key-derivation or decryption work than we allow."""
 
 
 class P12PasswordError(ValueError):
@@ -165,56 +164,10 @@ _PBES1: Final = frozenset(
 )
 _MAX_ITERATIONS: Final = 5_000_000  # Java's PKCS12KeyStore ceiling; hostile counts must not hang
 _MAX_NESTING: Final = 4
-#: Work one file may cause, whatever it holds (docs/security.md, "Limits").
-#: Key-derivation iterations summed over every derivation the file asks for (a
-#: derivation longer than one hash output counts once per output block): twice
-#: Java's per-derivation ceiling. keytool uses 10,000 per derivation (JDK 8: 50,000
-#: and 100,000 for the MAC), so a real store spends well under 1,000,000.
-MAX_FILE_KDF_ITERATIONS: Final = 10_000_000
-#: Bytes decrypted with our pure-Python 40-bit RC2 per file (about 5 s per MiB):
-#: the whole of an old Java PKCS#12 truststore holding every public CA is ~0.3 MiB.
-MAX_FILE_RC2_BYTES: Final = 1024 * 1024
 # scrypt (RFC 7914): OpenSSL refuses more than 32 MiB of memory by default; the work
 # cap N*r*p is 8 times OpenSSL's default (N=16384, r=8, p=1), about 0.5 s.
 _MAX_SCRYPT_MEMORY: Final = 32 * 1024 * 1024
 _MAX_SCRYPT_WORK: Final = 1 << 20
-
-
-class WorkBudget:
-    """What one file may still spend on key derivation and pure-Python decryption.
-
-    Work is charged *before* it runs, for every password candidate at once, so a
-    hostile file is refused before the first derivation over the budget, never
-    after seconds of work.
-    """
-
-    __slots__ = ("iterations", "rc2_bytes")
-
-    def __init__(
-        self,
-        iterations: int = MAX_FILE_KDF_ITERATIONS,
-        rc2_bytes: int = MAX_FILE_RC2_BYTES,
-    ) -> None:
-        self.iterations = iterations
-        self.rc2_bytes = rc2_bytes
-
-    def charge_kdf(self, iterations: int) -> None:
-        """Spend ``iterations`` (rounds times output blocks, summed)."""
-        self.iterations -= iterations
-        if self.iterations < 0:
-            raise WorkLimitError(
-                f"its key derivations add up to more than {MAX_FILE_KDF_ITERATIONS:,} "
-                "iterations, the limit per file"
-            )
-
-    def charge_rc2(self, size: int) -> None:
-        """Spend ``size`` bytes of 40-bit RC2 decryption."""
-        self.rc2_bytes -= size
-        if self.rc2_bytes < 0:
-            raise WorkLimitError(
-                f"it holds more than {MAX_FILE_RC2_BYTES // 1024} KiB encrypted with 40-bit "
-                "RC2, the limit per file for this legacy cipher"
-            )
 
 
 def looks_like_pkcs12(data: bytes) -> bool:

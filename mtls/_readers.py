@@ -14,8 +14,9 @@ BKS, UBER             version ``00000001``/``00000002``, a salt and an iteration
 
 Certificates come out as DER (what OpenSSL consumes) and private keys as PKCS#8
 DER, never parsed by cryptography on the way to a context. Every foreign exception
-is translated here, at the boundary where bytes become entries; the store classes in
-``_stores.py`` build on what this module returns.
+is translated here, at the boundary where bytes become entries (and every failure to
+open a store file, in :func:`open_error`); the store classes in ``_stores.py`` build
+on what this module returns (:class:`Parsed`, entries of ``_entries.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import _bks, _der, _jks, _pkcs12, _x509
+from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
+from ._entries import KeyEntry, Taken, alias_for, unique_alias
+from ._entries import where as _where
 from ._errors import (
     KeyEntryError,
     KeystoreError,
@@ -88,109 +92,62 @@ def _looks_like_der_certificate(data: bytes) -> bool:
         return False
 
 
-# --------------------------------------------------------------------------- entries
-
-
-@dataclass(frozen=True, slots=True)
-class _KeyEntry:
-    alias: str
-    key_der: bytes = field(repr=False)  # PKCS#8 PrivateKeyInfo, plaintext, in memory only
-    chain_der: tuple[bytes, ...]  # leaf first
-
-
-def _fold(alias: str) -> str:
-    # Java treats aliases case-insensitively (JKS stores them lower-cased).
-    return alias.casefold()
-
-
-class _Taken:
-    """The aliases given out so far, with the next free number per base alias.
-
-    Numbering restarts from the last number given for a base, so 8,000 certificates
-    with one CN cost 8,000 steps, not 8,000 squared over 2.
-    """
-
-    __slots__ = ("_folded", "_next")
-
-    def __init__(self) -> None:
-        self._folded: set[str] = set()
-        self._next: dict[str, int] = {}
-
-    def __contains__(self, alias: object) -> bool:
-        return isinstance(alias, str) and _fold(alias) in self._folded
-
-    def add(self, alias: str) -> None:
-        self._folded.add(_fold(alias))
-
-    def next_number(self, base: str) -> int:
-        return self._next.get(_fold(base), 2)
-
-    def numbered(self, base: str, n: int) -> None:
-        self._next[_fold(base)] = n + 1
-
-
-def _unique_alias(base: str, taken: _Taken) -> str:
-    """``base``, or ``base-2``, ``base-3``, ... when it is taken (case-insensitively)."""
-    alias = base
-    if alias in taken:
-        n = taken.next_number(base)
-        alias = f"{base}-{n}"
-        while alias in taken:  # an explicit alias may already be "base-N"
-            n += 1
-            alias = f"{base}-{n}"
-        taken.numbered(base, n)
-    taken.add(alias)
-    return alias
-
-
-def _alias_for(der: bytes, taken: _Taken, fallback: str) -> str:
-    # PEM and DER have no aliases: name the entry after its CN, as people do by hand.
-    try:
-        cn = _x509.common_name(_x509.load_cert(der))
-    except ValueError:
-        cn = None
-    base = re.sub(r"[^a-z0-9._-]+", "-", (cn or fallback).lower()).strip("-") or fallback
-    return _unique_alias(base, taken)
-
-
 # --------------------------------------------------------------------------- reading
 
 
 @dataclass(slots=True)
-class _Parsed:
+class Parsed:
     store_type: StoreType
-    keys: list[_KeyEntry]
+    keys: list[KeyEntry]
     certs: list[tuple[str, bytes]]  # trusted-certificate entries
     loose: list[bytes]  # certificates that are neither (PKCS#12 bags without a role)
     # Entries TLS cannot use (JCEKS secret keys, Bouncy Castle secrets): (alias, kind).
     secrets: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _read_path(path: str | os.PathLike[str]) -> bytes:
+def open_error(
+    exc: OSError, path: str, *, role: str | None = None, setting: str | None = None
+) -> KeystoreError:
+    """The one translation of a store file that cannot be read into an :class:`MTLSError`.
+
+    Every way of opening a store (``Keystore.load``, ``Truststore.load``, a profile's
+    ``<KeyStore>``) comes here, so the same failure gives the same error class:
+    :class:`KeystoreNotFoundError` for a missing file, :class:`KeystoreError` otherwise.
+
+    Args:
+        exc: what reading raised (``InputRefused`` names a device, pipe or size limit).
+        path: the file as messages show it (never a placeholder's value).
+        role: ``"keystore"`` or ``"truststore"`` when the caller knows which it wanted.
+        setting: the setting that named the file, for the fix (``<Location>``, a
+            deployment.toml key); default: the path itself.
+    """
+    what = f"{role} file" if role else "file"
+    fix = setting or f"the path (relative paths start from {os.getcwd()})"
+    if isinstance(exc, FileNotFoundError):
+        return KeystoreNotFoundError(f"{path}: no such {what}: check {fix}", path=path)
+    if isinstance(exc, IsADirectoryError):
+        return KeystoreError(
+            f"{path} is a directory, not a {role or 'store'}: check {fix}", path=path
+        )
+    if isinstance(exc, InputRefused):
+        return KeystoreError(f"{path}: {exc.strerror}", path=path)
+    fix = f"its permissions and {setting}" if setting else "its permissions"
+    return KeystoreError(
+        f"{path}: cannot read the {role or 'store'} ({exc.strerror}): check {fix}", path=path
+    )
+
+
+def read_store_file(
+    path: str | os.PathLike[str], *, role: str | None = None, setting: str | None = None
+) -> bytes:
+    """The bytes of a store file (size and file-type limits apply), or :func:`open_error`."""
     try:
         return read_input(path)
-    except FileNotFoundError as exc:
-        raise KeystoreNotFoundError(
-            f"{os.fspath(path)}: no such file: check the path (relative paths start "
-            f"from {os.getcwd()})",
-            path=path,
-        ) from exc
-    except IsADirectoryError as exc:
-        raise KeystoreError(f"{os.fspath(path)} is a directory, not a store", path=path) from exc
-    except InputRefused as exc:
-        raise KeystoreError(f"{os.fspath(path)}: {exc.strerror}", path=path) from exc
     except OSError as exc:
-        raise KeystoreError(
-            f"{os.fspath(path)}: cannot read the store ({exc.strerror}): check its permissions",
-            path=path,
-        ) from exc
+        raise open_error(exc, os.fspath(path), role=role, setting=setting) from exc
 
 
-def _where(path: str | os.PathLike[str] | None) -> str:
-    return os.fspath(path) if path is not None else "the store"
-
-
-def _parse(
+def parse(
     data: bytes,
     password: Secret | None,
     key_password: Secret | None,
@@ -199,10 +156,10 @@ def _parse(
     path: str | os.PathLike[str] | None,
     declared: str | None,
     allow_unprotected: bool = False,
-) -> _Parsed:
+) -> Parsed:
     """Entries of one store. Passwords stay :class:`Secret` down to the call that uses them.
 
-    One :class:`~mtls._pkcs12.WorkBudget` bounds the key derivations the whole file
+    One :class:`~mtls._budget.WorkBudget` bounds the key derivations the whole file
     may cause (docs/security.md, "Limits").
     """
     where = _where(path)
@@ -216,11 +173,17 @@ def _parse(
     if declared and _declared_mismatch(declared, fmt):
         # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
         log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
+    budget = WorkBudget()
     if fmt in ("JKS", "JCEKS", "BKS", "UBER"):
         return _parse_jks(
-            data, fmt, reveal(password), reveal(key_password), with_keys=with_keys, path=path
+            data,
+            fmt,
+            reveal(password),
+            reveal(key_password),
+            with_keys=with_keys,
+            path=path,
+            budget=budget,
         )
-    budget = _pkcs12.WorkBudget()
     if fmt == "PKCS12":
         return _parse_pkcs12(
             data, password, key_password, with_keys=with_keys, path=path, budget=budget
@@ -229,7 +192,7 @@ def _parse(
         return _parse_pem(
             data, password, key_password, with_keys=with_keys, path=path, budget=budget
         )
-    return _Parsed("DER", [], [(_alias_for(data, _Taken(), "cert"), data)], [])
+    return Parsed("DER", [], [(alias_for(data, Taken(), "cert"), data)], [])
 
 
 # Declared types whose stores carry an integrity check keyed by the password.
@@ -285,7 +248,7 @@ def _declared_mismatch(declared: str, fmt: str) -> bool:
 
 def _container(
     fmt: StoreType,
-) -> Callable[[bytes, str | None, _jks.KDFBudget], _jks.JKSContents]:
+) -> Callable[[bytes, str | None, WorkBudget], _jks.JKSContents]:
     # The parser itself, not a call through another frame holding the password.
     if fmt == "BKS":
         return _bks.parse_bks
@@ -302,12 +265,14 @@ def _parse_jks(
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
-) -> _Parsed:
+    budget: WorkBudget,
+) -> Parsed:
     """JKS, JCEKS, BKS and UBER: Java-family containers with key entries and an integrity check."""
     where = _where(path)
-    budget = _jks.KDFBudget(_jks.STORE_KDF_ROUNDS)
     try:
         contents = _container(fmt)(data, password, budget)
+    except WorkLimitError as exc:
+        raise _too_much_work(exc, path, None) from exc
     except _jks.JKSFormatError as exc:
         raise KeystoreFormatError(f"{where}: {exc}", path=path) from exc
     except _bks.PasswordRequired as exc:
@@ -322,23 +287,34 @@ def _parse_jks(
             where,
             alias,
         )
-    keys: list[_KeyEntry] = []
+    keys: list[KeyEntry] = []
     if with_keys:
         # The whole cost is charged before the first key is decrypted.
         for key in contents.keys:
             rounds = _bks.kdf_rounds(key) if fmt in _bks.TYPES else _jks.kdf_rounds(key)
             try:
-                budget.spend(rounds, key.alias)
-            except _jks.KDFBudgetExceeded as exc:
-                raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
+                budget.charge_kdf(rounds, f"key entry {_jks.shown(key.alias)}")
+            except WorkLimitError as exc:
+                raise _too_much_work(exc, path, key.alias) from exc
         secret = key_password if key_password is not None else password
         keys = [
             _decrypt_jks_key(k, secret, key_password is not None, path, None) for k in contents.keys
         ]
     else:
-        keys = [_KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
+        keys = [KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
     secrets = [(s.alias, s.kind) for s in contents.secrets]
-    return _Parsed(fmt, keys, list(contents.certs), [], secrets)
+    return Parsed(fmt, keys, list(contents.certs), [], secrets)
+
+
+def _too_much_work(
+    exc: WorkLimitError, path: str | os.PathLike[str] | None, alias: str | None
+) -> KeystoreFormatError:
+    return KeystoreFormatError(
+        f"{_where(path)}: {exc} (a hostile or damaged file; see docs/security.md): "
+        "re-create the store with keytool's default iteration counts",
+        path=path,
+        alias=alias,
+    )
 
 
 def _decrypt_jks_key(
@@ -346,8 +322,8 @@ def _decrypt_jks_key(
     secret: str | None,
     explicit: bool,
     path: str | os.PathLike[str] | None,
-    budget: _jks.KDFBudget | None,
-) -> _KeyEntry:
+    budget: WorkBudget | None,
+) -> KeyEntry:
     where = _where(path)
     which = "key password" if explicit else "store password (used as the key password)"
     if secret is None:
@@ -370,7 +346,7 @@ def _decrypt_jks_key(
         ) from exc
     except _jks.JKSFormatError as exc:
         raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
-    return _KeyEntry(key.alias, pkcs8, key.chain_der)
+    return KeyEntry(key.alias, pkcs8, key.chain_der)
 
 
 def _jks_integrity_error(
@@ -381,14 +357,14 @@ def _jks_integrity_error(
     The integrity hash cannot tell them apart by itself. But if the same password
     unlocks a key entry (its own check), the password is right and the file was
     modified after it was written. Only the first key entry is tried, and only if
-    it costs at most ``DIAGNOSIS_KDF_ROUNDS``: a file that failed its check is not
+    it costs at most ``DIAGNOSIS_KDF_ITERATIONS``: a file that failed its check is not
     worth more (a hostile one could otherwise ask for millions of rounds per entry).
     """
     where = _where(path)
-    budget = _jks.KDFBudget(_jks.DIAGNOSIS_KDF_ROUNDS)
+    budget = WorkBudget(DIAGNOSIS_KDF_ITERATIONS)
     try:
         contents = _container(fmt)(data, None, budget)  # UBER cannot be read: no diagnosis
-    except (_jks.JKSFormatError, _jks.JKSIntegrityError):
+    except (_jks.JKSFormatError, _jks.JKSIntegrityError, WorkLimitError):
         contents = None
     if contents is not None and contents.keys and password is not None:
         key = contents.keys[0]
@@ -397,7 +373,7 @@ def _jks_integrity_error(
                 _bks.decrypt_key(key, password, budget)
             else:
                 _jks.decrypt_key(key, password, budget)
-        except (_jks.JKSKeyPasswordError, _jks.JKSFormatError):
+        except (_jks.JKSKeyPasswordError, _jks.JKSFormatError, WorkLimitError):
             pass
         else:
             return KeystoreFormatError(
@@ -419,8 +395,8 @@ def _parse_pkcs12(
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
-    budget: _pkcs12.WorkBudget,
-) -> _Parsed:
+    budget: WorkBudget,
+) -> Parsed:
     where = _where(path)
     try:
         contents = _pkcs12.parse_pkcs12(
@@ -437,7 +413,7 @@ def _parse_pkcs12(
         else:
             msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it"
         raise WrongPasswordError(msg, path=path) from exc
-    except _pkcs12.WorkLimitError as exc:
+    except WorkLimitError as exc:
         raise KeystoreFormatError(
             f"{where}: PKCS#12 store refused: {exc} (stores made by keytool or OpenSSL stay "
             "far below it; see docs/security.md): replace the file",
@@ -450,8 +426,8 @@ def _parse_pkcs12(
 
     certs = contents.certs
     index_of = _Certs(certs)
-    keys: list[_KeyEntry] = []
-    taken = _Taken()
+    keys: list[KeyEntry] = []
+    taken = Taken()
     for index, key in enumerate(contents.keys):
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
         if leaf_at is None:
@@ -459,23 +435,23 @@ def _parse_pkcs12(
                 f"{where}: key entry {key.alias or index!r} has no certificate", path=path
             )
         chain = index_of.chain_from(leaf_at)
-        alias = _unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)
-        keys.append(_KeyEntry(alias, key.pkcs8_der, tuple(chain)))
+        alias = unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)
+        keys.append(KeyEntry(alias, key.pkcs8_der, tuple(chain)))
     trusted: list[tuple[str, bytes]] = []
     loose: list[bytes] = []
     for index, cert in enumerate(certs):
         if index in index_of.used:
             continue
         if cert.trusted:
-            trusted.append((_unique_alias(_first_alias(cert.alias, index=index), taken), cert.der))
+            trusted.append((unique_alias(_first_alias(cert.alias, index=index), taken), cert.der))
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
-            alias = _unique_alias(_first_alias(cert.alias, index=index), taken)
+            alias = unique_alias(_first_alias(cert.alias, index=index), taken)
             chain = index_of.chain_from(index)
-            keys.append(_KeyEntry(alias, b"", tuple(chain)))
+            keys.append(KeyEntry(alias, b"", tuple(chain)))
         else:
             loose.append(cert.der)
-    return _Parsed("PKCS12", keys, trusted, loose)
+    return Parsed("PKCS12", keys, trusted, loose)
 
 
 def _first_alias(*names: str | None, index: int) -> str:
@@ -602,8 +578,8 @@ def _parse_pem(
     *,
     with_keys: bool,
     path: str | os.PathLike[str] | None,
-    budget: _pkcs12.WorkBudget,
-) -> _Parsed:
+    budget: WorkBudget,
+) -> Parsed:
     where = _where(path)
     cert_ders: list[bytes] = []
     key_blocks: list[bytes] = []
@@ -626,9 +602,9 @@ def _parse_pem(
         raise KeystoreFormatError(
             f"{where}: no certificate or private key found in this PEM file", path=path
         )
-    keys: list[_KeyEntry] = []
+    keys: list[KeyEntry] = []
     index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders])
-    taken = _Taken()
+    taken = Taken()
     if with_keys:
         secret = key_password if key_password is not None else password
         for block in key_blocks:
@@ -641,13 +617,13 @@ def _parse_pem(
                     path=path,
                 )
             chain = index_of.chain_from(leaf_at)
-            keys.append(_KeyEntry(_alias_for(chain[0], taken, "key"), key_der, tuple(chain)))
+            keys.append(KeyEntry(alias_for(chain[0], taken, "key"), key_der, tuple(chain)))
     certs = [
-        (_alias_for(der, taken, "cert"), der)
+        (alias_for(der, taken, "cert"), der)
         for i, der in enumerate(cert_ders)
         if i not in index_of.used
     ]
-    return _Parsed("PEM", keys, certs, [])
+    return Parsed("PEM", keys, certs, [])
 
 
 def _pem_blocks(
@@ -722,7 +698,7 @@ def _pem_key_to_pkcs8(
     block: bytes,
     password: Secret | None,
     path: str | os.PathLike[str] | None,
-    budget: _pkcs12.WorkBudget,
+    budget: WorkBudget,
 ) -> bytes:
     where = _where(path)
     if block.startswith(b"-----BEGIN PRIVATE KEY-----"):
@@ -734,7 +710,7 @@ def _pem_key_to_pkcs8(
         # cap: read its parameters first and refuse what Java would (5M iterations).
         try:
             _pkcs12.check_key_encryption(_pem_body(block, where, path), budget)
-        except _pkcs12.WorkLimitError as exc:
+        except WorkLimitError as exc:
             raise KeystoreFormatError(
                 f"{where}: encrypted private key refused: {exc} (see docs/security.md): "
                 "re-encrypt it with fewer iterations, e.g. openssl pkcs8 -topk8 -v2 "

@@ -1,132 +1,47 @@
 """Keystore and Truststore: every Java store format in, keytool-readable stores out.
 
-Reading is ``_readers.py`` (format detection and one reader per format); this module
-holds the two store classes, their keytool-parity operations and the writers. Keys
-stay in memory as PKCS#8 DER; writes are atomic, mode 0600 for anything with a key.
+The store classes are thin over three modules: ``_entries`` (the entry model and
+alias folding), ``_readers`` (bytes to entries: detection, one reader per format) and
+``_writers`` (entries to bytes). :func:`load_store` is the one way to open a store a
+:class:`~mtls.StoreConfig` names, so a missing or unreadable file gives the same
+error whoever opens it. Keys stay in memory as PKCS#8 DER; writes are atomic, mode
+0600 for anything with a key.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from . import _jks, _x509
-from ._errors import KeyEntryError, KeystoreFormatError
-from ._files import atomic_write
+from . import _x509
+from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
+from ._entries import where as _where
+from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError
+from ._files import atomic_write, read_input
 from ._keygen import new_private_key, parse_dname, parse_sans
-from ._readers import (
-    _alias_for,
-    _fold,
-    _KeyEntry,
-    _parse,
-    _read_path,
-    _Taken,
-    _unique_alias,
-    _where,
-    detect_format,
-)
+from ._readers import Parsed, detect_format, open_error, parse, read_store_file
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
+from ._writers import keystore_bytes, to_der, truststore_bytes
+
+if TYPE_CHECKING:
+    from ._config import StoreConfig
 
 log = logging.getLogger("mtls")
 
 
 Password = str | Secret
-_WRITABLE = ("JKS", "PKCS12", "PEM")
-_PKCS12_KDF_ROUNDS = 10_000  # what keytool uses since JDK 12
 
 
-# --------------------------------------------------------------------------- entries
-
-
-class _Entries:
-    """Alias-ordered entries shared by Keystore and Truststore."""
-
-    def __init__(self) -> None:
-        self._keys: dict[str, _KeyEntry] = {}
-        self._certs: dict[str, tuple[str, bytes]] = {}  # folded alias -> (alias, DER)
-        # Entries TLS cannot use (JCEKS secret keys, ...): folded alias -> (alias, kind).
-        self._secrets: dict[str, tuple[str, str]] = {}
-
-    def add_key(self, entry: _KeyEntry, *, replace: bool = False, loaded: bool = False) -> None:
-        self._check_free(entry.alias, replace, loaded)
-        self._keys[_fold(entry.alias)] = entry
-
-    def add_cert(
-        self, alias: str, der: bytes, *, replace: bool = False, loaded: bool = False
-    ) -> None:
-        self._check_free(alias, replace, loaded)
-        self._certs[_fold(alias)] = (alias, der)
-
-    def add_secret(self, alias: str, kind: str) -> None:
-        self._check_free(alias, False, True)
-        self._secrets[_fold(alias)] = (alias, kind)
-
-    def _check_free(self, alias: str, replace: bool, loaded: bool) -> None:
-        # A store read from a file may have an empty alias (the JDK lists it as ''):
-        # only new entries need a name.
-        if not alias and not loaded:
-            raise ValueError("an alias must not be empty")
-        folded = _fold(alias)
-        if folded in self._keys or folded in self._certs or folded in self._secrets:
-            if not replace:
-                raise KeyEntryError(
-                    f"alias {alias!r} already exists: choose another alias or replace it",
-                    alias=alias,
-                )
-            self.remove(alias)
-
-    def remove(self, alias: str) -> None:
-        folded = _fold(alias)
-        found = [table.pop(folded, None) for table in (self._keys, self._certs, self._secrets)]
-        if not any(found):
-            raise KeyEntryError(f"no entry with alias {alias!r}", alias=alias)
-
-    def refuse_secrets(self, path: str | None) -> None:
-        """Writing would drop the secret-key entries: refuse, naming them."""
-        if self._secrets:
-            names = ", ".join(repr(alias) for alias, _ in self._secrets.values())
-            raise KeyEntryError(
-                f"{_where(path)}: secret-key entries {names} were listed but never "
-                "decrypted, so they cannot be written: remove them (store.remove(alias)) "
-                "to save the rest",
-                path=path,
-            )
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _check_store_type(store_type: str) -> str:
-    norm = store_type.upper().replace("#", "").replace("-", "")
-    if norm not in _WRITABLE:
-        raise ValueError(f"store_type must be one of {', '.join(_WRITABLE)}, not {store_type!r}")
-    return norm
-
-
-def _pkcs12_encryption(password: str) -> serialization.KeySerializationEncryption:
-    # The same algorithms keytool has written since JDK 12: PBES2 with AES-256 and a
-    # SHA-256 MAC (JDK-8076190). JDK 8 (8u301+) reads them too.
-    if not password:
-        raise ValueError(
-            "a PKCS#12 store needs a password (keytool refuses an empty one): give one, "
-            "or save as PEM for an unencrypted file"
-        )
-    return (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(_PKCS12_KDF_ROUNDS)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password.encode())
-    )
+# --------------------------------------------------------------------------- helpers
 
 
 def _describe(der: bytes) -> str:
@@ -145,28 +60,6 @@ def _cert_or_raise(der: bytes, alias: str, path: str | None) -> x509.Certificate
         ) from exc
 
 
-def _writable_cert(der: bytes, alias: str, path: str | None, kind: str) -> x509.Certificate:
-    try:
-        return _x509.load_cert(der)
-    except ValueError as exc:
-        raise KeyEntryError(
-            f"{_where(path)}: entry {alias!r} has a certificate cryptography cannot read "
-            f"(JDK 17 writes DSA certificates like that), so it cannot be written as {kind}: "
-            "save the store as JKS",
-            path=path,
-            alias=alias,
-        ) from exc
-
-
-def _to_der(certificate: x509.Certificate | bytes) -> bytes:
-    if isinstance(certificate, x509.Certificate):
-        return certificate.public_bytes(serialization.Encoding.DER)
-    if certificate.lstrip().startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
-    _x509.load_cert(certificate)
-    return bytes(certificate)
-
-
 def _is_pem(data: bytes) -> bool:
     try:
         return detect_format(data) == "PEM"
@@ -174,8 +67,8 @@ def _is_pem(data: bytes) -> bool:
         return False  # _parse reports it, naming the file
 
 
-def _secrets_text(entries: _Entries) -> str:
-    count = len(entries._secrets)
+def _secrets_text(entries: Entries) -> str:
+    count = entries.secret_count
     return f", {count} secret key{'' if count == 1 else 's'}" if count else ""
 
 
@@ -184,7 +77,7 @@ class _StoreBase:
 
     def __init__(self) -> None:
         """An empty store: add entries, or use ``load`` to read one."""
-        self._entries = _Entries()
+        self._entries = Entries()
         #: The format the store was read from (``JKS``, ``PKCS12``, ...), or None if new.
         self.store_type: str | None = None
         #: The file it was read from, or None.
@@ -198,12 +91,33 @@ class _StoreBase:
         """
         self._entries.remove(alias)
 
+    def add_certificate(
+        self, alias: str, certificate: x509.Certificate | bytes, *, replace: bool = False
+    ) -> None:
+        """Add a trusted-certificate entry, like ``keytool -importcert -alias ALIAS``.
+
+        The same on both store classes: in a :class:`Truststore` the certificate
+        becomes a trust anchor (``Truststore.add`` is an alias); in a
+        :class:`Keystore` it is a trusted entry beside the key entries.
+
+        Args:
+            alias: the entry's alias (case-insensitive, as in Java).
+            certificate: an ``x509.Certificate``, or DER or PEM bytes.
+            replace: overwrite an existing alias instead of refusing it.
+
+        Raises:
+            KeyEntryError: the alias exists and ``replace`` is false (the store is
+                unchanged).
+            ValueError: the alias is empty, or the bytes are not a certificate.
+        """
+        self._entries.add_cert(alias, to_der(certificate), replace=replace)
+
     @property
     def aliases(self) -> tuple[str, ...]:
         """Every alias: key entries, trusted certificates, then secret keys, each in order."""
-        keys = tuple(e.alias for e in self._entries._keys.values())
-        secrets = tuple(alias for alias, _ in self._entries._secrets.values())
-        return keys + tuple(alias for alias, _ in self._entries._certs.values()) + secrets
+        keys = tuple(e.alias for e in self._entries.key_entries())
+        secrets = tuple(alias for alias, _ in self._entries.secret_entries())
+        return keys + tuple(alias for alias, _ in self._entries.cert_entries()) + secrets
 
     @property
     def secret_keys(self) -> Mapping[str, str]:
@@ -215,7 +129,7 @@ class _StoreBase:
         raises :class:`KeyEntryError` for them, and a store holding them cannot be
         saved until they are removed.
         """
-        return dict(self._entries._secrets.values())
+        return dict(self._entries.secret_entries())
 
     def entry_type(
         self, alias: str
@@ -225,35 +139,25 @@ class _StoreBase:
         Raises:
             KeyEntryError: no entry has this alias.
         """
-        folded = _fold(alias)
-        if folded in self._entries._secrets:
+        if self._entries.secret(alias) is not None:
             return "SecretKeyEntry"
         self._chain_der(alias)  # KeyEntryError naming the aliases there are
-        return "PrivateKeyEntry" if folded in self._entries._keys else "trustedCertEntry"
+        return "PrivateKeyEntry" if self._entries.key(alias) is not None else "trustedCertEntry"
 
     def __contains__(self, alias: object) -> bool:
         return isinstance(alias, str) and (
-            self._lookup(alias) is not None or _fold(alias) in self._entries._secrets
+            self._entries.chain(alias) is not None or self._entries.secret(alias) is not None
         )
 
     def __len__(self) -> int:
-        entries = self._entries
-        return len(entries._keys) + len(entries._certs) + len(entries._secrets)
+        return len(self._entries)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.aliases)
 
-    def _lookup(self, alias: str) -> tuple[bytes, ...] | None:
-        folded = _fold(alias)
-        if folded in self._entries._keys:
-            return self._entries._keys[folded].chain_der
-        if folded in self._entries._certs:
-            return (self._entries._certs[folded][1],)
-        return None
-
     def _chain_der(self, alias: str) -> tuple[bytes, ...]:
-        chain = self._lookup(alias)
-        secret = self._entries._secrets.get(_fold(alias))
+        chain = self._entries.chain(alias)
+        secret = self._entries.secret(alias)
         if secret is not None:
             raise KeyEntryError(
                 f"{_where(self.path)}: {secret[0]!r} is a {secret[1]}: it holds no "
@@ -272,7 +176,7 @@ class _StoreBase:
 
     def is_key_entry(self, alias: str) -> bool:
         """True if ``alias`` names a private-key entry (keytool's ``PrivateKeyEntry``)."""
-        return _fold(alias) in self._entries._keys
+        return self._entries.key(alias) is not None
 
     def certificate(self, alias: str) -> x509.Certificate:
         """The certificate of an entry (a key entry's leaf).
@@ -359,13 +263,13 @@ class Keystore(_StoreBase):
                 without an integrity check where one was promised.
             KeystoreError: the file cannot be read (permissions, a directory).
         """
-        return cls.from_bytes(
-            _read_path(path),
+        return cls._read(
+            read_store_file(path),
             password,
             key_password=key_password,
             store_type=store_type,
             allow_unprotected=allow_unprotected,
-            _path=os.fspath(path),
+            path=os.fspath(path),
         )
 
     @classmethod
@@ -378,24 +282,67 @@ class Keystore(_StoreBase):
         key_password: Password | None = None,
         store_type: str | None = None,
         allow_unprotected: bool = False,
-        _path: str | None = None,
-        _with_keys: bool = True,
+        path: str | None = None,
     ) -> Keystore:
-        """Like :meth:`load`, from bytes in memory (for example a Kubernetes secret)."""
+        """Read a keystore from bytes in memory (a Kubernetes secret, a download).
+
+        The same reading as :meth:`load`: the format comes from the bytes, and every
+        key entry is decrypted.
+
+        Args:
+            data: the whole store (JKS, JCEKS, PKCS#12 or PEM).
+            password, key_password, store_type, allow_unprotected: as for :meth:`load`.
+            path: how messages and :attr:`path` name the bytes (a file or secret
+                name); ``None``: messages say "the store".
+
+        Returns:
+            The loaded store.
+
+        Raises:
+            WrongPasswordError: the store or a key password is wrong.
+            KeystoreFormatError: the bytes are not a readable store, or have no
+                integrity check where ``store_type`` and ``password`` promise one.
+        """
+        return cls._read(
+            data,
+            password,
+            key_password=key_password,
+            store_type=store_type,
+            allow_unprotected=allow_unprotected,
+            path=path,
+        )
+
+    @classmethod
+    def _read(
+        cls,
+        data: bytes,
+        password: Password | None,
+        *,
+        key_password: Password | None = None,
+        store_type: str | None,
+        allow_unprotected: bool,
+        path: str | None,
+        with_keys: bool = True,
+    ) -> Keystore:
         data = bytes(data)
-        parsed = _parse(
+        parsed = parse(
             data,
             as_secret(password),
             as_secret(key_password),
             # PEM keys are read as they are (unencrypted ones need no password).
-            with_keys=_with_keys or _is_pem(data),
-            path=_path,
+            with_keys=with_keys or _is_pem(data),
+            path=path,
             declared=store_type,
             allow_unprotected=allow_unprotected,
         )
+        return cls._from_parsed(parsed, path)
+
+    @classmethod
+    def _from_parsed(cls, parsed: Parsed, path: str | None) -> Keystore:
+        """The store of what a reader returned (entries kept as the file has them)."""
         store = cls()
         store.store_type = parsed.store_type
-        store.path = _path
+        store.path = path
         for key in parsed.keys:
             store._entries.add_key(key, loaded=True)
         for alias, der in parsed.certs:
@@ -427,9 +374,9 @@ class Keystore(_StoreBase):
             KeystoreNotFoundError, WrongPasswordError, KeystoreFormatError: as for
                 :meth:`load`.
         """
-        return cls.from_bytes(
-            _read_path(path), password, store_type=store_type, _path=os.fspath(path),
-            allow_unprotected=allow_unprotected, _with_keys=False,
+        return cls._read(
+            read_store_file(path), password, store_type=store_type, path=os.fspath(path),
+            allow_unprotected=allow_unprotected, with_keys=False,
         )  # fmt: skip
 
     # -- building
@@ -526,31 +473,20 @@ class Keystore(_StoreBase):
                 serialization.NoEncryption(),
             )
         self._entries.add_key(
-            _KeyEntry(alias, key_der, tuple(_to_der(c) for c in chain)), replace=replace
+            KeyEntry(alias, key_der, tuple(to_der(c) for c in chain)), replace=replace
         )
-
-    def add_certificate(
-        self, alias: str, certificate: x509.Certificate | bytes, *, replace: bool = False
-    ) -> None:
-        """Add a trusted-certificate entry (``keytool -importcert`` into a keystore).
-
-        Raises:
-            KeyEntryError: the alias exists and ``replace`` is false.
-            ValueError: the alias is empty.
-        """
-        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
 
     # -- reading
 
     @property
     def key_aliases(self) -> tuple[str, ...]:
         """Aliases of the private-key entries."""
-        return tuple(e.alias for e in self._entries._keys.values())
+        return tuple(e.alias for e in self._entries.key_entries())
 
     @property
     def trusted_aliases(self) -> tuple[str, ...]:
         """Aliases of the trusted-certificate entries."""
-        return tuple(alias for alias, _ in self._entries._certs.values())
+        return tuple(alias for alias, _ in self._entries.cert_entries())
 
     def key_entry(self, alias: str | None = None) -> tuple[str, bytes, tuple[bytes, ...]]:
         """The material of one key entry: ``(alias, pkcs8_der, chain_der)``.
@@ -561,24 +497,24 @@ class Keystore(_StoreBase):
         Raises:
             KeyEntryError: no key entry, several and no alias, or an unknown alias.
         """
-        keys = self._entries._keys
+        count = self._entries.key_count
         where = _where(self.path)
         if alias is None:
-            if len(keys) == 1:
-                entry = next(iter(keys.values()))
+            if count == 1:
+                entry = next(self._entries.key_entries())
                 return entry.alias, entry.key_der, entry.chain_der
-            if not keys:
+            if not count:
                 raise KeyEntryError(
                     f"{where} has no private-key entry: use a keystore made with "
                     "keytool -genkeypair (or a PEM with a key), not a truststore",
                     path=self.path,
                 )
             raise KeyEntryError(
-                f"{where} has {len(keys)} key entries ({', '.join(self.key_aliases)}): "
+                f"{where} has {count} key entries ({', '.join(self.key_aliases)}): "
                 "choose one with alias=",
                 path=self.path,
             )
-        entry_or_none = keys.get(_fold(alias))
+        entry_or_none = self._entries.key(alias)
         if entry_or_none is None:
             raise KeyEntryError(
                 f"{where} has no key entry {alias!r}; key aliases are: "
@@ -592,12 +528,12 @@ class Keystore(_StoreBase):
     def fingerprint(self) -> str:
         """SHA-256 over the key material and certificates: equal for equal content."""
         digest = hashlib.sha256(b"mtls-keystore-v1")
-        for entry in self._entries._keys.values():
-            digest.update(b"K" + _fold(entry.alias).encode() + b"\0" + entry.key_der)
+        for entry in self._entries.key_entries():
+            digest.update(b"K" + fold(entry.alias).encode() + b"\0" + entry.key_der)
             for der in entry.chain_der:
                 digest.update(b"C" + der)
-        for alias, der in self._entries._certs.values():
-            digest.update(b"T" + _fold(alias).encode() + b"\0" + der)
+        for alias, der in self._entries.cert_entries():
+            digest.update(b"T" + fold(alias).encode() + b"\0" + der)
         return digest.hexdigest()
 
     def truststore(self) -> Truststore:
@@ -605,9 +541,9 @@ class Keystore(_StoreBase):
         trust = Truststore()
         trust.store_type = self.store_type
         trust.path = self.path
-        for entry in self._entries._keys.values():
+        for entry in self._entries.key_entries():
             trust._entries.add_cert(entry.alias, entry.chain_der[0], loaded=True)
-        for alias, der in self._entries._certs.values():
+        for alias, der in self._entries.cert_entries():
             trust._entries.add_cert(alias, der, loaded=True)
         return trust
 
@@ -646,64 +582,18 @@ class Keystore(_StoreBase):
         key_password: Password | None = None,
     ) -> bytes:
         """The bytes :meth:`save` writes."""
-        kind = _check_store_type(store_type)
-        secret = reveal(password) or ""
-        key_secret = reveal(key_password)
-        self._entries.refuse_secrets(self.path)
-        unread = [e.alias for e in self._entries._keys.values() if not e.key_der]
-        if unread:
-            raise KeyEntryError(
-                f"{_where(self.path)}: key entries {', '.join(unread)} were read without "
-                "their keys (Keystore.inspect): use Keystore.load to save the store",
-                path=self.path,
-            )
-        if kind == "JKS":
-            return _jks.build_store(
-                "JKS",
-                [(e.alias, e.key_der, list(e.chain_der)) for e in self._entries._keys.values()],
-                [(alias, der) for alias, der in self._entries._certs.values()],
-                secret,
-                key_secret if key_secret is not None else secret,
-            )
-        if key_secret is not None and key_secret != secret:
-            raise ValueError(
-                f"{kind} stores have one password; keytool ignores a different key password"
-            )
-        alias, key_der, chain = self.key_entry()
-        if self._entries._certs:
-            raise KeyEntryError(
-                f"{kind} output holds one key entry and its chain; this store also has "
-                "trusted entries: save it as JKS, or save a Truststore separately",
-                path=self.path,
-            )
-        key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
-        certs = [_writable_cert(der, alias, self.path, kind) for der in chain]
-        if kind == "PEM":
-            encryption: serialization.KeySerializationEncryption = (
-                serialization.BestAvailableEncryption(secret.encode())
-                if secret
-                else serialization.NoEncryption()
-            )
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-            )
-            return pem + b"".join(_x509.der_to_pem(der).encode() for der in chain)
-        if not isinstance(
-            key,
-            rsa.RSAPrivateKey
-            | ec.EllipticCurvePrivateKey
-            | ed25519.Ed25519PrivateKey
-            | ed448.Ed448PrivateKey
-            | dsa.DSAPrivateKey,
-        ):
-            raise KeyEntryError(f"unsupported key type for PKCS#12: {type(key).__name__}")
-        return pkcs12.serialize_key_and_certificates(
-            alias.encode("utf-8"), key, certs[0], certs[1:] or None, _pkcs12_encryption(secret)
+        return keystore_bytes(
+            self._entries,
+            self.key_entry,
+            path=self.path,
+            password=reveal(password) or "",
+            store_type=store_type,
+            key_password=reveal(key_password),
         )
 
     def __repr__(self) -> str:
-        parts = [f"{e.alias!r} {_describe(e.chain_der[0])}" for e in self._entries._keys.values()]
-        trusted = len(self._entries._certs)
+        parts = [f"{e.alias!r} {_describe(e.chain_der[0])}" for e in self._entries.key_entries()]
+        trusted = self._entries.cert_count
         source = f" from {self.path!r}" if self.path else ""
         return (
             f"<Keystore {self.store_type or 'new'}{source}: "
@@ -762,12 +652,12 @@ class Truststore(_StoreBase):
             KeystoreFormatError: not a readable store, no certificates in it, or a
                 file without an integrity check where one was promised.
         """
-        return cls.from_bytes(
-            _read_path(path),
+        return cls._read(
+            read_store_file(path),
             password,
             store_type=store_type,
             allow_unprotected=allow_unprotected,
-            _path=os.fspath(path),
+            path=os.fspath(path),
         )
 
     @classmethod
@@ -779,41 +669,77 @@ class Truststore(_StoreBase):
         *,
         store_type: str | None = None,
         allow_unprotected: bool = False,
-        _path: str | None = None,
+        path: str | None = None,
     ) -> Truststore:
-        """Like :meth:`load`, from bytes in memory."""
-        parsed = _parse(
+        """Read a truststore from bytes in memory (a Kubernetes secret, a CA bundle).
+
+        The same reading as :meth:`load`: the format comes from the bytes; no key is
+        decrypted.
+
+        Args:
+            data: the whole store (JKS, JCEKS, PKCS#12, PEM bundle or DER certificate).
+            password, store_type, allow_unprotected: as for :meth:`load`.
+            path: how messages and :attr:`path` name the bytes; ``None``: "the store".
+
+        Returns:
+            The loaded truststore.
+
+        Raises:
+            WrongPasswordError: the password is wrong.
+            KeystoreFormatError: not a readable store, no certificates in it, or no
+                integrity check where ``store_type`` and ``password`` promise one.
+        """
+        return cls._read(
+            data, password, store_type=store_type, allow_unprotected=allow_unprotected, path=path
+        )
+
+    @classmethod
+    def _read(
+        cls,
+        data: bytes,
+        password: Password | None,
+        *,
+        store_type: str | None,
+        allow_unprotected: bool,
+        path: str | None,
+    ) -> Truststore:
+        parsed = parse(
             bytes(data),
             as_secret(password),
             None,
             with_keys=False,
-            path=_path,
+            path=path,
             declared=store_type,
             allow_unprotected=allow_unprotected,
         )
+        return cls._from_parsed(parsed, path)
+
+    @classmethod
+    def _from_parsed(cls, parsed: Parsed, path: str | None) -> Truststore:
+        """The anchors Java takes from what a reader returned (key-entry leaves included)."""
         store = cls()
         store.store_type = parsed.store_type
-        store.path = _path
-        taken = _Taken()
+        store.path = path
+        taken = Taken()
         for key in parsed.keys:
-            store._entries.add_cert(_unique_alias(key.alias, taken), key.chain_der[0], loaded=True)
+            store._entries.add_cert(unique_alias(key.alias, taken), key.chain_der[0], loaded=True)
         for alias, der in parsed.certs:
-            store._entries.add_cert(_unique_alias(alias, taken), der, loaded=True)
+            store._entries.add_cert(unique_alias(alias, taken), der, loaded=True)
         for alias, kind in parsed.secrets:
-            store._entries.add_secret(_unique_alias(alias, taken), kind)
+            store._entries.add_secret(unique_alias(alias, taken), kind)
         if not parsed.keys and not parsed.certs:
             # An OpenSSL "-nokeys" PKCS#12 has no keytool trust attribute: its
             # certificates are what the user means to trust.
             for der in parsed.loose:
-                store._entries.add_cert(_alias_for(der, taken, "cert"), der)
-        if not store._entries._certs:
-            others = len(store._entries._secrets)
+                store._entries.add_cert(alias_for(der, taken, "cert"), der)
+        if not store._entries.cert_count:
+            others = store._entries.secret_count
             only = (
                 f" (only {others} secret-key entr{'y' if others == 1 else 'ies'})" if others else ""
             )
             raise KeystoreFormatError(
-                f"{_where(_path)} holds no certificates{only}: a truststore needs at least one",
-                path=_path,
+                f"{_where(path)} holds no certificates{only}: a truststore needs at least one",
+                path=path,
             )
         log.debug("loaded %r", store)
         return store
@@ -821,17 +747,12 @@ class Truststore(_StoreBase):
     def add(
         self, alias: str, certificate: x509.Certificate | bytes, *, replace: bool = False
     ) -> None:
-        """Add a trust anchor, like ``keytool -importcert -alias ALIAS``.
+        """Alias of :meth:`add_certificate`, the name both store classes share.
 
-        Args:
-            certificate: an ``x509.Certificate``, or DER or PEM bytes.
-            replace: overwrite an existing alias instead of refusing it.
-
-        Raises:
-            KeyEntryError: the alias exists and ``replace`` is false.
-            ValueError: the alias is empty.
+        Kept for code written before both classes had ``add_certificate``; it is
+        not deprecated and behaves exactly the same.
         """
-        self._entries.add_cert(alias, _to_der(certificate), replace=replace)
+        self.add_certificate(alias, certificate, replace=replace)
 
     @property
     def certificates(self) -> Mapping[str, x509.Certificate]:
@@ -841,7 +762,7 @@ class Truststore(_StoreBase):
         they are left out of this mapping and logged.
         """
         out: dict[str, x509.Certificate] = {}
-        for alias, der in self._entries._certs.values():
+        for alias, der in self._entries.cert_entries():
             try:
                 out[alias] = _x509.load_cert(der)
             except ValueError:
@@ -856,7 +777,7 @@ class Truststore(_StoreBase):
     @property
     def anchors_der(self) -> tuple[bytes, ...]:
         """Every anchor as DER, in order (what OpenSSL is given)."""
-        return tuple(der for _, der in self._entries._certs.values())
+        return tuple(der for _, der in self._entries.cert_entries())
 
     def to_pem(self) -> bytes:
         """Every anchor as one PEM bundle (what ``cafile=`` takes)."""
@@ -892,27 +813,16 @@ class Truststore(_StoreBase):
         self, password: Password, *, store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS"
     ) -> bytes:
         """The bytes :meth:`save` writes."""
-        kind = _check_store_type(store_type)
-        self._entries.refuse_secrets(self.path)
-        secret = reveal(password) or ""
-        entries = list(self._entries._certs.values())
-        if kind == "JKS":
-            return _jks.build_store("JKS", [], entries, secret, secret)
-        if kind == "PEM":
-            return self.to_pem()
-        certs = [
-            pkcs12.PKCS12Certificate(
-                _writable_cert(der, alias, self.path, kind), alias.encode("utf-8")
-            )
-            for alias, der in entries
-        ]
-        return pkcs12.serialize_java_truststore(certs, _pkcs12_encryption(secret))
+        return truststore_bytes(
+            self._entries, path=self.path, password=reveal(password) or "", store_type=store_type
+        )
 
     def __repr__(self) -> str:
-        count = len(self._entries._certs)
+        count = self._entries.cert_count
         source = f" from {self.path!r}" if self.path else ""
         shown = [
-            f"{alias!r} {_describe(der)}" for alias, der in list(self._entries._certs.values())[:3]
+            f"{alias!r} {_describe(der)}"
+            for alias, der in itertools.islice(self._entries.cert_entries(), 3)
         ]
         more = f", ... {count - 3} more" if count > 3 else ""
         return (
@@ -922,3 +832,80 @@ class Truststore(_StoreBase):
         )
 
     __str__ = __repr__
+
+
+# --------------------------------------------------------------------------- from a configuration
+
+StoreRole = Literal["keystore", "truststore"]
+
+
+def store_open_error(config: StoreConfig, role: StoreRole, exc: OSError) -> KeystoreError:
+    """The error for a configured store file that cannot be read (see :func:`load_store`).
+
+    For callers that read the bytes themselves (the reload engine settles and hashes
+    them first); :func:`load_store` raises the same for the same failure. A missing
+    file is a :class:`KeystoreNotFoundError`; the message names the file as written
+    (never a placeholder's value) and the setting to fix.
+    """
+    return open_error(exc, config.shown_location, role=role, setting=config.setting)
+
+
+@overload
+def load_store(
+    config: StoreConfig, role: Literal["keystore"], *, data: bytes | None = None
+) -> Keystore: ...
+@overload
+def load_store(
+    config: StoreConfig, role: Literal["truststore"], *, data: bytes | None = None
+) -> Truststore: ...
+@scrub_tracebacks
+def load_store(
+    config: StoreConfig, role: StoreRole, *, data: bytes | None = None
+) -> Keystore | Truststore:
+    """Open the store a :class:`~mtls.StoreConfig` names, as a profile's ``<KeyStore>`` is.
+
+    The one loading path from a configuration: location, declared type, passwords
+    and ``allow_unprotected`` are applied exactly as :meth:`Keystore.load` and
+    :meth:`Truststore.load` apply their arguments, and messages name the file as
+    written and the setting that named it.
+
+    Args:
+        config: where the store is and how to open it.
+        role: ``"keystore"`` (every key entry decrypted) or ``"truststore"``
+            (anchors only; no key password needed).
+        data: the file's bytes when the caller has read them already (for example
+            after checking they settled); ``None`` reads ``config.location``.
+
+    Returns:
+        The :class:`Keystore` or :class:`Truststore`.
+
+    Raises:
+        KeystoreNotFoundError: the file does not exist.
+        KeystoreError: it cannot be read (permissions, a directory, a device).
+        WrongPasswordError, KeystoreFormatError: as for :meth:`Keystore.load`.
+    """
+    shown = config.shown_location
+    if data is None:
+        try:
+            data = read_input(config.location)
+        except OSError as exc:
+            # A location made from a placeholder is not shown: nor is the OSError
+            # that carries its value.
+            cause = exc if config.written_location is None else None
+            raise store_open_error(config, role, exc) from cause
+    if role == "keystore":
+        return Keystore.from_bytes(
+            data,
+            config.password,
+            key_password=config.key_password,
+            store_type=config.type,
+            allow_unprotected=config.allow_unprotected,
+            path=shown,
+        )
+    return Truststore.from_bytes(
+        data,
+        config.password,
+        store_type=config.type,
+        allow_unprotected=config.allow_unprotected,
+        path=shown,
+    )

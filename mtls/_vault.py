@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ._budget import WorkLimitError
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._jks import secret_key_entry
@@ -652,7 +653,7 @@ class SecureVault:
                 store_password,
                 key_password=key_password,
                 store_type=config.keystore_type,
-                _path=os.fspath(config.keystore),
+                path=os.fspath(config.keystore),
             )
             if store.key_aliases:
                 # The configured alias; a store with one key entry needs none.
@@ -851,7 +852,7 @@ def _secret_key(data: bytes, password: str, alias: str | None) -> bytes | None:
         return secret_key_entry(data, password, alias)
     try:
         entries = parse_pkcs12(data, password, decrypt_keys=False, secret_keys=True).secret_keys
-    except (P12FormatError, P12PasswordError):
+    except (P12FormatError, P12PasswordError, WorkLimitError):
         return None  # the store itself is loaded (and its errors reported) separately
     named = [e for e in entries if alias is not None and (e.alias or "").lower() == alias.lower()]
     if named:

@@ -15,12 +15,11 @@ from typing import Any
 from cryptography import x509
 
 from .. import _x509
-from .._build import load_store
 from .._config import SSLProfile, StoreConfig
 from .._context import LOCALHOST_NAMES
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
-from .._stores import Truststore
+from .._stores import Truststore, load_store
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -98,7 +97,7 @@ def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
         MTLSError: the store does not load, or has no such key entry.
         ValueError: the certificate cannot be parsed.
     """
-    store = load_store(config, keystore=True)
+    store = load_store(config, "keystore")
     alias, _, chain = store.key_entry(config.alias)
     return alias, _x509.load_cert(chain[0])
 
@@ -119,7 +118,7 @@ class _Stores:
     def truststore(self, config: StoreConfig) -> Truststore:
         """A profile's truststore."""
         if config not in self._trust:
-            self._trust[config] = load_store(config, keystore=False)
+            self._trust[config] = load_store(config, "truststore")
         return self._trust[config]
 
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _x509
-from .._build import load_store
 from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
+from .._stores import load_store
 from ._check import load_profile_set, presented, profile_defaults, strip_profile_prefix
 from ._common import (
     EXIT_FAILURE,
@@ -53,7 +53,7 @@ def _status_entry(status: dict[str, Any], profile: SSLProfile) -> dict[str, Any]
 def _insecure_for(profile: SSLProfile | None) -> Callable[[], ssl.SSLContext]:
     def build() -> ssl.SSLContext:
         config = profile.keystore if profile is not None else None
-        keystore = load_store(config, keystore=True) if config is not None else None
+        keystore = load_store(config, "keystore") if config is not None else None
         alias = config.alias if config is not None else None
         return client_context(keystore, alias=alias, verify=False)
 

@@ -15,9 +15,9 @@ import pytest
 
 import mtls
 from mtls import KeystoreError, KeystoreNotFoundError, SSLProfileSet, StoreConfig
-from mtls._build import load_store
 from mtls._engine import Engine, Outcome, Problem
 from mtls._reading import Reading, Unstable
+from mtls._stores import load_store
 from mtls.testing import CA, replace_atomically
 from tests._helpers import PASSWORD, profile, profile_xml, wait_for
 
@@ -274,12 +274,12 @@ def test_the_default_profile_and_truststore_are_public(setup, tmp_path):
 
 def test_load_store_is_what_a_profile_set_loads(setup, tmp_path):
     _, keystore, trust = setup
-    store = load_store(StoreConfig(location=keystore, password=PASSWORD), keystore=True)
+    store = load_store(StoreConfig(location=keystore, password=PASSWORD), "keystore")
     assert isinstance(store, mtls.Keystore) and store.key_entry(None)[0]
-    assert len(load_store(StoreConfig(location=trust, password=PASSWORD), keystore=False)) >= 1
+    assert len(load_store(StoreConfig(location=trust, password=PASSWORD), "truststore")) >= 1
     with pytest.raises(KeystoreNotFoundError, match="no such keystore file"):
-        load_store(StoreConfig(location=tmp_path / "missing.jks", password=PASSWORD), keystore=True)
+        load_store(StoreConfig(location=tmp_path / "missing.jks", password=PASSWORD), "keystore")
     with pytest.raises(mtls.WrongPasswordError):
-        load_store(StoreConfig(location=keystore, password="wrong-password"), keystore=True)
-    with pytest.raises(KeystoreError, match="cannot read the truststore"):
-        load_store(StoreConfig(location=tmp_path, password=PASSWORD), keystore=False)
+        load_store(StoreConfig(location=keystore, password="wrong-password"), "keystore")
+    with pytest.raises(KeystoreError, match="is a directory, not a truststore"):
+        load_store(StoreConfig(location=tmp_path, password=PASSWORD), "truststore")

@@ -44,6 +44,7 @@ from mtls import (
     _x509,
     detect_format,
 )
+from mtls._budget import WorkBudget, WorkLimitError
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer, replace_atomically
 from tests._helpers import PASSWORD, profile, profile_xml, whoami
@@ -299,7 +300,7 @@ def test_hostile_serialized_objects_are_refused_by_their_framing(no_javaobj, cap
         with caplog.at_level(logging.DEBUG):
             for password in (PASSWORD, None):
                 with pytest.raises(KeystoreFormatError, match=why):
-                    Keystore.from_bytes(store, password, _with_keys=False)
+                    _listed(store, password)
     assert not [r for r in caplog.records if r.name.startswith("javaobj")]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -316,7 +317,7 @@ def test_a_wrong_hash_decrypts_nothing_expensive(ca, jce_decryptions):
     store = container(five_entries_at_the_ceiling(der(ca)), "the-right-one", magic=JCEKS_MAGIC)
     for load in (
         lambda: Keystore.from_bytes(store, "a-wrong-one"),
-        lambda: Keystore.from_bytes(store, "a-wrong-one", _with_keys=False),
+        lambda: _listed(store, "a-wrong-one"),
         lambda: Truststore.from_bytes(store, "a-wrong-one"),
     ):
         with pytest.raises(WrongPasswordError, match="wrong store password"):
@@ -338,20 +339,20 @@ def test_an_altered_store_is_diagnosed_with_one_key_entry(pki, jce_decryptions):
 
 def test_the_store_wide_budget_is_charged_before_any_decryption(ca, jce_decryptions):
     store = container(five_entries_at_the_ceiling(der(ca)), PASSWORD, magic=JCEKS_MAGIC)
-    with pytest.raises(KeystoreFormatError, match="past 10,000,000 key-derivation rounds"):
+    with pytest.raises(KeystoreFormatError, match="past 10,000,000 key-derivation iterations"):
         Keystore.from_bytes(store, PASSWORD)
     assert jce_decryptions == []
     # Listing needs no decryption at all, so the same store inspects fine.
-    assert len(Keystore.from_bytes(store, PASSWORD, _with_keys=False).key_aliases) == 5
+    assert len(_listed(store, PASSWORD).key_aliases) == 5
 
 
 def test_kdf_budget_spends_and_refuses():
-    budget = _jks.KDFBudget(100)
-    budget.spend(60, "a")
-    with pytest.raises(_jks.KDFBudgetExceeded, match="past 100 key-derivation rounds"):
-        budget.spend(41, "b")
-    budget.spend(40, "c")
-    assert budget.left == 0
+    budget = WorkBudget(100)
+    budget.charge_kdf(60, "a")
+    with pytest.raises(WorkLimitError, match="b would take it past 100 key-derivation iterations"):
+        budget.charge_kdf(41, "b")
+    budget.charge_kdf(40, "c")  # a refused charge spends nothing
+    assert budget.iterations == 0
 
 
 # --------------------------------------------------------------------------- 9: empty chains
@@ -828,7 +829,7 @@ def mutated_java_stores(draw: st.DrawFn) -> bytes:
 def test_mutated_java_family_stores_raise_only_mtls_errors(data, password):
     for load in (
         lambda: Keystore.from_bytes(data, password),
-        lambda: Keystore.from_bytes(data, password, _with_keys=False),
+        lambda: _listed(data, password),
         lambda: Truststore.from_bytes(data, password),
     ):
         try:
@@ -849,3 +850,10 @@ def test_an_empty_alias_loads_as_the_jdk_lists_it(ca, tmp_path, any_keytool):
     assert Keystore.load(path, PASSWORD).trusted_aliases == ("",)
     with pytest.raises(ValueError, match="must not be empty"):  # the twin: new entries need one
         trust.add("", ca.cert_pem)
+
+
+def _listed(data: bytes, password: str | None) -> Keystore:
+    """What ``Keystore.inspect`` reads, from bytes: every entry, no key decrypted."""
+    return Keystore._read(
+        data, password, store_type=None, allow_unprotected=False, path=None, with_keys=False
+    )

@@ -1,0 +1,65 @@
+"""One policy for the work a store file may cause before it is known to be genuine.
+
+Every reader charges the same :class:`WorkBudget` before it runs a key derivation
+(JKS/JCEKS key entries, BKS/UBER MACs, the PKCS#12 MAC and PBE, encrypted PEM keys)
+or decrypts with our pure-Python 40-bit RC2. Work is charged *before* it runs, for
+every password candidate at once, so a hostile file is refused before the first
+derivation over the budget, never after seconds of work (docs/security.md, "Limits").
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Key-derivation iterations one file may ask for, summed over every derivation (a
+#: derivation longer than one hash output counts once per output block): twice Java's
+#: per-derivation ceiling (5,000,000), or 50 JCEKS keys at keytool's default (200,000).
+#: keytool's PKCS#12 uses 10,000 per derivation (JDK 8: 50,000 and 100,000 for the
+#: MAC), so a real store spends well under 1,000,000.
+MAX_FILE_KDF_ITERATIONS: Final = 10_000_000
+#: Bytes decrypted with our pure-Python 40-bit RC2 per file (about 5 s per MiB):
+#: the whole of an old Java PKCS#12 truststore holding every public CA is ~0.3 MiB.
+MAX_FILE_RC2_BYTES: Final = 1024 * 1024
+#: What telling a wrong JKS password from an altered file may cost: one key entry, at
+#: most keytool's JCEKS default. A file whose integrity check failed is not worth more.
+DIAGNOSIS_KDF_ITERATIONS: Final = 200_000
+
+
+class WorkLimitError(ValueError):
+    """The file asks for more key-derivation or decryption work than we allow."""
+
+
+class WorkBudget:
+    """What one file may still spend on key derivation and pure-Python decryption."""
+
+    __slots__ = ("iterations", "limit", "rc2_bytes")
+
+    def __init__(
+        self,
+        iterations: int = MAX_FILE_KDF_ITERATIONS,
+        rc2_bytes: int = MAX_FILE_RC2_BYTES,
+    ) -> None:
+        self.limit = iterations
+        self.iterations = iterations
+        self.rc2_bytes = rc2_bytes
+
+    def charge_kdf(self, iterations: int, what: str = "its key derivations") -> None:
+        """Spend ``iterations``, or raise :class:`WorkLimitError` before any is spent.
+
+        ``what`` names the derivation in the message (``"key entry 'gw'"``).
+        """
+        if iterations > self.iterations:
+            raise WorkLimitError(
+                f"{what} would take it past {self.limit:,} key-derivation iterations, "
+                "the limit per file"
+            )
+        self.iterations -= iterations
+
+    def charge_rc2(self, size: int) -> None:
+        """Spend ``size`` bytes of 40-bit RC2 decryption, or raise :class:`WorkLimitError`."""
+        if size > self.rc2_bytes:
+            raise WorkLimitError(
+                f"it holds more than {MAX_FILE_RC2_BYTES // 1024} KiB encrypted with 40-bit "
+                "RC2, the limit per file for this legacy cipher"
+            )
+        self.rc2_bytes -= size

@@ -1,0 +1,191 @@
+"""The entry model shared by the readers, the writers and the two store classes.
+
+A store is three alias-keyed tables, as ``keytool -list`` shows them: private-key
+entries (PKCS#8 DER and a DER chain, leaf first), trusted certificates (DER), and
+entries TLS cannot use (JCEKS secret keys, Bouncy Castle secrets), listed but never
+decrypted. Aliases are compared case-insensitively, as Java does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from . import _x509
+from ._errors import KeyEntryError
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A private-key entry: its alias, the key as PKCS#8 DER, and its chain."""
+
+    alias: str
+    key_der: bytes = field(repr=False)  # PKCS#8 PrivateKeyInfo, plaintext, in memory only
+    chain_der: tuple[bytes, ...]  # leaf first; b"" key_der: listed without its key
+
+
+def fold(alias: str) -> str:
+    """The form aliases are compared in (Java: case-insensitive; JKS stores them lower-cased)."""
+    return alias.casefold()
+
+
+def where(path: str | os.PathLike[str] | None) -> str:
+    """How messages name a store: its path, or "the store" when it came from memory."""
+    return os.fspath(path) if path is not None else "the store"
+
+
+class Taken:
+    """The aliases given out so far, with the next free number per base alias.
+
+    Numbering restarts from the last number given for a base, so 8,000 certificates
+    with one CN cost 8,000 steps, not 8,000 squared over 2.
+    """
+
+    __slots__ = ("_folded", "_next")
+
+    def __init__(self) -> None:
+        self._folded: set[str] = set()
+        self._next: dict[str, int] = {}
+
+    def __contains__(self, alias: object) -> bool:
+        return isinstance(alias, str) and fold(alias) in self._folded
+
+    def add(self, alias: str) -> None:
+        self._folded.add(fold(alias))
+
+    def next_number(self, base: str) -> int:
+        return self._next.get(fold(base), 2)
+
+    def numbered(self, base: str, n: int) -> None:
+        self._next[fold(base)] = n + 1
+
+
+def unique_alias(base: str, taken: Taken) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... when it is taken (case-insensitively)."""
+    alias = base
+    if alias in taken:
+        n = taken.next_number(base)
+        alias = f"{base}-{n}"
+        while alias in taken:  # an explicit alias may already be "base-N"
+            n += 1
+            alias = f"{base}-{n}"
+        taken.numbered(base, n)
+    taken.add(alias)
+    return alias
+
+
+def alias_for(der: bytes, taken: Taken, fallback: str) -> str:
+    """An alias for a certificate from a format without aliases (PEM, DER): its CN."""
+    try:
+        cn = _x509.common_name(_x509.load_cert(der))
+    except ValueError:
+        cn = None
+    base = re.sub(r"[^a-z0-9._-]+", "-", (cn or fallback).lower()).strip("-") or fallback
+    return unique_alias(base, taken)
+
+
+class Entries:
+    """Alias-ordered entries of one store: key entries, trusted certificates, secrets."""
+
+    __slots__ = ("_certs", "_keys", "_secrets")
+
+    def __init__(self) -> None:
+        self._keys: dict[str, KeyEntry] = {}
+        self._certs: dict[str, tuple[str, bytes]] = {}  # folded alias -> (alias, DER)
+        # Entries TLS cannot use (JCEKS secret keys, ...): folded alias -> (alias, kind).
+        self._secrets: dict[str, tuple[str, str]] = {}
+
+    # -- reading
+
+    def key_entries(self) -> Iterator[KeyEntry]:
+        """The key entries, in order."""
+        return iter(self._keys.values())
+
+    def cert_entries(self) -> Iterator[tuple[str, bytes]]:
+        """The trusted certificates as ``(alias, DER)``, in order."""
+        return iter(self._certs.values())
+
+    def secret_entries(self) -> Iterator[tuple[str, str]]:
+        """The entries TLS cannot use as ``(alias, kind)``, in order."""
+        return iter(self._secrets.values())
+
+    @property
+    def key_count(self) -> int:
+        return len(self._keys)
+
+    @property
+    def cert_count(self) -> int:
+        return len(self._certs)
+
+    @property
+    def secret_count(self) -> int:
+        return len(self._secrets)
+
+    def __len__(self) -> int:
+        return len(self._keys) + len(self._certs) + len(self._secrets)
+
+    def key(self, alias: str) -> KeyEntry | None:
+        """The key entry ``alias`` names (case-insensitively), or None."""
+        return self._keys.get(fold(alias))
+
+    def secret(self, alias: str) -> tuple[str, str] | None:
+        """The ``(alias, kind)`` of the secret entry ``alias`` names, or None."""
+        return self._secrets.get(fold(alias))
+
+    def chain(self, alias: str) -> tuple[bytes, ...] | None:
+        """The DER chain of a key entry, or a trusted certificate alone; None otherwise."""
+        folded = fold(alias)
+        entry = self._keys.get(folded)
+        if entry is not None:
+            return entry.chain_der
+        cert = self._certs.get(folded)
+        return None if cert is None else (cert[1],)
+
+    # -- changing
+
+    def add_key(self, entry: KeyEntry, *, replace: bool = False, loaded: bool = False) -> None:
+        self._check_free(entry.alias, replace, loaded)
+        self._keys[fold(entry.alias)] = entry
+
+    def add_cert(
+        self, alias: str, der: bytes, *, replace: bool = False, loaded: bool = False
+    ) -> None:
+        self._check_free(alias, replace, loaded)
+        self._certs[fold(alias)] = (alias, der)
+
+    def add_secret(self, alias: str, kind: str) -> None:
+        self._check_free(alias, False, True)
+        self._secrets[fold(alias)] = (alias, kind)
+
+    def _check_free(self, alias: str, replace: bool, loaded: bool) -> None:
+        # A store read from a file may have an empty alias (the JDK lists it as ''):
+        # only new entries need a name.
+        if not alias and not loaded:
+            raise ValueError("an alias must not be empty")
+        folded = fold(alias)
+        if folded in self._keys or folded in self._certs or folded in self._secrets:
+            if not replace:
+                raise KeyEntryError(
+                    f"alias {alias!r} already exists: choose another alias or replace it",
+                    alias=alias,
+                )
+            self.remove(alias)
+
+    def remove(self, alias: str) -> None:
+        folded = fold(alias)
+        found = [table.pop(folded, None) for table in (self._keys, self._certs, self._secrets)]
+        if not any(found):
+            raise KeyEntryError(f"no entry with alias {alias!r}", alias=alias)
+
+    def refuse_secrets(self, path: str | None) -> None:
+        """Writing would drop the secret-key entries: refuse, naming them."""
+        if self._secrets:
+            names = ", ".join(repr(alias) for alias, _ in self._secrets.values())
+            raise KeyEntryError(
+                f"{where(path)}: secret-key entries {names} were listed but never "
+                "decrypted, so they cannot be written: remove them (store.remove(alias)) "
+                "to save the rest",
+                path=path,
+            )

@@ -1,0 +1,160 @@
+"""From entries to bytes: the JKS, PKCS#12 and PEM writers (keytool reads what they write).
+
+The readers' counterpart: ``Keystore.to_bytes`` and ``Truststore.to_bytes`` are thin
+calls into :func:`keystore_bytes` and :func:`truststore_bytes`. The PKCS#12 choices
+are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from . import _jks, _x509
+from ._entries import Entries, where
+from ._errors import KeyEntryError
+
+#: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
+WRITABLE = ("JKS", "PKCS12", "PEM")
+_PKCS12_KDF_ROUNDS = 10_000  # what keytool uses since JDK 12
+
+
+def check_store_type(store_type: str) -> str:
+    """The normalised name of a writable format (``pkcs#12`` -> ``PKCS12``), or ValueError."""
+    norm = store_type.upper().replace("#", "").replace("-", "")
+    if norm not in WRITABLE:
+        raise ValueError(f"store_type must be one of {', '.join(WRITABLE)}, not {store_type!r}")
+    return norm
+
+
+def pkcs12_encryption(password: str) -> serialization.KeySerializationEncryption:
+    """keytool's PKCS#12 protection since JDK 12: PBES2/AES-256, HMAC-SHA256 MAC, 10,000 rounds.
+
+    JDK-8076190; JDK 8 (8u301+) reads it too.
+    """
+    if not password:
+        raise ValueError(
+            "a PKCS#12 store needs a password (keytool refuses an empty one): give one, "
+            "or save as PEM for an unencrypted file"
+        )
+    return (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(_PKCS12_KDF_ROUNDS)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(password.encode())
+    )
+
+
+def writable_cert(der: bytes, alias: str, path: str | None, kind: str) -> x509.Certificate:
+    """An entry's certificate parsed, for PKCS#12; KeyEntryError if cryptography cannot."""
+    try:
+        return _x509.load_cert(der)
+    except ValueError as exc:
+        raise KeyEntryError(
+            f"{where(path)}: entry {alias!r} has a certificate cryptography cannot read "
+            f"(JDK 17 writes DSA certificates like that), so it cannot be written as {kind}: "
+            "save the store as JKS",
+            path=path,
+            alias=alias,
+        ) from exc
+
+
+def to_der(certificate: x509.Certificate | bytes) -> bytes:
+    """DER of a certificate given as an object, DER or PEM (ValueError if unreadable)."""
+    if isinstance(certificate, x509.Certificate):
+        return certificate.public_bytes(serialization.Encoding.DER)
+    if certificate.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
+    _x509.load_cert(certificate)
+    return bytes(certificate)
+
+
+def keystore_bytes(
+    entries: Entries,
+    key_entry: Callable[[], tuple[str, bytes, tuple[bytes, ...]]],
+    *,
+    path: str | None,
+    password: str,
+    store_type: str,
+    key_password: str | None,
+) -> bytes:
+    """A keystore's file: every entry as JKS, or its one key entry as PKCS#12 or PEM.
+
+    ``key_entry`` gives the entry PKCS#12 and PEM write (``Keystore.key_entry``, which
+    names the problem when there is not exactly one); JKS writes every entry.
+    """
+    kind = check_store_type(store_type)
+    entries.refuse_secrets(path)
+    unread = [e.alias for e in entries.key_entries() if not e.key_der]
+    if unread:
+        raise KeyEntryError(
+            f"{where(path)}: key entries {', '.join(unread)} were read without "
+            "their keys (Keystore.inspect): use Keystore.load to save the store",
+            path=path,
+        )
+    if kind == "JKS":
+        return _jks.build_store(
+            "JKS",
+            [(e.alias, e.key_der, list(e.chain_der)) for e in entries.key_entries()],
+            list(entries.cert_entries()),
+            password,
+            key_password if key_password is not None else password,
+        )
+    if key_password is not None and key_password != password:
+        raise ValueError(
+            f"{kind} stores have one password; keytool ignores a different key password"
+        )
+    alias, key_der, chain = key_entry()
+    if entries.cert_count:
+        raise KeyEntryError(
+            f"{kind} output holds one key entry and its chain; this store also has "
+            "trusted entries: save it as JKS, or save a Truststore separately",
+            path=path,
+        )
+    key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+    certs = [writable_cert(der, alias, path, kind) for der in chain]
+    if kind == "PEM":
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(password.encode())
+            if password
+            else serialization.NoEncryption()
+        )
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+        return pem + b"".join(_x509.der_to_pem(der).encode() for der in chain)
+    if not isinstance(
+        key,
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey
+        | dsa.DSAPrivateKey,
+    ):
+        raise KeyEntryError(f"unsupported key type for PKCS#12: {type(key).__name__}")
+    return pkcs12.serialize_key_and_certificates(
+        alias.encode("utf-8"), key, certs[0], certs[1:] or None, pkcs12_encryption(password)
+    )
+
+
+def truststore_bytes(
+    entries: Entries, *, path: str | None, password: str, store_type: str
+) -> bytes:
+    """A truststore's file: JKS, a PEM bundle, or a PKCS#12 with Java's trust attribute."""
+    kind = check_store_type(store_type)
+    entries.refuse_secrets(path)
+    certs = list(entries.cert_entries())
+    if kind == "JKS":
+        return _jks.build_store("JKS", [], certs, password, password)
+    if kind == "PEM":
+        return "".join(_x509.der_to_pem(der) for _, der in certs).encode("ascii")
+    bags = [
+        pkcs12.PKCS12Certificate(writable_cert(der, alias, path, kind), alias.encode("utf-8"))
+        for alias, der in certs
+    ]
+    return pkcs12.serialize_java_truststore(bags, pkcs12_encryption(password))

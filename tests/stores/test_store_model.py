@@ -1,0 +1,212 @@
+"""The stores layer after issue #14: one loading path, one error, one import name, one budget."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls import (
+    KeyEntryError,
+    Keystore,
+    KeystoreError,
+    KeystoreNotFoundError,
+    Secret,
+    SSLProfile,
+    SSLProfileSet,
+    StoreConfig,
+    Truststore,
+)
+from mtls._budget import MAX_FILE_KDF_ITERATIONS, WorkBudget, WorkLimitError
+from mtls._stores import load_store
+from mtls.testing import CA
+
+PASSWORD = "changeit"
+SECRET = Secret(PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(key_type="EC")
+
+
+@pytest.fixture
+def stores(ca: CA, tmp_path: Path) -> tuple[Path, Path]:
+    keystore = tmp_path / "gw.p12"
+    keystore.write_bytes(ca.issue_cert("gw").keystore().to_bytes(PASSWORD, store_type="PKCS12"))
+    trust = tmp_path / "trust.jks"
+    trust.write_bytes(ca.truststore().to_bytes(PASSWORD))
+    return keystore, trust
+
+
+# --------------------------------------------------------------------------- one loading path
+
+
+def test_load_store_reads_what_the_direct_loaders_read(stores: tuple[Path, Path]) -> None:
+    keystore, trust = stores
+    ks = load_store(StoreConfig(location=keystore, password=SECRET), "keystore")
+    ts = load_store(StoreConfig(location=trust, password=SECRET, type="JKS"), "truststore")
+    assert ks.fingerprint == Keystore.load(keystore, PASSWORD).fingerprint
+    assert ts.fingerprint == Truststore.load(trust, PASSWORD).fingerprint
+    assert ks.path == str(keystore)
+    # Bytes already read (what the reload engine passes) give the same store.
+    again = load_store(
+        StoreConfig(location=keystore, password=SECRET), "keystore", data=keystore.read_bytes()
+    )
+    assert again.fingerprint == ks.fingerprint
+
+
+def test_load_store_applies_the_configuration(stores: tuple[Path, Path]) -> None:
+    keystore, _ = stores
+    with pytest.raises(mtls.WrongPasswordError):
+        load_store(StoreConfig(location=keystore, password=Secret("wrong")), "keystore")
+    pem = keystore.with_suffix(".pem")
+    pem.write_bytes(Keystore.load(keystore, PASSWORD).to_bytes("", store_type="PEM"))
+    promised = StoreConfig(location=pem, password=SECRET, type="PKCS12")
+    with pytest.raises(mtls.KeystoreFormatError, match="no integrity check"):
+        load_store(promised, "keystore")
+    allowed = StoreConfig(location=pem, password=SECRET, type="PKCS12", allow_unprotected=True)
+    assert load_store(allowed, "keystore").key_aliases == ("gw",)
+
+
+def test_a_missing_store_is_the_same_error_everywhere(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.jks"
+    config = StoreConfig(location=missing, password=SECRET)
+    errors: list[BaseException] = []
+    for load in (
+        lambda: Keystore.load(missing, PASSWORD),
+        lambda: Truststore.load(missing, PASSWORD),
+        lambda: load_store(config, "keystore"),
+        lambda: load_store(config, "truststore"),
+        lambda: SSLProfileSet([SSLProfile(servers=(("a.example", 443),), keystore=config)]),
+    ):
+        with pytest.raises(KeystoreNotFoundError) as info:
+            load()
+        errors.append(info.value)
+    for error in errors:
+        assert isinstance(error, FileNotFoundError) and isinstance(error, KeystoreError)
+        assert error.path == str(missing) and str(missing) in str(error)
+    # Through a configuration, the message names the setting to fix and the role.
+    assert "no such keystore file: check <Location>" in str(errors[2])
+    assert "no such truststore file" in str(errors[3])
+
+
+def test_a_missing_store_after_a_reload_keeps_the_last_good(ca: CA, tmp_path: Path) -> None:
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(ca.issue_cert("gw").keystore().to_bytes(PASSWORD))
+    config = StoreConfig(location=keystore, password=SECRET)
+    profiles = SSLProfileSet([SSLProfile(servers=(("a.example", 443),), keystore=config)])
+    with profiles:
+        good = profiles.context_for("a.example", 443)
+        assert good is not None and _last_error(profiles) is None
+        keystore.unlink()
+        assert profiles.reload() is False
+        assert isinstance(_last_error(profiles), KeystoreNotFoundError)
+        assert profiles.context_for("a.example", 443) is good
+
+
+def _last_error(profiles: SSLProfileSet) -> BaseException | None:
+    return profiles.last_error
+
+
+def test_a_placeholder_location_is_never_shown(tmp_path: Path) -> None:
+    secret_dir = tmp_path / "s3cr3t-dir"
+    config = StoreConfig(
+        location=secret_dir / "gw.jks", password=SECRET, written_location="$env{STORES}/gw.jks"
+    )
+    with pytest.raises(KeystoreNotFoundError) as info:
+        load_store(config, "keystore")
+    assert "$env{STORES}/gw.jks" in str(info.value)
+    assert info.value.__cause__ is None  # the OSError would carry the expanded path
+    assert "s3cr3t" not in str(info.value)
+    # The twin without a placeholder keeps the OSError chained (the cause is useful).
+    plain = StoreConfig(location=secret_dir / "gw.jks", password=SECRET)
+    with pytest.raises(KeystoreNotFoundError) as info:
+        load_store(plain, "keystore")
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def test_other_read_failures_are_keystore_errors(tmp_path: Path) -> None:
+    config = StoreConfig(location=tmp_path, password=SECRET)  # a directory
+    with pytest.raises(KeystoreError, match="is a directory, not a keystore") as info:
+        load_store(config, "keystore")
+    assert not isinstance(info.value, KeystoreNotFoundError)
+
+
+# --------------------------------------------------------------------------- from_bytes
+
+
+def test_from_bytes_names_its_source_only_when_told(ca: CA) -> None:
+    data = ca.issue_cert("svc").keystore().to_bytes(PASSWORD)
+    named = Keystore.from_bytes(data, PASSWORD, path="secret/svc")
+    assert named.path == "secret/svc" and named.key_aliases == ("svc",)
+    with pytest.raises(mtls.WrongPasswordError, match=r"^secret/svc: "):
+        Keystore.from_bytes(data, "wrong", path="secret/svc")
+    with pytest.raises(mtls.WrongPasswordError, match=r"^the store: "):
+        Keystore.from_bytes(data, "wrong")
+    with pytest.raises(mtls.KeystoreFormatError, match=r"^bundle\.pem: "):
+        Truststore.from_bytes(b"-----BEGIN CERTIFICATE-----\n", path="bundle.pem")
+    assert Keystore.from_bytes(data, PASSWORD).path is None
+
+
+def test_from_bytes_is_public_and_documented() -> None:
+    for cls in (Keystore, Truststore):
+        params = inspect.signature(cls.from_bytes).parameters
+        assert "path" in params and not [name for name in params if name.startswith("_")]
+        doc = cls.from_bytes.__doc__ or ""
+        assert "Args:" in doc and "Returns:" in doc and "Raises:" in doc
+
+
+# --------------------------------------------------------------------------- one import name
+
+
+def test_add_certificate_is_the_name_on_both_classes(ca: CA) -> None:
+    leaf = ca.issue_cert("peer").certificate
+    ts, ks = Truststore(), Keystore()
+    ts.add_certificate("peer", leaf)
+    ks.add_certificate("peer", leaf)
+    assert ts.aliases == ks.aliases == ("peer",)
+    assert ts.export_certificate("peer", "DER") == ks.export_certificate("peer", "DER")
+    # The old name is the same operation, refusals included.
+    old = Truststore()
+    old.add("peer", leaf)
+    assert old.fingerprint == ts.fingerprint
+    for store in (ts, ks, old):
+        with pytest.raises(KeyEntryError, match="already exists"):
+            store.add_certificate("PEER", leaf)  # aliases fold as in Java
+    with pytest.raises(KeyEntryError, match="already exists"):
+        old.add("Peer", leaf)
+    with pytest.raises(ValueError, match="alias must not be empty"):
+        ts.add_certificate("", leaf)
+
+
+# --------------------------------------------------------------------------- one budget
+
+
+def test_one_budget_for_every_format() -> None:
+    budget = WorkBudget()
+    assert budget.limit == MAX_FILE_KDF_ITERATIONS
+    budget.charge_kdf(MAX_FILE_KDF_ITERATIONS - 1, "the MAC")
+    with pytest.raises(WorkLimitError, match="key entry 'k' would take it past 10,000,000"):
+        budget.charge_kdf(2, "key entry 'k'")
+    budget.charge_kdf(1)  # the refused charge spent nothing
+    assert budget.iterations == 0
+    rc2 = WorkBudget(rc2_bytes=10)
+    rc2.charge_rc2(10)
+    with pytest.raises(WorkLimitError, match="40-bit RC2"):
+        rc2.charge_rc2(1)
+
+
+def test_package_layers_use_public_names_of_the_model() -> None:
+    # _stores builds on the entry model, the readers and the writers through their
+    # module-level names: nothing underscored crosses the module boundary.
+    source = (Path(mtls.__file__).parent / "_stores.py").read_text()
+    imports = [line for line in source.splitlines() if line.startswith("from ._")]
+    assert imports, "the module imports its parts"
+    for line in imports:
+        imported = [name.split()[0] for name in line.split(" import ", 1)[1].split(",")]
+        assert not [name for name in imported if name.startswith("_")], line
+    assert os.path.exists(Path(mtls.__file__).parent / "_entries.py")
