@@ -17,10 +17,15 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-from ._config import CATCH_ALL, SSLProfile, StoreConfig, check_path_text, normalize_host
-from ._context import normalize_hostname_verifier
+from ._config import (
+    CATCH_ALL,
+    SSLProfile,
+    StoreConfig,
+    check_path_text,
+    normalize_host,
+    tls_origin,
+)
 from ._errors import KeystoreError, MTLSError, ProfileConfigError
 from ._material import TLSMaterial
 from ._reloader import (
@@ -47,12 +52,12 @@ from ._reloader import (
     slot,
 )
 from ._secret import Secret, scrub_tracebacks
+from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
 
-_DEFAULT_PORTS = {"https": 443, "wss": 443}
 _Problem = tuple[str, str, BaseException | None]  # message, what happens meanwhile, traceback
 _FROM_FILE: Any = object()
 
@@ -190,7 +195,7 @@ class SSLProfileSet:
         self,
         profiles: Iterable[SSLProfile] = (),
         *,
-        hostname_verifier: str = "Strict",
+        hostname_verifier: HostnameVerifier | str = "Strict",
         default: ssl.SSLContext | SSLProfile | None = None,
         default_truststore: StoreConfig | None = None,
         skip_failures: bool = False,
@@ -240,7 +245,7 @@ class SSLProfileSet:
         path: str | os.PathLike[str],
         *,
         base_dir: str | os.PathLike[str] | None = None,
-        hostname_verifier: str = "Strict",
+        hostname_verifier: HostnameVerifier | str = "Strict",
         default: ssl.SSLContext | SSLProfile | None = None,
         default_truststore: StoreConfig | None = None,
         secret_resolver: Callable[[str], str | Secret | None] | None = None,
@@ -301,7 +306,7 @@ class SSLProfileSet:
         path: str | os.PathLike[str],
         *,
         base_dir: str | os.PathLike[str] | None = None,
-        hostname_verifier: str | None = None,
+        hostname_verifier: HostnameVerifier | str | None = None,
         secret_resolver: Callable[[str], str | Secret | None] | None = None,
         properties: Mapping[str, str] | None = None,
         skip_failures: bool = False,
@@ -407,7 +412,7 @@ class SSLProfileSet:
         self,
         source: _Source,
         *,
-        hostname_verifier: str,
+        hostname_verifier: HostnameVerifier | str,
         default: ssl.SSLContext | SSLProfile | None,
         default_truststore: StoreConfig | None,
         skip_failures: bool,
@@ -936,16 +941,10 @@ class SSLProfileSet:
             ProfileUnavailableError: as for :meth:`context_for`.
             ValueError: the URL has no host.
         """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
+        origin = tls_origin(url)
+        if origin is None:
             return None
-        host = parts.hostname
-        if not host:
-            raise ValueError(f"no host in URL {url!r}")
-        return self.context_for(
-            host, parts.port or _DEFAULT_PORTS[scheme], client_id=client_id, alpn=alpn
-        )
+        return self.context_for(*origin, client_id=client_id, alpn=alpn)
 
     def profile_for(
         self, host: str, port: int, *, client_id: str | None = None

@@ -81,6 +81,7 @@ from ._errors import (
 from ._files import read_input
 from ._material import TLSMaterial, tls_material
 from ._stores import Keystore, Truststore
+from ._types import HostnameVerifier
 
 log = logging.getLogger("mtls")
 
@@ -320,7 +321,7 @@ class Served:
     loaded_at: _dt.datetime
     # Builds another context from the same stores (hostname mode in, new context out):
     # how the set makes ALPN variants without ever changing a context it handed out.
-    make: Callable[[str], ssl.SSLContext] = field(repr=False, compare=False)
+    make: Callable[[HostnameVerifier], ssl.SSLContext] = field(repr=False, compare=False)
     # The same material as PEM, for TLS stacks that take no SSLContext (gRPC): made on
     # first use (and kept), so sets nobody asks for PEM pay nothing for it.
     material: Callable[[], TLSMaterial] = field(repr=False, compare=False)
@@ -483,7 +484,7 @@ def build_index(
 class Options:
     """Set-wide options that shape every context."""
 
-    hostname_verifier: str
+    hostname_verifier: HostnameVerifier
     default_truststore: StoreConfig | None
     settle_delay: float
     path: str | None  # the profile file, for messages
@@ -698,7 +699,7 @@ class Builder:
         served = self._served.get((ctx_key, files))
         if served is None:
 
-            def make(hostname_verifier: str) -> ssl.SSLContext:
+            def make(hostname_verifier: HostnameVerifier) -> ssl.SSLContext:
                 return client_context(
                     keystore,
                     truststore,

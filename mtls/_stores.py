@@ -35,6 +35,7 @@ from ._readers import (
     detect_format,
 )
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
+from ._types import KeyType, WriteFormat
 
 log = logging.getLogger("mtls")
 
@@ -440,7 +441,7 @@ class Keystore(_StoreBase):
         alias: str,
         subject: str | x509.Name,
         *,
-        key_type: Literal["RSA", "EC", "Ed25519"] = "RSA",
+        key_type: KeyType = "RSA",
         key_size: int = 2048,
         curve: str = "secp256r1",
         days: int = 365,
@@ -471,7 +472,7 @@ class Keystore(_StoreBase):
         alias: str,
         subject: str | x509.Name,
         *,
-        key_type: Literal["RSA", "EC", "Ed25519"] = "RSA",
+        key_type: KeyType = "RSA",
         key_size: int = 2048,
         curve: str = "secp256r1",
         days: int = 365,
@@ -619,7 +620,7 @@ class Keystore(_StoreBase):
         path: str | os.PathLike[str],
         password: Password,
         *,
-        store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS",
+        store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
     ) -> None:
         """Write the store atomically with mode 0600, in a format keytool reads.
@@ -642,7 +643,7 @@ class Keystore(_StoreBase):
         self,
         password: Password,
         *,
-        store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS",
+        store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
     ) -> bytes:
         """The bytes :meth:`save` writes."""
@@ -876,7 +877,7 @@ class Truststore(_StoreBase):
         path: str | os.PathLike[str],
         password: Password,
         *,
-        store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS",
+        store_type: WriteFormat = "JKS",
     ) -> None:
         """Write the truststore atomically, in a format keytool reads.
 
@@ -888,9 +889,7 @@ class Truststore(_StoreBase):
         atomic_write(path, self.to_bytes(password, store_type=store_type), mode=None)
 
     @scrub_tracebacks
-    def to_bytes(
-        self, password: Password, *, store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS"
-    ) -> bytes:
+    def to_bytes(self, password: Password, *, store_type: WriteFormat = "JKS") -> bytes:
         """The bytes :meth:`save` writes."""
         kind = _check_store_type(store_type)
         self._entries.refuse_secrets(self.path)

@@ -35,10 +35,10 @@ import defusedxml
 import defusedxml.ElementTree as DET
 
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
-from ._context import normalize_hostname_verifier
 from ._errors import ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._secret import Secret
+from ._types import HostnameVerifier, normalize_hostname_verifier
 
 log = logging.getLogger("mtls")
 
@@ -891,7 +891,7 @@ class DeploymentSettings:
 
     profiles_path: Path | None
     interval_ms: int | None
-    hostname_verifier: str | None
+    hostname_verifier: HostnameVerifier | None
     keystore: StoreConfig | None
     truststore: StoreConfig | None
     profiles_origin: str | None = None
@@ -1001,10 +1001,11 @@ def read_deployment_toml(
             location=(mi, "sender.truststore.location"),
             overrides=f"{mi}.sender.truststore",
         )
-    verifier = toml.text(*verifier_setting) if verifier_setting else None
-    if verifier_setting is not None and verifier is not None:
+    written = toml.text(*verifier_setting) if verifier_setting else None
+    verifier: HostnameVerifier | None = None
+    if verifier_setting is not None and written is not None:
         try:
-            normalize_hostname_verifier(verifier)
+            verifier = normalize_hostname_verifier(written)
         except ValueError:
             # WSO2 treats an unknown value as Default; say so instead of failing.
             log.warning(

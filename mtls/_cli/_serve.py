@@ -11,8 +11,6 @@ from ._common import (
     EXIT_OK,
     LogCollector,
     Output,
-)
-from ._stores import (
     load_keystore,
     load_truststore,
     optional_key_password,
