@@ -7,8 +7,9 @@ module            what
 ``_parser``       the argparse tree, with keytool's single-dash spellings; each
                   subcommand's module is imported only when it runs
 ``_common``       what subcommands share: errors and exit codes, passwords and
-                  their prompts, output (colour, JSON), logs, certificate
+                  their prompts, output (colour, JSON), certificate
                   descriptions, store types, loading stores and profile sets
+``_logs``         the library's log records during a command (``--debug``)
 ``_stores``       genkey, export, import, list, convert (keytool's operations)
 ``_check``        check: load every profile and tabulate what would be served,
                   with the secure vault's aliases

@@ -25,7 +25,6 @@ from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXPIRY_WARNING_DAYS,
-    LogCollector,
     Output,
     days_left,
     display_path,
@@ -36,6 +35,7 @@ from ._common import (
     profile_defaults,
     strip_profile_prefix,
 )
+from ._logs import LogCollector
 
 # Library warnings that the table already shows in its own words.
 _SHOWN_ELSEWHERE = ("skipped (skip_failures)", 'novalidatecert="true"')

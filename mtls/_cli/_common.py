@@ -9,25 +9,19 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import getpass
-import json
-import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
-
-from .. import _x509
 from .._errors import WrongPasswordError
 from .._types import WriteFormat
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryptography import x509
+
     from .._config import SSLProfile, StoreConfig
     from .._profiles import SSLProfileSet
     from .._stores import Keystore, Truststore
@@ -276,6 +270,8 @@ class Output:
 
     def json(self, document: Any) -> None:
         """Write a JSON document to stdout (indented, keys in the documented order)."""
+        import json  # noqa: PLC0415 - only --json output needs it
+
         self.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
         self.stdout.flush()
 
@@ -296,53 +292,10 @@ class Output:
         self.stderr.flush()
 
 
-# --------------------------------------------------------------------------- library logs
-
-
-class LogCollector(logging.Handler):
-    """Keeps the library's warnings so each command shows them its own way."""
-
-    def __init__(self) -> None:
-        """Collect WARNING and above."""
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Store the formatted message."""
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record must not break the command
-            return
-        if message not in self.messages:
-            self.messages.append(message)
-
-
-@contextmanager
-def captured_logs(debug: bool, out: Output) -> Iterator[LogCollector]:
-    """Route the ``mtls`` logger to a collector (and to stderr with ``--debug``)."""
-    logger = logging.getLogger("mtls")
-    collector = LogCollector()
-    handlers: list[logging.Handler] = [collector]
-    if debug:
-        echo = logging.StreamHandler(out.stderr)
-        echo.setLevel(logging.DEBUG)
-        echo.setFormatter(logging.Formatter("mtls: debug: %(name)s: %(message)s"))
-        handlers.append(echo)
-    saved = (logger.level, logger.propagate)
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logger.propagate = False  # no lastResort printing behind our back
-    for handler in handlers:
-        logger.addHandler(handler)
-    try:
-        yield collector
-    finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
-
 # --------------------------------------------------------------------------- certificates
+#
+# cryptography is imported inside these functions, as the library is below:
+# ``mtls --help`` and usage errors load neither.
 
 
 def now() -> _dt.datetime:
@@ -360,6 +313,8 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
 
     Symlinks are not followed: a Kubernetes ``..data`` link shows as configured.
     """
+    from pathlib import Path  # noqa: PLC0415 - not for --help
+
     target = Path(os.path.abspath(path))
     for root in (base, os.getcwd()):
         if root is None:
@@ -373,6 +328,14 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
 
 def key_description(cert: x509.Certificate) -> str:
     """The public key as keytool -v describes it: ``RSA 2048``, ``EC secp256r1``, ``Ed25519``."""
+    from cryptography.hazmat.primitives.asymmetric import (  # noqa: PLC0415
+        dsa,
+        ec,
+        ed448,
+        ed25519,
+        rsa,
+    )
+
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA {key.key_size}"
@@ -389,6 +352,9 @@ def key_description(cert: x509.Certificate) -> str:
 
 def lacks_client_auth(cert: x509.Certificate) -> bool:
     """The certificate's extended key usage exists and allows neither clientAuth nor any."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415
+
     try:
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
@@ -406,7 +372,11 @@ def hex_serial(serial: int) -> str:
 
 def cert_info(cert: x509.Certificate) -> dict[str, Any]:
     """The JSON form of one certificate (the keys documented in docs/cli.md)."""
-    der = cert.public_bytes(serialization.Encoding.DER)
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
+
+    der = cert.public_bytes(Encoding.DER)
     expires = _x509.not_after(cert)
     return {
         "subject": _x509.subject_text(cert),
@@ -563,7 +533,8 @@ def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
         MTLSError: the store does not load, or has no such key entry.
         ValueError: the certificate cannot be parsed.
     """
-    from .._stores import Keystore  # noqa: PLC0415 - not for --help
+    from .. import _x509  # noqa: PLC0415 - not for --help
+    from .._stores import Keystore  # noqa: PLC0415
 
     store = Keystore.load(
         config.location,

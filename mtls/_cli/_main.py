@@ -20,9 +20,7 @@ echo the command line (usage errors, ``--debug`` tracebacks) are scrubbed of the
 from __future__ import annotations
 
 import os
-import ssl
 import sys
-import traceback
 from collections.abc import Sequence
 
 from .._errors import MTLSError
@@ -32,7 +30,6 @@ from ._common import (
     EXIT_USAGE,
     CLIError,
     Output,
-    captured_logs,
     remember_argv_secrets,
 )
 from ._parser import build_parser, command
@@ -77,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "(see 'mtls --help')",
                 code=EXIT_USAGE,
             )
+        from ._logs import captured_logs  # noqa: PLC0415 - a command runs: not for --help
+
         with captured_logs(debug, out) as logs:
             return int(command(run)(namespace, out, logs))
     except SystemExit as exc:  # --help and --version
@@ -96,11 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MTLSError as exc:
         _report(out, debug, str(exc))
         return EXIT_FAILURE
-    except OSError as exc:  # FileNotFoundError and friends, from files we read or write
+    except OSError as exc:  # FileNotFoundError and friends (ssl.SSLError is one too)
         _report(out, debug, _os_error_message(exc))
-        return EXIT_FAILURE
-    except ssl.SSLError as exc:
-        _report(out, debug, f"TLS error: {exc.reason or exc}")
         return EXIT_FAILURE
     except Exception as exc:
         _report(
@@ -114,5 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(out: Output, debug: bool, message: str) -> None:
     if debug:
+        import traceback  # noqa: PLC0415 - only --debug shows one
+
         out.raw_stderr(traceback.format_exc())
     out.error(message)

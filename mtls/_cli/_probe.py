@@ -22,7 +22,6 @@ from .._stores import Keystore
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
-    LogCollector,
     Output,
     UsageError,
     expiry_text,
@@ -38,6 +37,7 @@ from ._common import (
 )
 from ._connect import run_probe
 from ._diagnosis import Failure, Report, Setup, Target, parse_target
+from ._logs import LogCollector
 
 # --------------------------------------------------------------------------- setup
 

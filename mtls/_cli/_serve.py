@@ -9,7 +9,6 @@ from pathlib import Path
 from ..testing import HandshakeRecord, MTLSServer
 from ._common import (
     EXIT_OK,
-    LogCollector,
     Output,
     load_keystore,
     load_truststore,
@@ -17,6 +16,7 @@ from ._common import (
     store_password,
     truststore_password,
 )
+from ._logs import LogCollector
 
 
 def _describe(record: HandshakeRecord) -> str:

@@ -29,7 +29,6 @@ from ._common import (
     ENV_STORE_PASSWORD,
     EXIT_OK,
     CLIError,
-    LogCollector,
     Output,
     UsageError,
     cert_info,
@@ -44,6 +43,7 @@ from ._common import (
     store_password,
     type_for_new_store,
 )
+from ._logs import LogCollector
 
 
 def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) -> WriteFormat:

@@ -89,7 +89,15 @@ print(code)
 print(" ".join(sorted(sys.modules)))
 """
 
-HEAVY = ("mtls._stores", "mtls._profiles", "mtls._reloader", "mtls._context", "jks")
+HEAVY = (
+    "mtls._stores",
+    "mtls._profiles",
+    "mtls._reloader",
+    "mtls._context",
+    "jks",
+    "cryptography.x509",
+    "logging",
+)
 
 
 def _loaded(*argv: str) -> tuple[int, set[str]]:
