@@ -674,5 +674,220 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# --- cli-integrations ---
+#
+# Import time, the CLI's start, the profile XML parser, and the requests recipe users
+# write without the adapter. Import and start-up figures come from fresh interpreters
+# (one per sample, sides interleaved), with bytecode caches written by a warm-up run:
+# what an installed package costs, not a first compile.
+
+_FRESH_IMPORT = "import time; t = time.perf_counter(); {}; print(time.perf_counter() - t)"
+_FLOOR_IMPORT = "import ssl, cryptography.x509"
+
+
+def _fresh_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its .pyc files
+    return env
+
+
+def _fresh_pairs(ours: Callable[[], float], floor: Callable[[], float], rounds: int) -> Comparison:
+    for _ in range(2):  # writes the bytecode caches, warms the page cache
+        ours()
+        floor()
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(rounds):
+        first, second = (ours, floor) if i % 2 == 0 else (floor, ours)
+        x, y = first(), second()
+        a.append(x if first is ours else y)
+        b.append(y if first is ours else x)
+    return Comparison(a, b)
+
+
+def _import_time(statement: str) -> float:
+    import subprocess  # noqa: PLC0415 - only the fresh-interpreter benchmarks spawn
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_IMPORT.format(statement)],
+        capture_output=True, text=True, check=True, env=_fresh_env(),
+    )  # fmt: skip
+    return float(done.stdout.split()[-1])
+
+
+def _process_time(code: str) -> float:
+    import subprocess  # noqa: PLC0415
+
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=_fresh_env(),
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+@benchmark(
+    "import-mtls",
+    1.3,
+    "`import mtls` vs `import ssl, cryptography.x509`, timed inside fresh interpreters "
+    "(the public names load on first use)",
+)
+def bench_import(env: Env, reps: int) -> Comparison:
+    return _fresh_pairs(
+        lambda: _import_time("import mtls"),
+        lambda: _import_time(_FLOOR_IMPORT),
+        max(5, min(reps // 10, 41)),
+    )
+
+
+@benchmark(
+    "import-mtls-all",
+    None,
+    "`import mtls` and every name in `mtls.__all__` (what `from mtls import *` "
+    "loads: stores, contexts, profile set) vs `import ssl, cryptography.x509`, fresh "
+    "interpreters",
+)
+def bench_import_all(env: Env, reps: int) -> Comparison:
+    return _fresh_pairs(
+        lambda: _import_time("import mtls; [getattr(mtls, n) for n in mtls.__all__]"),
+        lambda: _import_time(_FLOOR_IMPORT),
+        max(5, min(reps // 10, 41)),
+    )
+
+
+@benchmark(
+    "cli-help",
+    1.3,
+    "`mtls --help` (the console script's code: `sys.exit(main(['--help']))`) vs "
+    "`python -c 'import ssl, cryptography.x509'`, whole processes, start to exit",
+)
+def bench_cli_help(env: Env, reps: int) -> Comparison:
+    return _fresh_pairs(
+        lambda: _process_time("import sys; from mtls.cli import main; sys.exit(main(['--help']))"),
+        lambda: _process_time(_FLOOR_IMPORT),
+        max(5, min(reps // 10, 41)),
+    )
+
+
+XML_PROFILES = 10_000
+
+
+@benchmark(
+    "parse-xml-10000",
+    1.3,
+    "mtls._wso2.parse_profiles_xml on a 10,000-profile file (two shared stores) vs "
+    "defusedxml.ElementTree.fromstring of the same bytes",
+)
+def bench_parse_xml(env: Env, reps: int) -> Comparison:
+    import defusedxml.ElementTree as DET  # noqa: PLC0415
+
+    from mtls._wso2 import parse_profiles_xml  # noqa: PLC0415
+
+    body = "".join(
+        f"<profile><servers>backend{i}.example.com:8243</servers>"
+        f"<KeyStore><Location>gateway.jks</Location><Type>JKS</Type>"
+        f"<Password>{PASSWORD}</Password></KeyStore>"
+        f"<TrustStore><Location>client-truststore.jks</Location><Type>JKS</Type>"
+        f"<Password>{PASSWORD}</Password></TrustStore></profile>"
+        for i in range(XML_PROFILES)
+    )
+    data = f'<parameter name="customSSLProfiles">{body}</parameter>'.encode()
+    assert len(parse_profiles_xml(data, path="bench.xml", base_dir=env.dir)) == XML_PROFILES
+    return compare(
+        lambda: parse_profiles_xml(data, path="bench.xml", base_dir=env.dir),
+        lambda: DET.fromstring(data),
+        min(reps, 30),
+        warmup=2,
+    )
+
+
+@benchmark(
+    "requests-recipe",
+    1.0,
+    "one GET on a new connection (the server closes each) through "
+    "mtls.integrations.requests.MTLSAdapter vs the usual recipe, an HTTPAdapter "
+    "subclass passing ssl_context= to init_poolmanager, same context and local mTLS "
+    "backend (ratio = the recipe's new connections per second / ours)",
+)
+def bench_requests_recipe(env: Env, reps: int) -> Comparison:
+    import http.server  # noqa: PLC0415 - only this benchmark serves HTTP
+    import socketserver  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    from typing import Any  # noqa: PLC0415
+
+    import requests  # noqa: PLC0415 - the requests extra
+    from requests.adapters import HTTPAdapter  # noqa: PLC0415
+
+    from mtls.integrations.requests import MTLSAdapter  # noqa: PLC0415
+    from mtls.testing import CA  # noqa: PLC0415
+
+    ca = CA()
+    keystore = ca.issue_cert("bench-gateway").write_keystore(env.dir / "rq.jks", PASSWORD)
+    truststore = ca.write_truststore(env.dir / "rq-trust.jks", PASSWORD)
+    server_ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # one request per connection: each GET connects anew
+
+        def do_GET(self) -> None:
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def get_request(self) -> tuple[ssl.SSLSocket, object]:
+            sock, address = self.socket.accept()
+            return server_ctx.wrap_socket(sock, server_side=True), address
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://localhost:{server.server_address[1]}/"
+    profiles = mtls.SSLProfileSet(
+        [
+            mtls.SSLProfile(
+                servers=(("localhost", server.server_address[1]),),
+                keystore=mtls.StoreConfig(location=keystore, password=mtls.Secret(PASSWORD)),
+                truststore=mtls.StoreConfig(location=truststore, password=mtls.Secret(PASSWORD)),
+            )
+        ]
+    )
+    # The recipe gets a context of its own (urllib3 writes into it): same identity, same trust.
+    recipe_ctx = mtls.client_context(
+        mtls.Keystore.load(keystore, PASSWORD), mtls.Truststore.load(truststore, PASSWORD)
+    )
+
+    class RecipeAdapter(HTTPAdapter):
+        """The usual recipe (requests' docs, Stack Overflow): a context in the pool kwargs."""
+
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = recipe_ctx
+            super().init_poolmanager(*args, **kwargs)
+
+    ours, recipe = requests.Session(), requests.Session()
+    ours.mount("https://", MTLSAdapter(profiles))
+    recipe.mount("https://", RecipeAdapter())
+    try:
+        for _ in range(5):
+            ours.get(url, timeout=10).raise_for_status()
+            recipe.get(url, timeout=10).raise_for_status()
+        return compare(
+            lambda: ours.get(url, timeout=10), lambda: recipe.get(url, timeout=10), min(reps, 200)
+        )
+    finally:
+        ours.close()
+        recipe.close()
+        profiles.close()
+        server.shutdown()
+        server.server_close()
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,10 +3,17 @@
 Read Java keystores and truststores (JKS, JCEKS, PKCS#12, PEM), build stdlib
 ``ssl.SSLContext`` objects without putting a key on disk, and (see the profiles
 and engine modules) route each backend ``host:port`` to its own identity.
+
+The public names are loaded on first use (PEP 562 ``__getattr__``): ``import mtls``
+costs about what ``import ssl`` does, and a command such as ``mtls --help`` never
+loads the store readers. ``from mtls import Keystore`` works as usual.
 """
 
-from ._config import SSLProfile, StoreConfig
-from ._context import client_context, server_context
+from __future__ import annotations
+
+import importlib
+import typing
+
 from ._errors import (
     KeyEntryError,
     KeystoreError,
@@ -18,19 +25,23 @@ from ._errors import (
     SecureVaultError,
     WrongPasswordError,
 )
-from ._material import TLSMaterial
-from ._profiles import SSLProfileSet
-from ._readers import detect_format
-from ._secret import Secret
-from ._status import (
-    AnchorStatus,
-    FileStatus,
-    IdentityStatus,
-    ProfileSetStatus,
-    ProfileStatus,
-)
-from ._stores import Keystore, Truststore
 from ._version import __version__
+
+if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type checkers
+    from ._config import SSLProfile, StoreConfig
+    from ._context import client_context, server_context
+    from ._material import TLSMaterial
+    from ._profiles import SSLProfileSet
+    from ._readers import detect_format
+    from ._secret import Secret
+    from ._status import (
+        AnchorStatus,
+        FileStatus,
+        IdentityStatus,
+        ProfileSetStatus,
+        ProfileStatus,
+    )
+    from ._stores import Keystore, Truststore
 
 __all__ = [
     "AnchorStatus",
@@ -60,9 +71,51 @@ __all__ = [
     "server_context",
 ]
 
-# Public names say `mtls.X` in tracebacks and reprs, not the private module they live in.
+# Where each lazily loaded public name lives (the same names as the block above;
+# tests/test_public_api.py checks the two agree).
+_LAZY = {
+    "SSLProfile": "._config",
+    "StoreConfig": "._config",
+    "client_context": "._context",
+    "server_context": "._context",
+    "TLSMaterial": "._material",
+    "SSLProfileSet": "._profiles",
+    "detect_format": "._readers",
+    "Secret": "._secret",
+    "AnchorStatus": "._status",
+    "FileStatus": "._status",
+    "IdentityStatus": "._status",
+    "ProfileSetStatus": "._status",
+    "ProfileStatus": "._status",
+    "Keystore": "._stores",
+    "Truststore": "._stores",
+}
+
+
+def _public(obj: typing.Any) -> typing.Any:
+    # Public names say `mtls.X` in tracebacks and reprs, not the private module they live in.
+    if getattr(obj, "__module__", "").startswith("mtls._"):
+        obj.__module__ = __name__
+    return obj
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    loaded = importlib.import_module(module, __name__)
+    # Every public name of that module at once, so each is imported only once.
+    for other, where in _LAZY.items():
+        if where == module:
+            globals()[other] = _public(getattr(loaded, other))
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("mtls._"):
-        _obj.__module__ = __name__
-del _name, _obj
+    if _name in globals():
+        _public(globals()[_name])
+del _name

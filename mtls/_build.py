@@ -25,6 +25,7 @@ from ._errors import KeyEntryError, KeystoreError, MTLSError
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
+from ._types import HostnameVerifier
 
 log = logging.getLogger("mtls")
 
@@ -105,7 +106,7 @@ class Served:
 class Options:
     """Set-wide options that shape every context."""
 
-    hostname_verifier: str
+    hostname_verifier: HostnameVerifier
     default_truststore: StoreConfig | None
     settle_delay: float
     path: str | None  # the profile file, for messages

@@ -12,12 +12,40 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError
 from ._secret import Secret
 
 CATCH_ALL: Literal["*"] = "*"
 Server = tuple[str, int] | Literal["*"]
+
+#: The port a URL without one connects to, for the schemes that speak TLS (the only
+#: ones a profile applies to). gRPC targets, which have no scheme, default to https's.
+DEFAULT_PORTS: dict[str, int] = {"https": 443, "wss": 443}
+
+
+def tls_origin(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a URL that speaks TLS, as profiles are looked up by it.
+
+    The port is explicit, as in WSO2's ``<servers>``: 443 when an ``https://`` or
+    ``wss://`` URL has none. The host is as :func:`urllib.parse.urlsplit` gives it
+    (lower-case, IPv6 without brackets); :func:`normalize_host` does the rest.
+
+    Returns:
+        ``None`` for other schemes (``http://``, ``ws://``: no TLS, no profile).
+
+    Raises:
+        ValueError: the URL has no host, or a port that is not a number in range.
+    """
+    parts = urlsplit(url)
+    default = DEFAULT_PORTS.get(parts.scheme.lower())
+    if default is None:
+        return None
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in URL {url!r}")
+    return host, parts.port or default
 
 
 def normalize_host(host: str) -> str:

@@ -12,36 +12,18 @@ import logging
 import os
 import ssl
 import sys
-from typing import Literal
 
 from . import _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._secret import scrub_tracebacks
 from ._stores import Keystore, Truststore
+from ._types import HostnameVerifier, normalize_hostname_verifier
 
 log = logging.getLogger("mtls")
 
-HostnameVerifier = Literal["Strict", "Default", "DefaultAndLocalhost", "AllowAll"]
-HOSTNAME_VERIFIERS: tuple[str, ...] = ("Strict", "Default", "DefaultAndLocalhost", "AllowAll")
 #: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
 LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
 EXPIRY_WARNING = _dt.timedelta(days=30)
-
-
-def normalize_hostname_verifier(value: str) -> str:
-    """Canonical spelling of a WSO2 ``HostnameVerifier`` value (matched case-insensitively).
-
-    Raises:
-        ValueError: not one of Strict, Default, DefaultAndLocalhost, AllowAll.
-    """
-    wanted = str(value).strip().casefold()
-    for name in HOSTNAME_VERIFIERS:
-        if wanted == name.casefold():
-            return name
-    raise ValueError(
-        f"hostname_verifier must be one of {', '.join(HOSTNAME_VERIFIERS)} "
-        f"(case-insensitive), not {value!r}"
-    )
 
 
 def _keylog(ctx: ssl.SSLContext) -> None:
@@ -148,7 +130,7 @@ def client_context(
     truststore: Truststore | None = None,
     *,
     alias: str | None = None,
-    hostname_verifier: str = "Strict",
+    hostname_verifier: HostnameVerifier | str = "Strict",
     minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
     ciphers: str | None = None,
     verify: bool = True,

@@ -17,6 +17,7 @@ from ._config import SSLProfile
 from ._keyload import _chain_pem, _key_pem
 from ._secret import Secret
 from ._stores import Keystore, Truststore
+from ._types import HostnameVerifier
 
 __all__ = ["TLSMaterial"]
 
@@ -50,7 +51,7 @@ class TLSMaterial:
     certificate_chain: bytes | None = field(repr=False)
     root_certificates: bytes | None = field(repr=False)
     verify: bool
-    hostname_verifier: str
+    hostname_verifier: HostnameVerifier
     subject: str | None
     fingerprint: str
     profile: SSLProfile | None = None
@@ -62,7 +63,7 @@ def tls_material(
     alias: str | None,
     *,
     verify: bool,
-    hostname_verifier: str,
+    hostname_verifier: HostnameVerifier,
     subject: str | None,
 ) -> TLSMaterial:
     """The material a context is built from, as PEM (no profile yet).

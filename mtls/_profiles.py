@@ -18,23 +18,28 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._build import Options, Served
-from ._config import CATCH_ALL, SSLProfile, StoreConfig, check_path_text, normalize_host
-from ._context import normalize_hostname_verifier
+from ._config import (
+    CATCH_ALL,
+    SSLProfile,
+    StoreConfig,
+    check_path_text,
+    normalize_host,
+    tls_origin,
+)
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError
 from ._material import TLSMaterial
 from ._secret import Secret, scrub_tracebacks
 from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
 from ._status import FileStatus, ProfileSetStatus, ProfileStatus, anchor, identity
+from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
 
-_DEFAULT_PORTS = {"https": 443, "wss": 443}
 _FROM_FILE: Any = object()
 
 
@@ -131,7 +136,7 @@ class SSLProfileSet:
         self,
         profiles: Iterable[SSLProfile] = (),
         *,
-        hostname_verifier: str = "Strict",
+        hostname_verifier: HostnameVerifier | str = "Strict",
         default: ssl.SSLContext | SSLProfile | None = None,
         default_truststore: StoreConfig | None = None,
         skip_failures: bool = False,
@@ -181,7 +186,7 @@ class SSLProfileSet:
         path: str | os.PathLike[str],
         *,
         base_dir: str | os.PathLike[str] | None = None,
-        hostname_verifier: str = "Strict",
+        hostname_verifier: HostnameVerifier | str = "Strict",
         default: ssl.SSLContext | SSLProfile | None = None,
         default_truststore: StoreConfig | None = None,
         secret_resolver: Callable[[str], str | Secret | None] | None = None,
@@ -242,7 +247,7 @@ class SSLProfileSet:
         path: str | os.PathLike[str],
         *,
         base_dir: str | os.PathLike[str] | None = None,
-        hostname_verifier: str | None = None,
+        hostname_verifier: HostnameVerifier | str | None = None,
         secret_resolver: Callable[[str], str | Secret | None] | None = None,
         properties: Mapping[str, str] | None = None,
         skip_failures: bool = False,
@@ -348,7 +353,7 @@ class SSLProfileSet:
         self,
         source: ProfileSource,
         *,
-        hostname_verifier: str,
+        hostname_verifier: HostnameVerifier | str,
         default: ssl.SSLContext | SSLProfile | None,
         default_truststore: StoreConfig | None,
         skip_failures: bool,
@@ -593,16 +598,10 @@ class SSLProfileSet:
             ProfileUnavailableError: as for :meth:`context_for`.
             ValueError: the URL has no host.
         """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
+        origin = tls_origin(url)
+        if origin is None:
             return None
-        host = parts.hostname
-        if not host:
-            raise ValueError(f"no host in URL {url!r}")
-        return self.context_for(
-            host, parts.port or _DEFAULT_PORTS[scheme], client_id=client_id, alpn=alpn
-        )
+        return self.context_for(*origin, client_id=client_id, alpn=alpn)
 
     def profile_for(
         self, host: str, port: int, *, client_id: str | None = None

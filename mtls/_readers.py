@@ -28,7 +28,6 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -46,10 +45,10 @@ from ._errors import (
 )
 from ._files import InputRefused, read_input
 from ._secret import Secret, reveal
+from ._types import StoreFormat
 
 log = logging.getLogger("mtls")
 
-StoreType = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER", "BKS", "UBER"]
 # RFC 7468 boundaries. Labels are short; bounding them keeps every match local.
 _PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
 
@@ -57,7 +56,7 @@ _PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
 # --------------------------------------------------------------------------- detection
 
 
-def detect_format(data: bytes) -> StoreType:
+def detect_format(data: bytes) -> StoreFormat:
     """Name the store format of ``data`` from its bytes alone.
 
     Raises:
@@ -97,7 +96,7 @@ def _looks_like_der_certificate(data: bytes) -> bool:
 
 @dataclass(slots=True)
 class Parsed:
-    store_type: StoreType
+    store_type: StoreFormat
     keys: list[KeyEntry]
     certs: list[tuple[str, bytes]]  # trusted-certificate entries
     loose: list[bytes]  # certificates that are neither (PKCS#12 bags without a role)
@@ -200,7 +199,7 @@ _PROTECTED_TYPES = frozenset({"JKS", "JCEKS", "PKCS12", "P12", "PFX", "BKS", "UB
 
 
 def _check_protected(
-    data: bytes, fmt: StoreType, declared: str, path: str | os.PathLike[str] | None
+    data: bytes, fmt: StoreFormat, declared: str, path: str | os.PathLike[str] | None
 ) -> None:
     """Refuse a file without an integrity check where the configuration promises one.
 
@@ -247,7 +246,7 @@ def _declared_mismatch(declared: str, fmt: str) -> bool:
 
 
 def _container(
-    fmt: StoreType,
+    fmt: StoreFormat,
 ) -> Callable[[bytes, str | None, WorkBudget], _jks.JKSContents]:
     # The parser itself, not a call through another frame holding the password.
     if fmt == "BKS":
@@ -259,7 +258,7 @@ def _container(
 
 def _parse_jks(
     data: bytes,
-    fmt: StoreType,
+    fmt: StoreFormat,
     password: str | None,
     key_password: str | None,
     *,
@@ -350,7 +349,7 @@ def _decrypt_jks_key(
 
 
 def _jks_integrity_error(
-    data: bytes, fmt: StoreType, password: str | None, path: str | os.PathLike[str] | None
+    data: bytes, fmt: StoreFormat, password: str | None, path: str | os.PathLike[str] | None
 ) -> KeystoreError:
     """Tell a wrong password from an altered file, at a bounded cost.
 

@@ -70,9 +70,6 @@ class Secret:
         return (Secret, (self._value,))
 
 
-PasswordLike = str | Secret
-
-
 def reveal(password: str | Secret | None) -> str | None:
     """The plain value of a password given as str, Secret or None."""
     if isinstance(password, Secret):

@@ -30,6 +30,7 @@ from ._files import atomic_write, read_input
 from ._keygen import new_private_key, parse_dname, parse_sans
 from ._readers import Parsed, detect_format, open_error, parse, read_store_file
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
+from ._types import KeyType, WriteFormat
 from ._writers import keystore_bytes, to_der, truststore_bytes
 
 if TYPE_CHECKING:
@@ -387,7 +388,7 @@ class Keystore(_StoreBase):
         alias: str,
         subject: str | x509.Name,
         *,
-        key_type: Literal["RSA", "EC", "Ed25519"] = "RSA",
+        key_type: KeyType = "RSA",
         key_size: int = 2048,
         curve: str = "secp256r1",
         days: int = 365,
@@ -418,7 +419,7 @@ class Keystore(_StoreBase):
         alias: str,
         subject: str | x509.Name,
         *,
-        key_type: Literal["RSA", "EC", "Ed25519"] = "RSA",
+        key_type: KeyType = "RSA",
         key_size: int = 2048,
         curve: str = "secp256r1",
         days: int = 365,
@@ -555,7 +556,7 @@ class Keystore(_StoreBase):
         path: str | os.PathLike[str],
         password: Password,
         *,
-        store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS",
+        store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
     ) -> None:
         """Write the store atomically with mode 0600, in a format keytool reads.
@@ -578,7 +579,7 @@ class Keystore(_StoreBase):
         self,
         password: Password,
         *,
-        store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS",
+        store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
     ) -> bytes:
         """The bytes :meth:`save` writes."""
@@ -797,7 +798,7 @@ class Truststore(_StoreBase):
         path: str | os.PathLike[str],
         password: Password,
         *,
-        store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS",
+        store_type: WriteFormat = "JKS",
     ) -> None:
         """Write the truststore atomically, in a format keytool reads.
 
@@ -809,9 +810,7 @@ class Truststore(_StoreBase):
         atomic_write(path, self.to_bytes(password, store_type=store_type), mode=None)
 
     @scrub_tracebacks
-    def to_bytes(
-        self, password: Password, *, store_type: Literal["JKS", "PKCS12", "PEM"] = "JKS"
-    ) -> bytes:
+    def to_bytes(self, password: Password, *, store_type: WriteFormat = "JKS") -> bytes:
         """The bytes :meth:`save` writes."""
         return truststore_bytes(
             self._entries, path=self.path, password=reveal(password) or "", store_type=store_type

@@ -165,10 +165,10 @@ def sha256_hex(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def colon_fingerprint(der: bytes) -> str:
-    """SHA-256 fingerprint as keytool -list prints it: upper-case hex pairs joined by colons."""
-    digest = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+def colon_hex(hex_digest: str) -> str:
+    """A hex digest as keytool -list prints fingerprints: ``ab12...`` as ``AB:12:...``."""
+    upper = hex_digest.upper()
+    return ":".join(upper[i : i + 2] for i in range(0, len(upper), 2))
 
 
 def subject_text(cert: x509.Certificate) -> str:

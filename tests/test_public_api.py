@@ -64,3 +64,28 @@ def test_errors_share_one_root() -> None:
         if inspect.isclass(value) and issubclass(value, Exception):
             assert issubclass(value, mtls.MTLSError)
     assert issubclass(mtls.KeystoreNotFoundError, FileNotFoundError)
+
+
+def test_lazy_names_are_the_type_checkers_names() -> None:
+    """mtls loads its public names on first use: the table that does it, the block that
+    shows them to type checkers and __all__ agree, and each name says mtls.X."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(mtls.__file__).read_text(encoding="utf-8"))
+    checked: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom)
+                checked.update({alias.name: f".{imp.module}" for alias in imp.names})
+    assert checked == mtls._LAZY
+    eager = {"__version__"} | {n for n in mtls.__all__ if n.endswith("Error")}
+    assert set(mtls.__all__) == eager | set(checked)
+    for name in mtls.__all__:
+        value = getattr(mtls, name)
+        if name != "__version__":
+            assert value.__module__ == "mtls", name
+    assert set(mtls.__all__) <= set(dir(mtls))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = mtls.no_such_name  # type: ignore[attr-defined]

@@ -20,67 +20,25 @@ from .._context import LOCALHOST_NAMES
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
 from .._stores import Truststore, load_store
+from .._vault import SecureVault
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXPIRY_WARNING_DAYS,
-    LogCollector,
     Output,
-    UsageError,
     days_left,
     display_path,
     lacks_client_auth,
+    load_profile_set,
     now,
+    presented,
+    profile_defaults,
+    strip_profile_prefix,
 )
-from ._vault import render_vault, vault_report
+from ._logs import LogCollector
 
 # Library warnings that the table already shows in its own words.
 _SHOWN_ELSEWHERE = ("skipped (skip_failures)", 'novalidatecert="true"')
-
-
-def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSLProfileSet:
-    """The profile set named on the command line: the XML, or what deployment.toml names.
-
-    No reload thread is started; every profile that loads is kept and every one
-    that fails is recorded (``skip_failures=True``).
-
-    Raises:
-        UsageError: neither source given.
-        ProfileConfigError: the file itself is missing or wrong.
-    """
-    base_dir = args.base_dir
-    verifier = args.hostname_verifier
-    if args.deployment_toml:
-        # With both, the given profile file is checked against deployment.toml's
-        # settings (hostname verifier, default stores): a candidate before it ships.
-        return SSLProfileSet.from_deployment_toml(
-            args.deployment_toml,
-            base_dir=base_dir,
-            hostname_verifier=verifier,
-            skip_failures=True,
-            reload_interval=None,
-            profiles_path=profiles_path,
-        )
-    if profiles_path is None:
-        raise UsageError("give the profile file (sslprofiles.xml) or --deployment-toml FILE")
-    return SSLProfileSet.from_xml(
-        profiles_path,
-        base_dir=base_dir,
-        hostname_verifier=verifier or "Strict",
-        skip_failures=True,
-    )
-
-
-def strip_profile_prefix(message: str, servers: list[str]) -> str:
-    """The error without the ``profile host:port: `` prefix a table row already shows."""
-    prefix = f"profile {', '.join(servers)}"
-    if message.startswith(prefix):
-        rest = message[len(prefix) :]
-        if rest.startswith(": "):
-            return rest[2:]
-        if rest.startswith(" (client"):
-            return rest.split("): ", 1)[-1]
-    return message
 
 
 def _file_of(entry: dict[str, Any], role: str) -> str | None:
@@ -88,18 +46,6 @@ def _file_of(entry: dict[str, Any], role: str) -> str | None:
         if item["role"] == role:
             return str(item["path"])
     return None
-
-
-def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
-    """The alias and certificate of the key entry a keystore configuration presents.
-
-    Raises:
-        MTLSError: the store does not load, or has no such key entry.
-        ValueError: the certificate cannot be parsed.
-    """
-    store = load_store(config, "keystore")
-    alias, _, chain = store.key_entry(config.alias)
-    return alias, _x509.load_cert(chain[0])
 
 
 class _Stores:
@@ -120,13 +66,6 @@ class _Stores:
         if config not in self._trust:
             self._trust[config] = load_store(config, "truststore")
         return self._trust[config]
-
-
-def profile_defaults(profiles: SSLProfileSet) -> tuple[SSLProfile | None, StoreConfig | None]:
-    """The default profile (deployment.toml's keystore and truststore), and the truststore
-    that profiles without a ``<TrustStore>`` use: what the set was built with."""
-    default = profiles.default
-    return (default if isinstance(default, SSLProfile) else None, profiles.default_truststore)
 
 
 def _hostname_mode(mode: str, profile: SSLProfile | None, verify: bool) -> str:
@@ -339,6 +278,61 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
         out.line(out.style("FAILED: see the problems above", "red", "bold"))
     else:
         out.line(out.style(f"OK: {count} profile{'' if count == 1 else 's'} loaded", "green"))
+
+
+# --------------------------------------------------------------------------- secure vault
+
+
+def vault_report(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``vault`` key of ``mtls check --json``; ``None`` when the estate has no vault.
+
+    The vault is the one the profile set itself uses by default: the base directory's
+    (or the current directory's), with ``--deployment-toml``'s ``[secrets]``.
+    """
+    home = args.base_dir or os.getcwd()
+    try:
+        vault = SecureVault.for_estate(home, deployment_toml=args.deployment_toml)
+        if vault is None:
+            return None
+        entries = vault.check()
+    except MTLSError as exc:
+        return {"home": os.path.abspath(home), "error": str(exc), "aliases": []}
+    return {
+        "home": os.fspath(vault.home),
+        "error": None,
+        "aliases": [
+            {
+                "alias": entry.alias,
+                "source": entry.source,
+                "encrypted": entry.encrypted,
+                "resolves": entry.error is None,
+                "error": entry.error,
+            }
+            for entry in entries
+        ],
+    }
+
+
+def render_vault(report: dict[str, Any] | None, out: Output) -> None:
+    """One line per alias: resolves, plain text, or why not."""
+    if report is None:
+        return
+    aliases = report["aliases"]
+    out.line(
+        f"{out.style('secure vault', 'bold')} ({report['home']}): "
+        f"{len(aliases)} alias{'' if len(aliases) == 1 else 'es'}"
+    )
+    if report["error"]:
+        out.line(f"  {out.style(report['error'], 'red')}")
+    for item in aliases:
+        if item["error"]:
+            state = out.style(f"does not resolve: {item['error']}", "red")
+        elif not item["encrypted"]:
+            state = out.style("resolves (plain text: run ciphertool -Dconfigure)", "yellow")
+        else:
+            state = out.style("resolves", "green")
+        out.line(f"  {item['alias']} ({item['source']}): {state}")
+    out.line()
 
 
 def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:

@@ -1,24 +1,30 @@
-"""What every subcommand shares: exit codes, errors, passwords, output and log capture."""
+"""What every subcommand shares: exit codes, errors, passwords, output, log capture, and
+loading stores and profile sets with the CLI's messages.
+
+No subcommand module imports another: what two of them need lives here.
+"""
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import getpass
-import json
-import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from .._errors import WrongPasswordError
+from .._types import WriteFormat
 
-from .. import _x509
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryptography import x509
+
+    from .._config import SSLProfile, StoreConfig
+    from .._profiles import SSLProfileSet
+    from .._stores import Keystore, Truststore
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -264,6 +270,8 @@ class Output:
 
     def json(self, document: Any) -> None:
         """Write a JSON document to stdout (indented, keys in the documented order)."""
+        import json  # noqa: PLC0415 - only --json output needs it
+
         self.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
         self.stdout.flush()
 
@@ -284,53 +292,10 @@ class Output:
         self.stderr.flush()
 
 
-# --------------------------------------------------------------------------- library logs
-
-
-class LogCollector(logging.Handler):
-    """Keeps the library's warnings so each command shows them its own way."""
-
-    def __init__(self) -> None:
-        """Collect WARNING and above."""
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Store the formatted message."""
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record must not break the command
-            return
-        if message not in self.messages:
-            self.messages.append(message)
-
-
-@contextmanager
-def captured_logs(debug: bool, out: Output) -> Iterator[LogCollector]:
-    """Route the ``mtls`` logger to a collector (and to stderr with ``--debug``)."""
-    logger = logging.getLogger("mtls")
-    collector = LogCollector()
-    handlers: list[logging.Handler] = [collector]
-    if debug:
-        echo = logging.StreamHandler(out.stderr)
-        echo.setLevel(logging.DEBUG)
-        echo.setFormatter(logging.Formatter("mtls: debug: %(name)s: %(message)s"))
-        handlers.append(echo)
-    saved = (logger.level, logger.propagate)
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logger.propagate = False  # no lastResort printing behind our back
-    for handler in handlers:
-        logger.addHandler(handler)
-    try:
-        yield collector
-    finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
-
 # --------------------------------------------------------------------------- certificates
+#
+# cryptography is imported inside these functions, as the library is below:
+# ``mtls --help`` and usage errors load neither.
 
 
 def now() -> _dt.datetime:
@@ -348,6 +313,8 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
 
     Symlinks are not followed: a Kubernetes ``..data`` link shows as configured.
     """
+    from pathlib import Path  # noqa: PLC0415 - not for --help
+
     target = Path(os.path.abspath(path))
     for root in (base, os.getcwd()):
         if root is None:
@@ -361,6 +328,14 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
 
 def key_description(cert: x509.Certificate) -> str:
     """The public key as keytool -v describes it: ``RSA 2048``, ``EC secp256r1``, ``Ed25519``."""
+    from cryptography.hazmat.primitives.asymmetric import (  # noqa: PLC0415
+        dsa,
+        ec,
+        ed448,
+        ed25519,
+        rsa,
+    )
+
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA {key.key_size}"
@@ -377,6 +352,9 @@ def key_description(cert: x509.Certificate) -> str:
 
 def lacks_client_auth(cert: x509.Certificate) -> bool:
     """The certificate's extended key usage exists and allows neither clientAuth nor any."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415
+
     try:
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
@@ -394,7 +372,11 @@ def hex_serial(serial: int) -> str:
 
 def cert_info(cert: x509.Certificate) -> dict[str, Any]:
     """The JSON form of one certificate (the keys documented in docs/cli.md)."""
-    der = cert.public_bytes(serialization.Encoding.DER)
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
+
+    der = cert.public_bytes(Encoding.DER)
     expires = _x509.not_after(cert)
     return {
         "subject": _x509.subject_text(cert),
@@ -421,7 +403,195 @@ def expiry_text(not_after: str | _dt.datetime) -> str:
     return f"{when.date()} ({left} day{'' if left == 1 else 's'})"
 
 
-def colon_hex(hex_digest: str) -> str:
-    """``ab12...`` as keytool's ``AB:12:...``."""
-    upper = hex_digest.upper()
-    return ":".join(upper[i : i + 2] for i in range(0, len(upper), 2))
+# --------------------------------------------------------------------------- stores and profiles
+#
+# The library is imported inside these functions: ``mtls --help`` (and a usage
+# error) must not pay for the store readers and the profile engine.
+
+_EXTENSION_TYPES: dict[str, WriteFormat] = {
+    ".jks": "JKS",
+    ".p12": "PKCS12",
+    ".pfx": "PKCS12",
+    ".pkcs12": "PKCS12",
+    ".pem": "PEM",
+}
+
+
+def write_type(name: str) -> WriteFormat:
+    """A ``--store-type``/``--to`` value as the writers take it (case-insensitive).
+
+    Raises:
+        argparse.ArgumentTypeError: not JKS, PKCS12 or PEM.
+    """
+    norm = name.upper().replace("#", "").replace("-", "")
+    if norm == "JKS":
+        return "JKS"
+    if norm in ("PKCS12", "P12"):
+        return "PKCS12"
+    if norm == "PEM":
+        return "PEM"
+    raise argparse.ArgumentTypeError(f"must be JKS, PKCS12 or PEM, not {name!r}")
+
+
+def type_for_new_store(path: Path, explicit: WriteFormat | None) -> WriteFormat:
+    """The type of a store about to be created: ``--store-type``, else by extension.
+
+    ``.jks`` is JKS (WSO2's files); anything else without a known extension is
+    PKCS12, keytool's default since JDK 9.
+    """
+    if explicit is not None:
+        return explicit
+    by_extension = _EXTENSION_TYPES.get(path.suffix.lower(), "PKCS12")
+    return "PKCS12" if by_extension == "PEM" else by_extension
+
+
+def _password_hint(exc: WrongPasswordError) -> str:
+    if exc.alias is not None:
+        return f"the key password comes from --key-password or {ENV_KEY_PASSWORD}"
+    return f"the store password comes from --password or {ENV_STORE_PASSWORD}"
+
+
+def load_keystore(path: Path, password: str | None, key_password: str | None) -> Keystore:
+    """``Keystore.load`` with the option or variable that sets each password in the message.
+
+    Raises:
+        CLIError: a wrong password (chained to the library's error).
+        MTLSError: anything else the library refuses.
+    """
+    from .._stores import Keystore  # noqa: PLC0415 - not for --help
+
+    try:
+        return Keystore.load(path, password, key_password=key_password)
+    except WrongPasswordError as exc:
+        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+
+
+def inspect_keystore(path: Path, password: str | None) -> Keystore:
+    """``Keystore.inspect`` (entries and chains, no key decrypted), with password hints."""
+    from .._stores import Keystore  # noqa: PLC0415 - not for --help
+
+    try:
+        return Keystore.inspect(path, password)
+    except WrongPasswordError as exc:
+        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+
+
+def load_truststore(path: Path, password: str | None) -> Truststore:
+    """``Truststore.load`` (every entry's certificate, no key decrypted), with password hints."""
+    from .._stores import Truststore  # noqa: PLC0415 - not for --help
+
+    try:
+        return Truststore.load(path, password)
+    except WrongPasswordError as exc:
+        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+
+
+def store_password(args: argparse.Namespace, path: str | Path, *, new: bool = False) -> str:
+    """``--password``, else ``MTLS_STORE_PASSWORD``, else a prompt (twice for a new store)."""
+    value = resolve_password(
+        args.password,
+        env=ENV_STORE_PASSWORD,
+        option="--password",
+        what=f"the store password of {path}",
+        prompt="Enter keystore password: " if not new else "Enter new keystore password: ",
+        confirm=new,
+    )
+    assert value is not None
+    return value
+
+
+def truststore_password(args: argparse.Namespace, store_password: str | None) -> str | None:
+    """``--truststore-password``, else ``MTLS_TRUSTSTORE_PASSWORD``, else the store password
+    (the option, ``MTLS_STORE_PASSWORD`` or the one already asked for), else ``None``: a
+    truststore opens without one, as in Java."""
+    for given, env, option in (
+        (args.truststore_password, ENV_TRUSTSTORE_PASSWORD, "--truststore-password"),
+        (args.password, ENV_STORE_PASSWORD, "--password"),
+    ):
+        found = resolve_password(given, env=env, option=option, what="", prompt="", required=False)
+        if found is not None:
+            return found
+    return store_password
+
+
+def optional_key_password(args: argparse.Namespace) -> str | None:
+    """``--key-password`` or ``MTLS_KEY_PASSWORD``; ``None`` means "the store password"."""
+    return resolve_password(
+        getattr(args, "key_password", None),
+        env=ENV_KEY_PASSWORD,
+        option="--key-password",
+        what="the key password",
+        prompt="",
+        required=False,
+    )
+
+
+def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
+    """The alias and certificate of the key entry a keystore configuration presents.
+
+    Raises:
+        MTLSError: the store does not load, or has no such key entry.
+        ValueError: the certificate cannot be parsed.
+    """
+    from .. import _x509  # noqa: PLC0415 - not for --help
+    from .._stores import load_store  # noqa: PLC0415
+
+    store = load_store(config, "keystore")
+    alias, _, chain = store.key_entry(config.alias)
+    return alias, _x509.load_cert(chain[0])
+
+
+def profile_defaults(profiles: SSLProfileSet) -> tuple[SSLProfile | None, StoreConfig | None]:
+    """The default profile (deployment.toml's keystore and truststore), and the truststore
+    that profiles without a ``<TrustStore>`` use: what the set was built with."""
+    from .._config import SSLProfile  # noqa: PLC0415 - not for --help
+
+    default = profiles.default
+    return (default if isinstance(default, SSLProfile) else None, profiles.default_truststore)
+
+
+def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSLProfileSet:
+    """The profile set named on the command line: the XML, or what deployment.toml names.
+
+    No reload thread is started; every profile that loads is kept and every one
+    that fails is recorded (``skip_failures=True``).
+
+    Raises:
+        UsageError: neither source given.
+        ProfileConfigError: the file itself is missing or wrong.
+    """
+    from .._profiles import SSLProfileSet  # noqa: PLC0415 - not for --help
+
+    base_dir = args.base_dir
+    verifier = args.hostname_verifier
+    if args.deployment_toml:
+        # With both, the given profile file is checked against deployment.toml's
+        # settings (hostname verifier, default stores): a candidate before it ships.
+        return SSLProfileSet.from_deployment_toml(
+            args.deployment_toml,
+            base_dir=base_dir,
+            hostname_verifier=verifier,
+            skip_failures=True,
+            reload_interval=None,
+            profiles_path=profiles_path,
+        )
+    if profiles_path is None:
+        raise UsageError("give the profile file (sslprofiles.xml) or --deployment-toml FILE")
+    return SSLProfileSet.from_xml(
+        profiles_path,
+        base_dir=base_dir,
+        hostname_verifier=verifier or "Strict",
+        skip_failures=True,
+    )
+
+
+def strip_profile_prefix(message: str, servers: list[str]) -> str:
+    """The error without the ``profile host:port: `` prefix a table row already shows."""
+    prefix = f"profile {', '.join(servers)}"
+    if message.startswith(prefix):
+        rest = message[len(prefix) :]
+        if rest.startswith(": "):
+            return rest[2:]
+        if rest.startswith(" (client"):
+            return rest.split("): ", 1)[-1]
+    return message

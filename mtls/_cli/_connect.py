@@ -1,207 +1,33 @@
-"""One real TLS connection and a diagnosis: the engine behind ``mtls probe`` and ``mtls demo``.
+"""One real TLS connection: the socket half of ``mtls probe`` and ``mtls demo``.
 
-Order of events, and what each failure means:
-
-1. The profile lookup (``host:port``, then ``*``, then the default). Nothing
-   matches: no TLS is attempted.
-2. TCP connect: refused, timed out, or the name does not resolve.
-3. The TLS handshake. A verification error (``ssl.SSLCertVerificationError``)
-   is about the server's certificate: not trusted (X509 codes 2, 18-21), expired
-   (10), not yet valid (9), wrong name (62, 64). An alert from the server is
-   about us: a refused client certificate, or no version or cipher in common.
-   After a verification error a second handshake with verification off fetches
-   the chain the server sent, only to show it; nothing is sent on that one.
-4. One ``GET`` and the first bytes of the answer. With TLS 1.3 the server checks
-   the client certificate after the client has finished its handshake, so a
-   refusal (``certificate required``, ``unknown ca``, ``bad certificate``, or a
-   plain reset) only surfaces at this first read.
+Connect, handshake, ask once, and keep what was seen in a
+:class:`~mtls._cli._diagnosis.Report`; what a failure means is decided in
+``_diagnosis`` (its docstring lists the order of events).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
-
-from cryptography import x509
 
 from .. import _x509
-from .._config import SSLProfile, format_server, normalize_host
 from .._version import __version__
-from ._common import UsageError, cert_info, hex_serial, lacks_client_auth, now
+from ._common import cert_info
+from ._diagnosis import (
+    Failure,
+    Report,
+    Setup,
+    Target,
+    classify_answer,
+    classify_handshake,
+    closed,
+    explain_from_chain,
+)
 
 _MAX_RESPONSE = 64 * 1024
-
-# X509_V_ERR_* codes (OpenSSL's x509_vfy.h) and what they mean for the user.
-_UNTRUSTED = {2, 18, 19, 20, 21}
-_EXPIRED = 10
-_NOT_YET_VALID = 9
-_HOSTNAME = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
-_INVALID_PURPOSE = 26
-
-# Alerts a server sends about the client's certificate.
-_CERT_ALERTS = {
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "certificate required",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "bad certificate",
-    "TLSV1_ALERT_UNKNOWN_CA": "unknown ca",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "certificate expired",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "certificate unknown",
-    "SSLV3_ALERT_CERTIFICATE_REVOKED": "certificate revoked",
-    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "unsupported certificate",
-    "TLSV1_ALERT_ACCESS_DENIED": "access denied",
-    "TLSV1_ALERT_DECRYPT_ERROR": "decrypt error",
-}
-_VERSION_REASONS = {
-    "TLSV1_ALERT_PROTOCOL_VERSION",
-    "UNSUPPORTED_PROTOCOL",
-    "NO_PROTOCOLS_AVAILABLE",
-    "VERSION_TOO_LOW",
-    "VERSION_TOO_HIGH",
-}
-_NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where to connect: from ``https://host:port/path`` (port 443 when absent)."""
-
-    url: str
-    host: str
-    port: int
-    path: str
-
-    @property
-    def server(self) -> str:
-        """``host:port`` as written in ``<servers>``."""
-        return format_server((normalize_host(self.host), self.port))
-
-
-def parse_target(url: str) -> Target:
-    """Parse the URL argument (``https://`` may be left out).
-
-    Raises:
-        UsageError: not https, or no host, or a bad port.
-    """
-    text = url if "://" in url else f"https://{url}"
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in ("https", "wss"):
-        raise UsageError(f"{url}: probe speaks TLS: use an https:// URL")
-    try:
-        port = parts.port or 443
-    except ValueError as exc:
-        raise UsageError(f"{url}: {exc}") from exc
-    if not parts.hostname:
-        raise UsageError(f"{url}: no host in the URL")
-    path = parts.path or "/"
-    if parts.query:
-        path += f"?{parts.query}"
-    return Target(text, parts.hostname, port, path)
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a probe failed: a stable ``kind`` (see docs/cli.md) and a sentence."""
-
-    kind: str
-    message: str
-    alert: str | None = None  # the TLS alert the server sent, when it sent one
-
-
-@dataclass(slots=True)
-class Setup:
-    """What the probe connects with, and how it was chosen."""
-
-    context: ssl.SSLContext | None
-    matched: str | None  # "profile", "catch-all", "default", "options", "system"
-    source: str | None = None  # the profile file or deployment.toml
-    profile: SSLProfile | None = None
-    keystore: str | None = None
-    truststore: str | None = None
-    client_subject: str | None = None
-    client_not_after: str | None = None
-    # The certificate we present and its alias, when known: the advice names its
-    # issuer, its dates and how to export it.
-    client_certificate: x509.Certificate | None = None
-    client_alias: str | None = None
-    hostname_verifier: str = "Strict"
-    verify: bool = True
-    # A context with verification off (and our identity where we have it): only to
-    # fetch the chain the server sends, after a verification error.
-    insecure: Callable[[], ssl.SSLContext] | None = None
-    failure: Failure | None = None
-
-
-@dataclass(slots=True)
-class Report:
-    """Everything a probe found (the JSON of ``mtls probe --json``)."""
-
-    target: Target
-    setup: Setup
-    address: str | None = None
-    tls_version: str | None = None
-    cipher: str | None = None
-    chain: list[dict[str, Any]] = field(default_factory=list)
-    chain_verified: bool | None = None
-    chain_from_unverified_handshake: bool = False
-    accepted: bool | None = None
-    http_status: str | None = None
-    body: bytes = b""
-    failure: Failure | None = None
-    notes: list[str] = field(default_factory=list)
-    elapsed_ms: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented JSON form."""
-        setup = self.setup
-        profile = setup.profile
-        return {
-            "url": self.target.url,
-            "host": self.target.host,
-            "port": self.target.port,
-            "ok": self.failure is None,
-            "matched": setup.matched,
-            "profile": (
-                {"servers": list(profile.server_names), "client_id": profile.client_id}
-                if profile is not None
-                else None
-            ),
-            "source": setup.source,
-            "keystore": setup.keystore,
-            "truststore": setup.truststore,
-            "hostname_verifier": setup.hostname_verifier,
-            "client_certificate": (
-                {"subject": setup.client_subject, "not_after": setup.client_not_after}
-                if setup.client_subject
-                else None
-            ),
-            "address": self.address,
-            "tls_version": self.tls_version,
-            "cipher": self.cipher,
-            "server_chain": self.chain,
-            "chain_verified": self.chain_verified,
-            "chain_from_unverified_handshake": self.chain_from_unverified_handshake,
-            "server_accepted_client_certificate": self.accepted,
-            "http_status": self.http_status,
-            "error": (
-                {
-                    "kind": self.failure.kind,
-                    "alert": self.failure.alert,
-                    "message": self.failure.message,
-                }
-                if self.failure
-                else None
-            ),
-            "notes": self.notes,
-        }
-
-
-# --------------------------------------------------------------------------- the connection
 
 
 def peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
@@ -260,238 +86,6 @@ def _content_length(head: bytes) -> int | None:
     return None
 
 
-def _reason(exc: ssl.SSLError) -> str:
-    return str(getattr(exc, "reason", "") or "")
-
-
-def _alert_text(exc: ssl.SSLError) -> str:
-    reason = _reason(exc)
-    return _CERT_ALERTS.get(reason) or reason.lower().replace("_", " ") or str(exc)
-
-
-def _refused(setup: Setup, exc: ssl.SSLError) -> Failure:
-    """A refusal of our client certificate, with the advice its alert calls for."""
-    reason = _reason(exc)
-    alert = _alert_text(exc)
-    if reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED" or setup.client_subject is None:
-        where = (
-            "the profile has no <KeyStore>"
-            if setup.matched in ("profile", "catch-all")
-            else "pass --keystore"
-            if setup.matched in ("options", "system")
-            else "the default has no keystore"
-        )
-        return Failure(
-            "client_cert_refused",
-            f"the server requires a client certificate and we sent none ({alert}): {where}",
-            alert=alert,
-        )
-    ours = f"our client certificate {setup.client_subject}"
-    if setup.keystore:
-        ours += f" from {setup.keystore}"
-    advice = _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
-    return Failure(
-        "client_cert_refused", f"the server refused {ours} ({alert}): {advice}", alert=alert
-    )
-
-
-def _when(iso: str | None) -> _dt.datetime | None:
-    return _dt.datetime.fromisoformat(iso) if iso else None
-
-
-def _ago(when: _dt.datetime) -> str:
-    days = (now() - when).days
-    if days <= 0:
-        return f"today at {when:%H:%M} UTC"
-    return f"on {when.date()}, {days} day{'' if days == 1 else 's'} ago"
-
-
-def _store_of(setup: Setup) -> str:
-    return setup.keystore or "the keystore"
-
-
-def _advice_expired(setup: Setup) -> str:
-    expires = _when(setup.client_not_after)
-    if expires is not None and expires <= now():
-        return (
-            f"it expired {_ago(expires)}: renew it (its CA issues a new one; mtls genkey makes "
-            f"a self-signed one) and replace the key entry in {_store_of(setup)}"
-        )
-    valid = f"by this machine's clock it is valid until {expires.date()}" if expires else ""
-    return (
-        f"{valid or 'its dates look valid here'}: a CA certificate in its chain may have "
-        "expired, or the server's clock is wrong"
-    )
-
-
-def _advice_trust(setup: Setup) -> str:
-    cert = setup.client_certificate
-    starts = _x509.not_before(cert) if cert is not None else None
-    if starts is not None and starts > now():
-        return (
-            f"it is not valid until {starts:%Y-%m-%d %H:%M} UTC: check the clocks, or reissue "
-            f"it with a start date in the past and replace it in {_store_of(setup)}"
-        )
-    if cert is None:
-        return (
-            "the backend does not trust it: add it, or the CA that issued it, to the "
-            "backend's truststore"
-        )
-    alias = f" --alias {setup.client_alias}" if setup.client_alias else ""
-    export = f"mtls export --keystore {_store_of(setup)}{alias} --rfc --file client.pem"
-    if cert.issuer == cert.subject:
-        return (
-            "the backend does not trust it: it is self-signed, so import the certificate "
-            f"itself into the backend's truststore ({export}, then mtls import --file "
-            "client.pem into that truststore)"
-        )
-    return (
-        f"the backend does not trust its issuer {cert.issuer.rfc4514_string()}: import that CA's "
-        "certificate into the backend's truststore (or this certificate itself: "
-        f"{export}, then mtls import --file client.pem into that truststore)"
-    )
-
-
-def _advice_revoked(setup: Setup) -> str:
-    cert = setup.client_certificate
-    issuer = f" ({cert.issuer.rfc4514_string()})" if cert is not None else ""
-    serial = f", serial {hex_serial(_x509.serial_number(cert))}" if cert is not None else ""
-    return (
-        f"its CA{issuer} has revoked it{serial}: have a new certificate issued and replace "
-        f"the key entry in {_store_of(setup)}"
-    )
-
-
-def _advice_unsupported(setup: Setup) -> str:
-    cert = setup.client_certificate
-    if cert is not None and lacks_client_auth(cert):
-        return (
-            "its extended key usage lacks clientAuth: reissue it with clientAuth and replace "
-            f"it in {_store_of(setup)}"
-        )
-    return (
-        "the server cannot use this kind of certificate (its key type, or a critical "
-        "extension it does not know): reissue it as the backend expects"
-    )
-
-
-def _advice_denied(setup: Setup) -> str:
-    return (
-        "the backend verified it but denies this identity access: that is its authorisation "
-        f"(an allow-list of subjects), not trust: ask its owners to allow {setup.client_subject}"
-    )
-
-
-def _advice_signature(setup: Setup) -> str:
-    return (
-        "the server could not verify a signature: our certificate's own signature, or the key "
-        f"in {_store_of(setup)} does not match the certificate"
-    )
-
-
-_CLIENT_ADVICE: dict[str, Callable[[Setup], str]] = {
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": _advice_expired,
-    "SSLV3_ALERT_CERTIFICATE_REVOKED": _advice_revoked,
-    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": _advice_unsupported,
-    "TLSV1_ALERT_ACCESS_DENIED": _advice_denied,
-    "TLSV1_ALERT_DECRYPT_ERROR": _advice_signature,
-    # unknown ca, bad certificate, certificate unknown (Java's word for untrusted): trust.
-}
-
-
-def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Failure:
-    """A failure kind and sentence for an exception from the handshake."""
-    where = target.server
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code = exc.verify_code
-        message = str(exc.verify_message or exc).rstrip(".")
-        trust = setup.truststore or "the system's trust store"
-        if code in _HOSTNAME:
-            return Failure(
-                "hostname_mismatch",
-                f"hostname mismatch under {setup.hostname_verifier}: {message}",
-            )
-        if code in _UNTRUSTED:
-            fix = (
-                f"import the server's certificate or its CA into {trust} (mtls import)"
-                if setup.truststore
-                else "give the profile a <TrustStore> (or --truststore) that holds the "
-                "server's certificate or its CA (mtls import creates one)"
-            )
-            return Failure(
-                "server_not_trusted",
-                f"the server's certificate is not trusted by {trust} ({message}): {fix}",
-            )
-        if code == _EXPIRED:
-            return Failure(
-                "server_cert_expired",
-                f"the server's certificate has expired ({message}): the backend must renew it",
-            )
-        if code == _NOT_YET_VALID:
-            return Failure(
-                "server_cert_not_yet_valid",
-                f"the server's certificate is not valid yet ({message}): check the clocks of "
-                "both machines",
-            )
-        if code == _INVALID_PURPOSE:
-            return Failure(
-                "server_cert_invalid",
-                f"the server's certificate is not for TLS servers ({message}): its extended "
-                "key usage lacks serverAuth",
-            )
-        return Failure("server_cert_invalid", f"the server's certificate failed: {message}")
-    if isinstance(exc, ssl.SSLError):
-        reason = _reason(exc)
-        if reason in _CERT_ALERTS:
-            return _refused(setup, exc)
-        if reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
-            if setup.client_subject is None:
-                return _refused(setup, exc)
-            return Failure(
-                "handshake_failure",
-                "the server ended the handshake (handshake failure alert): no cipher or "
-                "signature algorithm in common, or it refused our certificate",
-            )
-        if reason in _VERSION_REASONS:
-            return Failure(
-                "protocol_version",
-                f"no TLS version in common with {where} ({_alert_text(exc)}): we offer TLS 1.2 "
-                "and 1.3; TLS 1.0 and 1.1 are deprecated (RFC 8996)",
-            )
-        if reason in _NOT_TLS_REASONS or "record layer" in str(exc):
-            return Failure(
-                "not_tls",
-                f"{where} did not answer in TLS ({_alert_text(exc)}): is it a plain HTTP port?",
-            )
-        if reason in {"NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
-            return Failure("handshake_failure", f"no cipher in common with {where}")
-        if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            return _closed(setup, where, during=True)
-        return Failure("tls_error", f"TLS handshake with {where} failed: {_alert_text(exc)}")
-    if isinstance(exc, TimeoutError):
-        return Failure(
-            "timeout", f"{where} accepted the connection but the TLS handshake timed out"
-        )
-    if isinstance(exc, ConnectionError | EOFError):
-        return _closed(setup, where, during=True)
-    return Failure("tls_error", f"TLS handshake with {where} failed: {exc}")
-
-
-def _closed(setup: Setup, where: str, *, during: bool) -> Failure:
-    sent = f"we sent {setup.client_subject}" if setup.client_subject else "we sent no certificate"
-    if during:
-        return Failure(
-            "connection_closed",
-            f"{where} closed the connection during the handshake ({sent}): it may require a "
-            "client certificate, another server name, or not speak TLS",
-        )
-    return Failure(
-        "client_cert_refused",
-        f"{where} closed the connection right after the handshake without answering ({sent}): "
-        "with TLS 1.3 that is how most servers refuse a client certificate",
-    )
-
-
 def _connect(target: Target, timeout: float) -> tuple[socket.socket | None, Failure | None]:
     where = target.server
     try:
@@ -537,59 +131,6 @@ def _fetch_unverified_chain(report: Report, timeout: float) -> None:
         raw.close()
 
 
-def _explain_from_chain(report: Report) -> None:
-    """Add what only the chain fetched after a verification error can tell: names, dates."""
-    failure = report.failure
-    if failure is None or not report.chain:
-        return
-    if failure.kind == "hostname_mismatch":
-        leaf = report.chain[0]
-        names = ", ".join(leaf.get("san") or []) or f"no SAN, subject {leaf.get('subject')}"
-        report.failure = Failure(
-            failure.kind,
-            f"{failure.message}; the certificate names {names}: connect with a name it lists, "
-            "or reissue it with this one in its SAN",
-        )
-    elif failure.kind in ("server_cert_expired", "server_cert_not_yet_valid"):
-        report.failure = Failure(failure.kind, _dates_advice(report, failure))
-
-
-def _dates_advice(report: Report, failure: Failure) -> str:
-    current = now()
-    trust = report.setup.truststore or "the system's trust store"
-    expired = failure.kind == "server_cert_expired"
-    for index, info in enumerate(report.chain):
-        if "not_after" not in info:
-            continue
-        which = f"CA certificate [{index}] of its chain" if index else "the server's certificate"
-        name = f"{which} {info.get('subject')}"
-        start = _dt.datetime.fromisoformat(info["not_before"])
-        end = _dt.datetime.fromisoformat(info["not_after"])
-        if expired and end < current:
-            fix = (
-                "the backend must renew it and install the new one"
-                if index == 0
-                else "the backend must send a chain to the CA's current certificate, and "
-                f"{trust} must hold that certificate"
-            )
-            return (
-                f"{name} expired {_ago(end)}: {fix} (if that date is wrong, check this "
-                "machine's clock)"
-            )
-        if not expired and start > current:
-            return (
-                f"{name} is valid only from {start:%Y-%m-%d %H:%M} UTC, and this machine's "
-                f"clock says {current:%Y-%m-%d %H:%M} UTC: check the clocks of both machines, "
-                "or reissue it with a start date in the past"
-            )
-    # Nothing the server sent is out of date: the anchor we hold is.
-    return (
-        f"{failure.message}: a CA certificate in {trust} that anchors its chain is "
-        f"{'expired' if expired else 'not valid yet'}: replace it with the CA's current "
-        f"certificate (mtls list --keystore {trust} shows the dates)"
-    )
-
-
 def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = True) -> Report:
     """Connect, handshake, ask once, and describe what happened (never raises for network
     or TLS failures: they are in :attr:`Report.failure`)."""
@@ -611,7 +152,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             if isinstance(exc, ssl.SSLCertVerificationError):
                 report.chain_verified = False
                 _fetch_unverified_chain(report, timeout)
-                _explain_from_chain(report)
+                explain_from_chain(report)
             report.elapsed_ms = (time.perf_counter() - started) * 1000
             return report
         with tls:
@@ -630,16 +171,6 @@ def _ask(tls: ssl.SSLSocket, report: Report) -> None:
     setup, target = report.setup, report.target
     try:
         data = _request(tls, target)
-    except ssl.SSLError as exc:
-        if _reason(exc) in _CERT_ALERTS or _reason(exc) == "SSLV3_ALERT_HANDSHAKE_FAILURE":
-            report.accepted = False
-            report.failure = _refused(setup, exc)
-        elif isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            report.accepted = False
-            report.failure = _closed(setup, target.server, during=False)
-        else:
-            report.failure = Failure("tls_error", f"after the handshake: {_alert_text(exc)}")
-        return
     except TimeoutError:
         report.accepted = True if report.tls_version != "TLSv1.3" else None
         report.notes.append(
@@ -651,14 +182,15 @@ def _ask(tls: ssl.SSLSocket, report: Report) -> None:
             )
         )
         return
-    except (ConnectionError, EOFError):
-        report.accepted = False
-        report.failure = _closed(setup, target.server, during=False)
+    except (ssl.SSLError, ConnectionError, EOFError) as exc:
+        report.failure, accepted = classify_answer(exc, setup, target)
+        if accepted is not None:
+            report.accepted = accepted
         return
     if not data:
         if report.tls_version == "TLSv1.3":
             report.accepted = False
-            report.failure = _closed(setup, target.server, during=False)
+            report.failure = closed(setup, target.server, during=False)
         else:
             report.accepted = True
             report.notes.append("the server closed the connection without an HTTP answer")

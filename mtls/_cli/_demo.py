@@ -17,8 +17,10 @@ from typing import Any
 from .._context import client_context
 from .._profiles import SSLProfileSet
 from .._stores import Keystore, Truststore
-from ._common import EXIT_OK, CLIError, LogCollector, Output, hex_serial
-from ._connect import Report, Setup, Target, run_probe
+from ._common import EXIT_OK, CLIError, Output, hex_serial
+from ._connect import run_probe
+from ._diagnosis import Report, Setup, Target
+from ._logs import LogCollector
 
 _PASSWORD = "wso2carbon"  # noqa: S105 - WSO2's shipped default, for a throw-away demo
 _FILES = (

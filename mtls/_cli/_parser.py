@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from .._context import HOSTNAME_VERIFIERS, normalize_hostname_verifier
+from .._types import HOSTNAME_VERIFIERS, normalize_hostname_verifier
 from .._version import __version__
-from ._check import cmd_check
-from ._common import UsageError, scrub
-from ._demo import cmd_demo
-from ._probe import cmd_probe
-from ._serve import cmd_serve
-from ._stores import cmd_convert, cmd_export, cmd_genkey, cmd_import, cmd_list, write_type
+from ._common import UsageError, scrub, write_type
 
-Command = Callable[..., int]
+#: A subcommand's function as ``module:function`` of this package, imported only when
+#: it runs: ``mtls --help`` and usage errors never load the stores or the profile engine.
+Command = str
+
+
+def command(spec: Command) -> Callable[..., int]:
+    """The function a parsed command line runs (``"_stores:cmd_list"`` -> ``cmd_list``)."""
+    module, _, name = spec.partition(":")
+    func: Callable[..., int] = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    return func
 
 
 class Parser(argparse.ArgumentParser):
@@ -133,7 +138,7 @@ def _add(
         parents=[_common_options()],
         allow_abbrev=False,
     )
-    parser.set_defaults(func=func)
+    parser.set_defaults(run=func)
     return parser
 
 
@@ -155,7 +160,7 @@ def build_parser() -> Parser:
     genkey = _add(
         sub,
         "genkey",
-        cmd_genkey,
+        "_stores:cmd_genkey",
         "generate a key pair and self-signed certificate (keytool -genkeypair)",
         aliases=("genkeypair",),
     )
@@ -206,7 +211,7 @@ def build_parser() -> Parser:
     export = _add(
         sub,
         "export",
-        cmd_export,
+        "_stores:cmd_export",
         "write an entry's certificate, DER unless --rfc (keytool -exportcert)",
         aliases=("exportcert",),
     )
@@ -221,7 +226,7 @@ def build_parser() -> Parser:
     imp = _add(
         sub,
         "import",
-        cmd_import,
+        "_stores:cmd_import",
         "trust a certificate; creates the truststore when absent (keytool -importcert)",
         aliases=("importcert",),
     )
@@ -240,7 +245,7 @@ def build_parser() -> Parser:
     lst = _add(
         sub,
         "list",
-        cmd_list,
+        "_stores:cmd_list",
         "list entries: kinds, subjects, issuers, SANs, expiry, SHA-256 (keytool -list -v)",
     )
     _keystore_option(lst, "the keystore or truststore (JKS, JCEKS, PKCS12, PEM, DER)")
@@ -255,7 +260,7 @@ def build_parser() -> Parser:
     convert = _add(
         sub,
         "convert",
-        cmd_convert,
+        "_stores:cmd_convert",
         "convert a store to PKCS12, JKS or PEM (keytool -importkeystore)",
         aliases=("importkeystore",),
     )
@@ -290,7 +295,7 @@ def build_parser() -> Parser:
     check = _add(
         sub,
         "check",
-        cmd_check,
+        "_check:cmd_check",
         "load every SSL profile and tabulate servers, stores, certificates and problems",
     )
     check.add_argument("profiles", nargs="?", metavar="PROFILES.xml", help="the profile file")
@@ -300,7 +305,7 @@ def build_parser() -> Parser:
     probe = _add(
         sub,
         "probe",
-        cmd_probe,
+        "_probe:cmd_probe",
         "connect as the profile set would and explain what happens",
     )
     probe.add_argument("url", metavar="URL", help="https://host:port/path (port 443 by default)")
@@ -325,7 +330,7 @@ def build_parser() -> Parser:
     serve = _add(
         sub,
         "serve",
-        cmd_serve,
+        "_serve:cmd_serve",
         "run a test backend that demands a client certificate and prints every handshake",
     )
     _keystore_option(serve, "the backend's identity")
@@ -348,7 +353,7 @@ def build_parser() -> Parser:
     demo = _add(
         sub,
         "demo",
-        cmd_demo,
+        "_demo:cmd_demo",
         "the seed flow end to end: stores, profile, a backend, a rotation (no JDK needed)",
     )
     demo.add_argument("--dir", metavar="DIR", help="keep the files here (default: a temp dir)")

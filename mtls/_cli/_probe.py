@@ -1,6 +1,6 @@
 """``mtls probe``: connect as the profile set would, and say what happened in words.
 
-The connection itself and the classification of failures are in ``_connect``;
+The connection itself is in ``_connect``, what a failure means in ``_diagnosis``;
 this module chooses the context (a profile, a default, or ``--keystore`` and
 ``--truststore``) and prints the report.
 """
@@ -19,24 +19,25 @@ from .._context import LOCALHOST_NAMES, client_context
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
 from .._stores import load_store
-from ._check import load_profile_set, presented, profile_defaults, strip_profile_prefix
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
-    LogCollector,
     Output,
     UsageError,
-    colon_hex,
     expiry_text,
-)
-from ._connect import Failure, Report, Setup, Target, parse_target, run_probe
-from ._stores import (
     load_keystore,
+    load_profile_set,
     load_truststore,
     optional_key_password,
+    presented,
+    profile_defaults,
     store_password,
+    strip_profile_prefix,
     truststore_password,
 )
+from ._connect import run_probe
+from ._diagnosis import Failure, Report, Setup, Target, parse_target
+from ._logs import LogCollector
 
 # --------------------------------------------------------------------------- setup
 
@@ -243,7 +244,7 @@ def _chain_lines(report: Report, out: Output) -> None:
             out.line(f"        expires  {expiry_text(info['not_after'])}")
         if info.get("san"):
             out.line(f"        SAN      {', '.join(info['san'])}")
-        out.line(f"        SHA256   {colon_hex(str(info['sha256']))}")
+        out.line(f"        SHA256   {_x509.colon_hex(str(info['sha256']))}")
 
 
 def render(report: Report, out: Output) -> None:

@@ -9,16 +9,14 @@ from pathlib import Path
 from ..testing import HandshakeRecord, MTLSServer
 from ._common import (
     EXIT_OK,
-    LogCollector,
     Output,
-)
-from ._stores import (
     load_keystore,
     load_truststore,
     optional_key_password,
     store_password,
     truststore_password,
 )
+from ._logs import LogCollector
 
 
 def _describe(record: HandshakeRecord) -> str:

@@ -19,67 +19,34 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from .. import _x509
-from .._errors import KeystoreFormatError, WrongPasswordError
+from .._errors import KeystoreFormatError
 from .._files import read_input
 from .._readers import detect_format
 from .._stores import Keystore, Truststore
+from .._types import WriteFormat
 from ._common import (
-    ENV_KEY_PASSWORD,
     ENV_OUT_PASSWORD,
     ENV_STORE_PASSWORD,
-    ENV_TRUSTSTORE_PASSWORD,
     EXIT_OK,
     CLIError,
-    LogCollector,
     Output,
     UsageError,
     cert_info,
     check_new_password,
-    colon_hex,
     display_path,
     expiry_text,
+    inspect_keystore,
+    load_keystore,
+    load_truststore,
+    optional_key_password,
     resolve_password,
+    store_password,
+    type_for_new_store,
 )
-
-WriteType = Literal["JKS", "PKCS12", "PEM"]
-_EXTENSION_TYPES: dict[str, WriteType] = {
-    ".jks": "JKS",
-    ".p12": "PKCS12",
-    ".pfx": "PKCS12",
-    ".pkcs12": "PKCS12",
-    ".pem": "PEM",
-}
+from ._logs import LogCollector
 
 
-def write_type(name: str) -> WriteType:
-    """A ``--store-type``/``--to`` value as the writers take it (case-insensitive).
-
-    Raises:
-        argparse.ArgumentTypeError: not JKS, PKCS12 or PEM.
-    """
-    norm = name.upper().replace("#", "").replace("-", "")
-    if norm == "JKS":
-        return "JKS"
-    if norm in ("PKCS12", "P12"):
-        return "PKCS12"
-    if norm == "PEM":
-        return "PEM"
-    raise argparse.ArgumentTypeError(f"must be JKS, PKCS12 or PEM, not {name!r}")
-
-
-def type_for_new_store(path: Path, explicit: WriteType | None) -> WriteType:
-    """The type of a store about to be created: ``--store-type``, else by extension.
-
-    ``.jks`` is JKS (WSO2's files); anything else without a known extension is
-    PKCS12, keytool's default since JDK 9.
-    """
-    if explicit is not None:
-        return explicit
-    by_extension = _EXTENSION_TYPES.get(path.suffix.lower(), "PKCS12")
-    return "PKCS12" if by_extension == "PEM" else by_extension
-
-
-def _existing_type(store: Keystore, path: Path, explicit: WriteType | None) -> WriteType:
+def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) -> WriteFormat:
     kind = store.store_type
     if kind not in ("JKS", "PKCS12"):
         raise CLIError(
@@ -94,41 +61,6 @@ def _existing_type(store: Keystore, path: Path, explicit: WriteType | None) -> W
     return "JKS" if kind == "JKS" else "PKCS12"
 
 
-def _password_hint(exc: WrongPasswordError) -> str:
-    if exc.alias is not None:
-        return f"the key password comes from --key-password or {ENV_KEY_PASSWORD}"
-    return f"the store password comes from --password or {ENV_STORE_PASSWORD}"
-
-
-def load_keystore(path: Path, password: str | None, key_password: str | None) -> Keystore:
-    """``Keystore.load`` with the option or variable that sets each password in the message.
-
-    Raises:
-        CLIError: a wrong password (chained to the library's error).
-        MTLSError: anything else the library refuses.
-    """
-    try:
-        return Keystore.load(path, password, key_password=key_password)
-    except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
-
-
-def inspect_keystore(path: Path, password: str | None) -> Keystore:
-    """``Keystore.inspect`` (entries and chains, no key decrypted), with password hints."""
-    try:
-        return Keystore.inspect(path, password)
-    except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
-
-
-def load_truststore(path: Path, password: str | None) -> Truststore:
-    """``Truststore.load`` (every entry's certificate, no key decrypted), with password hints."""
-    try:
-        return Truststore.load(path, password)
-    except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
-
-
 def _sniff(path: Path) -> str:
     """The store format of a file, from its bytes (raises FileNotFoundError for a missing one)."""
     data = read_input(path)
@@ -136,46 +68,6 @@ def _sniff(path: Path) -> str:
         return detect_format(data)
     except KeystoreFormatError as exc:
         raise CLIError(f"{path}: {exc}: check the file name") from exc
-
-
-def store_password(args: argparse.Namespace, path: str | Path, *, new: bool = False) -> str:
-    """``--password``, else ``MTLS_STORE_PASSWORD``, else a prompt (twice for a new store)."""
-    value = resolve_password(
-        args.password,
-        env=ENV_STORE_PASSWORD,
-        option="--password",
-        what=f"the store password of {path}",
-        prompt="Enter keystore password: " if not new else "Enter new keystore password: ",
-        confirm=new,
-    )
-    assert value is not None
-    return value
-
-
-def truststore_password(args: argparse.Namespace, store_password: str | None) -> str | None:
-    """``--truststore-password``, else ``MTLS_TRUSTSTORE_PASSWORD``, else the store password
-    (the option, ``MTLS_STORE_PASSWORD`` or the one already asked for), else ``None``: a
-    truststore opens without one, as in Java."""
-    for given, env, option in (
-        (args.truststore_password, ENV_TRUSTSTORE_PASSWORD, "--truststore-password"),
-        (args.password, ENV_STORE_PASSWORD, "--password"),
-    ):
-        found = resolve_password(given, env=env, option=option, what="", prompt="", required=False)
-        if found is not None:
-            return found
-    return store_password
-
-
-def optional_key_password(args: argparse.Namespace) -> str | None:
-    """``--key-password`` or ``MTLS_KEY_PASSWORD``; ``None`` means "the store password"."""
-    return resolve_password(
-        getattr(args, "key_password", None),
-        env=ENV_KEY_PASSWORD,
-        option="--key-password",
-        what="the key password",
-        prompt="",
-        required=False,
-    )
 
 
 def _entry_word(count: int) -> str:
@@ -333,7 +225,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     out.line(f"  valid    until {expiry_text(info['not_after'])}")
     if info["san"]:
         out.line(f"  SAN      {', '.join(info['san'])}")
-    out.line(f"  SHA256   {colon_hex(info['sha256'])}")
+    out.line(f"  SHA256   {_x509.colon_hex(info['sha256'])}")
     _show_warnings(out, logs)
     return EXIT_OK
 
@@ -491,7 +383,7 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     out.line(f"  subject  {out.style(info['subject'], 'bold')}")
     out.line(f"  issuer   {_issuer_text(cert)}")
     out.line(f"  valid    until {expiry_text(info['not_after'])}")
-    out.line(f"  SHA256   {colon_hex(info['sha256'])}")
+    out.line(f"  SHA256   {_x509.colon_hex(info['sha256'])}")
     out.line(f"  store    {path} ({kind}, {state})")
     _show_warnings(out, logs)
     return EXIT_OK
@@ -566,7 +458,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
                 indent = "      "
             if "unparsed" in info:
                 out.line(f"{indent}(details unavailable: {info['unparsed'].split(':', 1)[0]})")
-                out.line(f"{indent}SHA256   {colon_hex(info['sha256'])}")
+                out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
                 continue
             issuer = info["issuer"] + (" (self-signed)" if info["self_signed"] else "")
             expiry = expiry_text(info["not_after"])
@@ -579,7 +471,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             out.line(f"{indent}key      {info['key']}")
             if info["san"]:
                 out.line(f"{indent}SAN      {', '.join(info['san'])}")
-            out.line(f"{indent}SHA256   {colon_hex(info['sha256'])}")
+            out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
     _show_warnings(out, logs)
     return EXIT_OK
 
@@ -591,7 +483,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     """``mtls convert``: one store format to another (``keytool -importkeystore``)."""
     source = Path(args.keystore)
     target = Path(args.out)
-    to: WriteType = args.to
+    to: WriteFormat = args.to
     fmt = _sniff(source)
     if target.exists() and not args.force:
         raise CLIError(f"{target} exists: pass --force to overwrite it")

@@ -10,54 +10,27 @@ imported, so ``import mtls`` never needs them::
 A missing library raises ImportError naming the extra to install
 (``pip install "mtls-profiles[httpx]"``).
 
-Theory of operation (httpx and requests)
-----------------------------------------
-The clients pool connections per TLS configuration: httpx per transport, urllib3
-per pool key (which holds the ``ssl_context`` object). So a pool per *context
-object* is enough for a rotation to take effect: after a reload the profile set
-hands out a new context, the next request gets a new pool and a new handshake
-with the new identity, and no connection made with the old identity is ever
-picked for it.
+Where things are
+----------------
+========================  ================================================================
+module                    what
+========================  ================================================================
+``httpx``                 ``MTLSTransport``, ``AsyncMTLSTransport``, ``client()``, ...
+``requests``              ``MTLSAdapter``, ``session()``
+``aiohttp``               ``MTLSClientSession``, ``request_ssl()``
+``grpc``                  ``secure_channel()``, ``aio_secure_channel()``, ...
+``_pools``                the per-context pools every pooling client shares, and how
+                          they follow reloads (its docstring: the theory of operation)
+========================  ================================================================
 
-What is left is to close the old pools, so that idle connections holding the old
-identity do not linger. :class:`_ContextPools` keeps the per-context resources in
-step with the profile set's generation. Every request reads the generation, looks
-its context up and reads the generation again (a retry when a reload slipped in
-between), then, under one lock: if the generation moved, *sweeps*, and takes a
-lease on the context's entry. A sweep asks the profile set again for every
-``(host, port)`` this client has sent to, and retires the entries no longer
-returned for any of them. A retired entry with no lease is closed at once; one
-still leased is closed when its last request finishes, because closing a pool
-under an in-flight request breaks it (httpcore's ``pool.close()`` closes active
-connections too; urllib3's ``_get_conn`` on a closed pool raises
-``ClosedPoolError``). Sweeps also run from the profile set's subscriber callback
-for the sync clients, so idle connections close promptly after a reload even
-without traffic; the async transport sweeps lazily, on its next request or
-``aclose()``, in the event loop that owns the connections.
-
-The contexts themselves are never changed: see the notes in each module on what
-each client would otherwise do to them.
+A URL becomes the ``(host, port)`` profiles are looked up by in one place,
+:func:`mtls._config.tls_origin`, with one default-port table
+(:data:`mtls._config.DEFAULT_PORTS`).
 """
 
 from __future__ import annotations
 
-import logging
-import ssl
-import threading
-import weakref
-from collections.abc import Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-from .._errors import MTLSError
-
-if TYPE_CHECKING:
-    from .._profiles import SSLProfileSet
-
 __all__: list[str] = []
-
-log = logging.getLogger("mtls")
-
-T = TypeVar("T")
 
 
 def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
@@ -69,238 +42,3 @@ def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
     )
     error.__cause__ = exc
     return error
-
-
-class _Entry(Generic[T]):
-    """One context (or other material) and the client resource made for it."""
-
-    __slots__ = ("closed", "context", "inflight", "resource", "retired")
-
-    def __init__(self, context: Any, resource: T) -> None:
-        self.context = context  # held, so its id() is not reused while we key on it
-        self.resource = resource
-        self.inflight = 0
-        self.retired = False
-        self.closed = False
-
-
-class _ContextPools(Generic[T]):
-    """Per-context resources of one client, retired when the profile set moves on.
-
-    Thread-safe. Never calls the resource's close: the methods return what the
-    caller must close (outside the lock, and in the event loop for async ones).
-
-    Args:
-        profile_set: where contexts come from.
-        client_id: passed to :meth:`SSLProfileSet.context_for`.
-        make: builds the resource for a context (called under the lock: keep it cheap).
-        alpn: the ALPN list (or a function giving it) contexts are asked for with.
-        lookup: what a ``(host, port)`` is served with, instead of its context
-            (gRPC: :meth:`SSLProfileSet.material_for`); ``None`` means no TLS material.
-        key: what makes two lookups "the same" (default: the very same object).
-    """
-
-    def __init__(
-        self,
-        profile_set: SSLProfileSet,
-        client_id: str | None,
-        make: Callable[[Any], T],
-        alpn: tuple[str, ...] | Callable[[], tuple[str, ...]] = ("http/1.1",),
-        *,
-        lookup: Callable[[str, int], Any] | None = None,
-        key: Callable[[Any], Hashable] = id,
-    ) -> None:
-        self._profiles = profile_set
-        self._client_id = client_id
-        self._make = make
-        # Each client asks for contexts with its own ALPN list: the set builds one per
-        # list, so no client's set_alpn_protocols() touches a context another uses.
-        self._alpn_of = alpn if callable(alpn) else (lambda: alpn)
-        self._lookup = lookup if lookup is not None else self.context_for
-        self._key = key
-        self._lock = threading.Lock()
-        self._entries: dict[Hashable, _Entry[T]] = {}
-        self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
-        self._unclosed: list[T] = []  # retired and due to close, left by a refused acquire
-        self._origins: set[tuple[str, int]] = set()
-        self._generation = profile_set.generation
-
-    def context_for(self, host: str, port: int) -> ssl.SSLContext | None:
-        """The current context for ``host:port``, without taking a lease."""
-        return self._profiles.context_for(
-            host, port, client_id=self._client_id, alpn=self._alpn_of()
-        )
-
-    def acquire(self, host: str, port: int) -> tuple[_Entry[T] | None, list[T]]:
-        """Lease the entry for ``host:port``'s current context.
-
-        Returns:
-            The entry (``None`` when no profile and no default match: use the
-            client's normal TLS), and resources retired by a sweep, to close now.
-            Every entry returned must be given back with :meth:`release`.
-
-        Raises:
-            ProfileUnavailableError: the profile naming ``host:port`` has not loaded
-                (nothing is leased).
-        """
-        profiles = self._profiles
-        closing: list[T] = []
-        while True:
-            generation = profiles.generation
-            try:
-                ctx = self._lookup(host, port)
-            except MTLSError:
-                if closing:  # retired by a sweep of an earlier pass: the next caller closes
-                    with self._lock:
-                        self._unclosed.extend(closing)
-                raise
-            if profiles.generation != generation:
-                continue  # a reload between the two reads: ctx may be from either set
-            with self._lock:
-                if generation != self._generation:
-                    if generation < self._generation:
-                        continue  # a sweep already saw a newer set: look again
-                    closing.extend(self._sweep_locked())
-                    if generation != self._generation:
-                        continue
-                if ctx is None:
-                    return None, closing
-                key = self._key(ctx)
-                entry = self._entries.get(key)
-                if entry is None:
-                    entry = _Entry(ctx, self._make(ctx))
-                    self._entries[key] = entry
-                entry.inflight += 1
-                self._origins.add((host, port))
-                return entry, closing
-
-    def release(self, entry: _Entry[T]) -> T | None:
-        """End a lease.
-
-        Returns:
-            The entry's resource when it was retired and this was its last lease:
-            the caller closes it.
-        """
-        with self._lock:
-            entry.inflight -= 1
-            if entry.retired and entry.inflight <= 0 and not entry.closed:
-                entry.closed = True
-                self._draining.discard(entry)
-                return entry.resource
-        return None
-
-    def sweep(self) -> list[T]:
-        """Retire the entries whose context the profile set no longer hands out.
-
-        Returns:
-            The resources to close now (retired entries without a lease).
-        """
-        with self._lock:
-            if self._profiles.generation == self._generation:
-                return []
-            return self._sweep_locked()
-
-    def _sweep_locked(self) -> list[T]:
-        profiles = self._profiles
-        while True:
-            generation = profiles.generation
-            live: dict[Hashable, tuple[str, int]] = {}
-            origins: set[tuple[str, int]] = set()
-            for host, port in self._origins:
-                try:
-                    ctx = self._lookup(host, port)
-                except MTLSError:  # refused now (its profile has not loaded): nothing live
-                    ctx = None
-                if ctx is not None:
-                    live[self._key(ctx)] = (host, port)
-                    origins.add((host, port))
-            if profiles.generation == generation:
-                break  # the answers all come from one generation
-        self._generation = generation
-        self._origins = origins  # hosts now without a profile are forgotten
-        closing: list[T] = self._unclosed
-        self._unclosed = []
-        for key, entry in list(self._entries.items()):
-            if key in live:
-                continue
-            del self._entries[key]
-            entry.retired = True
-            if entry.inflight <= 0:
-                entry.closed = True
-                closing.append(entry.resource)
-            else:
-                self._draining.add(entry)
-        return closing
-
-    def close(self) -> list[T]:
-        """Forget every entry, leased or not.
-
-        Returns:
-            Every resource not closed yet: the caller closes them (in-flight
-            requests on them then fail, as with the client's own ``close()``).
-        """
-        with self._lock:
-            entries = [*self._entries.values(), *self._draining]
-            self._entries.clear()
-            self._draining.clear()
-            self._origins.clear()
-            closing: list[T] = self._unclosed
-            self._unclosed = []
-            for entry in entries:
-                entry.retired = True
-                if not entry.closed:
-                    entry.closed = True
-                    closing.append(entry.resource)
-            return closing
-
-    def contexts(self) -> list[ssl.SSLContext]:
-        """The contexts with a live (not retired) entry."""
-        with self._lock:
-            return [entry.context for entry in self._entries.values()]
-
-    def resources(self) -> list[T]:
-        """The resources not closed yet (live and draining)."""
-        with self._lock:
-            return [e.resource for e in [*self._entries.values(), *self._draining] if not e.closed]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries) + len(self._draining)
-
-
-def _subscribe_weakly(
-    profile_set: SSLProfileSet, owner: Any, on_change: Callable[[Any], object]
-) -> Callable[[], None]:
-    """Call ``on_change(owner)`` after each applied reload, without keeping ``owner`` alive.
-
-    Once ``owner`` is garbage, the callback unsubscribes itself at the next reload.
-
-    Returns:
-        The function that unsubscribes.
-    """
-    ref = weakref.ref(owner)
-    handle: list[Callable[[], None]] = []
-
-    def callback(old: int, new: int) -> None:
-        target = ref()
-        if target is None:
-            for unsubscribe in handle:
-                unsubscribe()
-            return
-        on_change(target)
-
-    handle.append(profile_set.subscribe(callback))
-    return handle[0]
-
-
-def _close_each(resources: Iterable[Any], close: Callable[[Any], object]) -> None:
-    """Close every resource; a failure is logged, never raised.
-
-    Closing a retired pool is housekeeping: a socket that fails to close must not
-    fail the request (or the reload) that triggered it, nor keep the others open.
-    """
-    for resource in resources:
-        try:
-            close(resource)
-        except Exception:
-            log.warning("mtls: closing a retired connection pool failed", exc_info=True)

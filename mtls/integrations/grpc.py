@@ -60,12 +60,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._config import CATCH_ALL, SSLProfile, StoreConfig, normalize_host
+from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES
 from .._errors import ProfileConfigError
 from .._material import TLSMaterial
 from .._profiles import SSLProfileSet
-from . import _close_each, _ContextPools, _Entry, _missing_extra, _subscribe_weakly
+from . import _missing_extra
+from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
     import grpc
@@ -119,7 +120,7 @@ def _parse_target(target: str) -> tuple[str, int]:
     else:
         host, port_text = rest, ""  # a bare name, or an IPv6 literal without brackets
     try:
-        port = int(port_text) if port_text else 443
+        port = int(port_text) if port_text else DEFAULT_PORTS["https"]
     except ValueError:
         port = 0
     if not host or not 0 < port < 65536:

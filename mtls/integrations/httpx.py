@@ -34,7 +34,9 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _close_each, _ContextPools, _Entry, _missing_extra, _subscribe_weakly
+from .._config import DEFAULT_PORTS
+from . import _missing_extra
+from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
     import anyio  # httpx's own dependency, for shielded closes
@@ -76,10 +78,12 @@ def _check_transport_kwargs(kwargs: dict[str, Any], transport: type[Any]) -> Non
 
 def _origin(url: httpx.URL) -> tuple[str, int] | None:
     """``(host, port)`` of an https URL, as ``SSLProfileSet.context_for_url`` reads it."""
-    if url.scheme != "https":
-        return None  # plain http needs no TLS; httpx knows no other scheme
+    # httpx has parsed the URL already: tls_origin's rules on its fields, not its text.
+    default = DEFAULT_PORTS.get(url.scheme)
+    if default is None:
+        return None  # plain http needs no TLS
     # raw_host: the IDNA (xn--) form, lower-case, IPv6 without brackets, as str(url) has it.
-    return url.raw_host.decode("ascii"), url.port or 443
+    return url.raw_host.decode("ascii"), url.port or default
 
 
 class _LeasedStream(httpx.SyncByteStream):

@@ -54,9 +54,10 @@ import ssl
 import threading
 from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from . import _close_each, _ContextPools, _Entry, _missing_extra, _subscribe_weakly
+from .._config import tls_origin
+from . import _missing_extra
+from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
     import requests
@@ -75,7 +76,6 @@ __all__ = ["MTLSAdapter", "session"]
 
 log = logging.getLogger("mtls")
 
-_DEFAULT_PORTS = {"https": 443, "wss": 443}
 # Pool-key fields that carry TLS settings: replaced as a whole for profiled URLs.
 _TLS_POOL_KEYS = (
     "ssl_context",
@@ -102,13 +102,7 @@ def _urllib3_alpn() -> tuple[str, ...]:
 
 def _origin(url: str | None) -> tuple[str, int] | None:
     """``(host, port)`` of a TLS URL, exactly as ``SSLProfileSet.context_for_url`` reads it."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    default = _DEFAULT_PORTS.get(parts.scheme.lower())
-    if default is None or not parts.hostname:
-        return None
-    return parts.hostname, parts.port or default
+    return tls_origin(url) if url else None
 
 
 class _Lease(threading.local):

@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,10 +32,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .._secret import Secret
 from .._stores import Keystore, Truststore
+from .._types import KeyType, WriteFormat
 from ._rotation import replace_atomically
 
-KeyType: TypeAlias = Literal["EC", "RSA", "Ed25519"]
-StoreType: TypeAlias = Literal["JKS", "PKCS12", "PEM"]
 Identity: TypeAlias = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 _PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -253,7 +252,7 @@ class IssuedIdentity:
         path: str | os.PathLike[str],
         password: str | Secret,
         *,
-        store_type: StoreType = "JKS",
+        store_type: WriteFormat = "JKS",
         alias: str | None = None,
         key_password: str | Secret | None = None,
     ) -> Path:
@@ -548,7 +547,7 @@ class CA:
         path: str | os.PathLike[str],
         password: str | Secret,
         *,
-        store_type: StoreType = "JKS",
+        store_type: WriteFormat = "JKS",
         alias: str = "ca",
     ) -> Path:
         """Write :meth:`truststore` to a file keytool and :meth:`mtls.Truststore.load` read.

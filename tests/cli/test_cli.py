@@ -199,7 +199,7 @@ def test_keyboard_interrupt_exits_130(
     def interrupted(*args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mtls._cli._parser.cmd_demo", interrupted)
+    monkeypatch.setattr("mtls._cli._demo.cmd_demo", interrupted)
     assert cli.main(["demo"]) == 130
     assert capsys.readouterr().err == "mtls: error: interrupted\n"
 
@@ -303,7 +303,7 @@ def test_seed_steps_with_the_cli_are_read_back_by_keytool(
                         ("backend-truststore.jks", "gateway.pem")):  # fmt: skip
         data = (d / cert).read_bytes()
         der = ssl.PEM_cert_to_DER_cert(data.decode()) if data.startswith(b"-----") else data
-        assert mtls._x509.colon_fingerprint(der) in listings[store]
+        assert mtls._x509.colon_hex(mtls._x509.sha256_hex(der)) in listings[store]
 
 
 def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
@@ -320,7 +320,10 @@ def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
     assert "client  PrivateKeyEntry, chain of 2" in human
     assert "root  trustedCertEntry" in human
     assert "DNS:client.example, IP:10.0.0.7" in human
-    assert mtls._x509.colon_fingerprint(ca.certificate.public_bytes(Encoding.DER)) in human
+    assert (
+        mtls._x509.colon_hex(mtls._x509.sha256_hex(ca.certificate.public_bytes(Encoding.DER)))
+        in human
+    )
 
     data = json.loads(ok("list", "--keystore", path, "--json").stdout)
     assert set(data) == {"path", "store_type", "entries", "warnings"}

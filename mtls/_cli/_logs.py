@@ -1,0 +1,55 @@
+"""The library's log records during a command: kept for the command to show its way
+(and echoed to stderr with ``--debug``). Imported once a command runs, not for ``--help``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._common import Output
+
+
+class LogCollector(logging.Handler):
+    """Keeps the library's warnings so each command shows them its own way."""
+
+    def __init__(self) -> None:
+        """Collect WARNING and above."""
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Store the formatted message."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record must not break the command
+            return
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+@contextmanager
+def captured_logs(debug: bool, out: Output) -> Iterator[LogCollector]:
+    """Route the ``mtls`` logger to a collector (and to stderr with ``--debug``)."""
+    logger = logging.getLogger("mtls")
+    collector = LogCollector()
+    handlers: list[logging.Handler] = [collector]
+    if debug:
+        echo = logging.StreamHandler(out.stderr)
+        echo.setLevel(logging.DEBUG)
+        echo.setFormatter(logging.Formatter("mtls: debug: %(name)s: %(message)s"))
+        handlers.append(echo)
+    saved = (logger.level, logger.propagate)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False  # no lastResort printing behind our back
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        yield collector
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]

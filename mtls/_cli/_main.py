@@ -1,0 +1,116 @@
+"""``main``: the one boundary where exceptions become exit codes and one-line messages.
+
+(:func:`mtls.cli.main` is this function: the console script and ``python -m mtls``.)
+
+=====  ==================================================================
+code   meaning
+=====  ==================================================================
+0      done (``check``: every profile loads; ``probe``: the exchange works)
+1      a failure: bad file, wrong password, a profile that does not load,
+       a probe that fails (the reason is on stderr, one line)
+2      usage: a missing or bad option, or a password that cannot be asked for
+130    interrupted (Ctrl-C)
+=====  ==================================================================
+
+No traceback is shown unless ``--debug`` is given, and no password is ever
+printed: the library keeps passwords out of its messages, and the two places that
+echo the command line (usage errors, ``--debug`` tracebacks) are scrubbed of them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from .._errors import MTLSError
+from ._common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CLIError,
+    Output,
+    remember_argv_secrets,
+)
+from ._parser import build_parser, command
+
+__all__ = ["main"]
+
+
+def _os_error_message(exc: OSError) -> str:
+    name = exc.filename if exc.filename is not None else None
+    if isinstance(exc, FileNotFoundError) and name is not None:
+        return f"{name}: no such file: check the path (relative paths start from {os.getcwd()})"
+    if isinstance(exc, IsADirectoryError) and name is not None:
+        return f"{name} is a directory: give a file"
+    if isinstance(exc, PermissionError) and name is not None:
+        return f"{name}: permission denied: check the file's owner and mode"
+    reason = exc.strerror or str(exc)
+    return f"{name}: {reason}" if name is not None else reason
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mtls`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    Args:
+        argv: the arguments after the program name.
+
+    Returns:
+        0 on success, 1 on failure, 2 on usage errors, 130 when interrupted. The
+        reason for a non-zero code is one ``mtls: error:`` line on stderr.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    remember_argv_secrets(args)
+    # Known before parsing, so a usage error can honour them too.
+    debug = "--debug" in args
+    out = Output(no_color="--no-color" in args)
+    try:
+        namespace = build_parser().parse_args(args)
+        run = getattr(namespace, "run", None)
+        if run is None:
+            raise CLIError(
+                "choose a command: genkey, export, import, list, convert, check, probe, serve, "
+                "demo "
+                "(see 'mtls --help')",
+                code=EXIT_USAGE,
+            )
+        from ._logs import captured_logs  # noqa: PLC0415 - a command runs: not for --help
+
+        with captured_logs(debug, out) as logs:
+            return int(command(run)(namespace, out, logs))
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (mtls list | head): stop quietly, as Python's docs advise,
+        # and keep the interpreter from complaining while it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    except CLIError as exc:
+        _report(out, debug, str(exc))
+        return exc.code
+    except MTLSError as exc:
+        _report(out, debug, str(exc))
+        return EXIT_FAILURE
+    except OSError as exc:  # FileNotFoundError and friends (ssl.SSLError is one too)
+        _report(out, debug, _os_error_message(exc))
+        return EXIT_FAILURE
+    except Exception as exc:
+        _report(
+            out,
+            debug,
+            f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
+            "traceback, and please report it)",
+        )
+        return EXIT_FAILURE
+
+
+def _report(out: Output, debug: bool, message: str) -> None:
+    if debug:
+        import traceback  # noqa: PLC0415 - only --debug shows one
+
+        out.raw_stderr(traceback.format_exc())
+    out.error(message)

@@ -1,0 +1,52 @@
+"""The ``Literal`` and alias types shared by signatures across the package.
+
+One place for each closed set of values, so that a signature says which strings it
+takes and a type checker sees a misspelling (httpx keeps its input unions the same
+way, in ``httpx/_types.py``). Imports nothing but :mod:`typing`: every module may
+import it.
+
+=========================  ==============================================================
+name                       what
+=========================  ==============================================================
+``StoreFormat``            what a store file *is*, read from its bytes (``detect_format``)
+``WriteFormat``            what a store can be *written* as (``save``, ``to_bytes``)
+``KeyType``                the key algorithms ``generate`` and the test CA make
+``HostnameVerifier``       WSO2's ``HostnameVerifier`` modes, canonical spelling
+``HOSTNAME_VERIFIERS``     the same values at run time, in the order the docs list them
+=========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias, get_args
+
+#: What :func:`mtls.detect_format` reports: the content decides, never the file name.
+StoreFormat: TypeAlias = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER", "BKS", "UBER"]
+
+#: What the writers produce (keytool reads the first two; PEM is for everything else).
+WriteFormat: TypeAlias = Literal["JKS", "PKCS12", "PEM"]
+
+#: Key algorithms of new key pairs (keytool's ``-keyalg`` values mtls supports).
+KeyType: TypeAlias = Literal["RSA", "EC", "Ed25519"]
+
+#: A WSO2 ``HostnameVerifier`` mode as the library stores it once normalised. Public
+#: parameters also take any capitalisation (``"strict"``), as WSO2 does.
+HostnameVerifier: TypeAlias = Literal["Strict", "Default", "DefaultAndLocalhost", "AllowAll"]
+
+HOSTNAME_VERIFIERS: tuple[HostnameVerifier, ...] = get_args(HostnameVerifier)
+
+
+def normalize_hostname_verifier(value: str) -> HostnameVerifier:
+    """Canonical spelling of a WSO2 ``HostnameVerifier`` value (matched case-insensitively).
+
+    Raises:
+        ValueError: not one of Strict, Default, DefaultAndLocalhost, AllowAll.
+    """
+    wanted = str(value).strip().casefold()
+    for name in HOSTNAME_VERIFIERS:
+        if wanted == name.casefold():
+            return name
+    raise ValueError(
+        f"hostname_verifier must be one of {', '.join(HOSTNAME_VERIFIERS)} "
+        f"(case-insensitive), not {value!r}"
+    )

@@ -1,0 +1,117 @@
+"""The profile XML is vetted by defusedxml before stdlib's C parser builds its tree:
+every way a DTD can reach the document is refused, in any encoding and after any
+prolog, and what the fast parser builds is what a stream of end tags would give."""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mtls import ProfileConfigError
+from mtls._wso2 import _sender_profiles, parse_profiles_xml
+
+BASE = Path("/nonexistent")
+BOMB = (
+    '<!DOCTYPE p [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+)
+BODY = "<parameter><profile><servers>{}:443</servers></profile></parameter>"
+
+
+def parse(text: str | bytes) -> list[str]:
+    data = text.encode() if isinstance(text, str) else text
+    profiles = parse_profiles_xml(data, path="p.xml", base_dir=BASE)
+    return [name for p in profiles for name in p.server_names]
+
+
+def test_a_plain_file_parses():
+    assert parse(BODY.format("a")) == ["a:443"]
+
+
+@pytest.mark.parametrize(
+    "prolog",
+    [
+        "",
+        '<?xml version="1.0" encoding="ISO-8859-1"?>',
+        "<!-- a comment -->\n<?pi data?>\n",
+        "<!--" + "x" * 100_000 + "-->",  # a long prolog: the vetting reads all of it
+    ],
+)
+def test_a_dtd_after_any_prolog_is_refused(prolog: str):
+    with pytest.raises(ProfileConfigError, match="DTD") as info:
+        parse(prolog + BOMB + BODY.format("&c;"))
+    assert "aaaa" not in str(info.value)
+    # Negative twin: the same prolog without the DTD parses.
+    assert parse(prolog + BODY.format("a")) == ["a:443"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_dtd_is_refused_in_utf16_too(encoding: str):
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    with pytest.raises(ProfileConfigError, match="DTD"):
+        parse(bom + (BOMB + BODY.format("&c;")).encode(encoding))
+    assert parse(bom + BODY.format("a").encode(encoding)) == ["a:443"]
+
+
+def test_a_doctype_after_the_root_is_malformed_not_parsed():
+    with pytest.raises(ProfileConfigError, match="not well-formed"):
+        parse("<parameter>" + BOMB + "<profile><servers>a:443</servers></profile></parameter>")
+
+
+def test_an_undeclared_entity_is_malformed():
+    with pytest.raises(ProfileConfigError, match="not well-formed"):
+        parse(BODY.format("&c;"))
+
+
+def test_an_external_dtd_is_refused_before_anything_is_fetched():
+    with pytest.raises(ProfileConfigError, match="DTD"):
+        parse('<!DOCTYPE parameter SYSTEM "http://127.0.0.1:9/x.dtd">' + BODY.format("a"))
+
+
+def _stream_order(data: bytes) -> list[str]:
+    """What a stream of end tags gives (the reader's former algorithm): the oracle."""
+    found: list[str] = []
+    stack: list[ET.Element] = []
+    for event, element in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+        if event == "start":
+            stack.append(element)
+            continue
+        stack.pop()
+        if element.tag == "profile" and stack:
+            parent = stack[-1]
+            if len(stack) == 1 or (
+                parent.tag == "parameter" and parent.get("name") == "customSSLProfiles"
+            ):
+                found.append(element.findtext("servers") or "")
+    return found
+
+
+NESTED = (
+    "<root>"
+    "<profile><servers>a:1</servers>"
+    '<parameter name="customSSLProfiles"><profile><servers>inner:1</servers></profile>'
+    "</parameter></profile>"
+    '<x><parameter name="customSSLProfiles"><profile><servers>b:1</servers></profile>'
+    '<parameter name="other"><profile><servers>ignored:1</servers></profile></parameter>'
+    "</parameter></x>"
+    "<profile><servers>c:1</servers></profile>"
+    "</root>"
+)
+
+
+def test_profiles_in_nested_containers_come_in_end_tag_order():
+    data = NESTED.encode()
+    expected = _stream_order(data)
+    assert expected == ["inner:1", "a:1", "b:1", "c:1"]  # the oracle sees the nesting
+    assert [e.findtext("servers") for e in _sender_profiles(ET.fromstring(data))] == expected
+    assert parse(data) == expected
+
+
+def test_the_usual_file_keeps_document_order():
+    data = ("<parameter>" + "".join(
+        f"<profile><servers>h{i}:1</servers></profile>" for i in range(50)
+    ) + "</parameter>").encode()  # fmt: skip
+    assert parse(data) == _stream_order(data) == [f"h{i}:1" for i in range(50)]
