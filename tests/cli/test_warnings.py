@@ -32,6 +32,8 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def _self_signed(name: x509.Name, serial: int = 7) -> bytes:
+    # Built by hand, not with mtls.testing.CA: these certificates are the malformed ones
+    # (serial 0, odd names) real truststores hold, which the CA never issues.
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()

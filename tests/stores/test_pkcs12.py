@@ -638,6 +638,7 @@ def test_hostile_iteration_count_fails_fast(openssl: OpenSSLFiles, iterations: i
 
 
 def _small_store(algorithm: pkcs12.PBES, password: bytes = b"fuzz") -> bytes:
+    # A fixed serial and validity, not mtls.testing.CA: the fuzzed bytes stay the same size.
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "fuzz")])
     cert = (
