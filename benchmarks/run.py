@@ -519,7 +519,7 @@ def bench_profiles(env: Env, reps: int) -> Comparison:
 _MEMORY_SCRIPT = """
 import gc, os, sys
 import mtls
-from mtls import _wso2, _reloader  # imported on both sides: measure data, not code
+from mtls import _wso2, _engine, _snapshot  # imported on both sides: measure data, not code
 def rss():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -887,6 +887,186 @@ def bench_requests_recipe(env: Env, reps: int) -> Comparison:
         profiles.close()
         server.shutdown()
         server.server_close()
+
+
+# --- engine ---
+# The reload engine at scale (issue #13): 10,000 profiles on 1,000 keystores that share
+# the 144-certificate truststore. The floor for a touch or a change is what rotating that
+# one identity costs without mtls: a raw context from PEM files, the same truststore.
+
+ESTATE_KEYSTORES = 1000
+ESTATE_PROFILES = 10_000
+
+
+def _ec_identity(directory: Path, index: int) -> tuple[Path, Path, Path]:
+    """An EC P-256 key and self-signed certificate: as JKS, and as PEM cert + key."""
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"estate client {index}")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    ks = mtls.Keystore()
+    ks.add_key("client", key, [cert])
+    jks = directory / f"client{index}.jks"
+    ks.save(jks, PASSWORD)
+    certfile = directory / f"client{index}.crt"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile = directory / f"client{index}.key"
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return jks, certfile, keyfile
+
+
+class _Estate:
+    """10,000 profiles on 1,000 EC keystores and the shared cacerts truststore."""
+
+    def __init__(self, env: Env) -> None:
+        trust, self.cafile, _ = env.cacerts
+        directory = env.dir / "estate"
+        directory.mkdir(exist_ok=True)
+        self.keystores: list[Path] = []
+        self.pem: list[tuple[Path, Path]] = []
+        for i in range(ESTATE_KEYSTORES):
+            jks, certfile, keyfile = _ec_identity(directory, i)
+            self.keystores.append(jks)
+            self.pem.append((certfile, keyfile))
+        per = ESTATE_PROFILES // ESTATE_KEYSTORES
+        self.profiles = [
+            mtls.SSLProfile(
+                servers=(f"backend{i}.example.com:8243",),
+                keystore=mtls.StoreConfig(
+                    location=self.keystores[i // per], password=mtls.Secret(PASSWORD)
+                ),
+                truststore=mtls.StoreConfig(
+                    location=trust, password=mtls.Secret(env.cacerts_password)
+                ),
+            )
+            for i in range(ESTATE_PROFILES)
+        ]
+        self.distinct_files = [*self.keystores, trust]
+
+    def raw_context(self, index: int) -> ssl.SSLContext:
+        """What rotating keystore ``index`` costs without mtls."""
+        certfile, keyfile = self.pem[index]
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=self.cafile)
+        ctx.load_cert_chain(certfile, keyfile)
+        return ctx
+
+
+def _estate(env: Env) -> _Estate:
+    if "estate" not in env.__dict__:
+        env.__dict__["estate"] = _Estate(env)
+    estate: _Estate = env.__dict__["estate"]
+    return estate
+
+
+def _estate_set(estate: _Estate) -> mtls.SSLProfileSet:
+    # settle_delay=0: a touched file is settled by one read (the wait is not the cost).
+    return mtls.SSLProfileSet(estate.profiles, settle_delay=0)
+
+
+@benchmark(
+    "reload-touch",
+    1.5,
+    "reload() after touching one keystore (same bytes, new mtime) among 1,000 keystores "
+    "and 10,000 profiles vs building that one context raw (PEM files, the same truststore)",
+)
+def bench_reload_touch(env: Env, reps: int) -> Comparison:
+    estate = _estate(env)
+    profiles = _estate_set(estate)
+    target = estate.keystores[500]
+    tick = [time.time_ns()]
+
+    def touch_and_reload() -> None:
+        tick[0] += 1_000_000
+        os.utime(target, ns=(tick[0], tick[0]))
+        changed = profiles.reload()
+        assert not changed  # same bytes: nothing rebuilt
+
+    return compare(touch_and_reload, lambda: estate.raw_context(500), min(reps, 100), warmup=3)
+
+
+@benchmark(
+    "reload-change",
+    1.5,
+    "reload() after one keystore among 1,000 (10,000 profiles) gets new content vs building "
+    "that one context raw (PEM files, the same truststore)",
+)
+def bench_reload_change(env: Env, reps: int) -> Comparison:
+    estate = _estate(env)
+    profiles = _estate_set(estate)
+    target = estate.keystores[500]
+    contents = [target.read_bytes(), _ec_identity(env.dir, -1)[0].read_bytes()]
+    flip = [0]
+
+    def change_and_reload() -> None:
+        flip[0] ^= 1
+        data = contents[flip[0]]
+        tmp = target.with_suffix(".new")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        changed = profiles.reload()
+        assert changed  # one context rebuilt
+
+    return compare(change_and_reload, lambda: estate.raw_context(500), min(reps, 100), warmup=3)
+
+
+@benchmark(
+    "reload-noop-estate",
+    2.0,
+    "reload() when nothing changed on the 1,000-keystore, 10,000-profile set vs one os.stat "
+    "per distinct file (1,001)",
+    unit="us",
+)
+def bench_reload_noop_estate(env: Env, reps: int) -> Comparison:
+    estate = _estate(env)
+    profiles = _estate_set(estate)
+    files = [str(p) for p in estate.distinct_files]
+    stat = os.stat
+
+    def stats() -> None:
+        for path in files:
+            stat(path)
+
+    return compare(profiles.reload, stats, min(reps, 200))
+
+
+@benchmark(
+    "profiles-10000",
+    3.0,
+    "SSLProfileSet(profiles) with 10,000 profiles (made in code) on one keystore and the "
+    "144-certificate truststore vs loading those two stores and building one context",
+)
+def bench_profiles_10000(env: Env, reps: int) -> Comparison:
+    _, keystore, trust, trust_password = _profiles_env(env)
+    store = lambda path, pw: mtls.StoreConfig(location=path, password=mtls.Secret(pw))  # noqa: E731
+    ks, ts = store(keystore, PASSWORD), store(trust, trust_password)
+    profiles = [
+        mtls.SSLProfile(servers=(f"backend{i}.example.com:8243",), keystore=ks, truststore=ts)
+        for i in range(10 * PROFILES)
+    ]
+    return compare(
+        lambda: mtls.SSLProfileSet(profiles, settle_delay=0),
+        lambda: _one_context(keystore, trust, trust_password),
+        min(reps, 40),
+        warmup=2,
+    )
 
 
 if __name__ == "__main__":

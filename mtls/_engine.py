@@ -62,6 +62,7 @@ Write a :class:`Plan` whose snapshots satisfy :class:`Published`, then::
     engine.snapshot            # the current snapshot: read it once per use
     engine.check()             # check now (what the thread does every interval)
     engine.subscribe(cb)       # cb(old_generation, new_generation), in order
+    engine.watch(fn)           # fn(snapshot) after every check (expiry, health)
     engine.close()
 
 The constructor makes the first snapshot (``plan.first``) and raises what it raises;
@@ -202,6 +203,7 @@ class Engine(Generic[S]):
         self._subscribers = Subscribers()
         self._reports = Reports()
         self._timer: Timer | None = None
+        self._watchers: list[Callable[[S], object]] = []
         self.snapshot: S = self._first()
         self._reports.update(plan.problems(self.snapshot), plan.where)
         if interval is not None:
@@ -249,6 +251,19 @@ class Engine(Generic[S]):
         return self._check(in_thread=True)
 
     def _check(self, *, in_thread: bool) -> bool:
+        changed = self._apply(in_thread=in_thread)
+        if self._stop.is_set():
+            return changed
+        for watcher in list(self._watchers):
+            try:
+                watcher(self.snapshot)
+            except BaseException as exc:
+                log.exception("mtls: a reload watcher raised; carrying on")
+                if not in_thread and isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+        return changed
+
+    def _apply(self, *, in_thread: bool) -> bool:
         plan = self._plan
         with self._lock:
             if self._stop.is_set():
@@ -312,6 +327,21 @@ class Engine(Generic[S]):
     def unsubscribe(self, callback: Callback) -> None:
         """Stop calling ``callback`` (no error if it was not subscribed)."""
         self._subscribers.remove(callback)
+
+    def watch(self, watcher: Callable[[S], object]) -> Callable[[], None]:
+        """Call ``watcher(snapshot)`` after every check, whether it changed anything or not.
+
+        For state that moves with time rather than with files (certificates nearing
+        expiry): the watcher runs on the thread that ran the check (the engine's own
+        thread for periodic checks: no second thread), outside the lock, with the
+        snapshot current after the check. It must not build anything; one that raises
+        is logged and the others still run. Not called after :meth:`close`.
+
+        Returns:
+            A function that stops the calls.
+        """
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -283,3 +283,25 @@ def test_load_store_is_what_a_profile_set_loads(setup, tmp_path):
         load_store(StoreConfig(location=keystore, password="wrong-password"), "keystore")
     with pytest.raises(KeystoreError, match="is a directory, not a truststore"):
         load_store(StoreConfig(location=tmp_path, password=PASSWORD), "truststore")
+
+
+def test_watchers_see_every_check_changed_or_not_and_none_after_close(tmp_path):
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-watch")
+    seen: list[int] = []
+
+    def broken(snapshot: FileSnapshot) -> None:
+        raise RuntimeError("a watcher's bug")
+
+    engine.watch(broken)  # logged; the others still run
+    stop = engine.watch(lambda snapshot: seen.append(snapshot.generation))
+    assert engine.check() is False
+    replace_atomically(path, b"two")
+    assert engine.check() is True
+    assert seen == [0, 1]
+    stop()
+    assert engine.check() is False and seen == [0, 1]
+    engine.watch(lambda snapshot: seen.append(-1))
+    engine.close()
+    assert engine.check() is False and seen == [0, 1]
