@@ -8,6 +8,8 @@ and reloader modules) route each backend ``host:port`` to its own identity.
 from ._config import SSLProfile, StoreConfig
 from ._context import client_context, server_context
 from ._errors import (
+    CertificateRevokedError,
+    CRLError,
     KeyEntryError,
     KeystoreError,
     KeystoreFormatError,
@@ -15,17 +17,24 @@ from ._errors import (
     MTLSError,
     ProfileConfigError,
     ProfileUnavailableError,
+    RevocationError,
+    RevocationUnknownError,
     SecureVaultError,
     WrongPasswordError,
 )
 from ._material import TLSMaterial
 from ._profiles import SSLProfileSet
 from ._readers import detect_format
+from ._revocation import CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy
 from ._secret import Secret
 from ._stores import Keystore, Truststore
 from ._version import __version__
 
 __all__ = [
+    "CRLError",
+    "CRLSet",
+    "CertificateRevokedError",
+    "CertificateStatus",
     "KeyEntryError",
     "Keystore",
     "KeystoreError",
@@ -34,6 +43,10 @@ __all__ = [
     "MTLSError",
     "ProfileConfigError",
     "ProfileUnavailableError",
+    "RevocationChecker",
+    "RevocationError",
+    "RevocationPolicy",
+    "RevocationUnknownError",
     "SSLProfile",
     "SSLProfileSet",
     "Secret",

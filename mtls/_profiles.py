@@ -46,6 +46,7 @@ from ._reloader import (
     describe_change,
     slot,
 )
+from ._revocation import RevocationChecker, RevocationPolicy, revocation_checker
 from ._secret import Secret, scrub_tracebacks
 from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
@@ -196,6 +197,7 @@ class SSLProfileSet:
         skip_failures: bool = False,
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
+        revocation: RevocationPolicy | RevocationChecker | None = None,
     ) -> None:
         """Build a set from profiles made in code.
 
@@ -214,6 +216,10 @@ class SSLProfileSet:
                 call :meth:`reload` yourself.
             settle_delay: seconds between the two reads that confirm a changed file
                 is complete.
+            revocation: check every server's chain online after the handshake
+                (OCSP, then CRL; WSO2's ``CertificateRevocationVerifier``), for every
+                verifying context of the set, with one cache: a
+                :class:`mtls.RevocationPolicy` or a :class:`mtls.RevocationChecker`.
 
         Raises:
             ProfileConfigError: duplicate ``host:port`` entries, bad options.
@@ -229,6 +235,7 @@ class SSLProfileSet:
             skip_failures=skip_failures,
             reload_interval=reload_interval,
             settle_delay=settle_delay,
+            revocation=revocation,
         )
 
     # ------------------------------------------------------------------ constructors
@@ -248,6 +255,7 @@ class SSLProfileSet:
         skip_failures: bool = False,
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
+        revocation: RevocationPolicy | RevocationChecker | None = None,
         _origin: str | None = None,
     ) -> SSLProfileSet:
         """Load WSO2's customSSLProfiles XML (``sslprofiles.xml``).
@@ -270,6 +278,7 @@ class SSLProfileSet:
             default_truststore: as for the constructor.
             skip_failures: as for the constructor.
             settle_delay: as for the constructor.
+            revocation: as for the constructor.
 
         Raises:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.
@@ -291,6 +300,7 @@ class SSLProfileSet:
             skip_failures=skip_failures,
             reload_interval=reload_interval,
             settle_delay=settle_delay,
+            revocation=revocation,
         )
         return self
 
@@ -309,6 +319,7 @@ class SSLProfileSet:
         settle_delay: float = 0.1,
         profiles_path: str | os.PathLike[str] | None = None,
         product: Product | None = None,
+        revocation: RevocationPolicy | RevocationChecker | None = _FROM_FILE,
     ) -> SSLProfileSet:
         """Load the profile file, interval, hostname verifier and default stores that a
         WSO2 ``deployment.toml`` names.
@@ -343,6 +354,10 @@ class SSLProfileSet:
                 the thread off. Default: the file's interval, else WSO2's 10 minutes.
             profiles_path: a profile file to use instead of the one the TOML names
                 (to check a candidate file against production settings).
+            revocation: overrides the file's ``cert_revocation_validation`` (API
+                Manager) or ``sender.CertificateRevocationVerifier`` (Micro
+                Integrator) settings; ``None`` turns the online check off. Default:
+                the file's, off when it enables nothing (WSO2's default).
 
         With ``skip_failures=True`` the default identity is covered too: when its
         stores do not load it is reported (in :attr:`failures` and ``status()``) and
@@ -400,6 +415,7 @@ class SSLProfileSet:
             skip_failures=skip_failures,
             reload_interval=reload_interval,
             settle_delay=settle_delay,
+            revocation=settings.revocation if revocation is _FROM_FILE else revocation,
             _origin=origin,
         )
 
@@ -413,6 +429,7 @@ class SSLProfileSet:
         skip_failures: bool,
         reload_interval: float | None,
         settle_delay: float,
+        revocation: RevocationPolicy | RevocationChecker | None = None,
     ) -> None:
         mode = normalize_hostname_verifier(hostname_verifier)
         if default is not None and not isinstance(default, ssl.SSLContext | SSLProfile):
@@ -426,7 +443,9 @@ class SSLProfileSet:
         settle = check_seconds("settle_delay", settle_delay, zero=True)
         self._source = source
         self._path = str(source.path) if source.path else None
-        self._options = Options(mode, default_truststore, settle, self._path)
+        self._options = Options(
+            mode, default_truststore, settle, self._path, revocation_checker(revocation)
+        )
         self._stop = threading.Event()
         self._reader = FileReader()
         self._builder = Builder(self._reader, self._options, self._stop)
@@ -731,6 +750,12 @@ class SSLProfileSet:
         if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
             raise escaped
         return changed
+
+    @property
+    def revocation(self) -> RevocationChecker | None:
+        """The online revocation checker every verifying context of the set runs after
+        its handshake (``None``: off). Its cache is shared by all of them."""
+        return self._options.revocation
 
     @property
     def generation(self) -> int:

@@ -72,6 +72,7 @@ from . import _x509
 from ._config import CATCH_ALL, Server, SSLProfile, StoreConfig
 from ._context import LOCALHOST_NAMES, client_context
 from ._errors import (
+    CRLError,
     KeyEntryError,
     KeystoreError,
     MTLSError,
@@ -80,6 +81,7 @@ from ._errors import (
 )
 from ._files import read_input
 from ._material import TLSMaterial, tls_material
+from ._revocation import CRLSet, RevocationChecker
 from ._stores import Keystore, Truststore
 
 log = logging.getLogger("mtls")
@@ -487,6 +489,7 @@ class Options:
     default_truststore: StoreConfig | None
     settle_delay: float
     path: str | None  # the profile file, for messages
+    revocation: RevocationChecker | None = None  # the set's online check (one cache)
 
 
 @dataclass(slots=True)
@@ -670,7 +673,9 @@ class Builder:
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
-        ctx_key = (key_fp, alias, trust_fp, verify, mode)
+        crls, crl_key = self._crls(profile, material)
+        revocation = self.options.revocation
+        ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
         pair = self._contexts.get(ctx_key)
@@ -683,11 +688,25 @@ class Builder:
                     profile,
                 )
             main = client_context(
-                keystore, truststore, alias=alias, hostname_verifier=mode, verify=verify
+                keystore,
+                truststore,
+                alias=alias,
+                hostname_verifier=mode,
+                verify=verify,
+                crls=crls,
+                crl_check=profile.crl_check,
+                revocation=revocation,
             )
             local = (
                 client_context(
-                    keystore, truststore, alias=alias, hostname_verifier="AllowAll", verify=verify
+                    keystore,
+                    truststore,
+                    alias=alias,
+                    hostname_verifier="AllowAll",
+                    verify=verify,
+                    crls=crls,
+                    crl_check=profile.crl_check,
+                    revocation=revocation,
                 )
                 if mode == "DefaultAndLocalhost" and verify
                 else None
@@ -705,6 +724,9 @@ class Builder:
                     alias=alias,
                     hostname_verifier=hostname_verifier,
                     verify=verify,
+                    crls=crls,
+                    crl_check=profile.crl_check,
+                    revocation=revocation,
                 )
 
             now = _dt.datetime.now(_dt.UTC)
@@ -722,6 +744,32 @@ class Builder:
             served = Served(pair[0], pair[1], files, subject, not_after, now, make, pem)
             self._served[(ctx_key, files)] = served
         return Built(profile, served)
+
+    def _crls(
+        self, profile: SSLProfile, material: _Material
+    ) -> tuple[CRLSet | None, tuple[Any, ...] | None]:
+        """Read the profile's CRL files (each one more input file of the profile).
+
+        Raises:
+            CRLError: a file is missing, unreadable or not a CRL.
+            Unstable: a file changed between two reads.
+        """
+        if not profile.crls:
+            return None, None
+        crls = CRLSet()
+        digests = []
+        for path in profile.crls:
+            try:
+                data, digest = self.reading.read(path)
+            except OSError as exc:
+                raise CRLError(
+                    f"{path}: cannot read the CRL ({exc.strerror}): check the profile's crls",
+                    path=path,
+                ) from None
+            material.files.append(("crl", str(path), digest))
+            digests.append(digest)
+            crls += CRLSet.from_bytes(data, path=path)
+        return crls, (tuple(digests), profile.crl_check)
 
     def inputs_moved(self, item: Built) -> bool:
         """True if any file behind ``item`` now hashes differently.
@@ -741,6 +789,7 @@ class Builder:
             for config in (profile.keystore, profile.truststore):
                 if config is not None:
                     paths.add(config.location)
+            paths.update(profile.crls)
             if profile.truststore is None and self.options.default_truststore is not None:
                 paths.add(self.options.default_truststore.location)
         return paths
