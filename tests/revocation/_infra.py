@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import http.server
+import os
 import re
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from mtls.testing import CA
+from mtls.testing import CA, IssuedIdentity
 
 KEY_PASSWORD = "ocsp-test-pass"  # the responder key is written encrypted, never in clear
 
@@ -68,21 +71,38 @@ class CRLServer:
         self._thread.join(10)
 
 
+def write_index(path: Path, text: str) -> None:
+    """Write an ``openssl ocsp`` index so that the running responder reloads it.
+
+    openssl compares the file's modification time in whole seconds: a rewrite in the
+    same second would go unnoticed, so the new file is dated a second later than the
+    last one (a file's date, not a wait).
+    """
+    before = path.stat().st_mtime if path.exists() else time.time()
+    tmp = path.with_suffix(".new")
+    tmp.write_text(text)
+    later = max(before + 1, time.time())
+    os.utime(tmp, (later, later))
+    tmp.replace(path)  # whole: the responder never reads a half-written index
+
+
 @contextmanager
 def ocsp_responder(
     openssl: str, ca: CA, directory: Path, *, signer: CA | None = None
 ) -> Iterator[str]:
     """Run ``openssl ocsp`` for ``ca`` on 127.0.0.1; yields its URL.
 
-    The index is read from ``directory / "index.txt"``: write ``ca.openssl_index()``
-    there (before or after the start: openssl reloads it when it changes).
+    The index is read from ``directory / "index.txt"``: update it with
+    :func:`write_index` (openssl reloads it when its date changes).
     ``signer`` signs the responses instead of the CA (a wrong signer).
     """
     signing = signer or ca
     directory.mkdir(parents=True, exist_ok=True)
     index = directory / "index.txt"
+    # Test certificates share subjects (CN=localhost): let the index hold several.
+    (directory / "index.txt.attr").write_text("unique_subject = no\n")
     if not index.exists():
-        index.write_text(ca.openssl_index())
+        write_index(index, ca.openssl_index())
     (directory / "ca.pem").write_bytes(ca.cert_pem)
     (directory / "rsigner.pem").write_bytes(signing.cert_pem)
     (directory / "rkey.pem").write_bytes(
@@ -114,6 +134,8 @@ def ocsp_responder(
         port = int(found.group(1))
         yield f"http://127.0.0.1:{port}/"
     finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
         proc.terminate()
         try:
             proc.wait(10)
@@ -127,3 +149,56 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass
+class PKI:
+    """A CA whose certificates name a live OCSP responder and CRL distribution point.
+
+    ``good`` is valid, ``revoked`` is revoked (keyCompromise), ``unknown`` is left out
+    of the responder's index (it answers "unknown") but absent from the CRL.
+    """
+
+    ca: CA
+    good: IssuedIdentity
+    revoked: IssuedIdentity
+    unknown: IssuedIdentity
+    crls: CRLServer
+    ocsp_url: str
+    directory: Path
+
+    def publish(self) -> None:
+        """Write the responder's index (without ``unknown``) and serve the current CRL."""
+        hidden = f"{self.unknown.serial_number:X}"
+        hidden = "0" * (len(hidden) % 2) + hidden
+        index = "".join(
+            line for line in self.ca.openssl_index().splitlines(True) if f"\t{hidden}\t" not in line
+        )
+        write_index(self.directory / "index.txt", index)
+        self.crls.bodies["/ca.crl"] = self.ca.crl()
+
+
+@contextmanager
+def revocation_pki(openssl: str, directory: Path) -> Iterator[PKI]:
+    """Start the responder and the CRL server for a new CA, issue the three identities."""
+    ca = CA()
+    crls = CRLServer()
+    try:
+        with ocsp_responder(openssl, ca, directory) as url:
+            ca.ocsp_url = url
+            ca.crl_url = crls.url("/ca.crl")
+            names = ("localhost", "127.0.0.1")
+            pki = PKI(
+                ca=ca,
+                good=ca.issue_cert(*names),
+                revoked=ca.issue_cert(*names),
+                unknown=ca.issue_cert(*names),
+                crls=crls,
+                ocsp_url=url,
+                directory=directory,
+            )
+            ca.revoke(pki.revoked, reason="keyCompromise")
+            pki.publish()
+            yield pki
+    finally:
+        crls.close()
