@@ -105,14 +105,23 @@ class CRLSet:
         >>> len(crls)
         1
 
+    A PEM file may also hold the intermediate CA certificates whose lists it
+    carries: a list must be signed by a truststore certificate, or by one of these
+    when it is itself issued (signature checked) by a truststore certificate or by
+    another of them. They only vouch for lists; they are never trust anchors.
+
     Args:
         crls: the parsed lists, each with the file it came from (or ``None``).
+        issuers: intermediate CA certificates that may sign lists (see above).
     """
 
     def __init__(
-        self, crls: Iterable[tuple[x509.CertificateRevocationList, str | None]] = ()
+        self,
+        crls: Iterable[tuple[x509.CertificateRevocationList, str | None]] = (),
+        issuers: Iterable[x509.Certificate] = (),
     ) -> None:
         self._crls: tuple[tuple[x509.CertificateRevocationList, str | None], ...] = tuple(crls)
+        self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, path: str | os.PathLike[str] | None = None) -> CRLSet:
@@ -137,12 +146,15 @@ class CRLSet:
                 "have (MAX_CRL_BYTES): is it the right file?",
                 path=where,
             )
+        issuers: list[x509.Certificate] = []
         try:
             if b"-----BEGIN" in data:
                 blocks = _PEM_CRL.findall(data)
                 if not blocks:
                     raise ValueError("PEM without an X509 CRL block")
                 parsed = [x509.load_pem_x509_crl(block) for block in blocks]
+                if b"-----BEGIN CERTIFICATE-----" in data:
+                    issuers = x509.load_pem_x509_certificates(data)
             else:
                 parsed = [x509.load_der_x509_crl(data)]
         except ValueError as exc:
@@ -151,7 +163,7 @@ class CRLSet:
                 f"{exc}; check the file",
                 path=where,
             ) from None
-        return cls((crl, where) for crl in parsed)
+        return cls(((crl, where) for crl in parsed), issuers)
 
     @classmethod
     def load(cls, *paths: str | os.PathLike[str]) -> CRLSet:
@@ -161,6 +173,7 @@ class CRLSet:
             CRLError: a file is missing, unreadable, or holds no usable CRL.
         """
         out: list[tuple[x509.CertificateRevocationList, str | None]] = []
+        issuers: list[x509.Certificate] = []
         for path in paths:
             try:
                 with open(path, "rb") as fh:
@@ -170,11 +183,13 @@ class CRLSet:
                     f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): check the path",
                     path=path,
                 ) from None
-            out.extend(cls.from_bytes(data, path=path)._crls)
-        return cls(out)
+            one = cls.from_bytes(data, path=path)
+            out.extend(one._crls)
+            issuers.extend(one._issuers)
+        return cls(out, issuers)
 
     def __add__(self, other: CRLSet) -> CRLSet:
-        return CRLSet((*self._crls, *other._crls))
+        return CRLSet((*self._crls, *other._crls), (*self._issuers, *other._issuers))
 
     def __len__(self) -> int:
         return len(self._crls)
@@ -199,6 +214,16 @@ class CRLSet:
         """
         now = now or _now()
         anchors = _parse_all(anchors_der)
+        # Intermediates from the CRL files count once a trusted certificate issued them.
+        pending = list(self._issuers)
+        grew = True
+        while grew:
+            grew = False
+            for cert in list(pending):
+                if any(_issued_by(cert, trusted) for trusted in anchors):
+                    anchors.append(cert)
+                    pending.remove(cert)
+                    grew = True
         for crl, path in self._crls:
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
@@ -214,8 +239,9 @@ class CRLSet:
             if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
-                    "truststore: add its issuer to the truststore, or use the CRL of a "
-                    "CA you trust",
+                    "truststore (nor by an intermediate in the CRL file that one of them "
+                    "issued): add its issuer to the truststore or to the file, or use the "
+                    "CRL of a CA you trust",
                     path=path,
                     issuer=issuer,
                 )
