@@ -33,6 +33,9 @@ from cryptography import x509
 
 from .. import _x509
 from .._config import SSLProfile, format_server, normalize_host
+from .._errors import CertificateRevokedError, RevocationError, RevocationUnknownError
+from .._revocation import RevocationChecker, RevocationPolicy
+from .._revocation import peer_chain as revocation_peer_chain
 from .._version import __version__
 from ._common import UsageError, cert_info, hex_serial, lacks_client_auth, now
 
@@ -135,6 +138,8 @@ class Setup:
     # fetch the chain the server sends, after a verification error.
     insecure: Callable[[], ssl.SSLContext] | None = None
     failure: Failure | None = None
+    # The profile set's online revocation check (enforced on the handshake), if any.
+    revocation: RevocationChecker | None = None
 
 
 @dataclass(slots=True)
@@ -155,6 +160,8 @@ class Report:
     failure: Failure | None = None
     notes: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
+    revocation: list[dict[str, Any]] = field(default_factory=list)
+    revocation_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON form."""
@@ -198,6 +205,12 @@ class Report:
                 else None
             ),
             "notes": self.notes,
+            "revocation": {
+                "enforced": self.setup.revocation is not None,
+                "mode": self.setup.revocation.policy.mode if self.setup.revocation else None,
+                "certificates": self.revocation,
+                "note": self.revocation_note,
+            },
         }
 
 
@@ -606,6 +619,12 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.address = str(raw.getpeername()[0])
         try:
             tls = setup.context.wrap_socket(raw, server_hostname=target.host)
+        except RevocationError as exc:
+            # The profile set's check refused the server right after the handshake.
+            report.failure = revocation_failure(exc)
+            report.revocation = [revocation_entry(exc)]
+            report.elapsed_ms = (time.perf_counter() - started) * 1000
+            return report
         except (ssl.SSLError, OSError, EOFError) as exc:
             report.failure = classify_handshake(exc, setup, target)
             if isinstance(exc, ssl.SSLCertVerificationError):
@@ -620,10 +639,59 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.cipher = cipher[0] if cipher else None
             report.chain = _describe_chain(peer_chain(tls))
             report.chain_verified = setup.verify
+            _revocation_report(tls, report, timeout)
             if request:
                 _ask(tls, report)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def revocation_failure(exc: RevocationError) -> Failure:
+    """The probe failure for a server the revocation check refused."""
+    kind = (
+        "server_cert_revoked"
+        if isinstance(exc, CertificateRevokedError)
+        else ("revocation_unknown")
+    )
+    return Failure(kind, str(exc))
+
+
+def revocation_entry(exc: RevocationError) -> dict[str, Any]:
+    """What the error says about the certificate it names, as a report entry."""
+    entry: dict[str, Any] = {
+        "subject": exc.subject,
+        "serial": f"{exc.serial:X}" if exc.serial is not None else None,
+        "status": "revoked" if isinstance(exc, CertificateRevokedError) else "undetermined",
+    }
+    if isinstance(exc, CertificateRevokedError):
+        entry["reason"] = exc.reason
+        entry["revoked_at"] = exc.revoked_at.isoformat() if exc.revoked_at else None
+        entry["source"] = exc.source
+    elif isinstance(exc, RevocationUnknownError):
+        entry["why"] = list(exc.why)
+    return entry
+
+
+def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:
+    """The revocation status of the chain: the set's checker (its cache: nothing is
+    fetched twice), else a report-only soft check that changes nothing."""
+    setup = report.setup
+    if not setup.verify:
+        report.revocation_note = "not checked: certificate verification is off"
+        return
+    checker = setup.revocation or RevocationChecker(RevocationPolicy(mode="soft", timeout=timeout))
+    anchors = tls.context.get_ca_certs(binary_form=True)
+    statuses = checker.statuses(revocation_peer_chain(tls), anchors)
+    report.revocation = [status.to_dict() for status in statuses]
+    if not statuses:
+        report.revocation_note = "nothing to check: the server's certificate is a trust anchor"
+    elif setup.revocation is None:
+        report.revocation_note = (
+            "reported only: the profile set does not enforce revocation (revocation=)"
+        )
+    for status in statuses:
+        if status.status == "revoked" and report.failure is None:
+            report.failure = Failure("server_cert_revoked", status.describe())
 
 
 def _ask(tls: ssl.SSLSocket, report: Report) -> None:
