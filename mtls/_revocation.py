@@ -350,6 +350,27 @@ def _parse_all(ders: Iterable[bytes]) -> list[x509.Certificate]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _anchors(
+    ders: tuple[bytes, ...],
+) -> tuple[list[tuple[x509.Certificate, bytes]], frozenset[bytes]]:
+    """A context's anchors parsed once (the hook passes the same tuple every handshake)."""
+    pairs = []
+    for der in ders:
+        try:
+            pairs.append((x509.load_der_x509_certificate(der), der))
+        except ValueError:
+            continue  # OpenSSL took it; it cannot be an issuer we verify with
+    return pairs, frozenset(ders)
+
+
+@functools.lru_cache(maxsize=4096)
+def _issued(cert: bytes, issuer: bytes) -> bool:
+    """:func:`_issued_by` on DER, remembered: a signature is verified once per pair,
+    not on every handshake."""
+    return _issued_by(x509.load_der_x509_certificate(cert), x509.load_der_x509_certificate(issuer))
+
+
 # --------------------------------------------------------------------------- policy
 
 
@@ -577,15 +598,18 @@ class RevocationChecker:
             One status per certificate checked, leaf first (only the leaf unless
             ``full_chain``).
         """
-        certs = _parse_all(chain)
-        anchor_certs = _parse_all(anchors)
-        anchor_der = set(anchors)
+        ders = [bytes(der) for der in chain]
+        certs = list(zip(_parse_all(ders), ders, strict=False))
+        anchor_pairs, anchor_der = _anchors(tuple(anchors))
         out: list[CertificateStatus] = []
-        for index, cert in enumerate(certs):
-            if cert.public_bytes(serialization.Encoding.DER) in anchor_der:
+        for index, (cert, der) in enumerate(certs):
+            if der in anchor_der:
                 break  # trusted directly: nothing above it is asked
-            candidates = [*certs[index + 1 :], *anchor_certs]
-            issuer = next((c for c in candidates if _issued_by(cert, c)), None)
+            candidates = [*certs[index + 1 :], *anchor_pairs]
+            issuer = next(
+                (c for c, c_der in candidates if c.subject == cert.issuer and _issued(der, c_der)),
+                None,
+            )
             if issuer is None:
                 out.append(
                     CertificateStatus(
@@ -603,7 +627,7 @@ class RevocationChecker:
                 )
                 break
             out.append(self._status(cert, issuer))
-            if not self.policy.full_chain or _issued_by(issuer, issuer):
+            if not self.policy.full_chain or issuer.subject == issuer.issuer:
                 break
         return tuple(out)
 

@@ -109,9 +109,10 @@ class Env:
 def env(openssl_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     directory = tmp_path_factory.mktemp("hooks")
     with revocation_pki(openssl_bin, directory / "ocsp") as pki:
-        servers = [CountingHTTPS(i) for i in (pki.good, pki.revoked, pki.unknown)]
+        good, revoked, unknown = (CountingHTTPS(i) for i in (pki.good, pki.revoked, pki.unknown))
+        servers = [good, revoked, unknown]
         try:
-            yield Env(pki, *servers, trust=write_trust(pki.ca, directory / "trust.jks"))
+            yield Env(pki, good, revoked, unknown, write_trust(pki.ca, directory / "trust.jks"))
         finally:
             for server in servers:
                 server.close()
