@@ -678,6 +678,19 @@ class Builder:
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
+
+        def make(hostname_verifier: str) -> ssl.SSLContext:
+            return client_context(
+                keystore,
+                truststore,
+                alias=alias,
+                hostname_verifier=hostname_verifier,
+                verify=verify,
+                crls=crls,
+                crl_check=profile.crl_check,
+                revocation=revocation,
+            )
+
         pair = self._contexts.get(ctx_key)
         if pair is None:
             if not verify:
@@ -687,48 +700,13 @@ class Builder:
                     self.options.path or "profiles",
                     profile,
                 )
-            main = client_context(
-                keystore,
-                truststore,
-                alias=alias,
-                hostname_verifier=mode,
-                verify=verify,
-                crls=crls,
-                crl_check=profile.crl_check,
-                revocation=revocation,
-            )
-            local = (
-                client_context(
-                    keystore,
-                    truststore,
-                    alias=alias,
-                    hostname_verifier="AllowAll",
-                    verify=verify,
-                    crls=crls,
-                    crl_check=profile.crl_check,
-                    revocation=revocation,
-                )
-                if mode == "DefaultAndLocalhost" and verify
-                else None
-            )
+            main = make(mode)
+            local = make("AllowAll") if mode == "DefaultAndLocalhost" and verify else None
             pair = (main, local)
             self._contexts[ctx_key] = pair
         files = tuple(material.files)
         served = self._served.get((ctx_key, files))
         if served is None:
-
-            def make(hostname_verifier: str) -> ssl.SSLContext:
-                return client_context(
-                    keystore,
-                    truststore,
-                    alias=alias,
-                    hostname_verifier=hostname_verifier,
-                    verify=verify,
-                    crls=crls,
-                    crl_check=profile.crl_check,
-                    revocation=revocation,
-                )
-
             now = _dt.datetime.now(_dt.UTC)
             pem = functools.cache(
                 functools.partial(

@@ -577,7 +577,8 @@ class RevocationChecker:
         self._crls: collections.OrderedDict[str, tuple[float, x509.CertificateRevocationList]]
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
-        self.fetches = 0  # network requests made, for tests and status
+        #: Network requests made so far (OCSP requests and CRL downloads).
+        self.fetches = 0
 
     def __repr__(self) -> str:
         return f"RevocationChecker({self.policy!r}, cached={len(self._cache)})"
@@ -690,6 +691,13 @@ class RevocationChecker:
         if chain:
             self.check(chain, anchors, host=conn.server_hostname)
 
+    def cached(self) -> tuple[CertificateStatus, ...]:
+        """The statuses in the cache that are still valid, least recently used first
+        (for status pages and metrics: nothing is fetched)."""
+        now = time.monotonic()
+        with self._lock:
+            return tuple(status for until, status in self._cache.values() if until > now)
+
     def clear(self) -> None:
         """Forget every cached status and CRL."""
         with self._lock:
@@ -715,7 +723,11 @@ class RevocationChecker:
             hit = self._cached(key)
             if hit is not None:
                 return hit
-            status = self._ask(cert, issuer)
+            try:
+                status = self._ask(cert, issuer)
+            finally:
+                with self._lock:
+                    self._gates.pop(key, None)
             assert status.valid_until is not None
             assert status.checked_at is not None
             keep = (status.valid_until - status.checked_at).total_seconds()
@@ -724,7 +736,6 @@ class RevocationChecker:
                 self._cache.move_to_end(key)
                 while len(self._cache) > self.policy.cache_size:
                     self._cache.popitem(last=False)
-                self._gates.pop(key, None)
         if status.status == "undetermined" and self.policy.mode == "soft":
             log.warning(
                 "revocation status of %s (serial %s) could not be determined: %s; "
@@ -734,6 +745,10 @@ class RevocationChecker:
                 "; ".join(status.why),
             )
         return status
+
+    def _count_fetch(self) -> None:
+        with self._lock:
+            self.fetches += 1
 
     def _cached(self, key: tuple[str, int]) -> CertificateStatus | None:
         with self._lock:
@@ -754,19 +769,19 @@ class RevocationChecker:
         ocsp_urls, crl_urls = _urls(cert)
         why: list[str] = []
         answer: _Answer | None = None
-        for url in ocsp_urls if policy.ocsp else ():
+        sources = [
+            *(("OCSP", self._ocsp, url) for url in (ocsp_urls if policy.ocsp else ())),
+            *(("CRL", self._crl, url) for url in (crl_urls if policy.crl else ())),
+        ]
+        for kind, ask, url in sources:  # OCSP first, then the CRLs, the first answer wins
             try:
-                answer = self._ocsp(cert, issuer, url, now)
+                answer = ask(cert, issuer, url, now)
                 break
             except _FetchError as exc:
-                why.append(f"OCSP {exc}")
-        if answer is None:
-            for url in crl_urls if policy.crl else ():
-                try:
-                    answer = self._crl(cert, issuer, url, now)
-                    break
-                except _FetchError as exc:
-                    why.append(f"CRL {exc}")
+                why.append(f"{kind} {exc}")
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+                # cryptography parses lazily: a damaged field surfaces here, not at load
+                why.append(f"{kind} {url}: a malformed answer ({exc})")
         if not why and answer is None:
             names = [
                 n
@@ -812,7 +827,7 @@ class RevocationChecker:
             .build()
             .public_bytes(serialization.Encoding.DER)
         )
-        self.fetches += 1
+        self._count_fetch()
         data = _fetch(url, request, MAX_OCSP_BYTES, self.policy.timeout)
         try:
             response = ocsp.load_der_ocsp_response(data)
@@ -887,7 +902,7 @@ class RevocationChecker:
             if hit is not None and hit[0] > time.monotonic():
                 self._crls.move_to_end(url)
                 return hit[1]
-        self.fetches += 1
+        self._count_fetch()
         data = _fetch(url, None, MAX_CRL_BYTES, self.policy.timeout)
         try:
             crls = list(CRLSet.from_bytes(data, path=url))

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,38 +69,32 @@ class CRLServer:
         self._thread.join(10)
 
 
-def write_index(path: Path, text: str) -> None:
-    """Write an ``openssl ocsp`` index so that the running responder reloads it.
-
-    openssl compares the file's modification time in whole seconds: a rewrite in the
-    same second would go unnoticed, so the new file is dated a second later than the
-    last one (a file's date, not a wait).
-    """
-    before = path.stat().st_mtime if path.exists() else time.time()
-    tmp = path.with_suffix(".new")
-    tmp.write_text(text)
-    later = max(before + 1, time.time())
-    os.utime(tmp, (later, later))
-    tmp.replace(path)  # whole: the responder never reads a half-written index
-
-
 @contextmanager
 def ocsp_responder(
-    openssl: str, ca: CA, directory: Path, *, signer: CA | None = None
+    openssl: str,
+    ca: CA,
+    directory: Path,
+    *,
+    signer: CA | None = None,
+    port: int = 0,
+    index: str | None = None,
 ) -> Iterator[str]:
     """Run ``openssl ocsp`` for ``ca`` on 127.0.0.1; yields its URL.
 
-    The index is read from ``directory / "index.txt"``: update it with
-    :func:`write_index` (openssl reloads it when its date changes).
-    ``signer`` signs the responses instead of the CA (a wrong signer).
+    The index is ``ca.openssl_index()`` when the responder starts, so issue and
+    revoke first: openssl notices a changed index only at the top of its loop, before
+    it waits for the next connection, so a change made while it waits is seen one
+    request late. ``port`` 0 lets openssl choose (read from its ``ACCEPT`` line);
+    pass :func:`free_port` to name the URL in certificates before starting it.
+    ``signer`` signs the responses instead of the CA (a wrong signer); ``index``
+    replaces ``ca.openssl_index()``.
     """
     signing = signer or ca
     directory.mkdir(parents=True, exist_ok=True)
-    index = directory / "index.txt"
     # Test certificates share subjects (CN=localhost): let the index hold several.
     (directory / "index.txt.attr").write_text("unique_subject = no\n")
-    if not index.exists():
-        write_index(index, ca.openssl_index())
+    index_file = directory / "index.txt"
+    index_file.write_text(ca.openssl_index() if index is None else index)
     (directory / "ca.pem").write_bytes(ca.cert_pem)
     (directory / "rsigner.pem").write_bytes(signing.cert_pem)
     (directory / "rkey.pem").write_bytes(
@@ -114,7 +106,7 @@ def ocsp_responder(
     )
     proc = subprocess.Popen(
         [
-            openssl, "ocsp", "-index", str(index), "-port", "0",
+            openssl, "ocsp", "-index", str(index_file), "-port", str(port),
             "-rsigner", str(directory / "rsigner.pem"), "-rkey", str(directory / "rkey.pem"),
             "-passin", f"pass:{KEY_PASSWORD}", "-CA", str(directory / "ca.pem"),
             "-nmin", "5", "-ignore_err",
@@ -155,8 +147,8 @@ def free_port() -> int:
 class PKI:
     """A CA whose certificates name a live OCSP responder and CRL distribution point.
 
-    ``good`` is valid, ``revoked`` is revoked (keyCompromise), ``unknown`` is left out
-    of the responder's index (it answers "unknown") but absent from the CRL.
+    ``good`` is valid, ``revoked`` is revoked (keyCompromise), ``unknown`` is not in
+    the responder's index (it answers "unknown") nor in the CRL.
     """
 
     ca: CA
@@ -167,38 +159,26 @@ class PKI:
     ocsp_url: str
     directory: Path
 
-    def publish(self) -> None:
-        """Write the responder's index (without ``unknown``) and serve the current CRL."""
-        hidden = f"{self.unknown.serial_number:X}"
-        hidden = "0" * (len(hidden) % 2) + hidden
-        index = "".join(
-            line for line in self.ca.openssl_index().splitlines(True) if f"\t{hidden}\t" not in line
-        )
-        write_index(self.directory / "index.txt", index)
-        self.crls.bodies["/ca.crl"] = self.ca.crl()
-
 
 @contextmanager
 def revocation_pki(openssl: str, directory: Path) -> Iterator[PKI]:
-    """Start the responder and the CRL server for a new CA, issue the three identities."""
+    """Issue the three identities, then start the responder and serve the CRL."""
     ca = CA()
     crls = CRLServer()
     try:
-        with ocsp_responder(openssl, ca, directory) as url:
-            ca.ocsp_url = url
-            ca.crl_url = crls.url("/ca.crl")
-            names = ("localhost", "127.0.0.1")
-            pki = PKI(
-                ca=ca,
-                good=ca.issue_cert(*names),
-                revoked=ca.issue_cert(*names),
-                unknown=ca.issue_cert(*names),
-                crls=crls,
-                ocsp_url=url,
-                directory=directory,
-            )
-            ca.revoke(pki.revoked, reason="keyCompromise")
-            pki.publish()
-            yield pki
+        port = free_port()
+        ca.ocsp_url = f"http://127.0.0.1:{port}/"
+        ca.crl_url = crls.url("/ca.crl")
+        names = ("localhost", "127.0.0.1")
+        good, revoked = ca.issue_cert(*names), ca.issue_cert(*names)
+        ca.revoke(revoked, reason="keyCompromise")
+        index = ca.openssl_index()
+        # "unknown" is issued after the index is made: the responder has never heard of it
+        unknown = ca.issue_cert(*names)
+        crls.bodies["/ca.crl"] = ca.crl()
+        directory.mkdir(parents=True, exist_ok=True)
+        with ocsp_responder(openssl, ca, directory, port=port, index=index) as url:
+            assert url == ca.ocsp_url
+            yield PKI(ca, good, revoked, unknown, crls, url, directory)
     finally:
         crls.close()

@@ -29,7 +29,6 @@ from tests.revocation._infra import (
     free_port,
     ocsp_responder,
     revocation_pki,
-    write_index,
 )
 
 
@@ -58,7 +57,7 @@ def test_a_good_certificate_is_good_from_the_ocsp_responder(pki: PKI) -> None:
     checker = RevocationChecker()
     (status,) = check(checker, pki.good)
     assert status.status == "good"
-    assert status.source == f"OCSP {pki.ocsp_url}"
+    assert status.source == f"OCSP {pki.ocsp_url}", status.why
     assert status.serial == pki.good.serial_number
     assert status.valid_until is not None and status.checked_at is not None
     # openssl ocsp -nmin 5: the answer is kept until its nextUpdate, not longer
@@ -96,7 +95,10 @@ def test_an_answer_is_cached_per_certificate(pki: PKI) -> None:
     for _ in range(5):
         check(checker, pki.good)
     assert checker.fetches == fetched == 1
+    (cached,) = checker.cached()
+    assert cached.serial == pki.good.serial_number
     checker.clear()
+    assert checker.cached() == ()
     check(checker, pki.good)
     assert checker.fetches == 2
 
@@ -216,21 +218,19 @@ def test_a_crl_signed_by_another_ca_is_not_an_answer(pki: PKI) -> None:
 def test_an_ocsp_response_signed_by_another_key_is_not_an_answer(
     openssl_bin: str, tmp_path: Path
 ) -> None:
-    ca = CA()
-    with ocsp_responder(openssl_bin, ca, tmp_path, signer=CA()) as url:
-        ca.ocsp_url = url
+    for signer, directory in ((CA(), tmp_path / "forged"), (None, tmp_path / "own")):
+        port = free_port()
+        ca = CA(ocsp_url=f"http://127.0.0.1:{port}/")
         leaf = ca.issue_cert("localhost")
-        write_index(tmp_path / "index.txt", ca.openssl_index())
-        checker = RevocationChecker(RevocationPolicy(crl=False))
-        with pytest.raises(RevocationUnknownError, match="not signed by the issuer"):
-            check(checker, leaf)
-    # the twin: the CA's own responder is believed
-    with ocsp_responder(openssl_bin, ca, tmp_path / "own") as url:
-        ca.ocsp_url = url
-        leaf = ca.issue_cert("localhost")
-        write_index(tmp_path / "own" / "index.txt", ca.openssl_index())
-        (status,) = check(RevocationChecker(RevocationPolicy(crl=False)), leaf)
-        assert status.status == "good"
+        directory.mkdir()
+        with ocsp_responder(openssl_bin, ca, directory, signer=signer, port=port):
+            checker = RevocationChecker(RevocationPolicy(crl=False))
+            if signer is not None:
+                with pytest.raises(RevocationUnknownError, match="not signed by the issuer"):
+                    check(checker, leaf)
+            else:  # the twin: the CA's own responder is believed
+                (status,) = check(checker, leaf)
+                assert status.status == "good"
 
 
 def test_redirects_are_not_followed(pki: PKI) -> None:
@@ -351,3 +351,33 @@ def test_crl_server_fixture_counts(pki: PKI) -> None:
         assert server.hits == {"/x": 1}
     finally:
         server.close()
+
+
+def test_concurrent_handshakes_share_one_fetch(pki: PKI) -> None:
+    import threading
+
+    checker = RevocationChecker()
+    start = threading.Barrier(8)
+    results: list[str] = []
+
+    def one() -> None:
+        start.wait(10)
+        (status,) = check(checker, pki.good)
+        results.append(status.status)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == ["good"] * 8
+    assert checker.fetches == 1
+
+
+def test_an_answer_that_is_not_ocsp_is_not_an_answer(pki: PKI) -> None:
+    pki.crls.bodies["/not-ocsp"] = b"<html>proxy error</html>"
+    # POST is what OCSP uses: the CRL server answers GET only, so serve it through a CA
+    # whose responder URL points at a GET-only path: HTTP 501 is "no answer" too.
+    _, leaf = _ca_pointing_at(pki.crls.url("/not-ocsp"), None)
+    with pytest.raises(RevocationUnknownError, match="HTTP 501"):
+        check(RevocationChecker(), leaf)
