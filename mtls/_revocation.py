@@ -213,7 +213,7 @@ class CRLSet:
             CRLError: naming the file, the issuer and what to do.
         """
         now = now or _now()
-        anchors = _parse_all(anchors_der)
+        anchors = [cert for cert, _ in _pairs(anchors_der)]
         # Intermediates from the CRL files count once a trusted certificate issued them.
         pending = list(self._issuers)
         grew = True
@@ -340,28 +340,24 @@ def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
         return None
 
 
-def _parse_all(ders: Iterable[bytes]) -> list[x509.Certificate]:
-    out = []
-    for der in ders:
-        try:
-            out.append(x509.load_der_x509_certificate(der))
-        except ValueError:
-            continue  # OpenSSL took it; it cannot be an issuer we verify with
-    return out
-
-
 @functools.lru_cache(maxsize=64)
 def _anchors(
     ders: tuple[bytes, ...],
 ) -> tuple[list[tuple[x509.Certificate, bytes]], frozenset[bytes]]:
     """A context's anchors parsed once (the hook passes the same tuple every handshake)."""
+    return _pairs(ders), frozenset(ders)
+
+
+def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
+    """(certificate, DER) for each DER cryptography can read (OpenSSL may take more:
+    such a certificate cannot be checked, nor be an issuer we verify with)."""
     pairs = []
     for der in ders:
         try:
             pairs.append((x509.load_der_x509_certificate(der), der))
         except ValueError:
-            continue  # OpenSSL took it; it cannot be an issuer we verify with
-    return pairs, frozenset(ders)
+            continue
+    return pairs
 
 
 @functools.lru_cache(maxsize=4096)
@@ -577,6 +573,7 @@ class RevocationChecker:
         self._crls: collections.OrderedDict[str, tuple[float, x509.CertificateRevocationList]]
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
+        self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
         #: Network requests made so far (OCSP requests and CRL downloads).
         self.fetches = 0
 
@@ -599,8 +596,7 @@ class RevocationChecker:
             One status per certificate checked, leaf first (only the leaf unless
             ``full_chain``).
         """
-        ders = [bytes(der) for der in chain]
-        certs = list(zip(_parse_all(ders), ders, strict=False))
+        certs = _pairs(bytes(der) for der in chain)
         anchor_pairs, anchor_der = _anchors(tuple(anchors))
         out: list[CertificateStatus] = []
         for index, (cert, der) in enumerate(certs):
@@ -612,20 +608,20 @@ class RevocationChecker:
                 None,
             )
             if issuer is None:
-                out.append(
-                    CertificateStatus(
-                        subject=cert.subject.rfc4514_string(),
-                        serial=cert.serial_number,
-                        issuer=cert.issuer.rfc4514_string(),
-                        status="undetermined",
-                        why=(
-                            "its issuer is neither in the chain this Python gives "
-                            "(3.13+ gives the verified chain, older only the leaf) nor "
-                            "in the truststore: add the issuing CA to the truststore",
-                        ),
-                        checked_at=_now(),
-                    )
+                unknown_issuer = CertificateStatus(
+                    subject=cert.subject.rfc4514_string(),
+                    serial=cert.serial_number,
+                    issuer=cert.issuer.rfc4514_string(),
+                    status="undetermined",
+                    why=(
+                        "its issuer is neither in the chain this Python gives "
+                        "(3.13+ gives the verified chain, older only the leaf) nor "
+                        "in the truststore: add the issuing CA to the truststore",
+                    ),
+                    checked_at=_now(),
                 )
+                self._warn_soft(unknown_issuer)
+                out.append(unknown_issuer)
                 break
             out.append(self._status(cert, issuer))
             if not self.policy.full_chain or issuer.subject == issuer.issuer:
@@ -736,15 +732,27 @@ class RevocationChecker:
                 self._cache.move_to_end(key)
                 while len(self._cache) > self.policy.cache_size:
                     self._cache.popitem(last=False)
-        if status.status == "undetermined" and self.policy.mode == "soft":
-            log.warning(
-                "revocation status of %s (serial %s) could not be determined: %s; "
-                "allowed (soft-fail)",
-                status.subject,
-                _hex(status.serial),
-                "; ".join(status.why),
-            )
+        self._warn_soft(status)
         return status
+
+    def _warn_soft(self, status: CertificateStatus) -> None:
+        """Soft-fail says so in the log: once per answer (cached answers are not logged
+        again), and once per certificate whose issuer is not known."""
+        if status.status != "undetermined" or self.policy.mode != "soft":
+            return
+        key = (status.serial, status.issuer, status.valid_until)
+        with self._lock:
+            if key in self._warned:
+                return
+            if len(self._warned) >= self.policy.cache_size:
+                self._warned.clear()
+            self._warned.add(key)
+        log.warning(
+            "revocation status of %s (serial %s) could not be determined: %s; allowed (soft-fail)",
+            status.subject,
+            _hex(status.serial),
+            "; ".join(status.why),
+        )
 
     def _count_fetch(self) -> None:
         with self._lock:

@@ -381,3 +381,21 @@ def test_an_answer_that_is_not_ocsp_is_not_an_answer(pki: PKI) -> None:
     _, leaf = _ca_pointing_at(pki.crls.url("/not-ocsp"), None)
     with pytest.raises(RevocationUnknownError, match="HTTP 501"):
         check(RevocationChecker(), leaf)
+
+
+def test_soft_fail_logs_an_unknown_issuer_once(caplog: pytest.LogCaptureFixture) -> None:
+    root = CA()
+    leaf = root.create_child_ca().issue_cert("localhost")
+    soft = RevocationChecker(RevocationPolicy(mode="soft"))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        for _ in range(3):
+            (status,) = soft.check([der(leaf)], [der(root)])
+            assert status.status == "undetermined"
+    logged = [r for r in caplog.records if "its issuer is neither" in r.getMessage()]
+    assert len(logged) == 1
+
+
+def test_an_unreadable_certificate_in_the_chain_is_skipped_not_misaligned(pki: PKI) -> None:
+    (status,) = RevocationChecker().check([der(pki.good), b"\x30\x00"], [der(pki.ca)])
+    assert status.status == "good"
+    assert status.serial == pki.good.serial_number
