@@ -52,8 +52,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -194,8 +193,8 @@ class CRLSet:
     def __len__(self) -> int:
         return len(self._crls)
 
-    def __iter__(self) -> Any:
-        return iter(crl for crl, _ in self._crls)
+    def __iter__(self) -> Iterator[x509.CertificateRevocationList]:
+        return iter([crl for crl, _ in self._crls])
 
     def __repr__(self) -> str:
         issuers = ", ".join(crl.issuer.rfc4514_string() for crl, _ in self._crls)
@@ -1032,10 +1031,3 @@ def revocation_checker(
     if isinstance(value, RevocationPolicy):
         return RevocationChecker(value)
     raise TypeError(f"revocation must be a RevocationPolicy or RevocationChecker, not {value!r}")
-
-
-def crl_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[Path, ...]:
-    """Paths as a tuple of ``Path`` (one string is one path)."""
-    if isinstance(paths, str | os.PathLike):
-        paths = (paths,)
-    return tuple(Path(os.fspath(p)) for p in paths)
