@@ -15,6 +15,8 @@ import importlib
 import typing
 
 from ._errors import (
+    CertificateRevokedError,
+    CRLError,
     KeyEntryError,
     KeystoreError,
     KeystoreFormatError,
@@ -22,6 +24,8 @@ from ._errors import (
     MTLSError,
     ProfileConfigError,
     ProfileUnavailableError,
+    RevocationError,
+    RevocationUnknownError,
     SecureVaultError,
     WrongPasswordError,
 )
@@ -33,6 +37,7 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
     from ._material import TLSMaterial
     from ._profiles import SSLProfileSet
     from ._readers import detect_format
+    from ._revocation import CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy
     from ._secret import Secret
     from ._status import (
         AnchorStatus,
@@ -45,6 +50,10 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
 
 __all__ = [
     "AnchorStatus",
+    "CRLError",
+    "CRLSet",
+    "CertificateRevokedError",
+    "CertificateStatus",
     "FileStatus",
     "IdentityStatus",
     "KeyEntryError",
@@ -57,6 +66,10 @@ __all__ = [
     "ProfileSetStatus",
     "ProfileStatus",
     "ProfileUnavailableError",
+    "RevocationChecker",
+    "RevocationError",
+    "RevocationPolicy",
+    "RevocationUnknownError",
     "SSLProfile",
     "SSLProfileSet",
     "Secret",
@@ -81,6 +94,10 @@ _LAZY = {
     "TLSMaterial": "._material",
     "SSLProfileSet": "._profiles",
     "detect_format": "._readers",
+    "CertificateStatus": "._revocation",
+    "CRLSet": "._revocation",
+    "RevocationChecker": "._revocation",
+    "RevocationPolicy": "._revocation",
     "Secret": "._secret",
     "AnchorStatus": "._status",
     "FileStatus": "._status",

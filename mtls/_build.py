@@ -21,9 +21,10 @@ from typing import Any
 from . import _x509
 from ._config import SSLProfile, StoreConfig
 from ._context import client_context
-from ._errors import KeyEntryError, KeystoreError, MTLSError
+from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
+from ._revocation import CRLSet, RevocationChecker
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 from ._types import HostnameVerifier
 
@@ -110,6 +111,7 @@ class Options:
     default_truststore: StoreConfig | None
     settle_delay: float
     path: str | None  # the profile file, for messages
+    revocation: RevocationChecker | None = None  # the set's online check (one cache)
 
 
 _Leaf = tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]
@@ -270,9 +272,23 @@ class Builder:
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
-        ctx_key = (key_fp, alias, trust_fp, verify, mode)
+        crls, crl_key = self._crls(profile, files)
+        ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
+
+        def make(local: bool) -> ssl.SSLContext:
+            return client_context(
+                keystore,
+                truststore,
+                alias=alias,
+                hostname_verifier="AllowAll" if local else mode,
+                verify=verify,
+                crls=crls,
+                crl_check=profile.crl_check,
+                revocation=self.options.revocation,
+            )
+
         pair = self._contexts.get(ctx_key)
         if pair is None:
             if not verify:
@@ -282,31 +298,12 @@ class Builder:
                     self.options.path or "profiles",
                     profile,
                 )
-            main = client_context(
-                keystore, truststore, alias=alias, hostname_verifier=mode, verify=verify
-            )
-            local = (
-                client_context(
-                    keystore, truststore, alias=alias, hostname_verifier="AllowAll", verify=verify
-                )
-                if mode == "DefaultAndLocalhost" and verify
-                else None
-            )
-            pair = (main, local)
+            local = make(True) if mode == "DefaultAndLocalhost" and verify else None
+            pair = (make(False), local)
             self._contexts[ctx_key] = pair
         served_key = (ctx_key, tuple(files))
         served = self._served.get(served_key)
         if served is None:
-
-            def make(local: bool) -> ssl.SSLContext:
-                return client_context(
-                    keystore,
-                    truststore,
-                    alias=alias,
-                    hostname_verifier="AllowAll" if local else mode,
-                    verify=verify,
-                )
-
             pem = functools.cache(
                 functools.partial(
                     tls_material,
@@ -333,6 +330,32 @@ class Builder:
             self._served[served_key] = served
         return served
 
+    def _crls(
+        self, profile: SSLProfile, files: list[tuple[str, str, str]]
+    ) -> tuple[CRLSet | None, tuple[Any, ...] | None]:
+        """Read the profile's CRL files (each one more input file of the profile).
+
+        Raises:
+            CRLError: a file is missing, unreadable or not a CRL.
+            Unstable: a file changed between two reads.
+        """
+        if not profile.crls:
+            return None, None
+        crls = CRLSet()
+        digests = []
+        for path in profile.crls:
+            try:
+                data, digest = self.reading.read(path)
+            except OSError as exc:
+                raise CRLError(
+                    f"{path}: cannot read the CRL ({exc.strerror}): check the profile's crls",
+                    path=path,
+                ) from None
+            files.append(("crl", str(path), digest))
+            digests.append(digest)
+            crls += CRLSet.from_bytes(data, path=path)
+        return crls, (tuple(digests), profile.crl_check)
+
     def inputs_moved(self, files: Files) -> bool:
         """True if any of ``files`` (a :attr:`Served.files`) now hashes differently.
 
@@ -351,6 +374,7 @@ class Builder:
             for config in (profile.keystore, profile.truststore):
                 if config is not None:
                     paths.add(config.location)
+            paths.update(profile.crls)
             if profile.truststore is None and self.options.default_truststore is not None:
                 paths.add(self.options.default_truststore.location)
         return paths

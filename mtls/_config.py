@@ -221,6 +221,20 @@ class StoreConfig:
         return self.written_alias if self.written_alias is not None else self.alias
 
 
+def _check_crls(profile: SSLProfile) -> None:
+    given: Any = profile.crls  # one path, or any iterable of str / os.PathLike
+    items = (given,) if isinstance(given, str | os.PathLike) else tuple(given)
+    paths = tuple(Path(os.fspath(item)) for item in items)
+    for path in paths:
+        check_path_text(str(path), setting="a CRL path")
+    object.__setattr__(profile, "crls", paths)
+    if profile.crl_check not in ("leaf", "chain"):
+        raise ProfileConfigError(
+            f"crl_check must be 'leaf' or 'chain', not {profile.crl_check!r}",
+            element="crl_check",
+        )
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SSLProfile:
     """One sender profile: which backends, which identity, which trust.
@@ -238,9 +252,15 @@ class SSLProfile:
         written_servers: the ``<servers>`` items as written, when placeholders were
             expanded in them: :attr:`server_names` (messages, ``status()``) shows these,
             never the values.
+        crls: CRL files (PEM with one or many lists, or DER) checked during the
+            handshake; watched and reloaded like the stores. Each must be current and
+            signed by a certificate of the profile's truststore.
+        crl_check: ``"leaf"`` (the server's certificate) or ``"chain"`` (every
+            certificate of its chain) is checked against ``crls``.
 
     Raises:
-        ProfileConfigError: no servers, a server without a port, a bad port.
+        ProfileConfigError: no servers, a server without a port, a bad port, a CRL
+            path with a NUL character, or an unknown ``crl_check``.
     """
 
     servers: tuple[Server, ...]
@@ -250,8 +270,11 @@ class SSLProfile:
     client_id: str | None = None
     name: str | None = None
     written_servers: tuple[str, ...] = field(default=(), compare=False)
+    crls: tuple[Path, ...] = ()
+    crl_check: Literal["leaf", "chain"] = "leaf"
 
     def __post_init__(self) -> None:
+        _check_crls(self)
         given: Any = self.servers  # strings are accepted too, for profiles written in code
         raw: Iterable[str | Server] = (given,) if isinstance(given, str) else given
         servers: list[Server] = []

@@ -15,6 +15,14 @@ import sys
 
 from . import _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
+from ._revocation import (
+    CRLCheck,
+    CRLSet,
+    RevocationChecker,
+    RevocationPolicy,
+    install,
+    revocation_checker,
+)
 from ._secret import scrub_tracebacks
 from ._stores import Keystore, Truststore
 from ._types import HostnameVerifier, normalize_hostname_verifier
@@ -64,6 +72,29 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
     # create_default_context): keytool-made certificates often lack the authority key
     # identifier and key usage that it demands, and Java accepts them.
     ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+
+
+def _revocation(
+    ctx: ssl.SSLContext,
+    truststore: Truststore | None,
+    crls: CRLSet | None,
+    crl_check: CRLCheck,
+    revocation: RevocationPolicy | RevocationChecker | None,
+) -> None:
+    """CRL files into the verification, and the online check after each handshake."""
+    checker = revocation_checker(revocation)
+    if not crls and checker is None:
+        return
+    # The anchors the chain is verified against: the truststore's, or what the
+    # system trust loaded eagerly (a lazily read CApath is not listed).
+    anchors = (
+        truststore.anchors_der if truststore is not None else ctx.get_ca_certs(binary_form=True)
+    )
+    if crls:
+        crls.check(anchors)  # expired or untrusted lists are errors, never ignored
+        crls.install(ctx, crl_check)
+    if checker is not None:
+        install(ctx, checker, anchors)
 
 
 def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> None:
@@ -134,6 +165,9 @@ def client_context(
     minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
     ciphers: str | None = None,
     verify: bool = True,
+    crls: CRLSet | None = None,
+    crl_check: CRLCheck = "leaf",
+    revocation: RevocationPolicy | RevocationChecker | None = None,
 ) -> ssl.SSLContext:
     """A client-side ``ssl.SSLContext`` for mutual TLS, with Java trust semantics.
 
@@ -150,14 +184,25 @@ def client_context(
         minimum_version: the lowest TLS version offered (TLS 1.2 by default).
         ciphers: an OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are not affected).
         verify: ``False`` turns certificate verification off entirely, as WSO2's
-            ``novalidatecert="true"`` does. Never the default.
+            ``novalidatecert="true"`` does (revocation included). Never the default.
+        crls: certificate revocation lists (:class:`mtls.CRLSet`) checked during the
+            handshake. Each must be current and signed by a certificate of the
+            truststore. OpenSSL then requires a CRL for every certificate it checks.
+        crl_check: ``"leaf"`` checks the server's certificate against ``crls``;
+            ``"chain"`` checks every certificate of the chain.
+        revocation: check the server's chain online (OCSP, then CRL distribution
+            points) after each handshake, before any request byte: a
+            :class:`mtls.RevocationPolicy` (a new cache) or a shared
+            :class:`mtls.RevocationChecker`.
 
     Returns:
         A new context. It is not referenced anywhere else, and this library never
         changes it after returning it.
 
     Raises:
-        ValueError: an unknown ``hostname_verifier``.
+        ValueError: an unknown ``hostname_verifier`` or ``crl_check``, or ``crls``
+            with ``verify=False``.
+        CRLError: a CRL is expired or not signed by a certificate of the truststore.
         KeyEntryError: no key entry, several and no ``alias``, or a key that does not
             match its certificate.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
@@ -180,7 +225,10 @@ def client_context(
         # -genkeypair makes exactly such certificates. OpenSSL still ignores the CN
         # whenever a DNS SAN exists.
         ctx.hostname_checks_common_name = True
+        _revocation(ctx, truststore, crls, crl_check, revocation)
     else:
+        if crls:
+            raise ValueError("crls need verification: they cannot be used with verify=False")
         # novalidatecert: the caller asked for no verification at all.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -200,6 +248,8 @@ def server_context(
     alias: str | None = None,
     minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
     ciphers: str | None = None,
+    crls: CRLSet | None = None,
+    crl_check: CRLCheck = "leaf",
 ) -> ssl.SSLContext:
     """A server-side ``ssl.SSLContext`` that asks clients for a certificate.
 
@@ -225,12 +275,16 @@ def server_context(
         alias: the key entry to serve when the keystore holds several.
         minimum_version: the lowest TLS version accepted.
         ciphers: an OpenSSL cipher string for TLS 1.2.
+        crls: revocation lists for client certificates, checked during the
+            handshake (as in :func:`client_context`).
+        crl_check: ``"leaf"`` or ``"chain"``.
 
     Returns:
         A new context, never changed by this library after it is returned.
 
     Raises:
         ValueError: no ``truststore`` and ``trust_system_cas`` is false, or both given.
+        CRLError: a CRL is expired or not signed by a certificate of the truststore.
         KeyEntryError: no usable key entry.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
     """
@@ -251,5 +305,6 @@ def server_context(
     # CERT_REQUIRED makes OpenSSL send a CertificateRequest and abort the handshake
     # when the client sends nothing; CERT_OPTIONAL asks but lets it through.
     ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    _revocation(ctx, truststore, crls, crl_check, None)
     _keylog(ctx)
     return ctx

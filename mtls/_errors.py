@@ -15,8 +15,13 @@ as attributes::
     ├── ProfileConfigError         an SSL profile file or deployment.toml is wrong
     │   └── SecureVaultError       a secure-vault alias cannot be resolved: fix the
     │                              vault's files, keystore or password
-    └── ProfileUnavailableError    a profile names this backend but has not loaded:
-                                   the request is refused (its cause says why)
+    ├── ProfileUnavailableError    a profile names this backend but has not loaded:
+    │                              the request is refused (its cause says why)
+    ├── CRLError                   a CRL file is damaged, expired, or not signed by a
+    │                              trusted issuer: fix or refresh the file
+    └── RevocationError            a server's certificate failed the revocation check
+        ├── CertificateRevokedError    positively revoked (OCSP or CRL): never allowed
+        └── RevocationUnknownError     its status could not be determined (hard-fail)
 
 A TLS handshake that fails stays :class:`ssl.SSLError`: it is a statement about
 the peer, not about our input.
@@ -29,10 +34,13 @@ read, and chained with ``raise ... from``.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from collections.abc import Sequence
 
 __all__ = [
+    "CRLError",
+    "CertificateRevokedError",
     "KeyEntryError",
     "KeystoreError",
     "KeystoreFormatError",
@@ -40,6 +48,8 @@ __all__ = [
     "MTLSError",
     "ProfileConfigError",
     "ProfileUnavailableError",
+    "RevocationError",
+    "RevocationUnknownError",
     "SecureVaultError",
     "WrongPasswordError",
 ]
@@ -225,3 +235,101 @@ def in_profile(
     new.client_id = client_id
     new.reason = exc.reason
     return new
+
+
+class CRLError(MTLSError):
+    """A CRL file cannot be used: unreadable, expired (its nextUpdate has passed), or
+    not signed by a certificate of the truststore it is checked with.
+
+    A CRL is never silently ignored: a profile whose CRL is refused keeps its last
+    good context (or does not load), like a bad store.
+
+    Attributes:
+        path: the CRL file, or ``None`` for bytes given in memory.
+        issuer: the CRL's issuer name (RFC 4514), when it could be read.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.issuer = issuer
+
+
+class RevocationError(MTLSError):
+    """A server's certificate failed the online revocation check (OCSP, then CRL).
+
+    Raised after the TLS handshake and before any request byte is sent, from the
+    socket the context made (so every integration raises it unchanged).
+
+    Attributes:
+        host: the server name the connection was made to, when known.
+        subject: the certificate's subject (RFC 4514).
+        serial: the certificate's serial number.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        subject: str | None = None,
+        serial: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        self.subject = subject
+        self.serial = serial
+
+
+class CertificateRevokedError(RevocationError):
+    """The certificate is positively revoked: refused in every mode (hard and soft fail).
+
+    Attributes:
+        revocation_reason: the revocation reason (``keyCompromise``, ...), or ``None``
+            when the CA gave none. (``reason`` is the message, as on every MTLSError.)
+        revoked_at: when it was revoked (UTC).
+        source: where that was learned (``OCSP http://...`` or ``CRL http://...``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        subject: str | None = None,
+        serial: int | None = None,
+        revocation_reason: str | None = None,
+        revoked_at: _dt.datetime | None = None,
+        source: str | None = None,
+    ) -> None:
+        super().__init__(message, host=host, subject=subject, serial=serial)
+        self.revocation_reason = revocation_reason
+        self.revoked_at = revoked_at
+        self.source = source
+
+
+class RevocationUnknownError(RevocationError):
+    """The certificate's status could not be determined (no responder answered, a
+    response was not signed by the issuer, no CRL could be fetched), and the
+    policy is hard-fail. Soft-fail logs the same text and lets the connection through.
+
+    Attributes:
+        why: one line per source tried, saying why it gave no answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        subject: str | None = None,
+        serial: int | None = None,
+        why: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, host=host, subject=subject, serial=serial)
+        self.why: tuple[str, ...] = tuple(why)

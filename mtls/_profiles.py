@@ -31,6 +31,7 @@ from ._config import (
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError
 from ._material import TLSMaterial
+from ._revocation import RevocationChecker, RevocationPolicy, revocation_checker
 from ._secret import Secret, scrub_tracebacks
 from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
 from ._status import FileStatus, ProfileSetStatus, ProfileStatus, anchor, identity
@@ -142,6 +143,7 @@ class SSLProfileSet:
         skip_failures: bool = False,
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
+        revocation: RevocationPolicy | RevocationChecker | None = None,
     ) -> None:
         """Build a set from profiles made in code.
 
@@ -160,6 +162,10 @@ class SSLProfileSet:
                 call :meth:`reload` yourself.
             settle_delay: seconds between the two reads that confirm a changed file
                 is complete.
+            revocation: check every server's chain online after the handshake
+                (OCSP, then CRL; WSO2's ``CertificateRevocationVerifier``), for every
+                verifying context of the set, with one cache: a
+                :class:`mtls.RevocationPolicy` or a :class:`mtls.RevocationChecker`.
 
         Raises:
             ProfileConfigError: duplicate ``host:port`` entries, bad options.
@@ -175,6 +181,7 @@ class SSLProfileSet:
             skip_failures=skip_failures,
             reload_interval=reload_interval,
             settle_delay=settle_delay,
+            revocation=revocation,
         )
 
     # ------------------------------------------------------------------ constructors
@@ -194,6 +201,7 @@ class SSLProfileSet:
         skip_failures: bool = False,
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
+        revocation: RevocationPolicy | RevocationChecker | None = None,
         _origin: str | None = None,
     ) -> SSLProfileSet:
         """Load WSO2's customSSLProfiles XML (``sslprofiles.xml``).
@@ -216,6 +224,7 @@ class SSLProfileSet:
             default_truststore: as for the constructor.
             skip_failures: as for the constructor.
             settle_delay: as for the constructor.
+            revocation: as for the constructor.
 
         Raises:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.
@@ -237,6 +246,7 @@ class SSLProfileSet:
             skip_failures=skip_failures,
             reload_interval=reload_interval,
             settle_delay=settle_delay,
+            revocation=revocation,
         )
         return self
 
@@ -255,6 +265,7 @@ class SSLProfileSet:
         settle_delay: float = 0.1,
         profiles_path: str | os.PathLike[str] | None = None,
         product: Product | None = None,
+        revocation: RevocationPolicy | RevocationChecker | None = _FROM_FILE,
     ) -> SSLProfileSet:
         """Load the profile file, interval, hostname verifier and default stores that a
         WSO2 ``deployment.toml`` names.
@@ -289,6 +300,10 @@ class SSLProfileSet:
                 the thread off. Default: the file's interval, else WSO2's 10 minutes.
             profiles_path: a profile file to use instead of the one the TOML names
                 (to check a candidate file against production settings).
+            revocation: overrides the file's ``cert_revocation_validation`` (API
+                Manager) or ``sender.CertificateRevocationVerifier`` (Micro
+                Integrator) settings; ``None`` turns the online check off. Default:
+                the file's, off when it enables nothing (WSO2's default).
 
         With ``skip_failures=True`` the default identity is covered too: when its
         stores do not load it is reported (in :attr:`failures` and ``status()``) and
@@ -346,6 +361,7 @@ class SSLProfileSet:
             skip_failures=skip_failures,
             reload_interval=reload_interval,
             settle_delay=settle_delay,
+            revocation=settings.revocation if revocation is _FROM_FILE else revocation,
             _origin=origin,
         )
 
@@ -359,6 +375,7 @@ class SSLProfileSet:
         skip_failures: bool,
         reload_interval: float | None,
         settle_delay: float,
+        revocation: RevocationPolicy | RevocationChecker | None = None,
     ) -> None:
         mode = normalize_hostname_verifier(hostname_verifier)
         if default is not None and not isinstance(default, ssl.SSLContext | SSLProfile):
@@ -371,7 +388,9 @@ class SSLProfileSet:
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
         self._path = str(source.path) if source.path else None
-        self._options = Options(mode, default_truststore, settle, self._path)
+        self._options = Options(
+            mode, default_truststore, settle, self._path, revocation_checker(revocation)
+        )
         self._default = default
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
@@ -404,6 +423,12 @@ class SSLProfileSet:
         """
         assert self._engine is not None
         return self._engine.check()
+
+    @property
+    def revocation(self) -> RevocationChecker | None:
+        """The online revocation checker every verifying context of the set runs after
+        its handshake (``None``: off). Its cache is shared by all of them."""
+        return self._options.revocation
 
     @property
     def generation(self) -> int:

@@ -38,6 +38,7 @@ import defusedxml.ElementTree as DET
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import ProfileConfigError, SecureVaultError
 from ._files import read_input
+from ._revocation import RevocationPolicy
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
 
@@ -951,6 +952,7 @@ class DeploymentSettings:
         keystore: the sender's default identity.
         truststore: the sender's default trust.
         product: which product's rules were applied.
+        revocation: the sender's online revocation check, when the file enables it.
     """
 
     profiles_path: Path | None
@@ -960,6 +962,7 @@ class DeploymentSettings:
     truststore: StoreConfig | None
     profiles_origin: str | None = None
     product: Product = "apim"
+    revocation: RevocationPolicy | None = None
 
 
 def read_deployment_toml(
@@ -1087,4 +1090,64 @@ def read_deployment_toml(
         truststore=truststore,
         profiles_origin=profiles_origin,
         product=toml.product,
+        revocation=_revocation_policy(toml, path),
+    )
+
+
+def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | None:
+    """The sender's ``CertificateRevocationVerifier`` settings, as a policy (or ``None``: off).
+
+    API Manager: ``[transport.passthru_https.sender.cert_revocation_validation]``
+    ``enable``, ``cache_size``, ``cache_delay`` (minutes, as in Synapse),
+    ``allow_full_cert_chain_validation``: the sender spelling of the documented
+    listener table. Micro Integrator: ``[transport.http]``
+    ``sender.CertificateRevocationVerifier`` (set: on; ``"false"``: off),
+    ``sender.CacheSize``, ``sender.CacheDelay``. WSO2 refuses a certificate whose
+    status it cannot determine, so the policy is hard-fail.
+
+    Raises:
+        ProfileConfigError: a value that is not a number or a boolean.
+    """
+    apim = "transport.passthru_https.sender.cert_revocation_validation"
+    mi = "transport.http"
+    if toml.raw(apim, "enable") is not None:
+        enabled = toml.text(apim, "enable")
+        size, delay, chain = (
+            (apim, "cache_size"),
+            (apim, "cache_delay"),
+            (
+                apim,
+                "allow_full_cert_chain_validation",
+            ),
+        )
+    elif toml.raw(mi, "sender.CertificateRevocationVerifier") is not None:
+        enabled = toml.text(mi, "sender.CertificateRevocationVerifier") or "true"
+        size, delay, chain = (mi, "sender.CacheSize"), (mi, "sender.CacheDelay"), None
+    else:
+        return None
+    if str(enabled).strip().lower() == "false":
+        return None
+
+    def number(setting: tuple[str, str], default: float) -> float:
+        text = toml.text(*setting)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            raise ProfileConfigError(
+                f"{path}: [{setting[0]}] {setting[1]} must be a positive number, "
+                f"not {toml.written(*setting)!r}",
+                path=path,
+                element=setting[1],
+            )
+        return value
+
+    full = toml.text(*chain) if chain is not None else None
+    return RevocationPolicy(
+        cache_size=int(number(size, 1024)),
+        cache_delay=number(delay, 1000) * 60.0,
+        full_chain=str(full).strip().lower() != "false" if full is not None else True,
     )

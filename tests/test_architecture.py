@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # stores and configuration
     ("_config", "_stores", "_wso2", "_vault"),
     # the context builder
-    ("_context", "_material", "_reading", "_build"),
+    ("_revocation", "_context", "_material", "_reading", "_build"),
     # the engine and what it publishes
     ("_engine", "_snapshot", "_status"),
     # the profile set

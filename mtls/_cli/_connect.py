@@ -14,6 +14,9 @@ import time
 from typing import Any
 
 from .. import _x509
+from .._errors import RevocationError
+from .._revocation import RevocationChecker, RevocationPolicy
+from .._revocation import peer_chain as revocation_peer_chain
 from .._version import __version__
 from ._common import cert_info
 from ._diagnosis import (
@@ -25,6 +28,8 @@ from ._diagnosis import (
     classify_handshake,
     closed,
     explain_from_chain,
+    revocation_entry,
+    revocation_failure,
 )
 
 _MAX_RESPONSE = 64 * 1024
@@ -147,6 +152,12 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.address = str(raw.getpeername()[0])
         try:
             tls = setup.context.wrap_socket(raw, server_hostname=target.host)
+        except RevocationError as exc:
+            # The profile set's check refused the server right after the handshake.
+            report.failure = revocation_failure(exc)
+            report.revocation = [revocation_entry(exc)]
+            report.elapsed_ms = (time.perf_counter() - started) * 1000
+            return report
         except (ssl.SSLError, OSError, EOFError) as exc:
             report.failure = classify_handshake(exc, setup, target)
             if isinstance(exc, ssl.SSLCertVerificationError):
@@ -161,10 +172,33 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.cipher = cipher[0] if cipher else None
             report.chain = _describe_chain(peer_chain(tls))
             report.chain_verified = setup.verify
+            _revocation_report(tls, report, timeout)
             if request:
                 _ask(tls, report)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:
+    """The revocation status of the chain: the set's checker (its cache: nothing is
+    fetched twice), else a report-only soft check that changes nothing."""
+    setup = report.setup
+    if not setup.verify:
+        report.revocation_note = "not checked: certificate verification is off"
+        return
+    checker = setup.revocation or RevocationChecker(RevocationPolicy(mode="soft", timeout=timeout))
+    anchors = tls.context.get_ca_certs(binary_form=True)
+    statuses = checker.statuses(revocation_peer_chain(tls), anchors)
+    report.revocation = [status.to_dict() for status in statuses]
+    if not statuses:
+        report.revocation_note = "nothing to check: the server's certificate is a trust anchor"
+    elif setup.revocation is None:
+        report.revocation_note = (
+            "reported only: the profile set does not enforce revocation (revocation=)"
+        )
+    for status in statuses:
+        if status.status == "revoked" and report.failure is None:
+            report.failure = Failure("server_cert_revoked", status.describe())
 
 
 def _ask(tls: ssl.SSLSocket, report: Report) -> None:

@@ -27,14 +27,18 @@ import datetime as _dt
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
 
 from .. import _x509
 from .._config import SSLProfile, format_server, normalize_host, tls_origin
+from .._errors import CertificateRevokedError, RevocationError, RevocationUnknownError
 from ._common import UsageError, hex_serial, lacks_client_auth, now
+
+if TYPE_CHECKING:
+    from .._revocation import RevocationChecker
 
 # X509_V_ERR_* codes (OpenSSL's x509_vfy.h) and what they mean for the user.
 _UNTRUSTED = {2, 18, 19, 20, 21}
@@ -133,6 +137,8 @@ class Setup:
     # fetch the chain the server sends, after a verification error.
     insecure: Callable[[], ssl.SSLContext] | None = None
     failure: Failure | None = None
+    # The profile set's online revocation check (enforced on the handshake), if any.
+    revocation: RevocationChecker | None = None
 
 
 @dataclass(slots=True)
@@ -153,6 +159,8 @@ class Report:
     failure: Failure | None = None
     notes: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
+    revocation: list[dict[str, Any]] = field(default_factory=list)
+    revocation_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON form."""
@@ -196,6 +204,12 @@ class Report:
                 else None
             ),
             "notes": self.notes,
+            "revocation": {
+                "enforced": self.setup.revocation is not None,
+                "mode": self.setup.revocation.policy.mode if self.setup.revocation else None,
+                "certificates": self.revocation,
+                "note": self.revocation_note,
+            },
         }
 
 
@@ -501,3 +515,25 @@ def _dates_advice(report: Report, failure: Failure) -> str:
         f"{'expired' if expired else 'not valid yet'}: replace it with the CA's current "
         f"certificate (mtls list --keystore {trust} shows the dates)"
     )
+
+
+def revocation_failure(exc: RevocationError) -> Failure:
+    """The probe failure for a server the revocation check refused."""
+    revoked = isinstance(exc, CertificateRevokedError)
+    return Failure("server_cert_revoked" if revoked else "revocation_unknown", str(exc))
+
+
+def revocation_entry(exc: RevocationError) -> dict[str, Any]:
+    """What the error says about the certificate it names, as a report entry."""
+    entry: dict[str, Any] = {
+        "subject": exc.subject,
+        "serial": f"{exc.serial:X}" if exc.serial is not None else None,
+        "status": "revoked" if isinstance(exc, CertificateRevokedError) else "undetermined",
+    }
+    if isinstance(exc, CertificateRevokedError):
+        entry["reason"] = exc.revocation_reason
+        entry["revoked_at"] = exc.revoked_at.isoformat() if exc.revoked_at else None
+        entry["source"] = exc.source
+    elif isinstance(exc, RevocationUnknownError):
+        entry["why"] = list(exc.why)
+    return entry

@@ -109,6 +109,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
             ),
         )
     setup = Setup(context, "default", source=source, hostname_verifier=mode)
+    setup.revocation = profiles.revocation
     if profile is None:
         default = status.get("default") or {}
         setup.keystore = next(
@@ -247,6 +248,32 @@ def _chain_lines(report: Report, out: Output) -> None:
         out.line(f"        SHA256   {_x509.colon_hex(str(info['sha256']))}")
 
 
+def _revocation_lines(report: Report, out: Output) -> None:
+    if not report.revocation and not report.revocation_note:
+        return
+    enforced = report.setup.revocation
+    how = f"enforced, {enforced.policy.mode}-fail" if enforced else "checked for this report"
+    out.line(f"  revocation    {how}")
+    colours = {"good": "green", "revoked": "red", "undetermined": "yellow"}
+    for entry in report.revocation:
+        status = str(entry.get("status"))
+        line = f"    {entry.get('subject')} (serial {entry.get('serial')}): "
+        line += out.style(status, colours.get(status, "yellow"))
+        if status == "revoked":
+            line += (
+                f" on {entry.get('revoked_at') or 'an unknown date'}, reason "
+                f"{entry.get('reason') or 'unspecified'}"
+            )
+        if entry.get("source"):
+            line += f" ({entry['source']})"
+        out.line(line)
+        if status == "undetermined":
+            for why in entry.get("why") or ():
+                out.line(f"        why      {why}")
+    if report.revocation_note:
+        out.line(f"    {report.revocation_note}")
+
+
 def render(report: Report, out: Output) -> None:
     """The human form of a probe report."""
     setup = report.setup
@@ -275,6 +302,7 @@ def render(report: Report, out: Output) -> None:
     if report.tls_version:
         out.line(f"  TLS           {report.tls_version}, {report.cipher}")
     _chain_lines(report, out)
+    _revocation_lines(report, out)
     if report.accepted is True:
         answer = f": {report.http_status}" if report.http_status else ""
         verb = "accepted our certificate" if setup.client_subject else "let us in without one"

@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -307,6 +307,11 @@ class CA:
             ``not_before`` or now, whichever is later.
         path_length: the ``pathLenConstraint`` of ``basicConstraints``; ``None``
             leaves it unlimited.
+        ocsp_url: an ``http://`` OCSP responder to name (AIA) in every certificate
+            this CA issues; revocation tests run one (``openssl ocsp``, see
+            :meth:`openssl_index`).
+        crl_url: an ``http://`` CRL distribution point to name in every certificate
+            this CA issues; serve :meth:`crl` there.
 
     Raises:
         ValueError: an unknown key type, naive datetimes, or an empty validity.
@@ -324,9 +329,16 @@ class CA:
         not_before: _dt.datetime | None = None,
         not_after: _dt.datetime | None = None,
         path_length: int | None = None,
+        ocsp_url: str | None = None,
+        crl_url: str | None = None,
         _parent: CA | None = None,
     ) -> None:
         self.key_type: KeyType = _normalize_key_type(key_type)
+        self.ocsp_url = ocsp_url
+        self.crl_url = crl_url
+        # serial -> (revocation time, reason): what crl() and openssl_index() report
+        self._revoked: dict[int, tuple[_dt.datetime, x509.ReasonFlags | None]] = {}
+        self._issued: dict[int, x509.Certificate] = {}
         self.name = name or f"mtls testing CA {secrets.token_hex(4)}"
         self.organization = organization
         self.parent = _parent
@@ -377,7 +389,11 @@ class CA:
             .add_extension(ski, critical=False)
             .add_extension(aki, critical=False)
         )
+        if _parent is not None:
+            builder = _parent._locations(builder)
         self.certificate = _sign(builder, signer)
+        if _parent is not None:
+            _parent._issued[self.certificate.serial_number] = self.certificate
         self._ski = ski
         # What a peer must send with a leaf we issue: us, then our parents, minus the root.
         self._intermediates: tuple[x509.Certificate, ...] = (
@@ -408,6 +424,8 @@ class CA:
         name: str | None = None,
         key_type: KeyType | None = None,
         path_length: int | None = None,
+        ocsp_url: str | None = None,
+        crl_url: str | None = None,
     ) -> CA:
         """An intermediate CA signed by this one.
 
@@ -419,6 +437,9 @@ class CA:
             name: the intermediate's common name (random suffix by default).
             key_type: defaults to this CA's key type.
             path_length: ``pathLenConstraint`` of the intermediate.
+            ocsp_url: the OCSP responder the intermediate names in what *it* issues
+                (its own certificate carries this CA's ``ocsp_url``).
+            crl_url: likewise, its CRL distribution point.
 
         Returns:
             The new CA; its :attr:`parent` is this CA.
@@ -428,8 +449,151 @@ class CA:
             name=name or f"mtls testing intermediate CA {secrets.token_hex(4)}",
             organization=self.organization,
             path_length=path_length,
+            ocsp_url=ocsp_url,
+            crl_url=crl_url,
             _parent=self,
         )
+
+    def _locations(self, builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+        """Add this CA's OCSP responder (AIA) and CRL distribution point, when set."""
+        if self.ocsp_url:
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            x509.oid.AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(self.ocsp_url),
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+        if self.crl_url:
+            builder = builder.add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+                            relative_name=None,
+                            reasons=None,
+                            crl_issuer=None,
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+        return builder
+
+    def revoke(
+        self,
+        what: IssuedIdentity | CA | x509.Certificate | int,
+        *,
+        reason: str | None = "keyCompromise",
+        when: _dt.datetime | None = None,
+    ) -> None:
+        """Mark a certificate this CA issued as revoked, in :meth:`crl` and :meth:`openssl_index`.
+
+        Args:
+            what: an identity, a child CA, a certificate, or a serial number.
+            reason: an RFC 5280 reason name (``keyCompromise``, ``superseded``,
+                ``cessationOfOperation``, ...), or ``None`` for none.
+            when: the revocation time (timezone-aware); defaults to now.
+
+        Raises:
+            ValueError: an unknown reason or a naive datetime.
+        """
+        if isinstance(what, IssuedIdentity):
+            serial = what.serial_number
+        elif isinstance(what, CA):
+            serial = what.certificate.serial_number
+        elif isinstance(what, x509.Certificate):
+            serial = what.serial_number
+        else:
+            serial = int(what)
+        flag = None
+        if reason is not None:
+            try:
+                flag = x509.ReasonFlags(reason)
+            except ValueError:
+                names = ", ".join(f.value for f in x509.ReasonFlags)
+                raise ValueError(f"reason must be one of {names}, not {reason!r}") from None
+        at = _aware(when, "when") if when is not None else _utcnow()
+        self._revoked[serial] = (at.replace(microsecond=0), flag)
+
+    def crl(
+        self,
+        *,
+        last_update: _dt.datetime | None = None,
+        next_update: _dt.datetime | None = None,
+        encoding: Literal["DER", "PEM"] = "DER",
+        signer: CA | None = None,
+    ) -> bytes:
+        """This CA's certificate revocation list, listing what :meth:`revoke` marked.
+
+        Args:
+            last_update: ``thisUpdate``; defaults to a minute ago.
+            next_update: ``nextUpdate``; defaults to a day after ``last_update``.
+                A past value makes an expired CRL.
+            encoding: ``"DER"`` (what distribution points serve) or ``"PEM"``.
+            signer: sign with another CA's key (keeping this CA's name as issuer):
+                a CRL no trusted issuer signed, for negative tests.
+
+        Returns:
+            The encoded CRL.
+        """
+        start = (
+            _aware(last_update, "last_update")
+            if last_update
+            else _utcnow() - _dt.timedelta(minutes=1)
+        )
+        end = _aware(next_update, "next_update") if next_update else start + _dt.timedelta(days=1)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(start)
+            .next_update(end)
+            .add_extension(x509.CRLNumber(len(self._revoked) + 1), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
+                critical=False,
+            )
+        )
+        for serial, (at, flag) in self._revoked.items():
+            entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at)
+            if flag is not None:
+                entry = entry.add_extension(x509.CRLReason(flag), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        key = (signer or self).private_key
+        algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+        crl = builder.sign(key, algorithm)
+        return crl.public_bytes(
+            serialization.Encoding.PEM if encoding == "PEM" else serialization.Encoding.DER
+        )
+
+    def openssl_index(self) -> str:
+        """The ``index.txt`` of ``openssl ocsp -index`` (or ``openssl ca``) for what this CA
+        issued: ``V`` (valid) or ``R`` (revoked, with time and reason) per certificate.
+
+        A serial this CA did not issue is absent, so the responder answers "unknown".
+        """
+        lines = []
+        for serial, cert in self._issued.items():
+            hex_serial = f"{serial:X}"
+            hex_serial = "0" * (len(hex_serial) % 2) + hex_serial  # OpenSSL's BN_bn2hex form
+            expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+            subject = "/" + "/".join(
+                f"{a.rfc4514_attribute_name}={a.value!s}" for a in cert.subject
+            )
+            revoked = self._revoked.get(serial)
+            if revoked is None:
+                lines.append(f"V\t{expiry}\t\t{hex_serial}\tunknown\t{subject}")
+            else:
+                at, flag = revoked
+                when = at.strftime("%y%m%d%H%M%SZ")
+                if flag is not None:
+                    when += f",{flag.value}"
+                lines.append(f"R\t{expiry}\t{when}\t{hex_serial}\tunknown\t{subject}")
+        return "".join(line + "\n" for line in lines)
 
     def issue_cert(
         self,
@@ -523,7 +687,9 @@ class CA:
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        builder = self._locations(builder)
         leaf = _sign(builder, self.private_key)
+        self._issued[leaf.serial_number] = leaf
         return IssuedIdentity(
             private_key=key, chain=(leaf, *self._intermediates), ca=self, identities=identities
         )

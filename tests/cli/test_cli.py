@@ -442,7 +442,8 @@ CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "c
 PROBE_KEYS = {"url", "host", "port", "ok", "matched", "profile", "source", "keystore",
               "truststore", "hostname_verifier", "client_certificate", "address", "tls_version",
               "cipher", "server_chain", "chain_verified", "chain_from_unverified_handshake",
-              "server_accepted_client_certificate", "http_status", "error", "notes"}  # fmt: skip
+              "server_accepted_client_certificate", "http_status", "error", "notes",
+              "revocation"}  # fmt: skip
 
 
 def test_check_tabulates_the_seed_profile(seed: Seed) -> None:

@@ -1,0 +1,1033 @@
+"""Revocation: CRL files inside contexts, and OCSP/CRL checks of a server's chain.
+
+What is checked where
+---------------------
+* **CRL files** (``crls=`` of :func:`mtls.client_context` and of a profile) are
+  checked by OpenSSL *during* the handshake (``VERIFY_CRL_CHECK_LEAF``, or
+  ``VERIFY_CRL_CHECK_CHAIN`` for every certificate of the chain). Before a CRL is
+  installed it must be readable, current (its nextUpdate not passed) and signed
+  by a certificate of the truststore it is used with; otherwise :class:`CRLError`.
+  They reach OpenSSL through memory: ``load_verify_locations(cadata=...)`` takes
+  certificates only (verified: a PEM CRL in ``cadata`` is refused with "no start
+  line"), so the PEM goes into a ``memfd`` that OpenSSL opens as ``cafile``.
+* **Online checks** (:class:`RevocationPolicy`, WSO2's ``CertificateRevocationVerifier``)
+  run *after* the handshake and before the first request byte: the context is
+  built with ``sslsocket_class`` / ``sslobject_class`` set (both documented,
+  per-instance attributes of ``ssl.SSLContext``) to subclasses whose
+  ``do_handshake`` asks :meth:`RevocationChecker.check_connection` once the
+  handshake has succeeded. Every client that uses the context (httpx sync and
+  async, requests/urllib3, aiohttp, ``mtls probe``, plain ``wrap_socket``) runs
+  the check; no integration grows its own. gRPC does its TLS in its own core
+  (BoringSSL) and is not covered.
+* **The chain.** Python 3.13 and later give the verified chain
+  (``get_verified_chain``): every certificate up to the trust anchor is checked
+  (``full_chain``). Python 3.11/3.12 give only the leaf: its issuer is found
+  among the context's own anchors (issuer name, authority key identifier, and
+  its signature checked), so the leaf is checked when its issuer is in the
+  truststore (Java semantics make any truststore certificate an anchor: put the
+  intermediate there); otherwise its status is "undetermined", which hard-fail
+  refuses. Anchors themselves are never checked (Java's PKIX does not either).
+
+Fetching: ``http://`` only (OCSP and CRLs are signed; ``https`` would need its own
+revocation check), no redirects followed, no proxy, a total deadline of
+``timeout`` seconds per fetch, responses bounded (``MAX_OCSP_BYTES``,
+``MAX_CRL_BYTES``). Results are cached by (issuer, serial) for the response's
+validity (at most ``cache_delay``) in a bounded LRU cache; a status that could
+not be determined is asked again only after ``retry_failed_after``. Concurrent
+handshakes for one certificate wait for a single fetch.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as _dt
+import functools
+import hashlib
+import http.client
+import logging
+import os
+import re
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+
+from ._errors import CertificateRevokedError, CRLError, RevocationUnknownError
+
+log = logging.getLogger("mtls")
+
+CRLCheck: TypeAlias = Literal["leaf", "chain"]
+Mode: TypeAlias = Literal["hard", "soft"]
+Status: TypeAlias = Literal["good", "revoked", "undetermined"]
+
+#: Largest CRL read (a file or a download): 10 MiB. Public CAs' biggest CRLs are a few MiB.
+MAX_CRL_BYTES = 10 * 1024 * 1024
+#: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
+MAX_OCSP_BYTES = 64 * 1024
+#: Clock skew allowed between us and a responder or CRL issuer.
+CLOCK_SKEW = _dt.timedelta(minutes=5)
+# The CertID hash every responder knows (RFC 6960 4.1.1; it names, it does not sign).
+_CERT_ID_HASH = hashes.SHA1()  # noqa: S303
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
+_PROC_FD = "/proc/self/fd"
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _hex(serial: int) -> str:
+    return f"{serial:X}"
+
+
+# --------------------------------------------------------------------------- CRL files
+
+
+class CRLSet:
+    """Certificate revocation lists, parsed (PEM with one or many, or DER).
+
+    Example:
+        >>> from mtls.testing import CA
+        >>> ca = CA()
+        >>> crls = CRLSet.from_bytes(ca.crl())
+        >>> len(crls)
+        1
+
+    A PEM file may also hold the intermediate CA certificates whose lists it
+    carries: a list must be signed by a truststore certificate, or by one of these
+    when it is itself issued (signature checked) by a truststore certificate or by
+    another of them. They only vouch for lists; they are never trust anchors.
+
+    Args:
+        crls: the parsed lists, each with the file it came from (or ``None``).
+        issuers: intermediate CA certificates that may sign lists (see above).
+    """
+
+    def __init__(
+        self,
+        crls: Iterable[tuple[x509.CertificateRevocationList, str | None]] = (),
+        issuers: Iterable[x509.Certificate] = (),
+    ) -> None:
+        self._crls: tuple[tuple[x509.CertificateRevocationList, str | None], ...] = tuple(crls)
+        self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, path: str | os.PathLike[str] | None = None) -> CRLSet:
+        """Parse one file's content: PEM (``X509 CRL`` blocks, one or many) or DER.
+
+        Args:
+            data: the bytes.
+            path: where they came from, for messages.
+
+        Returns:
+            The lists in the order written.
+
+        Raises:
+            CRLError: no CRL in the bytes, a damaged one, or more than
+                :data:`MAX_CRL_BYTES`.
+        """
+        where = os.fspath(path) if path is not None else None
+        shown = where or "the CRL"
+        if len(data) > MAX_CRL_BYTES:
+            raise CRLError(
+                f"{shown}: larger than the {MAX_CRL_BYTES // (1024 * 1024)} MiB a CRL may "
+                "have (MAX_CRL_BYTES): is it the right file?",
+                path=where,
+            )
+        issuers: list[x509.Certificate] = []
+        try:
+            if b"-----BEGIN" in data:
+                blocks = _PEM_CRL.findall(data)
+                if not blocks:
+                    raise ValueError("PEM without an X509 CRL block")
+                parsed = [x509.load_pem_x509_crl(block) for block in blocks]
+                if b"-----BEGIN CERTIFICATE-----" in data:
+                    issuers = x509.load_pem_x509_certificates(data)
+            else:
+                parsed = [x509.load_der_x509_crl(data)]
+        except ValueError as exc:
+            raise CRLError(
+                f"{shown}: not a certificate revocation list (PEM 'X509 CRL' or DER): "
+                f"{exc}; check the file",
+                path=where,
+            ) from None
+        return cls(((crl, where) for crl in parsed), issuers)
+
+    @classmethod
+    def load(cls, *paths: str | os.PathLike[str]) -> CRLSet:
+        """Read CRL files.
+
+        Raises:
+            CRLError: a file is missing, unreadable, or holds no usable CRL.
+        """
+        out: list[tuple[x509.CertificateRevocationList, str | None]] = []
+        issuers: list[x509.Certificate] = []
+        for path in paths:
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read(MAX_CRL_BYTES + 1)
+            except OSError as exc:
+                raise CRLError(
+                    f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): check the path",
+                    path=path,
+                ) from None
+            one = cls.from_bytes(data, path=path)
+            out.extend(one._crls)
+            issuers.extend(one._issuers)
+        return cls(out, issuers)
+
+    def __add__(self, other: CRLSet) -> CRLSet:
+        return CRLSet((*self._crls, *other._crls), (*self._issuers, *other._issuers))
+
+    def __len__(self) -> int:
+        return len(self._crls)
+
+    def __iter__(self) -> Iterator[x509.CertificateRevocationList]:
+        return iter([crl for crl, _ in self._crls])
+
+    def __repr__(self) -> str:
+        issuers = ", ".join(crl.issuer.rfc4514_string() for crl, _ in self._crls)
+        return f"CRLSet([{issuers}])"
+
+    @property
+    def pem(self) -> bytes:
+        """Every list as PEM, in order."""
+        return b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._crls)
+
+    def check(self, anchors_der: Sequence[bytes], *, now: _dt.datetime | None = None) -> None:
+        """Refuse a list that is expired or not signed by one of ``anchors_der``.
+
+        Raises:
+            CRLError: naming the file, the issuer and what to do.
+        """
+        now = now or _now()
+        anchors = [cert for cert, _ in _pairs(anchors_der)]
+        # Intermediates from the CRL files count once a trusted certificate issued them.
+        pending = list(self._issuers)
+        grew = True
+        while grew:
+            grew = False
+            for cert in list(pending):
+                if any(_issued_by(cert, trusted) for trusted in anchors):
+                    anchors.append(cert)
+                    pending.remove(cert)
+                    grew = True
+        for crl, path in self._crls:
+            issuer = crl.issuer.rfc4514_string()
+            shown = path or "the CRL"
+            next_update = crl.next_update_utc
+            if next_update is not None and next_update < now - CLOCK_SKEW:
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} expired on {next_update.isoformat()} "
+                    "(nextUpdate): fetch a current one from the CA; an expired list "
+                    "would let revoked certificates through",
+                    path=path,
+                    issuer=issuer,
+                )
+            if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
+                    "truststore (nor by an intermediate in the CRL file that one of them "
+                    "issued): add its issuer to the truststore or to the file, or use the "
+                    "CRL of a CA you trust",
+                    path=path,
+                    issuer=issuer,
+                )
+
+    def install(self, ctx: ssl.SSLContext, check: CRLCheck) -> None:
+        """Load the lists into ``ctx`` (through memory) and turn CRL checking on.
+
+        Raises:
+            CRLError: OpenSSL refused a list.
+        """
+        if check not in ("leaf", "chain"):
+            raise ValueError(f"crl_check must be 'leaf' or 'chain', not {check!r}")
+        try:
+            _load_cafile_from_memory(ctx, self.pem)
+        except ssl.SSLError as exc:
+            raise CRLError(f"OpenSSL refused a CRL ({exc.reason or exc})") from exc
+        ctx.verify_flags |= (
+            ssl.VERIFY_CRL_CHECK_CHAIN if check == "chain" else ssl.VERIFY_CRL_CHECK_LEAF
+        )
+
+
+def _load_cafile_from_memory(ctx: ssl.SSLContext, pem: bytes) -> None:
+    # CRLs are public: a temporary file would be acceptable, but a memfd needs no cleanup.
+    if hasattr(os, "memfd_create") and os.path.isdir(_PROC_FD):
+        fd = os.memfd_create("mtls-crl", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(pem)
+            while view:
+                view = view[os.write(fd, view) :]
+            ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.NamedTemporaryFile(  # pragma: no cover - not Linux
+        prefix="mtls-crl-", suffix=".pem", delete=False
+    ) as fh:
+        fh.write(pem)
+    try:  # pragma: no cover
+        ctx.load_verify_locations(cafile=fh.name)
+    finally:  # pragma: no cover
+        os.unlink(fh.name)
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def _verify_signature(
+    key: Any, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None
+) -> bool:
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(signature, data, ec.ECDSA(algorithm))
+        elif isinstance(key, dsa.DSAPublicKey) and algorithm is not None:
+            key.verify(signature, data, algorithm)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError):
+        return False
+    return True
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return False
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    aki = _extension(cert, x509.AuthorityKeyIdentifier)
+    ski = _extension(issuer, x509.SubjectKeyIdentifier)
+    if (
+        aki is not None
+        and aki.key_identifier is not None
+        and ski is not None
+        and aki.key_identifier != ski.digest
+    ):
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _anchors(
+    ders: tuple[bytes, ...],
+) -> tuple[list[tuple[x509.Certificate, bytes]], frozenset[bytes]]:
+    """A context's anchors parsed once (the hook passes the same tuple every handshake)."""
+    return _pairs(ders), frozenset(ders)
+
+
+def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
+    """(certificate, DER) for each DER cryptography can read (OpenSSL may take more:
+    such a certificate cannot be checked, nor be an issuer we verify with)."""
+    pairs = []
+    for der in ders:
+        try:
+            pairs.append((x509.load_der_x509_certificate(der), der))
+        except ValueError:
+            continue
+    return pairs
+
+
+@functools.lru_cache(maxsize=4096)
+def _issued(cert: bytes, issuer: bytes) -> bool:
+    """:func:`_issued_by` on DER, remembered: a signature is verified once per pair,
+    not on every handshake."""
+    return _issued_by(x509.load_der_x509_certificate(cert), x509.load_der_x509_certificate(issuer))
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class RevocationPolicy:
+    """How servers' certificates are checked online (WSO2's ``CertificateRevocationVerifier``).
+
+    Attributes:
+        mode: ``"hard"`` (the default): a certificate whose status cannot be
+            determined is refused with :class:`RevocationUnknownError`. ``"soft"``:
+            it is logged (a warning, once per ``retry_failed_after``) and allowed.
+            A certificate positively revoked raises :class:`CertificateRevokedError`
+            in both modes.
+        full_chain: check every certificate up to the trust anchor, not only the
+            leaf (WSO2's ``allow_full_cert_chain_validation``, default true). On
+            Python 3.11/3.12 only the leaf can be checked (see the module notes).
+        cache_size: at most this many statuses are kept (WSO2's ``CacheSize``, 1024).
+        cache_delay: seconds a status is kept at most, even when the response is
+            valid longer (WSO2's ``CacheDelay``, 1000 minutes).
+        retry_failed_after: seconds before a status that could not be determined
+            is asked again (so a responder that is down costs one fetch per
+            certificate per period, never one per request).
+        timeout: total seconds one fetch (OCSP request or CRL download) may take.
+        ocsp: ask the OCSP responders named in the certificate (AIA) first.
+        crl: fall back to the CRL distribution points.
+
+    Raises:
+        ValueError: an unknown mode or a value that is not positive.
+    """
+
+    mode: Mode = "hard"
+    full_chain: bool = True
+    cache_size: int = 1024
+    cache_delay: float = 1000 * 60.0
+    retry_failed_after: float = 60.0
+    timeout: float = 5.0
+    ocsp: bool = True
+    crl: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("hard", "soft"):
+            raise ValueError(f"mode must be 'hard' or 'soft', not {self.mode!r}")
+        for name in ("cache_size", "cache_delay", "retry_failed_after", "timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        if not (self.ocsp or self.crl):
+            raise ValueError("a revocation policy needs ocsp=True, crl=True or both")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class CertificateStatus:
+    """The revocation status of one certificate of a server's chain.
+
+    Attributes:
+        subject: the certificate's subject (RFC 4514).
+        serial: its serial number.
+        issuer: its issuer's subject.
+        status: ``"good"``, ``"revoked"`` or ``"undetermined"``.
+        source: where the answer came from (``OCSP http://...``, ``CRL http://...``).
+        reason: the revocation reason (``keyCompromise``, ...), when revoked and given.
+        revoked_at: when it was revoked.
+        why: for ``undetermined`` (and for sources that did not answer before one
+            did), one line per source tried.
+        checked_at: when the answer was obtained.
+        valid_until: until when it is kept in the cache.
+    """
+
+    subject: str
+    serial: int
+    issuer: str
+    status: Status
+    source: str | None = None
+    reason: str | None = None
+    revoked_at: _dt.datetime | None = None
+    why: tuple[str, ...] = ()
+    checked_at: _dt.datetime | None = None
+    valid_until: _dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601, the serial in hex)."""
+        out = dataclasses.asdict(self)
+        out["serial"] = _hex(self.serial)
+        for name in ("revoked_at", "checked_at", "valid_until"):
+            value = out[name]
+            out[name] = value.isoformat() if value is not None else None
+        out["why"] = list(self.why)
+        return out
+
+    def describe(self) -> str:
+        """One line for people: what, and why."""
+        head = f"{self.subject} (serial {_hex(self.serial)})"
+        if self.status == "good":
+            return f"{head}: good ({self.source})"
+        if self.status == "revoked":
+            when = self.revoked_at.isoformat() if self.revoked_at else "an unknown time"
+            return (
+                f"{head}: REVOKED on {when}, reason {self.reason or 'unspecified'} ({self.source})"
+            )
+        return f"{head}: undetermined: {'; '.join(self.why)}"
+
+
+class _FetchError(Exception):
+    pass
+
+
+def _fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
+    """GET (or POST ``body``) an ``http://`` URL; at most ``limit`` bytes, ``timeout`` in all.
+
+    Raises:
+        _FetchError: any failure, in words.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise _FetchError(f"{url}: not fetched (only http:// URLs are)")
+    deadline = time.monotonic() + timeout
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    except ValueError as exc:  # a bad port
+        raise _FetchError(f"{url}: {exc}") from None
+    try:
+        headers = {"Connection": "close"}
+        if body is not None:
+            headers["Content-Type"] = "application/ocsp-request"
+        conn.request("POST" if body is not None else "GET", path, body=body, headers=headers)
+        response = conn.getresponse()
+        if 300 <= response.status < 400:
+            where = response.getheader("Location", "?")
+            raise _FetchError(f"{url}: redirected to {where}, not followed")
+        if response.status != 200:
+            raise _FetchError(f"{url}: HTTP {response.status} {response.reason}")
+        length = response.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _FetchError(f"{url}: {length} bytes, more than the {limit} allowed")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _FetchError(f"{url}: no complete answer within {timeout:g} s")
+            if conn.sock is not None:
+                conn.sock.settimeout(left)
+            chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise _FetchError(f"{url}: more than the {limit} bytes allowed")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except TimeoutError:
+        raise _FetchError(f"{url}: no answer within {timeout:g} s") from None
+    except (OSError, http.client.HTTPException) as exc:
+        text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise _FetchError(f"{url}: {text}") from None
+    finally:
+        conn.close()
+
+
+def _urls(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """(OCSP responder URLs, CRL distribution point URLs) named by the certificate."""
+    aia = _extension(cert, x509.AuthorityInformationAccess) or ()
+    ocsp_urls = [
+        desc.access_location.value
+        for desc in aia
+        if desc.access_method == AuthorityInformationAccessOID.OCSP
+        and isinstance(desc.access_location, x509.UniformResourceIdentifier)
+    ]
+    cdp = _extension(cert, x509.CRLDistributionPoints) or ()
+    crl_urls = [
+        name.value
+        for point in cdp
+        for name in point.full_name or ()
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+    return ocsp_urls, crl_urls
+
+
+@dataclasses.dataclass(slots=True)
+class _Answer:
+    status: Status
+    source: str
+    valid_until: _dt.datetime
+    reason: str | None = None
+    revoked_at: _dt.datetime | None = None
+
+
+class RevocationChecker:
+    """Checks servers' chains online (OCSP, then CRL), with one bounded cache.
+
+    One checker serves every context of a profile set (and every connection made
+    with them); it is thread-safe.
+
+    Args:
+        policy: how to check; the defaults are WSO2's.
+    """
+
+    def __init__(self, policy: RevocationPolicy | None = None) -> None:
+        self.policy = policy or RevocationPolicy()
+        self._lock = threading.Lock()
+        self._cache: collections.OrderedDict[tuple[str, int], tuple[float, CertificateStatus]]
+        self._cache = collections.OrderedDict()
+        self._crls: collections.OrderedDict[str, tuple[float, x509.CertificateRevocationList]]
+        self._crls = collections.OrderedDict()
+        self._gates: dict[tuple[str, int], threading.Lock] = {}
+        self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
+        #: Network requests made so far (OCSP requests and CRL downloads).
+        self.fetches = 0
+
+    def __repr__(self) -> str:
+        return f"RevocationChecker({self.policy!r}, cached={len(self._cache)})"
+
+    # ------------------------------------------------------------------ public
+
+    def statuses(
+        self, chain: Sequence[bytes], anchors: Sequence[bytes]
+    ) -> tuple[CertificateStatus, ...]:
+        """The status of each certificate of ``chain`` that is not an anchor; never raises.
+
+        Args:
+            chain: DER certificates, leaf first (the verified chain where known,
+                else the leaf alone).
+            anchors: the DER trust anchors the chain was verified against.
+
+        Returns:
+            One status per certificate checked, leaf first (only the leaf unless
+            ``full_chain``).
+        """
+        certs = _pairs(bytes(der) for der in chain)
+        anchor_pairs, anchor_der = _anchors(tuple(anchors))
+        out: list[CertificateStatus] = []
+        for index, (cert, der) in enumerate(certs):
+            if der in anchor_der:
+                break  # trusted directly: nothing above it is asked
+            candidates = [*certs[index + 1 :], *anchor_pairs]
+            issuer = next(
+                (c for c, c_der in candidates if c.subject == cert.issuer and _issued(der, c_der)),
+                None,
+            )
+            if issuer is None:
+                unknown_issuer = CertificateStatus(
+                    subject=cert.subject.rfc4514_string(),
+                    serial=cert.serial_number,
+                    issuer=cert.issuer.rfc4514_string(),
+                    status="undetermined",
+                    why=(
+                        "its issuer is neither in the chain this Python gives "
+                        "(3.13+ gives the verified chain, older only the leaf) nor "
+                        "in the truststore: add the issuing CA to the truststore",
+                    ),
+                    checked_at=_now(),
+                )
+                self._warn_soft(unknown_issuer)
+                out.append(unknown_issuer)
+                break
+            out.append(self._status(cert, issuer))
+            if not self.policy.full_chain or issuer.subject == issuer.issuer:
+                break
+        return tuple(out)
+
+    def check(
+        self, chain: Sequence[bytes], anchors: Sequence[bytes], *, host: str | None = None
+    ) -> tuple[CertificateStatus, ...]:
+        """Check a chain as the policy says: raise for revoked (always) and undetermined (hard).
+
+        Returns:
+            The statuses (as :meth:`statuses`).
+
+        Raises:
+            CertificateRevokedError: a certificate is revoked.
+            RevocationUnknownError: a status could not be determined and the mode is hard.
+        """
+        found = self.statuses(chain, anchors)
+        where = host or "the server"
+        for status in found:
+            if status.status == "revoked":
+                when = status.revoked_at.isoformat() if status.revoked_at else "an unknown time"
+                raise CertificateRevokedError(
+                    f"{where}: certificate {status.subject} (serial {_hex(status.serial)}) "
+                    f"was revoked on {when}, reason {status.reason or 'unspecified'} "
+                    f"({status.source}): the connection was closed before any request",
+                    host=host,
+                    subject=status.subject,
+                    serial=status.serial,
+                    revocation_reason=status.reason,
+                    revoked_at=status.revoked_at,
+                    source=status.source,
+                )
+        for status in found:
+            if status.status != "undetermined":
+                continue
+            text = (
+                f"{where}: the revocation status of certificate {status.subject} (serial "
+                f"{_hex(status.serial)}) could not be determined: {'; '.join(status.why)}"
+            )
+            if self.policy.mode == "hard":
+                raise RevocationUnknownError(
+                    f"{text}; refused (hard-fail; RevocationPolicy(mode='soft') would "
+                    "log and allow)",
+                    host=host,
+                    subject=status.subject,
+                    serial=status.serial,
+                    why=status.why,
+                )
+        return found
+
+    def check_connection(
+        self, conn: ssl.SSLSocket | ssl.SSLObject, anchors: Sequence[bytes]
+    ) -> None:
+        """Check the chain a finished handshake verified (see the module notes).
+
+        Raises:
+            CertificateRevokedError: as :meth:`check`.
+            RevocationUnknownError: as :meth:`check`.
+        """
+        chain = peer_chain(conn)
+        if chain:
+            self.check(chain, anchors, host=conn.server_hostname)
+
+    def cached(self) -> tuple[CertificateStatus, ...]:
+        """The statuses in the cache that are still valid, least recently used first
+        (for status pages and metrics: nothing is fetched)."""
+        now = time.monotonic()
+        with self._lock:
+            return tuple(status for until, status in self._cache.values() if until > now)
+
+    def clear(self) -> None:
+        """Forget every cached status and CRL."""
+        with self._lock:
+            self._cache.clear()
+            self._crls.clear()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    # ------------------------------------------------------------------ cache
+
+    def _status(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
+        key = (
+            hashlib.sha256(issuer.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            cert.serial_number,
+        )
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        with self._lock:
+            gate = self._gates.setdefault(key, threading.Lock())
+        with gate:  # one fetch per certificate, however many handshakes wait for it
+            hit = self._cached(key)
+            if hit is not None:
+                return hit
+            try:
+                status = self._ask(cert, issuer)
+            finally:
+                with self._lock:
+                    self._gates.pop(key, None)
+            assert status.valid_until is not None
+            assert status.checked_at is not None
+            keep = (status.valid_until - status.checked_at).total_seconds()
+            with self._lock:
+                self._cache[key] = (time.monotonic() + keep, status)
+                self._cache.move_to_end(key)
+                while len(self._cache) > self.policy.cache_size:
+                    self._cache.popitem(last=False)
+        self._warn_soft(status)
+        return status
+
+    def _warn_soft(self, status: CertificateStatus) -> None:
+        """Soft-fail says so in the log: once per answer (cached answers are not logged
+        again), and once per certificate whose issuer is not known."""
+        if status.status != "undetermined" or self.policy.mode != "soft":
+            return
+        key = (status.serial, status.issuer, status.valid_until)
+        with self._lock:
+            if key in self._warned:
+                return
+            if len(self._warned) >= self.policy.cache_size:
+                self._warned.clear()
+            self._warned.add(key)
+        log.warning(
+            "revocation status of %s (serial %s) could not be determined: %s; allowed (soft-fail)",
+            status.subject,
+            _hex(status.serial),
+            "; ".join(status.why),
+        )
+
+    def _count_fetch(self) -> None:
+        with self._lock:
+            self.fetches += 1
+
+    def _cached(self, key: tuple[str, int]) -> CertificateStatus | None:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is None:
+                return None
+            if hit[0] <= time.monotonic():
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return hit[1]
+
+    # ------------------------------------------------------------------ asking
+
+    def _ask(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
+        policy = self.policy
+        now = _now()
+        ocsp_urls, crl_urls = _urls(cert)
+        why: list[str] = []
+        answer: _Answer | None = None
+        sources = [
+            *(("OCSP", self._ocsp, url) for url in (ocsp_urls if policy.ocsp else ())),
+            *(("CRL", self._crl, url) for url in (crl_urls if policy.crl else ())),
+        ]
+        for kind, ask, url in sources:  # OCSP first, then the CRLs, the first answer wins
+            try:
+                answer = ask(cert, issuer, url, now)
+                break
+            except _FetchError as exc:
+                why.append(f"{kind} {exc}")
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+                # cryptography parses lazily: a damaged field surfaces here, not at load
+                why.append(f"{kind} {url}: a malformed answer ({exc})")
+        if not why and answer is None:
+            names = [
+                n
+                for n, on, urls in (("OCSP", policy.ocsp, ocsp_urls), ("CRL", policy.crl, crl_urls))
+                if on
+            ]
+            why.append(
+                f"the certificate names no {' and no '.join(names)} location "
+                "(AIA OCSP, CRL distribution points)"
+            )
+        subject, serial = cert.subject.rfc4514_string(), cert.serial_number
+        issued_by = issuer.subject.rfc4514_string()
+        if answer is None:
+            return CertificateStatus(
+                subject=subject,
+                serial=serial,
+                issuer=issued_by,
+                status="undetermined",
+                why=tuple(why),
+                checked_at=now,
+                valid_until=now + _dt.timedelta(seconds=policy.retry_failed_after),
+            )
+        longest = now + _dt.timedelta(seconds=policy.cache_delay)
+        return CertificateStatus(
+            subject=subject,
+            serial=serial,
+            issuer=issued_by,
+            checked_at=now,
+            status=answer.status,
+            source=answer.source,
+            reason=answer.reason,
+            revoked_at=answer.revoked_at,
+            why=tuple(why),
+            valid_until=min(answer.valid_until, longest),
+        )
+
+    def _ocsp(
+        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: _dt.datetime
+    ) -> _Answer:
+        request = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(cert, issuer, _CERT_ID_HASH)
+            .build()
+            .public_bytes(serialization.Encoding.DER)
+        )
+        self._count_fetch()
+        data = _fetch(url, request, MAX_OCSP_BYTES, self.policy.timeout)
+        try:
+            response = ocsp.load_der_ocsp_response(data)
+        except ValueError:
+            raise _FetchError(f"{url}: the answer is not an OCSP response") from None
+        if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+            raise _FetchError(f"{url}: the responder answered {response.response_status.name}")
+        if not _ocsp_signed(response, issuer, now):
+            raise _FetchError(
+                f"{url}: the response is not signed by the issuer "
+                f"{issuer.subject.rfc4514_string()} or a responder it authorized "
+                "(id-kp-OCSPSigning)"
+            )
+        wanted = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, _CERT_ID_HASH).build()
+        for single in response.responses:
+            if (
+                single.serial_number == cert.serial_number
+                and single.issuer_name_hash == wanted.issuer_name_hash
+                and single.issuer_key_hash == wanted.issuer_key_hash
+            ):
+                break
+        else:
+            raise _FetchError(f"{url}: the response is about another certificate")
+        if single.this_update_utc > now + CLOCK_SKEW:
+            raise _FetchError(f"{url}: the response is dated in the future (thisUpdate)")
+        next_update = single.next_update_utc
+        if next_update is not None and next_update < now - CLOCK_SKEW:
+            raise _FetchError(
+                f"{url}: the response is stale (nextUpdate {next_update.isoformat()})"
+            )
+        until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
+        source = f"OCSP {url}"
+        if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
+            return _Answer("good", source, until)
+        if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
+            reason = single.revocation_reason
+            return _Answer(
+                "revoked",
+                source,
+                until,
+                reason=reason.value if reason is not None else None,
+                revoked_at=single.revocation_time_utc,
+            )
+        raise _FetchError(f"{url}: the responder does not know this certificate (unknown)")
+
+    def _crl(
+        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: _dt.datetime
+    ) -> _Answer:
+        crl = self._download_crl(url, issuer, now)
+        next_update = crl.next_update_utc
+        until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
+        source = f"CRL {url}"
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is None:
+            return _Answer("good", source, until)
+        reason_ext = next(
+            (e.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)), None
+        )
+        return _Answer(
+            "revoked",
+            source,
+            until,
+            reason=reason_ext.reason.value if reason_ext is not None else None,
+            revoked_at=entry.revocation_date_utc,
+        )
+
+    def _download_crl(
+        self, url: str, issuer: x509.Certificate, now: _dt.datetime
+    ) -> x509.CertificateRevocationList:
+        with self._lock:
+            hit = self._crls.get(url)
+            if hit is not None and hit[0] > time.monotonic():
+                self._crls.move_to_end(url)
+                return hit[1]
+        self._count_fetch()
+        data = _fetch(url, None, MAX_CRL_BYTES, self.policy.timeout)
+        try:
+            crls = list(CRLSet.from_bytes(data, path=url))
+        except CRLError:
+            raise _FetchError(f"{url}: the answer is not a CRL") from None
+        crl: x509.CertificateRevocationList = crls[0]
+        if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
+            raise _FetchError(
+                f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
+            )
+        next_update = crl.next_update_utc
+        if next_update is not None and next_update < now - CLOCK_SKEW:
+            raise _FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
+        keep = min(
+            self.policy.cache_delay,
+            (next_update - now).total_seconds() if next_update else self.policy.cache_delay,
+        )
+        with self._lock:
+            self._crls[url] = (time.monotonic() + keep, crl)
+            while len(self._crls) > _CRL_CACHE_SIZE:
+                self._crls.popitem(last=False)
+        return crl
+
+
+_CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)
+
+
+def _ocsp_signed(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt.datetime) -> bool:
+    """True if the response is signed by ``issuer`` or by a responder it delegated to."""
+    issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
+    candidates = [issuer, *response.certificates]
+    for signer in candidates:
+        by_name = response.responder_name is not None and response.responder_name == signer.subject
+        key_id = x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest
+        by_key = response.responder_key_hash is not None and response.responder_key_hash == key_id
+        if not (by_name or by_key):
+            continue
+        if key_id != issuer_key_id:
+            # A delegated responder: issued by the issuer, for OCSP signing, valid now.
+            eku = _extension(signer, x509.ExtendedKeyUsage)
+            if (
+                not _issued_by(signer, issuer)
+                or eku is None
+                or ExtendedKeyUsageOID.OCSP_SIGNING not in eku
+                or not signer.not_valid_before_utc <= now <= signer.not_valid_after_utc
+            ):
+                continue
+        if _verify_signature(
+            signer.public_key(),
+            response.signature,
+            response.tbs_response_bytes,
+            response.signature_hash_algorithm,
+        ):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- the hook
+
+
+def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject) -> list[bytes]:
+    """The server's chain as this Python can give it: the verified chain on 3.13+,
+    else the leaf alone (``getpeercert(binary_form=True)``). Empty without verification."""
+    verified = getattr(conn, "get_verified_chain", None)
+    if verified is not None:
+        chain = verified()
+        return [
+            c if isinstance(c, bytes) else c.public_bytes(serialization.Encoding.DER) for c in chain
+        ]
+    leaf = conn.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def install(ctx: ssl.SSLContext, checker: RevocationChecker, anchors: Sequence[bytes]) -> None:
+    """Make every connection ``ctx`` makes run ``checker`` after its handshake.
+
+    Sets ``ctx.sslsocket_class`` and ``ctx.sslobject_class`` (documented
+    per-instance attributes) once, before the context is handed out.
+    """
+    kept = tuple(anchors)
+    sock_class, object_class = _classes(checker, kept)
+    ctx.sslsocket_class = sock_class
+    ctx.sslobject_class = object_class
+
+
+@functools.lru_cache(maxsize=256)
+def _classes(
+    checker: RevocationChecker, anchors: tuple[bytes, ...]
+) -> tuple[type[ssl.SSLSocket], type[ssl.SSLObject]]:
+    class RevocationCheckedSocket(ssl.SSLSocket):
+        """A socket that checks the server's chain for revocation after the handshake."""
+
+        def do_handshake(self, block: bool = False) -> None:
+            super().do_handshake(block)
+            try:
+                checker.check_connection(self, anchors)
+            except BaseException:
+                # SSLSocket closes itself only on OSError/ValueError: never leave a
+                # connection to a refused server open.
+                self.close()
+                raise
+
+    class RevocationCheckedObject(ssl.SSLObject):
+        """The memory-BIO twin (asyncio, anyio): the same check after the handshake."""
+
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            checker.check_connection(self, anchors)
+
+    return RevocationCheckedSocket, RevocationCheckedObject
+
+
+def revocation_checker(
+    value: RevocationPolicy | RevocationChecker | None,
+) -> RevocationChecker | None:
+    """A checker from what users pass (a policy makes a new checker with its own cache)."""
+    if value is None or isinstance(value, RevocationChecker):
+        return value
+    if isinstance(value, RevocationPolicy):
+        return RevocationChecker(value)
+    raise TypeError(f"revocation must be a RevocationPolicy or RevocationChecker, not {value!r}")

@@ -1,0 +1,238 @@
+"""Every HTTP integration runs the online revocation check before sending a request.
+
+The backends are real HTTPS servers on loopback whose certificates name a real
+``openssl ocsp`` responder; each counts the requests it receives, so "refused
+before any request" is observed, not assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+import mtls
+from mtls import (
+    CertificateRevokedError,
+    RevocationPolicy,
+    RevocationUnknownError,
+    SSLProfile,
+    SSLProfileSet,
+    StoreConfig,
+)
+from mtls.integrations import httpx as mtls_httpx
+from mtls.integrations import requests as mtls_requests
+from mtls.integrations.aiohttp import MTLSClientSession
+from mtls.testing import CA, IssuedIdentity
+from tests._helpers import PASSWORD, write_trust
+from tests.revocation._infra import PKI, revocation_pki
+
+
+class CountingHTTPS:
+    """An HTTPS server (no client certificate asked) that counts the requests it gets."""
+
+    def __init__(self, identity: IssuedIdentity) -> None:
+        self.requests = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests += 1
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        ctx = mtls.server_context(
+            identity.keystore(), trust_system_cas=True, require_client_cert=False
+        )
+        ctx.verify_mode = ssl.CERT_NONE  # a test server: it asks no client certificate
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> tuple[ssl.SSLSocket, object]:
+                raw, address = self.socket.accept()
+                try:
+                    return ctx.wrap_socket(raw, server_side=True), address
+                except (ssl.SSLError, OSError):
+                    raw.close()
+                    raise
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that hangs up after the handshake (refused) is expected
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.port = int(self._server.server_address[1])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+@dataclass
+class Env:
+    pki: PKI
+    good: CountingHTTPS
+    revoked: CountingHTTPS
+    unknown: CountingHTTPS
+    trust: Path
+
+    def url(self, server: CountingHTTPS) -> str:
+        return f"https://localhost:{server.port}/"
+
+    def profiles(self, **policy: object) -> SSLProfileSet:
+        servers = tuple(f"localhost:{s.port}" for s in (self.good, self.revoked, self.unknown))
+        profile = SSLProfile(
+            servers=servers,
+            truststore=StoreConfig(location=self.trust, type="JKS", password=PASSWORD),
+        )
+        return SSLProfileSet([profile], revocation=RevocationPolicy(crl=False, **policy))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def env(openssl_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    directory = tmp_path_factory.mktemp("hooks")
+    with revocation_pki(openssl_bin, directory / "ocsp") as pki:
+        good, revoked, unknown = (CountingHTTPS(i) for i in (pki.good, pki.revoked, pki.unknown))
+        servers = [good, revoked, unknown]
+        try:
+            yield Env(pki, good, revoked, unknown, write_trust(pki.ca, directory / "trust.jks"))
+        finally:
+            for server in servers:
+                server.close()
+
+
+def test_httpx_refuses_a_revoked_server_before_any_request(env: Env) -> None:
+    with env.profiles() as profiles, mtls_httpx.client(profiles, timeout=30) as http:
+        assert http.get(env.url(env.good)).json() == {"ok": True}
+        before = env.revoked.requests
+        with pytest.raises(CertificateRevokedError) as caught:
+            http.get(env.url(env.revoked))
+        assert env.revoked.requests == before == 0
+        assert caught.value.serial == env.pki.revoked.serial_number
+        assert caught.value.host == "localhost"
+        assert caught.value.revocation_reason == "keyCompromise"
+
+
+def test_httpx_hard_and_soft_fail_for_an_unknown_certificate(env: Env) -> None:
+    with env.profiles() as profiles, mtls_httpx.client(profiles, timeout=30) as http:
+        with pytest.raises(RevocationUnknownError):
+            http.get(env.url(env.unknown))
+        assert env.unknown.requests == 0
+    with env.profiles(mode="soft") as profiles, mtls_httpx.client(profiles, timeout=30) as http:
+        assert http.get(env.url(env.unknown)).json() == {"ok": True}
+        assert env.unknown.requests == 1
+        with pytest.raises(CertificateRevokedError):
+            http.get(env.url(env.revoked))
+
+
+def test_httpx_async_refuses_a_revoked_server(env: Env) -> None:
+    async def main() -> None:
+        with env.profiles() as profiles:
+            async with mtls_httpx.async_client(profiles, timeout=30) as http:
+                assert (await http.get(env.url(env.good))).json() == {"ok": True}
+                with pytest.raises(CertificateRevokedError):
+                    await http.get(env.url(env.revoked))
+
+    asyncio.run(main())
+    assert env.revoked.requests == 0
+
+
+def test_requests_refuses_a_revoked_server(env: Env) -> None:
+    with env.profiles() as profiles, mtls_requests.session(profiles) as http:
+        assert http.get(env.url(env.good), timeout=30).json() == {"ok": True}
+        # raised as is: urllib3 neither retries nor wraps what is not an OSError
+        with pytest.raises(CertificateRevokedError):
+            http.get(env.url(env.revoked), timeout=30)
+    assert env.revoked.requests == 0
+
+
+def test_aiohttp_refuses_a_revoked_server(env: Env) -> None:
+    async def main() -> None:
+        with env.profiles() as profiles:
+            async with MTLSClientSession(profiles) as http:
+                async with http.get(env.url(env.good)) as response:
+                    assert await response.json() == {"ok": True}
+                with pytest.raises(CertificateRevokedError):
+                    async with http.get(env.url(env.revoked)):
+                        pass
+
+    asyncio.run(main())
+    assert env.revoked.requests == 0
+
+
+def test_contexts_without_revocation_do_not_check(env: Env) -> None:
+    # The negative control: the same revoked server, no policy: served.
+    profile = SSLProfile(
+        servers=(f"localhost:{env.revoked.port}",),
+        truststore=StoreConfig(location=env.trust, type="JKS", password=PASSWORD),
+    )
+    with SSLProfileSet([profile]) as profiles, mtls_httpx.client(profiles, timeout=30) as http:
+        assert profiles.revocation is None
+        assert http.get(env.url(env.revoked)).json() == {"ok": True}
+    assert env.revoked.requests == 1
+
+
+def test_one_cache_serves_every_connection_of_a_set(env: Env) -> None:
+    with env.profiles() as profiles, mtls_httpx.client(profiles, timeout=30) as http:
+        checker = profiles.revocation
+        assert checker is not None
+        for _ in range(3):
+            http.get(env.url(env.good))
+        with mtls_httpx.client(profiles, timeout=30) as other:
+            other.get(env.url(env.good))
+        assert checker.fetches == 1
+
+
+def test_a_novalidatecert_profile_is_not_checked(env: Env) -> None:
+    profile = SSLProfile(servers=(f"localhost:{env.revoked.port}",), novalidatecert=True)
+    with (
+        SSLProfileSet([profile], revocation=RevocationPolicy()) as profiles,
+        mtls_httpx.client(profiles, timeout=30) as http,
+    ):
+        ctx = profiles.context_for("localhost", env.revoked.port)
+        assert ctx is not None and ctx.sslsocket_class is ssl.SSLSocket
+        http.get(env.url(env.revoked))
+
+
+def test_a_plain_wrap_socket_checks_too(env: Env) -> None:
+    import socket
+
+    ctx = mtls.client_context(None, env.pki.ca.truststore(), revocation=RevocationPolicy())
+    for server, refused in ((env.good, False), (env.revoked, True)):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            if refused:
+                with pytest.raises(CertificateRevokedError):
+                    ctx.wrap_socket(raw, server_hostname="localhost")
+            else:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    assert tls.version() is not None
+
+
+def test_a_ca_without_locations_is_refused_in_hard_fail(tmp_path: Path) -> None:
+    ca = CA()
+    server = CountingHTTPS(ca.issue_cert("localhost"))
+    try:
+        ctx = mtls.client_context(None, ca.truststore(), revocation=RevocationPolicy())
+        with httpx.Client(verify=ctx, timeout=30) as http:
+            with pytest.raises(RevocationUnknownError, match="names no OCSP and no CRL"):
+                http.get(f"https://localhost:{server.port}/")
+        assert server.requests == 0
+    finally:
+        server.close()

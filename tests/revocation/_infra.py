@@ -1,0 +1,184 @@
+"""Real revocation infrastructure on loopback: ``openssl ocsp`` and a CRL web server."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from mtls.testing import CA, IssuedIdentity
+
+KEY_PASSWORD = "ocsp-test-pass"  # the responder key is written encrypted, never in clear
+
+
+class CRLServer:
+    """An HTTP server on 127.0.0.1 answering fixed bodies per path, counting requests."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
+        self.hits: dict[str, int] = {}
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.hits[self.path] = owner.hits.get(self.path, 0) + 1
+                target = owner.redirects.get(self.path)
+                if target is not None:
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = owner.bodies.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/pkix-crl")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+@contextmanager
+def ocsp_responder(
+    openssl: str,
+    ca: CA,
+    directory: Path,
+    *,
+    signer: CA | None = None,
+    port: int = 0,
+    index: str | None = None,
+) -> Iterator[str]:
+    """Run ``openssl ocsp`` for ``ca`` on 127.0.0.1; yields its URL.
+
+    The index is ``ca.openssl_index()`` when the responder starts, so issue and
+    revoke first: openssl notices a changed index only at the top of its loop, before
+    it waits for the next connection, so a change made while it waits is seen one
+    request late. ``port`` 0 lets openssl choose (read from its ``ACCEPT`` line);
+    pass :func:`free_port` to name the URL in certificates before starting it.
+    ``signer`` signs the responses instead of the CA (a wrong signer); ``index``
+    replaces ``ca.openssl_index()``.
+    """
+    signing = signer or ca
+    directory.mkdir(parents=True, exist_ok=True)
+    # Test certificates share subjects (CN=localhost): let the index hold several.
+    (directory / "index.txt.attr").write_text("unique_subject = no\n")
+    index_file = directory / "index.txt"
+    index_file.write_text(ca.openssl_index() if index is None else index)
+    (directory / "ca.pem").write_bytes(ca.cert_pem)
+    (directory / "rsigner.pem").write_bytes(signing.cert_pem)
+    (directory / "rkey.pem").write_bytes(
+        signing.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(KEY_PASSWORD.encode()),
+        )
+    )
+    proc = subprocess.Popen(
+        [
+            openssl, "ocsp", "-index", str(index_file), "-port", str(port),
+            "-rsigner", str(directory / "rsigner.pem"), "-rkey", str(directory / "rkey.pem"),
+            "-passin", f"pass:{KEY_PASSWORD}", "-CA", str(directory / "ca.pem"),
+            "-nmin", "5", "-ignore_err",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        # "ACCEPT [::]:PORT PID=...", printed once the socket listens. (No probe
+        # connection: the responder serves one connection at a time, and an empty
+        # one keeps it waiting.) The line arrives, or openssl exits and it is empty.
+        line = proc.stdout.readline().decode()
+        found = re.search(r":(\d+) PID=", line)
+        if found is None:
+            raise RuntimeError(f"openssl ocsp said {line!r}")
+        port = int(found.group(1))
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def free_port() -> int:
+    """A port nothing listens on (for "responder down")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PKI:
+    """A CA whose certificates name a live OCSP responder and CRL distribution point.
+
+    ``good`` is valid, ``revoked`` is revoked (keyCompromise), ``unknown`` is not in
+    the responder's index (it answers "unknown") nor in the CRL.
+    """
+
+    ca: CA
+    good: IssuedIdentity
+    revoked: IssuedIdentity
+    unknown: IssuedIdentity
+    crls: CRLServer
+    ocsp_url: str
+    directory: Path
+
+
+@contextmanager
+def revocation_pki(openssl: str, directory: Path) -> Iterator[PKI]:
+    """Issue the three identities, then start the responder and serve the CRL."""
+    ca = CA()
+    crls = CRLServer()
+    try:
+        port = free_port()
+        ca.ocsp_url = f"http://127.0.0.1:{port}/"
+        ca.crl_url = crls.url("/ca.crl")
+        names = ("localhost", "127.0.0.1")
+        good, revoked = ca.issue_cert(*names), ca.issue_cert(*names)
+        ca.revoke(revoked, reason="keyCompromise")
+        index = ca.openssl_index()
+        # "unknown" is issued after the index is made: the responder has never heard of it
+        unknown = ca.issue_cert(*names)
+        crls.bodies["/ca.crl"] = ca.crl()
+        directory.mkdir(parents=True, exist_ok=True)
+        with ocsp_responder(openssl, ca, directory, port=port, index=index) as url:
+            assert url == ca.ocsp_url
+            yield PKI(ca, good, revoked, unknown, crls, url, directory)
+    finally:
+        crls.close()

@@ -1,0 +1,239 @@
+"""CRL files in contexts and profiles: real handshakes, OpenSSL doing the CRL check."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls import CRLError, CRLSet, SSLProfile, SSLProfileSet, StoreConfig
+from mtls.testing import CA, IssuedIdentity, MTLSServer
+from tests._helpers import PASSWORD, whoami, write_identity, write_trust
+
+
+@pytest.fixture
+def ca() -> CA:
+    return CA()
+
+
+@pytest.fixture
+def server_identity(ca: CA) -> IssuedIdentity:
+    return ca.issue_cert("localhost", "127.0.0.1")
+
+
+@pytest.fixture
+def server(ca: CA, server_identity: IssuedIdentity) -> Iterator[MTLSServer]:
+    with MTLSServer(server_identity, client_ca=ca) as running:
+        yield running
+
+
+@pytest.fixture
+def client(ca: CA) -> mtls.Keystore:
+    return ca.issue_cert("client").keystore()
+
+
+def test_a_crl_that_revokes_the_server_fails_the_handshake(
+    ca: CA, server: MTLSServer, server_identity: IssuedIdentity, client: mtls.Keystore
+) -> None:
+    clean = CRLSet.from_bytes(ca.crl())
+    ctx = mtls.client_context(client, ca.truststore(), crls=clean)
+    assert whoami(ctx, server.port)["client_cn"] == "client"
+    assert ctx.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
+    ca.revoke(server_identity)
+    ctx = mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+        whoami(ctx, server.port)
+
+
+def test_pem_with_several_lists_and_der_are_read(ca: CA, tmp_path: Path) -> None:
+    other = CA()
+    pem = ca.crl(encoding="PEM") + other.crl(encoding="PEM")
+    (tmp_path / "both.pem").write_bytes(pem)
+    (tmp_path / "one.crl").write_bytes(ca.crl())
+    crls = CRLSet.load(tmp_path / "both.pem", tmp_path / "one.crl")
+    assert len(crls) == 3
+    assert "CRLSet([" in repr(crls)
+
+
+def test_an_expired_crl_is_an_error_naming_the_file(ca: CA, tmp_path: Path) -> None:
+    past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=3)
+    path = tmp_path / "old.crl"
+    path.write_bytes(ca.crl(last_update=past, next_update=past + _dt.timedelta(days=1)))
+    with pytest.raises(CRLError, match="expired on") as caught:
+        mtls.client_context(None, ca.truststore(), crls=CRLSet.load(path))
+    assert caught.value.path == str(path)
+    assert caught.value.issuer == ca.certificate.subject.rfc4514_string()
+    # the twin: a current list from the same CA is accepted
+    mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))
+
+
+def test_a_crl_not_signed_by_a_trusted_issuer_is_an_error(ca: CA) -> None:
+    forged = CRLSet.from_bytes(ca.crl(signer=CA()))  # the CA's name, another key
+    with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
+        mtls.client_context(None, ca.truststore(), crls=forged)
+    stranger = CRLSet.from_bytes(CA().crl())
+    with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
+        mtls.client_context(None, ca.truststore(), crls=stranger)
+
+
+def test_a_file_that_is_not_a_crl_is_an_error(tmp_path: Path, ca: CA) -> None:
+    path = tmp_path / "cert.pem"
+    path.write_bytes(ca.cert_pem)
+    with pytest.raises(CRLError, match="not a certificate revocation list"):
+        CRLSet.load(path)
+    (tmp_path / "junk.crl").write_bytes(b"\x30\x03junk")
+    with pytest.raises(CRLError, match="not a certificate revocation list"):
+        CRLSet.load(tmp_path / "junk.crl")
+    with pytest.raises(CRLError, match="cannot read the CRL"):
+        CRLSet.load(tmp_path / "missing.crl")
+
+
+def test_crls_need_verification(ca: CA) -> None:
+    with pytest.raises(ValueError, match="crls need verification"):
+        mtls.client_context(None, verify=False, crls=CRLSet.from_bytes(ca.crl()))
+    with pytest.raises(ValueError, match="crl_check must be"):
+        mtls.client_context(
+            None, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()), crl_check="all"
+        )  # type: ignore[arg-type]
+
+
+def test_chain_checks_the_intermediate(tmp_path: Path) -> None:
+    root = CA()
+    intermediate = root.create_child_ca()
+    with MTLSServer(
+        intermediate.issue_cert("localhost", "127.0.0.1"), require_client_cert=False
+    ) as backend:
+        trust = root.truststore()
+        # the intermediate's list can only be believed with its certificate beside it
+        with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
+            mtls.client_context(None, trust, crls=CRLSet.from_bytes(intermediate.crl()))
+        crls = CRLSet.from_bytes(root.crl()) + CRLSet.from_bytes(
+            intermediate.crl(encoding="PEM") + intermediate.cert_pem
+        )
+        # neither list revokes anything: both modes connect
+        for mode in ("leaf", "chain"):
+            ctx = mtls.client_context(None, trust, crls=crls, crl_check=mode)  # type: ignore[arg-type]
+            whoami(ctx, backend.port)
+        root.revoke(intermediate, reason="cACompromise")
+        crls = CRLSet.from_bytes(root.crl()) + CRLSet.from_bytes(
+            intermediate.crl(encoding="PEM") + intermediate.cert_pem
+        )
+        leaf_only = mtls.client_context(None, trust, crls=crls, crl_check="leaf")
+        whoami(leaf_only, backend.port)  # the leaf itself is not revoked
+        chain = mtls.client_context(None, trust, crls=crls, crl_check="chain")
+        assert chain.verify_flags & ssl.VERIFY_CRL_CHECK_CHAIN
+        with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+            whoami(chain, backend.port)
+
+
+def test_a_server_context_refuses_a_revoked_client(ca: CA) -> None:
+    good, bad = ca.issue_cert("good-client"), ca.issue_cert("bad-client")
+    ca.revoke(bad)
+    server_ctx = mtls.server_context(
+        ca.issue_cert("localhost").keystore(),
+        ca.truststore(),
+        crls=CRLSet.from_bytes(ca.crl()),
+    )
+    import socket
+    import threading
+
+    def serve_once(listener: socket.socket, result: list[object]) -> None:
+        conn, _ = listener.accept()
+        try:
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                result.append(tls.getpeercert()["subject"])  # type: ignore[index]
+                tls.sendall(b"ok")
+        except (ssl.SSLError, OSError) as exc:
+            result.append(exc)
+
+    for identity, refused in ((good, False), (bad, True)):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            result: list[object] = []
+            thread = threading.Thread(target=serve_once, args=(listener, result))
+            thread.start()
+            ctx = mtls.client_context(identity.keystore(), ca.truststore())
+            try:
+                with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                        tls.recv(2)
+            except (ssl.SSLError, OSError):
+                pass
+            thread.join(10)
+            assert not thread.is_alive()
+            if refused:
+                assert isinstance(result[0], ssl.SSLError)
+                assert "revoked" in str(result[0])
+            else:
+                assert not isinstance(result[0], Exception)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def _profile_set(tmp_path: Path, ca: CA, server: MTLSServer, crl: Path) -> SSLProfileSet:
+    keystore = write_identity(ca.issue_cert("client"), tmp_path / "client.jks")
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    profile = SSLProfile(
+        servers=(f"localhost:{server.port}",),
+        keystore=StoreConfig(location=keystore, type="JKS", password=PASSWORD),
+        truststore=StoreConfig(location=trust, type="JKS", password=PASSWORD),
+        crls=(crl,),
+    )
+    return SSLProfileSet([profile])
+
+
+def test_a_profile_reloads_its_crl_and_keeps_the_last_good(
+    tmp_path: Path, ca: CA, server: MTLSServer, server_identity: IssuedIdentity
+) -> None:
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl())
+    profiles = _profile_set(tmp_path, ca, server, crl)
+    with profiles:
+        ctx = profiles.context_for("localhost", server.port)
+        assert ctx is not None
+        whoami(ctx, server.port)
+        files = profiles.status()["profiles"][0]["files"]
+        assert [f["role"] for f in files] == ["keystore", "truststore", "crl"]
+        # a new list revoking the server: a new context refuses it
+        ca.revoke(server_identity)
+        crl.write_bytes(ca.crl())
+        assert profiles.reload() is True
+        revoked_ctx = profiles.context_for("localhost", server.port)
+        assert revoked_ctx is not None and revoked_ctx is not ctx
+        with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+            whoami(revoked_ctx, server.port)
+        # an expired list: refused, the last good context stays, the error is reported
+        past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=3)
+        crl.write_bytes(ca.crl(last_update=past, next_update=past + _dt.timedelta(days=1)))
+        profiles.reload()
+        assert profiles.context_for("localhost", server.port) is revoked_ctx
+        assert isinstance(profiles.last_error, CRLError)
+        assert "expired on" in str(profiles.last_error)
+        # a current list again (still revoking the server): recovered from the error
+        crl.write_bytes(ca.crl())
+        assert profiles.reload() is True
+        recovered = profiles.context_for("localhost", server.port)
+        assert recovered is not None and recovered is not revoked_ctx
+        with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+            whoami(recovered, server.port)
+        assert profiles.last_error is None
+
+
+def test_a_profile_whose_crl_is_missing_does_not_load(
+    tmp_path: Path, ca: CA, server: MTLSServer
+) -> None:
+    with pytest.raises(CRLError, match="cannot read the CRL"):
+        _profile_set(tmp_path, ca, server, tmp_path / "nowhere.crl")
+
+
+def test_profile_crl_options_are_validated() -> None:
+    with pytest.raises(mtls.ProfileConfigError, match="crl_check must be"):
+        SSLProfile(servers=("a:1",), crl_check="every")  # type: ignore[arg-type]
+    with pytest.raises(mtls.ProfileConfigError, match="NUL"):
+        SSLProfile(servers=("a:1",), crls=("bad\x00.crl",))
+    one = SSLProfile(servers=("a:1",), crls="one.crl")  # type: ignore[arg-type]
+    assert one.crls == (Path("one.crl"),)

@@ -1,0 +1,401 @@
+"""Online revocation checks against a real ``openssl ocsp`` responder and a CRL web server.
+
+Every case runs the checker on the certificates a real CA issued, over loopback;
+each positive case has its negative twin next to it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+import mtls
+from mtls import (
+    CertificateRevokedError,
+    RevocationChecker,
+    RevocationPolicy,
+    RevocationUnknownError,
+)
+from mtls.testing import CA, IssuedIdentity
+from tests.revocation._infra import (
+    PKI,
+    CRLServer,
+    free_port,
+    ocsp_responder,
+    revocation_pki,
+)
+
+
+def der(cert: x509.Certificate | IssuedIdentity | CA) -> bytes:
+    if isinstance(cert, IssuedIdentity | CA):
+        cert = cert.certificate
+    return cert.public_bytes(Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def pki(openssl_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PKI]:
+    with revocation_pki(openssl_bin, tmp_path_factory.mktemp("ocsp")) as made:
+        yield made
+
+
+def check(
+    checker: RevocationChecker, who: IssuedIdentity, ca: CA | None = None
+) -> tuple[mtls.CertificateStatus, ...]:
+    return checker.check([der(who)], [der(ca or who.ca)], host="localhost")
+
+
+# --------------------------------------------------------------------------- OCSP
+
+
+def test_a_good_certificate_is_good_from_the_ocsp_responder(pki: PKI) -> None:
+    checker = RevocationChecker()
+    (status,) = check(checker, pki.good)
+    assert status.status == "good"
+    assert status.source == f"OCSP {pki.ocsp_url}", status.why
+    assert status.serial == pki.good.serial_number
+    assert status.valid_until is not None and status.checked_at is not None
+    # openssl ocsp -nmin 5: the answer is kept until its nextUpdate, not longer
+    assert status.valid_until - status.checked_at <= _dt.timedelta(minutes=5, seconds=5)
+
+
+def test_a_revoked_certificate_is_refused_with_subject_serial_reason_and_time(pki: PKI) -> None:
+    checker = RevocationChecker()
+    with pytest.raises(CertificateRevokedError) as caught:
+        check(checker, pki.revoked)
+    error = caught.value
+    assert error.serial == pki.revoked.serial_number
+    assert error.subject == pki.revoked.certificate.subject.rfc4514_string()
+    assert error.revocation_reason == "keyCompromise"
+    assert error.revoked_at is not None
+    assert error.source == f"OCSP {pki.ocsp_url}"
+    assert f"{pki.revoked.serial_number:X}" in str(error)
+    assert "keyCompromise" in str(error)
+    assert isinstance(error, mtls.RevocationError)
+    assert isinstance(error, mtls.MTLSError)
+
+
+def test_a_revoked_certificate_is_refused_in_soft_fail_mode_too(pki: PKI) -> None:
+    soft = RevocationChecker(RevocationPolicy(mode="soft"))
+    with pytest.raises(CertificateRevokedError):
+        check(soft, pki.revoked)
+    (status,) = check(soft, pki.good)
+    assert status.status == "good"
+
+
+def test_an_answer_is_cached_per_certificate(pki: PKI) -> None:
+    checker = RevocationChecker()
+    check(checker, pki.good)
+    fetched = checker.fetches
+    for _ in range(5):
+        check(checker, pki.good)
+    assert checker.fetches == fetched == 1
+    (cached,) = checker.cached()
+    assert cached.serial == pki.good.serial_number
+    checker.clear()
+    assert checker.cached() == ()
+    check(checker, pki.good)
+    assert checker.fetches == 2
+
+
+def test_the_cache_is_bounded(pki: PKI) -> None:
+    checker = RevocationChecker(RevocationPolicy(cache_size=1))
+    check(checker, pki.good)
+    check(checker, pki.unknown)  # good from the CRL after the responder's "unknown"
+    assert len(checker) == 1
+    check(checker, pki.good)  # evicted: asked again
+    assert checker.fetches == 4  # OCSP good, OCSP unknown + CRL, OCSP good
+
+
+def test_unknown_to_the_responder_falls_back_to_the_crl(pki: PKI) -> None:
+    checker = RevocationChecker()
+    (status,) = check(checker, pki.unknown)
+    assert status.status == "good"
+    assert status.source == f"CRL {pki.crls.url('/ca.crl')}"
+    assert any("unknown" in line for line in status.why)
+
+
+def test_unknown_without_crl_fallback_is_refused_in_hard_fail(pki: PKI) -> None:
+    checker = RevocationChecker(RevocationPolicy(crl=False))
+    with pytest.raises(RevocationUnknownError) as caught:
+        check(checker, pki.unknown)
+    assert "does not know this certificate" in str(caught.value)
+    assert caught.value.serial == pki.unknown.serial_number
+    # the twin: a known certificate with the same policy passes
+    (status,) = check(checker, pki.good)
+    assert status.status == "good"
+
+
+def test_soft_fail_logs_and_allows_an_undetermined_status(
+    pki: PKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    checker = RevocationChecker(RevocationPolicy(crl=False, mode="soft"))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        (status,) = check(checker, pki.unknown)
+        check(checker, pki.unknown)  # cached: not logged twice
+    assert status.status == "undetermined"
+    warnings = [r for r in caplog.records if "could not be determined" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "soft-fail" in warnings[0].getMessage()
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _ca_pointing_at(ocsp_url: str | None, crl_url: str | None) -> tuple[CA, IssuedIdentity]:
+    ca = CA(ocsp_url=ocsp_url, crl_url=crl_url)
+    return ca, ca.issue_cert("localhost")
+
+
+def test_responder_down_falls_back_to_the_crl(pki: PKI) -> None:
+    crls = pki.crls
+    ca, leaf = _ca_pointing_at(f"http://127.0.0.1:{free_port()}/", crls.url("/down.crl"))
+    crls.bodies["/down.crl"] = ca.crl()
+    checker = RevocationChecker(RevocationPolicy(timeout=10))
+    (status,) = check(checker, leaf)
+    assert status.status == "good"
+    assert status.source == f"CRL {crls.url('/down.crl')}"
+    assert status.why and status.why[0].startswith("OCSP http://127.0.0.1:")
+    ca.revoke(leaf, reason="superseded")
+    crls.bodies["/down.crl"] = ca.crl()
+    checker.clear()
+    with pytest.raises(CertificateRevokedError) as caught:
+        check(checker, leaf)
+    assert caught.value.revocation_reason == "superseded"
+    assert caught.value.source == f"CRL {crls.url('/down.crl')}"
+
+
+def test_responder_and_crl_down_is_refused_once_per_retry_period(pki: PKI) -> None:
+    _, leaf = _ca_pointing_at(f"http://127.0.0.1:{free_port()}/", pki.crls.url("/missing.crl"))
+    checker = RevocationChecker(RevocationPolicy(timeout=10))
+    with pytest.raises(RevocationUnknownError) as caught:
+        check(checker, leaf)
+    why = caught.value.why
+    assert len(why) == 2
+    assert why[0].startswith("OCSP ") and why[1].startswith("CRL ")
+    assert "HTTP 404" in why[1]
+    fetched = checker.fetches
+    with pytest.raises(RevocationUnknownError):
+        check(checker, leaf)
+    assert checker.fetches == fetched  # the failure is cached: no fetch per request
+    soft = RevocationChecker(RevocationPolicy(mode="soft", timeout=10))
+    (status,) = check(soft, leaf)
+    assert status.status == "undetermined"
+
+
+def test_a_certificate_without_locations_is_undetermined() -> None:
+    ca = CA()
+    leaf = ca.issue_cert("localhost")
+    with pytest.raises(RevocationUnknownError, match="names no OCSP and no CRL location"):
+        check(RevocationChecker(), leaf)
+
+
+def test_an_expired_crl_online_is_not_an_answer(pki: PKI) -> None:
+    ca, leaf = _ca_pointing_at(None, pki.crls.url("/expired.crl"))
+    past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=2)
+    pki.crls.bodies["/expired.crl"] = ca.crl(
+        last_update=past, next_update=past + _dt.timedelta(days=1)
+    )
+    with pytest.raises(RevocationUnknownError, match="the CRL expired on"):
+        check(RevocationChecker(), leaf)
+    pki.crls.bodies["/expired.crl"] = ca.crl()
+    (status,) = check(RevocationChecker(), leaf)
+    assert status.status == "good"
+
+
+def test_a_crl_signed_by_another_ca_is_not_an_answer(pki: PKI) -> None:
+    ca, leaf = _ca_pointing_at(None, pki.crls.url("/forged.crl"))
+    pki.crls.bodies["/forged.crl"] = ca.crl(signer=CA())
+    with pytest.raises(RevocationUnknownError, match="not signed by the issuer"):
+        check(RevocationChecker(), leaf)
+
+
+def test_an_ocsp_response_signed_by_another_key_is_not_an_answer(
+    openssl_bin: str, tmp_path: Path
+) -> None:
+    for signer, directory in ((CA(), tmp_path / "forged"), (None, tmp_path / "own")):
+        port = free_port()
+        ca = CA(ocsp_url=f"http://127.0.0.1:{port}/")
+        leaf = ca.issue_cert("localhost")
+        directory.mkdir()
+        with ocsp_responder(openssl_bin, ca, directory, signer=signer, port=port):
+            checker = RevocationChecker(RevocationPolicy(crl=False))
+            if signer is not None:
+                with pytest.raises(RevocationUnknownError, match="not signed by the issuer"):
+                    check(checker, leaf)
+            else:  # the twin: the CA's own responder is believed
+                (status,) = check(checker, leaf)
+                assert status.status == "good"
+
+
+def test_redirects_are_not_followed(pki: PKI) -> None:
+    ca, leaf = _ca_pointing_at(None, pki.crls.url("/moved.crl"))
+    pki.crls.bodies["/real.crl"] = ca.crl()
+    pki.crls.redirects["/moved.crl"] = "https://127.0.0.1:1/real.crl"
+    with pytest.raises(
+        RevocationUnknownError, match=r"redirected to https://127\.0\.0\.1:1/real\.crl"
+    ):
+        check(RevocationChecker(), leaf)
+
+
+def test_only_http_urls_are_fetched() -> None:
+    _, leaf = _ca_pointing_at("https://127.0.0.1:1/", "ldap://127.0.0.1/cn=crl")
+    with pytest.raises(RevocationUnknownError) as caught:
+        check(RevocationChecker(), leaf)
+    assert all("only http:// URLs are" in line for line in caught.value.why)
+
+
+def test_an_oversized_crl_is_refused(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca, leaf = _ca_pointing_at(None, pki.crls.url("/big.crl"))
+    body = ca.crl()
+    pki.crls.bodies["/big.crl"] = body
+    monkeypatch.setattr("mtls._revocation.MAX_CRL_BYTES", len(body) - 1)
+    with pytest.raises(RevocationUnknownError, match="allowed"):
+        check(RevocationChecker(), leaf)
+    monkeypatch.setattr("mtls._revocation.MAX_CRL_BYTES", len(body))
+    (status,) = check(RevocationChecker(), leaf)
+    assert status.status == "good"
+
+
+def test_a_slow_server_is_given_up_on(pki: PKI) -> None:
+    # A listening socket that never answers: the fetch ends at the timeout.
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        _, leaf = _ca_pointing_at(f"http://127.0.0.1:{port}/", None)
+        checker = RevocationChecker(RevocationPolicy(timeout=0.5))
+        with pytest.raises(RevocationUnknownError, match=r"no answer within 0\.5 s"):
+            check(checker, leaf)
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+def test_the_leaf_issuer_must_be_known_to_check_it(pki: PKI) -> None:
+    root = CA()
+    intermediate = root.create_child_ca(crl_url=pki.crls.url("/intermediate.crl"))
+    pki.crls.bodies["/intermediate.crl"] = intermediate.crl()
+    leaf = intermediate.issue_cert("localhost")
+    # Python 3.11/3.12 give the leaf alone: with only the root trusted, its issuer is unknown
+    with pytest.raises(RevocationUnknownError, match="its issuer is neither in the chain"):
+        RevocationChecker().check([der(leaf)], [der(root)])
+    # with the chain (3.13's verified chain), or the intermediate trusted, it is checked
+    (status,) = RevocationChecker(RevocationPolicy(full_chain=False)).check(
+        [der(leaf), der(intermediate)], [der(root)]
+    )
+    assert status.status == "good"
+    (status,) = RevocationChecker().check([der(leaf)], [der(intermediate)])
+    assert status.status == "good"
+
+
+def test_full_chain_checks_the_intermediate_too(pki: PKI) -> None:
+    root = CA(crl_url=pki.crls.url("/root.crl"))
+    intermediate = root.create_child_ca(crl_url=pki.crls.url("/inter.crl"))
+    leaf = intermediate.issue_cert("localhost")
+    pki.crls.bodies["/inter.crl"] = intermediate.crl()
+    root.revoke(intermediate, reason="cACompromise")
+    pki.crls.bodies["/root.crl"] = root.crl()
+    chain = [der(leaf), der(intermediate), der(root)]
+    with pytest.raises(CertificateRevokedError) as caught:
+        RevocationChecker().check(chain, [der(root)])
+    assert caught.value.revocation_reason == "cACompromise"
+    assert caught.value.serial == intermediate.certificate.serial_number
+    # leaf only: the revoked intermediate is not asked about
+    (status,) = RevocationChecker(RevocationPolicy(full_chain=False)).check(chain, [der(root)])
+    assert status.status == "good"
+
+
+def test_an_anchor_is_not_checked() -> None:
+    ca = CA()
+    leaf = ca.issue_cert("localhost")  # no locations at all: checking it would fail
+    assert RevocationChecker().check([der(leaf)], [der(leaf), der(ca)]) == ()
+
+
+def test_policy_values_are_validated() -> None:
+    with pytest.raises(ValueError, match="mode must be"):
+        RevocationPolicy(mode="lenient")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cache_size must be a positive number"):
+        RevocationPolicy(cache_size=0)
+    with pytest.raises(ValueError, match="needs ocsp=True, crl=True or both"):
+        RevocationPolicy(ocsp=False, crl=False)
+
+
+def test_status_to_dict_is_json_ready(pki: PKI) -> None:
+    import json
+
+    (status,) = check(RevocationChecker(), pki.good)
+    data = status.to_dict()
+    assert json.loads(json.dumps(data))["serial"] == f"{pki.good.serial_number:X}"
+    assert data["status"] == "good"
+    assert "good" in status.describe()
+
+
+def test_crl_server_fixture_counts(pki: PKI) -> None:
+    # the CRL server used above really serves what it is given (and nothing else)
+    server = CRLServer()
+    try:
+        server.bodies["/x"] = b"abc"
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(server.url("/x"), timeout=10) as response:
+            assert response.read() == b"abc"
+        assert server.hits == {"/x": 1}
+    finally:
+        server.close()
+
+
+def test_concurrent_handshakes_share_one_fetch(pki: PKI) -> None:
+    import threading
+
+    checker = RevocationChecker()
+    start = threading.Barrier(8)
+    results: list[str] = []
+
+    def one() -> None:
+        start.wait(10)
+        (status,) = check(checker, pki.good)
+        results.append(status.status)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == ["good"] * 8
+    assert checker.fetches == 1
+
+
+def test_an_answer_that_is_not_ocsp_is_not_an_answer(pki: PKI) -> None:
+    pki.crls.bodies["/not-ocsp"] = b"<html>proxy error</html>"
+    # POST is what OCSP uses: the CRL server answers GET only, so serve it through a CA
+    # whose responder URL points at a GET-only path: HTTP 501 is "no answer" too.
+    _, leaf = _ca_pointing_at(pki.crls.url("/not-ocsp"), None)
+    with pytest.raises(RevocationUnknownError, match="HTTP 501"):
+        check(RevocationChecker(), leaf)
+
+
+def test_soft_fail_logs_an_unknown_issuer_once(caplog: pytest.LogCaptureFixture) -> None:
+    root = CA()
+    leaf = root.create_child_ca().issue_cert("localhost")
+    soft = RevocationChecker(RevocationPolicy(mode="soft"))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        for _ in range(3):
+            (status,) = soft.check([der(leaf)], [der(root)])
+            assert status.status == "undetermined"
+    logged = [r for r in caplog.records if "its issuer is neither" in r.getMessage()]
+    assert len(logged) == 1
+
+
+def test_an_unreadable_certificate_in_the_chain_is_skipped_not_misaligned(pki: PKI) -> None:
+    (status,) = RevocationChecker().check([der(pki.good), b"\x30\x00"], [der(pki.ca)])
+    assert status.status == "good"
+    assert status.serial == pki.good.serial_number

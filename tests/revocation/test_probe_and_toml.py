@@ -1,0 +1,154 @@
+"""`mtls probe` reports the revocation status of the server's chain; deployment.toml
+turns WSO2's ``cert_revocation_validation`` into a policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls import RevocationPolicy, SSLProfileSet
+from mtls.cli import main
+from mtls.testing import CA, MTLSServer
+from tests._helpers import PASSWORD, profile, profile_xml, write_trust
+from tests.revocation._infra import PKI, revocation_pki
+
+
+@pytest.fixture(scope="module")
+def pki(openssl_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PKI]:
+    with revocation_pki(openssl_bin, tmp_path_factory.mktemp("probe-ocsp")) as made:
+        yield made
+
+
+def _probe(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object], str]:
+    code = main(["probe", *args, "--json", "--timeout", "10"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err
+
+
+def _toml(tmp_path: Path, pki: PKI, port: int, revocation: str) -> Path:
+    trust = write_trust(pki.ca, tmp_path / "trust.jks")
+    (tmp_path / "profiles.xml").write_text(
+        profile_xml(profile(f"localhost:{port}", truststore=trust))
+    )
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "profiles.xml"\n'
+        "interval = 0\n" + revocation
+    )
+    return toml
+
+
+ENABLED = "[transport.passthru_https.sender.cert_revocation_validation]\nenable = true\n"
+
+
+def test_probe_reports_a_good_chain(pki: PKI, tmp_path: Path, capsys) -> None:
+    with MTLSServer(pki.good, require_client_cert=False) as server:
+        trust = write_trust(pki.ca, tmp_path / "trust.jks")
+        code, report, _ = _probe(
+            capsys, f"https://localhost:{server.port}/", "--truststore", str(trust),
+            "--password", PASSWORD,
+        )  # fmt: skip
+    assert code == 0
+    revocation = report["revocation"]
+    assert isinstance(revocation, dict)
+    assert revocation["enforced"] is False
+    (entry,) = revocation["certificates"]
+    assert entry["status"] == "good"
+    assert entry["source"] == f"OCSP {pki.ocsp_url}"
+    assert "reported only" in str(revocation["note"])
+
+
+def test_probe_fails_for_a_revoked_server_and_says_why(pki: PKI, tmp_path: Path, capsys) -> None:
+    with MTLSServer(pki.revoked, require_client_cert=False) as server:
+        trust = write_trust(pki.ca, tmp_path / "trust.jks")
+        url = f"https://localhost:{server.port}/"
+        code, report, _ = _probe(capsys, url, "--truststore", str(trust), "--password", PASSWORD)
+        assert code == 1
+        error = report["error"]
+        assert isinstance(error, dict) and error["kind"] == "server_cert_revoked"
+        revocation = report["revocation"]
+        assert isinstance(revocation, dict)
+        (entry,) = revocation["certificates"]
+        assert entry["status"] == "revoked" and entry["reason"] == "keyCompromise"
+        # the human form
+        assert main(["probe", url, "--truststore", str(trust), "--password", PASSWORD]) == 1
+        out = capsys.readouterr().out
+        assert "revocation    checked for this report" in out
+        assert "revoked on" in out and "keyCompromise" in out
+
+
+def test_probe_says_why_a_status_is_undetermined(tmp_path: Path, capsys) -> None:
+    ca = CA()  # its certificates name no responder and no CRL
+    with MTLSServer(ca.issue_cert("localhost"), require_client_cert=False) as server:
+        trust = write_trust(ca, tmp_path / "trust.jks")
+        code, report, _ = _probe(
+            capsys, f"https://localhost:{server.port}/", "--truststore", str(trust),
+            "--password", PASSWORD,
+        )  # fmt: skip
+    assert code == 0  # reported only: not enforced
+    revocation = report["revocation"]
+    assert isinstance(revocation, dict)
+    (entry,) = revocation["certificates"]
+    assert entry["status"] == "undetermined"
+    assert "names no OCSP and no CRL location" in entry["why"][0]
+
+
+def test_deployment_toml_enables_the_check_and_probe_enforces_it(
+    pki: PKI, tmp_path: Path, capsys
+) -> None:
+    with MTLSServer(pki.revoked, require_client_cert=False) as server:
+        toml = _toml(tmp_path, pki, server.port, ENABLED + "cache_size = 10\ncache_delay = 2\n")
+        with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+            checker = profiles.revocation
+            assert checker is not None
+            assert checker.policy == RevocationPolicy(cache_size=10, cache_delay=120.0)
+        code, report, _ = _probe(
+            capsys, f"https://localhost:{server.port}/", "--deployment-toml", str(toml),
+            "--base-dir", str(tmp_path),
+        )  # fmt: skip
+    assert code == 1
+    error = report["error"]
+    assert isinstance(error, dict) and error["kind"] == "server_cert_revoked"
+    revocation = report["revocation"]
+    assert isinstance(revocation, dict)
+    assert revocation["enforced"] is True and revocation["mode"] == "hard"
+    assert revocation["certificates"][0]["serial"] == f"{pki.revoked.serial_number:X}"
+
+
+def test_deployment_toml_without_the_table_or_disabled_checks_nothing(
+    pki: PKI, tmp_path: Path
+) -> None:
+    for extra in ("", ENABLED.replace("true", "false")):
+        toml = _toml(tmp_path, pki, 8443, extra)
+        with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+            assert profiles.revocation is None
+    toml = _toml(tmp_path, pki, 8443, ENABLED)
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, revocation=None) as profiles:
+        assert profiles.revocation is None  # the argument overrides the file
+
+
+def test_micro_integrator_spelling(pki: PKI, tmp_path: Path) -> None:
+    trust = write_trust(pki.ca, tmp_path / "trust.jks")
+    (tmp_path / "profiles.xml").write_text(profile_xml(profile("a:1", truststore=trust)))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        "[transport.http]\n"
+        'sender.ssl_profile.file_path = "profiles.xml"\n'
+        "sender.ssl_profile.read_interval = 0\n"
+        'sender.CertificateRevocationVerifier = ""\n'
+        "sender.CacheSize = 5\nsender.CacheDelay = 1\n"
+    )
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+        assert profiles.revocation is not None
+        assert profiles.revocation.policy.cache_size == 5
+        assert profiles.revocation.policy.cache_delay == 60.0
+
+
+def test_a_bad_cache_size_names_the_setting(pki: PKI, tmp_path: Path) -> None:
+    toml = _toml(tmp_path, pki, 8443, ENABLED + 'cache_size = "many"\n')
+    with pytest.raises(mtls.ProfileConfigError, match="cache_size must be a positive number"):
+        SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)

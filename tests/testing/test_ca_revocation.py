@@ -1,0 +1,93 @@
+"""mtls.testing.CA as revocation infrastructure: locations, revoke, crl, openssl_index."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from mtls.testing import CA
+
+
+def test_locations_are_named_in_what_the_ca_issues() -> None:
+    ca = CA(ocsp_url="http://127.0.0.1:1/ocsp", crl_url="http://127.0.0.1:1/ca.crl")
+    leaf = ca.issue_cert("localhost").certificate
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [(d.access_method, d.access_location.value) for d in aia] == [
+        (AuthorityInformationAccessOID.OCSP, "http://127.0.0.1:1/ocsp")
+    ]
+    cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for p in cdp for n in p.full_name or ()] == ["http://127.0.0.1:1/ca.crl"]
+    # the twin: a CA without them issues certificates without the extensions
+    plain = CA().issue_cert("localhost").certificate
+    with pytest.raises(x509.ExtensionNotFound):
+        plain.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+
+
+def test_a_child_ca_carries_its_parents_locations_and_names_its_own() -> None:
+    root = CA(crl_url="http://127.0.0.1:1/root.crl")
+    child = root.create_child_ca(crl_url="http://127.0.0.1:1/child.crl")
+    own = child.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert own.value[0].full_name[0].value == "http://127.0.0.1:1/root.crl"  # type: ignore[index]
+    leaf = child.issue_cert("x").certificate
+    issued = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert issued.value[0].full_name[0].value == "http://127.0.0.1:1/child.crl"  # type: ignore[index]
+
+
+def test_revoke_lists_the_certificate_in_the_crl_with_reason_and_time() -> None:
+    ca = CA()
+    kept, revoked = ca.issue_cert("kept"), ca.issue_cert("revoked")
+    when = _dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=_dt.UTC)
+    ca.revoke(revoked, reason="superseded", when=when)
+    crl = x509.load_der_x509_crl(ca.crl())
+    assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
+    entry = crl.get_revoked_certificate_by_serial_number(revoked.serial_number)
+    assert entry is not None
+    assert entry.revocation_date_utc == when
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason == x509.ReasonFlags.superseded
+    assert crl.get_revoked_certificate_by_serial_number(kept.serial_number) is None
+
+
+def test_crl_dates_encoding_and_signer() -> None:
+    ca = CA()
+    past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=2)
+    expired = x509.load_der_x509_crl(
+        ca.crl(last_update=past, next_update=past + _dt.timedelta(days=1))
+    )
+    assert expired.next_update_utc is not None
+    assert expired.next_update_utc < _dt.datetime.now(_dt.UTC)
+    pem = ca.crl(encoding="PEM")
+    assert pem.startswith(b"-----BEGIN X509 CRL-----")
+    forged = x509.load_pem_x509_crl(ca.crl(encoding="PEM", signer=CA()))
+    assert forged.issuer == ca.certificate.subject
+    assert not forged.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
+
+
+def test_openssl_index_lines() -> None:
+    ca = CA()
+    good, bad = ca.issue_cert("good"), ca.issue_cert("bad")
+    ca.revoke(bad.serial_number, reason=None, when=_dt.datetime(2026, 1, 2, tzinfo=_dt.UTC))
+    lines = ca.openssl_index().splitlines()
+    assert len(lines) == 2
+    fields = {line.split("\t")[3]: line.split("\t") for line in lines}
+    serial_good = f"{good.serial_number:X}"
+    serial_good = "0" * (len(serial_good) % 2) + serial_good
+    assert fields[serial_good][0] == "V" and fields[serial_good][2] == ""
+    serial_bad = f"{bad.serial_number:X}"
+    serial_bad = "0" * (len(serial_bad) % 2) + serial_bad
+    assert fields[serial_bad][0] == "R" and fields[serial_bad][2] == "260102000000Z"
+    assert fields[serial_bad][5] == "/O=mtls.testing/CN=bad"
+
+
+def test_revoke_refuses_unknown_reasons_and_naive_times() -> None:
+    ca = CA()
+    leaf = ca.issue_cert("x")
+    with pytest.raises(ValueError, match="reason must be one of"):
+        ca.revoke(leaf, reason="lost")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ca.revoke(leaf, when=_dt.datetime(2026, 1, 1))
+    ca.revoke(ca.create_child_ca(), reason="cACompromise")
+    assert len(x509.load_der_x509_crl(ca.crl())) == 1
