@@ -28,7 +28,7 @@ class FileStatus:
     """A file a profile was built from.
 
     Attributes:
-        role: ``keystore`` or ``truststore``.
+        role: ``keystore``, ``truststore`` or ``crl``.
         path: the path as configured (a path made from placeholders is shown as written).
         sha256: the hash of the bytes that were built from.
     """

@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import defusedxml
 import defusedxml.ElementTree as DET
@@ -38,9 +38,11 @@ import defusedxml.ElementTree as DET
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import ProfileConfigError, SecureVaultError
 from ._files import read_input
-from ._revocation import RevocationPolicy
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
+
+if TYPE_CHECKING:
+    from ._revocation import RevocationPolicy
 
 log = logging.getLogger("mtls")
 
@@ -1146,6 +1148,8 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
         return value
 
     full = toml.text(*chain) if chain is not None else None
+    from ._revocation import RevocationPolicy  # noqa: PLC0415 - only when the file enables it
+
     return RevocationPolicy(
         cache_size=int(number(size, 1024)),
         cache_delay=number(delay, 1000) * 60.0,

@@ -30,10 +30,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     # readers and writers: bytes <-> entries
     ("_jks", "_bks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),
-    # stores and configuration
-    ("_config", "_stores", "_wso2", "_vault"),
+    # stores, configuration and the revocation policy
+    ("_revocation", "_config", "_stores", "_wso2", "_vault"),
     # the context builder
-    ("_revocation", "_context", "_material", "_reading", "_build"),
+    ("_context", "_material", "_reading", "_build"),
     # the engine and what it publishes
     ("_engine", "_snapshot", "_status"),
     # the profile set

@@ -196,8 +196,8 @@ def test_a_profile_reloads_its_crl_and_keeps_the_last_good(
         ctx = profiles.context_for("localhost", server.port)
         assert ctx is not None
         whoami(ctx, server.port)
-        files = profiles.status()["profiles"][0]["files"]
-        assert [f["role"] for f in files] == ["keystore", "truststore", "crl"]
+        files = profiles.status().profiles[0].files
+        assert [f.role for f in files] == ["keystore", "truststore", "crl"]
         # a new list revoking the server: a new context refuses it
         ca.revoke(server_identity)
         crl.write_bytes(ca.crl())
