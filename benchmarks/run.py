@@ -687,33 +687,31 @@ def _process_time(code: str) -> float:
     return time.perf_counter() - start
 
 
-@benchmark(
+def _import_benchmark(statement: str) -> Callable[[Env, int], Comparison]:
+    def run(env: Env, reps: int) -> Comparison:
+        return _fresh_pairs(
+            lambda: _import_time(statement),
+            lambda: _import_time(_FLOOR_IMPORT),
+            max(5, min(reps // 10, 41)),
+        )
+
+    return run
+
+
+benchmark(
     "import-mtls",
     1.3,
     "`import mtls` vs `import ssl, cryptography.x509`, timed inside fresh interpreters "
     "(the public names load on first use)",
-)
-def bench_import(env: Env, reps: int) -> Comparison:
-    return _fresh_pairs(
-        lambda: _import_time("import mtls"),
-        lambda: _import_time(_FLOOR_IMPORT),
-        max(5, min(reps // 10, 41)),
-    )
+)(_import_benchmark("import mtls"))
 
-
-@benchmark(
+benchmark(
     "import-mtls-all",
     None,
     "`import mtls` and every name in `mtls.__all__` (what `from mtls import *` "
     "loads: stores, contexts, profile set) vs `import ssl, cryptography.x509`, fresh "
     "interpreters",
-)
-def bench_import_all(env: Env, reps: int) -> Comparison:
-    return _fresh_pairs(
-        lambda: _import_time("import mtls; [getattr(mtls, n) for n in mtls.__all__]"),
-        lambda: _import_time(_FLOOR_IMPORT),
-        max(5, min(reps // 10, 41)),
-    )
+)(_import_benchmark("import mtls; [getattr(mtls, n) for n in mtls.__all__]"))
 
 
 @benchmark(
