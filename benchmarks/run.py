@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cryptography
 from cryptography import x509
@@ -329,51 +330,11 @@ def bench_truststore_load(env: Env, reps: int) -> Comparison:
     "(1.05x per request = at least 0.95 of the plain client's requests per second)",
 )
 def bench_httpx_transport(env: Env, reps: int) -> Comparison:
-    import http.server  # noqa: PLC0415 - only this benchmark serves HTTP
-    import socketserver  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
     import httpx  # noqa: PLC0415 - the httpx extra
 
     from mtls.integrations.httpx import MTLSTransport  # noqa: PLC0415
-    from mtls.testing import CA  # noqa: PLC0415
 
-    ca = CA()
-    keystore = ca.issue_cert("bench-gateway").write_keystore(env.dir / "gw.jks", PASSWORD)
-    truststore = ca.write_truststore(env.dir / "gw-trust.jks", PASSWORD)
-    server_ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive
-        disable_nagle_algorithm = True  # else delayed ACKs, not the client, set the pace
-
-        def do_GET(self) -> None:
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    class Server(socketserver.ThreadingTCPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-        def get_request(self) -> tuple[ssl.SSLSocket, object]:
-            sock, address = self.socket.accept()
-            return server_ctx.wrap_socket(sock, server_side=True), address
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"https://localhost:{server.server_address[1]}/"
-    profile = mtls.SSLProfile(
-        servers=(f"localhost:{server.server_address[1]}",),
-        keystore=mtls.StoreConfig(location=keystore, password=PASSWORD),
-        truststore=mtls.StoreConfig(location=truststore, password=PASSWORD),
-    )
-    profiles = mtls.SSLProfileSet([profile])
+    server, url, profiles = https_backend(env, "gw", keep_alive=True)
     ctx = profiles.context_for_url(url)
     ours = httpx.Client(transport=MTLSTransport(profiles))
     plain = httpx.Client(verify=ctx)
@@ -726,33 +687,31 @@ def _process_time(code: str) -> float:
     return time.perf_counter() - start
 
 
-@benchmark(
+def _import_benchmark(statement: str) -> Callable[[Env, int], Comparison]:
+    def run(env: Env, reps: int) -> Comparison:
+        return _fresh_pairs(
+            lambda: _import_time(statement),
+            lambda: _import_time(_FLOOR_IMPORT),
+            max(5, min(reps // 10, 41)),
+        )
+
+    return run
+
+
+benchmark(
     "import-mtls",
     1.3,
     "`import mtls` vs `import ssl, cryptography.x509`, timed inside fresh interpreters "
     "(the public names load on first use)",
-)
-def bench_import(env: Env, reps: int) -> Comparison:
-    return _fresh_pairs(
-        lambda: _import_time("import mtls"),
-        lambda: _import_time(_FLOOR_IMPORT),
-        max(5, min(reps // 10, 41)),
-    )
+)(_import_benchmark("import mtls"))
 
-
-@benchmark(
+benchmark(
     "import-mtls-all",
     None,
     "`import mtls` and every name in `mtls.__all__` (what `from mtls import *` "
     "loads: stores, contexts, profile set) vs `import ssl, cryptography.x509`, fresh "
     "interpreters",
-)
-def bench_import_all(env: Env, reps: int) -> Comparison:
-    return _fresh_pairs(
-        lambda: _import_time("import mtls; [getattr(mtls, n) for n in mtls.__all__]"),
-        lambda: _import_time(_FLOOR_IMPORT),
-        max(5, min(reps // 10, 41)),
-    )
+)(_import_benchmark("import mtls; [getattr(mtls, n) for n in mtls.__all__]"))
 
 
 @benchmark(
@@ -767,6 +726,55 @@ def bench_cli_help(env: Env, reps: int) -> Comparison:
         lambda: _process_time(_FLOOR_IMPORT),
         max(5, min(reps // 10, 41)),
     )
+
+
+def https_backend(env: Env, name: str, *, keep_alive: bool) -> tuple[Any, str, mtls.SSLProfileSet]:
+    """A local mTLS backend answering every GET with a small JSON body, on its own thread
+    (``shutdown()`` and ``server_close()`` it), its URL, and a profile set for it, whose
+    stores are ``NAME.jks`` and ``NAME-trust.jks`` in ``env.dir``. Without ``keep_alive``
+    the server closes each connection after one answer: every request connects anew."""
+    import http.server  # noqa: PLC0415 - only the HTTP benchmarks serve
+    import socketserver  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from mtls.testing import CA  # noqa: PLC0415
+
+    ca = CA()
+    keystore = ca.issue_cert("bench-gateway").write_keystore(env.dir / f"{name}.jks", PASSWORD)
+    truststore = ca.write_truststore(env.dir / f"{name}-trust.jks", PASSWORD)
+    server_ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+        disable_nagle_algorithm = True  # else delayed ACKs, not the client, set the pace
+
+        def do_GET(self) -> None:
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def get_request(self) -> tuple[ssl.SSLSocket, object]:
+            sock, address = self.socket.accept()
+            return server_ctx.wrap_socket(sock, server_side=True), address
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    profile = mtls.SSLProfile(
+        servers=(("localhost", port),),
+        keystore=mtls.StoreConfig(location=keystore, password=mtls.Secret(PASSWORD)),
+        truststore=mtls.StoreConfig(location=truststore, password=mtls.Secret(PASSWORD)),
+    )
+    return server, f"https://localhost:{port}/", mtls.SSLProfileSet([profile])
 
 
 XML_PROFILES = 10_000
@@ -810,55 +818,13 @@ def bench_parse_xml(env: Env, reps: int) -> Comparison:
     "backend (ratio = the recipe's new connections per second / ours)",
 )
 def bench_requests_recipe(env: Env, reps: int) -> Comparison:
-    import http.server  # noqa: PLC0415 - only this benchmark serves HTTP
-    import socketserver  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-    from typing import Any  # noqa: PLC0415
-
     import requests  # noqa: PLC0415 - the requests extra
     from requests.adapters import HTTPAdapter  # noqa: PLC0415
 
     from mtls.integrations.requests import MTLSAdapter  # noqa: PLC0415
-    from mtls.testing import CA  # noqa: PLC0415
 
-    ca = CA()
-    keystore = ca.issue_cert("bench-gateway").write_keystore(env.dir / "rq.jks", PASSWORD)
-    truststore = ca.write_truststore(env.dir / "rq-trust.jks", PASSWORD)
-    server_ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"  # one request per connection: each GET connects anew
-
-        def do_GET(self) -> None:
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    class Server(socketserver.ThreadingTCPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-        def get_request(self) -> tuple[ssl.SSLSocket, object]:
-            sock, address = self.socket.accept()
-            return server_ctx.wrap_socket(sock, server_side=True), address
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"https://localhost:{server.server_address[1]}/"
-    profiles = mtls.SSLProfileSet(
-        [
-            mtls.SSLProfile(
-                servers=(("localhost", server.server_address[1]),),
-                keystore=mtls.StoreConfig(location=keystore, password=mtls.Secret(PASSWORD)),
-                truststore=mtls.StoreConfig(location=truststore, password=mtls.Secret(PASSWORD)),
-            )
-        ]
-    )
+    server, url, profiles = https_backend(env, "rq", keep_alive=False)  # a connection per GET
+    keystore, truststore = env.dir / "rq.jks", env.dir / "rq-trust.jks"
     # The recipe gets a context of its own (urllib3 writes into it): same identity, same trust.
     recipe_ctx = mtls.client_context(
         mtls.Keystore.load(keystore, PASSWORD), mtls.Truststore.load(truststore, PASSWORD)

@@ -36,7 +36,6 @@ from ._secret import Secret, scrub_tracebacks
 from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
 from ._status import FileStatus, ProfileSetStatus, ProfileStatus, anchor, identity
 from ._types import HostnameVerifier, normalize_hostname_verifier
-from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
@@ -236,6 +235,8 @@ class SSLProfileSet:
         xml_path = Path(os.path.abspath(path))
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         if secret_resolver is None:  # the estate's own secure vault, when it has one
+            from ._vault import SecureVault  # noqa: PLC0415 - its ciphers only when used
+
             secret_resolver = SecureVault.for_estate(home, properties=properties)
         self = cls.__new__(cls)
         self._setup(
@@ -317,6 +318,8 @@ class SSLProfileSet:
         """
         home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         if secret_resolver is None:  # the estate's own secure vault, when it has one
+            from ._vault import SecureVault  # noqa: PLC0415 - its ciphers only when used
+
             secret_resolver = SecureVault.for_estate(
                 home, deployment_toml=path, properties=properties, product=product
             )

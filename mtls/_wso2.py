@@ -238,20 +238,49 @@ def _is_container(element: ET.Element) -> bool:
     return _local(element.tag) == "parameter" and element.get("name") == "customSSLProfiles"
 
 
-def _sender_profiles(root: ET.Element) -> list[ET.Element]:
+# Encodings in which every ASCII character is its own byte: there, an element named
+# <parameter> (with or without a prefix) has "parameter" in the bytes, literally.
+_ASCII_FAMILY = re.compile(
+    r"utf-?8|(us-?)?ascii|iso[-_]?8859[-_]?[0-9]{1,2}|latin-?1|(windows|cp)-?125[0-8]", re.I
+)
+
+
+def _may_nest(data: bytes, root: ET.Element) -> bool:
+    """Whether a <parameter> element other than the root may be in the document.
+
+    A cheap byte count answers for the usual file (one <parameter> root, or none); an
+    encoding that is not ASCII-compatible, or any other "parameter" in the bytes (a
+    comment, an attribute value, a real element), answers yes and the tree is searched.
+    """
+    body = data.removeprefix(b"\xef\xbb\xbf")  # the UTF-8 byte-order mark
+    if body.lstrip(b" \t\r\n")[:1] != b"<":
+        return True  # UTF-16 or another encoding where the bytes do not spell names
+    declared = _DECLARED.match(body[:300])
+    if declared is not None and not _ASCII_FAMILY.fullmatch(declared.group(1).decode("ascii")):
+        return True
+    own = 2 if _local(root.tag) == "parameter" else 0  # its start and end tags
+    return data.count(b"parameter") > own
+
+
+def _sender_profiles(root: ET.Element, data: bytes | None = None) -> list[ET.Element]:
     """The sender <profile> elements, in the order of their end tags (as a stream reads
-    them): children of the root, or of a customSSLProfiles parameter anywhere."""
-    # The distinct tags first (one pass in C), then only elements named <parameter>.
-    tags = {element.tag for element in root.iter()}
-    nested = [
-        element
-        for tag in tags
-        if _local(tag) == "parameter"
-        for element in root.iter(tag)
-        if element is not root and _is_container(element)
-    ]
+    them): children of the root, or of a customSSLProfiles parameter anywhere.
+
+    ``data``, the document's bytes, lets the usual file skip the search for nested
+    parameters."""
+    nested: list[ET.Element] = []
+    if data is None or _may_nest(data, root):
+        # The distinct tags first (one pass in C), then only elements named <parameter>.
+        tags = {element.tag for element in root.iter()}
+        nested = [
+            element
+            for tag in tags
+            if _local(tag) == "parameter"
+            for element in root.iter(tag)
+            if element is not root and _is_container(element)
+        ]
     if not nested:  # the usual file: profiles under the root, in document order
-        return [child for child in root if _local(child.tag) == "profile"]
+        return [child for child in root if child.tag.rpartition("}")[2] == "profile"]
     containers = {id(root), *map(id, nested)}
     found: list[ET.Element] = []
     # Post-order, so that a profile inside another profile's subtree comes first.
@@ -323,7 +352,8 @@ def parse_profiles_xml(
     profiles: list[SSLProfile] = []
     number = 0
     try:
-        elements = _sender_profiles(_tree(data))
+        root = _tree(data)
+        elements = _sender_profiles(root, data)
     except defusedxml.DefusedXmlException as exc:
         raise ProfileConfigError(
             f"{path}: refused: the XML declares a DTD or entities ({type(exc).__name__}); "
@@ -430,13 +460,14 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             element="servers",
         )
     written = _written(servers_el)
-    resolved = _text(servers_el, "servers", ctx, ())
     hidden = has_placeholder(written)
+    resolved = _text(servers_el, "servers", ctx, ()) if hidden else written
+    items = resolved.split(",")
     # What messages and status() show: the entries as written when placeholders made them.
-    names = tuple([item.strip() for item in (written if hidden else resolved).split(",")])
+    names = tuple([item.strip() for item in (written.split(",") if hidden else items)])
     servers_text = written if hidden else resolved
     try:
-        servers = tuple([parse_server(item, path=ctx.path) for item in resolved.split(",")])
+        servers = tuple([parse_server(item, path=ctx.path) for item in items])
     except ProfileConfigError:
         if not hidden:
             raise
@@ -460,11 +491,12 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     try:
         if not clients:
             return [
-                SSLProfile(
+                SSLProfile._parsed(
                     servers=servers,
                     keystore=_store(children.get("KeyStore"), True, ctx, names),
                     truststore=_store(children.get("TrustStore"), False, ctx, names),
                     novalidatecert=novalidate,
+                    client_id=None,
                     name=name,
                     written_servers=names if hidden else (),
                 )
@@ -490,14 +522,14 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                     element="clientID",
                 )
             out.append(
-                SSLProfile(
+                SSLProfile._parsed(
                     servers=servers,
                     keystore=_store(parts.get("KeyStore"), True, ctx, names),
                     truststore=_store(parts.get("TrustStore"), False, ctx, names),
                     novalidatecert=client.get("novalidatecert", element.get("novalidatecert"))
                     == "true",
                     client_id=client_id,
-                    name=element.get("name"),
+                    name=name,
                     written_servers=names if hidden else (),
                 )
             )
@@ -561,7 +593,8 @@ def _store(
         return None
     key = (
         is_keystore,
-        *[(c.tag, c.text, tuple(c.attrib.items()) if c.attrib else ()) for c in element],
+        # items(), not attrib: reading attrib gives every element a dict it keeps.
+        *[(c.tag, c.text, *c.items()) for c in element],
     )
     if key not in ctx.stores:
         ctx.stores[key] = _parse_store(element, is_keystore, ctx, servers)

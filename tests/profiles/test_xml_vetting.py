@@ -115,3 +115,51 @@ def test_the_usual_file_keeps_document_order():
         f"<profile><servers>h{i}:1</servers></profile>" for i in range(50)
     ) + "</parameter>").encode()  # fmt: skip
     assert parse(data) == _stream_order(data) == [f"h{i}:1" for i in range(50)]
+
+
+def test_the_readers_constructor_makes_what_the_public_one_makes():
+    """SSLProfile._parsed skips the second check of servers parse_server already did: it
+    must set every field, as the constructor would (a new field fails here)."""
+    import dataclasses
+
+    from mtls import SSLProfile, StoreConfig
+    from mtls._config import parse_server
+
+    store = StoreConfig(location=BASE / "ks.jks", password="pw")
+    fields = {
+        "servers": (parse_server("[::1]:443"), parse_server("Host.Example:8243")),
+        "keystore": store,
+        "truststore": None,
+        "novalidatecert": True,
+        "client_id": "c1",
+        "name": "n",
+        "written_servers": ("$env{X}:1",),
+    }
+    assert set(fields) == {f.name for f in dataclasses.fields(SSLProfile)}
+    fast, public = SSLProfile._parsed(**fields), SSLProfile(**fields)
+    for name in fields:
+        assert getattr(fast, name) == getattr(public, name), name
+    assert fast == public and hash(fast) == hash(public) and repr(fast) == repr(public)
+    # An empty client id means none, in both.
+    assert SSLProfile._parsed(**{**fields, "client_id": ""}).client_id is None
+    assert SSLProfile(**{**fields, "client_id": ""}).client_id is None
+
+
+@pytest.mark.parametrize("inner", ["customSSLProfiles", "other"])
+@pytest.mark.parametrize(
+    ("prefix", "encoding"),
+    [("", "utf-8"), ("x:", "utf-8"), ("", "utf-16"), ("x:", "iso-8859-1")],
+)
+def test_nested_containers_are_found_whatever_the_spelling(prefix: str, encoding: str, inner: str):
+    # The byte count that lets the usual file skip the search must never hide one;
+    # a parameter with another name holds no sender profiles (the negative twin).
+    text = (
+        f'<?xml version="1.0" encoding="{encoding}"?>'
+        '<parameter name="customSSLProfiles" xmlns:x="urn:x">'
+        "<profile><servers>a:1</servers></profile>"
+        f'<holder><{prefix}parameter name="{inner}">'
+        f"<profile><servers>deep:1</servers></profile></{prefix}parameter></holder>"
+        "</parameter>"
+    )
+    expected = ["a:1", "deep:1"] if inner == "customSSLProfiles" else ["a:1"]
+    assert parse(text.encode(encoding)) == expected

@@ -1,0 +1,54 @@
+"""One URL-to-origin rule (mtls._config.tls_origin, DEFAULT_PORTS) for the profile set,
+requests, httpx and the CLI: they agree on every URL below."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from mtls._cli._common import UsageError
+from mtls._cli._diagnosis import parse_target
+from mtls._config import DEFAULT_PORTS, tls_origin
+from mtls.integrations import httpx as mtls_httpx
+from mtls.integrations import requests as mtls_requests
+
+CASES = [
+    ("https://Backend.Example:8243/x", ("backend.example", 8243)),
+    ("https://backend.example/x", ("backend.example", 443)),
+    ("HTTPS://backend.example", ("backend.example", 443)),
+    ("wss://backend.example/socket", ("backend.example", 443)),
+    ("https://[::1]:8443/", ("::1", 8443)),
+    ("http://backend.example/x", None),  # no TLS: no profile
+    ("ws://backend.example/", None),
+    ("ftp://backend.example/", None),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), CASES)
+def test_tls_origin(url: str, expected: tuple[str, int] | None):
+    assert tls_origin(url) == expected
+    assert mtls_requests._origin(url) == expected
+
+
+@pytest.mark.parametrize(("url", "expected"), [c for c in CASES if not c[0].startswith("ws")])
+def test_httpx_reads_its_parsed_url_the_same_way(url: str, expected: tuple[str, int] | None):
+    assert mtls_httpx._origin(httpx.URL(url)) == expected
+
+
+@pytest.mark.parametrize(("url", "expected"), [c for c in CASES if c[1] is not None])
+def test_the_cli_probe_targets_the_same_origin(url: str, expected: tuple[str, int]):
+    target = parse_target(url)
+    assert (target.host, target.port) == expected
+
+
+def test_no_host_and_bad_ports_are_errors_not_origins():
+    for url in ("https:///path", "https://host:99999/", "https://host:x/"):
+        with pytest.raises(ValueError):
+            tls_origin(url)
+        with pytest.raises(UsageError):
+            parse_target(url)
+    assert mtls_requests._origin(None) is None and mtls_requests._origin("") is None
+
+
+def test_one_default_port_table():
+    assert DEFAULT_PORTS == {"https": 443, "wss": 443}
