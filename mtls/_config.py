@@ -6,6 +6,7 @@ the stores and building contexts is the builder's job (``_build.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from collections.abc import Iterable
@@ -313,14 +314,25 @@ class SSLProfile:
         parsed and checked: the same object as the constructor makes, without checking
         them again (a 10,000-profile file spent a quarter of its time there)."""
         profile = object.__new__(cls)
-        setattr_ = object.__setattr__
-        setattr_(profile, "servers", servers)
-        setattr_(profile, "keystore", keystore)
-        setattr_(profile, "truststore", truststore)
-        setattr_(profile, "novalidatecert", novalidatecert)
-        setattr_(profile, "client_id", client_id or None)
-        setattr_(profile, "name", name)
-        setattr_(profile, "written_servers", written_servers)
+        given = {
+            "servers": servers,
+            "keystore": keystore,
+            "truststore": truststore,
+            "novalidatecert": novalidatecert,
+            "client_id": client_id or None,
+            "name": name,
+            "written_servers": written_servers,
+        }
+        # Every other field gets its default, so a field added later is never missing
+        # from profiles the XML reader makes.
+        for item in _PROFILE_FIELDS:
+            if item.name in given:
+                value = given[item.name]
+            elif item.default is not dataclasses.MISSING:
+                value = item.default
+            else:
+                value = item.default_factory()  # type: ignore[operator]
+            object.__setattr__(profile, item.name, value)
         return profile
 
     @property
@@ -342,3 +354,6 @@ class SSLProfile:
     def __str__(self) -> str:
         who = f" client {self.client_id!r}" if self.client_id else ""
         return f"profile {', '.join(self.server_names)}{who}"
+
+
+_PROFILE_FIELDS = dataclasses.fields(SSLProfile)

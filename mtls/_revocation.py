@@ -63,6 +63,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from . import _x509
 from ._errors import CertificateRevokedError, CRLError, RevocationUnknownError
 
 log = logging.getLogger("mtls")
@@ -353,7 +354,7 @@ def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
     pairs = []
     for der in ders:
         try:
-            pairs.append((x509.load_der_x509_certificate(der), der))
+            pairs.append((_x509.load_cert(der), der))
         except ValueError:
             continue
     return pairs
@@ -363,7 +364,7 @@ def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
 def _issued(cert: bytes, issuer: bytes) -> bool:
     """:func:`_issued_by` on DER, remembered: a signature is verified once per pair,
     not on every handshake."""
-    return _issued_by(x509.load_der_x509_certificate(cert), x509.load_der_x509_certificate(issuer))
+    return _issued_by(_x509.load_cert(cert), _x509.load_cert(issuer))
 
 
 # --------------------------------------------------------------------------- policy

@@ -135,10 +135,9 @@ def test_the_readers_constructor_makes_what_the_public_one_makes():
         "name": "n",
         "written_servers": ("$env{X}:1",),
     }
-    assert set(fields) == {f.name for f in dataclasses.fields(SSLProfile)}
     fast, public = SSLProfile._parsed(**fields), SSLProfile(**fields)
-    for name in fields:
-        assert getattr(fast, name) == getattr(public, name), name
+    for item in dataclasses.fields(SSLProfile):  # the ones the reader does not set too
+        assert getattr(fast, item.name) == getattr(public, item.name), item.name
     assert fast == public and hash(fast) == hash(public) and repr(fast) == repr(public)
     # An empty client id means none, in both.
     assert SSLProfile._parsed(**{**fields, "client_id": ""}).client_id is None
