@@ -1035,5 +1035,321 @@ def bench_profiles_10000(env: Env, reps: int) -> Comparison:
     )
 
 
+# --- stores ---
+# Loading at the floor (issue #13): Keystore.load + client_context per store format and
+# key type, client_context on a loaded store, JCEKS and PKCS#12 against Java's own load,
+# and the side-by-side against requests-pkcs12 and the naive pyjks + temp-file path.
+# Stores are written by the JDK's keytool (JDK 17 on PATH, JDK 25 where installed).
+
+_JDK17 = Path("/usr/lib/jvm/java-17-openjdk-amd64/bin")
+_JDK25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin")
+_STORE_PASSWORD = "changeit"
+_KEY_TYPES = ("rsa2048", "rsa4096", "ec")
+# name -> (JDK bin directory, keytool -storetype)
+_STORE_FORMATS = {
+    "jks": (_JDK17, "JKS"),
+    "jceks": (_JDK17, "JCEKS"),
+    "p12jdk17": (_JDK17, "PKCS12"),
+    "p12jdk25": (_JDK25, "PKCS12"),
+}
+_JAVA_LOAD = """
+import java.io.FileInputStream;
+import java.security.KeyStore;
+import java.util.Collections;
+
+/** KeyStore.load + getKey of every key entry, timed per run, printed in nanoseconds. */
+public class LoadTime {
+    public static void main(String[] args) throws Exception {
+        char[] pw = args[2].toCharArray();
+        int reps = Integer.parseInt(args[3]);
+        for (int i = -5; i < reps; i++) {
+            long start = System.nanoTime();
+            KeyStore ks = KeyStore.getInstance(args[1]);
+            try (FileInputStream in = new FileInputStream(args[0])) { ks.load(in, pw); }
+            for (String alias : Collections.list(ks.aliases())) {
+                if (ks.isKeyEntry(alias)) ks.getKey(alias, pw);
+            }
+            long took = System.nanoTime() - start;
+            if (i >= 0) System.out.println(took);
+        }
+    }
+}
+"""
+
+
+class _StoreFiles:
+    """One key type's identity and CA: PEM files, and keytool-written stores of each format."""
+
+    def __init__(self, directory: Path, key_type: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+        def new_key() -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+            if key_type == "ec":
+                return ec.generate_private_key(ec.SECP256R1())
+            return rsa.generate_private_key(65537, int(key_type[3:]))
+
+        now = dt.datetime.now(dt.UTC)
+        ca_key, key = new_key(), new_key()
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench {key_type} CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench client")]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.dir = directory
+        self.key_type = key_type
+        self.ca_pem = directory / f"{key_type}-ca.pem"
+        self.ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.pem = directory / f"{key_type}.pem"  # key, leaf, CA: what load_cert_chain takes
+        self.pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca))
+        )
+        source = mtls.Keystore()
+        source.add_key("client", key, [leaf, ca])
+        self._source = directory / f"{key_type}-source.p12"
+        self._source.write_bytes(source.to_bytes(_STORE_PASSWORD, store_type="PKCS12"))
+        self.stores: dict[str, tuple[Path, Path]] = {"pem": (self.pem, self.ca_pem)}
+        for name, (jdk, store_type) in _STORE_FORMATS.items():
+            if (jdk / "keytool").is_file():
+                self.stores[name] = self._keytool(jdk / "keytool", name, store_type)
+
+    def _keytool(self, keytool: Path, name: str, store_type: str) -> tuple[Path, Path]:
+        import subprocess  # noqa: PLC0415 - only to run keytool
+
+        keystore = self.dir / f"{self.key_type}.{name}"
+        trust = self.dir / f"{self.key_type}-ca.{name}"
+        common = ["-noprompt", "-storetype", store_type, "-storepass", _STORE_PASSWORD]
+        # keytool's own defaults for the format: re-encrypted on import, as people make them.
+        subprocess.run(
+            [str(keytool), "-importkeystore", "-srckeystore", str(self._source),
+             "-srcstoretype", "PKCS12", "-srcstorepass", _STORE_PASSWORD,
+             "-destkeystore", str(keystore), "-deststoretype", store_type,
+             "-deststorepass", _STORE_PASSWORD, "-destkeypass", _STORE_PASSWORD, "-noprompt"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            [str(keytool), "-importcert", "-alias", "ca", "-file", str(self.ca_pem),
+             "-keystore", str(trust), *common],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return keystore, trust
+
+    def floor(self) -> ssl.SSLContext:
+        """The floor: what a user with PEM files writes."""
+        ctx = ssl.create_default_context(cafile=self.ca_pem)
+        ctx.load_cert_chain(self.pem)
+        return ctx
+
+    def load(self, name: str) -> ssl.SSLContext:
+        """What a user (and a reload) pays: both stores read, one context built."""
+        keystore, trust = self.stores[name]
+        return mtls.client_context(
+            mtls.Keystore.load(keystore, _STORE_PASSWORD),
+            mtls.Truststore.load(trust, _STORE_PASSWORD),
+        )
+
+
+@functools.cache
+def _store_files(directory: Path, key_type: str) -> _StoreFiles:
+    path = directory / "stores"
+    path.mkdir(exist_ok=True)
+    return _StoreFiles(path, key_type)
+
+
+def _register_loads() -> None:
+    for name, formats in (
+        ("jks", "JKS (JDK 17 keytool)"),
+        ("jceks", "JCEKS (JDK 17 keytool: 200,000 PBE iterations per key; see jceks-vs-java)"),
+        ("p12jdk17", "PKCS#12 (JDK 17 keytool)"),
+        ("p12jdk25", "PKCS#12 (JDK 25 keytool, its default format)"),
+        ("pem", "PEM (key + chain, CA bundle)"),
+    ):
+        for key_type in ("rsa2048", "ec"):
+
+            def run(env: Env, reps: int, name: str = name, key_type: str = key_type) -> Comparison:
+                files = _store_files(env.dir, key_type)
+                if name not in files.stores:
+                    raise SystemExit(f"load-{name}-{key_type}: keytool for {name} not found")
+                slow = name == "jceks"  # ~0.2-0.4 s per load: fewer repetitions
+                return compare(
+                    lambda: files.load(name),
+                    files.floor,
+                    min(reps, 21) if slow else reps,
+                    warmup=1 if slow else 5,
+                )
+
+            benchmark(
+                f"load-{name}-{key_type}",
+                None if name == "jceks" else 1.25,
+                f"Keystore.load + Truststore.load ({formats}, {key_type}) + client_context, "
+                "vs create_default_context(cafile=ca.pem) + load_cert_chain(key+chain PEM)",
+            )(run)
+
+
+_register_loads()
+
+
+def _bench_context(key_type: str) -> Callable[[Env, int], Comparison]:
+    def run(env: Env, reps: int) -> Comparison:
+        files = _store_files(env.dir, key_type)
+        ks = mtls.Keystore.load(files.pem, None)
+        ts = mtls.Truststore.load(files.ca_pem)
+        return compare(lambda: mtls.client_context(ks, ts), files.floor, reps)
+
+    return run
+
+
+for _key_type in ("rsa2048", "ec"):
+    benchmark(
+        f"context-{_key_type}",
+        1.15,
+        f"client_context(keystore, truststore) on stores already loaded ({_key_type}) vs the "
+        "same floor (a context built for stores a reload found unchanged costs this)",
+    )(_bench_context(_key_type))
+
+
+def _java_samples(files: _StoreFiles, name: str, reps: int) -> list[float] | None:
+    """Java's own KeyStore.load + getKey, ``reps`` runs in one JVM after 5 warm-up runs."""
+    import subprocess  # noqa: PLC0415 - only to run java
+
+    jdk, store_type = _STORE_FORMATS[name]
+    if not (jdk / "javac").is_file():
+        return None
+    source = files.dir / "LoadTime.java"
+    if not (files.dir / "LoadTime.class").is_file():
+        source.write_text(_JAVA_LOAD)
+        subprocess.run([str(jdk / "javac"), str(source)], check=True, capture_output=True)
+    keystore, _ = files.stores[name]
+    out = subprocess.run(
+        [str(jdk / "java"), "-cp", str(files.dir), "LoadTime", str(keystore), store_type,
+         _STORE_PASSWORD, str(reps)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return [int(line) / 1e9 for line in out.split()]
+
+
+def _bench_vs_java(name: str, key_type: str) -> Callable[[Env, int], Comparison]:
+    def run(env: Env, reps: int) -> Comparison:
+        files = _store_files(env.dir, key_type)
+        reps = min(reps, 21) if name == "jceks" else reps
+        java = _java_samples(files, name, reps)
+        if java is None or name not in files.stores:
+            raise SystemExit(f"{name}-vs-java: no JDK found")
+        keystore, _ = files.stores[name]
+        ours = compare(lambda: mtls.Keystore.load(keystore, _STORE_PASSWORD), lambda: None, reps)
+        return Comparison(ours.ours, java)
+
+    return run
+
+
+for _name, _key_type in (("jceks", "rsa2048"), ("jceks", "ec"), ("p12jdk25", "ec")):
+    benchmark(
+        f"{_name}-vs-java-{_key_type}",
+        None,
+        f"Keystore.load ({_name}, {_key_type}) vs Java's KeyStore.load + getKey of the same "
+        "file (one JVM, warmed up; not interleaved: the JVM runs before mtls)",
+    )(_bench_vs_java(_name, _key_type))
+
+
+def _bench_vs_requests_pkcs12(key_type: str) -> Callable[[Env, int], Comparison]:
+    def run(env: Env, reps: int) -> Comparison:
+        import requests_pkcs12  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        files = _store_files(env.dir, key_type)
+        keystore, _ = files.stores["p12jdk25" if "p12jdk25" in files.stores else "p12jdk17"]
+
+        def theirs() -> ssl.SSLContext:
+            # What requests_pkcs12.Pkcs12Adapter builds (its trust comes from requests'
+            # verify= on each connection; the CA is loaded here to build the same context).
+            ctx: ssl.SSLContext = requests_pkcs12._create_sslcontext(
+                keystore.read_bytes(), _STORE_PASSWORD.encode(), ssl.PROTOCOL_TLS_CLIENT
+            )
+            ctx.load_verify_locations(cafile=files.ca_pem)
+            return ctx
+
+        def ours() -> ssl.SSLContext:
+            return mtls.client_context(
+                mtls.Keystore.load(keystore, _STORE_PASSWORD), mtls.Truststore.load(files.ca_pem)
+            )
+
+        return compare(ours, theirs, min(reps, 61) if key_type == "rsa4096" else reps)
+
+    return run
+
+
+def _bench_vs_naive(key_type: str) -> Callable[[Env, int], Comparison]:
+    def run(env: Env, reps: int) -> Comparison:
+        import jks  # noqa: PLC0415 - the naive path is pyjks's
+
+        files = _store_files(env.dir, key_type)
+        keystore, trust = files.stores["jks"]
+
+        def naive() -> ssl.SSLContext:
+            # What people write today: pyjks, cryptography, and the key in a temp file.
+            store = jks.KeyStore.load(str(keystore), _STORE_PASSWORD)
+            entry = next(iter(store.private_keys.values()))
+            key = serialization.load_der_private_key(entry.pkey_pkcs8, None)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            chain = b"".join(
+                x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+                for _, der in entry.cert_chain
+            )
+            anchors = jks.KeyStore.load(str(trust), _STORE_PASSWORD).certs.values()
+            ctx = ssl.create_default_context(cadata=b"".join(c.cert for c in anchors))
+            with tempfile.NamedTemporaryFile(suffix=".pem") as fh:
+                fh.write(pem + chain)
+                fh.flush()
+                ctx.load_cert_chain(fh.name)
+            return ctx
+
+        # An RSA-4096 parse costs the naive side ~0.3 s: fewer repetitions there.
+        return compare(
+            lambda: files.load("jks"), naive, min(reps, 61) if key_type == "rsa4096" else reps
+        )
+
+    return run
+
+
+for _key_type in _KEY_TYPES:
+    benchmark(
+        f"vs-requests-pkcs12-{_key_type}",
+        None,
+        f"Keystore.load (PKCS#12 from JDK 25 keytool, {_key_type}) + client_context vs "
+        "requests-pkcs12's context from the same file (cryptography's loader, key through "
+        "an encrypted temp file); both then load the CA",
+    )(_bench_vs_requests_pkcs12(_key_type))
+    benchmark(
+        f"vs-naive-jks-{_key_type}",
+        None,
+        f"Keystore.load + Truststore.load (JKS, {_key_type}) + client_context vs the naive "
+        "path: pyjks, cryptography's key parse (RSA check included), key in a temp file",
+    )(_bench_vs_naive(_key_type))
+
+
 if __name__ == "__main__":
     sys.exit(main())

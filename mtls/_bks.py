@@ -32,9 +32,6 @@ import importlib
 import warnings
 from typing import Literal
 
-import jks.rfc7292
-import jks.util
-
 from ._budget import WorkBudget
 from ._jks import (
     Entry,
@@ -47,6 +44,7 @@ from ._jks import (
     SecretEntry,
     certificate,
     contents,
+    pyjks,
     shown,
 )
 
@@ -113,6 +111,7 @@ def parse_bks(data: bytes, password: str | None, budget: WorkBudget) -> JKSConte
         # Version 1 asked for a 20-bit key where 20 bytes were meant (a Bouncy Castle bug
         # kept for compatibility): 2 bytes of key.
         size = 2 if version == 1 else 20
+        jks = pyjks()
         key = jks.rfc7292.derive_key(
             hashlib.sha1, jks.rfc7292.PURPOSE_MAC_MATERIAL, password, salt, iterations, size
         )
@@ -145,6 +144,7 @@ def parse_uber(data: bytes, password: str | None, budget: WorkBudget) -> JKSCont
     if password is None:
         raise PasswordRequired("UBER stores are encrypted")
     budget.charge_kdf(2 * iterations, "the store")
+    jks = pyjks()
     _import_twofish()
     try:
         plain = jks.rfc7292.decrypt_PBEWithSHAAndTwofishCBC(encrypted, password, salt, iterations)
@@ -275,6 +275,7 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None) -> bytes:
         )
     if budget is not None:
         budget.charge_kdf(2 * iterations, f"key entry {shown(key.alias)}")
+    jks = pyjks()
     try:
         plain = jks.rfc7292.decrypt_PBEWithSHAAnd3KeyTripleDESCBC(
             ciphertext, password, salt, iterations

@@ -8,6 +8,7 @@ later: rotation builds a new one (DESIGN 1).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import os
 import ssl
@@ -118,15 +119,24 @@ def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> Non
     _log_identity(keystore, chosen, chain_der[0])
 
 
-def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
+@functools.lru_cache(maxsize=256)
+def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, str] | None:
+    """(not after, subject) of a leaf, parsed once per certificate: a rebuild of the
+    same identity (every reload that finds a store changed) skips the parse."""
     try:
         # cryptography parses fields lazily: a certificate OpenSSL accepted may still
         # have a field it refuses, which must not stop the context from being built.
         leaf = _x509.load_cert(leaf_der)
-        expires = _x509.not_after(leaf)
-        subject = _x509.subject_text(leaf)
+        return _x509.not_after(leaf), _x509.subject_text(leaf)
     except ValueError:
+        return None
+
+
+def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
+    facts = _leaf_facts(leaf_der)
+    if facts is None:
         return
+    expires, subject = facts
     remaining = expires - _dt.datetime.now(_dt.UTC)
     where = keystore.path or "keystore"
     log.debug(

@@ -29,19 +29,25 @@ parameters, which JDK 21 and later omit (JDK-8301310; pyjks issue 79).
 Work is bounded before the password is known to be right: the integrity hash is
 checked before any key is decrypted, iteration counts are capped per entry (the
 JDK's own ceiling) and per file (one :class:`~mtls._budget.WorkBudget`, as for PKCS#12).
+
+pyjks (and pyasn1, pycryptodomex, javaobj under it) is imported when a store first
+needs it (:func:`pyjks`), not when ``mtls`` is imported: it is most of the import
+time, and PEM and PKCS#12 users never need it. A missing or broken install is
+:class:`PyJKSUnavailable` then, which the readers and writers turn into a
+``KeystoreError`` naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import importlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jks
-import jks.sun_crypto
-import jks.util
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
@@ -67,6 +73,29 @@ class JKSIntegrityError(ValueError):
 
 class JKSKeyPasswordError(ValueError):
     """A key entry does not decrypt with the key password."""
+
+
+class PyJKSUnavailable(RuntimeError):
+    """pyjks, or a library it needs, does not import: the message says why."""
+
+
+@functools.cache
+def pyjks() -> Any:
+    """The ``jks`` package, imported on first use with the modules we call.
+
+    Raises:
+        PyJKSUnavailable: it (or pycryptodomex, pyasn1, javaobj) is missing or
+            broken; a later call tries again.
+    """
+    try:
+        for name in ("jks", "jks.sun_crypto", "jks.util", "jks.rfc7292"):
+            importlib.import_module(name)
+    except Exception as exc:  # a broken install fails at import with anything at all
+        raise PyJKSUnavailable(
+            f"pyjks does not import ({type(exc).__name__}: {exc}); reinstall it with "
+            "pip install --force-reinstall pyjks"
+        ) from exc
+    return importlib.import_module("jks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +492,7 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) ->
         JKSFormatError: the envelope or the plaintext is malformed, the algorithm is
             unknown, or the budget would be exceeded (:class:`~mtls._budget.WorkLimitError`).
         JKSKeyPasswordError: the password does not unlock the key.
+        PyJKSUnavailable: pyjks does not import.
     """
     try:
         envelope = _der.read_single(key.protected, _der.SEQUENCE).children()
@@ -474,6 +504,7 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) ->
             f"key entry {shown(key.alias)} has a malformed envelope: replace the file"
         ) from exc
 
+    jks = pyjks()
     try:
         if oid == _JKS_KEY_PROTECTOR:
             # Params are NULL (JDK <= 20) or absent (JDK 21+): either is fine, we need none.
@@ -517,6 +548,19 @@ def kdf_rounds(key: JKSKey) -> int:
         return 0
 
 
+def _builtin_md5() -> Callable[[bytes], Any]:
+    # CPython's own MD5 hashes 24-byte inputs about twice as fast as OpenSSL's through
+    # hashlib (no EVP context per call); builds without it use hashlib's.
+    try:
+        md5: Callable[[bytes], Any] = importlib.import_module("_md5").md5
+    except (ImportError, AttributeError):  # pragma: no cover - no builtin hashes
+        return hashlib.md5
+    return md5
+
+
+_small_md5 = _builtin_md5()
+
+
 def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int) -> bytes:
     """Sun's PBEWithMD5AndTripleDES (com.sun.crypto.provider.PBECipherCore).
 
@@ -528,12 +572,13 @@ def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int)
     secret = password.encode("utf-8")
     halves = [salt[:4], salt[4:]]
     if halves[0] == halves[1]:
-        halves[0] = jks.sun_crypto._jce_invert_salt_half(halves[0])
+        halves[0] = pyjks().sun_crypto._jce_invert_salt_half(halves[0])
     derived = b""
+    md5 = _small_md5
     for half in halves:
         digest = half
-        for _ in range(iterations):
-            digest = hashlib.md5(digest + secret).digest()  # noqa: S324 - Java's algorithm
+        for _ in range(iterations):  # 200,000 at keytool's default: the whole cost of a load
+            digest = md5(digest + secret).digest()
         derived += digest
     decryptor = Cipher(TripleDES(derived[:24]), modes.CBC(derived[24:])).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
@@ -567,7 +612,12 @@ def build_store(
     password: str,
     key_password: str,
 ) -> bytes:
-    """Serialise a JKS store that keytool reads (pyjks writes the JKS key protector)."""
+    """Serialise a JKS store that keytool reads (pyjks writes the JKS key protector).
+
+    Raises:
+        PyJKSUnavailable: pyjks does not import.
+    """
+    jks = pyjks()
     entries: list[Any] = []
     for alias, pkcs8, chain in keys:
         entry = jks.PrivateKeyEntry.new(alias, chain, pkcs8, "pkcs8")
@@ -589,6 +639,7 @@ def secret_key_entry(data: bytes, password: str, alias: str | None) -> bytes | N
     if not data.startswith(b"\xce\xce\xce\xce"):  # JCEKS magic; JKS has no secret keys
         return None
     try:
+        jks = pyjks()
         store = jks.KeyStore.loads(data, password, try_decrypt_keys=False)
         entries = {
             name: entry

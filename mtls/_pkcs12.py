@@ -14,11 +14,9 @@ raises :class:`P12PasswordError`. Nothing else escapes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.decrepit.ciphers.algorithms import RC2, TripleDES
@@ -30,6 +28,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from mtls import _der, _rc2
 from mtls._budget import MAX_FILE_KDF_ITERATIONS, MAX_FILE_RC2_BYTES, WorkBudget, WorkLimitError
 from mtls._der import TLV, DERError
+from mtls._kdf import p12_kdf as _p12_kdf
 from mtls._secret import Secret
 
 __all__ = [
@@ -597,41 +596,6 @@ def _pkcs12_pbe(
         return (RC2(key) if key_size == 16 else key), iv  # bytes: 40-bit RC2 key
     # Two-key 3DES is K1 K2 K1; expanding it here avoids cryptography's deprecation warning.
     return TripleDES(key if key_size == 24 else key + key[:8]), iv
-
-
-def _p12_kdf(
-    name: str,
-    password: bytes,
-    salt: bytes,
-    *,
-    purpose: int,
-    rounds: int,
-    size: int,
-) -> bytes:
-    """RFC 7292 appendix B.2: the PKCS#12 key derivation function (callers charge for it)."""
-    u = _HASHES[name][0].digest_size
-    v = _HASHES[name][1]
-    # The named constructor (hashlib.sha1) is twice as fast as hashlib.new in the loop.
-    new: Callable[[bytes], Any] = getattr(hashlib, name, None) or partial(hashlib.new, name)
-
-    def stretch(data: bytes) -> bytes:  # copies of data filling a multiple of v bytes
-        length = v * -(-len(data) // v)
-        return (data * (length // len(data) + 1))[:length] if data else b""
-
-    block = bytearray(stretch(salt) + stretch(password))  # I = S || P
-    diversifier = bytes([purpose]) * v  # D
-    out = b""
-    while True:
-        digest: bytes = new(diversifier + block).digest()
-        for _ in range(rounds - 1):
-            digest = new(digest).digest()
-        out += digest
-        if len(out) >= size:
-            return out[:size]
-        increment = int.from_bytes((digest * (v // u + 1))[:v], "big") + 1  # B + 1
-        for start in range(0, len(block), v):
-            total = int.from_bytes(block[start : start + v], "big") + increment
-            block[start : start + v] = (total & ((1 << (8 * v)) - 1)).to_bytes(v, "big")
 
 
 def _pbkdf2(name: str, password: bytes, salt: bytes, rounds: int, size: int) -> bytes:

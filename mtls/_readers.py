@@ -174,15 +174,18 @@ def parse(
         log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
     budget = WorkBudget()
     if fmt in ("JKS", "JCEKS", "BKS", "UBER"):
-        return _parse_jks(
-            data,
-            fmt,
-            reveal(password),
-            reveal(key_password),
-            with_keys=with_keys,
-            path=path,
-            budget=budget,
-        )
+        try:
+            return _parse_jks(
+                data,
+                fmt,
+                reveal(password),
+                reveal(key_password),
+                with_keys=with_keys,
+                path=path,
+                budget=budget,
+            )
+        except _jks.PyJKSUnavailable as exc:
+            raise KeystoreError(f"{where}: cannot read this {fmt} store: {exc}", path=path) from exc
     if fmt == "PKCS12":
         return _parse_pkcs12(
             data, password, key_password, with_keys=with_keys, path=path, budget=budget

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from . import _jks, _x509
 from ._entries import Entries, where
-from ._errors import KeyEntryError
+from ._errors import KeyEntryError, KeystoreError
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")
@@ -74,6 +74,21 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
     return bytes(certificate)
 
 
+def _jks_bytes(
+    path: str | None,
+    keys: list[tuple[str, bytes, list[bytes]]],
+    certs: list[tuple[str, bytes]],
+    password: str,
+    key_password: str,
+) -> bytes:
+    try:
+        return _jks.build_store("JKS", keys, certs, password, key_password)
+    except _jks.PyJKSUnavailable as exc:
+        raise KeystoreError(
+            f"{where(path)}: cannot write JKS: {exc}; or save as PKCS12", path=path
+        ) from exc
+
+
 def keystore_bytes(
     entries: Entries,
     key_entry: Callable[[], tuple[str, bytes, tuple[bytes, ...]]],
@@ -98,8 +113,8 @@ def keystore_bytes(
             path=path,
         )
     if kind == "JKS":
-        return _jks.build_store(
-            "JKS",
+        return _jks_bytes(
+            path,
             [(e.alias, e.key_der, list(e.chain_der)) for e in entries.key_entries()],
             list(entries.cert_entries()),
             password,
@@ -150,7 +165,7 @@ def truststore_bytes(
     entries.refuse_secrets(path)
     certs = list(entries.cert_entries())
     if kind == "JKS":
-        return _jks.build_store("JKS", [], certs, password, password)
+        return _jks_bytes(path, [], certs, password, password)
     if kind == "PEM":
         return "".join(_x509.der_to_pem(der) for _, der in certs).encode("ascii")
     bags = [
