@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_der",
         "_rc2",
         "_budget",
+        "_kdf",
         "_x509",
         "_keygen",
         "_version",
