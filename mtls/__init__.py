@@ -34,6 +34,7 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
     from ._profiles import SSLProfileSet
     from ._readers import detect_format
     from ._secret import Secret
+    from ._server import RotatingServerContext, ServerStatus
     from ._status import (
         AnchorStatus,
         FileStatus,
@@ -57,10 +58,12 @@ __all__ = [
     "ProfileSetStatus",
     "ProfileStatus",
     "ProfileUnavailableError",
+    "RotatingServerContext",
     "SSLProfile",
     "SSLProfileSet",
     "Secret",
     "SecureVaultError",
+    "ServerStatus",
     "StoreConfig",
     "TLSMaterial",
     "Truststore",
@@ -82,6 +85,8 @@ _LAZY = {
     "SSLProfileSet": "._profiles",
     "detect_format": "._readers",
     "Secret": "._secret",
+    "RotatingServerContext": "._server",
+    "ServerStatus": "._server",
     "AnchorStatus": "._status",
     "FileStatus": "._status",
     "IdentityStatus": "._status",
