@@ -136,12 +136,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         assert isinstance(tls, ssl.SSLSocket)
         cert = tls.getpeercert()  # the stdlib way: the client certificate, verified
         subject = dict(item[0] for item in cert["subject"]) if cert else {}
-        body = json.dumps({"client_cn": subject.get("commonName")}).encode()
+        serial = int(cert["serialNumber"], 16) if cert else None
+        body = json.dumps({"client_cn": subject.get("commonName"), "client_serial": serial})
+        data = body.encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -92,7 +92,7 @@ def test_start_up_errors_are_the_stores_errors(estate: Estate, tmp_path: Path) -
     with pytest.raises(mtls.WrongPasswordError) as info:
         mtls.RotatingServerContext(estate.keystore, estate.truststore, password="wrong-pass")
     assert "wrong-pass" not in str(info.value) and PASSWORD not in str(info.value)
-    with pytest.raises(mtls.KeystoreNotFoundError, match="missing.jks"):
+    with pytest.raises(mtls.KeystoreNotFoundError, match=r"missing\.jks"):
         mtls.RotatingServerContext(tmp_path / "missing.jks", estate.truststore, password=PASSWORD)
     empty = tmp_path / "empty.jks"
     empty.write_bytes(mtls.Truststore().to_bytes(PASSWORD))
