@@ -13,7 +13,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -184,7 +184,7 @@ def test_uvicorn_refuses_the_wrong_alpn(estate: Estate) -> None:
     pytest.importorskip("uvicorn")
 
     class WantsH2(integration.tls_extension()):  # type: ignore[misc]
-        alpn_protocols = ["h2", "http/1.1"]
+        alpn_protocols: ClassVar[list[str]] = ["h2", "http/1.1"]
 
     with estate.server() as server:
         factory = integration.ssl_context_factory(server)
@@ -193,10 +193,10 @@ def test_uvicorn_refuses_the_wrong_alpn(estate: Estate) -> None:
             http_protocol_class = WantsH2
 
         with pytest.raises(ValueError, match=r"alpn_protocols=\['h2', 'http/1.1'\]"):
-            factory(Config(), lambda: ssl.create_default_context())  # type: ignore[arg-type]
+            factory(Config(), ssl.create_default_context)  # type: ignore[arg-type]
     with estate.server(alpn_protocols=["h2", "http/1.1"]) as server:
         factory = integration.ssl_context_factory(server)
-        assert factory(Config(), lambda: ssl.create_default_context()) is server.context  # type: ignore[arg-type]
+        assert factory(Config(), ssl.create_default_context) is server.context  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- http.server
