@@ -125,14 +125,14 @@ def tls_extension(protocol_class: type[asyncio.Protocol] | None = None) -> type[
             tls = tls_scope(transport)
             if tls is None:
                 return
-            app: ASGIApp = self.app
+            app: ASGIApp = getattr(self, "app")  # noqa: B009 - set by uvicorn's __init__
 
             async def with_tls(scope: Scope, receive: Any, send: Any) -> None:
                 extensions = dict(scope.get("extensions") or {})
                 extensions["tls"] = tls
                 await app({**scope, "extensions": extensions}, receive, send)
 
-            self.app = with_tls
+            setattr(self, "app", with_tls)  # noqa: B010 - this connection's requests only
 
     TLSExtensionProtocol.__name__ = TLSExtensionProtocol.__qualname__ = (
         f"TLSExtension{getattr(base, '__name__', 'Protocol')}"
