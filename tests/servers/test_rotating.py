@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import mtls
-from mtls.testing import CA, swap_symlinked_dir
+from mtls.testing import CA, replace_atomically, swap_symlinked_dir
 from tests._helpers import PASSWORD, wait_for
 from tests.servers._servers import (
     Connection,
@@ -268,3 +268,40 @@ def test_repr_names_no_secret(estate: Estate) -> None:
         shown = repr(server)
     assert "backend.jks" in shown and "reloading every 30s" in shown
     assert PASSWORD not in shown and os.fspath(estate.truststore) not in shown
+
+
+def test_handshakes_during_rotations_all_succeed(estate: Estate) -> None:
+    """Clients on several threads connect without pause while another thread rotates
+    the identity again and again: every handshake completes, with a whole identity
+    (one of those published), never a failure."""
+    identities = [estate.server_ca.issue_cert("localhost", "127.0.0.1") for _ in range(4)]
+    published = {i.certificate.serial_number for i in identities}
+    with estate.server() as server, stdlib_server(server.context) as port:
+        published.add(handshake(port, estate.client()))
+        stop = threading.Event()
+        seen: list[int] = []
+        failures: list[BaseException] = []
+
+        def connect() -> None:
+            client = estate.client()
+            while not stop.is_set():
+                try:
+                    seen.append(handshake(port, client))
+                except (ssl.SSLError, OSError) as exc:
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=connect, name=f"client-{n}") for n in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            for generation, identity in enumerate(identities * 2, 1):
+                replace_atomically(estate.keystore, identity.keystore().to_bytes(PASSWORD))
+                assert server.reload() is True and server.generation == generation
+                mark = len(seen)
+                wait_for(lambda mark=mark: len(seen) > mark + 2 or bool(failures))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+    assert failures == []
+    assert set(seen) <= published and len(set(seen)) >= 4
