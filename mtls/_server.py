@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _x509
+from ._build import _validate_validity
 from ._config import StoreConfig, _as_secret
 from ._context import server_context
 from ._engine import Callback, Engine, Outcome, Problem, check_seconds
@@ -141,7 +142,8 @@ class ServerPlan:
         alias, _, chain = keystore.key_entry(s.keystore.alias)
         subject, serial, not_before, not_after = _leaf(chain[0])
         if replacing:
-            _check_validity(s.keystore.shown_location, subject, not_before, not_after)
+            where = s.keystore.shown_location
+            _validate_validity(subject, not_before, not_after, where, whose="server")
 
         def make() -> ssl.SSLContext:
             ctx = server_context(
@@ -268,28 +270,6 @@ def _leaf(
     except ValueError:
         # OpenSSL may take what cryptography refuses: serve it, without status details.
         return None, None, None, None
-
-
-def _check_validity(
-    where: str,
-    subject: str | None,
-    not_before: _dt.datetime | None,
-    not_after: _dt.datetime | None,
-) -> None:
-    """A replacement identity that clients would refuse is not installed."""
-    now = _dt.datetime.now(_dt.UTC)
-    if not_after is not None and not_after < now:
-        raise KeystoreError(
-            f"{where}: the new server certificate ({subject}) expired on {not_after.date()}: "
-            "not installed; the previous one stays",
-            path=where,
-        )
-    if not_before is not None and not_before > now:
-        raise KeystoreError(
-            f"{where}: the new server certificate ({subject}) is not valid before "
-            f"{not_before}: not installed yet; the previous one stays",
-            path=where,
-        )
 
 
 def _who(snapshot: ServerSnapshot) -> str:
