@@ -380,13 +380,12 @@ class RotatingServerContext:
 
     Use it as a context manager, or call :meth:`close`, to stop the reload thread.
 
-    Example:
-        >>> import asyncio, mtls
-        >>> server = mtls.RotatingServerContext(
-        ...     "backend.jks", "backend-truststore.jks", password="changeit",
-        ...     reload_interval=60,
-        ... )  # doctest: +SKIP
-        >>> asyncio.start_server(handler, port=8443, ssl=server.context)  # doctest: +SKIP
+    Example::
+
+        server = mtls.RotatingServerContext(
+            "backend.jks", "backend-truststore.jks", password=..., reload_interval=60
+        )
+        await asyncio.start_server(handler, port=8443, ssl=server.context)
 
     Args:
         keystore: the server's identity: a path, or a :class:`mtls.StoreConfig`.
