@@ -39,6 +39,7 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
     from ._readers import detect_format
     from ._revocation import CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy
     from ._secret import Secret
+    from ._server import RotatingServerContext, ServerStatus
     from ._status import (
         AnchorStatus,
         FileStatus,
@@ -70,10 +71,12 @@ __all__ = [
     "RevocationError",
     "RevocationPolicy",
     "RevocationUnknownError",
+    "RotatingServerContext",
     "SSLProfile",
     "SSLProfileSet",
     "Secret",
     "SecureVaultError",
+    "ServerStatus",
     "StoreConfig",
     "TLSMaterial",
     "Truststore",
@@ -99,6 +102,8 @@ _LAZY = {
     "RevocationChecker": "._revocation",
     "RevocationPolicy": "._revocation",
     "Secret": "._secret",
+    "RotatingServerContext": "._server",
+    "ServerStatus": "._server",
     "AnchorStatus": "._status",
     "FileStatus": "._status",
     "IdentityStatus": "._status",

@@ -385,17 +385,21 @@ def _validate_validity(
     not_before: _dt.datetime | None,
     not_after: _dt.datetime | None,
     where: str,
+    *,
+    whose: str = "client",
 ) -> None:
+    """A replacement certificate peers would refuse is not installed (``whose``:
+    ``client`` for a profile's identity, ``server`` for a rotating server's)."""
     now = _dt.datetime.now(_dt.UTC)
     if not_after is not None and not_after < now:
         raise KeystoreError(
-            f"{where}: the new client certificate ({subject}) expired on "
+            f"{where}: the new {whose} certificate ({subject}) expired on "
             f"{not_after.date()}: not installed; the previous one stays",
             path=where,
         )
     if not_before is not None and not_before > now:
         raise KeystoreError(
-            f"{where}: the new client certificate ({subject}) is not valid before "
+            f"{where}: the new {whose} certificate ({subject}) is not valid before "
             f"{not_before}: not installed yet; the previous one stays",
             path=where,
         )

@@ -37,8 +37,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_context", "_material", "_reading", "_build"),
     # the engine and what it publishes
     ("_engine", "_snapshot", "_status"),
-    # the profile set
-    ("_profiles",),
+    # what uses the engine: the profile set, the rotating server context
+    ("_profiles", "_server"),
 )
 OUTER = ("integrations", "_cli", "testing", "cli", "wso2", "__init__", "__main__")
 

@@ -89,3 +89,13 @@ def test_lazy_names_are_the_type_checkers_names() -> None:
     assert set(mtls.__all__) <= set(dir(mtls))
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = mtls.no_such_name  # type: ignore[attr-defined]
+
+
+def test_the_rotating_server_context_is_public() -> None:
+    assert {"RotatingServerContext", "ServerStatus"} <= set(mtls.__all__)
+    assert mtls.RotatingServerContext.__module__ == "mtls"
+    assert mtls.ServerStatus.__module__ == "mtls"
+    uvicorn_helpers = importlib.import_module("mtls.integrations.uvicorn")
+    assert uvicorn_helpers.__all__ == sorted(uvicorn_helpers.__all__)
+    for attr in uvicorn_helpers.__all__:
+        assert inspect.getdoc(getattr(uvicorn_helpers, attr)), attr

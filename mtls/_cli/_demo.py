@@ -16,6 +16,7 @@ from typing import Any
 
 from .._context import client_context
 from .._profiles import SSLProfileSet
+from .._server import RotatingServerContext
 from .._stores import Keystore, Truststore
 from ._common import EXIT_OK, CLIError, Output, hex_serial
 from ._connect import run_probe
@@ -139,11 +140,16 @@ def run_demo(directory: Path, out: Output) -> None:
     steps.cmd("mtls genkey --keystore gateway.jks --alias gateway --dname CN=gateway")
     steps.cmd("mtls export ... gateway.cer && mtls import ... backend-truststore.jks")
 
-    server = MTLSServer(
-        Keystore.load(path("backend.jks"), _PASSWORD),
-        client_ca=Truststore.load(path("backend-truststore.jks"), _PASSWORD),
+    # The backend serves from its files, and follows them (RotatingServerContext).
+    backend_context = RotatingServerContext(
+        path("backend.jks"),
+        path("backend-truststore.jks"),
+        password=_PASSWORD,
+        alpn_protocols=["http/1.1"],
+        settle_delay=0.02,
     )
-    with server:
+    server = MTLSServer(backend_context)
+    with backend_context, server:
         port = server.port
         path("sslprofiles.xml").write_text(_PROFILE_XML.format(port=port, password=_PASSWORD))
         steps.step(f"Profile: localhost:{port} -> gateway.jks + client-truststore.jks")
@@ -188,15 +194,16 @@ def run_demo(directory: Path, out: Output) -> None:
             new_serial = rotated.certificate("gateway").serial_number
             backend_trust.add("gateway-2", rotated.certificate("gateway"))
             backend_trust.save(path("backend-truststore.jks"), _PASSWORD)
-            server.reload(client_ca=Truststore.load(path("backend-truststore.jks"), _PASSWORD))
+            if not backend_context.reload():
+                raise CLIError("demo: the backend did not pick up backend-truststore.jks")
             rotated.save(path("gateway.jks"), _PASSWORD)  # temp file + rename: atomic
             before = profiles.generation
             changed = profiles.reload()
             if not changed:
                 raise CLIError("demo: the reload did not pick up the new gateway.jks")
             steps.step(f"Rotation: a new gateway key pair, serial {_short(new_serial)}")
-            steps.more("backend-truststore.jks trusts it first, then gateway.jks is replaced")
-            steps.more("atomically (temp file + rename)")
+            steps.more("backend-truststore.jks trusts it first (the backend reloads it, no")
+            steps.more("restart), then gateway.jks is replaced atomically (temp file + rename)")
             steps.more(
                 f"profiles.reload() -> {changed}: generation {before} -> {profiles.generation}"
             )

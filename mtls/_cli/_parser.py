@@ -349,6 +349,11 @@ def build_parser() -> Parser:
         "--no-client-cert", action="store_true",
         help="ask for a client certificate but let clients in without one",
     )  # fmt: skip
+    serve.add_argument(
+        "--reload-interval", type=float, default=5.0, metavar="SECONDS",
+        help="check the keystore and truststore for changes this often; 0: never "
+        "(default 5)",
+    )  # fmt: skip
 
     demo = _add(
         sub,

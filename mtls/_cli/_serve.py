@@ -1,17 +1,18 @@
 """``mtls serve``: the backend half of the flow, a test server that demands a client
-certificate and prints every handshake, accepted or refused, with the reason."""
+certificate and prints every handshake, accepted or refused, with the reason. Its
+identity and trust follow the files (:class:`~mtls.RotatingServerContext`)."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from .._errors import WrongPasswordError
 from ..testing import HandshakeRecord, MTLSServer
 from ._common import (
     EXIT_OK,
+    CLIError,
     Output,
-    load_keystore,
-    load_truststore,
+    _password_hint,
     optional_key_password,
     store_password,
     truststore_password,
@@ -28,31 +29,61 @@ def _describe(record: HandshakeRecord) -> str:
 
 def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls serve``: HTTPS on ``--host:--port`` until Ctrl-C; every GET answers JSON
-    naming the client certificate that arrived."""
+    naming the client certificate that arrived. A changed keystore or truststore is
+    served from the next handshake on (checked every ``--reload-interval`` seconds)."""
+    from .._server import RotatingServerContext  # noqa: PLC0415 - not for --help
+
     password = store_password(args, args.keystore)
-    keystore = load_keystore(Path(args.keystore), password, optional_key_password(args))
-    truststore = load_truststore(Path(args.truststore), truststore_password(args, password))
-    server = MTLSServer(
-        keystore,
-        client_ca=truststore,
-        require_client_cert=not args.no_client_cert,
-        host=args.host,
-        port=args.port,
-    )
-    with server:
+    interval = args.reload_interval if args.reload_interval > 0 else None
+    try:
+        rotating = RotatingServerContext(
+            args.keystore,
+            args.truststore,
+            password=password,
+            key_password=optional_key_password(args),
+            truststore_password=truststore_password(args, password),
+            require_client_cert=not args.no_client_cert,
+            alpn_protocols=["http/1.1"],
+            reload_interval=interval,
+        )
+    except WrongPasswordError as exc:
+        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+    except ValueError as exc:
+        raise CLIError(f"--reload-interval: {exc}") from exc
+    with rotating, MTLSServer(rotating, host=args.host, port=args.port) as server:
         demand = "optional" if args.no_client_cert else "required"
         out.line(f"listening on https://{args.host}:{server.port} (client certificate {demand})")
         out.line("every GET answers JSON naming the client certificate; Ctrl-C stops")
-        seen = 0
+        every = f"every {interval:g} s" if interval else "never (--reload-interval 0)"
+        out.line(f"serving {_identity(rotating)}; the stores are checked for changes {every}")
+        seen, generation, error = 0, rotating.generation, None
         try:
             while True:
                 try:
                     records = server.wait_for_handshakes(seen + 1, timeout=1.0)
                 except TimeoutError:
-                    continue
+                    records = server.handshakes
                 for record in records[seen:]:
                     out.line(_describe(record))
                 seen = len(records)
+                if rotating.generation != generation:
+                    generation = rotating.generation
+                    out.line(f"reloaded (generation {generation}): serving {_identity(rotating)}")
+                if rotating.last_error is not error:
+                    error = rotating.last_error
+                    if error is not None:
+                        out.line(f"reload failed, the last good stays: {error}")
         except KeyboardInterrupt:
             out.line("stopped")
     return EXIT_OK
+
+
+def _identity(rotating: object) -> str:
+    from .._server import RotatingServerContext  # noqa: PLC0415
+
+    assert isinstance(rotating, RotatingServerContext)
+    found = rotating.status().identity
+    if found is None or found.subject is None:
+        return "the keystore's certificate"
+    until = found.not_after.date().isoformat() if found.not_after else "?"
+    return f"{found.subject} (until {until})"

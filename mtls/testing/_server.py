@@ -40,6 +40,7 @@ from cryptography import x509
 
 from .. import _x509
 from .._context import server_context
+from .._server import RotatingServerContext
 from .._stores import Keystore, Truststore
 from .._version import __version__
 from ._ca import CA, IssuedIdentity
@@ -288,8 +289,11 @@ class MTLSServer:
                 assert json.load(response)["client_cn"] == "client"
 
     Args:
-        identity: the server's certificate: an :class:`IssuedIdentity` or a
-            :class:`mtls.Keystore` with one key entry.
+        identity: the server's certificate: an :class:`IssuedIdentity`, a
+            :class:`mtls.Keystore` with one key entry, or a
+            :class:`mtls.RotatingServerContext` (its context is served as it is, and
+            follows its files; ``client_ca``, ``require_client_cert`` and
+            ``maximum_version`` are its own then).
         client_ca: who may connect: a :class:`CA`, several, or a
             :class:`mtls.Truststore`. ``None`` trusts the root of the CA that
             issued ``identity`` (an :class:`IssuedIdentity` is required then).
@@ -312,7 +316,7 @@ class MTLSServer:
 
     def __init__(
         self,
-        identity: IssuedIdentity | Keystore,
+        identity: IssuedIdentity | Keystore | RotatingServerContext,
         *,
         client_ca: CA | Truststore | Sequence[CA] | None = None,
         require_client_cert: bool = True,
@@ -350,10 +354,17 @@ class MTLSServer:
 
     def _build_context(
         self,
-        identity: IssuedIdentity | Keystore,
+        identity: IssuedIdentity | Keystore | RotatingServerContext,
         client_ca: CA | Truststore | Sequence[CA] | None,
         require_client_cert: bool,
     ) -> ssl.SSLContext:
+        if isinstance(identity, RotatingServerContext):
+            if client_ca is not None or self._maximum_version is not None:
+                raise ValueError(
+                    "a RotatingServerContext brings its own trust and settings (its "
+                    "files and constructor): give no client_ca or maximum_version"
+                )
+            return identity.context  # served as it is: it switches each handshake itself
         if client_ca is None:
             if not isinstance(identity, IssuedIdentity):
                 raise ValueError(
@@ -391,7 +402,7 @@ class MTLSServer:
 
     def reload(
         self,
-        identity: IssuedIdentity | Keystore | None = None,
+        identity: IssuedIdentity | Keystore | RotatingServerContext | None = None,
         *,
         client_ca: CA | Truststore | Sequence[CA] | None = None,
         require_client_cert: bool | None = None,

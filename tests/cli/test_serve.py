@@ -55,6 +55,7 @@ def test_serve_and_probe(flow: Path) -> None:
         assert match, first + (server.stderr.read() if server.poll() is not None else "")
         port = match.group(1)
         assert "Ctrl-C" in server.stdout.readline()
+        assert "serving CN=localhost" in server.stdout.readline()
         ok = mtls("probe", f"https://localhost:{port}/", "--keystore", "gateway.jks",
                   "--truststore", "gw-trust.jks", cwd=flow)  # fmt: skip
         assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -72,4 +73,44 @@ def test_serve_and_probe(flow: Path) -> None:
         out, err = server.communicate(timeout=20)
     assert server.returncode == 0, err
     assert "stopped" in out
+    assert PASSWORD not in out + err
+
+
+def test_serve_follows_its_truststore(flow: Path) -> None:
+    """The backend trusts a new gateway certificate without a restart."""
+    env = {**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mtls", "serve", "--keystore", "backend.jks", "--truststore",
+         "backend-trust.jks", "--port", "0", "--reload-interval", "0.05"],
+        cwd=flow, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        match = re.search(r"https://127\.0\.0\.1:(\d+)", server.stdout.readline())
+        assert match, server.stderr.read() if server.poll() is not None else ""
+        url = f"https://localhost:{match.group(1)}/"
+        assert "every 0.05 s" in server.stdout.readline() + server.stdout.readline()
+        steps = [
+            ("genkey", "--keystore", "gateway2.jks", "--alias", "gateway", "--dname",
+             "CN=gateway2", "--key-type", "EC"),
+            ("export", "--keystore", "gateway2.jks", "--alias", "gateway", "--file", "gw2.cer"),
+        ]  # fmt: skip
+        for step in steps:
+            assert mtls(*step, cwd=flow).returncode == 0
+        probe = ("probe", url, "--keystore", "gateway2.jks", "--truststore", "gw-trust.jks")
+        assert mtls(*probe, cwd=flow).returncode == 1  # not trusted yet
+        assert server.stdout.readline().startswith("refused")
+        # keytool-style import writes a temp file and renames it over the truststore.
+        imported = mtls("import", "--file", "gw2.cer", "--alias", "gateway2", "--keystore",
+                        "backend-trust.jks", cwd=flow)  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        line = server.stdout.readline()  # the server says when it has reloaded
+        assert line.startswith("reloaded (generation 1)"), line
+        ok = mtls(*probe, cwd=flow)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "accepted" in server.stdout.readline()
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
     assert PASSWORD not in out + err

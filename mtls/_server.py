@@ -1,0 +1,601 @@
+"""RotatingServerContext: one ``ssl.SSLContext`` for a server, whose identity and
+client trust follow the keystore and truststore files.
+
+How it works
+------------
+A server takes its ``ssl.SSLContext`` once (``asyncio.start_server(ssl=...)``,
+aiohttp's ``TCPSite(ssl_context=...)``, uvicorn's ``ssl_context_factory``,
+``wrap_socket``). :attr:`RotatingServerContext.context` is that object: it is never
+changed after it is handed out. Its ``sni_callback`` runs for every incoming
+handshake (OpenSSL calls it whether or not the client sent a name) and switches the
+connection to the *current inner context* (``ssl_object.context = inner``, the way
+the :mod:`ssl` documentation gives for choosing a context per connection). Inner
+contexts are built by :func:`mtls.server_context` and never changed either: a
+rotation builds a new one and publishes it in a new snapshot.
+
+The snapshot is kept current by the same :class:`~mtls._engine.Engine` as a profile
+set's (content fingerprints, settled reads, keep-last-good, Kubernetes ``..data``
+swaps, subscribers, ``close()``); :class:`ServerPlan` is this consumer's plan. A
+connection's handshake reads the snapshot reference once; connections already open
+keep the context they were switched to.
+
+What the switch carries over (OpenSSL's ``SSL_set_SSL_CTX``): the certificate and
+key, and the trust anchors client certificates are verified against, come from the
+inner context; settings OpenSSL copies into each connection when it is created come
+from the outer context: ``verify_mode``, ``verify_flags``, ``options``,
+``minimum_version``/``maximum_version``. Both are made from the same arguments, so
+they agree. ALPN is chosen by the inner context's callback: ALPN protocols are given
+to the constructor (``alpn_protocols``) and set on every inner context; calling
+``set_alpn_protocols`` on :attr:`~RotatingServerContext.context` has no effect (see
+docs/servers.md). Session tickets are off (TLS 1.3 and 1.2), so a client cannot
+resume a session that an earlier truststore accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import ssl
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import _x509
+from ._build import _validate_validity
+from ._config import StoreConfig, _as_secret
+from ._context import server_context
+from ._engine import Callback, Engine, Outcome, Problem, check_seconds
+from ._errors import KeystoreError, MTLSError
+from ._reading import Reading, Unstable
+from ._secret import Secret, scrub_tracebacks
+from ._status import AnchorStatus, FileStatus, IdentityStatus, anchor, identity
+from ._stores import StoreRole, Truststore, load_store, store_open_error
+
+log = logging.getLogger("mtls")
+
+#: What a chained SNI callback is: ``(ssl_object, server_name, context) -> alert or None``.
+SNICallback = Callable[[Any, str | None, ssl.SSLContext], int | None]
+
+
+# --------------------------------------------------------------------------- the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSnapshot:
+    """What a :class:`RotatingServerContext` serves, immutable; replaced whole.
+
+    It satisfies :class:`mtls._engine.Published`.
+    """
+
+    generation: int
+    context: ssl.SSLContext  # the inner context new handshakes are switched to
+    files: tuple[tuple[str, str, str], ...]  # (role, path as shown, sha256)
+    subject: str | None
+    serial: int | None
+    not_after: _dt.datetime | None
+    truststore: Truststore = field(repr=False)
+    # Another context from the same material, never one handed out (the outer context).
+    make: Callable[[], ssl.SSLContext] = field(repr=False, compare=False)
+    watched: tuple[Path, ...]
+    loaded_at: _dt.datetime
+    changed_at: _dt.datetime
+    error: MTLSError | None = None
+    pending: bool = False
+
+    @property
+    def errors(self) -> tuple[MTLSError, ...]:
+        """The last check's error, if any (the material served is the last good)."""
+        return (self.error,) if self.error is not None else ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """Everything that shapes an inner context, besides the files."""
+
+    keystore: StoreConfig
+    truststore: StoreConfig
+    require_client_cert: bool
+    minimum_version: ssl.TLSVersion
+    ciphers: str | None
+    alpn_protocols: tuple[str, ...] | None
+
+
+class ServerPlan:
+    """How a rotating server context's snapshots are made from its two files: the
+    :class:`~mtls._engine.Plan` of :class:`RotatingServerContext`.
+
+    Thread-free: the engine calls it under its lock, one check at a time.
+    """
+
+    def __init__(self, settings: _Settings) -> None:
+        self.settings = settings
+        self.where = settings.keystore.shown_location
+        self.watched = tuple(sorted({settings.keystore.location, settings.truststore.location}))
+        # The digests of files that failed to build, and why: not parsed again.
+        self._failed: tuple[tuple[str | None, str | None], MTLSError] | None = None
+
+    def _read(self, reading: Reading, config: StoreConfig, role: StoreRole) -> tuple[bytes, str]:
+        try:
+            return reading.read(config.location)
+        except OSError as exc:
+            # One translation for every way a store is opened (KeystoreNotFoundError when
+            # missing); not chained: the OSError may name a placeholder's value.
+            raise store_open_error(config, role, exc) from None
+
+    def build(self, reading: Reading, generation: int, *, replacing: bool) -> ServerSnapshot:
+        """A snapshot from the files as they are now (settled).
+
+        Raises:
+            MTLSError: a store does not load, or the material is refused.
+            Unstable: a file is still being written.
+            Interrupted: ``close()`` was called.
+        """
+        s = self.settings
+        key_bytes, key_digest = self._read(reading, s.keystore, "keystore")
+        trust_bytes, trust_digest = self._read(reading, s.truststore, "truststore")
+        reading.checkpoint()
+        keystore = load_store(s.keystore, "keystore", data=key_bytes)
+        truststore = load_store(s.truststore, "truststore", data=trust_bytes)
+        reading.checkpoint()
+        alias, _, chain = keystore.key_entry(s.keystore.alias)
+        subject, serial, not_before, not_after = _leaf(chain[0])
+        if replacing:
+            where = s.keystore.shown_location
+            _validate_validity(subject, not_before, not_after, where, whose="server")
+
+        def make() -> ssl.SSLContext:
+            ctx = server_context(
+                keystore,
+                truststore,
+                require_client_cert=s.require_client_cert,
+                alias=alias,
+                minimum_version=s.minimum_version,
+                ciphers=s.ciphers,
+            )
+            _finish(ctx, s.alpn_protocols)  # ours alone until published
+            return ctx
+
+        ctx = make()
+        now = _dt.datetime.now(_dt.UTC)
+        return ServerSnapshot(
+            generation=generation,
+            context=ctx,
+            files=(
+                ("keystore", s.keystore.shown_location, key_digest),
+                ("truststore", s.truststore.shown_location, trust_digest),
+            ),
+            subject=subject,
+            serial=serial,
+            not_after=not_after,
+            truststore=truststore,
+            make=make,
+            watched=self.watched,
+            loaded_at=now,
+            changed_at=now,
+        )
+
+    # ------------------------------------------------------------------ the Plan protocol
+
+    def first(self, reading: Reading, *, last: bool) -> ServerSnapshot:
+        """The first snapshot: both stores load, or the constructor raises.
+
+        Raises:
+            Unstable: a file was caught mid-write (the engine reads again).
+            MTLSError: a store does not load.
+        """
+        reading.settle(self.watched)  # one settle delay for both files
+        return self.build(reading, 0, replacing=False)
+
+    def unsettled(self, exc: Unstable, attempts: int) -> MTLSError:
+        """The error when every first read caught a file mid-write."""
+        return KeystoreError(
+            f"{exc.path}: still being written (it changed between two reads, {attempts} "
+            "times): start the server once it is complete",
+            path=exc.path,
+        )
+
+    def check(self, reading: Reading, old: ServerSnapshot) -> Outcome[ServerSnapshot]:
+        """The next snapshot: ``old`` when neither file's content changed, else one
+        built from the new bytes; on any error, ``old`` with the error (last good kept).
+
+        Raises:
+            Interrupted: ``close()`` was called.
+        """
+        s = self.settings
+        try:
+            digests = (reading.digest(s.keystore.location), reading.digest(s.truststore.location))
+            if digests == (old.files[0][2], old.files[1][2]):
+                return Outcome(replace(old, error=None, pending=False), False)
+            if self._failed is not None and self._failed[0] == digests:
+                # The same bytes failed before: say so again without paying for the
+                # parse (a hostile PKCS#12 can cost seconds of key derivation per try).
+                return Outcome(replace(old, error=self._failed[1], pending=False), False)
+            new = self.build(reading, old.generation + 1, replacing=True)
+        except Unstable:
+            return Outcome(replace(old, pending=True), False)  # next check looks again
+        except MTLSError as exc:
+            self._failed = (digests, exc)
+            return Outcome(replace(old, error=exc, pending=False), False)
+        self._failed = None
+        log.info("%s: server identity reloaded: %s -> %s", self.where, _who(old), _who(new))
+        return Outcome(new, True)
+
+    def broken(self, old: ServerSnapshot, exc: BaseException) -> ServerSnapshot:
+        """``old`` kept whole after an unexpected failure, with an error saying so."""
+        error = MTLSError(
+            f"{self.where}: unexpected {type(exc).__name__} during a reload: the last good "
+            "identity and trust stay; the next check looks again"
+        )
+        return replace(old, error=error, pending=True)
+
+    def problems(self, snapshot: ServerSnapshot) -> Mapping[Hashable, Problem]:
+        """The snapshot's error, logged once."""
+        if snapshot.error is None:
+            return {}
+        return {
+            ("server", str(snapshot.error)): (
+                str(snapshot.error),
+                "new connections keep the last good identity and trust",
+                None,
+            )
+        }
+
+
+def _finish(ctx: ssl.SSLContext, alpn: tuple[str, ...] | None) -> None:
+    """Settings common to the outer and every inner context, made before any use."""
+    # No session tickets (TLS 1.3 and 1.2): a resumed session skips client-certificate
+    # verification, so a ticket issued under an earlier truststore would let its
+    # holder in after that trust was withdrawn. The ticket keys live in the outer
+    # context (OpenSSL's session context), which never rotates.
+    ctx.options |= ssl.OP_NO_TICKET
+    ctx.num_tickets = 0
+    if alpn:
+        # On the inner contexts too: OpenSSL asks the *current* context's ALPN callback.
+        ctx.set_alpn_protocols(list(alpn))
+
+
+def _leaf(
+    der: bytes,
+) -> tuple[str | None, int | None, _dt.datetime | None, _dt.datetime | None]:
+    try:
+        cert = _x509.load_cert(der)
+        return (
+            _x509.subject_text(cert),
+            _x509.serial_number(cert),
+            _x509.not_before(cert),
+            _x509.not_after(cert),
+        )
+    except ValueError:
+        # OpenSSL may take what cryptography refuses: serve it, without status details.
+        return None, None, None, None
+
+
+def _who(snapshot: ServerSnapshot) -> str:
+    expiry = snapshot.not_after.date().isoformat() if snapshot.not_after else "?"
+    return f"{snapshot.subject} (until {expiry})"
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerStatus:
+    """A :class:`RotatingServerContext`'s health, from one snapshot.
+
+    Attributes:
+        generation: grows by one per applied change (0 after the first load).
+        reloading: the background thread is running.
+        require_client_cert: clients without a trusted certificate are refused.
+        checked_at: when this status was made.
+        last_reload: when the identity or trust served now was published.
+        files: the keystore and truststore the served material was built from.
+        identity: the server certificate presented.
+        anchors: the truststore's anchors that expire soonest, soonest first (at most
+            :data:`ANCHORS_SHOWN`).
+        errors: the last check's error (the last good material is still served).
+    """
+
+    ANCHORS_SHOWN = 3
+
+    generation: int
+    reloading: bool
+    require_client_cert: bool
+    checked_at: _dt.datetime
+    last_reload: _dt.datetime
+    files: tuple[FileStatus, ...]
+    identity: IdentityStatus | None
+    anchors: tuple[AnchorStatus, ...]
+    errors: tuple[MTLSError, ...]
+
+    @property
+    def healthy(self) -> bool:
+        """No errors."""
+        return not self.errors
+
+    @property
+    def last_error(self) -> MTLSError | None:
+        """The first of :attr:`errors` (``None`` when healthy)."""
+        return self.errors[0] if self.errors else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``,
+        ``require_client_cert``, ``checked_at``, ``last_reload``, ``files``,
+        ``identity``, ``anchors``, ``last_error``, ``errors`` (messages)."""
+        return {
+            "generation": self.generation,
+            "healthy": self.healthy,
+            "reloading": self.reloading,
+            "require_client_cert": self.require_client_cert,
+            "checked_at": self.checked_at.isoformat(),
+            "last_reload": self.last_reload.isoformat(),
+            "files": [f.to_dict() for f in self.files],
+            "identity": self.identity.to_dict() if self.identity is not None else None,
+            "anchors": [a.to_dict() for a in self.anchors],
+            "last_error": str(self.last_error) if self.last_error is not None else None,
+            "errors": [str(e) for e in self.errors],
+        }
+
+
+# --------------------------------------------------------------------------- the public class
+
+
+def _store(
+    given: str | os.PathLike[str] | StoreConfig,
+    password: str | Secret | None,
+    key_password: str | Secret | None,
+    alias: str | None,
+    *,
+    role: StoreRole,
+) -> StoreConfig:
+    if isinstance(given, StoreConfig):
+        if password is not None or key_password is not None or alias is not None:
+            raise ValueError(
+                f"the {role} is a StoreConfig: give its password, key password and alias "
+                "in the StoreConfig, not as arguments"
+            )
+        return given
+    return StoreConfig(
+        location=Path(os.path.abspath(given)),
+        password=_as_secret(password),
+        key_password=_as_secret(key_password),
+        alias=alias,
+    )
+
+
+class RotatingServerContext:
+    """A server's ``ssl.SSLContext`` whose identity and client trust follow the files.
+
+    Hand :attr:`context` to the server once; it never changes. Each new handshake is
+    served with the current keystore and verified against the current truststore:
+    when a file's content changes, the next check (every ``reload_interval``
+    seconds, or :meth:`reload`) builds new material and new connections use it;
+    connections already open carry on with what they started with. A replacement
+    that does not load keeps the last good material, and is reported in
+    :meth:`status` and the log until it is fixed.
+
+    Trust is Java's: every certificate in the truststore is an anchor (a client's
+    own self-signed certificate, an intermediate). No host names are checked.
+
+    Use it as a context manager, or call :meth:`close`, to stop the reload thread.
+
+    Example::
+
+        server = mtls.RotatingServerContext(
+            "backend.jks", "backend-truststore.jks", password=..., reload_interval=60
+        )
+        await asyncio.start_server(handler, port=8443, ssl=server.context)
+
+    Args:
+        keystore: the server's identity: a path, or a :class:`mtls.StoreConfig`.
+        truststore: the anchors for client certificates: a path or a
+            :class:`mtls.StoreConfig`.
+        password: the keystore's password (with a path).
+        key_password: the key's password, when it differs from ``password``.
+        truststore_password: the truststore's password (default: ``password``).
+        alias: the key entry to serve when the keystore holds several.
+        require_client_cert: ``True`` refuses clients without a trusted certificate;
+            ``False`` asks for one, verifies it when sent, and lets others in.
+        minimum_version: the lowest TLS version accepted.
+        ciphers: an OpenSSL cipher string for TLS 1.2.
+        alpn_protocols: ALPN protocols to offer (``["h2", "http/1.1"]``), set on
+            every context; ``set_alpn_protocols`` on :attr:`context` would not apply.
+        sni_callback: your own ``sni_callback(ssl_object, server_name, context)``,
+            called after the connection was switched to the current material (it may
+            switch it again, or return an alert number to refuse).
+        reload_interval: seconds between background checks; ``None``: no thread,
+            call :meth:`reload` yourself.
+        settle_delay: seconds between the two reads that confirm a changed file is
+            complete.
+
+    Raises:
+        KeystoreNotFoundError: a store file does not exist.
+        WrongPasswordError: a password is wrong.
+        KeystoreFormatError: a file is not a readable store, or the truststore is empty.
+        KeyEntryError: no usable key entry (or several and no ``alias``).
+        ValueError: ``reload_interval`` or ``settle_delay`` out of range, or
+            passwords given beside a :class:`~mtls.StoreConfig`.
+    """
+
+    _engine: Engine[ServerSnapshot] | None = None  # repr() and close() work at every stage
+
+    @scrub_tracebacks  # passwords never linger in an escaping traceback
+    def __init__(
+        self,
+        keystore: str | os.PathLike[str] | StoreConfig,
+        truststore: str | os.PathLike[str] | StoreConfig,
+        *,
+        password: str | Secret | None = None,
+        key_password: str | Secret | None = None,
+        truststore_password: str | Secret | None = None,
+        alias: str | None = None,
+        require_client_cert: bool = True,
+        minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+        ciphers: str | None = None,
+        alpn_protocols: Sequence[str] | None = None,
+        sni_callback: SNICallback | None = None,
+        reload_interval: float | None = None,
+        settle_delay: float = 0.1,
+    ) -> None:
+        interval = (
+            None
+            if reload_interval is None
+            else check_seconds("reload_interval", reload_interval, zero=False)
+        )
+        settle = check_seconds("settle_delay", settle_delay, zero=True)
+        if isinstance(alpn_protocols, str):
+            raise TypeError('alpn_protocols is a list of names: ["h2", "http/1.1"]')
+        trust_password = truststore_password if truststore_password is not None else password
+        if isinstance(truststore, StoreConfig):
+            trust_password = truststore_password
+        settings = _Settings(
+            keystore=_store(keystore, password, key_password, alias, role="keystore"),
+            truststore=_store(truststore, trust_password, None, None, role="truststore"),
+            require_client_cert=require_client_cert,
+            minimum_version=minimum_version,
+            ciphers=ciphers,
+            alpn_protocols=tuple(alpn_protocols) if alpn_protocols else None,
+        )
+        self._settings = settings
+        self._chained = sni_callback
+        name = f"mtls-server-{settings.keystore.location.name}"
+        engine = Engine(ServerPlan(settings), settle_delay=settle, interval=interval, name=name)
+        self._engine = engine
+        # The outer context: what the server takes. Made like every inner one, from the
+        # first material (so the per-connection settings OpenSSL copies from it agree
+        # with theirs); its only job after that is to switch each handshake.
+        try:
+            outer = engine.snapshot.make()
+        except BaseException:
+            engine.close()
+            raise
+        outer.sni_callback = self._switch
+        self._outer = outer
+
+    def _switch(self, ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
+        # The hot path: one attribute read of the published snapshot, one assignment.
+        ssl_object.context = self._engine.snapshot.context  # type: ignore[union-attr]
+        chained = self._chained
+        return None if chained is None else chained(ssl_object, server_name, ctx)
+
+    # ------------------------------------------------------------------ the contexts
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The ``ssl.SSLContext`` to give the server, once. Never changes; do not
+        change it either (its ``sni_callback`` is what switches each handshake)."""
+        return self._outer
+
+    @property
+    def alpn_protocols(self) -> tuple[str, ...] | None:
+        """The ALPN protocols every context offers (``None``: no ALPN)."""
+        return self._settings.alpn_protocols
+
+    @property
+    def current(self) -> ssl.SSLContext:
+        """The inner context new handshakes are switched to now (for a chained
+        ``sni_callback`` that picks between several servers' material)."""
+        return self._snapshot.context
+
+    @property
+    def _snapshot(self) -> ServerSnapshot:
+        assert self._engine is not None
+        return self._engine.snapshot
+
+    # ------------------------------------------------------------------ reloading
+
+    def reload(self) -> bool:
+        """Check both files now and apply what changed.
+
+        Safe from any thread, also while the background thread runs. Never raises for
+        bad files: the last good material stays, and the error is in :attr:`last_error`
+        and :meth:`status` until a later check succeeds. After :meth:`close` it does
+        nothing and returns False.
+
+        Returns:
+            True if new material was published (:attr:`generation` grew by one).
+        """
+        assert self._engine is not None
+        return self._engine.check()
+
+    @property
+    def generation(self) -> int:
+        """Grows by one with each applied change (0 after the first load)."""
+        return self._snapshot.generation
+
+    @property
+    def last_error(self) -> MTLSError | None:
+        """The last check's error, or ``None`` when all is well."""
+        return self._snapshot.error
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(old_generation, new_generation)`` after each applied change,
+        in generation order, outside any lock (as :meth:`mtls.SSLProfileSet.subscribe`).
+
+        Returns:
+            A function that unsubscribes the callback.
+        """
+        assert self._engine is not None
+        return self._engine.subscribe(callback)
+
+    def unsubscribe(self, callback: Callback) -> None:
+        """Stop calling ``callback`` (no error if it was not subscribed)."""
+        assert self._engine is not None
+        self._engine.unsubscribe(callback)
+
+    @property
+    def reloading(self) -> bool:
+        """True while the background reload thread runs (False after :meth:`close`)."""
+        return self._engine is not None and self._engine.reloading
+
+    def close(self) -> None:
+        """Stop the reload thread. Idempotent; the context keeps serving the last
+        material (a server still using it is not affected)."""
+        if self._engine is not None:
+            self._engine.close()
+
+    def __enter__(self) -> RotatingServerContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ health
+
+    def status(self) -> ServerStatus:
+        """The server material's health, from one snapshot; never reads a file.
+
+        Returns:
+            A frozen record (``to_dict()`` for JSON). Never a secret.
+        """
+        snapshot = self._snapshot
+        now = _dt.datetime.now(_dt.UTC)
+        anchors = _anchors(snapshot.truststore)[: ServerStatus.ANCHORS_SHOWN]
+        return ServerStatus(
+            generation=snapshot.generation,
+            reloading=self.reloading,
+            require_client_cert=self._settings.require_client_cert,
+            checked_at=now,
+            last_reload=snapshot.changed_at,
+            files=tuple(FileStatus(role=r, path=p, sha256=d) for r, p, d in snapshot.files),
+            identity=identity(snapshot.subject, snapshot.serial, snapshot.not_after, now),
+            anchors=tuple(anchor(a, s, n, now) for a, s, n in anchors),
+            errors=snapshot.errors,
+        )
+
+    def __repr__(self) -> str:
+        where = self._settings.keystore.shown_location if hasattr(self, "_settings") else "?"
+        if self._engine is None:
+            return f"<RotatingServerContext {where!r}, not loaded>"
+        timer = f", reloading every {self._engine.interval:g}s" if self.reloading else ""
+        return f"<RotatingServerContext {where!r}, generation {self.generation}{timer}>"
+
+
+def _anchors(truststore: Truststore) -> list[tuple[str, str | None, _dt.datetime | None]]:
+    rows = [
+        (alias, _x509.subject_text(cert), _x509.not_after(cert))
+        for alias, cert in truststore.certificates.items()
+    ]
+    far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
+    return sorted(rows, key=lambda row: row[2] or far)

@@ -1,0 +1,307 @@
+"""RotatingServerContext on its own: rotation while serving, client-trust rotation,
+keep-last-good, status, close, and what carries over from the context a server takes
+(options, versions, ALPN, SNI callbacks, session resumption). Real handshakes over
+loopback through the stdlib server (the listening socket wrapped, as the ssl docs show)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls.testing import CA, replace_atomically, swap_symlinked_dir
+from tests._helpers import PASSWORD, wait_for
+from tests.servers._servers import (
+    Connection,
+    Estate,
+    get,
+    handshake,
+    make_estate,
+    refused,
+    stdlib_server,
+)
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Estate:
+    return make_estate(tmp_path)
+
+
+def test_rotation_while_serving(estate: Estate) -> None:
+    """An open keep-alive connection carries on with the old identity; the next
+    handshake presents the new one; a client trusting only the new CA gets in after
+    the swap and not before."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        kept = Connection(port, estate.client())
+        body, old_serial = kept.get()
+        assert body["client_cn"] == "gateway"
+        new_ca = CA(name="new server CA")
+        only_new = estate.client(trust=new_ca)
+        assert isinstance(refused(port, only_new), ssl.SSLCertVerificationError)
+
+        new_serial = estate.write_identity(new_ca)
+        assert server.reload() is True and server.generation == 1
+        assert get(port, only_new)[1] == new_serial  # the next handshake: new identity
+        assert kept.get()[1] == old_serial  # the open connection: as it started
+        # The old CA's clients no longer get in: the server's certificate changed.
+        assert isinstance(refused(port, estate.client()), ssl.SSLCertVerificationError)
+        kept.close()
+        assert server.context is not server.current  # the handed-out object never changed
+
+
+def test_the_truststore_rotates_too(estate: Estate) -> None:
+    other = CA(name="other client CA")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        refused(port, estate.client(client_ca=other))  # before: not trusted
+        estate.trust(estate.client_ca, other)
+        assert server.reload() is True
+        assert get(port, estate.client(client_ca=other))[0]["client_cn"] == "gateway"
+        estate.trust(other)  # the old CA withdrawn: its clients are refused
+        assert server.reload() is True
+        refused(port, estate.client())
+        assert get(port, estate.client(client_ca=other))[0]["client_cn"] == "gateway"
+
+
+def test_negative_twins(estate: Estate) -> None:
+    with estate.server() as server, stdlib_server(server.context) as port:
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
+        refused(port, estate.bare_client())  # no client certificate
+        refused(port, estate.client(client_ca=CA(name="stranger")))  # another CA
+        assert server.generation == 0 and server.last_error is None
+
+
+def test_an_optional_client_certificate(estate: Estate) -> None:
+    with (
+        estate.server(require_client_cert=False) as server,
+        stdlib_server(server.context) as port,
+    ):
+        assert get(port, estate.bare_client())[0]["client_cn"] is None
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
+        refused(port, estate.client(client_ca=CA(name="stranger")))  # sent, so verified
+
+
+def test_start_up_errors_are_the_stores_errors(estate: Estate, tmp_path: Path) -> None:
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.RotatingServerContext(estate.keystore, estate.truststore, password="wrong-pass")
+    assert "wrong-pass" not in str(info.value) and PASSWORD not in str(info.value)
+    with pytest.raises(mtls.KeystoreNotFoundError, match=r"missing\.jks"):
+        mtls.RotatingServerContext(tmp_path / "missing.jks", estate.truststore, password=PASSWORD)
+    empty = tmp_path / "empty.jks"
+    empty.write_bytes(mtls.Truststore().to_bytes(PASSWORD))
+    with pytest.raises(mtls.KeystoreFormatError, match="empty"):
+        mtls.RotatingServerContext(estate.keystore, empty, password=PASSWORD)
+    with pytest.raises(ValueError, match="reload_interval"):
+        estate.server(reload_interval=0)
+    config = mtls.StoreConfig(location=estate.keystore, password=PASSWORD)
+    with pytest.raises(ValueError, match="StoreConfig"):
+        mtls.RotatingServerContext(config, estate.truststore, password=PASSWORD)
+    # The positive twin: StoreConfig for both stores.
+    trust = mtls.StoreConfig(location=estate.truststore, password=PASSWORD)
+    with mtls.RotatingServerContext(config, trust) as server:
+        assert server.generation == 0
+
+
+def test_a_damaged_replacement_keeps_the_last_good_and_says_so(estate: Estate) -> None:
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        good = estate.keystore.read_bytes()
+        estate.keystore.write_bytes(good[: len(good) // 2])  # truncated
+        assert server.reload() is False
+        status = server.status()
+        assert not status.healthy and isinstance(status.last_error, mtls.KeystoreFormatError)
+        assert str(estate.keystore) in str(status.last_error)
+        assert get(port, estate.client())[1] == serial  # still served, as before
+        shown = status.to_dict()
+        assert shown["healthy"] is False and shown["errors"] == [str(status.last_error)]
+        assert PASSWORD not in json.dumps(shown)
+        assert server.reload() is False and server.last_error is status.last_error  # no re-parse
+
+        estate.keystore.write_bytes(good)  # fixed: healthy again, nothing to rotate
+        assert server.reload() is False and server.status().healthy
+
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+        expired = estate.server_ca.issue_cert("localhost", not_after=past)
+        estate.keystore.write_bytes(expired.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False
+        assert "expired" in str(server.last_error)
+        assert get(port, estate.client())[1] == serial
+
+
+def test_status_is_typed_frozen_and_json_ready(estate: Estate) -> None:
+    with estate.server() as server:
+        status = server.status()
+    assert isinstance(status, mtls.ServerStatus)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status.generation = 3  # type: ignore[misc]
+    assert status.healthy and status.last_error is None and not status.reloading
+    assert status.identity is not None and "CN=localhost" in str(status.identity.subject)
+    assert status.identity.days_left is not None and status.identity.days_left > 0
+    assert [a.subject for a in status.anchors] == ["CN=client CA,O=mtls.testing"]
+    assert [f.role for f in status.files] == ["keystore", "truststore"]
+    shown = status.to_dict()
+    assert json.loads(json.dumps(shown)) == shown
+    assert {"generation", "healthy", "reloading", "files", "identity", "anchors", "errors"} <= set(
+        shown
+    )
+
+
+def test_the_thread_reloads_and_close_stops_it(estate: Estate) -> None:
+    server = estate.server(reload_interval=0.02)
+    seen: list[tuple[int, int]] = []
+    server.subscribe(lambda old, new: seen.append((old, new)))
+    names = {t.name for t in threading.enumerate()}
+    assert server.reloading and "mtls-server-backend.jks" in names
+    estate.write_identity(estate.server_ca, name="second")
+    wait_for(lambda: server.generation == 1)
+    assert seen == [(0, 1)]
+    server.close()
+    server.close()  # idempotent
+    assert not server.reloading
+    wait_for(lambda: "mtls-server-backend.jks" not in {t.name for t in threading.enumerate()})
+    estate.write_identity(estate.server_ca, name="third")
+    assert server.reload() is False and server.generation == 1  # closed: nothing more
+    assert "generation 1" in repr(server)
+
+
+def test_a_kubernetes_secret_swap_is_seen(tmp_path: Path) -> None:
+    """Mounted secrets change by swapping the ``..data`` symlink: new inode, same names."""
+    ca = CA(name="k8s CA")
+    files = {
+        "tls.jks": ca.issue_cert("localhost", "127.0.0.1").keystore().to_bytes(PASSWORD),
+        "trust.jks": ca.truststore().to_bytes(PASSWORD),
+    }
+    mount = tmp_path / "secret"
+    swap_symlinked_dir(mount, files)
+    with mtls.RotatingServerContext(
+        mount / "tls.jks", mount / "trust.jks", password=PASSWORD, settle_delay=0
+    ) as server:
+        assert server.reload() is False
+        new = ca.issue_cert("localhost", "127.0.0.1")
+        swap_symlinked_dir(mount, {**files, "tls.jks": new.keystore().to_bytes(PASSWORD)})
+        assert server.reload() is True
+        client = mtls.client_context(ca.issue_cert("c").keystore(), ca.truststore())
+        with stdlib_server(server.context) as port:
+            assert handshake(port, client) == new.certificate.serial_number
+
+
+def test_what_the_server_sets_on_the_context_it_takes(estate: Estate) -> None:
+    """Per-connection settings (versions, options, verify mode) come from the context
+    the server was given; ALPN comes from the constructor: set on the given context,
+    it would not apply (OpenSSL asks the context the handshake was switched to)."""
+    with estate.server() as server:
+        server.context.maximum_version = ssl.TLSVersion.TLSv1_2  # what a framework may do
+        server.context.set_alpn_protocols(["h2"])  # ignored: see docs/servers.md
+        client = estate.client()
+        client.set_alpn_protocols(["h2", "http/1.1"])
+        with stdlib_server(server.context) as port, _tls(port, client) as tls:
+            assert tls.version() == "TLSv1.2"
+            assert tls.selected_alpn_protocol() is None
+    with estate.server(alpn_protocols=["h2", "http/1.1"]) as server:
+        assert server.alpn_protocols == ("h2", "http/1.1")
+        with stdlib_server(server.context) as port, _tls(port, client) as tls:
+            assert tls.version() == "TLSv1.3"
+            assert tls.selected_alpn_protocol() == "h2"
+    with pytest.raises(TypeError, match="list"):
+        estate.server(alpn_protocols="h2")
+
+
+def _tls(port: int, ctx: ssl.SSLContext) -> ssl.SSLSocket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(sock, server_hostname="localhost")
+
+
+def test_a_chained_sni_callback(estate: Estate) -> None:
+    names: list[str | None] = []
+
+    def mine(ssl_object: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> int | None:
+        names.append(name)
+        return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME if name == "refuse.test" else None
+
+    with estate.server(sni_callback=mine) as server, stdlib_server(server.context) as port:
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
+        client = estate.client()
+        client.check_hostname = False
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            handshake(port, client, host="refuse.test")
+    assert names == ["localhost", "refuse.test"]
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_no_session_resumes_across_a_trust_change(estate: Estate, version: ssl.TLSVersion) -> None:
+    """A resumed session skips client-certificate verification: the rotating context
+    issues no tickets, so nothing accepted under an old truststore can come back.
+    The control: a plain server_context does resume."""
+    keystore = mtls.Keystore.load(estate.keystore, PASSWORD)
+    plain = mtls.server_context(keystore, mtls.Truststore.load(estate.truststore, PASSWORD))
+    with estate.server() as server:
+        for ctx, resumes in ((plain, True), (server.context, False)):
+            client = estate.client()
+            client.maximum_version = version
+            with stdlib_server(ctx) as port:
+                session = _session(port, client)
+                assert session is not None
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                with client.wrap_socket(sock, server_hostname="localhost", session=session) as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    tls.recv(1)
+                    assert tls.session_reused is resumes, (ctx, version)
+
+
+def _session(port: int, client: ssl.SSLContext) -> ssl.SSLSession | None:
+    with _tls(port, client) as tls:
+        # TLS 1.3 tickets arrive after the handshake: read a response first.
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        tls.recv(1)
+        return tls.session
+
+
+def test_repr_names_no_secret(estate: Estate) -> None:
+    with estate.server(reload_interval=30) as server:
+        shown = repr(server)
+    assert "backend.jks" in shown and "reloading every 30s" in shown
+    assert PASSWORD not in shown and os.fspath(estate.truststore) not in shown
+
+
+def test_handshakes_during_rotations_all_succeed(estate: Estate) -> None:
+    """Clients on several threads connect without pause while another thread rotates
+    the identity again and again: every handshake completes, with a whole identity
+    (one of those published), never a failure."""
+    identities = [estate.server_ca.issue_cert("localhost", "127.0.0.1") for _ in range(4)]
+    published = {i.certificate.serial_number for i in identities}
+    with estate.server() as server, stdlib_server(server.context) as port:
+        published.add(handshake(port, estate.client()))
+        stop = threading.Event()
+        seen: list[int] = []
+        failures: list[BaseException] = []
+
+        def connect() -> None:
+            client = estate.client()
+            while not stop.is_set():
+                try:
+                    seen.append(handshake(port, client))
+                except (ssl.SSLError, OSError) as exc:
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=connect, name=f"client-{n}") for n in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            for generation, identity in enumerate(identities * 2, 1):
+                replace_atomically(estate.keystore, identity.keystore().to_bytes(PASSWORD))
+                assert server.reload() is True and server.generation == generation
+                mark = len(seen)
+                wait_for(lambda mark=mark: len(seen) > mark + 2 or bool(failures))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+    assert failures == []
+    assert set(seen) <= published and len(set(seen)) >= 4
