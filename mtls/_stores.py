@@ -292,7 +292,10 @@ class Keystore(_StoreBase):
 
         Args:
             data: the whole store (JKS, JCEKS, PKCS#12 or PEM).
-            password, key_password, store_type, allow_unprotected: as for :meth:`load`.
+            password: the store password, as for :meth:`load`.
+            key_password: as for :meth:`load`.
+            store_type: as for :meth:`load`.
+            allow_unprotected: as for :meth:`load`.
             path: how messages and :attr:`path` name the bytes (a file or secret
                 name); ``None``: messages say "the store".
 
@@ -679,7 +682,9 @@ class Truststore(_StoreBase):
 
         Args:
             data: the whole store (JKS, JCEKS, PKCS#12, PEM bundle or DER certificate).
-            password, store_type, allow_unprotected: as for :meth:`load`.
+            password: the store password, as for :meth:`load`.
+            store_type: as for :meth:`load`.
+            allow_unprotected: as for :meth:`load`.
             path: how messages and :attr:`path` name the bytes; ``None``: "the store".
 
         Returns:
