@@ -30,6 +30,7 @@ from ._version import __version__
 if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type checkers
     from ._config import SSLProfile, StoreConfig
     from ._context import client_context, server_context
+    from ._health import HealthEvent
     from ._material import TLSMaterial
     from ._profiles import SSLProfileSet
     from ._readers import detect_format
@@ -40,12 +41,14 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
         IdentityStatus,
         ProfileSetStatus,
         ProfileStatus,
+        ReloadCounts,
     )
     from ._stores import Keystore, Truststore
 
 __all__ = [
     "AnchorStatus",
     "FileStatus",
+    "HealthEvent",
     "IdentityStatus",
     "KeyEntryError",
     "Keystore",
@@ -57,6 +60,7 @@ __all__ = [
     "ProfileSetStatus",
     "ProfileStatus",
     "ProfileUnavailableError",
+    "ReloadCounts",
     "SSLProfile",
     "SSLProfileSet",
     "Secret",
@@ -78,6 +82,7 @@ _LAZY = {
     "StoreConfig": "._config",
     "client_context": "._context",
     "server_context": "._context",
+    "HealthEvent": "._health",
     "TLSMaterial": "._material",
     "SSLProfileSet": "._profiles",
     "detect_format": "._readers",
@@ -87,6 +92,7 @@ _LAZY = {
     "IdentityStatus": "._status",
     "ProfileSetStatus": "._status",
     "ProfileStatus": "._status",
+    "ReloadCounts": "._status",
     "Keystore": "._stores",
     "Truststore": "._stores",
 }

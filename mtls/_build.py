@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from . import _x509
 from ._config import SSLProfile, StoreConfig
 from ._context import client_context
@@ -37,21 +40,47 @@ Files = tuple[tuple[str, str, str], ...]  # (role, path, sha256) of each file a 
 
 @dataclass(frozen=True, slots=True)
 class AnchorInfo:
-    """One trust anchor, as status reports show it."""
+    """One certificate (a trust anchor, or one of the identity's chain), as status
+    reports and the expiry watch (:mod:`mtls._health`) show it."""
 
     alias: str
     subject: str | None
     not_after: _dt.datetime | None
+    serial: int | None = None
+    fingerprint: str = ""  # SHA-256 of the DER, hex: what the expiry watch keys on
+
+
+def _cert_info(alias: str, cert: x509.Certificate) -> AnchorInfo:
+    der = cert.public_bytes(Encoding.DER)
+    return AnchorInfo(
+        alias,
+        _x509.subject_text(cert),
+        _x509.not_after(cert),
+        _x509.serial_number(der),
+        _x509.sha256_hex(der),
+    )
 
 
 def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
     if truststore is None:
         return ()
-    out: list[AnchorInfo] = []
-    for alias, cert in truststore.certificates.items():
-        out.append(AnchorInfo(alias, _x509.subject_text(cert), _x509.not_after(cert)))
+    out = [_cert_info(alias, cert) for alias, cert in truststore.certificates.items()]
     far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
     return tuple(sorted(out, key=lambda a: a.not_after or far))
+
+
+def _chain_infos(keystore: Keystore | None, alias: str | None) -> tuple[AnchorInfo, ...]:
+    """The presented chain, leaf first (certificates cryptography refuses are left out)."""
+    if keystore is None:
+        return ()
+    chosen, _, chain = keystore.key_entry(alias)
+    out: list[AnchorInfo] = []
+    for der in chain:
+        try:
+            out.append(_cert_info(chosen, _x509.load_cert(der)))
+        except ValueError:
+            continue  # OpenSSL serves it; status and the expiry watch cannot read it
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +103,10 @@ class Served:
     # The truststore's anchors, soonest expiry first, parsed on first use (status()
     # asks; lookups never do).
     anchors: Callable[[], tuple[AnchorInfo, ...]] = field(
+        default=lambda: (), repr=False, compare=False
+    )
+    # The presented chain, leaf first, parsed on first use (the expiry watch asks).
+    chain: Callable[[], tuple[AnchorInfo, ...]] = field(
         default=lambda: (), repr=False, compare=False
     )
     # ALPN variants, made on first use and kept with the material they were made from:
@@ -329,6 +362,7 @@ class Builder:
                 pem,
                 serial,
                 functools.cache(functools.partial(_anchor_infos, truststore)),
+                chain=functools.cache(functools.partial(_chain_infos, keystore, alias)),
             )
             self._served[served_key] = served
         return served

@@ -408,6 +408,8 @@ class CA:
         name: str | None = None,
         key_type: KeyType | None = None,
         path_length: int | None = None,
+        not_before: _dt.datetime | None = None,
+        not_after: _dt.datetime | None = None,
     ) -> CA:
         """An intermediate CA signed by this one.
 
@@ -419,15 +421,24 @@ class CA:
             name: the intermediate's common name (random suffix by default).
             key_type: defaults to this CA's key type.
             path_length: ``pathLenConstraint`` of the intermediate.
+            not_before: start of validity (timezone-aware), as for :class:`CA`.
+            not_after: end of validity (timezone-aware), as for :class:`CA` (an
+                intermediate that expires before what it issues is allowed: tests
+                of chain expiry need one).
 
         Returns:
             The new CA; its :attr:`parent` is this CA.
+
+        Raises:
+            ValueError: naive datetimes or an empty validity.
         """
         return CA(
             key_type=key_type or self.key_type,
             name=name or f"mtls testing intermediate CA {secrets.token_hex(4)}",
             organization=self.organization,
             path_length=path_length,
+            not_before=not_before,
+            not_after=not_after,
             _parent=self,
         )
 
