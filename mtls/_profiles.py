@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._build import Options, Served
+from ._build import AnchorInfo, Options, Served
 from ._config import (
     CATCH_ALL,
     SSLProfile,
@@ -34,7 +34,14 @@ from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEven
 from ._material import TLSMaterial
 from ._secret import Secret, scrub_tracebacks
 from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
-from ._status import FileStatus, ProfileSetStatus, ProfileStatus, anchor, identity
+from ._status import (
+    AnchorStatus,
+    FileStatus,
+    ProfileSetStatus,
+    ProfileStatus,
+    anchor,
+    identity,
+)
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._vault import SecureVault
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
@@ -743,6 +750,16 @@ class SSLProfileSet:
         now = _dt.datetime.now(_dt.UTC)
         default_trust = self._options.default_truststore
 
+        def certificate(info: AnchorInfo) -> AnchorStatus:
+            return anchor(
+                info.alias,
+                info.subject,
+                info.not_after,
+                now,
+                serial=info.serial,
+                fingerprint=info.fingerprint,
+            )
+
         def entry(item: Built) -> ProfileStatus:
             # A store path made from placeholders is shown as written, never as its value.
             trust = item.profile.truststore or default_trust
@@ -766,17 +783,10 @@ class SSLProfileSet:
                     served.not_after,
                     now,
                     fingerprint=chain[0].fingerprint if chain else None,
+                    chain=tuple(certificate(c) for c in chain[1:]),
                 ),
                 anchors=tuple(
-                    anchor(
-                        a.alias,
-                        a.subject,
-                        a.not_after,
-                        now,
-                        serial=a.serial,
-                        fingerprint=a.fingerprint,
-                    )
-                    for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
+                    certificate(a) for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
                 ),
                 last_good_load=item.loaded_at,
                 error=item.error,

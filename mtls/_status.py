@@ -79,6 +79,8 @@ class IdentityStatus:
         not_after: when it expires.
         days_left: whole days from the status time to ``not_after`` (negative: expired).
         fingerprint: SHA-256 of its DER, hex (what :class:`mtls.HealthEvent` names).
+        chain: the certificates presented with it (intermediates), in order; their
+            ``alias`` is the key entry's.
     """
 
     subject: str | None
@@ -86,6 +88,7 @@ class IdentityStatus:
     not_after: _dt.datetime | None
     days_left: int | None
     fingerprint: str | None = None
+    chain: tuple[AnchorStatus, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``serial`` as a hex string (it can exceed JSON's integers)."""
@@ -95,6 +98,7 @@ class IdentityStatus:
             "not_after": _iso(self.not_after),
             "days_left": self.days_left,
             "fingerprint": self.fingerprint,
+            "chain": [c.to_dict() for c in self.chain],
         }
 
 
@@ -269,6 +273,7 @@ def identity(
     now: _dt.datetime,
     *,
     fingerprint: str | None = None,
+    chain: tuple[AnchorStatus, ...] = (),
 ) -> IdentityStatus | None:
     """The identity record, or ``None`` when there is no client certificate."""
     if subject is None and serial is None and not_after is None:
@@ -279,6 +284,7 @@ def identity(
         not_after=not_after,
         days_left=_days_left(not_after, now),
         fingerprint=fingerprint,
+        chain=chain,
     )
 
 
