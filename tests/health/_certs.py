@@ -6,6 +6,7 @@ import datetime as _dt
 from pathlib import Path
 
 import mtls
+from mtls._config import Server
 from mtls.testing import CA, IssuedIdentity
 from tests._helpers import PASSWORD, write_identity, write_trust
 
@@ -21,7 +22,7 @@ def issue(ca: CA, *, left: _dt.timedelta, name: str = "client") -> IssuedIdentit
 
 
 def store_config(path: Path) -> mtls.StoreConfig:
-    return mtls.StoreConfig(location=path, type="JKS", password=PASSWORD)
+    return mtls.StoreConfig(location=path, type="JKS", password=mtls.Secret(PASSWORD))
 
 
 def profile_for(
@@ -36,5 +37,14 @@ def profile_for(
     keystore = write_identity(identity, tmp / f"{name}.jks")
     truststore = write_trust(ca, tmp / f"{name}-trust.jks")
     return mtls.SSLProfile(
-        servers=servers, keystore=store_config(keystore), truststore=store_config(truststore)
+        servers=tuple(_server(s) for s in servers),
+        keystore=store_config(keystore),
+        truststore=store_config(truststore),
     )
+
+
+def _server(text: str) -> Server:
+    if text == "*":
+        return "*"
+    host, _, port = text.rpartition(":")
+    return (host, int(port))
