@@ -39,6 +39,7 @@ DEFAULT_EXPIRY_WARNINGS: tuple[float, ...] = (30, 7, 1)
 Role = Literal["identity", "chain", "anchor"]
 _ROLES: tuple[Role, ...] = ("identity", "chain", "anchor")  # priority for a shared certificate
 _SHOWN_SERVERS = 3
+_FAR = _dt.datetime.max.replace(tzinfo=_dt.UTC)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -262,6 +263,9 @@ class Health:
         self._announced: dict[str, int] = {}
         self._last_snapshot: Snapshot | None = None
         self._in_use: list[_InUse] = []
+        # The earliest moment a certificate of _in_use crosses its next level: until
+        # then, an evaluation of the same snapshot has nothing to do (one comparison).
+        self._next = _FAR
         self._generation: int | None = None
         self._reloads = ReloadCounts()
         self._revocation: dict[str, int] = {}
@@ -303,16 +307,21 @@ class Health:
         now = self._clock()
         events: list[HealthEvent] = []
         with self._lock:
+            if snapshot is self._last_snapshot and now < self._next:
+                return ()  # the common case: nothing can have crossed since last time
             if snapshot is not self._last_snapshot:
                 self._in_use = certificates_in_use(snapshot)
                 self._last_snapshot = snapshot
                 live = {c.info.fingerprint for c in self._in_use}
                 for gone in set(self._announced) - live:
                     del self._announced[gone]  # rotated out: a new one starts afresh
+            upcoming = _FAR
             for cert in self._in_use:
                 event = self._crossed(cert, now)
                 if event is not None:
                     events.append(event)
+                upcoming = min(upcoming, self._next_crossing(cert))
+            self._next = upcoming
             callbacks = list(self._callbacks)
         for event in events:
             _log(event, self._where)
@@ -322,6 +331,16 @@ class Health:
                 except Exception:
                     log.exception("mtls: a health callback raised; the others still run")
         return tuple(events)
+
+    def _next_crossing(self, cert: _InUse) -> _dt.datetime:
+        """When ``cert`` crosses its next level (a threshold not yet announced, or its end)."""
+        level = self._announced.get(cert.info.fingerprint, 0)
+        thresholds = self.thresholds
+        if level < len(thresholds):
+            return cert.not_after - thresholds[level]
+        if level == len(thresholds):
+            return cert.not_after
+        return _FAR  # expired and announced: nothing more to say
 
     def _crossed(self, cert: _InUse, now: _dt.datetime) -> HealthEvent | None:
         left = cert.not_after - now
