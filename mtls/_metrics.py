@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from ._status import AnchorStatus, ProfileSetStatus, ProfileStatus
+from ._status import ProfileSetStatus, ProfileStatus
 
 __all__ = ["Metric", "metrics"]
 
@@ -48,14 +48,15 @@ def _profile_label(entry: ProfileStatus, default: bool) -> str:
 
 def _certificates(
     entry: ProfileStatus,
-) -> Iterator[tuple[str, str, AnchorStatus | None, str | None, _dt.datetime | None, int | None]]:
+) -> Iterator[tuple[str, str, str | None, _dt.datetime | None, int | None]]:
+    """(role, alias, subject, not_after, serial) of each certificate the profile uses."""
     ident = entry.identity
     if ident is not None:
-        yield "identity", "", None, ident.subject, ident.not_after, ident.serial
+        yield "identity", "", ident.subject, ident.not_after, ident.serial
         for cert in ident.chain:
-            yield "chain", "", cert, cert.subject, cert.not_after, cert.serial
+            yield "chain", "", cert.subject, cert.not_after, cert.serial
     for cert in entry.anchors:
-        yield "anchor", cert.alias, cert, cert.subject, cert.not_after, cert.serial
+        yield "anchor", cert.alias, cert.subject, cert.not_after, cert.serial
 
 
 def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
@@ -88,7 +89,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         ok = entry.loaded and entry.error is None
         healthy.append((who, 1.0 if ok else 0.0))
         states["healthy" if ok else "failing" if entry.loaded else "not_loaded"] += 1
-        for role, alias, _, subject, not_after, serial in _certificates(entry):
+        for role, alias, subject, not_after, serial in _certificates(entry):
             if not_after is None:
                 continue
             labels: Labels = (
