@@ -162,6 +162,10 @@ class Builder:
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], _Leaf] = {}
+        # Certificate records by store content, parsed on first use and shared by every
+        # Served made from that store (a 144-anchor truststore behind 1,000 keystores is
+        # parsed once, not 1,000 times): (role, fingerprint, alias) -> records.
+        self._infos: dict[tuple[str, str, str | None], Callable[[], tuple[AnchorInfo, ...]]] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
@@ -193,6 +197,8 @@ class Builder:
         live = {fp for _, fp in self._stores.values()}
         for leaf_key in [k for k in self._leaves if k[0] not in live]:
             del self._leaves[leaf_key]
+        for info_key in [k for k in self._infos if k[1] not in live]:
+            del self._infos[info_key]
         self._reading = None
 
     def keep(self, context: ssl.SSLContext) -> None:
@@ -361,11 +367,27 @@ class Builder:
                 make,
                 pem,
                 serial,
-                functools.cache(functools.partial(_anchor_infos, truststore)),
-                chain=functools.cache(functools.partial(_chain_infos, keystore, alias)),
+                self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
+                chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
             )
             self._served[served_key] = served
         return served
+
+    def _info(
+        self,
+        role: str,
+        fingerprint: str | None,
+        alias: str | None,
+        parse: Callable[[], tuple[AnchorInfo, ...]],
+    ) -> Callable[[], tuple[AnchorInfo, ...]]:
+        """``parse``, run on first call and kept, shared by every Served of that store."""
+        if fingerprint is None:
+            return lambda: ()
+        key = (role, fingerprint, alias)
+        found = self._infos.get(key)
+        if found is None:
+            found = self._infos[key] = functools.cache(parse)
+        return found
 
     def inputs_moved(self, files: Files) -> bool:
         """True if any of ``files`` (a :attr:`Served.files`) now hashes differently.
