@@ -34,6 +34,7 @@ from ._version import __version__
 if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type checkers
     from ._config import SSLProfile, StoreConfig
     from ._context import client_context, server_context
+    from ._health import HealthEvent
     from ._material import TLSMaterial
     from ._profiles import SSLProfileSet
     from ._readers import detect_format
@@ -46,6 +47,7 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
         IdentityStatus,
         ProfileSetStatus,
         ProfileStatus,
+        ReloadCounts,
     )
     from ._stores import Keystore, Truststore
 
@@ -56,6 +58,7 @@ __all__ = [
     "CertificateRevokedError",
     "CertificateStatus",
     "FileStatus",
+    "HealthEvent",
     "IdentityStatus",
     "KeyEntryError",
     "Keystore",
@@ -67,6 +70,7 @@ __all__ = [
     "ProfileSetStatus",
     "ProfileStatus",
     "ProfileUnavailableError",
+    "ReloadCounts",
     "RevocationChecker",
     "RevocationError",
     "RevocationPolicy",
@@ -94,6 +98,7 @@ _LAZY = {
     "StoreConfig": "._config",
     "client_context": "._context",
     "server_context": "._context",
+    "HealthEvent": "._health",
     "TLSMaterial": "._material",
     "SSLProfileSet": "._profiles",
     "detect_format": "._readers",
@@ -109,6 +114,7 @@ _LAZY = {
     "IdentityStatus": "._status",
     "ProfileSetStatus": "._status",
     "ProfileStatus": "._status",
+    "ReloadCounts": "._status",
     "Keystore": "._stores",
     "Truststore": "._stores",
 }

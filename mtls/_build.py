@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from . import _x509
 from ._config import SSLProfile, StoreConfig
 from ._context import client_context
@@ -38,21 +41,47 @@ Files = tuple[tuple[str, str, str], ...]  # (role, path, sha256) of each file a 
 
 @dataclass(frozen=True, slots=True)
 class AnchorInfo:
-    """One trust anchor, as status reports show it."""
+    """One certificate (a trust anchor, or one of the identity's chain), as status
+    reports and the expiry watch (:mod:`mtls._health`) show it."""
 
     alias: str
     subject: str | None
     not_after: _dt.datetime | None
+    serial: int | None = None
+    fingerprint: str = ""  # SHA-256 of the DER, hex: what the expiry watch keys on
+
+
+def _cert_info(alias: str, cert: x509.Certificate) -> AnchorInfo:
+    der = cert.public_bytes(Encoding.DER)
+    return AnchorInfo(
+        alias,
+        _x509.subject_text(cert),
+        _x509.not_after(cert),
+        _x509.serial_number(der),
+        _x509.sha256_hex(der),
+    )
 
 
 def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
     if truststore is None:
         return ()
-    out: list[AnchorInfo] = []
-    for alias, cert in truststore.certificates.items():
-        out.append(AnchorInfo(alias, _x509.subject_text(cert), _x509.not_after(cert)))
+    out = [_cert_info(alias, cert) for alias, cert in truststore.certificates.items()]
     far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
     return tuple(sorted(out, key=lambda a: a.not_after or far))
+
+
+def _chain_infos(keystore: Keystore | None, alias: str | None) -> tuple[AnchorInfo, ...]:
+    """The presented chain, leaf first (certificates cryptography refuses are left out)."""
+    if keystore is None:
+        return ()
+    chosen, _, chain = keystore.key_entry(alias)
+    out: list[AnchorInfo] = []
+    for der in chain:
+        try:
+            out.append(_cert_info(chosen, _x509.load_cert(der)))
+        except ValueError:
+            continue  # OpenSSL serves it; status and the expiry watch cannot read it
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +104,10 @@ class Served:
     # The truststore's anchors, soonest expiry first, parsed on first use (status()
     # asks; lookups never do).
     anchors: Callable[[], tuple[AnchorInfo, ...]] = field(
+        default=lambda: (), repr=False, compare=False
+    )
+    # The presented chain, leaf first, parsed on first use (the expiry watch asks).
+    chain: Callable[[], tuple[AnchorInfo, ...]] = field(
         default=lambda: (), repr=False, compare=False
     )
     # ALPN variants, made on first use and kept with the material they were made from:
@@ -131,6 +164,10 @@ class Builder:
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], _Leaf] = {}
+        # Certificate records by store content, parsed on first use and shared by every
+        # Served made from that store (a 144-anchor truststore behind 1,000 keystores is
+        # parsed once, not 1,000 times): (role, fingerprint, alias) -> records.
+        self._infos: dict[tuple[str, str, str | None], Callable[[], tuple[AnchorInfo, ...]]] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
@@ -162,6 +199,8 @@ class Builder:
         live = {fp for _, fp in self._stores.values()}
         for leaf_key in [k for k in self._leaves if k[0] not in live]:
             del self._leaves[leaf_key]
+        for info_key in [k for k in self._infos if k[1] not in live]:
+            del self._infos[info_key]
         self._reading = None
 
     def keep(self, context: ssl.SSLContext) -> None:
@@ -325,7 +364,8 @@ class Builder:
                 make,
                 pem,
                 serial,
-                functools.cache(functools.partial(_anchor_infos, truststore)),
+                self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
+                chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
             )
             self._served[served_key] = served
         return served
@@ -355,6 +395,22 @@ class Builder:
             digests.append(digest)
             crls += CRLSet.from_bytes(data, path=path)
         return crls, (tuple(digests), profile.crl_check)
+
+    def _info(
+        self,
+        role: str,
+        fingerprint: str | None,
+        alias: str | None,
+        parse: Callable[[], tuple[AnchorInfo, ...]],
+    ) -> Callable[[], tuple[AnchorInfo, ...]]:
+        """``parse``, run on first call and kept, shared by every Served of that store."""
+        if fingerprint is None:
+            return lambda: ()
+        key = (role, fingerprint, alias)
+        found = self._infos.get(key)
+        if found is None:
+            found = self._infos[key] = functools.cache(parse)
+        return found
 
     def inputs_moved(self, files: Files) -> bool:
         """True if any of ``files`` (a :attr:`Served.files`) now hashes differently.

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._build import Options, Served
+from ._build import AnchorInfo, Options, Served
 from ._config import (
     CATCH_ALL,
     SSLProfile,
@@ -30,11 +30,19 @@ from ._config import (
 )
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError
+from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEvent, expiry_thresholds
 from ._material import TLSMaterial
 from ._revocation import RevocationChecker, RevocationPolicy, revocation_checker
 from ._secret import Secret, scrub_tracebacks
 from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
-from ._status import FileStatus, ProfileSetStatus, ProfileStatus, anchor, identity
+from ._status import (
+    AnchorStatus,
+    FileStatus,
+    ProfileSetStatus,
+    ProfileStatus,
+    anchor,
+    identity,
+)
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
 
@@ -143,6 +151,7 @@ class SSLProfileSet:
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
         revocation: RevocationPolicy | RevocationChecker | None = None,
+        expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
     ) -> None:
         """Build a set from profiles made in code.
 
@@ -165,12 +174,18 @@ class SSLProfileSet:
                 (OCSP, then CRL; WSO2's ``CertificateRevocationVerifier``), for every
                 verifying context of the set, with one cache: a
                 :class:`mtls.RevocationPolicy` or a :class:`mtls.RevocationChecker`.
+            expiry_warnings: how long before its end a certificate in use (client
+                certificate, its chain, trust anchors) is announced, once per
+                threshold, after each reload check (see :meth:`on_health`): numbers
+                are days, :class:`datetime.timedelta` is taken as it is; ``()``
+                announces only expiry.
 
         Raises:
             ProfileConfigError: duplicate ``host:port`` entries, bad options.
             KeystoreError: a store does not load (with ``skip_failures=False``).
             ValueError: ``reload_interval`` not above 0 and at most
-                ``threading.TIMEOUT_MAX``, or ``settle_delay`` below 0 or above it.
+                ``threading.TIMEOUT_MAX``, or ``settle_delay`` below 0 or above it, or
+                an ``expiry_warnings`` threshold that is not positive.
         """
         self._setup(
             _Static(profiles),
@@ -181,6 +196,7 @@ class SSLProfileSet:
             reload_interval=reload_interval,
             settle_delay=settle_delay,
             revocation=revocation,
+            expiry_warnings=expiry_warnings,
         )
 
     # ------------------------------------------------------------------ constructors
@@ -201,6 +217,7 @@ class SSLProfileSet:
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
         revocation: RevocationPolicy | RevocationChecker | None = None,
+        expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
         _origin: str | None = None,
     ) -> SSLProfileSet:
         """Load WSO2's customSSLProfiles XML (``sslprofiles.xml``).
@@ -224,6 +241,7 @@ class SSLProfileSet:
             skip_failures: as for the constructor.
             settle_delay: as for the constructor.
             revocation: as for the constructor.
+            expiry_warnings: as for the constructor.
 
         Raises:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.
@@ -248,6 +266,7 @@ class SSLProfileSet:
             reload_interval=reload_interval,
             settle_delay=settle_delay,
             revocation=revocation,
+            expiry_warnings=expiry_warnings,
         )
         return self
 
@@ -267,6 +286,7 @@ class SSLProfileSet:
         profiles_path: str | os.PathLike[str] | None = None,
         product: Product | None = None,
         revocation: RevocationPolicy | RevocationChecker | None = _FROM_FILE,
+        expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
     ) -> SSLProfileSet:
         """Load the profile file, interval, hostname verifier and default stores that a
         WSO2 ``deployment.toml`` names.
@@ -305,6 +325,7 @@ class SSLProfileSet:
                 Manager) or ``sender.CertificateRevocationVerifier`` (Micro
                 Integrator) settings; ``None`` turns the online check off. Default:
                 the file's, off when it enables nothing (WSO2's default).
+            expiry_warnings: as for the constructor.
 
         With ``skip_failures=True`` the default identity is covered too: when its
         stores do not load it is reported (in :attr:`failures` and ``status()``) and
@@ -365,6 +386,7 @@ class SSLProfileSet:
             reload_interval=reload_interval,
             settle_delay=settle_delay,
             revocation=settings.revocation if revocation is _FROM_FILE else revocation,
+            expiry_warnings=expiry_warnings,
             _origin=origin,
         )
 
@@ -379,6 +401,7 @@ class SSLProfileSet:
         reload_interval: float | None,
         settle_delay: float,
         revocation: RevocationPolicy | RevocationChecker | None = None,
+        expiry_warnings: Iterable[float | _dt.timedelta],
     ) -> None:
         mode = normalize_hostname_verifier(hostname_verifier)
         if default is not None and not isinstance(default, ssl.SSLContext | SSLProfile):
@@ -390,6 +413,7 @@ class SSLProfileSet:
             else check_seconds("reload_interval", reload_interval, zero=False)
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
+        thresholds = expiry_thresholds(expiry_warnings)
         self._path = str(source.path) if source.path else None
         self._options = Options(
             mode, default_truststore, settle, self._path, revocation_checker(revocation)
@@ -397,7 +421,12 @@ class SSLProfileSet:
         self._default = default
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
-        self._engine = Engine(plan, settle_delay=settle, interval=interval, name=name)
+        self._health = Health(thresholds, plan.where)
+        engine = Engine(plan, settle_delay=settle, interval=interval, name=name)
+        self._health.start(engine.snapshot)
+        # Expiry is watched by the reload thread itself, after every check.
+        engine.watch(self._health.watch)
+        self._engine = engine
 
     @property
     def _snapshot(self) -> Snapshot:
@@ -494,6 +523,40 @@ class SSLProfileSet:
         """Stop calling ``callback`` (no error if it was not subscribed)."""
         assert self._engine is not None
         self._engine.unsubscribe(callback)
+
+    def on_health(self, callback: HealthCallback) -> Callable[[], None]:
+        """Call ``callback(event)`` with a :class:`mtls.HealthEvent` when a certificate
+        in use crosses an expiry threshold (``expiry_warnings``) or expires.
+
+        Certificates in use: every client certificate a loaded profile (or the default
+        profile) presents, the chain presented with it, and the anchors of every
+        truststore they verify with. Each is announced once per threshold (keyed by
+        its fingerprint), tightest first when it crosses several at once, and once
+        more when it expires; each event is also logged (an expired client or chain
+        certificate at ERROR, the rest at WARNING). Certificates are compared with the
+        clock after every reload check, on the reload thread (``reload_interval``
+        sets how often), and by :meth:`reload` and :meth:`check_health`. A callback
+        that raises is logged and the others still run; keep callbacks short (they run
+        on the reload thread).
+
+        Returns:
+            A function that unsubscribes the callback.
+        """
+        return self._health.subscribe(callback)
+
+    def check_health(self) -> tuple[HealthEvent, ...]:
+        """Compare the certificates in use with the clock now, as the reload thread
+        does after each check, without reading any file.
+
+        For sets without a reload thread (``reload_interval=None``) that still want
+        expiry announced: call it from your own scheduler. Events are logged and
+        delivered to :meth:`on_health` callbacks before it returns.
+
+        Returns:
+            The events of this call (thresholds crossed since the last evaluation);
+            empty when nothing new happened.
+        """
+        return self._health.evaluate(self._snapshot)
 
     def close(self) -> None:
         """Stop the reload thread. Idempotent; lookups keep working.
@@ -715,12 +778,26 @@ class SSLProfileSet:
         now = _dt.datetime.now(_dt.UTC)
         default_trust = self._options.default_truststore
 
+        def certificate(info: AnchorInfo) -> AnchorStatus:
+            return anchor(
+                info.alias,
+                info.subject,
+                info.not_after,
+                now,
+                serial=info.serial,
+                fingerprint=info.fingerprint,
+            )
+
         def entry(item: Built) -> ProfileStatus:
             # A store path made from placeholders is shown as written, never as its value.
             trust = item.profile.truststore or default_trust
             stores = (c for c in (item.profile.keystore, trust) if c is not None)
             shown = {str(c.location): c.shown_location for c in stores}
             served = item.served
+            try:
+                chain = served.chain()
+            except MTLSError:
+                chain = ()
             return ProfileStatus(
                 servers=item.profile.server_names,
                 client_id=item.profile.client_id,
@@ -728,10 +805,16 @@ class SSLProfileSet:
                 files=tuple(
                     FileStatus(role=r, path=shown.get(p, p), sha256=d) for r, p, d in item.files
                 ),
-                identity=identity(served.subject, served.serial, served.not_after, now),
+                identity=identity(
+                    served.subject,
+                    served.serial,
+                    served.not_after,
+                    now,
+                    fingerprint=chain[0].fingerprint if chain else None,
+                    chain=tuple(certificate(c) for c in chain[1:]),
+                ),
                 anchors=tuple(
-                    anchor(a.alias, a.subject, a.not_after, now)
-                    for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
+                    certificate(a) for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
                 ),
                 last_good_load=item.loaded_at,
                 error=item.error,
@@ -765,6 +848,9 @@ class SSLProfileSet:
                 else None
             ),
             profiles=tuple(profiles),
+            reloads=self._health.reloads,
+            revocation_checks=tuple(sorted(self._health.revocation_checks.items())),
+            expiry_warnings=self._health.thresholds,
         )
 
     def __repr__(self) -> str:

@@ -12,7 +12,14 @@ from typing import Any
 
 from ._errors import MTLSError
 
-__all__ = ["AnchorStatus", "FileStatus", "IdentityStatus", "ProfileSetStatus", "ProfileStatus"]
+__all__ = [
+    "AnchorStatus",
+    "FileStatus",
+    "IdentityStatus",
+    "ProfileSetStatus",
+    "ProfileStatus",
+    "ReloadCounts",
+]
 
 
 def _iso(when: _dt.datetime | None) -> str | None:
@@ -21,6 +28,26 @@ def _iso(when: _dt.datetime | None) -> str | None:
 
 def _days_left(not_after: _dt.datetime | None, now: _dt.datetime) -> int | None:
     return None if not_after is None else (not_after - now).days
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReloadCounts:
+    """Reload checks since the set was made, by outcome.
+
+    Attributes:
+        changed: checks that applied a change (the generation grew) without errors.
+        unchanged: checks that found nothing to apply and no errors.
+        failed: checks that ended with errors (the last good stays; a broken file
+            counts at every retry until it is fixed).
+    """
+
+    changed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-ready: ``changed``, ``unchanged``, ``failed``."""
+        return {"changed": self.changed, "unchanged": self.unchanged, "failed": self.failed}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,12 +78,17 @@ class IdentityStatus:
         serial: its serial number.
         not_after: when it expires.
         days_left: whole days from the status time to ``not_after`` (negative: expired).
+        fingerprint: SHA-256 of its DER, hex (what :class:`mtls.HealthEvent` names).
+        chain: the certificates presented with it (intermediates), in order; their
+            ``alias`` is the key entry's.
     """
 
     subject: str | None
     serial: int | None
     not_after: _dt.datetime | None
     days_left: int | None
+    fingerprint: str | None = None
+    chain: tuple[AnchorStatus, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``serial`` as a hex string (it can exceed JSON's integers)."""
@@ -65,6 +97,8 @@ class IdentityStatus:
             "serial": f"{self.serial:x}" if self.serial is not None else None,
             "not_after": _iso(self.not_after),
             "days_left": self.days_left,
+            "fingerprint": self.fingerprint,
+            "chain": [c.to_dict() for c in self.chain],
         }
 
 
@@ -77,20 +111,27 @@ class AnchorStatus:
         subject: its subject.
         not_after: when it expires.
         days_left: whole days from the status time to ``not_after``.
+        serial: its serial number.
+        fingerprint: SHA-256 of its DER, hex.
     """
 
     alias: str
     subject: str | None
     not_after: _dt.datetime | None
     days_left: int | None
+    serial: int | None = None
+    fingerprint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``alias``, ``subject``, ``not_after``, ``days_left``."""
+        """JSON-ready: ``alias``, ``subject``, ``serial`` (hex), ``not_after``,
+        ``days_left``, ``fingerprint``."""
         return {
             "alias": self.alias,
             "subject": self.subject,
+            "serial": f"{self.serial:x}" if self.serial is not None else None,
             "not_after": _iso(self.not_after),
             "days_left": self.days_left,
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -167,6 +208,10 @@ class ProfileSetStatus:
         config_error: the profile file's error (its last good profiles stay).
         default: the default profile, when the default is a profile.
         profiles: every profile, those that never loaded included (``loaded=False``).
+        reloads: reload checks since the set was made, by outcome.
+        revocation_checks: online revocation checks by result (``good``,
+            ``revoked``, ...), as ``(result, count)`` pairs; empty when not enabled.
+        expiry_warnings: the expiry thresholds the set warns at, widest first.
     """
 
     ANCHORS_SHOWN = 3
@@ -181,6 +226,9 @@ class ProfileSetStatus:
     config_error: MTLSError | None
     default: ProfileStatus | None
     profiles: tuple[ProfileStatus, ...]
+    reloads: ReloadCounts = ReloadCounts()
+    revocation_checks: tuple[tuple[str, int], ...] = ()
+    expiry_warnings: tuple[_dt.timedelta, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -196,7 +244,9 @@ class ProfileSetStatus:
         """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``, ``path``,
         ``hostname_verifier``, ``checked_at``, ``last_reload``, ``last_error``,
         ``errors``, ``config_error``, ``default`` and ``profiles`` (each as
-        :meth:`ProfileStatus.to_dict`). Errors are their messages."""
+        :meth:`ProfileStatus.to_dict`), ``reloads`` (:meth:`ReloadCounts.to_dict`),
+        ``revocation_checks`` (result -> count) and ``expiry_warnings`` (seconds).
+        Errors are their messages."""
         return {
             "generation": self.generation,
             "healthy": self.healthy,
@@ -210,24 +260,49 @@ class ProfileSetStatus:
             "config_error": str(self.config_error) if self.config_error is not None else None,
             "default": self.default.to_dict() if self.default is not None else None,
             "profiles": [p.to_dict() for p in self.profiles],
+            "reloads": self.reloads.to_dict(),
+            "revocation_checks": dict(self.revocation_checks),
+            "expiry_warnings": [t.total_seconds() for t in self.expiry_warnings],
         }
 
 
 def identity(
-    subject: str | None, serial: int | None, not_after: _dt.datetime | None, now: _dt.datetime
+    subject: str | None,
+    serial: int | None,
+    not_after: _dt.datetime | None,
+    now: _dt.datetime,
+    *,
+    fingerprint: str | None = None,
+    chain: tuple[AnchorStatus, ...] = (),
 ) -> IdentityStatus | None:
     """The identity record, or ``None`` when there is no client certificate."""
     if subject is None and serial is None and not_after is None:
         return None
     return IdentityStatus(
-        subject=subject, serial=serial, not_after=not_after, days_left=_days_left(not_after, now)
+        subject=subject,
+        serial=serial,
+        not_after=not_after,
+        days_left=_days_left(not_after, now),
+        fingerprint=fingerprint,
+        chain=chain,
     )
 
 
 def anchor(
-    alias: str, subject: str | None, not_after: _dt.datetime | None, now: _dt.datetime
+    alias: str,
+    subject: str | None,
+    not_after: _dt.datetime | None,
+    now: _dt.datetime,
+    *,
+    serial: int | None = None,
+    fingerprint: str | None = None,
 ) -> AnchorStatus:
     """The anchor record, with its days left at ``now``."""
     return AnchorStatus(
-        alias=alias, subject=subject, not_after=not_after, days_left=_days_left(not_after, now)
+        alias=alias,
+        subject=subject,
+        not_after=not_after,
+        days_left=_days_left(not_after, now),
+        serial=serial,
+        fingerprint=fingerprint,
     )

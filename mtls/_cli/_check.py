@@ -19,6 +19,7 @@ from .._config import SSLProfile, StoreConfig
 from .._context import LOCALHOST_NAMES
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
+from .._status import ProfileSetStatus
 from .._stores import Truststore, load_store
 from .._vault import SecureVault
 from ._common import (
@@ -26,6 +27,7 @@ from ._common import (
     EXIT_OK,
     EXPIRY_WARNING_DAYS,
     Output,
+    UsageError,
     days_left,
     display_path,
     lacks_client_auth,
@@ -165,9 +167,50 @@ def _failed_row(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_report(profiles: SSLProfileSet, logs: LogCollector) -> dict[str, Any]:
+def expiring(
+    status: ProfileSetStatus, within: _dt.timedelta, *, anchors: bool
+) -> list[dict[str, Any]]:
+    """What ``--fail-within`` fails for: each loaded profile's client certificate and
+    chain (and with ``anchors``, its truststore's anchors) that ends within ``within``
+    of the status time, expired ones included."""
+    limit = status.checked_at + within
+    out: list[dict[str, Any]] = []
+    entries = [*status.profiles, *([status.default] if status.default is not None else [])]
+    for entry in entries:
+        certs: list[tuple[str, str | None, _dt.datetime | None, int | None]] = []
+        if entry.identity is not None:
+            ident = entry.identity
+            certs.append(("identity", ident.subject, ident.not_after, ident.days_left))
+            certs.extend(("chain", c.subject, c.not_after, c.days_left) for c in ident.chain)
+        if anchors:  # soonest first: the ones shown are the ones that matter
+            certs.extend(("anchor", a.subject, a.not_after, a.days_left) for a in entry.anchors)
+        for role, subject, not_after, days in certs:
+            if not_after is not None and not_after <= limit:
+                out.append(
+                    {
+                        "servers": (
+                            ["(default)"] if entry is status.default else list(entry.servers)
+                        ),
+                        "client_id": entry.client_id,
+                        "role": role,
+                        "subject": subject,
+                        "not_after": not_after.isoformat(),
+                        "days_left": days,
+                    }
+                )
+    return out
+
+
+def check_report(
+    profiles: SSLProfileSet,
+    logs: LogCollector,
+    *,
+    fail_within: float | None = None,
+    anchors: bool = False,
+) -> dict[str, Any]:
     """The JSON document of ``mtls check --json`` (keys documented in docs/cli.md)."""
-    status = profiles.status().to_dict()
+    records = profiles.status()
+    status = records.to_dict()
     mode = str(status["hostname_verifier"])
     loaded = iter(profiles.profiles)
     stores = _Stores()
@@ -187,14 +230,25 @@ def check_report(profiles: SSLProfileSet, logs: LogCollector) -> dict[str, Any]:
     )
     warnings = [m for m in logs.messages if not any(s in m for s in _SHOWN_ELSEWHERE)]
     failed = sum(1 for row in rows if not row["loaded"])
+    soon = (
+        expiring(records, _dt.timedelta(days=fail_within), anchors=anchors)
+        if fail_within is not None
+        else []
+    )
     return {
         "path": status["path"],
         "hostname_verifier": mode,
-        "ok": bool(status["healthy"]) and failed == 0,
+        "ok": bool(status["healthy"]) and failed == 0 and not soon,
         "profiles": rows,
         "default": default_row,
         "failed": failed,
         "warnings": warnings,
+        "fail_within": (
+            {"days": fail_within, "anchors": anchors, "expiring": soon}
+            if fail_within is not None
+            else None
+        ),
+        "status": status,
     }
 
 
@@ -237,6 +291,9 @@ _HEADERS = [
 ]
 
 
+_ROLE_NAMES = {"identity": "client certificate", "chain": "chain certificate", "anchor": "anchor"}
+
+
 def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     """The human form of a check report."""
     rows = list(report["profiles"])
@@ -263,6 +320,13 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     out.line()
     for message in report["warnings"]:
         out.line(f"{out.style('note:', 'yellow')} {message}")
+    gate = report["fail_within"]
+    for item in gate["expiring"] if gate else ():
+        out.line(
+            out.style("EXPIRING:", "red", "bold") + f" {', '.join(item['servers'])}: "
+            f"{_ROLE_NAMES[item['role']]} {item['subject']} ends {item['not_after'][:19]} "
+            f"({item['days_left']} d), within --fail-within {gate['days']:g} days"
+        )
     failed = report["failed"]
     if failed:
         out.line(
@@ -338,8 +402,10 @@ def render_vault(report: dict[str, Any] | None, out: Output) -> None:
 def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls check``: exit 0 when every profile loads, 1 when any fails, 2 on usage errors."""
     base = str(Path(args.base_dir).resolve()) if args.base_dir else None
+    if args.anchors and args.fail_within is None:
+        raise UsageError("--anchors needs --fail-within DAYS")
     with load_profile_set(args, args.profiles) as profiles:
-        report = check_report(profiles, logs)
+        report = check_report(profiles, logs, fail_within=args.fail_within, anchors=args.anchors)
     report["vault"] = vault_report(args)  # which secure-vault aliases resolve
     if args.json:
         out.json(report)
@@ -348,6 +414,16 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         render_table(report, out, base)
     if report["ok"]:
         return EXIT_OK
+    gate = report["fail_within"]
+    if gate and gate["expiring"] and not report["failed"]:
+        soonest = min(gate["expiring"], key=lambda item: item["not_after"])
+        out.error(
+            f"{report['path']}: {len(gate['expiring'])} certificate"
+            f"{'' if len(gate['expiring']) == 1 else 's'} end within {gate['days']:g} days "
+            f"(first: {', '.join(soonest['servers'])}: {soonest['subject']} on "
+            f"{soonest['not_after'][:10]}): rotate before deploying"
+        )
+        return EXIT_FAILURE
     first = next((row for row in report["profiles"] if row["problems"] and row["error"]), None)
     where = f" (first: {', '.join(first['servers'])}: {first['problems'][0]})" if first else ""
     out.error(

@@ -57,6 +57,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _days(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {value!r}") from None
+    if not 0 <= number <= 36_500:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be from 0 to 36500 days, not {value}")
+    return number
+
+
 def _common_options() -> argparse.ArgumentParser:
     # Accepted after the subcommand too; SUPPRESS keeps the top-level value otherwise.
     common = argparse.ArgumentParser(add_help=False)
@@ -301,6 +311,18 @@ def build_parser() -> Parser:
     check.add_argument("profiles", nargs="?", metavar="PROFILES.xml", help="the profile file")
     _profile_source_options(check)
     check.add_argument("--json", action="store_true", help="JSON for scripts")
+    check.add_argument(
+        "--fail-within",
+        type=_days,
+        metavar="DAYS",
+        help="exit 1 when a client certificate (its chain too) expires within DAYS "
+        "(decimals allowed): a deploy or CI gate",
+    )
+    check.add_argument(
+        "--anchors",
+        action="store_true",
+        help="with --fail-within: also the trust anchors of every truststore a profile uses",
+    )
 
     probe = _add(
         sub,

@@ -19,6 +19,10 @@ module                    what
 ``requests``              ``MTLSAdapter``, ``session()``
 ``aiohttp``               ``MTLSClientSession``, ``request_ssl()``
 ``grpc``                  ``secure_channel()``, ``aio_secure_channel()``, ...
+``prometheus``            ``register()``: certificate expiry, profile health and reload
+                          metrics, read from ``status()`` at scrape time
+``otel``                  ``instrument()``: the same numbers as OpenTelemetry
+                          observable instruments
 ``_pools``                the per-context pools every pooling client shares, and how
                           they follow reloads (its docstring: the theory of operation)
 ========================  ================================================================

@@ -426,6 +426,8 @@ class CA:
         path_length: int | None = None,
         ocsp_url: str | None = None,
         crl_url: str | None = None,
+        not_before: _dt.datetime | None = None,
+        not_after: _dt.datetime | None = None,
     ) -> CA:
         """An intermediate CA signed by this one.
 
@@ -440,9 +442,16 @@ class CA:
             ocsp_url: the OCSP responder the intermediate names in what *it* issues
                 (its own certificate carries this CA's ``ocsp_url``).
             crl_url: likewise, its CRL distribution point.
+            not_before: start of validity (timezone-aware), as for :class:`CA`.
+            not_after: end of validity (timezone-aware), as for :class:`CA` (an
+                intermediate that expires before what it issues is allowed: tests
+                of chain expiry need one).
 
         Returns:
             The new CA; its :attr:`parent` is this CA.
+
+        Raises:
+            ValueError: naive datetimes or an empty validity.
         """
         return CA(
             key_type=key_type or self.key_type,
@@ -451,6 +460,8 @@ class CA:
             path_length=path_length,
             ocsp_url=ocsp_url,
             crl_url=crl_url,
+            not_before=not_before,
+            not_after=not_after,
             _parent=self,
         )
 

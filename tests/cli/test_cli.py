@@ -436,7 +436,7 @@ def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
 
 
 CHECK_KEYS = {"path", "hostname_verifier", "ok", "profiles", "default", "failed", "warnings",
-              "vault"}  # fmt: skip
+              "vault", "fail_within", "status"}  # fmt: skip
 CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "client_subject",
                   "not_after", "days_left", "anchors", "hostname", "problems", "error"}  # fmt: skip
 PROBE_KEYS = {"url", "host", "port", "ok", "matched", "profile", "source", "keystore",
@@ -464,6 +464,8 @@ def test_check_json_has_the_documented_keys(seed: Seed) -> None:
     data = json.loads(ok("check", seed.xml, "--base-dir", seed.dir, "--json").stdout)
     assert set(data) == CHECK_KEYS
     assert data["ok"] is True
+    assert data["fail_within"] is None
+    assert data["status"]["profiles"][0]["identity"]["subject"] == "CN=gateway"
     (row,) = data["profiles"]
     assert set(row) == CHECK_ROW_KEYS
     assert row["servers"] == [f"localhost:{seed.port}"]

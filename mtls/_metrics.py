@@ -1,0 +1,148 @@
+"""The numbers a profile set exposes to monitoring, made from one ``status()``.
+
+One definition for every exporter: :mod:`mtls.integrations.prometheus` and
+:mod:`mtls.integrations.otel` both turn :func:`metrics` into their own types at
+collection time (nothing is counted twice, nothing is kept between scrapes, and no
+file is read or context built: ``status()`` reads the current snapshot).
+
+Names follow Prometheus conventions: base units (seconds), timestamps as Unix time,
+``_total`` on counters (added by the exporter).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from ._status import ProfileSetStatus, ProfileStatus
+
+__all__ = ["Metric", "metrics"]
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One metric family and its samples.
+
+    Attributes:
+        name: the Prometheus name (counters without ``_total``).
+        kind: ``gauge`` or ``counter``.
+        help: one line for ``# HELP``.
+        unit: the unit (``seconds``, or ``""``).
+        samples: (labels, value) pairs.
+    """
+
+    name: str
+    kind: Literal["gauge", "counter"]
+    help: str
+    unit: str
+    samples: tuple[tuple[Labels, float], ...]
+
+
+def _profile_label(entry: ProfileStatus, default: bool) -> str:
+    return "(default)" if default else ",".join(entry.servers)
+
+
+def _certificates(
+    entry: ProfileStatus,
+) -> Iterator[tuple[str, str, str | None, _dt.datetime | None, int | None]]:
+    """(role, alias, subject, not_after, serial) of each certificate the profile uses."""
+    ident = entry.identity
+    if ident is not None:
+        yield "identity", "", ident.subject, ident.not_after, ident.serial
+        for cert in ident.chain:
+            yield "chain", "", cert.subject, cert.not_after, cert.serial
+    for cert in entry.anchors:
+        yield "anchor", cert.alias, cert.subject, cert.not_after, cert.serial
+
+
+def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
+    """The profile set's metrics from one status record.
+
+    Args:
+        status: ``profiles.status()``.
+        set_name: the ``set`` label (tells two sets in one process apart).
+
+    Returns:
+        ``mtls_certificate_expiry_timestamp_seconds`` (per profile and certificate:
+        client certificate, chain, the anchors expiring soonest),
+        ``mtls_profile_healthy`` (per profile), ``mtls_profiles`` (by state),
+        ``mtls_reloads`` (counter, by outcome), ``mtls_revocation_checks`` (counter,
+        by result) and ``mtls_last_reload_timestamp_seconds``.
+    """
+    base: Labels = (("set", set_name),)
+    expiry: list[tuple[Labels, float]] = []
+    healthy: list[tuple[Labels, float]] = []
+    states = {"healthy": 0, "failing": 0, "not_loaded": 0}
+    entries = [(p, False) for p in status.profiles]
+    if status.default is not None:
+        entries.append((status.default, True))
+    for entry, is_default in entries:
+        who: Labels = (
+            *base,
+            ("profile", _profile_label(entry, is_default)),
+            ("client_id", entry.client_id or ""),
+        )
+        ok = entry.loaded and entry.error is None
+        healthy.append((who, 1.0 if ok else 0.0))
+        states["healthy" if ok else "failing" if entry.loaded else "not_loaded"] += 1
+        for role, alias, subject, not_after, serial in _certificates(entry):
+            if not_after is None:
+                continue
+            labels: Labels = (
+                *who,
+                ("role", role),
+                ("alias", alias),
+                ("subject", subject or ""),
+                ("serial", f"{serial:x}" if serial is not None else ""),
+            )
+            expiry.append((labels, not_after.timestamp()))
+    return [
+        Metric(
+            "mtls_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When a certificate in use expires (Unix time): client certificates, "
+            "their chains, and the trust anchors expiring soonest.",
+            "seconds",
+            tuple(expiry),
+        ),
+        Metric(
+            "mtls_profile_healthy",
+            "gauge",
+            "1 when the profile is served from current material without error, else 0.",
+            "",
+            tuple(healthy),
+        ),
+        Metric(
+            "mtls_profiles",
+            "gauge",
+            "Profiles by state: healthy, failing (served from its last good material), "
+            "not_loaded (its hosts are refused).",
+            "",
+            tuple(((*base, ("state", s)), float(n)) for s, n in states.items()),
+        ),
+        Metric(
+            "mtls_reloads",
+            "counter",
+            "Reload checks by outcome: changed, unchanged, failed.",
+            "",
+            tuple(((*base, ("outcome", k)), float(v)) for k, v in status.reloads.to_dict().items()),
+        ),
+        Metric(
+            "mtls_revocation_checks",
+            "counter",
+            "Online revocation checks of server certificates by result.",
+            "",
+            tuple(((*base, ("result", k)), float(v)) for k, v in status.revocation_checks),
+        ),
+        Metric(
+            "mtls_last_reload_timestamp_seconds",
+            "gauge",
+            "When the last change was applied, or the set first loaded (Unix time).",
+            "seconds",
+            ((base, status.last_reload.timestamp()),),
+        ),
+    ]

@@ -1,0 +1,152 @@
+"""`mtls check --fail-within DAYS`: a deploy gate on real certificates near their end."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import pytest
+
+from mtls.cli import main
+from mtls.testing import CA
+from tests._helpers import PASSWORD, profile, profile_xml, write_identity, write_trust
+from tests.health._certs import issue, utcnow
+
+DAY = _dt.timedelta(days=1)
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    return code, out, err
+
+
+def estate(tmp: Path, *, identity_left: _dt.timedelta, anchor_left: _dt.timedelta) -> Path:
+    """A profile file with one profile: a client certificate and a CA with the given
+    time left."""
+    now = utcnow()
+    ca = CA(not_before=now - 400 * DAY, not_after=now + anchor_left)
+    client = issue(ca, left=identity_left)
+    keystore = write_identity(client, tmp / "client.jks")
+    truststore = write_trust(ca, tmp / "trust.jks")
+    path = tmp / "sslprofiles.xml"
+    path.write_text(profile_xml(profile("orders.internal:8443", keystore, truststore)))
+    return path
+
+
+def test_a_client_certificate_ending_within_the_window_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xml = estate(tmp_path, identity_left=5 * DAY, anchor_left=3000 * DAY)
+    code, out, err = run(capsys, "--no-color", "check", str(xml), "--fail-within", "7")
+    assert code == 1
+    assert "EXPIRING: orders.internal:8443: client certificate CN=client" in out
+    assert "within --fail-within 7 days" in out
+    assert "1 certificate end within 7 days" in err
+    assert "orders.internal:8443" in err
+
+
+def test_the_same_estate_passes_a_narrower_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xml = estate(tmp_path, identity_left=5 * DAY, anchor_left=3000 * DAY)
+    code, out, _ = run(capsys, "--no-color", "check", str(xml), "--fail-within", "4.5")
+    assert code == 0
+    assert "EXPIRING" not in out
+    code, _, _ = run(capsys, "check", str(xml))  # without the flag: no gate
+    assert code == 0
+
+
+def test_an_expired_client_certificate_fails_any_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xml = estate(tmp_path, identity_left=-DAY, anchor_left=3000 * DAY)
+    code, out, _ = run(capsys, "--no-color", "check", str(xml), "--fail-within", "0")
+    assert code == 1
+    assert "EXPIRING" in out
+
+
+def test_anchors_count_only_with_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xml = estate(tmp_path, identity_left=300 * DAY, anchor_left=20 * DAY)
+    code, _, _ = run(capsys, "check", str(xml), "--fail-within", "30")
+    assert code == 0  # the identity has 300 days
+    code, out, err = run(
+        capsys, "--no-color", "check", str(xml), "--fail-within", "30", "--anchors"
+    )
+    assert code == 1
+    assert "EXPIRING: orders.internal:8443: anchor" in out
+    assert "within 30 days" in err
+
+
+def test_json_carries_the_gate_and_the_status_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xml = estate(tmp_path, identity_left=5 * DAY, anchor_left=20 * DAY)
+    code, out, _ = run(capsys, "check", str(xml), "--json", "--fail-within", "30", "--anchors")
+    assert code == 1
+    report = json.loads(out)
+    assert report["ok"] is False
+    gate = report["fail_within"]
+    assert gate["days"] == 30
+    assert gate["anchors"] is True
+    assert sorted(item["role"] for item in gate["expiring"]) == ["anchor", "identity"]
+    identity = next(item for item in gate["expiring"] if item["role"] == "identity")
+    assert identity["servers"] == ["orders.internal:8443"]
+    assert identity["days_left"] == 4
+    # The status records, as ProfileSetStatus.to_dict() gives them.
+    status = report["status"]
+    (entry,) = status["profiles"]
+    assert entry["identity"]["days_left"] == 4
+    assert entry["anchors"][0]["days_left"] == 19
+    assert status["reloads"] == {"changed": 0, "unchanged": 0, "failed": 0}
+    assert status["expiry_warnings"] == [30 * 86400.0, 7 * 86400.0, 86400.0]
+
+
+def test_json_without_the_gate_still_has_the_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xml = estate(tmp_path, identity_left=5 * DAY, anchor_left=20 * DAY)
+    code, out, _ = run(capsys, "check", str(xml), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["fail_within"] is None
+    assert report["status"]["profiles"][0]["identity"]["subject"].startswith("CN=client")
+
+
+def test_an_intermediate_ending_soon_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = utcnow()
+    root = CA()
+    intermediate = root.create_child_ca(not_before=now - DAY, not_after=now + 3 * DAY)
+    client = intermediate.issue_cert("client", not_after=now + 300 * DAY)
+    keystore = write_identity(client, tmp_path / "client.jks")
+    truststore = write_trust(root, tmp_path / "trust.jks")
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile("orders.internal:8443", keystore, truststore)))
+    code, out, _ = run(capsys, "--no-color", "check", str(xml), "--fail-within", "7")
+    assert code == 1
+    assert "chain certificate" in out
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "40000"])
+def test_a_bad_window_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    xml = estate(tmp_path, identity_left=5 * DAY, anchor_left=20 * DAY)
+    code, _, err = run(capsys, "check", str(xml), "--fail-within", value)
+    assert code == 2
+    assert "--fail-within" in err
+
+
+def test_anchors_without_a_window_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xml = estate(tmp_path, identity_left=5 * DAY, anchor_left=20 * DAY)
+    code, _, err = run(capsys, "check", str(xml), "--anchors")
+    assert code == 2
+    assert "--anchors needs --fail-within" in err

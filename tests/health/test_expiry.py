@@ -1,0 +1,306 @@
+"""Expiry watched over time: thresholds crossed once each, health events, the log."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import queue
+import threading
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls.testing import CA
+from tests._helpers import write_identity
+from tests.health._certs import issue, profile_for, utcnow
+
+DAY = _dt.timedelta(days=1)
+
+
+def _set(*profiles: mtls.SSLProfile, **kwargs: object) -> mtls.SSLProfileSet:
+    return mtls.SSLProfileSet(profiles, **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def test_a_certificate_inside_two_thresholds_is_announced_once_for_the_tightest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca = CA()
+    client = issue(ca, left=5 * DAY)
+    seen: list[mtls.HealthEvent] = []
+    with _set(profile_for(tmp_path, client, ca)) as profiles:
+        profiles.on_health(seen.append)
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            events = profiles.check_health()
+        assert [(e.kind, e.role, e.threshold) for e in events] == [
+            ("expiring", "identity", 7 * DAY)
+        ]
+        event = events[0]
+        assert seen == [event]
+        assert event.servers == ("backend.internal:8443",)
+        assert event.subject == client.subject
+        assert event.serial == client.serial_number
+        assert event.fingerprint == client.fingerprint_sha256.replace(":", "").lower()
+        assert event.days_left == 4
+        assert event.not_after == client.certificate.not_valid_after_utc
+        # The log says what, for whom, and when, once.
+        lines = [r for r in caplog.records if "client certificate" in r.getMessage()]
+        assert len(lines) == 1
+        assert lines[0].levelno == logging.WARNING
+        assert "backend.internal:8443" in lines[0].getMessage()
+        assert "expires in 4 days" in lines[0].getMessage()
+        # Not on every check: the same threshold is never announced twice.
+        caplog.clear()
+        assert profiles.check_health() == ()
+        assert profiles.reload() is False
+        assert seen == [event]
+        assert not [r for r in caplog.records if "client certificate" in r.getMessage()]
+
+
+def test_a_certificate_far_from_its_end_is_not_announced(tmp_path: Path) -> None:
+    ca = CA()
+    with _set(profile_for(tmp_path, issue(ca, left=400 * DAY), ca)) as profiles:
+        assert profiles.check_health() == ()
+
+
+def test_the_thresholds_are_configurable(tmp_path: Path) -> None:
+    ca = CA()
+    profile = profile_for(tmp_path, issue(ca, left=50 * DAY), ca)
+    with _set(profile) as default:
+        assert default.check_health() == ()  # 30, 7 and 1 days
+        assert default.status().expiry_warnings == (30 * DAY, 7 * DAY, DAY)
+    with _set(profile, expiry_warnings=(90, 60)) as wide:
+        (event,) = wide.check_health()
+        assert event.threshold == 60 * DAY
+        assert wide.status().to_dict()["expiry_warnings"] == [90 * 86400.0, 60 * 86400.0]
+
+
+@pytest.mark.parametrize(
+    "bad", [(0,), (-1,), (float("nan"),), (True,), ("30",), "30", (_dt.timedelta(0),)]
+)
+def test_bad_thresholds_are_refused_before_anything_loads(bad: object) -> None:
+    with pytest.raises(ValueError, match="expiry_warnings"):
+        mtls.SSLProfileSet([], expiry_warnings=bad)  # type: ignore[arg-type]
+
+
+def test_no_thresholds_still_announces_expiry(tmp_path: Path) -> None:
+    ca = CA()
+    soon = profile_for(tmp_path, issue(ca, left=DAY / 2), ca, servers=("soon:1",))
+    gone = profile_for(tmp_path, issue(ca, left=-DAY), ca, servers=("gone:1",), name="gone")
+    with _set(soon, gone, expiry_warnings=()) as profiles:
+        (event,) = profiles.check_health()
+        assert (event.kind, event.servers) == ("expired", ("gone:1",))
+
+
+# --------------------------------------------------------------------------- expired
+
+
+def test_an_expired_identity_is_an_error_in_the_log_and_an_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca = CA()
+    client = issue(ca, left=-2 * DAY)
+    with _set(profile_for(tmp_path, client, ca)) as profiles:
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            (event,) = profiles.check_health()
+        assert event.kind == "expired"
+        assert event.role == "identity"
+        assert event.threshold is None
+        assert event.days_left == -3  # floored, as status() does: two days and a bit
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "expired 2 days ago" in errors[0].getMessage()
+        assert client.subject in errors[0].getMessage()
+        assert profiles.check_health() == ()  # once
+
+
+def test_an_expired_anchor_is_a_warning_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = utcnow()
+    ca = CA(not_before=now - 400 * DAY, not_after=now - DAY)
+    client = CA().issue_cert("client")  # valid, from another CA
+    with _set(profile_for(tmp_path, client, ca)) as profiles:
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            (event,) = profiles.check_health()
+        assert (event.kind, event.role, event.subject) == (
+            "expired",
+            "anchor",
+            ca.certificate.subject.rfc4514_string(),
+        )
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert [r for r in caplog.records if "trust anchor" in r.getMessage()]
+
+
+# --------------------------------------------------------------------------- chains and anchors
+
+
+def test_the_presented_chain_and_the_anchors_are_watched(tmp_path: Path) -> None:
+    now = utcnow()
+    root = CA(not_before=now - DAY, not_after=now + 20 * DAY)
+    intermediate = root.create_child_ca(not_before=now - DAY, not_after=now + 5 * DAY)
+    client = intermediate.issue_cert("client", not_after=now + 300 * DAY)
+    with _set(profile_for(tmp_path, client, root)) as profiles:
+        events = {e.role: e for e in profiles.check_health()}
+        assert set(events) == {"chain", "anchor"}  # the identity has 300 days
+        assert events["chain"].threshold == 7 * DAY
+        assert events["chain"].subject == intermediate.certificate.subject.rfc4514_string()
+        assert events["anchor"].threshold == 30 * DAY
+        # status() names the anchors expiring soonest, with their fingerprints.
+        (status,) = profiles.status().profiles
+        assert status.anchors[0].fingerprint == events["anchor"].fingerprint
+        assert status.anchors[0].days_left == 19
+        assert status.identity is not None
+        assert status.identity.fingerprint is not None
+        assert status.identity.fingerprint != events["chain"].fingerprint
+
+
+def test_a_certificate_shared_by_profiles_is_one_event_naming_them_all(tmp_path: Path) -> None:
+    ca = CA()
+    client = issue(ca, left=3 * DAY)
+    one = profile_for(tmp_path, client, ca, servers=("a.internal:443",))
+    two = profile_for(tmp_path, client, ca, servers=("b.internal:443", "c.internal:443"))
+    default = profile_for(tmp_path, client, ca, servers=("*",), name="default")
+    with mtls.SSLProfileSet([one, two], default=default) as profiles:
+        (event,) = profiles.check_health()
+        assert event.servers == ("*", "a.internal:443", "b.internal:443", "c.internal:443")
+
+
+def test_a_profile_that_never_loaded_contributes_nothing(tmp_path: Path) -> None:
+    ca = CA()
+    good = profile_for(tmp_path, issue(ca, left=400 * DAY), ca, servers=("good:1",))
+    broken = profile_for(tmp_path, issue(ca, left=2 * DAY), ca, servers=("bad:1",), name="x")
+    assert broken.keystore is not None
+    broken.keystore.location.write_bytes(b"not a keystore")
+    with _set(good, broken, skip_failures=True) as profiles:
+        assert profiles.check_health() == ()
+        assert profiles.status().profiles[1].loaded is False
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def test_a_rotated_certificate_is_announced_afresh(tmp_path: Path) -> None:
+    ca = CA()
+    first = issue(ca, left=5 * DAY)
+    profile = profile_for(tmp_path, first, ca)
+    assert profile.keystore is not None
+    path = profile.keystore.location
+    seen: list[int | None] = []
+    with _set(profile) as profiles:
+        profiles.on_health(lambda e: seen.append(e.serial))
+        profiles.check_health()
+        assert seen == [first.serial_number]
+        # Rotated out, the first certificate is forgotten: when it comes back (a
+        # rollback), it is announced again, as is the one in between.
+        newer = issue(ca, left=6 * DAY)
+        write_identity(newer, path)
+        assert profiles.reload() is True  # reload() evaluates too, after its check
+        write_identity(first, path)
+        assert profiles.reload() is True
+        assert seen == [first.serial_number, newer.serial_number, first.serial_number]
+        assert profiles.check_health() == ()
+
+
+def test_reload_delivers_the_events_of_its_check(tmp_path: Path) -> None:
+    ca = CA()
+    profile = profile_for(tmp_path, issue(ca, left=400 * DAY), ca)
+    seen: list[mtls.HealthEvent] = []
+    with _set(profile) as profiles:
+        profiles.on_health(seen.append)
+        assert profile.keystore is not None
+        newer = issue(ca, left=6 * DAY)
+        write_identity(newer, profile.keystore.location)
+        assert profiles.reload() is True
+        assert [(e.serial, e.threshold) for e in seen] == [(newer.serial_number, 7 * DAY)]
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def test_a_callback_that_raises_is_logged_and_the_others_still_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca = CA()
+    seen: list[mtls.HealthEvent] = []
+
+    def broken(event: mtls.HealthEvent) -> None:
+        raise RuntimeError("pager down")
+
+    with _set(profile_for(tmp_path, issue(ca, left=3 * DAY), ca)) as profiles:
+        profiles.on_health(broken)
+        unsubscribe = profiles.on_health(seen.append)
+        with caplog.at_level(logging.ERROR, logger="mtls"):
+            events = profiles.check_health()
+        assert len(events) == 1
+        assert seen == list(events)
+        assert any("health callback raised" in r.getMessage() for r in caplog.records)
+        unsubscribe()
+        unsubscribe()  # idempotent
+
+
+def test_event_to_dict_is_json_ready(tmp_path: Path) -> None:
+    ca = CA()
+    with _set(profile_for(tmp_path, issue(ca, left=3 * DAY), ca)) as profiles:
+        (event,) = profiles.check_health()
+    data = event.to_dict()
+    assert data["kind"] == "expiring"
+    assert data["serial"] == f"{event.serial:x}"
+    assert data["threshold_seconds"] == 7 * 86400
+    assert 2 * 86400 < data["time_left_seconds"] <= 3 * 86400
+    with pytest.raises(AttributeError):
+        event.kind = "expired"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- on the reload thread
+
+
+def test_the_reload_thread_crosses_each_threshold_once_then_reports_expiry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A certificate issued to expire in seconds, thresholds in seconds: the reload
+    thread (the only thread) announces each crossing, then the expiry, and nothing more."""
+    ca = CA()
+    client = issue(ca, left=_dt.timedelta(seconds=4))
+    events: queue.Queue[tuple[mtls.HealthEvent, str]] = queue.Queue()
+    thresholds = (_dt.timedelta(seconds=3), _dt.timedelta(seconds=1.5))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = _set(
+            profile_for(tmp_path, client, ca), reload_interval=0.1, expiry_warnings=thresholds
+        )
+        with profiles:
+            profiles.on_health(lambda e: events.put((e, threading.current_thread().name)))
+            got: list[mtls.HealthEvent] = []
+            while not got or got[-1].kind != "expired":
+                event, thread = events.get(timeout=30)  # a deadline, not a sleep
+                assert thread.startswith("mtls-reloader-")
+                got.append(event)
+            # Each threshold at most once, widest first (a loaded machine may skip
+            # straight to a tighter one), then the expiry.
+            crossed = [e.threshold for e in got[:-1] if e.threshold is not None]
+            assert len(crossed) == len(got) - 1
+            assert crossed == sorted(set(crossed), reverse=True)
+            assert set(crossed) <= set(thresholds)
+            assert got[-1].role == "identity"
+            assert got[-1].time_left <= _dt.timedelta(0)
+            # Later checks (the thread keeps running) announce nothing more.
+            profiles.reload()
+            profiles.reload()
+            assert events.empty()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "expired" in errors[0].getMessage()
+
+
+def test_without_a_reload_thread_nothing_is_announced_until_asked(tmp_path: Path) -> None:
+    ca = CA()
+    seen: list[mtls.HealthEvent] = []
+    with _set(profile_for(tmp_path, issue(ca, left=3 * DAY), ca)) as profiles:
+        profiles.on_health(seen.append)
+        assert not profiles.reloading
+        assert seen == []
+        profiles.check_health()
+        assert len(seen) == 1

@@ -1,0 +1,227 @@
+"""Metrics: the Prometheus text exposition parsed back, OpenTelemetry through the SDK's
+in-memory reader; reload counts and the status records they are read from."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls.testing import CA
+from tests._helpers import write_identity
+from tests.health._certs import issue, profile_for
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from mtls.integrations.prometheus import register  # noqa: E402
+
+DAY = _dt.timedelta(days=1)
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Iterator[tuple[mtls.SSLProfileSet, mtls.testing.IssuedIdentity]]:
+    """One healthy profile whose client certificate has 5 days left, one that never
+    loaded, and a default profile."""
+    ca = CA()
+    client = issue(ca, left=5 * DAY)
+    good = profile_for(tmp_path, client, ca, servers=("orders.internal:8443",))
+    broken = profile_for(tmp_path, client, ca, servers=("billing.internal:443",), name="b")
+    assert broken.keystore is not None
+    broken.keystore.location.write_bytes(b"not a keystore")
+    default = profile_for(tmp_path, issue(ca, left=300 * DAY), ca, servers=("*",), name="d")
+    with mtls.SSLProfileSet([good, broken], default=default, skip_failures=True) as profiles:
+        yield profiles, client
+
+
+def scrape(registry: object) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = prometheus_client.generate_latest(registry).decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+# --------------------------------------------------------------------------- reload counts
+
+
+def test_reload_checks_are_counted_by_outcome(tmp_path: Path) -> None:
+    ca = CA()
+    profile = profile_for(tmp_path, issue(ca, left=300 * DAY), ca)
+    assert profile.keystore is not None
+    with mtls.SSLProfileSet([profile]) as profiles:
+        assert profiles.status().reloads == mtls.ReloadCounts()  # the first load is no check
+        profiles.reload()
+        profiles.reload()
+        write_identity(issue(ca, left=200 * DAY), profile.keystore.location)
+        assert profiles.reload() is True
+        profile.keystore.location.write_bytes(b"broken")
+        assert profiles.reload() is False
+        assert profiles.reload() is False  # still broken: every retry counts
+        counts = profiles.status().reloads
+        assert counts == mtls.ReloadCounts(changed=1, unchanged=2, failed=2)
+        assert profiles.status().to_dict()["reloads"] == {
+            "changed": 1,
+            "unchanged": 2,
+            "failed": 2,
+        }
+
+
+def test_check_health_is_not_a_reload(tmp_path: Path) -> None:
+    ca = CA()
+    with mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=3 * DAY), ca)]) as profiles:
+        profiles.check_health()
+        assert profiles.status().reloads == mtls.ReloadCounts()
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+def test_the_exposition_carries_expiry_health_and_reloads(
+    estate: tuple[mtls.SSLProfileSet, mtls.testing.IssuedIdentity],
+) -> None:
+    profiles, client = estate
+    registry = prometheus_client.CollectorRegistry()
+    register(profiles, registry=registry, name="gateway")
+    profiles.reload()
+    profiles._health.count_revocation("good")  # the revocation checker's hook
+    profiles._health.count_revocation("good")
+    profiles._health.count_revocation("revoked")
+    metrics = scrape(registry)
+
+    expiry = metrics["mtls_certificate_expiry_timestamp_seconds"]
+    identity = [
+        (labels, value)
+        for labels, value in expiry
+        if labels["role"] == "identity" and labels["profile"] == "orders.internal:8443"
+    ]
+    assert identity == [
+        (
+            {
+                "set": "gateway",
+                "profile": "orders.internal:8443",
+                "client_id": "",
+                "role": "identity",
+                "alias": "",
+                "subject": client.subject,
+                "serial": f"{client.serial_number:x}",
+            },
+            client.certificate.not_valid_after_utc.timestamp(),
+        )
+    ]
+    assert {labels["profile"] for labels, _ in expiry} == {"orders.internal:8443", "(default)"}
+    assert {labels["role"] for labels, _ in expiry} == {"identity", "anchor"}
+
+    healthy = {labels["profile"]: value for labels, value in metrics["mtls_profile_healthy"]}
+    assert healthy == {"orders.internal:8443": 1.0, "billing.internal:443": 0.0, "(default)": 1.0}
+    states = {labels["state"]: value for labels, value in metrics["mtls_profiles"]}
+    assert states == {"healthy": 2.0, "failing": 0.0, "not_loaded": 1.0}
+    reloads = {labels["outcome"]: value for labels, value in metrics["mtls_reloads_total"]}
+    assert reloads == {"changed": 0.0, "unchanged": 0.0, "failed": 1.0}  # a profile is broken
+    revocation = {
+        labels["result"]: value for labels, value in metrics["mtls_revocation_checks_total"]
+    }
+    assert revocation == {"good": 2.0, "revoked": 1.0}
+    ((labels, last),) = metrics["mtls_last_reload_timestamp_seconds"]
+    assert labels == {"set": "gateway"}
+    assert last == profiles.status().last_reload.timestamp()
+
+
+def test_a_scrape_follows_a_rotation(tmp_path: Path) -> None:
+    ca = CA()
+    profile = profile_for(tmp_path, issue(ca, left=300 * DAY), ca)
+    assert profile.keystore is not None
+    registry = prometheus_client.CollectorRegistry()
+    with mtls.SSLProfileSet([profile]) as profiles:
+        register(profiles, registry=registry)
+        newer = issue(ca, left=100 * DAY)
+        write_identity(newer, profile.keystore.location)
+        profiles.reload()
+        expiry = scrape(registry)["mtls_certificate_expiry_timestamp_seconds"]
+        (value,) = [v for labels, v in expiry if labels["role"] == "identity"]
+        assert value == newer.certificate.not_valid_after_utc.timestamp()
+        ((labels, _),) = scrape(registry)["mtls_reloads_total"][:1]
+        assert labels["set"] == "profiles"  # a set made in code
+
+
+def test_two_sets_share_the_families_and_a_name_is_never_reused(tmp_path: Path) -> None:
+    ca = CA()
+    one = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    two = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca, name="x")])
+    registry = prometheus_client.CollectorRegistry()
+    stop_one = register(one, registry=registry, name="one")
+    register(two, registry=registry, name="two")
+    with pytest.raises(ValueError, match="set='two'"):
+        register(one, registry=registry, name="two")
+    sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
+    assert sets == {"one", "two"}
+    stop_one()
+    sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
+    assert sets == {"two"}
+    one.close()
+    two.close()
+
+
+def test_a_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "mtls.integrations.prometheus")
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with pytest.raises(ImportError, match=r'pip install "mtls-profiles\[prometheus\]"'):
+        importlib.import_module("mtls.integrations.prometheus")
+
+
+# --------------------------------------------------------------------------- OpenTelemetry
+
+
+def test_opentelemetry_reports_the_same_numbers(
+    estate: tuple[mtls.SSLProfileSet, mtls.testing.IssuedIdentity],
+) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+
+    from mtls.integrations.otel import instrument
+
+    profiles, client = estate
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(profiles, meter_provider=provider, name="gateway")
+    profiles.reload()
+    data = reader.get_metrics_data()
+    assert data is not None
+    found = {
+        metric.name: metric
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+    assert set(found) == {
+        "mtls.certificate.expiry_timestamp",
+        "mtls.profile.healthy",
+        "mtls.profiles",
+        "mtls.reloads",
+        "mtls.last_reload_timestamp",
+    }  # no revocation checks yet: an instrument without points is not exported
+
+    def points(name: str, *keys: str) -> dict[tuple[object, ...], float]:
+        out: dict[tuple[object, ...], float] = {}
+        for point in found[name].data.data_points:
+            assert isinstance(point, NumberDataPoint)
+            attributes = point.attributes or {}
+            out[tuple(attributes[k] for k in keys)] = point.value
+        return out
+
+    assert found["mtls.certificate.expiry_timestamp"].unit == "s"
+    expiry = points("mtls.certificate.expiry_timestamp", "profile", "role")
+    assert expiry[("orders.internal:8443", "identity")] == (
+        client.certificate.not_valid_after_utc.timestamp()
+    )
+    reloads = points("mtls.reloads", "outcome")
+    assert reloads == {("changed",): 0, ("unchanged",): 0, ("failed",): 1}
+    states = points("mtls.profiles", "state")
+    assert states == {("healthy",): 2, ("failing",): 0, ("not_loaded",): 1}
