@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # the context builder
     ("_context", "_material", "_reading", "_build"),
     # the engine and what it publishes
-    ("_engine", "_snapshot", "_status"),
+    ("_engine", "_snapshot", "_status", "_health", "_metrics"),
     # what uses the engine: the profile set, the rotating server context
     ("_profiles", "_server"),
 )
