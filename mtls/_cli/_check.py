@@ -35,7 +35,6 @@ from ._common import (
     now,
     presented,
     profile_defaults,
-    strip_profile_prefix,
 )
 from ._logs import LogCollector
 
@@ -144,12 +143,12 @@ def _loaded_row(
         "days_left": left,
         "anchors": anchors,
         "hostname": _hostname_mode(mode, profile, verify),
-        "problems": [strip_profile_prefix(p, servers) for p in problems],
+        "problems": problems,
         "error": entry.get("error"),
     }
 
 
-def _failed_row(entry: dict[str, Any]) -> dict[str, Any]:
+def _failed_row(entry: dict[str, Any], error: MTLSError | None) -> dict[str, Any]:
     servers = list(entry["servers"])
     return {
         "servers": servers,
@@ -162,7 +161,8 @@ def _failed_row(entry: dict[str, Any]) -> dict[str, Any]:
         "days_left": None,
         "anchors": None,
         "hostname": None,
-        "problems": [strip_profile_prefix(str(entry["error"]), servers)],
+        # The row names the profile: the error without it (``reason``).
+        "problems": [error.reason if error is not None else str(entry["error"])],
         "error": entry["error"],
     }
 
@@ -216,12 +216,12 @@ def check_report(
     stores = _Stores()
     rows: list[dict[str, Any]] = []
     default_profile, default_trust = profile_defaults(profiles)
-    for entry in status["profiles"]:
+    for record, entry in zip(records.profiles, status["profiles"], strict=True):
         if entry["loaded"]:
             profile = next(loaded, None)
             rows.append(_loaded_row(entry, profile, mode, stores, default_trust=default_trust))
         else:
-            rows.append(_failed_row(entry))
+            rows.append(_failed_row(entry, record.error))
     default = status.get("default")
     default_row = (
         _loaded_row(default, default_profile, mode, stores, label="(default)")

@@ -583,15 +583,3 @@ def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSL
         hostname_verifier=verifier or "Strict",
         skip_failures=True,
     )
-
-
-def strip_profile_prefix(message: str, servers: list[str]) -> str:
-    """The error without the ``profile host:port: `` prefix a table row already shows."""
-    prefix = f"profile {', '.join(servers)}"
-    if message.startswith(prefix):
-        rest = message[len(prefix) :]
-        if rest.startswith(": "):
-            return rest[2:]
-        if rest.startswith(" (client"):
-            return rest.split("): ", 1)[-1]
-    return message

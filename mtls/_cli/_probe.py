@@ -32,7 +32,6 @@ from ._common import (
     presented,
     profile_defaults,
     store_password,
-    strip_profile_prefix,
     truststore_password,
 )
 from ._connect import run_probe
@@ -74,17 +73,19 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
 
 def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str | None) -> Setup:
     """The context the profile set gives ``target``, and which profile it came from."""
-    status = profiles.status().to_dict()
+    records = profiles.status()
+    status = records.to_dict()
     source = status["path"]
     mode = str(status["hostname_verifier"])
     key = target.server
-    for entry in status["profiles"]:
+    for record in records.profiles:
         if (
-            not entry["loaded"]
-            and key in entry["servers"]
-            and (client_id is None or entry["client_id"] in (None, client_id))
+            not record.loaded
+            and key in record.servers
+            and (client_id is None or record.client_id in (None, client_id))
         ):
-            error = strip_profile_prefix(str(entry["error"]), list(entry["servers"]))
+            # The message names the profile already: its reason, without the prefix.
+            error = record.error.reason if record.error is not None else "unknown error"
             return Setup(
                 None,
                 "profile",
