@@ -155,6 +155,8 @@ class Served:
     variants: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # The files again, as (path, sha256) with the Path made once: what a check compares.
+    inputs: tuple[tuple[Path, str], ...] = field(default=(), repr=False, compare=False)
 
     def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
@@ -202,11 +204,18 @@ class Builder:
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], _Leaf] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
+        # id(context) -> its key in _contexts: what keep() marks, without a scan.
+        self._key_of: dict[int, tuple[Any, ...]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
         self._reading: Reading | None = None
         # One Served per material in a check: 1,000 profiles on the same stores share it.
         self._served: dict[tuple[Any, ...], Served] = {}
+        # What build() returned in this check, by the configurations it was given: by
+        # identity (profiles made in code share their StoreConfig objects), then by
+        # value (a profile file gives each profile its own, equal, objects).
+        self._by_id: dict[tuple[Any, ...], Served] = {}
+        self._by_value: dict[tuple[Any, ...], Served] = {}
 
     @property
     def reading(self) -> Reading:
@@ -219,6 +228,8 @@ class Builder:
         self._used_stores = set()
         self._used_contexts = set()
         self._served = {}
+        self._by_id = {}
+        self._by_value = {}
         self._reading = reading
 
     def end(self) -> None:
@@ -228,17 +239,19 @@ class Builder:
         for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
             del self._failed[key]
         for key in set(self._contexts) - self._used_contexts:
-            del self._contexts[key]
+            main, _ = self._contexts.pop(key)
+            del self._key_of[id(main)]
         live = {fp for _, fp in self._stores.values()}
         for leaf_key in [k for k in self._leaves if k[0] not in live]:
             del self._leaves[leaf_key]
         self._reading = None
+        self._served, self._by_id, self._by_value = {}, {}, {}
 
-    def keep(self, context: ssl.SSLContext) -> None:
-        """Mark the caches behind a context carried over unchanged as used."""
-        for key, (ctx, _) in self._contexts.items():
-            if ctx is context:
-                self._used_contexts.add(key)
+    def keep(self, served: Served) -> None:
+        """Mark the caches behind material carried over unchanged as used."""
+        key = self._key_of.get(id(served.context))
+        if key is not None:
+            self._used_contexts.add(key)
 
     def _load(
         self, config: StoreConfig, keystore: bool, files: list[tuple[str, str, str]]
@@ -315,16 +328,42 @@ class Builder:
     def build(self, profile: SSLProfile, *, replacing: bool) -> Served:
         """Load a profile's stores and build (or reuse) its contexts.
 
+        Profiles with the same stores and options get the very same :class:`Served`
+        within a check, at the cost of a lookup.
+
         Raises:
             MTLSError: a store does not load, or the material fails validation.
             Unstable: a file changed between two reads; try again next check.
             Interrupted: ``close()`` was called.
         """
+        trust_config = profile.truststore or self.options.default_truststore
+        # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
+        verify = not (profile.novalidatecert and profile.truststore is None)
+        by_id = (id(profile.keystore), id(trust_config), verify, replacing)
+        served = self._by_id.get(by_id)
+        if served is not None:
+            return served
+        by_value = (profile.keystore, trust_config, verify, replacing)
+        served = self._by_value.get(by_value)
+        if served is None:
+            served = self._build(profile, trust_config, verify, replacing=replacing)
+            self._by_value[by_value] = served
+        # Both configurations are held by the check's profiles: their ids stay theirs.
+        self._by_id[by_id] = served
+        return served
+
+    def _build(
+        self,
+        profile: SSLProfile,
+        trust_config: StoreConfig | None,
+        verify: bool,
+        *,
+        replacing: bool,
+    ) -> Served:
         files: list[tuple[str, str, str]] = []
         keystore, key_fp = (
             self._load(profile.keystore, True, files) if profile.keystore else (None, None)
         )
-        trust_config = profile.truststore or self.options.default_truststore
         truststore, trust_fp = (
             self._load(trust_config, False, files) if trust_config else (None, None)
         )
@@ -337,8 +376,6 @@ class Builder:
             if replacing:  # every replacement is checked, cached leaf or not
                 where = profile.keystore.shown_location if profile.keystore else ""
                 _validate_validity(subject, not_before, not_after, where)
-        # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
-        verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
         ctx_key = (key_fp, alias, trust_fp, verify, mode)
         self.reading.checkpoint()  # a safe point before building a context
@@ -364,6 +401,7 @@ class Builder:
             )
             pair = (main, local)
             self._contexts[ctx_key] = pair
+            self._key_of[id(main)] = ctx_key
         served_key = (ctx_key, tuple(files))
         served = self._served.get(served_key)
         if served is None:
@@ -399,19 +437,20 @@ class Builder:
                 pem,
                 serial,
                 functools.cache(functools.partial(_anchor_infos, truststore)),
+                inputs=tuple((Path(path), digest) for _, path, digest in served_key[1]),
             )
             self._served[served_key] = served
         return served
 
-    def inputs_moved(self, files: Files) -> bool:
-        """True if any of ``files`` (a :attr:`Served.files`) now hashes differently.
+    def inputs_moved(self, served: Served) -> bool:
+        """True if any file ``served`` was built from now hashes differently.
 
         Raises:
             Unstable: one of them is still being written.
             Interrupted: ``close()`` was called.
         """
-        reading = self.reading
-        return any(reading.digest(Path(path)) != digest for _, path, digest in files)
+        digest = self.reading.digest
+        return any(digest(path) != sha256 for path, sha256 in served.inputs)
 
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""

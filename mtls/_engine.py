@@ -270,13 +270,12 @@ class Engine(Generic[S]):
                 return False  # closed: publish nothing more
             old = self.snapshot
             escaped: BaseException | None = None
-            reading: Reading | None = None
-            reader = self._reader
+            reading: Reading | None = self._reading()
             try:
-                moved = [p for p in old.watched if reader.moved(p)]
+                assert reading is not None
+                moved = reading.survey(old.watched)
                 if not moved and not old.pending and not old.errors:
-                    return False  # the common case: a few stats, nothing read
-                reading = self._reading()
+                    return False  # the common case: one stat per file, nothing read
                 # Every file whose stat moved is settled before anything is parsed (one
                 # settle delay for all): a file still being written is left for later.
                 reading.settle(moved)
@@ -295,7 +294,8 @@ class Engine(Generic[S]):
                 reading.commit()  # exactly what was built is recorded as seen
             new = outcome.snapshot
             self.snapshot = new
-            reader.forget(new.watched)  # files nothing names any more
+            if new.watched is not old.watched:
+                self._reader.forget(new.watched)  # files nothing names any more
             self._reports.update(plan.problems(new), plan.where)
             if outcome.changed:
                 # Queued under the lock: queue order is generation order.

@@ -425,7 +425,7 @@ class SSLProfileSet:
     @property
     def errors(self) -> list[MTLSError]:
         """Every error of the last check."""
-        return self._snapshot.errors
+        return list(self._snapshot.errors)
 
     @property
     def default(self) -> ssl.SSLContext | SSLProfile | None:
