@@ -209,6 +209,9 @@ class Builder:
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
         self._reading: Reading | None = None
+        # One Path object per distinct file (those of watched()): the check's lookups
+        # by path then match by identity instead of comparing equal Paths.
+        self._paths: dict[Path, Path] = {}
         # One Served per material in a check: 1,000 profiles on the same stores share it.
         self._served: dict[tuple[Any, ...], Served] = {}
         # What build() returned in this check, by the configurations it was given: by
@@ -254,14 +257,15 @@ class Builder:
             self._used_contexts.add(key)
 
     def _load(
-        self, config: StoreConfig, keystore: bool, files: list[tuple[str, str, str]]
+        self, config: StoreConfig, keystore: bool, files: list[tuple[str, Path, str]]
     ) -> tuple[Keystore | Truststore, str]:
         role = "keystore" if keystore else "truststore"
+        location = self._paths.get(config.location, config.location)
         try:
-            data, digest = self.reading.read(config.location)
+            data, digest = self.reading.read(location)
         except OSError as exc:
             raise store_read_error(config, keystore, exc) from None
-        files.append((role, str(config.location), digest))
+        files.append((role, location, digest))
         # Everything that decides how the bytes are read is in the key (allow_unprotected
         # too: one profile's opt-out must never let another's PEM through). The path is
         # part of the failure key only so that a cached error names the right file.
@@ -360,7 +364,7 @@ class Builder:
         *,
         replacing: bool,
     ) -> Served:
-        files: list[tuple[str, str, str]] = []
+        files: list[tuple[str, Path, str]] = []  # (role, path, sha256)
         keystore, key_fp = (
             self._load(profile.keystore, True, files) if profile.keystore else (None, None)
         )
@@ -402,7 +406,7 @@ class Builder:
             pair = (main, local)
             self._contexts[ctx_key] = pair
             self._key_of[id(main)] = ctx_key
-        served_key = (ctx_key, tuple(files))
+        served_key = (ctx_key, tuple(files))  # the same material read from the same files
         served = self._served.get(served_key)
         if served is None:
 
@@ -429,7 +433,7 @@ class Builder:
             served = Served(
                 pair[0],
                 pair[1],
-                served_key[1],
+                tuple((role, str(path), sha256) for role, path, sha256 in files),
                 subject,
                 not_after,
                 _dt.datetime.now(_dt.UTC),
@@ -437,7 +441,7 @@ class Builder:
                 pem,
                 serial,
                 functools.cache(functools.partial(_anchor_infos, truststore)),
-                inputs=tuple((Path(path), digest) for _, path, digest in served_key[1]),
+                inputs=tuple((path, sha256) for _, path, sha256 in files),
             )
             self._served[served_key] = served
         return served
@@ -455,13 +459,18 @@ class Builder:
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""
         paths: set[Path] = set()
+        add = paths.add
         every = [*profiles, *([default] if default else [])]
+        fallback = self.options.default_truststore
         for profile in every:
-            for config in (profile.keystore, profile.truststore):
-                if config is not None:
-                    paths.add(config.location)
-            if profile.truststore is None and self.options.default_truststore is not None:
-                paths.add(self.options.default_truststore.location)
+            keystore, truststore = profile.keystore, profile.truststore
+            if keystore is not None:
+                add(keystore.location)
+            if truststore is not None:
+                add(truststore.location)
+            elif fallback is not None:
+                add(fallback.location)
+        self._paths = {path: path for path in paths}
         return paths
 
 

@@ -124,21 +124,40 @@ class Snapshot:
     built: tuple[Built, ...] = ()  # the profiles being served
     failures: tuple[tuple[SSLProfile, MTLSError], ...] = ()  # no last good at all
     errors: tuple[MTLSError, ...] = ()  # every error it carries, the profile file's first
+    clean: bool = False  # every item is a Built without an error
 
     @classmethod
-    def make(cls, **fields: Any) -> Snapshot:
-        """A snapshot with its derived fields (``built``, ``failures``, ``errors``) filled."""
+    def make(cls, *, clean: bool = False, **fields: Any) -> Snapshot:
+        """A snapshot with its derived fields (``built``, ``failures``, ``errors``) filled.
+
+        ``clean``: the caller knows every item is a :class:`Built` without an error
+        (the usual case), so ``built`` is ``items`` itself, at no cost.
+        """
         items: tuple[Built | Failed, ...] = fields["items"]
-        built = tuple(item for item in items if type(item) is Built)
-        failures = tuple((i.profile, i.error) for i in items if type(i) is Failed)
         config_error: MTLSError | None = fields.get("config_error")
         errors: list[MTLSError] = [config_error] if config_error is not None else []
-        errors.extend(b.error for b in built if b.error is not None)
+        failed: list[MTLSError] = []
+        if clean:
+            built: tuple[Built, ...] = items  # type: ignore[assignment]
+            failures: tuple[tuple[SSLProfile, MTLSError], ...] = ()
+        else:
+            loaded: list[Built] = []
+            gone: list[tuple[SSLProfile, MTLSError]] = []
+            for item in items:
+                if isinstance(item, Built):
+                    loaded.append(item)
+                    if item.error is not None:
+                        errors.append(item.error)
+                else:
+                    gone.append((item.profile, item.error))
+                    failed.append(item.error)
+            built, failures = tuple(loaded), tuple(gone)
         default = fields.get("default")
         if isinstance(default, Built | Failed) and default.error is not None:
             errors.append(default.error)
-        errors.extend(error for _, error in failures)
-        return cls(**fields, built=built, failures=failures, errors=tuple(errors))
+        errors.extend(failed)
+        clean = clean or (len(built) == len(items) and not any(b.error for b in built))
+        return cls(**fields, built=built, failures=failures, errors=tuple(errors), clean=clean)
 
 
 def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
@@ -401,6 +420,7 @@ class ProfilesPlan:
                 loaded, digest = profiles, loaded_digest
         index: Mapping[IndexKey, Built | Failed]
         fast: Mapping[IndexKey, ssl.SSLContext]
+        replaced: list[Built | Failed] = []
         if loaded is not None:
             watched = self._watched(loaded)
             reading.settle(set(watched) - set(old.watched))
@@ -434,7 +454,15 @@ class ProfilesPlan:
             and pending == old.pending
         ):
             return Outcome(old, False)  # nothing at all moved (a touch, say)
+        # Clean: every entry loaded without an error (old ones, when the old snapshot was
+        # so, and every new one).
+        clean = (
+            loaded is None
+            and old.clean
+            and all(type(i) is Built and i.error is None for i in replaced)
+        )
         new = Snapshot.make(
+            clean=clean,
             generation=old.generation + (1 if changed else 0),
             items=items,
             index=index,
@@ -459,14 +487,22 @@ class ProfilesPlan:
             answers changed, and the entries that are new objects.
         """
         checkpoint = run.reading.checkpoint
+        unchanged = run.unchanged
         replaced: list[Built | Failed] = []
         changed = False
         out: list[Built | Failed] = []
+        append = out.append
         for prev in old.items:
+            # The common case first, in as few steps as possible: a loaded profile whose
+            # material was already found unchanged in this check (10,000 profiles on
+            # 1,000 keystores: 1,000 looks at files, then 9,000 of these).
+            if type(prev) is Built and prev.error is None and unchanged.get(id(prev.served)):
+                append(prev)
+                continue
             checkpoint()  # close() stops the check here, between profiles
             last = prev if type(prev) is Built else None
             item = self._rebuild(run, prev.profile, last)
-            out.append(item)
+            append(item)
             if item is prev:
                 continue
             replaced.append(item)
@@ -558,7 +594,7 @@ class ProfilesPlan:
             **{
                 f.name: getattr(old, f.name)
                 for f in fields(Snapshot)
-                if f.name not in ("built", "failures", "errors")
+                if f.name not in ("built", "failures", "errors", "clean")
             }
             | {"config_error": error, "pending": True}
         )
