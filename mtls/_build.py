@@ -117,6 +117,8 @@ class Served:
     variants: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # The files again, as (path, sha256) with the Path made once: what a check compares.
+    inputs: tuple[tuple[Path, str], ...] = field(default=(), repr=False, compare=False)
 
     def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
@@ -169,11 +171,21 @@ class Builder:
         # parsed once, not 1,000 times): (role, fingerprint, alias) -> records.
         self._infos: dict[tuple[str, str, str | None], Callable[[], tuple[AnchorInfo, ...]]] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
+        # id(context) -> its key in _contexts: what keep() marks, without a scan.
+        self._key_of: dict[int, tuple[Any, ...]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
         self._reading: Reading | None = None
+        # One Path object per distinct file (those of watched()): the check's lookups
+        # by path then match by identity instead of comparing equal Paths.
+        self._paths: dict[Path, Path] = {}
         # One Served per material in a check: 1,000 profiles on the same stores share it.
         self._served: dict[tuple[Any, ...], Served] = {}
+        # What build() returned in this check, by the configurations it was given: by
+        # identity (profiles made in code share their StoreConfig objects), then by
+        # value (a profile file gives each profile its own, equal, objects).
+        self._by_id: dict[tuple[Any, ...], Served] = {}
+        self._by_value: dict[tuple[Any, ...], Served] = {}
 
     @property
     def reading(self) -> Reading:
@@ -186,6 +198,8 @@ class Builder:
         self._used_stores = set()
         self._used_contexts = set()
         self._served = {}
+        self._by_id = {}
+        self._by_value = {}
         self._reading = reading
 
     def end(self) -> None:
@@ -195,31 +209,34 @@ class Builder:
         for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
             del self._failed[key]
         for key in set(self._contexts) - self._used_contexts:
-            del self._contexts[key]
+            main, _ = self._contexts.pop(key)
+            del self._key_of[id(main)]
         live = {fp for _, fp in self._stores.values()}
         for leaf_key in [k for k in self._leaves if k[0] not in live]:
             del self._leaves[leaf_key]
         for info_key in [k for k in self._infos if k[1] not in live]:
             del self._infos[info_key]
         self._reading = None
+        self._served, self._by_id, self._by_value = {}, {}, {}
 
-    def keep(self, context: ssl.SSLContext) -> None:
-        """Mark the caches behind a context carried over unchanged as used."""
-        for key, (ctx, _) in self._contexts.items():
-            if ctx is context:
-                self._used_contexts.add(key)
+    def keep(self, served: Served) -> None:
+        """Mark the caches behind material carried over unchanged as used."""
+        key = self._key_of.get(id(served.context))
+        if key is not None:
+            self._used_contexts.add(key)
 
     def _load(
-        self, config: StoreConfig, keystore: bool, files: list[tuple[str, str, str]]
+        self, config: StoreConfig, keystore: bool, files: list[tuple[str, Path, str]]
     ) -> tuple[Keystore | Truststore, str]:
         role: StoreRole = "keystore" if keystore else "truststore"
+        location = self._paths.get(config.location, config.location)
         try:
-            data, digest = self.reading.read(config.location)
+            data, digest = self.reading.read(location)
         except OSError as exc:
             # One translation for every way a store is opened (KeystoreNotFoundError
             # when missing); never chained: the OSError names a placeholder's value.
             raise store_open_error(config, role, exc) from None
-        files.append((role, str(config.location), digest))
+        files.append((role, location, digest))
         # Everything that decides how the bytes are read is in the key (allow_unprotected
         # too: one profile's opt-out must never let another's PEM through). The path is
         # part of the failure key only so that a cached error names the right file.
@@ -286,16 +303,43 @@ class Builder:
     def build(self, profile: SSLProfile, *, replacing: bool) -> Served:
         """Load a profile's stores and build (or reuse) its contexts.
 
+        Profiles with the same stores and options get the very same :class:`Served`
+        within a check, at the cost of a lookup.
+
         Raises:
             MTLSError: a store does not load, or the material fails validation.
             Unstable: a file changed between two reads; try again next check.
             Interrupted: ``close()`` was called.
         """
-        files: list[tuple[str, str, str]] = []
+        trust_config = profile.truststore or self.options.default_truststore
+        # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
+        verify = not (profile.novalidatecert and profile.truststore is None)
+        crls = (profile.crls, profile.crl_check)
+        by_id = (id(profile.keystore), id(trust_config), verify, replacing, crls)
+        served = self._by_id.get(by_id)
+        if served is not None:
+            return served
+        by_value = (profile.keystore, trust_config, verify, replacing, crls)
+        served = self._by_value.get(by_value)
+        if served is None:
+            served = self._build(profile, trust_config, verify, replacing=replacing)
+            self._by_value[by_value] = served
+        # Both configurations are held by the check's profiles: their ids stay theirs.
+        self._by_id[by_id] = served
+        return served
+
+    def _build(
+        self,
+        profile: SSLProfile,
+        trust_config: StoreConfig | None,
+        verify: bool,
+        *,
+        replacing: bool,
+    ) -> Served:
+        files: list[tuple[str, Path, str]] = []  # (role, path, sha256)
         keystore, key_fp = (
             self._load(profile.keystore, True, files) if profile.keystore else (None, None)
         )
-        trust_config = profile.truststore or self.options.default_truststore
         truststore, trust_fp = (
             self._load(trust_config, False, files) if trust_config else (None, None)
         )
@@ -308,8 +352,6 @@ class Builder:
             if replacing:  # every replacement is checked, cached leaf or not
                 where = profile.keystore.shown_location if profile.keystore else ""
                 _validate_validity(subject, not_before, not_after, where)
-        # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
-        verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
         crls, crl_key = self._crls(profile, files)
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
@@ -337,10 +379,12 @@ class Builder:
                     self.options.path or "profiles",
                     profile,
                 )
+            main = make(False)
             local = make(True) if mode == "DefaultAndLocalhost" and verify else None
-            pair = (make(False), local)
+            pair = (main, local)
             self._contexts[ctx_key] = pair
-        served_key = (ctx_key, tuple(files))
+            self._key_of[id(main)] = ctx_key
+        served_key = (ctx_key, tuple(files))  # the same material read from the same files
         served = self._served.get(served_key)
         if served is None:
             pem = functools.cache(
@@ -357,7 +401,7 @@ class Builder:
             served = Served(
                 pair[0],
                 pair[1],
-                served_key[1],
+                tuple((role, str(path), sha256) for role, path, sha256 in files),
                 subject,
                 not_after,
                 _dt.datetime.now(_dt.UTC),
@@ -366,12 +410,13 @@ class Builder:
                 serial,
                 self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
+                inputs=tuple((path, sha256) for _, path, sha256 in files),
             )
             self._served[served_key] = served
         return served
 
     def _crls(
-        self, profile: SSLProfile, files: list[tuple[str, str, str]]
+        self, profile: SSLProfile, files: list[tuple[str, Path, str]]
     ) -> tuple[CRLSet | None, tuple[Any, ...] | None]:
         """Read the profile's CRL files (each one more input file of the profile).
 
@@ -383,7 +428,8 @@ class Builder:
             return None, None
         crls = CRLSet()
         digests = []
-        for path in profile.crls:
+        for given in profile.crls:
+            path = self._paths.get(given, given)
             try:
                 data, digest = self.reading.read(path)
             except OSError as exc:
@@ -391,7 +437,7 @@ class Builder:
                     f"{path}: cannot read the CRL ({exc.strerror}): check the profile's crls",
                     path=path,
                 ) from None
-            files.append(("crl", str(path), digest))
+            files.append(("crl", path, digest))
             digests.append(digest)
             crls += CRLSet.from_bytes(data, path=path)
         return crls, (tuple(digests), profile.crl_check)
@@ -412,27 +458,32 @@ class Builder:
             found = self._infos[key] = functools.cache(parse)
         return found
 
-    def inputs_moved(self, files: Files) -> bool:
-        """True if any of ``files`` (a :attr:`Served.files`) now hashes differently.
+    def inputs_moved(self, served: Served) -> bool:
+        """True if any file ``served`` was built from now hashes differently.
 
         Raises:
             Unstable: one of them is still being written.
             Interrupted: ``close()`` was called.
         """
-        reading = self.reading
-        return any(reading.digest(Path(path)) != digest for _, path, digest in files)
+        digest = self.reading.digest
+        return any(digest(path) != sha256 for path, sha256 in served.inputs)
 
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""
         paths: set[Path] = set()
+        add = paths.add
         every = [*profiles, *([default] if default else [])]
+        fallback = self.options.default_truststore
         for profile in every:
-            for config in (profile.keystore, profile.truststore):
-                if config is not None:
-                    paths.add(config.location)
+            keystore, truststore = profile.keystore, profile.truststore
+            if keystore is not None:
+                add(keystore.location)
+            if truststore is not None:
+                add(truststore.location)
+            elif fallback is not None:
+                add(fallback.location)
             paths.update(profile.crls)
-            if profile.truststore is None and self.options.default_truststore is not None:
-                paths.add(self.options.default_truststore.location)
+        self._paths = {path: path for path in paths}
         return paths
 
 

@@ -186,6 +186,10 @@ class Engine(Generic[S]):
         interval: seconds between background checks; ``None``: no thread, call
             :meth:`check` yourself.
         name: the thread's name.
+        on_publish: called with each snapshot as it is published (the first one
+            too), under the lock, before anyone can read it from :attr:`snapshot`'s
+            successor: for a consumer that keeps a reference of its own to part of
+            the snapshot (the profile set's lookup map). Must be O(1) and not raise.
 
     Raises:
         MTLSError: whatever ``plan.first`` raises (nothing is left running).
@@ -193,7 +197,13 @@ class Engine(Generic[S]):
     """
 
     def __init__(
-        self, plan: Plan[S], *, settle_delay: float, interval: float | None, name: str
+        self,
+        plan: Plan[S],
+        *,
+        settle_delay: float,
+        interval: float | None,
+        name: str,
+        on_publish: Callable[[S], object] | None = None,
     ) -> None:
         self._plan = plan
         self._delay = settle_delay
@@ -204,7 +214,11 @@ class Engine(Generic[S]):
         self._reports = Reports()
         self._timer: Timer | None = None
         self._watchers: list[Callable[[S], object]] = []
-        self.snapshot: S = self._first()
+        self._on_publish = on_publish
+        first = self._first()
+        if on_publish is not None:
+            on_publish(first)
+        self.snapshot: S = first
         self._reports.update(plan.problems(self.snapshot), plan.where)
         if interval is not None:
             timer = Timer(name, interval, self._check_in_thread, self._stop)
@@ -270,13 +284,12 @@ class Engine(Generic[S]):
                 return False  # closed: publish nothing more
             old = self.snapshot
             escaped: BaseException | None = None
-            reading: Reading | None = None
-            reader = self._reader
+            reading: Reading | None = self._reading()
             try:
-                moved = [p for p in old.watched if reader.moved(p)]
+                assert reading is not None
+                moved = reading.survey(old.watched)
                 if not moved and not old.pending and not old.errors:
-                    return False  # the common case: a few stats, nothing read
-                reading = self._reading()
+                    return False  # the common case: one stat per file, nothing read
                 # Every file whose stat moved is settled before anything is parsed (one
                 # settle delay for all): a file still being written is left for later.
                 reading.settle(moved)
@@ -294,8 +307,11 @@ class Engine(Generic[S]):
             if reading is not None:
                 reading.commit()  # exactly what was built is recorded as seen
             new = outcome.snapshot
+            if self._on_publish is not None and new is not old:
+                self._on_publish(new)
             self.snapshot = new
-            reader.forget(new.watched)  # files nothing names any more
+            if new.watched is not old.watched:
+                self._reader.forget(new.watched)  # files nothing names any more
             self._reports.update(plan.problems(new), plan.where)
             if outcome.changed:
                 # Queued under the lock: queue order is generation order.

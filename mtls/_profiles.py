@@ -422,11 +422,17 @@ class SSLProfileSet:
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
         self._health = Health(thresholds, plan.where)
-        engine = Engine(plan, settle_delay=settle, interval=interval, name=name)
+        engine = Engine(
+            plan, settle_delay=settle, interval=interval, name=name, on_publish=self._publish
+        )
         self._health.start(engine.snapshot)
         # Expiry is watched by the reload thread itself, after every check.
         engine.watch(self._health.watch)
         self._engine = engine
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        # The lookup map, one attribute away: context_for's common case is one dict.get.
+        self._fast = snapshot.fast
 
     @property
     def _snapshot(self) -> Snapshot:
@@ -487,7 +493,7 @@ class SSLProfileSet:
     @property
     def errors(self) -> list[MTLSError]:
         """Every error of the last check."""
-        return self._snapshot.errors
+        return list(self._snapshot.errors)
 
     @property
     def default(self) -> ssl.SSLContext | SSLProfile | None:
@@ -625,12 +631,14 @@ class SSLProfileSet:
             ProfileUnavailableError: the profile that names this backend has not
                 loaded; its ``cause`` says why (also ``__cause__``).
         """
-        # One read of one immutable snapshot: the whole old set or the whole new one.
-        snapshot = self._engine.snapshot  # type: ignore[union-attr]
         if alpn is None:
-            ctx = snapshot.fast.get((host, port, client_id))
+            # One read of one immutable mapping: the whole old set or the whole new one.
+            ctx = self._fast.get((host, port, client_id))
             if ctx is not None:
                 return ctx
+        # One read of one immutable snapshot (perhaps newer than the map just read).
+        snapshot = self._engine.snapshot  # type: ignore[union-attr]
+        if alpn is None:
             return self._lookup(snapshot, host, port, client_id)[0]
         base, served = self._lookup(snapshot, host, port, client_id)
         if base is None or served is None:
