@@ -38,6 +38,7 @@ DEFAULT_EXPIRY_WARNINGS: tuple[float, ...] = (30, 7, 1)
 
 Role = Literal["identity", "chain", "anchor"]
 _ROLES: tuple[Role, ...] = ("identity", "chain", "anchor")  # priority for a shared certificate
+_RANK = {role: rank for rank, role in enumerate(_ROLES)}
 _SHOWN_SERVERS = 3
 _FAR = _dt.datetime.max.replace(tzinfo=_dt.UTC)
 
@@ -133,12 +134,29 @@ def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timed
     return tuple(sorted(out, reverse=True))
 
 
+# Who uses a certificate: groups of profiles (a Built, or "*" for the default), shared
+# between certificates and only read when an event names them.
+_Users = Sequence[Sequence[Built | str]]
+
+
 @dataclass(frozen=True, slots=True)
 class _InUse:
     info: AnchorInfo
     not_after: _dt.datetime
     role: Role
-    servers: tuple[str, ...]
+    users: _Users
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The ``host:port`` entries that use it, sorted (made when an event needs them)."""
+        names: set[str] = set()
+        for group in self.users:
+            for item in group:
+                if isinstance(item, str):
+                    names.add(item)
+                else:
+                    names.update(item.profile.server_names)
+        return tuple(sorted(names))
 
 
 def certificates_in_use(snapshot: Snapshot) -> list[_InUse]:
@@ -147,40 +165,55 @@ def certificates_in_use(snapshot: Snapshot) -> list[_InUse]:
     Identities and their chains come from every served material; anchors from every
     truststore a loaded profile (or the default profile) verifies with. A profile
     that never loaded serves nothing and contributes nothing.
+
+    The work is per distinct material and per distinct truststore, not per profile:
+    10,000 profiles on 1,000 keystores and one truststore walk 1,000 chains and one
+    anchor list (who uses a certificate is worked out only when an event names them).
     """
-    by_served: dict[int, tuple[Served, set[str]]] = {}
+    by_served: dict[int, tuple[Served, list[Built | str]]] = {}
     items: list[Built] = list(snapshot.built)
     if isinstance(snapshot.default, Built):
         items.append(snapshot.default)
     for item in items:
         served = item.served
-        entry = by_served.setdefault(id(served), (served, set()))
-        entry[1].update(("*",) if item is snapshot.default else item.profile.server_names)
-    found: dict[str, tuple[AnchorInfo, Role, set[str]]] = {}
-    for served, servers in by_served.values():
+        entry = by_served.get(id(served))
+        if entry is None:
+            entry = by_served[id(served)] = (served, [])
+        entry[1].append("*" if item is snapshot.default else item)
+    found: dict[str, tuple[AnchorInfo, Role, Sequence[Sequence[Built | str]]]] = {}
+
+    def add(info: AnchorInfo, role: Role, users: Sequence[Sequence[Built | str]]) -> None:
+        if info.not_after is None or not info.fingerprint:
+            return
+        known = found.get(info.fingerprint)
+        if known is None:  # kept as given (never mutated): no copy per certificate
+            found[info.fingerprint] = (info, role, users)
+            return
+        best = role if _RANK[role] < _RANK[known[1]] else known[1]
+        found[info.fingerprint] = (known[0], best, [*known[2], *users])
+
+    # Anchor lists are shared by every material built on the same truststore content:
+    # walk each list once, with every group that uses it.
+    by_anchors: dict[int, tuple[Sequence[AnchorInfo], list[list[Built | str]]]] = {}
+    for served, group in by_served.values():
         try:
             chain = served.chain()
         except MTLSError:  # the entry was usable when built; never stop the watch
             chain = ()
-        groups: list[tuple[Role, Sequence[AnchorInfo]]] = [
-            ("identity", chain[:1]),
-            ("chain", chain[1:]),
-            ("anchor", served.anchors()),
-        ]
-        for role, infos in groups:
-            for info in infos:
-                if info.not_after is None or not info.fingerprint:
-                    continue
-                known = found.get(info.fingerprint)
-                if known is None:
-                    found[info.fingerprint] = (info, role, set(servers))
-                    continue
-                known[2].update(servers)
-                if _ROLES.index(role) < _ROLES.index(known[1]):
-                    found[info.fingerprint] = (known[0], role, known[2])
+        for index, info in enumerate(chain):
+            add(info, "identity" if index == 0 else "chain", (group,))
+        anchors = served.anchors()
+        shared = by_anchors.get(id(anchors))
+        if shared is None:
+            by_anchors[id(anchors)] = (anchors, [group])
+        else:
+            shared[1].append(group)
+    for shared_anchors, groups in by_anchors.values():
+        for info in shared_anchors:
+            add(info, "anchor", groups)
     return [
-        _InUse(info, info.not_after, role, tuple(sorted(servers)))
-        for info, role, servers in found.values()
+        _InUse(info, info.not_after, role, users)
+        for info, role, users in found.values()
         if info.not_after is not None
     ]
 
