@@ -17,7 +17,6 @@ import sys
 from . import _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._revocation import (
-    CRLCheck,
     CRLSet,
     RevocationChecker,
     RevocationPolicy,
@@ -26,7 +25,7 @@ from ._revocation import (
 )
 from ._secret import scrub_tracebacks
 from ._stores import Keystore, Truststore
-from ._types import HostnameVerifier, normalize_hostname_verifier
+from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier
 
 log = logging.getLogger("mtls")
 

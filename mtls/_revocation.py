@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -65,12 +65,9 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from . import _x509
 from ._errors import CertificateRevokedError, CRLError, RevocationUnknownError
+from ._types import CRLCheck, Mode, Status
 
 log = logging.getLogger("mtls")
-
-CRLCheck: TypeAlias = Literal["leaf", "chain"]
-Mode: TypeAlias = Literal["hard", "soft"]
-Status: TypeAlias = Literal["good", "revoked", "undetermined"]
 
 #: Largest CRL read (a file or a download): 10 MiB. Public CAs' biggest CRLs are a few MiB.
 MAX_CRL_BYTES = 10 * 1024 * 1024
