@@ -73,6 +73,10 @@ log = logging.getLogger("mtls")
 MAX_CRL_BYTES = 10 * 1024 * 1024
 #: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
 MAX_OCSP_BYTES = 64 * 1024
+#: Largest ``cache_size`` of a policy: a million statuses (WSO2's default is 1024).
+MAX_CACHE_SIZE = 1_000_000
+#: Longest ``cache_delay``, ``retry_failed_after`` and ``timeout`` of a policy: a year.
+MAX_SECONDS = 366 * 24 * 3600.0
 #: Clock skew allowed between us and a responder or CRL issuer.
 CLOCK_SKEW = _dt.timedelta(minutes=5)
 # The CertID hash every responder knows (RFC 6960 4.1.1; it names, it does not sign).
@@ -391,7 +395,9 @@ class RevocationPolicy:
         crl: fall back to the CRL distribution points.
 
     Raises:
-        ValueError: an unknown mode or a value that is not positive.
+        ValueError: an unknown mode, a ``cache_size`` that is not a whole number
+            from 1 to :data:`MAX_CACHE_SIZE`, or a number of seconds that is not
+            finite, positive and at most :data:`MAX_SECONDS`.
     """
 
     mode: Mode = "hard"
@@ -406,10 +412,26 @@ class RevocationPolicy:
     def __post_init__(self) -> None:
         if self.mode not in ("hard", "soft"):
             raise ValueError(f"mode must be 'hard' or 'soft', not {self.mode!r}")
-        for name in ("cache_size", "cache_delay", "retry_failed_after", "timeout"):
+        if (
+            isinstance(self.cache_size, bool)
+            or not isinstance(self.cache_size, int)
+            or not 0 < self.cache_size <= MAX_CACHE_SIZE
+        ):
+            raise ValueError(
+                f"cache_size must be a whole number from 1 to {MAX_CACHE_SIZE} "
+                f"(MAX_CACHE_SIZE), not {self.cache_size!r}"
+            )
+        for name in ("cache_delay", "retry_failed_after", "timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, not {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value <= MAX_SECONDS
+            ):
+                raise ValueError(
+                    f"{name} must be a positive number of seconds, at most {MAX_SECONDS:g} "
+                    f"(MAX_SECONDS, a year), not {value!r}"
+                )
         if not (self.ocsp or self.crl):
             raise ValueError("a revocation policy needs ocsp=True, crl=True or both")
 

@@ -11,6 +11,7 @@ import pytest
 
 import mtls
 from mtls import RevocationPolicy, SSLProfileSet
+from mtls import _revocation as mtls_revocation
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer
 from tests._helpers import PASSWORD, profile, profile_xml, write_trust
@@ -148,7 +149,36 @@ def test_micro_integrator_spelling(pki: PKI, tmp_path: Path) -> None:
         assert profiles.revocation.policy.cache_delay == 60.0
 
 
-def test_a_bad_cache_size_names_the_setting(pki: PKI, tmp_path: Path) -> None:
-    toml = _toml(tmp_path, pki, 8443, ENABLED + 'cache_size = "many"\n')
-    with pytest.raises(mtls.ProfileConfigError, match="cache_size must be a positive number"):
+@pytest.mark.parametrize(
+    "setting",
+    ['cache_size = "many"', "cache_size = 0.5", "cache_size = 1e400", "cache_delay = 1e400"],
+)
+def test_a_bad_cache_setting_names_the_setting(pki: PKI, tmp_path: Path, setting: str) -> None:
+    toml = _toml(tmp_path, pki, 8443, ENABLED + setting + "\n")
+    name = setting.split(maxsplit=1)[0]
+    with pytest.raises(mtls.ProfileConfigError, match=f"{name} must be a"):
         SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+
+
+def test_a_good_cache_size_in_range_is_taken(pki: PKI, tmp_path: Path) -> None:
+    toml = _toml(tmp_path, pki, 8443, ENABLED + "cache_size = 1000000\n")
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+        assert profiles.revocation is not None
+        assert profiles.revocation.policy.cache_size == 1_000_000
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"retry_failed_after": float("inf")},
+        {"cache_delay": float("nan")},
+        {"timeout": 1e400},
+        {"cache_size": 1.5},
+        {"cache_size": 10**7},
+    ],
+)
+def test_a_policy_refuses_values_that_are_not_finite_and_bounded(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+        RevocationPolicy(**bad)  # type: ignore[arg-type]
+    # the twin: the largest accepted values work end to end (statuses() does not overflow)
+    RevocationPolicy(retry_failed_after=mtls_revocation.MAX_SECONDS, cache_size=10**6)
