@@ -589,7 +589,9 @@ class RevocationChecker:
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[tuple[str, int], tuple[float, CertificateStatus]]
         self._cache = collections.OrderedDict()
-        self._crls: collections.OrderedDict[str, tuple[float, x509.CertificateRevocationList]]
+        self._crls: collections.OrderedDict[
+            tuple[str, bytes], tuple[float, x509.CertificateRevocationList]
+        ]
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
@@ -904,6 +906,9 @@ class RevocationChecker:
         self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: _dt.datetime
     ) -> _Answer:
         crl = self._download_crl(url, issuer, now)
+        out_of_scope = _crl_scope(crl, cert)
+        if out_of_scope is not None:
+            raise _FetchError(f"{url}: {out_of_scope}")
         next_update = crl.next_update_utc
         until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
         source = f"CRL {url}"
@@ -924,37 +929,108 @@ class RevocationChecker:
     def _download_crl(
         self, url: str, issuer: x509.Certificate, now: _dt.datetime
     ) -> x509.CertificateRevocationList:
+        crl: x509.CertificateRevocationList | None
+        # Keyed by (URL, issuer): two CAs may name one URL, and a list cached for one
+        # must never answer for the other (its signer was checked against one issuer).
+        key = (url, issuer.public_bytes(serialization.Encoding.DER))
         with self._lock:
-            hit = self._crls.get(url)
+            hit = self._crls.get(key)
             if hit is not None and hit[0] > time.monotonic():
-                self._crls.move_to_end(url)
-                return hit[1]
+                self._crls.move_to_end(key)
+                crl = hit[1]
+            else:
+                crl = None
+        if crl is not None:
+            _check_crl(crl, issuer, url, now)  # nextUpdate may have passed since
+            return crl
         self._count_fetch()
         data = _fetch(url, None, MAX_CRL_BYTES, self.policy.timeout)
         try:
             crls = list(CRLSet.from_bytes(data, path=url))
         except CRLError:
             raise _FetchError(f"{url}: the answer is not a CRL") from None
-        crl: x509.CertificateRevocationList = crls[0]
-        if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
-            raise _FetchError(
-                f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
-            )
+        crl = crls[0]
+        _check_crl(crl, issuer, url, now)
         next_update = crl.next_update_utc
-        if next_update is not None and next_update < now - CLOCK_SKEW:
-            raise _FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
         keep = min(
             self.policy.cache_delay,
             (next_update - now).total_seconds() if next_update else self.policy.cache_delay,
         )
         with self._lock:
-            self._crls[url] = (time.monotonic() + keep, crl)
+            self._crls[key] = (time.monotonic() + keep, crl)
             while len(self._crls) > _CRL_CACHE_SIZE:
                 self._crls.popitem(last=False)
         return crl
 
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)
+
+
+def _check_crl(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, url: str, now: _dt.datetime
+) -> None:
+    """Refuse a downloaded list that is not a complete, current list signed by ``issuer``.
+
+    Raises:
+        _FetchError: a delta CRL (RFC 5280 5.2.4: it lists only changes since a
+            base list, so a serial absent from it says nothing), another signer,
+            a thisUpdate in the future or a nextUpdate in the past (beyond
+            :data:`CLOCK_SKEW`).
+    """
+    if _crl_extension(crl, x509.DeltaCRLIndicator) is not None:
+        raise _FetchError(f"{url}: a delta CRL (DeltaCRLIndicator), not a complete list; not used")
+    if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
+        raise _FetchError(
+            f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
+        )
+    if crl.last_update_utc > now + CLOCK_SKEW:
+        raise _FetchError(
+            f"{url}: the CRL is dated in the future (thisUpdate {crl.last_update_utc.isoformat()})"
+        )
+    next_update = crl.next_update_utc
+    if next_update is not None and next_update < now - CLOCK_SKEW:
+        raise _FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
+
+
+def _crl_extension(crl: x509.CertificateRevocationList, kind: type[Any]) -> Any:
+    try:
+        return crl.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def _crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
+    """Why ``crl`` cannot speak for ``cert`` (its IssuingDistributionPoint scope,
+    RFC 5280 5.2.5), or ``None`` when it covers every reason for certificates like it."""
+    idp = _crl_extension(crl, x509.IssuingDistributionPoint)
+    if idp is None:
+        return None
+    constraints = _extension(cert, x509.BasicConstraints)
+    is_ca = constraints is not None and constraints.ca
+    if idp.indirect_crl:
+        return "an indirect CRL (IssuingDistributionPoint indirectCRL); not used"
+    if idp.only_contains_attribute_certs:
+        return "a CRL of attribute certificates only; not used"
+    if idp.only_contains_ca_certs and not is_ca:
+        return "a CRL of CA certificates only, and this certificate is not a CA"
+    if idp.only_contains_user_certs and is_ca:
+        return "a CRL of end-entity certificates only, and this certificate is a CA"
+    if idp.only_some_reasons is not None:
+        return "a partial CRL (IssuingDistributionPoint onlySomeReasons); not used"
+    if idp.full_name is not None:
+        named = {
+            name.value
+            for point in _extension(cert, x509.CRLDistributionPoints) or ()
+            for name in point.full_name or ()
+            if isinstance(name, x509.UniformResourceIdentifier)
+        }
+        scope = {n.value for n in idp.full_name if isinstance(n, x509.UniformResourceIdentifier)}
+        if not named & scope:
+            return (
+                "the CRL's IssuingDistributionPoint names another distribution point "
+                f"({', '.join(sorted(scope)) or 'not a URL'}) than the certificate's"
+            )
+    return None
 
 
 def _ocsp_signed(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt.datetime) -> bool:
