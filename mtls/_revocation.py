@@ -52,7 +52,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,7 +64,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from . import _x509
-from ._errors import CertificateRevokedError, CRLError, RevocationUnknownError
+from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
 from ._types import CRLCheck, Mode, Status
 
 log = logging.getLogger("mtls")
@@ -341,12 +341,20 @@ def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
         return None
 
 
-@functools.lru_cache(maxsize=64)
-def _anchors(
-    ders: tuple[bytes, ...],
-) -> tuple[list[tuple[x509.Certificate, bytes]], frozenset[bytes]]:
-    """A context's anchors parsed once (the hook passes the same tuple every handshake)."""
-    return _pairs(ders), frozenset(ders)
+class _Anchors:
+    """A context's anchors, parsed once when the check is installed (held by the
+    context's classes, so they die with the context: no global cache)."""
+
+    __slots__ = ("ders", "pairs")
+
+    def __init__(self, ders: Iterable[bytes]) -> None:
+        kept = tuple(ders)
+        self.pairs = _pairs(kept)
+        self.ders = frozenset(kept)
+
+
+def _anchor_set(anchors: Sequence[bytes] | _Anchors) -> _Anchors:
+    return anchors if isinstance(anchors, _Anchors) else _Anchors(tuple(anchors))
 
 
 def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
@@ -412,11 +420,8 @@ class RevocationPolicy:
     def __post_init__(self) -> None:
         if self.mode not in ("hard", "soft"):
             raise ValueError(f"mode must be 'hard' or 'soft', not {self.mode!r}")
-        if (
-            isinstance(self.cache_size, bool)
-            or not isinstance(self.cache_size, int)
-            or not 0 < self.cache_size <= MAX_CACHE_SIZE
-        ):
+        size: object = self.cache_size  # typed int; callers may pass anything
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_CACHE_SIZE:
             raise ValueError(
                 f"cache_size must be a whole number from 1 to {MAX_CACHE_SIZE} "
                 f"(MAX_CACHE_SIZE), not {self.cache_size!r}"
@@ -490,6 +495,10 @@ class CertificateStatus:
 
 class _FetchError(Exception):
     pass
+
+
+class _CacheMiss(Exception):
+    """A status asked with ``fetch=False`` is not in the cache."""
 
 
 def _fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
@@ -604,7 +613,7 @@ class RevocationChecker:
     # ------------------------------------------------------------------ public
 
     def statuses(
-        self, chain: Sequence[bytes], anchors: Sequence[bytes]
+        self, chain: Sequence[bytes], anchors: Sequence[bytes] | _Anchors, *, fetch: bool = True
     ) -> tuple[CertificateStatus, ...]:
         """The status of each certificate of ``chain`` that is not an anchor; never raises.
 
@@ -612,13 +621,18 @@ class RevocationChecker:
             chain: DER certificates, leaf first (the verified chain where known,
                 else the leaf alone).
             anchors: the DER trust anchors the chain was verified against.
+            fetch: ``False``: answer from the cache only (nothing is fetched).
 
         Returns:
             One status per certificate checked, leaf first (only the leaf unless
             ``full_chain``).
+
+        Raises:
+            _CacheMiss: ``fetch=False`` and a status is not in the cache.
         """
         certs = _pairs(bytes(der) for der in chain)
-        anchor_pairs, anchor_der = _anchors(tuple(anchors))
+        known = _anchor_set(anchors)
+        anchor_pairs, anchor_der = known.pairs, known.ders
         out: list[CertificateStatus] = []
         for index, (cert, der) in enumerate(certs):
             if der in anchor_der:
@@ -644,13 +658,18 @@ class RevocationChecker:
                 self._warn_soft(unknown_issuer)
                 out.append(unknown_issuer)
                 break
-            out.append(self._status(cert, issuer))
+            out.append(self._status(cert, issuer, fetch))
             if not self.policy.full_chain or issuer.subject == issuer.issuer:
                 break
         return tuple(out)
 
     def check(
-        self, chain: Sequence[bytes], anchors: Sequence[bytes], *, host: str | None = None
+        self,
+        chain: Sequence[bytes],
+        anchors: Sequence[bytes] | _Anchors,
+        *,
+        host: str | None = None,
+        fetch: bool = True,
     ) -> tuple[CertificateStatus, ...]:
         """Check a chain as the policy says: raise for revoked (always) and undetermined (hard).
 
@@ -661,7 +680,7 @@ class RevocationChecker:
             CertificateRevokedError: a certificate is revoked.
             RevocationUnknownError: a status could not be determined and the mode is hard.
         """
-        found = self.statuses(chain, anchors)
+        found = self.statuses(chain, anchors, fetch=fetch)
         where = host or "the server"
         for status in found:
             if status.status == "revoked":
@@ -696,7 +715,11 @@ class RevocationChecker:
         return found
 
     def check_connection(
-        self, conn: ssl.SSLSocket | ssl.SSLObject, anchors: Sequence[bytes]
+        self,
+        conn: ssl.SSLSocket | ssl.SSLObject,
+        anchors: Sequence[bytes] | _Anchors,
+        *,
+        fetch: bool = True,
     ) -> None:
         """Check the chain a finished handshake verified (see the module notes).
 
@@ -706,7 +729,7 @@ class RevocationChecker:
         """
         chain = peer_chain(conn)
         if chain:
-            self.check(chain, anchors, host=conn.server_hostname)
+            self.check(chain, anchors, host=conn.server_hostname, fetch=fetch)
 
     def cached(self) -> tuple[CertificateStatus, ...]:
         """The statuses in the cache that are still valid, least recently used first
@@ -726,7 +749,9 @@ class RevocationChecker:
 
     # ------------------------------------------------------------------ cache
 
-    def _status(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
+    def _status(
+        self, cert: x509.Certificate, issuer: x509.Certificate, fetch: bool = True
+    ) -> CertificateStatus:
         key = (
             hashlib.sha256(issuer.public_bytes(serialization.Encoding.DER)).hexdigest(),
             cert.serial_number,
@@ -734,6 +759,8 @@ class RevocationChecker:
         hit = self._cached(key)
         if hit is not None:
             return hit
+        if not fetch:
+            raise _CacheMiss
         with self._lock:
             gate = self._gates.setdefault(key, threading.Lock())
         with gate:  # one fetch per certificate, however many handshakes wait for it
@@ -1085,21 +1112,44 @@ def install(ctx: ssl.SSLContext, checker: RevocationChecker, anchors: Sequence[b
     Sets ``ctx.sslsocket_class`` and ``ctx.sslobject_class`` (documented
     per-instance attributes) once, before the context is handed out.
     """
-    kept = tuple(anchors)
-    sock_class, object_class = _classes(checker, kept)
+    # Made per context, never cached globally: the classes hold the checker and the
+    # anchors, which must die with the last context that uses them.
+    sock_class, object_class = _classes(checker, _Anchors(anchors))
     ctx.sslsocket_class = sock_class
     ctx.sslobject_class = object_class
 
 
-@functools.lru_cache(maxsize=256)
+def pending_check(ssl_object: object) -> Callable[[], None] | None:
+    """The online check a memory-BIO connection (``ssl.SSLObject``) still owes, or ``None``.
+
+    The event loop's thread never waits on a fetch: after the handshake, an
+    ``SSLObject`` of a checked context consults only the cache. On a miss the
+    check is owed; the async integrations run the returned function in a worker
+    thread after connecting and before the first request byte (it raises
+    :class:`CertificateRevokedError` / :class:`RevocationUnknownError`). Until it
+    has passed, nothing the server sends is given to the application, and the
+    first write runs it (blocking) if nobody did.
+    """
+    if getattr(ssl_object, "_mtls_pending", False):
+        check: Callable[[], None] = ssl_object._mtls_check  # type: ignore[attr-defined]
+        return check
+    return None
+
+
 def _classes(
-    checker: RevocationChecker, anchors: tuple[bytes, ...]
+    checker: RevocationChecker, anchors: _Anchors
 ) -> tuple[type[ssl.SSLSocket], type[ssl.SSLObject]]:
     class RevocationCheckedSocket(ssl.SSLSocket):
-        """A socket that checks the server's chain for revocation after the handshake."""
+        """A socket that checks the server's chain for revocation after the handshake,
+        and before the first read or write when the handshake was implicit
+        (``do_handshake_on_connect=False``)."""
+
+        _mtls_checked = False
 
         def do_handshake(self, block: bool = False) -> None:
             super().do_handshake(block)
+            if self._mtls_checked:
+                return
             try:
                 checker.check_connection(self, anchors)
             except BaseException:
@@ -1107,13 +1157,69 @@ def _classes(
                 # connection to a refused server open.
                 self.close()
                 raise
+            self._mtls_checked = True
+
+        def _mtls_before_io(self) -> None:
+            # An implicit handshake happens inside OpenSSL's first read or write,
+            # past do_handshake: finish it here (a no-op once done) so the check runs.
+            if not self._mtls_checked:
+                self.do_handshake()
+
+        def read(self, len: int = 1024, buffer: Any = None) -> Any:
+            self._mtls_before_io()
+            return super().read(len, buffer)
+
+        def write(self, data: Any) -> int:
+            self._mtls_before_io()
+            return super().write(data)
+
+        def send(self, data: Any, flags: int = 0) -> int:
+            self._mtls_before_io()
+            return super().send(data, flags)
+
+        # sendall and sendfile call send; recv and recv_into call read.
 
     class RevocationCheckedObject(ssl.SSLObject):
-        """The memory-BIO twin (asyncio, anyio): the same check after the handshake."""
+        """The memory-BIO twin (asyncio, anyio): the event loop's thread only consults
+        the cache; a miss leaves the check owed (see :func:`pending_check`)."""
+
+        _mtls_pending = True
 
         def do_handshake(self) -> None:
             super().do_handshake()
-            checker.check_connection(self, anchors)
+            if not self._mtls_pending:
+                return
+            try:
+                checker.check_connection(self, anchors, fetch=False)
+            except (_CacheMiss, RevocationError):
+                # A miss, or a refusal: raised where the caller can take it (the
+                # integration's check, or the first write), not inside the event
+                # loop's protocol callback.
+                return
+            self._mtls_pending = False
+
+        def _mtls_check(self) -> None:
+            if self._mtls_pending:
+                checker.check_connection(self, anchors)
+                self._mtls_pending = False
+
+        def read(self, len: int = 1024, buffer: Any = None) -> Any:
+            if self._mtls_pending:
+                if self.version() is None:  # an implicit handshake
+                    self.do_handshake()
+                if self._mtls_pending:
+                    # nothing from the server reaches the application before the check
+                    raise ssl.SSLWantReadError("the revocation check has not run yet")
+            return super().read(len, buffer)
+
+        def write(self, data: Any) -> int:
+            if self._mtls_pending:
+                if self.version() is None:  # an implicit handshake
+                    self.do_handshake()
+                # Nobody ran the owed check in a worker: run it here, before the
+                # first byte (this blocks an event loop: the integrations avoid it).
+                self._mtls_check()
+            return super().write(data)
 
     return RevocationCheckedSocket, RevocationCheckedObject
 
