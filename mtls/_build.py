@@ -137,6 +137,9 @@ class Builder:
         self._reading: Reading | None = None
         # One Served per material in a check: 1,000 profiles on the same stores share it.
         self._served: dict[tuple[Any, ...], Served] = {}
+        # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
+        # whose list expired); bounded, oldest first out.
+        self._crl_expiry: dict[str, _dt.datetime | None] = {}
 
     @property
     def reading(self) -> Reading:
@@ -272,7 +275,7 @@ class Builder:
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
         mode = self.options.hostname_verifier
-        crls, crl_key = self._crls(profile, files)
+        crls, crl_key = self._crls(profile, files, truststore)
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
@@ -331,12 +334,18 @@ class Builder:
         return served
 
     def _crls(
-        self, profile: SSLProfile, files: list[tuple[str, str, str]]
+        self,
+        profile: SSLProfile,
+        files: list[tuple[str, str, str]],
+        truststore: Truststore | None,
     ) -> tuple[CRLSet | None, tuple[Any, ...] | None]:
-        """Read the profile's CRL files (each one more input file of the profile).
+        """Read and validate the profile's CRL files (each one more input file of the
+        profile), once: contexts made from them later (ALPN variants) do not check
+        them again, so a lookup never raises.
 
         Raises:
-            CRLError: a file is missing, unreadable or not a CRL.
+            CRLError: a file is missing, unreadable or not a CRL; a list has expired
+                or (with a truststore) is not signed by one of its certificates.
             Unstable: a file changed between two reads.
         """
         if not profile.crls:
@@ -353,7 +362,16 @@ class Builder:
                 ) from None
             files.append(("crl", str(path), digest))
             digests.append(digest)
-            crls += CRLSet.from_bytes(data, path=path)
+            one = CRLSet.from_bytes(data, path=path)
+            self._crl_expiry.pop(digest, None)
+            self._crl_expiry[digest] = one.next_update
+            while len(self._crl_expiry) > _CRL_EXPIRY_KEPT:
+                del self._crl_expiry[next(iter(self._crl_expiry))]
+            crls += one
+        if truststore is not None:
+            crls.check(truststore.anchors_der)  # client_context will not check again
+        else:  # the system's anchors: client_context checks the signers
+            crls.check_expiry()
         return crls, (tuple(digests), profile.crl_check)
 
     def inputs_moved(self, files: Files) -> bool:
@@ -363,8 +381,26 @@ class Builder:
             Unstable: one of them is still being written.
             Interrupted: ``close()`` was called.
         """
+        # A CRL whose nextUpdate has passed is an input that moved: the profile is
+        # rebuilt, its (unchanged) list refused as expired, and the error reported
+        # (status, last_error) while OpenSSL already refuses every handshake.
+        now = _dt.datetime.now(_dt.UTC)
+        for kind, _, digest in files:
+            expiry = self._crl_expiry.get(digest) if kind == "crl" else None
+            if expiry is not None and expiry <= now:
+                return True
         reading = self.reading
         return any(reading.digest(Path(path)) != digest for _, path, digest in files)
+
+    def renew_at(self, files: Iterable[Files]) -> _dt.datetime | None:
+        """The earliest nextUpdate of the CRL files among ``files`` (``Served.files``)."""
+        dates = [
+            expiry
+            for each in files
+            for kind, _, digest in each
+            if kind == "crl" and (expiry := self._crl_expiry.get(digest)) is not None
+        ]
+        return min(dates) if dates else None
 
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""
@@ -378,6 +414,9 @@ class Builder:
             if profile.truststore is None and self.options.default_truststore is not None:
                 paths.add(self.options.default_truststore.location)
         return paths
+
+
+_CRL_EXPIRY_KEPT = 4096
 
 
 def _validate_validity(

@@ -91,7 +91,7 @@ def _revocation(
         truststore.anchors_der if truststore is not None else ctx.get_ca_certs(binary_form=True)
     )
     if crls:
-        crls.check(anchors)  # expired or untrusted lists are errors, never ignored
+        crls.check_once(anchors)  # expired or untrusted lists are errors, never ignored
         crls.install(ctx, crl_check)
     if checker is not None:
         install(ctx, checker, anchors)

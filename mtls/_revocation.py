@@ -124,6 +124,10 @@ class CRLSet:
     ) -> None:
         self._crls: tuple[tuple[x509.CertificateRevocationList, str | None], ...] = tuple(crls)
         self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
+        # The anchors a successful check() vouched for these lists against: contexts
+        # made later from the same set (ALPN variants) install them without checking
+        # again, so a lookup never raises CRLError.
+        self._checked: frozenset[bytes] | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, *, path: str | os.PathLike[str] | None = None) -> CRLSet:
@@ -204,6 +208,42 @@ class CRLSet:
         return f"CRLSet([{issuers}])"
 
     @property
+    def next_update(self) -> _dt.datetime | None:
+        """The earliest nextUpdate of the lists (when the first of them expires), or
+        ``None`` when none has one."""
+        dates = [crl.next_update_utc for crl, _ in self._crls if crl.next_update_utc]
+        return min(dates) if dates else None
+
+    def check_expiry(self, *, now: _dt.datetime | None = None) -> None:
+        """Refuse a list whose nextUpdate has passed (no clock skew: OpenSSL allows none).
+
+        Raises:
+            CRLError: naming the file, the issuer and what to do.
+        """
+        now = now or _now()
+        for crl, path in self._crls:
+            next_update = crl.next_update_utc
+            if next_update is not None and next_update <= now:
+                issuer = crl.issuer.rfc4514_string()
+                raise CRLError(
+                    f"{path or 'the CRL'}: the CRL of {issuer} expired on "
+                    f"{next_update.isoformat()} (nextUpdate): fetch a current one from the "
+                    "CA; an expired list would let revoked certificates through (OpenSSL "
+                    "refuses every handshake it is used for)",
+                    path=path,
+                    issuer=issuer,
+                )
+
+    def check_once(self, anchors_der: Sequence[bytes]) -> None:
+        """:meth:`check`, unless it already passed against these anchors.
+
+        Raises:
+            CRLError: as :meth:`check`.
+        """
+        if self._checked != frozenset(anchors_der):
+            self.check(anchors_der)
+
+    @property
     def pem(self) -> bytes:
         """Every list as PEM, in order."""
         return b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._crls)
@@ -211,9 +251,14 @@ class CRLSet:
     def check(self, anchors_der: Sequence[bytes], *, now: _dt.datetime | None = None) -> None:
         """Refuse a list that is expired or not signed by one of ``anchors_der``.
 
+        No clock skew is allowed here: OpenSSL refuses every handshake the moment a
+        list's nextUpdate passes, so a list that has expired is refused now (and a
+        profile whose list expires while loaded is rebuilt, and fails, then).
+
         Raises:
             CRLError: naming the file, the issuer and what to do.
         """
+        explicit_now = now is not None
         now = now or _now()
         anchors = [cert for cert, _ in _pairs(anchors_der)]
         # Intermediates from the CRL files count once a trusted certificate issued them.
@@ -226,18 +271,10 @@ class CRLSet:
                     anchors.append(cert)
                     pending.remove(cert)
                     grew = True
+        self.check_expiry(now=now)
         for crl, path in self._crls:
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
-            next_update = crl.next_update_utc
-            if next_update is not None and next_update < now - CLOCK_SKEW:
-                raise CRLError(
-                    f"{shown}: the CRL of {issuer} expired on {next_update.isoformat()} "
-                    "(nextUpdate): fetch a current one from the CA; an expired list "
-                    "would let revoked certificates through",
-                    path=path,
-                    issuer=issuer,
-                )
             if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
@@ -247,6 +284,8 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
+        if not explicit_now:
+            self._checked = frozenset(anchors_der)
 
     def install(self, ctx: ssl.SSLContext, check: CRLCheck) -> None:
         """Load the lists into ``ctx`` (through memory) and turn CRL checking on.

@@ -119,6 +119,9 @@ class Snapshot:
     profiles: tuple[SSLProfile, ...] = ()
     watched: tuple[Path, ...] = ()
     pending: bool = False  # a file was caught mid-write: the next check must look again
+    # When the first CRL a profile uses expires (its nextUpdate): the next check after
+    # it looks again, though no file moved, so that the profile fails and says so.
+    renew_at: _dt.datetime | None = None
     # When the last applied change (or the first load) was published.
     changed_at: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
 
@@ -296,10 +299,13 @@ class ProfilesPlan:
             results[-1] if default_profile is not None else self.default  # type: ignore[assignment]
         )
         index, fast = build_index(items, self.options.path)
+        built = tuple(item for item in items if isinstance(item, Built))
+        renew_at = builder.renew_at(b.files for b in (*built, default) if isinstance(b, Built))
         builder.end()
         return Snapshot(
             generation=0,
-            built=tuple(item for item in items if isinstance(item, Built)),
+            built=built,
+            renew_at=renew_at,
             index=index,
             fast=fast,
             default=default,
@@ -392,10 +398,12 @@ class ProfilesPlan:
                 changed = True
             if isinstance(default, Failed) != isinstance(old.default, Failed):
                 changed = True
+        renew_at = builder.renew_at(b.files for b in (*built, default) if isinstance(b, Built))
         builder.end()
         new = Snapshot(
             generation=old.generation + (1 if changed else 0),
             built=tuple(built),
+            renew_at=renew_at,
             index=index,
             fast=fast,
             default=default,
