@@ -37,7 +37,13 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
     from ._material import TLSMaterial
     from ._profiles import SSLProfileSet
     from ._readers import detect_format
-    from ._revocation import CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy
+    from ._revocation import (
+        CertificateStatus,
+        CRLSet,
+        RevocationChecker,
+        RevocationPolicy,
+        RevocationState,
+    )
     from ._secret import Secret
     from ._status import (
         AnchorStatus,
@@ -69,6 +75,7 @@ __all__ = [
     "RevocationChecker",
     "RevocationError",
     "RevocationPolicy",
+    "RevocationState",
     "RevocationUnknownError",
     "SSLProfile",
     "SSLProfileSet",
@@ -98,6 +105,7 @@ _LAZY = {
     "CRLSet": "._revocation",
     "RevocationChecker": "._revocation",
     "RevocationPolicy": "._revocation",
+    "RevocationState": "._revocation",
     "Secret": "._secret",
     "AnchorStatus": "._status",
     "FileStatus": "._status",

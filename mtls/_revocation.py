@@ -533,6 +533,35 @@ class CertificateStatus:
         return f"{head}: undetermined: {'; '.join(self.why)}"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class RevocationState:
+    """A profile's online revocation checking, for status pages (``ProfileStatus.revocation``).
+
+    Attributes:
+        mode: ``"hard"`` or ``"soft"`` (see :class:`RevocationPolicy`).
+        ocsp: OCSP responders are asked.
+        crl: CRL distribution points are asked.
+        statuses: the last statuses seen for the profile's hosts' chains that are
+            still cached (nothing is fetched for a status page), leaf first per host;
+            empty before the first connection.
+    """
+
+    mode: Mode
+    ocsp: bool
+    crl: bool
+    statuses: tuple[CertificateStatus, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``mode``, ``ocsp``, ``crl``, ``statuses`` (each a
+        :meth:`CertificateStatus.to_dict`)."""
+        return {
+            "mode": self.mode,
+            "ocsp": self.ocsp,
+            "crl": self.crl,
+            "statuses": [status.to_dict() for status in self.statuses],
+        }
+
+
 class _FetchError(Exception):
     pass
 
@@ -727,6 +756,9 @@ class RevocationChecker:
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
+        # host -> the statuses of its last checked chain (for status pages), bounded
+        self._hosts: collections.OrderedDict[str, tuple[CertificateStatus, ...]]
+        self._hosts = collections.OrderedDict()
         #: Network requests made so far (OCSP requests and CRL downloads).
         self.fetches = 0
 
@@ -804,6 +836,12 @@ class RevocationChecker:
             RevocationUnknownError: a status could not be determined and the mode is hard.
         """
         found = self.statuses(chain, anchors, fetch=fetch)
+        if host is not None:
+            with self._lock:
+                self._hosts[host.lower()] = found
+                self._hosts.move_to_end(host.lower())
+                while len(self._hosts) > self.policy.cache_size:
+                    self._hosts.popitem(last=False)
         where = host or "the server"
         for status in found:
             if status.status == "revoked":
@@ -861,11 +899,33 @@ class RevocationChecker:
         with self._lock:
             return tuple(status for until, status in self._cache.values() if until > now)
 
+    def state(self, hosts: Iterable[str] = ()) -> RevocationState:
+        """The policy and the still-cached statuses last seen for ``hosts``' chains.
+
+        Args:
+            hosts: host names (without ports), as connections were made to them.
+
+        Returns:
+            A frozen record; nothing is fetched.
+        """
+        now = time.monotonic()
+        with self._lock:
+            valid = {status for until, status in self._cache.values() if until > now}
+            seen = [self._hosts.get(host.lower(), ()) for host in dict.fromkeys(hosts)]
+        policy = self.policy
+        return RevocationState(
+            mode=policy.mode,
+            ocsp=policy.ocsp,
+            crl=policy.crl,
+            statuses=tuple(status for found in seen for status in found if status in valid),
+        )
+
     def clear(self) -> None:
         """Forget every cached status and CRL."""
         with self._lock:
             self._cache.clear()
             self._crls.clear()
+            self._hosts.clear()
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import http.server
+import json
 import socket
 import ssl
 import threading
@@ -279,3 +280,29 @@ def test_a_checker_dies_with_its_contexts(env: Env) -> None:
     gc.collect()
     assert ref() is not None
     assert ctx.sslobject_class is not ssl.SSLObject
+
+
+def test_profile_status_shows_the_revocation_state(env: Env) -> None:
+    with env.profiles() as profiles, mtls_httpx.client(profiles, timeout=30) as http:
+        (before,) = profiles.status().profiles
+        assert before.revocation is not None
+        assert before.revocation.mode == "hard"
+        assert before.revocation.statuses == ()  # nothing seen yet
+        http.get(env.url(env.good))
+        (after,) = profiles.status().profiles
+        assert after.revocation is not None
+        (status,) = after.revocation.statuses
+        assert status.status == "good"
+        assert status.serial == env.pki.good.serial_number
+        shown = json.loads(json.dumps(after.to_dict()))["revocation"]
+        assert shown["mode"] == "hard"
+        assert shown["statuses"][0]["status"] == "good"
+    # the twin: without revocation there is no state
+    profile = SSLProfile(
+        servers=("localhost:1",),
+        truststore=StoreConfig(location=env.trust, type="JKS", password=PASSWORD),
+    )
+    with SSLProfileSet([profile]) as plain:
+        (entry,) = plain.status().profiles
+        assert entry.revocation is None
+        assert entry.to_dict()["revocation"] is None
