@@ -4,6 +4,7 @@ turns WSO2's ``cert_revocation_validation`` into a policy."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +183,30 @@ def test_a_policy_refuses_values_that_are_not_finite_and_bounded(bad: dict[str, 
         RevocationPolicy(**bad)  # type: ignore[arg-type]
     # the twin: the largest accepted values work end to end (statuses() does not overflow)
     RevocationPolicy(retry_failed_after=mtls_revocation.MAX_SECONDS, cache_size=10**6)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ checks the verified chain")
+def test_a_roots_only_truststore_with_revocation_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = CA()
+    roots_only = write_trust(root, tmp_path / "roots.jks")
+    profile = mtls.SSLProfile(
+        servers=("a.example:443",),
+        truststore=mtls.StoreConfig(location=roots_only, type="JKS", password=PASSWORD),
+    )
+    with caplog.at_level("WARNING", logger="mtls"):
+        SSLProfileSet([profile], revocation=RevocationPolicy()).close()
+    assert any("holds only root CAs" in r.getMessage() for r in caplog.records)
+    # the twins: with the intermediate in the truststore, or without revocation, no warning
+    caplog.clear()
+    intermediate = root.create_child_ca()
+    with_inter = write_trust(intermediate, tmp_path / "inter.jks")
+    profile = mtls.SSLProfile(
+        servers=("a.example:443",),
+        truststore=mtls.StoreConfig(location=with_inter, type="JKS", password=PASSWORD),
+    )
+    with caplog.at_level("WARNING", logger="mtls"):
+        SSLProfileSet([profile], revocation=RevocationPolicy()).close()
+        SSLProfileSet([profile]).close()
+    assert not any("holds only root CAs" in r.getMessage() for r in caplog.records)
