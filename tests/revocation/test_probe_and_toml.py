@@ -185,28 +185,27 @@ def test_a_policy_refuses_values_that_are_not_finite_and_bounded(bad: dict[str, 
     RevocationPolicy(retry_failed_after=mtls_revocation.MAX_SECONDS, cache_size=10**6)
 
 
+def _warned_roots_only(
+    ca: CA, path: Path, caplog: pytest.LogCaptureFixture, **options: object
+) -> bool:
+    """Load a set on a truststore of ``ca``: was the roots-only warning logged?"""
+    caplog.clear()
+    profile = mtls.SSLProfile(
+        servers=("a.example:443",),
+        truststore=mtls.StoreConfig(location=write_trust(ca, path), type="JKS", password=PASSWORD),
+    )
+    with caplog.at_level("WARNING", logger="mtls"):
+        SSLProfileSet([profile], **options).close()  # type: ignore[arg-type]
+    return any("holds only root CAs" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ checks the verified chain")
 def test_a_roots_only_truststore_with_revocation_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = CA()
-    roots_only = write_trust(root, tmp_path / "roots.jks")
-    profile = mtls.SSLProfile(
-        servers=("a.example:443",),
-        truststore=mtls.StoreConfig(location=roots_only, type="JKS", password=PASSWORD),
-    )
-    with caplog.at_level("WARNING", logger="mtls"):
-        SSLProfileSet([profile], revocation=RevocationPolicy()).close()
-    assert any("holds only root CAs" in r.getMessage() for r in caplog.records)
+    assert _warned_roots_only(root, tmp_path / "a.jks", caplog, revocation=RevocationPolicy())
     # the twins: with the intermediate in the truststore, or without revocation, no warning
-    caplog.clear()
-    intermediate = root.create_child_ca()
-    with_inter = write_trust(intermediate, tmp_path / "inter.jks")
-    profile = mtls.SSLProfile(
-        servers=("a.example:443",),
-        truststore=mtls.StoreConfig(location=with_inter, type="JKS", password=PASSWORD),
-    )
-    with caplog.at_level("WARNING", logger="mtls"):
-        SSLProfileSet([profile], revocation=RevocationPolicy()).close()
-        SSLProfileSet([profile]).close()
-    assert not any("holds only root CAs" in r.getMessage() for r in caplog.records)
+    inter = root.create_child_ca()
+    assert not _warned_roots_only(inter, tmp_path / "b.jks", caplog, revocation=RevocationPolicy())
+    assert not _warned_roots_only(root, tmp_path / "c.jks", caplog)
