@@ -95,7 +95,13 @@ def _revocation_checked(base: type[aiohttp.ClientRequest]) -> type[aiohttp.Clien
                 transport.get_extra_info("ssl_object") if transport is not None else None
             )
             if check is not None:
-                await asyncio.get_running_loop().run_in_executor(None, check)
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, check)
+                except BaseException:
+                    # a refused server is not owed a TLS goodbye: drop the connection
+                    # now (a graceful close could outlive the caller's event loop)
+                    transport.abort()
+                    raise
             return await super().send(conn)
 
     return RevocationCheckedRequest
