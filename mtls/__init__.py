@@ -38,7 +38,13 @@ if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type c
     from ._material import TLSMaterial
     from ._profiles import SSLProfileSet
     from ._readers import detect_format
-    from ._revocation import CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy
+    from ._revocation import (
+        CertificateStatus,
+        CRLSet,
+        RevocationChecker,
+        RevocationPolicy,
+        RevocationState,
+    )
     from ._secret import Secret
     from ._server import RotatingServerContext, ServerStatus
     from ._status import (
@@ -74,6 +80,7 @@ __all__ = [
     "RevocationChecker",
     "RevocationError",
     "RevocationPolicy",
+    "RevocationState",
     "RevocationUnknownError",
     "RotatingServerContext",
     "SSLProfile",
@@ -106,6 +113,7 @@ _LAZY = {
     "CRLSet": "._revocation",
     "RevocationChecker": "._revocation",
     "RevocationPolicy": "._revocation",
+    "RevocationState": "._revocation",
     "Secret": "._secret",
     "RotatingServerContext": "._server",
     "ServerStatus": "._server",

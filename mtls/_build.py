@@ -13,6 +13,7 @@ import datetime as _dt
 import functools
 import logging
 import ssl
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
 from ._revocation import CRLSet, RevocationChecker
+from ._revocation import _pairs as anchor_pairs
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 from ._types import HostnameVerifier
 
@@ -186,6 +188,10 @@ class Builder:
         # value (a profile file gives each profile its own, equal, objects).
         self._by_id: dict[tuple[Any, ...], Served] = {}
         self._by_value: dict[tuple[Any, ...], Served] = {}
+        # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
+        # whose list expired); bounded, oldest first out.
+        self._crl_expiry: dict[str, _dt.datetime | None] = {}
+        self._roots_warned: set[str] = set()  # truststore fingerprints warned about
 
     @property
     def reading(self) -> Reading:
@@ -353,7 +359,9 @@ class Builder:
                 where = profile.keystore.shown_location if profile.keystore else ""
                 _validate_validity(subject, not_before, not_after, where)
         mode = self.options.hostname_verifier
-        crls, crl_key = self._crls(profile, files)
+        crls, crl_key = self._crls(profile, files, truststore)
+        if self.options.revocation is not None and truststore is not None and trust_fp:
+            self._warn_roots_only(profile, truststore, trust_fp)
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
@@ -415,13 +423,40 @@ class Builder:
             self._served[served_key] = served
         return served
 
+    def _warn_roots_only(self, profile: SSLProfile, truststore: Truststore, fp: str) -> None:
+        """Python 3.11/3.12 give only the server's leaf: the online check finds its
+        issuer among the truststore's certificates. A truststore of self-signed roots
+        only cannot vouch for a leaf an intermediate issued (its status is then
+        undetermined, which hard-fail refuses): say so once per truststore."""
+        if sys.version_info >= (3, 13) or fp in self._roots_warned:
+            return
+        self._roots_warned.add(fp)
+        certs = [cert for cert, _ in anchor_pairs(truststore.anchors_der)]
+        if certs and all(cert.subject == cert.issuer for cert in certs):
+            log.warning(
+                "%s: %s: its truststore holds only root CAs, and Python %d.%d gives the "
+                "revocation check only the server's certificate: a server certificate "
+                "issued by an intermediate CA will have an undetermined status "
+                "(refused in hard-fail mode); add the issuing intermediates to the "
+                "truststore, or use Python 3.13+",
+                self.options.path or "profiles",
+                profile,
+                *sys.version_info[:2],
+            )
+
     def _crls(
-        self, profile: SSLProfile, files: list[tuple[str, Path, str]]
+        self,
+        profile: SSLProfile,
+        files: list[tuple[str, Path, str]],
+        truststore: Truststore | None,
     ) -> tuple[CRLSet | None, tuple[Any, ...] | None]:
-        """Read the profile's CRL files (each one more input file of the profile).
+        """Read and validate the profile's CRL files (each one more input file of the
+        profile), once: contexts made from them later (ALPN variants) do not check
+        them again, so a lookup never raises.
 
         Raises:
-            CRLError: a file is missing, unreadable or not a CRL.
+            CRLError: a file is missing, unreadable or not a CRL; a list has expired
+                or (with a truststore) is not signed by one of its certificates.
             Unstable: a file changed between two reads.
         """
         if not profile.crls:
@@ -439,7 +474,16 @@ class Builder:
                 ) from None
             files.append(("crl", path, digest))
             digests.append(digest)
-            crls += CRLSet.from_bytes(data, path=path)
+            one = CRLSet.from_bytes(data, path=path)
+            self._crl_expiry.pop(digest, None)
+            self._crl_expiry[digest] = one.next_update
+            while len(self._crl_expiry) > _CRL_EXPIRY_KEPT:
+                del self._crl_expiry[next(iter(self._crl_expiry))]
+            crls += one
+        if truststore is not None:
+            crls.check(truststore.anchors_der)  # client_context will not check again
+        else:  # the system's anchors: client_context checks the signers
+            crls.check_expiry()
         return crls, (tuple(digests), profile.crl_check)
 
     def _info(
@@ -465,8 +509,29 @@ class Builder:
             Unstable: one of them is still being written.
             Interrupted: ``close()`` was called.
         """
+        # A CRL whose nextUpdate has passed is an input that moved: the profile is
+        # rebuilt, its (unchanged) list refused as expired, and the error reported
+        # (status, last_error) while OpenSSL already refuses every handshake.
+        if self._crl_expiry and any(kind == "crl" for kind, _, _ in served.files):
+            now = _dt.datetime.now(_dt.UTC)
+            for kind, _, sha256 in served.files:
+                expiry = self._crl_expiry.get(sha256) if kind == "crl" else None
+                if expiry is not None and expiry <= now:
+                    return True
         digest = self.reading.digest
         return any(digest(path) != sha256 for path, sha256 in served.inputs)
+
+    def renew_at(self, files: Iterable[Files]) -> _dt.datetime | None:
+        """The earliest nextUpdate of the CRL files among ``files`` (``Served.files``)."""
+        if not self._crl_expiry:
+            return None  # no profile uses a CRL: nothing to walk
+        dates = [
+            expiry
+            for each in files
+            for kind, _, digest in each
+            if kind == "crl" and (expiry := self._crl_expiry.get(digest)) is not None
+        ]
+        return min(dates) if dates else None
 
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""
@@ -485,6 +550,9 @@ class Builder:
             paths.update(profile.crls)
         self._paths = {path: path for path in paths}
         return paths
+
+
+_CRL_EXPIRY_KEPT = 4096
 
 
 def _validate_validity(

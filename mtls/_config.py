@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError
 from ._secret import Secret
+from ._types import CRLCheck
 
 CATCH_ALL: Literal["*"] = "*"
 Server = tuple[str, int] | Literal["*"]
@@ -272,7 +273,7 @@ class SSLProfile:
     name: str | None = None
     written_servers: tuple[str, ...] = field(default=(), compare=False)
     crls: tuple[Path, ...] = ()
-    crl_check: Literal["leaf", "chain"] = "leaf"
+    crl_check: CRLCheck = "leaf"
 
     def __post_init__(self) -> None:
         _check_crls(self)

@@ -17,7 +17,6 @@ import sys
 from . import _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._revocation import (
-    CRLCheck,
     CRLSet,
     RevocationChecker,
     RevocationPolicy,
@@ -26,7 +25,7 @@ from ._revocation import (
 )
 from ._secret import scrub_tracebacks
 from ._stores import Keystore, Truststore
-from ._types import HostnameVerifier, normalize_hostname_verifier
+from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier
 
 log = logging.getLogger("mtls")
 
@@ -92,7 +91,7 @@ def _revocation(
         truststore.anchors_der if truststore is not None else ctx.get_ca_certs(binary_form=True)
     )
     if crls:
-        crls.check(anchors)  # expired or untrusted lists are errors, never ignored
+        crls.check_once(anchors)  # expired or untrusted lists are errors, never ignored
         crls.install(ctx, crl_check)
     if checker is not None:
         install(ctx, checker, anchors)

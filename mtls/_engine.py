@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as _dt
 import logging
 import math
 import threading
@@ -288,7 +289,7 @@ class Engine(Generic[S]):
             try:
                 assert reading is not None
                 moved = reading.survey(old.watched)
-                if not moved and not old.pending and not old.errors:
+                if not moved and not old.pending and not old.errors and not _due(old):
                     return False  # the common case: one stat per file, nothing read
                 # Every file whose stat moved is settled before anything is parsed (one
                 # settle delay for all): a file still being written is left for later.
@@ -447,6 +448,12 @@ class Subscribers:
                 if not swallow_all and isinstance(exc, KeyboardInterrupt | SystemExit):
                     pending = pending or exc
         return pending
+
+
+def _due(snapshot: object) -> bool:
+    """True once a snapshot's ``renew_at`` (optional: a CRL's nextUpdate) has passed."""
+    renew_at = getattr(snapshot, "renew_at", None)
+    return renew_at is not None and _dt.datetime.now(_dt.UTC) >= renew_at
 
 
 def check_seconds(name: str, value: object, *, zero: bool) -> float:

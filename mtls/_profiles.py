@@ -32,7 +32,12 @@ from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError
 from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEvent, expiry_thresholds
 from ._material import TLSMaterial
-from ._revocation import RevocationChecker, RevocationPolicy, revocation_checker
+from ._revocation import (
+    RevocationChecker,
+    RevocationPolicy,
+    RevocationState,
+    revocation_checker,
+)
 from ._secret import Secret, scrub_tracebacks
 from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
 from ._status import (
@@ -462,6 +467,12 @@ class SSLProfileSet:
         assert self._engine is not None
         return self._engine.check()
 
+    def _revocation_state(self, profile: SSLProfile) -> RevocationState | None:
+        checker = self._options.revocation
+        if checker is None:
+            return None
+        return checker.state(name.rpartition(":")[0] for name in profile.server_names)
+
     @property
     def revocation(self) -> RevocationChecker | None:
         """The online revocation checker every verifying context of the set runs after
@@ -826,6 +837,7 @@ class SSLProfileSet:
                 ),
                 last_good_load=item.loaded_at,
                 error=item.error,
+                revocation=self._revocation_state(item.profile),
             )
 
         def failed(profile: SSLProfile, error: MTLSError) -> ProfileStatus:

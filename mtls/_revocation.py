@@ -44,16 +44,17 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
-import http.client
+import ipaddress
 import logging
 import os
 import re
+import socket
 import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal, TypeAlias
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -64,18 +65,19 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from . import _x509
-from ._errors import CertificateRevokedError, CRLError, RevocationUnknownError
+from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
+from ._types import CRLCheck, Mode, Status
 
 log = logging.getLogger("mtls")
-
-CRLCheck: TypeAlias = Literal["leaf", "chain"]
-Mode: TypeAlias = Literal["hard", "soft"]
-Status: TypeAlias = Literal["good", "revoked", "undetermined"]
 
 #: Largest CRL read (a file or a download): 10 MiB. Public CAs' biggest CRLs are a few MiB.
 MAX_CRL_BYTES = 10 * 1024 * 1024
 #: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
 MAX_OCSP_BYTES = 64 * 1024
+#: Largest ``cache_size`` of a policy: a million statuses (WSO2's default is 1024).
+MAX_CACHE_SIZE = 1_000_000
+#: Longest ``cache_delay``, ``retry_failed_after`` and ``timeout`` of a policy: a year.
+MAX_SECONDS = 366 * 24 * 3600.0
 #: Clock skew allowed between us and a responder or CRL issuer.
 CLOCK_SKEW = _dt.timedelta(minutes=5)
 # The CertID hash every responder knows (RFC 6960 4.1.1; it names, it does not sign).
@@ -122,6 +124,10 @@ class CRLSet:
     ) -> None:
         self._crls: tuple[tuple[x509.CertificateRevocationList, str | None], ...] = tuple(crls)
         self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
+        # The anchors a successful check() vouched for these lists against: contexts
+        # made later from the same set (ALPN variants) install them without checking
+        # again, so a lookup never raises CRLError.
+        self._checked: frozenset[bytes] | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, *, path: str | os.PathLike[str] | None = None) -> CRLSet:
@@ -202,6 +208,42 @@ class CRLSet:
         return f"CRLSet([{issuers}])"
 
     @property
+    def next_update(self) -> _dt.datetime | None:
+        """The earliest nextUpdate of the lists (when the first of them expires), or
+        ``None`` when none has one."""
+        dates = [crl.next_update_utc for crl, _ in self._crls if crl.next_update_utc]
+        return min(dates) if dates else None
+
+    def check_expiry(self, *, now: _dt.datetime | None = None) -> None:
+        """Refuse a list whose nextUpdate has passed (no clock skew: OpenSSL allows none).
+
+        Raises:
+            CRLError: naming the file, the issuer and what to do.
+        """
+        now = now or _now()
+        for crl, path in self._crls:
+            next_update = crl.next_update_utc
+            if next_update is not None and next_update <= now:
+                issuer = crl.issuer.rfc4514_string()
+                raise CRLError(
+                    f"{path or 'the CRL'}: the CRL of {issuer} expired on "
+                    f"{next_update.isoformat()} (nextUpdate): fetch a current one from the "
+                    "CA; an expired list would let revoked certificates through (OpenSSL "
+                    "refuses every handshake it is used for)",
+                    path=path,
+                    issuer=issuer,
+                )
+
+    def check_once(self, anchors_der: Sequence[bytes]) -> None:
+        """:meth:`check`, unless it already passed against these anchors.
+
+        Raises:
+            CRLError: as :meth:`check`.
+        """
+        if self._checked != frozenset(anchors_der):
+            self.check(anchors_der)
+
+    @property
     def pem(self) -> bytes:
         """Every list as PEM, in order."""
         return b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._crls)
@@ -209,9 +251,14 @@ class CRLSet:
     def check(self, anchors_der: Sequence[bytes], *, now: _dt.datetime | None = None) -> None:
         """Refuse a list that is expired or not signed by one of ``anchors_der``.
 
+        No clock skew is allowed here: OpenSSL refuses every handshake the moment a
+        list's nextUpdate passes, so a list that has expired is refused now (and a
+        profile whose list expires while loaded is rebuilt, and fails, then).
+
         Raises:
             CRLError: naming the file, the issuer and what to do.
         """
+        explicit_now = now is not None
         now = now or _now()
         anchors = [cert for cert, _ in _pairs(anchors_der)]
         # Intermediates from the CRL files count once a trusted certificate issued them.
@@ -224,18 +271,10 @@ class CRLSet:
                     anchors.append(cert)
                     pending.remove(cert)
                     grew = True
+        self.check_expiry(now=now)
         for crl, path in self._crls:
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
-            next_update = crl.next_update_utc
-            if next_update is not None and next_update < now - CLOCK_SKEW:
-                raise CRLError(
-                    f"{shown}: the CRL of {issuer} expired on {next_update.isoformat()} "
-                    "(nextUpdate): fetch a current one from the CA; an expired list "
-                    "would let revoked certificates through",
-                    path=path,
-                    issuer=issuer,
-                )
             if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
@@ -245,6 +284,8 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
+        if not explicit_now:
+            self._checked = frozenset(anchors_der)
 
     def install(self, ctx: ssl.SSLContext, check: CRLCheck) -> None:
         """Load the lists into ``ctx`` (through memory) and turn CRL checking on.
@@ -340,12 +381,20 @@ def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
         return None
 
 
-@functools.lru_cache(maxsize=64)
-def _anchors(
-    ders: tuple[bytes, ...],
-) -> tuple[list[tuple[x509.Certificate, bytes]], frozenset[bytes]]:
-    """A context's anchors parsed once (the hook passes the same tuple every handshake)."""
-    return _pairs(ders), frozenset(ders)
+class _Anchors:
+    """A context's anchors, parsed once when the check is installed (held by the
+    context's classes, so they die with the context: no global cache)."""
+
+    __slots__ = ("ders", "pairs")
+
+    def __init__(self, ders: Iterable[bytes]) -> None:
+        kept = tuple(ders)
+        self.pairs = _pairs(kept)
+        self.ders = frozenset(kept)
+
+
+def _anchor_set(anchors: Sequence[bytes] | _Anchors) -> _Anchors:
+    return anchors if isinstance(anchors, _Anchors) else _Anchors(tuple(anchors))
 
 
 def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
@@ -394,7 +443,9 @@ class RevocationPolicy:
         crl: fall back to the CRL distribution points.
 
     Raises:
-        ValueError: an unknown mode or a value that is not positive.
+        ValueError: an unknown mode, a ``cache_size`` that is not a whole number
+            from 1 to :data:`MAX_CACHE_SIZE`, or a number of seconds that is not
+            finite, positive and at most :data:`MAX_SECONDS`.
     """
 
     mode: Mode = "hard"
@@ -409,10 +460,23 @@ class RevocationPolicy:
     def __post_init__(self) -> None:
         if self.mode not in ("hard", "soft"):
             raise ValueError(f"mode must be 'hard' or 'soft', not {self.mode!r}")
-        for name in ("cache_size", "cache_delay", "retry_failed_after", "timeout"):
+        size: object = self.cache_size  # typed int; callers may pass anything
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_CACHE_SIZE:
+            raise ValueError(
+                f"cache_size must be a whole number from 1 to {MAX_CACHE_SIZE} "
+                f"(MAX_CACHE_SIZE), not {self.cache_size!r}"
+            )
+        for name in ("cache_delay", "retry_failed_after", "timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, not {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value <= MAX_SECONDS
+            ):
+                raise ValueError(
+                    f"{name} must be a positive number of seconds, at most {MAX_SECONDS:g} "
+                    f"(MAX_SECONDS, a year), not {value!r}"
+                )
         if not (self.ocsp or self.crl):
             raise ValueError("a revocation policy needs ocsp=True, crl=True or both")
 
@@ -469,12 +533,54 @@ class CertificateStatus:
         return f"{head}: undetermined: {'; '.join(self.why)}"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class RevocationState:
+    """A profile's online revocation checking, for status pages (``ProfileStatus.revocation``).
+
+    Attributes:
+        mode: ``"hard"`` or ``"soft"`` (see :class:`RevocationPolicy`).
+        ocsp: OCSP responders are asked.
+        crl: CRL distribution points are asked.
+        statuses: the last statuses seen for the profile's hosts' chains that are
+            still cached (nothing is fetched for a status page), leaf first per host;
+            empty before the first connection.
+    """
+
+    mode: Mode
+    ocsp: bool
+    crl: bool
+    statuses: tuple[CertificateStatus, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``mode``, ``ocsp``, ``crl``, ``statuses`` (each a
+        :meth:`CertificateStatus.to_dict`)."""
+        return {
+            "mode": self.mode,
+            "ocsp": self.ocsp,
+            "crl": self.crl,
+            "statuses": [status.to_dict() for status in self.statuses],
+        }
+
+
 class _FetchError(Exception):
     pass
 
 
+class _CacheMiss(Exception):
+    """A status asked with ``fetch=False`` is not in the cache."""
+
+
+#: Largest response head (status line and headers) read from a responder.
+_MAX_HEAD_BYTES = 16 * 1024
+
+
 def _fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
     """GET (or POST ``body``) an ``http://`` URL; at most ``limit`` bytes, ``timeout`` in all.
+
+    ``timeout`` is a total deadline over name resolution, connect, request and the
+    whole response: before every ``recv`` the socket's timeout is set to the time
+    left, so a server that drips a byte at a time is given up on at the deadline.
+    HTTP/1.0 is spoken (no chunked answers, the server closes at the end).
 
     Raises:
         _FetchError: any failure, in words.
@@ -483,48 +589,122 @@ def _fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
     if parts.scheme != "http" or not parts.hostname:
         raise _FetchError(f"{url}: not fetched (only http:// URLs are)")
     deadline = time.monotonic() + timeout
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        port = parts.port or 80
     except ValueError as exc:  # a bad port
         raise _FetchError(f"{url}: {exc}") from None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname
+    head = [
+        f"{'POST' if body is not None else 'GET'} {path} HTTP/1.0",
+        f"Host: {host if ':' not in host else f'[{host}]'}"
+        + (f":{parts.port}" if parts.port else ""),
+        "Connection: close",
+    ]
+    if body is not None:
+        head += ["Content-Type: application/ocsp-request", f"Content-Length: {len(body)}"]
+    request = ("\r\n".join(head) + "\r\n\r\n").encode("ascii", "replace") + (body or b"")
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        return remaining
+
+    sock: socket.socket | None = None
     try:
-        headers = {"Connection": "close"}
-        if body is not None:
-            headers["Content-Type"] = "application/ocsp-request"
-        conn.request("POST" if body is not None else "GET", path, body=body, headers=headers)
-        response = conn.getresponse()
-        if 300 <= response.status < 400:
-            where = response.getheader("Location", "?")
-            raise _FetchError(f"{url}: redirected to {where}, not followed")
-        if response.status != 200:
-            raise _FetchError(f"{url}: HTTP {response.status} {response.reason}")
-        length = response.getheader("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise _FetchError(f"{url}: {length} bytes, more than the {limit} allowed")
-        chunks: list[bytes] = []
-        size = 0
+        for family, kind, proto, _, address in _resolve(host, port, left()):
+            try:
+                sock = socket.socket(family, kind, proto)
+                sock.settimeout(left())
+                sock.connect(address)
+                break
+            except OSError:
+                if sock is not None:
+                    sock.close()
+                    sock = None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError from None
+        if sock is None:
+            raise _FetchError(f"{url}: cannot connect")
+        sock.settimeout(left())
+        sock.sendall(request)
+        data = bytearray()
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _FetchError(f"{url}: no complete answer within {timeout:g} s")
-            if conn.sock is not None:
-                conn.sock.settimeout(left)
-            chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
+            sock.settimeout(left())
+            chunk = sock.recv(65536)
             if not chunk:
                 break
-            size += len(chunk)
-            if size > limit:
+            data += chunk
+            if len(data) > limit + _MAX_HEAD_BYTES:
                 raise _FetchError(f"{url}: more than the {limit} bytes allowed")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return _response_body(url, bytes(data), limit)
     except TimeoutError:
-        raise _FetchError(f"{url}: no answer within {timeout:g} s") from None
-    except (OSError, http.client.HTTPException) as exc:
+        raise _FetchError(f"{url}: no answer within {timeout:g} s (the whole fetch)") from None
+    except OSError as exc:
         text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise _FetchError(f"{url}: {text}") from None
     finally:
-        conn.close()
+        if sock is not None:
+            sock.close()
+
+
+def _resolve(host: str, port: int, wait: float) -> list[Any]:
+    """``getaddrinfo`` bounded by ``wait`` seconds: the resolver has no timeout of
+    its own, so it runs in a daemon thread the caller stops waiting for."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # a literal address: nothing to resolve
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[Any] = []
+    failed: list[OSError] = []
+
+    def resolve() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=resolve, name="mtls-revocation-dns", daemon=True)
+    worker.start()
+    worker.join(wait)
+    if worker.is_alive():
+        raise TimeoutError
+    if failed:
+        raise failed[0]
+    return found
+
+
+def _response_body(url: str, data: bytes, limit: int) -> bytes:
+    """The body of a complete HTTP/1.x response, or :class:`_FetchError` in words."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep or len(head) > _MAX_HEAD_BYTES:
+        raise _FetchError(f"{url}: not an HTTP response")
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+        raise _FetchError(f"{url}: not an HTTP response")
+    code, reason = int(status[1]), status[2] if len(status) > 2 else ""
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if 300 <= code < 400:
+        raise _FetchError(f"{url}: redirected to {headers.get('location', '?')}, not followed")
+    if code != 200:
+        raise _FetchError(f"{url}: HTTP {code} {reason}".rstrip())
+    length = headers.get("content-length")
+    if length is not None and length.isdigit():
+        if int(length) > limit:
+            raise _FetchError(f"{url}: {length} bytes, more than the {limit} allowed")
+        if len(body) < int(length):
+            raise _FetchError(f"{url}: the answer was cut short")
+        body = body[: int(length)]
+    if len(body) > limit:
+        raise _FetchError(f"{url}: more than the {limit} bytes allowed")
+    return body
 
 
 def _urls(cert: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -570,10 +750,15 @@ class RevocationChecker:
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[tuple[str, int], tuple[float, CertificateStatus]]
         self._cache = collections.OrderedDict()
-        self._crls: collections.OrderedDict[str, tuple[float, x509.CertificateRevocationList]]
+        self._crls: collections.OrderedDict[
+            tuple[str, bytes], tuple[float, x509.CertificateRevocationList]
+        ]
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
+        # host -> the statuses of its last checked chain (for status pages), bounded
+        self._hosts: collections.OrderedDict[str, tuple[CertificateStatus, ...]]
+        self._hosts = collections.OrderedDict()
         #: Network requests made so far (OCSP requests and CRL downloads).
         self.fetches = 0
 
@@ -583,7 +768,7 @@ class RevocationChecker:
     # ------------------------------------------------------------------ public
 
     def statuses(
-        self, chain: Sequence[bytes], anchors: Sequence[bytes]
+        self, chain: Sequence[bytes], anchors: Sequence[bytes] | _Anchors, *, fetch: bool = True
     ) -> tuple[CertificateStatus, ...]:
         """The status of each certificate of ``chain`` that is not an anchor; never raises.
 
@@ -591,13 +776,18 @@ class RevocationChecker:
             chain: DER certificates, leaf first (the verified chain where known,
                 else the leaf alone).
             anchors: the DER trust anchors the chain was verified against.
+            fetch: ``False``: answer from the cache only (nothing is fetched).
 
         Returns:
             One status per certificate checked, leaf first (only the leaf unless
             ``full_chain``).
+
+        Raises:
+            _CacheMiss: ``fetch=False`` and a status is not in the cache.
         """
         certs = _pairs(bytes(der) for der in chain)
-        anchor_pairs, anchor_der = _anchors(tuple(anchors))
+        known = _anchor_set(anchors)
+        anchor_pairs, anchor_der = known.pairs, known.ders
         out: list[CertificateStatus] = []
         for index, (cert, der) in enumerate(certs):
             if der in anchor_der:
@@ -623,13 +813,18 @@ class RevocationChecker:
                 self._warn_soft(unknown_issuer)
                 out.append(unknown_issuer)
                 break
-            out.append(self._status(cert, issuer))
+            out.append(self._status(cert, issuer, fetch))
             if not self.policy.full_chain or issuer.subject == issuer.issuer:
                 break
         return tuple(out)
 
     def check(
-        self, chain: Sequence[bytes], anchors: Sequence[bytes], *, host: str | None = None
+        self,
+        chain: Sequence[bytes],
+        anchors: Sequence[bytes] | _Anchors,
+        *,
+        host: str | None = None,
+        fetch: bool = True,
     ) -> tuple[CertificateStatus, ...]:
         """Check a chain as the policy says: raise for revoked (always) and undetermined (hard).
 
@@ -640,7 +835,13 @@ class RevocationChecker:
             CertificateRevokedError: a certificate is revoked.
             RevocationUnknownError: a status could not be determined and the mode is hard.
         """
-        found = self.statuses(chain, anchors)
+        found = self.statuses(chain, anchors, fetch=fetch)
+        if host is not None:
+            with self._lock:
+                self._hosts[host.lower()] = found
+                self._hosts.move_to_end(host.lower())
+                while len(self._hosts) > self.policy.cache_size:
+                    self._hosts.popitem(last=False)
         where = host or "the server"
         for status in found:
             if status.status == "revoked":
@@ -675,7 +876,11 @@ class RevocationChecker:
         return found
 
     def check_connection(
-        self, conn: ssl.SSLSocket | ssl.SSLObject, anchors: Sequence[bytes]
+        self,
+        conn: ssl.SSLSocket | ssl.SSLObject,
+        anchors: Sequence[bytes] | _Anchors,
+        *,
+        fetch: bool = True,
     ) -> None:
         """Check the chain a finished handshake verified (see the module notes).
 
@@ -685,7 +890,7 @@ class RevocationChecker:
         """
         chain = peer_chain(conn)
         if chain:
-            self.check(chain, anchors, host=conn.server_hostname)
+            self.check(chain, anchors, host=conn.server_hostname, fetch=fetch)
 
     def cached(self) -> tuple[CertificateStatus, ...]:
         """The statuses in the cache that are still valid, least recently used first
@@ -694,18 +899,42 @@ class RevocationChecker:
         with self._lock:
             return tuple(status for until, status in self._cache.values() if until > now)
 
+    def state(self, hosts: Iterable[str] = ()) -> RevocationState:
+        """The policy and the still-cached statuses last seen for ``hosts``' chains.
+
+        Args:
+            hosts: host names (without ports), as connections were made to them.
+
+        Returns:
+            A frozen record; nothing is fetched.
+        """
+        now = time.monotonic()
+        with self._lock:
+            valid = {status for until, status in self._cache.values() if until > now}
+            seen = [self._hosts.get(host.lower(), ()) for host in dict.fromkeys(hosts)]
+        policy = self.policy
+        return RevocationState(
+            mode=policy.mode,
+            ocsp=policy.ocsp,
+            crl=policy.crl,
+            statuses=tuple(status for found in seen for status in found if status in valid),
+        )
+
     def clear(self) -> None:
         """Forget every cached status and CRL."""
         with self._lock:
             self._cache.clear()
             self._crls.clear()
+            self._hosts.clear()
 
     def __len__(self) -> int:
         return len(self._cache)
 
     # ------------------------------------------------------------------ cache
 
-    def _status(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
+    def _status(
+        self, cert: x509.Certificate, issuer: x509.Certificate, fetch: bool = True
+    ) -> CertificateStatus:
         key = (
             hashlib.sha256(issuer.public_bytes(serialization.Encoding.DER)).hexdigest(),
             cert.serial_number,
@@ -713,6 +942,8 @@ class RevocationChecker:
         hit = self._cached(key)
         if hit is not None:
             return hit
+        if not fetch:
+            raise _CacheMiss
         with self._lock:
             gate = self._gates.setdefault(key, threading.Lock())
         with gate:  # one fetch per certificate, however many handshakes wait for it
@@ -885,6 +1116,9 @@ class RevocationChecker:
         self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: _dt.datetime
     ) -> _Answer:
         crl = self._download_crl(url, issuer, now)
+        out_of_scope = _crl_scope(crl, cert)
+        if out_of_scope is not None:
+            raise _FetchError(f"{url}: {out_of_scope}")
         next_update = crl.next_update_utc
         until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
         source = f"CRL {url}"
@@ -905,37 +1139,108 @@ class RevocationChecker:
     def _download_crl(
         self, url: str, issuer: x509.Certificate, now: _dt.datetime
     ) -> x509.CertificateRevocationList:
+        crl: x509.CertificateRevocationList | None
+        # Keyed by (URL, issuer): two CAs may name one URL, and a list cached for one
+        # must never answer for the other (its signer was checked against one issuer).
+        key = (url, issuer.public_bytes(serialization.Encoding.DER))
         with self._lock:
-            hit = self._crls.get(url)
+            hit = self._crls.get(key)
             if hit is not None and hit[0] > time.monotonic():
-                self._crls.move_to_end(url)
-                return hit[1]
+                self._crls.move_to_end(key)
+                crl = hit[1]
+            else:
+                crl = None
+        if crl is not None:
+            _check_crl(crl, issuer, url, now)  # nextUpdate may have passed since
+            return crl
         self._count_fetch()
         data = _fetch(url, None, MAX_CRL_BYTES, self.policy.timeout)
         try:
             crls = list(CRLSet.from_bytes(data, path=url))
         except CRLError:
             raise _FetchError(f"{url}: the answer is not a CRL") from None
-        crl: x509.CertificateRevocationList = crls[0]
-        if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
-            raise _FetchError(
-                f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
-            )
+        crl = crls[0]
+        _check_crl(crl, issuer, url, now)
         next_update = crl.next_update_utc
-        if next_update is not None and next_update < now - CLOCK_SKEW:
-            raise _FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
         keep = min(
             self.policy.cache_delay,
             (next_update - now).total_seconds() if next_update else self.policy.cache_delay,
         )
         with self._lock:
-            self._crls[url] = (time.monotonic() + keep, crl)
+            self._crls[key] = (time.monotonic() + keep, crl)
             while len(self._crls) > _CRL_CACHE_SIZE:
                 self._crls.popitem(last=False)
         return crl
 
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)
+
+
+def _check_crl(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, url: str, now: _dt.datetime
+) -> None:
+    """Refuse a downloaded list that is not a complete, current list signed by ``issuer``.
+
+    Raises:
+        _FetchError: a delta CRL (RFC 5280 5.2.4: it lists only changes since a
+            base list, so a serial absent from it says nothing), another signer,
+            a thisUpdate in the future or a nextUpdate in the past (beyond
+            :data:`CLOCK_SKEW`).
+    """
+    if _crl_extension(crl, x509.DeltaCRLIndicator) is not None:
+        raise _FetchError(f"{url}: a delta CRL (DeltaCRLIndicator), not a complete list; not used")
+    if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
+        raise _FetchError(
+            f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
+        )
+    if crl.last_update_utc > now + CLOCK_SKEW:
+        raise _FetchError(
+            f"{url}: the CRL is dated in the future (thisUpdate {crl.last_update_utc.isoformat()})"
+        )
+    next_update = crl.next_update_utc
+    if next_update is not None and next_update < now - CLOCK_SKEW:
+        raise _FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
+
+
+def _crl_extension(crl: x509.CertificateRevocationList, kind: type[Any]) -> Any:
+    try:
+        return crl.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def _crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
+    """Why ``crl`` cannot speak for ``cert`` (its IssuingDistributionPoint scope,
+    RFC 5280 5.2.5), or ``None`` when it covers every reason for certificates like it."""
+    idp = _crl_extension(crl, x509.IssuingDistributionPoint)
+    if idp is None:
+        return None
+    constraints = _extension(cert, x509.BasicConstraints)
+    is_ca = constraints is not None and constraints.ca
+    if idp.indirect_crl:
+        return "an indirect CRL (IssuingDistributionPoint indirectCRL); not used"
+    if idp.only_contains_attribute_certs:
+        return "a CRL of attribute certificates only; not used"
+    if idp.only_contains_ca_certs and not is_ca:
+        return "a CRL of CA certificates only, and this certificate is not a CA"
+    if idp.only_contains_user_certs and is_ca:
+        return "a CRL of end-entity certificates only, and this certificate is a CA"
+    if idp.only_some_reasons is not None:
+        return "a partial CRL (IssuingDistributionPoint onlySomeReasons); not used"
+    if idp.full_name is not None:
+        named = {
+            name.value
+            for point in _extension(cert, x509.CRLDistributionPoints) or ()
+            for name in point.full_name or ()
+            if isinstance(name, x509.UniformResourceIdentifier)
+        }
+        scope = {n.value for n in idp.full_name if isinstance(n, x509.UniformResourceIdentifier)}
+        if not named & scope:
+            return (
+                "the CRL's IssuingDistributionPoint names another distribution point "
+                f"({', '.join(sorted(scope)) or 'not a URL'}) than the certificate's"
+            )
+    return None
 
 
 def _ocsp_signed(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt.datetime) -> bool:
@@ -990,21 +1295,44 @@ def install(ctx: ssl.SSLContext, checker: RevocationChecker, anchors: Sequence[b
     Sets ``ctx.sslsocket_class`` and ``ctx.sslobject_class`` (documented
     per-instance attributes) once, before the context is handed out.
     """
-    kept = tuple(anchors)
-    sock_class, object_class = _classes(checker, kept)
+    # Made per context, never cached globally: the classes hold the checker and the
+    # anchors, which must die with the last context that uses them.
+    sock_class, object_class = _classes(checker, _Anchors(anchors))
     ctx.sslsocket_class = sock_class
     ctx.sslobject_class = object_class
 
 
-@functools.lru_cache(maxsize=256)
+def pending_check(ssl_object: object) -> Callable[[], None] | None:
+    """The online check a memory-BIO connection (``ssl.SSLObject``) still owes, or ``None``.
+
+    The event loop's thread never waits on a fetch: after the handshake, an
+    ``SSLObject`` of a checked context consults only the cache. On a miss the
+    check is owed; the async integrations run the returned function in a worker
+    thread after connecting and before the first request byte (it raises
+    :class:`CertificateRevokedError` / :class:`RevocationUnknownError`). Until it
+    has passed, nothing the server sends is given to the application, and the
+    first write runs it (blocking) if nobody did.
+    """
+    if getattr(ssl_object, "_mtls_pending", False):
+        check: Callable[[], None] = ssl_object._mtls_check  # type: ignore[attr-defined]
+        return check
+    return None
+
+
 def _classes(
-    checker: RevocationChecker, anchors: tuple[bytes, ...]
+    checker: RevocationChecker, anchors: _Anchors
 ) -> tuple[type[ssl.SSLSocket], type[ssl.SSLObject]]:
     class RevocationCheckedSocket(ssl.SSLSocket):
-        """A socket that checks the server's chain for revocation after the handshake."""
+        """A socket that checks the server's chain for revocation after the handshake,
+        and before the first read or write when the handshake was implicit
+        (``do_handshake_on_connect=False``)."""
+
+        _mtls_checked = False
 
         def do_handshake(self, block: bool = False) -> None:
             super().do_handshake(block)
+            if self._mtls_checked:
+                return
             try:
                 checker.check_connection(self, anchors)
             except BaseException:
@@ -1012,13 +1340,69 @@ def _classes(
                 # connection to a refused server open.
                 self.close()
                 raise
+            self._mtls_checked = True
+
+        def _mtls_before_io(self) -> None:
+            # An implicit handshake happens inside OpenSSL's first read or write,
+            # past do_handshake: finish it here (a no-op once done) so the check runs.
+            if not self._mtls_checked:
+                self.do_handshake()
+
+        def read(self, len: int = 1024, buffer: Any = None) -> Any:
+            self._mtls_before_io()
+            return super().read(len, buffer)
+
+        def write(self, data: Any) -> int:
+            self._mtls_before_io()
+            return super().write(data)
+
+        def send(self, data: Any, flags: int = 0) -> int:
+            self._mtls_before_io()
+            return super().send(data, flags)
+
+        # sendall and sendfile call send; recv and recv_into call read.
 
     class RevocationCheckedObject(ssl.SSLObject):
-        """The memory-BIO twin (asyncio, anyio): the same check after the handshake."""
+        """The memory-BIO twin (asyncio, anyio): the event loop's thread only consults
+        the cache; a miss leaves the check owed (see :func:`pending_check`)."""
+
+        _mtls_pending = True
 
         def do_handshake(self) -> None:
             super().do_handshake()
-            checker.check_connection(self, anchors)
+            if not self._mtls_pending:
+                return
+            try:
+                checker.check_connection(self, anchors, fetch=False)
+            except (_CacheMiss, RevocationError):
+                # A miss, or a refusal: raised where the caller can take it (the
+                # integration's check, or the first write), not inside the event
+                # loop's protocol callback.
+                return
+            self._mtls_pending = False
+
+        def _mtls_check(self) -> None:
+            if self._mtls_pending:
+                checker.check_connection(self, anchors)
+                self._mtls_pending = False
+
+        def read(self, len: int = 1024, buffer: Any = None) -> Any:
+            if self._mtls_pending:
+                if self.version() is None:  # an implicit handshake
+                    self.do_handshake()
+                if self._mtls_pending:
+                    # nothing from the server reaches the application before the check
+                    raise ssl.SSLWantReadError("the revocation check has not run yet")
+            return super().read(len, buffer)
+
+        def write(self, data: Any) -> int:
+            if self._mtls_pending:
+                if self.version() is None:  # an implicit handshake
+                    self.do_handshake()
+                # Nobody ran the owed check in a worker: run it here, before the
+                # first byte (this blocks an event loop: the integrations avoid it).
+                self._mtls_check()
+            return super().write(data)
 
     return RevocationCheckedSocket, RevocationCheckedObject
 

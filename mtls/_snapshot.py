@@ -118,6 +118,9 @@ class Snapshot:
     profiles: tuple[SSLProfile, ...] = ()
     watched: tuple[Path, ...] = ()
     pending: bool = False  # a file was caught mid-write: the next check must look again
+    # When the first CRL a profile uses expires (its nextUpdate): the next check after
+    # it looks again, though no file moved, so that the profile fails and says so.
+    renew_at: _dt.datetime | None = None
     # When the last applied change (or the first load) was published.
     changed_at: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
     # Derived from the above once, when the snapshot is made (see make()).
@@ -354,10 +357,12 @@ class ProfilesPlan:
             results[-1] if default_profile is not None else self.default  # type: ignore[assignment]
         )
         index, fast = build_index(items, self.options.path)
+        renew_at = builder.renew_at(i.files for i in (*items, default) if isinstance(i, Built))
         builder.end()
         return Snapshot.make(
             generation=0,
             items=tuple(items),
+            renew_at=renew_at,
             index=index,
             fast=fast,
             default=default,
@@ -444,6 +449,7 @@ class ProfilesPlan:
                 changed = True
             if isinstance(default, Failed) != isinstance(old.default, Failed):
                 changed = True
+        renew_at = builder.renew_at(i.files for i in (*items, default) if isinstance(i, Built))
         builder.end()
         pending = run.pending or reading.unstable
         if (
@@ -465,6 +471,7 @@ class ProfilesPlan:
             clean=clean,
             generation=old.generation + (1 if changed else 0),
             items=items,
+            renew_at=renew_at,
             index=index,
             fast=fast,
             default=default,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import MTLSError
+
+if TYPE_CHECKING:
+    from ._revocation import RevocationState
 
 __all__ = [
     "AnchorStatus",
@@ -161,7 +164,7 @@ class ProfileStatus:
     anchors: tuple[AnchorStatus, ...] = ()
     last_good_load: _dt.datetime | None = None
     error: MTLSError | None = None
-    revocation: Any = None
+    revocation: RevocationState | None = None
 
     @property
     def subject(self) -> str | None:
@@ -188,7 +191,7 @@ class ProfileStatus:
             "anchors": [a.to_dict() for a in self.anchors],
             "last_good_load": _iso(self.last_good_load),
             "error": str(self.error) if self.error is not None else None,
-            "revocation": self.revocation,
+            "revocation": self.revocation.to_dict() if self.revocation is not None else None,
         }
 
 

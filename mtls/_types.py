@@ -13,6 +13,9 @@ name                       what
 ``KeyType``                the key algorithms ``generate`` and the test CA make
 ``HostnameVerifier``       WSO2's ``HostnameVerifier`` modes, canonical spelling
 ``HOSTNAME_VERIFIERS``     the same values at run time, in the order the docs list them
+``CRLCheck``               which certificates CRL files are checked for (``leaf``, ``chain``)
+``Mode``                   the online revocation check's failure mode (``hard``, ``soft``)
+``Status``                 one certificate's revocation status
 =========================  ==============================================================
 """
 
@@ -34,6 +37,16 @@ KeyType: TypeAlias = Literal["RSA", "EC", "Ed25519"]
 HostnameVerifier: TypeAlias = Literal["Strict", "Default", "DefaultAndLocalhost", "AllowAll"]
 
 HOSTNAME_VERIFIERS: tuple[HostnameVerifier, ...] = get_args(HostnameVerifier)
+
+#: Which certificates of a server's chain the CRL files are checked for.
+CRLCheck: TypeAlias = Literal["leaf", "chain"]
+
+#: The online revocation check's failure mode: refuse (hard) or log and allow (soft)
+#: a certificate whose status cannot be determined.
+Mode: TypeAlias = Literal["hard", "soft"]
+
+#: One certificate's revocation status.
+Status: TypeAlias = Literal["good", "revoked", "undetermined"]
 
 
 def normalize_hostname_verifier(value: str) -> HostnameVerifier:

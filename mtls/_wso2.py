@@ -1163,7 +1163,13 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
     if str(enabled).strip().lower() == "false":
         return None
 
-    def number(setting: tuple[str, str], default: float) -> float:
+    from ._revocation import (  # noqa: PLC0415 - only when the file enables it
+        MAX_CACHE_SIZE,
+        MAX_SECONDS,
+        RevocationPolicy,
+    )
+
+    def number(setting: tuple[str, str], default: float, limit: float, whole: bool) -> float:
         text = toml.text(*setting)
         if text is None:
             return default
@@ -1171,9 +1177,10 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
             value = float(text)
         except ValueError:
             value = -1.0
-        if value <= 0:
+        if not 0 < value <= limit or (whole and not value.is_integer()):
+            kind = "a whole number" if whole else "a number"
             raise ProfileConfigError(
-                f"{path}: [{setting[0]}] {setting[1]} must be a positive number, "
+                f"{path}: [{setting[0]}] {setting[1]} must be {kind} from 1 to {limit:g}, "
                 f"not {toml.written(*setting)!r}",
                 path=path,
                 element=setting[1],
@@ -1181,10 +1188,8 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
         return value
 
     full = toml.text(*chain) if chain is not None else None
-    from ._revocation import RevocationPolicy  # noqa: PLC0415 - only when the file enables it
-
     return RevocationPolicy(
-        cache_size=int(number(size, 1024)),
-        cache_delay=number(delay, 1000) * 60.0,
+        cache_size=int(number(size, 1024, MAX_CACHE_SIZE, True)),
+        cache_delay=number(delay, 1000, MAX_SECONDS / 60.0, False) * 60.0,
         full_chain=str(full).strip().lower() != "false" if full is not None else True,
     )

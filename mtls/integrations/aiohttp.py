@@ -25,10 +25,12 @@ objects.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MTLSError
+from .._revocation import pending_check
 from . import _missing_extra
 
 try:
@@ -73,6 +75,36 @@ def request_ssl(
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
     ctx = profile_set.context_for_url(str(url), client_id=client_id, alpn=("http/1.1",))
     return ctx if ctx is not None else True
+
+
+def _revocation_checked(base: type[aiohttp.ClientRequest]) -> type[aiohttp.ClientRequest]:
+    """``base`` with the connection's owed revocation check run before the request.
+
+    The event loop's thread never waits on a fetch: the check a new connection
+    still owes (a cache miss: see :func:`mtls._revocation.pending_check`) runs in
+    the loop's default executor before the first request byte; a refused
+    connection is closed (by the session) and the specific
+    :class:`mtls.CertificateRevokedError` / :class:`mtls.RevocationUnknownError`
+    raised.
+    """
+
+    class RevocationCheckedRequest(base):  # type: ignore[valid-type,misc]
+        async def send(self, conn: Any) -> Any:
+            transport = conn.transport
+            check = pending_check(
+                transport.get_extra_info("ssl_object") if transport is not None else None
+            )
+            if check is not None:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, check)
+                except BaseException:
+                    # a refused server is not owed a TLS goodbye: drop the connection
+                    # now (a graceful close could outlive the caller's event loop)
+                    transport.abort()
+                    raise
+            return await super().send(conn)
+
+    return RevocationCheckedRequest
 
 
 class RedirectProfileError(MTLSError, aiohttp.ClientError):
@@ -142,6 +174,9 @@ class MTLSClientSession:
         self._base_url = URL(base_url) if base_url is not None else None
         self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
             session_kwargs.get("middlewares") or ()
+        )
+        session_kwargs["request_class"] = _revocation_checked(
+            session_kwargs.get("request_class") or aiohttp.ClientRequest
         )
         self.session = aiohttp.ClientSession(**session_kwargs)
 

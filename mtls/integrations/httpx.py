@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._config import DEFAULT_PORTS
+from .._revocation import pending_check
 from . import _missing_extra
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
@@ -290,6 +291,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
                 await _aclose_each(closing)
         if entry is None:
             return await self._fallback_transport().handle_async_request(request)
+        _check_after_tls(request)
         try:
             response = await entry.resource.handle_async_request(request)
         except BaseException:
@@ -312,6 +314,36 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         if fallback is not None:
             transports.append(fallback)
         await _aclose_each(transports)
+
+
+def _check_after_tls(request: httpx.Request) -> None:
+    """Run a connection's owed revocation check in a worker thread, before the request.
+
+    httpcore reports each new TLS connection to the request's ``trace`` extension
+    (``*.start_tls.complete``, with the stream) before it writes a byte; the check
+    the event loop did not run (a cache miss: see
+    :func:`mtls._revocation.pending_check`) runs there in ``anyio.to_thread``, so
+    the loop (asyncio or trio) never waits on a fetch. A refused server's stream is
+    closed and :class:`mtls.CertificateRevokedError` /
+    :class:`mtls.RevocationUnknownError` raised; the user's own ``trace`` is called too.
+    """
+    given = request.extensions.get("trace")
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        stream = info.get("return_value") if name.endswith("start_tls.complete") else None
+        if stream is not None:
+            check = pending_check(stream.get_extra_info("ssl_object"))
+            if check is not None:
+                try:
+                    await anyio.to_thread.run_sync(check)
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await stream.aclose()
+                    raise
+        if given is not None:
+            await given(name, info)
+
+    request.extensions = {**request.extensions, "trace": trace}
 
 
 async def _aclose_each(transports: list[httpx.AsyncHTTPTransport]) -> None:

@@ -8,9 +8,13 @@ before any request" is observed, not assumed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.server
+import json
+import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,3 +240,69 @@ def test_a_ca_without_locations_is_refused_in_hard_fail(tmp_path: Path) -> None:
         assert server.requests == 0
     finally:
         server.close()
+
+
+def _implicit_get(env: Env, server: CountingHTTPS) -> bytes:
+    """A GET over ``wrap_socket(do_handshake_on_connect=False)``: the handshake
+    happens inside the first write."""
+    ctx = mtls.client_context(None, env.pki.ca.truststore(), revocation=RevocationPolicy(crl=False))
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    with ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False) as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        return tls.recv(100)
+
+
+def test_an_implicit_handshake_is_checked_before_the_first_write(env: Env) -> None:
+    before = env.revoked.requests
+    with pytest.raises(CertificateRevokedError):
+        _implicit_get(env, env.revoked)
+    assert env.revoked.requests == before
+    # the twin: a good server answers through the same implicit handshake
+    assert _implicit_get(env, env.good).startswith(b"HTTP/1.0 200")
+
+
+def test_a_checker_dies_with_its_contexts(env: Env) -> None:
+    refs = []
+    for _ in range(3):
+        checker = mtls.RevocationChecker(RevocationPolicy(crl=False))
+        ctx = mtls.client_context(None, env.pki.ca.truststore(), revocation=checker)
+        refs.append(weakref.ref(checker))
+        kept = weakref.ref(ctx)
+        del ctx, checker
+    gc.collect()
+    assert kept() is None
+    assert [r() for r in refs] == [None, None, None]
+    # the twin: a checker whose context is alive is alive
+    checker = mtls.RevocationChecker(RevocationPolicy(crl=False))
+    ctx = mtls.client_context(None, env.pki.ca.truststore(), revocation=checker)
+    ref = weakref.ref(checker)
+    del checker
+    gc.collect()
+    assert ref() is not None
+    assert ctx.sslobject_class is not ssl.SSLObject
+
+
+def test_profile_status_shows_the_revocation_state(env: Env) -> None:
+    with env.profiles() as profiles, mtls_httpx.client(profiles, timeout=30) as http:
+        (before,) = profiles.status().profiles
+        assert before.revocation is not None
+        assert before.revocation.mode == "hard"
+        assert before.revocation.statuses == ()  # nothing seen yet
+        http.get(env.url(env.good))
+        (after,) = profiles.status().profiles
+        assert after.revocation is not None
+        (status,) = after.revocation.statuses
+        assert status.status == "good"
+        assert status.serial == env.pki.good.serial_number
+        shown = json.loads(json.dumps(after.to_dict()))["revocation"]
+        assert shown["mode"] == "hard"
+        assert shown["statuses"][0]["status"] == "good"
+    # the twin: without revocation there is no state
+    profile = SSLProfile(
+        servers=("localhost:1",),
+        truststore=StoreConfig(location=env.trust, type="JKS", password=PASSWORD),
+    )
+    with SSLProfileSet([profile]) as plain:
+        (entry,) = plain.status().profiles
+        assert entry.revocation is None
+        assert entry.to_dict()["revocation"] is None

@@ -322,7 +322,7 @@ def test_an_anchor_is_not_checked() -> None:
 def test_policy_values_are_validated() -> None:
     with pytest.raises(ValueError, match="mode must be"):
         RevocationPolicy(mode="lenient")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="cache_size must be a positive number"):
+    with pytest.raises(ValueError, match="cache_size must be a whole number"):
         RevocationPolicy(cache_size=0)
     with pytest.raises(ValueError, match="needs ocsp=True, crl=True or both"):
         RevocationPolicy(ocsp=False, crl=False)

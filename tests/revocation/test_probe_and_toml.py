@@ -4,6 +4,7 @@ turns WSO2's ``cert_revocation_validation`` into a policy."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 import mtls
 from mtls import RevocationPolicy, SSLProfileSet
+from mtls import _revocation as mtls_revocation
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer
 from tests._helpers import PASSWORD, profile, profile_xml, write_trust
@@ -148,7 +150,62 @@ def test_micro_integrator_spelling(pki: PKI, tmp_path: Path) -> None:
         assert profiles.revocation.policy.cache_delay == 60.0
 
 
-def test_a_bad_cache_size_names_the_setting(pki: PKI, tmp_path: Path) -> None:
-    toml = _toml(tmp_path, pki, 8443, ENABLED + 'cache_size = "many"\n')
-    with pytest.raises(mtls.ProfileConfigError, match="cache_size must be a positive number"):
+@pytest.mark.parametrize(
+    "setting",
+    ['cache_size = "many"', "cache_size = 0.5", "cache_size = 1e400", "cache_delay = 1e400"],
+)
+def test_a_bad_cache_setting_names_the_setting(pki: PKI, tmp_path: Path, setting: str) -> None:
+    toml = _toml(tmp_path, pki, 8443, ENABLED + setting + "\n")
+    name = setting.split(maxsplit=1)[0]
+    with pytest.raises(mtls.ProfileConfigError, match=f"{name} must be a"):
         SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+
+
+def test_a_good_cache_size_in_range_is_taken(pki: PKI, tmp_path: Path) -> None:
+    toml = _toml(tmp_path, pki, 8443, ENABLED + "cache_size = 1000000\n")
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+        assert profiles.revocation is not None
+        assert profiles.revocation.policy.cache_size == 1_000_000
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"retry_failed_after": float("inf")},
+        {"cache_delay": float("nan")},
+        {"timeout": 1e400},
+        {"cache_size": 1.5},
+        {"cache_size": 10**7},
+    ],
+)
+def test_a_policy_refuses_values_that_are_not_finite_and_bounded(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+        RevocationPolicy(**bad)  # type: ignore[arg-type]
+    # the twin: the largest accepted values work end to end (statuses() does not overflow)
+    RevocationPolicy(retry_failed_after=mtls_revocation.MAX_SECONDS, cache_size=10**6)
+
+
+def _warned_roots_only(
+    ca: CA, path: Path, caplog: pytest.LogCaptureFixture, **options: object
+) -> bool:
+    """Load a set on a truststore of ``ca``: was the roots-only warning logged?"""
+    caplog.clear()
+    profile = mtls.SSLProfile(
+        servers=("a.example:443",),
+        truststore=mtls.StoreConfig(location=write_trust(ca, path), type="JKS", password=PASSWORD),
+    )
+    with caplog.at_level("WARNING", logger="mtls"):
+        SSLProfileSet([profile], **options).close()  # type: ignore[arg-type]
+    return any("holds only root CAs" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ checks the verified chain")
+def test_a_roots_only_truststore_with_revocation_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = CA()
+    assert _warned_roots_only(root, tmp_path / "a.jks", caplog, revocation=RevocationPolicy())
+    # the twins: with the intermediate in the truststore, or without revocation, no warning
+    inter = root.create_child_ca()
+    assert not _warned_roots_only(inter, tmp_path / "b.jks", caplog, revocation=RevocationPolicy())
+    assert not _warned_roots_only(root, tmp_path / "c.jks", caplog)

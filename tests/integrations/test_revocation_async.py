@@ -1,0 +1,167 @@
+"""The async integrations never make the event loop wait on a revocation fetch.
+
+An OCSP "responder" on loopback accepts the request and holds it until the test
+releases it, then answers HTTP 500. The release comes from a coroutine on the
+client's own event loop: it can run only while the loop is free. With the fetch
+on the loop's thread the loop is stuck until the fetch gives up (its timeout, far
+longer than the test needs), and the status says "no answer"; with the fetch in a
+worker thread the release arrives first, and the status says "HTTP 500".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mtls import RevocationPolicy, RevocationUnknownError, SSLProfile, SSLProfileSet, StoreConfig
+from mtls.integrations import httpx as mtls_httpx
+from mtls.integrations.aiohttp import MTLSClientSession
+from mtls.testing import CA
+from tests._helpers import PASSWORD, write_trust
+from tests.integrations.test_revocation_hooks import CountingHTTPS
+
+
+def _read_request(conn: socket.socket) -> None:
+    """Read one HTTP request (headers and Content-Length body), so closing sends no RST."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
+
+
+class HeldResponder:
+    """Accepts each OCSP request, waits for ``release``, then answers HTTP 500."""
+
+    def __init__(self) -> None:
+        self.accepted = threading.Event()
+        self.release = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):  # the client may give up first
+                _read_request(conn)
+                self.accepted.set()
+                self.release.wait(120)
+                conn.sendall(b"HTTP/1.0 500 Held\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self.release.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept() (Linux)
+        self._sock.close()
+        self._thread.join(10)
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.responder = HeldResponder()
+        ca = CA(ocsp_url=self.responder.url)
+        self.server = CountingHTTPS(ca.issue_cert("localhost"))
+        trust = write_trust(ca, tmp / "trust.jks")
+        self.url = f"https://localhost:{self.server.port}/"
+        self.profile = SSLProfile(
+            servers=(f"localhost:{self.server.port}",),
+            truststore=StoreConfig(location=trust, type="JKS", password=PASSWORD),
+        )
+
+    def profiles(self, mode: str) -> SSLProfileSet:
+        # a timeout far longer than the test: only a free event loop releases the fetch
+        policy = RevocationPolicy(crl=False, timeout=60, mode=mode)  # type: ignore[arg-type]
+        return SSLProfileSet([self.profile], revocation=policy)
+
+    def close(self) -> None:
+        self.responder.close()
+        self.server.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    made = Env(tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+async def _while_fetching(env: Env, request: Callable[[], Awaitable[int]]) -> int:
+    """Run ``request`` while a coroutine on the same loop releases the held fetch."""
+
+    async def release() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, env.responder.accepted.wait, 60)
+        env.responder.release.set()  # runs only once the loop is free again
+
+    releaser = asyncio.create_task(release())
+    try:
+        return await request()
+    finally:
+        await releaser
+
+
+async def _httpx(env: Env, profiles: SSLProfileSet) -> int:
+    async with mtls_httpx.async_client(profiles, timeout=90) as client:
+        return (await client.get(env.url)).status_code
+
+
+async def _aiohttp(env: Env, profiles: SSLProfileSet) -> int:
+    async with MTLSClientSession(profiles) as session, session.get(env.url) as response:
+        return response.status
+
+
+CLIENTS = {"httpx": _httpx, "aiohttp": _aiohttp}
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_the_event_loop_runs_while_the_check_fetches_and_a_refusal_sends_nothing(
+    env: Env, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with env.profiles("hard") as profiles:
+        with pytest.raises(RevocationUnknownError) as refused:
+            asyncio.run(_while_fetching(env, lambda: CLIENTS[client](env, profiles)))
+    assert "HTTP 500" in str(refused.value), refused.value  # released by the free loop
+    assert env.server.requests == 0
+    # the refusal is clean: no asyncio "Fatal error" logged with a traceback
+    assert [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_soft_fail_allows_the_request_after_the_check_in_a_worker(env: Env, client: str) -> None:
+    with env.profiles("soft") as profiles:
+        status = asyncio.run(_while_fetching(env, lambda: CLIENTS[client](env, profiles)))
+    assert status == 200
+    assert env.server.requests == 1
+    # the status came from the released fetch (HTTP 500), cached: the next request
+    # does not fetch again
+    (cached,) = profiles.revocation.cached() if profiles.revocation else ()
+    assert "HTTP 500" in "; ".join(cached.why)
