@@ -135,6 +135,31 @@ def test_a_damaged_replacement_keeps_the_last_good_and_says_so(estate: Estate) -
         assert get(port, estate.client())[1] == serial
 
 
+def test_a_certificate_not_valid_yet_is_installed_once_it_is(estate: Estate) -> None:
+    """A replacement refused as not valid yet is built again by the first reload after
+    its not_before (only load failures are remembered with the bytes); an expired one
+    stays refused."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=3)
+        early = estate.server_ca.issue_cert("localhost", "127.0.0.1", not_before=start)
+        replace_atomically(estate.keystore, early.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False
+        assert "not valid before" in str(server.last_error)
+        assert get(port, estate.client())[1] == serial  # the last good, meanwhile
+        wait_for(server.reload, timeout=30, interval=0.2)  # True once not_before has passed
+        assert datetime.datetime.now(datetime.UTC) >= start.replace(microsecond=0)
+        assert server.generation == 1 and server.last_error is None
+        assert get(port, estate.client())[1] == early.certificate.serial_number
+
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+        expired = estate.server_ca.issue_cert("localhost", not_after=past)
+        replace_atomically(estate.keystore, expired.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False and "expired" in str(server.last_error)
+        error = server.last_error
+        assert server.reload() is False and server.last_error is error  # not built again
+
+
 def test_status_is_typed_frozen_and_json_ready(estate: Estate) -> None:
     with estate.server() as server:
         status = server.status()
