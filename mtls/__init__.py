@@ -127,16 +127,18 @@ def _public(obj: typing.Any) -> typing.Any:
     return obj
 
 
-def __getattr__(name: str) -> typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    loaded = importlib.import_module(module, __name__)
-    # Every public name of that module at once, so each is imported only once.
-    for other, where in _LAZY.items():
-        if where == module:
-            globals()[other] = _public(getattr(loaded, other))
-    return globals()[name]
+if not typing.TYPE_CHECKING:  # hidden from type checkers: `mtls.NotAThing` is an error
+
+    def __getattr__(name: str) -> typing.Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        loaded = importlib.import_module(module, __name__)
+        # Every public name of that module at once, so each is imported only once.
+        for other, where in _LAZY.items():
+            if where == module:
+                globals()[other] = _public(getattr(loaded, other))
+        return globals()[name]
 
 
 def __dir__() -> list[str]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,12 +73,11 @@ def test_lazy_names_are_the_type_checkers_names() -> None:
     """mtls loads its public names on first use: the table that does it, the block that
     shows them to type checkers and __all__ agree, and each name says mtls.X."""
     import ast
-    from pathlib import Path
 
     tree = ast.parse(Path(mtls.__file__).read_text(encoding="utf-8"))
     checked: dict[str, str] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "typing.TYPE_CHECKING":
             for imp in node.body:
                 assert isinstance(imp, ast.ImportFrom)
                 checked.update({alias.name: f".{imp.module}" for alias in imp.names})
@@ -89,6 +91,25 @@ def test_lazy_names_are_the_type_checkers_names() -> None:
     assert set(mtls.__all__) <= set(dir(mtls))
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = mtls.no_such_name  # type: ignore[attr-defined]
+
+
+def test_type_checkers_see_a_misspelt_name(tmp_path: Path) -> None:
+    """The lazy loader is hidden from type checkers: mypy flags ``mtls.NotAThing``
+    and accepts every public name."""
+    source = tmp_path / "uses_mtls.py"
+    names = "\n".join(f"mtls.{name}" for name in mtls.__all__)
+    source.write_text(f"import mtls\n\nmtls.NotAThing\n{names}\n", encoding="utf-8")
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
+    command += ["--cache-dir", str(tmp_path / "cache"), str(source)]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert errors == [f'{source}:3: error: Module has no attribute "NotAThing"  [attr-defined]']
 
 
 def test_the_rotating_server_context_is_public() -> None:
