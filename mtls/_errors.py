@@ -333,3 +333,23 @@ class RevocationUnknownError(RevocationError):
     ) -> None:
         super().__init__(message, host=host, subject=subject, serial=serial)
         self.why: tuple[str, ...] = tuple(why)
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were imported.
+for _public in (
+    CRLError,
+    CertificateRevokedError,
+    KeyEntryError,
+    KeystoreError,
+    KeystoreFormatError,
+    KeystoreNotFoundError,
+    MTLSError,
+    ProfileConfigError,
+    ProfileUnavailableError,
+    RevocationError,
+    RevocationUnknownError,
+    SecureVaultError,
+    WrongPasswordError,
+):
+    _public.__module__ = "mtls"
+del _public

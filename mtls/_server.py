@@ -625,3 +625,10 @@ def _anchors(truststore: Truststore) -> list[tuple[str, str | None, _dt.datetime
     ]
     far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
     return sorted(rows, key=lambda row: row[2] or far)
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (RotatingServerContext, ServerStatus):
+    _public.__module__ = "mtls"
+del _public

@@ -913,3 +913,10 @@ def load_store(
         allow_unprotected=config.allow_unprotected,
         path=shown,
     )
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (Keystore, Truststore):
+    _public.__module__ = "mtls"
+del _public

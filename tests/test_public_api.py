@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import subprocess
@@ -72,8 +73,6 @@ def test_errors_share_one_root() -> None:
 def test_lazy_names_are_the_type_checkers_names() -> None:
     """mtls loads its public names on first use: the table that does it, the block that
     shows them to type checkers and __all__ agree, and each name says mtls.X."""
-    import ast
-
     tree = ast.parse(Path(mtls.__file__).read_text(encoding="utf-8"))
     checked: dict[str, str] = {}
     for node in ast.walk(tree):
@@ -110,6 +109,33 @@ def test_type_checkers_see_a_misspelt_name(tmp_path: Path) -> None:
     )
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert errors == [f'{source}:3: error: Module has no attribute "NotAThing"  [attr-defined]']
+
+
+def test_public_names_say_mtls_however_they_are_reached() -> None:
+    """A public class or function says ``mtls.X`` (reprs, tracebacks, pickles) even when
+    its private module is imported first and ``mtls.X`` is never touched; private
+    helpers keep their own module."""
+    script = """
+import importlib, sys
+import mtls
+modules = sorted(set(mtls._LAZY.values())) + ["._errors"]
+seen = {}
+for module in modules:
+    loaded = importlib.import_module(module, "mtls")
+    for name in mtls.__all__:
+        if name in vars(loaded):
+            seen[name] = vars(loaded)[name].__module__
+import mtls._server
+seen["ServerPlan"] = mtls._server.ServerPlan.__module__
+print(repr(seen))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    seen = ast.literal_eval(result.stdout)
+    assert seen.pop("ServerPlan") == "mtls._server"
+    assert set(seen) == set(mtls.__all__) - {"__version__"}
+    assert set(seen.values()) == {"mtls"}, seen
 
 
 def test_the_rotating_server_context_is_public() -> None:
