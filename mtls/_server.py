@@ -428,8 +428,9 @@ class RotatingServerContext:
         alpn_protocols: ALPN protocols to offer (``["h2", "http/1.1"]``), set on
             every context; ``set_alpn_protocols`` on :attr:`context` would not apply.
         sni_callback: your own ``sni_callback(ssl_object, server_name, context)``,
-            called after the connection was switched to the current material (it may
-            switch it again, or return an alert number to refuse).
+            called after the connection was switched to the current material, with
+            that inner context (also ``ssl_object.context``) as its third argument (it
+            may switch it again, or return an alert number to refuse).
         reload_interval: seconds between background checks; ``None``: no thread,
             call :meth:`reload` yourself.
         settle_delay: seconds between the two reads that confirm a changed file is
@@ -501,9 +502,12 @@ class RotatingServerContext:
 
     def _switch(self, ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
         # The hot path: one attribute read of the published snapshot, one assignment.
-        ssl_object.context = self._engine.snapshot.context  # type: ignore[union-attr]
+        inner = self._engine.snapshot.context  # type: ignore[union-attr]
+        ssl_object.context = inner
         chained = self._chained
-        return None if chained is None else chained(ssl_object, server_name, ctx)
+        # The chained callback sees the context the connection now uses (what
+        # ssl_object.context says), not the outer one OpenSSL called us with.
+        return None if chained is None else chained(ssl_object, server_name, inner)
 
     # ------------------------------------------------------------------ the contexts
 

@@ -245,9 +245,11 @@ def _tls(port: int, ctx: ssl.SSLContext) -> ssl.SSLSocket:
 
 def test_a_chained_sni_callback(estate: Estate) -> None:
     names: list[str | None] = []
+    given: list[tuple[ssl.SSLContext, ssl.SSLContext]] = []
 
     def mine(ssl_object: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> int | None:
         names.append(name)
+        given.append((ctx, ssl_object.context))
         return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME if name == "refuse.test" else None
 
     with estate.server(sni_callback=mine) as server, stdlib_server(server.context) as port:
@@ -256,6 +258,9 @@ def test_a_chained_sni_callback(estate: Estate) -> None:
         client.check_hostname = False
         with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
             handshake(port, client, host="refuse.test")
+        # The inner context the connection was switched to, never the outer one.
+        assert given and all(ctx is now is server.current for ctx, now in given)
+        assert all(ctx is not server.context for ctx, _ in given)
     assert names == ["localhost", "refuse.test"]
 
 
