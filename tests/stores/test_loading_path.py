@@ -200,6 +200,18 @@ def test_a_missing_or_broken_pyjks_is_a_clear_error(stores: Path, tmp_path: Path
             mtls.Keystore.generate("a", "CN=a", key_type="EC").to_bytes({PASSWORD!r})
         except mtls.KeystoreError as exc:
             print("save:", type(exc).__name__, exc)
+        # Writing a file names the file being written, not the one read.
+        loaded = mtls.Keystore.load({str(stores / "gw.p12")!r}, {PASSWORD!r})
+        try:
+            loaded.save({str(tmp_path / "out.jks")!r}, {PASSWORD!r})
+        except mtls.KeystoreError as exc:
+            print("saved:", exc.path, exc)
+        try:
+            mtls.Truststore.load({str(stores / "trust.jks")!r}, {PASSWORD!r}).save(
+                {str(tmp_path / "trust-out.jks")!r}, {PASSWORD!r}
+            )
+        except mtls.KeystoreError as exc:
+            print("trust saved:", exc.path, exc)
         # What needs no pyjks still works.
         print("p12:", mtls.Keystore.load({str(stores / "gw.p12")!r}, {PASSWORD!r}).key_aliases)
         print("trust:", len(mtls.Truststore.load({str(stores / "trust.jks")!r}, {PASSWORD!r})))
@@ -214,5 +226,9 @@ def test_a_missing_or_broken_pyjks_is_a_clear_error(stores: Path, tmp_path: Path
     assert "pip install --force-reinstall pyjks" in load
     assert ("half installed" in load) == (how == "broken")
     assert save.startswith("KeystoreError ") and "cannot write JKS" in save
+    for key, target in (("saved", "out.jks"), ("trust saved", "trust-out.jks")):
+        shown, message = lines[key].split(" ", 1)
+        assert shown == str(tmp_path / target) and message.startswith(f"{tmp_path / target}: ")
+        assert "cannot write JKS" in message and str(stores) not in message
     assert PASSWORD not in result.stdout
     assert lines["p12"] == "('gw',)" and lines["trust"] == "1"
