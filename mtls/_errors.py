@@ -336,20 +336,6 @@ class RevocationUnknownError(RevocationError):
 
 
 # Public as mtls.X: reprs, tracebacks and pickles say so however they were imported.
-for _public in (
-    CRLError,
-    CertificateRevokedError,
-    KeyEntryError,
-    KeystoreError,
-    KeystoreFormatError,
-    KeystoreNotFoundError,
-    MTLSError,
-    ProfileConfigError,
-    ProfileUnavailableError,
-    RevocationError,
-    RevocationUnknownError,
-    SecureVaultError,
-    WrongPasswordError,
-):
-    _public.__module__ = "mtls"
-del _public
+for _name in __all__:
+    globals()[_name].__module__ = "mtls"
+del _name
