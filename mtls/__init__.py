@@ -99,7 +99,8 @@ __all__ = [
 ]
 
 # Where each lazily loaded public name lives (the same names as the block above;
-# tests/test_public_api.py checks the two agree).
+# tests/test_public_api.py checks the two agree). Each of those modules gives its
+# public names __module__ = "mtls" itself, so they say mtls.X however they are reached.
 _LAZY = {
     "SSLProfile": "._config",
     "StoreConfig": "._config",
@@ -128,30 +129,19 @@ _LAZY = {
 }
 
 
-def _public(obj: typing.Any) -> typing.Any:
-    # Public names say `mtls.X` in tracebacks and reprs, not the private module they live in.
-    if getattr(obj, "__module__", "").startswith("mtls._"):
-        obj.__module__ = __name__
-    return obj
+if not typing.TYPE_CHECKING:  # hidden from type checkers: `mtls.NotAThing` is an error
 
-
-def __getattr__(name: str) -> typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    loaded = importlib.import_module(module, __name__)
-    # Every public name of that module at once, so each is imported only once.
-    for other, where in _LAZY.items():
-        if where == module:
-            globals()[other] = _public(getattr(loaded, other))
-    return globals()[name]
+    def __getattr__(name: str) -> typing.Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        loaded = importlib.import_module(module, __name__)
+        # Every public name of that module at once, so each is imported only once.
+        for other, where in _LAZY.items():
+            if where == module:
+                globals()[other] = getattr(loaded, other)
+        return globals()[name]
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-for _name in __all__:
-    if _name in globals():
-        _public(globals()[_name])
-del _name

@@ -357,7 +357,9 @@ class Builder:
             subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
             if replacing:  # every replacement is checked, cached leaf or not
                 where = profile.keystore.shown_location if profile.keystore else ""
-                _validate_validity(subject, not_before, not_after, where)
+                refused = _validity_refusal(subject, not_before, not_after, where)
+                if refused is not None:
+                    raise refused[0]  # not cached: the next check looks again
         mode = self.options.hostname_verifier
         crls, crl_key = self._crls(profile, files, truststore)
         if self.options.revocation is not None and truststore is not None and trust_fp:
@@ -555,26 +557,32 @@ class Builder:
 _CRL_EXPIRY_KEPT = 4096
 
 
-def _validate_validity(
+def _validity_refusal(
     subject: str | None,
     not_before: _dt.datetime | None,
     not_after: _dt.datetime | None,
     where: str,
     *,
     whose: str = "client",
-) -> None:
-    """A replacement certificate peers would refuse is not installed (``whose``:
-    ``client`` for a profile's identity, ``server`` for a rotating server's)."""
+) -> tuple[KeystoreError, _dt.datetime | None] | None:
+    """Why a replacement certificate peers would refuse is not installed (``whose``:
+    ``client`` for a profile's identity, ``server`` for a rotating server's), and
+    from when the same certificate may be installed (its ``not_before`` when it is
+    only not valid yet; ``None`` when it has expired). ``None`` when it is valid now."""
     now = _dt.datetime.now(_dt.UTC)
     if not_after is not None and not_after < now:
-        raise KeystoreError(
+        expired = KeystoreError(
             f"{where}: the new {whose} certificate ({subject}) expired on "
             f"{not_after.date()}: not installed; the previous one stays",
             path=where,
         )
+        return expired, None
     if not_before is not None and not_before > now:
-        raise KeystoreError(
+        early = KeystoreError(
             f"{where}: the new {whose} certificate ({subject}) is not valid before "
-            f"{not_before}: not installed yet; the previous one stays",
+            f"{not_before}: not installed yet (the first check after that installs it); "
+            "the previous one stays",
             path=where,
         )
+        return early, not_before
+    return None

@@ -358,3 +358,9 @@ class SSLProfile:
 
 
 _PROFILE_FIELDS = dataclasses.fields(SSLProfile)
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (SSLProfile, StoreConfig):
+    _public.__module__ = "mtls"
+del _public

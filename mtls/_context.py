@@ -317,3 +317,10 @@ def server_context(
     _revocation(ctx, truststore, crls, crl_check, None)
     _keylog(ctx)
     return ctx
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (client_context, server_context):
+    _public.__module__ = "mtls"
+del _public

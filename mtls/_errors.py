@@ -333,3 +333,9 @@ class RevocationUnknownError(RevocationError):
     ) -> None:
         super().__init__(message, host=host, subject=subject, serial=serial)
         self.why: tuple[str, ...] = tuple(why)
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were imported.
+for _name in __all__:
+    globals()[_name].__module__ = "mtls"
+del _name

@@ -419,3 +419,8 @@ class Health:
         """Online revocation checks so far, by result (a copy)."""
         with self._lock:
             return dict(self._revocation)
+
+
+# Public as mtls.HealthEvent: reprs, tracebacks and pickles say so however it was
+# imported (mtls/__init__.py loads it on first use).
+HealthEvent.__module__ = "mtls"

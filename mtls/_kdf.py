@@ -103,54 +103,66 @@ class _OpenSSL:
     def derive(
         self, name: str, password: bytes, salt: bytes, *, purpose: int, rounds: int, size: int
     ) -> bytes | None:
+        """The derivation by OpenSSL, or None (the Python one serves): an unknown or
+        refused digest, or a number a C ``int`` cannot hold (ctypes would wrap it)."""
         md = self._digests.get(name)
-        if md is None or rounds < 1 or size < 1:
+        if md is None or not (0 < rounds <= _INT_MAX and 0 < size <= _INT_MAX):
+            return None
+        if len(password) > _INT_MAX or len(salt) > _INT_MAX:
             return None
         out = self._buffer(size)
         ok = self._gen(password, len(password), salt, len(salt), purpose, rounds, size, out, md)
         return out.raw if ok == 1 else None
 
+    def check(self) -> bool:
+        """Keep the digests whose output is the Python derivation's (one refused, say
+        MD5 under FIPS, drops only itself); True if any is left."""
+        # Several blocks (size over u), salt and password not multiples of v, both ids.
+        for name in list(self._digests):
+            u, _ = SIZES[name]
+            for purpose, password in ((1, b"\0p\0w\0\xe9\0\0"), (3, b"")):
+                case = {"purpose": purpose, "rounds": 3, "size": 2 * u + 5}
+                ours = p12_kdf_python(name, password, b"salt-9ch", **case)
+                if self.derive(name, password, b"salt-9ch", **case) != ours:
+                    del self._digests[name]
+                    break
+        return bool(self._digests)
 
-def _loaded_libcrypto() -> ctypes.CDLL | None:
-    """The libcrypto this process already mapped (``hashlib`` maps it on import), or None."""
-    import ctypes  # noqa: PLC0415 - see the module's imports
 
+_INT_MAX = 2**31 - 1  # what a C int holds: the KDF's lengths and counts are ints
+
+
+def _mapped_libcryptos() -> list[str]:
+    """The libcrypto files this process already mapped (``hashlib`` maps one on import)."""
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             paths = {line.split()[-1] for line in maps if "libcrypto" in line}
     except OSError:  # not Linux: the Python derivation serves
-        return None
-    for path in sorted(p for p in paths if p.startswith("/")):
+        return []
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+def _first_checked(paths: list[str]) -> _OpenSSL | None:
+    """The first library of ``paths`` whose KDF passes the check for some digest."""
+    import ctypes  # noqa: PLC0415 - see the module's imports
+
+    for path in paths:
         try:
-            return ctypes.CDLL(path)
-        except OSError:
+            openssl = _OpenSSL(ctypes.CDLL(path))
+        except (AttributeError, OSError):  # not loadable, or a symbol is missing
             continue
+        if openssl.check():
+            return openssl
     return None
-
-
-def _self_checked() -> _OpenSSL | None:
-    try:
-        library = _loaded_libcrypto()
-        if library is None:
-            return None
-        openssl = _OpenSSL(library)
-    except (AttributeError, OSError, ImportError):  # a symbol or the library is missing
-        return None
-    # Several blocks (size over u), salt and password not multiples of v, both ids.
-    for name in openssl._digests:
-        u, _ = SIZES[name]
-        for purpose, password in ((1, b"\0p\0w\0\xe9\0\0"), (3, b"")):
-            case = {"purpose": purpose, "rounds": 3, "size": 2 * u + 5}
-            ours = p12_kdf_python(name, password, b"salt-9ch", **case)
-            if openssl.derive(name, password, b"salt-9ch", **case) != ours:
-                return None
-    return openssl
 
 
 @functools.cache
 def _backend() -> _OpenSSL | None:
     # Found and checked once per process (two threads racing here both find the same).
-    return _self_checked()
+    try:
+        return _first_checked(_mapped_libcryptos())
+    except ImportError:  # no ctypes: the Python derivation serves
+        return None
 
 
 def p12_kdf(

@@ -89,3 +89,8 @@ def tls_material(
         subject=subject,
         fingerprint=digest.hexdigest(),
     )
+
+
+# Public as mtls.TLSMaterial: reprs, tracebacks and pickles say so however it was
+# imported (mtls/__init__.py loads it on first use).
+TLSMaterial.__module__ = "mtls"

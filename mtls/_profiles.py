@@ -886,3 +886,8 @@ class SSLProfileSet:
             f"<SSLProfileSet {count} profile{'' if count == 1 else 's'}{source}, "
             f"generation {snapshot.generation}{timer}>"
         )
+
+
+# Public as mtls.SSLProfileSet: reprs, tracebacks and pickles say so however it was
+# imported (mtls/__init__.py loads it on first use).
+SSLProfileSet.__module__ = "mtls"

@@ -768,3 +768,8 @@ def _pem_body(block: bytes, where: str, path: str | os.PathLike[str] | None) -> 
     except (binascii.Error, _der.DERError) as exc:
         raise KeystoreFormatError(f"{where}: the private key is not valid PEM", path=path) from exc
     return der
+
+
+# Public as mtls.detect_format: reprs, tracebacks and pickles say so however it was
+# imported (mtls/__init__.py loads it on first use).
+detect_format.__module__ = "mtls"

@@ -1416,3 +1416,10 @@ def revocation_checker(
     if isinstance(value, RevocationPolicy):
         return RevocationChecker(value)
     raise TypeError(f"revocation must be a RevocationPolicy or RevocationChecker, not {value!r}")
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy):
+    _public.__module__ = "mtls"
+del _public

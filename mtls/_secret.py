@@ -122,3 +122,8 @@ def _clear_frames(exc: BaseException, stop: BaseException | None) -> None:
         pending += [current.__cause__, current.__context__]
         if isinstance(current, BaseExceptionGroup):
             pending += current.exceptions
+
+
+# Public as mtls.Secret: reprs, tracebacks and pickles say so however it was
+# imported (mtls/__init__.py loads it on first use).
+Secret.__module__ = "mtls"

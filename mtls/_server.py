@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _x509
-from ._build import _validate_validity
+from ._build import _validity_refusal
 from ._config import StoreConfig, _as_secret
 from ._context import server_context
 from ._engine import Callback, Engine, Outcome, Problem, check_seconds
@@ -113,8 +113,8 @@ class ServerPlan:
         self.settings = settings
         self.where = settings.keystore.shown_location
         self.watched = tuple(sorted({settings.keystore.location, settings.truststore.location}))
-        # The digests of files that failed to build, and why: not parsed again.
-        self._failed: tuple[tuple[str | None, str | None], MTLSError] | None = None
+        # The last replacement that failed to build: not parsed again while it lasts.
+        self._failed: _Failure | None = None
 
     def _read(self, reading: Reading, config: StoreConfig, role: StoreRole) -> tuple[bytes, str]:
         try:
@@ -136,28 +136,39 @@ class ServerPlan:
         key_bytes, key_digest = self._read(reading, s.keystore, "keystore")
         trust_bytes, trust_digest = self._read(reading, s.truststore, "truststore")
         reading.checkpoint()
-        keystore = load_store(s.keystore, "keystore", data=key_bytes)
-        truststore = load_store(s.truststore, "truststore", data=trust_bytes)
-        reading.checkpoint()
-        alias, _, chain = keystore.key_entry(s.keystore.alias)
-        subject, serial, not_before, not_after = _leaf(chain[0])
-        if replacing:
-            where = s.keystore.shown_location
-            _validate_validity(subject, not_before, not_after, where, whose="server")
+        until: _dt.datetime | None = None
+        try:
+            keystore = load_store(s.keystore, "keystore", data=key_bytes)
+            truststore = load_store(s.truststore, "truststore", data=trust_bytes)
+            reading.checkpoint()
+            alias, _, chain = keystore.key_entry(s.keystore.alias)
+            subject, serial, not_before, not_after = _leaf(chain[0])
+            if replacing:
+                where = s.keystore.shown_location
+                refused = _validity_refusal(subject, not_before, not_after, where, whose="server")
+                if refused is not None:
+                    error, until = refused
+                    raise error
 
-        def make() -> ssl.SSLContext:
-            ctx = server_context(
-                keystore,
-                truststore,
-                require_client_cert=s.require_client_cert,
-                alias=alias,
-                minimum_version=s.minimum_version,
-                ciphers=s.ciphers,
-            )
-            _finish(ctx, s.alpn_protocols)  # ours alone until published
-            return ctx
+            def make() -> ssl.SSLContext:
+                ctx = server_context(
+                    keystore,
+                    truststore,
+                    require_client_cert=s.require_client_cert,
+                    alias=alias,
+                    minimum_version=s.minimum_version,
+                    ciphers=s.ciphers,
+                )
+                _finish(ctx, s.alpn_protocols)  # ours alone until published
+                return ctx
 
-        ctx = make()
+            ctx = make()
+        except MTLSError as exc:
+            # Remembered with the bytes: not parsed again until they change (a hostile
+            # PKCS#12 can cost seconds of key derivation per try), or, for a
+            # certificate that is only not valid yet, until it is.
+            self._failed = _Failure((key_digest, trust_digest), exc, until)
+            raise
         now = _dt.datetime.now(_dt.UTC)
         return ServerSnapshot(
             generation=generation,
@@ -208,15 +219,14 @@ class ServerPlan:
             digests = (reading.digest(s.keystore.location), reading.digest(s.truststore.location))
             if digests == (old.files[0][2], old.files[1][2]):
                 return Outcome(replace(old, error=None, pending=False), False)
-            if self._failed is not None and self._failed[0] == digests:
-                # The same bytes failed before: say so again without paying for the
-                # parse (a hostile PKCS#12 can cost seconds of key derivation per try).
-                return Outcome(replace(old, error=self._failed[1], pending=False), False)
+            failed = self._failed
+            if failed is not None and failed.holds(digests):
+                # The same bytes failed before: say so again without paying for the parse.
+                return Outcome(replace(old, error=failed.error, pending=False), False)
             new = self.build(reading, old.generation + 1, replacing=True)
         except Unstable:
             return Outcome(replace(old, pending=True), False)  # next check looks again
         except MTLSError as exc:
-            self._failed = (digests, exc)
             return Outcome(replace(old, error=exc, pending=False), False)
         self._failed = None
         log.info("%s: server identity reloaded: %s -> %s", self.where, _who(old), _who(new))
@@ -241,6 +251,22 @@ class ServerPlan:
                 None,
             )
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A replacement that failed to build: its files' digests, the error, and from
+    when the same bytes may succeed (``None``: never, they fail the same way)."""
+
+    digests: tuple[str | None, str | None]
+    error: MTLSError
+    until: _dt.datetime | None
+
+    def holds(self, digests: tuple[str | None, str | None]) -> bool:
+        """The files are these bytes again, and the refusal still applies."""
+        if digests != self.digests:
+            return False
+        return self.until is None or _dt.datetime.now(_dt.UTC) < self.until
 
 
 def _finish(ctx: ssl.SSLContext, alpn: tuple[str, ...] | None) -> None:
@@ -402,8 +428,9 @@ class RotatingServerContext:
         alpn_protocols: ALPN protocols to offer (``["h2", "http/1.1"]``), set on
             every context; ``set_alpn_protocols`` on :attr:`context` would not apply.
         sni_callback: your own ``sni_callback(ssl_object, server_name, context)``,
-            called after the connection was switched to the current material (it may
-            switch it again, or return an alert number to refuse).
+            called after the connection was switched to the current material, with
+            that inner context (also ``ssl_object.context``) as its third argument (it
+            may switch it again, or return an alert number to refuse).
         reload_interval: seconds between background checks; ``None``: no thread,
             call :meth:`reload` yourself.
         settle_delay: seconds between the two reads that confirm a changed file is
@@ -475,9 +502,12 @@ class RotatingServerContext:
 
     def _switch(self, ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
         # The hot path: one attribute read of the published snapshot, one assignment.
-        ssl_object.context = self._engine.snapshot.context  # type: ignore[union-attr]
+        inner = self._engine.snapshot.context  # type: ignore[union-attr]
+        ssl_object.context = inner
         chained = self._chained
-        return None if chained is None else chained(ssl_object, server_name, ctx)
+        # The chained callback sees the context the connection now uses (what
+        # ssl_object.context says), not the outer one OpenSSL called us with.
+        return None if chained is None else chained(ssl_object, server_name, inner)
 
     # ------------------------------------------------------------------ the contexts
 
@@ -599,3 +629,10 @@ def _anchors(truststore: Truststore) -> list[tuple[str, str | None, _dt.datetime
     ]
     far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
     return sorted(rows, key=lambda row: row[2] or far)
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (RotatingServerContext, ServerStatus):
+    _public.__module__ = "mtls"
+del _public

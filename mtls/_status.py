@@ -309,3 +309,17 @@ def anchor(
         serial=serial,
         fingerprint=fingerprint,
     )
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (
+    AnchorStatus,
+    FileStatus,
+    IdentityStatus,
+    ProfileSetStatus,
+    ProfileStatus,
+    ReloadCounts,
+):
+    _public.__module__ = "mtls"
+del _public

@@ -574,7 +574,7 @@ class Keystore(_StoreBase):
             ValueError: an unknown store type, or PKCS#12 with a different key password.
             KeyEntryError: PKCS#12 or PEM asked for with other than one key entry.
         """
-        data = self.to_bytes(password, store_type=store_type, key_password=key_password)
+        data = self._bytes(password, store_type, key_password, target=path)
         atomic_write(path, data, mode=0o600)
 
     @scrub_tracebacks
@@ -586,6 +586,16 @@ class Keystore(_StoreBase):
         key_password: Password | None = None,
     ) -> bytes:
         """The bytes :meth:`save` writes."""
+        return self._bytes(password, store_type, key_password, target=None)
+
+    def _bytes(
+        self,
+        password: Password,
+        store_type: WriteFormat,
+        key_password: Password | None,
+        *,
+        target: str | os.PathLike[str] | None,
+    ) -> bytes:
         return keystore_bytes(
             self._entries,
             self.key_entry,
@@ -593,6 +603,7 @@ class Keystore(_StoreBase):
             password=reveal(password) or "",
             store_type=store_type,
             key_password=reveal(key_password),
+            target=target,
         )
 
     def __repr__(self) -> str:
@@ -812,13 +823,22 @@ class Truststore(_StoreBase):
         ``open(path, "w")`` would give it (0666 less the umask, applied by the kernel;
         the process umask is never changed).
         """
-        atomic_write(path, self.to_bytes(password, store_type=store_type), mode=None)
+        atomic_write(path, self._bytes(password, store_type, target=path), mode=None)
 
     @scrub_tracebacks
     def to_bytes(self, password: Password, *, store_type: WriteFormat = "JKS") -> bytes:
         """The bytes :meth:`save` writes."""
+        return self._bytes(password, store_type, target=None)
+
+    def _bytes(
+        self, password: Password, store_type: WriteFormat, *, target: str | os.PathLike[str] | None
+    ) -> bytes:
         return truststore_bytes(
-            self._entries, path=self.path, password=reveal(password) or "", store_type=store_type
+            self._entries,
+            path=self.path,
+            password=reveal(password) or "",
+            store_type=store_type,
+            target=target,
         )
 
     def __repr__(self) -> str:
@@ -913,3 +933,10 @@ def load_store(
         allow_unprotected=config.allow_unprotected,
         path=shown,
     )
+
+
+# Public as mtls.X: reprs, tracebacks and pickles say so however they were
+# imported (mtls/__init__.py loads them on first use).
+for _public in (Keystore, Truststore):
+    _public.__module__ = "mtls"
+del _public

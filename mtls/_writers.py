@@ -7,6 +7,7 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from cryptography import x509
@@ -75,7 +76,7 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
 
 
 def _jks_bytes(
-    path: str | None,
+    path: str | os.PathLike[str] | None,  # the file being written
     keys: list[tuple[str, bytes, list[bytes]]],
     certs: list[tuple[str, bytes]],
     password: str,
@@ -85,7 +86,8 @@ def _jks_bytes(
         return _jks.build_store("JKS", keys, certs, password, key_password)
     except _jks.PyJKSUnavailable as exc:
         raise KeystoreError(
-            f"{where(path)}: cannot write JKS: {exc}; or save as PKCS12", path=path
+            f"{where(path)}: cannot write JKS: {exc}; or save as PKCS12",
+            path=path,
         ) from exc
 
 
@@ -97,8 +99,12 @@ def keystore_bytes(
     password: str,
     store_type: str,
     key_password: str | None,
+    target: str | os.PathLike[str] | None = None,
 ) -> bytes:
     """A keystore's file: every entry as JKS, or its one key entry as PKCS#12 or PEM.
+
+    ``path`` is where the entries came from (messages about them name it); ``target``
+    the file being written, when there is one (a failure to write names it).
 
     ``key_entry`` gives the entry PKCS#12 and PEM write (``Keystore.key_entry``, which
     names the problem when there is not exactly one); JKS writes every entry.
@@ -114,7 +120,7 @@ def keystore_bytes(
         )
     if kind == "JKS":
         return _jks_bytes(
-            path,
+            target,
             [(e.alias, e.key_der, list(e.chain_der)) for e in entries.key_entries()],
             list(entries.cert_entries()),
             password,
@@ -158,14 +164,19 @@ def keystore_bytes(
 
 
 def truststore_bytes(
-    entries: Entries, *, path: str | None, password: str, store_type: str
+    entries: Entries,
+    *,
+    path: str | None,
+    password: str,
+    store_type: str,
+    target: str | os.PathLike[str] | None = None,
 ) -> bytes:
     """A truststore's file: JKS, a PEM bundle, or a PKCS#12 with Java's trust attribute."""
     kind = check_store_type(store_type)
     entries.refuse_secrets(path)
     certs = list(entries.cert_entries())
     if kind == "JKS":
-        return _jks_bytes(path, [], certs, password, password)
+        return _jks_bytes(target, [], certs, password, password)
     if kind == "PEM":
         return "".join(_x509.der_to_pem(der) for _, der in certs).encode("ascii")
     bags = [

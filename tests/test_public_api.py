@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,13 +73,10 @@ def test_errors_share_one_root() -> None:
 def test_lazy_names_are_the_type_checkers_names() -> None:
     """mtls loads its public names on first use: the table that does it, the block that
     shows them to type checkers and __all__ agree, and each name says mtls.X."""
-    import ast
-    from pathlib import Path
-
     tree = ast.parse(Path(mtls.__file__).read_text(encoding="utf-8"))
     checked: dict[str, str] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "typing.TYPE_CHECKING":
             for imp in node.body:
                 assert isinstance(imp, ast.ImportFrom)
                 checked.update({alias.name: f".{imp.module}" for alias in imp.names})
@@ -89,6 +90,52 @@ def test_lazy_names_are_the_type_checkers_names() -> None:
     assert set(mtls.__all__) <= set(dir(mtls))
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = mtls.no_such_name  # type: ignore[attr-defined]
+
+
+def test_type_checkers_see_a_misspelt_name(tmp_path: Path) -> None:
+    """The lazy loader is hidden from type checkers: mypy flags ``mtls.NotAThing``
+    and accepts every public name."""
+    source = tmp_path / "uses_mtls.py"
+    names = "\n".join(f"mtls.{name}" for name in mtls.__all__)
+    source.write_text(f"import mtls\n\nmtls.NotAThing\n{names}\n", encoding="utf-8")
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
+    command += ["--cache-dir", str(tmp_path / "cache"), str(source)]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert errors == [f'{source}:3: error: Module has no attribute "NotAThing"  [attr-defined]']
+
+
+def test_public_names_say_mtls_however_they_are_reached() -> None:
+    """A public class or function says ``mtls.X`` (reprs, tracebacks, pickles) even when
+    its private module is imported first and ``mtls.X`` is never touched; private
+    helpers keep their own module."""
+    script = """
+import importlib, sys
+import mtls
+modules = sorted(set(mtls._LAZY.values())) + ["._errors"]
+seen = {}
+for module in modules:
+    loaded = importlib.import_module(module, "mtls")
+    for name in mtls.__all__:
+        if name in vars(loaded):
+            seen[name] = vars(loaded)[name].__module__
+import mtls._server
+seen["ServerPlan"] = mtls._server.ServerPlan.__module__
+print(repr(seen))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    seen = ast.literal_eval(result.stdout)
+    assert seen.pop("ServerPlan") == "mtls._server"
+    assert set(seen) == set(mtls.__all__) - {"__version__"}
+    assert set(seen.values()) == {"mtls"}, seen
 
 
 def test_the_rotating_server_context_is_public() -> None:

@@ -616,3 +616,19 @@ def test_rotation_still_applies_while_the_file_has_a_duplicate(setup, ca, backen
     assert cn_seen(profiles, backend.port) == "gen-2"
     assert profiles.reload() is False  # nothing else changed; the error stays
     assert "two profiles" in str(profiles.last_error)
+
+
+def test_a_certificate_not_valid_yet_is_installed_once_it_is(setup, ca, backend):
+    """Refused while its not_before is in the future (the last good stays), and
+    installed by the first reload after that: the refusal is not cached with the bytes."""
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    replace_atomically(keystore, jks(ca, "gen-2", not_before=start))
+    assert profiles.reload() is False
+    assert "not valid before" in str(profiles.last_error)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    wait_for(profiles.reload, timeout=30, interval=0.2)  # True once not_before has passed
+    assert dt.datetime.now(dt.UTC) >= start.replace(microsecond=0)
+    assert profiles.last_error is None and profiles.generation == 1
+    assert cn_seen(profiles, backend.port) == "gen-2"

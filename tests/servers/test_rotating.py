@@ -135,6 +135,31 @@ def test_a_damaged_replacement_keeps_the_last_good_and_says_so(estate: Estate) -
         assert get(port, estate.client())[1] == serial
 
 
+def test_a_certificate_not_valid_yet_is_installed_once_it_is(estate: Estate) -> None:
+    """A replacement refused as not valid yet is built again by the first reload after
+    its not_before (only load failures are remembered with the bytes); an expired one
+    stays refused."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=3)
+        early = estate.server_ca.issue_cert("localhost", "127.0.0.1", not_before=start)
+        replace_atomically(estate.keystore, early.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False
+        assert "not valid before" in str(server.last_error)
+        assert get(port, estate.client())[1] == serial  # the last good, meanwhile
+        wait_for(server.reload, timeout=30, interval=0.2)  # True once not_before has passed
+        assert datetime.datetime.now(datetime.UTC) >= start.replace(microsecond=0)
+        assert server.generation == 1 and server.last_error is None
+        assert get(port, estate.client())[1] == early.certificate.serial_number
+
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+        expired = estate.server_ca.issue_cert("localhost", not_after=past)
+        replace_atomically(estate.keystore, expired.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False and "expired" in str(server.last_error)
+        error = server.last_error
+        assert server.reload() is False and server.last_error is error  # not built again
+
+
 def test_status_is_typed_frozen_and_json_ready(estate: Estate) -> None:
     with estate.server() as server:
         status = server.status()
@@ -220,9 +245,11 @@ def _tls(port: int, ctx: ssl.SSLContext) -> ssl.SSLSocket:
 
 def test_a_chained_sni_callback(estate: Estate) -> None:
     names: list[str | None] = []
+    given: list[tuple[ssl.SSLContext, ssl.SSLContext]] = []
 
     def mine(ssl_object: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> int | None:
         names.append(name)
+        given.append((ctx, ssl_object.context))
         return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME if name == "refuse.test" else None
 
     with estate.server(sni_callback=mine) as server, stdlib_server(server.context) as port:
@@ -231,6 +258,9 @@ def test_a_chained_sni_callback(estate: Estate) -> None:
         client.check_hostname = False
         with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
             handshake(port, client, host="refuse.test")
+        # The inner context the connection was switched to, never the outer one.
+        assert given and all(ctx is now is server.current for ctx, now in given)
+        assert all(ctx is not server.context for ctx, _ in given)
     assert names == ["localhost", "refuse.test"]
 
 

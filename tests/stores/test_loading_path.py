@@ -71,10 +71,49 @@ def test_a_library_that_disagrees_is_not_used(monkeypatch: pytest.MonkeyPatch) -
         return b"\0" * kw["size"]
 
     monkeypatch.setattr(_kdf._OpenSSL, "derive", wrong)
-    assert _kdf._self_checked() is None  # the self-check refuses it
+    assert _kdf._first_checked(_kdf._mapped_libcryptos()) is None  # the self-check refuses it
     monkeypatch.undo()
     if ON_LINUX:
-        assert _kdf._self_checked() is not None  # the real one passes it
+        assert _kdf._first_checked(_kdf._mapped_libcryptos()) is not None  # the real one passes
+
+
+def _mapped(fragment: str) -> str:
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        return sorted({line.split()[-1] for line in maps if fragment in line})[0]
+
+
+@pytest.mark.skipif(not ON_LINUX, reason="reads /proc/self/maps")
+def test_a_digest_that_disagrees_drops_only_itself() -> None:
+    """MD5 refused (as under FIPS) or wrong turns off OpenSSL for MD5 alone."""
+    openssl = _kdf._first_checked(_kdf._mapped_libcryptos())
+    assert openssl is not None and "md5" in openssl._digests  # the twin: all pass
+    openssl._digests["md5"] = openssl._digests["sha1"]  # a real digest, the wrong one
+    assert openssl.check() is True
+    assert "md5" not in openssl._digests and "sha256" in openssl._digests
+    case = {"purpose": 3, "rounds": 5, "size": 20}
+    assert openssl.derive("md5", b"", b"salt", **case) is None  # Python serves MD5
+    expected = _kdf.p12_kdf_python("sha256", b"", b"salt", **case)
+    assert openssl.derive("sha256", b"", b"salt", **case) == expected
+
+
+@pytest.mark.skipif(not ON_LINUX, reason="reads /proc/self/maps")
+def test_every_mapped_library_is_tried_until_one_passes() -> None:
+    libc = _mapped("libc.so")  # loads, but has no PKCS12_key_gen_uni
+    assert _kdf._first_checked([libc]) is None
+    assert _kdf._first_checked([libc, *_kdf._mapped_libcryptos()]) is not None
+
+
+@pytest.mark.skipif(not ON_LINUX, reason="reads /proc/self/maps")
+def test_numbers_a_c_int_cannot_hold_go_to_python() -> None:
+    """ctypes would wrap 2**32 + 1 rounds to 1: such calls are left to the fallback."""
+    openssl = _kdf._first_checked(_kdf._mapped_libcryptos())
+    assert openssl is not None
+    case = {"purpose": 1, "size": 20}
+    assert openssl.derive("sha1", b"", b"salt", rounds=2**32 + 1, **case) is None
+    assert openssl.derive("sha1", b"", b"salt", rounds=2**31, **case) is None
+    assert openssl.derive("sha1", b"", b"salt", rounds=1, purpose=1, size=2**31) is None
+    one = openssl.derive("sha1", b"", b"salt", rounds=1, **case)  # the twin: in range
+    assert one == _kdf.p12_kdf_python("sha1", b"", b"salt", rounds=1, **case)
 
 
 def test_the_python_fallback_reads_the_same_stores(
@@ -161,6 +200,18 @@ def test_a_missing_or_broken_pyjks_is_a_clear_error(stores: Path, tmp_path: Path
             mtls.Keystore.generate("a", "CN=a", key_type="EC").to_bytes({PASSWORD!r})
         except mtls.KeystoreError as exc:
             print("save:", type(exc).__name__, exc)
+        # Writing a file names the file being written, not the one read.
+        loaded = mtls.Keystore.load({str(stores / "gw.p12")!r}, {PASSWORD!r})
+        try:
+            loaded.save({str(tmp_path / "out.jks")!r}, {PASSWORD!r})
+        except mtls.KeystoreError as exc:
+            print("saved:", exc.path, exc)
+        try:
+            mtls.Truststore.load({str(stores / "trust.jks")!r}, {PASSWORD!r}).save(
+                {str(tmp_path / "trust-out.jks")!r}, {PASSWORD!r}
+            )
+        except mtls.KeystoreError as exc:
+            print("trust saved:", exc.path, exc)
         # What needs no pyjks still works.
         print("p12:", mtls.Keystore.load({str(stores / "gw.p12")!r}, {PASSWORD!r}).key_aliases)
         print("trust:", len(mtls.Truststore.load({str(stores / "trust.jks")!r}, {PASSWORD!r})))
@@ -175,5 +226,9 @@ def test_a_missing_or_broken_pyjks_is_a_clear_error(stores: Path, tmp_path: Path
     assert "pip install --force-reinstall pyjks" in load
     assert ("half installed" in load) == (how == "broken")
     assert save.startswith("KeystoreError ") and "cannot write JKS" in save
+    for key, target in (("saved", "out.jks"), ("trust saved", "trust-out.jks")):
+        shown, message = lines[key].split(" ", 1)
+        assert shown == str(tmp_path / target) and message.startswith(f"{tmp_path / target}: ")
+        assert "cannot write JKS" in message and str(stores) not in message
     assert PASSWORD not in result.stdout
     assert lines["p12"] == "('gw',)" and lines["trust"] == "1"
