@@ -1420,6 +1420,6 @@ def revocation_checker(
 
 # Public as mtls.X: reprs, tracebacks and pickles say so however they were
 # imported (mtls/__init__.py loads them on first use).
-for _public in (CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy):
+for _public in (CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy, RevocationState):
     _public.__module__ = "mtls"
 del _public
