@@ -124,6 +124,10 @@ _SCALE = {"ms": 1e3, "us": 1e6, "ns": 1e9, "MiB": 1 / 2**20}
 BENCHMARKS: list[Benchmark] = []
 
 
+class Unavailable(Exception):
+    """A benchmark's peer (a package it compares with) is not installed: it is skipped."""
+
+
 def benchmark(
     name: str, target: float | None, about: str, unit: str = "ms"
 ) -> Callable[[Callable[[Env, int], Comparison]], Callable[[Env, int], Comparison]]:
@@ -609,7 +613,11 @@ def main(argv: list[str] | None = None) -> int:
         print(header)
         print("-" * len(header))
         for bench in chosen:
-            result = bench.run(env, reps)
+            try:
+                result = bench.run(env, reps)
+            except Unavailable as exc:  # a peer to compare with is not installed
+                print(f"{bench.name:<20}{'':>41}  skipped: {exc}")
+                continue
             verdict = "-"
             if bench.target is not None:
                 verdict = "ok" if result.ratio <= bench.target else "MISSED"
@@ -1274,7 +1282,10 @@ for _name, _key_type in (("jceks", "rsa2048"), ("jceks", "ec"), ("p12jdk25", "ec
 
 def _bench_vs_requests_pkcs12(key_type: str) -> Callable[[Env, int], Comparison]:
     def run(env: Env, reps: int) -> Comparison:
-        import requests_pkcs12  # type: ignore[import-untyped]  # noqa: PLC0415
+        try:
+            import requests_pkcs12  # type: ignore[import-untyped]  # noqa: PLC0415
+        except ImportError:
+            raise Unavailable("pip install requests-pkcs12 to compare with it") from None
 
         files = _store_files(env.dir, key_type)
         keystore, _ = files.stores["p12jdk25" if "p12jdk25" in files.stores else "p12jdk17"]
