@@ -1,4 +1,4 @@
-"""JKS and JCEKS: our own reader for the containers, pyjks's ciphers for the keys.
+"""JKS and JCEKS: our own reader for the containers and their key ciphers.
 
 The container formats are small (Sun's ``JavaKeyStore`` and ``JceKeyStore``)::
 
@@ -22,19 +22,21 @@ are no use to TLS, so a sealed object is walked by its framing only: the JDK's o
 load filter allows exactly ``SealedObjectForKeyProtector`` whose fields are byte
 arrays and strings, and so does this reader; nothing is ever instantiated.
 
-pyjks's key-protection ciphers are used for the key entries, with our own reading
-of the ``EncryptedPrivateKeyInfo`` envelope: pyjks requires NULL algorithm
-parameters, which JDK 21 and later omit (JDK-8301310; pyjks issue 79).
+The key-protection ciphers are ours too: Sun's ``KeyProtector`` (JKS: a SHA-1
+keystream) and ``PBEWithMD5AndTripleDES`` (JCEKS), with our own reading of the
+``EncryptedPrivateKeyInfo`` envelope (pyjks requires NULL algorithm parameters,
+which JDK 21 and later omit: JDK-8301310, pyjks issue 79). pyjks's byte-by-byte
+keystream cost more than the rest of a JKS load; ours XORs the key as one integer.
 
 Work is bounded before the password is known to be right: the integrity hash is
 checked before any key is decrypted, iteration counts are capped per entry (the
 JDK's own ceiling) and per file (one :class:`~mtls._budget.WorkBudget`, as for PKCS#12).
 
-pyjks (and pyasn1, pycryptodomex, javaobj under it) is imported when a store first
-needs it (:func:`pyjks`), not when ``mtls`` is imported: it is most of the import
-time, and PEM and PKCS#12 users never need it. A missing or broken install is
-:class:`PyJKSUnavailable` then, which the readers and writers turn into a
-``KeystoreError`` naming the file and the fix.
+pyjks (and pyasn1, pycryptodomex, javaobj under it) is imported only when a store
+needs it (:func:`pyjks`: writing JKS/JCEKS, BKS/UBER, a vault's JCEKS secret key),
+never to read a JKS or JCEKS key store: it is most of the import time. A missing
+or broken install is :class:`PyJKSUnavailable` then, which the readers and writers
+turn into a ``KeystoreError`` naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -492,7 +494,6 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) ->
         JKSFormatError: the envelope or the plaintext is malformed, the algorithm is
             unknown, or the budget would be exceeded (:class:`~mtls._budget.WorkLimitError`).
         JKSKeyPasswordError: the password does not unlock the key.
-        PyJKSUnavailable: pyjks does not import.
     """
     try:
         envelope = _der.read_single(key.protected, _der.SEQUENCE).children()
@@ -504,36 +505,60 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) ->
             f"key entry {shown(key.alias)} has a malformed envelope: replace the file"
         ) from exc
 
-    jks = pyjks()
-    try:
-        if oid == _JKS_KEY_PROTECTOR:
-            # Params are NULL (JDK <= 20) or absent (JDK 21+): either is fine, we need none.
-            # Its cost is one SHA-1 per 20 bytes of key: nothing to charge.
-            if len(ciphertext) < 41:
-                raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
-            plaintext = jks.sun_crypto.jks_pkey_decrypt(ciphertext, password)
-        elif oid == _JCE_KEY_PROTECTOR and key.store_type == "JCEKS":
-            salt, iterations = _jce_params(algorithm, key.alias)
-            if len(ciphertext) % 8 or not ciphertext:
-                raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
-            if budget is not None:
-                budget.charge_kdf(iterations, f"key entry {shown(key.alias)}")
-            plaintext = _jce_decrypt(ciphertext, password, salt, iterations)
-        else:
-            raise JKSFormatError(
-                f"key entry {shown(key.alias)} uses an unknown protection ({oid}): "
-                "re-create it with keytool"
-            )
-    except (jks.util.BadHashCheckException, jks.util.BadPaddingException) as exc:
-        raise JKSKeyPasswordError(str(exc)) from exc
+    if oid == _JKS_KEY_PROTECTOR:
+        # Params are NULL (JDK <= 20) or absent (JDK 21+): either is fine, we need none.
+        # Its cost is one SHA-1 per 20 bytes of key: nothing to charge.
+        if len(ciphertext) < 41:
+            raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
+        plaintext = _jks_unprotect(ciphertext, password)
+    elif oid == _JCE_KEY_PROTECTOR and key.store_type == "JCEKS":
+        salt, iterations = _jce_params(algorithm, key.alias)
+        if len(ciphertext) % 8 or not ciphertext:
+            raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
+        if budget is not None:
+            budget.charge_kdf(iterations, f"key entry {shown(key.alias)}")
+        plaintext = _jce_decrypt(ciphertext, password, salt, iterations)
+    else:
+        raise JKSFormatError(
+            f"key entry {shown(key.alias)} uses an unknown protection ({oid}): "
+            "re-create it with keytool"
+        )
 
     # JCE decryption has no integrity check beyond padding (1 in 256 wrong passwords
     # pass it), so a plaintext that is not a PrivateKeyInfo means a wrong password.
     try:
-        _der.read_single(bytes(plaintext), _der.SEQUENCE)
+        _der.read_single(plaintext, _der.SEQUENCE)
     except _der.DERError as exc:
         raise JKSKeyPasswordError("decrypted key is not a PKCS#8 structure") from exc
-    return bytes(plaintext)
+    return plaintext
+
+
+def _jks_unprotect(protected: bytes, password: str) -> bytes:
+    """Sun's ``KeyProtector.recover``: ``salt(20) || key XOR stream || SHA-1 check(20)``.
+
+    The stream is ``SHA-1(password || previous)`` blocks seeded with the salt, the
+    password as Java chars (UTF-16BE); the check is ``SHA-1(password || key)``.
+    """
+    secret = password.encode("utf-16be")
+    digest, body, check = protected[:20], protected[20:-20], protected[-20:]
+    sha1 = hashlib.sha1
+    blocks = []
+    for _ in range(-(-len(body) // 20)):
+        digest = sha1(secret + digest).digest()
+        blocks.append(digest)
+    stream = b"".join(blocks)[: len(body)]
+    plaintext = (int.from_bytes(body, "big") ^ int.from_bytes(stream, "big")).to_bytes(
+        len(body), "big"
+    )
+    if not hmac.compare_digest(sha1(secret + plaintext).digest(), check):
+        raise JKSKeyPasswordError("bad hash check on the private key: wrong password")
+    return plaintext
+
+
+def _jce_invert_salt_half(half: bytes) -> bytes:
+    """What ``PBES1Core`` does to equal salt halves: meant to reverse the first half,
+    but a typo (``salt[3-1]`` for ``salt[3-i]``) turns ``abcd`` into ``dabd``."""
+    return bytes((half[3], half[0], half[1], half[3]))
 
 
 def kdf_rounds(key: JKSKey) -> int:
@@ -566,13 +591,12 @@ def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int)
 
     The password goes in as bytes: ASCII up to JDK 21 (Java refused anything else),
     UTF-8 since (``PBEUtil.encodePassword``, so JDK 25's keytool writes JCEKS keys
-    with non-ASCII passwords). The two agree on ASCII. pyjks takes ASCII only, so the
-    derivation is done here; pyjks's salt quirk is reused as it is.
+    with non-ASCII passwords). The two agree on ASCII.
     """
     secret = password.encode("utf-8")
     halves = [salt[:4], salt[4:]]
     if halves[0] == halves[1]:
-        halves[0] = pyjks().sun_crypto._jce_invert_salt_half(halves[0])
+        halves[0] = _jce_invert_salt_half(halves[0])
     derived = b""
     md5 = _small_md5
     for half in halves:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import jks
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtls import _der, _jks
 from mtls._jks import JKSFormatError, JKSKey, JKSKeyPasswordError, decrypt_key
@@ -133,3 +135,39 @@ def test_pyjks_failures_become_format_errors():
         _jks.parse_store(b"\xfe\xed\xfe\xed" + b"\x00\x00\x00\x02" + b"\x7f\xff\xff\xff", None)
     with pytest.raises(JKSFormatError):
         _jks.parse_store(b"\xfe\xed\xfe\xed\x00\x00\x00\x09", None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plaintext=st.binary(min_size=1, max_size=300), password=st.text(max_size=12))
+def test_our_jks_key_protector_agrees_with_pyjks(plaintext: bytes, password: str) -> None:
+    """pyjks (what keytool interop was tested against before) is the oracle both ways."""
+    protected = jks.sun_crypto.jks_pkey_encrypt(plaintext, password)
+    assert _jks._jks_unprotect(protected, password) == plaintext
+    assert jks.sun_crypto.jks_pkey_decrypt(protected, password) == plaintext
+    with pytest.raises(JKSKeyPasswordError):
+        _jks._jks_unprotect(protected, password + "x")
+    damaged = bytearray(protected)
+    damaged[len(damaged) // 2] ^= 1
+    with pytest.raises(JKSKeyPasswordError):
+        _jks._jks_unprotect(bytes(damaged), password)
+
+
+@given(half=st.binary(min_size=4, max_size=4))
+def test_jce_salt_quirk_matches_pyjks(half: bytes) -> None:
+    assert _jks._jce_invert_salt_half(half) == jks.sun_crypto._jce_invert_salt_half(half)
+
+
+def test_jce_equal_salt_halves_decrypt() -> None:
+    """Equal halves take the JDK's typo'd "inversion": pyjks's derivation is the oracle."""
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    salt = b"abcdabcd"
+    key_bytes, iv = jks.sun_crypto._jce_pbe_derive_key_and_iv("pw", salt, 20)
+    padded = PKCS8 + bytes([8 - len(PKCS8) % 8]) * (8 - len(PKCS8) % 8)
+    encryptor = Cipher(TripleDES(key_bytes), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    key = JKSKey("k", envelope(JCE_OID, ciphertext, jce_params(salt, 20)), (), "JCEKS")
+    assert decrypt_key(key, "pw") == PKCS8
+    with pytest.raises(JKSKeyPasswordError):
+        decrypt_key(key, "not-pw")

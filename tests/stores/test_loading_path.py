@@ -158,6 +158,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+BKS = Path(__file__).parent / "data" / "pyjks" / "christmas.bksv2"
 PYJKS_MODULES = "('jks', 'pyasn1', 'pyasn1_modules', 'Cryptodome', 'javaobj')"
 
 
@@ -170,9 +171,12 @@ def test_pyjks_is_imported_only_when_a_store_needs_it(stores: Path) -> None:
         mtls.Keystore.load({str(stores / "gw.p12")!r}, {PASSWORD!r})
         mtls.Keystore.load({str(stores / "gw.pem")!r}, None)
         mtls.Truststore.load({str(stores / "trust.jks")!r}, {PASSWORD!r})
-        assert not [m for m in heavy if m in sys.modules], "imported for PEM/PKCS#12"
-        mtls.Keystore.load({str(stores / "gw.jks")!r}, {PASSWORD!r})
-        assert "jks" in sys.modules, "the JKS key needs pyjks"
+        # JKS and JCEKS keys are decrypted by mtls's own KeyProtector and JCE ciphers.
+        loaded = mtls.Keystore.load({str(stores / "gw.jks")!r}, {PASSWORD!r})
+        mtls.client_context(loaded)
+        assert not [m for m in heavy if m in sys.modules], "imported to read a store"
+        loaded.to_bytes({PASSWORD!r})
+        assert "jks" in sys.modules, "writing JKS needs pyjks"
         print("ok")
         """
     )
@@ -193,9 +197,11 @@ def test_a_missing_or_broken_pyjks_is_a_clear_error(stores: Path, tmp_path: Path
         {block}
         import mtls
         try:
-            mtls.Keystore.load({str(stores / "gw.jks")!r}, {PASSWORD!r})
+            mtls.Keystore.load({str(BKS)!r}, "12345678")
         except mtls.KeystoreError as exc:
             print("load:", type(exc).__name__, exc)
+        # JKS needs no pyjks to be read.
+        print("jks:", mtls.Keystore.load({str(stores / "gw.jks")!r}, {PASSWORD!r}).key_aliases)
         try:
             mtls.Keystore.generate("a", "CN=a", key_type="EC").to_bytes({PASSWORD!r})
         except mtls.KeystoreError as exc:
@@ -221,8 +227,8 @@ def test_a_missing_or_broken_pyjks_is_a_clear_error(stores: Path, tmp_path: Path
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
     load, save = lines["load"], lines["save"]
-    assert load.startswith("KeystoreError ") and str(stores / "gw.jks") in load
-    assert "cannot read this JKS store: pyjks does not import" in load
+    assert load.startswith("KeystoreError ") and str(BKS) in load
+    assert "cannot read this BKS store: pyjks does not import" in load
     assert "pip install --force-reinstall pyjks" in load
     assert ("half installed" in load) == (how == "broken")
     assert save.startswith("KeystoreError ") and "cannot write JKS" in save
@@ -231,4 +237,4 @@ def test_a_missing_or_broken_pyjks_is_a_clear_error(stores: Path, tmp_path: Path
         assert shown == str(tmp_path / target) and message.startswith(f"{tmp_path / target}: ")
         assert "cannot write JKS" in message and str(stores) not in message
     assert PASSWORD not in result.stdout
-    assert lines["p12"] == "('gw',)" and lines["trust"] == "1"
+    assert lines["p12"] == lines["jks"] == "('gw',)" and lines["trust"] == "1"
