@@ -32,6 +32,7 @@ log = logging.getLogger("mtls")
 #: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
 LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
 EXPIRY_WARNING = _dt.timedelta(days=30)
+_STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 
 
 def _keylog(ctx: ssl.SSLContext) -> None:
@@ -67,11 +68,10 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
     # Java semantics: every certificate in a truststore is an anchor, even a leaf or an
     # intermediate (the seed imports a backend's own self-signed certificate). OpenSSL
     # otherwise insists that chains end at a self-signed root.
-    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     # Deliberately NOT VERIFY_X509_STRICT (on by default in Python 3.13's
     # create_default_context): keytool-made certificates often lack the authority key
     # identifier and key usage that it demands, and Java accepts them.
-    ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+    ctx.verify_flags = (ctx.verify_flags | ssl.VERIFY_X509_PARTIAL_CHAIN) & ~_STRICT
 
 
 def _revocation(
@@ -136,15 +136,18 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
     if facts is None:
         return
     expires, subject = facts
-    remaining = expires - _dt.datetime.now(_dt.UTC)
     where = keystore.path or "keystore"
-    log.debug(
-        "identity %s alias=%r subject=%s expires=%s",
-        where,
-        alias,
-        subject,
-        expires.isoformat(),
-    )
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "identity %s alias=%r subject=%s expires=%s",
+            where,
+            alias,
+            subject,
+            expires.isoformat(),
+        )
+    remaining = expires - _dt.datetime.now(_dt.UTC)
+    if remaining >= EXPIRY_WARNING:
+        return
     if remaining <= _dt.timedelta(0):
         log.warning(
             "%s: certificate %r (%s) expired on %s",
@@ -153,7 +156,7 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
             subject,
             expires.date(),
         )
-    elif remaining < EXPIRY_WARNING:
+    else:
         log.warning(
             "%s: certificate %r (%s) expires in %d days, on %s",
             where,

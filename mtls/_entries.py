@@ -8,6 +8,7 @@ decrypted. Aliases are compared case-insensitively, as Java does.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -78,12 +79,18 @@ def unique_alias(base: str, taken: Taken) -> str:
 
 def alias_for(der: bytes, taken: Taken, fallback: str) -> str:
     """An alias for a certificate from a format without aliases (PEM, DER): its CN."""
+    return unique_alias(_cn_alias(der) or fallback, taken)
+
+
+# Cached: a PEM bundle (a CA file of 144 certificates) is re-read on every reload
+# that finds it changed, and parsing each certificate for its CN is most of that.
+@functools.lru_cache(maxsize=4096)
+def _cn_alias(der: bytes) -> str | None:
     try:
         cn = _x509.common_name(_x509.load_cert(der))
     except ValueError:
-        cn = None
-    base = re.sub(r"[^a-z0-9._-]+", "-", (cn or fallback).lower()).strip("-") or fallback
-    return unique_alias(base, taken)
+        return None
+    return re.sub(r"[^a-z0-9._-]+", "-", (cn or "").lower()).strip("-") or None
 
 
 class Entries:

@@ -18,6 +18,7 @@ where cryptography's RSA consistency check costs tens of milliseconds).
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import secrets
 import ssl
@@ -32,15 +33,27 @@ _PROC_FD = "/proc/self/fd"
 
 
 def _key_pem(pkcs8_der: bytes) -> bytes:
-    body = base64.encodebytes(pkcs8_der).replace(b"\n", b"")
-    lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
-    return b"-----BEGIN PRIVATE KEY-----\n" + lines + b"\n-----END PRIVATE KEY-----\n"
+    # 76-column lines (MIME base64, one C call): OpenSSL's PEM reader takes any line
+    # length up to 80, and the key is never shown to anything else.
+    return (
+        b"-----BEGIN PRIVATE KEY-----\n"
+        + base64.encodebytes(pkcs8_der)
+        + b"-----END PRIVATE KEY-----\n"
+    )
 
 
 def _chain_pem(chain_der: Sequence[bytes]) -> bytes:
     return "".join(der_to_pem(der) for der in chain_der).encode("ascii")
 
 
+@functools.lru_cache(maxsize=256)
+def _identity_chain_pem(chain_der: tuple[bytes, ...]) -> bytes:
+    # Public certificates only (never the key), a few KiB each: a rebuild of the same
+    # identity (a reload that finds a store changed, a context per ALPN) reuses the text.
+    return _chain_pem(chain_der)
+
+
+@functools.cache
 def memfd_available() -> bool:
     """True where keys are handed to OpenSSL through memory only."""
     return hasattr(os, "memfd_create") and os.path.isdir(_PROC_FD)
@@ -54,7 +67,7 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
             match the certificate). Callers translate it.
     """
     if memfd_available():
-        _load_via_memfd(ctx, _key_pem(pkcs8_der) + _chain_pem(chain_der))
+        _load_via_memfd(ctx, _key_pem(pkcs8_der) + _identity_chain_pem(tuple(chain_der)))
     else:  # pragma: no cover - exercised on macOS/Windows only
         _load_via_encrypted_tempfile(ctx, pkcs8_der, chain_der)
 

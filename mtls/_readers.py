@@ -469,8 +469,13 @@ class _Certs:
     """The certificates of one file, indexed once: by localKeyId, public key and subject.
 
     Each lookup returns the first unused match in file order and marks it used, so
-    matching k keys and their chains against c certificates parses each certificate
+    matching k keys and their chains against c certificates reads each certificate
     once (k + c), where scanning the list for every key cost k * c.
+
+    Names and public keys are matched by their DER bytes first (:func:`_x509.raw_names`:
+    no objects built). Only when that finds nothing while certificates are left over
+    does a lookup compare them as cryptography normalises them (a name in another
+    string type, a key encoded differently), as every lookup did before.
     """
 
     def __init__(self, certs: Sequence[_pkcs12.P12Cert]) -> None:
@@ -502,36 +507,63 @@ class _Certs:
                 return index
         return None
 
+    def _left(self) -> bool:
+        return len(self.used) < len(self.certs)
+
     def leaf_for(self, key_der: bytes, local_key_id: bytes | None) -> int | None:
         """The certificate of a private key: by localKeyId, else by public key."""
         if local_key_id is not None:
             index = self._take("id", local_key_id)
             if index is not None:
                 return index
-        public = _public_key_of_private(key_der)
-        return None if public is None else self._take("key", public)
+        public = _spki_of_private(key_der)
+        index = None if public is None else self._take("key", public)
+        if index is not None or not self._left():
+            return index
+        parsed = _public_key_of_private(key_der)
+        return None if parsed is None else self._take("key-parsed", parsed)
 
     def chain_from(self, index: int) -> list[bytes]:
         """The certificate at ``index`` (marked used) and the issuers found after it."""
         self.used.add(index)
         chain = [self.certs[index].der]
         while True:
-            try:
-                # cryptography parses names lazily: a damaged one raises on access.
-                last = _x509.load_cert(chain[-1])
-                issuer = last.issuer
-                if issuer == last.subject:
-                    return chain
-            except ValueError:
+            names = _x509.raw_names(chain[-1])
+            if names is None or names[0] == names[1]:  # unreadable, or self-issued
                 return chain
-            found = self._take("subject", issuer)
+            found = self._take("subject", names[0])
+            if found is None and self._left():
+                found = self._parsed_issuer(chain[-1])
             if found is None:
                 return chain
             chain.append(self.certs[found].der)
 
+    def _parsed_issuer(self, der: bytes) -> int | None:
+        try:
+            # cryptography parses names lazily: a damaged one raises on access.
+            cert = _x509.load_cert(der)
+            issuer = cert.issuer
+            if issuer == cert.subject:
+                return None
+        except ValueError:
+            return None
+        return self._take("subject-parsed", issuer)
+
 
 def _cert_subject(cert: _pkcs12.P12Cert) -> object:
     if cert.trusted:  # trusted entries are anchors of their own, never in a chain
+        return None
+    names = _x509.raw_names(cert.der)
+    return None if names is None else names[1]
+
+
+def _cert_spki(cert: _pkcs12.P12Cert) -> object:
+    names = _x509.raw_names(cert.der)
+    return None if names is None else names[2]
+
+
+def _cert_subject_parsed(cert: _pkcs12.P12Cert) -> object:
+    if cert.trusted:
         return None
     try:
         return _x509.load_cert(cert.der).subject
@@ -554,9 +586,41 @@ def _cert_public_key(cert: _pkcs12.P12Cert) -> object:
 
 _CERT_KEYS: dict[str, Callable[[_pkcs12.P12Cert], object]] = {
     "id": lambda cert: cert.local_key_id,
-    "key": _cert_public_key,
+    "key": _cert_spki,
     "subject": _cert_subject,
+    "key-parsed": _cert_public_key,
+    "subject-parsed": _cert_subject_parsed,
 }
+
+_RSA = "1.2.840.113549.1.1.1"
+_EC = "1.2.840.10045.2.1"
+
+
+def _spki_of_private(key_der: bytes) -> bytes | None:
+    """The content of the SubjectPublicKeyInfo of a PKCS#8 RSA or EC key, as a
+    certificate for it encodes it, assembled from the key's own fields (no key
+    object built); ``None`` for other keys, or an EC key without its public point.
+    """
+    try:
+        _, algorithm, private = _der.read_single(key_der, _der.SEQUENCE).children()[:3]
+        oid = _der.decode_oid(algorithm.expect(_der.SEQUENCE).children()[0].value)
+        inner = _der.read_single(private.expect(_der.OCTET_STRING).value, _der.SEQUENCE)
+        fields = inner.children()
+        if oid == _RSA:  # RSAPrivateKey: version, n, e, ...
+            public = _der.encode(
+                _der.SEQUENCE, b"".join(_der.encode(f.tag, f.value) for f in fields[1:3])
+            )
+            bits = b"\x00" + public
+        elif oid == _EC:  # ECPrivateKey: version, key, [0] params, [1] public point
+            point = next((f for f in fields[2:] if f.tag == 0xA1), None)
+            if point is None:
+                return None
+            bits = _der.read_single(point.value, _der.BIT_STRING).value
+        else:
+            return None
+    except (_der.DERError, IndexError):
+        return None
+    return _der.encode(algorithm.tag, algorithm.value) + _der.encode(_der.BIT_STRING, bits)
 
 
 def _public_key_of_private(key_der: bytes) -> bytes | None:

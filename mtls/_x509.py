@@ -51,6 +51,26 @@ def _tbs_fields(der: bytes) -> list[_der.TLV]:
     return fields[1:] if fields and fields[0].tag == 0xA0 else fields
 
 
+@functools.lru_cache(maxsize=4096)
+def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """``(issuer, subject, subjectPublicKeyInfo)`` of a certificate, each as the DER
+    content of its SEQUENCE, read by our own walker without building objects.
+
+    Equal bytes mean equal names (or keys); unequal bytes may still be equal once
+    normalised (another string type, a compressed point), so a caller that finds no
+    match by these falls back to cryptography's comparison. ``None``: not readable.
+    """
+    try:
+        fields = _tbs_fields(der)
+        return (
+            fields[2].expect(_der.SEQUENCE).value,
+            fields[4].expect(_der.SEQUENCE).value,
+            fields[5].expect(_der.SEQUENCE).value,
+        )
+    except (_der.DERError, IndexError):
+        return None
+
+
 # Cached: the same certificates are read on every context build and reload (a leaf per
 # client_context, 144 anchors per cacerts), and this walk is pure Python.
 @functools.lru_cache(maxsize=4096)
