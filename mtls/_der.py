@@ -8,6 +8,7 @@ behaviour on hostile input is not ours to promise). Every malformed input raises
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 # Universal tags we use.
@@ -94,6 +95,8 @@ def read_single(data: bytes, tag: int) -> TLV:
     return item.expect(tag)
 
 
+# Cached: the same few algorithm identifiers are decoded in every store read.
+@functools.lru_cache(maxsize=1024)
 def decode_oid(value: bytes) -> str:
     """Decode the content of an OBJECT IDENTIFIER into dotted form."""
     if not value:
