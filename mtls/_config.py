@@ -165,6 +165,10 @@ class StoreConfig:
         origin: the setting that named this store, for messages that say what to
             fix (``[keystore.tls] file_name in /opt/wso2am/repository/conf/deployment.toml``);
             ``None``: a profile file's ``<Location>``. Set by the readers.
+        password_origin: the settings the passwords came from
+            (``[keystore.tls] password and [keystore.tls] key_password in
+            .../deployment.toml``), named when a password is wrong; ``None``: the
+            profile's ``<Password>``.
         written_location: the location as written when placeholders made it
             (``$env{STORES}/gw.jks``): messages, ``repr`` and ``status()`` show this,
             never the value.
@@ -184,6 +188,7 @@ class StoreConfig:
     key_password: Secret | None = field(default=None)
     alias: str | None = None
     origin: str | None = field(default=None, compare=False)
+    password_origin: str | None = field(default=None, compare=False)
     written_location: str | None = field(default=None, compare=False)
     written_alias: str | None = field(default=None, compare=False)
 

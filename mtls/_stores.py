@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from . import _x509
 from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
-from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError
+from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
 from ._keygen import new_private_key, parse_dname, parse_sans
 from ._readers import Parsed, detect_format, open_error, parse, read_store_file
@@ -917,22 +917,33 @@ def load_store(
             # that carries its value.
             cause = exc if config.written_location is None else None
             raise store_open_error(config, role, exc) from cause
-    if role == "keystore":
-        return Keystore.from_bytes(
+    try:
+        if role == "keystore":
+            return Keystore.from_bytes(
+                data,
+                config.password,
+                key_password=config.key_password,
+                store_type=config.type,
+                allow_unprotected=config.allow_unprotected,
+                path=shown,
+            )
+        return Truststore.from_bytes(
             data,
             config.password,
-            key_password=config.key_password,
             store_type=config.type,
             allow_unprotected=config.allow_unprotected,
             path=shown,
         )
-    return Truststore.from_bytes(
-        data,
-        config.password,
-        store_type=config.type,
-        allow_unprotected=config.allow_unprotected,
-        path=shown,
-    )
+    except WrongPasswordError as exc:
+        if config.password_origin is None:
+            raise
+        # deployment.toml: the file is named, and so is the setting to fix.
+        which = "the passwords are" if " and " in config.password_origin else "the password is"
+        raise WrongPasswordError(
+            f"{exc}; {which} set by {config.password_origin}",
+            path=exc.path,
+            alias=exc.alias,
+        ) from exc
 
 
 # Public as mtls.X: reprs, tracebacks and pickles say so however they were

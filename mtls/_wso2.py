@@ -945,11 +945,18 @@ class DeploymentToml:
         assert found is not None
         path, shown, setting = found
 
-        def pick(*keys: str, secret: bool = False) -> str | None:
+        def chosen(*keys: str) -> tuple[str, str] | None:
             candidates = [(overrides, k) for k in keys] if overrides else []
             candidates += [(table, k) for table in tables for k in keys]
-            chosen = self.first(*candidates)
-            return self.text(*chosen, secret=secret) if chosen else None
+            return self.first(*candidates)
+
+        def pick(*keys: str, secret: bool = False) -> str | None:
+            found = chosen(*keys)
+            return self.text(*found, secret=secret) if found else None
+
+        def named(*keys: str) -> str | None:
+            names = [f"[{found[0]}] {found[1]}" for found in map(chosen, keys) if found]
+            return f"{' and '.join(names)} in {self.path}" if names else None
 
         def alias() -> tuple[str | None, str | None]:
             candidates = [(overrides, "key_alias"), (overrides, "alias")] if overrides else []
@@ -969,6 +976,7 @@ class DeploymentToml:
             key_password=Secret(key_password) if key_password is not None else None,
             alias=alias_value,
             origin=setting,
+            password_origin=named("password", "key_password") if keystore else named("password"),
             written_location=shown,
             written_alias=written_alias,
         )

@@ -225,6 +225,35 @@ def test_keystore_tls_takes_each_missing_key_from_keystore_primary(tmp_path, pki
         SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
 
 
+@pytest.mark.parametrize(
+    ("wrong", "setting"),
+    [
+        (
+            'file_name = "gateway.jks"\npassword',
+            "[keystore.tls] password and [keystore.tls] key_password",
+        ),
+        ('[truststore]\nfile_name = "client-truststore.jks"\npassword', "[truststore] password"),
+    ],
+)
+def test_a_wrong_password_names_the_toml_setting_to_fix(tmp_path, pki, wrong, setting):
+    """Issue #12: the message names the file and the deployment.toml key the password
+    came from (both keys for a keystore: either may be the wrong one)."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / SECURITY / "sslprofiles.xml").write_text(profile_xml(profile("only.test:443")))
+    text = APIM_SENDER.replace(f'{wrong} = "{PASSWORD}"', f'{wrong} = "not-the-password"')
+    assert text != APIM_SENDER
+    toml = write_toml(home, text)
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    message = str(info.value)
+    assert f" set by {setting} in {toml}" in message
+    assert ("the passwords are" in message) == ("key_password" in setting)
+    assert "not-the-password" not in message
+    # Negative twin: the right passwords load, and a profile file's store names no TOML key.
+    write_toml(home, APIM_SENDER)
+    SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None).close()
+
+
 def test_an_absolute_file_path_is_used_as_written(tmp_path, pki):
     xml = tmp_path / "elsewhere.xml"
     xml.write_text(profile_xml(profile("only.test:443", pki["gw"], pki["trust"])))
