@@ -293,6 +293,8 @@ def _parse_jks(
     if with_keys:
         # The whole cost is charged before the first key is decrypted.
         for key in contents.keys:
+            if fmt == "JKS":  # Sun's KeyProtector: one SHA-1 per 20 bytes, nothing to charge
+                continue
             rounds = _bks.kdf_rounds(key) if fmt in _bks.TYPES else _jks.kdf_rounds(key)
             try:
                 budget.charge_kdf(rounds, f"key entry {_jks.shown(key.alias)}")
