@@ -91,6 +91,13 @@ class _OpenSSL:
             ctypes.c_void_p,  # out
             ctypes.c_void_p,  # const EVP_MD *
         ]
+        # A refused call (OpenSSL 3.0 refuses an empty password and salt: "malloc failure")
+        # leaves its error on this thread's OpenSSL error queue, which Python's ssl
+        # shares: the next load_verify_locations(cadata=...) in the thread would read
+        # it as its own failure. Every refusal is cleared before the Python KDF runs.
+        self._clear_errors = library.ERR_clear_error
+        self._clear_errors.restype = None
+        self._clear_errors.argtypes = []
         by_name = library.EVP_get_digestbyname
         by_name.restype = ctypes.c_void_p
         by_name.argtypes = [ctypes.c_char_p]
@@ -112,7 +119,10 @@ class _OpenSSL:
             return None
         out = self._buffer(size)
         ok = self._gen(password, len(password), salt, len(salt), purpose, rounds, size, out, md)
-        return out.raw if ok == 1 else None
+        if ok != 1:
+            self._clear_errors()
+            return None
+        return out.raw
 
     def check(self) -> bool:
         """Keep the digests whose output is the Python derivation's (one refused, say

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -43,6 +44,22 @@ def test_openssl_and_python_derive_the_same(
     expected = _kdf.p12_kdf_python(name, password, salt, purpose=purpose, rounds=rounds, size=size)
     got = _kdf.p12_kdf(name, password, salt, purpose=purpose, rounds=rounds, size=size)
     assert got == expected and len(got) == size
+
+
+@pytest.mark.parametrize(("password", "salt"), [(b"", b""), (b"\0p\0w\0\0", b""), (b"", b"s")])
+def test_a_refused_openssl_call_leaves_no_error_for_ssl_to_trip_on(
+    password: bytes, salt: bytes
+) -> None:
+    """OpenSSL 3.0 refuses an empty password with an empty salt ("malloc failure") and
+    left the error on the thread's queue, which the ssl module shares: the next
+    load_verify_locations(cadata=) in the thread failed with it. The derivation itself
+    falls back to Python. (The other cases are accepted by OpenSSL: same results.)"""
+    expected = _kdf.p12_kdf_python("sha256", password, salt, purpose=3, rounds=2, size=32)
+    assert _kdf.p12_kdf("sha256", password, salt, purpose=3, rounds=2, size=32) == expected
+    der = CA().truststore().anchors_der[0]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=der)  # raised ssl.SSLError: [PROV] malloc failure
+    assert ctx.get_ca_certs(binary_form=True) == [der]
 
 
 # Published vectors for the PKCS#12 KDF (the Bouncy Castle and OpenSSL test suites'
