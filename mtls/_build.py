@@ -13,7 +13,6 @@ import datetime as _dt
 import functools
 import logging
 import ssl
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,6 @@ from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
 from ._revocation import CRLSet, RevocationChecker
-from ._revocation import _pairs as anchor_pairs
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 from ._types import HostnameVerifier
 
@@ -191,7 +189,6 @@ class Builder:
         # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
         # whose list expired); bounded, oldest first out.
         self._crl_expiry: dict[str, _dt.datetime | None] = {}
-        self._roots_warned: set[str] = set()  # truststore fingerprints warned about
 
     @property
     def reading(self) -> Reading:
@@ -362,8 +359,6 @@ class Builder:
                     raise refused[0]  # not cached: the next check looks again
         mode = self.options.hostname_verifier
         crls, crl_key = self._crls(profile, files, truststore)
-        if self.options.revocation is not None and truststore is not None and trust_fp:
-            self._warn_roots_only(profile, truststore, trust_fp)
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
@@ -424,27 +419,6 @@ class Builder:
             )
             self._served[served_key] = served
         return served
-
-    def _warn_roots_only(self, profile: SSLProfile, truststore: Truststore, fp: str) -> None:
-        """Python 3.11/3.12 give only the server's leaf: the online check finds its
-        issuer among the truststore's certificates. A truststore of self-signed roots
-        only cannot vouch for a leaf an intermediate issued (its status is then
-        undetermined, which hard-fail refuses): say so once per truststore."""
-        if sys.version_info >= (3, 13) or fp in self._roots_warned:
-            return
-        self._roots_warned.add(fp)
-        certs = [cert for cert, _ in anchor_pairs(truststore.anchors_der)]
-        if certs and all(cert.subject == cert.issuer for cert in certs):
-            log.warning(
-                "%s: %s: its truststore holds only root CAs, and Python %d.%d gives the "
-                "revocation check only the server's certificate: a server certificate "
-                "issued by an intermediate CA will have an undetermined status "
-                "(refused in hard-fail mode); add the issuing intermediates to the "
-                "truststore, or use Python 3.13+",
-                self.options.path or "profiles",
-                profile,
-                *sys.version_info[:2],
-            )
 
     def _crls(
         self,

@@ -19,13 +19,13 @@ What is checked where
   async, requests/urllib3, aiohttp, ``mtls probe``, plain ``wrap_socket``) runs
   the check; no integration grows its own. gRPC does its TLS in its own core
   (BoringSSL) and is not covered.
-* **The chain.** Python 3.13 and later give the verified chain
-  (``get_verified_chain``): every certificate up to the trust anchor is checked
-  (``full_chain``). Python 3.11/3.12 give only the leaf: its issuer is found
-  among the context's own anchors (issuer name, authority key identifier, and
-  its signature checked), so the leaf is checked when its issuer is in the
-  truststore (Java semantics make any truststore certificate an anchor: put the
-  intermediate there); otherwise its status is "undetermined", which hard-fail
+* **The chain.** The chain OpenSSL verified, leaf to anchor (:func:`peer_chain`:
+  ``get_verified_chain()`` on Python 3.13+, the same call on the connection's
+  ``_ssl`` object on 3.11 and 3.12): every certificate up to the trust anchor is
+  checked (``full_chain``), each against the issuer that verified it. Where an
+  ``ssl`` module offers neither, only the leaf is known, and its issuer is looked
+  up among the context's anchors (issuer name, authority key identifier and
+  signature checked); otherwise its status is "undetermined", which hard-fail
   refuses. Anchors themselves are never checked (Java's PKIX does not either).
 
 Fetching: ``http://`` only (OCSP and CRLs are signed; ``https`` would need its own
@@ -39,6 +39,7 @@ handshakes for one certificate wait for a single fetch.
 
 from __future__ import annotations
 
+import _ssl  # the C module behind ssl: see peer_chain
 import collections
 import dataclasses
 import datetime as _dt
@@ -804,9 +805,8 @@ class RevocationChecker:
                     issuer=cert.issuer.rfc4514_string(),
                     status="undetermined",
                     why=(
-                        "its issuer is neither in the chain this Python gives "
-                        "(3.13+ gives the verified chain, older only the leaf) nor "
-                        "in the truststore: add the issuing CA to the truststore",
+                        "its issuer is neither in the verified chain nor in the "
+                        "truststore: add the issuing CA to the truststore",
                     ),
                     checked_at=_now(),
                 )
@@ -1277,16 +1277,37 @@ def _ocsp_signed(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt
 
 
 def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject) -> list[bytes]:
-    """The server's chain as this Python can give it: the verified chain on 3.13+,
-    else the leaf alone (``getpeercert(binary_form=True)``). Empty without verification."""
-    verified = getattr(conn, "get_verified_chain", None)
+    """The chain OpenSSL verified for this connection, leaf first, up to the anchor.
+
+    Python 3.13+ has ``get_verified_chain()``. 3.10 to 3.12 have the same call on the
+    connection's ``_ssl`` object (``conn._sslobj``), which 3.13's public method wraps:
+    it returns ``_ssl.Certificate`` objects, read here as DER. Where neither exists,
+    the leaf alone (``getpeercert(binary_form=True)``). Empty without verification.
+    """
+    verified = getattr(conn, "get_verified_chain", None)  # 3.13+: DER bytes
+    if verified is None:
+        verified = getattr(getattr(conn, "_sslobj", None), "get_verified_chain", None)
     if verified is not None:
-        chain = verified()
-        return [
-            c if isinstance(c, bytes) else c.public_bytes(serialization.Encoding.DER) for c in chain
-        ]
+        try:
+            return [
+                c if isinstance(c, bytes) else c.public_bytes(_DER_ENCODING)
+                for c in verified() or ()
+            ]
+        except (AttributeError, TypeError, ValueError, ssl.SSLError):
+            pass  # not the call 3.10-3.13 have: the leaf below
     leaf = conn.getpeercert(binary_form=True)
     return [leaf] if leaf else []
+
+
+# What _ssl.Certificate.public_bytes takes for DER (3.10+).
+_DER_ENCODING: int = getattr(_ssl, "ENCODING_DER", 2)
+
+
+def verified_chain_available() -> bool:
+    """True where :func:`peer_chain` gives the whole verified chain (Python 3.10+)."""
+    return hasattr(ssl.SSLObject, "get_verified_chain") or hasattr(
+        getattr(_ssl, "_SSLSocket", None), "get_verified_chain"
+    )
 
 
 def install(ctx: ssl.SSLContext, checker: RevocationChecker, anchors: Sequence[bytes]) -> None:

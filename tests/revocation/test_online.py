@@ -284,10 +284,10 @@ def test_the_leaf_issuer_must_be_known_to_check_it(pki: PKI) -> None:
     intermediate = root.create_child_ca(crl_url=pki.crls.url("/intermediate.crl"))
     pki.crls.bodies["/intermediate.crl"] = intermediate.crl()
     leaf = intermediate.issue_cert("localhost")
-    # Python 3.11/3.12 give the leaf alone: with only the root trusted, its issuer is unknown
-    with pytest.raises(RevocationUnknownError, match="its issuer is neither in the chain"):
+    # the leaf alone (an ssl module without the verified chain), only the root trusted
+    with pytest.raises(RevocationUnknownError, match="its issuer is neither in the verified"):
         RevocationChecker().check([der(leaf)], [der(root)])
-    # with the chain (3.13's verified chain), or the intermediate trusted, it is checked
+    # with the verified chain, or the intermediate trusted, it is checked
     (status,) = RevocationChecker(RevocationPolicy(full_chain=False)).check(
         [der(leaf), der(intermediate)], [der(root)]
     )

@@ -4,7 +4,6 @@ turns WSO2's ``cert_revocation_validation`` into a policy."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,29 +182,3 @@ def test_a_policy_refuses_values_that_are_not_finite_and_bounded(bad: dict[str, 
         RevocationPolicy(**bad)  # type: ignore[arg-type]
     # the twin: the largest accepted values work end to end (statuses() does not overflow)
     RevocationPolicy(retry_failed_after=mtls_revocation.MAX_SECONDS, cache_size=10**6)
-
-
-def _warned_roots_only(
-    ca: CA, path: Path, caplog: pytest.LogCaptureFixture, **options: object
-) -> bool:
-    """Load a set on a truststore of ``ca``: was the roots-only warning logged?"""
-    caplog.clear()
-    profile = mtls.SSLProfile(
-        servers=("a.example:443",),
-        truststore=mtls.StoreConfig(location=write_trust(ca, path), type="JKS", password=PASSWORD),
-    )
-    with caplog.at_level("WARNING", logger="mtls"):
-        SSLProfileSet([profile], **options).close()  # type: ignore[arg-type]
-    return any("holds only root CAs" in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ checks the verified chain")
-def test_a_roots_only_truststore_with_revocation_is_warned_about(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    root = CA()
-    assert _warned_roots_only(root, tmp_path / "a.jks", caplog, revocation=RevocationPolicy())
-    # the twins: with the intermediate in the truststore, or without revocation, no warning
-    inter = root.create_child_ca()
-    assert not _warned_roots_only(inter, tmp_path / "b.jks", caplog, revocation=RevocationPolicy())
-    assert not _warned_roots_only(root, tmp_path / "c.jks", caplog)
