@@ -539,7 +539,9 @@ def _jks_unprotect(protected: bytes, password: str) -> bytes:
     The stream is ``SHA-1(password || previous)`` blocks seeded with the salt, the
     password as Java chars (UTF-16BE); the check is ``SHA-1(password || key)``.
     """
-    secret = password.encode("utf-16be")
+    # Java chars, lone surrogates included (a String may hold one; the store's own
+    # integrity hash is computed the same way).
+    secret = password.encode("utf-16be", "surrogatepass")
     digest, body, check = protected[:20], protected[20:-20], protected[-20:]
     sha1 = hashlib.sha1
     blocks = []
@@ -593,7 +595,8 @@ def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int)
     UTF-8 since (``PBEUtil.encodePassword``, so JDK 25's keytool writes JCEKS keys
     with non-ASCII passwords). The two agree on ASCII.
     """
-    secret = password.encode("utf-8")
+    # String.getBytes(UTF_8) writes '?' for a lone surrogate; so does "replace".
+    secret = password.encode("utf-8", "replace")
     halves = [salt[:4], salt[4:]]
     if halves[0] == halves[1]:
         halves[0] = _jce_invert_salt_half(halves[0])

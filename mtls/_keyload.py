@@ -33,8 +33,15 @@ _PROC_FD = "/proc/self/fd"
 
 
 def _key_pem(pkcs8_der: bytes) -> bytes:
-    # 76-column lines (MIME base64, one C call): OpenSSL's PEM reader takes any line
-    # length up to 80, and the key is never shown to anything else.
+    """PKCS#8 as RFC 7468 PEM (64 columns): what other TLS stacks are handed."""
+    body = base64.encodebytes(pkcs8_der).replace(b"\n", b"")
+    lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return b"-----BEGIN PRIVATE KEY-----\n" + lines + b"\n-----END PRIVATE KEY-----\n"
+
+
+def _memfd_key_pem(pkcs8_der: bytes) -> bytes:
+    # Only OpenSSL reads this (through the memfd): its PEM reader takes MIME's
+    # 76-column lines, which base64 makes in one C call.
     return (
         b"-----BEGIN PRIVATE KEY-----\n"
         + base64.encodebytes(pkcs8_der)
@@ -67,7 +74,7 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
             match the certificate). Callers translate it.
     """
     if memfd_available():
-        _load_via_memfd(ctx, _key_pem(pkcs8_der) + _identity_chain_pem(tuple(chain_der)))
+        _load_via_memfd(ctx, _memfd_key_pem(pkcs8_der) + _identity_chain_pem(tuple(chain_der)))
     else:  # pragma: no cover - exercised on macOS/Windows only
         _load_via_encrypted_tempfile(ctx, pkcs8_der, chain_der)
 

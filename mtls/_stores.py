@@ -938,9 +938,8 @@ def load_store(
         if config.password_origin is None:
             raise
         # deployment.toml: the file is named, and so is the setting to fix.
-        which = "the passwords are" if " and " in config.password_origin else "the password is"
         raise WrongPasswordError(
-            f"{exc}; {which} set by {config.password_origin}",
+            f"{exc}; set by {config.password_origin}",
             path=exc.path,
             alias=exc.alias,
         ) from exc

@@ -58,16 +58,19 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
 
     Equal bytes mean equal names (or keys); unequal bytes may still be equal once
     normalised (another string type, a compressed point), so a caller that finds no
-    match by these falls back to cryptography's comparison. ``None``: not readable.
+    match by these falls back to cryptography's comparison. ``None``: a certificate
+    cryptography does not read (our walker alone would take BER lengths or a bad
+    version, which must not win a match the parsed comparison would never make).
     """
     try:
+        load_cert(der)
         fields = _tbs_fields(der)
         return (
             fields[2].expect(_der.SEQUENCE).value,
             fields[4].expect(_der.SEQUENCE).value,
             fields[5].expect(_der.SEQUENCE).value,
         )
-    except (_der.DERError, IndexError):
+    except (ValueError, IndexError):  # DERError is a ValueError
         return None
 
 

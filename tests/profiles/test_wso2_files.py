@@ -246,8 +246,7 @@ def test_a_wrong_password_names_the_toml_setting_to_fix(tmp_path, pki, wrong, se
     with pytest.raises(mtls.WrongPasswordError) as info:
         SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
     message = str(info.value)
-    assert f" set by {setting} in {toml}" in message
-    assert ("the passwords are" in message) == ("key_password" in setting)
+    assert message.endswith(f"; set by {setting} in {toml}")
     assert "not-the-password" not in message
     # Negative twin: the right passwords load, and a profile file's store names no TOML key.
     write_toml(home, APIM_SENDER)

@@ -171,3 +171,29 @@ def test_jce_equal_salt_halves_decrypt() -> None:
     assert decrypt_key(key, "pw") == PKCS8
     with pytest.raises(JKSKeyPasswordError):
         decrypt_key(key, "not-pw")
+
+
+def test_a_key_password_with_a_lone_surrogate_is_a_wrong_password(tmp_path) -> None:
+    """A Java char may be a lone surrogate (and undecodable bytes in an environment
+    variable become one in Python): encoded as Java does, never a UnicodeEncodeError."""
+    import mtls
+    from mtls.testing import CA
+
+    path = tmp_path / "id.jks"
+    CA().issue_cert("k").keystore().save(path, "store-pw")
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, "store-pw", key_password="\udcff")
+    # the twin: the right key password still opens it
+    assert mtls.Keystore.load(path, "store-pw", key_password="store-pw").key_aliases == ("k",)
+    # JCEKS keys (String.getBytes(UTF_8) writes '?' for it)
+    key_bytes, iv = jks.sun_crypto._jce_pbe_derive_key_and_iv("?", b"abcdefgh", 10)
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    padded = PKCS8 + bytes([8 - len(PKCS8) % 8]) * (8 - len(PKCS8) % 8)
+    encryptor = Cipher(TripleDES(key_bytes), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    key = JKSKey("k", envelope(JCE_OID, ciphertext, jce_params(b"abcdefgh", 10)), (), "JCEKS")
+    assert decrypt_key(key, "\udcff") == PKCS8
+    with pytest.raises(JKSKeyPasswordError):
+        decrypt_key(key, "\udcff\udcff")

@@ -133,3 +133,84 @@ def test_an_issuer_name_in_another_string_type_still_chains(tmp_path: Path) -> N
     store = mtls.Keystore.load(path, None)
     assert len(store.key_entry(store.key_aliases[0])[2]) == 1
     assert len(store.trusted_aliases) == 1  # the stranger stays a certificate entry
+
+
+def _pem_block(der: bytes) -> bytes:
+    body = __import__("base64").encodebytes(der)
+    return b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n"
+
+
+def _ber_copy(der: bytes) -> bytes:
+    """The same certificate with a non-minimal (BER) outer length: cryptography refuses it."""
+    outer = _der.read_tlv(der)
+    return b"\x30\x84" + len(outer.value).to_bytes(4, "big") + outer.value
+
+
+def test_a_certificate_cryptography_refuses_never_wins_a_match(tmp_path: Path) -> None:
+    """Our DER walker alone would read a BER copy placed first; it must not be taken for
+    the key's certificate nor for an issuer (the parsed comparison never took it)."""
+    ca = CA()
+    ident = ca.issue_cert("good")
+    good = x509.load_pem_x509_certificate(ident.cert_pem).public_bytes(serialization.Encoding.DER)
+    ca_der = x509.load_pem_x509_certificate(ca.cert_pem).public_bytes(serialization.Encoding.DER)
+    with pytest.raises(ValueError):
+        x509.load_der_x509_certificate(_ber_copy(good))
+    path = tmp_path / "id.pem"
+    path.write_bytes(
+        ident.private_key_pem
+        + _pem_block(_ber_copy(good))
+        + _pem_block(good)
+        + _pem_block(_ber_copy(ca_der))
+        + _pem_block(ca_der)
+    )
+    store = mtls.Keystore.load(path, None)
+    assert store.key_aliases == ("good",)
+    assert store.key_entry("good")[2] == (good, ca_der)
+    # Negative twin: with only the BER copy, the key has no certificate, as before.
+    path.write_bytes(ident.private_key_pem + _pem_block(_ber_copy(good)))
+    with pytest.raises(mtls.KeystoreError):
+        mtls.Keystore.load(path, None)
+
+
+def _without_null_parameters(pkcs8: bytes) -> bytes:
+    """An RSA PKCS#8 whose AlgorithmIdentifier omits the NULL (some encoders do)."""
+    version, algorithm, private = _der.read_single(pkcs8, _der.SEQUENCE).children()
+    oid = algorithm.children()[0]
+    return _der.encode(
+        _der.SEQUENCE,
+        _der.encode(version.tag, version.value)
+        + _der.encode(_der.SEQUENCE, _der.encode(oid.tag, oid.value))
+        + _der.encode(private.tag, private.value),
+    )
+
+
+def test_keys_the_byte_path_cannot_read_are_matched_by_the_fallback(tmp_path: Path) -> None:
+    """Ed25519 keys give no bytes to compare, and an RSA key whose AlgorithmIdentifier
+    omits its NULL gives bytes no certificate has: the parsed comparison pairs them."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _cert(_name("Fallback CA"), _name("Fallback CA"), ca_key, ca_key, ca=True)
+    decoy = _cert(_name("decoy"), _name("Fallback CA"), ca_key, ca_key, ca=False)
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for key in (ed_key, rsa_key):
+        leaf = _cert(_name("leaf"), _name("Fallback CA"), key, ca_key, ca=False)
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        if key is rsa_key:
+            pkcs8 = _without_null_parameters(pkcs8)
+        spki = _x509.raw_names(leaf.public_bytes(serialization.Encoding.DER))
+        assert spki is not None and _readers._spki_of_private(pkcs8) != spki[2]
+        path = tmp_path / "id.pem"
+        path.write_bytes(_pem(decoy) + _key_block(pkcs8) + _pem(leaf) + _pem(ca_cert))
+        store = mtls.Keystore.load(path, None)
+        (alias,) = store.key_aliases
+        chain = store.key_entry(alias)[2]
+        assert chain == (
+            leaf.public_bytes(serialization.Encoding.DER),
+            ca_cert.public_bytes(serialization.Encoding.DER),
+        )
