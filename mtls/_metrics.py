@@ -48,15 +48,19 @@ def _profile_label(entry: ProfileStatus, default: bool) -> str:
 
 def _certificates(
     entry: ProfileStatus,
-) -> Iterator[tuple[str, str, str | None, _dt.datetime | None, int | None]]:
-    """(role, alias, subject, not_after, serial) of each certificate the profile uses."""
+) -> Iterator[tuple[str, str, str, str | None, _dt.datetime | None, int | None]]:
+    """(store, role, alias, subject, not_after, serial) of each certificate the profile
+    uses; ``store`` is the file it was read from (as configured), or ``""``."""
+    stores = {f.role: f.path for f in entry.files}
     ident = entry.identity
     if ident is not None:
-        yield "identity", "", ident.subject, ident.not_after, ident.serial
+        keystore = stores.get("keystore", "")
+        yield keystore, "identity", "", ident.subject, ident.not_after, ident.serial
         for cert in ident.chain:
-            yield "chain", "", cert.subject, cert.not_after, cert.serial
+            yield keystore, "chain", "", cert.subject, cert.not_after, cert.serial
+    truststore = stores.get("truststore", "")
     for cert in entry.anchors:
-        yield "anchor", cert.alias, cert.subject, cert.not_after, cert.serial
+        yield truststore, "anchor", cert.alias, cert.subject, cert.not_after, cert.serial
 
 
 def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
@@ -67,19 +71,23 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         set_name: the ``set`` label (tells two sets in one process apart).
 
     Returns:
-        ``mtls_certificate_expiry_timestamp_seconds`` (per profile and certificate:
-        client certificate, chain, the anchors expiring soonest),
-        ``mtls_profile_healthy`` (per profile), ``mtls_profiles`` (by state),
-        ``mtls_reloads`` (counter, by outcome), ``mtls_revocation_checks`` (counter,
-        by result) and ``mtls_last_reload_timestamp_seconds``.
+        ``mtls_certificate_expiry_timestamp_seconds`` (per store file and certificate:
+        client certificates, their chains, the anchors expiring soonest; a store
+        shared by many profiles is exported once), ``mtls_profile_healthy`` (per
+        profile), ``mtls_profiles`` (by state), ``mtls_reloads`` (counter, by outcome),
+        ``mtls_revocation_checks`` (counter, by result) and
+        ``mtls_last_reload_timestamp_seconds``.
     """
     base: Labels = (("set", set_name),)
-    expiry: list[tuple[Labels, float]] = []
+    expiry: dict[Labels, float] = {}
     healthy: list[tuple[Labels, float]] = []
     states = {"healthy": 0, "failing": 0, "not_loaded": 0}
     entries = [(p, False) for p in status.profiles]
     if status.default is not None:
         entries.append((status.default, True))
+    # status() shares one record per material: a profile whose records and files are
+    # those of one already walked adds nothing (10,000 profiles on two stores: one walk).
+    walked: set[tuple[int, int, tuple[tuple[str, str], ...]]] = set()
     for entry, is_default in entries:
         who: Labels = (
             *base,
@@ -89,25 +97,31 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         ok = entry.loaded and entry.error is None
         healthy.append((who, 1.0 if ok else 0.0))
         states["healthy" if ok else "failing" if entry.loaded else "not_loaded"] += 1
-        for role, alias, subject, not_after, serial in _certificates(entry):
+        files = tuple((f.role, f.path) for f in entry.files)
+        shared = (id(entry.identity), id(entry.anchors), files)
+        if shared in walked:
+            continue
+        walked.add(shared)
+        for store, role, alias, subject, not_after, serial in _certificates(entry):
             if not_after is None:
                 continue
             labels: Labels = (
-                *who,
+                *base,
+                ("store", store),
                 ("role", role),
                 ("alias", alias),
                 ("subject", subject or ""),
                 ("serial", f"{serial:x}" if serial is not None else ""),
             )
-            expiry.append((labels, not_after.timestamp()))
+            expiry.setdefault(labels, not_after.timestamp())
     return [
         Metric(
             "mtls_certificate_expiry_timestamp_seconds",
             "gauge",
-            "When a certificate in use expires (Unix time): client certificates, "
-            "their chains, and the trust anchors expiring soonest.",
+            "When a certificate in use expires (Unix time), per store file: client "
+            "certificates, their chains, and the trust anchors expiring soonest.",
             "seconds",
-            tuple(expiry),
+            tuple(expiry.items()),
         ),
         Metric(
             "mtls_profile_healthy",

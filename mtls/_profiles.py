@@ -43,6 +43,7 @@ from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Sna
 from ._status import (
     AnchorStatus,
     FileStatus,
+    IdentityStatus,
     ProfileSetStatus,
     ProfileStatus,
     anchor,
@@ -807,16 +808,39 @@ class SSLProfileSet:
                 fingerprint=info.fingerprint,
             )
 
+        # Profiles that share material (10,000 profiles on two stores) share its records:
+        # each is made once per call, keyed by the material's identity. Frozen records.
+        certificates: dict[int, tuple[IdentityStatus | None, tuple[AnchorStatus, ...]]] = {}
+
+        def material(served: Served) -> tuple[IdentityStatus | None, tuple[AnchorStatus, ...]]:
+            made = certificates.get(id(served))
+            if made is None:
+                try:
+                    chain = served.chain()
+                except MTLSError:
+                    chain = ()
+                made = (
+                    identity(
+                        served.subject,
+                        served.serial,
+                        served.not_after,
+                        now,
+                        fingerprint=chain[0].fingerprint if chain else None,
+                        chain=tuple(certificate(c) for c in chain[1:]),
+                    ),
+                    tuple(
+                        certificate(a) for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
+                    ),
+                )
+                certificates[id(served)] = made
+            return made
+
         def entry(item: Built) -> ProfileStatus:
             # A store path made from placeholders is shown as written, never as its value.
             trust = item.profile.truststore or default_trust
             stores = (c for c in (item.profile.keystore, trust) if c is not None)
             shown = {str(c.location): c.shown_location for c in stores}
-            served = item.served
-            try:
-                chain = served.chain()
-            except MTLSError:
-                chain = ()
+            ident, anchors = material(item.served)
             return ProfileStatus(
                 servers=item.profile.server_names,
                 client_id=item.profile.client_id,
@@ -824,17 +848,8 @@ class SSLProfileSet:
                 files=tuple(
                     FileStatus(role=r, path=shown.get(p, p), sha256=d) for r, p, d in item.files
                 ),
-                identity=identity(
-                    served.subject,
-                    served.serial,
-                    served.not_after,
-                    now,
-                    fingerprint=chain[0].fingerprint if chain else None,
-                    chain=tuple(certificate(c) for c in chain[1:]),
-                ),
-                anchors=tuple(
-                    certificate(a) for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
-                ),
+                identity=ident,
+                anchors=anchors,
                 last_good_load=item.loaded_at,
                 error=item.error,
                 revocation=self._revocation_state(item.profile),
