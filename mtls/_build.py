@@ -551,19 +551,21 @@ class Builder:
 
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""
+        # By configuration first (profiles share their StoreConfig objects: a dict keyed
+        # by id costs less than hashing a Path per profile), then their locations.
+        configs: dict[int, StoreConfig] = {}
         paths: set[Path] = set()
-        add = paths.add
         every = [*profiles, *([default] if default else [])]
         fallback = self.options.default_truststore
         for profile in every:
-            keystore, truststore = profile.keystore, profile.truststore
+            keystore, truststore = profile.keystore, profile.truststore or fallback
             if keystore is not None:
-                add(keystore.location)
+                configs[id(keystore)] = keystore
             if truststore is not None:
-                add(truststore.location)
-            elif fallback is not None:
-                add(fallback.location)
-            paths.update(profile.crls)
+                configs[id(truststore)] = truststore
+            if profile.crls:
+                paths.update(profile.crls)
+        paths.update(config.location for config in configs.values())
         self._paths = {path: path for path in paths}
         return paths
 

@@ -124,24 +124,10 @@ class Materials:
     retry: frozenset[int] = frozenset()  # positions with an error, or never loaded
 
     @classmethod
-    def of(cls, items: Sequence[Built | Failed]) -> Materials:
-        """The maps of ``items``, made in one pass (the first load, a new profile file)."""
-        served: dict[int, Served] = {}
-        users: dict[int, list[int]] = {}
-        retry: list[int] = []
-        for position, item in enumerate(items):
-            if type(item) is Built:
-                material = item.served
-                key = id(material)
-                group = users.get(key)
-                if group is None:
-                    served[key] = material
-                    group = users[key] = []
-                group.append(position)
-                if item.error is not None:
-                    retry.append(position)
-            else:
-                retry.append(position)
+    def of(
+        cls, served: dict[int, Served], users: Mapping[int, list[int]], retry: list[int]
+    ) -> Materials:
+        """The maps from one pass over a snapshot's entries (see :func:`build_index`)."""
         readers: dict[Path, set[int]] = {}
         for key, material in served.items():
             for _, path, _ in material.inputs:
@@ -328,9 +314,10 @@ def _duplicate(
 
 
 def build_index(
-    items: Iterable[Built | Failed], path: str | None
-) -> tuple[dict[IndexKey, Built | Failed], dict[IndexKey, ssl.SSLContext]]:
-    """Index profiles (loaded and failed) by (host, port, client_id).
+    items: Sequence[Built | Failed], path: str | None
+) -> tuple[dict[IndexKey, Built | Failed], dict[IndexKey, ssl.SSLContext], Materials]:
+    """Index profiles (loaded and failed) by (host, port, client_id), and their
+    materials (:class:`Materials`), in one pass.
 
     Only loaded ones go in the fast map; a failed one's keys stay in the index so
     that its hosts are refused rather than served by a catch-all or default.
@@ -340,19 +327,43 @@ def build_index(
     """
     index: dict[IndexKey, Built | Failed] = {}
     fast: dict[IndexKey, ssl.SSLContext] = {}
-    for item in items:
+    put = index.setdefault
+    materials: dict[int, Served] = {}
+    users: dict[int, list[int]] = {}
+    retry: list[int] = []
+    last = 0  # the previous profile's material, and its group: they come in runs
+    group: list[int] = []
+    for position, item in enumerate(items):
         profile = item.profile
         client = profile.client_id
-        built = type(item) is Built
+        served = item.served if type(item) is Built else None
+        if served is None or item.error is not None:
+            retry.append(position)
+        if served is not None:
+            key = id(served)
+            if key != last:
+                last = key
+                found = users.get(key)
+                if found is None:
+                    materials[key] = served
+                    found = users[key] = []
+                group = found
+            group.append(position)
         for server in profile.servers:
-            key: IndexKey = (CATCH_ALL, 0, client) if server == CATCH_ALL else (*server, client)
-            other = index.get(key)
-            if other is not None:
-                raise _duplicate(key, server, other.profile, profile, path)
-            index[key] = item
-            if built and server != CATCH_ALL:
-                fast[key] = item.context_for_host(key[0])  # type: ignore[union-attr]
-    return index, fast
+            if server == CATCH_ALL:
+                entry: IndexKey = (CATCH_ALL, 0, client)
+            else:
+                host, port = server
+                entry = (host, port, client)
+            other = put(entry, item)  # one hash: the entry, or the profile already there
+            if other is not item:
+                raise _duplicate(entry, server, other.profile, profile, path)
+            if served is not None and server != CATCH_ALL:
+                local = served.localhost_context
+                fast[entry] = (
+                    local if local is not None and host in LOCALHOST_NAMES else served.context
+                )
+    return index, fast, Materials.of(materials, users, retry)
 
 
 def _patch_index(
@@ -476,8 +487,7 @@ class ProfilesPlan:
         default: Built | Failed | ssl.SSLContext | None = (
             results[-1] if default_profile is not None else self.default  # type: ignore[assignment]
         )
-        index, fast = build_index(items, self.options.path)
-        materials = Materials.of(items)
+        index, fast, materials = build_index(items, self.options.path)
         live = self._live(materials, default)
         renew_at = builder.renew_at(served.files for served in live)
         builder.end(live)
@@ -552,8 +562,7 @@ class ProfilesPlan:
             watched = self._watched(loaded)
             reading.settle(set(watched) - set(old.watched))
             items, changed = self._rebuild_all(run, loaded, old)
-            index, fast = build_index(items, self.options.path)
-            materials = Materials.of(items)
+            index, fast, materials = build_index(items, self.options.path)
             profiles_t: tuple[SSLProfile, ...] = tuple(loaded)
         else:
             watched, profiles_t = old.watched, old.profiles

@@ -17,7 +17,7 @@ import pytest
 
 import mtls
 from mtls._health import certificates_in_use
-from mtls._snapshot import Materials, Snapshot, build_index
+from mtls._snapshot import Snapshot, build_index
 from mtls.testing import CA, IssuedIdentity, replace_atomically
 from tests._helpers import PASSWORD, profile, profile_xml, write_identity, write_trust
 from tests.health._certs import issue
@@ -47,14 +47,13 @@ def assert_patched_as_computed(profiles: mtls.SSLProfileSet) -> None:
     """The snapshot's patched index and maps, and the expiry watch's certificates, are
     exactly what a full computation from the snapshot's entries gives."""
     snapshot = snapshot_of(profiles)
-    fresh = Materials.of(snapshot.items)
+    index, fast, fresh = build_index(snapshot.items, None)
     kept = snapshot.materials
     assert kept.served.keys() == fresh.served.keys()
     assert all(kept.served[k] is fresh.served[k] for k in fresh.served)
     assert dict(kept.users) == dict(fresh.users)
     assert dict(kept.readers) == dict(fresh.readers)
     assert kept.retry == fresh.retry
-    index, fast = build_index(snapshot.items, None)
     assert dict(snapshot.index) == index
     assert dict(snapshot.fast) == fast
     health = profiles._health
