@@ -5,7 +5,8 @@ Thread-free apart from one lock. A profile set makes one :class:`Health` and han
 every check, on the thread that ran the check (the reload thread for periodic
 checks: no second thread). It reads the snapshot it is given and never builds
 anything: the certificates come from each served material's lazily parsed chain
-and anchors, parsed once per material.
+and anchors, parsed once per material, and are kept from one snapshot to the next
+(:class:`InUse`): a reload that rotated one material walks that material's chain.
 
 Each certificate (keyed by its SHA-256 fingerprint) is announced once per threshold
 it crosses, tightest first when it crosses several at once (a process started with
