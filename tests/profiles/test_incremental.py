@@ -92,6 +92,16 @@ def contexts(profiles: mtls.SSLProfileSet) -> dict[str, ssl.SSLContext]:
     return out
 
 
+def rebuilt(before: dict[str, ssl.SSLContext], profiles: mtls.SSLProfileSet) -> set[str]:
+    """The hosts whose context is no longer the very object it was in ``before``."""
+    now = contexts(profiles)
+    return {name for name in before if now[name] is not before[name]}
+
+
+def of_keystore(k: int) -> set[str]:
+    return {host(k, n) for n in range(PER_KEYSTORE)}
+
+
 def subject(profiles: mtls.SSLProfileSet, name: str) -> str:
     """The common name the profile for ``name`` presents."""
     (entry,) = [p for p in profiles.status().profiles if p.servers == (f"{name}:443",)]
@@ -107,11 +117,9 @@ def test_a_changed_keystore_rebuilds_only_the_profiles_that_use_it(
         before = contexts(profiles)
         rewrite(keystores[1], ca.issue_cert("rotated1"))
         assert profiles.reload()
-        after = contexts(profiles)
-        changed = {name for name in before if after[name] is not before[name]}
-        assert changed == {host(1, n) for n in range(PER_KEYSTORE)}
+        assert rebuilt(before, profiles) == of_keystore(1)
         # The three profiles of that keystore share one new context, as at start-up.
-        assert len({id(after[name]) for name in changed}) == 1
+        assert len({id(contexts(profiles)[name]) for name in of_keystore(1)}) == 1
         assert subject(profiles, host(1, 0)) == "CN=rotated1"
         assert subject(profiles, host(0, 0)) == "CN=client0"
         assert profiles.generation == 1 and not profiles.errors
@@ -127,8 +135,7 @@ def test_the_same_bytes_rewritten_rebuild_nothing(
         old = snapshot_of(profiles)
         replace_atomically(keystores[2], keystores[2].read_bytes())  # new inode, same bytes
         assert not profiles.reload()
-        after = contexts(profiles)
-        assert all(after[name] is before[name] for name in before)
+        assert not rebuilt(before, profiles)
         assert snapshot_of(profiles).materials is old.materials
         assert profiles.generation == 0
         assert_patched_as_computed(profiles)
@@ -142,28 +149,22 @@ def test_a_change_that_fails_keeps_the_last_good_of_only_those_profiles(
         before = contexts(profiles)
         replace_atomically(keystores[2], b"not a keystore at all")
         profiles.reload()
-        after = contexts(profiles)
-        assert all(after[name] is before[name] for name in before)  # last good, every one
-        failing = sorted(p.servers for p in profiles.status().profiles if p.error is not None)
-        assert failing == [(f"{host(2, n)}:443",) for n in range(PER_KEYSTORE)]
+        assert not rebuilt(before, profiles)  # the last good, every one
+        failing = {p.servers[0] for p in profiles.status().profiles if p.error is not None}
+        assert failing == {f"{name}:443" for name in of_keystore(2)}
         assert all(str(keystores[2]) in str(error) for error in profiles.errors)
         assert_patched_as_computed(profiles)
         # Meanwhile another keystore rotates: it is applied; the failing ones keep theirs.
         rewrite(keystores[0], ca.issue_cert("rotated0"))
         assert profiles.reload()
+        assert rebuilt(before, profiles) == of_keystore(0)
         again = contexts(profiles)
-        assert {n for n in before if again[n] is not before[n]} == {
-            host(0, n) for n in range(PER_KEYSTORE)
-        }
         assert len(profiles.errors) == PER_KEYSTORE
         assert_patched_as_computed(profiles)
         # The fix is picked up, and the set is clean again.
         rewrite(keystores[2], ca.issue_cert("fixed2"))
         assert profiles.reload()
-        fixed = contexts(profiles)
-        assert {n for n in again if fixed[n] is not again[n]} == {
-            host(2, n) for n in range(PER_KEYSTORE)
-        }
+        assert rebuilt(again, profiles) == of_keystore(2)
         assert not profiles.errors and subject(profiles, host(2, 1)) == "CN=fixed2"
         assert_patched_as_computed(profiles)
 
@@ -247,7 +248,7 @@ def test_the_expiry_watch_after_incremental_updates_matches_a_full_computation(
         (event,) = events
         assert event.kind == "expiring" and event.role == "identity"
         assert event.subject is not None and event.subject.startswith("CN=near1,")
-        assert event.servers == tuple(sorted(f"{host(1, n)}:443" for n in range(PER_KEYSTORE)))
+        assert event.servers == tuple(sorted(f"{name}:443" for name in of_keystore(1)))
         # Announced once: further checks and evaluations say nothing more about it.
         assert not profiles.check_health()
         rewrite(keystores[0], ca.issue_cert("far0"))
