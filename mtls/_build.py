@@ -117,8 +117,9 @@ class Served:
     variants: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = field(
         default_factory=dict, repr=False, compare=False
     )
-    # The files again, as (path, sha256) with the Path made once: what a check compares.
-    inputs: tuple[tuple[Path, str], ...] = field(default=(), repr=False, compare=False)
+    # The files again, as (role, path, sha256) with the Path made once: what a check
+    # compares, and what tells a check which materials a moved file concerns.
+    inputs: tuple[tuple[str, Path, str], ...] = field(default=(), repr=False, compare=False)
 
     def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
@@ -156,8 +157,9 @@ class Builder:
     """Builds :class:`Served` material for profiles, with content-keyed caches of
     stores and contexts that live from one check to the next.
 
-    Each check calls :meth:`begin` with its reading, then :meth:`build` or
-    :meth:`keep` per profile, then :meth:`end`, which drops what the check did not use.
+    Each check calls :meth:`begin` with its reading, then :meth:`build` for the
+    profiles it rebuilds, then :meth:`end` with every material the new snapshot
+    serves, which drops what neither the check nor the snapshot uses.
     """
 
     def __init__(self, options: Options) -> None:
@@ -171,7 +173,7 @@ class Builder:
         # parsed once, not 1,000 times): (role, fingerprint, alias) -> records.
         self._infos: dict[tuple[str, str, str | None], Callable[[], tuple[AnchorInfo, ...]]] = {}
         self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
-        # id(context) -> its key in _contexts: what keep() marks, without a scan.
+        # id(context) -> its key in _contexts: what end() keeps, without a scan.
         self._key_of: dict[int, tuple[Any, ...]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
         self._used_contexts: set[tuple[Any, ...]] = set()
@@ -205,28 +207,34 @@ class Builder:
         self._by_value = {}
         self._reading = reading
 
-    def end(self) -> None:
-        """Drop cache entries the new snapshot does not use."""
+    def end(self, live: Iterable[Served]) -> None:
+        """Drop cache entries the new snapshot does not use.
+
+        Args:
+            live: every material the new snapshot serves (carried over or built): their
+                contexts stay cached, so that a profile built later from the same
+                content shares them.
+        """
+        used = self._used_contexts
+        key_of = self._key_of
+        for served in live:
+            key = key_of.get(id(served.context))
+            if key is not None:
+                used.add(key)
         for key in set(self._stores) - self._used_stores:
             del self._stores[key]
         for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
             del self._failed[key]
-        for key in set(self._contexts) - self._used_contexts:
+        for key in set(self._contexts) - used:
             main, _ = self._contexts.pop(key)
-            del self._key_of[id(main)]
-        live = {fp for _, fp in self._stores.values()}
-        for leaf_key in [k for k in self._leaves if k[0] not in live]:
+            del key_of[id(main)]
+        live_stores = {fp for _, fp in self._stores.values()}
+        for leaf_key in [k for k in self._leaves if k[0] not in live_stores]:
             del self._leaves[leaf_key]
-        for info_key in [k for k in self._infos if k[1] not in live]:
+        for info_key in [k for k in self._infos if k[1] not in live_stores]:
             del self._infos[info_key]
         self._reading = None
         self._served, self._by_id, self._by_value = {}, {}, {}
-
-    def keep(self, served: Served) -> None:
-        """Mark the caches behind material carried over unchanged as used."""
-        key = self._key_of.get(id(served.context))
-        if key is not None:
-            self._used_contexts.add(key)
 
     def _load(
         self, config: StoreConfig, keystore: bool, files: list[tuple[str, Path, str]]
@@ -415,7 +423,7 @@ class Builder:
                 serial,
                 self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
-                inputs=tuple((path, sha256) for _, path, sha256 in files),
+                inputs=tuple(files),
             )
             self._served[served_key] = served
         return served
@@ -479,23 +487,29 @@ class Builder:
         return found
 
     def inputs_moved(self, served: Served) -> bool:
-        """True if any file ``served`` was built from now hashes differently.
+        """True if any file ``served`` was built from now hashes differently, or one of
+        its CRLs has expired.
 
         Raises:
             Unstable: one of them is still being written.
             Interrupted: ``close()`` was called.
         """
-        # A CRL whose nextUpdate has passed is an input that moved: the profile is
-        # rebuilt, its (unchanged) list refused as expired, and the error reported
-        # (status, last_error) while OpenSSL already refuses every handshake.
-        if self._crl_expiry and any(kind == "crl" for kind, _, _ in served.files):
-            now = _dt.datetime.now(_dt.UTC)
-            for kind, _, sha256 in served.files:
-                expiry = self._crl_expiry.get(sha256) if kind == "crl" else None
+        digest = self.reading.digest
+        expiries = self._crl_expiry
+        now: _dt.datetime | None = None
+        for kind, path, sha256 in served.inputs:
+            if kind == "crl" and expiries:
+                # A CRL whose nextUpdate has passed is an input that moved: the profile
+                # is rebuilt, its (unchanged) list refused as expired, and the error
+                # reported (status, last_error) while OpenSSL already refuses every
+                # handshake.
+                expiry = expiries.get(sha256)
+                now = now or _dt.datetime.now(_dt.UTC)
                 if expiry is not None and expiry <= now:
                     return True
-        digest = self.reading.digest
-        return any(digest(path) != sha256 for path, sha256 in served.inputs)
+            if digest(path) != sha256:
+                return True
+        return False
 
     def renew_at(self, files: Iterable[Files]) -> _dt.datetime | None:
         """The earliest nextUpdate of the CRL files among ``files`` (``Served.files``)."""
@@ -511,19 +525,21 @@ class Builder:
 
     def watched(self, profiles: Iterable[SSLProfile], default: SSLProfile | None) -> set[Path]:
         """Every store file the profiles (and the default) reference."""
+        # By configuration first (profiles share their StoreConfig objects: a dict keyed
+        # by id costs less than hashing a Path per profile), then their locations.
+        configs: dict[int, StoreConfig] = {}
         paths: set[Path] = set()
-        add = paths.add
         every = [*profiles, *([default] if default else [])]
         fallback = self.options.default_truststore
         for profile in every:
-            keystore, truststore = profile.keystore, profile.truststore
+            keystore, truststore = profile.keystore, profile.truststore or fallback
             if keystore is not None:
-                add(keystore.location)
+                configs[id(keystore)] = keystore
             if truststore is not None:
-                add(truststore.location)
-            elif fallback is not None:
-                add(fallback.location)
-            paths.update(profile.crls)
+                configs[id(truststore)] = truststore
+            if profile.crls:
+                paths.update(profile.crls)
+        paths.update(config.location for config in configs.values())
         self._paths = {path: path for path in paths}
         return paths
 

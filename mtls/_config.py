@@ -320,25 +320,21 @@ class SSLProfile:
         parsed and checked: the same object as the constructor makes, without checking
         them again (a 10,000-profile file spent a quarter of its time there)."""
         profile = object.__new__(cls)
-        given = {
-            "servers": servers,
-            "keystore": keystore,
-            "truststore": truststore,
-            "novalidatecert": novalidatecert,
-            "client_id": client_id or None,
-            "name": name,
-            "written_servers": written_servers,
-        }
+        given = (
+            servers,
+            keystore,
+            truststore,
+            novalidatecert,
+            client_id or None,
+            name,
+            written_servers,
+        )
+        for setter, value in zip(_PARSED_SETTERS, given, strict=True):
+            setter(profile, value)
         # Every other field gets its default, so a field added later is never missing
         # from profiles the XML reader makes.
-        for item in _PROFILE_FIELDS:
-            if item.name in given:
-                value = given[item.name]
-            elif item.default is not dataclasses.MISSING:
-                value = item.default
-            else:
-                value = item.default_factory()  # type: ignore[operator]
-            object.__setattr__(profile, item.name, value)
+        for setter, default, factory in _PARSED_DEFAULTS:
+            setter(profile, default if factory is None else factory())
         return profile
 
     @property
@@ -363,6 +359,28 @@ class SSLProfile:
 
 
 _PROFILE_FIELDS = dataclasses.fields(SSLProfile)
+# What SSLProfile._parsed sets: each field's slot setter (a frozen dataclass's fields are
+# set through them, as object.__setattr__ does), in the order of its arguments, then
+# the defaults of the fields the XML reader does not give.
+_PARSED = (
+    "servers",
+    "keystore",
+    "truststore",
+    "novalidatecert",
+    "client_id",
+    "name",
+    "written_servers",
+)
+_PARSED_SETTERS = tuple(getattr(SSLProfile, name).__set__ for name in _PARSED)
+_PARSED_DEFAULTS = tuple(
+    (
+        getattr(SSLProfile, item.name).__set__,
+        item.default,
+        None if item.default_factory is dataclasses.MISSING else item.default_factory,
+    )
+    for item in _PROFILE_FIELDS
+    if item.name not in _PARSED
+)
 
 # Public as mtls.X: reprs, tracebacks and pickles say so however they were
 # imported (mtls/__init__.py loads them on first use).

@@ -42,10 +42,13 @@ rules make rotations safe from writers that change files while a check runs:
 For a profile set (:class:`mtls._snapshot.ProfilesPlan`), contexts are cached by
 content (store hashes, passwords, options): a profile whose inputs did not change
 keeps its very same ``SSLContext``; identical material is one context however many
-profiles use it. A profile whose new material fails to load or validate keeps its
-last good context and reports the error; the next check retries it. A profile with
-no last good at all is a ``Failed`` entry in the index: the hosts it names are
-refused (``ProfileUnavailableError``), never served by a catch-all or default.
+profiles use it. A check looks only at the profiles built from a file whose stat
+moved (``Reading.moved``), and at those with an error; the snapshot's maps say which
+(:class:`mtls._snapshot.Materials`), and are patched for what changed. A profile
+whose new material fails to load or validate keeps its last good context and
+reports the error; the next check retries it. A profile with no last good at all is
+a ``Failed`` entry in the index: the hosts it names are refused
+(``ProfileUnavailableError``), never served by a catch-all or default.
 
 The thread (:class:`Timer`) survives any exception from a check, ``BaseException``
 included, and reports it. ``close()`` sets the stop event: waits end at once, and a

@@ -5,7 +5,8 @@ Thread-free apart from one lock. A profile set makes one :class:`Health` and han
 every check, on the thread that ran the check (the reload thread for periodic
 checks: no second thread). It reads the snapshot it is given and never builds
 anything: the certificates come from each served material's lazily parsed chain
-and anchors, parsed once per material.
+and anchors, parsed once per material, and are kept from one snapshot to the next
+(:class:`InUse`): a reload that rotated one material walks that material's chain.
 
 Each certificate (keyed by its SHA-256 fingerprint) is announced once per threshold
 it crosses, tightest first when it crosses several at once (a process started with
@@ -134,88 +135,161 @@ def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timed
     return tuple(sorted(out, reverse=True))
 
 
-# Who uses a certificate: groups of profiles (a Built, or "*" for the default), shared
-# between certificates and only read when an event names them.
-_Users = Sequence[Sequence[Built | str]]
+# Where a certificate is used: a material's chain ("chain", id(Served)) or a truststore's
+# anchor list ("anchors", id(the list)), each with the role the certificate has there.
+_Source = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class _InUse:
+@dataclass(slots=True)
+class _Cert:
+    """One certificate in use, and every place it is used."""
+
     info: AnchorInfo
     not_after: _dt.datetime
-    role: Role
-    users: _Users
+    sources: dict[_Source, Role]
 
     @property
-    def servers(self) -> tuple[str, ...]:
-        """The ``host:port`` entries that use it, sorted (made when an event needs them)."""
-        names: set[str] = set()
-        for group in self.users:
-            for item in group:
-                if isinstance(item, str):
-                    names.add(item)
-                else:
-                    names.update(item.profile.server_names)
-        return tuple(sorted(names))
+    def role(self) -> Role:
+        """Its most telling role where it has several (identity, then chain, then anchor)."""
+        return min(self.sources.values(), key=_RANK.__getitem__)
 
 
-def certificates_in_use(snapshot: Snapshot) -> list[_InUse]:
-    """Every certificate the snapshot serves or verifies with, once each (by fingerprint).
+class InUse:
+    """Every certificate a snapshot serves or verifies with, once each (by fingerprint),
+    kept up to date from one snapshot to the next at the cost of what changed.
 
     Identities and their chains come from every served material; anchors from every
     truststore a loaded profile (or the default profile) verifies with. A profile
     that never loaded serves nothing and contributes nothing.
 
-    The work is per distinct material and per distinct truststore, not per profile:
-    10,000 profiles on 1,000 keystores and one truststore walk 1,000 chains and one
-    anchor list (who uses a certificate is worked out only when an event names them).
+    :meth:`update` compares the snapshot's materials with those it last saw (two
+    dictionaries' keys, compared in C) and walks only the chains and anchor lists of
+    the materials that came or went: a reload that rotated one keystore among 1,000
+    walks one chain. Anchor lists are shared by every material built on the same
+    truststore content: each list is walked once, when its first user comes. Who
+    uses a certificate (:meth:`servers`) is worked out only when an event names it.
     """
-    by_served: dict[int, tuple[Served, list[Built | str]]] = {}
-    items: list[Built] = list(snapshot.built)
-    if isinstance(snapshot.default, Built):
-        items.append(snapshot.default)
-    for item in items:
-        served = item.served
-        entry = by_served.get(id(served))
-        if entry is None:
-            entry = by_served[id(served)] = (served, [])
-        entry[1].append("*" if item is snapshot.default else item)
-    found: dict[str, tuple[AnchorInfo, Role, Sequence[Sequence[Built | str]]]] = {}
 
-    def add(info: AnchorInfo, role: Role, users: Sequence[Sequence[Built | str]]) -> None:
+    def __init__(self) -> None:
+        self.certs: dict[str, _Cert] = {}
+        # What the certificates above were taken from: id(Served) -> Served.
+        self._materials: dict[int, Served] = {}
+        # id(anchor list) -> (the list, the materials that verify with it).
+        self._anchors: dict[int, tuple[Sequence[AnchorInfo], set[int]]] = {}
+
+    def update(self, snapshot: Snapshot) -> tuple[list[_Cert], list[str]]:
+        """Take ``snapshot``'s materials in.
+
+        Returns:
+            The certificates now in use that were not before, and the fingerprints of
+            those no longer in use.
+        """
+        materials = dict(snapshot.materials.served)
+        if isinstance(snapshot.default, Built):
+            materials[id(snapshot.default.served)] = snapshot.default.served
+        old = self._materials
+        came, gone = materials.keys() - old.keys(), old.keys() - materials.keys()
+        self._materials = materials
+        added: dict[str, _Cert] = {}
+        removed: list[str] = []
+        for key in gone:
+            self._remove(key, old[key], removed)
+        for key in came:
+            self._add(key, materials[key], added)
+        # A certificate that went with one material and came with another is still in use.
+        return [c for f, c in added.items() if f in self.certs], [
+            f for f in removed if f not in self.certs
+        ]
+
+    def _add(self, key: int, served: Served, added: dict[str, _Cert]) -> None:
+        for index, info in enumerate(_chain(served)):
+            self._use(info, ("chain", key), "identity" if index == 0 else "chain", added)
+        anchors = served.anchors()
+        shared = self._anchors.get(id(anchors))
+        if shared is None:
+            self._anchors[id(anchors)] = (anchors, {key})
+            for info in anchors:
+                self._use(info, ("anchors", id(anchors)), "anchor", added)
+        else:
+            shared[1].add(key)
+
+    def _remove(self, key: int, served: Served, removed: list[str]) -> None:
+        for info in _chain(served):
+            self._drop(info, ("chain", key), removed)
+        anchors = served.anchors()
+        shared = self._anchors.get(id(anchors))
+        if shared is not None:
+            shared[1].discard(key)
+            if not shared[1]:
+                del self._anchors[id(anchors)]
+                for info in anchors:
+                    self._drop(info, ("anchors", id(anchors)), removed)
+
+    def _use(self, info: AnchorInfo, source: _Source, role: Role, added: dict[str, _Cert]) -> None:
         if info.not_after is None or not info.fingerprint:
             return
-        known = found.get(info.fingerprint)
-        if known is None:  # kept as given (never mutated): no copy per certificate
-            found[info.fingerprint] = (info, role, users)
-            return
-        best = role if _RANK[role] < _RANK[known[1]] else known[1]
-        found[info.fingerprint] = (known[0], best, [*known[2], *users])
+        cert = self.certs.get(info.fingerprint)
+        if cert is None:
+            cert = self.certs[info.fingerprint] = _Cert(info, info.not_after, {})
+            added[info.fingerprint] = cert
+        best = cert.sources.get(source)
+        if best is None or _RANK[role] < _RANK[best]:
+            cert.sources[source] = role
 
-    # Anchor lists are shared by every material built on the same truststore content:
-    # walk each list once, with every group that uses it.
-    by_anchors: dict[int, tuple[Sequence[AnchorInfo], list[list[Built | str]]]] = {}
-    for served, group in by_served.values():
-        try:
-            chain = served.chain()
-        except MTLSError:  # the entry was usable when built; never stop the watch
-            chain = ()
-        for index, info in enumerate(chain):
-            add(info, "identity" if index == 0 else "chain", (group,))
-        anchors = served.anchors()
-        shared = by_anchors.get(id(anchors))
-        if shared is None:
-            by_anchors[id(anchors)] = (anchors, [group])
-        else:
-            shared[1].append(group)
-    for shared_anchors, groups in by_anchors.values():
-        for info in shared_anchors:
-            add(info, "anchor", groups)
-    return [
-        _InUse(info, info.not_after, role, users)
-        for info, role, users in found.values()
-        if info.not_after is not None
-    ]
+    def _drop(self, info: AnchorInfo, source: _Source, removed: list[str]) -> None:
+        cert = self.certs.get(info.fingerprint)
+        if cert is None:
+            return
+        cert.sources.pop(source, None)
+        if not cert.sources:
+            del self.certs[info.fingerprint]
+            removed.append(info.fingerprint)
+
+    def servers(self, cert: _Cert, snapshot: Snapshot) -> tuple[str, ...]:
+        """The ``host:port`` entries that use ``cert`` in ``snapshot``, sorted (``*``:
+        a catch-all profile or the set's default)."""
+        keys: set[int] = set()
+        for kind, key in cert.sources:
+            if kind == "chain":
+                keys.add(key)
+            else:
+                keys.update(self._anchors[key][1])
+        users = snapshot.materials.users
+        items = snapshot.items
+        default = snapshot.default
+        names: set[str] = set()
+        for key in keys:
+            for position in users.get(key, ()):
+                names.update(items[position].profile.server_names)
+            if isinstance(default, Built) and id(default.served) == key:
+                names.add("*")
+        return tuple(sorted(names))
+
+    def records(self, snapshot: Snapshot) -> list[InUseRecord]:
+        """Every certificate in use as (fingerprint, role, not_after, servers), sorted."""
+        return sorted(
+            (fp, cert.role, cert.not_after, self.servers(cert, snapshot))
+            for fp, cert in self.certs.items()
+        )
+
+
+def _chain(served: Served) -> Sequence[AnchorInfo]:
+    try:
+        return served.chain()
+    except MTLSError:  # the entry was usable when built; never stop the watch
+        return ()
+
+
+InUseRecord = tuple[str, Role, _dt.datetime, tuple[str, ...]]
+
+
+def certificates_in_use(snapshot: Snapshot) -> list[InUseRecord]:
+    """Every certificate ``snapshot`` uses, computed afresh: (fingerprint, role,
+    not_after, servers) each, sorted. What :class:`InUse` keeps up to date; tests
+    compare the two."""
+    fresh = InUse()
+    fresh.update(snapshot)
+    return fresh.records(snapshot)
 
 
 def _span(delta: _dt.timedelta) -> str:
@@ -295,9 +369,9 @@ class Health:
         # fingerprint -> level announced: k thresholds crossed (1..n), n + 1 expired
         self._announced: dict[str, int] = {}
         self._last_snapshot: Snapshot | None = None
-        self._in_use: list[_InUse] = []
-        # The earliest moment a certificate of _in_use crosses its next level: until
-        # then, an evaluation of the same snapshot has nothing to do (one comparison).
+        self._in_use = InUse()
+        # The earliest moment a certificate in use crosses its next level: until then,
+        # only certificates that came with a new snapshot can have anything to say.
         self._next = _FAR
         self._generation: int | None = None
         self._reloads = ReloadCounts()
@@ -335,26 +409,29 @@ class Health:
             self._generation = snapshot.generation
 
     def evaluate(self, snapshot: Snapshot) -> tuple[HealthEvent, ...]:
-        """Compare every certificate in use with the thresholds now; log and deliver
-        what is new. Returns the events of this evaluation."""
+        """Compare the certificates in use with the thresholds now; log and deliver
+        what is new. Returns the events of this evaluation.
+
+        Costs what changed: a new snapshot's materials are compared with the last
+        one's, and only the certificates that came with it are looked at, unless one
+        already in use is due to cross its next level (then all of them are).
+        """
         now = self._clock()
         events: list[HealthEvent] = []
         with self._lock:
-            if snapshot is self._last_snapshot and now < self._next:
-                return ()  # the common case: nothing can have crossed since last time
+            fresh: Iterable[_Cert] = ()
             if snapshot is not self._last_snapshot:
-                self._in_use = certificates_in_use(snapshot)
+                fresh, gone = self._in_use.update(snapshot)
                 self._last_snapshot = snapshot
-                live = {c.info.fingerprint for c in self._in_use}
-                for gone in set(self._announced) - live:
-                    del self._announced[gone]  # rotated out: a new one starts afresh
-            upcoming = _FAR
-            for cert in self._in_use:
-                event = self._crossed(cert, now)
+                for fingerprint in gone:
+                    self._announced.pop(fingerprint, None)  # rotated out: starts afresh
+            if now >= self._next:
+                fresh, self._next = self._in_use.certs.values(), _FAR
+            for cert in fresh:
+                event = self._crossed(cert, now, snapshot)
                 if event is not None:
                     events.append(event)
-                upcoming = min(upcoming, self._next_crossing(cert))
-            self._next = upcoming
+                self._next = min(self._next, self._next_crossing(cert))
             callbacks = list(self._callbacks)
         for event in events:
             _log(event, self._where)
@@ -365,7 +442,7 @@ class Health:
                     log.exception("mtls: a health callback raised; the others still run")
         return tuple(events)
 
-    def _next_crossing(self, cert: _InUse) -> _dt.datetime:
+    def _next_crossing(self, cert: _Cert) -> _dt.datetime:
         """When ``cert`` crosses its next level (a threshold not yet announced, or its end)."""
         level = self._announced.get(cert.info.fingerprint, 0)
         thresholds = self.thresholds
@@ -375,7 +452,7 @@ class Health:
             return cert.not_after
         return _FAR  # expired and announced: nothing more to say
 
-    def _crossed(self, cert: _InUse, now: _dt.datetime) -> HealthEvent | None:
+    def _crossed(self, cert: _Cert, now: _dt.datetime, snapshot: Snapshot) -> HealthEvent | None:
         left = cert.not_after - now
         thresholds = self.thresholds
         if left <= _dt.timedelta(0):
@@ -390,7 +467,7 @@ class Health:
         return HealthEvent(
             kind="expired" if level > len(thresholds) else "expiring",
             role=cert.role,
-            servers=cert.servers,
+            servers=self._in_use.servers(cert, snapshot),
             subject=cert.info.subject,
             serial=cert.info.serial,
             not_after=cert.not_after,

@@ -117,6 +117,10 @@ class Reading:
         self._stop = stop
         self._verdicts: dict[Path, _Verdict] = {}
         self._stats: dict[Path, tuple[int, ...]] = {}  # taken by survey(), used once
+        #: The files whose stat moved, as :meth:`survey` found them (``None``: no
+        #: survey, so every file may have moved). A file not among them hashes as its
+        #: bytes were last used: a check need not look at what was built from it.
+        self.moved: frozenset[Path] | None = None
 
     def survey(self, paths: Iterable[Path]) -> list[Path]:
         """Stat each of ``paths`` once, and return those whose stat moved since their
@@ -142,6 +146,7 @@ class Reading:
             entry = seen.get(path)
             if entry is None or entry[0] != key:
                 moved.append(path)
+        self.moved = frozenset(moved)
         return moved
 
     def checkpoint(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import ssl
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,6 +100,112 @@ class Failed:
         return error
 
 
+def _failing(item: Built | Failed) -> bool:
+    return type(item) is not Built or item.error is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Materials:
+    """Which profiles use which material, and which files each material was read from.
+
+    What lets a check cost what changed: a moved file names the materials read from
+    it (``readers``), a material names the profiles built on it (``users``), and only
+    those (with the profiles in ``retry``) are looked at. Immutable like the snapshot
+    that holds it; :meth:`patch` makes the next one by copying the maps (in C) and
+    changing the entries of the profiles that changed.
+
+    Keys are ``id(Served)``: every :class:`Served` named here is held by ``served``,
+    so an id is never reused while it is a key.
+    """
+
+    served: Mapping[int, Served]  # every material a loaded profile serves (errors too)
+    users: Mapping[int, frozenset[int]]  # material -> positions in Snapshot.items
+    readers: Mapping[Path, frozenset[int]]  # input file -> the materials read from it
+    retry: frozenset[int] = frozenset()  # positions with an error, or never loaded
+
+    @classmethod
+    def of(
+        cls, served: dict[int, Served], users: Mapping[int, list[int]], retry: list[int]
+    ) -> Materials:
+        """The maps from one pass over a snapshot's entries (see :func:`build_index`)."""
+        readers: dict[Path, set[int]] = {}
+        for key, material in served.items():
+            for _, path, _ in material.inputs:
+                readers.setdefault(path, set()).add(key)
+        return cls(
+            served,
+            {key: frozenset(group) for key, group in users.items()},
+            {path: frozenset(keys) for path, keys in readers.items()},
+            frozenset(retry),
+        )
+
+    def patch(self, changes: Iterable[tuple[int, Built | Failed, Built | Failed]]) -> Materials:
+        """The maps after ``changes``: (position, previous entry, new entry) each.
+
+        Costs the changed profiles and the materials they leave or join, plus a copy
+        of each map.
+        """
+        lost: dict[int, set[int]] = {}
+        gained: dict[int, set[int]] = {}
+        made: dict[int, Served] = {}
+        retry = set(self.retry)
+        for position, prev, item in changes:
+            if type(prev) is Built:
+                lost.setdefault(id(prev.served), set()).add(position)
+            if type(item) is Built:
+                made[id(item.served)] = item.served
+                gained.setdefault(id(item.served), set()).add(position)
+            if _failing(item):
+                retry.add(position)
+            else:
+                retry.discard(position)
+        served = dict(self.served)
+        users = dict(self.users)
+        readers = dict(self.readers)
+        empty: frozenset[int] = frozenset()
+        for key in lost.keys() | gained.keys():
+            before = users.get(key, empty)
+            after = (before - lost.get(key, empty)) | gained.get(key, empty)
+            if after:
+                users[key] = frozenset(after)
+            else:
+                del users[key]
+            if bool(before) == bool(after):
+                continue  # the material stays (or was never) in use: its files too
+            material = made[key] if after else served.pop(key)
+            if after:
+                served[key] = material
+            for _, path, _ in material.inputs:
+                keys = readers.get(path, empty)
+                keys = keys | {key} if after else keys - {key}
+                if keys:
+                    readers[path] = keys
+                else:
+                    readers.pop(path, None)
+        return Materials(served, users, readers, frozenset(retry))
+
+    def suspects(self, moved: Iterable[Path], crl_due: bool) -> list[int]:
+        """The positions a check looks at: the users of every material read from a
+        ``moved`` file (and of every material with a CRL, when one is ``crl_due``),
+        and the profiles to retry, in order."""
+        keys: set[int] = set()
+        for path in moved:
+            keys.update(self.readers.get(path, ()))
+        if crl_due:
+            keys.update(
+                key
+                for key, material in self.served.items()
+                if any(kind == "crl" for kind, _, _ in material.inputs)
+            )
+        positions = set(self.retry)
+        for key in keys:
+            positions.update(self.users[key])
+        return sorted(positions)
+
+
+_NO_MATERIALS = Materials({}, {}, {})
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a reader needs, immutable; replaced whole on every applied change.
@@ -113,6 +219,7 @@ class Snapshot:
     index: Mapping[IndexKey, Built | Failed]  # failed profiles too: their hosts are refused
     fast: Mapping[IndexKey, ssl.SSLContext]  # exact keys straight to their context
     default: Built | Failed | ssl.SSLContext | None
+    materials: Materials = _NO_MATERIALS  # who uses what (see Materials)
     config_error: MTLSError | None = None
     config_digest: str | None = None
     profiles: tuple[SSLProfile, ...] = ()
@@ -130,37 +237,36 @@ class Snapshot:
     clean: bool = False  # every item is a Built without an error
 
     @classmethod
-    def make(cls, *, clean: bool = False, **fields: Any) -> Snapshot:
+    def make(cls, **fields: Any) -> Snapshot:
         """A snapshot with its derived fields (``built``, ``failures``, ``errors``) filled.
 
-        ``clean``: the caller knows every item is a :class:`Built` without an error
-        (the usual case), so ``built`` is ``items`` itself, at no cost.
+        Costs the profiles to retry (``materials.retry``), not every profile: ``built``
+        is ``items`` itself unless a profile never loaded.
         """
         items: tuple[Built | Failed, ...] = fields["items"]
+        retry = sorted(fields.get("materials", _NO_MATERIALS).retry)
         config_error: MTLSError | None = fields.get("config_error")
         errors: list[MTLSError] = [config_error] if config_error is not None else []
-        failed: list[MTLSError] = []
-        if clean:
-            built: tuple[Built, ...] = items  # type: ignore[assignment]
-            failures: tuple[tuple[SSLProfile, MTLSError], ...] = ()
-        else:
-            loaded: list[Built] = []
-            gone: list[tuple[SSLProfile, MTLSError]] = []
-            for item in items:
-                if isinstance(item, Built):
-                    loaded.append(item)
-                    if item.error is not None:
-                        errors.append(item.error)
-                else:
-                    gone.append((item.profile, item.error))
-                    failed.append(item.error)
-            built, failures = tuple(loaded), tuple(gone)
+        failed: list[Failed] = []
+        for item in (items[i] for i in retry):
+            if isinstance(item, Failed):
+                failed.append(item)
+            elif item.error is not None:
+                errors.append(item.error)
+        built: tuple[Built, ...] = items  # type: ignore[assignment]
+        if failed:
+            built = tuple(item for item in items if isinstance(item, Built))
         default = fields.get("default")
         if isinstance(default, Built | Failed) and default.error is not None:
             errors.append(default.error)
-        errors.extend(failed)
-        clean = clean or (len(built) == len(items) and not any(b.error for b in built))
-        return cls(**fields, built=built, failures=failures, errors=tuple(errors), clean=clean)
+        errors.extend(item.error for item in failed)
+        return cls(
+            **fields,
+            built=built,
+            failures=tuple((item.profile, item.error) for item in failed),
+            errors=tuple(errors),
+            clean=not retry,
+        )
 
 
 def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
@@ -208,9 +314,10 @@ def _duplicate(
 
 
 def build_index(
-    items: Iterable[Built | Failed], path: str | None
-) -> tuple[dict[IndexKey, Built | Failed], dict[IndexKey, ssl.SSLContext]]:
-    """Index profiles (loaded and failed) by (host, port, client_id).
+    items: Sequence[Built | Failed], path: str | None
+) -> tuple[dict[IndexKey, Built | Failed], dict[IndexKey, ssl.SSLContext], Materials]:
+    """Index profiles (loaded and failed) by (host, port, client_id), and their
+    materials (:class:`Materials`), in one pass.
 
     Only loaded ones go in the fast map; a failed one's keys stay in the index so
     that its hosts are refused rather than served by a catch-all or default.
@@ -220,19 +327,43 @@ def build_index(
     """
     index: dict[IndexKey, Built | Failed] = {}
     fast: dict[IndexKey, ssl.SSLContext] = {}
-    for item in items:
+    put = index.setdefault
+    materials: dict[int, Served] = {}
+    users: dict[int, list[int]] = {}
+    retry: list[int] = []
+    last = 0  # the previous profile's material, and its group: they come in runs
+    group: list[int] = []
+    for position, item in enumerate(items):
         profile = item.profile
         client = profile.client_id
-        built = type(item) is Built
+        served = item.served if type(item) is Built else None
+        if served is None or item.error is not None:
+            retry.append(position)
+        if served is not None:
+            key = id(served)
+            if key != last:
+                last = key
+                found = users.get(key)
+                if found is None:
+                    materials[key] = served
+                    found = users[key] = []
+                group = found
+            group.append(position)
         for server in profile.servers:
-            key: IndexKey = (CATCH_ALL, 0, client) if server == CATCH_ALL else (*server, client)
-            other = index.get(key)
-            if other is not None:
-                raise _duplicate(key, server, other.profile, profile, path)
-            index[key] = item
-            if built and server != CATCH_ALL:
-                fast[key] = item.context_for_host(key[0])  # type: ignore[union-attr]
-    return index, fast
+            if server == CATCH_ALL:
+                entry: IndexKey = (CATCH_ALL, 0, client)
+            else:
+                host, port = server
+                entry = (host, port, client)
+            other = put(entry, item)  # one hash: the entry, or the profile already there
+            if other is not item:
+                raise _duplicate(entry, server, other.profile, profile, path)
+            if served is not None and server != CATCH_ALL:
+                local = served.localhost_context
+                fast[entry] = (
+                    local if local is not None and host in LOCALHOST_NAMES else served.context
+                )
+    return index, fast, Materials.of(materials, users, retry)
 
 
 def _patch_index(
@@ -356,9 +487,10 @@ class ProfilesPlan:
         default: Built | Failed | ssl.SSLContext | None = (
             results[-1] if default_profile is not None else self.default  # type: ignore[assignment]
         )
-        index, fast = build_index(items, self.options.path)
-        renew_at = builder.renew_at(i.files for i in (*items, default) if isinstance(i, Built))
-        builder.end()
+        index, fast, materials = build_index(items, self.options.path)
+        live = self._live(materials, default)
+        renew_at = builder.renew_at(served.files for served in live)
+        builder.end(live)
         return Snapshot.make(
             generation=0,
             items=tuple(items),
@@ -366,6 +498,7 @@ class ProfilesPlan:
             index=index,
             fast=fast,
             default=default,
+            materials=materials,
             config_digest=digest,
             profiles=tuple(profiles),
             watched=watched,
@@ -425,20 +558,19 @@ class ProfilesPlan:
                 loaded, digest = profiles, loaded_digest
         index: Mapping[IndexKey, Built | Failed]
         fast: Mapping[IndexKey, ssl.SSLContext]
-        replaced: list[Built | Failed] = []
         if loaded is not None:
             watched = self._watched(loaded)
             reading.settle(set(watched) - set(old.watched))
             items, changed = self._rebuild_all(run, loaded, old)
-            index, fast = build_index(items, self.options.path)
+            index, fast, materials = build_index(items, self.options.path)
             profiles_t: tuple[SSLProfile, ...] = tuple(loaded)
         else:
             watched, profiles_t = old.watched, old.profiles
             items, changed, replaced = self._recheck(run, old)
-            if not replaced:
-                index, fast = old.index, old.fast
-            else:
-                index, fast = _patch_index(old, replaced)
+            index, fast, materials = old.index, old.fast, old.materials
+            if replaced:
+                index, fast = _patch_index(old, [item for _, _, item in replaced])
+                materials = old.materials.patch(replaced)
         default = old.default
         if isinstance(self.default, SSLProfile):
             prev_default = old.default if isinstance(old.default, Built) else None
@@ -449,8 +581,9 @@ class ProfilesPlan:
                 changed = True
             if isinstance(default, Failed) != isinstance(old.default, Failed):
                 changed = True
-        renew_at = builder.renew_at(i.files for i in (*items, default) if isinstance(i, Built))
-        builder.end()
+        live = self._live(materials, default)
+        renew_at = builder.renew_at(served.files for served in live)
+        builder.end(live)
         pending = run.pending or reading.unstable
         if (
             items is old.items
@@ -460,21 +593,14 @@ class ProfilesPlan:
             and pending == old.pending
         ):
             return Outcome(old, False)  # nothing at all moved (a touch, say)
-        # Clean: every entry loaded without an error (old ones, when the old snapshot was
-        # so, and every new one).
-        clean = (
-            loaded is None
-            and old.clean
-            and all(type(i) is Built and i.error is None for i in replaced)
-        )
         new = Snapshot.make(
-            clean=clean,
             generation=old.generation + (1 if changed else 0),
             items=items,
             renew_at=renew_at,
             index=index,
             fast=fast,
             default=default,
+            materials=materials,
             config_error=config_error,
             config_digest=digest,
             profiles=profiles_t,
@@ -486,33 +612,40 @@ class ProfilesPlan:
 
     def _recheck(
         self, run: _Pass, old: Snapshot
-    ) -> tuple[tuple[Built | Failed, ...], bool, list[Built | Failed]]:
-        """The same profiles again: each against its own previous entry.
+    ) -> tuple[tuple[Built | Failed, ...], bool, list[tuple[int, Built | Failed, Built | Failed]]]:
+        """The same profiles again: those whose material was read from a file that
+        moved, and those to retry, each against its own previous entry. The others
+        are not looked at (their files did not move: their material cannot have).
 
         Returns:
             The entries (``old.items`` itself when none moved), whether what a lookup
-            answers changed, and the entries that are new objects.
+            answers changed, and the entries that are new objects, as (position,
+            previous entry, new entry).
         """
         checkpoint = run.reading.checkpoint
         unchanged = run.unchanged
-        replaced: list[Built | Failed] = []
+        moved = run.reading.moved
+        if moved is None or old.pending:
+            # Not surveyed, or a file was caught mid-write last time: look at everything.
+            positions: Iterable[int] = range(len(old.items))
+        else:
+            due = old.renew_at is not None and _dt.datetime.now(_dt.UTC) >= old.renew_at
+            positions = old.materials.suspects(moved, due)
+        replaced: list[tuple[int, Built | Failed, Built | Failed]] = []
         changed = False
-        out: list[Built | Failed] = []
-        append = out.append
-        for prev in old.items:
+        items = old.items
+        for position in positions:
+            prev = items[position]
             # The common case first, in as few steps as possible: a loaded profile whose
-            # material was already found unchanged in this check (10,000 profiles on
-            # 1,000 keystores: 1,000 looks at files, then 9,000 of these).
+            # material was already found unchanged in this check.
             if type(prev) is Built and prev.error is None and unchanged.get(id(prev.served)):
-                append(prev)
                 continue
             checkpoint()  # close() stops the check here, between profiles
             last = prev if type(prev) is Built else None
             item = self._rebuild(run, prev.profile, last)
-            append(item)
             if item is prev:
                 continue
-            replaced.append(item)
+            replaced.append((position, prev, item))
             if type(item) is Built:
                 if last is None or item.context is not last.context:
                     changed = True  # a new context, or a failed profile that now loads
@@ -521,7 +654,10 @@ class ProfilesPlan:
             elif last is not None:
                 changed = True  # cannot happen (a profile keeps its last good); for safety
         if not replaced:
-            return old.items, False, replaced
+            return items, False, replaced
+        out = list(items)
+        for position, _, item in replaced:
+            out[position] = item
         return tuple(out), changed, replaced
 
     def _rebuild_all(
@@ -569,8 +705,6 @@ class ProfilesPlan:
                 unchanged = run.unchanged.get(id(served))
                 if unchanged is None:
                     unchanged = not builder.inputs_moved(served)
-                    if unchanged:
-                        builder.keep(served)
                     run.unchanged[id(served)] = unchanged
                 if unchanged:
                     return prev
@@ -579,15 +713,21 @@ class ProfilesPlan:
             log.info("%s: %s; retrying at the next check", self.where, exc)
             run.pending = True
             if prev is not None:
-                builder.keep(prev.served)
                 return prev
             return Failed(profile, self._in_profile(profile, _still_written(exc)))
         except MTLSError as exc:
             error = self._in_profile(profile, exc)
             if prev is None:
                 return Failed(profile, error)
-            builder.keep(prev.served)
             return replace(prev, error=error)
+
+    @staticmethod
+    def _live(materials: Materials, default: object) -> list[Served]:
+        """Every material a snapshot serves: its profiles' and its default's."""
+        live = list(materials.served.values())
+        if isinstance(default, Built):
+            live.append(default.served)
+        return live
 
     def broken(self, old: Snapshot, exc: BaseException) -> Snapshot:
         """``old`` kept whole after a check failed unexpectedly, saying why."""

@@ -1,0 +1,270 @@
+"""Incremental reloads: a check patches only the profiles whose files moved.
+
+Every test checks the two things patching could get wrong: the profiles a change
+concerns see the new material (or keep their last good, with an error), and every
+other profile keeps its very same context object. After each step, the snapshot's
+patched maps and the expiry watch's incrementally kept certificates are compared with
+the same things computed afresh from the snapshot's entries.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ssl
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls._health import certificates_in_use
+from mtls._snapshot import Snapshot, build_index
+from mtls.testing import CA, IssuedIdentity, replace_atomically
+from tests._helpers import PASSWORD, profile, profile_xml, write_identity, write_trust
+from tests.health._certs import issue
+
+DAY = _dt.timedelta(days=1)
+KEYSTORES = 4
+PER_KEYSTORE = 3
+
+
+def host(keystore: int, n: int) -> str:
+    return f"backend-{keystore}-{n}.internal"
+
+
+def rewrite(path: Path, identity: IssuedIdentity) -> None:
+    """Replace ``path`` atomically with ``identity`` as JKS (a rotation as deployed)."""
+    staged = path.with_suffix(".staged")
+    write_identity(identity, staged)
+    replace_atomically(path, staged.read_bytes())
+
+
+def snapshot_of(profiles: mtls.SSLProfileSet) -> Snapshot:
+    snapshot: Snapshot = profiles._snapshot
+    return snapshot
+
+
+def assert_patched_as_computed(profiles: mtls.SSLProfileSet) -> None:
+    """The snapshot's patched index and maps, and the expiry watch's certificates, are
+    exactly what a full computation from the snapshot's entries gives."""
+    snapshot = snapshot_of(profiles)
+    index, fast, fresh = build_index(snapshot.items, None)
+    kept = snapshot.materials
+    assert kept.served.keys() == fresh.served.keys()
+    assert all(kept.served[k] is fresh.served[k] for k in fresh.served)
+    assert dict(kept.users) == dict(fresh.users)
+    assert dict(kept.readers) == dict(fresh.readers)
+    assert kept.retry == fresh.retry
+    assert dict(snapshot.index) == index
+    assert dict(snapshot.fast) == fast
+    health = profiles._health
+    health.evaluate(snapshot)
+    assert health._in_use.records(snapshot) == certificates_in_use(snapshot)
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> tuple[CA, list[Path], Path, list[mtls.SSLProfile]]:
+    """4 keystores, 3 profiles on each, one shared truststore."""
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    keystores = [
+        write_identity(ca.issue_cert(f"client{k}"), tmp_path / f"client{k}.jks")
+        for k in range(KEYSTORES)
+    ]
+    trust_config = mtls.StoreConfig(location=trust, password=mtls.Secret(PASSWORD))
+    configs = [
+        mtls.StoreConfig(location=path, password=mtls.Secret(PASSWORD)) for path in keystores
+    ]
+    items = [
+        mtls.SSLProfile(servers=((host(k, n), 443),), keystore=configs[k], truststore=trust_config)
+        for k in range(KEYSTORES)
+        for n in range(PER_KEYSTORE)
+    ]
+    return ca, keystores, trust, items
+
+
+def contexts(profiles: mtls.SSLProfileSet) -> dict[str, ssl.SSLContext]:
+    out: dict[str, ssl.SSLContext] = {}
+    for k in range(KEYSTORES):
+        for n in range(PER_KEYSTORE):
+            ctx = profiles.context_for(host(k, n), 443)
+            assert ctx is not None
+            out[host(k, n)] = ctx
+    return out
+
+
+def rebuilt(before: dict[str, ssl.SSLContext], profiles: mtls.SSLProfileSet) -> set[str]:
+    """The hosts whose context is no longer the very object it was in ``before``."""
+    now = contexts(profiles)
+    return {name for name in before if now[name] is not before[name]}
+
+
+def of_keystore(k: int) -> set[str]:
+    return {host(k, n) for n in range(PER_KEYSTORE)}
+
+
+def subject(profiles: mtls.SSLProfileSet, name: str) -> str:
+    """The common name the profile for ``name`` presents."""
+    (entry,) = [p for p in profiles.status().profiles if p.servers == (f"{name}:443",)]
+    assert entry.identity is not None and entry.identity.subject is not None
+    return entry.identity.subject.split(",")[0]
+
+
+def test_a_changed_keystore_rebuilds_only_the_profiles_that_use_it(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+) -> None:
+    ca, keystores, _, items = estate
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        before = contexts(profiles)
+        rewrite(keystores[1], ca.issue_cert("rotated1"))
+        assert profiles.reload()
+        assert rebuilt(before, profiles) == of_keystore(1)
+        # The three profiles of that keystore share one new context, as at start-up.
+        assert len({id(contexts(profiles)[name]) for name in of_keystore(1)}) == 1
+        assert subject(profiles, host(1, 0)) == "CN=rotated1"
+        assert subject(profiles, host(0, 0)) == "CN=client0"
+        assert profiles.generation == 1 and not profiles.errors
+        assert_patched_as_computed(profiles)
+
+
+def test_the_same_bytes_rewritten_rebuild_nothing(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+) -> None:
+    _, keystores, _, items = estate
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        before = contexts(profiles)
+        old = snapshot_of(profiles)
+        replace_atomically(keystores[2], keystores[2].read_bytes())  # new inode, same bytes
+        assert not profiles.reload()
+        assert not rebuilt(before, profiles)
+        assert snapshot_of(profiles).materials is old.materials
+        assert profiles.generation == 0
+        assert_patched_as_computed(profiles)
+
+
+def test_a_change_that_fails_keeps_the_last_good_of_only_those_profiles(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+) -> None:
+    ca, keystores, _, items = estate
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        before = contexts(profiles)
+        replace_atomically(keystores[2], b"not a keystore at all")
+        profiles.reload()
+        assert not rebuilt(before, profiles)  # the last good, every one
+        failing = {p.servers[0] for p in profiles.status().profiles if p.error is not None}
+        assert failing == {f"{name}:443" for name in of_keystore(2)}
+        assert all(str(keystores[2]) in str(error) for error in profiles.errors)
+        assert_patched_as_computed(profiles)
+        # Meanwhile another keystore rotates: it is applied; the failing ones keep theirs.
+        rewrite(keystores[0], ca.issue_cert("rotated0"))
+        assert profiles.reload()
+        assert rebuilt(before, profiles) == of_keystore(0)
+        again = contexts(profiles)
+        assert len(profiles.errors) == PER_KEYSTORE
+        assert_patched_as_computed(profiles)
+        # The fix is picked up, and the set is clean again.
+        rewrite(keystores[2], ca.issue_cert("fixed2"))
+        assert profiles.reload()
+        assert rebuilt(again, profiles) == of_keystore(2)
+        assert not profiles.errors and subject(profiles, host(2, 1)) == "CN=fixed2"
+        assert_patched_as_computed(profiles)
+
+
+def test_a_profile_that_never_loaded_is_retried_until_its_keystore_appears(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+) -> None:
+    ca, keystores, _, items = estate
+    keystores[3].unlink()
+    with mtls.SSLProfileSet(items, settle_delay=0, skip_failures=True) as profiles:
+        assert len(profiles.failures) == PER_KEYSTORE
+        with pytest.raises(mtls.ProfileUnavailableError):
+            profiles.context_for(host(3, 0), 443)
+        loaded = {name: profiles.context_for(name, 443) for name in (host(0, 0), host(2, 2))}
+        assert_patched_as_computed(profiles)
+        assert not profiles.reload()  # still missing: nothing changes
+        write_identity(ca.issue_cert("late3"), keystores[3])
+        assert profiles.reload()
+        assert not profiles.failures
+        assert subject(profiles, host(3, 0)) == "CN=late3"
+        assert all(profiles.context_for(n, 443) is ctx for n, ctx in loaded.items())
+        assert_patched_as_computed(profiles)
+
+
+def test_a_rewritten_profile_file_that_adds_and_removes_profiles_is_indexed_afresh(
+    tmp_path: Path,
+) -> None:
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    stores = [write_identity(ca.issue_cert(f"c{k}"), tmp_path / f"c{k}.jks") for k in range(3)]
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(
+            profile("kept.internal:443", stores[0], trust),
+            profile("removed.internal:443", stores[1], trust),
+        )
+    )
+    with mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        kept = profiles.context_for("kept.internal", 443)
+        assert profiles.context_for("removed.internal", 443) is not None
+        replace_atomically(
+            xml,
+            profile_xml(
+                profile("kept.internal:443", stores[0], trust),
+                profile("added.internal:443", stores[2], trust),
+            ).encode(),
+        )
+        assert profiles.reload()
+        assert profiles.context_for("removed.internal", 443) is None  # no default: no match
+        assert profiles.context_for("kept.internal", 443) is kept
+        added = profiles.context_for("added.internal", 443)
+        assert added is not None and added is not kept
+        assert sorted(p.server_names for p in profiles.profiles) == [
+            ("added.internal:443",),
+            ("kept.internal:443",),
+        ]
+        assert_patched_as_computed(profiles)
+        # The removed profile's keystore is no longer watched: a change to it is no change.
+        rewrite(stores[1], ca.issue_cert("ignored"))
+        assert not profiles.reload()
+        # Patching goes on from the new file's profiles.
+        rewrite(stores[2], ca.issue_cert("c2-rotated"))
+        assert profiles.reload()
+        assert profiles.context_for("kept.internal", 443) is kept
+        assert profiles.context_for("added.internal", 443) is not added
+        assert_patched_as_computed(profiles)
+
+
+def test_the_expiry_watch_after_incremental_updates_matches_a_full_computation(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+) -> None:
+    ca, keystores, _, items = estate
+    events: list[mtls.HealthEvent] = []
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        profiles.on_health(events.append)
+        assert not profiles.check_health()  # every certificate far from its end
+        near = issue(ca, left=5 * DAY, name="near1")
+        rewrite(keystores[1], near)
+        assert profiles.reload()
+        assert_patched_as_computed(profiles)
+        (event,) = events
+        assert event.kind == "expiring" and event.role == "identity"
+        assert event.subject is not None and event.subject.startswith("CN=near1,")
+        assert event.servers == tuple(sorted(f"{name}:443" for name in of_keystore(1)))
+        # Announced once: further checks and evaluations say nothing more about it.
+        assert not profiles.check_health()
+        rewrite(keystores[0], ca.issue_cert("far0"))
+        assert profiles.reload()
+        assert len(events) == 1
+        assert_patched_as_computed(profiles)
+        # Rotated out, it is forgotten; the same certificate back is announced afresh.
+        rewrite(keystores[1], ca.issue_cert("far1"))
+        assert profiles.reload()
+        assert_patched_as_computed(profiles)
+        assert near.fingerprint_sha256 not in {
+            fp for fp, *_ in certificates_in_use(snapshot_of(profiles))
+        }
+        rewrite(keystores[3], near)
+        assert profiles.reload()
+        assert len(events) == 2
+        assert events[1].fingerprint == event.fingerprint
+        assert events[1].servers == tuple(sorted(f"{host(3, n)}:443" for n in range(PER_KEYSTORE)))
+        assert_patched_as_computed(profiles)
