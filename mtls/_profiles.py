@@ -14,6 +14,7 @@ import logging
 import os
 import ssl
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -428,13 +429,23 @@ class SSLProfileSet:
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
         self._health = Health(thresholds, plan.where)
+        # The engine (and its thread) hold no reference back to the set: a set dropped
+        # without close() is freed at once, contexts included, and its thread stops.
+        publish = weakref.WeakMethod(self._publish)
+
+        def on_publish(snapshot: Snapshot) -> None:
+            method = publish()
+            if method is not None:
+                method(snapshot)
+
         engine = Engine(
-            plan, settle_delay=settle, interval=interval, name=name, on_publish=self._publish
+            plan, settle_delay=settle, interval=interval, name=name, on_publish=on_publish
         )
         self._health.start(engine.snapshot)
         # Expiry is watched by the reload thread itself, after every check.
         engine.watch(self._health.watch)
         self._engine = engine
+        weakref.finalize(self, engine.close)
 
     def _publish(self, snapshot: Snapshot) -> None:
         # The lookup map, one attribute away: context_for's common case is one dict.get.

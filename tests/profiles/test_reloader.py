@@ -350,6 +350,43 @@ def test_subscribers_run_isolated_and_can_unsubscribe(setup, ca, caplog):
     assert calls == [(0, 1)]
 
 
+def test_a_set_dropped_without_close_is_freed_and_its_thread_stops(setup, backend):
+    """The engine holds no reference back to the set: no cycle keeps a dropped set (and
+    its contexts) alive until the garbage collector runs, and its reload thread ends."""
+    import gc
+    import weakref
+
+    xml, _, _ = setup
+    enabled = gc.isenabled()
+    gc.disable()  # freed by reference counting alone
+    try:
+        before = set(threading.enumerate())
+        profiles = SSLProfileSet.from_xml(xml, reload_interval=3600)
+        ctx = profiles.context_for("localhost", backend.port)
+        (thread,) = [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.name.startswith("mtls-reloader-")
+        ]
+        assert thread.is_alive()
+        dropped = weakref.ref(profiles)
+        del profiles
+        assert dropped() is None
+    finally:
+        if enabled:
+            gc.enable()
+    thread.join(10)
+    assert not thread.is_alive()
+    # A context handed out outlives its set (nothing in it refers to the set).
+    assert whoami(ctx, backend.port)["client_cn"] == "gen-1"
+    # Negative twin: a set still referenced keeps its thread.
+    kept = SSLProfileSet.from_xml(xml, reload_interval=3600)
+    try:
+        assert kept.reloading
+    finally:
+        kept.close()
+
+
 def test_close_ends_the_thread_at_once_and_is_idempotent(setup):
     xml, _, _ = setup
     profiles = SSLProfileSet.from_xml(xml, reload_interval=3600)
