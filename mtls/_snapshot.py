@@ -234,7 +234,6 @@ class Snapshot:
     built: tuple[Built, ...] = ()  # the profiles being served
     failures: tuple[tuple[SSLProfile, MTLSError], ...] = ()  # no last good at all
     errors: tuple[MTLSError, ...] = ()  # every error it carries, the profile file's first
-    clean: bool = False  # every item is a Built without an error
 
     @classmethod
     def make(cls, **fields: Any) -> Snapshot:
@@ -265,7 +264,6 @@ class Snapshot:
             built=built,
             failures=tuple((item.profile, item.error) for item in failed),
             errors=tuple(errors),
-            clean=not retry,
         )
 
 
@@ -741,7 +739,7 @@ class ProfilesPlan:
             **{
                 f.name: getattr(old, f.name)
                 for f in fields(Snapshot)
-                if f.name not in ("built", "failures", "errors", "clean")
+                if f.name not in ("built", "failures", "errors")
             }
             | {"config_error": error, "pending": True}
         )
