@@ -1276,22 +1276,25 @@ def _ocsp_signed(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt
 # --------------------------------------------------------------------------- the hook
 
 
-def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject) -> list[bytes]:
-    """The chain OpenSSL verified for this connection, leaf first, up to the anchor.
+def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool = True) -> list[bytes]:
+    """The connection's chain, leaf first: the one OpenSSL verified, up to the anchor,
+    or with ``verified=False`` the certificates the server sent (``mtls probe`` shows
+    them even when verification failed).
 
-    Python 3.13+ has ``get_verified_chain()``. 3.10 to 3.12 have the same call on the
-    connection's ``_ssl`` object (``conn._sslobj``), which 3.13's public method wraps:
-    it returns ``_ssl.Certificate`` objects, read here as DER. Where neither exists,
-    the leaf alone (``getpeercert(binary_form=True)``). Empty without verification.
+    Python 3.13+ has ``get_verified_chain()`` / ``get_unverified_chain()``. 3.10 to 3.12
+    have the same calls on the connection's ``_ssl`` object (``conn._sslobj``), which
+    3.13's public methods wrap: they return ``_ssl.Certificate`` objects, read here as
+    DER. Where neither exists, the leaf alone (``getpeercert(binary_form=True)``).
+    Empty without a peer certificate.
     """
-    verified = getattr(conn, "get_verified_chain", None)  # 3.13+: DER bytes
-    if verified is None:
-        verified = getattr(getattr(conn, "_sslobj", None), "get_verified_chain", None)
-    if verified is not None:
+    name = "get_verified_chain" if verified else "get_unverified_chain"
+    call = getattr(conn, name, None)  # 3.13+: DER bytes
+    if call is None:
+        call = getattr(getattr(conn, "_sslobj", None), name, None)
+    if call is not None:
         try:
             return [
-                c if isinstance(c, bytes) else c.public_bytes(_DER_ENCODING)
-                for c in verified() or ()
+                c if isinstance(c, bytes) else c.public_bytes(_DER_ENCODING) for c in call() or ()
             ]
         except (AttributeError, TypeError, ValueError, ssl.SSLError):
             pass  # not the call 3.10-3.13 have: the leaf below
@@ -1301,13 +1304,6 @@ def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject) -> list[bytes]:
 
 # What _ssl.Certificate.public_bytes takes for DER (3.10+).
 _DER_ENCODING: int = getattr(_ssl, "ENCODING_DER", 2)
-
-
-def verified_chain_available() -> bool:
-    """True where :func:`peer_chain` gives the whole verified chain (Python 3.10+)."""
-    return hasattr(ssl.SSLObject, "get_verified_chain") or hasattr(
-        getattr(_ssl, "_SSLSocket", None), "get_verified_chain"
-    )
 
 
 def install(ctx: ssl.SSLContext, checker: RevocationChecker, anchors: Sequence[bytes]) -> None:

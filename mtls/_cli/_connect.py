@@ -37,17 +37,7 @@ _MAX_RESPONSE = 64 * 1024
 
 def peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
     """The certificates the server sent, leaf first (the leaf alone if the chain is hidden)."""
-    public = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
-    try:
-        if public is not None:
-            return [bytes(c) for c in public()]
-        private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
-        if private is not None:  # Python 3.10-3.12: _ssl.Certificate objects
-            return [c.public_bytes(2) for c in private() or ()]  # 2: _ssl.ENCODING_DER
-    except (AttributeError, TypeError, ValueError, ssl.SSLError):
-        pass
-    leaf = tls.getpeercert(binary_form=True)
-    return [leaf] if leaf else []
+    return revocation_peer_chain(tls, verified=False)
 
 
 def _describe_chain(ders: list[bytes]) -> list[dict[str, Any]]:

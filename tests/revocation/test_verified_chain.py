@@ -76,7 +76,3 @@ def test_the_whole_verified_chain_is_checked_with_a_roots_only_truststore(chain:
         with pytest.raises(CertificateRevokedError) as caught:
             _connect(ctx, server.port)
     assert caught.value.serial == chain.revoked.serial_number
-
-
-def test_the_chain_is_available_on_this_python() -> None:
-    assert mtls_revocation.verified_chain_available()
