@@ -51,9 +51,15 @@ class TLV:
         return self
 
 
-def read_tlv(data: bytes, pos: int = 0) -> TLV:
-    """Read one element starting at ``pos``."""
-    if pos + 2 > len(data):
+def header(data: bytes, pos: int = 0, end: int | None = None) -> tuple[int, int, int]:
+    """The element at ``pos`` as ``(tag, content start, content end)``, nothing copied.
+
+    ``end`` bounds the element (its parent's end); the default is the end of ``data``.
+    Walking a structure by offsets keeps private keys from being copied field by
+    field into short-lived ``bytes`` objects, and costs no allocation.
+    """
+    limit = len(data) if end is None else end
+    if pos + 2 > limit:
         raise DERError("truncated element header")
     tag = data[pos]
     if tag & 0x1F == 0x1F:
@@ -66,14 +72,41 @@ def read_tlv(data: bytes, pos: int = 0) -> TLV:
         count = first & 0x7F
         if count == 0 or count > _MAX_DEPTH_LENGTH_BYTES:
             raise DERError("indefinite or oversized length")
-        if pos + count > len(data):
+        if pos + count > limit:
             raise DERError("truncated length")
         length = int.from_bytes(data[pos : pos + count], "big")
         pos += count
-    end = pos + length
-    if end > len(data):
+    stop = pos + length
+    if stop > limit:
         raise DERError("element runs past the end of the data")
-    return TLV(tag, data[pos:end], end)
+    return tag, pos, stop
+
+
+def spans(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, int]]:
+    """The elements that fill ``data[start:end]`` exactly, as :func:`header` gives them."""
+    stop = len(data) if end is None else end
+    items: list[tuple[int, int, int]] = []
+    while start < stop:
+        item = header(data, start, stop)
+        items.append(item)
+        start = item[2]
+    return items
+
+
+def read_tlv(data: bytes, pos: int = 0) -> TLV:
+    """Read one element starting at ``pos``."""
+    tag, start, stop = header(data, pos)
+    return TLV(tag, data[start:stop], stop)
+
+
+def check_single(data: bytes, tag: int) -> None:
+    """Raise :class:`DERError` unless ``data`` is exactly one element with ``tag``
+    (what :func:`read_single` checks, without copying the content)."""
+    found, _, stop = header(data)
+    if stop != len(data):
+        raise DERError("trailing bytes after the element")
+    if found != tag:
+        raise DERError(f"expected tag 0x{tag:02x}, found 0x{found:02x}")
 
 
 def read_all(data: bytes) -> list[TLV]:

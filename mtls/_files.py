@@ -43,31 +43,42 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
         if not stat.S_ISREG(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
             raise InputRefused(
                 errno.EINVAL,
                 "not a regular file: devices, pipes and sockets are refused",
                 os.fspath(path),
             )
-        too_big = InputRefused(
-            errno.EFBIG,
-            f"larger than {limit // (1024 * 1024)} MiB, the limit for input files",
-            os.fspath(path),
-        )
-        if st.st_size > limit:
-            raise too_big
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+        size = st.st_size
+        if size > limit:
+            raise _too_big(path, limit)
+        # One read asks for a byte more than the file had: exactly its size back is the
+        # whole file (one read, no buffer larger than the file). A file that grew or
+        # shrank meanwhile, or reports no size (/proc), is read on to its end.
+        data = os.read(fd, size + 1)
+        if len(data) == size:
+            return data
+        chunks = [data]
+        total = len(data)
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
             chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:  # grew while we read
-                raise too_big
-        return b"".join(chunks)
+            total += len(chunk)
+        raise _too_big(path, limit)  # grew while we read
     finally:
         os.close(fd)
+
+
+def _too_big(path: str | os.PathLike[str], limit: int) -> InputRefused:
+    return InputRefused(
+        errno.EFBIG,
+        f"larger than {limit // (1024 * 1024)} MiB, the limit for input files",
+        os.fspath(path),
+    )
 
 
 def _create_temporary(directory: Path, name: str, mode: int) -> tuple[int, Path]:

@@ -527,7 +527,7 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) ->
     # JCE decryption has no integrity check beyond padding (1 in 256 wrong passwords
     # pass it), so a plaintext that is not a PrivateKeyInfo means a wrong password.
     try:
-        _der.read_single(plaintext, _der.SEQUENCE)
+        _der.check_single(plaintext, _der.SEQUENCE)
     except _der.DERError as exc:
         raise JKSKeyPasswordError("decrypted key is not a PKCS#8 structure") from exc
     return plaintext

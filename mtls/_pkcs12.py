@@ -409,7 +409,7 @@ class _Reader:
                 cert_id, cert_value = _pair(value)
                 if _oid(cert_id) == _X509_CERT:
                     der = _octets(_explicit(cert_value))
-                    _der.read_single(der, _der.SEQUENCE)
+                    _der.check_single(der, _der.SEQUENCE)
                     self.certs.append(P12Cert(alias, der, local_key_id, trusted))
             elif bag_id == _SAFE_CONTENTS_BAG:  # section 4.2.6
                 if depth >= _MAX_NESTING:
@@ -651,7 +651,7 @@ def _attributes(attributes: TLV | None) -> tuple[str | None, bytes | None, bool]
 
 def _is_sequence(data: bytes) -> bool:
     try:
-        _der.read_single(data, _der.SEQUENCE)
+        _der.check_single(data, _der.SEQUENCE)
     except DERError:
         return False
     return True

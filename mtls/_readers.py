@@ -602,27 +602,44 @@ def _spki_of_private(key_der: bytes) -> bytes | None:
     """The content of the SubjectPublicKeyInfo of a PKCS#8 RSA or EC key, as a
     certificate for it encodes it, assembled from the key's own fields (no key
     object built); ``None`` for other keys, or an EC key without its public point.
+
+    The key is walked by offsets (:func:`_der.spans`): its structure is checked
+    whole, and only the public fields are copied out of it.
     """
     try:
-        _, algorithm, private = _der.read_single(key_der, _der.SEQUENCE).children()[:3]
-        oid = _der.decode_oid(algorithm.expect(_der.SEQUENCE).children()[0].value)
-        inner = _der.read_single(private.expect(_der.OCTET_STRING).value, _der.SEQUENCE)
-        fields = inner.children()
+        tag, start, stop = _der.header(key_der)
+        if tag != _der.SEQUENCE or stop != len(key_der):
+            return None
+        # PrivateKeyInfo ::= SEQUENCE { version, AlgorithmIdentifier, OCTET STRING, ... }
+        outer = _der.spans(key_der, start, stop)
+        if len(outer) < 3 or outer[1][0] != _der.SEQUENCE or outer[2][0] != _der.OCTET_STRING:
+            return None
+        _, algorithm_start, algorithm_stop = outer[1]
+        identifier = _der.spans(key_der, algorithm_start, algorithm_stop)
+        if not identifier or identifier[0][0] != _der.OID:
+            return None
+        oid = _der.decode_oid(key_der[identifier[0][1] : identifier[0][2]])
+        tag, start, stop = _der.header(key_der, outer[2][1], outer[2][2])
+        if tag != _der.SEQUENCE or stop != outer[2][2]:
+            return None
+        fields = _der.spans(key_der, start, stop)
         if oid == _RSA:  # RSAPrivateKey: version, n, e, ...
-            public = _der.encode(
-                _der.SEQUENCE, b"".join(_der.encode(f.tag, f.value) for f in fields[1:3])
-            )
-            bits = b"\x00" + public
+            public = b"".join(_der.encode(t, key_der[s:e]) for t, s, e in fields[1:3])
+            bits = b"\x00" + _der.encode(_der.SEQUENCE, public)
         elif oid == _EC:  # ECPrivateKey: version, key, [0] params, [1] public point
-            point = next((f for f in fields[2:] if f.tag == 0xA1), None)
+            point = next((f for f in fields[2:] if f[0] == 0xA1), None)
             if point is None:
                 return None
-            bits = _der.read_single(point.value, _der.BIT_STRING).value
+            tag, start, stop = _der.header(key_der, point[1], point[2])
+            if tag != _der.BIT_STRING or stop != point[2]:
+                return None
+            bits = key_der[start:stop]
         else:
             return None
-    except (_der.DERError, IndexError):
+    except _der.DERError:
         return None
-    return _der.encode(algorithm.tag, algorithm.value) + _der.encode(_der.BIT_STRING, bits)
+    algorithm = _der.encode(_der.SEQUENCE, key_der[algorithm_start:algorithm_stop])
+    return algorithm + _der.encode(_der.BIT_STRING, bits)
 
 
 def _public_key_of_private(key_der: bytes) -> bytes | None:
@@ -657,7 +674,7 @@ def _parse_pem(
                 der = base64.b64decode(b"".join(body.split()), validate=True)
                 if label == b"TRUSTED CERTIFICATE":
                     der = _trusted_certificate(der, where, path)
-                _der.read_single(der, _der.SEQUENCE)
+                _der.check_single(der, _der.SEQUENCE)
             except (binascii.Error, _der.DERError) as exc:
                 raise KeystoreFormatError(
                     f"{where}: certificate {len(cert_ders) + 1} is not valid PEM: fix the file",
@@ -830,7 +847,7 @@ def _pem_body(block: bytes, where: str, path: str | os.PathLike[str] | None) -> 
     body = block.split(b"-----")[2]
     try:
         der = base64.b64decode(b"".join(body.split()), validate=True)
-        _der.read_single(der, _der.SEQUENCE)
+        _der.check_single(der, _der.SEQUENCE)
     except (binascii.Error, _der.DERError) as exc:
         raise KeystoreFormatError(f"{where}: the private key is not valid PEM", path=path) from exc
     return der
