@@ -55,6 +55,8 @@ def normalize_hostname_verifier(value: str) -> HostnameVerifier:
     Raises:
         ValueError: not one of Strict, Default, DefaultAndLocalhost, AllowAll.
     """
+    if value in HOSTNAME_VERIFIERS:  # already canonical (every call from the library)
+        return value
     wanted = str(value).strip().casefold()
     for name in HOSTNAME_VERIFIERS:
         if wanted == name.casefold():
