@@ -27,6 +27,7 @@ import ssl
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -644,6 +645,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{bench.name:<20}{ours_v:>9.3f}{bench.unit:<3}{floor_v:>9.3f}{bench.unit:<3}"
                 f"{result.ratio:>7.2f}x{target:>8}  {verdict}"
             )
+            # What one benchmark leaves behind must not weigh on the next: its garbage
+            # is collected here, and a thread still running (a reloader, a server)
+            # is reported, since it would take CPU from every later row.
+            del result
+            gc.collect()
+            if threading.active_count() > 1:
+                names = ", ".join(
+                    t.name for t in threading.enumerate() if t is not threading.main_thread()
+                )
+                print(f"{'':<20}(threads still running after {bench.name}: {names})")
         if "cacerts" in env.__dict__:
             jks, _, origin = env.cacerts
             count = len(mtls.Truststore.load(jks, env.cacerts_password))

@@ -136,6 +136,10 @@ class JKSContents:
 # --------------------------------------------------------------------------- framing
 
 
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+
 class Reader:
     """Java ``DataInputStream`` over bytes; running out raises :class:`JKSFormatError`."""
 
@@ -144,10 +148,13 @@ class Reader:
         self.pos = 0
         self.what = what
 
+    def _damaged(self) -> JKSFormatError:
+        return JKSFormatError(f"damaged or truncated {self.what} store: replace the file")
+
     def take(self, size: int) -> bytes:
         end = self.pos + size
         if size < 0 or end > len(self.data):
-            raise JKSFormatError(f"damaged or truncated {self.what} store: replace the file")
+            raise self._damaged()
         chunk = self.data[self.pos : end]
         self.pos = end
         return chunk
@@ -155,13 +162,28 @@ class Reader:
     def u8(self) -> int:
         return self.take(1)[0]
 
+    # The integers are read in place (no slice per field): a store is mostly them.
     def u16(self) -> int:
-        value: int = struct.unpack(">H", self.take(2))[0]
+        pos = self.pos
+        if pos + 2 > len(self.data):
+            raise self._damaged()
+        self.pos = pos + 2
+        value: int = _U16.unpack_from(self.data, pos)[0]
         return value
 
     def u32(self) -> int:
-        value: int = struct.unpack(">I", self.take(4))[0]
+        pos = self.pos
+        if pos + 4 > len(self.data):
+            raise self._damaged()
+        self.pos = pos + 4
+        value: int = _U32.unpack_from(self.data, pos)[0]
         return value
+
+    def skip(self, size: int) -> None:
+        """Step over ``size`` bytes (a date, a magic number) without copying them."""
+        if self.pos + size > len(self.data):
+            raise self._damaged()
+        self.pos += size
 
     def blob(self) -> bytes:
         """A ``writeInt(len)`` + bytes field (a length past the end is damage)."""
@@ -237,7 +259,7 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = N
         raise JKSFormatError("not a JKS or JCEKS store (wrong magic number): replace the file")
     store_type = "JKS" if magic == _JKS_MAGIC else "JCEKS"
     reader = Reader(data, store_type)
-    reader.take(4)
+    reader.skip(4)
     version = reader.u32()
     if version not in (1, 2):
         raise JKSFormatError(
@@ -249,7 +271,7 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = N
     for _ in range(reader.u32()):  # each entry consumes bytes: bounded by the size
         tag = reader.u32()
         alias = reader.utf()
-        reader.take(8)  # creation date
+        reader.skip(8)  # creation date
         if tag == 1:
             protected = reader.blob()
             chain = tuple(certificate(reader, typed=typed) for _ in range(reader.u32()))
@@ -269,9 +291,11 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = N
             raise JKSFormatError(
                 f"truncated {store_type} store: the integrity hash is missing: replace the file"
             )
-        digest = hashlib.sha1(  # noqa: S324 - the JDK's keyed hash
-            password.encode("utf-16-be", "surrogatepass") + b"Mighty Aphrodite" + data[:body_end]
-        ).digest()
+        keyed = hashlib.sha1(  # noqa: S324 - the JDK's keyed hash
+            password.encode("utf-16-be", "surrogatepass") + b"Mighty Aphrodite"
+        )
+        keyed.update(memoryview(data)[:body_end])  # the store is hashed in place, not copied
+        digest = keyed.digest()
         if not hmac.compare_digest(digest, stored):
             raise JKSIntegrityError("integrity hash mismatch")
     return contents(store_type, entries)

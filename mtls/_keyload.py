@@ -17,7 +17,7 @@ where cryptography's RSA consistency check costs tens of milliseconds).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import os
 import secrets
@@ -34,18 +34,23 @@ _PROC_FD = "/proc/self/fd"
 
 def _key_pem(pkcs8_der: bytes) -> bytes:
     """PKCS#8 as RFC 7468 PEM (64 columns): what other TLS stacks are handed."""
-    body = base64.encodebytes(pkcs8_der).replace(b"\n", b"")
+    body = binascii.b2a_base64(pkcs8_der, newline=False)
     lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     return b"-----BEGIN PRIVATE KEY-----\n" + lines + b"\n-----END PRIVATE KEY-----\n"
 
 
-def _memfd_key_pem(pkcs8_der: bytes) -> bytes:
-    # Only OpenSSL reads this (through the memfd): its PEM reader takes MIME's
-    # 76-column lines, which base64 makes in one C call.
-    return (
-        b"-----BEGIN PRIVATE KEY-----\n"
-        + base64.encodebytes(pkcs8_der)
-        + b"-----END PRIVATE KEY-----\n"
+def _memfd_pem(pkcs8_der: bytes, chain_pem: bytes) -> bytes:
+    # Only OpenSSL reads this (through the memfd). Its PEM reader limits line length
+    # only in encrypted (Proc-Type) blocks, since 1.1.0: an unencrypted key may be one
+    # line, which is one C call to make. One join: the key's text exists once here,
+    # not once per concatenation.
+    return b"".join(
+        (
+            b"-----BEGIN PRIVATE KEY-----\n",
+            binascii.b2a_base64(pkcs8_der),
+            b"-----END PRIVATE KEY-----\n",
+            chain_pem,
+        )
     )
 
 
@@ -74,7 +79,7 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
             match the certificate). Callers translate it.
     """
     if memfd_available():
-        _load_via_memfd(ctx, _memfd_key_pem(pkcs8_der) + _identity_chain_pem(tuple(chain_der)))
+        _load_via_memfd(ctx, _memfd_pem(pkcs8_der, _identity_chain_pem(tuple(chain_der))))
     else:  # pragma: no cover - exercised on macOS/Windows only
         _load_via_encrypted_tempfile(ctx, pkcs8_der, chain_der)
 
