@@ -320,17 +320,24 @@ class SSLProfile:
         parsed and checked: the same object as the constructor makes, without checking
         them again (a 10,000-profile file spent a quarter of its time there)."""
         profile = object.__new__(cls)
-        given = (
-            servers,
-            keystore,
-            truststore,
-            novalidatecert,
-            client_id or None,
-            name,
-            written_servers,
-        )
-        for setter, value in zip(_PARSED_SETTERS, given, strict=True):
-            setter(profile, value)
+        # Each field's slot setter (a frozen dataclass's fields are set through them, as
+        # object.__setattr__ does), unrolled: this runs once per profile of a file.
+        (
+            set_servers,
+            set_keystore,
+            set_truststore,
+            set_novalidate,
+            set_client,
+            set_name,
+            set_written,
+        ) = _PARSED_SETTERS
+        set_servers(profile, servers)
+        set_keystore(profile, keystore)
+        set_truststore(profile, truststore)
+        set_novalidate(profile, novalidatecert)
+        set_client(profile, client_id or None)
+        set_name(profile, name)
+        set_written(profile, written_servers)
         # Every other field gets its default, so a field added later is never missing
         # from profiles the XML reader makes.
         for setter, default, factory in _PARSED_DEFAULTS:
@@ -359,9 +366,8 @@ class SSLProfile:
 
 
 _PROFILE_FIELDS = dataclasses.fields(SSLProfile)
-# What SSLProfile._parsed sets: each field's slot setter (a frozen dataclass's fields are
-# set through them, as object.__setattr__ does), in the order of its arguments, then
-# the defaults of the fields the XML reader does not give.
+# What SSLProfile._parsed sets: each field's slot setter, in the order of its
+# arguments, then the defaults of the fields the XML reader does not give.
 _PARSED = (
     "servers",
     "keystore",

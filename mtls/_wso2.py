@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import re
 import tomllib
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
+from ._config import Server, SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._secret import Secret
@@ -67,6 +68,22 @@ class _Context:
     # Identical <KeyStore>/<TrustStore> elements parse to one StoreConfig: a file with
     # 1,000 profiles on the same two stores resolves them twice, not 2,000 times.
     stores: dict[tuple[object, ...], StoreConfig | None] = field(default_factory=dict)
+    # No attribute the reader looks at (svns:secretAlias) is in the file: the store
+    # cache keys need only the children's tags and texts.
+    no_aliases: bool = False
+
+    def parse_server(self, item: str) -> Server:
+        """:func:`parse_server` naming this file in its errors."""
+        return parse_server(item, path=self.path)
+
+
+def _label(number: int, name: str | None) -> str:
+    """How messages name a profile (made only when one is written)."""
+    return f"profile {number} ({name})" if name else f"profile {number}"
+
+
+# A <KeyStore>/<TrustStore>'s children as its cache key reads them, taken in C.
+_TAG_TEXT = operator.attrgetter("tag", "text")
 
 
 def resolve_placeholders(
@@ -253,14 +270,24 @@ def _may_nest(data: bytes, root: ET.Element) -> bool:
     encoding that is not ASCII-compatible, or any other "parameter" in the bytes (a
     comment, an attribute value, a real element), answers yes and the tree is searched.
     """
-    body = data.removeprefix(b"\xef\xbb\xbf")  # the UTF-8 byte-order mark
-    if body.lstrip(b" \t\r\n")[:1] != b"<":
-        return True  # UTF-16 or another encoding where the bytes do not spell names
-    declared = _DECLARED.match(body[:300])
-    if declared is not None and not _ASCII_FAMILY.fullmatch(declared.group(1).decode("ascii")):
+    if not _spells_names(data):
         return True
     own = 2 if _local(root.tag) == "parameter" else 0  # its start and end tags
     return data.count(b"parameter") > own
+
+
+def _spells_names(data: bytes) -> bool:
+    """Whether the document's encoding is one where every ASCII character is its own
+    byte, so that an element or attribute name (which no character reference can
+    spell) is in the bytes, literally."""
+    body = data.removeprefix(b"\xef\xbb\xbf")  # the UTF-8 byte-order mark
+    start = body.lstrip(b" \t\r\n")[:2]
+    if start[:1] != b"<" or start == b"<\x00":
+        return False  # UTF-16 or another encoding where the bytes do not spell names
+    declared = _DECLARED.match(body[:300])
+    return (
+        declared is None or _ASCII_FAMILY.fullmatch(declared.group(1).decode("ascii")) is not None
+    )
 
 
 def _sender_profiles(root: ET.Element, data: bytes | None = None) -> list[ET.Element]:
@@ -388,7 +415,13 @@ def parse_profiles_xml(
         ProfileConfigError: hostile or malformed XML, a missing or bad element, an
             unresolved placeholder or secret alias.
     """
-    ctx = _Context(path, base_dir, with_carbon_home(properties, base_dir), secret_resolver)
+    ctx = _Context(
+        path,
+        base_dir,
+        with_carbon_home(properties, base_dir),
+        secret_resolver,
+        no_aliases=_spells_names(data) and b"secretAlias" not in data,
+    )
     profiles: list[SSLProfile] = []
     number = 0
     # What a profile raised: kept until the parse has finished, so that a file that is
@@ -497,18 +530,19 @@ def _text(
 def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile]:
     children = _children(element)
     name = element.get("name")
-    label = f"profile {number} ({name})" if name else f"profile {number}"
     servers_el = children.get("servers")
     if servers_el is None and "bindAddress" in children:
         raise ProfileConfigError(
-            f"{ctx.path}: {label} has <bindAddress> and no <servers>: this is a listener "
-            "profiles file (listenerprofiles.xml), not a customSSLProfiles file for the sender",
+            f"{ctx.path}: {_label(number, name)} has <bindAddress> and no <servers>: this is a "
+            "listener profiles file (listenerprofiles.xml), not a customSSLProfiles file for "
+            "the sender",
             path=ctx.path,
             element="servers",
         )
     if servers_el is None:
         raise ProfileConfigError(
-            f"{ctx.path}: {label} has no <servers>: add <servers>host:port</servers>",
+            f"{ctx.path}: {_label(number, name)} has no <servers>: "
+            "add <servers>host:port</servers>",
             path=ctx.path,
             element="servers",
         )
@@ -517,16 +551,17 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     resolved = _text(servers_el, "servers", ctx, ()) if hidden else written
     items = resolved.split(",")
     # What messages and status() show: the entries as written when placeholders made them.
-    names = tuple([item.strip() for item in (written.split(",") if hidden else items)])
+    names = tuple(map(str.strip, written.split(",") if hidden else items))
     servers_text = written if hidden else resolved
     try:
-        servers = tuple([parse_server(item, path=ctx.path) for item in items])
+        servers = tuple(map(ctx.parse_server, items))
     except ProfileConfigError:
         if not hidden:
             raise
         raise ProfileConfigError(
-            f"{ctx.path}: {label} <servers>{written}</servers>: once its placeholders are "
-            "replaced, an entry is empty or is not host:port with a port from 1 to 65535 "
+            f"{ctx.path}: {_label(number, name)} <servers>{written}</servers>: once its "
+            "placeholders are replaced, an entry is empty or is not host:port with a port "
+            "from 1 to 65535 "
             "(the values are not shown: they come from the environment or properties): "
             "make each entry host:port",
             path=ctx.path,
@@ -534,7 +569,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             element="servers",
         ) from None
     if not children.keys() <= _PROFILE_CHILDREN:
-        _warn_unknown(children, _PROFILE_CHILDREN, f"{label} ({servers_text})", ctx)
+        _warn_unknown(children, _PROFILE_CHILDREN, f"{_label(number, name)} ({servers_text})", ctx)
     novalidate = element.get("novalidatecert") == "true"
     clients = (
         [child for child in element if _local(child.tag) == "client"]
@@ -559,17 +594,17 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                 "%s: %s has <client> elements, so its own <KeyStore>/<TrustStore> are not "
                 "used (as in WSO2)",
                 ctx.path,
-                label,
+                _label(number, name),
             )
         out: list[SSLProfile] = []
         for client in clients:
             parts = _children(client)
-            _warn_unknown(parts, _CLIENT_CHILDREN, f"{label} <client>", ctx)
+            _warn_unknown(parts, _CLIENT_CHILDREN, f"{_label(number, name)} <client>", ctx)
             id_el = parts.get("clientID")
             client_id = _text(id_el, "clientID", ctx, names) if id_el is not None else ""
             if not client_id:
                 raise ProfileConfigError(
-                    f"{ctx.path}: a <client> of {label} has no <clientID>: add one",
+                    f"{ctx.path}: a <client> of {_label(number, name)} has no <clientID>: add one",
                     path=ctx.path,
                     servers=names,
                     element="clientID",
@@ -590,7 +625,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     except ProfileConfigError as exc:
         if exc.path is None or not exc.servers:
             raise ProfileConfigError(
-                f"{ctx.path}: {label} ({servers_text}): {exc}",
+                f"{ctx.path}: {_label(number, name)} ({servers_text}): {exc}",
                 path=ctx.path,
                 servers=names,
                 element=exc.element,
@@ -644,14 +679,19 @@ def _store(
 ) -> StoreConfig | None:
     if element is None:
         return None
-    key = (
-        is_keystore,
-        # items(), not attrib: reading attrib gives every element a dict it keeps.
-        *[(c.tag, c.text, *c.items()) for c in element],
+    # The children's tags and texts, and their attributes where the file has any that the
+    # reader looks at (items(), not attrib: reading attrib gives every element a dict
+    # it keeps).
+    key: tuple[object, ...] = (
+        (is_keystore, *map(_TAG_TEXT, element))
+        if ctx.no_aliases
+        else (is_keystore, *[(c.tag, c.text, *c.items()) for c in element])
     )
-    if key not in ctx.stores:
-        ctx.stores[key] = _parse_store(element, is_keystore, ctx, servers)
-    return ctx.stores[key]
+    try:
+        return ctx.stores[key]
+    except KeyError:
+        config = ctx.stores[key] = _parse_store(element, is_keystore, ctx, servers)
+        return config
 
 
 def _parse_store(
