@@ -88,6 +88,12 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
         host, sep, port_text = text.rpartition(":")
         if not sep or ":" in host:
             host, port_text = text, ""
+        elif port_text.isdecimal() and 0 < (port := int(port_text)) < 65536:
+            # The usual entry, name:port: normalize_host, for a host that has neither
+            # brackets nor a colon.
+            host = host.strip().lower().rstrip(".")
+            if host:
+                return host, port
     if not port_text:
         example = f"[{text}]:443" if ":" in text else f"{text}:443"
         if ":" in text and not text.startswith("["):
@@ -305,9 +311,8 @@ class SSLProfile:
             object.__setattr__(self, "client_id", None)
 
     @classmethod
-    def _parsed(
+    def _parsed(  # noqa: PLR0917 - called once per profile read: positional is cheaper
         cls,
-        *,
         servers: tuple[Server, ...],
         keystore: StoreConfig | None,
         truststore: StoreConfig | None,

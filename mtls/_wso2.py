@@ -77,6 +77,11 @@ class _Context:
         return parse_server(item, path=self.path)
 
 
+def _names(shown: Sequence[str]) -> tuple[str, ...]:
+    """The ``<servers>`` entries as messages and ``status()`` show them."""
+    return tuple(map(str.strip, shown))
+
+
 def _label(number: int, name: str | None) -> str:
     """How messages name a profile (made only when one is written)."""
     return f"profile {number} ({name})" if name else f"profile {number}"
@@ -550,11 +555,16 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     hidden = has_placeholder(written)
     resolved = _text(servers_el, "servers", ctx, ()) if hidden else written
     items = resolved.split(",")
-    # What messages and status() show: the entries as written when placeholders made them.
-    names = tuple(map(str.strip, written.split(",") if hidden else items))
+    # What messages and status() show: the entries as written when placeholders made
+    # them (made into a tuple only for a message, or for a profile that keeps them).
+    shown = written.split(",") if hidden else items
     servers_text = written if hidden else resolved
     try:
-        servers = tuple(map(ctx.parse_server, items))
+        servers = (
+            (parse_server(items[0], path=ctx.path),)
+            if len(items) == 1
+            else tuple(map(ctx.parse_server, items))
+        )
     except ProfileConfigError:
         if not hidden:
             raise
@@ -565,7 +575,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             "(the values are not shown: they come from the environment or properties): "
             "make each entry host:port",
             path=ctx.path,
-            servers=names,
+            servers=_names(shown),
             element="servers",
         ) from None
     if not children.keys() <= _PROFILE_CHILDREN:
@@ -580,15 +590,16 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
         if not clients:
             return [
                 SSLProfile._parsed(
-                    servers=servers,
-                    keystore=_store(children.get("KeyStore"), True, ctx, names),
-                    truststore=_store(children.get("TrustStore"), False, ctx, names),
-                    novalidatecert=novalidate,
-                    client_id=None,
-                    name=name,
-                    written_servers=names if hidden else (),
+                    servers,
+                    _store(children.get("KeyStore"), True, ctx, shown),
+                    _store(children.get("TrustStore"), False, ctx, shown),
+                    novalidate,
+                    None,
+                    name,
+                    _names(shown) if hidden else (),
                 )
             ]
+        names = _names(shown)
         if "KeyStore" in children or "TrustStore" in children:
             log.warning(
                 "%s: %s has <client> elements, so its own <KeyStore>/<TrustStore> are not "
@@ -612,8 +623,8 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             out.append(
                 SSLProfile._parsed(
                     servers=servers,
-                    keystore=_store(parts.get("KeyStore"), True, ctx, names),
-                    truststore=_store(parts.get("TrustStore"), False, ctx, names),
+                    keystore=_store(parts.get("KeyStore"), True, ctx, shown),
+                    truststore=_store(parts.get("TrustStore"), False, ctx, shown),
                     novalidatecert=client.get("novalidatecert", element.get("novalidatecert"))
                     == "true",
                     client_id=client_id,
@@ -627,7 +638,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             raise ProfileConfigError(
                 f"{ctx.path}: {_label(number, name)} ({servers_text}): {exc}",
                 path=ctx.path,
-                servers=names,
+                servers=_names(shown),
                 element=exc.element,
             ) from None
         raise
@@ -675,7 +686,7 @@ def _secret(
 
 
 def _store(
-    element: ET.Element | None, is_keystore: bool, ctx: _Context, servers: tuple[str, ...]
+    element: ET.Element | None, is_keystore: bool, ctx: _Context, shown: Sequence[str]
 ) -> StoreConfig | None:
     if element is None:
         return None
@@ -690,7 +701,7 @@ def _store(
     try:
         return ctx.stores[key]
     except KeyError:
-        config = ctx.stores[key] = _parse_store(element, is_keystore, ctx, servers)
+        config = ctx.stores[key] = _parse_store(element, is_keystore, ctx, _names(shown))
         return config
 
 
