@@ -313,7 +313,7 @@ def _sender_profiles(root: ET.Element, data: bytes | None = None) -> list[ET.Ele
             if element is not root and _is_container(element)
         ]
     if not nested:  # the usual file: profiles under the root, in document order
-        return [child for child in root if child.tag.rpartition("}")[2] == "profile"]
+        return [child for child in root if _is_profile(child.tag)]
     containers = {id(root), *map(id, nested)}
     found: list[ET.Element] = []
     # Post-order, so that a profile inside another profile's subtree comes first.
@@ -340,9 +340,10 @@ class _UntilRoot:
         raise _RootReached
 
 
-def _profile_elements(data: bytes, handle: Callable[[ET.Element], None]) -> None:
+def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -> None:
     """Parse the document once defusedxml has vetted it, handing every sender <profile>
-    element to ``handle``, in the order :func:`_sender_profiles` gives them.
+    element to ``handle`` (a list at a time), in the order :func:`_sender_profiles`
+    gives them.
 
     defusedxml's parser is pure Python (an event per element); stdlib's C parser
     builds the same tree about four times faster. So defusedxml reads the prolog
@@ -389,18 +390,17 @@ def _profile_elements(data: bytes, handle: Callable[[ET.Element], None]) -> None
             assert root is not None
             done = len(root) - 1  # the last child may not be complete yet
             if done > 0:
-                for child in root[:done]:
-                    if child.tag.rpartition("}")[2] == "profile":
-                        handle(child)
+                handle([child for child in root[:done] if _is_profile(child.tag)])
                 del root[:done]
     root = parser.close()
     if streaming:
-        for child in root:
-            if child.tag.rpartition("}")[2] == "profile":
-                handle(child)
+        handle([child for child in root if _is_profile(child.tag)])
         return
-    for element in _sender_profiles(root, data):
-        handle(element)
+    handle(_sender_profiles(root, data))
+
+
+def _is_profile(tag: str) -> bool:
+    return tag == "profile" or tag.endswith("}profile")
 
 
 _FEED = 16384  # bytes per feed: expat's buffer, and the tree, stay this small
@@ -433,15 +433,16 @@ def parse_profiles_xml(
     # not well-formed is refused as such, whichever profile comes first.
     failed: list[Exception] = []
 
-    def handle(element: ET.Element) -> None:
+    def handle(elements: list[ET.Element]) -> None:
         nonlocal number
-        number += 1
-        if failed:
-            return
-        try:
-            profiles.extend(_profile(element, number, ctx))
-        except Exception as exc:
-            failed.append(exc)
+        for element in elements:
+            number += 1
+            if failed:
+                continue
+            try:
+                profiles.extend(_profile(element, number, ctx))
+            except Exception as exc:
+                failed.append(exc)
 
     try:
         _profile_elements(data, handle)
