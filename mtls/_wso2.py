@@ -572,9 +572,8 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
         raise ProfileConfigError(
             f"{ctx.path}: {_label(number, name)} <servers>{written}</servers>: once its "
             "placeholders are replaced, an entry is empty or is not host:port with a port "
-            "from 1 to 65535 "
-            "(the values are not shown: they come from the environment or properties): "
-            "make each entry host:port",
+            "from 1 to 65535 (the values are not shown: they come from the environment or "
+            "properties): make each entry host:port",
             path=ctx.path,
             servers=_names(shown),
             element="servers",
