@@ -88,6 +88,12 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
         host, sep, port_text = text.rpartition(":")
         if not sep or ":" in host:
             host, port_text = text, ""
+        elif port_text.isdecimal() and 0 < (port := int(port_text)) < 65536:
+            # The usual entry, name:port: normalize_host, for a host that has neither
+            # brackets nor a colon.
+            host = host.strip().lower().rstrip(".")
+            if host:
+                return host, port
     if not port_text:
         example = f"[{text}]:443" if ":" in text else f"{text}:443"
         if ":" in text and not text.startswith("["):
@@ -305,9 +311,8 @@ class SSLProfile:
             object.__setattr__(self, "client_id", None)
 
     @classmethod
-    def _parsed(
+    def _parsed(  # noqa: PLR0917 - called once per profile read: positional is cheaper
         cls,
-        *,
         servers: tuple[Server, ...],
         keystore: StoreConfig | None,
         truststore: StoreConfig | None,
@@ -320,17 +325,24 @@ class SSLProfile:
         parsed and checked: the same object as the constructor makes, without checking
         them again (a 10,000-profile file spent a quarter of its time there)."""
         profile = object.__new__(cls)
-        given = (
-            servers,
-            keystore,
-            truststore,
-            novalidatecert,
-            client_id or None,
-            name,
-            written_servers,
-        )
-        for setter, value in zip(_PARSED_SETTERS, given, strict=True):
-            setter(profile, value)
+        # Each field's slot setter (a frozen dataclass's fields are set through them, as
+        # object.__setattr__ does), unrolled: this runs once per profile of a file.
+        (
+            set_servers,
+            set_keystore,
+            set_truststore,
+            set_novalidate,
+            set_client,
+            set_name,
+            set_written,
+        ) = _PARSED_SETTERS
+        set_servers(profile, servers)
+        set_keystore(profile, keystore)
+        set_truststore(profile, truststore)
+        set_novalidate(profile, novalidatecert)
+        set_client(profile, client_id or None)
+        set_name(profile, name)
+        set_written(profile, written_servers)
         # Every other field gets its default, so a field added later is never missing
         # from profiles the XML reader makes.
         for setter, default, factory in _PARSED_DEFAULTS:
@@ -359,9 +371,8 @@ class SSLProfile:
 
 
 _PROFILE_FIELDS = dataclasses.fields(SSLProfile)
-# What SSLProfile._parsed sets: each field's slot setter (a frozen dataclass's fields are
-# set through them, as object.__setattr__ does), in the order of its arguments, then
-# the defaults of the fields the XML reader does not give.
+# What SSLProfile._parsed sets: each field's slot setter, in the order of its
+# arguments, then the defaults of the fields the XML reader does not give.
 _PARSED = (
     "servers",
     "keystore",

@@ -5,7 +5,8 @@ the element reference and every place we differ, and why):
 
 * every document is vetted by defusedxml with DTDs forbidden, so entity bombs and
   external entities are refused before any expansion (the tree itself is built by
-  stdlib's C parser once defusedxml has seen the prolog: see :func:`_tree`);
+  stdlib's C parser once defusedxml has seen the prolog: see
+  :func:`_profile_elements`);
 * element names match exactly, without namespace; the first occurrence wins;
 * leaf text is trimmed, then placeholders are resolved: ``$env{NAME}``,
   ``$sys{NAME}`` (``properties``, then the environment) and ``${NAME}`` (the same);
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import re
 import tomllib
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
+from ._config import Server, SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._secret import Secret
@@ -66,6 +68,27 @@ class _Context:
     # Identical <KeyStore>/<TrustStore> elements parse to one StoreConfig: a file with
     # 1,000 profiles on the same two stores resolves them twice, not 2,000 times.
     stores: dict[tuple[object, ...], StoreConfig | None] = field(default_factory=dict)
+    # No attribute the reader looks at (svns:secretAlias) is in the file: the store
+    # cache keys need only the children's tags and texts.
+    no_aliases: bool = False
+
+    def parse_server(self, item: str) -> Server:
+        """:func:`parse_server` naming this file in its errors."""
+        return parse_server(item, path=self.path)
+
+
+def _names(shown: Sequence[str]) -> tuple[str, ...]:
+    """The ``<servers>`` entries as messages and ``status()`` show them."""
+    return tuple(map(str.strip, shown))
+
+
+def _label(number: int, name: str | None) -> str:
+    """How messages name a profile (made only when one is written)."""
+    return f"profile {number} ({name})" if name else f"profile {number}"
+
+
+# A <KeyStore>/<TrustStore>'s children as its cache key reads them, taken in C.
+_TAG_TEXT = operator.attrgetter("tag", "text")
 
 
 def resolve_placeholders(
@@ -252,14 +275,24 @@ def _may_nest(data: bytes, root: ET.Element) -> bool:
     encoding that is not ASCII-compatible, or any other "parameter" in the bytes (a
     comment, an attribute value, a real element), answers yes and the tree is searched.
     """
-    body = data.removeprefix(b"\xef\xbb\xbf")  # the UTF-8 byte-order mark
-    if body.lstrip(b" \t\r\n")[:1] != b"<":
-        return True  # UTF-16 or another encoding where the bytes do not spell names
-    declared = _DECLARED.match(body[:300])
-    if declared is not None and not _ASCII_FAMILY.fullmatch(declared.group(1).decode("ascii")):
+    if not _spells_names(data):
         return True
     own = 2 if _local(root.tag) == "parameter" else 0  # its start and end tags
     return data.count(b"parameter") > own
+
+
+def _spells_names(data: bytes) -> bool:
+    """Whether the document's encoding is one where every ASCII character is its own
+    byte, so that an element or attribute name (which no character reference can
+    spell) is in the bytes, literally."""
+    body = data.removeprefix(b"\xef\xbb\xbf")  # the UTF-8 byte-order mark
+    start = body.lstrip(b" \t\r\n")[:2]
+    if start[:1] != b"<" or start == b"<\x00":
+        return False  # UTF-16 or another encoding where the bytes do not spell names
+    declared = _DECLARED.match(body[:300])
+    return (
+        declared is None or _ASCII_FAMILY.fullmatch(declared.group(1).decode("ascii")) is not None
+    )
 
 
 def _sender_profiles(root: ET.Element, data: bytes | None = None) -> list[ET.Element]:
@@ -280,7 +313,7 @@ def _sender_profiles(root: ET.Element, data: bytes | None = None) -> list[ET.Ele
             if element is not root and _is_container(element)
         ]
     if not nested:  # the usual file: profiles under the root, in document order
-        return [child for child in root if child.tag.rpartition("}")[2] == "profile"]
+        return [child for child in root if _is_profile(child.tag)]
     containers = {id(root), *map(id, nested)}
     found: list[ET.Element] = []
     # Post-order, so that a profile inside another profile's subtree comes first.
@@ -307,8 +340,10 @@ class _UntilRoot:
         raise _RootReached
 
 
-def _tree(data: bytes) -> ET.Element:
-    """The document's element tree, once defusedxml has vetted it.
+def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -> None:
+    """Parse the document once defusedxml has vetted it, handing every sender <profile>
+    element to ``handle`` (a list at a time), in the order :func:`_sender_profiles`
+    gives them.
 
     defusedxml's parser is pure Python (an event per element); stdlib's C parser
     builds the same tree about four times faster. So defusedxml reads the prolog
@@ -318,20 +353,57 @@ def _tree(data: bytes) -> ET.Element:
     has none. A DOCTYPE anywhere after the root's start is not well-formed XML,
     which both parsers refuse.
 
+    Both are fed in slices, and in the usual file (profiles directly under the root,
+    no nested container: :func:`_may_nest`) each profile is handed over as soon as
+    the parser is past its end, then dropped: the whole tree never exists. A freed
+    tree leaves its pages in the process (expat's copy of the whole file and 11
+    objects per profile, interleaved with what is kept: 1.3 MiB for 1,000 profiles).
+
     Raises:
         defusedxml.DefusedXmlException: the document declares a DTD.
         ET.ParseError, LookupError, ValueError: as the XML parsers raise them.
     """
+    view = memoryview(data)
+    slices = range(0, len(data), _FEED)
     vetting = DET.XMLParser(
         target=_UntilRoot(), forbid_dtd=True, forbid_entities=True, forbid_external=True
     )
     with contextlib.suppress(_RootReached):
-        vetting.feed(data)
+        for offset in slices:
+            vetting.feed(view[offset : offset + _FEED])
     # S314: vetted above: no DTD, so no entity to expand and no external reference.
     parser = ET.XMLParser(target=ET.TreeBuilder())  # noqa: S314
-    parser.feed(data)
-    root: ET.Element = parser.close()
-    return root
+    # The root is the first element started; the parser reports it, then nothing more.
+    # (_setevents is how stdlib's own XMLPullParser and iterparse ask for events.)
+    started: list[tuple[str, ET.Element]] = []
+    parser._setevents(started, ("start",))  # type: ignore[attr-defined]
+    root: ET.Element | None = None
+    streaming = False
+    for offset in slices:
+        parser.feed(view[offset : offset + _FEED])
+        if root is None and started:
+            root = started[0][1]
+            parser._setevents(started, ())  # type: ignore[attr-defined]
+            started.clear()
+            streaming = not _may_nest(data, root)
+        if streaming:
+            assert root is not None
+            done = len(root) - 1  # the last child may not be complete yet
+            if done > 0:
+                handle([child for child in root[:done] if _is_profile(child.tag)])
+                del root[:done]
+    root = parser.close()
+    if streaming:
+        handle([child for child in root if _is_profile(child.tag)])
+        return
+    handle(_sender_profiles(root, data))
+
+
+def _is_profile(tag: str) -> bool:
+    return tag == "profile" or tag.endswith("}profile")
+
+
+_FEED = 16384  # bytes per feed: expat's buffer, and the tree, stay this small
 
 
 def parse_profiles_xml(
@@ -348,12 +420,32 @@ def parse_profiles_xml(
         ProfileConfigError: hostile or malformed XML, a missing or bad element, an
             unresolved placeholder or secret alias.
     """
-    ctx = _Context(path, base_dir, with_carbon_home(properties, base_dir), secret_resolver)
+    ctx = _Context(
+        path,
+        base_dir,
+        with_carbon_home(properties, base_dir),
+        secret_resolver,
+        no_aliases=_spells_names(data) and b"secretAlias" not in data,
+    )
     profiles: list[SSLProfile] = []
     number = 0
+    # What a profile raised: kept until the parse has finished, so that a file that is
+    # not well-formed is refused as such, whichever profile comes first.
+    failed: list[Exception] = []
+
+    def handle(elements: list[ET.Element]) -> None:
+        nonlocal number
+        for element in elements:
+            number += 1
+            if failed:
+                continue
+            try:
+                profiles.extend(_profile(element, number, ctx))
+            except Exception as exc:
+                failed.append(exc)
+
     try:
-        root = _tree(data)
-        elements = _sender_profiles(root, data)
+        _profile_elements(data, handle)
     except defusedxml.DefusedXmlException as exc:
         raise ProfileConfigError(
             f"{path}: refused: the XML declares a DTD or entities ({type(exc).__name__}); "
@@ -388,8 +480,8 @@ def parse_profiles_xml(
             "declaration to match",
             path=path,
         ) from None
-    for number, element in enumerate(elements, 1):
-        profiles.extend(_profile(element, number, ctx))
+    if failed:
+        raise failed[0]
     if not number:
         raise ProfileConfigError(
             f"{path}: no <profile> elements: this is not a customSSLProfiles file "
@@ -444,18 +536,19 @@ def _text(
 def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile]:
     children = _children(element)
     name = element.get("name")
-    label = f"profile {number} ({name})" if name else f"profile {number}"
     servers_el = children.get("servers")
     if servers_el is None and "bindAddress" in children:
         raise ProfileConfigError(
-            f"{ctx.path}: {label} has <bindAddress> and no <servers>: this is a listener "
-            "profiles file (listenerprofiles.xml), not a customSSLProfiles file for the sender",
+            f"{ctx.path}: {_label(number, name)} has <bindAddress> and no <servers>: this is a "
+            "listener profiles file (listenerprofiles.xml), not a customSSLProfiles file for "
+            "the sender",
             path=ctx.path,
             element="servers",
         )
     if servers_el is None:
         raise ProfileConfigError(
-            f"{ctx.path}: {label} has no <servers>: add <servers>host:port</servers>",
+            f"{ctx.path}: {_label(number, name)} has no <servers>: "
+            "add <servers>host:port</servers>",
             path=ctx.path,
             element="servers",
         )
@@ -463,25 +556,30 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     hidden = has_placeholder(written)
     resolved = _text(servers_el, "servers", ctx, ()) if hidden else written
     items = resolved.split(",")
-    # What messages and status() show: the entries as written when placeholders made them.
-    names = tuple([item.strip() for item in (written.split(",") if hidden else items)])
+    # What messages and status() show: the entries as written when placeholders made
+    # them (made into a tuple only for a message, or for a profile that keeps them).
+    shown = written.split(",") if hidden else items
     servers_text = written if hidden else resolved
     try:
-        servers = tuple([parse_server(item, path=ctx.path) for item in items])
+        servers = (
+            (parse_server(items[0], path=ctx.path),)
+            if len(items) == 1
+            else tuple(map(ctx.parse_server, items))
+        )
     except ProfileConfigError:
         if not hidden:
             raise
         raise ProfileConfigError(
-            f"{ctx.path}: {label} <servers>{written}</servers>: once its placeholders are "
-            "replaced, an entry is empty or is not host:port with a port from 1 to 65535 "
-            "(the values are not shown: they come from the environment or properties): "
-            "make each entry host:port",
+            f"{ctx.path}: {_label(number, name)} <servers>{written}</servers>: once its "
+            "placeholders are replaced, an entry is empty or is not host:port with a port "
+            "from 1 to 65535 (the values are not shown: they come from the environment or "
+            "properties): make each entry host:port",
             path=ctx.path,
-            servers=names,
+            servers=_names(shown),
             element="servers",
         ) from None
     if not children.keys() <= _PROFILE_CHILDREN:
-        _warn_unknown(children, _PROFILE_CHILDREN, f"{label} ({servers_text})", ctx)
+        _warn_unknown(children, _PROFILE_CHILDREN, f"{_label(number, name)} ({servers_text})", ctx)
     novalidate = element.get("novalidatecert") == "true"
     clients = (
         [child for child in element if _local(child.tag) == "client"]
@@ -492,31 +590,32 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
         if not clients:
             return [
                 SSLProfile._parsed(
-                    servers=servers,
-                    keystore=_store(children.get("KeyStore"), True, ctx, names),
-                    truststore=_store(children.get("TrustStore"), False, ctx, names),
-                    novalidatecert=novalidate,
-                    client_id=None,
-                    name=name,
-                    written_servers=names if hidden else (),
+                    servers,
+                    _store(children.get("KeyStore"), True, ctx, shown),
+                    _store(children.get("TrustStore"), False, ctx, shown),
+                    novalidate,
+                    None,
+                    name,
+                    _names(shown) if hidden else (),
                 )
             ]
+        names = _names(shown)
         if "KeyStore" in children or "TrustStore" in children:
             log.warning(
                 "%s: %s has <client> elements, so its own <KeyStore>/<TrustStore> are not "
                 "used (as in WSO2)",
                 ctx.path,
-                label,
+                _label(number, name),
             )
         out: list[SSLProfile] = []
         for client in clients:
             parts = _children(client)
-            _warn_unknown(parts, _CLIENT_CHILDREN, f"{label} <client>", ctx)
+            _warn_unknown(parts, _CLIENT_CHILDREN, f"{_label(number, name)} <client>", ctx)
             id_el = parts.get("clientID")
             client_id = _text(id_el, "clientID", ctx, names) if id_el is not None else ""
             if not client_id:
                 raise ProfileConfigError(
-                    f"{ctx.path}: a <client> of {label} has no <clientID>: add one",
+                    f"{ctx.path}: a <client> of {_label(number, name)} has no <clientID>: add one",
                     path=ctx.path,
                     servers=names,
                     element="clientID",
@@ -524,8 +623,8 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             out.append(
                 SSLProfile._parsed(
                     servers=servers,
-                    keystore=_store(parts.get("KeyStore"), True, ctx, names),
-                    truststore=_store(parts.get("TrustStore"), False, ctx, names),
+                    keystore=_store(parts.get("KeyStore"), True, ctx, shown),
+                    truststore=_store(parts.get("TrustStore"), False, ctx, shown),
                     novalidatecert=client.get("novalidatecert", element.get("novalidatecert"))
                     == "true",
                     client_id=client_id,
@@ -537,9 +636,9 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     except ProfileConfigError as exc:
         if exc.path is None or not exc.servers:
             raise ProfileConfigError(
-                f"{ctx.path}: {label} ({servers_text}): {exc}",
+                f"{ctx.path}: {_label(number, name)} ({servers_text}): {exc}",
                 path=ctx.path,
-                servers=names,
+                servers=_names(shown),
                 element=exc.element,
             ) from None
         raise
@@ -587,18 +686,23 @@ def _secret(
 
 
 def _store(
-    element: ET.Element | None, is_keystore: bool, ctx: _Context, servers: tuple[str, ...]
+    element: ET.Element | None, is_keystore: bool, ctx: _Context, shown: Sequence[str]
 ) -> StoreConfig | None:
     if element is None:
         return None
-    key = (
-        is_keystore,
-        # items(), not attrib: reading attrib gives every element a dict it keeps.
-        *[(c.tag, c.text, *c.items()) for c in element],
+    # The children's tags and texts, and their attributes where the file has any that the
+    # reader looks at (items(), not attrib: reading attrib gives every element a dict
+    # it keeps).
+    key: tuple[object, ...] = (
+        (is_keystore, *map(_TAG_TEXT, element))
+        if ctx.no_aliases
+        else (is_keystore, *[(c.tag, c.text, *c.items()) for c in element])
     )
-    if key not in ctx.stores:
-        ctx.stores[key] = _parse_store(element, is_keystore, ctx, servers)
-    return ctx.stores[key]
+    try:
+        return ctx.stores[key]
+    except KeyError:
+        config = ctx.stores[key] = _parse_store(element, is_keystore, ctx, _names(shown))
+        return config
 
 
 def _parse_store(
