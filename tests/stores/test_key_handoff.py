@@ -4,10 +4,13 @@ handshake, and the same identity is refused by a server that does not trust it."
 
 from __future__ import annotations
 
+import base64
 import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 import mtls
 
@@ -83,3 +86,31 @@ def test_the_same_identity_is_refused_by_a_server_that_does_not_trust_it(
             mtls.server_context(server, trusted_stranger),
             mtls.client_context(client, trusted_server),
         )
+
+
+def test_a_pkcs8_key_with_too_few_fields_is_a_key_without_a_match(tmp_path: Path) -> None:
+    # SEQUENCE { version, AlgorithmIdentifier } and no key: once a bare ValueError.
+    from mtls import _der
+
+    key = _der.encode(
+        _der.SEQUENCE,
+        _der.encode(_der.INTEGER, b"\x00")
+        + _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.1.1.1")),
+    )
+    cert = mtls.Keystore.generate("c", "CN=c", key_type="EC").certificate("c")
+    path = tmp_path / "bad.pem"
+    path.write_bytes(
+        b"-----BEGIN PRIVATE KEY-----\n"
+        + base64.encodebytes(key)
+        + b"-----END PRIVATE KEY-----\n"
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    with pytest.raises(mtls.KeyEntryError, match="no matching certificate"):
+        mtls.Keystore.load(path, None)
+
+
+def test_a_whole_pkcs8_key_with_its_certificate_loads(tmp_path: Path) -> None:
+    source = mtls.Keystore.generate("c", "CN=c", key_type="EC")
+    path = tmp_path / "good.pem"
+    path.write_bytes(source.to_bytes(None, store_type="PEM"))
+    assert mtls.Keystore.load(path, None).key_aliases == ("c",)
