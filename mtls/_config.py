@@ -88,12 +88,8 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
         host, sep, port_text = text.rpartition(":")
         if not sep or ":" in host:
             host, port_text = text, ""
-        elif port_text.isdecimal() and 0 < (port := int(port_text)) < 65536:
-            # The usual entry, name:port: normalize_host, for a host that has neither
-            # brackets nor a colon.
-            host = host.strip().lower().rstrip(".")
-            if host:
-                return host, port
+        elif host and port_text.isdecimal() and 0 < (port := int(port_text)) < 65536:
+            return normalize_host(host), port  # the usual entry, name:port
     if not port_text:
         example = f"[{text}]:443" if ":" in text else f"{text}:443"
         if ":" in text and not text.startswith("["):

@@ -99,16 +99,6 @@ def read_tlv(data: bytes, pos: int = 0) -> TLV:
     return TLV(tag, data[start:stop], stop)
 
 
-def check_single(data: bytes, tag: int) -> None:
-    """Raise :class:`DERError` unless ``data`` is exactly one element with ``tag``
-    (what :func:`read_single` checks, without copying the content)."""
-    found, _, stop = header(data)
-    if stop != len(data):
-        raise DERError("trailing bytes after the element")
-    if found != tag:
-        raise DERError(f"expected tag 0x{tag:02x}, found 0x{found:02x}")
-
-
 def read_all(data: bytes) -> list[TLV]:
     """Parse a concatenation of elements that must fill ``data`` exactly."""
     items: list[TLV] = []
@@ -120,12 +110,26 @@ def read_all(data: bytes) -> list[TLV]:
     return items
 
 
+def _single(data: bytes, tag: int) -> tuple[int, int]:
+    """Where the content of ``data`` lies, if it is exactly one element with ``tag``."""
+    found, start, stop = header(data)
+    if stop != len(data):
+        raise DERError("trailing bytes after the element")
+    if found != tag:
+        raise DERError(f"expected tag 0x{tag:02x}, found 0x{found:02x}")
+    return start, stop
+
+
 def read_single(data: bytes, tag: int) -> TLV:
     """Parse ``data`` as exactly one element with the given tag."""
-    item = read_tlv(data)
-    if item.end != len(data):
-        raise DERError("trailing bytes after the element")
-    return item.expect(tag)
+    start, stop = _single(data, tag)
+    return TLV(tag, data[start:stop], stop)
+
+
+def check_single(data: bytes, tag: int) -> None:
+    """Raise :class:`DERError` unless ``data`` is exactly one element with ``tag``
+    (what :func:`read_single` checks, without copying the content)."""
+    _single(data, tag)
 
 
 # Cached: the same few algorithm identifiers are decoded in every store read.

@@ -151,39 +151,34 @@ class Reader:
     def _damaged(self) -> JKSFormatError:
         return JKSFormatError(f"damaged or truncated {self.what} store: replace the file")
 
-    def take(self, size: int) -> bytes:
-        end = self.pos + size
+    def _advance(self, size: int) -> int:
+        """Move past ``size`` bytes; return where they start (running out is damage)."""
+        pos = self.pos
+        end = pos + size
         if size < 0 or end > len(self.data):
             raise self._damaged()
-        chunk = self.data[self.pos : end]
         self.pos = end
-        return chunk
+        return pos
+
+    def take(self, size: int) -> bytes:
+        pos = self._advance(size)
+        return self.data[pos : self.pos]
 
     def u8(self) -> int:
-        return self.take(1)[0]
+        return self.data[self._advance(1)]
 
     # The integers are read in place (no slice per field): a store is mostly them.
     def u16(self) -> int:
-        pos = self.pos
-        if pos + 2 > len(self.data):
-            raise self._damaged()
-        self.pos = pos + 2
-        value: int = _U16.unpack_from(self.data, pos)[0]
+        value: int = _U16.unpack_from(self.data, self._advance(2))[0]
         return value
 
     def u32(self) -> int:
-        pos = self.pos
-        if pos + 4 > len(self.data):
-            raise self._damaged()
-        self.pos = pos + 4
-        value: int = _U32.unpack_from(self.data, pos)[0]
+        value: int = _U32.unpack_from(self.data, self._advance(4))[0]
         return value
 
     def skip(self, size: int) -> None:
         """Step over ``size`` bytes (a date, a magic number) without copying them."""
-        if self.pos + size > len(self.data):
-            raise self._damaged()
-        self.pos += size
+        self._advance(size)
 
     def blob(self) -> bytes:
         """A ``writeInt(len)`` + bytes field (a length past the end is damage)."""
