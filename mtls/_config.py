@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError
@@ -194,6 +194,25 @@ class StoreConfig:
     written_location: str | None = field(default=None, compare=False)
     written_alias: str | None = field(default=None, compare=False)
 
+    if TYPE_CHECKING:
+        # What the constructor takes, for type checkers: wider than the attributes it
+        # sets (a str or os.PathLike location, str passwords). At run time the
+        # dataclass writes __init__, and __post_init__ converts.
+        def __init__(
+            self,
+            *,
+            location: str | os.PathLike[str],
+            type: str | None = None,
+            password: str | Secret | None = None,
+            allow_unprotected: bool = False,
+            key_password: str | Secret | None = None,
+            alias: str | None = None,
+            origin: str | None = None,
+            password_origin: str | None = None,
+            written_location: str | None = None,
+            written_alias: str | None = None,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         given: Any = self.location  # str and os.PathLike are accepted as well
         if not isinstance(given, Path):
@@ -281,6 +300,24 @@ class SSLProfile:
     written_servers: tuple[str, ...] = field(default=(), compare=False)
     crls: tuple[Path, ...] = ()
     crl_check: CRLCheck = "leaf"
+
+    if TYPE_CHECKING:
+        # What the constructor takes, for type checkers (see StoreConfig): servers as
+        # "host:port" strings or (host, port) pairs, one or many; CRL paths as str or
+        # os.PathLike, one or many.
+        def __init__(
+            self,
+            *,
+            servers: str | Iterable[str | tuple[str, int]],
+            keystore: StoreConfig | None = None,
+            truststore: StoreConfig | None = None,
+            novalidatecert: bool = False,
+            client_id: str | None = None,
+            name: str | None = None,
+            written_servers: tuple[str, ...] = (),
+            crls: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
+            crl_check: CRLCheck = "leaf",
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         _check_crls(self)

@@ -111,6 +111,35 @@ def test_type_checkers_see_a_misspelt_name(tmp_path: Path) -> None:
     assert errors == [f'{source}:3: error: Module has no attribute "NotAThing"  [attr-defined]']
 
 
+def test_type_checkers_take_the_documented_constructor_forms(tmp_path: Path) -> None:
+    """``StoreConfig`` and ``SSLProfile`` take more at run time than their attributes'
+    types (str locations and passwords, "host:port" strings, str CRL paths): mypy
+    --strict accepts those forms, as the docs write them, and still flags a wrong one;
+    the attributes keep their narrow types."""
+    source = tmp_path / "profiles_in_code.py"
+    source.write_text(
+        """import pathlib
+import mtls
+
+store = mtls.StoreConfig(location="gateway.jks", password="changeit", key_password="k")
+trust = mtls.StoreConfig(location=pathlib.Path("trust.jks"), password=mtls.Secret("changeit"))
+one = mtls.SSLProfile(servers="backend:8243", keystore=store, crls="backend.crl")
+two = mtls.SSLProfile(servers=("a:8243", ("b", 8243), "*"), truststore=trust, crls=["x.crl"])
+location: pathlib.Path = store.location
+password: mtls.Secret | None = store.password
+servers: tuple[tuple[str, int] | str, ...] = one.servers
+bad_store = mtls.StoreConfig(location=42)
+bad_profile = mtls.SSLProfile(servers=8243)
+""",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
+    command += ["--cache-dir", str(tmp_path / "cache"), str(source)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert [line.split(":")[1] for line in errors] == ["11", "12"], result.stdout
+
+
 def test_public_names_say_mtls_however_they_are_reached() -> None:
     """A public class or function says ``mtls.X`` (reprs, tracebacks, pickles) even when
     its private module is imported first and ``mtls.X`` is never touched; private
