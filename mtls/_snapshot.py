@@ -77,6 +77,23 @@ class Built:
             return served.localhost_context
         return served.context
 
+    @classmethod
+    def loaded(cls, profile: SSLProfile, served: Served) -> Built:
+        """``Built(profile, served)``: the same object, made through the fields' slot
+        setters (a frozen dataclass's ``__init__`` sets each field through
+        ``object.__setattr__``, twice the cost); a check makes one per profile."""
+        built = object.__new__(cls)
+        _SET_PROFILE(built, profile)
+        _SET_SERVED(built, served)
+        _SET_ERROR(built, None)
+        return built
+
+
+# The slots' setters (getattr: on the class, each name is its slot descriptor).
+_SET_PROFILE, _SET_SERVED, _SET_ERROR = (
+    getattr(Built, name).__set__ for name in ("profile", "served", "error")
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Failed:
@@ -329,8 +346,11 @@ def build_index(
     materials: dict[int, Served] = {}
     users: dict[int, list[int]] = {}
     retry: list[int] = []
-    last = 0  # the previous profile's material, and its group: they come in runs
+    # The previous profile's material, its group and its contexts: they come in runs.
+    last = 0
     group: list[int] = []
+    context: ssl.SSLContext | None = None
+    local: ssl.SSLContext | None = None
     for position, item in enumerate(items):
         profile = item.profile
         client = profile.client_id
@@ -346,6 +366,7 @@ def build_index(
                     materials[key] = served
                     found = users[key] = []
                 group = found
+                context, local = served.context, served.localhost_context
             group.append(position)
         for server in profile.servers:
             if server == CATCH_ALL:
@@ -357,10 +378,8 @@ def build_index(
             if other is not item:
                 raise _duplicate(entry, server, other.profile, profile, path)
             if served is not None and server != CATCH_ALL:
-                local = served.localhost_context
-                fast[entry] = (
-                    local if local is not None and host in LOCALHOST_NAMES else served.context
-                )
+                assert context is not None
+                fast[entry] = local if local is not None and host in LOCALHOST_NAMES else context
     return index, fast, Materials.of(materials, users, retry)
 
 
@@ -469,7 +488,7 @@ class ProfilesPlan:
         for profile in every:
             cause: MTLSError
             try:
-                results.append(Built(profile, builder.build(profile, replacing=False)))
+                results.append(Built.loaded(profile, builder.build(profile, replacing=False)))
                 continue
             except Unstable as exc:
                 if not last:
@@ -706,7 +725,7 @@ class ProfilesPlan:
                     run.unchanged[id(served)] = unchanged
                 if unchanged:
                     return prev
-            return Built(profile, builder.build(profile, replacing=prev is not None))
+            return Built.loaded(profile, builder.build(profile, replacing=prev is not None))
         except Unstable as exc:
             log.info("%s: %s; retrying at the next check", self.where, exc)
             run.pending = True

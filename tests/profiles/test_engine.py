@@ -305,3 +305,19 @@ def test_watchers_see_every_check_changed_or_not_and_none_after_close(tmp_path):
     engine.watch(lambda snapshot: seen.append(-1))
     engine.close()
     assert engine.check() is False and seen == [0, 1]
+
+
+def test_a_loaded_entry_is_what_the_constructor_makes() -> None:
+    """``Built.loaded`` sets the slots directly (a check makes one per profile): it must
+    make what ``Built(profile, served)`` makes, field for field (a new field fails here),
+    and stay frozen."""
+    from mtls._snapshot import Built
+
+    given = mtls.SSLProfile(servers="backend:8243")
+    served = object()  # Built holds it; nothing here reads it
+    fast, public = Built.loaded(given, served), Built(given, served)  # type: ignore[arg-type]
+    for item in dataclasses.fields(Built):
+        assert getattr(fast, item.name) is getattr(public, item.name), item.name
+    assert fast == public and hash(fast) == hash(public)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.error = None  # type: ignore[misc]
