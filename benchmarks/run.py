@@ -341,6 +341,7 @@ def bench_httpx_transport(env: Env, reps: int) -> Comparison:
 
     server, url, profiles = https_backend(env, "gw", keep_alive=True)
     ctx = profiles.context_for_url(url)
+    assert ctx is not None  # the backend's profile matches its URL
     ours = httpx.Client(transport=MTLSTransport(profiles))
     plain = httpx.Client(verify=ctx)
     try:
@@ -1058,8 +1059,8 @@ def bench_reload_noop_estate(env: Env, reps: int) -> Comparison:
 )
 def bench_profiles_10000(env: Env, reps: int) -> Comparison:
     _, keystore, trust, trust_password = _profiles_env(env)
-    store = lambda path, pw: mtls.StoreConfig(location=path, password=mtls.Secret(pw))  # noqa: E731
-    ks, ts = store(keystore, PASSWORD), store(trust, trust_password)
+    ks = mtls.StoreConfig(location=keystore, password=PASSWORD)
+    ts = mtls.StoreConfig(location=trust, password=trust_password)
     profiles = [
         mtls.SSLProfile(servers=(f"backend{i}.example.com:8243",), keystore=ks, truststore=ts)
         for i in range(10 * PROFILES)
@@ -1312,7 +1313,7 @@ for _name, _key_type in (("jceks", "rsa2048"), ("jceks", "ec"), ("p12jdk25", "ec
 def _bench_vs_requests_pkcs12(key_type: str) -> Callable[[Env, int], Comparison]:
     def run(env: Env, reps: int) -> Comparison:
         try:
-            import requests_pkcs12  # type: ignore[import-untyped]  # noqa: PLC0415
+            import requests_pkcs12  # noqa: PLC0415
         except ImportError:
             raise Unavailable("pip install requests-pkcs12 to compare with it") from None
 
