@@ -596,6 +596,24 @@ def bench_reload_noop(env: Env, reps: int) -> Comparison:
 # --------------------------------------------------------------------------- main
 
 
+def _commit() -> str:
+    """The checkout's commit (with ``-dirty`` for uncommitted changes), or ``?``."""
+    import subprocess  # noqa: PLC0415 - only to ask git
+
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+            cwd=Path(mtls.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return done.stdout.strip() or "?"
+
+
 def _versions() -> str:
     import jks  # noqa: PLC0415 - only for its version
 
@@ -603,7 +621,7 @@ def _versions() -> str:
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()} "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
         f"cryptography {cryptography.__version__}, pyjks {getattr(jks, '__version__', '?')}, "
-        f"mtls {mtls.__version__}"
+        f"mtls {mtls.__version__} ({_commit()})"
     )
 
 

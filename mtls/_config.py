@@ -153,11 +153,13 @@ class StoreConfig:
     """Where a keystore or truststore is and how to open it (a ``<KeyStore>`` element).
 
     Attributes:
-        location: the store file (relative paths were resolved against the base dir).
+        location: the store file (relative paths were resolved against the base dir); a
+            ``str`` or ``os.PathLike`` given to the constructor is made a ``Path``.
         type: the declared type (``<Type>``). The content decides the format, but a
             type with an integrity check, with a password, must be met by a file
             that has one (see ``allow_unprotected``).
-        password: the store password.
+        password: the store password; a ``str`` given to the constructor is wrapped in a
+            :class:`~mtls.Secret` (so is ``key_password``).
         allow_unprotected: accept a PEM, DER or MAC-less PKCS#12 file although
             ``type`` (JKS, JCEKS, PKCS12, BKS, UBER) and ``password`` promise an
             integrity check. Off by default: a replaced file must not load

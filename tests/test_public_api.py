@@ -140,6 +140,37 @@ bad_profile = mtls.SSLProfile(servers=8243)
     assert [line.split(":")[1] for line in errors] == ["11", "12"], result.stdout
 
 
+@pytest.mark.parametrize("name", ["StoreConfig", "SSLProfile"])
+def test_the_signature_type_checkers_read_matches_the_fields(name: str) -> None:
+    """The ``__init__`` written for type checkers (``if TYPE_CHECKING:``) names every
+    field, keyword-only, with the field's default: a field added to the dataclass and
+    not to it would be refused by mypy in user code that runs."""
+    import dataclasses
+
+    import mtls._config  # where both are written (their __module__ says mtls)
+
+    source = Path(inspect.getfile(mtls._config)).read_text(encoding="utf-8")
+    cls = next(
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ClassDef) and node.name == name
+    )
+    init = next(
+        inner
+        for node in cls.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for inner in node.body
+        if isinstance(inner, ast.FunctionDef) and inner.name == "__init__"
+    )
+    assert [a.arg for a in init.args.args] == ["self"] and not init.args.vararg
+    written = {
+        arg.arg: (ast.literal_eval(default) if default is not None else dataclasses.MISSING)
+        for arg, default in zip(init.args.kwonlyargs, init.args.kw_defaults, strict=True)
+    }
+    fields = {field.name: field.default for field in dataclasses.fields(getattr(mtls, name))}
+    assert written == fields
+
+
 def test_public_names_say_mtls_however_they_are_reached() -> None:
     """A public class or function says ``mtls.X`` (reprs, tracebacks, pickles) even when
     its private module is imported first and ``mtls.X`` is never touched; private

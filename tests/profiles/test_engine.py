@@ -321,3 +321,49 @@ def test_a_loaded_entry_is_what_the_constructor_makes() -> None:
     assert fast == public and hash(fast) == hash(public)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.error = None  # type: ignore[misc]
+
+
+def test_runs_of_profiles_on_different_materials_each_get_their_own_contexts(
+    tmp_path: Path, ca: CA
+) -> None:
+    """The index reads a material's contexts once per run of profiles on it: when runs
+    alternate (A, B, a failed one, A), each host still gets its own material's context,
+    and under DefaultAndLocalhost the localhost names get that material's localhost
+    variant (no name check), never another material's; a failed profile's hosts are
+    refused, not served by the run before it."""
+    a = tmp_path / "a.jks"
+    a.write_bytes(ca.issue_cert("a", common_name="client a").keystore().to_bytes(PASSWORD))
+    b = tmp_path / "b.jks"
+    b.write_bytes(ca.issue_cert("b", common_name="client b").keystore().to_bytes(PASSWORD))
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(
+            profile("a1.test:1,localhost:1", a, trust),
+            profile("b1.test:2,127.0.0.1:2", b, trust),
+            profile("gone.test:3,localhost:3", tmp_path / "missing.jks", trust),
+            profile("a2.test:4,localhost:4", a, trust),
+            profile("b2.test:5,localhost:5", b, trust),
+        )
+    )
+    profiles = SSLProfileSet.from_xml(
+        xml, hostname_verifier="DefaultAndLocalhost", skip_failures=True
+    )
+    try:
+        get = profiles.context_for
+        a_main, a_local = get("a1.test", 1), get("localhost", 1)
+        b_main, b_local = get("b1.test", 2), get("127.0.0.1", 2)
+        assert a_main is not None and a_local is not None
+        assert b_main is not None and b_local is not None
+        assert len({id(a_main), id(a_local), id(b_main), id(b_local)}) == 4
+        assert a_main.check_hostname and b_main.check_hostname
+        assert not a_local.check_hostname and not b_local.check_hostname
+        assert (get("a2.test", 4), get("localhost", 4)) == (a_main, a_local)
+        assert (get("b2.test", 5), get("localhost", 5)) == (b_main, b_local)
+        # The failed profile between the runs: its hosts are refused, not served.
+        for host in ("gone.test", "localhost"):
+            with pytest.raises(mtls.ProfileUnavailableError, match=r"missing\.jks"):
+                get(host, 3)
+    finally:
+        profiles.close()
