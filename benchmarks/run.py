@@ -3,6 +3,7 @@
     python benchmarks/run.py             # every benchmark, full repetitions
     python benchmarks/run.py --quick     # few repetitions (CI: it runs, it is not a measurement)
     python benchmarks/run.py --only keystore --only truststore
+    python benchmarks/run.py --only load-pem-ec --runs 5   # the median run, and the range
 
 Each benchmark times our call and the raw-``ssl`` call that does the same work
 from PEM files ("the floor"), interleaved (ours, floor, floor, ours, ...) so that
@@ -625,6 +626,10 @@ def _versions() -> str:
     )
 
 
+def _ratio(comparison: Comparison) -> float:
+    return comparison.ratio
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions (for CI)")
@@ -635,7 +640,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"run only this benchmark (repeatable): {', '.join(b.name for b in BENCHMARKS)}",
     )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each chosen benchmark N times and report the run with the median ratio, "
+        "and the range (how far a row moves on this machine; default 1)",
+    )
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     reps = args.reps or (20 if args.quick else 400)
     chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
     unknown = set(args.only or ()) - {b.name for b in BENCHMARKS}
@@ -652,10 +667,11 @@ def main(argv: list[str] | None = None) -> int:
         print("-" * len(header))
         for bench in chosen:
             try:
-                result = bench.run(env, reps)
+                runs = sorted((bench.run(env, reps) for _ in range(args.runs)), key=_ratio)
             except Unavailable as exc:  # a peer to compare with is not installed
                 print(f"{bench.name:<20}{'':>41}  skipped: {exc}")
                 continue
+            result = runs[len(runs) // 2]  # the median run (the upper one of an even count)
             verdict = "-"
             if bench.target is not None:
                 verdict = "ok" if result.ratio <= bench.target else "MISSED"
@@ -664,14 +680,19 @@ def main(argv: list[str] | None = None) -> int:
             target = f"{bench.target:.2f}x" if bench.target is not None else "-"
             scale = _SCALE[bench.unit]
             ours_v, floor_v = result.ours_median * scale, result.floor_median * scale
+            spread = (
+                f"  ({runs[0].ratio:.2f}x-{runs[-1].ratio:.2f}x over {len(runs)} runs)"
+                if len(runs) > 1
+                else ""
+            )
             print(
                 f"{bench.name:<20}{ours_v:>9.3f}{bench.unit:<3}{floor_v:>9.3f}{bench.unit:<3}"
-                f"{result.ratio:>7.2f}x{target:>8}  {verdict}"
+                f"{result.ratio:>7.2f}x{target:>8}  {verdict}{spread}"
             )
             # What one benchmark leaves behind must not weigh on the next: its garbage
             # is collected here, and a thread still running (a reloader, a server)
             # is reported, since it would take CPU from every later row.
-            del result
+            del result, runs
             gc.collect()
             if threading.active_count() > 1:
                 names = ", ".join(
