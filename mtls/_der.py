@@ -110,26 +110,32 @@ def read_all(data: bytes) -> list[TLV]:
     return items
 
 
-def _single(data: bytes, tag: int) -> tuple[int, int]:
-    """Where the content of ``data`` lies, if it is exactly one element with ``tag``."""
-    found, start, stop = header(data)
-    if stop != len(data):
+def single_span(data: bytes, tag: int, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """Where the content lies, if ``data[start:end]`` is exactly one element with
+    ``tag`` (``end`` defaults to the end of ``data``); nothing copied.
+
+    Raises:
+        DERError: a damaged element, bytes after it, or another tag.
+    """
+    limit = len(data) if end is None else end
+    found, content_start, content_stop = header(data, start, limit)
+    if content_stop != limit:
         raise DERError("trailing bytes after the element")
     if found != tag:
         raise DERError(f"expected tag 0x{tag:02x}, found 0x{found:02x}")
-    return start, stop
+    return content_start, content_stop
 
 
 def read_single(data: bytes, tag: int) -> TLV:
     """Parse ``data`` as exactly one element with the given tag."""
-    start, stop = _single(data, tag)
+    start, stop = single_span(data, tag)
     return TLV(tag, data[start:stop], stop)
 
 
 def check_single(data: bytes, tag: int) -> None:
     """Raise :class:`DERError` unless ``data`` is exactly one element with ``tag``
     (what :func:`read_single` checks, without copying the content)."""
-    _single(data, tag)
+    single_span(data, tag)
 
 
 # Cached: the same few algorithm identifiers are decoded in every store read.

@@ -606,11 +606,8 @@ def _spki_of_private(key_der: bytes) -> bytes | None:
     whole, and only the public fields are copied out of it.
     """
     try:
-        tag, start, stop = _der.header(key_der)
-        if tag != _der.SEQUENCE or stop != len(key_der):
-            return None
         # PrivateKeyInfo ::= SEQUENCE { version, AlgorithmIdentifier, OCTET STRING, ... }
-        outer = _der.spans(key_der, start, stop)
+        outer = _der.spans(key_der, *_der.single_span(key_der, _der.SEQUENCE))
         if len(outer) < 3 or outer[1][0] != _der.SEQUENCE or outer[2][0] != _der.OCTET_STRING:
             return None
         _, algorithm_start, algorithm_stop = outer[1]
@@ -618,10 +615,10 @@ def _spki_of_private(key_der: bytes) -> bytes | None:
         if not identifier or identifier[0][0] != _der.OID:
             return None
         oid = _der.decode_oid(key_der[identifier[0][1] : identifier[0][2]])
-        tag, start, stop = _der.header(key_der, outer[2][1], outer[2][2])
-        if tag != _der.SEQUENCE or stop != outer[2][2]:
-            return None
-        fields = _der.spans(key_der, start, stop)
+        _, private_start, private_stop = outer[2]
+        fields = _der.spans(
+            key_der, *_der.single_span(key_der, _der.SEQUENCE, private_start, private_stop)
+        )
         if oid == _RSA:  # RSAPrivateKey: version, n, e, ...
             public = b"".join(_der.encode(t, key_der[s:e]) for t, s, e in fields[1:3])
             bits = b"\x00" + _der.encode(_der.SEQUENCE, public)
@@ -629,9 +626,7 @@ def _spki_of_private(key_der: bytes) -> bytes | None:
             point = next((f for f in fields[2:] if f[0] == 0xA1), None)
             if point is None:
                 return None
-            tag, start, stop = _der.header(key_der, point[1], point[2])
-            if tag != _der.BIT_STRING or stop != point[2]:
-                return None
+            start, stop = _der.single_span(key_der, _der.BIT_STRING, point[1], point[2])
             bits = key_der[start:stop]
         else:
             return None
