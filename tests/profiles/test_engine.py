@@ -19,7 +19,14 @@ from mtls._engine import Engine, Outcome, Problem
 from mtls._reading import Reading, Unstable
 from mtls._stores import load_store
 from mtls.testing import CA, replace_atomically
-from tests._helpers import PASSWORD, profile, profile_xml, wait_for
+from tests._helpers import (
+    PASSWORD,
+    profile,
+    profile_xml,
+    wait_for,
+    write_identity,
+    write_trust,
+)
 
 # --------------------------------------------------------------------------- a second consumer
 
@@ -331,12 +338,9 @@ def test_runs_of_profiles_on_different_materials_each_get_their_own_contexts(
     and under DefaultAndLocalhost the localhost names get that material's localhost
     variant (no name check), never another material's; a failed profile's hosts are
     refused, not served by the run before it."""
-    a = tmp_path / "a.jks"
-    a.write_bytes(ca.issue_cert("a", common_name="client a").keystore().to_bytes(PASSWORD))
-    b = tmp_path / "b.jks"
-    b.write_bytes(ca.issue_cert("b", common_name="client b").keystore().to_bytes(PASSWORD))
-    trust = tmp_path / "trust.jks"
-    ca.write_truststore(trust, PASSWORD)
+    a = write_identity(ca.issue_cert("a", common_name="client a"), tmp_path / "a.jks")
+    b = write_identity(ca.issue_cert("b", common_name="client b"), tmp_path / "b.jks")
+    trust = write_trust(ca, tmp_path / "trust.jks")
     xml = tmp_path / "sslprofiles.xml"
     xml.write_text(
         profile_xml(
