@@ -209,7 +209,9 @@ def client_context(
 
     Returns:
         A new context. It is not referenced anywhere else, and this library never
-        changes it after returning it.
+        changes it after returning it. It offers TLS 1.3 post-handshake
+        authentication (as urllib3's and httpx's contexts do), so a server that asks
+        for the client certificate after the handshake receives it.
 
     Raises:
         ValueError: an unknown ``hostname_verifier`` or ``crl_check``, or ``crls``
@@ -246,6 +248,13 @@ def client_context(
         ctx.verify_mode = ssl.CERT_NONE
     if keystore is not None:
         _identity(ctx, keystore, alias)
+    # TLS 1.3 post-handshake authentication: a server that asks for the certificate
+    # only for some paths (Apache httpd's per-location SSLVerifyClient) asks after the
+    # handshake, and only of a client that offered it. urllib3 and httpx offer it on
+    # every client context they make; offering it costs nothing when never asked.
+    # (WSO2's JDK client does not offer it; there such a backend sees no certificate.)
+    if ctx.post_handshake_auth is not None:
+        ctx.post_handshake_auth = True
     _keylog(ctx)
     return ctx
 

@@ -239,6 +239,104 @@ def test_untrusted_client_certificate_is_refused_by_python_server(
     assert py_server.outcome() == Outcome(False, "CERTIFICATE_VERIFY_FAILED")
 
 
+class PostHandshakeServer(PyServer):
+    """A server that asks for the client certificate only after the handshake (TLS 1.3
+    post-handshake authentication, as Apache httpd does for a per-location
+    ``SSLVerifyClient require``), then answers with the certificate's CN."""
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            conn.settimeout(DEADLINE)
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    assert tls.getpeercert() is None  # nothing asked for yet
+                    tls.recv(64)
+                    tls.verify_client_post_handshake()  # raises if the client did not offer it
+                    tls.sendall(b"certificate, please")  # carries the CertificateRequest
+                    tls.recv(64)  # the client's Certificate is processed (and verified) here
+                    peer = tls.getpeercert() or {}
+                    cn = next(
+                        (v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"),
+                        "",
+                    )
+                    tls.sendall(b"hello " + cn.encode())
+                    self.outcomes.put(Outcome(True, cn))
+            except ssl.SSLError as exc:
+                self.outcomes.put(Outcome(False, exc.reason or str(exc)))
+            except OSError as exc:
+                self.outcomes.put(Outcome(False, type(exc).__name__))
+            finally:
+                conn.close()
+
+
+@pytest.fixture
+def pha_server(pki: PKI, tmp_path: Path) -> Iterator[PyServer]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # post-handshake authentication is TLS 1.3's
+    server_chain, server_key = pki.server.write_pem(tmp_path, "pha-server")
+    ctx.load_cert_chain(server_chain, server_key)
+    ctx.load_verify_locations(cadata=pki.root.chain_pem().decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.post_handshake_auth = True  # the handshake itself asks for nothing
+    server = PostHandshakeServer(ctx)
+    yield server
+    server.close()
+
+
+def talk_twice(ctx: ssl.SSLContext, port: int) -> bytes:
+    """Send, read the server's request, send again, read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"hi")
+            asked = tls.recv(64)  # the client answers the certificate request in this read
+            if asked != b"certificate, please":
+                raise ConnectionResetError(f"the server closed the connection ({asked!r})")
+            tls.sendall(b"here")
+            return tls.recv(64)
+
+
+def test_post_handshake_certificate_request_is_answered(pki: PKI, pha_server: PyServer) -> None:
+    ctx = mtls.client_context(pki.client.keystore(), pki.truststore(pki.root))
+    assert ctx.post_handshake_auth
+    assert talk_twice(ctx, pha_server.port) == b"hello client rsa"
+    assert pha_server.outcome() == Outcome(True, "client rsa")
+
+
+def test_post_handshake_request_needs_the_client_to_offer_it(
+    pki: PKI, pha_server: PyServer
+) -> None:
+    # What a client that does not offer it gets (the JDK's, and mtls's contexts before
+    # they offered it): the server cannot even ask.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=pki.root.chain_pem().decode())
+    assert not ctx.post_handshake_auth
+    with pytest.raises(REFUSED):
+        talk_twice(ctx, pha_server.port)
+    assert pha_server.outcome() == Outcome(False, "EXTENSION_NOT_RECEIVED")
+
+
+def test_post_handshake_request_without_a_keystore_is_refused(
+    pki: PKI, pha_server: PyServer
+) -> None:
+    ctx = mtls.client_context(None, pki.truststore(pki.root))
+    with pytest.raises(REFUSED):
+        talk_twice(ctx, pha_server.port)
+    assert pha_server.outcome() == Outcome(False, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+
+
+def test_post_handshake_request_refuses_an_untrusted_certificate(
+    pki: PKI, pha_server: PyServer
+) -> None:
+    ctx = mtls.client_context(pki.other_client.keystore(), pki.truststore(pki.root))
+    with pytest.raises(REFUSED):
+        talk_twice(ctx, pha_server.port)
+    assert pha_server.outcome() == Outcome(False, "CERTIFICATE_VERIFY_FAILED")
+
+
 @pytest.mark.keytool
 def test_keytool_made_identity_in_a_handshake(keytool_stores: KeytoolStores) -> None:
     """keytool's CA-signed entry as the client, its CA (from the same JKS) as the server's trust."""
