@@ -371,6 +371,12 @@ def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -
     with contextlib.suppress(_RootReached):
         for offset in slices:
             vetting.feed(view[offset : offset + _FEED])
+        # Everything was fed and the root's start was not reported. Expat 2.6 (Python
+        # 3.13, and the security releases of 3.11 and 3.12 that ship it) defers a token
+        # that arrives in pieces until enough data follows it ("reparse deferral"), so
+        # a long prolog can leave the DOCTYPE unread after the last feed. The final
+        # parse reads the rest: the DTD is refused, or the root's start ends the vetting.
+        vetting.close()
     # S314: vetted above: no DTD, so no entity to expand and no external reference.
     parser = ET.XMLParser(target=ET.TreeBuilder())  # noqa: S314
     # The root is the first element started; the parser reports it, then nothing more.
