@@ -29,6 +29,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib
+import importlib.util
+import sys
+import threading
+import types
 import warnings
 from typing import Literal
 
@@ -165,21 +169,59 @@ def parse_uber(data: bytes, password: str | None, budget: WorkBudget) -> JKSCont
 def _import_twofish() -> None:
     """Import the ``twofish`` package pyjks decrypts UBER with, or say why it cannot be.
 
-    That package still loads its C library through the ``imp`` module: it warns
-    (DeprecationWarning, an unclosed file) on Python 3.11 and does not import at all
-    from 3.12, where ``imp`` is gone. Imported once here, quietly, so pyjks's own
-    import finds it loaded.
+    That package finds its C library through the ``imp`` module, which warns
+    (DeprecationWarning, an unclosed file) on Python 3.11 and is gone from 3.12. Where
+    it is gone, the one function twofish calls (``imp.find_module``, for the library's
+    path) is lent for the length of that import and taken back, so that nothing else
+    sees an ``imp`` module. Imported once here, quietly, so pyjks's own import finds
+    it loaded.
     """
+    if sys.modules.get("twofish") is not None:
+        return
+    with _TWOFISH_IMPORT:  # two threads must not lend and take back in turn
+        _import_twofish_locked()
+
+
+_TWOFISH_IMPORT = threading.Lock()
+
+
+def _import_twofish_locked() -> None:
+    lent = importlib.util.find_spec("imp") is None
+    missing = object()
+    before = sys.modules.get("imp", missing)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            importlib.import_module("twofish")
-    except ImportError as exc:
+            if lent:
+                sys.modules["imp"] = _find_module_only()
+            try:
+                importlib.import_module("twofish")
+            finally:
+                if lent and before is missing:
+                    del sys.modules["imp"]
+                elif lent:
+                    sys.modules["imp"] = before  # type: ignore[assignment]
+    except (ImportError, OSError) as exc:
         raise JKSFormatError(
             "reading UBER needs the twofish package, which does not import on this "
-            f"Python ({exc}): convert the store to PKCS12 with keytool -importkeystore "
-            "and Bouncy Castle's provider, or read it with Python 3.11"
+            f"Python ({exc}): install it (pip install twofish), or convert the store to "
+            "PKCS12 with keytool -importkeystore and Bouncy Castle's provider"
         ) from exc
+
+
+def _find_module_only() -> types.ModuleType:
+    """A stand-in ``imp`` with the one function twofish calls: ``find_module(name)[1]``
+    is the path of the extension module ``name``."""
+    module = types.ModuleType("imp")
+
+    def find_module(name: str, path: object = None) -> tuple[None, str, tuple[str, str, int]]:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            raise ImportError(f"No module named {name!r}")
+        return None, spec.origin, ("", "rb", 3)  # 3: imp.C_EXTENSION
+
+    module.find_module = find_module  # type: ignore[attr-defined]
+    return module
 
 
 def _header(reader: Reader, kind: str, version: int, known: tuple[int, ...]) -> tuple[bytes, int]:
