@@ -138,6 +138,80 @@ def check_single(data: bytes, tag: int) -> None:
     single_span(data, tag)
 
 
+# Constructed forms of the universal string types BER may split into segments
+# (X.690 section 8.7.3): OCTET STRING, UTF8String, PrintableString, IA5String, BMPString.
+_SEGMENTED_STRINGS = frozenset({0x24, 0x2C, 0x33, 0x36, 0x3E})
+_MAX_BER_DEPTH = 32  # PKCS#12 nests about ten levels; BC and Windows stay well below
+
+
+def to_der(data: bytes) -> bytes:
+    """``data`` with BER's indefinite lengths and segmented strings rewritten as DER.
+
+    Java (``DerIndefLenConverter``) and OpenSSL read BER PKCS#12 files, which some
+    encoders write (Bouncy Castle's, Netscape's): an element of indefinite length
+    ends with two zero bytes, and a string may be sent as a constructed run of
+    segments. Only constructed elements are walked; primitive contents (a
+    certificate inside an OCTET STRING) are copied as they are. DER input is
+    returned unchanged, after one walk of its headers.
+
+    Raises:
+        DERError: the bytes are not one BER element, or nest deeper than 32 levels.
+    """
+    try:
+        if _is_der(data, 0, len(data), 0):
+            return data
+    except DERError:
+        pass  # an indefinite length: rewrite below, which also checks everything
+    out, stop = _rewrite(data, 0, len(data), 0)
+    if stop != len(data):
+        raise DERError("trailing bytes after the element")
+    return out
+
+
+def _is_der(data: bytes, start: int, end: int, depth: int) -> bool:
+    """Whether the elements of ``data[start:end]`` need no rewriting (raises on BER lengths)."""
+    if depth > _MAX_BER_DEPTH:
+        raise DERError(f"elements nested more than {_MAX_BER_DEPTH} levels deep")
+    for tag, content, stop in spans(data, start, end):
+        if tag in _SEGMENTED_STRINGS:
+            return False
+        if tag & 0x20 and not _is_der(data, content, stop, depth + 1):
+            return False
+    return True
+
+
+def _rewrite(data: bytes, pos: int, limit: int, depth: int) -> tuple[bytes, int]:
+    """The element at ``pos`` in DER, and where it ended in ``data``."""
+    if depth > _MAX_BER_DEPTH:
+        raise DERError(f"elements nested more than {_MAX_BER_DEPTH} levels deep")
+    if pos + 2 > limit:
+        raise DERError("truncated element header")
+    tag = data[pos]
+    if data[pos + 1] != 0x80:
+        tag, start, stop = header(data, pos, limit)
+        if not tag & 0x20:
+            return encode(tag, data[start:stop]), stop
+        parts, at = [], start
+        while at < stop:
+            part, at = _rewrite(data, at, stop, depth + 1)
+            parts.append(part)
+    else:  # indefinite length: elements up to the end-of-contents octets 00 00
+        if not tag & 0x20:
+            raise DERError("indefinite length on a primitive element")
+        parts, at = [], pos + 2
+        while data[at : at + 2] != b"\0\0":
+            if at >= limit:
+                raise DERError("indefinite-length element without its end")
+            part, at = _rewrite(data, at, limit, depth + 1)
+            parts.append(part)
+        stop = at + 2
+    if tag in _SEGMENTED_STRINGS:  # segments of the primitive type, concatenated
+        primitive = tag & ~0x20
+        joined = b"".join(read_single(part, primitive).value for part in parts)
+        return encode(primitive, joined), stop
+    return encode(tag, b"".join(parts)), stop
+
+
 # Cached: the same few algorithm identifiers are decoded in every store read.
 @functools.lru_cache(maxsize=1024)
 def decode_oid(value: bytes) -> str:

@@ -236,7 +236,7 @@ def _check_protected(
 def _pkcs12_has_mac(data: bytes) -> bool:
     # PFX ::= SEQUENCE { version, authSafe ContentInfo, macData MacData OPTIONAL }
     try:
-        parts = _der.read_single(data, _der.SEQUENCE).children()
+        parts = _der.read_single(_der.to_der(data), _der.SEQUENCE).children()
     except _der.DERError:
         return False
     return len(parts) == 3 and parts[2].tag == _der.SEQUENCE
@@ -433,6 +433,13 @@ def _parse_pkcs12(
     taken = Taken()
     for index, key in enumerate(contents.keys):
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
+        if leaf_at is None and not key.pkcs8_der:
+            # Not decrypted (a listing), a key is matched by its localKeyId only; a lone
+            # key without one takes the first certificate, as the JDK's PKCS12KeyStore.
+            lone = len(contents.keys) == 1 and key.local_key_id is None
+            leaf_at = index_of.first_without_id() if lone else None
+            if leaf_at is None:
+                continue  # its certificates are read below
         if leaf_at is None:
             raise KeystoreFormatError(
                 f"{where}: key entry {key.alias or index!r} has no certificate", path=path
@@ -523,6 +530,13 @@ class _Certs:
             return index
         parsed = _public_key_of_private(key_der)
         return None if parsed is None else self._take("key-parsed", parsed)
+
+    def first_without_id(self) -> int | None:
+        """The first certificate, if it is unused and has no localKeyId (marked used)."""
+        if not self.certs or self.certs[0].local_key_id is not None or 0 in self.used:
+            return None
+        self.used.add(0)
+        return 0
 
     def chain_from(self, index: int) -> list[bytes]:
         """The certificate at ``index`` (marked used) and the issuers found after it."""

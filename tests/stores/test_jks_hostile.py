@@ -528,9 +528,7 @@ def bks_store(entries: bytes, password: str, *, version: int = 2, iterations: in
     return u32(version) + blob(salt) + u32(iterations) + body + mac
 
 
-def uber_store(
-    entries: bytes, password: str, *, iterations: int = 1024, version: int = 1
-) -> bytes:
+def uber_store(entries: bytes, password: str, *, iterations: int = 1024, version: int = 1) -> bytes:
     """An UBER store: Twofish-CBC over the entries and their SHA-1 (Bouncy Castle
     writes version 2 since 1.47; the layout is the same)."""
     salt = os.urandom(20)
