@@ -441,8 +441,12 @@ def _parse_pkcs12(
             if leaf_at is None:
                 continue  # its certificates are read below
         if leaf_at is None:
+            name = _first_alias(key.alias, index=index)
             raise KeystoreFormatError(
-                f"{where}: key entry {key.alias or index!r} has no certificate", path=path
+                f"{where}: key entry {name!r} has no certificate (keytool lists a chain of "
+                "length 0; TLS cannot use it): export the store again with the key's "
+                "certificate chain",
+                path=path,
             )
         chain = index_of.chain_from(leaf_at)
         alias = unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)

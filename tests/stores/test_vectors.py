@@ -11,13 +11,17 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
     Encoding,
     NoEncryption,
     PrivateFormat,
     load_der_private_key,
+    load_pem_private_key,
     pkcs12,
 )
+from cryptography.x509 import load_pem_x509_certificate
 
 import mtls
 from mtls import Keystore, KeystoreFormatError, Truststore, WrongPasswordError
@@ -175,3 +179,25 @@ def test_bouncy_castles_version_2_uber_reads() -> None:
     assert list(store.secret_keys) == ["android"]
     with pytest.raises(WrongPasswordError, match="wrong store password"):
         Keystore.load(path, "not-it")
+
+
+# --- a key without its certificate (openssl pkcs12 -export -nocerts) ---------------------------
+
+
+def test_a_key_without_its_certificate_names_the_entry_as_keytool_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    identity = CA(name="keyless CA").issue_cert("keyless", key_type="EC")
+    key = load_pem_private_key(identity.private_key_pem, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    cert = load_pem_x509_certificate(identity.cert_pem)
+    seal = BestAvailableEncryption(b"changeit")
+    keyless, whole = tmp_path / "keyless.p12", tmp_path / "whole.p12"
+    keyless.write_bytes(pkcs12.serialize_key_and_certificates(None, key, None, None, seal))
+    whole.write_bytes(pkcs12.serialize_key_and_certificates(None, key, cert, None, seal))
+    # keytool lists it as entry "1" with a chain of length 0; TLS cannot use it.
+    with pytest.raises(KeystoreFormatError, match=r"key entry '1' has no certificate") as info:
+        Keystore.load(keyless, "changeit")
+    assert "keyless.p12" in str(info.value) and "export the store again" in str(info.value)
+    # The twin: the same key with its certificate is entry "1".
+    assert Keystore.load(whole, "changeit").key_aliases == ("1",)
