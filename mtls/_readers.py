@@ -680,6 +680,7 @@ def _parse_pem(
     where = _where(path)
     cert_ders: list[bytes] = []
     key_blocks: list[bytes] = []
+    others: dict[str, None] = {}  # labels of the blocks we do not read, in file order
     for label, body, block in _pem_blocks(data, where, path):
         if label in (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"):
             try:
@@ -695,9 +696,19 @@ def _parse_pem(
             cert_ders.append(der)
         elif label.endswith(b"PRIVATE KEY"):
             key_blocks.append(block)
+        else:
+            others[label.decode("ascii", "replace")] = None
     if not cert_ders and not key_blocks:
+        named = list(others)[:3] + (["..."] if len(others) > 3 else [])
+        held = f" (only {', '.join(named)})" if others else ""
+        fix = (
+            "convert the PKCS#7 bundle with openssl pkcs7 -print_certs"
+            if "PKCS7" in others
+            else "point to the file with the certificates and key"
+        )
         raise KeystoreFormatError(
-            f"{where}: no certificate or private key found in this PEM file", path=path
+            f"{where}: no certificate or private key found in this PEM file{held}: {fix}",
+            path=path,
         )
     keys: list[KeyEntry] = []
     index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders])

@@ -201,3 +201,29 @@ def test_a_key_without_its_certificate_names_the_entry_as_keytool_and_the_fix(
     assert "keyless.p12" in str(info.value) and "export the store again" in str(info.value)
     # The twin: the same key with its certificate is entry "1".
     assert Keystore.load(whole, "changeit").key_aliases == ("1",)
+
+
+# --- PEM files that hold no certificate or key -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        (["PKCS7"], r"\(only PKCS7\): convert the PKCS#7 bundle with openssl pkcs7 -print_certs"),
+        (["EC PARAMETERS", "X509 CRL"], r"\(only EC PARAMETERS, X509 CRL\): point to the file"),
+        (["A", "B", "C", "D"], r"\(only A, B, C, \.\.\.\): point to the file"),
+    ],
+    ids=["pkcs7", "parameters-and-crl", "many"],
+)
+def test_a_pem_file_without_certificates_says_what_it_holds(
+    blocks: list[str], message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "other.pem"
+    path.write_text("".join(f"-----BEGIN {b}-----\nAAAA\n-----END {b}-----\n" for b in blocks))
+    for read in (Keystore.load, Truststore.load):
+        with pytest.raises(KeystoreFormatError, match=r"other\.pem: no certificate .*" + message):
+            read(path, None)
+    # The twin: a certificate next to the same blocks is read.
+    cert = CA(name="pem twin").cert_pem.decode()
+    path.write_text(path.read_text() + cert)
+    assert len(Truststore.load(path).aliases) == 1
