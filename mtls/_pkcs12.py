@@ -227,12 +227,18 @@ def parse_pkcs12(
         WorkLimitError: the file asks for more work than ``budget`` allows.
         P12FormatError: anything malformed or unsupported.
     """
-    reader = _Reader(password, key_password, decrypt_keys, budget or WorkBudget())
-    reader.want_secret_keys = secret_keys
-    try:
-        return reader.read(data)
-    except DERError as exc:
-        raise P12FormatError(f"malformed PKCS#12 data: {exc}") from exc
+    budget = budget or WorkBudget()
+    for ber in (False, True):
+        # Read as DER; a file that is not (BER: indefinite lengths, segmented strings,
+        # as Bouncy Castle and Netscape wrote) is read again with each layer rewritten
+        # as DER first, as Java and OpenSSL read it. DER files pay nothing for this.
+        reader = _Reader(password, key_password, decrypt_keys, budget, ber=ber)
+        reader.want_secret_keys = secret_keys
+        try:
+            return reader.read(data)
+        except DERError as exc:
+            error = exc
+    raise P12FormatError(f"malformed PKCS#12 data: {error}") from error
 
 
 class _Password:
@@ -281,6 +287,8 @@ class _Reader:
         key_password: Secret | str | None,
         decrypt_keys: bool,
         budget: WorkBudget,
+        *,
+        ber: bool = False,
     ):
         store, key = _wrap(password), _wrap(key_password)
         self.store = None if store is None else _Password(store)
@@ -288,6 +296,7 @@ class _Reader:
         self.key = self.store if key is None else _Password(key)
         self.decrypt_keys = decrypt_keys
         self.budget = budget
+        self.ber = ber
         self.mac_verified = False
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
@@ -296,9 +305,7 @@ class _Reader:
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
-        # Each layer is read as DER; BER ones (indefinite lengths, segmented strings,
-        # as Bouncy Castle writes) are rewritten first, as Java and OpenSSL read them.
-        pfx = _der.read_single(_der.to_der(data), _der.SEQUENCE).children()
+        pfx = _der.read_single(self._as_der(data), _der.SEQUENCE).children()
         if len(pfx) not in (2, 3) or _int(pfx[0]) != 3:
             raise P12FormatError("not a PKCS#12 version 3 PFX")
         content_type, content = _content_info(pfx[1])
@@ -316,7 +323,7 @@ class _Reader:
             self._verify_mac(pfx[2], auth_safe)
             self.mac_verified = True
         # Section 4.1: AuthenticatedSafe ::= SEQUENCE OF ContentInfo (data or encryptedData).
-        for info in _der.read_single(_der.to_der(auth_safe), _der.SEQUENCE).children():
+        for info in _der.read_single(self._as_der(auth_safe), _der.SEQUENCE).children():
             content_type, content = _content_info(info)
             if content_type == _DATA:
                 self._safe_contents(_der.read_single(content, _der.OCTET_STRING).value, 0)
@@ -327,6 +334,10 @@ class _Reader:
         return P12Contents(
             tuple(self.keys), tuple(self.certs), self.mac_verified, tuple(self.secret_keys)
         )
+
+    def _as_der(self, layer: bytes) -> bytes:
+        """One layer (the PFX, the AuthenticatedSafe, a SafeContents) to read as DER."""
+        return _der.to_der(layer) if self.ber else layer
 
     def _verify_mac(self, mac_data: TLV, auth_safe: bytes) -> None:
         # Section 4: MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations }
@@ -402,7 +413,7 @@ class _Reader:
     def _safe_contents(self, data: bytes, depth: int) -> None:
         # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and
         # SafeBag ::= SEQUENCE { bagId, bagValue [0] EXPLICIT, bagAttributes SET OPTIONAL }
-        for bag in _der.read_single(_der.to_der(data), _der.SEQUENCE).children():
+        for bag in _der.read_single(self._as_der(data), _der.SEQUENCE).children():
             parts = _seq(bag)
             if len(parts) not in (2, 3):
                 raise P12FormatError("malformed SafeBag")

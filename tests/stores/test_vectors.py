@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
 from cryptography.x509 import load_pem_x509_certificate
 
 import mtls
-from mtls import Keystore, KeystoreFormatError, Truststore, WrongPasswordError
+from mtls import Keystore, KeystoreFormatError, Truststore, WrongPasswordError, _der
 from mtls._der import DERError, encode, to_der
 from mtls.testing import CA, MTLSServer
 from tests._helpers import whoami
@@ -154,6 +154,21 @@ def test_ber_is_rewritten_as_der() -> None:
 def test_broken_ber_is_a_der_error(ber: bytes, message: str) -> None:
     with pytest.raises(DERError, match=message):
         to_der(ber)
+
+
+def test_only_a_ber_p12_is_rewritten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DER files pay nothing for BER: no layer of theirs is walked or rewritten."""
+    rewritten: list[int] = []
+
+    def counting(data: bytes) -> bytes:
+        rewritten.append(len(data))
+        return to_der(data)
+
+    monkeypatch.setattr(_der, "to_der", counting)
+    Keystore.load(DATA / "golang/windows-azure-tools.p12", "")
+    assert rewritten == []
+    Keystore.load(DATA / "bouncycastle/ber-indefinite.p12", "hello world")
+    assert rewritten  # the twin: the BER file's layers are
 
 
 @pytest.mark.parametrize("cut", [60, 400, -2])
