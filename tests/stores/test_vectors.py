@@ -146,14 +146,52 @@ def test_ber_is_rewritten_as_der() -> None:
         (b"\x30\x80" + encode(0x02, b"\x01"), "without its end"),
         (b"\x04\x80abc\0\0", "indefinite length on a primitive"),
         (b"\x30\x80" * 40 + b"\0\0" * 40, "nested more than 32 levels"),  # the limit
-        (b"\x24\x80" + encode(0x02, b"\x01") + b"\0\0", "expected tag 0x04"),
+        (encode(0x30, b"\x30\x00" * 200_001), "more than 200,000 BER elements"),  # the other
+        (b"\x24\x80" + encode(0x02, b"\x01") + b"\0\0", "is not of tag 0x04"),
         (b"\x30\x80\0\0\x05\x00", "trailing bytes"),
     ],
-    ids=["unterminated", "primitive", "deep", "foreign-segment", "trailing"],
+    ids=["unterminated", "primitive", "deep", "wide", "foreign-segment", "trailing"],
 )
 def test_broken_ber_is_a_der_error(ber: bytes, message: str) -> None:
     with pytest.raises(DERError, match=message):
         to_der(ber)
+
+
+def ber_framed(pfx: bytes) -> bytes:
+    """A DER PKCS#12 re-framed as BER, as Bouncy Castle writes it: indefinite lengths and
+    the authSafe OCTET STRING in 64-byte segments (its MAC, over the octets, still holds)."""
+    version, auth_safe, mac_data = _der.read_single(pfx, _der.SEQUENCE).children()
+    oid, explicit = auth_safe.children()
+    octets = explicit.children()[0].expect(_der.OCTET_STRING).value
+    segments = b"".join(encode(0x04, octets[at : at + 64]) for at in range(0, len(octets), 64))
+
+    def indefinite(tag: int, body: bytes) -> bytes:
+        return bytes([tag, 0x80]) + body + b"\0\0"
+
+    info = indefinite(
+        0x30, encode(_der.OID, oid.value) + indefinite(0xA0, indefinite(0x24, segments))
+    )
+    return indefinite(
+        0x30, encode(_der.INTEGER, version.value) + info + encode(_der.SEQUENCE, mac_data.value)
+    )
+
+
+@pytest.mark.parametrize("store_type", ["keystore", "truststore"])
+def test_our_own_p12_framed_as_ber_reads_the_same(store_type: str) -> None:
+    identity = CA(name="ber CA").issue_cert("ber", key_type="EC")
+    store: Keystore | Truststore = identity.keystore("ber")
+    if store_type == "truststore":
+        store = Truststore()
+        store.add("anchor", identity.cert_pem)
+    der = store.to_bytes("changeit", store_type="PKCS12")
+    ber = ber_framed(der)
+    assert ber != der and ber[:2] == b"\x30\x80"
+    read = Keystore.from_bytes if store_type == "keystore" else Truststore.from_bytes
+    assert read(ber, "changeit").aliases == read(der, "changeit").aliases == store.aliases
+    if store_type == "keystore":
+        assert Keystore.from_bytes(ber, "changeit").key_entry()[1:] == store.key_entry()[1:]
+    with pytest.raises(WrongPasswordError):  # the twin: the MAC still guards it
+        read(ber, "not-it")
 
 
 def test_only_a_ber_p12_is_rewritten(monkeypatch: pytest.MonkeyPatch) -> None:
