@@ -91,6 +91,8 @@ def test_a_p12_vector_reads_as_keytool_and_cryptography_read_it(
     assert set(chain) <= set(certs) and chain[0] == certs[0]
     assert [c.public_bytes(Encoding.DER) for c in listed.certificate_chain(alias)] == list(chain)
     assert trusted.anchors_der == (chain[0],)
+    # Declared as PKCS12 with a password, its MAC is found (in BER too) and checked.
+    assert Keystore.load(path, password, store_type="PKCS12").key_aliases == (alias,)
 
 
 def load_pkcs8(der: bytes) -> bytes:
