@@ -2,7 +2,7 @@
 
 Read like ``org.bouncycastle.jcajce.provider.keystore.bc.BcKeyStoreSpi``::
 
-    u32 version (BKS: 1 or 2; UBER: 1)  u32 len + salt  u32 iteration count
+    u32 version (1 or 2)  u32 len + salt  u32 iteration count
     BKS:  entries  HMAC-SHA1(entries), keyed by PKCS#12 KDF(password, salt, count)
     UBER: Twofish-CBC(entries + SHA-1(entries)), keyed the same way
 
@@ -66,9 +66,9 @@ class PasswordRequired(JKSIntegrityError):
 def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
     """``"BKS"``, ``"UBER"`` or ``None``, from the header (BKS and UBER have no magic).
 
-    Version 2 is BKS. Version 1 is either: BKS if its entries frame up to exactly
-    the 20 bytes of its MAC (what Bouncy Castle writes), else UBER if what follows
-    the header is whole Twofish blocks. Never raises.
+    Both formats have versions 1 and 2 (Bouncy Castle writes 2 since 1.47): BKS if
+    its entries frame up to exactly the 20 bytes of its MAC, else UBER if what
+    follows the header is whole Twofish blocks. Never raises.
     """
     if data[:4] not in (b"\0\0\0\1", b"\0\0\0\2"):
         return None
@@ -79,8 +79,6 @@ def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
         reader.u32()
         if not 0 < len(salt) <= 1024:
             return None
-        if data[3] == 2:
-            return "BKS"
         start = reader.pos
         try:
             _entries(reader)
@@ -135,7 +133,7 @@ def parse_uber(data: bytes, password: str | None, budget: WorkBudget) -> JKSCont
     """
     reader = Reader(data, "UBER")
     version = reader.u32()
-    salt, iterations = _header(reader, "UBER", version, (1,))
+    salt, iterations = _header(reader, "UBER", version, (1, 2))
     encrypted = data[reader.pos :]
     if len(data) > MAX_UBER_BYTES:
         raise JKSFormatError(

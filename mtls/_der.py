@@ -138,6 +138,104 @@ def check_single(data: bytes, tag: int) -> None:
     single_span(data, tag)
 
 
+# Constructed forms of the universal string types BER may split into segments
+# (X.690 section 8.7.3): OCTET STRING, UTF8String, PrintableString, IA5String, BMPString.
+_SEGMENTED_STRINGS = frozenset({0x24, 0x2C, 0x33, 0x36, 0x3E})
+MAX_BER_DEPTH = 32  # PKCS#12 nests about ten levels; BC and Windows stay well below
+# Elements one rewrite may walk: a BER PKCS#12 of the 8 MiB input cap, in Bouncy Castle's
+# 1,000-byte segments, has under 10,000 per layer; each costs a few microseconds.
+MAX_BER_ELEMENTS = 200_000
+
+
+def to_der(data: bytes) -> bytes:
+    """``data`` with BER's indefinite lengths and segmented strings rewritten as DER.
+
+    Java (``DerIndefLenConverter``) and OpenSSL read BER PKCS#12 files, which some
+    encoders write (Bouncy Castle's, Netscape's): an element of indefinite length
+    ends with two zero bytes, and a string may be sent as a constructed run of
+    segments. Only constructed elements are walked; primitive contents (a
+    certificate inside an OCTET STRING) are copied as they are. DER input within
+    the limits is returned unchanged, after one walk of its headers.
+
+    Raises:
+        DERError: the bytes are not one BER element, nest deeper than
+            :data:`MAX_BER_DEPTH` levels, or hold more than :data:`MAX_BER_ELEMENTS`.
+    """
+    walk = _Walk(data)
+    try:
+        if walk.is_der(0, len(data), 0):
+            return data
+    except DERError:
+        pass  # an indefinite length: rewrite below, which also checks everything
+    walk.left = MAX_BER_ELEMENTS
+    tag, content, stop = walk.element(0, len(data), 0)
+    if stop != len(data):
+        raise DERError("trailing bytes after the element")
+    return encode(tag, content)
+
+
+class _Walk:
+    """One walk of a BER element, bounded in depth and in elements visited."""
+
+    __slots__ = ("data", "left")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.left = MAX_BER_ELEMENTS
+
+    def _visit(self, depth: int) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise DERError(f"more than {MAX_BER_ELEMENTS:,} BER elements in one structure")
+        if depth > MAX_BER_DEPTH:
+            raise DERError(f"elements nested more than {MAX_BER_DEPTH} levels deep")
+
+    def is_der(self, start: int, end: int, depth: int) -> bool:
+        """Whether ``data[start:end]`` needs no rewriting (raises on BER lengths)."""
+        while start < end:
+            self._visit(depth)
+            tag, content, start = header(self.data, start, end)
+            if tag in _SEGMENTED_STRINGS:
+                return False
+            if tag & 0x20 and not self.is_der(content, start, depth + 1):
+                return False
+        return True
+
+    def element(self, pos: int, limit: int, depth: int) -> tuple[int, bytes, int]:
+        """The element at ``pos`` as DER ``(tag, content)``, and where it ended."""
+        self._visit(depth)
+        data = self.data
+        if pos + 2 > limit:
+            raise DERError("truncated element header")
+        tag = data[pos]
+        if data[pos + 1] != 0x80:
+            tag, start, stop = header(data, pos, limit)
+            if not tag & 0x20:
+                return tag, data[start:stop], stop
+            parts, at = [], start
+            while at < stop:
+                part = self.element(at, stop, depth + 1)
+                parts.append(part)
+                at = part[2]
+        else:  # indefinite length: elements up to the end-of-contents octets 00 00
+            if not tag & 0x20:
+                raise DERError("indefinite length on a primitive element")
+            parts, at = [], pos + 2
+            while data[at : at + 2] != b"\0\0":
+                if at >= limit:
+                    raise DERError("indefinite-length element without its end")
+                part = self.element(at, limit, depth + 1)
+                parts.append(part)
+                at = part[2]
+            stop = at + 2
+        if tag in _SEGMENTED_STRINGS:  # segments of the primitive type, concatenated
+            primitive = tag & ~0x20
+            if any(part_tag != primitive for part_tag, _, _ in parts):
+                raise DERError(f"a segment of tag 0x{tag:02x} is not of tag 0x{primitive:02x}")
+            return primitive, b"".join(content for _, content, _ in parts), stop
+        return tag, b"".join(encode(t, content) for t, content, _ in parts), stop
+
+
 # Cached: the same few algorithm identifiers are decoded in every store read.
 @functools.lru_cache(maxsize=1024)
 def decode_oid(value: bytes) -> str:

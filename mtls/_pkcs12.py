@@ -49,7 +49,10 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class P12Key:
-    """A private key: the friendlyName alias, plaintext PKCS#8 DER and localKeyId."""
+    """A private key: the friendlyName alias, plaintext PKCS#8 DER and localKeyId.
+
+    ``pkcs8_der`` is empty for a shrouded key read with ``decrypt_keys=False``.
+    """
 
     alias: str | None
     pkcs8_der: bytes = field(repr=False)
@@ -211,8 +214,9 @@ def parse_pkcs12(
     both of its encodings, as OpenSSL and cryptography try them) and is then read as
     if ``""`` had been given; a container without a MAC is read for what is not
     encrypted. Shrouded keys are decrypted with ``key_password``, or ``password``
-    when it is ``None``; with ``decrypt_keys=False`` they are skipped, so a
-    truststore never needs a key password. ``secret_keys=True`` also decrypts
+    when it is ``None``; with ``decrypt_keys=False`` they are listed undecrypted
+    (empty ``pkcs8_der``: alias and localKeyId only), so a truststore never needs
+    a key password. ``secret_keys=True`` also decrypts
     secret-key entries (Java stores them as a secretBag holding an
     EncryptedPrivateKeyInfo; the secure vault's symmetric mode needs them).
     ``budget`` bounds the key-derivation and RC2 work (a fresh :class:`WorkBudget`
@@ -223,12 +227,18 @@ def parse_pkcs12(
         WorkLimitError: the file asks for more work than ``budget`` allows.
         P12FormatError: anything malformed or unsupported.
     """
-    reader = _Reader(password, key_password, decrypt_keys, budget or WorkBudget())
-    reader.want_secret_keys = secret_keys
-    try:
-        return reader.read(data)
-    except DERError as exc:
-        raise P12FormatError(f"malformed PKCS#12 data: {exc}") from exc
+    budget = budget or WorkBudget()
+    for ber in (False, True):
+        # Read as DER; a file that is not (BER: indefinite lengths, segmented strings,
+        # as Bouncy Castle and Netscape wrote) is read again with each layer rewritten
+        # as DER first, as Java and OpenSSL read it. DER files pay nothing for this.
+        reader = _Reader(password, key_password, decrypt_keys, budget, ber=ber)
+        reader.want_secret_keys = secret_keys
+        try:
+            return reader.read(data)
+        except DERError as exc:
+            error = exc
+    raise P12FormatError(f"malformed PKCS#12 data: {error}") from error
 
 
 class _Password:
@@ -277,6 +287,8 @@ class _Reader:
         key_password: Secret | str | None,
         decrypt_keys: bool,
         budget: WorkBudget,
+        *,
+        ber: bool = False,
     ):
         store, key = _wrap(password), _wrap(key_password)
         self.store = None if store is None else _Password(store)
@@ -284,6 +296,7 @@ class _Reader:
         self.key = self.store if key is None else _Password(key)
         self.decrypt_keys = decrypt_keys
         self.budget = budget
+        self.ber = ber
         self.mac_verified = False
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
@@ -292,7 +305,7 @@ class _Reader:
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
-        pfx = _der.read_single(data, _der.SEQUENCE).children()
+        pfx = _der.read_single(self._as_der(data), _der.SEQUENCE).children()
         if len(pfx) not in (2, 3) or _int(pfx[0]) != 3:
             raise P12FormatError("not a PKCS#12 version 3 PFX")
         content_type, content = _content_info(pfx[1])
@@ -310,7 +323,7 @@ class _Reader:
             self._verify_mac(pfx[2], auth_safe)
             self.mac_verified = True
         # Section 4.1: AuthenticatedSafe ::= SEQUENCE OF ContentInfo (data or encryptedData).
-        for info in _der.read_single(auth_safe, _der.SEQUENCE).children():
+        for info in _der.read_single(self._as_der(auth_safe), _der.SEQUENCE).children():
             content_type, content = _content_info(info)
             if content_type == _DATA:
                 self._safe_contents(_der.read_single(content, _der.OCTET_STRING).value, 0)
@@ -321,6 +334,10 @@ class _Reader:
         return P12Contents(
             tuple(self.keys), tuple(self.certs), self.mac_verified, tuple(self.secret_keys)
         )
+
+    def _as_der(self, layer: bytes) -> bytes:
+        """One layer (the PFX, the AuthenticatedSafe, a SafeContents) to read as DER."""
+        return _der.to_der(layer) if self.ber else layer
 
     def _verify_mac(self, mac_data: TLV, auth_safe: bytes) -> None:
         # Section 4: MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations }
@@ -379,20 +396,24 @@ class _Reader:
         # EncryptedContentInfo ::= SEQUENCE { contentType, algorithm, [0] IMPLICIT OCTET STRING }
         parts = _seq(_der.read_single(content, _der.SEQUENCE))
         info = _seq(parts[1]) if len(parts) == 2 else []
-        if len(info) != 3 or info[2].tag != 0x80:
+        if len(info) != 3 or info[2].tag not in (0x80, 0xA0):
             raise P12FormatError("malformed EncryptedData")
+        # BER may send the [0] IMPLICIT OCTET STRING constructed, as segments.
+        encrypted = (
+            info[2].value
+            if info[2].tag == 0x80
+            else b"".join(_octets(segment) for segment in info[2].children())
+        )
         if self.store is None:
             raise P12PasswordError(
                 "the certificates are encrypted: a store password is needed", which="store"
             )
-        return _decrypt(
-            info[1], info[2].value, self.store, "store", _is_sequence, budget=self.budget
-        )
+        return _decrypt(info[1], encrypted, self.store, "store", _is_sequence, budget=self.budget)
 
     def _safe_contents(self, data: bytes, depth: int) -> None:
         # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and
         # SafeBag ::= SEQUENCE { bagId, bagValue [0] EXPLICIT, bagAttributes SET OPTIONAL }
-        for bag in _der.read_single(data, _der.SEQUENCE).children():
+        for bag in _der.read_single(self._as_der(data), _der.SEQUENCE).children():
             parts = _seq(bag)
             if len(parts) not in (2, 3):
                 raise P12FormatError("malformed SafeBag")
@@ -403,8 +424,11 @@ class _Reader:
                 if not _is_pkcs8(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
                 self.keys.append(P12Key(alias, parts[1].value, local_key_id))
-            elif bag_id == _SHROUDED_KEY_BAG and self.decrypt_keys:  # section 4.2.2
-                self.keys.append(P12Key(alias, self._shrouded_key(value), local_key_id))
+            elif bag_id == _SHROUDED_KEY_BAG:  # section 4.2.2
+                # Not decrypting, the key is still an entry: its alias and localKeyId
+                # are outside the encryption, and they name the entry as keytool does.
+                pkcs8 = self._shrouded_key(value) if self.decrypt_keys else b""
+                self.keys.append(P12Key(alias, pkcs8, local_key_id))
             elif bag_id == _CERT_BAG:  # section 4.2.3
                 cert_id, cert_value = _pair(value)
                 if _oid(cert_id) == _X509_CERT:

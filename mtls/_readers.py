@@ -236,7 +236,7 @@ def _check_protected(
 def _pkcs12_has_mac(data: bytes) -> bool:
     # PFX ::= SEQUENCE { version, authSafe ContentInfo, macData MacData OPTIONAL }
     try:
-        parts = _der.read_single(data, _der.SEQUENCE).children()
+        parts = _der.read_single(_der.to_der(data), _der.SEQUENCE).children()
     except _der.DERError:
         return False
     return len(parts) == 3 and parts[2].tag == _der.SEQUENCE
@@ -433,9 +433,20 @@ def _parse_pkcs12(
     taken = Taken()
     for index, key in enumerate(contents.keys):
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
+        if leaf_at is None and not key.pkcs8_der:
+            # Not decrypted (a listing), a key is matched by its localKeyId only; a lone
+            # key without one takes the first certificate, as the JDK's PKCS12KeyStore.
+            lone = len(contents.keys) == 1 and key.local_key_id is None
+            leaf_at = index_of.first_without_id() if lone else None
+            if leaf_at is None:
+                continue  # its certificates are read below
         if leaf_at is None:
+            name = _first_alias(key.alias, index=index)
             raise KeystoreFormatError(
-                f"{where}: key entry {key.alias or index!r} has no certificate", path=path
+                f"{where}: key entry {name!r} has no certificate (keytool lists a chain of "
+                "length 0; TLS cannot use it): export the store again with the key's "
+                "certificate chain",
+                path=path,
             )
         chain = index_of.chain_from(leaf_at)
         alias = unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)
@@ -523,6 +534,13 @@ class _Certs:
             return index
         parsed = _public_key_of_private(key_der)
         return None if parsed is None else self._take("key-parsed", parsed)
+
+    def first_without_id(self) -> int | None:
+        """The first certificate, if it is unused and has no localKeyId (marked used)."""
+        if not self.certs or self.certs[0].local_key_id is not None or 0 in self.used:
+            return None
+        self.used.add(0)
+        return 0
 
     def chain_from(self, index: int) -> list[bytes]:
         """The certificate at ``index`` (marked used) and the issuers found after it."""
@@ -662,6 +680,7 @@ def _parse_pem(
     where = _where(path)
     cert_ders: list[bytes] = []
     key_blocks: list[bytes] = []
+    others: dict[str, None] = {}  # labels of the blocks we do not read, in file order
     for label, body, block in _pem_blocks(data, where, path):
         if label in (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"):
             try:
@@ -677,9 +696,19 @@ def _parse_pem(
             cert_ders.append(der)
         elif label.endswith(b"PRIVATE KEY"):
             key_blocks.append(block)
+        else:
+            others[label.decode("ascii", "replace")] = None
     if not cert_ders and not key_blocks:
+        named = list(others)[:3] + (["..."] if len(others) > 3 else [])
+        held = f" (only {', '.join(named)})" if others else ""
+        fix = (
+            "convert the PKCS#7 bundle with openssl pkcs7 -print_certs"
+            if "PKCS7" in others
+            else "point to the file with the certificates and key"
+        )
         raise KeystoreFormatError(
-            f"{where}: no certificate or private key found in this PEM file", path=path
+            f"{where}: no certificate or private key found in this PEM file{held}: {fix}",
+            path=path,
         )
     keys: list[KeyEntry] = []
     index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders])

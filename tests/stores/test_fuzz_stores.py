@@ -1,6 +1,6 @@
 """Random and mutated store bytes: only MTLSError subclasses may come out of the loaders.
 
-Seeds are valid JKS, JCEKS, PKCS#12 (keystore and truststore), PEM and DER
+Seeds are valid JKS, JCEKS, PKCS#12 (keystore, truststore, BER-framed), PEM and DER
 stores; hypothesis flips bits, truncates, inserts and overwrites, and feeds the
 result to Keystore.from_bytes and Truststore.from_bytes with the right password,
 a wrong one, and none. Whatever loads is then used (repr, certificates, a
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import mtls
 from tests._pki import PKI, issue
 from tests.stores._jceks import build_jceks
+from tests.stores.test_vectors import ber_framed
 
 PASSWORD = "fuzz-pass"
 SETTINGS = settings(
@@ -51,6 +52,7 @@ def _seeds() -> dict[str, bytes]:
             [("leaf", leaf.key_der(), chain_der)], [("root", chain_der[1])], PASSWORD, PASSWORD
         ),
         "pkcs12": single.to_bytes(PASSWORD, store_type="PKCS12"),
+        "pkcs12-ber": ber_framed(single.to_bytes(PASSWORD, store_type="PKCS12")),
         "pkcs12-trust": ts.to_bytes(PASSWORD, store_type="PKCS12"),
         "pem": single.to_bytes(PASSWORD, store_type="PEM"),
         "pem-plain": leaf.key_pem() + leaf.chain_pem(),
@@ -124,6 +126,7 @@ def test_seeds_are_valid(seeds: dict[str, bytes]) -> None:
         "jks-trust": "JKS",
         "jceks": "JCEKS",
         "pkcs12": "PKCS12",
+        "pkcs12-ber": "PKCS12",
         "pkcs12-trust": "PKCS12",
         "pem": "PEM",
         "pem-plain": "PEM",
@@ -132,7 +135,7 @@ def test_seeds_are_valid(seeds: dict[str, bytes]) -> None:
     for name, data in seeds.items():
         assert mtls.detect_format(data) == expected[name]
         assert len(mtls.Truststore.from_bytes(data, PASSWORD)) >= 1
-        if name in ("jks", "jceks", "pkcs12", "pem", "pem-plain"):
+        if name in ("jks", "jceks", "pkcs12", "pkcs12-ber", "pem", "pem-plain"):
             ks = mtls.Keystore.from_bytes(data, PASSWORD)
             assert ks.key_aliases
             mtls.client_context(ks)

@@ -529,13 +529,14 @@ def bks_store(entries: bytes, password: str, *, version: int = 2, iterations: in
     return u32(version) + blob(salt) + u32(iterations) + body + mac
 
 
-def uber_store(entries: bytes, password: str, *, iterations: int = 1024) -> bytes:
-    """An UBER store: Twofish-CBC over the entries and their SHA-1."""
+def uber_store(entries: bytes, password: str, *, iterations: int = 1024, version: int = 1) -> bytes:
+    """An UBER store: Twofish-CBC over the entries and their SHA-1 (Bouncy Castle
+    writes version 2 since 1.47; the layout is the same)."""
     salt = os.urandom(20)
     body = entries + b"\0"
     plain = body + hashlib.sha1(body).digest()
     sealed = jks.rfc7292.encrypt_PBEWithSHAAndTwofishCBC(plain, password, salt, iterations)
-    return u32(1) + blob(salt) + u32(iterations) + sealed
+    return u32(version) + blob(salt) + u32(iterations) + sealed
 
 
 def bks_sealed_key(alias: bytes, pkcs8: bytes, chain: list[bytes], password: str) -> bytes:
@@ -631,7 +632,9 @@ def test_sealed_keys_with_their_own_passwords(tmp_path):
         Keystore.load(path, "store_password")
 
 
-@pytest.mark.parametrize("kind", ["bks1", "bks2", pytest.param("uber", marks=needs_twofish)])
+@pytest.mark.parametrize(
+    "kind", ["bks1", "bks2", *(pytest.param(k, marks=needs_twofish) for k in ("uber", "uber2"))]
+)
 def test_a_bks_identity_makes_a_working_context(kind, ca, backend, tmp_path):
     identity = ca.issue_cert("android client", key_type="EC")
     entries = bks_sealed_key(b"client", pkcs8_of(identity), [der(identity)], PASSWORD)
@@ -640,6 +643,7 @@ def test_a_bks_identity_makes_a_working_context(kind, ca, backend, tmp_path):
         "bks1": lambda: bks_store(entries, PASSWORD, version=1),
         "bks2": lambda: bks_store(entries, PASSWORD),
         "uber": lambda: uber_store(entries, PASSWORD),
+        "uber2": lambda: uber_store(entries, PASSWORD, version=2),
     }[kind]()
     path = tmp_path / "client.bks"
     path.write_bytes(data)
