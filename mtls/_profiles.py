@@ -308,7 +308,9 @@ class SSLProfileSet:
         without a ``<TrustStore>``: API Manager's ``[keystore.tls]`` (key by key, else
         ``[keystore.primary]``) and ``[truststore]``, whose ``file_name`` is a name in
         ``repository/resources/security/``; Micro Integrator's ``[keystore.primary]``
-        and ``[truststore]``, whose ``file_name`` is a path from the home. Placeholders
+        and ``[truststore]``, whose ``file_name`` is a path from the home; a Micro
+        Integrator file without a profile file gives a set of those stores alone, for
+        every host, as its sender uses them. Placeholders
         (``$env{}``, ``$sys{}``, ``${}``, ``$secret{}``, ``$ref{}``) are resolved in
         every value; see docs/wso2.md.
 
@@ -339,8 +341,8 @@ class SSLProfileSet:
         hosts no profile matches are refused until it loads.
 
         Raises:
-            ProfileConfigError: the TOML is missing, malformed or names no profile
-                file, or its interval is out of range.
+            ProfileConfigError: the TOML is missing or malformed, names neither a
+                profile file nor a default store, or its interval is out of range.
             KeystoreError: a store does not load (with ``skip_failures=False``).
             ValueError: a ``reload_interval`` or ``settle_delay`` argument out of range.
         """
@@ -360,7 +362,6 @@ class SSLProfileSet:
             product=product,
         )
         chosen = profiles_path if profiles_path is not None else settings.profiles_path
-        assert chosen is not None  # read_deployment_toml raised otherwise
         origin = settings.profiles_origin if profiles_path is None else None
         if reload_interval is _FROM_FILE:
             interval_ms = settings.interval_ms if settings.interval_ms is not None else 600_000
@@ -381,6 +382,26 @@ class SSLProfileSet:
         )
         # An unknown value in the file has become Default (WSO2's rule), with a warning.
         verifier = hostname_verifier or settings.hostname_verifier or "Strict"
+        if chosen is None:
+            # Micro Integrator without dynamic SSL profiles: its sender uses the default
+            # stores for every host (read_deployment_toml raised if there are none).
+            assert default is not None
+            log.info(
+                "%s: no SSL profile file configured: every host uses the sender's default "
+                "stores, as in Micro Integrator",
+                os.fspath(path),
+            )
+            return cls(
+                (),
+                hostname_verifier=verifier,
+                default=default,
+                default_truststore=settings.truststore,
+                skip_failures=skip_failures,
+                reload_interval=reload_interval,
+                settle_delay=settle_delay,
+                revocation=settings.revocation if revocation is _FROM_FILE else revocation,
+                expiry_warnings=expiry_warnings,
+            )
         return cls.from_xml(
             chosen,
             base_dir=home,

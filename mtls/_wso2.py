@@ -1134,11 +1134,13 @@ def read_deployment_toml(
     and ``read_interval``, ``sender.hostname_verifier``; the identity from
     ``sender.keystore.*``, else ``[keystore.primary]``; the trust from
     ``sender.truststore.*``, else ``[truststore]``. Either product's spelling of the
-    profile file is accepted in both.
+    profile file is accepted in both. Micro Integrator without a profile file sends
+    with these default stores alone (``profiles_path`` is then ``None``).
 
     Raises:
         ProfileConfigError: the file is missing or not TOML, a placeholder names nothing,
-            or (with ``require_profiles``) no profile file is configured.
+            or (with ``require_profiles``) it configures neither a profile file nor a
+            default store.
     """
     toml = DeploymentToml(
         path,
@@ -1163,13 +1165,6 @@ def read_deployment_toml(
         profiles_origin = (
             f"[{apim_sender}.ssl_profile] file_path in {path} (not set: API Manager's default, "
             f"{APIM_DEFAULT_PROFILES} under the product home, base_dir)"
-        )
-    elif require_profiles:
-        raise ProfileConfigError(
-            f"{path}: no SSL profile file configured: set file_path under "
-            "[transport.passthru_https.sender.ssl_profile] (API Manager) or "
-            "sender.ssl_profile.file_path under [transport.http] (Micro Integrator)",
-            path=path,
         )
     interval_setting = toml.first(
         (f"{apim_sender}.ssl_profile", "interval"), (mi, "sender.ssl_profile.read_interval")
@@ -1214,6 +1209,16 @@ def read_deployment_toml(
             keystore=False,
             location=(mi, "sender.truststore.location"),
             overrides=f"{mi}.sender.truststore",
+        )
+    if profiles_path is None and require_profiles and keystore is None and truststore is None:
+        # Micro Integrator without dynamic profiles sends with its default stores alone;
+        # with neither, there is nothing to send with.
+        raise ProfileConfigError(
+            f"{path}: no SSL profile file configured, and no sender keystore or truststore: "
+            "set sender.ssl_profile.file_path under [transport.http] (Micro Integrator) or "
+            "file_path under [transport.passthru_https.sender.ssl_profile] (API Manager), "
+            "or name the sender's stores ([keystore.primary], [truststore])",
+            path=path,
         )
     written = toml.text(*verifier_setting) if verifier_setting else None
     verifier: HostnameVerifier | None = None

@@ -1,0 +1,110 @@
+"""WSO2's own deployment.toml files, as the products ship them (copied into
+tests/profiles/data/wso2/, see its README), read the way each product reads them; every
+positive has its negative twin."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls.testing import CA, MTLSServer
+from tests._helpers import whoami
+
+DATA = Path(__file__).parent / "data" / "wso2"
+SHIPPED_PASSWORD = "wso2carbon"  # the stock files' store passwords
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="stock CA")
+
+
+def mi_home(root: Path, ca: CA, toml: str) -> Path:
+    """A Micro Integrator home: conf/deployment.toml, and the two stores its stock file
+    names (made for the test, with the stock passwords) in repository/resources/security."""
+    home = root / "mi"
+    security = home / "repository" / "resources" / "security"
+    security.mkdir(parents=True)
+    (home / "conf").mkdir()
+    ca.issue_cert("gateway").write_keystore(
+        security / "wso2carbon.jks", SHIPPED_PASSWORD, alias="wso2carbon"
+    )
+    ca.write_truststore(security / "client-truststore.jks", SHIPPED_PASSWORD)
+    (home / "conf" / "deployment.toml").write_text(toml)
+    return home
+
+
+def test_micro_integrator_stock_file_sends_with_its_default_stores(tmp_path, ca, caplog) -> None:
+    """Micro Integrator's shipped deployment.toml configures no dynamic SSL profiles: its
+    sender uses [keystore.primary] and [truststore] for every host, and so does mtls."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    assert "ssl_profile" not in stock.replace("# ", "")  # no profile file, as shipped
+    home = mi_home(tmp_path, ca, stock)
+    toml = home / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.INFO, logger="mtls"),
+        MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server,
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps,
+    ):
+        ctx = ps.context_for("localhost", server.port)
+        assert ctx is not None
+        assert whoami(ctx, server.port)["client_cn"] == "gateway"
+        status = ps.status()
+        assert status.profiles == () and status.default is not None
+        assert [f.path for f in status.default.files] == [
+            str(home / "repository" / "resources" / "security" / n)
+            for n in ("wso2carbon.jks", "client-truststore.jks")
+        ]
+    assert "no SSL profile file configured" in caplog.text
+
+
+def test_micro_integrator_file_with_neither_profiles_nor_stores_is_refused(tmp_path, ca) -> None:
+    """Twin: without a profile file and without the store tables there is nothing to
+    send with: an error naming the file and the settings to add."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    bare = stock.split("[keystore.primary]")[0] + "[management_api]\n"
+    home = mi_home(tmp_path, ca, bare)
+    toml = home / "conf" / "deployment.toml"
+    with pytest.raises(mtls.ProfileConfigError) as e:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    text = str(e.value)
+    assert str(toml) in text and "no SSL profile file configured" in text
+    assert "sender.ssl_profile.file_path" in text and "[keystore.primary]" in text
+    assert e.value.path == str(toml)
+
+
+def test_micro_integrator_stock_file_with_a_missing_store_names_its_setting(tmp_path, ca) -> None:
+    """Twin: the default store the stock file names is absent: the error names the
+    setting and the rule that placed the file."""
+    home = mi_home(tmp_path, ca, (DATA / "mi-deployment-stock.toml").read_text())
+    (home / "repository" / "resources" / "security" / "wso2carbon.jks").unlink()
+    with pytest.raises(mtls.KeystoreNotFoundError) as e:
+        mtls.SSLProfileSet.from_deployment_toml(
+            home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+        )
+    assert "[keystore.primary] file_name" in str(e.value)
+
+
+def test_mtls_check_on_the_micro_integrator_stock_file(tmp_path, ca, capsys) -> None:
+    """`mtls check --deployment-toml` on the shipped file: no profile file, the default
+    stores' row; its twin without store tables fails with the file named."""
+    from mtls.cli import main
+
+    home = mi_home(tmp_path, ca, (DATA / "mi-deployment-stock.toml").read_text())
+    toml = home / "conf" / "deployment.toml"
+    code = main(["--no-color", "check", "--base-dir", str(home), "--deployment-toml", str(toml)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith("no profile file: 0 profiles")
+    assert "(default)" in out and "repository/resources/security/wso2carbon.jks" in out
+    bare = mi_home(tmp_path / "bare", ca, "[management_api]\n")
+    code = main(
+        ["--no-color", "check", "--base-dir", str(bare),
+         "--deployment-toml", str(bare / "conf" / "deployment.toml")]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "no SSL profile file configured" in out + err
