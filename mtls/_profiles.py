@@ -331,7 +331,7 @@ class SSLProfileSet:
             profiles_path: a profile file to use instead of the one the TOML names
                 (to check a candidate file against production settings).
             revocation: overrides the file's ``cert_revocation_validation`` (API
-                Manager) or ``sender.CertificateRevocationVerifier`` (Micro
+                Manager) or ``sender.certificate_revocation_verifier_enable`` (Micro
                 Integrator) settings; ``None`` turns the online check off. Default:
                 the file's, off when it enables nothing (WSO2's default).
             expiry_warnings: as for the constructor.

@@ -1253,31 +1253,50 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
     ``enable``, ``cache_size``, ``cache_delay`` (minutes, as in Synapse),
     ``allow_full_cert_chain_validation``: the sender spelling of the documented
     listener table. Micro Integrator: ``[transport.http]``
-    ``sender.CertificateRevocationVerifier`` (set: on; ``"false"``: off),
-    ``sender.CacheSize``, ``sender.CacheDelay``. WSO2 refuses a certificate whose
-    status it cannot determine, so the policy is hard-fail.
+    ``sender.certificate_revocation_verifier_enable`` (on when ``true``, in any case,
+    as Synapse compares it), ``sender.certificate_revocation_cache_size`` and
+    ``sender.certificate_revocation_cache_delay``, the keys its ``axis2.xml`` template
+    reads. WSO2 refuses a certificate whose status it cannot determine, so the policy
+    is hard-fail.
 
     Raises:
-        ProfileConfigError: a value that is not a number or a boolean.
+        ProfileConfigError: a value that is not a number or a boolean, or Micro
+            Integrator's sender written with axis2.xml's names
+            (``sender.CertificateRevocationVerifier``, ``sender.CacheSize``,
+            ``sender.CacheDelay``), which the product never reads: refused rather than
+            ignored, so that a check meant to be on is not silently off.
     """
     apim = "transport.passthru_https.sender.cert_revocation_validation"
     mi = "transport.http"
+    mi_enable = "sender.certificate_revocation_verifier_enable"
+    unread = [
+        key
+        for key in ("sender.CertificateRevocationVerifier", "sender.CacheSize", "sender.CacheDelay")
+        if toml.raw(mi, key) is not None
+    ]
+    if unread:
+        raise ProfileConfigError(
+            f"{path}: [{mi}] {', '.join(unread)}: Micro Integrator does not read "
+            f"{'this key' if len(unread) == 1 else 'these keys'} (they are axis2.xml's "
+            f"names): write {mi_enable} = true, and sender.certificate_revocation_cache_size "
+            "/ sender.certificate_revocation_cache_delay for the cache",
+            path=path,
+            element=unread[0],
+        )
     if toml.raw(apim, "enable") is not None:
         enabled = toml.text(apim, "enable")
-        size, delay, chain = (
-            (apim, "cache_size"),
-            (apim, "cache_delay"),
-            (
-                apim,
-                "allow_full_cert_chain_validation",
-            ),
-        )
-    elif toml.raw(mi, "sender.CertificateRevocationVerifier") is not None:
-        enabled = toml.text(mi, "sender.CertificateRevocationVerifier") or "true"
-        size, delay, chain = (mi, "sender.CacheSize"), (mi, "sender.CacheDelay"), None
+        if str(enabled).strip().lower() == "false":
+            return None
+        size, delay = (apim, "cache_size"), (apim, "cache_delay")
+        chain: tuple[str, str] | None = (apim, "allow_full_cert_chain_validation")
+    elif toml.raw(mi, mi_enable) is not None:
+        # Synapse: "true".equalsIgnoreCase(enable); anything else leaves the check off.
+        if str(toml.text(mi, mi_enable)).strip().lower() != "true":
+            return None
+        size = (mi, "sender.certificate_revocation_cache_size")
+        delay = (mi, "sender.certificate_revocation_cache_delay")
+        chain = None
     else:
-        return None
-    if str(enabled).strip().lower() == "false":
         return None
 
     from ._revocation import (  # noqa: PLC0415 - only when the file enables it
