@@ -514,7 +514,7 @@ class SecureVault:
 
     def _read_toml(self) -> dict[str, Any]:
         try:
-            return tomllib.loads(read_input(self._toml).decode("utf-8"))
+            return tomllib.loads(read_input(self._toml).decode("utf-8-sig"))  # as _wso2
         except FileNotFoundError:
             return {}
         except OSError as exc:

@@ -858,7 +858,9 @@ def _parse_toml(path: str) -> dict[str, Any]:
     """deployment.toml as a dict; every way it can fail is a ProfileConfigError."""
     check_path_text(path, setting="the deployment.toml path", path=None)
     try:
-        text = read_input(path).decode("utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML; WSO2's
+        # parser reports it and reads on, so the file still configures the product.
+        text = read_input(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
     except OSError as exc:

@@ -11,6 +11,7 @@ import pytest
 
 import mtls
 from mtls.testing import CA, MTLSServer
+from mtls.wso2 import SecureVault
 from tests._helpers import whoami
 
 DATA = Path(__file__).parent / "data" / "wso2"
@@ -108,3 +109,20 @@ def test_mtls_check_on_the_micro_integrator_stock_file(tmp_path, ca, capsys) -> 
     out, err = capsys.readouterr()
     assert code == 1
     assert "no SSL profile file configured" in out + err
+
+
+def test_a_byte_order_mark_before_the_stock_file_is_read_past(tmp_path, ca) -> None:
+    """Windows editors save UTF-8 with a byte-order mark; WSO2's TOML parser reads on past
+    it, and so does mtls (deployment.toml and the vault's view of [secrets])."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    home = mi_home(tmp_path, ca, "")
+    toml = home / "conf" / "deployment.toml"
+    toml.write_bytes(b"\xef\xbb\xbf" + (stock + '[secrets]\nk = "[v]"\n').encode())
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        assert ps.status().default is not None and ps.status().default.loaded
+    assert SecureVault(home).aliases() == ("k",)
+    # Twin: the same character anywhere else is not TOML: an error naming the file.
+    toml.write_bytes(stock.replace("[truststore]", "\ufeff[truststore]").encode())
+    with pytest.raises(mtls.ProfileConfigError, match="not valid TOML") as e:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert e.value.path == str(toml)
