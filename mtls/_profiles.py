@@ -366,6 +366,15 @@ class SSLProfileSet:
         if reload_interval is _FROM_FILE:
             interval_ms = settings.interval_ms if settings.interval_ms is not None else 600_000
             reload_interval = interval_ms / 1000 if interval_ms > 0 else None
+            if reload_interval is None:
+                # WSO2 clamps it to its one-minute minimum; here it means no reloading.
+                log.warning(
+                    "%s: SSL profile interval %d ms: no reload thread (WSO2 re-reads the "
+                    "profile file every minute for this value); set a positive interval, "
+                    "or pass reload_interval=, to reload",
+                    os.fspath(path),
+                    interval_ms,
+                )
             if reload_interval is not None and reload_interval > threading.TIMEOUT_MAX:
                 raise ProfileConfigError(
                     f"{os.fspath(path)}: the SSL profile interval ({interval_ms} ms) is too "

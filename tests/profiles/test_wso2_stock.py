@@ -126,3 +126,31 @@ def test_a_byte_order_mark_before_the_stock_file_is_read_past(tmp_path, ca) -> N
     with pytest.raises(mtls.ProfileConfigError, match="not valid TOML") as e:
         mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
     assert e.value.path == str(toml)
+
+
+def test_an_interval_of_zero_says_that_nothing_reloads(tmp_path, ca, caplog) -> None:
+    """WSO2 re-reads every minute for an interval of 0 or below; mtls runs no reload
+    thread for it, and says so. Twin: a positive interval reloads, with no warning."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    for interval, reloads in (("0", False), ("-5", False), ("60000", True)):
+        home = mi_home(tmp_path / interval, ca, stock + "\n")
+        toml = home / "conf" / "deployment.toml"
+        (home / "conf" / "profiles.xml").write_text(
+            '<parameter name="customSSLProfiles"><profile><servers>a.example:443</servers>'
+            "</profile></parameter>"
+        )
+        text = stock.replace(
+            "[keystore.primary]",
+            "[transport.http]\n"
+            'sender.ssl_profile.file_path = "conf/profiles.xml"\n'
+            f"sender.ssl_profile.read_interval = {interval}\n\n[keystore.primary]",
+        )
+        toml.write_text(text)
+        caplog.clear()
+        with (
+            caplog.at_level(logging.WARNING, logger="mtls"),
+            mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home) as profiles,
+        ):
+            assert profiles.reloading is reloads, interval
+        warned = f"SSL profile interval {interval} ms: no reload thread" in caplog.text
+        assert warned is not reloads, interval
