@@ -51,7 +51,7 @@ from ._status import (
     identity,
 )
 from ._types import HostnameVerifier, normalize_hostname_verifier
-from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
+from ._wso2 import Product, has_placeholder, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
 
@@ -411,7 +411,7 @@ class SSLProfileSet:
                 revocation=settings.revocation if revocation is _FROM_FILE else revocation,
                 expiry_warnings=expiry_warnings,
             )
-        return cls.from_xml(
+        profiles = cls.from_xml(
             chosen,
             base_dir=home,
             hostname_verifier=verifier,
@@ -426,6 +426,9 @@ class SSLProfileSet:
             expiry_warnings=expiry_warnings,
             _origin=origin,
         )
+        if settings.written_profiles is not None:
+            _warn_unwritten(os.fspath(path), Path(chosen), settings.written_profiles, profiles)
+        return profiles
 
     def _setup(
         self,
@@ -947,3 +950,30 @@ class SSLProfileSet:
 # Public as mtls.SSLProfileSet: reprs, tracebacks and pickles say so however it was
 # imported (mtls/__init__.py loads it on first use).
 SSLProfileSet.__module__ = "mtls"
+
+
+def _warn_unwritten(
+    toml: str, chosen: Path, written: tuple[Path, tuple[str, ...]], profiles: SSLProfileSet
+) -> None:
+    """Say when deployment.toml's ``[[keystore.ssl_profile.custom]]`` tables are not in
+    the profile file that API Manager writes them into at start-up (the file on disk is
+    what mtls reads, as the running product does until it restarts)."""
+    target, tables = written
+    if chosen != target:
+        return  # the sender reads another file: WSO2 does not use those tables either
+    loaded = {server.lower() for item in profiles.status().profiles for server in item.servers}
+    missing = [
+        servers
+        for servers in tables
+        if not has_placeholder(servers)
+        and not {item.strip().lower() for item in servers.split(",")} <= loaded
+    ]
+    if missing:
+        log.warning(
+            "%s: [[keystore.ssl_profile.custom]] servers %s not in %s: API Manager writes "
+            "these tables into that file when it starts, and mtls reads the file as it is; "
+            "restart API Manager (or add the profiles to the file) to use them",
+            toml,
+            ", ".join(map(repr, missing)),
+            chosen,
+        )

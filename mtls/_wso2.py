@@ -1102,6 +1102,9 @@ class DeploymentSettings:
         truststore: the sender's default trust.
         product: which product's rules were applied.
         revocation: the sender's online revocation check, when the file enables it.
+        written_profiles: the file that API Manager writes at start-up from
+            ``[[keystore.ssl_profile.custom]]`` tables, and the ``servers`` of each
+            table (as written), when the file has such tables.
     """
 
     profiles_path: Path | None
@@ -1112,6 +1115,7 @@ class DeploymentSettings:
     profiles_origin: str | None = None
     product: Product = "apim"
     revocation: RevocationPolicy | None = None
+    written_profiles: tuple[Path, tuple[str, ...]] | None = None
 
 
 def read_deployment_toml(
@@ -1245,7 +1249,23 @@ def read_deployment_toml(
         profiles_origin=profiles_origin,
         product=toml.product,
         revocation=_revocation_policy(toml, path),
+        written_profiles=_written_profiles(toml),
     )
+
+
+def _written_profiles(toml: DeploymentToml) -> tuple[Path, tuple[str, ...]] | None:
+    """API Manager's ``[[keystore.ssl_profile.custom]]`` tables: its sslprofiles.xml
+    template writes one profile per table into ``repository/resources/security/
+    sslprofiles.xml`` when the product starts."""
+    tables = _dig(toml.doc, "keystore", "ssl_profile", "custom")
+    if toml.product != "apim" or not isinstance(tables, list):
+        return None
+    servers = tuple(
+        str(table["servers"]).strip()
+        for table in tables
+        if isinstance(table, Mapping) and isinstance(table.get("servers"), str)
+    )
+    return (toml.home / APIM_DEFAULT_PROFILES, servers) if servers else None
 
 
 def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | None:

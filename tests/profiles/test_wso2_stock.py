@@ -154,3 +154,92 @@ def test_an_interval_of_zero_says_that_nothing_reloads(tmp_path, ca, caplog) -> 
             assert profiles.reloading is reloads, interval
         warned = f"SSL profile interval {interval} ms: no reload thread" in caplog.text
         assert warned is not reloads, interval
+
+
+CUSTOM_TABLES = """
+[[keystore.ssl_profile.custom]]
+servers = "orders.internal:8243"
+[keystore.ssl_profile.custom.keystore]
+location = "repository/resources/security/wso2carbon.jks"
+type = "JKS"
+password = "wso2carbon"
+key_password = "wso2carbon"
+[keystore.ssl_profile.custom.truststore]
+location = "repository/resources/security/client-truststore.jks"
+type = "JKS"
+password = "wso2carbon"
+"""
+
+
+def apim_home(root: Path, ca: CA, servers: list[str], toml: str) -> Path:
+    """An API Manager home: its sslprofiles.xml with a profile per ``servers`` entry."""
+    home = root / "apim"
+    security = home / "repository" / "resources" / "security"
+    security.mkdir(parents=True)
+    (home / "repository" / "conf").mkdir()
+    ca.issue_cert("gateway").write_keystore(
+        security / "wso2carbon.jks", SHIPPED_PASSWORD, alias="wso2carbon"
+    )
+    ca.write_truststore(security / "client-truststore.jks", SHIPPED_PASSWORD)
+    store = (
+        "<KeyStore><Location>repository/resources/security/wso2carbon.jks</Location>"
+        "<Type>JKS</Type><Password>wso2carbon</Password><KeyPassword>wso2carbon</KeyPassword>"
+        "</KeyStore>"
+    )
+    (security / "sslprofiles.xml").write_text(
+        '<parameter name="customSSLProfiles">'
+        + "".join(f"<profile><servers>{s}</servers>{store}</profile>" for s in servers)
+        + "</parameter>"
+    )
+    (home / "repository" / "conf" / "deployment.toml").write_text(toml)
+    return home
+
+
+def test_custom_ssl_profile_tables_missing_from_the_file_are_named(tmp_path, ca, caplog) -> None:
+    """API Manager's docs put custom profiles in [[keystore.ssl_profile.custom]]; the
+    product writes them into sslprofiles.xml when it starts. A file that does not have
+    them yet (never started since) is what mtls and the running product read: said."""
+    toml = (
+        '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "wso2carbon"\n'
+        'key_password = "wso2carbon"\n' + CUSTOM_TABLES
+    )
+    home = apim_home(tmp_path, ca, ["*"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None) as ps,
+    ):
+        assert [p.servers for p in ps.status().profiles] == [("*",)]
+    assert "'orders.internal:8243' not in" in caplog.text
+    assert "sslprofiles.xml" in caplog.text and "restart API Manager" in caplog.text
+    assert SHIPPED_PASSWORD not in caplog.text.replace("wso2carbon.jks", "")
+    # Twin: the file as API Manager writes it (default profile, then the custom one).
+    written = apim_home(tmp_path / "written", ca, ["*", "orders.internal:8243"], toml)
+    caplog.clear()
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(
+            written / "repository" / "conf" / "deployment.toml",
+            base_dir=written,
+            reload_interval=None,
+        ),
+    ):
+        pass
+    assert "keystore.ssl_profile.custom" not in caplog.text
+    # Twin: the sender reads another file, so WSO2 does not use those tables either.
+    other = apim_home(tmp_path / "other", ca, ["*"], "")
+    (other / "profiles.xml").write_text(
+        (other / "repository" / "resources" / "security" / "sslprofiles.xml").read_text()
+    )
+    (other / "repository" / "conf" / "deployment.toml").write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "profiles.xml"\n' + toml
+    )
+    caplog.clear()
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(
+            other / "repository" / "conf" / "deployment.toml", base_dir=other, reload_interval=None
+        ),
+    ):
+        pass
+    assert "keystore.ssl_profile.custom" not in caplog.text
