@@ -230,7 +230,7 @@ def _signature(path: Path | None) -> tuple[object, ...]:
         return (None,)
     try:
         st = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a configured path; reading says so
         return (os.fspath(path), None)
     return (os.fspath(path), st.st_mtime_ns, st.st_size, st.st_ino)
 

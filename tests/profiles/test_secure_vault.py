@@ -838,3 +838,43 @@ def test_secret_conf_without_repositories_or_flag_configures_no_vault(tmp_path, 
     assert SecureVault.for_estate(empty_flag) is not None
     upper = make_home(tmp_path / "4", stores, secret_conf={"secVault.enabled": "TRUE"})
     assert SecureVault.for_estate(upper) is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        ("keystore.identity.location", SecureVaultError),
+        ("secretRepositories.file.location", mtls.ProfileConfigError),
+    ],
+)
+def test_a_nul_in_a_secret_conf_path_is_an_error_naming_it(tmp_path, stores, key, error) -> None:
+    """Java properties spell a NUL \\u0000: the path it is in cannot be opened, which is
+    said with the file, never a ValueError from the operating system call."""
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"a": "QUJDREVGR0g="},
+        secret_conf={"secVault.enabled": "true", key: "repository/a\\u0000b"},
+    )
+    with pytest.raises(error) as e:
+        SecureVault(home, keystore_password=PASSWORD)("a")
+    assert "cannot be read" in str(e.value) or "cannot read" in str(e.value)
+    # Twin: the same key naming a real file: the keystore opens (the made-up value then
+    # does not decrypt with it), the repository file is read.
+    real = {
+        "keystore.identity.location": "repository/resources/security/wso2carbon.jks",
+        "secretRepositories.file.location": "repository/conf/security/other.properties",
+    }[key]
+    fine = make_home(
+        tmp_path / "fine",
+        stores,
+        secrets={"a": "QUJDREVGR0g="},
+        secret_conf={"secVault.enabled": "true", key: real},
+    )
+    (fine / "repository" / "conf" / "security" / "other.properties").write_text("b=[x]\n")
+    vault = SecureVault(fine, keystore_password=PASSWORD)
+    if key == "keystore.identity.location":
+        with pytest.raises(SecureVaultError, match="does not decrypt"):
+            vault("a")
+    else:
+        assert vault.aliases() == ("a", "b")
