@@ -933,9 +933,26 @@ class DeploymentToml:
         return _dig(self.doc, *table.split("."), *key.split("."))
 
     def written(self, table: str, key: str) -> str | None:
-        """The value as written (trimmed), for messages."""
+        """The value as written (trimmed); booleans as Java writes them (``true``).
+
+        Raises:
+            ProfileConfigError: the value is a table or an array, where WSO2 reads one
+                value (its template would write the array or table out as text).
+        """
         value = self.raw(table, key)
-        return None if value is None or isinstance(value, Mapping | list) else str(value).strip()
+        if value is None:
+            return None
+        if isinstance(value, Mapping | list):
+            kind = "a table" if isinstance(value, Mapping) else "an array"
+            raise ProfileConfigError(
+                f"{self.path}: [{table}] {key} is {kind}, not one value: write it as "
+                '"text" (a path, a password, a number)',
+                path=self.path,
+                element=f"[{table}] {key}",
+            )
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value).strip()
 
     def text(self, table: str, key: str, *, secret: bool = False) -> str | None:
         """The value at ``[table] key`` with its placeholders resolved.

@@ -243,3 +243,49 @@ def test_custom_ssl_profile_tables_missing_from_the_file_are_named(tmp_path, ca,
     ):
         pass
     assert "keystore.ssl_profile.custom" not in caplog.text
+
+
+STOCK_TLS = '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "wso2carbon"\n'
+
+
+@pytest.mark.parametrize(
+    ("toml", "setting"),
+    [
+        (STOCK_TLS.replace('"wso2carbon.jks"', '["wso2carbon.jks"]'), "[keystore.tls] file_name"),
+        (STOCK_TLS.replace('"wso2carbon.jks"', "{ a = 1 }"), "[keystore.tls] file_name"),
+        (STOCK_TLS.replace('password = "wso2carbon"', 'password = ["wso2carbon"]'),
+         "[keystore.tls] password"),
+        (STOCK_TLS + "[transport.passthru_https.sender.ssl_profile]\ninterval = [600000]\n",
+         "[transport.passthru_https.sender.ssl_profile] interval"),
+        (STOCK_TLS + "[transport.passthru_https.sender.cert_revocation_validation]\n"
+         "enable = [true]\n", "[transport.passthru_https.sender.cert_revocation_validation] enable"),
+    ],
+)  # fmt: skip
+def test_an_array_or_table_where_one_value_belongs_is_refused(tmp_path, ca, toml, setting) -> None:
+    """WSO2's templates would write the array or table out as text (a path or password
+    nobody meant); mtls names the setting instead of reading past it (an array password
+    used to leave the store opened with no password at all)."""
+    home = apim_home(tmp_path, ca, ["*"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with pytest.raises(mtls.ProfileConfigError) as e:
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None)
+    assert str(path) in str(e.value) and setting in str(e.value)
+    assert "not one value" in str(e.value) and SHIPPED_PASSWORD not in str(e.value).replace(
+        "wso2carbon.jks", ""
+    )
+
+
+def test_the_same_settings_as_single_values_load(tmp_path, ca) -> None:
+    """Twin: each setting above written as one value (a boolean as TOML's true)."""
+    toml = (
+        STOCK_TLS + 'key_password = "wso2carbon"\n'
+        "[transport.passthru_https.sender.ssl_profile]\ninterval = 600000\n"
+    )
+    home = apim_home(tmp_path, ca, ["*"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home) as profiles:
+        assert profiles.status().default is not None and profiles.reloading
+    # A boolean where a path belongs is shown as WSO2's templates write it: true.
+    (home / "repository" / "conf" / "deployment.toml").write_text(toml + "file_path = true\n")
+    with pytest.raises(mtls.ProfileConfigError, match=r"/true: no such profile file"):
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home)
