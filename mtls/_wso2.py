@@ -1233,6 +1233,7 @@ def read_deployment_toml(
             location=(mi, "sender.truststore.location"),
             overrides=f"{mi}.sender.truststore",
         )
+    _warn_unapplied(toml)
     if profiles_path is None and require_profiles and keystore is None and truststore is None:
         # Micro Integrator without dynamic profiles sends with its default stores alone;
         # with neither, there is nothing to send with.
@@ -1268,6 +1269,30 @@ def read_deployment_toml(
         revocation=_revocation_policy(toml, path),
         written_profiles=_written_profiles(toml),
     )
+
+
+#: Sender-wide TLS settings WSO2 applies and mtls does not: (table, key).
+_UNAPPLIED = (
+    ("transport.passthru_https.sender.parameters", "HttpsProtocols"),
+    ("transport.passthru_https.sender.parameters", "PreferredCiphers"),
+    ("transport.http", "sender.secured_protocols"),
+    ("transport.https.sender.parameter", "HttpsProtocols"),
+    ("transport.https.sender.parameter", "PreferredCiphers"),
+)
+
+
+def _warn_unapplied(toml: DeploymentToml) -> None:
+    """Name the sender's protocol and cipher settings, which WSO2 applies to every
+    connection and an mtls profile set does not (its contexts offer TLS 1.2 and later
+    with OpenSSL's default ciphers)."""
+    found = [f"[{table}] {key}" for table, key in _UNAPPLIED if toml.raw(table, key) is not None]
+    if found:
+        log.warning(
+            "%s: %s not applied: mtls's contexts offer TLS 1.2 and later with OpenSSL's "
+            "default ciphers, whatever the sender's protocols and ciphers say",
+            toml.path,
+            ", ".join(found),
+        )
 
 
 def _written_profiles(toml: DeploymentToml) -> tuple[Path, tuple[str, ...]] | None:

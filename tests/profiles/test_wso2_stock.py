@@ -289,3 +289,39 @@ def test_the_same_settings_as_single_values_load(tmp_path, ca) -> None:
     (home / "repository" / "conf" / "deployment.toml").write_text(toml + "file_path = true\n")
     with pytest.raises(mtls.ProfileConfigError, match=r"/true: no such profile file"):
         mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        '[transport.passthru_https.sender.parameters]\nHttpsProtocols = "TLSv1.3"\n',
+        '[transport.passthru_https.sender.parameters]\nPreferredCiphers = "TLS_AES_128_GCM_SHA256"\n',
+        '[transport.http]\nsender.secured_protocols = "TLSv1.3"\n',
+    ],
+)
+def test_sender_protocols_and_ciphers_are_named_as_not_applied(
+    tmp_path, ca, caplog, setting
+) -> None:
+    """WSO2's sender applies these to every connection; a profile set does not, and says
+    so rather than leaving a restriction silently unenforced."""
+    home = apim_home(tmp_path, ca, ["*"], STOCK_TLS + 'key_password = "wso2carbon"\n' + setting)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None),
+    ):
+        pass
+    key = setting.split("\n")[1].split(" =")[0]
+    assert f"{key} not applied" in caplog.text and str(path) in caplog.text
+    # Twin: the HostnameVerifier of the same table is applied, and not named.
+    caplog.clear()
+    (home / "repository" / "conf" / "deployment.toml").write_text(
+        STOCK_TLS + 'key_password = "wso2carbon"\n'
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "AllowAll"\n'
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None) as ps,
+    ):
+        assert ps.status().hostname_verifier == "AllowAll"
+    assert "not applied" not in caplog.text
