@@ -391,6 +391,16 @@ class SSLProfileSet:
         )
         # An unknown value in the file has become Default (WSO2's rule), with a warning.
         verifier = hostname_verifier or settings.hostname_verifier or "Strict"
+        options: dict[str, Any] = {
+            "hostname_verifier": verifier,
+            "default": default,
+            "default_truststore": settings.truststore,
+            "skip_failures": skip_failures,
+            "reload_interval": reload_interval,
+            "settle_delay": settle_delay,
+            "revocation": settings.revocation if revocation is _FROM_FILE else revocation,
+            "expiry_warnings": expiry_warnings,
+        }
         if chosen is None:
             # Micro Integrator without dynamic SSL profiles: its sender uses the default
             # stores for every host (read_deployment_toml raised if there are none).
@@ -400,31 +410,14 @@ class SSLProfileSet:
                 "stores, as in Micro Integrator",
                 os.fspath(path),
             )
-            return cls(
-                (),
-                hostname_verifier=verifier,
-                default=default,
-                default_truststore=settings.truststore,
-                skip_failures=skip_failures,
-                reload_interval=reload_interval,
-                settle_delay=settle_delay,
-                revocation=settings.revocation if revocation is _FROM_FILE else revocation,
-                expiry_warnings=expiry_warnings,
-            )
+            return cls((), **options)
         profiles = cls.from_xml(
             chosen,
             base_dir=home,
-            hostname_verifier=verifier,
-            default=default,
-            default_truststore=settings.truststore,
             secret_resolver=secret_resolver,
             properties=properties,
-            skip_failures=skip_failures,
-            reload_interval=reload_interval,
-            settle_delay=settle_delay,
-            revocation=settings.revocation if revocation is _FROM_FILE else revocation,
-            expiry_warnings=expiry_warnings,
             _origin=origin,
+            **options,
         )
         if settings.written_profiles is not None:
             _warn_unwritten(os.fspath(path), Path(chosen), settings.written_profiles, profiles)
