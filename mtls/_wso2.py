@@ -1205,7 +1205,11 @@ def read_deployment_toml(
                 element="interval",
             ) from None
     verifier_setting = toml.first(
-        (f"{apim_sender}.parameters", "HostnameVerifier"), (mi, "sender.hostname_verifier")
+        (f"{apim_sender}.parameters", "HostnameVerifier"),
+        (mi, "sender.hostname_verifier"),
+        # Micro Integrator's config mapper writes sender.hostname_verifier to this key,
+        # whose every entry its axis2.xml template renders as a sender parameter.
+        ("transport.https.sender.parameter", "HostnameVerifier"),
     )
     if toml.product == "apim":
         keystore = toml.store(

@@ -325,3 +325,28 @@ def test_sender_protocols_and_ciphers_are_named_as_not_applied(
     ):
         assert ps.status().hostname_verifier == "AllowAll"
     assert "not applied" not in caplog.text
+
+
+def test_micro_integrator_hostname_verifier_in_its_internal_key(tmp_path, ca) -> None:
+    """MI maps sender.hostname_verifier to [transport.https.sender.parameter]
+    HostnameVerifier and renders every key of that table: both spellings apply."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    for extra in (
+        '[transport.https.sender.parameter]\nHostnameVerifier = "AllowAll"\n',
+        '[transport.http]\nsender.hostname_verifier = "AllowAll"\n',
+    ):
+        home = mi_home(tmp_path / str(len(extra)), ca, stock + "\n" + extra)
+        with mtls.SSLProfileSet.from_deployment_toml(
+            home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+        ) as profiles:
+            assert profiles.status().hostname_verifier == "AllowAll", extra
+    # Twin: a table of another transport's parameters is not the sender's.
+    home = mi_home(
+        tmp_path / "other",
+        ca,
+        stock + '\n[transport.http.listener.parameter]\nHostnameVerifier = "AllowAll"\n',
+    )
+    with mtls.SSLProfileSet.from_deployment_toml(
+        home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+    ) as profiles:
+        assert profiles.status().hostname_verifier == "Strict"
