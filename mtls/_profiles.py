@@ -51,7 +51,7 @@ from ._status import (
     identity,
 )
 from ._types import HostnameVerifier, normalize_hostname_verifier
-from ._wso2 import Product, parse_profiles_xml, read_deployment_toml
+from ._wso2 import Product, has_placeholder, parse_profiles_xml, read_deployment_toml
 
 log = logging.getLogger("mtls")
 
@@ -308,7 +308,9 @@ class SSLProfileSet:
         without a ``<TrustStore>``: API Manager's ``[keystore.tls]`` (key by key, else
         ``[keystore.primary]``) and ``[truststore]``, whose ``file_name`` is a name in
         ``repository/resources/security/``; Micro Integrator's ``[keystore.primary]``
-        and ``[truststore]``, whose ``file_name`` is a path from the home. Placeholders
+        and ``[truststore]``, whose ``file_name`` is a path from the home; a Micro
+        Integrator file without a profile file gives a set of those stores alone, for
+        every host, as its sender uses them. Placeholders
         (``$env{}``, ``$sys{}``, ``${}``, ``$secret{}``, ``$ref{}``) are resolved in
         every value; see docs/wso2.md.
 
@@ -329,7 +331,7 @@ class SSLProfileSet:
             profiles_path: a profile file to use instead of the one the TOML names
                 (to check a candidate file against production settings).
             revocation: overrides the file's ``cert_revocation_validation`` (API
-                Manager) or ``sender.CertificateRevocationVerifier`` (Micro
+                Manager) or ``sender.certificate_revocation_verifier_enable`` (Micro
                 Integrator) settings; ``None`` turns the online check off. Default:
                 the file's, off when it enables nothing (WSO2's default).
             expiry_warnings: as for the constructor.
@@ -339,8 +341,8 @@ class SSLProfileSet:
         hosts no profile matches are refused until it loads.
 
         Raises:
-            ProfileConfigError: the TOML is missing, malformed or names no profile
-                file, or its interval is out of range.
+            ProfileConfigError: the TOML is missing or malformed, names neither a
+                profile file nor a default store, or its interval is out of range.
             KeystoreError: a store does not load (with ``skip_failures=False``).
             ValueError: a ``reload_interval`` or ``settle_delay`` argument out of range.
         """
@@ -360,11 +362,19 @@ class SSLProfileSet:
             product=product,
         )
         chosen = profiles_path if profiles_path is not None else settings.profiles_path
-        assert chosen is not None  # read_deployment_toml raised otherwise
         origin = settings.profiles_origin if profiles_path is None else None
         if reload_interval is _FROM_FILE:
             interval_ms = settings.interval_ms if settings.interval_ms is not None else 600_000
             reload_interval = interval_ms / 1000 if interval_ms > 0 else None
+            if reload_interval is None:
+                # WSO2 clamps it to its one-minute minimum; here it means no reloading.
+                log.warning(
+                    "%s: SSL profile interval %d ms: no reload thread (WSO2 re-reads the "
+                    "profile file every minute for this value); set a positive interval, "
+                    "or pass reload_interval=, to reload",
+                    os.fspath(path),
+                    interval_ms,
+                )
             if reload_interval is not None and reload_interval > threading.TIMEOUT_MAX:
                 raise ProfileConfigError(
                     f"{os.fspath(path)}: the SSL profile interval ({interval_ms} ms) is too "
@@ -381,21 +391,37 @@ class SSLProfileSet:
         )
         # An unknown value in the file has become Default (WSO2's rule), with a warning.
         verifier = hostname_verifier or settings.hostname_verifier or "Strict"
-        return cls.from_xml(
+        options: dict[str, Any] = {
+            "hostname_verifier": verifier,
+            "default": default,
+            "default_truststore": settings.truststore,
+            "skip_failures": skip_failures,
+            "reload_interval": reload_interval,
+            "settle_delay": settle_delay,
+            "revocation": settings.revocation if revocation is _FROM_FILE else revocation,
+            "expiry_warnings": expiry_warnings,
+        }
+        if chosen is None:
+            # Micro Integrator without dynamic SSL profiles: its sender uses the default
+            # stores for every host (read_deployment_toml raised if there are none).
+            assert default is not None
+            log.info(
+                "%s: no SSL profile file configured: every host uses the sender's default "
+                "stores, as in Micro Integrator",
+                os.fspath(path),
+            )
+            return cls((), **options)
+        profiles = cls.from_xml(
             chosen,
             base_dir=home,
-            hostname_verifier=verifier,
-            default=default,
-            default_truststore=settings.truststore,
             secret_resolver=secret_resolver,
             properties=properties,
-            skip_failures=skip_failures,
-            reload_interval=reload_interval,
-            settle_delay=settle_delay,
-            revocation=settings.revocation if revocation is _FROM_FILE else revocation,
-            expiry_warnings=expiry_warnings,
             _origin=origin,
+            **options,
         )
+        if settings.written_profiles is not None:
+            _warn_unwritten(os.fspath(path), Path(chosen), settings.written_profiles, profiles)
+        return profiles
 
     def _setup(
         self,
@@ -917,3 +943,30 @@ class SSLProfileSet:
 # Public as mtls.SSLProfileSet: reprs, tracebacks and pickles say so however it was
 # imported (mtls/__init__.py loads it on first use).
 SSLProfileSet.__module__ = "mtls"
+
+
+def _warn_unwritten(
+    toml: str, chosen: Path, written: tuple[Path, tuple[str, ...]], profiles: SSLProfileSet
+) -> None:
+    """Say when deployment.toml's ``[[keystore.ssl_profile.custom]]`` tables are not in
+    the profile file that API Manager writes them into at start-up (the file on disk is
+    what mtls reads, as the running product does until it restarts)."""
+    target, tables = written
+    if chosen != target:
+        return  # the sender reads another file: WSO2 does not use those tables either
+    loaded = {server.lower() for item in profiles.status().profiles for server in item.servers}
+    missing = [
+        servers
+        for servers in tables
+        if not has_placeholder(servers)
+        and not {item.strip().lower() for item in servers.split(",")} <= loaded
+    ]
+    if missing:
+        log.warning(
+            "%s: [[keystore.ssl_profile.custom]] servers %s not in %s: API Manager writes "
+            "these tables into that file when it starts, and mtls reads the file as it is; "
+            "restart API Manager (or add the profiles to the file) to use them",
+            toml,
+            ", ".join(map(repr, missing)),
+            chosen,
+        )

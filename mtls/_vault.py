@@ -230,7 +230,7 @@ def _signature(path: Path | None) -> tuple[object, ...]:
         return (None,)
     try:
         st = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a configured path; reading says so
         return (os.fspath(path), None)
     return (os.fspath(path), st.st_mtime_ns, st.st_size, st.st_ino)
 
@@ -341,7 +341,8 @@ class SecureVault:
         """The vault the estate at ``home`` configures, or ``None`` when it has none.
 
         A vault is configured when deployment.toml has a ``[secrets]`` table or
-        ``secret-conf.properties`` says ``secVault.enabled=true``.
+        ``secret-conf.properties`` says ``secVault.enabled=true``, or lists
+        ``secretRepositories`` without a ``secVault.enabled`` line (WSO2's default is on).
 
         Raises:
             ProfileConfigError: deployment.toml or secret-conf.properties is unreadable.
@@ -441,7 +442,7 @@ class SecureVault:
     def _read(self) -> _Config:
         toml = self._read_toml()
         conf = self._read_props(self._secret_conf)
-        enabled_flag = (conf or {}).get("secVault.enabled", "").strip().lower() == "true"
+        enabled_flag = _vault_enabled(conf or {})
         secrets_table = toml.get("secrets")
         values: dict[str, _Value] = {}
         # The secret repository file: secretRepositories.file.location, relative to the
@@ -513,7 +514,7 @@ class SecureVault:
 
     def _read_toml(self) -> dict[str, Any]:
         try:
-            return tomllib.loads(read_input(self._toml).decode("utf-8"))
+            return tomllib.loads(read_input(self._toml).decode("utf-8-sig"))  # as _wso2
         except FileNotFoundError:
             return {}
         except OSError as exc:
@@ -910,6 +911,20 @@ class _Job:
             raise self.fail(
                 "decrypts to bytes that are not UTF-8 text: it was encrypted for another key"
             ) from None
+
+
+def _vault_enabled(conf: Mapping[str, str]) -> bool:
+    """Whether secret-conf.properties turns the vault on, as WSO2's ``SecretManager.init``
+    decides: ``secVault.enabled`` (Java's ``Boolean.parseBoolean``; absent or empty means
+    ``true``) and, when that flag is not written, a non-empty ``secretRepositories``.
+
+    The cipher tool writes ``secVault.enabled=true``; files written by hand or by older
+    tools (Micro Integrator's own secure-vault tests) only list ``secretRepositories``.
+    """
+    flag = conf.get("secVault.enabled", "").strip()
+    if flag:
+        return flag.lower() == "true"
+    return bool(conf.get("secretRepositories", "").strip(" \t,"))
 
 
 def _table(doc: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:

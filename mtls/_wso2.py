@@ -864,7 +864,9 @@ def _parse_toml(path: str) -> dict[str, Any]:
     """deployment.toml as a dict; every way it can fail is a ProfileConfigError."""
     check_path_text(path, setting="the deployment.toml path", path=None)
     try:
-        text = read_input(path).decode("utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML; WSO2's
+        # parser reports it and reads on, so the file still configures the product.
+        text = read_input(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
     except OSError as exc:
@@ -937,9 +939,26 @@ class DeploymentToml:
         return _dig(self.doc, *table.split("."), *key.split("."))
 
     def written(self, table: str, key: str) -> str | None:
-        """The value as written (trimmed), for messages."""
+        """The value as written (trimmed); booleans as Java writes them (``true``).
+
+        Raises:
+            ProfileConfigError: the value is a table or an array, where WSO2 reads one
+                value (its template would write the array or table out as text).
+        """
         value = self.raw(table, key)
-        return None if value is None or isinstance(value, Mapping | list) else str(value).strip()
+        if value is None:
+            return None
+        if isinstance(value, Mapping | list):
+            kind = "a table" if isinstance(value, Mapping) else "an array"
+            raise ProfileConfigError(
+                f"{self.path}: [{table}] {key} is {kind}, not one value: write it as "
+                '"text" (a path, a password, a number)',
+                path=self.path,
+                element=f"[{table}] {key}",
+            )
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value).strip()
 
     def text(self, table: str, key: str, *, secret: bool = False) -> str | None:
         """The value at ``[table] key`` with its placeholders resolved.
@@ -1106,6 +1125,9 @@ class DeploymentSettings:
         truststore: the sender's default trust.
         product: which product's rules were applied.
         revocation: the sender's online revocation check, when the file enables it.
+        written_profiles: the file that API Manager writes at start-up from
+            ``[[keystore.ssl_profile.custom]]`` tables, and the ``servers`` of each
+            table (as written), when the file has such tables.
     """
 
     profiles_path: Path | None
@@ -1116,6 +1138,7 @@ class DeploymentSettings:
     profiles_origin: str | None = None
     product: Product = "apim"
     revocation: RevocationPolicy | None = None
+    written_profiles: tuple[Path, tuple[str, ...]] | None = None
 
 
 def read_deployment_toml(
@@ -1140,11 +1163,13 @@ def read_deployment_toml(
     and ``read_interval``, ``sender.hostname_verifier``; the identity from
     ``sender.keystore.*``, else ``[keystore.primary]``; the trust from
     ``sender.truststore.*``, else ``[truststore]``. Either product's spelling of the
-    profile file is accepted in both.
+    profile file is accepted in both. Micro Integrator without a profile file sends
+    with these default stores alone (``profiles_path`` is then ``None``).
 
     Raises:
         ProfileConfigError: the file is missing or not TOML, a placeholder names nothing,
-            or (with ``require_profiles``) no profile file is configured.
+            or (with ``require_profiles``) it configures neither a profile file nor a
+            default store.
     """
     toml = DeploymentToml(
         path,
@@ -1170,13 +1195,6 @@ def read_deployment_toml(
             f"[{apim_sender}.ssl_profile] file_path in {path} (not set: API Manager's default, "
             f"{APIM_DEFAULT_PROFILES} under the product home, base_dir)"
         )
-    elif require_profiles:
-        raise ProfileConfigError(
-            f"{path}: no SSL profile file configured: set file_path under "
-            "[transport.passthru_https.sender.ssl_profile] (API Manager) or "
-            "sender.ssl_profile.file_path under [transport.http] (Micro Integrator)",
-            path=path,
-        )
     interval_setting = toml.first(
         (f"{apim_sender}.ssl_profile", "interval"), (mi, "sender.ssl_profile.read_interval")
     )
@@ -1193,7 +1211,11 @@ def read_deployment_toml(
                 element="interval",
             ) from None
     verifier_setting = toml.first(
-        (f"{apim_sender}.parameters", "HostnameVerifier"), (mi, "sender.hostname_verifier")
+        (f"{apim_sender}.parameters", "HostnameVerifier"),
+        (mi, "sender.hostname_verifier"),
+        # Micro Integrator's config mapper writes sender.hostname_verifier to this key,
+        # whose every entry its axis2.xml template renders as a sender parameter.
+        ("transport.https.sender.parameter", "HostnameVerifier"),
     )
     if toml.product == "apim":
         keystore = toml.store(
@@ -1221,6 +1243,17 @@ def read_deployment_toml(
             location=(mi, "sender.truststore.location"),
             overrides=f"{mi}.sender.truststore",
         )
+    _warn_unapplied(toml)
+    if profiles_path is None and require_profiles and keystore is None and truststore is None:
+        # Micro Integrator without dynamic profiles sends with its default stores alone;
+        # with neither, there is nothing to send with.
+        raise ProfileConfigError(
+            f"{path}: no SSL profile file configured, and no sender keystore or truststore: "
+            "set sender.ssl_profile.file_path under [transport.http] (Micro Integrator) or "
+            "file_path under [transport.passthru_https.sender.ssl_profile] (API Manager), "
+            "or name the sender's stores ([keystore.primary], [truststore])",
+            path=path,
+        )
     written = toml.text(*verifier_setting) if verifier_setting else None
     verifier: HostnameVerifier | None = None
     if verifier_setting is not None and written is not None:
@@ -1244,7 +1277,47 @@ def read_deployment_toml(
         profiles_origin=profiles_origin,
         product=toml.product,
         revocation=_revocation_policy(toml, path),
+        written_profiles=_written_profiles(toml),
     )
+
+
+#: Sender-wide TLS settings WSO2 applies and mtls does not: (table, key).
+_UNAPPLIED = (
+    ("transport.passthru_https.sender.parameters", "HttpsProtocols"),
+    ("transport.passthru_https.sender.parameters", "PreferredCiphers"),
+    ("transport.http", "sender.secured_protocols"),
+    ("transport.https.sender.parameter", "HttpsProtocols"),
+    ("transport.https.sender.parameter", "PreferredCiphers"),
+)
+
+
+def _warn_unapplied(toml: DeploymentToml) -> None:
+    """Name the sender's protocol and cipher settings, which WSO2 applies to every
+    connection and an mtls profile set does not (its contexts offer TLS 1.2 and later
+    with OpenSSL's default ciphers)."""
+    found = [f"[{table}] {key}" for table, key in _UNAPPLIED if toml.raw(table, key) is not None]
+    if found:
+        log.warning(
+            "%s: %s not applied: mtls's contexts offer TLS 1.2 and later with OpenSSL's "
+            "default ciphers, whatever the sender's protocols and ciphers say",
+            toml.path,
+            ", ".join(found),
+        )
+
+
+def _written_profiles(toml: DeploymentToml) -> tuple[Path, tuple[str, ...]] | None:
+    """API Manager's ``[[keystore.ssl_profile.custom]]`` tables: its sslprofiles.xml
+    template writes one profile per table into ``repository/resources/security/
+    sslprofiles.xml`` when the product starts."""
+    tables = _dig(toml.doc, "keystore", "ssl_profile", "custom")
+    if toml.product != "apim" or not isinstance(tables, list):
+        return None
+    servers = tuple(
+        str(table["servers"]).strip()
+        for table in tables
+        if isinstance(table, Mapping) and isinstance(table.get("servers"), str)
+    )
+    return (toml.home / APIM_DEFAULT_PROFILES, servers) if servers else None
 
 
 def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | None:
@@ -1254,31 +1327,50 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
     ``enable``, ``cache_size``, ``cache_delay`` (minutes, as in Synapse),
     ``allow_full_cert_chain_validation``: the sender spelling of the documented
     listener table. Micro Integrator: ``[transport.http]``
-    ``sender.CertificateRevocationVerifier`` (set: on; ``"false"``: off),
-    ``sender.CacheSize``, ``sender.CacheDelay``. WSO2 refuses a certificate whose
-    status it cannot determine, so the policy is hard-fail.
+    ``sender.certificate_revocation_verifier_enable`` (on when ``true``, in any case,
+    as Synapse compares it), ``sender.certificate_revocation_cache_size`` and
+    ``sender.certificate_revocation_cache_delay``, the keys its ``axis2.xml`` template
+    reads. WSO2 refuses a certificate whose status it cannot determine, so the policy
+    is hard-fail.
 
     Raises:
-        ProfileConfigError: a value that is not a number or a boolean.
+        ProfileConfigError: a value that is not a number or a boolean, or Micro
+            Integrator's sender written with axis2.xml's names
+            (``sender.CertificateRevocationVerifier``, ``sender.CacheSize``,
+            ``sender.CacheDelay``), which the product never reads: refused rather than
+            ignored, so that a check meant to be on is not silently off.
     """
     apim = "transport.passthru_https.sender.cert_revocation_validation"
     mi = "transport.http"
+    mi_enable = "sender.certificate_revocation_verifier_enable"
+    unread = [
+        key
+        for key in ("sender.CertificateRevocationVerifier", "sender.CacheSize", "sender.CacheDelay")
+        if toml.raw(mi, key) is not None
+    ]
+    if unread:
+        raise ProfileConfigError(
+            f"{path}: [{mi}] {', '.join(unread)}: Micro Integrator does not read "
+            f"{'this key' if len(unread) == 1 else 'these keys'} (they are axis2.xml's "
+            f"names): write {mi_enable} = true, and sender.certificate_revocation_cache_size "
+            "/ sender.certificate_revocation_cache_delay for the cache",
+            path=path,
+            element=unread[0],
+        )
     if toml.raw(apim, "enable") is not None:
         enabled = toml.text(apim, "enable")
-        size, delay, chain = (
-            (apim, "cache_size"),
-            (apim, "cache_delay"),
-            (
-                apim,
-                "allow_full_cert_chain_validation",
-            ),
-        )
-    elif toml.raw(mi, "sender.CertificateRevocationVerifier") is not None:
-        enabled = toml.text(mi, "sender.CertificateRevocationVerifier") or "true"
-        size, delay, chain = (mi, "sender.CacheSize"), (mi, "sender.CacheDelay"), None
+        if str(enabled).strip().lower() == "false":
+            return None
+        size, delay = (apim, "cache_size"), (apim, "cache_delay")
+        chain: tuple[str, str] | None = (apim, "allow_full_cert_chain_validation")
+    elif toml.raw(mi, mi_enable) is not None:
+        # Synapse: "true".equalsIgnoreCase(enable); anything else leaves the check off.
+        if str(toml.text(mi, mi_enable)).strip().lower() != "true":
+            return None
+        size = (mi, "sender.certificate_revocation_cache_size")
+        delay = (mi, "sender.certificate_revocation_cache_delay")
+        chain = None
     else:
-        return None
-    if str(enabled).strip().lower() == "false":
         return None
 
     from ._revocation import (  # noqa: PLC0415 - only when the file enables it

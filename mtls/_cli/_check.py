@@ -302,8 +302,10 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     cells = [_cells(row, base) for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEADERS[:-1])]
     count = len(report["profiles"])
+    # No path: a deployment.toml without a profile file (its default stores serve all).
+    source = report["path"] or "no profile file"
     out.line(
-        f"{out.style(str(report['path']), 'bold')}: {count} profile{'' if count == 1 else 's'}, "
+        f"{out.style(str(source), 'bold')}: {count} profile{'' if count == 1 else 's'}, "
         f"hostname verifier {report['hostname_verifier']}" + (f", base dir {base}" if base else "")
     )
     out.line()

@@ -770,3 +770,111 @@ def test_hostile_values_are_vault_errors(tmp_path, stores, value) -> None:
     assert e.value.alias == "h"
     if len(value) > 8:
         assert value[:40] not in str(e.value)
+
+
+# --------------------------------------------------------------------------- WSO2's own files
+
+MI_SECRET_CONF = Path(__file__).parent / "data" / "wso2" / "mi-secret-conf.properties"
+
+
+def mi_home(root: Path, stores: dict[str, Any], gateway_value: str, conf_extra: str = "") -> Path:
+    """A Micro Integrator home as its secure-vault tests lay it out: their
+    secret-conf.properties (``secretRepositories=file``, no ``secVault.enabled``),
+    cipher-text.properties, password-tmp and the internal keystore."""
+    home = root / "mi"
+    (home / "conf" / "security").mkdir(parents=True)
+    (home / "conf" / "axis2").mkdir()
+    security = home / "repository" / "resources" / "security"
+    security.mkdir(parents=True)
+    shutil.copy(stores["dir"] / "wso2carbon.jks", security / "wso2carbon.jks")
+    (home / "conf" / "security" / "secret-conf.properties").write_bytes(
+        MI_SECRET_CONF.read_bytes() + conf_extra.encode()
+    )
+    (home / "conf" / "security" / "cipher-text.properties").write_text(
+        f"Gateway.Password={gateway_value}\n"
+    )
+    (home / "password-tmp").write_text(PASSWORD + "\n")
+    # The profile inline in axis2.xml's https sender, the namespace on the root.
+    profile = gateway_xml(stores["dir"])
+    (home / "conf" / "axis2" / "axis2.xml").write_text(
+        '<axisconfig xmlns:svns="http://org.wso2.securevault/configuration" name="AxisJava2.0">'
+        '<transportSender class="org.apache.synapse.transport.passthru.PassThroughHttpSSLSender"'
+        f' name="https">{profile}</transportSender></axisconfig>'
+    )
+    return home
+
+
+@needs_java
+def test_secret_conf_without_the_enabled_flag_turns_the_vault_on(tmp_path, stores, values) -> None:
+    """WSO2's SecretManager reads a missing secVault.enabled as true: Micro Integrator's
+    own secure-vault estate lists only secretRepositories=file, and its profile passwords
+    come from the vault."""
+    assert "secVault.enabled" not in MI_SECRET_CONF.read_text()
+    home = mi_home(tmp_path, stores, values["gateway"])
+    assert SecureVault.for_estate(home) is not None
+    axis2 = home / "conf" / "axis2" / "axis2.xml"
+    with mtls.SSLProfileSet.from_xml(axis2, base_dir=home) as profiles:
+        ctx = profiles.context_for("backend.example", 443)
+        assert isinstance(ctx, ssl.SSLContext)
+        assert ctx.get_ca_certs()  # the truststore opened with the decrypted password
+    # Twin: secVault.enabled=false turns it off; the element text ("password") is used.
+    off = mi_home(
+        tmp_path / "off", stores, values["gateway"], conf_extra="secVault.enabled=false\n"
+    )
+    assert SecureVault.for_estate(off) is None
+    with pytest.raises(mtls.WrongPasswordError) as e:
+        mtls.SSLProfileSet.from_xml(off / "conf" / "axis2" / "axis2.xml", base_dir=off)
+    assert_clean(e.value, values["gateway"])
+
+
+def test_secret_conf_without_repositories_or_flag_configures_no_vault(tmp_path, stores) -> None:
+    home = make_home(tmp_path, stores, secret_conf={"keystore.identity.alias": "wso2carbon"})
+    assert SecureVault.for_estate(home) is None
+    listed = make_home(tmp_path / "2", stores, secret_conf={"secretRepositories": "file"})
+    assert SecureVault.for_estate(listed) is not None
+    empty_flag = make_home(
+        tmp_path / "3", stores, secret_conf={"secVault.enabled": "", "secretRepositories": "file"}
+    )
+    assert SecureVault.for_estate(empty_flag) is not None
+    upper = make_home(tmp_path / "4", stores, secret_conf={"secVault.enabled": "TRUE"})
+    assert SecureVault.for_estate(upper) is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        ("keystore.identity.location", SecureVaultError),
+        ("secretRepositories.file.location", mtls.ProfileConfigError),
+    ],
+)
+def test_a_nul_in_a_secret_conf_path_is_an_error_naming_it(tmp_path, stores, key, error) -> None:
+    """Java properties spell a NUL \\u0000: the path it is in cannot be opened, which is
+    said with the file, never a ValueError from the operating system call."""
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"a": "QUJDREVGR0g="},
+        secret_conf={"secVault.enabled": "true", key: "repository/a\\u0000b"},
+    )
+    with pytest.raises(error) as e:
+        SecureVault(home, keystore_password=PASSWORD)("a")
+    assert "cannot be read" in str(e.value) or "cannot read" in str(e.value)
+    # Twin: the same key naming a real file: the keystore opens (the made-up value then
+    # does not decrypt with it), the repository file is read.
+    real = {
+        "keystore.identity.location": "repository/resources/security/wso2carbon.jks",
+        "secretRepositories.file.location": "repository/conf/security/other.properties",
+    }[key]
+    fine = make_home(
+        tmp_path / "fine",
+        stores,
+        secrets={"a": "QUJDREVGR0g="},
+        secret_conf={"secVault.enabled": "true", key: real},
+    )
+    (fine / "repository" / "conf" / "security" / "other.properties").write_text("b=[x]\n")
+    vault = SecureVault(fine, keystore_password=PASSWORD)
+    if key == "keystore.identity.location":
+        with pytest.raises(SecureVaultError, match="does not decrypt"):
+            vault("a")
+    else:
+        assert vault.aliases() == ("a", "b")

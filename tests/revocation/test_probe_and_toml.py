@@ -132,21 +132,50 @@ def test_deployment_toml_without_the_table_or_disabled_checks_nothing(
         assert profiles.revocation is None  # the argument overrides the file
 
 
-def test_micro_integrator_spelling(pki: PKI, tmp_path: Path) -> None:
+def _mi_toml(tmp_path: Path, pki: PKI, revocation: str) -> Path:
     trust = write_trust(pki.ca, tmp_path / "trust.jks")
     (tmp_path / "profiles.xml").write_text(profile_xml(profile("a:1", truststore=trust)))
     toml = tmp_path / "deployment.toml"
     toml.write_text(
         "[transport.http]\n"
         'sender.ssl_profile.file_path = "profiles.xml"\n'
-        "sender.ssl_profile.read_interval = 0\n"
-        'sender.CertificateRevocationVerifier = ""\n'
-        "sender.CacheSize = 5\nsender.CacheDelay = 1\n"
+        "sender.ssl_profile.read_interval = 0\n" + revocation
+    )
+    return toml
+
+
+def test_micro_integrator_spelling(pki: PKI, tmp_path: Path) -> None:
+    """The keys Micro Integrator's axis2.xml template reads for its https sender."""
+    toml = _mi_toml(
+        tmp_path,
+        pki,
+        "sender.certificate_revocation_verifier_enable = true\n"
+        "sender.certificate_revocation_cache_size = 5\n"
+        "sender.certificate_revocation_cache_delay = 1\n",
     )
     with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
         assert profiles.revocation is not None
         assert profiles.revocation.policy.cache_size == 5
         assert profiles.revocation.policy.cache_delay == 60.0
+    # Synapse turns it on only for "true" (any case): "TRUE" too, not "false" or "yes".
+    for value, on in (('"TRUE"', True), ("false", False), ('"yes"', False)):
+        toml = _mi_toml(tmp_path, pki, f"sender.certificate_revocation_verifier_enable = {value}\n")
+        with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+            assert (profiles.revocation is not None) is on, value
+
+
+@pytest.mark.parametrize(
+    "written", ['sender.CertificateRevocationVerifier = ""', "sender.CacheSize = 5"]
+)
+def test_micro_integrator_axis2_names_are_refused(pki: PKI, tmp_path: Path, written: str) -> None:
+    """Twin: axis2.xml's parameter names are not deployment.toml keys; Micro Integrator
+    never reads them, so a check meant to be on would be off: refused with the fix."""
+    toml = _mi_toml(tmp_path, pki, written + "\n")
+    with pytest.raises(mtls.ProfileConfigError) as e:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+    text = str(e.value)
+    assert str(toml) in text and written.split(" =", maxsplit=1)[0] in text
+    assert "sender.certificate_revocation_verifier_enable = true" in text
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,352 @@
+"""WSO2's own deployment.toml files, as the products ship them (copied into
+tests/profiles/data/wso2/, see its README), read the way each product reads them; every
+positive has its negative twin."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls.testing import CA, MTLSServer
+from mtls.wso2 import SecureVault
+from tests._helpers import whoami
+
+DATA = Path(__file__).parent / "data" / "wso2"
+SHIPPED_PASSWORD = "wso2carbon"  # the stock files' store passwords
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="stock CA")
+
+
+def mi_home(root: Path, ca: CA, toml: str) -> Path:
+    """A Micro Integrator home: conf/deployment.toml, and the two stores its stock file
+    names (made for the test, with the stock passwords) in repository/resources/security."""
+    home = root / "mi"
+    security = home / "repository" / "resources" / "security"
+    security.mkdir(parents=True)
+    (home / "conf").mkdir()
+    ca.issue_cert("gateway").write_keystore(
+        security / "wso2carbon.jks", SHIPPED_PASSWORD, alias="wso2carbon"
+    )
+    ca.write_truststore(security / "client-truststore.jks", SHIPPED_PASSWORD)
+    (home / "conf" / "deployment.toml").write_text(toml)
+    return home
+
+
+def test_micro_integrator_stock_file_sends_with_its_default_stores(tmp_path, ca, caplog) -> None:
+    """Micro Integrator's shipped deployment.toml configures no dynamic SSL profiles: its
+    sender uses [keystore.primary] and [truststore] for every host, and so does mtls."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    assert "ssl_profile" not in stock.replace("# ", "")  # no profile file, as shipped
+    home = mi_home(tmp_path, ca, stock)
+    toml = home / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.INFO, logger="mtls"),
+        MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server,
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps,
+    ):
+        ctx = ps.context_for("localhost", server.port)
+        assert ctx is not None
+        assert whoami(ctx, server.port)["client_cn"] == "gateway"
+        status = ps.status()
+        assert status.profiles == () and status.default is not None
+        assert [f.path for f in status.default.files] == [
+            str(home / "repository" / "resources" / "security" / n)
+            for n in ("wso2carbon.jks", "client-truststore.jks")
+        ]
+    assert "no SSL profile file configured" in caplog.text
+
+
+def test_micro_integrator_file_with_neither_profiles_nor_stores_is_refused(tmp_path, ca) -> None:
+    """Twin: without a profile file and without the store tables there is nothing to
+    send with: an error naming the file and the settings to add."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    bare = stock.split("[keystore.primary]")[0] + "[management_api]\n"
+    home = mi_home(tmp_path, ca, bare)
+    toml = home / "conf" / "deployment.toml"
+    with pytest.raises(mtls.ProfileConfigError) as e:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    text = str(e.value)
+    assert str(toml) in text and "no SSL profile file configured" in text
+    assert "sender.ssl_profile.file_path" in text and "[keystore.primary]" in text
+    assert e.value.path == str(toml)
+
+
+def test_micro_integrator_stock_file_with_a_missing_store_names_its_setting(tmp_path, ca) -> None:
+    """Twin: the default store the stock file names is absent: the error names the
+    setting and the rule that placed the file."""
+    home = mi_home(tmp_path, ca, (DATA / "mi-deployment-stock.toml").read_text())
+    (home / "repository" / "resources" / "security" / "wso2carbon.jks").unlink()
+    with pytest.raises(mtls.KeystoreNotFoundError) as e:
+        mtls.SSLProfileSet.from_deployment_toml(
+            home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+        )
+    assert "[keystore.primary] file_name" in str(e.value)
+
+
+def test_mtls_check_on_the_micro_integrator_stock_file(tmp_path, ca, capsys) -> None:
+    """`mtls check --deployment-toml` on the shipped file: no profile file, the default
+    stores' row; its twin without store tables fails with the file named."""
+    from mtls.cli import main
+
+    home = mi_home(tmp_path, ca, (DATA / "mi-deployment-stock.toml").read_text())
+    toml = home / "conf" / "deployment.toml"
+    code = main(["--no-color", "check", "--base-dir", str(home), "--deployment-toml", str(toml)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith("no profile file: 0 profiles")
+    assert "(default)" in out and "repository/resources/security/wso2carbon.jks" in out
+    bare = mi_home(tmp_path / "bare", ca, "[management_api]\n")
+    code = main(
+        ["--no-color", "check", "--base-dir", str(bare),
+         "--deployment-toml", str(bare / "conf" / "deployment.toml")]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "no SSL profile file configured" in out + err
+
+
+def test_a_byte_order_mark_before_the_stock_file_is_read_past(tmp_path, ca) -> None:
+    """Windows editors save UTF-8 with a byte-order mark; WSO2's TOML parser reads on past
+    it, and so does mtls (deployment.toml and the vault's view of [secrets])."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    home = mi_home(tmp_path, ca, "")
+    toml = home / "conf" / "deployment.toml"
+    toml.write_bytes(b"\xef\xbb\xbf" + (stock + '[secrets]\nk = "[v]"\n').encode())
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        assert ps.status().default is not None and ps.status().default.loaded
+    assert SecureVault(home).aliases() == ("k",)
+    # Twin: the same character anywhere else is not TOML: an error naming the file.
+    toml.write_bytes(stock.replace("[truststore]", "\ufeff[truststore]").encode())
+    with pytest.raises(mtls.ProfileConfigError, match="not valid TOML") as e:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert e.value.path == str(toml)
+
+
+def test_an_interval_of_zero_says_that_nothing_reloads(tmp_path, ca, caplog) -> None:
+    """WSO2 re-reads every minute for an interval of 0 or below; mtls runs no reload
+    thread for it, and says so. Twin: a positive interval reloads, with no warning."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    for interval, reloads in (("0", False), ("-5", False), ("60000", True)):
+        home = mi_home(tmp_path / interval, ca, stock + "\n")
+        toml = home / "conf" / "deployment.toml"
+        (home / "conf" / "profiles.xml").write_text(
+            '<parameter name="customSSLProfiles"><profile><servers>a.example:443</servers>'
+            "</profile></parameter>"
+        )
+        text = stock.replace(
+            "[keystore.primary]",
+            "[transport.http]\n"
+            'sender.ssl_profile.file_path = "conf/profiles.xml"\n'
+            f"sender.ssl_profile.read_interval = {interval}\n\n[keystore.primary]",
+        )
+        toml.write_text(text)
+        caplog.clear()
+        with (
+            caplog.at_level(logging.WARNING, logger="mtls"),
+            mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home) as profiles,
+        ):
+            assert profiles.reloading is reloads, interval
+        warned = f"SSL profile interval {interval} ms: no reload thread" in caplog.text
+        assert warned is not reloads, interval
+
+
+CUSTOM_TABLES = """
+[[keystore.ssl_profile.custom]]
+servers = "orders.internal:8243"
+[keystore.ssl_profile.custom.keystore]
+location = "repository/resources/security/wso2carbon.jks"
+type = "JKS"
+password = "wso2carbon"
+key_password = "wso2carbon"
+[keystore.ssl_profile.custom.truststore]
+location = "repository/resources/security/client-truststore.jks"
+type = "JKS"
+password = "wso2carbon"
+"""
+
+
+def apim_home(root: Path, ca: CA, servers: list[str], toml: str) -> Path:
+    """An API Manager home: its sslprofiles.xml with a profile per ``servers`` entry."""
+    home = root / "apim"
+    security = home / "repository" / "resources" / "security"
+    security.mkdir(parents=True)
+    (home / "repository" / "conf").mkdir()
+    ca.issue_cert("gateway").write_keystore(
+        security / "wso2carbon.jks", SHIPPED_PASSWORD, alias="wso2carbon"
+    )
+    ca.write_truststore(security / "client-truststore.jks", SHIPPED_PASSWORD)
+    store = (
+        "<KeyStore><Location>repository/resources/security/wso2carbon.jks</Location>"
+        "<Type>JKS</Type><Password>wso2carbon</Password><KeyPassword>wso2carbon</KeyPassword>"
+        "</KeyStore>"
+    )
+    (security / "sslprofiles.xml").write_text(
+        '<parameter name="customSSLProfiles">'
+        + "".join(f"<profile><servers>{s}</servers>{store}</profile>" for s in servers)
+        + "</parameter>"
+    )
+    (home / "repository" / "conf" / "deployment.toml").write_text(toml)
+    return home
+
+
+def test_custom_ssl_profile_tables_missing_from_the_file_are_named(tmp_path, ca, caplog) -> None:
+    """API Manager's docs put custom profiles in [[keystore.ssl_profile.custom]]; the
+    product writes them into sslprofiles.xml when it starts. A file that does not have
+    them yet (never started since) is what mtls and the running product read: said."""
+    toml = (
+        '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "wso2carbon"\n'
+        'key_password = "wso2carbon"\n' + CUSTOM_TABLES
+    )
+    home = apim_home(tmp_path, ca, ["*"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None) as ps,
+    ):
+        assert [p.servers for p in ps.status().profiles] == [("*",)]
+    assert "'orders.internal:8243' not in" in caplog.text
+    assert "sslprofiles.xml" in caplog.text and "restart API Manager" in caplog.text
+    assert SHIPPED_PASSWORD not in caplog.text.replace("wso2carbon.jks", "")
+    # Twin: the file as API Manager writes it (default profile, then the custom one).
+    written = apim_home(tmp_path / "written", ca, ["*", "orders.internal:8243"], toml)
+    caplog.clear()
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(
+            written / "repository" / "conf" / "deployment.toml",
+            base_dir=written,
+            reload_interval=None,
+        ),
+    ):
+        pass
+    assert "keystore.ssl_profile.custom" not in caplog.text
+    # Twin: the sender reads another file, so WSO2 does not use those tables either.
+    other = apim_home(tmp_path / "other", ca, ["*"], "")
+    (other / "profiles.xml").write_text(
+        (other / "repository" / "resources" / "security" / "sslprofiles.xml").read_text()
+    )
+    (other / "repository" / "conf" / "deployment.toml").write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "profiles.xml"\n' + toml
+    )
+    caplog.clear()
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(
+            other / "repository" / "conf" / "deployment.toml", base_dir=other, reload_interval=None
+        ),
+    ):
+        pass
+    assert "keystore.ssl_profile.custom" not in caplog.text
+
+
+STOCK_TLS = '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "wso2carbon"\n'
+
+
+@pytest.mark.parametrize(
+    ("toml", "setting"),
+    [
+        (STOCK_TLS.replace('"wso2carbon.jks"', '["wso2carbon.jks"]'), "[keystore.tls] file_name"),
+        (STOCK_TLS.replace('"wso2carbon.jks"', "{ a = 1 }"), "[keystore.tls] file_name"),
+        (STOCK_TLS.replace('password = "wso2carbon"', 'password = ["wso2carbon"]'),
+         "[keystore.tls] password"),
+        (STOCK_TLS + "[transport.passthru_https.sender.ssl_profile]\ninterval = [600000]\n",
+         "[transport.passthru_https.sender.ssl_profile] interval"),
+        (STOCK_TLS + "[transport.passthru_https.sender.cert_revocation_validation]\n"
+         "enable = [true]\n", "[transport.passthru_https.sender.cert_revocation_validation] enable"),
+    ],
+)  # fmt: skip
+def test_an_array_or_table_where_one_value_belongs_is_refused(tmp_path, ca, toml, setting) -> None:
+    """WSO2's templates would write the array or table out as text (a path or password
+    nobody meant); mtls names the setting instead of reading past it (an array password
+    used to leave the store opened with no password at all)."""
+    home = apim_home(tmp_path, ca, ["*"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with pytest.raises(mtls.ProfileConfigError) as e:
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None)
+    assert str(path) in str(e.value) and setting in str(e.value)
+    assert "not one value" in str(e.value) and SHIPPED_PASSWORD not in str(e.value).replace(
+        "wso2carbon.jks", ""
+    )
+
+
+def test_the_same_settings_as_single_values_load(tmp_path, ca) -> None:
+    """Twin: each setting above written as one value (a boolean as TOML's true)."""
+    toml = (
+        STOCK_TLS + 'key_password = "wso2carbon"\n'
+        "[transport.passthru_https.sender.ssl_profile]\ninterval = 600000\n"
+    )
+    home = apim_home(tmp_path, ca, ["*"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home) as profiles:
+        assert profiles.status().default is not None and profiles.reloading
+    # A boolean where a path belongs is shown as WSO2's templates write it: true.
+    (home / "repository" / "conf" / "deployment.toml").write_text(toml + "file_path = true\n")
+    with pytest.raises(mtls.ProfileConfigError, match=r"/true: no such profile file"):
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        '[transport.passthru_https.sender.parameters]\nHttpsProtocols = "TLSv1.3"\n',
+        '[transport.passthru_https.sender.parameters]\nPreferredCiphers = "TLS_AES_128_GCM_SHA256"\n',
+        '[transport.http]\nsender.secured_protocols = "TLSv1.3"\n',
+    ],
+)
+def test_sender_protocols_and_ciphers_are_named_as_not_applied(
+    tmp_path, ca, caplog, setting
+) -> None:
+    """WSO2's sender applies these to every connection; a profile set does not, and says
+    so rather than leaving a restriction silently unenforced."""
+    home = apim_home(tmp_path, ca, ["*"], STOCK_TLS + 'key_password = "wso2carbon"\n' + setting)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None),
+    ):
+        pass
+    key = setting.split("\n")[1].split(" =")[0]
+    assert f"{key} not applied" in caplog.text and str(path) in caplog.text
+    # Twin: the HostnameVerifier of the same table is applied, and not named.
+    caplog.clear()
+    (home / "repository" / "conf" / "deployment.toml").write_text(
+        STOCK_TLS + 'key_password = "wso2carbon"\n'
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "AllowAll"\n'
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None) as ps,
+    ):
+        assert ps.status().hostname_verifier == "AllowAll"
+    assert "not applied" not in caplog.text
+
+
+def test_micro_integrator_hostname_verifier_in_its_internal_key(tmp_path, ca) -> None:
+    """MI maps sender.hostname_verifier to [transport.https.sender.parameter]
+    HostnameVerifier and renders every key of that table: both spellings apply."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    for extra in (
+        '[transport.https.sender.parameter]\nHostnameVerifier = "AllowAll"\n',
+        '[transport.http]\nsender.hostname_verifier = "AllowAll"\n',
+    ):
+        home = mi_home(tmp_path / str(len(extra)), ca, stock + "\n" + extra)
+        with mtls.SSLProfileSet.from_deployment_toml(
+            home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+        ) as profiles:
+            assert profiles.status().hostname_verifier == "AllowAll", extra
+    # Twin: a table of another transport's parameters is not the sender's.
+    home = mi_home(
+        tmp_path / "other",
+        ca,
+        stock + '\n[transport.http.listener.parameter]\nHostnameVerifier = "AllowAll"\n',
+    )
+    with mtls.SSLProfileSet.from_deployment_toml(
+        home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+    ) as profiles:
+        assert profiles.status().hostname_verifier == "Strict"
