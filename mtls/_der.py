@@ -9,6 +9,7 @@ behaviour on hostile input is not ours to promise). Every malformed input raises
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Universal tags we use.
@@ -91,6 +92,15 @@ def spans(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[int
         items.append(item)
         start = item[2]
     return items
+
+
+def each(data: bytes, tag: int) -> Iterator[TLV]:
+    """The elements inside ``data``, exactly one element with ``tag``, read one at a time
+    (a caller that stops early never parses the rest)."""
+    start, stop = single_span(data, tag)
+    while start < stop:
+        found, content, start = header(data, start, stop)
+        yield TLV(found, data[content:start], start)
 
 
 def read_tlv(data: bytes, pos: int = 0) -> TLV:

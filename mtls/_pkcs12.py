@@ -14,7 +14,7 @@ raises :class:`P12PasswordError`. Nothing else escapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -166,6 +166,10 @@ _PBES1: Final = frozenset(
 )
 _MAX_ITERATIONS: Final = 5_000_000  # Java's PKCS12KeyStore ceiling; hostile counts must not hang
 _MAX_NESTING: Final = 4
+# ContentInfos and SafeBags one file may hold: keytool and OpenSSL write one bag per
+# certificate or key, and 8 MiB of the smallest certificates is about 20,000. Each costs
+# about 15 microseconds to read, so a file of tiny bags is refused within a second.
+MAX_SAFE_ITEMS: Final = 50_000
 # scrypt (RFC 7914): OpenSSL refuses more than 32 MiB of memory by default; the work
 # cap N*r*p is 8 times OpenSSL's default (N=16384, r=8, p=1), about 0.5 s.
 _MAX_SCRYPT_MEMORY: Final = 32 * 1024 * 1024
@@ -297,6 +301,7 @@ class _Reader:
         self.decrypt_keys = decrypt_keys
         self.budget = budget
         self.ber = ber
+        self.items = 0  # ContentInfos and SafeBags read so far
         self.mac_verified = False
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
@@ -323,7 +328,7 @@ class _Reader:
             self._verify_mac(pfx[2], auth_safe)
             self.mac_verified = True
         # Section 4.1: AuthenticatedSafe ::= SEQUENCE OF ContentInfo (data or encryptedData).
-        for info in _der.read_single(self._as_der(auth_safe), _der.SEQUENCE).children():
+        for info in self._items(auth_safe):
             content_type, content = _content_info(info)
             if content_type == _DATA:
                 self._safe_contents(_der.read_single(content, _der.OCTET_STRING).value, 0)
@@ -334,6 +339,17 @@ class _Reader:
         return P12Contents(
             tuple(self.keys), tuple(self.certs), self.mac_verified, tuple(self.secret_keys)
         )
+
+    def _items(self, layer: bytes) -> Iterator[TLV]:
+        """The elements of a SEQUENCE OF layer, counted against :data:`MAX_SAFE_ITEMS`."""
+        for item in _der.each(self._as_der(layer), _der.SEQUENCE):
+            self.items += 1
+            if self.items > MAX_SAFE_ITEMS:
+                raise P12FormatError(
+                    f"more than {MAX_SAFE_ITEMS:,} bags and contents (keytool and OpenSSL "
+                    "write one per certificate or key; see docs/security.md)"
+                )
+            yield item
 
     def _as_der(self, layer: bytes) -> bytes:
         """One layer (the PFX, the AuthenticatedSafe, a SafeContents) to read as DER."""
@@ -413,7 +429,7 @@ class _Reader:
     def _safe_contents(self, data: bytes, depth: int) -> None:
         # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and
         # SafeBag ::= SEQUENCE { bagId, bagValue [0] EXPLICIT, bagAttributes SET OPTIONAL }
-        for bag in _der.read_single(self._as_der(data), _der.SEQUENCE).children():
+        for bag in self._items(data):
             parts = _seq(bag)
             if len(parts) not in (2, 3):
                 raise P12FormatError("malformed SafeBag")
