@@ -111,11 +111,28 @@ def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> Non
     except ssl.SSLError as exc:
         raise KeyEntryError(
             f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
-            f"({exc.reason or exc}): the key must match the first certificate of its chain",
+            f"({exc.reason or exc}): {_refusal_fix(exc.reason)}",
             path=keystore.path,
             alias=chosen,
         ) from exc
     _log_identity(keystore, chosen, chain_der[0])
+
+
+# OpenSSL's reasons for refusing material that is sound but weaker than its security
+# level allows (Debian and Ubuntu default to level 2: RSA and DSA keys of 2048 bits).
+_TOO_WEAK = frozenset({"EE_KEY_TOO_SMALL", "CA_KEY_TOO_SMALL", "CA_MD_TOO_WEAK"})
+
+
+def _refusal_fix(reason: str | None) -> str:
+    """What to do about an identity OpenSSL refused, by its reason."""
+    if reason in _TOO_WEAK:
+        return (
+            "the key or a certificate of its chain is weaker than OpenSSL's security level "
+            "allows (RSA and DSA keys under 2048 bits; Java still accepts 1024): issue a "
+            "stronger one (keytool -genkeypair -keyalg RSA -keysize 2048), or lower the "
+            "level for one context with ciphers='DEFAULT:@SECLEVEL=1'"
+        )
+    return "the key must match the first certificate of its chain"
 
 
 @functools.lru_cache(maxsize=256)

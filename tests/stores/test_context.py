@@ -8,6 +8,7 @@ require a client certificate. Every positive case has its negative twin.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import queue
 import socket
@@ -568,6 +569,39 @@ def test_key_not_matching_certificate_is_a_key_entry_error(pki: PKI) -> None:
         mtls.client_context(ks)
     assert info.value.alias == "odd"
     assert "match" in str(info.value)
+
+
+def test_a_key_below_the_security_level_says_so(pki: PKI) -> None:
+    # keytool 17 and 25 still make 1024-bit RSA keys on request, and Java accepts them;
+    # OpenSSL's default level refuses them, and the message must not blame a mismatch.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 1024)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "old gateway")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    ks = mtls.Keystore()
+    ks.add_key("old", key, [cert])
+    with pytest.raises(mtls.KeyEntryError, match="security level") as info:
+        mtls.client_context(ks)
+    assert "must match" not in str(info.value)
+    assert info.value.alias == "old"
+    # The way out the message names works; and a 2048-bit key needs none.
+    assert mtls.client_context(ks, ciphers="DEFAULT:@SECLEVEL=1").protocol == (
+        ssl.PROTOCOL_TLS_CLIENT
+    )
+    mtls.client_context(pki.client.keystore())  # RSA 2048
 
 
 def test_sslkeylogfile_is_honoured(
