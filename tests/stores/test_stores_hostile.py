@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 import mtls
-from mtls import _der, _entries, _pkcs12, _readers
+from mtls import _der, _entries, _pkcs12, _readers, _x509
 from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
 from tests._keytool import JDK, STOREPASS, KeytoolStores, parse_keytool_list, run_keytool
 from tests._pki import PKI, issue
@@ -742,3 +742,34 @@ def test_many_keys_are_matched_to_their_certificates_in_linear_steps(
     # Each certificate goes into one entry: the root completes the first key's chain.
     assert len(ks.key_entry("leaf-0")[2]) == 2
     assert parses <= 10 * 201  # scanning made about 200 * 200 / 2 = 20,000
+
+
+def _wide(count: int) -> bytes:
+    """A DER 'certificate' whose TBSCertificate holds ``count`` two-byte elements."""
+    tbs = _der.encode(_der.SEQUENCE, b"\x05\x00" * count)
+    algorithm = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.1.1.11"))
+    return _der.encode(_der.SEQUENCE, tbs + algorithm + _der.encode(_der.BIT_STRING, b"\x00"))
+
+
+def test_a_structure_wider_than_the_element_bound_is_refused_at_the_bound() -> None:
+    # Read whole, one SEQUENCE of 3.5 million elements (a 7 MiB file under the input cap)
+    # held a Truststore.load for 10 to 16 s; the walk now stops at MAX_ELEMENTS.
+    wide = _wide(_der.MAX_ELEMENTS + 1)
+    tbs = _der.read_tlv(wide).value
+    body = _der.read_tlv(tbs).value
+    with pytest.raises(_der.DERError, match="more than 50,000 elements"):
+        _der.read_all(body)
+    with pytest.raises(_der.DERError, match="more than 50,000 elements"):
+        _der.spans(body)
+    assert _x509.raw_names(wide) is None  # unreadable: no names, no stall
+    # Twin: at the bound, the same structure is read whole.
+    at_bound = _der.read_tlv(_der.read_tlv(_wide(_der.MAX_ELEMENTS)).value).value
+    assert len(_der.read_all(at_bound)) == len(_der.spans(at_bound)) == _der.MAX_ELEMENTS
+
+
+def test_a_wide_der_certificate_file_never_makes_a_context(tmp_path: Path) -> None:
+    path = tmp_path / "wide.der"
+    path.write_bytes(_wide(_der.MAX_ELEMENTS * 4))
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.client_context(truststore=mtls.Truststore.load(path))
+    assert str(path) in str(info.value)
