@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +66,16 @@ class PyServer:
             conn.settimeout(DEADLINE)
             try:
                 with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    peer = tls.getpeercert() or {}
+                    self._converse(tls)
                     cn = next(
-                        (v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"),
+                        (
+                            v
+                            for rdn in (tls.getpeercert() or {}).get("subject", ())
+                            for k, v in rdn
+                            if k == "commonName"
+                        ),
                         "",
                     )
-                    tls.recv(64)
                     tls.sendall(b"hello " + cn.encode())
                     self.outcomes.put(Outcome(True, cn))
             except ssl.SSLError as exc:
@@ -80,6 +84,10 @@ class PyServer:
                 self.outcomes.put(Outcome(False, type(exc).__name__))
             finally:
                 conn.close()
+
+    def _converse(self, tls: ssl.SSLSocket) -> None:
+        """What happens between the handshake and the answer: read the request."""
+        tls.recv(64)
 
     def outcome(self) -> Outcome:
         return self.outcomes.get(timeout=DEADLINE)
@@ -222,56 +230,29 @@ def test_client_identity_accepted_by_python_server(
     assert py_server.outcome() == Outcome(True, "client rsa")
 
 
-def test_client_without_certificate_is_refused_by_python_server(
-    pki: PKI, py_server: PyServer
-) -> None:
-    ctx = mtls.client_context(None, pki.truststore(pki.root))
-    with pytest.raises(REFUSED):
-        talk(ctx, py_server.port)
-    assert py_server.outcome() == Outcome(False, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
-
-
-def test_untrusted_client_certificate_is_refused_by_python_server(
-    pki: PKI, py_server: PyServer
-) -> None:
-    ctx = mtls.client_context(pki.other_client.keystore(), pki.truststore(pki.root))
-    with pytest.raises(REFUSED):
-        talk(ctx, py_server.port)
-    assert py_server.outcome() == Outcome(False, "CERTIFICATE_VERIFY_FAILED")
-
-
 class PostHandshakeServer(PyServer):
     """A server that asks for the client certificate only after the handshake (TLS 1.3
     post-handshake authentication, as Apache httpd does for a per-location
     ``SSLVerifyClient require``), then answers with the certificate's CN."""
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            conn.settimeout(DEADLINE)
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    assert tls.getpeercert() is None  # nothing asked for yet
-                    tls.recv(64)
-                    tls.verify_client_post_handshake()  # raises if the client did not offer it
-                    tls.sendall(b"certificate, please")  # carries the CertificateRequest
-                    tls.recv(64)  # the client's Certificate is processed (and verified) here
-                    peer = tls.getpeercert() or {}
-                    cn = next(
-                        (v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"),
-                        "",
-                    )
-                    tls.sendall(b"hello " + cn.encode())
-                    self.outcomes.put(Outcome(True, cn))
-            except ssl.SSLError as exc:
-                self.outcomes.put(Outcome(False, exc.reason or str(exc)))
-            except OSError as exc:
-                self.outcomes.put(Outcome(False, type(exc).__name__))
-            finally:
-                conn.close()
+    def _converse(self, tls: ssl.SSLSocket) -> None:
+        assert tls.getpeercert() is None  # nothing asked for yet
+        tls.recv(64)
+        tls.verify_client_post_handshake()  # raises if the client did not offer it
+        tls.sendall(b"certificate, please")  # carries the CertificateRequest
+        tls.recv(64)  # the client's Certificate is processed (and verified) here
+
+
+def talk_twice(ctx: ssl.SSLContext, port: int) -> bytes:
+    """Send, read the server's request, send again, read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"hi")
+            asked = tls.recv(64)  # the client answers the certificate request in this read
+            if asked != b"certificate, please":
+                raise ConnectionResetError(f"the server closed the connection ({asked!r})")
+            tls.sendall(b"here")
+            return tls.recv(64)
 
 
 @pytest.fixture
@@ -288,23 +269,47 @@ def pha_server(pki: PKI, tmp_path: Path) -> Iterator[PyServer]:
     server.close()
 
 
-def talk_twice(ctx: ssl.SSLContext, port: int) -> bytes:
-    """Send, read the server's request, send again, read the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"hi")
-            asked = tls.recv(64)  # the client answers the certificate request in this read
-            if asked != b"certificate, please":
-                raise ConnectionResetError(f"the server closed the connection ({asked!r})")
-            tls.sendall(b"here")
-            return tls.recv(64)
+Exchange = Callable[[ssl.SSLContext, int], bytes]
 
 
-def test_post_handshake_certificate_request_is_answered(pki: PKI, pha_server: PyServer) -> None:
+@pytest.fixture(params=["during the handshake", "after the handshake"])
+def asking(
+    request: pytest.FixtureRequest, pki: PKI, tmp_path: Path
+) -> Iterator[tuple[PyServer, Exchange]]:
+    """A server that asks for the client certificate during the handshake, or after it
+    (TLS 1.3 post-handshake authentication), and the client exchange that suits it."""
+    if request.param == "after the handshake":
+        yield request.getfixturevalue("pha_server"), talk_twice  # closed by its fixture
+        return
+    server = PyServer(mtls.server_context(pki.server.keystore("server"), pki.truststore(pki.root)))
+    yield server, lambda ctx, port: talk(ctx, port)[0]
+    server.close()
+
+
+def test_client_identity_is_sent_when_asked(pki: PKI, asking: tuple[PyServer, Exchange]) -> None:
+    server, exchange = asking
     ctx = mtls.client_context(pki.client.keystore(), pki.truststore(pki.root))
-    assert ctx.post_handshake_auth
-    assert talk_twice(ctx, pha_server.port) == b"hello client rsa"
-    assert pha_server.outcome() == Outcome(True, "client rsa")
+    assert ctx.post_handshake_auth  # offered, as urllib3's and httpx's contexts do
+    assert exchange(ctx, server.port) == b"hello client rsa"
+    assert server.outcome() == Outcome(True, "client rsa")
+
+
+def test_client_without_certificate_is_refused(pki: PKI, asking: tuple[PyServer, Exchange]) -> None:
+    server, exchange = asking
+    ctx = mtls.client_context(None, pki.truststore(pki.root))
+    with pytest.raises(REFUSED):
+        exchange(ctx, server.port)
+    assert server.outcome() == Outcome(False, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+
+
+def test_untrusted_client_certificate_is_refused(
+    pki: PKI, asking: tuple[PyServer, Exchange]
+) -> None:
+    server, exchange = asking
+    ctx = mtls.client_context(pki.other_client.keystore(), pki.truststore(pki.root))
+    with pytest.raises(REFUSED):
+        exchange(ctx, server.port)
+    assert server.outcome() == Outcome(False, "CERTIFICATE_VERIFY_FAILED")
 
 
 def test_post_handshake_request_needs_the_client_to_offer_it(
@@ -318,24 +323,6 @@ def test_post_handshake_request_needs_the_client_to_offer_it(
     with pytest.raises(REFUSED):
         talk_twice(ctx, pha_server.port)
     assert pha_server.outcome() == Outcome(False, "EXTENSION_NOT_RECEIVED")
-
-
-def test_post_handshake_request_without_a_keystore_is_refused(
-    pki: PKI, pha_server: PyServer
-) -> None:
-    ctx = mtls.client_context(None, pki.truststore(pki.root))
-    with pytest.raises(REFUSED):
-        talk_twice(ctx, pha_server.port)
-    assert pha_server.outcome() == Outcome(False, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
-
-
-def test_post_handshake_request_refuses_an_untrusted_certificate(
-    pki: PKI, pha_server: PyServer
-) -> None:
-    ctx = mtls.client_context(pki.other_client.keystore(), pki.truststore(pki.root))
-    with pytest.raises(REFUSED):
-        talk_twice(ctx, pha_server.port)
-    assert pha_server.outcome() == Outcome(False, "CERTIFICATE_VERIFY_FAILED")
 
 
 @pytest.mark.keytool
