@@ -62,7 +62,9 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
         ctx.load_verify_locations(cadata=b"".join(anchors))
     except ssl.SSLError as exc:
         raise KeystoreFormatError(
-            f"{truststore.path or 'the truststore'}: OpenSSL refused a certificate ({exc.reason})",
+            f"{truststore.path or 'the truststore'}: OpenSSL refused a certificate "
+            f"({exc.reason or str(exc.args[-1]).split(' (_ssl.c')[0]}): replace it, or remove "
+            "it from the truststore",
             path=truststore.path,
         ) from exc
     # Java semantics: every certificate in a truststore is an anchor, even a leaf or an
