@@ -109,13 +109,17 @@ def spans(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[int
     return items
 
 
-def each(data: bytes, tag: int) -> Iterator[TLV]:
-    """The elements inside ``data``, exactly one element with ``tag``, read one at a time
-    (a caller that stops early never parses the rest)."""
-    start, stop = single_span(data, tag)
+def _elements(data: bytes, start: int, stop: int) -> Iterator[TLV]:
+    """The elements that fill ``data[start:stop]``, read one at a time."""
     while start < stop:
         found, content, start = header(data, start, stop)
         yield TLV(found, data[content:start], start)
+
+
+def each(data: bytes, tag: int) -> Iterator[TLV]:
+    """The elements inside ``data``, exactly one element with ``tag``, read one at a time
+    (a caller that stops early never parses the rest)."""
+    return _elements(data, *single_span(data, tag))
 
 
 def read_tlv(data: bytes, pos: int = 0) -> TLV:
@@ -128,13 +132,10 @@ def read_all(data: bytes) -> list[TLV]:
     """Parse a concatenation of elements that must fill ``data`` exactly (at most
     :data:`MAX_ELEMENTS`)."""
     items: list[TLV] = []
-    pos = 0
-    while pos < len(data):
-        item = read_tlv(data, pos)
+    for item in _elements(data, 0, len(data)):
         items.append(item)
         if len(items) > MAX_ELEMENTS:
             raise _too_many()
-        pos = item.end
     return items
 
 
