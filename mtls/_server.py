@@ -27,8 +27,15 @@ from the outer context: ``verify_mode``, ``verify_flags``, ``options``,
 they agree. ALPN is chosen by the inner context's callback: ALPN protocols are given
 to the constructor (``alpn_protocols``) and set on every inner context; calling
 ``set_alpn_protocols`` on :attr:`~RotatingServerContext.context` has no effect (see
-docs/servers.md). Session tickets are off (TLS 1.3 and 1.2), so a client cannot
-resume a session that an earlier truststore accepted.
+docs/servers.md).
+
+No session outlives a trust change: a resumed handshake skips client-certificate
+verification, and the outer context (OpenSSL's session context, where tickets are
+sealed and TLS 1.2 session IDs are cached) never rotates. Session tickets are off
+(TLS 1.3 and 1.2) and the outer context's session cache is turned off
+(:mod:`mtls._openssl`). Where the cache cannot be turned off (not CPython with
+OpenSSL), a resumed TLS 1.2 session is refused when it began before the inner context
+the server switches to now was first served.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ import datetime as _dt
 import logging
 import os
 import ssl
+import sys
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +57,7 @@ from ._config import StoreConfig, _as_secret
 from ._context import server_context
 from ._engine import Callback, Engine, Outcome, Problem, check_seconds
 from ._errors import KeystoreError, MTLSError
+from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
 from ._secret import Secret, scrub_tracebacks
 from ._status import AnchorStatus, FileStatus, IdentityStatus, anchor, identity
@@ -274,7 +284,8 @@ def _finish(ctx: ssl.SSLContext, alpn: tuple[str, ...] | None) -> None:
     # No session tickets (TLS 1.3 and 1.2): a resumed session skips client-certificate
     # verification, so a ticket issued under an earlier truststore would let its
     # holder in after that trust was withdrawn. The ticket keys live in the outer
-    # context (OpenSSL's session context), which never rotates.
+    # context (OpenSSL's session context), which never rotates; so does its cache of
+    # TLS 1.2 session IDs, turned off in RotatingServerContext.__init__.
     ctx.options |= ssl.OP_NO_TICKET
     ctx.num_tickets = 0
     if alpn:
@@ -497,17 +508,57 @@ class RotatingServerContext:
         except BaseException:
             engine.close()
             raise
+        # TLS 1.2 session IDs are cached in the outer context, across every rotation:
+        # turned off where OpenSSL can be reached (see mtls/_openssl.py); elsewhere
+        # _switch refuses a resumed session from before the material served now.
+        self._fenced = not session_cache_off(outer)
+        self._fence = (0, 0.0)  # (generation, when _switch first served it)
+        if self._fenced:
+            log.warning(
+                "mtls: the TLS session cache of the server context for %s cannot be "
+                "turned off here (%s, %s): TLS 1.2 clients that resume a session from "
+                "before a reload are refused once and connect again with a full handshake",
+                settings.keystore.shown_location,
+                sys.implementation.name,
+                ssl.OPENSSL_VERSION,
+            )
         outer.sni_callback = self._switch
         self._outer = outer
 
     def _switch(self, ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
         # The hot path: one attribute read of the published snapshot, one assignment.
-        inner = self._engine.snapshot.context  # type: ignore[union-attr]
+        snapshot = self._engine.snapshot  # type: ignore[union-attr]
+        inner = snapshot.context
+        if self._fenced and self._stale(ssl_object, snapshot.generation):
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
         ssl_object.context = inner
         chained = self._chained
         # The chained callback sees the context the connection now uses (what
         # ssl_object.context says), not the outer one OpenSSL called us with.
         return None if chained is None else chained(ssl_object, server_name, inner)
+
+    def _stale(self, ssl_object: Any, generation: int) -> bool:
+        """A resumed session that began before the material served now: its client
+        certificate was verified against a truststore that may no longer hold.
+
+        Sound without knowing session IDs: OpenSSL stamps a session (whole seconds)
+        when it reads the ClientHello, before this callback reads the snapshot, so a
+        session begun under an earlier snapshot is stamped no later than the moment a
+        handshake first saw this one. A session begun in that same second is refused
+        too: the client connects again with a full handshake.
+        """
+        if generation > self._fence[0]:
+            self._fence = (generation, time.time())
+        if not ssl_object.session_reused:
+            return False
+        try:
+            began = ssl_object.session.time
+        except (ValueError, AttributeError):
+            return True
+        stale = bool(began <= self._fence[1])
+        if stale:
+            log.info("mtls: refused a resumed TLS session from before the last reload")
+        return stale
 
     # ------------------------------------------------------------------ the contexts
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +115,36 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             return last
         time.sleep(interval)  # a poll step with a deadline, not a fixed wait
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+@contextlib.contextmanager
+def accepting(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback listener whose thread hands each connection to ``handle``, one at a
+    time (``ssl.SSLError`` and ``OSError`` from it are what negative tests cause, and
+    end only that connection); the port. Stops and joins on exit."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # how often the loop looks at ``stop``
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(10)
+            try:
+                handle(conn)
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()

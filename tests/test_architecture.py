@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # stores, configuration and the revocation policy
     ("_revocation", "_config", "_stores", "_wso2", "_vault"),
     # the context builder
-    ("_context", "_material", "_reading", "_build"),
+    ("_context", "_material", "_reading", "_build", "_openssl"),
     # the engine and what it publishes
     ("_engine", "_snapshot", "_status", "_health", "_metrics"),
     # what uses the engine: the profile set, the rotating server context

@@ -20,6 +20,7 @@ import pytest
 
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer
+from tests._helpers import accepting
 
 PASSWORD = "probe-Pa55word"
 
@@ -129,31 +130,13 @@ def test_plain_http_port_is_not_tls(stores, capsys, plain_http):
 @pytest.fixture
 def silent() -> Iterator[int]:
     """Accepts TCP connections and never says a word."""
-    listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
     try:
-        yield listener.getsockname()[1]
+        with accepting(held.append) as port:
+            yield port
     finally:
-        stop.set()
-        thread.join(5)
         for conn in held:
             conn.close()
-        listener.close()
 
 
 def test_silent_server_times_out(stores, capsys, silent):

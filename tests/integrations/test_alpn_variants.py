@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 import mtls
 from mtls.testing import CA, replace_atomically
-from tests._helpers import PASSWORD, profile, profile_xml
+from tests._helpers import PASSWORD, accepting, profile, profile_xml
 
 
 @pytest.fixture
@@ -20,34 +19,15 @@ def alpn_server() -> Iterator[tuple[int, list[str | None], CA]]:
     ca = CA(name="alpn CA")
     ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
     ctx.set_alpn_protocols(["h2", "http/1.1"])
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
     selected: list[str | None] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                raw, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                with ctx.wrap_socket(raw, server_side=True) as tls:
-                    selected.append(tls.selected_alpn_protocol())
-                    tls.sendall(b"x")
-            except (ssl.SSLError, OSError):
-                raw.close()
+    def answer(raw: socket.socket) -> None:
+        with ctx.wrap_socket(raw, server_side=True) as tls:
+            selected.append(tls.selected_alpn_protocol())
+            tls.sendall(b"x")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], selected, ca
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with accepting(answer) as port:
+        yield port, selected, ca
 
 
 def handshake(ctx: ssl.SSLContext, port: int) -> str | None:

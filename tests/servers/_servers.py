@@ -19,7 +19,7 @@ from cryptography import x509
 
 import mtls
 from mtls.testing import CA, replace_atomically
-from tests._helpers import PASSWORD
+from tests._helpers import PASSWORD, accepting
 
 
 @dataclass
@@ -169,3 +169,32 @@ def stdlib_server(ctx: ssl.SSLContext) -> Iterator[int]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
+
+
+def closing_server(ctx: ssl.SSLContext) -> contextlib.AbstractContextManager[int]:
+    """One connection at a time: handshake, read a request, answer one byte, and send
+    close_notify before closing. A session OpenSSL cached stays cached (it drops the
+    session of a connection freed without close_notify), so whether a client resumes
+    depends on the context alone, never on which side closed first. Its port."""
+
+    def answer(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(64)
+            tls.sendall(b"x")
+            tls.unwrap()
+
+    return accepting(answer)
+
+
+def exchange(
+    port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[ssl.SSLSession | None, bool]:
+    """One request on a new connection to :func:`closing_server`, offering ``session``:
+    (the session to offer next time, whether this one resumed)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        ctx.wrap_socket(sock, server_hostname="localhost", session=session) as tls,
+    ):
+        tls.sendall(b"hello")
+        tls.recv(1)  # TLS 1.3 tickets arrive after the handshake: read the answer first
+        return tls.session, tls.session_reused

@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from tests._helpers import PASSWORD, wait_for
 from tests.servers._servers import (
     Connection,
     Estate,
+    closing_server,
+    exchange,
     get,
     handshake,
     make_estate,
@@ -265,32 +268,85 @@ def test_a_chained_sni_callback(estate: Estate) -> None:
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-def test_no_session_resumes_across_a_trust_change(estate: Estate, version: ssl.TLSVersion) -> None:
-    """A resumed session skips client-certificate verification: the rotating context
-    issues no tickets, so nothing accepted under an old truststore can come back.
-    The control: a plain server_context does resume."""
+def test_the_rotating_context_resumes_no_session(estate: Estate, version: ssl.TLSVersion) -> None:
+    """A resumed session skips client-certificate verification, and the outer context
+    (where tickets are sealed and TLS 1.2 session IDs are cached) never rotates: the
+    rotating context issues no tickets and caches no session. The controls, over the
+    same server: a plain server_context resumes (by ticket), and so does one with
+    OP_NO_TICKET alone (TLS 1.2 by session ID, TLS 1.3 by stateful ticket, both from
+    its cache)."""
     keystore = mtls.Keystore.load(estate.keystore, PASSWORD)
-    plain = mtls.server_context(keystore, mtls.Truststore.load(estate.truststore, PASSWORD))
+    truststore = mtls.Truststore.load(estate.truststore, PASSWORD)
+    plain = mtls.server_context(keystore, truststore)
+    no_tickets = mtls.server_context(keystore, truststore)
+    no_tickets.options |= ssl.OP_NO_TICKET
+    client = estate.client()
+    client.maximum_version = version
     with estate.server() as server:
-        for ctx, resumes in ((plain, True), (server.context, False)):
-            client = estate.client()
-            client.maximum_version = version
-            with stdlib_server(ctx) as port:
-                session = _session(port, client)
+        for ctx, resumes in (
+            (plain, True),
+            (no_tickets, True),
+            (server.context, False),
+        ):
+            with closing_server(ctx) as port:
+                session, _ = exchange(port, client)
                 assert session is not None
-                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-                with client.wrap_socket(sock, server_hostname="localhost", session=session) as tls:
-                    tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    tls.recv(1)
-                    assert tls.session_reused is resumes, (ctx, version)
+                for _ in range(2):
+                    assert exchange(port, client, session)[1] is resumes, (ctx, version)
+        assert server.context.session_stats()["number"] == 0  # nothing cached
 
 
-def _session(port: int, client: ssl.SSLContext) -> ssl.SSLSession | None:
-    with _tls(port, client) as tls:
-        # TLS 1.3 tickets arrive after the handshake: read a response first.
-        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        tls.recv(1)
-        return tls.session
+def test_a_session_from_before_a_trust_change_does_not_come_back(estate: Estate) -> None:
+    """The attack the cache allows: a TLS 1.2 client keeps the session ID of a
+    connection made while its CA was trusted, the CA is withdrawn, and it offers the
+    session again. It gets a full handshake, and with it the refusal. Its twin: offered
+    before the change, the same session leads to a full handshake that succeeds."""
+    client = estate.client()
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with estate.server() as server, closing_server(server.context) as port:
+        session, _ = exchange(port, client)
+        assert exchange(port, client, session)[1] is False  # a full handshake
+        estate.trust(CA(name="another client CA"))
+        assert server.reload() is True
+        with pytest.raises(ssl.SSLError):
+            exchange(port, client, session)
+
+
+def test_where_the_cache_cannot_be_turned_off_stale_sessions_are_refused(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not CPython with OpenSSL: the cache stays on, so the switch refuses a resumed
+    TLS 1.2 session that began before the material served now. A session from the
+    material served now resumes; after the refusal the client connects again with a
+    full handshake, which a withdrawn CA does not pass."""
+    import mtls._server
+
+    monkeypatch.setattr(mtls._server, "session_cache_off", lambda ctx: False)
+    client = estate.client()
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with caplog.at_level("WARNING", logger="mtls"), estate.server() as server:
+        assert "cannot be turned off here" in caplog.text
+        with closing_server(server.context) as port:
+            session, _ = exchange(port, client)
+            resumed, reused = exchange(port, client, session)
+            assert reused is True  # the same material: allowed
+            estate.write_identity(estate.server_ca)  # any reload moves the fence
+            assert server.reload() is True
+            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+                exchange(port, client, resumed)
+            fence = time.time()  # no earlier than the fence the refusal set
+            # Sessions are stamped in whole seconds (by time(), which may lag a clock
+            # tick): one begun in the fence's second is refused too, the next one's not.
+            wait_for(lambda: time.time() >= int(fence) + 1.1)
+            fresh, reused = exchange(port, client)  # a full handshake: fine
+            assert reused is False and fresh is not None
+            assert exchange(port, client, fresh)[1] is True  # begun after the fence
+            estate.trust(CA(name="another client CA"))
+            assert server.reload() is True
+            with pytest.raises(ssl.SSLError):
+                exchange(port, client, fresh)
+            with pytest.raises(ssl.SSLError):
+                exchange(port, client)
 
 
 def test_repr_names_no_secret(estate: Estate) -> None:

@@ -1,0 +1,47 @@
+"""mtls._openssl: the server session cache, turned off through the OpenSSL the ssl
+module is linked to, and verified by what a real handshake leaves behind."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+import mtls
+from mtls._openssl import session_cache_off
+from tests._helpers import PASSWORD
+from tests.servers._servers import Estate, closing_server, exchange, make_estate
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Estate:
+    return make_estate(tmp_path)
+
+
+def _no_tickets(estate: Estate) -> ssl.SSLContext:
+    keystore = mtls.Keystore.load(estate.keystore, PASSWORD)
+    ctx = mtls.server_context(keystore, mtls.Truststore.load(estate.truststore, PASSWORD))
+    ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+@pytest.mark.parametrize("turned_off", [False, True])
+def test_a_server_context_without_its_cache(estate: Estate, turned_off: bool) -> None:
+    """TLS 1.2 session IDs resume from the cache; with the cache off they do not, and
+    nothing is cached. The twin (cache left on) resumes, which shows the test can fail."""
+    ctx = _no_tickets(estate)
+    if turned_off:
+        assert session_cache_off(ctx) is True
+        assert session_cache_off(ctx) is True  # again: still off, no harm
+    client = estate.client()
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with closing_server(ctx) as port:
+        session, _ = exchange(port, client)
+        assert exchange(port, client, session)[1] is not turned_off
+    assert ctx.session_stats()["number"] == (0 if turned_off else 1)
+    assert ctx.session_stats()["hits"] == (0 if turned_off else 1)
+
+
+def test_what_is_not_an_ssl_context_is_left_alone() -> None:
+    assert session_cache_off(object()) is False  # type: ignore[arg-type]
