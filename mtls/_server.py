@@ -33,9 +33,10 @@ No session outlives a trust change: a resumed handshake skips client-certificate
 verification, and the outer context (OpenSSL's session context, where tickets are
 sealed and TLS 1.2 session IDs are cached) never rotates. Session tickets are off
 (TLS 1.3 and 1.2) and the outer context's session cache is turned off
-(:mod:`mtls._openssl`). Where the cache cannot be turned off (not CPython with
-OpenSSL), a resumed TLS 1.2 session is refused when it began before the inner context
-the server switches to now was first served.
+(:mod:`mtls._openssl`). Where the cache cannot be turned off (ctypes cannot reach the
+OpenSSL ``_ssl`` uses: another interpreter or TLS library, Windows, a build that hides
+OpenSSL's symbols), a resumed TLS 1.2 session is refused when it began before the
+inner context the server switches to now was first served.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import logging
 import os
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -512,7 +514,9 @@ class RotatingServerContext:
         # turned off where OpenSSL can be reached (see mtls/_openssl.py); elsewhere
         # _switch refuses a resumed session from before the material served now.
         self._fenced = not session_cache_off(outer)
+        self._fence_lock = threading.Lock()
         self._fence = (0, 0.0)  # (generation, when _switch first served it)
+        self._latest = 0.0  # the latest time any handshake passed through _switch
         if self._fenced:
             log.warning(
                 "mtls: the TLS session cache of the server context for %s cannot be "
@@ -541,21 +545,28 @@ class RotatingServerContext:
         """A resumed session that began before the material served now: its client
         certificate was verified against a truststore that may no longer hold.
 
-        Sound without knowing session IDs: OpenSSL stamps a session (whole seconds)
-        when it reads the ClientHello, before this callback reads the snapshot, so a
-        session begun under an earlier snapshot is stamped no later than the moment a
-        handshake first saw this one. A session begun in that same second is refused
-        too: the client connects again with a full handshake.
+        Sound without knowing session IDs: OpenSSL stamps a session (whole seconds,
+        wall clock) when it reads the ClientHello, before this callback runs for that
+        handshake, so every session's stamp is no later than the latest time a
+        handshake passed through here. The fence of a snapshot is that latest time
+        when a handshake first sees the snapshot; a session begun under an earlier one
+        is stamped no later than the fence, even if the wall clock stepped back in
+        between. A session begun in the fence's second is refused too: the client
+        connects again with a full handshake.
         """
-        if generation > self._fence[0]:
-            self._fence = (generation, time.time())
+        now = time.time()
+        with self._fence_lock:  # the fallback path only: one short lock per handshake
+            latest = self._latest = max(self._latest, now)
+            if generation > self._fence[0]:
+                self._fence = (generation, latest)
+            fence = self._fence[1]
         if not ssl_object.session_reused:
             return False
         try:
             began = ssl_object.session.time
         except (ValueError, AttributeError):
             return True
-        stale = bool(began <= self._fence[1])
+        stale = bool(began <= fence)
         if stale:
             log.info("mtls: refused a resumed TLS session from before the last reload")
         return stale

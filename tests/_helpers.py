@@ -120,11 +120,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 @contextlib.contextmanager
 def accepting(handle: Callable[[socket.socket], None]) -> Iterator[int]:
     """A loopback listener whose thread hands each connection to ``handle``, one at a
-    time (``ssl.SSLError`` and ``OSError`` from it are what negative tests cause, and
-    end only that connection); the port. Stops and joins on exit."""
+    time; the port. ``ssl.SSLError`` and ``OSError`` from ``handle`` are what negative
+    tests cause and end only that connection; anything else is raised again when the
+    block exits (a broken handler fails its test instead of stalling the next one)."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)  # how often the loop looks at ``stop``
     stop = threading.Event()
+    broken: list[BaseException] = []
 
     def serve() -> None:
         while not stop.is_set():
@@ -139,6 +141,9 @@ def accepting(handle: Callable[[socket.socket], None]) -> Iterator[int]:
                 handle(conn)
             except (ssl.SSLError, OSError):
                 conn.close()
+            except Exception as exc:
+                conn.close()
+                broken.append(exc)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -148,3 +153,5 @@ def accepting(handle: Callable[[socket.socket], None]) -> Iterator[int]:
         stop.set()
         thread.join(10)
         listener.close()
+    if broken:
+        raise broken[0]

@@ -43,5 +43,52 @@ def test_a_server_context_without_its_cache(estate: Estate, turned_off: bool) ->
     assert ctx.session_stats()["hits"] == (0 if turned_off else 1)
 
 
+def test_sessions_cached_before_the_switch_do_not_resume_after_it(estate: Estate) -> None:
+    """SSL_SESS_CACHE_OFF alone stops storing but still looks up what is stored: the
+    mode set also turns off the lookup. The twin: before the switch, the session resumes."""
+    ctx = _no_tickets(estate)
+    client = estate.client()
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with closing_server(ctx) as port:
+        session, _ = exchange(port, client)
+        assert exchange(port, client, session)[1] is True
+        assert session_cache_off(ctx) is True
+        assert exchange(port, client, session)[1] is False
+
+
+class _Impostor:
+    """Says it is an SSLContext (isinstance believes it), holds no SSL_CTX."""
+
+    __class__ = ssl.SSLContext  # type: ignore[assignment]
+    options = 0
+
+
 def test_what_is_not_an_ssl_context_is_left_alone() -> None:
+    """Only a real _ssl._SSLContext is read through its pointer: an object that merely
+    claims the class would crash the process if it were."""
+    impostor = _Impostor()
+    assert isinstance(impostor, ssl.SSLContext)
+    assert session_cache_off(impostor) is False  # type: ignore[arg-type]
     assert session_cache_off(object()) is False  # type: ignore[arg-type]
+
+
+def test_a_subclass_is_an_ssl_context() -> None:
+    class Mine(ssl.SSLContext):
+        __slots__ = ()
+
+    assert session_cache_off(Mine(ssl.PROTOCOL_TLS_SERVER)) is True
+
+
+def test_an_openssl_other_than_the_one_ssl_uses_is_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The library found must report the version ssl was built with (the same
+    structures); otherwise nothing is called."""
+    import mtls._openssl as module
+
+    module._functions.cache_clear()
+    monkeypatch.setattr(ssl, "OPENSSL_VERSION_NUMBER", ssl.OPENSSL_VERSION_NUMBER + 1)
+    try:
+        assert session_cache_off(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) is False
+    finally:
+        module._functions.cache_clear()

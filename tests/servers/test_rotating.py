@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -347,6 +348,26 @@ def test_where_the_cache_cannot_be_turned_off_stale_sessions_are_refused(
                 exchange(port, client, fresh)
             with pytest.raises(ssl.SSLError):
                 exchange(port, client)
+
+
+def test_the_fallback_holds_when_the_wall_clock_steps_back(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenSSL stamps sessions by the wall clock, which NTP or a resumed VM can step
+    back: a session from before a trust change must not look newer than the fence."""
+    import mtls._server
+
+    monkeypatch.setattr(mtls._server, "session_cache_off", lambda ctx: False)
+    client = estate.client()
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with estate.server() as server, closing_server(server.context) as port:
+        session, _ = exchange(port, client)  # accepted under the client CA
+        stepped = types.SimpleNamespace(time=lambda: time.time() - 30)  # 30 s back
+        monkeypatch.setattr(mtls._server, "time", stepped)
+        estate.trust(CA(name="another client CA"))  # the client CA withdrawn
+        assert server.reload() is True
+        with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+            exchange(port, client, session)
 
 
 def test_repr_names_no_secret(estate: Estate) -> None:
