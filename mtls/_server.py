@@ -63,7 +63,7 @@ from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
 from ._secret import Secret, scrub_tracebacks
 from ._status import AnchorStatus, FileStatus, IdentityStatus, anchor, identity
-from ._stores import StoreRole, Truststore, load_store, store_open_error
+from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 
 log = logging.getLogger("mtls")
 
@@ -87,6 +87,7 @@ class ServerSnapshot:
     subject: str | None
     serial: int | None
     not_after: _dt.datetime | None
+    keystore: Keystore = field(repr=False)
     truststore: Truststore = field(repr=False)
     # Another context from the same material, never one handed out (the outer context).
     make: Callable[[], ssl.SSLContext] = field(repr=False, compare=False)
@@ -136,8 +137,19 @@ class ServerPlan:
             # missing); not chained: the OSError may name a placeholder's value.
             raise store_open_error(config, role, exc) from None
 
-    def build(self, reading: Reading, generation: int, *, replacing: bool) -> ServerSnapshot:
-        """A snapshot from the files as they are now (settled).
+    def build(
+        self, reading: Reading, generation: int, *, old: ServerSnapshot | None = None
+    ) -> ServerSnapshot:
+        """A snapshot from the files as they are now (settled); ``old``: the snapshot
+        in service, when this one would replace it.
+
+        The two files are judged apart. A replacement certificate that clients would
+        refuse (expired, or not valid yet) is not installed; the certificate in
+        service is never judged again (one that expires in service keeps serving, and
+        says so in status()). When the keystore is refused but the truststore changed,
+        the new truststore is installed with the identity in service, and the
+        snapshot carries the keystore's refusal: a pre-staged certificate must not
+        hold back a trust withdrawal until its start date.
 
         Raises:
             MTLSError: a store does not load, or the material is refused.
@@ -148,50 +160,72 @@ class ServerPlan:
         key_bytes, key_digest = self._read(reading, s.keystore, "keystore")
         trust_bytes, trust_digest = self._read(reading, s.truststore, "truststore")
         reading.checkpoint()
-        until: _dt.datetime | None = None
+        digests = (key_digest, trust_digest)
+        refusal: tuple[MTLSError, _dt.datetime | None] | None = None
         try:
-            keystore = load_store(s.keystore, "keystore", data=key_bytes)
             truststore = load_store(s.truststore, "truststore", data=trust_bytes)
+            if old is not None and key_digest == old.files[0][2]:
+                keystore = old.keystore  # the identity in service: not judged again
+            else:
+                keystore = load_store(s.keystore, "keystore", data=key_bytes)
+                if old is not None:
+                    refusal = _refusal(keystore, s.keystore)
             reading.checkpoint()
-            alias, _, chain = keystore.key_entry(s.keystore.alias)
-            subject, serial, not_before, not_after = _leaf(chain[0])
-            if replacing:
-                where = s.keystore.shown_location
-                refused = _validity_refusal(subject, not_before, not_after, where, whose="server")
-                if refused is not None:
-                    error, until = refused
-                    raise error
-
-            def make() -> ssl.SSLContext:
-                ctx = server_context(
-                    keystore,
-                    truststore,
-                    require_client_cert=s.require_client_cert,
-                    alias=alias,
-                    minimum_version=s.minimum_version,
-                    ciphers=s.ciphers,
-                )
-                _finish(ctx, s.alpn_protocols)  # ours alone until published
-                return ctx
-
-            ctx = make()
+            if refusal is not None:
+                assert old is not None
+                if trust_digest == old.files[1][2]:
+                    raise refusal[0]  # nothing else changed: the snapshot in service stays
+                keystore, key_digest = old.keystore, old.files[0][2]
+            snapshot = self._snapshot(generation, keystore, truststore, (key_digest, trust_digest))
         except MTLSError as exc:
             # Remembered with the bytes: not parsed again until they change (a hostile
             # PKCS#12 can cost seconds of key derivation per try), or, for a
             # certificate that is only not valid yet, until it is.
-            self._failed = _Failure((key_digest, trust_digest), exc, until)
+            self._failed = _Failure(digests, exc, refusal[1] if refusal is not None else None)
             raise
+        if refusal is not None:
+            # The new trust, with the identity in service; the keystore's refusal stays
+            # on the snapshot (and in status()) until the file changes or becomes valid.
+            self._failed = _Failure(digests, refusal[0], refusal[1])
+            return replace(snapshot, error=refusal[0])
+        return snapshot
+
+    def _snapshot(
+        self,
+        generation: int,
+        keystore: Keystore,
+        truststore: Truststore,
+        digests: tuple[str, str],
+    ) -> ServerSnapshot:
+        s = self.settings
+        alias, _, chain = keystore.key_entry(s.keystore.alias)
+        subject, serial, _, not_after = _leaf(chain[0])
+
+        def make() -> ssl.SSLContext:
+            ctx = server_context(
+                keystore,
+                truststore,
+                require_client_cert=s.require_client_cert,
+                alias=alias,
+                minimum_version=s.minimum_version,
+                ciphers=s.ciphers,
+            )
+            _finish(ctx, s.alpn_protocols)  # ours alone until published
+            return ctx
+
+        ctx = make()
         now = _dt.datetime.now(_dt.UTC)
         return ServerSnapshot(
             generation=generation,
             context=ctx,
             files=(
-                ("keystore", s.keystore.shown_location, key_digest),
-                ("truststore", s.truststore.shown_location, trust_digest),
+                ("keystore", s.keystore.shown_location, digests[0]),
+                ("truststore", s.truststore.shown_location, digests[1]),
             ),
             subject=subject,
             serial=serial,
             not_after=not_after,
+            keystore=keystore,
             truststore=truststore,
             make=make,
             watched=self.watched,
@@ -209,7 +243,7 @@ class ServerPlan:
             MTLSError: a store does not load.
         """
         reading.settle(self.watched)  # one settle delay for both files
-        return self.build(reading, 0, replacing=False)
+        return self.build(reading, 0)
 
     def unsettled(self, exc: Unstable, attempts: int) -> MTLSError:
         """The error when every first read caught a file mid-write."""
@@ -235,11 +269,18 @@ class ServerPlan:
             if failed is not None and failed.holds(digests):
                 # The same bytes failed before: say so again without paying for the parse.
                 return Outcome(replace(old, error=failed.error, pending=False), False)
-            new = self.build(reading, old.generation + 1, replacing=True)
+            new = self.build(reading, old.generation + 1, old=old)
         except Unstable:
             return Outcome(replace(old, pending=True), False)  # next check looks again
         except MTLSError as exc:
             return Outcome(replace(old, error=exc, pending=False), False)
+        if new.error is not None:
+            log.info(
+                "%s: server trust reloaded; the identity in service stays: %s",
+                self.where,
+                _who(new),
+            )
+            return Outcome(new, True)
         self._failed = None
         log.info("%s: server identity reloaded: %s -> %s", self.where, _who(old), _who(new))
         return Outcome(new, True)
@@ -293,6 +334,17 @@ def _finish(ctx: ssl.SSLContext, alpn: tuple[str, ...] | None) -> None:
     if alpn:
         # On the inner contexts too: OpenSSL asks the *current* context's ALPN callback.
         ctx.set_alpn_protocols(list(alpn))
+
+
+def _refusal(
+    keystore: Keystore, config: StoreConfig
+) -> tuple[MTLSError, _dt.datetime | None] | None:
+    """Why clients would refuse the keystore's certificate as a replacement, and from
+    when the same bytes may succeed; None when it is valid now."""
+    _, _, chain = keystore.key_entry(config.alias)
+    subject, _, not_before, not_after = _leaf(chain[0])
+    where = config.shown_location
+    return _validity_refusal(subject, not_before, not_after, where, whose="server")
 
 
 def _leaf(

@@ -164,6 +164,58 @@ def test_a_certificate_not_valid_yet_is_installed_once_it_is(estate: Estate) -> 
         assert server.reload() is False and server.last_error is error  # not built again
 
 
+def test_a_trust_withdrawal_is_applied_while_the_certificate_in_service_has_expired(
+    estate: Estate,
+) -> None:
+    """The certificate in service is never judged again: one that expired while served
+    (or was expired at start) must not hold back a truststore change. Its twin: the
+    withdrawn client was let in before."""
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    expired = estate.server_ca.issue_cert("localhost", "127.0.0.1", not_after=past)
+    replace_atomically(estate.keystore, expired.keystore().to_bytes(PASSWORD))
+    client = estate.client()
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE  # a client that ignores the server's expiry
+    with estate.server() as server, stdlib_server(server.context) as port:
+        assert get(port, client)[0]["client_cn"] == "gateway"
+        estate.trust(CA(name="another client CA"))  # the client CA withdrawn
+        assert server.reload() is True and server.last_error is None
+        refused(port, client)
+        assert server.status().identity.serial == expired.certificate.serial_number
+
+
+def test_a_pre_staged_certificate_does_not_hold_back_a_trust_change(estate: Estate) -> None:
+    """A keystore dropped in before its start date is refused until then; a truststore
+    change made meanwhile is applied at once, with the identity in service, and the
+    keystore's refusal stays in status(). The twin: with the truststore unchanged,
+    nothing is applied."""
+    newcomer = CA(name="new client CA")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+        staged = estate.server_ca.issue_cert("localhost", "127.0.0.1", not_before=start)
+        replace_atomically(estate.keystore, staged.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False  # the twin: only the keystore changed
+        assert "not valid before" in str(server.last_error)
+
+        estate.trust(newcomer)  # the old client CA withdrawn, a new one trusted
+        assert server.reload() is True
+        assert "not valid before" in str(server.last_error)  # still pending, still said
+        assert server.status().healthy is False
+        refused(port, estate.client())
+        body, presented = get(port, estate.client(newcomer))
+        assert body["client_cn"] == "gateway" and presented == serial  # the same identity
+        error = server.last_error
+        assert server.reload() is False and server.last_error is error  # not parsed again
+
+        estate.write_identity(estate.server_ca)  # a certificate valid now replaces it
+        assert server.reload() is True and server.last_error is None
+        assert get(port, estate.client(newcomer))[1] not in (
+            serial,
+            staged.certificate.serial_number,
+        )
+
+
 def test_status_is_typed_frozen_and_json_ready(estate: Estate) -> None:
     with estate.server() as server:
         status = server.status()
