@@ -120,6 +120,9 @@ class Served:
     # The files again, as (role, path, sha256) with the Path made once: what a check
     # compares, and what tells a check which materials a moved file concerns.
     inputs: tuple[tuple[str, Path, str], ...] = field(default=(), repr=False, compare=False)
+    # The keystore the context was made from: a replacement refused as not valid (yet)
+    # is set aside and this identity serves on with whatever else changed.
+    keystore: Keystore | None = field(default=None, repr=False, compare=False)
 
     def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
@@ -137,6 +140,17 @@ class Served:
 
 
 # --------------------------------------------------------------------------- the builder
+
+
+class KeptIdentity(Exception):
+    """A build that set a refused replacement certificate aside: ``served`` is the
+    identity in service with what else changed (a truststore, CRLs), ``error`` says
+    why the keystore was not installed."""
+
+    def __init__(self, served: Served, error: MTLSError) -> None:
+        super().__init__(str(error))
+        self.served = served
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,14 +325,24 @@ class Builder:
         self._leaves[(key_fp, alias)] = leaf_info
         return leaf_info
 
-    def build(self, profile: SSLProfile, *, replacing: bool) -> Served:
+    def build(
+        self, profile: SSLProfile, *, replacing: bool, serving: Served | None = None
+    ) -> Served:
         """Load a profile's stores and build (or reuse) its contexts.
 
         Profiles with the same stores and options get the very same :class:`Served`
-        within a check, at the cost of a lookup.
+        within a check, at the cost of a lookup. ``serving``: the profile's material in
+        service, when this build would replace it.
+
+        A replacement certificate peers would refuse (expired, not valid yet) is not
+        installed; the certificate in service is never judged again. When the keystore
+        is refused and something else changed (the truststore, CRLs), the identity in
+        service is built with the rest: :class:`KeptIdentity` carries that material
+        and the refusal (a pre-staged certificate must not hold back a trust change).
 
         Raises:
             MTLSError: a store does not load, or the material fails validation.
+            KeptIdentity: the keystore was refused, the rest applied (see above).
             Unstable: a file changed between two reads; try again next check.
             Interrupted: ``close()`` was called.
         """
@@ -326,14 +350,17 @@ class Builder:
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
         crls = (profile.crls, profile.crl_check)
-        by_id = (id(profile.keystore), id(trust_config), verify, replacing, crls)
+        in_service = None if serving is None else self._key_of.get(id(serving.context))
+        by_id = (id(profile.keystore), id(trust_config), verify, replacing, crls, in_service)
         served = self._by_id.get(by_id)
         if served is not None:
             return served
-        by_value = (profile.keystore, trust_config, verify, replacing, crls)
+        by_value = (profile.keystore, trust_config, verify, replacing, crls, in_service)
         served = self._by_value.get(by_value)
         if served is None:
-            served = self._build(profile, trust_config, verify, replacing=replacing)
+            served = self._build(
+                profile, trust_config, verify, replacing=replacing, serving=serving
+            )
             self._by_value[by_value] = served
         # Both configurations are held by the check's profiles: their ids stay theirs.
         self._by_id[by_id] = served
@@ -346,6 +373,7 @@ class Builder:
         verify: bool,
         *,
         replacing: bool,
+        serving: Served | None = None,
     ) -> Served:
         files: list[tuple[str, Path, str]] = []  # (role, path, sha256)
         keystore, key_fp = (
@@ -358,16 +386,36 @@ class Builder:
         assert truststore is None or isinstance(truststore, Truststore)
         alias = profile.keystore.alias if profile.keystore else None
         subject, not_after, serial = None, None, None
+        refusal: MTLSError | None = None
         if keystore is not None and key_fp is not None:
             subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
-            if replacing:  # every replacement is checked, cached leaf or not
+            in_service = None if serving is None else self._key_of.get(id(serving.context))
+            # Every replacement is checked, cached leaf or not; the identity in service
+            # is not (one that expired while served keeps serving, and says so).
+            if replacing and (in_service is None or in_service[:2] != (key_fp, alias)):
                 where = profile.keystore.shown_location if profile.keystore else ""
                 refused = _validity_refusal(subject, not_before, not_after, where)
                 if refused is not None:
-                    raise refused[0]  # not cached: the next check looks again
+                    if (
+                        serving is None
+                        or serving.keystore is None
+                        or in_service is None
+                        or in_service[1] != alias
+                    ):
+                        raise refused[0]  # not cached: the next check looks again
+                    refusal = refused[0]
+                    keystore, key_fp = serving.keystore, in_service[0]
+                    subject, not_after, serial = serving.subject, serving.not_after, serving.serial
+                    files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
         mode = self.options.hostname_verifier
         crls, crl_key = self._crls(profile, files, truststore)
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
+        if (
+            refusal is not None
+            and serving is not None
+            and ctx_key == self._key_of.get(id(serving.context))
+        ):
+            raise refusal  # nothing else changed: the material in service stays
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
 
@@ -424,8 +472,11 @@ class Builder:
                 self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
                 inputs=tuple(files),
+                keystore=keystore,
             )
             self._served[served_key] = served
+        if refusal is not None:
+            raise KeptIdentity(served, refusal)
         return served
 
     def _crls(

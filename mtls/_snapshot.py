@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._build import Builder, Options, Served
+from ._build import Builder, KeptIdentity, Options, Served
 from ._config import CATCH_ALL, Server, SSLProfile
 from ._context import LOCALHOST_NAMES
 from ._engine import Outcome, Problem
@@ -725,7 +725,14 @@ class ProfilesPlan:
                     run.unchanged[id(served)] = unchanged
                 if unchanged:
                     return prev
-            return Built.loaded(profile, builder.build(profile, replacing=prev is not None))
+            serving = prev.served if prev is not None else None
+            return Built.loaded(
+                profile, builder.build(profile, replacing=prev is not None, serving=serving)
+            )
+        except KeptIdentity as kept:
+            # The keystore's replacement was refused; the rest (the truststore, CRLs)
+            # is applied with the identity in service. The error keeps it retried.
+            return Built(profile, kept.served, self._in_profile(profile, kept.error))
         except Unstable as exc:
             log.info("%s: %s; retrying at the next check", self.where, exc)
             run.pending = True

@@ -669,3 +669,66 @@ def test_a_certificate_not_valid_yet_is_installed_once_it_is(setup, ca, backend)
     assert dt.datetime.now(dt.UTC) >= start.replace(microsecond=0)
     assert profiles.last_error is None and profiles.generation == 1
     assert cn_seen(profiles, backend.port) == "gen-2"
+
+
+def test_a_pre_staged_certificate_does_not_hold_back_a_trust_change(tmp_path, ca, backend):
+    """A keystore dropped in before its start date is refused until then; a truststore
+    change made meanwhile (the old backend's CA withdrawn, a moved backend's trusted)
+    is applied at once, with the identity in service, and the refusal stays reported.
+    Its twin: before the trust change, the refused keystore changes nothing."""
+    other = CA(name="moved backend CA")
+    keystore, trust = tmp_path / "gw.jks", tmp_path / "trust.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    ca.write_truststore(trust, PASSWORD)
+    with MTLSServer(other.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as moved:
+        xml = tmp_path / "sslprofiles.xml"
+        xml.write_text(
+            profile_xml(
+                profile(f"localhost:{backend.port}", keystore, trust),
+                profile(f"localhost:{moved.port}", keystore, trust),
+            )
+        )
+        profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+        assert cn_seen(profiles, backend.port) == "gen-1"
+        with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            cn_seen(profiles, moved.port)  # not trusted yet
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        replace_atomically(keystore, jks(ca, "gen-2", not_before=start))
+        assert profiles.reload() is False  # the twin: only the keystore changed
+        assert "not valid before" in str(profiles.last_error)
+
+        other.write_truststore(trust, PASSWORD)  # the old backend CA withdrawn
+        assert profiles.reload() is True
+        assert "not valid before" in str(profiles.last_error)  # still pending, still said
+        assert cn_seen(profiles, moved.port) == "gen-1"  # new trust, identity in service
+        with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            cn_seen(profiles, backend.port)
+        error = str(profiles.last_error)
+        assert profiles.reload() is False and str(profiles.last_error) == error
+
+        replace_atomically(keystore, jks(ca, "gen-3"))  # valid now: installed
+        assert profiles.reload() is True and profiles.last_error is None
+        assert cn_seen(profiles, moved.port) == "gen-3"
+
+
+def test_a_trust_change_is_applied_while_the_certificate_in_service_has_expired(
+    tmp_path, ca, backend
+):
+    """The certificate in service is never judged again: one that has expired must not
+    hold back a truststore change. The twin: the old trust reached the backend."""
+    now = dt.datetime.now(dt.UTC)
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(
+        jks(ca, "old", not_before=now - dt.timedelta(days=10), not_after=now - dt.timedelta(days=1))
+    )
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    ctx = profiles.context_for("localhost", backend.port)
+    with pytest.raises(ssl.SSLError):  # the backend refuses an expired client certificate
+        whoami(ctx, backend.port)
+    CA(name="unrelated CA").write_truststore(trust, PASSWORD)  # the backend CA withdrawn
+    assert profiles.reload() is True and profiles.last_error is None
+    assert profiles.context_for("localhost", backend.port) is not ctx
