@@ -86,6 +86,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from ._errors import MTLSError
+from ._fork import renew_after_fork
 from ._reading import FileReader, Interrupted, Reading, Unstable
 
 log = logging.getLogger("mtls")
@@ -228,6 +229,24 @@ class Engine(Generic[S]):
             timer = Timer(name, interval, self._check_in_thread, self._stop)
             timer.start()
             self._timer = timer
+        renew_after_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: new locks and stop event (another thread may have held
+        them at the fork), nothing recorded as seen (a check interrupted by the fork
+        may have recorded files its snapshot never published: the next check hashes
+        every file once and compares), and the reload thread running again."""
+        stop = threading.Event()
+        if self._stop.is_set():  # a flag read: no lock taken
+            stop.set()
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._reader = FileReader()
+        self._subscribers.renew_locks()
+        timer = self._timer
+        if timer is not None and not stop.is_set():
+            self._timer = Timer(timer.name, timer.interval, self._check_in_thread, stop)
+            self._timer.start()
 
     def _reading(self) -> Reading:
         return Reading(self._reader, self._delay, self._stop)
@@ -407,6 +426,11 @@ class Subscribers:
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
         self._delivering = threading.Lock()
 
+    def renew_locks(self) -> None:
+        """New locks, in a forked child (see :mod:`mtls._fork`)."""
+        self._lock = threading.Lock()
+        self._delivering = threading.Lock()
+
     def add(self, callback: Callback) -> None:
         with self._lock:
             self._callbacks.append(callback)
@@ -497,6 +521,7 @@ class Timer:
     ) -> None:
         self.interval = check_seconds("reload_interval", interval, zero=False)
         self.stop = stop if stop is not None else threading.Event()
+        self.name = name
         self._check = check
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 

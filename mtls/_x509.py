@@ -18,6 +18,7 @@ import datetime as _dt
 import functools
 import hashlib
 import logging
+import os
 import ssl
 import threading
 import warnings
@@ -42,6 +43,13 @@ _REPORTED_MAX = 4096
 # catch_warnings swaps process-wide state: mtls's own threads take turns (the
 # path is rare: only certificates _unusual() picks go through it).
 _WARNINGS_LOCK = threading.RLock()
+if hasattr(os, "register_at_fork"):  # a lock held by another thread at fork() stays held
+
+    def _renew_lock() -> None:
+        global _WARNINGS_LOCK  # noqa: PLW0603 - the one module-level lock, renewed in a child
+        _WARNINGS_LOCK = threading.RLock()
+
+    os.register_at_fork(after_in_child=_renew_lock)
 
 
 def _tbs_fields(der: bytes) -> list[_der.TLV]:

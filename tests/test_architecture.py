@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_x509",
         "_keygen",
         "_version",
+        "_fork",
     ),
     # readers and writers: bytes <-> entries
     ("_jks", "_bks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),

@@ -1,0 +1,151 @@
+"""A profile set or a rotating server made before fork(): the child reloads too.
+
+A forked child has only the thread that forked: without mtls._fork, a set made in a
+pre-fork server's parent (an application imported before the workers fork) never
+reloaded again in a worker, and said it was fine. Real fork() calls; each child
+reports through a pipe and always ends with os._exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mtls
+from mtls import SSLProfileSet
+from mtls.testing import CA, MTLSServer, replace_atomically
+from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+from tests.servers._servers import make_estate
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+
+
+def in_child(work: Callable[[], dict[str, Any]], timeout: float = 30) -> dict[str, Any]:
+    """Run ``work`` in a forked child; what it returned (or raised, as text)."""
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a threaded process may deadlock the child:
+        # what mtls._fork is about.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(read)
+            try:
+                result = work()
+            except BaseException as exc:
+                result = {"raised": f"{type(exc).__name__}: {exc}"}
+            os.write(write, json.dumps(result).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"the child did not answer within {timeout} s (deadlocked?)")
+        data = b""
+        while chunk := os.read(read, 65536):
+            data += chunk
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    return json.loads(data or b"{}")
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="fork CA")
+
+
+@pytest.fixture(scope="module")
+def backend(ca: CA):
+    with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
+        yield server
+
+
+def _jks(ca: CA, cn: str) -> bytes:
+    return ca.issue_cert(cn, common_name=cn).keystore().to_bytes(PASSWORD)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, ca: CA, backend: MTLSServer) -> tuple[Path, Path]:
+    keystore, trust = tmp_path / "gw.jks", tmp_path / "trust.jks"
+    keystore.write_bytes(_jks(ca, "gen-1"))
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    return xml, keystore
+
+
+def test_a_set_made_before_fork_reloads_in_the_child(setup, ca, backend) -> None:
+    xml, keystore = setup
+    with SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0) as profiles:
+
+        def child() -> dict[str, Any]:
+            replace_atomically(keystore, _jks(ca, "gen-2"))
+            wait_for(lambda: profiles.generation == 1, timeout=20)
+            ctx = profiles.context_for("localhost", backend.port)
+            assert ctx is not None
+            return {
+                "reloading": profiles.status().reloading,
+                "cn": whoami(ctx, backend.port)["client_cn"],
+            }
+
+        assert in_child(child) == {"reloading": True, "cn": "gen-2"}
+        # The parent's own thread carries on: it sees the child's write too.
+        wait_for(lambda: profiles.generation == 1, timeout=20)
+
+
+def test_a_closed_set_stays_closed_in_the_child(setup, ca) -> None:
+    """The twin: what was closed before the fork starts no thread in the child."""
+    xml, keystore = setup
+    profiles = SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0)
+    profiles.close()
+
+    def child() -> dict[str, Any]:
+        replace_atomically(keystore, _jks(ca, "gen-2"))
+        return {"reloading": profiles.status().reloading, "reload": profiles.reload()}
+
+    assert in_child(child) == {"reloading": False, "reload": False}
+
+
+def test_a_lock_held_at_the_fork_does_not_deadlock_the_child(setup, ca) -> None:
+    """Another thread may hold the engine's lock at the moment of fork(); in the child
+    nobody would ever release it. Here the forking thread holds it."""
+    xml, keystore = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+
+        def child() -> dict[str, Any]:
+            replace_atomically(keystore, _jks(ca, "gen-2"))
+            return {"reload": profiles.reload(), "generation": profiles.generation}
+
+        with profiles._engine._lock:  # type: ignore[union-attr]
+            result = in_child(child, timeout=20)
+        assert result == {"reload": True, "generation": 1}
+
+
+def test_a_rotating_server_made_before_fork_reloads_in_the_child(tmp_path: Path) -> None:
+    estate = make_estate(tmp_path)
+    with mtls.RotatingServerContext(
+        estate.keystore, estate.truststore, password=PASSWORD, reload_interval=0.05,
+        settle_delay=0,
+    ) as server:  # fmt: skip
+
+        def child() -> dict[str, Any]:
+            estate.trust(CA(name="another client CA"))  # the client CA withdrawn
+            wait_for(lambda: server.generation == 1, timeout=20)
+            return {"reloading": server.status().reloading, "context": server.current is not None}
+
+        assert in_child(child) == {"reloading": True, "context": True}
+        wait_for(lambda: server.generation == 1, timeout=20)
