@@ -200,8 +200,8 @@ class Builder:
         # What build() returned in this check, by the configurations it was given: by
         # identity (profiles made in code share their StoreConfig objects), then by
         # value (a profile file gives each profile its own, equal, objects).
-        self._by_id: dict[tuple[Any, ...], Served] = {}
-        self._by_value: dict[tuple[Any, ...], Served] = {}
+        self._by_id: dict[tuple[Any, ...], Served | KeptIdentity] = {}
+        self._by_value: dict[tuple[Any, ...], Served | KeptIdentity] = {}
         # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
         # whose list expired); bounded, oldest first out.
         self._crl_expiry: dict[str, _dt.datetime | None] = {}
@@ -352,19 +352,23 @@ class Builder:
         crls = (profile.crls, profile.crl_check)
         in_service = None if serving is None else self._key_of.get(id(serving.context))
         by_id = (id(profile.keystore), id(trust_config), verify, replacing, crls, in_service)
-        served = self._by_id.get(by_id)
-        if served is not None:
-            return served
-        by_value = (profile.keystore, trust_config, verify, replacing, crls, in_service)
-        served = self._by_value.get(by_value)
-        if served is None:
-            served = self._build(
-                profile, trust_config, verify, replacing=replacing, serving=serving
-            )
-            self._by_value[by_value] = served
-        # Both configurations are held by the check's profiles: their ids stay theirs.
-        self._by_id[by_id] = served
-        return served
+        found = self._by_id.get(by_id)
+        if found is None:
+            by_value = (profile.keystore, trust_config, verify, replacing, crls, in_service)
+            found = self._by_value.get(by_value)
+            if found is None:
+                try:
+                    found = self._build(
+                        profile, trust_config, verify, replacing=replacing, serving=serving
+                    )
+                except KeptIdentity as kept:
+                    found = kept  # shared like a Served: built (and its CRLs read) once
+                self._by_value[by_value] = found
+            # Both configurations are held by the check's profiles: their ids stay theirs.
+            self._by_id[by_id] = found
+        if isinstance(found, KeptIdentity):
+            raise found.with_traceback(None)
+        return found
 
     def _build(
         self,
@@ -408,14 +412,14 @@ class Builder:
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
         mode = self.options.hostname_verifier
-        crls, crl_key = self._crls(profile, files, truststore)
-        ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         if (
             refusal is not None
             and serving is not None
-            and ctx_key == self._key_of.get(id(serving.context))
+            and self._rest_unchanged(profile, serving, (trust_fp, verify, mode))
         ):
             raise refusal  # nothing else changed: the material in service stays
+        crls, crl_key = self._crls(profile, files, truststore)
+        ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
 
@@ -478,6 +482,23 @@ class Builder:
         if refusal is not None:
             raise KeptIdentity(served, refusal)
         return served
+
+    def _rest_unchanged(
+        self, profile: SSLProfile, serving: Served, trust: tuple[object, ...]
+    ) -> bool:
+        """Whether everything but the keystore is what ``serving`` was built from: the
+        truststore, the verification settings, and the CRL files' bytes (hashed, not
+        parsed: a refused keystore waiting for its start date must not cost a CRL
+        parse per profile per check)."""
+        in_service = self._key_of.get(id(serving.context))
+        if in_service is None or tuple(in_service[2:5]) != trust:
+            return False
+        then = [digest for role, _, digest in serving.inputs if role == "crl"]
+        try:
+            now = [self.reading.digest(self._paths.get(path, path)) for path in profile.crls]
+        except OSError:
+            return False  # _crls says what is wrong with the file
+        return now == then
 
     def _crls(
         self,

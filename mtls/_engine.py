@@ -244,6 +244,10 @@ class Engine(Generic[S]):
         self._reader = FileReader()
         self._subscribers.renew_locks()
         timer = self._timer
+        if timer is not None:
+            # Forked from the reload thread itself (a subscriber or a secret resolver
+            # that forks), that thread goes on in the child: it ends at its next wake.
+            timer.retired = True
         if timer is not None and not stop.is_set():
             self._timer = Timer(timer.name, timer.interval, self._check_in_thread, stop)
             self._timer.start()
@@ -450,14 +454,17 @@ class Subscribers:
         """
         pending: BaseException | None = None
         while self._queue:
-            if not self._delivering.acquire(blocking=False):
+            # The lock released is the one acquired: a callback that forks renews
+            # self._delivering in the child (mtls._fork) before this returns there.
+            delivering = self._delivering
+            if not delivering.acquire(blocking=False):
                 break  # the thread delivering now drains what we queued
             try:
                 while self._queue:
                     old, new = self._queue.popleft()
                     pending = self._notify(old, new, swallow_all) or pending
             finally:
-                self._delivering.release()
+                delivering.release()
             # Loop: a change queued after our last pop and before the release would
             # otherwise wait for the next change.
         if pending is not None:
@@ -522,6 +529,7 @@ class Timer:
         self.interval = check_seconds("reload_interval", interval, zero=False)
         self.stop = stop if stop is not None else threading.Event()
         self.name = name
+        self.retired = False  # set in a forked child, where a new Timer takes over
         self._check = check
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -530,7 +538,7 @@ class Timer:
 
     def _run(self) -> None:
         # Event.wait, not time.sleep: close() ends the wait at once.
-        while not self.stop.wait(self.interval):
+        while not self.stop.wait(self.interval) and not self.retired:
             try:
                 self._check()
             except BaseException:  # the thread that keeps certificates fresh never dies

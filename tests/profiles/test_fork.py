@@ -11,6 +11,7 @@ import json
 import os
 import select
 import signal
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -149,3 +150,62 @@ def test_a_rotating_server_made_before_fork_reloads_in_the_child(tmp_path: Path)
 
         assert in_child(child) == {"reloading": True, "context": True}
         wait_for(lambda: server.generation == 1, timeout=20)
+
+
+def test_a_subscriber_that_forks_leaves_both_processes_working(setup, ca) -> None:
+    """The child goes on from inside the delivery of a change: the lock the delivery
+    took is released in the child too, though mtls._fork renewed it meanwhile."""
+    xml, keystore = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        forked: list[int] = []
+
+        def fork_here(old: int, new: int) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                forked.append(os.fork())
+
+        profiles.subscribe(fork_here)
+        replace_atomically(keystore, _jks(ca, "gen-2"))
+        try:
+            verdict = 0 if profiles.reload() else 2
+        except BaseException:
+            verdict = 3
+        if forked and forked[0] == 0:
+            os._exit(verdict)  # the child ends here, whatever happened
+        (pid,) = forked
+        statuses: list[int] = []
+
+        def ended() -> bool:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                statuses.append(os.waitstatus_to_exitcode(status))
+            return bool(statuses)
+
+        try:
+            wait_for(ended, timeout=20)
+        finally:
+            if not statuses:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        assert verdict == 0  # the parent
+        assert statuses == [0]  # the child: its reload() returned True, nothing raised
+
+
+def test_a_revocation_fetch_under_way_at_the_fork_does_not_hold_the_child(ca) -> None:
+    """A thread fetching OCSP or a CRL holds that certificate's gate; in the child
+    nobody would release it. Here the forking thread holds one, and the lock."""
+    from mtls._revocation import RevocationChecker
+
+    checker = RevocationChecker()
+    key = ("issuer", 1)
+    gate = checker._gates.setdefault(key, threading.Lock())
+    with checker._lock, gate:
+
+        def child() -> dict[str, Any]:
+            fresh = checker._gates.setdefault(key, threading.Lock())
+            return {
+                "lock": checker._lock.acquire(timeout=5),
+                "gate": fresh.acquire(timeout=5),
+            }
+
+        assert in_child(child, timeout=20) == {"lock": True, "gate": True}

@@ -67,3 +67,52 @@ def test_an_alpn_lookup_never_raises_a_crl_error(tmp_path: Path) -> None:
         # installs them without checking again (a lookup never raises CRLError)
         ctx = profiles.context_for("a.example", 443, alpn=["h2", "http/1.1"])
         assert ctx is not profiles.context_for("a.example", 443)
+
+
+def test_a_refused_keystore_costs_no_crl_parse_while_nothing_else_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keystore staged before its start date is refused at every check until then;
+    with the truststore and the CRL unchanged, the refusal is said without reading
+    the CRL again (it used to be parsed and verified per profile per check). The twin:
+    a CRL that changes is read, and applied with the identity in service."""
+    import mtls._build
+    from mtls._revocation import CRLSet
+
+    ca = CA()
+    now = _dt.datetime.now(_dt.UTC)
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(ca.issue_cert("gw").keystore().to_bytes(PASSWORD))
+    base = _profile(ca, tmp_path, now + _dt.timedelta(hours=1))
+    profiles_list = [
+        SSLProfile(
+            servers=(f"b{i}.example:443",),
+            keystore=StoreConfig(location=keystore, type="JKS", password=PASSWORD),
+            truststore=base.truststore,
+            crls=base.crls,
+        )
+        for i in range(3)
+    ]
+    parsed: list[bytes] = []
+    original = CRLSet.from_bytes.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[CRLSet], data: bytes, **kwargs: object) -> CRLSet:
+        parsed.append(data)
+        return original(cls, data, **kwargs)  # type: ignore[no-any-return]
+
+    with SSLProfileSet(profiles_list, settle_delay=0) as profiles:
+        staged = ca.issue_cert("gw-2", not_before=now + _dt.timedelta(days=1))
+        keystore.write_bytes(staged.keystore().to_bytes(PASSWORD))
+        monkeypatch.setattr(mtls._build.CRLSet, "from_bytes", classmethod(counting))
+        for _ in range(3):
+            assert profiles.reload() is False
+            assert "not valid before" in str(profiles.last_error)
+        assert parsed == []
+        (tmp_path / "ca.crl").write_bytes(
+            ca.crl(
+                last_update=now - _dt.timedelta(hours=1), next_update=now + _dt.timedelta(hours=2)
+            )
+        )
+        assert profiles.reload() is True  # the new list, with the identity in service
+        assert len(parsed) == 1  # once for the three profiles that share it
+        assert "not valid before" in str(profiles.last_error)
