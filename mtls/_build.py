@@ -417,7 +417,7 @@ class Builder:
             and serving is not None
             and self._rest_unchanged(profile, serving, (trust_fp, verify, mode))
         ):
-            raise refusal  # nothing else changed: the material in service stays
+            raise KeptIdentity(serving, refusal)  # nothing else changed: serving stays
         crls, crl_key = self._crls(profile, files, truststore)
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context

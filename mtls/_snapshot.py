@@ -684,11 +684,24 @@ class ProfilesPlan:
         same servers and client, whatever its position."""
         changed = False
         previous = {slot(item.profile): item for item in old.built}
+        # A profile new to the set (its servers changed, say) whose keystore another
+        # profile serves: judged as a replacement of that identity, so a certificate
+        # staged before its start date is not installed through the edit.
+        by_keystore = {
+            item.profile.keystore: item
+            for item in old.built
+            if item.profile.keystore is not None and item.error is None
+        }
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
             prev = previous.get(slot(profile))
-            item = self._rebuild(run, profile, prev)
+            sibling = (
+                by_keystore.get(profile.keystore)
+                if prev is None and profile.keystore is not None
+                else None
+            )
+            item = self._rebuild(run, profile, prev, sibling)
             if isinstance(item, Built) and (prev is None or item.context is not prev.context):
                 changed = True
                 if item.error is None:
@@ -705,8 +718,12 @@ class ProfilesPlan:
             changed = True
         return tuple(items), changed
 
-    def _rebuild(self, run: _Pass, profile: SSLProfile, prev: Built | None) -> Built | Failed:
+    def _rebuild(
+        self, run: _Pass, profile: SSLProfile, prev: Built | None, sibling: Built | None = None
+    ) -> Built | Failed:
         """The profile's entry in the new snapshot: reused, rebuilt, or failed.
+        ``sibling``: for a profile with no previous entry, one in service that uses
+        the same keystore (its identity is what a refused replacement keeps).
 
         Raises:
             Interrupted: ``close()`` was called.
@@ -725,9 +742,10 @@ class ProfilesPlan:
                     run.unchanged[id(served)] = unchanged
                 if unchanged:
                     return prev
-            serving = prev.served if prev is not None else None
+            known = prev if prev is not None else sibling
+            serving = known.served if known is not None else None
             return Built.loaded(
-                profile, builder.build(profile, replacing=prev is not None, serving=serving)
+                profile, builder.build(profile, replacing=known is not None, serving=serving)
             )
         except KeptIdentity as kept:
             # The keystore's replacement was refused; the rest (the truststore, CRLs)

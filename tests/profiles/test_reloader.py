@@ -732,3 +732,26 @@ def test_a_trust_change_is_applied_while_the_certificate_in_service_has_expired(
     CA(name="unrelated CA").write_truststore(trust, PASSWORD)  # the backend CA withdrawn
     assert profiles.reload() is True and profiles.last_error is None
     assert profiles.context_for("localhost", backend.port) is not ctx
+
+
+def test_a_profile_edited_with_its_keystore_staged_keeps_the_identity_in_service(
+    setup, ca, backend
+):
+    """An edit that changes a profile's servers makes it a new entry; if its keystore
+    is staged before its start date in the same edit, the new entry must not install
+    it (the backend would refuse it): it keeps the identity another entry serves from
+    the same keystore. The twin: the profile as it was, before the edit."""
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    replace_atomically(keystore, jks(ca, "gen-2", not_before=start))
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{backend.port},also.example:{backend.port}", keystore, trust)
+        ).encode(),
+    )
+    profiles.reload()
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    assert "not valid before" in str(profiles.last_error)
