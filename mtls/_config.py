@@ -7,6 +7,7 @@ the stores and building contexts is the builder's job (``_build.py``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 from collections.abc import Iterable
@@ -63,7 +64,30 @@ def normalize_host(host: str) -> str:
             return ipaddress.IPv6Address(host.split("%", 1)[0]).compressed
         except ValueError:
             pass
-    return host.lower().rstrip(".")
+    host = host.lower().rstrip(".")
+    return host if host.isascii() else _ascii_host(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ascii_host(host: str) -> str:
+    """An internationalised name in the ASCII form (``bücher.example`` ->
+    ``xn--bcher-kva.example``) that httpx, requests (urllib3) and aiohttp (yarl) put
+    on the wire and look profiles up by: IDNA 2008 with UTS #46 mapping through the
+    ``idna`` package they all use; without it, Python's IDNA 2003 codec (the two
+    differ only for a few characters, such as ``ß``). A name neither can encode is
+    kept as written: it matches only a lookup that writes it the same way."""
+    try:
+        import idna  # noqa: PLC0415 - installed with every HTTP integration
+
+        return str(idna.encode(host, uts46=True).decode("ascii"))
+    except ImportError:
+        pass
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
 
 
 def parse_server(item: str, *, path: str | None = None) -> Server:

@@ -78,7 +78,8 @@ def detect_format(data: bytes) -> StoreFormat:
     if b"-----BEGIN " in data:  # anywhere: `openssl x509 -text` puts text first
         return "PEM"
     raise KeystoreFormatError(
-        "not a keystore: the bytes are not JKS, JCEKS, PKCS#12, BKS, UBER, PEM or a DER certificate"
+        "not a keystore or truststore: the bytes are not JKS, JCEKS, PKCS#12, BKS, UBER, PEM or "
+        "a DER certificate"
     )
 
 

@@ -13,7 +13,7 @@ import datetime as _dt
 import logging
 import ssl
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -754,14 +754,22 @@ class ProfilesPlan:
         except Unstable as exc:
             log.info("%s: %s; retrying at the next check", self.where, exc)
             run.pending = True
-            if prev is not None:
-                return prev
-            return Failed(profile, self._in_profile(profile, _still_written(exc)))
+            if prev is not None and (prev.profile is profile or prev.profile == profile):
+                return prev  # the moved file is read again next check
+            error = self._in_profile(profile, _still_written(exc))
+            if prev is None:
+                return Failed(profile, error)
+            # An edited profile whose new file was caught mid-write: it keeps the last
+            # good material under its new definition, with an error, so that the next
+            # check builds the new definition (kept under the old one, it never would).
+            return Built(profile, prev.served, error)
         except MTLSError as exc:
             error = self._in_profile(profile, exc)
             if prev is None:
                 return Failed(profile, error)
-            return replace(prev, error=error)
+            # The new definition, the last good material: the error is about the
+            # definition in force, and the next check retries that one.
+            return Built(profile, prev.served, error)
 
     @staticmethod
     def _live(materials: Materials, default: object) -> list[Served]:

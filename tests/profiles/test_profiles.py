@@ -111,6 +111,31 @@ def test_servers_are_trimmed_case_insensitive_and_ipv6_aware(tmp_path, pki):
     assert profiles.context_for("10.0.0.6", 443) is None
 
 
+def test_internationalised_names_match_the_form_http_clients_put_on_the_wire(tmp_path, pki):
+    """httpx, requests and aiohttp look a host up by its ASCII (IDNA) form: a profile
+    written as bücher.example must answer xn--bcher-kva.example, and one written in
+    the ASCII form must answer the Unicode one. The twin: a name that is not the same
+    falls through to the catch-all, as any other name would."""
+    xml = write_xml(
+        tmp_path,
+        profile("bücher.example:8443", pki["gw1"], pki["trust"]),
+        profile("xn--strae-oqa.example:8443", pki["gw2"], pki["trust"]),
+        profile("*", pki["gw2"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    books = profiles.context_for("bücher.example", 8443)
+    assert books is not None
+    assert profiles.context_for("xn--bcher-kva.example", 8443) is books
+    assert profiles.context_for("BÜCHER.example.", 8443) is books
+    assert profiles.context_for_url("https://xn--bcher-kva.example:8443/orders") is books
+    assert profiles.profile_for("straße.example", 8443).servers == (  # type: ignore[union-attr]
+        ("xn--strae-oqa.example", 8443),
+    )
+    caught = profiles.profile_for("buecher.example", 8443)
+    assert caught is not None and caught.servers == ("*",)
+    assert profiles.context_for("buecher.example", 8443) is not books
+
+
 def test_location_text_is_trimmed_and_placeholders_resolve(tmp_path, pki, monkeypatch):
     monkeypatch.setenv("MTLS_TEST_DIR", str(pki["dir"]))
     monkeypatch.setenv("MTLS_TEST_PW", PASSWORD)

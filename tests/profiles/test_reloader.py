@@ -755,3 +755,57 @@ def test_a_profile_edited_with_its_keystore_staged_keeps_the_identity_in_service
     profiles.reload()
     assert cn_seen(profiles, backend.port) == "gen-1"
     assert "not valid before" in str(profiles.last_error)
+
+
+def test_an_edit_whose_new_keystore_is_caught_mid_write_is_applied_next_check(
+    setup, ca, backend, monkeypatch
+):
+    """The profile file points a profile at a new keystore that is still being written
+    when the check reads it: the last good identity serves meanwhile, and the next
+    check builds the new definition (it used to stay on the old one for good, saying
+    nothing)."""
+    import mtls._build
+    from mtls._reading import Unstable
+
+    xml, _, trust = setup
+    fresh = xml.parent / "gw-2.jks"
+    fresh.write_bytes(jks(ca, "gen-2"))
+    build = mtls._build.Builder.build
+    caught: list[Path] = []
+
+    def mid_write(self, profile, **kwargs):  # the first read of gw-2.jks sees it change
+        if profile.keystore is not None and profile.keystore.location == fresh and not caught:
+            caught.append(fresh)
+            raise Unstable(fresh)
+        return build(self, profile, **kwargs)
+
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    monkeypatch.setattr(mtls._build.Builder, "build", mid_write)
+    replace_atomically(
+        xml, profile_xml(profile(f"localhost:{backend.port}", fresh, trust)).encode()
+    )
+    assert profiles.reload() is False  # the twin: caught mid-write, the old one serves
+    assert caught and "still being written" in str(profiles.last_error)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    assert profiles.reload() is True and profiles.last_error is None
+    assert cn_seen(profiles, backend.port) == "gen-2"
+
+
+def test_an_error_stays_reported_while_the_profile_file_does_not_parse(setup, ca, backend):
+    """An edit points a profile at a broken keystore (the last good serves, the error
+    is reported); then the file is saved half-written. The profile's error is still
+    the one in force, not 'resolved'."""
+    xml, _, trust = setup
+    broken = xml.parent / "broken.jks"
+    broken.write_bytes(b"\xfe\xed\xfe\xed" + b"junk" * 50)
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(
+        xml, profile_xml(profile(f"localhost:{backend.port}", broken, trust)).encode()
+    )
+    profiles.reload()
+    assert any("broken.jks" in str(e) for e in profiles.errors)
+    replace_atomically(xml, b"<parameter><profile>")  # saved mid-edit
+    profiles.reload()
+    assert any("broken.jks" in str(e) for e in profiles.errors)
+    assert any("not well-formed" in str(e) for e in profiles.errors)
+    assert cn_seen(profiles, backend.port) == "gen-1"
