@@ -41,7 +41,6 @@ import logging
 import os
 import re
 import threading
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +60,7 @@ from ._jks import secret_key_entry
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
-from ._wso2 import Product, detect_product, resolve_security_file
+from ._wso2 import Product, _parse_toml, detect_product, resolve_security_file
 
 log = logging.getLogger("mtls")
 
@@ -518,18 +517,9 @@ class SecureVault:
         )
 
     def _read_toml(self) -> dict[str, Any]:
-        try:
-            return tomllib.loads(read_input(self._toml).decode("utf-8-sig"))  # as _wso2
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise ProfileConfigError(
-                f"{self._toml}: cannot read ({exc.strerror or exc})", path=self._toml
-            ) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ProfileConfigError(
-                f"{self._toml}: not valid TOML ({exc}): fix the file", path=self._toml
-            ) from None
+        # The same reader as the profile settings: one set of guards (hostile depth,
+        # encodings), one wording.
+        return _parse_toml(self._toml, missing_ok=True)
 
     def _read_props(self, path: Path) -> dict[str, str] | None:
         try:

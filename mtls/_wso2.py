@@ -860,21 +860,65 @@ def _depth(node: Any, limit: int) -> int:
     return deepest
 
 
-def _parse_toml(path: str) -> dict[str, Any]:
-    """deployment.toml as a dict; every way it can fail is a ProfileConfigError."""
-    check_path_text(path, setting="the deployment.toml path", path=None)
+# Strings and comments, which may hold any dots and brackets (linear patterns: each
+# alternative consumes what it matches). What is left is keys, values and punctuation.
+_TOML_OPAQUE = re.compile(
+    r'"""(?:[^"\\]|\\.|"(?!""))*"""'
+    r"|'''(?:[^']|'(?!''))*'''"
+    r'|"(?:[^"\\\n]|\\.)*"'
+    r"|'[^'\n]*'"
+    r"|#[^\n]*"
+)
+_TOML_BRACKETS = re.compile(r"[\[\]{}]")
+_TOML_SEGMENTS = re.compile(r"[^=,{}\[\]\n]+")
+
+
+def _toml_too_deep(text: str) -> bool:
+    """Whether a key path or the nesting of arrays and tables goes deeper than
+    :data:`_TOML_DEPTH`, judged before tomllib reads the text: tomllib's memory grows
+    with the square of a dotted key's depth (20,000 levels: a 40 KB line, 1.5 GB) and
+    it recurses once per nested array. No WSO2 setting is more than a few levels deep.
+    Strings and comments are skipped whole; what this does not find is left to
+    tomllib and to the check of the parsed document."""
+    bare = _TOML_OPAQUE.sub('""', text)
+    if any(m.group().count(".") > _TOML_DEPTH for m in _TOML_SEGMENTS.finditer(bare)):
+        return True
+    depth = 0
+    for m in _TOML_BRACKETS.finditer(bare):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > _TOML_DEPTH:
+            return True
+    return False
+
+
+def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """deployment.toml as a dict; every way it can fail is a ProfileConfigError
+    (``missing_ok``: a missing file is an empty document). The one reader of the
+    file: the profile settings and the secure vault both read it here."""
+    check_path_text(str(path), setting="the deployment.toml path", path=None)
     try:
         # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML; WSO2's
         # parser reports it and reads on, so the file still configures the product.
         text = read_input(path).decode("utf-8-sig")
     except FileNotFoundError:
+        if missing_ok:
+            return {}
         raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
     except OSError as exc:
-        raise ProfileConfigError(f"{path}: cannot read ({exc.strerror})", path=path) from None
+        raise ProfileConfigError(
+            f"{path}: cannot read ({exc.strerror or exc})", path=path
+        ) from None
     except ValueError:  # UnicodeDecodeError: TOML is UTF-8
         raise ProfileConfigError(
             f"{path}: not UTF-8 text: save the file as UTF-8", path=path
         ) from None
+    too_deep = ProfileConfigError(
+        f"{path}: keys, tables or arrays nest more than {_TOML_DEPTH} levels deep, which "
+        "no deployment.toml needs: fix the file",
+        path=path,
+    )
+    if _toml_too_deep(text):
+        raise too_deep
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -882,15 +926,9 @@ def _parse_toml(path: str) -> dict[str, Any]:
             f"{path}: not valid TOML ({exc}): fix the file", path=path
         ) from None
     except RecursionError:
-        doc = None
-    if doc is None or _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
-        # tomllib recurses once per nested array or inline table: a few thousand
-        # levels exhaust the stack. No WSO2 setting nests more than a few levels.
-        raise ProfileConfigError(
-            f"{path}: tables or arrays nest more than {_TOML_DEPTH} levels deep, which no "
-            "deployment.toml needs: fix the file",
-            path=path,
-        )
+        raise too_deep from None
+    if _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
+        raise too_deep
     return doc
 
 

@@ -551,3 +551,37 @@ def test_micro_integrator_as_shipped(tmp_path, wso2_fixtures):
     assert mi.product == "mi" and mi.hostname_verifier == "AllowAll"
     assert mi.keystore is not None
     assert mi.keystore.location == home / SECURITY / "wso2carbon.jks"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "a" + ".a" * 20_000 + " = 1\n",  # tomllib: 1.5 GB and 3 s for this 40 KB line
+        "[" + "a." * 100_000 + "a]\nx = 1\n",  # a table header 100,000 deep
+        "x = " + "[" * 100_000 + "]" * 100_000 + "\n",  # RecursionError inside tomllib
+    ],
+    ids=["dotted-key", "table-header", "arrays"],
+)
+def test_hostile_toml_is_refused_before_it_is_parsed(tmp_path, hostile, monkeypatch):
+    """Judged before tomllib reads a byte, on every path that reads deployment.toml:
+    the profile settings and the secure vault (which read it first, and let a
+    RecursionError out). The twin: the same shapes a few levels deep parse, dots and
+    brackets inside strings and comments are not counted."""
+    import tomllib
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tomllib was asked to parse a hostile file")
+
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(hostile)
+    with monkeypatch.context() as patched:
+        patched.setattr(tomllib, "loads", never)
+        with pytest.raises(ProfileConfigError, match=f"{toml}: .*nest more than 64"):
+            read_deployment_toml(str(toml), base_dir=tmp_path)
+        with pytest.raises(ProfileConfigError, match="nest more than 64"):
+            SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+    toml.write_text(
+        'a.b.c.d = "x.' + "." * 500 + '"\n# ' + "[" * 500 + "\ny = [[1, 2], [3]]\n"
+        "[transport.passthru_https.sender.ssl_profile]\nfile_path = 'p.xml'\n"
+    )
+    assert read_deployment_toml(str(toml), base_dir=tmp_path).profiles_path == tmp_path / "p.xml"
