@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ Server = tuple[str, int] | Literal["*"]
 #: The port a URL without one connects to, for the schemes that speak TLS (the only
 #: ones a profile applies to). gRPC targets, which have no scheme, default to https's.
 DEFAULT_PORTS: dict[str, int] = {"https": 443, "wss": 443}
+
+log = logging.getLogger("mtls")
 
 
 def tls_origin(url: str) -> tuple[str, int] | None:
@@ -112,7 +115,7 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
         host, sep, port_text = text.rpartition(":")
         if not sep or ":" in host:
             host, port_text = text, ""
-        elif host and port_text.isdecimal() and 0 < (port := int(port_text)) < 65536:
+        elif host and (port := _port(port_text)) is not None and _plain(host):
             return normalize_host(host), port  # the usual entry, name:port
     if not port_text:
         example = f"[{text}]:443" if ":" in text else f"{text}:443"
@@ -126,18 +129,41 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
             servers=(text,),
             element="servers",
         )
-    try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not 0 < port < 65536 or not host:
+    checked = _port(port_text)
+    if checked is None or not host:
         raise ProfileConfigError(
-            f"{path or 'profile'}: server {text!r} is not host:port with a port from 1 to 65535",
+            f"{path or 'profile'}: server {text!r} is not host:port with a port from 1 to "
+            "65535 in plain digits (WSO2 compares host:port as text: 0443, +443 or other "
+            "digits than 0-9 would never match)",
             path=path,
             servers=(text,),
             element="servers",
         )
-    return normalize_host(host), port
+    _plain(host, warn=f"{path or 'profile'}: server {text!r}")
+    return normalize_host(host), checked
+
+
+def _port(text: str) -> int | None:
+    """A port as WSO2 would match it: ASCII digits, no sign, no leading zero, 1 to 65535."""
+    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 5:
+        return None
+    port = int(text)
+    return port if port < 65536 else None
+
+
+def _plain(host: str, *, warn: str | None = None) -> bool:
+    """Whether ``host`` could be a backend's name or address; with ``warn``, say why
+    one that cannot would never match (WSO2 compares the text: ``*.example.com`` is a
+    literal, not a pattern). Loaded all the same, as WSO2 loads it."""
+    odd = "*" in host or any(c.isspace() for c in host)
+    if odd and warn is not None:
+        log.warning(
+            "%s never matches a request: WSO2 compares host:port as text, so a '*' inside "
+            "a name is not a wildcard (only '*' alone is the catch-all) and a name holds no "
+            "spaces",
+            warn,
+        )
+    return not odd
 
 
 def format_server(server: Server) -> str:

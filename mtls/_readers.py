@@ -165,13 +165,18 @@ def parse(
     try:
         fmt = detect_format(data)
     except KeystoreFormatError as exc:
-        hint = f" (declared {declared})" if declared else ""
+        hint = f" (declared {_shown_type(declared)})" if declared else ""
         raise KeystoreFormatError(f"{where}: {exc}{hint}", path=path) from None
     if password is not None and declared and not allow_unprotected:
         _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):
         # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
-        log.debug("%s: declared type %s, content is %s; using the content", where, declared, fmt)
+        log.debug(
+            "%s: declared type %s, content is %s; using the content",
+            where,
+            _shown_type(declared),
+            fmt,
+        )
     budget = WorkBudget()
     if fmt in ("JKS", "JCEKS", "BKS", "UBER"):
         try:
@@ -241,6 +246,19 @@ def _pkcs12_has_mac(data: bytes) -> bool:
     except _der.DERError:
         return False
     return len(parts) == 3 and parts[2].tag == _der.SEQUENCE
+
+
+# The store types a <Type> may name (Java's, and the formats mtls reads).
+_TYPE_NAMES = frozenset(
+    {"JKS", "JCEKS", "PKCS12", "P12", "PFX", "PEM", "DER", "BKS", "UBER", "CASEEXACTJKS", "DKS"}
+)
+
+
+def _shown_type(declared: str) -> str:
+    """A declared type as messages show it: a store type's name as written, anything
+    else not at all (it may come from a placeholder, whose values are never shown)."""
+    norm = declared.upper().replace("#", "").replace("-", "")
+    return declared if norm in _TYPE_NAMES else "something that is not a store type"
 
 
 def _declared_mismatch(declared: str, fmt: str) -> bool:

@@ -137,6 +137,20 @@ class _Keys:
 # --------------------------------------------------------------------------- file formats
 
 
+_JAVA_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def java_lines(text: str) -> list[str]:
+    """``text`` split where Java's ``BufferedReader.readLine`` and ``Properties.load``
+    split it: at ``\\n``, ``\\r`` and ``\\r\\n`` only (``str.splitlines`` also breaks
+    at characters such as ``\\x85``, ``\\x0c`` and ``\\u2028``, which may be in a
+    password). No empty last line for a file that ends with a line break."""
+    lines = _JAVA_LINE_BREAK.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def read_properties(data: bytes) -> dict[str, str]:
     """Parse a Java ``.properties`` file (``java.util.Properties.load``, ISO-8859-1).
 
@@ -147,7 +161,7 @@ def read_properties(data: bytes) -> dict[str, str]:
     text = data.decode("iso-8859-1")
     logical: list[str] = []
     pending = ""
-    for raw in text.splitlines():
+    for raw in java_lines(text):
         line = raw.lstrip(" \t\f")
         if not pending and (not line or line[0] in "#!"):
             continue
@@ -564,7 +578,7 @@ class SecureVault:
         for name in _PASSWORD_FILES:
             path = self.home / name
             try:
-                lines = read_input(path).decode("utf-8").splitlines()
+                lines = java_lines(read_input(path).decode("utf-8"))
             except FileNotFoundError:
                 continue
             except (OSError, UnicodeDecodeError) as exc:

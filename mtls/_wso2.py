@@ -38,7 +38,7 @@ import defusedxml
 import defusedxml.ElementTree as DET
 
 from ._config import Server, SSLProfile, StoreConfig, check_path_text, parse_server
-from ._errors import ProfileConfigError, SecureVaultError
+from ._errors import MTLSError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
@@ -123,9 +123,33 @@ def resolve_placeholders(
     if "$" not in text:  # the usual leaf: nothing to replace (and no closure to make)
         return text
 
+    def hidden(what: str) -> ProfileConfigError:
+        # Inside other text, a placeholder may be part of the password itself (a
+        # password may hold "${" or "$secret{" by chance): never quote it, nor what
+        # it names. A password that is one placeholder is a reference, and named.
+        return ProfileConfigError(
+            f"{path or 'profile'}: {element or 'a password'} uses a placeholder "
+            f"({what}) that cannot be resolved; it is not shown because it is part of a "
+            "password: fix what it names, or write the password without '{'",
+            path=path,
+            servers=servers,
+            element=element,
+        )
+
     def replace(match: re.Match[str]) -> str:
         kind, name = match.group(1), match.group(2)
+        inside = secret and match.group(0) != text
         if kind == "secret":
+            if inside and secret_resolver is None:
+                raise hidden("$secret{...}, and no secure vault is configured")
+            if inside:
+                assert secret_resolver is not None
+                try:
+                    return resolve_secret(
+                        name, secret_resolver, path=path, servers=servers, element=element
+                    ).reveal()
+                except MTLSError:
+                    raise hidden("$secret{...}") from None
             if secret_resolver is None:
                 raise ProfileConfigError(
                     f"{path or 'profile'}: {element or 'a value'} uses $secret{{{name}}}, and "
@@ -143,6 +167,8 @@ def resolve_placeholders(
             if reference is None:
                 return match.group(0)  # not a profile-file placeholder: text, as in WSO2
             value = reference(name)
+            if value is None and inside:
+                raise hidden("$ref{...}")
             if value is None:
                 raise ProfileConfigError(
                     f"{path or 'deployment.toml'}: {element or 'a value'} uses "
@@ -156,18 +182,8 @@ def resolve_placeholders(
             value = os.environ.get(name)
         if value is None:
             source = "environment variable" if kind == "env" else "property or environment variable"
-            if secret and match.group(0) != text:
-                # Inside other text, "${x}" may be part of the password itself: never quote it.
-                # A password that is one placeholder ("$env{KS_PASSWORD}") is a reference.
-                raise ProfileConfigError(
-                    f"{path or 'profile'}: {element or 'a password'} uses a placeholder "
-                    "($env{...}, $sys{...} or ${...}) that names nothing set; it is not shown "
-                    "because it is part of a password: set the variable or property it names "
-                    "(or pass properties={...}), or write the password without '{'",
-                    path=path,
-                    servers=servers,
-                    element=element,
-                )
+            if inside:
+                raise hidden("$env{...}, $sys{...} or ${...}, naming nothing set")
             raise ProfileConfigError(
                 f"{path or 'profile'}: {element or 'a value'} uses {match.group(0)}, but no "
                 f"{source} {name!r} is set: set it, or pass properties={{...}}",

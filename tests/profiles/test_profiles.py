@@ -693,3 +693,30 @@ def test_ipv6_server_without_brackets_gets_a_useful_hint() -> None:
     with pytest.raises(mtls.ProfileConfigError, match=r"\[::1\]:8443"):
         mtls.SSLProfile(servers=("::1:8443",))
     assert mtls.SSLProfile(servers=("[::1]:8443",)).servers == (("::1", 8443),)  # its twin
+
+
+@pytest.mark.parametrize("port", ["0443", "+443", "\u0664\u0664\u0663", "4_43", "65536", "0"])
+def test_a_port_wso2_would_never_match_is_refused(port):
+    """WSO2 compares host:port as text: a port written with a sign, a leading zero or
+    digits other than 0-9 never matches there. The twin: the plain port loads."""
+    from mtls._config import parse_server
+
+    with pytest.raises(ProfileConfigError, match="plain digits"):
+        parse_server(f"a.test:{port}", path="p.xml")
+    assert parse_server("a.test:443", path="p.xml") == ("a.test", 443)
+
+
+@pytest.mark.parametrize("entry", ["*.example.com:443", "*:443", "a b.example:443"])
+def test_an_entry_that_can_never_match_loads_with_a_warning(entry, caplog):
+    """'*' inside a name is not a wildcard in WSO2 (only '*' alone is the catch-all):
+    such an entry loads, as in WSO2, and mtls says it will never match. The twin: an
+    ordinary name loads without a word."""
+    from mtls._config import parse_server
+
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        parse_server(entry, path="p.xml")
+    assert "never matches" in caplog.text and entry in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        parse_server("api.example.com:443", path="p.xml")
+    assert caplog.text == ""

@@ -557,6 +557,14 @@ def test_properties_parser_follows_java() -> None:
     }
 
 
+def test_properties_lines_break_where_java_breaks_them() -> None:
+    """Only \n, \r and \r\n end a line in Java; \x85, \x0c, \x1c and \u2028 (which
+    str.splitlines also breaks at) may be inside a value, as in a cipher tool's
+    plain-text password. The twin: the three real line breaks each end a line."""
+    data = "Alias=[pass\x85wo\x1crd]\r\nB=2\rC=3\nD=4".encode("iso-8859-1")
+    assert read_properties(data) == {"Alias": "[pass\x85wo\x1crd]", "B": "2", "C": "3", "D": "4"}
+
+
 def test_product_store_path(tmp_path) -> None:
     home = tmp_path
     security = home / "repository" / "resources" / "security"

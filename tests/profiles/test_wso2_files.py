@@ -585,3 +585,56 @@ def test_hostile_toml_is_refused_before_it_is_parsed(tmp_path, hostile, monkeypa
         "[transport.passthru_https.sender.ssl_profile]\nfile_path = 'p.xml'\n"
     )
     assert read_deployment_toml(str(toml), base_dir=tmp_path).profiles_path == tmp_path / "p.xml"
+
+
+SECRET_PART = "hunter2-Zq"  # what a password holds by chance between braces
+
+
+@pytest.mark.parametrize(
+    ("password", "resolver"),
+    [
+        (f"Pa$secret{{{SECRET_PART}}}", None),  # no vault at all
+        (f"Pa$secret{{{SECRET_PART}}}", {}.get),  # a vault without that alias
+        (f"Pa$env{{{SECRET_PART}}}", None),
+    ],
+    ids=["secret-no-vault", "secret-unknown-alias", "env"],
+)
+def test_a_placeholder_inside_a_password_is_never_quoted(password, resolver, tmp_path):
+    """Inside other text, "$secret{...}" may be part of the password: the message names
+    the element and never the text. The twin: a password that is one placeholder is a
+    reference, and its alias is named (it is not a secret)."""
+    xml = profile_xml(profile("a.test:443", tmp_path / "k.jks", tmp_path / "t.jks"))
+    data = xml.replace(f"<Password>{PASSWORD}</Password>", f"<Password>{password}</Password>", 1)
+    assert password in data
+    with pytest.raises(ProfileConfigError) as info:
+        parse_profiles_xml(data.encode(), path="p.xml", base_dir=tmp_path, secret_resolver=resolver)
+    assert SECRET_PART not in str(info.value) and "Password" in str(info.value)
+    whole = xml.replace(
+        f"<Password>{PASSWORD}</Password>", "<Password>$secret{ks.pw}</Password>", 1
+    )
+    with pytest.raises(ProfileConfigError, match=r"ks\.pw"):
+        parse_profiles_xml(whole.encode(), path="p.xml", base_dir=tmp_path)
+
+
+def test_a_ref_inside_a_password_is_never_quoted(tmp_path):
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        f'[keystore.tls]\nfile_name = "k.jks"\npassword = "Pa$ref{{a.{SECRET_PART}}}"\n'
+    )
+    with pytest.raises(ProfileConfigError) as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+    assert SECRET_PART not in str(info.value)
+
+
+def test_a_declared_type_from_a_placeholder_is_not_logged(tmp_path, caplog):
+    """A <Type> that is not a store type's name may come from a placeholder: the log
+    line about it (content wins over the declared type) does not show it. The twin: a
+    real type name is shown."""
+    ca = CA()
+    keystore = write_identity(ca.issue_cert("gw"), tmp_path / "gw.jks", "JKS")
+    for declared, shown in ((SECRET_PART, False), ("PKCS12", True)):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="mtls"):
+            mtls.Keystore.load(keystore, PASSWORD, store_type=declared)
+        assert "declared type" in caplog.text
+        assert (declared in caplog.text) is shown
