@@ -26,6 +26,7 @@ import contextlib
 import logging
 import operator
 import os
+import pyexpat
 import re
 import tomllib
 import xml.etree.ElementTree as ET
@@ -40,6 +41,7 @@ import defusedxml.ElementTree as DET
 from ._config import Server, SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError
 from ._files import read_input
+from ._jks import shown as _shown_text
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
 
@@ -217,7 +219,9 @@ def resolve_secret(
             ``KeyError``), fails (any exception: the vault may be unreachable; the
             next reload retries), or returns something other than a str or Secret.
     """
-    where = f"{path or 'profile'}: {element or 'a password'} names secret alias {alias!r}"
+    where = (
+        f"{path or 'profile'}: {element or 'a password'} names secret alias {_shown_text(alias)}"
+    )
     try:
         value = resolver(alias)
     except KeyError:
@@ -482,8 +486,12 @@ def parse_profiles_xml(
                 "UTF-8 (or ISO-8859-1, as WSO2 ships it)",
                 path=path,
             ) from None
+        # expat's reason names the kind of fault, never the document's text.
+        code: object = getattr(exc, "code", None)
+        reason = pyexpat.ErrorString(code) if isinstance(code, int) else None
         raise ProfileConfigError(
-            f"{path}: not well-formed XML at line {line}, column {column}: fix the file",
+            f"{path}: not well-formed XML at line {line}, column {column}"
+            f"{f' ({reason})' if reason else ''}: fix the file",
             path=path,
         ) from None
     except LookupError:  # <?xml encoding="..."?> names an encoding Python does not have

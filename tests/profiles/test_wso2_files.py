@@ -638,3 +638,34 @@ def test_a_declared_type_from_a_placeholder_is_not_logged(tmp_path, caplog):
             mtls.Keystore.load(keystore, PASSWORD, store_type=declared)
         assert "declared type" in caplog.text
         assert (declared in caplog.text) is shown
+
+
+def test_a_not_well_formed_file_says_what_expat_found(tmp_path):
+    """The secure-vault excerpt pasted without its namespace declaration: the message
+    gives expat's reason (a kind of fault, never the document's text). The twin: with
+    the declaration the same profile parses."""
+    body = (
+        "<profile><servers>a.test:443</servers><KeyStore><Location>k.jks</Location>"
+        '<Password svns:secretAlias="ks.pw">x</Password></KeyStore></profile>'
+    )
+    with pytest.raises(ProfileConfigError, match=r"line 1, column \d+ \(unbound prefix\)"):
+        parse_profiles_xml(
+            f"<parameter>{body}</parameter>".encode(), path="p.xml", base_dir=tmp_path
+        )
+    declared = (
+        f'<parameter xmlns:svns="http://org.wso2.securevault/configuration">{body}</parameter>'
+    )
+    (only,) = parse_profiles_xml(declared.encode(), path="p.xml", base_dir=tmp_path)
+    assert only.servers == (("a.test", 443),)
+
+
+def test_a_huge_alias_is_not_echoed_whole(tmp_path):
+    alias = "a" * 100_000
+    data = profile_xml(profile("a.test:443", tmp_path / "k.jks")).replace(
+        "<Password>",
+        f'<Password xmlns:svns="http://org.wso2.securevault/configuration" svns:secretAlias="{alias}">',
+        1,
+    )
+    with pytest.raises(ProfileConfigError) as info:
+        parse_profiles_xml(data.encode(), path="p.xml", base_dir=tmp_path, secret_resolver={}.get)
+    assert len(str(info.value)) < 1_000 and "aaaa" in str(info.value)
