@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,11 +152,14 @@ def _port(text: str) -> int | None:
     return port if port < 65536 else None
 
 
+_ODD_HOST = re.compile(r"[*\s]")  # one C scan per entry: this runs for every profile
+
+
 def _plain(host: str, *, warn: str | None = None) -> bool:
     """Whether ``host`` could be a backend's name or address; with ``warn``, say why
     one that cannot would never match (WSO2 compares the text: ``*.example.com`` is a
     literal, not a pattern). Loaded all the same, as WSO2 loads it."""
-    odd = "*" in host or any(c.isspace() for c in host)
+    odd = _ODD_HOST.search(host) is not None
     if odd and warn is not None:
         log.warning(
             "%s never matches a request: WSO2 compares host:port as text, so a '*' inside "
