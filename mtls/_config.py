@@ -116,8 +116,18 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
         host, sep, port_text = text.rpartition(":")
         if not sep or ":" in host:
             host, port_text = text, ""
-        elif host and (port := _port(port_text)) is not None and _plain(host):
-            return normalize_host(host), port  # the usual entry, name:port
+        elif (  # the usual entry, name:port, checked inline: this runs for every profile
+            host
+            and 0 < len(port_text) <= 5
+            and port_text.isascii()
+            and port_text.isdigit()
+            and port_text[0] != "0"
+            and (port := int(port_text)) < 65536
+            and "*" not in host
+            and " " not in host
+            and host.isprintable()  # no tab, newline or other control character
+        ):
+            return normalize_host(host), port
     if not port_text:
         example = f"[{text}]:443" if ":" in text else f"{text}:443"
         if ":" in text and not text.startswith("["):
@@ -159,7 +169,7 @@ def _plain(host: str, *, warn: str | None = None) -> bool:
     """Whether ``host`` could be a backend's name or address; with ``warn``, say why
     one that cannot would never match (WSO2 compares the text: ``*.example.com`` is a
     literal, not a pattern). Loaded all the same, as WSO2 loads it."""
-    odd = _ODD_HOST.search(host) is not None
+    odd = "*" in host or " " in host or not host.isprintable() or _ODD_HOST.search(host) is not None
     if odd and warn is not None:
         log.warning(
             "%s never matches a request: WSO2 compares host:port as text, so a '*' inside "
