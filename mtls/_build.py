@@ -391,6 +391,7 @@ class Builder:
         alias = profile.keystore.alias if profile.keystore else None
         subject, not_after, serial = None, None, None
         refusal: MTLSError | None = None
+        kept_shown: str | None = None  # the kept keystore's path as its material shows it
         if keystore is not None and key_fp is not None:
             subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
             in_service = None if serving is None else self._key_of.get(id(serving.context))
@@ -409,6 +410,7 @@ class Builder:
                         raise refused[0]  # not cached: the next check looks again
                     refusal = refused[0]
                     keystore, key_fp = serving.keystore, in_service[0]
+                    kept_shown = next((f[1] for f in serving.files if f[0] == "keystore"), None)
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
         mode = self.options.hostname_verifier
@@ -463,10 +465,15 @@ class Builder:
                     subject=subject,
                 )
             )
+            # Paths as configured: one made from placeholders is shown as written, never
+            # as its value (status(), metrics and logs read these).
+            shown = {c.location: c.shown_location for c in (profile.keystore, trust_config) if c}
+            if kept_shown is not None:
+                shown[files[0][1]] = kept_shown
             served = Served(
                 pair[0],
                 pair[1],
-                tuple((role, str(path), sha256) for role, path, sha256 in files),
+                tuple((role, shown.get(path, str(path)), digest) for role, path, digest in files),
                 subject,
                 not_after,
                 _dt.datetime.now(_dt.UTC),

@@ -69,7 +69,8 @@ def normalize_host(host: str) -> str:
         except ValueError:
             pass
     host = host.lower().rstrip(".")
-    return host if host.isascii() else _ascii_host(host)
+    # UTS #46 maps the ideographic full stop to ".": strip again after converting.
+    return host if host.isascii() else _ascii_host(host).rstrip(".")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -94,8 +95,11 @@ def _ascii_host(host: str) -> str:
         return host
 
 
-def parse_server(item: str, *, path: str | None = None) -> Server:
+def parse_server(item: str, *, path: str | None = None, written: str | None = None) -> Server:
     """Parse one ``<servers>`` item: ``host:port``, ``[v6]:port`` or ``*``.
+
+    ``written``: how a warning names the entry when placeholders made it (their
+    values are never shown); by default the entry itself.
 
     Raises:
         ProfileConfigError: empty, no port (WSO2 silently never matches it), or a bad port.
@@ -150,7 +154,7 @@ def parse_server(item: str, *, path: str | None = None) -> Server:
             servers=(text,),
             element="servers",
         )
-    _plain(host, warn=f"{path or 'profile'}: server {text!r}")
+    _plain(host, warn=f"{path or 'profile'}: server {written or repr(text)}")
     return normalize_host(host), checked
 
 
@@ -169,7 +173,8 @@ def _plain(host: str, *, warn: str | None = None) -> bool:
     """Whether ``host`` could be a backend's name or address; with ``warn``, say why
     one that cannot would never match (WSO2 compares the text: ``*.example.com`` is a
     literal, not a pattern). Loaded all the same, as WSO2 loads it."""
-    odd = "*" in host or " " in host or not host.isprintable() or _ODD_HOST.search(host) is not None
+    host = host.strip()  # normalize_host strips: only what is inside the name counts
+    odd = "*" in host or not host.isprintable() or _ODD_HOST.search(host) is not None
     if odd and warn is not None:
         log.warning(
             "%s never matches a request: WSO2 compares host:port as text, so a '*' inside "

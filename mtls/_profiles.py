@@ -833,7 +833,6 @@ class SSLProfileSet:
         """
         snapshot = self._snapshot
         now = _dt.datetime.now(_dt.UTC)
-        default_trust = self._options.default_truststore
 
         def certificate(info: AnchorInfo) -> AnchorStatus:
             return anchor(
@@ -873,18 +872,14 @@ class SSLProfileSet:
             return made
 
         def entry(item: Built) -> ProfileStatus:
-            # A store path made from placeholders is shown as written, never as its value.
-            trust = item.profile.truststore or default_trust
-            stores = (c for c in (item.profile.keystore, trust) if c is not None)
-            shown = {str(c.location): c.shown_location for c in stores}
+            # The material's files as it was built from them (a path made from
+            # placeholders is shown as written, never as its value: see Served.files).
             ident, anchors = material(item.served)
             return ProfileStatus(
                 servers=item.profile.server_names,
                 client_id=item.profile.client_id,
                 loaded=True,
-                files=tuple(
-                    FileStatus(role=r, path=shown.get(p, p), sha256=d) for r, p, d in item.files
-                ),
+                files=tuple(FileStatus(role=r, path=p, sha256=d) for r, p, d in item.files),
                 identity=ident,
                 anchors=anchors,
                 last_good_load=item.loaded_at,

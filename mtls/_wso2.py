@@ -592,7 +592,12 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     servers_text = written if hidden else resolved
     try:
         servers = (
-            (parse_server(items[0], path=ctx.path),)
+            tuple(
+                parse_server(item, path=ctx.path, written=f"<servers>{written}</servers>")
+                for item in items
+            )
+            if hidden  # a warning names the entry as written, never its value
+            else (parse_server(items[0], path=ctx.path),)
             if len(items) == 1
             else tuple(map(ctx.parse_server, items))
         )
@@ -887,10 +892,14 @@ def _depth(node: Any, limit: int) -> int:
 # Strings and comments, which may hold any dots and brackets (linear patterns: each
 # alternative consumes what it matches). What is left is keys, values and punctuation.
 _TOML_OPAQUE = re.compile(
-    r'"""(?:[^"\\]|\\.|"(?!""))*"""'
-    r"|'''(?:[^']|'(?!''))*'''"
-    r'|"(?:[^"\\\n]|\\.)*"'
-    r"|'[^'\n]*'"
+    # Possessive (*+): no backtracking, one pass whatever the input. An unclosed string
+    # runs to the end of its line (of the file, for a multi-line one): tomllib refuses
+    # such a file anyway. A backslash escapes any character, a line break included
+    # (TOML's line-ending backslash).
+    r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|[\s\S]*)'
+    r"|'''(?:[^']|'(?!''))*+(?:'''|[\s\S]*)"
+    r'|"(?:[^"\\\n]|\\.)*+(?:"|[^\n]*)'
+    r"|'[^'\n]*+(?:'|[^\n]*)"
     r"|#[^\n]*"
 )
 _TOML_BRACKETS = re.compile(r"[\[\]{}]")

@@ -193,3 +193,42 @@ def test_deployment_toml_values(tmp_path_factory, a: str, b: str, c: str, key: s
     )
     with contextlib.suppress(ProfileConfigError):
         read_deployment_toml(str(path), base_dir=Path("/base"), secret_resolver=lambda _: None)
+
+
+def _toml_basic(text: str) -> str:
+    escaped = "".join(
+        "\\\\" if c == "\\" else '\\"' if c == '"' else f"\\u{ord(c):04x}" if ord(c) < 32 else c
+        for c in text
+    )
+    return f'"{escaped}"'
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.text(alphabet="ab.[]{}\"'\\#=,\n x", max_size=200), min_size=1, max_size=5),
+    st.sampled_from(["basic", "literal", "multi-basic", "multi-literal"]),
+)
+def test_valid_toml_is_never_refused_as_too_deep(values: list[str], form: str) -> None:
+    """Whatever dots, brackets, quotes, backslashes and comment signs a string holds,
+    a document tomllib reads is never refused by the depth pre-scan."""
+    import tomllib
+
+    from mtls._wso2 import _toml_too_deep
+
+    lines = []
+    for number, value in enumerate(values):
+        if form == "basic":
+            written = _toml_basic(value)
+        elif form == "literal":
+            written = "'" + value.replace("'", "").replace("\n", "") + "'"
+        elif form == "multi-basic":
+            written = '"""' + _toml_basic(value)[1:-1].replace("\\u000a", "\\\n") + '"""'
+        else:
+            written = "'''" + value.replace("'", "") + "'''"
+        lines.append(f"k{number} = {written}")
+    document = "\n".join(lines) + "\n"
+    try:
+        tomllib.loads(document)
+    except tomllib.TOMLDecodeError:
+        return  # not TOML: the pre-scan may say what it likes
+    assert not _toml_too_deep(document), document

@@ -720,3 +720,14 @@ def test_an_entry_that_can_never_match_loads_with_a_warning(entry, caplog):
     with caplog.at_level(logging.WARNING, logger="mtls"):
         parse_server("api.example.com:443", path="p.xml")
     assert caplog.text == ""
+
+
+def test_names_are_normalised_the_same_way_twice():
+    """An ideographic full stop becomes '.' in IDNA: a trailing one must not leave a
+    dot a lookup strips. A space next to the port is trimmed, not warned about."""
+    from mtls._config import normalize_host, parse_server
+
+    assert parse_server("\u00fc.example\u3002:443") == ("xn--tda.example", 443)
+    assert normalize_host("\u00fc.example\u3002") == "xn--tda.example"
+    assert normalize_host(normalize_host("\u00ea.")) == normalize_host("\u00ea.")
+    assert parse_server("h :443") == ("h", 443)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import ssl
@@ -809,3 +810,31 @@ def test_an_error_stays_reported_while_the_profile_file_does_not_parse(setup, ca
     assert any("broken.jks" in str(e) for e in profiles.errors)
     assert any("not well-formed" in str(e) for e in profiles.errors)
     assert cn_seen(profiles, backend.port) == "gen-1"
+
+
+def test_a_placeholder_path_stays_hidden_when_an_edit_fails(tmp_path, ca, monkeypatch):
+    """A refused edit keeps the last good material under the new definition: status()
+    must show that material's files as they were configured ($env{...} as written),
+    never the value a placeholder stood for. The twin: before the edit, the same."""
+    hidden = tmp_path / "HIDDEN-DIR"
+    hidden.mkdir()
+    monkeypatch.setenv("MTLS_TEST_STORES", str(hidden))
+    (hidden / "gw.jks").write_bytes(jks(ca, "gen-1"))
+    ca.write_truststore(hidden / "trust.jks", PASSWORD)
+    (hidden / "broken.jks").write_bytes(b"\xfe\xed\xfe\xed" + b"junk" * 50)
+
+    def xml_for(name: str) -> str:
+        stores = Path("$env{MTLS_TEST_STORES}")
+        return profile_xml(profile("a.example:443", stores / name, stores / "trust.jks"))
+
+    xml = tmp_path / "p.xml"
+    xml.write_text(xml_for("gw.jks"))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    for step in ("before", "after"):
+        if step == "after":
+            replace_atomically(xml, xml_for("broken.jks").encode())
+            profiles.reload()
+            assert profiles.last_error is not None
+        shown = json.dumps(profiles.status().to_dict(), default=str)
+        assert "HIDDEN-DIR" not in shown, step
+        assert "$env{MTLS_TEST_STORES}/gw.jks" in shown, step

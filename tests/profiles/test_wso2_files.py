@@ -669,3 +669,49 @@ def test_a_huge_alias_is_not_echoed_whole(tmp_path):
     with pytest.raises(ProfileConfigError) as info:
         parse_profiles_xml(data.encode(), path="p.xml", base_dir=tmp_path, secret_resolver={}.get)
     assert len(str(info.value)) < 1_000 and "aaaa" in str(info.value)
+
+
+def test_the_depth_prescan_is_linear_on_unclosed_strings(tmp_path):
+    """A line of unclosed strings and escapes made the pre-scan quadratic (64 KiB: 8 s
+    of CPU, 8 MiB: hours). It now runs in one pass: a 2 MiB line is judged in a child
+    process given a generous bound, and the answer is tomllib's own refusal."""
+    import subprocess
+    import sys
+
+    toml = tmp_path / "deployment.toml"
+    toml.write_text('a = "' + '"\\' * (1 << 20) + "\n")
+    code = (
+        "import sys\nfrom mtls._wso2 import _parse_toml\nfrom mtls import ProfileConfigError\n"
+        "try:\n    _parse_toml(sys.argv[1])\nexcept ProfileConfigError as e:\n    print(e)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(toml)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "not valid TOML" in done.stdout, done.stderr[-500:]
+
+
+def test_line_ending_backslashes_in_multi_line_strings_are_strings(tmp_path):
+    """TOML's line-ending backslash inside a multi-line string: its lines are the
+    string's, not keys (a list of host names with dots was counted as one deep key)."""
+    hosts = " ".join(f"node{i}.dc1.example.com" for i in range(30))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        'allowed = """\\\n' + hosts + "\\\n  more." + "." * 80 + 'hosts"""\n'
+        "[transport.passthru_https.sender.ssl_profile]\nfile_path = 'p.xml'\n"
+    )
+    assert read_deployment_toml(str(toml), base_dir=tmp_path).profiles_path == tmp_path / "p.xml"
+
+
+def test_a_never_matching_entry_made_from_placeholders_is_warned_about_as_written(
+    tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setenv("MTLS_TEST_BACKEND", "*.internal-HIDDEN.example:8443")
+    xml = profile_xml(profile("$env{MTLS_TEST_BACKEND}", tmp_path / "k.jks"))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        parse_profiles_xml(xml.encode(), path="p.xml", base_dir=tmp_path)
+    assert "never matches" in caplog.text and "$env{MTLS_TEST_BACKEND}" in caplog.text
+    assert "HIDDEN" not in caplog.text
