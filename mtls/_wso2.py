@@ -798,6 +798,7 @@ SECURITY_DIR = Path("repository", "resources", "security")
 #: API Manager's sender reads this profile file when deployment.toml names none.
 APIM_DEFAULT_PROFILES = "repository/resources/security/sslprofiles.xml"
 _PRODUCT_NAMES = {"apim": "API Manager", "mi": "Micro Integrator"}
+_REF_DEPTH = 16  # $ref{} chains followed to show a value (a circle is refused elsewhere)
 _TOML_DEPTH = 64  # nesting deeper than any WSO2 file; tomllib recurses per level
 
 
@@ -1067,6 +1068,26 @@ class DeploymentToml:
         finally:
             self._resolving.pop()
 
+    def shown(self, written: str, depth: int = 0) -> str | None:
+        """How messages and status() show a value written as ``written``: ``None`` when
+        its resolved value may be shown (no placeholder, or only ``$ref{}`` to values of
+        this file that have none: API Manager's own templates are written that way);
+        else the text with its ``$ref{}`` expanded as written, so that what comes from
+        the environment, system properties or the vault stays unshown."""
+        if not has_placeholder(written):
+            return None
+
+        def expand(match: re.Match[str]) -> str:
+            table, _, key = match.group(2).rpartition(".")
+            target = self.written(table, key) if match.group(1) == "ref" and table else None
+            if target is None or depth >= _REF_DEPTH:
+                return match.group(0)
+            inner = self.shown(target, depth + 1)
+            return target if inner is None else inner
+
+        expanded = _PLACEHOLDER.sub(expand, written)
+        return expanded if has_placeholder(expanded) else None
+
     def _reference(self, dotted: str) -> str | None:
         table, _, key = dotted.rpartition(".")
         return self.text(table, key) if table else None
@@ -1085,8 +1106,7 @@ class DeploymentToml:
         value = self.text(table, key)
         if value is None:
             return None
-        written = self.written(table, key) or ""
-        shown = written if has_placeholder(written) else None
+        shown = self.shown(self.written(table, key) or "")
         setting = f"[{table}] {key} in {self.path}"
         check_path_text(value, setting=f"[{table}] {key}", path=self.path)
         if not value:
@@ -1163,8 +1183,7 @@ class DeploymentToml:
             chosen = self.first(*candidates, *[(table, "alias") for table in tables])
             if chosen is None:
                 return None, None
-            written = self.written(*chosen) or ""
-            return self.text(*chosen) or None, written if has_placeholder(written) else None
+            return self.text(*chosen) or None, self.shown(self.written(*chosen) or "")
 
         password = pick("password", secret=True)
         key_password = pick("key_password", secret=True) if keystore else None

@@ -715,3 +715,23 @@ def test_a_never_matching_entry_made_from_placeholders_is_warned_about_as_writte
         parse_profiles_xml(xml.encode(), path="p.xml", base_dir=tmp_path)
     assert "never matches" in caplog.text and "$env{MTLS_TEST_BACKEND}" in caplog.text
     assert "HIDDEN" not in caplog.text
+
+
+def test_ref_values_are_shown_resolved_and_env_values_stay_hidden(tmp_path, monkeypatch):
+    """API Manager's templates write store names as $ref{} to other keys of the same
+    file: those are shown as their values. A $ref{} that leads to $env{...} shows the
+    $env{...} as written, never its value; so does a value that is $env{...} itself."""
+    monkeypatch.setenv("MTLS_TEST_STORE", "HIDDEN-name.jks")
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        '[keystore.primary]\nfile_name = "wso2carbon.jks"\n'
+        '[keystore.tls]\nfile_name = "$ref{keystore.primary.file_name}"\n'
+        '[keystore.other]\nfile_name = "$ref{keystore.env.file_name}"\n'
+        '[keystore.env]\nfile_name = "$env{MTLS_TEST_STORE}"\n'
+    )
+    doc = DeploymentToml(str(toml), base_dir=tmp_path)
+    assert doc.shown(doc.written("keystore.tls", "file_name") or "") is None  # its value
+    assert doc.text("keystore.tls", "file_name") == "wso2carbon.jks"
+    assert doc.shown(doc.written("keystore.other", "file_name") or "") == "$env{MTLS_TEST_STORE}"
+    assert doc.shown(doc.written("keystore.env", "file_name") or "") == "$env{MTLS_TEST_STORE}"
+    assert doc.shown("$ref{keystore.missing.file_name}") == "$ref{keystore.missing.file_name}"
