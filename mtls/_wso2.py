@@ -150,8 +150,12 @@ def resolve_placeholders(
                     return resolve_secret(
                         name, secret_resolver, path=path, servers=servers, element=element
                     ).reveal()
-                except MTLSError:
-                    raise hidden("$secret{...}") from None
+                except MTLSError as exc:
+                    # Why, without the alias: the vault or resolver failed, or it does
+                    # not know the name. Not chained: the cause may name the alias.
+                    failed = exc.__cause__ is not None
+                    why = "the secret resolver failed" if failed else "an alias the vault lacks"
+                    raise hidden(f"$secret{{...}}: {why}") from None
             if secret_resolver is None:
                 raise ProfileConfigError(
                     f"{path or 'profile'}: {element or 'a value'} uses $secret{{{name}}}, and "

@@ -590,25 +590,33 @@ def test_hostile_toml_is_refused_before_it_is_parsed(tmp_path, hostile, monkeypa
 SECRET_PART = "hunter2-Zq"  # what a password holds by chance between braces
 
 
+def _vault_down(alias: str) -> str:
+    raise ConnectionError(f"vault down while asking for {alias}")
+
+
 @pytest.mark.parametrize(
-    ("password", "resolver"),
+    ("password", "resolver", "reason"),
     [
-        (f"Pa$secret{{{SECRET_PART}}}", None),  # no vault at all
-        (f"Pa$secret{{{SECRET_PART}}}", {}.get),  # a vault without that alias
-        (f"Pa$env{{{SECRET_PART}}}", None),
+        (f"Pa$secret{{{SECRET_PART}}}", None, "no secure vault is configured"),
+        (f"Pa$secret{{{SECRET_PART}}}", {}.get, "an alias the vault lacks"),
+        (f"Pa$secret{{{SECRET_PART}}}", _vault_down, "the secret resolver failed"),
+        (f"Pa$env{{{SECRET_PART}}}", None, "naming nothing set"),
     ],
-    ids=["secret-no-vault", "secret-unknown-alias", "env"],
+    ids=["secret-no-vault", "secret-unknown-alias", "secret-resolver-fails", "env"],
 )
-def test_a_placeholder_inside_a_password_is_never_quoted(password, resolver, tmp_path):
+def test_a_placeholder_inside_a_password_is_never_quoted(password, resolver, reason, tmp_path):
     """Inside other text, "$secret{...}" may be part of the password: the message names
-    the element and never the text. The twin: a password that is one placeholder is a
-    reference, and its alias is named (it is not a secret)."""
+    the element and why, never the text, and chains no cause (a resolver's own message
+    may name the alias). The twin: a password that is one placeholder is a reference,
+    and its alias is named (it is not a secret)."""
     xml = profile_xml(profile("a.test:443", tmp_path / "k.jks", tmp_path / "t.jks"))
     data = xml.replace(f"<Password>{PASSWORD}</Password>", f"<Password>{password}</Password>", 1)
     assert password in data
     with pytest.raises(ProfileConfigError) as info:
         parse_profiles_xml(data.encode(), path="p.xml", base_dir=tmp_path, secret_resolver=resolver)
-    assert SECRET_PART not in str(info.value) and "Password" in str(info.value)
+    message = str(info.value)
+    assert SECRET_PART not in message and "Password" in message and reason in message
+    assert info.value.__cause__ is None
     whole = xml.replace(
         f"<Password>{PASSWORD}</Password>", "<Password>$secret{ks.pw}</Password>", 1
     )
