@@ -166,13 +166,14 @@ def _port(text: str) -> int | None:
     return port if port < 65536 else None
 
 
-_ODD_HOST = re.compile(r"[*\s]")  # one C scan per entry: this runs for every profile
+_ODD_HOST = re.compile(r"[*\s]")  # the usual entry never gets here: parse_server checks it inline
 
 
 def _plain(host: str, *, warn: str | None = None) -> bool:
     """Whether ``host`` could be a backend's name or address; with ``warn``, say why
     one that cannot would never match (WSO2 compares the text: ``*.example.com`` is a
-    literal, not a pattern). Loaded all the same, as WSO2 loads it."""
+    literal, not a pattern). Loaded all the same, as WSO2 loads it. Entries that are
+    not the usual ``name:port`` come here (parse_server checks those inline)."""
     host = host.strip()  # normalize_host strips: only what is inside the name counts
     odd = "*" in host or not host.isprintable() or _ODD_HOST.search(host) is not None
     if odd and warn is not None:
