@@ -86,7 +86,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from ._errors import MTLSError
-from ._fork import renew_after_fork
+from ._fork import renew_after_fork, renew_attributes_after_fork
 from ._reading import FileReader, Interrupted, Reading, Unstable
 
 log = logging.getLogger("mtls")
@@ -242,7 +242,6 @@ class Engine(Generic[S]):
         self._stop = stop
         self._lock = threading.Lock()
         self._reader = FileReader()
-        self._subscribers.renew_locks()
         timer = self._timer
         if timer is not None:
             # Forked from the reload thread itself (a subscriber or a secret resolver
@@ -429,11 +428,7 @@ class Subscribers:
         self._callbacks: list[Callback] = []
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
         self._delivering = threading.Lock()
-
-    def renew_locks(self) -> None:
-        """New locks, in a forked child (see :mod:`mtls._fork`)."""
-        self._lock = threading.Lock()
-        self._delivering = threading.Lock()
+        renew_attributes_after_fork(self, "_lock", "_delivering")
 
     def add(self, callback: Callback) -> None:
         with self._lock:

@@ -4,8 +4,9 @@ A forked child has only the thread that called ``fork()``: every reload thread o
 parent is gone (a profile set or server made before the fork, as in a pre-fork server
 that imports the application first, would never reload again, and say nothing), and
 a lock another thread held at that moment stays held forever. Each object that owns a
-thread or a lock registers here; in the child, :func:`_in_child` calls its
-``_after_fork_in_child()``, which makes its locks new and starts its thread again.
+lock registers it here (:func:`renew_attributes_after_fork`: the child gets a new
+one), and one that owns a thread registers itself (:func:`renew_after_fork`: the
+child calls its ``_after_fork_in_child()``, which starts the thread again).
 
 Registration holds a weak reference: an object that is gone needs nothing.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import weakref
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger("mtls")
@@ -28,6 +31,9 @@ class ForkAware(Protocol):
 
 
 _objects: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+# object -> (attribute, what makes its new value) renewed in a child, in this order.
+_attributes: weakref.WeakKeyDictionary[object, tuple[tuple[str, Callable[[], object]], ...]]
+_attributes = weakref.WeakKeyDictionary()
 
 
 def renew_after_fork(obj: ForkAware) -> None:
@@ -35,13 +41,26 @@ def renew_after_fork(obj: ForkAware) -> None:
     _objects.add(obj)
 
 
+def renew_attributes_after_fork(
+    obj: object, *names: str, new: Callable[[], object] = threading.Lock
+) -> None:
+    """In every child forked after this call, set each attribute ``names`` of ``obj``
+    to ``new()`` (by default a new lock: one another thread held at the fork would
+    never be released in the child). A module may register its own globals."""
+    _attributes[obj] = (*_attributes.get(obj, ()), *((name, new) for name in names))
+
+
 def _in_child() -> None:
-    for obj in list(_objects):
+    # Locks first: an _after_fork_in_child() may take them.
+    for obj, renewals in list(_attributes.items()):
+        for name, new in renewals:
+            setattr(obj, name, new())
+    for each in list(_objects):
         try:
-            obj._after_fork_in_child()
+            each._after_fork_in_child()
         except Exception:  # one object must not leave the others stale
             with contextlib.suppress(Exception):
-                log.exception("mtls: renewing %r after fork() failed", obj)
+                log.exception("mtls: renewing %r after fork() failed", each)
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()

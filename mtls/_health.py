@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from ._build import AnchorInfo, Served
 from ._errors import MTLSError
-from ._fork import renew_after_fork
+from ._fork import renew_attributes_after_fork
 from ._snapshot import Built, Snapshot
 from ._status import ReloadCounts
 
@@ -366,7 +366,7 @@ class Health:
         self._where = where
         self._clock = clock
         self._lock = threading.Lock()
-        renew_after_fork(self)
+        renew_attributes_after_fork(self, "_lock")
         self._callbacks: list[HealthCallback] = []
         # fingerprint -> level announced: k thresholds crossed (1..n), n + 1 expired
         self._announced: dict[str, int] = {}
@@ -378,9 +378,6 @@ class Health:
         self._generation: int | None = None
         self._reloads = ReloadCounts()
         self._revocation: dict[str, int] = {}
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # another thread may have held it at the fork
 
     # ------------------------------------------------------------------ subscribers
 

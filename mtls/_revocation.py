@@ -67,7 +67,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from . import _x509
 from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
-from ._fork import renew_after_fork
+from ._fork import renew_attributes_after_fork
 from ._types import CRLCheck, Mode, Status
 
 log = logging.getLogger("mtls")
@@ -757,18 +757,15 @@ class RevocationChecker:
         ]
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
-        renew_after_fork(self)
+        # A fetch under way in another thread at the fork holds its gate for good.
+        renew_attributes_after_fork(self, "_lock")
+        renew_attributes_after_fork(self, "_gates", new=dict)
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
         # host -> the statuses of its last checked chain (for status pages), bounded
         self._hosts: collections.OrderedDict[str, tuple[CertificateStatus, ...]]
         self._hosts = collections.OrderedDict()
         #: Network requests made so far (OCSP requests and CRL downloads).
         self.fetches = 0
-
-    def _after_fork_in_child(self) -> None:
-        # A fetch under way in another thread at the fork holds its gate for good.
-        self._lock = threading.Lock()
-        self._gates = {}
 
     def __repr__(self) -> str:
         return f"RevocationChecker({self.policy!r}, cached={len(self._cache)})"

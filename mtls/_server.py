@@ -59,7 +59,7 @@ from ._config import StoreConfig, _as_secret
 from ._context import server_context
 from ._engine import Callback, Engine, Outcome, Problem, check_seconds
 from ._errors import KeystoreError, MTLSError
-from ._fork import renew_after_fork
+from ._fork import renew_attributes_after_fork
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
 from ._secret import Secret, scrub_tracebacks
@@ -570,7 +570,7 @@ class RotatingServerContext:
         self._fence_lock = threading.Lock()
         self._fence = (0, 0.0)  # (generation, when _switch first served it)
         self._latest = 0.0  # the latest time any handshake passed through _switch
-        renew_after_fork(self)
+        renew_attributes_after_fork(self, "_fence_lock")
         if self._fenced:
             log.warning(
                 "mtls: the TLS session cache of the server context for %s cannot be "
@@ -594,9 +594,6 @@ class RotatingServerContext:
         # The chained callback sees the context the connection now uses (what
         # ssl_object.context says), not the outer one OpenSSL called us with.
         return None if chained is None else chained(ssl_object, server_name, inner)
-
-    def _after_fork_in_child(self) -> None:
-        self._fence_lock = threading.Lock()  # the engine renews its own (mtls._fork)
 
     def _stale(self, ssl_object: Any, generation: int) -> bool:
         """A resumed session that began before the material served now: its client

@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ._budget import WorkLimitError
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
-from ._fork import renew_after_fork
+from ._fork import renew_attributes_after_fork
 from ._jks import secret_key_entry
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
@@ -338,14 +338,11 @@ class SecureVault:
         self._key_password = key_password
         self._symmetric_key = symmetric_key
         self._lock = threading.Lock()
-        renew_after_fork(self)
+        renew_attributes_after_fork(self, "_lock")
         self._cipher_text: Path | None = None  # known once secret-conf.properties is read
         self._config: tuple[tuple[object, ...], _Config] | None = None
         self._keys: tuple[tuple[object, ...], _Keys] | None = None
         self._warned: set[tuple[str, str]] = set()
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # another thread may have held it at the fork
 
     @classmethod
     def for_estate(

@@ -18,8 +18,8 @@ import datetime as _dt
 import functools
 import hashlib
 import logging
-import os
 import ssl
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from . import _der
+from ._fork import renew_attributes_after_fork
 
 log = logging.getLogger("mtls")
 
@@ -43,13 +44,7 @@ _REPORTED_MAX = 4096
 # catch_warnings swaps process-wide state: mtls's own threads take turns (the
 # path is rare: only certificates _unusual() picks go through it).
 _WARNINGS_LOCK = threading.RLock()
-if hasattr(os, "register_at_fork"):  # a lock held by another thread at fork() stays held
-
-    def _renew_lock() -> None:
-        global _WARNINGS_LOCK  # noqa: PLW0603 - the one module-level lock, renewed in a child
-        _WARNINGS_LOCK = threading.RLock()
-
-    os.register_at_fork(after_in_child=_renew_lock)
+renew_attributes_after_fork(sys.modules[__name__], "_WARNINGS_LOCK", new=threading.RLock)
 
 
 def _tbs_fields(der: bytes) -> list[_der.TLV]:

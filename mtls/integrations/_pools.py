@@ -39,7 +39,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._errors import MTLSError
-from .._fork import renew_after_fork
+from .._fork import renew_attributes_after_fork
 
 if TYPE_CHECKING:
     from .._profiles import SSLProfileSet
@@ -97,15 +97,12 @@ class _ContextPools(Generic[T]):
         self._lookup = lookup if lookup is not None else self.context_for
         self._key = key
         self._lock = threading.Lock()
-        renew_after_fork(self)
+        renew_attributes_after_fork(self, "_lock")
         self._entries: dict[Hashable, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
         self._unclosed: list[T] = []  # retired and due to close, left by a refused acquire
         self._origins: set[tuple[str, int]] = set()
         self._generation = profile_set.generation
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # another thread may have held it at the fork (mtls._fork)
 
     def context_for(self, host: str, port: int) -> ssl.SSLContext | None:
         """The current context for ``host:port``, without taking a lease."""

@@ -63,7 +63,7 @@ from typing import Any
 from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES
 from .._errors import ProfileConfigError
-from .._fork import renew_after_fork
+from .._fork import renew_attributes_after_fork
 from .._material import TLSMaterial
 from .._profiles import SSLProfileSet
 from . import _missing_extra
@@ -442,7 +442,7 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
         compression: grpc.Compression | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        renew_after_fork(self)
+        renew_attributes_after_fork(self, "_lock")
         self._subscriptions: list[tuple[Callable[[grpc.ChannelConnectivity], None], bool]] = []
         super().__init__(
             target,
@@ -453,9 +453,6 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
         )
         self._first()
         self._unsubscribe = _subscribe_weakly(profile_set, self, RotatingChannel._on_reload)
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # another thread may have held it at the fork (mtls._fork)
 
     def _make(self, material: TLSMaterial) -> _Underlying:
         underlying = super()._make(material)
@@ -741,7 +738,7 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self.profile_set = profile_set
         self._where = where
         self._lock = threading.Lock()
-        renew_after_fork(self)
+        renew_attributes_after_fork(self, "_lock")
         material = self._material()
         self._served = material.fingerprint
         log.info("mtls: gRPC server %s serves %s", where, material.subject)
@@ -749,9 +746,6 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
             _server_configuration(material), self._fetch, require_client_auth
         )
         super().__init__(dynamic._credentials)
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # another thread may have held it at the fork (mtls._fork)
 
     def _material(self) -> TLSMaterial:
         material = self.profile_set.material_for(CATCH_ALL, 0)
