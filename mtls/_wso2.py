@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from ._config import Server, SSLProfile, StoreConfig, check_path_text, parse_server
+from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._jks import shown as _shown_text
@@ -73,10 +73,6 @@ class _Context:
     # No attribute the reader looks at (svns:secretAlias) is in the file: the store
     # cache keys need only the children's tags and texts.
     no_aliases: bool = False
-
-    def parse_server(self, item: str) -> Server:
-        """:func:`parse_server` naming this file in its errors."""
-        return parse_server(item, path=self.path)
 
 
 def _names(shown: Sequence[str]) -> tuple[str, ...]:
@@ -142,10 +138,9 @@ def resolve_placeholders(
         kind, name = match.group(1), match.group(2)
         inside = secret and match.group(0) != text
         if kind == "secret":
-            if inside and secret_resolver is None:
-                raise hidden("$secret{...}, and no secure vault is configured")
             if inside:
-                assert secret_resolver is not None
+                if secret_resolver is None:
+                    raise hidden("$secret{...}, and no secure vault is configured")
                 try:
                     return resolve_secret(
                         name, secret_resolver, path=path, servers=servers, element=element
@@ -595,15 +590,12 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     shown = written.split(",") if hidden else items
     servers_text = written if hidden else resolved
     try:
+        # A warning names an entry made from placeholders as written, never its value.
+        as_written = f"<servers>{written}</servers>" if hidden else None
         servers = (
-            tuple(
-                parse_server(item, path=ctx.path, written=f"<servers>{written}</servers>")
-                for item in items
-            )
-            if hidden  # a warning names the entry as written, never its value
-            else (parse_server(items[0], path=ctx.path),)
-            if len(items) == 1
-            else tuple(map(ctx.parse_server, items))
+            (parse_server(items[0], path=ctx.path, written=as_written),)
+            if len(items) == 1  # the usual profile: no generator
+            else tuple(parse_server(item, path=ctx.path, written=as_written) for item in items)
         )
     except ProfileConfigError:
         if not hidden:
