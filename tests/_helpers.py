@@ -117,6 +117,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
 
 
+def jks(ca: CA, cn: str, **kwargs: Any) -> bytes:
+    """A JKS keystore (password :data:`PASSWORD`) for a fresh identity named ``cn``
+    (``kwargs`` as :meth:`CA.issue_cert` takes them: validity, key type), as bytes."""
+    return ca.issue_cert(cn, common_name=cn, **kwargs).keystore().to_bytes(PASSWORD)
+
+
 @contextlib.contextmanager
 def accepting(handle: Callable[[socket.socket], None]) -> Iterator[int]:
     """A loopback listener whose thread hands each connection to ``handle``, one at a

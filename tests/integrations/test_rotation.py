@@ -21,7 +21,7 @@ from mtls.integrations.aiohttp import MTLSClientSession
 from mtls.integrations.httpx import async_client, client
 from mtls.integrations.requests import session
 from mtls.testing import CA, MTLSServer, replace_atomically
-from tests._helpers import PASSWORD, profile, profile_xml, wait_for
+from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for
 from tests.integrations._backend import established, tcp_table_available
 
 INTERVAL = 0.2
@@ -38,15 +38,11 @@ def backend(ca: CA):
         yield server
 
 
-def keystore_bytes(ca: CA, cn: str) -> bytes:
-    return ca.issue_cert(cn, common_name=cn).keystore().to_bytes(PASSWORD)
-
-
 @pytest.fixture
 def setup(tmp_path: Path, ca: CA, backend: MTLSServer) -> tuple[Path, Path]:
     """A profile file for localhost:PORT, its keystore holding CN=gen-1."""
     keystore = tmp_path / "gateway.jks"
-    keystore.write_bytes(keystore_bytes(ca, "gen-1"))
+    keystore.write_bytes(jks(ca, "gen-1"))
     trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
     xml = tmp_path / "sslprofiles.xml"
     xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
@@ -55,7 +51,7 @@ def setup(tmp_path: Path, ca: CA, backend: MTLSServer) -> tuple[Path, Path]:
 
 def rotate(ca: CA, keystore: Path, cn: str) -> None:
     """Replace the keystore file atomically with a new identity."""
-    replace_atomically(keystore, keystore_bytes(ca, cn))
+    replace_atomically(keystore, jks(ca, cn))
 
 
 # --------------------------------------------------------------------------- drivers

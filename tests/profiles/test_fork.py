@@ -22,7 +22,7 @@ import pytest
 import mtls
 from mtls import SSLProfileSet
 from mtls.testing import CA, MTLSServer, replace_atomically
-from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for, whoami
 from tests.servers._servers import make_estate
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
@@ -75,14 +75,10 @@ def backend(ca: CA):
         yield server
 
 
-def _jks(ca: CA, cn: str) -> bytes:
-    return ca.issue_cert(cn, common_name=cn).keystore().to_bytes(PASSWORD)
-
-
 @pytest.fixture
 def setup(tmp_path: Path, ca: CA, backend: MTLSServer) -> tuple[Path, Path]:
     keystore, trust = tmp_path / "gw.jks", tmp_path / "trust.jks"
-    keystore.write_bytes(_jks(ca, "gen-1"))
+    keystore.write_bytes(jks(ca, "gen-1"))
     ca.write_truststore(trust, PASSWORD)
     xml = tmp_path / "sslprofiles.xml"
     xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
@@ -94,7 +90,7 @@ def test_a_set_made_before_fork_reloads_in_the_child(setup, ca, backend) -> None
     with SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0) as profiles:
 
         def child() -> dict[str, Any]:
-            replace_atomically(keystore, _jks(ca, "gen-2"))
+            replace_atomically(keystore, jks(ca, "gen-2"))
             wait_for(lambda: profiles.generation == 1, timeout=20)
             ctx = profiles.context_for("localhost", backend.port)
             assert ctx is not None
@@ -115,7 +111,7 @@ def test_a_closed_set_stays_closed_in_the_child(setup, ca) -> None:
     profiles.close()
 
     def child() -> dict[str, Any]:
-        replace_atomically(keystore, _jks(ca, "gen-2"))
+        replace_atomically(keystore, jks(ca, "gen-2"))
         return {"reloading": profiles.status().reloading, "reload": profiles.reload()}
 
     assert in_child(child) == {"reloading": False, "reload": False}
@@ -128,7 +124,7 @@ def test_a_lock_held_at_the_fork_does_not_deadlock_the_child(setup, ca) -> None:
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
 
         def child() -> dict[str, Any]:
-            replace_atomically(keystore, _jks(ca, "gen-2"))
+            replace_atomically(keystore, jks(ca, "gen-2"))
             return {"reload": profiles.reload(), "generation": profiles.generation}
 
         with profiles._engine._lock:  # type: ignore[union-attr]
@@ -165,7 +161,7 @@ def test_a_subscriber_that_forks_leaves_both_processes_working(setup, ca) -> Non
                 forked.append(os.fork())
 
         profiles.subscribe(fork_here)
-        replace_atomically(keystore, _jks(ca, "gen-2"))
+        replace_atomically(keystore, jks(ca, "gen-2"))
         try:
             verdict = 0 if profiles.reload() else 2
         except BaseException:

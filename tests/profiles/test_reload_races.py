@@ -33,7 +33,7 @@ from mtls import (
 )
 from mtls._files import MAX_INPUT_BYTES
 from mtls.testing import CA, MTLSServer, replace_atomically
-from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for, whoami
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,6 @@ def backend(root: CA):
     # Trusts only the root: a client chain without the intermediate is refused.
     with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
         yield server
-
-
-def jks(ca: CA, cn: str) -> bytes:
-    return ca.issue_cert(cn, common_name=cn).keystore().to_bytes(PASSWORD)
 
 
 def pem_parts(ca: CA, cn: str) -> tuple[bytes, bytes]:

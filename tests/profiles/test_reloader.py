@@ -14,7 +14,7 @@ import pytest
 
 from mtls import KeystoreError, ProfileConfigError, ProfileUnavailableError, SSLProfileSet
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir, write_in_two_halves
-from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
+from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for, whoami
 
 INTERVAL = 0.1
 
@@ -28,11 +28,6 @@ def ca() -> CA:
 def backend(ca: CA):
     with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
         yield server
-
-
-def jks(ca: CA, cn: str, **kwargs) -> bytes:
-    """A JKS keystore for a fresh identity, as bytes."""
-    return ca.issue_cert(cn, common_name=cn, **kwargs).keystore().to_bytes(PASSWORD)
 
 
 @pytest.fixture
