@@ -521,8 +521,6 @@ _MEMORY_COPIES = 10
     unit="MiB",
 )
 def bench_profiles_memory(env: Env, reps: int) -> Comparison:
-    import subprocess  # noqa: PLC0415 - only this benchmark spawns interpreters
-
     xml, keystore, trust, trust_password = _profiles_env(env)
     # The same keystore, a one-certificate truststore with the cacerts password.
     tiny_trust = env.dir / "tiny-trust.jks"
@@ -535,16 +533,24 @@ def bench_profiles_memory(env: Env, reps: int) -> Comparison:
         + "</profile></parameter>"
     )
 
+    script = f"COPIES = {_MEMORY_COPIES}\n{_MEMORY_SCRIPT}"
+    args = [str(xml), str(keystore), PASSWORD, str(trust), trust_password, str(tiny_xml),
+            str(tiny_trust)]  # fmt: skip
+    return _rss_rounds(script, args, max(2, min(reps // 50, 9)))
+
+
+def _rss_rounds(script: str, args: list[str], rounds: int) -> Comparison:
+    """Run ``script`` in fresh interpreters, ``ours`` and ``floor`` alternately (its
+    last argument says which side): each prints the resident memory it measured."""
+    import subprocess  # noqa: PLC0415 - only the memory benchmarks spawn interpreters
+
     def measure(which: str) -> float:
         done = subprocess.run(
-            [sys.executable, "-c", f"COPIES = {_MEMORY_COPIES}\n{_MEMORY_SCRIPT}", str(xml),
-             str(keystore), PASSWORD, str(trust), trust_password, str(tiny_xml), str(tiny_trust),
-             which],
-            capture_output=True, text=True, check=True,
+            [sys.executable, "-c", script, *args, which], capture_output=True, text=True,
+            check=True,
         )  # fmt: skip
-        return float(done.stdout.strip())
+        return float(done.stdout.strip().splitlines()[-1])
 
-    rounds = max(2, min(reps // 50, 9))
     ours: list[float] = []
     floor: list[float] = []
     for i in range(rounds):
@@ -1088,6 +1094,79 @@ def bench_reload_noop_estate(env: Env, reps: int) -> Comparison:
             stat(path)
 
     return compare(profiles.reload, stats, min(reps, 200))
+
+
+_ESTATE_MEMORY_SCRIPT = """
+import gc, json, os, ssl, sys
+import mtls
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+spec, which = sys.argv[1:]
+with open(spec) as fh:
+    spec = json.load(fh)
+trust = mtls.StoreConfig(location=spec["trust"], password=spec["trust_password"])
+def ours(identities, per):
+    return mtls.SSLProfileSet(
+        [
+            mtls.SSLProfile(
+                servers=(f"backend{i}-{j}.example.com:8243",),
+                keystore=mtls.StoreConfig(location=jks, password=spec["password"]),
+                truststore=trust,
+            )
+            for i, (jks, _, _) in enumerate(identities)
+            for j in range(per)
+        ],
+        settle_delay=0,
+    )
+def floor(identities, per):
+    contexts = []
+    for _, certfile, keyfile in identities:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=spec["cafile"])
+        ctx.load_cert_chain(certfile, keyfile)
+        contexts.append(ctx)
+    return contexts
+run = ours if which == "ours" else floor
+warm = run(spec["identities"][:1], 1)  # modules imported, OpenSSL set up: code, not data
+gc.collect()
+before = rss()
+kept = run(spec["identities"], spec["per"])
+gc.collect()
+print(rss() - before)
+"""
+
+
+@benchmark(
+    "estate-memory",
+    None,
+    "resident memory of the 1,000-keystore, 10,000-profile set (the 144-certificate "
+    "truststore shared) vs 1,000 raw contexts from PEM files (one per keystore), each in "
+    "a fresh interpreter",
+    unit="MiB",
+)
+def bench_estate_memory(env: Env, reps: int) -> Comparison:
+    import json  # noqa: PLC0415 - only to hand the estate to the child
+
+    estate = _estate(env)
+    trust, _, _ = env.cacerts
+    spec = env.dir / "estate.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "trust": str(trust),
+                "trust_password": env.cacerts_password,
+                "cafile": str(estate.cafile),
+                "password": PASSWORD,
+                "per": ESTATE_PROFILES // ESTATE_KEYSTORES,
+                "identities": [
+                    [str(jks), str(cert), str(key)]
+                    for jks, (cert, key) in zip(estate.keystores, estate.pem, strict=True)
+                ],
+            }
+        )
+    )
+    return _rss_rounds(_ESTATE_MEMORY_SCRIPT, [str(spec)], 2)
 
 
 @benchmark(
