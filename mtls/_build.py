@@ -632,23 +632,25 @@ def _validity_refusal(
     not_after: _dt.datetime | None,
     where: str,
     *,
-    whose: str = "client",
+    whose: str = "",
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
     """Why a replacement certificate peers would refuse is not installed (``whose``:
-    ``client`` for a profile's identity, ``server`` for a rotating server's), and
+    ``server`` for a rotating server's; unsaid for a profile set's keystore, which
+    is a client's identity or, through gRPC's ``server_credentials``, a server's), and
     from when the same certificate may be installed (its ``not_before`` when it is
     only not valid yet; ``None`` when it has expired). ``None`` when it is valid now."""
+    role = f"{whose} " if whose else ""
     now = _dt.datetime.now(_dt.UTC)
     if not_after is not None and not_after < now:
         expired = KeystoreError(
-            f"{where}: the new {whose} certificate ({subject}) expired on "
+            f"{where}: the new {role}certificate ({subject}) expired on "
             f"{not_after.date()}: not installed; the previous one stays",
             path=where,
         )
         return expired, None
     if not_before is not None and not_before > now:
         early = KeystoreError(
-            f"{where}: the new {whose} certificate ({subject}) is not valid before "
+            f"{where}: the new {role}certificate ({subject}) is not valid before "
             f"{not_before}: not installed yet (the first check after that installs it); "
             "the previous one stays",
             path=where,

@@ -8,6 +8,7 @@ the new keystore; a client from a CA the server's truststore names gets in.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,27 @@ def test_client_truststore_rotation(tmp_path: Path, stores: dict[str, Any]) -> N
         assert credentials.reload()
         assert call(port, stores["server_ca"], newcomer) == b"newcomer"
         assert refused(port, stores["server_ca"], stores["client"])
+
+
+def test_a_server_certificate_not_valid_yet_is_refused_as_the_servers(
+    tmp_path: Path, stores: dict[str, Any]
+) -> None:
+    """A pre-staged server certificate waits, and the refusal speaks of the server's own
+    certificate: the profile set underneath must not call it a client certificate."""
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    staged = stores["server_ca"].issue_cert("localhost", common_name="staged", not_before=start)
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        replace_atomically(tmp_path / "server.jks", staged.keystore().to_bytes(PASSWORD))
+        assert not credentials.reload()
+        error = str(credentials.profile_set.last_error)
+        assert "server.jks" in error and "not valid before" in error and "staged" in error
+        assert "client" not in error
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
 
 
 def test_damaged_replacement_keeps_the_last_good(tmp_path: Path, stores: dict[str, Any]) -> None:
