@@ -5,8 +5,9 @@ parent is gone (a profile set or server made before the fork, as in a pre-fork s
 that imports the application first, would never reload again, and say nothing), and
 a lock another thread held at that moment stays held forever. Each object that owns a
 lock registers it here (:func:`renew_attributes_after_fork`: the child gets a new
-one), and one that owns a thread registers itself (:func:`renew_after_fork`: the
-child calls its ``_after_fork_in_child()``, which starts the thread again).
+one; :func:`hold_across_fork` also makes the fork wait for it), and one that owns a
+thread registers itself (:func:`renew_after_fork`: the child calls its
+``_after_fork_in_child()``, which starts the thread again).
 
 Registration holds a weak reference: an object that is gone needs nothing.
 """
@@ -48,6 +49,34 @@ def renew_attributes_after_fork(
     to ``new()`` (by default a new lock: one another thread held at the fork would
     never be released in the child). A module may register its own globals."""
     _attributes[obj] = (*_attributes.get(obj, ()), *((name, new) for name in names))
+
+
+def hold_across_fork(
+    obj: object, name: str, *, new: Callable[[], object] = threading.RLock, wait: float = 10.0
+) -> None:
+    """Make ``fork()`` wait (up to ``wait`` seconds) until no other thread holds the lock
+    ``obj.name``, so that no child starts inside what it guards: process-wide state a
+    thread swapped there and would have put back (``warnings.catch_warnings``) stays
+    swapped for good in a child forked meanwhile. The child gets a new lock. The hooks
+    keep ``obj`` alive: this is for a module's own globals."""
+
+    held: list[bool] = []
+
+    def before() -> None:
+        held.append(getattr(obj, name).acquire(timeout=wait))
+
+    def after_in_parent() -> None:
+        if held.pop():
+            getattr(obj, name).release()
+
+    def after_in_child() -> None:
+        held.pop()
+
+    renew_attributes_after_fork(obj, name, new=new)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=before, after_in_parent=after_in_parent, after_in_child=after_in_child
+        )
 
 
 def _in_child() -> None:

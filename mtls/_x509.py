@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from . import _der
-from ._fork import renew_attributes_after_fork
+from ._fork import hold_across_fork
 
 log = logging.getLogger("mtls")
 
@@ -42,9 +42,10 @@ _ONE_BYTE_STRINGS = {0x0C, 0x13, 0x16}  # UTF8String, PrintableString, IA5String
 _REPORTED: set[tuple[str, str]] = set()
 _REPORTED_MAX = 4096
 # catch_warnings swaps process-wide state: mtls's own threads take turns (the
-# path is rare: only certificates _unusual() picks go through it).
+# path is rare: only certificates _unusual() picks go through it), and a fork waits
+# for the turn to end (a child forked inside it would record its warnings, unseen).
 _WARNINGS_LOCK = threading.RLock()
-renew_attributes_after_fork(sys.modules[__name__], "_WARNINGS_LOCK", new=threading.RLock)
+hold_across_fork(sys.modules[__name__], "_WARNINGS_LOCK")
 
 
 def _tbs_fields(der: bytes) -> list[_der.TLV]:

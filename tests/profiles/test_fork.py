@@ -28,13 +28,22 @@ from tests.servers._servers import make_estate
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
 
 
-def in_child(work: Callable[[], dict[str, Any]], timeout: float = 30) -> dict[str, Any]:
-    """Run ``work`` in a forked child; what it returned (or raised, as text)."""
+def in_child(
+    work: Callable[[], dict[str, Any]], timeout: float = 30, *, quiet: bool = True
+) -> dict[str, Any]:
+    """Run ``work`` in a forked child; what it returned (or raised, as text).
+
+    ``quiet=False``: fork outside ``catch_warnings`` (whose exit, in both processes,
+    would put back whatever another thread had swapped in meanwhile); the test then
+    silences Python 3.12+'s fork warning itself."""
     read, write = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a threaded process may deadlock the child:
-        # what mtls._fork is about.
-        warnings.simplefilter("ignore", DeprecationWarning)
+    if quiet:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that forking a threaded process may deadlock the
+            # child: what mtls._fork is about.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    else:
         pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 0
@@ -205,3 +214,42 @@ def test_a_revocation_fetch_under_way_at_the_fork_does_not_hold_the_child(ca) ->
             }
 
         assert in_child(child, timeout=20) == {"lock": True, "gate": True}
+
+
+@pytest.mark.filterwarnings("ignore:.*fork:DeprecationWarning")
+def test_a_fork_waits_for_the_warnings_turn_of_another_thread() -> None:
+    """mtls._x509 swaps the process's warning machinery (catch_warnings) around an
+    unusual certificate's parse. A child forked while another thread was inside would
+    keep the swapped machinery for good, recording its warnings where nobody reads
+    them: the fork now waits for the turn to end."""
+    from mtls import _x509  # the module whose turn is taken
+
+    machinery = warnings._showwarnmsg_impl  # type: ignore[attr-defined]
+    filters = list(warnings.filters)
+    inside, leave = threading.Event(), threading.Event()
+
+    def parse_in_turn() -> None:
+        with _x509._reported(b"not a certificate", []):
+            inside.set()
+            # Nobody sets it before the fork: the turn ends after a bounded wait,
+            # which the fork waits out (without the fix it lands inside the turn).
+            leave.wait(1.0)
+
+    parser = threading.Thread(target=parse_in_turn)
+    parser.start()
+    try:
+        assert inside.wait(10)
+
+        def child() -> dict[str, Any]:
+            return {
+                "machinery": warnings._showwarnmsg_impl is machinery,  # type: ignore[attr-defined]
+                "filters": warnings.filters == filters,
+            }
+
+        result = in_child(child, quiet=False)
+    finally:
+        leave.set()
+        parser.join()
+    assert result == {"machinery": True, "filters": True}, result
+    # Twin: the parent's own machinery is back too, once the turn ended.
+    assert warnings._showwarnmsg_impl is machinery  # type: ignore[attr-defined]
