@@ -702,6 +702,10 @@ def _secret(
         ),
         None,
     )
+    if alias is not None and not alias.strip():
+        # WSO2 (MiscellaneousUtil.resolve) takes an empty secretAlias as none: the text
+        # is the password. One of spaces is never a protected token there either.
+        alias = None
     if alias is not None and ctx.secret_resolver is not None:
         return resolve_secret(
             alias, ctx.secret_resolver, path=ctx.path, servers=servers, element=name

@@ -187,6 +187,33 @@ def test_secret_alias_goes_through_the_resolver(tmp_path, pki):
     assert "not-the-password" not in str(wrong.value)
 
 
+@pytest.mark.parametrize("alias", ["", "  "])
+def test_an_empty_secret_alias_means_the_text_is_the_password(tmp_path, pki, alias):
+    """WSO2's MiscellaneousUtil.resolve uses the element text when secretAlias is empty,
+    vault or not: it is not an alias to look up."""
+    body = (
+        '<parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">'
+        f"<profile><servers>a:1</servers><KeyStore><Location>{pki['gw1']}</Location>"
+        f'<Password svns:secretAlias="{alias}">{PASSWORD}</Password></KeyStore>'
+        "</profile></parameter>"
+    )
+    xml = tmp_path / "vault.xml"
+    xml.write_text(body)
+    asked: list[str] = []
+
+    def resolver(name: str) -> str | None:
+        asked.append(name)
+        return None
+
+    profiles = SSLProfileSet.from_xml(xml, secret_resolver=resolver)
+    assert profiles.context_for("a", 1) is not None and asked == []
+    # Twin: a named alias is still looked up, and one the vault lacks is an error.
+    xml.write_text(body.replace(f'secretAlias="{alias}"', 'secretAlias="Gw.Store"'))
+    with pytest.raises(ProfileConfigError, match=r"Gw\.Store"):
+        SSLProfileSet.from_xml(xml, secret_resolver=resolver)
+    assert asked == ["Gw.Store"]
+
+
 @pytest.mark.parametrize(
     ("servers", "message"),
     [
