@@ -449,7 +449,7 @@ def _profiles_env(env: Env) -> tuple[Path, Path, Path, str]:
         body = "".join(
             f"<profile><servers>backend{i}.example.com:8243</servers>"
             f"<KeyStore><Location>{keystore}</Location><Type>JKS</Type>"
-            f"<Password>{PASSWORD}</Password></KeyStore>"
+            f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
             f"<TrustStore><Location>{trust}</Location><Type>JKS</Type>"
             f"<Password>{env.cacerts_password}</Password></TrustStore></profile>"
             for i in range(PROFILES)
@@ -877,7 +877,7 @@ def bench_parse_xml(env: Env, reps: int) -> Comparison:
     body = "".join(
         f"<profile><servers>backend{i}.example.com:8243</servers>"
         f"<KeyStore><Location>gateway.jks</Location><Type>JKS</Type>"
-        f"<Password>{PASSWORD}</Password></KeyStore>"
+        f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
         f"<TrustStore><Location>client-truststore.jks</Location><Type>JKS</Type>"
         f"<Password>{PASSWORD}</Password></TrustStore></profile>"
         for i in range(XML_PROFILES)

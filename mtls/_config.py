@@ -133,6 +133,15 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
         ):
             return normalize_host(host), port
     if not port_text:
+        if len(words := text.split()) > 1 and ":" in text:
+            raise ProfileConfigError(
+                f"{path or 'profile'}: server {text!r} is {len(words)} entries separated by "
+                "a line break or space, not a comma: WSO2 splits <servers> at commas only, "
+                f"so it would never match: write {', '.join(words)}",
+                path=path,
+                servers=(text,),
+                element="servers",
+            )
         example = f"[{text}]:443" if ":" in text else f"{text}:443"
         if ":" in text and not text.startswith("["):
             last = text.rpartition(":")

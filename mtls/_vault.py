@@ -500,7 +500,7 @@ class SecureVault:
             keystore = product_store_path(
                 self.home,
                 self._placeholder(ks_table["file_name"].strip(), f"{table_name} file_name"),
-                self._product or detect_product(toml),
+                self._product or detect_product(toml, self._toml),
             )
             keystore_from = f"{table_name} file_name of {self._toml}"
             keystore_type = _str(ks_table.get("type"))

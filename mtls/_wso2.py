@@ -589,6 +589,15 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     # them (made into a tuple only for a message, or for a profile that keeps them).
     shown = written.split(",") if hidden else items
     servers_text = written if hidden else resolved
+    if len(items) > 1 and not all(item.strip() for item in items):
+        items, shown = _stray_commas(items, shown, _label(number, name), servers_text, ctx)
+    elif not items[0].strip():
+        raise ProfileConfigError(
+            f"{ctx.path}: {_label(number, name)} has an empty <servers>, so it would never "
+            "match (WSO2 ignores it silently): write host:port entries, separated by commas",
+            path=ctx.path,
+            element="servers",
+        )
     try:
         # A warning names an entry made from placeholders as written, never its value.
         as_written = f"<servers>{written}</servers>" if hidden else None
@@ -673,6 +682,30 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                 element=exc.element,
             ) from None
         raise
+
+
+def _stray_commas(
+    items: list[str], shown: list[str], label: str, servers_text: str, ctx: _Context
+) -> tuple[list[str], list[str]]:
+    """``<servers>`` entries without the empty ones a stray comma makes (WSO2's
+    ``split(",")`` drops trailing ones, and an inner or leading one becomes a key no
+    request matches): dropped with a warning; none left is an error."""
+    kept = [item for item in items if item.strip()]
+    if not kept:
+        raise ProfileConfigError(
+            f"{ctx.path}: {label} <servers>{servers_text}</servers> has no entry, only "
+            "commas, so it would never match: write host:port entries, separated by commas",
+            path=ctx.path,
+            element="servers",
+        )
+    log.warning(
+        "%s: %s <servers>%s</servers>: an empty entry (a stray comma) is ignored, as WSO2 "
+        "ignores it",
+        ctx.path,
+        label,
+        servers_text,
+    )
+    return kept, [item for item in shown if item.strip()]
 
 
 def _warn_unknown(
@@ -775,6 +808,20 @@ def _parse_store(
     )
     written_alias = _written(alias_el) if alias_el is not None else ""
     check_path_text(location, setting=f"<{kind}><Location>", path=ctx.path)
+    missing = "KeyPassword" if is_keystore else "Password"
+    if missing not in parts:
+        # SecureVaultValueReader gives null for an absent element, and WSO2's
+        # createSSLContext calls toCharArray() on it: the profile never loads there.
+        log.warning(
+            "%s: <%s> %s has no <%s>: mtls uses %s, but WSO2 fails to load the profile "
+            "(a NullPointerException in ClientConnFactoryBuilder): add <%s>",
+            ctx.path,
+            kind,
+            shown or location,
+            missing,
+            "the store password for the key" if is_keystore else "no password (Java's rule)",
+            missing,
+        )
     return StoreConfig(
         location=ctx.base_dir / location,
         type=_text(type_el, f"{kind}/Type", ctx, servers) or None if type_el is not None else None,
@@ -834,14 +881,19 @@ def resolve_security_file(value: str, *, key: str, home: Path, product: Product)
     return home / path
 
 
-def detect_product(doc: Mapping[str, Any]) -> Product:
-    """Which product wrote a deployment.toml, from the tables only one of them has.
+def detect_product(doc: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> Product:
+    """Which product wrote a deployment.toml: from the tables only one of them reads,
+    then from its store paths, then from where the file sits.
 
-    API Manager: ``[transport.passthru_https]``, ``[apim]`` or ``[keystore.tls]``.
-    Micro Integrator: ``[transport.http]`` sender or listener settings,
-    ``[management_api]``, ``[internal_apis]``, or store ``file_name`` values that are
-    paths (MI's own default ``repository/resources/security/wso2carbon.jks``; API
-    Manager's are bare names). Anything else: API Manager.
+    1. API Manager: ``[transport.passthru_https]``, ``[apim]`` or ``[keystore.tls]``
+       (checked first: Micro Integrator reads none of them).
+    2. Micro Integrator: ``[transport.http]`` sender or listener settings,
+       ``[management_api]`` or ``[internal_apis]``.
+    3. Store ``file_name`` values that are relative paths: Micro Integrator's (its own
+       default is ``repository/resources/security/wso2carbon.jks``; API Manager's are
+       bare names inside its security folder).
+    4. ``path``: API Manager keeps the file in ``repository/conf/``, Micro Integrator
+       in ``conf/`` under the home. Anything else: API Manager.
     """
     apim: tuple[tuple[str, ...], ...] = (
         ("transport", "passthru_https"),
@@ -862,6 +914,10 @@ def detect_product(doc: Mapping[str, Any]) -> Product:
         value = _dig(doc, *keys)
         if isinstance(value, str) and "/" in value.strip() and not value.strip().startswith("/"):
             return "mi"
+    if path is not None:
+        folder = Path(os.path.abspath(path)).parent
+        if folder.name == "conf":
+            return "apim" if folder.parent.name == "repository" else "mi"
     return "apim"
 
 
@@ -1001,7 +1057,7 @@ class DeploymentToml:
         self.doc = _parse_toml(path)
         if product is not None and product not in _PRODUCT_NAMES:
             raise ValueError(f"product must be 'apim' or 'mi', not {product!r}")
-        self.product: Product = product or detect_product(self.doc)
+        self.product: Product = product or detect_product(self.doc, path)
         self._properties = with_carbon_home(properties, base_dir)
         self._secret_resolver = secret_resolver
         self._resolving: list[str] = []

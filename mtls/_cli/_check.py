@@ -118,7 +118,7 @@ def _loaded_row(
                         "servers will refuse it"
                     )
             except (MTLSError, ValueError) as exc:
-                problems.append(str(exc))
+                _add_problem(problems, str(exc))
         trust_config = profile.truststore or default_trust
         if trust_config is not None:
             try:
@@ -130,12 +130,13 @@ def _loaded_row(
                         f"{len(expired)} of {anchors} trust anchors expired ({', '.join(expired)})"
                     )
             except MTLSError as exc:
-                problems.append(str(exc))
+                _add_problem(problems, str(exc))
     servers = list(entry["servers"])
     return {
         "servers": [label] if label else servers,
         "client_id": entry.get("client_id"),
-        "loaded": True,
+        # A default profile that does not load has a row too (its stores say why).
+        "loaded": bool(entry.get("loaded", True)),
         "keystore": _file_of(entry, "keystore"),
         "truststore": _file_of(entry, "truststore"),
         "client_subject": entry.get("subject"),
@@ -146,6 +147,13 @@ def _loaded_row(
         "problems": problems,
         "error": entry.get("error"),
     }
+
+
+def _add_problem(problems: list[str], text: str) -> None:
+    """Add ``text`` unless a problem already says it (a store that did not load is the
+    row's error, and reading it again for the table fails the same way)."""
+    if not any(text in known for known in problems):
+        problems.append(text)
 
 
 def _failed_row(entry: dict[str, Any], error: MTLSError | None) -> dict[str, Any]:
@@ -340,6 +348,11 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
                 f"relative <Location> paths start from the base directory ({base or os.getcwd()}):"
                 " set --base-dir to the product home"
             )
+    elif _default_failed(report):
+        out.line(
+            out.style("FAILED: the default profile did not load", "red", "bold")
+            + " (requests no profile matches are refused until it loads)"
+        )
     elif not report["ok"]:
         out.line(out.style("FAILED: see the problems above", "red", "bold"))
     else:
@@ -357,7 +370,9 @@ def vault_report(args: argparse.Namespace) -> dict[str, Any] | None:
     """
     home = args.base_dir or os.getcwd()
     try:
-        vault = SecureVault.for_estate(home, deployment_toml=args.deployment_toml)
+        vault = SecureVault.for_estate(
+            home, deployment_toml=args.deployment_toml, product=args.product
+        )
         if vault is None:
             return None
         entries = vault.check()
@@ -428,8 +443,18 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         return EXIT_FAILURE
     first = next((row for row in report["profiles"] if row["problems"] and row["error"]), None)
     where = f" (first: {', '.join(first['servers'])}: {first['problems'][0]})" if first else ""
-    out.error(
-        f"{report['path']}: {report['failed']} of {len(report['profiles'])} profiles did not "
-        f"load{where}"
-    )
+    if report["failed"]:
+        out.error(
+            f"{report['path']}: {report['failed']} of {len(report['profiles'])} profiles did "
+            f"not load{where}"
+        )
+    elif _default_failed(report):
+        out.error(f"{report['path']}: {report['default']['problems'][0]}")
+    else:
+        out.error(f"{report['path']}: not healthy{where}: see the problems above")
     return EXIT_FAILURE
+
+
+def _default_failed(report: dict[str, Any]) -> bool:
+    default = report["default"]
+    return default is not None and not default["loaded"]

@@ -570,6 +570,7 @@ def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSL
         return SSLProfileSet.from_deployment_toml(
             args.deployment_toml,
             base_dir=base_dir,
+            product=args.product,
             hostname_verifier=verifier,
             skip_failures=True,
             reload_interval=None,

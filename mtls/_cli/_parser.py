@@ -130,6 +130,13 @@ def _profile_source_options(parser: argparse.ArgumentParser) -> None:
         help="read the profile file, hostname verifier and default stores from deployment.toml",
     )
     parser.add_argument(
+        "--product",
+        choices=("apim", "mi"),
+        help="the WSO2 product that reads --deployment-toml: apim (API Manager) or mi "
+        "(Micro Integrator), whose rules place store file names; default: detected from "
+        "its tables, then from where it sits (repository/conf/ or conf/)",
+    )
+    parser.add_argument(
         "--hostname-verifier",
         type=_hostname_verifier,
         metavar="MODE",

@@ -114,3 +114,37 @@ def test_check_deployment_toml_counts_the_default_anchors(ca, tmp_path, capsys, 
     table = capsys.readouterr().out
     default_line = next(line for line in table.splitlines() if line.startswith("(default)"))
     assert (" 3 " in default_line) is with_truststore
+
+
+def test_check_says_when_only_the_default_failed(ca, tmp_path, capsys):
+    """Every profile loads but [keystore.tls] names a missing file: the summary and the
+    error say the default did not load (they said "0 of 1 profiles did not load"),
+    and the default row states the problem once."""
+    keystore, trust = _stores(ca, tmp_path, anchors=1)
+    xml = _xml(tmp_path / "profiles.xml", _profile("own.test:443", keystore, trust))
+    toml = tmp_path / "deployment.toml"
+
+    def write(default_store: Path) -> None:
+        toml.write_text(
+            "[transport.passthru_https.sender.ssl_profile]\n"
+            f'file_path = "{xml}"\n'
+            "[keystore.tls]\n"
+            f'file_name = "{default_store}"\npassword = "{PASSWORD}"\n'
+        )
+
+    write(tmp_path / "missing.jks")
+    args = ["check", "--deployment-toml", str(toml), "--base-dir", str(tmp_path)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "FAILED: the default profile did not load" in captured.out
+    assert "0 of 1" not in captured.out + captured.err
+    assert "the default profile" in captured.err and "missing.jks" in captured.err
+    default_line = next(line for line in captured.out.splitlines() if line.startswith("(default)"))
+    assert default_line.count("no such keystore file") == 1
+    assert main([*args, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["failed"] == 0 and report["default"]["loaded"] is False
+    # Twin: the default store present, all is well.
+    write(keystore)
+    assert main(args) == 0
+    assert "OK: 1 profile loaded" in capsys.readouterr().out

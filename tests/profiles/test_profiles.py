@@ -218,7 +218,9 @@ def test_an_empty_secret_alias_means_the_text_is_the_password(tmp_path, pki, ali
     ("servers", "message"),
     [
         ("backend.example.com", "no port"),
-        ("backend.example.com:443,", "empty entry"),
+        ("", "empty <servers>"),
+        (" , ,", "no entry, only commas"),
+        ("a.example.com:443\n  b.example.com:8243", "not a comma.*a.example.com:443, b.example"),
         ("backend.example.com:http", "port from 1 to 65535"),
         ("backend.example.com:70000", "port from 1 to 65535"),
     ],
@@ -228,6 +230,50 @@ def test_bad_servers_are_errors(tmp_path, servers, message):
     with pytest.raises(ProfileConfigError, match=message) as info:
         SSLProfileSet.from_xml(xml)
     assert info.value.path == str(xml)
+
+
+def test_a_stray_comma_in_servers_is_ignored_with_a_warning(tmp_path, pki, caplog):
+    """WSO2's split(",") drops trailing empty entries, and an inner or leading one is a
+    key no request matches: the file loads there, so it loads here, and says so."""
+    xml = write_xml(tmp_path, profile(",a.test:443,, b.test:8243,", pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    (only,) = profiles.profiles
+    assert only.servers == (("a.test", 443), ("b.test", 8243))
+    assert profiles.context_for("b.test", 8243) is not None
+    assert "stray comma" in caplog.text and "profile 1" in caplog.text
+    # Twin: a well-formed list says nothing.
+    caplog.clear()
+    xml = write_xml(tmp_path, profile("a.test:443, b.test:8243", pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml)
+    assert "stray comma" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("store", "missing"),
+    [
+        ("<KeyStore><Location>{gw1}</Location><Password>{pw}</Password></KeyStore>", "KeyPassword"),
+        ("<TrustStore><Location>{trust}</Location></TrustStore>", "Password"),
+    ],
+)
+def test_a_store_wso2_cannot_load_loads_with_a_warning(tmp_path, pki, caplog, store, missing):
+    """WSO2 reads an absent <KeyPassword> (keystore) or <Password> (truststore) as null
+    and fails on the profile (toCharArray() in ClientConnFactoryBuilder): mtls loads it
+    by Java's own defaults, and says that WSO2 will not, so `mtls check` is a fair gate."""
+    body = store.format(gw1=pki["gw1"], trust=pki["trust"], pw=PASSWORD)
+    xml = write_xml(tmp_path, f"<profile><servers>a.test:443</servers>{body}</profile>")
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert profiles.context_for("a.test", 443) is not None
+    assert f"has no <{missing}>" in caplog.text and "NullPointerException" in caplog.text
+    assert PASSWORD not in caplog.text
+    # Twin: the same store with the element says nothing.
+    caplog.clear()
+    xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml)
+    assert "NullPointerException" not in caplog.text
 
 
 def test_duplicate_server_names_both_profiles(tmp_path, pki):

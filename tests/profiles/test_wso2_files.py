@@ -22,6 +22,7 @@ from mtls._wso2 import (
     read_deployment_toml,
     resolve_security_file,
 )
+from mtls.cli import main
 from mtls.testing import CA, MTLSServer
 from tests._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
 
@@ -172,6 +173,41 @@ def test_the_product_is_detected_from_its_tables():
     assert detect_product({"keystore": {"primary": {"file_name": "repository/x/a.jks"}}}) == "mi"
     assert detect_product({"keystore": {"primary": {"file_name": "a.jks"}}}) == "apim"
     assert detect_product({"keystore": {"primary": {"file_name": "/abs/a.jks"}}}) == "apim"
+
+
+def test_the_product_is_told_by_where_the_file_sits_when_its_tables_do_not_say(tmp_path):
+    """Micro Integrator keeps deployment.toml in conf/, API Manager in repository/conf/:
+    that decides for a file without tables only one product reads (a test server's
+    [server] and [user_store] only) and without store paths."""
+    plain = {"server": {"hostname": "localhost"}}
+    mi_home, apim_home = tmp_path / "mi", tmp_path / "am"
+    assert detect_product(plain, mi_home / "conf" / "deployment.toml") == "mi"
+    assert detect_product(plain, apim_home / "repository" / "conf" / "deployment.toml") == "apim"
+    assert detect_product(plain, tmp_path / "deployment.toml") == "apim"  # no hint: API Manager
+    assert detect_product(plain) == "apim"
+    # A product's table beats the location, and so does a store path.
+    assert detect_product({"apim": {}}, mi_home / "conf" / "deployment.toml") == "apim"
+    tls = {"keystore": {"tls": {"file_name": "a.jks"}}}
+    assert detect_product(tls, mi_home / "conf" / "deployment.toml") == "apim"
+    mi_stores = {"keystore": {"primary": {"file_name": "repository/x/a.jks"}}}
+    assert detect_product(mi_stores, apim_home / "repository" / "conf" / "x.toml") == "mi"
+
+
+def test_the_command_line_can_say_which_product(tmp_path, pki, capsys):
+    """A Micro Integrator file nothing identifies (a bare file_name, outside conf/) is read
+    as API Manager's, which wants its default profile file; --product mi reads it as
+    Micro Integrator does: no profile file, the store from the home."""
+    home = tmp_path / "mi"
+    home.mkdir()
+    os.symlink(pki["gw"], home / "wso2carbon.jks")
+    toml = home / "mi-deployment.toml"
+    toml.write_text(f'[keystore.primary]\nfile_name = "wso2carbon.jks"\npassword = "{PASSWORD}"\n')
+    args = ["check", "--deployment-toml", str(toml), "--base-dir", str(home)]
+    assert main(args) == 1  # API Manager's rules: its default profile file, which is not here
+    assert "API Manager" in capsys.readouterr().err
+    assert main([*args, "--product", "mi"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and PASSWORD not in out
 
 
 def test_resolve_security_file_rules():
