@@ -57,8 +57,19 @@ def _cert_or_raise(der: bytes, alias: str, path: str | None) -> x509.Certificate
         return _x509.load_cert(der)
     except ValueError as exc:
         raise KeystoreFormatError(
-            f"{_where(path)}: certificate {alias!r} cannot be parsed", path=path, alias=alias
+            f"{_where(path)}: certificate {alias!r} cannot be parsed by cryptography "
+            f"({_reason(exc)}); OpenSSL and Java may still read it, and contexts use it: "
+            "to inspect it, export its bytes (keytool -exportcert) and read them with "
+            "openssl x509 -inform DER -text",
+            path=path,
+            alias=alias,
         ) from exc
+
+
+def _reason(exc: ValueError) -> str:
+    """cryptography's reason, first sentence, bounded (it may quote bytes)."""
+    text = str(exc).split(". ")[0].strip().rstrip(".") or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _is_pem(data: bytes) -> bool:
@@ -782,12 +793,13 @@ class Truststore(_StoreBase):
         for alias, der in self._entries.cert_entries():
             try:
                 out[alias] = _x509.load_cert(der)
-            except ValueError:
+            except ValueError as exc:
                 log.warning(
-                    "%s: certificate %r cannot be parsed by cryptography; it is "
-                    "still a trust anchor",
+                    "%s: certificate %r cannot be parsed by cryptography (%s); it is "
+                    "still a trust anchor (anchors_der has it; this mapping does not)",
                     _where(self.path),
                     alias,
+                    _reason(exc),
                 )
         return out
 

@@ -38,6 +38,10 @@ log = logging.getLogger("mtls")
 # country, common name, jurisdiction country.
 _NAME_LIMITS = {"2.5.4.6": (2, 2), "2.5.4.3": (1, 64), "1.3.6.1.4.1.311.60.2.1.3": (2, 2)}
 _ONE_BYTE_STRINGS = {0x0C, 0x13, 0x16}  # UTF8String, PrintableString, IA5String
+# The string types a name attribute holds (Numeric, T61, Visible, Universal and BMP too):
+# any other (a damaged tag, a BIT STRING outside x500UniqueIdentifier) makes cryptography
+# raise TypeError when the name is read, which load_cert turns into its ValueError.
+_NAME_STRINGS = _ONE_BYTE_STRINGS | {0x12, 0x14, 0x1A, 0x1C, 0x1E}
 # Certificates already reported, so a reload every few seconds does not repeat them.
 _REPORTED: set[tuple[str, str]] = set()
 _REPORTED_MAX = 4096
@@ -91,6 +95,8 @@ def _unusual(der: bytes) -> bool:
             for rdn in name.children():
                 for attribute in rdn.children():
                     oid, value = attribute.children()[:2]
+                    if value.tag not in _NAME_STRINGS:
+                        return True
                     limits = _NAME_LIMITS.get(_der.decode_oid(oid.value))
                     if limits and not (
                         value.tag in _ONE_BYTE_STRINGS
@@ -165,6 +171,8 @@ def load_cert(der: bytes) -> x509.Certificate:
             cert.issuer.rfc4514_string()
     except x509.InvalidVersion as exc:  # not a ValueError: keep the one documented error
         raise ValueError(f"unsupported X.509 version ({exc})") from exc
+    except TypeError as exc:  # a name attribute of a type its OID does not allow
+        raise ValueError(f"a name it holds cannot be read ({exc})") from exc
     return cert
 
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 import mtls
 from mtls import _der, _entries, _pkcs12, _readers, _x509
 from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
+from mtls.testing import CA
 from tests._keytool import JDK, STOREPASS, KeytoolStores, parse_keytool_list, run_keytool
 from tests._pki import PKI, issue
 
@@ -774,3 +775,48 @@ def test_a_wide_der_certificate_file_never_makes_a_context(tmp_path: Path) -> No
         mtls.client_context(truststore=mtls.Truststore.load(path))
     assert str(path) in str(info.value)
     assert "does not contain a certificate" in str(info.value)  # OpenSSL's words, not None
+
+
+# --------------------------------------------------------------------------- damaged names
+
+
+def _damaged_name_certificate() -> bytes:
+    """A certificate whose issuer O= attribute is tagged BIT STRING: cryptography reads
+    the certificate, then raises TypeError (not ValueError) when the name is read."""
+    der = CA(name="damaged names").issue_cert("a.test").certificate
+    raw = bytearray(der.public_bytes(serialization.Encoding.DER))
+    at = raw.find(b"\x55\x04\x0a")  # id-at-organizationName, first in the issuer
+    assert raw[at + 3] in (0x0C, 0x13)
+    raw[at + 3] = 0x03
+    return bytes(raw)
+
+
+def test_a_certificate_with_a_damaged_name_is_an_mtls_error(tmp_path):
+    """From a sweep of other projects' stores (a vert.x truststore with one byte changed,
+    read with password=None): repr() and .certificates raised cryptography's TypeError
+    and certificate() let it through. Now: the anchor stays, the mapping leaves it out
+    with a log line, and certificate() is a KeystoreFormatError giving the reason."""
+    import jks
+
+    bad = _damaged_name_certificate()
+    with pytest.raises(ValueError, match="cannot be read"):
+        _x509.load_cert(bad)
+    path = tmp_path / "trust.jks"
+    path.write_bytes(
+        jks.KeyStore.new("jks", [jks.TrustedCertEntry.new("damaged", bad)]).saves(PASSWORD)
+    )
+    for password in (PASSWORD, None):
+        trust = mtls.Truststore.load(path, password)
+        assert "unreadable certificate" in repr(trust)
+        assert dict(trust.certificates) == {} and trust.anchors_der == (bad,)
+        store = mtls.Keystore.load(path, password)
+        with pytest.raises(mtls.KeystoreFormatError, match=r"'damaged' cannot be parsed.*X500"):
+            store.certificate("damaged")
+    # Twin: the same certificate undamaged reads.
+    good = CA(name="fine names").issue_cert("a.test").certificate
+    fine = tmp_path / "fine.jks"
+    der = good.public_bytes(serialization.Encoding.DER)
+    fine.write_bytes(
+        jks.KeyStore.new("jks", [jks.TrustedCertEntry.new("fine", der)]).saves(PASSWORD)
+    )
+    assert list(mtls.Truststore.load(fine, PASSWORD).certificates) == ["fine"]
