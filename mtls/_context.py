@@ -14,7 +14,7 @@ import os
 import ssl
 import sys
 
-from . import _keyload, _x509
+from . import _der, _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._revocation import (
     CRLSet,
@@ -99,7 +99,14 @@ def _revocation(
         install(ctx, checker, anchors)
 
 
-def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> None:
+def _identity(
+    ctx: ssl.SSLContext,
+    keystore: Keystore,
+    alias: str | None,
+    *,
+    server: bool = False,
+    ciphers: str | None = None,
+) -> None:
     chosen, key_der, chain_der = keystore.key_entry(alias)
     if not key_der:
         raise KeyEntryError(
@@ -117,7 +124,55 @@ def _identity(ctx: ssl.SSLContext, keystore: Keystore, alias: str | None) -> Non
             path=keystore.path,
             alias=chosen,
         ) from exc
+    if _is_dsa(key_der):
+        _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
     _log_identity(keystore, chosen, chain_der[0])
+
+
+_DSA = "1.2.840.10040.4.1"  # id-dsa, the PKCS#8 algorithm of a DSA key
+_DSA_REPORTED: set[tuple[str | None, str]] = set()
+
+
+def _is_dsa(pkcs8_der: bytes) -> bool:
+    try:
+        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
+        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value) == _DSA
+    except (_der.DERError, IndexError):
+        return False  # OpenSSL took it: whatever it is, it is not ours to judge here
+
+
+def _dsa_over_tls12(
+    ctx: ssl.SSLContext, keystore: Keystore, alias: str, *, server: bool, ciphers: str | None
+) -> None:
+    """TLS 1.3 has no DSA: a client offering it would send no certificate (the server
+    sees none, and nothing says why), a server would have none to send. The context is
+    held to TLS 1.2, where DSA still signs, or refused where it cannot work at all."""
+    where = keystore.path or "the keystore"
+    if ctx.minimum_version > ssl.TLSVersion.TLSv1_2:
+        raise KeyEntryError(
+            f"{where}: key entry {alias!r} is a DSA key, which TLS 1.3 cannot use, and the "
+            "context allows nothing older: issue an RSA or EC key, or allow TLS 1.2",
+            path=keystore.path,
+            alias=alias,
+        )
+    if server and ciphers is None:
+        raise KeyEntryError(
+            f"{where}: key entry {alias!r} is a DSA key: TLS 1.3 has no DSA, and TLS 1.2 "
+            "would need DSS cipher suites, which Python's clients (and most others) leave "
+            "out: issue an RSA or EC key (or pass ciphers= naming DSS suites, for clients "
+            "that offer them)",
+            path=keystore.path,
+            alias=alias,
+        )
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if (keystore.path, alias) not in _DSA_REPORTED and len(_DSA_REPORTED) < 1024:
+        _DSA_REPORTED.add((keystore.path, alias))
+        log.warning(
+            "%s: key entry %r is a DSA key, which TLS 1.3 cannot use: this context offers "
+            "TLS 1.2 at most, so that the certificate is still sent; issue an RSA or EC key",
+            where,
+            alias,
+        )
 
 
 # OpenSSL's reasons for refusing material that is sound but weaker than its security
@@ -340,7 +395,7 @@ def server_context(
     ctx.minimum_version = minimum_version
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
-    _identity(ctx, keystore, alias)
+    _identity(ctx, keystore, alias, server=True, ciphers=ciphers)
     _trust(ctx, truststore)
     # CERT_REQUIRED makes OpenSSL send a CertificateRequest and abort the handshake
     # when the client sends nothing; CERT_OPTIONAL asks but lets it through.

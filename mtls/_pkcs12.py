@@ -78,6 +78,8 @@ class P12Contents:
     mac_verified: bool
     # keytool -genseckey entries (raw key bytes in pkcs8_der), read only when asked for.
     secret_keys: tuple[P12Key, ...] = ()
+    # Every secretBag, decrypted or not: (friendlyName, what it is), as keytool lists them.
+    secrets: tuple[tuple[str | None, str], ...] = ()
 
 
 class P12FormatError(ValueError):
@@ -307,6 +309,7 @@ class _Reader:
         self.certs: list[P12Cert] = []
         self.want_secret_keys = False
         self.secret_keys: list[P12Key] = []
+        self.secrets: list[tuple[str | None, str]] = []
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
@@ -337,7 +340,11 @@ class _Reader:
             else:
                 raise P12FormatError(f"unsupported content type {_name(content_type)}")
         return P12Contents(
-            tuple(self.keys), tuple(self.certs), self.mac_verified, tuple(self.secret_keys)
+            tuple(self.keys),
+            tuple(self.certs),
+            self.mac_verified,
+            tuple(self.secret_keys),
+            tuple(self.secrets),
         )
 
     def _items(self, layer: bytes) -> Iterator[TLV]:
@@ -455,9 +462,9 @@ class _Reader:
                 if depth >= _MAX_NESTING:
                     raise P12FormatError("safeContentsBag nested too deeply")
                 self._safe_contents(parts[1].value, depth + 1)
-            elif bag_id == _SECRET_BAG and self.want_secret_keys:  # section 4.2.5
+            elif bag_id == _SECRET_BAG:  # section 4.2.5
                 self._secret_bag(value, alias, local_key_id)
-            # crlBag, other secretBags and unknown bags are skipped.
+            # crlBag and unknown bags are skipped.
 
     def _secret_bag(self, value: TLV, alias: str | None, local_key_id: bytes | None) -> None:
         # SecretBag ::= SEQUENCE { secretTypeId, secretValue [0] EXPLICIT OCTET STRING };
@@ -465,6 +472,13 @@ class _Reader:
         # holds the raw key (e.g. AES) as its privateKey OCTET STRING.
         type_id, secret_value = _pair(value)
         if _oid(type_id) != _SHROUDED_KEY_BAG:
+            kind = f"secret of type {_name(_oid(type_id))}; TLS cannot use it"
+            self.secrets.append((alias, kind))
+            return
+        # Listed as keytool lists it (SecretKeyEntry): the key's algorithm is inside the
+        # encryption, so it is not shown unless the key is decrypted (the secure vault).
+        self.secrets.append((alias, "secret key (PKCS#12 secretBag; TLS cannot use it)"))
+        if not self.want_secret_keys:
             return
         encrypted = _der.read_single(_octets(_explicit(secret_value)), _der.SEQUENCE)
         info = _der.read_single(self._shrouded_key(encrypted), _der.SEQUENCE).children()

@@ -450,7 +450,8 @@ def _parse_pkcs12(
     index_of = _Certs(certs)
     keys: list[KeyEntry] = []
     taken = Taken()
-    for index, key in enumerate(contents.keys):
+    unnamed = _Unnamed()
+    for key in contents.keys:
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
         if leaf_at is None and not key.pkcs8_der:
             # Not decrypted (a listing), a key is matched by its localKeyId only; a lone
@@ -460,7 +461,7 @@ def _parse_pkcs12(
             if leaf_at is None:
                 continue  # its certificates are read below
         if leaf_at is None:
-            name = _first_alias(key.alias, index=index)
+            name = unnamed.alias(key.alias)
             raise KeystoreFormatError(
                 f"{where}: key entry {name!r} has no certificate (keytool lists a chain of "
                 "length 0; TLS cannot use it): export the store again with the key's "
@@ -468,7 +469,7 @@ def _parse_pkcs12(
                 path=path,
             )
         chain = index_of.chain_from(leaf_at)
-        alias = unique_alias(_first_alias(key.alias, certs[leaf_at].alias, index=index), taken)
+        alias = unique_alias(unnamed.alias(key.alias, certs[leaf_at].alias), taken)
         keys.append(KeyEntry(alias, key.pkcs8_der, tuple(chain)))
     trusted: list[tuple[str, bytes]] = []
     loose: list[bytes] = []
@@ -476,24 +477,36 @@ def _parse_pkcs12(
         if index in index_of.used:
             continue
         if cert.trusted:
-            trusted.append((unique_alias(_first_alias(cert.alias, index=index), taken), cert.der))
+            trusted.append((unique_alias(unnamed.alias(cert.alias), taken), cert.der))
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
-            alias = unique_alias(_first_alias(cert.alias, index=index), taken)
+            alias = unique_alias(unnamed.alias(cert.alias), taken)
             chain = index_of.chain_from(index)
             keys.append(KeyEntry(alias, b"", tuple(chain)))
         else:
             loose.append(cert.der)
-    return Parsed("PKCS12", keys, trusted, loose)
+    secrets = [(unique_alias(unnamed.alias(name), taken), kind) for name, kind in contents.secrets]
+    return Parsed("PKCS12", keys, trusted, loose, secrets)
 
 
-def _first_alias(*names: str | None, index: int) -> str:
-    """The first friendlyName present, else the entry's number, as the JDK does.
+class _Unnamed:
+    """Aliases as the JDK's PKCS12KeyStore gives them: the first friendlyName present,
+    else the next number of its own counter of unnamed entries ("1", "2", ...), which
+    key entries, trusted certificates and secret keys take in turn.
 
     An empty friendlyName is an alias: keytool (JDK 17 and 25) lists it as ``""``.
     A trailing NUL (some OpenSSL-made files have one) is kept, as keytool keeps it.
     """
-    return next((name for name in names if name is not None), str(index + 1))
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def alias(self, *names: str | None) -> str:
+        name = next((name for name in names if name is not None), None)
+        if name is not None:
+            return name
+        self.count += 1
+        return str(self.count)
 
 
 class _Certs:

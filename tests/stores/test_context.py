@@ -591,6 +591,57 @@ def test_a_key_below_the_security_level_says_so(pki: PKI) -> None:
     mtls.client_context(pki.client.keystore())  # RSA 2048
 
 
+def _dsa_identity(pki: PKI, name: str) -> mtls.Keystore:
+    """A DSA 2048 key certified by the test root (keytool -keyalg DSA makes such keys)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    key = dsa.generate_private_key(2048)
+    root = pki.root.ca
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
+        .issuer_name(root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(root.private_key, hashes.SHA256())
+    )
+    ks = mtls.Keystore()
+    ks.add_key(name, key, [cert])
+    return ks
+
+
+def test_a_dsa_client_key_is_sent_over_tls12(
+    pki: PKI, py_server: PyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TLS 1.3 has no DSA: a context offering it sent an empty Certificate, and the
+    server saw no client certificate, with nothing said on our side (found with
+    oscrypto's and pyjks's DSA stores). The context now offers TLS 1.2 at most."""
+    ks = _dsa_identity(pki, "client dsa")
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        ctx = mtls.client_context(ks, pki.truststore(pki.root))
+    assert ctx.maximum_version == ssl.TLSVersion.TLSv1_2
+    assert "DSA key" in caplog.text and "TLS 1.2" in caplog.text
+    answer, _ = talk(ctx, py_server.port)
+    assert answer == b"hello client dsa"
+    assert py_server.outcome() == Outcome(True, "client dsa")
+    # Twins: an RSA identity keeps TLS 1.3; a DSA one that must have TLS 1.3 is refused;
+    # and a server cannot serve a DSA certificate to Python's clients at all.
+    assert mtls.client_context(pki.client.keystore()).maximum_version == (
+        ssl.TLSVersion.MAXIMUM_SUPPORTED
+    )
+    with pytest.raises(mtls.KeyEntryError, match=r"DSA key, which TLS 1\.3 cannot use"):
+        mtls.client_context(ks, minimum_version=ssl.TLSVersion.TLSv1_3)
+    with pytest.raises(mtls.KeyEntryError, match="DSS cipher suites") as info:
+        mtls.server_context(ks, pki.truststore(pki.root))
+    assert info.value.alias == "client dsa"
+
+
 def test_sslkeylogfile_is_honoured(
     pki: PKI, py_server: PyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import hmac
 import shutil
+import ssl
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import mtls
 from mtls import _der
 from mtls._pkcs12 import (
     P12Contents,
@@ -31,6 +33,7 @@ from mtls._pkcs12 import (
     looks_like_pkcs12,
     parse_pkcs12,
 )
+from mtls.testing import CA
 from tests.conftest import WSO2_FIXTURES as WSO2
 
 JDK25_KEYTOOL = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool")
@@ -149,6 +152,48 @@ def test_keytool_key_entries(java: JavaStores) -> None:
     )
     private = [serialization.load_der_private_key(k.pkcs8_der, None) for k in got.keys]
     assert sorted(type(k).__name__ for k in private) == ["ECPrivateKey", "RSAPrivateKey"]
+
+
+@pytest.mark.keytool
+def test_keytool_secret_keys_are_listed_as_keytool_lists_them(java: JavaStores) -> None:
+    """keytool -genseckey in a PKCS#12 store writes a secretBag: keytool lists it as a
+    SecretKeyEntry, and so does mtls now (it was dropped: aliases and len disagreed with
+    keytool). Never decrypted; the key entries stay usable; save() refuses it."""
+    store = mtls.Keystore.load(java.keystore, JAVA_PW)
+    listed = java.listed(java.keystore, "SecretKeyEntry")
+    assert listed == {"sk"} and set(store.secret_keys) == listed
+    assert store.entry_type("sk") == "SecretKeyEntry" and "SK" in store
+    assert len(store) == len(store.key_aliases) + len(store.secret_keys) + 1  # + theca
+    assert "TLS cannot use it" in store.secret_keys["sk"]
+    assert mtls.client_context(store, alias="ec").protocol == ssl.PROTOCOL_TLS_CLIENT
+    with pytest.raises(mtls.KeyEntryError, match="secret-key entries"):
+        store.save(java.tmp / "copy.p12", JAVA_PW)
+    # Twin: the truststore keytool made has none.
+    assert mtls.Keystore.load(java.truststore, JAVA_PW).secret_keys == {}
+
+
+def test_unnamed_entries_are_numbered_as_java_numbers_them(tmp_path: Path) -> None:
+    """Java's PKCS12KeyStore numbers entries without a friendlyName with a counter of its
+    own ("1", "2", ...), not by position: cryptography's java-truststore vector (one
+    named "cert1", one unnamed) is listed by keytool as "cert1" and "1" (mtls said "2")."""
+    ca = CA(name="numbering")
+    first, second = ca.issue_cert("a.test").certificate, ca.issue_cert("b.test").certificate
+    path = tmp_path / "trust.p12"
+    path.write_bytes(
+        pkcs12.serialize_java_truststore(
+            [pkcs12.PKCS12Certificate(first, b"cert1"), pkcs12.PKCS12Certificate(second, None)],
+            serialization.NoEncryption(),
+        )
+    )
+    assert mtls.Truststore.load(path, "").aliases == ("cert1", "1")
+    # Twin: two unnamed entries are "1" and "2", in file order.
+    path.write_bytes(
+        pkcs12.serialize_java_truststore(
+            [pkcs12.PKCS12Certificate(first, None), pkcs12.PKCS12Certificate(second, None)],
+            serialization.NoEncryption(),
+        )
+    )
+    assert mtls.Truststore.load(path, "").aliases == ("1", "2")
 
 
 @pytest.mark.keytool
