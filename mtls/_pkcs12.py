@@ -89,9 +89,13 @@ class P12FormatError(ValueError):
 class P12PasswordError(ValueError):
     """A password is wrong or missing; ``which`` says whether the store's or the key's."""
 
-    def __init__(self, message: str, *, which: Literal["store", "key"]) -> None:
+    def __init__(
+        self, message: str, *, which: Literal["store", "key"], alias: str | None = None
+    ) -> None:
         super().__init__(message)
         self.which: Literal["store", "key"] = which
+        # The key entry (its friendlyName) the password did not open, when one did not.
+        self.alias = alias
 
 
 _DATA: Final = "1.2.840.113549.1.7.1"
@@ -450,7 +454,11 @@ class _Reader:
             elif bag_id == _SHROUDED_KEY_BAG:  # section 4.2.2
                 # Not decrypting, the key is still an entry: its alias and localKeyId
                 # are outside the encryption, and they name the entry as keytool does.
-                pkcs8 = self._shrouded_key(value) if self.decrypt_keys else b""
+                try:
+                    pkcs8 = self._shrouded_key(value) if self.decrypt_keys else b""
+                except P12PasswordError as exc:
+                    exc.alias = alias
+                    raise
                 self.keys.append(P12Key(alias, pkcs8, local_key_id))
             elif bag_id == _CERT_BAG:  # section 4.2.3
                 cert_id, cert_value = _pair(value)

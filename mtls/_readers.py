@@ -432,9 +432,23 @@ def _parse_pkcs12(
                 "verify without one, or its content is encrypted): pass its password, or "
                 "replace the file if it was damaged"
             )
+        elif exc.which == "key" and exc.alias is not None:
+            # The MAC vouched for the store password, or a key password was given: the
+            # entry's own password differs (keytool -keypass, Windows exports).
+            opened = (
+                "key password"
+                if key_password is not None
+                else ("store password (used as the key password)")
+            )
+            msg = f"{where}: the {opened} does not unlock key entry {_jks.shown(exc.alias)}: " + (
+                "every key entry must open with the one key password, as Java's key "
+                "manager requires (Keystore.inspect lists the entries without one)"
+                if key_password is not None
+                else "if the key has its own password, pass key_password"
+            )
         else:
             msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it"
-        raise WrongPasswordError(msg, path=path) from exc
+        raise WrongPasswordError(msg, path=path, alias=exc.alias) from exc
     except WorkLimitError as exc:
         raise KeystoreFormatError(
             f"{where}: PKCS#12 store refused: {exc} (stores made by keytool or OpenSSL stay "

@@ -391,6 +391,20 @@ def test_key_password_differs_from_store_password(java: JavaStores) -> None:
     listed = [(k.alias, k.local_key_id, k.pkcs8_der) for k in truststore_view.keys]
     assert listed == [(k.alias, k.local_key_id, b"") for k in got.keys]
     assert truststore_view.certs == got.certs
+    # What a user reads: the entry the password does not open, and what to do (the
+    # message said only "wrong key password ... check it", with no alias).
+    first = got.keys[0].alias
+    with pytest.raises(mtls.WrongPasswordError, match="pass key_password") as caught:
+        mtls.Keystore.load(store, JAVA_PW)
+    assert caught.value.alias == first and f"key entry {first!r}" in str(caught.value)
+    with pytest.raises(mtls.WrongPasswordError, match="one key password") as caught:
+        mtls.Keystore.load(store, JAVA_PW, key_password="wrong")
+    assert caught.value.alias == first and "wrong" not in str(caught.value)
+    # Twins: the right key password loads; a wrong store password is the store's.
+    assert len(mtls.Keystore.load(store, JAVA_PW, key_password="key-secret").key_aliases) == 2
+    with pytest.raises(mtls.WrongPasswordError, match="wrong store password") as caught:
+        mtls.Keystore.load(store, "not-" + JAVA_PW)
+    assert caught.value.alias is None
 
 
 # --- openssl ---------------------------------------------------------------------------
