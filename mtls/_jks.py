@@ -670,9 +670,49 @@ def build_store(
         entry.encrypt(key_password)
         entries.append(entry)
     entries.extend(jks.TrustedCertEntry.new(alias, der) for alias, der in certs)
-    store = jks.KeyStore.new(store_type.lower(), entries)
+    store = _java_key_store(jks).new(store_type.lower(), entries)
     data: bytes = store.saves(password)
     return data
+
+
+@functools.cache
+def _java_key_store(jks: Any) -> Any:
+    """pyjks's KeyStore, writing strings as Java's ``DataOutput.writeUTF`` does (pyjks
+    writes plain UTF-8, whose 4-byte forms keytool and our reader refuse as malformed:
+    an alias with an emoji made a store nobody could read)."""
+
+    class JavaKeyStore(jks.KeyStore):  # type: ignore[misc]
+        @classmethod
+        def _write_utf(cls, text: str) -> bytes:
+            return write_java_utf(text)
+
+    return JavaKeyStore
+
+
+def write_java_utf(text: str) -> bytes:
+    """``DataOutput.writeUTF``: u16 length, then modified UTF-8 (each UTF-16 unit on its
+    own: NUL as ``C0 80``, a supplementary character as its two surrogates, 3 bytes each).
+
+    Raises:
+        ValueError: more than 65,535 bytes (Java's UTFDataFormatException).
+    """
+    if text.isascii() and "\0" not in text:
+        raw = text.encode("ascii")
+    else:
+        units = text.encode("utf-16-be", "surrogatepass")
+        out = bytearray()
+        for i in range(0, len(units), 2):
+            unit = units[i] << 8 | units[i + 1]
+            if 0 < unit < 0x80:
+                out.append(unit)
+            elif unit < 0x800:
+                out += bytes((0xC0 | unit >> 6, 0x80 | unit & 0x3F))
+            else:
+                out += bytes((0xE0 | unit >> 12, 0x80 | unit >> 6 & 0x3F, 0x80 | unit & 0x3F))
+        raw = bytes(out)
+    if len(raw) > 0xFFFF:
+        raise ValueError(f"{len(raw)} bytes in modified UTF-8: Java's writeUTF takes 65,535")
+    return struct.pack(">H", len(raw)) + raw
 
 
 def secret_key_entry(data: bytes, password: str, alias: str | None) -> bytes | None:

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from . import _jks, _x509
+from . import _der, _jks, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
+from ._keyload import _key_pem
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")
@@ -137,7 +139,11 @@ def keystore_bytes(
             "trusted entries: save it as JKS, or save a Truststore separately",
             path=path,
         )
+    if kind == "PEM" and not password:
+        # The key's own PKCS#8 bytes, as they are: nothing to re-encode.
+        return _key_pem(key_der) + b"".join(_x509.der_to_pem(der).encode() for der in chain)
     key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+    _refuse_rewritten_key(key, key_der, alias, path, kind)
     certs = [writable_cert(der, alias, path, kind) for der in chain]
     if kind == "PEM":
         encryption: serialization.KeySerializationEncryption = (
@@ -161,6 +167,42 @@ def keystore_bytes(
     return pkcs12.serialize_key_and_certificates(
         alias.encode("utf-8"), key, certs[0], certs[1:] or None, pkcs12_encryption(password)
     )
+
+
+def _key_algorithm(pkcs8_der: bytes) -> str | None:
+    """The OID of a PKCS#8 key's AlgorithmIdentifier (``None`` if unreadable)."""
+    try:
+        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
+        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value)
+    except (_der.DERError, IndexError):
+        return None
+
+
+def _refuse_rewritten_key(
+    key: PrivateKeyTypes, key_der: bytes, alias: str, path: str | None, kind: str
+) -> None:
+    """cryptography writes some keys as another type than they are: an RSASSA-PSS key
+    (``keytool -keyalg RSASSA-PSS``) becomes a plain RSA key, which no longer matches
+    its certificate (OpenSSL and Java then refuse the identity). Refused before writing."""
+    written = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    before = _key_algorithm(key_der)
+    if before is not None and _key_algorithm(written) != before:
+        what = "an RSASSA-PSS key" if before == _RSASSA_PSS else f"a key of type {before}"
+        raise KeyEntryError(
+            f"{where(path)}: key entry {alias!r} is {what}, which cryptography would write "
+            f"as another type, so the {kind} file would hold a key that no longer matches "
+            "its certificate: save the store as JKS, or as PEM without a password (both "
+            "keep the key as it is), or convert it with keytool -importkeystore",
+            path=path,
+            alias=alias,
+        )
+
+
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
 
 
 def truststore_bytes(

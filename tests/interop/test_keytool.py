@@ -298,6 +298,62 @@ def test_keytool_reads_our_jks_keystore_with_separate_key_password(
         )
 
 
+def test_keytool_reads_our_jks_aliases_beyond_the_bmp(jdk_keytool: JDK, tmp_path: Path) -> None:
+    """JKS writes aliases in Java's modified UTF-8, where a character outside the BMP is
+    two 3-byte surrogates. pyjks wrote plain 4-byte UTF-8: keytool failed on the file
+    (UTFDataFormatException) and so did mtls, for an alias such as 'key🔑'."""
+    ks = mtls.Keystore.generate("key🔑", "CN=emoji", key_type="EC")
+    ks.add_certificate(
+        "ca-密钥", mtls.Keystore.generate("c", "CN=c", key_type="EC").certificate("c")
+    )
+    path = tmp_path / "ours.jks"
+    ks.save(path, "store-pw-1")
+    assert "key🔑".encode() not in path.read_bytes()  # not plain UTF-8
+    listing = keytool_list(jdk_keytool, path, "store-pw-1")
+    assert {a: e.entry_type for a, e in listing.items()} == {
+        "key🔑": "PrivateKeyEntry",
+        "ca-密钥": "trustedCertEntry",
+    }
+    assert listing["key🔑"].sha256 == _fingerprints([ks.certificate("key🔑")])
+    assert mtls.Keystore.load(path, "store-pw-1").aliases == ("key🔑", "ca-密钥")
+    # Twin: keytool's own JKS of the same alias reads back the same.
+    copy = tmp_path / "keytool.jks"
+    run_keytool(jdk_keytool, "-importkeystore", "-srckeystore", str(path), "-srcstorepass",
+                "store-pw-1", "-destkeystore", str(copy), "-deststoretype", "JKS",
+                "-deststorepass", "store-pw-1")  # fmt: skip
+    assert mtls.Keystore.load(copy, "store-pw-1").aliases == ("key🔑", "ca-密钥")
+    assert copy.read_bytes().count(b"\xed\xa0\xbd\xed\xb4\x91") == path.read_bytes().count(
+        b"\xed\xa0\xbd\xed\xb4\x91"
+    )
+
+
+def test_an_rsassa_pss_key_is_never_written_as_a_plain_rsa_key(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """cryptography reads an RSASSA-PSS key (keytool -keyalg RSASSA-PSS) as RSA and writes
+    it as rsaEncryption: the PKCS#12 or encrypted PEM held a key that no longer matched
+    its certificate, which mtls, OpenSSL and Java then refused. Now refused before
+    writing; JKS and unencrypted PEM keep the key's own bytes and stay usable."""
+    source = tmp_path / "pss.p12"
+    run_keytool(jdk_keytool, "-genkeypair", "-alias", "pss", "-keyalg", "RSASSA-PSS",
+                "-keysize", "2048", "-dname", "CN=pss", "-keystore", str(source),
+                "-storetype", "PKCS12", "-storepass", "pss-pass-1")  # fmt: skip
+    ks = mtls.Keystore.load(source, "pss-pass-1")
+    mtls.client_context(ks)  # usable as keytool wrote it
+    for store_type, password in (("PKCS12", "pss-pass-1"), ("PEM", "pss-pass-1")):
+        with pytest.raises(mtls.KeyEntryError, match="RSASSA-PSS key") as caught:
+            ks.save(tmp_path / f"out.{store_type}", password, store_type=store_type)  # type: ignore[arg-type]
+        assert caught.value.alias == "pss"
+        assert not (tmp_path / f"out.{store_type}").exists()
+    # Twins: JKS and unencrypted PEM keep the key as it is, and it still matches.
+    ks.save(tmp_path / "out.jks", "pss-pass-1", store_type="JKS")
+    ks.save(tmp_path / "out.pem", "", store_type="PEM")
+    for path, password in ((tmp_path / "out.jks", "pss-pass-1"), (tmp_path / "out.pem", None)):
+        again = mtls.Keystore.load(path, password)
+        assert again.key_entry()[1] == ks.key_entry()[1]
+        mtls.client_context(again)
+
+
 @pytest.mark.parametrize("key_type", ["RSA", "EC"])
 def test_keytool_reads_our_pkcs12_keystore(jdk_keytool: JDK, tmp_path: Path, key_type: str) -> None:
     ks = mtls.Keystore.generate(
