@@ -60,6 +60,6 @@ class WorkBudget:
         if size > self.rc2_bytes:
             raise WorkLimitError(
                 f"it holds more than {MAX_FILE_RC2_BYTES // 1024} KiB encrypted with 40-bit "
-                "RC2, the limit per file for this legacy cipher"
+                "RC2 or RC4, the limit per file for these legacy ciphers"
             )
         self.rc2_bytes -= size

@@ -156,7 +156,11 @@ _PKCS12_PBES: Final = {
     "1.2.840.113549.1.12.1.5": (16, True),  # pbeWithSHAAnd128BitRC2-CBC
     "1.2.840.113549.1.12.1.6": (5, True),  # pbeWithSHAAnd40BitRC2-CBC (old Java certs)
 }
-_UNSUPPORTED_PKCS12_PBES: Final = ("1.2.840.113549.1.12.1.1", "1.2.840.113549.1.12.1.2")
+# RFC 7292 appendix C, the stream ciphers: OID -> key length (no IV is derived).
+_PKCS12_RC4: Final = {
+    "1.2.840.113549.1.12.1.1": 16,  # pbeWithSHAAnd128BitRC4
+    "1.2.840.113549.1.12.1.2": 5,  # pbeWithSHAAnd40BitRC4
+}
 _UNSUPPORTED: Final = {
     "1.2.840.113549.1.12.1.1": "pbeWithSHAAnd128BitRC4",
     "1.2.840.113549.1.12.1.2": "pbeWithSHAAnd40BitRC4",
@@ -518,12 +522,20 @@ def _decrypt(
     oid, params = _algorithm(algorithm)
     if oid == _PBES2:
         secrets = [password.utf8]
-    elif oid in _PKCS12_PBES:
+    elif oid in _PKCS12_PBES or oid in _PKCS12_RC4:
         secrets = password.pbe_candidates()
     else:
         raise P12FormatError(f"unsupported encryption algorithm {_name(oid)}")
     budget.charge_kdf(_kdf_cost(oid, params) * len(secrets))
     for secret in secrets:
+        if oid in _PKCS12_RC4:
+            # A stream cipher: no padding to check, so only plausibility tells a wrong
+            # password (the MAC, when there is one, has told it already).
+            budget.charge_rc2(len(data))
+            plain = _rc2.rc4(_pkcs12_rc4_key(oid, params, secret), data)
+            if plain and plausible(plain):
+                return plain
+            continue
         cipher: BlockCipherAlgorithm | bytes
         if oid == _PBES2:
             cipher, iv = _pbes2(params, secret)
@@ -593,7 +605,7 @@ def _kdf_cost(oid: str, params: TLV | None) -> int:
             return _scrypt_work(kdf_params)
         _, iterations, length, prf = _pbkdf2_params(kdf)
         return iterations * _blocks(length or key_size, prf)
-    if oid in _PKCS12_PBES or oid in _PBES1 or oid in _UNSUPPORTED_PKCS12_PBES:
+    if oid in _PKCS12_PBES or oid in _PBES1 or oid in _PKCS12_RC4:
         # pkcs-12PbeParams and PBEParameter: SEQUENCE { salt OCTET STRING, iterations }
         salt_tlv, rounds_tlv = _pair(params)
         _octets(salt_tlv)
@@ -658,6 +670,13 @@ def _pkcs12_pbe(
         return (RC2(key) if key_size == 16 else key), iv  # bytes: 40-bit RC2 key
     # Two-key 3DES is K1 K2 K1; expanding it here avoids cryptography's deprecation warning.
     return TripleDES(key if key_size == 24 else key + key[:8]), iv
+
+
+def _pkcs12_rc4_key(oid: str, params: TLV | None, bmp: bytes) -> bytes:
+    # RFC 7292 appendix B.3 with ID 1, as for the block ciphers; RC4 takes no IV.
+    salt_tlv, rounds_tlv = _pair(params)
+    salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
+    return _p12_kdf("sha1", bmp, salt, purpose=1, rounds=rounds, size=_PKCS12_RC4[oid])
 
 
 def _pbkdf2(name: str, password: bytes, salt: bytes, rounds: int, size: int) -> bytes:

@@ -1,10 +1,12 @@
-"""RC2 (RFC 2268) in CBC mode, only for reading old PKCS#12 files.
+"""RC2 (RFC 2268) in CBC mode, and RC4, only for reading old PKCS#12 files.
 
 Java before 8u301 / 11.0.12 (and ``openssl pkcs12 -legacy``) encrypted the
-certificates of every PKCS#12 keystore with ``pbeWithSHAAnd40BitRC2-CBC``.
-cryptography's RC2 takes 128-bit keys only, and OpenSSL 3 keeps RC2 in its legacy
-provider, so we carry the cipher: about forty lines, decrypting a few kilobytes of
-certificates once per load. Never used to encrypt anything we write.
+certificates of every PKCS#12 keystore with ``pbeWithSHAAnd40BitRC2-CBC``, and
+keytool (JDK 17 and 25) still writes ``PBEWithSHA1AndRC4_128`` or ``_40`` when asked
+(``keystore.pkcs12.certProtectionAlgorithm`` / ``keyProtectionAlgorithm``).
+cryptography's RC2 takes 128-bit keys only, and OpenSSL 3 keeps RC2 and RC4 in its
+legacy provider, so we carry both ciphers: a few dozen lines, decrypting a few
+kilobytes once per load. Never used to encrypt anything we write.
 """
 
 from __future__ import annotations
@@ -93,4 +95,23 @@ def cbc_decrypt(key: bytes, effective_bits: int, iv: bytes, data: bytes) -> byte
         block = data[at : at + 8]
         out += bytes(a ^ b for a, b in zip(decrypt_block(k, block), previous, strict=True))
         previous = block
+    return bytes(out)
+
+
+def rc4(key: bytes, data: bytes) -> bytes:
+    """RC4 (the stream cipher: encrypting and decrypting are the same) of ``data``."""
+    if not 1 <= len(key) <= 256:
+        raise ValueError("RC4 keys are 1 to 256 bytes")
+    state = list(range(256))
+    j = 0
+    for i in range(256):
+        j = (j + state[i] + key[i % len(key)]) & 0xFF
+        state[i], state[j] = state[j], state[i]
+    out = bytearray(len(data))
+    i = j = 0
+    for at, byte in enumerate(data):
+        i = (i + 1) & 0xFF
+        j = (j + state[i]) & 0xFF
+        state[i], state[j] = state[j], state[i]
+        out[at] = byte ^ state[(state[i] + state[j]) & 0xFF]
     return bytes(out)

@@ -296,6 +296,22 @@ def test_keytool_passwordless_truststore(java: JavaStores) -> None:
             ),
             id="aes-prf-sha512_256-mac-sha512_256",
         ),
+        # RC4: keytool 17 and 25 still write it when asked (OpenSSL 3 needs -legacy);
+        # mtls refused it as "damaged or unsupported" until it carried RC4 itself.
+        pytest.param(
+            (
+                "keystore.pkcs12.keyProtectionAlgorithm=PBEWithSHA1AndRC4_128",
+                "keystore.pkcs12.certProtectionAlgorithm=PBEWithSHA1AndRC4_40",
+            ),
+            id="rc4_128-key-rc4_40-certs",
+        ),
+        pytest.param(
+            (
+                "keystore.pkcs12.keyProtectionAlgorithm=PBEWithSHA1AndRC4_40",
+                "keystore.pkcs12.certProtectionAlgorithm=PBEWithSHA1AndRC4_128",
+            ),
+            id="rc4_40-key-rc4_128-certs",
+        ),
     ],
 )
 def test_keytool_algorithms(java: JavaStores, props: tuple[str, ...]) -> None:
@@ -309,6 +325,25 @@ def test_keytool_algorithms(java: JavaStores, props: tuple[str, ...]) -> None:
     assert got.mac_verified
     assert len(got.keys) == 2
     assert_keys_match_certs(got)
+    # Each key decrypts to what keytool put in, whatever protects it.
+    original = parse_pkcs12(java.keystore.read_bytes(), JAVA_PW)
+    assert {k.alias: k.pkcs8_der for k in got.keys} == {k.alias: k.pkcs8_der for k in original.keys}
+    with pytest.raises(P12PasswordError):  # the negative twin
+        parse_pkcs12(store.read_bytes(), "not-" + JAVA_PW)
+    assert mtls.client_context(mtls.Keystore.load(store, JAVA_PW), alias="ec").protocol == (
+        ssl.PROTOCOL_TLS_CLIENT
+    )
+
+
+def test_rc4_is_rc4() -> None:
+    """The published vectors (the stream is its own inverse)."""
+    from mtls._rc2 import rc4
+
+    assert rc4(b"Key", b"Plaintext").hex() == "bbf316e8d940af0ad3"
+    assert rc4(b"Secret", b"Attack at dawn").hex() == "45a01f645fc35b383552544b9bf5"
+    assert rc4(b"Key", bytes.fromhex("bbf316e8d940af0ad3")) == b"Plaintext"
+    with pytest.raises(ValueError, match="1 to 256 bytes"):
+        rc4(b"", b"x")
 
 
 @pytest.mark.keytool
