@@ -531,9 +531,11 @@ def _decrypt(
         if oid in _PKCS12_RC4:
             # A stream cipher: no padding to check, so only plausibility tells a wrong
             # password (the MAC, when there is one, has told it already).
+            if not data:
+                raise P12FormatError("the encrypted data is empty")
             budget.charge_rc2(len(data))
             plain = _rc2.rc4(_pkcs12_rc4_key(oid, params, secret), data)
-            if plain and plausible(plain):
+            if plausible(plain):
                 return plain
             continue
         cipher: BlockCipherAlgorithm | bytes

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -139,12 +140,22 @@ def keystore_bytes(
             "trusted entries: save it as JKS, or save a Truststore separately",
             path=path,
         )
+    # Both are read first, whatever is written: a file that could not be read back is
+    # refused here, not written.
+    try:
+        key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyEntryError(
+            f"{where(path)}: key entry {alias!r} holds a key cryptography cannot read, so "
+            f"it cannot be written as {kind} (nor read back from it): save the store as JKS",
+            path=path,
+            alias=alias,
+        ) from exc
+    certs = [writable_cert(der, alias, path, kind) for der in chain]
     if kind == "PEM" and not password:
         # The key's own PKCS#8 bytes, as they are: nothing to re-encode.
         return _key_pem(key_der) + b"".join(_x509.der_to_pem(der).encode() for der in chain)
-    key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
     _refuse_rewritten_key(key, key_der, alias, path, kind)
-    certs = [writable_cert(der, alias, path, kind) for der in chain]
     if kind == "PEM":
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(password.encode())

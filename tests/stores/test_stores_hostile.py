@@ -820,3 +820,55 @@ def test_a_certificate_with_a_damaged_name_is_an_mtls_error(tmp_path):
         jks.KeyStore.new("jks", [jks.TrustedCertEntry.new("fine", der)]).saves(PASSWORD)
     )
     assert list(mtls.Truststore.load(fine, PASSWORD).certificates) == ["fine"]
+
+
+def test_a_store_that_would_not_read_back_is_not_saved(tmp_path):
+    """Unencrypted PEM writes the key's own bytes; it still reads the key and every
+    certificate first, so that a file mtls could not load back is refused, not written
+    (a key cryptography cannot read, a certificate with a damaged name)."""
+    import jks
+
+    identity = CA(name="unsaveable").issue_cert("a.test")
+    der = identity.certificate.public_bytes(serialization.Encoding.DER)
+    pkcs8 = identity.private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+    def store(key: bytes, key_format: str, cert: bytes) -> mtls.Keystore:
+        entry = jks.PrivateKeyEntry.new("id", [cert], key, key_format)
+        entry.encrypt(PASSWORD)
+        path = tmp_path / f"{key_format}-{len(cert)}.jks"
+        path.write_bytes(jks.KeyStore.new("jks", [entry]).saves(PASSWORD))
+        return mtls.Keystore.load(path, PASSWORD)
+
+    # pyjks's "rsa_raw" wraps the PKCS#8 once more: a key nobody can read.
+    for ks, why in (
+        (store(pkcs8, "rsa_raw", der), "key cryptography cannot read"),
+        (
+            store(pkcs8, "pkcs8", _damaged_name_certificate()),
+            "certificate cryptography cannot read",
+        ),
+    ):
+        for password in ("", PASSWORD):
+            target = tmp_path / "out.pem"
+            with pytest.raises(mtls.KeyEntryError, match=why):
+                ks.save(target, password, store_type="PEM")
+            assert not target.exists()
+    # Twin: the sound store saves, and unencrypted PEM keeps the key's bytes.
+    sound = store(pkcs8, "pkcs8", der)
+    sound.save(tmp_path / "ok.pem", "", store_type="PEM")
+    assert mtls.Keystore.load(tmp_path / "ok.pem", None).key_entry()[1] == pkcs8
+
+
+def test_an_empty_rc4_ciphertext_is_malformed_not_a_wrong_password():
+    rc4 = _der.encode(_der.OID, bytes.fromhex("2a864886f70d010c0101"))  # pbeWithSHAAnd128BitRC4
+    params = _seq(_der.encode(_der.OCTET_STRING, b"salt" * 2), _int(2048))
+    algorithm = _der.read_single(_seq(rc4, params), _der.SEQUENCE)
+    password = _pkcs12._Password(mtls.Secret(PASSWORD))
+    with pytest.raises(_pkcs12.P12FormatError, match="empty"):
+        _pkcs12._decrypt(algorithm, b"", password, "key", lambda _: True, budget=WorkBudget())
+    # Twin: the same parameters over data decrypt (plausible says yes to anything here).
+    out = _pkcs12._decrypt(
+        algorithm, b"x" * 16, password, "key", lambda _: True, budget=WorkBudget()
+    )
+    assert len(out) == 16
