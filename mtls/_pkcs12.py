@@ -57,6 +57,8 @@ class P12Key:
     alias: str | None
     pkcs8_der: bytes = field(repr=False)
     local_key_id: bytes | None
+    # Without a friendlyName: the number Java's PKCS12KeyStore names the entry with.
+    number: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class P12Cert:
     der: bytes = field(repr=False)
     local_key_id: bytes | None
     trusted: bool
+    number: int | None = None  # as for P12Key: set on a trusted certificate without a name
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +81,10 @@ class P12Contents:
     mac_verified: bool
     # keytool -genseckey entries (raw key bytes in pkcs8_der), read only when asked for.
     secret_keys: tuple[P12Key, ...] = ()
-    # Every secretBag, decrypted or not: (friendlyName, what it is), as keytool lists them.
-    secrets: tuple[tuple[str | None, str], ...] = ()
+    # Every secretBag, decrypted or not: (alias, what it is), as keytool lists them.
+    secrets: tuple[tuple[str, str], ...] = ()
+    # Numbers given to entries without a friendlyName (the next one would be this + 1).
+    unnamed: int = 0
 
 
 class P12FormatError(ValueError):
@@ -317,7 +322,8 @@ class _Reader:
         self.certs: list[P12Cert] = []
         self.want_secret_keys = False
         self.secret_keys: list[P12Key] = []
-        self.secrets: list[tuple[str | None, str]] = []
+        self.secrets: list[tuple[str, str]] = []
+        self.unnamed = 0
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
@@ -353,7 +359,16 @@ class _Reader:
             self.mac_verified,
             tuple(self.secret_keys),
             tuple(self.secrets),
+            self.unnamed,
         )
+
+    def _number(self, alias: str | None) -> int | None:
+        """Java's name for an entry without a friendlyName: its PKCS12KeyStore counts
+        such key entries (private and secret) and trusted certificates, in file order."""
+        if alias is not None:
+            return None
+        self.unnamed += 1
+        return self.unnamed
 
     def _items(self, layer: bytes) -> Iterator[TLV]:
         """The elements of a SEQUENCE OF layer, counted against :data:`MAX_SAFE_ITEMS`."""
@@ -454,7 +469,7 @@ class _Reader:
             if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
                 if not _is_pkcs8(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
-                self.keys.append(P12Key(alias, parts[1].value, local_key_id))
+                self.keys.append(P12Key(alias, parts[1].value, local_key_id, self._number(alias)))
             elif bag_id == _SHROUDED_KEY_BAG:  # section 4.2.2
                 # Not decrypting, the key is still an entry: its alias and localKeyId
                 # are outside the encryption, and they name the entry as keytool does.
@@ -463,13 +478,14 @@ class _Reader:
                 except P12PasswordError as exc:
                     exc.alias = alias
                     raise
-                self.keys.append(P12Key(alias, pkcs8, local_key_id))
+                self.keys.append(P12Key(alias, pkcs8, local_key_id, self._number(alias)))
             elif bag_id == _CERT_BAG:  # section 4.2.3
                 cert_id, cert_value = _pair(value)
                 if _oid(cert_id) == _X509_CERT:
                     der = _octets(_explicit(cert_value))
                     _der.check_single(der, _der.SEQUENCE)
-                    self.certs.append(P12Cert(alias, der, local_key_id, trusted))
+                    number = self._number(alias) if trusted else None
+                    self.certs.append(P12Cert(alias, der, local_key_id, trusted, number))
             elif bag_id == _SAFE_CONTENTS_BAG:  # section 4.2.6
                 if depth >= _MAX_NESTING:
                     raise P12FormatError("safeContentsBag nested too deeply")
@@ -483,13 +499,14 @@ class _Reader:
         # Java's PKCS12KeyStore writes a pkcs8ShroudedKeyBag there whose PrivateKeyInfo
         # holds the raw key (e.g. AES) as its privateKey OCTET STRING.
         type_id, secret_value = _pair(value)
+        name = alias if alias is not None else str(self._number(alias))
         if _oid(type_id) != _SHROUDED_KEY_BAG:
             kind = f"secret of type {_name(_oid(type_id))}; TLS cannot use it"
-            self.secrets.append((alias, kind))
+            self.secrets.append((name, kind))
             return
         # Listed as keytool lists it (SecretKeyEntry): the key's algorithm is inside the
         # encryption, so it is not shown unless the key is decrypted (the secure vault).
-        self.secrets.append((alias, "secret key (PKCS#12 secretBag; TLS cannot use it)"))
+        self.secrets.append((name, "secret key (PKCS#12 secretBag; TLS cannot use it)"))
         if not self.want_secret_keys:
             return
         encrypted = _der.read_single(_octets(_explicit(secret_value)), _der.SEQUENCE)

@@ -464,7 +464,7 @@ def _parse_pkcs12(
     index_of = _Certs(certs)
     keys: list[KeyEntry] = []
     taken = Taken()
-    unnamed = _Unnamed()
+    unnamed = _Unnamed(contents.unnamed)
     for key in contents.keys:
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
         if leaf_at is None and not key.pkcs8_der:
@@ -475,7 +475,7 @@ def _parse_pkcs12(
             if leaf_at is None:
                 continue  # its certificates are read below
         if leaf_at is None:
-            name = unnamed.alias(key.alias)
+            name = unnamed.alias(key.alias, number=key.number)
             raise KeystoreFormatError(
                 f"{where}: key entry {name!r} has no certificate (keytool lists a chain of "
                 "length 0; TLS cannot use it): export the store again with the key's "
@@ -483,7 +483,9 @@ def _parse_pkcs12(
                 path=path,
             )
         chain = index_of.chain_from(leaf_at)
-        alias = unique_alias(unnamed.alias(key.alias, certs[leaf_at].alias), taken)
+        alias = unique_alias(
+            unnamed.alias(key.alias, certs[leaf_at].alias, number=key.number), taken
+        )
         keys.append(KeyEntry(alias, key.pkcs8_der, tuple(chain)))
     trusted: list[tuple[str, bytes]] = []
     loose: list[bytes] = []
@@ -491,7 +493,9 @@ def _parse_pkcs12(
         if index in index_of.used:
             continue
         if cert.trusted:
-            trusted.append((unique_alias(unnamed.alias(cert.alias), taken), cert.der))
+            trusted.append(
+                (unique_alias(unnamed.alias(cert.alias, number=cert.number), taken), cert.der)
+            )
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
             alias = unique_alias(unnamed.alias(cert.alias), taken)
@@ -499,26 +503,29 @@ def _parse_pkcs12(
             keys.append(KeyEntry(alias, b"", tuple(chain)))
         else:
             loose.append(cert.der)
-    secrets = [(unique_alias(unnamed.alias(name), taken), kind) for name, kind in contents.secrets]
+    secrets = [(unique_alias(name, taken), kind) for name, kind in contents.secrets]
     return Parsed("PKCS12", keys, trusted, loose, secrets)
 
 
 class _Unnamed:
     """Aliases as the JDK's PKCS12KeyStore gives them: the first friendlyName present,
-    else the next number of its own counter of unnamed entries ("1", "2", ...), which
-    key entries, trusted certificates and secret keys take in turn.
+    else the number the reader gave the entry (Java's counter of unnamed key entries and
+    trusted certificates, in file order: ``"1"``, ``"2"``, ...). An entry Java does not
+    number (a key's leaf listed without its key) takes the numbers after those.
 
     An empty friendlyName is an alias: keytool (JDK 17 and 25) lists it as ``""``.
     A trailing NUL (some OpenSSL-made files have one) is kept, as keytool keeps it.
     """
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, used: int) -> None:
+        self.count = used
 
-    def alias(self, *names: str | None) -> str:
+    def alias(self, *names: str | None, number: int | None = None) -> str:
         name = next((name for name in names if name is not None), None)
         if name is not None:
             return name
+        if number is not None:
+            return str(number)
         self.count += 1
         return str(self.count)
 

@@ -196,6 +196,72 @@ def test_unnamed_entries_are_numbered_as_java_numbers_them(tmp_path: Path) -> No
     assert mtls.Truststore.load(path, "").aliases == ("1", "2")
 
 
+def _authenticated_safe(pfx: bytes) -> list[bytes]:
+    """The ContentInfos of a PFX's AuthenticatedSafe, each as its DER."""
+    content = _der.read_single(pfx, _der.SEQUENCE).children()[1].children()[1]
+    auth_safe = _der.read_single(content.children()[0].value, _der.SEQUENCE)
+    return [_der.encode(info.tag, info.value) for info in auth_safe.children()]
+
+
+def _pfx(infos: list[bytes], password: str) -> bytes:
+    """A PFX of these ContentInfos, with an HMAC-SHA1 MAC under ``password``."""
+    from mtls._kdf import p12_kdf
+
+    auth = _der.encode(_der.SEQUENCE, b"".join(infos))
+    data = _der.encode(_der.OID, bytes.fromhex("2a864886f70d010701"))  # pkcs7-data
+    info = _der.encode(
+        _der.SEQUENCE, data + _der.encode(0xA0, _der.encode(_der.OCTET_STRING, auth))
+    )
+    salt, rounds = b"numbered", 2048
+    key = p12_kdf("sha1", (password + "\0").encode("utf-16-be"), salt, purpose=3, rounds=rounds,
+                  size=20)  # fmt: skip
+    sha1 = _der.encode(_der.SEQUENCE, bytes.fromhex("06052b0e03021a0500"))
+    mac = _der.encode(
+        _der.SEQUENCE,
+        _der.encode(
+            _der.SEQUENCE,
+            sha1 + _der.encode(_der.OCTET_STRING, hmac.new(key, auth, hashlib.sha1).digest()),
+        )
+        + _der.encode(_der.OCTET_STRING, salt)
+        + _der.encode(_der.INTEGER, rounds.to_bytes(2, "big")),
+    )
+    return _der.encode(_der.SEQUENCE, _der.encode(_der.INTEGER, b"\x03") + info + mac)
+
+
+def test_unnamed_entries_are_numbered_in_file_order(keytool: Path, tmp_path: Path) -> None:
+    """Java numbers unnamed key entries and trusted certificates as it meets them in the
+    file: an unnamed trusted certificate first, then an unnamed key, is "1" then "2"
+    (mtls numbered keys first), as keytool lists them."""
+    ca = CA(name="file order")
+    identity = ca.issue_cert("client")
+    trusted = pkcs12.serialize_java_truststore(
+        [pkcs12.PKCS12Certificate(ca.certificate, None)], serialization.NoEncryption()
+    )
+    protection = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(JAVA_PW.encode())
+    )
+    keyed = pkcs12.serialize_key_and_certificates(
+        None, identity.private_key, identity.certificate, None, protection
+    )
+    path = tmp_path / "mixed.p12"
+    path.write_bytes(_pfx(_authenticated_safe(trusted) + _authenticated_safe(keyed), JAVA_PW))
+    store = mtls.Keystore.load(path, JAVA_PW)
+    assert (
+        store.entry_type("1") == "trustedCertEntry" and store.entry_type("2") == "PrivateKeyEntry"
+    )
+    listed = run(keytool, *JVM_FLAGS, "-list", "-keystore", path, "-storetype", "PKCS12",
+                 "-storepass", JAVA_PW)  # fmt: skip
+    assert "1, " in listed and "trustedCertEntry" in listed.split("1, ", 1)[1].splitlines()[0]
+    assert "PrivateKeyEntry" in listed.split("\n2, ", 1)[1].splitlines()[0]
+    # Twin: the key is the identity's, whatever its name, and it is usable.
+    assert store.certificate("2") == identity.certificate
+    mtls.client_context(store, alias="2")
+
+
 @pytest.mark.keytool
 def test_keytool_chain_and_trusted_entry(java: JavaStores) -> None:
     got = parse_pkcs12(java.keystore.read_bytes(), JAVA_PW)
