@@ -60,17 +60,18 @@ def hold_across_fork(
     swapped for good in a child forked meanwhile. The child gets a new lock. The hooks
     keep ``obj`` alive: this is for a module's own globals."""
 
-    held: list[bool] = []
+    # Per forking thread: two threads may fork at once, and each releases its own hold.
+    held = threading.local()
 
     def before() -> None:
-        held.append(getattr(obj, name).acquire(timeout=wait))
+        held.acquired = getattr(obj, name).acquire(timeout=wait)
 
     def after_in_parent() -> None:
-        if held.pop():
+        if held.__dict__.pop("acquired", False):
             getattr(obj, name).release()
 
     def after_in_child() -> None:
-        held.pop()
+        held.__dict__.pop("acquired", None)
 
     renew_attributes_after_fork(obj, name, new=new)
     if hasattr(os, "register_at_fork"):

@@ -33,7 +33,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import defusedxml
 import defusedxml.ElementTree as DET
@@ -73,6 +73,8 @@ class _Context:
     # No attribute the reader looks at (svns:secretAlias) is in the file: the store
     # cache keys need only the children's tags and texts.
     no_aliases: bool = False
+    # (element, store, what it lacks) already warned about: once per file, not per profile.
+    warned: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 def _names(shown: Sequence[str]) -> tuple[str, ...]:
@@ -590,11 +592,15 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     shown = written.split(",") if hidden else items
     servers_text = written if hidden else resolved
     if len(items) > 1 and not all(item.strip() for item in items):
-        items, shown = _stray_commas(items, shown, _label(number, name), servers_text, ctx)
+        items, shown = _stray_commas(
+            items, shown, _label(number, name), servers_text, ctx, hidden=hidden
+        )
     elif not items[0].strip():
+        made = f" <servers>{written}</servers> is empty once its placeholders are replaced"
         raise ProfileConfigError(
-            f"{ctx.path}: {_label(number, name)} has an empty <servers>, so it would never "
-            "match (WSO2 ignores it silently): write host:port entries, separated by commas",
+            f"{ctx.path}: {_label(number, name)}"
+            f"{made if hidden else ' has an empty <servers>'}, so it would never match "
+            "(WSO2 ignores it silently): write host:port entries, separated by commas",
             path=ctx.path,
             element="servers",
         )
@@ -685,25 +691,37 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
 
 
 def _stray_commas(
-    items: list[str], shown: list[str], label: str, servers_text: str, ctx: _Context
+    items: list[str],
+    shown: list[str],
+    label: str,
+    servers_text: str,
+    ctx: _Context,
+    *,
+    hidden: bool,
 ) -> tuple[list[str], list[str]]:
     """``<servers>`` entries without the empty ones a stray comma makes (WSO2's
     ``split(",")`` drops trailing ones, and an inner or leading one becomes a key no
-    request matches): dropped with a warning; none left is an error."""
+    request matches): dropped with a warning; none left is an error. ``hidden``: the
+    entries came from placeholders (``servers_text`` is then as written), whose values
+    may be what is empty."""
     kept = [item for item in items if item.strip()]
+    cause = "once its placeholders are replaced, " if hidden else ""
     if not kept:
         raise ProfileConfigError(
-            f"{ctx.path}: {label} <servers>{servers_text}</servers> has no entry, only "
-            "commas, so it would never match: write host:port entries, separated by commas",
+            f"{ctx.path}: {label} <servers>{servers_text}</servers> has no entry, "
+            f"{cause}only commas, so it would never match: write host:port entries, "
+            "separated by commas",
             path=ctx.path,
             element="servers",
         )
     log.warning(
-        "%s: %s <servers>%s</servers>: an empty entry (a stray comma) is ignored, as WSO2 "
-        "ignores it",
+        "%s: %s <servers>%s</servers>: %s, is ignored, as WSO2 ignores it",
         ctx.path,
         label,
         servers_text,
+        "an empty entry, once its placeholders are replaced"
+        if hidden
+        else "an empty entry (a stray comma)",
     )
     return kept, [item for item in shown if item.strip()]
 
@@ -808,20 +826,7 @@ def _parse_store(
     )
     written_alias = _written(alias_el) if alias_el is not None else ""
     check_path_text(location, setting=f"<{kind}><Location>", path=ctx.path)
-    missing = "KeyPassword" if is_keystore else "Password"
-    if missing not in parts:
-        # SecureVaultValueReader gives null for an absent element, and WSO2's
-        # createSSLContext calls toCharArray() on it: the profile never loads there.
-        log.warning(
-            "%s: <%s> %s has no <%s>: mtls uses %s, but WSO2 fails to load the profile "
-            "(a NullPointerException in ClientConnFactoryBuilder): add <%s>",
-            ctx.path,
-            kind,
-            shown or location,
-            missing,
-            "the store password for the key" if is_keystore else "no password (Java's rule)",
-            missing,
-        )
+    _warn_wso2_refuses(parts, kind, shown or location, ctx)
     return StoreConfig(
         location=ctx.base_dir / location,
         type=_text(type_el, f"{kind}/Type", ctx, servers) or None if type_el is not None else None,
@@ -832,6 +837,45 @@ def _parse_store(
         alias=alias,
         written_location=shown,
         written_alias=written_alias if alias and has_placeholder(written_alias) else None,
+    )
+
+
+# What mtls does without an element WSO2's createSSLContext reads unconditionally.
+_WSO2_NEEDS: Final = {
+    "KeyStore": (
+        ("Type", "reads the format from the content"),
+        ("KeyPassword", "unlocks the key with the store password"),
+    ),
+    "TrustStore": (
+        ("Type", "reads the format from the content"),
+        ("Password", "reads the truststore without one, as Java may"),
+    ),
+}
+
+
+def _warn_wso2_refuses(
+    parts: Mapping[str, ET.Element], kind: str, shown: str, ctx: _Context
+) -> None:
+    """Say so when WSO2 could not load what mtls loads: ClientConnFactoryBuilder calls
+    ``getText()`` on ``<Type>`` and ``toCharArray()`` on the passwords without a null
+    check, and that NullPointerException is not an AxisFault, so
+    ``ssl.profile.skip.failures`` does not skip it: the whole profile file fails there.
+    Once per store file and kind in a file, however many profiles name it."""
+    absent = [(name, ours) for name, ours in _WSO2_NEEDS[kind] if name not in parts]
+    key = (kind, shown, " ".join(name for name, _ in absent))
+    if not absent or key in ctx.warned:
+        return
+    ctx.warned.add(key)
+    log.warning(
+        "%s: <%s> %s lacks %s: mtls %s, but WSO2 cannot load this profile file (a "
+        "NullPointerException in ClientConnFactoryBuilder, which ssl.profile.skip.failures "
+        "does not skip): add %s",
+        ctx.path,
+        kind,
+        shown,
+        " and ".join(f"<{name}>" for name, _ in absent),
+        " and ".join(ours for _, ours in absent),
+        "it" if len(absent) == 1 else "them",
     )
 
 
@@ -893,7 +937,7 @@ def detect_product(doc: Mapping[str, Any], path: str | os.PathLike[str] | None =
        default is ``repository/resources/security/wso2carbon.jks``; API Manager's are
        bare names inside its security folder).
     4. ``path``: API Manager keeps the file in ``repository/conf/``, Micro Integrator
-       in ``conf/`` under the home. Anything else: API Manager.
+       in ``conf/`` beside the home's ``repository/``. Anything else: API Manager.
     """
     apim: tuple[tuple[str, ...], ...] = (
         ("transport", "passthru_https"),
@@ -916,8 +960,10 @@ def detect_product(doc: Mapping[str, Any], path: str | os.PathLike[str] | None =
             return "mi"
     if path is not None:
         folder = Path(os.path.abspath(path)).parent
-        if folder.name == "conf":
-            return "apim" if folder.parent.name == "repository" else "mi"
+        if folder.name == "conf" and folder.parent.name == "repository":
+            return "apim"
+        if folder.name == "conf" and (folder.parent / "repository").is_dir():
+            return "mi"  # <home>/conf beside <home>/repository: not just any conf/
     return "apim"
 
 

@@ -250,30 +250,78 @@ def test_a_stray_comma_in_servers_is_ignored_with_a_warning(tmp_path, pki, caplo
     assert "stray comma" not in caplog.text
 
 
+def test_an_entry_a_placeholder_leaves_empty_is_named_as_such(tmp_path, pki, caplog, monkeypatch):
+    """No stray comma to blame: the entry is empty once $env{...} is replaced. The
+    message says so, names the entries as written, and never shows the value."""
+    monkeypatch.setenv("MTLS_TEST_EMPTY", "")
+    monkeypatch.setenv("MTLS_TEST_HOSTS", "hidden-name.test:443,")
+    written = "$env{MTLS_TEST_EMPTY},$env{MTLS_TEST_HOSTS}"
+    xml = write_xml(tmp_path, profile(written, pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert profiles.profiles[0].servers == (("hidden-name.test", 443),)
+    assert "once its placeholders are replaced" in caplog.text
+    assert "stray comma" not in caplog.text and "hidden-name" not in caplog.text
+    xml = write_xml(tmp_path, profile("$env{MTLS_TEST_EMPTY}", pki["gw1"], pki["trust"]))
+    with pytest.raises(ProfileConfigError, match="is empty once its placeholders are replaced"):
+        SSLProfileSet.from_xml(xml)
+
+
 @pytest.mark.parametrize(
-    ("store", "missing"),
+    ("store", "lacks"),
     [
-        ("<KeyStore><Location>{gw1}</Location><Password>{pw}</Password></KeyStore>", "KeyPassword"),
-        ("<TrustStore><Location>{trust}</Location></TrustStore>", "Password"),
+        (
+            "<KeyStore><Location>{gw1}</Location><Type>JKS</Type><Password>{pw}</Password>"
+            "</KeyStore>",
+            "lacks <KeyPassword>: mtls unlocks the key with the store password",
+        ),
+        (
+            "<TrustStore><Location>{trust}</Location><Type>JKS</Type></TrustStore>",
+            "lacks <Password>: mtls reads the truststore without one",
+        ),
+        (
+            "<KeyStore><Location>{gw1}</Location><Password>{pw}</Password></KeyStore>",
+            "lacks <Type> and <KeyPassword>",
+        ),
+        (
+            "<TrustStore><Location>{trust}</Location><Password>{pw}</Password></TrustStore>",
+            "lacks <Type>: mtls reads the format from the content",
+        ),
     ],
 )
-def test_a_store_wso2_cannot_load_loads_with_a_warning(tmp_path, pki, caplog, store, missing):
-    """WSO2 reads an absent <KeyPassword> (keystore) or <Password> (truststore) as null
-    and fails on the profile (toCharArray() in ClientConnFactoryBuilder): mtls loads it
-    by Java's own defaults, and says that WSO2 will not, so `mtls check` is a fair gate."""
+def test_a_store_wso2_cannot_load_loads_with_a_warning(tmp_path, pki, caplog, store, lacks):
+    """WSO2's ClientConnFactoryBuilder calls getText() on <Type> and toCharArray() on the
+    passwords without a null check: a profile without them fails the whole file there
+    (the NullPointerException is not skipped by ssl.profile.skip.failures). mtls loads
+    it by Java's own rules, and says that WSO2 will not, so `mtls check` is a fair gate."""
     body = store.format(gw1=pki["gw1"], trust=pki["trust"], pw=PASSWORD)
     xml = write_xml(tmp_path, f"<profile><servers>a.test:443</servers>{body}</profile>")
     with caplog.at_level(logging.WARNING, logger="mtls"):
         profiles = SSLProfileSet.from_xml(xml)
     assert profiles.context_for("a.test", 443) is not None
-    assert f"has no <{missing}>" in caplog.text and "NullPointerException" in caplog.text
+    assert lacks in caplog.text and "NullPointerException" in caplog.text
     assert PASSWORD not in caplog.text
-    # Twin: the same store with the element says nothing.
+    # Twin: the same store with every element says nothing.
     caplog.clear()
     xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], pki["trust"]))
     with caplog.at_level(logging.WARNING, logger="mtls"):
         SSLProfileSet.from_xml(xml)
     assert "NullPointerException" not in caplog.text
+
+
+def test_what_wso2_cannot_load_is_said_once_per_store(tmp_path, pki, caplog):
+    """300 profiles naming one keystore, each with its own <KeyAlias> (so 300 distinct
+    <KeyStore> elements), and no <KeyPassword>: one warning, not 300."""
+    profiles = "".join(
+        f"<profile><servers>h{i}.test:443</servers><KeyStore><Location>{pki['gw1']}</Location>"
+        f"<Type>JKS</Type><Password>{PASSWORD}</Password><KeyAlias>alias{i}</KeyAlias>"
+        "</KeyStore></profile>"
+        for i in range(300)
+    )
+    xml = write_xml(tmp_path, profiles)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        mtls._wso2.parse_profiles_xml(xml.read_bytes(), path=str(xml), base_dir=tmp_path)
+    assert caplog.text.count("NullPointerException") == 1
 
 
 def test_duplicate_server_names_both_profiles(tmp_path, pki):

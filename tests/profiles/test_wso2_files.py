@@ -181,7 +181,10 @@ def test_the_product_is_told_by_where_the_file_sits_when_its_tables_do_not_say(t
     [server] and [user_store] only) and without store paths."""
     plain = {"server": {"hostname": "localhost"}}
     mi_home, apim_home = tmp_path / "mi", tmp_path / "am"
+    (mi_home / "repository").mkdir(parents=True)
     assert detect_product(plain, mi_home / "conf" / "deployment.toml") == "mi"
+    # Any other conf/ says nothing (/etc/conf/deployment.toml, a repository checkout).
+    assert detect_product(plain, tmp_path / "etc" / "conf" / "deployment.toml") == "apim"
     assert detect_product(plain, apim_home / "repository" / "conf" / "deployment.toml") == "apim"
     assert detect_product(plain, tmp_path / "deployment.toml") == "apim"  # no hint: API Manager
     assert detect_product(plain) == "apim"
