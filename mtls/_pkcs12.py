@@ -14,6 +14,7 @@ raises :class:`P12PasswordError`. Nothing else escapes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -765,6 +766,43 @@ def _is_pkcs8(data: bytes) -> bool:
         return False
     tags = [part.tag for part in parts[:3]]
     return tags == [_der.INTEGER, _der.SEQUENCE, _der.OCTET_STRING]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def content_infos(pfx: bytes) -> list[bytes]:
+    """The ContentInfos of a PFX's AuthenticatedSafe, each as its DER: what
+    :func:`join_pfx` puts together (of PFXs cryptography wrote, DER throughout)."""
+    parts = _seq(_der.read_single(pfx, _der.SEQUENCE))
+    content_type, content = _content_info(parts[1])
+    if content_type != _DATA:
+        raise P12FormatError(f"unsupported authSafe content type {_name(content_type)}")
+    auth_safe = _der.read_single(_der.read_single(content, _der.OCTET_STRING).value, _der.SEQUENCE)
+    return [_der.encode(info.tag, info.value) for info in auth_safe.children()]
+
+
+def join_pfx(infos: list[bytes], password: str, *, rounds: int = 10_000) -> bytes:
+    """One PFX of ``infos`` (each a ContentInfo's DER), with keytool's MAC since JDK 12:
+    HMAC-SHA256 under the RFC 7292 appendix B key (ID 3, SHA-256, ``rounds``), a 20-byte
+    random salt. Each ContentInfo keeps the encryption it was written with."""
+    auth_safe = _der.encode(_der.SEQUENCE, b"".join(infos))
+    info = _der.encode(
+        _der.SEQUENCE,
+        _der.encode_oid(_DATA) + _der.encode(0xA0, _der.encode(_der.OCTET_STRING, auth_safe)),
+    )
+    salt = os.urandom(20)
+    key = _p12_kdf("sha256", _bmp(password), salt, purpose=3, rounds=rounds, size=32)
+    mac = HMAC(key, hashes.SHA256())
+    mac.update(auth_safe)
+    sha256 = _der.encode(_der.SEQUENCE, _der.encode_oid("2.16.840.1.101.3.4.2.1") + b"\x05\x00")
+    mac_data = _der.encode(
+        _der.SEQUENCE,
+        _der.encode(_der.SEQUENCE, sha256 + _der.encode(_der.OCTET_STRING, mac.finalize()))
+        + _der.encode(_der.OCTET_STRING, salt)
+        + _der.encode(_der.INTEGER, rounds.to_bytes(rounds.bit_length() // 8 + 1, "big")),
+    )
+    return _der.encode(_der.SEQUENCE, _der.encode(_der.INTEGER, b"\x03") + info + mac_data)
 
 
 def _content_info(tlv: TLV) -> tuple[str, bytes]:

@@ -8,7 +8,7 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from . import _der, _jks, _x509
+from . import _der, _jks, _pkcs12, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
 from ._keyload import _key_pem
@@ -104,13 +104,13 @@ def keystore_bytes(
     key_password: str | None,
     target: str | os.PathLike[str] | None = None,
 ) -> bytes:
-    """A keystore's file: every entry as JKS, or its one key entry as PKCS#12 or PEM.
+    """A keystore's file: every entry as JKS or PKCS#12, or its one key entry as PEM.
 
     ``path`` is where the entries came from (messages about them name it); ``target``
     the file being written, when there is one (a failure to write names it).
 
-    ``key_entry`` gives the entry PKCS#12 and PEM write (``Keystore.key_entry``, which
-    names the problem when there is not exactly one); JKS writes every entry.
+    ``key_entry`` gives the entry PEM writes (``Keystore.key_entry``, which names the
+    problem when there is not exactly one); JKS and PKCS#12 write every entry.
     """
     kind = check_store_type(store_type)
     entries.refuse_secrets(path)
@@ -133,15 +133,33 @@ def keystore_bytes(
         raise ValueError(
             f"{kind} stores have one password; keytool ignores a different key password"
         )
+    if kind == "PKCS12":
+        return _pkcs12_bytes(entries, path=path, password=password)
     alias, key_der, chain = key_entry()
     if entries.cert_count:
         raise KeyEntryError(
             f"{kind} output holds one key entry and its chain; this store also has "
-            "trusted entries: save it as JKS, or save a Truststore separately",
+            "trusted entries: save it as JKS or PKCS12, or save a Truststore separately",
             path=path,
         )
-    # Both are read first, whatever is written: a file that could not be read back is
-    # refused here, not written.
+    key, _ = _readable(alias, key_der, chain, path, kind)  # read back before written
+    if not password:
+        # The key's own PKCS#8 bytes, as they are: nothing to re-encode.
+        return _key_pem(key_der) + b"".join(_x509.der_to_pem(der).encode() for der in chain)
+    _refuse_rewritten_key(key, key_der, alias, path, kind)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password.encode()),
+    )
+    return pem + b"".join(_x509.der_to_pem(der).encode() for der in chain)
+
+
+def _readable(
+    alias: str, key_der: bytes, chain: Sequence[bytes], path: str | None, kind: str
+) -> tuple[PrivateKeyTypes, list[x509.Certificate]]:
+    """An entry's key and certificates, read before any format is written: a file that
+    could not be read back is refused here, not written."""
     try:
         key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -151,32 +169,49 @@ def keystore_bytes(
             path=path,
             alias=alias,
         ) from exc
-    certs = [writable_cert(der, alias, path, kind) for der in chain]
-    if kind == "PEM" and not password:
-        # The key's own PKCS#8 bytes, as they are: nothing to re-encode.
-        return _key_pem(key_der) + b"".join(_x509.der_to_pem(der).encode() for der in chain)
-    _refuse_rewritten_key(key, key_der, alias, path, kind)
-    if kind == "PEM":
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(password.encode())
-            if password
-            else serialization.NoEncryption()
+    return key, [writable_cert(der, alias, path, kind) for der in chain]
+
+
+def _pkcs12_bytes(entries: Entries, *, path: str | None, password: str) -> bytes:
+    """Every key entry (with its chain) and every trusted certificate, as
+    ``keytool -importkeystore -deststoretype PKCS12`` writes them: one password,
+    PBES2/AES-256 and an HMAC-SHA256 MAC. cryptography writes each key entry, and the
+    trusted certificates with Java's trust attribute; their parts are joined under one
+    MAC (:func:`mtls._pkcs12.join_pfx`). One key entry alone is cryptography's file as is."""
+    encryption = pkcs12_encryption(password)
+    parts: list[bytes] = []
+    for entry in entries.key_entries():
+        key, certs = _readable(entry.alias, entry.key_der, entry.chain_der, path, "PKCS12")
+        _refuse_rewritten_key(key, entry.key_der, entry.alias, path, "PKCS12")
+        if not isinstance(
+            key,
+            rsa.RSAPrivateKey
+            | ec.EllipticCurvePrivateKey
+            | ed25519.Ed25519PrivateKey
+            | ed448.Ed448PrivateKey
+            | dsa.DSAPrivateKey,
+        ):
+            raise KeyEntryError(
+                f"{where(path)}: key entry {entry.alias!r}: unsupported key type for "
+                f"PKCS#12 ({type(key).__name__}): save the store as JKS",
+                path=path,
+                alias=entry.alias,
+            )
+        parts.append(
+            pkcs12.serialize_key_and_certificates(
+                entry.alias.encode("utf-8"), key, certs[0], certs[1:] or None, encryption
+            )
         )
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
-        return pem + b"".join(_x509.der_to_pem(der).encode() for der in chain)
-    if not isinstance(
-        key,
-        rsa.RSAPrivateKey
-        | ec.EllipticCurvePrivateKey
-        | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey
-        | dsa.DSAPrivateKey,
-    ):
-        raise KeyEntryError(f"unsupported key type for PKCS#12: {type(key).__name__}")
-    return pkcs12.serialize_key_and_certificates(
-        alias.encode("utf-8"), key, certs[0], certs[1:] or None, pkcs12_encryption(password)
+    trusted = [
+        pkcs12.PKCS12Certificate(writable_cert(der, alias, path, "PKCS12"), alias.encode("utf-8"))
+        for alias, der in entries.cert_entries()
+    ]
+    if trusted or not parts:
+        parts.append(pkcs12.serialize_java_truststore(trusted, encryption))
+    if len(parts) == 1:
+        return parts[0]
+    return _pkcs12.join_pfx(
+        [info for part in parts for info in _pkcs12.content_infos(part)], password
     )
 
 

@@ -516,14 +516,16 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if to != "PEM":
         check_new_password(out_password, str(target))
     keys, trusted = store.key_aliases, store.trusted_aliases
-    if keys and to != "JKS":
+    if keys and to == "PEM":
         if len(keys) > 1 or trusted:
             raise CLIError(
                 f"{source} has {len(keys)} key entr{'y' if len(keys) == 1 else 'ies'} and "
-                f"{len(trusted)} trusted: {to} output holds one key entry and its chain: "
-                "pick it with --alias, or convert to JKS"
+                f"{len(trusted)} trusted: PEM output holds one key entry and its chain: "
+                "pick it with --alias, or convert to PKCS12 or JKS"
             )
         store.save(target, out_password, store_type=to)
+    elif keys and to == "PKCS12":
+        store.save(target, out_password, store_type=to)  # every entry, as keytool writes them
     elif keys:
         store.save(target, out_password, store_type="JKS", key_password=out_password)
     else:

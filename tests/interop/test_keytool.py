@@ -369,6 +369,68 @@ def test_keytool_reads_our_pkcs12_keystore(jdk_keytool: JDK, tmp_path: Path, key
     assert spki == _spki(ks.certificate("client"))
 
 
+def test_keytool_reads_our_pkcs12_with_every_entry(jdk_keytool: JDK, tmp_path: Path) -> None:
+    """keytool -importkeystore writes a store's every entry to PKCS#12; so does save():
+    two key entries and a trusted certificate (it refused anything but one key entry,
+    so mtls convert could not turn keytool's everyday JKS, a key and its CA, into
+    PKCS#12). keytool lists each entry and unlocks each key."""
+    ks = mtls.Keystore.generate("Gateway", "CN=gateway, O=mtls", key_type="EC")
+    ks.add_generated_key("backup-rsa", "CN=backup", key_type="RSA")
+    partner = mtls.Keystore.generate("p", "CN=partner", key_type="EC").certificate("p")
+    ks.add_certificate("partner", partner)
+    path = tmp_path / "every.p12"
+    ks.save(path, "p12-pass-1", store_type="PKCS12")
+    listing = keytool_list(jdk_keytool, path, "p12-pass-1")
+    assert {a: e.entry_type for a, e in listing.items()} == {
+        "gateway": "PrivateKeyEntry",
+        "backup-rsa": "PrivateKeyEntry",
+        "partner": "trustedCertEntry",
+    }
+    assert listing["partner"].sha256 == _fingerprints([partner])
+    for alias in ("Gateway", "backup-rsa"):
+        spki = _csr_public_key(
+            jdk_keytool, path, alias, "p12-pass-1", "p12-pass-1", tmp_path / f"{alias}.csr"
+        )
+        assert spki == _spki(ks.certificate(alias))
+    again = mtls.Keystore.load(path, "p12-pass-1")
+    assert again.fingerprint == ks.fingerprint
+    # Negative twin: the MAC that joins the parts refuses another password.
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, "p12-pass-2")
+    with pytest.raises(subprocess.CalledProcessError):
+        keytool_list(jdk_keytool, path, "p12-pass-2")
+
+
+def test_mtls_convert_turns_a_keytool_jks_into_pkcs12(
+    jdk_keytool: JDK, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keytool's everyday store: -genkeypair, then -importcert of a CA. mtls convert
+    --to PKCS12 takes both entries, as keytool -importkeystore does."""
+    from mtls.cli import main
+
+    source = tmp_path / "gateway.jks"
+    common = ("-keystore", str(source), "-storetype", "JKS", "-storepass", "jks-pass-1")
+    run_keytool(jdk_keytool, "-genkeypair", "-alias", "gw", "-keyalg", "EC", "-dname", "CN=gw",
+                "-keypass", "jks-pass-1", *common)  # fmt: skip
+    ca = mtls.Keystore.generate("ca", "CN=ca", key_type="EC")
+    (tmp_path / "ca.crt").write_bytes(ca.export_certificate("ca", "PEM"))
+    run_keytool(jdk_keytool, "-importcert", "-alias", "theca", "-file", str(tmp_path / "ca.crt"),
+                *common)  # fmt: skip
+    target = tmp_path / "gateway.p12"
+    code = main(["convert", "--keystore", str(source), "--to", "PKCS12", "--out", str(target),
+                 "--password", "jks-pass-1"])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    listing = keytool_list(jdk_keytool, target, "jks-pass-1")
+    assert {a: e.entry_type for a, e in listing.items()} == {
+        "gw": "PrivateKeyEntry",
+        "theca": "trustedCertEntry",
+    }
+    # Twin: PEM still holds one key entry, and says how to pick it.
+    code = main(["convert", "--keystore", str(source), "--to", "PEM", "--out",
+                 str(tmp_path / "gw.pem"), "--password", "jks-pass-1"])  # fmt: skip
+    assert code != 0 and "--alias" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("store_type", ["JKS", "PKCS12"])
 def test_keytool_reads_our_truststore(jdk_keytool: JDK, tmp_path: Path, store_type: str) -> None:
     ts = mtls.Truststore()

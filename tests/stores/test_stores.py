@@ -430,9 +430,9 @@ def test_truststore_save_follows_umask(pki: PKI, tmp_path: Path) -> None:
 def test_failed_save_leaves_nothing(pki: PKI, tmp_path: Path) -> None:
     ks = pki.client.keystore("client")
     ks.add_certificate("partner", pki.root.cert)
-    target = tmp_path / "out.p12"
+    target = tmp_path / "out.pem"
     with pytest.raises(mtls.KeyEntryError):
-        ks.save(target, PASSWORD, store_type="PKCS12")  # PKCS#12 output holds one key entry only
+        ks.save(target, PASSWORD, store_type="PEM")  # PEM output holds one key entry only
     with pytest.raises(ValueError, match="store_type"):
         ks.save(target, PASSWORD, store_type="BKS")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
