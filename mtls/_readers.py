@@ -547,6 +547,9 @@ class _Certs:
         self.certs = certs
         self.used: set[int] = set()
         self._tables: dict[str, dict[object, list[int]]] = {}
+        # Per table, the first match in file order, kept when the table's list is
+        # consumed: an issuer another chain took already is still this chain's issuer.
+        self._firsts: dict[str, dict[object, int]] = {}
 
     def _table(self, name: str) -> dict[object, list[int]]:
         table = self._tables.get(name)
@@ -556,12 +559,20 @@ class _Certs:
                 key = _CERT_KEYS[name](cert)
                 if key is not None:
                     table.setdefault(key, []).append(index)
+            self._firsts[name] = {key: indexes[0] for key, indexes in table.items()}
             # Reversed, so that the first match in file order is at the end: popped
             # when used, and skipped (popped) when taken by another lookup since.
             for indexes in table.values():
                 indexes.reverse()
             self._tables[name] = table
         return table
+
+    def _issuer(self, name: str, key: object) -> int | None:
+        """An issuer: the first unused match (marked used), else the first match even if
+        another chain took it. Java builds every chain from all the file's certificates:
+        two key entries under one intermediate share the one copy of it."""
+        found = self._take(name, key)
+        return found if found is not None else self._firsts[name].get(key)
 
     def _take(self, name: str, key: object) -> int | None:
         indexes = self._table(name).get(key)
@@ -599,15 +610,17 @@ class _Certs:
         """The certificate at ``index`` (marked used) and the issuers found after it."""
         self.used.add(index)
         chain = [self.certs[index].der]
+        taken = {index}
         while True:
             names = _x509.raw_names(chain[-1])
             if names is None or names[0] == names[1]:  # unreadable, or self-issued
                 return chain
-            found = self._take("subject", names[0])
+            found = self._issuer("subject", names[0])
             if found is None and self._left():
                 found = self._parsed_issuer(chain[-1])
-            if found is None:
+            if found is None or found in taken:  # none, or a loop (cross-signed CAs)
                 return chain
+            taken.add(found)
             chain.append(self.certs[found].der)
 
     def _parsed_issuer(self, der: bytes) -> int | None:
@@ -619,7 +632,7 @@ class _Certs:
                 return None
         except ValueError:
             return None
-        return self._take("subject-parsed", issuer)
+        return self._issuer("subject-parsed", issuer)
 
 
 def _cert_subject(cert: _pkcs12.P12Cert) -> object:

@@ -197,16 +197,27 @@ def _pkcs12_bytes(entries: Entries, *, path: str | None, password: str) -> bytes
                 path=path,
                 alias=entry.alias,
             )
-        parts.append(
-            pkcs12.serialize_key_and_certificates(
-                entry.alias.encode("utf-8"), key, certs[0], certs[1:] or None, encryption
+        try:
+            parts.append(
+                pkcs12.serialize_key_and_certificates(
+                    entry.alias.encode("utf-8"), key, certs[0], certs[1:] or None, encryption
+                )
             )
-        )
+        except ValueError as exc:  # the key is not the certificate's
+            raise KeyEntryError(
+                f"{where(path)}: key entry {entry.alias!r}: its key does not match the "
+                "first certificate of its chain, so it cannot be written as PKCS12: "
+                "replace the entry",
+                path=path,
+                alias=entry.alias,
+            ) from exc
     trusted = [
         pkcs12.PKCS12Certificate(writable_cert(der, alias, path, "PKCS12"), alias.encode("utf-8"))
         for alias, der in entries.cert_entries()
     ]
-    if trusted or not parts:
+    if not parts and not trusted:
+        return _pkcs12.join_pfx([], password)  # an empty store, as Java writes one
+    if trusted:
         parts.append(pkcs12.serialize_java_truststore(trusted, encryption))
     if len(parts) == 1:
         return parts[0]
@@ -271,4 +282,7 @@ def truststore_bytes(
         pkcs12.PKCS12Certificate(writable_cert(der, alias, path, kind), alias.encode("utf-8"))
         for alias, der in certs
     ]
+    if not bags:
+        pkcs12_encryption(password)  # the same refusal of an empty password
+        return _pkcs12.join_pfx([], password)  # an empty store, as Java writes one
     return pkcs12.serialize_java_truststore(bags, pkcs12_encryption(password))

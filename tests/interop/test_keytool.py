@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import jks
@@ -22,6 +24,7 @@ from pyasn1.error import PyAsn1Error
 
 import mtls
 from mtls import _x509
+from mtls.testing import CA
 from tests._keytool import (
     JDK,
     KEYPASS,
@@ -399,6 +402,71 @@ def test_keytool_reads_our_pkcs12_with_every_entry(jdk_keytool: JDK, tmp_path: P
         mtls.Keystore.load(path, "p12-pass-2")
     with pytest.raises(subprocess.CalledProcessError):
         keytool_list(jdk_keytool, path, "p12-pass-2")
+
+
+def test_keys_under_one_intermediate_keep_their_chains_in_pkcs12(tmp_path: Path) -> None:
+    """Two key entries under one intermediate, which only the second entry's chain
+    carries: PKCS#12 does not say which certificate belongs to which chain, so a reader
+    rebuilds chains by issuer. mtls's reader took each certificate once, so the first
+    entry took the intermediate and the second, served from the file, sent no
+    intermediate and failed the handshake. Java builds every chain from all the file's
+    certificates; so does mtls now."""
+    root = CA(name="shared root")
+    inter = root.create_child_ca(name="shared intermediate")
+    a, b = inter.issue_cert("a.test"), inter.issue_cert("b.test")
+    ks = mtls.Keystore()
+    ks.add_key("a", a.private_key, [a.certificate])
+    ks.add_key("b", b.private_key, [b.certificate, inter.certificate])
+    path = tmp_path / "shared.p12"
+    ks.save(path, "p12-pass-1", store_type="PKCS12")
+    back = mtls.Keystore.load(path, "p12-pass-1")
+    assert back.certificate_chain("b") == (b.certificate, inter.certificate)
+    assert back.certificate_chain("a") == (a.certificate, inter.certificate)  # as Java reads it
+    trust = mtls.Truststore()
+    trust.add_certificate("root", root.certificate)
+    server = mtls.server_context(back, trust, alias="b")
+    client = mtls.client_context(root.issue_cert("client.test").keystore("client"), trust)
+    assert _handshake(server, client, "b.test") == "b.test"
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> str:
+    """One mutual handshake over a socket pair; the server certificate's DNS name."""
+    left, right = socket.socketpair()
+    done: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            with server.wrap_socket(left, server_side=True) as tls:
+                tls.recv(1)
+        except BaseException as exc:  # reported below, after the client's side
+            done.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with client.wrap_socket(right, server_hostname=name) as tls:
+            seen = tls.getpeercert()
+            tls.sendall(b"x")
+    finally:
+        right.close()
+        thread.join(timeout=30)
+    assert not done, done
+    assert seen is not None
+    return str(dict(seen["subjectAltName"])["DNS"])
+
+
+def test_an_empty_store_is_written_as_keytool_writes_one(jdk_keytool: JDK, tmp_path: Path) -> None:
+    """cryptography writes no PKCS#12 without an entry (save() let its ValueError out);
+    Java does, and reads it: an empty AuthenticatedSafe under the MAC."""
+    for store, name in ((mtls.Keystore(), "keystore.p12"), (mtls.Truststore(), "truststore.p12")):
+        path = tmp_path / name
+        store.save(path, "p12-pass-1", store_type="PKCS12")
+        assert "contains 0 entries" in run_keytool(
+            jdk_keytool, "-list", "-keystore", str(path), "-storepass", "p12-pass-1"
+        )
+        assert mtls.Keystore.load(path, "p12-pass-1").aliases == ()
+        with pytest.raises(mtls.WrongPasswordError):  # the twin: the MAC is there
+            mtls.Keystore.load(path, "p12-pass-2")
 
 
 def test_mtls_convert_turns_a_keytool_jks_into_pkcs12(

@@ -433,6 +433,13 @@ def test_failed_save_leaves_nothing(pki: PKI, tmp_path: Path) -> None:
     target = tmp_path / "out.pem"
     with pytest.raises(mtls.KeyEntryError):
         ks.save(target, PASSWORD, store_type="PEM")  # PEM output holds one key entry only
+    # A key that is not its certificate's: refused, naming the entry (it was
+    # cryptography's bare ValueError), and no file.
+    odd = mtls.Keystore()
+    odd.add_key("odd", pki.client.key, [pki.server.cert])
+    with pytest.raises(mtls.KeyEntryError, match="'odd': its key does not match") as caught:
+        odd.save(tmp_path / "out.p12", PASSWORD, store_type="PKCS12")
+    assert caught.value.alias == "odd"
     with pytest.raises(ValueError, match="store_type"):
         ks.save(target, PASSWORD, store_type="BKS")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
