@@ -14,12 +14,14 @@ import contextlib
 import ssl
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mtls
-from tests._pki import PKI, issue
+from mtls._entries import fold
+from tests._pki import PKI, Identity, issue
 from tests.stores._jceks import build_jceks
 from tests.stores.test_vectors import ber_framed
 
@@ -225,3 +227,56 @@ def test_regression_damaged_subject_in_a_pem_chain(pki: PKI) -> None:
     bad_leaf = leaf.replace(name, b"client \xff\xfe")  # invalid UTF-8 in a UTF8String
     data = pki.client_ec.key_pem() + _pem("CERTIFICATE", bad_leaf) + _pem("CERTIFICATE", root)
     _exercise(data, None)
+
+
+# --------------------------------------------------------------------------- round trips
+
+_ALIAS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(
+    lambda text: bool(text.strip())
+)
+
+
+@pytest.fixture(scope="module")
+def pool() -> tuple[list[Identity], list[x509.Certificate]]:
+    """Identities under a root and an intermediate, and certificates to trust."""
+    root = issue("round-trip root", None, ca=True)
+    inter = issue("round-trip intermediate", root, ca=True)
+    leaves = [issue(f"leaf {i}", inter if i % 2 else root) for i in range(3)]
+    return leaves, [root.cert, inter.cert, issue("other root", None, ca=True).cert]
+
+
+@given(
+    keys=st.lists(st.tuples(st.integers(0, 2), _ALIAS), max_size=3),
+    trusted=st.lists(st.tuples(st.integers(0, 2), _ALIAS), max_size=3),
+    password=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=10),
+    store_type=st.sampled_from(["JKS", "PKCS12"]),
+)
+@settings(SETTINGS, max_examples=60)
+def test_what_save_writes_load_reads_back(pool, keys, trusted, password, store_type):
+    """Any mix of key entries (chains of one or two, some sharing an intermediate) and
+    trusted certificates, any aliases and passwords: what save() writes, load() reads
+    back, entry for entry (JKS folds aliases to lower case, as keytool does)."""
+    leaves, anchors = pool
+    store = mtls.Keystore()
+    seen: set[str] = set()
+    for index, alias in keys:
+        if fold(alias) not in seen:
+            seen.add(fold(alias))
+            store.add_key(alias, leaves[index].key, leaves[index].chain)
+    for index, alias in trusted:
+        if fold(alias) not in seen:
+            seen.add(fold(alias))
+            store.add_certificate(alias, anchors[index])
+    data = store.to_bytes(password, store_type=store_type)
+    back = mtls.Keystore.from_bytes(data, password)
+    assert [fold(a) for a in back.aliases] == [fold(a) for a in store.aliases]
+    if store_type == "PKCS12":
+        assert back.aliases == store.aliases  # PKCS#12 keeps the case
+    for alias in store.key_aliases:
+        wrote, read = store.certificate_chain(alias), back.certificate_chain(alias)
+        assert read[: len(wrote)] == wrote  # a reader may add an issuer it finds, as Java
+        assert back.key_entry(alias)[1] == store.key_entry(alias)[1]
+    for alias in store.trusted_aliases:
+        assert back.certificate(alias) == store.certificate(alias)
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.from_bytes(data, password + "x")
