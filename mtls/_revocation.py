@@ -934,6 +934,11 @@ class RevocationChecker:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def __bool__(self) -> bool:
+        """Always true: a checker is there whether or not its cache holds anything yet
+        (``len()`` is the cache's size, 0 in a new process)."""
+        return True
+
     # ------------------------------------------------------------------ cache
 
     def _status(

@@ -176,8 +176,18 @@ def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> No
     if not setup.verify:
         report.revocation_note = "not checked: certificate verification is off"
         return
-    checker = setup.revocation or RevocationChecker(RevocationPolicy(mode="soft", timeout=timeout))
-    anchors = tls.context.get_ca_certs(binary_form=True)
+    # `is None`, not truthiness: a checker's length is its cache's, 0 in a new process.
+    checker = (
+        setup.revocation
+        if setup.revocation is not None
+        else RevocationChecker(RevocationPolicy(mode="soft", timeout=timeout))
+    )
+    # The context lists only certificates marked as CAs; a pinned leaf is an anchor too.
+    anchors = (
+        list(setup.anchors)
+        if setup.anchors is not None
+        else tls.context.get_ca_certs(binary_form=True)
+    )
     statuses = checker.statuses(revocation_peer_chain(tls), anchors)
     report.revocation = [status.to_dict() for status in statuses]
     if not statuses:

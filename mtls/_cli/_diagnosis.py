@@ -139,6 +139,9 @@ class Setup:
     failure: Failure | None = None
     # The profile set's online revocation check (enforced on the handshake), if any.
     revocation: RevocationChecker | None = None
+    # The truststore's anchors as DER, every one (a pinned leaf too): what the revocation
+    # report stops at. None: only what the context lists (the system's trust).
+    anchors: tuple[bytes, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -206,7 +209,9 @@ class Report:
             "notes": self.notes,
             "revocation": {
                 "enforced": self.setup.revocation is not None,
-                "mode": self.setup.revocation.policy.mode if self.setup.revocation else None,
+                "mode": (
+                    self.setup.revocation.policy.mode if self.setup.revocation is not None else None
+                ),
                 "certificates": self.revocation,
                 "note": self.revocation_note,
             },

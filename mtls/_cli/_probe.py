@@ -111,6 +111,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
         )
     setup = Setup(context, "default", source=source, hostname_verifier=mode)
     setup.revocation = profiles.revocation
+    setup.anchors = _anchors_for(profiles, target, client_id)
     if profile is None:
         default = status.get("default") or {}
         setup.keystore = next(
@@ -163,6 +164,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     setup = Setup(
         context,
         "options" if keystore or truststore else "system",
+        anchors=truststore.anchors_der if truststore is not None else None,
         keystore=args.keystore,
         truststore=args.truststore,
         hostname_verifier=mode if effective == mode else f"{mode} (not checked for localhost)",
@@ -180,6 +182,24 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
 
     setup.insecure = insecure
     return setup
+
+
+def _anchors_for(
+    profiles: SSLProfileSet, target: Target, client_id: str | None
+) -> tuple[bytes, ...] | None:
+    """The anchors of the truststore the set reaches ``target`` with, as DER (``None``:
+    the system's trust, or a default that is a ready context)."""
+    try:
+        material = profiles.material_for(target.host, target.port, client_id=client_id)
+    except MTLSError:
+        return None
+    if material is None or material.root_certificates is None:
+        return None
+    bundle = material.root_certificates.decode("ascii")
+    end = "-----END CERTIFICATE-----"
+    return tuple(
+        ssl.PEM_cert_to_DER_cert(block + end) for block in bundle.split(end) if block.strip()
+    )
 
 
 def _names(entry: dict[str, Any]) -> set[str]:
@@ -253,7 +273,11 @@ def _revocation_lines(report: Report, out: Output) -> None:
     if not report.revocation and not report.revocation_note:
         return
     enforced = report.setup.revocation
-    how = f"enforced, {enforced.policy.mode}-fail" if enforced else "checked for this report"
+    how = (
+        f"enforced, {enforced.policy.mode}-fail"
+        if enforced is not None
+        else "checked for this report"
+    )
     out.line(f"  revocation    {how}")
     colours = {"good": "green", "revoked": "red", "undetermined": "yellow"}
     for entry in report.revocation:

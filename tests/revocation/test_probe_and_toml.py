@@ -211,3 +211,65 @@ def test_a_policy_refuses_values_that_are_not_finite_and_bounded(bad: dict[str, 
         RevocationPolicy(**bad)  # type: ignore[arg-type]
     # the twin: the largest accepted values work end to end (statuses() does not overflow)
     RevocationPolicy(retry_failed_after=mtls_revocation.MAX_SECONDS, cache_size=10**6)
+
+
+def _pinned_backend(tmp_path: Path) -> MTLSServer:
+    """A backend on a self-signed certificate without basicConstraints (as keytool
+    -genkeypair and mtls genkey make it), pinned in ``tmp_path / "trust.jks"``."""
+    backend = mtls.Keystore.generate(
+        "backend", "CN=localhost", key_type="EC", san=["DNS:localhost"]
+    )
+    trust = mtls.Truststore()
+    trust.add_certificate("backend", backend.certificate("backend"))
+    trust.save(tmp_path / "trust.jks", PASSWORD)
+    return MTLSServer(backend, client_ca=CA().truststore(), require_client_cert=False)
+
+
+def test_a_pinned_self_signed_server_is_an_anchor_not_an_unknown(tmp_path: Path, capsys) -> None:
+    """A backend's own self-signed certificate in the truststore (keytool -genkeypair
+    and mtls genkey make one without basicConstraints) is the anchor. The probe took
+    its anchors from the context, which lists only CA certificates, and reported the
+    certificate as undetermined, advising to add the CA that is already there."""
+    with _pinned_backend(tmp_path) as server:
+        code, report, _ = _probe(
+            capsys, f"https://localhost:{server.port}/", "--truststore",
+            str(tmp_path / "trust.jks"), "--password", PASSWORD,
+        )  # fmt: skip
+    assert code == 0
+    revocation = report["revocation"]
+    assert isinstance(revocation, dict)
+    assert revocation["certificates"] == []
+    assert "the server's certificate is a trust anchor" in str(revocation["note"])
+
+
+def test_an_enforced_check_is_reported_as_enforced_before_its_cache_fills(
+    tmp_path: Path, capsys
+) -> None:
+    """A checker's len() is its cache's, 0 in a fresh process and still 0 after a chain
+    with nothing to check (a pinned self-signed backend): the probe took it for no
+    checker, swapped in a soft one, and said "checked for this report", "mode": null."""
+    with _pinned_backend(tmp_path) as server:
+        (tmp_path / "profiles.xml").write_text(
+            profile_xml(profile(f"localhost:{server.port}", truststore=tmp_path / "trust.jks"))
+        )
+        toml = tmp_path / "deployment.toml"
+        toml.write_text(
+            '[transport.passthru_https.sender.ssl_profile]\nfile_path = "profiles.xml"\n'
+            "interval = 0\n" + ENABLED
+        )
+        code, report, _ = _probe(
+            capsys, f"https://localhost:{server.port}/", "--deployment-toml", str(toml),
+            "--base-dir", str(tmp_path),
+        )  # fmt: skip
+        assert main(["probe", f"https://localhost:{server.port}/", "--deployment-toml",
+                     str(toml), "--base-dir", str(tmp_path)]) == 0  # fmt: skip
+        human = capsys.readouterr().out
+    assert code == 0
+    revocation = report["revocation"]
+    assert isinstance(revocation, dict)
+    assert revocation["enforced"] is True and revocation["mode"] == "hard", revocation
+    assert revocation["certificates"] == []
+    assert "revocation    enforced, hard-fail" in human
+    # The trap itself, for anyone's `if profiles.revocation:`: a checker is always true.
+    checker = mtls.RevocationChecker(RevocationPolicy())
+    assert len(checker) == 0 and bool(checker) is True
