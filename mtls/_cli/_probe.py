@@ -198,7 +198,9 @@ def _anchors_for(
     bundle = material.root_certificates.decode("ascii")
     end = "-----END CERTIFICATE-----"
     return tuple(
-        ssl.PEM_cert_to_DER_cert(block + end) for block in bundle.split(end) if block.strip()
+        ssl.PEM_cert_to_DER_cert(f"{block.strip()}\n{end}\n")
+        for block in bundle.split(end)
+        if block.strip()
     )
 
 

@@ -221,6 +221,7 @@ def _pinned_backend(tmp_path: Path) -> MTLSServer:
     )
     trust = mtls.Truststore()
     trust.add_certificate("backend", backend.certificate("backend"))
+    trust.add_certificate("another", CA().certificate)  # a bundle of more than one
     trust.save(tmp_path / "trust.jks", PASSWORD)
     return MTLSServer(backend, client_ca=CA().truststore(), require_client_cert=False)
 
