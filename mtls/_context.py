@@ -14,7 +14,7 @@ import os
 import ssl
 import sys
 
-from . import _der, _keyload, _x509
+from . import _keyload, _x509
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._revocation import (
     CRLSet,
@@ -124,21 +124,13 @@ def _identity(
             path=keystore.path,
             alias=chosen,
         ) from exc
-    if _is_dsa(key_der):
+    if _keyload.key_algorithm(key_der) == _DSA:
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
     _log_identity(keystore, chosen, chain_der[0])
 
 
 _DSA = "1.2.840.10040.4.1"  # id-dsa, the PKCS#8 algorithm of a DSA key
 _DSA_REPORTED: set[tuple[str | None, str]] = set()
-
-
-def _is_dsa(pkcs8_der: bytes) -> bool:
-    try:
-        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
-        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value) == _DSA
-    except (_der.DERError, IndexError):
-        return False  # OpenSSL took it: whatever it is, it is not ours to judge here
 
 
 def _dsa_over_tls12(

@@ -27,9 +27,20 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives import serialization
 
+from . import _der
 from ._x509 import der_to_pem
 
 _PROC_FD = "/proc/self/fd"
+
+
+def key_algorithm(pkcs8_der: bytes) -> str | None:
+    """The OID of a PKCS#8 key's AlgorithmIdentifier, read without parsing the key
+    (``None`` when the bytes are not PKCS#8)."""
+    try:
+        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
+        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value)
+    except (_der.DERError, IndexError):
+        return None
 
 
 def _key_pem(pkcs8_der: bytes) -> bytes:

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from . import _der, _jks, _pkcs12, _x509
+from . import _jks, _pkcs12, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
-from ._keyload import _key_pem
+from ._keyload import _key_pem, key_algorithm
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")
@@ -226,15 +226,6 @@ def _pkcs12_bytes(entries: Entries, *, path: str | None, password: str) -> bytes
     )
 
 
-def _key_algorithm(pkcs8_der: bytes) -> str | None:
-    """The OID of a PKCS#8 key's AlgorithmIdentifier (``None`` if unreadable)."""
-    try:
-        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
-        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value)
-    except (_der.DERError, IndexError):
-        return None
-
-
 def _refuse_rewritten_key(
     key: PrivateKeyTypes, key_der: bytes, alias: str, path: str | None, kind: str
 ) -> None:
@@ -246,8 +237,8 @@ def _refuse_rewritten_key(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    before = _key_algorithm(key_der)
-    if before is not None and _key_algorithm(written) != before:
+    before = key_algorithm(key_der)
+    if before is not None and key_algorithm(written) != before:
         what = "an RSASSA-PSS key" if before == _RSASSA_PSS else f"a key of type {before}"
         raise KeyEntryError(
             f"{where(path)}: key entry {alias!r} is {what}, which cryptography would write "

@@ -18,7 +18,7 @@ from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
-from .._stores import load_store
+from .._stores import Truststore, load_store
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -195,13 +195,8 @@ def _anchors_for(
         return None
     if material is None or material.root_certificates is None:
         return None
-    bundle = material.root_certificates.decode("ascii")
-    end = "-----END CERTIFICATE-----"
-    return tuple(
-        ssl.PEM_cert_to_DER_cert(f"{block.strip()}\n{end}\n")
-        for block in bundle.split(end)
-        if block.strip()
-    )
+    # The PEM bundle read back by the project's own reader, each anchor as DER.
+    return Truststore.from_bytes(material.root_certificates).anchors_der
 
 
 def _names(entry: dict[str, Any]) -> set[str]:
