@@ -29,6 +29,7 @@ from ._config import (
     normalize_host,
     tls_origin,
 )
+from ._deployment import Product, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError
 from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEvent, expiry_thresholds
@@ -51,7 +52,7 @@ from ._status import (
     identity,
 )
 from ._types import HostnameVerifier, normalize_hostname_verifier
-from ._wso2 import Product, has_placeholder, parse_profiles_xml, read_deployment_toml
+from ._wso2 import has_placeholder, parse_profiles_xml
 
 log = logging.getLogger("mtls")
 

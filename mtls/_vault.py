@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ._budget import WorkLimitError
+from ._deployment import Product, _parse_toml, detect_product, resolve_security_file
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._fork import renew_attributes_after_fork
@@ -60,7 +61,6 @@ from ._jks import secret_key_entry
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
-from ._wso2 import Product, _parse_toml, detect_product, resolve_security_file
 
 log = logging.getLogger("mtls")
 
@@ -223,7 +223,7 @@ def _plain_text(value: str) -> str | None:
 
 def product_store_path(home: Path, file_name: str, product: Product = "apim") -> Path:
     """Where the product opens a deployment.toml keystore ``file_name``: the same rule
-    as every other store deployment.toml names (:func:`mtls._wso2.resolve_security_file`),
+    as every other store deployment.toml names (:func:`mtls._deployment.resolve_security_file`),
     after a leading ``${carbon.home}`` / ``$sys{carbon.home}`` (how the cipher tool's
     ``Utils.resolveKeyStorePath`` and carbon.xml.j2 write the home) is replaced by it."""
     for prefix in ("${carbon.home}", "$sys{carbon.home}"):

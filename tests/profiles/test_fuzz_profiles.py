@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtls import MTLSError, ProfileConfigError
-from mtls._wso2 import parse_profiles_xml, read_deployment_toml
+from mtls._deployment import read_deployment_toml
+from mtls._wso2 import parse_profiles_xml
 
 VALID = b"""<?xml version="1.0" encoding="ISO-8859-1"?>
 <parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">
@@ -213,7 +214,7 @@ def test_valid_toml_is_never_refused_as_too_deep(values: list[str], form: str) -
     a document tomllib reads is never refused by the depth pre-scan."""
     import tomllib
 
-    from mtls._wso2 import _toml_too_deep
+    from mtls._deployment import _toml_too_deep
 
     lines = []
     for number, value in enumerate(values):

@@ -14,14 +14,14 @@ import pytest
 
 import mtls
 from mtls import KeystoreError, ProfileConfigError, SSLProfileSet
-from mtls._wso2 import (
+from mtls._deployment import (
     DeploymentToml,
     Product,
     detect_product,
-    parse_profiles_xml,
     read_deployment_toml,
     resolve_security_file,
 )
+from mtls._wso2 import parse_profiles_xml
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer
 from tests._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
@@ -728,7 +728,7 @@ def test_the_depth_prescan_is_linear_on_unclosed_strings(tmp_path):
     toml = tmp_path / "deployment.toml"
     toml.write_text('a = "' + '"\\' * (1 << 20) + "\n")
     code = (
-        "import sys\nfrom mtls._wso2 import _parse_toml\nfrom mtls import ProfileConfigError\n"
+        "import sys\nfrom mtls._deployment import _parse_toml\nfrom mtls import ProfileConfigError\n"
         "try:\n    _parse_toml(sys.argv[1])\nexcept ProfileConfigError as e:\n    print(e)\n"
     )
     done = subprocess.run(

@@ -1,0 +1,752 @@
+"""deployment.toml, read the way the WSO2 product's config mapper reads it.
+
+Which product wrote it (:func:`detect_product`), where the store files it names are
+opened (:func:`resolve_security_file`, per product), and what of it mtls applies
+(:func:`read_deployment_toml`: the TLS stores, the sender's profile file and interval,
+hostname verification, revocation). Placeholders and secure-vault aliases go through
+the same resolution as the profile XML's (:mod:`mtls._wso2`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._config import StoreConfig, check_path_text
+from ._errors import ProfileConfigError
+from ._files import read_input
+from ._secret import Secret
+from ._types import HostnameVerifier, normalize_hostname_verifier
+from ._wso2 import (
+    _PLACEHOLDER,
+    SecretResolver,
+    has_placeholder,
+    resolve_placeholders,
+    with_carbon_home,
+)
+
+if TYPE_CHECKING:
+    from ._revocation import RevocationPolicy
+
+log = logging.getLogger("mtls")
+
+Product = Literal["apim", "mi"]
+"""``"apim"``: API Manager (and the other carbon-kernel products); ``"mi"``: Micro Integrator."""
+
+#: Where API Manager looks for every store ``file_name`` (relative to the product home).
+SECURITY_DIR = Path("repository", "resources", "security")
+#: API Manager's sender reads this profile file when deployment.toml names none.
+APIM_DEFAULT_PROFILES = "repository/resources/security/sslprofiles.xml"
+_PRODUCT_NAMES = {"apim": "API Manager", "mi": "Micro Integrator"}
+_REF_DEPTH = 16  # $ref{} chains followed to show a value (a circle is refused elsewhere)
+_TOML_DEPTH = 64  # nesting deeper than any WSO2 file; tomllib recurses per level
+
+
+def resolve_security_file(value: str, *, key: str, home: Path, product: Product) -> Path:
+    """Where WSO2 opens a file that deployment.toml names, as the product's config mapper
+    writes it into the generated XML (which Java then opens from the product home).
+
+    * API Manager: a ``file_name`` (``[keystore.tls]``, ``[keystore.primary]``,
+      ``[keystore.internal]``, ``[truststore]``, ...) is a name inside
+      ``repository/resources/security/``: its templates write
+      ``repository/resources/security/$ref{keystore.tls.file_name}``.
+    * Micro Integrator: a ``file_name`` is a path from the product home (its default is
+      ``repository/resources/security/wso2carbon.jks``).
+    * Both: a ``location`` (``[transport.passthru_https.sender.key_store]``,
+      ``sender.keystore.location``) and a profile ``file_path`` start from the home.
+    * An absolute path is used as it is. (WSO2's templates would put it under the
+      security directory or the home, where it is never found; api-manager#2012.)
+
+    Args:
+        value: the path as resolved (placeholders replaced).
+        key: the TOML key that holds it (``file_name``, ``location``, ``file_path``).
+        home: the product home (``base_dir``).
+        product: which product's rule applies.
+
+    Returns:
+        The absolute path to open.
+    """
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    if product == "apim" and key == "file_name":
+        return home / SECURITY_DIR / path
+    return home / path
+
+
+def detect_product(doc: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> Product:
+    """Which product wrote a deployment.toml: from the tables only one of them reads,
+    then from its store paths, then from where the file sits.
+
+    1. API Manager: ``[transport.passthru_https]``, ``[apim]`` or ``[keystore.tls]``
+       (checked first: Micro Integrator reads none of them).
+    2. Micro Integrator: ``[transport.http]`` sender or listener settings,
+       ``[management_api]`` or ``[internal_apis]``.
+    3. Store ``file_name`` values that are relative paths: Micro Integrator's (its own
+       default is ``repository/resources/security/wso2carbon.jks``; API Manager's are
+       bare names inside its security folder).
+    4. ``path``: API Manager keeps the file in ``repository/conf/``, Micro Integrator
+       in ``conf/`` beside the home's ``repository/``. Anything else: API Manager.
+    """
+    apim: tuple[tuple[str, ...], ...] = (
+        ("transport", "passthru_https"),
+        ("apim",),
+        ("keystore", "tls"),
+    )
+    if any(_dig(doc, *keys) is not None for keys in apim):
+        return "apim"
+    mi: tuple[tuple[str, ...], ...] = (
+        ("transport", "http", "sender"),
+        ("transport", "http", "listener"),
+        ("management_api",),
+        ("internal_apis",),
+    )
+    if any(_dig(doc, *keys) is not None for keys in mi):
+        return "mi"
+    for keys in (("keystore", "primary", "file_name"), ("truststore", "file_name")):
+        value = _dig(doc, *keys)
+        if isinstance(value, str) and "/" in value.strip() and not value.strip().startswith("/"):
+            return "mi"
+    if path is not None:
+        folder = Path(os.path.abspath(path)).parent
+        if folder.name == "conf" and folder.parent.name == "repository":
+            return "apim"
+        if folder.name == "conf" and (folder.parent / "repository").is_dir():
+            return "mi"  # <home>/conf beside <home>/repository: not just any conf/
+    return "apim"
+
+
+def _dig(table: Mapping[str, Any], *keys: str) -> Any:
+    node: Any = table
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _depth(node: Any, limit: int) -> int:
+    """How deeply tables and arrays nest (iteratively: a hostile file cannot recurse us)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(node, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            break
+        if isinstance(item, Mapping):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+# Strings and comments, which may hold any dots and brackets (linear patterns: each
+# alternative consumes what it matches). What is left is keys, values and punctuation.
+_TOML_OPAQUE = re.compile(
+    # Possessive (*+): no backtracking, one pass whatever the input. An unclosed string
+    # runs to the end of its line (of the file, for a multi-line one): tomllib refuses
+    # such a file anyway. A backslash escapes any character, a line break included
+    # (TOML's line-ending backslash).
+    r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|[\s\S]*)'
+    r"|'''(?:[^']|'(?!''))*+(?:'''|[\s\S]*)"
+    r'|"(?:[^"\\\n]|\\.)*+(?:"|[^\n]*)'
+    r"|'[^'\n]*+(?:'|[^\n]*)"
+    r"|#[^\n]*"
+)
+_TOML_BRACKETS = re.compile(r"[\[\]{}]")
+_TOML_SEGMENTS = re.compile(r"[^=,{}\[\]\n]+")
+
+
+def _toml_too_deep(text: str) -> bool:
+    """Whether a key path or the nesting of arrays and tables goes deeper than
+    :data:`_TOML_DEPTH`, judged before tomllib reads the text: tomllib's memory grows
+    with the square of a dotted key's depth (20,000 levels: a 40 KB line, 1.5 GB) and
+    it recurses once per nested array. No WSO2 setting is more than a few levels deep.
+    Strings and comments are skipped whole; what this does not find is left to
+    tomllib and to the check of the parsed document."""
+    bare = _TOML_OPAQUE.sub('""', text)
+    if any(m.group().count(".") > _TOML_DEPTH for m in _TOML_SEGMENTS.finditer(bare)):
+        return True
+    depth = 0
+    for m in _TOML_BRACKETS.finditer(bare):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > _TOML_DEPTH:
+            return True
+    return False
+
+
+def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """deployment.toml as a dict; every way it can fail is a ProfileConfigError
+    (``missing_ok``: a missing file is an empty document). The one reader of the
+    file: the profile settings and the secure vault both read it here."""
+    check_path_text(str(path), setting="the deployment.toml path", path=None)
+    try:
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML; WSO2's
+        # parser reports it and reads on, so the file still configures the product.
+        text = read_input(path).decode("utf-8-sig")
+    except FileNotFoundError:
+        if missing_ok:
+            return {}
+        raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
+    except OSError as exc:
+        raise ProfileConfigError(
+            f"{path}: cannot read ({exc.strerror or exc})", path=path
+        ) from None
+    except ValueError:  # UnicodeDecodeError: TOML is UTF-8
+        raise ProfileConfigError(
+            f"{path}: not UTF-8 text: save the file as UTF-8", path=path
+        ) from None
+    too_deep = ProfileConfigError(
+        f"{path}: keys, tables or arrays nest more than {_TOML_DEPTH} levels deep, which "
+        "no deployment.toml needs: fix the file",
+        path=path,
+    )
+    if _toml_too_deep(text):
+        raise too_deep
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileConfigError(
+            f"{path}: not valid TOML ({exc}): fix the file", path=path
+        ) from None
+    except RecursionError:
+        raise too_deep from None
+    if _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
+        raise too_deep
+    return doc
+
+
+class DeploymentToml:
+    """A deployment.toml read with the product's rules: placeholders, ``$ref{}``
+    references, per-key fallbacks between tables, and where files are.
+
+    Placeholders are resolved in every value mtls reads, as WSO2's config mapper does:
+    ``$secret{alias}`` (``secret_resolver``), ``$sys{name}`` and ``${name}``
+    (``properties``, then the environment; ``carbon.home`` is the home),
+    ``$env{NAME}`` and ``$ref{table.key}`` (another value in the file). One that names
+    nothing is a :class:`ProfileConfigError` naming it, never an empty value.
+
+    Args:
+        path: deployment.toml.
+        base_dir: the product home.
+        properties: Java system properties for ``$sys{}`` and ``${}``.
+        secret_resolver: resolves ``$secret{alias}``.
+        product: ``"apim"`` or ``"mi"``; ``None`` detects it (:func:`detect_product`).
+
+    Raises:
+        ProfileConfigError: the file is missing, unreadable, not TOML, or nests absurdly.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        base_dir: Path,
+        properties: Mapping[str, str] | None = None,
+        secret_resolver: SecretResolver | None = None,
+        product: Product | None = None,
+    ) -> None:
+        self.path = path
+        self.home = base_dir
+        self.doc = _parse_toml(path)
+        if product is not None and product not in _PRODUCT_NAMES:
+            raise ValueError(f"product must be 'apim' or 'mi', not {product!r}")
+        self.product: Product = product or detect_product(self.doc, path)
+        self._properties = with_carbon_home(properties, base_dir)
+        self._secret_resolver = secret_resolver
+        self._resolving: list[str] = []
+
+    def raw(self, table: str, key: str) -> Any:
+        """The value at ``[table] key`` as parsed (``None`` when absent)."""
+        return _dig(self.doc, *table.split("."), *key.split("."))
+
+    def written(self, table: str, key: str) -> str | None:
+        """The value as written (trimmed); booleans as Java writes them (``true``).
+
+        Raises:
+            ProfileConfigError: the value is a table or an array, where WSO2 reads one
+                value (its template would write the array or table out as text).
+        """
+        value = self.raw(table, key)
+        if value is None:
+            return None
+        if isinstance(value, Mapping | list):
+            kind = "a table" if isinstance(value, Mapping) else "an array"
+            raise ProfileConfigError(
+                f"{self.path}: [{table}] {key} is {kind}, not one value: write it as "
+                '"text" (a path, a password, a number)',
+                path=self.path,
+                element=f"[{table}] {key}",
+            )
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value).strip()
+
+    def text(self, table: str, key: str, *, secret: bool = False) -> str | None:
+        """The value at ``[table] key`` with its placeholders resolved.
+
+        Args:
+            secret: a password: no message quotes any part of it.
+
+        Raises:
+            ProfileConfigError: a placeholder or reference names nothing that is set,
+                or references go round in a circle.
+        """
+        written = self.written(table, key)
+        if written is None:
+            return None
+        name = f"[{table}] {key}"
+        if name in self._resolving:
+            chain = " -> ".join([*self._resolving, name])
+            raise ProfileConfigError(
+                f"{self.path}: $ref{{}} references go round in a circle ({chain}): "
+                "write one of the values",
+                path=self.path,
+                element=name,
+            )
+        self._resolving.append(name)
+        try:
+            return resolve_placeholders(
+                written,
+                self._properties,
+                path=self.path,
+                element=name,
+                secret_resolver=self._secret_resolver,
+                secret=secret,
+                reference=self._reference,
+            )
+        finally:
+            self._resolving.pop()
+
+    def shown(self, written: str, depth: int = 0) -> str | None:
+        """How messages and status() show a value written as ``written``: ``None`` when
+        its resolved value may be shown (no placeholder, or only ``$ref{}`` to values of
+        this file that have none: API Manager's own templates are written that way);
+        else the text with its ``$ref{}`` expanded as written, so that what comes from
+        the environment, system properties or the vault stays unshown."""
+        if not has_placeholder(written):
+            return None
+
+        def expand(match: re.Match[str]) -> str:
+            table, _, key = match.group(2).rpartition(".")
+            target = self.written(table, key) if match.group(1) == "ref" and table else None
+            if target is None or depth >= _REF_DEPTH:
+                return match.group(0)
+            inner = self.shown(target, depth + 1)
+            return target if inner is None else inner
+
+        expanded = _PLACEHOLDER.sub(expand, written)
+        return expanded if has_placeholder(expanded) else None
+
+    def _reference(self, dotted: str) -> str | None:
+        table, _, key = dotted.rpartition(".")
+        return self.text(table, key) if table else None
+
+    def first(self, *settings: tuple[str, str]) -> tuple[str, str] | None:
+        """The first ``(table, key)`` of ``settings`` that the file sets."""
+        return next((s for s in settings if self.raw(*s) is not None), None)
+
+    def file(self, table: str, key: str) -> tuple[Path, str | None, str] | None:
+        """The file ``[table] key`` names: its path, how to show it when placeholders
+        made it, and the setting to name in messages.
+
+        Raises:
+            ProfileConfigError: a placeholder names nothing, or the value has a NUL.
+        """
+        value = self.text(table, key)
+        if value is None:
+            return None
+        shown = self.shown(self.written(table, key) or "")
+        setting = f"[{table}] {key} in {self.path}"
+        check_path_text(value, setting=f"[{table}] {key}", path=self.path)
+        if not value:
+            raise ProfileConfigError(
+                f"{self.path}: [{table}] {key} is empty: name the file",
+                path=self.path,
+                element=f"[{table}] {key}",
+            )
+        path = resolve_security_file(value, key=key.rpartition(".")[2], home=self.home,
+                                     product=self.product)  # fmt: skip
+        if key.endswith("file_name") and self.product == "apim" and not Path(value).is_absolute():
+            setting += (
+                " (API Manager opens store file names in repository/resources/security/ "
+                "under the product home, base_dir"
+            )
+            if Path(value).parts[:3] == SECURITY_DIR.parts:
+                # Micro Integrator's spelling in an API Manager file: the folder twice.
+                setting += f": write the bare name {Path(value).name!r}"
+            setting += ")"
+        else:
+            setting += " (relative paths start from the product home, base_dir)"
+        return path, shown, setting
+
+    def store(
+        self,
+        tables: Sequence[str],
+        *,
+        keystore: bool,
+        location: tuple[str, str] | None = None,
+        overrides: str | None = None,
+    ) -> StoreConfig | None:
+        """The store that ``tables`` describe, each key taken from the first table that
+        sets it (``[keystore.tls]`` then ``[keystore.primary]``, as the product's defaults
+        chain them).
+
+        Args:
+            tables: the store tables, most specific first.
+            keystore: a keystore (key password and alias) rather than a truststore.
+            location: a ``(table, key)`` whose path wins over ``file_name`` (the sender's
+                own ``location`` setting).
+            overrides: a table whose ``type``/``password``/``key_password``/``alias``
+                (or ``key_alias``) win over the store tables' (the sender's own).
+
+        Returns:
+            ``None`` when no table names a file.
+
+        Raises:
+            ProfileConfigError: as :meth:`text` and :meth:`file`.
+        """
+        names = [(table, "file_name") for table in tables]
+        where = location if location is not None and self.raw(*location) is not None else None
+        where = where or self.first(*names)
+        if where is None:
+            return None
+        found = self.file(*where)
+        assert found is not None
+        path, shown, setting = found
+
+        def chosen(*keys: str) -> tuple[str, str] | None:
+            candidates = [(overrides, k) for k in keys] if overrides else []
+            candidates += [(table, k) for table in tables for k in keys]
+            return self.first(*candidates)
+
+        def pick(*keys: str, secret: bool = False) -> str | None:
+            found = chosen(*keys)
+            return self.text(*found, secret=secret) if found else None
+
+        def named(*keys: str) -> str | None:
+            names = [f"[{found[0]}] {found[1]}" for found in map(chosen, keys) if found]
+            return f"{' and '.join(names)} in {self.path}" if names else None
+
+        def alias() -> tuple[str | None, str | None]:
+            candidates = [(overrides, "key_alias"), (overrides, "alias")] if overrides else []
+            chosen = self.first(*candidates, *[(table, "alias") for table in tables])
+            if chosen is None:
+                return None, None
+            return self.text(*chosen) or None, self.shown(self.written(*chosen) or "")
+
+        password = pick("password", secret=True)
+        key_password = pick("key_password", secret=True) if keystore else None
+        alias_value, written_alias = alias() if keystore else (None, None)
+        return StoreConfig(
+            location=path,
+            type=pick("type") or None,
+            password=Secret(password) if password is not None else None,
+            key_password=Secret(key_password) if key_password is not None else None,
+            alias=alias_value,
+            origin=setting,
+            password_origin=named("password", "key_password") if keystore else named("password"),
+            written_location=shown,
+            written_alias=written_alias,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSettings:
+    """What deployment.toml says about the HTTPS sender.
+
+    Attributes:
+        profiles_path: the custom SSL profiles file.
+        profiles_origin: the setting that named it (or its default), for messages.
+        interval_ms: the profile file's re-read interval, in milliseconds.
+        hostname_verifier: the sender's ``HostnameVerifier``; an unknown value has
+            become ``Default``, as in WSO2 (with a warning).
+        keystore: the sender's default identity.
+        truststore: the sender's default trust.
+        product: which product's rules were applied.
+        revocation: the sender's online revocation check, when the file enables it.
+        written_profiles: the file that API Manager writes at start-up from
+            ``[[keystore.ssl_profile.custom]]`` tables, and the ``servers`` of each
+            table (as written), when the file has such tables.
+    """
+
+    profiles_path: Path | None
+    interval_ms: int | None
+    hostname_verifier: HostnameVerifier | None
+    keystore: StoreConfig | None
+    truststore: StoreConfig | None
+    profiles_origin: str | None = None
+    product: Product = "apim"
+    revocation: RevocationPolicy | None = None
+    written_profiles: tuple[Path, tuple[str, ...]] | None = None
+
+
+def read_deployment_toml(
+    path: str,
+    *,
+    base_dir: Path,
+    properties: Mapping[str, str] | None = None,
+    require_profiles: bool = True,
+    secret_resolver: SecretResolver | None = None,
+    product: Product | None = None,
+) -> DeploymentSettings:
+    """Read the sender's SSL profile settings and default stores from deployment.toml.
+
+    API Manager: ``[transport.passthru_https.sender.ssl_profile]`` ``file_path``
+    (default ``repository/resources/security/sslprofiles.xml``) and ``interval``;
+    ``[transport.passthru_https.sender.parameters]`` ``HostnameVerifier``; the
+    identity from ``[transport.passthru_https.sender.key_store]`` ``location``, else
+    ``[keystore.tls]`` then ``[keystore.primary]`` key by key; the trust from
+    ``[transport.passthru_https.sender.trust_store]`` ``location``, else ``[truststore]``.
+
+    Micro Integrator: ``[transport.http]`` ``sender.ssl_profile.file_path`` (no default)
+    and ``read_interval``, ``sender.hostname_verifier``; the identity from
+    ``sender.keystore.*``, else ``[keystore.primary]``; the trust from
+    ``sender.truststore.*``, else ``[truststore]``. Either product's spelling of the
+    profile file is accepted in both. Micro Integrator without a profile file sends
+    with these default stores alone (``profiles_path`` is then ``None``).
+
+    Raises:
+        ProfileConfigError: the file is missing or not TOML, a placeholder names nothing,
+            or (with ``require_profiles``) it configures neither a profile file nor a
+            default store.
+    """
+    toml = DeploymentToml(
+        path,
+        base_dir=base_dir,
+        properties=properties,
+        secret_resolver=secret_resolver,
+        product=product,
+    )
+    apim_sender = "transport.passthru_https.sender"
+    mi = "transport.http"
+    profile_setting = toml.first(
+        (f"{apim_sender}.ssl_profile", "file_path"), (mi, "sender.ssl_profile.file_path")
+    )
+    profiles_path: Path | None = None
+    profiles_origin: str | None = None
+    if profile_setting is not None:
+        found = toml.file(*profile_setting)
+        assert found is not None
+        profiles_path, _, profiles_origin = found
+    elif toml.product == "apim":
+        profiles_path = base_dir / APIM_DEFAULT_PROFILES
+        profiles_origin = (
+            f"[{apim_sender}.ssl_profile] file_path in {path} (not set: API Manager's default, "
+            f"{APIM_DEFAULT_PROFILES} under the product home, base_dir)"
+        )
+    interval_setting = toml.first(
+        (f"{apim_sender}.ssl_profile", "interval"), (mi, "sender.ssl_profile.read_interval")
+    )
+    interval_ms: int | None = None
+    if interval_setting is not None:
+        value = toml.text(*interval_setting)
+        try:
+            interval_ms = int(str(value))
+        except ValueError:
+            raise ProfileConfigError(
+                f"{path}: [{interval_setting[0]}] {interval_setting[1]} must be milliseconds, "
+                f"not {toml.written(*interval_setting)!r}",
+                path=path,
+                element="interval",
+            ) from None
+    verifier_setting = toml.first(
+        (f"{apim_sender}.parameters", "HostnameVerifier"),
+        (mi, "sender.hostname_verifier"),
+        # Micro Integrator's config mapper writes sender.hostname_verifier to this key,
+        # whose every entry its axis2.xml template renders as a sender parameter.
+        ("transport.https.sender.parameter", "HostnameVerifier"),
+    )
+    if toml.product == "apim":
+        keystore = toml.store(
+            ("keystore.tls", "keystore.primary"),
+            keystore=True,
+            location=(f"{apim_sender}.key_store", "location"),
+            overrides=f"{apim_sender}.key_store",
+        )
+        truststore = toml.store(
+            ("truststore",),
+            keystore=False,
+            location=(f"{apim_sender}.trust_store", "location"),
+            overrides=f"{apim_sender}.trust_store",
+        )
+    else:
+        keystore = toml.store(
+            ("keystore.primary",),
+            keystore=True,
+            location=(mi, "sender.keystore.location"),
+            overrides=f"{mi}.sender.keystore",
+        )
+        truststore = toml.store(
+            ("truststore",),
+            keystore=False,
+            location=(mi, "sender.truststore.location"),
+            overrides=f"{mi}.sender.truststore",
+        )
+    _warn_unapplied(toml)
+    if profiles_path is None and require_profiles and keystore is None and truststore is None:
+        # Micro Integrator without dynamic profiles sends with its default stores alone;
+        # with neither, there is nothing to send with.
+        raise ProfileConfigError(
+            f"{path}: no SSL profile file configured, and no sender keystore or truststore: "
+            "set sender.ssl_profile.file_path under [transport.http] (Micro Integrator) or "
+            "file_path under [transport.passthru_https.sender.ssl_profile] (API Manager), "
+            "or name the sender's stores ([keystore.primary], [truststore])",
+            path=path,
+        )
+    written = toml.text(*verifier_setting) if verifier_setting else None
+    verifier: HostnameVerifier | None = None
+    if verifier_setting is not None and written is not None:
+        try:
+            verifier = normalize_hostname_verifier(written)
+        except ValueError:
+            # WSO2 treats an unknown value as Default; say so instead of failing.
+            log.warning(
+                "%s: unknown HostnameVerifier %r in [%s] %s: using Default, as WSO2 does",
+                path,
+                toml.written(*verifier_setting),
+                *verifier_setting,
+            )
+            verifier = "Default"
+    return DeploymentSettings(
+        profiles_path=profiles_path,
+        interval_ms=interval_ms,
+        hostname_verifier=verifier,
+        keystore=keystore,
+        truststore=truststore,
+        profiles_origin=profiles_origin,
+        product=toml.product,
+        revocation=_revocation_policy(toml, path),
+        written_profiles=_written_profiles(toml),
+    )
+
+
+#: Sender-wide TLS settings WSO2 applies and mtls does not: (table, key).
+_UNAPPLIED = (
+    ("transport.passthru_https.sender.parameters", "HttpsProtocols"),
+    ("transport.passthru_https.sender.parameters", "PreferredCiphers"),
+    ("transport.http", "sender.secured_protocols"),
+    ("transport.https.sender.parameter", "HttpsProtocols"),
+    ("transport.https.sender.parameter", "PreferredCiphers"),
+)
+
+
+def _warn_unapplied(toml: DeploymentToml) -> None:
+    """Name the sender's protocol and cipher settings, which WSO2 applies to every
+    connection and an mtls profile set does not (its contexts offer TLS 1.2 and later
+    with OpenSSL's default ciphers)."""
+    found = [f"[{table}] {key}" for table, key in _UNAPPLIED if toml.raw(table, key) is not None]
+    if found:
+        log.warning(
+            "%s: %s not applied: mtls's contexts offer TLS 1.2 and later with OpenSSL's "
+            "default ciphers, whatever the sender's protocols and ciphers say",
+            toml.path,
+            ", ".join(found),
+        )
+
+
+def _written_profiles(toml: DeploymentToml) -> tuple[Path, tuple[str, ...]] | None:
+    """API Manager's ``[[keystore.ssl_profile.custom]]`` tables: its sslprofiles.xml
+    template writes one profile per table into ``repository/resources/security/
+    sslprofiles.xml`` when the product starts."""
+    tables = _dig(toml.doc, "keystore", "ssl_profile", "custom")
+    if toml.product != "apim" or not isinstance(tables, list):
+        return None
+    servers = tuple(
+        str(table["servers"]).strip()
+        for table in tables
+        if isinstance(table, Mapping) and isinstance(table.get("servers"), str)
+    )
+    return (toml.home / APIM_DEFAULT_PROFILES, servers) if servers else None
+
+
+def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | None:
+    """The sender's ``CertificateRevocationVerifier`` settings, as a policy (or ``None``: off).
+
+    API Manager: ``[transport.passthru_https.sender.cert_revocation_validation]``
+    ``enable``, ``cache_size``, ``cache_delay`` (minutes, as in Synapse),
+    ``allow_full_cert_chain_validation``: the sender spelling of the documented
+    listener table. Micro Integrator: ``[transport.http]``
+    ``sender.certificate_revocation_verifier_enable`` (on when ``true``, in any case,
+    as Synapse compares it), ``sender.certificate_revocation_cache_size`` and
+    ``sender.certificate_revocation_cache_delay``, the keys its ``axis2.xml`` template
+    reads. WSO2 refuses a certificate whose status it cannot determine, so the policy
+    is hard-fail.
+
+    Raises:
+        ProfileConfigError: a value that is not a number or a boolean, or Micro
+            Integrator's sender written with axis2.xml's names
+            (``sender.CertificateRevocationVerifier``, ``sender.CacheSize``,
+            ``sender.CacheDelay``), which the product never reads: refused rather than
+            ignored, so that a check meant to be on is not silently off.
+    """
+    apim = "transport.passthru_https.sender.cert_revocation_validation"
+    mi = "transport.http"
+    mi_enable = "sender.certificate_revocation_verifier_enable"
+    unread = [
+        key
+        for key in ("sender.CertificateRevocationVerifier", "sender.CacheSize", "sender.CacheDelay")
+        if toml.raw(mi, key) is not None
+    ]
+    if unread:
+        raise ProfileConfigError(
+            f"{path}: [{mi}] {', '.join(unread)}: Micro Integrator does not read "
+            f"{'this key' if len(unread) == 1 else 'these keys'} (they are axis2.xml's "
+            f"names): write {mi_enable} = true, and sender.certificate_revocation_cache_size "
+            "/ sender.certificate_revocation_cache_delay for the cache",
+            path=path,
+            element=unread[0],
+        )
+    if toml.raw(apim, "enable") is not None:
+        enabled = toml.text(apim, "enable")
+        if str(enabled).strip().lower() == "false":
+            return None
+        size, delay = (apim, "cache_size"), (apim, "cache_delay")
+        chain: tuple[str, str] | None = (apim, "allow_full_cert_chain_validation")
+    elif toml.raw(mi, mi_enable) is not None:
+        # Synapse: "true".equalsIgnoreCase(enable); anything else leaves the check off.
+        if str(toml.text(mi, mi_enable)).strip().lower() != "true":
+            return None
+        size = (mi, "sender.certificate_revocation_cache_size")
+        delay = (mi, "sender.certificate_revocation_cache_delay")
+        chain = None
+    else:
+        return None
+
+    from ._revocation import (  # noqa: PLC0415 - only when the file enables it
+        MAX_CACHE_SIZE,
+        MAX_SECONDS,
+        RevocationPolicy,
+    )
+
+    def number(setting: tuple[str, str], default: float, limit: float, whole: bool) -> float:
+        text = toml.text(*setting)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= limit or (whole and not value.is_integer()):
+            kind = "a whole number" if whole else "a number"
+            raise ProfileConfigError(
+                f"{path}: [{setting[0]}] {setting[1]} must be {kind} from 1 to {limit:g}, "
+                f"not {toml.written(*setting)!r}",
+                path=path,
+                element=setting[1],
+            )
+        return value
+
+    full = toml.text(*chain) if chain is not None else None
+    return RevocationPolicy(
+        cache_size=int(number(size, 1024, MAX_CACHE_SIZE, True)),
+        cache_delay=number(delay, 1000, MAX_SECONDS / 60.0, False) * 60.0,
+        full_chain=str(full).strip().lower() != "false" if full is not None else True,
+    )
