@@ -34,13 +34,13 @@ from ._version import __version__
 if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type checkers
     from ._config import SSLProfile, StoreConfig
     from ._context import client_context, server_context
+    from ._crl import CRLSet
     from ._health import HealthEvent
     from ._material import TLSMaterial
     from ._profiles import SSLProfileSet
     from ._readers import detect_format
     from ._revocation import (
         CertificateStatus,
-        CRLSet,
         RevocationChecker,
         RevocationPolicy,
         RevocationState,
@@ -111,7 +111,7 @@ _LAZY = {
     "SSLProfileSet": "._profiles",
     "detect_format": "._readers",
     "CertificateStatus": "._revocation",
-    "CRLSet": "._revocation",
+    "CRLSet": "._crl",
     "RevocationChecker": "._revocation",
     "RevocationPolicy": "._revocation",
     "RevocationState": "._revocation",

@@ -24,10 +24,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from . import _x509
 from ._config import SSLProfile, StoreConfig
 from ._context import client_context
+from ._crl import CRLSet
 from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
-from ._revocation import CRLSet, RevocationChecker
+from ._revocation import RevocationChecker
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 from ._types import HostnameVerifier
 

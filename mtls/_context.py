@@ -15,9 +15,9 @@ import ssl
 import sys
 
 from . import _keyload, _x509
+from ._crl import CRLSet
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._revocation import (
-    CRLSet,
     RevocationChecker,
     RevocationPolicy,
     install,

@@ -6,7 +6,8 @@ What is checked where
   checked by OpenSSL *during* the handshake (``VERIFY_CRL_CHECK_LEAF``, or
   ``VERIFY_CRL_CHECK_CHAIN`` for every certificate of the chain). Before a CRL is
   installed it must be readable, current (its nextUpdate not passed) and signed
-  by a certificate of the truststore it is used with; otherwise :class:`CRLError`.
+  by a certificate of the truststore it is used with; otherwise :class:`CRLError`
+  (:mod:`mtls._crl`, with the issuer and signature checks both halves use).
   They reach OpenSSL through memory: ``load_verify_locations(cadata=...)`` takes
   certificates only (verified: a PEM CRL in ``cadata`` is refused with "no start
   line"), so the PEM goes into a ``memfd`` that OpenSSL opens as ``cafile``.
@@ -43,37 +44,42 @@ import _ssl  # the C module behind ssl: see peer_chain
 import collections
 import dataclasses
 import datetime as _dt
-import functools
 import hashlib
 import ipaddress
 import logging
-import os
-import re
 import socket
 import ssl
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from . import _x509
+from ._crl import (
+    MAX_CRL_BYTES,
+    CRLSet,
+    _anchor_set,
+    _Anchors,
+    _crl_signed_by,
+    _extension,
+    _issued,
+    _issued_by,
+    _now,
+    _pairs,
+    _verify_signature,
+)
 from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
 from ._fork import renew_attributes_after_fork
-from ._types import CRLCheck, Mode, Status
+from ._types import Mode, Status
 
 log = logging.getLogger("mtls")
 
-#: Largest CRL read (a file or a download): 10 MiB. Public CAs' biggest CRLs are a few MiB.
-MAX_CRL_BYTES = 10 * 1024 * 1024
 #: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
 MAX_OCSP_BYTES = 64 * 1024
 #: Largest ``cache_size`` of a policy: a million statuses (WSO2's default is 1024).
@@ -84,338 +90,10 @@ MAX_SECONDS = 366 * 24 * 3600.0
 CLOCK_SKEW = _dt.timedelta(minutes=5)
 # The CertID hash every responder knows (RFC 6960 4.1.1; it names, it does not sign).
 _CERT_ID_HASH = hashes.SHA1()  # noqa: S303
-_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
-_PROC_FD = "/proc/self/fd"
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)
 
 
 def _hex(serial: int) -> str:
     return f"{serial:X}"
-
-
-# --------------------------------------------------------------------------- CRL files
-
-
-class CRLSet:
-    """Certificate revocation lists, parsed (PEM with one or many, or DER).
-
-    Example:
-        >>> from mtls.testing import CA
-        >>> ca = CA()
-        >>> crls = CRLSet.from_bytes(ca.crl())
-        >>> len(crls)
-        1
-
-    A PEM file may also hold the intermediate CA certificates whose lists it
-    carries: a list must be signed by a truststore certificate, or by one of these
-    when it is itself issued (signature checked) by a truststore certificate or by
-    another of them. They only vouch for lists; they are never trust anchors.
-
-    Args:
-        crls: the parsed lists, each with the file it came from (or ``None``).
-        issuers: intermediate CA certificates that may sign lists (see above).
-    """
-
-    def __init__(
-        self,
-        crls: Iterable[tuple[x509.CertificateRevocationList, str | None]] = (),
-        issuers: Iterable[x509.Certificate] = (),
-    ) -> None:
-        self._crls: tuple[tuple[x509.CertificateRevocationList, str | None], ...] = tuple(crls)
-        self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
-        # The anchors a successful check() vouched for these lists against: contexts
-        # made later from the same set (ALPN variants) install them without checking
-        # again, so a lookup never raises CRLError.
-        self._checked: frozenset[bytes] | None = None
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, path: str | os.PathLike[str] | None = None) -> CRLSet:
-        """Parse one file's content: PEM (``X509 CRL`` blocks, one or many) or DER.
-
-        Args:
-            data: the bytes.
-            path: where they came from, for messages.
-
-        Returns:
-            The lists in the order written.
-
-        Raises:
-            CRLError: no CRL in the bytes, a damaged one, or more than
-                :data:`MAX_CRL_BYTES`.
-        """
-        where = os.fspath(path) if path is not None else None
-        shown = where or "the CRL"
-        if len(data) > MAX_CRL_BYTES:
-            raise CRLError(
-                f"{shown}: larger than the {MAX_CRL_BYTES // (1024 * 1024)} MiB a CRL may "
-                "have (MAX_CRL_BYTES): is it the right file?",
-                path=where,
-            )
-        issuers: list[x509.Certificate] = []
-        try:
-            if b"-----BEGIN" in data:
-                blocks = _PEM_CRL.findall(data)
-                if not blocks:
-                    raise ValueError("PEM without an X509 CRL block")
-                parsed = [x509.load_pem_x509_crl(block) for block in blocks]
-                if b"-----BEGIN CERTIFICATE-----" in data:
-                    issuers = x509.load_pem_x509_certificates(data)
-            else:
-                parsed = [x509.load_der_x509_crl(data)]
-        except ValueError as exc:
-            raise CRLError(
-                f"{shown}: not a certificate revocation list (PEM 'X509 CRL' or DER): "
-                f"{exc}; check the file",
-                path=where,
-            ) from None
-        return cls(((crl, where) for crl in parsed), issuers)
-
-    @classmethod
-    def load(cls, *paths: str | os.PathLike[str]) -> CRLSet:
-        """Read CRL files.
-
-        Raises:
-            CRLError: a file is missing, unreadable, or holds no usable CRL.
-        """
-        out: list[tuple[x509.CertificateRevocationList, str | None]] = []
-        issuers: list[x509.Certificate] = []
-        for path in paths:
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read(MAX_CRL_BYTES + 1)
-            except OSError as exc:
-                raise CRLError(
-                    f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): check the path",
-                    path=path,
-                ) from None
-            one = cls.from_bytes(data, path=path)
-            out.extend(one._crls)
-            issuers.extend(one._issuers)
-        return cls(out, issuers)
-
-    def __add__(self, other: CRLSet) -> CRLSet:
-        return CRLSet((*self._crls, *other._crls), (*self._issuers, *other._issuers))
-
-    def __len__(self) -> int:
-        return len(self._crls)
-
-    def __iter__(self) -> Iterator[x509.CertificateRevocationList]:
-        return iter([crl for crl, _ in self._crls])
-
-    def __repr__(self) -> str:
-        issuers = ", ".join(crl.issuer.rfc4514_string() for crl, _ in self._crls)
-        return f"CRLSet([{issuers}])"
-
-    @property
-    def next_update(self) -> _dt.datetime | None:
-        """The earliest nextUpdate of the lists (when the first of them expires), or
-        ``None`` when none has one."""
-        dates = [crl.next_update_utc for crl, _ in self._crls if crl.next_update_utc]
-        return min(dates) if dates else None
-
-    def check_expiry(self, *, now: _dt.datetime | None = None) -> None:
-        """Refuse a list whose nextUpdate has passed (no clock skew: OpenSSL allows none).
-
-        Raises:
-            CRLError: naming the file, the issuer and what to do.
-        """
-        now = now or _now()
-        for crl, path in self._crls:
-            next_update = crl.next_update_utc
-            if next_update is not None and next_update <= now:
-                issuer = crl.issuer.rfc4514_string()
-                raise CRLError(
-                    f"{path or 'the CRL'}: the CRL of {issuer} expired on "
-                    f"{next_update.isoformat()} (nextUpdate): fetch a current one from the "
-                    "CA; an expired list would let revoked certificates through (OpenSSL "
-                    "refuses every handshake it is used for)",
-                    path=path,
-                    issuer=issuer,
-                )
-
-    def check_once(self, anchors_der: Sequence[bytes]) -> None:
-        """:meth:`check`, unless it already passed against these anchors.
-
-        Raises:
-            CRLError: as :meth:`check`.
-        """
-        if self._checked != frozenset(anchors_der):
-            self.check(anchors_der)
-
-    @property
-    def pem(self) -> bytes:
-        """Every list as PEM, in order."""
-        return b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._crls)
-
-    def check(self, anchors_der: Sequence[bytes], *, now: _dt.datetime | None = None) -> None:
-        """Refuse a list that is expired or not signed by one of ``anchors_der``.
-
-        No clock skew is allowed here: OpenSSL refuses every handshake the moment a
-        list's nextUpdate passes, so a list that has expired is refused now (and a
-        profile whose list expires while loaded is rebuilt, and fails, then).
-
-        Raises:
-            CRLError: naming the file, the issuer and what to do.
-        """
-        explicit_now = now is not None
-        now = now or _now()
-        anchors = [cert for cert, _ in _pairs(anchors_der)]
-        # Intermediates from the CRL files count once a trusted certificate issued them.
-        pending = list(self._issuers)
-        grew = True
-        while grew:
-            grew = False
-            for cert in list(pending):
-                if any(_issued_by(cert, trusted) for trusted in anchors):
-                    anchors.append(cert)
-                    pending.remove(cert)
-                    grew = True
-        self.check_expiry(now=now)
-        for crl, path in self._crls:
-            issuer = crl.issuer.rfc4514_string()
-            shown = path or "the CRL"
-            if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
-                raise CRLError(
-                    f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
-                    "truststore (nor by an intermediate in the CRL file that one of them "
-                    "issued): add its issuer to the truststore or to the file, or use the "
-                    "CRL of a CA you trust",
-                    path=path,
-                    issuer=issuer,
-                )
-        if not explicit_now:
-            self._checked = frozenset(anchors_der)
-
-    def install(self, ctx: ssl.SSLContext, check: CRLCheck) -> None:
-        """Load the lists into ``ctx`` (through memory) and turn CRL checking on.
-
-        Raises:
-            CRLError: OpenSSL refused a list.
-        """
-        if check not in ("leaf", "chain"):
-            raise ValueError(f"crl_check must be 'leaf' or 'chain', not {check!r}")
-        try:
-            _load_cafile_from_memory(ctx, self.pem)
-        except ssl.SSLError as exc:
-            raise CRLError(f"OpenSSL refused a CRL ({exc.reason or exc})") from exc
-        ctx.verify_flags |= (
-            ssl.VERIFY_CRL_CHECK_CHAIN if check == "chain" else ssl.VERIFY_CRL_CHECK_LEAF
-        )
-
-
-def _load_cafile_from_memory(ctx: ssl.SSLContext, pem: bytes) -> None:
-    # CRLs are public: a temporary file would be acceptable, but a memfd needs no cleanup.
-    if hasattr(os, "memfd_create") and os.path.isdir(_PROC_FD):
-        fd = os.memfd_create("mtls-crl", os.MFD_CLOEXEC)
-        try:
-            view = memoryview(pem)
-            while view:
-                view = view[os.write(fd, view) :]
-            ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
-        finally:
-            os.close(fd)
-        return
-    with tempfile.NamedTemporaryFile(  # pragma: no cover - not Linux
-        prefix="mtls-crl-", suffix=".pem", delete=False
-    ) as fh:
-        fh.write(pem)
-    try:  # pragma: no cover
-        ctx.load_verify_locations(cafile=fh.name)
-    finally:  # pragma: no cover
-        os.unlink(fh.name)
-
-
-# --------------------------------------------------------------------------- signatures
-
-
-def _verify_signature(
-    key: Any, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None
-) -> bool:
-    try:
-        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
-            key.verify(signature, data, padding.PKCS1v15(), algorithm)
-        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
-            key.verify(signature, data, ec.ECDSA(algorithm))
-        elif isinstance(key, dsa.DSAPublicKey) and algorithm is not None:
-            key.verify(signature, data, algorithm)
-        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError):
-        return False
-    return True
-
-
-def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    try:
-        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError, UnsupportedAlgorithm):
-        return False
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    aki = _extension(cert, x509.AuthorityKeyIdentifier)
-    ski = _extension(issuer, x509.SubjectKeyIdentifier)
-    if (
-        aki is not None
-        and aki.key_identifier is not None
-        and ski is not None
-        and aki.key_identifier != ski.digest
-    ):
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-
-
-class _Anchors:
-    """A context's anchors, parsed once when the check is installed (held by the
-    context's classes, so they die with the context: no global cache)."""
-
-    __slots__ = ("ders", "pairs")
-
-    def __init__(self, ders: Iterable[bytes]) -> None:
-        kept = tuple(ders)
-        self.pairs = _pairs(kept)
-        self.ders = frozenset(kept)
-
-
-def _anchor_set(anchors: Sequence[bytes] | _Anchors) -> _Anchors:
-    return anchors if isinstance(anchors, _Anchors) else _Anchors(tuple(anchors))
-
-
-def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
-    """(certificate, DER) for each DER cryptography can read (OpenSSL may take more:
-    such a certificate cannot be checked, nor be an issuer we verify with)."""
-    pairs = []
-    for der in ders:
-        try:
-            pairs.append((_x509.load_cert(der), der))
-        except ValueError:
-            continue
-    return pairs
-
-
-@functools.lru_cache(maxsize=4096)
-def _issued(cert: bytes, issuer: bytes) -> bool:
-    """:func:`_issued_by` on DER, remembered: a signature is verified once per pair,
-    not on every handshake."""
-    return _issued_by(_x509.load_cert(cert), _x509.load_cert(issuer))
 
 
 # --------------------------------------------------------------------------- policy
@@ -1446,6 +1124,6 @@ def revocation_checker(
 
 # Public as mtls.X: reprs, tracebacks and pickles say so however they were
 # imported (mtls/__init__.py loads them on first use).
-for _public in (CertificateStatus, CRLSet, RevocationChecker, RevocationPolicy, RevocationState):
+for _public in (CertificateStatus, RevocationChecker, RevocationPolicy, RevocationState):
     _public.__module__ = "mtls"
 del _public

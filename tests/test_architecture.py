@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # readers and writers: bytes <-> entries
     ("_jks", "_bks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),
     # stores, configuration and the revocation policy
-    ("_revocation", "_config", "_stores", "_wso2", "_deployment", "_vault"),
+    ("_crl", "_revocation", "_config", "_stores", "_wso2", "_deployment", "_vault"),
     # the context builder
     ("_context", "_material", "_reading", "_build", "_openssl"),
     # the engine and what it publishes

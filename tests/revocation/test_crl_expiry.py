@@ -77,7 +77,7 @@ def test_a_refused_keystore_costs_no_crl_parse_while_nothing_else_changes(
     the CRL again (it used to be parsed and verified per profile per check). The twin:
     a CRL that changes is read, and applied with the identity in service."""
     import mtls._build
-    from mtls._revocation import CRLSet
+    from mtls._crl import CRLSet
 
     ca = CA()
     now = _dt.datetime.now(_dt.UTC)
