@@ -26,10 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 
 from . import _x509
 from ._errors import CRLError
+from ._files import MAX_INPUT_BYTES, read_input
 from ._types import CRLCheck
 
-#: Largest CRL read (a file or a download): 10 MiB. Public CAs' biggest CRLs are a few MiB.
-MAX_CRL_BYTES = 10 * 1024 * 1024
+#: Largest CRL read (a file or a download): 8 MiB, the limit of every input file (a
+#: profile's CRL files are read as its stores are). Public CAs' biggest CRLs are a few MiB.
+MAX_CRL_BYTES = MAX_INPUT_BYTES
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
 _PROC_FD = "/proc/self/fd"
 
@@ -123,8 +125,8 @@ class CRLSet:
         issuers: list[x509.Certificate] = []
         for path in paths:
             try:
-                with open(path, "rb") as fh:
-                    data = fh.read(MAX_CRL_BYTES + 1)
+                # Regular files only, within the limit: a FIFO must not block a load.
+                data = read_input(path, MAX_CRL_BYTES)
             except OSError as exc:
                 raise CRLError(
                     f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): check the path",
@@ -216,6 +218,20 @@ class CRLSet:
         for crl, path in self._crls:
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
+            try:
+                crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+            except x509.ExtensionNotFound:
+                pass
+            else:
+                # OpenSSL would take it for the complete list: a certificate revoked
+                # before its base list was issued is absent from it, and would connect.
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} is a delta CRL (DeltaCRLIndicator), "
+                    "which lists only changes since its base CRL: give the complete "
+                    "(base) CRL instead",
+                    path=path,
+                    issuer=issuer,
+                )
             if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} is not signed by any certificate of the "

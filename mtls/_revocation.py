@@ -61,6 +61,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from . import _x509
 from ._crl import (
     MAX_CRL_BYTES,
     CRLSet,
@@ -442,6 +443,9 @@ class RevocationChecker:
         # host -> the statuses of its last checked chain (for status pages), bounded
         self._hosts: collections.OrderedDict[str, tuple[CertificateStatus, ...]]
         self._hosts = collections.OrderedDict()
+        # leaf DER -> the chain a full handshake verified for it (for resumed sessions)
+        self._chains: collections.OrderedDict[bytes, tuple[bytes, ...]]
+        self._chains = collections.OrderedDict()
         #: Network requests made so far (OCSP requests and CRL downloads).
         self.fetches = 0
 
@@ -468,14 +472,24 @@ class RevocationChecker:
         Raises:
             _CacheMiss: ``fetch=False`` and a status is not in the cache.
         """
-        certs = _pairs(bytes(der) for der in chain)
+        ders = [bytes(der) for der in chain]
         known = _anchor_set(anchors)
         anchor_pairs, anchor_der = known.pairs, known.ders
         out: list[CertificateStatus] = []
-        for index, (cert, der) in enumerate(certs):
+        for index, der in enumerate(ders):
             if der in anchor_der:
                 break  # trusted directly: nothing above it is asked
-            candidates = [*certs[index + 1 :], *anchor_pairs]
+            try:
+                cert = _x509.load_cert(der)
+            except ValueError as exc:
+                # OpenSSL verified a certificate cryptography cannot read (a DER rule
+                # it enforces and OpenSSL does not): its status cannot be asked, which
+                # is undetermined (hard-fail refuses), never a certificate skipped.
+                unreadable = _unreadable(der, exc)
+                self._warn_soft(unreadable)
+                out.append(unreadable)
+                break
+            candidates = [*_pairs(ders[index + 1 :]), *anchor_pairs]
             issuer = next(
                 (c for c, c_der in candidates if c.subject == cert.issuer and _issued(der, c_der)),
                 None,
@@ -571,8 +585,22 @@ class RevocationChecker:
             RevocationUnknownError: as :meth:`check`.
         """
         chain = peer_chain(conn)
-        if chain:
-            self.check(chain, anchors, host=conn.server_hostname, fetch=fetch)
+        if not chain:
+            return
+        leaf = chain[0]
+        with self._lock:
+            if conn.session_reused:
+                # A resumed session verifies no chain (OpenSSL has only the leaf): the
+                # chain verified for this leaf in an earlier handshake stands in, so an
+                # intermediate-issued leaf is still asked about. Unknown: the leaf
+                # alone, its issuer looked up among the anchors (else undetermined).
+                chain = list(self._chains.get(leaf, chain))
+            elif len(chain) > 1:
+                self._chains[leaf] = tuple(chain)
+                self._chains.move_to_end(leaf)
+                while len(self._chains) > _CHAINS_KEPT:
+                    self._chains.popitem(last=False)
+        self.check(chain, anchors, host=conn.server_hostname, fetch=fetch)
 
     def cached(self) -> tuple[CertificateStatus, ...]:
         """The statuses in the cache that are still valid, least recently used first
@@ -608,6 +636,7 @@ class RevocationChecker:
             self._cache.clear()
             self._crls.clear()
             self._hosts.clear()
+            self._chains.clear()
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -784,6 +813,14 @@ class RevocationChecker:
             raise _FetchError(
                 f"{url}: the response is stale (nextUpdate {next_update.isoformat()})"
             )
+        if next_update is None and single.this_update_utc < now - CLOCK_SKEW:
+            # Without nextUpdate a response speaks for its thisUpdate only (RFC 6960
+            # 4.2.2.1; Java's OCSPResponse ends its validity there): an old one is a
+            # replay or a responder's stale cache, never today's status.
+            raise _FetchError(
+                f"{url}: the response is stale (thisUpdate "
+                f"{single.this_update_utc.isoformat()} and no nextUpdate)"
+            )
         until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
         source = f"OCSP {url}"
         if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
@@ -848,6 +885,13 @@ class RevocationChecker:
             raise _FetchError(f"{url}: the answer is not a CRL") from None
         crl = crls[0]
         _check_crl(crl, issuer, url, now)
+        # Once per download (every entry is read: about 0.1 s for 100,000 of them).
+        unknown = _unhandled_critical(crl)
+        if unknown is not None:
+            raise _FetchError(
+                f"{url}: the CRL has a critical extension mtls does not process ({unknown}); "
+                "RFC 5280 5.2 says not to use it (OpenSSL refuses it as a CRL file too)"
+            )
         next_update = crl.next_update_utc
         keep = min(
             self.policy.cache_delay,
@@ -861,6 +905,26 @@ class RevocationChecker:
 
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)
+_CHAINS_KEPT = 256  # verified chains kept for resumed sessions (a few KiB each)
+
+
+def _unreadable(der: bytes, exc: ValueError) -> CertificateStatus:
+    """The undetermined status of a chain certificate cryptography cannot read."""
+    try:
+        serial = _x509.serial_number(der)
+    except ValueError:
+        serial = 0
+    return CertificateStatus(
+        subject=f"(a certificate cryptography cannot read, SHA-256 {_x509.sha256_hex(der)})",
+        serial=serial,
+        issuer="(unknown)",
+        status="undetermined",
+        why=(
+            f"cryptography cannot read it ({exc}), so its revocation status cannot be "
+            "asked: have its CA reissue it in valid DER",
+        ),
+        checked_at=_now(),
+    )
 
 
 def _check_crl(
@@ -887,6 +951,34 @@ def _check_crl(
     next_update = crl.next_update_utc
     if next_update is not None and next_update < now - CLOCK_SKEW:
         raise _FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
+
+
+# What the CRL check understands: a critical extension of another kind makes the
+# list unusable (RFC 5280 5.2 and 5.3). CertificateIssuer (a critical entry extension)
+# is absent on purpose: it belongs to indirect CRLs, which are not used.
+_CRL_EXTENSIONS_HANDLED = (
+    x509.CRLNumber,
+    x509.DeltaCRLIndicator,
+    x509.AuthorityKeyIdentifier,
+    x509.IssuerAlternativeName,
+    x509.AuthorityInformationAccess,
+    x509.IssuingDistributionPoint,
+    x509.FreshestCRL,
+)
+_ENTRY_EXTENSIONS_HANDLED = (x509.CRLReason, x509.InvalidityDate)
+
+
+def _unhandled_critical(crl: x509.CertificateRevocationList) -> str | None:
+    """The OID of a critical extension of ``crl`` or of one of its entries that the
+    check does not process, or ``None``."""
+    for ext in crl.extensions:
+        if ext.critical and not isinstance(ext.value, _CRL_EXTENSIONS_HANDLED):
+            return str(ext.oid.dotted_string)
+    for entry in crl:
+        for ext in entry.extensions:
+            if ext.critical and not isinstance(ext.value, _ENTRY_EXTENSIONS_HANDLED):
+                return f"entry extension {ext.oid.dotted_string}"
+    return None
 
 
 def _crl_extension(crl: x509.CertificateRevocationList, kind: type[Any]) -> Any:
@@ -971,8 +1063,8 @@ def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool = True) ->
     Python 3.13+ has ``get_verified_chain()`` / ``get_unverified_chain()``. 3.10 to 3.12
     have the same calls on the connection's ``_ssl`` object (``conn._sslobj``), which
     3.13's public methods wrap: they return ``_ssl.Certificate`` objects, read here as
-    DER. Where neither exists, the leaf alone (``getpeercert(binary_form=True)``).
-    Empty without a peer certificate.
+    DER. Where neither exists, or the session was resumed (no chain is verified then),
+    the leaf alone (``getpeercert(binary_form=True)``). Empty without a peer certificate.
     """
     name = "get_verified_chain" if verified else "get_unverified_chain"
     call = getattr(conn, name, None)  # 3.13+: DER bytes
@@ -980,11 +1072,15 @@ def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool = True) ->
         call = getattr(getattr(conn, "_sslobj", None), name, None)
     if call is not None:
         try:
-            return [
+            found = [
                 c if isinstance(c, bytes) else c.public_bytes(_DER_ENCODING) for c in call() or ()
             ]
         except (AttributeError, TypeError, ValueError, ssl.SSLError):
-            pass  # not the call 3.10-3.13 have: the leaf below
+            found = []  # not the call 3.10-3.13 have: the leaf below
+        if found:
+            return found
+        # None on a resumed session (no chain was verified in this handshake): the
+        # leaf, which the session keeps, below.
     leaf = conn.getpeercert(binary_form=True)
     return [leaf] if leaf else []
 

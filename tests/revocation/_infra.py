@@ -20,10 +20,12 @@ KEY_PASSWORD = "ocsp-test-pass"  # the responder key is written encrypted, never
 
 
 class CRLServer:
-    """An HTTP server on 127.0.0.1 answering fixed bodies per path, counting requests."""
+    """An HTTP server on 127.0.0.1 answering fixed bodies per path (GET: ``bodies``,
+    POST: ``posts``), counting requests."""
 
     def __init__(self) -> None:
         self.bodies: dict[str, bytes] = {}
+        self.posts: dict[str, bytes] = {}  # fixed answers to POST (an OCSP responder's)
         self.redirects: dict[str, str] = {}
         self.hits: dict[str, int] = {}
         owner = self
@@ -44,6 +46,19 @@ class CRLServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/pkix-crl")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                owner.hits[self.path] = owner.hits.get(self.path, 0) + 1
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = owner.posts.get(self.path)
+                if body is None:
+                    self.send_error(501)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ocsp-response")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

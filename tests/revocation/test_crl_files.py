@@ -237,3 +237,60 @@ def test_profile_crl_options_are_validated() -> None:
         SSLProfile(servers=("a:1",), crls=("bad\x00.crl",))
     one = SSLProfile(servers=("a:1",), crls="one.crl")  # type: ignore[arg-type]
     assert one.crls == (Path("one.crl"),)
+
+
+# --------------------------------------------------------------------------- refused files
+
+
+def test_a_delta_crl_file_is_refused_not_taken_for_the_complete_list(
+    ca: CA, server: MTLSServer, server_identity: IssuedIdentity, client: mtls.Keystore
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ca.revoke(server_identity)
+    now = _dt.datetime.now(_dt.UTC)
+    delta = (  # changes since list 1: none (the server was revoked before it)
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - _dt.timedelta(minutes=1))
+        .next_update(now + _dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(2), critical=False)
+        .add_extension(x509.DeltaCRLIndicator(1), critical=True)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        .public_bytes(Encoding.DER)
+    )
+    with pytest.raises(CRLError, match=r"delta\.crl: .* is a delta CRL .*give the complete"):
+        mtls.client_context(
+            client, ca.truststore(), crls=CRLSet.from_bytes(delta, path="delta.crl")
+        )
+    # The complete list, the twin: the server it revokes is refused.
+    ctx = mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))
+    with pytest.raises(ssl.SSLError, match="revoked"):
+        whoami(ctx, server.port)
+
+
+def test_a_crl_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "crl.pem"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            CRLSet.load(fifo)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # release the blocked open, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("CRLSet.load blocked on a FIFO")
+    (error,) = outcome
+    assert isinstance(error, CRLError)
+    assert "not a regular file" in str(error) and str(fifo) in str(error)

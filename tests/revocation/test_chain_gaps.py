@@ -1,0 +1,205 @@
+"""What the online check sees when a handshake leaves gaps in the chain: a resumed
+session (OpenSSL verifies no chain then), and a certificate OpenSSL accepts but
+cryptography cannot read. Real handshakes over loopback; each case with its twin."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+import mtls
+from mtls import CertificateRevokedError, RevocationPolicy, RevocationUnknownError, _der
+from mtls.testing import CA, IssuedIdentity
+from tests.revocation._infra import CRLServer
+
+# Every handshake asks again (a status is kept for a microsecond): what a resumed
+# connection does after the cached answer has run out.
+NO_CACHE = {"cache_delay": 1e-6, "retry_failed_after": 1e-6, "ocsp": False}
+
+
+@contextmanager
+def tls_server(cert_pem: bytes, key_pem: bytes, tmp: Path) -> Iterator[int]:
+    """A plain TLS server (session tickets on, as in any stock server) answering b"ok"."""
+    (tmp / "server.pem").write_bytes(cert_pem)
+    (tmp / "server.key").write_bytes(key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp / "server.pem", tmp / "server.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            conn, _ = listener.accept()
+            if stop.is_set():
+                conn.close()
+                return
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"ok")
+            except (ssl.SSLError, OSError):
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        with socket.create_connection(listener.getsockname(), timeout=10):
+            pass  # wakes the accept() (closing a listener does not, on Linux)
+        thread.join(10)
+        listener.close()
+        assert not thread.is_alive()
+
+
+def connect(
+    ctx: ssl.SSLContext, port: int, session: ssl.SSLSession | None = None
+) -> tuple[ssl.SSLSession | None, bool]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            assert tls.recv(2) == b"ok"
+            return tls.session, tls.session_reused
+
+
+@pytest.fixture
+def chain() -> Iterator[tuple[CA, CA, IssuedIdentity, CRLServer]]:
+    """root -> intermediate -> server leaf; the intermediate's CRL is served live."""
+    crls = CRLServer()
+    try:
+        root = CA()
+        intermediate = root.create_child_ca()
+        intermediate.crl_url = crls.url("/intermediate.crl")
+        leaf = intermediate.issue_cert("localhost")
+        crls.bodies["/intermediate.crl"] = intermediate.crl()
+        yield root, intermediate, leaf, crls
+    finally:
+        crls.close()
+
+
+def _resume_after_revocation(
+    chain: tuple[CA, CA, IssuedIdentity, CRLServer], tmp_path: Path, *, revoke: bool
+) -> tuple[mtls.RevocationChecker, int]:
+    root, intermediate, leaf, crls = chain
+    checker = mtls.RevocationChecker(RevocationPolicy(full_chain=False, **NO_CACHE))  # type: ignore[arg-type]
+    ctx = mtls.client_context(None, root.truststore(), revocation=checker)
+    with tls_server(leaf.chain_pem, leaf.private_key_pem, tmp_path) as port:
+        session, reused = connect(ctx, port)
+        assert not reused and session is not None
+        asked = checker.fetches
+        assert asked == 1
+        if revoke:
+            intermediate.revoke(leaf, reason="keyCompromise")
+            crls.bodies["/intermediate.crl"] = intermediate.crl()
+        _, reused = connect(ctx, port, session)  # raises when revoked
+        assert reused, "the server did not resume: the case is not exercised"
+    return checker, asked
+
+
+def test_a_resumed_session_is_checked_again(
+    chain: tuple[CA, CA, IssuedIdentity, CRLServer], tmp_path: Path
+) -> None:
+    # The leaf is issued by an intermediate the truststore does not hold: the chain
+    # verified by the first handshake is what lets the resumed one find its issuer.
+    with pytest.raises(CertificateRevokedError, match="keyCompromise"):
+        _resume_after_revocation(chain, tmp_path, revoke=True)
+
+
+def test_a_resumed_session_of_a_good_server_connects_and_is_asked_about(
+    chain: tuple[CA, CA, IssuedIdentity, CRLServer], tmp_path: Path
+) -> None:
+    checker, asked = _resume_after_revocation(chain, tmp_path, revoke=False)
+    assert checker.fetches == asked + 1  # the resumed handshake asked too
+
+
+# --------------------------------------------------------------------------- unreadable
+
+
+def _raw(element: _der.TLV) -> bytes:
+    return _der.encode(element.tag, element.value)
+
+
+def _explicit_default_critical(cert: x509.Certificate, signer: CA) -> bytes:
+    """``cert`` re-signed with a non-critical extension's ``critical FALSE`` written out: a
+    DER rule (DEFAULT values are omitted) OpenSSL does not enforce and cryptography does."""
+    outer = _der.read_tlv(cert.public_bytes(Encoding.DER)).children()
+    fields = outer[0].children()
+    rebuilt = []
+    for field in fields:
+        if field.tag == 0xA3:  # [3] extensions
+            exts = [_raw(e) for e in field.children()[0].children()]
+            # the first extension without a critical field (OID, value): say FALSE
+            at = next(
+                i for i, e in enumerate(field.children()[0].children()) if len(e.children()) == 2
+            )
+            oid, value = _der.read_tlv(exts[at]).children()
+            exts[at] = _der.encode(
+                _der.SEQUENCE, _raw(oid) + _der.encode(0x01, b"\x00") + _raw(value)
+            )
+            field_raw = _der.encode(0xA3, _der.encode(_der.SEQUENCE, b"".join(exts)))
+        else:
+            field_raw = _raw(field)
+        rebuilt.append(field_raw)
+    tbs = _der.encode(_der.SEQUENCE, b"".join(rebuilt))
+    key = signer.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return _der.encode(_der.SEQUENCE, tbs + _raw(outer[1]) + _der.encode(0x03, b"\x00" + signature))
+
+
+@pytest.fixture
+def unreadable_server(tmp_path: Path) -> Iterator[tuple[CA, int, CRLServer]]:
+    """A server whose certificate OpenSSL verifies and cryptography cannot read, and
+    which its CA has revoked (the CRL is served)."""
+    crls = CRLServer()
+    try:
+        ca = CA(key_type="EC")
+        ca.crl_url = crls.url("/ca.crl")
+        leaf = ca.issue_cert("localhost")
+        der = _explicit_default_critical(leaf.certificate, ca)
+        with pytest.raises(ValueError):
+            x509.load_der_x509_certificate(der)
+        ca.revoke(leaf, reason="keyCompromise")
+        crls.bodies["/ca.crl"] = ca.crl()
+        pem = ssl.DER_cert_to_PEM_cert(der).encode()
+        with tls_server(pem, leaf.private_key_pem, tmp_path) as port:
+            yield ca, port, crls
+    finally:
+        crls.close()
+
+
+def test_a_server_certificate_cryptography_cannot_read_is_refused_in_hard_fail(
+    unreadable_server: tuple[CA, int, CRLServer],
+) -> None:
+    ca, port, _ = unreadable_server
+    ctx = mtls.client_context(None, ca.truststore(), revocation=RevocationPolicy(mode="hard"))
+    with pytest.raises(RevocationUnknownError, match="cryptography cannot read it"):
+        connect(ctx, port)
+
+
+def test_soft_fail_lets_it_through_and_says_so(
+    unreadable_server: tuple[CA, int, CRLServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    ca, port, _ = unreadable_server
+    ctx = mtls.client_context(None, ca.truststore(), revocation=RevocationPolicy(mode="soft"))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        connect(ctx, port)
+    assert any("cryptography cannot read it" in r.getMessage() for r in caplog.records)
+
+
+def test_without_revocation_checks_the_same_server_connects(
+    unreadable_server: tuple[CA, int, CRLServer],
+) -> None:
+    # OpenSSL itself verifies the certificate: only the status is out of reach.
+    ca, port, _ = unreadable_server
+    connect(mtls.client_context(None, ca.truststore()), port)
