@@ -456,6 +456,8 @@ class SSLProfileSet:
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
         self._health = Health(thresholds, plan.where)
+        if self._options.revocation is not None:
+            self._options.revocation._listen(self._health.count_revocation)
         # The engine (and its thread) hold no reference back to the set: a set dropped
         # without close() is freed at once, contexts included, and its thread stops.
         publish = weakref.WeakMethod(self._publish)
@@ -510,7 +512,7 @@ class SSLProfileSet:
         checker = self._options.revocation
         if checker is None:
             return None
-        return checker.state(name.rpartition(":")[0] for name in profile.server_names)
+        return checker.state(server for server in profile.servers if server != CATCH_ALL)
 
     @property
     def revocation(self) -> RevocationChecker | None:

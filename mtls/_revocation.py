@@ -51,6 +51,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -441,8 +442,14 @@ class RevocationChecker:
         renew_attributes_after_fork(self, "_gates", new=dict)
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
         # host -> the statuses of its last checked chain (for status pages), bounded
-        self._hosts: collections.OrderedDict[str, tuple[CertificateStatus, ...]]
-        self._hosts = collections.OrderedDict()
+        # (host, port) and (host, None) -> the statuses of its last checked chain (for
+        # status pages: a profile's servers look up their port first), bounded
+        self._hosts: collections.OrderedDict[
+            tuple[str, int | None], tuple[CertificateStatus, ...]
+        ] = collections.OrderedDict()
+        # Who counts results (a profile set's health counters), held weakly: a set
+        # dropped without close() must not be kept alive by a checker it shared.
+        self._listeners: list[weakref.WeakMethod[Callable[[str], None]]] = []
         # leaf DER -> the chain a full handshake verified for it (for resumed sessions)
         self._chains: collections.OrderedDict[bytes, tuple[bytes, ...]]
         self._chains = collections.OrderedDict()
@@ -520,9 +527,17 @@ class RevocationChecker:
         anchors: Sequence[bytes] | _Anchors,
         *,
         host: str | None = None,
+        port: int | None = None,
         fetch: bool = True,
     ) -> tuple[CertificateStatus, ...]:
         """Check a chain as the policy says: raise for revoked (always) and undetermined (hard).
+
+        Args:
+            chain: DER certificates, leaf first.
+            anchors: the DER trust anchors the chain was verified against.
+            host: the server's name: its statuses are kept for :meth:`state`.
+            port: the server's port, where known (kept with ``host``).
+            fetch: ``False``: answer from the cache only.
 
         Returns:
             The statuses (as :meth:`statuses`).
@@ -533,11 +548,14 @@ class RevocationChecker:
         """
         found = self.statuses(chain, anchors, fetch=fetch)
         if host is not None:
+            name = host.lower()
             with self._lock:
-                self._hosts[host.lower()] = found
-                self._hosts.move_to_end(host.lower())
-                while len(self._hosts) > self.policy.cache_size:
+                for key in ((name, port), (name, None)) if port is not None else ((name, None),):
+                    self._hosts[key] = found
+                    self._hosts.move_to_end(key)
+                while len(self._hosts) > 2 * self.policy.cache_size:
                     self._hosts.popitem(last=False)
+        self._count(found)
         where = host or "the server"
         for status in found:
             if status.status == "revoked":
@@ -600,7 +618,7 @@ class RevocationChecker:
                 self._chains.move_to_end(leaf)
                 while len(self._chains) > _CHAINS_KEPT:
                     self._chains.popitem(last=False)
-        self.check(chain, anchors, host=conn.server_hostname, fetch=fetch)
+        self.check(chain, anchors, host=conn.server_hostname, port=_peer_port(conn), fetch=fetch)
 
     def cached(self) -> tuple[CertificateStatus, ...]:
         """The statuses in the cache that are still valid, least recently used first
@@ -609,11 +627,14 @@ class RevocationChecker:
         with self._lock:
             return tuple(status for until, status in self._cache.values() if until > now)
 
-    def state(self, hosts: Iterable[str] = ()) -> RevocationState:
+    def state(self, hosts: Iterable[str | tuple[str, int]] = ()) -> RevocationState:
         """The policy and the still-cached statuses last seen for ``hosts``' chains.
 
         Args:
-            hosts: host names (without ports), as connections were made to them.
+            hosts: host names, as connections were made to them, or ``(host, port)``
+                pairs: those are looked up by port first (a connection through a
+                socket knows its port; one over memory BIOs, as the async clients
+                make, or through a proxy, is known by its host alone), then by host.
 
         Returns:
             A frozen record; nothing is fetched.
@@ -621,7 +642,12 @@ class RevocationChecker:
         now = time.monotonic()
         with self._lock:
             valid = {status for until, status in self._cache.values() if until > now}
-            seen = [self._hosts.get(host.lower(), ()) for host in dict.fromkeys(hosts)]
+            seen = []
+            for wanted in dict.fromkeys(hosts):
+                host, port = (wanted, None) if isinstance(wanted, str) else wanted
+                name = host.lower()
+                found = self._hosts.get((name, port)) if port is not None else None
+                seen.append(found if found is not None else self._hosts.get((name, None), ()))
         policy = self.policy
         return RevocationState(
             mode=policy.mode,
@@ -645,6 +671,23 @@ class RevocationChecker:
         """Always true: a checker is there whether or not its cache holds anything yet
         (``len()`` is the cache's size, 0 in a new process)."""
         return True
+
+    def _listen(self, count: Callable[[str], None]) -> None:
+        """Call ``count`` (a bound method, held weakly) with each status's result
+        (``good``, ``revoked``, ``undetermined``) of every check from now on."""
+        with self._lock:
+            self._listeners.append(weakref.WeakMethod(count))
+
+    def _count(self, found: Sequence[CertificateStatus]) -> None:
+        if not self._listeners:
+            return
+        with self._lock:
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
+            listeners = [ref() for ref in self._listeners]
+        for count in listeners:
+            if count is not None:
+                for status in found:
+                    count(status.status)
 
     # ------------------------------------------------------------------ cache
 
@@ -1083,6 +1126,14 @@ def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool = True) ->
         # leaf, which the session keeps, below.
     leaf = conn.getpeercert(binary_form=True)
     return [leaf] if leaf else []
+
+
+def _peer_port(conn: ssl.SSLSocket | ssl.SSLObject) -> int | None:
+    """The server's port of a socket connection (``None`` over memory BIOs)."""
+    try:
+        return int(conn.getpeername()[1])  # type: ignore[union-attr]
+    except (AttributeError, OSError, IndexError, TypeError, ValueError):
+        return None
 
 
 # What _ssl.Certificate.public_bytes takes for DER (3.10+).

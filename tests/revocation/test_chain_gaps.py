@@ -19,8 +19,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
-from mtls import CertificateRevokedError, RevocationPolicy, RevocationUnknownError, _der
-from mtls.testing import CA, IssuedIdentity
+from mtls import (
+    CertificateRevokedError,
+    RevocationPolicy,
+    RevocationUnknownError,
+    SSLProfile,
+    SSLProfileSet,
+    StoreConfig,
+    _der,
+)
+from mtls.testing import CA, IssuedIdentity, MTLSServer
+from tests._helpers import PASSWORD, whoami, write_identity, write_trust
 from tests.revocation._infra import CRLServer
 
 # Every handshake asks again (a status is kept for a microsecond): what a resumed
@@ -203,3 +212,45 @@ def test_without_revocation_checks_the_same_server_connects(
     # OpenSSL itself verifies the certificate: only the status is out of reach.
     ca, port, _ = unreadable_server
     connect(mtls.client_context(None, ca.truststore()), port)
+
+
+# --------------------------------------------------------------------------- a set's view
+
+
+def test_a_sets_status_counts_its_checks_and_keeps_statuses_per_port(tmp_path: Path) -> None:
+    """Two backends on one host name, one revoked: each profile shows its own
+    server's status, and the set's counters (status() and the exporters) count both."""
+    crls = CRLServer()
+    try:
+        ca = CA(crl_url=crls.url("/ca.crl"))
+        good, revoked = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+        ca.revoke(revoked, reason="keyCompromise")
+        crls.bodies["/ca.crl"] = ca.crl()
+        client = write_identity(ca.issue_cert("client"), tmp_path / "client.jks")
+        trust = write_trust(ca, tmp_path / "trust.jks")
+        with MTLSServer(good, client_ca=ca) as one, MTLSServer(revoked, client_ca=ca) as two:
+            profiles = [
+                SSLProfile(
+                    servers=(f"localhost:{server.port}",),
+                    keystore=StoreConfig(location=client, type="JKS", password=PASSWORD),
+                    truststore=StoreConfig(location=trust, type="JKS", password=PASSWORD),
+                )
+                for server in (one, two)
+            ]
+            policy = RevocationPolicy(ocsp=False)
+            with SSLProfileSet(profiles, revocation=policy) as gateway:
+                for _ in range(2):
+                    whoami(gateway.context_for("localhost", one.port), one.port)
+                with pytest.raises(CertificateRevokedError):
+                    whoami(gateway.context_for("localhost", two.port), two.port)
+                status = gateway.status()
+                assert dict(status.revocation_checks) == {"good": 2, "revoked": 1}
+                by_port = {
+                    p.servers[0]: p.revocation.statuses for p in status.profiles if p.revocation
+                }
+                ((first,),) = [by_port[f"localhost:{one.port}"]]
+                ((second,),) = [by_port[f"localhost:{two.port}"]]
+                assert (first.status, first.serial) == ("good", good.serial_number)
+                assert (second.status, second.serial) == ("revoked", revoked.serial_number)
+    finally:
+        crls.close()
