@@ -638,6 +638,48 @@ _UNAPPLIED = (
 )
 
 
+_APIM_REVOCATION_KEYS = ("enable", "cache_size", "cache_delay", "allow_full_cert_chain_validation")
+_MI_REVOCATION_KEYS = (
+    "certificate_revocation_verifier_enable",
+    "certificate_revocation_cache_size",
+    "certificate_revocation_cache_delay",
+)
+
+
+def _misspelt_revocation_keys(
+    toml: DeploymentToml, path: str, apim: str, mi: str, mi_enable: str
+) -> None:
+    """Keys in the revocation settings that neither WSO2 nor mtls reads (``enabled``,
+    ``sender.certificate_revocation_verifer_enable``). Without the key that turns the
+    check on, the check would be off where the file means it on: refused. Beside it,
+    a cache setting would be ignored: a warning.
+
+    Raises:
+        ProfileConfigError: an unknown key, and the check's own ``enable`` key absent.
+    """
+    apim_table = toml.raw(*apim.rsplit(".", 1))
+    mi_sender = toml.raw(mi, "sender")
+    found = [
+        (f"[{apim}] {key}", apim, "enable", _APIM_REVOCATION_KEYS)
+        for key in (apim_table if isinstance(apim_table, Mapping) else ())
+        if key not in _APIM_REVOCATION_KEYS
+    ] + [
+        (f"[{mi}] sender.{key}", mi, mi_enable, tuple(f"sender.{k}" for k in _MI_REVOCATION_KEYS))
+        for key in (mi_sender if isinstance(mi_sender, Mapping) else ())
+        if "revocation" in key.lower() and key not in _MI_REVOCATION_KEYS
+    ]
+    for shown, table, enable, known in found:
+        text = f"{path}: {shown} is not a setting WSO2 reads (it reads {', '.join(known)})"
+        if toml.raw(table, enable) is None:
+            raise ProfileConfigError(
+                f"{text}: without {enable} the revocation check is off (in WSO2 too), which "
+                f"this file does not seem to mean: write {enable} = true (or false)",
+                path=path,
+                element=shown,
+            )
+        log.warning("%s: ignored, as WSO2 ignores it", text)
+
+
 def _warn_unapplied(toml: DeploymentToml) -> None:
     """Name the sender's protocol and cipher settings, which WSO2 applies to every
     connection and an mtls profile set does not (its contexts offer TLS 1.2 and later
@@ -704,6 +746,7 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
             path=path,
             element=unread[0],
         )
+    _misspelt_revocation_keys(toml, path, apim, mi, mi_enable)
     if toml.raw(apim, "enable") is not None:
         enabled = toml.text(apim, "enable")
         if str(enabled).strip().lower() == "false":

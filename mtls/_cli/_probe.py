@@ -8,6 +8,7 @@ this module chooses the context (a profile, a default, or ``--keystore`` and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import ssl
 from collections.abc import Callable
@@ -351,6 +352,11 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     about_us: Callable[[str], bool] = lambda message: True  # noqa: E731
     if args.profiles or args.deployment_toml:
         with load_profile_set(args, args.profiles) as profiles:
+            checker = profiles.revocation
+            if checker is not None and checker.policy.timeout > args.timeout:
+                # --timeout bounds each fetch the enforced check makes too. This set
+                # is the command's own (built above, never handed out).
+                checker.policy = dataclasses.replace(checker.policy, timeout=args.timeout)
             setup = setup_from_profiles(profiles, target, args.client_id)
             about_us = _about_probed_profile(profiles.status().to_dict(), setup, target)
     else:

@@ -179,6 +179,70 @@ def test_micro_integrator_axis2_names_are_refused(pki: PKI, tmp_path: Path, writ
 
 
 @pytest.mark.parametrize(
+    ("product", "written"),
+    [
+        ("apim", "enabled = true"),
+        ("apim", "Enable = true"),
+        ("mi", "sender.certificate_revocation_verifer_enable = true"),
+    ],
+)
+def test_a_misspelt_switch_is_refused_not_left_off(
+    pki: PKI, tmp_path: Path, product: str, written: str
+) -> None:
+    """WSO2 ignores a key it does not read, so the check would be off where the file
+    means it on: refused, naming the key and the one to write."""
+    if product == "apim":
+        toml = _toml(tmp_path, pki, 8443, ENABLED.replace("enable = true", written))
+        wanted = "write enable = true"
+    else:
+        toml = _mi_toml(tmp_path, pki, written + "\n")
+        wanted = "write sender.certificate_revocation_verifier_enable = true"
+    with pytest.raises(mtls.ProfileConfigError) as e:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+    text = str(e.value)
+    assert written.split(" =", maxsplit=1)[0] in text and wanted in text and str(toml) in text
+
+
+def test_a_misspelt_cache_setting_beside_the_switch_is_a_warning(
+    pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    toml = _toml(tmp_path, pki, 8443, ENABLED + "cache_sise = 5\n")
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+        assert profiles.revocation is not None  # on, as the switch says
+        assert profiles.revocation.policy.cache_size == 1024
+    assert any("cache_sise is not a setting WSO2 reads" in r.getMessage() for r in caplog.records)
+
+
+def test_probe_timeout_bounds_each_fetch_of_an_enforced_check(
+    pki: PKI, tmp_path: Path, capsys
+) -> None:
+    """--timeout caps the set's per-fetch timeout (5 s by default): the silent
+    responder is given up on after 1 s, and the report says so."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        ca = CA(ocsp_url=url, crl_url=url + "ca.crl")
+        with MTLSServer(ca.issue_cert("localhost"), require_client_cert=False) as server:
+            trust = write_trust(ca, tmp_path / "trust.jks")
+            (tmp_path / "profiles.xml").write_text(
+                profile_xml(profile(f"localhost:{server.port}", truststore=trust))
+            )
+            toml = tmp_path / "deployment.toml"
+            toml.write_text(
+                '[transport.passthru_https.sender.ssl_profile]\nfile_path = "profiles.xml"\n'
+                "interval = 0\n" + ENABLED
+            )
+            code = main(
+                ["probe", f"https://localhost:{server.port}/", "--deployment-toml", str(toml),
+                 "--base-dir", str(tmp_path), "--json", "--timeout", "1"]
+            )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert "within 1 s" in json.dumps(report["error"]), report["error"]
+
+
+@pytest.mark.parametrize(
     "setting",
     ['cache_size = "many"', "cache_size = 0.5", "cache_size = 1e400", "cache_delay = 1e400"],
 )
