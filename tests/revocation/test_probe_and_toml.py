@@ -30,8 +30,8 @@ def _probe(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[st
     return code, json.loads(out), err
 
 
-def _toml(tmp_path: Path, pki: PKI, port: int, revocation: str) -> Path:
-    trust = write_trust(pki.ca, tmp_path / "trust.jks")
+def _toml(tmp_path: Path, pki: PKI, port: int, revocation: str, ca: CA | None = None) -> Path:
+    trust = write_trust(ca or pki.ca, tmp_path / "trust.jks")
     (tmp_path / "profiles.xml").write_text(
         profile_xml(profile(f"localhost:{port}", truststore=trust))
     )
@@ -224,15 +224,7 @@ def test_probe_timeout_bounds_each_fetch_of_an_enforced_check(
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
         ca = CA(ocsp_url=url, crl_url=url + "ca.crl")
         with MTLSServer(ca.issue_cert("localhost"), require_client_cert=False) as server:
-            trust = write_trust(ca, tmp_path / "trust.jks")
-            (tmp_path / "profiles.xml").write_text(
-                profile_xml(profile(f"localhost:{server.port}", truststore=trust))
-            )
-            toml = tmp_path / "deployment.toml"
-            toml.write_text(
-                '[transport.passthru_https.sender.ssl_profile]\nfile_path = "profiles.xml"\n'
-                "interval = 0\n" + ENABLED
-            )
+            toml = _toml(tmp_path, pki, server.port, ENABLED, ca=ca)
             code = main(
                 ["probe", f"https://localhost:{server.port}/", "--deployment-toml", str(toml),
                  "--base-dir", str(tmp_path), "--json", "--timeout", "1"]
