@@ -124,6 +124,8 @@ class Served:
     # The keystore the context was made from: a replacement refused as not valid (yet)
     # is set aside and this identity serves on with whatever else changed.
     keystore: Keystore | None = field(default=None, repr=False, compare=False)
+    # When the presented certificate becomes valid (status() shows one that is not yet).
+    not_before: _dt.datetime | None = field(default=None, compare=False)
 
     def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
@@ -183,6 +185,7 @@ class Builder:
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], _Leaf] = {}
+        self._early_warned: set[tuple[str, str | None]] = set()  # (keystore, alias) warned
         # Certificate records by store content, parsed on first use and shared by every
         # Served made from that store (a 144-anchor truststore behind 1,000 keystores is
         # parsed once, not 1,000 times): (role, fingerprint, alias) -> records.
@@ -390,12 +393,14 @@ class Builder:
         assert keystore is None or isinstance(keystore, Keystore)
         assert truststore is None or isinstance(truststore, Truststore)
         alias = profile.keystore.alias if profile.keystore else None
-        subject, not_after, serial = None, None, None
+        subject, not_before, not_after, serial = None, None, None, None
         refusal: MTLSError | None = None
         kept_shown: str | None = None  # the kept keystore's path as its material shows it
         if keystore is not None and key_fp is not None:
             subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
             in_service = None if serving is None else self._key_of.get(id(serving.context))
+            if not replacing:
+                self._warn_not_yet_valid(profile, key_fp, alias, subject, not_before)
             # Every replacement is checked, cached leaf or not; the identity in service
             # is not (one that expired while served keeps serving, and says so).
             if replacing and (in_service is None or in_service[:2] != (key_fp, alias)):
@@ -413,6 +418,7 @@ class Builder:
                     keystore, key_fp = serving.keystore, in_service[0]
                     kept_shown = next((f[1] for f in serving.files if f[0] == "keystore"), None)
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
+                    not_before = serving.not_before
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
         mode = self.options.hostname_verifier
         if (
@@ -485,11 +491,37 @@ class Builder:
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
                 inputs=tuple(files),
                 keystore=keystore,
+                not_before=not_before,
             )
             self._served[served_key] = served
         if refusal is not None:
             raise KeptIdentity(served, refusal)
         return served
+
+    def _warn_not_yet_valid(
+        self,
+        profile: SSLProfile,
+        key_fp: str,
+        alias: str | None,
+        subject: str | None,
+        not_before: _dt.datetime | None,
+    ) -> None:
+        """A first load has nothing else to serve, so a certificate that is not valid
+        yet is served (a replacement would be set aside): said once per certificate,
+        since peers refuse it until then."""
+        if not_before is None or not_before <= _dt.datetime.now(_dt.UTC):
+            return
+        key = (key_fp, alias)
+        if key in self._early_warned:
+            return
+        self._early_warned.add(key)
+        log.warning(
+            "%s: the certificate (%s) is not valid before %s: servers refuse it until then "
+            "(served: nothing else was loaded for this profile)",
+            profile.keystore.shown_location if profile.keystore else "keystore",
+            subject,
+            not_before.isoformat(),
+        )
 
     def _rest_unchanged(
         self, profile: SSLProfile, serving: Served, trust: tuple[object, ...]

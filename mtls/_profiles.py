@@ -866,6 +866,7 @@ class SSLProfileSet:
                         now,
                         fingerprint=chain[0].fingerprint if chain else None,
                         chain=tuple(certificate(c) for c in chain[1:]),
+                        not_before=served.not_before,
                     ),
                     tuple(
                         certificate(a) for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]

@@ -84,6 +84,8 @@ class IdentityStatus:
         fingerprint: SHA-256 of its DER, hex (what :class:`mtls.HealthEvent` names).
         chain: the certificates presented with it (intermediates), in order; their
             ``alias`` is the key entry's.
+        not_before: when it becomes valid (servers refuse it before; a first load
+            serves it anyway, having nothing else, and logs a warning).
     """
 
     subject: str | None
@@ -92,12 +94,14 @@ class IdentityStatus:
     days_left: int | None
     fingerprint: str | None = None
     chain: tuple[AnchorStatus, ...] = ()
+    not_before: _dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``serial`` as a hex string (it can exceed JSON's integers)."""
         return {
             "subject": self.subject,
             "serial": f"{self.serial:x}" if self.serial is not None else None,
+            "not_before": _iso(self.not_before),
             "not_after": _iso(self.not_after),
             "days_left": self.days_left,
             "fingerprint": self.fingerprint,
@@ -277,6 +281,7 @@ def identity(
     *,
     fingerprint: str | None = None,
     chain: tuple[AnchorStatus, ...] = (),
+    not_before: _dt.datetime | None = None,
 ) -> IdentityStatus | None:
     """The identity record, or ``None`` when there is no client certificate."""
     if subject is None and serial is None and not_after is None:
@@ -288,6 +293,7 @@ def identity(
         days_left=_days_left(not_after, now),
         fingerprint=fingerprint,
         chain=chain,
+        not_before=not_before,
     )
 
 

@@ -102,6 +102,11 @@ def _loaded_row(
             problems.append(f"client certificate expired on {when.date()}")
         elif left < EXPIRY_WARNING_DAYS:
             problems.append(f"client certificate expires in {left} days")
+    not_before = (entry.get("identity") or {}).get("not_before")
+    if not_before and _dt.datetime.fromisoformat(not_before) > now():
+        problems.append(
+            f"client certificate not valid before {not_before}: servers refuse it until then"
+        )
     verify = True
     anchors: int | None = None
     if profile is not None:

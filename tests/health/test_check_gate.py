@@ -150,3 +150,43 @@ def test_anchors_without_a_window_is_a_usage_error(
     code, _, err = run(capsys, "check", str(xml), "--anchors")
     assert code == 2
     assert "--anchors needs --fail-within" in err
+
+
+def test_a_client_certificate_not_valid_yet_is_said_by_status_log_and_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A first load serves it (nothing else to serve), and says so everywhere; a
+    replacement of the same kind is set aside (tests/profiles/test_reloader.py)."""
+    import mtls
+
+    ca = CA()
+    starts = utcnow() + 2 * DAY
+    client = ca.issue_cert("client", not_before=starts)
+    keystore = write_identity(client, tmp_path / "client.jks")
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(profile("orders.internal:8443", keystore, write_trust(ca, tmp_path / "t.jks")))
+    )
+    with mtls.SSLProfileSet.from_xml(xml) as profiles:
+        assert profiles.context_for("orders.internal", 8443) is not None
+        (record,) = profiles.status().profiles
+        assert record.identity is not None and record.identity.not_before is not None
+        assert abs(record.identity.not_before - starts) < _dt.timedelta(seconds=1)
+        assert record.to_dict()["identity"]["not_before"] == record.identity.not_before.isoformat()
+    warned = [r.getMessage() for r in caplog.records if "is not valid before" in r.getMessage()]
+    assert len(warned) == 1 and "client.jks" in warned[0] and "servers refuse it" in warned[0]
+    code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
+    assert code == 0  # it loads; the row says what is wrong
+    (row,) = json.loads(out)["profiles"]
+    assert any("not valid before" in problem for problem in row["problems"]), row
+
+
+def test_a_client_certificate_valid_now_has_no_such_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    xml = estate(tmp_path, identity_left=300 * DAY, anchor_left=3000 * DAY)
+    code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
+    assert code == 0
+    (row,) = json.loads(out)["profiles"]
+    assert row["problems"] == []
+    assert not [r for r in caplog.records if "is not valid before" in r.getMessage()]
