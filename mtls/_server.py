@@ -48,6 +48,7 @@ import ssl
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -582,6 +583,10 @@ class RotatingServerContext:
             )
         outer.sni_callback = self._switch
         self._outer = outer
+        # Dropped without close(): its reload thread stops when it is collected (the
+        # outer context refers to it through sni_callback, so while a server holds
+        # the context it lives, and rotates).
+        weakref.finalize(self, engine.close)
 
     def _switch(self, ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
         # The hot path: one attribute read of the published snapshot, one assignment.

@@ -289,6 +289,19 @@ def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
     return (profile.servers, profile.client_id)
 
 
+def _definition(profile: SSLProfile) -> tuple[Any, ...]:
+    """What makes a profile's material, without the servers it is used for (nor its
+    name): profiles with equal definitions are served the same contexts."""
+    return (
+        profile.keystore,
+        profile.truststore,
+        profile.novalidatecert,
+        profile.client_id,
+        profile.crls,
+        profile.crl_check,
+    )
+
+
 def _keys(profile: SSLProfile) -> Iterator[tuple[IndexKey, Server]]:
     for server in profile.servers:
         if server == CATCH_ALL:
@@ -684,9 +697,19 @@ class ProfilesPlan:
         same servers and client, whatever its position."""
         changed = False
         previous = {slot(item.profile): item for item in old.built}
-        # A profile new to the set (its servers changed, say) whose keystore another
-        # profile serves: judged as a replacement of that identity, so a certificate
-        # staged before its start date is not installed through the edit.
+        # A profile whose servers (or name) were edited is still the profile it was:
+        # the previous entry of the same definition stands in for its own, so that it
+        # keeps its last good material when its stores do not load now (an edit while
+        # a keystore is being replaced must not take its hosts down). An entry that
+        # loads cleanly is preferred; any of them serves the same material.
+        by_definition: dict[tuple[Any, ...], Built] = {}
+        for entry in old.built:
+            key = _definition(entry.profile)
+            if by_definition.setdefault(key, entry).error is not None and entry.error is None:
+                by_definition[key] = entry
+        # A profile new to the set whose keystore another profile serves: judged as a
+        # replacement of that identity, so a certificate staged before its start date
+        # is not installed through the edit.
         by_keystore = {
             item.profile.keystore: item
             for item in old.built
@@ -695,7 +718,7 @@ class ProfilesPlan:
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
-            prev = previous.get(slot(profile))
+            prev = previous.get(slot(profile)) or by_definition.get(_definition(profile))
             sibling = (
                 by_keystore.get(profile.keystore)
                 if prev is None and profile.keystore is not None

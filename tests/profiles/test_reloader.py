@@ -753,6 +753,54 @@ def test_a_profile_edited_with_its_keystore_staged_keeps_the_identity_in_service
     assert "not valid before" in str(profiles.last_error)
 
 
+@pytest.mark.parametrize(
+    "servers",
+    ["127.0.0.1:{port},localhost:{port}", "localhost:{port},127.0.0.1:{port},also.example:1"],
+    ids=["reordered", "one added"],
+)
+def test_a_servers_edit_while_the_keystore_is_broken_keeps_the_last_good(setup, backend, servers):
+    """The keystore is damaged (last good kept), then the profile's <servers> are
+    edited: the edited profile is the same profile, and keeps serving its hosts with
+    the last good identity (it was refused for want of a previous entry)."""
+    xml, keystore, trust = setup
+    port = backend.port
+    replace_atomically(
+        xml, profile_xml(profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust)).encode()
+    )
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    good = profiles.context_for("localhost", port)
+    replace_atomically(keystore, b"\0" * 64)  # a half-copied file
+    assert profiles.reload() is False
+    replace_atomically(
+        xml, profile_xml(profile(servers.format(port=port), keystore, trust)).encode()
+    )
+    assert profiles.reload() is True  # the index changed
+    assert profiles.context_for("localhost", port) is good
+    assert profiles.context_for("127.0.0.1", port) is good
+    assert cn_seen(profiles, port) == "gen-1"
+    (record,) = profiles.status().profiles
+    assert record.loaded and "not a keystore" in str(record.error)
+
+
+def test_a_new_profile_on_a_broken_keystore_with_no_last_good_is_refused(setup, backend, tmp_path):
+    """The twin: a definition nobody served before has no last good to keep."""
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    other = tmp_path / "other.jks"
+    other.write_bytes(b"\0" * 64)
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{backend.port}", keystore, trust),
+            profile("other.example:443", other, trust),
+        ).encode(),
+    )
+    assert profiles.reload() is True
+    with pytest.raises(ProfileUnavailableError):
+        profiles.context_for("other.example", 443)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+
+
 def test_an_edit_whose_new_keystore_is_caught_mid_write_is_applied_next_check(
     setup, ca, backend, monkeypatch
 ):

@@ -252,6 +252,24 @@ def test_the_thread_reloads_and_close_stops_it(estate: Estate) -> None:
     assert "generation 1" in repr(server)
 
 
+def test_a_server_context_dropped_without_close_stops_its_thread(estate: Estate) -> None:
+    import gc
+
+    def threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "mtls-server-backend.jks"]
+
+    server = estate.server(reload_interval=3600)
+    (thread,) = threads()
+    in_use = server.context  # the twin: a context a server still holds keeps it rotating
+    del server
+    gc.collect()
+    assert thread.is_alive()
+    del in_use
+    gc.collect()  # the wrapper and its context refer to each other: a cycle
+    thread.join(10)
+    assert not thread.is_alive()
+
+
 def test_a_kubernetes_secret_swap_is_seen(tmp_path: Path) -> None:
     """Mounted secrets change by swapping the ``..data`` symlink: new inode, same names."""
     ca = CA(name="k8s CA")
