@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import _x509
-from ._config import SSLProfile, StoreConfig
+from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import client_context
 from ._crl import CRLSet
 from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError
@@ -126,6 +126,9 @@ class Served:
     keystore: Keystore | None = field(default=None, repr=False, compare=False)
     # When the presented certificate becomes valid (status() shows one that is not yet).
     not_before: _dt.datetime | None = field(default=None, compare=False)
+    # The profile definition (config.material_definition) this material was built
+    # for: what lets a profile whose servers were edited keep it as its last good.
+    definition: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
 
     def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
@@ -492,6 +495,7 @@ class Builder:
                 inputs=tuple(files),
                 keystore=keystore,
                 not_before=not_before,
+                definition=material_definition(profile),
             )
             self._served[served_key] = served
         if refusal is not None:

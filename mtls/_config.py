@@ -73,6 +73,19 @@ def normalize_host(host: str) -> str:
     return host if host.isascii() else _ascii_host(host).rstrip(".")
 
 
+def material_definition(profile: SSLProfile) -> tuple[object, ...]:
+    """What makes a profile's material, without the servers it is used for (nor its
+    name): profiles with equal definitions are served the same contexts."""
+    return (
+        profile.keystore,
+        profile.truststore,
+        profile.novalidatecert,
+        profile.client_id,
+        profile.crls,
+        profile.crl_check,
+    )
+
+
 @functools.lru_cache(maxsize=1024)
 def _ascii_host(host: str) -> str:
     """An internationalised name in the ASCII form (``bücher.example`` ->

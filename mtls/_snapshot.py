@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._build import Builder, KeptIdentity, Options, Served
-from ._config import CATCH_ALL, Server, SSLProfile
+from ._config import CATCH_ALL, Server, SSLProfile, material_definition
 from ._context import LOCALHOST_NAMES
 from ._engine import Outcome, Problem
 from ._errors import (
@@ -287,19 +287,6 @@ class Snapshot:
 def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
     """What identifies 'the same profile' across reloads: its servers and client."""
     return (profile.servers, profile.client_id)
-
-
-def _definition(profile: SSLProfile) -> tuple[Any, ...]:
-    """What makes a profile's material, without the servers it is used for (nor its
-    name): profiles with equal definitions are served the same contexts."""
-    return (
-        profile.keystore,
-        profile.truststore,
-        profile.novalidatecert,
-        profile.client_id,
-        profile.crls,
-        profile.crl_check,
-    )
 
 
 def _keys(profile: SSLProfile) -> Iterator[tuple[IndexKey, Server]]:
@@ -698,15 +685,16 @@ class ProfilesPlan:
         changed = False
         previous = {slot(item.profile): item for item in old.built}
         # A profile whose servers (or name) were edited is still the profile it was:
-        # the previous entry of the same definition stands in for its own, so that it
-        # keeps its last good material when its stores do not load now (an edit while
-        # a keystore is being replaced must not take its hosts down). An entry that
-        # loads cleanly is preferred; any of them serves the same material.
-        by_definition: dict[tuple[Any, ...], Built] = {}
+        # material built from the same definition stands in for its previous entry, so
+        # that it keeps its last good when its stores do not load now (an edit while a
+        # keystore is being replaced must not take its hosts down). Matched on the
+        # definition the material was built from, never on the profile's own: a profile
+        # keeping its last good after a failed edit serves an older definition's
+        # material (say, without a truststore), which must never pass to another.
+        by_definition: dict[tuple[object, ...], Built] = {}
         for entry in old.built:
-            key = _definition(entry.profile)
-            if by_definition.setdefault(key, entry).error is not None and entry.error is None:
-                by_definition[key] = entry
+            if entry.served.definition is not None:
+                by_definition.setdefault(entry.served.definition, entry)
         # A profile new to the set whose keystore another profile serves: judged as a
         # replacement of that identity, so a certificate staged before its start date
         # is not installed through the edit.
@@ -718,7 +706,7 @@ class ProfilesPlan:
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
-            prev = previous.get(slot(profile)) or by_definition.get(_definition(profile))
+            prev = previous.get(slot(profile)) or by_definition.get(material_definition(profile))
             sibling = (
                 by_keystore.get(profile.keystore)
                 if prev is None and profile.keystore is not None

@@ -801,6 +801,40 @@ def test_a_new_profile_on_a_broken_keystore_with_no_last_good_is_refused(setup, 
     assert cn_seen(profiles, backend.port) == "gen-1"
 
 
+def test_material_kept_after_a_failed_edit_never_passes_to_another_profile(
+    setup, backend, tmp_path
+):
+    """A profile without a truststore (novalidatecert) is given one that cannot be
+    read yet: it keeps its old, unverifying material. A new profile with the new
+    definition must not inherit that material: it has no last good, and is refused."""
+    xml, keystore, _ = setup
+    port = backend.port
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{port}", keystore, None, attrs='novalidatecert="true"')
+        ).encode(),
+    )
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    unverified = profiles.context_for("localhost", port)
+    assert unverified.verify_mode == ssl.CERT_NONE
+    pending = tmp_path / "not-there-yet.jks"
+    replace_atomically(xml, profile_xml(profile(f"localhost:{port}", keystore, pending)).encode())
+    profiles.reload()
+    assert profiles.context_for("localhost", port) is unverified  # its own last good
+    replace_atomically(  # then, in a later edit, a new profile of the new definition
+        xml,
+        profile_xml(
+            profile(f"localhost:{port}", keystore, pending),
+            profile("b.example:443", keystore, pending),
+        ).encode(),
+    )
+    profiles.reload()
+    assert profiles.context_for("localhost", port) is unverified
+    with pytest.raises(ProfileUnavailableError):
+        profiles.context_for("b.example", 443)
+
+
 def test_an_edit_whose_new_keystore_is_caught_mid_write_is_applied_next_check(
     setup, ca, backend, monkeypatch
 ):
