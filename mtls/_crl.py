@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 
 from . import _x509
 from ._errors import CRLError
-from ._files import MAX_INPUT_BYTES, read_input
+from ._files import read_input
 from ._types import CRLCheck
 
-#: Largest CRL read (a file or a download): 8 MiB, the limit of every input file (a
-#: profile's CRL files are read as its stores are). Public CAs' biggest CRLs are a few MiB.
-MAX_CRL_BYTES = MAX_INPUT_BYTES
+#: Largest CRL read by :meth:`CRLSet.load` or downloaded: 10 MiB. Public CAs' biggest
+#: CRLs are a few MiB. (A profile's CRL files are read as its stores are: 8 MiB.)
+MAX_CRL_BYTES = 10 * 1024 * 1024
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
 _PROC_FD = "/proc/self/fd"
 

@@ -638,7 +638,15 @@ _UNAPPLIED = (
 )
 
 
-_APIM_REVOCATION_KEYS = ("enable", "cache_size", "cache_delay", "allow_full_cert_chain_validation")
+# allow_cert_expiry_validation: WSO2's documented key; mtls does not read it (expiry is
+# always verified), and it is no misspelling.
+_APIM_REVOCATION_KEYS = (
+    "enable",
+    "cache_size",
+    "cache_delay",
+    "allow_full_cert_chain_validation",
+    "allow_cert_expiry_validation",
+)
 _MI_REVOCATION_KEYS = (
     "certificate_revocation_verifier_enable",
     "certificate_revocation_cache_size",
@@ -649,28 +657,34 @@ _MI_REVOCATION_KEYS = (
 def _misspelt_revocation_keys(
     toml: DeploymentToml, path: str, apim: str, mi: str, mi_enable: str
 ) -> None:
-    """Keys in the revocation settings that neither WSO2 nor mtls reads (``enabled``,
-    ``sender.certificate_revocation_verifer_enable``). Without the key that turns the
-    check on, the check would be off where the file means it on: refused. Beside it,
-    a cache setting would be ignored: a warning.
+    """Keys in the revocation settings that WSO2 does not read (``enabled = true``,
+    ``sender.certificate_revocation_verifer_enable = true``). One set to true while the
+    real switch is absent would leave the check off where the file means it on:
+    refused. Any other is ignored, as WSO2 ignores it, with a warning.
 
     Raises:
-        ProfileConfigError: an unknown key, and the check's own ``enable`` key absent.
+        ProfileConfigError: an unknown key set to true, and the switch itself absent.
     """
     apim_table = toml.raw(*apim.rsplit(".", 1))
     mi_sender = toml.raw(mi, "sender")
     found = [
-        (f"[{apim}] {key}", apim, "enable", _APIM_REVOCATION_KEYS)
-        for key in (apim_table if isinstance(apim_table, Mapping) else ())
+        (f"[{apim}] {key}", value, apim, "enable", _APIM_REVOCATION_KEYS)
+        for key, value in (apim_table.items() if isinstance(apim_table, Mapping) else ())
         if key not in _APIM_REVOCATION_KEYS
     ] + [
-        (f"[{mi}] sender.{key}", mi, mi_enable, tuple(f"sender.{k}" for k in _MI_REVOCATION_KEYS))
-        for key in (mi_sender if isinstance(mi_sender, Mapping) else ())
+        (
+            f"[{mi}] sender.{key}",
+            value,
+            mi,
+            mi_enable,
+            tuple(f"sender.{k}" for k in _MI_REVOCATION_KEYS),
+        )
+        for key, value in (mi_sender.items() if isinstance(mi_sender, Mapping) else ())
         if "revocation" in key.lower() and key not in _MI_REVOCATION_KEYS
     ]
-    for shown, table, enable, known in found:
+    for shown, value, table, enable, known in found:
         text = f"{path}: {shown} is not a setting WSO2 reads (it reads {', '.join(known)})"
-        if toml.raw(table, enable) is None:
+        if toml.raw(table, enable) is None and str(value).strip().lower() == "true":
             raise ProfileConfigError(
                 f"{text}: without {enable} the revocation check is off (in WSO2 too), which "
                 f"this file does not seem to mean: write {enable} = true (or false)",

@@ -63,6 +63,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from . import _x509
+from ._config import normalize_host
 from ._crl import (
     MAX_CRL_BYTES,
     CRLSet,
@@ -441,17 +442,19 @@ class RevocationChecker:
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_gates", new=dict)
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
-        # host -> the statuses of its last checked chain (for status pages), bounded
-        # (host, port) and (host, None) -> the statuses of its last checked chain (for
-        # status pages: a profile's servers look up their port first), bounded
+        # The statuses of the last chain checked, for status pages (bounded): by (host,
+        # port), the port None where the connection does not know it (memory BIOs), and
+        # by host alone (state() given names without ports).
         self._hosts: collections.OrderedDict[
             tuple[str, int | None], tuple[CertificateStatus, ...]
         ] = collections.OrderedDict()
+        self._by_host: collections.OrderedDict[str, tuple[CertificateStatus, ...]]
+        self._by_host = collections.OrderedDict()
         # Who counts results (a profile set's health counters), held weakly: a set
         # dropped without close() must not be kept alive by a checker it shared.
         self._listeners: list[weakref.WeakMethod[Callable[[str], None]]] = []
         # leaf DER -> the chain a full handshake verified for it (for resumed sessions)
-        self._chains: collections.OrderedDict[bytes, tuple[bytes, ...]]
+        self._chains: collections.OrderedDict[tuple[frozenset[bytes], bytes], tuple[bytes, ...]]
         self._chains = collections.OrderedDict()
         #: Network requests made so far (OCSP requests and CRL downloads).
         self.fetches = 0
@@ -462,7 +465,12 @@ class RevocationChecker:
     # ------------------------------------------------------------------ public
 
     def statuses(
-        self, chain: Sequence[bytes], anchors: Sequence[bytes] | _Anchors, *, fetch: bool = True
+        self,
+        chain: Sequence[bytes],
+        anchors: Sequence[bytes] | _Anchors,
+        *,
+        fetch: bool = True,
+        resumed: bool = False,
     ) -> tuple[CertificateStatus, ...]:
         """The status of each certificate of ``chain`` that is not an anchor; never raises.
 
@@ -471,6 +479,7 @@ class RevocationChecker:
                 else the leaf alone).
             anchors: the DER trust anchors the chain was verified against.
             fetch: ``False``: answer from the cache only (nothing is fetched).
+            resumed: as in :meth:`check`.
 
         Returns:
             One status per certificate checked, leaf first (only the leaf unless
@@ -508,6 +517,13 @@ class RevocationChecker:
                     issuer=cert.issuer.rfc4514_string(),
                     status="undetermined",
                     why=(
+                        "the session was resumed, so no chain was verified, and the chain "
+                        "its first handshake verified is no longer known (more than "
+                        f"{_CHAINS_KEPT} servers since, or clear()): connect without "
+                        "session= for a full handshake",
+                    )
+                    if resumed
+                    else (
                         "its issuer is neither in the verified chain nor in the "
                         "truststore: add the issuing CA to the truststore",
                     ),
@@ -529,6 +545,7 @@ class RevocationChecker:
         host: str | None = None,
         port: int | None = None,
         fetch: bool = True,
+        resumed: bool = False,
     ) -> tuple[CertificateStatus, ...]:
         """Check a chain as the policy says: raise for revoked (always) and undetermined (hard).
 
@@ -538,6 +555,8 @@ class RevocationChecker:
             host: the server's name: its statuses are kept for :meth:`state`.
             port: the server's port, where known (kept with ``host``).
             fetch: ``False``: answer from the cache only.
+            resumed: ``chain`` is the leaf of a resumed session whose verified chain
+                is not known (an issuer not found says so, and how to get one).
 
         Returns:
             The statuses (as :meth:`statuses`).
@@ -546,15 +565,17 @@ class RevocationChecker:
             CertificateRevokedError: a certificate is revoked.
             RevocationUnknownError: a status could not be determined and the mode is hard.
         """
-        found = self.statuses(chain, anchors, fetch=fetch)
+        found = self.statuses(chain, anchors, fetch=fetch, resumed=resumed)
         if host is not None:
-            name = host.lower()
+            name = normalize_host(host)
             with self._lock:
-                for key in ((name, port), (name, None)) if port is not None else ((name, None),):
-                    self._hosts[key] = found
-                    self._hosts.move_to_end(key)
-                while len(self._hosts) > 2 * self.policy.cache_size:
-                    self._hosts.popitem(last=False)
+                self._hosts[(name, port)] = found
+                self._hosts.move_to_end((name, port))
+                self._by_host[name] = found
+                self._by_host.move_to_end(name)
+                for record in (self._hosts, self._by_host):
+                    while len(record) > self.policy.cache_size:
+                        record.popitem(last=False)
         self._count(found)
         where = host or "the server"
         for status in found:
@@ -605,20 +626,33 @@ class RevocationChecker:
         chain = peer_chain(conn)
         if not chain:
             return
-        leaf = chain[0]
+        known = _anchor_set(anchors)
+        # Per truststore: with cross-signed intermediates, the path one context
+        # verified is not the one another would have.
+        key = (known.ders, chain[0])
+        resumed_unknown = False
         with self._lock:
             if conn.session_reused:
                 # A resumed session verifies no chain (OpenSSL has only the leaf): the
                 # chain verified for this leaf in an earlier handshake stands in, so an
                 # intermediate-issued leaf is still asked about. Unknown: the leaf
                 # alone, its issuer looked up among the anchors (else undetermined).
-                chain = list(self._chains.get(leaf, chain))
+                kept = self._chains.get(key)
+                resumed_unknown = kept is None
+                chain = list(kept) if kept is not None else chain
             elif len(chain) > 1:
-                self._chains[leaf] = tuple(chain)
-                self._chains.move_to_end(leaf)
+                self._chains[key] = tuple(chain)
+                self._chains.move_to_end(key)
                 while len(self._chains) > _CHAINS_KEPT:
                     self._chains.popitem(last=False)
-        self.check(chain, anchors, host=conn.server_hostname, port=_peer_port(conn), fetch=fetch)
+        self.check(
+            chain,
+            known,
+            host=conn.server_hostname,
+            port=_peer_port(conn),
+            fetch=fetch,
+            resumed=resumed_unknown,
+        )
 
     def cached(self) -> tuple[CertificateStatus, ...]:
         """The statuses in the cache that are still valid, least recently used first
@@ -631,10 +665,10 @@ class RevocationChecker:
         """The policy and the still-cached statuses last seen for ``hosts``' chains.
 
         Args:
-            hosts: host names, as connections were made to them, or ``(host, port)``
-                pairs: those are looked up by port first (a connection through a
-                socket knows its port; one over memory BIOs, as the async clients
-                make, or through a proxy, is known by its host alone), then by host.
+            hosts: host names (the last chain checked for the name, on any port), or
+                ``(host, port)`` pairs: the last chain checked for that port, else for
+                the name by a connection that did not know its port (over memory BIOs,
+                as the async clients make them).
 
         Returns:
             A frozen record; nothing is fetched.
@@ -644,16 +678,20 @@ class RevocationChecker:
             valid = {status for until, status in self._cache.values() if until > now}
             seen = []
             for wanted in dict.fromkeys(hosts):
-                host, port = (wanted, None) if isinstance(wanted, str) else wanted
-                name = host.lower()
-                found = self._hosts.get((name, port)) if port is not None else None
+                if isinstance(wanted, str):
+                    seen.append(self._by_host.get(normalize_host(wanted), ()))
+                    continue
+                name = normalize_host(wanted[0])
+                found = self._hosts.get((name, wanted[1]))
                 seen.append(found if found is not None else self._hosts.get((name, None), ()))
         policy = self.policy
         return RevocationState(
             mode=policy.mode,
             ocsp=policy.ocsp,
             crl=policy.crl,
-            statuses=tuple(status for found in seen for status in found if status in valid),
+            statuses=tuple(
+                dict.fromkeys(status for found in seen for status in found if status in valid)
+            ),
         )
 
     def clear(self) -> None:
@@ -662,6 +700,7 @@ class RevocationChecker:
             self._cache.clear()
             self._crls.clear()
             self._hosts.clear()
+            self._by_host.clear()
             self._chains.clear()
 
     def __len__(self) -> int:
@@ -1218,6 +1257,7 @@ def _classes(
         the cache; a miss leaves the check owed (see :func:`pending_check`)."""
 
         _mtls_pending = True
+        _mtls_refused: RevocationError | None = None
 
         def do_handshake(self) -> None:
             super().do_handshake()
@@ -1225,15 +1265,20 @@ def _classes(
                 return
             try:
                 checker.check_connection(self, anchors, fetch=False)
-            except (_CacheMiss, RevocationError):
-                # A miss, or a refusal: raised where the caller can take it (the
-                # integration's check, or the first write), not inside the event
-                # loop's protocol callback.
+            except _CacheMiss:
+                return  # the check is owed: run where the caller can wait for it
+            except RevocationError as exc:
+                # A refusal from the cache (counted once, there): raised where the
+                # caller can take it (the integration's check, or the first write),
+                # not inside the event loop's protocol callback.
+                self._mtls_refused = exc
                 return
             self._mtls_pending = False
 
         def _mtls_check(self) -> None:
             if self._mtls_pending:
+                if self._mtls_refused is not None:
+                    raise self._mtls_refused
                 checker.check_connection(self, anchors)
                 self._mtls_pending = False
 

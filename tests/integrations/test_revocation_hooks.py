@@ -282,6 +282,26 @@ def test_a_checker_dies_with_its_contexts(env: Env) -> None:
     assert ctx.sslobject_class is not ssl.SSLObject
 
 
+def test_an_async_refusal_from_the_cache_is_counted_once(env: Env) -> None:
+    """The event loop's handshake finds the refusal in the cache and leaves it owed;
+    the owed check raises it without checking (and counting) again."""
+
+    async def main(profiles: SSLProfileSet) -> None:
+        async with mtls_httpx.async_client(profiles, timeout=30) as http:
+            with pytest.raises(CertificateRevokedError):
+                await http.get(env.url(env.revoked))
+
+    before = env.revoked.requests
+    with env.profiles() as profiles:
+        with mtls_httpx.client(profiles, timeout=30) as http:  # fills the cache
+            with pytest.raises(CertificateRevokedError):
+                http.get(env.url(env.revoked))
+        assert dict(profiles.status().revocation_checks) == {"revoked": 1}
+        asyncio.run(main(profiles))
+        assert dict(profiles.status().revocation_checks) == {"revoked": 2}
+    assert env.revoked.requests == before
+
+
 def test_profile_status_shows_the_revocation_state(env: Env) -> None:
     with env.profiles() as profiles, mtls_httpx.client(profiles, timeout=30) as http:
         (before,) = profiles.status().profiles

@@ -131,6 +131,23 @@ def test_a_resumed_session_of_a_good_server_connects_and_is_asked_about(
     assert checker.fetches == asked + 1  # the resumed handshake asked too
 
 
+def test_a_resumed_session_whose_first_chain_is_forgotten_says_how_to_recover(
+    chain: tuple[CA, CA, IssuedIdentity, CRLServer], tmp_path: Path
+) -> None:
+    """The kept chain is gone (clear(), or 256 other servers since): the leaf alone
+    has an issuer outside the truststore, so hard-fail refuses, saying why and what
+    to do (not "add the issuing CA", which would not help)."""
+    root, _, leaf, _ = chain
+    checker = mtls.RevocationChecker(RevocationPolicy(full_chain=False, **NO_CACHE))  # type: ignore[arg-type]
+    ctx = mtls.client_context(None, root.truststore(), revocation=checker)
+    with tls_server(leaf.chain_pem, leaf.private_key_pem, tmp_path) as port:
+        session, _ = connect(ctx, port)
+        checker.clear()
+        with pytest.raises(RevocationUnknownError, match=r"session was resumed.*without session="):
+            connect(ctx, port, session)
+        connect(ctx, port)  # the twin: a full handshake connects
+
+
 # --------------------------------------------------------------------------- unreadable
 
 
@@ -252,5 +269,108 @@ def test_a_sets_status_counts_its_checks_and_keeps_statuses_per_port(tmp_path: P
                 ((second,),) = [by_port[f"localhost:{two.port}"]]
                 assert (first.status, first.serial) == ("good", good.serial_number)
                 assert (second.status, second.serial) == ("revoked", revoked.serial_number)
+    finally:
+        crls.close()
+
+
+# --------------------------------------------------------------------------- cross-signed
+
+
+def _cert(
+    subject: str,
+    issuer: str,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    crl_url: str | None = None,
+) -> x509.Certificate:
+    import datetime as _dt
+
+    from cryptography.x509.oid import NameOID
+
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(days=1))
+        .not_valid_after(now + _dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _crl(issuer: str, signer: ec.EllipticCurvePrivateKey, *revoked: int) -> bytes:
+    import datetime as _dt
+
+    from cryptography.x509.oid import NameOID
+
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .last_update(now - _dt.timedelta(minutes=1))
+        .next_update(now + _dt.timedelta(days=1))
+    )
+    for serial in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(signer, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_a_resumed_session_is_checked_on_its_own_truststores_path(tmp_path: Path) -> None:
+    """One intermediate, cross-signed by two roots; two contexts share a checker. B
+    trusts root2, and its path runs through the cross-certificate the server sends,
+    which root2 has revoked since B's session began. A holds the other certificate of
+    the intermediate (root1's) in its truststore, and verifies the path through it.
+    B's resumed session must be checked on B's path, not on the one A verified last."""
+    keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("r1", "r2", "i", "leaf")}
+    crls = CRLServer()
+    try:
+        root1 = _cert("root1", "root1", keys["r1"], keys["r1"], ca=True)
+        root2 = _cert("root2", "root2", keys["r2"], keys["r2"], ca=True)
+        by_root1 = _cert("inter", "root1", keys["i"], keys["r1"], ca=True, crl_url=crls.url("/r1"))
+        by_root2 = _cert("inter", "root2", keys["i"], keys["r2"], ca=True, crl_url=crls.url("/r2"))
+        leaf = _cert(
+            "localhost", "inter", keys["leaf"], keys["i"], ca=False, crl_url=crls.url("/i")
+        )
+        crls.bodies.update(
+            {"/i": _crl("inter", keys["i"]), "/r1": _crl("root1", keys["r1"]),
+             "/r2": _crl("root2", keys["r2"])}
+        )  # fmt: skip
+        checker = mtls.RevocationChecker(RevocationPolicy(**NO_CACHE))  # type: ignore[arg-type]
+
+        def context(*anchors: x509.Certificate) -> ssl.SSLContext:
+            trust = mtls.Truststore()
+            for number, anchor in enumerate(anchors):
+                trust.add_certificate(f"anchor{number}", anchor)
+            return mtls.client_context(None, trust, revocation=checker)
+
+        a, b = context(root1, by_root1), context(root2)
+        pem = b"".join(c.public_bytes(Encoding.PEM) for c in (leaf, by_root2))
+        from cryptography.hazmat.primitives.serialization import (
+            NoEncryption,
+            PrivateFormat,
+        )
+
+        key_pem = keys["leaf"].private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        with tls_server(pem, key_pem, tmp_path) as port:
+            session, _ = connect(b, port)  # root2's path, good so far
+            crls.bodies["/r2"] = _crl("root2", keys["r2"], by_root2.serial_number)
+            connect(a, port)  # root1's path is still good
+            with pytest.raises(CertificateRevokedError):
+                connect(b, port, session)
+            with pytest.raises(CertificateRevokedError):
+                connect(b, port)  # the twin: a full handshake on B's path
     finally:
         crls.close()

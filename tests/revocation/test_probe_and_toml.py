@@ -213,6 +213,28 @@ def test_a_misspelt_cache_setting_beside_the_switch_is_a_warning(
     assert any("cache_sise is not a setting WSO2 reads" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "written",
+    ["enabled = false", "cache_sise = 5", "allow_cert_expiry_validation = true"],
+)
+def test_unknown_keys_that_cannot_mean_on_are_not_refused(
+    pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture, written: str
+) -> None:
+    """Without the switch: a misspelt switch set to false means off, a misspelt cache
+    setting turns nothing on, and WSO2's documented allow_cert_expiry_validation is
+    no misspelling at all. None is refused; the check stays off, as in WSO2."""
+    table = "[transport.passthru_https.sender.cert_revocation_validation]\n"
+    toml = _toml(tmp_path, pki, 8443, table + written + "\n")
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+        assert profiles.revocation is None
+    key = written.split(" =", maxsplit=1)[0]
+    warned = [
+        r.getMessage() for r in caplog.records if "is not a setting WSO2 reads" in r.getMessage()
+    ]
+    assert len(warned) == (0 if key.startswith("allow_") else 1), warned
+    assert all(key in message for message in warned)
+
+
 def test_probe_timeout_bounds_each_fetch_of_an_enforced_check(
     pki: PKI, tmp_path: Path, capsys
 ) -> None:
