@@ -10,6 +10,7 @@ import argparse
 import datetime as _dt
 import getpass
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
@@ -231,6 +232,20 @@ def _color_wanted(stream: TextIO, no_color: bool) -> bool:
     return bool(isatty and isatty())
 
 
+# C0 controls (line breaks and tabs included), DEL, C1 controls (0x9b starts an escape
+# sequence as ESC [ does), and the bidirectional overrides and isolates (which reorder
+# what a terminal shows).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``,
+    ``\\n``): what the terminal shows is what the text says."""
+    if not _CONTROLS.search(text):
+        return text
+    return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class Output:
     """Lines for humans on stdout (coloured only on a terminal), errors on stderr.
 
@@ -255,17 +270,34 @@ class Output:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
         self.color = _color_wanted(self.stdout, no_color)
+        # Marks our own styles in a line (see line()): random, so no file can spell it.
+        import secrets  # noqa: PLC0415 - a small module, for the one token
+
+        self._mark = f"\x00{secrets.token_hex(8)}"
 
     def style(self, text: str, *styles: str) -> str:
         """``text`` wrapped in ANSI styles when colour is on (bold, dim, red, green, ...)."""
         if not self.color or not styles:
             return text
         codes = ";".join(self._CODES[s] for s in styles)
-        return f"\033[{codes}m{text}\033[0m"
+        mark = self._mark
+        return f"{mark}{codes}{mark}{text}{mark}0{mark}"
 
     def line(self, text: str = "") -> None:
-        """Write one line (or several, joined by newlines) to stdout."""
-        self.stdout.write(text + "\n")
+        """Write one line to stdout.
+
+        Everything in it but our own styles is shown as text: control characters (a
+        line break, a carriage return, an escape sequence, a bidirectional override)
+        that a certificate's subject, an alias or a server's answer carries are
+        written escaped, so no file or server can clear the screen or add a line
+        that looks like ours (a forged fingerprint).
+        """
+        parts = text.split(self._mark)
+        shown = "".join(
+            safe_text(part) if index % 2 == 0 else f"\033[{part}m"
+            for index, part in enumerate(parts)
+        )
+        self.stdout.write(shown + "\n")
         self.stdout.flush()
 
     def json(self, document: Any) -> None:
@@ -276,14 +308,14 @@ class Output:
         self.stdout.flush()
 
     def warn(self, message: str) -> None:
-        """``mtls: warning: MESSAGE`` on stderr."""
-        self.stderr.write(f"mtls: warning: {message}\n")
+        """``mtls: warning: MESSAGE`` on stderr (control characters escaped)."""
+        self.stderr.write(f"mtls: warning: {safe_text(message)}\n")
         self.stderr.flush()
 
     def error(self, message: str) -> None:
-        """``mtls: error: MESSAGE`` on stderr, as one line."""
+        """``mtls: error: MESSAGE`` on stderr, as one line (control characters escaped)."""
         one_line = " ".join(str(message).split())
-        self.stderr.write(f"mtls: error: {one_line}\n")
+        self.stderr.write(f"mtls: error: {safe_text(one_line)}\n")
         self.stderr.flush()
 
     def raw_stderr(self, text: str) -> None:

@@ -222,11 +222,37 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert _common.Output(_TTY()).style("x", "red") == "\033[31mx\033[0m"
-    assert _common.Output(io.StringIO()).style("x", "red") == "x"
-    assert _common.Output(_TTY(), no_color=True).style("x", "red") == "x"
+
+    def shown(out: _common.Output) -> str:
+        out.line(out.style("x", "red"))
+        return str(out.stdout.getvalue())  # type: ignore[attr-defined]
+
+    assert shown(_common.Output(_TTY())) == "\033[31mx\033[0m\n"
+    assert shown(_common.Output(io.StringIO())) == "x\n"
+    assert shown(_common.Output(_TTY(), no_color=True)) == "x\n"
     monkeypatch.setenv("NO_COLOR", "1")
-    assert _common.Output(_TTY()).style("x", "red") == "x"
+    assert shown(_common.Output(_TTY())) == "x\n"
+
+
+HOSTILE = "evil\x1b[2J\x1b[32mOK\n  SHA256   00:11:22\r\u202eevil\x9b"
+
+
+def test_text_from_files_cannot_style_the_terminal_or_add_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A subject, alias or server answer carrying control characters is shown as text,
+    coloured or not: no cleared screen, no extra line that looks like ours."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for stream in (_TTY(), io.StringIO()):
+        out = _common.Output(stream, io.StringIO())
+        out.line(f"  subject  {out.style(HOSTILE, 'bold')}")
+        out.warn(HOSTILE)
+        out.error(HOSTILE)
+        written = stream.getvalue() + out.stderr.getvalue()  # type: ignore[attr-defined]
+        for control in ("\x1b[2J", "\x1b[32m", "\r", "\u202e", "\x9b", "\n  SHA256"):
+            assert control not in written, control
+        assert "evil\\x1b[2J\\x1b[32mOK\\n  SHA256   00:11:22\\r\\u202eevil\\x9b" in written
+        assert written.count("\n") == 3  # one line each
 
 
 def test_password_prompt_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
