@@ -132,7 +132,10 @@ def atomic_write(
     """
     target = Path(path)
     directory = target.parent
-    fd, tmp = _create_temporary(directory, target.name, 0o666 if mode is None else 0o600)
+    try:
+        fd, tmp = _create_temporary(directory, target.name, 0o666 if mode is None else 0o600)
+    except OSError as exc:
+        raise _write_refused(exc, target) from None
     try:
         if mode is not None:
             os.fchmod(fd, mode)  # before any byte is written: a key file is never readable
@@ -143,9 +146,37 @@ def atomic_write(
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_refused(exc, target) from None
         raise
     fsync_directory(directory)
     return target
+
+
+class WriteRefused(OSError):
+    """A file mtls could not write: ``filename`` is the file asked for (never the
+    temporary file beside it), ``strerror`` says why and what to do; nothing was
+    written, and a file already there is unchanged."""
+
+
+def _write_refused(exc: OSError, target: Path) -> WriteRefused:
+    directory = target.parent
+    where = os.fspath(directory) or "."
+    reasons = {
+        errno.EACCES: f"cannot write in {where}: permission denied: check the directory's "
+        "owner and mode",
+        errno.EPERM: f"cannot write in {where}: not permitted: check the directory's owner, "
+        "mode and attributes",
+        errno.ENOENT: f"the directory {where} does not exist: create it first",
+        errno.ENOTDIR: f"{where} is not a directory: give a path in a directory",
+        errno.EISDIR: "is a directory: give a file path",
+        errno.ENOSPC: f"no space left on the device of {where}",
+        errno.EDQUOT: f"disk quota exceeded on the device of {where}",
+        errno.EFBIG: "larger than the file size limit of this process (ulimit -f)",
+        errno.EROFS: f"{where} is on a read-only file system",
+    }
+    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+    return WriteRefused(exc.errno or 0, f"{reason}; nothing was written", os.fspath(target))

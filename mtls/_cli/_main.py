@@ -38,7 +38,11 @@ __all__ = ["main"]
 
 
 def _os_error_message(exc: OSError) -> str:
+    from .._files import WriteRefused  # noqa: PLC0415 - only on an error
+
     name = exc.filename if exc.filename is not None else None
+    if isinstance(exc, WriteRefused):
+        return f"{name}: {exc.strerror}"
     if isinstance(exc, FileNotFoundError) and name is not None:
         return f"{name}: no such file: check the path (relative paths start from {os.getcwd()})"
     if isinstance(exc, IsADirectoryError) and name is not None:

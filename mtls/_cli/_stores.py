@@ -259,8 +259,10 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     store = load_truststore(path, password)
     data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")
     if args.file:
-        target = Path(args.file)
-        target.write_bytes(data)
+        from .._files import atomic_write  # noqa: PLC0415 - not for --help
+
+        # Atomic: a full disk or a size limit leaves no partial file behind.
+        target = atomic_write(args.file, data, mode=None)
         subject = _x509.subject_text(store.certificate(args.alias))
         out.line(f"Certificate stored in file <{target}>")
         out.line(f"  {subject}, {'PEM' if args.rfc else 'DER'}, {len(data)} bytes")

@@ -414,6 +414,50 @@ def test_export_to_stdout_as_pem(seed: Seed) -> None:
     assert run.stdout.startswith("-----BEGIN CERTIFICATE-----")
 
 
+# --------------------------------------------------------------------------- writes that fail
+
+
+def _no_temporaries(directory: Path) -> None:
+    assert not [p.name for p in directory.rglob(".*.tmp")], "a temporary file was left"
+
+
+def test_a_write_into_a_missing_directory_names_the_file_and_the_fix(
+    tmp_path: Path, seed: Seed
+) -> None:
+    target = tmp_path / "nodir" / "gw.jks"
+    run = fails(1, "genkey", "--keystore", target, "--alias", "gw", "--dname", "CN=gw")
+    assert f"{target}: the directory {target.parent} does not exist: create it first" in run.stderr
+    assert ".tmp" not in run.stderr
+    (tmp_path / "out").mkdir()
+    run = fails(1, "convert", "--keystore", seed.dir / "gateway.jks", "--to", "PKCS12",
+                "--out", tmp_path / "out", "--force")  # fmt: skip
+    assert f"{tmp_path / 'out'}: is a directory: give a file path" in run.stderr
+    _no_temporaries(tmp_path)
+    # the twin: once the directory exists, the same command works
+    target.parent.mkdir()
+    ok("genkey", "--keystore", target, "--alias", "gw", "--dname", "CN=gw")
+
+
+def test_export_past_the_file_size_limit_leaves_no_partial_file(tmp_path: Path, seed: Seed) -> None:
+    import resource
+
+    out = tmp_path / "backend.pem"
+    args = ["export", "--keystore", seed.dir / "client-truststore.jks", "--alias", "backend",
+            "--file", out, "-rfc"]  # fmt: skip
+    limited = subprocess.run(
+        [sys.executable, "-m", "mtls", *map(str, args)],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        env={**os.environ, "MTLS_STORE_PASSWORD": PASSWORD, "NO_COLOR": "1"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100)),
+    )  # fmt: skip
+    assert limited.returncode == 1, limited.stderr
+    assert f"{out}: larger than the file size limit" in limited.stderr
+    assert not out.exists()
+    _no_temporaries(tmp_path)
+    ok(*args)  # the twin: without the limit, the whole certificate
+    assert out.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
 # --------------------------------------------------------------------------- bad store input
 
 
