@@ -60,6 +60,10 @@ def new_private_key(
     if kind == "RSA":
         if key_size < 2048:
             raise ValueError("RSA keys shorter than 2048 bits are refused by current TLS stacks")
+        if key_size > 16384:  # keytool's limit; a larger one takes minutes to generate
+            raise ValueError(
+                f"RSA keys longer than 16384 bits are refused, as keytool does: {key_size}"
+            )
         return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     if kind == "EC":
         curves: dict[str, ec.EllipticCurve] = {

@@ -85,6 +85,15 @@ def _jks_bytes(
     password: str,
     key_password: str,
 ) -> bytes:
+    for alias in [a for a, _, _ in keys] + [a for a, _ in certs]:
+        try:
+            _jks.write_java_utf(alias)
+        except ValueError as exc:
+            raise KeystoreError(
+                f"{where(path)}: alias {_jks.shown(alias)} is too long for JKS ({exc}): "
+                "choose a shorter alias, or save as PKCS12",
+                path=path,
+            ) from None
     try:
         return _jks.build_store("JKS", keys, certs, password, key_password)
     except _jks.PyJKSUnavailable as exc:

@@ -171,7 +171,8 @@ def resolve_password(
     required: bool = True,
     confirm: bool = False,
 ) -> str | None:
-    """A password from the option, else the environment, else a hidden prompt on a terminal.
+    """A password from the option, else the environment (set and not empty), else a
+    hidden prompt on a terminal.
 
     Args:
         given: the option's value (``None`` when absent).
@@ -189,7 +190,9 @@ def resolve_password(
     if given is not None:
         remember_secret(given)
         return given
-    from_env = os.environ.get(env)
+    # An empty variable counts as unset: an unexpanded $VAR must not mean "no password"
+    # (for --out-password, a private key written in clear); the option says that.
+    from_env = os.environ.get(env) or None
     if from_env is not None:
         remember_secret(from_env)
         return from_env
@@ -274,6 +277,7 @@ class Output:
         import secrets  # noqa: PLC0415 - a small module, for the one token
 
         self._mark = f"\x00{secrets.token_hex(8)}"
+        self.json_written = False  # a command's JSON document is out (see main())
 
     def style(self, text: str, *styles: str) -> str:
         """``text`` wrapped in ANSI styles when colour is on (bold, dim, red, green, ...)."""
@@ -306,6 +310,7 @@ class Output:
 
         self.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
         self.stdout.flush()
+        self.json_written = True
 
     def warn(self, message: str) -> None:
         """``mtls: warning: MESSAGE`` on stderr (control characters escaped)."""

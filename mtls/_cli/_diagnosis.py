@@ -92,6 +92,10 @@ def parse_target(url: str) -> Target:
     """
     text = url if "://" in url else f"https://{url}"
     parts = urlsplit(text)
+    if "@" in parts.netloc:
+        # user:password@ is never shown (nor sent: the probe asks without credentials)
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+        url = text = parts.geturl()
     try:
         origin = tls_origin(text)
     except ValueError as exc:

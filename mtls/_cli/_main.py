@@ -94,13 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
     except CLIError as exc:
-        _report(out, debug, str(exc))
+        _report(out, debug, str(exc), exc, args, code=exc.code)
         return exc.code
     except MTLSError as exc:
-        _report(out, debug, str(exc))
+        _report(out, debug, str(exc), exc, args)
         return EXIT_FAILURE
     except OSError as exc:  # FileNotFoundError and friends (ssl.SSLError is one too)
-        _report(out, debug, _os_error_message(exc))
+        _report(out, debug, _os_error_message(exc), exc, args)
         return EXIT_FAILURE
     except Exception as exc:
         _report(
@@ -108,13 +108,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             debug,
             f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
             "traceback, and please report it)",
+            exc,
+            args,
         )
         return EXIT_FAILURE
 
 
-def _report(out: Output, debug: bool, message: str) -> None:
+def _report(
+    out: Output,
+    debug: bool,
+    message: str,
+    exc: BaseException,
+    args: Sequence[str],
+    *,
+    code: int = EXIT_FAILURE,
+) -> None:
     if debug:
         import traceback  # noqa: PLC0415 - only --debug shows one
 
         out.raw_stderr(traceback.format_exc())
     out.error(message)
+    if "--json" in args and not out.json_written:
+        # A script reading stdout gets a document whatever failed (a file that did
+        # not load, a bad option), as it does for a failed connection.
+        out.json(
+            {
+                "ok": False,
+                "error": {
+                    "kind": "usage" if code == EXIT_USAGE else "error",
+                    "type": type(exc).__name__,
+                    "message": " ".join(message.split()),
+                },
+            }
+        )

@@ -47,14 +47,23 @@ def _hostname_verifier(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {number}")
-    return number
+def _bounded(low: float, high: float, *, whole: bool, unit: str) -> Any:
+    """An argparse type: a finite number from ``low`` to ``high`` (argparse names the
+    option in its message, and exits 2)."""
+
+    def parse(value: str) -> float | int:
+        try:
+            number: float | int = int(value) if whole else float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if not low <= number <= high:  # NaN and the infinities fail this too
+            span = f"{low:,}" if whole else f"{low:g}", f"{high:,}" if whole else f"{high:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be from {span[0]} to {span[1]}{' ' if unit else ''}{unit}, not {value}"
+            )
+        return number
+
+    return parse
 
 
 def _days(value: str) -> float:
@@ -200,7 +209,8 @@ def build_parser() -> Parser:
         help="RSA (default), EC or Ed25519",
     )
     genkey.add_argument(
-        "--key-size", "-keysize", dest="key_size", type=_positive_int, default=2048,
+        "--key-size", "-keysize", dest="key_size", type=_bounded(1, 16384, whole=True, unit="bits"),
+        default=2048,
         help="RSA key size (default 2048)",
     )  # fmt: skip
     genkey.add_argument(
@@ -219,7 +229,8 @@ def build_parser() -> Parser:
         help="keytool's form: -ext san=dns:localhost,ip:127.0.0.1",
     )  # fmt: skip
     genkey.add_argument(
-        "--days", "--validity", "-validity", dest="days", type=_positive_int, default=365,
+        "--days", "--validity", "-validity", dest="days",
+        type=_bounded(1, 2_900_000, whole=True, unit="days"), default=365,
         help="validity in days (default 365)",
     )  # fmt: skip
     _store_type_option(genkey, "JKS or PKCS12 for a new store (default: .jks is JKS, else PKCS12)")
@@ -351,7 +362,8 @@ def build_parser() -> Parser:
         help="else $MTLS_TRUSTSTORE_PASSWORD, else the store password, else none",
     )  # fmt: skip
     probe.add_argument(
-        "--timeout", type=float, default=5.0, metavar="SECONDS",
+        "--timeout", type=_bounded(0.001, 3600, whole=False, unit="seconds"), default=5.0,
+        metavar="SECONDS",
         help="for connecting, the handshake and the answer (default 5)",
     )  # fmt: skip
     probe.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -373,13 +385,17 @@ def build_parser() -> Parser:
         help="else $MTLS_TRUSTSTORE_PASSWORD, else the store password",
     )  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1", help="the address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8443, help="0 picks a free port (default 8443)")
+    serve.add_argument(
+        "--port", type=_bounded(0, 65535, whole=True, unit=""), default=8443,
+        help="0 picks a free port (default 8443)",
+    )  # fmt: skip
     serve.add_argument(
         "--no-client-cert", action="store_true",
         help="ask for a client certificate but let clients in without one",
     )  # fmt: skip
     serve.add_argument(
-        "--reload-interval", type=float, default=5.0, metavar="SECONDS",
+        "--reload-interval", type=_bounded(0, 86_400, whole=False, unit="seconds"),
+        default=5.0, metavar="SECONDS",
         help="check the keystore and truststore for changes this often; 0: never "
         "(default 5)",
     )  # fmt: skip

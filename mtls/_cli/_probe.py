@@ -347,8 +347,6 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     target = parse_target(args.url)
     if (args.profiles or args.deployment_toml) and (args.keystore or args.truststore):
         raise UsageError("use --profiles (or --deployment-toml), or --keystore/--truststore")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
     about_us: Callable[[str], bool] = lambda message: True  # noqa: E731
     if args.profiles or args.deployment_toml:
         with load_profile_set(args, args.profiles) as profiles:

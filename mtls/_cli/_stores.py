@@ -517,6 +517,14 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
                 store.remove(other)
     if to != "PEM":
         check_new_password(out_password, str(target))
+    if store.secret_keys:
+        # Never dropped in silence (a store of secret keys alone became an empty one).
+        names = ", ".join(repr(alias) for alias in store.secret_keys)
+        raise CLIError(
+            f"{source}: secret-key entries {names} cannot be converted (mtls lists them "
+            "but never decrypts them): pick the entries to keep with --alias, or convert "
+            "with keytool -importkeystore"
+        )
     keys, trusted = store.key_aliases, store.trusted_aliases
     if keys and to == "PEM":
         if len(keys) > 1 or trusted:

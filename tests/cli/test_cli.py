@@ -458,6 +458,92 @@ def test_export_past_the_file_size_limit_leaves_no_partial_file(tmp_path: Path, 
     assert out.read_text().startswith("-----BEGIN CERTIFICATE-----")
 
 
+# --------------------------------------------------------------------------- options and outputs
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["probe", "https://localhost:1/", "--timeout", "nan"], "--timeout"),
+        (["probe", "https://localhost:1/", "--timeout", "inf"], "--timeout"),
+        (["serve", "--keystore", "k.jks", "--truststore", "t.jks", "--port", "70000"], "--port"),
+        (["serve", "--keystore", "k.jks", "--truststore", "t.jks", "--reload-interval", "-1"],
+         "--reload-interval"),
+        (["genkey", "--keystore", "k.jks", "--alias", "a", "--dname", "CN=a", "--days",
+          "99999999"], "--days"),
+        (["genkey", "--keystore", "k.jks", "--alias", "a", "--dname", "CN=a", "--key-size",
+          "99999"], "--key-size"),
+    ],
+)  # fmt: skip
+def test_an_option_out_of_range_is_a_usage_error(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    run = fails(2, *args, cwd=tmp_path)
+    assert f"argument {option}" in run.stderr and "must be from" in run.stderr
+    assert "unexpected" not in run.stderr
+    assert not list(tmp_path.iterdir())  # nothing was made
+
+
+def test_a_jks_alias_too_long_for_java_is_refused_by_name(tmp_path: Path) -> None:
+    run = fails(1, "genkey", "--keystore", tmp_path / "k.jks", "--alias", "a" * 70_000,
+                "--dname", "CN=a")  # fmt: skip
+    assert "too long for JKS" in run.stderr and "save as PKCS12" in run.stderr
+    ok("genkey", "--keystore", tmp_path / "k.jks", "--alias", "a" * 100, "--dname", "CN=a")
+
+
+def test_convert_refuses_a_store_of_secret_keys_instead_of_writing_it_empty(
+    tmp_path: Path,
+) -> None:
+    from tests._keytool import KEYTOOLS, run_keytool
+
+    if not KEYTOOLS:
+        pytest.skip("no keytool to make a JCEKS secret key with")
+    source = tmp_path / "sk.jceks"
+    run_keytool(KEYTOOLS[0], "-genseckey", "-alias", "sk", "-keyalg", "AES", "-keysize", "128",
+                "-keystore", str(source), "-storetype", "JCEKS", "-storepass", PASSWORD)  # fmt: skip
+    out = tmp_path / "sk.p12"
+    run = fails(1, "convert", "--keystore", source, "--to", "PKCS12", "--out", out)
+    assert "secret-key entries 'sk' cannot be converted" in run.stderr
+    assert "keytool -importkeystore" in run.stderr
+    assert not out.exists()
+
+
+def test_json_on_a_failure_before_the_document_is_still_json(tmp_path: Path) -> None:
+    for args, kind in (
+        (["list", "--keystore", tmp_path / "missing.jks", "--json"], "error"),
+        (["check", tmp_path / "missing.xml", "--json"], "error"),
+        (["probe", "https://localhost:1/", "--timeout", "nan", "--json"], "usage"),
+    ):
+        run = mtls_run(*args)
+        assert run.code == (2 if kind == "usage" else 1)
+        document = json.loads(run.stdout)
+        assert document["ok"] is False and document["error"]["kind"] == kind
+        assert document["error"]["message"] in run.stderr
+    # the twin: without --json, stdout stays empty
+    assert mtls_run("list", "--keystore", tmp_path / "missing.jks").stdout == ""
+
+
+def test_probe_never_shows_a_password_in_the_url() -> None:
+    port = closed_port()
+    run = mtls_run("probe", f"https://user:pr0be-s3cret@localhost:{port}/", "--timeout", "2",
+                   "--json")  # fmt: skip
+    assert "pr0be-s3cret" not in run.stdout + run.stderr
+    assert json.loads(run.stdout)["url"] == f"https://***@localhost:{port}/"
+
+
+def test_an_empty_out_password_variable_does_not_write_a_clear_key(
+    tmp_path: Path, seed: Seed
+) -> None:
+    pem = tmp_path / "gw.pem"
+    ok("convert", "--keystore", seed.dir / "gateway.jks", "--to", "PEM", "--out", pem,
+       env={"MTLS_OUT_PASSWORD": ""})  # fmt: skip
+    assert b"ENCRYPTED PRIVATE KEY" in pem.read_bytes()  # with the store password
+    # the twin: the option asks for it in so many words
+    run = mtls_run("convert", "--keystore", seed.dir / "gateway.jks", "--to", "PEM", "--out",
+                   pem, "--force", "--out-password", "")  # fmt: skip
+    assert run.code == 0 and b"ENCRYPTED" not in pem.read_bytes()
+
+
 # --------------------------------------------------------------------------- bad store input
 
 
