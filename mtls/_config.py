@@ -7,7 +7,6 @@ the stores and building contexts is the builder's job (``_build.py``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 import logging
 import os
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError
+from ._idna import ascii_host
 from ._secret import Secret
 from ._types import CRLCheck
 
@@ -70,7 +70,7 @@ def normalize_host(host: str) -> str:
             pass
     host = host.lower().rstrip(".")
     # UTS #46 maps the ideographic full stop to ".": strip again after converting.
-    return host if host.isascii() else _ascii_host(host).rstrip(".")
+    return host if host.isascii() else ascii_host(host).rstrip(".")
 
 
 def material_definition(profile: SSLProfile) -> tuple[object, ...]:
@@ -84,28 +84,6 @@ def material_definition(profile: SSLProfile) -> tuple[object, ...]:
         profile.crls,
         profile.crl_check,
     )
-
-
-@functools.lru_cache(maxsize=1024)
-def _ascii_host(host: str) -> str:
-    """An internationalised name in the ASCII form (``bücher.example`` ->
-    ``xn--bcher-kva.example``) that httpx, requests (urllib3) and aiohttp (yarl) put
-    on the wire and look profiles up by: IDNA 2008 with UTS #46 mapping through the
-    ``idna`` package they all use; without it, Python's IDNA 2003 codec (the two
-    differ only for a few characters, such as ``ß``). A name neither can encode is
-    kept as written: it matches only a lookup that writes it the same way."""
-    try:
-        import idna  # noqa: PLC0415 - installed with every HTTP integration
-
-        return str(idna.encode(host, uts46=True).decode("ascii"))
-    except ImportError:
-        pass
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
 
 
 def parse_server(item: str, *, path: str | None = None, written: str | None = None) -> Server:

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from ._idna import ascii_host
+
 
 def parse_dname(subject: str | x509.Name) -> x509.Name:
     """A keytool ``-dname`` string (``"CN=a, OU=b, O=c, C=US"``) as an ``x509.Name``."""
@@ -49,7 +51,10 @@ def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
         elif kind == "uri":
             names.append(x509.UniformResourceIdentifier(value))
         else:
-            names.append(x509.DNSName(value))
+            name = value if value.isascii() else ascii_host(value)
+            if not name.isascii():
+                raise ValueError(f"not a domain name IDNA can encode: {value!r}")
+            names.append(x509.DNSName(name))  # bücher.example as xn--bcher-kva.example
     return names
 
 

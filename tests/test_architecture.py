@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_keygen",
         "_version",
         "_fork",
+        "_idna",
     ),
     # readers and writers: bytes <-> entries
     ("_jks", "_bks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),

@@ -7,6 +7,7 @@ No subcommand module imports another: what two of them need lives here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import getpass
 import os
@@ -272,6 +273,13 @@ class Output:
         """Write to ``stdout`` and ``stderr`` (the process's streams by default)."""
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
+        for stream in (self.stdout, self.stderr):
+            # A terminal or pipe that cannot show a character (PYTHONIOENCODING=ascii, a
+            # C locale) gets an escape for it, never a UnicodeEncodeError mid-output.
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                with contextlib.suppress(ValueError, TypeError, OSError):
+                    reconfigure(errors="backslashreplace")
         self.color = _color_wanted(self.stdout, no_color)
         # Marks our own styles in a line (see line()): random, so no file can spell it.
         import secrets  # noqa: PLC0415 - a small module, for the one token

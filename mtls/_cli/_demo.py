@@ -229,6 +229,8 @@ def cmd_demo(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls demo``: exit 0 when every step did what it should."""
     if args.dir:
         directory = Path(args.dir)
+        if directory.exists() and not directory.is_dir():
+            raise CLIError(f"{directory} is a file: --dir takes a directory (an empty one)")
         directory.mkdir(parents=True, exist_ok=True)
         taken = [name for name in _FILES if (directory / name).exists()]
         if taken:

@@ -49,6 +49,24 @@ def _os_error_message(exc: OSError) -> str:
         return f"{name} is a directory: give a file"
     if isinstance(exc, PermissionError) and name is not None:
         return f"{name}: permission denied: check the file's owner and mode"
+    import errno  # noqa: PLC0415 - only on an error
+    import socket  # noqa: PLC0415
+
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"cannot resolve the host name ({exc.strerror}): give an IP address or a name DNS knows"
+        )
+    fixes = {
+        errno.ELOOP: "a loop of symbolic links: check where the link points",
+        errno.EEXIST: "exists, and is not what was expected here: give another path",
+        errno.ENOTDIR: "a part of the path is not a directory: check the path",
+        errno.ENAMETOOLONG: "the name is too long for the file system: give a shorter path",
+        errno.EADDRINUSE: "the address is in use: pick another --port (0 picks a free one)",
+        errno.EADDRNOTAVAIL: "the address is not on this machine: give one of its addresses",
+    }
+    fix = fixes.get(exc.errno or 0)
+    if fix is not None:
+        return f"{name}: {fix}" if name is not None else f"{exc.strerror}: {fix.split(': ', 1)[-1]}"
     reason = exc.strerror or str(exc)
     return f"{name}: {reason}" if name is not None else reason
 

@@ -544,6 +544,35 @@ def test_an_empty_out_password_variable_does_not_write_a_clear_key(
     assert run.code == 0 and b"ENCRYPTED" not in pem.read_bytes()
 
 
+def test_system_errors_say_what_to_do(tmp_path: Path, seed: Seed) -> None:
+    loop = tmp_path / "loop.jks"
+    loop.symlink_to(loop)
+    assert "a loop of symbolic links" in fails(1, "list", "--keystore", loop).stderr
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    assert "is a file: --dir takes a directory" in fails(1, "demo", "--dir", taken).stderr
+    run = fails(1, "serve", "--keystore", seed.dir / "backend.jks", "--truststore",
+                seed.dir / "backend-truststore.jks", "--host", "no-such-host.invalid",
+                "--port", "0")  # fmt: skip
+    assert "cannot resolve the host name" in run.stderr and "give an IP address" in run.stderr
+
+
+def test_a_non_ascii_alias_on_an_ascii_stream_is_escaped_not_an_error(tmp_path: Path) -> None:
+    store = tmp_path / "k.jks"
+    ok("genkey", "--keystore", store, "--alias", "schlüssel", "--dname", "CN=a")
+    run = mtls_run("list", "--keystore", store, env={"PYTHONIOENCODING": "ascii"})
+    assert run.code == 0, run.stderr
+    assert "schl\\xfcssel" in run.stdout
+
+
+def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> None:
+    store = tmp_path / "k.jks"
+    ok("genkey", "--keystore", store, "--alias", "a", "--dname", "CN=a", "--san",
+       "DNS:bücher.example")  # fmt: skip
+    cert = mtls.Keystore.load(store, PASSWORD).certificate("a")
+    assert mtls._x509.subject_alt_names(cert) == ["DNS:xn--bcher-kva.example"]
+
+
 # --------------------------------------------------------------------------- bad store input
 
 

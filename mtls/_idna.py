@@ -1,0 +1,27 @@
+"""Host names in the ASCII form the wire carries (IDNA), for every module that needs it."""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.lru_cache(maxsize=1024)
+def ascii_host(host: str) -> str:
+    """An internationalised name in the ASCII form (``bücher.example`` ->
+    ``xn--bcher-kva.example``) that httpx, requests (urllib3) and aiohttp (yarl) put
+    on the wire and look profiles up by: IDNA 2008 with UTS #46 mapping through the
+    ``idna`` package they all use; without it, Python's IDNA 2003 codec (the two
+    differ only for a few characters, such as ``ß``). A name neither can encode is
+    kept as written: it matches only a lookup that writes it the same way."""
+    try:
+        import idna  # noqa: PLC0415 - installed with every HTTP integration
+
+        return str(idna.encode(host, uts46=True).decode("ascii"))
+    except ImportError:
+        pass
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
