@@ -126,9 +126,10 @@ class Served:
     keystore: Keystore | None = field(default=None, repr=False, compare=False)
     # When the presented certificate becomes valid (status() shows one that is not yet).
     not_before: _dt.datetime | None = field(default=None, compare=False)
-    # The profile definition (config.material_definition) this material was built
-    # for: what lets a profile whose servers were edited keep it as its last good.
-    definition: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
+    # The profile definitions (config.material_definition) this material was built or
+    # handed out for: what lets a profile whose servers were edited keep it as its
+    # last good. Filled by build() as profiles are given it (never replaced).
+    definitions: set[tuple[object, ...]] = field(default_factory=set, repr=False, compare=False)
 
     def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
@@ -358,7 +359,19 @@ class Builder:
         verify = not (profile.novalidatecert and profile.truststore is None)
         crls = (profile.crls, profile.crl_check)
         in_service = None if serving is None else self._key_of.get(id(serving.context))
-        by_id = (id(profile.keystore), id(trust_config), verify, replacing, crls, in_service)
+        # What else tells definitions apart rides along, so that each definition given
+        # this material passes below once per check and is recorded on it.
+        by_id = (
+            id(profile.keystore),
+            id(trust_config),
+            verify,
+            replacing,
+            crls,
+            in_service,
+            profile.novalidatecert,
+            profile.client_id,
+            profile.truststore is None,
+        )
         found = self._by_id.get(by_id)
         if found is None:
             by_value = (profile.keystore, trust_config, verify, replacing, crls, in_service)
@@ -373,6 +386,8 @@ class Builder:
                 self._by_value[by_value] = found
             # Both configurations are held by the check's profiles: their ids stay theirs.
             self._by_id[by_id] = found
+            served = found.served if isinstance(found, KeptIdentity) else found
+            served.definitions.add(material_definition(profile))
         if isinstance(found, KeptIdentity):
             raise found.with_traceback(None)
         return found
@@ -495,7 +510,6 @@ class Builder:
                 inputs=tuple(files),
                 keystore=keystore,
                 not_before=not_before,
-                definition=material_definition(profile),
             )
             self._served[served_key] = served
         if refusal is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import os
 import re
 import ssl
@@ -342,12 +343,14 @@ class _Anchors:
     """A context's anchors, parsed once when the check is installed (held by the
     context's classes, so they die with the context: no global cache)."""
 
-    __slots__ = ("ders", "pairs")
+    __slots__ = ("ders", "digest", "pairs")
 
     def __init__(self, ders: Iterable[bytes]) -> None:
         kept = tuple(ders)
         self.pairs = _pairs(kept)
         self.ders = frozenset(kept)
+        # Names the set without holding it (what outlives the context may key by it).
+        self.digest = hashlib.sha256(b"".join(sorted(self.ders))).digest()
 
 
 def _anchor_set(anchors: Sequence[bytes] | _Anchors) -> _Anchors:

@@ -119,7 +119,8 @@ def atomic_write(
     """Replace ``path`` with ``data``: a temporary file in the same directory, fsync, rename.
 
     A concurrent reader sees the old content or the new, never a partial file. On
-    failure ``path`` is unchanged and no temporary file is left.
+    failure ``path`` is unchanged and no temporary file is left. A symbolic link is
+    written through (its target is replaced; the link stays).
 
     ``mode`` is set on the descriptor before any byte is written. ``None`` means what
     ``open(path, "w")`` would create: the temporary file is created 0666 and the
@@ -131,6 +132,10 @@ def atomic_write(
         OSError: the directory is not writable, or the disk is full.
     """
     target = Path(path)
+    if target.is_symlink():
+        # Written through, as open() writes: the link stays a link (a store mounted
+        # from a secret, a file another path points at).
+        target = Path(os.path.realpath(target))
     directory = target.parent
     try:
         fd, tmp = _create_temporary(directory, target.name, 0o666 if mode is None else 0o600)
@@ -179,4 +184,22 @@ def _write_refused(exc: OSError, target: Path) -> WriteRefused:
         errno.EROFS: f"{where} is on a read-only file system",
     }
     reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
-    return WriteRefused(exc.errno or 0, f"{reason}; nothing was written", os.fspath(target))
+    return _refused_class(type(exc))(
+        exc.errno or 0, f"{reason}; nothing was written", os.fspath(target)
+    )
+
+
+_REFUSED: dict[type[OSError], type[WriteRefused]] = {}
+
+
+def _refused_class(kind: type[OSError]) -> type[WriteRefused]:
+    """A :class:`WriteRefused` that is still what was raised (``PermissionError``,
+    ``FileNotFoundError``, ...), so that callers catching those keep catching it."""
+    if issubclass(kind, WriteRefused) or kind is OSError:
+        return WriteRefused
+    made = _REFUSED.get(kind)
+    if made is None:
+        made = _REFUSED.setdefault(
+            kind, type(f"WriteRefused{kind.__name__}", (WriteRefused, kind), {})
+        )
+    return made

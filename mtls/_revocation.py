@@ -454,7 +454,7 @@ class RevocationChecker:
         # dropped without close() must not be kept alive by a checker it shared.
         self._listeners: list[weakref.WeakMethod[Callable[[str], None]]] = []
         # leaf DER -> the chain a full handshake verified for it (for resumed sessions)
-        self._chains: collections.OrderedDict[tuple[frozenset[bytes], bytes], tuple[bytes, ...]]
+        self._chains: collections.OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]]
         self._chains = collections.OrderedDict()
         #: Network requests made so far (OCSP requests and CRL downloads).
         self.fetches = 0
@@ -628,8 +628,9 @@ class RevocationChecker:
             return
         known = _anchor_set(anchors)
         # Per truststore: with cross-signed intermediates, the path one context
-        # verified is not the one another would have.
-        key = (known.ders, chain[0])
+        # verified is not the one another would have. (By digest: the memo must not
+        # keep the anchors of contexts long gone.)
+        key = (known.digest, chain[0])
         resumed_unknown = False
         with self._lock:
             if conn.session_reused:

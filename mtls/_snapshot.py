@@ -692,9 +692,12 @@ class ProfilesPlan:
         # keeping its last good after a failed edit serves an older definition's
         # material (say, without a truststore), which must never pass to another.
         by_definition: dict[tuple[object, ...], Built] = {}
-        for entry in old.built:
-            if entry.served.definition is not None:
-                by_definition.setdefault(entry.served.definition, entry)
+        for entry in old.built:  # first, material in force for the entry's own definition
+            if entry.error is None:
+                by_definition.setdefault(material_definition(entry.profile), entry)
+        for entry in old.built:  # then what any material was built or handed out for
+            for definition in entry.served.definitions:
+                by_definition.setdefault(definition, entry)
         # A profile new to the set whose keystore another profile serves: judged as a
         # replacement of that identity, so a certificate staged before its start date
         # is not installed through the edit.

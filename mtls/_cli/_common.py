@@ -237,9 +237,11 @@ def _color_wanted(stream: TextIO, no_color: bool) -> bool:
 
 
 # C0 controls (line breaks and tabs included), DEL, C1 controls (0x9b starts an escape
-# sequence as ESC [ does), and the bidirectional overrides and isolates (which reorder
-# what a terminal shows).
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# sequence as ESC [ does), the line and paragraph separators, and the bidirectional
+# marks, overrides and isolates (which reorder what a terminal shows).
+_CONTROLS = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def safe_text(text: str) -> str:
@@ -320,20 +322,25 @@ class Output:
         self.stdout.flush()
         self.json_written = True
 
+    def _plain(self, text: str) -> str:
+        """``text`` without our style marks (stderr is never coloured), escaped."""
+        return safe_text("".join(text.split(self._mark)[::2]))
+
     def warn(self, message: str) -> None:
         """``mtls: warning: MESSAGE`` on stderr (control characters escaped)."""
-        self.stderr.write(f"mtls: warning: {safe_text(message)}\n")
+        self.stderr.write(f"mtls: warning: {self._plain(message)}\n")
         self.stderr.flush()
 
     def error(self, message: str) -> None:
         """``mtls: error: MESSAGE`` on stderr, as one line (control characters escaped)."""
         one_line = " ".join(str(message).split())
-        self.stderr.write(f"mtls: error: {safe_text(one_line)}\n")
+        self.stderr.write(f"mtls: error: {self._plain(one_line)}\n")
         self.stderr.flush()
 
     def raw_stderr(self, text: str) -> None:
-        """Write ``text`` as is (a ``--debug`` traceback), scrubbed."""
-        self.stderr.write(scrub(text))
+        """Write ``text`` (a ``--debug`` traceback) with its line breaks, each line
+        escaped, scrubbed."""
+        self.stderr.write("\n".join(safe_text(line) for line in scrub(text).split("\n")))
         self.stderr.flush()
 
 

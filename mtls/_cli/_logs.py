@@ -30,6 +30,16 @@ class LogCollector(logging.Handler):
             self.messages.append(message)
 
 
+class _Escaped(logging.Formatter):
+    """Log lines for a terminal: control characters from files and servers escaped
+    (a record is one line; a traceback keeps its own line breaks)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ._common import safe_text  # noqa: PLC0415 - imported with the command
+
+        return "\n".join(safe_text(line) for line in super().format(record).split("\n"))
+
+
 @contextmanager
 def captured_logs(debug: bool, out: Output) -> Iterator[LogCollector]:
     """Route the ``mtls`` logger to a collector (and to stderr with ``--debug``)."""
@@ -39,7 +49,7 @@ def captured_logs(debug: bool, out: Output) -> Iterator[LogCollector]:
     if debug:
         echo = logging.StreamHandler(out.stderr)
         echo.setLevel(logging.DEBUG)
-        echo.setFormatter(logging.Formatter("mtls: debug: %(name)s: %(message)s"))
+        echo.setFormatter(_Escaped("mtls: debug: %(name)s: %(message)s"))
         handlers.append(echo)
     saved = (logger.level, logger.propagate)
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)

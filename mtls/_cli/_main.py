@@ -132,6 +132,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+# The commands with --json (a document on failure too; exit 130 prints none).
+_JSON_COMMANDS = frozenset({"list", "check", "probe"})
+
+
+def _json_wanted(args: Sequence[str]) -> bool:
+    """``--json`` given to a command that has it (the first word that is not an option)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    return "--json" in args and command in _JSON_COMMANDS
+
+
 def _report(
     out: Output,
     debug: bool,
@@ -146,7 +156,7 @@ def _report(
 
         out.raw_stderr(traceback.format_exc())
     out.error(message)
-    if "--json" in args and not out.json_written:
+    if _json_wanted(args) and not out.json_written:
         # A script reading stdout gets a document whatever failed (a file that did
         # not load, a bad option), as it does for a failed connection.
         out.json(

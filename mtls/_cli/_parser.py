@@ -362,7 +362,7 @@ def build_parser() -> Parser:
         help="else $MTLS_TRUSTSTORE_PASSWORD, else the store password, else none",
     )  # fmt: skip
     probe.add_argument(
-        "--timeout", type=_bounded(0.001, 3600, whole=False, unit="seconds"), default=5.0,
+        "--timeout", type=_bounded(0.001, 86_400, whole=False, unit="seconds"), default=5.0,
         metavar="SECONDS",
         help="for connecting, the handshake and the answer (default 5)",
     )  # fmt: skip
@@ -394,7 +394,7 @@ def build_parser() -> Parser:
         help="ask for a client certificate but let clients in without one",
     )  # fmt: skip
     serve.add_argument(
-        "--reload-interval", type=_bounded(0, 86_400, whole=False, unit="seconds"),
+        "--reload-interval", type=_bounded(0, 31_622_400, whole=False, unit="seconds"),
         default=5.0, metavar="SECONDS",
         help="check the keystore and truststore for changes this often; 0: never "
         "(default 5)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -259,10 +260,7 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     store = load_truststore(path, password)
     data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")
     if args.file:
-        from .._files import atomic_write  # noqa: PLC0415 - not for --help
-
-        # Atomic: a full disk or a size limit leaves no partial file behind.
-        target = atomic_write(args.file, data, mode=None)
+        target = _write_export(Path(args.file), data)
         subject = _x509.subject_text(store.certificate(args.alias))
         out.line(f"Certificate stored in file <{target}>")
         out.line(f"  {subject}, {'PEM' if args.rfc else 'DER'}, {len(data)} bytes")
@@ -282,6 +280,25 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
 
 
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
+
+
+def _write_export(path: Path, data: bytes) -> Path:
+    """A certificate to ``path``: a regular file (or a new one) atomically, so a full
+    disk or a size limit leaves no partial file; a pipe, a terminal or a device
+    (``/dev/stdout``, ``>(openssl x509)``) in place, as keytool writes it."""
+    import stat  # noqa: PLC0415 - not for --help
+
+    from .._files import atomic_write  # noqa: PLC0415
+
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        regular = True  # a new file (or a dangling link: its target is made)
+    if regular:
+        return atomic_write(path, data, mode=None)
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return path
 
 
 def read_certificate_file(path: Path) -> bytes:

@@ -544,6 +544,55 @@ def test_an_empty_out_password_variable_does_not_write_a_clear_key(
     assert run.code == 0 and b"ENCRYPTED" not in pem.read_bytes()
 
 
+def test_export_writes_through_links_and_into_pipes(tmp_path: Path, seed: Seed) -> None:
+    """A link stays a link (its target gets the certificate); a FIFO or /dev/fd/N is
+    written in place, as keytool writes: only a regular file is replaced atomically."""
+    args = ["export", "--keystore", seed.dir / "client-truststore.jks", "--alias", "backend",
+            "-rfc", "--file"]  # fmt: skip
+    target = tmp_path / "real.pem"
+    link = tmp_path / "link.pem"
+    link.symlink_to(target)
+    ok(*args, link)
+    assert link.is_symlink() and target.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    ok(*args, fifo)
+    out, _ = reader.communicate(timeout=30)
+    assert out.startswith(b"-----BEGIN CERTIFICATE-----") and fifo.exists()
+    assert not fifo.is_file()  # still the FIFO
+
+
+def test_a_refused_write_is_still_the_error_it_was() -> None:
+    from mtls._files import WriteRefused, atomic_write
+
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_write("/nonexistent-dir/x.jks", b"x", mode=None)
+    assert isinstance(caught.value, WriteRefused)
+    assert caught.value.filename == "/nonexistent-dir/x.jks"
+    assert "create it first" in str(caught.value)
+
+
+def test_debug_logs_are_escaped_too(tmp_path: Path) -> None:
+    store = tmp_path / "k.jks"
+    ok("genkey", "--keystore", store, "--alias", "a", "--dname", "CN=evil\x1b[2Jsubject")
+    done = subprocess.run(  # not mtls_run: --debug may show tracebacks, on purpose
+        [sys.executable, "-m", "mtls", "list", "--keystore", str(store), "--alias", "nope",
+         "--debug"],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        env={**os.environ, "MTLS_STORE_PASSWORD": PASSWORD, "NO_COLOR": "1"},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" in done.stderr  # the debug log and traceback
+    assert "evil\\x1b[2Jsubject" in done.stderr  # the subject, in the debug log line
+    assert "\x1b" not in done.stderr
+    assert PASSWORD not in done.stderr
+
+
+def test_json_error_documents_only_for_commands_that_have_json(tmp_path: Path) -> None:
+    run = mtls_run("genkey", "--keystore", tmp_path / "k.jks", "--alias", "a", "--json")
+    assert run.code == 2 and run.stdout == ""
+
+
 def test_system_errors_say_what_to_do(tmp_path: Path, seed: Seed) -> None:
     loop = tmp_path / "loop.jks"
     loop.symlink_to(loop)

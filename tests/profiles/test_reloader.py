@@ -801,6 +801,36 @@ def test_a_new_profile_on_a_broken_keystore_with_no_last_good_is_refused(setup, 
     assert cn_seen(profiles, backend.port) == "gen-1"
 
 
+def test_an_edited_profile_sharing_its_material_with_another_definition_keeps_it(setup, backend):
+    """Two profiles on the same stores, one saying novalidatecert="true" (a truststore
+    wins, so both get the same contexts). The keystore breaks, then the second's
+    <servers> are edited: its last good is the shared material, recorded for its own
+    definition too (the material named only the first profile's definition)."""
+    xml, keystore, trust = setup
+    port = backend.port
+
+    def write(servers: str) -> None:
+        replace_atomically(
+            xml,
+            profile_xml(
+                profile("first.example:443", keystore, trust, attrs='novalidatecert="true"'),
+                profile(servers, keystore, trust),
+            ).encode(),
+        )
+
+    write(f"localhost:{port}")
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    good = profiles.context_for("localhost", port)
+    assert good is profiles.context_for("first.example", 443)  # shared
+    replace_atomically(keystore, b"\0" * 64)
+    assert profiles.reload() is False
+    write(f"localhost:{port},127.0.0.1:{port}")
+    assert profiles.reload() is True
+    assert profiles.context_for("localhost", port) is good
+    assert profiles.context_for("127.0.0.1", port) is good
+    assert cn_seen(profiles, port) == "gen-1"
+
+
 def test_material_kept_after_a_failed_edit_never_passes_to_another_profile(
     setup, backend, tmp_path
 ):
