@@ -386,8 +386,10 @@ class Builder:
                 self._by_value[by_value] = found
             # Both configurations are held by the check's profiles: their ids stay theirs.
             self._by_id[by_id] = found
-            served = found.served if isinstance(found, KeptIdentity) else found
-            served.definitions.add(material_definition(profile))
+            if not isinstance(found, KeptIdentity):
+                # Material made for this definition. A kept identity is not: it presents
+                # the certificate in service, which this definition no longer names.
+                found.definitions.add(material_definition(profile))
         if isinstance(found, KeptIdentity):
             raise found.with_traceback(None)
         return found

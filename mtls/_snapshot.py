@@ -685,17 +685,21 @@ class ProfilesPlan:
         changed = False
         previous = {slot(item.profile): item for item in old.built}
         # A profile whose servers (or name) were edited is still the profile it was:
-        # material built from the same definition stands in for its previous entry, so
-        # that it keeps its last good when its stores do not load now (an edit while a
-        # keystore is being replaced must not take its hosts down). Matched on the
-        # definition the material was built from, never on the profile's own: a profile
-        # keeping its last good after a failed edit serves an older definition's
-        # material (say, without a truststore), which must never pass to another.
+        # material built for the same definition by a profile this edit removed stands
+        # in for its previous entry, so that it keeps its last good when its stores do
+        # not load now (an edit while a keystore is being replaced must not take its
+        # hosts down; a profile split in two, or two merged, the same). Only entries
+        # the edit removed: a profile added beside one still there is new, and fails
+        # closed. Matched on the definitions the material was made for, never on the
+        # entry's own: a profile keeping its last good after a failed edit serves an
+        # older definition's material (say, without a truststore).
+        kept_slots = {slot(profile) for profile in profiles}
+        removed = [entry for entry in old.built if slot(entry.profile) not in kept_slots]
         by_definition: dict[tuple[object, ...], Built] = {}
-        for entry in old.built:  # first, material in force for the entry's own definition
+        for entry in removed:  # first, material in force for the entry's own definition
             if entry.error is None:
                 by_definition.setdefault(material_definition(entry.profile), entry)
-        for entry in old.built:  # then what any material was built or handed out for
+        for entry in removed:  # then what any material was made for
             for definition in entry.served.definitions:
                 by_definition.setdefault(definition, entry)
         # A profile new to the set whose keystore another profile serves: judged as a

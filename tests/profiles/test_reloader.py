@@ -801,6 +801,53 @@ def test_a_new_profile_on_a_broken_keystore_with_no_last_good_is_refused(setup, 
     assert cn_seen(profiles, backend.port) == "gen-1"
 
 
+def test_a_refused_keystore_edit_never_lends_the_kept_identity_to_a_new_profile(
+    setup, ca, backend, tmp_path
+):
+    """A's edit to k2.jks is refused (not valid yet): A keeps gen-1, as documented. A
+    new profile naming k2.jks, whose file is then gone, never loaded: it is refused,
+    never served gen-1, a certificate its definition does not name."""
+    xml, _, trust = setup
+    port = backend.port
+    staged = tmp_path / "k2.jks"
+    staged.write_bytes(jks(ca, "gen-2", not_before=dt.datetime.now(dt.UTC) + dt.timedelta(days=2)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(xml, profile_xml(profile(f"localhost:{port}", staged, trust)).encode())
+    profiles.reload()
+    assert cn_seen(profiles, port) == "gen-1"  # the refused replacement set aside
+    staged.unlink()
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{port}", staged, trust), profile("c.example:443", staged, trust)
+        ).encode(),
+    )
+    profiles.reload()
+    with pytest.raises(ProfileUnavailableError):
+        profiles.context_for("c.example", 443)
+    assert cn_seen(profiles, port) == "gen-1"
+
+
+def test_a_profile_added_beside_a_twin_while_the_store_is_broken_fails_closed(setup, backend):
+    """Only a profile an edit removed lends its last good: one added beside an
+    unchanged twin is new, and its hosts are refused while the store does not load."""
+    xml, keystore, trust = setup
+    port = backend.port
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(keystore, b"\0" * 64)
+    assert profiles.reload() is False
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{port}", keystore, trust), profile("c.example:443", keystore, trust)
+        ).encode(),
+    )
+    profiles.reload()
+    with pytest.raises(ProfileUnavailableError):
+        profiles.context_for("c.example", 443)
+    assert cn_seen(profiles, port) == "gen-1"  # the twin keeps its own last good
+
+
 def test_an_edited_profile_sharing_its_material_with_another_definition_keeps_it(setup, backend):
     """Two profiles on the same stores, one saying novalidatecert="true" (a truststore
     wins, so both get the same contexts). The keystore breaks, then the second's
