@@ -78,6 +78,14 @@ def openssl_bin() -> str:
     return OPENSSL
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reads the WSO2 fixtures is marked ``fixtures`` (so that
+    ``pytest -m fixtures`` runs all of them), whether or not it says so itself."""
+    for item in items:
+        if "wso2_fixtures" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.fixtures)
+
+
 @pytest.fixture(scope="session")
 def wso2_fixtures() -> Path:
     """The real WSO2 files in ../shared/fixtures/wso2 (read in place, never copied)."""

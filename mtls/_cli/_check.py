@@ -441,7 +441,7 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         soonest = min(gate["expiring"], key=lambda item: item["not_after"])
         out.error(
             f"{report['path']}: {len(gate['expiring'])} certificate"
-            f"{'' if len(gate['expiring']) == 1 else 's'} end within {gate['days']:g} days "
+            f"{' ends' if len(gate['expiring']) == 1 else 's end'} within {gate['days']:g} days "
             f"(first: {', '.join(soonest['servers'])}: {soonest['subject']} on "
             f"{soonest['not_after'][:10]}): rotate before deploying"
         )

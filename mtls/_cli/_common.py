@@ -449,9 +449,10 @@ def expiry_text(not_after: str | _dt.datetime) -> str:
     when = (
         not_after if isinstance(not_after, _dt.datetime) else _dt.datetime.fromisoformat(not_after)
     )
-    left = days_left(when)
-    if left < 0 or when < now():
+    if when < now():
         return f"EXPIRED on {when.date()}"
+    # Rounded: a certificate made for 30 days reads "30 days" a second later, not 29.
+    left = round((when - now()).total_seconds() / 86_400)
     return f"{when.date()} ({left} day{'' if left == 1 else 's'})"
 
 

@@ -275,6 +275,8 @@ def _revocation_lines(report: Report, out: Output) -> None:
         f"enforced, {enforced.policy.mode}-fail"
         if enforced is not None
         else "checked for this report"
+        if report.revocation
+        else "not checked"
     )
     out.line(f"  revocation    {how}")
     colours = {"good": "green", "revoked": "red", "undetermined": "yellow"}

@@ -5,6 +5,8 @@ identity and trust follow the files (:class:`~mtls.RotatingServerContext`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 
 from .._errors import WrongPasswordError
 from ..testing import HandshakeRecord, MTLSServer
@@ -24,7 +26,9 @@ def _describe(record: HandshakeRecord) -> str:
     who = record.client_subject or "no client certificate"
     if record.accepted:
         return f"accepted {record.peer[0]}: {who} ({record.tls_version})"
-    return f"refused  {record.peer[0]}: {record.reason}"
+    # The client's alert: it gave up on us (our certificate, say); else we refused it.
+    verb = "failed  " if "client sent alert" in (record.reason or "") else "refused "
+    return f"{verb} {record.peer[0]}: {record.reason}"
 
 
 def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
@@ -57,6 +61,10 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         every = f"every {interval:g} s" if interval else "never (--reload-interval 0)"
         out.line(f"serving {_identity(rotating)}; the stores are checked for changes {every}")
         seen, generation, error = 0, rotating.generation, None
+        # kill (SIGTERM), as a script stops a background server, ends it as Ctrl-C does.
+        previous: object = None
+        with contextlib.suppress(ValueError):  # not the main thread (a test's runner)
+            previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             while True:
                 try:
@@ -75,7 +83,14 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
                         out.line(f"reload failed, the last good stays: {error}")
         except KeyboardInterrupt:
             out.line("stopped")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _identity(rotating: object) -> str:

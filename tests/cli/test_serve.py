@@ -114,3 +114,34 @@ def test_serve_follows_its_truststore(flow: Path) -> None:
         out, err = server.communicate(timeout=20)
     assert server.returncode == 0, err
     assert PASSWORD not in out + err
+
+
+def test_kill_stops_serve_as_ctrl_c_does_and_a_client_giving_up_is_not_refused(
+    flow: Path,
+) -> None:
+    """A script stops a background server with kill (SIGTERM): "stopped", exit 0. A
+    client that gives up on the server (a name the certificate lacks) is logged as a
+    failed handshake, not as one the server refused."""
+    env = {**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mtls", "serve", "--keystore", "backend.jks", "--truststore",
+         "backend-trust.jks", "--port", "0"],
+        cwd=flow, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        match = re.search(r"https://127\.0\.0\.1:(\d+)", server.stdout.readline())
+        assert match
+        for _ in range(2):
+            server.stdout.readline()
+        # 127.0.0.1 is not in the backend's certificate: the probe's client refuses it.
+        probe = mtls("probe", f"https://127.0.0.1:{match.group(1)}/", "--keystore",
+                     "gateway.jks", "--truststore", "gw-trust.jks", cwd=flow)  # fmt: skip
+        assert probe.returncode == 1
+        line = server.stdout.readline()
+        assert line.startswith("failed") and "client sent alert" in line, line
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
+    assert "stopped" in out

@@ -44,7 +44,7 @@ def test_a_client_certificate_ending_within_the_window_fails_the_gate(
     assert code == 1
     assert "EXPIRING: orders.internal:8443: client certificate CN=client" in out
     assert "within --fail-within 7 days" in out
-    assert "1 certificate end within 7 days" in err
+    assert "1 certificate ends within 7 days" in err
     assert "orders.internal:8443" in err
 
 

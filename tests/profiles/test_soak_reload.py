@@ -274,7 +274,8 @@ def test_soak_rotations_under_handshakes(tmp_path: Path) -> None:
         for style in STYLES:
             assert len(set(seen[style])) >= 2, (style, sorted(set(seen[style])))
         assert checks["profile_file_rewrites"] >= 2
-        assert profiles.generation >= 8
+        # (a shorter MTLS_SOAK_SECONDS asks for fewer: about three a second are seen)
+        assert profiles.generation >= min(8, max(2, int(SECONDS))), profiles.generation
     finally:
         stop.set()
         for server in servers.values():
