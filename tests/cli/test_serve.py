@@ -41,13 +41,18 @@ def flow(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_serve_and_probe(flow: Path) -> None:
-    env = {**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}
-    server = subprocess.Popen(
+def start_serve(flow: Path) -> subprocess.Popen[str]:
+    """``mtls serve`` on a free port, in the background, with the flow's stores."""
+    return subprocess.Popen(
         [sys.executable, "-m", "mtls", "serve", "--keystore", "backend.jks", "--truststore",
          "backend-trust.jks", "--port", "0"],
-        cwd=flow, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=flow, env={**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def test_serve_and_probe(flow: Path) -> None:
+    server = start_serve(flow)
     try:
         assert server.stdout is not None
         first = server.stdout.readline()
@@ -122,12 +127,7 @@ def test_kill_stops_serve_as_ctrl_c_does_and_a_client_giving_up_is_not_refused(
     """A script stops a background server with kill (SIGTERM): "stopped", exit 0. A
     client that gives up on the server (a name the certificate lacks) is logged as a
     failed handshake, not as one the server refused."""
-    env = {**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mtls", "serve", "--keystore", "backend.jks", "--truststore",
-         "backend-trust.jks", "--port", "0"],
-        cwd=flow, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    server = start_serve(flow)
     try:
         assert server.stdout is not None
         match = re.search(r"https://127\.0\.0\.1:(\d+)", server.stdout.readline())
