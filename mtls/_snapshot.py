@@ -713,7 +713,9 @@ class ProfilesPlan:
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
-            prev = previous.get(slot(profile)) or by_definition.get(material_definition(profile))
+            prev = previous.get(slot(profile))
+            if prev is None and by_definition:  # (a definition hashes every store setting)
+                prev = by_definition.get(material_definition(profile))
             sibling = (
                 by_keystore.get(profile.keystore)
                 if prev is None and profile.keystore is not None
