@@ -284,9 +284,7 @@ class Output:
                     reconfigure(errors="backslashreplace")
         self.color = _color_wanted(self.stdout, no_color)
         # Marks our own styles in a line (see line()): random, so no file can spell it.
-        import secrets  # noqa: PLC0415 - a small module, for the one token
-
-        self._mark = f"\x00{secrets.token_hex(8)}"
+        self._mark = f"\x00{os.urandom(8).hex()}"
         self.json_written = False  # a command's JSON document is out (see main())
 
     def style(self, text: str, *styles: str) -> str:
