@@ -219,11 +219,7 @@ class CRLSet:
         for crl, path in self._crls:
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
-            try:
-                crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
-            except x509.ExtensionNotFound:
-                pass
-            else:
+            if _extension(crl, x509.DeltaCRLIndicator) is not None:
                 # OpenSSL would take it for the complete list: a certificate revoked
                 # before its base list was issued is absent from it, and would connect.
                 raise CRLError(
@@ -332,9 +328,11 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
+def _extension(signed: x509.Certificate | x509.CertificateRevocationList, kind: type[Any]) -> Any:
+    """The value of ``signed``'s extension of ``kind`` (a certificate's or a CRL's), or
+    ``None`` when it has none or cryptography cannot read it."""
     try:
-        return cert.extensions.get_extension_for_class(kind).value
+        return signed.extensions.get_extension_for_class(kind).value
     except (x509.ExtensionNotFound, ValueError):
         return None
 

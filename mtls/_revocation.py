@@ -1021,7 +1021,7 @@ def _check_crl(
             a thisUpdate in the future or a nextUpdate in the past (beyond
             :data:`CLOCK_SKEW`).
     """
-    if _crl_extension(crl, x509.DeltaCRLIndicator) is not None:
+    if _extension(crl, x509.DeltaCRLIndicator) is not None:
         raise _FetchError(f"{url}: a delta CRL (DeltaCRLIndicator), not a complete list; not used")
     if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
         raise _FetchError(
@@ -1064,17 +1064,10 @@ def _unhandled_critical(crl: x509.CertificateRevocationList) -> str | None:
     return None
 
 
-def _crl_extension(crl: x509.CertificateRevocationList, kind: type[Any]) -> Any:
-    try:
-        return crl.extensions.get_extension_for_class(kind).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-
-
 def _crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
     """Why ``crl`` cannot speak for ``cert`` (its IssuingDistributionPoint scope,
     RFC 5280 5.2.5), or ``None`` when it covers every reason for certificates like it."""
-    idp = _crl_extension(crl, x509.IssuingDistributionPoint)
+    idp = _extension(crl, x509.IssuingDistributionPoint)
     if idp is None:
         return None
     constraints = _extension(cert, x509.BasicConstraints)
