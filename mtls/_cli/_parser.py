@@ -66,16 +66,6 @@ def _bounded(low: float, high: float, *, whole: bool, unit: str) -> Any:
     return parse
 
 
-def _days(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of days: {value!r}") from None
-    if not 0 <= number <= 36_500:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"must be from 0 to 36500 days, not {value}")
-    return number
-
-
 def _common_options() -> argparse.ArgumentParser:
     # Accepted after the subcommand too; SUPPRESS keeps the top-level value otherwise.
     common = argparse.ArgumentParser(add_help=False)
@@ -331,7 +321,7 @@ def build_parser() -> Parser:
     check.add_argument("--json", action="store_true", help="JSON for scripts")
     check.add_argument(
         "--fail-within",
-        type=_days,
+        type=_bounded(0, 36_500, whole=False, unit="days"),
         metavar="DAYS",
         help="exit 1 when a client certificate (its chain too) expires within DAYS "
         "(decimals allowed): a deploy or CI gate",
