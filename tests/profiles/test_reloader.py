@@ -801,6 +801,22 @@ def test_a_new_profile_on_a_broken_keystore_with_no_last_good_is_refused(setup, 
     assert cn_seen(profiles, backend.port) == "gen-1"
 
 
+def _refused_beside_its_twin(
+    profiles: SSLProfileSet, xml: Path, port: int, store: Path, trust: Path
+) -> None:
+    """Add c.example:443 on ``store`` beside the localhost profile: a new profile,
+    whose hosts must be refused while ``store`` does not load."""
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{port}", store, trust), profile("c.example:443", store, trust)
+        ).encode(),
+    )
+    profiles.reload()
+    with pytest.raises(ProfileUnavailableError):
+        profiles.context_for("c.example", 443)
+
+
 def test_a_refused_keystore_edit_never_lends_the_kept_identity_to_a_new_profile(
     setup, ca, backend, tmp_path
 ):
@@ -816,15 +832,7 @@ def test_a_refused_keystore_edit_never_lends_the_kept_identity_to_a_new_profile(
     profiles.reload()
     assert cn_seen(profiles, port) == "gen-1"  # the refused replacement set aside
     staged.unlink()
-    replace_atomically(
-        xml,
-        profile_xml(
-            profile(f"localhost:{port}", staged, trust), profile("c.example:443", staged, trust)
-        ).encode(),
-    )
-    profiles.reload()
-    with pytest.raises(ProfileUnavailableError):
-        profiles.context_for("c.example", 443)
+    _refused_beside_its_twin(profiles, xml, port, staged, trust)
     assert cn_seen(profiles, port) == "gen-1"
 
 
@@ -836,15 +844,7 @@ def test_a_profile_added_beside_a_twin_while_the_store_is_broken_fails_closed(se
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     replace_atomically(keystore, b"\0" * 64)
     assert profiles.reload() is False
-    replace_atomically(
-        xml,
-        profile_xml(
-            profile(f"localhost:{port}", keystore, trust), profile("c.example:443", keystore, trust)
-        ).encode(),
-    )
-    profiles.reload()
-    with pytest.raises(ProfileUnavailableError):
-        profiles.context_for("c.example", 443)
+    _refused_beside_its_twin(profiles, xml, port, keystore, trust)
     assert cn_seen(profiles, port) == "gen-1"  # the twin keeps its own last good
 
 
