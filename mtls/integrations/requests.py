@@ -125,9 +125,18 @@ class MTLSAdapter(HTTPAdapter):
     longer handed out are removed and closed, so keep-alive connections holding
     an old identity are never reused.
 
+    Through an ``https://`` proxy, the TLS session with the proxy is urllib3's own
+    (the backend's session runs inside it, with the profile's context): without
+    ``proxy_ssl_context`` urllib3 verifies the proxy against the system's CAs, and
+    requests' ``verify=`` bundle does not reach it, since the profile decides trust
+    for the backend. The proxy never sees the profile's identity.
+
     Args:
         profile_set: where contexts come from; it is not closed with the adapter.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        proxy_ssl_context: the context for the TLS session with an ``https://``
+            proxy (a proxy with a private CA: ``ssl.create_default_context(
+            cafile="proxy-ca.pem")``); not used for ``http://`` or SOCKS proxies.
         **adapter_kwargs: for ``HTTPAdapter`` (``pool_connections``,
             ``pool_maxsize``, ``max_retries``, ``pool_block``).
 
@@ -140,11 +149,13 @@ class MTLSAdapter(HTTPAdapter):
         profile_set: SSLProfileSet,
         *,
         client_id: str | None = None,
+        proxy_ssl_context: ssl.SSLContext | None = None,
         **adapter_kwargs: Any,
     ) -> None:
         # Set before HTTPAdapter.__init__, which calls init_poolmanager.
         self.profile_set = profile_set
         self.client_id = client_id
+        self.proxy_ssl_context = proxy_ssl_context
         self._pools: _ContextPools[ssl.SSLContext] = _ContextPools(
             profile_set, client_id, lambda ctx: ctx, _urllib3_alpn
         )
@@ -196,6 +207,12 @@ class MTLSAdapter(HTTPAdapter):
                 retired = self._pools.release(entry)
                 if retired is not None:
                     self._close_pools([retired])
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """requests' proxy manager, given ``proxy_ssl_context`` for an ``https://`` proxy."""
+        if self.proxy_ssl_context is not None and proxy.lower().startswith("https:"):
+            proxy_kwargs.setdefault("proxy_ssl_context", self.proxy_ssl_context)
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
 
     def _context_for(self, request: PreparedRequest) -> ssl.SSLContext | None:
         lease = self._lease
@@ -300,7 +317,8 @@ def session(
     Args:
         profile_set: where contexts come from.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
-        **adapter_kwargs: for the adapter (``pool_maxsize``, ``max_retries``, ...).
+        **adapter_kwargs: for the adapter (``pool_maxsize``, ``max_retries``,
+            ``proxy_ssl_context``, ...).
 
     Returns:
         The session; closing it closes the adapter (not the profile set).

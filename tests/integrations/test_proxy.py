@@ -11,9 +11,11 @@ bytes, so it sees only ciphertext.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,22 +28,29 @@ from mtls import SSLProfileSet
 from mtls.integrations.aiohttp import MTLSClientSession
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport
 from mtls.integrations.requests import session
+from mtls.testing import CA
 from tests.integrations._backend import Backends
 
 pytestmark = pytest.mark.keytool
 
 
 class _Tunnels(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """An HTTP proxy, or with ``tls`` an HTTPS one (the client's session with it is TLS,
+    and the backend's runs inside: TLS in TLS)."""
+
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Connect)
+        self.tls = tls
         self.targets: list[str] = []
+        self.client_certs: list[bytes | None] = []  # what each TLS client presented
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server_address[1]}"
 
 
 class _Connect(socketserver.BaseRequestHandler):
@@ -50,37 +59,50 @@ class _Connect(socketserver.BaseRequestHandler):
     server: _Tunnels
 
     def handle(self) -> None:
+        client: socket.socket = self.request
+        if self.server.tls is not None:
+            try:
+                client = self.server.tls.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # the client refused the proxy's certificate
+            self.server.client_certs.append(client.getpeercert(binary_form=True))
+        with client:
+            self._tunnel(client)
+
+    def _tunnel(self, client: socket.socket) -> None:
         head = b""
         while b"\r\n\r\n" not in head:
-            chunk = self.request.recv(4096)
+            chunk = client.recv(4096)
             if not chunk:
                 return
             head += chunk
         method, target, _ = head.split(b"\r\n", 1)[0].decode("ascii").split(" ")
         if method != "CONNECT":
-            self.request.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             return
         self.server.targets.append(target)
         host, port = target.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=10) as upstream:
-            self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            ends = (self.request, upstream)
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            ends = (client, upstream)
             while True:
+                # A TLS client's bytes may wait decrypted in its buffer, unseen by select.
+                buffered = isinstance(client, ssl.SSLSocket) and client.pending() > 0
                 # Blocks until a side has bytes or closes; the timeout only ends an
                 # abandoned tunnel, it is not a wait the tests depend on.
-                readable, _, _ = select.select(ends, [], [], 30)
+                readable = [client] if buffered else select.select(ends, [], [], 30)[0]
                 if not readable:
                     return
                 for end in readable:
                     data = end.recv(65536)
                     if not data:
                         return
-                    (upstream if end is self.request else self.request).sendall(data)
+                    (upstream if end is client else client).sendall(data)
 
 
-@pytest.fixture
-def proxy() -> Iterator[_Tunnels]:
-    with _Tunnels() as tunnels:
+@contextlib.contextmanager
+def _serving(tls: ssl.SSLContext | None = None) -> Iterator[_Tunnels]:
+    with _Tunnels(tls) as tunnels:
         thread = threading.Thread(target=tunnels.serve_forever, daemon=True)
         thread.start()
         try:
@@ -88,6 +110,32 @@ def proxy() -> Iterator[_Tunnels]:
         finally:
             tunnels.shutdown()
             thread.join(10)
+
+
+@pytest.fixture
+def proxy() -> Iterator[_Tunnels]:
+    with _serving() as tunnels:
+        yield tunnels
+
+
+@pytest.fixture(scope="module")
+def proxy_ca() -> CA:
+    return CA(name="proxy CA")
+
+
+@pytest.fixture
+def https_proxy(tmp_path, proxy_ca: CA, backends: Backends) -> Iterator[_Tunnels]:
+    """An HTTPS proxy whose certificate comes from a private CA. It asks clients for a
+    certificate (any of the backends' client CAs would verify), to see whether one
+    is ever sent to it."""
+    identity = proxy_ca.issue_cert("127.0.0.1")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(identity.write_pem(tmp_path / "proxy.pem"))
+    tls.verify_mode = ssl.CERT_OPTIONAL
+    for ca in backends.pki.client_cas.values():
+        tls.load_verify_locations(cadata=ca.cert_pem.decode())
+    with _serving(tls) as tunnels:
+        yield tunnels
 
 
 def _requests_get(profiles: SSLProfileSet, proxy: str) -> Callable[[str], Any]:
@@ -187,3 +235,57 @@ def test_httpx_transport_ignores_proxy_environment_unless_given_proxy(
     with httpx.Client(transport=MTLSTransport(profiles, proxy=proxy.url)) as http:
         assert http.get(backends.url("a", "/who")).json()["client_cn"] == "client-a"
     assert proxy.targets == [f"localhost:{backends.servers['a'].port}"]
+
+
+def _trusting(ca: CA) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca.cert_pem.decode())
+
+
+def test_requests_through_an_https_proxy_with_proxy_ssl_context(
+    profiles: SSLProfileSet, backends: Backends, https_proxy: _Tunnels, proxy_ca: CA
+):
+    with session(profiles, proxy_ssl_context=_trusting(proxy_ca)) as http:
+        response = http.get(backends.url("a", "/who"), proxies={"https": https_proxy.url})
+        assert response.json()["client_cn"] == "client-a"
+    assert https_proxy.targets == [f"localhost:{backends.servers['a'].port}"]
+    # The proxy asked for a certificate and got none: the identity is the backend's.
+    assert https_proxy.client_certs == [None]
+
+
+def test_requests_https_proxy_with_a_private_ca_is_refused_without_proxy_ssl_context(
+    profiles: SSLProfileSet, backends: Backends, https_proxy: _Tunnels, proxy_ca: CA, tmp_path
+):
+    # The negative twin: urllib3 verifies the proxy against the system's CAs, and the
+    # request's verify= bundle is not used for it (the profile decides trust).
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_bytes(proxy_ca.cert_pem)
+    with session(profiles) as http:
+        with pytest.raises(requests.exceptions.ProxyError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(backends.url("a"), proxies={"https": https_proxy.url}, verify=str(bundle))
+    # An unrelated CA given as the proxy's trust fails the same way.
+    with session(profiles, proxy_ssl_context=_trusting(CA(name="not the proxy's"))) as http:
+        with pytest.raises(requests.exceptions.ProxyError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(backends.url("a"), proxies={"https": https_proxy.url})
+    assert https_proxy.targets == []
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_httpx_through_an_https_proxy_takes_the_proxys_own_context(
+    trusted: bool,
+    profiles: SSLProfileSet,
+    backends: Backends,
+    https_proxy: _Tunnels,
+    proxy_ca: CA,
+):
+    # httpx.Proxy(url, ssl_context=...) is httpx's own way: the transport passes it on.
+    ca = proxy_ca if trusted else CA(name="not the proxy's")
+    via = httpx.Proxy(https_proxy.url, ssl_context=_trusting(ca))
+    with httpx.Client(transport=MTLSTransport(profiles, proxy=via)) as http:
+        if not trusted:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                http.get(backends.url("a"))
+            assert https_proxy.targets == []
+            return
+        assert http.get(backends.url("a", "/who")).json()["client_cn"] == "client-a"
+    assert https_proxy.targets == [f"localhost:{backends.servers['a'].port}"]
+    assert https_proxy.client_certs == [None]
