@@ -267,8 +267,10 @@ class DeploymentToml:
         """The value at ``[table] key`` as parsed (``None`` when absent)."""
         return _dig(self.doc, *table.split("."), *key.split("."))
 
-    def written(self, table: str, key: str) -> str | None:
-        """The value as written (trimmed); booleans as Java writes them (``true``).
+    def written(self, table: str, key: str, *, exact: bool = False) -> str | None:
+        """The value as written (trimmed, unless ``exact``: a password is its quoted
+        string, spaces and all, as WSO2's template writes it); booleans as Java writes
+        them (``true``).
 
         Raises:
             ProfileConfigError: the value is a table or an array, where WSO2 reads one
@@ -287,7 +289,7 @@ class DeploymentToml:
             )
         if isinstance(value, bool):
             return "true" if value else "false"
-        return str(value).strip()
+        return str(value) if exact else str(value).strip()
 
     def text(self, table: str, key: str, *, secret: bool = False) -> str | None:
         """The value at ``[table] key`` with its placeholders resolved.
@@ -299,7 +301,7 @@ class DeploymentToml:
             ProfileConfigError: a placeholder or reference names nothing that is set,
                 or references go round in a circle.
         """
-        written = self.written(table, key)
+        written = self.written(table, key, exact=secret)
         if written is None:
             return None
         name = f"[{table}] {key}"
@@ -394,6 +396,7 @@ class DeploymentToml:
         keystore: bool,
         location: tuple[str, str] | None = None,
         overrides: str | None = None,
+        mapped: str | None = None,
     ) -> StoreConfig | None:
         """The store that ``tables`` describe, each key taken from the first table that
         sets it (``[keystore.tls]`` then ``[keystore.primary]``, as the product's defaults
@@ -406,6 +409,10 @@ class DeploymentToml:
                 own ``location`` setting).
             overrides: a table whose ``type``/``password``/``key_password``/``alias``
                 (or ``key_alias``) win over the store tables' (the sender's own).
+            mapped: a table whose ``type``/``password``/``key_password`` WSO2's key
+                mappings copy into ``overrides`` (API Manager reads ``[transport.http]
+                sender.keystore.*`` as the sender's ``key_store``): after ``overrides``,
+                before the store tables.
 
         Returns:
             ``None`` when no table names a file.
@@ -424,6 +431,7 @@ class DeploymentToml:
 
         def chosen(*keys: str) -> tuple[str, str] | None:
             candidates = [(overrides, k) for k in keys] if overrides else []
+            candidates += [(mapped, k) for k in keys if k in _MAPPED_KEYS] if mapped else []
             candidates += [(table, k) for table in tables for k in keys]
             return self.first(*candidates)
 
@@ -432,8 +440,17 @@ class DeploymentToml:
             return self.text(*found, secret=secret) if found else None
 
         def named(*keys: str) -> str | None:
-            names = [f"[{found[0]}] {found[1]}" for found in map(chosen, keys) if found]
-            return f"{' and '.join(names)} in {self.path}" if names else None
+            settings = [found for found in map(chosen, keys) if found]
+            names = [f"[{table}] {key}" for table, key in settings]
+            if not names:
+                return None
+            # Kept exactly (see written): say so, since a wrong password is all that shows.
+            spaced = any(
+                isinstance(value := self.raw(*found), str) and value != value.strip()
+                for found in settings
+            )
+            note = " (as written, with its leading or trailing whitespace)" if spaced else ""
+            return f"{' and '.join(names)} in {self.path}{note}"
 
         def alias() -> tuple[str | None, str | None]:
             candidates = [(overrides, "key_alias"), (overrides, "alias")] if overrides else []
@@ -565,17 +582,21 @@ def read_deployment_toml(
         ("transport.https.sender.parameter", "HostnameVerifier"),
     )
     if toml.product == "apim":
+        # key-mappings.json maps [transport.http] sender.keystore.{type,password,
+        # key_password} (and sender.truststore.*) onto the sender's key_store/trust_store.
         keystore = toml.store(
             ("keystore.tls", "keystore.primary"),
             keystore=True,
             location=(f"{apim_sender}.key_store", "location"),
             overrides=f"{apim_sender}.key_store",
+            mapped=f"{mi}.sender.keystore",
         )
         truststore = toml.store(
             ("truststore",),
             keystore=False,
             location=(f"{apim_sender}.trust_store", "location"),
             overrides=f"{apim_sender}.trust_store",
+            mapped=f"{mi}.sender.truststore",
         )
     else:
         keystore = toml.store(
@@ -628,13 +649,20 @@ def read_deployment_toml(
     )
 
 
+#: What API Manager's key mappings copy from ``[transport.http] sender.keystore`` (and
+#: ``sender.truststore``) to the sender's own store settings; ``file_name`` is mapped
+#: too, but its template renders ``location`` only.
+_MAPPED_KEYS = ("type", "password", "key_password")
+
 #: Sender-wide TLS settings WSO2 applies and mtls does not: (table, key).
 _UNAPPLIED = (
     ("transport.passthru_https.sender.parameters", "HttpsProtocols"),
     ("transport.passthru_https.sender.parameters", "PreferredCiphers"),
+    ("transport.passthru_https.sender.parameters", "SSLProtocol"),
     ("transport.http", "sender.secured_protocols"),
     ("transport.https.sender.parameter", "HttpsProtocols"),
     ("transport.https.sender.parameter", "PreferredCiphers"),
+    ("transport.https.sender.parameter", "SSLProtocol"),
 )
 
 

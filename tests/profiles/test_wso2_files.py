@@ -292,6 +292,71 @@ def test_a_wrong_password_names_the_toml_setting_to_fix(tmp_path, pki, wrong, se
     SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None).close()
 
 
+SPACED = " spaced pw "  # keytool takes it; a TOML string keeps it exactly
+
+
+def test_a_password_keeps_its_leading_and_trailing_spaces(tmp_path, pki):
+    """WSO2's template writes a quoted TOML password out as it is: spaces are part of it."""
+    ca: CA = pki["ca"]  # type: ignore[assignment]
+    spaced = ca.issue_cert("spaced", common_name="spaced").write_keystore(
+        tmp_path / "spaced.jks", SPACED
+    )
+    home = home_with(tmp_path, {"gateway.jks": spaced, "client-truststore.jks": pki["trust"]})
+    (home / SECURITY / "sslprofiles.xml").write_text(profile_xml(profile("only.test:443")))
+    text = APIM_SENDER.replace(
+        f'file_name = "gateway.jks"\npassword = "{PASSWORD}"\nkey_password = "{PASSWORD}"',
+        f'file_name = "gateway.jks"\npassword = "{SPACED}"\nkey_password = "{SPACED}"',
+    )
+    assert text != APIM_SENDER
+    toml = write_toml(home, text)
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.keystore is not None and settings.keystore.password == mtls.Secret(SPACED)
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        assert ps.status().to_dict()["default"]["subject"].startswith("CN=spaced,")
+    # Negative twin: the store's password without the spaces; the TOML's with them. The
+    # message says the whitespace was kept (never what the password is).
+    trimmed = ca.issue_cert("trimmed").write_keystore(tmp_path / "trimmed.jks", SPACED.strip())
+    (home / SECURITY / "gateway.jks").unlink()
+    os.symlink(trimmed, home / SECURITY / "gateway.jks")
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "as written, with its leading or trailing whitespace" in str(info.value)
+    assert SPACED.strip() not in str(info.value)
+
+
+def test_api_manager_reads_transport_http_sender_store_keys_as_the_senders(tmp_path, pki):
+    """key-mappings.json maps [transport.http] sender.keystore.{type,password,key_password}
+    and sender.truststore.{type,password} onto the passthru sender's stores."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / SECURITY / "sslprofiles.xml").write_text(profile_xml(profile("only.test:443")))
+    wrong = APIM_SENDER.replace(f'"{PASSWORD}"', '"not-the-password"')
+    mapped = (
+        f'[transport.http]\nsender.keystore.password = "{PASSWORD}"\n'
+        f'sender.keystore.key_password = "{PASSWORD}"\n'
+        f'sender.truststore.password = "{PASSWORD}"\nsender.truststore.type = "JKS"\n'
+        # Mapped too, but the template renders location only: not used.
+        'sender.truststore.file_name = "elsewhere.jks"\n'
+    )
+    toml = write_toml(home, wrong + mapped)
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.truststore is not None and settings.keystore is not None
+    assert settings.truststore.password == mtls.Secret(PASSWORD)
+    assert settings.truststore.location == home / SECURITY / "client-truststore.jks"
+    assert settings.keystore.key_password == mtls.Secret(PASSWORD)
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        assert ps.status().to_dict()["default"]["subject"].startswith("CN=gateway,")
+    # The sender's own table wins over the mapped keys; without either, the store
+    # tables' wrong passwords are used and refused.
+    own = '[transport.passthru_https.sender.trust_store]\npassword = "not-the-password"\n'
+    write_toml(home, wrong + mapped + own)
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.truststore is not None
+    assert settings.truststore.password == mtls.Secret("not-the-password")
+    write_toml(home, wrong)
+    with pytest.raises(mtls.WrongPasswordError):
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+
+
 def test_an_absolute_file_path_is_used_as_written(tmp_path, pki):
     xml = tmp_path / "elsewhere.xml"
     xml.write_text(profile_xml(profile("only.test:443", pki["gw"], pki["trust"])))

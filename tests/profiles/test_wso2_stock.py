@@ -297,6 +297,7 @@ def test_the_same_settings_as_single_values_load(tmp_path, ca) -> None:
         '[transport.passthru_https.sender.parameters]\nHttpsProtocols = "TLSv1.3"\n',
         '[transport.passthru_https.sender.parameters]\nPreferredCiphers = "TLS_AES_128_GCM_SHA256"\n',
         '[transport.http]\nsender.secured_protocols = "TLSv1.3"\n',
+        '[transport.passthru_https.sender.parameters]\nSSLProtocol = "TLSv1.3"\n',
     ],
 )
 def test_sender_protocols_and_ciphers_are_named_as_not_applied(
