@@ -116,6 +116,9 @@ class _Config:
     values: Mapping[str, _Value]
     algorithm: str
     symmetric: bool
+    mode: str  # secretRepositories.file.encryptionMode as written ("" when not set)
+    # [secrets] entries that are not strings (alias -> what they are): never values.
+    not_text: Mapping[str, str]
     keystore: Path
     keystore_from: str
     keystore_type: str | None  # a hint for messages: the content decides
@@ -392,6 +395,14 @@ class SecureVault:
         """
         config = self._load()
         value = config.values.get(alias)
+        if value is None and alias in config.not_text:
+            raise SecureVaultError(
+                f"secure vault: secret alias {alias!r} in [secrets] of {self._toml} is "
+                f"{config.not_text[alias]}, not a string: write the cipher tool's value in "
+                'quotes ("...")',
+                path=self._toml,
+                alias=alias,
+            )
         if value is None:
             raise SecureVaultError(
                 f"secure vault: no secret alias {alias!r} in [secrets] of {self._toml} or in "
@@ -474,6 +485,7 @@ class SecureVault:
                 values[alias] = _Value(
                     text.strip(), "cipher-text.properties", os.fspath(cipher_text)
                 )
+        not_text: dict[str, str] = {}
         if isinstance(secrets_table, Mapping):
             # The product regenerates cipher-text.properties from [secrets] at start-up:
             # the TOML is the source of truth when both name an alias.
@@ -482,6 +494,9 @@ class SecureVault:
                     values[str(alias)] = _Value(
                         text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
                     )
+                elif not isinstance(text, str):
+                    not_text[str(alias)] = _kind_of(text)
+                    values.pop(str(alias), None)
         internal = _table(toml, "keystore", "internal")
         primary = _table(toml, "keystore", "primary")
         # Key by key, as [keystore.tls] falls back to [keystore.primary] (_wso2): an
@@ -512,18 +527,21 @@ class SecureVault:
             keystore_type = None
             key_alias = _DEFAULT_ALIAS
         encryption = _table(toml, "encryption") or {}
+        mode = (conf or {}).get("secretRepositories.file.encryptionMode", "").strip()
         return _Config(
             enabled=enabled_flag or (isinstance(secrets_table, Mapping) and bool(secrets_table)),
             values=values,
             algorithm=(conf or {}).get("secretRepositories.file.algorithm", "").strip() or "RSA",
-            symmetric=(conf or {}).get("secretRepositories.file.encryptionMode", "").strip()
-            == "symmetric",
+            symmetric=mode in _SYMMETRIC_MODES,
+            mode=mode,
+            not_text=not_text,
             keystore=keystore,
             keystore_from=keystore_from,
             keystore_type=keystore_type,
             key_alias=key_alias,
-            toml_password=_str((ks_table or {}).get("password")),
-            toml_key_password=_str((ks_table or {}).get("key_password")),
+            # Passwords as written, spaces and all (what WSO2's template writes out).
+            toml_password=_exact((ks_table or {}).get("password")),
+            toml_key_password=_exact((ks_table or {}).get("key_password")),
             encryption_key=_str(encryption.get("key")),
         )
 
@@ -687,6 +705,13 @@ class SecureVault:
 
     def _decrypt(self, alias: str, value: _Value, text: str, config: _Config) -> str:
         job = _Job(alias, value.path, config)
+        if config.mode not in _SYMMETRIC_MODES + _ASYMMETRIC_MODES:
+            raise job.fail(
+                "cannot be decrypted: secret-conf.properties sets secretRepositories.file."
+                f"encryptionMode={config.mode!r}, which mtls does not read (it reads "
+                f"{', '.join(repr(m) for m in _SYMMETRIC_MODES)} and the default, RSA): "
+                "pass your own secret_resolver="
+            )
         if len(text) > _MAX_SECRET:
             raise job.fail(
                 f"is longer than {_MAX_SECRET} characters: not a ciphertext the cipher tool writes"
@@ -843,6 +868,12 @@ class SecureVault:
                 except ValueError:
                     raise job.fail(f"needs {where} to be hex") from None
             return text.encode(), where
+        if config.mode == "key.based.symmetric.encryption":
+            raise job.fail(
+                "is encrypted with the AES key the server reads from its key file at "
+                "start-up (encryptionMode=key.based.symmetric.encryption): pass that key "
+                "as symmetric_key="
+            )
         keys = self._load_keys(config)
         if keys.symmetric is None:
             raise job.fail(
@@ -944,6 +975,30 @@ def _table(doc: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:
 
 def _str(value: Any) -> str | None:
     return str(value).strip() if value is not None else None
+
+
+def _exact(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _kind_of(value: Any) -> str:
+    """What a TOML value is, for a message that must not show it."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return "a date or time"
+
+
+#: ``secretRepositories.file.encryptionMode`` values: the cipher tool's ``-Dsymmetric``
+#: (AES-GCM, ``{"cipherText", "iv"}``) and the mediation vault's key-based mode (the same
+#: JSON, its AES key from a key file the server reads at start-up: symmetric_key=).
+_SYMMETRIC_MODES = ("symmetric", "key.based.symmetric.encryption")
+_ASYMMETRIC_MODES = ("", "asymmetric")
 
 
 def _secret(value: str | Secret | None) -> Secret | None:

@@ -238,6 +238,77 @@ def test_unknown_alias_is_an_error_naming_it(tmp_path, stores) -> None:
     assert SecureVault(home)("known").reveal() == "value"
 
 
+@pytest.mark.parametrize(
+    ("written", "kind"),
+    [("12345", "a number"), ("true", "a boolean"), ("[1, 2]", "an array"), ("{a = 1}", "a table")],
+)
+def test_a_secret_that_is_not_a_string_is_named_as_such(tmp_path, stores, written, kind) -> None:
+    home = make_home(tmp_path, stores, secrets={"known": "[value]"})
+    toml = home / "repository" / "conf" / "deployment.toml"
+    toml.write_text(toml.read_text() + f"ks_pw = {written}\n")
+    with pytest.raises(
+        SecureVaultError, match=f"'ks_pw' in \\[secrets\\].* is {kind}, not a string"
+    ):
+        SecureVault(home)("ks_pw")
+    # The twin: the same value in quotes is a value (plain text here).
+    toml.write_text(toml.read_text().replace(f"ks_pw = {written}", 'ks_pw = "[12345]"'))
+    assert SecureVault(home)("ks_pw").reveal() == "12345"
+
+
+def test_the_internal_keystore_password_keeps_its_spaces(tmp_path, stores) -> None:
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    spaced = " spaced pw "
+    identity = CA(name="spaced", key_type="RSA").issue_cert("vault")
+    identity.write_keystore(tmp_path / "spaced.jks", spaced, alias="wso2carbon")
+    public = identity.keystore().certificate("vault").public_key()
+    value = base64.b64encode(public.encrypt(b"plain-spaced", padding.PKCS1v15())).decode()  # type: ignore[union-attr]
+    home = make_home(
+        tmp_path, stores, secrets={"s": value}, keystore=str(tmp_path / "spaced.jks"),
+        password=spaced,
+    )  # fmt: skip
+    assert SecureVault(home)("s").reveal() == "plain-spaced"
+    # Twin: the keystore's password is the trimmed one; the TOML's spaces are kept.
+    identity.write_keystore(tmp_path / "spaced.jks", spaced.strip(), alias="wso2carbon")
+    home = make_home(
+        tmp_path, stores, secrets={"s": value}, keystore=str(tmp_path / "spaced.jks"),
+        password=spaced,
+    )  # fmt: skip
+    with pytest.raises(SecureVaultError):
+        SecureVault(home)("s")
+
+
+def test_an_unknown_encryption_mode_is_named(tmp_path, stores) -> None:
+    value = base64.b64encode(b"x" * 256).decode()
+    conf = {"secVault.enabled": "true", "secretRepositories.file.encryptionMode": "quantum"}
+    home = make_home(tmp_path, stores, secrets={"s": value}, secret_conf=conf)
+    with pytest.raises(SecureVaultError, match="encryptionMode='quantum', which mtls does not"):
+        SecureVault(home)("s")
+    # Twin: the known asymmetric spelling takes the RSA path (this value is no RSA
+    # ciphertext for the keystore: refused for that, not for the mode).
+    conf["secretRepositories.file.encryptionMode"] = "asymmetric"
+    home = make_home(tmp_path, stores, secrets={"s": value}, secret_conf=conf)
+    with pytest.raises(SecureVaultError) as e:
+        SecureVault(home)("s")
+    assert "encryptionMode" not in str(e.value)
+
+
+@needs_java
+def test_the_key_based_symmetric_mode_takes_its_key_as_symmetric_key(
+    tmp_path, stores, values
+) -> None:
+    # Helm's secret-conf for API Manager: the mediation vault's key-based mode, whose AES
+    # key the server reads from a key file at start-up; the values are AES-GCM JSON.
+    conf = {
+        "secVault.enabled": "true",
+        "secretRepositories.file.encryptionMode": "key.based.symmetric.encryption",
+    }
+    home = make_home(tmp_path, stores, secrets={"s": values["aes_key"]}, secret_conf=conf)
+    assert SecureVault(home, symmetric_key=AES_HEX)("s").reveal() == "plain-aes_key"
+    with pytest.raises(SecureVaultError, match=r"key file at start-up.*symmetric_key="):
+        SecureVault(home)("s")
+
+
 # --------------------------------------------------------------------------- symmetric
 
 
