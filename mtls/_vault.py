@@ -795,9 +795,18 @@ class SecureVault:
             # 260 tries and yields random bytes: not text, and the same failure.
             return plain.decode("utf-8")
         except ValueError:  # UnicodeDecodeError included
+            # A plain base64 value's padding is secret-conf's to say; the cipher tool
+            # writes its -Dorg.wso2.CipherTransformation there (OAEP in many estates).
+            other = (
+                " or with another transformation (secretRepositories.file.algorithm in "
+                "secret-conf.properties says which; the cipher tool's "
+                "-Dorg.wso2.CipherTransformation, often RSA/ECB/OAEPwithSHA1andMGF1Padding)"
+                if config.algorithm == transformation and thumbprint is None
+                else ""
+            )
             raise job.fail(
                 f"does not decrypt with the private key {keys.alias!r} of {config.keystore} "
-                f"({transformation}): the value is damaged or was encrypted for another key"
+                f"({transformation}): the value is damaged or was encrypted for another key" + other
             ) from None
 
     def _aes(

@@ -186,8 +186,11 @@ def test_oaep_needs_the_algorithm_secret_conf_names(tmp_path, stores, values) ->
     assert SecureVault(home)("a").reveal() == "plain-oaep"
     # Twin: without the algorithm the product (and mtls) use Java's "RSA": PKCS#1 fails.
     home = make_home(tmp_path / "2", stores, secrets={"a": values["oaep"]})
-    with pytest.raises(SecureVaultError, match=r"\(RSA\): the value is damaged"):
+    with pytest.raises(SecureVaultError, match=r"\(RSA\): the value is damaged") as e:
         SecureVault(home)("a")
+    # The message says where the padding comes from (a value encrypted with OAEP while
+    # secret-conf names none is the usual cause).
+    assert "secretRepositories.file.algorithm" in str(e.value)
 
 
 @needs_java
