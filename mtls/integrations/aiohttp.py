@@ -10,7 +10,10 @@ aiohttp needs nothing special: pass the profile's context as ``ssl=``::
 :class:`MTLSClientSession` does that for every request, and refuses a redirect
 to another origin that would need a different context (aiohttp reuses one
 ``ssl=`` for every hop, so it would send this profile's certificate to the
-other host, and verify that host against this profile's trust).
+other host, and verify that host against this profile's trust). For the same
+reason it refuses an ``https://`` proxy for a request that has a profile: aiohttp
+makes the TLS session with such a proxy with the request's ``ssl=`` too. An
+``http://`` proxy is fine: the backend's TLS runs end to end through ``CONNECT``.
 
 aiohttp's connection pool is keyed by ``ConnectionKey``, which holds the ``ssl``
 object: after a reload the new context means new connections, and idle
@@ -46,7 +49,7 @@ if TYPE_CHECKING:
 
     from .._profiles import SSLProfileSet
 
-__all__ = ["MTLSClientSession", "RedirectProfileError", "request_ssl"]
+__all__ = ["MTLSClientSession", "ProxyProfileError", "RedirectProfileError", "request_ssl"]
 
 # ssl= and its deprecated spellings: any of them means the caller chose.
 _SSL_ARGUMENTS = frozenset({"ssl", "verify_ssl", "ssl_context", "fingerprint"})
@@ -125,6 +128,49 @@ class RedirectProfileError(MTLSError, aiohttp.ClientError):
         self.location = location
 
 
+class ProxyProfileError(MTLSError, aiohttp.ClientError):
+    """A request with a profile, through an ``https://`` proxy.
+
+    aiohttp makes the TLS session with an ``https://`` proxy with the request's own
+    ``ssl=``: the proxy would be offered the profile's client certificate and trusted
+    by the profile's truststore (a proxy with its own CA fails; one from a CA the
+    truststore holds sees the identity). Use an ``http://`` proxy (the backend's TLS
+    runs end to end through ``CONNECT``), or httpx or requests, whose ``https://``
+    proxies have trust of their own.
+
+    Attributes:
+        url: the request's URL.
+        proxy: the proxy's ``host:port``.
+    """
+
+    def __init__(self, message: str, *, url: str, proxy: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.proxy = proxy
+
+
+async def _refuse_https_proxy(
+    req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Refuse an ``https://`` proxy (``proxy=`` or, with ``trust_env``, the
+    environment's) for a request sent with a profile's context: see
+    :class:`ProxyProfileError`."""
+    proxy = req.proxy
+    if proxy is not None and proxy.scheme == "https":
+        where = f"{proxy.host}:{proxy.port}"  # never its user or password
+        url = str(req.url.with_user(None).with_query(None).with_fragment(None))
+        raise ProxyProfileError(
+            f"{url}: refused through the https:// proxy {where}: aiohttp would make the "
+            "TLS session with the proxy with this URL's profile context (the proxy would "
+            "be offered its client certificate and trusted by its truststore); use an "
+            "http:// proxy (the backend's TLS runs end to end through CONNECT), or httpx "
+            "or requests, whose https:// proxies have trust of their own",
+            url=url,
+            proxy=where,
+        )
+    return await handler(req)
+
+
 class MTLSClientSession:
     """An ``aiohttp.ClientSession`` whose requests get ``ssl=`` from a profile set.
 
@@ -200,6 +246,8 @@ class MTLSClientSession:
         Raises:
             RedirectProfileError: (when awaited) a cross-origin redirect needs
                 another context.
+            ProxyProfileError: (when awaited) a request with a profile would go
+                through an ``https://`` proxy.
             aiohttp.ClientError: as aiohttp raises; a failed handshake is an
                 ``aiohttp.ClientSSLError`` subclass.
         """
@@ -207,10 +255,15 @@ class MTLSClientSession:
             target = self._absolute(url)
             chosen = request_ssl(self.profile_set, target, client_id=self.client_id)
             kwargs["ssl"] = chosen
+            checks: tuple[aiohttp.ClientMiddlewareType, ...] = ()
+            if isinstance(chosen, ssl.SSLContext):
+                checks += (_refuse_https_proxy,)
             if kwargs.get("allow_redirects", True):
+                checks += (self._redirect_check(target, chosen),)
+            if checks:
                 given = kwargs.get("middlewares")
                 middlewares = tuple(given) if given is not None else self._middlewares
-                kwargs["middlewares"] = (*middlewares, self._redirect_check(target, chosen))
+                kwargs["middlewares"] = (*middlewares, *checks)
         return self.session.request(method, url, **kwargs)
 
     def _redirect_check(

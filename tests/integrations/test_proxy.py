@@ -20,12 +20,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 import requests
 
 from mtls import SSLProfileSet
-from mtls.integrations.aiohttp import MTLSClientSession
+from mtls.integrations.aiohttp import MTLSClientSession, ProxyProfileError
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport
 from mtls.integrations.requests import session
 from mtls.testing import CA
@@ -289,3 +290,29 @@ def test_httpx_through_an_https_proxy_takes_the_proxys_own_context(
         assert http.get(backends.url("a", "/who")).json()["client_cn"] == "client-a"
     assert https_proxy.targets == [f"localhost:{backends.servers['a'].port}"]
     assert https_proxy.client_certs == [None]
+
+
+def test_aiohttp_refuses_an_https_proxy_for_a_profiled_url(
+    profiles: SSLProfileSet, backends: Backends, https_proxy: _Tunnels
+):
+    # aiohttp makes the proxy's TLS session with the request's ssl=: the profile's
+    # context would offer its certificate to the proxy (which asks for one here).
+    # (aiohttp ignores https:// proxies from the environment, so proxy= is the way.)
+    address = https_proxy.url.removeprefix("https://")
+    proxied = https_proxy.url.replace("https://", "https://user:secret-word@")
+
+    async def main() -> None:
+        async with MTLSClientSession(profiles) as http:
+            with pytest.raises(ProxyProfileError, match=f"https:// proxy {address}") as caught:
+                async with http.get(backends.url("a"), proxy=proxied):
+                    pass
+            assert "secret-word" not in str(caught.value)
+            assert isinstance(caught.value, aiohttp.ClientError)
+            # The twin: an explicit ssl= is the caller's choice, and is not refused
+            # (here it cannot verify the proxy: aiohttp's own error).
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                async with http.get(backends.url("a"), proxy=proxied, ssl=True):
+                    pass
+
+    asyncio.run(main())
+    assert https_proxy.targets == []
