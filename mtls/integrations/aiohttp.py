@@ -152,8 +152,8 @@ class ProxyProfileError(MTLSError, aiohttp.ClientError):
 async def _refuse_https_proxy(
     req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
 ) -> aiohttp.ClientResponse:
-    """Refuse an ``https://`` proxy (``proxy=`` or, with ``trust_env``, the
-    environment's) for a request sent with a profile's context: see
+    """Refuse an ``https://`` proxy (``proxy=``: aiohttp ignores ``https://`` proxies
+    from the environment) for a request sent with a profile's context: see
     :class:`ProxyProfileError`."""
     proxy = req.proxy
     if proxy is not None and proxy.scheme == "https":
