@@ -119,6 +119,7 @@ _JAVA_TRUSTED: Final = "2.16.840.1.113894.746875.1.1"  # Oracle's trustedKeyUsag
 _PBES2: Final = "1.2.840.113549.1.5.13"
 _PBKDF2: Final = "1.2.840.113549.1.5.12"
 _PBMAC1: Final = "1.2.840.113549.1.5.14"
+_PBMAC1_MIN_KEY: Final = 20  # bytes: the shortest PBMAC1 key that is taken as a MAC
 
 # hashlib name -> (cryptography hash, block size v of the RFC 7292 appendix B KDF)
 _HASHES: Final[dict[str, tuple[hashes.HashAlgorithm, int]]] = {
@@ -403,6 +404,14 @@ class _Reader:
             salt, rounds, length, prf = _pbkdf2_params(kdf)
             if length is None:
                 raise P12FormatError("PBMAC1 parameters lack the mandatory key length")
+            if length < _PBMAC1_MIN_KEY:
+                # A 1-byte key leaves 256 MACs: a forger finds a salt under which any
+                # password verifies (OpenSSL and go-pkcs12 refuse these as well).
+                raise P12FormatError(
+                    f"its PBMAC1 integrity key is {length} bytes long, too short to prove "
+                    f"anything (at least {_PBMAC1_MIN_KEY}): the file may be forged; "
+                    "re-create the store"
+                )
             secrets = [self.store.utf8]
             blocks = _blocks(length, prf)
 

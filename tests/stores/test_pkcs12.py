@@ -725,11 +725,17 @@ def auth_safe_bytes(data: bytes) -> bytes:
     return _der.read_single(content.value, _der.OCTET_STRING).value
 
 
-def pbmac1(data: bytes, password: str, *, key_length: int | None = 32) -> bytes:
+def pbmac1(
+    data: bytes,
+    password: str,
+    *,
+    key_length: int | None = 32,
+    salt: bytes = b"pbmac1-salt-1234",
+    rounds: int = 2048,
+) -> bytes:
     """RFC 9579 MacData: PBKDF2-HMAC-SHA256 keys an HMAC-SHA256 over the authSafe.
     (Checked by hand against RFC 9579 appendix A.1; OpenSSL 3.0 and JDK 25 cannot write it.)"""
-    salt, rounds = b"pbmac1-salt-1234", 2048
-    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds, 32)
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds, key_length or 32)
     mac = hmac.new(key, auth_safe_bytes(data), "sha256").digest()
     hmac_sha256 = seq(_der.encode_oid("1.2.840.113549.2.9"), _der.encode(_der.NULL, b""))
     length = der_int(key_length) if key_length is not None else b""
@@ -753,6 +759,28 @@ def test_pbmac1(openssl: OpenSSLFiles) -> None:
         parse_pkcs12(rebuild(data, pbmac1(data, PW)), "wrong")
     with pytest.raises(P12FormatError, match="key length"):
         parse_pkcs12(rebuild(data, pbmac1(data, PW, key_length=None)), PW)
+
+
+@pytest.mark.openssl
+def test_pbmac1_with_a_short_key_is_refused(openssl: OpenSSLFiles) -> None:
+    """A 1-byte PBMAC1 key leaves 256 MACs: a forger picks a salt under which a password
+    of their choosing verifies too (go-pkcs12's pbmac1-short-key-bypass vector)."""
+    data = openssl.export()
+    salt = next(
+        salt
+        for n in range(100_000)
+        if hashlib.pbkdf2_hmac("sha256", PW.encode(), salt := b"s%d" % n, 1, 1)
+        == hashlib.pbkdf2_hmac("sha256", b"forged", salt, 1, 1)
+    )
+    forged = rebuild(data, pbmac1(data, PW, key_length=1, salt=salt, rounds=1))
+    for password in (PW, "forged"):
+        with pytest.raises(P12FormatError, match="1 bytes long, too short"):
+            parse_pkcs12(forged, password)
+    # The twin: 20 bytes, the shortest taken as a MAC, verifies the right password only.
+    twenty = rebuild(data, pbmac1(data, PW, key_length=20))
+    assert parse_pkcs12(twenty, PW).mac_verified
+    with pytest.raises(P12PasswordError):
+        parse_pkcs12(twenty, "forged")
 
 
 def nest(data: bytes, depth: int) -> bytes:
