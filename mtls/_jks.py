@@ -666,13 +666,28 @@ def build_store(
     jks = pyjks()
     entries: list[Any] = []
     for alias, pkcs8, chain in keys:
-        entry = jks.PrivateKeyEntry.new(alias, chain, pkcs8, "pkcs8")
+        entry = jks.PrivateKeyEntry.new(alias, chain, _bare_pkcs8(pkcs8), "pkcs8")
         entry.encrypt(key_password)
         entries.append(entry)
     entries.extend(jks.TrustedCertEntry.new(alias, der) for alias, der in certs)
     store = _java_key_store(jks).new(store_type.lower(), entries)
     data: bytes = store.saves(password)
     return data
+
+
+def _bare_pkcs8(pkcs8: bytes) -> bytes:
+    """The PKCS#8 key without its optional attributes and public key (RFC 5958 ``[0]``,
+    ``[1]``), which pyjks's decoder refuses (a Windows export's key-usage attribute made
+    ``save(store_type="JKS")`` fail inside pyasn1). The same key; copied only when it
+    has them."""
+    _, start, end = _der.header(pkcs8)
+    items = _der.spans(pkcs8, start, end)
+    if len(items) <= 3:
+        return pkcs8
+    # version, privateKeyAlgorithm, privateKey: the v1 form (version 0).
+    algorithm_start = items[0][2]
+    body = _der.encode(_der.INTEGER, b"\0") + pkcs8[algorithm_start : items[2][2]]
+    return _der.encode(_der.SEQUENCE, body)
 
 
 @functools.cache

@@ -455,6 +455,45 @@ def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> str
     return str(dict(seen["subjectAltName"])["DNS"])
 
 
+def test_a_key_with_pkcs8_attributes_is_written_as_jks(jdk_keytool: JDK, tmp_path: Path) -> None:
+    """A Windows export's PKCS#8 carries attributes (its key usage); pyjks's decoder
+    refused them and save(store_type="JKS") failed inside pyasn1. The key is written
+    without them: the same key, which keytool lists and mtls reads back."""
+    import base64
+
+    from mtls import _der
+
+    issued = CA(key_type="RSA").issue_cert("attributed", common_name="attributed")
+    key = serialization.load_pem_private_key(issued.private_key_pem, None)
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _, start, end = _der.header(der)
+    usage = _der.encode_oid("2.5.29.15") + _der.encode(0x31, _der.encode(0x03, b"\x07\x80"))
+    attributed = _der.encode(0x30, der[start:end] + _der.encode(0xA0, _der.encode(0x30, usage)))
+    pem = tmp_path / "attributed.pem"
+    pem.write_bytes(
+        b"-----BEGIN PRIVATE KEY-----\n" + base64.encodebytes(attributed)
+        + b"-----END PRIVATE KEY-----\n" + issued.chain_pem
+    )  # fmt: skip
+    target = tmp_path / "attributed.jks"
+    mtls.Keystore.load(pem, None).save(target, "jks-pass-1", store_type="JKS")
+    listing = keytool_list(jdk_keytool, target, "jks-pass-1")
+    assert [e.entry_type for e in listing.values()] == ["PrivateKeyEntry"]
+    back = mtls.Keystore.load(target, "jks-pass-1")
+    _, pkcs8, _ = back.key_entry()
+    ours = serialization.load_der_private_key(pkcs8, None).public_key()
+    assert _spki_of(ours) == _spki_of(key.public_key())
+    with pytest.raises(mtls.WrongPasswordError):  # the twin: the store is protected
+        mtls.Keystore.load(target, "jks-pass-2")
+
+
+def _spki_of(public: object) -> bytes:
+    return public.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def test_an_empty_store_is_written_as_keytool_writes_one(jdk_keytool: JDK, tmp_path: Path) -> None:
     """cryptography writes no PKCS#12 without an entry (save() let its ValueError out);
     Java does, and reads it: an empty AuthenticatedSafe under the MAC."""
