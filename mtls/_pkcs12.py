@@ -212,6 +212,17 @@ def looks_like_pkcs12(data: bytes) -> bool:
         return False
 
 
+def _pfx_only(data: bytes) -> bytes:
+    """The PFX without bytes after it (a newline a transfer appended, padding): Java's
+    ``DerValue`` and OpenSSL's ``d2i_PKCS12`` read the first element and ignore the rest,
+    which no MAC covers anyway. A PFX of indefinite length (BER) is passed as it is."""
+    try:
+        _, _, end = _der.header(data)
+    except DERError:
+        return data
+    return data[:end] if end < len(data) else data
+
+
 def _header(data: bytes, pos: int) -> tuple[int, int]:
     """Return (tag, content offset) of the element at ``pos`` without reading its content."""
     tag, first = data[pos], data[pos + 1]
@@ -329,7 +340,7 @@ class _Reader:
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
-        pfx = _der.read_single(self._as_der(data), _der.SEQUENCE).children()
+        pfx = _der.read_single(self._as_der(_pfx_only(data)), _der.SEQUENCE).children()
         if len(pfx) not in (2, 3) or _int(pfx[0]) != 3:
             raise P12FormatError("not a PKCS#12 version 3 PFX")
         content_type, content = _content_info(pfx[1])

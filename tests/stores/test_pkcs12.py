@@ -762,6 +762,26 @@ def test_pbmac1(openssl: OpenSSLFiles) -> None:
 
 
 @pytest.mark.openssl
+@pytest.mark.parametrize("tail", [b"\r\n", b"\0" * 7, b"junk after the store"])
+def test_bytes_after_the_pfx_are_ignored_as_java_and_openssl_ignore_them(
+    openssl: OpenSSLFiles, tmp_path: Path, tail: bytes
+) -> None:
+    data = openssl.export()
+    padded = tmp_path / "padded.p12"
+    padded.write_bytes(data + tail)
+    # OpenSSL reads it (the reference), and so does mtls, with the same entry.
+    run("openssl", "pkcs12", "-in", padded, "-noout", "-passin", f"pass:{PW}")
+    got = mtls.Keystore.load(padded, PW)
+    assert got.key_entry()[1] == openssl.pkcs8
+    # The twins: the MAC still decides the password, and a store cut short is refused.
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(padded, "wrong")
+    padded.write_bytes(data[:-1])
+    with pytest.raises(mtls.KeystoreFormatError):
+        mtls.Keystore.load(padded, PW)
+
+
+@pytest.mark.openssl
 def test_pbmac1_with_a_short_key_is_refused(openssl: OpenSSLFiles) -> None:
     """A 1-byte PBMAC1 key leaves 256 MACs: a forger picks a salt under which a password
     of their choosing verifies too (go-pkcs12's pbmac1-short-key-bypass vector)."""
@@ -910,8 +930,8 @@ def test_looks_like_pkcs12() -> None:
         assert not looks_like_pkcs12(other)
     with pytest.raises(P12FormatError):
         parse_pkcs12(base[:40], "fuzz")
-    with pytest.raises(P12FormatError):
-        parse_pkcs12(base + b"\0", "fuzz")
+    # Bytes after the PFX are ignored, as Java and OpenSSL ignore them.
+    assert parse_pkcs12(base + b"\0", "fuzz") == parse_pkcs12(base, "fuzz")
 
 
 # --- real WSO2 files ---------------------------------------------------------------------
