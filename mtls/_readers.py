@@ -472,7 +472,7 @@ def _parse_pkcs12(
             # key without one takes the first certificate, as the JDK's PKCS12KeyStore.
             lone = len(contents.keys) == 1 and key.local_key_id is None
             leaf_at = index_of.first_without_id() if lone else None
-            if leaf_at is None:
+            if leaf_at is None and certs:
                 continue  # its certificates are read below
         if leaf_at is None:
             name = unnamed.alias(key.alias, number=key.number)

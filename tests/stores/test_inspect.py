@@ -57,3 +57,28 @@ def test_cli_list_needs_no_key_password(separate_passwords):
     assert done.returncode == 0, done.stderr
     assert "PrivateKeyEntry" in done.stdout and "chain of 2" in done.stdout
     assert STORE_PW not in done.stdout + done.stderr
+
+
+def test_a_pkcs12_key_without_a_certificate_is_refused_by_inspect_as_by_load(tmp_path):
+    """keytool lists it with a chain of length 0; load refused it, while inspect (and
+    so `mtls list`) showed an empty store. Every reader now says the same."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    ident = CA(name="keyonly CA").issue_cert("keyonly")
+    key = serialization.load_pem_private_key(ident.private_key_pem, None)
+    encryption = serialization.BestAvailableEncryption(STORE_PW.encode())
+    lone = tmp_path / "key-only.p12"
+    lone.write_bytes(pkcs12.serialize_key_and_certificates(b"k", key, None, None, encryption))  # type: ignore[arg-type]
+    for read in (mtls.Keystore.inspect, mtls.Keystore.load, mtls.Truststore.load):
+        with pytest.raises(mtls.KeystoreFormatError, match="has no certificate"):
+            read(lone, STORE_PW)
+    from mtls.cli import main
+
+    assert main(["list", str(lone), "--password", STORE_PW]) != 0
+    # The twin: the same key with its certificate is listed.
+    whole = tmp_path / "whole.p12"
+    whole.write_bytes(
+        pkcs12.serialize_key_and_certificates(b"k", key, ident.certificate, None, encryption)  # type: ignore[arg-type]
+    )
+    assert mtls.Keystore.inspect(whole, STORE_PW).key_aliases == ("k",)
