@@ -142,6 +142,15 @@ def _json_wanted(args: Sequence[str]) -> bool:
     return "--json" in args and command in _JSON_COMMANDS
 
 
+def _error_type(exc: BaseException) -> str:
+    """The class a script can tell failures by: the library's own error when the CLI
+    only reworded it (a wrong password is ``WrongPasswordError``, not ``CLIError``)."""
+    cause = exc.__cause__
+    if isinstance(exc, CLIError) and isinstance(cause, MTLSError):
+        return type(cause).__name__
+    return type(exc).__name__
+
+
 def _report(
     out: Output,
     debug: bool,
@@ -164,7 +173,7 @@ def _report(
                 "ok": False,
                 "error": {
                     "kind": "usage" if code == EXIT_USAGE else "error",
-                    "type": type(exc).__name__,
+                    "type": _error_type(exc),
                     "message": " ".join(message.split()),
                 },
             }

@@ -508,6 +508,19 @@ def test_convert_refuses_a_store_of_secret_keys_instead_of_writing_it_empty(
     assert not out.exists()
 
 
+def test_json_error_type_is_the_librarys_class_for_a_wrong_password(tmp_path: Path) -> None:
+    """Scripts tell failures apart by "type": a wrong password is WrongPasswordError
+    (the CLI rewords it), not the CLI's own CLIError."""
+    store = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(store, PASSWORD, store_type="PKCS12")
+    run = mtls_run("list", "--keystore", store, "--password", "not-the-password", "--json")
+    assert run.code == 1
+    assert json.loads(run.stdout)["error"]["type"] == "WrongPasswordError"
+    # The twin: a failure of the CLI's own keeps its class.
+    run = mtls_run("list", "--keystore", tmp_path / "missing.p12", "--json")
+    assert json.loads(run.stdout)["error"]["type"] != "WrongPasswordError"
+
+
 def test_json_on_a_failure_before_the_document_is_still_json(tmp_path: Path) -> None:
     for args, kind in (
         (["list", "--keystore", tmp_path / "missing.jks", "--json"], "error"),
