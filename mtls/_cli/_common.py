@@ -76,6 +76,7 @@ _PASSWORD_OPTIONS = (
     "--key-password",
     "--truststore-password",
     "--out-password",
+    "--out-key-password",
     "-storepass",
     "-keypass",
     "-srcstorepass",

@@ -287,15 +287,29 @@ def build_parser() -> Parser:
         required=True, help="the source store",
     )  # fmt: skip
     convert.add_argument(
-        "--to", "-deststoretype", dest="to", type=write_type, required=True, metavar="TYPE",
-        help="PKCS12, JKS or PEM",
+        "--to", "-deststoretype", dest="to", type=write_type, metavar="TYPE",
+        help="PKCS12, JKS or PEM (required; as importkeystore: PKCS12, keytool's default)",
+    )  # fmt: skip
+    convert.add_argument(
+        "-srcstoretype", dest="source_type", metavar="TYPE",
+        help="accepted for keytool habits (the file's content says what it is)",
     )  # fmt: skip
     convert.add_argument(
         "--out", "-destkeystore", dest="out", required=True, metavar="FILE",
         help="the new store",
     )  # fmt: skip
     convert.add_argument("--alias", "-srcalias", dest="alias", help="convert only this entry")
-    convert.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    existing = convert.add_mutually_exclusive_group()
+    existing.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    existing.add_argument(
+        "--merge", action="store_true",
+        help="add the entries to --out if it exists, as keytool -importkeystore does "
+        "(the default when run as importkeystore)",
+    )  # fmt: skip
+    convert.add_argument(
+        "--overwrite-aliases", "-noprompt", dest="overwrite_aliases", action="store_true",
+        help="when merging, replace entries of --out with the same alias (else refused)",
+    )  # fmt: skip
     convert.add_argument(
         "--password", "--storepass", "-storepass", "-srcstorepass", dest="password",
         metavar="PASSWORD", help="the source store password (else $MTLS_STORE_PASSWORD)",
@@ -303,6 +317,10 @@ def build_parser() -> Parser:
     convert.add_argument(
         "--key-password", "--keypass", "-keypass", "-srckeypass", dest="key_password",
         metavar="PASSWORD", help="the source key password (else $MTLS_KEY_PASSWORD)",
+    )  # fmt: skip
+    convert.add_argument(
+        "--out-key-password", "-destkeypass", dest="out_key_password", metavar="PASSWORD",
+        help="JKS output: the key entries' password (else the new store's password)",
     )  # fmt: skip
     convert.add_argument(
         "--out-password", "-deststorepass", dest="out_password", metavar="PASSWORD",

@@ -40,6 +40,7 @@ from ._common import (
     load_keystore,
     load_truststore,
     optional_key_password,
+    remember_secret,
     resolve_password,
     store_password,
     type_for_new_store,
@@ -499,13 +500,29 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
 
 
 def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
-    """``mtls convert``: one store format to another (``keytool -importkeystore``)."""
+    """``mtls convert``: one store format to another (``keytool -importkeystore``).
+
+    Run as ``importkeystore`` it behaves as keytool does: PKCS12 when no
+    ``-deststoretype`` is given, and an existing destination gets the entries added
+    (an alias it has already is refused unless ``-noprompt``) instead of being refused.
+    """
     source = Path(args.keystore)
     target = Path(args.out)
-    to: WriteFormat = args.to
+    remember_secret(args.out_key_password)
+    keytool = args.command == "importkeystore"
+    to: WriteFormat | None = args.to or ("PKCS12" if keytool else None)
+    if to is None:
+        raise UsageError("convert needs --to: PKCS12, JKS or PEM")
     fmt = _sniff(source)
-    if target.exists() and not args.force:
-        raise CLIError(f"{target} exists: pass --force to overwrite it")
+    merge = target.exists() and (args.merge or (keytool and not args.force))
+    if target.exists() and not (args.force or merge):
+        raise CLIError(
+            f"{target} exists: pass --force to overwrite it, or --merge to add the "
+            "entries to it (as keytool -importkeystore does)"
+        )
+    if merge and to == "PEM":
+        raise CLIError(f"{target} exists, and PEM output is one key entry: nothing to merge "
+                       "into; pass --force to overwrite it")  # fmt: skip
     password = resolve_password(
         args.password,
         env=ENV_STORE_PASSWORD,
@@ -521,7 +538,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         what=f"the password for {target}",
         prompt="Enter destination keystore password: ",
         required=password is None,
-        confirm=True,
+        confirm=not merge,
     )
     if out_password is None:
         out_password = password
@@ -532,7 +549,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         for other in store.aliases:
             if other.casefold() != args.alias.casefold():
                 store.remove(other)
-    if to != "PEM":
+    if to != "PEM" and not merge:
         check_new_password(out_password, str(target))
     if store.secret_keys:
         # Never dropped in silence (a store of secret keys alone became an empty one).
@@ -542,6 +559,9 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
             "but never decrypts them): pick the entries to keep with --alias, or convert "
             "with keytool -importkeystore"
         )
+    moved = len(store.aliases)
+    if merge:
+        store = _merged_into(target, to, store, out_password, args)
     keys, trusted = store.key_aliases, store.trusted_aliases
     if keys and to == "PEM":
         if len(keys) > 1 or trusted:
@@ -554,7 +574,8 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     elif keys and to == "PKCS12":
         store.save(target, out_password, store_type=to)  # every entry, as keytool writes them
     elif keys:
-        store.save(target, out_password, store_type="JKS", key_password=out_password)
+        key_password = args.out_key_password or out_password
+        store.save(target, out_password, store_type="JKS", key_password=key_password)
     else:
         store.truststore().save(target, out_password, store_type=to)
     what = (
@@ -562,10 +583,16 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         if keys
         else f"{len(trusted)} trusted certificate{'' if len(trusted) == 1 else 's'}"
     )
-    out.line(
-        f"Converted {display_path(source)} ({store.store_type}) to "
-        f"{out.style(display_path(target), 'bold')} ({to}): {what}"
-    )
+    if merge:
+        out.line(
+            f"Imported {_entry_word(moved)} from {display_path(source)} into "
+            f"{out.style(display_path(target), 'bold')} ({to}): it now holds {what}"
+        )
+    else:
+        out.line(
+            f"Converted {display_path(source)} ({store.store_type}) to "
+            f"{out.style(display_path(target), 'bold')} ({to}): {what}"
+        )
     if to == "PEM" and keys:
         if out_password:
             out.line("  the private key is encrypted with the output password (PKCS#8)")
@@ -575,3 +602,44 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         out.line("  with the same password as the source")
     _show_warnings(out, logs)
     return EXIT_OK
+
+
+def _merged_into(
+    target: Path, to: WriteFormat, source: Keystore, password: str, args: argparse.Namespace
+) -> Keystore:
+    """``target``'s entries with ``source``'s added, as ``keytool -importkeystore`` adds
+    them to an existing store (an alias ``target`` has already: refused, or replaced
+    with ``-noprompt``).
+
+    Raises:
+        CLIError: ``target`` is another store type, does not open with the
+            destination's passwords, or has an alias of ``source`` (without -noprompt).
+    """
+    found = _sniff(target)
+    if found != to:
+        raise CLIError(
+            f"{target} is a {found} store, not {to}: give -deststoretype {found} to add to "
+            "it, or --force to replace it"
+        )
+    destination = load_keystore(target, password, args.out_key_password)
+    if destination.secret_keys:
+        raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
+                       "merge with keytool -importkeystore")  # fmt: skip
+    taken = {alias.casefold(): alias for alias in destination.aliases}
+    clashes = [alias for alias in source.aliases if alias.casefold() in taken]
+    if clashes and not args.overwrite_aliases:
+        names = ", ".join(repr(taken[alias.casefold()]) for alias in clashes)
+        raise CLIError(
+            f"{target} already has {names}: pass -noprompt (--overwrite-aliases) to replace "
+            "them with the source's, or pick other entries with --alias; nothing was written"
+        )
+    for alias in source.key_aliases:
+        name, key, chain = source.key_entry(alias)
+        if name.casefold() in taken:
+            destination.remove(taken[name.casefold()])
+        destination.add_key(name, key, chain)
+    for alias in source.trusted_aliases:
+        if alias.casefold() in taken:
+            destination.remove(taken[alias.casefold()])
+        destination.add_certificate(alias, source.export_certificate(alias, "DER"))
+    return destination

@@ -408,6 +408,46 @@ def test_convert_to_pkcs12_and_pem_keeps_the_key(tmp_path: Path, seed: Seed) -> 
     assert "exists" in fails(1, "convert", "--keystore", source, "--to", "JKS", "--out", p12).stderr
 
 
+def test_importkeystore_adds_to_an_existing_store_as_keytool_does(
+    tmp_path: Path, seed: Seed
+) -> None:
+    """keytool -importkeystore merges into an existing destination (mtls replaced it
+    with --force, losing its entries, and refused it without)."""
+    source = seed.dir / "gateway.jks"
+    dest = tmp_path / "dest.p12"
+    mtls.Keystore.generate("existing", "CN=existing", key_type="EC").save(
+        dest, PASSWORD, store_type="PKCS12"
+    )
+    run = ok("importkeystore", "-srckeystore", source, "-destkeystore", dest)
+    assert "Imported 1 entry" in run.stdout and "now holds 2 key entries" in run.stdout
+    merged = mtls.Keystore.load(dest, PASSWORD)
+    assert sorted(merged.key_aliases) == ["existing", "gateway"]
+    original = mtls.Keystore.load(source, PASSWORD)
+    assert merged.key_entry("gateway")[1:] == original.key_entry()[1:]
+    # An alias the destination has: refused, the file untouched; -noprompt replaces it.
+    before = dest.read_bytes()
+    run = fails(1, "importkeystore", "-srckeystore", source, "-destkeystore", dest)
+    assert "already has 'gateway'" in run.stderr and "-noprompt" in run.stderr
+    assert dest.read_bytes() == before
+    ok("importkeystore", "-srckeystore", source, "-destkeystore", dest, "-noprompt")
+    assert sorted(mtls.Keystore.load(dest, PASSWORD).key_aliases) == ["existing", "gateway"]
+    # Another type than the destination's is refused rather than converted.
+    run = fails(1, "importkeystore", "-srckeystore", source, "-destkeystore", dest,
+                "-deststoretype", "JKS")  # fmt: skip
+    assert "is a PKCS12 store, not JKS" in run.stderr
+    # The twins: convert still refuses an existing file unless told (--merge or --force),
+    # and --force replaces it.
+    run = fails(1, "convert", "--keystore", source, "--to", "PKCS12", "--out", dest)
+    assert "--merge" in run.stderr
+    ok("convert", "--keystore", source, "--to", "PKCS12", "--out", dest, "--force")
+    assert mtls.Keystore.load(dest, PASSWORD).key_aliases == ("gateway",)
+    # Without -deststoretype, importkeystore writes PKCS12, keytool's default.
+    fresh = tmp_path / "fresh.store"
+    ok("importkeystore", "-srckeystore", source, "-destkeystore", fresh)
+    assert mtls.Keystore.load(fresh, PASSWORD).store_type == "PKCS12"
+    assert "--to" in fails(2, "convert", "--keystore", source, "--out", tmp_path / "x").stderr
+
+
 def test_export_to_stdout_as_pem(seed: Seed) -> None:
     run = ok("export", "--keystore", seed.dir / "client-truststore.jks", "--alias", "backend",
              "-rfc")  # fmt: skip
