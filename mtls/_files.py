@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import stat
 from pathlib import Path
+
+log = logging.getLogger("mtls")
 
 #: The largest input file mtls reads (stores, profile files, deployment.toml).
 #: The JDK's own ``cacerts`` is about 0.2 MiB and a 10,000-profile file about 4 MiB;
@@ -128,6 +131,14 @@ def atomic_write(
     is process-wide, and setting it even for a moment (the only portable way to read
     it) gives files other threads create meanwhile the wrong mode.
 
+    A regular file already at ``path`` keeps its owner, group and mode, as keytool's
+    in-place write keeps them (a group-readable store its service reads, rewritten by
+    ``sudo``), except that with ``mode`` given (a private store) no permission beyond
+    ``mode`` and the group's is kept: the world never gains access. They are set on
+    the descriptor first; the owner only where the process may (root, or a group it
+    is in), with a warning when it may not. Hard links to the old file keep the old
+    content: the new one is another file.
+
     Raises:
         OSError: the directory is not writable, or the disk is full.
     """
@@ -138,11 +149,22 @@ def atomic_write(
         target = Path(os.path.realpath(target))
     directory = target.parent
     try:
+        old = os.stat(target)
+    except OSError:
+        old = None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        old = None
+    try:
         fd, tmp = _create_temporary(directory, target.name, 0o666 if mode is None else 0o600)
     except OSError as exc:
         raise _write_refused(exc, target) from None
     try:
-        if mode is not None:
+        if old is not None:
+            _keep_owner(fd, old, target)
+            kept = stat.S_IMODE(old.st_mode)
+            # A private store keeps its group's access, never gains the world's.
+            os.fchmod(fd, kept if mode is None else kept & (mode | 0o070))
+        elif mode is not None:
             os.fchmod(fd, mode)  # before any byte is written: a key file is never readable
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -159,6 +181,31 @@ def atomic_write(
         raise
     fsync_directory(directory)
     return target
+
+
+def _keep_owner(fd: int, old: os.stat_result, target: Path) -> None:
+    """Give the new file the old one's owner and group where the process may."""
+    if (old.st_uid, old.st_gid) == (os.geteuid(), os.getegid()):
+        return
+    try:
+        os.fchown(fd, old.st_uid, old.st_gid)
+        return
+    except PermissionError:
+        pass
+    with contextlib.suppress(PermissionError):  # not root: the group, if the process is in it
+        os.fchown(fd, -1, old.st_gid)
+    now = os.fstat(fd)
+    if (now.st_uid, now.st_gid) != (old.st_uid, old.st_gid):
+        log.warning(
+            "%s: rewritten with this process's owner and group (uid %d, gid %d), not "
+            "the old file's (uid %d, gid %d), which only root may give it: check "
+            "that its readers can still open it",
+            target,
+            now.st_uid,
+            now.st_gid,
+            old.st_uid,
+            old.st_gid,
+        )
 
 
 class WriteRefused(OSError):

@@ -407,6 +407,7 @@ def test_save_is_atomic_and_private(pki: PKI, tmp_path: Path) -> None:
     ks = pki.client.keystore("client")
     target = tmp_path / "identity.p12"
     target.write_bytes(b"old content")
+    target.chmod(0o600)
     old_inode = target.stat().st_ino
     ks.save(target, PASSWORD, store_type="PKCS12")
 
@@ -414,6 +415,44 @@ def test_save_is_atomic_and_private(pki: PKI, tmp_path: Path) -> None:
     assert target.stat().st_ino != old_inode  # renamed into place, not rewritten
     assert stat.S_IMODE(target.stat().st_mode) == 0o600  # it holds a private key
     assert mtls.Keystore.load(target, PASSWORD).fingerprint == ks.fingerprint
+
+
+def test_a_rewritten_store_keeps_its_group_access(pki: PKI, tmp_path: Path) -> None:
+    target = tmp_path / "group.p12"
+    ks = pki.client.keystore("client")
+    ks.save(target, PASSWORD, store_type="PKCS12")
+    target.chmod(0o640)
+    ks.save(target, PASSWORD, store_type="PKCS12")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    target.chmod(0o604)  # the twin: the world's access is not kept for a private store
+    ks.save(target, PASSWORD, store_type="PKCS12")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another owner needs root")
+def test_a_rewritten_store_keeps_its_owner_group_and_group_access(pki: PKI, tmp_path: Path) -> None:
+    """keytool rewrites a store in place: a group-readable store its service reads
+    stays so when root rewrites it. mtls renames a new file into place, which had
+    root's ownership and mode 0600 (the service could no longer read it)."""
+    owner, group = 65534, 65534  # nobody, nogroup
+    ks, trust = pki.client.keystore("client"), pki.truststore()
+    for store, name, before, after in (
+        (ks, "group.p12", 0o640, 0o640),
+        (ks, "world.p12", 0o644, 0o640),  # a private store never gains the world's access
+        (trust, "trust.jks", 0o644, 0o644),  # certificates only: the mode as it was
+    ):
+        target = tmp_path / name
+        store.save(target, PASSWORD, **({"store_type": "PKCS12"} if name.endswith("p12") else {}))
+        os.chown(target, owner, group)
+        target.chmod(before)
+        store.save(target, PASSWORD, **({"store_type": "PKCS12"} if name.endswith("p12") else {}))
+        kept = target.stat()
+        assert (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (owner, group, after)
+    # The twin: a new file is the process's, 0600 for a private store.
+    fresh = tmp_path / "fresh.p12"
+    ks.save(fresh, PASSWORD, store_type="PKCS12")
+    made = fresh.stat()
+    assert (made.st_uid, stat.S_IMODE(made.st_mode)) == (0, 0o600)
 
 
 def test_truststore_save_follows_umask(pki: PKI, tmp_path: Path) -> None:
