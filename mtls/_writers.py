@@ -7,6 +7,7 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 
@@ -21,6 +22,8 @@ from . import _jks, _pkcs12, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
 from ._keyload import _key_pem, key_algorithm
+
+log = logging.getLogger("mtls")
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")
@@ -143,7 +146,7 @@ def keystore_bytes(
             f"{kind} stores have one password; keytool ignores a different key password"
         )
     if kind == "PKCS12":
-        return _pkcs12_bytes(entries, path=path, password=password)
+        return _pkcs12_bytes(entries, path=path, password=password, target=target)
     alias, key_der, chain = key_entry()
     if entries.cert_count:
         raise KeyEntryError(
@@ -181,13 +184,21 @@ def _readable(
     return key, [writable_cert(der, alias, path, kind) for der in chain]
 
 
-def _pkcs12_bytes(entries: Entries, *, path: str | None, password: str) -> bytes:
+def _pkcs12_bytes(
+    entries: Entries,
+    *,
+    path: str | None,
+    password: str,
+    target: str | os.PathLike[str] | None = None,
+) -> bytes:
     """Every key entry (with its chain) and every trusted certificate, as
     ``keytool -importkeystore -deststoretype PKCS12`` writes them: one password,
     PBES2/AES-256 and an HMAC-SHA256 MAC. cryptography writes each key entry, and the
     trusted certificates with Java's trust attribute; their parts are joined under one
-    MAC (:func:`mtls._pkcs12.join_pfx`). One key entry alone is cryptography's file as is."""
+    MAC (:func:`mtls._pkcs12.join_pfx`), keytool's: 10,000 rounds and a 20-byte salt
+    (cryptography's own MAC has 2,048 rounds, the cheapest place to guess a password)."""
     encryption = pkcs12_encryption(password)
+    _warn_non_ascii(password, target)
     parts: list[bytes] = []
     for entry in entries.key_entries():
         key, certs = _readable(entry.alias, entry.key_der, entry.chain_der, path, "PKCS12")
@@ -228,11 +239,21 @@ def _pkcs12_bytes(entries: Entries, *, path: str | None, password: str) -> bytes
         return _pkcs12.join_pfx([], password)  # an empty store, as Java writes one
     if trusted:
         parts.append(pkcs12.serialize_java_truststore(trusted, encryption))
-    if len(parts) == 1:
-        return parts[0]
     return _pkcs12.join_pfx(
         [info for part in parts for info in _pkcs12.content_infos(part)], password
     )
+
+
+def _warn_non_ascii(password: str, target: str | os.PathLike[str] | None) -> None:
+    """JDK 17 (and older) cannot open a PKCS#12 store whose password is not ASCII
+    (its keytool says the password is incorrect); JDK 25 and OpenSSL can."""
+    if not password.isascii():
+        log.warning(
+            "%s: a PKCS#12 password with characters outside ASCII: JDK 17 and older "
+            "cannot open this store (keytool says the password is incorrect; JDK 25 and "
+            "OpenSSL can): use an ASCII password, or JKS, where Java 17 applies",
+            where(os.fspath(target) if target is not None else None),
+        )
 
 
 def _refuse_rewritten_key(
@@ -282,7 +303,9 @@ def truststore_bytes(
         pkcs12.PKCS12Certificate(writable_cert(der, alias, path, kind), alias.encode("utf-8"))
         for alias, der in certs
     ]
+    encryption = pkcs12_encryption(password)  # refuses an empty password
+    _warn_non_ascii(password, target)
     if not bags:
-        pkcs12_encryption(password)  # the same refusal of an empty password
         return _pkcs12.join_pfx([], password)  # an empty store, as Java writes one
-    return pkcs12.serialize_java_truststore(bags, pkcs12_encryption(password))
+    written = pkcs12.serialize_java_truststore(bags, encryption)
+    return _pkcs12.join_pfx(_pkcs12.content_infos(written), password)  # keytool's MAC

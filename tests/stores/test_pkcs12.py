@@ -762,6 +762,48 @@ def test_pbmac1(openssl: OpenSSLFiles) -> None:
 
 
 @pytest.mark.openssl
+@pytest.mark.parametrize("what", ["keystore", "truststore", "empty", "both"])
+def test_written_stores_carry_keytools_mac(tmp_path: Path, what: str) -> None:
+    """keytool's MAC since JDK 12: 10,000 rounds, a 20-byte salt. cryptography's own
+    has 2,048 and 8, which made a one-entry store the cheapest place to guess its
+    password (a store of several parts already had keytool's)."""
+    issued = CA(key_type="EC").issue_cert("mac")
+    if what == "truststore":
+        store: mtls.Keystore | mtls.Truststore = mtls.Truststore()
+        store.add("ca", issued.certificate)
+    else:
+        store = mtls.Keystore() if what == "empty" else issued.keystore("mac")
+        if what == "both":
+            store.add_certificate("ca", issued.certificate)
+    target = tmp_path / "mac.p12"
+    store.save(target, PW, store_type="PKCS12")
+    info = subprocess.run(
+        ["openssl", "pkcs12", "-in", str(target), "-info", "-noout", "-passin", f"pass:{PW}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "MAC: sha256, Iteration 10000" in info.stderr + info.stdout
+    assert "salt length: 20" in info.stderr + info.stdout
+    # The twin: the MAC still decides the password.
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(target, "not-" + PW)
+
+
+def test_a_non_ascii_pkcs12_password_is_warned_about(tmp_path: Path, caplog) -> None:
+    store = CA(key_type="EC").issue_cert("na").keystore("na")
+    with caplog.at_level("WARNING", logger="mtls"):
+        store.save(tmp_path / "na.p12", "pässwörd-1", store_type="PKCS12")
+    assert "JDK 17 and older cannot open this store" in caplog.text
+    assert str(tmp_path / "na.p12") in caplog.text and "pässwörd" not in caplog.text
+    assert mtls.Keystore.load(tmp_path / "na.p12", "pässwörd-1").key_aliases == ("na",)
+    # The twins: an ASCII password, or JKS (which Java 17 reads), says nothing.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mtls"):
+        store.save(tmp_path / "a.p12", "password-1", store_type="PKCS12")
+        store.save(tmp_path / "na.jks", "pässwörd-1", store_type="JKS")
+    assert "JDK 17" not in caplog.text
+
+
+@pytest.mark.openssl
 @pytest.mark.parametrize("tail", [b"\r\n", b"\0" * 7, b"junk after the store"])
 def test_bytes_after_the_pfx_are_ignored_as_java_and_openssl_ignore_them(
     openssl: OpenSSLFiles, tmp_path: Path, tail: bytes
