@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ._idna import ascii_host
@@ -58,6 +59,42 @@ def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
     return names
 
 
+def keytool_digest(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
+    """The digest keytool signs a new certificate with for this key (the JDK's
+    ``SignatureUtil`` strength rule): SHA-384 for RSA over 3072 bits and P-384, SHA-512
+    for RSA over 7680 bits and P-521, else SHA-256; none for Ed25519."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        bits = key.key_size
+        return (
+            hashes.SHA512() if bits > 7680 else hashes.SHA384() if bits > 3072 else hashes.SHA256()
+        )
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        bits = key.curve.key_size
+        return (
+            hashes.SHA512() if bits >= 512 else hashes.SHA384() if bits >= 384 else hashes.SHA256()
+        )
+    return None
+
+
+#: keytool's ``-keyalg EC -keysize N``: the size names the curve.
+EC_CURVE_BY_SIZE = {256: "secp256r1", 384: "secp384r1", 521: "secp521r1"}
+_CURVE_ALIASES = {"p-256": "secp256r1", "p-384": "secp384r1", "p-521": "secp521r1"}
+
+
+def curve_name(curve: str) -> str:
+    """The curve's keytool name (``secp384r1``; ``P-384`` is accepted).
+
+    Raises:
+        ValueError: not one of the three curves TLS stacks take.
+    """
+    name = _CURVE_ALIASES.get(curve.lower(), curve.lower())
+    if name not in EC_CURVE_BY_SIZE.values():
+        raise ValueError(f"curve must be one of secp256r1, secp384r1, secp521r1, not {curve!r}")
+    return name
+
+
 def new_private_key(
     key_type: str, key_size: int, curve: str
 ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:
@@ -75,13 +112,8 @@ def new_private_key(
             "secp256r1": ec.SECP256R1(),
             "secp384r1": ec.SECP384R1(),
             "secp521r1": ec.SECP521R1(),
-            "p-256": ec.SECP256R1(),
-            "p-384": ec.SECP384R1(),
-            "p-521": ec.SECP521R1(),
         }
-        if curve.lower() not in curves:
-            raise ValueError(f"curve must be one of secp256r1, secp384r1, secp521r1, not {curve!r}")
-        return ec.generate_private_key(curves[curve.lower()])
+        return ec.generate_private_key(curves[curve_name(curve)])
     if kind == "ED25519":
         return ed25519.Ed25519PrivateKey.generate()
     raise ValueError(f"key_type must be 'RSA', 'EC' or 'Ed25519', not {key_type!r}")

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, overload
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from . import _x509
@@ -27,7 +27,7 @@ from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
-from ._keygen import new_private_key, parse_dname, parse_sans
+from ._keygen import keytool_digest, new_private_key, parse_dname, parse_sans
 from ._readers import Parsed, detect_format, open_error, parse, read_store_file
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 from ._types import KeyType, WriteFormat
@@ -456,8 +456,7 @@ class Keystore(_StoreBase):
         names = parse_sans(san)
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
-        algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-        cert = builder.sign(key, algorithm)
+        cert = builder.sign(key, keytool_digest(key))
         self.add_key(alias, key, [cert])
 
     def add_key(

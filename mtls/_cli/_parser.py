@@ -200,11 +200,10 @@ def build_parser() -> Parser:
     )
     genkey.add_argument(
         "--key-size", "-keysize", dest="key_size", type=_bounded(1, 16384, whole=True, unit="bits"),
-        default=2048,
-        help="RSA key size (default 2048)",
+        help="RSA key size (default 2048); for EC, as keytool, 256, 384 or 521 names the curve",
     )  # fmt: skip
     genkey.add_argument(
-        "--curve", "-groupname", dest="curve", default="secp256r1",
+        "--curve", "-groupname", dest="curve",
         help="EC curve: secp256r1 (default), secp384r1, secp521r1",
     )  # fmt: skip
     genkey.add_argument(

@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from .. import _x509
 from .._errors import KeystoreFormatError
 from .._files import read_input
+from .._keygen import EC_CURVE_BY_SIZE, curve_name
 from .._readers import detect_format
 from .._stores import Keystore, Truststore
 from .._types import WriteFormat
@@ -183,12 +184,6 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
                 f"{path}: alias {args.alias!r} already exists: choose another alias "
                 "(keytool refuses it too)"
             )
-        if kind == "PKCS12" and store.key_aliases:
-            raise CLIError(
-                f"{path}: this PKCS12 store already holds key entry "
-                f"{store.key_aliases[0]!r}, and mtls writes one key entry per PKCS12 store: "
-                "use another file, or a JKS store"
-            )
     else:
         check_new_password(password, str(path))
         store = Keystore()
@@ -202,13 +197,14 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         )
         key_password = None
     key_type: Literal["RSA", "EC", "Ed25519"] = args.key_type
+    key_size, curve = _key_shape(key_type, args.key_size, args.curve)
     try:
         store.add_generated_key(
             args.alias,
             dname,
             key_type=key_type,
-            key_size=args.key_size,
-            curve=args.curve,
+            key_size=key_size,
+            curve=curve,
             days=args.days,
             san=sans,
         )
@@ -230,6 +226,37 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     out.line(f"  SHA256   {_x509.colon_hex(info['sha256'])}")
     _show_warnings(out, logs)
     return EXIT_OK
+
+
+def _key_shape(key_type: str, size: int | None, curve: str | None) -> tuple[int, str]:
+    """``(key size, curve)`` from ``-keysize``/``-groupname`` as keytool reads them: for
+    EC the size names the curve (256, 384, 521), and the two must agree.
+
+    Raises:
+        UsageError: an option the key type does not take, an EC size that names no
+            curve, or a size and a curve that disagree.
+    """
+    if key_type == "EC":
+        named = EC_CURVE_BY_SIZE.get(size) if size is not None else None
+        if size is not None and named is None:
+            raise UsageError(
+                f"-keysize {size} names no EC curve: 256, 384 or 521 (or give -groupname)"
+            )
+        if named and curve and _curve_or_usage(curve) != named:
+            raise UsageError(f"-keysize {size} is {named}, not the -groupname {curve}: give one")
+        return 2048, curve or named or "secp256r1"
+    if curve is not None:
+        raise UsageError(f"-groupname is for EC keys, not {key_type}")
+    if key_type == "Ed25519" and size not in (None, 255):
+        raise UsageError(f"Ed25519 keys have one size (255), not {size}")
+    return size or 2048, "secp256r1"
+
+
+def _curve_or_usage(curve: str) -> str:
+    try:
+        return curve_name(curve)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _show_warnings(out: Output, logs: LogCollector) -> None:

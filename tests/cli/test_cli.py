@@ -379,6 +379,50 @@ def test_genkey_adds_to_a_store_refuses_a_taken_alias_and_writes_pkcs12(tmp_path
     assert mtls.Keystore.load(p12, PASSWORD).store_type == "PKCS12"
 
 
+def test_genkey_takes_keytools_ec_key_size_and_signs_as_keytool(tmp_path: Path) -> None:
+    """keytool's -keyalg EC -keysize 384 makes a P-384 key signed with SHA-384; mtls
+    ignored the size (a P-256 key) and signed everything with SHA-256."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    cases = (
+        (("-keyalg", "EC", "-keysize", "384"), "secp384r1", "sha384"),
+        (("-keyalg", "EC", "-keysize", "521"), "secp521r1", "sha512"),
+        (("-keyalg", "EC", "-groupname", "secp384r1"), "secp384r1", "sha384"),
+        (("-keyalg", "EC"), "secp256r1", "sha256"),
+        (("-keyalg", "RSA", "-keysize", "4096"), 4096, "sha384"),
+        (("-keyalg", "RSA", "-keysize", "3072"), 3072, "sha256"),  # keytool's boundary
+    )
+    for number, (options, shape, digest) in enumerate(cases):
+        path = tmp_path / f"k{number}.p12"
+        ok("genkey", "--keystore", path, "--alias", "k", "--dname", "CN=k", *options)
+        cert = mtls.Keystore.load(path, PASSWORD).certificate("k")
+        key = cert.public_key()
+        got = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
+        if isinstance(key, rsa.RSAPublicKey):
+            got = key.key_size  # type: ignore[assignment]
+        assert got == shape, options
+        assert cert.signature_hash_algorithm is not None
+        assert cert.signature_hash_algorithm.name == digest, options
+    # The twins: a size that names no curve, a size and a curve that disagree, a curve
+    # for RSA: usage errors, nothing written.
+    for options in (("-keyalg", "EC", "-keysize", "300"),
+                    ("-keyalg", "EC", "-keysize", "521", "-groupname", "secp256r1"),
+                    ("-keyalg", "RSA", "-groupname", "secp256r1")):  # fmt: skip
+        fails(2, "genkey", "--keystore", tmp_path / "bad.p12", "--alias", "k", "--dname",
+              "CN=k", *options)  # fmt: skip
+    assert not (tmp_path / "bad.p12").exists()
+
+
+def test_genkey_adds_a_second_key_to_a_pkcs12_store(tmp_path: Path) -> None:
+    path = tmp_path / "two.p12"
+    for alias in ("one", "two"):
+        ok("genkey", "--keystore", path, "--alias", alias, "--dname", f"CN={alias}",
+           "--key-type", "EC")  # fmt: skip
+    assert sorted(mtls.Keystore.load(path, PASSWORD).key_aliases) == ["one", "two"]
+    assert "already exists" in fails(1, "genkey", "--keystore", path, "--alias", "Two",
+                                     "--dname", "CN=x").stderr  # fmt: skip
+
+
 def test_import_refuses_a_duplicate_alias_unless_replace(tmp_path: Path, seed: Seed) -> None:
     trust = tmp_path / "trust.jks"
     cert = tmp_path / "backend.cer"
