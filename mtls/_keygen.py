@@ -29,11 +29,17 @@ def parse_dname(subject: str | x509.Name) -> x509.Name:
 
 
 def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
-    """SAN strings (``DNS:x``, ``IP:1.2.3.4``, ``email:a@b``, or bare) as general names."""
+    """SAN strings (``DNS:x``, ``IP:1.2.3.4``, ``email:a@b``, ``URI:u``, ``OID:1.2.3``,
+    or bare: an address, an email address or a name) as general names.
+
+    Raises:
+        ValueError: an unknown type (``dsn:x`` was written as the DNS name
+            ``dsn:x``), or a value that is not of its type (keytool refuses both).
+    """
     names: list[x509.GeneralName] = []
     for raw in values:
         kind, sep, value = raw.partition(":")
-        if sep and kind.lower() in ("dns", "ip", "email", "uri"):
+        if sep and kind.lower() in _SAN_KINDS:
             kind = kind.lower()
         else:
             kind, value = "", raw
@@ -47,16 +53,48 @@ def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
             except ValueError:
                 if kind == "ip":
                     raise ValueError(f"not an IP address: {value!r}") from None
+        if not kind and ":" in value:
+            raise ValueError(
+                f"subject alternative name {raw!r}: unknown type {value.partition(':')[0]!r}: "
+                "use DNS:, IP:, email:, URI: or OID:"
+            )
         if kind == "email" or (not kind and "@" in value):
             names.append(x509.RFC822Name(value))
         elif kind == "uri":
             names.append(x509.UniformResourceIdentifier(value))
+        elif kind == "oid":
+            try:
+                names.append(x509.RegisteredID(x509.ObjectIdentifier(value)))
+            except ValueError:
+                raise ValueError(f"not an object identifier: {value!r}") from None
         else:
-            name = value if value.isascii() else ascii_host(value)
-            if not name.isascii():
-                raise ValueError(f"not a domain name IDNA can encode: {value!r}")
-            names.append(x509.DNSName(name))  # bücher.example as xn--bcher-kva.example
+            names.append(x509.DNSName(_dns_name(value)))
     return names
+
+
+_SAN_KINDS = ("dns", "ip", "email", "uri", "oid")
+_DNS_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _dns_name(value: str) -> str:
+    """A DNS SAN as written (its A-label for non-ASCII letters; ``bücher.example`` as
+    ``xn--bcher-kva.example``), checked as keytool checks it: labels of letters, digits,
+    hyphens (and the underscores internal names use), none empty; ``*`` only as the
+    whole leftmost label."""
+    name = value if value.isascii() else ascii_host(value)
+    labels = name.split(".")
+    wildcard = labels[0] == "*" and len(labels) > 1
+    checked = labels[1:] if wildcard else labels
+    if (
+        not name.isascii()
+        or len(name) > 253
+        or not all(_DNS_LABEL.fullmatch(label) for label in checked)
+    ):
+        raise ValueError(
+            f"not a DNS name: {value!r} (labels of letters, digits and hyphens, none "
+            "empty; * only as the leftmost label)"
+        )
+    return name
 
 
 def keytool_digest(

@@ -94,11 +94,16 @@ def parse_ext_san(values: list[str]) -> list[str]:
     sans: list[str] = []
     for value in values:
         name, sep, rest = value.partition("=")
-        name = name.split(":", 1)[0].strip().lower()  # "san:critical=..." is allowed
+        name, _, flag = name.strip().lower().partition(":")
         if not sep or name not in ("san", "subjectalternativename"):
             raise UsageError(
                 f"-ext {value!r}: only subject alternative names are supported "
                 "(-ext san=dns:localhost,ip:127.0.0.1, or --san)"
+            )
+        if flag:  # keytool's san:c=... makes the extension critical
+            raise UsageError(
+                f"-ext {value!r}: a critical SAN is not supported (it would be written "
+                "non-critical): leave out ':{flag}'"
             )
         sans.extend(part for part in rest.split(",") if part.strip())
     return sans

@@ -413,6 +413,16 @@ def test_genkey_takes_keytools_ec_key_size_and_signs_as_keytool(tmp_path: Path) 
     assert not (tmp_path / "bad.p12").exists()
 
 
+def test_genkey_refuses_what_keytool_refuses_or_it_cannot_write(tmp_path: Path) -> None:
+    path = tmp_path / "k.p12"
+    for options in (("--san", "dsn:typo.example"), ("-ext", "san=dns:a..b"),
+                    ("-ext", "san:c=dns:x.example")):  # fmt: skip
+        fails(2, "genkey", "--keystore", path, "--alias", "k", "--dname", "CN=k", *options)
+    assert not path.exists()
+    ok("genkey", "--keystore", path, "--alias", "k", "--dname", "CN=k",
+       "-ext", "san=dns:x.example,oid:1.2.3.4")  # fmt: skip
+
+
 def test_genkey_adds_a_second_key_to_a_pkcs12_store(tmp_path: Path) -> None:
     path = tmp_path / "two.p12"
     for alias in ("one", "two"):

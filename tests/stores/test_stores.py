@@ -505,6 +505,32 @@ def test_generate_like_keytool_genkeypair(tmp_path: Path) -> None:
         mtls.Keystore.generate("x", "CN=x", key_type="RSA", key_size=1024)
 
 
+@pytest.mark.parametrize(
+    "san",
+    ["dsn:typo.example", "bad name with spaces", "a..b.example", "x.*.example",
+     "-lead.example", "oid:not-an-oid", "IP:300.1.1.1"],
+)  # fmt: skip
+def test_a_san_keytool_refuses_is_refused(san: str) -> None:
+    """An unknown type was written as a DNS name (DNS:dsn:typo.example), as was a name
+    with spaces or an empty label; keytool refuses them, and so does mtls now."""
+    with pytest.raises(ValueError, match=r"not a DNS name|unknown type|not an"):
+        mtls.Keystore.generate("x", "CN=x", key_type="EC", san=[san])
+
+
+def test_the_sans_keytool_takes_are_written() -> None:
+    ks = mtls.Keystore.generate(
+        "x", "CN=x", key_type="EC",
+        san=["*.wild.example", "_srv.internal", "oid:1.2.3.4", "fe80::1", "user@x.example",
+             "URI:https://x.example/a", "DNS:bücher.example"],
+    )  # fmt: skip
+    names = ks.certificate("x").extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert names.value.get_values_for_type(x509.DNSName) == [
+        "*.wild.example", "_srv.internal", "xn--bcher-kva.example"
+    ]  # fmt: skip
+    assert names.value.get_values_for_type(x509.RegisteredID) == [x509.ObjectIdentifier("1.2.3.4")]
+    assert len(names.value.get_values_for_type(x509.IPAddress)) == 1
+
+
 # --------------------------------------------------------------------------- repr and secrets
 
 
