@@ -294,7 +294,10 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")
     if args.file:
         target = _write_export(Path(args.file), data)
-        subject = _x509.subject_text(store.certificate(args.alias))
+        try:
+            subject = _x509.subject_text(store.certificate(args.alias))
+        except (ValueError, KeystoreFormatError):  # written as it is; only its name is unread
+            subject = "(subject unavailable: cryptography cannot read the certificate)"
         out.line(f"Certificate stored in file <{target}>")
         out.line(f"  {subject}, {'PEM' if args.rfc else 'DER'}, {len(data)} bytes")
     else:
@@ -381,7 +384,13 @@ def read_certificate_file(path: Path) -> bytes:
 def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls import``: trust a certificate (the truststore is created when absent)."""
     der = read_certificate_file(Path(args.file))
-    cert = _x509.load_cert(der)
+    try:
+        cert = _x509.load_cert(der)
+    except ValueError as exc:
+        raise CLIError(
+            f"{args.file}: cryptography cannot read this certificate ({exc}); OpenSSL and "
+            "Java may: import it with keytool -importcert"
+        ) from exc
     path = Path(args.keystore)
     exists = path.exists()
     password = store_password(args, path, new=not exists)
@@ -407,12 +416,6 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
             ):
                 out.warn(f"{path} already has this certificate under alias {other!r}")
         if store.key_aliases:
-            if kind == "PKCS12":
-                raise CLIError(
-                    f"{path}: adding a trusted certificate to a PKCS12 store that holds a "
-                    "private key is not supported: keep trust in a separate truststore "
-                    "(as WSO2 does with client-truststore.jks)"
-                )
             store.add_certificate(alias, der, replace=args.replace)
             store.save(path, password, store_type=kind, key_password=key_password)
             count = len(store)

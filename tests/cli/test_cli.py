@@ -423,6 +423,22 @@ def test_genkey_refuses_what_keytool_refuses_or_it_cannot_write(tmp_path: Path) 
        "-ext", "san=dns:x.example,oid:1.2.3.4")  # fmt: skip
 
 
+def test_import_adds_a_trusted_certificate_beside_a_pkcs12_key(tmp_path: Path, seed: Seed) -> None:
+    """keytool -importcert adds to a PKCS12 keystore; mtls refused it, from before
+    PKCS12 stores took several entries."""
+    store = tmp_path / "gw.p12"
+    ok("genkey", "--keystore", store, "--alias", "gw", "--dname", "CN=gw", "--key-type", "EC")
+    cert = tmp_path / "backend.cer"
+    cert.write_bytes(mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD).export_certificate(
+        "backend", "DER"))  # fmt: skip
+    ok("import", "--file", cert, "--alias", "backend", "--keystore", store)
+    back = mtls.Keystore.load(store, PASSWORD)
+    assert (back.key_aliases, back.trusted_aliases) == (("gw",), ("backend",))
+    # The twin: the same alias again is refused.
+    assert "already exists" in fails(1, "import", "--file", cert, "--alias", "backend",
+                                     "--keystore", store).stderr  # fmt: skip
+
+
 def test_genkey_adds_a_second_key_to_a_pkcs12_store(tmp_path: Path) -> None:
     path = tmp_path / "two.p12"
     for alias in ("one", "two"):
