@@ -515,7 +515,9 @@ def load_keystore(path: Path, password: str | None, key_password: str | None) ->
     try:
         return Keystore.load(path, password, key_password=key_password)
     except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+        # The library names its parameter; on the command line it is an option.
+        text = str(exc).replace("pass key_password", "pass --key-password")
+        raise CLIError(f"{text} ({_password_hint(exc)})") from exc
 
 
 def inspect_keystore(path: Path, password: str | None) -> Keystore:

@@ -1024,3 +1024,16 @@ def test_mtls_list_reads_text_before_pem(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "trustedCertEntry" in done.stdout
+
+
+def test_a_key_with_its_own_password_names_the_option_to_give_it(tmp_path: Path) -> None:
+    """The library's message says "pass key_password" (its parameter); the command
+    line's names its option."""
+    store = tmp_path / "own.jks"
+    ks = mtls.Keystore.generate("k", "CN=k", key_type="EC")
+    ks.save(store, PASSWORD, key_password=OTHER_PASSWORD)
+    run = fails(1, "convert", "--keystore", store, "--to", "PKCS12", "--out", tmp_path / "o.p12")
+    assert "pass --key-password" in run.stderr and "pass key_password" not in run.stderr
+    # The twin: with the key's password, the store converts.
+    ok("convert", "--keystore", store, "--to", "PKCS12", "--out", tmp_path / "o.p12",
+       env={"MTLS_KEY_PASSWORD": OTHER_PASSWORD})  # fmt: skip
