@@ -9,23 +9,130 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 from ._idna import ascii_host
 
 
 def parse_dname(subject: str | x509.Name) -> x509.Name:
-    """A keytool ``-dname`` string (``"CN=a, OU=b, O=c, C=US"``) as an ``x509.Name``."""
+    r"""A keytool ``-dname`` string (``"CN=a, OU=b, O=c, C=US"``) as an ``x509.Name``.
+
+    Read as keytool reads it (the JDK's ``X500Name``): attributes separated by ``,``
+    or ``;`` (``+`` joins a multi-valued one), keywords in any case (``CN``, ``C``,
+    ``L``, ``S``/``ST``, ``O``, ``OU``, ``T``, ``STREET``, ``DC``, ``UID``,
+    ``SERIALNUMBER``, ``EMAIL``/``EMAILADDRESS``, ``SURNAME``, ``GIVENNAME``,
+    ``INITIALS``, ``GENERATION``, ``DNQ``/``DNQUALIFIER``) or a dotted OID, values
+    trimmed unless quoted (``CN="Acme, Inc"``), ``\,`` and the other backslash escapes
+    taken literally. The first attribute written is the last of the encoded name, as
+    in keytool (``C=US`` of ``"CN=a, C=US"`` comes first).
+
+    Raises:
+        ValueError: an unknown keyword, an attribute without ``=``, an empty name, or a
+            value the attribute cannot hold (``C`` takes two letters).
+    """
     if isinstance(subject, x509.Name):
         return subject
-    # keytool writes ", " between attributes; an escaped comma ("Acme\\, Inc.") keeps its space.
-    text = re.sub(r"(?<!\\)((?:\\\\)*),\s+", r"\1,", subject.strip())
+    rdns: list[x509.RelativeDistinguishedName] = []
     try:
-        name = x509.Name.from_rfc4514_string(text)
+        for rdn_text in _dn_split(subject, ",;"):
+            attributes = [_dn_attribute(text) for text in _dn_split(rdn_text, "+")]
+            rdns.append(x509.RelativeDistinguishedName(attributes))
     except ValueError as exc:
-        raise ValueError(f'malformed distinguished name {subject!r}: use "CN=name, O=org"') from exc
-    if not name.rdns:
+        raise ValueError(
+            f'malformed distinguished name {subject!r} ({exc}): use "CN=name, O=org"'
+        ) from None
+    if not rdns:
         raise ValueError('the distinguished name is empty: use "CN=name"')
-    return name
+    return x509.Name(list(reversed(rdns)))
+
+
+_DN_KEYWORDS: dict[str, x509.ObjectIdentifier] = {
+    "CN": NameOID.COMMON_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "S": NameOID.STATE_OR_PROVINCE_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "T": NameOID.TITLE,
+    "STREET": NameOID.STREET_ADDRESS,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "UID": NameOID.USER_ID,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "EMAIL": NameOID.EMAIL_ADDRESS,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+    "SURNAME": NameOID.SURNAME,
+    "GIVENNAME": NameOID.GIVEN_NAME,
+    "INITIALS": NameOID.INITIALS,
+    "GENERATION": NameOID.GENERATION_QUALIFIER,
+    "DNQ": NameOID.DN_QUALIFIER,
+    "DNQUALIFIER": NameOID.DN_QUALIFIER,
+}
+
+
+def _dn_split(text: str, separators: str) -> list[str]:
+    """``text`` cut at the unquoted, unescaped ``separators`` (escapes kept for later)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char in separators and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quoted:
+        raise ValueError("a quote is not closed")
+    parts.append("".join(current))
+    if len(parts) == 1 and not parts[0].strip():
+        return []
+    return parts
+
+
+def _dn_attribute(text: str) -> x509.NameAttribute[str]:
+    keyword, sep, raw = text.partition("=")
+    keyword = keyword.strip()
+    if not sep or not keyword:
+        raise ValueError(f"{text.strip()!r} is not KEYWORD=value")
+    oid = _DN_KEYWORDS.get(keyword.upper())
+    if oid is None:
+        if not re.fullmatch(r"(?:OID\.)?[0-2](?:\.\d+)+", keyword, re.IGNORECASE):
+            raise ValueError(f"unknown attribute {keyword!r}")
+        oid = x509.ObjectIdentifier(keyword.upper().removeprefix("OID."))
+    value = _dn_value(raw)
+    if not value:
+        raise ValueError(f"{keyword} has an empty value")
+    return x509.NameAttribute(oid, value)
+
+
+def _dn_value(raw: str) -> str:
+    """A value: trimmed, quotes removed, backslash escapes (``\\,``, ``\2C``) applied."""
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        text = text[1:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            pair = text[i + 1 : i + 3]
+            if re.fullmatch(r"[0-9A-Fa-f]{2}", pair):
+                out.append(chr(int(pair, 16)))
+                i += 3
+                continue
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if char != '"':
+            out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:

@@ -494,6 +494,39 @@ def _spki_of(public: object) -> bytes:
     )
 
 
+KEYTOOL_DNAMES = (
+    "cn=lower, o=case",
+    'CN="Acme, Inc", O=x',
+    "EMAILADDRESS=a@b.example, CN=x",
+    "CN=x,STREET=Main St,SERIALNUMBER=123,T=Dr",
+    "CN=a;O=b",
+    "CN=  spaced  , O=x",
+    "CN=gw, O=Acme\\, Inc., C=US",
+    "CN=a+O=b, C=US",
+)
+
+
+def test_dnames_keytool_takes_give_the_subject_keytool_writes(
+    any_keytool: JDK, tmp_path: Path
+) -> None:
+    """keytool reads -dname as the JDK's X500Name: any case, quotes, ';', more keywords.
+    mtls refused all of these with one generic message; now both write the same
+    subject (compared as names, attribute by attribute and in order)."""
+    for number, dname in enumerate(KEYTOOL_DNAMES):
+        path = tmp_path / f"kt{number}.p12"
+        run_keytool(any_keytool, "-genkeypair", "-keystore", str(path), "-storetype", "PKCS12",
+                    "-storepass", "dname-pass-1", "-alias", "k", "-keyalg", "EC",
+                    "-dname", dname)  # fmt: skip
+        theirs = mtls.Keystore.load(path, "dname-pass-1").certificate("k").subject
+        ours = mtls.Keystore.generate("k", dname, key_type="EC").certificate("k").subject
+        assert [(a.oid, a.value) for a in ours] == [(a.oid, a.value) for a in theirs], dname
+        assert len(ours.rdns) == len(theirs.rdns), dname
+    # The twin: what keytool refuses too.
+    for dname in ("X=1", "CN", 'CN="open'):
+        with pytest.raises(ValueError, match="malformed distinguished name"):
+            mtls.Keystore.generate("k", dname, key_type="EC")
+
+
 def test_an_empty_store_is_written_as_keytool_writes_one(jdk_keytool: JDK, tmp_path: Path) -> None:
     """cryptography writes no PKCS#12 without an entry (save() let its ValueError out);
     Java does, and reads it: an empty AuthenticatedSafe under the MAC."""
