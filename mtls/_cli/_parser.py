@@ -117,6 +117,15 @@ def _store_type_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+def _content_type_option(parser: argparse.ArgumentParser) -> None:
+    """keytool's ``-storetype`` where mtls reads a store: accepted, and the file's
+    content says what it is (as Java's JKS and PKCS12 types read each other's files)."""
+    parser.add_argument(
+        "--store-type", "--storetype", "-storetype", dest="store_type", metavar="TYPE",
+        help="accepted for keytool habits (the file's content says what it is)",
+    )  # fmt: skip
+
+
 def _profile_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-dir",
@@ -238,6 +247,7 @@ def build_parser() -> Parser:
         "--file", "-file", dest="file", metavar="OUT", help="the output file (default: stdout)"
     )
     export.add_argument("--rfc", "-rfc", action="store_true", help="PEM instead of DER")
+    _content_type_option(export)
     _store_password_options(export, key=False)
 
     imp = _add(
@@ -268,10 +278,15 @@ def build_parser() -> Parser:
     _keystore_option(lst, "the keystore or truststore (JKS, JCEKS, PKCS12, PEM, DER)")
     lst.add_argument("--alias", "-alias", help="only this entry")
     lst.add_argument(
-        "-v", "-rfc", dest="verbose", action="store_true",
+        "-v", dest="verbose", action="store_true",
         help="accepted for keytool habits (the listing is always detailed)",
     )  # fmt: skip
+    lst.add_argument(
+        "--rfc", "-rfc", dest="rfc", action="store_true",
+        help="each certificate in PEM too, as keytool -list -rfc prints them",
+    )  # fmt: skip
     lst.add_argument("--json", action="store_true", help="JSON for scripts")
+    _content_type_option(lst)
     _store_password_options(lst)
 
     convert = _add(

@@ -222,7 +222,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         f"Generated {info['key']} key pair and self-signed certificate for "
         f"{out.style(info['subject'], 'bold')}"
     )
-    out.line(f"  alias    {args.alias} (PrivateKeyEntry)")
+    out.line(f"  alias    {_as_stored(args.alias, kind)} (PrivateKeyEntry)")
     state = "created" if not exists else f"now {_entry_word(len(store))}"
     out.line(f"  store    {path} ({kind}, {state})")
     out.line(f"  valid    until {expiry_text(info['not_after'])}")
@@ -262,6 +262,11 @@ def _curve_or_usage(curve: str) -> str:
         return curve_name(curve)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _as_stored(alias: str, kind: str) -> str:
+    """The alias as the file holds it: JKS stores aliases lower-cased, as Java does."""
+    return alias.lower() if kind == "JKS" else alias
 
 
 def _show_warnings(out: Output, logs: LogCollector) -> None:
@@ -434,7 +439,7 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         state = "created, 1 entry"
     info = cert_info(cert)
     out.line("Certificate was added to keystore")
-    out.line(f"  alias    {alias} (trustedCertEntry)")
+    out.line(f"  alias    {_as_stored(alias, kind)} (trustedCertEntry)")
     out.line(f"  subject  {out.style(info['subject'], 'bold')}")
     out.line(f"  issuer   {_issuer_text(cert)}")
     out.line(f"  valid    until {expiry_text(info['not_after'])}")
@@ -527,8 +532,18 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             if info["san"]:
                 out.line(f"{indent}SAN      {', '.join(info['san'])}")
             out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
+        if args.rfc:
+            for der in _chain_der(store, entry["alias"]):
+                out.stdout.write(_x509.der_to_pem(der))
     _show_warnings(out, logs)
     return EXIT_OK
+
+
+def _chain_der(store: Keystore, alias: str) -> tuple[bytes, ...]:
+    """An entry's certificates as stored (a key entry's chain, or the trusted one)."""
+    if store.is_key_entry(alias):
+        return store.key_entry(alias)[2]
+    return (store.export_certificate(alias, "DER"),)
 
 
 # --------------------------------------------------------------------------- convert

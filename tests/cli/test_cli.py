@@ -1037,3 +1037,17 @@ def test_a_key_with_its_own_password_names_the_option_to_give_it(tmp_path: Path)
     # The twin: with the key's password, the store converts.
     ok("convert", "--keystore", store, "--to", "PKCS12", "--out", tmp_path / "o.p12",
        env={"MTLS_KEY_PASSWORD": OTHER_PASSWORD})  # fmt: skip
+
+
+def test_keytool_spellings_of_list_and_export(tmp_path: Path) -> None:
+    """list -rfc prints each certificate in PEM (it printed none), list and export take
+    -storetype (exit 2 before), and genkey names a JKS alias as the file holds it."""
+    store = tmp_path / "gw.jks"
+    run = ok("genkey", "-keystore", store, "-alias", "MixedCase", "-dname", "CN=gw",
+             "-keyalg", "EC")  # fmt: skip
+    assert "alias    mixedcase (PrivateKeyEntry)" in run.stdout  # JKS stores it lower-cased
+    pem = ok("export", "-keystore", store, "-alias", "mixedcase", "-rfc", "-storetype", "JKS")
+    listed = ok("list", "-keystore", store, "-rfc", "-storetype", "jks").stdout
+    assert pem.stdout.strip() in listed
+    # The twin: without -rfc, no PEM.
+    assert "BEGIN CERTIFICATE" not in ok("list", "-keystore", store, "-v").stdout
