@@ -174,12 +174,19 @@ _TOO_WEAK = frozenset({"EE_KEY_TOO_SMALL", "CA_KEY_TOO_SMALL", "CA_MD_TOO_WEAK"}
 
 def _refusal_fix(reason: str | None) -> str:
     """What to do about an identity OpenSSL refused, by its reason."""
+    lower = "or lower the level for one context with ciphers='DEFAULT:@SECLEVEL=1'"
+    if reason == "CA_MD_TOO_WEAK":
+        return (
+            "a certificate of its chain is signed with a digest weaker than OpenSSL's "
+            "security level allows (SHA-1 or MD5; Java may still accept it): have the "
+            f"chain reissued with SHA-256, {lower}"
+        )
     if reason in _TOO_WEAK:
         return (
             "the key or a certificate of its chain is weaker than OpenSSL's security level "
-            "allows (RSA and DSA keys under 2048 bits; Java still accepts 1024): issue a "
-            "stronger one (keytool -genkeypair -keyalg RSA -keysize 2048), or lower the "
-            "level for one context with ciphers='DEFAULT:@SECLEVEL=1'"
+            "allows (RSA and DSA keys under 2048 bits, Java still accepts 1024; or a key "
+            "type this OpenSSL cannot use in TLS): issue a stronger one (keytool "
+            f"-genkeypair -keyalg RSA -keysize 2048), {lower}"
         )
     return "the key must match the first certificate of its chain"
 

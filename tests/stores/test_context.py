@@ -591,6 +591,47 @@ def test_a_key_below_the_security_level_says_so(pki: PKI) -> None:
     mtls.client_context(pki.client.keystore())  # RSA 2048
 
 
+@pytest.mark.openssl
+def test_a_chain_signed_with_sha1_names_the_digest_not_the_key_size(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """OpenSSL refuses a SHA-1 signature in the chain (CA_MD_TOO_WEAK); the message
+    blamed key sizes under 2048 bits, which this chain does not have. (cryptography
+    signs nothing with SHA-1: openssl x509 does.)"""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.pem").write_bytes(pki.root.cert.public_bytes(pem))
+    (tmp_path / "ca.key").write_bytes(
+        pki.root.key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(pki.client_ec.cert.subject)
+        .sign(pki.client_ec.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    (tmp_path / "leaf.csr").write_bytes(csr.public_bytes(pem))
+    for digest, refused in (("-sha1", True), ("-sha256", False)):
+        subprocess.run(
+            ["openssl", "x509", "-req", "-in", str(tmp_path / "leaf.csr"), "-CA",
+             str(tmp_path / "ca.pem"), "-CAkey", str(tmp_path / "ca.key"), digest,
+             "-set_serial", "7", "-days", "2", "-out", str(tmp_path / "signed.pem")],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        signed = x509.load_pem_x509_certificate((tmp_path / "signed.pem").read_bytes())
+        ks = mtls.Keystore()
+        ks.add_key("leaf", pki.client_ec.key, [signed, pki.root.cert])  # type: ignore[arg-type]
+        if not refused:  # the twin: the same chain signed with SHA-256 builds
+            mtls.client_context(ks)
+            continue
+        with pytest.raises(mtls.KeyEntryError, match="digest weaker") as info:
+            mtls.client_context(ks)
+        assert "2048 bits" not in str(info.value) and "SHA-1" in str(info.value)
+
+
 def _dsa_identity(pki: PKI, name: str) -> mtls.Keystore:
     """A DSA 2048 key certified by the test root (keytool -keyalg DSA makes such keys)."""
     from cryptography import x509
