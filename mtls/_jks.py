@@ -274,26 +274,40 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = N
         elif tag == 2:
             entries.append((alias, certificate(reader, typed=typed)))
         elif tag == 3 and store_type == "JCEKS":
-            entries.append(SecretEntry(alias, _sealed_secret_key(reader, alias)))
+            try:
+                sealed = _sealed_secret_key(reader, alias)
+            except JKSFormatError:
+                # Its framing is its content: the hash cannot wait for the end of the
+                # entries. A whole file ends with it, so a wrong password is still
+                # told from a sealed object the JDK does not write.
+                if password is not None and not _keyed_hash_matches(data, len(data) - 20, password):
+                    raise JKSIntegrityError("integrity hash mismatch") from None
+                raise
+            entries.append(SecretEntry(alias, sealed))
         else:
             raise JKSFormatError(
                 f"damaged {store_type} store: unknown entry tag {tag}: replace the file"
             )
     body_end = reader.pos
     if password is not None:
-        stored = data[body_end : body_end + 20]
-        if len(stored) != 20:
+        if len(data) < body_end + 20:
             raise JKSFormatError(
                 f"truncated {store_type} store: the integrity hash is missing: replace the file"
             )
-        keyed = hashlib.sha1(  # noqa: S324 - the JDK's keyed hash
-            password.encode("utf-16-be", "surrogatepass") + b"Mighty Aphrodite"
-        )
-        keyed.update(memoryview(data)[:body_end])  # the store is hashed in place, not copied
-        digest = keyed.digest()
-        if not hmac.compare_digest(digest, stored):
+        if not _keyed_hash_matches(data, body_end, password):
             raise JKSIntegrityError("integrity hash mismatch")
     return contents(store_type, entries)
+
+
+def _keyed_hash_matches(data: bytes, body_end: int, password: str) -> bool:
+    """Whether the 20 bytes at ``body_end`` are the JDK's keyed hash of what precedes."""
+    if body_end < 0:
+        return False
+    keyed = hashlib.sha1(  # noqa: S324 - the JDK's keyed hash
+        password.encode("utf-16-be", "surrogatepass") + b"Mighty Aphrodite"
+    )
+    keyed.update(memoryview(data)[:body_end])  # the store is hashed in place, not copied
+    return hmac.compare_digest(keyed.digest(), data[body_end : body_end + 20])
 
 
 def certificate(reader: Reader, *, typed: bool = True) -> bytes:

@@ -247,6 +247,10 @@ def test_pyjks_secret_key_stores_list_their_entry(name, no_javaobj):
 def test_sealed_objects_the_jdk_filter_refuses_are_refused(name, why, no_javaobj):
     with pytest.raises(KeystoreFormatError, match=f"not a sealed key as the JDK writes it .{why}"):
         Keystore.inspect(DATA / f"{name}.jceks", "12345678")
+    # A wrong password is told as one, before the content is judged (it was reported
+    # as the sealed object, whose framing cannot wait for the hash at the end).
+    with pytest.raises(WrongPasswordError):
+        Keystore.inspect(DATA / f"{name}.jceks", "1234567")
 
 
 def test_an_unknown_seal_algorithm_is_refused(any_keytool, tmp_path, no_javaobj):
