@@ -214,15 +214,15 @@ def resolve_password(
     )
 
 
-def check_new_password(password: str, where: str) -> None:
-    """Refuse a new store password keytool would refuse to use.
+def check_new_password(password: str, where: str, what: str = "store password") -> None:
+    """Refuse a new store (or key) password keytool would refuse to use.
 
     Raises:
         UsageError: shorter than six characters.
     """
     if len(password) < KEYTOOL_MIN_PASSWORD:
         raise UsageError(
-            f"{where}: the store password must be at least {KEYTOOL_MIN_PASSWORD} characters "
+            f"{where}: the {what} must be at least {KEYTOOL_MIN_PASSWORD} characters "
             "(keytool refuses shorter ones)"
         )
 

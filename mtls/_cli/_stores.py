@@ -201,6 +201,8 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
             "PKCS12 stores have one password: the key password is ignored (keytool does the same)"
         )
         key_password = None
+    if key_password is not None:
+        check_new_password(key_password, str(path), "key password")
     key_type: Literal["RSA", "EC", "Ed25519"] = args.key_type
     key_size, curve = _key_shape(key_type, args.key_size, args.curve)
     try:
@@ -625,6 +627,8 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         store.save(target, out_password, store_type=to)  # every entry, as keytool writes them
     elif keys:
         key_password = args.out_key_password or out_password
+        if args.out_key_password is not None:
+            check_new_password(args.out_key_password, str(target), "key password")
         store.save(target, out_password, store_type="JKS", key_password=key_password)
     else:
         store.truststore().save(target, out_password, store_type=to)

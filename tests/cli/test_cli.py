@@ -421,6 +421,13 @@ def test_genkey_refuses_what_keytool_refuses_or_it_cannot_write(tmp_path: Path) 
     assert not path.exists()
     ok("genkey", "--keystore", path, "--alias", "k", "--dname", "CN=k",
        "-ext", "san=dns:x.example,oid:1.2.3.4")  # fmt: skip
+    # A JKS key password keytool would refuse (under six characters), and its twin.
+    jks = tmp_path / "k.jks"
+    run = fails(2, "genkey", "--keystore", jks, "--alias", "k", "--dname", "CN=k",
+                "--key-password", "ab")  # fmt: skip
+    assert "key password must be at least 6" in run.stderr and not jks.exists()
+    ok("genkey", "--keystore", jks, "--alias", "k", "--dname", "CN=k",
+       "--key-password", "abcdef-1")  # fmt: skip
 
 
 def test_import_adds_a_trusted_certificate_beside_a_pkcs12_key(tmp_path: Path, seed: Seed) -> None:
