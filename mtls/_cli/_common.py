@@ -389,7 +389,11 @@ def key_description(cert: x509.Certificate) -> str:
 
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
-        return f"RSA {key.key_size}"
+        # An RSASSA-PSS key (keytool -keyalg RSASSA-PSS) is an RSA key bound to PSS.
+        from cryptography.x509.oid import PublicKeyAlgorithmOID  # noqa: PLC0415
+
+        pss = cert.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS
+        return f"{'RSASSA-PSS' if pss else 'RSA'} {key.key_size}"
     if isinstance(key, ec.EllipticCurvePublicKey):
         return f"EC {key.curve.name}"
     if isinstance(key, ed25519.Ed25519PublicKey):

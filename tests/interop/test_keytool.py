@@ -527,6 +527,20 @@ def test_dnames_keytool_takes_give_the_subject_keytool_writes(
             mtls.Keystore.generate("k", dname, key_type="EC")
 
 
+def test_mtls_list_names_an_rsassa_pss_key_as_keytool_does(
+    jdk_keytool: JDK, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mtls.cli import main
+
+    for keyalg in ("RSASSA-PSS", "RSA"):  # the twin: a plain RSA key stays RSA
+        path = tmp_path / f"{keyalg}.p12"
+        run_keytool(jdk_keytool, "-genkeypair", "-keystore", str(path), "-storetype", "PKCS12",
+                    "-storepass", "pss-pass-1", "-alias", "k", "-keyalg", keyalg,
+                    "-keysize", "2048", "-dname", "CN=pss")  # fmt: skip
+        assert main(["list", "--keystore", str(path), "--password", "pss-pass-1"]) == 0
+        assert f"key      {keyalg} 2048" in capsys.readouterr().out
+
+
 def test_an_empty_store_is_written_as_keytool_writes_one(jdk_keytool: JDK, tmp_path: Path) -> None:
     """cryptography writes no PKCS#12 without an entry (save() let its ValueError out);
     Java does, and reads it: an empty AuthenticatedSafe under the MAC."""
