@@ -62,7 +62,9 @@ def detect_format(data: bytes) -> StoreFormat:
         KeystoreFormatError: empty, or no known format.
     """
     if not data:
-        raise KeystoreFormatError("the store is empty")
+        raise KeystoreFormatError(
+            "the file is empty (0 bytes: a copy or a write that did not finish?)"
+        )
     if data[:4] == b"\xfe\xed\xfe\xed":
         return "JKS"
     if data[:4] == b"\xce\xce\xce\xce":
@@ -166,7 +168,9 @@ def parse(
         fmt = detect_format(data)
     except KeystoreFormatError as exc:
         hint = f" (declared {_shown_type(declared)})" if declared else ""
-        raise KeystoreFormatError(f"{where}: {exc}{hint}", path=path) from None
+        raise KeystoreFormatError(
+            f"{where}: {exc}{hint}: check the path, or replace the file", path=path
+        ) from None
     if password is not None and declared and not allow_unprotected:
         _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):

@@ -872,3 +872,17 @@ def test_an_empty_rc4_ciphertext_is_malformed_not_a_wrong_password():
         algorithm, b"x" * 16, password, "key", lambda _: True, budget=WorkBudget()
     )
     assert len(out) == 16
+
+
+def test_an_empty_or_foreign_file_names_itself_and_the_fix(tmp_path: Path) -> None:
+    """An empty store said only "the store is empty"; neither message said what to do."""
+    empty, foreign = tmp_path / "empty.jks", tmp_path / "notes.jks"
+    empty.write_bytes(b"")
+    foreign.write_bytes(b"hello\n")
+    for path, fact in ((empty, "the file is empty (0 bytes"), (foreign, "not a keystore")):
+        for read in (mtls.Keystore.load, mtls.Truststore.load):
+            with pytest.raises(mtls.KeystoreFormatError) as info:
+                read(path, "changeit")
+            message = str(info.value)
+            assert message.startswith(str(path)) and fact in message
+            assert message.endswith("check the path, or replace the file")
