@@ -125,18 +125,20 @@ class MTLSAdapter(HTTPAdapter):
     longer handed out are removed and closed, so keep-alive connections holding
     an old identity are never reused.
 
-    Through an ``https://`` proxy, the TLS session with the proxy is urllib3's own
-    (the backend's session runs inside it, with the profile's context): without
-    ``proxy_ssl_context`` urllib3 verifies the proxy against the system's CAs, and
-    requests' ``verify=`` bundle does not reach it, since the profile decides trust
-    for the backend. The proxy never sees the profile's identity.
+    Through an ``https://`` proxy, the TLS session with the proxy is its own (the
+    backend's session runs inside it, with the profile's context): it is verified
+    with ``proxy_ssl_context``, else against the system's CAs
+    (``ssl.create_default_context()``), whatever the profile says of its backend
+    (``novalidatecert`` included); requests' ``verify=`` bundle does not reach it.
+    The proxy never sees the profile's identity.
 
     Args:
         profile_set: where contexts come from; it is not closed with the adapter.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
         proxy_ssl_context: the context for the TLS session with an ``https://``
             proxy (a proxy with a private CA: ``ssl.create_default_context(
-            cafile="proxy-ca.pem")``); not used for ``http://`` or SOCKS proxies.
+            cafile="proxy-ca.pem")``; default: the system's CAs); not used for
+            ``http://`` or SOCKS proxies.
         **adapter_kwargs: for ``HTTPAdapter`` (``pool_connections``,
             ``pool_maxsize``, ``max_retries``, ``pool_block``).
 
@@ -209,9 +211,12 @@ class MTLSAdapter(HTTPAdapter):
                     self._close_pools([retired])
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        """requests' proxy manager, given ``proxy_ssl_context`` for an ``https://`` proxy."""
-        if self.proxy_ssl_context is not None and proxy.lower().startswith("https:"):
-            proxy_kwargs.setdefault("proxy_ssl_context", self.proxy_ssl_context)
+        """requests' proxy manager, with a context of its own for an ``https://`` proxy:
+        ``proxy_ssl_context``, else a verifying default (urllib3 would give the proxy
+        the pool's ``cert_reqs``, so a ``novalidatecert`` profile left it unverified)."""
+        if proxy.lower().startswith("https:") and proxy not in self.proxy_manager:
+            context = self.proxy_ssl_context or ssl.create_default_context()
+            proxy_kwargs.setdefault("proxy_ssl_context", context)
         return super().proxy_manager_for(proxy, **proxy_kwargs)
 
     def _context_for(self, request: PreparedRequest) -> ssl.SSLContext | None:

@@ -30,6 +30,7 @@ from mtls.integrations.aiohttp import MTLSClientSession, ProxyProfileError
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport
 from mtls.integrations.requests import session
 from mtls.testing import CA
+from tests._helpers import profile, profile_xml
 from tests.integrations._backend import Backends
 
 pytestmark = pytest.mark.keytool
@@ -316,3 +317,30 @@ def test_aiohttp_refuses_an_https_proxy_for_a_profiled_url(
 
     asyncio.run(main())
     assert https_proxy.targets == []
+
+
+def test_a_novalidatecert_profile_does_not_stop_verifying_the_https_proxy(
+    tmp_path, backends: Backends, https_proxy: _Tunnels, proxy_ca: CA
+):
+    """urllib3 gives the proxy's TLS session the pool's cert_reqs: a profile with
+    novalidatecert (CERT_NONE for its backend) left the proxy unverified too. The
+    adapter gives the proxy a verifying context of its own."""
+    store, store_type = backends.pki.stores["a"]
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(
+            profile(f"localhost:{backends.servers['a'].port}", store,
+                    keystore_type=store_type, attrs='novalidatecert="true"')
+        )
+    )  # fmt: skip
+    with SSLProfileSet.from_xml(xml) as profiles, session(profiles) as http:
+        with pytest.raises(requests.exceptions.ProxyError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(backends.url("a"), proxies={"https": https_proxy.url})
+    assert https_proxy.targets == []
+    # The twin: trusted explicitly, the proxy carries the unverified profile's request.
+    with (
+        SSLProfileSet.from_xml(xml) as profiles,
+        session(profiles, proxy_ssl_context=_trusting(proxy_ca)) as http,
+    ):
+        response = http.get(backends.url("a", "/who"), proxies={"https": https_proxy.url})
+        assert response.json()["client_cn"] == "client-a"
