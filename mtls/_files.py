@@ -135,9 +135,10 @@ def atomic_write(
     in-place write keeps them (a group-readable store its service reads, rewritten by
     ``sudo``), except that with ``mode`` given (a private store) no permission beyond
     ``mode`` and the group's is kept: the world never gains access. They are set on
-    the descriptor first; the owner only where the process may (root, or a group it
-    is in), with a warning when it may not. Hard links to the old file keep the old
-    content: the new one is another file.
+    the descriptor before any byte is written; the owner only where the process may
+    (root, or a group it is in), with a warning when it may not, and then the group's
+    bits are not carried over to another group. No set-id or sticky bit is kept. Hard
+    links to the old file keep the old content: the new one is another file.
 
     Raises:
         OSError: the directory is not writable, or the disk is full.
@@ -160,10 +161,7 @@ def atomic_write(
         raise _write_refused(exc, target) from None
     try:
         if old is not None:
-            _keep_owner(fd, old, target)
-            kept = stat.S_IMODE(old.st_mode)
-            # A private store keeps its group's access, never gains the world's.
-            os.fchmod(fd, kept if mode is None else kept & (mode | 0o070))
+            os.fchmod(fd, _kept_mode(old, _keep_owner(fd, old, target), mode))
         elif mode is not None:
             os.fchmod(fd, mode)  # before any byte is written: a key file is never readable
         with os.fdopen(fd, "wb") as fh:
@@ -183,17 +181,30 @@ def atomic_write(
     return target
 
 
-def _keep_owner(fd: int, old: os.stat_result, target: Path) -> None:
-    """Give the new file the old one's owner and group where the process may."""
-    if (old.st_uid, old.st_gid) == (os.geteuid(), os.getegid()):
-        return
+def _kept_mode(old: os.stat_result, same_group: bool, mode: int | None) -> int:
+    """The old file's permissions for the new one: no set-id or sticky bit; a group the
+    file could not keep gets no write (and, for a private store, no read) permission,
+    since the old group's bits would now apply to another group; a private store
+    (``mode`` given) never keeps more than ``mode`` and its group's bits."""
+    kept = stat.S_IMODE(old.st_mode) & 0o777
+    if not same_group:
+        kept &= ~(0o070 if mode is not None else 0o020)
+    return kept if mode is None else kept & (mode | 0o070)
+
+
+def _keep_owner(fd: int, old: os.stat_result, target: Path) -> bool:
+    """Give the new file the old one's owner and group where the process may; True if
+    it has the old group (the file's own, as created: a setgid directory gives its)."""
+    now = os.fstat(fd)
+    if (now.st_uid, now.st_gid) == (old.st_uid, old.st_gid):
+        return True
+    if not hasattr(os, "fchown"):  # not POSIX: no owners to keep
+        return now.st_gid == old.st_gid
     try:
         os.fchown(fd, old.st_uid, old.st_gid)
-        return
     except PermissionError:
-        pass
-    with contextlib.suppress(PermissionError):  # not root: the group, if the process is in it
-        os.fchown(fd, -1, old.st_gid)
+        with contextlib.suppress(PermissionError):  # not root: the group, if a member
+            os.fchown(fd, -1, old.st_gid)
     now = os.fstat(fd)
     if (now.st_uid, now.st_gid) != (old.st_uid, old.st_gid):
         log.warning(
@@ -206,6 +217,7 @@ def _keep_owner(fd: int, old: os.stat_result, target: Path) -> None:
             old.st_uid,
             old.st_gid,
         )
+    return now.st_gid == old.st_gid
 
 
 class WriteRefused(OSError):

@@ -455,6 +455,52 @@ def test_a_rewritten_store_keeps_its_owner_group_and_group_access(pki: PKI, tmp_
     assert (made.st_uid, stat.S_IMODE(made.st_mode)) == (0, 0o600)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of other owners and groups need root")
+def test_a_kept_mode_never_opens_a_private_store_to_another_group(pki: PKI, tmp_path: Path) -> None:
+    """The old file's group bits applied to whatever group the new file had: in a setgid
+    directory (the directory's group), or when a non-root writer could not keep the old
+    group (its own group), a private key became readable by a group that could not
+    read it before."""
+    from mtls._files import atomic_write
+
+    # A setgid directory of group 4: the new file is created in group 4, then given the
+    # old file's group (root's), whose bits it keeps.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 0, 4)
+    shared.chmod(0o2775)
+    target = shared / "gw.p12"
+    target.write_bytes(b"old")
+    os.chown(target, 0, 0)
+    target.chmod(0o640)
+    atomic_write(target, b"new key store", mode=0o600)
+    kept = target.stat()
+    assert (kept.st_gid, stat.S_IMODE(kept.st_mode)) == (0, 0o640)
+    # A writer that may not give the old group (as a non-root writer may not): the
+    # group's bits are dropped, not handed to the writer's own group. The refusal is
+    # the kernel's for a non-root process; here fchown is made to refuse.
+    theirs = tmp_path / "theirs.p12"
+    theirs.write_bytes(b"old")
+    os.chown(theirs, 0, 4)
+    theirs.chmod(0o640)
+
+    def refused(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fchown", refused)
+        atomic_write(theirs, b"new", mode=0o600)
+    written = theirs.stat()
+    assert written.st_gid == os.getegid() != 4
+    assert stat.S_IMODE(written.st_mode) == 0o600  # not 0640 for the writer's group
+    # No set-id or sticky bit is kept, even for a file without a key.
+    plain = tmp_path / "trust.pem"
+    plain.write_bytes(b"old")
+    plain.chmod(0o6755)
+    atomic_write(plain, b"certificates", mode=None)
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o755
+
+
 def test_truststore_save_follows_umask(pki: PKI, tmp_path: Path) -> None:
     target = tmp_path / "trust.jks"
     old = os.umask(0o022)
