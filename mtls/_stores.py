@@ -572,17 +572,22 @@ class Keystore(_StoreBase):
         store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
     ) -> None:
-        """Write the store atomically with mode 0600, in a format keytool reads.
+        """Write the store atomically, in a format keytool reads.
+
+        A new file gets mode 0600; a file already there keeps its owner, group and
+        mode, as keytool's in-place write does, never with more than the owner's and
+        the group's access (see docs/keystores.md, "Writing").
 
         ``JKS`` keeps every entry (key passwords may differ from the store password).
         ``PKCS12`` is what keytool writes by default since JDK 9 (PBES2/AES-256,
-        HMAC-SHA256 MAC); it takes one key entry, and one password, as keytool does.
-        ``PEM`` writes the key (encrypted with ``password`` unless it is empty)
-        followed by its chain.
+        keytool's HMAC-SHA256 MAC): every key entry and trusted certificate, under one
+        password, as keytool does. ``PEM`` writes the one key entry (its key encrypted
+        with ``password`` unless it is empty) followed by its chain.
 
         Raises:
             ValueError: an unknown store type, or PKCS#12 with a different key password.
-            KeyEntryError: PKCS#12 or PEM asked for with other than one key entry.
+            KeyEntryError: PEM asked for with other than one key entry (or with
+                trusted entries beside it).
         """
         data = self._bytes(password, store_type, key_password, target=path)
         atomic_write(path, data, mode=0o600)
