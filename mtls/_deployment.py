@@ -9,6 +9,7 @@ the same resolution as the profile XML's (:mod:`mtls._wso2`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -322,7 +323,7 @@ class DeploymentToml:
                 element=name,
                 secret_resolver=self._secret_resolver,
                 secret=secret,
-                reference=self._reference,
+                reference=functools.partial(self._reference, secret=secret),
             )
         finally:
             self._resolving.pop()
@@ -347,9 +348,11 @@ class DeploymentToml:
         expanded = _PLACEHOLDER.sub(expand, written)
         return expanded if has_placeholder(expanded) else None
 
-    def _reference(self, dotted: str) -> str | None:
+    def _reference(self, dotted: str, *, secret: bool = False) -> str | None:
+        """``$ref{table.key}``: that key's value, exactly as written when it stands in
+        a password (``$ref{keystore.tls.password}``), as the password itself would be."""
         table, _, key = dotted.rpartition(".")
-        return self.text(table, key) if table else None
+        return self.text(table, key, secret=secret) if table else None
 
     def first(self, *settings: tuple[str, str]) -> tuple[str, str] | None:
         """The first ``(table, key)`` of ``settings`` that the file sets."""

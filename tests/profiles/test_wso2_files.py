@@ -313,6 +313,16 @@ def test_a_password_keeps_its_leading_and_trailing_spaces(tmp_path, pki):
     assert settings.keystore is not None and settings.keystore.password == mtls.Secret(SPACED)
     with SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
         assert ps.status().to_dict()["default"]["subject"].startswith("CN=spaced,")
+    # Through $ref{}, as API Manager's own templates write the sender's passwords.
+    write_toml(
+        home,
+        text + "[transport.passthru_https.sender.key_store]\n"
+        'password = "$ref{keystore.tls.password}"\n'
+        'key_password = "$ref{keystore.tls.key_password}"\n',
+    )
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.keystore is not None and settings.keystore.password == mtls.Secret(SPACED)
+    write_toml(home, text)
     # Negative twin: the store's password without the spaces; the TOML's with them. The
     # message says the whitespace was kept (never what the password is).
     trimmed = ca.issue_cert("trimmed").write_keystore(tmp_path / "trimmed.jks", SPACED.strip())
