@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from .. import _x509
-from .._errors import KeystoreFormatError
+from .._errors import KeystoreFormatError, WrongPasswordError
 from .._files import read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
 from .._readers import detect_format
@@ -562,7 +562,11 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     target = Path(args.out)
     remember_secret(args.out_key_password)
     keytool = args.command == "importkeystore"
-    to: WriteFormat | None = args.to or ("PKCS12" if keytool else None)
+    to: WriteFormat | None = args.to
+    if to is None and keytool:
+        # keytool: an existing destination keeps its type; a new one is PKCS12.
+        found = _sniff(target) if target.exists() and not args.force else None
+        to = "JKS" if found == "JKS" else "PKCS12"
     if to is None:
         raise UsageError("convert needs --to: PKCS12, JKS or PEM")
     fmt = _sniff(source)
@@ -671,11 +675,25 @@ def _merged_into(
     """
     found = _sniff(target)
     if found != to:
-        raise CLIError(
-            f"{target} is a {found} store, not {to}: give -deststoretype {found} to add to "
-            "it, or --force to replace it"
+        option = "-deststoretype" if args.command == "importkeystore" else "--to"
+        fix = (
+            f"give {option} {found} to add to it"
+            if found in ("JKS", "PKCS12")
+            else "mtls writes JKS and PKCS12 only: add to it with keytool -importkeystore"
         )
-    destination = load_keystore(target, password, args.out_key_password)
+        raise CLIError(f"{target} is a {found} store, not {to}: {fix}, or --force to replace it")
+    try:
+        destination = Keystore.load(target, password, key_password=args.out_key_password)
+    except WrongPasswordError as exc:
+        # The source's options are not the ones to fix here.
+        text = str(exc).replace("pass key_password", "pass --out-key-password (-destkeypass)")
+        hint = (
+            "the destination's key password comes from --out-key-password (-destkeypass)"
+            if exc.alias is not None
+            else f"the destination's store password comes from --out-password "
+            f"(-deststorepass) or {ENV_OUT_PASSWORD}"
+        )
+        raise CLIError(f"{text} ({hint})") from exc
     if destination.secret_keys:
         raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
                        "merge with keytool -importkeystore")  # fmt: skip

@@ -518,10 +518,19 @@ def test_importkeystore_adds_to_an_existing_store_as_keytool_does(
     assert "--merge" in run.stderr
     ok("convert", "--keystore", source, "--to", "PKCS12", "--out", dest, "--force")
     assert mtls.Keystore.load(dest, PASSWORD).key_aliases == ("gateway",)
-    # Without -deststoretype, importkeystore writes PKCS12, keytool's default.
+    # Without -deststoretype, importkeystore writes PKCS12, keytool's default, and an
+    # existing JKS destination stays JKS, as in keytool.
     fresh = tmp_path / "fresh.store"
     ok("importkeystore", "-srckeystore", source, "-destkeystore", fresh)
     assert mtls.Keystore.load(fresh, PASSWORD).store_type == "PKCS12"
+    jks = tmp_path / "dest.jks"
+    mtls.Keystore.generate("other", "CN=other", key_type="EC").save(jks, PASSWORD)
+    ok("importkeystore", "-srckeystore", source, "-destkeystore", jks)
+    assert mtls.Keystore.load(jks, PASSWORD).store_type == "JKS"
+    # A wrong destination password names the destination's options, not the source's.
+    run = fails(1, "importkeystore", "-srckeystore", source, "-destkeystore", jks,
+                "-deststorepass", OTHER_PASSWORD, "-noprompt")  # fmt: skip
+    assert "--out-password (-deststorepass)" in run.stderr
     assert "--to" in fails(2, "convert", "--keystore", source, "--out", tmp_path / "x").stderr
 
 
