@@ -112,27 +112,80 @@ def _dn_attribute(text: str) -> x509.NameAttribute[str]:
 
 
 def _dn_value(raw: str) -> str:
-    """A value: trimmed, quotes removed, backslash escapes (``\\,``, ``\2C``) applied."""
-    text = raw.strip()
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        text = text[1:-1]
-    out: list[str] = []
+    r"""A value as the JDK's ``AVA`` reads it: unescaped spaces around it dropped;
+    ``#hex`` the BER of a string; ``"..."`` quoted (its inner spaces dropped too, as
+    keytool drops them); else backslash escapes (``\,``, ``\ ``, and ``\C3\A9`` as
+    UTF-8 bytes) taken literally, and an unescaped ``"``, ``<`` or ``>`` refused."""
+    text = raw.lstrip(" ")
+    while text.endswith(" ") and not _escaped(text, len(text) - 1):
+        text = text[:-1]
+    if text.startswith("#"):
+        return _dn_hex(text[1:])
+    if text.startswith('"'):
+        if len(text) < 2 or not text.endswith('"') or _escaped(text, len(text) - 1):
+            raise ValueError("a quoted value must be quoted whole")
+        return _dn_unescape(text[1:-1], quoted=True).strip(" ")
+    return _dn_unescape(text, quoted=False)
+
+
+_DN_SPECIALS = frozenset(',=+<>#;"\\ ')
+
+
+def _escaped(text: str, index: int) -> bool:
+    """Whether ``text[index]`` follows an odd run of backslashes."""
+    run = 0
+    while index - run - 1 >= 0 and text[index - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
+
+
+def _dn_unescape(text: str, *, quoted: bool) -> str:
+    out = bytearray()
     i = 0
     while i < len(text):
         char = text[i]
-        if char == "\\" and i + 1 < len(text):
+        if char == "\\":
             pair = text[i + 1 : i + 3]
-            if re.fullmatch(r"[0-9A-Fa-f]{2}", pair):
-                out.append(chr(int(pair, 16)))
+            if len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+                out += bytes.fromhex(pair)
                 i += 3
                 continue
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if char != '"':
-            out.append(char)
+            if i + 1 < len(text) and text[i + 1] in _DN_SPECIALS:
+                out += text[i + 1].encode()
+                i += 2
+                continue
+            raise ValueError(f"an unknown escape {text[i : i + 2]!r}")
+        if char == '"' or (not quoted and char in "<>"):
+            raise ValueError(f"{char!r} must be escaped, or the whole value quoted")
+        out += char.encode("utf-8")
         i += 1
-    return "".join(out)
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("escaped bytes that are not UTF-8") from None
+
+
+# BER string types a #hex value may hold, and how their bytes read.
+_DN_HEX_STRINGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1",
+                   0x1E: "utf-16-be", 0x1C: "utf-32-be"}  # fmt: skip
+
+
+def _dn_hex(digits: str) -> str:
+    """``#0C03616263``: the BER of a string (RFC 4514 section 2.4), as keytool reads it."""
+    from ._der import DERError, read_tlv  # noqa: PLC0415 - rare: keytool's #hex form
+
+    try:
+        data = bytes.fromhex(digits)
+        element = read_tlv(data)
+    except (ValueError, DERError):
+        raise ValueError("a #value must be the hex of one BER string") from None
+    encoding = _DN_HEX_STRINGS.get(element.tag)
+    if encoding is None or element.end != len(data):
+        raise ValueError("a #value must be the hex of one BER string")
+    try:
+        return element.value.decode(encoding)
+    except UnicodeDecodeError:
+        raise ValueError(f"a #value's string is not {encoding}") from None
 
 
 def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
