@@ -705,12 +705,17 @@ class SecureVault:
 
     def _decrypt(self, alias: str, value: _Value, text: str, config: _Config) -> str:
         job = _Job(alias, value.path, config)
-        if config.mode not in _SYMMETRIC_MODES + _ASYMMETRIC_MODES:
-            raise job.fail(
-                "cannot be decrypted: secret-conf.properties sets secretRepositories.file."
-                f"encryptionMode={config.mode!r}, which mtls does not read (it reads "
-                f"{', '.join(repr(m) for m in _SYMMETRIC_MODES)} and the default, RSA): "
-                "pass your own secret_resolver="
+        if config.mode not in _SYMMETRIC_MODES + _ASYMMETRIC_MODES and (
+            ("mode", config.mode) not in self._warned
+        ):
+            # WSO2's SecretManager reads any other value as its default, RSA: so does mtls.
+            self._warned.add(("mode", config.mode))
+            log.warning(
+                "%s: secretRepositories.file.encryptionMode=%r is not a mode WSO2 knows "
+                "(%s): its secrets are read as RSA, as the server reads them",
+                self._secret_conf,
+                config.mode,
+                ", ".join(repr(m) for m in _SYMMETRIC_MODES),
             )
         if len(text) > _MAX_SECRET:
             raise job.fail(

@@ -281,19 +281,26 @@ def test_the_internal_keystore_password_keeps_its_spaces(tmp_path, stores) -> No
         SecureVault(home)("s")
 
 
-def test_an_unknown_encryption_mode_is_named(tmp_path, stores) -> None:
-    value = base64.b64encode(b"x" * 256).decode()
-    conf = {"secVault.enabled": "true", "secretRepositories.file.encryptionMode": "quantum"}
-    home = make_home(tmp_path, stores, secrets={"s": value}, secret_conf=conf)
-    with pytest.raises(SecureVaultError, match="encryptionMode='quantum', which mtls does not"):
-        SecureVault(home)("s")
-    # Twin: the known asymmetric spelling takes the RSA path (this value is no RSA
-    # ciphertext for the keystore: refused for that, not for the mode).
+@needs_java
+def test_an_unknown_encryption_mode_is_read_as_rsa_with_a_warning(
+    tmp_path, stores, values, caplog
+) -> None:
+    """WSO2's SecretManager reads any encryptionMode it does not know as RSA: so does
+    mtls, saying so once (it refused such a vault, which the server reads)."""
+    conf = {"secVault.enabled": "true", "secretRepositories.file.encryptionMode": "RSA"}
+    home = make_home(tmp_path, stores, secrets={"s": values["pkcs1"]}, secret_conf=conf)
+    vault = SecureVault(home)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert vault("s").reveal() == "plain-pkcs1"
+        assert vault("s").reveal() == "plain-pkcs1"
+    assert caplog.text.count("encryptionMode='RSA' is not a mode WSO2 knows") == 1
+    # The twin: the known asymmetric spelling says nothing.
+    caplog.clear()
     conf["secretRepositories.file.encryptionMode"] = "asymmetric"
-    home = make_home(tmp_path, stores, secrets={"s": value}, secret_conf=conf)
-    with pytest.raises(SecureVaultError) as e:
-        SecureVault(home)("s")
-    assert "encryptionMode" not in str(e.value)
+    home = make_home(tmp_path, stores, secrets={"s": values["pkcs1"]}, secret_conf=conf)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert SecureVault(home)("s").reveal() == "plain-pkcs1"
+    assert "encryptionMode" not in caplog.text
 
 
 @needs_java
