@@ -176,7 +176,7 @@ MAX_BER_DEPTH = 32  # PKCS#12 nests about ten levels; BC and Windows stay well b
 MAX_BER_ELEMENTS = 200_000
 
 
-def to_der(data: bytes) -> bytes:
+def to_der(data: bytes, *, first_only: bool = False) -> bytes:
     """``data`` with BER's indefinite lengths and segmented strings rewritten as DER.
 
     Java (``DerIndefLenConverter``) and OpenSSL read BER PKCS#12 files, which some
@@ -185,6 +185,9 @@ def to_der(data: bytes) -> bytes:
     segments. Only constructed elements are walked; primitive contents (a
     certificate inside an OCTET STRING) are copied as they are. DER input within
     the limits is returned unchanged, after one walk of its headers.
+
+    ``first_only``: bytes after the first element are ignored, not refused (what Java
+    and OpenSSL do after a PKCS#12 file's PFX).
 
     Raises:
         DERError: the bytes are not one BER element, nest deeper than
@@ -198,7 +201,7 @@ def to_der(data: bytes) -> bytes:
         pass  # an indefinite length: rewrite below, which also checks everything
     walk.left = MAX_BER_ELEMENTS
     tag, content, stop = walk.element(0, len(data), 0)
-    if stop != len(data):
+    if stop != len(data) and not first_only:
         raise DERError("trailing bytes after the element")
     return encode(tag, content)
 

@@ -340,7 +340,10 @@ class _Reader:
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
-        pfx = _der.read_single(self._as_der(_pfx_only(data)), _der.SEQUENCE).children()
+        layer = _pfx_only(data)
+        if self.ber:  # a BER PFX's end is found by walking it: what follows is ignored
+            layer = _der.to_der(layer, first_only=True)
+        pfx = _der.read_single(layer, _der.SEQUENCE).children()
         if len(pfx) not in (2, 3) or _int(pfx[0]) != 3:
             raise P12FormatError("not a PKCS#12 version 3 PFX")
         content_type, content = _content_info(pfx[1])

@@ -191,15 +191,17 @@ def test_our_own_p12_framed_as_ber_reads_the_same(store_type: str) -> None:
         assert Keystore.from_bytes(ber, "changeit").key_entry()[1:] == store.key_entry()[1:]
     with pytest.raises(WrongPasswordError):  # the twin: the MAC still guards it
         read(ber, "not-it")
+    # Bytes after a BER PFX are ignored, as after a DER one (keytool and OpenSSL).
+    assert read(ber + b"\r\n", "changeit").aliases == store.aliases
 
 
 def test_only_a_ber_p12_is_rewritten(monkeypatch: pytest.MonkeyPatch) -> None:
     """DER files pay nothing for BER: no layer of theirs is walked or rewritten."""
     rewritten: list[int] = []
 
-    def counting(data: bytes) -> bytes:
+    def counting(data: bytes, **options: bool) -> bytes:
         rewritten.append(len(data))
-        return to_der(data)
+        return to_der(data, **options)
 
     monkeypatch.setattr(_der, "to_der", counting)
     Keystore.load(DATA / "golang/windows-azure-tools.p12", "")
