@@ -221,6 +221,8 @@ def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
         if kind == "email" or (not kind and "@" in value):
             names.append(x509.RFC822Name(value))
         elif kind == "uri":
+            if not _URI.fullmatch(value):
+                raise ValueError(f"not a URI (scheme:rest, no spaces): {value!r}")
             names.append(x509.UniformResourceIdentifier(value))
         elif kind == "oid":
             try:
@@ -233,14 +235,16 @@ def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
 
 
 _SAN_KINDS = ("dns", "ip", "email", "uri", "oid")
-_DNS_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_DNS_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 
 
 def _dns_name(value: str) -> str:
     """A DNS SAN as written (its A-label for non-ASCII letters; ``bücher.example`` as
-    ``xn--bcher-kva.example``), checked as keytool checks it: labels of letters, digits,
-    hyphens (and the underscores internal names use), none empty; ``*`` only as the
-    whole leftmost label."""
+    ``xn--bcher-kva.example``, which keytool refuses), checked as keytool checks it:
+    labels of letters, digits and hyphens (and the underscores internal names use,
+    which keytool refuses), none empty and none starting with a hyphen; ``*`` only as
+    the whole leftmost label."""
     name = value if value.isascii() else ascii_host(value)
     labels = name.split(".")
     wildcard = labels[0] == "*" and len(labels) > 1
@@ -251,8 +255,8 @@ def _dns_name(value: str) -> str:
         or not all(_DNS_LABEL.fullmatch(label) for label in checked)
     ):
         raise ValueError(
-            f"not a DNS name: {value!r} (labels of letters, digits and hyphens, none "
-            "empty; * only as the leftmost label)"
+            f"not a DNS name: {value!r} (labels of letters, digits, hyphens and "
+            "underscores, none empty; * only as the leftmost label)"
         )
     return name
 
