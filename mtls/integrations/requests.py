@@ -49,7 +49,9 @@ still held by a streamed response is closed when that response is released).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Iterable, MutableMapping
@@ -61,6 +63,8 @@ from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
     import requests
+    import requests.utils
+    import urllib3
     import urllib3.util.ssl_
     from requests.adapters import HTTPAdapter
     from urllib3.connectionpool import HTTPConnectionPool
@@ -100,6 +104,17 @@ def _urllib3_alpn() -> tuple[str, ...]:
     return tuple(urllib3.util.ssl_.ALPN_PROTOCOLS)
 
 
+@functools.lru_cache(maxsize=16)
+def _proxy_trust(verify: str | bool) -> ssl.SSLContext:
+    """A context trusting what requests would trust for ``verify`` (a bundle file or
+    directory, or certifi's bundle), for an ``https://`` proxy's own TLS session."""
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return ssl.create_default_context(cafile=requests.utils.DEFAULT_CA_BUNDLE_PATH)
+
+
 def _origin(url: str | None) -> tuple[str, int] | None:
     """``(host, port)`` of a TLS URL, exactly as ``SSLProfileSet.context_for_url`` reads it."""
     return tls_origin(url) if url else None
@@ -110,6 +125,7 @@ class _Lease(threading.local):
 
     request: PreparedRequest | None = None
     entry: _Entry[ssl.SSLContext] | None = None
+    verify: Any = True  # requests' verify= of that send (a bundle path, or True)
 
 
 class MTLSAdapter(HTTPAdapter):
@@ -127,18 +143,18 @@ class MTLSAdapter(HTTPAdapter):
 
     Through an ``https://`` proxy, the TLS session with the proxy is its own (the
     backend's session runs inside it, with the profile's context): it is verified
-    with ``proxy_ssl_context``, else against the system's CAs
-    (``ssl.create_default_context()``), whatever the profile says of its backend
-    (``novalidatecert`` included); requests' ``verify=`` bundle does not reach it.
-    The proxy never sees the profile's identity.
+    with ``proxy_ssl_context``, else as requests verifies it (the request's
+    ``verify=`` bundle, ``REQUESTS_CA_BUNDLE``, else certifi), whatever the profile
+    says of its backend (``novalidatecert`` included). The proxy never sees the
+    profile's identity.
 
     Args:
         profile_set: where contexts come from; it is not closed with the adapter.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
         proxy_ssl_context: the context for the TLS session with an ``https://``
             proxy (a proxy with a private CA: ``ssl.create_default_context(
-            cafile="proxy-ca.pem")``; default: the system's CAs); not used for
-            ``http://`` or SOCKS proxies.
+            cafile="proxy-ca.pem")``; default: requests' trust for the request);
+            not used for ``http://`` or SOCKS proxies.
         **adapter_kwargs: for ``HTTPAdapter`` (``pool_connections``,
             ``pool_maxsize``, ``max_retries``, ``pool_block``).
 
@@ -192,8 +208,8 @@ class MTLSAdapter(HTTPAdapter):
         elif verify is False or cert:
             log.debug("%s: verify=False or cert= given: requests' own TLS", request.url)
         lease = self._lease
-        saved = (lease.request, lease.entry)
-        lease.request, lease.entry = request, entry
+        saved = (lease.request, lease.entry, lease.verify)
+        lease.request, lease.entry, lease.verify = request, entry, verify
         try:
             return super().send(
                 request,
@@ -204,20 +220,36 @@ class MTLSAdapter(HTTPAdapter):
                 proxies=proxies,
             )
         finally:
-            lease.request, lease.entry = saved
+            lease.request, lease.entry, lease.verify = saved
             if entry is not None:
                 retired = self._pools.release(entry)
                 if retired is not None:
                     self._close_pools([retired])
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        """requests' proxy manager, with a context of its own for an ``https://`` proxy:
-        ``proxy_ssl_context``, else a verifying default (urllib3 would give the proxy
-        the pool's ``cert_reqs``, so a ``novalidatecert`` profile left it unverified)."""
-        if proxy.lower().startswith("https:") and proxy not in self.proxy_manager:
-            context = self.proxy_ssl_context or ssl.create_default_context()
-            proxy_kwargs.setdefault("proxy_ssl_context", context)
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
+        """requests' proxy manager; for a request sent with a profile's context through
+        an ``https://`` proxy, one whose TLS session with the proxy has a context of its
+        own: ``proxy_ssl_context``, else requests' trust for the request (its
+        ``verify=`` bundle, ``REQUESTS_CA_BUNDLE``, or certifi). urllib3 would give the
+        proxy the pool's ``cert_reqs``: a ``novalidatecert`` profile left it unverified.
+        Requests without a profile keep requests' own proxy handling."""
+        lease = self._lease
+        if lease.entry is None or not proxy.lower().startswith("https:"):
+            return super().proxy_manager_for(proxy, **proxy_kwargs)
+        verify = lease.verify if isinstance(lease.verify, str) else True
+        key = f"{proxy} (mtls profiles, trust {verify!r})"
+        manager = self.proxy_manager.get(key)
+        if manager is None:
+            manager = self.proxy_manager[key] = urllib3.proxy_from_url(
+                proxy,
+                proxy_headers=self.proxy_headers(proxy),
+                num_pools=self._pool_connections,
+                maxsize=self._pool_maxsize,
+                block=self._pool_block,
+                proxy_ssl_context=self.proxy_ssl_context or _proxy_trust(verify),
+                **proxy_kwargs,
+            )
+        return manager
 
     def _context_for(self, request: PreparedRequest) -> ssl.SSLContext | None:
         lease = self._lease

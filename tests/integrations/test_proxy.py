@@ -254,21 +254,32 @@ def test_requests_through_an_https_proxy_with_proxy_ssl_context(
     assert https_proxy.client_certs == [None]
 
 
-def test_requests_https_proxy_with_a_private_ca_is_refused_without_proxy_ssl_context(
+def test_requests_trusts_an_https_proxy_as_requests_does(
     profiles: SSLProfileSet, backends: Backends, https_proxy: _Tunnels, proxy_ca: CA, tmp_path
 ):
-    # The negative twin: urllib3 verifies the proxy against the system's CAs, and the
-    # request's verify= bundle is not used for it (the profile decides trust).
-    bundle = tmp_path / "proxy-ca.pem"
-    bundle.write_bytes(proxy_ca.cert_pem)
+    """The proxy's own TLS session is trusted as requests trusts it (verify=, its
+    REQUESTS_CA_BUNDLE, else certifi), for URLs with a profile and without; the profile
+    still decides the backend's trust inside the tunnel."""
+    bundle = tmp_path / "corp.pem"
+    bundle.write_bytes(proxy_ca.cert_pem + backends.pki.server_ca.cert_pem)
+    via = {"https": https_proxy.url}
     with session(profiles) as http:
+        # A URL with a profile: the proxy by the bundle, the backend by its profile.
+        response = http.get(backends.url("a", "/who"), proxies=via, verify=str(bundle))
+        assert response.json()["client_cn"] == "client-a"
+        # A URL without one: requests' own handling, as before (the proxy and the
+        # backend by the bundle, no client certificate: the backend refuses it).
+        with pytest.raises(requests.exceptions.ConnectionError) as caught:
+            http.get(backends.unprofiled_url(), proxies=via, verify=str(bundle))
+        assert "CERTIFICATE_VERIFY_FAILED" not in repr(caught.value)
+        # The negative twin: without the bundle (certifi), the proxy is not trusted.
         with pytest.raises(requests.exceptions.ProxyError, match="CERTIFICATE_VERIFY_FAILED"):
-            http.get(backends.url("a"), proxies={"https": https_proxy.url}, verify=str(bundle))
+            http.get(backends.url("a"), proxies=via)
     # An unrelated CA given as the proxy's trust fails the same way.
     with session(profiles, proxy_ssl_context=_trusting(CA(name="not the proxy's"))) as http:
         with pytest.raises(requests.exceptions.ProxyError, match="CERTIFICATE_VERIFY_FAILED"):
-            http.get(backends.url("a"), proxies={"https": https_proxy.url})
-    assert https_proxy.targets == []
+            http.get(backends.url("a"), proxies=via)
+    assert len(https_proxy.targets) == 2  # the two requests the proxy was trusted for
 
 
 @pytest.mark.parametrize("trusted", [True, False])
