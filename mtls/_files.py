@@ -137,14 +137,20 @@ def atomic_write(
     ``mode`` and the group's is kept: the world never gains access. They are set on
     the descriptor before any byte is written; the owner only where the process may
     (root, or a group it is in), with a warning when it may not, and then the group's
-    bits are not carried over to another group. No set-id or sticky bit is kept. Hard
-    links to the old file keep the old content: the new one is another file.
+    bits are not carried over to another group. A POSIX ACL is copied (else the
+    group bits, which are then its mask, are not kept). No set-id or sticky bit is
+    kept. Hard links to the old file keep the old content: the new one is another
+    file. As keytool's write would be, a file this process may not write is refused,
+    and so is a link another user left in a sticky, world-writable directory (the
+    kernel's ``protected_symlinks`` rule, which a rename would get round).
 
     Raises:
-        OSError: the directory is not writable, or the disk is full.
+        OSError: the directory is not writable, the disk is full, the file is
+            read-only to this process, or the link is refused.
     """
     target = Path(path)
     if target.is_symlink():
+        _refuse_planted_link(target)
         # Written through, as open() writes: the link stays a link (a store mounted
         # from a secret, a file another path points at).
         target = Path(os.path.realpath(target))
@@ -155,13 +161,20 @@ def atomic_write(
         old = None
     if old is not None and not stat.S_ISREG(old.st_mode):
         old = None
+    if old is not None and not os.access(target, os.W_OK):
+        raise _write_refused(PermissionError(errno.EACCES, "read-only"), target, read_only=True)
+    acl = _acl(target) if old is not None else None
     try:
         fd, tmp = _create_temporary(directory, target.name, 0o666 if mode is None else 0o600)
     except OSError as exc:
         raise _write_refused(exc, target) from None
     try:
         if old is not None:
-            os.fchmod(fd, _kept_mode(old, _keep_owner(fd, old, target), mode))
+            kept = _kept_mode(old, _keep_owner(fd, old, target), mode)
+            os.fchmod(fd, kept)
+            if acl is not None and not _set_acl(fd, acl):
+                # The group bits were the ACL's mask, not the group's: not kept.
+                os.fchmod(fd, kept & ~(0o070 if mode is not None else 0o020))
         elif mode is not None:
             os.fchmod(fd, mode)  # before any byte is written: a key file is never readable
         with os.fdopen(fd, "wb") as fh:
@@ -179,6 +192,44 @@ def atomic_write(
         raise
     fsync_directory(directory)
     return target
+
+
+_ACL = "system.posix_acl_access"
+
+
+def _acl(path: Path) -> bytes | None:
+    """The file's POSIX access ACL (its xattr), or None when it has none."""
+    try:
+        return os.getxattr(path, _ACL) if hasattr(os, "getxattr") else None
+    except OSError:  # ENODATA: none; ENOTSUP: no ACLs on this file system
+        return None
+
+
+def _set_acl(fd: int, acl: bytes) -> bool:
+    try:
+        os.setxattr(fd, _ACL, acl)
+    except OSError:
+        return False
+    return True
+
+
+def _refuse_planted_link(link: Path) -> None:
+    """The kernel's ``protected_symlinks`` rule: a link in a sticky, world-writable
+    directory is followed only when its owner is the follower or the directory's."""
+    try:
+        owner = os.lstat(link).st_uid
+        parent = os.stat(link.parent)
+    except OSError:
+        return
+    shared = parent.st_mode & stat.S_ISVTX and parent.st_mode & stat.S_IWOTH
+    if shared and owner not in (os.geteuid(), parent.st_uid):
+        raise WriteRefused(
+            errno.EACCES,
+            f"a symbolic link that another user (uid {owner}) left in the shared, "
+            f"world-writable directory {link.parent}: not followed, as the kernel does not "
+            "follow it either: remove the link, or write to its target's own path",
+            os.fspath(link),
+        )
 
 
 def _kept_mode(old: os.stat_result, same_group: bool, mode: int | None) -> int:
@@ -226,9 +277,15 @@ class WriteRefused(OSError):
     written, and a file already there is unchanged."""
 
 
-def _write_refused(exc: OSError, target: Path) -> WriteRefused:
+def _write_refused(exc: OSError, target: Path, *, read_only: bool = False) -> WriteRefused:
     directory = target.parent
     where = os.fspath(directory) or "."
+    if read_only:  # keytool's open() for writing is refused the same way
+        return _refused_class(type(exc))(
+            errno.EACCES,
+            "the file is read-only to this process: check its owner and mode; nothing was written",
+            os.fspath(target),
+        )
     reasons = {
         errno.EACCES: f"cannot write in {where}: permission denied: check the directory's "
         "owner and mode",

@@ -501,6 +501,79 @@ def test_a_kept_mode_never_opens_a_private_store_to_another_group(pki: PKI, tmp_
     assert stat.S_IMODE(plain.stat().st_mode) == 0o755
 
 
+def _acl_xattr(named_uid: int) -> bytes:
+    """A POSIX ACL as Linux stores it: owner rw, user ``named_uid`` r, group none,
+    mask r, other none (``ls`` shows 0640: the 4 is the mask)."""
+    import struct
+
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 4, named_uid), (0x04, 0, 0xFFFFFFFF),
+               (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]  # fmt: skip
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def test_a_rewritten_store_keeps_its_acl_and_never_turns_its_mask_into_group_access(
+    tmp_path: Path,
+) -> None:
+    """An ACL giving one user read access was lost on rewrite, and its mask (the group
+    bits ``stat`` shows) was kept as the owning group's read permission."""
+    from mtls import _files
+
+    target = tmp_path / "acl.p12"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    try:
+        os.setxattr(target, "system.posix_acl_access", _acl_xattr(65534))
+    except OSError:
+        pytest.skip("no POSIX ACLs on this file system")
+    acl = os.getxattr(target, "system.posix_acl_access")
+    _files.atomic_write(target, b"new key store", mode=0o600)
+    assert os.getxattr(target, "system.posix_acl_access") == acl  # the reader keeps it
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # the mask, as before
+    # The twin: where the ACL cannot be copied, its mask is not kept as group access.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_files, "_set_acl", lambda fd, acl: False)
+        _files.atomic_write(target, b"newer", mode=0o600)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a link of another owner needs root")
+def test_a_link_another_user_left_in_a_shared_directory_is_not_followed(tmp_path: Path) -> None:
+    """The kernel does not follow it (protected_symlinks); a rename-based write did."""
+    from mtls._files import WriteRefused, atomic_write
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim.conf"
+    victim.write_bytes(b"precious")
+    planted = shared / "store.p12"
+    planted.symlink_to(victim)
+    os.lchown(planted, 65534, 65534)
+    with pytest.raises(WriteRefused, match="another user"):
+        atomic_write(planted, b"store bytes", mode=0o600)
+    assert victim.read_bytes() == b"precious"
+    # The twin: root's own link there is followed, as the kernel follows it.
+    os.lchown(planted, 0, 0)
+    atomic_write(planted, b"store bytes", mode=0o600)
+    assert victim.read_bytes() == b"store bytes" and planted.is_symlink()
+
+
+def test_a_file_this_process_may_not_write_is_refused(tmp_path: Path) -> None:
+    """keytool's open() for writing fails on a read-only store; a rename replaced it.
+    (os.access answers as the kernel would for a non-root user: root may write all.)"""
+    from mtls import _files
+
+    target = tmp_path / "ro.p12"
+    target.write_bytes(b"old")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_files.os, "access", lambda path, how: False)
+        with pytest.raises(PermissionError, match="read-only to this process"):
+            _files.atomic_write(target, b"new", mode=0o600)
+    assert target.read_bytes() == b"old"
+    _files.atomic_write(target, b"new", mode=0o600)  # the twin: writable, written
+    assert target.read_bytes() == b"new"
+
+
 def test_truststore_save_follows_umask(pki: PKI, tmp_path: Path) -> None:
     target = tmp_path / "trust.jks"
     old = os.umask(0o022)
