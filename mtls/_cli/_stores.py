@@ -687,13 +687,12 @@ def _merged_into(
     except WrongPasswordError as exc:
         # The source's options are not the ones to fix here.
         text = str(exc).replace("pass key_password", "pass --out-key-password (-destkeypass)")
-        hint = (
-            "the destination's key password comes from --out-key-password (-destkeypass)"
-            if exc.alias is not None
-            else f"the destination's store password comes from --out-password "
-            f"(-deststorepass) or {ENV_OUT_PASSWORD}"
-        )
-        raise CLIError(f"{text} ({hint})") from exc
+        if exc.alias is None:
+            text += (
+                " (the destination's store password comes from --out-password "
+                f"(-deststorepass) or {ENV_OUT_PASSWORD})"
+            )
+        raise CLIError(text) from exc
     if destination.secret_keys:
         raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
                        "merge with keytool -importkeystore")  # fmt: skip
