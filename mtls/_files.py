@@ -118,6 +118,7 @@ def atomic_write(
     *,
     mode: int | None,
     mtime: float | None = None,
+    keep_existing: bool = True,
 ) -> Path:
     """Replace ``path`` with ``data``: a temporary file in the same directory, fsync, rename.
 
@@ -144,6 +145,11 @@ def atomic_write(
     and so is a link another user left in a sticky, world-writable directory (the
     kernel's ``protected_symlinks`` rule, which a rename would get round).
 
+    ``keep_existing=False`` replaces a file already there as a deploy tool's rename
+    does: with ``mode`` exactly, whatever the old file's owner, mode or ACL were, and
+    whether or not it was writable (what :func:`mtls.testing.replace_atomically`
+    simulates).
+
     Raises:
         OSError: the directory is not writable, the disk is full, the file is
             read-only to this process, or the link is refused.
@@ -159,7 +165,7 @@ def atomic_write(
         old = os.stat(target)
     except OSError:
         old = None
-    if old is not None and not stat.S_ISREG(old.st_mode):
+    if old is not None and (not keep_existing or not stat.S_ISREG(old.st_mode)):
         old = None
     if old is not None and not os.access(target, os.W_OK):
         raise _write_refused(PermissionError(errno.EACCES, "read-only"), target, read_only=True)

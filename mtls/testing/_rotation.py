@@ -51,7 +51,9 @@ def replace_atomically(
     The bytes go to a temporary file in the same directory, are flushed and
     fsynced, and the file is renamed over ``path`` with :func:`os.replace`. A
     concurrent reader sees the old content or the new, never a partial file.
-    If ``path`` is a symlink, the link itself is replaced by a regular file.
+    If ``path`` is a symlink, its target is replaced and the link stays. The new
+    file gets ``mode`` exactly (a rename does not care whether the old file was
+    writable, nor keeps its owner).
 
     Args:
         path: the file to create or replace.
@@ -75,7 +77,7 @@ def replace_atomically(
             mode = stat.S_IMODE(os.stat(target).st_mode)
         except FileNotFoundError:
             mode = 0o600
-    return atomic_write(target, _as_bytes(data), mode=mode, mtime=mtime)
+    return atomic_write(target, _as_bytes(data), mode=mode, mtime=mtime, keep_existing=False)
 
 
 def _check_name(name: str) -> None:

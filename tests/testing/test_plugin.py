@@ -224,6 +224,24 @@ def test_replace_atomically(tmp_path):
     assert os.listdir(tmp_path) == ["store.jks"]
 
 
+def test_replace_atomically_gives_the_mode_it_is_told_and_writes_through_links(tmp_path):
+    """A deploy tool's rename: the mode given, whatever the old file's (the library's
+    own saves keep an existing file's mode; this helper must not), and a link's target
+    replaced with the link kept, as its docstring says."""
+    path = tmp_path / "store.jks"
+    path.write_bytes(b"old")
+    path.chmod(0o600)
+    replace_atomically(path, b"new", mode=0o644)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    path.chmod(0o444)  # read-only: a rename replaces it all the same
+    replace_atomically(path, b"newer")
+    assert path.read_bytes() == b"newer"
+    link = tmp_path / "link.jks"
+    link.symlink_to(path)
+    replace_atomically(link, b"through the link")
+    assert link.is_symlink() and path.read_bytes() == b"through the link"
+
+
 def test_replace_atomically_failure_leaves_the_file(tmp_path):
     path = tmp_path / "store.jks"
     path.write_bytes(b"old")
