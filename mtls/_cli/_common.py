@@ -501,14 +501,24 @@ def type_for_new_store(path: Path, explicit: WriteFormat | None) -> WriteFormat:
     return "PKCS12" if by_extension == "PEM" else by_extension
 
 
-def _password_hint(exc: WrongPasswordError) -> str:
+def _password_hint(exc: WrongPasswordError, *, destination: bool = False) -> str | None:
+    if destination:  # convert's existing --out store: its own options, not the source's
+        if exc.alias is not None:
+            return None  # the message already names --out-key-password
+        return (
+            "the destination's store password comes from --out-password (-deststorepass) "
+            f"or {ENV_OUT_PASSWORD}"
+        )
     if exc.alias is not None:
         return f"the key password comes from --key-password or {ENV_KEY_PASSWORD}"
     return f"the store password comes from --password or {ENV_STORE_PASSWORD}"
 
 
-def load_keystore(path: Path, password: str | None, key_password: str | None) -> Keystore:
-    """``Keystore.load`` with the option or variable that sets each password in the message.
+def load_keystore(
+    path: Path, password: str | None, key_password: str | None, *, destination: bool = False
+) -> Keystore:
+    """``Keystore.load`` with the option or variable that sets each password in the message
+    (``destination``: the store ``convert --merge`` adds to, whose options differ).
 
     Raises:
         CLIError: a wrong password (chained to the library's error).
@@ -520,8 +530,10 @@ def load_keystore(path: Path, password: str | None, key_password: str | None) ->
         return Keystore.load(path, password, key_password=key_password)
     except WrongPasswordError as exc:
         # The library names its parameter; on the command line it is an option.
-        text = str(exc).replace("pass key_password", "pass --key-password")
-        raise CLIError(f"{text} ({_password_hint(exc)})") from exc
+        option = "--out-key-password (-destkeypass)" if destination else "--key-password"
+        text = str(exc).replace("pass key_password", f"pass {option}")
+        hint = _password_hint(exc, destination=destination)
+        raise CLIError(f"{text} ({hint})" if hint else text) from exc
 
 
 def inspect_keystore(path: Path, password: str | None) -> Keystore:

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from .. import _x509
-from .._errors import KeystoreFormatError, WrongPasswordError
+from .._errors import KeystoreFormatError
 from .._files import read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
 from .._readers import detect_format
@@ -682,17 +682,7 @@ def _merged_into(
             else "mtls writes JKS and PKCS12 only: add to it with keytool -importkeystore"
         )
         raise CLIError(f"{target} is a {found} store, not {to}: {fix}, or --force to replace it")
-    try:
-        destination = Keystore.load(target, password, key_password=args.out_key_password)
-    except WrongPasswordError as exc:
-        # The source's options are not the ones to fix here.
-        text = str(exc).replace("pass key_password", "pass --out-key-password (-destkeypass)")
-        if exc.alias is None:
-            text += (
-                " (the destination's store password comes from --out-password "
-                f"(-deststorepass) or {ENV_OUT_PASSWORD})"
-            )
-        raise CLIError(text) from exc
+    destination = load_keystore(target, password, args.out_key_password, destination=True)
     if destination.secret_keys:
         raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
                        "merge with keytool -importkeystore")  # fmt: skip
