@@ -179,8 +179,9 @@ def atomic_write(
             kept = _kept_mode(old, _keep_owner(fd, old, target), mode)
             os.fchmod(fd, kept)
             if acl is not None and not _set_acl(fd, acl):
-                # The group bits were the ACL's mask, not the group's: not kept.
-                os.fchmod(fd, kept & ~(0o070 if mode is not None else 0o020))
+                # The group bits were the ACL's mask, not the group's: kept as for a
+                # group the file could not keep.
+                os.fchmod(fd, _kept_mode(old, False, mode))
         elif mode is not None:
             os.fchmod(fd, mode)  # before any byte is written: a key file is never readable
         with os.fdopen(fd, "wb") as fh:
