@@ -534,18 +534,11 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             if info["san"]:
                 out.line(f"{indent}SAN      {', '.join(info['san'])}")
             out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
-        if args.rfc:
-            for der in _chain_der(store, entry["alias"]):
+        if args.rfc and entry["kind"] != "SecretKeyEntry":  # a secret key has none
+            for der in store._chain_der(entry["alias"]):
                 out.stdout.write(_x509.der_to_pem(der))
     _show_warnings(out, logs)
     return EXIT_OK
-
-
-def _chain_der(store: Keystore, alias: str) -> tuple[bytes, ...]:
-    """An entry's certificates as stored (a key entry's chain, or the trusted one)."""
-    if store.is_key_entry(alias):
-        return store.key_entry(alias)[2]
-    return (store.export_certificate(alias, "DER"),)
 
 
 # --------------------------------------------------------------------------- convert

@@ -1067,3 +1067,13 @@ def test_keytool_spellings_of_list_and_export(tmp_path: Path) -> None:
     assert pem.stdout.strip() in listed
     # The twin: without -rfc, no PEM.
     assert "BEGIN CERTIFICATE" not in ok("list", "-keystore", store, "-v").stdout
+    # A store whose entry holds no certificate (a secret key) lists with -rfc too.
+    from tests._keytool import KEYTOOLS, run_keytool
+
+    if KEYTOOLS:
+        secret = tmp_path / "sk.jceks"
+        run_keytool(KEYTOOLS[0], "-genseckey", "-alias", "sk", "-keyalg", "AES", "-keysize",
+                    "128", "-keystore", str(secret), "-storetype", "JCEKS", "-storepass",
+                    PASSWORD, "-keypass", PASSWORD)  # fmt: skip
+        listed = ok("list", "-keystore", secret, "-rfc").stdout
+        assert "SecretKeyEntry" in listed and "BEGIN CERTIFICATE" not in listed
