@@ -29,9 +29,9 @@ What is checked where
   signature checked); otherwise its status is "undetermined", which hard-fail
   refuses. Anchors themselves are never checked (Java's PKIX does not either).
 
-Fetching: ``http://`` only (OCSP and CRLs are signed; ``https`` would need its own
-revocation check), no redirects followed, no proxy, a total deadline of
-``timeout`` seconds per fetch, responses bounded (``MAX_OCSP_BYTES``,
+Fetching (:mod:`mtls._fetch`): ``http://`` only (OCSP and CRLs are signed;
+``https`` would need its own revocation check), no redirects followed, no proxy, a
+total deadline of ``timeout`` seconds per fetch, responses bounded (``MAX_OCSP_BYTES``,
 ``MAX_CRL_BYTES``). Results are cached by (issuer, serial) for the response's
 validity (at most ``cache_delay``) in a bounded LRU cache; a status that could
 not be determined is asked again only after ``retry_failed_after``. Concurrent
@@ -45,16 +45,13 @@ import collections
 import dataclasses
 import datetime as _dt
 import hashlib
-import ipaddress
 import logging
-import socket
 import ssl
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -78,6 +75,7 @@ from ._crl import (
     _verify_signature,
 )
 from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
+from ._fetch import FetchError, fetch
 from ._fork import renew_attributes_after_fork
 from ._types import Mode, Status
 
@@ -245,149 +243,8 @@ class RevocationState:
         }
 
 
-class _FetchError(Exception):
-    pass
-
-
 class _CacheMiss(Exception):
     """A status asked with ``fetch=False`` is not in the cache."""
-
-
-#: Largest response head (status line and headers) read from a responder.
-_MAX_HEAD_BYTES = 16 * 1024
-
-
-def _fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
-    """GET (or POST ``body``) an ``http://`` URL; at most ``limit`` bytes, ``timeout`` in all.
-
-    ``timeout`` is a total deadline over name resolution, connect, request and the
-    whole response: before every ``recv`` the socket's timeout is set to the time
-    left, so a server that drips a byte at a time is given up on at the deadline.
-    HTTP/1.0 is spoken (no chunked answers, the server closes at the end).
-
-    Raises:
-        _FetchError: any failure, in words.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise _FetchError(f"{url}: not fetched (only http:// URLs are)")
-    deadline = time.monotonic() + timeout
-    try:
-        port = parts.port or 80
-    except ValueError as exc:  # a bad port
-        raise _FetchError(f"{url}: {exc}") from None
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname
-    head = [
-        f"{'POST' if body is not None else 'GET'} {path} HTTP/1.0",
-        f"Host: {host if ':' not in host else f'[{host}]'}"
-        + (f":{parts.port}" if parts.port else ""),
-        "Connection: close",
-    ]
-    if body is not None:
-        head += ["Content-Type: application/ocsp-request", f"Content-Length: {len(body)}"]
-    request = ("\r\n".join(head) + "\r\n\r\n").encode("ascii", "replace") + (body or b"")
-
-    def left() -> float:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        return remaining
-
-    sock: socket.socket | None = None
-    try:
-        for family, kind, proto, _, address in _resolve(host, port, left()):
-            try:
-                sock = socket.socket(family, kind, proto)
-                sock.settimeout(left())
-                sock.connect(address)
-                break
-            except OSError:
-                if sock is not None:
-                    sock.close()
-                    sock = None
-                if time.monotonic() >= deadline:
-                    raise TimeoutError from None
-        if sock is None:
-            raise _FetchError(f"{url}: cannot connect")
-        sock.settimeout(left())
-        sock.sendall(request)
-        data = bytearray()
-        while True:
-            sock.settimeout(left())
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > limit + _MAX_HEAD_BYTES:
-                raise _FetchError(f"{url}: more than the {limit} bytes allowed")
-        return _response_body(url, bytes(data), limit)
-    except TimeoutError:
-        raise _FetchError(f"{url}: no answer within {timeout:g} s (the whole fetch)") from None
-    except OSError as exc:
-        text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise _FetchError(f"{url}: {text}") from None
-    finally:
-        if sock is not None:
-            sock.close()
-
-
-def _resolve(host: str, port: int, wait: float) -> list[Any]:
-    """``getaddrinfo`` bounded by ``wait`` seconds: the resolver has no timeout of
-    its own, so it runs in a daemon thread the caller stops waiting for."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:  # a literal address: nothing to resolve
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    found: list[Any] = []
-    failed: list[OSError] = []
-
-    def resolve() -> None:
-        try:
-            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            failed.append(exc)
-
-    worker = threading.Thread(target=resolve, name="mtls-revocation-dns", daemon=True)
-    worker.start()
-    worker.join(wait)
-    if worker.is_alive():
-        raise TimeoutError
-    if failed:
-        raise failed[0]
-    return found
-
-
-def _response_body(url: str, data: bytes, limit: int) -> bytes:
-    """The body of a complete HTTP/1.x response, or :class:`_FetchError` in words."""
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep or len(head) > _MAX_HEAD_BYTES:
-        raise _FetchError(f"{url}: not an HTTP response")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)
-    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
-        raise _FetchError(f"{url}: not an HTTP response")
-    code, reason = int(status[1]), status[2] if len(status) > 2 else ""
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if 300 <= code < 400:
-        raise _FetchError(f"{url}: redirected to {headers.get('location', '?')}, not followed")
-    if code != 200:
-        raise _FetchError(f"{url}: HTTP {code} {reason}".rstrip())
-    length = headers.get("content-length")
-    if length is not None and length.isdigit():
-        if int(length) > limit:
-            raise _FetchError(f"{url}: {length} bytes, more than the {limit} allowed")
-        if len(body) < int(length):
-            raise _FetchError(f"{url}: the answer was cut short")
-        body = body[: int(length)]
-    if len(body) > limit:
-        raise _FetchError(f"{url}: more than the {limit} bytes allowed")
-    return body
 
 
 def _urls(cert: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -815,7 +672,7 @@ class RevocationChecker:
             try:
                 answer = ask(cert, issuer, url, now)
                 break
-            except _FetchError as exc:
+            except FetchError as exc:
                 why.append(f"{kind} {exc}")
             except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
                 # cryptography parses lazily: a damaged field surfaces here, not at load
@@ -866,15 +723,15 @@ class RevocationChecker:
             .public_bytes(serialization.Encoding.DER)
         )
         self._count_fetch()
-        data = _fetch(url, request, MAX_OCSP_BYTES, self.policy.timeout)
+        data = fetch(url, request, MAX_OCSP_BYTES, self.policy.timeout)
         try:
             response = ocsp.load_der_ocsp_response(data)
         except ValueError:
-            raise _FetchError(f"{url}: the answer is not an OCSP response") from None
+            raise FetchError(f"{url}: the answer is not an OCSP response") from None
         if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-            raise _FetchError(f"{url}: the responder answered {response.response_status.name}")
+            raise FetchError(f"{url}: the responder answered {response.response_status.name}")
         if not _ocsp_signed(response, issuer, now):
-            raise _FetchError(
+            raise FetchError(
                 f"{url}: the response is not signed by the issuer "
                 f"{issuer.subject.rfc4514_string()} or a responder it authorized "
                 "(id-kp-OCSPSigning)"
@@ -888,19 +745,17 @@ class RevocationChecker:
             ):
                 break
         else:
-            raise _FetchError(f"{url}: the response is about another certificate")
+            raise FetchError(f"{url}: the response is about another certificate")
         if single.this_update_utc > now + CLOCK_SKEW:
-            raise _FetchError(f"{url}: the response is dated in the future (thisUpdate)")
+            raise FetchError(f"{url}: the response is dated in the future (thisUpdate)")
         next_update = single.next_update_utc
         if next_update is not None and next_update < now - CLOCK_SKEW:
-            raise _FetchError(
-                f"{url}: the response is stale (nextUpdate {next_update.isoformat()})"
-            )
+            raise FetchError(f"{url}: the response is stale (nextUpdate {next_update.isoformat()})")
         if next_update is None and single.this_update_utc < now - CLOCK_SKEW:
             # Without nextUpdate a response speaks for its thisUpdate only (RFC 6960
             # 4.2.2.1; Java's OCSPResponse ends its validity there): an old one is a
             # replay or a responder's stale cache, never today's status.
-            raise _FetchError(
+            raise FetchError(
                 f"{url}: the response is stale (thisUpdate "
                 f"{single.this_update_utc.isoformat()} and no nextUpdate)"
             )
@@ -917,7 +772,7 @@ class RevocationChecker:
                 reason=reason.value if reason is not None else None,
                 revoked_at=single.revocation_time_utc,
             )
-        raise _FetchError(f"{url}: the responder does not know this certificate (unknown)")
+        raise FetchError(f"{url}: the responder does not know this certificate (unknown)")
 
     def _crl(
         self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: _dt.datetime
@@ -925,7 +780,7 @@ class RevocationChecker:
         crl = self._download_crl(url, issuer, now)
         out_of_scope = _crl_scope(crl, cert)
         if out_of_scope is not None:
-            raise _FetchError(f"{url}: {out_of_scope}")
+            raise FetchError(f"{url}: {out_of_scope}")
         next_update = crl.next_update_utc
         until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
         source = f"CRL {url}"
@@ -961,17 +816,17 @@ class RevocationChecker:
             _check_crl(crl, issuer, url, now)  # nextUpdate may have passed since
             return crl
         self._count_fetch()
-        data = _fetch(url, None, MAX_CRL_BYTES, self.policy.timeout)
+        data = fetch(url, None, MAX_CRL_BYTES, self.policy.timeout)
         try:
             crls = list(CRLSet.from_bytes(data, path=url))
         except CRLError:
-            raise _FetchError(f"{url}: the answer is not a CRL") from None
+            raise FetchError(f"{url}: the answer is not a CRL") from None
         crl = crls[0]
         _check_crl(crl, issuer, url, now)
         # Once per download (every entry is read: about 0.1 s for 100,000 of them).
         unknown = _unhandled_critical(crl)
         if unknown is not None:
-            raise _FetchError(
+            raise FetchError(
                 f"{url}: the CRL has a critical extension mtls does not process ({unknown}); "
                 "RFC 5280 5.2 says not to use it (OpenSSL refuses it as a CRL file too)"
             )
@@ -1016,24 +871,24 @@ def _check_crl(
     """Refuse a downloaded list that is not a complete, current list signed by ``issuer``.
 
     Raises:
-        _FetchError: a delta CRL (RFC 5280 5.2.4: it lists only changes since a
+        FetchError: a delta CRL (RFC 5280 5.2.4: it lists only changes since a
             base list, so a serial absent from it says nothing), another signer,
             a thisUpdate in the future or a nextUpdate in the past (beyond
             :data:`CLOCK_SKEW`).
     """
     if _extension(crl, x509.DeltaCRLIndicator) is not None:
-        raise _FetchError(f"{url}: a delta CRL (DeltaCRLIndicator), not a complete list; not used")
+        raise FetchError(f"{url}: a delta CRL (DeltaCRLIndicator), not a complete list; not used")
     if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
-        raise _FetchError(
+        raise FetchError(
             f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
         )
     if crl.last_update_utc > now + CLOCK_SKEW:
-        raise _FetchError(
+        raise FetchError(
             f"{url}: the CRL is dated in the future (thisUpdate {crl.last_update_utc.isoformat()})"
         )
     next_update = crl.next_update_utc
     if next_update is not None and next_update < now - CLOCK_SKEW:
-        raise _FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
+        raise FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
 
 
 # What the CRL check understands: a critical extension of another kind makes the

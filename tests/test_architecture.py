@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_version",
         "_fork",
         "_idna",
+        "_fetch",
     ),
     # readers and writers: bytes <-> entries
     ("_jks", "_bks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),

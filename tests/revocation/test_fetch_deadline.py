@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mtls import _revocation
+from mtls import _fetch
 
 
 @pytest.fixture
@@ -43,8 +43,8 @@ def dripping() -> Iterator[str]:
 
 
 def test_a_server_that_drips_is_given_up_on_at_the_deadline(dripping: str) -> None:
-    with pytest.raises(_revocation._FetchError, match=r"no answer within 1 s \(the whole fetch\)"):
-        _revocation._fetch(dripping, None, 1000, timeout=1.0)
+    with pytest.raises(_fetch.FetchError, match=r"no answer within 1 s \(the whole fetch\)"):
+        _fetch.fetch(dripping, None, 1000, timeout=1.0)
 
 
 def test_a_prompt_server_is_read_whole() -> None:
@@ -59,7 +59,7 @@ def test_a_prompt_server_is_read_whole() -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        body = _revocation._fetch(
+        body = _fetch.fetch(
             f"http://127.0.0.1:{server.getsockname()[1]}/x", None, 1000, timeout=30.0
         )
     finally:
