@@ -335,9 +335,14 @@ def _parse_jks(
 def _too_much_work(
     exc: WorkLimitError, path: str | os.PathLike[str] | None, alias: str | None
 ) -> KeystoreFormatError:
+    shown = os.fspath(path) if path is not None else "<file>"
     return KeystoreFormatError(
-        f"{_where(path)}: {exc} (a hostile or damaged file; see docs/security.md): "
-        "re-create the store with keytool's default iteration counts",
+        f"{_where(path)}: store refused: {exc}. keytool's defaults stay far below it "
+        "(10,000 per PKCS#12 derivation, 200,000 per JCEKS key), so the file is damaged, "
+        "hostile, or made with raised iteration settings (keytool "
+        "-J-Dkeystore.pkcs12.*IterationCount=...; see docs/security.md): re-create it with "
+        f"keytool's defaults, e.g. keytool -importkeystore -srckeystore {shown} "
+        "-destkeystore <new file>",
         path=path,
         alias=alias,
     )
@@ -414,6 +419,18 @@ def _jks_integrity_error(
     )
 
 
+def _store_password_opens(data: bytes, password: Secret | None, budget: WorkBudget) -> bool:
+    """Whether ``password`` unlocks every key of a PKCS#12 store whose own key password
+    did not (asked only to explain that refusal; charged to the same budget)."""
+    if password is None:
+        return False
+    try:
+        _pkcs12.parse_pkcs12(data, password, key_password=None, decrypt_keys=True, budget=budget)
+    except (_pkcs12.P12PasswordError, _pkcs12.P12FormatError, WorkLimitError):
+        return False
+    return True
+
+
 def _parse_pkcs12(
     data: bytes,
     password: Secret | None,
@@ -445,7 +462,11 @@ def _parse_pkcs12(
                 else ("store password (used as the key password)")
             )
             msg = f"{where}: the {opened} does not unlock key entry {_jks.shown(exc.alias)}: " + (
-                "every key entry must open with the one key password, as Java's key "
+                "the store password does: keytool writes a PKCS#12 key under the store "
+                "password (it ignores -keypass), and Java then needs that password as the "
+                "key password too: leave the key password out or set it to the store password"
+                if key_password is not None and _store_password_opens(data, password, budget)
+                else "every key entry must open with the one key password, as Java's key "
                 "manager requires (Keystore.inspect lists the entries without one)"
                 if key_password is not None
                 else "if the key has its own password, pass key_password"
@@ -454,11 +475,7 @@ def _parse_pkcs12(
             msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it"
         raise WrongPasswordError(msg, path=path, alias=exc.alias) from exc
     except WorkLimitError as exc:
-        raise KeystoreFormatError(
-            f"{where}: PKCS#12 store refused: {exc} (stores made by keytool or OpenSSL stay "
-            "far below it; see docs/security.md): replace the file",
-            path=path,
-        ) from exc
+        raise _too_much_work(exc, path, None) from exc
     except _pkcs12.P12FormatError as exc:
         raise KeystoreFormatError(
             f"{where}: damaged or unsupported PKCS#12 store ({exc}): replace the file", path=path

@@ -34,7 +34,15 @@ def check_store_type(store_type: str) -> str:
     """The normalised name of a writable format (``pkcs#12`` -> ``PKCS12``), or ValueError."""
     norm = store_type.upper().replace("#", "").replace("-", "")
     if norm not in WRITABLE:
-        raise ValueError(f"store_type must be one of {', '.join(WRITABLE)}, not {store_type!r}")
+        why = (
+            ": JCEKS is read, not written (save a PKCS12 or JKS store, which every JDK "
+            "reads; `keytool -importkeystore -deststoretype JCEKS` makes a JCEKS copy)"
+            if norm == "JCEKS"
+            else ""
+        )
+        raise ValueError(
+            f"store_type must be one of {', '.join(WRITABLE)}, not {store_type!r}{why}"
+        )
     return norm
 
 

@@ -764,3 +764,24 @@ def test_wso2_legacy_pkcs12_with_two_key_entries(wso2_fixtures: Path) -> None:
     assert type(mtls.client_context(ks, alias="MyAlias")) is ssl.SSLContext
     with pytest.raises(mtls.WrongPasswordError):
         mtls.Keystore.load(path, "passwordx")
+
+
+def test_a_pkcs12_key_password_keytool_ignored_is_explained(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """keytool ignores -keypass for PKCS12 ("Different store and key passwords not
+    supported"): the key is under the store password, and Java refuses the key
+    password the user meant (UnrecoverableKeyException). mtls refuses it too, and says
+    that the store password is the one that opens the key."""
+    path = tmp_path / "kp.p12"
+    run_keytool(jdk_keytool, "-genkeypair", "-keystore", str(path), "-storetype", "PKCS12",
+                "-storepass", "store-pass-1", "-keypass", "key-pass-22", "-alias", "k",
+                "-keyalg", "EC", "-dname", "CN=kp")  # fmt: skip
+    with pytest.raises(mtls.WrongPasswordError, match="the store password does") as info:
+        mtls.Keystore.load(path, "store-pass-1", key_password="key-pass-22")
+    assert "ignores -keypass" in str(info.value) and info.value.alias == "k"
+    assert "store-pass-1" not in str(info.value) and "key-pass-22" not in str(info.value)
+    assert mtls.Keystore.load(path, "store-pass-1").key_aliases == ("k",)
+    # The twin, a key that really has a password of its own (written through Java's
+    # KeyStore API), keeps the general message: tests/stores/test_pkcs12.py
+    # test_key_password_differs_from_store_password.

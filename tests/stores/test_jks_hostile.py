@@ -343,8 +343,11 @@ def test_an_altered_store_is_diagnosed_with_one_key_entry(pki, jce_decryptions):
 
 def test_the_store_wide_budget_is_charged_before_any_decryption(ca, jce_decryptions):
     store = container(five_entries_at_the_ceiling(der(ca)), PASSWORD, magic=JCEKS_MAGIC)
-    with pytest.raises(KeystoreFormatError, match="past 10,000,000 key-derivation iterations"):
+    with pytest.raises(
+        KeystoreFormatError, match="past 10,000,000 key-derivation iterations"
+    ) as info:
         Keystore.from_bytes(store, PASSWORD)
+    assert "re-create it with keytool's defaults" in str(info.value)
     assert jce_decryptions == []
     # Listing needs no decryption at all, so the same store inspects fine.
     assert len(_listed(store, PASSWORD).key_aliases) == 5

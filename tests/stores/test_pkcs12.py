@@ -501,6 +501,7 @@ def test_key_password_differs_from_store_password(java: JavaStores) -> None:
     with pytest.raises(mtls.WrongPasswordError, match="one key password") as caught:
         mtls.Keystore.load(store, JAVA_PW, key_password="wrong")
     assert caught.value.alias == first and "wrong" not in str(caught.value)
+    assert "the store password does" not in str(caught.value)  # it does not, here
     # Twins: the right key password loads; a wrong store password is the store's.
     assert len(mtls.Keystore.load(store, JAVA_PW, key_password="key-secret").key_aliases) == 2
     with pytest.raises(mtls.WrongPasswordError, match="wrong store password") as caught:

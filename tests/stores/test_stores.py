@@ -598,8 +598,12 @@ def test_failed_save_leaves_nothing(pki: PKI, tmp_path: Path) -> None:
     with pytest.raises(mtls.KeyEntryError, match="'odd': its key does not match") as caught:
         odd.save(tmp_path / "out.p12", PASSWORD, store_type="PKCS12")
     assert caught.value.alias == "odd"
-    with pytest.raises(ValueError, match="store_type"):
+    with pytest.raises(ValueError, match="store_type") as bks:
         ks.save(target, PASSWORD, store_type="BKS")  # type: ignore[arg-type]
+    assert "JCEKS" not in str(bks.value)
+    # JCEKS is read, not written: the message says what to do instead.
+    with pytest.raises(ValueError, match=r"JCEKS is read, not written.*-deststoretype JCEKS"):
+        ks.save(target, PASSWORD, store_type="JCEKS")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
 
 
