@@ -18,19 +18,21 @@ calls :func:`compare`, and register it with ``@benchmark(name, target, about)``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import gc
 import os
 import platform
 import shutil
+import socket
 import ssl
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1564,6 +1566,19 @@ def _server_material(env: Env) -> tuple[Path, Path, ssl.SSLContext]:
     return keystore, truststore, client
 
 
+def _server_pair(
+    env: Env,
+) -> tuple[mtls.RotatingServerContext, ssl.SSLContext, ssl.SSLContext]:
+    """A rotating server context, a plain server_context of the same stores (as made),
+    and a client both trust."""
+    keystore, truststore, client = _server_material(env)
+    rotating = mtls.RotatingServerContext(keystore, truststore, password=PASSWORD)
+    plain = mtls.server_context(
+        mtls.Keystore.load(keystore, PASSWORD), mtls.Truststore.load(truststore, PASSWORD)
+    )
+    return rotating, plain, client
+
+
 def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> None:
     """One complete mutual-TLS handshake between two in-memory SSLObjects."""
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
@@ -1589,21 +1604,95 @@ def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> None:
     1.05,
     "a mutual-TLS handshake through RotatingServerContext.context (sni_callback switches "
     "to the current context) vs through a plain server_context of the same stores, "
-    "session tickets off on both (1.05: at least 0.95 of the handshakes per second)",
+    "with the same session settings (a stateful ticket, cache off: no resumption on "
+    "both) (1.05: at least 0.95 of the handshakes per second)",
 )
 def bench_server_handshake(env: Env, reps: int) -> Comparison:
-    keystore, truststore, client = _server_material(env)
-    rotating = mtls.RotatingServerContext(keystore, truststore, password=PASSWORD)
-    plain = mtls.server_context(
-        mtls.Keystore.load(keystore, PASSWORD), mtls.Truststore.load(truststore, PASSWORD)
-    )
-    # Like the rotating context, no session tickets: the difference is the switch alone
-    # (a plain context that issues tickets does more work per handshake).
+    rotating, plain, client = _server_pair(env)
+    # The rotating context's session settings (one stateful ticket, the cache off): the
+    # difference is the switch alone (a plain context that issues stateless tickets
+    # does more work per handshake).
+    from mtls._openssl import session_cache_off  # noqa: PLC0415
+
     plain.options |= ssl.OP_NO_TICKET
-    plain.num_tickets = 0
+    plain.num_tickets = 1
+    assert session_cache_off(plain)
     outer = rotating.context
     try:
         return compare(lambda: _handshake(outer, client), lambda: _handshake(plain, client), reps)
+    finally:
+        rotating.close()
+
+
+@contextlib.contextmanager
+def _answering(ctx: ssl.SSLContext) -> Iterator[int]:
+    """A loopback server that answers one request per connection with ``ctx``; its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        listener.close()
+        thread.join(10)
+
+
+def _first_request(port: int, client: ssl.SSLContext) -> None:
+    """A new connection, its handshake, and a request written as most clients write
+    one (head, then the blank line), with Nagle's algorithm on (no TCP_NODELAY)."""
+    with (
+        socket.create_connection(("127.0.0.1", port)) as sock,
+        client.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        tls.sendall(b"\r\n")
+        answer = b""
+        while not answer.endswith(b"ok"):
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+@benchmark(
+    "server-first-request",
+    1.10,
+    "a new connection and its first request, from a client with Nagle's algorithm on "
+    "(no TCP_NODELAY), through RotatingServerContext.context vs a plain server_context "
+    "as made (stateless tickets), same loopback server (without a ticket after the "
+    "handshake the server delays its ACK and the request waits: 44 ms)",
+)
+def bench_server_first_request(env: Env, reps: int) -> Comparison:
+    rotating, plain, client = _server_pair(env)
+    try:
+        with _answering(rotating.context) as ours, _answering(plain) as floor:
+            return compare(
+                lambda: _first_request(ours, client),
+                lambda: _first_request(floor, client),
+                min(reps, 200),
+            )
     finally:
         rotating.close()
 

@@ -354,14 +354,19 @@ def test_the_rotating_context_resumes_no_session(estate: Estate, version: ssl.TL
     client = estate.client()
     client.maximum_version = version
     with estate.server() as server:
-        for ctx, resumes in (
-            (plain, True),
-            (no_tickets, True),
-            (server.context, False),
+        tls13 = version == ssl.TLSVersion.TLSv1_3
+        for ctx, resumes, ticket in (
+            (plain, True, True),
+            (no_tickets, True, tls13),  # TLS 1.2: by session ID
+            (server.context, False, tls13),
         ):
             with closing_server(ctx) as port:
                 session, _ = exchange(port, client)
                 assert session is not None
+                # TLS 1.3: the rotating context sends a ticket too (it keeps clients
+                # without TCP_NODELAY from waiting for a delayed ACK), which the client
+                # offers, and which cannot resume: a stateful one, in no cache.
+                assert session.has_ticket is ticket, (ctx, version)
                 for _ in range(2):
                     assert exchange(port, client, session)[1] is resumes, (ctx, version)
         assert server.context.session_stats()["number"] == 0  # nothing cached
@@ -397,6 +402,7 @@ def test_where_the_cache_cannot_be_turned_off_stale_sessions_are_refused(
     client.maximum_version = ssl.TLSVersion.TLSv1_2
     with caplog.at_level("WARNING", logger="mtls"), estate.server() as server:
         assert "cannot be turned off here" in caplog.text
+        assert server.context.num_tickets == 0  # a ticket would resume from the cache
         with closing_server(server.context) as port:
             session, _ = exchange(port, client)
             resumed, reused = exchange(port, client, session)
