@@ -2,11 +2,14 @@
 
 A page is executed in a fresh interpreter in an empty temporary directory, so its
 examples cannot rely on anything but what they create. README.md's examples name the
-files of a real estate (they are illustrations) and are not run.
+files of a real estate (they are illustrations) and are not run. A ```py block is a
+file a server loads (a gunicorn config, ...): it names itself on its first line, and
+a test reads it from the page and runs it (tests/servers/test_frameworks.py).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -35,6 +38,23 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, f"{page.name} examples failed:\n{result.stderr[-3000:]}"
+
+
+PY_FILE = re.compile(r"^```py\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def test_every_file_example_parses_and_a_test_runs_it() -> None:
+    tests = "\n".join(path.read_text() for path in (ROOT / "tests").rglob("*.py"))
+    found = []
+    for page in PAGES:
+        for block in PY_FILE.findall(page.read_text()):
+            ast.parse(block)
+            first = block.splitlines()[0]
+            assert first.startswith("# "), f"{page.name}: a ```py block names no file"
+            name = first.removeprefix("# ")
+            assert f'"{name}"' in tests, f"{page.name}: no test reads {name} from the page"
+            found.append(name)
+    assert found  # the rule has something to check
 
 
 def test_every_page_is_in_the_site_navigation() -> None:

@@ -99,12 +99,13 @@ class Connection:
 
     def get(self, path: str = "/") -> tuple[dict[str, Any], int]:
         self.http.request("GET", path)
+        sock = self.http.sock  # read before the answer: a server may close after it
+        assert isinstance(sock, ssl.SSLSocket)
+        serial = serial_of(sock)
         response = self.http.getresponse()
         body = response.read()
         assert response.status == 200, body
-        sock = self.http.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        return json.loads(body), serial_of(sock)
+        return json.loads(body), serial
 
     def close(self) -> None:
         self.http.close()

@@ -1,24 +1,32 @@
 """The rotating context in the servers people run: asyncio.start_server, aiohttp.web,
-uvicorn, http.server. Each one takes ``server.context`` once; after a rotation its
-next handshake presents the new identity, and the application reads the accepted
-client certificate the way that framework usually gives it. Real clients, loopback."""
+uvicorn, http.server, tornado, werkzeug (Flask), hypercorn and gunicorn (forked
+workers, in a process of its own). Each one takes ``server.context`` once; after a
+rotation its next handshake presents the new identity, and the application reads the
+accepted client certificate the way that framework usually gives it. Real clients,
+loopback."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
+import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from cryptography import x509
 
 import mtls
 from mtls.testing import CA
+from tests._helpers import PASSWORD, wait_for
 from tests.servers._servers import Estate, get, make_estate, refused, stdlib_server
 
 aiohttp_web = pytest.importorskip("aiohttp.web")
@@ -29,9 +37,19 @@ def estate(tmp_path: Path) -> Estate:
     return make_estate(tmp_path)
 
 
-def check_rotation(estate: Estate, server: mtls.RotatingServerContext, port: int) -> None:
+def check_rotation(
+    estate: Estate,
+    server: mtls.RotatingServerContext | None,
+    port: int,
+    *,
+    seen_after: Callable[[ssl.SSLContext, int], None] | None = None,
+) -> None:
     """What every framework must show: the client certificate reaches the app; no
-    certificate and a stranger's are refused; a rotation reaches the next handshake."""
+    certificate and a stranger's are refused; a rotation reaches the next handshake.
+
+    ``seen_after(client, serial)``: how a server in another process is waited for
+    (``server`` is then None): until ``client`` (trusting only the new server CA)
+    sees the new ``serial``."""
     body, first = get(port, estate.client())
     assert body["client_cn"] == "gateway"
     refused(port, estate.bare_client())
@@ -40,9 +58,15 @@ def check_rotation(estate: Estate, server: mtls.RotatingServerContext, port: int
     only_new = estate.client(trust=new_ca)
     refused(port, only_new)  # not before the swap
     serial = estate.write_identity(new_ca)
-    assert server.reload() is True
-    body, seen = get(port, only_new)
-    assert seen == serial != first and body["client_cn"] == "gateway"
+    assert serial != first
+    if server is not None:
+        assert server.reload() is True
+        body, seen = get(port, only_new)
+        assert seen == serial and body["client_cn"] == "gateway"
+    else:
+        assert seen_after is not None
+        seen_after(only_new, serial)
+    refused(port, estate.client())  # the old server CA's clients no longer get in
 
 
 @contextlib.contextmanager
@@ -89,6 +113,11 @@ async def _asyncio_handler(reader: asyncio.StreamReader, writer: asyncio.StreamW
         writer.close()
 
 
+async def _closed(listener: asyncio.Server) -> None:
+    listener.close()
+    await listener.wait_closed()
+
+
 def test_asyncio_start_server(estate: Estate) -> None:
     with estate.server() as server, loop_thread() as loop:
         listener = run(
@@ -97,8 +126,9 @@ def test_asyncio_start_server(estate: Estate) -> None:
         try:
             check_rotation(estate, server, listener.sockets[0].getsockname()[1])
         finally:
-            listener.close()
-            run(loop, listener.wait_closed())
+            # On the loop's thread: asyncio.Server is not thread-safe (a close from
+            # here raced a connection's end there: "'NoneType' object is not iterable").
+            run(loop, _closed(listener))
 
 
 # --------------------------------------------------------------------------- aiohttp
@@ -205,3 +235,217 @@ def test_uvicorn_refuses_the_wrong_alpn(estate: Estate) -> None:
 def test_http_server_with_wrap_socket(estate: Estate) -> None:
     with estate.server() as server, stdlib_server(server.context) as port:
         check_rotation(estate, server, port)
+
+
+# --------------------------------------------------------------------------- tornado
+
+
+def test_tornado_http_server(estate: Estate) -> None:
+    """tornado takes an SSLContext in ``ssl_options`` as it is (ssl_options_to_context
+    passes one through); the client certificate is ``request.get_ssl_certificate()``."""
+    tornado_web = pytest.importorskip("tornado.web")
+    tornado_httpserver = pytest.importorskip("tornado.httpserver")
+
+    class Hello(tornado_web.RequestHandler):  # type: ignore[misc]
+        def get(self) -> None:
+            cert = self.request.get_ssl_certificate()
+            subject = dict(item[0] for item in cert["subject"]) if cert else {}
+            self.write({"client_cn": subject.get("commonName")})
+
+    app = tornado_web.Application([("/", Hello)])
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    with estate.server() as server, loop_thread() as loop:
+
+        async def start() -> Any:
+            http = tornado_httpserver.HTTPServer(app, ssl_options=server.context)
+            http.add_sockets([sock])
+            return http
+
+        http = run(loop, start())
+        try:
+            check_rotation(estate, server, sock.getsockname()[1])
+        finally:
+            loop.call_soon_threadsafe(http.stop)
+            run(loop, http.close_all_connections())
+
+
+# --------------------------------------------------------------------------- werkzeug
+
+
+def test_werkzeug_flask_dev_server(estate: Estate) -> None:
+    """werkzeug (Flask's ``app.run(ssl_context=...)``) wraps its listening socket with
+    the context as it is; the client certificate is ``environ["SSL_CLIENT_CERT"]``."""
+    serving = pytest.importorskip("werkzeug.serving")
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        pem = environ.get("SSL_CLIENT_CERT")
+        cn = None
+        if pem:
+            cert = x509.load_pem_x509_certificate(pem.encode())
+            cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"client_cn": cn}).encode()]
+
+    with estate.server() as server:
+        httpd = serving.make_server("127.0.0.1", 0, app, threaded=True, ssl_context=server.context)
+        assert httpd.socket.context is server.context  # taken as it is, not rebuilt
+        thread = threading.Thread(target=httpd.serve_forever, name="werkzeug")
+        thread.start()
+        try:
+            check_rotation(estate, server, httpd.server_address[1])
+        finally:
+            httpd.shutdown()
+            thread.join(10)
+            httpd.server_close()
+
+
+# --------------------------------------------------------------------------- hypercorn
+
+
+def test_hypercorn_with_the_documented_config(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hypercorn builds its own context in ``Config.create_ssl_context()`` (and turns
+    TLS on only when certfile and keyfile are set): the page's subclass returns the
+    rotating context instead, made on first use. No client certificate in the scope."""
+    pytest.importorskip("hypercorn.config")
+    hypercorn_asyncio = pytest.importorskip("hypercorn.asyncio")
+    code = doc_file(
+        "hypercorn_tls.py",
+        ('password="changeit"', f"password={PASSWORD!r}"),
+        ("reload_interval=60,", "reload_interval=None, settle_delay=0,"),
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "hypercorn_tls.py", "exec"), namespace)
+    monkeypatch.chdir(estate.root)  # the page names the stores by relative path
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = json.dumps({"client_cn": "gateway", "scheme": scope["scheme"]}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = namespace["MTLSConfig"]()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = config.errorlog = None
+    with loop_thread() as loop:
+        stop = asyncio.Event()
+        future = asyncio.run_coroutine_threadsafe(
+            hypercorn_asyncio.serve(app, config, shutdown_trigger=stop.wait), loop
+        )
+        server = None
+        try:
+            wait_for(lambda: _accepts(port) or future.done())
+            server = namespace["MTLSConfig"].rotating
+            assert isinstance(server, mtls.RotatingServerContext)
+            assert get(port, estate.client())[0]["scheme"] == "https"
+            check_rotation(estate, server, port)
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            future.result(30)
+            if server is not None:
+                server.close()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- gunicorn
+
+# The docs' recipe (docs/servers.md, "gunicorn"): its files, as the page gives them, with
+# a free port, two workers and a quick reload for the test.
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "servers.md"
+
+
+def doc_file(name: str, *changes: tuple[str, str]) -> str:
+    """The ```py block of docs/servers.md whose first line is ``# name``, with
+    ``changes`` (old, new) made: each one must be there."""
+    blocks = re.findall(r"^```py\n(.*?)^```", DOCS.read_text(), re.DOTALL | re.MULTILINE)
+    found = [block for block in blocks if block.startswith(f"# {name}\n")]
+    assert len(found) == 1, f"docs/servers.md: no ```py block for {name}"
+    text = found[0]
+    for old, new in changes:
+        assert old in text, f"docs/servers.md {name}: {old!r} is gone"
+        text = text.replace(old, new)
+    return text
+
+
+_GUNICORN_APP = """
+import json, os
+def app(environ, start_response):
+    cert = environ["gunicorn.socket"].getpeercert()
+    subject = dict(item[0] for item in cert["subject"]) if cert else {}
+    body = json.dumps({"client_cn": subject.get("commonName"), "pid": os.getpid()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_gunicorn_workers_follow_a_rotation(estate: Estate) -> None:
+    """gunicorn's ``ssl_context`` hook (sync workers call it per connection) returns the
+    context made before the fork: each worker's reload thread is started again in the
+    child (mtls._fork), so after a rotation every worker presents the new identity."""
+    pytest.importorskip("gunicorn")
+
+    root = estate.root
+    quick = ("reload_interval=60,", "reload_interval=0.2, settle_delay=0,")
+    (root / "tls_server.py").write_text(doc_file("tls_server.py", quick))
+    (root / "gunicorn.conf.py").write_text(
+        doc_file(
+            "gunicorn.conf.py",
+            ('bind = "0.0.0.0:8443"', 'bind = "127.0.0.1:0"'),
+            ("workers = 4", "workers = 2"),
+        )
+    )
+    (root / "app.py").write_text(_GUNICORN_APP)
+    log = root / "gunicorn.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket",
+         "--error-logfile", str(log), "app:app"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root), "BACKEND_STORE_PASSWORD": PASSWORD},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def listening() -> int | None:
+            assert process.poll() is None, log.read_text() if log.exists() else "no log"
+            found = re.search(r"Listening at: https://127\.0\.0\.1:(\d+)", _text(log))
+            booted = len(re.findall(r"Booting worker with pid", _text(log)))
+            return int(found.group(1)) if found and booted == 2 else None
+
+        port = wait_for(listening, timeout=60)
+
+        def in_every_worker(only_new: ssl.SSLContext, serial: int) -> None:
+            def rotated_everywhere() -> set[int] | None:
+                # Twenty new connections in a row see the new identity, from both workers.
+                pids = set()
+                for _ in range(20):
+                    try:
+                        body, seen = get(port, only_new)
+                    except (ssl.SSLError, OSError):
+                        return None  # a worker still presents the old identity
+                    assert seen == serial and body["client_cn"] == "gateway"
+                    pids.add(body["pid"])
+                return pids if len(pids) == 2 else None
+
+            wait_for(rotated_everywhere, timeout=60)
+
+        check_rotation(estate, None, port, seen_after=in_every_worker)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
