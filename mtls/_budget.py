@@ -17,7 +17,7 @@ from typing import Final
 #: keytool's PKCS#12 uses 10,000 per derivation (JDK 8: 50,000 and 100,000 for the
 #: MAC), so a real store spends well under 1,000,000.
 MAX_FILE_KDF_ITERATIONS: Final = 10_000_000
-#: Bytes decrypted with our pure-Python 40-bit RC2 per file (about 5 s per MiB):
+#: Bytes decrypted with our pure-Python 40-bit RC2 per file (about 1 s per MiB):
 #: the whole of an old Java PKCS#12 truststore holding every public CA is ~0.3 MiB.
 MAX_FILE_RC2_BYTES: Final = 1024 * 1024
 #: What telling a wrong JKS password from an altered file may cost: one key entry, at
