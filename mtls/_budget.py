@@ -26,7 +26,17 @@ DIAGNOSIS_KDF_ITERATIONS: Final = 200_000
 
 
 class WorkLimitError(ValueError):
-    """The file asks for more key-derivation or decryption work than we allow."""
+    """The file asks for more key-derivation or decryption work than we allow.
+
+    ``kind`` says which limit, for the fix a message gives: ``"budget"`` (the sum over
+    the file: keytool writes such files when its iteration counts are raised),
+    ``"cap"`` (one derivation beyond what Java or OpenSSL accept) or ``"legacy"``
+    (more bytes under 40-bit RC2 or RC4 than a real legacy store holds).
+    """
+
+    def __init__(self, message: str, kind: str = "cap") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class WorkBudget:
@@ -51,7 +61,8 @@ class WorkBudget:
         if iterations > self.iterations:
             raise WorkLimitError(
                 f"{what} would take it past {self.limit:,} key-derivation iterations, "
-                "the limit per file"
+                "the limit per file",
+                "budget",
             )
         self.iterations -= iterations
 
@@ -60,6 +71,7 @@ class WorkBudget:
         if size > self.rc2_bytes:
             raise WorkLimitError(
                 f"it holds more than {MAX_FILE_RC2_BYTES // 1024} KiB encrypted with 40-bit "
-                "RC2 or RC4, the limit per file for these legacy ciphers"
+                "RC2 or RC4, the limit per file for these legacy ciphers",
+                "legacy",
             )
         self.rc2_bytes -= size

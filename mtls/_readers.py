@@ -25,6 +25,7 @@ import binascii
 import logging
 import os
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -335,14 +336,27 @@ def _parse_jks(
 def _too_much_work(
     exc: WorkLimitError, path: str | os.PathLike[str] | None, alias: str | None
 ) -> KeystoreFormatError:
-    shown = os.fspath(path) if path is not None else "<file>"
+    """The refusal of a file over a work limit, with the fix for that limit."""
+    where = _where(path)
+    source = shlex.quote(os.fspath(path)) if path is not None else "<file>"
+    recreate = f"keytool -importkeystore -srckeystore {source} -destkeystore <new file>"
+    if exc.kind == "budget":
+        why = (
+            "keytool's defaults stay far below it (10,000 per PKCS#12 derivation, "
+            "200,000 per JCEKS key), so the file is damaged, hostile, or made with raised "
+            "iteration settings (keytool -J-Dkeystore.pkcs12.*IterationCount=...): "
+            f"re-create it with keytool's defaults, e.g. {recreate}"
+        )
+    elif exc.kind == "legacy":
+        why = (
+            "that is the legacy encryption of Java before 8u301 and of openssl pkcs12 "
+            "-legacy, and no real store holds that much of it: re-create it in today's "
+            f"format (AES), e.g. {recreate} with a JDK 17 or later"
+        )
+    else:
+        why = "Java and OpenSSL refuse such a file too: it is damaged or hostile, replace it"
     return KeystoreFormatError(
-        f"{_where(path)}: store refused: {exc}. keytool's defaults stay far below it "
-        "(10,000 per PKCS#12 derivation, 200,000 per JCEKS key), so the file is damaged, "
-        "hostile, or made with raised iteration settings (keytool "
-        "-J-Dkeystore.pkcs12.*IterationCount=...; see docs/security.md): re-create it with "
-        f"keytool's defaults, e.g. keytool -importkeystore -srckeystore {shown} "
-        "-destkeystore <new file>",
+        f"{where}: store refused: {exc}; {why} (see docs/security.md)",
         path=path,
         alias=alias,
     )

@@ -31,12 +31,16 @@ docs/servers.md).
 
 No session outlives a trust change: a resumed handshake skips client-certificate
 verification, and the outer context (OpenSSL's session context, where tickets are
-sealed and TLS 1.2 session IDs are cached) never rotates. Session tickets are off
-(TLS 1.3 and 1.2) and the outer context's session cache is turned off
-(:mod:`mtls._openssl`). Where the cache cannot be turned off (ctypes cannot reach the
-OpenSSL ``_ssl`` uses: another interpreter or TLS library, Windows, a build that hides
-OpenSSL's symbols), a resumed TLS 1.2 session is refused when it began before the
-inner context the server switches to now was first served.
+sealed and TLS 1.2 session IDs are cached) never rotates. Stateless session tickets
+are off (``OP_NO_TICKET``) and the outer context's session cache is turned off
+(:mod:`mtls._openssl`): the one TLS 1.3 ticket sent after a handshake is stateful, a
+session ID in that cache, so it never resumes (it is sent so that clients without
+``TCP_NODELAY`` do not wait for a delayed ACK). A resumed session the switch sees
+anyway (the context was changed after hand-out) is refused. Where the cache cannot be
+turned off (ctypes cannot reach the OpenSSL ``_ssl`` uses: another interpreter or TLS
+library, Windows, a build that hides OpenSSL's symbols), no ticket is sent, and a
+resumed TLS 1.2 session is refused when it began before the inner context the server
+switches to now was first served.
 """
 
 from __future__ import annotations
@@ -568,6 +572,7 @@ class RotatingServerContext:
         # turned off where OpenSSL can be reached (see mtls/_openssl.py); elsewhere
         # _switch refuses a resumed session from before the material served now.
         self._fenced = not session_cache_off(outer)
+        self._refused_resumption = False
         if not self._fenced:
             # One TLS 1.3 ticket after each handshake, which can never resume: with
             # OP_NO_TICKET it is stateful, a session ID in the cache just turned off
@@ -602,13 +607,31 @@ class RotatingServerContext:
         # The hot path: one attribute read of the published snapshot, one assignment.
         snapshot = self._engine.snapshot  # type: ignore[union-attr]
         inner = snapshot.context
-        if self._fenced and self._stale(ssl_object, snapshot.generation):
+        if self._fenced:
+            if self._stale(ssl_object, snapshot.generation):
+                return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
+        elif ssl_object.session_reused:
+            # Nothing can resume here (no stateless ticket, no cache) unless the
+            # context was changed after it was handed out (OP_NO_TICKET cleared):
+            # a resumed session would skip the client-certificate check.
+            self._refuse_resumption()
             return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
         ssl_object.context = inner
         chained = self._chained
         # The chained callback sees the context the connection now uses (what
         # ssl_object.context says), not the outer one OpenSSL called us with.
         return None if chained is None else chained(ssl_object, server_name, inner)
+
+    def _refuse_resumption(self) -> None:
+        if not self._refused_resumption:  # once: a client may try again and again
+            self._refused_resumption = True
+            log.warning(
+                "mtls: a resumed TLS session was refused by the server context for %s: "
+                "sessions cannot resume through a RotatingServerContext unless its "
+                "context was changed after it was handed out (was OP_NO_TICKET "
+                "cleared?); leave the context as mtls made it",
+                self._settings.keystore.shown_location,
+            )
 
     def _stale(self, ssl_object: Any, generation: int) -> bool:
         """A resumed session that began before the material served now: its client

@@ -372,20 +372,51 @@ def test_the_rotating_context_resumes_no_session(estate: Estate, version: ssl.TL
         assert server.context.session_stats()["number"] == 0  # nothing cached
 
 
-def test_a_session_from_before_a_trust_change_does_not_come_back(estate: Estate) -> None:
-    """The attack the cache allows: a TLS 1.2 client keeps the session ID of a
-    connection made while its CA was trusted, the CA is withdrawn, and it offers the
-    session again. It gets a full handshake, and with it the refusal. Its twin: offered
-    before the change, the same session leads to a full handshake that succeeds."""
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_session_from_before_a_trust_change_does_not_come_back(
+    estate: Estate, version: ssl.TLSVersion
+) -> None:
+    """The attack a session allows: a client keeps the session ID (TLS 1.2) or the
+    ticket (TLS 1.3) of a connection made while its CA was trusted, the CA is
+    withdrawn, and it offers the session again. It gets a full handshake, and with it
+    the refusal. Its twin: offered before the change, the same session leads to a full
+    handshake that succeeds."""
     client = estate.client()
-    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.maximum_version = version
     with estate.server() as server, closing_server(server.context) as port:
         session, _ = exchange(port, client)
+        assert session is not None
+        assert session.has_ticket is (version == ssl.TLSVersion.TLSv1_3)  # one to offer
         assert exchange(port, client, session)[1] is False  # a full handshake
         estate.trust(CA(name="another client CA"))
         assert server.reload() is True
         with pytest.raises(ssl.SSLError):
             exchange(port, client, session)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_context_changed_after_hand_out_still_resumes_nothing(
+    estate: Estate, version: ssl.TLSVersion, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clearing OP_NO_TICKET on server.context (a change after hand-out) would let
+    stateless tickets resume, past the client-certificate check; the switch refuses a
+    resumed session, once with a warning. The twin, the context as made: the offered
+    session gets a full handshake, which succeeds."""
+    client = estate.client()
+    client.maximum_version = version
+    with estate.server() as server, closing_server(server.context) as port:
+        session, _ = exchange(port, client)
+        assert exchange(port, client, session)[1] is False  # offered: a full handshake
+        server.context.options &= ~ssl.OP_NO_TICKET
+        session, _ = exchange(port, client)  # a stateless ticket (or a session ID)
+        with caplog.at_level("WARNING", logger="mtls"):
+            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+                exchange(port, client, session)
+            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+                exchange(port, client, session)
+        assert caplog.text.count("a resumed TLS session was refused") == 1
+        assert "was OP_NO_TICKET cleared?" in caplog.text
+        assert exchange(port, client)[1] is False  # a new session: a full handshake
 
 
 def test_where_the_cache_cannot_be_turned_off_stale_sessions_are_refused(
