@@ -604,7 +604,8 @@ class RotatingServerContext:
         weakref.finalize(self, engine.close)
 
     def _switch(self, ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
-        # The hot path: one attribute read of the published snapshot, one assignment.
+        # The hot path: the published snapshot read, the connection's resumption flag
+        # read, one assignment.
         snapshot = self._engine.snapshot  # type: ignore[union-attr]
         inner = snapshot.context
         if self._fenced:
