@@ -230,7 +230,7 @@ def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
             except ValueError:
                 raise ValueError(f"not an object identifier: {value!r}") from None
         else:
-            names.append(x509.DNSName(_dns_name(value)))
+            names.append(x509.DNSName(dns_name(value)))
     return names
 
 
@@ -239,13 +239,15 @@ _DNS_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 
 
-def _dns_name(value: str) -> str:
+def dns_name(value: str) -> str:
     """A DNS SAN as written (its A-label for non-ASCII letters; ``bücher.example`` as
     ``xn--bcher-kva.example``, which keytool refuses), checked as keytool checks it:
     labels of letters, digits and hyphens (and the underscores internal names use,
     which keytool refuses), none empty and none starting with a hyphen; ``*`` only as
     the whole leftmost label."""
-    name = value if value.isascii() else ascii_host(value)
+    # A wildcard's "*" is no IDNA label: the name after it is encoded alone.
+    prefix, rest = ("*.", value[2:]) if value.startswith("*.") else ("", value)
+    name = prefix + (rest if rest.isascii() else ascii_host(rest))
     labels = name.split(".")
     wildcard = labels[0] == "*" and len(labels) > 1
     checked = labels[1:] if wildcard else labels

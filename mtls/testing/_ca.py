@@ -21,6 +21,7 @@ import ipaddress
 import os
 import re
 import secrets
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -30,12 +31,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .._keygen import dns_name
+from .._keyload import load_identity
 from .._secret import Secret
 from .._stores import Keystore, Truststore
 from .._types import KeyType, WriteFormat
 from ._rotation import replace_atomically
 
-Identity: TypeAlias = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+Identity: TypeAlias = (
+    str
+    | ipaddress.IPv4Address
+    | ipaddress.IPv6Address
+    | ipaddress.IPv4Network
+    | ipaddress.IPv6Network
+)
 _PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 _CN_MAX = 64  # RFC 5280 ub-common-name
@@ -46,11 +55,15 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-def _normalize_key_type(key_type: str) -> KeyType:
-    for name in ("EC", "RSA", "Ed25519"):
-        if key_type.casefold() == name.casefold():
-            return name
-    raise ValueError(f"key_type must be 'EC', 'RSA' or 'Ed25519', not {key_type!r}")
+def _normalize_key_type(key_type: object) -> KeyType:
+    # trustme's spelling too: "ECDSA", and its KeyType enum (by name).
+    name = getattr(key_type, "name", key_type)
+    if isinstance(name, str):
+        wanted = "EC" if name.casefold() == "ecdsa" else name
+        for known in ("EC", "RSA", "Ed25519"):
+            if wanted.casefold() == known.casefold():
+                return known
+    raise ValueError(f"key_type must be 'EC' (or 'ECDSA'), 'RSA' or 'Ed25519', not {key_type!r}")
 
 
 def _new_key(key_type: KeyType) -> _PrivateKey:
@@ -102,12 +115,14 @@ def _validity(
     return start, end
 
 
-def _general_name(identity: Identity) -> x509.GeneralName:
-    """One identity as a SAN: an IP address, an email, a URI, or a DNS name."""
-    if isinstance(identity, ipaddress.IPv4Address | ipaddress.IPv6Address):
+def _general_name(identity: object) -> x509.GeneralName:
+    """One identity as a SAN: an IP address or network, an email, a URI, or a DNS name
+    (its A-label, IDNA 2008 as HTTP clients send it, and checked: labels of letters,
+    digits, hyphens and underscores, ``*`` only as the whole leftmost label)."""
+    if isinstance(identity, _IP_TYPES):
         return x509.IPAddress(identity)
-    if not identity.strip():
-        raise ValueError("an identity must be a non-empty string or an IP address")
+    if not isinstance(identity, str) or not identity.strip():
+        raise ValueError("an identity must be a non-empty string or an IP address or network")
     text = identity.strip()
     try:
         return x509.IPAddress(ipaddress.ip_address(text.strip("[]")))
@@ -117,18 +132,20 @@ def _general_name(identity: Identity) -> x509.GeneralName:
         return x509.UniformResourceIdentifier(text)  # spiffe://... and other URIs
     if "@" in text:
         return x509.RFC822Name(text)
-    return x509.DNSName(_idna(text))
+    if "/" in text:  # "10.0.0.0/8": an iPAddress SAN with its mask, as trustme writes one
+        try:
+            return x509.IPAddress(ipaddress.ip_network(text))
+        except ValueError as exc:
+            raise ValueError(f"not an IP network: {text!r} ({exc})") from None
+    return x509.DNSName(dns_name(text))
 
 
-def _idna(name: str) -> str:
-    # Certificates hold A-labels ("xn--..."); keep a leading "*." wildcard as is.
-    if name.isascii():
-        return name
-    prefix, rest = ("*.", name[2:]) if name.startswith("*.") else ("", name)
-    try:
-        return prefix + rest.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValueError(f"not a valid internationalized DNS name: {name!r}") from exc
+_IP_TYPES = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+)
 
 
 def _alias_from(name: str | None) -> str:
@@ -218,6 +235,20 @@ class IssuedIdentity:
         """:attr:`chain` as concatenated PEM, leaf first."""
         return b"".join(_pem(cert) for cert in self.chain)
 
+    def configure_cert(self, ctx: ssl.SSLContext) -> None:
+        """Install this identity (key and :attr:`chain`) into an existing context, as
+        trustme's ``configure_cert`` does: for a context another library made. The
+        key reaches OpenSSL without touching the filesystem in clear.
+
+        Raises:
+            ssl.SSLError: OpenSSL refused the material.
+        """
+        der = serialization.Encoding.DER
+        pkcs8 = self.private_key.private_bytes(
+            der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        load_identity(ctx, pkcs8, [cert.public_bytes(der) for cert in self.chain])
+
     def keystore(self, alias: str | None = None) -> Keystore:
         """A new :class:`mtls.Keystore` holding this identity as its one key entry.
 
@@ -306,7 +337,7 @@ class CA:
         not_after: end of validity (timezone-aware); defaults to ten years after
             ``not_before`` or now, whichever is later.
         path_length: the ``pathLenConstraint`` of ``basicConstraints``; ``None``
-            leaves it unlimited.
+            leaves it unlimited. :meth:`create_child_ca` keeps to it.
         ocsp_url: an ``http://`` OCSP responder to name (AIA) in every certificate
             this CA issues; revocation tests run one (``openssl ocsp``, see
             :meth:`openssl_index`).
@@ -314,7 +345,8 @@ class CA:
             this CA issues; serve :meth:`crl` there.
 
     Raises:
-        ValueError: an unknown key type, naive datetimes, or an empty validity.
+        ValueError: an unknown key type, naive datetimes, an empty validity, or a
+            negative ``path_length``.
     """
 
     certificate: x509.Certificate
@@ -334,6 +366,9 @@ class CA:
         _parent: CA | None = None,
     ) -> None:
         self.key_type: KeyType = _normalize_key_type(key_type)
+        if path_length is not None and path_length < 0:
+            raise ValueError(f"path_length must be 0 or more, not {path_length}")
+        self.path_length = path_length
         self.ocsp_url = ocsp_url
         self.crl_url = crl_url
         # serial -> (revocation time, reason): what crl() and openssl_index() report
@@ -418,6 +453,11 @@ class CA:
         """This CA's private key as unencrypted PKCS#8 PEM."""
         return _key_pem(self.private_key)
 
+    def configure_trust(self, ctx: ssl.SSLContext) -> None:
+        """Make ``ctx`` trust this CA (its certificate as an anchor), as trustme's
+        ``configure_trust`` does: for a context another library made."""
+        ctx.load_verify_locations(cadata=self.cert_pem.decode("ascii"))
+
     def create_child_ca(
         self,
         *,
@@ -438,7 +478,8 @@ class CA:
         Args:
             name: the intermediate's common name (random suffix by default).
             key_type: defaults to this CA's key type.
-            path_length: ``pathLenConstraint`` of the intermediate.
+            path_length: ``pathLenConstraint`` of the intermediate; defaults to one
+                less than this CA's, when this CA has one (unlimited otherwise).
             ocsp_url: the OCSP responder the intermediate names in what *it* issues
                 (its own certificate carries this CA's ``ocsp_url``).
             crl_url: likewise, its CRL distribution point.
@@ -451,8 +492,24 @@ class CA:
             The new CA; its :attr:`parent` is this CA.
 
         Raises:
-            ValueError: naive datetimes or an empty validity.
+            ValueError: naive datetimes or an empty validity; this CA's own
+                ``path_length`` allows no CA under it (0), or less than asked.
         """
+        limit = self.path_length
+        if limit is not None:
+            if limit == 0:
+                raise ValueError(
+                    f"CA {self.name!r} has path_length=0: it may issue leaf certificates, "
+                    "not another CA (clients would refuse the chain: path length "
+                    "constraint exceeded)"
+                )
+            if path_length is None:
+                path_length = limit - 1
+            elif path_length > limit - 1:
+                raise ValueError(
+                    f"path_length={path_length} is more than CA {self.name!r} allows "
+                    f"under it ({limit - 1})"
+                )
         return CA(
             key_type=key_type or self.key_type,
             name=name or f"mtls testing intermediate CA {secrets.token_hex(4)}",

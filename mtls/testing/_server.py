@@ -147,6 +147,15 @@ def _linger(sock: socket.socket) -> None:
             pass
 
 
+def _close_notify(tls: ssl.SSLSocket) -> None:
+    """End the TLS session with a close_notify before the connection closes, as a
+    server should (clients that read to EOF, ``openssl s_client``, see a clean end
+    instead of "unexpected eof"). Sent without waiting for the client's own."""
+    with contextlib.suppress(OSError, ValueError):  # ssl.SSLError is an OSError
+        tls.setblocking(False)
+        tls.unwrap()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Answers every request with JSON describing the client and the request."""
 
@@ -183,18 +192,41 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             parts: list[bytes] = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline().split(b";")[0].strip() or b"0"
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise ValueError(f"chunk size {line[:20]!r} is not hexadecimal") from None
+                if size < 0:
+                    raise ValueError(f"chunk size {line[:20]!r} is negative")
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(parts)
                 parts.append(self.rfile.read(size))
                 self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
+        text = self.headers.get("Content-Length") or "0"
+        if not text.strip().isdigit():
+            raise ValueError(f"Content-Length {text!r} is not a number of bytes")
+        length = int(text)
         return self.rfile.read(length) if length > 0 else b""
 
     def _answer(self, *, body: bool = True) -> None:
-        received = self._read_body()
+        try:
+            received = self._read_body()
+        except ValueError as exc:
+            # A test's own malformed request: answered, and said, not a silent hang-up.
+            log.warning(
+                "MTLSServer: %s %s from %s: the body's framing is malformed (%s): "
+                "answered 400 and closed the connection",
+                self.command,
+                self.path,
+                self.address_string(),
+                exc,
+            )
+            self.close_connection = True
+            self.send_error(400, "malformed body framing", str(exc))
+            return
         tls = cast("ssl.SSLSocket", self.request)
         peer = _peer_of(tls)
         status = 200
@@ -613,6 +645,7 @@ class MTLSServer:
             )
             tls.settimeout(None)  # keep-alive: idle until the client or close() ends it
             httpd.finish_request(tls, client_address)
+            _close_notify(tls)
         except Exception:
             httpd.handle_error(conn, client_address)
         finally:

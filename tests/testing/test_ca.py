@@ -6,9 +6,11 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import socket
 import ssl
 import stat
 import subprocess
+import threading
 
 import pytest
 from cryptography import x509
@@ -100,6 +102,121 @@ def test_names_uris_wildcards_and_idn(ca):
     ]
 
 
+def test_idns_are_written_as_http_clients_send_them(ca):
+    """IDNA 2008 (UTS #46), as httpx, requests and curl put the name on the wire: ß is
+    a letter of its own there (IDNA 2003 mapped it to "ss", so a certificate for
+    straße.example named strasse.example, and every client refused it)."""
+    pytest.importorskip("idna")
+    ident = ca.issue_cert("straße.example", "*.bücher.example")
+    san = _ext(ident.certificate, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [
+        "xn--strae-oqa.example",
+        "*.xn--bcher-kva.example",
+    ]
+
+
+def test_a_real_client_reaches_an_idn_host(tmp_path):
+    """The name as a client sends it matches: a handshake with server_hostname the
+    A-label of straße.example (what httpx and requests send) verifies; the twin, the
+    IDNA 2003 form strasse.example, does not."""
+    pytest.importorskip("idna")
+    ca = CA()
+    with MTLSServer(ca.issue_cert("straße.example", "127.0.0.1"), client_ca=ca) as server:
+        client = mtls.client_context(ca.issue_cert("client").keystore(), ca.truststore())
+        for name, verifies in (("xn--strae-oqa.example", True), ("strasse.example", False)):
+            with socket_to(server.port) as sock:
+                if verifies:
+                    client.wrap_socket(sock, server_hostname=name).close()
+                else:
+                    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+                        client.wrap_socket(sock, server_hostname=name)
+
+
+def socket_to(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def test_ip_networks_become_ip_address_sans(ca):
+    """As trustme writes them: an iPAddress SAN with its mask, from a string or an
+    ipaddress network (a string like "10.0.0.0/8" was written as a DNS name)."""
+    ident = ca.issue_cert("10.0.0.0/8", ipaddress.ip_network("fd00::/8"), "127.0.0.1")
+    san = _ext(ident.certificate, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("fd00::/8"),
+        ipaddress.ip_address("127.0.0.1"),
+    ]
+    with pytest.raises(ValueError, match=r"not an IP network: '10\.0\.0\.1/8'"):
+        ca.issue_cert("10.0.0.1/8")  # host bits set
+
+
+@pytest.mark.parametrize("name", ["foo bar", "a..b", "-lead.example", "x.*.example", "a/b"])
+def test_malformed_dns_names_are_refused(ca, name):
+    """A name no DNS lookup can produce is a test's typo, refused (it was written into
+    the SAN, and a server with "foo bar" even completed handshakes); the twins below
+    are the usual names, accepted."""
+    with pytest.raises(ValueError, match=r"not a DNS name|not an IP network"):
+        ca.issue_cert(name)
+    for good in ("localhost", "a_b.internal", "*.example.com", "host-1.test"):
+        assert ca.issue_cert(good).common_name == good
+
+
+def test_key_type_as_trustme_spells_it():
+    """trustme's "ECDSA" (and its KeyType enum, by name) mean EC here."""
+    import enum
+
+    class KeyType(enum.Enum):  # trustme.KeyType's shape
+        RSA = 0
+        ECDSA = 1
+
+    for spelled in ("ECDSA", "ecdsa", KeyType.ECDSA):
+        assert CA(key_type=spelled).key_type == "EC"  # type: ignore[arg-type]
+    assert CA(key_type=KeyType.RSA).key_type == "RSA"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="key_type"):
+        CA(key_type="DSA")  # type: ignore[arg-type]
+
+
+def test_configure_cert_and_trust_fill_a_context_made_elsewhere():
+    """trustme's configure_cert / configure_trust: a server context and a client
+    context made by hand get the identity and the trust; a real handshake passes,
+    and a client trusting another CA fails (the twin)."""
+    ca = CA()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_ctx)
+    ca.issue_cert("client").configure_cert(client_ctx)
+    stranger = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    CA().configure_trust(stranger)
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[object] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            try:
+                with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                    seen.append(tls.getpeercert()["subject"])
+            except (ssl.SSLError, OSError) as exc:
+                seen.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with socket.create_connection(listener.getsockname()) as sock:
+            with client_ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+                tls.sendall(b"x")
+        with socket.create_connection(listener.getsockname()) as sock:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                stranger.wrap_socket(sock, server_hostname="localhost")
+    finally:
+        thread.join(10)
+        listener.close()
+    assert ((("commonName", "client"),) in seen[0]) and isinstance(seen[1], ssl.SSLError)
+
+
 def test_common_name_override_and_cn_only_certificates(ca):
     named = ca.issue_cert("gw.example.com", common_name="gateway", organization="Acme")
     assert named.subject == "CN=gateway,O=Acme"
@@ -167,6 +284,24 @@ def test_key_types_load_into_openssl(key_type, key_class):
     # OpenSSL accepts the pair: the key matches the certificate.
     ctx = mtls.server_context(ident.keystore(), ca.truststore())
     assert isinstance(ctx, ssl.SSLContext)
+
+
+def test_a_child_ca_keeps_to_its_parents_path_length():
+    """pathLenConstraint: a CA with 0 may not make a child CA (a client issued under
+    one is refused: "path length constraint exceeded"); with N, the child gets N-1 by
+    default and no more. The twin: an unlimited CA's children stay unlimited."""
+    with pytest.raises(ValueError, match="path_length=0: it may issue leaf certificates"):
+        CA(path_length=0).create_child_ca()
+    parent = CA(path_length=2)
+    child = parent.create_child_ca()
+    assert child.path_length == 1
+    assert _ext(child.certificate, x509.BasicConstraints).value.path_length == 1
+    assert child.create_child_ca().path_length == 0
+    with pytest.raises(ValueError, match="path_length=2 is more than"):
+        parent.create_child_ca(path_length=2)
+    assert CA().create_child_ca().path_length is None
+    with pytest.raises(ValueError, match="0 or more"):
+        CA(path_length=-1)
 
 
 def test_child_ca_chain(ca):

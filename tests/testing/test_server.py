@@ -115,6 +115,53 @@ def test_status_paths_head_and_chunked_bodies(server, client_identity, ca):
         conn.close()
 
 
+def _raw_request(server: MTLSServer, ctx: ssl.SSLContext, request: bytes) -> bytes:
+    """Send ``request`` as it is and read until the server ends the TLS session; a
+    ragged end (no close_notify) raises."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        tls = ctx.wrap_socket(sock, server_hostname="localhost", suppress_ragged_eofs=False)
+        with tls:
+            tls.sendall(request)
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+            return answer
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "why"),
+    [
+        (b"Content-Length: abc\r\n", b"", "Content-Length 'abc' is not a number"),
+        (b"Transfer-Encoding: chunked\r\n", b"zz\r\nxx\r\n0\r\n\r\n", "is not hexadecimal"),
+    ],
+)
+def test_a_malformed_body_is_answered_400_and_said(
+    server, client_identity, ca, caplog, headers, body, why
+):
+    """A test's own malformed request gets a 400 and a warning naming the fault (the
+    connection was dropped with no answer, the cause logged at DEBUG only). The twin,
+    the same request well formed, is answered 200."""
+    ctx = _context(client_identity, ca)
+    head = b"POST /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    with caplog.at_level("WARNING", logger="mtls"):
+        answer = _raw_request(server, ctx, head + headers + b"\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert "answered 400" in caplog.text and why in caplog.text
+    good = _raw_request(server, ctx, head + b"Content-Length: 2\r\n\r\nok")
+    assert good.startswith(b"HTTP/1.1 200") and b'"body_length": 2' in good
+
+
+def test_the_server_ends_each_session_with_close_notify(server_identity, client_identity, ca):
+    """A client reading to the end (HTTP/1.0, or Connection: close) sees the TLS
+    session closed cleanly, as openssl s_client expects; without close_notify that
+    read raised "EOF occurred in violation of protocol"."""
+    with MTLSServer(server_identity, client_ca=ca, http_version="1.0") as server:
+        answer = _raw_request(
+            server, _context(client_identity, ca), b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"
+        )
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"}")
+
+
 def test_optional_client_certificate(server_identity, client_identity, ca):
     with MTLSServer(server_identity, client_ca=ca, require_client_cert=False) as server:
         assert _get(server, _context(None, ca))[1]["client_cn"] is None
