@@ -137,7 +137,11 @@ def _general_name(identity: object) -> x509.GeneralName:
             return x509.IPAddress(ipaddress.ip_network(text))
         except ValueError as exc:
             raise ValueError(f"not an IP network: {text!r} ({exc})") from None
-    return x509.DNSName(dns_name(text))
+    try:
+        return x509.DNSName(dns_name(text))
+    except ValueError as exc:
+        hint = f" (for a subject name, pass common_name={text!r})" if " " in text else ""
+        raise ValueError(f"{exc}{hint}") from None
 
 
 _IP_TYPES = (

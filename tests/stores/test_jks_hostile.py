@@ -200,7 +200,7 @@ def test_keytool_secret_keys_are_listed_without_deserialising(jdk_keytool, tmp_p
 
 def test_secret_keys_beside_a_key_pair_leave_the_key_usable(any_keytool, tmp_path, backend, ca):
     path = genseckey_store(any_keytool, tmp_path / "mixed.jceks")
-    identity = ca.issue_cert("mixed client")
+    identity = ca.issue_cert(common_name="mixed client")
     p12 = tmp_path / "id.p12"
     identity.write_keystore(p12, PASSWORD, store_type="PKCS12")
     run_keytool(any_keytool, "-importkeystore", "-srckeystore", str(p12), "-srcstoretype",
@@ -643,7 +643,7 @@ def test_sealed_keys_with_their_own_passwords(tmp_path):
     "kind", ["bks1", "bks2", *(pytest.param(k, marks=needs_twofish) for k in ("uber", "uber2"))]
 )
 def test_a_bks_identity_makes_a_working_context(kind, ca, backend, tmp_path):
-    identity = ca.issue_cert("android client", key_type="EC")
+    identity = ca.issue_cert(common_name="android client", key_type="EC")
     entries = bks_sealed_key(b"client", pkcs8_of(identity), [der(identity)], PASSWORD)
     entries += bks_cert(b"ca", der(ca))
     data = {
@@ -737,7 +737,7 @@ def test_protected_replacements_still_load(ca, tmp_path):
 
 
 def test_a_keystore_declared_pkcs12_refuses_a_pem_identity(ca, tmp_path):
-    identity = ca.issue_cert("pem client")
+    identity = ca.issue_cert(common_name="pem client")
     path = identity.write_pem(tmp_path / "client.pem")
     with pytest.raises(KeystoreFormatError, match="declared PKCS12 with a password"):
         Keystore.load(path, PASSWORD, store_type="PKCS12")
