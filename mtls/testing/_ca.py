@@ -137,10 +137,19 @@ def _general_name(identity: object) -> x509.GeneralName:
             return x509.IPAddress(ipaddress.ip_network(text))
         except ValueError as exc:
             raise ValueError(f"not an IP network: {text!r} ({exc})") from None
+    # A fully qualified name's trailing dot is kept (a client asking for "localhost."
+    # matches only a SAN written so); the name before it is checked.
+    base, dot = (text[:-1], ".") if text.endswith(".") and len(text) > 1 else (text, "")
     try:
-        return x509.DNSName(dns_name(text))
+        return x509.DNSName(dns_name(base) + dot)
     except ValueError as exc:
-        hint = f" (for a subject name, pass common_name={text!r})" if " " in text else ""
+        hint = (
+            f" (for a subject name, pass common_name={text!r})"
+            if " " in text
+            else " (a port is not part of a name)"
+            if re.search(r":[0-9]+$", text)
+            else ""
+        )
         raise ValueError(f"{exc}{hint}") from None
 
 
@@ -370,8 +379,10 @@ class CA:
         _parent: CA | None = None,
     ) -> None:
         self.key_type: KeyType = _normalize_key_type(key_type)
-        if path_length is not None and path_length < 0:
-            raise ValueError(f"path_length must be 0 or more, not {path_length}")
+        if path_length is not None and (
+            type(path_length) is not int or path_length < 0  # bool is no count
+        ):
+            raise ValueError(f"path_length must be 0 or more, not {path_length!r}")
         self.path_length = path_length
         self.ocsp_url = ocsp_url
         self.crl_url = crl_url

@@ -27,6 +27,7 @@ import hashlib
 import http.server
 import json
 import logging
+import re
 import socket
 import socketserver
 import ssl
@@ -147,6 +148,10 @@ def _linger(sock: socket.socket) -> None:
             pass
 
 
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_MAX_BODY = 1 << 30  # 1 GiB: more is a framing error, not a body a test sends
+
+
 def _close_notify(tls: ssl.SSLSocket) -> None:
     """End the TLS session with a close_notify before the connection closes, as a
     server should (clients that read to EOF, ``openssl s_client``, see a clean end
@@ -193,22 +198,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             parts: list[bytes] = []
             while True:
                 line = self.rfile.readline().split(b";")[0].strip() or b"0"
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise ValueError(f"chunk size {line[:20]!r} is not hexadecimal") from None
-                if size < 0:
-                    raise ValueError(f"chunk size {line[:20]!r} is negative")
+                if not _HEX.fullmatch(line):
+                    raise ValueError(f"chunk size {line[:20]!r} is not hexadecimal")
+                size = int(line, 16)
+                if size > _MAX_BODY:
+                    raise ValueError(f"a chunk of {size:,} bytes is more than a test sends")
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(parts)
                 parts.append(self.rfile.read(size))
                 self.rfile.readline()
-        text = self.headers.get("Content-Length") or "0"
-        if not text.strip().isdigit():
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not (text.isascii() and text.isdigit()):
             raise ValueError(f"Content-Length {text!r} is not a number of bytes")
         length = int(text)
+        if length > _MAX_BODY:
+            raise ValueError(f"Content-Length {length:,} is more than a test sends")
         return self.rfile.read(length) if length > 0 else b""
 
     def _answer(self, *, body: bool = True) -> None:

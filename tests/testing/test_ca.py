@@ -150,6 +150,18 @@ def test_ip_networks_become_ip_address_sans(ca):
         ca.issue_cert("10.0.0.1/8")  # host bits set
 
 
+def test_a_trailing_dot_is_kept_as_written(ca):
+    """A fully qualified name ("localhost.") is a SAN of its own: a client asking for
+    it matches only a SAN written with the dot (the review found it refused)."""
+    ident = ca.issue_cert("localhost.", "host.local.")
+    san = _ext(ident.certificate, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost.", "host.local."]
+    with pytest.raises(ValueError, match="not a DNS name"):
+        ca.issue_cert("a..")  # the name before the dot is still checked
+    with pytest.raises(ValueError, match="a port is not part of a name"):
+        ca.issue_cert("example.com:443")
+
+
 @pytest.mark.parametrize("name", ["foo bar", "a..b", "-lead.example", "x.*.example", "a/b"])
 def test_malformed_dns_names_are_refused(ca, name):
     """A name no DNS lookup can produce is a test's typo, refused (it was written into
@@ -302,8 +314,9 @@ def test_a_child_ca_keeps_to_its_parents_path_length():
     with pytest.raises(ValueError, match="path_length=2 is more than"):
         parent.create_child_ca(path_length=2)
     assert CA().create_child_ca().path_length is None
-    with pytest.raises(ValueError, match="0 or more"):
-        CA(path_length=-1)
+    for bad in (-1, True, "2"):
+        with pytest.raises(ValueError, match="0 or more"):
+            CA(path_length=bad)  # type: ignore[arg-type]
 
 
 def test_child_ca_chain(ca):

@@ -133,6 +133,12 @@ def _raw_request(server: MTLSServer, ctx: ssl.SSLContext, request: bytes) -> byt
     [
         (b"Content-Length: abc\r\n", b"", "Content-Length 'abc' is not a number"),
         (b"Transfer-Encoding: chunked\r\n", b"zz\r\nxx\r\n0\r\n\r\n", "is not hexadecimal"),
+        # int(x, 16) takes these; HTTP does not.
+        (b"Transfer-Encoding: chunked\r\n", b"0x2\r\nxx\r\n0\r\n\r\n", "is not hexadecimal"),
+        # Sizes no test sends: read() raised OverflowError or tried to allocate them.
+        (b"Content-Length: 100000000000000000000\r\n", b"", "is more than a test sends"),
+        (b"Transfer-Encoding: chunked\r\n", b"ffffffffffff\r\n", "is more than a test sends"),
+        ("Content-Length: \u00b2\r\n".encode(), b"", "is not a number of bytes"),
     ],
 )
 def test_a_malformed_body_is_answered_400_and_said(
