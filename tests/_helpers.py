@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -161,3 +162,25 @@ def accepting(handle: Callable[[socket.socket], None]) -> Iterator[int]:
         listener.close()
     if broken:
         raise broken[0]
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Terminate ``process`` and reap it; killed if it has not ended within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+def read_head(sock: socket.socket) -> bytes | None:
+    """Read from ``sock`` until an HTTP head's blank line: the bytes so far (the head and
+    whatever body came with it), or None if the peer closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return data

@@ -30,7 +30,7 @@ from mtls.integrations.aiohttp import MTLSClientSession, ProxyProfileError
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport
 from mtls.integrations.requests import session
 from mtls.testing import CA
-from tests._helpers import profile, profile_xml
+from tests._helpers import profile, profile_xml, read_head
 from tests.integrations._backend import Backends
 
 pytestmark = pytest.mark.keytool
@@ -72,12 +72,9 @@ class _Connect(socketserver.BaseRequestHandler):
             self._tunnel(client)
 
     def _tunnel(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                return
-            head += chunk
+        head = read_head(client)
+        if head is None:
+            return
         method, target, _ = head.split(b"\r\n", 1)[0].decode("ascii").split(" ")
         if method != "CONNECT":
             client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")

@@ -24,18 +24,15 @@ from mtls import RevocationPolicy, RevocationUnknownError, SSLProfile, SSLProfil
 from mtls.integrations import httpx as mtls_httpx
 from mtls.integrations.aiohttp import MTLSClientSession
 from mtls.testing import CA
-from tests._helpers import PASSWORD, write_trust
+from tests._helpers import PASSWORD, read_head, write_trust
 from tests.integrations.test_revocation_hooks import CountingHTTPS
 
 
 def _read_request(conn: socket.socket) -> None:
     """Read one HTTP request (headers and Content-Length body), so closing sends no RST."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        data += chunk
+    data = read_head(conn)
+    if data is None:
+        return
     head, _, body = data.partition(b"\r\n\r\n")
     length = next(
         (

@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from mtls.testing import CA, IssuedIdentity
+from tests._helpers import stop_process
 
 KEY_PASSWORD = "ocsp-test-pass"  # the responder key is written encrypted, never in clear
 
@@ -143,12 +144,7 @@ def ocsp_responder(
     finally:
         if proc.stdout is not None:
             proc.stdout.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, timeout=10)
 
 
 def free_port() -> int:

@@ -26,7 +26,7 @@ from cryptography import x509
 
 import mtls
 from mtls.testing import CA
-from tests._helpers import PASSWORD, wait_for
+from tests._helpers import PASSWORD, stop_process, wait_for
 from tests.servers._servers import Estate, get, make_estate, refused, stdlib_server
 
 aiohttp_web = pytest.importorskip("aiohttp.web")
@@ -441,12 +441,7 @@ def test_gunicorn_workers_follow_a_rotation(estate: Estate) -> None:
 
         check_rotation(estate, None, port, seen_after=in_every_worker)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
+        stop_process(process)
 
 
 def _text(path: Path) -> str:
