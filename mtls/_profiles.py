@@ -728,9 +728,9 @@ class SSLProfileSet:
         keys: list[IndexKey] = [(host, port, client_id)]
         if client_id is not None:
             keys.append((host, port, None))
-        keys.append((CATCH_ALL, 0, client_id))
-        if client_id is not None:
-            keys.append((CATCH_ALL, 0, None))
+        # WSO2 (ClientConnFactory.getSSLContext) asks the '*' profile without a client
+        # only: a <client> of the '*' profile is never used (a warning says so on load).
+        keys.append((CATCH_ALL, 0, None))
         for key in keys:
             item = index.get(key)
             if item is not None:

@@ -328,6 +328,17 @@ def _duplicate(
     )
 
 
+def _unused_client(client: str, path: str | None) -> None:
+    log.warning(
+        "%s: the '*' profile's client %r is never used: WSO2 looks up '*' only for "
+        "requests without a client identifier (ClientConnFactory), and so does mtls; "
+        "that client's requests go to the '*' profile without a client, else the "
+        "default. Name its backends in the <servers> of a profile with that <client>",
+        path or "profiles",
+        client,
+    )
+
+
 def build_index(
     items: Sequence[Built | Failed], path: str | None
 ) -> tuple[dict[IndexKey, Built | Failed], dict[IndexKey, ssl.SSLContext], Materials]:
@@ -371,6 +382,8 @@ def build_index(
         for server in profile.servers:
             if server == CATCH_ALL:
                 entry: IndexKey = (CATCH_ALL, 0, client)
+                if client is not None:
+                    _unused_client(client, path)
             else:
                 host, port = server
                 entry = (host, port, client)

@@ -252,8 +252,14 @@ def _signature(path: Path | None) -> tuple[object, ...]:
     return (os.fspath(path), st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+# The cipher tool's older releases wrapped base64 at 76 characters (WSO2's own
+# CustomSSLProfileWithSecureVault test ships such values, written with "\n" escapes
+# in cipher-text.properties); WSO2's decoder skips the line breaks, and so does this.
+_WHITESPACE = str.maketrans("", "", " \t\r\n\f\v")
+
+
 def _b64(text: str) -> bytes:
-    return base64.b64decode(text.strip(), validate=True)
+    return base64.b64decode(text.translate(_WHITESPACE), validate=True)
 
 
 # --------------------------------------------------------------------------- the vault
@@ -404,9 +410,19 @@ class SecureVault:
                 alias=alias,
             )
         if value is None:
+            # Only the files that are there: naming one that is not sends users looking.
+            looked = [
+                f"[secrets] of {self._toml}" if self._toml.is_file() else None,
+                str(self._cipher_text)
+                if self._cipher_text is not None and self._cipher_text.is_file()
+                else None,
+            ]
+            where = " or in ".join(p for p in looked if p) or (
+                f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
+            )
             raise SecureVaultError(
-                f"secure vault: no secret alias {alias!r} in [secrets] of {self._toml} or in "
-                f"{self._cipher_text}: add it and run ciphertool, or fix the alias",
+                f"secure vault: no secret alias {alias!r} in {where}: add it and run "
+                "ciphertool, or fix the alias",
                 path=self._toml,
                 alias=alias,
             )

@@ -354,7 +354,7 @@ class _UntilRoot:
         raise _RootReached
 
 
-def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -> None:
+def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -> str:
     """Parse the document once defusedxml has vetted it, handing every sender <profile>
     element to ``handle`` (a list at a time), in the order :func:`_sender_profiles`
     gives them.
@@ -372,6 +372,9 @@ def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -
     the parser is past its end, then dropped: the whole tree never exists. A freed
     tree leaves its pages in the process (expat's copy of the whole file and 11
     objects per profile, interleaved with what is kept: 1.3 MiB for 1,000 profiles).
+
+    Returns:
+        The root element's tag.
 
     Raises:
         defusedxml.DefusedXmlException: the document declares a DTD.
@@ -415,8 +418,9 @@ def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -
     root = parser.close()
     if streaming:
         handle([child for child in root if _is_profile(child.tag)])
-        return
+        return root.tag
     handle(_sender_profiles(root, data))
+    return root.tag
 
 
 def _is_profile(tag: str) -> bool:
@@ -465,7 +469,7 @@ def parse_profiles_xml(
                 failed.append(exc)
 
     try:
-        _profile_elements(data, handle)
+        root_tag = _profile_elements(data, handle)
     except defusedxml.DefusedXmlException as exc:
         raise ProfileConfigError(
             f"{path}: refused: the XML declares a DTD or entities ({type(exc).__name__}); "
@@ -506,13 +510,60 @@ def parse_profiles_xml(
         ) from None
     if failed:
         raise failed[0]
+    axis2 = _local(root_tag) == "axisconfig"
     if not number:
         raise ProfileConfigError(
-            f"{path}: no <profile> elements: this is not a customSSLProfiles file "
-            "(a listener profiles file has <bindAddress> instead of <servers>)",
+            f"{path}: no <profile> elements: "
+            + (
+                _axis2_without_profiles(data)
+                if axis2
+                else "this is not a customSSLProfiles file (a listener profiles file "
+                "has <bindAddress> instead of <servers>)"
+            ),
             path=path,
         )
+    unread = (
+        sorted({m.decode() for m in _AXIS2_SETTINGS.findall(_COMMENT.sub(b"", data))})
+        if axis2
+        else []
+    )
+    if unread:
+        log.warning(
+            "%s is an axis2.xml: mtls reads its customSSLProfiles, not its transports' "
+            "other parameters (%s): pass hostname_verifier= and default= for them "
+            "(SSLProfileSet.from_deployment_toml reads them from deployment.toml)",
+            path,
+            ", ".join(unread),
+        )
     return profiles
+
+
+_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+# The transport parameters of an axis2.xml that WSO2's sender applies besides its
+# profiles, and a profile set does not read from it.
+_AXIS2_SETTINGS = re.compile(
+    rb"<parameter\s+name\s*=\s*[\"'](HostnameVerifier|keystore|truststore|SSLProtocol|"
+    rb"HttpsProtocols|PreferredCiphers|CertificateRevocationVerifier)[\"']"
+)
+# dynamicSSLProfilesConfig's <filePath>: where an axis2.xml keeps its profiles instead.
+_FILE_PATH = re.compile(rb"<filePath>\s*([^<>\s]{1,500})\s*</filePath>")
+
+
+def _axis2_without_profiles(data: bytes) -> str:
+    """What to say of an axis2.xml with no profiles in it: the file its
+    dynamicSSLProfilesConfig names (API Manager's), when it names one."""
+    match = _FILE_PATH.search(data) if b"dynamicSSLProfilesConfig" in data else None
+    if match is None:
+        return (
+            "this is an axis2.xml without a customSSLProfiles parameter: pass the "
+            "profile file (sslprofiles.xml) instead"
+        )
+    named = match.group(1).decode("utf-8", "replace")
+    return (
+        f"this is an axis2.xml whose sender reads its profiles from {named} "
+        "(dynamicSSLProfilesConfig <filePath>): pass that file instead, or the product's "
+        "deployment.toml to SSLProfileSet.from_deployment_toml"
+    )
 
 
 # A UTF-32 document: its byte-order marks, or "<" in either byte order (expat reads
@@ -646,27 +697,30 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                 ctx.path,
                 _label(number, name),
             )
+        if novalidate:
+            # WSO2 (ClientConnFactoryBuilder) reads novalidatecert on each <client> only.
+            log.warning(
+                '%s: %s has novalidatecert="true" and <client> elements: as in WSO2, it '
+                "applies to none of them (each <client> verifies its backend unless it "
+                'has novalidatecert="true" itself)',
+                ctx.path,
+                _label(number, name),
+            )
         out: list[SSLProfile] = []
         for client in clients:
             parts = _children(client)
             _warn_unknown(parts, _CLIENT_CHILDREN, f"{_label(number, name)} <client>", ctx)
             id_el = parts.get("clientID")
+            # No (or an empty) <clientID> is WSO2's "": the key of requests without a
+            # client identifier, as a profile without <client> has.
             client_id = _text(id_el, "clientID", ctx, names) if id_el is not None else ""
-            if not client_id:
-                raise ProfileConfigError(
-                    f"{ctx.path}: a <client> of {_label(number, name)} has no <clientID>: add one",
-                    path=ctx.path,
-                    servers=names,
-                    element="clientID",
-                )
             out.append(
                 SSLProfile._parsed(
                     servers=servers,
                     keystore=_store(parts.get("KeyStore"), True, ctx, shown),
                     truststore=_store(parts.get("TrustStore"), False, ctx, shown),
-                    novalidatecert=client.get("novalidatecert", element.get("novalidatecert"))
-                    == "true",
-                    client_id=client_id,
+                    novalidatecert=client.get("novalidatecert") == "true",
+                    client_id=client_id or None,
                     name=name,
                     written_servers=names if hidden else (),
                 )
@@ -833,6 +887,47 @@ def _parse_store(
     )
 
 
+# The store settings whose text WSO2 uses as it is written, spaces and line breaks
+# included (OMElement.getText(), never trimmed): a path, a KeyStore.getInstance type, a
+# password. A password with a secretAlias is the vault's, not its text.
+_UNTRIMMED_MEANS: Final = {
+    "Location": "a path that does not exist",
+    "Type": "a store type Java does not know",
+    "Password": "a password that does not open the store",
+    "KeyPassword": "a password that does not open the key",
+}
+
+
+def _warn_untrimmed(parts: Mapping[str, ET.Element], kind: str, shown: str, ctx: _Context) -> None:
+    """Say so when a store setting has spaces or line breaks around its text: mtls trims
+    them, WSO2 reads them as part of the value and cannot load the store (WSO2's own
+    documentation has such a ``<Location>``). Never shows a password's text."""
+    untrimmed = [
+        name
+        for name, element in parts.items()
+        if name in _UNTRIMMED_MEANS
+        and element.text
+        and element.text != element.text.strip()
+        and element.text.strip()
+        and not any(name.endswith("}secretAlias") for name, _ in element.items())
+    ]
+    key = (kind, shown, "untrimmed " + " ".join(untrimmed))
+    if not untrimmed or key in ctx.warned:
+        return
+    ctx.warned.add(key)
+    log.warning(
+        "%s: <%s> %s: %s %s spaces or line breaks around %s text; mtls trims them, but WSO2 "
+        "reads them as part of the value (%s), so it cannot load this store: remove them",
+        ctx.path,
+        kind,
+        shown,
+        " and ".join(f"<{name}>" for name in untrimmed),
+        "has" if len(untrimmed) == 1 else "have",
+        "its" if len(untrimmed) == 1 else "their",
+        "; ".join(_UNTRIMMED_MEANS[name] for name in untrimmed),
+    )
+
+
 # What mtls does without an element WSO2's createSSLContext reads unconditionally.
 _WSO2_NEEDS: Final = {
     "KeyStore": (
@@ -854,6 +949,7 @@ def _warn_wso2_refuses(
     check, and that NullPointerException is not an AxisFault, so
     ``ssl.profile.skip.failures`` does not skip it: the whole profile file fails there.
     Once per store file and kind in a file, however many profiles name it."""
+    _warn_untrimmed(parts, kind, shown, ctx)
     absent = [(name, ours) for name, ours in _WSO2_NEEDS[kind] if name not in parts]
     key = (kind, shown, " ".join(name for name, _ in absent))
     if not absent or key in ctx.warned:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 from pathlib import Path
 
@@ -309,6 +310,85 @@ def test_a_store_wso2_cannot_load_loads_with_a_warning(tmp_path, pki, caplog, st
     assert "NullPointerException" not in caplog.text
 
 
+def test_text_wso2_would_read_with_its_spaces_loads_with_a_warning(tmp_path, pki, caplog):
+    """WSO2 uses a store setting's text as written (getText(), never trimmed): a line
+    break in <Location>, as in WSO2's own mutual-SSL documentation, is a path that does
+    not exist there. mtls trims it, and says WSO2 will not load the store."""
+    store = (
+        f"<KeyStore><Location>{pki['gw1']}\n    </Location><Type>JKS</Type>"
+        f"<Password> {PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
+    )
+    xml = write_xml(tmp_path, f"<profile><servers>a.test:443</servers>{store}</profile>")
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert profiles.context_for("a.test", 443) is not None
+    assert "<Location> and <Password> have spaces or line breaks" in caplog.text
+    assert "a path that does not exist; a password that does not open" in caplog.text
+    assert PASSWORD not in caplog.text
+    # Twins: trimmed text, and a password the vault gives (its text is not used), say nothing.
+    for password in (
+        PASSWORD,
+        f' <Password xmlns:svns="{mtls._wso2._VAULT_NS}" svns:secretAlias="a"> x </Password>',
+    ):
+        caplog.clear()
+        body = profile("a.test:443", pki["gw1"])
+        if password != PASSWORD:
+            body = body.replace(f"<Password>{PASSWORD}</Password>", password)
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            SSLProfileSet.from_xml(write_xml(tmp_path, body), secret_resolver=lambda _: PASSWORD)
+        assert "spaces or line breaks" not in caplog.text
+
+
+def _axis2(sender: str) -> str:
+    return (
+        '<axisconfig name="AxisJava2.0"><transportSender name="https" '
+        'class="org.apache.synapse.transport.passthru.PassThroughHttpSSLSender">'
+        f"{sender}</transportSender></axisconfig>"
+    )
+
+
+def test_an_axis2_xml_says_which_sender_settings_it_does_not_apply(tmp_path, pki, caplog):
+    inline = (
+        '<parameter name="customSSLProfiles">'
+        f"{profile('a.test:443', pki['gw1'], pki['trust'])}</parameter>"
+    )
+    xml = tmp_path / "axis2.xml"
+    xml.write_text(
+        _axis2(
+            f'<parameter name="HostnameVerifier">AllowAll</parameter>{inline}'
+            '<!-- <parameter name="keystore">commented out</parameter> -->'
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert profiles.context_for("a.test", 443) is not None
+    assert "not its transports' other parameters (HostnameVerifier)" in caplog.text
+    # Twin: a sender with nothing else to apply says nothing.
+    caplog.clear()
+    xml.write_text(_axis2(inline))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml)
+    assert "other parameters" not in caplog.text
+
+
+def test_an_axis2_xml_that_points_at_its_profile_file_names_it(tmp_path):
+    # API Manager's axis2.xml: the sender reads sslprofiles.xml (dynamicSSLProfilesConfig).
+    xml = tmp_path / "axis2.xml"
+    xml.write_text(
+        _axis2(
+            '<parameter name="dynamicSSLProfilesConfig"><filePath>'
+            "repository/resources/security/sslprofiles.xml</filePath>"
+            "<fileReadInterval>600000</fileReadInterval></parameter>"
+        )
+    )
+    named = re.escape("reads its profiles from repository/resources/security/sslprofiles.xml")
+    with pytest.raises(ProfileConfigError, match=named):
+        SSLProfileSet.from_xml(xml)
+    xml.write_text(_axis2(""))
+    with pytest.raises(ProfileConfigError, match=r"axis2\.xml without a customSSLProfiles"):
+        SSLProfileSet.from_xml(xml)
+
+
 def test_what_wso2_cannot_load_is_said_once_per_store(tmp_path, pki, caplog):
     """300 profiles naming one keystore, each with its own <KeyAlias> (so 300 distinct
     <KeyStore> elements), and no <KeyPassword>: one warning, not 300."""
@@ -486,6 +566,94 @@ def test_lookup_order_client_exact_host_catch_all_default(tmp_path, pki):
     )
     assert no_star.context_for("nowhere.test", 9) is default
     assert no_star.profile_for("nowhere.test", 9) is None
+
+
+def _client(client_id: str | None, keystore: Path, truststore: Path | None = None, attrs: str = ""):
+    """A ``<client>`` of WSO2's 2025 form (no ``<clientID>`` when ``client_id`` is None)."""
+    parts = [f"<client{(' ' + attrs) if attrs else ''}>"]
+    if client_id is not None:
+        parts.append(f"<clientID>{client_id}</clientID>")
+    parts.append(
+        f"<KeyStore><Location>{keystore}</Location><Password>{PASSWORD}</Password></KeyStore>"
+    )
+    if truststore is not None:
+        parts.append(
+            f"<TrustStore><Location>{truststore}</Location>"
+            f"<Password>{PASSWORD}</Password></TrustStore>"
+        )
+    return "".join(parts) + "</client>"
+
+
+def test_profile_novalidatecert_does_not_reach_its_clients(tmp_path, pki, backend, caplog):
+    # WSO2 reads novalidatecert on each <client> only: a profile-level one turns nothing off.
+    server = f"localhost:{backend.port}"
+    xml = write_xml(
+        tmp_path,
+        profile(
+            server,
+            attrs='novalidatecert="true"',
+            extra=_client("strict", pki["gw1"])
+            + _client("lax", pki["gw2"], attrs='novalidatecert="true"'),
+        ),
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert "applies to none of them" in caplog.text
+    strict = profiles.context_for("localhost", backend.port, client_id="strict")
+    lax = profiles.context_for("localhost", backend.port, client_id="lax")
+    assert strict is not None and lax is not None
+    # No truststore and verification on: the backend's private CA is not trusted.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        whoami(strict, backend.port)
+    assert whoami(lax, backend.port)["client_cn"] == "gateway-two"
+
+
+def test_client_without_client_id_serves_requests_without_one(tmp_path, pki, backend):
+    # WSO2 keys a <client> without <clientID> as "": the key of requests without one.
+    xml = write_xml(
+        tmp_path,
+        profile(
+            f"localhost:{backend.port}",
+            extra=_client(None, pki["gw2"], pki["trust"])
+            + _client("tenant-a", pki["gw1"], pki["trust"]),
+        ),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    anonymous = profiles.context_for("localhost", backend.port)
+    assert anonymous is not None
+    assert whoami(anonymous, backend.port)["client_cn"] == "gateway-two"
+    assert profiles.context_for("localhost", backend.port, client_id="tenant-b") is anonymous
+    tenant = profiles.context_for("localhost", backend.port, client_id="tenant-a")
+    assert tenant is not None and tenant is not anonymous
+    assert whoami(tenant, backend.port)["client_cn"] == "gateway-one"
+    # Two of them in one profile are two profiles for the same key: refused, as any such pair.
+    twice = write_xml(
+        tmp_path,
+        profile(f"localhost:{backend.port}", extra=_client(None, pki["gw2"]) * 2),
+    )
+    with pytest.raises(ProfileConfigError, match="appears in two profiles"):
+        SSLProfileSet.from_xml(twice)
+
+
+def test_star_profile_clients_are_never_looked_up(tmp_path, pki, backend, caplog):
+    # WSO2 asks '*' without a client only (ClientConnFactory.getSSLContext).
+    xml = write_xml(
+        tmp_path,
+        profile("*", extra=_client("tenant-a", pki["gw2"], pki["trust"])),
+        profile("*", pki["gw1"], pki["trust"]),
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert "client 'tenant-a' is never used" in caplog.text
+    ctx = profiles.context_for("localhost", backend.port, client_id="tenant-a")
+    assert ctx is profiles.context_for("localhost", backend.port)
+    assert ctx is not None and whoami(ctx, backend.port)["client_cn"] == "gateway-one"
+    # Without a '*' profile for requests without a client: the default, not the client's.
+    alone = SSLProfileSet.from_xml(
+        write_xml(tmp_path, profile("*", extra=_client("tenant-a", pki["gw2"], pki["trust"])))
+    )
+    assert alone.context_for("localhost", backend.port, client_id="tenant-a") is None
+    assert alone.profile_for("localhost", backend.port, client_id="tenant-a") is None
 
 
 def test_context_for_url_ports_and_schemes(tmp_path, pki):

@@ -238,7 +238,13 @@ def test_unknown_alias_is_an_error_naming_it(tmp_path, stores) -> None:
     with pytest.raises(SecureVaultError, match="no secret alias 'missing'") as e:
         SecureVault(home)("missing")
     assert isinstance(e.value, mtls.ProfileConfigError)
+    # It names the files it looked in, and only those that are there.
+    assert "[secrets] of" in str(e.value) and "cipher-text.properties" not in str(e.value)
     assert SecureVault(home)("known").reveal() == "value"
+    (home / "repository" / "conf" / "deployment.toml").unlink()
+    with pytest.raises(SecureVaultError, match=r"neither deployment\.toml nor cipher-text") as e:
+        SecureVault(home)("missing")
+    assert "[secrets] of" not in str(e.value)
 
 
 @pytest.mark.parametrize(
@@ -472,6 +478,31 @@ def test_cipher_text_properties_and_toml_precedence(tmp_path, stores, values) ->
     entries = {e.alias: e for e in vault.check()}
     assert entries["both"].source == "deployment.toml [secrets]" and not entries["both"].encrypted
     assert entries["props"].error is None and entries["props"].encrypted
+
+
+@needs_java
+def test_base64_wrapped_over_lines_is_read_as_wso2_reads_it(tmp_path, stores, values) -> None:
+    # Older cipher tools wrapped base64 at 76 characters; WSO2's own
+    # CustomSSLProfileWithSecureVault test ships such values, written with "\n" escapes
+    # (and "\=" for the padding) in cipher-text.properties.
+    value = values["pkcs1"]
+    wrapped = "\\n".join(value[i : i + 76] for i in range(0, len(value), 76))
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={
+            "secVault.enabled": "true",
+            "secretRepositories.file.location": "repository/conf/security/cipher-text.properties",
+        },
+        cipher_text={
+            "wrapped": wrapped.replace("=", "\\="),
+            "spaced": f" {value[:40]} \\r\\n {value[40:]}",
+        },
+    )
+    assert "\\n" in wrapped  # the value really is over several lines
+    vault = SecureVault(home)
+    assert vault("wrapped").reveal() == "plain-pkcs1"
+    assert vault("spaced").reveal() == "plain-pkcs1"
 
 
 @needs_java

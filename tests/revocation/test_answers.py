@@ -18,7 +18,13 @@ from mtls import RevocationChecker, RevocationPolicy, RevocationUnknownError
 from mtls.testing import CA, IssuedIdentity
 from tests.revocation._infra import CRLServer
 
-NOW = _dt.datetime.now(_dt.UTC)
+
+def _now() -> _dt.datetime:
+    """Now, read when a test runs: a time read at import is minutes old by the time a
+    long run reaches the test (an OCSP answer without nextUpdate is then stale)."""
+    return _dt.datetime.now(_dt.UTC)
+
+
 PRIVATE = x509.ObjectIdentifier("1.3.6.1.4.1.99999.1")  # an extension nobody processes
 
 
@@ -74,7 +80,7 @@ def _ocsp_answer(ca: CA, leaf: IssuedIdentity, this_update: _dt.datetime) -> byt
 def test_an_old_ocsp_answer_without_next_update_is_not_todays_status(web: CRLServer) -> None:
     ca = CA(ocsp_url=web.url("/ocsp"))
     leaf = ca.issue_cert("localhost")
-    web.posts["/ocsp"] = _ocsp_answer(ca, leaf, NOW - _dt.timedelta(days=400))
+    web.posts["/ocsp"] = _ocsp_answer(ca, leaf, _now() - _dt.timedelta(days=400))
     with pytest.raises(RevocationUnknownError, match=r"stale .*no nextUpdate"):
         _check(ca, leaf)
 
@@ -82,7 +88,7 @@ def test_an_old_ocsp_answer_without_next_update_is_not_todays_status(web: CRLSer
 def test_a_fresh_ocsp_answer_without_next_update_is_used(web: CRLServer) -> None:
     ca = CA(ocsp_url=web.url("/ocsp"))
     leaf = ca.issue_cert("localhost")
-    web.posts["/ocsp"] = _ocsp_answer(ca, leaf, NOW - _dt.timedelta(minutes=1))
+    web.posts["/ocsp"] = _ocsp_answer(ca, leaf, _now() - _dt.timedelta(minutes=1))
     assert _check(ca, leaf) == "good"
 
 
@@ -93,11 +99,11 @@ def _crl(ca: CA, *, critical: bool, on_entry: bool) -> bytes:
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.certificate.subject)
-        .last_update(NOW - _dt.timedelta(minutes=1))
-        .next_update(NOW + _dt.timedelta(days=1))
+        .last_update(_now() - _dt.timedelta(minutes=1))
+        .next_update(_now() + _dt.timedelta(days=1))
     )
     private = x509.UnrecognizedExtension(PRIVATE, b"\x05\x00")
-    entry = x509.RevokedCertificateBuilder().serial_number(12345).revocation_date(NOW)
+    entry = x509.RevokedCertificateBuilder().serial_number(12345).revocation_date(_now())
     if on_entry:
         entry = entry.add_extension(private, critical=critical)
     else:
