@@ -80,10 +80,11 @@ import datetime as _dt
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import MTLSError
 from ._fork import renew_after_fork, renew_attributes_after_fork
@@ -414,6 +415,40 @@ class Engine(Generic[S]):
         return self._timer.interval if self._timer is not None else None
 
 
+class WeakSubscriber:
+    """A subscriber that calls ``on_change(owner)`` without keeping ``owner`` alive.
+
+    Once ``owner`` is garbage, :class:`Subscribers` drops it: at the next change, or
+    when more subscribers arrive (so HTTP clients that are never closed, and stores
+    that never change, do not pile up subscribers).
+    """
+
+    __slots__ = ("_on_change", "_owner")
+
+    def __init__(self, owner: object, on_change: Callable[[Any], object]) -> None:
+        self._owner = weakref.ref(owner)
+        self._on_change = on_change
+
+    @property
+    def dead(self) -> bool:
+        """Whether the owner is gone."""
+        return self._owner() is None
+
+    def __call__(self, old: int, new: int) -> None:
+        owner = self._owner()
+        if owner is not None:
+            self._on_change(owner)
+
+
+def _alive(callbacks: list[Callback]) -> list[Callback]:
+    return [c for c in callbacks if not (type(c) is WeakSubscriber and c.dead)]
+
+
+#: Subscribers are checked for dead weak ones when their number reaches twice what
+#: was alive at the last check (and at least this): adding stays O(1) amortised.
+_PRUNE_FLOOR = 64
+
+
 class Subscribers:
     """Callbacks told of each applied change, in order, outside any engine lock.
 
@@ -426,13 +461,21 @@ class Subscribers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callbacks: list[Callback] = []
+        self._prune_at = _PRUNE_FLOOR
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
         self._delivering = threading.Lock()
         renew_attributes_after_fork(self, "_lock", "_delivering")
 
     def add(self, callback: Callback) -> None:
         with self._lock:
+            if len(self._callbacks) >= self._prune_at:
+                self._callbacks = _alive(self._callbacks)
+                self._prune_at = max(_PRUNE_FLOOR, 2 * len(self._callbacks))
             self._callbacks.append(callback)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._callbacks)
 
     def remove(self, callback: Callback) -> None:
         with self._lock, contextlib.suppress(ValueError):
@@ -467,6 +510,7 @@ class Subscribers:
 
     def _notify(self, old: int, new: int, swallow_all: bool) -> BaseException | None:
         with self._lock:
+            self._callbacks = _alive(self._callbacks)
             callbacks = list(self._callbacks)
         pending: BaseException | None = None
         for callback in callbacks:

@@ -34,10 +34,10 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._engine import WeakSubscriber
 from .._errors import MTLSError
 from .._fork import renew_attributes_after_fork
 
@@ -252,24 +252,13 @@ def _subscribe_weakly(
 ) -> Callable[[], None]:
     """Call ``on_change(owner)`` after each applied reload, without keeping ``owner`` alive.
 
-    Once ``owner`` is garbage, the callback unsubscribes itself at the next reload.
+    Once ``owner`` is garbage, the subscription is dropped (at the next reload, or as
+    other subscribers arrive: see :class:`mtls._engine.WeakSubscriber`).
 
     Returns:
         The function that unsubscribes.
     """
-    ref = weakref.ref(owner)
-    handle: list[Callable[[], None]] = []
-
-    def callback(old: int, new: int) -> None:
-        target = ref()
-        if target is None:
-            for unsubscribe in handle:
-                unsubscribe()
-            return
-        on_change(target)
-
-    handle.append(profile_set.subscribe(callback))
-    return handle[0]
+    return profile_set.subscribe(WeakSubscriber(owner, on_change))
 
 
 def _close_each(resources: Iterable[Any], close: Callable[[Any], object]) -> None:

@@ -58,8 +58,9 @@ _REFUSED = {
     "cert": "cert= would load a certificate into a shared context; the profile's "
     "<KeyStore> is the client certificate",
 }
-# Client options that configure the client's own transport: passed to ours instead,
-# since httpx ignores them when transport= is given.
+# Client options that configure the client's own transport: passed to ours instead.
+# Next to transport=, httpx ignores all but proxy=, which it uses to mount a proxy
+# transport of its own for every URL (ours then never runs).
 _TRANSPORT_OPTIONS = ("http1", "http2", "limits", "proxy", "trust_env")
 
 
@@ -152,7 +153,9 @@ class MTLSTransport(httpx.BaseTransport):
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
         **transport_kwargs: for every ``httpx.HTTPTransport`` made (``http2``,
             ``limits``, ``retries``, ``proxy``, ``local_address``,
-            ``socket_options``, ...). ``limits`` apply per context.
+            ``socket_options``, ...). ``limits`` apply per context. Give ``proxy``
+            here, never to the ``httpx.Client``: there httpx mounts a proxy
+            transport of its own for every URL, and this one never runs.
 
     Raises:
         TypeError: ``verify=`` or ``cert=`` (the profile set decides both), or an
@@ -246,7 +249,9 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
     Args:
         profile_set: where contexts come from; it is not closed with the transport.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
-        **transport_kwargs: for every ``httpx.AsyncHTTPTransport`` made.
+        **transport_kwargs: for every ``httpx.AsyncHTTPTransport`` made; give
+            ``proxy`` here, never to the ``httpx.AsyncClient`` (see
+            :class:`MTLSTransport`).
 
     Raises:
         TypeError: ``verify=`` or ``cert=``, or an argument
@@ -384,8 +389,10 @@ def client(
         profile_set: where contexts come from.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
         **client_kwargs: for ``httpx.Client``. ``http1``, ``http2``, ``limits``,
-            ``proxy`` and ``trust_env`` configure the transport (httpx would ignore
-            them next to ``transport=``).
+            ``proxy`` and ``trust_env`` configure the transport. (Given to
+            ``httpx.Client`` next to ``transport=``, httpx ignores the others, and
+            routes every URL around the transport through a proxy of its own for
+            ``proxy``: no profile is used at all.)
 
     Returns:
         The client; closing it closes the transport (not the profile set).

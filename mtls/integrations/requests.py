@@ -104,15 +104,28 @@ def _urllib3_alpn() -> tuple[str, ...]:
     return tuple(urllib3.util.ssl_.ALPN_PROTOCOLS)
 
 
-@functools.lru_cache(maxsize=16)
 def _proxy_trust(verify: str | bool) -> ssl.SSLContext:
     """A context trusting what requests would trust for ``verify`` (a bundle file or
-    directory, or certifi's bundle), for an ``https://`` proxy's own TLS session."""
-    if isinstance(verify, str):
-        if os.path.isdir(verify):
-            return ssl.create_default_context(capath=verify)
-        return ssl.create_default_context(cafile=verify)
-    return ssl.create_default_context(cafile=requests.utils.DEFAULT_CA_BUNDLE_PATH)
+    directory, or certifi's bundle), for an ``https://`` proxy's own TLS session.
+
+    requests reads the bundle for every new connection; this reads it again when its
+    stat changes (one ``stat`` per request through a proxy), so a CA withdrawn from
+    the bundle stops being trusted, and a new one is trusted, without a restart."""
+    path = verify if isinstance(verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
+    try:
+        st = os.stat(path)
+        signature: tuple[int, ...] | None = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+    except OSError:  # reading it says why
+        signature = None
+    return _trust_from(path, signature)
+
+
+@functools.lru_cache(maxsize=16)
+def _trust_from(path: str, signature: tuple[int, ...] | None) -> ssl.SSLContext:
+    # ``signature`` is the bundle's stat: a changed file is a new key, so a new read.
+    if os.path.isdir(path):
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
 
 
 def _origin(url: str | None) -> tuple[str, int] | None:
@@ -238,7 +251,13 @@ class MTLSAdapter(HTTPAdapter):
             return super().proxy_manager_for(proxy, **proxy_kwargs)
         verify = lease.verify if isinstance(lease.verify, str) else True
         key = f"{proxy} (mtls profiles, trust {verify!r})"
+        trust = self.proxy_ssl_context or _proxy_trust(verify)
         manager = self.proxy_manager.get(key)
+        if manager is not None and manager.proxy_ssl_context is not trust:
+            # The bundle changed: its connections to the proxy were verified by the old one.
+            self.proxy_manager.pop(key, None)
+            manager.clear()
+            manager = None
         if manager is None:
             manager = self.proxy_manager[key] = urllib3.proxy_from_url(
                 proxy,
@@ -246,7 +265,7 @@ class MTLSAdapter(HTTPAdapter):
                 num_pools=self._pool_connections,
                 maxsize=self._pool_maxsize,
                 block=self._pool_block,
-                proxy_ssl_context=self.proxy_ssl_context or _proxy_trust(verify),
+                proxy_ssl_context=trust,
                 **proxy_kwargs,
             )
         return manager

@@ -29,7 +29,7 @@ from mtls import SSLProfileSet
 from mtls.integrations.aiohttp import MTLSClientSession, ProxyProfileError
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport
 from mtls.integrations.requests import session
-from mtls.testing import CA
+from mtls.testing import CA, replace_atomically
 from tests._helpers import profile, profile_xml, read_head
 from tests.integrations._backend import Backends
 
@@ -277,6 +277,26 @@ def test_requests_trusts_an_https_proxy_as_requests_does(
         with pytest.raises(requests.exceptions.ProxyError, match="CERTIFICATE_VERIFY_FAILED"):
             http.get(backends.url("a"), proxies=via)
     assert len(https_proxy.targets) == 2  # the two requests the proxy was trusted for
+
+
+def test_requests_rereads_the_proxy_bundle_when_it_changes(
+    profiles: SSLProfileSet, backends: Backends, https_proxy: _Tunnels, proxy_ca: CA, tmp_path
+):
+    """requests reads its bundle for every new connection: a CA withdrawn from it is no
+    longer trusted for the proxy, and one added is, in the same session."""
+    bundle = tmp_path / "corp.pem"
+    bundle.write_bytes(proxy_ca.cert_pem)
+    via, verify = {"https": https_proxy.url}, str(bundle)
+    with session(profiles) as http:
+        response = http.get(backends.url("a", "/who"), proxies=via, verify=verify)
+        assert response.json()["client_cn"] == "client-a"
+        replace_atomically(bundle, CA(name="another corporate CA").cert_pem)  # withdrawn
+        with pytest.raises(requests.exceptions.ProxyError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(backends.url("a"), proxies=via, verify=verify)
+        replace_atomically(bundle, proxy_ca.cert_pem)  # trusted again
+        response = http.get(backends.url("a", "/who"), proxies=via, verify=verify)
+        assert response.json()["client_cn"] == "client-a"
+    assert len(https_proxy.targets) == 2
 
 
 @pytest.mark.parametrize("trusted", [True, False])

@@ -356,3 +356,26 @@ def test_concurrent_requests_during_repeated_rotations(setup, ca: CA, backend: M
         for name, gens in seen.items():
             assert gens == sorted(gens), f"{name} went back to an older identity: {gens}"
             assert set(gens) == {1, 2, 3, 4}, name
+
+
+def test_clients_never_closed_do_not_pile_up_subscribers(setup, ca: CA, backend: MTLSServer):
+    """Each client subscribes to the set's reloads, weakly. One dropped without close()
+    used to stay subscribed until a reload applied: with stores that never change,
+    every request handler that made its own client grew the set for good."""
+    import gc
+
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    with SSLProfileSet.from_xml(xml) as profiles, session(profiles) as kept:
+        subscribers = profiles._engine._subscribers  # type: ignore[union-attr]
+        assert kept.get(url, timeout=10).json()["client_cn"] == "gen-1"
+        for _ in range(300):
+            session(profiles)  # never closed, never used: garbage at once
+            client(profiles)
+        gc.collect()
+        session(profiles).close()  # one more arrives: the dead ones are dropped
+        assert len(subscribers) < 80
+        # The live one is still told: it presents the new identity after a rotation.
+        rotate(ca, keystore, "gen-2")
+        assert profiles.reload() is True
+        assert kept.get(url, timeout=10).json()["client_cn"] == "gen-2"
