@@ -440,6 +440,12 @@ class Builder:
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
                     not_before = serving.not_before
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
+        if replacing and verify and truststore is not None and trust_config is not None:
+            in_use = None if serving is None else self._key_of.get(id(serving.context))
+            if in_use is None or in_use[2] != trust_fp:  # a new truststore: judged once
+                trust_refused = _anchor_refusal(truststore, trust_config.shown_location)
+                if trust_refused is not None:
+                    raise trust_refused[0]
         mode = self.options.hostname_verifier
         if (
             refusal is not None
@@ -677,6 +683,42 @@ class Builder:
 
 
 _CRL_EXPIRY_KEPT = 4096
+
+
+def _anchor_refusal(
+    truststore: Truststore, where: str
+) -> tuple[KeystoreError, _dt.datetime | None] | None:
+    """Why a replacement truststore none of whose certificates is valid now is not
+    installed (OpenSSL refuses every chain that ends at an anchor out of its dates,
+    so it would verify nothing), and from when it may be (the soonest start date
+    among anchors not valid yet; ``None`` when they have all expired). ``None`` when an
+    anchor is valid now, or one cryptography cannot read (OpenSSL may use it)."""
+    now = _dt.datetime.now(_dt.UTC)
+    starts: list[_dt.datetime] = []
+    for der in truststore.anchors_der:
+        try:
+            cert = _x509.load_cert(der)
+        except ValueError:
+            return None
+        not_before, not_after = _x509.not_before(cert), _x509.not_after(cert)
+        if not_before <= now <= not_after:
+            return None
+        if not_before > now:
+            starts.append(not_before)
+    if not truststore.anchors_der:
+        return None  # the context says an empty truststore is refused, in its words
+    until = min(starts) if starts else None
+    why = (
+        f"is not valid before {until}: not installed yet (the first check after that installs it)"
+        if until is not None and len(starts) == len(truststore.anchors_der)
+        else "has expired or is not valid yet: not installed"
+    )
+    error = KeystoreError(
+        f"{where}: no certificate of the new truststore is valid now (each one {why}), so "
+        "it would verify no peer; the previous truststore stays",
+        path=where,
+    )
+    return error, until
 
 
 def _validity_refusal(

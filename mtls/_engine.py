@@ -538,7 +538,9 @@ def check_seconds(name: str, value: object, *, zero: bool) -> float:
     """
     limit = threading.TIMEOUT_MAX
     kind = "a number of seconds from 0" if zero else "a positive number of seconds"
-    why = f"{name} must be {kind} up to {limit:.0f} (threading.TIMEOUT_MAX), not {value!r}"
+    why = f"{name} must be {kind} up to {limit:.0f} (threading.TIMEOUT_MAX), not {value!r}" + (
+        "" if zero else " (None: no reload thread; call reload() yourself)"
+    )
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(why)  # noqa: TRY004 - one error type for every bad interval
     seconds = float(value)

@@ -223,7 +223,7 @@ def _check_protected(
     """
     if declared.strip().upper().replace("#", "").replace("-", "") not in _PROTECTED_TYPES:
         return
-    if fmt in ("JKS", "JCEKS", "BKS", "UBER") or (fmt == "PKCS12" and _pkcs12_has_mac(data)):
+    if fmt in ("JKS", "JCEKS", "BKS", "UBER") or (fmt == "PKCS12" and _pkcs12_has_mac(data, path)):
         return
     what = {
         "PEM": "a PEM file",
@@ -244,13 +244,26 @@ def _check_protected(
     )
 
 
-def _pkcs12_has_mac(data: bytes) -> bool:
+def _pkcs12_has_mac(data: bytes, path: str | os.PathLike[str] | None) -> bool:
+    """Whether the PFX has its MacData.
+
+    Raises:
+        KeystoreFormatError: the PFX cannot be read (truncated, damaged): it is
+            refused as damaged, never taken for a store without a MAC.
+    """
     # PFX ::= SEQUENCE { version, authSafe ContentInfo, macData MacData OPTIONAL }
     try:
         parts = _der.read_single(_der.to_der(data), _der.SEQUENCE).children()
-    except _der.DERError:
-        return False
+    except _der.DERError as exc:
+        raise _damaged_pkcs12(exc, path) from None
     return len(parts) == 3 and parts[2].tag == _der.SEQUENCE
+
+
+def _damaged_pkcs12(exc: Exception, path: str | os.PathLike[str] | None) -> KeystoreFormatError:
+    return KeystoreFormatError(
+        f"{_where(path)}: damaged or unsupported PKCS#12 store ({exc}): replace the file",
+        path=path,
+    )
 
 
 # The store types a <Type> may name (Java's, and the formats mtls reads).
@@ -491,9 +504,7 @@ def _parse_pkcs12(
     except WorkLimitError as exc:
         raise _too_much_work(exc, path, None) from exc
     except _pkcs12.P12FormatError as exc:
-        raise KeystoreFormatError(
-            f"{where}: damaged or unsupported PKCS#12 store ({exc}): replace the file", path=path
-        ) from exc
+        raise _damaged_pkcs12(exc, path) from exc
 
     certs = contents.certs
     index_of = _Certs(certs)

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _x509
-from ._build import _validity_refusal
+from ._build import _anchor_refusal, _validity_refusal
 from ._config import StoreConfig, _as_secret
 from ._context import server_context
 from ._engine import Callback, Engine, Outcome, Problem, check_seconds
@@ -170,6 +170,11 @@ class ServerPlan:
         refusal: tuple[MTLSError, _dt.datetime | None] | None = None
         try:
             truststore = load_store(s.truststore, "truststore", data=trust_bytes)
+            if old is not None and trust_digest != old.files[1][2]:
+                # A new truststore that would verify no client is not installed.
+                refusal = _anchor_refusal(truststore, s.truststore.shown_location)
+                if refusal is not None:
+                    raise refusal[0]
             if old is not None and key_digest == old.files[0][2]:
                 keystore = old.keystore  # the identity in service: not judged again
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import http.client
 import json
 import shutil
@@ -14,6 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from mtls.testing import CA, IssuedIdentity
 
@@ -184,3 +188,28 @@ def read_head(sock: socket.socket) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+def out_of_date_copy(ca: CA, *, expired: bool = True) -> x509.Certificate:
+    """``ca``'s own certificate (same key, subject and extensions) re-issued to have
+    expired yesterday, or (``expired=False``) to start tomorrow: a truststore of it
+    verifies nothing under OpenSSL."""
+    now = _dt.datetime.now(_dt.UTC)
+    start, end = (
+        (now - _dt.timedelta(days=400), now - _dt.timedelta(days=1))
+        if expired
+        else (now + _dt.timedelta(days=1), now + _dt.timedelta(days=400))
+    )
+    cert = ca.certificate
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.subject)
+        .public_key(cert.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+    )
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    return builder.sign(ca.private_key, hashes.SHA256())

@@ -501,7 +501,14 @@ def type_for_new_store(path: Path, explicit: WriteFormat | None) -> WriteFormat:
     return "PKCS12" if by_extension == "PEM" else by_extension
 
 
-def _password_hint(exc: WrongPasswordError, *, destination: bool = False) -> str | None:
+def _password_hint(
+    exc: WrongPasswordError, *, destination: bool = False, truststore: bool = False
+) -> str | None:
+    if truststore:  # probe's and serve's --truststore: options of its own, then the store's
+        return (
+            f"the truststore password comes from --truststore-password or "
+            f"{ENV_TRUSTSTORE_PASSWORD}, else --password or {ENV_STORE_PASSWORD}"
+        )
     if destination:  # convert's existing --out store: its own options, not the source's
         if exc.alias is not None:
             return None  # the message already names --out-key-password
@@ -546,14 +553,26 @@ def inspect_keystore(path: Path, password: str | None) -> Keystore:
         raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
 
 
-def load_truststore(path: Path, password: str | None) -> Truststore:
-    """``Truststore.load`` (every entry's certificate, no key decrypted), with password hints."""
+def load_truststore(path: Path, password: str | None, *, truststore: bool = False) -> Truststore:
+    """``Truststore.load`` (every entry's certificate, no key decrypted), with password hints
+    (``truststore``: the store is a ``--truststore``, whose password has options of its own)."""
     from .._stores import Truststore  # noqa: PLC0415 - not for --help
 
     try:
         return Truststore.load(path, password)
     except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+        raise CLIError(f"{exc} ({_password_hint(exc, truststore=truststore)})") from exc
+
+
+def password_error(exc: WrongPasswordError, truststore: str | Path | None) -> CLIError:
+    """A wrong password of ``--keystore`` or ``--truststore`` (``exc.path`` says which),
+    with the options that set it."""
+    is_trust = (
+        truststore is not None
+        and exc.path is not None
+        and (os.path.abspath(exc.path) == os.path.abspath(truststore))
+    )
+    return CLIError(f"{exc} ({_password_hint(exc, truststore=is_trust)})")
 
 
 def store_password(args: argparse.Namespace, path: str | Path, *, new: bool = False) -> str:

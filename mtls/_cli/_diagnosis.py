@@ -24,6 +24,7 @@ Order of events, and what each failure means:
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,7 +92,11 @@ def parse_target(url: str) -> Target:
         UsageError: not https, or no host, or a bad port.
     """
     text = url if "://" in url else f"https://{url}"
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
+        hidden = re.sub(r"//[^/]*@", "//***@", text)  # never show user:password@
+        raise UsageError(f"{hidden}: {exc}: write an IPv6 address as [::1]") from None
     if "@" in parts.netloc:
         # user:password@ is never shown (nor sent: the probe asks without credentials)
         parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
@@ -301,16 +306,20 @@ def _advice_trust(setup: Setup) -> str:
         )
     alias = f" --alias {setup.client_alias}" if setup.client_alias else ""
     export = f"mtls export --keystore {_store_of(setup)}{alias} --rfc --file client.pem"
+    trusted_as = setup.client_alias or "client"
+    imported = (
+        f"mtls import --file client.pem --alias {trusted_as} --keystore BACKEND-TRUSTSTORE "
+        "on the backend's truststore"
+    )
     if cert.issuer == cert.subject:
         return (
             "the backend does not trust it: it is self-signed, so import the certificate "
-            f"itself into the backend's truststore ({export}, then mtls import --file "
-            "client.pem into that truststore)"
+            f"itself into the backend's truststore ({export}, then {imported})"
         )
     return (
         f"the backend does not trust its issuer {cert.issuer.rfc4514_string()}: import that CA's "
         "certificate into the backend's truststore (or this certificate itself: "
-        f"{export}, then mtls import --file client.pem into that truststore)"
+        f"{export}, then {imported})"
     )
 
 

@@ -57,7 +57,8 @@ def _bounded(low: float, high: float, *, whole: bool, unit: str) -> Any:
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
         if not low <= number <= high:  # NaN and the infinities fail this too
-            span = f"{low:,}" if whole else f"{low:g}", f"{high:,}" if whole else f"{high:g}"
+            # Never scientific notation (3.16224e+07): whole bounds with separators.
+            span = tuple(f"{b:,}" if whole or b == int(b) else f"{b:g}" for b in (low, high))
             raise argparse.ArgumentTypeError(
                 f"must be from {span[0]} to {span[1]}{' ' if unit else ''}{unit}, not {value}"
             )

@@ -157,7 +157,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         keystore = load_keystore(args.keystore, password, optional_key_password(args))
     if args.truststore:
         trust_password = truststore_password(args, password)
-        truststore = load_truststore(args.truststore, trust_password)
+        truststore = load_truststore(args.truststore, trust_password, truststore=True)
     mode = args.hostname_verifier or "Strict"
     host = normalize_host(target.host)
     effective = "AllowAll" if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES else mode

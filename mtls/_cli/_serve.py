@@ -14,8 +14,8 @@ from ._common import (
     EXIT_OK,
     CLIError,
     Output,
-    _password_hint,
     optional_key_password,
+    password_error,
     store_password,
     truststore_password,
 )
@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             reload_interval=interval,
         )
     except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+        raise password_error(exc, args.truststore) from exc
     except ValueError as exc:
         raise CLIError(f"--reload-interval: {exc}") from exc
     with rotating, MTLSServer(rotating, host=args.host, port=args.port) as server:

@@ -73,6 +73,33 @@ def _sniff(path: Path) -> str:
         raise CLIError(f"{path}: {exc}: check the file name") from exc
 
 
+def _open_to_add(
+    path: Path, password: str, key_password: str | None, out: Output, adding: str
+) -> tuple[Keystore, str | None]:
+    """An existing store that ``genkey`` or ``import`` adds to, and the key password
+    to write it with.
+
+    A PKCS#12 store has one password: a different key password is ignored with a
+    warning, as keytool ignores it (and as for a new store). A store holding
+    secret-key entries is refused up front: they are listed, never decrypted, so the
+    store cannot be written back; keytool can add to it.
+    """
+    if key_password is not None and key_password != password and _sniff(path) == "PKCS12":
+        out.warn(
+            "PKCS12 stores have one password: the key password is ignored (keytool does the same)"
+        )
+        key_password = None
+    store = load_keystore(path, password, key_password)
+    if store.secret_keys:
+        names = ", ".join(repr(alias) for alias in store.secret_keys)
+        raise CLIError(
+            f"{path}: holds secret-key entries ({names}), which mtls lists but never "
+            "decrypts, so it cannot write this store back: add to it with keytool "
+            f"{adding}, or keep the certificates in a store of their own"
+        )
+    return store, key_password
+
+
 def _entry_word(count: int) -> str:
     return f"{count} entr{'y' if count == 1 else 'ies'}"
 
@@ -182,7 +209,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     sans = [s for value in args.san for s in value.split(",") if s.strip()]
     sans += parse_ext_san(args.ext)
     if exists:
-        store = load_keystore(path, password, key_password)
+        store, key_password = _open_to_add(path, password, key_password, out, "-genkeypair")
         kind = _existing_type(store, path, args.store_type)
         if args.alias in store:
             raise CLIError(
@@ -390,6 +417,8 @@ def read_certificate_file(path: Path) -> bytes:
 
 def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls import``: trust a certificate (the truststore is created when absent)."""
+    if not args.alias:
+        raise UsageError("an alias must not be empty")
     der = read_certificate_file(Path(args.file))
     try:
         cert = _x509.load_cert(der)
@@ -404,7 +433,7 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     key_password = optional_key_password(args)
     alias: str = args.alias
     if exists:
-        store = load_keystore(path, password, key_password)
+        store, key_password = _open_to_add(path, password, key_password, out, "-importcert")
         kind = _existing_type(store, path, args.store_type)
         if alias in store and store.is_key_entry(alias):
             raise CLIError(

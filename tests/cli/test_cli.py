@@ -27,6 +27,7 @@ import mtls
 from mtls import cli
 from mtls._cli import _common
 from mtls.testing import CA, MTLSServer
+from tests._keytool import JDK, run_keytool
 
 # Distinctive, so a leak anywhere in the output is found by a plain substring search.
 PASSWORD = "Zq7-leakcheck-Pw41"
@@ -456,6 +457,45 @@ def test_genkey_adds_a_second_key_to_a_pkcs12_store(tmp_path: Path) -> None:
                                      "--dname", "CN=x").stderr  # fmt: skip
 
 
+def test_genkey_into_an_existing_pkcs12_ignores_a_key_password_as_keytool_does(
+    tmp_path: Path,
+) -> None:
+    """The docs say a different --key-password is ignored with a warning for PKCS12: it
+    was, for a new store; adding to an existing one failed on the first key."""
+    path = tmp_path / "two.p12"
+    for alias in ("one", "two"):
+        run = mtls_run("genkey", "--keystore", path, "--alias", alias, "--dname", f"CN={alias}",
+                       "--key-type", "EC", "--key-password", OTHER_PASSWORD)  # fmt: skip
+        assert run.code == 0, run.stderr
+        assert "the key password is ignored" in run.stderr
+    assert sorted(mtls.Keystore.load(path, PASSWORD).key_aliases) == ["one", "two"]
+
+
+def test_a_store_with_secret_keys_is_refused_up_front_naming_them(
+    tmp_path: Path, seed: Seed, any_keytool: JDK
+) -> None:
+    """mtls lists secret-key entries but never decrypts them, so it cannot write such a
+    store back. import named the secret key as if the user had asked for it, and
+    genkey said to call a Python method."""
+    path = tmp_path / "with-secret.p12"
+    store = ("-keystore", str(path), "-storetype", "PKCS12", "-storepass", PASSWORD)
+    run_keytool(any_keytool, "-genkeypair", *store, "-alias", "gw", "-keyalg", "EC",
+                "-dname", "CN=gw")  # fmt: skip
+    run_keytool(any_keytool, "-genseckey", *store, "-alias", "sk", "-keyalg", "AES",
+                "-keysize", "128")  # fmt: skip
+    written = path.read_bytes()
+    cert = tmp_path / "backend.cer"
+    cert.write_bytes(
+        mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD).export_certificate("backend", "DER")
+    )
+    for args in (("import", "--file", cert, "--alias", "t"),
+                 ("genkey", "--alias", "t", "--dname", "CN=t")):  # fmt: skip
+        run = fails(1, *args, "--keystore", path)
+        assert "holds secret-key entries ('sk')" in run.stderr and "keytool" in run.stderr
+        assert "store.remove" not in run.stderr
+    assert path.read_bytes() == written  # nothing written
+
+
 def test_import_refuses_a_duplicate_alias_unless_replace(tmp_path: Path, seed: Seed) -> None:
     trust = tmp_path / "trust.jks"
     cert = tmp_path / "backend.cer"
@@ -792,10 +832,17 @@ def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> N
          ["malformed distinguished name"]),
         (["convert", "--keystore", "{d}/gateway.jks", "--to", "BKS", "--out", "{d}/o"], 2,
          ["must be JKS, PKCS12 or PEM"]),
+        # These three were "unexpected ValueError", or named the wrong option.
+        (["import", "--file", "{d}/x.cer", "--alias", "", "--keystore", "{d}/gateway.jks"], 2,
+         ["an alias must not be empty"]),
+        (["probe", "https://user:pw-in-url@[::1/"], 2, ["Invalid IPv6 URL", "***@"]),
+        (["probe", "https://localhost:1/", "--truststore", "{d}/client-truststore.jks",
+          "--truststore-password", OTHER_PASSWORD], 1,
+         ["wrong store password", "--truststore-password", "MTLS_TRUSTSTORE_PASSWORD"]),
     ],
     ids=["wrong-password", "missing-store", "missing-alias", "missing-cert", "keystore-as-cert",
          "genkey-wrong-password", "convert-wrong-password", "short-password", "bad-dname",
-         "bad-type"],
+         "bad-type", "empty-alias", "unclosed-ipv6", "truststore-password"],
 )  # fmt: skip
 def test_bad_store_input_is_one_line(
     seed: Seed, args: list[str], code: int, words: list[str]
@@ -803,6 +850,7 @@ def test_bad_store_input_is_one_line(
     run = fails(code, *[a.replace("{d}", str(seed.dir)) for a in args])
     for word in words:
         assert word in run.stderr
+    assert "unexpected" not in run.stderr and "pw-in-url" not in run.stderr
 
 
 def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:

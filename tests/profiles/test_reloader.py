@@ -12,9 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from mtls import KeystoreError, ProfileConfigError, ProfileUnavailableError, SSLProfileSet
+from mtls import (
+    KeystoreError,
+    ProfileConfigError,
+    ProfileUnavailableError,
+    SSLProfileSet,
+    Truststore,
+)
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir, write_in_two_halves
-from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for, whoami
+from tests._helpers import (
+    PASSWORD,
+    jks,
+    out_of_date_copy,
+    profile,
+    profile_xml,
+    wait_for,
+    whoami,
+)
 
 INTERVAL = 0.1
 
@@ -70,6 +84,29 @@ def test_rotation_in_place_reaches_a_live_handshake_within_two_intervals(setup, 
         assert profiles.generation == 1
         assert cn_seen(profiles, backend.port) == "gen-2"
         assert profiles.last_error is None
+
+
+@pytest.mark.parametrize("expired", [True, False], ids=["expired", "not-yet-valid"])
+def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, backend, expired):
+    """A replacement truststore whose every certificate is out of its dates verifies no
+    server under OpenSSL: it was installed, and status() said healthy while every
+    handshake failed. It is refused as an expired keystore certificate is."""
+    xml, _, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    stale = Truststore()
+    stale.add("ca", out_of_date_copy(ca, expired=expired))
+    replace_atomically(trust, stale.to_bytes(PASSWORD))
+    assert profiles.reload() is False
+    assert profiles.generation == 0
+    assert not profiles.status().healthy
+    assert "no certificate of the new truststore is valid now" in str(profiles.last_error)
+    assert cn_seen(profiles, backend.port) == "gen-1"  # the previous truststore serves
+    # Twin: with one anchor valid now beside it, the new truststore is installed.
+    stale.add("current", ca.certificate)
+    replace_atomically(trust, stale.to_bytes(PASSWORD))
+    assert profiles.reload() is True
+    assert profiles.status().healthy and cn_seen(profiles, backend.port) == "gen-1"
 
 
 def test_broken_store_keeps_the_last_good_and_recovery_clears_the_error(setup, ca, backend, caplog):

@@ -20,7 +20,7 @@ import pytest
 
 import mtls
 from mtls.testing import CA, replace_atomically, swap_symlinked_dir
-from tests._helpers import PASSWORD, wait_for
+from tests._helpers import PASSWORD, out_of_date_copy, wait_for
 from tests.servers._servers import (
     Connection,
     Estate,
@@ -72,6 +72,23 @@ def test_the_truststore_rotates_too(estate: Estate) -> None:
         assert server.reload() is True
         refused(port, estate.client())
         assert get(port, estate.client(client_ca=other))[0]["client_cn"] == "gateway"
+
+
+def test_a_client_truststore_that_would_verify_nothing_is_not_installed(estate: Estate) -> None:
+    """Every certificate of the new truststore out of its dates: OpenSSL would refuse
+    every client. It was installed (healthy, every client refused); it is refused, and
+    the previous truststore keeps serving."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        stale = mtls.Truststore()
+        stale.add("ca", out_of_date_copy(estate.client_ca))
+        replace_atomically(estate.truststore, stale.to_bytes(PASSWORD))
+        assert server.reload() is False and server.generation == 0
+        assert "no certificate of the new truststore is valid now" in str(server.last_error)
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
+        stale.add("current", estate.client_ca.certificate)  # twin: one anchor valid now
+        replace_atomically(estate.truststore, stale.to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
 
 
 def test_negative_twins(estate: Estate) -> None:

@@ -727,6 +727,19 @@ def test_a_password_promising_integrity_refuses_an_unprotected_file(fmt, replace
         assert Truststore.load(path, PASSWORD, store_type=fmt)
 
 
+def test_a_truncated_pkcs12_is_damaged_not_unprotected(ca, tmp_path):
+    """A PKCS#12 cut short must be refused as damaged: taking it for a store without a
+    MAC gave advice to drop the password (found by `mtls check` on a cut file)."""
+    whole = ca.issue_cert("client").keystore().to_bytes(PASSWORD, store_type="PKCS12")
+    for cut in (len(whole) // 2, 1000, 40):
+        for store in (Truststore, Keystore):
+            with pytest.raises(KeystoreFormatError, match="damaged or unsupported PKCS#12") as e:
+                store.from_bytes(whole[:cut], PASSWORD, store_type="PKCS12")
+            assert "without a MAC" not in str(e.value) and "allow_unprotected" not in str(e.value)
+    # Twin: the whole file loads with the same declared type.
+    assert Keystore.from_bytes(whole, PASSWORD, store_type="PKCS12").key_aliases
+
+
 def test_protected_replacements_still_load(ca, tmp_path):
     p12 = tmp_path / "trust.p12"
     ca.write_truststore(p12, PASSWORD, store_type="PKCS12")  # with a MAC
