@@ -47,6 +47,11 @@ Trust and names (gRPC's TLS stack, BoringSSL, tested in tests/integrations/test_
   refused: gRPC always verifies the server's chain.
 * No truststore: gRPC's own default roots (its bundled ``roots.pem``, or the file
   in ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), not OpenSSL's system paths.
+* A key BoringSSL cannot use (Ed448, brainpool or secp256k1 curves; OpenSSL can) is
+  refused, naming its type: gRPC would fail every handshake.
+* A profile set with a ``revocation=`` policy is refused unless the caller passes
+  ``unchecked_revocation=True``: gRPC's TLS runs in its own core, where no check of
+  ours can run.
 """
 
 from __future__ import annotations
@@ -132,9 +137,64 @@ def _parse_target(target: str) -> tuple[str, int]:
     return host, port
 
 
+# The private keys BoringSSL (gRPC's TLS library) takes: OpenSSL takes more (Ed448,
+# brainpool and secp256k1 curves, DSA), and gRPC then fails every handshake
+# ("Invalid cert chain file", "Handshaker factory creation failed").
+_GRPC_CURVES = frozenset({"secp224r1", "secp256r1", "secp384r1", "secp521r1"})
+
+
+def _key_refusal(key_pem: str) -> str | None:
+    """Why gRPC's TLS library cannot use this private key (``None``: it can)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        load_pem_private_key,
+    )
+
+    try:
+        key = load_pem_private_key(
+            key_pem.encode("ascii"), None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError):
+        return None  # what cryptography cannot read, gRPC judges itself
+    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name in _GRPC_CURVES:
+            return None
+        kind = f"an EC key on {key.curve.name}"
+    else:
+        kind = f"a {type(key).__name__.removeprefix('_').replace('PrivateKey', '')} key"
+    return (
+        f"its keystore holds {kind}, which gRPC's TLS library (BoringSSL) cannot use, "
+        "though OpenSSL can: use RSA, EC on P-256, P-384 or P-521, or Ed25519"
+    )
+
+
+# Verdicts by material fingerprint (never by the key itself: no key is kept here).
+_VERDICTS: dict[str, str | None] = {}
+
+
+def _material_refusal(material: TLSMaterial) -> str | None:
+    """:func:`_key_refusal` of the material's key, judged once per material."""
+    key = material.private_key
+    if key is None:
+        return None
+    try:
+        return _VERDICTS[material.fingerprint]
+    except KeyError:
+        pass
+    if len(_VERDICTS) >= 64:
+        _VERDICTS.clear()
+    verdict = _VERDICTS[material.fingerprint] = _key_refusal(key.reveal())
+    return verdict
+
+
 def _refusal(material: TLSMaterial, target: str, override: str | None) -> str | None:
     """Why gRPC cannot do what the material asks (``None``: it can), never verifying less."""
     where = str(material.profile) if material.profile is not None else "the default"
+    unusable = _material_refusal(material)
+    if unusable is not None:
+        return f"{where}: {unusable}; {target!r} is not called with a key it would refuse"
     if not material.verify:
         return (
             f'{where} has novalidatecert="true" and no TrustStore: gRPC always verifies '
@@ -180,7 +240,18 @@ class _Rotating:
         client_id: str | None,
         options: Sequence[tuple[str, Any]] | None,
         make: Callable[[grpc.ChannelCredentials], Any],
+        *,
+        unchecked_revocation: bool = False,
     ) -> None:
+        if profile_set.revocation is not None and not unchecked_revocation:
+            # Never verifying less than the profile set asks, silently.
+            raise ProfileConfigError(
+                f"gRPC target {target!r}: the profile set checks revocation (OCSP, CRL), "
+                "which gRPC cannot do: its TLS runs in gRPC's own core, where no check of "
+                "ours can run, so a channel would reach a revoked server. Pass "
+                "unchecked_revocation=True to accept that, or give gRPC a profile set "
+                "without revocation="
+            )
         self._target = target
         self._host, self._port = _parse_target(target)
         self._options = tuple(options or ())
@@ -440,6 +511,7 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
         client_id: str | None = None,
         options: Sequence[tuple[str, Any]] | None = None,
         compression: grpc.Compression | None = None,
+        unchecked_revocation: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
@@ -450,6 +522,7 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
             client_id,
             options,
             lambda creds: grpc.secure_channel(target, creds, list(self._options), compression),
+            unchecked_revocation=unchecked_revocation,
         )
         self._first()
         self._unsubscribe = _subscribe_weakly(profile_set, self, RotatingChannel._on_reload)
@@ -523,6 +596,7 @@ def secure_channel(
     client_id: str | None = None,
     options: Sequence[tuple[str, Any]] | None = None,
     compression: grpc.Compression | None = None,
+    unchecked_revocation: bool = False,
 ) -> RotatingChannel:
     """A ``grpc.Channel`` with the mutual TLS the profile set names for ``target``.
 
@@ -550,18 +624,29 @@ def secure_channel(
             certificate is checked against (see the module notes on AllowAll and
             DefaultAndLocalhost).
         compression: as for ``grpc.secure_channel``.
+        unchecked_revocation: accept that gRPC checks no revocation when the
+            profile set has a ``revocation=`` policy (gRPC's TLS runs in its own
+            core, where the set's OCSP and CRL checks cannot); without it such a
+            set is refused.
 
     Returns:
         The channel; close it (or use ``with``) when done.
 
     Raises:
         ProfileConfigError: no profile and no default for the target, a target
-            without a host, or a profile gRPC cannot honour without verifying
-            less (``novalidatecert`` without a truststore, ``AllowAll`` without
-            a name override). Calls raise it too if a reload brings such material.
+            without a host, a profile set that checks revocation (unless
+            ``unchecked_revocation``), or a profile gRPC cannot honour without
+            verifying less (``novalidatecert`` without a truststore, ``AllowAll``
+            without a name override, a key type gRPC's TLS library cannot use).
+            Calls raise it too if a reload brings such material.
     """
     return RotatingChannel(
-        target, profile_set, client_id=client_id, options=options, compression=compression
+        target,
+        profile_set,
+        client_id=client_id,
+        options=options,
+        compression=compression,
+        unchecked_revocation=unchecked_revocation,
     )
 
 
@@ -619,6 +704,7 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
         options: Sequence[tuple[str, Any]] | None = None,
         compression: grpc.Compression | None = None,
         interceptors: Sequence[Any] | None = None,
+        unchecked_revocation: bool = False,
     ) -> None:
         self._closing: set[asyncio.Task[None]] = set()
         self._orphans: list[_Underlying] = []
@@ -630,6 +716,7 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
             lambda creds: grpc.aio.secure_channel(
                 target, creds, list(self._options), compression, interceptors
             ),
+            unchecked_revocation=unchecked_revocation,
         )
         self._first()
 
@@ -694,6 +781,7 @@ def aio_secure_channel(
     options: Sequence[tuple[str, Any]] | None = None,
     compression: grpc.Compression | None = None,
     interceptors: Sequence[Any] | None = None,
+    unchecked_revocation: bool = False,
 ) -> AioRotatingChannel:
     """The ``grpc.aio`` twin of :func:`secure_channel`.
 
@@ -704,6 +792,7 @@ def aio_secure_channel(
         options: gRPC channel options, for every underlying channel.
         compression: as for ``grpc.aio.secure_channel``.
         interceptors: ``grpc.aio`` client interceptors, for every underlying channel.
+        unchecked_revocation: as for :func:`secure_channel`.
 
     Returns:
         The channel; ``await channel.close()`` (or ``async with``) when done.
@@ -718,6 +807,7 @@ def aio_secure_channel(
         options=options,
         compression=compression,
         interceptors=interceptors,
+        unchecked_revocation=unchecked_revocation,
     )
 
 
@@ -727,7 +817,13 @@ def aio_secure_channel(
 class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
     """``grpc.ServerCredentials`` that follow a keystore and a truststore on disk.
 
-    Made by :func:`server_credentials`; pass to ``server.add_secure_port``.
+    Made by :func:`server_credentials`; pass to ``server.add_secure_port`` (one object
+    serves any number of ports and servers: each port gets credentials of its own).
+
+    A replacement keystore that gRPC's TLS library cannot use (a key type OpenSSL
+    takes and BoringSSL does not, such as Ed448 or a brainpool curve) is not handed
+    to gRPC: the identity in service stays, with the new truststore, and the refusal
+    is logged at ERROR and kept in :attr:`last_error`.
 
     Attributes:
         profile_set: the one-profile set (catch-all ``*``) that loads, validates,
@@ -735,32 +831,74 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
     """
 
     def __init__(self, profile_set: SSLProfileSet, require_client_auth: bool, where: str) -> None:
+        # grpc.ServerCredentials.__init__ is not called: _credentials is made per port.
         self.profile_set = profile_set
         self._where = where
+        self._require_client_auth = require_client_auth
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
         material = self._material()
-        self._served = material.fingerprint
+        unusable = _material_refusal(material)
+        if unusable is not None:
+            raise ProfileConfigError(f"gRPC server {where}: {unusable}", element="KeyStore")
+        self._good = material  # the newest material whose key gRPC can use
+        self._announced = (material.fingerprint, material.fingerprint)
+        self._last_error: ProfileConfigError | None = None
+        self._refused = ""  # the fingerprint of the material last refused
+        self._ports: list[grpc.ServerCredentials] = []  # kept alive with the credentials
         log.info("mtls: gRPC server %s serves %s", where, material.subject)
+
+    @property
+    def _credentials(self) -> Any:
+        """What ``add_secure_port`` reads: credentials of its own for each port.
+
+        gRPC gives a credentials object's initial configuration to its first port
+        only, and a second port asking the fetcher finds nothing new and fails to
+        bind; so each port gets dynamic credentials with its own record of what it
+        was last given."""
+        port = _Port(self)
         dynamic = grpc.dynamic_ssl_server_credentials(
-            _server_configuration(material), self._fetch, require_client_auth
+            port.initial(), port.fetch, self._require_client_auth
         )
-        super().__init__(dynamic._credentials)
+        with self._lock:
+            self._ports.append(dynamic)
+        return dynamic._credentials
+
+    @property
+    def last_error(self) -> ProfileConfigError | None:
+        """Why the newest keystore is not served through gRPC (``None``: it is)."""
+        return self._last_error
 
     def _material(self) -> TLSMaterial:
         material = self.profile_set.material_for(CATCH_ALL, 0)
         assert material is not None  # the set's one profile is the catch-all
         return material
 
-    def _fetch(self) -> Any:
-        # gRPC calls this before every handshake: a snapshot read and a string compare.
+    def _current(self) -> tuple[TLSMaterial, TLSMaterial]:
+        """The identity and the trust to serve now: the newest material, or (when
+        gRPC cannot use its key) the last one it could, with the newest trust."""
         material = self._material()
+        good = self._good
+        if material is good:
+            return good, good
+        unusable = _material_refusal(material)
         with self._lock:
-            if material.fingerprint == self._served:
-                return None
-            self._served = material.fingerprint
-        log.info("mtls: gRPC server %s now serves %s", self._where, material.subject)
-        return _server_configuration(material)
+            if unusable is None:
+                self._good = good = material
+                self._last_error, self._refused = None, ""
+            elif material.fingerprint != self._refused:  # said once per material
+                self._refused = material.fingerprint
+                self._last_error = ProfileConfigError(
+                    f"gRPC server {self._where}: the new keystore is not served: "
+                    f"{unusable}; the previous identity stays, with the new truststore",
+                    element="KeyStore",
+                )
+                log.error("mtls: %s", self._last_error)
+            announced = (good.fingerprint, material.fingerprint)
+            if announced != self._announced:
+                self._announced = announced
+                log.info("mtls: gRPC server %s now serves %s", self._where, good.subject)
+        return good, material
 
     def reload(self) -> bool:
         """Check the stores now (as :meth:`SSLProfileSet.reload`); the next handshake uses them.
@@ -781,13 +919,37 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self.close()
 
 
-def _server_configuration(material: TLSMaterial) -> Any:
-    key = material.private_key
+class _Port:
+    """What one listening port was last given: gRPC asks each port's fetcher apart."""
+
+    __slots__ = ("_owner", "_served")
+
+    def __init__(self, owner: MTLSServerCredentials) -> None:
+        self._owner = owner
+        self._served: tuple[str, str] = ("", "")
+
+    def initial(self) -> Any:
+        identity, trust = self._owner._current()
+        self._served = (identity.fingerprint, trust.fingerprint)
+        return _server_configuration(identity, trust)
+
+    def fetch(self) -> Any:
+        # gRPC calls this before every handshake: a snapshot read and a compare.
+        identity, trust = self._owner._current()
+        served = (identity.fingerprint, trust.fingerprint)
+        if served == self._served:
+            return None
+        self._served = served
+        return _server_configuration(identity, trust)
+
+
+def _server_configuration(identity: TLSMaterial, trust: TLSMaterial) -> Any:
+    key = identity.private_key
     assert key is not None  # server_credentials requires a keystore
-    assert material.certificate_chain is not None
+    assert identity.certificate_chain is not None
     return grpc.ssl_server_certificate_configuration(
-        [(key.reveal().encode("ascii"), material.certificate_chain)],
-        root_certificates=material.root_certificates,
+        [(key.reveal().encode("ascii"), identity.certificate_chain)],
+        root_certificates=trust.root_certificates,
     )
 
 
@@ -816,9 +978,10 @@ def server_credentials(
             password, type, alias).
         truststore: the anchors client certificates are verified against (Java
             semantics: every entry is an anchor). ``None`` only with
-            ``require_client_auth=False`` (then no client certificate is asked for).
+            ``require_client_auth=False``.
         require_client_auth: refuse clients without a certificate the truststore
-            vouches for.
+            vouches for. ``False``: no client certificate is asked for at all, so a
+            truststore is unused (gRPC's rule; a warning says so).
         reload_interval: seconds between checks of both files; ``None``: call
             :meth:`MTLSServerCredentials.reload` yourself.
         settle_delay: seconds between the two reads that confirm a changed file.
@@ -828,7 +991,8 @@ def server_credentials(
         when the server stops, to end the watching thread.
 
     Raises:
-        ProfileConfigError: ``require_client_auth`` without a truststore.
+        ProfileConfigError: ``require_client_auth`` without a truststore, or a key
+            type gRPC's TLS library cannot use.
         KeystoreError: a store does not load now.
     """
     if truststore is None and require_client_auth:
@@ -836,6 +1000,13 @@ def server_credentials(
             "server_credentials(require_client_auth=True) needs a truststore to verify "
             "client certificates with",
             element="TrustStore",
+        )
+    if truststore is not None and not require_client_auth:
+        log.warning(
+            "mtls: gRPC server %s: require_client_auth=False asks no client for a "
+            "certificate (gRPC's rule), so its truststore %s is unused",
+            keystore.location,
+            truststore.location,
         )
     profile = SSLProfile(servers=(CATCH_ALL,), keystore=keystore, truststore=truststore)
     profiles = SSLProfileSet([profile], reload_interval=reload_interval, settle_delay=settle_delay)

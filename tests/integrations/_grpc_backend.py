@@ -8,6 +8,7 @@ stays open across a rotation.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -16,8 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
-from mtls import SSLProfile, SSLProfileSet, StoreConfig
+from mtls import Keystore, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, IssuedIdentity, replace_atomically
 from tests._helpers import PASSWORD
 
@@ -131,3 +137,25 @@ def rotate(ca: CA, tmp_path: Path, cn: str) -> None:
     """Replace the client keystore of :func:`client_set` with CN=``cn``, atomically."""
     identity = ca.issue_cert(cn, common_name=cn)
     replace_atomically(tmp_path / "client.jks", identity.keystore().to_bytes(PASSWORD))
+
+
+def secp256k1_keystore(ca: CA) -> bytes:
+    """A keystore OpenSSL loads and gRPC's BoringSSL cannot use (a secp256k1 key), for
+    localhost, issued by ``ca``."""
+    key = ec.generate_private_key(ec.SECP256K1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k1")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    store = Keystore()
+    pkcs8 = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    store.add_key("server", pkcs8, [cert, ca.certificate])
+    return store.to_bytes(PASSWORD)

@@ -17,6 +17,7 @@ import pytest
 from mtls import (
     Keystore,
     ProfileConfigError,
+    RevocationPolicy,
     SSLProfile,
     SSLProfileSet,
     StoreConfig,
@@ -25,7 +26,12 @@ from mtls import (
     client_context,
 )
 from mtls._keyload import _chain_pem, _key_pem
-from mtls.integrations.grpc import RotatingChannel, _parse_target, secure_channel
+from mtls.integrations.grpc import (
+    RotatingChannel,
+    _parse_target,
+    aio_secure_channel,
+    secure_channel,
+)
 from mtls.testing import CA, replace_atomically
 from tests._helpers import PASSWORD, profile, profile_xml, wait_for
 from tests.integrations._grpc_backend import (
@@ -37,6 +43,7 @@ from tests.integrations._grpc_backend import (
     grpc_server,
     profile_set,
     rotate,
+    secp256k1_keystore,
     static_credentials,
     write_keystore,
     write_truststore,
@@ -330,6 +337,59 @@ def test_novalidatecert_without_truststore_is_refused(tmp_path: Path, ca: CA, se
     )
     with (
         SSLProfileSet([verified]) as profiles,
+        secure_channel(f"localhost:{port}", profiles) as channel,
+    ):
+        assert who(channel) == b"client"
+
+
+def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
+    tmp_path: Path, ca: CA, server: Any
+) -> None:
+    """OpenSSL loads a secp256k1 key, BoringSSL does not: every call failed with
+    UNAVAILABLE ("Update handshaker factory failed") while the set said healthy. The
+    channel now refuses it as it refuses what it cannot honour, naming the key."""
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    good = keystore.location.read_bytes()
+    odd = SSLProfile(servers=(f"localhost:{port}",), keystore=keystore, truststore=trust)
+    with (
+        SSLProfileSet([odd], settle_delay=0.01) as profiles,
+        secure_channel(f"localhost:{port}", profiles) as channel,
+    ):
+        assert who(channel) == b"gen-1"
+        replace_atomically(keystore.location, secp256k1_keystore(ca))
+        assert profiles.reload() and profiles.status().healthy  # OpenSSL took it
+        with pytest.raises(ProfileConfigError, match=r"secp256k1.*BoringSSL"):
+            who(channel)
+        replace_atomically(keystore.location, good)  # twin: a usable key again
+        assert profiles.reload()
+        assert who(channel) == b"gen-1"
+        replace_atomically(keystore.location, secp256k1_keystore(ca))
+        assert profiles.reload()
+        with pytest.raises(ProfileConfigError, match="secp256k1"):
+            secure_channel(f"localhost:{port}", profiles)  # refused at creation too
+
+
+def test_a_set_that_checks_revocation_is_refused_unless_unchecked_is_accepted(
+    tmp_path: Path, ca: CA, server: Any
+) -> None:
+    """gRPC's TLS runs in its own core, where the set's OCSP and CRL checks cannot:
+    a channel reached a revoked server in silence. It is refused, as gRPC refuses
+    what it cannot honour, unless the caller accepts it."""
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("client"))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    checked = SSLProfile(servers=(f"localhost:{port}",), keystore=keystore, truststore=trust)
+    with SSLProfileSet([checked], revocation=RevocationPolicy(mode="soft")) as profiles:
+        for make in (secure_channel, aio_secure_channel):
+            with pytest.raises(ProfileConfigError, match="unchecked_revocation=True"):
+                make(f"localhost:{port}", profiles)
+        with secure_channel(f"localhost:{port}", profiles, unchecked_revocation=True) as channel:
+            assert who(channel) == b"client"
+    # Twin: without a revocation policy nothing needs accepting.
+    with (
+        SSLProfileSet([checked]) as profiles,
         secure_channel(f"localhost:{port}", profiles) as channel,
     ):
         assert who(channel) == b"client"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ import grpc
 import grpc.aio
 import pytest
 
-from mtls import KeystoreError, ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
+from mtls import (
+    KeystoreError,
+    ProfileConfigError,
+    SSLProfile,
+    SSLProfileSet,
+    StoreConfig,
+)
 from mtls.integrations.grpc import aio_secure_channel, server_credentials
 from mtls.testing import CA, IssuedIdentity, replace_atomically
 from tests._helpers import PASSWORD, wait_for
@@ -25,6 +32,7 @@ from tests.integrations._grpc_backend import (
     WHO,
     Probe,
     grpc_server,
+    secp256k1_keystore,
     write_keystore,
     write_truststore,
 )
@@ -74,7 +82,9 @@ def test_client_of_the_trusted_ca_is_accepted(stores: dict[str, Any]) -> None:
         assert refused(port, stores["server_ca"], None)
 
 
-def test_client_auth_can_be_optional(stores: dict[str, Any]) -> None:
+def test_client_auth_can_be_optional(
+    stores: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     with (
         server_credentials(
             stores["keystore"], None, require_client_auth=False, reload_interval=None
@@ -82,6 +92,17 @@ def test_client_auth_can_be_optional(stores: dict[str, Any]) -> None:
         grpc_server(credentials) as (port, _),
     ):
         assert call(port, stores["server_ca"], None) == b"(no client certificate)"
+    # With a truststore too, gRPC asks no client for a certificate: said, not implied.
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        server_credentials(
+            stores["keystore"], stores["truststore"], require_client_auth=False,
+            reload_interval=None,
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):  # fmt: skip
+        assert call(port, stores["server_ca"], stores["client"]) == b"(no client certificate)"
+    assert "its truststore" in caplog.text and "is unused" in caplog.text
     with pytest.raises(ProfileConfigError, match="needs a truststore"):
         server_credentials(stores["keystore"], None, reload_interval=None)
 
@@ -152,6 +173,76 @@ def test_a_server_certificate_not_valid_yet_is_refused_as_the_servers(
         assert "server.jks" in error and "not valid before" in error and "staged" in error
         assert "client" not in error
         assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+
+
+def test_a_keystore_grpc_cannot_use_keeps_the_identity_and_takes_the_trust(
+    tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpenSSL loads a secp256k1 (or Ed448, brainpool) key; BoringSSL does not. It was
+    recorded as served: gRPC kept the old configuration, status() said healthy, and a
+    trust withdrawal made afterwards never reached gRPC (the two travel together)."""
+    newcomer_ca = CA(name="client CA 2")
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        replace_atomically(tmp_path / "server.jks", secp256k1_keystore(stores["server_ca"]))
+        with caplog.at_level(logging.ERROR, logger="mtls"):
+            assert credentials.reload()  # OpenSSL took it
+            assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+        assert "secp256k1" in str(credentials.last_error)
+        assert caplog.text.count("the new keystore is not served") == 1
+        # The client CA withdrawn (and another trusted): gRPC gets the new trust.
+        newcomer_ca.write_truststore(tmp_path / "clients.jks", PASSWORD)
+        assert credentials.reload()
+        assert refused(port, stores["server_ca"], stores["client"])
+        assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
+        # Twin: a usable keystore is served again, and the error clears.
+        new_ca = CA(name="server CA 2")
+        replace_atomically(
+            tmp_path / "server.jks", new_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD)
+        )
+        assert credentials.reload()
+        assert call(port, new_ca, newcomer_ca.issue_cert("n")) == b"n"
+        assert credentials.last_error is None
+    # Refused at creation too, naming the key type.
+    replace_atomically(tmp_path / "server.jks", secp256k1_keystore(stores["server_ca"]))
+    with pytest.raises(ProfileConfigError, match="secp256k1"):
+        server_credentials(stores["keystore"], stores["truststore"], reload_interval=None)
+
+
+def test_one_credentials_object_serves_two_ports_and_both_rotate(
+    tmp_path: Path, stores: dict[str, Any]
+) -> None:
+    """gRPC gives a credentials object's first configuration to one port only: a second
+    add_secure_port failed to bind ("Failed loading SSL server credentials")."""
+    with server_credentials(
+        stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+    ) as credentials:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4), handlers=[Probe().handler()]
+        )
+        ports = [server.add_secure_port("127.0.0.1:0", credentials) for _ in range(2)]
+        server.start()
+        try:
+            for port in ports:
+                assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+            new_ca = CA(name="server CA 2")
+            replace_atomically(
+                tmp_path / "server.jks",
+                new_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD),
+            )
+            assert credentials.reload()
+            for port in ports:
+                assert call(port, new_ca, stores["client"]) == b"gateway"
+                assert refused(port, stores["server_ca"], stores["client"])
+        finally:
+            server.stop(None).wait(10)
+        # A second server, after the first stopped, takes the same credentials.
+        with grpc_server(credentials) as (port, _):
+            assert call(port, new_ca, stores["client"]) == b"gateway"
 
 
 def test_damaged_replacement_keeps_the_last_good(tmp_path: Path, stores: dict[str, Any]) -> None:
