@@ -928,6 +928,39 @@ def _warn_untrimmed(parts: Mapping[str, ET.Element], kind: str, shown: str, ctx:
     )
 
 
+# The store types Java's KeyStore.getInstance knows (case-insensitive): the JDK's,
+# and Bouncy Castle's, which WSO2 products may register.
+_JAVA_TYPES: Final = frozenset(
+    {"JKS", "JCEKS", "PKCS12", "DKS", "CASEEXACTJKS", "PKCS11", "WINDOWS-MY", "WINDOWS-ROOT",
+     "KEYCHAINSTORE", "BKS", "BKS-V1", "UBER", "BCFKS", "BCPKCS12", "PKCS12-DEF"}
+)  # fmt: skip
+
+
+def _warn_unknown_type(
+    parts: Mapping[str, ET.Element], kind: str, shown: str, ctx: _Context
+) -> None:
+    """Say so when ``<Type>`` names a store type Java does not know (``PEM``, a typo):
+    mtls reads the format from the content, WSO2's ``KeyStore.getInstance`` refuses it."""
+    element = parts.get("Type")
+    written = _written(element) if element is not None else ""
+    if not written or has_placeholder(written) or written.upper() in _JAVA_TYPES:
+        return
+    key = (kind, shown, "type " + written)
+    if key in ctx.warned:
+        return
+    ctx.warned.add(key)
+    log.warning(
+        "%s: <%s> %s: <Type>%s</Type> is not a keystore type Java knows (JKS, PKCS12, "
+        "JCEKS; BKS with Bouncy Castle): mtls reads the format from the content, but "
+        "WSO2's KeyStore.getInstance refuses it, so WSO2 cannot load this store: write "
+        "the store's type",
+        ctx.path,
+        kind,
+        shown,
+        written if written.isprintable() and len(written) <= 40 else "(unprintable)",
+    )
+
+
 # What mtls does without an element WSO2's createSSLContext reads unconditionally.
 _WSO2_NEEDS: Final = {
     "KeyStore": (
@@ -950,6 +983,7 @@ def _warn_wso2_refuses(
     ``ssl.profile.skip.failures`` does not skip it: the whole profile file fails there.
     Once per store file and kind in a file, however many profiles name it."""
     _warn_untrimmed(parts, kind, shown, ctx)
+    _warn_unknown_type(parts, kind, shown, ctx)
     absent = [(name, ours) for name, ours in _WSO2_NEEDS[kind] if name not in parts]
     key = (kind, shown, " ".join(name for name, _ in absent))
     if not absent or key in ctx.warned:

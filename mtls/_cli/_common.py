@@ -454,8 +454,9 @@ def expiry_text(not_after: str | _dt.datetime) -> str:
     )
     if when < now():
         return f"EXPIRED on {when.date()}"
-    # Rounded: a certificate made for 30 days reads "30 days" a second later, not 29.
-    left = round((when - now()).total_seconds() / 86_400)
+    # Whole days left, as status(), `mtls check` and every --json document count them
+    # (a certificate made for 365 days reads 364 a second later: one figure everywhere).
+    left = (when - now()).days
     return f"{when.date()} ({left} day{'' if left == 1 else 's'})"
 
 

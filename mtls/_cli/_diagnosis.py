@@ -204,7 +204,8 @@ class Report:
             "server_chain": self.chain,
             "chain_verified": self.chain_verified,
             "chain_from_unverified_handshake": self.chain_from_unverified_handshake,
-            "server_accepted_client_certificate": self.accepted,
+            # Nothing to accept when no certificate was sent: null, not "accepted".
+            "server_accepted_client_certificate": self.accepted if setup.client_subject else None,
             "http_status": self.http_status,
             "error": (
                 {

@@ -520,7 +520,19 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         required=needs_password,
     )
     # Like keytool -list: no private key is decrypted, so no key password is needed.
-    store = inspect_keystore(path, password)
+    if password == "" and fmt in ("JKS", "JCEKS"):
+        # keytool -list given no password lists a JKS without its integrity check, with
+        # a warning; an empty --password does the same (an empty one is tried first).
+        try:
+            store = inspect_keystore(path, password)
+        except CLIError:
+            out.warn(
+                f"{path}: no store password: its entries are listed without the integrity "
+                "check (as keytool -list does): the file may have been altered"
+            )
+            store = inspect_keystore(path, None)
+    else:
+        store = inspect_keystore(path, password)
     entries = _entries(store, args.alias)
     if args.json:
         out.json(

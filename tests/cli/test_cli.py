@@ -362,6 +362,8 @@ def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
                          "not_after", "days_left", "san", "key", "sha256"}  # fmt: skip
     assert leaf["key"] == "EC secp256r1"
     assert len(data["entries"][0]["chain"]) == 2
+    # The text and the JSON count the days left alike (the text rounded: 365 vs 364).
+    assert f"({leaf['days_left']} days)" in human
 
 
 def test_genkey_adds_to_a_store_refuses_a_taken_alias_and_writes_pkcs12(tmp_path: Path) -> None:
@@ -853,6 +855,21 @@ def test_bad_store_input_is_one_line(
     assert "unexpected" not in run.stderr and "pw-in-url" not in run.stderr
 
 
+def test_list_with_an_empty_password_reads_a_jks_as_keytool_does(seed: Seed) -> None:
+    """keytool -list given no password lists a JKS without its integrity check, with a
+    warning; mtls said "wrong store password"."""
+    run = mtls_run("list", "--keystore", seed.dir / "client-truststore.jks", "--password", "",
+                   password_env=False)  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "backend  trustedCertEntry" in run.stdout
+    assert "without the integrity check" in run.stderr
+    # Twin: a wrong password that is not empty is still refused.
+    assert "wrong store password" in fails(
+        1, "list", "--keystore", seed.dir / "client-truststore.jks", "--password", "wrong-pass",
+        password_env=False,
+    ).stderr  # fmt: skip
+
+
 def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
     run = fails(2, "list", "--keystore", seed.dir / "gateway.jks", password_env=False)
     assert "MTLS_STORE_PASSWORD" in run.stderr
@@ -989,6 +1006,18 @@ def test_probe_json_has_the_documented_keys(seed: Seed) -> None:
     assert data["server_accepted_client_certificate"] is True
     assert data["server_chain"][0]["subject"] == "CN=localhost"
     assert data["error"] is None
+
+
+def test_probe_json_without_a_client_certificate_claims_no_acceptance(seed: Seed) -> None:
+    """A probe that sent no certificate reported the server "accepted" it."""
+    backend = mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD)
+    trust = mtls.Truststore.load(seed.dir / "backend-truststore.jks", PASSWORD)
+    with MTLSServer(backend, client_ca=trust, require_client_cert=False) as open_server:
+        run = ok("probe", f"localhost:{open_server.port}", "--truststore",
+                 seed.dir / "client-truststore.jks", "--json")  # fmt: skip
+    data = json.loads(run.stdout)
+    assert data["ok"] is True and data["client_certificate"] is None
+    assert data["server_accepted_client_certificate"] is None
 
 
 def _probe_failure(seed: Seed, url: str, *options: str | Path) -> dict[str, object]:

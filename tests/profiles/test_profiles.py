@@ -389,6 +389,24 @@ def test_an_axis2_xml_that_points_at_its_profile_file_names_it(tmp_path):
         SSLProfileSet.from_xml(xml)
 
 
+@pytest.mark.parametrize("declared", ["FOO", "PEM"])
+def test_a_type_java_does_not_know_loads_with_a_warning(tmp_path, pki, caplog, declared):
+    """mtls reads the format from the content; WSO2's KeyStore.getInstance refuses a
+    type Java does not know (`mtls check` said OK)."""
+    xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], keystore_type=declared))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert profiles.context_for("a.test", 443) is not None
+    assert f"<Type>{declared}</Type> is not a keystore type Java knows" in caplog.text
+    # Twin: Java's own types, in any case, say nothing.
+    for known in ("jks", "PKCS12"):
+        caplog.clear()
+        xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], keystore_type=known))
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            SSLProfileSet.from_xml(xml)
+        assert "not a keystore type Java knows" not in caplog.text
+
+
 def test_what_wso2_cannot_load_is_said_once_per_store(tmp_path, pki, caplog):
     """300 profiles naming one keystore, each with its own <KeyAlias> (so 300 distinct
     <KeyStore> elements), and no <KeyPassword>: one warning, not 300."""
