@@ -522,6 +522,11 @@ def _password_hint(
     return f"the store password comes from --password or {ENV_STORE_PASSWORD}"
 
 
+def no_such_file(name: str | os.PathLike[str]) -> str:
+    """The message for a file that is not there, with where relative paths start."""
+    return f"{name}: no such file: check the path (relative paths start from {os.getcwd()})"
+
+
 def load_keystore(
     path: Path, password: str | None, key_password: str | None, *, destination: bool = False
 ) -> Keystore:

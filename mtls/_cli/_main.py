@@ -30,6 +30,7 @@ from ._common import (
     EXIT_USAGE,
     CLIError,
     Output,
+    no_such_file,
     remember_argv_secrets,
 )
 from ._parser import build_parser, command
@@ -44,7 +45,7 @@ def _os_error_message(exc: OSError) -> str:
     if isinstance(exc, WriteRefused):
         return f"{name}: {exc.strerror}"
     if isinstance(exc, FileNotFoundError) and name is not None:
-        return f"{name}: no such file: check the path (relative paths start from {os.getcwd()})"
+        return no_such_file(name)
     if isinstance(exc, IsADirectoryError) and name is not None:
         return f"{name} is a directory: give a file"
     if isinstance(exc, PermissionError) and name is not None:

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from .. import _x509
-from .._errors import KeystoreFormatError
+from .._errors import KeystoreFormatError, KeystoreNotFoundError
 from .._files import read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
 from .._readers import detect_format
@@ -40,6 +40,7 @@ from ._common import (
     inspect_keystore,
     load_keystore,
     load_truststore,
+    no_such_file,
     optional_key_password,
     remember_secret,
     resolve_password,
@@ -65,8 +66,15 @@ def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) ->
 
 
 def _sniff(path: Path) -> str:
-    """The store format of a file, from its bytes (raises FileNotFoundError for a missing one)."""
-    data = read_input(path)
+    """The store format of a file, from its bytes.
+
+    Raises:
+        KeystoreNotFoundError: no such file (what the library raises for one).
+    """
+    try:
+        data = read_input(path)
+    except FileNotFoundError:
+        raise KeystoreNotFoundError(no_such_file(path), path=path) from None
     try:
         return detect_format(data)
     except KeystoreFormatError as exc:

@@ -684,9 +684,10 @@ def test_json_error_type_is_the_librarys_class_for_a_wrong_password(tmp_path: Pa
     run = mtls_run("list", "--keystore", store, "--password", "not-the-password", "--json")
     assert run.code == 1
     assert json.loads(run.stdout)["error"]["type"] == "WrongPasswordError"
-    # The twin: a failure of the CLI's own keeps its class.
+    # The twin: another failure has its own class; a missing store is the library's
+    # KeystoreNotFoundError (it was the builtin FileNotFoundError).
     run = mtls_run("list", "--keystore", tmp_path / "missing.p12", "--json")
-    assert json.loads(run.stdout)["error"]["type"] != "WrongPasswordError"
+    assert json.loads(run.stdout)["error"]["type"] == "KeystoreNotFoundError"
 
 
 def test_json_on_a_failure_before_the_document_is_still_json(tmp_path: Path) -> None:
