@@ -20,11 +20,18 @@ from ._errors import KeyEntryError
 
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
-    """A private-key entry: its alias, the key as PKCS#8 DER, and its chain."""
+    """A private-key entry: its alias, the key as PKCS#8 DER, and its chain.
+
+    ``jks_protected``: for a key read from a JKS file without being decrypted
+    (``Keystore.inspect``), the key as that file protects it (Sun's KeyProtector,
+    under the entry's own key password): a JKS written back holds it as it was, as
+    keytool does when it adds an entry to a store.
+    """
 
     alias: str
     key_der: bytes = field(repr=False)  # PKCS#8 PrivateKeyInfo, plaintext, in memory only
     chain_der: tuple[bytes, ...]  # leaf first; b"" key_der: listed without its key
+    jks_protected: bytes = field(default=b"", repr=False)
 
 
 def fold(alias: str) -> str:

@@ -46,6 +46,7 @@ import hashlib
 import hmac
 import importlib
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -667,21 +668,34 @@ def _jce_params(algorithm: list[_der.TLV], alias: str) -> tuple[bytes, int]:
 
 def build_store(
     store_type: str,
-    keys: list[tuple[str, bytes, list[bytes]]],
+    keys: list[tuple[str, bytes | None, list[bytes], bytes]],
     certs: list[tuple[str, bytes]],
     password: str,
     key_password: str,
 ) -> bytes:
     """Serialise a JKS store that keytool reads (pyjks writes the JKS key protector).
 
+    ``keys``: (alias, PKCS#8 or ``None``, chain, protected): a key given as PKCS#8 is
+    protected with ``key_password``; one given only as ``protected`` (a JKS file's
+    KeyProtector blob) is written as it is, under its own password.
+
     Raises:
         PyJKSUnavailable: pyjks does not import.
     """
     jks = pyjks()
     entries: list[Any] = []
-    for alias, pkcs8, chain in keys:
-        entry = jks.PrivateKeyEntry.new(alias, chain, _bare_pkcs8(pkcs8), "pkcs8")
-        entry.encrypt(key_password)
+    for alias, pkcs8, chain, protected in keys:
+        if pkcs8 is None:
+            # As keytool keeps an entry it did not decrypt: the same protected bytes.
+            entry = jks.PrivateKeyEntry(
+                alias=alias.lower(),
+                timestamp=int(time.time()) * 1000,
+                cert_chain=[("X.509", der) for der in chain],
+                encrypted=protected,
+            )
+        else:
+            entry = jks.PrivateKeyEntry.new(alias, chain, _bare_pkcs8(pkcs8), "pkcs8")
+            entry.encrypt(key_password)
         entries.append(entry)
     entries.extend(jks.TrustedCertEntry.new(alias, der) for alias, der in certs)
     store = _java_key_store(jks).new(store_type.lower(), entries)

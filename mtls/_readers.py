@@ -341,7 +341,11 @@ def _parse_jks(
             _decrypt_jks_key(k, secret, key_password is not None, path, None) for k in contents.keys
         ]
     else:
-        keys = [KeyEntry(k.alias, b"", k.chain_der) for k in contents.keys]
+        # A JKS key stays as the file protects it: the store can be written back as JKS.
+        keys = [
+            KeyEntry(k.alias, b"", k.chain_der, k.protected if fmt == "JKS" else b"")
+            for k in contents.keys
+        ]
     secrets = [(s.alias, s.kind) for s in contents.secrets]
     return Parsed(fmt, keys, list(contents.certs), [], secrets)
 

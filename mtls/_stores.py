@@ -382,8 +382,10 @@ class Keystore(_StoreBase):
         This is what ``keytool -list`` does: key entries are listed with their
         certificate chains, and no key password is needed (``password`` verifies a
         JKS store's integrity and decrypts PKCS#12 certificates; ``None`` skips the
-        JKS check). The store cannot build a context or be saved: use :meth:`load`
-        for that.
+        JKS check). The store cannot build a context: use :meth:`load` for that. A
+        store read from a JKS file can be saved as JKS, with its keys as the file
+        protected them (each under its own password, as keytool keeps the entries it
+        adds beside); in any other format, use :meth:`load`.
 
         Raises:
             KeystoreNotFoundError, WrongPasswordError, KeystoreFormatError: as for

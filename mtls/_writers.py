@@ -91,12 +91,12 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
 
 def _jks_bytes(
     path: str | os.PathLike[str] | None,  # the file being written
-    keys: list[tuple[str, bytes, list[bytes]]],
+    keys: list[tuple[str, bytes | None, list[bytes], bytes]],
     certs: list[tuple[str, bytes]],
     password: str,
     key_password: str,
 ) -> bytes:
-    for alias in [a for a, _, _ in keys] + [a for a, _ in certs]:
+    for alias in [a for a, _, _, _ in keys] + [a for a, _ in certs]:
         try:
             _jks.write_java_utf(alias)
         except ValueError as exc:
@@ -134,17 +134,27 @@ def keystore_bytes(
     """
     kind = check_store_type(store_type)
     entries.refuse_secrets(path)
-    unread = [e.alias for e in entries.key_entries() if not e.key_der]
+    unread = [
+        e.alias
+        for e in entries.key_entries()
+        if not e.key_der and not (kind == "JKS" and e.jks_protected)
+    ]
     if unread:
         raise KeyEntryError(
             f"{where(path)}: key entries {', '.join(unread)} were read without "
-            "their keys (Keystore.inspect): use Keystore.load to save the store",
+            "their keys (Keystore.inspect): use Keystore.load to save the store"
+            + (" (or save it as JKS, which keeps a JKS file's keys as they are)"
+               if all(e.jks_protected for e in entries.key_entries() if not e.key_der)
+               else ""),
             path=path,
-        )
+        )  # fmt: skip
     if kind == "JKS":
         return _jks_bytes(
             target,
-            [(e.alias, e.key_der, list(e.chain_der)) for e in entries.key_entries()],
+            [
+                (e.alias, e.key_der or None, list(e.chain_der), e.jks_protected)
+                for e in entries.key_entries()
+            ],
             list(entries.cert_entries()),
             password,
             key_password if key_password is not None else password,

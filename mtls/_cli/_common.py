@@ -549,14 +549,15 @@ def load_keystore(
         raise CLIError(f"{text} ({hint})" if hint else text) from exc
 
 
-def inspect_keystore(path: Path, password: str | None) -> Keystore:
-    """``Keystore.inspect`` (entries and chains, no key decrypted), with password hints."""
+def inspect_keystore(path: Path, password: str | None, *, destination: bool = False) -> Keystore:
+    """``Keystore.inspect`` (entries and chains, no key decrypted), with password hints
+    (``destination``: as for :func:`load_keystore`)."""
     from .._stores import Keystore  # noqa: PLC0415 - not for --help
 
     try:
         return Keystore.inspect(path, password)
     except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc)})") from exc
+        raise CLIError(f"{exc} ({_password_hint(exc, destination=destination)})") from exc
 
 
 def load_truststore(path: Path, password: str | None, *, truststore: bool = False) -> Truststore:

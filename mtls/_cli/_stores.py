@@ -87,17 +87,25 @@ def _open_to_add(
     """An existing store that ``genkey`` or ``import`` adds to, and the key password
     to write it with.
 
-    A PKCS#12 store has one password: a different key password is ignored with a
-    warning, as keytool ignores it (and as for a new store). A store holding
-    secret-key entries is refused up front: they are listed, never decrypted, so the
-    store cannot be written back; keytool can add to it.
+    A JKS store's keys are not decrypted: they are written back as the file protects
+    them, each under its own password, as keytool does (so keys with passwords of
+    their own, even different ones, stay as they are). A PKCS#12 store has one
+    password: a different key password is ignored with a warning, as keytool ignores
+    it (and as for a new store). A store holding secret-key entries is refused up
+    front: they are listed, never decrypted, so the store cannot be written back;
+    keytool can add to it.
     """
-    if key_password is not None and key_password != password and _sniff(path) == "PKCS12":
+    fmt = _sniff(path)
+    if key_password is not None and key_password != password and fmt == "PKCS12":
         out.warn(
             "PKCS12 stores have one password: the key password is ignored (keytool does the same)"
         )
         key_password = None
-    store = load_keystore(path, password, key_password)
+    store = (
+        inspect_keystore(path, password)
+        if fmt == "JKS"
+        else load_keystore(path, password, key_password)
+    )
     if store.secret_keys:
         names = ", ".join(repr(alias) for alias in store.secret_keys)
         raise CLIError(
@@ -724,7 +732,13 @@ def _merged_into(
             else "mtls writes JKS and PKCS12 only: add to it with keytool -importkeystore"
         )
         raise CLIError(f"{target} is a {found} store, not {to}: {fix}, or --force to replace it")
-    destination = load_keystore(target, password, args.out_key_password, destination=True)
+    # A JKS destination's keys are kept as the file protects them, each under its own
+    # password (keytool leaves them as they are); a PKCS#12's share the store password.
+    destination = (
+        inspect_keystore(target, password, destination=True)
+        if found == "JKS"
+        else load_keystore(target, password, args.out_key_password, destination=True)
+    )
     if destination.secret_keys:
         raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
                        "merge with keytool -importkeystore")  # fmt: skip

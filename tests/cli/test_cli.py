@@ -473,6 +473,63 @@ def test_genkey_into_an_existing_pkcs12_ignores_a_key_password_as_keytool_does(
     assert sorted(mtls.Keystore.load(path, PASSWORD).key_aliases) == ["one", "two"]
 
 
+def test_adding_to_a_jks_keeps_keys_with_passwords_of_their_own(
+    tmp_path: Path, seed: Seed, any_keytool: JDK
+) -> None:
+    """keytool adds an entry to a JKS without decrypting its keys; mtls decrypted them
+    all with one key password, so a store whose keys have different passwords could
+    not be added to at all."""
+    path = tmp_path / "gk.jks"
+    store = ("-keystore", str(path), "-storetype", "JKS", "-storepass", PASSWORD)
+    for alias, algorithm, key_password in (("one", "EC", "key-pass-1"),
+                                           ("two", "RSA", "key-pass-2")):  # fmt: skip
+        run_keytool(any_keytool, "-genkeypair", *store, "-alias", alias, "-keyalg", algorithm,
+                    "-keypass", key_password, "-dname", f"CN={alias}")  # fmt: skip
+    cert = tmp_path / "backend.cer"
+    cert.write_bytes(
+        mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD).export_certificate("backend", "DER")
+    )
+    ok("import", "--file", cert, "--alias", "backend", "--keystore", path)
+    ok("genkey", "--keystore", path, "--alias", "three", "--dname", "CN=three",
+       "--key-type", "EC", "--key-password", "key-pass-3")  # fmt: skip
+    listing = keytool_list(any_keytool.keytool, path)
+    assert listing.count("Entry type: PrivateKeyEntry") == 3
+    assert "Entry type: trustedCertEntry" in listing
+    # Each key still opens with its own password, in keytool and in mtls.
+    for alias, key_password in (("one", "key-pass-1"), ("two", "key-pass-2"),
+                                ("three", "key-pass-3")):  # fmt: skip
+        run_keytool(any_keytool, *store[:2], "-certreq", "-storepass", PASSWORD,
+                    "-alias", alias, "-keypass", key_password)  # fmt: skip
+    inspected = mtls.Keystore.inspect(path, PASSWORD)
+    assert sorted(inspected.key_aliases) == ["one", "three", "two"]
+    # Twin: the wrong store password is still refused, and nothing is written.
+    before = path.read_bytes()
+    fails(1, "import", "--file", cert, "--alias", "again", "--keystore", path,
+          "--password", OTHER_PASSWORD)  # fmt: skip
+    assert path.read_bytes() == before
+
+
+def test_importkeystore_into_a_jks_leaves_its_keys_under_their_own_passwords(
+    tmp_path: Path, seed: Seed
+) -> None:
+    """The destination's keys had to open with the one destination key password (they
+    were written back with it): one with a password of its own was refused."""
+    dest = tmp_path / "dest.jks"
+    ok("genkey", "--keystore", dest, "--alias", "mine", "--dname", "CN=mine",
+       "--key-type", "EC", "--key-password", "own-key-Pa55")  # fmt: skip
+
+    def protected(alias: str) -> bytes:  # the key as the JKS file protects it
+        entry = mtls.Keystore.inspect(dest, PASSWORD)._entries.key(alias)
+        assert entry is not None
+        return entry.jks_protected
+
+    before = protected("mine")
+    run = ok("importkeystore", "-srckeystore", seed.dir / "gateway.jks", "-destkeystore", dest)
+    assert "Imported 1 entry" in run.stdout
+    assert protected("mine") == before  # the same bytes, under its own password
+    assert sorted(mtls.Keystore.inspect(dest, PASSWORD).key_aliases) == ["gateway", "mine"]
+
+
 def test_a_store_with_secret_keys_is_refused_up_front_naming_them(
     tmp_path: Path, seed: Seed, any_keytool: JDK
 ) -> None:

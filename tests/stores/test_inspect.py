@@ -38,14 +38,26 @@ def test_inspect_needs_no_key_password_and_keeps_the_chain(separate_passwords):
         mtls.Keystore.inspect(jks, "wrong")
 
 
-def test_an_inspected_store_can_neither_build_a_context_nor_be_saved(separate_passwords, tmp_path):
-    jks, _, _ = separate_passwords
+def test_an_inspected_store_builds_no_context_and_saves_only_as_jks(separate_passwords, tmp_path):
+    jks, p12, ident = separate_passwords
     listed = mtls.Keystore.inspect(jks, STORE_PW)
     with pytest.raises(mtls.KeyEntryError, match="inspect"):
         mtls.client_context(listed)
-    with pytest.raises(mtls.KeyEntryError, match="inspect"):
-        listed.save(tmp_path / "copy.jks", STORE_PW)
-    assert not (tmp_path / "copy.jks").exists()
+    for target, store_type in (("copy.p12", "PKCS12"), ("copy.pem", "PEM")):
+        with pytest.raises(mtls.KeyEntryError, match="inspect"):
+            listed.save(tmp_path / target, STORE_PW, store_type=store_type)
+        assert not (tmp_path / target).exists()
+    with pytest.raises(mtls.KeyEntryError, match="inspect"):  # a PKCS#12's keys: no JKS form
+        mtls.Keystore.inspect(p12, STORE_PW).save(tmp_path / "p12.jks", STORE_PW)
+    # As JKS, as keytool keeps what it did not decrypt: the key as the file protected it,
+    # under its own password, whatever the new store password.
+    listed.add_certificate("extra", CA(name="extra").certificate)
+    listed.save(tmp_path / "copy.jks", "new-store-Pa55")
+    again = mtls.Keystore.load(tmp_path / "copy.jks", "new-store-Pa55", key_password=KEY_PW)
+    assert again.certificate_chain("gw") == ident.chain
+    assert sorted(again.aliases) == ["extra", "gw"]
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(tmp_path / "copy.jks", "new-store-Pa55", key_password="new-store-Pa55")
 
 
 def test_cli_list_needs_no_key_password(separate_passwords):
