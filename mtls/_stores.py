@@ -84,6 +84,14 @@ def _secrets_text(entries: Entries) -> str:
     return f", {count} secret key{'' if count == 1 else 's'}" if count else ""
 
 
+def _listed(aliases: Sequence[str]) -> str:
+    """Aliases for a message, each quoted and escaped as the file has it (a leading
+    space, a line break), or ``(none)``."""
+    return ", ".join(
+        repr(alias if len(alias) <= 80 else alias[:80] + "...") for alias in aliases
+    ) or ("(none)")
+
+
 class _StoreBase:
     """What Keystore and Truststore share: construction, lookup, export, removal."""
 
@@ -180,7 +188,7 @@ class _StoreBase:
         if chain is None:
             raise KeyEntryError(
                 f"{_where(self.path)}: no entry with alias {alias!r}; "
-                f"aliases are: {', '.join(self.aliases) or '(none)'}",
+                f"aliases are: {_listed(self.aliases)}",
                 path=self.path,
                 alias=alias,
             )
@@ -526,15 +534,14 @@ class Keystore(_StoreBase):
                     path=self.path,
                 )
             raise KeyEntryError(
-                f"{where} has {count} key entries ({', '.join(self.key_aliases)}): "
+                f"{where} has {count} key entries ({_listed(self.key_aliases)}): "
                 "choose one with alias=",
                 path=self.path,
             )
         entry_or_none = self._entries.key(alias)
         if entry_or_none is None:
             raise KeyEntryError(
-                f"{where} has no key entry {alias!r}; key aliases are: "
-                f"{', '.join(self.key_aliases) or '(none)'}",
+                f"{where} has no key entry {alias!r}; key aliases are: {_listed(self.key_aliases)}",
                 path=self.path,
                 alias=alias,
             )

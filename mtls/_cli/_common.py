@@ -202,8 +202,14 @@ def resolve_password(
         return None
     if sys.stdin is not None and sys.stdin.isatty():
         try:
-            value = getpass.getpass(prompt)
-            remember_secret(value)
+            for _ in range(3):  # a new password too short is asked again, as keytool does
+                value = getpass.getpass(prompt)
+                remember_secret(value)
+                if not confirm or len(value) >= KEYTOOL_MIN_PASSWORD:
+                    break
+                sys.stderr.write(
+                    f"The password must be at least {KEYTOOL_MIN_PASSWORD} characters\n"
+                )
             if confirm and getpass.getpass("Re-enter new password: ") != value:
                 raise CLIError("the two passwords do not match: try again")
         except EOFError:

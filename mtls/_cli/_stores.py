@@ -620,6 +620,8 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if to is None:
         raise UsageError("convert needs --to: PKCS12, JKS or PEM")
     fmt = _sniff(source)
+    if target.is_dir():  # before "exists: pass --force", which a directory cannot take
+        raise CLIError(f"{target}: is a directory: give a file path; nothing was written")
     merge = target.exists() and (args.merge or (keytool and not args.force))
     if target.exists() and not (args.force or merge):
         raise CLIError(

@@ -277,6 +277,12 @@ def test_password_prompt_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(_common.CLIError, match="do not match"):
         _common.resolve_password(None, prompt="New: ", confirm=True, **kwargs)
     assert prompts[0] == "Enter keystore password: "
+    # A new password too short is asked for again (as keytool does), not refused after
+    # both prompts; an existing store's password is not judged.
+    answers = iter(["abc", "abcdef", "abcdef"])
+    assert _common.resolve_password(None, prompt="New: ", confirm=True, **kwargs) == "abcdef"
+    answers = iter(["abc"])
+    assert _common.resolve_password(None, prompt="Enter: ", **kwargs) == "abc"
     # The option, then the environment, win over the prompt.
     monkeypatch.setenv("MTLS_STORE_PASSWORD", "from-env")
     assert _common.resolve_password(None, prompt="", **kwargs) == "from-env"
@@ -899,10 +905,12 @@ def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> N
         (["probe", "https://localhost:1/", "--truststore", "{d}/client-truststore.jks",
           "--truststore-password", OTHER_PASSWORD], 1,
          ["wrong store password", "--truststore-password", "MTLS_TRUSTSTORE_PASSWORD"]),
+        (["convert", "--keystore", "{d}/gateway.jks", "--to", "PKCS12", "--out", "{d}"], 1,
+         ["is a directory", "give a file path"]),
     ],
     ids=["wrong-password", "missing-store", "missing-alias", "missing-cert", "keystore-as-cert",
          "genkey-wrong-password", "convert-wrong-password", "short-password", "bad-dname",
-         "bad-type", "empty-alias", "unclosed-ipv6", "truststore-password"],
+         "bad-type", "empty-alias", "unclosed-ipv6", "truststore-password", "out-is-a-directory"],
 )  # fmt: skip
 def test_bad_store_input_is_one_line(
     seed: Seed, args: list[str], code: int, words: list[str]

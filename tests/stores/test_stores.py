@@ -812,12 +812,12 @@ def test_several_key_entries_need_an_alias(pki: PKI, tmp_path: Path) -> None:
     loaded = mtls.Keystore.load(path, PASSWORD)
     with pytest.raises(mtls.KeyEntryError) as info:
         mtls.client_context(loaded)
-    assert_store_error(info, path, mentions="first, second")
+    assert_store_error(info, path, mentions="'first', 'second'")
     assert "alias=" in str(info.value)
     assert mtls.client_context(loaded, alias="Second") is not None
     with pytest.raises(mtls.KeyEntryError) as info:
         mtls.client_context(loaded, alias="third")
-    assert_store_error(info, path, alias="third", mentions="first, second")
+    assert_store_error(info, path, alias="third", mentions="'first', 'second'")
 
 
 def test_truststore_file_as_keystore_has_no_key(pki: PKI, tmp_path: Path) -> None:
