@@ -440,8 +440,23 @@ class WeakSubscriber:
             self._on_change(owner)
 
 
-def _alive(callbacks: list[Callback]) -> list[Callback]:
-    return [c for c in callbacks if not (type(c) is WeakSubscriber and c.dead)]
+def _drop_dead(callbacks: list[Callback]) -> None:
+    """Remove the weak subscribers whose owner is gone, in place.
+
+    Called under :class:`Subscribers`' lock, so it allocates nothing: an allocation
+    may start a garbage collection, whose finalizers may close an HTTP client, whose
+    ``remove`` would then wait for that very lock (a new list, even a ``range``
+    object's iterator, is avoided for that reason: indexes only)."""
+    kept = 0
+    index = 0
+    count = len(callbacks)
+    while index < count:
+        callback = callbacks[index]
+        if type(callback) is not WeakSubscriber or callback._owner() is not None:
+            callbacks[kept] = callback
+            kept += 1
+        index += 1
+    del callbacks[kept:]
 
 
 #: Subscribers are checked for dead weak ones when their number reaches twice what
@@ -469,7 +484,7 @@ class Subscribers:
     def add(self, callback: Callback) -> None:
         with self._lock:
             if len(self._callbacks) >= self._prune_at:
-                self._callbacks = _alive(self._callbacks)
+                _drop_dead(self._callbacks)
                 self._prune_at = max(_PRUNE_FLOOR, 2 * len(self._callbacks))
             self._callbacks.append(callback)
 
@@ -510,8 +525,10 @@ class Subscribers:
 
     def _notify(self, old: int, new: int, swallow_all: bool) -> BaseException | None:
         with self._lock:
-            self._callbacks = _alive(self._callbacks)
-            callbacks = list(self._callbacks)
+            _drop_dead(self._callbacks)
+        # Copied outside the lock: the copy allocates (see _drop_dead); under the GIL a
+        # list's copy is one C call, so it sees the list whole, before or after a change.
+        callbacks = self._callbacks.copy()
         pending: BaseException | None = None
         for callback in callbacks:
             try:

@@ -253,7 +253,8 @@ def _pkcs12_has_mac(data: bytes, path: str | os.PathLike[str] | None) -> bool:
     """
     # PFX ::= SEQUENCE { version, authSafe ContentInfo, macData MacData OPTIONAL }
     try:
-        parts = _der.read_single(_der.to_der(data), _der.SEQUENCE).children()
+        # Bytes after the PFX are ignored, as the parser (and Java) ignore them.
+        parts = _der.read_single(_der.to_der(data, first_only=True), _der.SEQUENCE).children()
     except _der.DERError as exc:
         raise _damaged_pkcs12(exc, path) from None
     return len(parts) == 3 and parts[2].tag == _der.SEQUENCE

@@ -168,13 +168,18 @@ class ServerPlan:
         reading.checkpoint()
         digests = (key_digest, trust_digest)
         refusal: tuple[MTLSError, _dt.datetime | None] | None = None
+        trust_refusal: tuple[MTLSError, _dt.datetime | None] | None = None
         try:
             truststore = load_store(s.truststore, "truststore", data=trust_bytes)
             if old is not None and trust_digest != old.files[1][2]:
-                # A new truststore that would verify no client is not installed.
-                refusal = _anchor_refusal(truststore, s.truststore.shown_location)
-                if refusal is not None:
-                    raise refusal[0]
+                # A new truststore that would verify no client is not installed; judged
+                # apart from the keystore, whose own change still goes in.
+                trust_refusal = _anchor_refusal(truststore, s.truststore.shown_location)
+                if trust_refusal is not None:
+                    if key_digest == old.files[0][2]:
+                        refusal = trust_refusal
+                        raise trust_refusal[0]  # nothing else changed: the snapshot stays
+                    truststore, trust_digest = old.truststore, old.files[1][2]
             if old is not None and key_digest == old.files[0][2]:
                 keystore = old.keystore  # the identity in service: not judged again
             else:
@@ -194,9 +199,12 @@ class ServerPlan:
             # certificate that is only not valid yet, until it is.
             self._failed = _Failure(digests, exc, refusal[1] if refusal is not None else None)
             raise
+        if refusal is None:
+            refusal = trust_refusal
         if refusal is not None:
-            # The new trust, with the identity in service; the keystore's refusal stays
-            # on the snapshot (and in status()) until the file changes or becomes valid.
+            # What was not refused goes in, with what is in service for the rest; the
+            # refusal stays on the snapshot (and in status()) until the file changes or
+            # becomes valid.
             self._failed = _Failure(digests, refusal[0], refusal[1])
             return replace(snapshot, error=refusal[0])
         return snapshot

@@ -523,7 +523,7 @@ def parse_profiles_xml(
             path=path,
         )
     unread = (
-        sorted({m.decode() for m in _AXIS2_SETTINGS.findall(_COMMENT.sub(b"", data))})
+        sorted({m.decode() for m in _AXIS2_SETTINGS.findall(_without_comments(data))})
         if axis2
         else []
     )
@@ -538,7 +538,21 @@ def parse_profiles_xml(
     return profiles
 
 
-_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+def _without_comments(data: bytes) -> bytes:
+    """``data`` without its ``<!-- ... -->`` comments, in one pass (a regex with a lazy
+    ``.*?`` is quadratic on many unclosed ``<!--``)."""
+    parts: list[bytes] = []
+    position = 0
+    while (start := data.find(b"<!--", position)) >= 0:
+        parts.append(data[position:start])
+        end = data.find(b"-->", start + 4)
+        if end < 0:
+            return b"".join(parts)  # an unclosed comment runs to the end
+        position = end + 3
+    parts.append(data[position:])
+    return b"".join(parts)
+
+
 # The transport parameters of an axis2.xml that WSO2's sender applies besides its
 # profiles, and a profile set does not read from it.
 _AXIS2_SETTINGS = re.compile(
@@ -936,6 +950,10 @@ _JAVA_TYPES: Final = frozenset(
 )  # fmt: skip
 
 
+# Format names that are not Java keystore types, safe to show in a message.
+_FORMAT_NAMES: Final = frozenset({"PEM", "DER", "P12", "PFX", "CER", "CRT", "X509", "PKCS8"})
+
+
 def _warn_unknown_type(
     parts: Mapping[str, ET.Element], kind: str, shown: str, ctx: _Context
 ) -> None:
@@ -949,15 +967,18 @@ def _warn_unknown_type(
     if key in ctx.warned:
         return
     ctx.warned.add(key)
+    # Shown only when it is a format's name: a password typed into the wrong element
+    # would otherwise reach the log.
+    named = written.upper().replace("#", "").replace("-", "") in _FORMAT_NAMES
     log.warning(
-        "%s: <%s> %s: <Type>%s</Type> is not a keystore type Java knows (JKS, PKCS12, "
-        "JCEKS; BKS with Bouncy Castle): mtls reads the format from the content, but "
-        "WSO2's KeyStore.getInstance refuses it, so WSO2 cannot load this store: write "
-        "the store's type",
+        "%s: <%s> %s: %s is not a keystore type Java knows (JKS, PKCS12, JCEKS; BKS "
+        "with Bouncy Castle): mtls reads the format from the content, but WSO2's "
+        "KeyStore.getInstance refuses it, so WSO2 cannot load this store: write the "
+        "store's type",
         ctx.path,
         kind,
         shown,
-        written if written.isprintable() and len(written) <= 40 else "(unprintable)",
+        f"<Type>{written}</Type>" if named else "its <Type> (the value is not shown)",
     )
 
 

@@ -85,6 +85,10 @@ class Target:
         return format_server((normalize_host(self.host), self.port))
 
 
+# user:password@ in a URL, or in a message quoting its netloc.
+_USERINFO = re.compile(r"(?<=[/' ])[^/\s'@]*@")
+
+
 def parse_target(url: str) -> Target:
     """Parse the URL argument (``https://`` may be left out).
 
@@ -94,9 +98,11 @@ def parse_target(url: str) -> Target:
     text = url if "://" in url else f"https://{url}"
     try:
         parts = urlsplit(text)
-    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
-        hidden = re.sub(r"//[^/]*@", "//***@", text)  # never show user:password@
-        raise UsageError(f"{hidden}: {exc}: write an IPv6 address as [::1]") from None
+    except ValueError as exc:  # an unclosed [, characters NFKC changes
+        # Never user:password@, in the URL or in the reason (which may quote the netloc).
+        reason = _USERINFO.sub("***@", str(exc))
+        hint = ": write an IPv6 address as [::1]" if "IPv6" in reason else ""
+        raise UsageError(f"{_USERINFO.sub('***@', text)}: {reason}{hint}") from None
     if "@" in parts.netloc:
         # user:password@ is never shown (nor sent: the probe asks without credentials)
         parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])

@@ -140,7 +140,7 @@ def _parse_target(target: str) -> tuple[str, int]:
 # The private keys BoringSSL (gRPC's TLS library) takes: OpenSSL takes more (Ed448,
 # brainpool and secp256k1 curves, DSA), and gRPC then fails every handshake
 # ("Invalid cert chain file", "Handshaker factory creation failed").
-_GRPC_CURVES = frozenset({"secp224r1", "secp256r1", "secp384r1", "secp521r1"})
+_GRPC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 
 
 def _key_refusal(key_pem: str) -> str | None:
@@ -166,7 +166,8 @@ def _key_refusal(key_pem: str) -> str | None:
         kind = f"a {type(key).__name__.removeprefix('_').replace('PrivateKey', '')} key"
     return (
         f"its keystore holds {kind}, which gRPC's TLS library (BoringSSL) cannot use, "
-        "though OpenSSL can: use RSA, EC on P-256, P-384 or P-521, or Ed25519"
+        "though OpenSSL can: use RSA, or EC on P-256 or P-384 (what gRPC peers verify "
+        "by default)"
     )
 
 
@@ -189,12 +190,20 @@ def _material_refusal(material: TLSMaterial) -> str | None:
     return verdict
 
 
-def _refusal(material: TLSMaterial, target: str, override: str | None) -> str | None:
+def _refusal(
+    material: TLSMaterial, target: str, override: str | None, *, unchecked: bool = False
+) -> str | None:
     """Why gRPC cannot do what the material asks (``None``: it can), never verifying less."""
     where = str(material.profile) if material.profile is not None else "the default"
     unusable = _material_refusal(material)
     if unusable is not None:
         return f"{where}: {unusable}; {target!r} is not called with a key it would refuse"
+    if material.profile is not None and material.profile.crls and not unchecked:
+        return (
+            f"{where} names CRL files, which gRPC cannot check (its TLS runs in its own "
+            f"core): {target!r} would reach a revoked server; pass "
+            "unchecked_revocation=True to accept that, or leave crls out of the profile"
+        )
     if not material.verify:
         return (
             f'{where} has novalidatecert="true" and no TrustStore: gRPC always verifies '
@@ -252,6 +261,7 @@ class _Rotating:
                 "unchecked_revocation=True to accept that, or give gRPC a profile set "
                 "without revocation="
             )
+        self._unchecked = unchecked_revocation
         self._target = target
         self._host, self._port = _parse_target(target)
         self._options = tuple(options or ())
@@ -310,7 +320,7 @@ class _Rotating:
                 "client certificate)",
                 servers=(f"{self._host}:{self._port}",),
             )
-        why = _refusal(material, self._target, self._override)
+        why = _refusal(material, self._target, self._override, unchecked=self._unchecked)
         if why is not None:
             servers = material.profile.server_names if material.profile else ()
             raise ProfileConfigError(why, servers=servers)
@@ -847,6 +857,9 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self._refused = ""  # the fingerprint of the material last refused
         self._ports: list[grpc.ServerCredentials] = []  # kept alive with the credentials
         log.info("mtls: gRPC server %s serves %s", where, material.subject)
+        # Judged when a reload applies too, not only at the next handshake: last_error
+        # and the log speak as soon as the set has taken a keystore gRPC cannot use.
+        _subscribe_weakly(profile_set, self, MTLSServerCredentials._current)
 
     @property
     def _credentials(self) -> Any:
@@ -879,7 +892,7 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         gRPC cannot use its key) the last one it could, with the newest trust."""
         material = self._material()
         good = self._good
-        if material is good:
+        if material.fingerprint == good.fingerprint:  # the usual handshake: nothing new
             return good, good
         unusable = _material_refusal(material)
         with self._lock:

@@ -902,6 +902,7 @@ def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> N
         (["import", "--file", "{d}/x.cer", "--alias", "", "--keystore", "{d}/gateway.jks"], 2,
          ["an alias must not be empty"]),
         (["probe", "https://user:pw-in-url@[::1/"], 2, ["Invalid IPv6 URL", "***@"]),
+        (["probe", "https://user:pw-in-url@exa\u2100mple.com/"], 2, ["NFKC", "***@"]),
         (["probe", "https://localhost:1/", "--truststore", "{d}/client-truststore.jks",
           "--truststore-password", OTHER_PASSWORD], 1,
          ["wrong store password", "--truststore-password", "MTLS_TRUSTSTORE_PASSWORD"]),
@@ -910,7 +911,8 @@ def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> N
     ],
     ids=["wrong-password", "missing-store", "missing-alias", "missing-cert", "keystore-as-cert",
          "genkey-wrong-password", "convert-wrong-password", "short-password", "bad-dname",
-         "bad-type", "empty-alias", "unclosed-ipv6", "truststore-password", "out-is-a-directory"],
+         "bad-type", "empty-alias", "unclosed-ipv6", "nfkc-netloc", "truststore-password",
+         "out-is-a-directory"],
 )  # fmt: skip
 def test_bad_store_input_is_one_line(
     seed: Seed, args: list[str], code: int, words: list[str]

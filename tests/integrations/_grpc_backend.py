@@ -139,10 +139,10 @@ def rotate(ca: CA, tmp_path: Path, cn: str) -> None:
     replace_atomically(tmp_path / "client.jks", identity.keystore().to_bytes(PASSWORD))
 
 
-def secp256k1_keystore(ca: CA) -> bytes:
-    """A keystore OpenSSL loads and gRPC's BoringSSL cannot use (a secp256k1 key), for
-    localhost, issued by ``ca``."""
-    key = ec.generate_private_key(ec.SECP256K1())
+def secp256k1_keystore(ca: CA, curve: ec.EllipticCurve | None = None) -> bytes:
+    """A keystore OpenSSL loads and gRPC's BoringSSL cannot use (a secp256k1 key, or
+    ``curve``'s), for localhost, issued by ``ca``."""
+    key = ec.generate_private_key(curve or ec.SECP256K1())
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()

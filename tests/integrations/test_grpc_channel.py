@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtls import (
     Keystore,
@@ -342,8 +343,9 @@ def test_novalidatecert_without_truststore_is_refused(tmp_path: Path, ca: CA, se
         assert who(channel) == b"client"
 
 
+@pytest.mark.parametrize("curve", [ec.SECP256K1(), ec.SECP224R1()], ids=lambda c: c.name)
 def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
-    tmp_path: Path, ca: CA, server: Any
+    tmp_path: Path, ca: CA, server: Any, curve: ec.EllipticCurve
 ) -> None:
     """OpenSSL loads a secp256k1 key, BoringSSL does not: every call failed with
     UNAVAILABLE ("Update handshaker factory failed") while the set said healthy. The
@@ -358,16 +360,16 @@ def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
         secure_channel(f"localhost:{port}", profiles) as channel,
     ):
         assert who(channel) == b"gen-1"
-        replace_atomically(keystore.location, secp256k1_keystore(ca))
+        replace_atomically(keystore.location, secp256k1_keystore(ca, curve))
         assert profiles.reload() and profiles.status().healthy  # OpenSSL took it
-        with pytest.raises(ProfileConfigError, match=r"secp256k1.*BoringSSL"):
+        with pytest.raises(ProfileConfigError, match=rf"{curve.name}.*BoringSSL"):
             who(channel)
         replace_atomically(keystore.location, good)  # twin: a usable key again
         assert profiles.reload()
         assert who(channel) == b"gen-1"
-        replace_atomically(keystore.location, secp256k1_keystore(ca))
+        replace_atomically(keystore.location, secp256k1_keystore(ca, curve))
         assert profiles.reload()
-        with pytest.raises(ProfileConfigError, match="secp256k1"):
+        with pytest.raises(ProfileConfigError, match=curve.name):
             secure_channel(f"localhost:{port}", profiles)  # refused at creation too
 
 
@@ -393,6 +395,26 @@ def test_a_set_that_checks_revocation_is_refused_unless_unchecked_is_accepted(
         secure_channel(f"localhost:{port}", profiles) as channel,
     ):
         assert who(channel) == b"client"
+
+
+def test_a_profile_with_crl_files_is_refused_unless_unchecked_is_accepted(
+    tmp_path: Path, ca: CA, server: Any
+) -> None:
+    """A profile's crls= is checked by Python's ssl during the handshake; gRPC's TLS is
+    its own, so a channel reached a server those lists revoke."""
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("client"))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl())
+    listed = SSLProfile(
+        servers=(f"localhost:{port}",), keystore=keystore, truststore=trust, crls=(crl,)
+    )
+    with SSLProfileSet([listed]) as profiles:
+        with pytest.raises(ProfileConfigError, match=r"CRL files.*unchecked_revocation=True"):
+            secure_channel(f"localhost:{port}", profiles)
+        with secure_channel(f"localhost:{port}", profiles, unchecked_revocation=True) as channel:
+            assert who(channel) == b"client"
 
 
 # --------------------------------------------------------------------------- material

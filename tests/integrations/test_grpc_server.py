@@ -191,6 +191,7 @@ def test_a_keystore_grpc_cannot_use_keeps_the_identity_and_takes_the_trust(
         replace_atomically(tmp_path / "server.jks", secp256k1_keystore(stores["server_ca"]))
         with caplog.at_level(logging.ERROR, logger="mtls"):
             assert credentials.reload()  # OpenSSL took it
+            assert "secp256k1" in str(credentials.last_error)  # said at once, not at a handshake
             assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
         assert "secp256k1" in str(credentials.last_error)
         assert caplog.text.count("the new keystore is not served") == 1
@@ -205,8 +206,8 @@ def test_a_keystore_grpc_cannot_use_keeps_the_identity_and_takes_the_trust(
             tmp_path / "server.jks", new_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD)
         )
         assert credentials.reload()
-        assert call(port, new_ca, newcomer_ca.issue_cert("n")) == b"n"
         assert credentials.last_error is None
+        assert call(port, new_ca, newcomer_ca.issue_cert("n")) == b"n"
     # Refused at creation too, naming the key type.
     replace_atomically(tmp_path / "server.jks", secp256k1_keystore(stores["server_ca"]))
     with pytest.raises(ProfileConfigError, match="secp256k1"):

@@ -379,3 +379,54 @@ def test_clients_never_closed_do_not_pile_up_subscribers(setup, ca: CA, backend:
         rotate(ca, keystore, "gen-2")
         assert profiles.reload() is True
         assert kept.get(url, timeout=10).json()["client_cn"] == "gen-2"
+
+
+def test_a_collection_during_pruning_cannot_deadlock_the_subscriber_list():
+    """Pruning used to build a new list under the subscribers' lock: the allocation may
+    start a garbage collection, whose finalizers may close a client, whose unsubscribe
+    then waited for that same lock for ever. The collection is made to start at the
+    first, second, ... allocation after the call begins (one of them is under the lock
+    when pruning allocates there)."""
+    import gc
+
+    from mtls._engine import _PRUNE_FLOOR, Subscribers, WeakSubscriber
+
+    class Owner:
+        pass
+
+    def attempt(offset: int) -> None:
+        subscribers = Subscribers()
+
+        class ClosesOnCollection:  # in a cycle: freed by the collector, which runs __del__
+            def __init__(self) -> None:
+                self.me = self
+                self.callback = WeakSubscriber(Owner(), lambda _: None)  # dead at once
+                subscribers.add(self.callback)
+
+            def __del__(self) -> None:
+                subscribers.remove(self.callback)  # what a client's close() does
+
+        kept = [Owner() for _ in range(_PRUNE_FLOOR - 1)]  # one more, and pruning is due
+        for owner in kept:
+            subscribers.add(WeakSubscriber(owner, lambda _: None))
+        last = WeakSubscriber(Owner(), lambda _: None)
+        threshold = gc.get_threshold()
+        gc.collect()
+        ClosesOnCollection()  # garbage now; freed by the next collection
+        try:
+            gc.set_threshold(gc.get_count()[0] + offset)
+            subscribers.add(last)  # pruning is due
+        finally:
+            gc.set_threshold(*threshold)
+        assert len(subscribers) == len(kept) + 1  # the dead ones gone, the live kept
+
+    done = threading.Event()
+
+    def attempts() -> None:
+        for offset in range(1, 8):
+            attempt(offset)
+        done.set()
+
+    worker = threading.Thread(target=attempts, daemon=True)
+    worker.start()
+    assert done.wait(60), "add() deadlocked on its own lock"

@@ -736,8 +736,10 @@ def test_a_truncated_pkcs12_is_damaged_not_unprotected(ca, tmp_path):
             with pytest.raises(KeystoreFormatError, match="damaged or unsupported PKCS#12") as e:
                 store.from_bytes(whole[:cut], PASSWORD, store_type="PKCS12")
             assert "without a MAC" not in str(e.value) and "allow_unprotected" not in str(e.value)
-    # Twin: the whole file loads with the same declared type.
+    # Twins: the whole file loads with the same declared type, and so does one with
+    # bytes after its PFX (a trailing newline), which Java and the parser ignore.
     assert Keystore.from_bytes(whole, PASSWORD, store_type="PKCS12").key_aliases
+    assert Keystore.from_bytes(whole + b"\n", PASSWORD, store_type="PKCS12").key_aliases
 
 
 def test_protected_replacements_still_load(ca, tmp_path):
