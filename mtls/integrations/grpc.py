@@ -47,11 +47,11 @@ Trust and names (gRPC's TLS stack, BoringSSL, tested in tests/integrations/test_
   refused: gRPC always verifies the server's chain.
 * No truststore: gRPC's own default roots (its bundled ``roots.pem``, or the file
   in ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), not OpenSSL's system paths.
-* A key BoringSSL cannot use (Ed448, brainpool or secp256k1 curves; OpenSSL can) is
-  refused, naming its type: gRPC would fail every handshake.
-* A profile set with a ``revocation=`` policy is refused unless the caller passes
-  ``unchecked_revocation=True``: gRPC's TLS runs in its own core, where no check of
-  ours can run.
+* A key BoringSSL cannot use (Ed448; P-224, brainpool or secp256k1 curves; OpenSSL
+  can) is refused, naming its type: gRPC would fail every handshake.
+* A profile set with a ``revocation=`` policy, or a profile with ``crls=``, is refused
+  unless the caller passes ``unchecked_revocation=True``: gRPC's TLS runs in its own
+  core, where no check of ours can run.
 """
 
 from __future__ import annotations
@@ -635,9 +635,9 @@ def secure_channel(
             DefaultAndLocalhost).
         compression: as for ``grpc.secure_channel``.
         unchecked_revocation: accept that gRPC checks no revocation when the
-            profile set has a ``revocation=`` policy (gRPC's TLS runs in its own
-            core, where the set's OCSP and CRL checks cannot); without it such a
-            set is refused.
+            profile set has a ``revocation=`` policy or the profile names
+            ``crls=`` (gRPC's TLS runs in its own core, where those checks cannot);
+            without it such a set or profile is refused.
 
     Returns:
         The channel; close it (or use ``with``) when done.
