@@ -124,6 +124,9 @@ class Served:
     # The keystore the context was made from: a replacement refused as not valid (yet)
     # is set aside and this identity serves on with whatever else changed.
     keystore: Keystore | None = field(default=None, repr=False, compare=False)
+    # The truststore it was made from, likewise: a replacement that would verify nothing
+    # is set aside and this trust serves on beside a new keystore.
+    truststore: Truststore | None = field(default=None, repr=False, compare=False)
     # When the presented certificate becomes valid (status() shows one that is not yet).
     not_before: _dt.datetime | None = field(default=None, compare=False)
     # The profile definitions (config.material_definition) this material was built or
@@ -150,9 +153,10 @@ class Served:
 
 
 class KeptIdentity(Exception):
-    """A build that set a refused replacement certificate aside: ``served`` is the
-    identity in service with what else changed (a truststore, CRLs), ``error`` says
-    why the keystore was not installed."""
+    """A build that set a refused replacement aside and applied the rest: ``served``
+    is the identity in service with what else changed (a truststore, CRLs), or a new
+    identity with the truststore in service (one that would verify nothing was
+    refused); ``error`` says what was not installed."""
 
     def __init__(self, served: Served, error: MTLSError) -> None:
         super().__init__(str(error))
@@ -440,12 +444,24 @@ class Builder:
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
                     not_before = serving.not_before
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
+        trust_refusal: MTLSError | None = None
         if replacing and verify and truststore is not None and trust_config is not None:
             in_use = None if serving is None else self._key_of.get(id(serving.context))
             if in_use is None or in_use[2] != trust_fp:  # a new truststore: judged once
                 trust_refused = _anchor_refusal(truststore, trust_config.shown_location)
                 if trust_refused is not None:
-                    raise trust_refused[0]
+                    if (
+                        serving is None
+                        or serving.truststore is None
+                        or in_use is None
+                        or in_use[:2] == (key_fp, alias)  # nothing else new: it stays
+                    ):
+                        raise trust_refused[0]
+                    # Judged apart: the new identity goes in, with the trust in service.
+                    trust_refusal = trust_refused[0]
+                    truststore, trust_fp = serving.truststore, in_use[2]
+                    kept = next(i for i in serving.inputs if i[0] == "truststore")
+                    files[:] = [kept if f[0] == "truststore" else f for f in files]
         mode = self.options.hostname_verifier
         if (
             refusal is not None
@@ -517,11 +533,14 @@ class Builder:
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
                 inputs=tuple(files),
                 keystore=keystore,
+                truststore=truststore,
                 not_before=not_before,
             )
             self._served[served_key] = served
-        if refusal is not None:
-            raise KeptIdentity(served, refusal)
+        set_aside = refusal if refusal is not None else trust_refusal
+        if set_aside is not None:
+            # What was refused set aside, the rest applied: reported, not installed.
+            raise KeptIdentity(served, set_aside)
         return served
 
     def _warn_not_yet_valid(

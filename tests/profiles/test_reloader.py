@@ -91,7 +91,7 @@ def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, back
     """A replacement truststore whose every certificate is out of its dates verifies no
     server under OpenSSL: it was installed, and status() said healthy while every
     handshake failed. It is refused as an expired keystore certificate is."""
-    xml, _, trust = setup
+    xml, keystore, trust = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     assert cn_seen(profiles, backend.port) == "gen-1"
     stale = Truststore()
@@ -102,11 +102,16 @@ def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, back
     assert not profiles.status().healthy
     assert "no certificate of the new truststore is valid now" in str(profiles.last_error)
     assert cn_seen(profiles, backend.port) == "gen-1"  # the previous truststore serves
+    # Judged apart: a new identity arriving meanwhile goes in, with the trust in service.
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True
+    assert cn_seen(profiles, backend.port) == "gen-2"
+    assert "no certificate of the new truststore is valid now" in str(profiles.last_error)
     # Twin: with one anchor valid now beside it, the new truststore is installed.
     stale.add("current", ca.certificate)
     replace_atomically(trust, stale.to_bytes(PASSWORD))
     assert profiles.reload() is True
-    assert profiles.status().healthy and cn_seen(profiles, backend.port) == "gen-1"
+    assert profiles.status().healthy and cn_seen(profiles, backend.port) == "gen-2"
 
 
 def test_broken_store_keeps_the_last_good_and_recovery_clears_the_error(setup, ca, backend, caplog):
