@@ -28,6 +28,7 @@ from ._common import (
     EXPIRY_WARNING_DAYS,
     Output,
     UsageError,
+    cli_wording,
     days_left,
     display_path,
     lacks_client_auth,
@@ -157,6 +158,7 @@ def _loaded_row(
 def _add_problem(problems: list[str], text: str) -> None:
     """Add ``text`` unless a problem already says it (a store that did not load is the
     row's error, and reading it again for the table fails the same way)."""
+    text = cli_wording(text)
     if not any(text in known for known in problems):
         problems.append(text)
 
@@ -175,7 +177,7 @@ def _failed_row(entry: dict[str, Any], error: MTLSError | None) -> dict[str, Any
         "anchors": None,
         "hostname": None,
         # The row names the profile: the error without it (``reason``).
-        "problems": [error.reason if error is not None else str(entry["error"])],
+        "problems": [cli_wording(error.reason if error is not None else str(entry["error"]))],
         "error": entry["error"],
     }
 

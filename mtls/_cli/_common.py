@@ -528,6 +528,26 @@ def _password_hint(
     return f"the store password comes from --password or {ENV_STORE_PASSWORD}"
 
 
+# The library's advice names Python parameters; on the command line it names what the
+# command takes instead (or only what can be done there).
+_CLI_WORDING = (
+    (", or pass properties={...}", " in the environment"),
+    (
+        "pass secret_resolver= (for example mtls.wso2.SecureVault(home))",
+        "give --base-dir the product home whose secure vault holds it",
+    ),
+    (", or allow it with allow_unprotected=True", ""),
+    ("pass key_password", "pass --key-password"),
+)
+
+
+def cli_wording(text: str) -> str:
+    """A library message with its Python advice put as the command line's."""
+    for library, command_line in _CLI_WORDING:
+        text = text.replace(library, command_line)
+    return text
+
+
 def no_such_file(name: str | os.PathLike[str]) -> str:
     """The message for a file that is not there, with where relative paths start."""
     return f"{name}: no such file: check the path (relative paths start from {os.getcwd()})"
@@ -550,7 +570,7 @@ def load_keystore(
     except WrongPasswordError as exc:
         # The library names its parameter; on the command line it is an option.
         option = "--out-key-password (-destkeypass)" if destination else "--key-password"
-        text = str(exc).replace("pass key_password", f"pass {option}")
+        text = cli_wording(str(exc)).replace("pass --key-password", f"pass {option}")
         hint = _password_hint(exc, destination=destination)
         raise CLIError(f"{text} ({hint})" if hint else text) from exc
 

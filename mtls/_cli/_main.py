@@ -30,6 +30,7 @@ from ._common import (
     EXIT_USAGE,
     CLIError,
     Output,
+    cli_wording,
     no_such_file,
     remember_argv_secrets,
 )
@@ -165,6 +166,7 @@ def _report(
         import traceback  # noqa: PLC0415 - only --debug shows one
 
         out.raw_stderr(traceback.format_exc())
+    message = cli_wording(message)
     out.error(message)
     if _json_wanted(args) and not out.json_written:
         # A script reading stdout gets a document whatever failed (a file that did

@@ -938,6 +938,21 @@ def test_list_with_an_empty_password_reads_a_jks_as_keytool_does(seed: Seed) -> 
     ).stderr  # fmt: skip
 
 
+def test_library_advice_is_put_as_the_command_lines(tmp_path: Path, seed: Seed) -> None:
+    """`mtls check` told users to "pass properties={...}", a Python parameter."""
+    xml = tmp_path / "env.xml"
+    xml.write_text(
+        profile_xml(profile("a.test:443", seed.dir / "gateway.jks")).replace(
+            f"<Password>{PASSWORD}</Password>", "<Password>$env{MTLS_TEST_UNSET_X}</Password>", 1
+        )
+    )
+    for args in (("check", xml), ("check", xml, "--json")):
+        run = mtls_run(*args)
+        assert run.code == 1
+        text = run.stdout + run.stderr
+        assert "set it in the environment" in text and "properties=" not in text
+
+
 def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
     run = fails(2, "list", "--keystore", seed.dir / "gateway.jks", password_env=False)
     assert "MTLS_STORE_PASSWORD" in run.stderr
