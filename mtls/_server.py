@@ -63,7 +63,7 @@ from ._build import _anchor_refusal, _validity_refusal
 from ._config import StoreConfig, _as_secret
 from ._context import server_context
 from ._engine import Callback, Engine, Outcome, Problem, check_seconds
-from ._errors import KeystoreError, MTLSError
+from ._errors import KeystoreError, MTLSError, WrongPasswordError
 from ._fork import renew_attributes_after_fork
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
@@ -571,7 +571,22 @@ class RotatingServerContext:
         self._settings = settings
         self._chained = sni_callback
         name = f"mtls-server-{settings.keystore.location.name}"
-        engine = Engine(ServerPlan(settings), settle_delay=settle, interval=interval, name=name)
+        try:
+            engine = Engine(ServerPlan(settings), settle_delay=settle, interval=interval, name=name)
+        except WrongPasswordError as exc:
+            if (
+                truststore_password is not None
+                or exc.path is None
+                or (os.path.abspath(exc.path) != os.path.abspath(settings.truststore.location))
+            ):
+                raise
+            # The truststore was opened with the keystore's password, as documented:
+            # say so, since that is what to change when the two differ.
+            raise WrongPasswordError(
+                f"{exc} (the truststore's password defaults to password=; pass "
+                "truststore_password= when it differs)",
+                path=exc.path,
+            ) from exc
         self._engine = engine
         # The outer context: what the server takes. Made like every inner one, from the
         # first material (so the per-connection settings OpenSSL copies from it agree

@@ -161,7 +161,8 @@ def keystore_bytes(
         )
     if key_password is not None and key_password != password:
         raise ValueError(
-            f"{kind} stores have one password; keytool ignores a different key password"
+            f"{kind} stores have one password; keytool ignores a different key password: "
+            "leave key_password out, or set it to the store password"
         )
     if kind == "PKCS12":
         return _pkcs12_bytes(entries, path=path, password=password, target=target)

@@ -119,6 +119,13 @@ def test_start_up_errors_are_the_stores_errors(estate: Estate, tmp_path: Path) -
     with pytest.raises(mtls.WrongPasswordError) as info:
         mtls.RotatingServerContext(estate.keystore, estate.truststore, password="wrong-pass")
     assert "wrong-pass" not in str(info.value) and PASSWORD not in str(info.value)
+    # The truststore was opened with password= (its default): the message says so.
+    assert "truststore_password=" in str(info.value)
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.RotatingServerContext(
+            estate.keystore, estate.truststore, password="wrong-pass", truststore_password=PASSWORD
+        )
+    assert "truststore_password=" not in str(info.value)  # the keystore's own, then
     with pytest.raises(mtls.KeystoreNotFoundError, match=r"missing\.jks"):
         mtls.RotatingServerContext(tmp_path / "missing.jks", estate.truststore, password=PASSWORD)
     empty = tmp_path / "empty.jks"
