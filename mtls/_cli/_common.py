@@ -121,6 +121,48 @@ def _password_option(word: str) -> tuple[str, str | None] | None:
     return None
 
 
+# keytool's password options that take a source modifier: -storepass:env NAME reads
+# the variable, -storepass:file PATH the file's first line (keytool's getPass).
+_PASSWORD_SOURCE = re.compile(
+    r"^(-(?:storepass|keypass|srcstorepass|deststorepass|srckeypass|destkeypass)):(env|file)$"
+)
+
+
+def expand_password_sources(argv: Sequence[str]) -> list[str]:
+    """``argv`` with keytool's ``-storepass:env NAME`` and ``-storepass:file PATH``
+    (and the other password options' forms) replaced by the option and the password
+    they name, which is remembered as a secret.
+
+    Raises:
+        UsageError: the variable is not set, or the file cannot be read.
+    """
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        match = _PASSWORD_SOURCE.match(word)
+        if match is None:
+            out.append(word)
+            continue
+        option, source = match.groups()
+        name = next(words, None)
+        if name is None:
+            raise UsageError(f"{word} needs a {'variable name' if source == 'env' else 'file'}")
+        if source == "env":
+            value = os.environ.get(name)
+            if value is None:
+                raise UsageError(f"{word} {name}: the environment variable {name} is not set")
+        else:
+            try:
+                with open(name, encoding="utf-8") as fh:
+                    value = fh.readline().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or type(exc).__name__
+                raise UsageError(f"{word} {name}: cannot read the file ({why})") from None
+        remember_secret(value)
+        out += [option, value]
+    return out
+
+
 def remember_argv_secrets(argv: Sequence[str]) -> None:
     """Remember the passwords on a command line and in the environment, before parsing.
 

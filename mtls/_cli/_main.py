@@ -31,6 +31,7 @@ from ._common import (
     CLIError,
     Output,
     cli_wording,
+    expand_password_sources,
     no_such_file,
     remember_argv_secrets,
 )
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     out = Output(no_color="--no-color" in args)
     try:
-        namespace = build_parser().parse_args(args)
+        namespace = build_parser().parse_args(expand_password_sources(args))
         run = getattr(namespace, "run", None)
         if run is None:
             raise CLIError(

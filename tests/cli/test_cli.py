@@ -953,6 +953,34 @@ def test_library_advice_is_put_as_the_command_lines(tmp_path: Path, seed: Seed) 
         assert "set it in the environment" in text and "properties=" not in text
 
 
+def test_keytools_password_sources_env_and_file(tmp_path: Path, seed: Seed) -> None:
+    """keytool scripts write -storepass:env NAME and -storepass:file PATH; mtls took
+    them for unknown arguments."""
+    store = seed.dir / "gateway.jks"
+    env = {"GW_STORE_PASS": PASSWORD}
+    run = mtls_run("list", "--keystore", store, "-storepass:env", "GW_STORE_PASS",
+                   env=env, password_env=False)  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "gateway  PrivateKeyEntry" in run.stdout
+    secret_file = tmp_path / "storepass.txt"
+    secret_file.write_text(PASSWORD + "\nsecond line ignored\n")
+    run = mtls_run("list", "--keystore", store, "-storepass:file", secret_file,
+                   password_env=False)  # fmt: skip
+    assert run.code == 0, run.stderr
+    # Twins: an unset variable and a missing file are usage errors naming them.
+    run = fails(2, "list", "--keystore", store, "-storepass:env", "GW_UNSET_X",
+                password_env=False)  # fmt: skip
+    assert "GW_UNSET_X is not set" in run.stderr
+    run = fails(2, "list", "--keystore", store, "-storepass:file", tmp_path / "none.txt",
+                password_env=False)  # fmt: skip
+    assert "cannot read the file" in run.stderr
+    # A wrong password from the file is refused, and never shown.
+    secret_file.write_text("wrong-Pa55-from-file\n")
+    run = fails(1, "list", "--keystore", store, "-storepass:file", secret_file,
+                password_env=False)  # fmt: skip
+    assert "wrong store password" in run.stderr and "wrong-Pa55-from-file" not in run.stderr
+
+
 def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
     run = fails(2, "list", "--keystore", seed.dir / "gateway.jks", password_env=False)
     assert "MTLS_STORE_PASSWORD" in run.stderr
