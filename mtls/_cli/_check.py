@@ -40,7 +40,11 @@ from ._common import (
 from ._logs import LogCollector
 
 # Library warnings that the table already shows in its own words.
-_SHOWN_ELSEWHERE = ("skipped (skip_failures)", 'novalidatecert="true"')
+_SHOWN_ELSEWHERE = (
+    "skipped (skip_failures)",
+    'novalidatecert="true"',
+    "not loaded: requests to its hosts are refused",  # the row's PROBLEMS say why
+)
 
 
 def _file_of(entry: dict[str, Any], role: str) -> str | None:

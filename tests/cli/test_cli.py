@@ -1060,6 +1060,8 @@ def test_check_reports_every_failing_profile(seed: Seed) -> None:
     assert "missing.jks: no such keystore file" in rows["missing.example:9443"]
     assert "FAILED: 2 of 3 profiles did not load" in run.stdout
     assert "2 of 3 profiles did not load" in run.stderr
+    # Each reason once, in its row: not again as a note (it was said three times).
+    assert run.stdout.count("missing.jks: no such keystore file") == 1
     data = json.loads(mtls_run("check", xml, "--base-dir", seed.dir, "--json").stdout)
     assert data["ok"] is False
     assert [r["loaded"] for r in data["profiles"]].count(False) == 2
