@@ -100,6 +100,8 @@ def test_unknown_ca_names_the_keystore_and_the_issuer_to_import(ca, trust, tmp_p
     assert f"from {keystore}" in message
     assert "does not trust its issuer CN=stranger CA" in message
     assert f"mtls export --keystore {keystore} --alias gw --rfc" in message
+    # The import it advises is a whole command (it lacked --alias and --keystore).
+    assert "mtls import --file client.pem --alias gw --keystore BACKEND-TRUSTSTORE" in message
     assert "backend-truststore.jks" not in message
 
 
