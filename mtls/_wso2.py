@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import defusedxml
 import defusedxml.ElementTree as DET
@@ -68,6 +68,9 @@ class _Context:
     no_aliases: bool = False
     # (element, store, what it lacks) already warned about: once per file, not per profile.
     warned: set[tuple[str, str, str]] = field(default_factory=set)
+    # The namespaces the root element declares (filled when the parser reaches it):
+    # WSO2 finds the secure vault's there only.
+    root_namespaces: list[str] = field(default_factory=list)
 
 
 def _names(shown: Sequence[str]) -> tuple[str, ...]:
@@ -354,7 +357,11 @@ class _UntilRoot:
         raise _RootReached
 
 
-def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -> str:
+def _profile_elements(
+    data: bytes,
+    handle: Callable[[list[ET.Element]], None],
+    root_namespaces: list[str] | None = None,
+) -> str:
     """Parse the document once defusedxml has vetted it, handing every sender <profile>
     element to ``handle`` (a list at a time), in the order :func:`_sender_profiles`
     gives them.
@@ -372,6 +379,9 @@ def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -
     the parser is past its end, then dropped: the whole tree never exists. A freed
     tree leaves its pages in the process (expat's copy of the whole file and 11
     objects per profile, interleaved with what is kept: 1.3 MiB for 1,000 profiles).
+
+    ``root_namespaces``: filled with the namespace URIs the root element declares,
+    before ``handle`` is first called.
 
     Returns:
         The root element's tag.
@@ -398,14 +408,18 @@ def _profile_elements(data: bytes, handle: Callable[[list[ET.Element]], None]) -
     parser = ET.XMLParser(target=ET.TreeBuilder())  # noqa: S314
     # The root is the first element started; the parser reports it, then nothing more.
     # (_setevents is how stdlib's own XMLPullParser and iterparse ask for events.)
-    started: list[tuple[str, ET.Element]] = []
-    parser._setevents(started, ("start",))  # type: ignore[attr-defined]
+    # Its namespace declarations come first (start-ns), as the parser reads its tag.
+    started: list[tuple[str, Any]] = []
+    parser._setevents(started, ("start", "start-ns"))  # type: ignore[attr-defined]
     root: ET.Element | None = None
     streaming = False
     for offset in slices:
         parser.feed(view[offset : offset + _FEED])
-        if root is None and started:
-            root = started[0][1]
+        if root is None and any(event == "start" for event, _ in started):
+            first = next(i for i, (event, _) in enumerate(started) if event == "start")
+            root = started[first][1]
+            if root_namespaces is not None:
+                root_namespaces.extend(uri for _, (_, uri) in started[:first])
             parser._setevents(started, ())  # type: ignore[attr-defined]
             started.clear()
             streaming = not _may_nest(data, root)
@@ -469,7 +483,7 @@ def parse_profiles_xml(
                 failed.append(exc)
 
     try:
-        root_tag = _profile_elements(data, handle)
+        root_tag = _profile_elements(data, handle, ctx.root_namespaces)
     except defusedxml.DefusedXmlException as exc:
         raise ProfileConfigError(
             f"{path}: refused: the XML declares a DTD or entities ({type(exc).__name__}); "
@@ -801,6 +815,23 @@ def _warn_unknown(
         )
 
 
+def _warn_vault_below_root(ctx: _Context) -> None:
+    """The secure vault's namespace is declared below the root: mtls resolves the
+    alias; WSO2's SecretResolverFactory reads the root's declarations only, finds no
+    vault, and uses the element's text as the password. Said once per file."""
+    key = ("vault", "namespace", "below root")
+    if key in ctx.warned:
+        return
+    ctx.warned.add(key)
+    log.warning(
+        "%s: svns:secretAlias is used with the secure vault namespace declared below the "
+        "root element: mtls resolves the alias, but WSO2 looks for the namespace on the "
+        "root only and would use the element's text as the password: declare xmlns:svns=\""
+        'http://org.wso2.securevault/configuration" on the root element',
+        ctx.path,
+    )
+
+
 def _secret(
     element: ET.Element | None, name: str, ctx: _Context, servers: tuple[str, ...]
 ) -> Secret | None:
@@ -819,6 +850,8 @@ def _secret(
         # is the password. One of spaces is never a protected token there either.
         alias = None
     if alias is not None and ctx.secret_resolver is not None:
+        if not any(uri.startswith(_VAULT_NS) for uri in ctx.root_namespaces):
+            _warn_vault_below_root(ctx)
         return resolve_secret(
             alias, ctx.secret_resolver, path=ctx.path, servers=servers, element=name
         )

@@ -165,6 +165,31 @@ def test_unresolved_placeholder_is_an_error_naming_it(tmp_path):
     assert info.value.path == str(xml)
 
 
+def test_a_vault_namespace_below_the_root_is_resolved_with_a_warning(tmp_path, pki, caplog):
+    """WSO2's SecretResolverFactory looks for the secure vault's namespace on the root
+    only: declared on <Password>, WSO2 uses the element's text. mtls resolves the alias
+    and says that WSO2 will not (`mtls check` was green where WSO2 fails)."""
+    ns = 'xmlns:svns="http://org.wso2.securevault/configuration"'
+    store = (
+        f"<KeyStore><Location>{pki['gw1']}</Location>"
+        f'<Password {{on_element}}svns:secretAlias="Gw.Store">text</Password>'
+        f"<KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
+    )
+    vault = {"Gw.Store": PASSWORD}
+    for on_root, warned in ((False, True), (True, False)):
+        body = store.replace("{on_element}", "" if on_root else ns + " ")
+        xml = tmp_path / "vault.xml"
+        xml.write_text(
+            f'<parameter name="customSSLProfiles"{" " + ns if on_root else ""}>'
+            f"<profile><servers>a:1</servers>{body}</profile></parameter>"
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            profiles = SSLProfileSet.from_xml(xml, secret_resolver=vault.get)
+        assert profiles.context_for("a", 1) is not None
+        assert ("declared below the root element" in caplog.text) is warned
+
+
 def test_secret_alias_goes_through_the_resolver(tmp_path, pki):
     body = (
         '<parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">'
