@@ -314,8 +314,9 @@ def _who(servers: tuple[str, ...]) -> str:
 _WHAT = {"identity": "client certificate", "chain": "chain certificate", "anchor": "trust anchor"}
 
 
-def _log(event: HealthEvent, where: str) -> None:
-    what = f"{_WHAT[event.role]} {event.subject} (serial {event.serial or 0:x})"
+def _log(event: HealthEvent, where: str, identity: str = "client certificate") -> None:
+    role = identity if event.role == "identity" else _WHAT[event.role]
+    what = f"{role} {event.subject} (serial {event.serial or 0:x})"
     usedby = f"used by {_who(event.servers)}"
     if event.kind == "expired":
         # An expired identity (or its chain) is refused by every server: an error.
@@ -364,6 +365,9 @@ class Health:
     ) -> None:
         self.thresholds = thresholds
         self._where = where
+        # What log lines call the presented certificate: a client's, except for the
+        # set under gRPC's server_credentials, which presents a server's.
+        self.identity = "client certificate"
         self._clock = clock
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
@@ -436,7 +440,7 @@ class Health:
                 self._next = min(self._next, self._next_crossing(cert))
             callbacks = list(self._callbacks)
         for event in events:
-            _log(event, self._where)
+            _log(event, self._where, self.identity)
             for callback in callbacks:
                 try:
                     callback(event)

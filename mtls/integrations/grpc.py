@@ -843,6 +843,7 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
     def __init__(self, profile_set: SSLProfileSet, require_client_auth: bool, where: str) -> None:
         # grpc.ServerCredentials.__init__ is not called: _credentials is made per port.
         self.profile_set = profile_set
+        profile_set._health.identity = "server certificate"  # its expiry lines say so
         self._where = where
         self._require_client_auth = require_client_auth
         self._lock = threading.Lock()

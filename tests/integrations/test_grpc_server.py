@@ -246,6 +246,23 @@ def test_one_credentials_object_serves_two_ports_and_both_rotate(
             assert call(port, new_ca, stores["client"]) == b"gateway"
 
 
+def test_expiry_lines_call_the_servers_certificate_a_server_certificate(
+    tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The set under server_credentials presents a server's certificate; its expiry
+    warnings called it a client certificate."""
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=5)
+    short = stores["server_ca"].issue_cert("localhost", common_name="short", not_after=soon)
+    keystore = write_keystore(tmp_path / "short.jks", short)
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        server_credentials(keystore, stores["truststore"], reload_interval=None) as credentials,
+    ):
+        credentials.profile_set.check_health()
+    assert "server certificate CN=short" in caplog.text
+    assert "client certificate CN=short" not in caplog.text
+
+
 def test_damaged_replacement_keeps_the_last_good(tmp_path: Path, stores: dict[str, Any]) -> None:
     with (
         server_credentials(
