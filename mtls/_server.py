@@ -471,6 +471,8 @@ def _store(
         password=_as_secret(password),
         key_password=_as_secret(key_password),
         alias=alias,
+        # Not a profile's <Location>: what the caller passed, from the working directory.
+        origin=f"the {role} path given (relative paths start from the working directory)",
     )
 
 

@@ -126,8 +126,10 @@ def test_start_up_errors_are_the_stores_errors(estate: Estate, tmp_path: Path) -
             estate.keystore, estate.truststore, password="wrong-pass", truststore_password=PASSWORD
         )
     assert "truststore_password=" not in str(info.value)  # the keystore's own, then
-    with pytest.raises(mtls.KeystoreNotFoundError, match=r"missing\.jks"):
+    with pytest.raises(mtls.KeystoreNotFoundError, match=r"missing\.jks") as missing:
         mtls.RotatingServerContext(tmp_path / "missing.jks", estate.truststore, password=PASSWORD)
+    # No profile file here: not "check <Location>", but the path the caller gave.
+    assert "<Location>" not in str(missing.value) and "working directory" in str(missing.value)
     empty = tmp_path / "empty.jks"
     empty.write_bytes(mtls.Truststore().to_bytes(PASSWORD))
     with pytest.raises(mtls.KeystoreFormatError, match="empty"):
