@@ -429,11 +429,6 @@ class WeakSubscriber:
         self._owner = weakref.ref(owner)
         self._on_change = on_change
 
-    @property
-    def dead(self) -> bool:
-        """Whether the owner is gone."""
-        return self._owner() is None
-
     def __call__(self, old: int, new: int) -> None:
         owner = self._owner()
         if owner is not None:

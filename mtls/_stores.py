@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from . import _x509
+from . import _jks, _x509
 from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
@@ -87,9 +87,7 @@ def _secrets_text(entries: Entries) -> str:
 def _listed(aliases: Sequence[str]) -> str:
     """Aliases for a message, each quoted and escaped as the file has it (a leading
     space, a line break), or ``(none)``."""
-    return ", ".join(
-        repr(alias if len(alias) <= 80 else alias[:80] + "...") for alias in aliases
-    ) or ("(none)")
+    return ", ".join(map(_jks.shown, aliases)) or "(none)"
 
 
 class _StoreBase:

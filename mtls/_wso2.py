@@ -39,6 +39,7 @@ import defusedxml.ElementTree as DET
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError
 from ._jks import shown as _shown_text
+from ._readers import _shown_type
 from ._secret import Secret
 
 log = logging.getLogger("mtls")
@@ -71,6 +72,14 @@ class _Context:
     # The namespaces the root element declares (filled when the parser reaches it):
     # WSO2 finds the secure vault's there only.
     root_namespaces: list[str] = field(default_factory=list)
+
+
+def _first_time(ctx: _Context, key: tuple[str, str, str]) -> bool:
+    """True the first time ``key`` is warned about in this file (then remembered)."""
+    if key in ctx.warned:
+        return False
+    ctx.warned.add(key)
+    return True
 
 
 def _names(shown: Sequence[str]) -> tuple[str, ...]:
@@ -820,9 +829,8 @@ def _warn_vault_below_root(ctx: _Context) -> None:
     alias; WSO2's SecretResolverFactory reads the root's declarations only, finds no
     vault, and uses the element's text as the password. Said once per file."""
     key = ("vault", "namespace", "below root")
-    if key in ctx.warned:
+    if not _first_time(ctx, key):
         return
-    ctx.warned.add(key)
     log.warning(
         "%s: svns:secretAlias is used with the secure vault namespace declared below the "
         "root element: mtls resolves the alias, but WSO2 looks for the namespace on the "
@@ -959,9 +967,8 @@ def _warn_untrimmed(parts: Mapping[str, ET.Element], kind: str, shown: str, ctx:
         and not any(name.endswith("}secretAlias") for name, _ in element.items())
     ]
     key = (kind, shown, "untrimmed " + " ".join(untrimmed))
-    if not untrimmed or key in ctx.warned:
+    if not untrimmed or not _first_time(ctx, key):
         return
-    ctx.warned.add(key)
     log.warning(
         "%s: <%s> %s: %s %s spaces or line breaks around %s text; mtls trims them, but WSO2 "
         "reads them as part of the value (%s), so it cannot load this store: remove them",
@@ -983,10 +990,6 @@ _JAVA_TYPES: Final = frozenset(
 )  # fmt: skip
 
 
-# Format names that are not Java keystore types, safe to show in a message.
-_FORMAT_NAMES: Final = frozenset({"PEM", "DER", "P12", "PFX", "CER", "CRT", "X509", "PKCS8"})
-
-
 def _warn_unknown_type(
     parts: Mapping[str, ET.Element], kind: str, shown: str, ctx: _Context
 ) -> None:
@@ -997,12 +1000,11 @@ def _warn_unknown_type(
     if not written or has_placeholder(written) or written.upper() in _JAVA_TYPES:
         return
     key = (kind, shown, "type " + written)
-    if key in ctx.warned:
+    if not _first_time(ctx, key):
         return
-    ctx.warned.add(key)
-    # Shown only when it is a format's name: a password typed into the wrong element
+    # Shown only when it is a store type's name: a password typed into the wrong element
     # would otherwise reach the log.
-    named = written.upper().replace("#", "").replace("-", "") in _FORMAT_NAMES
+    named = _shown_type(written) == written
     log.warning(
         "%s: <%s> %s: %s is not a keystore type Java knows (JKS, PKCS12, JCEKS; BKS "
         "with Bouncy Castle): mtls reads the format from the content, but WSO2's "
@@ -1040,9 +1042,8 @@ def _warn_wso2_refuses(
     _warn_unknown_type(parts, kind, shown, ctx)
     absent = [(name, ours) for name, ours in _WSO2_NEEDS[kind] if name not in parts]
     key = (kind, shown, " ".join(name for name, _ in absent))
-    if not absent or key in ctx.warned:
+    if not absent or not _first_time(ctx, key):
         return
-    ctx.warned.add(key)
     log.warning(
         "%s: <%s> %s lacks %s: mtls %s, but WSO2 cannot load this profile file (a "
         "NullPointerException in ClientConnFactoryBuilder, which ssl.profile.skip.failures "

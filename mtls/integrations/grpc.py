@@ -943,9 +943,9 @@ class _Port:
         self._served: tuple[str, str] = ("", "")
 
     def initial(self) -> Any:
-        identity, trust = self._owner._current()
-        self._served = (identity.fingerprint, trust.fingerprint)
-        return _server_configuration(identity, trust)
+        """The first configuration: :meth:`fetch` with nothing served yet."""
+        self._served = ("", "")
+        return self.fetch()
 
     def fetch(self) -> Any:
         # gRPC calls this before every handshake: a snapshot read and a compare.
