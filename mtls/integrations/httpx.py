@@ -28,11 +28,13 @@ in-flight responses are closed; new requests never reach them).
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import logging
 import ssl
 import threading
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._config import DEFAULT_PORTS
 from .._revocation import pending_check
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncMTLSTransport", "MTLSTransport", "async_client", "client"]
 
 log = logging.getLogger("mtls")
+_T = TypeVar("_T")
 
 _REFUSED = {
     "verify": "verify= is chosen per URL from the profile set; give the set a default= "
@@ -374,6 +377,58 @@ def _split_client_kwargs(
     return transport_kwargs, client_kwargs
 
 
+def _environment_proxies() -> dict[str, str | None]:
+    """The proxies of ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` as
+    httpx's mount patterns (``"https://"`` -> proxy URL, ``"all://*.internal"`` ->
+    ``None``: no proxy), by httpx's own rules (``httpx._utils.get_environment_proxies``,
+    which is not public): what ``httpx.Client()`` applies when it makes its own
+    transport, and ignores once it is given one."""
+    found = urllib.request.getproxies()
+    mounts: dict[str, str | None] = {}
+    for scheme in ("http", "https", "all"):
+        url = found.get(scheme)
+        if url:
+            mounts[f"{scheme}://"] = url if "://" in url else f"http://{url}"
+    # curl's NO_PROXY rules, as httpx reads them: "*" turns every proxy off; a name
+    # covers itself and its subdomains ("*name"), a leading dot its subdomains only.
+    for entry in (item.strip() for item in found.get("no", "").split(",")):
+        if entry == "*":
+            return {}
+        if not entry:
+            continue
+        if "://" in entry:
+            mounts[entry] = None
+        elif _is_ip(entry, ipaddress.IPv4Address) or entry.lower() == "localhost":
+            mounts[f"all://{entry}"] = None
+        elif _is_ip(entry, ipaddress.IPv6Address):
+            mounts[f"all://[{entry}]"] = None
+        else:
+            mounts[f"all://*{entry}"] = None
+    return mounts
+
+
+def _is_ip(entry: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+    try:
+        kind(entry.partition("/")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _proxy_mounts(
+    transport_kwargs: dict[str, Any], make: Callable[[dict[str, Any]], _T]
+) -> dict[str, _T | None]:
+    """The transports httpx would mount for the environment's proxies, made by ``make``
+    (one mTLS transport per proxy, so that a proxied backend still gets its profile's
+    context), as ``httpx.Client()`` does with ``trust_env`` on and no ``proxy=``."""
+    if not transport_kwargs.get("trust_env", True) or transport_kwargs.get("proxy") is not None:
+        return {}
+    return {
+        pattern: None if url is None else make({**transport_kwargs, "proxy": url})
+        for pattern, url in _environment_proxies().items()
+    }
+
+
 def client(
     profile_set: SSLProfileSet, *, client_id: str | None = None, **client_kwargs: Any
 ) -> httpx.Client:
@@ -394,6 +449,14 @@ def client(
             routes every URL around the transport through a proxy of its own for
             ``proxy``: no profile is used at all.)
 
+    Without ``proxy=``, and unless ``trust_env=False``, the environment's proxies
+    apply as they do to ``httpx.Client()``: ``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY`` and ``NO_PROXY`` (by httpx's rules).
+    Each proxy gets an :class:`MTLSTransport` of its own, so a backend reached
+    through the proxy's ``CONNECT`` tunnel still gets its profile's identity and
+    is verified against its truststore. (``httpx.Client(transport=MTLSTransport(
+    ...))`` ignores the environment, as httpx does for any transport it is given.)
+
     Returns:
         The client; closing it closes the transport (not the profile set).
 
@@ -401,8 +464,15 @@ def client(
         TypeError: ``verify=``, ``cert=`` or ``transport=``, or an unknown argument.
     """
     transport_kwargs, rest = _split_client_kwargs(dict(client_kwargs), "client")
-    transport = MTLSTransport(profile_set, client_id=client_id, **transport_kwargs)
-    return httpx.Client(transport=transport, **rest)
+
+    def make(kwargs: dict[str, Any]) -> MTLSTransport:
+        return MTLSTransport(profile_set, client_id=client_id, **kwargs)
+
+    mounts: dict[str, httpx.BaseTransport | None] = {
+        **_proxy_mounts(transport_kwargs, make),
+        **(rest.pop("mounts", None) or {}),
+    }
+    return httpx.Client(transport=make(transport_kwargs), mounts=mounts or None, **rest)
 
 
 def async_client(
@@ -413,7 +483,8 @@ def async_client(
     Args:
         profile_set: where contexts come from.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
-        **client_kwargs: for ``httpx.AsyncClient``; transport options as in :func:`client`.
+        **client_kwargs: for ``httpx.AsyncClient``; transport options, and the
+            environment's proxies, as in :func:`client`.
 
     Returns:
         The client; closing it closes the transport (not the profile set).
@@ -422,5 +493,12 @@ def async_client(
         TypeError: ``verify=``, ``cert=`` or ``transport=``, or an unknown argument.
     """
     transport_kwargs, rest = _split_client_kwargs(dict(client_kwargs), "async_client")
-    transport = AsyncMTLSTransport(profile_set, client_id=client_id, **transport_kwargs)
-    return httpx.AsyncClient(transport=transport, **rest)
+
+    def make(kwargs: dict[str, Any]) -> AsyncMTLSTransport:
+        return AsyncMTLSTransport(profile_set, client_id=client_id, **kwargs)
+
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {
+        **_proxy_mounts(transport_kwargs, make),
+        **(rest.pop("mounts", None) or {}),
+    }
+    return httpx.AsyncClient(transport=make(transport_kwargs), mounts=mounts or None, **rest)

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from mtls import SSLProfileSet
+from mtls.integrations import httpx as mtls_httpx
 from mtls.integrations.aiohttp import MTLSClientSession, ProxyProfileError
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport
 from mtls.integrations.requests import session
@@ -234,6 +235,94 @@ def test_httpx_transport_ignores_proxy_environment_unless_given_proxy(
     with httpx.Client(transport=MTLSTransport(profiles, proxy=proxy.url)) as http:
         assert http.get(backends.url("a", "/who")).json()["client_cn"] == "client-a"
     assert proxy.targets == [f"localhost:{backends.servers['a'].port}"]
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch) -> pytest.MonkeyPatch:
+    """The environment without any proxy variable (the machine's own would interfere)."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def _httpx_client_whos(profiles: SSLProfileSet, urls: list[str], **kwargs: Any) -> list[str]:
+    """The client CN each URL's backend saw, through mtls's httpx.Client, then through
+    its httpx.AsyncClient (each URL is asked twice)."""
+    with mtls_httpx.client(profiles, timeout=30, **kwargs) as http:
+        seen = [http.get(url).json()["client_cn"] for url in urls]
+
+    async def main() -> list[str]:
+        async with mtls_httpx.async_client(profiles, timeout=30, **kwargs) as http:
+            return [(await http.get(url)).json()["client_cn"] for url in urls]
+
+    return seen + asyncio.run(main())
+
+
+def test_httpx_client_follows_the_proxy_environment_as_httpx_does(
+    profiles: SSLProfileSet, backends: Backends, proxy: _Tunnels, no_proxy_environment
+):
+    # httpx.Client() without transport= reads HTTPS_PROXY and NO_PROXY; mtls's client()
+    # and async_client() do the same, with an mTLS transport per proxy: each backend
+    # reached through the tunnel still sees its profile's identity.
+    no_proxy_environment.setenv("HTTPS_PROXY", proxy.url)
+    no_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+    urls = [backends.url("a", "/who"), backends.url("b", "/who")]
+    assert _httpx_client_whos(profiles, urls) == ["client-a", "client-b"] * 2
+    # Only a's host went through the proxy (b's is in NO_PROXY), once per client.
+    assert proxy.targets == [f"localhost:{backends.servers['a'].port}"] * 2
+
+
+def test_httpx_client_ignores_the_proxy_environment_when_told_or_given_a_proxy(
+    profiles: SSLProfileSet, backends: Backends, proxy: _Tunnels, no_proxy_environment
+):
+    no_proxy_environment.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens
+    no_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+    urls = [backends.url("a", "/who"), backends.url("b", "/who")]
+    # trust_env=False: no proxy at all, as with httpx.Client(trust_env=False).
+    assert _httpx_client_whos(profiles, urls, trust_env=False) == ["client-a", "client-b"] * 2
+    assert proxy.targets == []
+    # proxy= wins over the environment, NO_PROXY included (as in httpx).
+    assert _httpx_client_whos(profiles, urls, proxy=proxy.url) == ["client-a", "client-b"] * 2
+    assert len(proxy.targets) == 4
+
+
+def test_httpx_client_through_the_environments_proxy_verifies_the_backend(
+    tmp_path, backends: Backends, proxy: _Tunnels, no_proxy_environment
+):
+    # The negative twin: the tunnel is taken, and the backend is still verified against
+    # the profile's truststore (here without its CA).
+    no_proxy_environment.setenv("HTTPS_PROXY", proxy.url)
+    xml = backends.write_profiles(tmp_path / "p.xml", trust=backends.pki.other_trust)
+    with SSLProfileSet.from_xml(xml) as profiles, mtls_httpx.client(profiles) as http:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            http.get(backends.url("a"))
+    assert proxy.targets == [f"localhost:{backends.servers['a'].port}"]
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {},
+        {"HTTPS_PROXY": "http://proxy:3128"},
+        {"https_proxy": "proxy:3128", "http_proxy": "http://p2:80", "ALL_PROXY": "socks5://s:1"},
+        {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "localhost, 10.0.0.1,.internal,::1,example.com"},
+        {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "192.168.0.0/16,http://direct.example,,"},
+        {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "a.example,*"},
+    ],
+)
+def test_the_proxy_environment_is_read_by_httpxs_rules(environment, no_proxy_environment):
+    from httpx._utils import get_environment_proxies  # private: imported only here
+
+    for name, value in environment.items():
+        no_proxy_environment.setenv(name, value)
+    ours = mtls_httpx._environment_proxies()
+    assert ours == get_environment_proxies()
+    # Not an agreement on nothing: every case but the first and the last has mounts.
+    assert bool(ours) == (bool(environment) and "*" not in environment.get("NO_PROXY", ""))
 
 
 def _trusting(ca: CA) -> ssl.SSLContext:
