@@ -317,6 +317,15 @@ def _duplicate(
 ) -> ProfileConfigError:
     shown = "*" if server == CATCH_ALL else f"{key[0]}:{key[1]}"
     who = f" for client {key[2]!r}" if key[2] else ""
+    if one.servers is other.servers:  # two <client> entries of one <profile>
+        which = f"for client {key[2]!r}" if key[2] else "without a <clientID>"
+        return ProfileConfigError(
+            f"{path or 'profiles'}: the profile for ({', '.join(one.server_names)}) has two "
+            f"<client> entries {which}: WSO2 would silently let one win; keep one",
+            path=path,
+            servers=(shown,),
+            element="client",
+        )
     return ProfileConfigError(
         f"{path or 'profiles'}: {shown}{who} appears in two profiles "
         f"({', '.join(one.server_names)}) and "

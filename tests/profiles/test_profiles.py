@@ -688,13 +688,35 @@ def test_client_without_client_id_serves_requests_without_one(tmp_path, pki, bac
     tenant = profiles.context_for("localhost", backend.port, client_id="tenant-a")
     assert tenant is not None and tenant is not anonymous
     assert whoami(tenant, backend.port)["client_cn"] == "gateway-one"
-    # Two of them in one profile are two profiles for the same key: refused, as any such pair.
+    # Two of them in one profile are the same key twice: refused, and said as it is.
     twice = write_xml(
         tmp_path,
         profile(f"localhost:{backend.port}", extra=_client(None, pki["gw2"]) * 2),
     )
-    with pytest.raises(ProfileConfigError, match="appears in two profiles"):
+    with pytest.raises(ProfileConfigError) as caught:
         SSLProfileSet.from_xml(twice)
+    assert str(caught.value) == (
+        f"{twice}: the profile for (localhost:{backend.port}) has two <client> entries "
+        "without a <clientID>: WSO2 would silently let one win; keep one"
+    )
+    assert caught.value.element == "client"
+    named = write_xml(
+        tmp_path,
+        profile(
+            f"localhost:{backend.port}",
+            extra=_client("tenant-a", pki["gw2"]) + _client("tenant-a", pki["gw1"]),
+        ),
+    )
+    with pytest.raises(ProfileConfigError, match="two <client> entries for client 'tenant-a'"):
+        SSLProfileSet.from_xml(named)
+    # The same servers in two <profile> elements are still two profiles.
+    two = write_xml(
+        tmp_path,
+        profile(f"localhost:{backend.port}", extra=_client("tenant-a", pki["gw2"])),
+        profile(f"localhost:{backend.port}", extra=_client("tenant-a", pki["gw1"])),
+    )
+    with pytest.raises(ProfileConfigError, match="appears in two profiles"):
+        SSLProfileSet.from_xml(two)
 
 
 def test_star_profile_clients_are_never_looked_up(tmp_path, pki, backend, caplog):
