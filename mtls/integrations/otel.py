@@ -3,9 +3,11 @@
 Needs ``opentelemetry-api`` (``pip install "mtls-profiles[otel]"``); the SDK and
 exporter are the application's choice::
 
-    from mtls.integrations.otel import instrument
+    from mtls.integrations.otel import instrument, uninstrument
 
     instrument(profiles)        # the global MeterProvider's meter "mtls"
+    ...
+    uninstrument(profiles)      # stop reporting it (a dropped set stops by itself)
 
 Observable instruments read ``profiles.status()`` when the SDK collects: nothing is
 counted on the request path. One status serves every instrument of a collection
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 
 from .._metrics import Metric, metrics
@@ -30,7 +33,7 @@ try:
 except ImportError as _exc:
     raise _missing_extra("opentelemetry-api", "otel", _exc) from _exc
 
-__all__ = ["STATUS_TTL", "instrument"]
+__all__ = ["STATUS_TTL", "instrument", "uninstrument"]
 
 #: How long one status serves the instruments of a collection (seconds).
 STATUS_TTL = 1.0
@@ -47,24 +50,113 @@ _NAMES = {
 
 
 class _Reader:
-    """One ``metrics()`` list per collection, shared by the instruments' callbacks."""
+    """One ``metrics()`` list per collection and set, shared by the instruments'
+    callbacks. The set is held weakly: one that is garbage-collected reports nothing."""
 
     def __init__(self, profiles: SSLProfileSet, name: str) -> None:
-        self._profiles = profiles
+        self.profiles = weakref.ref(profiles)
         self._name = name
         self._lock = threading.Lock()
         self._at = -1e9
         self._metrics: dict[str, Metric] = {}
 
-    def observe(self, metric: str) -> Iterable[Observation]:
+    def observe(self, metric: str) -> list[Observation]:
+        profiles = self.profiles()
+        if profiles is None:
+            return []
         with self._lock:
             now = time.monotonic()
             if now - self._at > STATUS_TTL:
-                found = metrics(self._profiles.status(), self._name)
+                found = metrics(profiles.status(), self._name)
                 self._metrics = {m.name: m for m in found}
                 self._at = now
             current = self._metrics[metric]
         return [Observation(value, dict(labels)) for labels, value in current.samples]
+
+
+class _Instruments:
+    """The instruments of one meter provider, created once, and the sets they report
+    (the SDK keeps the first callbacks of an instrument created twice and drops the
+    others: a second set given instruments of its own would never be reported)."""
+
+    def __init__(self, meter: Meter, definitions: list[Metric]) -> None:
+        self.meter = meter
+        self._lock = threading.Lock()
+        self._readers: dict[str, _Reader] = {}
+        for metric in definitions:
+            otel_name, unit = _NAMES[metric.name]
+
+            def callback(
+                options: CallbackOptions, metric_name: str = metric.name
+            ) -> Iterable[Observation]:
+                del options
+                return self._observe(metric_name)
+
+            make: Callable[..., object] = (
+                meter.create_observable_counter
+                if metric.kind == "counter"
+                else meter.create_observable_gauge
+            )
+            make(otel_name, callbacks=[callback], unit=unit, description=metric.help)
+
+    def _observe(self, metric: str) -> list[Observation]:
+        with self._lock:
+            readers = list(self._readers.values())
+        return [point for reader in readers for point in reader.observe(metric)]
+
+    def _drop(self, profiles: SSLProfileSet | None) -> bool:
+        """Forget the readers of ``profiles`` and of sets gone; True if ``profiles`` had one."""
+        held = {name: reader.profiles() for name, reader in self._readers.items()}
+        for name, found in held.items():
+            if found is None or found is profiles:
+                del self._readers[name]
+        return profiles is not None and any(found is profiles for found in held.values())
+
+    def add(self, profiles: SSLProfileSet, name: str) -> None:
+        with self._lock:
+            self._drop(None)
+            known = self._readers.get(name)
+            held = known.profiles() if known is not None else None
+            if held is profiles:
+                return
+            if held is not None:
+                raise ValueError(
+                    f"a profile set is already instrumented as set={name!r}: give this one "
+                    "another name (instrument(profiles, name=...))"
+                )
+            self._readers[name] = _Reader(profiles, name)
+
+    def remove(self, profiles: SSLProfileSet) -> bool:
+        with self._lock:
+            return self._drop(profiles)
+
+
+# Instruments by provider: the global one (whichever provider is global when the first
+# set is instrumented: a proxy's instruments follow the provider set later), and others.
+_global: _Instruments | None = None
+_providers: weakref.WeakKeyDictionary[MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
+_instrumenting = threading.Lock()
+
+
+def _instruments(
+    meter_provider: MeterProvider | None, profiles: SSLProfileSet | None = None
+) -> _Instruments | None:
+    """The provider's instruments; created (from ``profiles``' metric definitions)
+    when there are none yet and ``profiles`` is given."""
+    global _global  # noqa: PLW0603 - one per process, as the global provider
+    current = otel_metrics.get_meter_provider()
+    provider = current if meter_provider is None else meter_provider
+    is_global = provider is current
+    with _instrumenting:
+        found = _global if is_global else _providers.get(provider)
+        if found is None and profiles is not None:
+            definitions = metrics(profiles.status(), "-")  # the definitions, not the values
+            found = _Instruments(provider.get_meter("mtls"), definitions)
+            if is_global:
+                _global = found
+            else:
+                _providers[provider] = found
+        return found
 
 
 def instrument(
@@ -73,32 +165,42 @@ def instrument(
     meter_provider: MeterProvider | None = None,
     name: str | None = None,
 ) -> Meter:
-    """Create observable instruments that report a profile set's health.
+    """Report a profile set's health through observable instruments.
+
+    The instruments are created once per meter provider, on its meter ``"mtls"``,
+    and report every set instrumented with that provider, told apart by the ``set``
+    attribute. Sets are held weakly: one that is garbage-collected drops out, as
+    one passed to :func:`uninstrument` does. Instrumenting a set again is a no-op.
 
     Args:
         profiles: the set.
         meter_provider: default: the global one (``opentelemetry.metrics``).
-        name: the ``set`` attribute; default: the set's profile file, or ``profiles``.
+        name: the ``set`` attribute; default: the set's profile file, or ``profiles``
+            for a set made in code.
 
     Returns:
-        The meter (``"mtls"``) the instruments were created on.
+        The meter (``"mtls"``) the instruments are on.
+
+    Raises:
+        ValueError: another live set is instrumented under the same ``name`` with
+            this provider.
     """
-    provider = meter_provider or otel_metrics.get_meter_provider()
-    meter = provider.get_meter("mtls")
-    reader = _Reader(profiles, name or profiles.status().path or "profiles")
-    for metric in metrics(profiles.status(), "-"):  # the definitions, not the values
-        otel_name, unit = _NAMES[metric.name]
+    instruments = _instruments(meter_provider, profiles)
+    assert instruments is not None
+    instruments.add(profiles, name or profiles.status().path or "profiles")
+    return instruments.meter
 
-        def callback(
-            options: CallbackOptions, metric_name: str = metric.name
-        ) -> Iterable[Observation]:
-            del options
-            return reader.observe(metric_name)
 
-        make: Callable[..., object] = (
-            meter.create_observable_counter
-            if metric.kind == "counter"
-            else meter.create_observable_gauge
-        )
-        make(otel_name, callbacks=[callback], unit=unit, description=metric.help)
-    return meter
+def uninstrument(profiles: SSLProfileSet, *, meter_provider: MeterProvider | None = None) -> bool:
+    """Stop reporting a set through the provider's instruments (which stay, as
+    OpenTelemetry instruments cannot be removed, and report the other sets).
+
+    Args:
+        profiles: the set given to :func:`instrument`.
+        meter_provider: the provider it was given (default: the global one).
+
+    Returns:
+        ``True`` if the set was being reported.
+    """
+    instruments = _instruments(meter_provider)
+    return instruments is not None and instruments.remove(profiles)

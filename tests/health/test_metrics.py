@@ -233,6 +233,62 @@ def test_opentelemetry_reports_the_same_numbers(
     assert states == {("healthy",): 2, ("failing",): 0, ("not_loaded",): 1}
 
 
+def _otel_sets(reader: object) -> list[str]:
+    """The ``set`` attribute of each ``mtls.profiles`` point a collection reports."""
+    data = reader.get_metrics_data()  # type: ignore[attr-defined]
+    if data is None:
+        return []
+    return sorted(
+        str((point.attributes or {})["set"])
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "mtls.profiles"
+        for point in metric.data.data_points
+        if (point.attributes or {})["state"] == "healthy"
+    )
+
+
+def test_opentelemetry_reports_every_set_and_stops_when_told_or_dropped(tmp_path: Path) -> None:
+    # The SDK keeps the first callbacks of an instrument created twice: a second set
+    # given instruments of its own was never reported. And the callbacks held every
+    # set for good: a set dropped by the application stayed alive and reported.
+    pytest.importorskip("opentelemetry.sdk")
+    import gc
+    import weakref
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from mtls.integrations.otel import instrument, uninstrument
+
+    ca = CA()
+    one = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    two = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca, name="x")])
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    meter = instrument(one, meter_provider=provider, name="one")
+    assert instrument(one, meter_provider=provider, name="one") is meter  # no-op again
+    instrument(two, meter_provider=provider, name="two")
+    assert _otel_sets(reader) == ["one", "two"]
+    with pytest.raises(ValueError, match="set='two'"):
+        instrument(one, meter_provider=provider, name="two")
+    assert uninstrument(one, meter_provider=provider) is True
+    assert uninstrument(one, meter_provider=provider) is False
+    assert _otel_sets(reader) == ["two"]
+    gone = weakref.ref(two)
+    two.close()
+    del two
+    gc.collect()
+    assert gone() is None
+    assert _otel_sets(reader) == []
+    # The name is free again once its set is gone.
+    instrument(one, meter_provider=provider, name="two")
+    assert _otel_sets(reader) == ["two"]
+    one.close()
+    provider.shutdown()
+
+
 def test_a_store_shared_by_many_profiles_is_exported_once(tmp_path: Path) -> None:
     """10,000 profiles on two stores gave 60,000 expiry samples (14 MiB, 2.8 s a scrape):
     status() now shares one record per material and the exposition one series per
