@@ -14,10 +14,16 @@
 See docs/testing.md.
 """
 
-from ._ca import CA, IssuedIdentity
-from ._profiles import write_profiles_file
-from ._rotation import replace_atomically, swap_symlinked_dir, write_in_two_halves
-from ._server import HandshakeRecord, MTLSServer
+from __future__ import annotations
+
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type checkers
+    from ._ca import CA, IssuedIdentity
+    from ._profiles import write_profiles_file
+    from ._rotation import replace_atomically, swap_symlinked_dir, write_in_two_halves
+    from ._server import HandshakeRecord, MTLSServer
 
 __all__ = [
     "CA",
@@ -29,3 +35,31 @@ __all__ = [
     "write_in_two_halves",
     "write_profiles_file",
 ]
+
+# Loaded on first use, as mtls's own names: pytest imports the plugin (a submodule,
+# hence this package) in every session of every project where mtls is installed,
+# and most never ask for a fixture.
+_LAZY = {
+    "CA": "._ca",
+    "IssuedIdentity": "._ca",
+    "write_profiles_file": "._profiles",
+    "replace_atomically": "._rotation",
+    "swap_symlinked_dir": "._rotation",
+    "write_in_two_halves": "._rotation",
+    "HandshakeRecord": "._server",
+    "MTLSServer": "._server",
+}
+
+if not typing.TYPE_CHECKING:  # hidden from type checkers: a misspelt name is an error
+
+    def __getattr__(name: str) -> typing.Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        loaded = importlib.import_module(module, __name__)
+        globals()[name] = value = getattr(loaded, name)
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

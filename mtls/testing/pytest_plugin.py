@@ -29,18 +29,20 @@ from its conftest (``pytest_plugins = ["mtls.testing.pytest_plugin"]``) instead.
 from __future__ import annotations
 
 import itertools
-import ssl
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 
-from .._context import client_context
-from .._secret import Secret
-from ._ca import CA, IssuedIdentity
-from ._profiles import write_profiles_file
-from ._server import MTLSServer
+# pytest imports this module in every session of every project where mtls is
+# installed: what the fixtures need is imported when a test first asks for one.
+if TYPE_CHECKING:
+    import ssl
+
+    from .._secret import Secret
+    from ._ca import CA, IssuedIdentity
+    from ._server import MTLSServer
 
 
 class ProfilesFileFactory:
@@ -89,6 +91,10 @@ class ProfilesFileFactory:
         Returns:
             The absolute path of the XML file.
         """
+        from ._ca import IssuedIdentity  # noqa: PLC0415 - see the imports above
+        from ._profiles import write_profiles_file  # noqa: PLC0415
+        from ._server import MTLSServer  # noqa: PLC0415
+
         n = next(self._count)
         directory = self._tmp_path / ("mtls-profiles" if n == 1 else f"mtls-profiles-{n}")
         target: MTLSServer | str | Sequence[str]
@@ -115,6 +121,8 @@ class ProfilesFileFactory:
 @pytest.fixture(scope="session")
 def mtls_ca() -> CA:
     """A test certificate authority shared by the session (EC P-256)."""
+    from ._ca import CA  # noqa: PLC0415 - see the imports above
+
     return CA(name="mtls pytest CA")
 
 
@@ -134,6 +142,8 @@ def mtls_server_identity(mtls_ca: CA) -> IssuedIdentity:
 def mtls_server(mtls_server_identity: IssuedIdentity, mtls_ca: CA) -> Iterator[MTLSServer]:
     """A running :class:`~mtls.testing.MTLSServer` on 127.0.0.1, requiring client
     certificates issued by ``mtls_ca``; closed after the test."""
+    from ._server import MTLSServer  # noqa: PLC0415 - see the imports above
+
     with MTLSServer(mtls_server_identity, client_ca=mtls_ca) as server:
         yield server
 
@@ -141,6 +151,8 @@ def mtls_server(mtls_server_identity: IssuedIdentity, mtls_ca: CA) -> Iterator[M
 @pytest.fixture
 def mtls_client_context(mtls_client_identity: IssuedIdentity, mtls_ca: CA) -> ssl.SSLContext:
     """A new client context presenting ``mtls_client_identity`` and trusting ``mtls_ca``."""
+    from .._context import client_context  # noqa: PLC0415 - see the imports above
+
     return client_context(mtls_client_identity.keystore(), mtls_ca.truststore())
 
 

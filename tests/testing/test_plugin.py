@@ -41,6 +41,30 @@ def _get(server: MTLSServer, ctx, host: str = "127.0.0.1") -> dict[str, Any]:
 # --------------------------------------------------------------------------- fixtures
 
 
+def test_loading_the_plugin_imports_nothing_until_a_fixture_is_used():
+    # pytest loads the plugin in every session of every project where mtls is
+    # installed: it cost about 0.3 s there (the CA, the server, cryptography).
+    script = (
+        "import sys, mtls.testing.pytest_plugin\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('mtls.', 'cryptography'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == [
+        "['mtls._errors',",
+        "'mtls._version',",
+        "'mtls.testing',",
+        "'mtls.testing.pytest_plugin']",
+    ]
+    # The names are still there on first use.
+    from mtls import testing
+
+    assert testing.CA is CA and "MTLSServer" in dir(testing)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        testing.Nope  # noqa: B018 - the attribute access is the test
+
+
 def test_fixtures_give_a_working_mutual_tls_pair(
     mtls_server, mtls_client_context, mtls_ca, mtls_client_identity, mtls_server_identity
 ):
