@@ -43,6 +43,32 @@ def _keylog(ctx: ssl.SSLContext) -> None:
         ctx.keylog_filename = keylogfile
 
 
+def _check_stores(keystore: object, truststore: object, who: str) -> None:
+    """``TypeError`` for anything but a :class:`Keystore` and a :class:`Truststore`
+    (or ``None``), saying how to make one from what was given."""
+    for value, kind, made in (
+        (keystore, Keystore, "keystore()"),
+        (truststore, Truststore, "truststore()"),
+    ):
+        if value is None or isinstance(value, kind):
+            continue
+        if isinstance(value, str | os.PathLike):
+            fix = f"load the file first: mtls.{kind.__name__}.load(path, password)"
+        elif callable(getattr(value, made[:-2], None)):  # mtls.testing's CA and identities
+            fix = f"pass its .{made}"
+        elif kind is Truststore and callable(getattr(getattr(value, "ca", None), made[:-2], None)):
+            fix = "pass its CA's: identity.ca.truststore()"
+        elif kind is Keystore and callable(getattr(value, "issue_cert", None)):
+            fix = "pass an identity it issues: ca.issue_cert(name).keystore()"
+        else:
+            fix = f"load one with mtls.{kind.__name__}.load(path, password)"
+        name = kind.__name__.lower()
+        raise TypeError(
+            f"{who}: {name} must be an mtls.{kind.__name__} or None, not "
+            f"{type(value).__name__}: {fix}"
+        )
+
+
 def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
     if truststore is None:
         ctx.load_default_certs(
@@ -294,6 +320,7 @@ def client_context(
             match its certificate.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
     """
+    _check_stores(keystore, truststore, "client_context")
     mode = normalize_hostname_verifier(hostname_verifier)
     # PROTOCOL_TLS_CLIENT: negotiates the highest version both sides have, and starts
     # with CERT_REQUIRED and check_hostname on.
@@ -382,6 +409,9 @@ def server_context(
         KeyEntryError: no usable key entry.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
     """
+    if keystore is None:
+        raise TypeError("server_context needs a keystore: the server's certificate and key")
+    _check_stores(keystore, truststore, "server_context")
     if truststore is None and not trust_system_cas:
         raise ValueError(
             "server_context needs a truststore: without one, client certificates would be "

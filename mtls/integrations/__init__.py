@@ -46,3 +46,20 @@ def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
     )
     error.__cause__ = exc
     return error
+
+
+def _require_profile_set(value: object, who: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is an :class:`mtls.SSLProfileSet`, saying
+    what to pass instead (a context, or a path, is the usual mistake)."""
+    import ssl  # noqa: PLC0415 - this package imports nothing until used
+
+    from .._profiles import SSLProfileSet  # noqa: PLC0415
+
+    if isinstance(value, SSLProfileSet):
+        return
+    hint = (
+        "; for one context for every host: mtls.SSLProfileSet([], default=ctx)"
+        if isinstance(value, ssl.SSLContext)
+        else "; from a WSO2 profile file: mtls.SSLProfileSet.from_xml(path)"
+    )
+    raise TypeError(f"{who} takes an mtls.SSLProfileSet, not {type(value).__name__}{hint}")

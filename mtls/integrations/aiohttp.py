@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import MTLSError
 from .._revocation import pending_check
-from . import _missing_extra
+from . import _missing_extra, _require_profile_set
 
 try:
     import aiohttp
@@ -76,7 +76,11 @@ def request_ssl(
         ValueError: the URL has no host.
     """
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
-    ctx = profile_set.context_for_url(str(url), client_id=client_id, alpn=("http/1.1",))
+    try:
+        ctx = profile_set.context_for_url(str(url), client_id=client_id, alpn=("http/1.1",))
+    except AttributeError:
+        _require_profile_set(profile_set, "request_ssl")  # checked only when it fails
+        raise
     return ctx if ctx is not None else True
 
 
@@ -214,6 +218,7 @@ class MTLSClientSession:
                 f"MTLSClientSession needs aiohttp 3.12 or later (installed: "
                 f"{aiohttp.__version__}); or pass ssl=request_ssl(profiles, url) yourself"
             )
+        _require_profile_set(profile_set, "MTLSClientSession")
         self.profile_set = profile_set
         self.client_id = client_id
         base_url = session_kwargs.get("base_url")

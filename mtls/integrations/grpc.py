@@ -71,7 +71,7 @@ from .._errors import ProfileConfigError
 from .._fork import renew_attributes_after_fork
 from .._material import TLSMaterial
 from .._profiles import SSLProfileSet
-from . import _missing_extra
+from . import _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -650,6 +650,7 @@ def secure_channel(
             without a name override, a key type gRPC's TLS library cannot use).
             Calls raise it too if a reload brings such material.
     """
+    _require_profile_set(profile_set, "secure_channel")
     return RotatingChannel(
         target,
         profile_set,
@@ -810,6 +811,7 @@ def aio_secure_channel(
     Raises:
         ProfileConfigError: as for :func:`secure_channel`.
     """
+    _require_profile_set(profile_set, "aio_secure_channel")
     return AioRotatingChannel(
         target,
         profile_set,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._config import DEFAULT_PORTS
 from .._revocation import pending_check
-from . import _missing_extra
+from . import _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -172,6 +172,7 @@ class MTLSTransport(httpx.BaseTransport):
         client_id: str | None = None,
         **transport_kwargs: Any,
     ) -> None:
+        _require_profile_set(profile_set, "MTLSTransport")
         _check_transport_kwargs(transport_kwargs, httpx.HTTPTransport)
         self.profile_set = profile_set
         self.client_id = client_id
@@ -268,6 +269,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         client_id: str | None = None,
         **transport_kwargs: Any,
     ) -> None:
+        _require_profile_set(profile_set, "AsyncMTLSTransport")
         _check_transport_kwargs(transport_kwargs, httpx.AsyncHTTPTransport)
         self.profile_set = profile_set
         self.client_id = client_id

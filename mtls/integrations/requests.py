@@ -58,7 +58,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._config import tls_origin
-from . import _missing_extra
+from . import _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -183,6 +183,7 @@ class MTLSAdapter(HTTPAdapter):
         proxy_ssl_context: ssl.SSLContext | None = None,
         **adapter_kwargs: Any,
     ) -> None:
+        _require_profile_set(profile_set, "MTLSAdapter")
         # Set before HTTPAdapter.__init__, which calls init_poolmanager.
         self.profile_set = profile_set
         self.client_id = client_id

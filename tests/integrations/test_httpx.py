@@ -129,3 +129,38 @@ def test_a_missing_httpx_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "mtls.integrations.httpx")
     with pytest.raises(ImportError, match=r'pip install "mtls-profiles\[httpx\]"'):
         importlib.import_module("mtls.integrations.httpx")
+
+
+def test_every_integration_refuses_what_is_not_a_profile_set_saying_what_to_pass():
+    # A context (mtls_client_context's, say) gave "'SSLContext' object has no attribute
+    # 'generation'" from deep inside; a path, "no attribute 'context_for_url'".
+    import grpc  # noqa: F401 - the gRPC integration needs it
+
+    from mtls.integrations import aiohttp as mtls_aiohttp
+    from mtls.integrations import grpc as mtls_grpc
+    from mtls.integrations import requests as mtls_requests
+
+    ctx = ssl.create_default_context()
+    makers = {
+        "MTLSTransport": MTLSTransport,
+        "AsyncMTLSTransport": AsyncMTLSTransport,
+        "MTLSAdapter": mtls_requests.MTLSAdapter,
+        "MTLSClientSession": mtls_aiohttp.MTLSClientSession,
+        "request_ssl": lambda given: mtls_aiohttp.request_ssl(given, "https://a.example/"),
+        "secure_channel": lambda given: mtls_grpc.secure_channel("a.example:443", given),
+        "aio_secure_channel": lambda given: mtls_grpc.aio_secure_channel("a.example:443", given),
+    }
+    for who, make in makers.items():
+        with pytest.raises(TypeError) as caught:
+            make(ctx)
+        assert str(caught.value) == (
+            f"{who} takes an mtls.SSLProfileSet, not SSLContext; for one context for every "
+            "host: mtls.SSLProfileSet([], default=ctx)"
+        )
+        with pytest.raises(TypeError, match=r"not str; from a WSO2 profile file: "):
+            make("sslprofiles.xml")
+    # The hint works: one context for every host, through every client.
+    with SSLProfileSet([], default=ctx) as every:
+        assert mtls_aiohttp.request_ssl(every, "https://a.example/") is ctx
+        MTLSTransport(every).close()
+        mtls_requests.MTLSAdapter(every).close()

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import logging
 import queue
+import re
 import socket
 import ssl
 import subprocess
@@ -473,6 +474,38 @@ def test_unknown_hostname_verifier_is_refused(value: str) -> None:
         mtls.client_context(hostname_verifier=value)
     for accepted in ("Strict", "Default", "DefaultAndLocalhost", "AllowAll"):
         assert accepted in str(info.value)
+
+
+def test_what_is_not_a_store_is_refused_saying_what_to_pass(tmp_path: Path) -> None:
+    # An AttributeError from deep inside ('str' object has no attribute 'anchors_der')
+    # was all a path, a CA or an identity got.
+    from mtls.testing import CA
+
+    ca = CA()
+    identity = ca.issue_cert("client")
+    keystore, truststore = identity.keystore(), ca.truststore()
+    wrong: list[tuple[object, object, str]] = [
+        (identity, truststore, "keystore must be an mtls.Keystore or None, not "
+         "IssuedIdentity: pass its .keystore()"),
+        (keystore, ca, "truststore must be an mtls.Truststore or None, not CA: pass its "
+         ".truststore()"),
+        (keystore, identity, "not IssuedIdentity: pass its CA's: identity.ca.truststore()"),
+        (ca, truststore, "not CA: pass an identity it issues: ca.issue_cert(name).keystore()"),
+        (str(tmp_path / "client.jks"), truststore, "not str: load the file first: "
+         "mtls.Keystore.load(path, password)"),
+        (keystore, tmp_path / "trust.jks", "not PosixPath: load the file first: "
+         "mtls.Truststore.load(path, password)"),
+    ]  # fmt: skip
+    for given_keystore, given_truststore, message in wrong:
+        with pytest.raises(TypeError, match=re.escape(message)):
+            mtls.client_context(given_keystore, given_truststore)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=re.escape(message)):
+            mtls.server_context(given_keystore, given_truststore)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="server_context needs a keystore"):
+        mtls.server_context(None, truststore)  # type: ignore[arg-type]
+    # The twin: the right objects make contexts.
+    assert isinstance(mtls.client_context(keystore, truststore), ssl.SSLContext)
+    assert isinstance(mtls.server_context(keystore, truststore), ssl.SSLContext)
 
 
 def test_partial_chain_trusts_a_leaf_only_truststore(pki: PKI, py_server: PyServer) -> None:
