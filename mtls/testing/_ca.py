@@ -81,6 +81,12 @@ def _sign(builder: x509.CertificateBuilder, key: _PrivateKey) -> x509.Certificat
 
 
 def _aware(value: _dt.datetime, argument: str) -> _dt.datetime:
+    if not isinstance(value, _dt.datetime):  # a date, a string, a timedelta
+        raise TypeError(
+            f"{argument} must be a timezone-aware datetime (for example "
+            f"datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)), not "
+            f"{type(value).__name__}"
+        )
     if value.tzinfo is None:
         raise ValueError(f"{argument} must be timezone-aware (for example datetime.UTC)")
     return value.astimezone(_dt.UTC)
@@ -583,16 +589,35 @@ class CA:
             when: the revocation time (timezone-aware); defaults to now.
 
         Raises:
-            ValueError: an unknown reason or a naive datetime.
+            ValueError: an unknown reason, a naive datetime, or a certificate (or
+                serial) this CA did not issue: its CRL could not speak for it.
+            TypeError: ``what`` of another kind.
         """
-        if isinstance(what, IssuedIdentity):
-            serial = what.serial_number
-        elif isinstance(what, CA):
-            serial = what.certificate.serial_number
-        elif isinstance(what, x509.Certificate):
-            serial = what.serial_number
+        given: object = what  # checked: a string or None must not become a serial
+        if isinstance(given, IssuedIdentity):
+            serial = given.serial_number
+        elif isinstance(given, CA):
+            serial = given.certificate.serial_number
+        elif isinstance(given, x509.Certificate):
+            serial = given.serial_number
+        elif isinstance(given, int) and not isinstance(given, bool):
+            serial = given
         else:
-            serial = int(what)
+            raise TypeError(
+                "revoke takes an IssuedIdentity, a CA, an x509.Certificate or a serial "
+                f"number, not {type(what).__name__}"
+            )
+        if serial not in self._issued:
+            issuer = (
+                what.ca.certificate.subject.rfc4514_string()
+                if isinstance(what, IssuedIdentity)
+                else None
+            )
+            mine = self.certificate.subject.rfc4514_string()
+            raise ValueError(
+                f"serial {serial:#x} was not issued by this CA ({mine})"
+                + (f" but by {issuer}: revoke it there" if issuer else "")
+            )
         flag = None
         if reason is not None:
             try:
@@ -617,13 +642,20 @@ class CA:
             last_update: ``thisUpdate``; defaults to a minute ago.
             next_update: ``nextUpdate``; defaults to a day after ``last_update``.
                 A past value makes an expired CRL.
-            encoding: ``"DER"`` (what distribution points serve) or ``"PEM"``.
+            encoding: ``"DER"`` (what distribution points serve) or ``"PEM"``
+                (either case).
             signer: sign with another CA's key (keeping this CA's name as issuer):
                 a CRL no trusted issuer signed, for negative tests.
 
         Returns:
             The encoded CRL.
+
+        Raises:
+            ValueError: another ``encoding``.
         """
+        form = str(encoding).upper()
+        if form not in ("DER", "PEM"):
+            raise ValueError(f"encoding must be 'DER' or 'PEM', not {encoding!r}")
         start = (
             _aware(last_update, "last_update")
             if last_update
@@ -650,7 +682,7 @@ class CA:
         algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
         crl = builder.sign(key, algorithm)
         return crl.public_bytes(
-            serialization.Encoding.PEM if encoding == "PEM" else serialization.Encoding.DER
+            serialization.Encoding.PEM if form == "PEM" else serialization.Encoding.DER
         )
 
     def openssl_index(self) -> str:

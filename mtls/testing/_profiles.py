@@ -24,9 +24,39 @@ def _servers_text(servers: MTLSServer | str | Sequence[str]) -> str:
         return ", ".join(dict.fromkeys(entries))
     if isinstance(servers, str):
         return servers
+    given: object = servers  # typed as entries here; check that they are
+    if not isinstance(given, Sequence) or not all(isinstance(s, str) for s in given):
+        raise TypeError(
+            "servers must be an MTLSServer, 'host:port' or a list of them, not "
+            f"{type(servers).__name__}"
+        )
     if not servers:
         raise ValueError("servers is empty: give at least one host:port")
     return ", ".join(servers)
+
+
+def _check_kinds(identity: object, ca: object) -> None:
+    if identity is not None and not isinstance(identity, IssuedIdentity):
+        raise TypeError(
+            f"identity must be an IssuedIdentity (ca.issue_cert(name)) or None, not "
+            f"{type(identity).__name__}"
+        )
+    if ca is not None and not isinstance(ca, CA):
+        given = type(ca).__name__
+        hint = ": pass the CA itself" if given == "Truststore" else ""
+        raise TypeError(f"ca must be a CA or None, not {given}{hint}")
+
+
+def store_type_name(store_type: str) -> str:
+    """``"JKS"`` or ``"PKCS12"`` for any spelling (``"pkcs12"``, ``"PKCS#12"``).
+
+    Raises:
+        ValueError: another type.
+    """
+    name = str(store_type).upper().replace("#", "").replace("-", "")
+    if name not in _EXTENSIONS:
+        raise ValueError(f"store_type must be 'JKS' or 'PKCS12', not {store_type!r}")
+    return name
 
 
 def _store_element(
@@ -84,7 +114,8 @@ def write_profiles_file(
             element out (no client certificate).
         ca: the CA for ``<TrustStore>``; ``None`` leaves the element out.
         password: the store and key password (WSO2's default by default).
-        store_type: ``"JKS"`` or ``"PKCS12"`` (``.p12`` files, ``<Type>PKCS12</Type>``).
+        store_type: ``"JKS"`` or ``"PKCS12"`` (``.p12`` files, ``<Type>PKCS12</Type>``),
+            in either case.
         filename: the XML file's name.
 
     Returns:
@@ -92,16 +123,18 @@ def write_profiles_file(
 
     Raises:
         ValueError: an empty ``servers``, or an unknown store type.
+        TypeError: ``servers``, ``identity`` or ``ca`` of another kind.
         OSError: a file cannot be written.
     """
-    if store_type not in _EXTENSIONS:
-        raise ValueError(f"store_type must be 'JKS' or 'PKCS12', not {store_type!r}")
+    store_type = store_type_name(store_type)  # type: ignore[assignment]
+    _check_kinds(identity, ca)
+    servers_text = _servers_text(servers)
     folder = Path(directory).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     secret = reveal(password) or ""
     root = ET.Element("parameter", {"name": "customSSLProfiles"})
     profile = ET.SubElement(root, "profile")
-    ET.SubElement(profile, "servers").text = _servers_text(servers)
+    ET.SubElement(profile, "servers").text = servers_text
     ext = _EXTENSIONS[store_type]
     if identity is not None:
         keystore = identity.write_keystore(

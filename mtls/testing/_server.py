@@ -27,6 +27,7 @@ import hashlib
 import http.server
 import json
 import logging
+import os
 import re
 import socket
 import socketserver
@@ -289,11 +290,58 @@ class _HTTPServer(http.server.HTTPServer):
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
+def _check_arguments(
+    require_client_cert: object,
+    minimum_version: ssl.TLSVersion,
+    maximum_version: ssl.TLSVersion | None,
+    handshake_timeout: object,
+) -> None:
+    """The constructor's plain arguments, refused before anything is built."""
+    if not isinstance(require_client_cert, bool):
+        raise TypeError(f"require_client_cert must be True or False, not {require_client_cert!r}")
+    if maximum_version is not None and maximum_version < minimum_version:
+        raise ValueError(
+            f"maximum_version {maximum_version.name} is below minimum_version "
+            f"{minimum_version.name}: no handshake could succeed"
+        )
+    if (
+        not isinstance(handshake_timeout, int | float)
+        or isinstance(handshake_timeout, bool)
+        or not handshake_timeout > 0
+    ):
+        raise TypeError(
+            f"handshake_timeout must be a number of seconds above 0, not {handshake_timeout!r}"
+        )
+
+
+def _check_identity(identity: object) -> None:
+    if isinstance(identity, IssuedIdentity | Keystore | RotatingServerContext):
+        return
+    if isinstance(identity, CA):
+        fix = "issue one: ca.issue_cert('localhost', '127.0.0.1')"
+    elif isinstance(identity, str | os.PathLike):
+        fix = "load the file first: mtls.Keystore.load(path, password)"
+    else:
+        fix = "an IssuedIdentity (CA().issue_cert(...)), a Keystore or a RotatingServerContext"
+    raise TypeError(f"MTLSServer identity: not {type(identity).__name__}: {fix}")
+
+
 def _truststore_of(client_ca: CA | Truststore | Sequence[CA]) -> Truststore:
     if isinstance(client_ca, CA):
         return client_ca.truststore()
     if isinstance(client_ca, Truststore):
         return client_ca
+    if isinstance(client_ca, str | os.PathLike):
+        raise TypeError(
+            "client_ca: a path; load the file first: mtls.Truststore.load(path, password)"
+        )
+    if isinstance(client_ca, IssuedIdentity):
+        raise TypeError("client_ca: an IssuedIdentity; pass the CA that issued it (.ca)")
+    given: object = client_ca  # typed as a sequence of CAs here; check that it is one
+    if not isinstance(given, Sequence) or not all(isinstance(c, CA) for c in given):
+        raise TypeError(
+            f"client_ca must be a CA, several CAs or a Truststore, not {type(client_ca).__name__}"
+        )
     store = Truststore()
     for index, ca in enumerate(client_ca, 1):
         store.add(f"ca-{index}", ca.certificate)
@@ -347,8 +395,11 @@ class MTLSServer:
         handshake_timeout: seconds a connection has to complete its handshake.
 
     Raises:
-        ValueError: ``client_ca`` is missing for a Keystore identity, or an
-            unknown ``http_version``.
+        TypeError: an ``identity`` or ``client_ca`` of another kind (a path: load it
+            first), a ``require_client_cert`` that is not a bool, a
+            ``handshake_timeout`` that is not a positive number.
+        ValueError: ``client_ca`` is missing for a Keystore identity, an unknown
+            ``http_version``, or ``maximum_version`` below ``minimum_version``.
         mtls.KeyEntryError: the keystore has no single usable key entry.
     """
 
@@ -369,6 +420,7 @@ class MTLSServer:
             raise ValueError(
                 f"http_version must be '1.1' or '1.0', not {http_version!r} (HTTP/2 is not served)"
             )
+        _check_arguments(require_client_cert, minimum_version, maximum_version, handshake_timeout)
         self.host = host
         self._requested_port = port
         self.http_version = http_version
@@ -396,6 +448,7 @@ class MTLSServer:
         client_ca: CA | Truststore | Sequence[CA] | None,
         require_client_cert: bool,
     ) -> ssl.SSLContext:
+        _check_identity(identity)
         if isinstance(identity, RotatingServerContext):
             if client_ca is not None or self._maximum_version is not None:
                 raise ValueError(
@@ -435,8 +488,27 @@ class MTLSServer:
         Connections already open keep the context they were accepted with.
         The context is not modified; :attr:`identity` and :attr:`client_ca` are
         no longer meaningful after this call.
+
+        Raises:
+            TypeError: not an ``ssl.SSLContext``.
+            ValueError: a client-side context (``PROTOCOL_TLS_CLIENT``, as
+                ``ssl.create_default_context()`` makes), which cannot serve.
+            RuntimeError: the server is closed.
         """
+        if not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"set_context takes an ssl.SSLContext, not {type(context).__name__}")
+        if context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+            raise ValueError(
+                "a client-side context (PROTOCOL_TLS_CLIENT) cannot serve connections: build "
+                "one with mtls.server_context(...) or "
+                "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)"
+            )
+        self._check_open("set_context")
         self._context = context
+
+    def _check_open(self, what: str) -> None:
+        if self._closing:
+            raise RuntimeError(f"{what}: this MTLSServer is closed: create a new one")
 
     def reload(
         self,
@@ -451,8 +523,10 @@ class MTLSServer:
         built first: if that fails, the server keeps serving with the old one.
 
         Raises:
-            ValueError, mtls.KeyEntryError: as for the constructor.
+            TypeError, ValueError, mtls.KeyEntryError: as for the constructor.
+            RuntimeError: the server is closed.
         """
+        self._check_open("reload")
         new_identity = identity if identity is not None else self.identity
         new_ca = client_ca if client_ca is not None else self.client_ca
         new_require = (
@@ -579,6 +653,9 @@ class MTLSServer:
             TimeoutError: fewer than ``count`` within ``timeout`` seconds; the
                 message lists those recorded.
         """
+        given: object = count  # typed as an int; "1" would fail in the comparison
+        if not isinstance(given, int) or isinstance(given, bool):
+            raise TypeError(f"count must be an int, not {type(given).__name__}")
         with self._changed:
             if not self._changed.wait_for(lambda: len(self._records) >= count, timeout):
                 raise TimeoutError(
@@ -622,10 +699,28 @@ class MTLSServer:
                 raw.settimeout(self.handshake_timeout)
                 # The wrapped socket takes over the descriptor: register it instead,
                 # under the lock, so close() always shuts down the live object.
-                tls = self._context.wrap_socket(
-                    raw, server_side=True, do_handshake_on_connect=False
+                unusable: Exception | None = None
+                try:
+                    tls = self._context.wrap_socket(
+                        raw, server_side=True, do_handshake_on_connect=False
+                    )
+                except (ValueError, ssl.SSLError) as exc:
+                    unusable = exc
+                else:
+                    conn = self._connections[me] = tls
+            if unusable is not None:
+                # A context that cannot serve (one given to set_context): said in a
+                # record and a warning, not only in a debug line.
+                log.warning("MTLSServer %s: its context cannot serve: %s", self.url, unusable)
+                self._record(
+                    HandshakeRecord(
+                        accepted=False,
+                        peer=peer,
+                        reason=f"the server's context cannot serve: {unusable}",
+                        detail=repr(unusable),
+                    )
                 )
-                conn = self._connections[me] = tls
+                return
             try:
                 tls.do_handshake()
             except (ssl.SSLError, OSError, EOFError) as exc:

@@ -63,7 +63,7 @@ class ProfilesFileFactory:
 
     def __call__(
         self,
-        server: MTLSServer | None = None,
+        server: MTLSServer | str | Sequence[str] | None = None,
         *,
         servers: str | Sequence[str] | None = None,
         identity: IssuedIdentity | None = None,
@@ -79,14 +79,15 @@ class ProfilesFileFactory:
         Args:
             server: the server the profile is for; defaults to the ``mtls_server``
                 fixture (started on first use). Its ``<servers>`` entry lists
-                ``localhost:PORT`` and ``HOST:PORT``.
+                ``localhost:PORT`` and ``HOST:PORT``. ``"host:port"`` entries (a
+                string or a list) are taken as ``servers``.
             servers: the ``<servers>`` entries instead of a server's.
             identity: the client identity in the keystore; defaults to
                 ``mtls_client_identity``.
             ca: the CA in the truststore; defaults to the root of the CA that issued
                 ``server``'s certificate, else ``mtls_ca``.
             password: store and key password.
-            store_type: ``"JKS"`` or ``"PKCS12"``.
+            store_type: ``"JKS"`` or ``"PKCS12"`` (either case).
 
         Returns:
             The absolute path of the XML file.
@@ -98,6 +99,10 @@ class ProfilesFileFactory:
         n = next(self._count)
         directory = self._tmp_path / ("mtls-profiles" if n == 1 else f"mtls-profiles-{n}")
         target: MTLSServer | str | Sequence[str]
+        if server is not None and not isinstance(server, MTLSServer):
+            if servers is not None:
+                raise TypeError("give the <servers> entries once: first argument or servers=")
+            servers, server = server, None
         if servers is not None:
             target = servers
         else:

@@ -91,3 +91,35 @@ def test_revoke_refuses_unknown_reasons_and_naive_times() -> None:
         ca.revoke(leaf, when=_dt.datetime(2026, 1, 1))
     ca.revoke(ca.create_child_ca(), reason="cACompromise")
     assert len(x509.load_der_x509_crl(ca.crl())) == 1
+
+
+def test_revoke_refuses_what_this_ca_did_not_issue() -> None:
+    # Such a serial was listed in crl() but not in openssl_index(), and a server using
+    # this CRL refused the leaf as "unable to get certificate CRL", not revoked.
+    root = CA()
+    intermediate = root.create_child_ca()
+    leaf = intermediate.issue_cert("x")
+    with pytest.raises(
+        ValueError, match=r"not issued by this CA \(.*\) but by .*: revoke it there"
+    ):
+        root.revoke(leaf)
+    with pytest.raises(ValueError, match="not issued by this CA"):
+        root.revoke(CA().issue_cert("y").certificate)
+    with pytest.raises(ValueError, match="not issued by this CA"):
+        root.revoke(12345)
+    for wrong in ("abc", None, True):
+        with pytest.raises(TypeError, match="revoke takes an IssuedIdentity"):
+            root.revoke(wrong)  # type: ignore[arg-type]
+    assert len(x509.load_der_x509_crl(root.crl())) == 0  # nothing was marked
+    intermediate.revoke(leaf)  # the twin: its own issuer revokes it
+    assert leaf.serial_number in {
+        r.serial_number for r in x509.load_der_x509_crl(intermediate.crl())
+    }
+
+
+def test_crl_encoding_is_checked_and_either_case() -> None:
+    ca = CA()
+    assert ca.crl(encoding="pem").startswith(b"-----BEGIN X509 CRL-----")
+    assert ca.crl(encoding="der")[:1] == b"\x30"
+    with pytest.raises(ValueError, match="encoding must be 'DER' or 'PEM', not 'XML'"):
+        ca.crl(encoding="XML")  # type: ignore[arg-type]

@@ -95,3 +95,14 @@ def test_both_bounds_given_and_inverted_still_raise():
         ca.issue_cert("x", not_before=_now(), not_after=_now() - DAY)
     with pytest.raises(ValueError, match="later than"):
         CA(not_before=_now(), not_after=_now() - DAY)
+
+
+@pytest.mark.parametrize(
+    "bound", ["2020-01-01", dt.date(2020, 1, 1), dt.timedelta(days=3), 1767225600]
+)
+def test_a_validity_bound_that_is_not_a_datetime_is_refused_saying_so(bound):
+    # A string or a date gave "AttributeError: ... has no attribute 'tzinfo'".
+    with pytest.raises(TypeError, match="not_after must be a timezone-aware datetime"):
+        CA().issue_cert("x", not_after=bound)
+    with pytest.raises(TypeError, match="not_before must be a timezone-aware datetime"):
+        CA(not_before=bound)

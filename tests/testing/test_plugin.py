@@ -200,6 +200,32 @@ def test_write_profiles_file_without_stores(tmp_path):
         write_profiles_file(tmp_path, "h:1", identity=None, ca=None, store_type="PEM")  # type: ignore[arg-type]
 
 
+def test_profiles_file_takes_entries_first_any_store_type_spelling_and_refuses_the_rest(
+    mtls_profiles_file, mtls_ca, mtls_client_identity, tmp_path
+):
+    # write_profiles_file took "host:port" where the fixture raised AttributeError;
+    # store_type="pkcs12" was refused here and taken by write_keystore.
+    path = mtls_profiles_file("backend.example:8243", store_type="pkcs12")
+    fields = _profile(path)
+    assert fields["servers"] == "backend.example:8243"
+    assert fields["KeyStore/Type"] == "PKCS12" and fields["KeyStore/Location"].endswith(".p12")
+    assert _profile(mtls_profiles_file(["a.example:1", "b.example:2"]))["servers"] == (
+        "a.example:1, b.example:2"
+    )
+    with pytest.raises(TypeError, match="once"):
+        mtls_profiles_file("a.example:1", servers="b.example:2")
+    with pytest.raises(TypeError, match="ca must be a CA or None, not Truststore: pass the CA"):
+        mtls_profiles_file("a.example:1", ca=mtls_ca.truststore())
+    with pytest.raises(TypeError, match=r"identity must be an IssuedIdentity \(ca.issue_cert"):
+        mtls_profiles_file("a.example:1", identity=mtls_ca)
+    with pytest.raises(TypeError, match="servers must be an MTLSServer, 'host:port' or a list"):
+        write_profiles_file(tmp_path, 8443, identity=None, ca=None)  # type: ignore[arg-type]
+    assert not (tmp_path / "sslprofiles.xml").exists()  # refused before writing anything
+    # The twin: a PKCS#12 profile written so loads and presents the client identity.
+    with mtls.SSLProfileSet.from_xml(path) as profiles:
+        assert profiles.context_for("backend.example", 8243) is not None
+
+
 def test_profile_set_reads_the_fixture_file(mtls_profiles_file, mtls_server):
     with mtls.SSLProfileSet.from_xml(mtls_profiles_file(mtls_server)) as profiles:
         for host in ("localhost", "127.0.0.1"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -451,3 +452,70 @@ def test_concurrent_clients(server, client_identity, ca):
 def test_bad_arguments(server_identity, kwargs, message):
     with pytest.raises(ValueError, match=message):
         MTLSServer(server_identity.keystore(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("identity", "kwargs", "error", "message"),
+    [
+        ("server.jks", {}, TypeError, "not str: load the file first: mtls.Keystore.load"),
+        ("ca", {}, TypeError, "not CA: issue one: ca.issue_cert("),
+        (None, {}, TypeError, "not NoneType: an IssuedIdentity"),
+        ("identity", {"client_ca": "ca.pem"}, TypeError, "client_ca: a path; load the file"),
+        ("identity", {"client_ca": "identity"}, TypeError, "pass the CA that issued it"),
+        ("identity", {"client_ca": ssl.create_default_context()}, TypeError, "not SSLContext"),
+        ("identity", {"require_client_cert": "no"}, TypeError, "True or False, not 'no'"),
+        ("identity", {"handshake_timeout": "5"}, TypeError, "seconds above 0, not '5'"),
+        ("identity", {"handshake_timeout": 0}, TypeError, "seconds above 0, not 0"),
+        (
+            "identity",
+            {"minimum_version": ssl.TLSVersion.TLSv1_3, "maximum_version": ssl.TLSVersion.TLSv1_2},
+            ValueError,
+            "maximum_version TLSv1_2 is below minimum_version TLSv1_3",
+        ),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_refused_naming_them(
+    ca, server_identity, identity, kwargs, error, message
+):
+    # Each used to fail later and elsewhere: an AttributeError, "object is not
+    # iterable", every handshake refused, or no handshake at all.
+    given = {"ca": ca, "identity": server_identity}
+    kwargs = {k: given.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
+    with pytest.raises(error, match=re.escape(message)):
+        MTLSServer(given.get(identity, identity), **{"client_ca": ca, **kwargs})
+
+
+def test_a_context_that_cannot_serve_is_refused_or_recorded(server, client_identity, ca):
+    # A client-side context is refused by set_context; a server context that cannot
+    # wrap a connection (check_hostname on) leaves a refused record with the reason,
+    # where connections used to be dropped with a debug line and nothing recorded.
+    with pytest.raises(ValueError, match="client-side context"):
+        server.set_context(ssl.create_default_context())
+    with pytest.raises(TypeError, match="not IssuedIdentity"):
+        server.set_context(client_identity)
+    unusable = mtls.server_context(server.identity.keystore(), ca.truststore())
+    unusable.check_hostname = True
+    server.set_context(unusable)
+    with pytest.raises((ssl.SSLError, OSError)):
+        _get(server, _context(client_identity, ca))
+    (record,) = server.wait_for_handshakes(1)
+    assert not record.accepted
+    assert record.reason == (
+        "the server's context cannot serve: check_hostname requires server_hostname"
+    )
+    # The twin: a context that can serve is served.
+    server.reload()
+    status, body = _get(server, _context(client_identity, ca))
+    assert (status, body["client_cn"]) == (200, "client")
+    with pytest.raises(TypeError, match="count must be an int"):
+        server.wait_for_handshakes("2")
+
+
+def test_a_closed_server_refuses_reload_and_set_context(server_identity, ca):
+    server = MTLSServer(server_identity, client_ca=ca).start()
+    context = server.context
+    server.close()
+    with pytest.raises(RuntimeError, match="reload: this MTLSServer is closed"):
+        server.reload()
+    with pytest.raises(RuntimeError, match="set_context: this MTLSServer is closed"):
+        server.set_context(context)
