@@ -127,6 +127,11 @@ def _general_name(identity: object) -> x509.GeneralName:
     digits, hyphens and underscores, ``*`` only as the whole leftmost label)."""
     if isinstance(identity, _IP_TYPES):
         return x509.IPAddress(identity)
+    if isinstance(identity, list | tuple | set):
+        raise TypeError(
+            "identities are separate arguments: issue_cert(*names), not one list "
+            "(issue_cert('a.example', 'b.example'))"
+        )
     if not isinstance(identity, str) or not identity.strip():
         raise ValueError("an identity must be a non-empty string or an IP address or network")
     text = identity.strip()

@@ -282,6 +282,12 @@ def test_bad_arguments_raise_value_error(ca, args, kwargs, message):
         ca.issue_cert(*args, **kwargs)
 
 
+def test_a_list_of_names_is_told_to_be_separate_arguments(ca):
+    with pytest.raises(TypeError, match=r"separate arguments: issue_cert\(\*names\)"):
+        ca.issue_cert(["a.example", "b.example"])
+    assert ca.issue_cert(*["a.example", "b.example"]).common_name == "a.example"
+
+
 @pytest.mark.parametrize(
     ("key_type", "key_class"),
     [
