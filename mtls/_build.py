@@ -408,21 +408,55 @@ class Builder:
         serving: Served | None = None,
     ) -> Served:
         files: list[tuple[str, Path, str]] = []  # (role, path, sha256)
-        keystore, key_fp = (
-            self._load(profile.keystore, True, files) if profile.keystore else (None, None)
-        )
-        truststore, trust_fp = (
-            self._load(trust_config, False, files) if trust_config else (None, None)
-        )
-        assert keystore is None or isinstance(keystore, Keystore)
-        assert truststore is None or isinstance(truststore, Truststore)
         alias = profile.keystore.alias if profile.keystore else None
-        subject, not_before, not_after, serial = None, None, None, None
+        in_service = None if serving is None else self._key_of.get(id(serving.context))
         refusal: MTLSError | None = None
         kept_shown: str | None = None  # the kept keystore's path as its material shows it
+        keystore: Keystore | Truststore | None = None
+        key_fp: str | None = None
+        if profile.keystore:
+            try:
+                keystore, key_fp = self._load(profile.keystore, True, files)
+            except MTLSError as exc:
+                # A replacement that does not load (gone, damaged, another password) is
+                # judged apart, as one peers would refuse: the identity in service goes
+                # on with whatever else changed (a trust withdrawal must not wait).
+                if (
+                    not replacing
+                    or serving is None
+                    or serving.keystore is None
+                    or in_service is None
+                    or in_service[1] != alias
+                ):
+                    raise
+                refusal = exc
+                keystore, key_fp = serving.keystore, in_service[0]
+                kept_shown = next((f[1] for f in serving.files if f[0] == "keystore"), None)
+                files.append(next(i for i in serving.inputs if i[0] == "keystore"))
+        truststore: Keystore | Truststore | None = None
+        trust_fp: str | None = None
+        trust_refusal: MTLSError | None = None
+        if trust_config:
+            try:
+                truststore, trust_fp = self._load(trust_config, False, files)
+            except MTLSError as exc:
+                # The other way round: a new identity goes in with the trust in service.
+                if (
+                    not replacing
+                    or serving is None
+                    or serving.truststore is None
+                    or in_service is None
+                    or in_service[:2] == (key_fp, alias)  # nothing else new: it stays
+                ):
+                    raise
+                trust_refusal = exc
+                truststore, trust_fp = serving.truststore, in_service[2]
+                files.append(next(i for i in serving.inputs if i[0] == "truststore"))
+        assert keystore is None or isinstance(keystore, Keystore)
+        assert truststore is None or isinstance(truststore, Truststore)
+        subject, not_before, not_after, serial = None, None, None, None
         if keystore is not None and key_fp is not None:
             subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
-            in_service = None if serving is None else self._key_of.get(id(serving.context))
             if not replacing:
                 self._warn_not_yet_valid(profile, key_fp, alias, subject, not_before)
             # Every replacement is checked, cached leaf or not; the identity in service
@@ -444,7 +478,6 @@ class Builder:
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
                     not_before = serving.not_before
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
-        trust_refusal: MTLSError | None = None
         if replacing and verify and truststore is not None and trust_config is not None:
             in_use = None if serving is None else self._key_of.get(id(serving.context))
             if in_use is None or in_use[2] != trust_fp:  # a new truststore: judged once

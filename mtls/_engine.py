@@ -624,12 +624,14 @@ class Reports:
                 log.warning("%s%s; %s", _prefix(where, message), message, meanwhile, exc_info=exc)
         for key, message in self._shown.items():
             if key not in current:
-                log.warning("%sresolved: %s", f"{where}: ", _first_line(message))
+                log.warning("%sresolved: %s", _prefix(where, message), _first_line(message))
         self._shown = {key: message for key, (message, _, _) in current.items()}
 
 
 def _prefix(where: str, message: str) -> str:
-    return "" if message.startswith(where) else f"{where}: "
+    """``where: `` unless the message names its own place first (``where``, or an
+    absolute path: a store's errors start with the file's path)."""
+    return "" if message.startswith((where, "/")) else f"{where}: "
 
 
 def _first_line(text: str) -> str:

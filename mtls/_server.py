@@ -149,65 +149,89 @@ class ServerPlan:
         """A snapshot from the files as they are now (settled); ``old``: the snapshot
         in service, when this one would replace it.
 
-        The two files are judged apart. A replacement certificate that clients would
-        refuse (expired, or not valid yet) is not installed; the certificate in
-        service is never judged again (one that expires in service keeps serving, and
-        says so in status()). When the keystore is refused but the truststore changed,
-        the new truststore is installed with the identity in service, and the
-        snapshot carries the keystore's refusal: a pre-staged certificate must not
-        hold back a trust withdrawal until its start date.
+        The two files are judged apart. A replacement that does not load (missing,
+        unreadable, damaged, a wrong password) or that clients would refuse (an
+        expired or not-yet-valid certificate; a truststore with no valid anchor) is
+        not installed, and what is in service stays for that file; the other file's
+        change still goes in, and the snapshot carries the refusal. So a broken or
+        pre-staged keystore never holds back a trust withdrawal, nor a broken
+        truststore a new identity. The certificate in service is never judged again
+        (one that expires in service keeps serving, and says so in status()).
 
         Raises:
-            MTLSError: a store does not load, or the material is refused.
+            MTLSError: a store does not load (the first build), or nothing of the
+                replacement can go in.
             Unstable: a file is still being written.
             Interrupted: ``close()`` was called.
         """
         s = self.settings
-        key_bytes, key_digest = self._read(reading, s.keystore, "keystore")
-        trust_bytes, trust_digest = self._read(reading, s.truststore, "truststore")
-        reading.checkpoint()
-        digests = (key_digest, trust_digest)
-        refusal: tuple[MTLSError, _dt.datetime | None] | None = None
-        trust_refusal: tuple[MTLSError, _dt.datetime | None] | None = None
-        try:
-            truststore = load_store(s.truststore, "truststore", data=trust_bytes)
-            if old is not None and trust_digest != old.files[1][2]:
-                # A new truststore that would verify no client is not installed; judged
-                # apart from the keystore, whose own change still goes in.
-                trust_refusal = _anchor_refusal(truststore, s.truststore.shown_location)
-                if trust_refusal is not None:
-                    if key_digest == old.files[0][2]:
-                        refusal = trust_refusal
-                        raise trust_refusal[0]  # nothing else changed: the snapshot stays
-                    truststore, trust_digest = old.truststore, old.files[1][2]
-            if old is not None and key_digest == old.files[0][2]:
-                keystore = old.keystore  # the identity in service: not judged again
-            else:
-                keystore = load_store(s.keystore, "keystore", data=key_bytes)
-                if old is not None:
-                    refusal = _refusal(keystore, s.keystore)
+        if old is None:
+            key_bytes, key_digest = self._read(reading, s.keystore, "keystore")
+            trust_bytes, trust_digest = self._read(reading, s.truststore, "truststore")
             reading.checkpoint()
-            if refusal is not None:
-                assert old is not None
-                if trust_digest == old.files[1][2]:
-                    raise refusal[0]  # nothing else changed: the snapshot in service stays
-                keystore, key_digest = old.keystore, old.files[0][2]
-            snapshot = self._snapshot(generation, keystore, truststore, (key_digest, trust_digest))
+            truststore = load_store(s.truststore, "truststore", data=trust_bytes)
+            keystore = load_store(s.keystore, "keystore", data=key_bytes)
+            reading.checkpoint()
+            return self._snapshot(generation, keystore, truststore, (key_digest, trust_digest))
+        key = self._replacement(reading, s.keystore, "keystore", old.keystore, old.files[0][2])
+        trust = self._replacement(
+            reading, s.truststore, "truststore", old.truststore, old.files[1][2]
+        )
+        reading.checkpoint()
+        # The files as they are now: the same bytes are not parsed again while they last.
+        now = (key.digest, trust.digest)
+        refusal = key.refusal or trust.refusal
+        try:
+            if key.store is old.keystore and trust.store is old.truststore:
+                if refusal is None:  # both as in service after all: they moved meanwhile
+                    raise Unstable(s.keystore.location)  # the next check looks again
+                raise refusal[0]  # nothing can go in: the snapshot in service stays
+            assert isinstance(key.store, Keystore)
+            assert isinstance(trust.store, Truststore)
+            snapshot = self._snapshot(
+                generation,
+                key.store,
+                trust.store,
+                (key.kept or key.digest or "", trust.kept or trust.digest or ""),
+            )
         except MTLSError as exc:
-            # Remembered with the bytes: not parsed again until they change (a hostile
-            # PKCS#12 can cost seconds of key derivation per try), or, for a
-            # certificate that is only not valid yet, until it is.
-            self._failed = _Failure(digests, exc, refusal[1] if refusal is not None else None)
+            self._failed = _Failure(now, exc, refusal[1] if refusal is not None else None)
             raise
-        if refusal is None:
-            refusal = trust_refusal
         if refusal is not None:
             # What was not refused goes in, with what is in service for the rest; the
             # refusal stays on the snapshot (and in status()) until the file changes or
             # becomes valid.
-            self._failed = _Failure(digests, refusal[0], refusal[1])
+            self._failed = _Failure(now, refusal[0], refusal[1])
             return replace(snapshot, error=refusal[0])
         return snapshot
+
+    def _replacement(
+        self,
+        reading: Reading,
+        config: StoreConfig,
+        role: StoreRole,
+        in_service: Keystore | Truststore,
+        served: str,
+    ) -> _Judged:
+        """One file as a replacement for what is in service (digest ``served``)."""
+        try:
+            data, digest = self._read(reading, config, role)
+        except MTLSError as exc:
+            return _Judged(in_service, None, served, (exc, None))
+        if digest == served:
+            return _Judged(in_service, digest, None, None)  # unchanged: never judged again
+        try:
+            store = load_store(config, role, data=data)
+            refusal = (
+                _refusal(store, config)
+                if isinstance(store, Keystore)
+                else _anchor_refusal(store, config.shown_location)
+            )
+        except MTLSError as exc:
+            return _Judged(in_service, digest, served, (exc, None))
+        if refusal is not None:
+            return _Judged(in_service, digest, served, refusal)
+        return _Judged(store, digest, None, None)
 
     def _snapshot(
         self,
@@ -323,6 +347,18 @@ class ServerPlan:
                 None,
             )
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """One file judged as a replacement: the store to serve (the new one, or the one in
+    service), the file's digest now (``None``: unreadable), the digest of what is kept
+    in service when the file was not taken, and why not."""
+
+    store: Keystore | Truststore
+    digest: str | None
+    kept: str | None
+    refusal: tuple[MTLSError, _dt.datetime | None] | None
 
 
 @dataclass(frozen=True, slots=True)

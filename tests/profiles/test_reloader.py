@@ -114,6 +114,63 @@ def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, back
     assert profiles.status().healthy and cn_seen(profiles, backend.port) == "gen-2"
 
 
+def _unloadable(path: Path, how: str) -> None:
+    if how == "missing":
+        path.unlink()
+    elif how == "damaged":
+        replace_atomically(path, path.read_bytes()[:100])
+    elif how == "wrong password":
+        replace_atomically(path, Truststore.load(path, PASSWORD).to_bytes("other-password"))
+    else:  # an empty truststore
+        replace_atomically(path, Truststore().to_bytes(PASSWORD))
+
+
+@pytest.mark.parametrize("how", ["missing", "damaged", "wrong password", "empty"])
+def test_a_truststore_that_does_not_load_never_holds_back_a_new_identity(setup, ca, backend, how):
+    """A replacement truststore that did not load held back every keystore change of
+    its profile: the new identity waited until the truststore loaded again. It goes in,
+    with the trust in service; the truststore's error stays in status()."""
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    _unloadable(trust, how)
+    assert profiles.reload() is False  # the twin: only the truststore changed
+    assert str(trust) in str(profiles.last_error)
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True
+    assert cn_seen(profiles, backend.port) == "gen-2"
+    assert str(trust) in str(profiles.last_error) and not profiles.status().healthy
+    ca.write_truststore(trust, PASSWORD)  # the truststore in service is back: healthy
+    profiles.reload()
+    assert profiles.status().healthy and profiles.last_error is None
+    assert cn_seen(profiles, backend.port) == "gen-2"
+
+
+@pytest.mark.parametrize("how", ["missing", "damaged", "wrong password"])
+def test_a_keystore_that_does_not_load_never_holds_back_a_trust_withdrawal(setup, ca, backend, how):
+    """The other way round, and the one that matters for security: the backend's CA is
+    withdrawn from the truststore while the keystore is broken. The withdrawal used to
+    wait for the keystore; it is applied at once, with the identity in service."""
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    if how == "wrong password":
+        other = ca.issue_cert("gen-x", common_name="gen-x").keystore()
+        replace_atomically(keystore, other.to_bytes("other-password"))
+    else:
+        _unloadable(keystore, how)
+    assert profiles.reload() is False
+    assert str(keystore) in str(profiles.last_error)
+    CA(name="another server CA").write_truststore(trust, PASSWORD)  # the backend's CA withdrawn
+    assert profiles.reload() is True
+    with pytest.raises(ssl.SSLCertVerificationError):
+        whoami(profiles.context_for("localhost", backend.port), backend.port)
+    assert str(keystore) in str(profiles.last_error)
+    ca.write_truststore(trust, PASSWORD)  # the twin: trusted again, the old identity is sent
+    assert profiles.reload() is True
+    assert cn_seen(profiles, backend.port) == "gen-1"
+
+
 def test_broken_store_keeps_the_last_good_and_recovery_clears_the_error(setup, ca, backend, caplog):
     xml, keystore, _ = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)

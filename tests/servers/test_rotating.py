@@ -248,6 +248,83 @@ def test_a_pre_staged_certificate_does_not_hold_back_a_trust_change(estate: Esta
         )
 
 
+def _break(path: Path, how: str) -> None:
+    """Make a store file fail to load: gone, damaged, or under another password."""
+    if how == "missing":
+        path.unlink()
+    elif how == "damaged":
+        replace_atomically(path, path.read_bytes()[:100])
+    else:
+        store = mtls.Keystore.load(path, PASSWORD) if path.name == "backend.jks" else None
+        data = (
+            store.to_bytes("another-password")
+            if store is not None
+            else mtls.Truststore.load(path, PASSWORD).to_bytes("another-password")
+        )
+        replace_atomically(path, data)
+
+
+@pytest.mark.parametrize("how", ["missing", "damaged", "wrong password"])
+def test_a_keystore_that_does_not_load_never_holds_back_a_trust_withdrawal(
+    estate: Estate, how: str
+) -> None:
+    """A keystore file gone, damaged or under another password during a rotation held
+    back every truststore change: a client CA withdrawn meanwhile kept its clients in
+    until the keystore loaded again. The withdrawal is applied at once, with the
+    identity in service; the keystore's error stays in status()."""
+    newcomer = CA(name="new client CA")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        _break(estate.keystore, how)
+        assert server.reload() is False  # the twin: only the keystore changed
+        assert str(estate.keystore) in str(server.last_error)
+        # The same failure is not read and reported anew at every check (a missing
+        # file made `mtls serve` print "reload failed" once a second).
+        first = server.last_error
+        assert server.reload() is False and server.last_error is first
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
+
+        estate.trust(newcomer)  # the old client CA withdrawn, a new one trusted
+        assert server.reload() is True
+        refused(port, estate.client())
+        body, presented = get(port, estate.client(newcomer))
+        assert body["client_cn"] == "gateway" and presented == serial  # the same identity
+        assert str(estate.keystore) in str(server.last_error)  # still said
+        assert server.status().healthy is False
+        error = server.last_error
+        assert server.reload() is False and server.last_error is error  # not read again
+
+        estate.write_identity(estate.server_ca)  # the keystore is back: healthy
+        assert server.reload() is True and server.last_error is None
+        assert get(port, estate.client(newcomer))[1] != serial
+
+
+@pytest.mark.parametrize("how", ["missing", "damaged", "wrong password", "empty"])
+def test_a_truststore_that_does_not_load_never_holds_back_a_new_identity(
+    estate: Estate, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other way round: a new keystore goes in with the trust in service while the
+    truststore cannot be used (an empty one verifies nobody and is refused too)."""
+    caplog.set_level("WARNING", logger="mtls")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        if how == "empty":
+            replace_atomically(estate.truststore, mtls.Truststore().to_bytes(PASSWORD))
+        else:
+            _break(estate.truststore, how)
+        new_ca = CA(name="server CA 2")
+        new_serial = estate.write_identity(new_ca)
+        assert server.reload() is True
+        body, presented = get(port, estate.client(trust=new_ca))
+        assert body["client_cn"] == "gateway" and presented == new_serial  # old trust kept
+        assert str(estate.truststore) in str(server.last_error)
+        refused(port, estate.client(CA(name="stranger"), trust=new_ca))
+    # The warning starts with the truststore it is about, not the keystore's name.
+    (warning,) = [
+        r.getMessage() for r in caplog.records if str(estate.truststore) in r.getMessage()
+    ]
+    assert warning.startswith(str(estate.truststore))
+
+
 def test_status_is_typed_frozen_and_json_ready(estate: Estate) -> None:
     with estate.server() as server:
         status = server.status()
