@@ -46,12 +46,12 @@ def _keylog(ctx: ssl.SSLContext) -> None:
 def _check_stores(keystore: object, truststore: object, who: str) -> None:
     """``TypeError`` for anything but a :class:`Keystore` and a :class:`Truststore`
     (or ``None``), saying how to make one from what was given."""
-    for value, kind, made in (
-        (keystore, Keystore, "keystore()"),
-        (truststore, Truststore, "truststore()"),
+    for value, kind, made, used in (
+        (keystore, Keystore, "keystore()", "key_entry"),
+        (truststore, Truststore, "truststore()", "anchors_der"),
     ):
-        if value is None or isinstance(value, kind):
-            continue
+        if value is None or isinstance(value, kind) or hasattr(value, used):
+            continue  # a store, or something that reads as one (a wrapper, a test double)
         if isinstance(value, str | os.PathLike):
             fix = f"load the file first: mtls.{kind.__name__}.load(path, password)"
         elif callable(getattr(value, made[:-2], None)):  # mtls.testing's CA and identities
@@ -319,6 +319,8 @@ def client_context(
         KeyEntryError: no key entry, several and no ``alias``, or a key that does not
             match its certificate.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
+        TypeError: a ``keystore`` or ``truststore`` that is not a store (a path: load
+            it first with ``Keystore.load`` / ``Truststore.load``).
     """
     _check_stores(keystore, truststore, "client_context")
     mode = normalize_hostname_verifier(hostname_verifier)
@@ -408,6 +410,8 @@ def server_context(
         CRLError: a CRL is expired or not signed by a certificate of the truststore.
         KeyEntryError: no usable key entry.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
+        TypeError: a ``keystore`` or ``truststore`` that is not a store (a path: load
+            it first with ``Keystore.load`` / ``Truststore.load``).
     """
     if keystore is None:
         raise TypeError("server_context needs a keystore: the server's certificate and key")

@@ -164,3 +164,13 @@ def test_every_integration_refuses_what_is_not_a_profile_set_saying_what_to_pass
         assert mtls_aiohttp.request_ssl(every, "https://a.example/") is ctx
         MTLSTransport(every).close()
         mtls_requests.MTLSAdapter(every).close()
+
+        class Wrapper:  # a set behind a wrapper of the user's: duck-typed, taken
+            def __init__(self, inner: SSLProfileSet) -> None:
+                self._inner = inner
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self._inner, name)
+
+        MTLSTransport(Wrapper(every)).close()  # type: ignore[arg-type]
+        assert mtls_aiohttp.request_ssl(Wrapper(every), "https://a.example/") is ctx  # type: ignore[arg-type]

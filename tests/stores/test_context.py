@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -503,8 +504,10 @@ def test_what_is_not_a_store_is_refused_saying_what_to_pass(tmp_path: Path) -> N
             mtls.server_context(given_keystore, given_truststore)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="server_context needs a keystore"):
         mtls.server_context(None, truststore)  # type: ignore[arg-type]
-    # The twin: the right objects make contexts.
+    # The twin: the right objects make contexts, and so do objects that read as stores.
     assert isinstance(mtls.client_context(keystore, truststore), ssl.SSLContext)
+    proxy = types.SimpleNamespace(key_entry=keystore.key_entry, path=None, aliases=keystore.aliases)
+    assert isinstance(mtls.client_context(proxy, truststore), ssl.SSLContext)  # type: ignore[arg-type]
     assert isinstance(mtls.server_context(keystore, truststore), ssl.SSLContext)
 
 
