@@ -631,6 +631,12 @@ class SSLProfileSet:
             self._engine.close()
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (lookups still work; metrics exporters
+        stop reporting the set, and its name is free for the set that replaces it)."""
+        return self._engine is not None and self._engine.closed
+
+    @property
     def reloading(self) -> bool:
         """True while the background reload thread keeps the set current (False after close)."""
         return self._engine is not None and self._engine.reloading

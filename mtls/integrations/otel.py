@@ -101,29 +101,31 @@ class _Instruments:
 
     def _observe(self, metric: str) -> list[Observation]:
         with self._lock:
+            self._drop(None)
             readers = list(self._readers.values())
         return [point for reader in readers for point in reader.observe(metric)]
 
     def _drop(self, profiles: SSLProfileSet | None) -> bool:
-        """Forget the readers of ``profiles`` and of sets gone; True if ``profiles`` had one."""
-        held = {name: reader.profiles() for name, reader in self._readers.items()}
-        for name, found in held.items():
-            if found is None or found is profiles:
+        """Forget ``profiles``' reader and those of sets gone or closed; True if
+        ``profiles`` had one."""
+        had = False
+        for name, reader in list(self._readers.items()):
+            found = reader.profiles()
+            if found is None or found.closed or found is profiles:
                 del self._readers[name]
-        return profiles is not None and any(found is profiles for found in held.values())
+                had = had or (profiles is not None and found is profiles)
+        return had
 
     def add(self, profiles: SSLProfileSet, name: str) -> None:
         with self._lock:
             self._drop(None)
             known = self._readers.get(name)
-            held = known.profiles() if known is not None else None
-            if held is profiles:
-                return
-            if held is not None:
+            if known is not None and known.profiles() is not profiles:
                 raise ValueError(
                     f"a profile set is already instrumented as set={name!r}: give this one "
-                    "another name (instrument(profiles, name=...))"
+                    "another name (instrument(profiles, name=...)), or close the other"
                 )
+            self._drop(profiles)  # under another name before: one set, one name
             self._readers[name] = _Reader(profiles, name)
 
     def remove(self, profiles: SSLProfileSet) -> bool:
@@ -131,11 +133,16 @@ class _Instruments:
             return self._drop(profiles)
 
 
-# Instruments by provider: the global one (whichever provider is global when the first
-# set is instrumented: a proxy's instruments follow the provider set later), and others.
-_global: _Instruments | None = None
+# Instruments by meter provider. Before the application sets the global provider,
+# OpenTelemetry hands out a proxy whose meters forward to the provider set later: the
+# instruments made through it are that provider's, so the proxy's entry serves it too.
 _providers: weakref.WeakKeyDictionary[MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
+_through_proxy: _Instruments | None = None
 _instrumenting = threading.Lock()
+
+
+def _is_proxy(provider: MeterProvider) -> bool:
+    return type(provider).__name__ == "_ProxyMeterProvider"
 
 
 def _instruments(
@@ -143,17 +150,22 @@ def _instruments(
 ) -> _Instruments | None:
     """The provider's instruments; created (from ``profiles``' metric definitions)
     when there are none yet and ``profiles`` is given."""
-    global _global  # noqa: PLW0603 - one per process, as the global provider
+    global _through_proxy  # noqa: PLW0603 - one proxy per process, as the global provider
     current = otel_metrics.get_meter_provider()
     provider = current if meter_provider is None else meter_provider
-    is_global = provider is current
     with _instrumenting:
-        found = _global if is_global else _providers.get(provider)
+        if _is_proxy(provider):
+            found = _through_proxy
+        else:
+            found = _providers.get(provider)
+            if found is None and _through_proxy is not None and provider is current:
+                # Made through the proxy before this provider became the global one.
+                found = _providers[provider] = _through_proxy
         if found is None and profiles is not None:
             definitions = metrics(profiles.status(), "-")  # the definitions, not the values
             found = _Instruments(provider.get_meter("mtls"), definitions)
-            if is_global:
-                _global = found
+            if _is_proxy(provider):
+                _through_proxy = found
             else:
                 _providers[provider] = found
         return found
@@ -169,8 +181,9 @@ def instrument(
 
     The instruments are created once per meter provider, on its meter ``"mtls"``,
     and report every set instrumented with that provider, told apart by the ``set``
-    attribute. Sets are held weakly: one that is garbage-collected drops out, as
-    one passed to :func:`uninstrument` does. Instrumenting a set again is a no-op.
+    attribute. Sets are held weakly: one that is garbage-collected or closed drops
+    out, as one passed to :func:`uninstrument` does. Instrumenting a set again
+    moves it to the new ``name`` (the same name: nothing changes).
 
     Args:
         profiles: the set.
@@ -182,8 +195,8 @@ def instrument(
         The meter (``"mtls"``) the instruments are on.
 
     Raises:
-        ValueError: another live set is instrumented under the same ``name`` with
-            this provider.
+        ValueError: another set, open and alive, is instrumented under the same
+            ``name`` with this provider (as Prometheus' ``register()`` refuses it).
     """
     instruments = _instruments(meter_provider, profiles)
     assert instruments is not None

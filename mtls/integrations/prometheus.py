@@ -48,7 +48,8 @@ class ProfileSetCollector(Collector):
     """The collector :func:`register` adds to a registry: every profile set registered
     with that registry, one family per metric, told apart by the ``set`` label.
 
-    Sets are held weakly: one that is garbage-collected drops out of the scrape.
+    Sets are held weakly: one that is garbage-collected or closed drops out of the
+    scrape, and its name is free for the set that replaces it.
     """
 
     def __init__(self) -> None:
@@ -59,11 +60,12 @@ class ProfileSetCollector(Collector):
         """Scrape ``profiles`` as ``set=name``; returns the function that stops it.
 
         Raises:
-            ValueError: another live set is registered under ``name``.
+            ValueError: another set, open and alive, is registered under ``name``.
         """
         with self._lock:
             known = self._sets.get(name)
-            if known is not None and known() is not None and known() is not profiles:
+            held = known() if known is not None else None
+            if held is not None and held is not profiles and not held.closed:
                 raise ValueError(
                     f"a profile set is already registered as set={name!r}: give this one "
                     "another name (register(profiles, name=...))"
@@ -88,7 +90,7 @@ class ProfileSetCollector(Collector):
             sets = [(name, ref()) for name, ref in self._sets.items()]
         merged: dict[str, Metric] = {}
         for name, profiles in sets:
-            if profiles is None:
+            if profiles is None or profiles.closed:
                 continue
             for metric in metrics(profiles.status(), name):
                 seen = merged.get(metric.name)
@@ -140,7 +142,7 @@ def register(
         A function that stops exposing the set.
 
     Raises:
-        ValueError: another live set is registered under the same ``name``.
+        ValueError: another set, open and alive, is registered under the same ``name``.
     """
     target = registry if registry is not None else REGISTRY
     with _registering:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,7 +173,12 @@ def test_two_sets_share_the_families_and_a_name_is_never_reused(tmp_path: Path) 
     sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
     assert sets == {"two"}
     one.close()
+    # A closed set drops out of the scrape and frees its name for its replacement.
     two.close()
+    assert "mtls_profile_healthy" not in scrape(registry)
+    register(one_more := mtls.SSLProfileSet([]), registry=registry, name="two")
+    assert {labels["set"] for labels, _ in scrape(registry)["mtls_profiles"]} == {"two"}
+    one_more.close()
 
 
 def test_a_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,8 +291,66 @@ def test_opentelemetry_reports_every_set_and_stops_when_told_or_dropped(tmp_path
     # The name is free again once its set is gone.
     instrument(one, meter_provider=provider, name="two")
     assert _otel_sets(reader) == ["two"]
+    # Instrumenting a set again moves it: one set, one name (it was counted twice).
+    instrument(one, meter_provider=provider, name="orders")
+    assert _otel_sets(reader) == ["orders"]
+    # A closed set drops out and frees its name: a replacement from the same file is
+    # instrumented before the old one is closed, or after.
+    replacement = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    with pytest.raises(ValueError, match="or close the other"):
+        instrument(replacement, meter_provider=provider, name="orders")
     one.close()
+    assert _otel_sets(reader) == []
+    instrument(replacement, meter_provider=provider, name="orders")
+    assert _otel_sets(reader) == ["orders"]
+    replacement.close()
     provider.shutdown()
+
+
+_GLOBAL_PROVIDER_SCRIPT = """
+import sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import mtls
+from mtls.integrations.otel import instrument
+
+reader = InMemoryMetricReader()
+sdk = MeterProvider(metric_readers=[reader])
+sets = {name: mtls.SSLProfileSet([]) for name in ("one", "two", "three")}
+if sys.argv[1] == "proxy-first":  # instrumented before the application sets the global
+    instrument(sets["one"], name="one")
+    metrics.set_meter_provider(sdk)
+    instrument(sets["two"], name="two")
+    instrument(sets["three"], meter_provider=sdk, name="three")
+else:  # the provider given explicitly, then made the global one
+    instrument(sets["one"], meter_provider=sdk, name="one")
+    metrics.set_meter_provider(sdk)
+    instrument(sets["two"], name="two")
+    instrument(sets["three"], meter_provider=metrics.get_meter_provider(), name="three")
+data = reader.get_metrics_data()
+print(sorted(
+    point.attributes["set"]
+    for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    if m.name == "mtls.last_reload_timestamp" for point in m.data.data_points
+))
+"""
+
+
+@pytest.mark.parametrize("order", ["proxy-first", "explicit-first"])
+def test_opentelemetry_one_provider_reached_as_the_global_and_by_name_reports_every_set(
+    order: str,
+) -> None:
+    # One provider reached two ways (the global proxy before set_meter_provider, the
+    # global after, the object itself) had two sets of instruments on one meter: the
+    # SDK dropped one's callbacks, and its sets were never reported. A fresh
+    # interpreter: the global provider can be set once per process.
+    pytest.importorskip("opentelemetry.sdk")
+    done = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_PROVIDER_SCRIPT, order],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.split("\n")[-2] == "['one', 'three', 'two']"
 
 
 def test_a_store_shared_by_many_profiles_is_exported_once(tmp_path: Path) -> None:
