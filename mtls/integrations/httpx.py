@@ -27,6 +27,7 @@ in-flight responses are closed; new requests never reach them).
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import ipaddress
 import logging
@@ -79,6 +80,16 @@ def _check_transport_kwargs(kwargs: dict[str, Any], transport: type[Any]) -> Non
             raise TypeError(f"{transport.__name__} does not take {name}=: {why}")
     # Bad names fail here, not at the first request.
     inspect.signature(transport).bind_partial(**kwargs)
+    proxy = kwargs.get("proxy")
+    if proxy is not None:
+        # What httpx checks when it makes a transport, which ours do on first use: a
+        # proxy httpx cannot use fails here, as it fails httpx.Client(proxy=...).
+        url = proxy.url if isinstance(proxy, httpx.Proxy) else httpx.Proxy(proxy).url
+        if url.scheme in ("socks5", "socks5h") and importlib.util.find_spec("socksio") is None:
+            raise ImportError(
+                "Using SOCKS proxy, but the 'socksio' package is not installed. Make sure "
+                "to install httpx using `pip install httpx[socks]`."
+            )
 
 
 def _origin(url: httpx.URL) -> tuple[str, int] | None:

@@ -303,6 +303,46 @@ def test_httpx_client_through_the_environments_proxy_verifies_the_backend(
     assert proxy.targets == [f"localhost:{backends.servers['a'].port}"]
 
 
+def test_httpx_client_fails_at_once_where_httpx_fails_on_the_environments_proxy(
+    profiles: SSLProfileSet, no_proxy_environment
+):
+    # MTLSTransport makes httpx's transports on first use: a proxy httpx cannot use
+    # failed every request, where httpx.Client() fails when it is made.
+    import importlib.util
+
+    no_proxy_environment.setenv("ALL_PROXY", "ftp://proxy.example:1")
+    with pytest.raises(ValueError, match="Unknown scheme for proxy URL"):
+        httpx.Client()
+    with pytest.raises(ValueError, match="Unknown scheme for proxy URL"):
+        mtls_httpx.client(profiles)
+    with pytest.raises(ValueError, match="Unknown scheme for proxy URL"):
+        MTLSTransport(profiles, proxy="ftp://proxy.example:1")
+    no_proxy_environment.setenv("ALL_PROXY", "socks5://127.0.0.1:1")
+    if importlib.util.find_spec("socksio") is None:
+        with pytest.raises(ImportError, match="socksio"):
+            mtls_httpx.async_client(profiles)
+    else:  # pragma: no cover - socksio installed: both clients are made
+        httpx.Client().close()
+        mtls_httpx.client(profiles).close()
+    # The twin: no proxy at all, or one httpx takes, and the client is made.
+    no_proxy_environment.setenv("ALL_PROXY", "http://proxy.example:3128")
+    mtls_httpx.client(profiles).close()
+
+
+def test_httpx_client_mounts_of_the_users_own_win_over_the_environments(
+    profiles: SSLProfileSet, backends: Backends, proxy: _Tunnels, no_proxy_environment
+):
+    no_proxy_environment.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens
+    # The user's mount for the backend's URL pattern: through the real proxy.
+    port = backends.servers["a"].port
+    mounts = {f"https://localhost:{port}": MTLSTransport(profiles, proxy=proxy.url)}
+    with mtls_httpx.client(profiles, mounts=mounts, timeout=30) as http:
+        assert http.get(backends.url("a", "/who")).json()["client_cn"] == "client-a"
+        with pytest.raises(httpx.ConnectError):  # the environment's proxy for the rest
+            http.get(backends.url("c", "/who"))
+    assert proxy.targets == [f"localhost:{port}"]
+
+
 @pytest.mark.parametrize(
     "environment",
     [
