@@ -61,3 +61,23 @@ def test_every_page_is_in_the_site_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     missing = [p.name for p in PAGES if p.name not in nav]
     assert not missing, f"pages not in mkdocs.yml nav: {missing}"
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if "def test_" in "".join(blocks(p))], ids=lambda p: p.name
+)
+def test_page_tests_pass_under_pytest(page: Path, tmp_path: Path) -> None:
+    """A page's ``def test_...`` examples are only defined when the page runs as a
+    script: here the page is a test module, and pytest runs each of them with the
+    plugin's fixtures (as a user's suite would)."""
+    script = "\n\n".join(blocks(page))
+    module = tmp_path / f"test_{page.stem}_page.py"
+    module.write_text(script)
+    wanted = script.count("\ndef test_") + script.startswith("def test_")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+         "-p", "mtls.testing.pytest_plugin", "-p", "no:mtls", module.name],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{page.name} tests failed:\n{result.stdout[-3000:]}"
+    assert f"{wanted} passed" in result.stdout, result.stdout[-1000:]

@@ -62,4 +62,5 @@ if not typing.TYPE_CHECKING:  # hidden from type checkers: a misspelt name is an
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # Not the imports this module needs for itself (they are no API of the package).
+    return sorted((set(globals()) | set(__all__)) - {"annotations", "importlib", "typing"})

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -594,35 +595,36 @@ class CA:
             when: the revocation time (timezone-aware); defaults to now.
 
         Raises:
-            ValueError: an unknown reason, a naive datetime, or a certificate (or
-                serial) this CA did not issue: its CRL could not speak for it.
+            ValueError: an unknown reason, a naive datetime, or a certificate this CA
+                did not sign (its CRL could not speak for it; a bare serial number is
+                taken as it is).
             TypeError: ``what`` of another kind.
         """
         given: object = what  # checked: a string or None must not become a serial
-        if isinstance(given, IssuedIdentity):
-            serial = given.serial_number
-        elif isinstance(given, CA):
-            serial = given.certificate.serial_number
+        cert: x509.Certificate | None = None
+        if isinstance(given, IssuedIdentity | CA):
+            cert = given.certificate
         elif isinstance(given, x509.Certificate):
-            serial = given.serial_number
-        elif isinstance(given, int) and not isinstance(given, bool):
-            serial = given
-        else:
+            cert = given
+        elif not isinstance(given, int) or isinstance(given, bool):
             raise TypeError(
                 "revoke takes an IssuedIdentity, a CA, an x509.Certificate or a serial "
-                f"number, not {type(what).__name__}"
+                f"number, not {type(given).__name__}"
             )
-        if serial not in self._issued:
-            issuer = (
-                what.ca.certificate.subject.rfc4514_string()
-                if isinstance(what, IssuedIdentity)
-                else None
-            )
-            mine = self.certificate.subject.rfc4514_string()
-            raise ValueError(
-                f"serial {serial:#x} was not issued by this CA ({mine})"
-                + (f" but by {issuer}: revoke it there" if issuer else "")
-            )
+        if cert is not None:
+            try:  # signed by this CA's key under its name: whoever built it
+                cert.verify_directly_issued_by(self.certificate)
+            except (ValueError, TypeError, InvalidSignature):
+                mine = self.certificate.subject.rfc4514_string()
+                raise ValueError(
+                    f"{cert.subject.rfc4514_string()} was not issued by this CA ({mine}) "
+                    f"but by {cert.issuer.rfc4514_string()}: revoke it there (a serial "
+                    "number is taken as it is, for a list naming a stranger)"
+                ) from None
+            serial = cert.serial_number
+        else:
+            assert isinstance(given, int)
+            serial = given  # any serial: a negative test may list one never issued
         flag = None
         if reason is not None:
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +16,7 @@ from ._server import MTLSServer
 _EXTENSIONS = {"JKS": "jks", "PKCS12": "p12"}
 
 
-def _servers_text(servers: MTLSServer | str | Sequence[str]) -> str:
+def _servers_text(servers: MTLSServer | str | Iterable[str]) -> str:
     if isinstance(servers, MTLSServer):
         port = servers.port
         hosts = ["localhost", servers.host]
@@ -25,14 +25,15 @@ def _servers_text(servers: MTLSServer | str | Sequence[str]) -> str:
     if isinstance(servers, str):
         return servers
     given: object = servers  # typed as entries here; check that they are
-    if not isinstance(given, Sequence) or not all(isinstance(s, str) for s in given):
+    listed = list(given) if isinstance(given, Iterable) and not isinstance(given, bytes) else None
+    if listed is None or not all(isinstance(s, str) for s in listed):
         raise TypeError(
-            "servers must be an MTLSServer, 'host:port' or a list of them, not "
+            "servers must be an MTLSServer, 'host:port' or several of them, not "
             f"{type(servers).__name__}"
         )
-    if not servers:
+    if not listed:
         raise ValueError("servers is empty: give at least one host:port")
-    return ", ".join(servers)
+    return ", ".join(str(s) for s in listed)
 
 
 def _check_kinds(identity: object, ca: object) -> None:
@@ -47,7 +48,7 @@ def _check_kinds(identity: object, ca: object) -> None:
         raise TypeError(f"ca must be a CA or None, not {given}{hint}")
 
 
-def store_type_name(store_type: str) -> str:
+def store_type_name(store_type: str) -> Literal["JKS", "PKCS12"]:
     """``"JKS"`` or ``"PKCS12"`` for any spelling (``"pkcs12"``, ``"PKCS#12"``).
 
     Raises:
@@ -56,7 +57,7 @@ def store_type_name(store_type: str) -> str:
     name = str(store_type).upper().replace("#", "").replace("-", "")
     if name not in _EXTENSIONS:
         raise ValueError(f"store_type must be 'JKS' or 'PKCS12', not {store_type!r}")
-    return name
+    return "JKS" if name == "JKS" else "PKCS12"
 
 
 def _store_element(
@@ -78,12 +79,12 @@ def _store_element(
 
 def write_profiles_file(
     directory: str | os.PathLike[str],
-    servers: MTLSServer | str | Sequence[str],
+    servers: MTLSServer | str | Iterable[str],
     *,
     identity: IssuedIdentity | None,
     ca: CA | None,
     password: str | Secret = "wso2carbon",  # noqa: S107 - WSO2's shipped default
-    store_type: Literal["JKS", "PKCS12"] = "JKS",
+    store_type: str = "JKS",
     filename: str = "sslprofiles.xml",
 ) -> Path:
     """Write a WSO2 ``customSSLProfiles`` file with one profile, and its stores.
@@ -126,7 +127,7 @@ def write_profiles_file(
         TypeError: ``servers``, ``identity`` or ``ca`` of another kind.
         OSError: a file cannot be written.
     """
-    store_type = store_type_name(store_type)  # type: ignore[assignment]
+    kind = store_type_name(store_type)
     _check_kinds(identity, ca)
     servers_text = _servers_text(servers)
     folder = Path(directory).absolute()
@@ -135,23 +136,23 @@ def write_profiles_file(
     root = ET.Element("parameter", {"name": "customSSLProfiles"})
     profile = ET.SubElement(root, "profile")
     ET.SubElement(profile, "servers").text = servers_text
-    ext = _EXTENSIONS[store_type]
+    ext = _EXTENSIONS[kind]
     if identity is not None:
         keystore = identity.write_keystore(
-            folder / f"client-keystore.{ext}", secret, store_type=store_type
+            folder / f"client-keystore.{ext}", secret, store_type=kind
         )
         _store_element(
-            profile, "KeyStore", keystore, store_type=store_type, password=secret, key_password=True
+            profile, "KeyStore", keystore, store_type=kind, password=secret, key_password=True
         )
     if ca is not None:
         truststore = ca.write_truststore(
-            folder / f"client-truststore.{ext}", secret, store_type=store_type
+            folder / f"client-truststore.{ext}", secret, store_type=kind
         )
         _store_element(
             profile,
             "TrustStore",
             truststore,
-            store_type=store_type,
+            store_type=kind,
             password=secret,
             key_password=False,
         )

@@ -33,7 +33,7 @@ import socket
 import socketserver
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -297,20 +297,21 @@ def _check_arguments(
     handshake_timeout: object,
 ) -> None:
     """The constructor's plain arguments, refused before anything is built."""
-    if not isinstance(require_client_cert, bool):
+    if not isinstance(require_client_cert, bool | int):  # "no" would read as true
         raise TypeError(f"require_client_cert must be True or False, not {require_client_cert!r}")
     if maximum_version is not None and maximum_version < minimum_version:
         raise ValueError(
             f"maximum_version {maximum_version.name} is below minimum_version "
             f"{minimum_version.name}: no handshake could succeed"
         )
-    if (
+    if handshake_timeout is not None and (  # None: no limit, as socket.settimeout takes it
         not isinstance(handshake_timeout, int | float)
         or isinstance(handshake_timeout, bool)
         or not handshake_timeout > 0
     ):
         raise TypeError(
-            f"handshake_timeout must be a number of seconds above 0, not {handshake_timeout!r}"
+            "handshake_timeout must be a number of seconds above 0 (or None: no limit), "
+            f"not {handshake_timeout!r}"
         )
 
 
@@ -326,7 +327,7 @@ def _check_identity(identity: object) -> None:
     raise TypeError(f"MTLSServer identity: not {type(identity).__name__}: {fix}")
 
 
-def _truststore_of(client_ca: CA | Truststore | Sequence[CA]) -> Truststore:
+def _truststore_of(client_ca: CA | Truststore | Iterable[CA]) -> Truststore:
     if isinstance(client_ca, CA):
         return client_ca.truststore()
     if isinstance(client_ca, Truststore):
@@ -337,13 +338,15 @@ def _truststore_of(client_ca: CA | Truststore | Sequence[CA]) -> Truststore:
         )
     if isinstance(client_ca, IssuedIdentity):
         raise TypeError("client_ca: an IssuedIdentity; pass the CA that issued it (.ca)")
-    given: object = client_ca  # typed as a sequence of CAs here; check that it is one
-    if not isinstance(given, Sequence) or not all(isinstance(c, CA) for c in given):
+    given: object = client_ca  # typed as CAs here; check that they are
+    cas = list(given) if isinstance(given, Iterable) and not isinstance(given, bytes) else None
+    if cas is None or not all(isinstance(c, CA) for c in cas):
         raise TypeError(
-            f"client_ca must be a CA, several CAs or a Truststore, not {type(client_ca).__name__}"
+            f"client_ca must be a CA, several CAs (any iterable) or a Truststore, not "
+            f"{type(client_ca).__name__}" + (" of other things" if cas is not None else "")
         )
     store = Truststore()
-    for index, ca in enumerate(client_ca, 1):
+    for index, ca in enumerate(cas, 1):
         store.add(f"ca-{index}", ca.certificate)
     if not len(store):
         raise ValueError("client_ca is an empty sequence: give at least one CA")
@@ -392,7 +395,8 @@ class MTLSServer:
         minimum_version: the lowest TLS version accepted.
         maximum_version: the highest TLS version offered, for example
             ``ssl.TLSVersion.TLSv1_2`` to test TLS 1.2 behaviour; ``None``: no cap.
-        handshake_timeout: seconds a connection has to complete its handshake.
+        handshake_timeout: seconds a connection has to complete its handshake
+            (``None``: no limit).
 
     Raises:
         TypeError: an ``identity`` or ``client_ca`` of another kind (a path: load it
@@ -407,14 +411,14 @@ class MTLSServer:
         self,
         identity: IssuedIdentity | Keystore | RotatingServerContext,
         *,
-        client_ca: CA | Truststore | Sequence[CA] | None = None,
+        client_ca: CA | Truststore | Iterable[CA] | None = None,
         require_client_cert: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
         http_version: Literal["1.1", "1.0"] = "1.1",
         minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
         maximum_version: ssl.TLSVersion | None = None,
-        handshake_timeout: float = 10.0,
+        handshake_timeout: float | None = 10.0,
     ) -> None:
         if http_version not in ("1.1", "1.0"):
             raise ValueError(
@@ -445,7 +449,7 @@ class MTLSServer:
     def _build_context(
         self,
         identity: IssuedIdentity | Keystore | RotatingServerContext,
-        client_ca: CA | Truststore | Sequence[CA] | None,
+        client_ca: CA | Truststore | Iterable[CA] | None,
         require_client_cert: bool,
     ) -> ssl.SSLContext:
         _check_identity(identity)
@@ -514,7 +518,7 @@ class MTLSServer:
         self,
         identity: IssuedIdentity | Keystore | RotatingServerContext | None = None,
         *,
-        client_ca: CA | Truststore | Sequence[CA] | None = None,
+        client_ca: CA | Truststore | Iterable[CA] | None = None,
         require_client_cert: bool | None = None,
     ) -> None:
         """Rotate the server's certificate or the CAs it trusts for new connections.

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -69,7 +69,7 @@ class ProfilesFileFactory:
         identity: IssuedIdentity | None = None,
         ca: CA | None = None,
         password: str | Secret = "wso2carbon",  # noqa: S107 - WSO2's shipped default
-        store_type: Literal["JKS", "PKCS12"] = "JKS",
+        store_type: str = "JKS",
     ) -> Path:
         """Write ``sslprofiles.xml`` with a JKS keystore and truststore for one server.
 

@@ -61,6 +61,7 @@ def test_loading_the_plugin_imports_nothing_until_a_fixture_is_used():
     from mtls import testing
 
     assert testing.CA is CA and "MTLSServer" in dir(testing)
+    assert not {"annotations", "importlib", "typing"} & set(dir(testing))
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         testing.Nope  # noqa: B018 - the attribute access is the test
 
@@ -218,9 +219,13 @@ def test_profiles_file_takes_entries_first_any_store_type_spelling_and_refuses_t
         mtls_profiles_file("a.example:1", ca=mtls_ca.truststore())
     with pytest.raises(TypeError, match=r"identity must be an IssuedIdentity \(ca.issue_cert"):
         mtls_profiles_file("a.example:1", identity=mtls_ca)
-    with pytest.raises(TypeError, match="servers must be an MTLSServer, 'host:port' or a list"):
+    with pytest.raises(
+        TypeError, match="servers must be an MTLSServer, 'host:port' or several of them, not int"
+    ):
         write_profiles_file(tmp_path, 8443, identity=None, ca=None)  # type: ignore[arg-type]
     assert not (tmp_path / "sslprofiles.xml").exists()  # refused before writing anything
+    one = write_profiles_file(tmp_path / "set", {"a.example:1"}, identity=None, ca=None)
+    assert _profile(one)["servers"] == "a.example:1"  # any iterable of entries
     # The twin: a PKCS#12 profile written so loads and presents the client identity.
     with mtls.SSLProfileSet.from_xml(path) as profiles:
         assert profiles.context_for("backend.example", 8243) is not None

@@ -463,9 +463,10 @@ def test_bad_arguments(server_identity, kwargs, message):
         ("identity", {"client_ca": "ca.pem"}, TypeError, "client_ca: a path; load the file"),
         ("identity", {"client_ca": "identity"}, TypeError, "pass the CA that issued it"),
         ("identity", {"client_ca": ssl.create_default_context()}, TypeError, "not SSLContext"),
+        ("identity", {"client_ca": ["ca.pem"]}, TypeError, "not list of other things"),
         ("identity", {"require_client_cert": "no"}, TypeError, "True or False, not 'no'"),
-        ("identity", {"handshake_timeout": "5"}, TypeError, "seconds above 0, not '5'"),
-        ("identity", {"handshake_timeout": 0}, TypeError, "seconds above 0, not 0"),
+        ("identity", {"handshake_timeout": "5"}, TypeError, "None: no limit), not '5'"),
+        ("identity", {"handshake_timeout": 0}, TypeError, "None: no limit), not 0"),
         (
             "identity",
             {"minimum_version": ssl.TLSVersion.TLSv1_3, "maximum_version": ssl.TLSVersion.TLSv1_2},
@@ -483,6 +484,19 @@ def test_arguments_of_the_wrong_kind_are_refused_naming_them(
     kwargs = {k: given.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
     with pytest.raises(error, match=re.escape(message)):
         MTLSServer(given.get(identity, identity), **{"client_ca": ca, **kwargs})
+
+
+def test_what_worked_before_still_works(ca, server_identity, client_identity):
+    # The twins of the refusals above: any iterable of CAs, 0/1 for the flag, no
+    # handshake limit.
+    for client_ca in ({ca}, (c for c in [ca]), [ca]):
+        with MTLSServer(server_identity, client_ca=client_ca) as running:
+            status, body = _get(running, _context(client_identity, ca))
+            assert (status, body["client_cn"]) == (200, "client")
+    with MTLSServer(
+        server_identity, client_ca=ca, require_client_cert=0, handshake_timeout=None
+    ) as running:
+        assert _get(running, _context(None, ca))[0] == 200  # no certificate: let in
 
 
 def test_a_context_that_cannot_serve_is_refused_or_recorded(server, client_identity, ca):
