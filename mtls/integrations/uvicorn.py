@@ -19,7 +19,12 @@ protocol so that every request's scope carries the ASGI TLS extension
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
+import logging
+import os
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ssl_context_factory", "tls_extension", "tls_scope"]
 
+log = logging.getLogger("mtls")
+
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
@@ -44,31 +51,76 @@ _VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
 def ssl_context_factory(
-    server: RotatingServerContext,
+    server: RotatingServerContext | Callable[[], RotatingServerContext],
 ) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
     """A ``uvicorn.Config(ssl_context_factory=...)`` that serves with ``server.context``.
 
     Args:
-        server: the rotating context (it is not closed with uvicorn: close it after).
+        server: the rotating context (it is not closed with uvicorn: close it after);
+            or, for ``workers`` above 1 (and ``reload=True``), where uvicorn sends its
+            config to new processes and a context cannot be sent, a function of
+            your module's that makes it: each process calls it once.
 
     Returns:
-        The factory. When uvicorn's HTTP protocol asks for ALPN protocols (HTTP/2:
-        ``["h2", "http/1.1"]``) that ``server`` was not made with, the factory raises
-        ``ValueError`` at start-up naming the ``alpn_protocols`` to give it:
-        ALPN set on the context afterwards would not apply (see docs/servers.md).
+        The factory. It raises ``ValueError`` at start-up when uvicorn's HTTP protocol
+        and the context's ALPN disagree: the protocol negotiates ALPN (HTTP/2:
+        ``["h2", "http/1.1"]``) that ``server`` was not made with (ALPN set on the
+        context afterwards would not apply, see docs/servers.md), or the context
+        offers ``h2`` to clients of a protocol that speaks HTTP/1.1 only (they would
+        pick it and get an empty reply).
     """
+    return _ContextFactory(server)
 
-    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+
+class _ContextFactory:
+    """What :func:`ssl_context_factory` returns; sent to worker processes by name when
+    it holds a function, refused (saying what to do) when it holds a context."""
+
+    def __init__(self, source: RotatingServerContext | Callable[[], RotatingServerContext]) -> None:
+        self._source = source
+        self._made: dict[int, RotatingServerContext] = {}  # per process: pid -> context
+        self._lock = threading.Lock()
+
+    def _server(self) -> RotatingServerContext:
+        source = self._source
+        if hasattr(source, "context"):  # a RotatingServerContext
+            return source  # type: ignore[return-value]
+        with self._lock:
+            made = self._made.get(os.getpid())
+            if made is None:
+                made = self._made[os.getpid()] = source()
+            return made
+
+    def __call__(
+        self, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
         del default  # uvicorn's own context from file paths: not used
+        server = self._server()
         wanted = getattr(config.http_protocol_class, "alpn_protocols", None)
-        if wanted and tuple(wanted) != server.alpn_protocols:
+        offered = server.alpn_protocols
+        if wanted and tuple(wanted) != offered:
             raise ValueError(
                 f"uvicorn's HTTP protocol negotiates ALPN {list(wanted)!r}: make the "
                 f"RotatingServerContext with alpn_protocols={list(wanted)!r}"
             )
+        if not wanted and offered and "h2" in offered:
+            raise ValueError(
+                f"uvicorn's HTTP protocol speaks HTTP/1.1 only, and the "
+                f"RotatingServerContext offers ALPN {list(offered)!r}: clients that pick "
+                "h2 would get an empty reply. Make it without alpn_protocols (or with "
+                "['http/1.1']), or give uvicorn an HTTP/2 protocol"
+            )
         return server.context
 
-    return factory
+    def __reduce__(self) -> tuple[Any, ...]:
+        if hasattr(self._source, "context"):
+            raise TypeError(
+                "uvicorn sends its config to new processes (workers above 1, "
+                "reload=True), and a RotatingServerContext cannot be sent: pass a "
+                "function of your module's that makes it, ssl_context_factory(make), "
+                "which each process calls once"
+            )
+        return (_ContextFactory, (self._source,))
 
 
 def tls_scope(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
@@ -105,36 +157,101 @@ def tls_scope(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
 
 
 def tls_extension(protocol_class: type[asyncio.Protocol] | None = None) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, with the ASGI TLS extension in every request's scope.
+    """uvicorn's HTTP protocol, with the ASGI TLS extension in every scope.
 
     Pass it as ``uvicorn.Config(http=tls_extension())``. The extension is worked out
-    once per connection (after its handshake) from the transport's ``ssl_object``.
+    once per connection (after its handshake) from the transport's ``ssl_object``,
+    and put in the scope of each HTTP request and of a WebSocket the connection is
+    upgraded to. A protocol that hands each connection to another (uvicorn's
+    ``AutoZttpProtocol``, which picks HTTP/1.1 or HTTP/2 by ALPN) is followed to the
+    one it picks. The class can be sent to uvicorn's worker processes.
 
     Args:
         protocol_class: the HTTP protocol to extend (default: uvicorn's ``auto``,
             httptools when installed, else h11).
 
     Returns:
-        A subclass of ``protocol_class``.
+        A subclass of ``protocol_class`` (the same class for the same base).
     """
-    base: Any = protocol_class or AutoHTTPProtocol
+    return _extended(protocol_class or AutoHTTPProtocol)
 
-    class TLSExtensionProtocol(base):  # type: ignore[misc]
+
+# The classes' names say which base they extend, so that pickle finds them again in
+# another process (uvicorn's workers): module attribute lookups make them there.
+_PREFIX = "TLSExtension__"
+
+
+_made: dict[type[Any], type[asyncio.Protocol]] = {}
+_making = threading.Lock()
+
+
+def _extended(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+    with _making:
+        made = _made.get(base)
+        if made is None:
+            made = _made[base] = _extend(base)
+        return made
+
+
+def _extend(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+    parent: Any = base
+
+    class TLSExtensionProtocol(parent):  # type: ignore[misc]
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
             tls = tls_scope(transport)
             if tls is None:
                 return
-            app: ASGIApp = getattr(self, "app")  # noqa: B009 - set by uvicorn's __init__
+            # A dispatching protocol has handed the connection to another by now.
+            target = self if getattr(self, "app", None) is not None else transport.get_protocol()
+            _attach(target, tls)
 
-            async def with_tls(scope: Scope, receive: Any, send: Any) -> None:
-                extensions = dict(scope.get("extensions") or {})
-                extensions["tls"] = tls
-                await app({**scope, "extensions": extensions}, receive, send)
-
-            setattr(self, "app", with_tls)  # noqa: B010 - this connection's requests only
-
-    TLSExtensionProtocol.__name__ = TLSExtensionProtocol.__qualname__ = (
-        f"TLSExtension{getattr(base, '__name__', 'Protocol')}"
-    )
+    name = _PREFIX + "__".join([*base.__module__.split("."), *base.__qualname__.split(".")])
+    TLSExtensionProtocol.__name__ = TLSExtensionProtocol.__qualname__ = name
+    TLSExtensionProtocol.__module__ = __name__
     return TLSExtensionProtocol
+
+
+def _attach(protocol: Any, tls: dict[str, Any]) -> None:
+    """Put ``tls`` in the scope of every request ``protocol`` serves, and of a
+    WebSocket it upgrades to (uvicorn makes those from the config's app)."""
+    app: ASGIApp | None = getattr(protocol, "app", None)
+    if app is None:
+        _warn_once(type(protocol).__name__)
+        return
+
+    async def with_tls(scope: Scope, receive: Any, send: Any) -> None:
+        extensions = dict(scope.get("extensions") or {})
+        extensions["tls"] = tls
+        await app({**scope, "extensions": extensions}, receive, send)
+
+    protocol.app = with_tls  # this connection's requests only
+    websocket = getattr(protocol, "ws_protocol_class", None)
+    if websocket is not None:
+        protocol.ws_protocol_class = _extended(websocket)
+
+
+@functools.cache
+def _warn_once(protocol: str) -> None:
+    log.warning(
+        "mtls.integrations.uvicorn: the protocol %s serves no app of its own: its "
+        "requests get no TLS extension in their scope",
+        protocol,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The class :func:`tls_extension` made for a base, made again by name (pickle
+    looks it up so in uvicorn's worker processes)."""
+    if not name.startswith(_PREFIX):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    parts = name.removeprefix(_PREFIX).split("__")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            found = getattr(found, attribute)
+        return _extended(found)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

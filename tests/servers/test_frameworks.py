@@ -230,6 +230,158 @@ def test_uvicorn_refuses_the_wrong_alpn(estate: Estate) -> None:
         factory = integration.ssl_context_factory(server)
         assert factory(Config(), ssl.create_default_context) is server.context  # type: ignore[arg-type]
 
+        # The other way round: a context offering h2 to an HTTP/1.1-only protocol
+        # (curl picks h2, and got an empty reply).
+        class PlainConfig:
+            http_protocol_class = integration.tls_extension()
+
+        with pytest.raises(ValueError, match=r"speaks HTTP/1\.1 only"):
+            factory(PlainConfig(), ssl.create_default_context)  # type: ignore[arg-type]
+
+
+_UVICORN_WORKERS_APP = """
+import json, os
+
+
+async def app(scope, receive, send):
+    name = scope["extensions"]["tls"]["client_cert_name"]
+    cn = name.split(",")[0].removeprefix("CN=") if name else None
+    body = json.dumps({"client_cn": cn, "pid": os.getpid()}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def test_uvicorn_workers_follow_a_rotation(estate: Estate) -> None:
+    """uvicorn sends its config to each worker process: the factory holding a context
+    could not be sent, nor the protocol class made in a function. With a function
+    that makes the context, each worker makes its own, which follows the files, and
+    the protocol class is found again by name."""
+    pytest.importorskip("uvicorn")
+    root = estate.root
+    (root / "app.py").write_text(_UVICORN_WORKERS_APP)
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # free now; uvicorn binds it in a moment
+    # The docs' file (docs/servers.md, "Several workers"), as the page gives it.
+    (root / "uv_server.py").write_text(
+        doc_file(
+            "uv_server.py",
+            ("reload_interval=60,", "reload_interval=0.2, settle_delay=0,"),
+            ('host="0.0.0.0", port=8443,', f'host="127.0.0.1", port={port},'),
+        )
+    )
+    log = root / "uvicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "uv_server.py"], cwd=root, stdout=out, stderr=out,
+            env={**os.environ, "PYTHONPATH": str(root), "BACKEND_STORE_PASSWORD": PASSWORD},
+        )  # fmt: skip
+    try:
+
+        def started() -> set[int] | None:
+            assert process.poll() is None, _text(log)
+            pids = {int(p) for p in re.findall(r"Started server process \[(\d+)\]", _text(log))}
+            return pids if len(pids) >= 2 else None
+
+        workers = wait_for(started, timeout=60)
+        check_rotation(estate, None, port, seen_after=_in_every_worker(port, lambda: workers))
+    finally:
+        stop_process(process)
+    assert "Traceback" not in _text(log)
+
+
+def test_uvicorn_refuses_to_send_a_context_to_workers_saying_what_to_do(estate: Estate) -> None:
+    import pickle
+
+    integration = pytest.importorskip("mtls.integrations.uvicorn")
+    with estate.server() as server, pytest.raises(TypeError, match="a function of your"):
+        pickle.dumps(integration.ssl_context_factory(server))
+    # The protocol classes go by name, and come back as the same class.
+    extended = integration.tls_extension()
+    assert pickle.loads(pickle.dumps(extended)) is extended
+    assert integration.tls_extension() is extended
+
+
+def test_uvicorn_a_dispatching_protocol_is_followed_to_the_one_it_picks(estate: Estate) -> None:
+    """uvicorn's AutoZttpProtocol hands each TLS connection to an HTTP/1.1 or HTTP/2
+    protocol as soon as it is made (by ALPN), and has no app of its own: extending it
+    broke every connection (AttributeError). A dispatcher of the same shape (zttp is
+    not installed here) is followed to the protocol it picks."""
+    pytest.importorskip("uvicorn")
+    integration = pytest.importorskip("mtls.integrations.uvicorn")
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Dispatching(asyncio.Protocol):
+        def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None):
+            self.config, self.server_state, self.app_state = config, server_state, app_state
+
+        def connection_made(self, transport: Any) -> None:
+            picked = H11Protocol(self.config, self.server_state, self.app_state)
+            transport.set_protocol(picked)
+            picked.connection_made(transport)
+
+    with estate.server() as server:
+        kwargs = {
+            "ssl_context_factory": integration.ssl_context_factory(server),
+            "http": integration.tls_extension(Dispatching),
+        }
+        with uvicorn_server(kwargs) as port:
+            assert get(port, estate.client())[0]["client_cn"] == "gateway"
+
+
+async def _websocket_app(scope: dict[str, Any], receive: Callable[..., Any], send: Any) -> None:
+    assert scope["type"] == "websocket"
+    assert await receive() == {"type": "websocket.connect"}
+    await send({"type": "websocket.accept"})
+    name = scope["extensions"]["tls"]["client_cert_name"]
+    await send({"type": "websocket.send", "text": name})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+def test_uvicorn_websockets_get_the_tls_extension(estate: Estate) -> None:
+    """uvicorn makes the WebSocket protocol from the config's app, not the HTTP
+    protocol's: a WebSocket scope had no TLS extension (an HTTP scope on the same
+    connection had)."""
+    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("wsproto")
+    integration = pytest.importorskip("mtls.integrations.uvicorn")
+    with estate.server() as server:
+        sock = socket.create_server(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            _websocket_app, lifespan="off", log_level="warning", ws="wsproto",
+            ssl_context_factory=integration.ssl_context_factory(server),
+            http=integration.tls_extension(),
+        )  # fmt: skip
+        web = uvicorn.Server(config)
+        thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, name="uvicorn")
+        thread.start()
+        try:
+            wait_for(lambda: web.started or not thread.is_alive())
+            port = sock.getsockname()[1]
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                estate.client().wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                tls.sendall(
+                    b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                )
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += tls.recv(4096)
+                head, frame = data.split(b"\r\n\r\n", 1)
+                assert head.startswith(b"HTTP/1.1 101"), head
+                while len(frame) < 2 or len(frame) < 2 + frame[1]:
+                    frame += tls.recv(4096)
+                assert frame[0] == 0x81  # a final text frame, unmasked, under 126 bytes
+                text = frame[2 : 2 + frame[1]].decode()
+            assert text.startswith("CN=gateway")
+        finally:
+            web.should_exit = True
+            thread.join(10)
+            sock.close()
+
 
 # --------------------------------------------------------------------------- http.server
 
@@ -423,25 +575,34 @@ def test_gunicorn_workers_follow_a_rotation(estate: Estate) -> None:
 
         port = wait_for(listening, timeout=60)
 
-        def in_every_worker(only_new: ssl.SSLContext, serial: int) -> None:
-            def rotated_everywhere() -> set[int] | None:
-                # Twenty new connections in a row see the new identity, from both workers.
-                pids = set()
-                for _ in range(20):
-                    try:
-                        body, seen = get(port, only_new)
-                    except (ssl.SSLError, OSError):
-                        return None  # a worker still presents the old identity
-                    assert seen == serial and body["client_cn"] == "gateway"
-                    pids.add(body["pid"])
-                assert pids <= booted()  # the workers gunicorn started, nothing else
-                return pids if len(pids) == 2 else None
-
-            wait_for(rotated_everywhere, timeout=60)
-
-        check_rotation(estate, None, port, seen_after=in_every_worker)
+        check_rotation(estate, None, port, seen_after=_in_every_worker(port, booted))
     finally:
         stop_process(process)
+
+
+def _in_every_worker(
+    port: int, workers: Callable[[], set[int]]
+) -> Callable[[ssl.SSLContext, int], None]:
+    """``check_rotation``'s wait for a server of two worker processes: until twenty new
+    connections in a row see the new identity, from both workers (and no process but
+    ``workers()`` answers)."""
+
+    def seen_after(only_new: ssl.SSLContext, serial: int) -> None:
+        def rotated_everywhere() -> set[int] | None:
+            pids = set()
+            for _ in range(20):
+                try:
+                    body, seen = get(port, only_new)
+                except (ssl.SSLError, OSError):
+                    return None  # a worker still presents the old identity
+                assert seen == serial and body["client_cn"] == "gateway"
+                pids.add(body["pid"])
+            assert pids <= workers()
+            return pids if len(pids) == 2 else None
+
+        wait_for(rotated_everywhere, timeout=60)
+
+    return seen_after
 
 
 def _text(path: Path) -> str:
