@@ -165,6 +165,14 @@ _TOML_BRACKETS = re.compile(r"[\[\]{}]")
 _TOML_SEGMENTS = re.compile(r"[^=,{}\[\]\n]+")
 
 
+def _integer(text: str) -> int | None:
+    """``int(text)``, or None: the ValueError (which quotes the text) stays here."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def _toml_too_deep(text: str) -> bool:
     """Whether a key path or the nesting of arrays and tables goes deeper than
     :data:`_TOML_DEPTH`, judged before tomllib reads the text: tomllib's memory grows
@@ -216,6 +224,11 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
     except tomllib.TOMLDecodeError as exc:
         raise ProfileConfigError(
             f"{path}: not valid TOML ({exc}): fix the file", path=path
+        ) from None
+    except ValueError:  # an integer past Python's 4,300-digit limit: not TOMLDecodeError
+        raise ProfileConfigError(
+            f"{path}: a number of more digits than any setting takes: fix the file",
+            path=path,
         ) from None
     except RecursionError:
         raise too_deep from None
@@ -568,15 +581,15 @@ def read_deployment_toml(
     interval_ms: int | None = None
     if interval_setting is not None:
         value = toml.text(*interval_setting)
-        try:
-            interval_ms = int(str(value))
-        except ValueError:
+        interval_ms = _integer(str(value))
+        if interval_ms is None:  # raised outside the except: a ValueError quoting the
+            # value (a resolved secret) must not ride along as __context__
             raise ProfileConfigError(
                 f"{path}: [{interval_setting[0]}] {interval_setting[1]} must be milliseconds, "
                 f"not {toml.written(*interval_setting)!r}",
                 path=path,
                 element="interval",
-            ) from None
+            )
     verifier_setting = toml.first(
         (f"{apim_sender}.parameters", "HostnameVerifier"),
         (mi, "sender.hostname_verifier"),

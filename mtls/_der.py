@@ -268,12 +268,18 @@ class _Walk:
         return tag, b"".join(encode(t, content) for t, content, _ in parts), stop
 
 
+_MAX_OID_BYTES = 255
+
+
 # Cached: the same few algorithm identifiers are decoded in every store read.
 @functools.lru_cache(maxsize=1024)
 def decode_oid(value: bytes) -> str:
     """Decode the content of an OBJECT IDENTIFIER into dotted form."""
     if not value:
         raise DERError("empty object identifier")
+    if len(value) > _MAX_OID_BYTES:
+        # Real ones are a few dozen bytes; a long arc costs quadratic time to decode.
+        raise DERError(f"object identifier of {len(value)} bytes (at most {_MAX_OID_BYTES})")
     arcs: list[int] = []
     acc = 0
     for byte in value:

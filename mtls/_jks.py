@@ -320,7 +320,10 @@ def certificate(reader: Reader, *, typed: bool = True) -> bytes:
                 f"the store holds a certificate of type {shown(kind)}; only X.509 is "
                 "used for TLS: remove that entry"
             )
-    return reader.blob()
+    der = reader.blob()
+    if not der:  # keytool never writes one; OpenSSL would refuse the empty anchor list
+        raise JKSFormatError("the store holds an empty certificate: remove that entry")
+    return der
 
 
 def contents(store_type: str, entries: list[Entry]) -> JKSContents:
@@ -441,7 +444,9 @@ class _SealedWalker:
                 values[name] = self.value(code)
         return values
 
-    def class_desc(self, *, nullable: bool) -> _ClassDesc | None:
+    def class_desc(self, *, nullable: bool, depth: int = 0) -> _ClassDesc | None:
+        if depth > len(_SEALED_CHAIN):  # the JDK's object has two classes: no deeper
+            raise self.fail("a class hierarchy deeper than a sealed key's")
         tag = self.reader.u8()
         if tag == _TC_NULL and nullable:
             return None
@@ -466,7 +471,7 @@ class _SealedWalker:
             desc.fields.append((code, name))
         if self.reader.u8() != _TC_ENDBLOCKDATA:
             raise self.fail("class annotations")
-        desc.parent = self.class_desc(nullable=True)
+        desc.parent = self.class_desc(nullable=True, depth=depth + 1)
         return desc
 
     def reference(self) -> object:
@@ -651,7 +656,18 @@ def _jce_decrypt(ciphertext: bytes, password: str, salt: bytes, iterations: int)
 
 def _jce_params(algorithm: list[_der.TLV], alias: str) -> tuple[bytes, int]:
     try:
-        params = algorithm[1].expect(_der.SEQUENCE).children()
+        sequence = algorithm[1]
+    except IndexError as exc:
+        raise JKSFormatError(
+            f"key entry {shown(alias)} has malformed PBE parameters: replace the file"
+        ) from exc
+    return _pbe_params(sequence, alias)
+
+
+def _pbe_params(sequence: _der.TLV, alias: str) -> tuple[bytes, int]:
+    """(salt, iterations) of a PBEParameter, the iterations within the JDK's ceiling."""
+    try:
+        params = sequence.expect(_der.SEQUENCE).children()
         salt = params[0].expect(_der.OCTET_STRING).value
         iterations = _der.decode_int(params[1].expect(_der.INTEGER).value)
     except (_der.DERError, IndexError) as exc:
@@ -764,6 +780,10 @@ def secret_key_entry(data: bytes, password: str, alias: str | None) -> bytes | N
 
     ``alias=None`` takes the only secret-key entry. The store password unlocks the key,
     as in the cipher tool's ``SymmetricCipher`` (``keyStore.getKey(alias, storePassword)``).
+
+    Raises:
+        JKSFormatError: the entry's iteration count is past the JDK's ceiling (the
+            file sets it: it is checked before any key derivation).
     """
     if not data.startswith(b"\xce\xce\xce\xce"):  # JCEKS magic; JKS has no secret keys
         return None
@@ -782,8 +802,19 @@ def secret_key_entry(data: bytes, password: str, alias: str | None) -> bytes | N
             entry = next(iter(entries.values())) if len(entries) == 1 else None
         if entry is None:
             return None
+        params = bytes(getattr(entry._encrypted, "encodedParams", None) or b"")
+    except Exception:  # pyjks and javaobj on foreign bytes: nothing usable here
+        return None
+    # pyjks takes the iteration count from the file: the JDK's ceiling first (a
+    # count of 2**31 would hold the vault for hours).
+    try:
+        sealed = _der.read_single(params, _der.SEQUENCE)
+    except (_der.DERError, IndexError):
+        return None  # pyjks would refuse it too
+    _pbe_params(sealed, alias or "the secret key")
+    try:
         entry.decrypt(password)
         key = entry.key
-    except Exception:  # pyjks and javaobj on foreign bytes: nothing usable here
+    except Exception:  # pyjks on foreign bytes: nothing usable here
         return None
     return bytes(key) if isinstance(key, bytes | bytearray) else None

@@ -57,7 +57,7 @@ from ._deployment import Product, _parse_toml, detect_product, resolve_security_
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._fork import renew_attributes_after_fork
-from ._jks import secret_key_entry
+from ._jks import JKSFormatError, secret_key_entry
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
@@ -684,7 +684,10 @@ class SecureVault:
                 f"{where} cannot be read ({getattr(exc, 'strerror', None) or exc})",
                 path=config.keystore,
             ) from None
-        symmetric = _secret_key(data, store_password.reveal(), config.key_alias)
+        try:
+            symmetric = _secret_key(data, store_password.reveal(), config.key_alias)
+        except JKSFormatError as exc:  # an iteration count past the JDK's ceiling, ...
+            raise SecureVaultError(f"{where}: {exc}", path=config.keystore) from None
         private: rsa.RSAPrivateKey | None = None
         certificate_der = None
         alias = config.key_alias or ""

@@ -954,7 +954,14 @@ def test_deployment_toml_errors(tmp_path):
     toml.write_text(
         '[transport.passthru_https.sender.ssl_profile]\nfile_path = "x.xml"\ninterval = "soon"\n'
     )
-    with pytest.raises(ProfileConfigError, match="milliseconds"):
+    with pytest.raises(ProfileConfigError, match="milliseconds") as caught:
+        SSLProfileSet.from_deployment_toml(toml)
+    # int()'s ValueError quotes the value (a resolved $secret{} may be one): it was kept
+    # as the error's __context__, reachable though never printed.
+    assert caught.value.__context__ is None
+    # An integer past Python's 4,300-digit limit: tomllib raises a bare ValueError.
+    toml.write_text("[server]\noffset = " + "1" * 4301 + "\n")
+    with pytest.raises(ProfileConfigError, match="more digits than any setting"):
         SSLProfileSet.from_deployment_toml(toml)
 
 

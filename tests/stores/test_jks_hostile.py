@@ -293,7 +293,15 @@ def test_hostile_serialized_objects_are_refused_by_their_framing(no_javaobj, cap
         + utf(b"[B")
         + b"\x78\x70"
     )
+    # A class whose parents run 1,000 deep: the walk recursed once per parent
+    # (RecursionError, before any integrity check: any password, or none).
+    deep = (
+        b"\xac\xed\x00\x05\x73"
+        + (b"\x72" + utf(b"C") + bytes(8) + b"\x02\x00\x00\x78") * 1000
+        + b"\x70"
+    )
     hostile = [
+        (deep, "a class hierarchy deeper than a sealed key's"),
         (nested_shared_arrays(), "not a serialized object"),
         # The right classes, but a field holding the nested arrays instead of bytes.
         (sealed_header + nested_shared_arrays()[4:], "an array of"),
@@ -307,6 +315,40 @@ def test_hostile_serialized_objects_are_refused_by_their_framing(no_javaobj, cap
                     _listed(store, password)
     assert not [r for r in caplog.records if r.name.startswith("javaobj")]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_secret_keys_iteration_count_past_the_jdks_ceiling_is_refused_before_use(
+    jdk_keytool, tmp_path
+):
+    # The secure vault's symmetric mode decrypts the secret key through pyjks, which
+    # took the count from the file: 2**31 - 1 held the vault for hours.
+    path = tmp_path / "s.jceks"
+    run_keytool(jdk_keytool, "-genseckey", "-alias", "k", "-keyalg", "AES", "-keysize",
+                "128", "-storetype", "JCEKS", "-keystore", str(path), "-storepass",
+                PASSWORD, "-keypass", PASSWORD)  # fmt: skip
+    data = path.read_bytes()[:-20]
+    assert _jks.secret_key_entry(rehash(data, PASSWORD), PASSWORD, "k")  # the twin
+    at = data.index(b"\x02\x03\x03\x0d\x40")  # iterationCount 200,000 in encodedParams
+    # byte[] length, SEQUENCE header, the salt's OCTET STRING, then the count.
+    assert data[at - 16 : at - 10] == u32(0x11) + b"\x30\x0f"
+    hostile = (
+        data[: at - 16] + u32(0x12) + b"\x30\x10" + data[at - 10 : at]
+        + b"\x02\x04\x7f\xff\xff\xff" + data[at + 5 :]
+    )  # fmt: skip
+    with pytest.raises(_jks.JKSFormatError, match="at most 5,000,000 iterations"):
+        _jks.secret_key_entry(rehash(hostile, PASSWORD), PASSWORD, "k")
+
+
+@pytest.mark.parametrize("magic", [JKS_MAGIC, JCEKS_MAGIC], ids=["JKS", "JCEKS"])
+def test_an_empty_trusted_certificate_is_damage(magic, tmp_path):
+    # Loaded as a certificate of no bytes, it reached OpenSSL's load_verify_locations
+    # as ValueError("Empty certificate data"), out of client_context and from_xml.
+    path = tmp_path / "trust.jks"
+    path.write_bytes(container([trusted_entry(b"ca", b"")], PASSWORD, magic=magic))
+    with pytest.raises(KeystoreFormatError, match="an empty certificate: remove that entry"):
+        Truststore.load(path, PASSWORD)
+    with pytest.raises(KeystoreFormatError, match="an empty certificate"):
+        Keystore.inspect(path, PASSWORD)
 
 
 # --------------------------------------------------------------------------- 3: bounded work

@@ -896,3 +896,24 @@ def test_an_empty_or_foreign_file_names_itself_and_the_fix(tmp_path: Path) -> No
             message = str(info.value)
             assert message.startswith(str(path)) and fact in message
             assert message.endswith("check the path, or replace the file")
+
+
+def test_an_object_identifier_of_one_endless_arc_is_refused_at_once(tmp_path):
+    # A 3,000-byte arc raised int-to-str's ValueError (4,300 digits) out of the format
+    # sniff, before any password; longer ones took seconds (quadratic) to get there.
+    oid = b"\x2a" + b"\x81" * 3000 + b"\x01"
+
+    def tlv(tag: int, value: bytes) -> bytes:
+        size = bytes([len(value)]) if len(value) < 128 else b"\x82" + len(value).to_bytes(2, "big")
+        return bytes([tag]) + size + value
+
+    path = tmp_path / "arc.p12"
+    body = b"\x02\x01\x03" + tlv(0x30, tlv(0x06, oid) + tlv(0xA0, tlv(0x04, b"\x30\x00")))
+    path.write_bytes(tlv(0x30, body))
+    for load in (mtls.Truststore.load, mtls.Keystore.load):
+        for password in (None, "changeit"):
+            with pytest.raises(mtls.KeystoreFormatError, match="arc.p12"):
+                load(path, password)
+    with pytest.raises(_der.DERError):
+        _der.decode_oid(oid)
+    assert _der.decode_oid(bytes.fromhex("2a864886f70d010c0a0102")) == "1.2.840.113549.1.12.10.1.2"
