@@ -912,7 +912,7 @@ def test_an_object_identifier_of_one_endless_arc_is_refused_at_once(tmp_path):
     path.write_bytes(tlv(0x30, body))
     for load in (mtls.Truststore.load, mtls.Keystore.load):
         for password in (None, "changeit"):
-            with pytest.raises(mtls.KeystoreFormatError, match="arc.p12"):
+            with pytest.raises(mtls.KeystoreFormatError, match=r"arc\.p12"):
                 load(path, password)
     with pytest.raises(_der.DERError):
         _der.decode_oid(oid)
