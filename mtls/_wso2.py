@@ -400,13 +400,13 @@ def _profile_elements(
         ET.ParseError, LookupError, ValueError: as the XML parsers raise them.
     """
     view = memoryview(data)
-    slices = range(0, len(data), _FEED)
+    slices = _slices(len(data))
     vetting = DET.XMLParser(
         target=_UntilRoot(), forbid_dtd=True, forbid_entities=True, forbid_external=True
     )
     with contextlib.suppress(_RootReached):
-        for offset in slices:
-            vetting.feed(view[offset : offset + _FEED])
+        for start, stop in slices:
+            vetting.feed(view[start:stop])
         # Everything was fed and the root's start was not reported. Expat 2.6 (Python
         # 3.13, and the security releases of 3.11 and 3.12 that ship it) defers a token
         # that arrives in pieces until enough data follows it ("reparse deferral"), so
@@ -422,8 +422,8 @@ def _profile_elements(
     parser._setevents(started, ("start", "start-ns"))  # type: ignore[attr-defined]
     root: ET.Element | None = None
     streaming = False
-    for offset in slices:
-        parser.feed(view[offset : offset + _FEED])
+    for start, stop in slices:
+        parser.feed(view[start:stop])
         if root is None and any(event == "start" for event, _ in started):
             first = next(i for i, (event, _) in enumerate(started) if event == "start")
             root = started[first][1]
@@ -450,7 +450,25 @@ def _is_profile(tag: str) -> bool:
     return tag == "profile" or tag.endswith("}profile")
 
 
-_FEED = 16384  # bytes per feed: expat's buffer, and the tree, stay this small
+_FEED = 16384  # bytes of the first feed: expat's buffer, and the tree, stay this small
+_FEED_MAX = 1 << 18
+
+
+def _slices(size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each feed: 16 KiB, then each twice the last, up to 256 KiB.
+
+    Expat before 2.6 parses a token that arrives in pieces again from its start at
+    every feed: one 8 MB attribute in 16 KiB feeds cost seconds (quadratic). Larger
+    feeds make that a few dozen passes at most (the file is 8 MiB at most), while the
+    tree between two hand-overs stays a quarter MiB of XML.
+    """
+    out: list[tuple[int, int]] = []
+    start, step = 0, _FEED
+    while start < size:
+        out.append((start, min(start + step, size)))
+        start += step
+        step = min(step * 2, _FEED_MAX)
+    return out
 
 
 def parse_profiles_xml(
