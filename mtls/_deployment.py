@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._config import StoreConfig, check_path_text
 from ._errors import ProfileConfigError
 from ._files import read_input
+from ._jks import shown as _shown
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import (
@@ -646,9 +647,9 @@ def read_deployment_toml(
         except ValueError:
             # WSO2 treats an unknown value as Default; say so instead of failing.
             log.warning(
-                "%s: unknown HostnameVerifier %r in [%s] %s: using Default, as WSO2 does",
+                "%s: unknown HostnameVerifier %s in [%s] %s: using Default, as WSO2 does",
                 path,
-                toml.written(*verifier_setting),
+                _shown(str(toml.written(*verifier_setting))),
                 *verifier_setting,
             )
             verifier = "Default"

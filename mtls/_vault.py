@@ -57,7 +57,7 @@ from ._deployment import Product, _parse_toml, detect_product, resolve_security_
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._fork import renew_attributes_after_fork
-from ._jks import JKSFormatError, secret_key_entry
+from ._jks import JKSFormatError, secret_key_entry, shown
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
@@ -403,7 +403,7 @@ class SecureVault:
         value = config.values.get(alias)
         if value is None and alias in config.not_text:
             raise SecureVaultError(
-                f"secure vault: secret alias {alias!r} in [secrets] of {self._toml} is "
+                f"secure vault: secret alias {shown(alias)} in [secrets] of {self._toml} is "
                 f"{config.not_text[alias]}, not a string: write the cipher tool's value in "
                 'quotes ("...")',
                 path=self._toml,
@@ -421,7 +421,7 @@ class SecureVault:
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
             raise SecureVaultError(
-                f"secure vault: no secret alias {alias!r} in {where}: add it and run "
+                f"secure vault: no secret alias {shown(alias)} in {where}: add it and run "
                 "ciphertool, or fix the alias",
                 path=self._toml,
                 alias=alias,
@@ -584,7 +584,7 @@ class SecureVault:
         found = self._lookup(*match.groups())
         if found is None:
             raise SecureVaultError(
-                f"{value.path}: secret alias {alias!r} is {value.text}, which is not set: "
+                f"{value.path}: secret alias {shown(alias)} is {value.text}, which is not set: "
                 "set it (its value is the encrypted secret)",
                 path=value.path,
                 alias=alias,
@@ -785,7 +785,7 @@ class SecureVault:
         kind = transformation.strip().lower()
         if kind not in _PKCS1 and kind not in _OAEP_SHA1:
             raise job.fail(
-                f"uses transformation {transformation!r}, which mtls does not decrypt "
+                f"uses transformation {shown(transformation)}, which mtls does not decrypt "
                 "(RSA/ECB/PKCS1Padding, RSA/ECB/OAEPwithSHA1andMGF1Padding and "
                 "AES/GCM/NoPadding are supported)"
             )
@@ -798,7 +798,9 @@ class SecureVault:
         if thumbprint is not None and keys.certificate_der is not None:
             algorithm = _THUMBPRINT_DIGESTS.get((digest_name or "SHA-1").lower())
             if algorithm is None:
-                raise job.fail(f"names a thumbprint digest {digest_name!r} mtls does not know")
+                raise job.fail(
+                    f"names a thumbprint digest {shown(str(digest_name))} mtls does not know"
+                )
             ours = hashlib.new(algorithm, keys.certificate_der).hexdigest().upper()
             if ours != thumbprint.strip().upper():
                 subject = x509.load_der_x509_certificate(keys.certificate_der).subject
@@ -971,7 +973,7 @@ class _Job:
 
     def fail(self, why: str) -> SecureVaultError:
         return SecureVaultError(
-            f"{self.path}: secret alias {self.alias!r} {why}", path=self.path, alias=self.alias
+            f"{self.path}: secret alias {shown(self.alias)} {why}", path=self.path, alias=self.alias
         )
 
     def text(self, plain: bytes) -> str:

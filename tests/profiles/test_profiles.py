@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -941,7 +942,7 @@ def test_deployment_toml_micro_integrator_spelling(tmp_path, pki):
     assert profiles.context_for("a.test", 443).check_hostname is False
 
 
-def test_deployment_toml_errors(tmp_path):
+def test_deployment_toml_errors(tmp_path, caplog):
     toml = tmp_path / "deployment.toml"
     toml.write_text("[server]\nhostname = 'x'\n")
     with pytest.raises(ProfileConfigError, match="file_path"):
@@ -959,6 +960,16 @@ def test_deployment_toml_errors(tmp_path):
     # int()'s ValueError quotes the value (a resolved $secret{} may be one): it was kept
     # as the error's __context__, reachable though never printed.
     assert caught.value.__context__ is None
+    # An unknown HostnameVerifier is warned about, quoted within bounds.
+    toml.write_text(
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "' + "V" * 70_000 + '"\n'
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "x.xml"\n'
+    )
+    with caplog.at_level("WARNING", logger="mtls"):
+        with contextlib.suppress(mtls.MTLSError):
+            SSLProfileSet.from_deployment_toml(toml)
+    (warning,) = [r.getMessage() for r in caplog.records if "HostnameVerifier" in r.getMessage()]
+    assert "V" * 60 + "..." in warning and len(warning) < 1000
     # An integer past Python's 4,300-digit limit: tomllib raises a bare ValueError.
     toml.write_text("[server]\noffset = " + "1" * 4301 + "\n")
     with pytest.raises(ProfileConfigError, match="more digits than any setting"):

@@ -998,3 +998,14 @@ def test_a_nul_in_a_secret_conf_path_is_an_error_naming_it(tmp_path, stores, key
             vault("a")
     else:
         assert vault.aliases() == ("a", "b")
+
+
+def test_text_from_the_files_is_bounded_in_messages(tmp_path, stores) -> None:
+    # An alias (from a profile's secretAlias, or a damaged cipher-text.properties line
+    # read as one, ciphertext and all) was quoted whole: 100 KB in, 100 KB out.
+    home = make_home(tmp_path, stores, secrets={"a": "[plain]"})
+    alias = "x" * 100_000
+    with pytest.raises(SecureVaultError, match=r"no secret alias 'x{60}\.\.\.' in") as e:
+        SecureVault(home)(alias)
+    assert len(str(e.value)) < 1000
+    assert e.value.alias == alias  # the attribute keeps it whole
