@@ -539,12 +539,14 @@ def app(environ, start_response):
 """
 
 
-def test_gunicorn_workers_follow_a_rotation(estate: Estate) -> None:
+@pytest.mark.parametrize("worker", ["sync", "uvicorn"])
+def test_gunicorn_workers_follow_a_rotation(estate: Estate, worker: str) -> None:
     """gunicorn's ``ssl_context`` hook (sync workers call it per connection) returns the
     context made before the fork: each worker's reload thread is started again in the
-    child (mtls._fork), so after a rotation every worker presents the new identity."""
+    child (mtls._fork), so after a rotation every worker presents the new identity.
+    uvicorn's gunicorn worker ignores that hook (it loaded ``certfile``, a JKS, as PEM,
+    and every worker failed to boot): the page's worker class hands uvicorn the context."""
     pytest.importorskip("gunicorn")
-
     root = estate.root
     quick = ("reload_interval=60,", "reload_interval=0.2, settle_delay=0,")
     (root / "tls_server.py").write_text(doc_file("tls_server.py", quick))
@@ -555,11 +557,18 @@ def test_gunicorn_workers_follow_a_rotation(estate: Estate) -> None:
             ("workers = 4", "workers = 2"),
         )
     )
-    (root / "app.py").write_text(_GUNICORN_APP)
+    extra: list[str] = []
+    if worker == "uvicorn":
+        pytest.importorskip("uvicorn")
+        (root / "mtls_worker.py").write_text(doc_file("mtls_worker.py"))
+        (root / "app.py").write_text(_UVICORN_WORKERS_APP)
+        extra = ["-k", "mtls_worker.MTLSUvicornWorker"]
+    else:
+        (root / "app.py").write_text(_GUNICORN_APP)
     log = root / "gunicorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket",
-         "--error-logfile", str(log), "app:app"],
+         "--error-logfile", str(log), *extra, "app:app"],
         cwd=root, env={**os.environ, "PYTHONPATH": str(root), "BACKEND_STORE_PASSWORD": PASSWORD},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -578,6 +587,7 @@ def test_gunicorn_workers_follow_a_rotation(estate: Estate) -> None:
         check_rotation(estate, None, port, seen_after=_in_every_worker(port, booted))
     finally:
         stop_process(process)
+    assert "Worker failed to boot" not in _text(log)
 
 
 def _in_every_worker(
