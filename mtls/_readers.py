@@ -955,6 +955,8 @@ def _pem_key_to_pkcs8(
     # Legacy "Proc-Type: 4,ENCRYPTED" keys derive their key with one round of MD5
     # (EVP_BytesToKey): nothing to cap. A password given for a plain key is ignored, as
     # on the PKCS#8 path above: profiles always carry a password, whatever the file.
+    if encrypted:
+        _check_dek_info(block, where, path)  # else every flaw read as a wrong password
     try:
         # The one call that needs the plain password: revealed in the argument list,
         # never held in a local of this frame.
@@ -985,6 +987,44 @@ def _pem_key_to_pkcs8(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+# The ciphers a legacy encrypted PEM key names in DEK-Info that cryptography reads,
+# and the bytes of IV each takes.
+_DEK_CIPHERS = {
+    "AES-128-CBC": 16,
+    "AES-192-CBC": 16,
+    "AES-256-CBC": 16,
+    "DES-EDE3-CBC": 8,
+    "DES-CBC": 8,
+}
+_DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)$", re.MULTILINE)
+
+
+def _check_dek_info(block: bytes, where: str, path: str | os.PathLike[str] | None) -> None:
+    """Refuse a legacy encrypted key whose DEK-Info names no cipher that can decrypt
+    it (or a malformed IV): a damaged or unsupported file, not a wrong password."""
+    found = _DEK_INFO.search(block[:2048])
+    cipher, _, iv = (found.group(1).decode("ascii", "replace") if found else "").partition(",")
+    cipher = cipher.strip().upper()
+    size = _DEK_CIPHERS.get(cipher)
+    if size is None:
+        raise KeystoreFormatError(
+            f"{where}: the encrypted private key names cipher {_jks.shown(cipher)} in its "
+            f"DEK-Info, which cannot be read (only {', '.join(_DEK_CIPHERS)}): convert it "
+            "(openssl pkey -aes-256-cbc) or fix the file",
+            path=path,
+        )
+    try:
+        valid_iv = len(bytes.fromhex(iv.strip())) == size
+    except ValueError:
+        valid_iv = False
+    if not valid_iv:
+        raise KeystoreFormatError(
+            f"{where}: the encrypted private key's DEK-Info has no valid {size}-byte IV for "
+            f"{cipher}: the file is damaged, replace it",
+            path=path,
+        )
 
 
 def _pem_body(block: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:

@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import os
 import random
+import re
 import ssl
 import stat
 import subprocess
@@ -232,6 +233,20 @@ def test_openssl_traditional_encrypted_key(
     with pytest.raises(mtls.WrongPasswordError) as info:
         mtls.Keystore.load(path, None)
     assert_store_error(info, path)
+
+    # A DEK-Info naming a cipher nothing reads, or a damaged IV, was "wrong password".
+    header = re.search(rb"DEK-Info: AES-256-CBC,([0-9A-F]+)", text)
+    assert header is not None
+    for damaged, why in (
+        (text.replace(b"AES-256-CBC", b"NOPE-CBC"), "names cipher 'NOPE-CBC' in its DEK-Info"),
+        (text.replace(header.group(1), b"XYZ"), "no valid 16-byte IV for AES-256-CBC"),
+        (text.replace(header.group(1), header.group(1)[:8]), "no valid 16-byte IV"),
+    ):
+        path.write_bytes(damaged + identity.chain_pem())
+        for password in (PASSWORD, None):
+            with pytest.raises(mtls.KeystoreFormatError, match=why) as caught:
+                mtls.Keystore.load(path, password)
+            assert not isinstance(caught.value, mtls.WrongPasswordError)
 
 
 def test_pem_with_crlf_and_preamble(pki: PKI, tmp_path: Path) -> None:
