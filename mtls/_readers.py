@@ -955,8 +955,7 @@ def _pem_key_to_pkcs8(
     # Legacy "Proc-Type: 4,ENCRYPTED" keys derive their key with one round of MD5
     # (EVP_BytesToKey): nothing to cap. A password given for a plain key is ignored, as
     # on the PKCS#8 path above: profiles always carry a password, whatever the file.
-    if encrypted:
-        _check_dek_info(block, where, path)  # else every flaw read as a wrong password
+    cipher = _dek_cipher(block, where, path) if encrypted else ""
     try:
         # The one call that needs the plain password: revealed in the argument list,
         # never held in a local of this frame.
@@ -970,6 +969,13 @@ def _pem_key_to_pkcs8(
             f"{where}: the private key is encrypted: pass its password", path=path
         ) from exc
     except ValueError as exc:
+        if encrypted and "unknown cipher" in str(exc).lower():
+            raise KeystoreFormatError(
+                f"{where}: the encrypted private key uses {_jks.shown(cipher)}, which this "
+                "Python's cryptography cannot decrypt: re-encrypt it with AES-256-CBC "
+                "(openssl pkey -in key.pem -aes-256-cbc)",
+                path=path,
+            ) from exc
         if encrypted:
             raise WrongPasswordError(
                 f"{where}: wrong password for the encrypted private key", path=path
@@ -989,42 +995,31 @@ def _pem_key_to_pkcs8(
     )
 
 
-# The ciphers a legacy encrypted PEM key names in DEK-Info that cryptography reads,
-# and the bytes of IV each takes.
-_DEK_CIPHERS = {
-    "AES-128-CBC": 16,
-    "AES-192-CBC": 16,
-    "AES-256-CBC": 16,
-    "DES-EDE3-CBC": 8,
-    "DES-CBC": 8,
-}
+# The IV length of each cipher a legacy encrypted PEM key may name in DEK-Info (OpenSSL's
+# PEM ciphers); which of them can be read is cryptography's to say.
+_DEK_IV_BYTES = {"DES-CBC": 8, "DES-EDE3-CBC": 8}
 _DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)$", re.MULTILINE)
 
 
-def _check_dek_info(block: bytes, where: str, path: str | os.PathLike[str] | None) -> None:
-    """Refuse a legacy encrypted key whose DEK-Info names no cipher that can decrypt
-    it (or a malformed IV): a damaged or unsupported file, not a wrong password."""
+def _dek_cipher(block: bytes, where: str, path: str | os.PathLike[str] | None) -> str:
+    """The cipher a legacy encrypted key names in DEK-Info. A header without a
+    well-formed IV is refused as damage (every flaw was read as a wrong password)."""
     found = _DEK_INFO.search(block[:2048])
     cipher, _, iv = (found.group(1).decode("ascii", "replace") if found else "").partition(",")
     cipher = cipher.strip().upper()
-    size = _DEK_CIPHERS.get(cipher)
-    if size is None:
-        raise KeystoreFormatError(
-            f"{where}: the encrypted private key names cipher {_jks.shown(cipher)} in its "
-            f"DEK-Info, which cannot be read (only {', '.join(_DEK_CIPHERS)}): convert it "
-            "(openssl pkey -aes-256-cbc) or fix the file",
-            path=path,
-        )
+    size = _DEK_IV_BYTES.get(cipher, 16)
     try:
         valid_iv = len(bytes.fromhex(iv.strip())) == size
     except ValueError:
         valid_iv = False
-    if not valid_iv:
+    if not cipher or not valid_iv:
         raise KeystoreFormatError(
-            f"{where}: the encrypted private key's DEK-Info has no valid {size}-byte IV for "
-            f"{cipher}: the file is damaged, replace it",
+            f"{where}: the encrypted private key's DEK-Info has no valid "
+            f"{'cipher and IV' if not cipher else f'{size}-byte IV for {_jks.shown(cipher)}'}: "
+            "the file is damaged, replace it",
             path=path,
         )
+    return cipher
 
 
 def _pem_body(block: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:
