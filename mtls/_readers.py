@@ -997,7 +997,11 @@ def _pem_key_to_pkcs8(
 
 # The IV length of each cipher a legacy encrypted PEM key may name in DEK-Info (OpenSSL's
 # PEM ciphers); which of them can be read is cryptography's to say.
-_DEK_IV_BYTES = {"DES-CBC": 8, "DES-EDE3-CBC": 8}
+_DEK_IV_BYTES = dict.fromkeys(
+    ("DES-CBC", "DES-EDE3-CBC", "DESX-CBC", "BF-CBC", "CAST5-CBC", "IDEA-CBC", "RC2-CBC",
+     "RC2-40-CBC", "RC2-64-CBC"),
+    8,
+)  # 64-bit block ciphers; the rest (AES, Camellia, ARIA, SEED) take 16 bytes  # fmt: skip
 _DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)$", re.MULTILINE)
 
 
