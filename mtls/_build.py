@@ -164,6 +164,15 @@ class KeptIdentity(Exception):
         self.error = error
 
 
+class _KeystoreUnusable(Exception):
+    """A new keystore loaded but cannot be used (no usable key entry, a key OpenSSL
+    refuses): :meth:`Builder.build` builds again with the identity in service."""
+
+    def __init__(self, error: MTLSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """Set-wide options that shape every context."""
@@ -382,9 +391,19 @@ class Builder:
             found = self._by_value.get(by_value)
             if found is None:
                 try:
-                    found = self._build(
-                        profile, trust_config, verify, replacing=replacing, serving=serving
-                    )
+                    try:
+                        found = self._build(
+                            profile, trust_config, verify, replacing=replacing, serving=serving
+                        )
+                    except _KeystoreUnusable as unusable:
+                        found = self._build(
+                            profile,
+                            trust_config,
+                            verify,
+                            replacing=replacing,
+                            serving=serving,
+                            unusable=unusable.error,
+                        )
                 except KeptIdentity as kept:
                     found = kept  # shared like a Served: built (and its CRLs read) once
                 self._by_value[by_value] = found
@@ -406,6 +425,7 @@ class Builder:
         *,
         replacing: bool,
         serving: Served | None = None,
+        unusable: MTLSError | None = None,
     ) -> Served:
         files: list[tuple[str, Path, str]] = []  # (role, path, sha256)
         alias = profile.keystore.alias if profile.keystore else None
@@ -414,8 +434,17 @@ class Builder:
         kept_shown: str | None = None  # the kept keystore's path as its material shows it
         keystore: Keystore | Truststore | None = None
         key_fp: str | None = None
+        can_keep = (
+            replacing
+            and serving is not None
+            and serving.keystore is not None
+            and in_service is not None
+            and in_service[1] == alias
+        )
         if profile.keystore:
             try:
+                if unusable is not None:
+                    raise unusable  # it loaded, and failed further on: as if it had not
                 keystore, key_fp = self._load(profile.keystore, True, files)
             except MTLSError as exc:
                 # A replacement that does not load (gone, damaged, another password) is
@@ -432,6 +461,8 @@ class Builder:
                 refusal = exc
                 keystore, key_fp = serving.keystore, in_service[0]
                 kept_shown = next((f[1] for f in serving.files if f[0] == "keystore"), None)
+                # The file in service, in place of the refused one _load recorded.
+                files[:] = [f for f in files if f[0] != "keystore"]
                 files.append(next(i for i in serving.inputs if i[0] == "keystore"))
         truststore: Keystore | Truststore | None = None
         trust_fp: str | None = None
@@ -451,12 +482,19 @@ class Builder:
                     raise
                 trust_refusal = exc
                 truststore, trust_fp = serving.truststore, in_service[2]
+                files[:] = [f for f in files if f[0] != "truststore"]
                 files.append(next(i for i in serving.inputs if i[0] == "truststore"))
         assert keystore is None or isinstance(keystore, Keystore)
         assert truststore is None or isinstance(truststore, Truststore)
         subject, not_before, not_after, serial = None, None, None, None
+        new_key = refusal is None and (in_service is None or in_service[:2] != (key_fp, alias))
         if keystore is not None and key_fp is not None:
-            subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
+            try:
+                subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
+            except MTLSError as exc:
+                if new_key and can_keep:
+                    raise _KeystoreUnusable(exc) from None
+                raise
             if not replacing:
                 self._warn_not_yet_valid(profile, key_fp, alias, subject, not_before)
             # Every replacement is checked, cached leaf or not; the identity in service
@@ -528,7 +566,12 @@ class Builder:
                     self.options.path or "profiles",
                     profile,
                 )
-            main = make(False)
+            try:
+                main = make(False)
+            except KeyEntryError as exc:  # the identity's: trust and CRLs raise others
+                if new_key and can_keep:
+                    raise _KeystoreUnusable(exc) from None
+                raise
             local = make(True) if mode == "DefaultAndLocalhost" and verify else None
             pair = (main, local)
             self._contexts[ctx_key] = pair

@@ -997,12 +997,9 @@ def _pem_key_to_pkcs8(
 
 # The IV length of each cipher a legacy encrypted PEM key may name in DEK-Info (OpenSSL's
 # PEM ciphers); which of them can be read is cryptography's to say.
-_DEK_IV_BYTES = dict.fromkeys(
-    ("DES-CBC", "DES-EDE3-CBC", "DESX-CBC", "BF-CBC", "CAST5-CBC", "IDEA-CBC", "RC2-CBC",
-     "RC2-40-CBC", "RC2-64-CBC"),
-    8,
-)  # 64-bit block ciphers; the rest (AES, Camellia, ARIA, SEED) take 16 bytes  # fmt: skip
-_DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)$", re.MULTILINE)
+# 64-bit block ciphers take 8-byte IVs; the rest (AES, Camellia, ARIA, SEED, SM4) 16.
+_DEK_64_BIT = ("DES", "BF", "CAST", "IDEA", "RC2")
+_DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
 
 
 def _dek_cipher(block: bytes, where: str, path: str | os.PathLike[str] | None) -> str:
@@ -1010,8 +1007,8 @@ def _dek_cipher(block: bytes, where: str, path: str | os.PathLike[str] | None) -
     well-formed IV is refused as damage (every flaw was read as a wrong password)."""
     found = _DEK_INFO.search(block[:2048])
     cipher, _, iv = (found.group(1).decode("ascii", "replace") if found else "").partition(",")
-    cipher = cipher.strip().upper()
-    size = _DEK_IV_BYTES.get(cipher, 16)
+    cipher = cipher.strip()
+    size = 8 if cipher.upper().startswith(_DEK_64_BIT) else 16
     try:
         valid_iv = len(bytes.fromhex(iv.strip())) == size
     except ValueError:

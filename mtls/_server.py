@@ -62,7 +62,7 @@ from . import _x509
 from ._build import _anchor_refusal, _validity_refusal
 from ._config import StoreConfig, _as_secret
 from ._context import server_context
-from ._engine import Callback, Engine, Outcome, Problem, check_seconds
+from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
 from ._errors import KeystoreError, MTLSError, WrongPasswordError
 from ._fork import renew_attributes_after_fork
 from ._openssl import session_cache_off
@@ -180,20 +180,27 @@ class ServerPlan:
         reading.checkpoint()
         # The files as they are now: the same bytes are not parsed again while they last.
         now = (key.digest, trust.digest)
-        refusal = key.refusal or trust.refusal
+        refusal = _first(key.refusal, trust.refusal)
         try:
             if key.store is old.keystore and trust.store is old.truststore:
                 if refusal is None:  # both as in service after all: they moved meanwhile
                     raise Unstable(s.keystore.location)  # the next check looks again
                 raise refusal[0]  # nothing can go in: the snapshot in service stays
-            assert isinstance(key.store, Keystore)
-            assert isinstance(trust.store, Truststore)
-            snapshot = self._snapshot(
-                generation,
-                key.store,
-                trust.store,
-                (key.kept or key.digest or "", trust.kept or trust.digest or ""),
-            )
+            try:
+                snapshot = self._built(generation, key, trust)
+            except MTLSError as exc:
+                # A new file that loads but OpenSSL refuses (a key that does not match
+                # its certificate, no usable key entry; a certificate it will not take)
+                # is judged apart too, when the other file changed as well.
+                both = key.store is not old.keystore and trust.store is not old.truststore
+                if both and _about(exc, s.keystore):
+                    key = _Judged(old.keystore, key.digest, old.files[0][2], (exc, None))
+                elif both and _about(exc, s.truststore):
+                    trust = _Judged(old.truststore, trust.digest, old.files[1][2], (exc, None))
+                else:
+                    raise
+                refusal = _first(key.refusal, trust.refusal)
+                snapshot = self._built(generation, key, trust)
         except MTLSError as exc:
             self._failed = _Failure(now, exc, refusal[1] if refusal is not None else None)
             raise
@@ -204,6 +211,16 @@ class ServerPlan:
             self._failed = _Failure(now, refusal[0], refusal[1])
             return replace(snapshot, error=refusal[0])
         return snapshot
+
+    def _built(self, generation: int, key: _Judged, trust: _Judged) -> ServerSnapshot:
+        assert isinstance(key.store, Keystore)
+        assert isinstance(trust.store, Truststore)
+        return self._snapshot(
+            generation,
+            key.store,
+            trust.store,
+            (key.kept or key.digest or "", trust.kept or trust.digest or ""),
+        )
 
     def _replacement(
         self,
@@ -318,9 +335,13 @@ class ServerPlan:
         except MTLSError as exc:
             return Outcome(replace(old, error=exc, pending=False), False)
         if new.error is not None:
+            taken = [role for (role, _, now), (_, _, was) in zip(new.files, old.files, strict=True)
+                     if now != was]  # fmt: skip
             log.info(
-                "%s: server trust reloaded; the identity in service stays: %s",
+                "%s: server %s reloaded, the rest stays as in service (%s); identity: %s",
                 self.where,
+                " and ".join(taken),
+                _first_line(str(new.error)),
                 _who(new),
             )
             return Outcome(new, True)
@@ -359,6 +380,25 @@ class _Judged:
     digest: str | None
     kept: str | None
     refusal: tuple[MTLSError, _dt.datetime | None] | None
+
+
+def _about(exc: MTLSError, config: StoreConfig) -> bool:
+    """Whether ``exc`` is about the file ``config`` names (errors carry their path)."""
+    path = getattr(exc, "path", None)
+    return path is not None and os.fspath(path) == os.fspath(config.location)
+
+
+_Refusal = tuple[MTLSError, "_dt.datetime | None"]
+
+
+def _first(key: _Refusal | None, trust: _Refusal | None) -> _Refusal | None:
+    """The refusal to report (the keystore's first), retried at the earliest time
+    either may succeed: a broken keystore must not keep a truststore that becomes
+    valid later from being installed then."""
+    if key is None or trust is None:
+        return key or trust
+    retries = [until for _, until in (key, trust) if until is not None]
+    return (key[0], min(retries) if retries else None)
 
 
 @dataclass(frozen=True, slots=True)

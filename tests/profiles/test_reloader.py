@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mtls import (
+    Keystore,
     KeystoreError,
     ProfileConfigError,
     ProfileUnavailableError,
@@ -167,6 +168,40 @@ def test_a_keystore_that_does_not_load_never_holds_back_a_trust_withdrawal(setup
         whoami(profiles.context_for("localhost", backend.port), backend.port)
     assert str(keystore) in str(profiles.last_error)
     ca.write_truststore(trust, PASSWORD)  # the twin: trusted again, the old identity is sent
+    assert profiles.reload() is True
+    assert cn_seen(profiles, backend.port) == "gen-1"
+
+
+@pytest.mark.parametrize("how", ["mismatched key", "no key entry", "two keys, no alias"])
+def test_a_keystore_that_loads_but_cannot_be_used_never_holds_back_a_trust_withdrawal(
+    setup, ca, backend, how
+):
+    """A keystore that loads and fails further on (OpenSSL refuses its key, or it has
+    no single key entry) held the withdrawal back as a broken file did."""
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    one, other = ca.issue_cert("gen-x"), ca.issue_cert("gen-y")
+    unusable = Keystore()
+    if how == "mismatched key":
+        unusable.add_key("k", other.private_key, [one.certificate])
+    elif how == "two keys, no alias":
+        unusable.add_key("a", one.private_key, [one.certificate])
+        unusable.add_key("b", other.private_key, [other.certificate])
+    replace_atomically(
+        keystore,
+        unusable.to_bytes(PASSWORD) if len(unusable) else ca.truststore().to_bytes(PASSWORD),
+    )
+    assert profiles.reload() is False  # the twin: only the keystore changed
+    assert profiles.last_error is not None
+    CA(name="another server CA").write_truststore(trust, PASSWORD)  # the backend's CA withdrawn
+    assert profiles.reload() is True
+    with pytest.raises(ssl.SSLCertVerificationError):
+        whoami(profiles.context_for("localhost", backend.port), backend.port)
+    assert profiles.last_error is not None and not profiles.status().healthy
+    files = profiles.status().profiles[0].files
+    assert [f.role for f in files] == ["keystore", "truststore"]  # one row each
+    ca.write_truststore(trust, PASSWORD)  # trusted again: the identity in service is sent
     assert profiles.reload() is True
     assert cn_seen(profiles, backend.port) == "gen-1"
 

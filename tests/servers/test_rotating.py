@@ -299,6 +299,43 @@ def test_a_keystore_that_does_not_load_never_holds_back_a_trust_withdrawal(
         assert get(port, estate.client(newcomer))[1] != serial
 
 
+def test_a_keystore_that_loads_but_openssl_refuses_never_holds_back_a_trust_withdrawal(
+    estate: Estate,
+) -> None:
+    """A keystore whose key does not match its certificate loads, and fails only when
+    OpenSSL builds the context: that failure held the truststore change back too."""
+    newcomer = CA(name="new client CA")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        one = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+        other = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+        mismatched = mtls.Keystore()
+        mismatched.add_key("k", other.private_key, [one.certificate])
+        replace_atomically(estate.keystore, mismatched.to_bytes(PASSWORD))
+        assert server.reload() is False  # the twin: only the keystore changed
+        estate.trust(newcomer)
+        assert server.reload() is True
+        refused(port, estate.client())
+        body, presented = get(port, estate.client(newcomer))
+        assert body["client_cn"] == "gateway" and presented == serial
+        assert "the key must match the first certificate" in str(server.last_error)
+
+
+def test_a_broken_keystore_does_not_keep_a_truststore_from_its_start_date(estate: Estate) -> None:
+    """A truststore whose only anchor is valid from a few seconds on waits for that
+    time; with a broken keystore beside it, it waited for the keystore forever."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        estate.keystore.write_bytes(b"broken")
+        start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
+        future = CA(name="future client CA", not_before=start)
+        estate.trust(future)
+        assert server.reload() is False
+        wait_for(server.reload, timeout=30, interval=0.2)  # True once the anchor is valid
+        refused(port, estate.client())  # the old client CA is withdrawn
+        assert get(port, estate.client(future))[0]["client_cn"] == "gateway"
+        assert str(estate.keystore) in str(server.last_error)
+
+
 @pytest.mark.parametrize("how", ["missing", "damaged", "wrong password", "empty"])
 def test_a_truststore_that_does_not_load_never_holds_back_a_new_identity(
     estate: Estate, how: str, caplog: pytest.LogCaptureFixture

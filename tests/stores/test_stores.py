@@ -234,6 +234,9 @@ def test_openssl_traditional_encrypted_key(
         mtls.Keystore.load(path, None)
     assert_store_error(info, path)
 
+    # With CRLF line ends it loads as before (the DEK-Info check must read it too).
+    path.write_bytes((text + identity.chain_pem()).replace(b"\n", b"\r\n"))
+    _same_key(mtls.Keystore.load(path, PASSWORD), identity)
     # A DEK-Info naming a cipher nothing reads, or a damaged IV, was "wrong password".
     header = re.search(rb"DEK-Info: AES-256-CBC,([0-9A-F]+)", text)
     assert header is not None
