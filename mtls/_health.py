@@ -404,7 +404,9 @@ class Health:
         with self._lock:
             grew = self._generation is not None and snapshot.generation != self._generation
             self._generation = snapshot.generation
-            outcome = "failed" if snapshot.errors else "changed" if grew else "unchanged"
+            # A check that applied something is "changed", even when another file was
+            # refused (judged apart): "failed" is a check that applied nothing.
+            outcome = "changed" if grew else "failed" if snapshot.errors else "unchanged"
             counts = self._reloads
             self._reloads = replace(counts, **{outcome: getattr(counts, outcome) + 1})
         self.evaluate(snapshot)

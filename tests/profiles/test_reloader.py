@@ -167,6 +167,8 @@ def test_a_keystore_that_does_not_load_never_holds_back_a_trust_withdrawal(setup
     with pytest.raises(ssl.SSLCertVerificationError):
         whoami(profiles.context_for("localhost", backend.port), backend.port)
     assert str(keystore) in str(profiles.last_error)
+    counts = profiles.status().reloads  # the partial apply is a change, not a failure
+    assert (counts.changed, counts.failed) == (1, 1)
     ca.write_truststore(trust, PASSWORD)  # the twin: trusted again, the old identity is sent
     assert profiles.reload() is True
     assert cn_seen(profiles, backend.port) == "gen-1"
