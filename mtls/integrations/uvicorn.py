@@ -24,6 +24,7 @@ import importlib
 import logging
 import os
 import ssl
+import sys
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -176,9 +177,10 @@ def tls_extension(protocol_class: type[asyncio.Protocol] | None = None) -> type[
     return _extended(protocol_class or AutoHTTPProtocol)
 
 
-# The classes' names say which base they extend, so that pickle finds them again in
-# another process (uvicorn's workers): module attribute lookups make them there.
-_PREFIX = "TLSExtension__"
+# The classes' qualified names say which base they extend (module:qualname in hex: no
+# dot, nothing ambiguous), so that pickle finds them again in another process
+# (uvicorn's workers): this module's attribute lookup makes them there.
+_PREFIX = "TLSExtension_"
 
 
 _made: dict[type[Any], type[asyncio.Protocol]] = {}
@@ -206,8 +208,10 @@ def _extend(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
             target = self if getattr(self, "app", None) is not None else transport.get_protocol()
             _attach(target, tls)
 
-    name = _PREFIX + "__".join([*base.__module__.split("."), *base.__qualname__.split(".")])
-    TLSExtensionProtocol.__name__ = TLSExtensionProtocol.__qualname__ = name
+    TLSExtensionProtocol.__name__ = f"TLSExtension{base.__name__}"
+    TLSExtensionProtocol.__qualname__ = (
+        _PREFIX + f"{base.__module__}:{base.__qualname__}".encode().hex()
+    )
     TLSExtensionProtocol.__module__ = __name__
     return TLSExtensionProtocol
 
@@ -243,15 +247,22 @@ def _warn_once(protocol: str) -> None:
 def __getattr__(name: str) -> Any:
     """The class :func:`tls_extension` made for a base, made again by name (pickle
     looks it up so in uvicorn's worker processes)."""
-    if not name.startswith(_PREFIX):
+    base = _base_named(name) if name.startswith(_PREFIX) else None
+    if base is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    parts = name.removeprefix(_PREFIX).split("__")
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            found: Any = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for attribute in parts[split:]:
-            found = getattr(found, attribute)
-        return _extended(found)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _extended(base)
+
+
+def _base_named(name: str) -> type[asyncio.Protocol] | None:
+    """The protocol class a name made by :func:`_extend` stands for, or None."""
+    try:
+        module_name, _, qualname = bytes.fromhex(name.removeprefix(_PREFIX)).decode().partition(":")
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+        found: Any = module
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception:  # any name that is not one of ours: no such attribute
+        return None
+    if isinstance(found, type) and issubclass(found, asyncio.Protocol):
+        return found
+    return None

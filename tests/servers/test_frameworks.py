@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -296,10 +297,24 @@ def test_uvicorn_refuses_to_send_a_context_to_workers_saying_what_to_do(estate: 
     integration = pytest.importorskip("mtls.integrations.uvicorn")
     with estate.server() as server, pytest.raises(TypeError, match="a function of your"):
         pickle.dumps(integration.ssl_context_factory(server))
-    # The protocol classes go by name, and come back as the same class.
+    # The protocol classes go by name, and come back as the same class, whatever the
+    # base's module or class is called (names with "__", an extension of an extension).
     extended = integration.tls_extension()
     assert pickle.loads(pickle.dumps(extended)) is extended
     assert integration.tls_extension() is extended
+    twice = integration.tls_extension(extended)
+    assert pickle.loads(pickle.dumps(twice)) is twice
+    odd = types.ModuleType("odd__module_")
+    odd.A__B = type("A__B", (asyncio.Protocol,), {"__module__": "odd__module_"})
+    sys.modules["odd__module_"] = odd
+    try:
+        odd_extended = integration.tls_extension(odd.A__B)
+        assert pickle.loads(pickle.dumps(odd_extended)) is odd_extended
+    finally:
+        del sys.modules["odd__module_"]
+    # Other lookups are plain missing attributes, never a class made of anything else.
+    assert not hasattr(integration, "TLSExtension_zz")
+    assert not hasattr(integration, "TLSExtension_" + b"builtins:int".hex())
 
 
 def test_uvicorn_a_dispatching_protocol_is_followed_to_the_one_it_picks(estate: Estate) -> None:
