@@ -955,7 +955,9 @@ def _pem_key_to_pkcs8(
     # Legacy "Proc-Type: 4,ENCRYPTED" keys derive their key with one round of MD5
     # (EVP_BytesToKey): nothing to cap. A password given for a plain key is ignored, as
     # on the PKCS#8 path above: profiles always carry a password, whatever the file.
-    cipher = _dek_cipher(block, where, path) if encrypted else ""
+    # Only the legacy form names its cipher in DEK-Info (PKCS#8 carries it inside).
+    legacy = encrypted and not block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    cipher = _dek_cipher(block, where, path) if legacy else ""
     try:
         # The one call that needs the plain password: revealed in the argument list,
         # never held in a local of this frame.
@@ -969,7 +971,7 @@ def _pem_key_to_pkcs8(
             f"{where}: the private key is encrypted: pass its password", path=path
         ) from exc
     except ValueError as exc:
-        if encrypted and "unknown cipher" in str(exc).lower():
+        if legacy and "unknown cipher" in str(exc).lower():
             raise KeystoreFormatError(
                 f"{where}: the encrypted private key uses {_jks.shown(cipher)}, which this "
                 "Python's cryptography cannot decrypt: re-encrypt it with AES-256-CBC "
