@@ -450,14 +450,10 @@ class Builder:
                 # A replacement that does not load (gone, damaged, another password) is
                 # judged apart, as one peers would refuse: the identity in service goes
                 # on with whatever else changed (a trust withdrawal must not wait).
-                if (
-                    not replacing
-                    or serving is None
-                    or serving.keystore is None
-                    or in_service is None
-                    or in_service[1] != alias
-                ):
+                if not can_keep:
                     raise
+                assert serving is not None
+                assert in_service is not None
                 refusal = exc
                 keystore, key_fp = serving.keystore, in_service[0]
                 kept_shown = next((f[1] for f in serving.files if f[0] == "keystore"), None)
