@@ -152,7 +152,8 @@ class ServerPlan:
         The two files are judged apart. A replacement that does not load (missing,
         unreadable, damaged, a wrong password), that OpenSSL refuses (a key that does
         not match its certificate), or that clients would refuse (an expired or
-        not-yet-valid certificate; a truststore with no valid anchor) is not installed, and what is in service stays for that file; the other file's
+        not-yet-valid certificate; a truststore with no valid anchor) is not
+        installed, and what is in service stays for that file; the other file's
         change still goes in, and the snapshot carries the refusal. So a broken or
         pre-staged keystore never holds back a trust withdrawal, nor a broken
         truststore a new identity. The certificate in service is never judged again
