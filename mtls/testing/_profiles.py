@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from .._secret import Secret, reveal
+from .._writers import check_store_type
 from ._ca import CA, IssuedIdentity
 from ._rotation import replace_atomically
 from ._server import MTLSServer
@@ -48,16 +49,22 @@ def _check_kinds(identity: object, ca: object) -> None:
         raise TypeError(f"ca must be a CA or None, not {given}{hint}")
 
 
-def store_type_name(store_type: str) -> Literal["JKS", "PKCS12"]:
-    """``"JKS"`` or ``"PKCS12"`` for any spelling (``"pkcs12"``, ``"PKCS#12"``).
+def _store_type(store_type: str) -> Literal["JKS", "PKCS12"]:
+    """``"JKS"`` or ``"PKCS12"`` for any spelling the store writers take (``"pkcs12"``,
+    ``"PKCS#12"``: their one normalisation).
 
     Raises:
         ValueError: another type.
     """
-    name = str(store_type).upper().replace("#", "").replace("-", "")
-    if name not in _EXTENSIONS:
-        raise ValueError(f"store_type must be 'JKS' or 'PKCS12', not {store_type!r}")
-    return "JKS" if name == "JKS" else "PKCS12"
+    try:
+        name = check_store_type(str(store_type))
+    except ValueError:
+        name = ""
+    if name == "JKS":
+        return "JKS"
+    if name == "PKCS12":
+        return "PKCS12"
+    raise ValueError(f"store_type must be 'JKS' or 'PKCS12', not {store_type!r}")
 
 
 def _store_element(
@@ -127,7 +134,7 @@ def write_profiles_file(
         TypeError: ``servers``, ``identity`` or ``ca`` of another kind.
         OSError: a file cannot be written.
     """
-    kind = store_type_name(store_type)
+    kind = _store_type(store_type)
     _check_kinds(identity, ca)
     servers_text = _servers_text(servers)
     folder = Path(directory).absolute()
