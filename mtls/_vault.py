@@ -249,7 +249,9 @@ def _signature(path: Path | None) -> tuple[object, ...]:
         st = path.stat()
     except (OSError, ValueError):  # ValueError: a NUL in a configured path; reading says so
         return (os.fspath(path), None)
-    return (os.fspath(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    # ctime too: a file rewritten in place keeping its size and mtime (``cp -p``, RSA
+    # ciphertexts of one length) moves only its ctime, which no program can set back.
+    return (os.fspath(path), st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
 # The cipher tool's older releases wrapped base64 at 76 characters (WSO2's own
@@ -473,12 +475,16 @@ class SecureVault:
         def signature() -> tuple[object, ...]:
             return tuple(_signature(p) for p in (self._toml, self._secret_conf, self._cipher_text))
 
+        before = signature()
         with self._lock:
-            if self._config is not None and self._config[0] == signature():
+            if self._config is not None and self._config[0] == before:
                 return self._config[1]
         config = self._read()  # sets self._cipher_text
+        # Recorded with the stats taken before the read: a file changed while it was
+        # read is read again next time (so is everything once more after the first
+        # read, which is what names the cipher-text file).
         with self._lock:
-            self._config = (signature(), config)
+            self._config = (before, config)
         return config
 
     def _read(self) -> _Config:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import shutil
 import ssl
 import subprocess
@@ -513,6 +514,43 @@ def test_the_vault_rereads_changed_files(tmp_path, stores, values) -> None:
     toml = home / "repository" / "conf" / "deployment.toml"
     toml.write_text(toml.read_text().replace('"[before]"', f'"{values["pkcs1"]}"') + "\n")
     assert vault("a").reveal() == "plain-pkcs1"
+
+
+def test_the_vault_rereads_a_file_rewritten_in_place_with_its_mtime_kept(tmp_path, stores) -> None:
+    # `cp -p` over the file, or a tool that keeps timestamps: the same inode, the same
+    # size (RSA ciphertexts all have one length) and the old mtime. Only the ctime moves.
+    home = make_home(tmp_path, stores, secrets={"a": "[before]"})
+    vault = SecureVault(home)
+    assert vault("a").reveal() == "before"
+    toml = home / "repository" / "conf" / "deployment.toml"
+    st = toml.stat()
+    with open(toml, "r+b") as fh:  # in place: the inode stays
+        fh.write(toml.read_bytes().replace(b"[before]", b"[after!]"))
+    os.utime(toml, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = toml.stat()
+    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    if now.st_ctime_ns == st.st_ctime_ns:
+        pytest.skip("the file system's ctime did not move (coarse clock)")
+    assert vault("a").reveal() == "after!"
+
+
+def test_the_vault_rereads_a_file_that_changed_while_it_was_read(
+    tmp_path, stores, monkeypatch
+) -> None:
+    home = make_home(tmp_path, stores, secrets={"a": "[before]"})
+    toml = home / "repository" / "conf" / "deployment.toml"
+    vault = SecureVault(home)
+    read = SecureVault._read
+
+    def read_then_rotate(self: SecureVault) -> object:
+        config = read(self)
+        if "[before]" in toml.read_text():  # the rotation lands just after the read
+            toml.write_text(toml.read_text().replace("[before]", "[rotated]"))
+        return config
+
+    monkeypatch.setattr(SecureVault, "_read", read_then_rotate)
+    assert vault("a").reveal() == "before"  # what was read
+    assert vault("a").reveal() == "rotated"  # and the change is not lost
 
 
 # --------------------------------------------------------------------------- profile sets
