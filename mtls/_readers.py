@@ -22,6 +22,7 @@ on what this module returns (:class:`Parsed`, entries of ``_entries.py``).
 from __future__ import annotations
 
 import binascii
+import errno
 import logging
 import os
 import re
@@ -133,7 +134,16 @@ def open_error(
         )
     if isinstance(exc, InputRefused):
         return KeystoreError(f"{path}: {exc.strerror}", path=path)
-    fix = f"its permissions and {setting}" if setting else "its permissions"
+    # The fix follows the reason: "permissions" only where they are the cause.
+    if exc.errno == errno.ELOOP:
+        check = "where its symbolic links point (they form a loop)"
+    elif exc.errno == errno.ENOTDIR:
+        check = "the path (a part of it is a file, not a directory)"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        check = "its permissions"
+    else:
+        check = "the path and its permissions"
+    fix = f"{check} and {setting}" if setting else check
     return KeystoreError(
         f"{path}: cannot read the {role or 'store'} ({exc.strerror}): check {fix}", path=path
     )

@@ -809,6 +809,19 @@ def test_unreadable_path(jks_file: Path) -> None:
     assert not isinstance(info.value, FileNotFoundError)
     assert isinstance(info.value.__cause__, OSError)
     assert_store_error(info, path, mentions="cannot read")
+    assert "a part of it is a file" in str(info.value)
+    assert "permissions" not in str(info.value)  # not the cause: no reason to look there
+
+
+def test_symbolic_link_loop(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "b.jks", tmp_path / "a.jks")
+    os.symlink(tmp_path / "a.jks", tmp_path / "b.jks")
+    with pytest.raises(mtls.KeystoreError) as info:
+        mtls.Truststore.load(tmp_path / "a.jks", PASSWORD)
+    assert not isinstance(info.value, mtls.KeystoreNotFoundError)  # it is there, looped
+    assert_store_error(info, tmp_path / "a.jks", mentions="symbolic links")
+    assert "loop" in str(info.value)
+    assert "permissions" not in str(info.value)
 
 
 @pytest.mark.skipif(
