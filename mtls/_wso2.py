@@ -891,6 +891,9 @@ def _secret(
     return Secret(_text(element, name, ctx, servers, secret=True))
 
 
+_UNREAD = object()  # a store element not parsed yet (None is a parsed result)
+
+
 def _store(
     element: ET.Element | None, is_keystore: bool, ctx: _Context, shown: Sequence[str]
 ) -> StoreConfig | None:
@@ -904,11 +907,12 @@ def _store(
         if ctx.no_aliases
         else (is_keystore, *[(c.tag, c.text, *c.items()) for c in element])
     )
-    try:
-        return ctx.stores[key]
-    except KeyError:
+    config = ctx.stores.get(key, _UNREAD)
+    if config is _UNREAD:
+        # Parsed outside any except clause: an error raised here must not carry a
+        # KeyError whose key (the element's texts) holds a plaintext password.
         config = ctx.stores[key] = _parse_store(element, is_keystore, ctx, _names(shown))
-        return config
+    return config  # type: ignore[return-value]
 
 
 def _parse_store(

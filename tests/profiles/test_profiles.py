@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import ssl
+import traceback
 from pathlib import Path
 
 import pytest
@@ -508,6 +509,38 @@ def test_wrong_password_names_profile_never_the_password(tmp_path, pki):
     assert "a.test:443" in str(info.value)
     assert "Wr0ng-Secret" not in str(info.value)
     assert "Wr0ng-Secret" not in repr(info.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "<Type>JKS</Type><Password>{pw}</Password><KeyPassword>{pw}</KeyPassword>",
+        "<Location>x.jks</Location><Type>JKS</Type><Password>{pw}${{nosuch:X}}</Password>",
+        "<Location>x.jks</Location><Type>NOPE</Type><Password>{pw}</Password>",
+    ],
+    ids=["no-location", "unresolved-placeholder", "unknown-type"],
+)
+def test_a_refused_store_element_keeps_its_password_out_of_the_whole_traceback(
+    tmp_path, store
+):
+    # What an application logs with logger.exception: the message and every chained
+    # exception. A cache miss's KeyError (whose key holds the element's texts) rode
+    # along as __context__ and printed the password.
+    secret = "Pl41n-T3xt-In-The-XML"
+    xml = tmp_path / "ssl.xml"
+    xml.write_text(
+        profile_xml(
+            "<profile><servers>h.test:8443</servers>"
+            f"<KeyStore>{store.format(pw=secret)}</KeyStore></profile>"
+        )
+    )
+    with pytest.raises(mtls.MTLSError) as info:
+        SSLProfileSet.from_xml(xml)
+    assert secret not in "".join(traceback.format_exception(info.value))
+    chained = info.value.__context__
+    while chained is not None:  # no chained exception carries it either
+        assert secret not in repr(chained.args)
+        chained = chained.__context__
 
 
 def test_skip_failures_loads_the_rest_and_reports(tmp_path, pki):
