@@ -37,6 +37,7 @@ import warnings
 from typing import Literal
 
 from ._budget import WorkBudget
+from ._fork import hold_across_fork
 from ._jks import (
     Entry,
     JKSContents,
@@ -181,6 +182,9 @@ def _import_twofish() -> None:
 
 
 _TWOFISH_IMPORT = threading.Lock()
+# A fork waits for the import's turn: a child forked inside it would keep the lent
+# ``imp`` module (and, with a plain renewal only, never see it taken back).
+hold_across_fork(sys.modules[__name__], "_TWOFISH_IMPORT", new=threading.Lock)
 
 
 def _import_twofish_locked() -> None:

@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._config import DEFAULT_PORTS
+from .._fork import renew_attributes_after_fork
 from .._revocation import pending_check
 from . import _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
@@ -193,6 +194,9 @@ class MTLSTransport(httpx.BaseTransport):
         )
         self._fallback: httpx.HTTPTransport | None = None
         self._fallback_lock = threading.Lock()
+        # Building the fallback (certifi's bundle) takes a while: a fork meanwhile would
+        # leave the child's first request without a profile waiting forever.
+        renew_attributes_after_fork(self, "_fallback_lock")
         self._unsubscribe = _subscribe_weakly(profile_set, self, MTLSTransport._on_reload)
 
     def _transport_for(self, ctx: ssl.SSLContext) -> httpx.HTTPTransport:

@@ -18,11 +18,13 @@ Prometheus names with dots (see docs/health.md#metrics); counters carry no
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
 
+from .._fork import renew_attributes_after_fork
 from .._metrics import Metric, metrics
 from .._profiles import SSLProfileSet
 from . import _missing_extra
@@ -57,6 +59,8 @@ class _Reader:
         self.profiles = weakref.ref(profiles)
         self._name = name
         self._lock = threading.Lock()
+        # A collection under way in another thread at a fork would hold it for good.
+        renew_attributes_after_fork(self, "_lock")
         self._at = -1e9
         self._metrics: dict[str, Metric] = {}
 
@@ -82,6 +86,7 @@ class _Instruments:
     def __init__(self, meter: Meter, definitions: list[Metric]) -> None:
         self.meter = meter
         self._lock = threading.Lock()
+        renew_attributes_after_fork(self, "_lock")
         self._readers: dict[str, _Reader] = {}
         for metric in definitions:
             otel_name, unit = _NAMES[metric.name]
@@ -139,6 +144,7 @@ class _Instruments:
 _providers: weakref.WeakKeyDictionary[MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
 _through_proxy: _Instruments | None = None
 _instrumenting = threading.Lock()
+renew_attributes_after_fork(sys.modules[__name__], "_instrumenting")
 
 
 def _is_proxy(provider: MeterProvider) -> bool:

@@ -26,10 +26,12 @@ name                                            type     labels
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
 
+from .._fork import renew_attributes_after_fork
 from .._metrics import Metric, metrics
 from .._profiles import SSLProfileSet
 from . import _missing_extra
@@ -54,6 +56,8 @@ class ProfileSetCollector(Collector):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # A scrape under way in another thread at a fork would hold it for good.
+        renew_attributes_after_fork(self, "_lock")
         self._sets: dict[str, weakref.ref[SSLProfileSet]] = {}
 
     def add(self, profiles: SSLProfileSet, name: str) -> Callable[[], None]:
@@ -121,6 +125,7 @@ _collectors: weakref.WeakKeyDictionary[CollectorRegistry, ProfileSetCollector] =
     weakref.WeakKeyDictionary()
 )
 _registering = threading.Lock()
+renew_attributes_after_fork(sys.modules[__name__], "_registering")
 
 
 def register(

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from .._fork import renew_attributes_after_fork
 from . import _missing_extra
 
 try:
@@ -81,6 +82,7 @@ class _ContextFactory:
         self._source = source
         self._made: dict[int, RotatingServerContext] = {}  # per process: pid -> context
         self._lock = threading.Lock()
+        renew_attributes_after_fork(self, "_lock")  # gunicorn forks its workers
 
     def _server(self) -> RotatingServerContext:
         source = self._source
@@ -185,6 +187,7 @@ _PREFIX = "TLSExtension_"
 
 _made: dict[type[Any], type[asyncio.Protocol]] = {}
 _making = threading.Lock()
+renew_attributes_after_fork(sys.modules[__name__], "_making")
 
 
 def _extended(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:

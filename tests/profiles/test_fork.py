@@ -7,6 +7,9 @@ reports through a pipe and always ends with os._exit."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import json
 import os
 import select
@@ -253,3 +256,90 @@ def test_a_fork_waits_for_the_warnings_turn_of_another_thread() -> None:
     assert result == {"machinery": True, "filters": True}, result
     # Twin: the parent's own machinery is back too, once the turn ended.
     assert warnings._showwarnmsg_impl is machinery  # type: ignore[attr-defined]
+
+
+def test_a_fallback_transport_under_way_at_the_fork_does_not_hold_the_child(setup) -> None:
+    """httpx's MTLSTransport builds the transport for URLs without a profile on first
+    use (certifi's bundle: tens of ms). A fork meanwhile left the child's first such
+    request waiting forever on that lock."""
+    httpx = pytest.importorskip("httpx")
+    from mtls.integrations.httpx import MTLSTransport
+
+    xml, _ = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        transport = MTLSTransport(profiles)
+        with transport._fallback_lock:
+
+            def child() -> dict[str, Any]:
+                return {"fallback": type(transport._fallback_transport()).__name__}
+
+            result = in_child(child, timeout=20)
+        assert result == {"fallback": httpx.HTTPTransport.__name__}
+        transport.close()
+
+
+def _integration_locks() -> list[Any]:
+    """(owner, attribute) of every lock an integration or a lazy reader owns."""
+    return [
+        pytest.param("mtls.integrations.uvicorn", "_making", id="uvicorn-extend"),
+        pytest.param("mtls.integrations.prometheus", "_registering", id="prometheus-register"),
+        pytest.param("mtls.integrations.otel", "_instrumenting", id="otel-instrument"),
+        pytest.param("mtls._bks", "_TWOFISH_IMPORT", id="bks-twofish-import"),
+    ]
+
+
+@pytest.mark.parametrize(("module", "name"), _integration_locks())
+def test_a_module_lock_held_at_the_fork_is_new_in_the_child(module: str, name: str) -> None:
+    """Held by the forking thread here, as another thread might hold it; the child must
+    be able to take it (a held lock would never be released there)."""
+    extra = {"uvicorn": "uvicorn", "prometheus": "prometheus_client", "otel": "opentelemetry"}
+    if module.rpartition(".")[2] in extra:
+        pytest.importorskip(extra[module.rpartition(".")[2]])
+    owner = importlib.import_module(module)
+    lock = getattr(owner, name)
+    if name == "_TWOFISH_IMPORT":
+        # hold_across_fork: the fork waits for the holder; release it from a thread.
+        holder_in, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lock:
+                holder_in.set()
+                release.wait(0.5)  # bounded: the fork below waits this out
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        assert holder_in.wait(10)
+        try:
+            result = in_child(lambda: {"taken": getattr(owner, name).acquire(timeout=5)})
+        finally:
+            release.set()
+            thread.join()
+    else:
+        with lock:
+            result = in_child(lambda: {"taken": getattr(owner, name).acquire(timeout=5)})
+    assert result == {"taken": True}
+
+
+def test_instance_locks_of_the_integrations_are_new_in_the_child(setup) -> None:
+    """The uvicorn context factory, the Prometheus collector and the OpenTelemetry
+    readers: each lock held at the fork, each free in the child."""
+    xml, _ = setup
+    held: list[tuple[object, str]] = []
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        if importlib.util.find_spec("uvicorn") is not None:
+            from mtls.integrations.uvicorn import _ContextFactory
+
+            held.append((_ContextFactory(lambda: profiles), "_lock"))  # type: ignore[arg-type]
+        if importlib.util.find_spec("prometheus_client") is not None:
+            from mtls.integrations.prometheus import ProfileSetCollector
+
+            held.append((ProfileSetCollector(), "_lock"))
+        if not held:
+            pytest.skip("neither uvicorn nor prometheus_client is installed")
+        with contextlib.ExitStack() as stack:
+            for owner, name in held:
+                stack.enter_context(getattr(owner, name))
+            result = in_child(
+                lambda: {"taken": [getattr(owner, name).acquire(timeout=5) for owner, name in held]}
+            )
+    assert result == {"taken": [True] * len(held)}

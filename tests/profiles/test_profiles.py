@@ -520,9 +520,7 @@ def test_wrong_password_names_profile_never_the_password(tmp_path, pki):
     ],
     ids=["no-location", "unresolved-placeholder", "unknown-type"],
 )
-def test_a_refused_store_element_keeps_its_password_out_of_the_whole_traceback(
-    tmp_path, store
-):
+def test_a_refused_store_element_keeps_its_password_out_of_the_whole_traceback(tmp_path, store):
     # What an application logs with logger.exception: the message and every chained
     # exception. A cache miss's KeyError (whose key holds the element's texts) rode
     # along as __context__ and printed the password.
