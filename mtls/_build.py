@@ -347,13 +347,21 @@ class Builder:
         return leaf_info
 
     def build(
-        self, profile: SSLProfile, *, replacing: bool, serving: Served | None = None
+        self,
+        profile: SSLProfile,
+        *,
+        replacing: bool,
+        serving: Served | None = None,
+        lent: bool = False,
     ) -> Served:
         """Load a profile's stores and build (or reuse) its contexts.
 
         Profiles with the same stores and options get the very same :class:`Served`
         within a check, at the cost of a lookup. ``serving``: the profile's material in
-        service, when this build would replace it.
+        service, when this build would replace it. ``lent``: ``serving`` is another
+        profile's (this one is new, and shares its keystore). It stands in only to
+        refuse a certificate not valid yet; a store that does not load, or a
+        truststore refused, fails this profile: it never had material to keep.
 
         A replacement certificate peers would refuse (expired, not valid yet) is not
         installed; the certificate in service is never judged again. When the keystore
@@ -384,16 +392,22 @@ class Builder:
             profile.novalidatecert,
             profile.client_id,
             profile.truststore is None,
+            lent,
         )
         found = self._by_id.get(by_id)
         if found is None:
-            by_value = (profile.keystore, trust_config, verify, replacing, crls, in_service)
+            by_value = (profile.keystore, trust_config, verify, replacing, crls, in_service, lent)
             found = self._by_value.get(by_value)
             if found is None:
                 try:
                     try:
                         found = self._build(
-                            profile, trust_config, verify, replacing=replacing, serving=serving
+                            profile,
+                            trust_config,
+                            verify,
+                            replacing=replacing,
+                            serving=serving,
+                            lent=lent,
                         )
                     except _KeystoreUnusable as unusable:
                         found = self._build(
@@ -403,6 +417,7 @@ class Builder:
                             replacing=replacing,
                             serving=serving,
                             unusable=unusable.error,
+                            lent=lent,
                         )
                 except KeptIdentity as kept:
                     found = kept  # shared like a Served: built (and its CRLs read) once
@@ -426,6 +441,7 @@ class Builder:
         replacing: bool,
         serving: Served | None = None,
         unusable: MTLSError | None = None,
+        lent: bool = False,
     ) -> Served:
         files: list[tuple[str, Path, str]] = []  # (role, path, sha256)
         alias = profile.keystore.alias if profile.keystore else None
@@ -440,6 +456,7 @@ class Builder:
             and serving.keystore is not None
             and in_service is not None
             and in_service[1] == alias
+            and not lent  # another profile's identity is judged, never lent on failure
         )
         if profile.keystore:
             try:
@@ -470,6 +487,7 @@ class Builder:
                 # The other way round: a new identity goes in with the trust in service.
                 if (
                     not replacing
+                    or lent
                     or serving is None
                     or serving.truststore is None
                     or in_service is None
@@ -518,7 +536,8 @@ class Builder:
                 trust_refused = _anchor_refusal(truststore, trust_config.shown_location)
                 if trust_refused is not None:
                     if (
-                        serving is None
+                        lent
+                        or serving is None
                         or serving.truststore is None
                         or in_use is None
                         or in_use[:2] == (key_fp, alias)  # nothing else new: it stays

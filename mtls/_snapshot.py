@@ -787,7 +787,13 @@ class ProfilesPlan:
             known = prev if prev is not None else sibling
             serving = known.served if known is not None else None
             return Built.loaded(
-                profile, builder.build(profile, replacing=known is not None, serving=serving)
+                profile,
+                builder.build(
+                    profile,
+                    replacing=known is not None,
+                    serving=serving,
+                    lent=prev is None and sibling is not None,
+                ),
             )
         except KeptIdentity as kept:
             # The keystore's replacement was refused; the rest (the truststore, CRLs)

@@ -984,6 +984,51 @@ def test_a_profile_added_beside_a_twin_while_the_store_is_broken_fails_closed(se
     assert cn_seen(profiles, port) == "gen-1"  # the twin keeps its own last good
 
 
+def test_a_profile_added_while_the_shared_store_breaks_in_the_same_check_fails_closed(
+    setup, backend
+):
+    """The same, with the store broken by the very check that adds the profile: the
+    new profile shares the twin's keystore, and was served the twin's last good."""
+    xml, keystore, trust = setup
+    port = backend.port
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(keystore, b"\0" * 64)
+    _refused_beside_its_twin(profiles, xml, port, keystore, trust)
+    assert cn_seen(profiles, port) == "gen-1"  # the twin keeps its own last good
+
+
+def test_a_profile_added_with_a_missing_truststore_never_borrows_its_twins(
+    setup, ca, backend, tmp_path
+):
+    """A new profile on the twin's keystore whose own truststore is not there yet,
+    while that keystore rotates: it never loaded, so it is refused. It was served
+    with the new identity and the twin's truststore, anchors its definition never
+    names: a backend certified by the twin's CA passed for it."""
+    xml, keystore, trust = setup
+    port = backend.port
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{port}", keystore, trust),
+            profile(f"127.0.0.1:{port}", keystore, tmp_path / "not-yet.jks"),
+        ).encode(),
+    )
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True  # the twin's rotation applies
+    assert cn_seen(profiles, port) == "gen-2"
+    with pytest.raises(ProfileUnavailableError):
+        profiles.context_for("127.0.0.1", port)
+    entry = {p.servers: p for p in profiles.status().profiles}[(f"127.0.0.1:{port}",)]
+    assert not entry.loaded
+    assert "not-yet.jks" in str(entry.error)
+    # Twin: once its truststore arrives, it loads and reaches the backend.
+    ca.write_truststore(tmp_path / "not-yet.jks", PASSWORD)
+    assert profiles.reload() is True
+    seen = whoami(profiles.context_for("127.0.0.1", port), port, "127.0.0.1")
+    assert seen["client_cn"] == "gen-2"
+
+
 def test_an_edited_profile_sharing_its_material_with_another_definition_keeps_it(setup, backend):
     """Two profiles on the same stores, one saying novalidatecert="true" (a truststore
     wins, so both get the same contexts). The keystore breaks, then the second's
