@@ -13,7 +13,7 @@ import datetime as _dt
 import functools
 import logging
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
-from ._context import client_context
+from ._context import client_context, store_at_fault
 from ._crl import CRLSet
 from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError
 from ._material import TLSMaterial, tls_material
@@ -164,12 +164,15 @@ class KeptIdentity(Exception):
         self.error = error
 
 
-class _KeystoreUnusable(Exception):
-    """A new keystore loaded but cannot be used (no usable key entry, a key OpenSSL
-    refuses): :meth:`Builder.build` builds again with the identity in service."""
+class _Unusable(Exception):
+    """A new store loaded but cannot be used: a keystore with no usable key entry or a
+    key OpenSSL refuses, a truststore with a certificate OpenSSL will not take.
+    :meth:`Builder.build` builds again with that store as in service, as if it had not
+    loaded (the other store's change still goes in)."""
 
-    def __init__(self, error: MTLSError) -> None:
+    def __init__(self, role: StoreRole, error: MTLSError) -> None:
         super().__init__(str(error))
+        self.role = role
         self.error = error
 
 
@@ -399,7 +402,8 @@ class Builder:
             by_value = (profile.keystore, trust_config, verify, replacing, crls, in_service, lent)
             found = self._by_value.get(by_value)
             if found is None:
-                try:
+                unusable: dict[StoreRole, MTLSError] = {}
+                while True:  # at most three passes: each store is found unusable once
                     try:
                         found = self._build(
                             profile,
@@ -407,20 +411,17 @@ class Builder:
                             verify,
                             replacing=replacing,
                             serving=serving,
+                            unusable=unusable,
                             lent=lent,
                         )
-                    except _KeystoreUnusable as unusable:
-                        found = self._build(
-                            profile,
-                            trust_config,
-                            verify,
-                            replacing=replacing,
-                            serving=serving,
-                            unusable=unusable.error,
-                            lent=lent,
-                        )
-                except KeptIdentity as kept:
-                    found = kept  # shared like a Served: built (and its CRLs read) once
+                    except _Unusable as exc:
+                        if exc.role in unusable:  # cannot happen; never loop on it
+                            raise exc.error from None
+                        unusable[exc.role] = exc.error
+                        continue
+                    except KeptIdentity as kept:
+                        found = kept  # shared like a Served: built (and CRLs read) once
+                    break
                 self._by_value[by_value] = found
             # Both configurations are held by the check's profiles: their ids stay theirs.
             self._by_id[by_id] = found
@@ -440,7 +441,7 @@ class Builder:
         *,
         replacing: bool,
         serving: Served | None = None,
-        unusable: MTLSError | None = None,
+        unusable: Mapping[StoreRole, MTLSError] | None = None,
         lent: bool = False,
     ) -> Served:
         files: list[tuple[str, Path, str]] = []  # (role, path, sha256)
@@ -460,9 +461,9 @@ class Builder:
         )
         if profile.keystore:
             try:
-                if unusable is not None:
-                    raise unusable  # it loaded, and failed further on: as if it had not
                 keystore, key_fp = self._load(profile.keystore, True, files)
+                if unusable and "keystore" in unusable:
+                    raise unusable["keystore"]  # it loaded, failed further on: as if not
             except MTLSError as exc:
                 # A replacement that does not load (gone, damaged, another password) is
                 # judged apart, as one peers would refuse: the identity in service goes
@@ -483,6 +484,8 @@ class Builder:
         if trust_config:
             try:
                 truststore, trust_fp = self._load(trust_config, False, files)
+                if unusable and "truststore" in unusable:
+                    raise unusable["truststore"]  # as if it had not loaded
             except MTLSError as exc:
                 # The other way round: a new identity goes in with the trust in service.
                 if (
@@ -507,7 +510,7 @@ class Builder:
                 subject, not_before, not_after, serial = self._leaf(profile, keystore, key_fp)
             except MTLSError as exc:
                 if new_key and can_keep:
-                    raise _KeystoreUnusable(exc) from None
+                    raise _Unusable("keystore", exc) from None
                 raise
             if not replacing:
                 self._warn_not_yet_valid(profile, key_fp, alias, subject, not_before)
@@ -572,6 +575,17 @@ class Builder:
                 revocation=self.options.revocation,
             )
 
+        # A new truststore OpenSSL refuses gives way to the one in service when the
+        # identity is new (the same rule as for one that does not load, above).
+        can_keep_trust = (
+            replacing
+            and not lent
+            and serving is not None
+            and serving.truststore is not None
+            and in_service is not None
+            and in_service[2] != trust_fp
+            and in_service[:2] != (key_fp, alias)
+        )
         pair = self._contexts.get(ctx_key)
         if pair is None:
             if not verify:
@@ -583,9 +597,14 @@ class Builder:
                 )
             try:
                 main = make(False)
-            except KeyEntryError as exc:  # the identity's: trust and CRLs raise others
-                if new_key and can_keep:
-                    raise _KeystoreUnusable(exc) from None
+            except MTLSError as exc:
+                # Judged apart when the other store changed too (a broken keystore must
+                # not hold back a trust withdrawal, nor a truststore a new identity).
+                at_fault = store_at_fault(exc)
+                if at_fault == "keystore" and new_key and can_keep:
+                    raise _Unusable("keystore", exc) from None
+                if at_fault == "truststore" and can_keep_trust:
+                    raise _Unusable("truststore", exc) from None
                 raise
             local = make(True) if mode == "DefaultAndLocalhost" and verify else None
             pair = (main, local)

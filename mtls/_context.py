@@ -24,7 +24,7 @@ from ._revocation import (
     revocation_checker,
 )
 from ._secret import scrub_tracebacks
-from ._stores import Keystore, Truststore
+from ._stores import Keystore, StoreRole, Truststore
 from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier
 
 log = logging.getLogger("mtls")
@@ -67,6 +67,24 @@ def _check_stores(keystore: object, truststore: object, who: str) -> None:
             f"{who}: {name} must be an mtls.{kind.__name__} or None, not "
             f"{type(value).__name__}: {fix}"
         )
+
+
+def store_at_fault(exc: BaseException) -> StoreRole | None:
+    """Which store an error of :func:`client_context` or :func:`server_context` is
+    about: the identity's (a :class:`KeyEntryError`: no usable key entry, a key that
+    does not match its certificate, one OpenSSL refuses) or the trust's (a
+    :class:`KeystoreFormatError`: an empty truststore, a certificate OpenSSL will not
+    take); ``None`` for anything else (CRLs, arguments).
+
+    By kind, not by path: the rotation engines judge a keystore and a truststore
+    apart with it, and a path may be shown as written (a placeholder), or be the same
+    file for both stores, or a store may be shared by copies with the same bytes.
+    """
+    if isinstance(exc, KeyEntryError):
+        return "keystore"
+    if isinstance(exc, KeystoreFormatError):
+        return "truststore"
+    return None
 
 
 def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:

@@ -61,7 +61,7 @@ from typing import Any
 from . import _x509
 from ._build import _anchor_refusal, _validity_refusal
 from ._config import StoreConfig, _as_secret
-from ._context import server_context
+from ._context import server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
 from ._errors import KeystoreError, MTLSError, WrongPasswordError
 from ._fork import renew_attributes_after_fork
@@ -194,9 +194,10 @@ class ServerPlan:
                 # its certificate, no usable key entry; a certificate it will not take)
                 # is judged apart too, when the other file changed as well.
                 both = key.store is not old.keystore and trust.store is not old.truststore
-                if both and _about(exc, s.keystore):
+                at_fault = store_at_fault(exc) if both else None
+                if at_fault == "keystore":
                     key = _Judged(old.keystore, key.digest, old.files[0][2], (exc, None))
-                elif both and _about(exc, s.truststore):
+                elif at_fault == "truststore":
                     trust = _Judged(old.truststore, trust.digest, old.files[1][2], (exc, None))
                 else:
                     raise
@@ -381,12 +382,6 @@ class _Judged:
     digest: str | None
     kept: str | None
     refusal: tuple[MTLSError, _dt.datetime | None] | None
-
-
-def _about(exc: MTLSError, config: StoreConfig) -> bool:
-    """Whether ``exc`` is about the file ``config`` names (errors carry their path)."""
-    path = getattr(exc, "path", None)
-    return path is not None and os.fspath(path) == os.fspath(config.location)
 
 
 _Refusal = tuple[MTLSError, "_dt.datetime | None"]
@@ -656,7 +651,9 @@ class RotatingServerContext:
             if (
                 truststore_password is not None
                 or exc.path is None
-                or (os.path.abspath(exc.path) != os.path.abspath(settings.truststore.location))
+                # Stores carry their path as shown (a placeholder as written).
+                or os.fspath(exc.path)
+                not in (os.fspath(settings.truststore.location), settings.truststore.shown_location)
             ):
                 raise
             # The truststore was opened with the keystore's password, as documented:

@@ -984,6 +984,62 @@ def test_a_profile_added_beside_a_twin_while_the_store_is_broken_fails_closed(se
     assert cn_seen(profiles, port) == "gen-1"  # the twin keeps its own last good
 
 
+def _openssl_refuses(ca: CA) -> Truststore:
+    """``ca``'s truststore plus a certificate cryptography reads and OpenSSL will not
+    take (its issuer name's string tag zeroed): it loads, and fails only when the
+    context is built."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    name = b"refused by OpenSSL"
+    der = CA(name=name.decode()).certificate.public_bytes(Encoding.DER)
+    at = der.index(b"\x0c" + bytes([len(name)]) + name)  # the issuer's, first
+    trust = ca.truststore()
+    trust.add("refused", x509.load_der_x509_certificate(der[:at] + b"\0" + der[at + 1 :]))
+    return trust
+
+
+def test_a_truststore_openssl_refuses_never_holds_back_a_new_identity(setup, ca, backend):
+    """Both stores rotate; the new truststore loads but OpenSSL refuses one of its
+    certificates when the context is built. The new identity goes in with the trust in
+    service (as for a truststore that does not load), and the refusal is reported.
+    It held the identity back, as the rotating server context already did not."""
+    xml, keystore, trust = setup
+    port = backend.port
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(trust, _openssl_refuses(ca).to_bytes(PASSWORD))
+    # Twin: with the keystore unchanged nothing can go in: the last good stays.
+    assert profiles.reload() is False
+    assert cn_seen(profiles, port) == "gen-1"
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True
+    assert cn_seen(profiles, port) == "gen-2"  # the new identity, with the trust in service
+    assert "OpenSSL refused a certificate" in str(profiles.last_error)
+    (entry,) = profiles.status().profiles
+    assert entry.loaded and "OpenSSL refused" in str(entry.error)
+    (anchor,) = profiles.context_for("localhost", port).get_ca_certs()  # the old trust
+    assert "refused" not in str(anchor["subject"])
+
+
+def test_both_stores_unusable_keep_the_last_good_whole(setup, ca, backend):
+    """A keystore whose key does not match its certificate and a truststore OpenSSL
+    refuses, in one rotation: each is set aside in turn, nothing new is left, and the
+    material in service stays (a bounded number of builds, no loop)."""
+    xml, keystore, trust = setup
+    port = backend.port
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    good = profiles.context_for("localhost", port)
+    one, other = ca.issue_cert("gen-2", common_name="gen-2"), ca.issue_cert("gen-3")
+    mismatched = Keystore()
+    mismatched.add_key("a", other.private_key, one.chain)
+    replace_atomically(keystore, mismatched.to_bytes(PASSWORD))
+    replace_atomically(trust, _openssl_refuses(ca).to_bytes(PASSWORD))
+    assert profiles.reload() is False
+    assert profiles.context_for("localhost", port) is good
+    assert cn_seen(profiles, port) == "gen-1"
+    assert profiles.last_error is not None
+
+
 def test_a_profile_added_while_the_shared_store_breaks_in_the_same_check_fails_closed(
     setup, backend
 ):

@@ -299,13 +299,33 @@ def test_a_keystore_that_does_not_load_never_holds_back_a_trust_withdrawal(
         assert get(port, estate.client(newcomer))[1] != serial
 
 
+def _as_written(estate: Estate) -> mtls.RotatingServerContext:
+    """The estate's server with its stores named through a placeholder, as a profile
+    file or deployment.toml names them (``$env{STORES}/...``): errors show the path
+    as written, never the value."""
+    stores = [
+        mtls.StoreConfig(
+            location=path,
+            type="JKS",
+            password=mtls.Secret(PASSWORD),
+            written_location=f"$env{{STORES}}/{path.name}",
+        )
+        for path in (estate.keystore, estate.truststore)
+    ]
+    return mtls.RotatingServerContext(*stores, settle_delay=0)
+
+
+@pytest.mark.parametrize("named", ["by path", "through a placeholder"])
 def test_a_keystore_that_loads_but_openssl_refuses_never_holds_back_a_trust_withdrawal(
-    estate: Estate,
+    estate: Estate, named: str
 ) -> None:
     """A keystore whose key does not match its certificate loads, and fails only when
-    OpenSSL builds the context: that failure held the truststore change back too."""
+    OpenSSL builds the context: that failure held the truststore change back too, and
+    still did for stores named through a placeholder (the failure was matched to its
+    file by path, which an error shows as written)."""
     newcomer = CA(name="new client CA")
-    with estate.server() as server, stdlib_server(server.context) as port:
+    made = estate.server() if named == "by path" else _as_written(estate)
+    with made as server, stdlib_server(server.context) as port:
         serial = get(port, estate.client())[1]
         one = estate.server_ca.issue_cert("localhost", "127.0.0.1")
         other = estate.server_ca.issue_cert("localhost", "127.0.0.1")
