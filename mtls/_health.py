@@ -428,7 +428,13 @@ class Health:
         events: list[HealthEvent] = []
         with self._lock:
             fresh: Iterable[_Cert] = ()
-            if snapshot is not self._last_snapshot:
+            last = self._last_snapshot
+            if last is not None and snapshot.generation < last.generation:
+                # Read before a newer one was evaluated (check_health() and a check's
+                # watcher run outside the engine's lock): never roll the watch back,
+                # which would forget what was announced and announce it again.
+                snapshot = last
+            if snapshot is not last:
                 fresh, gone = self._in_use.update(snapshot)
                 self._last_snapshot = snapshot
                 for fingerprint in gone:

@@ -205,6 +205,27 @@ def test_a_rotated_certificate_is_announced_afresh(tmp_path: Path) -> None:
         assert profiles.check_health() == ()
 
 
+def test_an_older_snapshot_evaluated_late_never_rolls_the_watch_back(tmp_path: Path) -> None:
+    """check_health() reads the snapshot, and a reload publishes and evaluates a newer
+    one before check_health's evaluation runs (reload() and the thread evaluate outside
+    the engine's lock). Going back to the older snapshot forgot what had been announced
+    for the new certificate, and the next check announced it again."""
+    ca = CA()
+    profile = profile_for(tmp_path, issue(ca, left=400 * DAY), ca)
+    seen: list[mtls.HealthEvent] = []
+    with _set(profile) as profiles:
+        profiles.on_health(seen.append)
+        read_first = profiles._snapshot  # what check_health() read, then lost the CPU
+        assert profile.keystore is not None
+        newer = issue(ca, left=6 * DAY)
+        write_identity(newer, profile.keystore.location)
+        assert profiles.reload() is True  # publishes and evaluates the newer snapshot
+        assert profiles._health.evaluate(read_first) == ()  # the late evaluation
+        assert profiles.reload() is False  # the next check: nothing new to say
+        assert profiles.check_health() == ()
+        assert [(e.serial, e.threshold) for e in seen] == [(newer.serial_number, 7 * DAY)]
+
+
 def test_reload_delivers_the_events_of_its_check(tmp_path: Path) -> None:
     ca = CA()
     profile = profile_for(tmp_path, issue(ca, left=400 * DAY), ca)
