@@ -77,6 +77,10 @@ class _Static:
         del read
         return list(self._profiles), None
 
+    def inputs(self) -> tuple[Path, ...]:
+        """No files: profiles made in code depend on none but their stores."""
+        return ()
+
 
 class _XmlFile:
     """A customSSLProfiles file, re-parsed when its content changes."""
@@ -95,6 +99,18 @@ class _XmlFile:
         self._secret_resolver = secret_resolver
         # The setting that named the file (deployment.toml's file_path), for messages.
         self._origin = origin
+
+    def inputs(self) -> tuple[Path, ...]:
+        """The secret resolver's files, when it names them (``watched_files()``, as
+        :class:`mtls.SecureVault` does): their change re-parses the profile file."""
+        named = getattr(self._secret_resolver, "watched_files", None)
+        if not callable(named):
+            return ()
+        try:
+            return tuple(Path(os.path.abspath(p)) for p in named())
+        except Exception:  # a resolver's own failure: it is reported when it resolves
+            log.debug("mtls: the secret resolver's watched_files() failed", exc_info=True)
+            return ()
 
     def load(
         self, read: Callable[[Path], tuple[bytes, str]]

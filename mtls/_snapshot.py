@@ -10,6 +10,7 @@ refuse, and uses the :class:`~mtls._build.Builder` for the stores and contexts.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
 import ssl
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -447,6 +448,11 @@ class ProfileSource(Protocol):
         self, read: Callable[[Path], tuple[bytes, str]]
     ) -> tuple[list[SSLProfile], str | None]: ...
 
+    def inputs(self) -> tuple[Path, ...]:
+        """Files besides :attr:`path` the profiles are read with (a secret resolver's):
+        when one changes, the source is loaded again."""
+        ...
+
 
 def _still_written(exc: Unstable) -> KeystoreError:
     return KeystoreError(
@@ -501,7 +507,9 @@ class ProfilesPlan:
         """
         builder = self.builder
         builder.begin(reading)
+        inputs = self._inputs(reading)  # before the source reads them: see _config_digest
         profiles, digest = self.source.load(reading.read)
+        digest = self._config_digest(digest, inputs)
         watched = self._watched(profiles)
         reading.settle(watched)  # one settle delay for every store
         default_profile = self.default if isinstance(self.default, SSLProfile) else None
@@ -557,7 +565,27 @@ class ProfilesPlan:
         paths = self.builder.watched(profiles, default)
         if self.source.path is not None:
             paths.add(self.source.path)
+            paths.update(self.source.inputs())
         return tuple(sorted(paths))
+
+    def _inputs(self, reading: Reading) -> tuple[tuple[Path, str | None], ...]:
+        """The source's other files and their settled hashes in this check, taken
+        before the source reads them (so a change after that is seen next check)."""
+        if self.source.path is None:
+            return ()
+        return tuple((path, reading.digest(path)) for path in self.source.inputs())
+
+    @staticmethod
+    def _config_digest(
+        digest: str | None, inputs: tuple[tuple[Path, str | None], ...]
+    ) -> str | None:
+        """What the profiles were read from: the profile file's hash, or, when the
+        source has other files, one hash over all of theirs (a vault file that changes
+        re-parses the profile file)."""
+        if not inputs or digest is None:
+            return digest
+        parts = [digest, *(f"{path}\0{hashed or '-'}" for path, hashed in inputs)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     # ------------------------------------------------------------------ checks
 
@@ -578,15 +606,19 @@ class ProfilesPlan:
         config_error: MTLSError | None = None
         path = self.source.path
         loaded: list[SSLProfile] | None = None
+        inputs: tuple[tuple[Path, str | None], ...] = ()
         try:
+            inputs = self._inputs(reading)
             config_moved = path is not None and (
-                old.config_error is not None or reading.digest(path) != old.config_digest
+                old.config_error is not None
+                or self._config_digest(reading.digest(path), inputs) != old.config_digest
             )
         except Unstable:
             config_moved, run.pending = False, True  # still being written: next check
         if config_moved:
             try:
                 profiles, loaded_digest = self.source.load(reading.read)
+                loaded_digest = self._config_digest(loaded_digest, inputs)
                 check_unique(profiles, self.options.path)  # a duplicate refuses the file
             except Unstable:
                 run.pending = True

@@ -390,6 +390,27 @@ class SecureVault:
         """Every alias the vault defines, sorted."""
         return tuple(sorted(self._load().values))
 
+    def watched_files(self) -> tuple[Path, ...]:
+        """The files the vault's values come from: deployment.toml,
+        ``secret-conf.properties``, ``cipher-text.properties`` and the internal keystore
+        (those that are configured, present or not).
+
+        A profile set whose ``secret_resolver`` has this method watches these files
+        with its own: when one changes, the profile file is parsed again and every
+        alias resolved anew, so a password rotated through the vault is picked up
+        with the store it opens (WSO2 needs the profile file touched, or a restart).
+        """
+        files = [self._toml, self._secret_conf]
+        try:
+            config = self._load()
+        except SecureVaultError:
+            config = None  # damaged: what can be named is watched, the rest once it loads
+        if self._cipher_text is not None:
+            files.append(self._cipher_text)
+        if config is not None:
+            files.append(config.keystore)
+        return tuple(files)
+
     @scrub_tracebacks  # a failed decryption leaves no password or key in any frame
     def resolve(self, alias: str) -> Secret:
         """Decrypt ``alias``.

@@ -569,6 +569,39 @@ def gateway_xml(d: Path, attrs: str = "") -> str:
     ).replace('name="customSSLProfiles"', f'name="customSSLProfiles" {ns} {attrs}')
 
 
+def test_a_password_rotated_through_the_vault_is_picked_up_with_its_store(tmp_path, stores) -> None:
+    """The stores get a new password, and the vault the new value; the profile file is
+    not touched. The set watches the vault's files and resolves the alias anew: the
+    new stores load (they failed with a wrong password until the profile file moved)."""
+    home = make_home(tmp_path, stores, secrets={"gateway_password": f"[{PASSWORD}]"})
+    d = tmp_path / "stores"
+    d.mkdir()
+    ca = stores["ca"]
+    ca.issue_cert("gateway", common_name="gen-1").write_keystore(
+        d / "gateway.p12", PASSWORD, store_type="PKCS12"
+    )
+    ca.write_truststore(d / "trust.jks", PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(gateway_xml(d).replace("Gateway.Password", "gateway_password"))
+    toml = home / "repository" / "conf" / "deployment.toml"
+    with mtls.SSLProfileSet.from_xml(xml, base_dir=home, settle_delay=0) as profiles:
+        assert profiles.status().profiles[0].subject.startswith("CN=gen-1")
+        # Twin: the keystore alone moves to a new password: refused, the last good kept.
+        store = ca.issue_cert("gateway", common_name="gen-2").keystore()
+        (d / "gateway.p12").write_bytes(store.to_bytes("n3w-Pa55", store_type="PKCS12"))
+        assert profiles.reload() is False
+        assert isinstance(profiles.last_error, mtls.WrongPasswordError)
+        assert "n3w-Pa55" not in str(profiles.last_error)
+        # The vault gets the new value, and the truststore the new password too.
+        toml.write_text(toml.read_text().replace(f"[{PASSWORD}]", "[n3w-Pa55]"))
+        ca.write_truststore(d / "trust.jks", "n3w-Pa55")
+        xml_text = xml.read_text()
+        assert profiles.reload() is True
+        assert xml.read_text() == xml_text  # the profile file was never touched
+        assert profiles.status().profiles[0].subject.startswith("CN=gen-2")
+        assert profiles.last_error is None
+
+
 @needs_java
 def test_from_xml_uses_the_estate_vault(tmp_path, stores, values) -> None:
     home = make_home(
