@@ -15,7 +15,7 @@ import ssl
 import sys
 
 from . import _keyload, _x509
-from ._crl import CRLSet
+from ._crl import CRLSet, warn_intermediate_anchors
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._revocation import (
     RevocationChecker,
@@ -139,6 +139,8 @@ def _revocation(
     if crls:
         crls.check_once(anchors)  # expired or untrusted lists are errors, never ignored
         crls.install(ctx, crl_check)
+        if crl_check == "chain" and truststore is not None:
+            warn_intermediate_anchors(truststore.path or "the truststore", anchors)
     if checker is not None:
         install(ctx, checker, anchors)
 

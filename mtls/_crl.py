@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import hashlib
+import logging
 import os
 import re
 import ssl
@@ -29,6 +30,8 @@ from . import _x509
 from ._errors import CRLError
 from ._files import read_input
 from ._types import CRLCheck
+
+log = logging.getLogger("mtls")
 
 #: Largest CRL read by :meth:`CRLSet.load` or downloaded: 10 MiB. Public CAs' biggest
 #: CRLs are a few MiB. (A profile's CRL files are read as its stores are: 8 MiB.)
@@ -159,13 +162,25 @@ class CRLSet:
         return min(dates) if dates else None
 
     def check_expiry(self, *, now: _dt.datetime | None = None) -> None:
-        """Refuse a list whose nextUpdate has passed (no clock skew: OpenSSL allows none).
+        """Refuse a list whose nextUpdate has passed, or whose thisUpdate has not come
+        yet (no clock skew: OpenSSL allows none, and refuses every handshake with it).
 
         Raises:
             CRLError: naming the file, the issuer and what to do.
         """
         now = now or _now()
         for crl, path in self._crls:
+            this_update = crl.last_update_utc
+            if this_update > now:
+                issuer = crl.issuer.rfc4514_string()
+                raise CRLError(
+                    f"{path or 'the CRL'}: the CRL of {issuer} is not valid until "
+                    f"{this_update.isoformat()} (thisUpdate, ahead of this host's clock): "
+                    "OpenSSL would refuse every handshake with it until then; check this "
+                    "host's clock (or the CA's), or keep the current list until that time",
+                    path=path,
+                    issuer=issuer,
+                )
             next_update = crl.next_update_utc
             if next_update is not None and next_update <= now:
                 issuer = crl.issuer.rfc4514_string()
@@ -229,6 +244,18 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
+            scope = _extension(crl, x509.IssuingDistributionPoint)
+            if scope is not None and scope.indirect_crl:
+                # OpenSSL reads an indirect list only with extended CRL support, which
+                # Python's ssl cannot turn on: it would be ignored, and every handshake
+                # would fail for want of a CRL.
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} is an indirect CRL (it lists "
+                    "certificates of other CAs), which OpenSSL does not use here: give "
+                    "the CRL each CA issues for its own certificates",
+                    path=path,
+                    issuer=issuer,
+                )
             if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
@@ -255,6 +282,37 @@ class CRLSet:
             raise CRLError(f"OpenSSL refused a CRL ({exc.reason or exc})") from exc
         ctx.verify_flags |= (
             ssl.VERIFY_CRL_CHECK_CHAIN if check == "chain" else ssl.VERIFY_CRL_CHECK_LEAF
+        )
+
+
+_WARNED_ANCHORS: set[bytes] = set()  # truststores already warned about (digests)
+
+
+def warn_intermediate_anchors(where: str, anchors_der: Sequence[bytes]) -> None:
+    """Warn (once per truststore content) when ``crl_check="chain"`` meets an anchor
+    that is not a root: every truststore certificate is an anchor, so the chain ends
+    at that intermediate, and OpenSSL finds no issuer to verify the intermediate's own
+    CRL with: every handshake through it fails "unable to get certificate CRL"."""
+    digest = hashlib.sha256(b"".join(anchors_der)).digest()
+    if digest in _WARNED_ANCHORS:
+        return
+    if len(_WARNED_ANCHORS) >= 256:
+        _WARNED_ANCHORS.clear()
+    _WARNED_ANCHORS.add(digest)
+    below = [
+        cert.subject.rfc4514_string()
+        for cert, _ in _pairs(anchors_der)
+        if cert.issuer != cert.subject
+    ]
+    if below:
+        log.warning(
+            "%s: crl_check='chain' with %d intermediate CA certificate(s) in the truststore "
+            "(%s): each is an anchor, so OpenSSL cannot check its own CRL and refuses every "
+            "chain through it ('unable to get certificate CRL'): keep only the root in the "
+            "truststore and put the intermediate in the CRL file",
+            where,
+            len(below),
+            ", ".join(below[:3]) + (", ..." if len(below) > 3 else ""),
         )
 
 

@@ -71,6 +71,68 @@ def test_an_expired_crl_is_an_error_naming_the_file(ca: CA, tmp_path: Path) -> N
     mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))
 
 
+def test_a_crl_dated_in_the_future_is_an_error_and_a_reload_keeps_the_last_good(
+    tmp_path: Path, ca: CA, server: MTLSServer
+) -> None:
+    """A list whose thisUpdate is ahead of this host's clock (the CA's clock is ahead,
+    or this host's behind): OpenSSL refuses every handshake with it, client and server
+    alike. It was installed, and a reload swapped a working list for it while status()
+    said healthy."""
+    soon = _dt.datetime.now(_dt.UTC) + _dt.timedelta(minutes=10)
+    ahead = ca.crl(last_update=soon, next_update=soon + _dt.timedelta(days=1))
+    with pytest.raises(CRLError, match=r"future\.crl: .* not valid until .*clock") as caught:
+        mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(ahead, path="future.crl"))
+    assert caught.value.path == "future.crl"
+    with pytest.raises(CRLError, match="not valid until"):
+        mtls.server_context(
+            ca.issue_cert("localhost").keystore(), ca.truststore(), crls=CRLSet.from_bytes(ahead)
+        )
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl())
+    with _profile_set(tmp_path, ca, server, crl) as profiles:
+        good = profiles.context_for("localhost", server.port)
+        crl.write_bytes(ahead)
+        profiles.reload()
+        assert profiles.context_for("localhost", server.port) is good  # the last good
+        whoami(good, server.port)  # which still connects
+        assert "not valid until" in str(profiles.last_error)
+        assert not profiles.status().healthy
+
+
+def test_an_indirect_crl_is_refused_not_silently_ignored(ca: CA, tmp_path: Path) -> None:
+    """OpenSSL uses an indirect list only with extended CRL support, which Python
+    cannot turn on: it was accepted, then every handshake failed for want of a CRL."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    now = _dt.datetime.now(_dt.UTC)
+    indirect = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - _dt.timedelta(minutes=1))
+        .next_update(now + _dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(
+            x509.IssuingDistributionPoint(
+                full_name=None,
+                relative_name=None,
+                only_contains_user_certs=False,
+                only_contains_ca_certs=False,
+                only_some_reasons=None,
+                indirect_crl=True,
+                only_contains_attribute_certs=False,
+            ),
+            critical=True,
+        )
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        .public_bytes(Encoding.DER)
+    )
+    with pytest.raises(CRLError, match="indirect CRL"):
+        mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(indirect))
+    mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))  # the twin
+
+
 def test_a_crl_not_signed_by_a_trusted_issuer_is_an_error(ca: CA) -> None:
     forged = CRLSet.from_bytes(ca.crl(signer=CA()))  # the CA's name, another key
     with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
@@ -128,6 +190,39 @@ def test_chain_checks_the_intermediate(tmp_path: Path) -> None:
         assert chain.verify_flags & ssl.VERIFY_CRL_CHECK_CHAIN
         with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
             whoami(chain, backend.port)
+
+
+def test_chain_checks_with_an_intermediate_in_the_truststore_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Root and intermediate both in the truststore (a common Java layout), both CRLs
+    given: the intermediate is an anchor, its own CRL cannot be checked, and every
+    handshake fails. The build says so, and names the intermediate."""
+    root = CA(name="crl root")
+    intermediate = root.create_child_ca(name="crl intermediate")
+    both = root.truststore()
+    both.add("intermediate", intermediate.certificate)
+    crls = CRLSet.from_bytes(root.crl()) + CRLSet.from_bytes(intermediate.crl())
+    with MTLSServer(
+        intermediate.issue_cert("localhost", "127.0.0.1"), require_client_cert=False
+    ) as backend:
+        with caplog.at_level("WARNING", logger="mtls"):
+            ctx = mtls.client_context(None, both, crls=crls, crl_check="chain")
+        (warning,) = [
+            r.getMessage() for r in caplog.records if "crl_check='chain'" in r.getMessage()
+        ]
+        assert "crl intermediate" in warning and "keep only the root" in warning
+        with pytest.raises(ssl.SSLCertVerificationError, match="unable to get certificate CRL"):
+            whoami(ctx, backend.port)  # what the warning is about
+        # The twin: the root alone in the truststore, the intermediate in the CRL file.
+        caplog.clear()
+        fixed = CRLSet.from_bytes(root.crl()) + CRLSet.from_bytes(
+            intermediate.crl(encoding="PEM") + intermediate.cert_pem
+        )
+        with caplog.at_level("WARNING", logger="mtls"):
+            ctx = mtls.client_context(None, root.truststore(), crls=fixed, crl_check="chain")
+        assert not [r for r in caplog.records if "crl_check='chain'" in r.getMessage()]
+        whoami(ctx, backend.port)
 
 
 def test_a_server_context_refuses_a_revoked_client(ca: CA) -> None:
