@@ -33,6 +33,34 @@ from ._diagnosis import (
 )
 
 _MAX_RESPONSE = 64 * 1024
+_HANDSHAKE = 22  # TLS content type
+_CERTIFICATE_REQUEST = 13  # handshake message type
+
+
+@contextlib.contextmanager
+def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
+    """Record in ``report.certificate_requested`` whether the server asked for a client
+    certificate (a CertificateRequest arrived, in the handshake or after it), through
+    the message callback CPython offers for debugging (``_msg_callback``, 3.8 and
+    later); ``None`` where it is missing. The context is the probe's own (built for
+    this command, never handed out), and the callback is removed afterwards."""
+    if not hasattr(ctx, "_msg_callback"):
+        yield
+        return
+
+    def seen(*message: object) -> None:
+        # (connection, direction, version, content type, message type, data)
+        _, direction, _, content, kind, _ = message
+        if direction == "read" and content == _HANDSHAKE and kind == _CERTIFICATE_REQUEST:
+            report.certificate_requested = True
+
+    report.certificate_requested = False
+    previous = ctx._msg_callback
+    ctx._msg_callback = seen
+    try:
+        yield
+    finally:
+        ctx._msg_callback = previous
 
 
 def peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
@@ -137,7 +165,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
     if raw is None:
         report.failure = failure
         return report
-    with raw:
+    with raw, _watch_certificate_request(setup.context, report):
         with contextlib.suppress(OSError):
             report.address = str(raw.getpeername()[0])
         try:

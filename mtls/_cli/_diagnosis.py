@@ -172,6 +172,8 @@ class Report:
     chain_verified: bool | None = None
     chain_from_unverified_handshake: bool = False
     accepted: bool | None = None
+    #: Whether the server sent a CertificateRequest (``None``: this Python cannot tell).
+    certificate_requested: bool | None = None
     http_status: str | None = None
     body: bytes = b""
     failure: Failure | None = None
@@ -179,6 +181,12 @@ class Report:
     elapsed_ms: float = 0.0
     revocation: list[dict[str, Any]] = field(default_factory=list)
     revocation_note: str | None = None
+
+    @property
+    def sent_certificate(self) -> bool:
+        """Whether our certificate went to the server: we have one, and the server
+        asked for it (or this Python cannot tell whether it did)."""
+        return bool(self.setup.client_subject) and self.certificate_requested is not False
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON form."""
@@ -211,7 +219,10 @@ class Report:
             "chain_verified": self.chain_verified,
             "chain_from_unverified_handshake": self.chain_from_unverified_handshake,
             # Nothing to accept when no certificate was sent: null, not "accepted".
-            "server_accepted_client_certificate": self.accepted if setup.client_subject else None,
+            "server_accepted_client_certificate": (
+                self.accepted if self.sent_certificate else None
+            ),
+            "client_certificate_requested": self.certificate_requested,
             "http_status": self.http_status,
             "error": (
                 {

@@ -330,7 +330,12 @@ def render(report: Report, out: Output) -> None:
     _revocation_lines(report, out)
     if report.accepted is True:
         answer = f": {report.http_status}" if report.http_status else ""
-        verb = "accepted our certificate" if setup.client_subject else "let us in without one"
+        if report.sent_certificate:
+            verb = "accepted our certificate"
+        elif setup.client_subject:
+            verb = "let us in without asking for a certificate"  # not mutual TLS
+        else:
+            verb = "let us in without one"
         out.line(f"  server        {out.style(verb, 'green')}{answer}")
     elif report.accepted is False:
         out.line(f"  server        {out.style('refused us', 'red')}")

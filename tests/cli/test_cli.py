@@ -997,8 +997,8 @@ CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "c
 PROBE_KEYS = {"url", "host", "port", "ok", "matched", "profile", "source", "keystore",
               "truststore", "hostname_verifier", "client_certificate", "address", "tls_version",
               "cipher", "server_chain", "chain_verified", "chain_from_unverified_handshake",
-              "server_accepted_client_certificate", "http_status", "error", "notes",
-              "revocation"}  # fmt: skip
+              "server_accepted_client_certificate", "client_certificate_requested",
+              "http_status", "error", "notes", "revocation"}  # fmt: skip
 
 
 def test_check_tabulates_the_seed_profile(seed: Seed) -> None:
@@ -1131,6 +1131,37 @@ def test_probe_json_without_a_client_certificate_claims_no_acceptance(seed: Seed
     data = json.loads(run.stdout)
     assert data["ok"] is True and data["client_certificate"] is None
     assert data["server_accepted_client_certificate"] is None
+
+
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["TLSv1.3", "TLSv1.2"]
+)
+def test_probe_never_says_accepted_when_no_certificate_was_asked_for(
+    seed: Seed, version: ssl.TLSVersion
+) -> None:
+    """A backend that does not ask for a client certificate (no CertificateRequest):
+    the probe said "accepted our certificate", exactly when someone probes to confirm
+    a backend enforces mutual TLS."""
+    from tests.servers._servers import stdlib_server
+
+    backend = mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD)
+    plain = mtls.server_context(backend, require_client_cert=False, trust_system_cas=True)
+    plain.verify_mode = ssl.CERT_NONE  # asks for nothing
+    plain.maximum_version = version
+    options = ("--keystore", seed.dir / "gateway.jks",
+               "--truststore", seed.dir / "client-truststore.jks")  # fmt: skip
+    with stdlib_server(plain) as port:
+        data = json.loads(ok("probe", f"localhost:{port}", *options, "--json").stdout)
+        human = ok("probe", f"localhost:{port}", *options).stdout
+    assert data["ok"] is True and data["client_certificate"]["subject"] == "CN=gateway"
+    assert data["client_certificate_requested"] is False
+    assert data["server_accepted_client_certificate"] is None
+    assert "let us in without asking for a certificate" in human
+    assert "accepted our certificate" not in human
+    # The twin: the seed's backend asks, and accepts ours.
+    data = json.loads(ok("probe", f"localhost:{seed.port}", *options, "--json").stdout)
+    assert data["client_certificate_requested"] is True
+    assert data["server_accepted_client_certificate"] is True
 
 
 def _probe_failure(seed: Seed, url: str, *options: str | Path) -> dict[str, object]:
