@@ -401,15 +401,10 @@ def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Fail
                 f"hostname mismatch under {setup.hostname_verifier}: {message}",
             )
         if code in _UNTRUSTED:
-            fix = (
-                f"import the server's certificate or its CA into {trust} (mtls import)"
-                if setup.truststore
-                else "give the profile a <TrustStore> (or --truststore) that holds the "
-                "server's certificate or its CA (mtls import creates one)"
-            )
             return Failure(
                 "server_not_trusted",
-                f"the server's certificate is not trusted by {trust} ({message}): {fix}",
+                f"the server's certificate is not trusted by {trust} ({message}): "
+                f"{_untrusted_fix(setup.truststore)}",
             )
         if code == _EXPIRED:
             return Failure(
@@ -515,6 +510,44 @@ def explain_from_chain(report: Report) -> None:
         )
     elif failure.kind in ("server_cert_expired", "server_cert_not_yet_valid"):
         report.failure = Failure(failure.kind, _dates_advice(report, failure))
+    elif failure.kind == "server_not_trusted":
+        # The CA to trust: the issuer of the last certificate the server sent (itself,
+        # when that one is self-signed).
+        top = report.chain[-1]
+        ca = top.get("issuer") or top.get("subject")
+        old_fix = _untrusted_fix(report.setup.truststore)
+        if ca and failure.message.endswith(old_fix):
+            report.failure = Failure(
+                failure.kind,
+                failure.message[: -len(old_fix)]
+                + f"its chain ends at {ca}: "
+                + _untrusted_fix(report.setup.truststore, ca),
+            )
+
+
+def _untrusted_fix(truststore: str | None, ca: str | None = None) -> str:
+    """What to do about a server our truststore does not vouch for (``ca``: the CA its
+    chain ends at, when the chain was seen)."""
+    what = f"the certificate of {ca}" if ca else "the server's certificate or its CA"
+    if not truststore:
+        return (
+            f"give the profile a <TrustStore> (or --truststore) that holds {what} "
+            "(mtls import creates one)"
+        )
+    if _is_pem(truststore):  # mtls import adds to JKS and PKCS#12 stores only
+        return f"append {what}, as PEM, to {truststore}"
+    return (
+        f"import {what} into {truststore} "
+        f"(mtls import --file CA.pem --alias ca --keystore {truststore})"
+    )
+
+
+def _is_pem(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4096).lstrip().startswith(b"-----BEGIN")
+    except OSError:
+        return False
 
 
 def _dates_advice(report: Report, failure: Failure) -> str:
@@ -545,11 +578,25 @@ def _dates_advice(report: Report, failure: Failure) -> str:
                 f"clock says {current:%Y-%m-%d %H:%M} UTC: check the clocks of both machines, "
                 "or reissue it with a start date in the past"
             )
-    # Nothing the server sent is out of date: the anchor we hold is.
+    # Nothing the server sent is out of date: the anchor we hold is (the failure's own
+    # message blames the server's certificate, which is fine: it is not repeated).
+    stale = []
+    for der in report.setup.anchors or ():
+        try:
+            cert = _x509.load_cert(der)
+        except ValueError:
+            continue
+        end, start = _x509.not_after(cert), _x509.not_before(cert)
+        if expired and end < current:
+            stale.append(f"{_x509.subject_text(cert)} (expired {_ago(end)})")
+        elif not expired and start > current:
+            stale.append(f"{_x509.subject_text(cert)} (valid from {start:%Y-%m-%d %H:%M} UTC)")
+    which = f": {'; '.join(stale[:3])}" if stale else ""
     return (
-        f"{failure.message}: a CA certificate in {trust} that anchors its chain is "
-        f"{'expired' if expired else 'not valid yet'}: replace it with the CA's current "
-        f"certificate (mtls list --keystore {trust} shows the dates)"
+        f"nothing the server sent is out of date, but the CA certificate in {trust} that "
+        f"anchors its chain is {'expired' if expired else 'not valid yet'}{which}: replace "
+        f"it with the CA's current certificate (mtls list --keystore {trust} shows the "
+        "dates; if they look right, check this machine's clock)"
     )
 
 

@@ -1182,6 +1182,26 @@ def test_probe_server_not_trusted_still_shows_the_chain(seed: Seed) -> None:
     assert "backend-truststore.jks" in data["error"]["message"]  # type: ignore[index]
     assert data["chain_from_unverified_handshake"] is True
     assert data["server_chain"][0]["subject"] == "CN=localhost"  # type: ignore[index]
+    # The CA to trust is named, and the command given works for a JKS truststore.
+    message = data["error"]["message"]  # type: ignore[index]
+    assert "its chain ends at CN=localhost" in message
+    assert "mtls import --file CA.pem --alias ca --keystore" in message
+
+
+def test_probe_server_not_trusted_by_a_pem_truststore_says_append(
+    seed: Seed, tmp_path: Path
+) -> None:
+    """mtls import refuses PEM stores: the fix for a PEM truststore is to append."""
+    pem = tmp_path / "trust.pem"
+    mtls.Truststore.load(seed.dir / "backend-truststore.jks", PASSWORD).save(
+        pem, None, store_type="PEM"
+    )
+    data = _probe_failure(seed, f"https://localhost:{seed.port}",
+                          "--keystore", seed.dir / "gateway.jks", "--truststore", pem)  # fmt: skip
+    message = data["error"]["message"]  # type: ignore[index]
+    assert data["error"]["kind"] == "server_not_trusted"  # type: ignore[index]
+    assert f"append the certificate of CN=localhost, as PEM, to {pem}" in message
+    assert "mtls import" not in message
 
 
 def test_probe_hostname_mismatch(seed: Seed) -> None:

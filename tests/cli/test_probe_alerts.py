@@ -329,7 +329,11 @@ def test_an_expired_anchor_in_our_truststore_is_named(ca, openssl_bin, tmp_path,
     assert code == 1
     message = report["error"]["message"]
     assert report["error"]["kind"] == "server_cert_expired"
-    assert f"a CA certificate in {trust} that anchors its chain is expired" in message
+    assert f"the CA certificate in {trust} that anchors its chain is expired" in message
+    assert "CN=old root,O=mtls.testing (expired " in message  # named
+    # The server's certificate is in date: nothing may tell its backend to renew it.
+    assert "nothing the server sent is out of date" in message
+    assert "backend must renew" not in message
 
 
 def test_an_expired_ca_in_the_chain_the_server_sends_is_named(tmp_path, capsys):
