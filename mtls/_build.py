@@ -25,7 +25,7 @@ from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import client_context, store_at_fault
 from ._crl import CRLSet
-from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError
+from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError, together
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
 from ._revocation import RevocationChecker
@@ -496,7 +496,9 @@ class Builder:
                     or in_service is None
                     or in_service[:2] == (key_fp, alias)  # nothing else new: it stays
                 ):
-                    raise
+                    if refusal is None:
+                        raise
+                    raise _reported(refusal, exc) from None  # both refused: say both
                 trust_refusal = exc
                 truststore, trust_fp = serving.truststore, in_service[2]
                 files[:] = [f for f in files if f[0] != "truststore"]
@@ -545,7 +547,7 @@ class Builder:
                         or in_use is None
                         or in_use[:2] == (key_fp, alias)  # nothing else new: it stays
                     ):
-                        raise trust_refused[0]
+                        raise _reported(refusal, trust_refused[0])
                     # Judged apart: the new identity goes in, with the trust in service.
                     trust_refusal = trust_refused[0]
                     truststore, trust_fp = serving.truststore, in_use[2]
@@ -557,7 +559,8 @@ class Builder:
             and serving is not None
             and self._rest_unchanged(profile, serving, (trust_fp, verify, mode))
         ):
-            raise KeptIdentity(serving, refusal)  # nothing else changed: serving stays
+            # Nothing else changed: what is in service stays.
+            raise KeptIdentity(serving, _reported(refusal, trust_refusal))
         crls, crl_key = self._crls(profile, files, truststore)
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
@@ -647,10 +650,9 @@ class Builder:
                 not_before=not_before,
             )
             self._served[served_key] = served
-        set_aside = refusal if refusal is not None else trust_refusal
-        if set_aside is not None:
+        if refusal is not None or trust_refusal is not None:
             # What was refused set aside, the rest applied: reported, not installed.
-            raise KeptIdentity(served, set_aside)
+            raise KeptIdentity(served, _reported(refusal, trust_refusal))
         return served
 
     def _warn_not_yet_valid(
@@ -812,6 +814,16 @@ class Builder:
 
 
 _CRL_EXPIRY_KEPT = 4096
+
+
+def _reported(key: MTLSError | None, trust: MTLSError | None) -> MTLSError:
+    """The error to report for a rotation's refusals: the keystore's, the truststore's,
+    or the keystore's saying the truststore's too (both at once, not one per fix)."""
+    if key is None or trust is None:
+        error = key or trust
+        assert error is not None
+        return error
+    return together(key, trust, "truststore")
 
 
 def _anchor_refusal(

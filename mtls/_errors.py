@@ -237,6 +237,21 @@ def in_profile(
     return new
 
 
+def together(first: MTLSError, other: MTLSError, role: str) -> MTLSError:
+    """``first``, of its type and with its attributes, whose message also says that
+    ``role``'s replacement was refused (``other``): when both stores of a rotation are
+    refused, both reasons are reported at once, not the second after the first is
+    fixed."""
+    message = f"{first}; and the {role} was refused too: {other}"
+    new = type(first).__new__(type(first))
+    new.__dict__.update(first.__dict__)
+    Exception.__init__(new, message)
+    if isinstance(first, OSError) and isinstance(new, OSError):  # errno outside __dict__
+        new.errno, new.strerror, new.filename = first.errno, message, first.filename
+    new.reason = f"{first.reason}; and the {role} was refused too: {other.reason}"
+    return new
+
+
 class CRLError(MTLSError):
     """A CRL file cannot be used: unreadable, expired (its nextUpdate has passed), or
     not signed by a certificate of the truststore it is checked with.

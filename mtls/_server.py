@@ -63,7 +63,7 @@ from ._build import _anchor_refusal, _validity_refusal
 from ._config import StoreConfig, _as_secret
 from ._context import server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
-from ._errors import KeystoreError, MTLSError, WrongPasswordError
+from ._errors import KeystoreError, MTLSError, WrongPasswordError, together
 from ._fork import renew_attributes_after_fork
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
@@ -388,13 +388,13 @@ _Refusal = tuple[MTLSError, "_dt.datetime | None"]
 
 
 def _first(key: _Refusal | None, trust: _Refusal | None) -> _Refusal | None:
-    """The refusal to report (the keystore's first), retried at the earliest time
-    either may succeed: a broken keystore must not keep a truststore that becomes
-    valid later from being installed then."""
+    """The refusal to report (the keystore's, saying the truststore's too), retried at
+    the earliest time either may succeed: a broken keystore must not keep a
+    truststore that becomes valid later from being installed then."""
     if key is None or trust is None:
         return key or trust
     retries = [until for _, until in (key, trust) if until is not None]
-    return (key[0], min(retries) if retries else None)
+    return (together(key[0], trust[0], "truststore"), min(retries) if retries else None)
 
 
 @dataclass(frozen=True, slots=True)

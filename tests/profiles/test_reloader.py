@@ -1021,6 +1021,24 @@ def test_a_truststore_openssl_refuses_never_holds_back_a_new_identity(setup, ca,
     assert "refused" not in str(anchor["subject"])
 
 
+def test_both_stores_refused_report_both(setup, backend):
+    """A broken keystore and a broken truststore in one rotation: the last good stays,
+    and the error names both (it named the truststore alone; fixing it then revealed
+    the keystore)."""
+    xml, keystore, trust = setup
+    port = backend.port
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(keystore, b"\0" * 64)
+    replace_atomically(trust, b"\1" * 64)
+    assert profiles.reload() is False
+    assert cn_seen(profiles, port) == "gen-1"
+    message = str(profiles.last_error)
+    assert str(keystore) in message and str(trust) in message
+    assert "the truststore was refused too" in message
+    (entry,) = profiles.status().profiles
+    assert "the truststore was refused too" in str(entry.error)
+
+
 def test_both_stores_unusable_keep_the_last_good_whole(setup, ca, backend):
     """A keystore whose key does not match its certificate and a truststore OpenSSL
     refuses, in one rotation: each is set aside in turn, nothing new is left, and the

@@ -264,6 +264,28 @@ def _break(path: Path, how: str) -> None:
         replace_atomically(path, data)
 
 
+def test_both_files_refused_are_both_reported(estate: Estate) -> None:
+    """A pre-staged keystore (not valid yet) and a truststore of expired anchors: both
+    refused, what is in service stays. Only the keystore's refusal was reported (no
+    log line, no status entry for the truststore): a trust rotation that did not take
+    effect said nothing."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=2)
+        staged = estate.server_ca.issue_cert("localhost", "127.0.0.1", not_before=later)
+        replace_atomically(estate.keystore, staged.keystore().to_bytes(PASSWORD))
+        gone = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+        estate.trust(CA(name="expired client CA", not_after=gone))
+        assert server.reload() is False
+        assert get(port, estate.client())[1] == serial  # all in service stays
+        message = str(server.last_error)
+        assert "not valid before" in message or "valid from" in message  # the keystore's
+        assert "the truststore was refused too" in message
+        assert str(estate.truststore) in message
+        (error,) = server.status().errors
+        assert "the truststore was refused too" in str(error)
+
+
 @pytest.mark.parametrize("how", ["missing", "damaged", "wrong password"])
 def test_a_keystore_that_does_not_load_never_holds_back_a_trust_withdrawal(
     estate: Estate, how: str
