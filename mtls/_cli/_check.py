@@ -96,6 +96,9 @@ def _loaded_row(
     default_trust: StoreConfig | None = None,
 ) -> dict[str, Any]:
     problems: list[str] = []
+    # What peers refuse now (an identity or chain out of its dates, no anchor valid):
+    # served (a first load has nothing else), but the check fails, warnings do not.
+    out_of_date = False
     if entry.get("error"):
         problems.append(str(entry["error"]))
     not_after = entry.get("not_after")
@@ -105,13 +108,24 @@ def _loaded_row(
         left = days_left(when)
         if when < now():
             problems.append(f"client certificate expired on {when.date()}")
+            out_of_date = True
         elif left < EXPIRY_WARNING_DAYS:
             problems.append(f"client certificate expires in {left} days")
-    not_before = (entry.get("identity") or {}).get("not_before")
+    identity = entry.get("identity") or {}
+    not_before = identity.get("not_before")
     if not_before and _dt.datetime.fromisoformat(not_before) > now():
         problems.append(
             f"client certificate not valid before {not_before}: servers refuse it until then"
         )
+        out_of_date = True
+    for link in identity.get("chain") or ():
+        end = link.get("not_after")
+        if end and _dt.datetime.fromisoformat(end) < now():
+            problems.append(
+                f"CA certificate {link.get('subject')} of the client's chain expired on "
+                f"{_dt.datetime.fromisoformat(end).date()}: servers refuse the chain"
+            )
+            out_of_date = True
     verify = True
     anchors: int | None = None
     if profile is not None:
@@ -138,7 +152,9 @@ def _loaded_row(
                 if expired:
                     problems.append(
                         f"{len(expired)} of {anchors} trust anchors expired ({', '.join(expired)})"
+                        + (": it verifies no server" if len(expired) == anchors else "")
                     )
+                    out_of_date = out_of_date or len(expired) == anchors
             except MTLSError as exc:
                 _add_problem(problems, str(exc))
     servers = list(entry["servers"])
@@ -155,6 +171,7 @@ def _loaded_row(
         "anchors": anchors,
         "hostname": _hostname_mode(mode, profile, verify),
         "problems": problems,
+        "out_of_date": out_of_date,
         "error": entry.get("error"),
     }
 
@@ -182,6 +199,7 @@ def _failed_row(entry: dict[str, Any], error: MTLSError | None) -> dict[str, Any
         "hostname": None,
         # The row names the profile: the error without it (``reason``).
         "problems": [cli_wording(error.reason if error is not None else str(entry["error"]))],
+        "out_of_date": False,  # not loaded: "loaded" already fails the check
         "error": entry["error"],
     }
 
@@ -257,7 +275,10 @@ def check_report(
     return {
         "path": status["path"],
         "hostname_verifier": mode,
-        "ok": bool(status["healthy"]) and failed == 0 and not soon,
+        "ok": bool(status["healthy"])
+        and failed == 0
+        and not soon
+        and not any(row.get("out_of_date") for row in [*rows, default_row] if row),
         "profiles": rows,
         "default": default_row,
         "failed": failed,

@@ -993,7 +993,8 @@ def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
 CHECK_KEYS = {"path", "hostname_verifier", "ok", "profiles", "default", "failed", "warnings",
               "vault", "fail_within", "status"}  # fmt: skip
 CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "client_subject",
-                  "not_after", "days_left", "anchors", "hostname", "problems", "error"}  # fmt: skip
+                  "not_after", "days_left", "anchors", "hostname", "problems", "out_of_date",
+                  "error"}  # fmt: skip
 PROBE_KEYS = {"url", "host", "port", "ok", "matched", "profile", "source", "keystore",
               "truststore", "hostname_verifier", "client_certificate", "address", "tls_version",
               "cipher", "server_chain", "chain_verified", "chain_from_unverified_handshake",

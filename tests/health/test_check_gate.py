@@ -176,9 +176,49 @@ def test_a_client_certificate_not_valid_yet_is_said_by_status_log_and_check(
     warned = [r.getMessage() for r in caplog.records if "is not valid before" in r.getMessage()]
     assert len(warned) == 1 and "client.jks" in warned[0] and "servers refuse it" in warned[0]
     code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
-    assert code == 0  # it loads; the row says what is wrong
+    assert code == 1  # it loads, but servers refuse it now: the gate fails
     (row,) = json.loads(out)["profiles"]
     assert any("not valid before" in problem for problem in row["problems"]), row
+    assert row["loaded"] is True and row["out_of_date"] is True
+
+
+def test_a_first_load_of_expired_material_fails_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An expired client certificate, an expired CA of its chain, or a truststore with
+    no anchor in date: served at a first load (nothing else to serve), refused by a
+    reload, and peers refuse them now. `mtls check` said "OK" and exited 0."""
+    root = CA(name="root")
+    old = root.create_child_ca(name="old intermediate", not_after=utcnow() - DAY)
+    dead = CA(name="dead root", not_after=utcnow() - DAY)
+    cases = {
+        # name: (identity, its truststore's CA, what the row says)
+        "identity": (root.issue_cert("client", not_after=utcnow() - DAY), root, "client "
+                     "certificate expired on"),
+        "chain": (old.issue_cert("client", not_after=utcnow() + 9 * DAY), root,
+                  "CA certificate CN=old intermediate"),
+        "anchors": (CA().issue_cert("client"), dead, "it verifies no server"),
+    }  # fmt: skip
+    for name, (identity, trusted, said) in cases.items():
+        keystore = write_identity(identity, tmp_path / f"{name}.jks")
+        trust = write_trust(trusted, tmp_path / f"{name}-trust.jks")
+        xml = tmp_path / f"{name}.xml"
+        xml.write_text(profile_xml(profile("orders.internal:8443", keystore, trust)))
+        code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
+        (row,) = json.loads(out)["profiles"]
+        assert row["loaded"] is True, (name, row)
+        assert code == 1 and row["out_of_date"] is True, (name, row)
+        assert any(said in problem for problem in row["problems"]), (name, row)
+    # The twin: the same layout in date passes.
+    keystore = write_identity(root.issue_cert("client"), tmp_path / "good.jks")
+    xml = tmp_path / "good.xml"
+    xml.write_text(
+        profile_xml(
+            profile("orders.internal:8443", keystore, write_trust(root, tmp_path / "g.jks"))
+        )
+    )
+    code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
+    assert code == 0 and json.loads(out)["profiles"][0]["out_of_date"] is False
 
 
 def test_a_client_certificate_valid_now_has_no_such_problem(
