@@ -25,7 +25,7 @@ from ._revocation import (
 )
 from ._secret import scrub_tracebacks
 from ._stores import Keystore, StoreRole, Truststore
-from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier
+from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier, span
 
 log = logging.getLogger("mtls")
 
@@ -277,11 +277,11 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
         )
     else:
         log.warning(
-            "%s: certificate %r (%s) expires in %d days, on %s",
+            "%s: certificate %r (%s) expires in %s, on %s",
             where,
             alias,
             subject,
-            remaining.days,
+            span(remaining),
             expires.date(),
         )
 

@@ -30,6 +30,7 @@ from ._errors import MTLSError
 from ._fork import renew_attributes_after_fork
 from ._snapshot import Built, Snapshot
 from ._status import ReloadCounts
+from ._types import span
 
 __all__ = ["DEFAULT_EXPIRY_WARNINGS", "Health", "HealthEvent"]
 
@@ -293,18 +294,6 @@ def certificates_in_use(snapshot: Snapshot) -> list[InUseRecord]:
     return fresh.records(snapshot)
 
 
-def _span(delta: _dt.timedelta) -> str:
-    seconds = abs(delta.total_seconds())
-    if seconds >= 86_400:
-        days = int(seconds // 86_400)
-        return f"{days} day{'' if days == 1 else 's'}"
-    if seconds >= 3_600:
-        return f"{seconds / 3_600:.0f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
-
-
 def _who(servers: tuple[str, ...]) -> str:
     shown = ", ".join(servers[:_SHOWN_SERVERS])
     more = len(servers) - _SHOWN_SERVERS
@@ -328,7 +317,7 @@ def _log(event: HealthEvent, where: str, identity: str = "client certificate") -
             where,
             what,
             usedby,
-            _span(event.time_left),
+            span(event.time_left),
             event.not_after.isoformat(timespec="seconds"),
         )
         return
@@ -338,9 +327,9 @@ def _log(event: HealthEvent, where: str, identity: str = "client certificate") -
         where,
         what,
         usedby,
-        _span(event.time_left),
+        span(event.time_left),
         event.not_after.isoformat(timespec="seconds"),
-        _span(event.threshold),
+        span(event.threshold),
     )
 
 

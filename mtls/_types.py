@@ -21,6 +21,7 @@ name                       what
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Literal, TypeAlias, get_args
 
 #: What :func:`mtls.detect_format` reports: the content decides, never the file name.
@@ -65,3 +66,18 @@ def normalize_hostname_verifier(value: str) -> HostnameVerifier:
         f"hostname_verifier must be one of {', '.join(HOSTNAME_VERIFIERS)} "
         f"(case-insensitive), not {value!r}"
     )
+
+
+def span(delta: _dt.timedelta) -> str:
+    """A length of time as people read it, sign ignored: whole days (truncated, as
+    ``days_left`` counts them), else hours, minutes or seconds ("58 min", never
+    "0 days")."""
+    seconds = abs(delta.total_seconds())
+    if seconds >= 86_400:
+        days = int(seconds // 86_400)
+        return f"{days} day{'' if days == 1 else 's'}"
+    if seconds >= 3_600:
+        return f"{seconds / 3_600:.0f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

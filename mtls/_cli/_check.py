@@ -36,6 +36,7 @@ from ._common import (
     now,
     presented,
     profile_defaults,
+    span_text,
 )
 from ._logs import LogCollector
 
@@ -110,7 +111,7 @@ def _loaded_row(
             problems.append(f"client certificate expired on {when.date()}")
             out_of_date = True
         elif left < EXPIRY_WARNING_DAYS:
-            problems.append(f"client certificate expires in {left} days")
+            problems.append(f"client certificate expires in {span_text(when)}")
     identity = entry.get("identity") or {}
     not_before = identity.get("not_before")
     if not_before and _dt.datetime.fromisoformat(not_before) > now():
@@ -295,7 +296,8 @@ def check_report(
 def _cell_expiry(row: dict[str, Any]) -> str:
     if not row["not_after"]:
         return "-"
-    return f"{str(row['not_after'])[:10]} ({row['days_left']} d)"
+    when = _dt.datetime.fromisoformat(row["not_after"])
+    return f"{when.date()} ({span_text(when)})"
 
 
 def _cells(row: dict[str, Any], base: str | None) -> list[str]:
@@ -364,10 +366,11 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
         out.line(f"{out.style('note:', 'yellow')} {message}")
     gate = report["fail_within"]
     for item in gate["expiring"] if gate else ():
+        when = _dt.datetime.fromisoformat(item["not_after"])
         out.line(
             out.style("EXPIRING:", "red", "bold") + f" {', '.join(item['servers'])}: "
-            f"{_ROLE_NAMES[item['role']]} {item['subject']} ends {item['not_after'][:19]} "
-            f"({item['days_left']} d), within --fail-within {gate['days']:g} days"
+            f"{_ROLE_NAMES[item['role']]} {item['subject']} ends {when:%Y-%m-%d %H:%M} UTC "
+            f"({span_text(when)}), within --fail-within {gate['days']:g} days"
         )
     failed = report["failed"]
     if failed:
@@ -466,14 +469,23 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     gate = report["fail_within"]
     if gate and gate["expiring"] and not report["failed"]:
         soonest = min(gate["expiring"], key=lambda item: item["not_after"])
+        # Certificates, not profiles: one shared by a thousand profiles is one.
+        count = len({(item["subject"], item["not_after"]) for item in gate["expiring"]})
         out.error(
-            f"{report['path']}: {len(gate['expiring'])} certificate"
-            f"{' ends' if len(gate['expiring']) == 1 else 's end'} within {gate['days']:g} days "
+            f"{report['path']}: {count} certificate"
+            f"{' ends' if count == 1 else 's end'} within {gate['days']:g} days "
             f"(first: {', '.join(soonest['servers'])}: {soonest['subject']} on "
             f"{soonest['not_after'][:10]}): rotate before deploying"
         )
         return EXIT_FAILURE
-    first = next((row for row in report["profiles"] if row["problems"] and row["error"]), None)
+    first = next(
+        (
+            row
+            for row in report["profiles"]
+            if row["problems"] and (row["error"] or row["out_of_date"])
+        ),
+        None,
+    )
     where = f" (first: {', '.join(first['servers'])}: {first['problems'][0]})" if first else ""
     if report["failed"]:
         out.error(

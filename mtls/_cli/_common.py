@@ -496,16 +496,24 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
 
 
 def expiry_text(not_after: str | _dt.datetime) -> str:
-    """``2027-11-28 (365 days)``, or ``EXPIRED 2025-01-01`` once past."""
+    """``2027-11-28 (365 days)``, ``2026-12-02 (58 min)``, or ``EXPIRED on 2025-01-01``."""
     when = (
         not_after if isinstance(not_after, _dt.datetime) else _dt.datetime.fromisoformat(not_after)
     )
     if when < now():
         return f"EXPIRED on {when.date()}"
-    # Whole days left, as status(), `mtls check` and every --json document count them
-    # (a certificate made for 365 days reads 364 a second later: one figure everywhere).
-    left = (when - now()).days
-    return f"{when.date()} ({left} day{'' if left == 1 else 's'})"
+    return f"{when.date()} ({span_text(when)})"
+
+
+def span_text(when: _dt.datetime) -> str:
+    """How far ``when`` is, for people: whole days as status(), `mtls check` and every
+    --json document count them (a certificate made for 365 days reads 364 a second
+    later: one figure everywhere); hours or minutes under a day (never "0 days");
+    "... ago" once past (counted the same way, so 3 days and 5 minutes ago is 3)."""
+    from .._types import span  # noqa: PLC0415 - not for --help
+
+    delta = when - now()
+    return f"{span(delta)} ago" if delta < _dt.timedelta(0) else span(delta)
 
 
 # --------------------------------------------------------------------------- stores and profiles

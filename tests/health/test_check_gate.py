@@ -48,6 +48,30 @@ def test_a_client_certificate_ending_within_the_window_fails_the_gate(
     assert "orders.internal:8443" in err
 
 
+def test_the_gate_counts_certificates_and_says_time_left_as_people_read_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One client certificate (58 minutes left) and one anchor (expired 3 days and 5
+    minutes ago) shared by three profiles: 2 certificates, not 6; "58 min", not "0
+    days"; "3 days ago", not "-4 d"; times with their zone."""
+    now = utcnow()
+    ca = CA(not_before=now - 400 * DAY, not_after=now - 3 * DAY - _dt.timedelta(minutes=5))
+    client = ca.issue_cert("client", not_after=now + _dt.timedelta(minutes=58))
+    keystore = write_identity(client, tmp_path / "client.jks")
+    truststore = write_trust(ca, tmp_path / "trust.jks")
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(*(profile(f"b{i}.internal:8443", keystore, truststore) for i in range(3)))
+    )
+    code, out, err = run(capsys, "--no-color", "check", str(xml), "--fail-within", "1", "--anchors")
+    assert code == 1
+    assert "2 certificates end within 1 days" in err
+    assert out.count("EXPIRING:") == 6  # one line per profile and certificate
+    assert "(57 min)" in out or "(58 min)" in out
+    assert "(3 days ago)" in out
+    assert " UTC (" in out and "0 days" not in out and "-4 d" not in out
+
+
 def test_the_same_estate_passes_a_narrower_window(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
