@@ -458,8 +458,8 @@ class RevocationChecker:
             )
             if self.policy.mode == "hard":
                 raise RevocationUnknownError(
-                    f"{text}; refused (hard-fail; RevocationPolicy(mode='soft') would "
-                    "log and allow)",
+                    f"{text}; refused (hard-fail: a soft-fail policy would log and allow "
+                    "it; in code RevocationPolicy(mode='soft'))",
                     host=host,
                     subject=status.subject,
                     serial=status.serial,

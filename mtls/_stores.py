@@ -806,8 +806,9 @@ class Truststore(_StoreBase):
                 out[alias] = _x509.load_cert(der)
             except ValueError as exc:
                 log.warning(
-                    "%s: certificate %r cannot be parsed by cryptography (%s); it is "
-                    "still a trust anchor (anchors_der has it; this mapping does not)",
+                    "%s: certificate %r cannot be parsed by cryptography (%s): it is "
+                    "still a trust anchor for TLS (OpenSSL reads it), but its dates and "
+                    "subject are not shown or watched",
                     _where(self.path),
                     alias,
                     _reason(exc),
