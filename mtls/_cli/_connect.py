@@ -177,7 +177,9 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.elapsed_ms = (time.perf_counter() - started) * 1000
             return report
         except (ssl.SSLError, OSError, EOFError) as exc:
-            report.failure = classify_handshake(exc, setup, target)
+            report.failure = classify_handshake(
+                exc, setup, target, asked=report.certificate_requested
+            )
             if isinstance(exc, ssl.SSLCertVerificationError):
                 report.chain_verified = False
                 _fetch_unverified_chain(report, timeout)

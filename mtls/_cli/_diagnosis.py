@@ -388,7 +388,9 @@ _CLIENT_ADVICE: dict[str, Callable[[Setup], str]] = {
 }
 
 
-def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Failure:
+def classify_handshake(
+    exc: BaseException, setup: Setup, target: Target, *, asked: bool | None = None
+) -> Failure:
     """A failure kind and sentence for an exception from the handshake."""
     where = target.server
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -429,6 +431,16 @@ def classify_handshake(exc: BaseException, setup: Setup, target: Target) -> Fail
         if reason in _CERT_ALERTS:
             return refused(setup, exc)
         if reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+            # ``asked``: whether a CertificateRequest came before the alert (None:
+            # this Python cannot tell). Without one, no certificate was refused.
+            if asked is False:
+                return Failure(
+                    "handshake_failure",
+                    "the server ended the handshake (handshake failure alert) before "
+                    "asking for any certificate: no cipher, signature algorithm or group "
+                    "in common (compare its TLS settings with ours: openssl s_client "
+                    "-connect shows them)",
+                )
             if setup.client_subject is None:
                 return refused(setup, exc)
             return Failure(

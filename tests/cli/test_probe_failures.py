@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import mtls
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer
 from tests._helpers import accepting
@@ -172,3 +173,23 @@ def test_tls_version_mismatch(ca, stores, capsys):
     # OpenSSL 3 at security level 1 may answer a TLS 1.1-only server with a plain
     # handshake_failure alert rather than protocol_version: both name the handshake.
     assert kind_of(report) in {"protocol_version", "handshake_failure"}
+
+
+def test_no_cipher_in_common_is_not_called_a_refused_certificate(ca, stores, capsys):
+    """A TLS 1.2 server whose only cipher we do not offer ends the handshake before it
+    asks for any certificate: the probe said "or it refused our certificate"."""
+    from tests.servers._servers import stdlib_server
+
+    server = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+    server.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        server.set_ciphers("AES128-SHA:@SECLEVEL=0")  # RSA key exchange, SHA-1: not ours
+    except ssl.SSLError as exc:
+        pytest.skip(f"this OpenSSL has no such cipher: {exc}")
+    with stdlib_server(server) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    assert code == 1
+    assert report["client_certificate_requested"] is False
+    assert kind_of(report) == "handshake_failure"
+    assert "before asking for any certificate" in report["error"]["message"]
+    assert "refused our certificate" not in report["error"]["message"]
