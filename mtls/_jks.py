@@ -33,8 +33,8 @@ checked before any key is decrypted, iteration counts are capped per entry (the
 JDK's own ceiling) and per file (one :class:`~mtls._budget.WorkBudget`, as for PKCS#12).
 
 pyjks (and pyasn1, pycryptodomex, javaobj under it) is imported only when a store
-needs it (:func:`pyjks`: writing JKS/JCEKS, BKS/UBER, a vault's JCEKS secret key),
-never to read a JKS or JCEKS key store: it is most of the import time. A missing
+needs it (:func:`pyjks`: writing JKS/JCEKS, BKS/UBER), never to read a JKS or JCEKS
+store, nor a vault's JCEKS secret key (unsealed here): it is most of the import time. A missing
 or broken install is :class:`PyJKSUnavailable` then, which the readers and writers
 turn into a ``KeystoreError`` naming the file and the fix.
 """
@@ -114,10 +114,13 @@ class JKSKey:
 
 @dataclass(frozen=True, slots=True)
 class SecretEntry:
-    """An entry TLS cannot use (a JCEKS secret key, a Bouncy Castle secret): listed only."""
+    """An entry TLS cannot use (a JCEKS secret key, a Bouncy Castle secret): listed,
+    and for a JCEKS sealed key unsealed by :func:`secret_key_entry` (the vault's)."""
 
     alias: str
     kind: str  # what keytool would call it, with what is readable without decrypting
+    #: A JCEKS sealed key's (encodedParams, encryptedContent), as the file has them.
+    sealed: tuple[bytes, bytes] | None = field(default=None, repr=False)
 
 
 Entry = JKSKey | tuple[str, bytes] | SecretEntry  # a key, a trusted (alias, DER), a secret
@@ -276,7 +279,7 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = N
             entries.append((alias, certificate(reader, typed=typed)))
         elif tag == 3 and store_type == "JCEKS":
             try:
-                sealed = _sealed_secret_key(reader, alias)
+                kind, sealed = _sealed_secret_key(reader, alias)
             except JKSFormatError:
                 # Its framing is its content: the hash cannot wait for the end of the
                 # entries. A whole file ends with it, so a wrong password is still
@@ -284,7 +287,7 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = N
                 if password is not None and not _keyed_hash_matches(data, len(data) - 20, password):
                     raise JKSIntegrityError("integrity hash mismatch") from None
                 raise
-            entries.append(SecretEntry(alias, sealed))
+            entries.append(SecretEntry(alias, kind, sealed))
         else:
             raise JKSFormatError(
                 f"damaged {store_type} store: unknown entry tag {tag}: replace the file"
@@ -371,6 +374,8 @@ _PRIMITIVE_SIZES = {"B": 1, "C": 2, "D": 8, "F": 4, "I": 4, "J": 8, "S": 2, "Z":
 #: The class chain of what JceKeyStore writes, subclass first (and the only one its
 #: load filter lets through at the top level).
 _SEALED_CHAIN = ("com.sun.crypto.provider.SealedObjectForKeyProtector", "javax.crypto.SealedObject")
+#: What a sealed secret key holds once decrypted (keytool -genseckey: a SecretKeySpec).
+_KEY_SPEC_CHAIN = ("javax.crypto.spec.SecretKeySpec",)
 
 
 _OBJECT = object()
@@ -384,8 +389,9 @@ class _ClassDesc:
     parent: _ClassDesc | None = None
 
 
-def _sealed_secret_key(reader: Reader, alias: str) -> str:
-    """Step over a serialized ``SealedObjectForKeyProtector``; say what it is.
+def _sealed_secret_key(reader: Reader, alias: str) -> tuple[str, tuple[bytes, bytes]]:
+    """Step over a serialized ``SealedObjectForKeyProtector``; say what it is, and
+    return its (encodedParams, encryptedContent).
 
     Nothing is deserialised: the grammar (java.io serialization, version 5) is
     walked for exactly the shape the JDK writes and its load filter accepts, a
@@ -393,7 +399,7 @@ def _sealed_secret_key(reader: Reader, alias: str) -> str:
     Each token consumes input, so the walk is linear in the entry's size.
     """
     walker = _SealedWalker(reader, alias)
-    fields = walker.sealed_object()
+    fields = walker.sealed_object(_SEALED_CHAIN)
     algorithm = fields.get("sealAlg")
     if algorithm != _SEAL_ALGORITHM:
         raise JKSFormatError(
@@ -402,12 +408,13 @@ def _sealed_secret_key(reader: Reader, alias: str) -> str:
             f"{_SEAL_ALGORITHM} as the JDK writes: remove the entry or replace the file"
         )
     content = fields.get("encryptedContent")
-    if not isinstance(content, bytes) or not content:
+    params = fields.get("encodedParams")
+    if not isinstance(content, bytes) or not content or not isinstance(params, bytes):
         raise JKSFormatError(
             f"secret-key entry {shown(alias)} has no sealed content: remove the entry or "
             "replace the file"
         )
-    return f"secret key (sealed with {_SEAL_ALGORITHM}; TLS cannot use it)"
+    return f"secret key (sealed with {_SEAL_ALGORITHM}; TLS cannot use it)", (params, content)
 
 
 class _SealedWalker:
@@ -422,18 +429,20 @@ class _SealedWalker:
             f"({what}): remove the entry or replace the file"
         )
 
-    def sealed_object(self) -> dict[str, object]:
+    def sealed_object(self, expected: tuple[str, ...]) -> dict[str, object]:
+        """The field values of the one serialized object, whose class chain (subclass
+        first) must be ``expected`` exactly."""
         if self.reader.take(4) != _STREAM_HEADER or self.reader.u8() != _TC_OBJECT:
             raise self.fail("not a serialized object")
         desc = self.class_desc(nullable=False)
         assert desc is not None
         chain: list[_ClassDesc] = []
         node: _ClassDesc | None = desc
-        while node is not None and len(chain) <= len(_SEALED_CHAIN):
+        while node is not None and len(chain) <= len(expected):
             chain.append(node)
             node = node.parent
         names = tuple(d.name for d in chain)
-        if names != _SEALED_CHAIN:
+        if names != expected:
             raise self.fail(f"a serialized {shown(desc.name)}")
         self.handles.append(_OBJECT)  # the object's own handle: nothing may refer to it
         values: dict[str, object] = {}
@@ -445,7 +454,7 @@ class _SealedWalker:
         return values
 
     def class_desc(self, *, nullable: bool, depth: int = 0) -> _ClassDesc | None:
-        if depth > len(_SEALED_CHAIN):  # the JDK's object has two classes: no deeper
+        if depth > len(_SEALED_CHAIN):  # the JDK's objects have two classes at most
             raise self.fail("a class hierarchy deeper than a sealed key's")
         tag = self.reader.u8()
         if tag == _TC_NULL and nullable:
@@ -780,41 +789,41 @@ def secret_key_entry(data: bytes, password: str, alias: str | None) -> bytes | N
 
     ``alias=None`` takes the only secret-key entry. The store password unlocks the key,
     as in the cipher tool's ``SymmetricCipher`` (``keyStore.getKey(alias, storePassword)``).
+    Read by this module's own reader, never deserialised: the sealed object and the
+    ``SecretKeySpec`` inside it are walked by their framing (javaobj, which pyjks
+    uses, built debug text for every object and took minutes on hostile files).
 
     Raises:
         JKSFormatError: the entry's iteration count is past the JDK's ceiling (the
-            file sets it: it is checked before any key derivation).
+            file sets it: it is checked before any key derivation), or the entry is
+            damaged.
     """
-    if not data.startswith(b"\xce\xce\xce\xce"):  # JCEKS magic; JKS has no secret keys
+    if not data.startswith(_JCEKS_MAGIC):  # JKS has no secret keys
         return None
     try:
-        jks = pyjks()
-        store = jks.KeyStore.loads(data, password, try_decrypt_keys=False)
-        entries = {
-            name: entry
-            for name, entry in store.entries.items()
-            if isinstance(entry, jks.SecretKeyEntry)
-        }
-        if alias is not None:
-            folded = {name.lower(): entry for name, entry in entries.items()}
-            entry = folded.get(alias.lower())
-        else:
-            entry = next(iter(entries.values())) if len(entries) == 1 else None
-        if entry is None:
-            return None
-        params = bytes(getattr(entry._encrypted, "encodedParams", None) or b"")
-    except Exception:  # pyjks and javaobj on foreign bytes: nothing usable here
+        store = parse_store(data, password)
+    except (JKSFormatError, JKSIntegrityError):
+        return None  # the store itself is loaded (and its errors reported) separately
+    found = [entry for entry in store.secrets if entry.sealed is not None]
+    if alias is not None:
+        found = [entry for entry in found if entry.alias.lower() == alias.lower()]
+    if len(found) != 1:
         return None
-    # pyjks takes the iteration count from the file: the JDK's ceiling first (a
-    # count of 2**31 would hold the vault for hours).
+    entry = found[0]
+    assert entry.sealed is not None
+    params, content = entry.sealed
     try:
         sealed = _der.read_single(params, _der.SEQUENCE)
     except (_der.DERError, IndexError):
-        return None  # pyjks would refuse it too
-    _pbe_params(sealed, alias or "the secret key")
+        return None  # the JDK would refuse it too
+    salt, iterations = _pbe_params(sealed, entry.alias)
     try:
-        entry.decrypt(password)
-        key = entry.key
-    except Exception:  # pyjks on foreign bytes: nothing usable here
-        return None
-    return bytes(key) if isinstance(key, bytes | bytearray) else None
+        plain = _jce_decrypt(content, password, salt, iterations)
+    except JKSKeyPasswordError:
+        return None  # another password than the store's: not the cipher tool's key
+    try:
+        spec = _SealedWalker(Reader(plain, "JCEKS"), entry.alias).sealed_object(_KEY_SPEC_CHAIN)
+    except JKSFormatError:
+        return None  # a wrong key can pass the padding check (1 in 256): garbage
+    key = spec.get("key")
+    return key if isinstance(key, bytes) and key else None

@@ -339,6 +339,36 @@ def test_a_secret_keys_iteration_count_past_the_jdks_ceiling_is_refused_before_u
         _jks.secret_key_entry(rehash(hostile, PASSWORD), PASSWORD, "k")
 
 
+def test_a_vaults_secret_key_is_unsealed_by_the_own_reader_never_javaobj(jdk_keytool, tmp_path):
+    """The vault's symmetric mode read its JCEKS secret key through pyjks, whose
+    javaobj deserialiser took 944 s and 2 GB on a 623-byte hostile file. The key now
+    comes from this project's reader: the same bytes keytool sealed, and neither
+    pyjks nor javaobj is imported."""
+    path = tmp_path / "s.jceks"
+    run_keytool(jdk_keytool, "-genseckey", "-alias", "k", "-keyalg", "AES", "-keysize",
+                "256", "-storetype", "JCEKS", "-keystore", str(path), "-storepass",
+                PASSWORD, "-keypass", PASSWORD)  # fmt: skip
+    script = (
+        "import sys\n"
+        "from mtls import _jks\n"
+        f"data = open({str(path)!r}, 'rb').read()\n"
+        f"key = _jks.secret_key_entry(data, {PASSWORD!r}, 'K')\n"  # aliases fold case
+        "print(key.hex(), 'javaobj' in sys.modules, 'jks' in sys.modules)\n"
+        f"print(_jks.secret_key_entry(data, 'wrong', 'k'), _jks.secret_key_entry(data, {PASSWORD!r}, 'other'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    first, second = done.stdout.splitlines()
+    key_hex, javaobj_loaded, pyjks_loaded = first.split()
+    assert (javaobj_loaded, pyjks_loaded) == ("False", "False")
+    assert second == "None None"  # a wrong password, an unknown alias: no key
+    # The same key as pyjks (the reference) reads from the same file.
+    store = jks.KeyStore.load(str(path), PASSWORD)
+    (entry,) = store.secret_keys.values()
+    assert bytes(entry.key).hex() == key_hex and len(entry.key) == 32
+
+
 @pytest.mark.parametrize("magic", [JKS_MAGIC, JCEKS_MAGIC], ids=["JKS", "JCEKS"])
 def test_an_empty_trusted_certificate_is_damage(magic, tmp_path):
     # Loaded as a certificate of no bytes, it reached OpenSSL's load_verify_locations
