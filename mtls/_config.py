@@ -86,6 +86,9 @@ def material_definition(profile: SSLProfile) -> tuple[object, ...]:
     )
 
 
+_PORTS: dict[int, int] = {}  # at most 65,535 entries: the ports there are
+
+
 def parse_server(item: str, *, path: str | None = None, written: str | None = None) -> Server:
     """Parse one ``<servers>`` item: ``host:port``, ``[v6]:port`` or ``*``.
 
@@ -122,7 +125,9 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             and " " not in host
             and host.isprintable()  # no tab, newline or other control character
         ):
-            return normalize_host(host), port
+            # One int object per port number (a thousand profiles on 8243 share one;
+            # Python caches only up to 256): 28 bytes a profile.
+            return normalize_host(host), _PORTS.setdefault(port, port)
     if not port_text:
         if len(words := text.split()) > 1 and ":" in text:
             raise ProfileConfigError(

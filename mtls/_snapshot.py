@@ -118,6 +118,18 @@ class Failed:
         return error
 
 
+#: Positions in Snapshot.items: a run (a material's profiles usually are one, a whole
+#: file's often) as a range, 48 bytes whatever its length; otherwise a frozenset.
+Positions = frozenset[int] | range
+
+
+def _positions(ascending: list[int]) -> Positions:
+    """``ascending`` (sorted positions) in the smaller form that iterates the same."""
+    if ascending and ascending[-1] - ascending[0] + 1 == len(ascending):
+        return range(ascending[0], ascending[-1] + 1)
+    return frozenset(ascending)
+
+
 def _failing(item: Built | Failed) -> bool:
     return type(item) is not Built or item.error is not None
 
@@ -137,7 +149,7 @@ class Materials:
     """
 
     served: Mapping[int, Served]  # every material a loaded profile serves (errors too)
-    users: Mapping[int, frozenset[int]]  # material -> positions in Snapshot.items
+    users: Mapping[int, Positions]  # material -> positions in Snapshot.items
     readers: Mapping[Path, frozenset[int]]  # input file -> the materials read from it
     retry: frozenset[int] = frozenset()  # positions with an error, or never loaded
 
@@ -152,7 +164,7 @@ class Materials:
                 readers.setdefault(path, set()).add(key)
         return cls(
             served,
-            {key: frozenset(group) for key, group in users.items()},
+            {key: _positions(group) for key, group in users.items()},
             {path: frozenset(keys) for path, keys in readers.items()},
             frozenset(retry),
         )
@@ -182,10 +194,10 @@ class Materials:
         readers = dict(self.readers)
         empty: frozenset[int] = frozenset()
         for key in lost.keys() | gained.keys():
-            before = users.get(key, empty)
+            before = frozenset(users.get(key, empty))
             after = (before - lost.get(key, empty)) | gained.get(key, empty)
             if after:
-                users[key] = frozenset(after)
+                users[key] = _positions(sorted(after))
             else:
                 del users[key]
             if bool(before) == bool(after):
