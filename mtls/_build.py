@@ -608,6 +608,8 @@ class Builder:
                     raise _Unusable("keystore", exc) from None
                 if at_fault == "truststore" and can_keep_trust:
                     raise _Unusable("truststore", exc) from None
+                if refusal is not None and at_fault == "truststore":
+                    raise _reported(refusal, exc) from None  # the keystore set aside too
                 raise
             local = make(True) if mode == "DefaultAndLocalhost" and verify else None
             pair = (main, local)

@@ -112,6 +112,7 @@ class _XmlFile:
             log.debug("mtls: the secret resolver's watched_files() failed", exc_info=True)
             return ()
 
+    @scrub_tracebacks  # a reload's error must not keep the file's passwords in its frames
     def load(
         self, read: Callable[[Path], tuple[bytes, str]]
     ) -> tuple[list[SSLProfile], str | None]:

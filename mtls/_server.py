@@ -204,6 +204,15 @@ class ServerPlan:
                 refusal = _first(key.refusal, trust.refusal)
                 snapshot = self._built(generation, key, trust)
         except MTLSError as exc:
+            if refusal is not None and exc is not refusal[0]:
+                # One file was set aside, then the other failed: both are said at once.
+                exc = (
+                    together(key.refusal[0], exc, "truststore")
+                    if key.refusal is not None
+                    else together(exc, refusal[0], "truststore")
+                )
+                self._failed = _Failure(now, exc, refusal[1])
+                raise exc from None
             self._failed = _Failure(now, exc, refusal[1] if refusal is not None else None)
             raise
         if refusal is not None:

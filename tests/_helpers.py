@@ -18,7 +18,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 
+import mtls
 from mtls.testing import CA, IssuedIdentity
 
 PASSWORD = "s3cret-Pa55"  # distinctive: tests grep for it in messages and logs
@@ -213,3 +215,15 @@ def out_of_date_copy(ca: CA, *, expired: bool = True) -> x509.Certificate:
     for extension in cert.extensions:
         builder = builder.add_extension(extension.value, extension.critical)
     return builder.sign(ca.private_key, hashes.SHA256())
+
+
+def truststore_openssl_refuses(ca: CA) -> mtls.Truststore:
+    """``ca``'s truststore plus a certificate cryptography reads and OpenSSL will not
+    take (its issuer name's string tag zeroed): it loads, and fails only when the
+    context is built."""
+    name = b"refused by OpenSSL"
+    der = CA(name=name.decode()).certificate.public_bytes(Encoding.DER)
+    at = der.index(b"\x0c" + bytes([len(name)]) + name)  # the issuer's, first
+    trust = ca.truststore()
+    trust.add("refused", x509.load_der_x509_certificate(der[:at] + b"\0" + der[at + 1 :]))
+    return trust

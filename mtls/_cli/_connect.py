@@ -34,16 +34,23 @@ from ._diagnosis import (
 
 _MAX_RESPONSE = 64 * 1024
 _HANDSHAKE = 22  # TLS content type
-_CERTIFICATE_REQUEST = 13  # handshake message type
+# Handshake message types (RFC 8446 4, RFC 5246 7.4)
+_SERVER_HELLO, _CERTIFICATE_REQUEST, _SERVER_HELLO_DONE, _FINISHED = 2, 13, 14, 20
 
 
 @contextlib.contextmanager
 def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
-    """Record in ``report.certificate_requested`` whether the server asked for a client
-    certificate (a CertificateRequest arrived, in the handshake or after it), through
-    the message callback CPython offers for debugging (``_msg_callback``, 3.8 and
-    later); ``None`` where it is missing. The context is the probe's own (built for
-    this command, never handed out), and the callback is removed afterwards."""
+    """Keep ``report.certificate_requested`` current while the probe talks: whether
+    the server asked for a client certificate (a CertificateRequest arrived, in the
+    handshake or after it), through the message callback CPython offers for debugging
+    (``_msg_callback``, 3.8 and later).
+
+    ``False`` until the server answers (a server that ends the handshake at once has
+    asked for nothing); ``None`` (unknown) from its ServerHello until the end of its
+    flight (ServerHelloDone in TLS 1.2, Finished in 1.3), since the request comes
+    last in it; then ``False`` unless a request came. ``None`` throughout where the
+    callback is missing. The context is the probe's own (built for this command,
+    never handed out), and the callback is removed afterwards."""
     if not hasattr(ctx, "_msg_callback"):
         yield
         return
@@ -51,8 +58,14 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
     def seen(*message: object) -> None:
         # (connection, direction, version, content type, message type, data)
         _, direction, _, content, kind, _ = message
-        if direction == "read" and content == _HANDSHAKE and kind == _CERTIFICATE_REQUEST:
+        if direction != "read" or content != _HANDSHAKE:
+            return
+        if kind == _CERTIFICATE_REQUEST:
             report.certificate_requested = True
+        elif kind == _SERVER_HELLO and report.certificate_requested is False:
+            report.certificate_requested = None  # its flight has begun: not known yet
+        elif kind in (_SERVER_HELLO_DONE, _FINISHED) and report.certificate_requested is None:
+            report.certificate_requested = False  # its flight ended without a request
 
     report.certificate_requested = False
     previous = ctx._msg_callback

@@ -1183,6 +1183,12 @@ def test_probe_server_not_trusted_still_shows_the_chain(seed: Seed) -> None:
     assert "backend-truststore.jks" in data["error"]["message"]  # type: ignore[index]
     assert data["chain_from_unverified_handshake"] is True
     assert data["server_chain"][0]["subject"] == "CN=localhost"  # type: ignore[index]
+    assert data["client_certificate_requested"] is True  # TLS 1.3: asked before its chain
+    # TLS 1.2 sends the request after its chain: refused first, whether it asks is unknown.
+    tls12 = _probe_failure(seed, f"https://localhost:{seed.tls12_server.port}",
+                           "--keystore", seed.dir / "gateway.jks",
+                           "--truststore", seed.dir / "backend-truststore.jks")  # fmt: skip
+    assert tls12["tls_version"] is None and tls12["client_certificate_requested"] is None
     # The CA to trust is named, and the command given works for a JKS truststore.
     message = data["error"]["message"]  # type: ignore[index]
     assert "its chain ends at CN=localhost" in message

@@ -298,31 +298,42 @@ def test_a_module_lock_held_at_the_fork_is_new_in_the_child(module: str, name: s
     owner = importlib.import_module(module)
     lock = getattr(owner, name)
     if name == "_TWOFISH_IMPORT":
-        # hold_across_fork: the fork waits for the holder; release it from a thread.
+        # hold_across_fork: the fork waits for the holder to finish (what it guards, the
+        # lent ``imp`` module, must be put back before a child is made). The holder
+        # notes that it finished just before letting go: a child made after waiting
+        # sees the note, one made inside the turn (a plain renewal) does not.
         holder_in, release = threading.Event(), threading.Event()
+        turn = {"finished": False}
 
         def hold() -> None:
             with lock:
                 holder_in.set()
-                release.wait(0.5)  # bounded: the fork below waits this out
+                release.wait(2.0)  # bounded: the fork below waits this out
+                turn["finished"] = True
 
         thread = threading.Thread(target=hold)
         thread.start()
         assert holder_in.wait(10)
         try:
-            result = in_child(lambda: {"taken": getattr(owner, name).acquire(timeout=5)})
+            result = in_child(
+                lambda: {
+                    "taken": getattr(owner, name).acquire(timeout=5),
+                    "waited": turn["finished"],
+                }
+            )
         finally:
             release.set()
             thread.join()
-    else:
-        with lock:
-            result = in_child(lambda: {"taken": getattr(owner, name).acquire(timeout=5)})
+        assert result == {"taken": True, "waited": True}
+        return
+    with lock:
+        result = in_child(lambda: {"taken": getattr(owner, name).acquire(timeout=5)})
     assert result == {"taken": True}
 
 
 def test_instance_locks_of_the_integrations_are_new_in_the_child(setup) -> None:
-    """The uvicorn context factory, the Prometheus collector and the OpenTelemetry
-    readers: each lock held at the fork, each free in the child."""
+    """The uvicorn context factory, the Prometheus collector and an OpenTelemetry
+    reader: each lock held at the fork, each free in the child."""
     xml, _ = setup
     held: list[tuple[object, str]] = []
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
@@ -334,8 +345,12 @@ def test_instance_locks_of_the_integrations_are_new_in_the_child(setup) -> None:
             from mtls.integrations.prometheus import ProfileSetCollector
 
             held.append((ProfileSetCollector(), "_lock"))
+        if importlib.util.find_spec("opentelemetry") is not None:
+            from mtls.integrations.otel import _Reader
+
+            held.append((_Reader(profiles, "profiles"), "_lock"))
         if not held:
-            pytest.skip("neither uvicorn nor prometheus_client is installed")
+            pytest.skip("none of uvicorn, prometheus_client, opentelemetry is installed")
         with contextlib.ExitStack() as stack:
             for owner, name in held:
                 stack.enter_context(getattr(owner, name))

@@ -27,6 +27,7 @@ from tests._helpers import (
     out_of_date_copy,
     profile,
     profile_xml,
+    truststore_openssl_refuses,
     wait_for,
     whoami,
 )
@@ -984,21 +985,6 @@ def test_a_profile_added_beside_a_twin_while_the_store_is_broken_fails_closed(se
     assert cn_seen(profiles, port) == "gen-1"  # the twin keeps its own last good
 
 
-def _openssl_refuses(ca: CA) -> Truststore:
-    """``ca``'s truststore plus a certificate cryptography reads and OpenSSL will not
-    take (its issuer name's string tag zeroed): it loads, and fails only when the
-    context is built."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    name = b"refused by OpenSSL"
-    der = CA(name=name.decode()).certificate.public_bytes(Encoding.DER)
-    at = der.index(b"\x0c" + bytes([len(name)]) + name)  # the issuer's, first
-    trust = ca.truststore()
-    trust.add("refused", x509.load_der_x509_certificate(der[:at] + b"\0" + der[at + 1 :]))
-    return trust
-
-
 def test_a_truststore_openssl_refuses_never_holds_back_a_new_identity(setup, ca, backend):
     """Both stores rotate; the new truststore loads but OpenSSL refuses one of its
     certificates when the context is built. The new identity goes in with the trust in
@@ -1007,7 +993,7 @@ def test_a_truststore_openssl_refuses_never_holds_back_a_new_identity(setup, ca,
     xml, keystore, trust = setup
     port = backend.port
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
-    replace_atomically(trust, _openssl_refuses(ca).to_bytes(PASSWORD))
+    replace_atomically(trust, truststore_openssl_refuses(ca).to_bytes(PASSWORD))
     # Twin: with the keystore unchanged nothing can go in: the last good stays.
     assert profiles.reload() is False
     assert cn_seen(profiles, port) == "gen-1"
@@ -1051,11 +1037,28 @@ def test_both_stores_unusable_keep_the_last_good_whole(setup, ca, backend):
     mismatched = Keystore()
     mismatched.add_key("a", other.private_key, one.chain)
     replace_atomically(keystore, mismatched.to_bytes(PASSWORD))
-    replace_atomically(trust, _openssl_refuses(ca).to_bytes(PASSWORD))
+    replace_atomically(trust, truststore_openssl_refuses(ca).to_bytes(PASSWORD))
     assert profiles.reload() is False
     assert profiles.context_for("localhost", port) is good
     assert cn_seen(profiles, port) == "gen-1"
-    assert profiles.last_error is not None
+    message = str(profiles.last_error)
+    assert "the key must match" in message  # the keystore's refusal
+    assert "the truststore was refused too" in message and "OpenSSL refused" in message
+
+
+def test_a_staged_keystore_and_a_truststore_openssl_refuses_report_both(setup, ca, backend):
+    """The keystore set aside (not valid yet), then the truststore refused when the
+    context is built: the truststore's error alone was reported."""
+    xml, keystore, trust = setup
+    port = backend.port
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    replace_atomically(keystore, jks(ca, "gen-2", not_before=later))
+    replace_atomically(trust, truststore_openssl_refuses(ca).to_bytes(PASSWORD))
+    assert profiles.reload() is False
+    assert cn_seen(profiles, port) == "gen-1"
+    message = str(profiles.last_error)
+    assert "not valid before" in message and "the truststore was refused too" in message
 
 
 def test_a_profile_added_while_the_shared_store_breaks_in_the_same_check_fails_closed(

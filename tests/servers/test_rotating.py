@@ -20,7 +20,7 @@ import pytest
 
 import mtls
 from mtls.testing import CA, replace_atomically, swap_symlinked_dir
-from tests._helpers import PASSWORD, out_of_date_copy, wait_for
+from tests._helpers import PASSWORD, out_of_date_copy, truststore_openssl_refuses, wait_for
 from tests.servers._servers import (
     Connection,
     Estate,
@@ -284,6 +284,36 @@ def test_both_files_refused_are_both_reported(estate: Estate) -> None:
         assert str(estate.truststore) in message
         (error,) = server.status().errors
         assert "the truststore was refused too" in str(error)
+
+
+@pytest.mark.parametrize("keystore", ["not valid yet", "key does not match"])
+def test_a_keystore_set_aside_then_a_truststore_openssl_refuses_report_both(
+    estate: Estate, keystore: str
+) -> None:
+    """The keystore set aside (staged, or judged apart when OpenSSL refused its key),
+    then the truststore refused when the context is built: that error alone was
+    reported."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        if keystore == "not valid yet":
+            later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=2)
+            staged = estate.server_ca.issue_cert("localhost", "127.0.0.1", not_before=later)
+            replace_atomically(estate.keystore, staged.keystore().to_bytes(PASSWORD))
+            said = "not valid before"
+        else:
+            one = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+            other = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+            mismatched = mtls.Keystore()
+            mismatched.add_key("k", other.private_key, [one.certificate])
+            replace_atomically(estate.keystore, mismatched.to_bytes(PASSWORD))
+            said = "the key must match"
+        refusing = truststore_openssl_refuses(estate.client_ca)
+        replace_atomically(estate.truststore, refusing.to_bytes(PASSWORD))
+        assert server.reload() is False
+        assert get(port, estate.client())[1] == serial  # all in service stays
+        message = str(server.last_error)
+        assert said in message and "the truststore was refused too" in message
+        assert "OpenSSL refused a certificate" in message
 
 
 @pytest.mark.parametrize("how", ["missing", "damaged", "wrong password"])
