@@ -76,8 +76,8 @@ def span(delta: _dt.timedelta) -> str:
     if seconds >= 86_400:
         days = int(seconds // 86_400)
         return f"{days} day{'' if days == 1 else 's'}"
-    if seconds >= 3_600:
-        return f"{seconds / 3_600:.0f} h"
+    if seconds >= 3_600:  # truncated like days: 23 h 50 min is "23 h", never "24 h"
+        return f"{int(seconds // 3_600)} h"
     if seconds >= 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
+        return f"{int(seconds // 60)} min"
+    return f"{int(seconds)} s"
