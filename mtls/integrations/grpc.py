@@ -107,13 +107,15 @@ def _parse_target(target: str) -> tuple[str, int]:
         rest = tail
         if rest.startswith("//"):  # dns://authority/host:port
             rest = rest[2:].partition("/")[2]
+        elif rest.startswith("/"):  # dns:/host:port (a URI path; gRPC reads it so)
+            rest = rest[1:]
     elif sep and scheme.lower() in ("unix", "unix-abstract", "vsock"):
         raise ProfileConfigError(
             f"gRPC target {target!r} has no host name to choose a profile by (and none "
             "to check the certificate against): use host:port",
             servers=(target,),
         )
-    if not rest or "," in rest:
+    if not rest or "," in rest or "/" in rest:  # a host never holds a slash
         raise ProfileConfigError(
             f"gRPC target {target!r}: give one host, host:port or [v6]:port",
             servers=(target,),
@@ -141,6 +143,37 @@ def _parse_target(target: str) -> tuple[str, int]:
 # brainpool and secp256k1 curves, DSA), and gRPC then fails every handshake
 # ("Invalid cert chain file", "Handshaker factory creation failed").
 _GRPC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+# Keys BoringSSL loads and signs with, which BoringSSL peers (gRPC's C core; grpc-java
+# on netty-tcnative) do not accept by default: every handshake with them fails
+# NO_COMMON_SIGNATURE_ALGORITHMS. Other peers (Go, OpenSSL, the JDK) take them.
+_BORINGSSL_PEERS_REFUSE = frozenset({"secp521r1", "ed25519"})
+
+
+def _key_caution(key_pem: str) -> str | None:
+    """What to say of a key gRPC can use but gRPC's own peers refuse (``None``: nothing)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        load_pem_private_key,
+    )
+
+    try:
+        key = load_pem_private_key(
+            key_pem.encode("ascii"), None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError):
+        return None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        kind = "an Ed25519 key"
+    elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _BORINGSSL_PEERS_REFUSE:
+        kind = f"an EC key on {key.curve.name} (P-521)"
+    else:
+        return None
+    return (
+        f"its keystore holds {kind}: gRPC peers built on BoringSSL (gRPC's C core, "
+        "grpc-java on netty-tcnative) refuse its signatures by default, so handshakes "
+        "with them fail (NO_COMMON_SIGNATURE_ALGORITHMS); Go, OpenSSL and Java peers "
+        "take it. For gRPC, use RSA, or EC on P-256 or P-384"
+    )
 
 
 def _key_refusal(key_pem: str) -> str | None:
@@ -187,6 +220,10 @@ def _material_refusal(material: TLSMaterial) -> str | None:
     if len(_VERDICTS) >= 64:
         _VERDICTS.clear()
     verdict = _VERDICTS[material.fingerprint] = _key_refusal(key.reveal())
+    caution = _key_caution(key.reveal()) if verdict is None else None
+    if caution is not None:  # said once per material, as the verdict is made once
+        where = str(material.profile) if material.profile is not None else "the default"
+        log.warning("mtls: gRPC: %s: %s", where, caution)
     return verdict
 
 

@@ -192,6 +192,10 @@ def test_default_as_ready_context_is_refused(ca: CA) -> None:
         ("localhost:{port}", "ok"),
         ("dns:///localhost:{port}", "ok"),
         ("dns:localhost:{port}", "ok"),
+        # One slash: a URI path gRPC reads as the host. The host was "/localhost",
+        # which no profile named: the catch-all's identity went out (or fail-closed
+        # was passed by).
+        ("dns:/localhost:{port}", "ok"),
         ("localhost", "no profile"),  # port 443: no profile for localhost:443
         ("unix:/tmp/socket", "no host"),
         ("a:1,b:2", "one host"),
@@ -371,6 +375,29 @@ def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
         assert profiles.reload()
         with pytest.raises(ProfileConfigError, match=curve.name):
             secure_channel(f"localhost:{port}", profiles)  # refused at creation too
+
+
+def test_a_key_grpc_peers_refuse_is_warned_about_and_fails_as_warned(
+    tmp_path: Path, ca: CA, server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A P-521 client key: BoringSSL signs with it, but a gRPC server (BoringSSL)
+    accepts no such signature by default, so every call failed UNAVAILABLE with no
+    word from mtls. It is not refused (Go, OpenSSL and Java peers take it); the
+    channel says why it will fail, once per material."""
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
+    replace_atomically(keystore.location, secp256k1_keystore(ca, ec.SECP521R1()))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    profile = SSLProfile(servers=(f"localhost:{port}",), keystore=keystore, truststore=trust)
+    with caplog.at_level("WARNING", logger="mtls"), SSLProfileSet([profile]) as profiles:
+        with secure_channel(f"localhost:{port}", profiles) as channel:
+            with pytest.raises(grpc.RpcError) as failed:
+                who(channel)
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # what was warned
+        with secure_channel(f"localhost:{port}", profiles):
+            pass
+    warned = [r.getMessage() for r in caplog.records if "NO_COMMON_SIGNATURE" in r.getMessage()]
+    assert len(warned) == 1 and "secp521r1" in warned[0] and "P-256 or P-384" in warned[0]
 
 
 def test_a_set_that_checks_revocation_is_refused_unless_unchecked_is_accepted(
@@ -589,6 +616,8 @@ def test_close_is_idempotent_and_final(tmp_path: Path, ca: CA, server: Any) -> N
         ("dns:///backend:50051", ("backend", 50051)),
         ("dns://8.8.8.8/backend:50051", ("backend", 50051)),
         ("ipv4:10.0.0.5:7000", ("10.0.0.5", 7000)),
+        ("dns:/backend:50051", ("backend", 50051)),
+        ("ipv4:/10.0.0.5:7000", ("10.0.0.5", 7000)),
         ("[::1]:8443", ("::1", 8443)),
         ("ipv6:[::1]:8443", ("::1", 8443)),
         ("::1", ("::1", 443)),
@@ -598,7 +627,9 @@ def test_target_parsing(target: str, origin: tuple[str, int]) -> None:
     assert _parse_target(target) == origin
 
 
-@pytest.mark.parametrize("target", ["", "unix:///run/x.sock", "a:1,b:2", "backend:0", "h:x"])
+@pytest.mark.parametrize(
+    "target", ["", "unix:///run/x.sock", "a:1,b:2", "backend:0", "h:x", "dns:a/b:1", "/h:1"]
+)
 def test_target_parsing_refuses(target: str) -> None:
     with pytest.raises(ProfileConfigError):
         _parse_target(target)
