@@ -146,38 +146,12 @@ _GRPC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 # Keys BoringSSL loads and signs with, which BoringSSL peers (gRPC's C core; grpc-java
 # on netty-tcnative) do not accept by default: every handshake with them fails
 # NO_COMMON_SIGNATURE_ALGORITHMS. Other peers (Go, OpenSSL, the JDK) take them.
-_BORINGSSL_PEERS_REFUSE = frozenset({"secp521r1", "ed25519"})
+_BORINGSSL_PEERS_REFUSE = frozenset({"secp521r1"})
 
 
-def _key_caution(key_pem: str) -> str | None:
-    """What to say of a key gRPC can use but gRPC's own peers refuse (``None``: nothing)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
-    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
-        load_pem_private_key,
-    )
-
-    try:
-        key = load_pem_private_key(
-            key_pem.encode("ascii"), None, unsafe_skip_rsa_key_validation=True
-        )
-    except (ValueError, TypeError):
-        return None
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        kind = "an Ed25519 key"
-    elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _BORINGSSL_PEERS_REFUSE:
-        kind = f"an EC key on {key.curve.name} (P-521)"
-    else:
-        return None
-    return (
-        f"its keystore holds {kind}: gRPC peers built on BoringSSL (gRPC's C core, "
-        "grpc-java on netty-tcnative) refuse its signatures by default, so handshakes "
-        "with them fail (NO_COMMON_SIGNATURE_ALGORITHMS); Go, OpenSSL and Java peers "
-        "take it. For gRPC, use RSA, or EC on P-256 or P-384"
-    )
-
-
-def _key_refusal(key_pem: str) -> str | None:
-    """Why gRPC's TLS library cannot use this private key (``None``: it can)."""
+def _key_verdict(key_pem: str) -> tuple[str | None, str | None]:
+    """(why gRPC's TLS library cannot use this private key, what to say of a key it
+    can use but gRPC's own peers refuse): ``None`` each when there is nothing to say."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: PLC0415
     from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
         load_pem_private_key,
@@ -188,20 +162,30 @@ def _key_refusal(key_pem: str) -> str | None:
             key_pem.encode("ascii"), None, unsafe_skip_rsa_key_validation=True
         )
     except (ValueError, TypeError):
-        return None  # what cryptography cannot read, gRPC judges itself
-    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
-        return None
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.name in _GRPC_CURVES:
-            return None
-        kind = f"an EC key on {key.curve.name}"
-    else:
-        kind = f"a {type(key).__name__.removeprefix('_').replace('PrivateKey', '')} key"
+        return None, None  # what cryptography cannot read, gRPC judges itself
+    if isinstance(key, rsa.RSAPrivateKey):
+        return None, None
+    curve = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else None
+    if isinstance(key, ed25519.Ed25519PrivateKey) or curve in _BORINGSSL_PEERS_REFUSE:
+        kind = "an Ed25519 key" if curve is None else f"an EC key on {curve} (P-521)"
+        return None, (
+            f"its keystore holds {kind}: gRPC peers built on BoringSSL (gRPC's C core, "
+            "grpc-java on netty-tcnative) refuse its signatures by default, so handshakes "
+            "with them fail (NO_COMMON_SIGNATURE_ALGORITHMS); Go, OpenSSL and Java peers "
+            "take it. For gRPC, use RSA, or EC on P-256 or P-384"
+        )
+    if curve in _GRPC_CURVES:
+        return None, None
+    kind = (
+        f"an EC key on {curve}"
+        if curve is not None
+        else f"a {type(key).__name__.removeprefix('_').replace('PrivateKey', '')} key"
+    )
     return (
         f"its keystore holds {kind}, which gRPC's TLS library (BoringSSL) cannot use, "
         "though OpenSSL can: use RSA, or EC on P-256 or P-384 (what gRPC peers verify "
         "by default)"
-    )
+    ), None
 
 
 # Verdicts by material fingerprint (never by the key itself: no key is kept here).
@@ -209,7 +193,8 @@ _VERDICTS: dict[str, str | None] = {}
 
 
 def _material_refusal(material: TLSMaterial) -> str | None:
-    """:func:`_key_refusal` of the material's key, judged once per material."""
+    """Why gRPC cannot use the material's key (:func:`_key_verdict`), judged once per
+    material; a key gRPC's own peers refuse is warned about then."""
     key = material.private_key
     if key is None:
         return None
@@ -219,8 +204,8 @@ def _material_refusal(material: TLSMaterial) -> str | None:
         pass
     if len(_VERDICTS) >= 64:
         _VERDICTS.clear()
-    verdict = _VERDICTS[material.fingerprint] = _key_refusal(key.reveal())
-    caution = _key_caution(key.reveal()) if verdict is None else None
+    verdict, caution = _key_verdict(key.reveal())
+    _VERDICTS[material.fingerprint] = verdict
     if caution is not None:  # said once per material, as the verdict is made once
         where = str(material.profile) if material.profile is not None else "the default"
         log.warning("mtls: gRPC: %s: %s", where, caution)
