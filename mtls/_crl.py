@@ -231,6 +231,8 @@ class CRLSet:
                     pending.remove(cert)
                     grew = True
         self.check_expiry(now=now)
+        complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
+        partials: dict[x509.Name, tuple[str, str, str | None, str]] = {}
         for crl, path in self._crls:
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
@@ -245,6 +247,11 @@ class CRLSet:
                     issuer=issuer,
                 )
             scope = _extension(crl, x509.IssuingDistributionPoint)
+            partial = _partial_scope(scope)
+            if partial is None:
+                complete.add(crl.issuer)
+            else:
+                partials.setdefault(crl.issuer, (shown, issuer, path, partial))
             if scope is not None and scope.indirect_crl:
                 # OpenSSL reads an indirect list only with extended CRL support, which
                 # Python's ssl cannot turn on: it would be ignored, and every handshake
@@ -262,6 +269,17 @@ class CRLSet:
                     "truststore (nor by an intermediate in the CRL file that one of them "
                     "issued): add its issuer to the truststore or to the file, or use the "
                     "CRL of a CA you trust",
+                    path=path,
+                    issuer=issuer,
+                )
+        for name, (shown, issuer, path, partial) in partials.items():
+            if name not in complete:
+                # OpenSSL without extended CRL support (Python's) skips such a list, or
+                # finds the certificate out of its scope: every handshake would fail.
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} covers {partial} only, which OpenSSL "
+                    "does not use to check a server's certificate here: give the CA's "
+                    "complete CRL (beside it, or instead)",
                     path=path,
                     issuer=issuer,
                 )
@@ -283,6 +301,19 @@ class CRLSet:
         ctx.verify_flags |= (
             ssl.VERIFY_CRL_CHECK_CHAIN if check == "chain" else ssl.VERIFY_CRL_CHECK_LEAF
         )
+
+
+def _partial_scope(scope: x509.IssuingDistributionPoint | None) -> str | None:
+    """What part of its issuer's certificates a list covers, when OpenSSL cannot use it
+    for a TLS peer's certificate: some revocation reasons only, or attribute
+    certificates only (``None``: it can; a CA-only list serves intermediates)."""
+    if scope is None:
+        return None
+    if scope.only_some_reasons:
+        return "some revocation reasons (onlySomeReasons)"
+    if scope.only_contains_attribute_certs:
+        return "attribute certificates (onlyContainsAttributeCerts)"
+    return None
 
 
 _WARNED_ANCHORS: set[bytes] = set()  # truststores already warned about (digests)

@@ -149,13 +149,19 @@ def _loaded_row(
             try:
                 trust = stores.truststore(trust_config)
                 anchors = len(trust)
-                expired = [a for a, c in trust.certificates.items() if _x509.not_after(c) < now()]
-                if expired:
-                    problems.append(
-                        f"{len(expired)} of {anchors} trust anchors expired ({', '.join(expired)})"
-                        + (": it verifies no server" if len(expired) == anchors else "")
-                    )
-                    out_of_date = out_of_date or len(expired) == anchors
+                moment = now()
+                expired = [a for a, c in trust.certificates.items() if _x509.not_after(c) < moment]
+                early = [a for a, c in trust.certificates.items() if _x509.not_before(c) > moment]
+                none_in_date = bool(anchors) and len(expired) + len(early) == anchors
+                for aliases, what in ((expired, "expired"), (early, "not valid yet")):
+                    if aliases:
+                        problems.append(
+                            f"{len(aliases)} of {anchors} trust anchors {what} "
+                            f"({', '.join(aliases)})"
+                        )
+                if none_in_date:
+                    problems[-1] += ": no anchor is in date, it verifies no server"
+                out_of_date = out_of_date or none_in_date
             except MTLSError as exc:
                 _add_problem(problems, str(exc))
     servers = list(entry["servers"])

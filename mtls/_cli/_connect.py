@@ -193,6 +193,8 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.failure = classify_handshake(
                 exc, setup, target, asked=report.certificate_requested
             )
+            if report.failure.kind == "client_cert_refused" and setup.client_subject:
+                report.accepted = False  # refused in the handshake (TLS 1.2), as after it
             if isinstance(exc, ssl.SSLCertVerificationError):
                 report.chain_verified = False
                 _fetch_unverified_chain(report, timeout)

@@ -115,21 +115,28 @@ def _parse_target(target: str) -> tuple[str, int]:
             "to check the certificate against): use host:port",
             servers=(target,),
         )
-    if not rest or "," in rest or "/" in rest:  # a host never holds a slash
+    # A host never holds a slash; "%" is percent-encoding, which gRPC decodes
+    # ("dns:///%6Cocalhost:1" reaches localhost) and a profile lookup would not.
+    if not rest or any(c in rest for c in ",/%"):
         raise ProfileConfigError(
             f"gRPC target {target!r}: give one host, host:port or [v6]:port",
             servers=(target,),
         )
     if rest.startswith("["):
-        host, _, after = rest[1:].partition("]")
-        port_text = after[1:] if after.startswith(":") else ""
+        host, closed, after = rest[1:].partition("]")
+        if not closed or (after and not after.startswith(":")):
+            host = ""  # "[::1" or "[::1]x:5": refused below, never read as [::1]:443
+        port_text = after[1:]
     elif rest.count(":") == 1:
         host, _, port_text = rest.partition(":")
     else:
         host, port_text = rest, ""  # a bare name, or an IPv6 literal without brackets
-    try:
-        port = int(port_text) if port_text else DEFAULT_PORTS["https"]
-    except ValueError:
+    # ASCII digits only: int() also takes "1_0", " 443", "+443" and other scripts' digits.
+    if not port_text:
+        port = DEFAULT_PORTS["https"]
+    elif port_text.isascii() and port_text.isdigit() and len(port_text) <= 5:
+        port = int(port_text)
+    else:
         port = 0
     if not host or not 0 < port < 65536:
         raise ProfileConfigError(

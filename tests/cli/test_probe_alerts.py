@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,22 @@ def test_unknown_ca_names_the_keystore_and_the_issuer_to_import(ca, trust, tmp_p
     # The import it advises is a whole command (it lacked --alias and --keystore).
     assert "mtls import --file client.pem --alias gw --keystore BACKEND-TRUSTSTORE" in message
     assert "backend-truststore.jks" not in message
+
+
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["TLSv1.2", "TLSv1.3"]
+)
+def test_a_refused_certificate_is_not_accepted_in_json_on_either_version(
+    ca, trust, tmp_path, capsys, version
+):
+    """A TLS 1.2 server refuses our certificate in the handshake, a TLS 1.3 one after
+    it: the JSON said null (unknown) for the first, false for the second."""
+    stranger = CA(name="stranger CA")
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca, maximum_version=version) as server:
+        code, report, _ = probe(capsys, server.port, stranger.issue_cert("gw"), trust, tmp_path)
+    assert code == 1 and refusal(report)[0] == "unknown ca"
+    assert report["client_certificate_requested"] is True
+    assert report["server_accepted_client_certificate"] is False
 
 
 def test_unknown_ca_for_a_self_signed_certificate_imports_the_certificate(

@@ -222,11 +222,14 @@ def test_a_first_load_of_expired_material_fails_the_check(
         "chain": (old.issue_cert("client", not_after=utcnow() + 9 * DAY), root,
                   "CA certificate CN=old intermediate"),
         "anchors": (CA().issue_cert("client"), dead, "it verifies no server"),
+        # Not valid until tomorrow: just as dead today (the check passed it).
+        "future anchors": (CA().issue_cert("client"), CA(name="future root",
+                           not_before=utcnow() + DAY), "1 of 1 trust anchors not valid yet"),
     }  # fmt: skip
     for name, (identity, trusted, said) in cases.items():
         keystore = write_identity(identity, tmp_path / f"{name}.jks")
         trust = write_trust(trusted, tmp_path / f"{name}-trust.jks")
-        xml = tmp_path / f"{name}.xml"
+        xml = tmp_path / f"{name.replace(' ', '-')}.xml"
         xml.write_text(profile_xml(profile("orders.internal:8443", keystore, trust)))
         code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
         (row,) = json.loads(out)["profiles"]

@@ -628,8 +628,15 @@ def test_target_parsing(target: str, origin: tuple[str, int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "target", ["", "unix:///run/x.sock", "a:1,b:2", "backend:0", "h:x", "dns:a/b:1", "/h:1"]
-)
+    "target",
+    [
+        "", "unix:///run/x.sock", "a:1,b:2", "backend:0", "h:x", "dns:a/b:1", "/h:1",
+        # gRPC decodes percent-encoding: "dns:///%6Cocalhost:1" reaches localhost while
+        # a lookup of "%6Cocalhost" found the catch-all, past a profile failed closed.
+        "dns:///%6Cocalhost:1", "dns:///localhost%3A1",
+        "[::1", "[::1]x:5", "h:1_0", "h: 443", "h:+443", "h:\uff11\uff12",
+    ],
+)  # fmt: skip
 def test_target_parsing_refuses(target: str) -> None:
     with pytest.raises(ProfileConfigError):
         _parse_target(target)

@@ -133,6 +133,51 @@ def test_an_indirect_crl_is_refused_not_silently_ignored(ca: CA, tmp_path: Path)
     mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))  # the twin
 
 
+@pytest.mark.parametrize("scope", ["onlySomeReasons", "onlyContainsAttributeCerts"])
+def test_a_partial_crl_alone_is_refused_and_taken_beside_a_complete_one(
+    ca: CA, scope: str, server: MTLSServer, client: mtls.Keystore
+) -> None:
+    """A list covering some reasons, or attribute certificates, only: OpenSSL (without
+    extended CRL support) cannot check a server's certificate with it, and every
+    handshake failed ("unable to get certificate CRL", "different CRL scope")."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    now = _dt.datetime.now(_dt.UTC)
+    partial = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - _dt.timedelta(minutes=1))
+        .next_update(now + _dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(7), critical=False)
+        .add_extension(
+            x509.IssuingDistributionPoint(
+                full_name=None,
+                relative_name=None,
+                only_contains_user_certs=False,
+                only_contains_ca_certs=False,
+                only_some_reasons=(
+                    frozenset({x509.ReasonFlags.key_compromise})
+                    if scope == "onlySomeReasons"
+                    else None
+                ),
+                indirect_crl=False,
+                only_contains_attribute_certs=scope == "onlyContainsAttributeCerts",
+            ),
+            critical=True,
+        )
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        .public_bytes(Encoding.DER)
+    )
+    alone = CRLSet.from_bytes(partial, path="partial.crl")
+    with pytest.raises(CRLError, match=rf"partial\.crl: .*{scope}.*complete CRL"):
+        mtls.client_context(None, ca.truststore(), crls=alone)
+    # The twin: beside the CA's complete list, OpenSSL uses that one, and connects.
+    both = alone + CRLSet.from_bytes(ca.crl())
+    whoami(mtls.client_context(client, ca.truststore(), crls=both), server.port)
+
+
 def test_a_crl_not_signed_by_a_trusted_issuer_is_an_error(ca: CA) -> None:
     forged = CRLSet.from_bytes(ca.crl(signer=CA()))  # the CA's name, another key
     with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
