@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import http.server
 import re
 import socket
@@ -12,7 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls.testing import CA, IssuedIdentity
 from tests._helpers import stop_process
@@ -193,3 +196,32 @@ def revocation_pki(openssl: str, directory: Path) -> Iterator[PKI]:
             yield PKI(ca, good, revoked, unknown, crls, url, directory)
     finally:
         crls.close()
+
+
+def crl_without_entries(ca: CA, *extensions: x509.ExtensionType) -> bytes:
+    """A current CRL of ``ca`` that revokes nothing, with ``extensions`` (critical)."""
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - _dt.timedelta(minutes=1))
+        .next_update(now + _dt.timedelta(days=1))
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=True)
+    return builder.sign(ca.private_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def idp(**kwargs: object) -> x509.IssuingDistributionPoint:
+    """An IssuingDistributionPoint that restricts nothing, but for ``kwargs``."""
+    values: dict[str, object] = {
+        "full_name": None,
+        "relative_name": None,
+        "only_contains_user_certs": False,
+        "only_contains_ca_certs": False,
+        "only_some_reasons": None,
+        "indirect_crl": False,
+        "only_contains_attribute_certs": False,
+    }
+    values.update(kwargs)
+    return x509.IssuingDistributionPoint(**values)  # type: ignore[arg-type]

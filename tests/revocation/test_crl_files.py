@@ -13,6 +13,7 @@ import mtls
 from mtls import CRLError, CRLSet, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, IssuedIdentity, MTLSServer
 from tests._helpers import PASSWORD, whoami, write_identity, write_trust
+from tests.revocation._infra import crl_without_entries, idp
 
 
 @pytest.fixture
@@ -102,32 +103,7 @@ def test_a_crl_dated_in_the_future_is_an_error_and_a_reload_keeps_the_last_good(
 def test_an_indirect_crl_is_refused_not_silently_ignored(ca: CA, tmp_path: Path) -> None:
     """OpenSSL uses an indirect list only with extended CRL support, which Python
     cannot turn on: it was accepted, then every handshake failed for want of a CRL."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    now = _dt.datetime.now(_dt.UTC)
-    indirect = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.certificate.subject)
-        .last_update(now - _dt.timedelta(minutes=1))
-        .next_update(now + _dt.timedelta(days=1))
-        .add_extension(x509.CRLNumber(1), critical=False)
-        .add_extension(
-            x509.IssuingDistributionPoint(
-                full_name=None,
-                relative_name=None,
-                only_contains_user_certs=False,
-                only_contains_ca_certs=False,
-                only_some_reasons=None,
-                indirect_crl=True,
-                only_contains_attribute_certs=False,
-            ),
-            critical=True,
-        )
-        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
-        .public_bytes(Encoding.DER)
-    )
+    indirect = crl_without_entries(ca, idp(indirect_crl=True))
     with pytest.raises(CRLError, match="indirect CRL"):
         mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(indirect))
     mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))  # the twin
@@ -141,34 +117,12 @@ def test_a_partial_crl_alone_is_refused_and_taken_beside_a_complete_one(
     extended CRL support) cannot check a server's certificate with it, and every
     handshake failed ("unable to get certificate CRL", "different CRL scope")."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.serialization import Encoding
 
-    now = _dt.datetime.now(_dt.UTC)
-    partial = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.certificate.subject)
-        .last_update(now - _dt.timedelta(minutes=1))
-        .next_update(now + _dt.timedelta(days=1))
-        .add_extension(x509.CRLNumber(7), critical=False)
-        .add_extension(
-            x509.IssuingDistributionPoint(
-                full_name=None,
-                relative_name=None,
-                only_contains_user_certs=False,
-                only_contains_ca_certs=False,
-                only_some_reasons=(
-                    frozenset({x509.ReasonFlags.key_compromise})
-                    if scope == "onlySomeReasons"
-                    else None
-                ),
-                indirect_crl=False,
-                only_contains_attribute_certs=scope == "onlyContainsAttributeCerts",
-            ),
-            critical=True,
-        )
-        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
-        .public_bytes(Encoding.DER)
+    partial = crl_without_entries(
+        ca,
+        idp(only_some_reasons=frozenset({x509.ReasonFlags.key_compromise}))
+        if scope == "onlySomeReasons"
+        else idp(only_contains_attribute_certs=True),
     )
     alone = CRLSet.from_bytes(partial, path="partial.crl")
     with pytest.raises(CRLError, match=rf"partial\.crl: .*{scope}.*complete CRL"):

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls import CertificateRevokedError, RevocationChecker, RevocationPolicy
 from mtls import RevocationUnknownError as Unknown
 from mtls.testing import CA, IssuedIdentity
-from tests.revocation._infra import CRLServer
+from tests.revocation._infra import CRLServer, crl_without_entries, idp
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ def test_a_delta_crl_is_not_taken_as_the_complete_list(crls: CRLServer) -> None:
     ca.revoke(leaf)
     # a delta that does not list the leaf (it changed earlier): a serial absent from
     # a delta says nothing
-    crls.bodies["/delta.crl"] = _without_entries(ca, x509.DeltaCRLIndicator(1))
+    crls.bodies["/delta.crl"] = crl_without_entries(ca, x509.DeltaCRLIndicator(1))
     with pytest.raises(Unknown, match="a delta CRL"):
         check(crl_only(), leaf, ca)
     crls.bodies["/delta.crl"] = ca.crl()
@@ -73,44 +72,17 @@ def test_a_delta_crl_is_not_taken_as_the_complete_list(crls: CRLServer) -> None:
         check(crl_only(), leaf, ca)
 
 
-def _without_entries(ca: CA, *extensions: x509.ExtensionType) -> bytes:
-    now = _dt.datetime.now(_dt.UTC)
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.certificate.subject)
-        .last_update(now - _dt.timedelta(minutes=1))
-        .next_update(now + _dt.timedelta(days=1))
-    )
-    for extension in extensions:
-        builder = builder.add_extension(extension, critical=True)
-    return builder.sign(ca.private_key, hashes.SHA256()).public_bytes(Encoding.DER)
-
-
-def _idp(**kwargs: object) -> x509.IssuingDistributionPoint:
-    values: dict[str, object] = {
-        "full_name": None,
-        "relative_name": None,
-        "only_contains_user_certs": False,
-        "only_contains_ca_certs": False,
-        "only_some_reasons": None,
-        "indirect_crl": False,
-        "only_contains_attribute_certs": False,
-    }
-    values.update(kwargs)
-    return x509.IssuingDistributionPoint(**values)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("idp", "why"),
     [
-        (_idp(only_contains_ca_certs=True), "CA certificates only"),
+        (idp(only_contains_ca_certs=True), "CA certificates only"),
         (
-            _idp(only_some_reasons=frozenset({x509.ReasonFlags.key_compromise})),
+            idp(only_some_reasons=frozenset({x509.ReasonFlags.key_compromise})),
             "a partial CRL",
         ),
-        (_idp(indirect_crl=True), "an indirect CRL"),
+        (idp(indirect_crl=True), "an indirect CRL"),
         (
-            _idp(full_name=[x509.UniformResourceIdentifier("http://127.0.0.1:1/other.crl")]),
+            idp(full_name=[x509.UniformResourceIdentifier("http://127.0.0.1:1/other.crl")]),
             "names another distribution point",
         ),
     ],
@@ -120,7 +92,7 @@ def test_a_crl_out_of_scope_is_undetermined(
 ) -> None:
     ca = CA(crl_url=crls.url("/scoped.crl"))
     leaf = ca.issue_cert("localhost")
-    crls.bodies["/scoped.crl"] = _without_entries(ca, idp)
+    crls.bodies["/scoped.crl"] = crl_without_entries(ca, idp)
     with pytest.raises(Unknown, match=why):
         check(crl_only(), leaf, ca)
 
@@ -129,8 +101,8 @@ def test_a_crl_in_scope_answers(crls: CRLServer) -> None:
     url = crls.url("/scoped.crl")
     ca = CA(crl_url=url)
     leaf = ca.issue_cert("localhost")
-    in_scope = _idp(only_contains_user_certs=True, full_name=[x509.UniformResourceIdentifier(url)])
-    crls.bodies["/scoped.crl"] = _without_entries(ca, in_scope)
+    in_scope = idp(only_contains_user_certs=True, full_name=[x509.UniformResourceIdentifier(url)])
+    crls.bodies["/scoped.crl"] = crl_without_entries(ca, in_scope)
     assert check(crl_only(), leaf, ca) == "good"
 
 
