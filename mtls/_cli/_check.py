@@ -152,7 +152,7 @@ def _loaded_row(
                 moment = now()
                 expired = [a for a, c in trust.certificates.items() if _x509.not_after(c) < moment]
                 early = [a for a, c in trust.certificates.items() if _x509.not_before(c) > moment]
-                none_in_date = bool(anchors) and len(expired) + len(early) == anchors
+                none_in_date = bool(anchors) and len({*expired, *early}) == anchors
                 for aliases, what in ((expired, "expired"), (early, "not valid yet")):
                     if aliases:
                         problems.append(
