@@ -172,7 +172,8 @@ class Report:
     chain_verified: bool | None = None
     chain_from_unverified_handshake: bool = False
     accepted: bool | None = None
-    #: Whether the server sent a CertificateRequest (``None``: this Python cannot tell).
+    #: Whether the server sent a CertificateRequest (``None``: unknown, the handshake
+    #: failed before the server's first flight ended, or this Python cannot tell).
     certificate_requested: bool | None = None
     http_status: str | None = None
     body: bytes = b""
