@@ -481,6 +481,20 @@ class Builder:
         truststore: Keystore | Truststore | None = None
         trust_fp: str | None = None
         trust_refusal: MTLSError | None = None
+
+        def trust_gives_way() -> bool:
+            """Whether a refused new truststore gives way to the one in service: when
+            the identity is new (read as it stands when asked), it goes in with the
+            trust in service; when nothing else is new, the refusal stands."""
+            return (
+                replacing
+                and not lent
+                and serving is not None
+                and serving.truststore is not None
+                and in_service is not None
+                and in_service[:2] != (key_fp, alias)
+            )
+
         if trust_config:
             try:
                 truststore, trust_fp = self._load(trust_config, False, files)
@@ -488,17 +502,12 @@ class Builder:
                     raise unusable["truststore"]  # as if it had not loaded
             except MTLSError as exc:
                 # The other way round: a new identity goes in with the trust in service.
-                if (
-                    not replacing
-                    or lent
-                    or serving is None
-                    or serving.truststore is None
-                    or in_service is None
-                    or in_service[:2] == (key_fp, alias)  # nothing else new: it stays
-                ):
+                if not trust_gives_way():
                     if refusal is None:
                         raise
                     raise _reported(refusal, exc) from None  # both refused: say both
+                assert serving is not None
+                assert in_service is not None
                 trust_refusal = exc
                 truststore, trust_fp = serving.truststore, in_service[2]
                 files[:] = [f for f in files if f[0] != "truststore"]
@@ -535,24 +544,24 @@ class Builder:
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
                     not_before = serving.not_before
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
-        if replacing and verify and truststore is not None and trust_config is not None:
-            in_use = None if serving is None else self._key_of.get(id(serving.context))
-            if in_use is None or in_use[2] != trust_fp:  # a new truststore: judged once
-                trust_refused = _anchor_refusal(truststore, trust_config.shown_location)
-                if trust_refused is not None:
-                    if (
-                        lent
-                        or serving is None
-                        or serving.truststore is None
-                        or in_use is None
-                        or in_use[:2] == (key_fp, alias)  # nothing else new: it stays
-                    ):
-                        raise _reported(refusal, trust_refused[0])
-                    # Judged apart: the new identity goes in, with the trust in service.
-                    trust_refusal = trust_refused[0]
-                    truststore, trust_fp = serving.truststore, in_use[2]
-                    kept = next(i for i in serving.inputs if i[0] == "truststore")
-                    files[:] = [kept if f[0] == "truststore" else f for f in files]
+        if (
+            replacing
+            and verify
+            and truststore is not None
+            and trust_config is not None
+            and (in_service is None or in_service[2] != trust_fp)  # new: judged once
+        ):
+            trust_refused = _anchor_refusal(truststore, trust_config.shown_location)
+            if trust_refused is not None:
+                if not trust_gives_way():
+                    raise _reported(refusal, trust_refused[0])
+                # Judged apart: the new identity goes in, with the trust in service.
+                assert serving is not None
+                assert in_service is not None
+                trust_refusal = trust_refused[0]
+                truststore, trust_fp = serving.truststore, in_service[2]
+                kept = next(i for i in serving.inputs if i[0] == "truststore")
+                files[:] = [kept if f[0] == "truststore" else f for f in files]
         mode = self.options.hostname_verifier
         if (
             refusal is not None
@@ -578,17 +587,8 @@ class Builder:
                 revocation=self.options.revocation,
             )
 
-        # A new truststore OpenSSL refuses gives way to the one in service when the
-        # identity is new (the same rule as for one that does not load, above).
-        can_keep_trust = (
-            replacing
-            and not lent
-            and serving is not None
-            and serving.truststore is not None
-            and in_service is not None
-            and in_service[2] != trust_fp
-            and in_service[:2] != (key_fp, alias)
-        )
+        # A new truststore OpenSSL refuses gives way as one that does not load (above).
+        can_keep_trust = in_service is not None and in_service[2] != trust_fp and trust_gives_way()
         pair = self._contexts.get(ctx_key)
         if pair is None:
             if not verify:
