@@ -206,6 +206,16 @@ def profile_label(servers: Sequence[str], client_id: str | None, *, default: boo
     return f"profile {', '.join(servers)}{who}"
 
 
+def _restated(exc: MTLSError, message: str) -> MTLSError:
+    """A copy of ``exc`` (its type and attributes) with ``message``."""
+    new = type(exc).__new__(type(exc))
+    new.__dict__.update(exc.__dict__)
+    Exception.__init__(new, message)
+    if isinstance(exc, OSError) and isinstance(new, OSError):  # errno lives outside __dict__
+        new.errno, new.strerror, new.filename = exc.errno, message, exc.filename
+    return new
+
+
 def in_profile(
     exc: MTLSError,
     servers: Sequence[str],
@@ -223,14 +233,9 @@ def in_profile(
     """
     if isinstance(exc, ProfileConfigError) and exc.servers:
         return exc
-    message = f"{profile_label(servers, client_id, default=default)}: {exc}"
-    new = type(exc).__new__(type(exc))
-    new.__dict__.update(exc.__dict__)
-    Exception.__init__(new, message)
+    new = _restated(exc, f"{profile_label(servers, client_id, default=default)}: {exc}")
     if isinstance(exc, ProfileConfigError):
         new.path = exc.path or path  # a profile file error names the file
-    if isinstance(exc, OSError) and isinstance(new, OSError):  # errno lives outside __dict__
-        new.errno, new.strerror, new.filename = exc.errno, message, exc.filename
     new.servers = tuple(servers)
     new.client_id = client_id
     new.reason = exc.reason
@@ -242,12 +247,7 @@ def together(first: MTLSError, other: MTLSError, role: str) -> MTLSError:
     ``role``'s replacement was refused (``other``): when both stores of a rotation are
     refused, both reasons are reported at once, not the second after the first is
     fixed."""
-    message = f"{first}; and the {role} was refused too: {other}"
-    new = type(first).__new__(type(first))
-    new.__dict__.update(first.__dict__)
-    Exception.__init__(new, message)
-    if isinstance(first, OSError) and isinstance(new, OSError):  # errno outside __dict__
-        new.errno, new.strerror, new.filename = first.errno, message, first.filename
+    new = _restated(first, f"{first}; and the {role} was refused too: {other}")
     new.reason = f"{first.reason}; and the {role} was refused too: {other.reason}"
     return new
 
