@@ -150,8 +150,9 @@ def _loaded_row(
                 trust = stores.truststore(trust_config)
                 anchors = len(trust)
                 moment = now()
-                expired = [a for a, c in trust.certificates.items() if _x509.not_after(c) < moment]
-                early = [a for a, c in trust.certificates.items() if _x509.not_before(c) > moment]
+                parsed = trust.certificates.items()  # parsed once (and warned about once)
+                expired = [a for a, c in parsed if _x509.not_after(c) < moment]
+                early = [a for a, c in parsed if _x509.not_before(c) > moment]
                 none_in_date = bool(anchors) and len({*expired, *early}) == anchors
                 for aliases, what in ((expired, "expired"), (early, "not valid yet")):
                     if aliases:
