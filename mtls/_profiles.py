@@ -41,7 +41,15 @@ from ._revocation import (
     revocation_checker,
 )
 from ._secret import Secret, scrub_tracebacks
-from ._snapshot import Built, Failed, IndexKey, ProfileSource, ProfilesPlan, Snapshot
+from ._snapshot import (
+    Built,
+    Failed,
+    IndexKey,
+    ProfileSource,
+    ProfilesPlan,
+    Snapshot,
+    index_key,
+)
 from ._status import (
     AnchorStatus,
     FileStatus,
@@ -708,7 +716,7 @@ class SSLProfileSet:
         """
         if alpn is None:
             # One read of one immutable mapping: the whole old set or the whole new one.
-            ctx = self._fast.get((host, port, client_id))
+            ctx = self._fast.get((host, port) if client_id is None else (host, port, client_id))
             if ctx is not None:
                 return ctx
         # One read of one immutable snapshot (perhaps newer than the map just read).
@@ -748,12 +756,12 @@ class SSLProfileSet:
         self, snapshot: Snapshot, host: str, port: int, client_id: str | None
     ) -> Built | Failed | None:
         index = snapshot.index
-        keys: list[IndexKey] = [(host, port, client_id)]
+        keys: list[IndexKey] = [index_key(host, port, client_id)]
         if client_id is not None:
-            keys.append((host, port, None))
+            keys.append((host, port))
         # WSO2 (ClientConnFactory.getSSLContext) asks the '*' profile without a client
         # only: a <client> of the '*' profile is never used (a warning says so on load).
-        keys.append((CATCH_ALL, 0, None))
+        keys.append((CATCH_ALL, 0))
         for key in keys:
             item = index.get(key)
             if item is not None:

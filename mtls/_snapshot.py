@@ -33,7 +33,20 @@ from ._reading import Reading, Unstable
 
 log = logging.getLogger("mtls")
 
-IndexKey = tuple[str, int, str | None]
+# A profile's key in the index: its server, (host, port), for requests without a client
+# identifier (the same tuple object as in the profile, so no key of its own), and
+# (host, port, client) for those with one. The catch-all's server is (CATCH_ALL, 0).
+IndexKey = tuple[str, int] | tuple[str, int, str]
+_CATCH_ALL_KEY: IndexKey = (CATCH_ALL, 0)
+
+
+def index_key(host: str, port: int, client: str | None) -> IndexKey:
+    """The index's key for a lookup of ``host:port`` (normalised) by ``client``."""
+    return (host, port) if client is None else (host, port, client)
+
+
+def _client_of(key: IndexKey) -> str | None:
+    return key[2] if len(key) == 3 else None
 
 
 # --------------------------------------------------------------------------- records
@@ -303,11 +316,12 @@ def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
 
 
 def _keys(profile: SSLProfile) -> Iterator[tuple[IndexKey, Server]]:
+    client = profile.client_id
     for server in profile.servers:
         if server == CATCH_ALL:
-            yield (CATCH_ALL, 0, profile.client_id), server
+            yield index_key(CATCH_ALL, 0, client), server
         else:
-            yield (server[0], server[1], profile.client_id), server
+            yield (server if client is None else (*server, client)), server
 
 
 def check_unique(profiles: Iterable[SSLProfile], path: str | None) -> None:
@@ -329,9 +343,10 @@ def _duplicate(
     key: IndexKey, server: Server, one: SSLProfile, other: SSLProfile, path: str | None
 ) -> ProfileConfigError:
     shown = "*" if server == CATCH_ALL else f"{key[0]}:{key[1]}"
-    who = f" for client {key[2]!r}" if key[2] else ""
+    client = _client_of(key)
+    who = f" for client {client!r}" if client else ""
     if one.servers is other.servers:  # two <client> entries of one <profile>
-        which = f"for client {key[2]!r}" if key[2] else "without a <clientID>"
+        which = f"for client {client!r}" if client else "without a <clientID>"
         return ProfileConfigError(
             f"{path or 'profiles'}: the profile for ({', '.join(one.server_names)}) has two "
             f"<client> entries {which}: WSO2 would silently let one win; keep one",
@@ -403,12 +418,13 @@ def build_index(
             group.append(position)
         for server in profile.servers:
             if server == CATCH_ALL:
-                entry: IndexKey = (CATCH_ALL, 0, client)
+                entry: IndexKey = _CATCH_ALL_KEY if client is None else (CATCH_ALL, 0, client)
                 if client is not None:
                     _unused_client(client, path)
             else:
-                host, port = server
-                entry = (host, port, client)
+                host = server[0]
+                # No client (the usual profile): the server tuple itself is the key.
+                entry = server if client is None else (host, server[1], client)
             other = put(entry, item)  # one hash: the entry, or the profile already there
             if other is not item:
                 raise _duplicate(entry, server, other.profile, profile, path)
