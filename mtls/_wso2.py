@@ -38,7 +38,7 @@ import defusedxml.ElementTree as DET
 
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError
-from ._jks import shown as _shown_text
+from ._jks import shown as _shown
 from ._readers import _shown_type
 from ._secret import Secret
 
@@ -226,7 +226,7 @@ def resolve_secret(
             next reload retries), or returns something other than a str or Secret.
     """
     where = (
-        f"{path or 'profile'}: {element or 'a password'} names secret alias {_shown_text(alias)}"
+        f"{path or 'profile'}: {element or 'a password'} names secret alias {_shown(alias)}"
     )
     try:
         value = resolver(alias)
