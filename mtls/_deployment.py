@@ -10,9 +10,11 @@ the same resolution as the profile XML's (:mod:`mtls._wso2`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import re
+import threading
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,8 @@ APIM_DEFAULT_PROFILES = "repository/resources/security/sslprofiles.xml"
 _PRODUCT_NAMES = {"apim": "API Manager", "mi": "Micro Integrator"}
 _REF_DEPTH = 16  # $ref{} chains followed to show a value (a circle is refused elsewhere)
 _TOML_DEPTH = 64  # nesting deeper than any WSO2 file; tomllib recurses per level
+# Keys, table headers and array items: the product's own files have a few hundred.
+_TOML_ITEMS = 10_000
 
 
 def resolve_security_file(value: str, *, key: str, home: Path, product: Product) -> Path:
@@ -174,22 +178,36 @@ def _integer(text: str) -> int | None:
         return None
 
 
-def _toml_too_deep(text: str) -> bool:
-    """Whether a key path or the nesting of arrays and tables goes deeper than
-    :data:`_TOML_DEPTH`, judged before tomllib reads the text: tomllib's memory grows
-    with the square of a dotted key's depth (20,000 levels: a 40 KB line, 1.5 GB) and
-    it recurses once per nested array. No WSO2 setting is more than a few levels deep.
-    Strings and comments are skipped whole; what this does not find is left to
-    tomllib and to the check of the parsed document."""
+def _toml_refusal(text: str) -> Literal["deep", "large"] | None:
+    """What makes ``text`` too costly to hand to tomllib, judged before it reads it:
+    ``"deep"``, a key path or a nesting of arrays and tables deeper than
+    :data:`_TOML_DEPTH` (tomllib's memory grows with the square of a dotted key's
+    depth: 20,000 levels, a 40 KB line, 1.5 GB; and it recurses once per nested
+    array), or ``"large"``, more than :data:`_TOML_ITEMS` keys, table headers and
+    array items (tomllib is pure Python: 600,000 one-key tables, 8 MB, took 6 to 9 s
+    and 650 MB to parse). No WSO2 file comes near either. Strings and comments are
+    skipped whole; what this does not find is left to tomllib and to the check of
+    the parsed document."""
     bare = _TOML_OPAQUE.sub('""', text)
+    # Counted first, in C: the scans below are Python loops over every match.
+    if bare.count("=") + bare.count("[") + bare.count(",") > _TOML_ITEMS:
+        return "large"
     if any(m.group().count(".") > _TOML_DEPTH for m in _TOML_SEGMENTS.finditer(bare)):
-        return True
+        return "deep"
     depth = 0
     for m in _TOML_BRACKETS.finditer(bare):
         depth += 1 if m.group() in "[{" else -1
         if depth > _TOML_DEPTH:
-            return True
-    return False
+            return "deep"
+    return None
+
+
+# Parsed documents by the SHA-256 of their bytes: a deployment.toml is read by the
+# profile settings and by the secure vault (twice on its first load), once parsed.
+# Callers only read them. A few entries: one per estate a process reads, in practice.
+_TOML_DOCS: dict[bytes, dict[str, Any]] = {}
+_TOML_DOCS_LOCK = threading.Lock()
+_TOML_DOCS_KEPT = 4
 
 
 def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
@@ -198,9 +216,10 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
     file: the profile settings and the secure vault both read it here."""
     check_path_text(str(path), setting="the deployment.toml path", path=None)
     try:
-        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML; WSO2's
-        # parser reports it and reads on, so the file still configures the product.
-        text = read_input(path).decode("utf-8-sig")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML, and
+        # nothing else in the file is changed by skipping it.
+        data = read_input(path)
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         if missing_ok:
             return {}
@@ -218,11 +237,30 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
         "no deployment.toml needs: fix the file",
         path=path,
     )
-    if _toml_too_deep(text):
+    digest = hashlib.sha256(data).digest()
+    with _TOML_DOCS_LOCK:
+        known = _TOML_DOCS.get(digest)
+    if known is not None:
+        return known
+    refusal = _toml_refusal(text)
+    if refusal == "deep":
         raise too_deep
+    if refusal == "large":
+        raise ProfileConfigError(
+            f"{path}: more than {_TOML_ITEMS:,} keys, tables and array items, which no "
+            "deployment.toml needs (this is not the product's file): fix the file",
+            path=path,
+        )
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        if text.lstrip().startswith("<"):
+            raise ProfileConfigError(
+                f"{path}: this is XML, not TOML: a profile file (sslprofiles.xml, axis2.xml) "
+                "is read with SSLProfileSet.from_xml (`mtls check FILE`); pass the "
+                "product's repository/conf/deployment.toml here",
+                path=path,
+            ) from None
         raise ProfileConfigError(
             f"{path}: not valid TOML ({exc}): fix the file", path=path
         ) from None
@@ -235,6 +273,10 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
         raise too_deep from None
     if _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
         raise too_deep
+    with _TOML_DOCS_LOCK:
+        while len(_TOML_DOCS) >= _TOML_DOCS_KEPT:
+            del _TOML_DOCS[next(iter(_TOML_DOCS))]
+        _TOML_DOCS[digest] = doc
     return doc
 
 
@@ -629,6 +671,7 @@ def read_deployment_toml(
             overrides=f"{mi}.sender.truststore",
         )
     _warn_unapplied(toml)
+    _warn_sender_disabled(toml)
     if profiles_path is None and require_profiles and keystore is None and truststore is None:
         # Micro Integrator without dynamic profiles sends with its default stores alone;
         # with neither, there is nothing to send with.
@@ -750,6 +793,22 @@ def _warn_unapplied(toml: DeploymentToml) -> None:
             "default ciphers, whatever the sender's protocols and ciphers say",
             toml.path,
             ", ".join(found),
+        )
+
+
+def _warn_sender_disabled(toml: DeploymentToml) -> None:
+    """API Manager's axis2.xml template renders the HTTPS sender, its profiles
+    included, only ``{% if transport.passthru_https.sender.enable %}``: with ``false``
+    the gateway has no HTTPS sender at all. mtls still serves what the file names
+    (it was asked to), and says so."""
+    enable = toml.raw("transport.passthru_https.sender", "enable")
+    if toml.product == "apim" and enable is not None and not enable:
+        log.warning(
+            "%s: [transport.passthru_https.sender] enable = %s: API Manager starts no "
+            "HTTPS sender, so its gateway uses none of these profiles or stores; mtls "
+            "serves them as configured",
+            toml.path,
+            toml.written("transport.passthru_https.sender", "enable") or '""',  # falsy: short
         )
 
 

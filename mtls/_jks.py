@@ -232,9 +232,16 @@ def java_utf(raw: bytes, what: str) -> str:
     return text.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "replace")
 
 
-def shown(text: str) -> str:
-    """File-supplied text for a message: quoted, escaped, bounded."""
-    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+def shown(text: str, limit: int = _SHOWN) -> str:
+    """File-supplied text for a message: quoted, escaped, bounded (``limit`` characters)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def shown_alias(alias: str) -> str:
+    """A secret alias for a message: whole up to 200 characters, for it is what the user
+    searches the files for (``Axis2.Https.Sender.CustomSSLProfile.Profile1.KeyStore.
+    Password`` is 63); an alias names a secret, it is not one."""
+    return shown(alias, 200)
 
 
 def parse_store(data: bytes, password: str | None, budget: WorkBudget | None = None) -> JKSContents:

@@ -29,9 +29,9 @@ from ._config import (
     normalize_host,
     tls_origin,
 )
-from ._deployment import Product, read_deployment_toml
+from ._deployment import DeploymentSettings, Product, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds
-from ._errors import MTLSError, ProfileConfigError
+from ._errors import MTLSError, ProfileConfigError, _restated
 from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEvent, expiry_thresholds
 from ._material import TLSMaterial
 from ._revocation import (
@@ -437,14 +437,20 @@ class SSLProfileSet:
                 os.fspath(path),
             )
             return cls((), **options)
-        profiles = cls.from_xml(
-            chosen,
-            base_dir=home,
-            secret_resolver=secret_resolver,
-            properties=properties,
-            _origin=origin,
-            **options,
-        )
+        try:
+            profiles = cls.from_xml(
+                chosen,
+                base_dir=home,
+                secret_resolver=secret_resolver,
+                properties=properties,
+                _origin=origin,
+                **options,
+            )
+        except ProfileConfigError as exc:
+            written = _from_written_table(exc, os.fspath(path), Path(chosen), settings)
+            if written is None:
+                raise
+            raise written from exc.__cause__
         if settings.written_profiles is not None:
             _warn_unwritten(os.fspath(path), Path(chosen), settings.written_profiles, profiles)
         return profiles
@@ -973,6 +979,28 @@ class SSLProfileSet:
 # Public as mtls.SSLProfileSet: reprs, tracebacks and pickles say so however it was
 # imported (mtls/__init__.py loads it on first use).
 SSLProfileSet.__module__ = "mtls"
+
+
+def _from_written_table(
+    exc: ProfileConfigError, toml: str, chosen: Path, settings: DeploymentSettings
+) -> ProfileConfigError | None:
+    """``exc`` saying where to fix it, when it is about servers that deployment.toml's
+    ``[[keystore.ssl_profile.custom]]`` tables write into the profile file at start-up:
+    a fix made in the XML alone is undone by the next start. ``None``: not those."""
+    if settings.written_profiles is None or not exc.servers:
+        return None
+    target, tables = settings.written_profiles
+    named = {item.strip().lower() for servers in tables for item in servers.split(",")}
+    if chosen != target or not {s.strip().lower() for s in exc.servers} & named:
+        return None
+    restated = _restated(
+        exc,
+        f"{exc}. API Manager writes this entry into {chosen} from the "
+        f"[[keystore.ssl_profile.custom]] tables of {toml} when it starts: fix servers "
+        "there (the next start writes the XML over)",
+    )
+    assert isinstance(restated, ProfileConfigError)
+    return restated
 
 
 def _warn_unwritten(

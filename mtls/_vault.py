@@ -41,7 +41,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from ._deployment import Product, _parse_toml, detect_product, resolve_security_
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import read_input
 from ._fork import renew_attributes_after_fork
-from ._jks import JKSFormatError, secret_key_entry, shown
+from ._jks import JKSFormatError, secret_key_entry, shown, shown_alias
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
@@ -426,7 +426,7 @@ class SecureVault:
         value = config.values.get(alias)
         if value is None and alias in config.not_text:
             raise SecureVaultError(
-                f"secure vault: secret alias {shown(alias)} in [secrets] of {self._toml} is "
+                f"secure vault: secret alias {shown_alias(alias)} in [secrets] of {self._toml} is "
                 f"{config.not_text[alias]}, not a string: write the cipher tool's value in "
                 'quotes ("...")',
                 path=self._toml,
@@ -444,7 +444,7 @@ class SecureVault:
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
             raise SecureVaultError(
-                f"secure vault: no secret alias {shown(alias)} in {where}: add it and run "
+                f"secure vault: no secret alias {shown_alias(alias)} in {where}: add it and run "
                 "ciphertool, or fix the alias",
                 path=self._toml,
                 alias=alias,
@@ -532,14 +532,14 @@ class SecureVault:
         if isinstance(secrets_table, Mapping):
             # The product regenerates cipher-text.properties from [secrets] at start-up:
             # the TOML is the source of truth when both name an alias.
-            for alias, text in secrets_table.items():
+            for alias, text in _dotted_items(secrets_table):
                 if isinstance(text, str) and text.strip():
-                    values[str(alias)] = _Value(
+                    values[alias] = _Value(
                         text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
                     )
                 elif not isinstance(text, str):
-                    not_text[str(alias)] = _kind_of(text)
-                    values.pop(str(alias), None)
+                    not_text[alias] = _kind_of(text)
+                    values.pop(alias, None)
         internal = _table(toml, "keystore", "internal")
         primary = _table(toml, "keystore", "primary")
         # Key by key, as [keystore.tls] falls back to [keystore.primary] (_wso2): an
@@ -611,8 +611,8 @@ class SecureVault:
         found = self._lookup(*match.groups())
         if found is None:
             raise SecureVaultError(
-                f"{value.path}: secret alias {shown(alias)} is {value.text}, which is not set: "
-                "set it (its value is the encrypted secret)",
+                f"{value.path}: secret alias {shown_alias(alias)} is {value.text}, which is not "
+                "set: set it (its value is the encrypted secret)",
                 path=value.path,
                 alias=alias,
             )
@@ -1000,7 +1000,9 @@ class _Job:
 
     def fail(self, why: str) -> SecureVaultError:
         return SecureVaultError(
-            f"{self.path}: secret alias {shown(self.alias)} {why}", path=self.path, alias=self.alias
+            f"{self.path}: secret alias {shown_alias(self.alias)} {why}",
+            path=self.path,
+            alias=self.alias,
         )
 
     def text(self, plain: bytes) -> str:
@@ -1041,6 +1043,31 @@ def _str(value: Any) -> str | None:
 
 def _exact(value: Any) -> str | None:
     return str(value) if value is not None else None
+
+
+_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _dotted_items(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``[secrets]`` as WSO2's config mapper and cipher tool read it (tomlj's
+    ``dottedKeySet()``): nested tables are flattened, so ``keystore.tls.password =
+    "[...]"`` (a dotted key, which TOML makes tables of) is the alias
+    ``keystore.tls.password``. In a nested key, a segment that is not a bare key is
+    quoted, as tomlj joins it; a top-level key is taken as written. Each table comes
+    before its keys, as itself (not an alias: the caller names it as a table when it
+    is asked for). deployment.toml's depth guard bounds the recursion."""
+    for key, value in table.items():
+        nested = bool(prefix) or isinstance(value, Mapping)
+        part = f'"{_toml_escape(key)}"' if nested and not _SIMPLE_KEY.fullmatch(key) else key
+        if isinstance(value, Mapping):
+            yield prefix + part, value  # not an alias: asked for, it is named as a table
+            yield from _dotted_items(value, f"{prefix}{part}.")
+        else:
+            yield prefix + part, value
+
+
+def _toml_escape(key: str) -> str:
+    return key.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _kind_of(value: Any) -> str:

@@ -38,7 +38,7 @@ import defusedxml.ElementTree as DET
 
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError
-from ._jks import shown as _shown
+from ._jks import shown_alias
 from ._readers import _shown_type
 from ._secret import Secret
 
@@ -190,11 +190,16 @@ def resolve_placeholders(
             value = os.environ.get(name)
         if value is None:
             source = "environment variable" if kind == "env" else "property or environment variable"
+            fix = (
+                "set it in the environment mtls runs in ($env{} reads nothing else, as in WSO2)"
+                if kind == "env"
+                else "set it, or pass properties={...}"
+            )
             if inside:
                 raise hidden("$env{...}, $sys{...} or ${...}, naming nothing set")
             raise ProfileConfigError(
                 f"{path or 'profile'}: {element or 'a value'} uses {match.group(0)}, but no "
-                f"{source} {name!r} is set: set it, or pass properties={{...}}",
+                f"{source} {name!r} is set: {fix}",
                 path=path,
                 servers=servers,
                 element=element,
@@ -226,7 +231,7 @@ def resolve_secret(
             next reload retries), or returns something other than a str or Secret.
     """
     where = (
-        f"{path or 'profile'}: {element or 'a password'} names secret alias {_shown(alias)}"
+        f"{path or 'profile'}: {element or 'a password'} names secret alias {shown_alias(alias)}"
     )
     try:
         value = resolver(alias)

@@ -167,6 +167,29 @@ def test_unresolved_placeholder_is_an_error_naming_it(tmp_path):
     assert info.value.path == str(xml)
 
 
+@pytest.mark.parametrize(
+    ("written", "fix"),
+    [
+        ("$env{MTLS_NOT_SET_ANYWHERE}", "set it in the environment mtls runs in"),
+        ("$sys{MTLS_NOT_SET_ANYWHERE}", "set it, or pass properties={...}"),
+    ],
+    ids=["env", "sys"],
+)
+def test_unresolved_placeholder_names_the_fix_that_works(tmp_path, pki, written, fix):
+    """``$env{}`` reads the environment only (properties= is never asked for it, as in
+    WSO2): its message said "or pass properties={...}", which changes nothing."""
+    xml = write_xml(
+        tmp_path,
+        f"<profile><servers>a.test:443</servers><KeyStore><Location>{written}/gw1.jks"
+        f"</Location><Password>{PASSWORD}</Password></KeyStore></profile>",
+    )
+    with pytest.raises(ProfileConfigError, match="MTLS_NOT_SET_ANYWHERE") as info:
+        SSLProfileSet.from_xml(xml, properties={"MTLS_NOT_SET": "x"})
+    assert fix in str(info.value)
+    if written.startswith("$env"):
+        assert "properties=" not in str(info.value)
+
+
 def test_a_vault_namespace_below_the_root_is_resolved_with_a_warning(tmp_path, pki, caplog):
     """WSO2's SecretResolverFactory looks for the secure vault's namespace on the root
     only: declared on <Password>, WSO2 uses the element's text. mtls resolves the alias
@@ -1010,6 +1033,11 @@ def test_deployment_toml_errors(tmp_path, caplog):
         SSLProfileSet.from_deployment_toml(toml)
     toml.write_text("[server\n")
     with pytest.raises(ProfileConfigError, match="not valid TOML"):
+        SSLProfileSet.from_deployment_toml(toml)
+    # A profile file passed as deployment.toml is named for what it is (twin: the
+    # broken TOML above is not called XML).
+    toml.write_text('\n <?xml version="1.0"?>\n<parameter name="customSSLProfiles"/>\n')
+    with pytest.raises(ProfileConfigError, match=r"this is XML, not TOML.*from_xml"):
         SSLProfileSet.from_deployment_toml(toml)
     with pytest.raises(ProfileConfigError, match="no such file"):
         SSLProfileSet.from_deployment_toml(tmp_path / "missing.toml")

@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -242,6 +243,10 @@ def test_unknown_alias_is_an_error_naming_it(tmp_path, stores) -> None:
     # It names the files it looked in, and only those that are there.
     assert "[secrets] of" in str(e.value) and "cipher-text.properties" not in str(e.value)
     assert SecureVault(home)("known").reveal() == "value"
+    # An alias is what the user searches the files for: shown whole, not cut at 60.
+    long_alias = "Axis2.Https.Sender.CustomSSLProfile.Profile1.KeyStore.Password"
+    with pytest.raises(SecureVaultError, match=f"no secret alias '{re.escape(long_alias)}' in"):
+        SecureVault(home)(long_alias)
     (home / "repository" / "conf" / "deployment.toml").unlink()
     with pytest.raises(SecureVaultError, match=r"neither deployment\.toml nor cipher-text") as e:
         SecureVault(home)("missing")
@@ -461,6 +466,76 @@ def test_dynamic_secret_from_the_environment(tmp_path, stores, values, monkeypat
 
 
 @needs_java
+def test_dotted_secret_aliases_are_flattened_as_wso2_reads_them(tmp_path, stores) -> None:
+    # `keystore.tls.password = "[...]"` is a dotted key: TOML makes nested tables of it,
+    # and WSO2's config mapper and cipher tool flatten them back (tomlj's dottedKeySet),
+    # so $secret{keystore.tls.password} resolves. A nested segment that is not a bare
+    # key is quoted, as tomlj joins it; a quoted top-level key is taken as written.
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={
+            "keystore.tls.password": "[dotted-value]",
+            'gateway."odd.name"': "[quoted-segment]",
+            '"whole.key"': "[quoted-top]",
+            "plain": "[plain-value]",
+        },
+    )
+    vault = SecureVault(home)
+    assert vault.aliases() == ('gateway."odd.name"', "keystore.tls.password", "plain", "whole.key")
+    assert vault("keystore.tls.password").reveal() == "dotted-value"
+    assert vault('gateway."odd.name"').reveal() == "quoted-segment"
+    assert vault("whole.key").reveal() == "quoted-top"
+    assert vault("plain").reveal() == "plain-value"
+    # A table itself is not an alias: asked for, it is named as one.
+    with pytest.raises(SecureVaultError, match=r"'keystore.tls' in \[secrets\].* is a table"):
+        vault("keystore.tls")
+
+
+def _loads_only_with_the_right_secret(
+    tmp_path: Path, stores: dict[str, Any], alias: str, good: str, bad: str
+) -> None:
+    """from_deployment_toml loads the gateway identity when [secrets] ``alias`` is
+    ``good``, and refuses it as a wrong password when it is ``bad``."""
+    extra = _gateway_tls_toml(tmp_path, stores, alias)
+    for name, value in (("ok", good), ("bad", bad)):
+        home = make_home(tmp_path / name, stores, secrets={alias: value}, toml_extra=extra)
+        toml_path = home / "repository" / "conf" / "deployment.toml"
+        if name == "ok":
+            with mtls.SSLProfileSet.from_deployment_toml(
+                toml_path, base_dir=home, reload_interval=None
+            ) as profiles:
+                assert profiles.context_for("unlisted.example", 443) is not None  # default
+        else:
+            with pytest.raises(mtls.WrongPasswordError):
+                mtls.SSLProfileSet.from_deployment_toml(
+                    toml_path, base_dir=home, reload_interval=None
+                )
+
+
+def _gateway_tls_toml(tmp_path: Path, stores: dict[str, Any], alias: str) -> str:
+    """deployment.toml tables for a one-profile file and the gateway identity as
+    [keystore.tls], its passwords given as $secret{alias}."""
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml("<profile><servers>a.example:443</servers></profile>"))
+    return (
+        "[transport.passthru_https.sender.ssl_profile]\n"
+        f'file_path = "{xml}"\n'
+        "[keystore.tls]\n"
+        f'file_name = "{stores["dir"] / "gateway.p12"}"\n'
+        'type = "PKCS12"\n'
+        f'password = "$secret{{{alias}}}"\n'
+        f'key_password = "$secret{{{alias}}}"\n'
+    )
+
+
+def test_dotted_secret_alias_resolves_in_deployment_toml(tmp_path, stores) -> None:
+    """The Helm chart's way: [keystore.tls] password = "$secret{keystore.tls.password}"."""
+    _loads_only_with_the_right_secret(
+        tmp_path, stores, "keystore.tls.password", f"[{PASSWORD}]", f"[not-{PASSWORD}]"
+    )
+
+
 def test_cipher_text_properties_and_toml_precedence(tmp_path, stores, values) -> None:
     home = make_home(
         tmp_path,
@@ -670,33 +745,9 @@ def test_from_xml_alias_the_vault_cannot_decrypt(tmp_path, stores, values) -> No
 
 @needs_java
 def test_from_deployment_toml_resolves_secret_placeholders(tmp_path, stores, values) -> None:
-    d = stores["dir"]
-    xml = tmp_path / "sslprofiles.xml"
-    xml.write_text(profile_xml("<profile><servers>a.example:443</servers></profile>"))
-    extra = (
-        "[transport.passthru_https.sender.ssl_profile]\n"
-        f'file_path = "{xml}"\n'
-        "[keystore.tls]\n"
-        f'file_name = "{d / "gateway.p12"}"\n'
-        'type = "PKCS12"\n'
-        'password = "$secret{tls_password}"\n'
-        'key_password = "$secret{tls_password}"\n'
+    _loads_only_with_the_right_secret(
+        tmp_path, stores, "tls_password", values["gateway"], values["pkcs1"]
     )
-    toml_path = None
-    for name, value in (("ok", values["gateway"]), ("bad", values["pkcs1"])):
-        home = make_home(tmp_path / name, stores, secrets={"tls_password": value}, toml_extra=extra)
-        toml_path = home / "repository" / "conf" / "deployment.toml"
-        if name == "ok":
-            with mtls.SSLProfileSet.from_deployment_toml(
-                toml_path, base_dir=home, reload_interval=None
-            ) as profiles:
-                assert profiles.context_for("unlisted.example", 443) is not None  # default
-        else:
-            with pytest.raises(mtls.WrongPasswordError):
-                mtls.SSLProfileSet.from_deployment_toml(
-                    toml_path, base_dir=home, reload_interval=None
-                )
-    assert toml_path is not None
 
 
 def test_secret_placeholder_without_a_vault_says_how(tmp_path, stores) -> None:
@@ -1076,7 +1127,7 @@ def test_text_from_the_files_is_bounded_in_messages(tmp_path, stores) -> None:
     # read as one, ciphertext and all) was quoted whole: 100 KB in, 100 KB out.
     home = make_home(tmp_path, stores, secrets={"a": "[plain]"})
     alias = "x" * 100_000
-    with pytest.raises(SecureVaultError, match=r"no secret alias 'x{60}\.\.\.' in") as e:
+    with pytest.raises(SecureVaultError, match=r"no secret alias 'x{200}\.\.\.' in") as e:
         SecureVault(home)(alias)
     assert len(str(e.value)) < 1000
     assert e.value.alias == alias  # the attribute keeps it whole

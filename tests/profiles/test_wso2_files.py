@@ -667,20 +667,11 @@ def test_micro_integrator_as_shipped(tmp_path, wso2_fixtures):
     assert mi.keystore.location == home / SECURITY / "wso2carbon.jks"
 
 
-@pytest.mark.parametrize(
-    "hostile",
-    [
-        "a" + ".a" * 20_000 + " = 1\n",  # tomllib: 1.5 GB and 3 s for this 40 KB line
-        "[" + "a." * 100_000 + "a]\nx = 1\n",  # a table header 100,000 deep
-        "x = " + "[" * 100_000 + "]" * 100_000 + "\n",  # RecursionError inside tomllib
-    ],
-    ids=["dotted-key", "table-header", "arrays"],
-)
-def test_hostile_toml_is_refused_before_it_is_parsed(tmp_path, hostile, monkeypatch):
-    """Judged before tomllib reads a byte, on every path that reads deployment.toml:
-    the profile settings and the secure vault (which read it first, and let a
-    RecursionError out). The twin: the same shapes a few levels deep parse, dots and
-    brackets inside strings and comments are not counted."""
+def _refused_unparsed(
+    tmp_path: Path, hostile: str, monkeypatch: pytest.MonkeyPatch, refused: str
+) -> Path:
+    """Write ``hostile`` as deployment.toml and check that the profile settings and a
+    profile set both refuse it (``refused``: a pattern) without tomllib reading it."""
     import tomllib
 
     def never(*args: object, **kwargs: object) -> None:
@@ -690,15 +681,95 @@ def test_hostile_toml_is_refused_before_it_is_parsed(tmp_path, hostile, monkeypa
     toml.write_text(hostile)
     with monkeypatch.context() as patched:
         patched.setattr(tomllib, "loads", never)
-        with pytest.raises(ProfileConfigError, match=f"{toml}: .*nest more than 64"):
+        with pytest.raises(ProfileConfigError, match=f"{toml}: .*({refused})"):
             read_deployment_toml(str(toml), base_dir=tmp_path)
-        with pytest.raises(ProfileConfigError, match="nest more than 64"):
+        with pytest.raises(ProfileConfigError, match=refused):
             SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+    return toml
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "a" + ".a" * 20_000 + " = 1\n",  # tomllib: 1.5 GB and 3 s for this 40 KB line
+        "[" + "a." * 100_000 + "a]\nx = 1\n",  # a table header 100,000 deep
+        # RecursionError inside tomllib; 200,000 brackets are also too many items.
+        "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+        "x = " + "[" * 5_000 + "]" * 5_000 + "\n",
+    ],
+    ids=["dotted-key", "table-header", "arrays", "arrays-few"],
+)
+def test_hostile_toml_is_refused_before_it_is_parsed(tmp_path, hostile, monkeypatch):
+    """Judged before tomllib reads a byte, on every path that reads deployment.toml:
+    the profile settings and the secure vault (which read it first, and let a
+    RecursionError out). The twin: the same shapes a few levels deep parse, dots and
+    brackets inside strings and comments are not counted."""
+    toml = _refused_unparsed(
+        tmp_path, hostile, monkeypatch, "nest more than 64|more than 10,000 keys"
+    )
     toml.write_text(
         'a.b.c.d = "x.' + "." * 500 + '"\n# ' + "[" * 500 + "\ny = [[1, 2], [3]]\n"
         "[transport.passthru_https.sender.ssl_profile]\nfile_path = 'p.xml'\n"
     )
     assert read_deployment_toml(str(toml), base_dir=tmp_path).profiles_path == tmp_path / "p.xml"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "".join(f"[t{i}]\na = 1\n" for i in range(6_000)),  # 600,000 of these: 6 to 9 s
+        "x = [" + "1," * 20_000 + "1]\n",
+        "x = {" + ",".join(f"k{i} = 1" for i in range(20_000)) + "}\n",
+    ],
+    ids=["tables", "array", "inline-table"],
+)
+def test_toml_with_more_items_than_any_product_file_is_refused_unparsed(
+    tmp_path, hostile, monkeypatch
+):
+    """tomllib is pure Python: a file of hundreds of thousands of tables, under the
+    8 MiB input limit, took seconds and hundreds of MB. The product's own files have
+    a few hundred keys; past 10,000 the file is refused before tomllib reads it, on
+    every path that reads it. The twin: items inside strings and comments do not
+    count, and a file just under the line parses."""
+    toml = _refused_unparsed(tmp_path, hostile, monkeypatch, "more than 10,000 keys")
+    toml.write_text(
+        'a = "' + "=,[" * 20_000 + '"\n# ' + "=,[" * 20_000 + "\n"
+        + "".join(f"[t{i}]\na = 1\n" for i in range(4_000))
+        + "[transport.passthru_https.sender.ssl_profile]\nfile_path = 'p.xml'\n"
+    )  # fmt: skip
+    assert read_deployment_toml(str(toml), base_dir=tmp_path).profiles_path == tmp_path / "p.xml"
+
+
+def test_deployment_toml_is_parsed_once_for_settings_and_vault(tmp_path, monkeypatch):
+    """The profile settings and the secure vault read the same file: parsed once (it
+    was three times: once for the settings, twice for the vault's first load)."""
+    import tomllib
+
+    calls: list[int] = []
+    real = tomllib.loads
+
+    def counting(text: str, **kwargs: object) -> dict[str, object]:
+        calls.append(len(text))
+        return real(text)
+
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml("<profile><servers>a.example:443</servers></profile>"))
+    toml = tmp_path / "repository" / "conf" / "deployment.toml"
+    toml.parent.mkdir(parents=True)
+    toml.write_text(
+        f"[transport.passthru_https.sender.ssl_profile]\nfile_path = '{xml}'\n"
+        f"# {tmp_path.name}: a document no other test parsed\n"
+        '[secrets]\nunused = "[plain]"\n'
+    )
+    monkeypatch.setattr(tomllib, "loads", counting)
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None):
+        pass
+    assert len(calls) == 1
+    # A changed file is parsed again.
+    toml.write_text(toml.read_text() + "# changed\n")
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None):
+        pass
+    assert len(calls) == 2
 
 
 SECRET_PART = "hunter2-Zq"  # what a password holds by chance between braces

@@ -245,6 +245,29 @@ def test_custom_ssl_profile_tables_missing_from_the_file_are_named(tmp_path, ca,
     assert "keystore.ssl_profile.custom" not in caplog.text
 
 
+def test_an_entry_written_from_custom_tables_is_fixed_in_deployment_toml(tmp_path, ca) -> None:
+    """The docs' [[keystore.ssl_profile.custom]] example has servers = "foo.com", no
+    port; API Manager writes it into sslprofiles.xml at start-up. The refusal told the
+    user to fix the XML, which the next start writes over: it now names the tables."""
+    toml = (
+        '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "wso2carbon"\n'
+        'key_password = "wso2carbon"\n' + CUSTOM_TABLES.replace("orders.internal:8243", "foo.com")
+    )
+    home = apim_home(tmp_path, ca, ["*", "foo.com"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with pytest.raises(mtls.ProfileConfigError, match=r"'foo\.com' has no port") as e:
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None)
+    assert "[[keystore.ssl_profile.custom]] tables of" in str(e.value)
+    assert str(path) in str(e.value) and e.value.servers == ("foo.com",)
+    # Twin: an entry the tables do not name is the XML's own, to be fixed there.
+    other = apim_home(tmp_path / "other", ca, ["*", "bar.com"], toml)
+    with pytest.raises(mtls.ProfileConfigError, match=r"'bar\.com' has no port") as e:
+        mtls.SSLProfileSet.from_deployment_toml(
+            other / "repository" / "conf" / "deployment.toml", base_dir=other, reload_interval=None
+        )
+    assert "keystore.ssl_profile.custom" not in str(e.value)
+
+
 STOCK_TLS = '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "wso2carbon"\n'
 
 
@@ -291,6 +314,21 @@ def test_the_same_settings_as_single_values_load(tmp_path, ca) -> None:
         mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home)
 
 
+def _load_stock_with(
+    tmp_path: Path, ca: CA, caplog: pytest.LogCaptureFixture, setting: str
+) -> tuple[Path, Path]:
+    """Load an API Manager home whose deployment.toml is the stock TLS tables and
+    ``setting``, with its warnings in ``caplog``: (home, deployment.toml)."""
+    home = apim_home(tmp_path, ca, ["*"], STOCK_TLS + 'key_password = "wso2carbon"\n' + setting)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None),
+    ):
+        pass
+    return home, path
+
+
 @pytest.mark.parametrize(
     "setting",
     [
@@ -305,13 +343,7 @@ def test_sender_protocols_and_ciphers_are_named_as_not_applied(
 ) -> None:
     """WSO2's sender applies these to every connection; a profile set does not, and says
     so rather than leaving a restriction silently unenforced."""
-    home = apim_home(tmp_path, ca, ["*"], STOCK_TLS + 'key_password = "wso2carbon"\n' + setting)
-    path = home / "repository" / "conf" / "deployment.toml"
-    with (
-        caplog.at_level(logging.WARNING, logger="mtls"),
-        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None),
-    ):
-        pass
+    home, path = _load_stock_with(tmp_path, ca, caplog, setting)
     key = setting.split("\n")[1].split(" =")[0]
     assert f"{key} not applied" in caplog.text and str(path) in caplog.text
     # Twin: the HostnameVerifier of the same table is applied, and not named.
@@ -326,6 +358,17 @@ def test_sender_protocols_and_ciphers_are_named_as_not_applied(
     ):
         assert ps.status().hostname_verifier == "AllowAll"
     assert "not applied" not in caplog.text
+
+
+@pytest.mark.parametrize(("enable", "warned"), [("false", True), ("true", False)])
+def test_a_disabled_https_sender_is_named(tmp_path, ca, caplog, enable, warned) -> None:
+    """axis2.xml.j2 renders the HTTPS sender, profiles and all, only when
+    [transport.passthru_https.sender] enable is true: with false the gateway sends no
+    HTTPS at all, and a profile set reading the file said nothing. Twin: true."""
+    _load_stock_with(
+        tmp_path, ca, caplog, f"[transport.passthru_https.sender]\nenable = {enable}\n"
+    )
+    assert ("enable = false: API Manager starts no HTTPS sender" in caplog.text) is warned
 
 
 def test_micro_integrator_hostname_verifier_in_its_internal_key(tmp_path, ca) -> None:
