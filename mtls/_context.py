@@ -164,9 +164,17 @@ def _identity(
     try:
         _keyload.load_identity(ctx, key_der, chain_der)
     except ssl.SSLError as exc:
+        algorithm = _keyload.key_algorithm(key_der)
+        fix = (
+            _refusal_fix(exc.reason)
+            if algorithm is None or algorithm in _TLS_KEY_TYPES
+            else f"its key algorithm ({algorithm}) is not one OpenSSL can sign TLS "
+            "handshakes with (a GOST or other national key, or a key-agreement-only key): "
+            "issue an RSA or EC key"
+        )
         raise KeyEntryError(
             f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
-            f"({exc.reason or exc}): {_refusal_fix(exc.reason)}",
+            f"({exc.reason or exc}): {fix}",
             path=keystore.path,
             alias=chosen,
         ) from exc
@@ -176,6 +184,19 @@ def _identity(
 
 
 _DSA = "1.2.840.10040.4.1"  # id-dsa, the PKCS#8 algorithm of a DSA key
+# The PKCS#8 key algorithms a TLS identity can have: rsaEncryption, RSASSA-PSS,
+# id-ecPublicKey, id-dsa, Ed25519, Ed448. Any other (GOST R 34.10, SM2 under its own
+# OID, X25519) cannot sign a handshake, whatever the security level.
+_TLS_KEY_TYPES = frozenset(
+    {
+        "1.2.840.113549.1.1.1",
+        "1.2.840.113549.1.1.10",
+        "1.2.840.10045.2.1",
+        _DSA,
+        "1.3.101.112",
+        "1.3.101.113",
+    }
+)
 _DSA_REPORTED: set[tuple[str | None, str]] = set()
 
 

@@ -92,6 +92,10 @@ class P12FormatError(ValueError):
     """Malformed, truncated or foreign bytes, or an algorithm we do not support."""
 
 
+class P12UnsupportedError(P12FormatError):
+    """A well-formed store protected with an algorithm mtls does not implement."""
+
+
 class P12PasswordError(ValueError):
     """A password is wrong or missing; ``which`` says whether the store's or the key's."""
 
@@ -174,6 +178,14 @@ _UNSUPPORTED: Final = {
     "1.2.840.113549.1.7.2": "signedData (public-key integrity mode)",
     "1.2.840.113549.1.7.3": "envelopedData (public-key privacy mode)",
     "1.3.6.1.4.1.11591.4.11": "scrypt",
+    # PBES2 ciphers other than AES and 3DES (bc-java writes these; Java reads none).
+    "1.2.392.200011.61.1.1.1.2": "Camellia-128-CBC",
+    "1.2.392.200011.61.1.1.1.3": "Camellia-192-CBC",
+    "1.2.392.200011.61.1.1.1.4": "Camellia-256-CBC",
+    "1.2.840.113533.7.66.10": "CAST5-CBC",
+    "1.3.14.3.2.7": "DES-CBC",
+    "1.2.840.113549.3.2": "RC2-CBC",
+    "1.2.156.10197.1.104.2": "SM4-CBC",
 }
 _SCRYPT: Final = "1.3.6.1.4.1.11591.4.11"  # RFC 7914 section 7
 # PKCS#5 v1.5 PBES1 (RFC 8018 appendix A.3): PBEParameter ::= SEQUENCE { salt, iterationCount }
@@ -348,7 +360,9 @@ class _Reader:
             raise P12FormatError("not a PKCS#12 version 3 PFX")
         content_type, content = _content_info(pfx[1])
         if content_type != _DATA:
-            raise P12FormatError(f"unsupported authSafe content type {_name(content_type)}")
+            raise P12FormatError(
+                f"unsupported authSafe content type {algorithm_name(content_type)}"
+            )
         auth_safe = _der.read_single(content, _der.OCTET_STRING).value
         if len(pfx) == 3:
             if self.store is None:
@@ -368,7 +382,7 @@ class _Reader:
             elif content_type == _ENCRYPTED_DATA:
                 self._safe_contents(self._encrypted_data(content), 0)
             else:
-                raise P12FormatError(f"unsupported content type {_name(content_type)}")
+                raise P12FormatError(f"unsupported content type {algorithm_name(content_type)}")
         return P12Contents(
             tuple(self.keys),
             tuple(self.certs),
@@ -525,7 +539,7 @@ class _Reader:
         type_id, secret_value = _pair(value)
         name = alias if alias is not None else str(self._number(alias))
         if _oid(type_id) != _SHROUDED_KEY_BAG:
-            kind = f"secret of type {_name(_oid(type_id))}; TLS cannot use it"
+            kind = f"secret of type {algorithm_name(_oid(type_id))}; TLS cannot use it"
             self.secrets.append((name, kind))
             return
         # Listed as keytool lists it (SecretKeyEntry): the key's algorithm is inside the
@@ -566,7 +580,7 @@ def _decrypt(
     elif oid in _PKCS12_PBES or oid in _PKCS12_RC4:
         secrets = password.pbe_candidates()
     else:
-        raise P12FormatError(f"unsupported encryption algorithm {_name(oid)}")
+        raise P12UnsupportedError(f"unsupported encryption algorithm {algorithm_name(oid)}")
     budget.charge_kdf(_kdf_cost(oid, params) * len(secrets))
     for secret in secrets:
         if oid in _PKCS12_RC4:
@@ -655,7 +669,7 @@ def _kdf_cost(oid: str, params: TLV | None) -> int:
         key_size = _PKCS12_PBES.get(oid, (16, False))[0]
         # RFC 7292 appendix B.3: the key and the IV are derived separately (SHA-1).
         return _iterations(rounds_tlv) * (_blocks(key_size, "sha1") + 1)
-    raise P12FormatError(f"unsupported encryption algorithm {_name(oid)}")
+    raise P12UnsupportedError(f"unsupported encryption algorithm {algorithm_name(oid)}")
 
 
 def _blocks(size: int, name: str) -> int:
@@ -691,7 +705,7 @@ def _pbes2(params: TLV | None, password: bytes) -> tuple[BlockCipherAlgorithm, b
     salt, rounds, length, prf = _pbkdf2_params(kdf)
     scheme_oid, iv = _algorithm(scheme)
     if scheme_oid not in _PBES2_CIPHERS:
-        raise P12FormatError(f"unsupported encryption scheme {_name(scheme_oid)}")
+        raise P12UnsupportedError(f"unsupported encryption scheme {algorithm_name(scheme_oid)}")
     key_size, is_aes = _PBES2_CIPHERS[scheme_oid]
     if length not in (None, key_size):
         raise P12FormatError("PBKDF2 key length does not fit the cipher")
@@ -731,7 +745,7 @@ def _pbkdf2_params(kdf: TLV) -> tuple[bytes, int, int | None, str]:
     #   iterationCount INTEGER, keyLength INTEGER OPTIONAL, prf DEFAULT hmacWithSHA1 }
     kdf_oid, params = _algorithm(kdf)
     if kdf_oid != _PBKDF2:
-        raise P12FormatError(f"unsupported key derivation function {_name(kdf_oid)}")
+        raise P12UnsupportedError(f"unsupported key derivation function {algorithm_name(kdf_oid)}")
     parts = _seq(_present(params))
     if len(parts) < 2 or parts[0].tag != _der.OCTET_STRING:
         raise P12FormatError("unsupported or malformed PBKDF2 parameters")
@@ -800,7 +814,7 @@ def content_infos(pfx: bytes) -> list[bytes]:
     parts = _seq(_der.read_single(pfx, _der.SEQUENCE))
     content_type, content = _content_info(parts[1])
     if content_type != _DATA:
-        raise P12FormatError(f"unsupported authSafe content type {_name(content_type)}")
+        raise P12FormatError(f"unsupported authSafe content type {algorithm_name(content_type)}")
     auth_safe = _der.read_single(_der.read_single(content, _der.OCTET_STRING).value, _der.SEQUENCE)
     return [_der.encode(info.tag, info.value) for info in auth_safe.children()]
 
@@ -844,7 +858,7 @@ def _algorithm(tlv: TLV) -> tuple[str, TLV | None]:
 
 def _hash_name(table: dict[str, str], oid: str, params: TLV | None) -> str:
     if oid not in table:
-        raise P12FormatError(f"unsupported digest or HMAC algorithm {_name(oid)}")
+        raise P12FormatError(f"unsupported digest or HMAC algorithm {algorithm_name(oid)}")
     if params is not None and params.tag != _der.NULL:
         raise P12FormatError("unexpected digest algorithm parameters")
     return table[oid]
@@ -899,5 +913,6 @@ def _octets(tlv: TLV) -> bytes:
     return tlv.expect(_der.OCTET_STRING).value
 
 
-def _name(oid: str) -> str:
+def algorithm_name(oid: str) -> str:
+    """An algorithm OID as messages show it: its name too, when it is one we know."""
     return f"{_UNSUPPORTED[oid]} ({oid})" if oid in _UNSUPPORTED else oid

@@ -103,7 +103,9 @@ class Parsed:
     store_type: StoreFormat
     keys: list[KeyEntry]
     certs: list[tuple[str, bytes]]  # trusted-certificate entries
-    loose: list[bytes]  # certificates that are neither (PKCS#12 bags without a role)
+    # Certificates that are neither (PKCS#12 bags without a role), with their
+    # friendlyName when they have one.
+    loose: list[tuple[str | None, bytes]]
     # Entries TLS cannot use (JCEKS secret keys, Bouncy Castle secrets): (alias, kind).
     secrets: list[tuple[str, str]] = field(default_factory=list)
 
@@ -271,6 +273,13 @@ def _pkcs12_has_mac(data: bytes, path: str | os.PathLike[str] | None) -> bool:
 
 
 def _damaged_pkcs12(exc: Exception, path: str | os.PathLike[str] | None) -> KeystoreFormatError:
+    if isinstance(exc, _pkcs12.P12UnsupportedError):
+        return KeystoreFormatError(
+            f"{_where(path)}: a PKCS#12 store protected with an algorithm mtls does not read "
+            f"({exc}): export it again with AES "
+            "(OpenSSL 3's openssl pkcs12 -export, or keytool -importkeystore, use AES-256)",
+            path=path,
+        )
     return KeystoreFormatError(
         f"{_where(path)}: damaged or unsupported PKCS#12 store ({exc}): replace the file",
         path=path,
@@ -549,7 +558,7 @@ def _parse_pkcs12(
         )
         keys.append(KeyEntry(alias, key.pkcs8_der, tuple(chain)))
     trusted: list[tuple[str, bytes]] = []
-    loose: list[bytes] = []
+    loose: list[tuple[str | None, bytes]] = []
     for index, cert in enumerate(certs):
         if index in index_of.used:
             continue
@@ -563,7 +572,7 @@ def _parse_pkcs12(
             chain = index_of.chain_from(index)
             keys.append(KeyEntry(alias, b"", tuple(chain)))
         else:
-            loose.append(cert.der)
+            loose.append((cert.alias, cert.der))
     secrets = [(unique_alias(name, taken), kind) for name, kind in contents.secrets]
     return Parsed("PKCS12", keys, trusted, loose, secrets)
 
@@ -988,6 +997,15 @@ def _pem_key_to_pkcs8(
                 "(openssl pkey -in key.pem -aes-256-cbc)",
                 path=path,
             ) from exc
+        unknown = _UNKNOWN_PBE.search(str(exc)) if not legacy else None
+        if unknown is not None:  # well-formed, sealed with a cipher cryptography lacks
+            raise KeystoreFormatError(
+                f"{where}: the encrypted private key is sealed with "
+                f"{_pkcs12.algorithm_name(unknown.group(1))}, which this Python's "
+                "cryptography cannot decrypt: export it again with AES (openssl pkcs8 "
+                "-topk8 -v2 aes-256-cbc)",
+                path=path,
+            ) from exc
         if encrypted:
             raise WrongPasswordError(
                 f"{where}: wrong password for the encrypted private key", path=path
@@ -1005,6 +1023,10 @@ def _pem_key_to_pkcs8(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+# cryptography's words for a PKCS#8 key sealed with a cipher (or KDF) it does not have.
+_UNKNOWN_PBE = re.compile(r"Unknown key (?:encryption|derivation) algorithm: ([0-9.]+)", re.I)
 
 
 # The IV length of each cipher a legacy encrypted PEM key may name in DEK-Info (OpenSSL's

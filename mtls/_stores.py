@@ -768,9 +768,11 @@ class Truststore(_StoreBase):
             store._entries.add_secret(unique_alias(alias, taken), kind)
         if not parsed.keys and not parsed.certs:
             # An OpenSSL "-nokeys" PKCS#12 has no keytool trust attribute: its
-            # certificates are what the user means to trust.
-            for der in parsed.loose:
-                store._entries.add_cert(alias_for(der, taken, "cert"), der)
+            # certificates are what the user means to trust, named by their
+            # friendlyName as written, else by their CN.
+            for name, der in parsed.loose:
+                alias = alias_for(der, taken, "cert") if name is None else unique_alias(name, taken)
+                store._entries.add_cert(alias, der)
         if not store._entries.cert_count:
             others = store._entries.secret_count
             only = (

@@ -627,6 +627,41 @@ def test_a_key_below_the_security_level_says_so(pki: PKI) -> None:
     mtls.client_context(pki.client.keystore())  # RSA 2048
 
 
+def test_a_key_that_cannot_sign_a_handshake_is_named_by_its_algorithm(pki: PKI) -> None:
+    """A GOST key (bc-java's PKCS#12 vectors) or an X25519 one loads from its store, and
+    OpenSSL refuses it with a reason about size or certificate type: the message said
+    "the key must match the first certificate" or offered a lower security level, and
+    neither is true or helps. Twin: an EC key of the same shape loads."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    signer = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "odd key")])
+    now = datetime.datetime.now(datetime.UTC)
+
+    def keystore(key: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey) -> mtls.Keystore:
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(signer, hashes.SHA256())
+        )
+        ks = mtls.Keystore()
+        ks.add_key("odd", key, [cert])  # type: ignore[arg-type]
+        return ks
+
+    with pytest.raises(mtls.KeyEntryError, match=r"key algorithm \(1\.3\.101\.110\)") as info:
+        mtls.client_context(keystore(x25519.X25519PrivateKey.generate()))
+    assert "must match" not in str(info.value) and "SECLEVEL" not in str(info.value)
+    assert "issue an RSA or EC key" in str(info.value)
+    mtls.client_context(keystore(signer))
+
+
 @pytest.mark.openssl
 def test_a_chain_signed_with_sha1_names_the_digest_not_the_key_size(
     pki: PKI, tmp_path: Path

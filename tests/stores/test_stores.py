@@ -886,6 +886,30 @@ def test_openssl_nokeys_pkcs12_is_a_truststore(pki: PKI) -> None:
     assert ks.key_aliases == ()
 
 
+def test_nokeys_pkcs12_certificates_keep_their_friendly_names(pki: PKI) -> None:
+    """Aliases are the friendlyName as written (docs/keystores.md); certificates without
+    a trust attribute were named by their CN, their friendlyName dropped (pyca's
+    no-cert-name vectors: name2, name3, a non-ASCII one). Twin: none, the CN."""
+    named = pkcs12.serialize_key_and_certificates(
+        None,
+        None,
+        None,
+        [
+            pkcs12.PKCS12Certificate(pki.root.cert, b"name2"),
+            pkcs12.PKCS12Certificate(pki.other_root.cert, "naïve ☹".encode()),
+        ],
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+    ts = mtls.Truststore.from_bytes(named, "pw")
+    assert ts.certificates == {"name2": pki.root.cert, "naïve ☹": pki.other_root.cert}
+    unnamed = pkcs12.serialize_key_and_certificates(
+        None, None, None, [pki.root.cert], serialization.BestAvailableEncryption(b"pw")
+    )
+    (alias,) = mtls.Truststore.from_bytes(unnamed, "pw").aliases
+    pem = pki.root.cert.public_bytes(serialization.Encoding.PEM)
+    assert alias == mtls.Truststore.from_bytes(pem).aliases[0] != "name2"
+
+
 # --------------------------------------------------------------------------- PEM as openssl writes it
 # openssl writes these files on purpose: an independent writer of the forms WSO2 estates hold.
 

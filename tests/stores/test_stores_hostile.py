@@ -148,6 +148,31 @@ def test_encrypted_pem_keys_within_the_caps_load(
 
 
 @needs_openssl
+@pytest.mark.parametrize("form", ["pkcs12", "pem"])
+def test_a_store_sealed_with_a_cipher_mtls_lacks_says_how_to_reexport(
+    files: Path, pki: PKI, form: str
+) -> None:
+    """bc-java's vectors seal keys with Camellia or CAST5 (readable, well-formed): the
+    message called the file "damaged" and said "replace the file". It names the cipher
+    and the way out, which works: the twin, the same store sealed with AES, loads."""
+
+    def sealed(cipher: str) -> bytes:
+        if form == "pem":
+            return _pkcs8(files, "-v2", cipher)
+        return _openssl(
+            "pkcs12", "-export", "-in", files / "cert.pem", "-inkey", files / "key.pem",
+            "-keypbe", cipher, "-certpbe", "AES-256-CBC", "-passout", f"pass:{PASSWORD}",
+        )  # fmt: skip
+
+    with pytest.raises(mtls.KeystoreFormatError, match=r"Camellia-128-CBC") as info:
+        mtls.Keystore.from_bytes(sealed("camellia-128-cbc"), PASSWORD)
+    assert "export it again with AES" in str(info.value)
+    assert "damaged" not in str(info.value) and "replace the file" not in str(info.value)
+    ks = mtls.Keystore.from_bytes(sealed("aes-256-cbc"), PASSWORD)
+    assert ks.key_entry()[1] == pki.client_ec.key_der()
+
+
+@needs_openssl
 @pytest.mark.parametrize(
     ("options", "old", "new", "message"),
     [
