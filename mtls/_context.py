@@ -271,6 +271,9 @@ def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, str] | None:
         return None
 
 
+_EXPIRY_WARNED: set[tuple[str, str, bytes, int]] = set()
+
+
 def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
     facts = _leaf_facts(leaf_der)
     if facts is None:
@@ -288,6 +291,14 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
     remaining = expires - _dt.datetime.now(_dt.UTC)
     if remaining >= EXPIRY_WARNING:
         return
+    # Once a day per certificate: a profile set builds a context per ALPN list and for
+    # localhost from the same stores, and every HTTP client type asks for its own.
+    warned = (where, alias, leaf_der, remaining.days)
+    if warned in _EXPIRY_WARNED:
+        return
+    if len(_EXPIRY_WARNED) >= 1024:
+        _EXPIRY_WARNED.clear()
+    _EXPIRY_WARNED.add(warned)
     if remaining <= _dt.timedelta(0):
         log.warning(
             "%s: certificate %r (%s) expired on %s",

@@ -198,6 +198,11 @@ class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
         return Exception.__str__(self)
 
 
+_PROFILE_KEY_PASSWORD = (
+    "give the profile's <KeyStore> a <KeyPassword> (StoreConfig(key_password=) in code)"
+)
+
+
 def profile_label(servers: Sequence[str], client_id: str | None, *, default: bool = False) -> str:
     """How messages name a profile: ``profile a:1, b:2 (client 'c')``, or the default."""
     if default:
@@ -233,12 +238,14 @@ def in_profile(
     """
     if isinstance(exc, ProfileConfigError) and exc.servers:
         return exc
-    new = _restated(exc, f"{profile_label(servers, client_id, default=default)}: {exc}")
+    # A store's advice names the loader's parameter; a profile's password is set in it.
+    text = str(exc).replace("pass key_password", _PROFILE_KEY_PASSWORD)
+    new = _restated(exc, f"{profile_label(servers, client_id, default=default)}: {text}")
     if isinstance(exc, ProfileConfigError):
         new.path = exc.path or path  # a profile file error names the file
     new.servers = tuple(servers)
     new.client_id = client_id
-    new.reason = exc.reason
+    new.reason = exc.reason.replace("pass key_password", _PROFILE_KEY_PASSWORD)
     return new
 
 

@@ -90,7 +90,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def wso2_fixtures() -> Path:
     """The real WSO2 files in ../shared/fixtures/wso2 (read in place, never copied)."""
     if not (WSO2_FIXTURES / "README.md").is_file():
-        pytest.skip(f"{WSO2_FIXTURES} is not present")
+        pytest.skip(f"{WSO2_FIXTURES} is not present (MTLS_WSO2_FIXTURES)")
     return WSO2_FIXTURES
 
 

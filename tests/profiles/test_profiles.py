@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -188,6 +189,30 @@ def test_unresolved_placeholder_names_the_fix_that_works(tmp_path, pki, written,
     assert fix in str(info.value)
     if written.startswith("$env"):
         assert "properties=" not in str(info.value)
+
+
+def test_a_key_password_missing_from_a_profile_names_the_element(tmp_path, pki):
+    """A JKS key with its own password, the profile without <KeyPassword>: the advice
+    was "pass key_password" (Keystore.load's parameter, which a profile file has no
+    way to give) and, from `mtls check`, "--key-password" (which check does not take).
+    Twin: the same store loaded directly keeps the loader's advice."""
+    from mtls.cli import main
+
+    store = tmp_path / "own-key-password.jks"
+    pki["ca"].issue_cert("gateway-kp").write_keystore(  # type: ignore[attr-defined]
+        store, PASSWORD, key_password="a-key-password"
+    )
+    written = profile("a.test:443", store).replace(f"<KeyPassword>{PASSWORD}</KeyPassword>", "")
+    xml = write_xml(tmp_path, written)
+    with pytest.raises(mtls.WrongPasswordError, match="does not unlock key entry") as info:
+        SSLProfileSet.from_xml(xml)
+    assert "<KeyPassword>" in str(info.value) and "pass key_password" not in str(info.value)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["check", str(xml)]) == 1
+    assert "<KeyPassword>" in err.getvalue() and "--key-password" not in err.getvalue()
+    with pytest.raises(mtls.WrongPasswordError, match="pass key_password"):
+        mtls.Keystore.load(store, PASSWORD)
 
 
 def test_a_vault_namespace_below_the_root_is_resolved_with_a_warning(tmp_path, pki, caplog):
@@ -1069,7 +1094,7 @@ def test_deployment_toml_errors(tmp_path, caplog):
 
 
 @pytest.mark.fixtures
-@pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
+@pytest.mark.skipif(not WSO2.is_dir(), reason=f"{WSO2} is not present (MTLS_WSO2_FIXTURES)")
 def test_wso2_shipped_profile_file_loads(tmp_path):
     sec = tmp_path / "repository" / "resources" / "security"
     sec.mkdir(parents=True)
@@ -1084,7 +1109,7 @@ def test_wso2_shipped_profile_file_loads(tmp_path):
 
 
 @pytest.mark.fixtures
-@pytest.mark.skipif(not WSO2.is_dir(), reason="../shared/fixtures/wso2 is not present")
+@pytest.mark.skipif(not WSO2.is_dir(), reason=f"{WSO2} is not present (MTLS_WSO2_FIXTURES)")
 def test_wso2_untrusted_endpoint_is_refused(tmp_path):
     """endpoint.jks is not in client-truststore.jks: a backend serving it is refused."""
     sec = tmp_path / "repository" / "resources" / "security"

@@ -784,6 +784,15 @@ def test_warning_for_a_certificate_expiring_soon(
     assert len(warned) == 1
     assert "expires in" in warned[0].getMessage()
     assert "'soon'" in warned[0].getMessage()
+    # Once a day per certificate: a profile set builds one context per ALPN list and
+    # for localhost from the same stores, each HTTP client type asking for its own,
+    # and each repeated the warning. Another certificate is warned about in its turn.
+    caplog.clear()
+    mtls.client_context(soon.keystore("soon"), pki.truststore())
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    other = issue("soon expiring too", pki.root, days=10)
+    mtls.client_context(other.keystore("soon"), pki.truststore())
+    assert len([r for r in caplog.records if "expires in" in r.getMessage()]) == 1
     # Twin: a certificate valid for a year gives no warning.
     caplog.clear()
     mtls.client_context(pki.client.keystore(), pki.truststore())
