@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import logging
 import os
 import ssl
@@ -293,7 +294,7 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
         return
     # Once a day per certificate: a profile set builds a context per ALPN list and for
     # localhost from the same stores, and every HTTP client type asks for its own.
-    warned = (where, alias, leaf_der, remaining.days)
+    warned = (where, alias, hashlib.sha256(leaf_der).digest(), remaining.days)
     if warned in _EXPIRY_WARNED:
         return
     if len(_EXPIRY_WARNED) >= 1024:

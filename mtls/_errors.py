@@ -198,7 +198,7 @@ class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
         return Exception.__str__(self)
 
 
-_PROFILE_KEY_PASSWORD = (
+_PROFILE_KEY_ADVICE = (
     "give the profile's <KeyStore> a <KeyPassword> (StoreConfig(key_password=) in code)"
 )
 
@@ -239,13 +239,13 @@ def in_profile(
     if isinstance(exc, ProfileConfigError) and exc.servers:
         return exc
     # A store's advice names the loader's parameter; a profile's password is set in it.
-    text = str(exc).replace("pass key_password", _PROFILE_KEY_PASSWORD)
+    text = str(exc).replace("pass key_password", _PROFILE_KEY_ADVICE)
     new = _restated(exc, f"{profile_label(servers, client_id, default=default)}: {text}")
     if isinstance(exc, ProfileConfigError):
         new.path = exc.path or path  # a profile file error names the file
     new.servers = tuple(servers)
     new.client_id = client_id
-    new.reason = exc.reason.replace("pass key_password", _PROFILE_KEY_PASSWORD)
+    new.reason = exc.reason.replace("pass key_password", _PROFILE_KEY_ADVICE)
     return new
 
 

@@ -178,7 +178,8 @@ _UNSUPPORTED: Final = {
     "1.2.840.113549.1.7.2": "signedData (public-key integrity mode)",
     "1.2.840.113549.1.7.3": "envelopedData (public-key privacy mode)",
     "1.3.6.1.4.1.11591.4.11": "scrypt",
-    # PBES2 ciphers other than AES and 3DES (bc-java writes these; Java reads none).
+    # PBES2 ciphers other than AES and 3DES (bc-java and OpenSSL write these; keytool
+    # reads none of them).
     "1.2.392.200011.61.1.1.1.2": "Camellia-128-CBC",
     "1.2.392.200011.61.1.1.1.3": "Camellia-192-CBC",
     "1.2.392.200011.61.1.1.1.4": "Camellia-256-CBC",
@@ -360,7 +361,7 @@ class _Reader:
             raise P12FormatError("not a PKCS#12 version 3 PFX")
         content_type, content = _content_info(pfx[1])
         if content_type != _DATA:
-            raise P12FormatError(
+            raise P12UnsupportedError(
                 f"unsupported authSafe content type {algorithm_name(content_type)}"
             )
         auth_safe = _der.read_single(content, _der.OCTET_STRING).value
@@ -814,7 +815,9 @@ def content_infos(pfx: bytes) -> list[bytes]:
     parts = _seq(_der.read_single(pfx, _der.SEQUENCE))
     content_type, content = _content_info(parts[1])
     if content_type != _DATA:
-        raise P12FormatError(f"unsupported authSafe content type {algorithm_name(content_type)}")
+        raise P12UnsupportedError(
+            f"unsupported authSafe content type {algorithm_name(content_type)}"
+        )
     auth_safe = _der.read_single(_der.read_single(content, _der.OCTET_STRING).value, _der.SEQUENCE)
     return [_der.encode(info.tag, info.value) for info in auth_safe.children()]
 
@@ -858,7 +861,7 @@ def _algorithm(tlv: TLV) -> tuple[str, TLV | None]:
 
 def _hash_name(table: dict[str, str], oid: str, params: TLV | None) -> str:
     if oid not in table:
-        raise P12FormatError(f"unsupported digest or HMAC algorithm {algorithm_name(oid)}")
+        raise P12UnsupportedError(f"unsupported digest or HMAC algorithm {algorithm_name(oid)}")
     if params is not None and params.tag != _der.NULL:
         raise P12FormatError("unexpected digest algorithm parameters")
     return table[oid]
