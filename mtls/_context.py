@@ -169,9 +169,8 @@ def _identity(
         fix = (
             _refusal_fix(exc.reason)
             if algorithm is None or algorithm in _TLS_KEY_TYPES
-            else f"its key algorithm ({algorithm}) is not one OpenSSL can sign TLS "
-            "handshakes with (a GOST or other national key, or a key-agreement-only key): "
-            "issue an RSA or EC key"
+            else f"its key algorithm, {_KEY_NAMES.get(algorithm, 'unknown')} ({algorithm}), "
+            "cannot sign TLS handshakes here: issue an RSA or EC key"
         )
         raise KeyEntryError(
             f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
@@ -198,6 +197,16 @@ _TLS_KEY_TYPES = frozenset(
         "1.3.101.113",
     }
 )
+# Key algorithms a store may hold that cannot sign a handshake, by name.
+_KEY_NAMES = {
+    "1.2.643.2.2.19": "GOST R 34.10-2001",
+    "1.2.643.7.1.1.1.1": "GOST R 34.10-2012 (256 bits)",
+    "1.2.643.7.1.1.1.2": "GOST R 34.10-2012 (512 bits)",
+    "1.3.101.110": "X25519 (key agreement only)",
+    "1.3.101.111": "X448 (key agreement only)",
+    "1.2.840.10046.2.1": "Diffie-Hellman (key agreement only)",
+    "1.2.840.113549.1.3.1": "Diffie-Hellman (key agreement only)",
+}
 _DSA_REPORTED: set[tuple[str | None, str]] = set()
 
 

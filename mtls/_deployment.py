@@ -9,17 +9,17 @@ the same resolution as the profile XML's (:mod:`mtls._wso2`).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import logging
 import os
 import re
-import threading
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from ._config import StoreConfig, check_path_text
 from ._errors import ProfileConfigError
@@ -52,6 +52,8 @@ _REF_DEPTH = 16  # $ref{} chains followed to show a value (a circle is refused e
 _TOML_DEPTH = 64  # nesting deeper than any WSO2 file; tomllib recurses per level
 # Keys, table headers and array items: the product's own files have a few hundred.
 _TOML_ITEMS = 10_000
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def resolve_security_file(value: str, *, key: str, home: Path, product: Product) -> Path:
@@ -183,14 +185,16 @@ def _toml_refusal(text: str) -> Literal["deep", "large"] | None:
     ``"deep"``, a key path or a nesting of arrays and tables deeper than
     :data:`_TOML_DEPTH` (tomllib's memory grows with the square of a dotted key's
     depth: 20,000 levels, a 40 KB line, 1.5 GB; and it recurses once per nested
-    array), or ``"large"``, more than :data:`_TOML_ITEMS` keys, table headers and
-    array items (tomllib is pure Python: 600,000 one-key tables, 8 MB, took 6 to 9 s
-    and 650 MB to parse). No WSO2 file comes near either. Strings and comments are
+    array), or ``"large"``, more than :data:`_TOML_ITEMS` keys, key segments, table
+    headers and array items (tomllib is pure Python: 600,000 one-key tables, 8 MB,
+    took 6 to 9 s and 650 MB to parse). No WSO2 file comes near either. Strings and comments are
     skipped whole; what this does not find is left to tomllib and to the check of
     the parsed document."""
     bare = _TOML_OPAQUE.sub('""', text)
-    # Counted first, in C: the scans below are Python loops over every match.
-    if bare.count("=") + bare.count("[") + bare.count(",") > _TOML_ITEMS:
+    # Counted first, in C: the scans below are Python loops over every match. A dot
+    # outside strings is a key segment (or a float's point): tomllib's work grows with
+    # the segments, so 10,000 headers of 64 levels are 640,000 items, not 10,000.
+    if sum(bare.count(c) for c in "=[,.") > _TOML_ITEMS:
         return "large"
     if any(m.group().count(".") > _TOML_DEPTH for m in _TOML_SEGMENTS.finditer(bare)):
         return "deep"
@@ -202,12 +206,29 @@ def _toml_refusal(text: str) -> Literal["deep", "large"] | None:
     return None
 
 
-# Parsed documents by the SHA-256 of their bytes: a deployment.toml is read by the
-# profile settings and by the secure vault (twice on its first load), once parsed.
-# Callers only read them. A few entries: one per estate a process reads, in practice.
-_TOML_DOCS: dict[bytes, dict[str, Any]] = {}
-_TOML_DOCS_LOCK = threading.Lock()
-_TOML_DOCS_KEPT = 4
+# Parsed documents by the SHA-256 of their bytes, within one load (parsed_once): a
+# deployment.toml is read by the profile settings and by the secure vault (twice on
+# its first load). Dropped when the load ends: a document holds every password the
+# file has, and no copy outlives the objects made from it. Callers only read them.
+_PARSED: contextvars.ContextVar[dict[bytes, dict[str, Any]] | None] = contextvars.ContextVar(
+    "mtls_parsed_toml", default=None
+)
+
+
+def parsed_once(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``func`` with one parse per distinct deployment.toml (see :data:`_PARSED`)."""
+
+    @functools.wraps(func)
+    def scoped(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if _PARSED.get() is not None:
+            return func(*args, **kwargs)  # an outer load's scope
+        token = _PARSED.set({})
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _PARSED.reset(token)
+
+    return scoped
 
 
 def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
@@ -237,11 +258,10 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
         "no deployment.toml needs: fix the file",
         path=path,
     )
-    digest = hashlib.sha256(data).digest()
-    with _TOML_DOCS_LOCK:
-        known = _TOML_DOCS.get(digest)
-    if known is not None:
-        return known
+    parsed = _PARSED.get()
+    digest = hashlib.sha256(data).digest() if parsed is not None else b""
+    if parsed is not None and digest in parsed:
+        return parsed[digest]
     refusal = _toml_refusal(text)
     if refusal == "deep":
         raise too_deep
@@ -273,10 +293,8 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
         raise too_deep from None
     if _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
         raise too_deep
-    with _TOML_DOCS_LOCK:
-        while len(_TOML_DOCS) >= _TOML_DOCS_KEPT:
-            del _TOML_DOCS[next(iter(_TOML_DOCS))]
-        _TOML_DOCS[digest] = doc
+    if parsed is not None:
+        parsed[digest] = doc
     return doc
 
 
@@ -802,13 +820,13 @@ def _warn_sender_disabled(toml: DeploymentToml) -> None:
     the gateway has no HTTPS sender at all. mtls still serves what the file names
     (it was asked to), and says so."""
     enable = toml.raw("transport.passthru_https.sender", "enable")
-    if toml.product == "apim" and enable is not None and not enable:
+    if toml.product == "apim" and enable is not None and not enable:  # falsy, as in Jinja
         log.warning(
             "%s: [transport.passthru_https.sender] enable = %s: API Manager starts no "
             "HTTPS sender, so its gateway uses none of these profiles or stores; mtls "
             "serves them as configured",
             toml.path,
-            toml.written("transport.passthru_https.sender", "enable") or '""',  # falsy: short
+            "false" if enable is False else repr(enable),  # falsy values are short
         )
 
 

@@ -201,6 +201,10 @@ class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
 _PROFILE_KEY_ADVICE = (
     "give the profile's <KeyStore> a <KeyPassword> (StoreConfig(key_password=) in code)"
 )
+_DEFAULT_KEY_ADVICE = (
+    "give the default keystore its key password (key_password in deployment.toml's "
+    "[keystore.tls], or StoreConfig(key_password=) in code)"
+)
 
 
 def profile_label(servers: Sequence[str], client_id: str | None, *, default: bool = False) -> str:
@@ -239,13 +243,14 @@ def in_profile(
     if isinstance(exc, ProfileConfigError) and exc.servers:
         return exc
     # A store's advice names the loader's parameter; a profile's password is set in it.
-    text = str(exc).replace("pass key_password", _PROFILE_KEY_ADVICE)
+    advice = _DEFAULT_KEY_ADVICE if default else _PROFILE_KEY_ADVICE
+    text = str(exc).replace("pass key_password", advice)
     new = _restated(exc, f"{profile_label(servers, client_id, default=default)}: {text}")
     if isinstance(exc, ProfileConfigError):
         new.path = exc.path or path  # a profile file error names the file
     new.servers = tuple(servers)
     new.client_id = client_id
-    new.reason = exc.reason.replace("pass key_password", _PROFILE_KEY_ADVICE)
+    new.reason = exc.reason.replace("pass key_password", advice)
     return new
 
 

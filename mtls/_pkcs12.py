@@ -93,7 +93,17 @@ class P12FormatError(ValueError):
 
 
 class P12UnsupportedError(P12FormatError):
-    """A well-formed store protected with an algorithm mtls does not implement."""
+    """A well-formed store protected with an algorithm mtls does not implement;
+    ``remedy`` says how to write one it reads."""
+
+    def __init__(self, message: str, remedy: str = "export it again with AES") -> None:
+        super().__init__(message)
+        self.remedy = remedy
+
+
+# What to do about a public-key integrity or privacy mode, and a MAC digest we lack.
+_PUBLIC_KEY_MODE_FIX = "export it again protected by a password, not a public key"
+_MAC_FIX = "export it again with a SHA-256 MAC"
 
 
 class P12PasswordError(ValueError):
@@ -362,7 +372,8 @@ class _Reader:
         content_type, content = _content_info(pfx[1])
         if content_type != _DATA:
             raise P12UnsupportedError(
-                f"unsupported authSafe content type {algorithm_name(content_type)}"
+                f"unsupported authSafe content type {algorithm_name(content_type)}",
+                _PUBLIC_KEY_MODE_FIX,
             )
         auth_safe = _der.read_single(content, _der.OCTET_STRING).value
         if len(pfx) == 3:
@@ -816,7 +827,8 @@ def content_infos(pfx: bytes) -> list[bytes]:
     content_type, content = _content_info(parts[1])
     if content_type != _DATA:
         raise P12UnsupportedError(
-            f"unsupported authSafe content type {algorithm_name(content_type)}"
+            f"unsupported authSafe content type {algorithm_name(content_type)}",
+            _PUBLIC_KEY_MODE_FIX,
         )
     auth_safe = _der.read_single(_der.read_single(content, _der.OCTET_STRING).value, _der.SEQUENCE)
     return [_der.encode(info.tag, info.value) for info in auth_safe.children()]
@@ -861,7 +873,9 @@ def _algorithm(tlv: TLV) -> tuple[str, TLV | None]:
 
 def _hash_name(table: dict[str, str], oid: str, params: TLV | None) -> str:
     if oid not in table:
-        raise P12UnsupportedError(f"unsupported digest or HMAC algorithm {algorithm_name(oid)}")
+        raise P12UnsupportedError(
+            f"unsupported digest or HMAC algorithm {algorithm_name(oid)}", _MAC_FIX
+        )
     if params is not None and params.tag != _der.NULL:
         raise P12FormatError("unexpected digest algorithm parameters")
     return table[oid]

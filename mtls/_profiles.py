@@ -29,7 +29,7 @@ from ._config import (
     normalize_host,
     tls_origin,
 )
-from ._deployment import DeploymentSettings, Product, read_deployment_toml
+from ._deployment import DeploymentSettings, Product, parsed_once, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError, _restated
 from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEvent, expiry_thresholds
@@ -305,6 +305,7 @@ class SSLProfileSet:
 
     @classmethod
     @scrub_tracebacks
+    @parsed_once  # the settings and the vault read deployment.toml: one parse
     def from_deployment_toml(
         cls,
         path: str | os.PathLike[str],
@@ -987,19 +988,20 @@ def _from_written_table(
     """``exc`` saying where to fix it, when it is about servers that deployment.toml's
     ``[[keystore.ssl_profile.custom]]`` tables write into the profile file at start-up:
     a fix made in the XML alone is undone by the next start. ``None``: not those."""
-    if settings.written_profiles is None or not exc.servers:
-        return None
+    if settings.written_profiles is None or not exc.servers or exc.element != "servers":
+        return None  # only a <servers> entry is the table's (a store's errors are not)
     target, tables = settings.written_profiles
     named = {item.strip().lower() for servers in tables for item in servers.split(",")}
     if chosen != target or not {s.strip().lower() for s in exc.servers} & named:
         return None
-    restated = _restated(
-        exc,
-        f"{exc}. API Manager writes this entry into {chosen} from the "
+    where = (
+        f". API Manager writes this entry into {chosen} from the "
         f"[[keystore.ssl_profile.custom]] tables of {toml} when it starts: fix servers "
-        "there (the next start writes the XML over)",
+        "there (the next start writes the XML over)"
     )
+    restated = _restated(exc, f"{exc}{where}")
     assert isinstance(restated, ProfileConfigError)
+    restated.reason = f"{exc.reason}{where}"
     return restated
 
 

@@ -276,8 +276,8 @@ def _damaged_pkcs12(exc: Exception, path: str | os.PathLike[str] | None) -> Keys
     if isinstance(exc, _pkcs12.P12UnsupportedError):
         return KeystoreFormatError(
             f"{_where(path)}: a PKCS#12 store protected with an algorithm mtls does not read "
-            f"({exc}): export it again with AES "
-            "(OpenSSL 3's openssl pkcs12 -export, or keytool -importkeystore, use AES-256)",
+            f"({exc}): {exc.remedy} (OpenSSL 3's openssl pkcs12 -export, and keytool "
+            "-importkeystore, write AES-256 and a SHA-256 MAC)",
             path=path,
         )
     return KeystoreFormatError(

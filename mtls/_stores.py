@@ -771,8 +771,10 @@ class Truststore(_StoreBase):
             # certificates are what the user means to trust, named by their
             # friendlyName as written, else by their CN.
             for name, der in parsed.loose:
-                alias = alias_for(der, taken, "cert") if name is None else unique_alias(name, taken)
-                store._entries.add_cert(alias, der)
+                if name is None:
+                    store._entries.add_cert(alias_for(der, taken, "cert"), der)
+                else:  # as written, as the trusted and key entries' names are ("" too)
+                    store._entries.add_cert(unique_alias(name, taken), der, loaded=True)
         if not store._entries.cert_count:
             others = store._entries.secret_count
             only = (

@@ -443,9 +443,15 @@ class SecureVault:
             where = " or in ".join(p for p in looked if p) or (
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
+            quoted = f'"{_toml_escape(alias)}"'
+            fix = (
+                f"[secrets] has it as the quoted key {shown_alias(quoted)}, whose alias WSO2 "
+                "takes with its quotes (tomlj's dottedKeySet): write the key unquoted"
+                if quoted in config.values
+                else "add it and run ciphertool, or fix the alias"
+            )
             raise SecureVaultError(
-                f"secure vault: no secret alias {shown_alias(alias)} in {where}: add it and run "
-                "ciphertool, or fix the alias",
+                f"secure vault: no secret alias {shown_alias(alias)} in {where}: {fix}",
                 path=self._toml,
                 alias=alias,
             )
@@ -533,6 +539,12 @@ class SecureVault:
             # The product regenerates cipher-text.properties from [secrets] at start-up:
             # the TOML is the source of truth when both name an alias.
             for alias, text in _dotted_items(secrets_table):
+                if isinstance(text, Mapping):
+                    # Not an alias (tomlj lists no tables): named as a table when asked
+                    # for, and never hiding a cipher-text.properties alias of its name.
+                    if alias not in values:
+                        not_text[alias] = "a table"
+                    continue
                 if isinstance(text, str) and text.strip():
                     values[alias] = _Value(
                         text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
@@ -1052,13 +1064,13 @@ def _dotted_items(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[
     """``[secrets]`` as WSO2's config mapper and cipher tool read it (tomlj's
     ``dottedKeySet()``): nested tables are flattened, so ``keystore.tls.password =
     "[...]"`` (a dotted key, which TOML makes tables of) is the alias
-    ``keystore.tls.password``. In a nested key, a segment that is not a bare key is
-    quoted, as tomlj joins it; a top-level key is taken as written. Each table comes
-    before its keys, as itself (not an alias: the caller names it as a table when it
-    is asked for). deployment.toml's depth guard bounds the recursion."""
+    ``keystore.tls.password``. A segment that is not a bare key is quoted, as tomlj's
+    ``joinKeyPath`` writes it: ``"whole.key" = ...`` is the alias ``"whole.key"``,
+    quotes and all, never the same as ``whole.key = ...``. Each table is also given,
+    as itself, before its keys (it is not an alias). deployment.toml's depth guard
+    bounds the recursion."""
     for key, value in table.items():
-        nested = bool(prefix) or isinstance(value, Mapping)
-        part = f'"{_toml_escape(key)}"' if nested and not _SIMPLE_KEY.fullmatch(key) else key
+        part = key if _SIMPLE_KEY.fullmatch(key) else f'"{_toml_escape(key)}"'
         if isinstance(value, Mapping):
             yield prefix + part, value  # not an alias: asked for, it is named as a table
             yield from _dotted_items(value, f"{prefix}{part}.")

@@ -469,27 +469,59 @@ def test_dynamic_secret_from_the_environment(tmp_path, stores, values, monkeypat
 def test_dotted_secret_aliases_are_flattened_as_wso2_reads_them(tmp_path, stores) -> None:
     # `keystore.tls.password = "[...]"` is a dotted key: TOML makes nested tables of it,
     # and WSO2's config mapper and cipher tool flatten them back (tomlj's dottedKeySet),
-    # so $secret{keystore.tls.password} resolves. A nested segment that is not a bare
-    # key is quoted, as tomlj joins it; a quoted top-level key is taken as written.
+    # so $secret{keystore.tls.password} resolves. A segment that is not a bare key is
+    # quoted, as tomlj's joinKeyPath writes it, at the top level too: the quoted key
+    # "whole.key" is another alias than the dotted whole.key, and neither hides the other.
     home = make_home(
         tmp_path,
         stores,
         secrets={
             "keystore.tls.password": "[dotted-value]",
             'gateway."odd.name"': "[quoted-segment]",
-            '"whole.key"': "[quoted-top]",
+            "whole.key": "[dotted-b]",
+            '"whole.key"': "[quoted-a]",
+            '"only.quoted"': "[quoted-only]",
             "plain": "[plain-value]",
         },
     )
     vault = SecureVault(home)
-    assert vault.aliases() == ('gateway."odd.name"', "keystore.tls.password", "plain", "whole.key")
+    assert vault.aliases() == (
+        '"only.quoted"',
+        '"whole.key"',
+        'gateway."odd.name"',
+        "keystore.tls.password",
+        "plain",
+        "whole.key",
+    )
     assert vault("keystore.tls.password").reveal() == "dotted-value"
     assert vault('gateway."odd.name"').reveal() == "quoted-segment"
-    assert vault("whole.key").reveal() == "quoted-top"
+    assert vault("whole.key").reveal() == "dotted-b"
+    assert vault('"whole.key"').reveal() == "quoted-a"
     assert vault("plain").reveal() == "plain-value"
+    # Asked for without its quotes, a quoted key is named, with the way out (WSO2
+    # would not find it either).
+    with pytest.raises(SecureVaultError, match=re.escape("""quoted key '"only.quoted"'""")) as info:
+        vault("only.quoted")
+    assert "write the key unquoted" in str(info.value)
     # A table itself is not an alias: asked for, it is named as one.
     with pytest.raises(SecureVaultError, match=r"'keystore.tls' in \[secrets\].* is a table"):
         vault("keystore.tls")
+
+
+def test_a_secrets_table_never_hides_a_cipher_text_alias(tmp_path, stores) -> None:
+    """[secrets] db.password.old makes a table named db.password, which tomlj does not
+    list: the cipher-text.properties alias db.password still resolves (twin: the
+    dotted key beside it resolves too)."""
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"db.password.old": "[from-toml]"},
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"db.password": "[from-properties]"},
+    )
+    vault = SecureVault(home)
+    assert vault("db.password").reveal() == "from-properties"
+    assert vault("db.password.old").reveal() == "from-toml"
 
 
 def _loads_only_with_the_right_secret(

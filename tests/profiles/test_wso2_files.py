@@ -720,8 +720,11 @@ def test_hostile_toml_is_refused_before_it_is_parsed(tmp_path, hostile, monkeypa
         "".join(f"[t{i}]\na = 1\n" for i in range(6_000)),  # 600,000 of these: 6 to 9 s
         "x = [" + "1," * 20_000 + "1]\n",
         "x = {" + ",".join(f"k{i} = 1" for i in range(20_000)) + "}\n",
+        # 5,000 headers of 60 levels: 5,000 brackets, 300,000 key segments (tomllib:
+        # seconds and hundreds of MB for twice as many).
+        "".join(f"[k{i}{'.a' * 60}]\n" for i in range(5_000)),
     ],
-    ids=["tables", "array", "inline-table"],
+    ids=["tables", "array", "inline-table", "deep-headers"],
 )
 def test_toml_with_more_items_than_any_product_file_is_refused_unparsed(
     tmp_path, hostile, monkeypatch
@@ -765,8 +768,11 @@ def test_deployment_toml_is_parsed_once_for_settings_and_vault(tmp_path, monkeyp
     with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None):
         pass
     assert len(calls) == 1
-    # A changed file is parsed again.
-    toml.write_text(toml.read_text() + "# changed\n")
+    # The parsed document (every password the file holds) does not outlive the load:
+    # the next load parses the same file again.
+    from mtls._deployment import _PARSED
+
+    assert _PARSED.get() is None
     with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None):
         pass
     assert len(calls) == 2

@@ -267,6 +267,49 @@ def test_an_entry_written_from_custom_tables_is_fixed_in_deployment_toml(tmp_pat
         )
     assert "keystore.ssl_profile.custom" not in str(e.value)
 
+    # Twin: an entry the tables name, refused for its store (an unset placeholder), is
+    # not about servers: the advice stays the store's.
+    toml_ok = toml.replace('servers = "foo.com"', 'servers = "foo.com:443"')
+    placeholder = apim_home(tmp_path / "store", ca, ["*"], toml_ok)
+    xml = placeholder / "repository" / "resources" / "security" / "sslprofiles.xml"
+    xml.write_text(
+        xml.read_text().replace(
+            "</parameter>",
+            "<profile><servers>foo.com:443</servers><KeyStore><Location>"
+            "$env{MTLS_UNSET_STOCK_X}/x.jks</Location><Password>p</Password>"
+            "</KeyStore></profile></parameter>",
+        )
+    )
+    with pytest.raises(mtls.ProfileConfigError, match="MTLS_UNSET_STOCK_X") as e:
+        mtls.SSLProfileSet.from_deployment_toml(
+            placeholder / "repository" / "conf" / "deployment.toml",
+            base_dir=placeholder,
+            reload_interval=None,
+        )
+    assert "fix servers there" not in str(e.value)
+
+
+def test_the_default_keystores_key_password_is_asked_for_where_it_is_set(tmp_path, ca) -> None:
+    """[keystore.tls] without key_password, for a JKS whose key has its own: the
+    advice named a profile's <KeyPassword>, which the default profile does not have."""
+    home = apim_home(tmp_path, ca, ["*"], STOCK_TLS)
+    ca.issue_cert("gateway").write_keystore(
+        home / "repository" / "resources" / "security" / "wso2carbon.jks",
+        SHIPPED_PASSWORD,
+        alias="wso2carbon",
+        key_password="another-key-password",
+    )
+    (home / "repository" / "resources" / "security" / "sslprofiles.xml").write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>a.test:443</servers>'
+        "</profile></parameter>"
+    )
+    with pytest.raises(mtls.WrongPasswordError, match="the default profile") as e:
+        mtls.SSLProfileSet.from_deployment_toml(
+            home / "repository" / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+        )
+    assert "key_password in deployment.toml's [keystore.tls]" in str(e.value)
+    assert "<KeyPassword>" not in str(e.value)
+
 
 STOCK_TLS = '[keystore.tls]\nfile_name = "wso2carbon.jks"\npassword = "wso2carbon"\n'
 
@@ -360,15 +403,23 @@ def test_sender_protocols_and_ciphers_are_named_as_not_applied(
     assert "not applied" not in caplog.text
 
 
-@pytest.mark.parametrize(("enable", "warned"), [("false", True), ("true", False)])
+@pytest.mark.parametrize(
+    ("enable", "warned"),
+    [("false", "false"), ("true", None), ("[]", "[]"), ('"false"', None)],
+)
 def test_a_disabled_https_sender_is_named(tmp_path, ca, caplog, enable, warned) -> None:
     """axis2.xml.j2 renders the HTTPS sender, profiles and all, only when
-    [transport.passthru_https.sender] enable is true: with false the gateway sends no
-    HTTPS at all, and a profile set reading the file said nothing. Twin: true."""
+    [transport.passthru_https.sender] enable is true (Jinja's truth): with false the
+    gateway sends no HTTPS at all, and a profile set reading the file said nothing.
+    Another falsy value is named as written, never refused. Twins: true, and "false"
+    in quotes (a non-empty string, which Jinja takes as true)."""
     _load_stock_with(
         tmp_path, ca, caplog, f"[transport.passthru_https.sender]\nenable = {enable}\n"
     )
-    assert ("enable = false: API Manager starts no HTTPS sender" in caplog.text) is warned
+    said = "API Manager starts no HTTPS sender" in caplog.text
+    assert said is (warned is not None)
+    if warned is not None:
+        assert f"enable = {warned}: API Manager" in caplog.text
 
 
 def test_micro_integrator_hostname_verifier_in_its_internal_key(tmp_path, ca) -> None:

@@ -902,6 +902,15 @@ def test_nokeys_pkcs12_certificates_keep_their_friendly_names(pki: PKI) -> None:
     )
     ts = mtls.Truststore.from_bytes(named, "pw")
     assert ts.certificates == {"name2": pki.root.cert, "naïve ☹": pki.other_root.cert}
+    # An empty friendlyName is a name too (keytool lists it as ""), not a ValueError.
+    empty = pkcs12.serialize_key_and_certificates(
+        None,
+        None,
+        None,
+        [pkcs12.PKCS12Certificate(pki.root.cert, b"")],
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+    assert mtls.Truststore.from_bytes(empty, "pw").aliases == ("",)
     unnamed = pkcs12.serialize_key_and_certificates(
         None, None, None, [pki.root.cert], serialization.BestAvailableEncryption(b"pw")
     )
