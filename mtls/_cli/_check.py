@@ -372,7 +372,8 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     for message in report["warnings"]:
         out.line(f"{out.style('note:', 'yellow')} {message}")
     gate = report["fail_within"]
-    for item in gate["expiring"] if gate else ():
+    # Soonest first, as the closing error's "first:" names them.
+    for item in sorted(gate["expiring"], key=lambda item: item["not_after"]) if gate else ():
         when = _dt.datetime.fromisoformat(item["not_after"])
         out.line(
             out.style("EXPIRING:", "red", "bold") + f" {', '.join(item['servers'])}: "

@@ -527,14 +527,22 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     path = Path(args.keystore)
     fmt = _sniff(path)
     needs_password = fmt not in ("PEM", "DER")
-    password = resolve_password(
-        args.password,
-        env=ENV_STORE_PASSWORD,
-        option="--password",
-        what=f"the store password of {path}",
-        prompt="Enter keystore password: ",
-        required=needs_password,
-    )
+    try:
+        password = resolve_password(
+            args.password,
+            env=ENV_STORE_PASSWORD,
+            option="--password",
+            what=f"the store password of {path}",
+            prompt="Enter keystore password: ",
+            required=needs_password,
+        )
+    except UsageError as exc:
+        if fmt not in ("JKS", "JCEKS"):
+            raise
+        raise UsageError(
+            f"{exc}; or pass --password '' to list it without its integrity check, as "
+            "keytool -list does without one"
+        ) from None
     # Like keytool -list: no private key is decrypted, so no key password is needed.
     if password == "" and fmt in ("JKS", "JCEKS"):
         # keytool -list given no password lists a JKS without its integrity check, with

@@ -936,6 +936,13 @@ def test_list_with_an_empty_password_reads_a_jks_as_keytool_does(seed: Seed) -> 
         1, "list", "--keystore", seed.dir / "client-truststore.jks", "--password", "wrong-pass",
         password_env=False,
     ).stderr  # fmt: skip
+    # With none at all (and no terminal), the usage error names that way out.
+    assert (
+        "pass --password '' to list it"
+        in fails(
+            2, "list", "--keystore", seed.dir / "client-truststore.jks", password_env=False
+        ).stderr
+    )
 
 
 def test_library_advice_is_put_as_the_command_lines(tmp_path: Path, seed: Seed) -> None:

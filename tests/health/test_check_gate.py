@@ -106,6 +106,24 @@ def test_anchors_count_only_with_the_flag(
     assert "within 30 days" in err
 
 
+def test_expiring_lines_come_soonest_first_as_the_error_names_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The EXPIRING lines came in the table's order, and the closing error named the
+    soonest as "first:": an anchor ending before the client certificate was listed
+    second but named first. Both now go soonest first."""
+    xml = estate(tmp_path, identity_left=20 * DAY, anchor_left=10 * DAY)
+    code, out, err = run(
+        capsys, "--no-color", "check", str(xml), "--fail-within", "30", "--anchors"
+    )
+    assert code == 1
+    lines = [line for line in out.splitlines() if line.startswith("EXPIRING:")]
+    assert len(lines) == 2
+    assert ": anchor" in lines[0] and "client certificate" in lines[1]
+    named_first = err.split("first: orders.internal:8443: ")[1].split(" on ")[0]
+    assert f"anchor {named_first} ends" in lines[0]
+
+
 def test_json_carries_the_gate_and_the_status_records(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
