@@ -236,6 +236,7 @@ class SSLProfileSet:
 
     @classmethod
     @scrub_tracebacks  # store and vault passwords never linger in an escaping traceback
+    @parsed_once  # the estate's vault reads deployment.toml on its first two loads
     def from_xml(
         cls,
         path: str | os.PathLike[str],

@@ -776,6 +776,11 @@ def test_deployment_toml_is_parsed_once_for_settings_and_vault(tmp_path, monkeyp
     with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None):
         pass
     assert len(calls) == 2
+    # The profile file alone, with the estate's vault (deployment.toml's [secrets]):
+    # once too (the vault's first two loads parsed it twice).
+    with SSLProfileSet.from_xml(xml, base_dir=tmp_path, reload_interval=None):
+        pass
+    assert len(calls) == 3
 
 
 SECRET_PART = "hunter2-Zq"  # what a password holds by chance between braces
