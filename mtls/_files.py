@@ -79,7 +79,8 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
 def _too_big(path: str | os.PathLike[str], limit: int) -> InputRefused:
     return InputRefused(
         errno.EFBIG,
-        f"larger than {limit // (1024 * 1024)} MiB, the limit for input files",
+        f"larger than {limit // (1024 * 1024)} MiB, the limit for input files (no store "
+        "or profile file is this large: split a CA bundle, or remove what it repeats)",
         os.fspath(path),
     )
 

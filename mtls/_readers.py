@@ -22,6 +22,7 @@ on what this module returns (:class:`Parsed`, entries of ``_entries.py``).
 from __future__ import annotations
 
 import binascii
+import datetime as _dt
 import errno
 import logging
 import os
@@ -30,7 +31,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import _bks, _der, _jks, _pkcs12, _x509
@@ -51,7 +52,8 @@ from ._types import StoreFormat
 log = logging.getLogger("mtls")
 
 # RFC 7468 boundaries. Labels are short; bounding them keeps every match local.
-_PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
+# RFC 7468 labels: printable ASCII but "-" (OpenSSL writes "X9.42 DH PARAMETERS").
+_PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([\x21-\x2c\x2e-\x7e ]{1,64})-----")
 
 
 # --------------------------------------------------------------------------- detection
@@ -620,6 +622,8 @@ class _Certs:
         # Per table, the first match in file order, kept when the table's list is
         # consumed: an issuer another chain took already is still this chain's issuer.
         self._firsts: dict[str, dict[object, int]] = {}
+        # Every certificate of a subject name, in file order (never consumed).
+        self._named: dict[object, list[int]] = {}
 
     def _table(self, name: str) -> dict[object, list[int]]:
         table = self._tables.get(name)
@@ -630,6 +634,8 @@ class _Certs:
                 if key is not None:
                     table.setdefault(key, []).append(index)
             self._firsts[name] = {key: indexes[0] for key, indexes in table.items()}
+            if name == "subject":
+                self._named = {key: list(indexes) for key, indexes in table.items()}
             # Reversed, so that the first match in file order is at the end: popped
             # when used, and skipped (popped) when taken by another lookup since.
             for indexes in table.values():
@@ -685,13 +691,31 @@ class _Certs:
             names = _x509.raw_names(chain[-1])
             if names is None or names[0] == names[1]:  # unreadable, or self-issued
                 return chain
-            found = self._issuer("subject", names[0])
+            found = self._signer(chain[-1], names[0])
+            if found is None:
+                found = self._issuer("subject", names[0])
             if found is None and self._left():
                 found = self._parsed_issuer(chain[-1])
             if found is None or found in taken:  # none, or a loop (cross-signed CAs)
                 return chain
             taken.add(found)
             chain.append(self.certs[found].der)
+
+    def _signer(self, der: bytes, issuer: bytes) -> int | None:
+        """Among several certificates named as ``der``'s issuer (a CA that re-keyed
+        its intermediate, or renewed it: the old one still in the file), the one whose
+        key signed it, valid now if one is (marked used), as OpenSSL's chain building
+        picks it. ``None``: one candidate or none, or none of them verifies: the
+        first by name, as before."""
+        self._table("subject")  # fills _named
+        candidates = self._named.get(issuer, ())
+        if len(candidates) < 2:
+            return None
+        best = _signing_issuer(der, [self.certs[i].der for i in candidates])
+        if best is None:
+            return None
+        self.used.add(candidates[best])
+        return candidates[best]
 
     def _parsed_issuer(self, der: bytes) -> int | None:
         try:
@@ -703,6 +727,27 @@ class _Certs:
         except ValueError:
             return None
         return self._issuer("subject-parsed", issuer)
+
+
+def _signing_issuer(child_der: bytes, candidates: Sequence[bytes]) -> int | None:
+    """The position of the candidate whose key signed ``child_der``, preferring one
+    valid now; ``None`` when none verifies (or the child cannot be read)."""
+    try:
+        child = _x509.load_cert(child_der)
+    except ValueError:
+        return None
+    now = _dt.datetime.now(_dt.UTC)
+    signed: list[int] = []
+    for position, der in enumerate(candidates):
+        try:
+            issuer = _x509.load_cert(der)
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        if issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
+            return position
+        signed.append(position)
+    return signed[0] if signed else None
 
 
 def _cert_subject(cert: _pkcs12.P12Cert) -> object:
@@ -885,8 +930,12 @@ def _pem_blocks(
         if match.group(1) == b"BEGIN":
             if opened is not None:
                 break  # the previous block has no END line
-            # The BEGIN line ends right after its boundary (RFC 7468 section 2).
-            eol = match.end() + (data[match.end() : match.end() + 1] == b"\r")
+            # The BEGIN line ends after its boundary (RFC 7468 section 2), where OpenSSL
+            # and keytool also take spaces and tabs before the line break.
+            eol = match.end()
+            while data[eol : eol + 1] in (b" ", b"\t"):
+                eol += 1
+            eol += data[eol : eol + 1] == b"\r"
             if data[eol : eol + 1] == b"\n":
                 opened = match
         elif opened is not None:
@@ -1009,6 +1058,13 @@ def _pem_key_to_pkcs8(
         if encrypted:
             raise WrongPasswordError(
                 f"{where}: wrong password for the encrypted private key", path=path
+            ) from exc
+        if block.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
+            raise KeystoreFormatError(
+                f"{where}: the private key is in OpenSSH's own format, which TLS does not "
+                "read: convert it to PKCS#8 (ssh-keygen -p -m PKCS8 -f KEYFILE rewrites "
+                "it in place)",
+                path=path,
             ) from exc
         raise KeystoreFormatError(
             f"{where}: the private key cannot be read: fix the file", path=path

@@ -998,3 +998,108 @@ def test_dsa_keys_write_as_pkcs12_and_read_back(tmp_path: Path) -> None:
     ks.save(path, "changeit", store_type="PKCS12")
     again = mtls.Keystore.load(path, "changeit")
     assert again.certificate("d") == cert
+
+
+# --------------------------------------------------------------------------- chains with two issuers of one name
+
+
+def _ca_cert(
+    name: str, key: object, signer_name: str, signer_key: object, days: tuple[int, int]
+) -> x509.Certificate:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = dt.datetime.now(dt.UTC)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert isinstance(signer_key, ec.EllipticCurvePrivateKey)
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
+    issuer = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, signer_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=days[0]))
+        .not_valid_after(now + dt.timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(signer_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("other", ["rekeyed", "expired"])
+def test_the_issuer_that_signed_the_leaf_is_chained_whatever_the_file_order(other: str) -> None:
+    """Two intermediates of one name in one PEM file, the wrong one first: a CA that
+    re-keyed its intermediate (the old one, another key), or renewed it (the old one
+    expired). The chain took the first by name, and the backend refused the handshake
+    (unknown CA, certificate expired) where OpenSSL's load_cert_chain of the same file
+    succeeds. The one whose key signed the leaf, valid now, is chained."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    root_key, int_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _ca_cert("Root", root_key, "Root", root_key, (-10, 3650))
+    good = _ca_cert("Intermediate", int_key, "Root", root_key, (-10, 365))
+    if other == "rekeyed":
+        wrong = _ca_cert("Intermediate", ec.generate_private_key(ec.SECP256R1()), "Root",
+                         root_key, (-10, 365))  # fmt: skip
+    else:
+        wrong = _ca_cert("Intermediate", int_key, "Root", root_key, (-800, -400))
+    leaf = _ca_cert("leaf", leaf_key, "Intermediate", int_key, (-1, 30))
+    pem = b"".join(
+        [
+            leaf_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            *(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, wrong, good, root)),
+        ]
+    )
+    ks = mtls.Keystore.from_bytes(pem, None)
+    (alias,) = ks.key_aliases
+    assert ks.certificate_chain(alias) == (leaf, good, root)
+    # Twin: with the right one first, the same chain (nothing else changes).
+    pem_good_first = pem.replace(wrong.public_bytes(serialization.Encoding.PEM), b"").replace(
+        good.public_bytes(serialization.Encoding.PEM),
+        good.public_bytes(serialization.Encoding.PEM)
+        + wrong.public_bytes(serialization.Encoding.PEM),
+    )
+    ks = mtls.Keystore.from_bytes(pem_good_first, None)
+    assert ks.certificate_chain(ks.key_aliases[0]) == (leaf, good, root)
+
+
+def test_pem_boundaries_as_openssl_and_keytool_take_them(pki: PKI) -> None:
+    """A space after a BEGIN line (editors leave them) and OpenSSL's own
+    ``X9.42 DH PARAMETERS`` block before the key were refused as "truncated or
+    damaged": OpenSSL, Python's load_cert_chain and keytool take both. Twin: a BEGIN
+    line with text after it is still refused."""
+    key = pki.client_ec.key_pem()
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in pki.client_ec.chain)
+    spaced = (key + chain).replace(b"-----\n", b"-----  \n").replace(b"-----\n", b"-----\t\n")
+    assert mtls.Keystore.from_bytes(spaced, None).key_entry()[1] == pki.client_ec.key_der()
+    dh = b"-----BEGIN X9.42 DH PARAMETERS-----\nMAA=\n-----END X9.42 DH PARAMETERS-----\n"
+    assert (
+        mtls.Keystore.from_bytes(dh + key + chain, None).key_entry()[1] == pki.client_ec.key_der()
+    )
+    assert len(mtls.Truststore.from_bytes(dh + chain).aliases) == len(pki.client_ec.chain)
+    mangled = (key + chain).replace(
+        b"-----BEGIN CERTIFICATE-----\n", b"-----BEGIN CERTIFICATE----- x\n", 1
+    )
+    with pytest.raises(mtls.KeystoreFormatError, match="no matching END line"):
+        mtls.Keystore.from_bytes(mangled, None)
+
+
+def test_an_openssh_key_is_named_with_its_conversion(pki: PKI) -> None:
+    """ssh-keygen's own format (``OPENSSH PRIVATE KEY``) was "cannot be read: fix the
+    file". Twin: the same key as PKCS#8 is read."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = pki.client_ec.cert.public_bytes(serialization.Encoding.PEM)
+    openssh = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(mtls.KeystoreFormatError, match="ssh-keygen -p -m PKCS8"):
+        mtls.Keystore.from_bytes(openssh + cert, None)
+    assert mtls.Keystore.from_bytes(pki.client_ec.key_pem() + cert, None).key_aliases
