@@ -28,15 +28,17 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _cert(subject: x509.Name, issuer: x509.Name, key, signer, *, ca: bool) -> x509.Certificate:  # type: ignore[no-untyped-def]
+def _cert(
+    subject: x509.Name, issuer: x509.Name, key, signer, *, ca: bool, days=(-1, 30)
+) -> x509.Certificate:  # type: ignore[no-untyped-def]
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
+        .not_valid_before(NOW + dt.timedelta(days=days[0]))
+        .not_valid_after(NOW + dt.timedelta(days=days[1]))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .sign(signer, hashes.SHA256())
     )
@@ -214,3 +216,34 @@ def test_keys_the_byte_path_cannot_read_are_matched_by_the_fallback(tmp_path: Pa
             leaf.public_bytes(serialization.Encoding.DER),
             ca_cert.public_bytes(serialization.Encoding.DER),
         )
+
+
+@pytest.mark.parametrize("other", ["rekeyed", "expired"])
+def test_the_issuer_that_signed_the_leaf_is_chained_whatever_the_file_order(other: str) -> None:
+    """Two intermediates of one name in one PEM file, the wrong one first: a CA that
+    re-keyed its intermediate (the old one, another key), or renewed it (the old one
+    expired). The chain took the first by name, and the backend refused the handshake
+    (unknown CA, certificate expired) where OpenSSL's load_cert_chain of the same file
+    succeeds. The one whose key signed the leaf, valid now, is chained."""
+    root_key, int_key, leaf_key, old_key = (
+        ec.generate_private_key(ec.SECP256R1()) for _ in range(4)
+    )
+    root = _cert(_name("Root"), _name("Root"), root_key, root_key, ca=True, days=(-10, 3650))
+    good = _cert(_name("Intermediate"), _name("Root"), int_key, root_key, ca=True, days=(-10, 365))
+    if other == "rekeyed":
+        wrong = _cert(
+            _name("Intermediate"), _name("Root"), old_key, root_key, ca=True, days=(-10, 365)
+        )
+    else:
+        wrong = _cert(
+            _name("Intermediate"), _name("Root"), int_key, root_key, ca=True, days=(-800, -400)
+        )
+    leaf = _cert(_name("leaf"), _name("Intermediate"), leaf_key, int_key, ca=False)
+    key = leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    ks = mtls.Keystore.from_bytes(key + b"".join(map(_pem, (leaf, wrong, good, root))), None)
+    assert ks.certificate_chain(ks.key_aliases[0]) == (leaf, good, root)
+    # Twin: with the right one first, the same chain.
+    ks = mtls.Keystore.from_bytes(key + b"".join(map(_pem, (leaf, good, wrong, root))), None)
+    assert ks.certificate_chain(ks.key_aliases[0]) == (leaf, good, root)
