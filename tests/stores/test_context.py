@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -594,15 +595,13 @@ def test_key_not_matching_certificate_is_a_key_entry_error(pki: PKI) -> None:
     assert "match" in str(info.value)
 
 
-def test_a_key_below_the_security_level_says_so(pki: PKI) -> None:
-    # keytool 17 and 25 still make 1024-bit RSA keys on request, and Java accepts them;
-    # OpenSSL's default level refuses them, and the message must not blame a mismatch.
+def _one_key_store(alias: str, cn: str, key: Any, signer: Any) -> mtls.Keystore:
+    """A keystore with one key entry: ``key`` and a certificate for it named ``cn``,
+    signed by ``signer``, valid from a day ago for a year."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = rsa.generate_private_key(65537, 1024)
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "old gateway")])
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -612,10 +611,20 @@ def test_a_key_below_the_security_level_says_so(pki: PKI) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=365))
-        .sign(key, hashes.SHA256())
+        .sign(signer, hashes.SHA256())
     )
     ks = mtls.Keystore()
-    ks.add_key("old", key, [cert])
+    ks.add_key(alias, key, [cert])
+    return ks
+
+
+def test_a_key_below_the_security_level_says_so(pki: PKI) -> None:
+    # keytool 17 and 25 still make 1024-bit RSA keys on request, and Java accepts them;
+    # OpenSSL's default level refuses them, and the message must not blame a mismatch.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 1024)
+    ks = _one_key_store("old", "old gateway", key, key)
     with pytest.raises(mtls.KeyEntryError, match="security level") as info:
         mtls.client_context(ks)
     assert "must match" not in str(info.value)
@@ -632,36 +641,18 @@ def test_a_key_that_cannot_sign_a_handshake_is_named_by_its_algorithm(pki: PKI) 
     OpenSSL refuses it with a reason about size or certificate type: the message said
     "the key must match the first certificate" or offered a lower security level, and
     neither is true or helps. Twin: an EC key of the same shape loads."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
     signer = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "odd key")])
-    now = datetime.datetime.now(datetime.UTC)
-
-    def keystore(key: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey) -> mtls.Keystore:
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .sign(signer, hashes.SHA256())
-        )
-        ks = mtls.Keystore()
-        ks.add_key("odd", key, [cert])  # type: ignore[arg-type]
-        return ks
-
     with pytest.raises(
         mtls.KeyEntryError, match=r"key algorithm, X25519 .*\(1\.3\.101\.110\)"
     ) as info:
-        mtls.client_context(keystore(x25519.X25519PrivateKey.generate()))
+        mtls.client_context(
+            _one_key_store("odd", "odd key", x25519.X25519PrivateKey.generate(), signer)
+        )
     assert "must match" not in str(info.value) and "SECLEVEL" not in str(info.value)
     assert "issue an RSA or EC key" in str(info.value)
-    mtls.client_context(keystore(signer))
+    mtls.client_context(_one_key_store("odd", "odd key", signer, signer))
 
 
 @pytest.mark.openssl
