@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mtls import _der, _rc2
 from mtls._budget import MAX_FILE_KDF_ITERATIONS, MAX_FILE_RC2_BYTES, WorkBudget, WorkLimitError
@@ -634,6 +635,39 @@ def _decrypt(
     raise P12PasswordError(f"{what} not decrypt: wrong {which} password", which=which)
 
 
+def decrypt_pkcs8(encrypted_pkcs8: bytes, password: Secret, budget: WorkBudget) -> bytes:
+    """The ``PrivateKeyInfo`` DER inside an ``EncryptedPrivateKeyInfo``, byte for byte.
+
+    For an ``ENCRYPTED PRIVATE KEY`` PEM block, with the decryption a shrouded key
+    bag gets: the key comes out as it went in (a library that decrypts by parsing the
+    key writes it back in its own words: an RSA-PSS key as plain rsaEncryption, whose
+    certificate OpenSSL then refuses to pair with it).
+
+    Raises:
+        P12UnsupportedError: a scheme only another library decrypts (scrypt, PBES1):
+            the caller hands the block to it, capped by :func:`check_key_encryption`.
+        P12PasswordError: the password does not decrypt it.
+        WorkLimitError: over a cap or over the budget.
+        P12FormatError: malformed.
+    """
+    try:
+        # RFC 5958: EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }
+        algorithm, data = _pair(_der.read_single(encrypted_pkcs8, _der.SEQUENCE))
+        oid, params = _algorithm(algorithm)
+        if oid == _PBES2:
+            # Told apart before any work is charged: the caller's fallback charges it.
+            kdf, scheme = _pair(params)
+            if _algorithm(kdf)[0] not in (_PBKDF2, _SCRYPT) or (
+                _algorithm(scheme)[0] not in _PBES2_CIPHERS
+            ):
+                raise P12UnsupportedError("a PBES2 scheme other than AES or 3DES")
+        return _decrypt(
+            algorithm, _octets(data), _Password(password), "key", _is_pkcs8, budget=budget
+        )
+    except DERError as exc:
+        raise P12FormatError(f"malformed EncryptedPrivateKeyInfo: {exc}") from exc
+
+
 def check_key_encryption(encrypted_pkcs8: bytes, budget: WorkBudget) -> None:
     """Charge ``budget`` for decrypting an ``EncryptedPrivateKeyInfo``, before anyone does.
 
@@ -689,16 +723,22 @@ def _blocks(size: int, name: str) -> int:
     return -(-size // _HASHES[name][0].digest_size)
 
 
-def _scrypt_work(params: TLV | None) -> int:
+def _scrypt_params(params: TLV | None) -> tuple[bytes, int, int, int, int | None]:
+    """Salt, N, r, p and the key length (``None``: not given) of scrypt parameters."""
     # RFC 7914 section 7.1: scrypt-params ::= SEQUENCE { salt OCTET STRING,
     #   costParameter, blockSize, parallelizationParameter INTEGER, keyLength OPTIONAL }
     parts = _seq(_present(params))
     if len(parts) not in (4, 5):
         raise P12FormatError("malformed scrypt parameters")
-    _octets(parts[0])
+    salt = _octets(parts[0])
     n, r, p = (_int(part) for part in parts[1:4])
     if n < 2 or n & (n - 1) or r < 1 or p < 1:
         raise P12FormatError("scrypt parameters out of range")
+    return salt, n, r, p, (_int(parts[4]) if len(parts) == 5 else None)
+
+
+def _scrypt_work(params: TLV | None) -> int:
+    _, n, r, p, _ = _scrypt_params(params)
     if 128 * n * r > _MAX_SCRYPT_MEMORY:
         raise WorkLimitError(
             f"scrypt asks for {128 * n * r // (1024 * 1024)} MiB of memory, more than "
@@ -714,11 +754,19 @@ def _scrypt_work(params: TLV | None) -> int:
 def _pbes2(params: TLV | None, password: bytes) -> tuple[BlockCipherAlgorithm, bytes]:
     # RFC 8018 section A.4: PBES2-params ::= SEQUENCE { keyDerivationFunc, encryptionScheme }
     kdf, scheme = _pair(params)
-    salt, rounds, length, prf = _pbkdf2_params(kdf)
     scheme_oid, iv = _algorithm(scheme)
     if scheme_oid not in _PBES2_CIPHERS:
         raise P12UnsupportedError(f"unsupported encryption scheme {algorithm_name(scheme_oid)}")
     key_size, is_aes = _PBES2_CIPHERS[scheme_oid]
+    kdf_oid, kdf_params = _algorithm(kdf)
+    if kdf_oid == _SCRYPT:
+        # OpenSSL writes it (openssl pkcs8 -scrypt); _kdf_cost has capped its work.
+        salt, n, r, p, length = _scrypt_params(kdf_params)
+        if length not in (None, key_size):
+            raise P12FormatError("scrypt key length does not fit the cipher")
+        key = Scrypt(salt, key_size, n, r, p).derive(password)
+        return (algorithms.AES(key) if is_aes else TripleDES(key)), _octets(_present(iv))
+    salt, rounds, length, prf = _pbkdf2_params(kdf)
     if length not in (None, key_size):
         raise P12FormatError("PBKDF2 key length does not fit the cipher")
     key = _pbkdf2(prf, password, salt, rounds, key_size)

@@ -1004,10 +1004,21 @@ def _pem_key_to_pkcs8(
         return _pem_body(block, where, path)
     encrypted = _pem_key_is_encrypted(block)
     if block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"):
-        # cryptography runs the key derivation in OpenSSL, holding the GIL, with no
-        # cap: read its parameters first and refuse what Java would (5M iterations).
+        encrypted_der = _pem_body(block, where, path)
         try:
-            _pkcs12.check_key_encryption(_pem_body(block, where, path), budget)
+            if password is not None:
+                try:
+                    # Decrypted as a PKCS#12 key bag is: the key's bytes as written.
+                    return _pkcs12.decrypt_pkcs8(encrypted_der, password, budget)
+                except _pkcs12.P12UnsupportedError:
+                    pass  # a scheme cryptography may decrypt (scrypt, PBES1): below
+                except _pkcs12.P12PasswordError as exc:
+                    raise WrongPasswordError(
+                        f"{where}: wrong password for the encrypted private key", path=path
+                    ) from exc
+            # cryptography runs the key derivation in OpenSSL, holding the GIL, with no
+            # cap: read its parameters first and refuse what Java would (5M iterations).
+            _pkcs12.check_key_encryption(encrypted_der, budget)
         except WorkLimitError as exc:
             raise KeystoreFormatError(
                 f"{where}: encrypted private key refused: {exc} (see docs/security.md): "

@@ -148,6 +148,29 @@ def test_encrypted_pem_keys_within_the_caps_load(
 
 
 @needs_openssl
+@pytest.mark.parametrize(
+    "options", [("-v2", "aes-256-cbc"), ("-scrypt",)], ids=["pbkdf2", "scrypt"]
+)
+def test_an_encrypted_rsa_pss_pem_key_keeps_its_bytes_and_pairs_with_its_certificate(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    """cryptography decrypted the key by parsing it and wrote it back as rsaEncryption:
+    OpenSSL then refused to pair it with its RSASSA-PSS certificate (NO_CERTIFICATE_
+    ASSIGNED), although the same key unencrypted worked. Now decrypted as a PKCS#12
+    key bag is, the key's own bytes."""
+    key = tmp_path / "key.pem"
+    _openssl("genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key)
+    cert = _openssl("req", "-new", "-x509", "-key", key, "-subj", "/CN=pss", "-days", "30")
+    sealed = _openssl("pkcs8", "-topk8", "-in", key, "-passout", f"pass:{PASSWORD}", *options)
+    encrypted = sealed + cert
+    ks = mtls.Keystore.from_bytes(encrypted, PASSWORD)
+    assert ks.key_entry()[1] == _pem_der(key.read_bytes())  # byte for byte
+    mtls.client_context(ks, verify=False)  # OpenSSL pairs key and certificate
+    with pytest.raises(mtls.WrongPasswordError, match="wrong password"):
+        mtls.Keystore.from_bytes(encrypted, "not-" + PASSWORD)
+
+
+@needs_openssl
 @pytest.mark.parametrize("form", ["pkcs12", "pem"])
 def test_a_store_sealed_with_a_cipher_mtls_lacks_says_how_to_reexport(
     files: Path, pki: PKI, form: str
