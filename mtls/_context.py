@@ -15,7 +15,7 @@ import os
 import ssl
 import sys
 
-from . import _keyload, _x509
+from . import _jks, _keyload, _x509
 from ._crl import CRLSet, warn_intermediate_anchors
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._revocation import (
@@ -106,11 +106,14 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
         # DER in memory: no file, and no PEM parsing cost (the floor in benchmarks/).
         ctx.load_verify_locations(cadata=b"".join(anchors))
     except ssl.SSLError as exc:
+        alias = _refused_anchor(truststore)
+        which = "a certificate" if alias is None else f"certificate {_jks.shown(alias)}"
         raise KeystoreFormatError(
-            f"{truststore.path or 'the truststore'}: OpenSSL refused a certificate "
+            f"{truststore.path or 'the truststore'}: OpenSSL refused {which} "
             f"({exc.reason or str(exc.args[-1]).split(' (_ssl.c')[0]}): replace it, or remove "
             "it from the truststore",
             path=truststore.path,
+            alias=alias,
         ) from exc
     # Java semantics: every certificate in a truststore is an anchor, even a leaf or an
     # intermediate (the seed imports a backend's own self-signed certificate). OpenSSL
@@ -119,6 +122,18 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
     # create_default_context): keytool-made certificates often lack the authority key
     # identifier and key usage that it demands, and Java accepts them.
     ctx.verify_flags = (ctx.verify_flags | ssl.VERIFY_X509_PARTIAL_CHAIN) & ~_STRICT
+
+
+def _refused_anchor(truststore: Truststore) -> str | None:
+    """The alias of the first anchor OpenSSL refuses on its own (asked only after it
+    refused them all together: a certificate the loader took on trust, its bytes read
+    as a certificate only now), or ``None``."""
+    for alias, der in truststore._anchor_entries():
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=der)
+        except ssl.SSLError:
+            return alias
+    return None
 
 
 def _revocation(

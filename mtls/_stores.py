@@ -824,6 +824,10 @@ class Truststore(_StoreBase):
         """Every anchor as DER, in order (what OpenSSL is given)."""
         return tuple(der for _, der in self._entries.cert_entries())
 
+    def _anchor_entries(self) -> Iterator[tuple[str, bytes]]:
+        """Every anchor as (alias, DER), in order: what names one OpenSSL refuses."""
+        return iter(self._entries.cert_entries())
+
     def to_pem(self) -> bytes:
         """Every anchor as one PEM bundle (what ``cafile=`` takes)."""
         return "".join(_x509.der_to_pem(der) for der in self.anchors_der).encode("ascii")

@@ -1000,7 +1000,7 @@ def test_a_truststore_openssl_refuses_never_holds_back_a_new_identity(setup, ca,
     replace_atomically(keystore, jks(ca, "gen-2"))
     assert profiles.reload() is True
     assert cn_seen(profiles, port) == "gen-2"  # the new identity, with the trust in service
-    assert "OpenSSL refused a certificate" in str(profiles.last_error)
+    assert "OpenSSL refused certificate 'refused'" in str(profiles.last_error)
     (entry,) = profiles.status().profiles
     assert entry.loaded and "OpenSSL refused" in str(entry.error)
     (anchor,) = profiles.context_for("localhost", port).get_ca_certs()  # the old trust

@@ -313,7 +313,7 @@ def test_a_keystore_set_aside_then_a_truststore_openssl_refuses_report_both(
         assert get(port, estate.client())[1] == serial  # all in service stays
         message = str(server.last_error)
         assert said in message and "the truststore was refused too" in message
-        assert "OpenSSL refused a certificate" in message
+        assert "OpenSSL refused certificate 'refused'" in message
 
 
 @pytest.mark.parametrize("how", ["missing", "damaged", "wrong password"])

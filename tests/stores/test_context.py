@@ -7,6 +7,7 @@ require a client certificate. Every positive case has its negative twin.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import logging
@@ -510,6 +511,28 @@ def test_what_is_not_a_store_is_refused_saying_what_to_pass(tmp_path: Path) -> N
     proxy = types.SimpleNamespace(key_entry=keystore.key_entry, path=None, aliases=keystore.aliases)
     assert isinstance(mtls.client_context(proxy, truststore), ssl.SSLContext)  # type: ignore[arg-type]
     assert isinstance(mtls.server_context(keystore, truststore), ssl.SSLContext)
+
+
+def test_a_certificate_block_openssl_refuses_is_named_by_its_alias(pki: PKI) -> None:
+    """A PEM truststore's CERTIFICATE block that holds something else (here a public
+    key) loads, as anchors are taken without a parse, and OpenSSL refuses it when the
+    context is built: the message said "a certificate", leaving the user to bisect a
+    bundle of 140. It names the entry."""
+    public_der = pki.other_root.key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    bundle = pki.root.chain_pem() + b"-----BEGIN CERTIFICATE-----\n"
+    bundle += base64.encodebytes(public_der) + b"-----END CERTIFICATE-----\n"
+    trust = mtls.Truststore.from_bytes(bundle)
+    (odd,) = [alias for alias in trust.aliases if alias != trust.aliases[0]]
+    with pytest.raises(
+        mtls.KeystoreFormatError, match=f"OpenSSL refused certificate '{odd}'"
+    ) as info:
+        mtls.client_context(None, trust)
+    assert info.value.alias == odd
+    # The twin: the same bundle with the certificate there builds.
+    twin = mtls.Truststore.from_bytes(pki.root.chain_pem() + pki.other_root.chain_pem())
+    assert isinstance(mtls.client_context(None, twin), ssl.SSLContext)
 
 
 def test_partial_chain_trusts_a_leaf_only_truststore(pki: PKI, py_server: PyServer) -> None:
