@@ -279,24 +279,27 @@ class Builder:
     ) -> tuple[Keystore | Truststore, str]:
         role: StoreRole = "keystore" if keystore else "truststore"
         location = self._paths.get(config.location, config.location)
-        try:
-            data, digest = self.reading.read(location)
-        except OSError as exc:
-            # One translation for every way a store is opened (KeystoreNotFoundError
-            # when missing); never chained: the OSError names a placeholder's value.
-            raise store_open_error(config, role, exc) from None
-        files.append((role, location, digest))
         # Everything that decides how the bytes are read is in the key (allow_unprotected
         # too: one profile's opt-out must never let another's PEM through). The path is
         # part of the failure key only so that a cached error names the right file.
-        key = (
-            role,
-            digest,
-            config.password,
-            config.key_password,
-            config.type,
-            config.allow_unprotected,
-        )
+        how = (config.password, config.key_password, config.type, config.allow_unprotected)
+        data: bytes | None = None
+        # A file the survey found unchanged has its hash without a read: a store
+        # cached by content is not read again (a rebuild of 1,000 profiles after a
+        # shared truststore moved read each of their keystores).
+        digest = self.reading.known(location)
+        if digest is None or (
+            (role, digest, *how) not in self._stores
+            and (role, digest, *how, config.location) not in self._failed
+        ):
+            try:
+                data, digest = self.reading.read(location)
+            except OSError as exc:
+                # One translation for every way a store is opened (KeystoreNotFoundError
+                # when missing); never chained: the OSError names a placeholder's value.
+                raise store_open_error(config, role, exc) from None
+        files.append((role, location, digest))
+        key = (role, digest, *how)
         failure_key = (*key, config.location)
         self._used_stores.add(key)
         failed = self._failed.get(failure_key)
@@ -306,6 +309,7 @@ class Builder:
             raise failed.with_traceback(None)
         cached = self._stores.get(key)
         if cached is None:
+            assert data is not None  # read above: the key was not cached
             try:
                 store = load_store(config, role, data=data)
             except MTLSError as exc:

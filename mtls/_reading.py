@@ -226,6 +226,19 @@ class Reading:
             raise Unstable(path)
         return verdict.digest
 
+    def known(self, path: Path) -> str | None:
+        """The hash of ``path`` in this check if it is known without reading the file
+        (surveyed unchanged, or already read), else ``None``: a build whose store is
+        cached by content need not read the bytes again."""
+        verdict = self._verdicts.get(path)
+        if verdict is not None:
+            return None if verdict.unstable or verdict.error is not None else verdict.digest
+        key = self._stats.get(path)
+        seen = self._seen.entries.get(path)
+        if key is not None and seen is not None and seen[0] == key:
+            return seen[1]
+        return None
+
     def read(self, path: Path) -> tuple[bytes, str]:
         """The settled bytes of ``path`` in this check, and their hash.
 

@@ -141,6 +141,44 @@ def test_the_same_bytes_rewritten_rebuild_nothing(
         assert_patched_as_computed(profiles)
 
 
+def test_a_shared_truststore_change_reads_no_keystore_again(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every profile is rebuilt with the new trust, and each unchanged keystore comes
+    from the cache by its surveyed hash: it was read again, file by file, for every
+    rebuild (1,000 reads when a truststore behind 1,000 keystores rotates)."""
+    import mtls._reading as reading_module
+
+    ca, keystores, trust, items = estate
+    read: list[Path] = []
+    real = reading_module.read_input
+
+    def counted(path: Path, *args: object, **kwargs: object) -> bytes:
+        read.append(Path(path))
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reading_module, "read_input", counted)
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        before = contexts(profiles)
+        read.clear()
+        other = CA()
+        both = ca.truststore()
+        both.add("other", other.certificate)
+        replace_atomically(trust, both.to_bytes(PASSWORD))
+        assert profiles.reload()
+        assert rebuilt(before, profiles) == set(before)  # every profile has the new trust
+        assert set(read) == {trust}
+        # The twin: a keystore that changed as well is read.
+        read.clear()
+        rewrite(keystores[0], ca.issue_cert("rotated0"))
+        replace_atomically(trust, ca.truststore().to_bytes(PASSWORD))
+        assert profiles.reload()
+        assert set(read) == {trust, keystores[0]}
+        assert subject(profiles, host(0, 0)) == "CN=rotated0"
+        assert_patched_as_computed(profiles)
+
+
 def test_a_change_that_fails_keeps_the_last_good_of_only_those_profiles(
     estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
 ) -> None:
