@@ -644,8 +644,9 @@ def decrypt_pkcs8(encrypted_pkcs8: bytes, password: Secret, budget: WorkBudget) 
     certificate OpenSSL then refuses to pair with it).
 
     Raises:
-        P12UnsupportedError: a scheme only another library decrypts (scrypt, PBES1):
-            the caller hands the block to it, capped by :func:`check_key_encryption`.
+        P12UnsupportedError: a scheme only another library may decrypt (PBES1, a PBES2
+            cipher other than AES and 3DES): the caller hands the block to it, capped
+            by :func:`check_key_encryption`.
         P12PasswordError: the password does not decrypt it.
         WorkLimitError: over a cap or over the budget.
         P12FormatError: malformed.

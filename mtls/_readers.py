@@ -1011,7 +1011,7 @@ def _pem_key_to_pkcs8(
                     # Decrypted as a PKCS#12 key bag is: the key's bytes as written.
                     return _pkcs12.decrypt_pkcs8(encrypted_der, password, budget)
                 except _pkcs12.P12UnsupportedError:
-                    pass  # a scheme cryptography may decrypt (scrypt, PBES1): below
+                    pass  # a scheme cryptography may decrypt (PBES1): below
                 except _pkcs12.P12PasswordError as exc:
                     raise WrongPasswordError(
                         f"{where}: wrong password for the encrypted private key", path=path
