@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import logging
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,13 +25,12 @@ from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import client_context, store_at_fault
 from ._crl import CRLSet
 from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError, together
+from ._log import log
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
 from ._revocation import RevocationChecker
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 from ._types import HostnameVerifier
-
-log = logging.getLogger("mtls")
 
 Files = tuple[tuple[str, str, str], ...]  # (role, path, sha256) of each file a profile used
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import logging
 import os
 import re
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError
 from ._idna import ascii_host
+from ._log import log
 from ._secret import Secret
 from ._types import CRLCheck
 
@@ -28,8 +28,6 @@ Server = tuple[str, int] | Literal["*"]
 #: The port a URL without one connects to, for the schemes that speak TLS (the only
 #: ones a profile applies to). gRPC targets, which have no scheme, default to https's.
 DEFAULT_PORTS: dict[str, int] = {"https": 443, "wss": 443}
-
-log = logging.getLogger("mtls")
 
 
 def tls_origin(url: str) -> tuple[str, int] | None:

@@ -17,7 +17,9 @@ import sys
 
 from . import _jks, _keyload, _x509
 from ._crl import CRLSet, warn_intermediate_anchors
-from ._errors import KeyEntryError, KeystoreFormatError
+from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError
+from ._files import cannot_read_fix
+from ._log import log
 from ._revocation import (
     RevocationChecker,
     RevocationPolicy,
@@ -27,8 +29,6 @@ from ._revocation import (
 from ._secret import scrub_tracebacks
 from ._stores import Keystore, StoreRole, Truststore
 from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier, span
-
-log = logging.getLogger("mtls")
 
 #: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
 LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
@@ -179,23 +179,40 @@ def _identity(
         )
     try:
         _keyload.load_identity(ctx, key_der, chain_der)
-    except ssl.SSLError as exc:
-        algorithm = _keyload.key_algorithm(key_der)
-        fix = (
-            _refusal_fix(exc.reason)
-            if algorithm is None or algorithm in _TLS_KEY_TYPES
-            else f"its key algorithm, {_KEY_NAMES.get(algorithm, 'unknown')} ({algorithm}), "
-            "cannot sign TLS handshakes here: issue an RSA or EC key"
-        )
-        raise KeyEntryError(
-            f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
-            f"({exc.reason or exc}): {fix}",
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            raise _key_refused(keystore, chosen, key_der, exc) from exc
+        # The key goes to OpenSSL through a memory file: two descriptors, which a
+        # process at its limit of open files does not have. Never the store's fault.
+        raise KeystoreError(
+            f"{keystore.path or 'the keystore'}: key entry {chosen!r} cannot be handed to "
+            f"OpenSSL ({exc.strerror or type(exc).__name__}): "
+            f"{cannot_read_fix(exc) or 'retry; if it persists, report it'}",
             path=keystore.path,
             alias=chosen,
         ) from exc
     if _keyload.key_algorithm(key_der) == _DSA:
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
     _log_identity(keystore, chosen, chain_der[0])
+
+
+def _key_refused(
+    keystore: Keystore, chosen: str, key_der: bytes, exc: ssl.SSLError
+) -> KeyEntryError:
+    """OpenSSL refused a key entry: why, and the fix that applies to its algorithm."""
+    algorithm = _keyload.key_algorithm(key_der)
+    fix = (
+        _refusal_fix(exc.reason)
+        if algorithm is None or algorithm in _TLS_KEY_TYPES
+        else f"its key algorithm, {_KEY_NAMES.get(algorithm, 'unknown')} ({algorithm}), "
+        "cannot sign TLS handshakes here: issue an RSA or EC key"
+    )
+    return KeyEntryError(
+        f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
+        f"({exc.reason or exc}): {fix}",
+        path=keystore.path,
+        alias=chosen,
+    )
 
 
 _DSA = "1.2.840.10040.4.1"  # id-dsa, the PKCS#8 algorithm of a DSA key

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import hashlib
-import logging
 import os
 import re
 import ssl
@@ -28,10 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 
 from . import _x509
 from ._errors import CRLError
-from ._files import read_input
+from ._files import cannot_read_fix, read_input
+from ._log import log
 from ._types import CRLCheck
-
-log = logging.getLogger("mtls")
 
 #: Largest CRL read by :meth:`CRLSet.load` or downloaded: 10 MiB. Public CAs' biggest
 #: CRLs are a few MiB. (A profile's CRL files are read as its stores are: 8 MiB.)
@@ -298,6 +296,11 @@ class CRLSet:
             _load_cafile_from_memory(ctx, self.pem)
         except ssl.SSLError as exc:
             raise CRLError(f"OpenSSL refused a CRL ({exc.reason or exc})") from exc
+        except OSError as exc:  # no descriptor for the memory file: not the list's fault
+            raise CRLError(
+                f"the CRLs cannot be handed to OpenSSL ({exc.strerror or type(exc).__name__})"
+                f": {cannot_read_fix(exc) or 'retry; if it persists, report it'}"
+            ) from exc
         ctx.verify_flags |= (
             ssl.VERIFY_CRL_CHECK_CHAIN if check == "chain" else ssl.VERIFY_CRL_CHECK_LEAF
         )

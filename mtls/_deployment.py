@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import hashlib
-import logging
 import os
 import re
 import tomllib
@@ -23,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from ._config import StoreConfig, check_path_text
 from ._errors import ProfileConfigError
-from ._files import read_input
+from ._files import cannot_read_fix, read_input
 from ._jks import shown as _shown
+from ._log import log
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import (
@@ -38,7 +38,6 @@ from ._wso2 import (
 if TYPE_CHECKING:
     from ._revocation import RevocationPolicy
 
-log = logging.getLogger("mtls")
 
 Product = Literal["apim", "mi"]
 """``"apim"``: API Manager (and the other carbon-kernel products); ``"mi"``: Micro Integrator."""
@@ -246,8 +245,9 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
             return {}
         raise ProfileConfigError(f"{path}: no such file: check the path", path=path) from None
     except OSError as exc:
+        fix = cannot_read_fix(exc, path) or "check the path and its permissions"
         raise ProfileConfigError(
-            f"{path}: cannot read ({exc.strerror or exc})", path=path
+            f"{path}: cannot read ({exc.strerror or exc}): {fix}", path=path
         ) from None
     except ValueError:  # UnicodeDecodeError: TOML is UTF-8
         raise ProfileConfigError(

@@ -77,20 +77,19 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as _dt
-import logging
 import math
 import threading
+import time
 import weakref
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import MTLSError
 from ._fork import renew_after_fork, renew_attributes_after_fork
+from ._log import log
 from ._reading import FileReader, Interrupted, Reading, Unstable
-
-log = logging.getLogger("mtls")
 
 #: The longest ``close()`` waits for a check in progress (seconds); see its docstring.
 CLOSE_TIMEOUT = 1.0
@@ -216,12 +215,16 @@ class Engine(Generic[S]):
         self._stop = threading.Event()
         self._reader = FileReader()
         self._lock = threading.Lock()
-        self._subscribers = Subscribers()
+        self._notifier = Notifier(f"{name}-notify")
+        self._subscribers = Subscribers(self._notifier)
         self._reports = Reports()
         self._timer: Timer | None = None
         self._watchers: list[Callable[[S], object]] = []
         self._on_publish = on_publish
         first = self._first()
+        #: When the last check ended (the first load, until one has): a reload thread
+        #: that stops moving it is stuck (status() shows it).
+        self.last_check = _dt.datetime.now(_dt.UTC)
         if on_publish is not None:
             on_publish(first)
         self.snapshot: S = first
@@ -289,12 +292,19 @@ class Engine(Generic[S]):
         return self._check(in_thread=False)
 
     def _check_in_thread(self) -> bool:
+        self._notifier.thread_ident = threading.get_ident()
         return self._check(in_thread=True)
+
+    @property
+    def notifier(self) -> Notifier:
+        """Where application callbacks of background checks run (:class:`Notifier`)."""
+        return self._notifier
 
     def _check(self, *, in_thread: bool) -> bool:
         changed = self._apply(in_thread=in_thread)
         if self._stop.is_set():
             return changed
+        self.last_check = _dt.datetime.now(_dt.UTC)
         for watcher in list(self._watchers):
             try:
                 watcher(self.snapshot)
@@ -344,7 +354,10 @@ class Engine(Generic[S]):
                 # Queued under the lock: queue order is generation order.
                 self._subscribers.queue(old.generation, new.generation)
         if outcome.changed:
-            self._subscribers.deliver(swallow_all=in_thread)
+            if in_thread:  # never on the reload thread: a callback may block
+                self._notifier.submit(lambda: self._subscribers.deliver(swallow_all=True))
+            else:
+                self._subscribers.deliver(swallow_all=False)
         if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
             raise escaped
         return outcome.changed
@@ -356,10 +369,12 @@ class Engine(Generic[S]):
 
         Changes are delivered once each, in generation order, outside the engine's
         lock (a callback may call :meth:`check`), one callback at a time; one that
-        raises is logged and does not stop the others. The thread that applied a
-        change delivers it before its :meth:`check` returns, unless another thread
-        is delivering an earlier change at that moment: then that thread delivers
-        this one right after.
+        raises is logged and does not stop the others. A change :meth:`check`
+        applied is delivered before it returns, unless another thread is delivering
+        an earlier change at that moment: then that thread delivers this one right
+        after. A change the background thread applied is delivered on the
+        notification thread (:class:`Notifier`): a callback that blocks holds back
+        later notifications, never a check.
 
         Returns:
             A function that unsubscribes the callback.
@@ -468,7 +483,8 @@ class Subscribers:
     by that thread, after the earlier ones, never before them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, notifier: Notifier | None = None) -> None:
+        self._notifier = notifier
         self._lock = threading.Lock()
         self._callbacks: list[Callback] = []
         self._prune_at = _PRUNE_FLOOR
@@ -525,9 +541,14 @@ class Subscribers:
         # list's copy is one C call, so it sees the list whole, before or after a change.
         callbacks = self._callbacks.copy()
         pending: BaseException | None = None
+        notifier = self._notifier
         for callback in callbacks:
             try:
-                callback(old, new)
+                if notifier is None:
+                    callback(old, new)
+                else:
+                    with notifier.running(callback_name(callback)):
+                        callback(old, new)
             except BaseException as exc:
                 log.exception("mtls: a reload subscriber raised; the others still run")
                 if not swallow_all and isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -561,6 +582,98 @@ def check_seconds(name: str, value: object, *, zero: bool) -> float:
     if seconds > limit:
         raise ValueError(why)
     return seconds
+
+
+#: A callback still running after this many seconds, when a check has more to hand
+#: it, is named in a warning (once per callback run).
+STUCK_AFTER = 60.0
+
+
+class Notifier:
+    """Application callbacks of background checks, on a thread of their own.
+
+    The reload thread never waits on application code: a subscriber or health
+    callback that blocked (a webhook without a timeout, a lock held elsewhere) held
+    back every later check, and with them every rotation and every refusal of a
+    broken file. What a background check has to tell goes here instead, and runs in
+    the order it came on one daemon thread, started on first use; checks go on
+    while a callback runs, and what they hand over waits its turn. A callback still
+    running after :data:`STUCK_AFTER` seconds when more arrives is named in a
+    warning.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._work: collections.deque[Callable[[], object]] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._running: tuple[float, str] | None = None  # (monotonic start, what) now
+        self._warned: tuple[float, str] | None = None
+        self.thread_ident: int | None = None  # the thread handing work over (the Timer's)
+        self._worker: int | None = None  # the notification thread's
+        renew_attributes_after_fork(self, "_lock")
+        renew_attributes_after_fork(self, "_work", new=collections.deque)
+
+    def submit(self, task: Callable[[], object]) -> None:
+        """Run ``task`` on the notification thread, after what is queued already."""
+        with self._lock:
+            self._work.append(task)
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread = thread
+                thread.start()
+            running = self._running
+        if running is not None and running != self._warned:
+            since, what = running
+            if time.monotonic() - since >= STUCK_AFTER:
+                self._warned = running
+                log.warning(
+                    "%s: %s has been running for %.0f s: reload checks go on, but "
+                    "notifications wait until it returns (hand long work to a thread "
+                    "of your own)",
+                    self._name,
+                    what,
+                    time.monotonic() - since,
+                )
+
+    def run_here_or_submit(self, task: Callable[[], object]) -> None:
+        """``task`` now, unless this is the thread that hands work over: then queued."""
+        if threading.get_ident() == self.thread_ident:
+            self.submit(task)
+        else:
+            task()
+
+    @contextlib.contextmanager
+    def running(self, what: str) -> Iterator[None]:
+        """Marks ``what`` (a callback's name) as running on the notification thread,
+        for the warning above; elsewhere it marks nothing."""
+        if threading.get_ident() != self._worker:
+            yield
+            return
+        self._running = (time.monotonic(), what)
+        try:
+            yield
+        finally:
+            self._running = None
+
+    def _run(self) -> None:
+        self._worker = threading.get_ident()
+        while True:
+            with self._lock:
+                if not self._work:
+                    self._thread = None
+                    return
+                task = self._work.popleft()
+            with contextlib.suppress(BaseException):  # each task reports its own failures
+                task()
+
+
+def callback_name(callback: object) -> str:
+    """A callback as a warning names it: its qualified name, or its type's."""
+    name = getattr(callback, "__qualname__", None) or type(callback).__qualname__
+    module = getattr(callback, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
 
 
 class Timer:

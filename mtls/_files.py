@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import secrets
 import stat
 from pathlib import Path
 
-log = logging.getLogger("mtls")
+from ._log import log
 
 #: The largest input file mtls reads (stores, profile files, deployment.toml).
 #: The JDK's own ``cacerts`` is about 0.2 MiB and a 10,000-profile file about 4 MiB;
@@ -74,6 +73,40 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
         raise _too_big(path, limit)  # grew while we read
     finally:
         os.close(fd)
+
+
+def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) -> str | None:
+    """The fix for a file that cannot be read where the file is not the cause, or is
+    not what it seems; ``None`` when the path or its permissions are to check.
+
+    Out of file descriptors (EMFILE, ENFILE) is about the process or the system, not
+    the file. A missing file whose name is a symbolic link is a link to a target that
+    does not exist (``ls`` shows the name; "no such file" alone misleads).
+    """
+    if exc.errno == errno.EMFILE:
+        limit = ""
+        with contextlib.suppress(ImportError, OSError, ValueError):
+            import resource  # noqa: PLC0415 - POSIX only, and only on this path
+
+            limit = f" ({resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        return (
+            f"this process has as many files open as its limit allows{limit}: raise the "
+            "limit (ulimit -n; LimitNOFILE= for a systemd service) or find what holds "
+            "files open"
+        )
+    if exc.errno == errno.ENFILE:
+        return (
+            "the system has as many files open as it allows (fs.file-max): find what "
+            "holds them open"
+        )
+    if exc.errno == errno.ENOENT and path is not None:
+        with contextlib.suppress(OSError, ValueError):
+            if os.path.islink(path):
+                return (
+                    f"it is a symbolic link to {os.readlink(path)}, which does not exist: "
+                    "point the link at the file, or restore it"
+                )
+    return None
 
 
 def _too_big(path: str | os.PathLike[str], limit: int) -> InputRefused:

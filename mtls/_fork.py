@@ -15,14 +15,13 @@ Registration holds a weak reference: an object that is gone needs nothing.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-log = logging.getLogger("mtls")
+from ._log import log
 
 
 class ForkAware(Protocol):

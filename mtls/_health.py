@@ -18,6 +18,7 @@ forgotten, so a rotated-in certificate starts afresh.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import math
 import threading
@@ -26,15 +27,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ._build import AnchorInfo, Served
+from ._engine import Notifier, callback_name
 from ._errors import MTLSError
 from ._fork import renew_attributes_after_fork
+from ._log import log
 from ._snapshot import Built, Snapshot
 from ._status import ReloadCounts
 from ._types import span
 
 __all__ = ["DEFAULT_EXPIRY_WARNINGS", "Health", "HealthEvent"]
 
-log = logging.getLogger("mtls")
 
 #: WSO2 has none; 30, 7 and 1 days are what certificate monitors commonly use.
 DEFAULT_EXPIRY_WARNINGS: tuple[float, ...] = (30, 7, 1)
@@ -99,6 +101,24 @@ class HealthEvent:
             ),
             "checked_at": self.checked_at.isoformat(),
         }
+
+
+def _deliver(
+    events: tuple[HealthEvent, ...],
+    callbacks: list[HealthCallback],
+    notifier: Notifier | None,
+) -> None:
+    """Each event to each callback; one that raises is logged, the others still run."""
+    for event in events:
+        for callback in callbacks:
+            try:
+                if notifier is None:
+                    callback(event)
+                else:
+                    with notifier.running(callback_name(callback)):
+                        callback(event)
+            except Exception:
+                log.exception("mtls: a health callback raised; the others still run")
 
 
 def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timedelta, ...]:
@@ -361,6 +381,9 @@ class Health:
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
         self._callbacks: list[HealthCallback] = []
+        #: Where callbacks run when a check on the reload thread evaluates (set by the
+        #: owner of the engine): never on that thread. ``None``: in the caller's.
+        self.notifier: Notifier | None = None
         # fingerprint -> level announced: k thresholds crossed (1..n), n + 1 expired
         self._announced: dict[str, int] = {}
         self._last_snapshot: Snapshot | None = None
@@ -438,11 +461,13 @@ class Health:
             callbacks = list(self._callbacks)
         for event in events:
             _log(event, self._where, self.identity)
-            for callback in callbacks:
-                try:
-                    callback(event)
-                except Exception:
-                    log.exception("mtls: a health callback raised; the others still run")
+        if events and callbacks:
+            notifier = self.notifier
+            deliver = functools.partial(_deliver, tuple(events), callbacks, notifier)
+            if notifier is None:
+                deliver()
+            else:  # on the reload thread: handed to the notification thread
+                notifier.run_here_or_submit(deliver)
         return tuple(events)
 
     def _next_crossing(self, cert: _Cert) -> _dt.datetime:

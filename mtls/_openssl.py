@@ -31,12 +31,11 @@ refuses resumed sessions it cannot vouch for (see :mod:`mtls._server`).
 from __future__ import annotations
 
 import functools
-import logging
 import ssl
 import sys
 from typing import Any
 
-log = logging.getLogger("mtls")
+from ._log import log
 
 # ssl.h: SSL_CTRL_GET_SESS_CACHE_MODE / SSL_CTRL_SET_SESS_CACHE_MODE, and the mode:
 # SSL_SESS_CACHE_OFF (0) | SSL_SESS_CACHE_NO_INTERNAL (no store, no lookup: 0x300).

@@ -10,7 +10,6 @@ made, in ``_snapshot.py``.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import os
 import ssl
 import threading
@@ -32,7 +31,9 @@ from ._config import (
 from ._deployment import DeploymentSettings, Product, parsed_once, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError, _restated
+from ._files import cannot_read_fix
 from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEvent, expiry_thresholds
+from ._log import log
 from ._material import TLSMaterial
 from ._revocation import (
     RevocationChecker,
@@ -61,8 +62,6 @@ from ._status import (
 )
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import has_placeholder, parse_profiles_xml
-
-log = logging.getLogger("mtls")
 
 _FROM_FILE: Any = object()
 
@@ -128,15 +127,18 @@ class _XmlFile:
         assert self.path is not None
         try:
             data, digest = read(self.path)
-        except FileNotFoundError:
-            raise ProfileConfigError(
-                f"{self.path}: no such profile file: check {self._origin or 'the path'}",
-                path=self.path,
-            ) from None
         except OSError as exc:
-            raise ProfileConfigError(
-                f"{self.path}: cannot read the profile file ({exc.strerror})", path=self.path
-            ) from None
+            fix = cannot_read_fix(exc, self.path) or (
+                f"check {self._origin or 'the path'}"
+                if isinstance(exc, FileNotFoundError | IsADirectoryError)
+                else "check the path and its permissions"
+            )
+            what = (
+                "no such profile file"
+                if isinstance(exc, FileNotFoundError)
+                else f"cannot read the profile file ({exc.strerror})"
+            )
+            raise ProfileConfigError(f"{self.path}: {what}: {fix}", path=self.path) from None
         profiles = parse_profiles_xml(
             data,
             path=str(self.path),
@@ -504,7 +506,9 @@ class SSLProfileSet:
             plan, settle_delay=settle, interval=interval, name=name, on_publish=on_publish
         )
         self._health.start(engine.snapshot)
-        # Expiry is watched by the reload thread itself, after every check.
+        # Expiry is watched by the reload thread itself, after every check; the
+        # callbacks it has to call run on the engine's notification thread.
+        self._health.notifier = engine.notifier
         engine.watch(self._health.watch)
         self._engine = engine
         weakref.finalize(self, engine.close)
@@ -599,10 +603,14 @@ class SSLProfileSet:
 
         Each change is delivered once, in generation order, outside any lock (a
         callback may call :meth:`reload`), one callback at a time; one that raises is
-        logged and does not stop the others. The thread that applied a change
-        delivers it before its :meth:`reload` returns, unless another thread is
-        delivering an earlier change at that moment: that thread then delivers this
-        one right after it.
+        logged and does not stop the others. A change :meth:`reload` applied is
+        delivered before it returns, unless another thread is delivering an earlier
+        change at that moment: that thread then delivers this one right after it.
+        A change the background reloader applied is delivered on a notification
+        thread of the set's own, never on the reloader's: a callback that blocks (a
+        webhook without a timeout) holds back later notifications, not the checks
+        that apply rotations; one still running after a minute, when more
+        arrives, is named in a warning.
 
         Returns:
             A function that unsubscribes the callback.
@@ -627,8 +635,9 @@ class SSLProfileSet:
         certificate at ERROR, the rest at WARNING). Certificates are compared with the
         clock after every reload check, on the reload thread (``reload_interval``
         sets how often), and by :meth:`reload` and :meth:`check_health`. A callback
-        that raises is logged and the others still run; keep callbacks short (they run
-        on the reload thread).
+        that raises is logged and the others still run. Events the reload thread finds
+        are delivered on the set's notification thread (as :meth:`subscribe`'s
+        changes are): a callback that blocks never holds back a check.
 
         Returns:
             A function that unsubscribes the callback.
@@ -961,6 +970,7 @@ class SSLProfileSet:
             reloads=self._health.reloads,
             revocation_checks=tuple(sorted(self._health.revocation_checks.items())),
             expiry_warnings=self._health.thresholds,
+            last_check=self._engine.last_check if self._engine is not None else None,
         )
 
     def __repr__(self) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import binascii
 import datetime as _dt
 import errno
-import logging
 import os
 import re
 import shlex
@@ -45,11 +44,10 @@ from ._errors import (
     KeystoreNotFoundError,
     WrongPasswordError,
 )
-from ._files import InputRefused, read_input
+from ._files import InputRefused, cannot_read_fix, read_input
+from ._log import log
 from ._secret import Secret, reveal
 from ._types import StoreFormat
-
-log = logging.getLogger("mtls")
 
 # RFC 7468 boundaries. Labels are short; bounding them keeps every match local.
 # RFC 7468 labels: printable ASCII but "-" (OpenSSL writes "X9.42 DH PARAMETERS").
@@ -130,6 +128,14 @@ def open_error(
     """
     what = f"{role} file" if role else "file"
     fix = setting or f"the path (relative paths start from {os.getcwd()})"
+    elsewhere = cannot_read_fix(exc, path)
+    if elsewhere is not None:  # not the path: the process, or a link's target
+        if isinstance(exc, FileNotFoundError):
+            return KeystoreNotFoundError(f"{path}: no such {what}: {elsewhere}", path=path)
+        return KeystoreError(
+            f"{path}: cannot read the {role or 'store'} ({exc.strerror}): {elsewhere}",
+            path=path,
+        )
     if isinstance(exc, FileNotFoundError):
         return KeystoreNotFoundError(f"{path}: no such {what}: check {fix}", path=path)
     if isinstance(exc, IsADirectoryError):

@@ -45,7 +45,6 @@ import collections
 import dataclasses
 import datetime as _dt
 import hashlib
-import logging
 import ssl
 import threading
 import time
@@ -77,9 +76,8 @@ from ._crl import (
 from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
 from ._fetch import FetchError, fetch
 from ._fork import renew_attributes_after_fork
+from ._log import log
 from ._types import Mode, Status
-
-log = logging.getLogger("mtls")
 
 #: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
 MAX_OCSP_BYTES = 64 * 1024

@@ -46,7 +46,6 @@ switches to now was first served.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import os
 import ssl
 import sys
@@ -65,13 +64,12 @@ from ._context import server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
 from ._errors import KeystoreError, MTLSError, WrongPasswordError, together
 from ._fork import renew_attributes_after_fork
+from ._log import log
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
 from ._secret import Secret, scrub_tracebacks
 from ._status import AnchorStatus, FileStatus, IdentityStatus, anchor, identity
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
-
-log = logging.getLogger("mtls")
 
 #: What a chained SNI callback is: ``(ssl_object, server_name, context) -> alert or None``.
 SNICallback = Callable[[Any, str | None, ssl.SSLContext], int | None]
@@ -481,6 +479,9 @@ class ServerStatus:
         require_client_cert: clients without a trusted certificate are refused.
         checked_at: when this status was made.
         last_reload: when the identity or trust served now was published.
+        last_check: when the last check ended (the first load, until one has): with
+            ``reloading``, a value more than a few intervals old means the reload
+            thread is stuck.
         files: the keystore and truststore the served material was built from.
         identity: the server certificate presented.
         anchors: the truststore's anchors that expire soonest, soonest first (at most
@@ -499,6 +500,7 @@ class ServerStatus:
     identity: IdentityStatus | None
     anchors: tuple[AnchorStatus, ...]
     errors: tuple[MTLSError, ...]
+    last_check: _dt.datetime | None = None
 
     @property
     def healthy(self) -> bool:
@@ -512,7 +514,7 @@ class ServerStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``,
-        ``require_client_cert``, ``checked_at``, ``last_reload``, ``files``,
+        ``require_client_cert``, ``checked_at``, ``last_reload``, ``last_check``, ``files``,
         ``identity``, ``anchors``, ``last_error``, ``errors`` (messages)."""
         return {
             "generation": self.generation,
@@ -521,6 +523,7 @@ class ServerStatus:
             "require_client_cert": self.require_client_cert,
             "checked_at": self.checked_at.isoformat(),
             "last_reload": self.last_reload.isoformat(),
+            "last_check": self.last_check.isoformat() if self.last_check is not None else None,
             "files": [f.to_dict() for f in self.files],
             "identity": self.identity.to_dict() if self.identity is not None else None,
             "anchors": [a.to_dict() for a in self.anchors],
@@ -880,6 +883,7 @@ class RotatingServerContext:
             identity=identity(snapshot.subject, snapshot.serial, snapshot.not_after, now),
             anchors=tuple(anchor(a, s, n, now) for a, s, n in anchors),
             errors=snapshot.errors,
+            last_check=self._engine.last_check if self._engine is not None else None,
         )
 
     def __repr__(self) -> str:

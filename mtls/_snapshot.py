@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import logging
 import ssl
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -29,9 +28,8 @@ from ._errors import (
     ProfileUnavailableError,
     in_profile,
 )
+from ._log import log
 from ._reading import Reading, Unstable
-
-log = logging.getLogger("mtls")
 
 # A profile's key in the index: its server, (host, port), for requests without a client
 # identifier (the same tuple object as in the profile, so no key of its own), and

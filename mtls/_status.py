@@ -210,6 +210,9 @@ class ProfileSetStatus:
         hostname_verifier: the set's mode.
         checked_at: when this status was made.
         last_reload: when the last change was applied (or the set first loaded).
+        last_check: when the last check ended, whether it changed anything or not
+            (the first load, until one has). With ``reloading``, a value more than a
+            few intervals old means the reload thread is stuck.
         errors: every error of the last check: the profile file's first, then the
             profiles' (each also on its :class:`ProfileStatus`).
         config_error: the profile file's error (its last good profiles stay).
@@ -236,6 +239,7 @@ class ProfileSetStatus:
     reloads: ReloadCounts = ReloadCounts()
     revocation_checks: tuple[tuple[str, int], ...] = ()
     expiry_warnings: tuple[_dt.timedelta, ...] = ()
+    last_check: _dt.datetime | None = None
 
     @property
     def healthy(self) -> bool:
@@ -249,7 +253,7 @@ class ProfileSetStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``, ``path``,
-        ``hostname_verifier``, ``checked_at``, ``last_reload``, ``last_error``,
+        ``hostname_verifier``, ``checked_at``, ``last_reload``, ``last_check``, ``last_error``,
         ``errors``, ``config_error``, ``default`` and ``profiles`` (each as
         :meth:`ProfileStatus.to_dict`), ``reloads`` (:meth:`ReloadCounts.to_dict`),
         ``revocation_checks`` (result -> count) and ``expiry_warnings`` (seconds).
@@ -262,6 +266,7 @@ class ProfileSetStatus:
             "hostname_verifier": self.hostname_verifier,
             "checked_at": self.checked_at.isoformat(),
             "last_reload": self.last_reload.isoformat(),
+            "last_check": _iso(self.last_check),
             "last_error": str(self.last_error) if self.last_error is not None else None,
             "errors": [str(e) for e in self.errors],
             "config_error": str(self.config_error) if self.config_error is not None else None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import itertools
-import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, overload
@@ -28,6 +27,7 @@ from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
 from ._keygen import keytool_digest, new_private_key, parse_dname, parse_sans
+from ._log import log
 from ._readers import Parsed, detect_format, open_error, parse, read_store_file
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 from ._types import KeyType, WriteFormat
@@ -35,8 +35,6 @@ from ._writers import keystore_bytes, to_der, truststore_bytes
 
 if TYPE_CHECKING:
     from ._config import StoreConfig
-
-log = logging.getLogger("mtls")
 
 
 Password = str | Secret

@@ -37,7 +37,6 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 import os
 import re
 import threading
@@ -55,14 +54,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ._budget import WorkLimitError
 from ._deployment import Product, _parse_toml, detect_product, resolve_security_file
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
-from ._files import read_input
+from ._files import cannot_read_fix, read_input
 from ._fork import renew_attributes_after_fork
 from ._jks import JKSFormatError, secret_key_entry, shown, shown_alias
+from ._log import log
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
-
-log = logging.getLogger("mtls")
 
 #: The environment variable the vault reads its keystore password from.
 PASSWORD_ENV = "MTLS_VAULT_PASSWORD"  # noqa: S105 - a variable name
@@ -611,8 +609,12 @@ class SecureVault:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # ValueError: a NUL in a configured path
+            fix = (
+                cannot_read_fix(exc, path) if isinstance(exc, OSError) else None
+            ) or "check the path and its permissions"
             raise ProfileConfigError(
-                f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})", path=path
+                f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc}): {fix}",
+                path=path,
             ) from None
 
     def _dynamic(self, alias: str, value: _Value) -> str:

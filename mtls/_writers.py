@@ -7,7 +7,6 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
 
@@ -22,8 +21,7 @@ from . import _jks, _pkcs12, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
 from ._keyload import _key_pem, key_algorithm
-
-log = logging.getLogger("mtls")
+from ._log import log
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")

@@ -22,7 +22,6 @@ deployment.toml is read in :mod:`mtls._deployment`, with this module's placehold
 from __future__ import annotations
 
 import contextlib
-import logging
 import operator
 import os
 import pyexpat
@@ -39,10 +38,9 @@ import defusedxml.ElementTree as DET
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError
 from ._jks import shown_alias
+from ._log import log
 from ._readers import _shown_type
 from ._secret import Secret
-
-log = logging.getLogger("mtls")
 
 SecretResolver = Callable[[str], "str | Secret | None"]
 _PLACEHOLDER = re.compile(r"\$(env|sys|secret|ref|)\{([^}]*)\}")

@@ -17,7 +17,6 @@ import contextlib
 import datetime as _dt
 import functools
 import hashlib
-import logging
 import ssl
 import sys
 import threading
@@ -30,9 +29,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from . import _der
 from ._fork import hold_across_fork
-
-log = logging.getLogger("mtls")
-
+from ._log import log
 
 # Name attributes cryptography checks the length of (x509/name.py, _NAMEOID_LENGTH_LIMIT):
 # country, common name, jurisdiction country.

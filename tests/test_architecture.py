@@ -17,6 +17,7 @@ MAP = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
 LAYERS: tuple[tuple[str, ...], ...] = (
     # foundations: used everywhere, import nothing of ours but each other
     (
+        "_log",
         "_errors",
         "_secret",
         "_types",

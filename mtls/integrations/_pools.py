@@ -31,7 +31,6 @@ each client would otherwise do to them.
 
 from __future__ import annotations
 
-import logging
 import ssl
 import threading
 from collections.abc import Callable, Hashable, Iterable
@@ -40,11 +39,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._engine import WeakSubscriber
 from .._errors import MTLSError
 from .._fork import renew_attributes_after_fork
+from .._log import log
 
 if TYPE_CHECKING:
     from .._profiles import SSLProfileSet
 
-log = logging.getLogger("mtls")
 
 T = TypeVar("T")
 

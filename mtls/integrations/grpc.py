@@ -59,7 +59,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import logging
 import operator
 import threading
 from collections.abc import Callable, Sequence
@@ -69,6 +68,7 @@ from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig, normali
 from .._context import LOCALHOST_NAMES
 from .._errors import ProfileConfigError
 from .._fork import renew_attributes_after_fork
+from .._log import log
 from .._material import TLSMaterial
 from .._profiles import SSLProfileSet
 from . import _missing_extra, _require_profile_set
@@ -89,7 +89,6 @@ __all__ = [
     "server_credentials",
 ]
 
-log = logging.getLogger("mtls")
 
 _OVERRIDE = "grpc.ssl_target_name_override"
 _AUTHORITY = "grpc.default_authority"

@@ -30,7 +30,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import ipaddress
-import logging
 import ssl
 import threading
 import urllib.request
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._config import DEFAULT_PORTS
 from .._fork import renew_attributes_after_fork
+from .._log import log
 from .._revocation import pending_check
 from . import _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncMTLSTransport", "MTLSTransport", "async_client", "client"]
 
-log = logging.getLogger("mtls")
 _T = TypeVar("_T")
 
 _REFUSED = {

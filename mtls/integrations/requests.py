@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import ssl
 import threading
@@ -58,6 +57,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._config import tls_origin
+from .._log import log
 from . import _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
@@ -78,7 +78,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MTLSAdapter", "session"]
 
-log = logging.getLogger("mtls")
 
 # Pool-key fields that carry TLS settings: replaced as a whole for profiled URLs.
 _TLS_POOL_KEYS = (

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import logging
 import os
 import ssl
 import sys
@@ -30,6 +29,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._fork import renew_attributes_after_fork
+from .._log import log
 from . import _missing_extra
 
 try:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ssl_context_factory", "tls_extension", "tls_scope"]
 
-log = logging.getLogger("mtls")
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import mtls
+import mtls._log
 from mtls import (
     Keystore,
     KeystoreError,
@@ -847,6 +848,56 @@ def test_the_same_reload_failure_is_warned_once(one_profile, inter, caplog):
         replace_atomically(xml, good)
         profiles.reload()
         assert len(warnings()) == 5 and "resolved" in warnings()[-1]
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING], ids=["info", "warning"])
+def test_a_logging_handler_that_raises_stops_no_rotation(one_profile, inter, backend, capfd, level):
+    """An application's log handler that raises (a log shipper down) raised out of the
+    ``log.info`` of a reload check: the check was aborted every time, the new
+    certificate never went in (INFO: "reloaded ..."), or went in untold to subscribers
+    with ``reload()`` raising the handler's RuntimeError (WARNING: a broken store
+    reported in the same check). Records still reach the handlers; its failure stops
+    nothing."""
+    xml, keystore, trust = one_profile
+    second = keystore.with_name("second.jks")
+    second.write_bytes(jks(inter, "other-1"))
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile(f"localhost:{backend.port}", keystore, trust),
+            profile(f"127.0.0.1:{backend.port}", second, trust),
+        ),
+    )
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    told: list[tuple[int, int]] = []
+    profiles.subscribe(lambda old, new: told.append((old, new)))
+    seen: list[str] = []
+
+    class Down(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            raise RuntimeError("log shipper down")
+
+    logger = logging.getLogger("mtls")
+    was = logger.level
+    mtls._log._said.clear()  # said once per process: this test's own
+    logger.addHandler(Down(level))
+    logger.setLevel(logging.DEBUG)
+    try:
+        replace_atomically(keystore, jks(inter, "gen-2"))
+        replace_atomically(second, b"garbage")  # a warning in the same check
+        assert profiles.reload() is True  # no RuntimeError
+        assert cn_of(profiles, backend.port) == "gen-2"
+        assert told == [(0, 1)]
+        assert any("reloaded" in m for m in seen) or level > logging.INFO
+        assert any("keeping its last good" in m for m in seen)
+        assert profiles.reload() is False  # and the next check too
+    finally:
+        logger.handlers = [h for h in logger.handlers if not isinstance(h, Down)]
+        logger.setLevel(was)
+    err = capfd.readouterr().err
+    assert err.count("a logging handler raised RuntimeError") == 1
+    assert "log shipper down" not in err
 
 
 def test_an_unexpected_failure_logs_its_traceback_once(one_profile, backend, caplog):

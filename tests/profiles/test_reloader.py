@@ -460,6 +460,47 @@ def test_threads_handshaking_through_rotations_see_only_old_or_new(setup, ca, ba
     assert names[-1] in seen
 
 
+def test_a_blocking_subscriber_holds_back_no_check(setup, ca, backend, caplog, monkeypatch):
+    """A subscriber that blocked (a webhook without a timeout) ran on the reload
+    thread and stopped every later check: no rotation went in, a broken store went
+    unnoticed, and status() said healthy with no sign. Changes the reload thread
+    applies are delivered on a notification thread: checks go on, last_check moves,
+    the blocked callback is named in a warning, and once it returns it gets every
+    change in order."""
+    import mtls._engine as engine_module
+
+    monkeypatch.setattr(engine_module, "STUCK_AFTER", 0.0)  # warn at the next hand-over
+    xml, keystore, _ = setup
+    release = threading.Event()
+    told: list[tuple[int, int]] = []
+
+    def webhook(old: int, new: int) -> None:
+        told.append((old, new))
+        release.wait(30)
+
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles,
+    ):
+        profiles.subscribe(webhook)
+        try:
+            replace_atomically(keystore, jks(ca, "gen-2"))
+            wait_for(lambda: told == [(0, 1)])  # called, and now blocked in it
+            checked = profiles.status().last_check
+            replace_atomically(keystore, jks(ca, "gen-3"))
+            wait_for(lambda: profiles.generation == 2)  # the check went on
+            assert cn_seen(profiles, backend.port) == "gen-3"
+            wait_for(lambda: profiles.status().last_check > checked)
+            replace_atomically(keystore, b"garbage")
+            wait_for(lambda: profiles.last_error is not None)  # and saw the broken file
+            assert told == [(0, 1)]  # (1, 2) waits for the webhook to return
+            assert any("webhook" in r.getMessage() and "running for" in r.getMessage()
+                       for r in caplog.records)  # fmt: skip
+        finally:
+            release.set()
+        wait_for(lambda: told == [(0, 1), (1, 2)])
+
+
 def test_subscribers_run_isolated_and_can_unsubscribe(setup, ca, caplog):
     xml, keystore, _ = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)

@@ -60,3 +60,78 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(InputRefused, match="not a regular file"):
         read_input(fifo)
+
+
+# --------------------------------------------------------------------------- not the file
+
+
+def test_a_dangling_symbolic_link_is_named_as_one(tmp_path: Path) -> None:
+    """``ls`` shows the name, and "no such keystore file" alone sent users looking for
+    a typo; a link to a missing target says so, and where it points."""
+    import mtls
+
+    link = tmp_path / "gw.jks"
+    link.symlink_to(tmp_path / "..data" / "gw.jks")
+    with pytest.raises(mtls.KeystoreNotFoundError, match=r"symbolic link to .*\.\.data/gw\.jks"):
+        mtls.Keystore.load(link, "changeit")
+    # The twin: a name that is not there at all is the usual message.
+    with pytest.raises(mtls.KeystoreNotFoundError, match="no such file: check") as info:
+        mtls.Keystore.load(tmp_path / "typo.jks", "changeit")
+    assert "symbolic link" not in str(info.value)
+
+
+_OUT_OF_DESCRIPTORS = """
+import os, resource, sys
+import mtls
+from mtls.testing import CA
+
+ca = CA()
+keystore, truststore = ca.issue_cert("client").keystore(), ca.truststore()
+keystore.save("k.jks", "changeit")
+mtls.client_context(keystore, truststore)  # every module this path needs is imported
+mtls.Keystore.load("k.jks", "changeit")
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+for free in (0, 1):
+    lowest = os.dup(0)  # the descriptor the next open gets
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + free, hard))
+    for name, call in (
+        ("context", lambda: mtls.client_context(keystore, truststore)),
+        ("load", lambda: mtls.Keystore.load("k.jks", "changeit")),
+    ):
+        try:
+            call()
+            print(free, name, "ok")
+        except mtls.MTLSError as exc:
+            print(free, name, type(exc).__name__, exc)
+        except BaseException as exc:
+            print(free, name, "NOT AN MTLSError", type(exc).__name__, exc)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_NOFILE, memfd")
+def test_a_process_out_of_file_descriptors_is_told_so(tmp_path: Path) -> None:
+    """The key goes to OpenSSL through a memory file and /proc/self/fd: with one
+    descriptor free the context raised a raw OSError, and a store that could not be
+    opened was "check the path and its permissions". Both are MTLSErrors that name
+    the limit; with descriptors free again, the same calls succeed."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert "NOT AN MTLSError" not in done.stdout, done.stdout
+    context = [line for line in lines if line.split()[1] == "context"]
+    assert len(context) == 2
+    for line in context:  # no descriptor for the memory file, or none for /proc/self/fd
+        assert "KeystoreError" in line and "cannot be handed to OpenSSL" in line
+        assert "ulimit -n" in line
+    load = [line for line in lines if line.startswith("0 load")]
+    assert load and "ulimit -n" in load[0] and "permissions" not in load[0]
