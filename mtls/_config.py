@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from ._errors import ProfileConfigError
 from ._idna import ascii_host
 from ._log import log
+from ._readers import _shown_type
 from ._secret import Secret
 from ._types import CRLCheck
 
@@ -302,8 +303,11 @@ class StoreConfig:
     def __repr__(self) -> str:
         # Never the expanded value of a placeholder (nor a password: Secret hides those).
         alias = f", alias={self.shown_alias!r}" if self.alias is not None else ""
+        # A store type's name as written; anything else (a password typed into <Type>,
+        # a placeholder's value) not at all.
+        shown_type = _shown_type(self.type) if self.type else self.type
         return (
-            f"StoreConfig(location={self.shown_location!r}, type={self.type!r}, "
+            f"StoreConfig(location={self.shown_location!r}, type={shown_type!r}, "
             f"password={self.password!r}, key_password={self.key_password!r}{alias})"
         )
 
@@ -467,11 +471,14 @@ class SSLProfile:
 
     def __repr__(self) -> str:
         # The servers as server_names shows them: never an expanded placeholder.
-        return (
-            f"SSLProfile(servers={self.server_names!r}, keystore={self.keystore!r}, "
-            f"truststore={self.truststore!r}, novalidatecert={self.novalidatecert!r}, "
-            f"client_id={self.client_id!r}, name={self.name!r})"
-        )
+        try:
+            return (
+                f"SSLProfile(servers={self.server_names!r}, keystore={self.keystore!r}, "
+                f"truststore={self.truststore!r}, novalidatecert={self.novalidatecert!r}, "
+                f"client_id={self.client_id!r}, name={self.name!r})"
+            )
+        except Exception:  # half-built: a reporter that captures locals asks too
+            return "SSLProfile(<not built: its arguments were refused>)"
 
     def __str__(self) -> str:
         who = f" client {self.client_id!r}" if self.client_id else ""

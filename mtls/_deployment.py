@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from ._config import StoreConfig, check_path_text
 from ._errors import ProfileConfigError
-from ._files import cannot_read_fix, read_input
+from ._files import cannot_read_fix, read_input, utf8_text
 from ._jks import shown as _shown
 from ._log import log
 from ._secret import Secret
@@ -179,6 +179,10 @@ def _integer(text: str) -> int | None:
         return None
 
 
+# A tuple of quoted keys in a tomllib message: ('a', "b c").
+_QUOTED_KEYS = re.compile(r"""\((?:'[^']*'|"[^"]*")(?:, (?:'[^']*'|"[^"]*"))*,?\)""")
+
+
 def _toml_refusal(text: str) -> Literal["deep", "large"] | None:
     """What makes ``text`` too costly to hand to tomllib, judged before it reads it:
     ``"deep"``, a key path or a nesting of arrays and tables deeper than
@@ -236,10 +240,7 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
     file: the profile settings and the secure vault both read it here."""
     check_path_text(str(path), setting="the deployment.toml path", path=None)
     try:
-        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML, and
-        # nothing else in the file is changed by skipping it.
         data = read_input(path)
-        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         if missing_ok:
             return {}
@@ -249,10 +250,12 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
         raise ProfileConfigError(
             f"{path}: cannot read ({exc.strerror or exc}): {fix}", path=path
         ) from None
-    except ValueError:  # UnicodeDecodeError: TOML is UTF-8
-        raise ProfileConfigError(
-            f"{path}: not UTF-8 text: save the file as UTF-8", path=path
-        ) from None
+    # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML, and nothing
+    # else in the file is changed by skipping it. Not raised from a handler: the
+    # UnicodeDecodeError holds the whole file, every password in it.
+    text = utf8_text(data, "utf-8-sig")
+    if text is None:  # TOML is UTF-8
+        raise ProfileConfigError(f"{path}: not UTF-8 text: save the file as UTF-8", path=path)
     too_deep = ProfileConfigError(
         f"{path}: keys, tables or arrays nest more than {_TOML_DEPTH} levels deep, which "
         "no deployment.toml needs: fix the file",
@@ -271,19 +274,13 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
             "deployment.toml needs (this is not the product's file): fix the file",
             path=path,
         )
+    reason: str | None = None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        if text.lstrip().startswith("<"):
-            raise ProfileConfigError(
-                f"{path}: this is XML, not TOML: a profile file (sslprofiles.xml, axis2.xml) "
-                "is read with SSLProfileSet.from_xml (`mtls check FILE`); pass the "
-                "product's repository/conf/deployment.toml here",
-                path=path,
-            ) from None
-        raise ProfileConfigError(
-            f"{path}: not valid TOML ({exc}): fix the file", path=path
-        ) from None
+        # tomllib quotes keys ("Cannot declare ('...',) twice"): a password typed where
+        # a key goes would be shown. The position stays; raised out of the handler.
+        reason = _QUOTED_KEYS.sub("a key", str(exc))
     except ValueError:  # an integer past Python's 4,300-digit limit: not TOMLDecodeError
         raise ProfileConfigError(
             f"{path}: a number of more digits than any setting takes: fix the file",
@@ -291,6 +288,15 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
         ) from None
     except RecursionError:
         raise too_deep from None
+    if reason is not None:
+        if text.lstrip().startswith("<"):
+            raise ProfileConfigError(
+                f"{path}: this is XML, not TOML: a profile file (sslprofiles.xml, axis2.xml) "
+                "is read with SSLProfileSet.from_xml (`mtls check FILE`); pass the "
+                "product's repository/conf/deployment.toml here",
+                path=path,
+            )
+        raise ProfileConfigError(f"{path}: not valid TOML ({reason}): fix the file", path=path)
     if _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
         raise too_deep
     if parsed is not None:

@@ -138,6 +138,7 @@ class SecureVaultError(ProfileConfigError):
 
     Attributes:
         alias: the secret alias involved, when one is.
+        unknown: the vault has no such alias (rather than failing to decrypt or open).
     """
 
     def __init__(
@@ -148,9 +149,11 @@ class SecureVaultError(ProfileConfigError):
         servers: Sequence[str] = (),
         element: str | None = None,
         alias: str | None = None,
+        unknown: bool = False,
     ) -> None:
         super().__init__(message, path=path, servers=servers, element=element)
         self.alias = alias
+        self.unknown = unknown
 
 
 class ProfileUnavailableError(MTLSError):

@@ -75,6 +75,20 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
         os.close(fd)
 
 
+def utf8_text(data: bytes, encoding: str = "utf-8") -> str | None:
+    """``data`` decoded, or ``None`` when it is not text in ``encoding``.
+
+    For bytes that may hold secrets (a deployment.toml, a vault password file, a
+    decrypted value): the ``UnicodeDecodeError`` holds all of them, and raised from
+    its handler, an error would carry it as ``__context__`` (``from None`` only hides
+    it from printed tracebacks). Callers raise their own error outside the handler.
+    """
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
 def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) -> str | None:
     """The fix for a file that cannot be read where the file is not the cause, or is
     not what it seems; ``None`` when the path or its permissions are to check.

@@ -12,6 +12,14 @@ Two mechanisms, used together:
   capture locals (Sentry, ``traceback.TracebackException(capture_locals=True)``)
   then find no password, no key and no decrypted store content in our frames, or
   in those of the libraries we called. The traceback itself (files, lines) stays.
+  A context a ``raise ... from None`` suppressed is dropped, too: it is what that
+  ``from None`` meant to hide (a ``UnicodeDecodeError`` holding a whole file, a
+  ``KeyError`` keyed by a password), and reporters that walk ``__context__``
+  regardless found it there.
+
+:func:`settled` makes an error fit to keep (in a snapshot: ``last_error``,
+``status()``): no suppressed context and no traceback, through its whole chain. Its
+frames held the files the check read, passwords included, for as long as it was kept.
 """
 
 from __future__ import annotations
@@ -107,21 +115,43 @@ def scrub_tracebacks(func: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 def _clear_frames(exc: BaseException, stop: BaseException | None) -> None:
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if current is None or current is stop or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in _chain(exc, stop):
         tb = current.__traceback__
         while tb is not None:
             with contextlib.suppress(RuntimeError):  # a frame that is still running
                 tb.tb_frame.clear()
             tb = tb.tb_next
+
+
+def _chain(exc: BaseException, stop: BaseException | None) -> list[BaseException]:
+    """``exc`` and what is chained to it, each once, up to ``stop`` (the exception the
+    caller was handling); suppressed contexts are dropped on the way, not walked."""
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    while pending:
+        current = pending.pop()
+        if current is None or current is stop or id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        if current.__suppress_context__ and current.__context__ is not stop:
+            current.__context__ = None  # what "raise ... from None" meant to hide
         pending += [current.__cause__, current.__context__]
         if isinstance(current, BaseExceptionGroup):
             pending += current.exceptions
+    return out
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def settled(exc: _E) -> _E:
+    """``exc`` made fit to keep: no suppressed context and no traceback, through its
+    whole chain (see the module docstring). Returns ``exc`` itself."""
+    for current in _chain(exc, None):
+        current.__traceback__ = None
+    return exc
 
 
 # Public as mtls.Secret: reprs, tracebacks and pickles say so however it was

@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._log import log
 from ._reading import Reading, Unstable
+from ._secret import settled
 
 # A profile's key in the index: its server, (host, port), for requests without a client
 # identifier (the same tuple object as in the profile, so no key of its own), and
@@ -451,15 +452,26 @@ def _patch_index(
 
 
 def describe_change(old: Built | None, new: Built) -> str:
-    """One log line's worth about a profile whose context changed."""
+    """One log line's worth about a profile whose context changed: the client
+    certificate before and after (its serial tells two of one name apart), and which
+    files changed when the certificate did not (a truststore, a CRL)."""
 
     def who(item: Built | None) -> str:
         if item is None or item.subject is None:
             return "no client certificate"
         expiry = item.not_after.date().isoformat() if item.not_after else "?"
-        return f"{item.subject} (until {expiry})"
+        serial = f", serial {item.served.serial:x}" if item.served.serial is not None else ""
+        return f"{item.subject} (until {expiry}{serial})"
 
-    return f"{new.profile}: {who(old)} -> {who(new)}"
+    before, after = who(old), who(new)
+    if old is None or before != after:
+        return f"{new.profile}: {before} -> {after}"
+    previous = set(old.files)
+    moved = sorted(
+        {role for role, path, digest in new.files if (role, path, digest) not in previous}
+    )
+    what = " and ".join(f"new {role}" for role in moved) or "new material"
+    return f"{new.profile}: {what}, same client certificate {after}"
 
 
 # --------------------------------------------------------------------------- the plan
@@ -650,7 +662,7 @@ class ProfilesPlan:
                 run.pending = True
             except MTLSError as exc:
                 # The last good profiles stay, and their stores still rotate below.
-                config_error = exc
+                config_error = settled(exc)  # kept: without the frames that read the file
             else:
                 loaded, digest = profiles, loaded_digest
         index: Mapping[IndexKey, Built | Failed]
@@ -903,12 +915,15 @@ class ProfilesPlan:
         )
 
     def _in_profile(self, profile: SSLProfile, exc: MTLSError) -> MTLSError:
-        return in_profile(
-            exc,
-            profile.server_names,
-            profile.client_id,
-            default=profile is self.default,
-            path=self.options.path,
+        # Kept in the snapshot: without frames, and without what "from None" hid.
+        return settled(
+            in_profile(
+                exc,
+                profile.server_names,
+                profile.client_id,
+                default=profile is self.default,
+                path=self.options.path,
+            )
         )
 
     # ------------------------------------------------------------------ reports

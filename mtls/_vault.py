@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ._budget import WorkLimitError
 from ._deployment import Product, _parse_toml, detect_product, resolve_security_file
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
-from ._files import cannot_read_fix, read_input
+from ._files import cannot_read_fix, read_input, utf8_text
 from ._fork import renew_attributes_after_fork
 from ._jks import JKSFormatError, secret_key_entry, shown, shown_alias
 from ._log import log
@@ -380,14 +380,17 @@ class SecureVault:
     # -- what the estate says
 
     @property
+    @scrub_tracebacks  # a failure holds the parsed deployment.toml in its frames
     def configured(self) -> bool:
         """Whether the estate's files configure a vault (see :meth:`for_estate`)."""
         return self._load().enabled
 
+    @scrub_tracebacks  # a failure holds the parsed deployment.toml in its frames
     def aliases(self) -> tuple[str, ...]:
         """Every alias the vault defines, sorted."""
         return tuple(sorted(self._load().values))
 
+    @scrub_tracebacks  # a failure holds the parsed deployment.toml in its frames
     def watched_files(self) -> tuple[Path, ...]:
         """The files the vault's values come from: deployment.toml,
         ``secret-conf.properties``, ``cipher-text.properties`` and the internal keystore
@@ -452,6 +455,7 @@ class SecureVault:
                 f"secure vault: no secret alias {shown_alias(alias)} in {where}: {fix}",
                 path=self._toml,
                 alias=alias,
+                unknown=True,
             )
         text = self._dynamic(alias, value)
         plain = _plain_text(text)
@@ -650,13 +654,21 @@ class SecureVault:
         for name in _PASSWORD_FILES:
             path = self.home / name
             try:
-                lines = java_lines(read_input(path).decode("utf-8"))
+                decoded = utf8_text(read_input(path))
             except FileNotFoundError:
                 continue
-            except (OSError, UnicodeDecodeError) as exc:
+            except OSError as exc:
+                fix = cannot_read_fix(exc, path) or "check its permissions"
                 raise SecureVaultError(
-                    f"{path}: cannot read the keystore password file ({exc})", path=path
+                    f"{path}: cannot read the keystore password file ({exc.strerror}): {fix}",
+                    path=path,
                 ) from None
+            if decoded is None:  # raised here, not in a handler: the bytes are passwords
+                raise SecureVaultError(
+                    f"{path}: the keystore password file is not UTF-8 text: save it as UTF-8",
+                    path=path,
+                )
+            lines = java_lines(decoded)
             if lines:
                 second = lines[1] if len(lines) > 1 and lines[1] else None
                 key = _secret(key_password) or (Secret(second) if second else None)
@@ -851,6 +863,7 @@ class SecureVault:
                     f"has {keys.alias!r} ({subject.rfc4514_string()}, thumbprint {ours}): use the "
                     "keystore the cipher tool used, or re-encrypt the secret"
                 )
+        plain: bytes | None
         try:
             if kind in _PKCS1:
                 plain = _pkcs1_decrypt(keys.private, ciphertext)
@@ -858,23 +871,26 @@ class SecureVault:
                 sha1 = hashes.SHA1()  # noqa: S303 - the transformation WSO2 encrypted with
                 pad = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
                 plain = keys.private.decrypt(ciphertext, pad)
-            # A value made with the other padding passes PKCS#1's check about once in
-            # 260 tries and yields random bytes: not text, and the same failure.
-            return plain.decode("utf-8")
-        except ValueError:  # UnicodeDecodeError included
-            # A plain base64 value's padding is secret-conf's to say; the cipher tool
-            # writes its -Dorg.wso2.CipherTransformation there (OAEP in many estates).
-            other = (
-                " or with another transformation (secretRepositories.file.algorithm in "
-                "secret-conf.properties says which; the cipher tool's "
-                "-Dorg.wso2.CipherTransformation, often RSA/ECB/OAEPwithSHA1andMGF1Padding)"
-                if config.algorithm == transformation and thumbprint is None
-                else ""
-            )
-            raise job.fail(
-                f"does not decrypt with the private key {keys.alias!r} of {config.keystore} "
-                f"({transformation}): the value is damaged or was encrypted for another key" + other
-            ) from None
+        except ValueError:
+            plain = None
+        if plain is not None:
+            # Decoded out here, without a handler: its error would hold the plaintext.
+            # (A value made with the other padding passes PKCS#1's check about once in
+            # 260 tries and yields random bytes: not text either.)
+            return job.text(plain)
+        # A plain base64 value's padding is secret-conf's to say; the cipher tool
+        # writes its -Dorg.wso2.CipherTransformation there (OAEP in many estates).
+        other = (
+            " or with another transformation (secretRepositories.file.algorithm in "
+            "secret-conf.properties says which; the cipher tool's "
+            "-Dorg.wso2.CipherTransformation, often RSA/ECB/OAEPwithSHA1andMGF1Padding)"
+            if config.algorithm == transformation and thumbprint is None
+            else ""
+        )
+        raise job.fail(
+            f"does not decrypt with the private key {keys.alias!r} of {config.keystore} "
+            f"({transformation}): the value is damaged or was encrypted for another key" + other
+        )
 
     def _aes(
         self,
@@ -1020,12 +1036,13 @@ class _Job:
         )
 
     def text(self, plain: bytes) -> str:
-        try:
-            return plain.decode("utf-8")
-        except UnicodeDecodeError:
+        text = utf8_text(plain)  # no handler: its error would hold the plaintext
+        if text is None:
             raise self.fail(
-                "decrypts to bytes that are not UTF-8 text: it was encrypted for another key"
-            ) from None
+                "decrypts to bytes that are not UTF-8 text: it was encrypted for another "
+                "key, or from text in another encoding (encrypt the UTF-8 bytes)"
+            )
+        return text
 
 
 def _vault_enabled(conf: Mapping[str, str]) -> bool:

@@ -152,10 +152,12 @@ def resolve_placeholders(
                     ).reveal()
                 except MTLSError as exc:
                     # Why, without the alias: the vault or resolver failed, or it does
-                    # not know the name. Not chained: the cause may name the alias.
-                    failed = exc.__cause__ is not None
-                    why = "the secret resolver failed" if failed else "an alias the vault lacks"
-                    raise hidden(f"$secret{{...}}: {why}") from None
+                    # not know the name.
+                    unknown = exc.__cause__ is None or getattr(exc, "unknown", False)
+                # Raised out here, not in the handler: the error it handled names the
+                # alias, which is part of the password, and would be its __context__.
+                why = "an alias the vault lacks" if unknown else "the secret resolver failed"
+                raise hidden(f"$secret{{...}}: {why}")
             if secret_resolver is None:
                 raise ProfileConfigError(
                     f"{path or 'profile'}: {element or 'a value'} uses $secret{{{name}}}, and "
@@ -237,7 +239,12 @@ def resolve_secret(
         value = None
     except SecureVaultError as exc:  # secure vault: its message says why; add where
         raise SecureVaultError(
-            f"{where}: {exc}", path=path, servers=servers, element=element, alias=alias
+            f"{where}: {exc}",
+            path=path,
+            servers=servers,
+            element=element,
+            alias=alias,
+            unknown=exc.unknown,
         ) from exc
     except Exception as exc:
         raise ProfileConfigError(

@@ -163,6 +163,12 @@ def expand_password_sources(argv: Sequence[str]) -> list[str]:
     return out
 
 
+# What an option that is none of ours may be named when its value is a password: any
+# spelling with "pass", "pas", "pw" or "secret" in it, and -p. A word too many hidden
+# (--path's value) is harmless; a password echoed in "unrecognized arguments" is not.
+_PASSWORDISH = re.compile(r"pass|pas|pw|secret|^-{1,2}p$", re.IGNORECASE)
+
+
 def remember_argv_secrets(argv: Sequence[str]) -> None:
     """Remember the passwords on a command line and in the environment, before parsing.
 
@@ -174,9 +180,10 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
         remember_secret(os.environ.get(name))
     for index, word in enumerate(argv):
         found = _password_option(word)
-        if found is None and word.startswith("-") and "pass" in word.lower():
-            # A spelling of no tool (--passwd, --store-password): still a password's
-            # option to whoever typed it; its value is what follows.
+        if found is None and word.startswith("-") and _PASSWORDISH.search(word.partition("=")[0]):
+            # A spelling of no tool (--passwd, --store-password), or a typo of one
+            # (--pasword, --pw, -p, --keystore-pwd): still a password's option to
+            # whoever typed it; its value is what follows.
             option, sep, glued = word.partition("=")
             found = (option, glued if sep else None)
         if found is None:

@@ -104,6 +104,28 @@ def test_glued_password_as_a_user_types_it():
     )
 
 
+@pytest.mark.parametrize(
+    ("words", "shown"),
+    [
+        (["--pasword", "Typo-pw-1"], "--pasword ****"),
+        (["--pw", "Typo-pw-2"], "--pw ****"),
+        (["--pw=Typo-pw-3"], "--pw=****"),
+        (["-p", "Typo-pw-4"], "-p ****"),
+        (["--keystore-pwd", "Typo-pw-5"], "--keystore-pwd ****"),
+        (["--secret", "Typo-pw-6"], "--secret ****"),
+    ],
+)
+def test_a_mistyped_password_option_does_not_echo_its_value(words, shown):
+    """Typos of a password option without "pass" in them (an independent sweep): the
+    next word, the password, came back in "unrecognized arguments". In a process of
+    its own: no password remembered from another test hides it."""
+    done = mtls_run("list", "--keystore", "gw.jks", *words)
+    assert done.returncode == 2
+    secret = words[-1].rpartition("=")[2]
+    assert secret not in done.stdout + done.stderr
+    assert f"unrecognized arguments: {shown}" in done.stderr
+
+
 def test_every_option_of_the_parser_is_a_password_option_exactly_when_it_takes_one():
     """No option of its own is mistaken for a password (its value would be hidden), and
     every password option is recognised, in every subcommand."""

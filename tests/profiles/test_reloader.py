@@ -603,7 +603,23 @@ def test_info_log_names_old_and_new_subjects(setup, ca, caplog):
     with caplog.at_level(logging.INFO, logger="mtls"):
         assert profiles.reload()
     line = next(r.getMessage() for r in caplog.records if "reloaded" in r.getMessage())
-    assert "gen-1" in line and "gen-2" in line and "until" in line
+    assert "gen-1" in line and "gen-2" in line and "until" in line and "serial" in line
+
+
+def test_info_log_of_a_truststore_change_says_the_truststore_changed(setup, ca, caplog):
+    """A truststore-only change was logged as "CN=x (until d) -> CN=x (until d)": an
+    identity change that was none, the truststore unnamed (a sweep dropped an anchor
+    that way, and the log said nothing of trust)."""
+    xml, _, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    both = ca.truststore()
+    both.add("other", CA(name="other CA").certificate)
+    replace_atomically(trust, both.to_bytes(PASSWORD))
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        assert profiles.reload()
+    line = next(r.getMessage() for r in caplog.records if "reloaded" in r.getMessage())
+    assert "new truststore, same client certificate CN=gen-1" in line
+    assert "->" not in line
 
 
 def test_status_reports_files_fingerprints_and_expiry(setup):

@@ -1163,3 +1163,177 @@ def test_text_from_the_files_is_bounded_in_messages(tmp_path, stores) -> None:
         SecureVault(home)(alias)
     assert len(str(e.value)) < 1000
     assert e.value.alias == alias  # the attribute keeps it whole
+
+
+# --------------------------------------------------------------------------- chains
+
+CANARY = "Canary-7f3a9-S\xe9cret"  # not ASCII: as Latin-1 bytes, not UTF-8
+
+
+def _everything(exc: BaseException) -> str:
+    """Every text an error reporter can reach from ``exc``: messages, args and
+    attributes of each exception in its chain, suppressed contexts included."""
+    out: list[str] = []
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        out += [str(current), repr(current.args), repr(vars(current))]
+        out += [repr(getattr(current, "object", b""))]  # UnicodeDecodeError's input
+        out += getattr(current, "__notes__", [])
+        pending += [current.__cause__, current.__context__]
+    return "\n".join(out)
+
+
+def _leaks(exc: BaseException, secret: str) -> bool:
+    text = _everything(exc)
+    forms = (secret, secret.encode("latin-1", "replace").decode("ascii", "backslashreplace"))
+    return any(form in text for form in forms)
+
+
+def test_a_deployment_toml_that_is_not_utf8_keeps_no_password_in_its_error(
+    tmp_path, stores
+) -> None:
+    """The UnicodeDecodeError, the whole file in its args, rode along as the
+    suppressed __context__ of "not UTF-8 text": every password in the file was one
+    attribute away from an error reporter."""
+    home = make_home(tmp_path, stores, secrets={"a": "x"})
+    toml = home / "repository" / "conf" / "deployment.toml"
+    toml.write_bytes(toml.read_bytes() + f'[x]\npassword = "{CANARY}"\n'.encode("latin-1"))
+    with pytest.raises(mtls.ProfileConfigError, match="not UTF-8 text") as info:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert not _leaks(info.value, CANARY)
+    assert info.value.__context__ is None
+    # The twin: the walk finds the password where it is (so the check above can fail).
+    probe = ValueError("x")
+    probe.__context__ = UnicodeDecodeError("utf-8", CANARY.encode("latin-1"), 0, 1, "bad")
+    assert _leaks(probe, CANARY)
+
+
+def test_a_vault_password_file_that_is_not_utf8_keeps_no_password_in_its_error(
+    tmp_path, stores, monkeypatch
+) -> None:
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    home = make_home(tmp_path, stores, secrets={"a": "bm90LWEtY2lwaGVydGV4dA=="}, password=None)
+    (home / "password").write_bytes(CANARY.encode("latin-1") + b"\n")
+    with pytest.raises(SecureVaultError, match="password file is not UTF-8") as info:
+        SecureVault(home)("a")
+    assert not _leaks(info.value, CANARY)
+
+
+def test_a_value_that_decrypts_to_latin1_keeps_its_plaintext_out_of_the_error(
+    tmp_path, stores
+) -> None:
+    """Encrypted from Latin-1 bytes (not the UTF-8 the cipher tool encrypts): the
+    plaintext was the suppressed context of "damaged or encrypted for another key",
+    which is not what happened either."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    keystore = mtls.Keystore.load(stores["dir"] / "wso2carbon.jks", PASSWORD)
+    public = keystore.certificate("wso2carbon").public_key()
+    sha1 = hashes.SHA1()
+    oaep = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
+
+    def sealed(plain: bytes) -> str:
+        return base64.b64encode(public.encrypt(plain, oaep)).decode()  # type: ignore[union-attr]
+
+    home = make_home(
+        tmp_path,
+        stores,
+        secrets={"latin": sealed(CANARY.encode("latin-1")), "utf8": sealed(CANARY.encode())},
+        secret_conf={"secVault.enabled": "true", "secretRepositories.file.algorithm": OAEP},
+    )
+    vault = SecureVault(home)
+    with pytest.raises(SecureVaultError, match="not UTF-8 text") as info:
+        vault("latin")
+    assert not _leaks(info.value, CANARY)
+    assert "damaged" not in str(info.value)
+    assert vault("utf8").reveal() == CANARY  # the twin: the same text as UTF-8
+
+
+def test_a_secret_inside_a_password_keeps_its_alias_out_of_the_chain(tmp_path, stores) -> None:
+    """``Can$secret{ary-7f3a9}ret``: the alias is part of the password. The message hid
+    it, but the vault's error naming it stayed as __context__ (and the message said
+    the resolver failed, when the vault only lacks the alias)."""
+    home = make_home(tmp_path, stores, secrets={"a": "x"})
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(
+            "<profile><servers>a.example:443</servers><KeyStore>"
+            f"<Location>{stores['dir'] / 'wso2carbon.jks'}</Location><Type>JKS</Type>"
+            "<Password>Can$secret{ary-7f3a9}ret</Password></KeyStore></profile>"
+        )
+    )
+    with pytest.raises(mtls.ProfileConfigError, match="an alias the vault lacks") as info:
+        mtls.SSLProfileSet.from_xml(xml, secret_resolver=SecureVault(home), reload_interval=None)
+    assert "ary-7f3a9" not in _everything(info.value)
+
+
+def test_a_placeholder_value_stays_out_of_chains_at_load_and_in_reload_errors(
+    tmp_path, stores, monkeypatch
+) -> None:
+    """``<Location>$env{GW_DIR}/gw.jks</Location>`` is shown as written; the OSError
+    naming the value rode along as a suppressed __context__ (first load), and a
+    reload's kept error held the frames of the check that read the files."""
+    value = "/srv/Canary-7f3a9-dir"
+    monkeypatch.setenv("GW_DIR", value)
+    trust = stores["dir"] / "wso2carbon.jks"
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(
+            "<profile><servers>a.example:443</servers><KeyStore>"
+            "<Location>$env{GW_DIR}/gw.jks</Location><Type>JKS</Type>"
+            f"<Password>{PASSWORD}</Password></KeyStore><TrustStore><Location>{trust}"
+            f"</Location><Type>JKS</Type><Password>{PASSWORD}</Password></TrustStore></profile>"
+        )
+    )
+    with pytest.raises(mtls.KeystoreNotFoundError, match=r"\$env\{GW_DIR\}/gw\.jks") as info:
+        mtls.SSLProfileSet.from_xml(xml, reload_interval=None)
+    assert value not in _everything(info.value)
+    # At a reload: the profile loaded from a real directory, which then goes away.
+    real = tmp_path / "gw"
+    real.mkdir()
+    CA().issue_cert("gw").write_keystore(real / "gw.jks", PASSWORD)
+    monkeypatch.setenv("GW_DIR", str(real))
+    profiles = mtls.SSLProfileSet.from_xml(xml, reload_interval=None, settle_delay=0)
+    (real / "gw.jks").unlink()
+    assert profiles.reload() is False
+    kept = profiles.last_error
+    assert kept is not None and "$env{GW_DIR}/gw.jks" in str(kept)
+    assert str(real) not in _everything(kept)
+    chain = [kept, kept.__cause__, kept.__context__]
+    assert all(e is None or e.__traceback__ is None for e in chain)  # no frames kept
+
+
+def test_a_password_typed_into_type_is_not_in_repr() -> None:
+    """mtls's own warning hid a ``<Type>`` that is no store type ("the value is not
+    shown"), and ``repr(StoreConfig)`` printed it."""
+    typed = mtls.StoreConfig(location="gw.jks", password="x", type="Canary-7f3a9-Secret")
+    assert "Canary" not in repr(typed) and "not a store type" in repr(typed)
+    assert "type='PKCS12'" in repr(mtls.StoreConfig(location="gw.jks", type="PKCS12"))  # twin
+
+
+def test_a_refused_profile_survives_a_reporter_that_captures_locals() -> None:
+    """repr() of a half-built SSLProfile raised, and
+    TracebackException(capture_locals=True) (Sentry's way) with it."""
+    import traceback
+
+    store = mtls.StoreConfig(location="gw.jks", password="x")
+    with pytest.raises(mtls.ProfileConfigError) as info:
+        mtls.SSLProfile(servers="no-port", keystore=store)
+    shown = traceback.TracebackException.from_exception(info.value, capture_locals=True)
+    assert "SSLProfile(<not built" in "".join(shown.format())
+
+
+def test_a_toml_error_quotes_no_key(tmp_path) -> None:
+    """tomllib's "Cannot declare ('<key>',) twice" showed a password typed where a key
+    goes; the position stays."""
+    toml = tmp_path / "deployment.toml"
+    toml.write_text("[Canary-7f3a9-Secret]\na = 1\n[Canary-7f3a9-Secret]\nb = 2\n")
+    with pytest.raises(mtls.ProfileConfigError, match=r"declare a key twice \(at line 3") as info:
+        mtls.SSLProfileSet.from_deployment_toml(toml, reload_interval=None)
+    assert "Canary" not in _everything(info.value)
