@@ -941,19 +941,29 @@ class ProfilesPlan:
                 "keeping the last good profiles (their stores still rotate)",
                 unexpected,
             )
+        # Profiles with the same error (a truststore 200 profiles share, gone) are one
+        # problem, one line: not one warning per profile. (What happens meanwhile, said
+        # of one profile and of several.)
+        kept = ("keeping its last good context", "keeping their last good contexts")
+        refused = (
+            "not loaded: requests to its hosts are refused until it loads",
+            "not loaded: requests to their hosts are refused until they load",
+        )
+        groups: dict[tuple[tuple[str, str], str], list[tuple[SSLProfile, MTLSError]]] = {}
         for item in snapshot.built:
             if item.error is not None:
-                out[("profile", slot(item.profile))] = (
-                    str(item.error),
-                    "keeping its last good context",
-                    None,
-                )
+                groups.setdefault((kept, item.error.reason), []).append((item.profile, item.error))
         for profile, error in snapshot.failures:
-            out[("profile", slot(profile))] = (
-                str(error),
-                "not loaded: requests to its hosts are refused until it loads",
-                None,
-            )
+            groups.setdefault((refused, error.reason), []).append((profile, error))
+        for ((one, several), reason), members in groups.items():
+            if len(members) == 1:
+                ((profile, error),) = members
+                out[("profile", slot(profile))] = (str(error), one, None)
+                continue
+            names = [", ".join(profile.server_names) for profile, _ in members]
+            more = f"; and {len(names) - 3} more" if len(names) > 3 else ""
+            message = f"{len(names)} profiles ({'; '.join(names[:3])}{more}): {reason}"
+            out[("profiles", one, reason)] = (message, several, None)
         default = snapshot.default
         if isinstance(default, Built) and default.error is not None:
             out[("default",)] = (str(default.error), "keeping its last good context", None)

@@ -207,6 +207,43 @@ def test_a_change_that_fails_keeps_the_last_good_of_only_those_profiles(
         assert_patched_as_computed(profiles)
 
 
+def test_a_shared_truststore_gone_is_one_warning_not_one_per_profile(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sweep removed the truststore 200 profiles share: 400 warning lines, one per
+    profile and one "resolved" per profile. The same error is one problem: one line
+    naming how many profiles and the first few, and one "resolved"; each profile's
+    own error stays in status()."""
+    import logging
+
+    _, _, trust, items = estate
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet(items, settle_delay=0) as profiles,
+    ):
+        good = trust.read_bytes()
+        trust.unlink()
+        assert profiles.reload() is False
+        assert len(profiles.errors) == KEYSTORES * PER_KEYSTORE  # each profile says so
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1, warned
+        assert f": {KEYSTORES * PER_KEYSTORE} profiles (backend-0-0.internal:443; " in warned[0]
+        assert "; and 9 more)" in warned[0] and "keeping their last good contexts" in warned[0]
+        replace_atomically(trust, good)
+        profiles.reload()
+        resolved = [r.getMessage() for r in caplog.records if "resolved" in r.getMessage()]
+        assert len(resolved) == 1 and not profiles.errors
+        # A keystore of three profiles: all three named, none "more" (a single
+        # profile's failure keeps its own line: test_the_same_reload_failure_is_warned_once).
+        caplog.clear()
+        replace_atomically(items[0].keystore.location, b"garbage")  # type: ignore[union-attr]
+        profiles.reload()
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        names = "; ".join(f"{host(0, n)}:443" for n in range(PER_KEYSTORE))
+        assert len(warned) == 1 and f": 3 profiles ({names}): " in warned[0]
+
+
 def test_a_profile_that_never_loaded_is_retried_until_its_keystore_appears(
     estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
 ) -> None:
