@@ -24,7 +24,7 @@ from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import client_context, store_at_fault
 from ._crl import CRLSet
-from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError, together
+from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError, by_content, together
 from ._log import log
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
@@ -311,7 +311,7 @@ class Builder:
             try:
                 store = load_store(config, role, data=data)
             except MTLSError as exc:
-                self._failed[failure_key] = exc
+                self._failed[failure_key] = by_content(exc)  # the same bytes fail the same
                 raise
             cached = (store, store.fingerprint)
             self._stores[key] = cached
@@ -327,13 +327,16 @@ class Builder:
         except KeyEntryError as exc:
             written = profile.keystore.written_alias if profile.keystore else None
             if written is None:
+                by_content(exc)  # the store holds no such entry
                 raise
             # The alias came from a placeholder: name it as written, not its value.
-            raise KeyEntryError(
-                f"{profile.keystore.shown_location if profile.keystore else ''}: "
-                f"<KeyAlias>{written}</KeyAlias> names no usable key entry: check "
-                "the variable or property it names",
-                path=exc.path,
+            raise by_content(
+                KeyEntryError(
+                    f"{profile.keystore.shown_location if profile.keystore else ''}: "
+                    f"<KeyAlias>{written}</KeyAlias> names no usable key entry: check "
+                    "the variable or property it names",
+                    path=exc.path,
+                )
             ) from None
         try:
             leaf = _x509.load_cert(chain[0])
@@ -606,6 +609,8 @@ class Builder:
                 # Judged apart when the other store changed too (a broken keystore must
                 # not hold back a trust withdrawal, nor a truststore a new identity).
                 at_fault = store_at_fault(exc)
+                if at_fault is not None:
+                    by_content(exc)  # OpenSSL refused what the store holds
                 if at_fault == "keystore" and new_key and can_keep:
                     raise _Unusable("keystore", exc) from None
                 if at_fault == "truststore" and can_keep_trust:
@@ -863,7 +868,8 @@ def _anchor_refusal(
         "it would verify no peer; the previous truststore stays",
         path=where,
     )
-    return error, until
+    # Every anchor expired: the same file is refused at every check until it moves.
+    return (by_content(error) if until is None else error), until
 
 
 def _validity_refusal(
@@ -887,7 +893,7 @@ def _validity_refusal(
             f"{not_after.date()}: not installed; the previous one stays",
             path=where,
         )
-        return expired, None
+        return by_content(expired), None
     if not_before is not None and not_before > now:
         early = KeystoreError(
             f"{where}: the new {role}certificate ({subject}) is not valid before "

@@ -37,6 +37,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections.abc import Sequence
+from typing import TypeVar
+
+_E = TypeVar("_E", bound="MTLSError")
 
 __all__ = [
     "CRLError",
@@ -69,6 +72,11 @@ class MTLSError(Exception):
 
     servers: tuple[str, ...] = ()
     client_id: str | None = None
+    # Internal (the reload engine's): True when the error follows from the files' bytes
+    # alone (a parse, a password, a certificate out of its dates for good), so the same
+    # files give it again; ``_inputs`` are the digests it was found with.
+    _by_content: bool = False
+    _inputs: tuple[str, ...] | None = None
 
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(message)
@@ -257,6 +265,12 @@ def in_profile(
     return new
 
 
+def by_content(exc: _E) -> _E:
+    """``exc``, marked as following from the files' bytes alone (see MTLSError)."""
+    exc._by_content = True
+    return exc
+
+
 def together(first: MTLSError, other: MTLSError, role: str) -> MTLSError:
     """``first``, of its type and with its attributes, whose message also says that
     ``role``'s replacement was refused (``other``): when both stores of a rotation are
@@ -264,6 +278,7 @@ def together(first: MTLSError, other: MTLSError, role: str) -> MTLSError:
     fixed."""
     new = _restated(first, f"{first}; and the {role} was refused too: {other}")
     new.reason = f"{first.reason}; and the {role} was refused too: {other.reason}"
+    new._by_content = first._by_content and other._by_content
     return new
 
 

@@ -244,6 +244,82 @@ def test_a_shared_truststore_gone_is_one_warning_not_one_per_profile(
         assert len(warned) == 1 and f": 3 profiles ({names}): " in warned[0]
 
 
+def _counting_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts of every profile the builder is asked to build, as they come."""
+    from mtls._build import Builder
+
+    asked: list[str] = []
+    real = Builder.build
+
+    def build(self: Builder, profile: mtls.SSLProfile, **kwargs: object) -> object:
+        asked.append(profile.servers[0][0])
+        return real(self, profile, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Builder, "build", build)
+    return asked
+
+
+def test_a_replacement_refused_for_its_bytes_is_not_rebuilt_until_a_file_moves(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A truststore all of whose anchors expired is refused; every profile behind it
+    keeps its last good, with the error, and was rebuilt at every check to be refused
+    again (9 ms a check for 100 profiles). Refused for the files' bytes, the same
+    files are not built again; the fixed file is, at the next check."""
+    ca, keystores, trust, items = estate
+    asked = _counting_builds(monkeypatch)
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        before = contexts(profiles)
+        expired = CA(name="expired CA", not_after=_dt.datetime.now(_dt.UTC) - DAY)
+        replace_atomically(trust, expired.truststore().to_bytes(PASSWORD))
+        assert profiles.reload() is False
+        assert len(profiles.errors) == len(items) and not rebuilt(before, profiles)
+        asked.clear()
+        for _ in range(3):
+            assert profiles.reload() is False
+        assert asked == []  # nothing built: the same bytes give the same refusal
+        assert len(profiles.errors) == len(items)  # and it is still reported
+        assert_patched_as_computed(profiles)
+        # A keystore of one group moves: only its profiles are built (and still refused).
+        rewrite(keystores[1], ca.issue_cert("rotated1"))
+        profiles.reload()
+        assert sorted(set(asked)) == sorted(of_keystore(1))
+        # The fix: the next check installs it everywhere.
+        asked.clear()
+        fixed = ca.truststore()
+        fixed.add("other", CA(name="other CA").certificate)
+        replace_atomically(trust, fixed.to_bytes(PASSWORD))
+        assert profiles.reload() is True
+        assert not profiles.errors and len(set(asked)) == len(items)
+        assert len(profiles.context_for(host(2, 0), 443).get_ca_certs()) == 2
+        assert subject(profiles, host(1, 0)) == "CN=rotated1"
+        assert_patched_as_computed(profiles)
+
+
+def test_a_refusal_that_may_pass_with_time_or_retry_is_built_every_check(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The twins: what is not refused for the bytes alone is retried at every check:
+    a certificate not valid yet (the first check after its start installs it), and a
+    file that cannot be opened (a descriptor limit, a permission: not the bytes)."""
+    ca, keystores, _, items = estate
+    asked = _counting_builds(monkeypatch)
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        later = _dt.datetime.now(_dt.UTC) + DAY
+        rewrite(keystores[0], ca.issue_cert("staged", not_before=later))
+        assert profiles.reload() is False and "not valid before" in str(profiles.last_error)
+        asked.clear()
+        profiles.reload()
+        assert sorted(set(asked)) == sorted(of_keystore(0))  # retried
+        keystores[2].unlink()
+        profiles.reload()
+        asked.clear()
+        profiles.reload()
+        assert set(of_keystore(2)) <= set(asked)  # a file that cannot be read: retried
+
+
 def test_a_profile_that_never_loaded_is_retried_until_its_keystore_appears(
     estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
 ) -> None:
