@@ -78,6 +78,7 @@ import collections
 import contextlib
 import datetime as _dt
 import math
+import sys
 import threading
 import time
 import weakref
@@ -90,6 +91,7 @@ from ._errors import MTLSError
 from ._fork import renew_after_fork, renew_attributes_after_fork
 from ._log import log
 from ._reading import FileReader, Interrupted, Reading, Unstable
+from ._secret import settled
 
 #: The longest ``close()`` waits for a check in progress (seconds); see its docstring.
 CLOSE_TIMEOUT = 1.0
@@ -229,6 +231,7 @@ class Engine(Generic[S]):
             on_publish(first)
         self.snapshot: S = first
         self._reports.update(plan.problems(self.snapshot), plan.where)
+        _settle(self.snapshot, sys.exception())
         if interval is not None:
             timer = Timer(name, interval, self._check_in_thread, self._stop)
             timer.start()
@@ -316,6 +319,9 @@ class Engine(Generic[S]):
 
     def _apply(self, *, in_thread: bool) -> bool:
         plan = self._plan
+        # What the caller was handling when it called reload(): an error of this check
+        # chains to it, and keeping the error must not touch it (see _settle).
+        outer = sys.exception()
         with self._lock:
             if self._stop.is_set():
                 return False  # closed: publish nothing more
@@ -350,6 +356,7 @@ class Engine(Generic[S]):
             if new.watched is not old.watched:
                 self._reader.forget(new.watched)  # files nothing names any more
             self._reports.update(plan.problems(new), plan.where)
+            _settle(new, outer)
             if outcome.changed:
                 # Queued under the lock: queue order is generation order.
                 self._subscribers.queue(old.generation, new.generation)
@@ -408,11 +415,17 @@ class Engine(Generic[S]):
 
         Returns at once when the thread is waiting for its next check, and within
         :data:`CLOSE_TIMEOUT` seconds when a check is running (it stops at its next
-        safe point and publishes nothing). :meth:`check` does nothing afterwards.
+        safe point and publishes nothing), or a callback is running on the
+        notification thread (what is queued behind it is not delivered).
+        :meth:`check` does nothing afterwards.
         """
-        self._stop.set()
+        self._stop.set()  # from here on, no check publishes or queues anything
+        # A delivery under way ends with the callback it is in.
+        self._subscribers.drop_queued()
         if self._timer is not None:
             self._timer.close(CLOSE_TIMEOUT)
+        self._subscribers.drop_queued()  # (what a check queued just before the stop)
+        self._notifier.close(CLOSE_TIMEOUT)
 
     @property
     def closed(self) -> bool:
@@ -510,6 +523,10 @@ class Subscribers:
     def queue(self, old: int, new: int) -> None:
         self._queue.append((old, new))
 
+    def drop_queued(self) -> None:
+        """Forget the changes not delivered yet (the engine is closing)."""
+        self._queue.clear()
+
     def deliver(self, *, swallow_all: bool = False) -> None:
         """Deliver every queued change, unless another thread is delivering (it will).
 
@@ -554,6 +571,15 @@ class Subscribers:
                 if not swallow_all and isinstance(exc, KeyboardInterrupt | SystemExit):
                     pending = pending or exc
         return pending
+
+
+def _settle(snapshot: Published, outer: BaseException | None) -> None:
+    """The snapshot's errors made fit to keep, once their problems are reported (the
+    log line of an unexpected failure shows its traceback first): no frames, whose
+    locals held the files the check read, and no context a ``from None`` hid; the
+    chain is cut at ``outer``, the caller's own exception, which stays as it is."""
+    for error in snapshot.errors:
+        settled(error, outer)
 
 
 def _due(snapshot: object) -> bool:
@@ -611,19 +637,34 @@ class Notifier:
         self._warned: tuple[float, str] | None = None
         self.thread_ident: int | None = None  # the thread handing work over (the Timer's)
         self._worker: int | None = None  # the notification thread's
+        self._closed = False
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_work", new=collections.deque)
 
     def submit(self, task: Callable[[], object]) -> None:
-        """Run ``task`` on the notification thread, after what is queued already."""
+        """Run ``task`` on the notification thread, after what is queued already.
+
+        Where no thread can be started (at interpreter shutdown, or at the process's
+        thread limit), what is queued runs here instead: late, never lost.
+        """
         with self._lock:
+            if self._closed:
+                return
             self._work.append(task)
             thread = self._thread
+            started = True
             if thread is None or not thread.is_alive():
                 thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread = thread
-                thread.start()
+                try:
+                    thread.start()
+                except (RuntimeError, OSError):  # "can't create new thread ..."
+                    self._thread = None
+                    started = False
             running = self._running
+        if not started:
+            self._run()
+            return
         if running is not None and running != self._warned:
             since, what = running
             if time.monotonic() - since >= STUCK_AFTER:
@@ -661,12 +702,24 @@ class Notifier:
         self._worker = threading.get_ident()
         while True:
             with self._lock:
-                if not self._work:
-                    self._thread = None
+                if not self._work or self._closed:
+                    if threading.current_thread() is self._thread:
+                        self._thread = None
                     return
                 task = self._work.popleft()
             with contextlib.suppress(BaseException):  # each task reports its own failures
                 task()
+
+    def close(self, timeout: float) -> None:
+        """Deliver nothing more, and wait up to ``timeout`` seconds for a callback
+        that is running (unless this is that callback's thread): after ``close()``
+        returns, no callback starts."""
+        with self._lock:
+            self._closed = True
+            self._work.clear()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 def callback_name(callback: object) -> str:

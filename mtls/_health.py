@@ -117,7 +117,7 @@ def _deliver(
                 else:
                     with notifier.running(callback_name(callback)):
                         callback(event)
-            except Exception:
+            except BaseException:  # SystemExit too: the others run, and it is said
                 log.exception("mtls: a health callback raised; the others still run")
 
 

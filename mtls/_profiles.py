@@ -666,8 +666,10 @@ class SSLProfileSet:
         check stops at its next safe point (before each file read, profile and
         context build) and publishes nothing. A store parse already under way cannot
         be cut short (a hostile store can cost seconds of key derivation); the thread
-        finishes it in the background, discards it and exits. :meth:`reload` does
-        nothing after ``close()``.
+        finishes it in the background, discards it and exits. A subscriber or health
+        callback running on the notification thread is waited for, for as long
+        (nothing queued behind it is delivered, and none starts after ``close()``
+        returns). :meth:`reload` does nothing after ``close()``.
         """
         if self._engine is not None:
             self._engine.close()

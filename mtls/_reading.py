@@ -232,10 +232,17 @@ class Reading:
         cached by content need not read the bytes again."""
         verdict = self._verdicts.get(path)
         if verdict is not None:
-            return None if verdict.unstable or verdict.error is not None else verdict.digest
+            if verdict.unstable or verdict.error is not None:
+                return None
+            # Read earlier in this check (its bytes settled then), or found unchanged
+            # by the survey: then it must still be (read() compares the bytes again; a
+            # stat costs less, and a file replaced since is read and found unstable).
+            if verdict.data is None and stat_key(path) != verdict.key:
+                return None
+            return verdict.digest
         key = self._stats.get(path)
         seen = self._seen.entries.get(path)
-        if key is not None and seen is not None and seen[0] == key:
+        if key is not None and seen is not None and seen[0] == key and stat_key(path) == key:
             return seen[1]
         return None
 

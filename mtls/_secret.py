@@ -146,11 +146,14 @@ def _chain(exc: BaseException, stop: BaseException | None) -> list[BaseException
 _E = TypeVar("_E", bound=BaseException)
 
 
-def settled(exc: _E) -> _E:
+def settled(exc: _E, stop: BaseException | None = None) -> _E:
     """``exc`` made fit to keep: no suppressed context and no traceback, through its
-    whole chain (see the module docstring). Returns ``exc`` itself."""
-    for current in _chain(exc, None):
+    chain up to ``stop`` (the exception the caller was handling: its own, left as it
+    is, and cut off the chain). See the module docstring. Returns ``exc`` itself."""
+    for current in _chain(exc, stop):
         current.__traceback__ = None
+        if stop is not None and current.__context__ is stop:
+            current.__context__ = None
     return exc
 
 

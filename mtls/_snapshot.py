@@ -30,7 +30,6 @@ from ._errors import (
 )
 from ._log import log
 from ._reading import Reading, Unstable
-from ._secret import settled
 
 # A profile's key in the index: its server, (host, port), for requests without a client
 # identifier (the same tuple object as in the profile, so no key of its own), and
@@ -662,7 +661,7 @@ class ProfilesPlan:
                 run.pending = True
             except MTLSError as exc:
                 # The last good profiles stay, and their stores still rotate below.
-                config_error = settled(exc)  # kept: without the frames that read the file
+                config_error = exc  # (settled by the engine once reported)
             else:
                 loaded, digest = profiles, loaded_digest
         index: Mapping[IndexKey, Built | Failed]
@@ -951,15 +950,14 @@ class ProfilesPlan:
         )
 
     def _in_profile(self, profile: SSLProfile, exc: MTLSError) -> MTLSError:
-        # Kept in the snapshot: without frames, and without what "from None" hid.
-        return settled(
-            in_profile(
-                exc,
-                profile.server_names,
-                profile.client_id,
-                default=profile is self.default,
-                path=self.options.path,
-            )
+        # (Settled by the engine once reported: without frames, and without what a
+        # "from None" hid.)
+        return in_profile(
+            exc,
+            profile.server_names,
+            profile.client_id,
+            default=profile is self.default,
+            path=self.options.path,
         )
 
     # ------------------------------------------------------------------ reports

@@ -29,8 +29,29 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing usage and exiting."""
         # argparse quotes stray arguments back ("unrecognized arguments: ..."): hide
-        # any password among them.
+        # any password among them (known ones by scrub; the value of an option no tool
+        # has, whatever its spelling, by _stray).
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            message = prefix + _stray(message[len(prefix) :].split(" "))
         raise UsageError(scrub(f"{message} (see '{self.prog} --help')"))
+
+
+def _stray(words: list[str]) -> str:
+    """Unrecognized arguments as a message shows them: an unknown option by name, and
+    its value, the word after it or after its ``=``, as ``****`` (a mistyped password
+    option's value is the password: --pssword, --pin, --token...)."""
+    shown: list[str] = []
+    after_option = False
+    for word in words:
+        if word.startswith("-") and len(word) > 1:
+            name, sep, value = word.partition("=")
+            shown.append(f"{name}=****" if sep and value else word)
+            after_option = not sep
+        else:
+            shown.append("****" if after_option and word else word)
+            after_option = False
+    return " ".join(shown)
 
 
 def _key_type(value: str) -> str:

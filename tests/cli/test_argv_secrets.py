@@ -85,12 +85,17 @@ def test_other_words_stay_readable(tmp_path, capsys):
     # The twin: a stray word that is no password is quoted as typed, and the values
     # of --out and --truststore (options of their own, not abbreviations of
     # --out-password and --truststore-password) are never taken for passwords.
-    code, text = run(capsys, "list", "--keystore", str(tmp_path / "gw.jks"), "--bogus", "visible")
+    code, text = run(capsys, "list", "--keystore", str(tmp_path / "gw.jks"), "stray", "word")
     assert code == 2
-    assert "unrecognized arguments: --bogus visible" in text
+    assert "unrecognized arguments: stray word" in text
+    # But the word after an option no command has is its value, and may be a password
+    # whatever the option's spelling (--pssword, --pin, --token): never shown.
+    code, text = run(capsys, "list", "--keystore", str(tmp_path / "gw.jks"), "--bogus", "hidden")
+    assert code == 2
+    assert "unrecognized arguments: --bogus ****" in text
     _common.remember_argv_secrets(["--out", "out-visible.p12", "--truststore", "t-visible.jks"])
     assert _common.scrub("out-visible.p12 t-visible.jks") == "out-visible.p12 t-visible.jks"
-    code, text = run(capsys, "list", "--keystore", "k.jks", "--store-typo", "t-visible.jks")
+    code, text = run(capsys, "list", "--keystore", "k.jks", "t-visible.jks")
     assert "t-visible.jks" in text
 
 
@@ -113,6 +118,9 @@ def test_glued_password_as_a_user_types_it():
         (["-p", "Typo-pw-4"], "-p ****"),
         (["--keystore-pwd", "Typo-pw-5"], "--keystore-pwd ****"),
         (["--secret", "Typo-pw-6"], "--secret ****"),
+        (["--pssword", "Typo-pw-7"], "--pssword ****"),
+        (["--keystore-pin", "Typo-pw-8"], "--keystore-pin ****"),
+        (["--token=Typo-pw-9"], "--token=****"),
     ],
 )
 def test_a_mistyped_password_option_does_not_echo_its_value(words, shown):

@@ -933,3 +933,53 @@ def test_hostile_reloads_leak_no_descriptors(tmp_path, one_profile):
         os.utime(fifo)
         profiles.reload()
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_a_kept_error_leaves_the_callers_exception_and_the_resolvers_traceback(
+    one_profile, backend, caplog
+):
+    """Errors kept in a snapshot lose their frames, but not before their problem is
+    logged (the traceback into a secret resolver's bug was logged without a line),
+    and never the caller's own exception: reload() called in an ``except`` block had
+    that exception's traceback wiped through the chain."""
+    xml, keystore, trust = one_profile
+    vaulted_xml(xml, keystore, trust, f"localhost:{backend.port}")
+    up = {"ok": True}
+
+    def my_vault_client_lookup(alias: str) -> str:
+        raise AttributeError("'NoneType' object has no attribute 'get'")  # its bug
+
+    def resolver(alias: str) -> str:
+        return PASSWORD if up["ok"] else my_vault_client_lookup(alias)
+
+    profiles = SSLProfileSet.from_xml(xml, secret_resolver=resolver, settle_delay=0)
+    up["ok"] = False
+    vaulted_xml(xml, keystore, trust, f"localhost:{backend.port},127.0.0.1:{backend.port}")
+
+    def app_request() -> None:
+        raise ConnectionResetError("peer reset")
+
+    frames: list[int] = []
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        try:
+            app_request()
+        except ConnectionResetError as own:
+            frames.append(len(traceback.extract_tb(own.__traceback__)))
+            assert profiles.reload() is False
+            frames.append(len(traceback.extract_tb(own.__traceback__)))
+    assert frames[0] == frames[1] == 2  # the caller's traceback, untouched
+    logged = "".join(
+        "".join(traceback.format_exception(*r.exc_info)) for r in caplog.records if r.exc_info
+    )
+    assert "my_vault_client_lookup" in logged  # the resolver's line, in the log
+    kept = profiles.last_error
+    assert kept is not None and kept.__cause__ is not None
+    assert kept.__cause__.__traceback__ is None  # and then no frames kept
+    chain, seen = [kept], set()
+    while chain:  # the caller's exception is not kept alive through the error
+        current = chain.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        assert not isinstance(current, ConnectionResetError)
+        chain += [current.__cause__, current.__context__]

@@ -501,6 +501,38 @@ def test_a_blocking_subscriber_holds_back_no_check(setup, ca, backend, caplog, m
         wait_for(lambda: told == [(0, 1), (1, 2)])
 
 
+def test_close_waits_for_a_running_callback_and_drops_the_queue(setup, ca, monkeypatch):
+    """A callback on the notification thread ran on after close() returned (and what
+    was queued behind it was delivered later): code that tears down what its callback
+    uses after ``with SSLProfileSet(...)`` raced it. close() waits for the running one
+    (up to CLOSE_TIMEOUT) and nothing queued starts after it."""
+    import mtls._engine as engine_module
+
+    monkeypatch.setattr(engine_module, "CLOSE_TIMEOUT", 30.0)
+    xml, keystore, _ = setup
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow(old: int, new: int) -> None:
+        order.append(f"start {old}->{new}")
+        inside.set()
+        release.wait(30)
+        order.append(f"end {old}->{new}")
+
+    profiles = SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01)
+    profiles.subscribe(slow)
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert inside.wait(10)
+    replace_atomically(keystore, jks(ca, "gen-3"))
+    wait_for(lambda: profiles.generation == 2)  # (1, 2) is queued behind the slow one
+    closer = threading.Thread(target=lambda: (profiles.close(), order.append("closed")))
+    closer.start()
+    wait_for(lambda: profiles._engine._notifier._closed)  # close() waits on the callback
+    release.set()
+    closer.join(30)
+    assert order == ["start 0->1", "end 0->1", "closed"]  # and (1, 2) never started
+
+
 def test_subscribers_run_isolated_and_can_unsubscribe(setup, ca, caplog):
     xml, keystore, _ = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
