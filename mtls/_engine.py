@@ -640,6 +640,8 @@ class Notifier:
         self._closed = False
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_work", new=collections.deque)
+        # A child has no notification thread: nothing of the parent's is running there.
+        renew_attributes_after_fork(self, "_running", "_worker", "_thread", new=_nothing)
 
     def submit(self, task: Callable[[], object]) -> None:
         """Run ``task`` on the notification thread, after what is queued already.
@@ -722,8 +724,15 @@ class Notifier:
             thread.join(timeout)
 
 
+def _nothing() -> None:
+    return None
+
+
 def callback_name(callback: object) -> str:
-    """A callback as a warning names it: its qualified name, or its type's."""
+    """A callback as a warning names it: its qualified name, or its type's (for an
+    integration's weak subscriber, the method it calls: ``MTLSTransport._on_reload``)."""
+    if isinstance(callback, WeakSubscriber):
+        callback = callback._on_change
     name = getattr(callback, "__qualname__", None) or type(callback).__qualname__
     module = getattr(callback, "__module__", None)
     return f"{module}.{name}" if module else str(name)

@@ -107,8 +107,18 @@ def _deliver(
     events: tuple[HealthEvent, ...],
     callbacks: list[HealthCallback],
     notifier: Notifier | None,
+    one_at_a_time: threading.RLock,
 ) -> None:
     """Each event to each callback; one that raises is logged, the others still run."""
+    with one_at_a_time:
+        _deliver_each(events, callbacks, notifier)
+
+
+def _deliver_each(
+    events: tuple[HealthEvent, ...],
+    callbacks: list[HealthCallback],
+    notifier: Notifier | None,
+) -> None:
     for event in events:
         for callback in callbacks:
             try:
@@ -379,7 +389,12 @@ class Health:
         self.identity = "client certificate"
         self._clock = clock
         self._lock = threading.Lock()
+        # Callbacks one at a time, whichever thread delivers (the notification
+        # thread's events, and those reload() or check_health() find meanwhile).
+        # (Re-entrant: a callback may call check_health().)
+        self._delivering = threading.RLock()
         renew_attributes_after_fork(self, "_lock")
+        renew_attributes_after_fork(self, "_delivering", new=threading.RLock)
         self._callbacks: list[HealthCallback] = []
         #: Where callbacks run when a check on the reload thread evaluates (set by the
         #: owner of the engine): never on that thread. ``None``: in the caller's.
@@ -463,7 +478,9 @@ class Health:
             _log(event, self._where, self.identity)
         if events and callbacks:
             notifier = self.notifier
-            deliver = functools.partial(_deliver, tuple(events), callbacks, notifier)
+            deliver = functools.partial(
+                _deliver, tuple(events), callbacks, notifier, self._delivering
+            )
             if notifier is None:
                 deliver()
             else:  # on the reload thread: handed to the notification thread

@@ -144,6 +144,53 @@ def test_a_lock_held_at_the_fork_does_not_deadlock_the_child(setup, ca) -> None:
         assert result == {"reload": True, "generation": 1}
 
 
+def test_a_callback_running_at_the_fork_is_not_running_in_the_child(setup) -> None:
+    """The notification thread's record of the callback it is in was copied into the
+    child, which has no such thread: its first change warned that the parent's slow
+    callback was stuck there. A soak found it; the child starts afresh."""
+    xml, _ = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        notifier = profiles._engine.notifier  # type: ignore[union-attr]
+        notifier._running = (0.0, "parent.slow")  # as while a callback runs
+
+        def child() -> dict[str, Any]:
+            return {"running": notifier._running, "thread": notifier._thread is None}
+
+        result = in_child(child)
+        notifier._running = None
+    assert result == {"running": None, "thread": True}
+
+
+def test_health_callbacks_run_one_at_a_time_whichever_thread_delivers() -> None:
+    """The reload thread's events went to the notification thread while reload() or
+    check_health() delivered their own in the caller's: the same callback ran on two
+    threads at once (a soak counted 91 overlaps), where the docs say one at a time."""
+    from mtls._health import _deliver
+
+    lock = threading.RLock()
+    inside, go, second_in = threading.Event(), threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def callback(event: object) -> None:
+        calls.append(str(event))
+        if event == "first":
+            inside.set()
+            go.wait(10)
+        else:
+            second_in.set()
+
+    first = threading.Thread(target=_deliver, args=(("first",), [callback], None, lock))
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(target=_deliver, args=(("second",), [callback], None, lock))
+    second.start()
+    assert not second_in.wait(0.3)  # waits for the first to finish (a bounded look)
+    go.set()
+    first.join(10)
+    second.join(10)
+    assert calls == ["first", "second"]
+
+
 def test_a_rotating_server_made_before_fork_reloads_in_the_child(tmp_path: Path) -> None:
     estate = make_estate(tmp_path)
     with mtls.RotatingServerContext(
