@@ -117,6 +117,7 @@ class Reading:
         self._stop = stop
         self._verdicts: dict[Path, _Verdict] = {}
         self._stats: dict[Path, tuple[int, ...]] = {}  # taken by survey(), used once
+        self._restats: dict[Path, tuple[int, ...]] = {}  # taken by known(), once each
         #: The files whose stat moved, as :meth:`survey` found them (``None``: no
         #: survey, so every file may have moved). A file not among them hashes as its
         #: bytes were last used: a check need not look at what was built from it.
@@ -237,14 +238,22 @@ class Reading:
             # Read earlier in this check (its bytes settled then), or found unchanged
             # by the survey: then it must still be (read() compares the bytes again; a
             # stat costs less, and a file replaced since is read and found unstable).
-            if verdict.data is None and stat_key(path) != verdict.key:
+            if verdict.data is None and self._restat(path) != verdict.key:
                 return None
             return verdict.digest
         key = self._stats.get(path)
         seen = self._seen.entries.get(path)
-        if key is not None and seen is not None and seen[0] == key and stat_key(path) == key:
+        if key is not None and seen is not None and seen[0] == key and self._restat(path) == key:
             return seen[1]
         return None
+
+    def _restat(self, path: Path) -> tuple[int, ...]:
+        """``path``'s stat, taken once per check after the survey (many profiles share
+        a file): what confirms that a file the survey found unchanged still is."""
+        key = self._restats.get(path)
+        if key is None:
+            key = self._restats[path] = stat_key(path)
+        return key
 
     def read(self, path: Path) -> tuple[bytes, str]:
         """The settled bytes of ``path`` in this check, and their hash.

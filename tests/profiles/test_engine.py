@@ -371,3 +371,31 @@ def test_runs_of_profiles_on_different_materials_each_get_their_own_contexts(
                 get(host, 3)
     finally:
         profiles.close()
+
+
+def test_known_answers_for_an_unchanged_file_only_while_it_is(tmp_path: Path) -> None:
+    """A rebuild takes a store cached by content on the hash the survey knows; a file
+    replaced after the survey (a ..data swap mid-check) must not be: an old keystore
+    went out with a new truststore, a pair never on disk together (a review found it).
+    One stat per file and check confirms it."""
+    from mtls._reading import FileReader
+
+    path = tmp_path / "store.bin"
+    path.write_bytes(b"first")
+    seen, stop = FileReader(), threading.Event()
+    first = Reading(seen, 0.0, stop)
+    first.survey([path])
+    first.settle([path])
+    digest = first.read(path)[1]
+    first.commit()
+
+    unchanged = Reading(seen, 0.0, stop)
+    assert unchanged.survey([path]) == []
+    assert unchanged.known(path) == digest  # surveyed unchanged: no read needed
+
+    swapped = Reading(seen, 0.0, stop)
+    assert swapped.survey([path]) == []
+    replace_atomically(path, b"other")  # after the survey, before the build
+    assert swapped.known(path) is None  # the build reads it, and finds it moved
+    with pytest.raises(Unstable):
+        swapped.read(path)
