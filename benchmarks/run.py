@@ -486,6 +486,51 @@ def bench_profiles(env: Env, reps: int) -> Comparison:
     )
 
 
+def _code_profiles(keystore: Path, trust: Path, trust_password: str, count: int) -> list[Any]:
+    """``count`` profiles made in code (the constructor's path) on the two stores."""
+    ks = mtls.StoreConfig(location=keystore, password=PASSWORD)
+    ts = mtls.StoreConfig(location=trust, password=trust_password)
+    return [
+        mtls.SSLProfile(servers=(f"backend{i}.example.com:8243",), keystore=ks, truststore=ts)
+        for i in range(count)
+    ]
+
+
+@benchmark(
+    "profiles-1000-build",
+    1.5,
+    "SSLProfileSet(profiles) with the same 1,000 profiles made in code (no file to read) "
+    "vs loading the two stores and building one context: what the set itself costs",
+)
+def bench_profiles_build(env: Env, reps: int) -> Comparison:
+    _, keystore, trust, trust_password = _profiles_env(env)
+    profiles = _code_profiles(keystore, trust, trust_password, PROFILES)
+    return compare(
+        lambda: mtls.SSLProfileSet(profiles, settle_delay=0),
+        lambda: _one_context(keystore, trust, trust_password),
+        min(reps, 60),
+        warmup=2,
+    )
+
+
+@benchmark(
+    "profiles-1000-file",
+    1.3,
+    "SSLProfileSet.from_xml with 1,000 profiles vs reading the same file with "
+    "defusedxml.ElementTree.fromstring and building one context from the two stores: "
+    "the floor reads the file too",
+)
+def bench_profiles_file(env: Env, reps: int) -> Comparison:
+    import defusedxml.ElementTree as DET  # noqa: PLC0415
+
+    xml, keystore, trust, trust_password = _profiles_env(env)
+
+    def floor() -> object:
+        return DET.fromstring(xml.read_bytes()), _one_context(keystore, trust, trust_password)
+
+    return compare(lambda: mtls.SSLProfileSet.from_xml(xml), floor, min(reps, 60), warmup=2)
+
+
 _MEMORY_SCRIPT = """
 import gc, os, sys
 import mtls
@@ -1179,12 +1224,7 @@ def bench_estate_memory(env: Env, reps: int) -> Comparison:
 )
 def bench_profiles_10000(env: Env, reps: int) -> Comparison:
     _, keystore, trust, trust_password = _profiles_env(env)
-    ks = mtls.StoreConfig(location=keystore, password=PASSWORD)
-    ts = mtls.StoreConfig(location=trust, password=trust_password)
-    profiles = [
-        mtls.SSLProfile(servers=(f"backend{i}.example.com:8243",), keystore=ks, truststore=ts)
-        for i in range(10 * PROFILES)
-    ]
+    profiles = _code_profiles(keystore, trust, trust_password, 10 * PROFILES)
     return compare(
         lambda: mtls.SSLProfileSet(profiles, settle_delay=0),
         lambda: _one_context(keystore, trust, trust_password),
