@@ -85,7 +85,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import MTLSError
 from ._fork import renew_after_fork, renew_attributes_after_fork
@@ -98,9 +98,20 @@ CLOSE_TIMEOUT = 1.0
 #: How often the first load tries again when it catches a file mid-write.
 FIRST_ATTEMPTS = 3
 
-#: A problem to log once: (message, what happens meanwhile, exception whose traceback
-#: to log with it).
-Problem = tuple[str, str, BaseException | None]
+
+class Problem(NamedTuple):
+    """A problem to log once (see :class:`Reports`)."""
+
+    message: str
+    meanwhile: str  # what happens meanwhile
+    exc: BaseException | None = None  # whose traceback to log with it
+    # Who has it (profiles, as messages name them), when one problem can be several
+    # things' (a truststore many profiles share, gone): one that leaves it is resolved
+    # only if it has no other problem now, and a problem gone while all of them still
+    # have one is regrouped, not resolved.
+    about: frozenset[str] = frozenset()
+
+
 #: A subscriber: called with (old_generation, new_generation).
 Callback = Callable[[int, int], object]
 
@@ -789,18 +800,37 @@ class Reports:
     not at every check. ``status()`` shows it all the while."""
 
     def __init__(self) -> None:
-        self._shown: dict[Hashable, str] = {}
+        self._shown: dict[Hashable, Problem] = {}
 
     def update(self, current: Mapping[Hashable, Problem], where: str) -> None:
-        """``current``: problem key -> (message, what happens meanwhile, exception
-        whose traceback to log with it)."""
-        for key, (message, meanwhile, exc) in current.items():
-            if self._shown.get(key) != message:
-                log.warning("%s%s; %s", _prefix(where, message), message, meanwhile, exc_info=exc)
-        for key, message in self._shown.items():
-            if key not in current:
+        """``current``: problem key -> the problem as it is now."""
+        for key, problem in current.items():
+            shown = self._shown.get(key)
+            if shown is None or shown.message != problem.message:
+                message = problem.message
+                log.warning(
+                    "%s%s; %s", _prefix(where, message), message, problem.meanwhile,
+                    exc_info=problem.exc,
+                )  # fmt: skip
+        still = frozenset().union(*(problem.about for problem in current.values()))
+        for key, shown in self._shown.items():
+            message = shown.message
+            gone = shown.about - still
+            if key in current and not gone:
+                continue
+            if key not in current and (not shown.about or gone == shown.about):
                 log.warning("%sresolved: %s", _prefix(where, message), _first_line(message))
-        self._shown = {key: message for key, (message, _, _) in current.items()}
+            elif gone:  # some of those it was about: the rest still have a problem
+                names = sorted(gone)
+                more = f"; and {len(names) - 3} more" if len(names) > 3 else ""
+                log.warning(
+                    "%sresolved for %s%s: %s",
+                    _prefix(where, message),
+                    "; ".join(names[:3]),
+                    more,
+                    _first_line(message),
+                )
+        self._shown = dict(current)
 
 
 def _prefix(where: str, message: str) -> str:

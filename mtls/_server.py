@@ -371,10 +371,8 @@ class ServerPlan:
         if snapshot.error is None:
             return {}
         return {
-            ("server", str(snapshot.error)): (
-                str(snapshot.error),
-                "new connections keep the last good identity and trust",
-                None,
+            ("server", str(snapshot.error)): Problem(
+                str(snapshot.error), "new connections keep the last good identity and trust"
             )
         }
 

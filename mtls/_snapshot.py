@@ -308,6 +308,12 @@ class Snapshot:
         )
 
 
+def _named(profile: SSLProfile) -> str:
+    """A profile as a grouped problem's lines name it: its servers (and client)."""
+    client = f" client {profile.client_id!r}" if profile.client_id else ""
+    return f"{', '.join(profile.server_names)}{client}"
+
+
 def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
     """What identifies 'the same profile' across reloads: its servers and client."""
     return (profile.servers, profile.client_id)
@@ -970,10 +976,8 @@ class ProfilesPlan:
         if snapshot.config_error is not None:
             error = snapshot.config_error
             unexpected = error.__cause__ if not isinstance(error.__cause__, MTLSError) else None
-            out[("config",)] = (
-                str(error),
-                "keeping the last good profiles (their stores still rotate)",
-                unexpected,
+            out[("config",)] = Problem(
+                str(error), "keeping the last good profiles (their stores still rotate)", unexpected
             )
         # Profiles with the same error (a truststore 200 profiles share, gone) are one
         # problem, one line: not one warning per profile. (What happens meanwhile, said
@@ -990,21 +994,21 @@ class ProfilesPlan:
         for profile, error in snapshot.failures:
             groups.setdefault((refused, error.reason), []).append((profile, error))
         for ((one, several), reason), members in groups.items():
+            about = frozenset(_named(profile) for profile, _ in members)
             if len(members) == 1:
                 ((profile, error),) = members
-                out[("profile", slot(profile))] = (str(error), one, None)
+                out[("profile", slot(profile))] = Problem(str(error), one, about=about)
                 continue
             names = [", ".join(profile.server_names) for profile, _ in members]
             more = f"; and {len(names) - 3} more" if len(names) > 3 else ""
             message = f"{len(names)} profiles ({'; '.join(names[:3])}{more}): {reason}"
-            out[("profiles", one, reason)] = (message, several, None)
+            out[("profiles", one, reason)] = Problem(message, several, about=about)
         default = snapshot.default
         if isinstance(default, Built) and default.error is not None:
-            out[("default",)] = (str(default.error), "keeping its last good context", None)
+            out[("default",)] = Problem(str(default.error), "keeping its last good context")
         elif isinstance(default, Failed):
-            out[("default",)] = (
+            out[("default",)] = Problem(
                 str(default.error),
                 "not loaded: requests no profile matches are refused until it loads",
-                None,
             )
         return out

@@ -70,7 +70,7 @@ class FilePlan:
         return dataclasses.replace(old, errors=(mtls.MTLSError(str(exc)),), pending=True)
 
     def problems(self, snapshot: FileSnapshot) -> Mapping[Hashable, Problem]:
-        return {("file", str(e)): (str(e), "keeping the last good", None) for e in snapshot.errors}
+        return {("file", str(e)): Problem(str(e), "keeping the last good") for e in snapshot.errors}
 
 
 def sha(data: bytes) -> str:

@@ -419,3 +419,64 @@ def test_the_expiry_watch_after_incremental_updates_matches_a_full_computation(
         assert events[1].fingerprint == event.fingerprint
         assert events[1].servers == tuple(sorted(f"{host(3, n)}:443" for n in range(PER_KEYSTORE)))
         assert_patched_as_computed(profiles)
+
+
+def test_a_grouped_problem_that_shrinks_or_regroups_is_not_called_resolved(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two profiles on one broken keystore are one warning. When one of them leaves
+    (its profile now names another keystore), the other is still broken: the log said
+    "resolved: 2 profiles (...)". It now names only the one that left; a profile that
+    joins another's problem is regrouped, not resolved; the fix is one "resolved"."""
+    import logging
+
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    broken = write_identity(ca.issue_cert("one"), tmp_path / "one.jks")
+    good = write_identity(ca.issue_cert("two"), tmp_path / "two.jks")
+    xml = tmp_path / "profiles.xml"
+
+    def write(b_keystore: Path) -> None:
+        replace_atomically(
+            xml,
+            profile_xml(
+                profile("a.internal:443", broken, trust),
+                profile("b.internal:443", b_keystore, trust),
+            ).encode(),
+        )
+
+    def lines() -> list[str]:
+        out = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        caplog.clear()
+        return out
+
+    write(broken)
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles,
+    ):
+        kept = broken.read_bytes()
+        replace_atomically(broken, b"garbage")
+        assert profiles.reload() is False
+        (grouped,) = lines()
+        assert "2 profiles (a.internal:443; b.internal:443)" in grouped
+        # b leaves for a good keystore: a alone is still broken, and says so.
+        write(good)
+        profiles.reload()
+        warned = lines()
+        assert len(warned) == 2, warned
+        assert f"profile a.internal:443: {broken}: " in warned[0]
+        assert warned[0].endswith("keeping its last good context")
+        assert ": resolved for b.internal:443: 2 profiles (" in warned[1]
+        assert [e.servers for e in profiles.errors] == [("a.internal:443",)]
+        # b comes back to the broken keystore: a's problem is now two profiles' (no
+        # "resolved" for a, whose keystore is as broken as before).
+        write(broken)
+        profiles.reload()
+        (regrouped,) = lines()
+        assert "2 profiles (a.internal:443; b.internal:443)" in regrouped
+        # The fix: one line says so.
+        replace_atomically(broken, kept)
+        assert profiles.reload() is True
+        (resolved,) = lines()
+        assert ": resolved: 2 profiles (" in resolved and not profiles.errors
