@@ -164,9 +164,12 @@ def expand_password_sources(argv: Sequence[str]) -> list[str]:
 
 
 # What an option that is none of ours may be named when its value is a password: any
-# spelling with "pass", "pas", "pw" or "secret" in it, and -p. A word too many hidden
-# (--path's value) is harmless; a password echoed in "unrecognized arguments" is not.
-_PASSWORDISH = re.compile(r"pass|pas|pw|secret|^-{1,2}p$", re.IGNORECASE)
+# spelling with "pass", "pas", "pw" or "secret" in it, and -p (alone, or with a value
+# glued on: -pSECRET). A word too many hidden (--path's value) is harmless; a password
+# echoed in "unrecognized arguments" is not.
+_PASSWORDISH = re.compile(r"^-{1,2}p(?-i:(?![a-z]))|pass|pas|pw|secret", re.IGNORECASE)
+# What may follow such a name and still be part of it (-storepasswd, --pasword).
+_NAME_GOES_ON = re.compile(r"[a-z-]*")
 
 
 def remember_argv_secrets(argv: Sequence[str]) -> None:
@@ -180,12 +183,16 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
         remember_secret(os.environ.get(name))
     for index, word in enumerate(argv):
         found = _password_option(word)
-        if found is None and word.startswith("-") and _PASSWORDISH.search(word.partition("=")[0]):
+        named = _PASSWORDISH.search(word.partition("=")[0]) if word.startswith("-") else None
+        if found is None and named is not None:
             # A spelling of no tool (--passwd, --store-password), or a typo of one
             # (--pasword, --pw, -p, --keystore-pwd): still a password's option to
-            # whoever typed it; its value is what follows.
+            # whoever typed it; its value is what follows, or what is glued on where
+            # the word goes on with what no option name has (-storepasSECRET, -pS3cret).
             option, sep, glued = word.partition("=")
             found = (option, glued if sep else None)
+            if not sep and not _NAME_GOES_ON.fullmatch(option[named.end() :]):
+                _GLUED[word] = f"{option[: named.end()]}****"
         if found is None:
             continue
         option, value = found

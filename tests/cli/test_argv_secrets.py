@@ -121,6 +121,10 @@ def test_glued_password_as_a_user_types_it():
         (["--pssword", "Typo-pw-7"], "--pssword ****"),
         (["--keystore-pin", "Typo-pw-8"], "--keystore-pin ****"),
         (["--token=Typo-pw-9"], "--token=****"),
+        # Glued to a typo of a password option, or to -p (a sweep: both were echoed).
+        (["-storepasTypo-pw-10"], "-storepas****"),
+        (["-pTypo-pw-11"], "-p****"),
+        (["--pw7ypo-pw-12"], "--pw****"),
     ],
 )
 def test_a_mistyped_password_option_does_not_echo_its_value(words, shown):
