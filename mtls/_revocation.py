@@ -109,8 +109,10 @@ class RevocationPolicy:
             A certificate positively revoked raises :class:`CertificateRevokedError`
             in both modes.
         full_chain: check every certificate up to the trust anchor, not only the
-            leaf (WSO2's ``allow_full_cert_chain_validation``, default true). On
-            Python 3.11/3.12 only the leaf can be checked (see the module notes).
+            leaf (WSO2's ``allow_full_cert_chain_validation``, default true), on
+            every supported Python: the chain OpenSSL verified, each certificate
+            against the issuer that verified it. Anchors are not checked (nor does
+            Java's PKIX).
         cache_size: at most this many statuses are kept (WSO2's ``CacheSize``, 1024).
         cache_delay: seconds a status is kept at most, even when the response is
             valid longer (WSO2's ``CacheDelay``, 1000 minutes).

@@ -168,8 +168,9 @@ def expand_password_sources(argv: Sequence[str]) -> list[str]:
 # glued on: -pSECRET). A word too many hidden (--path's value) is harmless; a password
 # echoed in "unrecognized arguments" is not.
 _PASSWORDISH = re.compile(r"^-{1,2}p(?-i:(?![a-z]))|pass|pas|pw|secret", re.IGNORECASE)
-# What may follow such a name and still be part of it (-storepasswd, --pasword).
-_NAME_GOES_ON = re.compile(r"[a-z-]*")
+# The part of such a word that may be its name: keytool's, mtls's and openssl's option
+# names are lower-case, so a value glued on starts where that stops (-storepasS3cret).
+_NAME_PART = re.compile(r"-{1,2}[a-z_-]*")
 
 
 def remember_argv_secrets(argv: Sequence[str]) -> None:
@@ -183,16 +184,16 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
         remember_secret(os.environ.get(name))
     for index, word in enumerate(argv):
         found = _password_option(word)
-        named = _PASSWORDISH.search(word.partition("=")[0]) if word.startswith("-") else None
-        if found is None and named is not None:
+        if found is None and word.startswith("-") and _PASSWORDISH.search(word.partition("=")[0]):
             # A spelling of no tool (--passwd, --store-password), or a typo of one
             # (--pasword, --pw, -p, --keystore-pwd): still a password's option to
             # whoever typed it; its value is what follows, or what is glued on where
             # the word goes on with what no option name has (-storepasSECRET, -pS3cret).
             option, sep, glued = word.partition("=")
             found = (option, glued if sep else None)
-            if not sep and not _NAME_GOES_ON.fullmatch(option[named.end() :]):
-                _GLUED[word] = f"{option[: named.end()]}****"
+            spelled = _NAME_PART.match(option)
+            if not sep and spelled is not None and spelled.end() < len(option):
+                _GLUED[word] = f"{spelled.group()}****"
         if found is None:
             continue
         option, value = found

@@ -146,7 +146,7 @@ def parse_ext_san(values: list[str]) -> list[str]:
         if flag:  # keytool's san:c=... makes the extension critical
             raise UsageError(
                 f"-ext {value!r}: a critical SAN is not supported (it would be written "
-                "non-critical): leave out ':{flag}'"
+                f"non-critical): leave out ':{flag}'"
             )
         sans.extend(part for part in rest.split(",") if part.strip())
     return sans

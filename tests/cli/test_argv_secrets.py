@@ -123,6 +123,8 @@ def test_glued_password_as_a_user_types_it():
         (["--token=Typo-pw-9"], "--token=****"),
         # Glued to a typo of a password option, or to -p (a sweep: both were echoed).
         (["-storepasTypo-pw-10"], "-storepas****"),
+        (["-storepasS3cret-pw-13"], "-storepas****"),  # "pasS" is "pass" ignoring case
+        (["--key_pw", "Typo-pw-14"], "--key_pw ****"),  # a name with "_" stays readable
         (["-pTypo-pw-11"], "-p****"),
         (["--pw7ypo-pw-12"], "--pw****"),
     ],

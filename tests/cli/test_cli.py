@@ -426,7 +426,8 @@ def test_genkey_refuses_what_keytool_refuses_or_it_cannot_write(tmp_path: Path) 
     path = tmp_path / "k.p12"
     for options in (("--san", "dsn:typo.example"), ("-ext", "san=dns:a..b"),
                     ("-ext", "san:c=dns:x.example")):  # fmt: skip
-        fails(2, "genkey", "--keystore", path, "--alias", "k", "--dname", "CN=k", *options)
+        run = fails(2, "genkey", "--keystore", path, "--alias", "k", "--dname", "CN=k", *options)
+    assert "leave out ':c'" in run.stderr  # the flag as typed, not "{flag}"
     assert not path.exists()
     ok("genkey", "--keystore", path, "--alias", "k", "--dname", "CN=k",
        "-ext", "san=dns:x.example,oid:1.2.3.4")  # fmt: skip
