@@ -64,6 +64,16 @@ class PasswordRequired(JKSIntegrityError):
     """The store cannot be read at all without its password (UBER)."""
 
 
+class NotAPrivateKey(JKSFormatError):
+    """A sealed entry with a certificate chain holds a public or secret key (Bouncy
+    Castle lets ``setKeyEntry`` seal one): like an unsealed one, TLS cannot use it,
+    and Java's key managers pass it by for the store's private keys."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # how the entry is listed (as an unsealed one is)
+
+
 def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
     """``"BKS"``, ``"UBER"`` or ``None``, from the header (BKS and UBER have no magic).
 
@@ -326,11 +336,17 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None) -> bytes:
         )
         inner = Reader(plain, key.store_type)
         key_kind, key_format = inner.u8(), inner.utf()
-        inner.utf()  # algorithm
+        algorithm = inner.utf()
         encoded = inner.blob()
     except (jks.util.BadPaddingException, JKSFormatError, ValueError) as exc:
         # ValueError: a derived 3DES key that degenerates to DES (a wrong password).
         raise JKSKeyPasswordError("sealed key does not decrypt") from exc
+    if key_kind in (1, 2):
+        what = _KEY_KINDS[key_kind]
+        raise NotAPrivateKey(
+            f"sealed entry {shown(key.alias)} holds a {what}",
+            f"sealed {what} ({shown(algorithm)[1:-1]}; TLS cannot use it)",
+        )
     if key_kind != 0 or key_format not in _PLAIN_KEY_FORMATS or encoded[:1] != b"\x30":
         raise JKSFormatError(
             f"sealed entry {shown(key.alias)} has a certificate chain but holds a "

@@ -74,8 +74,11 @@ def detect_format(data: bytes) -> StoreFormat:
     if data[:1] == b"\x30":
         if _pkcs12.looks_like_pkcs12(data):
             return "PKCS12"
-        if _looks_like_der_certificate(data):
+        signed = _der_signed(data)
+        if signed == "certificate":
             return "DER"
+        if signed is not None:
+            raise KeystoreFormatError(_NOT_A_CERTIFICATE[signed])
     bouncy = _bks.looks_like_bks(data)
     if bouncy is not None:
         return bouncy
@@ -87,12 +90,49 @@ def detect_format(data: bytes) -> StoreFormat:
     )
 
 
-def _looks_like_der_certificate(data: bytes) -> bool:
+_TIMES = (0x17, 0x18)  # UTCTime, GeneralizedTime
+_NOT_A_CERTIFICATE = {
+    "CRL": (
+        "a certificate revocation list (DER CRL), not a certificate or a store: a CRL is "
+        "checked with a truststore (a profile's crls, or mtls.CRLSet), never trusted "
+        "itself; point to the CA's certificate"
+    ),
+    "request": (
+        "a certificate signing request (DER CSR), not a certificate or a store: have "
+        "the CA sign it, and point to the certificate it returns"
+    ),
+}
+
+
+def _der_signed(data: bytes) -> str | None:
+    """Which signed X.509 structure ``data`` is: ``"certificate"``, ``"CRL"`` or
+    ``"request"`` (a CSR), told apart by the fields their signed parts start with (all
+    three are SEQUENCE { SEQUENCE, AlgorithmIdentifier, BIT STRING }); ``None`` for
+    anything else."""
     try:
         outer = _der.read_single(data, _der.SEQUENCE).children()
-        return len(outer) == 3 and outer[0].tag == _der.SEQUENCE
+        if len(outer) != 3 or outer[0].tag != _der.SEQUENCE:
+            return None
+        body, pos = outer[0].value, 0
+        tags: list[int] = []
+        while pos < len(body) and len(tags) < 7:  # the first few: never the whole body
+            tag, _, pos = _der.header(body, pos)
+            tags.append(tag)
     except _der.DERError:
-        return False
+        return None
+    seq, integer = _der.SEQUENCE, _der.INTEGER
+    # TBSCertificate: [0] version (v3, v2), serial, signature algorithm, issuer,
+    # validity, subject, key.
+    if (tags[1:] if tags[:1] == [0xA0] else tags)[:6] == [integer, seq, seq, seq, seq, seq]:
+        return "certificate"
+    # TBSCertList: [version], signature algorithm, issuer, thisUpdate (a time).
+    crl = tags[1:] if tags[:1] == [integer] else tags
+    if crl[:2] == [seq, seq] and crl[2:3] and crl[2] in _TIMES:
+        return "CRL"
+    # CertificationRequestInfo: version, subject, key, [0] attributes.
+    if tags[:4] == [integer, seq, seq, 0xA0]:
+        return "request"
+    return None
 
 
 # --------------------------------------------------------------------------- reading
@@ -188,10 +228,19 @@ def parse(
     try:
         fmt = detect_format(data)
     except KeystoreFormatError as exc:
+        if str(exc) in _NOT_A_CERTIFICATE.values():  # says what it is, and the fix
+            raise KeystoreFormatError(f"{where}: {exc}", path=path) from None
         hint = f" (declared {_shown_type(declared)})" if declared else ""
-        raise KeystoreFormatError(
-            f"{where}: {exc}{hint}: check the path, or replace the file", path=path
-        ) from None
+        fix = "check the path, or replace the file"
+        if declared and declared.strip().upper() == "BCFKS":
+            hint = " (declared BCFKS: Bouncy Castle's FIPS keystore, which mtls does not read)"
+            fix = (
+                "convert it to PKCS12 with keytool -importkeystore -srcstoretype BCFKS "
+                "-deststoretype PKCS12 and the BC FIPS provider (-providerpath "
+                "bc-fips.jar -providerclass "
+                "org.bouncycastle.jcajce.provider.BouncyCastleFipsProvider)"
+            )
+        raise KeystoreFormatError(f"{where}: {exc}{hint}: {fix}", path=path) from None
     if password is not None and declared and not allow_unprotected:
         _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):
@@ -296,8 +345,9 @@ def _damaged_pkcs12(exc: Exception, path: str | os.PathLike[str] | None) -> Keys
 
 # The store types a <Type> may name (Java's, and the formats mtls reads).
 _TYPE_NAMES = frozenset(
-    {"JKS", "JCEKS", "PKCS12", "P12", "PFX", "PEM", "DER", "BKS", "UBER", "CASEEXACTJKS", "DKS"}
-)
+    {"JKS", "JCEKS", "PKCS12", "P12", "PFX", "PEM", "DER", "BKS", "UBER", "CASEEXACTJKS", "DKS",
+     "BCFKS"}
+)  # fmt: skip
 
 
 def _shown_type(declared: str) -> str:
@@ -354,6 +404,7 @@ def _parse_jks(
             alias,
         )
     keys: list[KeyEntry] = []
+    unusable: list[tuple[str, str]] = []
     if with_keys:
         # The whole cost is charged before the first key is decrypted.
         for key in contents.keys:
@@ -365,16 +416,18 @@ def _parse_jks(
             except WorkLimitError as exc:
                 raise _too_much_work(exc, path, key.alias) from exc
         secret = key_password if key_password is not None else password
-        keys = [
-            _decrypt_jks_key(k, secret, key_password is not None, path, None) for k in contents.keys
-        ]
+        for k in contents.keys:
+            try:
+                keys.append(_decrypt_jks_key(k, secret, key_password is not None, path, None))
+            except _SealedOther as exc:  # listed with the entries TLS cannot use
+                unusable.append((k.alias, exc.kind))
     else:
         # A JKS key stays as the file protects it: the store can be written back as JKS.
         keys = [
             KeyEntry(k.alias, b"", k.chain_der, k.protected if fmt == "JKS" else b"")
             for k in contents.keys
         ]
-    secrets = [(s.alias, s.kind) for s in contents.secrets]
+    secrets = [(s.alias, s.kind) for s in contents.secrets] + unusable
     return Parsed(fmt, keys, list(contents.certs), [], secrets)
 
 
@@ -434,9 +487,19 @@ def _decrypt_jks_key(
             path=path,
             alias=key.alias,
         ) from exc
+    except _bks.NotAPrivateKey as exc:
+        raise _SealedOther(exc.kind) from None
     except _jks.JKSFormatError as exc:
         raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
     return KeyEntry(key.alias, pkcs8, key.chain_der)
+
+
+class _SealedOther(Exception):
+    """A sealed Bouncy Castle entry that unlocked to a public or secret key."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 def _jks_integrity_error(

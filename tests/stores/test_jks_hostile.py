@@ -618,12 +618,16 @@ def uber_store(entries: bytes, password: str, *, iterations: int = 1024, version
     return u32(version) + blob(salt) + u32(iterations) + sealed
 
 
-def bks_sealed_key(alias: bytes, pkcs8: bytes, chain: list[bytes], password: str) -> bytes:
-    """A type-4 entry: the key sealed with PBEWithSHAAnd3-KeyTripleDES-CBC."""
+def bks_sealed_key(
+    alias: bytes, pkcs8: bytes, chain: list[bytes], password: str, *, public: bool = False
+) -> bytes:
+    """A type-4 entry: the key sealed with PBEWithSHAAnd3-KeyTripleDES-CBC (``public``:
+    ``pkcs8`` is a SubjectPublicKeyInfo, sealed as a public key, which BC allows)."""
     salt, iterations = os.urandom(20), 1500
     key = jks.rfc7292.derive_key(hashlib.sha1, 1, password, salt, iterations, 24)
     iv = jks.rfc7292.derive_key(hashlib.sha1, 2, password, salt, iterations, 8)
-    inner = b"\0" + utf(b"PKCS#8") + utf(b"EC") + blob(pkcs8)
+    kind, encoding = (b"\1", b"X.509") if public else (b"\0", b"PKCS#8")
+    inner = kind + utf(encoding) + utf(b"EC") + blob(pkcs8)
     pad = 8 - len(inner) % 8
     sealed = DES3.new(key, DES3.MODE_CBC, iv=iv).encrypt(inner + bytes([pad]) * pad)
     certs = b"".join(utf(b"X.509") + blob(d) for d in chain)
@@ -733,6 +737,36 @@ def test_a_bks_identity_makes_a_working_context(kind, ca, backend, tmp_path):
     with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=CA(name="other")) as other:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             whoami(ctx, other.port)
+
+
+def test_a_sealed_public_key_with_a_chain_is_passed_by_for_the_private_key(ca, backend, tmp_path):
+    """Bouncy Castle seals a public key with a certificate chain when asked
+    (setKeyEntry; pyjks's custom_entry_passwords.bksv2 has one): the whole store was
+    refused ("holds a public key ... remove the entry"). Java's key managers pass
+    such an entry by; so does mtls, listing it with the entries TLS cannot use. The
+    twin: with the public key alone, there is no key entry to use, and it says so."""
+    identity = ca.issue_cert(common_name="bc client", key_type="EC")
+    public = identity.certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    sealed_public = bks_sealed_key(b"public", public, [der(identity)], PASSWORD, public=True)
+    path = tmp_path / "client.bks"
+    path.write_bytes(
+        bks_store(
+            sealed_public
+            + bks_sealed_key(b"client", pkcs8_of(identity), [der(identity)], PASSWORD),
+            PASSWORD,
+        )
+    )
+    store = Keystore.load(path, PASSWORD)
+    assert store.key_aliases == ("client",)
+    assert store.secret_keys["public"] == "sealed public key (EC; TLS cannot use it)"
+    ctx = mtls.client_context(store, ca.truststore())
+    assert whoami(ctx, backend.port)["client_cn"] == "bc client"
+    alone = tmp_path / "public-only.bks"
+    alone.write_bytes(bks_store(sealed_public, PASSWORD))
+    with pytest.raises(mtls.KeyEntryError, match="has no private-key entry"):
+        mtls.client_context(Keystore.load(alone, PASSWORD))
 
 
 @needs_twofish

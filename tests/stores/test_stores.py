@@ -102,6 +102,64 @@ def test_detect_format_refuses_garbage(data: bytes) -> None:
     assert ("empty" if not data else "not a keystore") in str(info.value)
 
 
+def test_a_der_crl_or_csr_is_not_taken_for_a_certificate(openssl_bin: str, tmp_path: Path) -> None:
+    """A DER CRL and a DER certificate request have a certificate's outer shape
+    (SEQUENCE { SEQUENCE, algorithm, BIT STRING }): an interop sweep found them loaded
+    as a trusted certificate, saved into a JKS keytool cannot read, and refused only
+    when a context was built. They are refused on load, saying what they are. The
+    twins: a v3 and a v1 certificate (no version field) in DER still load."""
+    ca = CA()
+    key = tmp_path / "k.pem"
+    csr = tmp_path / "r.der"
+    v1 = tmp_path / "v1.der"
+    subprocess.run(
+        [openssl_bin, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+         "-subj", "/CN=v1", "-outform", "DER", "-out", csr],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        [openssl_bin, "x509", "-req", "-inform", "DER", "-in", csr, "-signkey", key,
+         "-outform", "DER", "-out", v1],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert x509.load_der_x509_certificate(v1.read_bytes()).version == x509.Version.v1
+    (tmp_path / "crl.der").write_bytes(ca.crl())
+    for name, said in (("crl.der", "a certificate revocation list (DER CRL)"),
+                       ("r.der", "a certificate signing request (DER CSR)")):  # fmt: skip
+        path = tmp_path / name
+        with pytest.raises(mtls.KeystoreFormatError, match=re.escape(said)):
+            mtls.detect_format(path.read_bytes())
+        for load in (mtls.Truststore.load, lambda p: mtls.Keystore.load(p, None)):
+            with pytest.raises(mtls.KeystoreFormatError) as info:
+                load(path)
+            assert str(info.value).startswith(f"{path}: ") and said in str(info.value)
+            assert "replace the file" not in str(info.value)  # its own fix, not the generic one
+    v3 = ca.certificate.public_bytes(serialization.Encoding.DER)
+    for der in (v3, v1.read_bytes()):
+        assert mtls.detect_format(der) == "DER"
+        (tmp_path / "c.der").write_bytes(der)
+        trust = mtls.Truststore.load(tmp_path / "c.der")
+        assert [
+            c.public_bytes(serialization.Encoding.DER) for c in trust.certificates.values()
+        ] == [der]
+
+
+def test_a_declared_bcfks_store_says_how_to_convert_it(tmp_path: Path) -> None:
+    """BCFKS (Bouncy Castle FIPS) is a store type Java estates declare, and mtls does
+    not read: the message named it "something that is not a store type". Its twin: a
+    type that is none stays unnamed (it may come from a placeholder)."""
+    path = tmp_path / "fips.bcfks"
+    path.write_bytes(b"\x30\x03\x02\x01\x00 not a store mtls reads")
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Keystore.load(path, PASSWORD, store_type="BCFKS")
+    assert "declared BCFKS: Bouncy Castle's FIPS keystore" in str(info.value)
+    assert "keytool -importkeystore -srcstoretype BCFKS -deststoretype PKCS12" in str(info.value)
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Keystore.load(path, PASSWORD, store_type="s3cret-typed-here")
+    assert "something that is not a store type" in str(info.value)
+    assert "s3cret" not in str(info.value) and "Bouncy" not in str(info.value)
+
+
 @pytest.mark.parametrize("suffix", [".jks", ".p12", ".pem", ".bin"])
 def test_file_name_does_not_decide_the_format(
     client_ks: mtls.Keystore, tmp_path: Path, suffix: str
