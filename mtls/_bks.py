@@ -341,7 +341,12 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None) -> bytes:
     except (jks.util.BadPaddingException, JKSFormatError, ValueError) as exc:
         # ValueError: a derived 3DES key that degenerates to DES (a wrong password).
         raise JKSKeyPasswordError("sealed key does not decrypt") from exc
-    if key_kind in (1, 2):
+    # Bouncy Castle writes a public key as X.509 (a DER SubjectPublicKeyInfo) and a
+    # secret key as RAW; anything else, like random bytes a wrong password decrypted
+    # to, is not taken for one.
+    if (key_kind == 1 and key_format == "X.509" and encoded[:1] == b"\x30") or (
+        key_kind == 2 and key_format == "RAW"
+    ):
         what = _KEY_KINDS[key_kind]
         raise NotAPrivateKey(
             f"sealed entry {shown(key.alias)} holds a {what}",
