@@ -78,13 +78,24 @@ class Probe:
         )
 
 
+# The backend's worker threads: its pool starts one more whenever calls overlap, and
+# keeps it, so tests counting the client's threads leave these out.
+BACKEND_THREADS = "grpc-test-backend"
+
+
+def client_threads() -> int:
+    """The threads of this process, less the test backend's workers."""
+    return sum(not t.name.startswith(BACKEND_THREADS) for t in threading.enumerate())
+
+
 @contextmanager
 def grpc_server(
     credentials: grpc.ServerCredentials, probe: Probe | None = None
 ) -> Iterator[tuple[int, Probe]]:
     """A ``grpc.server`` on 127.0.0.1 with the probe service; yields (port, probe)."""
     probe = probe or Probe()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[probe.handler()])
+    pool = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix=BACKEND_THREADS)
+    server = grpc.server(pool, handlers=[probe.handler()])
     port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     try:

@@ -41,6 +41,7 @@ from tests.integrations._grpc_backend import (
     WATCH,
     WHO,
     client_set,
+    client_threads,
     grpc_server,
     profile_set,
     rotate,
@@ -547,7 +548,7 @@ def test_many_rotations_leak_no_channels_or_threads(tmp_path: Path, ca: CA, serv
         secure_channel(f"localhost:{port}", profiles) as channel,
     ):
         assert who(channel) == b"gen-1"
-        threads_before = threading.active_count()
+        threads_before = client_threads()
         stream_kinds = channel.stream_stream(ECHO)
         for n in range(2, 32):
             rotate(ca, tmp_path, f"gen-{n}")
@@ -556,7 +557,7 @@ def test_many_rotations_leak_no_channels_or_threads(tmp_path: Path, ca: CA, serv
             assert list(stream_kinds(iter([b"x"]), timeout=10)) == [f"gen-{n}:x".encode()]
             assert len(underlying(channel)) == 1
         assert len(channel._pools) == 1
-        wait_for(lambda: threading.active_count() <= threads_before)
+        wait_for(lambda: client_threads() <= threads_before)
     assert underlying(channel) == []
 
 
