@@ -164,13 +164,15 @@ def expand_password_sources(argv: Sequence[str]) -> list[str]:
 
 
 # What an option that is none of ours may be named when its value is a password: any
-# spelling with "pass", "pas", "pw" or "secret" in it, and -p (alone, or with a value
-# glued on: -pSECRET). A word too many hidden (--path's value) is harmless; a password
-# echoed in "unrecognized arguments" is not.
-_PASSWORDISH = re.compile(r"^-{1,2}p(?-i:(?![a-z]))|pass|pas|pw|secret", re.IGNORECASE)
-# The part of such a word that may be its name: keytool's, mtls's and openssl's option
-# names are lower-case, so a value glued on starts where that stops (-storepasS3cret).
-_NAME_PART = re.compile(r"-{1,2}[a-z_-]*")
+# spelling with "pass", "pas", "pw" or "secret" in it (lower case, capitalised as in
+# -storePass, or all capitals), and -p alone or with a value glued on that starts
+# with no lower-case letter (-pS3cret; -providerpath is a name). A word too many hidden
+# (--path's value) is harmless; a password echoed in "unrecognized arguments" is not.
+_PASSWORDISH = re.compile(r"^-{1,2}p(?![a-z])|[pP](?:ass|as|w)|[sS]ecret|PASS|PAS|PW|SECRET")
+# What may follow that stem and still be the option's name (--password-file,
+# -storepasswd, --keystore-pwd, -passin); anything else is a value glued on
+# (-storepaschangeit).
+_NAME_GOES_ON = re.compile(r"(?:s?w(?:or)?d|d|s?phrase|in|out)?(?:[-_][A-Za-z]+)*")
 
 
 def remember_argv_secrets(argv: Sequence[str]) -> None:
@@ -183,32 +185,58 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
     for name in _PASSWORD_ENVS:
         remember_secret(os.environ.get(name))
     for index, word in enumerate(argv):
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        # A word that starts with "-" is the next option, never taken as a value
+        # (argparse refuses it: "expected one argument"); hidden, it hid that option.
+        after = following if following is not None and not following.startswith("-") else None
         found = _password_option(word)
-        if found is None and word.startswith("-") and _PASSWORDISH.search(word.partition("=")[0]):
+        stem = _PASSWORDISH.search(word.partition("=")[0]) if word.startswith("-") else None
+        if found is None and stem is not None:
             # A spelling of no tool (--passwd, --store-password), or a typo of one
             # (--pasword, --pw, -p, --keystore-pwd): still a password's option to
             # whoever typed it; its value is what follows, or what is glued on where
-            # the word goes on with what no option name has (-storepasSECRET, -pS3cret).
+            # the word goes on with what no name has (-storepasS3cret, -pS3cret; the
+            # value may hold "=" itself: -storepasAbC123==).
             option, sep, glued = word.partition("=")
+            if not _NAME_GOES_ON.fullmatch(option[stem.end() :]):
+                _GLUED[word] = f"{word[: stem.end()]}****"
+                _remember_glued(word[stem.end() :])
+                remember_secret(after)  # or the name went on, and the password is next
+                continue
             found = (option, glued if sep else None)
-            spelled = _NAME_PART.match(option)
-            if not sep and spelled is not None and spelled.end() < len(option):
-                _GLUED[word] = f"{spelled.group()}****"
         if found is None:
             continue
         option, value = found
-        following = argv[index + 1] if index + 1 < len(argv) else None
         if value is None:
-            if following is not None:
-                remember_secret(following)
+            remember_secret(after)
             continue
-        remember_secret(value)
+        if "=" in word:
+            remember_secret(value)
+        else:
+            _remember_glued(value)
         if value:
             _GLUED[word] = f"{option}{'=' if word[len(option)] == '=' else ''}****"
-        if "=" not in word and following is not None and not following.startswith("-"):
+        if "=" not in word:
             # "-storepasswd NEW": what looked glued may be the end of a misspelled
             # option, and the password the next word. Hiding a word too many is harmless.
-            remember_secret(following)
+            remember_secret(after)
+
+
+def _remember_glued(value: str) -> None:
+    """Remember a value found glued to an option's name, unless it is too short to be
+    one: where the name ends is a guess, and a remembered "wd" (of -storepasswd) would
+    be hidden in every message. The whole word is hidden anyway (``_GLUED``)."""
+    if len(value) >= _MIN_GLUED:
+        remember_secret(value)
+
+
+# keytool refuses passwords under six characters; four leaves room for other tools.
+_MIN_GLUED = 4
+
+
+def glued_shown(word: str) -> str | None:
+    """How a command-line word that carried a password glued on is shown, or None."""
+    return _GLUED.get(word)
 
 
 def scrub(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 from .._types import HOSTNAME_VERIFIERS, normalize_hostname_verifier
 from .._version import __version__
-from ._common import UsageError, scrub, write_type
+from ._common import UsageError, glued_shown, scrub, write_type
 
 #: A subcommand's function as ``module:function`` of this package, imported only when
 #: it runs: ``mtls --help`` and usage errors never load the stores or the profile engine.
@@ -44,7 +44,11 @@ def _stray(words: list[str]) -> str:
     shown: list[str] = []
     after_option = False
     for word in words:
-        if word.startswith("-") and len(word) > 1:
+        glued = glued_shown(word)
+        if glued is not None:  # a password glued on: as remember_argv_secrets shows it
+            shown.append(glued)
+            after_option = False
+        elif word.startswith("-") and len(word) > 1:
             name, sep, value = word.partition("=")
             shown.append(f"{name}=****" if sep and value else word)
             after_option = not sep

@@ -47,8 +47,10 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
         # keytool's -storepasswd command typed as an option: "wd" looks glued, the
         # password is the next word.
         (["--storepasswd", SECRET], "--storepass**** ****"),
-        # Spellings of no tool that still name a password.
-        (["--passwd", SECRET], "--pass**** ****"),
+        # Spellings of no tool that still name a password. (It read "--pass**** ****"
+        # here only because "wd", glued to --storepasswd above, had been remembered as
+        # a password, and was hidden in every later message; too short to be one now.)
+        (["--passwd", SECRET], "--passwd ****"),
         (["--store-password", SECRET], "--store-password ****"),
     ],
 )
@@ -124,6 +126,10 @@ def test_glued_password_as_a_user_types_it():
         # Glued to a typo of a password option, or to -p (a sweep: both were echoed).
         (["-storepasTypo-pw-10"], "-storepas****"),
         (["-storepasS3cret-pw-13"], "-storepas****"),  # "pasS" is "pass" ignoring case
+        # Lower case glued on a typo (changeit, keytool's default), and a camelCase
+        # name (readable).
+        (["-storepaschangeit-15"], "-storepas****"),
+        (["-storePass", "Typo-pw-16"], "-storePass ****"),
         (["--key_pw", "Typo-pw-14"], "--key_pw ****"),  # a name with "_" stays readable
         (["-pTypo-pw-11"], "-p****"),
         (["--pw7ypo-pw-12"], "--pw****"),
@@ -138,6 +144,17 @@ def test_a_mistyped_password_option_does_not_echo_its_value(words, shown):
     secret = words[-1].rpartition("=")[2]
     assert secret not in done.stdout + done.stderr
     assert f"unrecognized arguments: {shown}" in done.stderr
+
+
+@pytest.mark.parametrize("word", ["-storepassAbC123==", "-storepasAbC123==", "--passwordAbC123=="])
+def test_a_glued_password_with_equals_signs_is_hidden_whole(word):
+    """A base64 password ends in "=": the stray-argument text was cut at its first "="
+    ("-storepassAbC123=****"), or "=" taken for the value and hidden everywhere."""
+    done = mtls_run("list", "--keystore", "gw.jks", word)
+    assert done.returncode == 2
+    assert "AbC123" not in done.stderr and "=" not in done.stderr
+    stem = "-storepas" if word.startswith("-storepasA") else word[: -len("AbC123==")]
+    assert f"unrecognized arguments: {stem}**** (see" in done.stderr
 
 
 def test_every_option_of_the_parser_is_a_password_option_exactly_when_it_takes_one():
