@@ -806,7 +806,9 @@ class Reports:
         """``current``: problem key -> the problem as it is now."""
         for key, problem in current.items():
             shown = self._shown.get(key)
-            if shown is None or shown.message != problem.message:
+            # Said again when who has it changed too (one left a group, another joined:
+            # a line that only counts them can read the same).
+            if shown is None or shown.message != problem.message or shown.about != problem.about:
                 message = problem.message
                 log.warning(
                     "%s%s; %s", _prefix(where, message), message, problem.meanwhile,

@@ -198,8 +198,8 @@ class Entries:
         if self._secrets:
             names = ", ".join(repr(alias) for alias, _ in self._secrets.values())
             raise KeyEntryError(
-                f"{where(path)}: secret-key entries {names} were listed but never "
-                "decrypted, so they cannot be written: remove them (store.remove(alias)) "
-                "to save the rest",
+                f"{where(path)}: entries {names} hold what TLS cannot use (secret or "
+                "public keys, secrets), kept as read, so they cannot be written: remove "
+                "them (store.remove(alias)) to save the rest",
                 path=path,
             )

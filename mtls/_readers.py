@@ -104,6 +104,17 @@ _NOT_A_CERTIFICATE = {
 }
 
 
+def says_what_it_is(exc: KeystoreFormatError) -> bool:
+    """Whether :func:`detect_format` refused a file it recognised (a CRL, a certificate
+    request), with its own fix: what to point to instead."""
+    return str(exc) in _NOT_A_CERTIFICATE.values()
+
+
+def with_fix(exc: KeystoreFormatError, fix: str) -> str:
+    """What :func:`detect_format` refused, with ``fix`` unless it has its own."""
+    return str(exc) if says_what_it_is(exc) else f"{exc}: {fix}"
+
+
 def _der_signed(data: bytes) -> str | None:
     """Which signed X.509 structure ``data`` is: ``"certificate"``, ``"CRL"`` or
     ``"request"`` (a CSR), told apart by the fields their signed parts start with (all
@@ -228,19 +239,20 @@ def parse(
     try:
         fmt = detect_format(data)
     except KeystoreFormatError as exc:
-        if str(exc) in _NOT_A_CERTIFICATE.values():  # says what it is, and the fix
-            raise KeystoreFormatError(f"{where}: {exc}", path=path) from None
-        hint = f" (declared {_shown_type(declared)})" if declared else ""
-        fix = "check the path, or replace the file"
-        if declared and declared.strip().upper() == "BCFKS":
-            hint = " (declared BCFKS: Bouncy Castle's FIPS keystore, which mtls does not read)"
-            fix = (
-                "convert it to PKCS12 with keytool -importkeystore -srcstoretype BCFKS "
-                "-deststoretype PKCS12 and the BC FIPS provider (-providerpath "
+        if says_what_it_is(exc):
+            message = str(exc)
+        elif declared and declared.strip().upper() == "BCFKS":
+            message = (
+                f"{exc} (declared BCFKS: Bouncy Castle's FIPS keystore, which mtls does not "
+                "read): convert it to PKCS12 with keytool -importkeystore -srcstoretype "
+                "BCFKS -deststoretype PKCS12 and the BC FIPS provider (-providerpath "
                 "bc-fips.jar -providerclass "
                 "org.bouncycastle.jcajce.provider.BouncyCastleFipsProvider)"
             )
-        raise KeystoreFormatError(f"{where}: {exc}{hint}: {fix}", path=path) from None
+        else:
+            hint = f" (declared {_shown_type(declared)})" if declared else ""
+            message = f"{exc}{hint}: check the path, or replace the file"
+        raise KeystoreFormatError(f"{where}: {message}", path=path) from None
     if password is not None and declared and not allow_unprotected:
         _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):

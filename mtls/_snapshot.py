@@ -309,9 +309,16 @@ class Snapshot:
 
 
 def _named(profile: SSLProfile) -> str:
-    """A profile as a grouped problem's lines name it: its servers (and client)."""
+    """A profile as a grouped problem's line names it: its servers (and client)."""
     client = f" client {profile.client_id!r}" if profile.client_id else ""
     return f"{', '.join(profile.server_names)}{client}"
+
+
+def _entries(profile: SSLProfile) -> Iterator[str]:
+    """What a problem is about, one per server (and client): a profile whose servers
+    are reordered, or that gains one, still has the problem it had."""
+    client = f" client {profile.client_id!r}" if profile.client_id else ""
+    return (f"{name}{client}" for name in profile.server_names)
 
 
 def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
@@ -994,12 +1001,12 @@ class ProfilesPlan:
         for profile, error in snapshot.failures:
             groups.setdefault((refused, error.reason), []).append((profile, error))
         for ((one, several), reason), members in groups.items():
-            about = frozenset(_named(profile) for profile, _ in members)
+            about = frozenset(entry for profile, _ in members for entry in _entries(profile))
             if len(members) == 1:
                 ((profile, error),) = members
                 out[("profile", slot(profile))] = Problem(str(error), one, about=about)
                 continue
-            names = [", ".join(profile.server_names) for profile, _ in members]
+            names = [_named(profile) for profile, _ in members]
             more = f"; and {len(names) - 3} more" if len(names) > 3 else ""
             message = f"{len(names)} profiles ({'; '.join(names[:3])}{more}): {reason}"
             out[("profiles", one, reason)] = Problem(message, several, about=about)

@@ -23,7 +23,7 @@ from .. import _x509
 from .._errors import KeystoreFormatError, KeystoreNotFoundError
 from .._files import read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
-from .._readers import detect_format
+from .._readers import detect_format, says_what_it_is, with_fix
 from .._stores import Keystore, Truststore
 from .._types import WriteFormat
 from ._common import (
@@ -78,7 +78,7 @@ def _sniff(path: Path) -> str:
     try:
         return detect_format(data)
     except KeystoreFormatError as exc:
-        raise CLIError(f"{path}: {exc}: check the file name") from exc
+        raise CLIError(f"{path}: {with_fix(exc, 'check the file name')}") from exc
 
 
 def _open_to_add(
@@ -397,7 +397,9 @@ def read_certificate_file(path: Path) -> bytes:
     data = read_input(path)
     try:
         fmt: str = detect_format(data)
-    except KeystoreFormatError:
+    except KeystoreFormatError as exc:
+        if says_what_it_is(exc):  # a CRL or a certificate request
+            raise CLIError(f"{path}: {exc}") from None
         fmt = "unknown"
     if fmt == "DER":
         return data

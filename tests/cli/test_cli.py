@@ -1339,3 +1339,23 @@ def test_keytool_spellings_of_list_and_export(tmp_path: Path) -> None:
                     PASSWORD, "-keypass", PASSWORD)  # fmt: skip
         listed = ok("list", "-keystore", secret, "-rfc").stdout
         assert "SecretKeyEntry" in listed and "BEGIN CERTIFICATE" not in listed
+
+
+def test_a_crl_given_as_a_store_or_a_certificate_says_what_it_is(tmp_path: Path) -> None:
+    """`mtls list` on a DER CRL listed it as a certificate before the library refused
+    it; then it said so with two fixes. `mtls import` said only "not a certificate".
+    The twin: a real certificate in DER imports."""
+    ca = CA()
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl())
+    said = "a certificate revocation list (DER CRL), not a certificate or a store"
+    run = fails(1, "list", "--keystore", crl)
+    assert said in run.stderr and "check the file name" not in run.stderr
+    run = fails(1, "import", "--keystore", tmp_path / "t.jks", "--alias", "ca", "--file", crl,
+                "--password", "changeit")  # fmt: skip
+    assert said in run.stderr and not (tmp_path / "t.jks").exists()
+    cert = tmp_path / "ca.der"
+    cert.write_bytes(ca.certificate.public_bytes(Encoding.DER))
+    ok("import", "--keystore", tmp_path / "t.jks", "--alias", "ca", "--file", cert,
+       "--password", "changeit")  # fmt: skip
+    assert mtls.Truststore.load(tmp_path / "t.jks", "changeit").aliases == ("ca",)

@@ -436,11 +436,11 @@ def test_a_grouped_problem_that_shrinks_or_regroups_is_not_called_resolved(
     good = write_identity(ca.issue_cert("two"), tmp_path / "two.jks")
     xml = tmp_path / "profiles.xml"
 
-    def write(b_keystore: Path) -> None:
+    def write(b_keystore: Path, a_servers: str = "a.internal:443") -> None:
         replace_atomically(
             xml,
             profile_xml(
-                profile("a.internal:443", broken, trust),
+                profile(a_servers, broken, trust),
                 profile("b.internal:443", b_keystore, trust),
             ).encode(),
         )
@@ -475,6 +475,14 @@ def test_a_grouped_problem_that_shrinks_or_regroups_is_not_called_resolved(
         profiles.reload()
         (regrouped,) = lines()
         assert "2 profiles (a.internal:443; b.internal:443)" in regrouped
+        # a's servers reordered, and one added: still a problem of the same profile,
+        # said again (its line changed), and nothing "resolved".
+        write(broken, "a2.internal:443,a.internal:443")
+        profiles.reload()
+        write(broken, "a.internal:443,a2.internal:443,a3.internal:443")
+        profiles.reload()
+        warned = lines()
+        assert len(warned) == 2 and not any("resolved" in line for line in warned), warned
         # The fix: one line says so.
         replace_atomically(broken, kept)
         assert profiles.reload() is True

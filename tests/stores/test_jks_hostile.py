@@ -212,7 +212,9 @@ def test_secret_keys_beside_a_key_pair_leave_the_key_usable(any_keytool, tmp_pat
         "mixed client"
     )
     # Saving would drop what was never decrypted: refused until they are removed.
-    with pytest.raises(KeyEntryError, match=r"secret-key entries .* cannot be written"):
+    with pytest.raises(
+        KeyEntryError, match=r"entries .* hold what TLS cannot use .* cannot be written"
+    ):
         store.save(tmp_path / "out.jks", PASSWORD)
     for alias in list(store.secret_keys):
         store.remove(alias)
@@ -761,6 +763,8 @@ def test_a_sealed_public_key_with_a_chain_is_passed_by_for_the_private_key(ca, b
     store = Keystore.load(path, PASSWORD)
     assert store.key_aliases == ("client",)
     assert store.secret_keys["public"] == "sealed public key (EC; TLS cannot use it)"
+    with pytest.raises(mtls.KeyEntryError, match="entries 'public' hold what TLS cannot use"):
+        store.save(tmp_path / "out.jks", PASSWORD)  # kept as read: never written as a secret
     ctx = mtls.client_context(store, ca.truststore())
     assert whoami(ctx, backend.port)["client_cn"] == "bc client"
     alone = tmp_path / "public-only.bks"
