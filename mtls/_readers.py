@@ -431,7 +431,7 @@ def _parse_jks(
         for k in contents.keys:
             try:
                 keys.append(_decrypt_jks_key(k, secret, key_password is not None, path, None))
-            except _SealedOther as exc:  # listed with the entries TLS cannot use
+            except _bks.NotAPrivateKey as exc:  # listed with the entries TLS cannot use
                 unusable.append((k.alias, exc.kind))
     else:
         # A JKS key stays as the file protects it: the store can be written back as JKS.
@@ -499,19 +499,11 @@ def _decrypt_jks_key(
             path=path,
             alias=key.alias,
         ) from exc
-    except _bks.NotAPrivateKey as exc:
-        raise _SealedOther(exc.kind) from None
+    except _bks.NotAPrivateKey:
+        raise  # not a format error: the caller lists the entry (see _parse_jks)
     except _jks.JKSFormatError as exc:
         raise KeystoreFormatError(f"{where}: {exc}", path=path, alias=key.alias) from exc
     return KeyEntry(key.alias, pkcs8, key.chain_der)
-
-
-class _SealedOther(Exception):
-    """A sealed Bouncy Castle entry that unlocked to a public or secret key."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
 
 
 def _jks_integrity_error(
