@@ -28,13 +28,27 @@ def stat_key(path: Path) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
+_SECOND_NS = 1_000_000_000
+# File times come from the kernel's coarse clock, up to a tick (4 ms at HZ=250, 10 ms
+# at HZ=100) behind time.time_ns(): a change is taken to be that much later.
+_TICK_NS = 10_000_000
+
+
 def _changed_at_ns(key: tuple[int, ...]) -> int | None:
-    """The last time the file's content or inode changed (None: no such file)."""
+    """The latest time the file's content or inode may have changed (None: no such file).
+
+    Times are rounded up to what the file system can tell: one that keeps whole
+    seconds (ext3, FAT, some NFS servers) shows a write at 12.7 s as 12.0 s, so a file
+    whose mtime and ctime are both whole seconds may have changed up to a second later.
+    """
     if key == _MISSING:
         return None
     # ctime cannot be set by user space, and moves with every write, chmod or rename;
     # an mtime set into the future (touch -d) makes the file look fresh, never old.
-    return max(key[1], key[2])
+    changed = max(key[1], key[2])
+    if key[1] % _SECOND_NS == 0 and key[2] % _SECOND_NS == 0:
+        return changed + _SECOND_NS
+    return changed + _TICK_NS
 
 
 class Interrupted(Exception):

@@ -399,3 +399,40 @@ def test_known_answers_for_an_unchanged_file_only_while_it_is(tmp_path: Path) ->
     assert swapped.known(path) is None  # the build reads it, and finds it moved
     with pytest.raises(Unstable):
         swapped.read(path)
+
+
+def test_whole_second_file_times_are_not_taken_as_quiet(tmp_path, monkeypatch) -> None:
+    """A file system that keeps whole seconds (ext3, FAT, some NFS servers) shows a
+    write at 12.7 s as 12.0 s: the file looked settled at once, and a PEM bundle cut
+    at a certificate boundary was built from (a rotation soak found it on an ext4
+    made with 128-byte inodes). Such times are now taken to be up to a second later,
+    so the file is read twice, and a writer that finishes in between is seen."""
+    import mtls._reading as reading_module
+
+    path = tmp_path / "trust.pem"
+    path.write_bytes(b"first half")
+    now_s = reading_module.time.time_ns() // 1_000_000_000 * 1_000_000_000
+    whole = (10, now_s, now_s, 1, 1)  # both times in whole seconds, as such a disk shows
+    monkeypatch.setattr(reading_module, "stat_key", lambda _path: whole)
+    real_read = reading_module.read_input
+    reads: list[bytes] = []
+
+    def read_then_finish(p: Path) -> bytes:
+        data = real_read(p)
+        reads.append(data)
+        p.write_bytes(b"first half, second half")  # the writer finishes after a read
+        return data
+
+    monkeypatch.setattr(reading_module, "read_input", read_then_finish)
+    reading = Reading(reading_module.FileReader(), 0.0, threading.Event())
+    reading.settle([path])
+    with pytest.raises(Unstable):
+        reading.read(path)
+    assert reads[0] == b"first half" and len(reads) == 2
+    # The twin: nanosecond times a second old are quiet: one read is enough.
+    old = (10, now_s - 2_000_000_001, now_s - 2_000_000_001, 1, 1)
+    monkeypatch.setattr(reading_module, "stat_key", lambda _path: old)
+    reads.clear()
+    quiet = Reading(reading_module.FileReader(), 0.0, threading.Event())
+    quiet.settle([tmp_path / "trust.pem"])
+    assert quiet.read(path)[0] == b"first half, second half" and len(reads) == 1
