@@ -512,10 +512,12 @@ def _jks_integrity_error(
     """Tell a wrong password from an altered file, at a bounded cost.
 
     The integrity hash cannot tell them apart by itself. But if the same password
-    unlocks a key entry (its own check), the password is right and the file was
-    modified after it was written. Only the first key entry is tried, and only if
-    it costs at most ``DIAGNOSIS_KDF_ITERATIONS``: a file that failed its check is not
-    worth more (a hostile one could otherwise ask for millions of rounds per entry).
+    unlocks a key entry (its own check), it was the store password once: either the
+    store password was changed since (``keytool -storepasswd`` leaves the keys'
+    passwords as they were), or the file was modified after it was written. Only the
+    first key entry is tried, and only if it costs at most
+    ``DIAGNOSIS_KDF_ITERATIONS``: a file that failed its check is not worth more (a
+    hostile one could otherwise ask for millions of rounds per entry).
     """
     where = _where(path)
     budget = WorkBudget(DIAGNOSIS_KDF_ITERATIONS)
@@ -535,7 +537,9 @@ def _jks_integrity_error(
         else:
             return KeystoreFormatError(
                 f"{where}: the integrity check failed although the password unlocks key "
-                f"{key.alias!r}: the file was modified or damaged; replace it",
+                f"{key.alias!r}: either the store password was changed (keytool "
+                "-storepasswd leaves the keys' passwords as they were): use the new one; "
+                "or the file was modified or damaged after it was written: replace it",
                 path=path,
             )
     return WrongPasswordError(

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 import mtls
 from mtls import _x509
 from mtls.testing import CA
+from tests._keytool import JDK, run_keytool
 from tests._pki import PKI, Identity
 
 PASSWORD = "Ph0enix-Quartz-9917"  # distinctive: searched for in messages and reprs
@@ -803,6 +804,24 @@ def test_tampered_certificate_in_keystore_is_a_format_error(pki: PKI, jks_file: 
     with pytest.raises(mtls.KeystoreFormatError) as info:
         mtls.Keystore.load(jks_file, PASSWORD)
     assert_store_error(info, jks_file, mentions="modified")
+
+
+def test_a_store_password_changed_by_keytool_is_named_as_a_cause(
+    any_keytool: JDK, jks_file: Path
+) -> None:
+    """keytool -storepasswd changes a JKS store's password and leaves its key's: the old
+    password unlocks the key but fails the integrity check, exactly as a modified file
+    does. The message named only "modified or damaged; replace it" (a rotation soak
+    found it mid password change); it names the password change first now."""
+    run_keytool(any_keytool, "-storepasswd", "-keystore", str(jks_file), "-storepass",
+                PASSWORD, "-new", "N3w-store-Pass")  # fmt: skip
+    with pytest.raises(mtls.KeystoreFormatError) as info:
+        mtls.Keystore.load(jks_file, PASSWORD)
+    assert "keytool -storepasswd" in str(info.value) and "use the new one" in str(info.value)
+    assert PASSWORD not in str(info.value)
+    # The twin: with the new store password it opens, its key with the old one.
+    store = mtls.Keystore.load(jks_file, "N3w-store-Pass", key_password=PASSWORD)
+    assert store.key_aliases == ("client",)
 
 
 def test_tampered_truststore_jks_is_reported_with_its_two_causes(pki: PKI, tmp_path: Path) -> None:
