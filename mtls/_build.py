@@ -24,7 +24,15 @@ from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import client_context, store_at_fault
 from ._crl import CRLSet
-from ._errors import CRLError, KeyEntryError, KeystoreError, MTLSError, by_content, together
+from ._errors import (
+    CRLError,
+    KeyEntryError,
+    KeystoreError,
+    MTLSError,
+    by_content,
+    together,
+    with_more,
+)
 from ._log import log
 from ._material import TLSMaterial, tls_material
 from ._reading import Reading
@@ -48,6 +56,19 @@ class AnchorInfo:
     not_after: _dt.datetime | None
     serial: int | None = None
     fingerprint: str = ""  # SHA-256 of the DER, hex: what the expiry watch keys on
+
+
+# Said of an alias from deployment.toml that names no key entry: WSO2's sender reads
+# none (ClientConnFactoryBuilder gives the whole keystore to Java's key manager).
+_NO_SENDER_ALIAS = (
+    " (the alias is from deployment.toml: WSO2's sender reads no key alias and lets "
+    "Java's key manager pick the key, so this is an mtls setting: name one of these key "
+    "entries, or remove the alias when the store has only one)"
+)
+_PICKS = (
+    ": WSO2's sender lets Java's key manager pick, per handshake, a key whose issuer "
+    "the backend accepts; Python's ssl module cannot, so mtls presents the one you name"
+)
 
 
 def _cert_info(alias: str, cert: x509.Certificate) -> AnchorInfo:
@@ -326,6 +347,15 @@ class Builder:
             _, _, chain = keystore.key_entry(alias)
         except KeyEntryError as exc:
             written = profile.keystore.written_alias if profile.keystore else None
+            origin = profile.keystore.origin if profile.keystore else None
+            if written is None and origin is not None:
+                # From deployment.toml, where WSO2's sender reads no alias at all.
+                if alias is not None:
+                    raise by_content(with_more(exc, _NO_SENDER_ALIAS)) from None
+                if len(keystore.key_aliases) > 1:
+                    raise by_content(
+                        with_more(exc, f" (in deployment.toml: an alias beside {origin}){_PICKS}")
+                    ) from None
             if written is None:
                 by_content(exc)  # the store holds no such entry
                 raise

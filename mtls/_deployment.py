@@ -536,8 +536,14 @@ class DeploymentToml:
             return f"{' and '.join(names)} in {self.path}{note}"
 
         def alias() -> tuple[str | None, str | None]:
+            # WSO2's sender reads no alias (Java's key manager picks the key): one is an
+            # mtls setting, taken from the sender's own table or from the table that
+            # named the file, never from another table's file ([keystore.primary]'s
+            # alias names a key in wso2carbon.jks, not in [keystore.tls]'s store).
             candidates = [(overrides, "key_alias"), (overrides, "alias")] if overrides else []
-            chosen = self.first(*candidates, *[(table, "alias") for table in tables])
+            if where[0] in tables:
+                candidates.append((where[0], "alias"))
+            chosen = self.first(*candidates)
             if chosen is None:
                 return None, None
             return self.text(*chosen) or None, self.shown(self.written(*chosen) or "")

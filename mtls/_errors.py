@@ -265,6 +265,14 @@ def in_profile(
     return new
 
 
+def with_more(exc: MTLSError, more: str) -> MTLSError:
+    """``exc``, of its type and with its attributes, its message (and ``reason``)
+    followed by ``more``."""
+    new = _restated(exc, f"{exc}{more}")
+    new.reason = f"{exc.reason}{more}"
+    return new
+
+
 def by_content(exc: _E) -> _E:
     """``exc``, marked as following from the files' bytes alone (see MTLSError)."""
     exc._by_content = True

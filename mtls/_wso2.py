@@ -607,7 +607,7 @@ def _without_comments(data: bytes) -> bytes:
 # The transport parameters of an axis2.xml that WSO2's sender applies besides its
 # profiles, and a profile set does not read from it.
 _AXIS2_SETTINGS = re.compile(
-    rb"<parameter\s+name\s*=\s*[\"'](HostnameVerifier|keystore|truststore|SSLProtocol|"
+    rb"<parameter\s(?:[^<>]{0,300}?\s)?name\s*=\s*[\"'](HostnameVerifier|keystore|truststore|SSLProtocol|"
     rb"HttpsProtocols|PreferredCiphers|CertificateRevocationVerifier)[\"']"
 )
 # dynamicSSLProfilesConfig's <filePath>: where an axis2.xml keeps its profiles instead.

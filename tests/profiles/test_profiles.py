@@ -438,6 +438,17 @@ def test_an_axis2_xml_says_which_sender_settings_it_does_not_apply(tmp_path, pki
         profiles = SSLProfileSet.from_xml(xml)
     assert profiles.context_for("a.test", 443) is not None
     assert "not its transports' other parameters (HostnameVerifier)" in caplog.text
+    # Micro Integrator's axis2.xml writes another attribute before the name.
+    caplog.clear()
+    xml.write_text(
+        _axis2(
+            f'<parameter locked="false" name="keystore"><KeyStore/></parameter>{inline}'
+            "<parameter\n  locked='false'\n  name='truststore'><TrustStore/></parameter>"
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml)
+    assert "not its transports' other parameters (keystore, truststore)" in caplog.text
     # Twin: a sender with nothing else to apply says nothing.
     caplog.clear()
     xml.write_text(_axis2(inline))

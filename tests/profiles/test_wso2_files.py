@@ -264,6 +264,58 @@ def test_keystore_tls_takes_each_missing_key_from_keystore_primary(tmp_path, pki
         SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
 
 
+def _two_keys(pki: dict[str, object], path: Path) -> Path:
+    """The gateway keystore with a second key entry, "other"."""
+    store = mtls.Keystore.load(pki["gw"], PASSWORD)  # type: ignore[arg-type]
+    other = pki["ca"].issue_cert("other", common_name="other")  # type: ignore[attr-defined]
+    store.add_key("other", other.private_key, list(other.chain))
+    store.save(path, PASSWORD)
+    return path
+
+
+def _tls_and_primary(tls_alias: str | None) -> str:
+    """[keystore.tls] on gateway.jks, [keystore.primary] on another file with its alias."""
+    alias = f'alias = "{tls_alias}"\n' if tls_alias else ""
+    return (
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        f'[keystore.tls]\nfile_name = "gateway.jks"\npassword = "{PASSWORD}"\n{alias}'
+        f'[keystore.primary]\nfile_name = "wso2carbon.jks"\npassword = "{PASSWORD}"\n'
+        'alias = "wso2carbon"\n'
+    )
+
+
+def test_the_sender_identity_takes_no_alias_from_another_tables_file(tmp_path, pki):
+    """[keystore.primary]'s alias names a key in its own file: it is not applied to the
+    store [keystore.tls] names (WSO2's sender reads no alias at all)."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"]})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    toml = write_toml(home, _tls_and_primary(None))
+    settings = read_deployment_toml(str(toml), base_dir=home)
+    assert settings.keystore is not None and settings.keystore.alias is None
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=gateway,")
+
+
+def test_an_alias_in_the_table_that_names_the_file_is_used_and_checked(tmp_path, pki):
+    home = home_with(tmp_path, {"gateway.jks": _two_keys(pki, tmp_path / "two.jks")})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    toml = write_toml(home, _tls_and_primary("other"))
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=other,")
+    # Negative twins: an alias that names no entry is refused, saying WSO2 reads none;
+    # no alias on a store with two keys is refused, saying where to put one.
+    write_toml(home, _tls_and_primary("wso2carbon"))
+    with pytest.raises(mtls.KeyEntryError) as wrong:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "no key entry 'wso2carbon'" in str(wrong.value)
+    assert "WSO2's sender reads no key alias" in str(wrong.value)
+    write_toml(home, _tls_and_primary(None))
+    with pytest.raises(mtls.KeyEntryError) as several:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert f"an alias beside [keystore.tls] file_name in {toml}" in str(several.value)
+    assert PASSWORD not in str(wrong.value) + str(several.value)
+
+
 @pytest.mark.parametrize(
     ("wrong", "setting"),
     [
