@@ -17,7 +17,7 @@ import sys
 
 from . import _jks, _keyload, _x509
 from ._crl import CRLSet, warn_intermediate_anchors
-from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError
+from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
 from ._files import cannot_read_fix
 from ._log import log
 from ._revocation import (
@@ -144,6 +144,13 @@ def _revocation(
     revocation: RevocationPolicy | RevocationChecker | None,
 ) -> None:
     """CRL files into the verification, and the online check after each handshake."""
+    if crls is not None and not len(crls):
+        # Checking nothing looks like checking: a glob that matched no file must not
+        # turn revocation off without a word.
+        raise CRLError(
+            "crls= is an empty CRLSet, so no certificate would be checked: give the "
+            "CAs' CRL files (CRLSet.load with at least one path), or leave crls= out"
+        )
     checker = revocation_checker(revocation)
     if not crls and checker is None:
         return
@@ -409,7 +416,8 @@ def client_context(
     Raises:
         ValueError: an unknown ``hostname_verifier`` or ``crl_check``, or ``crls``
             with ``verify=False``.
-        CRLError: a CRL is expired or not signed by a certificate of the truststore.
+        CRLError: a CRL is expired or not signed by a certificate of the truststore,
+            or has a critical extension OpenSSL refuses; ``crls`` is empty.
         KeyEntryError: no key entry, several and no ``alias``, or a key that does not
             match its certificate.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
@@ -501,7 +509,8 @@ def server_context(
 
     Raises:
         ValueError: no ``truststore`` and ``trust_system_cas`` is false, or both given.
-        CRLError: a CRL is expired or not signed by a certificate of the truststore.
+        CRLError: a CRL is expired or not signed by a certificate of the truststore,
+            or has a critical extension OpenSSL refuses; ``crls`` is empty.
         KeyEntryError: no usable key entry.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
         TypeError: a ``keystore`` or ``truststore`` that is not a store (a path: load

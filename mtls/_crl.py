@@ -69,6 +69,10 @@ class CRLSet:
     ) -> None:
         self._crls: tuple[tuple[x509.CertificateRevocationList, str | None], ...] = tuple(crls)
         self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
+        # The lists OpenSSL is given: of several from one CA for one scope, the newest
+        # (OpenSSL would use whichever came first, so an older list before a newer one
+        # that revokes a certificate let it through).
+        self._in_force, self._superseded, self._ties = _newest(self._crls)
         # The anchors a successful check() vouched for these lists against: contexts
         # made later from the same set (ALPN variants) install them without checking
         # again, so a lookup never raises CRLError.
@@ -121,8 +125,11 @@ class CRLSet:
         """Read CRL files.
 
         Raises:
-            CRLError: a file is missing, unreadable, or holds no usable CRL.
+            CRLError: no path, or a file is missing, unreadable, or holds no usable CRL.
         """
+        if not paths:
+            # CRLSet.load(*glob(...)) on an empty folder: a set that checks nothing.
+            raise CRLError("CRLSet.load() was given no file: name at least one CRL file")
         out: list[tuple[x509.CertificateRevocationList, str | None]] = []
         issuers: list[x509.Certificate] = []
         for path in paths:
@@ -156,7 +163,7 @@ class CRLSet:
     def next_update(self) -> _dt.datetime | None:
         """The earliest nextUpdate of the lists (when the first of them expires), or
         ``None`` when none has one."""
-        dates = [crl.next_update_utc for crl, _ in self._crls if crl.next_update_utc]
+        dates = [crl.next_update_utc for crl, _ in self._in_force if crl.next_update_utc]
         return min(dates) if dates else None
 
     def check_expiry(self, *, now: _dt.datetime | None = None) -> None:
@@ -167,7 +174,7 @@ class CRLSet:
             CRLError: naming the file, the issuer and what to do.
         """
         now = now or _now()
-        for crl, path in self._crls:
+        for crl, path in self._in_force:  # a superseded list is never used
             this_update = crl.last_update_utc
             if this_update > now:
                 issuer = crl.issuer.rfc4514_string()
@@ -228,6 +235,25 @@ class CRLSet:
                     anchors.append(cert)
                     pending.remove(cert)
                     grew = True
+        for (crl, path), (_, other) in self._ties:
+            issuer = crl.issuer.rfc4514_string()
+            raise CRLError(
+                f"{path or 'the CRL'}: two different CRLs of {issuer} have the same "
+                f"thisUpdate and CRL number (the other is in {other or 'the same set'}), "
+                "so which is current cannot be told: keep only the current one",
+                path=path,
+                issuer=issuer,
+            )
+        for (crl, path), (newer, newer_path) in self._superseded:
+            log.warning(
+                "%s: the CRL of %s (thisUpdate %s) is superseded by the newer one in %s "
+                "(thisUpdate %s): only the newest is used; remove the old list",
+                path or "the CRL",
+                crl.issuer.rfc4514_string(),
+                crl.last_update_utc.isoformat(),
+                newer_path or "the same set",
+                newer.last_update_utc.isoformat(),
+            )
         self.check_expiry(now=now)
         complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
         partials: dict[x509.Name, tuple[str, str, str | None, str]] = {}
@@ -241,6 +267,17 @@ class CRLSet:
                     f"{shown}: the CRL of {issuer} is a delta CRL (DeltaCRLIndicator), "
                     "which lists only changes since its base CRL: give the complete "
                     "(base) CRL instead",
+                    path=path,
+                    issuer=issuer,
+                )
+            unknown = _openssl_refuses(crl)
+            if unknown is not None:
+                # OpenSSL marks the list unusable: every handshake would fail "unhandled
+                # critical CRL extension", naming no file.
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} has a critical {unknown}, which OpenSSL "
+                    "does not process (RFC 5280 5.2: such a list must not be used), so "
+                    "every handshake would fail: give a CRL without it",
                     path=path,
                     issuer=issuer,
                 )
@@ -293,7 +330,10 @@ class CRLSet:
         if check not in ("leaf", "chain"):
             raise ValueError(f"crl_check must be 'leaf' or 'chain', not {check!r}")
         try:
-            _load_cafile_from_memory(ctx, self.pem)
+            _load_cafile_from_memory(
+                ctx,
+                b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._in_force),
+            )
         except ssl.SSLError as exc:
             raise CRLError(f"OpenSSL refused a CRL ({exc.reason or exc})") from exc
         except OSError as exc:  # no descriptor for the memory file: not the list's fault
@@ -304,6 +344,69 @@ class CRLSet:
         ctx.verify_flags |= (
             ssl.VERIFY_CRL_CHECK_CHAIN if check == "chain" else ssl.VERIFY_CRL_CHECK_LEAF
         )
+
+
+_Listed = tuple[x509.CertificateRevocationList, str | None]
+
+
+def _newest(
+    crls: Sequence[_Listed],
+) -> tuple[
+    tuple[_Listed, ...], tuple[tuple[_Listed, _Listed], ...], tuple[tuple[_Listed, _Listed], ...]
+]:
+    """The lists in force (the newest of each CA and scope, by thisUpdate then CRL
+    number, in the order given; a list given twice counts once), the superseded ones
+    (each with the one in force), and the ties: different lists of one CA and scope
+    that neither date nor number orders (each with the one in force)."""
+
+    def when(listed: _Listed) -> tuple[_dt.datetime, int]:
+        number = _extension(listed[0], x509.CRLNumber)
+        return listed[0].last_update_utc, number.crl_number if number is not None else -1
+
+    groups: dict[tuple[x509.Name, object], list[_Listed]] = {}
+    for listed in crls:
+        key = (listed[0].issuer, _extension(listed[0], x509.IssuingDistributionPoint))
+        groups.setdefault(key, []).append(listed)
+    chosen: list[_Listed] = []
+    superseded: list[tuple[_Listed, _Listed]] = []
+    ties: list[tuple[_Listed, _Listed]] = []
+    for group in groups.values():
+        latest = max(group, key=when)  # the first of equals
+        chosen.append(latest)
+        seen = {latest[0].fingerprint(hashes.SHA256())}
+        for listed in group:
+            if listed is latest:
+                continue
+            if when(listed) < when(latest):
+                superseded.append((listed, latest))
+            elif (digest := listed[0].fingerprint(hashes.SHA256())) not in seen:
+                seen.add(digest)
+                ties.append((listed, latest))
+    in_force = tuple(listed for listed in crls if any(listed is c for c in chosen))
+    return in_force, tuple(superseded), tuple(ties)
+
+
+# The critical extensions OpenSSL processes in a CRL (crl_cb) and in its entries
+# (crl_set_issuers); any other critical one makes it refuse the list for every check.
+_OPENSSL_CRL_CRITICAL = (
+    x509.IssuingDistributionPoint,
+    x509.AuthorityKeyIdentifier,
+    x509.DeltaCRLIndicator,
+)
+_OPENSSL_ENTRY_CRITICAL = (x509.CertificateIssuer,)
+
+
+def _openssl_refuses(crl: x509.CertificateRevocationList) -> str | None:
+    """The critical extension of ``crl`` (or of an entry) that makes OpenSSL refuse the
+    list, named with its OID, or ``None``."""
+    for ext in crl.extensions:
+        if ext.critical and not isinstance(ext.value, _OPENSSL_CRL_CRITICAL):
+            return f"extension {ext.oid.dotted_string}"
+    for entry in crl:
+        for ext in entry.extensions:
+            if ext.critical and not isinstance(ext.value, _OPENSSL_ENTRY_CRITICAL):
+                return f"entry extension {ext.oid.dotted_string}"
+    return None
 
 
 def _partial_scope(scope: x509.IssuingDistributionPoint | None) -> str | None:

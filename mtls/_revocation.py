@@ -821,6 +821,13 @@ class RevocationChecker:
             crls = list(CRLSet.from_bytes(data, path=url))
         except CRLError:
             raise FetchError(f"{url}: the answer is not a CRL") from None
+        if len(crls) > 1:
+            # A distribution point serves one list (RFC 5280 4.2.1.13): of several, an
+            # older one could be taken for the current one and pass a revoked certificate.
+            raise FetchError(
+                f"{url}: the answer holds {len(crls)} CRLs where a distribution point "
+                "serves one: which is current cannot be told"
+            )
         crl = crls[0]
         _check_crl(crl, issuer, url, now)
         # Once per download (every entry is read: about 0.1 s for 100,000 of them).

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 import mtls
 from mtls import CRLError, CRLSet, SSLProfile, SSLProfileSet, StoreConfig
@@ -130,6 +131,121 @@ def test_a_partial_crl_alone_is_refused_and_taken_beside_a_complete_one(
     # The twin: beside the CA's complete list, OpenSSL uses that one, and connects.
     both = alone + CRLSet.from_bytes(ca.crl())
     whoami(mtls.client_context(client, ca.truststore(), crls=both), server.port)
+
+
+def test_an_empty_crl_set_is_an_error_not_checking_turned_off(
+    ca: CA, server: MTLSServer, server_identity: IssuedIdentity, client: mtls.Keystore
+) -> None:
+    """crls=CRLSet() (or CRLSet.load() of a glob that matched nothing) turned CRL
+    checking off without a word: a revoked server connected (a review found it)."""
+    ca.revoke(server_identity)
+    with pytest.raises(CRLError, match="empty CRLSet"):
+        mtls.client_context(client, ca.truststore(), crls=CRLSet(), crl_check="chain")
+    with pytest.raises(CRLError, match="empty CRLSet"):
+        mtls.server_context(server_identity.keystore(), ca.truststore(), crls=CRLSet())
+    with pytest.raises(CRLError, match="given no file"):
+        CRLSet.load()
+    # The twin: the CA's list refuses the revoked server.
+    ctx = mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+        whoami(ctx, server.port)
+
+
+@pytest.mark.parametrize("where", ["list", "entry"])
+def test_a_crl_with_a_critical_extension_openssl_refuses_is_an_error(
+    ca: CA, server: MTLSServer, server_identity: IssuedIdentity, client: mtls.Keystore, where: str
+) -> None:
+    """OpenSSL marks a list with a critical extension it does not process unusable, and
+    failed every handshake ("unhandled critical CRL extension", naming no file); the
+    list was accepted when the context was made."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    now = _dt.datetime.now(_dt.UTC)
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+
+    def made(critical: bool) -> bytes:
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.certificate.subject)
+            .last_update(now - _dt.timedelta(minutes=1))
+            .next_update(now + _dt.timedelta(days=1))
+        )
+        if where == "list":
+            builder = builder.add_extension(unknown, critical=critical)
+        else:
+            other = ca.issue_cert("other")
+            entry = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(other.certificate.serial_number)
+                .revocation_date(now - _dt.timedelta(minutes=1))
+                .add_extension(unknown, critical=critical)
+                .build()
+            )
+            builder = builder.add_revoked_certificate(entry)
+        return builder.sign(ca.private_key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.DER
+        )
+
+    with pytest.raises(CRLError, match=r"critical (entry )?extension 1\.3\.6\.1\.4\.1\.55555\.1"):
+        mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(made(True)))
+    # The twin: the same extension, not critical, is passed by, and the server connects.
+    ctx = mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(made(False)))
+    assert whoami(ctx, server.port)["client_cn"] == "client"
+
+
+@pytest.mark.parametrize("stale_first", [True, False])
+def test_of_two_lists_of_one_ca_the_newest_is_used_whatever_the_order(
+    ca: CA,
+    server: MTLSServer,
+    server_identity: IssuedIdentity,
+    client: mtls.Keystore,
+    stale_first: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OpenSSL uses the first of two lists from one CA: an older list (still current)
+    given before the newest, which revokes the server, let the server connect (a
+    review found it; `openssl verify -CRLfile a -CRLfile b` does the same)."""
+    older = ca.crl(encoding="PEM", last_update=_dt.datetime.now(_dt.UTC) - _dt.timedelta(hours=1))
+    ca.revoke(server_identity)
+    newest = ca.crl(encoding="PEM")
+    crls = CRLSet.from_bytes(older + newest if stale_first else newest + older, path="both.pem")
+    with caplog.at_level("WARNING", logger="mtls"):
+        ctx = mtls.client_context(client, ca.truststore(), crls=crls)
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+        whoami(ctx, server.port)
+    assert "superseded by the newer one" in caplog.text
+
+
+def test_two_different_lists_that_nothing_orders_are_an_error(ca: CA) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+
+    def made(revoked: int | None) -> bytes:
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.certificate.subject)
+            .last_update(now - _dt.timedelta(minutes=1))
+            .next_update(now + _dt.timedelta(days=1))
+            .add_extension(x509.CRLNumber(7), critical=False)
+        )
+        if revoked is not None:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(revoked)
+                .revocation_date(now - _dt.timedelta(minutes=1))
+                .build()
+            )
+        crl = builder.sign(ca.private_key, hashes.SHA256())
+        return crl.public_bytes(serialization.Encoding.PEM)
+
+    with pytest.raises(CRLError, match="same thisUpdate and CRL number"):
+        mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(made(None) + made(42)))
+    # The twin: the same list twice is one list.
+    same = made(42)
+    mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(same + same))
 
 
 def test_a_crl_not_signed_by_a_trusted_issuer_is_an_error(ca: CA) -> None:

@@ -208,6 +208,22 @@ def test_an_expired_crl_online_is_not_an_answer(pki: PKI) -> None:
     assert status.status == "good"
 
 
+def test_an_answer_with_several_crls_is_not_an_answer(pki: PKI) -> None:
+    """A distribution point serves one list. A PEM answer with an older list (still
+    current) before the newest, which revokes the leaf, was read for its first list
+    only, and the revoked certificate passed in hard-fail mode (a review found it)."""
+    ca, leaf = _ca_pointing_at(None, pki.crls.url("/two.crl"))
+    older = ca.crl(encoding="PEM")
+    ca.revoke(leaf)
+    pki.crls.bodies["/two.crl"] = older + ca.crl(encoding="PEM")
+    with pytest.raises(RevocationUnknownError, match="holds 2 CRLs"):
+        check(RevocationChecker(), leaf)
+    # The twin: the newest alone is an answer, and it says revoked.
+    pki.crls.bodies["/two.crl"] = ca.crl(encoding="PEM")
+    with pytest.raises(CertificateRevokedError):
+        check(RevocationChecker(), leaf)
+
+
 def test_a_crl_signed_by_another_ca_is_not_an_answer(pki: PKI) -> None:
     ca, leaf = _ca_pointing_at(None, pki.crls.url("/forged.crl"))
     pki.crls.bodies["/forged.crl"] = ca.crl(signer=CA())
