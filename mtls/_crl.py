@@ -321,6 +321,31 @@ class CRLSet:
         if not explicit_now:
             self._checked = frozenset(anchors_der)
 
+    def _warn_ca_only(self) -> None:
+        """Warn (once per list) about a CA's only list covering CA certificates only
+        (``onlyContainsCACerts``): the leaf check uses a list for the peer's own
+        certificate, which OpenSSL finds out of that list's scope, and every handshake
+        with a certificate that CA issued fails ("different CRL scope")."""
+        ca_only = [
+            (crl, path)
+            for crl, path in self._in_force
+            if (scope := _extension(crl, x509.IssuingDistributionPoint)) is not None
+            and scope.only_contains_ca_certs
+        ]
+        others = {crl.issuer for crl, _ in self._in_force if all(crl is not c for c, _ in ca_only)}
+        for crl, path in ca_only:
+            if crl.issuer in others or not _first_warning(crl.fingerprint(hashes.SHA256())):
+                continue
+            log.warning(
+                "%s: the CRL of %s covers CA certificates only (onlyContainsCACerts), and "
+                "crl_check='leaf' checks the peer's own certificate: every handshake with "
+                "a certificate that CA issued fails ('different CRL scope'): give the CA's "
+                "CRL for end-entity certificates beside it, or use crl_check='chain' if "
+                "the CA issues only intermediates",
+                path or "the CRL",
+                crl.issuer.rfc4514_string(),
+            )
+
     def install(self, ctx: ssl.SSLContext, check: CRLCheck) -> None:
         """Load the lists into ``ctx`` (through memory) and turn CRL checking on.
 
@@ -329,6 +354,8 @@ class CRLSet:
         """
         if check not in ("leaf", "chain"):
             raise ValueError(f"crl_check must be 'leaf' or 'chain', not {check!r}")
+        if check == "leaf":
+            self._warn_ca_only()
         try:
             _load_cafile_from_memory(
                 ctx,
@@ -422,7 +449,17 @@ def _partial_scope(scope: x509.IssuingDistributionPoint | None) -> str | None:
     return None
 
 
-_WARNED_ANCHORS: set[bytes] = set()  # truststores already warned about (digests)
+_WARNED: set[bytes] = set()  # what was warned about already (digests)
+
+
+def _first_warning(digest: bytes) -> bool:
+    """Whether ``digest`` was not warned about yet (then it is, from now on)."""
+    if digest in _WARNED:
+        return False
+    if len(_WARNED) >= 256:
+        _WARNED.clear()
+    _WARNED.add(digest)
+    return True
 
 
 def warn_intermediate_anchors(where: str, anchors_der: Sequence[bytes]) -> None:
@@ -430,12 +467,8 @@ def warn_intermediate_anchors(where: str, anchors_der: Sequence[bytes]) -> None:
     that is not a root: every truststore certificate is an anchor, so the chain ends
     at that intermediate, and OpenSSL finds no issuer to verify the intermediate's own
     CRL with: every handshake through it fails "unable to get certificate CRL"."""
-    digest = hashlib.sha256(b"".join(anchors_der)).digest()
-    if digest in _WARNED_ANCHORS:
+    if not _first_warning(hashlib.sha256(b"anchors" + b"".join(anchors_der)).digest()):
         return
-    if len(_WARNED_ANCHORS) >= 256:
-        _WARNED_ANCHORS.clear()
-    _WARNED_ANCHORS.add(digest)
     below = [
         cert.subject.rfc4514_string()
         for cert, _ in _pairs(anchors_der)

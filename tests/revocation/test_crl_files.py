@@ -248,6 +248,27 @@ def test_two_different_lists_that_nothing_orders_are_an_error(ca: CA) -> None:
     mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(same + same))
 
 
+def test_a_cas_only_list_for_ca_certificates_is_warned_about_with_the_leaf_check(
+    ca: CA, server: MTLSServer, client: mtls.Keystore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CA's only list covers CA certificates only: the leaf check finds the server's
+    certificate out of its scope, and every handshake failed "different CRL scope"
+    with nothing said when the context was made."""
+    ca_only = CRLSet.from_bytes(crl_without_entries(ca, idp(only_contains_ca_certs=True)))
+    with caplog.at_level("WARNING", logger="mtls"):
+        ctx = mtls.client_context(client, ca.truststore(), crls=ca_only)
+    assert "covers CA certificates only (onlyContainsCACerts)" in caplog.text
+    with pytest.raises(ssl.SSLCertVerificationError, match="different CRL scope"):
+        whoami(ctx, server.port)
+    # The twin: beside the CA's complete list, nothing to say, and the server connects.
+    caplog.clear()
+    both = CRLSet.from_bytes(crl_without_entries(ca, idp(only_contains_ca_certs=True)))
+    with caplog.at_level("WARNING", logger="mtls"):
+        ctx = mtls.client_context(client, ca.truststore(), crls=both + CRLSet.from_bytes(ca.crl()))
+    assert "onlyContainsCACerts" not in caplog.text
+    assert whoami(ctx, server.port)["client_cn"] == "client"
+
+
 def test_a_crl_not_signed_by_a_trusted_issuer_is_an_error(ca: CA) -> None:
     forged = CRLSet.from_bytes(ca.crl(signer=CA()))  # the CA's name, another key
     with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
