@@ -410,7 +410,7 @@ def test_an_altered_store_is_diagnosed_with_one_key_entry(pki, jce_decryptions):
     assert Keystore.from_bytes(bytes(store), PASSWORD).key_aliases  # the twin: intact
     jce_decryptions.clear()
     store[-1] ^= 1  # the hash no longer matches, the password is right
-    with pytest.raises(KeystoreFormatError, match="password unlocks key 'k0': the file was"):
+    with pytest.raises(KeystoreFormatError, match="password unlocks key 'k0': either the store"):
         Keystore.from_bytes(bytes(store), PASSWORD)
     assert jce_decryptions == [1000]  # one entry, not five
 
