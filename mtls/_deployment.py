@@ -709,7 +709,14 @@ def read_deployment_toml(
             f"{path}: no SSL profile file configured, and no sender keystore or truststore: "
             "set sender.ssl_profile.file_path under [transport.http] (Micro Integrator) or "
             "file_path under [transport.passthru_https.sender.ssl_profile] (API Manager), "
-            "or name the sender's stores ([keystore.primary], [truststore])",
+            "or name the sender's stores ([keystore.primary], [truststore])"
+            + (
+                " as the product ships them (Micro Integrator itself falls back to "
+                "repository/resources/security/wso2carbon.jks and client-truststore.jks "
+                "with its shipped password; mtls does not guess stores or passwords)"
+                if toml.product == "mi"
+                else ""
+            ),
             path=path,
         )
     written = toml.text(*verifier_setting) if verifier_setting else None

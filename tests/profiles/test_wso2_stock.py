@@ -74,6 +74,8 @@ def test_micro_integrator_file_with_neither_profiles_nor_stores_is_refused(tmp_p
     text = str(e.value)
     assert str(toml) in text and "no SSL profile file configured" in text
     assert "sender.ssl_profile.file_path" in text and "[keystore.primary]" in text
+    assert "Micro Integrator itself falls back to" in text  # what the product does
+    assert 'wso2carbon"' not in text and "password wso2carbon" not in text
     assert e.value.path == str(toml)
 
 
