@@ -47,7 +47,11 @@ SECURITY_DIR = Path("repository", "resources", "security")
 #: API Manager's sender reads this profile file when deployment.toml names none.
 APIM_DEFAULT_PROFILES = "repository/resources/security/sslprofiles.xml"
 _PRODUCT_NAMES = {"apim": "API Manager", "mi": "Micro Integrator"}
-_REF_DEPTH = 16  # $ref{} chains followed to show a value (a circle is refused elsewhere)
+_REF_DEPTH = 16  # $ref{} chains followed (WSO2's own templates nest three or four)
+# A value as long as no setting needs: $ref{} that each name the next twice double at
+# every level (a 1 KB file made 2^40 characters), so expansion stops here.
+_REF_LENGTH = 65_536
+_SHOWN_REFS = 256  # $ref{} expanded to show one value, at most
 _TOML_DEPTH = 64  # nesting deeper than any WSO2 file; tomllib recurses per level
 # Keys, table headers and array items: the product's own files have a few hundred.
 _TOML_ITEMS = 10_000
@@ -343,6 +347,8 @@ class DeploymentToml:
         self._properties = with_carbon_home(properties, base_dir)
         self._secret_resolver = secret_resolver
         self._resolving: list[str] = []
+        # Each setting is resolved once per read: a $ref{} named twice costs nothing more.
+        self._resolved: dict[tuple[str, str, bool], str | None] = {}
 
     def raw(self, table: str, key: str) -> Any:
         """The value at ``[table] key`` as parsed (``None`` when absent)."""
@@ -382,10 +388,20 @@ class DeploymentToml:
             ProfileConfigError: a placeholder or reference names nothing that is set,
                 or references go round in a circle.
         """
+        memo = (table, key, secret)
+        if memo in self._resolved:
+            return self._resolved[memo]
         written = self.written(table, key, exact=secret)
         if written is None:
             return None
         name = f"[{table}] {key}"
+        if len(self._resolving) >= _REF_DEPTH:
+            raise ProfileConfigError(
+                f"{self.path}: $ref{{}} references nest deeper than {_REF_DEPTH} levels "
+                f"({' -> '.join(self._resolving[:3])} -> ... -> {name}): write the value",
+                path=self.path,
+                element=name,
+            )
         if name in self._resolving:
             chain = " -> ".join([*self._resolving, name])
             raise ProfileConfigError(
@@ -396,7 +412,7 @@ class DeploymentToml:
             )
         self._resolving.append(name)
         try:
-            return resolve_placeholders(
+            value = resolve_placeholders(
                 written,
                 self._properties,
                 path=self.path,
@@ -407,8 +423,18 @@ class DeploymentToml:
             )
         finally:
             self._resolving.pop()
+        if len(value) > _REF_LENGTH:
+            raise ProfileConfigError(
+                f"{self.path}: {name} is longer than {_REF_LENGTH:,} characters once its "
+                "placeholders are replaced ($ref{} that name others more than once "
+                "multiply): write the value",
+                path=self.path,
+                element=name,
+            )
+        self._resolved[memo] = value
+        return value
 
-    def shown(self, written: str, depth: int = 0) -> str | None:
+    def shown(self, written: str, depth: int = 0, budget: list[int] | None = None) -> str | None:
         """How messages and status() show a value written as ``written``: ``None`` when
         its resolved value may be shown (no placeholder, or only ``$ref{}`` to values of
         this file that have none: API Manager's own templates are written that way);
@@ -416,13 +442,15 @@ class DeploymentToml:
         the environment, system properties or the vault stays unshown."""
         if not has_placeholder(written):
             return None
+        left = budget if budget is not None else [_SHOWN_REFS]
 
         def expand(match: re.Match[str]) -> str:
             table, _, key = match.group(2).rpartition(".")
             target = self.written(table, key) if match.group(1) == "ref" and table else None
-            if target is None or depth >= _REF_DEPTH:
+            if target is None or depth >= _REF_DEPTH or left[0] <= 0:
                 return match.group(0)
-            inner = self.shown(target, depth + 1)
+            left[0] -= 1
+            inner = self.shown(target, depth + 1, left)
             return target if inner is None else inner
 
         expanded = _PLACEHOLDER.sub(expand, written)

@@ -489,6 +489,40 @@ def test_references_to_missing_keys_and_circles_are_errors(tmp_path):
         read_deployment_toml(str(toml), base_dir=home)
 
 
+def _ref_ladder(levels: int, fan_out: int) -> str:
+    """[x] k0 .. k<levels>: each key names the next ``fan_out`` times."""
+    rungs = "".join(f'k{i} = "{f"$ref{{x.k{i + 1}}}" * fan_out}"\n' for i in range(levels))
+    return (
+        '[keystore.tls]\nfile_name = "a.jks"\npassword = "$ref{x.k0}"\n'
+        f'[x]\n{rungs}k{levels} = "ab"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("levels", "fan_out", "refused"),
+    [
+        (40, 2, "nest deeper than 16 levels"),  # a 1.3 KB file made 2^41 characters
+        (300, 1, "nest deeper than 16 levels"),  # a RecursionError escaped
+        (9, 4, "longer than 65,536 characters"),
+    ],
+)
+def test_ref_bombs_are_refused_not_expanded(tmp_path, levels, fan_out, refused):
+    """$ref{} that each name the next twice doubled the value at every level: a 1 KB
+    deployment.toml hung the loader (and `mtls check`) for minutes, and a chain of
+    300 raised RecursionError (an adversarial review found both). Each setting is now
+    resolved once per read, nesting and length are bounded, and both are errors."""
+    home = home_with(tmp_path, {})
+    toml = write_toml(home, _ref_ladder(levels, fan_out))
+    with pytest.raises(ProfileConfigError, match=refused) as info:
+        read_deployment_toml(str(toml), base_dir=home)
+    assert "abab" not in str(info.value)
+    # The twins: a short ladder resolves, named twice per level and all.
+    write_toml(home, _ref_ladder(4, 2))
+    settings = read_deployment_toml(str(toml), base_dir=home, require_profiles=False)
+    assert settings.keystore is not None and settings.keystore.password is not None
+    assert settings.keystore.password.reveal() == "ab" * 16
+
+
 def test_carbon_home_is_the_base_dir(tmp_path, pki):
     xml = profile_xml(
         profile("only.test:443", Path("${carbon.home}/gw.jks"), Path("$sys{carbon.home}/t.jks"))
