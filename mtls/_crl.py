@@ -69,10 +69,6 @@ class CRLSet:
     ) -> None:
         self._crls: tuple[tuple[x509.CertificateRevocationList, str | None], ...] = tuple(crls)
         self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
-        # The lists OpenSSL is given: of several from one CA for one scope, the newest
-        # (OpenSSL would use whichever came first, so an older list before a newer one
-        # that revokes a certificate let it through).
-        self._in_force, self._superseded, self._ties = _newest(self._crls)
         # The anchors a successful check() vouched for these lists against: contexts
         # made later from the same set (ALPN variants) install them without checking
         # again, so a lookup never raises CRLError.
@@ -163,7 +159,7 @@ class CRLSet:
     def next_update(self) -> _dt.datetime | None:
         """The earliest nextUpdate of the lists (when the first of them expires), or
         ``None`` when none has one."""
-        dates = [crl.next_update_utc for crl, _ in self._in_force if crl.next_update_utc]
+        dates = [crl.next_update_utc for crl, _ in self._crls if crl.next_update_utc]
         return min(dates) if dates else None
 
     def check_expiry(self, *, now: _dt.datetime | None = None) -> None:
@@ -174,7 +170,7 @@ class CRLSet:
             CRLError: naming the file, the issuer and what to do.
         """
         now = now or _now()
-        for crl, path in self._in_force:  # a superseded list is never used
+        for crl, path in self._crls:
             this_update = crl.last_update_utc
             if this_update > now:
                 issuer = crl.issuer.rfc4514_string()
@@ -235,25 +231,7 @@ class CRLSet:
                     anchors.append(cert)
                     pending.remove(cert)
                     grew = True
-        for (crl, path), (_, other) in self._ties:
-            issuer = crl.issuer.rfc4514_string()
-            raise CRLError(
-                f"{path or 'the CRL'}: two different CRLs of {issuer} have the same "
-                f"thisUpdate and CRL number (the other is in {other or 'the same set'}), "
-                "so which is current cannot be told: keep only the current one",
-                path=path,
-                issuer=issuer,
-            )
-        for (crl, path), (newer, newer_path) in self._superseded:
-            log.warning(
-                "%s: the CRL of %s (thisUpdate %s) is superseded by the newer one in %s "
-                "(thisUpdate %s): only the newest is used; remove the old list",
-                path or "the CRL",
-                crl.issuer.rfc4514_string(),
-                crl.last_update_utc.isoformat(),
-                newer_path or "the same set",
-                newer.last_update_utc.isoformat(),
-            )
+        _refuse_same_second(self._crls)
         self.check_expiry(now=now)
         complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
         partials: dict[x509.Name, tuple[str, str, str | None, str]] = {}
@@ -270,7 +248,15 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
-            unknown = _openssl_refuses(crl)
+            try:
+                unknown = _openssl_refuses(crl)
+            except ValueError as exc:
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} has an extension that cannot be read "
+                    f"({exc}): check the file",
+                    path=path,
+                    issuer=issuer,
+                ) from None
             if unknown is not None:
                 # OpenSSL marks the list unusable: every handshake would fail "unhandled
                 # critical CRL extension", naming no file.
@@ -322,29 +308,25 @@ class CRLSet:
             self._checked = frozenset(anchors_der)
 
     def _warn_ca_only(self) -> None:
-        """Warn (once per list) about a CA's only list covering CA certificates only
-        (``onlyContainsCACerts``): the leaf check uses a list for the peer's own
-        certificate, which OpenSSL finds out of that list's scope, and every handshake
-        with a certificate that CA issued fails ("different CRL scope")."""
-        ca_only = [
-            (crl, path)
-            for crl, path in self._in_force
-            if (scope := _extension(crl, x509.IssuingDistributionPoint)) is not None
+        """Warn (once per set of lists) when every list covers CA certificates only
+        (``onlyContainsCACerts``): the leaf check needs a list for the peer's own
+        certificate, which none covers, so every handshake fails ("different CRL
+        scope", or "unable to get certificate CRL")."""
+        if not self._crls or not all(
+            (scope := _extension(crl, x509.IssuingDistributionPoint)) is not None
             and scope.only_contains_ca_certs
-        ]
-        others = {crl.issuer for crl, _ in self._in_force if all(crl is not c for c, _ in ca_only)}
-        for crl, path in ca_only:
-            if crl.issuer in others or not _first_warning(crl.fingerprint(hashes.SHA256())):
-                continue
-            log.warning(
-                "%s: the CRL of %s covers CA certificates only (onlyContainsCACerts), and "
-                "crl_check='leaf' checks the peer's own certificate: every handshake with "
-                "a certificate that CA issued fails ('different CRL scope'): give the CA's "
-                "CRL for end-entity certificates beside it, or use crl_check='chain' if "
-                "the CA issues only intermediates",
-                path or "the CRL",
-                crl.issuer.rfc4514_string(),
-            )
+            for crl, _ in self._crls
+        ):
+            return
+        if not _first_warning(b"ca-only" + b"".join(crl.signature for crl, _ in self._crls)):
+            return
+        log.warning(
+            "%s: every CRL given covers CA certificates only (onlyContainsCACerts), and "
+            "crl_check='leaf' checks the peer's own certificate: every handshake fails "
+            "('different CRL scope'): give the issuing CA's CRL for end-entity "
+            "certificates beside them",
+            ", ".join(sorted({path or "the CRL" for _, path in self._crls})),
+        )
 
     def install(self, ctx: ssl.SSLContext, check: CRLCheck) -> None:
         """Load the lists into ``ctx`` (through memory) and turn CRL checking on.
@@ -357,10 +339,7 @@ class CRLSet:
         if check == "leaf":
             self._warn_ca_only()
         try:
-            _load_cafile_from_memory(
-                ctx,
-                b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._in_force),
-            )
+            _load_cafile_from_memory(ctx, self.pem)
         except ssl.SSLError as exc:
             raise CRLError(f"OpenSSL refused a CRL ({exc.reason or exc})") from exc
         except OSError as exc:  # no descriptor for the memory file: not the list's fault
@@ -376,41 +355,36 @@ class CRLSet:
 _Listed = tuple[x509.CertificateRevocationList, str | None]
 
 
-def _newest(
-    crls: Sequence[_Listed],
-) -> tuple[
-    tuple[_Listed, ...], tuple[tuple[_Listed, _Listed], ...], tuple[tuple[_Listed, _Listed], ...]
-]:
-    """The lists in force (the newest of each CA and scope, by thisUpdate then CRL
-    number, in the order given; a list given twice counts once), the superseded ones
-    (each with the one in force), and the ties: different lists of one CA and scope
-    that neither date nor number orders (each with the one in force)."""
+def _refuse_same_second(crls: Sequence[_Listed]) -> None:
+    """Refuse two different lists of one CA key and scope with the same thisUpdate.
 
-    def when(listed: _Listed) -> tuple[_dt.datetime, int]:
-        number = _extension(listed[0], x509.CRLNumber)
-        return listed[0].last_update_utc, number.crl_number if number is not None else -1
-
-    groups: dict[tuple[x509.Name, object], list[_Listed]] = {}
+    Of lists that score alike, OpenSSL uses the one with the latest thisUpdate; with
+    the same second (``openssl ca -gencrl`` run twice), the first given: an older list
+    given before the one that revokes a certificate let it through. A CA that re-keyed
+    under the same name signs with another key (AuthorityKeyIdentifier): its lists are
+    not compared."""
+    seen: dict[tuple[x509.Name, object, object, _dt.datetime], _Listed] = {}
     for listed in crls:
-        key = (listed[0].issuer, _extension(listed[0], x509.IssuingDistributionPoint))
-        groups.setdefault(key, []).append(listed)
-    chosen: list[_Listed] = []
-    superseded: list[tuple[_Listed, _Listed]] = []
-    ties: list[tuple[_Listed, _Listed]] = []
-    for group in groups.values():
-        latest = max(group, key=when)  # the first of equals
-        chosen.append(latest)
-        seen = {latest[0].fingerprint(hashes.SHA256())}
-        for listed in group:
-            if listed is latest:
-                continue
-            if when(listed) < when(latest):
-                superseded.append((listed, latest))
-            elif (digest := listed[0].fingerprint(hashes.SHA256())) not in seen:
-                seen.add(digest)
-                ties.append((listed, latest))
-    in_force = tuple(listed for listed in crls if any(listed is c for c in chosen))
-    return in_force, tuple(superseded), tuple(ties)
+        crl, path = listed
+        aki = _extension(crl, x509.AuthorityKeyIdentifier)
+        key = (
+            crl.issuer,
+            aki.key_identifier if aki is not None else None,
+            _extension(crl, x509.IssuingDistributionPoint),
+            crl.last_update_utc,
+        )
+        other = seen.setdefault(key, listed)
+        if other is listed or other[0].signature == crl.signature:
+            continue  # the first of its kind, or the same list again
+        issuer = crl.issuer.rfc4514_string()
+        raise CRLError(
+            f"{path or 'the CRL'}: two different CRLs of {issuer} have the same thisUpdate "
+            f"({crl.last_update_utc.isoformat()}; the other is in {other[1] or 'the same set'}"
+            "), so OpenSSL would use whichever comes first: keep only the current one "
+            "(the higher CRL number)",
+            path=path,
+            issuer=issuer,
+        )
 
 
 # The critical extensions OpenSSL processes in a CRL (crl_cb) and in its entries
@@ -425,7 +399,11 @@ _OPENSSL_ENTRY_CRITICAL = (x509.CertificateIssuer,)
 
 def _openssl_refuses(crl: x509.CertificateRevocationList) -> str | None:
     """The critical extension of ``crl`` (or of an entry) that makes OpenSSL refuse the
-    list, named with its OID, or ``None``."""
+    list, named with its OID, or ``None``.
+
+    Raises:
+        ValueError: an extension cryptography cannot read.
+    """
     for ext in crl.extensions:
         if ext.critical and not isinstance(ext.value, _OPENSSL_CRL_CRITICAL):
             return f"extension {ext.oid.dotted_string}"

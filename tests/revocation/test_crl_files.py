@@ -194,66 +194,97 @@ def test_a_crl_with_a_critical_extension_openssl_refuses_is_an_error(
     assert whoami(ctx, server.port)["client_cn"] == "client"
 
 
+def _list_of(
+    ca: CA, this_update: _dt.datetime, number: int, revoked: list[int], signer: CA | None = None
+) -> bytes:
+    """A PEM CRL of ``ca`` (signed by ``signer``'s key, default its own)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(this_update)
+        .next_update(this_update + _dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                (signer or ca).private_key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(this_update)
+            .build()
+        )
+    crl = builder.sign((signer or ca).private_key, hashes.SHA256())  # type: ignore[arg-type]
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
 @pytest.mark.parametrize("stale_first", [True, False])
-def test_of_two_lists_of_one_ca_the_newest_is_used_whatever_the_order(
+def test_two_lists_of_one_ca_from_one_second_are_an_error(
     ca: CA,
     server: MTLSServer,
     server_identity: IssuedIdentity,
     client: mtls.Keystore,
     stale_first: bool,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """OpenSSL uses the first of two lists from one CA: an older list (still current)
-    given before the newest, which revokes the server, let the server connect (a
-    review found it; `openssl verify -CRLfile a -CRLfile b` does the same)."""
-    older = ca.crl(encoding="PEM", last_update=_dt.datetime.now(_dt.UTC) - _dt.timedelta(hours=1))
-    ca.revoke(server_identity)
-    newest = ca.crl(encoding="PEM")
-    crls = CRLSet.from_bytes(older + newest if stale_first else newest + older, path="both.pem")
-    with caplog.at_level("WARNING", logger="mtls"):
-        ctx = mtls.client_context(client, ca.truststore(), crls=crls)
+    """Of two lists of one CA, OpenSSL uses the later thisUpdate; with the same second
+    (`openssl ca -gencrl` twice), the first given: the older list first let a revoked
+    server connect (a review found it). Such a pair is refused now, either order; the
+    twins: an hour apart, the newest is used whatever the order; the same list twice
+    is one list."""
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0) - _dt.timedelta(minutes=1)
+    serial = server_identity.certificate.serial_number
+    older, newest = _list_of(ca, now, 1, []), _list_of(ca, now, 2, [serial])
+    pair = older + newest if stale_first else newest + older
+    with pytest.raises(CRLError, match=r"same thisUpdate.*keep only the current one"):
+        mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(pair))
+    hour_ago = _list_of(ca, now - _dt.timedelta(hours=1), 1, [])
+    pair = hour_ago + newest if stale_first else newest + hour_ago
+    ctx = mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(pair))
     with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
         whoami(ctx, server.port)
-    assert "superseded by the newer one" in caplog.text
+    mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(newest + newest))
 
 
-def test_two_different_lists_that_nothing_orders_are_an_error(ca: CA) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
-
-    def made(revoked: int | None) -> bytes:
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(ca.certificate.subject)
-            .last_update(now - _dt.timedelta(minutes=1))
-            .next_update(now + _dt.timedelta(days=1))
-            .add_extension(x509.CRLNumber(7), critical=False)
+def test_lists_of_a_ca_that_re_keyed_under_its_name_are_both_used(
+    ca: CA, client: mtls.Keystore
+) -> None:
+    """A CA that re-keyed under the same name: each key's list speaks for the
+    certificates it signed (a first version kept only the newest list of a name, and
+    every handshake with a certificate of the old key failed)."""
+    old_ca = CA(name="rolling CA")
+    new_ca = CA(name="rolling CA")
+    assert old_ca.certificate.subject == new_ca.certificate.subject
+    trust = old_ca.truststore()
+    trust.add_certificate("new", new_ca.certificate)
+    server_identity = old_ca.issue_cert("localhost", "127.0.0.1")
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0) - _dt.timedelta(minutes=1)
+    lists = _list_of(old_ca, now - _dt.timedelta(hours=1), 1, []) + _list_of(new_ca, now, 5, [])
+    with MTLSServer(server_identity, client_ca=ca) as running:
+        ctx = mtls.client_context(client, trust, crls=CRLSet.from_bytes(lists))
+        assert whoami(ctx, running.port)["client_cn"] == "client"
+        # The twin: the old key's list revokes the server, and it is refused.
+        serial = server_identity.certificate.serial_number
+        lists = _list_of(old_ca, now - _dt.timedelta(hours=1), 2, [serial]) + _list_of(
+            new_ca, now, 5, []
         )
-        if revoked is not None:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(revoked)
-                .revocation_date(now - _dt.timedelta(minutes=1))
-                .build()
-            )
-        crl = builder.sign(ca.private_key, hashes.SHA256())
-        return crl.public_bytes(serialization.Encoding.PEM)
-
-    with pytest.raises(CRLError, match="same thisUpdate and CRL number"):
-        mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(made(None) + made(42)))
-    # The twin: the same list twice is one list.
-    same = made(42)
-    mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(same + same))
+        ctx = mtls.client_context(client, trust, crls=CRLSet.from_bytes(lists))
+        with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+            whoami(ctx, running.port)
 
 
-def test_a_cas_only_list_for_ca_certificates_is_warned_about_with_the_leaf_check(
+def test_ca_only_lists_alone_are_warned_about_with_the_leaf_check(
     ca: CA, server: MTLSServer, client: mtls.Keystore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A CA's only list covers CA certificates only: the leaf check finds the server's
-    certificate out of its scope, and every handshake failed "different CRL scope"
-    with nothing said when the context was made."""
+    """Every list given covers CA certificates only: the leaf check finds none for the
+    server's certificate, and every handshake failed "different CRL scope" with
+    nothing said when the context was made."""
     ca_only = CRLSet.from_bytes(crl_without_entries(ca, idp(only_contains_ca_certs=True)))
     with caplog.at_level("WARNING", logger="mtls"):
         ctx = mtls.client_context(client, ca.truststore(), crls=ca_only)
@@ -262,11 +293,41 @@ def test_a_cas_only_list_for_ca_certificates_is_warned_about_with_the_leaf_check
         whoami(ctx, server.port)
     # The twin: beside the CA's complete list, nothing to say, and the server connects.
     caplog.clear()
-    both = CRLSet.from_bytes(crl_without_entries(ca, idp(only_contains_ca_certs=True)))
     with caplog.at_level("WARNING", logger="mtls"):
-        ctx = mtls.client_context(client, ca.truststore(), crls=both + CRLSet.from_bytes(ca.crl()))
+        ctx = mtls.client_context(
+            client, ca.truststore(), crls=ca_only + CRLSet.from_bytes(ca.crl())
+        )
     assert "onlyContainsCACerts" not in caplog.text
     assert whoami(ctx, server.port)["client_cn"] == "client"
+
+
+def test_a_crl_entry_extension_that_cannot_be_read_is_a_crl_error(ca: CA) -> None:
+    """A garbled CRLReason in an entry: the critical-extension scan raised cryptography's
+    ValueError out of client_context (a review found it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import CRLEntryExtensionOID
+
+    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=1)
+    garbled = x509.UnrecognizedExtension(CRLEntryExtensionOID.CRL_REASON, b"\x04\x01\x00")
+    entry = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(12345)
+        .revocation_date(now)
+        .add_extension(garbled, critical=False)
+        .build()
+    )
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + _dt.timedelta(days=1))
+        .add_revoked_certificate(entry)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    crls = CRLSet.from_bytes(crl.public_bytes(serialization.Encoding.DER), path="garbled.crl")
+    with pytest.raises(CRLError, match=r"garbled\.crl: .*extension that cannot be read"):
+        mtls.client_context(None, ca.truststore(), crls=crls)
 
 
 def test_a_crl_not_signed_by_a_trusted_issuer_is_an_error(ca: CA) -> None:
