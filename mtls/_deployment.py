@@ -565,12 +565,13 @@ class DeploymentToml:
 
         def alias() -> tuple[str | None, str | None]:
             # WSO2's sender reads no alias (Java's key manager picks the key): one is an
-            # mtls setting, taken from the sender's own table or from the table that
-            # named the file, never from another table's file ([keystore.primary]'s
-            # alias names a key in wso2carbon.jks, not in [keystore.tls]'s store).
+            # mtls setting, taken key by key like the rest, but never from a table after
+            # the one that named the file: [keystore.primary]'s alias names a key in its
+            # own file, not in the one [keystore.tls] names; [keystore.tls]'s alias does
+            # name one in the file it takes from [keystore.primary].
             candidates = [(overrides, "key_alias"), (overrides, "alias")] if overrides else []
             if where[0] in tables:
-                candidates.append((where[0], "alias"))
+                candidates += [(t, "alias") for t in tables[: tables.index(where[0]) + 1]]
             chosen = self.first(*candidates)
             if chosen is None:
                 return None, None

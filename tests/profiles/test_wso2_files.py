@@ -316,6 +316,27 @@ def test_an_alias_in_the_table_that_names_the_file_is_used_and_checked(tmp_path,
     assert PASSWORD not in str(wrong.value) + str(several.value)
 
 
+def test_a_keystore_tls_alias_names_a_key_in_the_file_it_takes_from_primary(tmp_path, pki):
+    """[keystore.tls] sets only alias; its file comes from [keystore.primary] (each key
+    falls back there): the alias names a key in that file and wins over primary's own
+    (a review caught a first version of the fix ignoring it)."""
+    home = home_with(tmp_path, {"gateway.jks": _two_keys(pki, tmp_path / "two.jks")})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    text = (
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        '[keystore.tls]\nalias = "other"\n'
+        f'[keystore.primary]\nfile_name = "gateway.jks"\npassword = "{PASSWORD}"\n'
+        'alias = "gateway"\n'
+    )
+    toml = write_toml(home, text)
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=other,")
+    # The twin: without it, primary's alias (its own file) is used.
+    write_toml(home, text.replace('[keystore.tls]\nalias = "other"\n', ""))
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=gateway,")
+
+
 @pytest.mark.parametrize(
     ("wrong", "setting"),
     [
