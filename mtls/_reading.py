@@ -38,8 +38,9 @@ def _changed_at_ns(key: tuple[int, ...]) -> int | None:
     """The latest time the file's content or inode may have changed (None: no such file).
 
     Times are rounded up to what the file system can tell: one that keeps whole
-    seconds (ext3, FAT, some NFS servers) shows a write at 12.7 s as 12.0 s, so a file
-    whose mtime and ctime are both whole seconds may have changed up to a second later.
+    seconds (ext3, some NFS servers) shows a write at 12.7 s as 12.0 s, and FAT keeps
+    even seconds, so a file whose mtime and ctime are both whole seconds may have
+    changed up to two seconds later.
     """
     if key == _MISSING:
         return None
@@ -47,7 +48,7 @@ def _changed_at_ns(key: tuple[int, ...]) -> int | None:
     # an mtime set into the future (touch -d) makes the file look fresh, never old.
     changed = max(key[1], key[2])
     if key[1] % _SECOND_NS == 0 and key[2] % _SECOND_NS == 0:
-        return changed + _SECOND_NS
+        return changed + 2 * _SECOND_NS
     return changed + _TICK_NS
 
 
