@@ -213,15 +213,23 @@ def atomic_write(
         old = os.stat(target)
     except OSError:
         old = None
+    if old is not None and not stat.S_ISREG(old.st_mode) and not stat.S_ISDIR(old.st_mode):
+        # A rename would put a file where a device, pipe or socket was (as root:
+        # /dev/null replaced); every reader refuses such a path too.
+        raise _refused_class(OSError)(
+            errno.EINVAL,
+            "not a regular file (a device, pipe or socket): give a file path; nothing was written",
+            os.fspath(target),
+        )
     if old is not None and (not keep_existing or not stat.S_ISREG(old.st_mode)):
         old = None
     if old is not None and not os.access(target, os.W_OK):
-        raise _write_refused(PermissionError(errno.EACCES, "read-only"), target, read_only=True)
+        raise write_refused(PermissionError(errno.EACCES, "read-only"), target, read_only=True)
     acl = _acl(target) if old is not None else None
     try:
         fd, tmp = _create_temporary(directory, target.name, 0o666 if mode is None else 0o600)
     except OSError as exc:
-        raise _write_refused(exc, target) from None
+        raise write_refused(exc, target) from None
     try:
         if old is not None:
             kept = _kept_mode(old, _keep_owner(fd, old, target), mode)
@@ -243,7 +251,7 @@ def atomic_write(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise _write_refused(exc, target) from None
+            raise write_refused(exc, target) from None
         raise
     fsync_directory(directory)
     return target
@@ -332,7 +340,9 @@ class WriteRefused(OSError):
     written, and a file already there is unchanged."""
 
 
-def _write_refused(exc: OSError, target: Path, *, read_only: bool = False) -> WriteRefused:
+def write_refused(exc: OSError, target: Path, *, read_only: bool = False) -> WriteRefused:
+    """``exc`` as the :class:`WriteRefused` of its kind, saying why ``target`` was not
+    written and what to do."""
     directory = target.parent
     where = os.fspath(directory) or "."
     if read_only:  # keytool's open() for writing is refused the same way

@@ -128,6 +128,9 @@ _PASSWORD_SOURCE = re.compile(
 )
 
 
+_PASSWORD_LINE_MAX = 4096  # characters of a -storepass:file line (keytool's first line)
+
+
 def expand_password_sources(argv: Sequence[str]) -> list[str]:
     """``argv`` with keytool's ``-storepass:env NAME`` and ``-storepass:file PATH``
     (and the other password options' forms) replaced by the option and the password
@@ -153,11 +156,19 @@ def expand_password_sources(argv: Sequence[str]) -> list[str]:
                 raise UsageError(f"{word} {name}: the environment variable {name} is not set")
         else:
             try:
+                # The first line, as keytool reads it; bounded (/dev/zero has none). A
+                # pipe is read too (-storepass:file <(vault read ...)), as keytool does.
                 with open(name, encoding="utf-8") as fh:
-                    value = fh.readline().rstrip("\r\n")
+                    line = fh.readline(_PASSWORD_LINE_MAX + 1)
             except (OSError, UnicodeDecodeError) as exc:
                 why = getattr(exc, "strerror", None) or type(exc).__name__
                 raise UsageError(f"{word} {name}: cannot read the file ({why})") from None
+            value = line.rstrip("\r\n")
+            if len(value) > _PASSWORD_LINE_MAX:
+                raise UsageError(
+                    f"{word} {name}: the first line is longer than {_PASSWORD_LINE_MAX:,} "
+                    "characters, which no password is: is it the right file?"
+                )
         remember_secret(value)
         out += [option, value]
     return out

@@ -374,7 +374,7 @@ def _write_export(path: Path, data: bytes) -> Path:
     (``/dev/stdout``, ``>(openssl x509)``) in place, as keytool writes it."""
     import stat  # noqa: PLC0415 - not for --help
 
-    from .._files import atomic_write  # noqa: PLC0415
+    from .._files import atomic_write, write_refused  # noqa: PLC0415
 
     try:
         regular = stat.S_ISREG(os.stat(path).st_mode)
@@ -382,8 +382,11 @@ def _write_export(path: Path, data: bytes) -> Path:
         regular = True  # a new file (or a dangling link: its target is made)
     if regular:
         return atomic_write(path, data, mode=None)
-    with open(path, "wb") as fh:
-        fh.write(data)
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:  # /dev/full, a closed pipe: said with the file's name
+        raise write_refused(exc, Path(path)) from None
     return path
 
 

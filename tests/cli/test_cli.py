@@ -807,6 +807,33 @@ def test_export_writes_through_links_and_into_pipes(tmp_path: Path, seed: Seed) 
     out, _ = reader.communicate(timeout=30)
     assert out.startswith(b"-----BEGIN CERTIFICATE-----") and fifo.exists()
     assert not fifo.is_file()  # still the FIFO
+    # A device that refuses the bytes: the error names it (it said only "No space
+    # left on device").
+    if os.path.exists("/dev/full"):
+        run = fails(1, *args, "/dev/full")
+        assert "/dev/full: no space left on the device" in run.stderr
+
+
+def test_a_store_is_never_saved_over_a_pipe_or_device(tmp_path: Path, seed: Seed) -> None:
+    """Saving renames a new file into place: over a FIFO (or, as root, /dev/null) it
+    put a regular file where the pipe or device was, though every reader refuses such
+    a path (an adversarial sweep found it). Refused now, saying so; the FIFO stays."""
+    fifo = tmp_path / "out.p12"
+    os.mkfifo(fifo)
+    store = mtls.Keystore.load(seed.dir / "gateway.jks", PASSWORD)
+    with pytest.raises(OSError, match="not a regular file") as caught:
+        store.save(fifo, PASSWORD, store_type="PKCS12")
+    assert caught.value.filename == str(fifo)
+    assert fifo.exists() and not fifo.is_file()
+    run = fails(1, "convert", "--keystore", seed.dir / "gateway.jks", "--to", "PKCS12",
+                "--out", fifo, "--force")  # fmt: skip
+    assert "not a regular file" in run.stderr and str(fifo) in run.stderr
+    assert not fifo.is_file()
+    # The twin: a regular file there is replaced.
+    regular = tmp_path / "out2.p12"
+    regular.write_bytes(b"old")
+    store.save(regular, PASSWORD, store_type="PKCS12")
+    assert mtls.Keystore.load(regular, PASSWORD).key_aliases == store.key_aliases
 
 
 def test_a_refused_write_is_still_the_error_it_was() -> None:
@@ -987,6 +1014,18 @@ def test_keytools_password_sources_env_and_file(tmp_path: Path, seed: Seed) -> N
     run = fails(1, "list", "--keystore", store, "-storepass:file", secret_file,
                 password_env=False)  # fmt: skip
     assert "wrong store password" in run.stderr and "wrong-Pa55-from-file" not in run.stderr
+    # /dev/zero has no first line: it was read until memory ran out. The read is
+    # bounded, and such a "line" is refused (an adversarial sweep found it).
+    run = fails(2, "list", "--keystore", store, "-storepass:file", "/dev/zero",
+                password_env=False)  # fmt: skip
+    assert "longer than 4,096 characters" in run.stderr
+    # A pipe is read, as keytool reads it (-storepass:file <(vault read ...)).
+    fifo = tmp_path / "pass.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"printf '%s\\n' '{PASSWORD}' > '{fifo}'"])
+    run = mtls_run("list", "--keystore", store, "-storepass:file", fifo, password_env=False)
+    writer.wait(timeout=30)
+    assert run.code == 0, run.stderr
 
 
 def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
