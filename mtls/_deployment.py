@@ -423,7 +423,7 @@ class DeploymentToml:
             )
         finally:
             self._resolving.pop()
-        if len(value) > _REF_LENGTH:
+        if len(value) > _REF_LENGTH and len(value) > len(written):  # grown by expansion
             raise ProfileConfigError(
                 f"{self.path}: {name} is longer than {_REF_LENGTH:,} characters once its "
                 "placeholders are replaced ($ref{} that name others more than once "
