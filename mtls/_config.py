@@ -481,8 +481,12 @@ class SSLProfile:
             return "SSLProfile(<not built: its arguments were refused>)"
 
     def __str__(self) -> str:
-        who = f" client {self.client_id!r}" if self.client_id else ""
-        return f"profile {', '.join(self.server_names)}{who}"
+        return f"profile {', '.join(self.server_names)}{client_suffix(self.client_id)}"
+
+
+def client_suffix(client_id: str | None) -> str:
+    """How a profile's client is named after its servers (nothing without one)."""
+    return f" client {client_id!r}" if client_id else ""
 
 
 _PROFILE_FIELDS = dataclasses.fields(SSLProfile)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._build import Builder, KeptIdentity, Options, Served
-from ._config import CATCH_ALL, Server, SSLProfile, material_definition
+from ._config import CATCH_ALL, Server, SSLProfile, client_suffix, material_definition
 from ._context import LOCALHOST_NAMES
 from ._engine import Outcome, Problem
 from ._errors import (
@@ -310,14 +310,13 @@ class Snapshot:
 
 def _named(profile: SSLProfile) -> str:
     """A profile as a grouped problem's line names it: its servers (and client)."""
-    client = f" client {profile.client_id!r}" if profile.client_id else ""
-    return f"{', '.join(profile.server_names)}{client}"
+    return f"{', '.join(profile.server_names)}{client_suffix(profile.client_id)}"
 
 
 def _entries(profile: SSLProfile) -> Iterator[str]:
     """What a problem is about, one per server (and client): a profile whose servers
     are reordered, or that gains one, still has the problem it had."""
-    client = f" client {profile.client_id!r}" if profile.client_id else ""
+    client = client_suffix(profile.client_id)
     return (f"{name}{client}" for name in profile.server_names)
 
 
