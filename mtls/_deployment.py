@@ -348,7 +348,7 @@ class DeploymentToml:
         self._secret_resolver = secret_resolver
         self._resolving: list[str] = []
         # Each setting is resolved once per read: a $ref{} named twice costs nothing more.
-        self._resolved: dict[tuple[str, str, bool], str | None] = {}
+        self._resolved: dict[tuple[str, str, bool], str] = {}
 
     def raw(self, table: str, key: str) -> Any:
         """The value at ``[table] key`` as parsed (``None`` when absent)."""
