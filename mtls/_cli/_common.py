@@ -752,8 +752,9 @@ def optional_key_password(args: argparse.Namespace) -> str | None:
     )
 
 
-def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
-    """The alias and certificate of the key entry a keystore configuration presents.
+def presented(config: StoreConfig) -> tuple[str, x509.Certificate, int]:
+    """The alias and certificate of the key entry a keystore configuration presents,
+    and how many certificates its chain holds (the leaf included).
 
     Raises:
         MTLSError: the store does not load, or has no such key entry.
@@ -764,7 +765,7 @@ def presented(config: StoreConfig) -> tuple[str, x509.Certificate]:
 
     store = load_store(config, "keystore")
     alias, _, chain = store.key_entry(config.alias)
-    return alias, _x509.load_cert(chain[0])
+    return alias, _x509.load_cert(chain[0]), len(chain)
 
 
 def profile_defaults(profiles: SSLProfileSet) -> tuple[SSLProfile | None, StoreConfig | None]:

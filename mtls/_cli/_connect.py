@@ -91,16 +91,24 @@ def _describe_chain(ders: list[bytes]) -> list[dict[str, Any]]:
     return chain
 
 
-def _request(tls: ssl.SSLSocket, target: Target) -> bytes:
+def _request(tls: ssl.SSLSocket, target: Target, timeout: float) -> bytes:
+    """Send one GET and read its answer, within ``timeout`` seconds in all: a server that
+    trickles its answer a byte at a time raises :class:`TimeoutError` all the same."""
     host = target.host if ":" not in target.host else f"[{target.host}]"
     if target.port != 443:
         host += f":{target.port}"
+    deadline = time.monotonic() + timeout
+    tls.settimeout(timeout)
     tls.sendall(
         f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: mtls-probe/{__version__}\r\n"
         "Accept: */*\r\nConnection: close\r\n\r\n".encode("ascii", "replace")
     )
     data = b""
     while len(data) < _MAX_RESPONSE:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        tls.settimeout(left)
         chunk = tls.recv(16384)
         if not chunk:
             break
@@ -209,7 +217,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.chain_verified = setup.verify
             _revocation_report(tls, report, timeout)
             if request:
-                _ask(tls, report)
+                _ask(tls, report, timeout)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -246,33 +254,47 @@ def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> No
             report.failure = Failure("server_cert_revoked", status.describe())
 
 
-def _ask(tls: ssl.SSLSocket, report: Report) -> None:
+def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:
     setup, target = report.setup, report.target
     try:
-        data = _request(tls, target)
+        data = _request(tls, target, timeout)
     except TimeoutError:
         report.accepted = True if report.tls_version != "TLSv1.3" else None
         report.notes.append(
             "no HTTP answer within the timeout: it may not be an HTTP server"
             + (
                 "; with TLS 1.3 that leaves open whether it accepted our certificate"
-                if report.tls_version == "TLSv1.3"
+                if report.tls_version == "TLSv1.3" and report.certificate_requested is not False
                 else ""
             )
         )
         return
     except (ssl.SSLError, ConnectionError, EOFError) as exc:
-        report.failure, accepted = classify_answer(exc, setup, target)
+        failure, accepted = classify_answer(
+            exc, setup, target, asked=report.certificate_requested
+        )
         if accepted is not None:
             report.accepted = accepted
-        return
+        if failure is not None:
+            report.failure = failure
+            return
+        data = b""
     if not data:
-        if report.tls_version == "TLSv1.3":
+        # With TLS 1.3 a server checks our certificate after the handshake, and most
+        # refuse one by closing; one that asked for none refused none.
+        if report.tls_version == "TLSv1.3" and report.certificate_requested is not False:
             report.accepted = False
             report.failure = closed(setup, target.server, during=False)
         else:
             report.accepted = True
-            report.notes.append("the server closed the connection without an HTTP answer")
+            report.notes.append(
+                "the server closed the connection without an HTTP answer"
+                + (
+                    " (it asked for no client certificate, so it refused none)"
+                    if report.certificate_requested is False
+                    else ""
+                )
+            )
         return
     report.accepted = True
     report.body = data.partition(b"\r\n\r\n")[2]

@@ -146,6 +146,8 @@ class Setup:
     # issuer, its dates and how to export it.
     client_certificate: x509.Certificate | None = None
     client_alias: str | None = None
+    # How many certificates the key entry's chain holds (the leaf included), when known.
+    client_chain: int | None = None
     hostname_verifier: str = "Strict"
     verify: bool = True
     # A context with verification off (and our identity where we have it): only to
@@ -335,11 +337,21 @@ def _advice_trust(setup: Setup) -> str:
             "the backend does not trust it: it is self-signed, so import the certificate "
             f"itself into the backend's truststore ({export}, then {imported})"
         )
-    return (
-        f"the backend does not trust its issuer {cert.issuer.rfc4514_string()}: import that CA's "
+    issuer = cert.issuer.rfc4514_string()
+    advice = (
+        f"the backend does not trust its issuer {issuer}: import that CA's "
         "certificate into the backend's truststore (or this certificate itself: "
         f"{export}, then {imported})"
     )
+    if setup.client_chain == 1:
+        # The key entry holds the leaf alone: a backend that trusts only the root cannot
+        # build the path through an intermediate we do not send.
+        advice += (
+            f"; if {issuer} is an intermediate CA, the fault is ours: {_store_of(setup)} "
+            "sends the certificate without it, so add it to the key entry's chain (import "
+            "the CA reply with the whole chain, leaf first, as keytool -importcert does)"
+        )
+    return advice
 
 
 def _advice_revoked(setup: Setup) -> str:
@@ -463,18 +475,28 @@ def classify_handshake(
         if reason in {"NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
             return Failure("handshake_failure", f"no cipher in common with {where}")
         if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            return closed(setup, where, during=True)
+            return closed(setup, where, during=True, asked=asked)
         return Failure("tls_error", f"TLS handshake with {where} failed: {_alert_text(exc)}")
     if isinstance(exc, TimeoutError):
         return Failure(
             "timeout", f"{where} accepted the connection but the TLS handshake timed out"
         )
     if isinstance(exc, ConnectionError | EOFError):
-        return closed(setup, where, during=True)
+        return closed(setup, where, during=True, asked=asked)
     return Failure("tls_error", f"TLS handshake with {where} failed: {exc}")
 
 
-def closed(setup: Setup, where: str, *, during: bool) -> Failure:
+def closed(setup: Setup, where: str, *, during: bool, asked: bool | None = None) -> Failure:
+    """The server closed the connection without an alert: during the handshake, or after
+    it before answering. ``asked``: whether it sent a CertificateRequest (``None``:
+    unknown); a server that asked for none refused none of ours."""
+    if during and asked is False:
+        return Failure(
+            "connection_closed",
+            f"{where} closed the connection during the handshake, before asking for any "
+            "client certificate: it may want another server name (SNI), refuse our TLS "
+            "settings, or not speak TLS",
+        )
     sent = f"we sent {setup.client_subject}" if setup.client_subject else "we sent no certificate"
     if during:
         return Failure(
@@ -490,21 +512,24 @@ def closed(setup: Setup, where: str, *, during: bool) -> Failure:
 
 
 def classify_answer(
-    exc: BaseException, setup: Setup, target: Target
-) -> tuple[Failure, bool | None]:
+    exc: BaseException, setup: Setup, target: Target, *, asked: bool | None = None
+) -> tuple[Failure | None, bool | None]:
     """A failure for an exception while asking after the handshake, and whether the
     server accepted our certificate (``None``: the failure does not say).
 
     With TLS 1.3 the server checks the client certificate after the client has
-    finished its handshake, so a refusal only surfaces at this first read.
+    finished its handshake, so a refusal only surfaces at this first read. A close
+    with no alert from a server that asked for no certificate (``asked`` False) is
+    no refusal: ``(None, True)``, the same as an empty answer.
     """
     if isinstance(exc, ssl.SSLError):
         reason = _reason(exc)
         if reason in _CERT_ALERTS or reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
             return refused(setup, exc), False
-        if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            return closed(setup, target.server, during=False), False
-        return Failure("tls_error", f"after the handshake: {_alert_text(exc)}"), None
+        if not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return Failure("tls_error", f"after the handshake: {_alert_text(exc)}"), None
+    if asked is False:
+        return None, True
     return closed(setup, target.server, during=False), False
 
 
@@ -530,12 +555,19 @@ def explain_from_chain(report: Report) -> None:
         ca = top.get("issuer") or top.get("subject")
         old_fix = _untrusted_fix(report.setup.truststore)
         if ca and failure.message.endswith(old_fix):
-            report.failure = Failure(
-                failure.kind,
-                failure.message[: -len(old_fix)]
-                + f"its chain ends at {ca}: "
-                + _untrusted_fix(report.setup.truststore, ca),
-            )
+            fix = _untrusted_fix(report.setup.truststore, ca)
+            if top.get("self_signed") is False:
+                # The last certificate sent is not self-signed: its issuer was not sent.
+                # An intermediate left out is the usual cause; clients (Java's too) do
+                # not fetch it, so the fix is on the server.
+                fix = (
+                    f"the server did not send the certificate of its issuer {ca}: if that "
+                    "is an intermediate CA, the backend must send its full chain (its "
+                    "certificate, then every intermediate); if it is a root CA, " + fix
+                )
+            else:
+                fix = f"its chain ends at {ca}: {fix}"
+            report.failure = Failure(failure.kind, failure.message[: -len(old_fix)] + fix)
 
 
 def _untrusted_fix(truststore: str | None, ca: str | None = None) -> str:

@@ -67,7 +67,7 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
     if config is None:
         return
     try:
-        setup.client_alias, setup.client_certificate = presented(config)
+        setup.client_alias, setup.client_certificate, setup.client_chain = presented(config)
     except (MTLSError, OSError, ValueError):
         return
 
@@ -177,6 +177,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         setup.client_not_after = _x509.not_after(leaf).isoformat()
         setup.client_certificate = leaf
         setup.client_alias = alias
+        setup.client_chain = len(chain)
 
     def insecure() -> ssl.SSLContext:
         return client_context(keystore, alias=args.alias, verify=False)

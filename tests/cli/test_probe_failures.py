@@ -22,6 +22,7 @@ import mtls
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer
 from tests._helpers import accepting
+from tests.servers._servers import stdlib_server
 
 PASSWORD = "probe-Pa55word"
 
@@ -193,3 +194,118 @@ def test_no_cipher_in_common_is_not_called_a_refused_certificate(ca, stores, cap
     assert kind_of(report) == "handshake_failure"
     assert "before asking for any certificate" in report["error"]["message"]
     assert "refused our certificate" not in report["error"]["message"]
+
+
+@pytest.mark.parametrize("ask", [False, True], ids=["never-asks", "asks"])
+def test_a_server_that_closes_without_answering_blames_our_certificate_only_if_it_asked(
+    ca, stores, capsys, ask
+):
+    """TLS 1.3: a close right after the handshake is how most servers refuse a client
+    certificate; from one that asked for none it was "our certificate was refused"
+    all the same, naming a certificate that was never sent."""
+    ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+    ctx.verify_mode = ssl.CERT_OPTIONAL if ask else ssl.CERT_NONE
+
+    def close_unanswered(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)
+
+    with accepting(close_unanswered) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    assert report["tls_version"] == "TLSv1.3"
+    assert report["client_certificate_requested"] is ask
+    if ask:
+        assert code == 1
+        assert kind_of(report) == "client_cert_refused"
+        assert report["server_accepted_client_certificate"] is False
+    else:
+        assert code == 0, report
+        assert kind_of(report) == "None"
+        assert any("asked for no client certificate" in note for note in report["notes"])
+
+
+def test_an_answer_trickled_a_byte_at_a_time_is_bounded_by_the_timeout(ca, stores, capsys):
+    """--timeout bounded each read, not the answer: a server sending a byte every
+    50 ms kept the probe for as long as it liked."""
+    ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)
+            # 200 bytes, 10 s: the old probe returned them as an answer; stop ends it
+            # early once the probe has gone.
+            for byte in b"HTTP/1.1 200 OK\r\n".ljust(200, b"x"):
+                if stop.wait(0.05):
+                    return
+                tls.sendall(bytes([byte]))
+
+    with accepting(trickle) as port:
+        try:
+            _, report, _ = probe(f"https://localhost:{port}/", stores, capsys, "--timeout", "0.5")
+        finally:
+            stop.set()
+    assert report["http_status"] is None, report
+    assert any("no HTTP answer within the timeout" in note for note in report["notes"])
+
+
+@pytest.fixture(scope="module")
+def hierarchy() -> tuple[CA, CA]:
+    root = CA(name="probe root")
+    return root, root.create_child_ca()
+
+
+def test_a_server_that_leaves_out_its_intermediate_is_told_to_send_its_chain(
+    hierarchy, stores, capsys, tmp_path
+):
+    """The server's chain stopped at its leaf, issued by an intermediate it did not send:
+    the probe said to import that intermediate into our truststore, hiding the server's
+    fault (and Java clients, WSO2's gateway among them, refuse it the same way)."""
+    root, intermediate = hierarchy
+    server = intermediate.issue_cert("localhost")
+    trust = root.write_truststore(tmp_path / "root.jks", PASSWORD)
+    # The server's key and its leaf alone, as a misconfigured backend sends them.
+    leaf_only = tmp_path / "leaf-only.pem"
+    leaf_only.write_bytes(server.private_key_pem + server.cert_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf_only)
+    full = mtls.server_context(server.keystore(), root.truststore())
+    full.verify_mode = ssl.CERT_NONE  # this backend asks for no client certificate
+    mine = {**stores, "truststore": trust}
+    with stdlib_server(ctx) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", mine, capsys)
+    assert code == 1
+    assert kind_of(report) == "server_not_trusted"
+    message = report["error"]["message"]
+    assert "did not send the certificate of its issuer" in message, message
+    assert "full chain" in message
+    assert intermediate.certificate.subject.rfc4514_string() in message
+    # Its twin: the same server sending its whole chain is trusted through the root.
+    with stdlib_server(full) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", mine, capsys)
+    assert report["chain_verified"] is True and kind_of(report) != "server_not_trusted"
+
+
+def test_our_keystore_without_its_intermediate_is_named_not_the_backends_trust(
+    hierarchy, ca, stores, capsys, tmp_path
+):
+    """Our key entry held its leaf alone, issued by an intermediate; the backend trusts
+    the root. The probe told the backend to import the intermediate into its
+    truststore, though the fix is on our side: send the chain."""
+    root, intermediate = hierarchy
+    client = intermediate.issue_cert("gateway")
+    alone = mtls.Keystore()
+    alone.add_key("gateway", client.private_key, [client.certificate])
+    alone.save(tmp_path / "alone.jks", PASSWORD)
+    whole = client.write_keystore(tmp_path / "whole.jks", PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=root) as server:
+        url = f"https://localhost:{server.port}/"
+        code, report, _ = probe(url, {**stores, "keystore": tmp_path / "alone.jks"}, capsys)
+        assert code == 1
+        assert kind_of(report) == "client_cert_refused"
+        message = report["error"]["message"]
+        assert "is an intermediate CA, the fault is ours" in message
+        assert "sends the certificate without it, so add it to the key entry's chain" in message
+        # The twin: the same key with its chain is let in.
+        code, report, _ = probe(url, {**stores, "keystore": whole}, capsys)
+        assert code == 0, report
