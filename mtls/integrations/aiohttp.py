@@ -32,6 +32,7 @@ import asyncio
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from .._config import tls_origin
 from .._errors import MTLSError
 from .._revocation import pending_check
 from . import _missing_extra, _require_profile_set
@@ -51,8 +52,26 @@ if TYPE_CHECKING:
 
 __all__ = ["MTLSClientSession", "ProxyProfileError", "RedirectProfileError", "request_ssl"]
 
-# ssl= and its deprecated spellings: any of them means the caller chose.
+# ssl= and its deprecated spellings: any of them means the caller chose, unless its
+# value is aiohttp's own default (ssl=True or None, verify_ssl=True or None,
+# ssl_context=None, fingerprint=None), which asks for nothing but normal verification.
 _SSL_ARGUMENTS = frozenset({"ssl", "verify_ssl", "ssl_context", "fingerprint"})
+_UNCHOSEN: dict[str, tuple[object, ...]] = {
+    "ssl": (True, None),
+    "verify_ssl": (True, None),
+    "ssl_context": (None,),
+    "fingerprint": (None,),
+}
+
+
+def _chose_ssl(kwargs: dict[str, Any]) -> bool:
+    """Whether ``kwargs`` choose TLS settings; drops the ones that only repeat aiohttp's
+    default, so that the profile applies (and aiohttp sees no conflicting spellings)."""
+    for name in _SSL_ARGUMENTS.intersection(kwargs):
+        value = kwargs[name]
+        if any(value is unchosen for unchosen in _UNCHOSEN[name]):
+            del kwargs[name]
+    return bool(_SSL_ARGUMENTS.intersection(kwargs))
 
 
 def request_ssl(
@@ -256,7 +275,7 @@ class MTLSClientSession:
             aiohttp.ClientError: as aiohttp raises; a failed handshake is an
                 ``aiohttp.ClientSSLError`` subclass.
         """
-        if not _SSL_ARGUMENTS.intersection(kwargs):
+        if not _chose_ssl(kwargs):
             target = self._absolute(url)
             chosen = request_ssl(self.profile_set, target, client_id=self.client_id)
             kwargs["ssl"] = chosen
@@ -282,7 +301,7 @@ class MTLSClientSession:
             # Called for every hop; the first one, and hops within its origin, pass.
             if req.url.origin() != origin and req.is_ssl():
                 wanted = request_ssl(self.profile_set, req.url, client_id=self.client_id)
-                if wanted is not chosen:
+                if wanted is not chosen and not self._rotated_since(first, req.url, wanted):
                     raise RedirectProfileError(
                         f"{first} redirected to {req.url}, which has a different TLS "
                         "profile: aiohttp would send the first backend's certificate "
@@ -293,6 +312,21 @@ class MTLSClientSession:
             return await handler(req)
 
         return check_redirect
+
+    def _rotated_since(self, first: URL, hop: URL, wanted: ssl.SSLContext | bool) -> bool:
+        """Whether ``hop`` now shares the first URL's context and profile: the context
+        the request began with is then only an older generation of the hop's (its
+        material rotated between the hops), not another identity or trust."""
+        if request_ssl(self.profile_set, first, client_id=self.client_id) is not wanted:
+            return False
+        return self._profile(first) == self._profile(hop)
+
+    def _profile(self, url: URL) -> object:
+        """What serves ``url``: its profile, or ``None`` for the set's default."""
+        origin = tls_origin(str(url))
+        if origin is None:
+            return None
+        return self.profile_set.profile_for(*origin, client_id=self.client_id)
 
     def get(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
         """``request("GET", url, **kwargs)``."""

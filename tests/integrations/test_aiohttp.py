@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import ssl
 import sys
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +19,7 @@ import mtls
 from mtls import SSLProfileSet
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError, request_ssl
 from tests._helpers import profile_xml
-from tests.integrations._backend import Backends, store_xml
+from tests.integrations._backend import PASSWORD, Backends, store_xml
 
 pytestmark = pytest.mark.keytool
 
@@ -191,6 +192,92 @@ def test_an_explicit_ssl_argument_is_used_as_given(profiles, backends: Backends)
 
     run(main)
     assert server.wait_for_handshakes(before + 1)[before].reason == "no client certificate"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"ssl": True},
+        {"ssl": None},
+        {"verify_ssl": True},
+        {"ssl_context": None},
+        {"fingerprint": None},
+    ],
+    ids=["ssl=True", "ssl=None", "verify_ssl=True", "ssl_context=None", "fingerprint=None"],
+)
+def test_ssl_arguments_that_ask_only_for_aiohttps_default_keep_the_profile(
+    profiles, backends: Backends, given
+):
+    """ssl=True, ssl=None and the deprecated spellings' defaults ask aiohttp for its
+    normal verification, not for other settings: the profile's identity and trust
+    still apply. They replaced the profile with aiohttp's default trust and no client
+    certificate, silently."""
+
+    async def main() -> str:
+        async with MTLSClientSession(profiles) as http:
+            async with http.get(backends.url("c"), **given) as response:
+                return str((await response.json())["client_cn"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the deprecated spellings
+        assert run(main) == "client-c"
+
+
+def test_a_rotation_between_redirect_hops_of_one_profile_is_not_called_another_profile(
+    tmp_path, backends: Backends
+):
+    """Both origins in one profile, its keystore rotated while the first hop is served:
+    the second hop's context is a newer generation of the first's, not another
+    profile's, and the redirect was refused as one."""
+    pki = backends.pki
+    keystore = tmp_path / "client.p12"
+    ca = pki.client_cas["a"]
+    ca.issue_cert("client-a").write_keystore(keystore, PASSWORD, store_type="PKCS12")
+    rotated: list[bool] = []
+    server_ctx = mtls.server_context(
+        pki.server.keystore(), ca.truststore(), require_client_cert=True
+    )
+
+    async def main() -> None:
+        profiles: SSLProfileSet | None = None
+
+        async def hop(request: web.Request) -> web.Response:
+            assert profiles is not None
+            ca.issue_cert("client-a2").write_keystore(keystore, PASSWORD, store_type="PKCS12")
+            rotated.append(await asyncio.to_thread(profiles.reload))
+            raise web.HTTPFound(f"https://127.0.0.1:{port}/final")
+
+        async def final(request: web.Request) -> web.Response:
+            return web.json_response({"final": True})
+
+        app = web.Application()
+        app.router.add_get("/hop", hop)
+        app.router.add_get("/final", final)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            xml = tmp_path / "p.xml"
+            xml.write_text(
+                profile_xml(
+                    store_xml(
+                        f"localhost:{port},127.0.0.1:{port}",
+                        (keystore, "PKCS12"),
+                        (pki.trust, "JKS"),
+                    )
+                )
+            )
+            with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+                async with MTLSClientSession(profiles) as http:
+                    async with http.get(f"https://localhost:{port}/hop") as response:
+                        assert await response.json() == {"final": True}
+        finally:
+            await runner.cleanup()
+
+    run(main)
+    assert rotated == [True]  # the hops really had different contexts
 
 
 def test_base_url_is_resolved_before_choosing_the_profile(profiles, backends: Backends):
