@@ -367,11 +367,12 @@ class ServerPlan:
         return replace(old, error=error, pending=True)
 
     def problems(self, snapshot: ServerSnapshot) -> Mapping[Hashable, Problem]:
-        """The snapshot's error, logged once."""
+        """The snapshot's error, logged once (again when it changes; "resolved" only
+        once the server's material loads)."""
         if snapshot.error is None:
             return {}
         return {
-            ("server", str(snapshot.error)): Problem(
+            "server": Problem(
                 str(snapshot.error), "new connections keep the last good identity and trust"
             )
         }

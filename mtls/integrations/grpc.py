@@ -59,6 +59,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import operator
 import threading
 from collections.abc import Callable, Sequence
@@ -1052,6 +1053,9 @@ def server_credentials(
             keystore.location,
             truststore.location,
         )
+    # Messages name what the caller wrote (a StoreConfig), not a profile's <Location>.
+    keystore = _given(keystore, "keystore")
+    truststore = _given(truststore, "truststore") if truststore is not None else None
     profile = SSLProfile(servers=(CATCH_ALL,), keystore=keystore, truststore=truststore)
     profiles = SSLProfileSet([profile], reload_interval=reload_interval, settle_delay=settle_delay)
     try:
@@ -1059,3 +1063,15 @@ def server_credentials(
     except BaseException:
         profiles.close()
         raise
+
+
+def _given(config: StoreConfig, role: str) -> StoreConfig:
+    """``config`` saying, in messages about its location, that it is the StoreConfig
+    given to :func:`server_credentials` (unless it says where it came from itself)."""
+    if config.origin:
+        return config
+    return dataclasses.replace(
+        config,
+        origin=f"the {role} StoreConfig's location given to server_credentials (relative "
+        "paths start from the working directory)",
+    )

@@ -117,6 +117,19 @@ def test_bad_store_fails_at_creation(tmp_path: Path, stores: dict[str, Any]) -> 
     assert PASSWORD not in str(info.value)
 
 
+def test_a_missing_store_names_the_storeconfig_given_not_a_location_element(
+    tmp_path: Path, stores: dict[str, Any]
+) -> None:
+    """The caller wrote a StoreConfig, not a profile file: "check <Location> (relative
+    paths start from the base directory)" pointed at a setting that does not exist."""
+    missing = tmp_path / "missing.jks"
+    with pytest.raises(KeystoreError) as info:
+        server_credentials(StoreConfig(location=missing, password=PASSWORD), stores["truststore"])
+    message = str(info.value)
+    assert str(missing) in message and "<Location>" not in message
+    assert "keystore StoreConfig's location given to server_credentials" in message
+
+
 def test_keystore_rotation_reaches_the_next_handshake(
     tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:

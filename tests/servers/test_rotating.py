@@ -171,6 +171,29 @@ def test_a_damaged_replacement_keeps_the_last_good_and_says_so(estate: Estate) -
         assert get(port, estate.client())[1] == serial
 
 
+def test_a_problem_that_changes_is_not_called_resolved(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One broken replacement after another (wrong password, then damaged): the second
+    message is logged, with no "resolved:" between them, which the server logged while
+    still refusing every replacement (the problem's key held its message)."""
+    with estate.server() as server:
+        good = estate.keystore.read_bytes()
+        caplog.set_level("WARNING", logger="mtls")
+        estate.keystore.write_bytes(
+            mtls.Keystore.from_bytes(good, PASSWORD).to_bytes("another-Pa55word")
+        )
+        assert server.reload() is False
+        estate.keystore.write_bytes(good[: len(good) // 2])
+        assert server.reload() is False and not server.status().healthy
+        lines = [record.getMessage() for record in caplog.records]
+        assert len(lines) == 2, lines
+        assert "password" in lines[0] and "resolved" not in " ".join(lines)
+        estate.keystore.write_bytes(good)  # fixed: now it is resolved
+        assert server.reload() is False and server.status().healthy
+        assert "resolved: " in caplog.records[-1].getMessage()
+
+
 def test_a_certificate_not_valid_yet_is_installed_once_it_is(estate: Estate) -> None:
     """A replacement refused as not valid yet is built again by the first reload after
     its not_before (only load failures are remembered with the bytes); an expired one
