@@ -229,11 +229,16 @@ def parse(
     path: str | os.PathLike[str] | None,
     declared: str | None,
     allow_unprotected: bool = False,
+    key_alias: str | None = None,
 ) -> Parsed:
     """Entries of one store. Passwords stay :class:`Secret` down to the call that uses them.
 
     One :class:`~mtls._budget.WorkBudget` bounds the key derivations the whole file
     may cause (docs/security.md, "Limits").
+
+    ``key_alias``: in a JKS, JCEKS, BKS or UBER store (where each key entry has its own
+    password), read only that key entry (matched case-insensitively) and leave the
+    others out, as keytool -importkeystore -srcalias does. Other formats read every key.
     """
     where = _where(path)
     try:
@@ -274,6 +279,7 @@ def parse(
                 with_keys=with_keys,
                 path=path,
                 budget=budget,
+                key_alias=key_alias,
             )
         except _jks.PyJKSUnavailable as exc:
             raise KeystoreError(f"{where}: cannot read this {fmt} store: {exc}", path=path) from exc
@@ -394,6 +400,7 @@ def _parse_jks(
     with_keys: bool,
     path: str | os.PathLike[str] | None,
     budget: WorkBudget,
+    key_alias: str | None = None,
 ) -> Parsed:
     """JKS, JCEKS, BKS and UBER: Java-family containers with key entries and an integrity check."""
     where = _where(path)
@@ -417,9 +424,14 @@ def _parse_jks(
         )
     keys: list[KeyEntry] = []
     unusable: list[tuple[str, str]] = []
+    wanted = (
+        contents.keys
+        if key_alias is None
+        else [k for k in contents.keys if k.alias.casefold() == key_alias.casefold()]
+    )
     if with_keys:
         # The whole cost is charged before the first key is decrypted.
-        for key in contents.keys:
+        for key in wanted:
             if fmt == "JKS":  # Sun's KeyProtector: one SHA-1 per 20 bytes, nothing to charge
                 continue
             rounds = _bks.kdf_rounds(key) if fmt in _bks.TYPES else _jks.kdf_rounds(key)
@@ -428,7 +440,7 @@ def _parse_jks(
             except WorkLimitError as exc:
                 raise _too_much_work(exc, path, key.alias) from exc
         secret = key_password if key_password is not None else password
-        for k in contents.keys:
+        for k in wanted:
             try:
                 keys.append(_decrypt_jks_key(k, secret, key_password is not None, path, None))
             except _bks.NotAPrivateKey as exc:  # listed with the entries TLS cannot use
@@ -437,7 +449,7 @@ def _parse_jks(
         # A JKS key stays as the file protects it: the store can be written back as JKS.
         keys = [
             KeyEntry(k.alias, b"", k.chain_der, k.protected if fmt == "JKS" else b"")
-            for k in contents.keys
+            for k in wanted
         ]
     secrets = [(s.alias, s.kind) for s in contents.secrets] + unusable
     return Parsed(fmt, keys, list(contents.certs), [], secrets)

@@ -342,6 +342,7 @@ class Keystore(_StoreBase):
         allow_unprotected: bool,
         path: str | None,
         with_keys: bool = True,
+        key_alias: str | None = None,
     ) -> Keystore:
         data = bytes(data)
         parsed = parse(
@@ -353,6 +354,7 @@ class Keystore(_StoreBase):
             path=path,
             declared=store_type,
             allow_unprotected=allow_unprotected,
+            key_alias=key_alias,
         )
         return cls._from_parsed(parsed, path)
 
@@ -639,6 +641,27 @@ class Keystore(_StoreBase):
 
     __str__ = __repr__
 
+
+@scrub_tracebacks
+def load_key_entry(
+    path: str | os.PathLike[str],
+    password: Password | None,
+    key_password: Password | None,
+    alias: str,
+) -> Keystore:
+    """:meth:`Keystore.load` decrypting only key entry ``alias`` where each key entry has
+    its own password (JKS, JCEKS, BKS, UBER: the others are left out, as keytool
+    -importkeystore -srcalias does); other formats are read whole. For the CLI's
+    ``convert --alias``."""
+    return Keystore._read(
+        read_store_file(path),
+        password,
+        key_password=key_password,
+        store_type=None,
+        allow_unprotected=False,
+        path=os.fspath(path),
+        key_alias=alias,
+    )
 
 class Truststore(_StoreBase):
     """Trust anchors, with Java's semantics.

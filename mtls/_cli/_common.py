@@ -658,19 +658,28 @@ def no_such_file(name: str | os.PathLike[str]) -> str:
 
 
 def load_keystore(
-    path: Path, password: str | None, key_password: str | None, *, destination: bool = False
+    path: Path,
+    password: str | None,
+    key_password: str | None,
+    *,
+    destination: bool = False,
+    key_alias: str | None = None,
 ) -> Keystore:
     """``Keystore.load`` with the option or variable that sets each password in the message
     (``destination``: the store ``convert --merge`` adds to, whose options differ).
+    ``key_alias``: decrypt that key entry alone where each has its own password (JKS,
+    JCEKS, BKS, UBER), as keytool -importkeystore -srcalias does.
 
     Raises:
         CLIError: a wrong password (chained to the library's error).
         MTLSError: anything else the library refuses.
     """
-    from .._stores import Keystore  # noqa: PLC0415 - not for --help
+    from .._stores import Keystore, load_key_entry  # noqa: PLC0415 - not for --help
 
     try:
-        return Keystore.load(path, password, key_password=key_password)
+        if key_alias is None:
+            return Keystore.load(path, password, key_password=key_password)
+        return load_key_entry(path, password, key_password, key_alias)
     except WrongPasswordError as exc:
         # The library names its parameter; on the command line it is an option.
         option = "--out-key-password (-destkeypass)" if destination else "--key-password"

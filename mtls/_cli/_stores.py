@@ -664,7 +664,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if out_password is None:
         out_password = password
     assert out_password is not None
-    store = load_keystore(source, password, optional_key_password(args))
+    store = load_keystore(source, password, optional_key_password(args), key_alias=args.alias)
     if args.alias is not None:
         store.certificate(args.alias)  # KeyEntryError naming the aliases there are
         for other in store.aliases:

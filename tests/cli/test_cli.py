@@ -516,6 +516,33 @@ def test_adding_to_a_jks_keeps_keys_with_passwords_of_their_own(
     assert path.read_bytes() == before
 
 
+@pytest.mark.parametrize("store_type", ["JKS", "JCEKS"])
+def test_convert_one_alias_of_a_store_whose_keys_have_passwords_of_their_own(
+    tmp_path: Path, any_keytool: JDK, store_type: str
+) -> None:
+    """keytool -importkeystore -srcalias a -srckeypass A converts entry a alone; mtls
+    decrypted every key with that password first, so entry b (another password)
+    refused the whole conversion, and --key-password (given) was the advice."""
+    path = tmp_path / f"two.{store_type.lower()}"
+    store = ("-keystore", str(path), "-storetype", store_type, "-storepass", PASSWORD)
+    for alias, key_password in (("a", "key-pass-a"), ("b", "key-pass-b")):
+        run_keytool(any_keytool, "-genkeypair", *store, "-alias", alias, "-keyalg", "EC",
+                    "-keypass", key_password, "-dname", f"CN={alias}")  # fmt: skip
+    out = tmp_path / "a.p12"
+    ok("convert", "--keystore", path, "--key-password", "key-pass-a", "--alias", "A",
+       "--to", "PKCS12", "--out", out)  # fmt: skip
+    converted = mtls.Keystore.load(out, PASSWORD)
+    assert converted.key_aliases == ("a",)
+    assert converted.certificate("a").subject.rfc4514_string() == "CN=a"
+    # Twins: without --alias, b's password is still needed; a's password does not open b.
+    run = fails(1, "convert", "--keystore", path, "--key-password", "key-pass-a",
+                "--to", "PKCS12", "--out", tmp_path / "all.p12")  # fmt: skip
+    assert "'b'" in run.stderr
+    run = fails(1, "convert", "--keystore", path, "--key-password", "key-pass-a",
+                "--alias", "b", "--to", "PKCS12", "--out", tmp_path / "b.p12")  # fmt: skip
+    assert "'b'" in run.stderr
+
+
 def test_importkeystore_into_a_jks_leaves_its_keys_under_their_own_passwords(
     tmp_path: Path, seed: Seed
 ) -> None:
