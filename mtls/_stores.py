@@ -663,6 +663,7 @@ def load_key_entry(
         key_alias=alias,
     )
 
+
 class Truststore(_StoreBase):
     """Trust anchors, with Java's semantics.
 

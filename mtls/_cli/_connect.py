@@ -270,9 +270,7 @@ def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:
         )
         return
     except (ssl.SSLError, ConnectionError, EOFError) as exc:
-        failure, accepted = classify_answer(
-            exc, setup, target, asked=report.certificate_requested
-        )
+        failure, accepted = classify_answer(exc, setup, target, asked=report.certificate_requested)
         if accepted is not None:
             report.accepted = accepted
         if failure is not None:
