@@ -36,7 +36,7 @@ import defusedxml
 import defusedxml.ElementTree as DET
 
 from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
-from ._errors import MTLSError, ProfileConfigError, SecureVaultError
+from ._errors import MTLSError, ProfileConfigError, SecureVaultError, _restated, profile_label
 from ._jks import shown_alias
 from ._log import log
 from ._readers import _shown_type
@@ -517,7 +517,7 @@ def parse_profiles_xml(
             try:
                 profiles.extend(_profile(element, number, ctx))
             except Exception as exc:
-                failed.append(exc)
+                failed.append(_naming_profile(exc, path))
 
     try:
         root_tag = _profile_elements(data, handle, ctx.root_namespaces)
@@ -635,6 +635,27 @@ def _axis2_without_profiles(data: bytes) -> str:
 # UTF-8 and UTF-16 only, and calls UTF-32 "not well-formed at column 1").
 _UTF32_STARTS = (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00", b"\x00\x00\x00<", b"<\x00\x00\x00")
 _DECLARED = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+
+
+def _naming_profile(exc: Exception, path: Path | str) -> Exception:
+    """``exc`` saying which profile it is about, after the file's name: a file of many
+    profiles said only "<KeyStore> has no <Location>" (the servers were in
+    ``exc.servers`` alone). Left as it is when its message names the profile already."""
+    if not isinstance(exc, ProfileConfigError) or not exc.servers:
+        return exc
+    text, head = str(exc), f"{path}: "
+    if not text.startswith(head):
+        return exc
+    rest = text[len(head) :]
+    if rest.startswith(("profile ", "<profile")) or any(name in rest for name in exc.servers):
+        return exc
+    label = profile_label(exc.servers, exc.client_id)
+    new = _restated(exc, f"{head}{label}: {rest}")
+    # The same exception in all but its message: its cause (a resolver's own error,
+    # whose traceback is logged) and its frames stay.
+    new.__cause__, new.__context__ = exc.__cause__, exc.__context__
+    new.__suppress_context__ = exc.__suppress_context__
+    return new.with_traceback(exc.__traceback__)
 
 
 def _declared(data: bytes) -> str:

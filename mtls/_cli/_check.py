@@ -17,7 +17,7 @@ from cryptography import x509
 from .. import _x509
 from .._config import SSLProfile, StoreConfig
 from .._context import LOCALHOST_NAMES
-from .._errors import MTLSError
+from .._errors import MTLSError, SecureVaultError
 from .._profiles import SSLProfileSet
 from .._status import ProfileSetStatus
 from .._stores import Truststore, load_store
@@ -464,7 +464,15 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     base = str(Path(args.base_dir).resolve()) if args.base_dir else None
     if args.anchors and args.fail_within is None:
         raise UsageError("--anchors needs --fail-within DAYS")
-    with load_profile_set(args, args.profiles) as profiles:
+    try:
+        loaded = load_profile_set(args, args.profiles)
+    except SecureVaultError:
+        # A secret alias the file names does not resolve, and the file is refused: the
+        # vault's own aliases, each resolving or not, still say where to look.
+        if not args.json:
+            render_vault(vault_report(args), out)
+        raise
+    with loaded as profiles:
         report = check_report(profiles, logs, fail_within=args.fail_within, anchors=args.anchors)
     report["vault"] = vault_report(args)  # which secure-vault aliases resolve
     if args.json:

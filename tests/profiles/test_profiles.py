@@ -191,6 +191,41 @@ def test_unresolved_placeholder_names_the_fix_that_works(tmp_path, pki, written,
         assert "properties=" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("broken", "says"),
+    [
+        ("<KeyStore><Password>x</Password></KeyStore>", "<KeyStore> has no <Location>"),
+        ("<KeyStore><Location>gw.jks</Location></KeyStore>", "has no <Password>"),
+        (
+            "<KeyStore><Location>gw.jks</Location><Password>$env{MTLS_NOT_SET_ANYWHERE}"
+            "</Password></KeyStore>",
+            "MTLS_NOT_SET_ANYWHERE",
+        ),
+    ],
+    ids=["location", "password", "placeholder"],
+)
+def test_a_config_error_names_its_profile_among_many(tmp_path, broken, says):
+    """In a file of many profiles, "<KeyStore> has no <Location>" did not say whose:
+    the servers were in the exception's attribute only (docs/profiles.md says the
+    message names the profile)."""
+    xml = write_xml(
+        tmp_path,
+        "<profile><servers>good.test:443</servers></profile>"
+        f'<profile name="billing"><servers>billing.test:8243</servers>{broken}</profile>',
+    )
+    with pytest.raises(ProfileConfigError) as info:
+        SSLProfileSet.from_xml(xml)
+    message = str(info.value)
+    assert message.startswith(f"{xml}: profile billing.test:8243: "), message
+    assert says in message and info.value.servers == ("billing.test:8243",)
+    assert "x<" not in message  # never the password's text
+    # A message that names its profile already is left as it is (not named twice).
+    with pytest.raises(ProfileConfigError) as info:
+        SSLProfileSet.from_xml(write_xml(tmp_path, f"<profile name='billing'>{broken}</profile>"))
+    assert str(info.value).startswith(f"{xml}: profile 1 (billing) has no <servers>")
+    assert str(info.value).count(": profile ") == 1
+
+
 def test_a_key_password_missing_from_a_profile_names_the_element(tmp_path, pki):
     """A JKS key with its own password, the profile without <KeyPassword>: the advice
     was "pass key_password" (Keystore.load's parameter, which a profile file has no

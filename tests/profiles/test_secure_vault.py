@@ -996,6 +996,31 @@ def test_mtls_check_reports_which_aliases_resolve(tmp_path, stores, values, caps
         assert secret not in out + text
 
 
+@needs_java
+def test_mtls_check_lists_the_vault_when_an_alias_refuses_the_file(
+    tmp_path, stores, values, capsys
+) -> None:
+    """A profile naming an alias the vault does not have refuses the file, and check
+    printed that one error alone: now the vault's aliases come first, and the error
+    names the profile whose alias it is."""
+    from mtls.cli import main
+
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"Gateway.Password": values["gateway"]},
+    )
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(gateway_xml(stores["dir"]).replace("Gateway.Password", "Nope.Alias"))
+    code = main(["check", str(xml), "--base-dir", str(home)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "Gateway.Password (cipher-text.properties): resolves" in out
+    assert "profile backend.example:443" in err and "'Nope.Alias'" in err
+    assert PASSWORD not in out + err and values["gateway"] not in out + err
+
+
 def test_mtls_check_without_a_vault_has_no_vault_lines(tmp_path, stores, capsys) -> None:
     from mtls.cli import main
 
