@@ -194,7 +194,10 @@ def open_error(
             f"{path} is a directory, not a {role or 'store'}: check {fix}", path=path
         )
     if isinstance(exc, InputRefused):
-        return KeystoreError(f"{path}: {exc.strerror}", path=path)
+        # Over the size limit: a limit on what a store may be, refused as the others
+        # are (docs/security.md, "Limits"). A device or pipe: not a file to read at all.
+        refused = KeystoreFormatError if exc.errno == errno.EFBIG else KeystoreError
+        return refused(f"{path}: {exc.strerror}", path=path)
     # The fix follows the reason: "permissions" only where they are the cause.
     if exc.errno == errno.ELOOP:
         check = "where its symbolic links point (they form a loop)"

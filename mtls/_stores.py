@@ -88,6 +88,11 @@ def _listed(aliases: Sequence[str]) -> str:
     return ", ".join(map(_jks.shown, aliases)) or "(none)"
 
 
+#: The longest validity :meth:`Keystore.generate` gives (days): from 2026 it reaches the
+#: year 9966, short of 9999, where X.509 dates end; the CLI's ``--days`` has the same bound.
+MAX_DAYS = 2_900_000
+
+
 class _StoreBase:
     """What Keystore and Truststore share: construction, lookup, export, removal."""
 
@@ -275,8 +280,9 @@ class Keystore(_StoreBase):
         Raises:
             KeystoreNotFoundError: the file does not exist (also a FileNotFoundError).
             WrongPasswordError: the store or a key password is wrong.
-            KeystoreFormatError: the bytes are not a readable store, or a file
-                without an integrity check where one was promised.
+            KeystoreFormatError: the bytes are not a readable store, a file
+                without an integrity check where one was promised, or a file over
+                8 MiB (docs/security.md, "Limits").
             KeystoreError: the file cannot be read (permissions, a directory).
         """
         return cls._read(
@@ -423,12 +429,14 @@ class Keystore(_StoreBase):
             subject: a distinguished name as keytool's ``-dname`` takes it
                 (``"CN=gateway, OU=Eng, O=Acme, C=US"``) or an ``x509.Name``.
             key_type: ``"RSA"`` (``key_size`` bits), ``"EC"`` (``curve``) or ``"Ed25519"``.
-            days: validity from now.
+            days: validity from now, whole days from 1 to 2,900,000 (X.509 dates end
+                in the year 9999).
             san: subject alternative names: ``"DNS:name"``, ``"IP:addr"``,
                 ``"email:addr"``, or a bare name or address.
 
         Raises:
-            ValueError: an unknown key type, curve, or a malformed subject or SAN.
+            ValueError: an unknown key type, curve, a malformed subject or SAN, or
+                ``days`` out of range.
         """
         store = cls()
         store.add_generated_key(
@@ -447,7 +455,17 @@ class Keystore(_StoreBase):
         days: int = 365,
         san: Iterable[str] = (),
     ) -> None:
-        """Add a self-signed key entry to this keystore (see :meth:`generate`)."""
+        """Add a self-signed key entry to this keystore (see :meth:`generate`).
+
+        Raises:
+            ValueError: as for :meth:`generate`.
+        """
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+            # 0 made a certificate expired at birth; beyond, a date past the year 9999.
+            raise ValueError(
+                f"days must be a whole number from 1 to {MAX_DAYS:,} (keytool's -validity), "
+                f"not {days!r}"
+            )
         key = new_private_key(key_type, key_size, curve)
         name = parse_dname(subject)
         now = _dt.datetime.now(_dt.UTC)

@@ -164,6 +164,14 @@ def keystore_bytes(
         )
     if kind == "PKCS12":
         return _pkcs12_bytes(entries, path=path, password=password, target=target)
+    if entries.key_count > 1:
+        # key_entry() would say "choose one with alias=": save() has no alias.
+        raise KeyEntryError(
+            f"{where(path)}: {kind} output holds one key entry and its chain; this store "
+            f"has {entries.key_count}: remove() the others first, or save it as JKS or "
+            "PKCS12",
+            path=path,
+        )
     alias, key_der, chain = key_entry()
     if entries.cert_count:
         raise KeyEntryError(

@@ -28,6 +28,7 @@ import mtls._log
 from mtls import (
     Keystore,
     KeystoreError,
+    KeystoreFormatError,
     ProfileConfigError,
     ProfileUnavailableError,
     SSLProfileSet,
@@ -495,6 +496,12 @@ def test_a_hostile_location_is_refused_naming_the_file_and_the_limit(
     with pytest.raises(KeystoreError) as info:
         _in_thread(lambda: SSLProfileSet.from_xml(bad))
     assert str(hostile) in str(info.value) and WHY[kind] in str(info.value)
+    # Over the size limit is a limit on stores, as docs/security.md's table says
+    # (it was the base KeystoreError); a device or pipe is not a store file at all.
+    assert isinstance(info.value, KeystoreFormatError) is (kind == "oversized")
+    with pytest.raises(KeystoreError) as direct:
+        _in_thread(lambda: Keystore.load(hostile, PASSWORD))
+    assert isinstance(direct.value, KeystoreFormatError) is (kind == "oversized")
     # skip_failures: reported in failures and status(), refused on lookup.
     profiles = _in_thread(lambda: SSLProfileSet.from_xml(bad, skip_failures=True))
     assert isinstance(profiles, SSLProfileSet)

@@ -664,6 +664,22 @@ def test_truststore_save_follows_umask(pki: PKI, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trust.jks"]
 
 
+def test_a_pem_save_of_several_keys_says_what_save_can_do(tmp_path: Path) -> None:
+    """The refusal said "choose one with alias=", which save() does not take (a
+    TypeError for whoever followed it). It now says remove() the others, or pick a
+    format that holds them all; after remove() the PEM is written."""
+    ks = mtls.Keystore.generate("a", "CN=a", key_type="EC")
+    ks.add_generated_key("b", "CN=b", key_type="EC")
+    target = tmp_path / "two.pem"
+    with pytest.raises(mtls.KeyEntryError) as caught:
+        ks.save(target, PASSWORD, store_type="PEM")
+    assert "alias=" not in str(caught.value) and "remove() the others" in str(caught.value)
+    assert not target.exists()
+    ks.remove("b")
+    ks.save(target, PASSWORD, store_type="PEM")
+    assert mtls.Keystore.load(target, PASSWORD).key_aliases == ("a",)
+
+
 def test_failed_save_leaves_nothing(pki: PKI, tmp_path: Path) -> None:
     ks = pki.client.keystore("client")
     ks.add_certificate("partner", pki.root.cert)
@@ -684,6 +700,20 @@ def test_failed_save_leaves_nothing(pki: PKI, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"JCEKS is read, not written.*-deststoretype JCEKS"):
         ks.save(target, PASSWORD, store_type="JCEKS")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("days", [0, -1, 3_000_000, 1.5, True])
+def test_generate_refuses_a_validity_keytool_refuses(days: object) -> None:
+    """days=0 made a certificate expired at birth that client_context took; -1 was
+    cryptography's bare ValueError and 3,000,000 an OverflowError."""
+    with pytest.raises(ValueError, match="days must be a whole number from 1 to 2,900,000"):
+        mtls.Keystore.generate("a", "CN=a", key_type="EC", days=days)  # type: ignore[arg-type]
+
+
+def test_generate_takes_the_whole_range() -> None:
+    for days in (1, 2_900_000):
+        cert = mtls.Keystore.generate("a", "CN=a", key_type="EC", days=days).certificate("a")
+        assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == days
 
 
 def test_generate_like_keytool_genkeypair(tmp_path: Path) -> None:
