@@ -460,7 +460,7 @@ class Keystore(_StoreBase):
         Raises:
             ValueError: as for :meth:`generate`.
         """
-        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        if type(days) is not int or not 1 <= days <= MAX_DAYS:  # bool and float too
             # 0 made a certificate expired at birth; beyond, a date past the year 9999.
             raise ValueError(
                 f"days must be a whole number from 1 to {MAX_DAYS:,} (keytool's -validity), "
