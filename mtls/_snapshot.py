@@ -365,14 +365,20 @@ def _duplicate(
             element="client",
         )
     return ProfileConfigError(
-        f"{path or 'profiles'}: {shown}{who} appears in two profiles "
-        f"({', '.join(one.server_names)}) and "
-        f"({', '.join(other.server_names)}): WSO2 would silently let one "
+        f"{path or 'profiles'}: {shown}{who} appears in two profiles, "
+        f"{_which(one)} and a later {_which(other)}: WSO2 would silently let one "
         "win; keep it in one profile",
         path=path,
         servers=(shown,),
         element="servers",
     )
+
+
+def _which(profile: SSLProfile) -> str:
+    """``one named 'billing' (a:443, b:443)``: a profile in a duplicate's message (two
+    that name only the shared server read alike but for their name and order)."""
+    name = f"one named {profile.name!r}" if profile.name else "one"
+    return f"{name} ({', '.join(profile.server_names)})"
 
 
 def _unused_client(client: str, path: str | None) -> None:

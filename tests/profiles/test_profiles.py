@@ -873,6 +873,16 @@ def test_client_without_client_id_serves_requests_without_one(tmp_path, pki, bac
     )
     with pytest.raises(ProfileConfigError, match="appears in two profiles"):
         SSLProfileSet.from_xml(two)
+    # Two profiles that name only the shared server are told apart by name and order
+    # (the message read "in two profiles (x) and (x)").
+    named_two = write_xml(
+        tmp_path,
+        profile(f"localhost:{backend.port}").replace("<profile>", '<profile name="orders">'),
+        profile(f"localhost:{backend.port}"),
+    )
+    with pytest.raises(ProfileConfigError) as caught:
+        SSLProfileSet.from_xml(named_two)
+    assert f"one named 'orders' (localhost:{backend.port}) and a later one" in str(caught.value)
 
 
 def test_star_profile_clients_are_never_looked_up(tmp_path, pki, backend, caplog):
