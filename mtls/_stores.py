@@ -103,6 +103,9 @@ class _StoreBase:
         self.store_type: str | None = None
         #: The file it was read from, or None.
         self.path: str | None = None
+        # Read from a PKCS#12 whose certificates carry no Java trust attribute (OpenSSL's
+        # -nokeys): mtls trusts them; Java (keytool, WSO2's gateway) sees no entry.
+        self._java_sees_none = False
 
     def remove(self, alias: str) -> None:
         """Delete an entry (``keytool -delete``).
@@ -810,6 +813,7 @@ class Truststore(_StoreBase):
             # An OpenSSL "-nokeys" PKCS#12 has no keytool trust attribute: its
             # certificates are what the user means to trust, named by their
             # friendlyName as written, else by their CN.
+            store._java_sees_none = bool(parsed.loose)
             for name, der in parsed.loose:
                 if name is None:
                     store._entries.add_cert(alias_for(der, taken, "cert"), der)

@@ -149,6 +149,13 @@ def _loaded_row(
             try:
                 trust = stores.truststore(trust_config)
                 anchors = len(trust)
+                if trust._java_sees_none:
+                    problems.append(
+                        f"its truststore's {anchors} certificate{'s' if anchors != 1 else ''} "
+                        "carry no Java trust attribute (an openssl pkcs12 -nokeys file): "
+                        "mtls trusts them, but keytool and WSO2's gateway read it as empty "
+                        "(no trust anchors): import them with keytool -importcert instead"
+                    )
                 moment = now()
                 parsed = trust.certificates.items()  # parsed once (and warned about once)
                 expired = [a for a, c in parsed if _x509.not_after(c) < moment]

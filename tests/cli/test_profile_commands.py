@@ -148,3 +148,32 @@ def test_check_says_when_only_the_default_failed(ca, tmp_path, capsys):
     write(keystore)
     assert main(args) == 0
     assert "OK: 1 profile loaded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("nokeys", [True, False], ids=["openssl-nokeys", "keytool-trust"])
+def test_check_warns_of_a_truststore_java_reads_as_empty(ca, tmp_path, capsys, openssl_bin, nokeys):
+    """An `openssl pkcs12 -export -nokeys` truststore has no Java trust attribute: mtls
+    takes its certificates as anchors, keytool lists 0 entries and WSO2's gateway
+    fails ("trustAnchors parameter must be non-empty"). check said OK with 1 anchor."""
+    import subprocess
+
+    pem = tmp_path / "ca.pem"
+    pem.write_bytes(ca.cert_pem)
+    trust = tmp_path / "trust.p12"
+    if nokeys:
+        subprocess.run(
+            [openssl_bin, "pkcs12", "-export", "-nokeys", "-in", str(pem), "-out", str(trust),
+             "-passout", f"pass:{PASSWORD}", "-name", "root"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    else:
+        ca.write_truststore(trust, PASSWORD, store_type="PKCS12")
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    xml = _xml(tmp_path / "profiles.xml", _profile("backend.test:443", keystore, trust))
+    code = main(["check", str(xml), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["profiles"]
+    assert row["anchors"] == 1 and row["loaded"] is True
+    warned = [p for p in row["problems"] if "no Java trust attribute" in p]
+    assert bool(warned) is nokeys, row["problems"]
+    assert code == 0  # mtls itself serves it: a warning, not a failure
