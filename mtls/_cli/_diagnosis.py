@@ -24,6 +24,7 @@ Order of events, and what each failure means:
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import re
 import ssl
 from collections.abc import Callable
@@ -472,6 +473,17 @@ def classify_handshake(
                 "not_tls",
                 f"{where} did not answer in TLS ({_alert_text(exc)}): is it a plain HTTP port?",
             )
+        if reason == "TLSV1_UNRECOGNIZED_NAME":
+            sent = (
+                "no server name (SNI is never sent for an IP address)"
+                if _is_ip(target.host)
+                else f"the name {target.host} (SNI)"
+            )
+            return Failure(
+                "tls_error",
+                f"{where} does not serve what we sent: {sent} ({_alert_text(exc)}): connect "
+                "with a name it serves, or have the backend configured for this one",
+            )
         if reason in {"NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
             return Failure("handshake_failure", f"no cipher in common with {where}")
         if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
@@ -665,3 +677,11 @@ def revocation_entry(exc: RevocationError) -> dict[str, Any]:
     elif isinstance(exc, RevocationUnknownError):
         entry["why"] = list(exc.why)
     return entry
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

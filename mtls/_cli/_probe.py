@@ -203,7 +203,12 @@ def _anchors_for(
 
 def _names(entry: dict[str, Any]) -> set[str]:
     """What a library message names a profile by: its servers and its files."""
-    names = {str(f["path"]) for f in entry.get("files") or ()}
+    return {str(f["path"]) for f in entry.get("files") or ()} | _server_names(entry)
+
+
+def _server_names(entry: dict[str, Any]) -> set[str]:
+    """What a library message names a profile's servers by."""
+    names: set[str] = set()
     for server in entry.get("servers") or ():
         names |= {"profile *", "(*)"} if server == "*" else {str(server)}
     return names
@@ -231,9 +236,18 @@ def _about_probed_profile(
     else:  # a profile that did not load, or none
         mine = next((e for e in status["profiles"] if target.server in e["servers"]), None)
     ours = {target.server} | (_names(mine) if mine else set())
-    theirs = set().union(*(_names(e) for e in entries if e is not mine)) - ours
+    others = [e for e in entries if e is not mine]
+    theirs = set().union(*(_names(e) for e in others)) - ours
+    # Servers decide before files: another profile's message about a keystore both
+    # profiles share names that profile's servers, and is not this probe's.
+    our_servers = {target.server} | (_server_names(mine) if mine else set())
+    their_servers = set().union(*(_server_names(e) for e in others)) - our_servers
 
     def about_us(message: str) -> bool:
+        if any(_mentions(message, n) for n in our_servers):
+            return True
+        if any(_mentions(message, n) for n in their_servers):
+            return False
         return any(_mentions(message, n) for n in ours) or not any(
             _mentions(message, n) for n in theirs
         )

@@ -309,3 +309,28 @@ def test_our_keystore_without_its_intermediate_is_named_not_the_backends_trust(
         # The twin: the same key with its chain is let in.
         code, report, _ = probe(url, {**stores, "keystore": whole}, capsys)
         assert code == 0, report
+
+
+def test_a_server_that_does_not_serve_the_name_sent_says_so(ca, stores, capsys):
+    """A server whose SNI callback refuses our name (unrecognized_name) got "TLS
+    handshake failed: tlsv1 unrecognized name" and no advice about the name."""
+    ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+
+    def only_other_names(tls: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
+        return None if name == "localhost" else ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+
+    ctx.sni_callback = only_other_names
+
+    def serve(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    with accepting(serve) as port:
+        code, report, _ = probe(f"https://127.0.0.1:{port}/", stores, capsys)
+        assert code == 1
+        message = report["error"]["message"]
+        assert "does not serve what we sent: no server name (SNI is never sent for an IP" in message
+        # Its twin: the name it serves gets in.
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+        assert code == 0, report

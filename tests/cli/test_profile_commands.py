@@ -177,3 +177,27 @@ def test_check_warns_of_a_truststore_java_reads_as_empty(ca, tmp_path, capsys, o
     warned = [p for p in row["problems"] if "no Java trust attribute" in p]
     assert bool(warned) is nokeys, row["problems"]
     assert code == 0  # mtls itself serves it: a warning, not a failure
+
+
+def test_probe_leaves_out_another_profiles_failure_on_a_shared_keystore(ca, tmp_path, capsys):
+    """Two profiles on one keystore, the other one with a wrong password: its failure
+    names the shared file, and was shown in this profile's probe (docs/cli.md says a
+    message naming another profile's servers is left out)."""
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        wrong = _profile("other.test:443", keystore, trust).replace(
+            f"<Password>{PASSWORD}</Password></KeyStore>",
+            "<Password>wrong-pass</Password></KeyStore>",
+        )
+        xml = _xml(tmp_path / "p.xml", wrong, _profile(f"localhost:{server.port}", keystore, trust))
+        code = main(
+            ["probe", f"https://localhost:{server.port}/", "--profiles", str(xml), "--json"]
+        )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    assert not any("other.test" in note for note in report["notes"]), report["notes"]
+    # Its twin: probing the failed profile reports its failure.
+    code = main(["probe", "https://other.test:443/", "--profiles", str(xml), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code != 0 and report["error"]["kind"] == "profile_error"
