@@ -792,8 +792,12 @@ class SSLProfileSet:
     ) -> ssl.SSLContext | None:
         """The context for a URL's host and port (443 when an https URL has none).
 
-        Plain ``http://`` (and ``ws://``) URLs need no TLS: ``None``. ``client_id``
-        and ``alpn`` are as for :meth:`context_for`.
+        Plain ``http://`` (and ``ws://``) URLs need no TLS: ``None``.
+
+        Args:
+            url: an absolute URL (``https://host:port/...``; 443 when it has no port).
+            client_id: as for :meth:`context_for`.
+            alpn: as for :meth:`context_for`.
 
         Raises:
             ProfileUnavailableError: as for :meth:`context_for`.
@@ -810,6 +814,11 @@ class SSLProfileSet:
         """The profile that names a backend (``None``: no profile; the default may still apply).
 
         It may be one that has not loaded: :meth:`context_for` then raises.
+
+        Args:
+            host: the backend's host name or IP literal, as for :meth:`context_for`.
+            port: the backend's port.
+            client_id: WSO2's client identifier, as for :meth:`context_for`.
         """
         item = self._match(self._snapshot, normalize_host(host), port, client_id)
         return item.profile if item is not None else None
@@ -821,6 +830,11 @@ class SSLProfileSet:
 
         Same lookup as :meth:`context_for` (one snapshot read). For gRPC and others
         that take key, chain and anchors as bytes; see :class:`mtls.TLSMaterial`.
+
+        Args:
+            host: the backend's host name or IP literal, as for :meth:`context_for`.
+            port: the backend's port.
+            client_id: WSO2's client identifier, as for :meth:`context_for`.
 
         Returns:
             The material (its ``profile`` is the one that matched, or the default's),

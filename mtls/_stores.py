@@ -402,6 +402,13 @@ class Keystore(_StoreBase):
         protected them (each under its own password, as keytool keeps the entries it
         adds beside); in any other format, use :meth:`load`.
 
+        Args:
+            path: the store file.
+            password: the store password, or ``None`` (a JKS store's integrity check
+                is then skipped; a PKCS#12 MAC must verify with the empty password).
+            store_type: the declared type, as for :meth:`load`.
+            allow_unprotected: as for :meth:`load`.
+
         Raises:
             KeystoreNotFoundError, WrongPasswordError, KeystoreFormatError: as for
                 :meth:`load`.
@@ -612,6 +619,15 @@ class Keystore(_StoreBase):
         password, as keytool does. ``PEM`` writes the one key entry (its key encrypted
         with ``password`` unless it is empty) followed by its chain.
 
+        Args:
+            path: the file to write (replaced atomically if it exists).
+            password: the store password (PKCS#12 MAC and encryption, JKS integrity
+                check, the PEM key's encryption; ``""`` writes a PEM key unencrypted).
+            store_type: ``"JKS"`` (default), ``"PKCS12"`` or ``"PEM"``.
+            key_password: JKS only: the password protecting every key entry (default:
+                ``password``). PKCS#12 has one password, as keytool writes it: a
+                different one is a ``ValueError``.
+
         Raises:
             ValueError: an unknown store type, or PKCS#12 with a different key password.
             KeyEntryError: PEM asked for with other than one key entry (or with
@@ -628,7 +644,7 @@ class Keystore(_StoreBase):
         store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
     ) -> bytes:
-        """The bytes :meth:`save` writes."""
+        """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`)."""
         return self._bytes(password, store_type, key_password, target=None)
 
     def _bytes(
@@ -898,12 +914,20 @@ class Truststore(_StoreBase):
         every certificate as ``trustedCertEntry``. The file gets the mode
         ``open(path, "w")`` would give it (0666 less the umask, applied by the kernel;
         the process umask is never changed).
+
+        Args:
+            path: the file to write (replaced atomically if it exists).
+            password: the store password (JKS integrity check, PKCS#12 MAC).
+            store_type: ``"JKS"`` (default), ``"PKCS12"`` or ``"PEM"`` (a CA bundle).
+
+        Raises:
+            ValueError: an unknown store type.
         """
         atomic_write(path, self._bytes(password, store_type, target=path), mode=None)
 
     @scrub_tracebacks
     def to_bytes(self, password: Password, *, store_type: WriteFormat = "JKS") -> bytes:
-        """The bytes :meth:`save` writes."""
+        """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`)."""
         return self._bytes(password, store_type, target=None)
 
     def _bytes(

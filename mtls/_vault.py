@@ -368,6 +368,12 @@ class SecureVault:
         ``secret-conf.properties`` says ``secVault.enabled=true``, or lists
         ``secretRepositories`` without a ``secVault.enabled`` line (WSO2's default is on).
 
+        Args:
+            home: the product home (``repository/conf/...`` below it).
+            deployment_toml: as for the constructor (default: the home's own).
+            properties: as for the constructor.
+            product: as for the constructor (default: detected from deployment.toml).
+
         Raises:
             ProfileConfigError: deployment.toml or secret-conf.properties is unreadable.
         """

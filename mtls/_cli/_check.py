@@ -142,6 +142,7 @@ def _loaded_row(
                         "client certificate's extended key usage lacks clientAuth: "
                         "servers will refuse it"
                     )
+                    out_of_date = True  # refused by every Java and OpenSSL server now
             except (MTLSError, ValueError) as exc:
                 _add_problem(problems, str(exc))
         trust_config = profile.truststore or default_trust

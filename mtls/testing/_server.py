@@ -526,6 +526,13 @@ class MTLSServer:
         Arguments left as ``None`` keep their current value. The new context is
         built first: if that fails, the server keeps serving with the old one.
 
+        Args:
+            identity: the new server identity (an issued identity, a keystore, or a
+                :class:`mtls.RotatingServerContext` whose context is used as it is).
+            client_ca: the CA (or CAs, or a truststore) client certificates are
+                verified against from now on.
+            require_client_cert: whether a client must present a certificate.
+
         Raises:
             TypeError, ValueError, mtls.KeyEntryError: as for the constructor.
             RuntimeError: the server is closed.

@@ -201,3 +201,19 @@ def test_probe_leaves_out_another_profiles_failure_on_a_shared_keystore(ca, tmp_
     code = main(["probe", "https://other.test:443/", "--profiles", str(xml), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code != 0 and report["error"]["kind"] == "profile_error"
+
+
+@pytest.mark.parametrize("client_auth", [False, True], ids=["serverAuth-only", "clientAuth"])
+def test_check_fails_a_client_certificate_servers_refuse_for_its_usage(
+    ca, tmp_path, capsys, client_auth
+):
+    """A client certificate whose extended key usage lacks clientAuth: the row said
+    "servers will refuse it" and check exited 0, so a deploy gate let it through."""
+    identity = ca.issue_cert("gw", client_auth=client_auth)
+    keystore = identity.write_keystore(tmp_path / "gw.jks", PASSWORD)
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = _xml(tmp_path / "p.xml", _profile("backend.test:443", keystore, trust))
+    code = main(["check", str(xml), "--json"])
+    (row,) = json.loads(capsys.readouterr().out)["profiles"]
+    assert row["out_of_date"] is (not client_auth)
+    assert code == (0 if client_auth else 1)
