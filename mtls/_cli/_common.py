@@ -627,9 +627,16 @@ def _password_hint(
             "the destination's store password comes from --out-password (-deststorepass) "
             f"or {ENV_OUT_PASSWORD}"
         )
+    # keytool's spellings too, as the destination's hint names -deststorepass.
     if exc.alias is not None:
-        return f"the key password comes from --key-password or {ENV_KEY_PASSWORD}"
-    return f"the store password comes from --password or {ENV_STORE_PASSWORD}"
+        return (
+            f"the key password comes from --key-password (-keypass, -srckeypass) or "
+            f"{ENV_KEY_PASSWORD}"
+        )
+    return (
+        f"the store password comes from --password (-storepass, -srcstorepass) or "
+        f"{ENV_STORE_PASSWORD}"
+    )
 
 
 # The library's advice names Python parameters; on the command line it names what the

@@ -216,7 +216,9 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.chain = _describe_chain(peer_chain(tls))
             report.chain_verified = setup.verify
             _revocation_report(tls, report, timeout)
-            if request:
+            # Nothing more for a server whose certificate is revoked: not our request,
+            # not our client certificate's fate.
+            if request and report.failure is None:
                 _ask(tls, report, timeout)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
@@ -246,12 +248,29 @@ def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> No
     if not statuses:
         report.revocation_note = "nothing to check: the server's certificate is a trust anchor"
     elif setup.revocation is None:
+        # Undetermined passes, revoked fails the probe; the set would not check at all.
         report.revocation_note = (
-            "reported only: the profile set does not enforce revocation (revocation=)"
+            "reported only, soft-fail: a revoked certificate fails the probe"
+            + (
+                "; the profile set does not enforce revocation (revocation=), so the gateway "
+                "would connect"
+                if setup.matched in ("profile", "catch-all", "default")
+                else ""
+            )
         )
     for status in statuses:
         if status.status == "revoked" and report.failure is None:
-            report.failure = Failure("server_cert_revoked", status.describe())
+            # The one fix is the backend's: a new certificate from its CA.
+            what = (
+                "the server's certificate is revoked: the backend must get a new one from its CA"
+                if status is statuses[0]
+                else "a CA certificate of the server's chain is revoked: the backend needs a "
+                "certificate from a CA that is not"
+            )
+            report.failure = Failure(
+                "server_cert_revoked",
+                f"{status.describe()}: {what} (our request was not sent)",
+            )
 
 
 def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:

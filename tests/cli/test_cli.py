@@ -1425,3 +1425,11 @@ def test_a_crl_given_as_a_store_or_a_certificate_says_what_it_is(tmp_path: Path)
     ok("import", "--keystore", tmp_path / "t.jks", "--alias", "ca", "--file", cert,
        "--password", "changeit")  # fmt: skip
     assert mtls.Truststore.load(tmp_path / "t.jks", "changeit").aliases == ("ca",)
+
+
+def test_a_wrong_source_password_names_keytools_spelling_too(tmp_path: Path, seed: Seed) -> None:
+    """The destination's hint named -deststorepass; the source's only --password."""
+    run = fails(1, "importkeystore", "-srckeystore", seed.dir / "gateway.jks",
+                "-srcstorepass", OTHER_PASSWORD, "-destkeystore", tmp_path / "out.p12",
+                "-deststorepass", PASSWORD)  # fmt: skip
+    assert "--password (-storepass, -srcstorepass)" in run.stderr, run.stderr

@@ -71,6 +71,9 @@ def test_probe_fails_for_a_revoked_server_and_says_why(pki: PKI, tmp_path: Path,
         assert code == 1
         error = report["error"]
         assert isinstance(error, dict) and error["kind"] == "server_cert_revoked"
+        # The fix is named, and the request did not go to a revoked server.
+        assert "the backend must get a new one from its CA" in error["message"]
+        assert report["http_status"] is None
         revocation = report["revocation"]
         assert isinstance(revocation, dict)
         (entry,) = revocation["certificates"]
