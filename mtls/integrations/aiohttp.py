@@ -270,6 +270,7 @@ class MTLSClientSession:
         Raises:
             RedirectProfileError: (when awaited) a cross-origin redirect needs
                 another context.
+            aiohttp.InvalidURL: a URL with a host and no scheme (``//host/path``).
             ProxyProfileError: (when awaited) a request with a profile would go
                 through an ``https://`` proxy.
             aiohttp.ClientError: as aiohttp raises; a failed handshake is an
@@ -277,6 +278,13 @@ class MTLSClientSession:
         """
         if not _chose_ssl(kwargs):
             target = self._absolute(url)
+            if target.host is not None and not target.scheme:
+                # "//host/path": yarl's origin() raised a bare ValueError further on.
+                raise aiohttp.InvalidURL(
+                    url,
+                    "no scheme: write https:// or http://, so that the profile for the "
+                    "host (or none, for http) can be chosen",
+                )
             chosen = request_ssl(self.profile_set, target, client_id=self.client_id)
             kwargs["ssl"] = chosen
             checks: tuple[aiohttp.ClientMiddlewareType, ...] = ()

@@ -280,6 +280,20 @@ def test_a_rotation_between_redirect_hops_of_one_profile_is_not_called_another_p
     assert rotated == [True]  # the hops really had different contexts
 
 
+def test_a_url_without_a_scheme_is_an_aiohttp_invalid_url(profiles, backends: Backends):
+    """``//host/path`` raised yarl's bare ValueError from inside the redirect check."""
+
+    async def main() -> None:
+        async with MTLSClientSession(profiles, base_url=backends.url("b")) as http:
+            with pytest.raises(aiohttp.InvalidURL, match="no scheme"):
+                http.get("//localhost:1/z")
+            # Its twin: a path relative to base_url still goes to base_url's profile.
+            async with http.get("/who") as response:
+                assert (await response.json())["client_cn"] == "client-b"
+
+    run(main)
+
+
 def test_base_url_is_resolved_before_choosing_the_profile(profiles, backends: Backends):
     async def main() -> str:
         async with MTLSClientSession(profiles, base_url=backends.url("b")) as http:
