@@ -291,7 +291,7 @@ class MTLSClientSession:
             if isinstance(chosen, ssl.SSLContext):
                 checks += (_refuse_https_proxy,)
             if kwargs.get("allow_redirects", True):
-                checks += (self._redirect_check(target, chosen),)
+                checks += (self._redirect_check(target, chosen, self._profile(target)),)
             if checks:
                 given = kwargs.get("middlewares")
                 middlewares = tuple(given) if given is not None else self._middlewares
@@ -299,8 +299,10 @@ class MTLSClientSession:
         return self.session.request(method, url, **kwargs)
 
     def _redirect_check(
-        self, first: URL, chosen: ssl.SSLContext | bool
+        self, first: URL, chosen: ssl.SSLContext | bool, source: object
     ) -> aiohttp.ClientMiddlewareType:
+        """A middleware refusing a cross-origin hop that needs another context than
+        ``chosen`` (made for ``first`` by ``source``: its profile, or ``None``)."""
         origin = first.origin()
 
         async def check_redirect(
@@ -309,7 +311,9 @@ class MTLSClientSession:
             # Called for every hop; the first one, and hops within its origin, pass.
             if req.url.origin() != origin and req.is_ssl():
                 wanted = request_ssl(self.profile_set, req.url, client_id=self.client_id)
-                if wanted is not chosen and not self._rotated_since(first, req.url, wanted):
+                if wanted is not chosen and not self._rotated_since(
+                    first, req.url, wanted, source
+                ):
                     raise RedirectProfileError(
                         f"{first} redirected to {req.url}, which has a different TLS "
                         "profile: aiohttp would send the first backend's certificate "
@@ -321,13 +325,17 @@ class MTLSClientSession:
 
         return check_redirect
 
-    def _rotated_since(self, first: URL, hop: URL, wanted: ssl.SSLContext | bool) -> bool:
-        """Whether ``hop`` now shares the first URL's context and profile: the context
-        the request began with is then only an older generation of the hop's (its
-        material rotated between the hops), not another identity or trust."""
-        if request_ssl(self.profile_set, first, client_id=self.client_id) is not wanted:
+    def _rotated_since(
+        self, first: URL, hop: URL, wanted: ssl.SSLContext | bool, source: object
+    ) -> bool:
+        """Whether the context the request began with is only an older generation of the
+        hop's: the profile that made it (``source``) still serves both URLs, and they now
+        share one context (its material rotated between the hops). A profile file
+        reloaded between the hops so that another profile, or none, serves the hop is
+        no rotation: the hop would get the first profile's identity."""
+        if self._profile(hop) != source or self._profile(first) != source:
             return False
-        return self._profile(first) == self._profile(hop)
+        return request_ssl(self.profile_set, first, client_id=self.client_id) is wanted
 
     def _profile(self, url: URL) -> object:
         """What serves ``url``: its profile, or ``None`` for the set's default."""

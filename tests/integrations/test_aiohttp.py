@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -223,61 +224,85 @@ def test_ssl_arguments_that_ask_only_for_aiohttps_default_keep_the_profile(
         assert run(main) == "client-c"
 
 
-def test_a_rotation_between_redirect_hops_of_one_profile_is_not_called_another_profile(
-    tmp_path, backends: Backends
+@pytest.mark.parametrize("change", ["rotate", "move", "drop"])
+def test_a_change_between_redirect_hops_is_followed_only_as_a_rotation(
+    tmp_path, backends: Backends, change
 ):
-    """Both origins in one profile, its keystore rotated while the first hop is served:
-    the second hop's context is a newer generation of the first's, not another
-    profile's, and the redirect was refused as one."""
+    """While the first hop is served:
+
+    - ``rotate``: both origins in one profile, its keystore rotated. The second hop's
+      context is a newer generation of the first's, and the redirect was refused as
+      "another profile".
+    - ``move``: the hop's origin was in its own profile (another identity), and the
+      profile file, reloaded, puts both origins in that one: the hop would have gone
+      with the first profile's identity (a review found the rotation fix let it).
+    - ``drop``: the profile file, reloaded, names neither origin: refused too.
+    """
     pki = backends.pki
-    keystore = tmp_path / "client.p12"
     ca = pki.client_cas["a"]
-    ca.issue_cert("client-a").write_keystore(keystore, PASSWORD, store_type="PKCS12")
-    rotated: list[bool] = []
+    first, other = tmp_path / "first.p12", tmp_path / "other.p12"
+    ca.issue_cert("client-first").write_keystore(first, PASSWORD, store_type="PKCS12")
+    ca.issue_cert("client-other").write_keystore(other, PASSWORD, store_type="PKCS12")
     server_ctx = mtls.server_context(
         pki.server.keystore(), ca.truststore(), require_client_cert=True
     )
+    xml = tmp_path / "p.xml"
+    reloaded: list[bool] = []
 
-    async def main() -> None:
+    def write(*profiles: str) -> None:
+        xml.write_text(profile_xml(*profiles))
+
+    def one(servers: str, keystore: Path) -> str:
+        return store_xml(servers, (keystore, "PKCS12"), (pki.trust, "JKS"))
+
+    async def main() -> object:
         profiles: SSLProfileSet | None = None
 
         async def hop(request: web.Request) -> web.Response:
             assert profiles is not None
-            ca.issue_cert("client-a2").write_keystore(keystore, PASSWORD, store_type="PKCS12")
-            rotated.append(await asyncio.to_thread(profiles.reload))
-            raise web.HTTPFound(f"https://127.0.0.1:{port}/final")
+            if change == "rotate":
+                ca.issue_cert("client-first2").write_keystore(first, PASSWORD, store_type="PKCS12")
+            elif change == "move":
+                write(one(f"localhost:{port},127.0.0.1:{port}", other))
+            else:
+                write(one("elsewhere.test:443", other))
+            reloaded.append(await asyncio.to_thread(profiles.reload))
+            raise web.HTTPFound(f"https://127.0.0.1:{port}/who")
 
-        async def final(request: web.Request) -> web.Response:
-            return web.json_response({"final": True})
+        async def who(request: web.Request) -> web.Response:
+            peer = request.transport.get_extra_info("peercert") if request.transport else None
+            subject = dict(item[0] for item in peer["subject"]) if peer else {}
+            return web.json_response({"client_cn": subject.get("commonName")})
 
         app = web.Application()
         app.router.add_get("/hop", hop)
-        app.router.add_get("/final", final)
+        app.router.add_get("/who", who)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
         await site.start()
         port = runner.addresses[0][1]
         try:
-            xml = tmp_path / "p.xml"
-            xml.write_text(
-                profile_xml(
-                    store_xml(
-                        f"localhost:{port},127.0.0.1:{port}",
-                        (keystore, "PKCS12"),
-                        (pki.trust, "JKS"),
-                    )
-                )
-            )
+            if change == "rotate":
+                write(one(f"localhost:{port},127.0.0.1:{port}", first))
+            else:
+                write(one(f"localhost:{port}", first), one(f"127.0.0.1:{port}", other))
             with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
                 async with MTLSClientSession(profiles) as http:
-                    async with http.get(f"https://localhost:{port}/hop") as response:
-                        assert await response.json() == {"final": True}
+                    try:
+                        async with http.get(f"https://localhost:{port}/hop") as response:
+                            return await response.json()
+                    except RedirectProfileError as exc:
+                        return exc
         finally:
             await runner.cleanup()
 
-    run(main)
-    assert rotated == [True]  # the hops really had different contexts
+    outcome = run(main)
+    assert reloaded == [True]  # the hops really had different contexts
+    if change == "rotate":
+        assert outcome == {"client_cn": "client-first"}  # the identity it began with
+    else:
+        assert isinstance(outcome, RedirectProfileError), outcome
 
 
 def test_a_url_without_a_scheme_is_an_aiohttp_invalid_url(profiles, backends: Backends):

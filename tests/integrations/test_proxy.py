@@ -466,9 +466,15 @@ def test_aiohttp_refuses_an_https_proxy_for_a_profiled_url(
                     pass
             assert "secret-word" not in str(caught.value)
             assert isinstance(caught.value, aiohttp.ClientError)
-            # The twin: an explicit ssl= is the caller's choice, and is not refused
-            # (here it cannot verify the proxy: aiohttp's own error).
+            # The twin: an explicit ssl= context is the caller's choice, and is not
+            # refused (here it cannot verify the proxy: aiohttp's own error). ssl=True
+            # is aiohttp's default, not a choice: the profile, so refused as above.
             with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                async with http.get(
+                    backends.url("a"), proxy=proxied, ssl=ssl.create_default_context()
+                ):
+                    pass
+            with pytest.raises(ProxyProfileError):
                 async with http.get(backends.url("a"), proxy=proxied, ssl=True):
                     pass
 
