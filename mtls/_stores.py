@@ -473,7 +473,7 @@ class Keystore(_StoreBase):
         if type(days) is not int or not 1 <= days <= MAX_DAYS:  # bool and float too
             # 0 made a certificate expired at birth; beyond, a date past the year 9999.
             raise ValueError(
-                f"days must be a whole number from 1 to {MAX_DAYS:,} (keytool's -validity), "
+                f"days must be a whole number from 1 to {MAX_DAYS:,} (as the CLI's --days), "
                 f"not {days!r}"
             )
         key = new_private_key(key_type, key_size, curve)

@@ -647,7 +647,7 @@ def _naming_profile(exc: Exception, path: Path | str) -> Exception:
     if not text.startswith(head):
         return exc
     rest = text[len(head) :]
-    if rest.startswith(("profile ", "<profile")) or any(name in rest for name in exc.servers):
+    if rest.startswith(("profile ", "<profile")):
         return exc
     label = profile_label(exc.servers, exc.client_id)
     new = _restated(exc, f"{head}{label}: {rest}")

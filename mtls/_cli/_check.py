@@ -152,8 +152,9 @@ def _loaded_row(
                 anchors = len(trust)
                 if trust._java_sees_none:
                     problems.append(
-                        f"its truststore's {anchors} certificate{'s' if anchors != 1 else ''} "
-                        "carry no Java trust attribute (an openssl pkcs12 -nokeys file): "
+                        f"its truststore's {anchors} certificate"
+                        f"{'s carry' if anchors != 1 else ' carries'} no Java trust attribute "
+                        "(an openssl pkcs12 -nokeys file): "
                         "mtls trusts them, but keytool and WSO2's gateway read it as empty "
                         "(no trust anchors): import them with keytool -importcert instead"
                     )

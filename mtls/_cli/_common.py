@@ -529,16 +529,22 @@ def hex_serial(serial: int) -> str:
 
 def cert_info(cert: x509.Certificate) -> dict[str, Any]:
     """The JSON form of one certificate (the keys documented in docs/cli.md)."""
+    from cryptography import x509  # noqa: PLC0415
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
     from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
 
     der = cert.public_bytes(Encoding.DER)
     expires = _x509.not_after(cert)
+    try:
+        ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        ca = False
     return {
         "subject": _x509.subject_text(cert),
         "issuer": cert.issuer.rfc4514_string(),
         "self_signed": cert.issuer == cert.subject,
+        "ca": ca,
         "serial": hex_serial(_x509.serial_number(cert)),
         "not_before": _x509.not_before(cert).isoformat(),
         "not_after": expires.isoformat(),

@@ -93,7 +93,8 @@ def _describe_chain(ders: list[bytes]) -> list[dict[str, Any]]:
 
 def _request(tls: ssl.SSLSocket, target: Target, timeout: float) -> bytes:
     """Send one GET and read its answer, within ``timeout`` seconds in all: a server that
-    trickles its answer a byte at a time raises :class:`TimeoutError` all the same."""
+    trickles its answer a byte at a time raises :class:`TimeoutError` all the same,
+    unless its status line has come (a streamed answer: what came is returned)."""
     host = target.host if ":" not in target.host else f"[{target.host}]"
     if target.port != 443:
         host += f":{target.port}"
@@ -106,10 +107,15 @@ def _request(tls: ssl.SSLSocket, target: Target, timeout: float) -> bytes:
     data = b""
     while len(data) < _MAX_RESPONSE:
         left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        tls.settimeout(left)
-        chunk = tls.recv(16384)
+        try:
+            if left <= 0:
+                raise TimeoutError
+            tls.settimeout(left)
+            chunk = tls.recv(16384)
+        except TimeoutError:
+            if b"\r\n" in data and data.startswith(b"HTTP/"):
+                return data  # it answered, and goes on streaming: its status is known
+            raise
         if not chunk:
             break
         data += chunk

@@ -568,10 +568,11 @@ def explain_from_chain(report: Report) -> None:
         old_fix = _untrusted_fix(report.setup.truststore)
         if ca and failure.message.endswith(old_fix):
             fix = _untrusted_fix(report.setup.truststore, ca)
-            if top.get("self_signed") is False:
-                # The last certificate sent is not self-signed: its issuer was not sent.
-                # An intermediate left out is the usual cause; clients (Java's too) do
-                # not fetch it, so the fix is on the server.
+            if top.get("self_signed") is False and top.get("ca") is False:
+                # The last certificate sent is a leaf: its issuer was not sent. An
+                # intermediate left out is the usual cause; clients (Java's too) do not
+                # fetch it, so the fix is on the server. (A chain that ends at a CA
+                # certificate is whole as servers send them: the root stays out.)
                 fix = (
                     f"the server did not send the certificate of its issuer {ca}: if that "
                     "is an intermediate CA, the backend must send its full chain (its "

@@ -664,6 +664,10 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if out_password is None:
         out_password = password
     assert out_password is not None
+    if args.alias is not None:
+        # Named among every entry before only that one is decrypted (a mistyped alias
+        # would otherwise be told "aliases are: (none)").
+        inspect_keystore(source, password).certificate(args.alias)
     store = load_keystore(source, password, optional_key_password(args), key_alias=args.alias)
     if args.alias is not None:
         store.certificate(args.alias)  # KeyEntryError naming the aliases there are

@@ -311,9 +311,7 @@ class MTLSClientSession:
             # Called for every hop; the first one, and hops within its origin, pass.
             if req.url.origin() != origin and req.is_ssl():
                 wanted = request_ssl(self.profile_set, req.url, client_id=self.client_id)
-                if wanted is not chosen and not self._rotated_since(
-                    first, req.url, wanted, source
-                ):
+                if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
                     raise RedirectProfileError(
                         f"{first} redirected to {req.url}, which has a different TLS "
                         "profile: aiohttp would send the first backend's certificate "

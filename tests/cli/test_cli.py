@@ -541,6 +541,10 @@ def test_convert_one_alias_of_a_store_whose_keys_have_passwords_of_their_own(
     run = fails(1, "convert", "--keystore", path, "--key-password", "key-pass-a",
                 "--alias", "b", "--to", "PKCS12", "--out", tmp_path / "b.p12")  # fmt: skip
     assert "'b'" in run.stderr
+    # A mistyped alias is told the aliases there are (it was told "(none)").
+    run = fails(1, "convert", "--keystore", path, "--key-password", "key-pass-a",
+                "--alias", "nosuch", "--to", "PKCS12", "--out", tmp_path / "n.p12")  # fmt: skip
+    assert "'a'" in run.stderr and "'b'" in run.stderr, run.stderr
 
 
 def test_importkeystore_into_a_jks_leaves_its_keys_under_their_own_passwords(

@@ -224,15 +224,22 @@ def test_a_server_that_closes_without_answering_blames_our_certificate_only_if_i
         assert any("asked for no client certificate" in note for note in report["notes"])
 
 
-def test_an_answer_trickled_a_byte_at_a_time_is_bounded_by_the_timeout(ca, stores, capsys):
+@pytest.mark.parametrize("status_first", [False, True], ids=["byte-by-byte", "streamed-body"])
+def test_an_answer_trickled_a_byte_at_a_time_is_bounded_by_the_timeout(
+    ca, stores, capsys, status_first
+):
     """--timeout bounded each read, not the answer: a server sending a byte every
-    50 ms kept the probe for as long as it liked."""
+    50 ms kept the probe for as long as it liked. One whose status line came at once
+    and whose body streams (server-sent events) answered: its status is reported (a
+    review found the first form of this fix dropped it)."""
     ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
     stop = threading.Event()
 
     def trickle(conn: socket.socket) -> None:
         with ctx.wrap_socket(conn, server_side=True) as tls:
             tls.recv(4096)
+            if status_first:
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
             # 200 bytes, 10 s: the old probe returned them as an answer; stop ends it
             # early once the probe has gone.
             for byte in b"HTTP/1.1 200 OK\r\n".ljust(200, b"x"):
@@ -245,8 +252,12 @@ def test_an_answer_trickled_a_byte_at_a_time_is_bounded_by_the_timeout(ca, store
             _, report, _ = probe(f"https://localhost:{port}/", stores, capsys, "--timeout", "0.5")
         finally:
             stop.set()
-    assert report["http_status"] is None, report
-    assert any("no HTTP answer within the timeout" in note for note in report["notes"])
+    if status_first:
+        assert report["http_status"] == "HTTP/1.1 200 OK", report
+        assert report["server_accepted_client_certificate"] is True
+    else:
+        assert report["http_status"] is None, report
+        assert any("no HTTP answer within the timeout" in note for note in report["notes"])
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +294,15 @@ def test_a_server_that_leaves_out_its_intermediate_is_told_to_send_its_chain(
     # Its twin: the same server sending its whole chain is trusted through the root.
     with stdlib_server(full) as port:
         code, report, _ = probe(f"https://localhost:{port}/", mine, capsys)
-    assert report["chain_verified"] is True and kind_of(report) != "server_not_trusted"
+        assert report["chain_verified"] is True and kind_of(report) != "server_not_trusted"
+        # And a whole chain from a root our truststore lacks ends at a CA certificate:
+        # that root is what to trust, not a chain the server failed to send (a review
+        # found the first form of this advice blamed the server for it).
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    assert kind_of(report) == "server_not_trusted" and report["server_chain"][-1]["ca"] is True
+    message = report["error"]["message"]
+    assert f"its chain ends at {root.certificate.subject.rfc4514_string()}" in message
+    assert "did not send" not in message
 
 
 def test_our_keystore_without_its_intermediate_is_named_not_the_backends_trust(
