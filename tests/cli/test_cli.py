@@ -364,9 +364,10 @@ def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
     kinds = {e["alias"]: e["kind"] for e in data["entries"]}
     assert kinds == {"client": "PrivateKeyEntry", "root": "trustedCertEntry"}
     leaf = data["entries"][0]["chain"][0]
-    assert set(leaf) == {"subject", "issuer", "self_signed", "serial", "not_before",
+    assert set(leaf) == {"subject", "issuer", "self_signed", "ca", "serial", "not_before",
                          "not_after", "days_left", "san", "key", "sha256"}  # fmt: skip
     assert leaf["key"] == "EC secp256r1"
+    assert leaf["ca"] is False and data["entries"][0]["chain"][1]["ca"] is True
     assert len(data["entries"][0]["chain"]) == 2
     # The text and the JSON count the days left alike (the text rounded: 365 vs 364).
     assert f"({leaf['days_left']} days)" in human
