@@ -646,7 +646,8 @@ class CA:
         """This CA's certificate revocation list, listing what :meth:`revoke` marked.
 
         Args:
-            last_update: ``thisUpdate``; defaults to a minute ago.
+            last_update: ``thisUpdate``; defaults to a minute ago, or to a day before
+                a ``next_update`` that is already past.
             next_update: ``nextUpdate``; defaults to a day after ``last_update``.
                 A past value makes an expired CRL.
             encoding: ``"DER"`` (what distribution points serve) or ``"PEM"``
@@ -663,12 +664,19 @@ class CA:
         form = str(encoding).upper()
         if form not in ("DER", "PEM"):
             raise ValueError(f"encoding must be 'DER' or 'PEM', not {encoding!r}")
-        start = (
-            _aware(last_update, "last_update")
-            if last_update
-            else _utcnow() - _dt.timedelta(minutes=1)
-        )
-        end = _aware(next_update, "next_update") if next_update else start + _dt.timedelta(days=1)
+        end = _aware(next_update, "next_update") if next_update else None
+        if last_update:
+            start = _aware(last_update, "last_update")
+        else:
+            start = _utcnow() - _dt.timedelta(minutes=1)
+            if end is not None and end <= start:
+                # An expired list on its own: the day that ended then (a past
+                # nextUpdate with the default thisUpdate was cryptography's ValueError).
+                start = end - _dt.timedelta(days=1)
+        if end is None:
+            end = start + _dt.timedelta(days=1)
+        if end <= start:
+            raise ValueError("next_update must be after last_update")
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificate.subject)

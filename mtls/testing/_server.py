@@ -33,7 +33,7 @@ import socket
 import socketserver
 import ssl
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -255,6 +255,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
         data = json.dumps(payload).encode()
         self.send_response(status)
+        if status in (204, 304):
+            # No body may follow (RFC 9110 15.3.5, 15.4.5): one would be read as the
+            # start of the next response on a kept-alive connection.
+            self.end_headers()
+            return
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -325,6 +330,19 @@ def _check_identity(identity: object) -> None:
     else:
         fix = "an IssuedIdentity (CA().issue_cert(...)), a Keystore or a RotatingServerContext"
     raise TypeError(f"MTLSServer identity: not {type(identity).__name__}: {fix}")
+
+
+def _trusted(
+    identity: IssuedIdentity | Keystore | RotatingServerContext,
+    client_ca: CA | Truststore | Iterable[CA] | None,
+) -> CA | Truststore | Iterable[CA] | None:
+    """The client CAs a server of ``identity`` trusts: those given, else its own root's
+    (an issued identity), else ``None`` (a RotatingServerContext, or an error later)."""
+    if client_ca is None:
+        return identity.ca.root if isinstance(identity, IssuedIdentity) else None
+    if isinstance(client_ca, Iterator):
+        return tuple(client_ca)  # kept for later reloads: a generator is read once
+    return client_ca  # checked by _truststore_of
 
 
 def _truststore_of(client_ca: CA | Truststore | Iterable[CA]) -> Truststore:
@@ -436,13 +454,19 @@ class MTLSServer:
         self._changed = threading.Condition(self._lock)
         self._records: list[HandshakeRecord] = []
         self._connections: dict[threading.Thread, socket.socket] = {}
+        # Every connection thread not yet seen to have ended: close() joins them all
+        # (one that left _connections may still be closing its socket).
+        self._workers: set[threading.Thread] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
         self.identity = identity
-        self.client_ca = client_ca
+        # The CAs in effect: the identity's root when none was given (None for a
+        # RotatingServerContext, which brings its own trust).
+        self.client_ca = _trusted(identity, client_ca)
         self.require_client_cert = require_client_cert
-        self._context = self._build_context(identity, client_ca, require_client_cert)
+        self._context = self._build_context(identity, self.client_ca, require_client_cert)
+        self._given_context = False  # set_context() replaced what identity/client_ca made
 
     # -- contexts
 
@@ -504,11 +528,20 @@ class MTLSServer:
         if context.protocol == ssl.PROTOCOL_TLS_CLIENT:
             raise ValueError(
                 "a client-side context (PROTOCOL_TLS_CLIENT) cannot serve connections: build "
-                "one with mtls.server_context(...) or "
-                "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)"
+                "one with mtls.server_context(...), or with "
+                "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) and then verify_mode = "
+                "ssl.CERT_REQUIRED and the client CAs loaded (its default asks no client "
+                "for a certificate)"
             )
         self._check_open("set_context")
+        if context.verify_mode == ssl.CERT_NONE:
+            log.warning(
+                "MTLSServer %s: the context given to set_context asks no client for a "
+                "certificate (verify_mode CERT_NONE): every client gets in",
+                self.url,
+            )
         self._context = context
+        self._given_context = True
 
     def _check_open(self, what: str) -> None:
         if self._closing:
@@ -523,8 +556,15 @@ class MTLSServer:
     ) -> None:
         """Rotate the server's certificate or the CAs it trusts for new connections.
 
-        Arguments left as ``None`` keep their current value. The new context is
-        built first: if that fails, the server keeps serving with the old one.
+        Arguments left as ``None`` keep their current value: a new identity keeps the
+        CAs the server trusts (its own root's, when ``client_ca`` was never given), and
+        a :class:`mtls.RotatingServerContext` brings its own. The new context is built
+        first: if that fails, the server keeps serving with the old one.
+
+        After :meth:`set_context`, there is nothing to keep (its context is the
+        caller's, with whatever it holds, CRLs included): give both ``identity`` and
+        ``client_ca`` (a context made from them alone), a RotatingServerContext, or
+        call :meth:`set_context` again.
 
         Args:
             identity: the new server identity (an issued identity, a keystore, or a
@@ -534,18 +574,37 @@ class MTLSServer:
             require_client_cert: whether a client must present a certificate.
 
         Raises:
-            TypeError, ValueError, mtls.KeyEntryError: as for the constructor.
+            TypeError, ValueError, mtls.KeyEntryError: as for the constructor; a
+                ValueError too after :meth:`set_context` without both ``identity``
+                and ``client_ca`` (see above).
             RuntimeError: the server is closed.
         """
         self._check_open("reload")
+        rotating = isinstance(identity, RotatingServerContext)
+        if self._given_context and not rotating and (identity is None or client_ca is None):
+            raise ValueError(
+                "this server serves the context given to set_context(), whose settings "
+                "(CRLs among them) reload() cannot keep: give reload() both identity and "
+                "client_ca, or call set_context() with the new context"
+            )
         new_identity = identity if identity is not None else self.identity
-        new_ca = client_ca if client_ca is not None else self.client_ca
+        if client_ca is not None:
+            new_ca: CA | Truststore | Iterable[CA] | None = client_ca
+        elif rotating:
+            new_ca = None  # it brings its own trust
+        else:
+            # The CAs in effect; none for a server that served a RotatingServerContext
+            # (the new identity's root then, as the constructor takes it).
+            new_ca = self.client_ca
         new_require = (
             require_client_cert if require_client_cert is not None else self.require_client_cert
         )
-        context = self._build_context(new_identity, new_ca, new_require)
-        self.identity, self.client_ca, self.require_client_cert = new_identity, new_ca, new_require
+        trusted = _trusted(new_identity, new_ca)
+        context = self._build_context(new_identity, trusted, new_require)
+        self.identity, self.require_client_cert = new_identity, new_require
+        self.client_ca = trusted
         self._context = context
+        self._given_context = False
 
     # -- lifecycle
 
@@ -601,7 +660,9 @@ class MTLSServer:
                 # in a read without touching the TLS object that thread is using.
                 with contextlib.suppress(OSError):
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        for worker, _ in open_connections:
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
             worker.join(_JOIN_TIMEOUT)
         thread.join(_JOIN_TIMEOUT)
 
@@ -695,6 +756,8 @@ class MTLSServer:
                 request.close()
                 return
             self._connections[worker] = request
+            self._workers = {t for t in self._workers if t.is_alive()}
+            self._workers.add(worker)
         worker.start()
 
     def _serve_connection(self, raw: socket.socket, client_address: Any) -> None:

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
+import mtls
 from mtls.testing import CA
 
 
@@ -138,3 +139,21 @@ def test_crl_encoding_is_checked_and_either_case() -> None:
     assert ca.crl(encoding="der")[:1] == b"\x30"
     with pytest.raises(ValueError, match="encoding must be 'DER' or 'PEM', not 'XML'"):
         ca.crl(encoding="XML")  # type: ignore[arg-type]
+
+
+def test_a_past_next_update_alone_makes_an_expired_crl() -> None:
+    """The docs say a past next_update makes an expired CRL; given alone, it raised
+    cryptography's "next update must be after the last update" (thisUpdate stayed a
+    minute ago)."""
+    ca = CA()
+    past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=3)
+    crl = x509.load_der_x509_crl(ca.crl(next_update=past))
+    assert crl.next_update_utc == past.replace(microsecond=0)
+    assert crl.last_update_utc < crl.next_update_utc
+    with pytest.raises(mtls.CRLError, match="expired"):
+        mtls.client_context(
+            truststore=ca.truststore(), crls=mtls.CRLSet.from_bytes(ca.crl(next_update=past))
+        )
+    # Its twin: both bounds given out of order are still refused, by mtls.
+    with pytest.raises(ValueError, match="next_update must be after last_update"):
+        ca.crl(last_update=past, next_update=past - _dt.timedelta(days=1))
