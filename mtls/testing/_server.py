@@ -536,9 +536,9 @@ class MTLSServer:
         self._check_open("set_context")
         if context.verify_mode == ssl.CERT_NONE:
             log.warning(
-                "MTLSServer %s: the context given to set_context asks no client for a "
-                "certificate (verify_mode CERT_NONE): every client gets in",
-                self.url,
+                "%r: the context given to set_context asks no client for a certificate "
+                "(verify_mode CERT_NONE): every client gets in",
+                self,  # its URL is known only once started
             )
         self._context = context
         self._given_context = True

@@ -652,3 +652,6 @@ def test_set_context_warns_of_a_context_that_asks_no_certificate(server, ca, cap
     relaxed.verify_mode = ssl.CERT_NONE
     server.set_context(relaxed)
     assert "every client gets in" in caplog.records[-1].getMessage()
+    # A server not started yet (no port chosen) is warned about too, not a RuntimeError.
+    MTLSServer(server.identity, client_ca=ca).set_context(relaxed)
+    assert "not started" in caplog.records[-1].getMessage()
