@@ -533,18 +533,16 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
     from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
+    from .._crl import _extension  # noqa: PLC0415
 
     der = cert.public_bytes(Encoding.DER)
     expires = _x509.not_after(cert)
-    try:
-        ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (x509.ExtensionNotFound, ValueError):
-        ca = False
+    constraints = _extension(cert, x509.BasicConstraints)
     return {
         "subject": _x509.subject_text(cert),
         "issuer": cert.issuer.rfc4514_string(),
         "self_signed": cert.issuer == cert.subject,
-        "ca": ca,
+        "ca": bool(constraints is not None and constraints.ca),
         "serial": hex_serial(_x509.serial_number(cert)),
         "not_before": _x509.not_before(cert).isoformat(),
         "not_after": expires.isoformat(),
