@@ -125,6 +125,9 @@ class _Config:
     toml_password: str | None = field(repr=False)
     toml_key_password: str | None = field(repr=False)
     encryption_key: str | None = field(repr=False)
+    # secretRepositories as written when it lists no "file" repository: WSO2 then reads
+    # neither [secrets] nor cipher-text.properties (None: the file repository is in use).
+    other_repositories: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +433,18 @@ class SecureVault:
                 keystore cannot be opened; the message names the alias and the file.
         """
         config = self._load()
+        if config.other_repositories is not None:
+            raise SecureVaultError(
+                f"secure vault: secret alias {shown_alias(alias)}: {self._secret_conf} says "
+                f"secretRepositories={shown(config.other_repositories)}, which lists no "
+                "'file' repository, so WSO2 resolves its aliases from that provider (a "
+                "HashiCorp Vault, a custom one), not from [secrets] or cipher-text.properties, "
+                "which are what mtls reads: pass a secret_resolver= that reads your provider "
+                "(any callable alias -> password), or list file in secretRepositories if the "
+                "values are in the cipher tool's files",
+                path=self._secret_conf,
+                alias=alias,
+            )
         value = config.values.get(alias)
         if value is None and alias in config.not_text:
             raise SecureVaultError(
@@ -606,6 +621,7 @@ class SecureVault:
             toml_password=_exact((ks_table or {}).get("password")),
             toml_key_password=_exact((ks_table or {}).get("key_password")),
             encryption_key=_str(encryption.get("key")),
+            other_repositories=_without_file_repository(conf or {}),
         )
 
     def _read_toml(self) -> dict[str, Any]:
@@ -1063,6 +1079,21 @@ def _vault_enabled(conf: Mapping[str, str]) -> bool:
     if flag:
         return flag.lower() == "true"
     return bool(conf.get("secretRepositories", "").strip(" \t,"))
+
+
+def _without_file_repository(conf: Mapping[str, str]) -> str | None:
+    """``secretRepositories`` as written when it names repositories but not ``file``.
+
+    WSO2's ``SecretManager.init`` trims the value, splits it at commas (entries are not
+    trimmed) and makes the file repository (``FileBaseSecretRepository``: the cipher
+    tool's cipher-text.properties, which the product writes from ``[secrets]``) for the
+    entry ``file`` only; any other goes to its provider (``vault``: HashiCorp Vault).
+    Not written, or empty: ``None`` (API Manager writes ``file`` from deployment.toml).
+    """
+    written = conf.get("secretRepositories", "").strip()
+    if not written or "file" in written.split(","):
+        return None
+    return written
 
 
 def _table(doc: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:

@@ -412,6 +412,38 @@ def test_plain_text_values_resolve_with_one_warning(tmp_path, stores, caplog) ->
     assert "not-encrypted-yet" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("repositories", "reads_the_files"),
+    [("vault", False), ("hashicorp,custom", False), (" file , vault", False),
+     ("file", True), ("file,vault", True), ("vault,file", True), ("", True)],
+)  # fmt: skip
+def test_a_vault_without_the_file_repository_reads_no_cipher_text(
+    tmp_path, stores, repositories, reads_the_files
+) -> None:
+    """WSO2's SecretManager makes the cipher tool's file repository for the entry
+    ``file`` of secretRepositories only (trimmed as a whole, split at commas, entries
+    not trimmed); with ``secretRepositories=vault`` (HashiCorp, as WSO2's docs set it)
+    a leftover cipher-text.properties is not read, and neither is [secrets]. mtls used
+    the leftover's password, or told the user to add the alias to [secrets]."""
+    conf = {"secVault.enabled": "true", "secretRepositories": repositories}
+    home = make_home(tmp_path, stores, secret_conf=conf, cipher_text={"ks_pw": "[stale-password]"})
+    vault = SecureVault(home)
+    assert vault.configured
+    if reads_the_files:
+        assert vault("ks_pw").reveal() == "stale-password"
+        return
+    with pytest.raises(SecureVaultError) as e:
+        vault("ks_pw")
+    message = str(e.value)
+    assert "lists no 'file' repository" in message and "secret_resolver=" in message
+    assert e.value.alias == "ks_pw" and "secret-conf.properties" in message
+    assert_clean(e.value, "stale-password")
+    # mtls check names it per alias, as it does any alias that does not resolve.
+    (entry,) = vault.check()
+    assert entry.alias == "ks_pw" and entry.error is not None
+    assert "lists no 'file' repository" in entry.error
+
+
 def test_no_vault_configured(tmp_path, stores) -> None:
     home = make_home(tmp_path, stores)  # no [secrets], no secret-conf.properties
     assert SecureVault.for_estate(home) is None
