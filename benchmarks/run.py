@@ -293,6 +293,66 @@ def bench_truststore(env: Env, reps: int) -> Comparison:
     return compare(lambda: mtls.client_context(truststore=ts), raw, reps)
 
 
+def _longest_pause(build: Callable[[], object]) -> float:
+    """How long ``build``, run on another thread (as the reloader builds), keeps this
+    one waiting: the longest gap between two steps of a loop that reads the clock."""
+    go, done = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def worker() -> None:
+        go.wait()
+        try:
+            build()
+        except BaseException as exc:  # raised again on the measuring thread
+            failed.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    longest = 0.0
+    go.set()
+    last = time.perf_counter()
+    while not done.is_set():
+        now = time.perf_counter()
+        longest = max(longest, now - last)
+        last = now
+    thread.join()
+    if failed:
+        raise failed[0]
+    return longest
+
+
+@benchmark(
+    "reload-stall",
+    1.5,
+    "the longest pause another thread sees while client_context is built on a thread "
+    "from a loaded keystore and the JDK cacerts copy (what a reload builds) vs the same "
+    "pause for SSLContext + load_verify_locations(cafile=PEM) + load_cert_chain on a thread",
+)
+def bench_reload_stall(env: Env, reps: int) -> Comparison:
+    files = env.identity
+    jks, pem, _ = env.cacerts
+    ks = mtls.Keystore.load(files["jks"], PASSWORD)
+    ts = mtls.Truststore.load(jks, env.cacerts_password)
+
+    def raw() -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=pem)
+        ctx.load_cert_chain(files["certfile"], files["keyfile"])
+        return ctx
+
+    rounds = min(reps, 60)
+    ours: list[float] = []
+    floor: list[float] = []
+    for i in range(rounds):
+        pair = (ours, floor) if i % 2 == 0 else (floor, ours)
+        for samples in pair:
+            build = (lambda: mtls.client_context(ks, ts)) if samples is ours else raw
+            samples.append(_longest_pause(build))
+    return Comparison(ours, floor)
+
+
 @benchmark(
     "keystore-load",
     None,

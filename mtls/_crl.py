@@ -16,7 +16,6 @@ import hashlib
 import os
 import re
 import ssl
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from . import _x509
 from ._errors import CRLError
 from ._files import cannot_read_fix, read_input
+from ._keyload import load_cafile_pem
 from ._log import log
 from ._types import CRLCheck
 
@@ -35,7 +35,6 @@ from ._types import CRLCheck
 #: CRLs are a few MiB. (A profile's CRL files are read as its stores are: 8 MiB.)
 MAX_CRL_BYTES = 10 * 1024 * 1024
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
-_PROC_FD = "/proc/self/fd"
 
 
 def _now() -> _dt.datetime:
@@ -339,7 +338,7 @@ class CRLSet:
         if check == "leaf":
             self._warn_ca_only()
         try:
-            _load_cafile_from_memory(ctx, self.pem)
+            load_cafile_pem(ctx, self.pem)
         except ssl.SSLError as exc:
             raise CRLError(f"OpenSSL refused a CRL ({exc.reason or exc})") from exc
         except OSError as exc:  # no descriptor for the memory file: not the list's fault
@@ -462,28 +461,6 @@ def warn_intermediate_anchors(where: str, anchors_der: Sequence[bytes]) -> None:
             len(below),
             ", ".join(below[:3]) + (", ..." if len(below) > 3 else ""),
         )
-
-
-def _load_cafile_from_memory(ctx: ssl.SSLContext, pem: bytes) -> None:
-    # CRLs are public: a temporary file would be acceptable, but a memfd needs no cleanup.
-    if hasattr(os, "memfd_create") and os.path.isdir(_PROC_FD):
-        fd = os.memfd_create("mtls-crl", os.MFD_CLOEXEC)
-        try:
-            view = memoryview(pem)
-            while view:
-                view = view[os.write(fd, view) :]
-            ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
-        finally:
-            os.close(fd)
-        return
-    with tempfile.NamedTemporaryFile(  # pragma: no cover - not Linux
-        prefix="mtls-crl-", suffix=".pem", delete=False
-    ) as fh:
-        fh.write(pem)
-    try:  # pragma: no cover
-        ctx.load_verify_locations(cafile=fh.name)
-    finally:  # pragma: no cover
-        os.unlink(fh.name)
 
 
 # --------------------------------------------------------------------------- signatures

@@ -1,4 +1,5 @@
-"""Key material into OpenSSL without the filesystem.
+"""Key material into OpenSSL without the filesystem; trust anchors and CRLs through
+memory too.
 
 :meth:`ssl.SSLContext.load_cert_chain` only takes file names. Writing a private key
 to a temporary file, even briefly, leaves it in the page cache, on disk after a
@@ -13,6 +14,10 @@ crash, and readable by anything that wins the race. So:
 The key is never parsed by cryptography on the Linux path: PKCS#8 DER is wrapped as
 PEM text as is, and OpenSSL checks it against the certificate (about 1 ms for RSA,
 where cryptography's RSA consistency check costs tens of milliseconds).
+
+Trust anchors (:func:`load_anchors`) and CRLs (:func:`load_cafile_pem`) are public,
+but go through a memfd as well: OpenSSL reads a ``cafile`` with the GIL released,
+where ``load_verify_locations(cadata=...)`` holds it for the whole parse.
 """
 
 from __future__ import annotations
@@ -95,16 +100,94 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
         _load_via_encrypted_tempfile(ctx, pkcs8_der, chain_der)
 
 
-def _load_via_memfd(ctx: ssl.SSLContext, pem: bytes) -> None:
-    fd = os.memfd_create("mtls-identity", os.MFD_CLOEXEC)
+def _memfd_with(data: bytes, name: str) -> int:
+    """An anonymous memory file holding ``data``, its descriptor (the caller closes it)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
     try:
-        view = memoryview(pem)
+        view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+#: Anchors of more DER than this are read with the GIL released (see load_anchors):
+#: about the interpreter's switch interval (5 ms) of OpenSSL's parsing on a 2-core
+#: server of 2026. Below it, a memfd's system calls would cost more than they spare.
+GIL_FREE_ANCHOR_BYTES = 32 * 1024
+
+
+def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
+    """Install trust anchors (DER certificates) into ``ctx``.
+
+    ``load_verify_locations(cadata=...)`` parses the certificates holding the GIL:
+    23 ms for the JDK's 144-certificate cacerts, during which every other thread of
+    the process waits (request threads, an asyncio loop), once per context a reload
+    builds. So a truststore of more than :data:`GIL_FREE_ANCHOR_BYTES` is handed to
+    OpenSSL as a ``cafile`` in a memfd (the same certificates as PEM, one line each:
+    OpenSSL limits line length in encrypted blocks only), which it reads with the
+    GIL released. Small ones, other systems, and a process out of descriptors use
+    ``cadata``.
+
+    Raises:
+        ssl.SSLError: OpenSSL refused a certificate. Callers translate it.
+    """
+    if memfd_available() and sum(map(len, anchors_der)) > GIL_FREE_ANCHOR_BYTES:
+        pem = b"".join(
+            b"".join((b"-----BEGIN CERTIFICATE-----\n", binascii.b2a_base64(der), _END_CERT))
+            for der in anchors_der
+        )
+        try:
+            fd = _memfd_with(pem, "mtls-anchors")
+        except OSError:
+            pass  # out of descriptors or memory for the file: the GIL-holding way below
+        else:
+            try:
+                ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
+            finally:
+                os.close(fd)
+            return
+    ctx.load_verify_locations(cadata=b"".join(anchors_der))
+
+
+_END_CERT = b"-----END CERTIFICATE-----\n"
+
+
+def load_cafile_pem(ctx: ssl.SSLContext, pem: bytes) -> None:
+    """``load_verify_locations(cafile=...)`` of PEM text held in memory (public data
+    only: CRLs, certificates; ``cadata`` takes certificates only).
+
+    Raises:
+        ssl.SSLError: OpenSSL refused the text.
+        OSError: no descriptor or memory for the memory file (Linux), or no temporary
+            file (elsewhere).
+    """
+    if memfd_available():
+        fd = _memfd_with(pem, "mtls-cafile")
+        try:
+            ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.NamedTemporaryFile(  # pragma: no cover - not Linux
+        prefix="mtls-", suffix=".pem", delete=False
+    ) as fh:
+        fh.write(pem)
+    try:  # pragma: no cover
+        ctx.load_verify_locations(cafile=fh.name)
+    finally:  # pragma: no cover
+        os.unlink(fh.name)
+
+
+def _load_via_memfd(ctx: ssl.SSLContext, pem: bytes) -> None:
+    fd = _memfd_with(pem, "mtls-identity")
+    try:
         # OpenSSL may refuse the key: leave no reference to it in this frame's locals
         # (error reporters capture them; the callers' frames are scrubbed by
         # mtls._secret.scrub_tracebacks).
-        del pem, view
+        del pem
         # The chain goes in the same memfd after the key: load_cert_chain reads the
         # first certificate as the leaf and the rest as the extra chain.
         ctx.load_cert_chain(f"{_PROC_FD}/{fd}")

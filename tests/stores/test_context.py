@@ -11,6 +11,7 @@ import base64
 import contextlib
 import datetime
 import logging
+import os
 import queue
 import re
 import socket
@@ -26,9 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import mtls
+from mtls import _keyload
 from tests._keytool import KEYPASS, STOREPASS, KeytoolStores
 from tests._pki import PKI, Identity, issue
 
@@ -533,6 +538,81 @@ def test_a_certificate_block_openssl_refuses_is_named_by_its_alias(pki: PKI) -> 
     # The twin: the same bundle with the certificate there builds.
     twin = mtls.Truststore.from_bytes(pki.root.chain_pem() + pki.other_root.chain_pem())
     assert isinstance(mtls.client_context(None, twin), ssl.SSLContext)
+
+
+def _strangers_pem(count: int) -> bytes:
+    """``count`` self-signed CA certificates of nobody the tests know (one key: only
+    their bytes matter), as a PEM bundle: the size of a big truststore."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    out = []
+    for number in range(count):
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Stranger CA {number}")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(number + 1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        out.append(cert.public_bytes(serialization.Encoding.PEM))
+    return b"".join(out)
+
+
+# Over _keyload.GIL_FREE_ANCHOR_BYTES of DER: read by OpenSSL as a cafile in a memfd.
+_BIG = 120
+
+
+@pytest.mark.skipif(not _keyload.memfd_available(), reason="memfd_create is Linux only")
+def test_a_big_truststore_is_read_as_a_cafile_from_memory(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A truststore of over 32 KiB reaches OpenSSL as a cafile in a memfd, which
+    OpenSSL reads with the GIL released (``cadata`` holds it: the JDK's cacerts stopped
+    every other thread of the process for 23 ms per context a reload built; the
+    ``reload-stall`` benchmark measures it). Seen here by the memory files made (the
+    real os.memfd_create, recorded); the twin: a small truststore makes none."""
+    made: list[str] = []
+    real = os.memfd_create
+
+    def recording(name: str, flags: int = os.MFD_CLOEXEC) -> int:
+        made.append(name)
+        return real(name, flags)
+
+    monkeypatch.setattr(os, "memfd_create", recording)
+    big = mtls.Truststore.from_bytes(pki.root.chain_pem() + _strangers_pem(_BIG))
+    assert sum(map(len, big.anchors_der)) > _keyload.GIL_FREE_ANCHOR_BYTES
+    mtls.client_context(None, pki.truststore(pki.root))
+    assert made == []
+    ctx = mtls.client_context(None, big)
+    assert made == ["mtls-anchors"]
+    assert len(ctx.get_ca_certs()) == _BIG + 1
+
+
+def test_a_big_truststore_verifies_as_a_small_one_does(pki: PKI, py_server: PyServer) -> None:
+    """The anchors read through the memfd are the same anchors: the server's CA among
+    120 strangers verifies it; the 120 strangers alone refuse it, and a block OpenSSL
+    refuses is still named by its alias."""
+    ks = pki.client.keystore()
+    strangers = _strangers_pem(_BIG)
+    with_ca = mtls.client_context(ks, mtls.Truststore.from_bytes(strangers + pki.root.chain_pem()))
+    assert talk(with_ca, py_server.port)[0] == b"hello client rsa"
+    assert len(with_ca.get_ca_certs()) == _BIG + 1
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        talk(mtls.client_context(ks, mtls.Truststore.from_bytes(strangers)), py_server.port)
+    assert info.value.verify_code in (19, 20)
+    public_der = pki.other_root.key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    odd_block = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(public_der)
+    trust = mtls.Truststore.from_bytes(strangers + odd_block + b"-----END CERTIFICATE-----\n")
+    with pytest.raises(mtls.KeystoreFormatError, match="OpenSSL refused certificate '") as refused:
+        mtls.client_context(None, trust)
+    assert refused.value.alias == trust.aliases[-1]
 
 
 def test_partial_chain_trusts_a_leaf_only_truststore(pki: PKI, py_server: PyServer) -> None:
