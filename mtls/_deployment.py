@@ -731,6 +731,16 @@ def read_deployment_toml(
         )
     _warn_unapplied(toml)
     _warn_sender_disabled(toml)
+    if truststore is None:
+        # WSO2 falls back to the truststore it ships; mtls names no store the file does
+        # not (docs/wso2.md "What differs"): said, since the trust differs.
+        log.warning(
+            "%s: no [truststore] table (nor a sender trust store): requests no profile "
+            "matches, and profiles without a <TrustStore>, trust the system's CAs, where "
+            "WSO2 uses its shipped repository/resources/security/client-truststore.jks: "
+            "add [truststore] (file_name, password, type) to trust what the product trusts",
+            path,
+        )
     if profiles_path is None and require_profiles and keystore is None and truststore is None:
         # Micro Integrator without dynamic profiles sends with its default stores alone;
         # with neither, there is nothing to send with.

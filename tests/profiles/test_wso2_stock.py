@@ -5,6 +5,7 @@ positive has its negative twin."""
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 
 import pytest
@@ -447,3 +448,44 @@ def test_micro_integrator_hostname_verifier_in_its_internal_key(tmp_path, ca) ->
         home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
     ) as profiles:
         assert profiles.status().hostname_verifier == "Strict"
+
+
+def test_a_file_without_a_truststore_table_says_the_system_cas_are_trusted(
+    tmp_path, ca, caplog
+) -> None:
+    """WSO2 falls back to the client-truststore.jks it ships when deployment.toml has no
+    [truststore]; mtls names no store the file does not, so the sender's default trusts
+    the system's CAs: that difference is logged, naming the file and the table to add.
+    Here the stock file without its [truststore] table: the backend, whose CA is not
+    the system's, is refused, where the stock file itself reaches it (the twin)."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    start = stock.index("[truststore]")
+    end = stock.index("\n\n", start)
+    without = stock[:start] + stock[end:]
+    assert "[truststore]" not in without
+    home = mi_home(tmp_path, ca, without)
+    toml = home / "conf" / "deployment.toml"
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server,
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps,
+    ):
+        warned = [r.getMessage() for r in caplog.records if "no [truststore]" in r.getMessage()]
+        assert len(warned) == 1 and str(toml) in warned[0]
+        assert "client-truststore.jks" in warned[0] and "system's CAs" in warned[0]
+        ctx = ps.context_for("localhost", server.port)
+        assert ctx is not None
+        with pytest.raises(ssl.SSLCertVerificationError):
+            whoami(ctx, server.port)
+    caplog.clear()
+    twin = mi_home(tmp_path / "twin", ca, stock)
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server,
+        mtls.SSLProfileSet.from_deployment_toml(
+            twin / "conf" / "deployment.toml", base_dir=twin, reload_interval=None
+        ) as ps,
+    ):
+        assert "no [truststore]" not in caplog.text
+        ctx = ps.context_for("localhost", server.port)
+        assert ctx is not None and whoami(ctx, server.port)["client_cn"] == "gateway"
