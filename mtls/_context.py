@@ -106,11 +106,13 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
         # Through memory; a big truststore with the GIL released (see load_anchors).
         _keyload.load_anchors(ctx, anchors)
     except ssl.SSLError as exc:
-        alias = _refused_anchor(truststore)
+        alias, own = _refused_anchor(truststore)
         which = "a certificate" if alias is None else f"certificate {_jks.shown(alias)}"
+        # Its own refusal says why (a bundle read as PEM says only "PEM lib").
+        why = own or exc
         raise KeystoreFormatError(
             f"{truststore.path or 'the truststore'}: OpenSSL refused {which} "
-            f"({exc.reason or str(exc.args[-1]).split(' (_ssl.c')[0]}): replace it, or remove "
+            f"({why.reason or str(why.args[-1]).split(' (_ssl.c')[0]}): replace it, or remove "
             "it from the truststore",
             path=truststore.path,
             alias=alias,
@@ -124,16 +126,16 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
     ctx.verify_flags = (ctx.verify_flags | ssl.VERIFY_X509_PARTIAL_CHAIN) & ~_STRICT
 
 
-def _refused_anchor(truststore: Truststore) -> str | None:
-    """The alias of the first anchor OpenSSL refuses on its own (asked only after it
-    refused them all together: a certificate the loader took on trust, its bytes read
-    as a certificate only now), or ``None``."""
+def _refused_anchor(truststore: Truststore) -> tuple[str | None, ssl.SSLError | None]:
+    """The alias of the first anchor OpenSSL refuses on its own, with that refusal
+    (asked only after it refused them all together: a certificate the loader took on
+    trust, its bytes read as a certificate only now), or ``(None, None)``."""
     for alias, der in truststore._anchor_entries():
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=der)
-        except ssl.SSLError:
-            return alias
-    return None
+        except ssl.SSLError as exc:
+            return alias, exc
+    return None, None
 
 
 def _revocation(

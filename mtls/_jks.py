@@ -41,6 +41,7 @@ turn into a ``KeystoreError`` naming the file and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -135,6 +136,9 @@ class JKSContents:
     certs: tuple[tuple[str, bytes], ...]  # trusted certificate entries: (alias, DER)
     secrets: tuple[SecretEntry, ...]
     replaced: tuple[str, ...] = ()  # aliases that appeared more than once
+    # aliases of certificates (trusted, or in a key entry's chain) whose field held
+    # bytes after the certificate: cut off, as Java reads one certificate from it
+    trimmed: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- framing
@@ -345,6 +349,7 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
     """
     table: dict[str, Entry] = {}
     replaced: list[str] = []
+    trimmed: list[str] = []
     for entry in entries:
         alias = entry[0] if isinstance(entry, tuple) else entry.alias
         folded = alias.casefold()
@@ -352,7 +357,7 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
             replaced.append(alias)
             del table[folded]
         table[folded] = entry
-    values = list(table.values())
+    values = [_one_certificate_each(entry, trimmed) for entry in table.values()]
     keys = tuple(e for e in values if isinstance(e, JKSKey))
     for key in keys:
         if not key.chain_der:
@@ -366,7 +371,43 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
         tuple(e for e in values if isinstance(e, tuple)),
         tuple(e for e in values if isinstance(e, SecretEntry)),
         tuple(replaced),
+        tuple(dict.fromkeys(trimmed)),
     )
+
+
+def _one_certificate_each(entry: Entry, trimmed: list[str]) -> Entry:
+    """``entry`` with each certificate cut to its first DER element.
+
+    The JDK reads a certificate field with ``CertificateFactory.generateCertificate``,
+    which reads one certificate and ignores what follows. OpenSSL, given the same
+    bytes as ``cadata``, would read a second certificate there as one more anchor
+    (one that ``keytool -list`` never shows, and Java never trusts); as PEM it would
+    not. Cut, both read what Java reads. The alias goes to ``trimmed`` (a warning).
+    """
+    if isinstance(entry, tuple):
+        alias, der = entry
+        cut = _first_element(der)
+        if cut is der:
+            return entry
+        trimmed.append(alias)
+        return (alias, cut)
+    if isinstance(entry, JKSKey):
+        chain = tuple(_first_element(der) for der in entry.chain_der)
+        if all(a is b for a, b in zip(chain, entry.chain_der, strict=True)):
+            return entry
+        trimmed.append(entry.alias)
+        return dataclasses.replace(entry, chain_der=chain)
+    return entry
+
+
+def _first_element(der: bytes) -> bytes:
+    """``der`` up to the end of its first element (itself when that is all of it, or
+    when it does not start with a DER header: OpenSSL then refuses it, by alias)."""
+    try:
+        _, _, stop = _der.header(der)
+    except _der.DERError:
+        return der
+    return der if stop >= len(der) else der[:stop]
 
 
 # --------------------------------------------------------------------------- sealed keys

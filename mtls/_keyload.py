@@ -146,9 +146,15 @@ def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
         else:
             try:
                 ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
+                return
+            except ssl.SSLError:
+                raise  # a certificate refused: the caller names it
+            except OSError:
+                # OpenSSL's own open of the memory file failed: the memfd took the last
+                # descriptor. Nothing was loaded: the GIL-holding way below.
+                pass
             finally:
                 os.close(fd)
-            return
     ctx.load_verify_locations(cadata=b"".join(anchors_der))
 
 

@@ -425,6 +425,15 @@ def _parse_jks(
             where,
             alias,
         )
+    for alias in contents.trimmed:
+        log.warning(
+            "%s: a certificate of entry %r is followed by bytes that are not part of it "
+            "(another certificate?): they are ignored, as Java ignores them (keytool -list "
+            "shows the first certificate only): import each certificate as an entry of "
+            "its own",
+            where,
+            alias,
+        )
     keys: list[KeyEntry] = []
     unusable: list[tuple[str, str]] = []
     wanted = (

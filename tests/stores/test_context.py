@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import types
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jks
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -540,9 +542,9 @@ def test_a_certificate_block_openssl_refuses_is_named_by_its_alias(pki: PKI) -> 
     assert isinstance(mtls.client_context(None, twin), ssl.SSLContext)
 
 
-def _strangers_pem(count: int) -> bytes:
-    """``count`` self-signed CA certificates of nobody the tests know (one key: only
-    their bytes matter), as a PEM bundle: the size of a big truststore."""
+def _strangers(count: int) -> list[bytes]:
+    """``count`` self-signed CA certificates (DER) of nobody the tests know (one key:
+    only their bytes matter): the size of a big truststore."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     out = []
@@ -559,8 +561,13 @@ def _strangers_pem(count: int) -> bytes:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256())
         )
-        out.append(cert.public_bytes(serialization.Encoding.PEM))
-    return b"".join(out)
+        out.append(cert.public_bytes(serialization.Encoding.DER))
+    return out
+
+
+def _strangers_pem(count: int) -> bytes:
+    """The same as one PEM bundle."""
+    return "".join(map(ssl.DER_cert_to_PEM_cert, _strangers(count))).encode("ascii")
 
 
 # Over _keyload.GIL_FREE_ANCHOR_BYTES of DER: read by OpenSSL as a cafile in a memfd.
@@ -593,6 +600,50 @@ def test_a_big_truststore_is_read_as_a_cafile_from_memory(
     assert len(ctx.get_ca_certs()) == _BIG + 1
 
 
+_FEW_DESCRIPTORS = """
+import os, resource, sys
+import mtls
+trust = mtls.Truststore.load(sys.argv[1])
+mtls.client_context(None, trust)  # imports done before the limit
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+for free in (0, 1, 2):
+    hog = []
+    try:
+        while True:
+            hog.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    for _ in range(free):
+        os.close(hog.pop())
+    try:
+        outcome = len(mtls.client_context(None, trust).get_ca_certs())
+    except Exception as exc:
+        outcome = f"{type(exc).__module__}.{type(exc).__name__}"
+    finally:
+        for fd in hog:
+            os.close(fd)
+    print(free, outcome)
+"""
+
+
+@pytest.mark.skipif(not _keyload.memfd_available(), reason="memfd_create is Linux only")
+def test_a_big_truststore_loads_in_a_process_out_of_descriptors(tmp_path: Path) -> None:
+    """With no descriptor free the memory file cannot be made; with one, the memfd
+    takes it and OpenSSL's own open of /proc/self/fd/N fails (a bare OSError escaped).
+    Either way the anchors go as cadata, as before: every count of free descriptors
+    builds the context with every anchor (in a process of its own: the limit is
+    the whole process's)."""
+    bundle = tmp_path / "big.pem"
+    bundle.write_bytes(_strangers_pem(_BIG))
+    done = subprocess.run(
+        [sys.executable, "-c", _FEW_DESCRIPTORS, str(bundle)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == [f"{free} {_BIG}" for free in (0, 1, 2)], done.stdout
+
+
 def test_a_big_truststore_verifies_as_a_small_one_does(pki: PKI, py_server: PyServer) -> None:
     """The anchors read through the memfd are the same anchors: the server's CA among
     120 strangers verifies it; the 120 strangers alone refuse it, and a block OpenSSL
@@ -613,6 +664,56 @@ def test_a_big_truststore_verifies_as_a_small_one_does(pki: PKI, py_server: PySe
     with pytest.raises(mtls.KeystoreFormatError, match="OpenSSL refused certificate '") as refused:
         mtls.client_context(None, trust)
     assert refused.value.alias == trust.aliases[-1]
+    # The reason is the certificate's own, as for a small store (a bundle read as PEM
+    # said only "PEM lib").
+    small = mtls.Truststore.from_bytes(odd_block + b"-----END CERTIFICATE-----\n")
+    with pytest.raises(mtls.KeystoreFormatError) as small_refused:
+        mtls.client_context(None, small)
+    reason = str(small_refused.value).split("(")[1].split(")")[0]
+    assert f"({reason})" in str(refused.value) and "PEM lib" not in str(refused.value)
+
+
+def _jks_truststore(path: Path, entries: list[tuple[str, bytes]]) -> mtls.Truststore:
+    """A JKS truststore whose entries hold exactly these bytes (pyjks writes what it is
+    given, as a damaged or hand-made store may), read back by mtls."""
+    jks.KeyStore.new("jks", [jks.TrustedCertEntry.new(a, d) for a, d in entries]).save(
+        str(path), PASSWORD
+    )
+    return mtls.Truststore.load(path, PASSWORD)
+
+
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_a_jks_entry_holding_two_certificates_trusts_the_first_as_java_does(
+    pki: PKI,
+    py_server: PyServer,
+    untrusted_server: PyServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    size: str,
+) -> None:
+    """A JKS entry whose certificate field holds one CA followed by another: Java reads
+    the first (CertificateFactory reads one certificate; keytool -list shows one), but
+    OpenSSL given the bytes as cadata took both, so a server of the hidden CA was
+    accepted, and a store of over 32 KiB (read as PEM) refused it: trust depended on the
+    store's size. Now the field is cut after its first certificate, with a warning, in
+    both: the declared CA's server is accepted, the hidden CA's refused."""
+    der = serialization.Encoding.DER
+    declared, hidden = pki.root.cert.public_bytes(der), pki.other_root.cert.public_bytes(der)
+    filler = [(f"stranger{n}", d) for n, d in enumerate(_strangers(_BIG if size == "big" else 0))]
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        trust = _jks_truststore(tmp_path / "t.jks", [*filler, ("ca", declared + hidden)])
+    assert "'ca' is followed by bytes that are not part of it" in caplog.text
+    assert trust.anchors_der[-1] == declared
+    ks = pki.client.keystore()
+    ctx = mtls.client_context(ks, trust)
+    assert len(ctx.get_ca_certs()) == len(filler) + 1
+    with pytest.raises(ssl.SSLCertVerificationError):
+        talk(ctx, untrusted_server.port)
+    assert talk(mtls.client_context(ks, trust), py_server.port)[0] == b"hello client rsa"
+    # Trailing bytes that are no certificate: cut too, so the store loads in both sizes.
+    junk = _jks_truststore(tmp_path / "junk.jks", [*filler, ("ca", declared + b"\0\0junk")])
+    assert junk.anchors_der[-1] == declared
+    assert talk(mtls.client_context(ks, junk), py_server.port)[0] == b"hello client rsa"
 
 
 def test_partial_chain_trusts_a_leaf_only_truststore(pki: PKI, py_server: PyServer) -> None:
