@@ -735,10 +735,11 @@ def read_deployment_toml(
         # WSO2 falls back to the truststore it ships; mtls names no store the file does
         # not (docs/wso2.md "What differs"): said, since the trust differs.
         log.warning(
-            "%s: no [truststore] table (nor a sender trust store): requests no profile "
-            "matches, and profiles without a <TrustStore>, trust the system's CAs, where "
-            "WSO2 uses its shipped repository/resources/security/client-truststore.jks: "
-            "add [truststore] (file_name, password, type) to trust what the product trusts",
+            "%s: no sender truststore file ([truststore] file_name, or the sender's own "
+            "trust store location): requests no profile matches, and profiles without a "
+            "<TrustStore>, trust the system's CAs, where WSO2 uses its default "
+            "repository/resources/security/client-truststore.jks: set [truststore] "
+            "file_name, password and type to trust what the product trusts",
             path,
         )
     if profiles_path is None and require_profiles and keystore is None and truststore is None:

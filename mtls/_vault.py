@@ -125,8 +125,8 @@ class _Config:
     toml_password: str | None = field(repr=False)
     toml_key_password: str | None = field(repr=False)
     encryption_key: str | None = field(repr=False)
-    # secretRepositories as written when it lists no "file" repository: WSO2 then reads
-    # neither [secrets] nor cipher-text.properties (None: the file repository is in use).
+    # What in secret-conf.properties keeps WSO2 from reading [secrets] and
+    # cipher-text.properties (None: the cipher tool's file repository is in use).
     other_repositories: str | None = None
 
 
@@ -435,13 +435,13 @@ class SecureVault:
         config = self._load()
         if config.other_repositories is not None:
             raise SecureVaultError(
-                f"secure vault: secret alias {shown_alias(alias)}: {self._secret_conf} says "
-                f"secretRepositories={shown(config.other_repositories)}, which lists no "
-                "'file' repository, so WSO2 resolves its aliases from that provider (a "
-                "HashiCorp Vault, a custom one), not from [secrets] or cipher-text.properties, "
-                "which are what mtls reads: pass a secret_resolver= that reads your provider "
-                "(any callable alias -> password), or list file in secretRepositories if the "
-                "values are in the cipher tool's files",
+                f"secure vault: secret alias {shown_alias(alias)}: {self._secret_conf} has "
+                f"{shown(config.other_repositories)}, so WSO2 does not read its aliases from "
+                "the cipher tool's files ([secrets], cipher-text.properties), which are what "
+                "mtls reads: pass a secret_resolver= that reads them where the product does "
+                "(a HashiCorp Vault, a custom provider: any callable alias -> password), or "
+                "configure the file repository (secretRepositories=file, with "
+                "FileBaseSecretRepositoryProvider) if the values are in the cipher tool's files",
                 path=self._secret_conf,
                 alias=alias,
             )
@@ -1082,18 +1082,28 @@ def _vault_enabled(conf: Mapping[str, str]) -> bool:
 
 
 def _without_file_repository(conf: Mapping[str, str]) -> str | None:
-    """``secretRepositories`` as written when it names repositories but not ``file``.
+    """What in secret-conf.properties keeps WSO2 from reading the cipher tool's files,
+    as a ``key=value`` for messages; ``None`` when they are read.
 
-    WSO2's ``SecretManager.init`` trims the value, splits it at commas (entries are not
-    trimmed) and makes the file repository (``FileBaseSecretRepository``: the cipher
-    tool's cipher-text.properties, which the product writes from ``[secrets]``) for the
-    entry ``file`` only; any other goes to its provider (``vault``: HashiCorp Vault).
-    Not written, or empty: ``None`` (API Manager writes ``file`` from deployment.toml).
+    WSO2's ``SecretManager.init`` trims ``secretRepositories``, splits it at commas
+    (entries are not trimmed), and chains a repository made by the entry's
+    ``secretRepositories.<name>.provider`` for the entry ``file`` only; other entries
+    go to their provider's own lookup (``vault``: HashiCorp Vault). The cipher tool's
+    files (cipher-text.properties, written from ``[secrets]``) are read by
+    ``FileBaseSecretRepositoryProvider``'s repository. So they are WSO2's source when
+    ``file`` is listed with that provider (or with none written: the cipher tool
+    writes it; API Manager writes the whole file from deployment.toml), or when
+    ``secretRepositories`` is not written at all.
     """
     written = conf.get("secretRepositories", "").strip()
-    if not written or "file" in written.split(","):
+    if not written:
         return None
-    return written
+    if "file" not in written.split(","):
+        return f"secretRepositories={written}"
+    provider = conf.get("secretRepositories.file.provider", "").strip()
+    if not provider or provider.rsplit(".", 1)[-1] == "FileBaseSecretRepositoryProvider":
+        return None
+    return f"secretRepositories.file.provider={provider}"
 
 
 def _table(doc: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:

@@ -412,21 +412,43 @@ def test_plain_text_values_resolve_with_one_warning(tmp_path, stores, caplog) ->
     assert "not-encrypted-yet" not in caplog.text
 
 
+_FILE_PROVIDER = "org.wso2.securevault.secret.repository.FileBaseSecretRepositoryProvider"
+_VAULT_PROVIDER = (
+    "org.wso2.carbon.securevault.hashicorp.repository.HashiCorpSecretRepositoryProvider"
+)
+
+
 @pytest.mark.parametrize(
-    ("repositories", "reads_the_files"),
-    [("vault", False), ("hashicorp,custom", False), (" file , vault", False),
-     ("file", True), ("file,vault", True), ("vault,file", True), ("", True)],
+    ("conf", "reads_the_files"),
+    [
+        ({"secretRepositories": "vault", "secretRepositories.vault.provider": _VAULT_PROVIDER}, False),
+        ({"secretRepositories": "file", "secretRepositories.file.provider": _VAULT_PROVIDER}, False),
+        ({"secretRepositories": "myrepo", "secretRepositories.myrepo.provider": _FILE_PROVIDER}, False),
+        ({"secretRepositories": "hashicorp,custom"}, False),
+        ({"secretRepositories": " file , vault"}, False),
+        ({"secretRepositories": "file", "secretRepositories.file.provider": _FILE_PROVIDER}, True),
+        ({"secretRepositories": "file"}, True),
+        ({"secretRepositories": "file,vault", "secretRepositories.file.provider": _FILE_PROVIDER}, True),
+        ({"secretRepositories": "vault,file"}, True),
+        ({"secretRepositories": ""}, True),
+    ],
 )  # fmt: skip
 def test_a_vault_without_the_file_repository_reads_no_cipher_text(
-    tmp_path, stores, repositories, reads_the_files
+    tmp_path, stores, conf, reads_the_files
 ) -> None:
-    """WSO2's SecretManager makes the cipher tool's file repository for the entry
-    ``file`` of secretRepositories only (trimmed as a whole, split at commas, entries
-    not trimmed); with ``secretRepositories=vault`` (HashiCorp, as WSO2's docs set it)
-    a leftover cipher-text.properties is not read, and neither is [secrets]. mtls used
-    the leftover's password, or told the user to add the alias to [secrets]."""
-    conf = {"secVault.enabled": "true", "secretRepositories": repositories}
-    home = make_home(tmp_path, stores, secret_conf=conf, cipher_text={"ks_pw": "[stale-password]"})
+    """WSO2's SecretManager chains the repository of the entry ``file`` of
+    secretRepositories (trimmed as a whole, split at commas, entries not trimmed), made
+    by its ``.provider``; the cipher tool's files are FileBaseSecretRepositoryProvider's.
+    With ``secretRepositories=vault`` (HashiCorp, as WSO2's docs set it), or a ``file``
+    entry whose provider is another, a leftover cipher-text.properties is not read, and
+    neither is [secrets]: mtls used the leftover's password, or told the user to add
+    the alias to [secrets]. Now every alias says what the file has and what to do."""
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={"secVault.enabled": "true", **conf},
+        cipher_text={"ks_pw": "[stale-password]"},
+    )
     vault = SecureVault(home)
     assert vault.configured
     if reads_the_files:
@@ -435,13 +457,14 @@ def test_a_vault_without_the_file_repository_reads_no_cipher_text(
     with pytest.raises(SecureVaultError) as e:
         vault("ks_pw")
     message = str(e.value)
-    assert "lists no 'file' repository" in message and "secret_resolver=" in message
-    assert e.value.alias == "ks_pw" and "secret-conf.properties" in message
+    assert "WSO2 does not read its aliases from the cipher tool's files" in message
+    assert "secret_resolver=" in message and "secret-conf.properties" in message
+    assert e.value.alias == "ks_pw"
     assert_clean(e.value, "stale-password")
     # mtls check names it per alias, as it does any alias that does not resolve.
     (entry,) = vault.check()
     assert entry.alias == "ks_pw" and entry.error is not None
-    assert "lists no 'file' repository" in entry.error
+    assert "does not read its aliases" in entry.error
 
 
 def test_no_vault_configured(tmp_path, stores) -> None:

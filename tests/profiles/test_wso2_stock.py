@@ -470,7 +470,9 @@ def test_a_file_without_a_truststore_table_says_the_system_cas_are_trusted(
         MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server,
         mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps,
     ):
-        warned = [r.getMessage() for r in caplog.records if "no [truststore]" in r.getMessage()]
+        warned = [
+            r.getMessage() for r in caplog.records if "no sender truststore" in r.getMessage()
+        ]
         assert len(warned) == 1 and str(toml) in warned[0]
         assert "client-truststore.jks" in warned[0] and "system's CAs" in warned[0]
         ctx = ps.context_for("localhost", server.port)
@@ -486,6 +488,26 @@ def test_a_file_without_a_truststore_table_says_the_system_cas_are_trusted(
             twin / "conf" / "deployment.toml", base_dir=twin, reload_interval=None
         ) as ps,
     ):
-        assert "no [truststore]" not in caplog.text
+        assert "no sender truststore" not in caplog.text
         ctx = ps.context_for("localhost", server.port)
         assert ctx is not None and whoami(ctx, server.port)["client_cn"] == "gateway"
+
+
+def test_a_truststore_table_without_its_file_name_is_warned_about_too(tmp_path, ca, caplog) -> None:
+    """A [truststore] table with a password and no file_name names no store for mtls
+    (WSO2 takes its default file name): the same warning, which speaks of the file
+    name, not of a missing table."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    line = 'file_name = "repository/resources/security/client-truststore.jks"\n'
+    assert line in stock
+    home = mi_home(tmp_path, ca, stock.replace(line, ""))
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(
+            home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+        ),
+    ):
+        warned = [
+            r.getMessage() for r in caplog.records if "no sender truststore" in r.getMessage()
+        ]
+        assert len(warned) == 1 and "[truststore] file_name" in warned[0]
