@@ -210,15 +210,19 @@ def _key_refused(
 ) -> KeyEntryError:
     """OpenSSL refused a key entry: why, and the fix that applies to its algorithm."""
     algorithm = _keyload.key_algorithm(key_der)
-    fix = (
-        _refusal_fix(exc.reason)
-        if algorithm is None or algorithm in _TLS_KEY_TYPES
-        else f"its key algorithm, {_KEY_NAMES.get(algorithm, 'unknown')} ({algorithm}), "
-        "cannot sign TLS handshakes here: issue an RSA or EC key"
-    )
+    if algorithm is None or algorithm in _TLS_KEY_TYPES:
+        return KeyEntryError(
+            f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
+            f"({exc.reason or exc}): {_refusal_fix(exc.reason)}",
+            path=keystore.path,
+            alias=chosen,
+        )
+    # The algorithm is the reason; OpenSSL's own (EE_KEY_TOO_SMALL for a key it cannot
+    # size) would send the user after the key's size.
     return KeyEntryError(
-        f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
-        f"({exc.reason or exc}): {fix}",
+        f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r}: its key "
+        f"algorithm, {_x509.key_algorithm_label(algorithm)} ({algorithm}), cannot sign TLS "
+        "handshakes here: issue an RSA or EC key",
         path=keystore.path,
         alias=chosen,
     )
@@ -238,16 +242,6 @@ _TLS_KEY_TYPES = frozenset(
         "1.3.101.113",
     }
 )
-# Key algorithms a store may hold that cannot sign a handshake, by name.
-_KEY_NAMES = {
-    "1.2.643.2.2.19": "GOST R 34.10-2001",
-    "1.2.643.7.1.1.1.1": "GOST R 34.10-2012 (256 bits)",
-    "1.2.643.7.1.1.1.2": "GOST R 34.10-2012 (512 bits)",
-    "1.3.101.110": "X25519 (key agreement only)",
-    "1.3.101.111": "X448 (key agreement only)",
-    "1.2.840.10046.2.1": "Diffie-Hellman (key agreement only)",
-    "1.2.840.113549.1.3.1": "Diffie-Hellman (key agreement only)",
-}
 _DSA_REPORTED: set[tuple[str | None, str]] = set()
 
 

@@ -604,8 +604,9 @@ def _parse_pkcs12(
         if password is None and exc.which != "key":
             msg = (
                 f"{where}: this PKCS#12 store is protected by a password (its MAC does not "
-                "verify without one, or its content is encrypted): pass its password, or "
-                "replace the file if it was damaged"
+                "verify without one, or its content is encrypted): pass its password "
+                '(password="" for one exported with an empty password, as openssl pkcs12 '
+                "-nomac -passout pass: writes it), or replace the file if it was damaged"
             )
         elif exc.which == "key" and exc.alias is not None:
             # The MAC vouched for the store password, or a key password was given: the

@@ -238,7 +238,7 @@ def _pkcs12_bytes(
         ):
             raise KeyEntryError(
                 f"{where(path)}: key entry {entry.alias!r}: unsupported key type for "
-                f"PKCS#12 ({type(key).__name__}): save the store as JKS",
+                f"PKCS#12 ({_key_name(entry.key_der, key)}): save the store as JKS",
                 path=path,
                 alias=entry.alias,
             )
@@ -270,13 +270,16 @@ def _pkcs12_bytes(
 
 
 def _warn_non_ascii(password: str, target: str | os.PathLike[str] | None) -> None:
-    """JDK 17 (and older) cannot open a PKCS#12 store whose password is not ASCII
-    (its keytool says the password is incorrect); JDK 25 and OpenSSL can."""
-    if not password.isascii():
+    """JDK 17 (and older) cannot open a PKCS#12 store whose password has a character
+    outside printable ASCII, space to ``~`` (its PBE key refuses it: "Password is not
+    ASCII", and keytool says the password is incorrect): a letter outside ASCII, a tab,
+    any control character. JDK 25 and OpenSSL can."""
+    if not all(" " <= char <= "~" for char in password):
         log.warning(
-            "%s: a PKCS#12 password with characters outside ASCII: JDK 17 and older "
-            "cannot open this store (keytool says the password is incorrect; JDK 25 and "
-            "OpenSSL can): use an ASCII password, or JKS, where Java 17 applies",
+            "%s: a PKCS#12 password with characters outside printable ASCII (a letter "
+            "outside ASCII, a tab or another control character): JDK 17 and older cannot "
+            "open this store (keytool says the password is incorrect; JDK 25 and OpenSSL "
+            "can): use printable ASCII, or JKS, where Java 17 applies",
             where(os.fspath(target) if target is not None else None),
         )
 
@@ -334,3 +337,10 @@ def truststore_bytes(
         return _pkcs12.join_pfx([], password)  # an empty store, as Java writes one
     written = pkcs12.serialize_java_truststore(bags, encryption)
     return _pkcs12.join_pfx(_pkcs12.content_infos(written), password)  # keytool's MAC
+
+
+def _key_name(pkcs8_der: bytes, key: object) -> str:
+    """A key's algorithm as keytool names it (``X25519``, ``ML-DSA-65``), for messages."""
+    algorithm = key_algorithm(pkcs8_der)
+    named = _x509.key_algorithm_name(algorithm) if algorithm else None
+    return named or type(key).__name__.removesuffix("PrivateKey")

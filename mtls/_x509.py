@@ -148,6 +148,43 @@ def _report(der: bytes, subject: list[str], caught: list[warnings.WarningMessage
         )
 
 
+# Public-key algorithms that cannot sign a TLS handshake here, by OID: their names as
+# keytool writes them (-keyalg), and why. cryptography may not read them at all
+# (ML-KEM-512 in cryptography 50), and names the ones it does by class.
+_KEY_ALGORITHMS: dict[str, tuple[str, str]] = {
+    "1.3.101.110": ("X25519", "key agreement only"),
+    "1.3.101.111": ("X448", "key agreement only"),
+    "1.2.840.10046.2.1": ("Diffie-Hellman", "key agreement only"),
+    "1.2.840.113549.1.3.1": ("Diffie-Hellman", "key agreement only"),
+    "2.16.840.1.101.3.4.4.1": ("ML-KEM-512", "key encapsulation only"),
+    "2.16.840.1.101.3.4.4.2": ("ML-KEM-768", "key encapsulation only"),
+    "2.16.840.1.101.3.4.4.3": ("ML-KEM-1024", "key encapsulation only"),
+    "2.16.840.1.101.3.4.3.17": ("ML-DSA-44", "post-quantum signatures, which OpenSSL 3.0 lacks"),
+    "2.16.840.1.101.3.4.3.18": ("ML-DSA-65", "post-quantum signatures, which OpenSSL 3.0 lacks"),
+    "2.16.840.1.101.3.4.3.19": ("ML-DSA-87", "post-quantum signatures, which OpenSSL 3.0 lacks"),
+    "1.2.643.2.2.19": ("GOST R 34.10-2001", ""),
+    "1.2.643.7.1.1.1.1": ("GOST R 34.10-2012 (256 bits)", ""),
+    "1.2.643.7.1.1.1.2": ("GOST R 34.10-2012 (512 bits)", ""),
+}
+
+
+def key_algorithm_name(oid: str) -> str | None:
+    """keytool's name of a public-key algorithm TLS here cannot sign with
+    (``ML-KEM-768``, ``X25519``), or ``None``."""
+    known = _KEY_ALGORITHMS.get(oid)
+    return known[0] if known else None
+
+
+def key_algorithm_label(oid: str) -> str:
+    """That name with why it cannot sign (``X25519 (key agreement only)``), for
+    messages; ``unknown`` for an OID not in the table."""
+    known = _KEY_ALGORITHMS.get(oid)
+    if known is None:
+        return "unknown"
+    name, why = known
+    return f"{name} ({why})" if why else name
+
+
 def load_cert(der: bytes) -> x509.Certificate:
     """Parse DER into a Certificate, tolerating what RFC 5280 forbids and Java accepts.
 

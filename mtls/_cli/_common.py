@@ -481,6 +481,7 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
 
 def key_description(cert: x509.Certificate) -> str:
     """The public key as keytool -v describes it: ``RSA 2048``, ``EC secp256r1``, ``Ed25519``."""
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import (  # noqa: PLC0415
         dsa,
         ec,
@@ -489,7 +490,13 @@ def key_description(cert: x509.Certificate) -> str:
         rsa,
     )
 
-    key = cert.public_key()
+    from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
+
+    oid = cert.public_key_algorithm_oid.dotted_string
+    try:
+        key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):  # ML-KEM-512 in cryptography 50, damaged keys
+        return _x509.key_algorithm_name(oid) or f"unknown key algorithm ({oid})"
     if isinstance(key, rsa.RSAPublicKey):
         # An RSASSA-PSS key (keytool -keyalg RSASSA-PSS) is an RSA key bound to PSS.
         from cryptography.x509.oid import PublicKeyAlgorithmOID  # noqa: PLC0415
@@ -504,7 +511,8 @@ def key_description(cert: x509.Certificate) -> str:
         return "Ed448"
     if isinstance(key, dsa.DSAPublicKey):
         return f"DSA {key.key_size}"
-    return type(key).__name__
+    # X25519, ML-DSA-65, ...: keytool's names, not cryptography's classes.
+    return _x509.key_algorithm_name(oid) or type(key).__name__.removesuffix("PublicKey")
 
 
 def lacks_client_auth(cert: x509.Certificate) -> bool:

@@ -373,6 +373,69 @@ def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
     assert f"({leaf['days_left']} days)" in human
 
 
+def _certificate_for(public_key: object, cn: str) -> bytes:
+    """A self-signed-looking certificate (signed by a throwaway EC key) holding
+    ``public_key``, as DER."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
+
+
+def test_list_and_import_name_keys_cryptography_cannot_read_as_keytool_does(
+    tmp_path: Path,
+) -> None:
+    """JDK 25's keytool makes ML-KEM-512 keys, whose certificates cryptography 50 reads
+    but whose key it does not: `mtls list` stopped with "unexpected
+    UnsupportedAlgorithm" and listed nothing, and `mtls import` of such a certificate
+    wrote it and then failed. Other keys showed cryptography's class names
+    (X25519PublicKey, MLDSA65PublicKey); they show keytool's names now."""
+    from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem, x25519
+
+    # cryptography cannot make an ML-KEM-512 key: an ML-KEM-768 certificate with the
+    # 512 OID (same length) is what keytool's looks like to it (the signature is not
+    # checked by a listing).
+    kem768 = _certificate_for(mlkem.MLKEM768PrivateKey.generate().public_key(), "kem")
+    oid = bytes.fromhex("0609608648016503040402")  # 2.16.840.1.101.3.4.4.2, ML-KEM-768
+    kem512 = kem768.replace(oid, oid[:-1] + b"\x01")
+    assert kem512 != kem768
+    store = mtls.Truststore()
+    store.add_certificate("kem512", kem512)
+    store.add_certificate(
+        "dsa65", _certificate_for(mldsa.MLDSA65PrivateKey.generate().public_key(), "d")
+    )
+    store.add_certificate(
+        "x25519", _certificate_for(x25519.X25519PrivateKey.generate().public_key(), "x")
+    )
+    path = tmp_path / "pq.jks"
+    store.save(path, PASSWORD)
+    data = json.loads(ok("list", "--keystore", path, "--json").stdout)
+    keys = {e["alias"]: e["chain"][0]["key"] for e in data["entries"]}
+    assert keys == {"kem512": "ML-KEM-512", "dsa65": "ML-DSA-65", "x25519": "X25519"}
+    assert "ML-KEM-512" in ok("list", "--keystore", path).stdout
+    # import: the certificate goes in, and the command says so with exit 0.
+    cer = tmp_path / "kem.cer"
+    cer.write_bytes(kem512)
+    target = tmp_path / "t.jks"
+    ok("import", "--file", cer, "--alias", "kem", "--keystore", target)
+    assert mtls.Truststore.load(target, PASSWORD).aliases == ("kem",)
+
+
 def test_genkey_adds_to_a_store_refuses_a_taken_alias_and_writes_pkcs12(tmp_path: Path) -> None:
     path = tmp_path / "ks.jks"
     ok("genkey", "--keystore", path, "--alias", "one", "--dname", "CN=one", "--key-type", "EC")

@@ -859,6 +859,28 @@ def test_a_key_that_cannot_sign_a_handshake_is_named_by_its_algorithm(pki: PKI) 
     mtls.client_context(_one_key_store("odd", "odd key", signer, signer))
 
 
+@pytest.mark.parametrize("kind", ["ML-DSA-65", "ML-KEM-768"])
+def test_a_post_quantum_key_is_named_and_not_blamed_on_its_size(pki: PKI, kind: str) -> None:
+    """JDK 25's keytool makes ML-DSA and ML-KEM key entries; OpenSSL 3.0 refuses them
+    with EE_KEY_TOO_SMALL, and the message called the algorithm "unknown" and passed
+    that reason on, which sends the user after the key's size. It names the algorithm
+    and why it cannot sign, and leaves OpenSSL's reason out."""
+    from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem
+
+    key = (
+        mldsa.MLDSA65PrivateKey.generate()
+        if kind == "ML-DSA-65"
+        else mlkem.MLKEM768PrivateKey.generate()
+    )
+    signer = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(mtls.KeyEntryError) as info:
+        mtls.client_context(_one_key_store("pq", "pq key", key, signer))
+    message = str(info.value)
+    assert f"key algorithm, {kind} (" in message and "issue an RSA or EC key" in message
+    assert "unknown" not in message and "TOO_SMALL" not in message
+    assert info.value.alias == "pq"
+
+
 @pytest.mark.openssl
 def test_a_chain_signed_with_sha1_names_the_digest_not_the_key_size(
     pki: PKI, tmp_path: Path

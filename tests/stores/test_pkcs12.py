@@ -637,6 +637,23 @@ def test_openssl_wrong_or_missing_password(openssl: OpenSSLFiles) -> None:
 
 
 @pytest.mark.openssl
+def test_a_macless_store_under_the_empty_password_says_to_pass_it(
+    openssl: OpenSSLFiles, tmp_path: Path
+) -> None:
+    """``openssl pkcs12 -export -nomac -passout pass:`` encrypts the key under the empty
+    password and writes no MAC: None reads such a file unverified (what keytool's
+    password-less truststores need) and cannot open the key, and the message said only
+    "pass its password" of a password that is empty. It names password="" now, which
+    opens it (the twin)."""
+    path = tmp_path / "empty.p12"
+    path.write_bytes(openssl.export("-nomac", password=""))
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.Keystore.load(path, None)
+    assert 'password=""' in str(info.value)
+    assert mtls.Keystore.load(path, "").key_aliases == ("leaf key",)
+
+
+@pytest.mark.openssl
 def test_openssl_empty_password(openssl: OpenSSLFiles) -> None:
     """OpenSSL, like Java, derives "" as the BMPString terminator alone."""
     for options in ((), ("-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES")):
@@ -799,9 +816,24 @@ def test_a_non_ascii_pkcs12_password_is_warned_about(tmp_path: Path, caplog) -> 
     # The twins: an ASCII password, or JKS (which Java 17 reads), says nothing.
     caplog.clear()
     with caplog.at_level("WARNING", logger="mtls"):
-        store.save(tmp_path / "a.p12", "password-1", store_type="PKCS12")
+        store.save(tmp_path / "a.p12", "password-1 with spaces ~!", store_type="PKCS12")
         store.save(tmp_path / "na.jks", "pässwörd-1", store_type="JKS")
     assert "JDK 17" not in caplog.text
+
+
+@pytest.mark.parametrize("password", ["tab\there!", "bell\x07", "del\x7f"])
+def test_a_pkcs12_password_with_a_control_character_is_warned_about(
+    tmp_path: Path, caplog, password: str
+) -> None:
+    """Java 17's PBE key takes printable ASCII only (space to ~): a tab or another
+    control character is as unreadable there as a letter outside ASCII, and keytool 17
+    says the password is incorrect; isascii() let them through without a word."""
+    store = CA(key_type="EC").issue_cert("c").keystore("c")
+    with caplog.at_level("WARNING", logger="mtls"):
+        store.save(tmp_path / "c.p12", password, store_type="PKCS12")
+    assert "JDK 17 and older cannot open this store" in caplog.text
+    assert password not in caplog.text
+    assert mtls.Keystore.load(tmp_path / "c.p12", password).key_aliases == ("c",)
 
 
 @pytest.mark.openssl
