@@ -28,7 +28,7 @@ import os
 import secrets
 import ssl
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from cryptography.hazmat.primitives import serialization
 
@@ -100,17 +100,31 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
         _load_via_encrypted_tempfile(ctx, pkcs8_der, chain_der)
 
 
-def _memfd_with(data: bytes, name: str) -> int:
-    """An anonymous memory file holding ``data``, its descriptor (the caller closes it)."""
+def _memfd_with(data: bytes | Iterable[bytes], name: str) -> int:
+    """An anonymous memory file holding ``data`` (or its parts, each written as it is
+    made), its descriptor (the caller closes it)."""
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for part in (data,) if isinstance(data, bytes) else data:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view) :]
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _pem_parts(anchors_der: Sequence[bytes], per_part: int = 16) -> Iterator[bytes]:
+    """The anchors as PEM (one base64 line each), ``per_part`` certificates at a time:
+    each part is written (a system call, the GIL released) before the next is made,
+    so that making the text never holds the GIL for long (144 certificates at once
+    held it for about 0.3 ms)."""
+    for start in range(0, len(anchors_der), per_part):
+        yield b"".join(
+            b"".join((b"-----BEGIN CERTIFICATE-----\n", binascii.b2a_base64(der), _END_CERT))
+            for der in anchors_der[start : start + per_part]
+        )
 
 
 #: Anchors of more DER than this are read with the GIL released (see load_anchors):
@@ -135,12 +149,8 @@ def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
         ssl.SSLError: OpenSSL refused a certificate. Callers translate it.
     """
     if memfd_available() and sum(map(len, anchors_der)) > GIL_FREE_ANCHOR_BYTES:
-        pem = b"".join(
-            b"".join((b"-----BEGIN CERTIFICATE-----\n", binascii.b2a_base64(der), _END_CERT))
-            for der in anchors_der
-        )
         try:
-            fd = _memfd_with(pem, "mtls-anchors")
+            fd = _memfd_with(_pem_parts(anchors_der), "mtls-anchors")
         except OSError:
             pass  # out of descriptors or memory for the file: the GIL-holding way below
         else:
