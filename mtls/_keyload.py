@@ -115,6 +115,21 @@ def _memfd_with(data: bytes | Iterable[bytes], name: str) -> int:
     return fd
 
 
+def _load_memfd_cafile(ctx: ssl.SSLContext, pem: bytes | Iterable[bytes], name: str) -> None:
+    """``load_verify_locations(cafile=...)`` of ``pem`` (or its parts) in a memfd, which
+    OpenSSL reads with the GIL released; the descriptor is closed whatever happens.
+
+    Raises:
+        ssl.SSLError: OpenSSL refused the text.
+        OSError: no descriptor or memory for the memory file, or OpenSSL could not open it.
+    """
+    fd = _memfd_with(pem, name)
+    try:
+        ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
+    finally:
+        os.close(fd)
+
+
 def _pem_parts(anchors_der: Sequence[bytes], per_part: int = 16) -> Iterator[bytes]:
     """The anchors as PEM (one base64 line each), ``per_part`` certificates at a time:
     each part is written (a system call, the GIL released) before the next is made,
@@ -150,21 +165,15 @@ def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
     """
     if memfd_available() and sum(map(len, anchors_der)) > GIL_FREE_ANCHOR_BYTES:
         try:
-            fd = _memfd_with(_pem_parts(anchors_der), "mtls-anchors")
+            _load_memfd_cafile(ctx, _pem_parts(anchors_der), "mtls-anchors")
+            return
+        except ssl.SSLError:
+            raise  # a certificate refused: the caller names it
         except OSError:
-            pass  # out of descriptors or memory for the file: the GIL-holding way below
-        else:
-            try:
-                ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
-                return
-            except ssl.SSLError:
-                raise  # a certificate refused: the caller names it
-            except OSError:
-                # OpenSSL's own open of the memory file failed: the memfd took the last
-                # descriptor. Nothing was loaded: the GIL-holding way below.
-                pass
-            finally:
-                os.close(fd)
+            # No descriptor or memory for the memory file, or OpenSSL's own open of it
+            # failed (the memfd took the last descriptor). Nothing was loaded: the
+            # GIL-holding way below.
+            pass
     ctx.load_verify_locations(cadata=b"".join(anchors_der))
 
 
@@ -181,11 +190,7 @@ def load_cafile_pem(ctx: ssl.SSLContext, pem: bytes) -> None:
             file (elsewhere).
     """
     if memfd_available():
-        fd = _memfd_with(pem, "mtls-cafile")
-        try:
-            ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
-        finally:
-            os.close(fd)
+        _load_memfd_cafile(ctx, pem, "mtls-cafile")
         return
     with tempfile.NamedTemporaryFile(  # pragma: no cover - not Linux
         prefix="mtls-", suffix=".pem", delete=False
