@@ -756,7 +756,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
         ) from None
     if not children.keys() <= _PROFILE_CHILDREN:
         _warn_unknown(children, _PROFILE_CHILDREN, f"{_label(number, name)} ({servers_text})", ctx)
-    novalidate = element.get("novalidatecert") == "true"
+    novalidate = _novalidatecert(element, _label(number, name), ctx)
     clients = (
         [child for child in element if _local(child.tag) == "client"]
         if "client" in children
@@ -805,7 +805,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                     servers=servers,
                     keystore=_store(parts.get("KeyStore"), True, ctx, shown),
                     truststore=_store(parts.get("TrustStore"), False, ctx, shown),
-                    novalidatecert=client.get("novalidatecert") == "true",
+                    novalidatecert=_novalidatecert(client, f"{_label(number, name)} <client>", ctx),
                     client_id=client_id or None,
                     name=name,
                     written_servers=names if hidden else (),
@@ -857,6 +857,28 @@ def _stray_commas(
         else "an empty entry (a stray comma)",
     )
     return kept, [item for item in shown if item.strip()]
+
+
+_MEANT_TRUE = frozenset({"true", "yes", "on", "1"})
+
+
+def _novalidatecert(element: ET.Element, where: str, ctx: _Context) -> bool:
+    """WSO2's ``novalidatecert``: on for the exact string ``true`` only. Another
+    spelling of true (``TRUE``, ``yes``, `` true``) leaves verification on, in WSO2 and
+    here (the safe reading), and is said once, since it looks meant."""
+    value = element.get("novalidatecert")
+    if value is None or value == "true":
+        return value == "true"
+    if value.strip().lower() in _MEANT_TRUE:
+        log.warning(
+            '%s: %s: novalidatecert="%s" is not "true", so WSO2 verifies this backend\'s '
+            'certificate, and so does mtls: write novalidatecert="true" to turn '
+            "verification off, or remove the attribute",
+            ctx.path,
+            where,
+            value,
+        )
+    return False
 
 
 def _warn_unknown(

@@ -826,6 +826,43 @@ def test_profile_novalidatecert_does_not_reach_its_clients(tmp_path, pki, backen
     assert whoami(lax, backend.port)["client_cn"] == "gateway-two"
 
 
+@pytest.mark.parametrize("value", ["TRUE", "True", "yes", " true"])
+def test_novalidatecert_spelled_otherwise_verifies_and_says_so(
+    tmp_path, pki, backend, caplog, value
+):
+    # WSO2 turns verification off for the exact string "true" only: another spelling
+    # of true verifies there, and here (the safe reading), with a warning, since it
+    # looks meant. Its twin: "true" turns it off; "false" is silent.
+    server = f"localhost:{backend.port}"
+    xml = write_xml(
+        tmp_path,
+        profile(server, pki["gw1"], attrs=f'novalidatecert="{value}"')
+        + profile(
+            "other.test:443",
+            attrs="",
+            extra=_client("c", pki["gw2"], attrs=f'novalidatecert="{value}"'),
+        ),
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    said = [r.getMessage() for r in caplog.records if "is not \"true\"" in r.getMessage()]
+    assert len(said) == 2, said
+    assert f'novalidatecert="{value}" is not "true", so WSO2 verifies' in said[0]
+    assert "<client>" in said[1]
+    ctx = profiles.context_for("localhost", backend.port)
+    assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(ssl.SSLCertVerificationError):
+        whoami(ctx, backend.port)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        exact = write_xml(tmp_path, profile(server, pki["gw1"], attrs='novalidatecert="true"'))
+        lax = SSLProfileSet.from_xml(exact).context_for("localhost", backend.port)
+        off = write_xml(tmp_path, profile(server, pki["gw1"], attrs='novalidatecert="false"'))
+        assert SSLProfileSet.from_xml(off).context_for("localhost", backend.port) is not None
+    assert "is not \"true\"" not in caplog.text
+    assert lax is not None and whoami(lax, backend.port)["client_cn"] == "gateway-one"
+
+
 def test_client_without_client_id_serves_requests_without_one(tmp_path, pki, backend):
     # WSO2 keys a <client> without <clientID> as "": the key of requests without one.
     xml = write_xml(
