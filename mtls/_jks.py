@@ -41,6 +41,7 @@ turn into a ``KeystoreError`` naming the file and the fix.
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import functools
 import hashlib
@@ -376,38 +377,124 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
 
 
 def _one_certificate_each(entry: Entry, trimmed: list[str]) -> Entry:
-    """``entry`` with each certificate cut to its first DER element.
+    """``entry`` with each certificate read as the JDK reads it: one block.
 
     The JDK reads a certificate field with ``CertificateFactory.generateCertificate``,
-    which reads one certificate and ignores what follows. OpenSSL, given the same
-    bytes as ``cadata``, would read a second certificate there as one more anchor
-    (one that ``keytool -list`` never shows, and Java never trusts); as PEM it would
-    not. Cut, both read what Java reads. The alias goes to ``trimmed`` (a warning).
+    whose ``X509Factory.readOneBlock`` reads one BER element (or one PEM block) and
+    ignores what follows. OpenSSL, given the same bytes as ``cadata``, would read a
+    second certificate there as one more anchor (one that ``keytool -list`` never
+    shows, and Java never trusts). Cut, both read what Java reads. An alias whose
+    field held more goes to ``trimmed`` (a warning).
+
+    Raises:
+        JKSFormatError: a field the JDK cannot read either (keytool refuses the store).
     """
     if isinstance(entry, tuple):
         alias, der = entry
-        cut = _first_element(der)
+        cut, more = _one_block(der, alias)
         if cut is der:
             return entry
-        trimmed.append(alias)
+        if more:
+            trimmed.append(alias)
         return (alias, cut)
     if isinstance(entry, JKSKey):
-        chain = tuple(_first_element(der) for der in entry.chain_der)
+        blocks = [_one_block(der, entry.alias) for der in entry.chain_der]
+        chain = tuple(cut for cut, _ in blocks)
         if all(a is b for a, b in zip(chain, entry.chain_der, strict=True)):
             return entry
-        trimmed.append(entry.alias)
+        if any(more for _, more in blocks):
+            trimmed.append(entry.alias)
         return dataclasses.replace(entry, chain_der=chain)
     return entry
 
 
-def _first_element(der: bytes) -> bytes:
-    """``der`` up to the end of its first element (itself when that is all of it, or
-    when it does not start with a DER header: OpenSSL then refuses it, by alias)."""
+def _one_block(field_bytes: bytes, alias: str) -> tuple[bytes, bool]:
+    """The certificate in a certificate field, as ``X509Factory.readOneBlock`` finds
+    it, and whether more followed it: the first BER element when the field starts
+    with a SEQUENCE (``field_bytes`` itself when that is all of it), else the first
+    PEM block, decoded (the JDK accepts text there: keytool lists it).
+
+    Raises:
+        JKSFormatError: the JDK cannot read the field either (keytool refuses it).
+    """
     try:
-        _, _, stop = _der.header(der)
-    except _der.DERError:
-        return der
-    return der if stop >= len(der) else der[:stop]
+        if field_bytes[:1] == b"\x30":
+            stop = ber_end(field_bytes)
+            return (field_bytes, False) if stop == len(field_bytes) else (field_bytes[:stop], True)
+        return _pem_block(field_bytes)
+    except _der.DERError as exc:
+        raise JKSFormatError(
+            f"certificate {shown(alias)} cannot be read as the JDK reads it ({exc}); "
+            "keytool refuses this store too: replace the file"
+        ) from None
+
+
+def _pem_block(field_bytes: bytes) -> tuple[bytes, bool]:
+    """The first PEM block of a certificate field, decoded, and whether anything but
+    white space followed it. The decoded bytes must be one element, as the JDK requires.
+
+    Raises:
+        _der.DERError: no complete PEM block, or one that is not one element.
+    """
+    begin = field_bytes.find(b"-----BEGIN ")
+    if begin < 0 or (begin and field_bytes[begin - 1 : begin] not in (b"\n", b"\r")):
+        raise _der.DERError("neither DER nor a PEM block")
+    body = field_bytes.find(b"\n", begin)
+    finish = field_bytes.find(b"-----END ", begin)
+    footer_end = field_bytes.find(b"-----", finish + 9) if finish >= 0 else -1
+    if body < 0 or finish < body or footer_end < 0:
+        raise _der.DERError("an incomplete PEM block")
+    try:
+        decoded = binascii.a2b_base64(b"".join(field_bytes[body:finish].split()))
+    except binascii.Error:
+        raise _der.DERError("a PEM block that is not base64") from None
+    if decoded[:1] != b"\x30" or ber_end(decoded) != len(decoded):
+        raise _der.DERError("a PEM block that is not one certificate")
+    return decoded, bool(field_bytes[footer_end + 5 :].strip())
+
+
+def ber_end(data: bytes) -> int:
+    """Where the element at the start of ``data`` ends, read as the JDK's
+    ``X509Factory.readBERInternal`` reads it: one-byte tags; definite lengths of up to
+    four bytes (below 2**31); indefinite lengths, for constructed elements, closed by
+    an element of tag 0. Iterative: no nesting depth reaches the interpreter's stack.
+
+    Raises:
+        _der.DERError: what the JDK refuses (a truncated element, a longer length, a
+            multi-byte tag, a primitive element of indefinite length).
+    """
+    pos, size, open_indefinite = 0, len(data), 0
+    while True:
+        if pos + 2 > size:
+            raise _der.DERError("a truncated element")
+        tag, first = data[pos], data[pos + 1]
+        pos += 2
+        if tag & 0x1F == 0x1F:
+            raise _der.DERError("a multi-byte tag")
+        if first == 0x80:
+            if not tag & 0x20:
+                raise _der.DERError("a primitive element of indefinite length")
+            open_indefinite += 1
+            continue  # its elements follow, up to one of tag 0
+        if first < 0x80:
+            length = first
+        else:
+            count = first & 0x7F
+            if count > 4:
+                raise _der.DERError("a length of more than four bytes")
+            if pos + count > size:
+                raise _der.DERError("a truncated length")
+            length = int.from_bytes(data[pos : pos + count], "big")
+            if length >= 1 << 31:
+                raise _der.DERError("a length of 2 GiB or more")
+            pos += count
+        pos += length
+        if pos > size:
+            raise _der.DERError("an element that runs past the end of the field")
+        if tag == 0 and open_indefinite:
+            open_indefinite -= 1  # end of contents
+        if not open_indefinite:
+            return pos
 
 
 # --------------------------------------------------------------------------- sealed keys

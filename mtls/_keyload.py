@@ -158,7 +158,7 @@ def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
     OpenSSL as a ``cafile`` in a memfd (the same certificates as PEM, one line each:
     OpenSSL limits line length in encrypted blocks only), which it reads with the
     GIL released. Small ones, other systems, and a process out of descriptors use
-    ``cadata``.
+    ``cadata``, as PEM as well, so that both ways read one certificate per anchor.
 
     Raises:
         ssl.SSLError: OpenSSL refused a certificate. Callers translate it.
@@ -174,7 +174,10 @@ def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
             # failed (the memfd took the last descriptor). Nothing was loaded: the
             # GIL-holding way below.
             pass
-    ctx.load_verify_locations(cadata=b"".join(anchors_der))
+    # PEM here too: OpenSSL reads one certificate per PEM block, where DER ``cadata``
+    # reads on to whatever follows a certificate. The store readers hand one
+    # certificate per anchor; this keeps both ways reading exactly those.
+    ctx.load_verify_locations(cadata=b"".join(_pem_parts(anchors_der)).decode("ascii"))
 
 
 _END_CERT = b"-----END CERTIFICATE-----\n"

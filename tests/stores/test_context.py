@@ -716,6 +716,85 @@ def test_a_jks_entry_holding_two_certificates_trusts_the_first_as_java_does(
     assert talk(mtls.client_context(ks, junk), py_server.port)[0] == b"hello client rsa"
 
 
+def _indefinite(der: bytes) -> bytes:
+    """The certificate's outer SEQUENCE with an indefinite length (BER, which the JDK
+    and OpenSSL both read)."""
+    start = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    return b"\x30\x80" + der[start:] + b"\0\0"
+
+
+def _long_length(der: bytes) -> bytes:
+    """The certificate with its outer length written in five bytes (the JDK refuses it;
+    OpenSSL skips the leading zeros)."""
+    start = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    return b"\x30\x85" + (len(der) - start).to_bytes(5, "big") + der[start:]
+
+
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_a_hidden_certificate_behind_a_ber_header_is_not_trusted(
+    pki: PKI,
+    py_server: PyServer,
+    untrusted_server: PyServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    size: str,
+) -> None:
+    """Headers the JDK reads and a DER walk did not: an indefinite-length certificate
+    with six filler bytes and a second CA behind it (OpenSSL, given it as DER cadata,
+    read on to the hidden CA and trusted it), and a five-byte length (the JDK refuses the
+    store; OpenSSL read it and what followed). Now the field is read as the JDK's
+    readOneBlock reads it: the first is cut after its end-of-contents, the second
+    refused by alias, whatever the store's size."""
+    der = serialization.Encoding.DER
+    declared, hidden = pki.root.cert.public_bytes(der), pki.other_root.cert.public_bytes(der)
+    filler = [(f"stranger{n}", d) for n, d in enumerate(_strangers(_BIG if size == "big" else 0))]
+    field = _indefinite(declared) + bytes(6) + hidden
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        trust = _jks_truststore(tmp_path / "t.jks", [*filler, ("ca", field)])
+    assert "'ca' is followed by bytes that are not part of it" in caplog.text
+    assert trust.anchors_der[-1] == _indefinite(declared)
+    ks = pki.client.keystore()
+    ctx = mtls.client_context(ks, trust)
+    assert len(ctx.get_ca_certs()) == len(filler) + 1
+    with pytest.raises(ssl.SSLCertVerificationError):
+        talk(ctx, untrusted_server.port)
+    assert talk(mtls.client_context(ks, trust), py_server.port)[0] == b"hello client rsa"
+    with pytest.raises(mtls.KeystoreFormatError) as refused:
+        _jks_truststore(tmp_path / "long.jks", [*filler, ("ca", _long_length(declared) + hidden)])
+    assert "certificate 'ca' cannot be read as the JDK reads it (a length of more than four " in (
+        str(refused.value)
+    )
+
+
+def test_a_jks_certificate_written_as_pem_is_read_as_the_jdk_reads_it(
+    pki: PKI, py_server: PyServer, untrusted_server: PyServer, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The JDK's CertificateFactory takes PEM text in a certificate field (keytool lists
+    it): the first block is the certificate, so it is trusted, silently; a second block
+    after it is ignored, as the JDK ignores it, with the warning; a block that is not
+    one certificate refuses the store, by alias."""
+    pem = serialization.Encoding.PEM
+    declared, hidden = pki.root.cert.public_bytes(pem), pki.other_root.cert.public_bytes(pem)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        trust = _jks_truststore(tmp_path / "pem.jks", [("ca", declared)])
+    assert "followed by bytes" not in caplog.text
+    assert trust.anchors_der == (pki.root.cert.public_bytes(serialization.Encoding.DER),)
+    ks = pki.client.keystore()
+    assert talk(mtls.client_context(ks, trust), py_server.port)[0] == b"hello client rsa"
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        two = _jks_truststore(tmp_path / "two.jks", [("ca", declared + hidden)])
+    assert "'ca' is followed by bytes that are not part of it" in caplog.text
+    with pytest.raises(ssl.SSLCertVerificationError):
+        talk(mtls.client_context(ks, two), untrusted_server.port)
+    extra = pki.root.cert.public_bytes(serialization.Encoding.DER) + b"\0\0\0"
+    broken = b"-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n" % (
+        base64.encodebytes(extra)
+    )
+    with pytest.raises(mtls.KeystoreFormatError, match="certificate 'ca' cannot be read as"):
+        _jks_truststore(tmp_path / "bad.jks", [("ca", broken)])
+
+
 def test_partial_chain_trusts_a_leaf_only_truststore(pki: PKI, py_server: PyServer) -> None:
     leaf_only = pki.truststore(pki.server)  # the server's own certificate, not its CA
     ctx = mtls.client_context(pki.client.keystore(), leaf_only)

@@ -40,6 +40,7 @@ from mtls import (
     Truststore,
     WrongPasswordError,
     _bks,
+    _der,
     _jks,
     _x509,
     detect_format,
@@ -49,6 +50,7 @@ from mtls.cli import main
 from mtls.testing import CA, MTLSServer, replace_atomically
 from tests._helpers import PASSWORD, profile, profile_xml, whoami
 from tests._keytool import JDK, keytool_list, run_keytool
+from tests._pki import issue
 from tests.stores._jceks import build_jceks
 from tests.stores.test_jks_envelopes import JCE_OID, JKS_OID, envelope, jce_params
 
@@ -1005,3 +1007,38 @@ def _listed(data: bytes, password: str | None) -> Keystore:
     return Keystore._read(
         data, password, store_type=None, allow_unprotected=False, path=None, with_keys=False
     )
+
+
+_ROOT_DER = issue("ber root", None, ca=True).cert.public_bytes(serialization.Encoding.DER)
+
+
+def _indefinite_der(der: bytes) -> bytes:
+    start = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    return b"\x30\x80" + der[start:] + b"\0\0"
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(data=st.binary(max_size=64), tail=st.binary(max_size=32))
+def test_ber_end_reads_one_element_as_the_jdk_does(data: bytes, tail: bytes) -> None:
+    """The end of a certificate field's first element, as the JDK's readBERInternal
+    finds it: any bytes give an end inside them or a DERError (never another error, never
+    past the end); a certificate, definite or indefinite, ends where it ends whatever
+    follows it; lengths of five bytes and primitive indefinite elements are refused."""
+    try:
+        end = _jks.ber_end(data)
+    except _der.DERError:
+        pass
+    else:
+        assert 2 <= end <= len(data)
+    assert _jks.ber_end(_ROOT_DER + tail) == len(_ROOT_DER)
+    indefinite = _indefinite_der(_ROOT_DER)
+    assert _jks.ber_end(indefinite + tail) == len(indefinite)
+    # Nested indefinite elements close in order, and an open one is truncated.
+    nested = b"\x30\x80\x30\x80\x02\x01\x05\0\0\x04\x00\0\0"
+    assert _jks.ber_end(nested + tail) == len(nested)
+    with pytest.raises(_der.DERError, match=r"truncated|runs past"):
+        _jks.ber_end(nested[:-2])
+    with pytest.raises(_der.DERError, match="more than four bytes"):
+        _jks.ber_end(b"\x30\x85\0\0\0\0\x01\x05" + tail)
+    with pytest.raises(_der.DERError, match="primitive element of indefinite length"):
+        _jks.ber_end(b"\x30\x80\x04\x80" + tail)
