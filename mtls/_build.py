@@ -605,22 +605,34 @@ class Builder:
         ):
             # Nothing else changed: what is in service stays.
             raise KeptIdentity(serving, _reported(refusal, trust_refusal))
-        crls, crl_key = self._crls(profile, files, truststore)
+        # A new truststore goes in even when a CRL file vouches for a CA it withdrew:
+        # that list is left out (reported), never the withdrawal held back by it.
+        trust_replaced = (
+            in_service is not None and truststore is not None and (in_service[2] != trust_fp)
+        )
+        crls, crl_key, crls_left_out = self._crls(
+            profile, files, truststore, trust_replaced=replacing and trust_replaced
+        )
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
 
         def make(local: bool) -> ssl.SSLContext:
-            return client_context(
+            ctx = client_context(
                 keystore,
                 truststore,
                 alias=alias,
                 hostname_verifier="AllowAll" if local else mode,
                 verify=verify,
-                crls=crls,
+                crls=crls or None,
                 crl_check=profile.crl_check,
                 revocation=self.options.revocation,
             )
+            if crls is not None and not crls:
+                # Every list was left out (their CAs withdrawn): CRL checking stays on,
+                # with no list, so every handshake fails closed until one is given.
+                ctx.verify_flags |= _CRL_FLAGS[profile.crl_check]
+            return ctx
 
         # A new truststore OpenSSL refuses gives way as one that does not load (above).
         can_keep_trust = in_service is not None and in_service[2] != trust_fp and trust_gives_way()
@@ -692,6 +704,10 @@ class Builder:
         if refusal is not None or trust_refusal is not None:
             # What was refused set aside, the rest applied: reported, not installed.
             raise KeptIdentity(served, _reported(refusal, trust_refusal))
+        if crls_left_out is not None:
+            # The new truststore is in service; the lists it left without a signer are
+            # reported (and, like every CRL problem, looked at again at each check).
+            raise KeptIdentity(served, crls_left_out)
         return served
 
     def _warn_not_yet_valid(
@@ -741,10 +757,17 @@ class Builder:
         profile: SSLProfile,
         files: list[tuple[str, Path, str]],
         truststore: Truststore | None,
-    ) -> tuple[CRLSet | None, tuple[Any, ...] | None]:
+        *,
+        trust_replaced: bool = False,
+    ) -> tuple[CRLSet | None, tuple[Any, ...] | None, CRLError | None]:
         """Read and validate the profile's CRL files (each one more input file of the
         profile), once: contexts made from them later (ALPN variants) do not check
         them again, so a lookup never raises.
+
+        With ``trust_replaced`` (a rotation brought a new truststore), a list that no
+        certificate of it signed is left out rather than refused: its CA was withdrawn,
+        and a withdrawal must not wait for a CRL file. The third value says which
+        (``None``: none); the set may then be empty (checking stays on: see build).
 
         Raises:
             CRLError: a file is missing, unreadable or not a CRL; a list has expired
@@ -752,7 +775,7 @@ class Builder:
             Unstable: a file changed between two reads.
         """
         if not profile.crls:
-            return None, None
+            return None, None, None
         crls = CRLSet()
         digests = []
         for given in profile.crls:
@@ -772,11 +795,16 @@ class Builder:
             while len(self._crl_expiry) > _CRL_EXPIRY_KEPT:
                 del self._crl_expiry[next(iter(self._crl_expiry))]
             crls += one
-        if truststore is not None:
+        left_out: CRLError | None = None
+        if truststore is not None and trust_replaced:
+            crls, others = crls.signed_by(truststore.anchors_der)
+            if others:
+                left_out = _crls_left_out(others, truststore, len(crls), profile.crl_check)
+        if truststore is not None and crls:
             crls.check(truststore.anchors_der)  # client_context will not check again
-        else:  # the system's anchors: client_context checks the signers
+        elif truststore is None:  # the system's anchors: client_context checks the signers
             crls.check_expiry()
-        return crls, (tuple(digests), profile.crl_check)
+        return crls, (tuple(digests), profile.crl_check, left_out is not None), left_out
 
     def _info(
         self,
@@ -853,6 +881,30 @@ class Builder:
 
 
 _CRL_EXPIRY_KEPT = 4096
+
+
+_CRL_FLAGS = {"leaf": ssl.VERIFY_CRL_CHECK_LEAF, "chain": ssl.VERIFY_CRL_CHECK_CHAIN}
+
+
+def _crls_left_out(
+    others: list[tuple[str | None, str]], truststore: Truststore, left: int, check: str
+) -> CRLError:
+    """What to report when a new truststore left CRL files without a signer."""
+    named = "; ".join(f"{path or 'a CRL'} (the CRL of {issuer})" for path, issuer in others)
+    then = (
+        "the other lists stay in use"
+        if left
+        else "no list is left, so CRL checking (crl_check="
+        f"'{check}') refuses every handshake of this profile until a CRL of a CA the "
+        "truststore holds is given"
+    )
+    return CRLError(
+        f"{named}: signed by no certificate of the new truststore "
+        f"{truststore.path or ''} (its CA was withdrawn?), so left out; the new "
+        f"truststore is in service and {then}: remove such files from the profile's crls",
+        path=others[0][0],
+        issuer=others[0][1],
+    )
 
 
 def _reported(key: MTLSError | None, trust: MTLSError | None) -> MTLSError:

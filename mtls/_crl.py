@@ -219,17 +219,7 @@ class CRLSet:
         """
         explicit_now = now is not None
         now = now or _now()
-        anchors = [cert for cert, _ in _pairs(anchors_der)]
-        # Intermediates from the CRL files count once a trusted certificate issued them.
-        pending = list(self._issuers)
-        grew = True
-        while grew:
-            grew = False
-            for cert in list(pending):
-                if any(_issued_by(cert, trusted) for trusted in anchors):
-                    anchors.append(cert)
-                    pending.remove(cert)
-                    grew = True
+        anchors = self._signers(anchors_der)
         _refuse_same_second(self._crls)
         self.check_expiry(now=now)
         complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
@@ -283,12 +273,13 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
-            if not any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors):
+            if not _signed_by_one_of(crl, anchors):
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
                     "truststore (nor by an intermediate in the CRL file that one of them "
-                    "issued): add its issuer to the truststore or to the file, or use the "
-                    "CRL of a CA you trust",
+                    "issued): give the CRL of a CA the truststore holds (an intermediate "
+                    "that signed it may go in the CRL file); the CRL of a CA no longer "
+                    "trusted is not needed: remove it",
                     path=path,
                     issuer=issuer,
                 )
@@ -305,6 +296,38 @@ class CRLSet:
                 )
         if not explicit_now:
             self._checked = frozenset(anchors_der)
+
+    def _signers(self, anchors_der: Sequence[bytes]) -> list[x509.Certificate]:
+        """The certificates that may sign these lists: ``anchors_der``, and the
+        intermediates of the CRL files that one of them (or another such) issued."""
+        anchors = [cert for cert, _ in _pairs(anchors_der)]
+        pending = list(self._issuers)
+        grew = True
+        while grew:
+            grew = False
+            for cert in list(pending):
+                if any(_issued_by(cert, trusted) for trusted in anchors):
+                    anchors.append(cert)
+                    pending.remove(cert)
+                    grew = True
+        return anchors
+
+    def signed_by(
+        self, anchors_der: Sequence[bytes]
+    ) -> tuple[CRLSet, list[tuple[str | None, str]]]:
+        """These lists split by their signer: a set of those signed by one of
+        ``anchors_der`` (or by an intermediate of the files one of them issued), and
+        the (file, issuer) of the others. A truststore that withdrew a CA leaves that
+        CA's list vouching for nothing: what is left is checked with :meth:`check`."""
+        anchors = self._signers(anchors_der)
+        kept: list[_Listed] = []
+        others: list[tuple[str | None, str]] = []
+        for crl, path in self._crls:
+            if _signed_by_one_of(crl, anchors):
+                kept.append((crl, path))
+            else:
+                others.append((path, crl.issuer.rfc4514_string()))
+        return (self if not others else CRLSet(kept, self._issuers)), others
 
     def _warn_ca_only(self) -> None:
         """Warn (once per set of lists) when every list covers CA certificates only
@@ -352,6 +375,10 @@ class CRLSet:
 
 
 _Listed = tuple[x509.CertificateRevocationList, str | None]
+
+
+def _signed_by_one_of(crl: x509.CertificateRevocationList, anchors: list[x509.Certificate]) -> bool:
+    return any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors)
 
 
 def _refuse_same_second(crls: Sequence[_Listed]) -> None:

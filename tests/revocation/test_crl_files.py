@@ -515,6 +515,86 @@ def test_a_profile_reloads_its_crl_and_keeps_the_last_good(
         assert profiles.last_error is None
 
 
+def test_a_ca_withdrawn_from_the_truststore_is_not_held_back_by_its_crl_file(
+    tmp_path: Path, ca: CA, server: MTLSServer
+) -> None:
+    """The truststore is replaced by one without the CA whose CRL file the profile
+    names: that list now vouches for nothing. The withdrawal goes in at once (it was
+    refused, and the last good context kept trusting the withdrawn CA), the list is left
+    out and reported, and CRL checking stays on with no list, so the new CA's backend
+    fails closed until its CRL is given. A later check keeps the new trust (never the
+    withdrawn one back); the twin: a CRL file replaced by a stranger's, with the
+    truststore unchanged, is refused and the last good context stays."""
+    new_ca = CA(name="new CA")
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl())
+    profiles = _profile_set(tmp_path, ca, server, crl)
+    with (
+        profiles,
+        MTLSServer(new_ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as new_server,
+    ):
+        old = profiles.context_for("localhost", server.port)
+        assert old is not None and whoami(old, server.port)["client_cn"] == "client"
+        write_trust(new_ca, tmp_path / "trust.jks")
+        assert profiles.reload() is True
+        ctx = profiles.context_for("localhost", server.port)
+        assert ctx is not None and ctx is not old
+        with pytest.raises(ssl.SSLCertVerificationError):
+            whoami(ctx, server.port)  # the withdrawn CA: no longer trusted
+        with pytest.raises(ssl.SSLCertVerificationError, match="unable to get certificate CRL"):
+            whoami(ctx, new_server.port)  # the new CA: trusted, but no CRL for it
+        error = profiles.last_error
+        assert isinstance(error, CRLError) and error.path == str(crl)
+        assert "signed by no certificate of the new truststore" in str(error)
+        assert "no list is left" in str(error) and "add its issuer" not in str(error)
+        profiles.reload()  # looked at again: the new trust stays, so does the report
+        assert profiles.context_for("localhost", server.port) is ctx
+        assert isinstance(profiles.last_error, CRLError)
+        crl.write_bytes(new_ca.crl())  # the new CA's list
+        assert profiles.reload() is True
+        fixed = profiles.context_for("localhost", server.port)
+        assert fixed is not None and whoami(fixed, new_server.port)["client_cn"] == "client"
+        assert profiles.last_error is None
+        # The twin: the truststore unchanged, a stranger's list is refused, kept last good.
+        crl.write_bytes(ca.crl())
+        profiles.reload()
+        assert profiles.context_for("localhost", server.port) is fixed
+        assert "is not signed by any certificate of the truststore" in str(profiles.last_error)
+
+
+def test_a_withdrawal_keeps_the_crls_of_the_cas_that_stay(
+    tmp_path: Path, ca: CA, server: MTLSServer
+) -> None:
+    """Of two CAs with a CRL each, one withdrawn: its list is left out (reported), the
+    other's stays in use, so the remaining CA's backend is still checked and served."""
+    stays = CA(name="staying CA")
+    both = mtls.Truststore()
+    both.add("ca", ca.certificate)
+    both.add("stays", stays.certificate)
+    trust = tmp_path / "both.jks"
+    both.save(trust, PASSWORD, store_type="JKS")
+    (tmp_path / "ca.crl").write_bytes(ca.crl())
+    (tmp_path / "stays.crl").write_bytes(stays.crl())
+    keystore = write_identity(ca.issue_cert("client"), tmp_path / "client.jks")
+    with MTLSServer(stays.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as staying:
+        profile = SSLProfile(
+            servers=(f"localhost:{server.port}", f"127.0.0.1:{staying.port}"),
+            keystore=StoreConfig(location=keystore, type="JKS", password=PASSWORD),
+            truststore=StoreConfig(location=trust, type="JKS", password=PASSWORD),
+            crls=(tmp_path / "ca.crl", tmp_path / "stays.crl"),
+        )
+        with SSLProfileSet([profile]) as profiles:
+            write_trust(stays, trust)
+            assert profiles.reload() is True
+            ctx = profiles.context_for("127.0.0.1", staying.port)
+            assert ctx is not None
+            assert whoami(ctx, staying.port)["client_cn"] == "client"
+            with pytest.raises(ssl.SSLCertVerificationError):
+                whoami(ctx, server.port)
+            assert "the other lists stay in use" in str(profiles.last_error)
+            assert str(tmp_path / "ca.crl") in str(profiles.last_error)
+
+
 def test_a_profile_whose_crl_is_missing_does_not_load(
     tmp_path: Path, ca: CA, server: MTLSServer
 ) -> None:
