@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -564,7 +564,9 @@ class Builder:
             # is not (one that expired while served keeps serving, and says so).
             if replacing and (in_service is None or in_service[:2] != (key_fp, alias)):
                 where = profile.keystore.shown_location if profile.keystore else ""
-                refused = _validity_refusal(subject, not_before, not_after, where)
+                refused = _validity_refusal(
+                    subject, not_before, not_after, where
+                ) or _chain_refusal(keystore.key_entry(alias)[2], where)
                 if refused is not None:
                     if (
                         serving is None
@@ -961,27 +963,58 @@ def _validity_refusal(
     where: str,
     *,
     whose: str = "",
+    part: str = "",
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
     """Why a replacement certificate peers would refuse is not installed (``whose``:
     ``server`` for a rotating server's; unsaid for a profile set's keystore, which
-    is a client's identity or, through gRPC's ``server_credentials``, a server's), and
-    from when the same certificate may be installed (its ``not_before`` when it is
-    only not valid yet; ``None`` when it has expired). ``None`` when it is valid now."""
+    is a client's identity or, through gRPC's ``server_credentials``, a server's;
+    ``part``: which certificate of its chain, unsaid for the leaf), and from when the
+    same certificate may be installed (its ``not_before`` when it is only not valid
+    yet; ``None`` when it has expired). ``None`` when it is valid now."""
     role = f"{whose} " if whose else ""
+    which = f"the new {role}certificate's chain: {part}" if part else f"the new {role}certificate"
     now = _dt.datetime.now(_dt.UTC)
     if not_after is not None and not_after < now:
         expired = KeystoreError(
-            f"{where}: the new {role}certificate ({subject}) expired on "
+            f"{where}: {which} ({subject}) expired on "
             f"{not_after.date()}: not installed; the previous one stays",
             path=where,
         )
         return by_content(expired), None
     if not_before is not None and not_before > now:
         early = KeystoreError(
-            f"{where}: the new {role}certificate ({subject}) is not valid before "
+            f"{where}: {which} ({subject}) is not valid before "
             f"{not_before}: not installed yet (the first check after that installs it); "
             "the previous one stays",
             path=where,
         )
         return early, not_before
+    return None
+
+
+def _chain_refusal(
+    chain_der: Sequence[bytes], where: str, *, whose: str = ""
+) -> tuple[KeystoreError, _dt.datetime | None] | None:
+    """Why a replacement whose chain holds an intermediate out of its dates is not
+    installed: peers verify the chain as presented, and refuse every handshake
+    ("certificate has expired"). A self-issued certificate sent along (a root) is not
+    judged: peers verify against their own anchor. ``None`` when none is out of date,
+    or one cryptography cannot read (OpenSSL may take it)."""
+    for der in chain_der[1:]:
+        try:
+            cert = _x509.load_cert(der)
+        except ValueError:
+            continue
+        if cert.subject == cert.issuer:
+            continue
+        refused = _validity_refusal(
+            _x509.subject_text(cert),
+            _x509.not_before(cert),
+            _x509.not_after(cert),
+            where,
+            whose=whose,
+            part="the intermediate certificate",
+        )
+        if refused is not None:
+            return refused
     return None

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _x509
-from ._build import _anchor_refusal, _validity_refusal
+from ._build import _anchor_refusal, _chain_refusal, _validity_refusal
 from ._config import StoreConfig, _as_secret
 from ._context import server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
@@ -441,7 +441,9 @@ def _refusal(
     _, _, chain = keystore.key_entry(config.alias)
     subject, _, not_before, not_after = _leaf(chain[0])
     where = config.shown_location
-    return _validity_refusal(subject, not_before, not_after, where, whose="server")
+    return _validity_refusal(
+        subject, not_before, not_after, where, whose="server"
+    ) or _chain_refusal(chain, where, whose="server")
 
 
 def _leaf(

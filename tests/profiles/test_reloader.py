@@ -116,6 +116,32 @@ def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, back
     assert profiles.status().healthy and cn_seen(profiles, backend.port) == "gen-2"
 
 
+@pytest.mark.parametrize("expired", [True, False], ids=["expired", "not-yet-valid"])
+def test_a_keystore_whose_intermediate_is_out_of_date_is_not_installed(setup, ca, backend, expired):
+    """A replacement whose leaf is valid but whose intermediate is out of its dates:
+    every peer refuses the chain ("certificate has expired"), yet it was installed and
+    status() said healthy. It is refused as an expired leaf is, naming the
+    intermediate; the twin: the same under a current intermediate goes in."""
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    now = dt.datetime.now(dt.UTC)
+    day = dt.timedelta(days=1)
+    start, end = (now - 30 * day, now - day) if expired else (now + day, now + 30 * day)
+    dated = ca.create_child_ca(name="dated ica", not_before=start, not_after=end)
+    leaf = jks(dated, "gen-2", not_before=now - day, not_after=now + 30 * day)
+    replace_atomically(keystore, leaf)
+    assert profiles.reload() is False
+    said = "the new certificate's chain: the intermediate certificate (CN=dated ica"
+    assert said in str(profiles.last_error)
+    assert ("expired on" if expired else "is not valid before") in str(profiles.last_error)
+    assert not profiles.status().healthy
+    assert cn_seen(profiles, backend.port) == "gen-1"  # the last good serves
+    replace_atomically(keystore, jks(ca.create_child_ca(name="current ica"), "gen-3"))
+    assert profiles.reload() is True
+    assert profiles.last_error is None and cn_seen(profiles, backend.port) == "gen-3"
+
+
 def _unloadable(path: Path, how: str) -> None:
     if how == "missing":
         path.unlink()

@@ -219,6 +219,31 @@ def test_a_certificate_not_valid_yet_is_installed_once_it_is(estate: Estate) -> 
         assert server.reload() is False and server.last_error is error  # not built again
 
 
+def test_a_chain_with_an_intermediate_out_of_date_is_not_installed(estate: Estate) -> None:
+    """A replacement whose leaf is valid but whose intermediate has expired: every
+    client refuses it ("certificate has expired"), yet it was installed and status()
+    said healthy. It is refused as an expired leaf is; the twin: the same under a
+    current intermediate goes in."""
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    old = estate.server_ca.create_child_ca(name="old ica", not_before=now - 30 * day,
+                                           not_after=now - day)  # fmt: skip
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        leaf = old.issue_cert("localhost", "127.0.0.1", not_before=now - day,
+                              not_after=now + 30 * day)  # fmt: skip
+        replace_atomically(estate.keystore, leaf.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False
+        said = "the new server certificate's chain: the intermediate certificate (CN=old ica"
+        assert said in str(server.last_error) and "expired on" in str(server.last_error)
+        assert not server.status().healthy
+        assert get(port, estate.client())[1] == serial  # the last good, meanwhile
+        fine = estate.server_ca.create_child_ca(name="new ica").issue_cert("localhost", "127.0.0.1")
+        replace_atomically(estate.keystore, fine.keystore().to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
+        assert get(port, estate.client())[1] == fine.certificate.serial_number
+
+
 def test_a_trust_withdrawal_is_applied_while_the_certificate_in_service_has_expired(
     estate: Estate,
 ) -> None:
