@@ -27,7 +27,10 @@ What is checked where
   ``ssl`` module offers neither, only the leaf is known, and its issuer is looked
   up among the context's anchors (issuer name, authority key identifier and
   signature checked); otherwise its status is "undetermined", which hard-fail
-  refuses. Anchors themselves are never checked (Java's PKIX does not either).
+  refuses. Anchors themselves are not checked (Java's PKIX does not either), with
+  one exception: an anchor that another anchor issued (a backend's own certificate
+  imported beside its CA, as the seed does) is checked against that CA, so that
+  pinning a certificate does not exempt it from revocation.
 
 Fetching (:mod:`mtls._fetch`): ``http://`` only (OCSP and CRLs are signed;
 ``https`` would need its own revocation check), no redirects followed, no proxy, a
@@ -351,7 +354,14 @@ class RevocationChecker:
         out: list[CertificateStatus] = []
         for index, der in enumerate(ders):
             if der in anchor_der:
-                break  # trusted directly: nothing above it is asked
+                # Trusted directly: nothing above it is asked. An anchor that a CA of
+                # the truststore issued (a backend's own certificate imported beside its
+                # CA) is asked about itself, against that CA, as it would be had it not
+                # been imported: pinning it must not exempt it from revocation.
+                pinned = _issued_anchor(der, anchor_pairs)
+                if pinned is not None:
+                    out.append(self._status(pinned[0], pinned[1], fetch))
+                break
             try:
                 cert = _x509.load_cert(der)
             except ValueError as exc:
@@ -851,6 +861,28 @@ class RevocationChecker:
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)
 _CHAINS_KEPT = 256  # verified chains kept for resumed sessions (a few KiB each)
+
+
+def _issued_anchor(
+    der: bytes, anchors: Sequence[tuple[x509.Certificate, bytes]]
+) -> tuple[x509.Certificate, x509.Certificate] | None:
+    """``der`` (an anchor) and the other anchor that issued it (name and signature),
+    or ``None``: self-issued, unreadable, or its issuer is not among ``anchors``."""
+    try:
+        cert = _x509.load_cert(der)
+    except ValueError:
+        return None
+    if cert.issuer == cert.subject:
+        return None
+    issuer = next(
+        (
+            c
+            for c, c_der in anchors
+            if c_der != der and c.subject == cert.issuer and _issued(der, c_der)
+        ),
+        None,
+    )
+    return None if issuer is None else (cert, issuer)
 
 
 def _unreadable(der: bytes, exc: ValueError) -> CertificateStatus:

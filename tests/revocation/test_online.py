@@ -329,10 +329,18 @@ def test_full_chain_checks_the_intermediate_too(pki: PKI) -> None:
     assert status.status == "good"
 
 
-def test_an_anchor_is_not_checked() -> None:
+def test_an_anchor_is_not_checked_unless_another_anchor_issued_it() -> None:
     ca = CA()
     leaf = ca.issue_cert("localhost")  # no locations at all: checking it would fail
-    assert RevocationChecker().check([der(leaf)], [der(leaf), der(ca)]) == ()
+    assert RevocationChecker().check([der(leaf)], [der(leaf)]) == ()
+    assert RevocationChecker().check([der(ca)], [der(ca), der(leaf)]) == ()  # self-issued
+    # Pinned beside its CA, it is checked against it, as it would be unpinned: here
+    # undetermined (no locations), which hard-fail refuses and soft-fail allows.
+    with pytest.raises(RevocationUnknownError):
+        RevocationChecker().check([der(leaf)], [der(leaf), der(ca)])
+    soft = RevocationChecker(RevocationPolicy(mode="soft"))
+    (status,) = soft.check([der(leaf)], [der(leaf), der(ca)])
+    assert status.status == "undetermined" and status.serial == leaf.serial_number
 
 
 def test_policy_values_are_validated() -> None:

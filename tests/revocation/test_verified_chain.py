@@ -76,3 +76,31 @@ def test_the_whole_verified_chain_is_checked_with_a_roots_only_truststore(chain:
         with pytest.raises(CertificateRevokedError) as caught:
             _connect(ctx, server.port)
     assert caught.value.serial == chain.revoked.serial_number
+
+
+def test_a_pinned_certificate_whose_ca_is_trusted_is_still_checked(chain: Chain) -> None:
+    """The backend's own certificate imported beside its CA (keytool -importcert, as
+    the seed does): OpenSSL's verified chain ends at that anchor, and anchors were never
+    asked about, so a revoked backend was served under hard-fail with no request to
+    the responder. Now an anchor another anchor issued is checked against it. The
+    twins: the good backend pinned the same way is served, and a certificate pinned
+    alone (no issuer among the anchors) stays an anchor, unchecked, as in Java."""
+    der = mtls_revocation.serialization.Encoding.DER
+    trust = mtls.Truststore()
+    trust.add("ca", chain.inter.certificate)
+    trust.add("backend", chain.revoked.certificate)
+    trust.add("good", chain.good.certificate)
+    checker = RevocationChecker(RevocationPolicy(mode="hard", crl=False))
+    ctx = mtls.client_context(truststore=trust, revocation=checker)
+    with MTLSServer(chain.revoked, require_client_cert=False) as server:
+        with pytest.raises(CertificateRevokedError) as caught:
+            _connect(ctx, server.port)
+    assert caught.value.serial == chain.revoked.serial_number
+    with MTLSServer(chain.good, require_client_cert=False) as server:
+        assert _connect(ctx, server.port)[0] == chain.good.certificate.public_bytes(der)
+    assert (chain.good.serial_number, "good") in {(s.serial, s.status) for s in checker.cached()}
+    alone = mtls.Truststore()
+    alone.add("backend", chain.revoked.certificate)
+    fresh = RevocationChecker(RevocationPolicy(mode="hard", crl=False))
+    assert fresh.check([chain.revoked.certificate.public_bytes(der)], alone.anchors_der) == ()
+    assert fresh.fetches == 0
