@@ -255,6 +255,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
         data = json.dumps(payload).encode()
         self.send_response(status)
+        if self.close_connection:
+            # The client asked for it (or spoke HTTP/1.0): said, so that a pool does not
+            # send its next request down a connection about to close (RFC 9112 9.6).
+            self.send_header("Connection", "close")
         if status in (204, 304):
             # No body may follow (RFC 9110 15.3.5, 15.4.5): one would be read as the
             # start of the next response on a kept-alive connection.
