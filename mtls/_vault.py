@@ -1083,27 +1083,82 @@ def _vault_enabled(conf: Mapping[str, str]) -> bool:
 
 def _without_file_repository(conf: Mapping[str, str]) -> str | None:
     """What in secret-conf.properties keeps WSO2 from reading the cipher tool's files,
-    as a ``key=value`` for messages; ``None`` when they are read.
+    for messages; ``None`` when they are read.
 
-    WSO2's ``SecretManager.init`` trims ``secretRepositories``, splits it at commas
-    (entries are not trimmed), and chains a repository made by the entry's
-    ``secretRepositories.<name>.provider`` for the entry ``file`` only; other entries
-    go to their provider's own lookup (``vault``: HashiCorp Vault). The cipher tool's
-    files (cipher-text.properties, written from ``[secrets]``) are read by
-    ``FileBaseSecretRepositoryProvider``'s repository. So they are WSO2's source when
-    ``file`` is listed with that provider (or with none written: the cipher tool
-    writes it; API Manager writes the whole file from deployment.toml), or when
-    ``secretRepositories`` is not written at all.
+    WSO2's ``SecretManager.init`` reads the names of ``secretRepositories`` and
+    ``secretProviders`` (each trimmed as a whole and split at commas, entries not
+    trimmed) into one ``java.util.HashMap``, and makes each entry's
+    ``<property>.<name>.provider``: one not written stops it ("Repository provider
+    cannot be null"). The ``secretRepositories`` entries are chained in the map's
+    iteration order, and the first answers every plain alias (a file repository asks
+    no other). The cipher tool's files (cipher-text.properties, written from
+    ``[secrets]``) are ``FileBaseSecretRepositoryProvider``'s. So they are WSO2's
+    source when the first entry is ``file`` with that provider, or when neither
+    property is written (API Manager writes the whole file from deployment.toml, with
+    ``secretRepositories=file``).
     """
-    written = conf.get("secretRepositories", "").strip()
-    if not written:
+    written = {prop: conf.get(prop, "").strip() for prop in _REPOSITORY_PROPERTIES}
+    if not any(written.values()):
         return None
-    if "file" not in written.split(","):
-        return f"secretRepositories={written}"
+    providers: dict[str, str] = {}
+    for prop in _REPOSITORY_PROPERTIES:
+        for name in _java_split(written[prop]):
+            providers[name] = prop  # a name in both: the later property's, as in Java
+    for name, prop in providers.items():
+        if not conf.get(f"{prop}.{name}.provider", "").strip():
+            return (
+                f"{prop}={written[prop]} and no {prop}.{name}.provider (WSO2's SecretManager "
+                "stops there: 'Repository provider cannot be null')"
+            )
+    chained = [
+        name for name in _hashmap_order(list(providers)) if providers[name] == "secretRepositories"
+    ]
+    if not chained:
+        return f"secretProviders={written['secretProviders']} and no secretRepositories"
+    if chained[0] != "file":
+        said = f"secretRepositories={written['secretRepositories']}"
+        return said if len(chained) == 1 else f"{said} (WSO2 asks {chained[0]} first)"
     provider = conf.get("secretRepositories.file.provider", "").strip()
-    if not provider or provider.rsplit(".", 1)[-1] == "FileBaseSecretRepositoryProvider":
+    if provider.rsplit(".", 1)[-1] == "FileBaseSecretRepositoryProvider":
         return None
     return f"secretRepositories.file.provider={provider}"
+
+
+_REPOSITORY_PROPERTIES = ("secretRepositories", "secretProviders")
+
+
+def _java_split(text: str) -> list[str]:
+    """``text.split(",")`` as Java splits: trailing empty strings dropped (an empty
+    text gives none here: the property is then not read)."""
+    parts = text.split(",") if text else []
+    while parts and not parts[-1]:
+        parts.pop()
+    return parts
+
+
+def _java_hash(text: str) -> int:
+    """``String.hashCode()``: over UTF-16 code units, as a 32-bit int (unsigned here)."""
+    units = text.encode("utf-16-be", "surrogatepass")
+    value = 0
+    for i in range(0, len(units), 2):
+        value = (31 * value + (units[i] << 8 | units[i + 1])) & 0xFFFFFFFF
+    return value
+
+
+def _hashmap_order(keys: list[str]) -> list[str]:
+    """``keys`` (distinct, in insertion order) as a ``java.util.HashMap`` made with the
+    default capacity iterates them: by bucket (the hash's high half folded into its low
+    bits, masked by the capacity, which doubles past three quarters full), then in
+    insertion order within a bucket (sorted() is stable)."""
+    capacity = 16
+    while len(keys) > capacity * 3 // 4:
+        capacity *= 2
+
+    def bucket(key: str) -> int:
+        value = _java_hash(key)
+        return (value ^ (value >> 16)) & (capacity - 1)
+
+    return sorted(keys, key=bucket)
 
 
 def _table(doc: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:

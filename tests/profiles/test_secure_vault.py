@@ -427,9 +427,17 @@ _VAULT_PROVIDER = (
         ({"secretRepositories": "hashicorp,custom"}, False),
         ({"secretRepositories": " file , vault"}, False),
         ({"secretRepositories": "file", "secretRepositories.file.provider": _FILE_PROVIDER}, True),
-        ({"secretRepositories": "file"}, True),
-        ({"secretRepositories": "file,vault", "secretRepositories.file.provider": _FILE_PROVIDER}, True),
-        ({"secretRepositories": "vault,file"}, True),
+        # No provider for an entry: WSO2's SecretManager stops ("cannot be null").
+        ({"secretRepositories": "file"}, False),
+        ({"secretRepositories": "file,vault", "secretRepositories.file.provider": _FILE_PROVIDER}, False),
+        # Both made: the first in java.util.HashMap's order answers ("file" before
+        # "vault" whatever the order written; "kms" before "file").
+        ({"secretRepositories": "vault,file", "secretRepositories.file.provider": _FILE_PROVIDER,
+          "secretRepositories.vault.provider": _VAULT_PROVIDER}, True),
+        ({"secretRepositories": "file,kms", "secretRepositories.file.provider": _FILE_PROVIDER,
+          "secretRepositories.kms.provider": _VAULT_PROVIDER}, False),
+        # Only the newer secretProviders: no repository answers plain aliases.
+        ({"secretProviders": "vault", "secretProviders.vault.provider": _VAULT_PROVIDER}, False),
         ({"secretRepositories": ""}, True),
     ],
 )  # fmt: skip
