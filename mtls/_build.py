@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import os
 import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
-from ._context import client_context, store_at_fault
+from ._context import AnchorsAhead, build_client_context, store_at_fault
 from ._crl import CRLSet
 from ._errors import (
     CRLError,
@@ -33,9 +34,10 @@ from ._errors import (
     together,
     with_more,
 )
+from ._keyload import GIL_FREE_ANCHOR_BYTES, memfd_available
 from ._log import log
 from ._material import TLSMaterial, tls_material
-from ._reading import Reading
+from ._reading import Interrupted, Reading
 from ._revocation import RevocationChecker
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 from ._types import HostnameVerifier
@@ -248,6 +250,9 @@ class Builder:
         # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
         # whose list expired); bounded, oldest first out.
         self._crl_expiry: dict[str, _dt.datetime | None] = {}
+        # A first load's big truststore, its anchors being loaded on a thread while the
+        # profile file is parsed (anchors_ahead); taken by the first build of them.
+        self._ahead: AnchorsAhead | None = None
 
     @property
     def reading(self) -> Reading:
@@ -263,6 +268,7 @@ class Builder:
         self._by_id = {}
         self._by_value = {}
         self._reading = reading
+        self._ahead = None
 
     def end(self, live: Iterable[Served]) -> None:
         """Drop cache entries the new snapshot does not use.
@@ -292,6 +298,42 @@ class Builder:
             del self._infos[info_key]
         self._reading = None
         self._served, self._by_id, self._by_value = {}, {}, {}
+        self._ahead = None  # not taken: its thread ends, and its context is dropped
+
+    def anchors_ahead(self, profile: SSLProfile) -> None:
+        """At a first load, as soon as the profile file's first profile is parsed:
+        load its truststore now (kept for the build, as any store is), and when it is
+        big enough for OpenSSL to read with the GIL released, start loading its
+        anchors into a context on a thread (:class:`AnchorsAhead`), so that the rest
+        of the file is parsed meanwhile. Never waits for a file to settle, and raises
+        only :class:`Interrupted` (``close()``): anything else in the way leaves the
+        build to do it all, and to report it, as without."""
+        config = profile.truststore or self.options.default_truststore
+        if self._ahead is not None or config is None or self._reading is None:
+            return
+        if profile.novalidatecert and profile.truststore is None:
+            return  # nothing verified: no anchors to load
+        try:
+            location = config.location
+            if (
+                os.stat(location).st_size <= GIL_FREE_ANCHOR_BYTES
+                or not memfd_available()
+                or not self.reading.quiet(location)
+            ):
+                return
+            truststore, _ = self._load(config, False, [])
+        except Interrupted:
+            raise
+        except Exception:  # the build meets it again, and reports it
+            return
+        if not isinstance(truststore, Truststore):
+            return
+        anchors = truststore.anchors_der
+        if sum(map(len, anchors)) > GIL_FREE_ANCHOR_BYTES:
+            try:
+                self._ahead = AnchorsAhead(anchors)
+            except (OSError, RuntimeError):
+                return  # no descriptor, memory or thread to spare: the build loads them
 
     def _load(
         self, config: StoreConfig, keystore: bool, files: list[tuple[str, Path, str]]
@@ -619,8 +661,8 @@ class Builder:
         self.reading.checkpoint()  # a safe point before building a context
         self._used_contexts.add(ctx_key)
 
-        def make(local: bool) -> ssl.SSLContext:
-            ctx = client_context(
+        def make(local: bool, anchored: ssl.SSLContext | None = None) -> ssl.SSLContext:
+            ctx = build_client_context(
                 keystore,
                 truststore,
                 alias=alias,
@@ -629,6 +671,7 @@ class Builder:
                 crls=crls or None,
                 crl_check=profile.crl_check,
                 revocation=self.options.revocation,
+                anchored=anchored,
             )
             if crls is not None and not crls:
                 # Every list was left out (their CAs withdrawn): CRL checking stays on,
@@ -647,8 +690,14 @@ class Builder:
                     self.options.path or "profiles",
                     profile,
                 )
+            ahead = self._ahead
+            anchored = (
+                ahead.take(truststore.anchors_der)
+                if ahead is not None and truststore is not None and verify
+                else None
+            )
             try:
-                main = make(False)
+                main = make(False, anchored)
             except MTLSError as exc:
                 # Judged apart when the other store changed too (a broken keystore must
                 # not hold back a trust withdrawal, nor a truststore a new identity).
@@ -705,7 +754,10 @@ class Builder:
             self._served[served_key] = served
         if refusal is not None or trust_refusal is not None:
             # What was refused set aside, the rest applied: reported, not installed.
-            raise KeptIdentity(served, _reported(refusal, trust_refusal))
+            error = _reported(refusal, trust_refusal)
+            if crls_left_out is not None:
+                error = together(error, crls_left_out, "CRL file")
+            raise KeptIdentity(served, error)
         if crls_left_out is not None:
             # The new truststore is in service; the lists it left without a signer are
             # reported (and, like every CRL problem, looked at again at each check).
@@ -780,28 +832,45 @@ class Builder:
             return None, None, None
         crls = CRLSet()
         digests = []
+        # With a new truststore, a list that cannot be used is left out, as one it
+        # does not sign: the withdrawn CA's list deleted with it must not hold it back.
+        leave = truststore is not None and trust_replaced
+        unusable: list[tuple[str | None, str]] = []
         for given in profile.crls:
             path = self._paths.get(given, given)
             try:
                 data, digest = self.reading.read(path)
             except OSError as exc:
+                if leave:
+                    unusable.append((str(path), f"cannot be read: {exc.strerror}"))
+                    continue
                 raise CRLError(
                     f"{path}: cannot read the CRL ({exc.strerror}): check the profile's crls",
                     path=path,
                 ) from None
             files.append(("crl", path, digest))
             digests.append(digest)
-            one = CRLSet.from_bytes(data, path=path)
+            try:
+                one = CRLSet.from_bytes(data, path=path)
+            except CRLError:
+                if not leave:
+                    raise
+                unusable.append((str(path), "not a CRL that can be read"))
+                continue
             self._crl_expiry.pop(digest, None)
             self._crl_expiry[digest] = one.next_update
             while len(self._crl_expiry) > _CRL_EXPIRY_KEPT:
                 del self._crl_expiry[next(iter(self._crl_expiry))]
             crls += one
         left_out: CRLError | None = None
-        if truststore is not None and trust_replaced:
+        if truststore is not None and leave:
             crls, others = crls.signed_by(truststore.anchors_der)
-            if others:
-                left_out = _crls_left_out(others, truststore, len(crls), profile.crl_check)
+            unusable += [
+                (path, f"the CRL of {issuer}, signed by no certificate of the new truststore")
+                for path, issuer in others
+            ]
+            if unusable:
+                left_out = _crls_left_out(unusable, truststore, len(crls), profile.crl_check)
         if truststore is not None and crls:
             crls.check(truststore.anchors_der)  # client_context will not check again
         elif truststore is None:  # the system's anchors: client_context checks the signers
@@ -891,8 +960,9 @@ _CRL_FLAGS = {"leaf": ssl.VERIFY_CRL_CHECK_LEAF, "chain": ssl.VERIFY_CRL_CHECK_C
 def _crls_left_out(
     others: list[tuple[str | None, str]], truststore: Truststore, left: int, check: str
 ) -> CRLError:
-    """What to report when a new truststore left CRL files without a signer."""
-    named = "; ".join(f"{path or 'a CRL'} (the CRL of {issuer})" for path, issuer in others)
+    """What to report when CRL files were left out beside a new truststore: ``others``
+    as (file, why)."""
+    named = "; ".join(f"{path or 'a CRL'} ({why})" for path, why in others)
     then = (
         "the other lists stay in use"
         if left
@@ -901,11 +971,11 @@ def _crls_left_out(
         "truststore holds is given"
     )
     return CRLError(
-        f"{named}: signed by no certificate of the new truststore "
-        f"{truststore.path or ''} (its CA was withdrawn?), so left out; the new "
-        f"truststore is in service and {then}: remove such files from the profile's crls",
+        f"{named}: left out beside the new truststore {truststore.path or ''} (its CA "
+        f"withdrawn?); the new truststore is in service and {then}: remove such files "
+        "from the profile's crls, or put the lists of CAs the truststore holds in their "
+        "place",
         path=others[0][0],
-        issuer=others[0][1],
     )
 
 
@@ -995,17 +1065,25 @@ def _validity_refusal(
 def _chain_refusal(
     chain_der: Sequence[bytes], where: str, *, whose: str = ""
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
-    """Why a replacement whose chain holds an intermediate out of its dates is not
-    installed: peers verify the chain as presented, and refuse every handshake
-    ("certificate has expired"). A self-issued certificate sent along (a root) is not
-    judged: peers verify against their own anchor. ``None`` when none is out of date,
-    or one cryptography cannot read (OpenSSL may take it)."""
+    """Why a replacement whose leaf was issued by an intermediate out of its dates is
+    not installed: every peer needs that certificate (it holds it as an anchor only
+    in odd setups), and refuses every handshake ("certificate has expired"). Only the
+    intermediate that issued the leaf is judged: further up, a peer may verify against
+    an anchor of its own (an expired cross-signed root sent along for older clients is
+    passed over by one that trusts the root itself), and a self-issued certificate
+    sent along (a root) is not needed. ``None`` when no such intermediate is sent, one
+    of them is in date, or the leaf cannot be read (OpenSSL may take it)."""
+    try:
+        leaf = _x509.load_cert(chain_der[0])
+    except ValueError:
+        return None
+    refusals = []
     for der in chain_der[1:]:
         try:
             cert = _x509.load_cert(der)
         except ValueError:
             continue
-        if cert.subject == cert.issuer:
+        if cert.subject != leaf.issuer or cert.subject == cert.issuer:
             continue
         refused = _validity_refusal(
             _x509.subject_text(cert),
@@ -1013,8 +1091,9 @@ def _chain_refusal(
             _x509.not_after(cert),
             where,
             whose=whose,
-            part="the intermediate certificate",
+            part="the intermediate certificate that issued it",
         )
-        if refused is not None:
-            return refused
-    return None
+        if refused is None:
+            return None  # one in date (a re-issued intermediate sent beside the old one)
+        refusals.append(refused)
+    return refusals[0] if refusals else None

@@ -14,6 +14,8 @@ import logging
 import os
 import ssl
 import sys
+import threading
+from collections.abc import Sequence
 
 from . import _jks, _keyload, _x509
 from ._crl import CRLSet, warn_intermediate_anchors
@@ -88,7 +90,7 @@ def store_at_fault(exc: BaseException) -> StoreRole | None:
     return None
 
 
-def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
+def _trust(ctx: ssl.SSLContext, truststore: Truststore | None, *, anchored: bool = False) -> None:
     if truststore is None:
         ctx.load_default_certs(
             ssl.Purpose.SERVER_AUTH
@@ -104,7 +106,8 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None) -> None:
         )
     try:
         # Through memory; a big truststore with the GIL released (see load_anchors).
-        _keyload.load_anchors(ctx, anchors)
+        if not anchored:
+            _keyload.load_anchors(ctx, anchors)
     except ssl.SSLError as exc:
         alias, own = _refused_anchor(truststore)
         which = "a certificate" if alias is None else f"certificate {_jks.shown(alias)}"
@@ -363,6 +366,59 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
         )
 
 
+class AnchorsAhead:
+    """Trust anchors loaded into a fresh client context on a thread of its own, while
+    the caller goes on: OpenSSL reads a big truststore's ``cafile`` with the GIL
+    released (see :func:`mtls._keyload.load_anchors`), so a first load can parse the
+    rest of its profile file meanwhile. :func:`build_client_context` takes the context
+    for the very same anchors (``anchored=``) and finishes it; it is never handed out
+    otherwise. Any failure leaves nothing to take: the caller then loads the anchors
+    itself, and names what OpenSSL refuses.
+
+    Everything that needs the GIL (the context, the PEM text and its memfd) is made by
+    the caller, which then waits only until the thread is inside OpenSSL: a thread
+    that asked for the GIL again and again while the caller parsed would wait up to
+    the interpreter's switch interval (5 ms) each time.
+
+    Raises:
+        OSError: no descriptor or memory for the memory file, or no thread to start.
+    """
+
+    def __init__(self, anchors_der: Sequence[bytes]) -> None:
+        self.anchors = tuple(anchors_der)
+        self._ctx: ssl.SSLContext | None = None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cafile = _keyload.anchors_memfd(self.anchors)
+        inside = threading.Event()
+
+        def load() -> None:
+            try:
+                inside.set()  # the caller goes on once this thread releases the GIL
+                ctx.load_verify_locations(cafile=cafile)
+            except Exception:
+                return
+            finally:
+                _keyload.close_memfd(cafile)
+            self._ctx = ctx
+
+        self._thread = threading.Thread(target=load, name="mtls-anchors", daemon=True)
+        try:
+            self._thread.start()
+        except BaseException:
+            _keyload.close_memfd(cafile)
+            raise
+        inside.wait()
+
+    def take(self, anchors_der: Sequence[bytes]) -> ssl.SSLContext | None:
+        """The context with ``anchors_der`` loaded (waiting for the thread), once; else
+        ``None`` (other anchors, a failure, or taken already)."""
+        if anchors_der is not self.anchors and tuple(anchors_der) != self.anchors:
+            return None
+        self._thread.join()
+        ctx, self._ctx = self._ctx, None
+        return ctx
+
+
 @scrub_tracebacks
 def client_context(
     keystore: Keystore | None = None,
@@ -420,17 +476,51 @@ def client_context(
         TypeError: a ``keystore`` or ``truststore`` that is not a store (a path: load
             it first with ``Keystore.load`` / ``Truststore.load``).
     """
+    return build_client_context(
+        keystore,
+        truststore,
+        alias=alias,
+        hostname_verifier=hostname_verifier,
+        minimum_version=minimum_version,
+        ciphers=ciphers,
+        verify=verify,
+        crls=crls,
+        crl_check=crl_check,
+        revocation=revocation,
+    )
+
+
+@scrub_tracebacks
+def build_client_context(
+    keystore: Keystore | None = None,
+    truststore: Truststore | None = None,
+    *,
+    alias: str | None = None,
+    hostname_verifier: HostnameVerifier | str = "Strict",
+    minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+    ciphers: str | None = None,
+    verify: bool = True,
+    crls: CRLSet | None = None,
+    crl_check: CRLCheck = "leaf",
+    revocation: RevocationPolicy | RevocationChecker | None = None,
+    anchored: ssl.SSLContext | None = None,
+) -> ssl.SSLContext:
+    """:func:`client_context`, finishing ``anchored`` when given: a fresh client
+    context whose only change is ``truststore``'s anchors, loaded already
+    (:class:`AnchorsAhead`)."""
     _check_stores(keystore, truststore, "client_context")
     mode = normalize_hostname_verifier(hostname_verifier)
+    if not verify or truststore is None:
+        anchored = None  # nothing of a truststore to take
     # PROTOCOL_TLS_CLIENT: negotiates the highest version both sides have, and starts
     # with CERT_REQUIRED and check_hostname on.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx = anchored if anchored is not None else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # Explicit floor: TLS 1.0/1.1 are deprecated (RFC 8996), whatever the system policy says.
     ctx.minimum_version = minimum_version
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
     if verify:
-        _trust(ctx, truststore)
+        _trust(ctx, truststore, anchored=anchored is not None)
         # verify_mode before check_hostname: OpenSSL refuses a name check without
         # verification, and Python raises if the order is reversed.
         ctx.verify_mode = ssl.CERT_REQUIRED

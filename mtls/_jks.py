@@ -47,6 +47,7 @@ import functools
 import hashlib
 import hmac
 import importlib
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -412,45 +413,60 @@ def _one_block(field_bytes: bytes, alias: str) -> tuple[bytes, bool]:
     """The certificate in a certificate field, as ``X509Factory.readOneBlock`` finds
     it, and whether more followed it: the first BER element when the field starts
     with a SEQUENCE (``field_bytes`` itself when that is all of it), else the first
-    PEM block, decoded (the JDK accepts text there: keytool lists it).
+    plain PEM certificate block, decoded (the JDK accepts text there: keytool lists it).
 
     Raises:
-        JKSFormatError: the JDK cannot read the field either (keytool refuses it).
+        JKSFormatError: BER the JDK cannot read either (keytool refuses it), or text
+            that is not one plain PEM certificate block.
     """
-    try:
-        if field_bytes[:1] == b"\x30":
+    if field_bytes[:1] == b"\x30":
+        try:
             stop = ber_end(field_bytes)
-            return (field_bytes, False) if stop == len(field_bytes) else (field_bytes[:stop], True)
+        except _der.DERError as exc:
+            raise JKSFormatError(
+                f"certificate {shown(alias)} cannot be read as the JDK reads it ({exc}); "
+                "keytool refuses this store too: replace the file"
+            ) from None
+        return (field_bytes, False) if stop == len(field_bytes) else (field_bytes[:stop], True)
+    try:
         return _pem_block(field_bytes)
     except _der.DERError as exc:
         raise JKSFormatError(
-            f"certificate {shown(alias)} cannot be read as the JDK reads it ({exc}); "
-            "keytool refuses this store too: replace the file"
+            f"certificate {shown(alias)} is not DER, nor a plain PEM certificate ({exc}), "
+            "which is all mtls reads there (the JDK's lenient reading of other text could "
+            "trust another certificate than the one keytool shows): import the "
+            "certificate again (keytool -importcert writes DER)"
         ) from None
 
 
+_PEM_FIELD = re.compile(
+    rb"[ \t\r\n]*-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]*?)"
+    rb"\r?\n?-----END CERTIFICATE-----[ \t]*(?:\r?\n|\Z)"
+)
+
+
 def _pem_block(field_bytes: bytes) -> tuple[bytes, bool]:
-    """The first PEM block of a certificate field, decoded, and whether anything but
-    white space followed it. The decoded bytes must be one element, as the JDK requires.
+    """The PEM certificate block a certificate field starts with, decoded, and whether
+    anything but white space followed it. The JDK takes text there (keytool lists it),
+    but its reader is lenient in ways no writer relies on (a header ended by a bare
+    CR, junk around the block, other labels), and a lenient reading that differs from
+    the JDK's could trust another certificate than the one keytool shows. So only a
+    plain ``CERTIFICATE`` block is read, its base64 strictly, and it must hold one
+    element, as the JDK requires.
 
     Raises:
-        _der.DERError: no complete PEM block, or one that is not one element.
+        _der.DERError: anything else.
     """
-    begin = field_bytes.find(b"-----BEGIN ")
-    if begin < 0 or (begin and field_bytes[begin - 1 : begin] not in (b"\n", b"\r")):
-        raise _der.DERError("neither DER nor a PEM block")
-    body = field_bytes.find(b"\n", begin)
-    finish = field_bytes.find(b"-----END ", begin)
-    footer_end = field_bytes.find(b"-----", finish + 9) if finish >= 0 else -1
-    if body < 0 or finish < body or footer_end < 0:
-        raise _der.DERError("an incomplete PEM block")
+    match = _PEM_FIELD.match(field_bytes)
+    if match is None:
+        raise _der.DERError("neither DER nor one plain PEM CERTIFICATE block")
     try:
-        decoded = binascii.a2b_base64(b"".join(field_bytes[body:finish].split()))
+        decoded = binascii.a2b_base64(b"".join(match.group(1).split()), strict_mode=True)
     except binascii.Error:
-        raise _der.DERError("a PEM block that is not base64") from None
+        raise _der.DERError("a PEM block whose base64 is not plain") from None
     if decoded[:1] != b"\x30" or ber_end(decoded) != len(decoded):
         raise _der.DERError("a PEM block that is not one certificate")
-    return decoded, bool(field_bytes[footer_end + 5 :].strip())
+    return decoded, bool(field_bytes[match.end() :].strip())
 
 
 def ber_end(data: bytes) -> int:

@@ -148,6 +148,22 @@ def _pem_parts(anchors_der: Sequence[bytes], per_part: int = 16) -> Iterator[byt
 GIL_FREE_ANCHOR_BYTES = 32 * 1024
 
 
+def anchors_memfd(anchors_der: Sequence[bytes]) -> str:
+    """The anchors as PEM in a memfd, as :func:`load_anchors` hands a big truststore to
+    OpenSSL: the ``cafile`` path to load, whose descriptor the caller closes
+    (:func:`close_memfd`).
+
+    Raises:
+        OSError: no descriptor or memory for the memory file.
+    """
+    return f"{_PROC_FD}/{_memfd_with(_pem_parts(anchors_der), 'mtls-anchors')}"
+
+
+def close_memfd(cafile: str) -> None:
+    """Close the descriptor behind a path :func:`anchors_memfd` gave."""
+    os.close(int(cafile.rsplit("/", 1)[1]))
+
+
 def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
     """Install trust anchors (DER certificates) into ``ctx``.
 

@@ -78,10 +78,13 @@ class _Static:
                 raise TypeError(f"expected SSLProfile objects, got {type(profile).__name__}")
 
     def load(
-        self, read: Callable[[Path], tuple[bytes, str]]
+        self,
+        read: Callable[[Path], tuple[bytes, str]],
+        early: Callable[[SSLProfile], object] | None = None,
     ) -> tuple[list[SSLProfile], str | None]:
-        """The profiles given in code (there is no file to ``read``)."""
-        del read
+        """The profiles given in code (there is no file to ``read``, nor any parse for
+        ``early`` to overlap)."""
+        del read, early
         return list(self._profiles), None
 
     def inputs(self) -> tuple[Path, ...]:
@@ -121,9 +124,12 @@ class _XmlFile:
 
     @scrub_tracebacks  # a reload's error must not keep the file's passwords in its frames
     def load(
-        self, read: Callable[[Path], tuple[bytes, str]]
+        self,
+        read: Callable[[Path], tuple[bytes, str]],
+        early: Callable[[SSLProfile], object] | None = None,
     ) -> tuple[list[SSLProfile], str | None]:
-        """Read the file with ``read`` (settled during reloads) and parse it."""
+        """Read the file with ``read`` (settled during reloads) and parse it; ``early``
+        is given the first profile as soon as it is parsed."""
         assert self.path is not None
         try:
             data, digest = read(self.path)
@@ -145,6 +151,7 @@ class _XmlFile:
             base_dir=self._base_dir,
             properties=self._properties,
             secret_resolver=self._secret_resolver,
+            early=early,
         )
         return profiles, digest
 

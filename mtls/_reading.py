@@ -270,6 +270,11 @@ class Reading:
             key = self._restats[path] = stat_key(path)
         return key
 
+    def quiet(self, path: Path) -> bool:
+        """Whether ``path`` reads now without a settle wait: it has a verdict in this
+        check, or its last change is at least ``settle_delay`` old."""
+        return path in self._verdicts or self._quiet(stat_key(path))
+
     def read(self, path: Path) -> tuple[bytes, str]:
         """The settled bytes of ``path`` in this check, and their hash.
 

@@ -28,9 +28,10 @@ What is checked where
   up among the context's anchors (issuer name, authority key identifier and
   signature checked); otherwise its status is "undetermined", which hard-fail
   refuses. Anchors themselves are not checked (Java's PKIX does not either), with
-  one exception: an anchor that another anchor issued (a backend's own certificate
-  imported beside its CA, as the seed does) is checked against that CA, so that
-  pinning a certificate does not exempt it from revocation.
+  one exception: an end-entity anchor that another anchor issued (a backend's own
+  certificate imported beside its CA, as the seed does) is checked against that CA,
+  so that pinning a certificate does not exempt it from revocation (an intermediate
+  CA kept beside its root is not: Java does not ask about anchors).
 
 Fetching (:mod:`mtls._fetch`): ``http://`` only (OCSP and CRLs are signed;
 ``https`` would need its own revocation check), no redirects followed, no proxy, a
@@ -867,12 +868,17 @@ def _issued_anchor(
     der: bytes, anchors: Sequence[tuple[x509.Certificate, bytes]]
 ) -> tuple[x509.Certificate, x509.Certificate] | None:
     """``der`` (an anchor) and the other anchor that issued it (name and signature),
-    or ``None``: self-issued, unreadable, or its issuer is not among ``anchors``."""
+    or ``None``: self-issued, a CA certificate (an intermediate kept beside its root is
+    an anchor, as Java has it, and is not asked about), unreadable, or its issuer is
+    not among ``anchors``."""
     try:
         cert = _x509.load_cert(der)
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
     except ValueError:
         return None
-    if cert.issuer == cert.subject:
+    if cert.issuer == cert.subject or (constraints is not None and constraints.ca):
         return None
     issuer = next(
         (

@@ -500,7 +500,9 @@ class ProfileSource(Protocol):
     path: Path | None
 
     def load(
-        self, read: Callable[[Path], tuple[bytes, str]]
+        self,
+        read: Callable[[Path], tuple[bytes, str]],
+        early: Callable[[SSLProfile], object] | None = None,
     ) -> tuple[list[SSLProfile], str | None]: ...
 
     def inputs(self) -> tuple[Path, ...]:
@@ -563,7 +565,9 @@ class ProfilesPlan:
         builder = self.builder
         builder.begin(reading)
         inputs = self._inputs(reading)  # before the source reads them: see _config_digest
-        profiles, digest = self.source.load(reading.read)
+        # The first profile's big truststore is loaded on a thread while the rest of
+        # the file is parsed (Builder.anchors_ahead).
+        profiles, digest = self.source.load(reading.read, builder.anchors_ahead)
         digest = self._config_digest(digest, inputs)
         watched = self._watched(profiles)
         reading.settle(watched)  # one settle delay for every store

@@ -488,8 +488,12 @@ def parse_profiles_xml(
     base_dir: Path,
     properties: Mapping[str, str] | None = None,
     secret_resolver: SecretResolver | None = None,
+    early: Callable[[SSLProfile], object] | None = None,
 ) -> list[SSLProfile]:
     """Parse a customSSLProfiles document into profiles (one per ``<client>`` when present).
+
+    ``early``: called once with the first profile, as soon as it is parsed (the rest
+    of the document may not be yet); what it raises is the caller's.
 
     Raises:
         ProfileConfigError: hostile or malformed XML, a missing or bad element, an
@@ -507,9 +511,10 @@ def parse_profiles_xml(
     # What a profile raised: kept until the parse has finished, so that a file that is
     # not well-formed is refused as such, whichever profile comes first.
     failed: list[Exception] = []
+    first_profile = early or (lambda _: None)
 
     def handle(elements: list[ET.Element]) -> None:
-        nonlocal number
+        nonlocal number, early
         for element in elements:
             number += 1
             if failed:
@@ -518,6 +523,10 @@ def parse_profiles_xml(
                 profiles.extend(_profile(element, number, ctx))
             except Exception as exc:
                 failed.append(_naming_profile(exc, path))
+        if early is not None and profiles:
+            # The first profile, while the rest of the file is still to be parsed.
+            first, early = profiles[0], None
+            first_profile(first)
 
     try:
         root_tag = _profile_elements(data, handle, ctx.root_namespaces)

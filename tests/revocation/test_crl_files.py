@@ -562,6 +562,31 @@ def test_a_ca_withdrawn_from_the_truststore_is_not_held_back_by_its_crl_file(
         assert "is not signed by any certificate of the truststore" in str(profiles.last_error)
 
 
+def test_a_withdrawal_goes_in_when_the_withdrawn_cas_crl_file_is_deleted_with_it(
+    tmp_path: Path, ca: CA, server: MTLSServer
+) -> None:
+    """Deleting the withdrawn CA's list is the natural step beside the withdrawal: the
+    missing file held the new truststore back (the old CA stayed trusted). It is left
+    out and reported, as a list no certificate of the new truststore signed; the twin:
+    with the truststore unchanged, a missing CRL file keeps the last good."""
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl())
+    with _profile_set(tmp_path, ca, server, crl) as profiles:
+        old = profiles.context_for("localhost", server.port)
+        crl.unlink()
+        assert profiles.reload() is False  # the twin: nothing else changed
+        assert profiles.context_for("localhost", server.port) is old
+        assert "cannot read the CRL" in str(profiles.last_error)
+        write_trust(CA(name="new CA"), tmp_path / "trust.jks")
+        assert profiles.reload() is True
+        ctx = profiles.context_for("localhost", server.port)
+        assert ctx is not None and ctx is not old
+        with pytest.raises(ssl.SSLCertVerificationError):
+            whoami(ctx, server.port)  # the withdrawn CA
+        assert f"{crl} (cannot be read: " in str(profiles.last_error)
+        assert "no list is left" in str(profiles.last_error)
+
+
 def test_a_withdrawal_keeps_the_crls_of_the_cas_that_stay(
     tmp_path: Path, ca: CA, server: MTLSServer
 ) -> None:

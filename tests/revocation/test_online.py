@@ -341,6 +341,13 @@ def test_an_anchor_is_not_checked_unless_another_anchor_issued_it() -> None:
     soft = RevocationChecker(RevocationPolicy(mode="soft"))
     (status,) = soft.check([der(leaf)], [der(leaf), der(ca)])
     assert status.status == "undetermined" and status.serial == leaf.serial_number
+    # An intermediate kept beside its root is a CA anchor: never asked about (a root
+    # and an intermediate without locations in one truststore must not fail hard).
+    ica = ca.create_child_ca(name="kept intermediate")
+    below = ica.issue_cert("localhost")
+    (only,) = soft.check([der(below), der(ica)], [der(ca), der(ica)])
+    assert only.serial == below.serial_number
+    assert RevocationChecker().check([der(ica)], [der(ca), der(ica)]) == ()
 
 
 def test_policy_values_are_validated() -> None:

@@ -234,7 +234,7 @@ def test_a_chain_with_an_intermediate_out_of_date_is_not_installed(estate: Estat
                               not_after=now + 30 * day)  # fmt: skip
         replace_atomically(estate.keystore, leaf.keystore().to_bytes(PASSWORD))
         assert server.reload() is False
-        said = "the new server certificate's chain: the intermediate certificate (CN=old ica"
+        said = "the new server certificate's chain: the intermediate certificate that issued it (CN=old ica"
         assert said in str(server.last_error) and "expired on" in str(server.last_error)
         assert not server.status().healthy
         assert get(port, estate.client())[1] == serial  # the last good, meanwhile
@@ -242,6 +242,43 @@ def test_a_chain_with_an_intermediate_out_of_date_is_not_installed(estate: Estat
         replace_atomically(estate.keystore, fine.keystore().to_bytes(PASSWORD))
         assert server.reload() is True and server.last_error is None
         assert get(port, estate.client())[1] == fine.certificate.serial_number
+
+
+def test_only_the_intermediate_that_issued_the_leaf_is_judged() -> None:
+    """An expired cross-signed root sent along (Root B issued by Root A, the Let's
+    Encrypt long chain) is passed over by a peer that trusts Root B: it must not block
+    the rotation. The intermediate that issued the leaf is judged; the twin: the same
+    chain under an expired intermediate is refused."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from mtls._build import _chain_refusal
+
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    root_a, root_b = CA(name="Root A"), CA(name="Root B")
+    cross = (
+        x509.CertificateBuilder()
+        .subject_name(root_b.certificate.subject)
+        .issuer_name(root_a.certificate.subject)
+        .public_key(root_b.certificate.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - 400 * day)
+        .not_valid_after(now - 10 * day)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(root_a.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    der = serialization.Encoding.DER
+    ica = root_b.create_child_ca(name="ICA")
+    leaf = ica.issue_cert("localhost")
+    chain = [c.public_bytes(der) for c in (leaf.certificate, ica.certificate, cross)]
+    assert _chain_refusal(chain, "ks.jks") is None
+    old = root_b.create_child_ca(name="old ICA", not_before=now - 30 * day, not_after=now - day)
+    stale = old.issue_cert("localhost", not_before=now - day, not_after=now + 30 * day)
+    refused = _chain_refusal(
+        [c.public_bytes(der) for c in (stale.certificate, old.certificate, cross)], "ks.jks"
+    )
+    assert refused is not None and "(CN=old ICA" in str(refused[0])
 
 
 def test_a_trust_withdrawal_is_applied_while_the_certificate_in_service_has_expired(

@@ -791,8 +791,20 @@ def test_a_jks_certificate_written_as_pem_is_read_as_the_jdk_reads_it(
     broken = b"-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n" % (
         base64.encodebytes(extra)
     )
-    with pytest.raises(mtls.KeystoreFormatError, match="certificate 'ca' cannot be read as"):
+    with pytest.raises(mtls.KeystoreFormatError, match="certificate 'ca' is not DER, nor a"):
         _jks_truststore(tmp_path / "bad.jks", [("ca", broken)])
+    # Text the JDK reads leniently, and could read as another certificate than mtls
+    # would (a header ended by a bare CR shifts the base64 by a line; junk after the
+    # footer; another label): refused, by alias.
+    for odd in (
+        declared.replace(b"-----\n", b"-----\r", 1),
+        declared.replace(b"CERTIFICATE-----\n", b"CERTIFICATE----- junk\n", 1),
+        declared.replace(b"END CERTIFICATE-----", b"END CERTIFICATE-----junk"),
+        declared.replace(b"BEGIN CERTIFICATE", b"BEGIN X509 CERTIFICATE"),
+        b"-----\n" + declared,
+    ):
+        with pytest.raises(mtls.KeystoreFormatError, match="nor a plain PEM certificate"):
+            _jks_truststore(tmp_path / "odd.jks", [("ca", odd)])
 
 
 def test_partial_chain_trusts_a_leaf_only_truststore(pki: PKI, py_server: PyServer) -> None:
