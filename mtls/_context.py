@@ -366,6 +366,9 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
         )
 
 
+_AHEAD_START_WAIT = 5.0  # seconds
+
+
 class AnchorsAhead:
     """Trust anchors loaded into a fresh client context on a thread of its own, while
     the caller goes on: OpenSSL reads a big truststore's ``cafile`` with the GIL
@@ -407,7 +410,8 @@ class AnchorsAhead:
         except BaseException:
             _keyload.close_memfd(cafile)
             raise
-        inside.wait()
+        # Set as the thread's first step; the bound only guards what cannot happen.
+        inside.wait(_AHEAD_START_WAIT)
 
     def take(self, anchors_der: Sequence[bytes]) -> ssl.SSLContext | None:
         """The context with ``anchors_der`` loaded (waiting for the thread), once; else
