@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import AnchorsAhead, build_client_context, store_at_fault
-from ._crl import CRLSet
+from ._crl import CRLSet, _issued
 from ._errors import (
     CRLError,
     KeyEntryError,
@@ -298,16 +298,23 @@ class Builder:
             del self._infos[info_key]
         self._reading = None
         self._served, self._by_id, self._by_value = {}, {}, {}
-        self._ahead = None  # not taken: its thread ends, and its context is dropped
+        self.drop_ahead()
+
+    def drop_ahead(self) -> None:
+        """End what :meth:`anchors_ahead` started, taken or not (waits for its thread)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.close()
 
     def anchors_ahead(self, profile: SSLProfile) -> None:
         """At a first load, as soon as the profile file's first profile is parsed:
         load its truststore now (kept for the build, as any store is), and when it is
         big enough for OpenSSL to read with the GIL released, start loading its
         anchors into a context on a thread (:class:`AnchorsAhead`), so that the rest
-        of the file is parsed meanwhile. Never waits for a file to settle, and raises
-        only :class:`Interrupted` (``close()``): anything else in the way leaves the
-        build to do it all, and to report it, as without."""
+        of the file is parsed meanwhile. Reads no file that would need a settle wait
+        (one written between that look and the read still costs it), and raises only
+        :class:`Interrupted` (``close()``): anything else in the way leaves the build
+        to do it all, and to report it, as without. :meth:`drop_ahead` ends it."""
         config = profile.truststore or self.options.default_truststore
         if self._ahead is not None or config is None or self._reading is None:
             return
@@ -1034,6 +1041,7 @@ def _validity_refusal(
     *,
     whose: str = "",
     part: str = "",
+    hint: str = "",
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
     """Why a replacement certificate peers would refuse is not installed (``whose``:
     ``server`` for a rotating server's; unsaid for a profile set's keystore, which
@@ -1047,14 +1055,14 @@ def _validity_refusal(
     if not_after is not None and not_after < now:
         expired = KeystoreError(
             f"{where}: {which} ({subject}) expired on "
-            f"{not_after.date()}: not installed; the previous one stays",
+            f"{not_after.date()}{hint}: not installed; the previous one stays",
             path=where,
         )
         return by_content(expired), None
     if not_before is not None and not_before > now:
         early = KeystoreError(
             f"{where}: {which} ({subject}) is not valid before "
-            f"{not_before}: not installed yet (the first check after that installs it); "
+            f"{not_before}{hint}: not installed yet (the first check after that installs it); "
             "the previous one stays",
             path=where,
         )
@@ -1065,35 +1073,46 @@ def _validity_refusal(
 def _chain_refusal(
     chain_der: Sequence[bytes], where: str, *, whose: str = ""
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
-    """Why a replacement whose leaf was issued by an intermediate out of its dates is
-    not installed: every peer needs that certificate (it holds it as an anchor only
-    in odd setups), and refuses every handshake ("certificate has expired"). Only the
-    intermediate that issued the leaf is judged: further up, a peer may verify against
-    an anchor of its own (an expired cross-signed root sent along for older clients is
-    passed over by one that trusts the root itself), and a self-issued certificate
-    sent along (a root) is not needed. ``None`` when no such intermediate is sent, one
-    of them is in date, or the leaf cannot be read (OpenSSL may take it)."""
+    """Why a replacement whose chain holds an intermediate out of its dates is not
+    installed: a peer that verifies through it refuses every handshake ("certificate
+    has expired"). The issuing path is followed up from the leaf by signature, not by
+    name (a namesake that signed nothing is not the issuer), and each certificate on
+    it is judged, up to a self-issued one (a root sent along: peers verify against
+    their own anchor). A certificate off the path is not judged. An expired
+    cross-signed root sent for older clients is refused too: peers that trust the root
+    itself pass over it, those that need it fail, so it is better removed from the
+    chain (the message says so). ``None`` when the path is in date, or a certificate
+    cryptography cannot read ends it (OpenSSL may take it)."""
     try:
-        leaf = _x509.load_cert(chain_der[0])
+        current = chain_der[0]
+        _x509.load_cert(current)
+        rest = [(der, _x509.load_cert(der)) for der in chain_der[1:]]
     except ValueError:
         return None
-    refusals = []
-    for der in chain_der[1:]:
-        try:
-            cert = _x509.load_cert(der)
-        except ValueError:
-            continue
-        if cert.subject != leaf.issuer or cert.subject == cert.issuer:
-            continue
+    while True:
+        found = next(
+            ((der, cert) for der, cert in rest if _issued(current, der)),
+            None,
+        )
+        if found is None:
+            return None
+        der, cert = found
+        if cert.subject == cert.issuer:
+            return None
         refused = _validity_refusal(
             _x509.subject_text(cert),
             _x509.not_before(cert),
             _x509.not_after(cert),
             where,
             whose=whose,
-            part="the intermediate certificate that issued it",
+            part="the intermediate certificate",
+            hint=(
+                " (peers that verify through it refuse every handshake; one sent only "
+                "for older clients, such as a cross-signed root, can be left out of the "
+                "chain)"
+            ),
         )
-        if refused is None:
-            return None  # one in date (a re-issued intermediate sent beside the old one)
-        refusals.append(refused)
-    return refusals[0] if refusals else None
+        if refused is not None:
+            return refused
+        rest.remove(found)
+        current = der

@@ -413,6 +413,13 @@ class AnchorsAhead:
         # Set as the thread's first step; the bound only guards what cannot happen.
         inside.wait(_AHEAD_START_WAIT)
 
+    def close(self) -> None:
+        """Wait for the thread, and drop a context nobody took: no thread of ours, nor
+        its memory file, outlives the load that started it (a process that forks
+        right after, a pre-forking server, must not copy a thread inside OpenSSL)."""
+        self._thread.join()
+        self._ctx = None
+
     def take(self, anchors_der: Sequence[bytes]) -> ssl.SSLContext | None:
         """The context with ``anchors_der`` loaded (waiting for the thread), once; else
         ``None`` (other anchors, a failure, or taken already)."""

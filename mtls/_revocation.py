@@ -873,12 +873,15 @@ def _issued_anchor(
     not among ``anchors``."""
     try:
         cert = _x509.load_cert(der)
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
     except ValueError:
         return None
-    if cert.issuer == cert.subject or (constraints is not None and constraints.ca):
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        # No BasicConstraints, or extensions cryptography cannot read (OpenSSL may
+        # take them): asked about, never passed over (undetermined at worst).
+        is_ca = False
+    if cert.issuer == cert.subject or is_ca:
         return None
     issuer = next(
         (

@@ -564,6 +564,13 @@ class ProfilesPlan:
         """
         builder = self.builder
         builder.begin(reading)
+        try:
+            return self._first(reading, last=last)
+        finally:
+            builder.drop_ahead()  # on failure too: no thread of ours outlives the load
+
+    def _first(self, reading: Reading, *, last: bool) -> Snapshot:
+        builder = self.builder
         inputs = self._inputs(reading)  # before the source reads them: see _config_digest
         # The first profile's big truststore is loaded on a thread while the rest of
         # the file is parsed (Builder.anchors_ahead).

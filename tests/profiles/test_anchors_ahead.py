@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -134,3 +135,46 @@ def test_take_gives_the_context_once_and_only_for_the_same_anchors() -> None:
     ctx = ahead.take(list(anchors))
     assert ctx is not None and ctx.cert_store_stats()["x509_ca"] == _BIG
     assert ahead.take(anchors) is None  # once
+
+
+def _ahead_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mtls-anchors"]
+
+
+def test_no_thread_outlives_the_load_that_started_it(
+    tmp_path: Path, ca: CA, backend: MTLSServer
+) -> None:
+    """A load whose early context nobody takes (its first profile fails and is skipped;
+    or the file turns out malformed after it) waits for the thread before it returns or
+    raises: a pre-forking server that forks right after must not copy a thread inside
+    OpenSSL (children hung), nor its memory file. The twin: the thread did start."""
+    der = serialization.Encoding.DER
+    trust = _big_trust(tmp_path / "big.jks", ca.certificate.public_bytes(der))
+    keystore = tmp_path / "gw.jks"
+    ca.issue_cert("gateway").write_keystore(keystore, PASSWORD)
+    small = tmp_path / "small.jks"
+    ca.write_truststore(small, PASSWORD)
+    wrong = profile("a.test:443", keystore, trust).replace(
+        f"<KeyPassword>{PASSWORD}</KeyPassword>", "<KeyPassword>not-it</KeyPassword>"
+    )
+    good = profile(f"localhost:{backend.port}", keystore, small)
+    xml = tmp_path / "profiles.xml"
+    xml.write_text(profile_xml(wrong, good))
+    wait_for(lambda: time.time_ns() - os.stat(trust).st_ctime_ns > 50_000_000, timeout=10)
+    started = []
+    real = _context.AnchorsAhead.__init__
+
+    def record(self: _context.AnchorsAhead, anchors: object) -> None:
+        real(self, anchors)  # type: ignore[arg-type]
+        started.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_context.AnchorsAhead, "__init__", record)
+        profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)
+        assert len(started) == 1 and _ahead_threads() == []
+        assert not profiles.status().healthy
+        xml.write_text(profile_xml(wrong, good)[:-30])  # cut short: not well-formed
+        wait_for(lambda: time.time_ns() - os.stat(xml).st_ctime_ns > 50_000_000, timeout=10)
+        with pytest.raises(mtls.ProfileConfigError, match="not well-formed"):
+            SSLProfileSet.from_xml(xml, settle_delay=0)
+        assert len(started) == 2 and _ahead_threads() == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
@@ -348,6 +349,27 @@ def test_an_anchor_is_not_checked_unless_another_anchor_issued_it() -> None:
     (only,) = soft.check([der(below), der(ica)], [der(ca), der(ica)])
     assert only.serial == below.serial_number
     assert RevocationChecker().check([der(ica)], [der(ca), der(ica)]) == ()
+    # A pinned certificate whose extensions cryptography cannot read (OpenSSL takes
+    # them): asked about (undetermined here), never passed over as if it were a CA.
+    now = _dt.datetime.now(_dt.UTC)
+    odd = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "odd")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(ca.private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(days=1))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ExtensionOID.TLS_FEATURE, b"\x05\x00"),
+            critical=False,
+        )
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    with pytest.raises(ValueError):
+        _ = odd.extensions  # the premise: cryptography cannot read them
+    with pytest.raises(RevocationUnknownError):
+        RevocationChecker().check([der(odd)], [der(odd), der(ca)])
 
 
 def test_policy_values_are_validated() -> None:

@@ -234,7 +234,7 @@ def test_a_chain_with_an_intermediate_out_of_date_is_not_installed(estate: Estat
                               not_after=now + 30 * day)  # fmt: skip
         replace_atomically(estate.keystore, leaf.keystore().to_bytes(PASSWORD))
         assert server.reload() is False
-        said = "the new server certificate's chain: the intermediate certificate that issued it (CN=old ica"
+        said = "the new server certificate's chain: the intermediate certificate (CN=old ica"
         assert said in str(server.last_error) and "expired on" in str(server.last_error)
         assert not server.status().healthy
         assert get(port, estate.client())[1] == serial  # the last good, meanwhile
@@ -244,11 +244,12 @@ def test_a_chain_with_an_intermediate_out_of_date_is_not_installed(estate: Estat
         assert get(port, estate.client())[1] == fine.certificate.serial_number
 
 
-def test_only_the_intermediate_that_issued_the_leaf_is_judged() -> None:
-    """An expired cross-signed root sent along (Root B issued by Root A, the Let's
-    Encrypt long chain) is passed over by a peer that trusts Root B: it must not block
-    the rotation. The intermediate that issued the leaf is judged; the twin: the same
-    chain under an expired intermediate is refused."""
+def test_the_issuing_path_is_judged_by_signature() -> None:
+    """Each certificate on the leaf's issuing path (followed by signature) is judged: an
+    expired intermediate two levels up (a peer that trusts only the root needs it) and
+    an expired cross-signed root sent along (with a hint to leave it out) are refused;
+    so is an expired signer sent beside an in-date namesake that signed nothing. The
+    twins: an expired certificate off the path, and a path in date, are not."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 
@@ -256,6 +257,11 @@ def test_only_the_intermediate_that_issued_the_leaf_is_judged() -> None:
 
     now = datetime.datetime.now(datetime.UTC)
     day = datetime.timedelta(days=1)
+    der = serialization.Encoding.DER
+
+    def chain(*certs: x509.Certificate) -> list[bytes]:
+        return [c.public_bytes(der) for c in certs]
+
     root_a, root_b = CA(name="Root A"), CA(name="Root B")
     cross = (
         x509.CertificateBuilder()
@@ -268,17 +274,27 @@ def test_only_the_intermediate_that_issued_the_leaf_is_judged() -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(root_a.private_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    der = serialization.Encoding.DER
     ica = root_b.create_child_ca(name="ICA")
-    leaf = ica.issue_cert("localhost")
-    chain = [c.public_bytes(der) for c in (leaf.certificate, ica.certificate, cross)]
-    assert _chain_refusal(chain, "ks.jks") is None
-    old = root_b.create_child_ca(name="old ICA", not_before=now - 30 * day, not_after=now - day)
-    stale = old.issue_cert("localhost", not_before=now - day, not_after=now + 30 * day)
-    refused = _chain_refusal(
-        [c.public_bytes(der) for c in (stale.certificate, old.certificate, cross)], "ks.jks"
-    )
-    assert refused is not None and "(CN=old ICA" in str(refused[0])
+    leaf = ica.issue_cert("localhost").certificate
+    assert _chain_refusal(chain(leaf, ica.certificate, root_b.certificate), "ks") is None
+    refused = _chain_refusal(chain(leaf, ica.certificate, cross), "ks")
+    assert refused is not None and "(CN=Root B" in str(refused[0])
+    assert "can be left out of the chain" in str(refused[0])
+    # Off the path: an expired CA certificate that issued nothing here.
+    stranger = CA(name="Stranger", not_before=now - 30 * day, not_after=now - day)
+    assert _chain_refusal(chain(leaf, ica.certificate, stranger.certificate), "ks") is None
+    # Three tiers: root -> ICA2 (expired) -> ICA1 -> leaf.
+    ica2 = root_a.create_child_ca(name="ICA2", not_before=now - 30 * day, not_after=now - day)
+    ica1 = ica2.create_child_ca(name="ICA1", not_before=now - 2 * day, not_after=now + day)
+    low = ica1.issue_cert("localhost", not_before=now - day, not_after=now + day).certificate
+    refused = _chain_refusal(chain(low, ica1.certificate, ica2.certificate), "ks")
+    assert refused is not None and "(CN=ICA2" in str(refused[0])
+    # An in-date namesake of the expired signer, with another key: not the issuer.
+    old = root_a.create_child_ca(name="Twin", not_before=now - 30 * day, not_after=now - day)
+    namesake = root_a.create_child_ca(name="Twin")
+    signed = old.issue_cert("localhost", not_before=now - day, not_after=now + day).certificate
+    refused = _chain_refusal(chain(signed, namesake.certificate, old.certificate), "ks")
+    assert refused is not None and "expired on" in str(refused[0])
 
 
 def test_a_trust_withdrawal_is_applied_while_the_certificate_in_service_has_expired(
