@@ -391,24 +391,24 @@ class AnchorsAhead:
         self.anchors = tuple(anchors_der)
         self._ctx: ssl.SSLContext | None = None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        cafile = _keyload.anchors_memfd(self.anchors)
+        fd = _keyload.anchors_memfd(self.anchors)
         inside = threading.Event()
 
         def load() -> None:
             try:
                 inside.set()  # the caller goes on once this thread releases the GIL
-                ctx.load_verify_locations(cafile=cafile)
+                ctx.load_verify_locations(cafile=_keyload.memfd_path(fd))
             except Exception:
                 return
             finally:
-                _keyload.close_memfd(cafile)
+                os.close(fd)
             self._ctx = ctx
 
         self._thread = threading.Thread(target=load, name="mtls-anchors", daemon=True)
         try:
             self._thread.start()
         except BaseException:
-            _keyload.close_memfd(cafile)
+            os.close(fd)
             raise
         # Set as the thread's first step; the bound only guards what cannot happen.
         inside.wait(_AHEAD_START_WAIT)

@@ -125,7 +125,7 @@ def _load_memfd_cafile(ctx: ssl.SSLContext, pem: bytes | Iterable[bytes], name: 
     """
     fd = _memfd_with(pem, name)
     try:
-        ctx.load_verify_locations(cafile=f"{_PROC_FD}/{fd}")
+        ctx.load_verify_locations(cafile=memfd_path(fd))
     finally:
         os.close(fd)
 
@@ -148,20 +148,19 @@ def _pem_parts(anchors_der: Sequence[bytes], per_part: int = 16) -> Iterator[byt
 GIL_FREE_ANCHOR_BYTES = 32 * 1024
 
 
-def anchors_memfd(anchors_der: Sequence[bytes]) -> str:
+def anchors_memfd(anchors_der: Sequence[bytes]) -> int:
     """The anchors as PEM in a memfd, as :func:`load_anchors` hands a big truststore to
-    OpenSSL: the ``cafile`` path to load, whose descriptor the caller closes
-    (:func:`close_memfd`).
+    OpenSSL: its descriptor (OpenSSL opens :func:`memfd_path`), which the caller closes.
 
     Raises:
         OSError: no descriptor or memory for the memory file.
     """
-    return f"{_PROC_FD}/{_memfd_with(_pem_parts(anchors_der), 'mtls-anchors')}"
+    return _memfd_with(_pem_parts(anchors_der), "mtls-anchors")
 
 
-def close_memfd(cafile: str) -> None:
-    """Close the descriptor behind a path :func:`anchors_memfd` gave."""
-    os.close(int(cafile.rsplit("/", 1)[1]))
+def memfd_path(fd: int) -> str:
+    """The path OpenSSL opens a memory file by."""
+    return f"{_PROC_FD}/{fd}"
 
 
 def load_anchors(ctx: ssl.SSLContext, anchors_der: Sequence[bytes]) -> None:
@@ -230,7 +229,7 @@ def _load_via_memfd(ctx: ssl.SSLContext, pem: bytes) -> None:
         del pem
         # The chain goes in the same memfd after the key: load_cert_chain reads the
         # first certificate as the leaf and the rest as the extra chain.
-        ctx.load_cert_chain(f"{_PROC_FD}/{fd}")
+        ctx.load_cert_chain(memfd_path(fd))
     finally:
         os.close(fd)
 

@@ -132,3 +132,21 @@ def make_pki() -> PKI:
         other_server=issue("localhost", other, san=("localhost", "127.0.0.1")),
         other_client=issue("other client", other),
     )
+
+
+def _outer_content(der: bytes) -> bytes:
+    """The content of a DER element's outer SEQUENCE (its header dropped)."""
+    return der[2 if der[1] < 0x80 else 2 + (der[1] & 0x7F) :]
+
+
+def indefinite_length(der: bytes) -> bytes:
+    """``der`` with its outer SEQUENCE re-encoded with an indefinite length (BER, which
+    the JDK and OpenSSL both read)."""
+    return b"\x30\x80" + _outer_content(der) + b"\0\0"
+
+
+def five_byte_length(der: bytes) -> bytes:
+    """``der`` with its outer length written in five bytes (the JDK refuses it; OpenSSL
+    skips the leading zeros)."""
+    content = _outer_content(der)
+    return b"\x30\x85" + len(content).to_bytes(5, "big") + content

@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 import mtls
 from mtls import _keyload
 from tests._keytool import KEYPASS, STOREPASS, KeytoolStores
-from tests._pki import PKI, Identity, issue
+from tests._pki import PKI, Identity, five_byte_length, indefinite_length, issue
 
 PASSWORD = "Marmot-Sextant-5521"  # distinctive: searched for in logs
 KEY_PASSWORD = "Velvet-Axle-8830"
@@ -682,6 +682,40 @@ def _jks_truststore(path: Path, entries: list[tuple[str, bytes]]) -> mtls.Trusts
     return mtls.Truststore.load(path, PASSWORD)
 
 
+def _declared_hidden_filler(pki: PKI, size: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """The declared CA and the hidden one (DER), and strangers to make the store big."""
+    der = serialization.Encoding.DER
+    declared, hidden = pki.root.cert.public_bytes(der), pki.other_root.cert.public_bytes(der)
+    filler = [(f"stranger{n}", d) for n, d in enumerate(_strangers(_BIG if size == "big" else 0))]
+    return declared, hidden, filler
+
+
+def _trusts_the_declared_ca_only(
+    pki: PKI,
+    py_server: PyServer,
+    untrusted_server: PyServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    filler: list[tuple[str, bytes]],
+    field: bytes,
+    kept: bytes,
+) -> mtls.Keystore:
+    """A JKS truststore of ``filler`` and the entry 'ca' holding ``field``: said (a
+    warning), cut to ``kept``, one anchor for it; the hidden CA's server is refused and
+    the declared CA's accepted. Returns the client keystore used."""
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        trust = _jks_truststore(tmp_path / "t.jks", [*filler, ("ca", field)])
+    assert "'ca' is followed by bytes that are not part of it" in caplog.text
+    assert trust.anchors_der[-1] == kept
+    ks = pki.client.keystore()
+    ctx = mtls.client_context(ks, trust)
+    assert len(ctx.get_ca_certs()) == len(filler) + 1
+    with pytest.raises(ssl.SSLCertVerificationError):
+        talk(ctx, untrusted_server.port)
+    assert talk(mtls.client_context(ks, trust), py_server.port)[0] == b"hello client rsa"
+    return ks
+
+
 @pytest.mark.parametrize("size", ["small", "big"])
 def test_a_jks_entry_holding_two_certificates_trusts_the_first_as_java_does(
     pki: PKI,
@@ -697,37 +731,14 @@ def test_a_jks_entry_holding_two_certificates_trusts_the_first_as_java_does(
     accepted, and a store of over 32 KiB (read as PEM) refused it: trust depended on the
     store's size. Now the field is cut after its first certificate, with a warning, in
     both: the declared CA's server is accepted, the hidden CA's refused."""
-    der = serialization.Encoding.DER
-    declared, hidden = pki.root.cert.public_bytes(der), pki.other_root.cert.public_bytes(der)
-    filler = [(f"stranger{n}", d) for n, d in enumerate(_strangers(_BIG if size == "big" else 0))]
-    with caplog.at_level(logging.WARNING, logger="mtls"):
-        trust = _jks_truststore(tmp_path / "t.jks", [*filler, ("ca", declared + hidden)])
-    assert "'ca' is followed by bytes that are not part of it" in caplog.text
-    assert trust.anchors_der[-1] == declared
-    ks = pki.client.keystore()
-    ctx = mtls.client_context(ks, trust)
-    assert len(ctx.get_ca_certs()) == len(filler) + 1
-    with pytest.raises(ssl.SSLCertVerificationError):
-        talk(ctx, untrusted_server.port)
-    assert talk(mtls.client_context(ks, trust), py_server.port)[0] == b"hello client rsa"
+    declared, hidden, filler = _declared_hidden_filler(pki, size)
+    ks = _trusts_the_declared_ca_only(
+        pki, py_server, untrusted_server, tmp_path, caplog, filler, declared + hidden, declared
+    )
     # Trailing bytes that are no certificate: cut too, so the store loads in both sizes.
     junk = _jks_truststore(tmp_path / "junk.jks", [*filler, ("ca", declared + b"\0\0junk")])
     assert junk.anchors_der[-1] == declared
     assert talk(mtls.client_context(ks, junk), py_server.port)[0] == b"hello client rsa"
-
-
-def _indefinite(der: bytes) -> bytes:
-    """The certificate's outer SEQUENCE with an indefinite length (BER, which the JDK
-    and OpenSSL both read)."""
-    start = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
-    return b"\x30\x80" + der[start:] + b"\0\0"
-
-
-def _long_length(der: bytes) -> bytes:
-    """The certificate with its outer length written in five bytes (the JDK refuses it;
-    OpenSSL skips the leading zeros)."""
-    start = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
-    return b"\x30\x85" + (len(der) - start).to_bytes(5, "big") + der[start:]
 
 
 @pytest.mark.parametrize("size", ["small", "big"])
@@ -745,22 +756,16 @@ def test_a_hidden_certificate_behind_a_ber_header_is_not_trusted(
     store; OpenSSL read it and what followed). Now the field is read as the JDK's
     readOneBlock reads it: the first is cut after its end-of-contents, the second
     refused by alias, whatever the store's size."""
-    der = serialization.Encoding.DER
-    declared, hidden = pki.root.cert.public_bytes(der), pki.other_root.cert.public_bytes(der)
-    filler = [(f"stranger{n}", d) for n, d in enumerate(_strangers(_BIG if size == "big" else 0))]
-    field = _indefinite(declared) + bytes(6) + hidden
-    with caplog.at_level(logging.WARNING, logger="mtls"):
-        trust = _jks_truststore(tmp_path / "t.jks", [*filler, ("ca", field)])
-    assert "'ca' is followed by bytes that are not part of it" in caplog.text
-    assert trust.anchors_der[-1] == _indefinite(declared)
-    ks = pki.client.keystore()
-    ctx = mtls.client_context(ks, trust)
-    assert len(ctx.get_ca_certs()) == len(filler) + 1
-    with pytest.raises(ssl.SSLCertVerificationError):
-        talk(ctx, untrusted_server.port)
-    assert talk(mtls.client_context(ks, trust), py_server.port)[0] == b"hello client rsa"
+    declared, hidden, filler = _declared_hidden_filler(pki, size)
+    field = indefinite_length(declared) + bytes(6) + hidden
+    kept = indefinite_length(declared)
+    _trusts_the_declared_ca_only(
+        pki, py_server, untrusted_server, tmp_path, caplog, filler, field, kept
+    )
     with pytest.raises(mtls.KeystoreFormatError) as refused:
-        _jks_truststore(tmp_path / "long.jks", [*filler, ("ca", _long_length(declared) + hidden)])
+        _jks_truststore(
+            tmp_path / "long.jks", [*filler, ("ca", five_byte_length(declared) + hidden)]
+        )
     assert "certificate 'ca' cannot be read as the JDK reads it (a length of more than four " in (
         str(refused.value)
     )

@@ -50,7 +50,7 @@ from mtls.cli import main
 from mtls.testing import CA, MTLSServer, replace_atomically
 from tests._helpers import PASSWORD, profile, profile_xml, whoami
 from tests._keytool import JDK, keytool_list, run_keytool
-from tests._pki import issue
+from tests._pki import indefinite_length, issue
 from tests.stores._jceks import build_jceks
 from tests.stores.test_jks_envelopes import JCE_OID, JKS_OID, envelope, jce_params
 
@@ -1012,11 +1012,6 @@ def _listed(data: bytes, password: str | None) -> Keystore:
 _ROOT_DER = issue("ber root", None, ca=True).cert.public_bytes(serialization.Encoding.DER)
 
 
-def _indefinite_der(der: bytes) -> bytes:
-    start = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
-    return b"\x30\x80" + der[start:] + b"\0\0"
-
-
 @settings(max_examples=500, deadline=None, database=None)
 @given(data=st.binary(max_size=64), tail=st.binary(max_size=32))
 def test_ber_end_reads_one_element_as_the_jdk_does(data: bytes, tail: bytes) -> None:
@@ -1031,7 +1026,7 @@ def test_ber_end_reads_one_element_as_the_jdk_does(data: bytes, tail: bytes) -> 
     else:
         assert 2 <= end <= len(data)
     assert _jks.ber_end(_ROOT_DER + tail) == len(_ROOT_DER)
-    indefinite = _indefinite_der(_ROOT_DER)
+    indefinite = indefinite_length(_ROOT_DER)
     assert _jks.ber_end(indefinite + tail) == len(indefinite)
     # Nested indefinite elements close in order, and an open one is truncated.
     nested = b"\x30\x80\x30\x80\x02\x01\x05\0\0\x04\x00\0\0"
