@@ -205,7 +205,7 @@ def _identity(
         ) from exc
     if _keyload.key_algorithm(key_der) == _DSA:
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
-    _log_identity(keystore, chosen, chain_der[0])
+    _log_identity(keystore, chosen, chain_der)
 
 
 def _key_refused(
@@ -322,8 +322,8 @@ def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, str] | None:
 _EXPIRY_WARNED: set[tuple[str, str, bytes, int]] = set()
 
 
-def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
-    facts = _leaf_facts(leaf_der)
+def _log_identity(keystore: Keystore, alias: str, chain_der: Sequence[bytes]) -> None:
+    facts = _leaf_facts(chain_der[0])
     if facts is None:
         return
     expires, subject = facts
@@ -336,34 +336,33 @@ def _log_identity(keystore: Keystore, alias: str, leaf_der: bytes) -> None:
             subject,
             expires.isoformat(),
         )
+    _warn_expiry(where, alias, chain_der[0], expires, f"certificate {alias!r} ({subject})")
+    # The chain sent with it: a peer that verifies through an intermediate out of date
+    # refuses every handshake, whatever the leaf's dates.
+    for der in chain_der[1:]:
+        facts = _leaf_facts(der)
+        if facts is not None:
+            what = f"certificate {alias!r}: the certificate {facts[1]} of its chain"
+            _warn_expiry(where, alias, der, facts[0], what)
+
+
+def _warn_expiry(where: str, alias: str, der: bytes, expires: _dt.datetime, what: str) -> None:
+    """Warn that ``what`` has expired or expires soon, once a day per certificate: a
+    profile set builds a context per ALPN list and for localhost from the same
+    stores, and every HTTP client type asks for its own."""
     remaining = expires - _dt.datetime.now(_dt.UTC)
     if remaining >= EXPIRY_WARNING:
         return
-    # Once a day per certificate: a profile set builds a context per ALPN list and for
-    # localhost from the same stores, and every HTTP client type asks for its own.
-    warned = (where, alias, hashlib.sha256(leaf_der).digest(), remaining.days)
+    warned = (where, alias, hashlib.sha256(der).digest(), remaining.days)
     if warned in _EXPIRY_WARNED:
         return
     if len(_EXPIRY_WARNED) >= 1024:
         _EXPIRY_WARNED.clear()
     _EXPIRY_WARNED.add(warned)
     if remaining <= _dt.timedelta(0):
-        log.warning(
-            "%s: certificate %r (%s) expired on %s",
-            where,
-            alias,
-            subject,
-            expires.date(),
-        )
+        log.warning("%s: %s expired on %s", where, what, expires.date())
     else:
-        log.warning(
-            "%s: certificate %r (%s) expires in %s, on %s",
-            where,
-            alias,
-            subject,
-            span(remaining),
-            expires.date(),
-        )
+        log.warning("%s: %s expires in %s, on %s", where, what, span(remaining), expires.date())
 
 
 _AHEAD_START_WAIT = 5.0  # seconds

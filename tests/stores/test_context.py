@@ -1121,6 +1121,36 @@ def test_warning_for_an_expired_certificate(pki: PKI, caplog: pytest.LogCaptureF
     assert any("expired on" in r.getMessage() for r in caplog.records)
 
 
+def test_warning_for_an_intermediate_expiring_soon_or_expired(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A peer that verifies through the intermediate sent with the leaf refuses every
+    handshake once it expires, whatever the leaf's dates: its expiry is warned about
+    like the leaf's, naming the intermediate; once a day, as the leaf's."""
+    now = datetime.datetime.now(datetime.UTC)
+    root = mtls.testing.CA(name="chain root")
+    caplog.set_level(logging.WARNING, logger="mtls")
+    for days, said in ((5, "expires in"), (-1, "expired on")):
+        caplog.clear()
+        intermediate = root.create_child_ca(
+            name=f"short intermediate {days}", not_after=now + datetime.timedelta(days=days)
+        )
+        leaf = intermediate.issue_cert("client.example", common_name="long-lived client")
+        mtls.client_context(leaf.keystore("client"), root.truststore())
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1, warned
+        assert said in warned[0] and f"short intermediate {days}" in warned[0], warned
+        assert "long-lived client" not in warned[0]  # the leaf is fine: not named as expiring
+        caplog.clear()
+        mtls.client_context(leaf.keystore("client"), root.truststore())
+        assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    # Twin: an intermediate valid for years gives no warning.
+    caplog.clear()
+    good = root.create_child_ca(name="long intermediate").issue_cert("client.example")
+    mtls.client_context(good.keystore("client"), root.truststore())
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def test_logs_never_contain_secrets(
     pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
