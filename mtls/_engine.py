@@ -77,6 +77,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as _dt
+import logging
 import math
 import sys
 import threading
@@ -89,7 +90,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import MTLSError
 from ._fork import renew_after_fork, renew_attributes_after_fork
-from ._log import log
+from ._log import emit, held, log
 from ._reading import FileReader, Interrupted, Reading, Unstable
 from ._secret import settled
 
@@ -229,6 +230,7 @@ class Engine(Generic[S]):
         self._reader = FileReader()
         self._lock = threading.Lock()
         self._notifier = Notifier(f"{name}-notify")
+        self._relay = LogRelay(f"{name}-log")
         self._subscribers = Subscribers(self._notifier)
         self._reports = Reports()
         self._timer: Timer | None = None
@@ -315,27 +317,56 @@ class Engine(Generic[S]):
         return self._notifier
 
     def _check(self, *, in_thread: bool) -> bool:
-        changed = self._apply(in_thread=in_thread)
+        # What the check logs is handled once the lock is released, and a background
+        # check's on a thread of its own (LogRelay): a handler that blocks (a log
+        # shipper that is down) holds back no check, and no reload() caller.
+        records: list[logging.LogRecord] = []
+        try:
+            with held(records):
+                changed, escaped = self._apply()
+                if changed and in_thread:  # never on the reload thread: a callback may block
+                    self._notifier.submit(lambda: self._subscribers.deliver(swallow_all=True))
+        finally:
+            self._hand_over(records, in_thread)
+        if changed and not in_thread:
+            self._subscribers.deliver(swallow_all=False)
+        if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
+            raise escaped
         if self._stop.is_set():
             return changed
         self.last_check = _dt.datetime.now(_dt.UTC)
-        for watcher in list(self._watchers):
-            try:
-                watcher(self.snapshot)
-            except BaseException as exc:
-                log.exception("mtls: a reload watcher raised; carrying on")
-                if not in_thread and isinstance(exc, KeyboardInterrupt | SystemExit):
-                    raise
+        records = []
+        try:
+            with held(records):
+                for watcher in list(self._watchers):
+                    try:
+                        watcher(self.snapshot)
+                    except BaseException as exc:
+                        log.exception("mtls: a reload watcher raised; carrying on")
+                        if not in_thread and isinstance(exc, KeyboardInterrupt | SystemExit):
+                            raise
+        finally:
+            self._hand_over(records, in_thread)
         return changed
 
-    def _apply(self, *, in_thread: bool) -> bool:
+    def _hand_over(self, records: list[logging.LogRecord], in_thread: bool) -> None:
+        if not records:
+            return
+        if in_thread:
+            self._relay.submit(records)
+        else:
+            emit(records)
+
+    def _apply(self) -> tuple[bool, BaseException | None]:
+        """One check under the lock: whether it applied a change, and what escaped
+        the plan (kept as its error; :meth:`_check` re-raises an interrupt)."""
         plan = self._plan
         # What the caller was handling when it called reload(): an error of this check
         # chains to it, and keeping the error must not touch it (see _settle).
         outer = sys.exception()
         with self._lock:
             if self._stop.is_set():
-                return False  # closed: publish nothing more
+                return False, None  # closed: publish nothing more
             old = self.snapshot
             escaped: BaseException | None = None
             reading: Reading | None = self._reading()
@@ -343,21 +374,21 @@ class Engine(Generic[S]):
                 assert reading is not None
                 moved = reading.survey(old.watched)
                 if not moved and not old.pending and not old.errors and not _due(old):
-                    return False  # the common case: one stat per file, nothing read
+                    return False, None  # the common case: one stat per file, nothing read
                 # Every file whose stat moved is settled before anything is parsed (one
                 # settle delay for all): a file still being written is left for later.
                 reading.settle(moved)
                 outcome = plan.check(reading, old)
             except Interrupted:
-                return False  # close() during the check: nothing half-built is published
+                return False, None  # close() during the check: nothing half-built is published
             except BaseException as exc:
                 # Keep the last good, say why, and look at everything again next time
                 # (nothing this check read is recorded as seen).
                 if self._stop.is_set():
-                    return False
+                    return False, None
                 outcome, reading, escaped = Outcome(plan.broken(old, exc), False), None, exc
             if self._stop.is_set():
-                return False
+                return False, None
             if reading is not None:
                 reading.commit()  # exactly what was built is recorded as seen
             new = outcome.snapshot
@@ -371,14 +402,7 @@ class Engine(Generic[S]):
             if outcome.changed:
                 # Queued under the lock: queue order is generation order.
                 self._subscribers.queue(old.generation, new.generation)
-        if outcome.changed:
-            if in_thread:  # never on the reload thread: a callback may block
-                self._notifier.submit(lambda: self._subscribers.deliver(swallow_all=True))
-            else:
-                self._subscribers.deliver(swallow_all=False)
-        if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
-            raise escaped
-        return outcome.changed
+        return outcome.changed, escaped
 
     # ------------------------------------------------------------------ subscribers
 
@@ -437,6 +461,7 @@ class Engine(Generic[S]):
             self._timer.close(CLOSE_TIMEOUT)
         self._subscribers.drop_queued()  # (what a check queued just before the stop)
         self._notifier.close(CLOSE_TIMEOUT)
+        self._relay.close(CLOSE_TIMEOUT)
 
     @property
     def closed(self) -> bool:
@@ -664,16 +689,9 @@ class Notifier:
             if self._closed:
                 return
             self._work.append(task)
-            thread = self._thread
-            started = True
-            if thread is None or not thread.is_alive():
-                thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread = thread
-                try:
-                    thread.start()
-                except (RuntimeError, OSError):  # "can't create new thread ..."
-                    self._thread = None
-                    started = False
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = _started(self._name, self._run)
+            started = self._thread is not None
             running = self._running
         if not started:
             self._run()
@@ -733,6 +751,97 @@ class Notifier:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+
+# Log records of background checks waiting for a handler that blocks: the oldest go
+# first past this many checks' worth (a shipper down for days must not fill memory).
+_RELAY_KEPT = 10_000
+
+
+class LogRelay:
+    """The log records of background checks, handled on a daemon thread of their own.
+
+    Python's logging handles a record in the thread that makes it. A handler that
+    blocked (a ``SysLogHandler`` over TCP to a collector that is down, an
+    ``HTTPHandler`` without a timeout, a bounded queue that is full) blocked the
+    reload thread inside a check, under the engine's lock: no rotation went in again,
+    every ``reload()`` caller waited for good, and ``status()`` still said healthy.
+    The reload thread hands its records over here instead, in order; a handler that
+    blocks holds back only later records (said once on standard error: logging
+    itself cannot say it).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._work: collections.deque[list[logging.LogRecord]] = collections.deque(
+            maxlen=_RELAY_KEPT
+        )
+        self._thread: threading.Thread | None = None
+        self._since: float | None = None  # when the batch being handled was taken
+        self._said = False
+        renew_attributes_after_fork(self, "_lock")
+        renew_attributes_after_fork(
+            self, "_work", new=lambda: collections.deque(maxlen=_RELAY_KEPT)
+        )
+        renew_attributes_after_fork(self, "_thread", "_since", new=_nothing)
+
+    def submit(self, records: list[logging.LogRecord]) -> None:
+        """Handle ``records`` on the relay's thread, after those handed over before.
+
+        Where no thread can be started (at interpreter shutdown, or at the
+        process's thread limit), they are handled here instead.
+        """
+        with self._lock:
+            self._work.append(records)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = _started(self._name, self._run)
+            started = self._thread is not None
+            since = self._since
+        if not started:
+            self._run()
+            return
+        if since is not None and not self._said and time.monotonic() - since >= STUCK_AFTER:
+            self._said = True
+            print(
+                f"mtls: {self._name}: a logging handler has been handling one record for "
+                f"{time.monotonic() - since:.0f} s: reload checks go on, their log records "
+                "wait (said once)",
+                file=sys.stderr,
+            )
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._work:
+                    if threading.current_thread() is self._thread:
+                        self._thread = None
+                    return
+                records = self._work.popleft()
+                self._since = time.monotonic()
+            try:
+                emit(records)  # a handler that raises is set aside there
+            finally:
+                self._since = None
+
+    def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the records handed over to be handled
+        (what a blocked handler still holds back is handled when it returns)."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+def _started(name: str, run: Callable[[], object]) -> threading.Thread | None:
+    """A daemon thread running ``run``, started; ``None`` where none can be (at
+    interpreter shutdown, or at the process's thread limit)."""
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    try:
+        thread.start()
+    except (RuntimeError, OSError):  # "can't create new thread ..."
+        return None
+    return thread
 
 
 def _nothing() -> None:

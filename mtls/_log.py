@@ -13,12 +13,15 @@ from them is set aside, said once on standard error (the way logging's own
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 _said = threading.Event()
+_local = threading.local()  # .held: the list this thread's records go to, if any
 
 
 class _Steady(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only in typeshed
@@ -27,20 +30,82 @@ class _Steady(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         # This frame is not logging's own: one level more, so records name the caller.
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        kept: list[logging.LogRecord] | None = getattr(_local, "held", None)
         try:
-            super().log(level, msg, *args, **kwargs)
+            if kept is None:
+                super().log(level, msg, *args, **kwargs)
+            elif self.logger.isEnabledFor(level):
+                kept.append(_record(self.logger, level, msg, args, **kwargs))
         except Exception as exc:
-            if not _said.is_set():
-                _said.set()
-                # Its type only: a handler's message may quote the record it failed on.
-                print(
-                    f"mtls: a logging handler raised {type(exc).__name__}; mtls goes on "
-                    "(its records are dropped where that happens; said once)",
-                    file=sys.stderr,
-                )
+            _handler_raised(exc)
 
     def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
         return msg, kwargs  # no extra fields of its own (the base class would add them)
+
+
+def _handler_raised(exc: Exception) -> None:
+    if not _said.is_set():
+        _said.set()
+        # Its type only: a handler's message may quote the record it failed on.
+        print(
+            f"mtls: a logging handler raised {type(exc).__name__}; mtls goes on "
+            "(its records are dropped where that happens; said once)",
+            file=sys.stderr,
+        )
+
+
+def _record(
+    logger: logging.Logger,
+    level: int,
+    msg: object,
+    args: Any,
+    *,
+    exc_info: Any = None,
+    extra: Any = None,
+    stack_info: bool = False,
+    stacklevel: int = 1,
+) -> logging.LogRecord:
+    """The record ``logger.log`` would make here (same caller, same time), made but
+    not handled."""
+    # One frame more than logging's own path has: this one.
+    filename, line, function, stack = logger.findCaller(stack_info, stacklevel + 1)
+    if exc_info:
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        elif not isinstance(exc_info, tuple):
+            exc_info = sys.exc_info()
+    return logger.makeRecord(
+        logger.name, level, filename, line, msg, args, exc_info, function, extra, stack
+    )
+
+
+@contextlib.contextmanager
+def held(records: list[logging.LogRecord]) -> Iterator[None]:
+    """Records this thread makes through :data:`log` meanwhile are appended to
+    ``records``, not handled: the caller hands them to :func:`emit` when it holds no
+    lock (the reload thread hands them to a thread of their own), so that a handler
+    that blocks (a log shipper that is down) blocks no check."""
+    outer = getattr(_local, "held", None)
+    _local.held = records
+    try:
+        yield
+    finally:
+        _local.held = outer
+
+
+def emit(records: Iterable[logging.LogRecord]) -> None:
+    """Handle ``records`` (made under :func:`held`) now, or keep them with the
+    records of an enclosing :func:`held` of this thread."""
+    kept: list[logging.LogRecord] | None = getattr(_local, "held", None)
+    logger = log.logger
+    for record in records:
+        if kept is not None:
+            kept.append(record)
+            continue
+        try:
+            logger.handle(record)
+        except Exception as exc:
+            _handler_raised(exc)
 
 
 #: The ``mtls`` logger, as every module of the library logs to it.

@@ -520,11 +520,56 @@ def test_a_blocking_subscriber_holds_back_no_check(setup, ca, backend, caplog, m
             replace_atomically(keystore, b"garbage")
             wait_for(lambda: profiles.last_error is not None)  # and saw the broken file
             assert told == [(0, 1)]  # (1, 2) waits for the webhook to return
-            assert any("webhook" in r.getMessage() and "running for" in r.getMessage()
-                       for r in caplog.records)  # fmt: skip
+            # Said by the reload thread's log relay, not by the blocked notification thread.
+            wait_for(lambda: any("webhook" in r.getMessage() and "running for" in r.getMessage()
+                                 for r in caplog.records))  # fmt: skip
         finally:
             release.set()
         wait_for(lambda: told == [(0, 1), (1, 2)])
+
+
+def test_a_blocking_log_handler_holds_back_no_check(setup, ca, backend):
+    """A handler that blocks (a log shipper that is down: a SysLogHandler over TCP, an
+    HTTPHandler without a timeout, a full bounded queue) blocked the reload thread in
+    the middle of a check, under the engine's lock: no rotation went in again, every
+    reload() caller waited for good, and status() still said healthy. The reload
+    thread hands its records to a thread of their own; once the handler returns,
+    every record arrives, in order."""
+    xml, keystore, _ = setup
+    release, entered = threading.Event(), threading.Event()
+    handled: list[str] = []
+
+    class Stuck(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            entered.set()
+            release.wait(30)
+            handled.append(record.getMessage())
+
+    stuck = Stuck(logging.WARNING)
+    logger = logging.getLogger("mtls")
+    logger.addHandler(stuck)
+    try:
+        with SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles:
+            replace_atomically(keystore, b"garbage")  # the reload thread warns of it
+            assert entered.wait(30), "the warning never reached the handler"
+            wait_for(lambda: profiles.last_error is not None)
+            replace_atomically(keystore, jks(ca, "gen-2"))
+            wait_for(lambda: profiles.generation == 1)  # the check went on
+            assert profiles.last_error is None
+            assert cn_seen(profiles, backend.port) == "gen-2"
+            checked = profiles.status().last_check
+            wait_for(lambda: profiles.status().last_check > checked)
+            caller = threading.Thread(target=profiles.reload, daemon=True)
+            caller.start()
+            caller.join(30)
+            assert not caller.is_alive(), "reload() waited for the blocked handler"
+            assert handled == []  # the first record is still in the handler
+            release.set()
+            wait_for(lambda: any("resolved" in line for line in handled))
+        assert "gw.jks" in handled[0] and "resolved" not in handled[0]
+    finally:
+        release.set()
+        logger.removeHandler(stuck)
 
 
 def test_close_waits_for_a_running_callback_and_drops_the_queue(setup, ca, monkeypatch):
