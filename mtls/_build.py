@@ -206,6 +206,9 @@ class Options:
     settle_delay: float
     path: str | None  # the profile file, for messages
     revocation: RevocationChecker | None = None  # the set's online check (one cache)
+    # What the keystore's certificate is presented as: "client" (a profile set's),
+    # or "server" (gRPC's server_credentials): what its key usages must allow.
+    identity: str = "client"
 
 
 _Leaf = tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]
@@ -608,14 +611,19 @@ class Builder:
                     raise _Unusable("keystore", exc) from None
                 raise
             if not replacing:
-                self._warn_not_yet_valid(profile, key_fp, alias, subject, not_before)
+                self._warn_first_load(
+                    profile, keystore, key_fp, alias, subject=subject, not_before=not_before
+                )
             # Every replacement is checked, cached leaf or not; the identity in service
             # is not (one that expired while served keeps serving, and says so).
             if replacing and (in_service is None or in_service[:2] != (key_fp, alias)):
                 where = profile.keystore.shown_location if profile.keystore else ""
-                refused = _validity_refusal(
-                    subject, not_before, not_after, where
-                ) or _chain_refusal(keystore.key_entry(alias)[2], where)
+                chain = keystore.key_entry(alias)[2]
+                refused = (
+                    _validity_refusal(subject, not_before, not_after, where)
+                    or _chain_refusal(chain, where)
+                    or _purpose_refusal(chain[0], subject, where, self.options.identity)
+                )
                 if refused is not None:
                     if (
                         serving is None
@@ -771,30 +779,48 @@ class Builder:
             raise KeptIdentity(served, crls_left_out)
         return served
 
-    def _warn_not_yet_valid(
+    def _warn_first_load(
         self,
         profile: SSLProfile,
+        keystore: Keystore,
         key_fp: str,
         alias: str | None,
+        *,
         subject: str | None,
         not_before: _dt.datetime | None,
     ) -> None:
-        """A first load has nothing else to serve, so a certificate that is not valid
-        yet is served (a replacement would be set aside): said once per certificate,
-        since peers refuse it until then."""
-        if not_before is None or not_before <= _dt.datetime.now(_dt.UTC):
-            return
+        """A first load has nothing else to serve, so a certificate peers refuse for
+        now (not valid yet) or for good (its key usages forbid its role) is served (a
+        replacement would be set aside): said once per certificate."""
         key = (key_fp, alias)
         if key in self._early_warned:
             return
-        self._early_warned.add(key)
-        log.warning(
-            "%s: the certificate (%s) is not valid before %s: servers refuse it until then "
-            "(served: nothing else was loaded for this profile)",
-            profile.keystore.shown_location if profile.keystore else "keystore",
-            subject,
-            not_before.isoformat(),
-        )
+        where = profile.keystore.shown_location if profile.keystore else "keystore"
+        role = self.options.identity
+        if not_before is not None and not_before > _dt.datetime.now(_dt.UTC):
+            self._early_warned.add(key)
+            log.warning(
+                "%s: the certificate (%s) is not valid before %s: %s refuse it until "
+                "then (served: nothing else was loaded for this profile)",
+                where,
+                subject,
+                not_before.isoformat(),
+                "clients" if role == "server" else "servers",
+            )
+        problem = _x509.purpose_problem(keystore.key_entry(alias)[2][0], role)
+        if problem is not None:
+            self._early_warned.add(key)
+            log.warning(
+                "%s: the certificate (%s) is refused by every %s as a TLS %s certificate "
+                "(%s): served, since nothing else was loaded for this profile; reissue it "
+                "for TLS %s authentication",
+                where,
+                subject,
+                "client" if role == "server" else "server",
+                role,
+                problem,
+                role,
+            )
 
     def _rest_unchanged(
         self, profile: SSLProfile, serving: Served, trust: tuple[object, ...]
@@ -1068,6 +1094,27 @@ def _validity_refusal(
         )
         return early, not_before
     return None
+
+
+def _purpose_refusal(
+    leaf_der: bytes, subject: str | None, where: str, role: str, *, whose: str = ""
+) -> tuple[KeystoreError, None] | None:
+    """Why a replacement certificate whose key usages forbid its ``role`` (``client``
+    or ``server``) is not installed: every peer refuses it ("unsuitable certificate
+    purpose", "unsupported certificate"), whatever its dates. ``None`` when they
+    allow it."""
+    problem = _x509.purpose_problem(leaf_der, role)
+    if problem is None:
+        return None
+    named = f"the new {whose} certificate" if whose else "the new certificate"
+    peers = "client" if role == "server" else "server"
+    refused = KeystoreError(
+        f"{where}: {named} ({subject}) is refused by every {peers} as a TLS {role} "
+        f"certificate ({problem}): not installed; the previous one stays (reissue it for "
+        f"TLS {role} authentication)",
+        path=where,
+    )
+    return by_content(refused), None
 
 
 def _chain_refusal(

@@ -181,6 +181,9 @@ class SSLProfileSet:
     # repr() the locals of a traceback, and repr() and close() must work at any stage.
     _path: str | None = None
     _engine: Engine[Snapshot] | None = None
+    # What its keystores' certificates are presented as ("server": gRPC's
+    # server_credentials, through _presenting): what their key usages must allow.
+    _identity = "client"
 
     def __init__(
         self,
@@ -492,12 +495,18 @@ class SSLProfileSet:
         thresholds = expiry_thresholds(expiry_warnings)
         self._path = str(source.path) if source.path else None
         self._options = Options(
-            mode, default_truststore, settle, self._path, revocation_checker(revocation)
+            mode,
+            default_truststore,
+            settle,
+            self._path,
+            revocation_checker(revocation),
+            identity=self._identity,
         )
         self._default = default
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
         self._health = Health(thresholds, plan.where)
+        self._health.identity = f"{self._identity} certificate"  # its expiry lines say so
         if self._options.revocation is not None:
             self._options.revocation._listen(self._health.count_revocation)
         # The engine (and its thread) hold no reference back to the set: a set dropped
@@ -519,6 +528,16 @@ class SSLProfileSet:
         engine.watch(self._health.watch)
         self._engine = engine
         weakref.finalize(self, engine.close)
+
+    @classmethod
+    def _presenting(cls, identity: str, *args: Any, **kwargs: Any) -> SSLProfileSet:
+        """``SSLProfileSet(*args, **kwargs)`` whose keystores hold ``identity``
+        (``"server"``: gRPC's ``server_credentials``) certificates: a replacement
+        whose key usages forbid that role is refused, and expiry lines name it."""
+        profiles = cls.__new__(cls)
+        profiles._identity = identity
+        profiles.__init__(*args, **kwargs)  # type: ignore[misc]
+        return profiles
 
     def _publish(self, snapshot: Snapshot) -> None:
         # The lookup map, one attribute away: context_for's common case is one dict.get.

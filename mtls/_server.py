@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _x509
-from ._build import _anchor_refusal, _chain_refusal, _validity_refusal
+from ._build import _anchor_refusal, _chain_refusal, _purpose_refusal, _validity_refusal
 from ._config import StoreConfig, _as_secret
 from ._context import server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
@@ -312,7 +312,19 @@ class ServerPlan:
             MTLSError: a store does not load.
         """
         reading.settle(self.watched)  # one settle delay for both files
-        return self.build(reading, 0)
+        snapshot = self.build(reading, 0)
+        leaf = snapshot.keystore.key_entry(self.settings.keystore.alias)[2][0]
+        problem = _x509.purpose_problem(leaf, "server")
+        if problem is not None:  # served: there is nothing else (a replacement is refused)
+            log.warning(
+                "%s: the server certificate (%s) is refused by every client as a TLS "
+                "server certificate (%s): served, since nothing else was loaded; reissue "
+                "it for TLS server authentication",
+                self.settings.keystore.shown_location,
+                snapshot.subject,
+                problem,
+            )
+        return snapshot
 
     def unsettled(self, exc: Unstable, attempts: int) -> MTLSError:
         """The error when every first read caught a file mid-write."""
@@ -441,9 +453,11 @@ def _refusal(
     _, _, chain = keystore.key_entry(config.alias)
     subject, _, not_before, not_after = _leaf(chain[0])
     where = config.shown_location
-    return _validity_refusal(
-        subject, not_before, not_after, where, whose="server"
-    ) or _chain_refusal(chain, where, whose="server")
+    return (
+        _validity_refusal(subject, not_before, not_after, where, whose="server")
+        or _chain_refusal(chain, where, whose="server")
+        or _purpose_refusal(chain[0], subject, where, "server", whose="server")
+    )
 
 
 def _leaf(

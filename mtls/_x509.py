@@ -22,6 +22,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -291,3 +292,70 @@ def subject_alt_names(cert: x509.Certificate) -> list[str]:
         else:
             out.append(str(name.value))
     return out
+
+
+# What a peer requires of the certificate it verifies, by the role it is presented
+# in: the extended key usages that allow it (anyExtendedKeyUsage, and for servers the
+# old Server Gated Cryptography ones that Java and OpenSSL still take), and the key
+# usages of which it needs one. Only what every common peer refuses is refused:
+# OpenSSL's purpose check (X509_PURPOSE_SSL_CLIENT / _SSL_SERVER), which Java's
+# EndEntityChecker and Go's verifier are at least as strict as.
+_ANY_EKU = "2.5.29.37.0"
+_PURPOSES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
+    "client": (
+        "clientAuth",
+        frozenset({"1.3.6.1.5.5.7.3.2", _ANY_EKU}),
+        ("digital_signature", "key_agreement"),
+    ),
+    "server": (
+        "serverAuth",
+        frozenset(
+            {"1.3.6.1.5.5.7.3.1", _ANY_EKU, "2.16.840.1.113730.4.1", "1.3.6.1.4.1.311.10.3.3"}
+        ),
+        ("digital_signature", "key_encipherment", "key_agreement"),
+    ),
+}
+_KEY_USAGE_NAMES = {
+    "digital_signature": "digitalSignature",
+    "key_encipherment": "keyEncipherment",
+    "key_agreement": "keyAgreement",
+}
+_EKU_NAMES = {
+    "1.3.6.1.5.5.7.3.1": "serverAuth",
+    "1.3.6.1.5.5.7.3.2": "clientAuth",
+    "1.3.6.1.5.5.7.3.3": "codeSigning",
+    "1.3.6.1.5.5.7.3.4": "emailProtection",
+    "1.3.6.1.5.5.7.3.8": "timeStamping",
+    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+}
+
+
+def purpose_problem(der: bytes, role: str) -> str | None:
+    """Why every TLS peer refuses the certificate ``der`` as a ``role`` (``"client"``
+    or ``"server"``) certificate, read from its extended key usage and key usage;
+    ``None`` when nothing in them forbids it, or they cannot be read (OpenSSL then
+    decides).
+    """
+    name, allowed, needed = _PURPOSES[role]
+    try:
+        cert = load_cert(der)
+        with _reported(der, []) if _unusual(der) else contextlib.nullcontext():
+            extensions = cert.extensions
+        usages = _optional(extensions, x509.ExtendedKeyUsage)
+        key_usage = _optional(extensions, x509.KeyUsage)
+    except ValueError:
+        return None
+    if usages is not None and not {usage.dotted_string for usage in usages} & allowed:
+        listed = ", ".join(_EKU_NAMES.get(u.dotted_string, u.dotted_string) for u in usages)
+        return f"its extended key usage ({listed or 'empty'}) lacks {name}"
+    if key_usage is not None and not any(getattr(key_usage, bit) for bit in needed):
+        wanted = " or ".join(_KEY_USAGE_NAMES[bit] for bit in needed)
+        return f"its key usage has no {wanted}"
+    return None
+
+
+def _optional(extensions: x509.Extensions, kind: type[x509.ExtensionType]) -> Any:
+    try:
+        return extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None

@@ -31,11 +31,11 @@ from ._common import (
     cli_wording,
     days_left,
     display_path,
-    lacks_client_auth,
     load_profile_set,
     now,
     presented,
     profile_defaults,
+    purpose_problem,
     span_text,
 )
 from ._logs import LogCollector
@@ -137,11 +137,9 @@ def _loaded_row(
             )
         if profile.keystore is not None:
             try:
-                if lacks_client_auth(stores.client_leaf(profile.keystore)):
-                    problems.append(
-                        "client certificate's extended key usage lacks clientAuth: "
-                        "servers will refuse it"
-                    )
+                purpose = purpose_problem(stores.client_leaf(profile.keystore))
+                if purpose is not None:
+                    problems.append(f"client certificate: {purpose}: servers will refuse it")
                     out_of_date = True  # refused by every Java and OpenSSL server now
             except (MTLSError, ValueError) as exc:
                 _add_problem(problems, str(exc))

@@ -515,19 +515,15 @@ def key_description(cert: x509.Certificate) -> str:
     return _x509.key_algorithm_name(oid) or type(key).__name__.removesuffix("PublicKey")
 
 
-def lacks_client_auth(cert: x509.Certificate) -> bool:
-    """The certificate's extended key usage exists and allows neither clientAuth nor any."""
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415
+def purpose_problem(cert: x509.Certificate) -> str | None:
+    """Why every server refuses ``cert`` as a client certificate (its extended key
+    usage lacks clientAuth, or its key usage forbids signing); ``None`` when nothing
+    forbids it. The reload engine refuses such a replacement for the same reason."""
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
-    try:
-        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return False
-    return (
-        ExtendedKeyUsageOID.CLIENT_AUTH not in usages
-        and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages
-    )
+    from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
+
+    return _x509.purpose_problem(cert.public_bytes(Encoding.DER), "client")
 
 
 def hex_serial(serial: int) -> str:

@@ -37,7 +37,7 @@ from cryptography import x509
 from .. import _x509
 from .._config import SSLProfile, format_server, normalize_host, tls_origin
 from .._errors import CertificateRevokedError, RevocationError, RevocationUnknownError
-from ._common import UsageError, hex_serial, lacks_client_auth, now
+from ._common import UsageError, hex_serial, now, purpose_problem
 
 if TYPE_CHECKING:
     from .._revocation import RevocationChecker
@@ -367,10 +367,11 @@ def _advice_revoked(setup: Setup) -> str:
 
 def _advice_unsupported(setup: Setup) -> str:
     cert = setup.client_certificate
-    if cert is not None and lacks_client_auth(cert):
+    purpose = None if cert is None else purpose_problem(cert)
+    if purpose is not None:
         return (
-            "its extended key usage lacks clientAuth: reissue it with clientAuth and replace "
-            f"it in {_store_of(setup)}"
+            f"{purpose}: reissue it for TLS client authentication and replace it in "
+            f"{_store_of(setup)}"
         )
     return (
         "the server cannot use this kind of certificate (its key type, or a critical "

@@ -874,7 +874,6 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
     def __init__(self, profile_set: SSLProfileSet, require_client_auth: bool, where: str) -> None:
         # grpc.ServerCredentials.__init__ is not called: _credentials is made per port.
         self.profile_set = profile_set
-        profile_set._health.identity = "server certificate"  # its expiry lines say so
         self._where = where
         self._require_client_auth = require_client_auth
         self._lock = threading.Lock()
@@ -1057,7 +1056,9 @@ def server_credentials(
     keystore = _given(keystore, "keystore")
     truststore = _given(truststore, "truststore") if truststore is not None else None
     profile = SSLProfile(servers=(CATCH_ALL,), keystore=keystore, truststore=truststore)
-    profiles = SSLProfileSet([profile], reload_interval=reload_interval, settle_delay=settle_delay)
+    profiles = SSLProfileSet._presenting(
+        "server", [profile], reload_interval=reload_interval, settle_delay=settle_delay
+    )
     try:
         return MTLSServerCredentials(profiles, require_client_auth, str(keystore.location))
     except BaseException:

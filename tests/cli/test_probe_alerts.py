@@ -147,7 +147,11 @@ def test_unknown_ca_for_a_self_signed_certificate_imports_the_certificate(
     ("kind", "alert", "expected"),
     [
         ("not yet valid", "bad certificate", f"not valid until {NOW + 2 * DAY:%Y-%m-%d %H:%M} UTC"),
-        ("no clientAuth", "unsupported certificate", "its extended key usage lacks clientAuth"),
+        (
+            "no clientAuth",
+            "unsupported certificate",
+            "its extended key usage (serverAuth) lacks clientAuth",
+        ),
     ],
 )
 def test_bad_and_unsupported_certificates(ca, trust, tmp_path, capsys, kind, alert, expected):

@@ -130,6 +130,31 @@ def test_a_missing_store_names_the_storeconfig_given_not_a_location_element(
     assert "keystore StoreConfig's location given to server_credentials" in message
 
 
+def test_a_server_certificate_is_judged_as_a_server_certificate(
+    tmp_path: Path, stores: dict[str, Any]
+) -> None:
+    """The set behind server_credentials presents a server's certificate: a
+    serverAuth-only replacement (the usual server template) goes in, and one without
+    serverAuth, which every client refuses, is not installed (a client set judges
+    the other way round)."""
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        ca = stores["server_ca"]
+        client_only = ca.issue_cert("localhost", common_name="client-only", server_auth=False)
+        replace_atomically(tmp_path / "server.jks", client_only.keystore().to_bytes(PASSWORD))
+        assert credentials.reload() is False
+        assert "lacks serverAuth" in str(credentials.profile_set.last_error)
+        assert call(port, ca, stores["client"]) == b"gateway"  # the last good serves
+        server_only = ca.issue_cert("localhost", common_name="server-only", client_auth=False)
+        replace_atomically(tmp_path / "server.jks", server_only.keystore().to_bytes(PASSWORD))
+        assert credentials.reload() is True and credentials.profile_set.last_error is None
+        assert call(port, ca, stores["client"]) == b"gateway"
+
+
 def test_keystore_rotation_reaches_the_next_handshake(
     tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -528,6 +528,83 @@ def test_a_blocking_subscriber_holds_back_no_check(setup, ca, backend, caplog, m
         wait_for(lambda: told == [(0, 1), (1, 2)])
 
 
+def _encipher_only(ca: CA, cn: str) -> bytes:
+    """A JKS keystore whose certificate's key usage is keyEncipherment alone (no
+    digitalSignature: it cannot sign a CertificateVerify)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    import mtls
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    usage = dict.fromkeys(
+        ("content_commitment", "data_encipherment", "key_agreement", "key_cert_sign",
+         "crl_sign", "encipher_only", "decipher_only"), False,
+    )  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=90))
+        .add_extension(
+            x509.KeyUsage(digital_signature=False, key_encipherment=True, **usage),
+            critical=True,
+        )
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    store = mtls.Keystore()
+    store.add_key("client", key, [cert, ca.certificate])
+    return store.to_bytes(PASSWORD)
+
+
+@pytest.mark.parametrize("usage", ["serverAuth only", "keyEncipherment only"])
+def test_a_client_certificate_servers_refuse_for_its_usages_is_not_installed(
+    setup, ca, backend, caplog, usage
+):
+    """A replacement whose extended key usage lacks clientAuth (a certificate issued
+    from a server template), or whose key usage forbids signing, is refused by every
+    server ("unsuitable certificate purpose"), yet it replaced the working identity and
+    status() said healthy. It is refused as an expired one is: the last good stays,
+    and the error says why. At a first load (nothing else to serve) it is served with
+    a warning. The twin: a clientAuth certificate from the same CA goes in."""
+    xml, keystore, _ = setup
+    bad = (
+        jks(ca, "server-template", client_auth=False)
+        if usage == "serverAuth only"
+        else _encipher_only(ca, "server-template")
+    )
+    said = (
+        "its extended key usage (serverAuth) lacks clientAuth"
+        if usage == "serverAuth only"
+        else "its key usage has no digitalSignature or keyAgreement"
+    )
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(keystore, bad)
+    assert profiles.reload() is False
+    error = str(profiles.last_error)
+    assert said in error and "refused by every server" in error, error
+    assert not profiles.status().healthy
+    assert cn_seen(profiles, backend.port) == "gen-1"  # the last good, meanwhile
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True and profiles.last_error is None
+    assert cn_seen(profiles, backend.port) == "gen-2"
+    # A first load: served, with a warning; and the backend does refuse it.
+    replace_atomically(keystore, bad)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        fresh = SSLProfileSet.from_xml(xml, settle_delay=0)
+    warned = [r.getMessage() for r in caplog.records if "refused by every server" in r.getMessage()]
+    assert len(warned) == 1 and said in warned[0], warned
+    with pytest.raises((ssl.SSLError, OSError)):
+        cn_seen(fresh, backend.port)
+
+
 def test_a_blocking_log_handler_holds_back_no_check(setup, ca, backend):
     """A handler that blocks (a log shipper that is down: a SysLogHandler over TCP, an
     HTTPHandler without a timeout, a full bounded queue) blocked the reload thread in

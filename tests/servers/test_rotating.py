@@ -244,6 +244,36 @@ def test_a_chain_with_an_intermediate_out_of_date_is_not_installed(estate: Estat
         assert get(port, estate.client())[1] == fine.certificate.serial_number
 
 
+def test_a_server_certificate_clients_refuse_for_its_usage_is_not_installed(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replacement whose extended key usage lacks serverAuth (issued from a client
+    template) is refused by every client ("unsuitable certificate purpose"), yet it
+    was installed and status() said healthy. It is refused as an expired one is; at
+    start-up (nothing else to serve) it is served with a warning. The twin: a
+    serverAuth-only certificate (the usual server template) goes in."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        client_only = estate.server_ca.issue_cert("localhost", "127.0.0.1", server_auth=False)
+        replace_atomically(estate.keystore, client_only.keystore().to_bytes(PASSWORD))
+        assert server.reload() is False
+        said = "its extended key usage (clientAuth) lacks serverAuth"
+        assert said in str(server.last_error) and "not installed" in str(server.last_error)
+        assert not server.status().healthy
+        assert get(port, estate.client())[1] == serial  # the last good, meanwhile
+        server_only = estate.server_ca.issue_cert("localhost", "127.0.0.1", client_auth=False)
+        replace_atomically(estate.keystore, server_only.keystore().to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
+        assert get(port, estate.client())[1] == server_only.certificate.serial_number
+    replace_atomically(estate.keystore, client_only.keystore().to_bytes(PASSWORD))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mtls"), estate.server() as server:
+        warned = [r.getMessage() for r in caplog.records if said in r.getMessage()]
+        assert len(warned) == 1 and "refused by every client" in warned[0], warned
+        with stdlib_server(server.context) as port, pytest.raises(ssl.SSLError):
+            get(port, estate.client())  # and the client does refuse it
+
+
 def test_the_issuing_path_is_judged_by_signature() -> None:
     """Each certificate on the leaf's issuing path (followed by signature) is judged: an
     expired intermediate two levels up (a peer that trusts only the root needs it) and
