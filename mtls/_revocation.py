@@ -619,17 +619,21 @@ class RevocationChecker:
                 return hit
             try:
                 status = self._ask(cert, issuer)
-            finally:
+                assert status.valid_until is not None
+                assert status.checked_at is not None
+                keep = (status.valid_until - status.checked_at).total_seconds()
+            except BaseException:
                 with self._lock:
                     self._gates.pop(key, None)
-            assert status.valid_until is not None
-            assert status.checked_at is not None
-            keep = (status.valid_until - status.checked_at).total_seconds()
+                raise
             with self._lock:
                 self._cache[key] = (time.monotonic() + keep, status)
                 self._cache.move_to_end(key)
                 while len(self._cache) > self.policy.cache_size:
                     self._cache.popitem(last=False)
+                # The gate goes with the answer in place: a check arriving between
+                # the two found neither, and fetched again.
+                self._gates.pop(key, None)
         self._warn_soft(status)
         return status
 

@@ -144,9 +144,12 @@ def test_unknown_ca_for_a_self_signed_certificate_imports_the_certificate(
 
 
 @pytest.mark.parametrize(
+    # Test IDs the same in every xdist worker: a time in one (this module's NOW, taken
+    # at each worker's import) differed across a minute boundary, and xdist aborted
+    # the whole run ("Different tests were collected").
     ("kind", "alert", "expected"),
     [
-        ("not yet valid", "bad certificate", f"not valid until {NOW + 2 * DAY:%Y-%m-%d %H:%M} UTC"),
+        ("not yet valid", "bad certificate", "not valid until {starts:%Y-%m-%d %H:%M} UTC"),
         (
             "no clientAuth",
             "unsupported certificate",
@@ -155,8 +158,10 @@ def test_unknown_ca_for_a_self_signed_certificate_imports_the_certificate(
     ],
 )
 def test_bad_and_unsupported_certificates(ca, trust, tmp_path, capsys, kind, alert, expected):
+    starts = NOW + 2 * DAY
+    expected = expected.format(starts=starts)
     client = (
-        ca.issue_cert("gw", not_before=NOW + 2 * DAY)
+        ca.issue_cert("gw", not_before=starts)
         if kind == "not yet valid"
         else ca.issue_cert("gw", client_auth=False)
     )

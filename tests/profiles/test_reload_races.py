@@ -134,8 +134,10 @@ def test_a_store_recreated_during_a_check_is_settled_before_it_is_built(
     )
     a, d = paths["a.jks"], paths["d.pem"]
     # A settle delay longer than the test: every file written in it is "fresh" and read
-    # twice; the wait itself is the stand-in and returns at once.
-    profiles = SSLProfileSet.from_xml(xml, settle_delay=60)
+    # twice; the wait itself is the stand-in and returns at once. (Set after the first
+    # load, which would wait it out for the files just written.)
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    profiles._engine._delay = 60
     hook = HookedWait()
     profiles._engine._stop = hook
     assert cn_of(profiles, backend.port, "127.0.0.1") == "d-1"

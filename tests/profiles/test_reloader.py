@@ -437,8 +437,10 @@ def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, ba
     xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
     # A settle delay longer than the test: the half-written file is always "fresh"
     # (its change time is within the delay), so it is read twice; the wait itself is
-    # the stand-in below and returns at once.
-    profiles = SSLProfileSet.from_xml(xml, settle_delay=30)
+    # the stand-in below and returns at once. (Set after the first load, which would
+    # wait it out for the files just written.)
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    profiles._engine._delay = 30
     before = profiles.context_for("localhost", backend.port)
     third = CA(name="third anchor")
     full = other.cert_pem + ca.cert_pem + third.cert_pem

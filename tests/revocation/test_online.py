@@ -427,6 +427,32 @@ def test_concurrent_handshakes_share_one_fetch(pki: PKI) -> None:
     assert checker.fetches == 1
 
 
+def test_a_check_arriving_as_the_first_fetch_ends_does_not_fetch_again(pki: PKI) -> None:
+    """The one-fetch gate was dropped before the answer was cached: a handshake that
+    came in between found neither, and fetched again. The window is widened here: the
+    gate's removal waits, and a second check runs meanwhile."""
+    import threading
+    import time
+
+    removing = threading.Event()
+
+    class SlowRemoval(dict):  # type: ignore[type-arg]
+        def pop(self, *args: object) -> object:
+            removing.set()
+            time.sleep(0.3)
+            return super().pop(*args)
+
+    checker = RevocationChecker()
+    checker._gates = SlowRemoval()  # type: ignore[assignment]
+    first = threading.Thread(target=check, args=(checker, pki.good))
+    first.start()
+    assert removing.wait(30)  # the first fetch is over, its gate being removed
+    (status,) = check(checker, pki.good)
+    first.join(30)
+    assert status.status == "good"
+    assert checker.fetches == 1
+
+
 def test_an_answer_that_is_not_ocsp_is_not_an_answer(pki: PKI) -> None:
     pki.crls.bodies["/not-ocsp"] = b"<html>proxy error</html>"
     # POST is what OCSP uses: the CRL server answers GET only, so serve it through a CA
