@@ -229,7 +229,8 @@ class Builder:
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], _Leaf] = {}
-        self._early_warned: set[tuple[str, str | None]] = set()  # (keystore, alias) warned
+        # (keystore, alias) warned of at a first load; (keystore, alias, "key usage")
+        self._early_warned: set[tuple[str | None, ...]] = set()
         # Certificate records by store content, parsed on first use and shared by every
         # Served made from that store (a 144-anchor truststore behind 1,000 keystores is
         # parsed once, not 1,000 times): (role, fingerprint, alias) -> records.
@@ -624,7 +625,9 @@ class Builder:
                     or _chain_refusal(chain, where)
                     or _purpose_refusal(chain[0], subject, where, self.options.identity)
                 )
-                if refused is not None:
+                if refused is None:
+                    self._warn_key_usage(where, chain[0], subject)
+                else:
                     if (
                         serving is None
                         or serving.keystore is None
@@ -790,37 +793,61 @@ class Builder:
         not_before: _dt.datetime | None,
     ) -> None:
         """A first load has nothing else to serve, so a certificate peers refuse for
-        now (not valid yet) or for good (its key usages forbid its role) is served (a
-        replacement would be set aside): said once per certificate."""
+        now (not valid yet) or for good (its extended key usage forbids its role) is
+        served (a replacement would be set aside): said once per certificate."""
         key = (key_fp, alias)
         if key in self._early_warned:
             return
         where = profile.keystore.shown_location if profile.keystore else "keystore"
         role = self.options.identity
+        peers = "clients" if role == "server" else "servers"
         if not_before is not None and not_before > _dt.datetime.now(_dt.UTC):
             self._early_warned.add(key)
             log.warning(
                 "%s: the certificate (%s) is not valid before %s: %s refuse it until "
-                "then (served: nothing else was loaded for this profile)",
+                "then (served: nothing else was loaded for it)",
                 where,
                 subject,
                 not_before.isoformat(),
-                "clients" if role == "server" else "servers",
+                peers,
             )
         problem = _x509.purpose_problem(keystore.key_entry(alias)[2][0], role)
         if problem is not None:
             self._early_warned.add(key)
             log.warning(
-                "%s: the certificate (%s) is refused by every %s as a TLS %s certificate "
-                "(%s): served, since nothing else was loaded for this profile; reissue it "
-                "for TLS %s authentication",
+                "%s: the certificate (%s) cannot serve as a TLS %s certificate: %s, and "
+                "every one of the %s refuses it (served: nothing else was loaded for it); "
+                "reissue it for TLS %s authentication",
                 where,
                 subject,
-                "client" if role == "server" else "server",
                 role,
                 problem,
+                peers,
                 role,
             )
+        self._warn_key_usage(where, keystore.key_entry(alias)[2][0], subject)
+
+    def _warn_key_usage(self, where: str, leaf: bytes, subject: str | None) -> None:
+        """A certificate whose key usage forbids its role is installed (Go's and
+        rustls's peers do not check it), with a warning: OpenSSL's and Java's refuse
+        it. Once per certificate."""
+        role = self.options.identity
+        problem = _x509.key_usage_problem(leaf, role)
+        key = (_x509.sha256_hex(leaf), role, "key usage")
+        if problem is None or key in self._early_warned:
+            return
+        self._early_warned.add(key)
+        log.warning(
+            "%s: the certificate (%s) %s: OpenSSL and Java %s refuse it as a TLS %s "
+            "certificate (Go's and rustls's do not check it); reissue it for TLS %s "
+            "authentication",
+            where,
+            subject,
+            problem,
+            "clients" if role == "server" else "servers",
+            role,
+            role,
+        )
 
     def _rest_unchanged(
         self, profile: SSLProfile, serving: Served, trust: tuple[object, ...]
@@ -1109,9 +1136,9 @@ def _purpose_refusal(
     named = f"the new {whose} certificate" if whose else "the new certificate"
     peers = "client" if role == "server" else "server"
     refused = KeystoreError(
-        f"{where}: {named} ({subject}) is refused by every {peers} as a TLS {role} "
-        f"certificate ({problem}): not installed; the previous one stays (reissue it for "
-        f"TLS {role} authentication)",
+        f"{where}: {named} ({subject}) cannot serve as a TLS {role} certificate: "
+        f"{problem}, and every {peers} refuses it: not installed; the previous one stays "
+        f"(reissue it for TLS {role} authentication)",
         path=where,
     )
     return by_content(refused), None

@@ -338,8 +338,12 @@ def _log_identity(keystore: Keystore, alias: str, chain_der: Sequence[bytes]) ->
         )
     _warn_expiry(where, alias, chain_der[0], expires, f"certificate {alias!r} ({subject})")
     # The chain sent with it: a peer that verifies through an intermediate out of date
-    # refuses every handshake, whatever the leaf's dates.
+    # refuses every handshake, whatever the leaf's dates. A root sent along is not
+    # said: peers verify with their own copy of it (trusted first), perhaps renewed.
     for der in chain_der[1:]:
+        names = _x509.raw_names(der)
+        if names is not None and names[0] == names[1]:
+            continue
         facts = _leaf_facts(der)
         if facts is not None:
             what = f"certificate {alias!r}: the certificate {facts[1]} of its chain"

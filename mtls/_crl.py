@@ -543,7 +543,7 @@ def _extension(signed: x509.Certificate | x509.CertificateRevocationList, kind: 
     ``None`` when it has none or cryptography cannot read it."""
     try:
         return signed.extensions.get_extension_for_class(kind).value
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, ValueError, x509.DuplicateExtension):
         return None
 
 

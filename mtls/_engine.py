@@ -354,8 +354,8 @@ class Engine(Generic[S]):
             return
         if in_thread:
             self._relay.submit(records)
-        else:
-            emit(records)
+        elif not self._relay.submit_if_busy(records):
+            emit(records)  # on the caller's thread: the relay has nothing before them
 
     def _apply(self) -> tuple[bool, BaseException | None]:
         """One check under the lock: whether it applied a change, and what escaped
@@ -451,7 +451,9 @@ class Engine(Generic[S]):
         Returns at once when the thread is waiting for its next check, and within
         :data:`CLOSE_TIMEOUT` seconds when a check is running (it stops at its next
         safe point and publishes nothing), or a callback is running on the
-        notification thread (what is queued behind it is not delivered).
+        notification thread (what is queued behind it is not delivered); then waits
+        up to :data:`CLOSE_TIMEOUT` seconds more for the log records of earlier checks
+        to be handled (a blocked handler's wait no longer).
         :meth:`check` does nothing afterwards.
         """
         self._stop.set()  # from here on, no check publishes or queues anything
@@ -780,11 +782,22 @@ class LogRelay:
         self._thread: threading.Thread | None = None
         self._since: float | None = None  # when the batch being handled was taken
         self._said = False
+        self._dropping = False
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(
             self, "_work", new=lambda: collections.deque(maxlen=_RELAY_KEPT)
         )
         renew_attributes_after_fork(self, "_thread", "_since", new=_nothing)
+
+    def submit_if_busy(self, records: list[logging.LogRecord]) -> bool:
+        """Queue ``records`` behind those the relay has yet to handle (and return
+        True), so that a ``reload()`` caller's records never overtake a background
+        check's; False when it has none: the caller handles them itself."""
+        with self._lock:
+            busy = bool(self._work) or self._since is not None
+        if busy:
+            self.submit(records)
+        return busy
 
     def submit(self, records: list[logging.LogRecord]) -> None:
         """Handle ``records`` on the relay's thread, after those handed over before.
@@ -793,6 +806,14 @@ class LogRelay:
         process's thread limit), they are handled here instead.
         """
         with self._lock:
+            if len(self._work) == self._work.maxlen and not self._dropping:
+                self._dropping = True
+                print(
+                    f"mtls: {self._name}: {self._work.maxlen} checks' log records wait for "
+                    "a blocked logging handler: the oldest are dropped from now on "
+                    "(said once)",
+                    file=sys.stderr,
+                )
             self._work.append(records)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = _started(self._name, self._run)
@@ -804,9 +825,9 @@ class LogRelay:
         if since is not None and not self._said and time.monotonic() - since >= STUCK_AFTER:
             self._said = True
             print(
-                f"mtls: {self._name}: a logging handler has been handling one record for "
-                f"{time.monotonic() - since:.0f} s: reload checks go on, their log records "
-                "wait (said once)",
+                f"mtls: {self._name}: a logging handler has been handling one check's "
+                f"records for {time.monotonic() - since:.0f} s: reload checks go on, their "
+                "log records wait (said once)",
                 file=sys.stderr,
             )
 

@@ -257,6 +257,9 @@ class ServerPlan:
             return _Judged(in_service, digest, served, (exc, None))
         if refusal is not None:
             return _Judged(in_service, digest, served, refusal)
+        if isinstance(store, Keystore):  # judged once per content: warned once
+            leaf = store.key_entry(config.alias)[2][0]
+            _warn_key_usage(leaf, _leaf(leaf)[0], config.shown_location)
         return _Judged(store, digest, None, None)
 
     def _snapshot(
@@ -317,13 +320,14 @@ class ServerPlan:
         problem = _x509.purpose_problem(leaf, "server")
         if problem is not None:  # served: there is nothing else (a replacement is refused)
             log.warning(
-                "%s: the server certificate (%s) is refused by every client as a TLS "
-                "server certificate (%s): served, since nothing else was loaded; reissue "
-                "it for TLS server authentication",
+                "%s: the server certificate (%s) cannot serve as a TLS server certificate: "
+                "%s, and every client refuses it (served: nothing else was loaded); "
+                "reissue it for TLS server authentication",
                 self.settings.keystore.shown_location,
                 snapshot.subject,
                 problem,
             )
+        _warn_key_usage(leaf, snapshot.subject, self.settings.keystore.shown_location)
         return snapshot
 
     def unsettled(self, exc: Unstable, attempts: int) -> MTLSError:
@@ -458,6 +462,22 @@ def _refusal(
         or _chain_refusal(chain, where, whose="server")
         or _purpose_refusal(chain[0], subject, where, "server", whose="server")
     )
+
+
+def _warn_key_usage(leaf: bytes, subject: str | None, where: str) -> None:
+    """A server certificate whose key usage allows no key exchange is served (Go's
+    and rustls's clients do not check it), with a warning: OpenSSL's and Java's
+    refuse it."""
+    problem = _x509.key_usage_problem(leaf, "server")
+    if problem is not None:
+        log.warning(
+            "%s: the server certificate (%s) %s: OpenSSL and Java clients refuse it as a "
+            "TLS server certificate (Go's and rustls's do not check it); reissue it for "
+            "TLS server authentication",
+            where,
+            subject,
+            problem,
+        )
 
 
 def _leaf(

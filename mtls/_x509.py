@@ -109,11 +109,12 @@ def _unusual(der: bytes) -> bool:
 @contextlib.contextmanager
 def _reported(der: bytes, subject: list[str]) -> Iterator[None]:
     """Run a cryptography call, turning its warnings into one log line per certificate."""
-    with _WARNINGS_LOCK:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        _report(der, subject, caught)
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    # Logged once the lock is released: a handler that blocks holds back no other
+    # thread's read of a certificate (a reload check's, under the engine's lock).
+    _report(der, subject, caught)
 
 
 def _report(der: bytes, subject: list[str], caught: list[warnings.WarningMessage]) -> None:
@@ -277,8 +278,8 @@ def subject_alt_names(cert: x509.Certificate) -> list[str]:
             with _reported(der, subject):
                 subject.append(subject_text(cert))
                 ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return []  # none, or none cryptography can read (OpenSSL may take the certificate)
     out: list[str] = []
     for name in ext:
         if isinstance(name, x509.DNSName):
@@ -295,11 +296,13 @@ def subject_alt_names(cert: x509.Certificate) -> list[str]:
 
 
 # What a peer requires of the certificate it verifies, by the role it is presented
-# in: the extended key usages that allow it (anyExtendedKeyUsage, and for servers the
-# old Server Gated Cryptography ones that Java and OpenSSL still take), and the key
-# usages of which it needs one. Only what every common peer refuses is refused:
-# OpenSSL's purpose check (X509_PURPOSE_SSL_CLIENT / _SSL_SERVER), which Java's
-# EndEntityChecker and Go's verifier are at least as strict as.
+# in. The extended key usage is enforced by every common verifier (OpenSSL, Java's
+# EndEntityChecker, Go, rustls/webpki): one that allows none of these is refused by
+# all of them. anyExtendedKeyUsage counts (Java and Go take it; OpenSSL does not, so
+# this is the lenient side), and for servers so do the old Server Gated Cryptography
+# usages that Java and OpenSSL still take. The key usage is enforced by OpenSSL and
+# Java, not by Go or rustls: a certificate without one of these bits is refused by
+# some peers only.
 _ANY_EKU = "2.5.29.37.0"
 _PURPOSES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
     "client": (
@@ -332,26 +335,37 @@ _EKU_NAMES = {
 
 def purpose_problem(der: bytes, role: str) -> str | None:
     """Why every TLS peer refuses the certificate ``der`` as a ``role`` (``"client"``
-    or ``"server"``) certificate, read from its extended key usage and key usage;
-    ``None`` when nothing in them forbids it, or they cannot be read (OpenSSL then
-    decides).
-    """
-    name, allowed, needed = _PURPOSES[role]
+    or ``"server"``) certificate: its extended key usage allows no such use. ``None``
+    when it allows it, has none, or cannot be read (OpenSSL then decides)."""
+    name, allowed, _ = _PURPOSES[role]
+    usages = _usage_extension(der, x509.ExtendedKeyUsage)
+    if usages is None or {usage.dotted_string for usage in usages} & allowed:
+        return None
+    listed = ", ".join(_EKU_NAMES.get(u.dotted_string, u.dotted_string) for u in usages)
+    return f"its extended key usage lacks {name} (it allows {listed or 'nothing'})"
+
+
+def key_usage_problem(der: bytes, role: str) -> str | None:
+    """Why OpenSSL and Java peers (not Go's or rustls's) refuse the certificate ``der``
+    as a ``role`` certificate: its key usage allows none of the operations the role
+    needs. ``None`` when it does, has none, or cannot be read."""
+    _, _, needed = _PURPOSES[role]
+    key_usage = _usage_extension(der, x509.KeyUsage)
+    if key_usage is None or any(getattr(key_usage, bit) for bit in needed):
+        return None
+    return f"its key usage has no {' or '.join(_KEY_USAGE_NAMES[bit] for bit in needed)}"
+
+
+def _usage_extension(der: bytes, kind: type[x509.ExtensionType]) -> Any:
+    """The value of the certificate's extension of ``kind``; ``None`` when it has none
+    or cryptography cannot read its extensions (a duplicated one, a bad encoding)."""
     try:
         cert = load_cert(der)
         with _reported(der, []) if _unusual(der) else contextlib.nullcontext():
             extensions = cert.extensions
-        usages = _optional(extensions, x509.ExtendedKeyUsage)
-        key_usage = _optional(extensions, x509.KeyUsage)
-    except ValueError:
+        return _optional(extensions, kind)
+    except (ValueError, x509.DuplicateExtension):
         return None
-    if usages is not None and not {usage.dotted_string for usage in usages} & allowed:
-        listed = ", ".join(_EKU_NAMES.get(u.dotted_string, u.dotted_string) for u in usages)
-        return f"its extended key usage ({listed or 'empty'}) lacks {name}"
-    if key_usage is not None and not any(getattr(key_usage, bit) for bit in needed):
-        wanted = " or ".join(_KEY_USAGE_NAMES[bit] for bit in needed)
-        return f"its key usage has no {wanted}"
-    return None
 
 
 def _optional(extensions: x509.Extensions, kind: type[x509.ExtensionType]) -> Any:

@@ -150,3 +150,46 @@ def five_byte_length(der: bytes) -> bytes:
     skips the leading zeros)."""
     content = _outer_content(der)
     return b"\x30\x85" + len(content).to_bytes(5, "big") + content
+
+
+def duplicate_extension(ca: CA, *names: str, server: bool = False) -> mtls.Keystore:
+    """A keystore whose certificate (issued by ``ca`` for ``names``) carries the same
+    private, non-critical extension twice: OpenSSL takes it, cryptography's builder
+    cannot make it (made with two OIDs, one renamed in the signed bytes) and its
+    ``extensions`` raises ``DuplicateExtension``, which is not a ``ValueError``."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from mtls import _der
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    one, two = "1.3.6.1.4.1.99999.1", "1.3.6.1.4.1.99999.2"
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "duplicated")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), False)
+    )
+    for oid in (one, two):
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), b"\x05\x00"), False
+        )
+    cert = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    tbs = cert.tbs_certificate_bytes.replace(_der.encode_oid(two), _der.encode_oid(one))
+    signature = ca.private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, arg-type]
+    der = cert.public_bytes(serialization.Encoding.DER)
+    (_, algorithm_start, algorithm_stop) = _der.spans(der, *_der.single_span(der, _der.SEQUENCE))[1]
+    algorithm = _der.encode(_der.SEQUENCE, der[algorithm_start:algorithm_stop])
+    forged = _der.encode(
+        _der.SEQUENCE, tbs + algorithm + _der.encode(_der.BIT_STRING, b"\0" + signature)
+    )
+    store = mtls.Keystore()
+    store.add_key("client", key, [x509.load_der_x509_certificate(forged), ca.certificate])
+    return store

@@ -139,7 +139,9 @@ def _loaded_row(
             try:
                 purpose = purpose_problem(stores.client_leaf(profile.keystore))
                 if purpose is not None:
-                    problems.append(f"client certificate: {purpose}: servers will refuse it")
+                    problems.append(
+                        f"client certificate: {purpose[0]}: {purpose[1]} will refuse it"
+                    )
                     out_of_date = True  # refused by every Java and OpenSSL server now
             except (MTLSError, ValueError) as exc:
                 _add_problem(problems, str(exc))

@@ -515,15 +515,21 @@ def key_description(cert: x509.Certificate) -> str:
     return _x509.key_algorithm_name(oid) or type(key).__name__.removesuffix("PublicKey")
 
 
-def purpose_problem(cert: x509.Certificate) -> str | None:
-    """Why every server refuses ``cert`` as a client certificate (its extended key
-    usage lacks clientAuth, or its key usage forbids signing); ``None`` when nothing
-    forbids it. The reload engine refuses such a replacement for the same reason."""
+def purpose_problem(cert: x509.Certificate) -> tuple[str, str] | None:
+    """Why servers refuse ``cert`` as a client certificate, and which servers: every
+    one when its extended key usage lacks clientAuth (the reload engine refuses such a
+    replacement), OpenSSL's and Java's when its key usage forbids signing; ``None``
+    when nothing forbids it."""
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
     from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
 
-    return _x509.purpose_problem(cert.public_bytes(Encoding.DER), "client")
+    der = cert.public_bytes(Encoding.DER)
+    problem = _x509.purpose_problem(der, "client")
+    if problem is not None:
+        return problem, "servers"
+    problem = _x509.key_usage_problem(der, "client")
+    return None if problem is None else (problem, "OpenSSL and Java servers")
 
 
 def hex_serial(serial: int) -> str:

@@ -370,7 +370,7 @@ def _advice_unsupported(setup: Setup) -> str:
     purpose = None if cert is None else purpose_problem(cert)
     if purpose is not None:
         return (
-            f"{purpose}: reissue it for TLS client authentication and replace it in "
+            f"{purpose[0]}: reissue it for TLS client authentication and replace it in "
             f"{_store_of(setup)}"
         )
     return (

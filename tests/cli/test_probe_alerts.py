@@ -153,7 +153,7 @@ def test_unknown_ca_for_a_self_signed_certificate_imports_the_certificate(
         (
             "no clientAuth",
             "unsupported certificate",
-            "its extended key usage (serverAuth) lacks clientAuth",
+            "its extended key usage lacks clientAuth (it allows serverAuth)",
         ),
     ],
 )

@@ -565,32 +565,21 @@ def _encipher_only(ca: CA, cn: str) -> bytes:
     return store.to_bytes(PASSWORD)
 
 
-@pytest.mark.parametrize("usage", ["serverAuth only", "keyEncipherment only"])
-def test_a_client_certificate_servers_refuse_for_its_usages_is_not_installed(
-    setup, ca, backend, caplog, usage
-):
+def test_a_client_certificate_no_server_takes_is_not_installed(setup, ca, backend, caplog):
     """A replacement whose extended key usage lacks clientAuth (a certificate issued
-    from a server template), or whose key usage forbids signing, is refused by every
-    server ("unsuitable certificate purpose"), yet it replaced the working identity and
-    status() said healthy. It is refused as an expired one is: the last good stays,
-    and the error says why. At a first load (nothing else to serve) it is served with
-    a warning. The twin: a clientAuth certificate from the same CA goes in."""
+    from a server template) is refused by every server ("unsuitable certificate
+    purpose"), yet it replaced the working identity and status() said healthy. It is
+    refused as an expired one is: the last good stays, and the error says why. At a
+    first load (nothing else to serve) it is served with a warning. The twin: a
+    clientAuth certificate from the same CA goes in."""
     xml, keystore, _ = setup
-    bad = (
-        jks(ca, "server-template", client_auth=False)
-        if usage == "serverAuth only"
-        else _encipher_only(ca, "server-template")
-    )
-    said = (
-        "its extended key usage (serverAuth) lacks clientAuth"
-        if usage == "serverAuth only"
-        else "its key usage has no digitalSignature or keyAgreement"
-    )
+    bad = jks(ca, "server-template", client_auth=False)
+    said = "its extended key usage lacks clientAuth (it allows serverAuth)"
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     replace_atomically(keystore, bad)
     assert profiles.reload() is False
     error = str(profiles.last_error)
-    assert said in error and "refused by every server" in error, error
+    assert said in error and "every server refuses it: not installed" in error, error
     assert not profiles.status().healthy
     assert cn_seen(profiles, backend.port) == "gen-1"  # the last good, meanwhile
     replace_atomically(keystore, jks(ca, "gen-2"))
@@ -601,10 +590,58 @@ def test_a_client_certificate_servers_refuse_for_its_usages_is_not_installed(
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mtls"):
         fresh = SSLProfileSet.from_xml(xml, settle_delay=0)
-    warned = [r.getMessage() for r in caplog.records if "refused by every server" in r.getMessage()]
-    assert len(warned) == 1 and said in warned[0], warned
+    warned = [r.getMessage() for r in caplog.records if said in r.getMessage()]
+    assert len(warned) == 1 and "every one of the servers refuses it" in warned[0], warned
     with pytest.raises((ssl.SSLError, OSError)):
         cn_seen(fresh, backend.port)
+
+
+def test_a_client_certificate_whose_key_usage_forbids_signing_goes_in_with_a_warning(
+    setup, ca, backend, caplog
+):
+    """A key usage without digitalSignature is enforced by OpenSSL and Java servers,
+    not by Go's or rustls's: such a replacement is installed (refusing it would keep
+    an expiring identity from backends that take it), with a warning saying who
+    refuses it, once. OpenSSL's (the test backend) does."""
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(keystore, _encipher_only(ca, "encipher-only"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert profiles.reload() is True
+        assert profiles.reload() is False  # nothing new: not said again
+    warned = [r.getMessage() for r in caplog.records if "key usage" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "its key usage has no digitalSignature or keyAgreement" in warned[0]
+    assert "OpenSSL and Java servers refuse it" in warned[0]
+    assert profiles.last_error is None
+    with pytest.raises((ssl.SSLError, OSError)):
+        cn_seen(profiles, backend.port)
+    # The twin: a certificate whose key usage allows signing draws no such warning.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert profiles.reload() is True
+    assert not [r for r in caplog.records if "key usage" in r.getMessage()]
+    assert cn_seen(profiles, backend.port) == "gen-2"
+
+
+def test_a_certificate_whose_extensions_cryptography_cannot_read_loads(setup, ca, backend):
+    """A certificate with an extension twice (OpenSSL takes it; cryptography raises
+    DuplicateExtension, not a ValueError, on reading its extensions) crashed the first
+    load and every replacement with cryptography's exception. Its usages are left to
+    OpenSSL: it loads, rotates in, and the backend takes it."""
+    from tests._pki import duplicate_extension
+
+    xml, keystore, _ = setup
+    replace_atomically(keystore, duplicate_extension(ca, "gateway").to_bytes(PASSWORD))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "duplicated"
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    assert profiles.reload() is True
+    replace_atomically(keystore, duplicate_extension(ca, "gateway").to_bytes(PASSWORD))
+    assert profiles.reload() is True and profiles.last_error is None
+    assert cn_seen(profiles, backend.port) == "duplicated"
 
 
 def test_a_blocking_log_handler_holds_back_no_check(setup, ca, backend):
@@ -649,6 +686,45 @@ def test_a_blocking_log_handler_holds_back_no_check(setup, ca, backend):
     finally:
         release.set()
         logger.removeHandler(stuck)
+
+
+def test_log_records_keep_the_checks_order_across_threads(setup, ca, backend):
+    """The reload thread's records wait on the relay behind a slow handler; a
+    reload() caller's were handled at once on its own thread, overtaking them: a
+    problem's "resolved" line reached the log before the problem's own line, and
+    log-based alerting ended on "broken". They now queue behind the relay's. The
+    tracebacks of what they report keep their causes' frames too."""
+    xml, keystore, _ = setup
+    release, entered = threading.Event(), threading.Event()
+    handled: list[str] = []
+
+    class SlowOnTheRelay(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if threading.current_thread().name.endswith("-log"):
+                entered.set()
+                release.wait(30)
+            handled.append(record.getMessage())
+
+    slow = SlowOnTheRelay(logging.WARNING)
+    logger = logging.getLogger("mtls")
+    logger.addHandler(slow)
+    try:
+        with SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles:
+            replace_atomically(keystore, b"garbage")  # the reload thread warns of it
+            assert entered.wait(30), "the warning never reached the handler"
+            timer = profiles._engine._timer
+            timer.retired = True  # no more background checks: the fix is the caller's
+            timer._thread.join(30)
+            replace_atomically(keystore, jks(ca, "gen-2"))
+            assert profiles.reload() is True  # its "resolved" line queues on the relay
+            assert handled == []
+            release.set()
+            wait_for(lambda: len(handled) >= 2)
+    finally:
+        release.set()
+        logger.removeHandler(slow)
+    assert "gw.jks" in handled[0] and "resolved" not in handled[0], handled
+    assert "resolved" in handled[1], handled
 
 
 def test_close_waits_for_a_running_callback_and_drops_the_queue(setup, ca, monkeypatch):

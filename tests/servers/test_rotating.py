@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import mtls
+from mtls import _x509
 from mtls.testing import CA, replace_atomically, swap_symlinked_dir
 from tests._helpers import PASSWORD, out_of_date_copy, truststore_openssl_refuses, wait_for
 from tests.servers._servers import (
@@ -257,7 +258,7 @@ def test_a_server_certificate_clients_refuse_for_its_usage_is_not_installed(
         client_only = estate.server_ca.issue_cert("localhost", "127.0.0.1", server_auth=False)
         replace_atomically(estate.keystore, client_only.keystore().to_bytes(PASSWORD))
         assert server.reload() is False
-        said = "its extended key usage (clientAuth) lacks serverAuth"
+        said = "its extended key usage lacks serverAuth (it allows clientAuth)"
         assert said in str(server.last_error) and "not installed" in str(server.last_error)
         assert not server.status().healthy
         assert get(port, estate.client())[1] == serial  # the last good, meanwhile
@@ -269,9 +270,29 @@ def test_a_server_certificate_clients_refuse_for_its_usage_is_not_installed(
     caplog.clear()
     with caplog.at_level("WARNING", logger="mtls"), estate.server() as server:
         warned = [r.getMessage() for r in caplog.records if said in r.getMessage()]
-        assert len(warned) == 1 and "refused by every client" in warned[0], warned
+        assert len(warned) == 1 and "every client refuses it" in warned[0], warned
         with stdlib_server(server.context) as port, pytest.raises(ssl.SSLError):
             get(port, estate.client())  # and the client does refuse it
+
+
+def test_a_server_certificate_whose_extensions_cryptography_cannot_read_serves(
+    estate: Estate,
+) -> None:
+    """A certificate with an extension twice (OpenSSL takes it; cryptography raises
+    DuplicateExtension on reading its extensions): the server starts with it and
+    rotates to it, instead of raising cryptography's exception."""
+    from tests._pki import duplicate_extension
+
+    dup = duplicate_extension(estate.server_ca, "localhost", "127.0.0.1", server=True)
+    replace_atomically(estate.keystore, dup.to_bytes(PASSWORD))
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        assert serial == _x509.serial_number(dup.key_entry()[2][0])
+        estate.write_identity(estate.server_ca)
+        assert server.reload() is True
+        replace_atomically(estate.keystore, dup.to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
+        assert get(port, estate.client())[1] == serial
 
 
 def test_the_issuing_path_is_judged_by_signature() -> None:
