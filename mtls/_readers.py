@@ -79,6 +79,8 @@ def detect_format(data: bytes) -> StoreFormat:
             return "DER"
         if signed is not None:
             raise KeystoreFormatError(_NOT_A_CERTIFICATE[signed])
+        if _looks_like_bcfks(data):
+            raise KeystoreFormatError(_BCFKS)
     bouncy = _bks.looks_like_bks(data)
     if bouncy is not None:
         return bouncy
@@ -104,10 +106,43 @@ _NOT_A_CERTIFICATE = {
 }
 
 
+_BCFKS_CONVERT = (
+    "convert it to PKCS12 with keytool -importkeystore -srcstoretype BCFKS -deststoretype "
+    "PKCS12 and the Bouncy Castle provider (-providerpath bc-fips.jar -providerclass "
+    "org.bouncycastle.jcajce.provider.BouncyCastleFipsProvider, or bcprov.jar and "
+    "org.bouncycastle.jce.provider.BouncyCastleProvider)"
+)
+_BCFKS = (
+    "a Bouncy Castle FIPS keystore (BCFKS), which mtls does not read: "
+    f"{_BCFKS_CONVERT}, and point to that"
+)
+# BCFKS's ObjectStore: SEQUENCE { storeData, integrityCheck }, the store data encrypted
+# (SEQUENCE { AlgorithmIdentifier, OCTET STRING }) or not (SEQUENCE { INTEGER, ... }),
+# the check a password MAC (SEQUENCE { AlgorithmIdentifier of an HMAC, PBKDF2
+# parameters, OCTET STRING }) or a signature ([0]).
+_HMAC_ARC = "1.2.840.113549.2."
+
+
+def _looks_like_bcfks(data: bytes) -> bool:
+    try:
+        store, check = _der.read_single(data, _der.SEQUENCE).children()
+        if store.tag != _der.SEQUENCE or store.children()[0].tag not in (
+            _der.SEQUENCE,
+            _der.INTEGER,
+        ):
+            return False
+        if check.tag == 0xA0:
+            return True
+        mac = check.expect(_der.SEQUENCE).children()[0].expect(_der.SEQUENCE).children()[0]
+        return _der.decode_oid(mac.expect(_der.OID).value).startswith(_HMAC_ARC)
+    except (_der.DERError, IndexError, ValueError):
+        return False
+
+
 def says_what_it_is(exc: KeystoreFormatError) -> bool:
     """Whether :func:`detect_format` refused a file it recognised (a CRL, a certificate
-    request), with its own fix: what to point to instead."""
-    return str(exc) in _NOT_A_CERTIFICATE.values()
+    request, a BCFKS store), with its own fix: what to point to instead."""
+    return str(exc) in _NOT_A_CERTIFICATE.values() or str(exc) == _BCFKS
 
 
 def with_fix(exc: KeystoreFormatError, fix: str) -> str:
@@ -252,10 +287,7 @@ def parse(
         elif declared and declared.strip().upper() == "BCFKS":
             message = (
                 f"{exc} (declared BCFKS: Bouncy Castle's FIPS keystore, which mtls does not "
-                "read): convert it to PKCS12 with keytool -importkeystore -srcstoretype "
-                "BCFKS -deststoretype PKCS12 and the BC FIPS provider (-providerpath "
-                "bc-fips.jar -providerclass "
-                "org.bouncycastle.jcajce.provider.BouncyCastleFipsProvider)"
+                f"read): {_BCFKS_CONVERT}"
             )
         else:
             hint = f" (declared {_shown_type(declared)})" if declared else ""
