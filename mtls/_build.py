@@ -828,22 +828,22 @@ class Builder:
         self._warn_key_usage(where, keystore.key_entry(alias)[2][0], subject)
 
     def _warn_key_usage(self, where: str, leaf: bytes, subject: str | None) -> None:
-        """A certificate whose key usage forbids its role is installed (Go's and
-        rustls's peers do not check it), with a warning: OpenSSL's and Java's refuse
-        it. Once per certificate."""
+        """A certificate some peers refuse for its role and others take (a key usage
+        Go and rustls do not check, anyExtendedKeyUsage alone) is installed, with a
+        warning naming who refuses it. Once per certificate."""
         role = self.options.identity
-        problem = _x509.key_usage_problem(leaf, role)
-        key = (_x509.sha256_hex(leaf), role, "key usage")
-        if problem is None or key in self._early_warned:
+        found = _x509.usage_warning(leaf, role)
+        key = (_x509.sha256_hex(leaf), role, "usage")
+        if found is None or key in self._early_warned:
             return
         self._early_warned.add(key)
         log.warning(
-            "%s: the certificate (%s) %s: OpenSSL and Java %s refuse it as a TLS %s "
-            "certificate (Go's and rustls's do not check it); reissue it for TLS %s "
-            "authentication",
+            "%s: the certificate (%s): %s: %s %s refuse it as a TLS %s certificate "
+            "(others take it); reissue it for TLS %s authentication",
             where,
             subject,
-            problem,
+            found[0],
+            found[1],
             "clients" if role == "server" else "servers",
             role,
             role,

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 
 from . import _jks, _keyload, _x509
-from ._crl import CRLSet, warn_intermediate_anchors
+from ._crl import CRLSet, _issued, warn_intermediate_anchors
 from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
 from ._files import cannot_read_fix
 from ._log import log
@@ -338,11 +338,13 @@ def _log_identity(keystore: Keystore, alias: str, chain_der: Sequence[bytes]) ->
         )
     _warn_expiry(where, alias, chain_der[0], expires, f"certificate {alias!r} ({subject})")
     # The chain sent with it: a peer that verifies through an intermediate out of date
-    # refuses every handshake, whatever the leaf's dates. A root sent along is not
-    # said: peers verify with their own copy of it (trusted first), perhaps renewed.
+    # refuses every handshake, whatever the leaf's dates. A root sent along (signed
+    # by its own key) is not said: peers verify with their own copy of it (trusted
+    # first), perhaps renewed. A key-rollover link (self-issued, signed by the old
+    # key) is an intermediate like any other.
     for der in chain_der[1:]:
         names = _x509.raw_names(der)
-        if names is not None and names[0] == names[1]:
+        if names is not None and names[0] == names[1] and _issued(der, der):
             continue
         facts = _leaf_facts(der)
         if facts is not None:

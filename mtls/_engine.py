@@ -77,6 +77,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as _dt
+import functools
 import logging
 import math
 import sys
@@ -321,13 +322,16 @@ class Engine(Generic[S]):
         # check's on a thread of its own (LogRelay): a handler that blocks (a log
         # shipper that is down) holds back no check, and no reload() caller.
         records: list[logging.LogRecord] = []
+        settle: Callable[[], None] | None = None
         try:
             with held(records):
-                changed, escaped = self._apply()
+                changed, escaped, settle = self._apply()
                 if changed and in_thread:  # never on the reload thread: a callback may block
                     self._notifier.submit(lambda: self._subscribers.deliver(swallow_all=True))
         finally:
-            self._hand_over(records, in_thread)
+            # The snapshot's errors are settled (their frames let go) once the records
+            # that show their tracebacks are handled.
+            self._hand_over(records, in_thread, settle)
         if changed and not in_thread:
             self._subscribers.deliver(swallow_all=False)
         if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
@@ -349,24 +353,40 @@ class Engine(Generic[S]):
             self._hand_over(records, in_thread)
         return changed
 
-    def _hand_over(self, records: list[logging.LogRecord], in_thread: bool) -> None:
-        if not records:
+    def _hand_over(
+        self,
+        records: list[logging.LogRecord],
+        in_thread: bool,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Have ``records`` handled, then ``then`` run: on the relay for the reload
+        thread; for a caller, on the relay too when the set has a reload thread (one
+        queue keeps the checks' order), waited for up to :data:`CLOSE_TIMEOUT` seconds
+        (a blocked handler delays ``reload()`` no longer), else on its own thread."""
+        if not records and then is None:
             return
         if in_thread:
-            self._relay.submit(records)
-        elif not self._relay.submit_if_busy(records):
-            emit(records)  # on the caller's thread: the relay has nothing before them
+            self._relay.submit(records, then)
+        elif self._timer is not None:
+            handled = self._relay.submit(records, then)
+            if records:
+                handled.wait(CLOSE_TIMEOUT)
+        else:
+            emit(records)
+            if then is not None:
+                then()
 
-    def _apply(self) -> tuple[bool, BaseException | None]:
-        """One check under the lock: whether it applied a change, and what escaped
-        the plan (kept as its error; :meth:`_check` re-raises an interrupt)."""
+    def _apply(self) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
+        """One check under the lock: whether it applied a change, what escaped the
+        plan (kept as its error; :meth:`_check` re-raises an interrupt), and what
+        settles the new snapshot's errors once their records are handled."""
         plan = self._plan
         # What the caller was handling when it called reload(): an error of this check
         # chains to it, and keeping the error must not touch it (see _settle).
         outer = sys.exception()
         with self._lock:
             if self._stop.is_set():
-                return False, None  # closed: publish nothing more
+                return False, None, None  # closed: publish nothing more
             old = self.snapshot
             escaped: BaseException | None = None
             reading: Reading | None = self._reading()
@@ -374,21 +394,22 @@ class Engine(Generic[S]):
                 assert reading is not None
                 moved = reading.survey(old.watched)
                 if not moved and not old.pending and not old.errors and not _due(old):
-                    return False, None  # the common case: one stat per file, nothing read
+                    return False, None, None  # the common case: one stat per file, nothing read
                 # Every file whose stat moved is settled before anything is parsed (one
                 # settle delay for all): a file still being written is left for later.
                 reading.settle(moved)
                 outcome = plan.check(reading, old)
             except Interrupted:
-                return False, None  # close() during the check: nothing half-built is published
+                # close() during the check: nothing half-built is published
+                return False, None, None
             except BaseException as exc:
                 # Keep the last good, say why, and look at everything again next time
                 # (nothing this check read is recorded as seen).
                 if self._stop.is_set():
-                    return False, None
+                    return False, None, None
                 outcome, reading, escaped = Outcome(plan.broken(old, exc), False), None, exc
             if self._stop.is_set():
-                return False, None
+                return False, None, None
             if reading is not None:
                 reading.commit()  # exactly what was built is recorded as seen
             new = outcome.snapshot
@@ -398,11 +419,10 @@ class Engine(Generic[S]):
             if new.watched is not old.watched:
                 self._reader.forget(new.watched)  # files nothing names any more
             self._reports.update(plan.problems(new), plan.where)
-            _settle(new, outer)
             if outcome.changed:
                 # Queued under the lock: queue order is generation order.
                 self._subscribers.queue(old.generation, new.generation)
-        return outcome.changed, escaped
+        return outcome.changed, escaped, functools.partial(_settle, new, outer)
 
     # ------------------------------------------------------------------ subscribers
 
@@ -776,52 +796,47 @@ class LogRelay:
     def __init__(self, name: str) -> None:
         self._name = name
         self._lock = threading.Lock()
-        self._work: collections.deque[list[logging.LogRecord]] = collections.deque(
-            maxlen=_RELAY_KEPT
-        )
+        self._work: collections.deque[_Batch] = collections.deque()
         self._thread: threading.Thread | None = None
         self._since: float | None = None  # when the batch being handled was taken
         self._said = False
         self._dropping = False
         renew_attributes_after_fork(self, "_lock")
-        renew_attributes_after_fork(
-            self, "_work", new=lambda: collections.deque(maxlen=_RELAY_KEPT)
-        )
+        renew_attributes_after_fork(self, "_work", new=collections.deque)
         renew_attributes_after_fork(self, "_thread", "_since", new=_nothing)
 
-    def submit_if_busy(self, records: list[logging.LogRecord]) -> bool:
-        """Queue ``records`` behind those the relay has yet to handle (and return
-        True), so that a ``reload()`` caller's records never overtake a background
-        check's; False when it has none: the caller handles them itself."""
-        with self._lock:
-            busy = bool(self._work) or self._since is not None
-        if busy:
-            self.submit(records)
-        return busy
-
-    def submit(self, records: list[logging.LogRecord]) -> None:
-        """Handle ``records`` on the relay's thread, after those handed over before.
+    def submit(
+        self, records: list[logging.LogRecord], then: Callable[[], None] | None = None
+    ) -> threading.Event:
+        """Handle ``records`` on the relay's thread, after those handed over before,
+        then run ``then``; the event is set once both are done.
 
         Where no thread can be started (at interpreter shutdown, or at the
         process's thread limit), they are handled here instead.
         """
+        done = threading.Event()
+        dropped: _Batch | None = None
         with self._lock:
-            if len(self._work) == self._work.maxlen and not self._dropping:
-                self._dropping = True
-                print(
-                    f"mtls: {self._name}: {self._work.maxlen} checks' log records wait for "
-                    "a blocked logging handler: the oldest are dropped from now on "
-                    "(said once)",
-                    file=sys.stderr,
-                )
-            self._work.append(records)
+            if len(self._work) >= _RELAY_KEPT:
+                dropped = self._work.popleft()
+                if not self._dropping:
+                    self._dropping = True
+                    print(
+                        f"mtls: {self._name}: {_RELAY_KEPT} checks' log records wait for a "
+                        "blocked logging handler: the oldest are dropped from now on "
+                        "(said once)",
+                        file=sys.stderr,
+                    )
+            self._work.append((records, then, done))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = _started(self._name, self._run)
             started = self._thread is not None
             since = self._since
+        if dropped is not None:
+            _finish(dropped, handle=False)
         if not started:
             self._run()
-            return
+            return done
         if since is not None and not self._said and time.monotonic() - since >= STUCK_AFTER:
             self._said = True
             print(
@@ -830,6 +845,7 @@ class LogRelay:
                 "log records wait (said once)",
                 file=sys.stderr,
             )
+        return done
 
     def _run(self) -> None:
         while True:
@@ -838,10 +854,10 @@ class LogRelay:
                     if threading.current_thread() is self._thread:
                         self._thread = None
                     return
-                records = self._work.popleft()
+                batch = self._work.popleft()
                 self._since = time.monotonic()
             try:
-                emit(records)  # a handler that raises is set aside there
+                _finish(batch, handle=True)
             finally:
                 self._since = None
 
@@ -852,6 +868,26 @@ class LogRelay:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+
+# A check's records, what to run once they are handled (settle its errors), and the
+# event set then.
+_Batch = tuple[list[logging.LogRecord], Callable[[], None] | None, threading.Event]
+
+
+def _finish(batch: _Batch, *, handle: bool) -> None:
+    """Handle a batch's records (unless it is dropped), run its follow-up, set its
+    event: whatever happens (a handler that raises is set aside by emit)."""
+    records, then, done = batch
+    try:
+        if handle:
+            emit(records)
+    finally:
+        try:
+            if then is not None:
+                then()
+        finally:
+            done.set()
 
 
 def _started(name: str, run: Callable[[], object]) -> threading.Thread | None:

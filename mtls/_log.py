@@ -74,20 +74,9 @@ def _record(
             exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
         elif not isinstance(exc_info, tuple):
             exc_info = sys.exc_info()
-    record = logger.makeRecord(
+    return logger.makeRecord(
         logger.name, level, filename, line, msg, args, exc_info, function, extra, stack
     )
-    if record.exc_info and record.exc_info[0] is not None:
-        # Rendered now, as logging's Formatter would: the check lets go of its errors'
-        # tracebacks (their frames' locals held the files it read) before the record
-        # is handled, which would leave the causes without frames. Then the frames go
-        # too: a record waiting behind a blocked handler must not keep them alive.
-        record.exc_text = _FORMATTER.formatException(record.exc_info)
-        record.exc_info = (record.exc_info[0], record.exc_info[1], None)
-    return record
-
-
-_FORMATTER = logging.Formatter()
 
 
 @contextlib.contextmanager

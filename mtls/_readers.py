@@ -119,8 +119,12 @@ _BCFKS = (
 # BCFKS's ObjectStore: SEQUENCE { storeData, integrityCheck }, the store data encrypted
 # (SEQUENCE { AlgorithmIdentifier, OCTET STRING }) or not (SEQUENCE { INTEGER, ... }),
 # the check a password MAC (SEQUENCE { AlgorithmIdentifier of an HMAC, PBKDF2
-# parameters, OCTET STRING }) or a signature ([0]).
-_HMAC_ARC = "1.2.840.113549.2."
+# parameters, OCTET STRING }) or a signature ([0]). The HMACs BC offers for it: SHA-2
+# (RSA's arc) and SHA-3 (NIST's).
+_HMACS = frozenset(
+    [f"1.2.840.113549.2.{n}" for n in (8, 9, 10, 11, 12, 13)]
+    + [f"2.16.840.1.101.3.4.2.{n}" for n in (13, 14, 15, 16)]
+)
 
 
 def _looks_like_bcfks(data: bytes) -> bool:
@@ -134,7 +138,7 @@ def _looks_like_bcfks(data: bytes) -> bool:
         if check.tag == 0xA0:
             return True
         mac = check.expect(_der.SEQUENCE).children()[0].expect(_der.SEQUENCE).children()[0]
-        return _der.decode_oid(mac.expect(_der.OID).value).startswith(_HMAC_ARC)
+        return _der.decode_oid(mac.expect(_der.OID).value) in _HMACS
     except (_der.DERError, IndexError, ValueError):
         return False
 

@@ -464,20 +464,28 @@ def _refusal(
     )
 
 
+_USAGE_WARNED: set[str] = set()  # SHA-256 of the server certificates warned about
+
+
 def _warn_key_usage(leaf: bytes, subject: str | None, where: str) -> None:
-    """A server certificate whose key usage allows no key exchange is served (Go's
-    and rustls's clients do not check it), with a warning: OpenSSL's and Java's
-    refuse it."""
-    problem = _x509.key_usage_problem(leaf, "server")
-    if problem is not None:
-        log.warning(
-            "%s: the server certificate (%s) %s: OpenSSL and Java clients refuse it as a "
-            "TLS server certificate (Go's and rustls's do not check it); reissue it for "
-            "TLS server authentication",
-            where,
-            subject,
-            problem,
-        )
+    """A server certificate some clients refuse and others take (a key usage Go's and
+    rustls's clients do not check, anyExtendedKeyUsage alone) is served, with a
+    warning naming who refuses it: once per certificate."""
+    found = _x509.usage_warning(leaf, "server")
+    fingerprint = _x509.sha256_hex(leaf)
+    if found is None or fingerprint in _USAGE_WARNED:
+        return
+    if len(_USAGE_WARNED) >= 1024:
+        _USAGE_WARNED.clear()
+    _USAGE_WARNED.add(fingerprint)
+    log.warning(
+        "%s: the server certificate (%s): %s: %s clients refuse it as a TLS server "
+        "certificate (others take it); reissue it for TLS server authentication",
+        where,
+        subject,
+        found[0],
+        found[1],
+    )
 
 
 def _leaf(

@@ -298,11 +298,11 @@ def subject_alt_names(cert: x509.Certificate) -> list[str]:
 # What a peer requires of the certificate it verifies, by the role it is presented
 # in. The extended key usage is enforced by every common verifier (OpenSSL, Java's
 # EndEntityChecker, Go, rustls/webpki): one that allows none of these is refused by
-# all of them. anyExtendedKeyUsage counts (Java and Go take it; OpenSSL does not, so
-# this is the lenient side), and for servers so do the old Server Gated Cryptography
+# all of them. anyExtendedKeyUsage counts here (Java and Go take it; OpenSSL does not:
+# usage_warning says so), and for servers so do the old Server Gated Cryptography
 # usages that Java and OpenSSL still take. The key usage is enforced by OpenSSL and
 # Java, not by Go or rustls: a certificate without one of these bits is refused by
-# some peers only.
+# some peers only (usage_warning).
 _ANY_EKU = "2.5.29.37.0"
 _PURPOSES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
     "client": (
@@ -345,15 +345,21 @@ def purpose_problem(der: bytes, role: str) -> str | None:
     return f"its extended key usage lacks {name} (it allows {listed or 'nothing'})"
 
 
-def key_usage_problem(der: bytes, role: str) -> str | None:
-    """Why OpenSSL and Java peers (not Go's or rustls's) refuse the certificate ``der``
-    as a ``role`` certificate: its key usage allows none of the operations the role
-    needs. ``None`` when it does, has none, or cannot be read."""
-    _, _, needed = _PURPOSES[role]
+def usage_warning(der: bytes, role: str) -> tuple[str, str] | None:
+    """Why some peers refuse the certificate ``der`` as a ``role`` certificate where
+    others take it, and which: a key usage that allows none of the operations the role
+    needs (OpenSSL and Java check it, Go and rustls do not), or an extended key usage
+    that allows only anyExtendedKeyUsage (OpenSSL refuses it, Java and Go take it).
+    ``None`` when neither, or they cannot be read."""
+    name, _, needed = _PURPOSES[role]
     key_usage = _usage_extension(der, x509.KeyUsage)
-    if key_usage is None or any(getattr(key_usage, bit) for bit in needed):
-        return None
-    return f"its key usage has no {' or '.join(_KEY_USAGE_NAMES[bit] for bit in needed)}"
+    if key_usage is not None and not any(getattr(key_usage, bit) for bit in needed):
+        wanted = " or ".join(_KEY_USAGE_NAMES[bit] for bit in needed)
+        return f"its key usage has no {wanted}", "OpenSSL and Java"
+    usages = _usage_extension(der, x509.ExtendedKeyUsage)
+    if usages is not None and {u.dotted_string for u in usages} == {_ANY_EKU}:
+        return f"its extended key usage is anyExtendedKeyUsage alone, without {name}", "OpenSSL"
+    return None
 
 
 def _usage_extension(der: bytes, kind: type[x509.ExtensionType]) -> Any:

@@ -152,31 +152,42 @@ def five_byte_length(der: bytes) -> bytes:
     return b"\x30\x85" + len(content).to_bytes(5, "big") + content
 
 
-def duplicate_extension(ca: CA, *names: str, server: bool = False) -> mtls.Keystore:
-    """A keystore whose certificate (issued by ``ca`` for ``names``) carries the same
-    private, non-critical extension twice: OpenSSL takes it, cryptography's builder
-    cannot make it (made with two OIDs, one renamed in the signed bytes) and its
-    ``extensions`` raises ``DuplicateExtension``, which is not a ``ValueError``."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    from mtls import _der
+def _leaf_builder(
+    ca: CA, names: tuple[str, ...], cn: str
+) -> tuple[ec.EllipticCurvePrivateKey, x509.CertificateBuilder]:
+    """A new EC key and a certificate builder for it, issued by ``ca`` for ``names``,
+    valid for 90 days: the extensions are the caller's."""
+    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    one, two = "1.3.6.1.4.1.99999.1", "1.3.6.1.4.1.99999.2"
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "duplicated")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=90))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-        .add_extension(x509.ExtendedKeyUsage([usage]), False)
     )
+    return key, builder
+
+
+def duplicate_extension(ca: CA, *names: str, server: bool = False) -> mtls.Keystore:
+    """A keystore whose certificate (issued by ``ca`` for ``names``) carries the same
+    private, non-critical extension twice: OpenSSL takes it, cryptography's builder
+    cannot make it (made with two OIDs, one renamed in the signed bytes) and its
+    ``extensions`` raises ``DuplicateExtension``, which is not a ``ValueError``."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from mtls import _der
+
+    one, two = "1.3.6.1.4.1.99999.1", "1.3.6.1.4.1.99999.2"
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    key, builder = _leaf_builder(ca, names, "duplicated")
+    builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), False)
     for oid in (one, two):
         builder = builder.add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), b"\x05\x00"), False
@@ -192,4 +203,20 @@ def duplicate_extension(ca: CA, *names: str, server: bool = False) -> mtls.Keyst
     )
     store = mtls.Keystore()
     store.add_key("client", key, [x509.load_der_x509_certificate(forged), ca.certificate])
+    return store
+
+
+def any_eku_only(ca: CA, *names: str) -> mtls.Keystore:
+    """A keystore whose certificate (issued by ``ca`` for ``names``) has an extended key
+    usage of anyExtendedKeyUsage alone: Java and Go take it for either role, OpenSSL
+    refuses it for both ("unsuitable certificate purpose")."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key, builder = _leaf_builder(ca, names, "any usage")
+    cert = builder.add_extension(
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]), False
+    ).sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    store = mtls.Keystore()
+    store.add_key("client", key, [cert, ca.certificate])
     return store

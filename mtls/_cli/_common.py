@@ -518,7 +518,7 @@ def key_description(cert: x509.Certificate) -> str:
 def purpose_problem(cert: x509.Certificate) -> tuple[str, str] | None:
     """Why servers refuse ``cert`` as a client certificate, and which servers: every
     one when its extended key usage lacks clientAuth (the reload engine refuses such a
-    replacement), OpenSSL's and Java's when its key usage forbids signing; ``None``
+    replacement), some only otherwise (:func:`mtls._x509.usage_warning`); ``None``
     when nothing forbids it."""
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
@@ -528,8 +528,8 @@ def purpose_problem(cert: x509.Certificate) -> tuple[str, str] | None:
     problem = _x509.purpose_problem(der, "client")
     if problem is not None:
         return problem, "servers"
-    problem = _x509.key_usage_problem(der, "client")
-    return None if problem is None else (problem, "OpenSSL and Java servers")
+    found = _x509.usage_warning(der, "client")
+    return None if found is None else (found[0], f"{found[1]} servers")
 
 
 def hex_serial(serial: int) -> str:

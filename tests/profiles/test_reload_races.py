@@ -977,10 +977,11 @@ def test_a_kept_error_leaves_the_callers_exception_and_the_resolvers_traceback(
             assert profiles.reload() is False
             frames.append(len(traceback.extract_tb(own.__traceback__)))
     assert frames[0] == frames[1] == 2  # the caller's traceback, untouched
-    # The resolver's line, in the log as handlers print it (the traceback is rendered
-    # when the record is made: the record keeps no frames either).
-    assert "my_vault_client_lookup" in caplog.text
-    assert all(r.exc_info[2] is None for r in caplog.records if r.exc_info)
+    # The resolver's line, in the log (handled before the error's frames are let go).
+    logged = "".join(
+        "".join(traceback.format_exception(*r.exc_info)) for r in caplog.records if r.exc_info
+    )
+    assert "my_vault_client_lookup" in logged and "my_vault_client_lookup" in caplog.text
     kept = profiles.last_error
     assert kept is not None and kept.__cause__ is not None
     assert kept.__cause__.__traceback__ is None  # and then no frames kept

@@ -692,8 +692,7 @@ def test_log_records_keep_the_checks_order_across_threads(setup, ca, backend):
     """The reload thread's records wait on the relay behind a slow handler; a
     reload() caller's were handled at once on its own thread, overtaking them: a
     problem's "resolved" line reached the log before the problem's own line, and
-    log-based alerting ended on "broken". They now queue behind the relay's. The
-    tracebacks of what they report keep their causes' frames too."""
+    log-based alerting ended on "broken". They now go through the relay too."""
     xml, keystore, _ = setup
     release, entered = threading.Event(), threading.Event()
     handled: list[str] = []

@@ -295,6 +295,33 @@ def test_a_server_certificate_whose_extensions_cryptography_cannot_read_serves(
         assert get(port, estate.client())[1] == serial
 
 
+def test_a_server_certificate_some_clients_refuse_goes_in_with_a_warning(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """anyExtendedKeyUsage alone: Java and Go clients take it as a server certificate,
+    OpenSSL's refuse it. It is served (refusing it would keep an expiring certificate
+    from the clients that take it), with a warning naming who refuses it, once per
+    certificate: not again at later checks, nor when it comes back after another."""
+    from tests._pki import any_eku_only
+
+    anything = any_eku_only(estate.server_ca, "localhost", "127.0.0.1").to_bytes(PASSWORD)
+    caplog.set_level("WARNING", logger="mtls")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        replace_atomically(estate.keystore, anything)
+        assert server.reload() is True and server.last_error is None
+        assert server.reload() is False
+        with pytest.raises(ssl.SSLError):
+            get(port, estate.client())  # an OpenSSL client does refuse it
+        estate.write_identity(estate.server_ca)
+        assert server.reload() is True
+        get(port, estate.client())  # the twin: a serverAuth certificate, taken
+        replace_atomically(estate.keystore, anything)
+        assert server.reload() is True
+    warned = [r.getMessage() for r in caplog.records if "anyExtendedKeyUsage" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "OpenSSL clients refuse it" in warned[0] and "(CN=any usage" in warned[0]
+
+
 def test_the_issuing_path_is_judged_by_signature() -> None:
     """Each certificate on the leaf's issuing path (followed by signature) is judged: an
     expired intermediate two levels up (a peer that trusts only the root needs it) and

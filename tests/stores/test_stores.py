@@ -103,52 +103,31 @@ def test_detect_format_refuses_garbage(data: bytes) -> None:
     assert ("empty" if not data else "not a keystore") in str(info.value)
 
 
-def _bcfks_shaped(check: bytes) -> bytes:
-    """The outer structure of a Bouncy Castle FIPS keystore (ObjectStore: the store
-    data encrypted with PBES2, then ``check``), as BC writes it; its content random."""
-    from mtls import _der
-
-    def seq(*parts: bytes) -> bytes:
-        return _der.encode(_der.SEQUENCE, b"".join(parts))
-
-    def oid(dotted: str) -> bytes:
-        return _der.encode_oid(dotted)
-
-    pbkdf2 = seq(oid("1.2.840.113549.1.5.12"), seq(_der.encode(0x04, os.urandom(64)),
-                 _der.encode(0x02, b"\x00\xc8\x00"), _der.encode(0x02, b"\x20")))  # fmt: skip
-    store = seq(seq(oid("1.2.840.113549.1.5.13"), seq(pbkdf2)), _der.encode(0x04, os.urandom(300)))
-    return seq(store, check)
-
-
-def test_a_bcfks_store_is_named_with_how_to_convert_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["ks", "sha3", "scrypt", "sig", "empty"])
+def test_a_bcfks_store_is_named_with_how_to_convert_it(name: str) -> None:
     """A Bouncy Castle FIPS keystore (BCFKS, which keytool reads with the Bouncy Castle
     provider) was refused as damaged or not a store ("check the path, or replace the
     file"), by an interop sweep of keystore-explorer's test files. It is named, with
-    how to convert it. The twin: an encrypted PKCS#8 key, of the same outer shape
-    (two parts), is not taken for one."""
-    from mtls import _der
-
-    hmac = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.2.11") + b"\x05\x00")
-    mac_check = _der.encode(_der.SEQUENCE, hmac + _der.encode(0x04, os.urandom(64)))
-    for check in (mac_check, _der.encode(0xA0, os.urandom(40))):
-        path = tmp_path / "store.bcfks"
-        path.write_bytes(_bcfks_shaped(check))
-        for load in (lambda p: mtls.Keystore.load(p, "123456"), mtls.Truststore.load):
-            with pytest.raises(mtls.KeystoreFormatError) as info:
-                load(path)
-            message = str(info.value)
-            assert message.startswith(f"{path}: a Bouncy Castle FIPS keystore (BCFKS)")
-            assert "-srcstoretype BCFKS" in message and "replace the file" not in message
-            assert "123456" not in message
+    how to convert it, whatever its MAC (SHA-2, SHA-3), key derivation or signature.
+    The twin: an encrypted PKCS#8 key, of the same outer shape (two parts), is not
+    taken for one."""
+    path = Path(__file__).parent / "data" / "bouncycastle" / f"bcfks-{name}.bcfks"
+    for load in (lambda p: mtls.Keystore.load(p, "changeit"), mtls.Truststore.load):
+        with pytest.raises(mtls.KeystoreFormatError) as info:
+            load(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: a Bouncy Castle FIPS keystore (BCFKS)")
+        assert "-srcstoretype BCFKS" in message and "replace the file" not in message
+        assert "changeit" not in message
     key = ec.generate_private_key(ec.SECP256R1())
     encrypted = key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"pw"),
     )
-    with pytest.raises(mtls.KeystoreFormatError) as info:
+    with pytest.raises(mtls.KeystoreFormatError) as refused:
         mtls.detect_format(encrypted)
-    assert "BCFKS" not in str(info.value)
+    assert "BCFKS" not in str(refused.value)
 
 
 def test_a_der_crl_or_csr_is_not_taken_for_a_certificate(openssl_bin: str, tmp_path: Path) -> None:
