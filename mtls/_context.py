@@ -344,12 +344,21 @@ def _log_identity(keystore: Keystore, alias: str, chain_der: Sequence[bytes]) ->
     # key) is an intermediate like any other.
     for der in chain_der[1:]:
         names = _x509.raw_names(der)
-        if names is not None and names[0] == names[1] and _issued(der, der):
+        if names is not None and names[0] == names[1] and _self_signed(der):
             continue
         facts = _leaf_facts(der)
         if facts is not None:
             what = f"certificate {alias!r}: the certificate {facts[1]} of its chain"
             _warn_expiry(where, alias, der, facts[0], what)
+
+
+def _self_signed(der: bytes) -> bool:
+    """Whether ``der`` is signed by its own key (``False`` when cryptography cannot
+    read a field it needs: such a certificate is warned about like any other)."""
+    try:
+        return _issued(der, der)
+    except ValueError:
+        return False
 
 
 def _warn_expiry(where: str, alias: str, der: bytes, expires: _dt.datetime, what: str) -> None:

@@ -91,7 +91,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._errors import MTLSError
 from ._fork import renew_after_fork, renew_attributes_after_fork
-from ._log import emit, held, log
+from ._log import emit, held, holding, log
 from ._reading import FileReader, Interrupted, Reading, Unstable
 from ._secret import settled
 
@@ -323,6 +323,8 @@ class Engine(Generic[S]):
         # shipper that is down) holds back no check, and no reload() caller.
         records: list[logging.LogRecord] = []
         settle: Callable[[], None] | None = None
+        # A caller waits for its records at most this long in all (check and watchers).
+        deadline = time.monotonic() + CLOSE_TIMEOUT
         try:
             with held(records):
                 changed, escaped, settle = self._apply()
@@ -331,7 +333,7 @@ class Engine(Generic[S]):
         finally:
             # The snapshot's errors are settled (their frames let go) once the records
             # that show their tracebacks are handled.
-            self._hand_over(records, in_thread, settle)
+            self._hand_over(records, in_thread, settle, deadline)
         if changed and not in_thread:
             self._subscribers.deliver(swallow_all=False)
         if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
@@ -350,19 +352,20 @@ class Engine(Generic[S]):
                         if not in_thread and isinstance(exc, KeyboardInterrupt | SystemExit):
                             raise
         finally:
-            self._hand_over(records, in_thread)
+            self._hand_over(records, in_thread, None, deadline)
         return changed
 
     def _hand_over(
         self,
         records: list[logging.LogRecord],
         in_thread: bool,
-        then: Callable[[], None] | None = None,
+        then: Callable[[], None] | None,
+        deadline: float,
     ) -> None:
         """Have ``records`` handled, then ``then`` run: on the relay for the reload
         thread; for a caller, on the relay too when the set has a reload thread (one
-        queue keeps the checks' order), waited for up to :data:`CLOSE_TIMEOUT` seconds
-        (a blocked handler delays ``reload()`` no longer), else on its own thread."""
+        queue keeps the checks' order), waited for until ``deadline`` (a blocked
+        handler delays ``reload()`` no longer), else on its own thread."""
         if not records and then is None:
             return
         if in_thread:
@@ -370,11 +373,17 @@ class Engine(Generic[S]):
         elif self._timer is not None:
             handled = self._relay.submit(records, then)
             if records:
-                handled.wait(CLOSE_TIMEOUT)
-        else:
+                handled.wait(max(0.0, deadline - time.monotonic()))
+        elif holding():
+            # Inside another set's check on this thread (a callback of its): the
+            # records go to that check's hand-over; the errors are settled later.
             emit(records)
-            if then is not None:
-                then()
+        else:
+            try:
+                emit(records)
+            finally:
+                if then is not None:
+                    then()
 
     def _apply(self) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
         """One check under the lock: whether it applied a change, what escaped the
@@ -817,6 +826,19 @@ class LogRelay:
         done = threading.Event()
         dropped: _Batch | None = None
         with self._lock:
+            if not records:
+                # Nothing to handle: the follow-up runs after what is
+                # queued (which may show the same errors), now if nothing is, or not
+                # at all while a batch is being handled (a later check settles the
+                # same errors). Empty batches never fill the queue.
+                idle = not self._work and self._since is None
+                if self._work and then is not None:
+                    self._work[-1].thens.append(then)
+        if not records:
+            if idle:
+                _finish(_Batch([], [then] if then is not None else [], done), handle=False)
+            return done
+        with self._lock:
             if len(self._work) >= _RELAY_KEPT:
                 dropped = self._work.popleft()
                 if not self._dropping:
@@ -827,7 +849,7 @@ class LogRelay:
                         "(said once)",
                         file=sys.stderr,
                     )
-            self._work.append((records, then, done))
+            self._work.append(_Batch(records, [then] if then is not None else [], done))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = _started(self._name, self._run)
             started = self._thread is not None
@@ -870,24 +892,35 @@ class LogRelay:
             thread.join(timeout)
 
 
-# A check's records, what to run once they are handled (settle its errors), and the
-# event set then.
-_Batch = tuple[list[logging.LogRecord], Callable[[], None] | None, threading.Event]
+class _Batch:
+    """A check's records, what to run once they are handled (settle its errors), and
+    the event set then."""
+
+    __slots__ = ("done", "records", "thens")
+
+    def __init__(
+        self,
+        records: list[logging.LogRecord],
+        thens: list[Callable[[], None]],
+        done: threading.Event,
+    ) -> None:
+        self.records = records
+        self.thens = thens
+        self.done = done
 
 
 def _finish(batch: _Batch, *, handle: bool) -> None:
-    """Handle a batch's records (unless it is dropped), run its follow-up, set its
+    """Handle a batch's records (unless it is dropped), run its follow-ups, set its
     event: whatever happens (a handler that raises is set aside by emit)."""
-    records, then, done = batch
     try:
         if handle:
-            emit(records)
+            emit(batch.records)
     finally:
         try:
-            if then is not None:
+            for then in batch.thens:
                 then()
         finally:
-            done.set()
+            batch.done.set()
 
 
 def _started(name: str, run: Callable[[], object]) -> threading.Thread | None:

@@ -93,6 +93,11 @@ def held(records: list[logging.LogRecord]) -> Iterator[None]:
         _local.held = outer
 
 
+def holding() -> bool:
+    """Whether this thread is inside :func:`held` (its records are being kept)."""
+    return getattr(_local, "held", None) is not None
+
+
 def emit(records: Iterable[logging.LogRecord]) -> None:
     """Handle ``records`` (made under :func:`held`) now, or keep them with the
     records of an enclosing :func:`held` of this thread."""

@@ -464,7 +464,9 @@ def _refusal(
     )
 
 
-_USAGE_WARNED: set[str] = set()  # SHA-256 of the server certificates warned about
+# (keystore, SHA-256 of the certificate) warned about; a lock: two checks at once warn once
+_USAGE_WARNED: set[tuple[str, str]] = set()
+_USAGE_LOCK = threading.Lock()
 
 
 def _warn_key_usage(leaf: bytes, subject: str | None, where: str) -> None:
@@ -472,12 +474,15 @@ def _warn_key_usage(leaf: bytes, subject: str | None, where: str) -> None:
     rustls's clients do not check, anyExtendedKeyUsage alone) is served, with a
     warning naming who refuses it: once per certificate."""
     found = _x509.usage_warning(leaf, "server")
-    fingerprint = _x509.sha256_hex(leaf)
-    if found is None or fingerprint in _USAGE_WARNED:
+    if found is None:
         return
-    if len(_USAGE_WARNED) >= 1024:
-        _USAGE_WARNED.clear()
-    _USAGE_WARNED.add(fingerprint)
+    key = (where, _x509.sha256_hex(leaf))
+    with _USAGE_LOCK:
+        if key in _USAGE_WARNED:
+            return
+        if len(_USAGE_WARNED) >= 1024:
+            _USAGE_WARNED.clear()
+        _USAGE_WARNED.add(key)
     log.warning(
         "%s: the server certificate (%s): %s: %s clients refuse it as a TLS server "
         "certificate (others take it); reissue it for TLS server authentication",

@@ -726,6 +726,52 @@ def test_log_records_keep_the_checks_order_across_threads(setup, ca, backend):
     assert "resolved" in handled[1], handled
 
 
+def test_checks_with_nothing_to_log_do_not_push_records_out(setup, ca, monkeypatch):
+    """Behind a blocked handler, every check of a persisting error queued a batch on
+    the relay even with no record in it (only to settle its errors afterwards): they
+    filled the relay's bound, and the oldest real records ("resolved" lines) were
+    dropped. Checks with nothing to log queue nothing; every record arrives."""
+    import mtls._engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_RELAY_KEPT", 5)
+    xml, keystore, _ = setup
+    release, entered = threading.Event(), threading.Event()
+    handled: list[str] = []
+
+    class Stuck(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if threading.current_thread().name.endswith("-log"):
+                entered.set()
+                release.wait(30)
+            handled.append(record.getMessage())
+
+    def checks_pass(profiles: SSLProfileSet, count: int = 12) -> None:
+        seen = {profiles.status().last_check}
+        wait_for(lambda: seen.add(profiles.status().last_check) or len(seen) > count)
+
+    stuck = Stuck(logging.WARNING)
+    logger = logging.getLogger("mtls")
+    logger.addHandler(stuck)
+    try:
+        with SSLProfileSet.from_xml(xml, reload_interval=0.02, settle_delay=0) as profiles:
+            replace_atomically(keystore, b"garbage")
+            assert entered.wait(30)
+            checks_pass(profiles)  # the error persists: nothing new to log
+            replace_atomically(keystore, jks(ca, "gen-2"))
+            wait_for(lambda: profiles.generation == 1)
+            checks_pass(profiles)
+            replace_atomically(keystore, b"garbage again")
+            wait_for(lambda: profiles.last_error is not None)
+            checks_pass(profiles)
+            assert len(profiles._engine._relay._work) <= 2  # the two real batches
+            release.set()
+            wait_for(lambda: len(handled) >= 3)
+    finally:
+        release.set()
+        logger.removeHandler(stuck)
+    assert "gw.jks" in handled[0] and "resolved" in handled[1] and "gw.jks" in handled[2]
+
+
 def test_close_waits_for_a_running_callback_and_drops_the_queue(setup, ca, monkeypatch):
     """A callback on the notification thread ran on after close() returned (and what
     was queued behind it was delivered later): code that tears down what its callback
