@@ -220,3 +220,22 @@ def any_eku_only(ca: CA, *names: str) -> mtls.Keystore:
     store = mtls.Keystore()
     store.add_key("client", key, [cert, ca.certificate])
     return store
+
+
+def encipher_only(ca: CA, cn: str) -> mtls.Keystore:
+    """A keystore whose certificate (issued by ``ca``, common name ``cn``) has a key
+    usage of keyEncipherment alone (no digitalSignature: it cannot sign a
+    CertificateVerify): OpenSSL and Java servers refuse it, Go and rustls do not check."""
+    from cryptography.hazmat.primitives import hashes
+
+    usage = dict.fromkeys(
+        ("content_commitment", "data_encipherment", "key_agreement", "key_cert_sign",
+         "crl_sign", "encipher_only", "decipher_only"), False,
+    )  # fmt: skip
+    key, builder = _leaf_builder(ca, ("gateway",), cn)
+    cert = builder.add_extension(
+        x509.KeyUsage(digital_signature=False, key_encipherment=True, **usage), critical=True
+    ).sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    store = mtls.Keystore()
+    store.add_key("client", key, [cert, ca.certificate])
+    return store

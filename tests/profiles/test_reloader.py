@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import ssl
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -530,41 +532,6 @@ def test_a_blocking_subscriber_holds_back_no_check(setup, ca, backend, caplog, m
         wait_for(lambda: told == [(0, 1), (1, 2)])
 
 
-def _encipher_only(ca: CA, cn: str) -> bytes:
-    """A JKS keystore whose certificate's key usage is keyEncipherment alone (no
-    digitalSignature: it cannot sign a CertificateVerify)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    import mtls
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    usage = dict.fromkeys(
-        ("content_commitment", "data_encipherment", "key_agreement", "key_cert_sign",
-         "crl_sign", "encipher_only", "decipher_only"), False,
-    )  # fmt: skip
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=90))
-        .add_extension(
-            x509.KeyUsage(digital_signature=False, key_encipherment=True, **usage),
-            critical=True,
-        )
-        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    store = mtls.Keystore()
-    store.add_key("client", key, [cert, ca.certificate])
-    return store.to_bytes(PASSWORD)
-
-
 def test_a_client_certificate_no_server_takes_is_not_installed(setup, ca, backend, caplog):
     """A replacement whose extended key usage lacks clientAuth (a certificate issued
     from a server template) is refused by every server ("unsuitable certificate
@@ -603,9 +570,11 @@ def test_a_client_certificate_whose_key_usage_forbids_signing_goes_in_with_a_war
     not by Go's or rustls's: such a replacement is installed (refusing it would keep
     an expiring identity from backends that take it), with a warning saying who
     refuses it, once. OpenSSL's (the test backend) does."""
+    from tests._pki import encipher_only
+
     xml, keystore, _ = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
-    replace_atomically(keystore, _encipher_only(ca, "encipher-only"))
+    replace_atomically(keystore, encipher_only(ca, "encipher-only").to_bytes(PASSWORD))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mtls"):
         assert profiles.reload() is True
@@ -644,6 +613,37 @@ def test_a_certificate_whose_extensions_cryptography_cannot_read_loads(setup, ca
     assert cn_seen(profiles, backend.port) == "duplicated"
 
 
+class _StuckHandler(logging.Handler):
+    """A WARNING handler that blocks (a log shipper that is down) until ``release``,
+    on every thread or only on the engine's log relay; it keeps what it handled."""
+
+    def __init__(self, relay_only: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.relay_only = relay_only
+        self.release, self.entered = threading.Event(), threading.Event()
+        self.handled: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.relay_only or threading.current_thread().name.endswith("-log"):
+            self.entered.set()
+            self.release.wait(30)
+        self.handled.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _stuck_handler(*, relay_only: bool = False) -> Iterator[_StuckHandler]:
+    """A :class:`_StuckHandler` on the ``mtls`` logger for the block, released and
+    removed after it."""
+    stuck = _StuckHandler(relay_only)
+    logger = logging.getLogger("mtls")
+    logger.addHandler(stuck)
+    try:
+        yield stuck
+    finally:
+        stuck.release.set()
+        logger.removeHandler(stuck)
+
+
 def test_a_blocking_log_handler_holds_back_no_check(setup, ca, backend):
     """A handler that blocks (a log shipper that is down: a SysLogHandler over TCP, an
     HTTPHandler without a timeout, a full bounded queue) blocked the reload thread in
@@ -652,40 +652,27 @@ def test_a_blocking_log_handler_holds_back_no_check(setup, ca, backend):
     thread hands its records to a thread of their own; once the handler returns,
     every record arrives, in order."""
     xml, keystore, _ = setup
-    release, entered = threading.Event(), threading.Event()
-    handled: list[str] = []
-
-    class Stuck(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            entered.set()
-            release.wait(30)
-            handled.append(record.getMessage())
-
-    stuck = Stuck(logging.WARNING)
-    logger = logging.getLogger("mtls")
-    logger.addHandler(stuck)
-    try:
-        with SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles:
-            replace_atomically(keystore, b"garbage")  # the reload thread warns of it
-            assert entered.wait(30), "the warning never reached the handler"
-            wait_for(lambda: profiles.last_error is not None)
-            replace_atomically(keystore, jks(ca, "gen-2"))
-            wait_for(lambda: profiles.generation == 1)  # the check went on
-            assert profiles.last_error is None
-            assert cn_seen(profiles, backend.port) == "gen-2"
-            checked = profiles.status().last_check
-            wait_for(lambda: profiles.status().last_check > checked)
-            caller = threading.Thread(target=profiles.reload, daemon=True)
-            caller.start()
-            caller.join(30)
-            assert not caller.is_alive(), "reload() waited for the blocked handler"
-            assert handled == []  # the first record is still in the handler
-            release.set()
-            wait_for(lambda: any("resolved" in line for line in handled))
-        assert "gw.jks" in handled[0] and "resolved" not in handled[0]
-    finally:
-        release.set()
-        logger.removeHandler(stuck)
+    with (
+        _stuck_handler() as stuck,
+        SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles,
+    ):
+        replace_atomically(keystore, b"garbage")  # the reload thread warns of it
+        assert stuck.entered.wait(30), "the warning never reached the handler"
+        wait_for(lambda: profiles.last_error is not None)
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        wait_for(lambda: profiles.generation == 1)  # the check went on
+        assert profiles.last_error is None
+        assert cn_seen(profiles, backend.port) == "gen-2"
+        checked = profiles.status().last_check
+        wait_for(lambda: profiles.status().last_check > checked)
+        caller = threading.Thread(target=profiles.reload, daemon=True)
+        caller.start()
+        caller.join(30)
+        assert not caller.is_alive(), "reload() waited for the blocked handler"
+        assert stuck.handled == []  # the first record is still in the handler
+        stuck.release.set()
+        wait_for(lambda: any("resolved" in line for line in stuck.handled))
+    assert "gw.jks" in stuck.handled[0] and "resolved" not in stuck.handled[0]
 
 
 def test_log_records_keep_the_checks_order_across_threads(setup, ca, backend):
@@ -694,34 +681,21 @@ def test_log_records_keep_the_checks_order_across_threads(setup, ca, backend):
     problem's "resolved" line reached the log before the problem's own line, and
     log-based alerting ended on "broken". They now go through the relay too."""
     xml, keystore, _ = setup
-    release, entered = threading.Event(), threading.Event()
-    handled: list[str] = []
-
-    class SlowOnTheRelay(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if threading.current_thread().name.endswith("-log"):
-                entered.set()
-                release.wait(30)
-            handled.append(record.getMessage())
-
-    slow = SlowOnTheRelay(logging.WARNING)
-    logger = logging.getLogger("mtls")
-    logger.addHandler(slow)
-    try:
-        with SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles:
-            replace_atomically(keystore, b"garbage")  # the reload thread warns of it
-            assert entered.wait(30), "the warning never reached the handler"
-            timer = profiles._engine._timer
-            timer.retired = True  # no more background checks: the fix is the caller's
-            timer._thread.join(30)
-            replace_atomically(keystore, jks(ca, "gen-2"))
-            assert profiles.reload() is True  # its "resolved" line queues on the relay
-            assert handled == []
-            release.set()
-            wait_for(lambda: len(handled) >= 2)
-    finally:
-        release.set()
-        logger.removeHandler(slow)
+    with (
+        _stuck_handler(relay_only=True) as slow,
+        SSLProfileSet.from_xml(xml, reload_interval=0.05, settle_delay=0.01) as profiles,
+    ):
+        replace_atomically(keystore, b"garbage")  # the reload thread warns of it
+        assert slow.entered.wait(30), "the warning never reached the handler"
+        timer = profiles._engine._timer
+        timer.retired = True  # no more background checks: the fix is the caller's
+        timer._thread.join(30)
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert profiles.reload() is True  # its "resolved" line queues on the relay
+        assert slow.handled == []
+        slow.release.set()
+        wait_for(lambda: len(slow.handled) >= 2)
+    handled = slow.handled
     assert "gw.jks" in handled[0] and "resolved" not in handled[0], handled
     assert "resolved" in handled[1], handled
 
@@ -735,40 +709,28 @@ def test_checks_with_nothing_to_log_do_not_push_records_out(setup, ca, monkeypat
 
     monkeypatch.setattr(engine_module, "_RELAY_KEPT", 5)
     xml, keystore, _ = setup
-    release, entered = threading.Event(), threading.Event()
-    handled: list[str] = []
-
-    class Stuck(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if threading.current_thread().name.endswith("-log"):
-                entered.set()
-                release.wait(30)
-            handled.append(record.getMessage())
 
     def checks_pass(profiles: SSLProfileSet, count: int = 12) -> None:
         seen = {profiles.status().last_check}
         wait_for(lambda: seen.add(profiles.status().last_check) or len(seen) > count)
 
-    stuck = Stuck(logging.WARNING)
-    logger = logging.getLogger("mtls")
-    logger.addHandler(stuck)
-    try:
-        with SSLProfileSet.from_xml(xml, reload_interval=0.02, settle_delay=0) as profiles:
-            replace_atomically(keystore, b"garbage")
-            assert entered.wait(30)
-            checks_pass(profiles)  # the error persists: nothing new to log
-            replace_atomically(keystore, jks(ca, "gen-2"))
-            wait_for(lambda: profiles.generation == 1)
-            checks_pass(profiles)
-            replace_atomically(keystore, b"garbage again")
-            wait_for(lambda: profiles.last_error is not None)
-            checks_pass(profiles)
-            assert len(profiles._engine._relay._work) <= 2  # the two real batches
-            release.set()
-            wait_for(lambda: len(handled) >= 3)
-    finally:
-        release.set()
-        logger.removeHandler(stuck)
+    with (
+        _stuck_handler(relay_only=True) as stuck,
+        SSLProfileSet.from_xml(xml, reload_interval=0.02, settle_delay=0) as profiles,
+    ):
+        replace_atomically(keystore, b"garbage")
+        assert stuck.entered.wait(30)
+        checks_pass(profiles)  # the error persists: nothing new to log
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        wait_for(lambda: profiles.generation == 1)
+        checks_pass(profiles)
+        replace_atomically(keystore, b"garbage again")
+        wait_for(lambda: profiles.last_error is not None)
+        checks_pass(profiles)
+        assert len(profiles._engine._relay._work) <= 2  # the two real batches
+        stuck.release.set()
+        wait_for(lambda: len(stuck.handled) >= 3)
+    handled = stuck.handled
     assert "gw.jks" in handled[0] and "resolved" in handled[1] and "gw.jks" in handled[2]
 
 
