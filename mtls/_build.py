@@ -229,7 +229,8 @@ class Builder:
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], _Leaf] = {}
-        # (keystore, alias) warned of at a first load; (keystore, alias, "key usage")
+        # What was warned of once: (keystore fingerprint, alias) at a first load, and
+        # (certificate fingerprint, role, "usage") for a usage some peers refuse.
         self._early_warned: set[tuple[str | None, ...]] = set()
         # Certificate records by store content, parsed on first use and shared by every
         # Served made from that store (a 144-anchor truststore behind 1,000 keystores is
@@ -811,7 +812,8 @@ class Builder:
                 not_before.isoformat(),
                 peers,
             )
-        problem = _x509.purpose_problem(keystore.key_entry(alias)[2][0], role)
+        leaf = keystore.key_entry(alias)[2][0]
+        problem = _x509.purpose_problem(leaf, role)
         if problem is not None:
             self._early_warned.add(key)
             log.warning(
@@ -825,7 +827,7 @@ class Builder:
                 peers,
                 role,
             )
-        self._warn_key_usage(where, keystore.key_entry(alias)[2][0], subject)
+        self._warn_key_usage(where, leaf, subject)
 
     def _warn_key_usage(self, where: str, leaf: bytes, subject: str | None) -> None:
         """A certificate some peers refuse for its role and others take (a key usage
@@ -1126,10 +1128,10 @@ def _validity_refusal(
 def _purpose_refusal(
     leaf_der: bytes, subject: str | None, where: str, role: str, *, whose: str = ""
 ) -> tuple[KeystoreError, None] | None:
-    """Why a replacement certificate whose key usages forbid its ``role`` (``client``
-    or ``server``) is not installed: every peer refuses it ("unsuitable certificate
-    purpose", "unsupported certificate"), whatever its dates. ``None`` when they
-    allow it."""
+    """Why a replacement certificate whose extended key usage forbids its ``role``
+    (``client`` or ``server``) is not installed: every peer refuses it ("unsuitable
+    certificate purpose", "unsupported certificate"), whatever its dates. ``None``
+    when it allows it."""
     problem = _x509.purpose_problem(leaf_der, role)
     if problem is None:
         return None
