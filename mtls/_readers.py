@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from . import _bks, _der, _jks, _pkcs12, _x509
+from . import _bcfks, _bks, _der, _jks, _pkcs12, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
 from ._entries import KeyEntry, Taken, alias_for, unique_alias
 from ._entries import where as _where
@@ -80,7 +80,7 @@ def detect_format(data: bytes) -> StoreFormat:
         if signed is not None:
             raise KeystoreFormatError(_NOT_A_CERTIFICATE[signed])
         if _looks_like_bcfks(data):
-            raise KeystoreFormatError(_BCFKS)
+            return "BCFKS"
     bouncy = _bks.looks_like_bks(data)
     if bouncy is not None:
         return bouncy
@@ -106,16 +106,6 @@ _NOT_A_CERTIFICATE = {
 }
 
 
-_BCFKS_CONVERT = (
-    "convert it to PKCS12 with keytool -importkeystore -srcstoretype BCFKS -deststoretype "
-    "PKCS12 and the Bouncy Castle provider (-providerpath bc-fips.jar -providerclass "
-    "org.bouncycastle.jcajce.provider.BouncyCastleFipsProvider, or bcprov.jar and "
-    "org.bouncycastle.jce.provider.BouncyCastleProvider)"
-)
-_BCFKS = (
-    "a Bouncy Castle FIPS keystore (BCFKS), which mtls does not read: "
-    f"{_BCFKS_CONVERT}, and point to that"
-)
 # BCFKS's ObjectStore: SEQUENCE { storeData, integrityCheck }, the store data encrypted
 # (SEQUENCE { AlgorithmIdentifier, OCTET STRING }) or not (SEQUENCE { INTEGER, ... }),
 # the check a password MAC (SEQUENCE { AlgorithmIdentifier of an HMAC, PBKDF2
@@ -145,8 +135,8 @@ def _looks_like_bcfks(data: bytes) -> bool:
 
 def says_what_it_is(exc: KeystoreFormatError) -> bool:
     """Whether :func:`detect_format` refused a file it recognised (a CRL, a certificate
-    request, a BCFKS store), with its own fix: what to point to instead."""
-    return str(exc) in _NOT_A_CERTIFICATE.values() or str(exc) == _BCFKS
+    request), with its own fix: what to point to instead."""
+    return str(exc) in _NOT_A_CERTIFICATE.values()
 
 
 def with_fix(exc: KeystoreFormatError, fix: str) -> str:
@@ -288,11 +278,6 @@ def parse(
     except KeystoreFormatError as exc:
         if says_what_it_is(exc):
             message = str(exc)
-        elif declared and declared.strip().upper() == "BCFKS":
-            message = (
-                f"{exc} (declared BCFKS: Bouncy Castle's FIPS keystore, which mtls does not "
-                f"read): {_BCFKS_CONVERT}"
-            )
         else:
             hint = f" (declared {_shown_type(declared)})" if declared else ""
             message = f"{exc}{hint}: check the path, or replace the file"
@@ -308,7 +293,7 @@ def parse(
             fmt,
         )
     budget = WorkBudget()
-    if fmt in ("JKS", "JCEKS", "BKS", "UBER"):
+    if fmt in _JAVA_FAMILY:
         try:
             return _parse_jks(
                 data,
@@ -333,6 +318,8 @@ def parse(
     return Parsed("DER", [], [(alias_for(data, Taken(), "cert"), data)], [])
 
 
+# Java-family containers: key entries, each under its own password, and an integrity check.
+_JAVA_FAMILY = ("JKS", "JCEKS", "BKS", "UBER", "BCFKS")
 # Declared types whose stores carry an integrity check keyed by the password.
 _PROTECTED_TYPES = frozenset({"JKS", "JCEKS", "PKCS12", "P12", "PFX", "BKS", "UBER", "BCFKS"})
 
@@ -349,7 +336,7 @@ def _check_protected(
     """
     if declared.strip().upper().replace("#", "").replace("-", "") not in _PROTECTED_TYPES:
         return
-    if fmt in ("JKS", "JCEKS", "BKS", "UBER") or (fmt == "PKCS12" and _pkcs12_has_mac(data, path)):
+    if fmt in _JAVA_FAMILY or (fmt == "PKCS12" and _pkcs12_has_mac(data, path)):
         return
     what = {
         "PEM": "a PEM file",
@@ -427,7 +414,25 @@ def _container(
         return _bks.parse_bks
     if fmt == "UBER":
         return _bks.parse_uber
+    if fmt == "BCFKS":
+        return _bcfks.parse_store
     return _jks.parse_store
+
+
+def _key_rounds(key: _jks.JKSKey) -> int:
+    """What decrypting a Java-family key entry will derive, by the format that protects it."""
+    if key.store_type == _bcfks.TYPE:
+        return _bcfks.kdf_rounds(key)
+    return _bks.kdf_rounds(key) if key.store_type in _bks.TYPES else _jks.kdf_rounds(key)
+
+
+def _unprotect(key: _jks.JKSKey, password: str, budget: WorkBudget | None) -> bytes:
+    """A Java-family key entry's PKCS#8, by the format that protects it."""
+    if key.store_type == _bcfks.TYPE:
+        return _bcfks.decrypt_key(key, password, budget)
+    if key.store_type in _bks.TYPES:
+        return _bks.decrypt_key(key, password, budget)
+    return _jks.decrypt_key(key, password, budget)
 
 
 def _parse_jks(
@@ -482,7 +487,7 @@ def _parse_jks(
         for key in wanted:
             if fmt == "JKS":  # Sun's KeyProtector: one SHA-1 per 20 bytes, nothing to charge
                 continue
-            rounds = _bks.kdf_rounds(key) if fmt in _bks.TYPES else _jks.kdf_rounds(key)
+            rounds = _key_rounds(key)
             try:
                 budget.charge_kdf(rounds, f"key entry {_jks.shown(key.alias)}")
             except WorkLimitError as exc:
@@ -548,10 +553,7 @@ def _decrypt_jks_key(
             alias=key.alias,
         )
     try:
-        if key.store_type in _bks.TYPES:
-            pkcs8 = _bks.decrypt_key(key, secret, budget)
-        else:
-            pkcs8 = _jks.decrypt_key(key, secret, budget)
+        pkcs8 = _unprotect(key, secret, budget)
     except _jks.JKSKeyPasswordError as exc:
         hint = "" if explicit else "; if the key has its own password, pass key_password"
         raise WrongPasswordError(
@@ -588,10 +590,7 @@ def _jks_integrity_error(
     if contents is not None and contents.keys and password is not None:
         key = contents.keys[0]
         try:
-            if key.store_type in _bks.TYPES:
-                _bks.decrypt_key(key, password, budget)
-            else:
-                _jks.decrypt_key(key, password, budget)
+            _unprotect(key, password, budget)
         except (_jks.JKSKeyPasswordError, _jks.JKSFormatError, WorkLimitError):
             pass
         else:

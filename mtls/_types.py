@@ -25,7 +25,7 @@ import datetime as _dt
 from typing import Literal, TypeAlias, get_args
 
 #: What :func:`mtls.detect_format` reports: the content decides, never the file name.
-StoreFormat: TypeAlias = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER", "BKS", "UBER"]
+StoreFormat: TypeAlias = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER", "BKS", "UBER", "BCFKS"]
 
 #: What the writers produce (keytool reads the first two; PEM is for everything else).
 WriteFormat: TypeAlias = Literal["JKS", "PKCS12", "PEM"]

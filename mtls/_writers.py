@@ -36,6 +36,9 @@ def check_store_type(store_type: str) -> str:
             ": JCEKS is read, not written (save a PKCS12 or JKS store, which every JDK "
             "reads; `keytool -importkeystore -deststoretype JCEKS` makes a JCEKS copy)"
             if norm == "JCEKS"
+            else ": BCFKS is read, not written (save a PKCS12 store; keytool -importkeystore "
+            "-deststoretype BCFKS with the Bouncy Castle provider makes a BCFKS copy)"
+            if norm == "BCFKS"
             else ""
         )
         raise ValueError(

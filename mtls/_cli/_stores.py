@@ -425,7 +425,7 @@ def read_certificate_file(path: Path) -> bytes:
                 der = base64.b64decode(b"".join(certs[0].split()), validate=True)
                 _x509.load_cert(der)
                 return der
-    if fmt in ("JKS", "JCEKS", "PKCS12"):
+    if fmt in ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS"):
         raise CLIError(
             f"{path} is a {fmt} keystore, not a certificate: export the certificate first "
             f"(mtls export --keystore {path} --alias ALIAS --file CERT)"
