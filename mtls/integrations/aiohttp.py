@@ -79,6 +79,12 @@ def request_ssl(
 ) -> ssl.SSLContext | bool:
     """What to pass as aiohttp's ``ssl=`` for ``url``.
 
+    aiohttp sends every hop of a request with the same ``ssl=``: a redirect to another
+    host would present this profile's certificate there, and verify that host with this
+    profile's trust. Pass ``allow_redirects=False`` with it and follow a redirect with a
+    new request (``request_ssl`` of the new URL), or use :class:`MTLSClientSession`,
+    which refuses such a redirect.
+
     Args:
         profile_set: where contexts come from.
         url: the absolute request URL.
