@@ -132,6 +132,10 @@ def _too_big(path: str | os.PathLike[str], limit: int) -> InputRefused:
     )
 
 
+_NAME_MAX = 255  # bytes in one path component (Linux, macOS, and most file systems)
+_TEMPORARY_EXTRA = len(".") + len(".") + 12 + len(".tmp")
+
+
 def _create_temporary(directory: Path, name: str, mode: int) -> tuple[int, Path]:
     """A new file ``.<name>.<random>.tmp`` in ``directory``, created with ``mode``.
 
@@ -139,8 +143,11 @@ def _create_temporary(directory: Path, name: str, mode: int) -> tuple[int, Path]
     mode is ours: ``mkstemp`` always creates 0600.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    # A name of up to 255 bytes is a file name everywhere: the temporary one adds 18,
+    # so a long store name is cut (by bytes) to leave them room.
+    stem = os.fsdecode(os.fsencode(name)[: _NAME_MAX - _TEMPORARY_EXTRA])
     for _ in range(100):
-        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        tmp = directory / f".{stem}.{secrets.token_hex(6)}.tmp"
         try:
             return os.open(tmp, flags, mode), tmp
         except FileExistsError:

@@ -972,6 +972,25 @@ def _spki_of_private(key_der: bytes) -> bytes | None:
     return algorithm + _der.encode(_der.BIT_STRING, bits)
 
 
+def key_matches(key_der: bytes, cert_der: bytes) -> bool | None:
+    """Whether a PKCS#8 key is the one ``cert_der`` certifies: by the public key
+    assembled from the key's own fields, else by cryptography's reading of both
+    (``None``: neither way can tell, a key type neither reads)."""
+    names = _x509.raw_names(cert_der)
+    public = _spki_of_private(key_der)
+    if public is not None and names is not None and public == names[2]:
+        return True
+    parsed = _public_key_of_private(key_der)
+    try:
+        certified = _x509.load_cert(cert_der).public_key()
+        spki = certified.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        return None
+    return None if parsed is None else parsed == spki
+
+
 def _public_key_of_private(key_der: bytes) -> bytes | None:
     try:
         return (

@@ -79,17 +79,37 @@ class Secret:
 
 
 def reveal(password: str | Secret | None) -> str | None:
-    """The plain value of a password given as str, Secret or None."""
+    """The plain value of a password given as str, Secret or None.
+
+    Raises:
+        TypeError: anything else (bytes: decode them first).
+    """
     if isinstance(password, Secret):
         return password.reveal()
-    return password
+    return _checked(password)
 
 
 def as_secret(password: str | Secret | None) -> Secret | None:
-    """A password given as str, Secret or None, as a Secret (or None)."""
+    """A password given as str, Secret or None, as a Secret (or None).
+
+    Raises:
+        TypeError: anything else (bytes: decode them first).
+    """
     if isinstance(password, str):
         return Secret(password)
-    return password
+    if isinstance(password, Secret):
+        return password
+    _checked(password)
+    return None
+
+
+def _checked(password: object) -> str | None:
+    if password is None or isinstance(password, str):
+        return password
+    fix = ": decode them first (password.decode())" if isinstance(password, bytes) else ""
+    raise TypeError(
+        f"a password must be a str, an mtls.Secret or None, not {type(password).__name__}{fix}"
+    )
 
 
 def scrub_tracebacks(func: Callable[_P, _R]) -> Callable[_P, _R]:

@@ -21,14 +21,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from . import _jks, _x509
+from . import _jks, _keyload, _x509
 from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
 from ._keygen import keytool_digest, new_private_key, parse_dname, parse_sans
 from ._log import log
-from ._readers import Parsed, detect_format, open_error, parse, read_store_file
+from ._readers import Parsed, detect_format, key_matches, open_error, parse, read_store_file
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 from ._types import KeyType, WriteFormat
 from ._writers import keystore_bytes, to_der, truststore_bytes
@@ -509,22 +509,40 @@ class Keystore(_StoreBase):
         """Add a key entry: a private key (object or PKCS#8 DER) and its chain, leaf first.
 
         Raises:
-            KeyEntryError: the alias exists and ``replace`` is false.
-            ValueError: the alias or the chain is empty.
+            KeyEntryError: the alias exists and ``replace`` is false, or the key is not
+                the first certificate's (no TLS peer would accept the pair).
+            ValueError: the alias or the chain is empty, or the bytes are not PKCS#8.
         """
         if not chain:
             raise ValueError("a key entry needs at least its own certificate")
         if isinstance(private_key, bytes):
+            if _keyload.key_algorithm(private_key) is None:
+                raise ValueError(
+                    "private_key bytes must be a PKCS#8 PrivateKeyInfo in DER (for PEM, "
+                    "load it with cryptography's load_pem_private_key and pass the key)"
+                )
             key_der = private_key
-        else:
+        elif callable(getattr(private_key, "private_bytes", None)):
             key_der = private_key.private_bytes(
                 serialization.Encoding.DER,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-        self._entries.add_key(
-            KeyEntry(alias, key_der, tuple(to_der(c) for c in chain)), replace=replace
-        )
+        else:
+            raise TypeError(
+                "private_key must be a cryptography private key or PKCS#8 DER bytes, not "
+                f"{type(private_key).__name__}"
+            )
+        chain_der = tuple(to_der(c) for c in chain)
+        if key_matches(key_der, chain_der[0]) is False:
+            raise KeyEntryError(
+                f"key entry {alias!r}: the key is not the first certificate's (the chain "
+                "starts with the key's own certificate): pass the certificate issued for "
+                "this key",
+                path=self.path,
+                alias=alias,
+            )
+        self._entries.add_key(KeyEntry(alias, key_der, chain_der), replace=replace)
 
     # -- reading
 

@@ -150,6 +150,14 @@ def keystore_bytes(
             path=path,
         )  # fmt: skip
     if kind == "JKS":
+        if not (key_password if key_password is not None else password) and any(
+            e.key_der for e in entries.key_entries()
+        ):
+            raise ValueError(
+                "a JKS key entry needs a password (its key would be protected by nothing, "
+                "and keytool cannot export or convert it): give one, or save as PEM for an "
+                "unencrypted file"
+            )
         return _jks_bytes(
             target,
             [

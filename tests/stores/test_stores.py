@@ -509,6 +509,21 @@ def test_save_is_atomic_and_private(pki: PKI, tmp_path: Path) -> None:
     assert mtls.Keystore.load(target, PASSWORD).fingerprint == ks.fingerprint
 
 
+@pytest.mark.parametrize("length", [237, 238, 255])
+def test_a_store_name_of_up_to_255_bytes_is_written(pki: PKI, tmp_path: Path, length: int) -> None:
+    """keytool writes a store whose name is 238 to 255 bytes long (a file name's limit);
+    mtls refused ("File name too long"): its temporary file's name is 18 bytes longer.
+    The temporary name is cut to fit; the store keeps its name. Multi-byte characters
+    are cut between bytes without harm."""
+    ks = pki.client.keystore("client")
+    name = ("\u00e9" * 200).encode()[: length - 4].decode("utf-8", "ignore")
+    target = tmp_path / (name + ".jks")
+    ks.save(target, PASSWORD)
+    ks.save(target, PASSWORD)  # over an existing file too
+    assert sorted(tmp_path.iterdir()) == [target]
+    assert mtls.Keystore.load(target, PASSWORD).fingerprint == ks.fingerprint
+
+
 def test_a_rewritten_store_keeps_its_group_access(pki: PKI, tmp_path: Path) -> None:
     target = tmp_path / "group.p12"
     ks = pki.client.keystore("client")
@@ -1100,6 +1115,52 @@ def test_pkcs12_needs_a_password_and_says_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs a password"):
         ks.truststore().save(tmp_path / "t.p12", "", store_type="PKCS12")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_jks_key_entry_needs_a_password(tmp_path: Path) -> None:
+    """A JKS key entry under the empty password (or None) was written: its key under a
+    keystream anyone can derive, and keytool could not export or convert it ("Too many
+    failures"). Refused, as for PKCS#12. The twins: a truststore, which has no key, is
+    written with an empty password, and a keystore with a password is."""
+    ks = mtls.Keystore.generate("k", "CN=k", key_type="EC")
+    for password, key_password in (("", None), (None, None), (PASSWORD, "")):
+        with pytest.raises(ValueError, match="a JKS key entry needs a password"):
+            ks.save(tmp_path / "k.jks", password, key_password=key_password)
+    assert not list(tmp_path.iterdir())
+    ks.truststore().save(tmp_path / "t.jks", "")
+    assert mtls.Truststore.load(tmp_path / "t.jks", "").aliases == ("k",)
+    ks.save(tmp_path / "k.jks", PASSWORD)
+    assert mtls.Keystore.load(tmp_path / "k.jks", PASSWORD).key_aliases == ("k",)
+
+
+def test_add_key_refuses_a_key_that_is_not_its_certificates() -> None:
+    """A key under another key's certificate was taken, and written as JKS or PEM
+    (only the PKCS#12 writer refused it): an identity no peer accepts. Refused when
+    added, as are bytes that are not PKCS#8 (a pyasn1 traceback at the JKS save) and
+    a password given as bytes (an AttributeError). The twin: the right pair is added."""
+    ca = CA()
+    a, b = ca.issue_cert("a"), ca.issue_cert("b", key_type="RSA")
+    ks = mtls.Keystore()
+    for key, cert in ((a.private_key, b.certificate), (b.private_key, a.certificate),
+                      (a.private_key, ca.certificate)):  # fmt: skip
+        with pytest.raises(mtls.KeyEntryError, match="not the first certificate's") as info:
+            ks.add_key("mm", key, [cert])
+        assert info.value.alias == "mm"
+    with pytest.raises(ValueError, match="PKCS#8 PrivateKeyInfo"):
+        ks.add_key("junk", b"\x30\x03\x02\x01\x00", [a.certificate])
+    with pytest.raises(TypeError, match="cryptography private key"):
+        ks.add_key("junk", "a key", [a.certificate])  # type: ignore[arg-type]
+    assert ks.aliases == ()
+    ks.add_key("a", a.private_key, [a.certificate, ca.certificate])
+    pkcs8 = b.private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    ks.add_key("b", pkcs8, [b.certificate])
+    assert ks.key_aliases == ("a", "b")
+    with pytest.raises(TypeError, match="not bytes: decode them first"):
+        ks.to_bytes(PASSWORD.encode())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not bytes"):
+        mtls.Keystore.from_bytes(ks.to_bytes(PASSWORD), PASSWORD.encode())  # type: ignore[arg-type]
 
 
 def test_dsa_keys_write_as_pkcs12_and_read_back(tmp_path: Path) -> None:
