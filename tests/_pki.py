@@ -239,3 +239,19 @@ def encipher_only(ca: CA, cn: str) -> mtls.Keystore:
     store = mtls.Keystore()
     store.add_key("client", key, [cert, ca.certificate])
     return store
+
+
+def mismatched(key: object, chain: list[x509.Certificate], alias: str = "k") -> mtls.Keystore:
+    """A keystore whose key entry ``alias`` holds ``key`` under another key's ``chain``
+    (as a key.pem and a cert.pem from two renewals put together make one):
+    ``Keystore.add_key`` refuses the pair, so it is put in by the entries themselves."""
+    from mtls._entries import KeyEntry
+
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    store = mtls.Keystore()
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    chain_der = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
+    store._entries.add_key(KeyEntry(alias, pkcs8, chain_der))
+    return store

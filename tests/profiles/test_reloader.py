@@ -33,6 +33,7 @@ from tests._helpers import (
     wait_for,
     whoami,
 )
+from tests._pki import mismatched
 
 INTERVAL = 0.1
 
@@ -215,7 +216,7 @@ def test_a_keystore_that_loads_but_cannot_be_used_never_holds_back_a_trust_withd
     one, other = ca.issue_cert("gen-x"), ca.issue_cert("gen-y")
     unusable = Keystore()
     if how == "mismatched key":
-        unusable.add_key("k", other.private_key, [one.certificate])
+        unusable = mismatched(other.private_key, [one.certificate])
     elif how == "two keys, no alias":
         unusable.add_key("a", one.private_key, [one.certificate])
         unusable.add_key("b", other.private_key, [other.certificate])
@@ -285,11 +286,7 @@ def test_replacements_that_fail_validation_are_refused(setup, ca, backend, probl
         data = jks(ca, "future", not_before=now + dt.timedelta(days=1))
     else:
         a, b = ca.issue_cert("a"), ca.issue_cert("b")
-        from mtls import Keystore
-
-        mismatched = Keystore()
-        mismatched.add_key("a", b.private_key, a.chain)
-        data = mismatched.to_bytes(PASSWORD)
+        data = mismatched(b.private_key, list(a.chain)).to_bytes(PASSWORD)
     replace_atomically(keystore, data)
     assert profiles.reload() is False
     assert profiles.last_error is not None
@@ -1356,9 +1353,7 @@ def test_both_stores_unusable_keep_the_last_good_whole(setup, ca, backend):
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     good = profiles.context_for("localhost", port)
     one, other = ca.issue_cert("gen-2", common_name="gen-2"), ca.issue_cert("gen-3")
-    mismatched = Keystore()
-    mismatched.add_key("a", other.private_key, one.chain)
-    replace_atomically(keystore, mismatched.to_bytes(PASSWORD))
+    replace_atomically(keystore, mismatched(other.private_key, list(one.chain)).to_bytes(PASSWORD))
     replace_atomically(trust, truststore_openssl_refuses(ca).to_bytes(PASSWORD))
     assert profiles.reload() is False
     assert profiles.context_for("localhost", port) is good

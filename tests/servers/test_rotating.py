@@ -22,6 +22,7 @@ import mtls
 from mtls import _x509
 from mtls.testing import CA, replace_atomically, swap_symlinked_dir
 from tests._helpers import PASSWORD, out_of_date_copy, truststore_openssl_refuses, wait_for
+from tests._pki import mismatched
 from tests.servers._servers import (
     Connection,
     Estate,
@@ -482,9 +483,8 @@ def test_a_keystore_set_aside_then_a_truststore_openssl_refuses_report_both(
         else:
             one = estate.server_ca.issue_cert("localhost", "127.0.0.1")
             other = estate.server_ca.issue_cert("localhost", "127.0.0.1")
-            mismatched = mtls.Keystore()
-            mismatched.add_key("k", other.private_key, [one.certificate])
-            replace_atomically(estate.keystore, mismatched.to_bytes(PASSWORD))
+            odd = mismatched(other.private_key, [one.certificate])
+            replace_atomically(estate.keystore, odd.to_bytes(PASSWORD))
             said = "the key must match"
         refusing = truststore_openssl_refuses(estate.client_ca)
         replace_atomically(estate.truststore, refusing.to_bytes(PASSWORD))
@@ -560,9 +560,8 @@ def test_a_keystore_that_loads_but_openssl_refuses_never_holds_back_a_trust_with
         serial = get(port, estate.client())[1]
         one = estate.server_ca.issue_cert("localhost", "127.0.0.1")
         other = estate.server_ca.issue_cert("localhost", "127.0.0.1")
-        mismatched = mtls.Keystore()
-        mismatched.add_key("k", other.private_key, [one.certificate])
-        replace_atomically(estate.keystore, mismatched.to_bytes(PASSWORD))
+        odd = mismatched(other.private_key, [one.certificate])
+        replace_atomically(estate.keystore, odd.to_bytes(PASSWORD))
         assert server.reload() is False  # the twin: only the keystore changed
         estate.trust(newcomer)
         assert server.reload() is True

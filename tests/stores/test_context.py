@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 import mtls
 from mtls import _keyload
 from tests._keytool import KEYPASS, STOREPASS, KeytoolStores
-from tests._pki import PKI, Identity, five_byte_length, indefinite_length, issue
+from tests._pki import PKI, Identity, five_byte_length, indefinite_length, issue, mismatched
 
 PASSWORD = "Marmot-Sextant-5521"  # distinctive: searched for in logs
 KEY_PASSWORD = "Velvet-Axle-8830"
@@ -887,8 +887,7 @@ def test_ciphers_are_applied(pki: PKI) -> None:
 
 
 def test_key_not_matching_certificate_is_a_key_entry_error(pki: PKI) -> None:
-    ks = mtls.Keystore()
-    ks.add_key("odd", pki.client_ec.key, [pki.client.cert])  # the key of another certificate
+    ks = mismatched(pki.client_ec.key, [pki.client.cert], "odd")  # another certificate's key
     with pytest.raises(mtls.KeyEntryError) as info:
         mtls.client_context(ks)
     assert info.value.alias == "odd"

@@ -26,7 +26,7 @@ import mtls
 from mtls import _x509
 from mtls.testing import CA
 from tests._keytool import JDK, run_keytool
-from tests._pki import PKI, Identity
+from tests._pki import PKI, Identity, mismatched
 
 PASSWORD = "Ph0enix-Quartz-9917"  # distinctive: searched for in messages and reprs
 KEY_PASSWORD = "Nebula-Kiwi-4402"
@@ -716,8 +716,7 @@ def test_failed_save_leaves_nothing(pki: PKI, tmp_path: Path) -> None:
         ks.save(target, PASSWORD, store_type="PEM")  # PEM output holds one key entry only
     # A key that is not its certificate's: refused, naming the entry (it was
     # cryptography's bare ValueError), and no file.
-    odd = mtls.Keystore()
-    odd.add_key("odd", pki.client.key, [pki.server.cert])
+    odd = mismatched(pki.client.key, [pki.server.cert], "odd")  # add_key refuses it
     with pytest.raises(mtls.KeyEntryError, match="'odd': its key does not match") as caught:
         odd.save(tmp_path / "out.p12", PASSWORD, store_type="PKCS12")
     assert caught.value.alias == "odd"

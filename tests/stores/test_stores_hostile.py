@@ -29,7 +29,7 @@ from mtls import _der, _entries, _pkcs12, _readers, _x509
 from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
 from mtls.testing import CA
 from tests._keytool import JDK, STOREPASS, KeytoolStores, parse_keytool_list, run_keytool
-from tests._pki import PKI, issue
+from tests._pki import PKI, issue, mismatched
 
 PASSWORD = "Hard3ning-s3cret-PW"  # distinctive: searched for in every frame's locals
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
@@ -629,9 +629,8 @@ def test_no_password_or_key_in_any_frame_when_loads_fail(files: Path, pki: PKI) 
 
 def test_no_key_in_any_frame_when_openssl_refuses_it(pki: PKI) -> None:
     secrets = _key_secrets(pki)
-    mismatched = mtls.Keystore()
-    mismatched.add_key("odd", pki.client_ec.key, [pki.client.cert])  # another certificate's key
-    exc = _failure(lambda: mtls.client_context(mismatched))
+    odd = mismatched(pki.client_ec.key, [pki.client.cert])  # another certificate's key
+    exc = _failure(lambda: mtls.client_context(odd))
     assert isinstance(exc, mtls.KeyEntryError)
     _assert_no_secret_in_frames(exc, secrets)
     # A key OpenSSL cannot parse at all (a PKCS#8 shell around garbage).
