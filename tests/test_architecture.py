@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_fetch",
     ),
     # readers and writers: bytes <-> entries
-    ("_jks", "_bks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),
+    ("_jks", "_bks", "_bcfks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),
     # stores, configuration and the revocation policy
     ("_crl", "_revocation", "_config", "_stores", "_wso2", "_deployment", "_vault"),
     # the context builder
