@@ -283,8 +283,10 @@ def _contents(store_data: TLV, password: str, mac_oid: str, budget: WorkBudget) 
             if plain is None:  # the MAC verified with this password: the writer erred
                 raise _damaged("its content does not decrypt")
             store_data = _der.read_single(plain, _der.SEQUENCE)
+        # version (not checked: Bouncy Castle does not), integrityAlgorithm, two dates,
+        # the objects, a comment.
         fields = _parts(store_data)
-        if _int(fields[0]) != 1 or _oid(_parts(fields[1])[0]) != mac_oid:
+        if _oid(_parts(fields[1])[0]) != mac_oid:
             raise _damaged("its content does not match its integrity check")
         # HashMap.put by identifier: a repeated one replaces the entry (and its place).
         entries: dict[str, JKSKey | bytes | SecretEntry] = {}
