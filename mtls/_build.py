@@ -649,7 +649,11 @@ class Builder:
             and trust_config is not None
             and (in_service is None or in_service[2] != trust_fp)  # new: judged once
         ):
-            trust_refused = _anchor_refusal(truststore, trust_config.shown_location)
+            trust_refused = _anchor_refusal(
+                truststore,
+                trust_config.shown_location,
+                serving.truststore if serving is not None else None,
+            )
             if trust_refused is not None:
                 if not trust_gives_way():
                     raise _reported(refusal, trust_refused[0])
@@ -1052,27 +1056,43 @@ def _reported(key: MTLSError | None, trust: MTLSError | None) -> MTLSError:
 
 
 def _anchor_refusal(
-    truststore: Truststore, where: str
+    truststore: Truststore, where: str, in_service: Truststore | None = None
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
     """Why a replacement truststore none of whose certificates is valid now is not
     installed (OpenSSL refuses every chain that ends at an anchor out of its dates,
     so it would verify nothing), and from when it may be (the soonest start date
     among anchors not valid yet; ``None`` when they have all expired). ``None`` when an
-    anchor is valid now, or one cryptography cannot read (OpenSSL may use it)."""
+    anchor is valid now, or one cryptography cannot read (OpenSSL may use it).
+
+    A replacement that only withdraws trust (every anchor of it is one of
+    ``in_service``'s) is never held back: it is installed whatever the dates of what
+    it keeps, with a warning when that leaves no peer verified. Holding it back would
+    keep trusting what was removed (a client CA withdrawn at 3 a.m. still let in)."""
     now = _dt.datetime.now(_dt.UTC)
     starts: list[_dt.datetime] = []
+    valid = not truststore.anchors_der  # an empty one: the context refuses it, in its words
     for der in truststore.anchors_der:
         try:
             cert = _x509.load_cert(der)
         except ValueError:
-            return None
+            valid = True
+            break
         not_before, not_after = _x509.not_before(cert), _x509.not_after(cert)
         if not_before <= now <= not_after:
-            return None
+            valid = True
+            break
         if not_before > now:
             starts.append(not_before)
-    if not truststore.anchors_der:
-        return None  # the context says an empty truststore is refused, in its words
+    if valid:
+        return None
+    if in_service is not None and set(truststore.anchors_der) <= set(in_service.anchors_der):
+        log.warning(
+            "%s: the new truststore only removes certificates, and none of those it keeps "
+            "is valid now: installed, so every peer is refused until a certificate valid "
+            "now is added (a withdrawal is never held back)",
+            where,
+        )
+        return None
     until = min(starts) if starts else None
     why = (
         f"is not valid before {until}: not installed yet (the first check after that installs it)"

@@ -251,7 +251,11 @@ class ServerPlan:
             refusal = (
                 _refusal(store, config)
                 if isinstance(store, Keystore)
-                else _anchor_refusal(store, config.shown_location)
+                else _anchor_refusal(
+                    store,
+                    config.shown_location,
+                    in_service if isinstance(in_service, Truststore) else None,
+                )
             )
         except MTLSError as exc:
             return _Judged(in_service, digest, served, (exc, None))

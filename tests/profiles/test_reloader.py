@@ -91,6 +91,31 @@ def test_rotation_in_place_reaches_a_live_handshake_within_two_intervals(setup, 
         assert profiles.last_error is None
 
 
+def test_a_trust_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
+    setup, ca, backend, caplog
+):
+    """A truststore that only removes the backend's CA, keeping one out of its dates:
+    it was refused as one that verifies nothing, and the withdrawn CA stayed trusted.
+    A withdrawal is never held back: installed (the backend is no longer verified),
+    with a warning."""
+    xml, _, trust = setup
+    stale = out_of_date_copy(CA(name="retired server CA"))
+    both = Truststore()
+    both.add("current", ca.certificate)
+    both.add("retired", stale)
+    replace_atomically(trust, both.to_bytes(PASSWORD))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    kept = Truststore()
+    kept.add("retired", stale)
+    replace_atomically(trust, kept.to_bytes(PASSWORD))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert profiles.reload() is True
+    assert "a withdrawal is never held back" in caplog.text
+    with pytest.raises(ssl.SSLCertVerificationError):
+        cn_seen(profiles, backend.port)
+
+
 @pytest.mark.parametrize("expired", [True, False], ids=["expired", "not-yet-valid"])
 def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, backend, expired):
     """A replacement truststore whose every certificate is out of its dates verifies no

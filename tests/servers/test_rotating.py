@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import socket
 import ssl
@@ -97,6 +98,35 @@ def test_a_client_truststore_that_would_verify_nothing_is_not_installed(estate: 
         replace_atomically(estate.truststore, stale.to_bytes(PASSWORD))
         assert server.reload() is True and server.last_error is None
         assert get(port, estate.client(trust=new_ca))[0]["client_cn"] == "gateway"
+
+
+def test_a_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truststore that only removes client CAs, keeping one that expired: it was
+    refused as one that verifies nothing, and the withdrawn CA's clients kept getting
+    in. A withdrawal is never held back: installed, with a warning. The twin: an
+    out-of-date CA that was not in service is refused, as above."""
+    stale = out_of_date_copy(CA(name="retired client CA"))
+    kept = mtls.Truststore()
+    kept.add("retired", stale)
+    with_both = mtls.Truststore()
+    with_both.add("current", estate.client_ca.certificate)
+    with_both.add("retired", stale)
+    replace_atomically(estate.truststore, with_both.to_bytes(PASSWORD))
+    with estate.server() as server, stdlib_server(server.context) as port:
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
+        other = mtls.Truststore()
+        other.add("other", out_of_date_copy(CA(name="never trusted")))
+        replace_atomically(estate.truststore, other.to_bytes(PASSWORD))
+        assert server.reload() is False  # the twin: not a withdrawal, held back
+        assert get(port, estate.client())[0]["client_cn"] == "gateway"
+        replace_atomically(estate.truststore, kept.to_bytes(PASSWORD))
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            assert server.reload() is True
+        assert server.last_error is None
+        assert "a withdrawal is never held back" in caplog.text
+        refused(port, estate.client())  # the withdrawn CA's client is turned away
 
 
 def test_negative_twins(estate: Estate) -> None:
