@@ -168,8 +168,10 @@ class ServerPlan:
             key_bytes, key_digest = self._read(reading, s.keystore, "keystore")
             trust_bytes, trust_digest = self._read(reading, s.truststore, "truststore")
             reading.checkpoint()
-            truststore = load_store(s.truststore, "truststore", data=trust_bytes)
+            # The keystore first: when password= opens neither store, its error is the
+            # one to show (the truststore's would send the user after its own password).
             keystore = load_store(s.keystore, "keystore", data=key_bytes)
+            truststore = load_store(s.truststore, "truststore", data=trust_bytes)
             reading.checkpoint()
             return self._snapshot(generation, keystore, truststore, (key_digest, trust_digest))
         key = self._replacement(reading, s.keystore, "keystore", old.keystore, old.files[0][2])
@@ -375,7 +377,17 @@ class ServerPlan:
             )
             return Outcome(new, True)
         self._failed = None
-        log.info("%s: server identity reloaded: %s -> %s", self.where, _who(old), _who(new))
+        if new.files[0][2] == old.files[0][2]:  # the keystore as it was: trust changed
+            log.info(
+                "%s: server truststore reloaded: %d certificates trusted (were %d); "
+                "identity as in service: %s",
+                self.where,
+                len(new.truststore.anchors_der),
+                len(old.truststore.anchors_der),
+                _who(new),
+            )
+        else:
+            log.info("%s: server identity reloaded: %s -> %s", self.where, _who(old), _who(new))
         return Outcome(new, True)
 
     def broken(self, old: ServerSnapshot, exc: BaseException) -> ServerSnapshot:

@@ -78,9 +78,11 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
                     generation = rotating.generation
                     out.line(f"reloaded (generation {generation}): serving {_identity(rotating)}")
                 if rotating.last_error is not error:
+                    if rotating.last_error is not None:
+                        out.line(f"reload failed, the last good stays: {rotating.last_error}")
+                    elif error is not None:  # the files in service read well again
+                        out.line(f"reload error cleared: serving {_identity(rotating)}")
                     error = rotating.last_error
-                    if error is not None:
-                        out.line(f"reload failed, the last good stays: {error}")
         except KeyboardInterrupt:
             out.line("stopped")
         finally:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mtls.testing import replace_atomically
+
 PASSWORD = "serve-Pa55word"
 
 
@@ -114,6 +116,15 @@ def test_serve_follows_its_truststore(flow: Path) -> None:
         ok = mtls(*probe, cwd=flow)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "accepted" in server.stdout.readline()
+        # A damaged truststore is said; so is the end of it, when the file reads well
+        # again (it was said once, and never after).
+        good = (flow / "backend-trust.jks").read_bytes()
+        replace_atomically(flow / "backend-trust.jks", b"not a store")
+        line = server.stdout.readline()
+        assert line.startswith("reload failed, the last good stays"), line
+        replace_atomically(flow / "backend-trust.jks", good)
+        line = server.stdout.readline()
+        assert line.startswith("reload error cleared: serving CN=localhost"), line
     finally:
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=20)

@@ -129,6 +129,32 @@ def test_a_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
         refused(port, estate.client())  # the withdrawn CA's client is turned away
 
 
+def test_a_wrong_password_for_both_stores_names_the_keystore(estate: Estate) -> None:
+    """password= that opens neither store: the error named the truststore, with the
+    hint to pass truststore_password=, which would not have helped. The keystore's
+    error comes first. The twin: a truststore under its own password gets the hint."""
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.RotatingServerContext(estate.keystore, estate.truststore, password="Not-It-4471")
+    assert info.value.path == str(estate.keystore)
+    assert "truststore_password" not in str(info.value) and "Not-It" not in str(info.value)
+    other = mtls.Truststore()
+    other.add("ca", estate.client_ca.certificate)
+    replace_atomically(estate.truststore, other.to_bytes("Trust-Only-9920"))
+    with pytest.raises(mtls.WrongPasswordError, match="pass truststore_password="):
+        mtls.RotatingServerContext(estate.keystore, estate.truststore, password=PASSWORD)
+
+
+def test_a_trust_change_is_logged_as_one(estate: Estate, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload that changed only the truststore said "server identity reloaded: X ->
+    X": nothing named the trust, the change an auditor looks for."""
+    with estate.server() as server:
+        estate.trust(estate.client_ca, CA(name="second client CA"))
+        with caplog.at_level(logging.INFO, logger="mtls"):
+            assert server.reload() is True
+        assert "server truststore reloaded: 2 certificates trusted (were 1)" in caplog.text
+        assert "server identity reloaded" not in caplog.text
+
+
 def test_negative_twins(estate: Estate) -> None:
     with estate.server() as server, stdlib_server(server.context) as port:
         assert get(port, estate.client())[0]["client_cn"] == "gateway"
