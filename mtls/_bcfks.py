@@ -48,6 +48,7 @@ from . import _der
 from ._bks import PasswordRequired
 from ._budget import WorkBudget, WorkLimitError
 from ._der import TLV
+from ._entries import Taken, unique_alias
 from ._jks import (
     JKSContents,
     JKSFormatError,
@@ -76,10 +77,12 @@ _MACS: Final = {
 }
 _PRFS: Final = {"1.2.840.113549.2.11": "sha512", "2.16.840.1.101.3.4.2.16": "sha3_512"}
 _AES_KEY: Final = 32  # AES-256, the store's and every key's
+_MAC_KEY: Final = 64  # the HMAC key Bouncy Castle derives for the store's MAC
 _MAX_ITERATIONS: Final = 5_000_000  # as for every other format: Java's own ceiling
-# scrypt: OpenSSL's default memory limit, and N*r*p at most 8 times its default work.
-_MAX_SCRYPT_MEMORY: Final = 32 * 1024 * 1024
-_MAX_SCRYPT_WORK: Final = 1 << 20
+# scrypt: the memory OpenSSL's scrypt may take (its V and B arrays, 128 r (N + 2 + p)).
+_MAX_SCRYPT_MEMORY: Final = 64 * 1024 * 1024
+# N*r*p (p is r here) at most 2^21: N=32768, r=8 (about 1 s), which Bouncy Castle writes.
+_MAX_SCRYPT_WORK: Final = 1 << 21
 
 
 class SignedStoreError(JKSFormatError):
@@ -101,15 +104,20 @@ class _Derivation(NamedTuple):
         """What the budget counts: iterations times output blocks, or scrypt's N*r*p."""
         if self.function == "scrypt":
             return self.rounds * self.block * self.block
-        return self.rounds * -(-self.size // 64)  # SHA-512 and SHA3-512: 64-byte blocks
+        # 64-byte blocks, SHA-512's and SHA3-512's; SHA3-512 costs about 1.4 times as
+        # much per iteration here, and is counted twice.
+        return self.rounds * -(-self.size // 64) * (2 if self.digest == "sha3_512" else 1)
 
     def run(self, password: str, purpose: str) -> bytes:
         secret = _password_bytes(password) + _password_bytes(purpose)
         if self.function == "scrypt":
-            return hashlib.scrypt(
-                secret, salt=self.salt, n=self.rounds, r=self.block, p=self.block,
-                maxmem=2 * _MAX_SCRYPT_MEMORY, dklen=self.size,
-            )  # fmt: skip
+            try:
+                return hashlib.scrypt(
+                    secret, salt=self.salt, n=self.rounds, r=self.block, p=self.block,
+                    maxmem=_MAX_SCRYPT_MEMORY, dklen=self.size,
+                )  # fmt: skip
+            except ValueError as exc:  # parameters OpenSSL refuses (capped above)
+                raise _damaged(f"scrypt refused its parameters: {exc}") from None
         return hashlib.pbkdf2_hmac(self.digest, secret, self.salt, self.rounds, self.size)
 
 
@@ -131,17 +139,23 @@ def _oid(tlv: TLV) -> str:
 
 
 def _int(tlv: TLV) -> int:
-    return _der.decode_int(tlv.expect(_der.INTEGER).value)
+    """An INTEGER of at most 8 bytes (every count, size and type here): a longer one
+    is out of range, said without its digits."""
+    value = tlv.expect(_der.INTEGER).value
+    if len(value) > 8:
+        raise _damaged("an integer far out of range")
+    return _der.decode_int(value)
 
 
-def _derivation(kdf: TLV, size: int | None) -> _Derivation:
-    """A KeyDerivationFunc read and capped; ``size``: the key length when the
-    parameters do not give one (``None``: they must).
+def _derivation(kdf: TLV, size: int) -> _Derivation:
+    """A KeyDerivationFunc read and capped, for a key of ``size`` bytes (what Bouncy
+    Castle derives for the purpose: 64 for the MAC, 32 for AES-256); parameters that
+    name another length are refused, so a file cannot ask for more output blocks.
 
     Raises:
         DERError, IndexError: malformed (the caller says damaged).
-        JKSFormatError: a function Bouncy Castle does not use here.
-        WorkLimitError: more than Java or OpenSSL would derive.
+        JKSFormatError: a function or length Bouncy Castle does not use here.
+        WorkLimitError: more work than mtls allows a store to ask for.
     """
     algorithm = _parts(kdf)
     oid, params = _oid(algorithm[0]), _parts(algorithm[1])
@@ -149,16 +163,19 @@ def _derivation(kdf: TLV, size: int | None) -> _Derivation:
         # scrypt-params ::= SEQUENCE { salt, costParameter, blockSize,
         #   parallelizationParameter, keyLength INTEGER OPTIONAL } (RFC 7914)
         n, r = _int(params[1]), _int(params[2])
-        length = _int(params[4]) if len(params) > 4 else size
-        if n < 2 or n & (n - 1) or r < 1:
+        _length(_int(params[4]) if len(params) > 4 else size, size)
+        # RFC 7914: N a power of 2 below 2^(128 r / 8); Bouncy Castle's p is r.
+        if n < 2 or n & (n - 1) or r < 1 or n.bit_length() > 16 * r:
             raise _damaged("scrypt parameters out of range")
-        if 128 * n * r > _MAX_SCRYPT_MEMORY or n * r * r > _MAX_SCRYPT_WORK:
+        if 128 * r * (n + 2 + r) > _MAX_SCRYPT_MEMORY or n * r * r > _MAX_SCRYPT_WORK:
             raise WorkLimitError(
-                f"scrypt with N={n} and r={r} asks for more memory or work than OpenSSL "
-                "allows by default"
+                f"its scrypt parameters (N={n}, r={r}, and p=r as Bouncy Castle runs them) "
+                "ask for more memory or work than mtls allows a store before its password "
+                "is checked",
+                "scrypt",
             )
-        return _Derivation("scrypt", params[0].expect(_der.OCTET_STRING).value, n, r,
-                           _length(length), "")  # fmt: skip
+        salt = params[0].expect(_der.OCTET_STRING).value
+        return _Derivation("scrypt", salt, n, r, size, "")
     if oid != _PBKDF2:
         raise _damaged(f"key derivation function {oid}")
     # PBKDF2-params ::= SEQUENCE { salt, iterationCount, keyLength OPTIONAL, prf } (RFC 8018)
@@ -169,18 +186,18 @@ def _derivation(kdf: TLV, size: int | None) -> _Derivation:
         raise _damaged("iteration count not positive")
     rest = params[2:]
     if rest and rest[0].tag == _der.INTEGER:
-        size, rest = _int(rest[0]), rest[1:]
+        _length(_int(rest[0]), size)
+        rest = rest[1:]
     prf = _oid(_parts(rest[0])[0]) if rest else "1.2.840.113549.2.7"  # default: HMAC-SHA1
     if prf not in _PRFS:
         raise _damaged(f"PBKDF2 with PRF {prf}, which Bouncy Castle does not use for BCFKS")
-    return _Derivation("pbkdf2", params[0].expect(_der.OCTET_STRING).value, rounds, 0,
-                       _length(size), _PRFS[prf])  # fmt: skip
+    salt = params[0].expect(_der.OCTET_STRING).value
+    return _Derivation("pbkdf2", salt, rounds, 0, size, _PRFS[prf])
 
 
-def _length(size: int | None) -> int:
-    if size is None or not 1 <= size <= 1024:
-        raise _damaged("no usable key length in the key derivation parameters")
-    return size
+def _length(given: int, size: int) -> None:
+    if given != size:
+        raise _damaged(f"a derived key of {given} bytes where Bouncy Castle derives {size}")
 
 
 class _Encryption(NamedTuple):
@@ -209,8 +226,6 @@ def _encryption(algorithm: TLV) -> _Encryption:
     kdf, scheme = _parts(params[0])
     scheme_oid, *scheme_params = _parts(scheme)
     derivation = _derivation(kdf, _AES_KEY)
-    if derivation.size != _AES_KEY:
-        raise _damaged("a key length other than AES-256's")
     if _oid(scheme_oid) == _AES256_KWP:
         return _Encryption(derivation, None, 0)
     if _oid(scheme_oid) != _AES256_CCM or len(scheme_params) != 1:
@@ -256,7 +271,7 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget) -> JKSCon
         mac_oid = _oid(_parts(mac_algorithm)[0])
         if mac_oid not in _MACS:
             raise _damaged(f"MAC algorithm {mac_oid}")
-        derivation = _derivation(kdf, None)
+        derivation = _derivation(kdf, _MAC_KEY)
         expected = mac.expect(_der.OCTET_STRING).value
     except (JKSFormatError, WorkLimitError):
         raise
@@ -302,6 +317,7 @@ def _contents(store_data: TLV, password: str, mac_oid: str, budget: WorkBudget) 
         raise
     except (ValueError, IndexError) as exc:  # DERError, UTF-8, a structure's size
         raise _damaged(str(exc) or type(exc).__name__) from None
+    entries = _case_apart(entries)
     return JKSContents(
         TYPE,
         tuple(e for e in entries.values() if isinstance(e, JKSKey)),
@@ -309,6 +325,37 @@ def _contents(store_data: TLV, password: str, mac_oid: str, budget: WorkBudget) 
         tuple(e for e in entries.values() if isinstance(e, SecretEntry)),
         replaced=tuple(replaced),
     )
+
+
+def _case_apart(
+    entries: dict[str, JKSKey | bytes | SecretEntry],
+) -> dict[str, JKSKey | bytes | SecretEntry]:
+    """Entries whose aliases differ only in case (Bouncy Castle's are case-sensitive;
+    mtls compares them without case, as Java's JKS and PKCS12 stores do): the later of
+    two certificates or secrets is renamed ``alias-2``; a key entry among them is
+    refused, for a key alias could then pick the wrong key.
+
+    Raises:
+        JKSFormatError: two aliases differ only in case, one of a key entry.
+    """
+    folded: dict[str, str] = {}
+    for alias, entry in entries.items():
+        first = folded.setdefault(alias.casefold(), alias)
+        if first != alias and (isinstance(entry, JKSKey) or isinstance(entries[first], JKSKey)):
+            raise JKSFormatError(
+                f"entries {first!r} and {alias!r} differ only in case, and one is a key "
+                "entry: mtls compares aliases without case, as Java's JKS and PKCS12 stores "
+                "do, and could take one key for the other: rename one (keytool -changealias "
+                "-storetype BCFKS with the Bouncy Castle provider)"
+            )
+    if len(folded) == len(entries):
+        return entries
+    taken = Taken()
+    renamed: dict[str, JKSKey | bytes | SecretEntry] = {}
+    for alias, entry in entries.items():
+        new = unique_alias(alias, taken)
+        renamed[new] = SecretEntry(new, entry.kind) if isinstance(entry, SecretEntry) else entry
+    return renamed
 
 
 def _entry(kind: int, alias: str, value: bytes) -> JKSKey | bytes | SecretEntry:

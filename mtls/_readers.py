@@ -87,8 +87,8 @@ def detect_format(data: bytes) -> StoreFormat:
     if b"-----BEGIN " in data:  # anywhere: `openssl x509 -text` puts text first
         return "PEM"
     raise KeystoreFormatError(
-        "not a keystore or truststore: the bytes are not JKS, JCEKS, PKCS#12, BKS, UBER, PEM or "
-        "a DER certificate"
+        "not a keystore or truststore: the bytes are not JKS, JCEKS, PKCS#12, BKS, UBER, BCFKS, "
+        "PEM or a DER certificate"
     )
 
 
@@ -518,7 +518,8 @@ def _too_much_work(
     if exc.kind == "budget":
         why = (
             "keytool's defaults stay far below it (10,000 per PKCS#12 derivation, "
-            "200,000 per JCEKS key), so the file is damaged, hostile, or made with raised "
+            "200,000 per JCEKS key, 51,200 per BCFKS derivation: about 190 BCFKS keys), so "
+            "the file is damaged, hostile, holds that many keys, or was made with raised "
             "iteration settings (keytool -J-Dkeystore.pkcs12.*IterationCount=...): "
             f"re-create it with keytool's defaults, e.g. {recreate}"
         )
@@ -527,6 +528,12 @@ def _too_much_work(
             "that is the legacy encryption of Java before 8u301 and of openssl pkcs12 "
             "-legacy, and no real store holds that much of it: re-create it in today's "
             f"format (AES), e.g. {recreate} with a JDK 17 or later"
+        )
+    elif exc.kind == "scrypt":
+        why = (
+            "Bouncy Castle reads it, but mtls limits the work a store may ask for before "
+            "its password is checked: re-create it with Bouncy Castle's defaults (PBKDF2), "
+            "e.g. keytool -importkeystore -deststoretype BCFKS with the Bouncy Castle provider"
         )
     else:
         why = "Java and OpenSSL refuse such a file too: it is damaged or hostile, replace it"

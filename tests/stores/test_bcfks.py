@@ -239,13 +239,13 @@ def _reads_cleanly(store: bytes, *reads: Callable[[bytes, str], object]) -> None
 _SHA512 = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.2.11") + b"\x05\x00")
 
 
+def _integer(value: int) -> bytes:
+    """A non-negative INTEGER, minimally encoded."""
+    return _der.encode(_der.INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
 def _kdf(salt: bytes, rounds: int, size: int) -> bytes:
-    params = (
-        _der.encode(_der.OCTET_STRING, salt)
-        + _der.encode(_der.INTEGER, rounds.to_bytes(4, "big"))
-        + _der.encode(_der.INTEGER, bytes([size]))
-        + _SHA512
-    )
+    params = _der.encode(_der.OCTET_STRING, salt) + _integer(rounds) + _integer(size) + _SHA512
     return _der.encode(
         _der.SEQUENCE,
         _der.encode_oid("1.2.840.113549.1.5.12") + _der.encode(_der.SEQUENCE, params),
@@ -283,31 +283,22 @@ def _object(kind: int, alias: str, data: bytes) -> bytes:
     )
 
 
-def _sealed(content: bytes, password: str) -> bytes:
-    """ObjectStore { content, its HMAC-SHA512 under a one-round PBKDF2 key }."""
+def _sealed(content: bytes, password: str, mac_kdf: bytes | None = None) -> bytes:
+    """ObjectStore { content, its HMAC-SHA512 under a one-round PBKDF2 key }; with
+    ``mac_kdf``, that KeyDerivationFunc instead, and a MAC of zeros."""
     salt = b"m" * 16
     key = hashlib.pbkdf2_hmac("sha512", _secret(password, "INTEGRITY_CHECK"), salt, 1, 64)
-    mac = hmac.new(key, content, "sha512").digest()
+    mac = hmac.new(key, content, "sha512").digest() if mac_kdf is None else bytes(64)
     check = _der.encode(
-        _der.SEQUENCE, _SHA512 + _kdf(salt, 1, 64) + _der.encode(_der.OCTET_STRING, mac)
+        _der.SEQUENCE,
+        _SHA512 + (mac_kdf or _kdf(salt, 1, 64)) + _der.encode(_der.OCTET_STRING, mac),
     )
     return _der.encode(_der.SEQUENCE, content + check)
 
 
-@functools.cache
-def _plain_store(password: str) -> bytes:
-    """An unencrypted ObjectStoreData (the CHOICE allows it): a key entry with its
-    chain (from bcfks-client.bcfks, the key sealed again at one round) and the CA."""
-    client = Keystore.load(DATA / "bcfks-client.bcfks", PASSWORD)
-    alias, pkcs8, chain = client.key_entry()
-    key_data = _der.encode(
-        _der.SEQUENCE,
-        _ccm(pkcs8, password, "PRIVATE_KEY_ENCRYPTION")
-        + _der.encode(_der.SEQUENCE, b"".join(chain)),
-    )
-    ca = Truststore.load(DATA / "bcfks-trust.bcfks", PASSWORD).anchors_der[0]
+def _store_data(objects: bytes) -> bytes:
+    """ObjectStoreData, version 1, its MAC HMAC-SHA512, holding ``objects``."""
     time = _der.encode(0x18, b"20261203120000Z")
-    objects = _object(1, alias, key_data) + _object(0, "ca", ca) + _object(2, "aes", b"\x30\x00")
     return _der.encode(
         _der.SEQUENCE,
         _der.encode(_der.INTEGER, b"\x01")
@@ -316,6 +307,42 @@ def _plain_store(password: str) -> bytes:
         + time
         + _der.encode(_der.SEQUENCE, objects),
     )
+
+
+def _scrypt(n: int, r: int, size: int = 64) -> bytes:
+    params = b"".join(_der.encode(_der.INTEGER, v.to_bytes(4, "big")) for v in (n, r, 1, size))
+    return _der.encode(
+        _der.SEQUENCE,
+        _der.encode_oid("1.3.6.1.4.1.11591.4.11")
+        + _der.encode(_der.SEQUENCE, _der.encode(_der.OCTET_STRING, b"s" * 16) + params),
+    )
+
+
+@functools.cache
+def _plain_store(password: str) -> bytes:
+    """An unencrypted ObjectStoreData (the CHOICE allows it): a key entry with its
+    chain (from bcfks-client.bcfks, the key sealed again at one round) and the CA."""
+    alias = "client.example.com"
+    return _store_data(
+        _object(1, alias, _key_data(password))
+        + _object(0, "ca", _ca())
+        + _object(2, "aes", b"0\x00")
+    )
+
+
+@functools.cache
+def _key_data(password: str) -> bytes:
+    """EncryptedPrivateKeyData of bcfks-client.bcfks's key, sealed again at one round."""
+    _, pkcs8, chain = Keystore.load(DATA / "bcfks-client.bcfks", PASSWORD).key_entry()
+    return _der.encode(
+        _der.SEQUENCE,
+        _ccm(pkcs8, password, "PRIVATE_KEY_ENCRYPTION")
+        + _der.encode(_der.SEQUENCE, b"".join(chain)),
+    )
+
+
+def _ca() -> bytes:
+    return Truststore.load(DATA / "bcfks-trust.bcfks", PASSWORD).anchors_der[0]
 
 
 def test_an_unencrypted_bcfks_store_of_our_making_loads() -> None:
@@ -346,3 +373,49 @@ def test_damaged_content_behind_a_good_mac_fails_cleanly(data: st.DataObject) ->
         )
 
     _reads_cleanly(store, Keystore.from_bytes, listed, Truststore.from_bytes)
+
+
+@pytest.mark.parametrize(
+    ("mac_kdf", "said"),
+    [
+        # RFC 7914 forbids N >= 2^(16 r): OpenSSL raised a bare ValueError from hashlib.
+        (_scrypt(65536, 1), "scrypt parameters out of range"),
+        # Bouncy Castle runs p = r: a 67 MB block OpenSSL's memory limit refused, raw.
+        (_scrypt(2, 724), "scrypt parameters"),
+        # 16 output blocks a file asked for, within the budget: 12 s before "wrong password".
+        (_kdf(b"s" * 16, 625_000, 1024), "a derived key of 1024 bytes where Bouncy Castle"),
+        # An iteration count of 2^20000: Python's int-to-text limit in the message.
+        (_der.encode(
+            _der.SEQUENCE,
+            _der.encode_oid("1.2.840.113549.1.5.12")
+            + _der.encode(
+                _der.SEQUENCE,
+                _der.encode(_der.OCTET_STRING, b"s") + _der.encode(_der.INTEGER, b"\x01" * 2501),
+            ),
+        ), "an integer far out of range"),
+    ],
+    ids=["scrypt-n", "scrypt-r", "long-key", "huge-count"],
+)  # fmt: skip
+def test_a_hostile_mac_derivation_is_refused_before_it_runs(mac_kdf: bytes, said: str) -> None:
+    """Found by a review with crafted stores: each raised a dependency's ValueError or
+    ran for seconds before the password was checked. Each is a KeystoreFormatError
+    now, before any derivation (the twin: the same store with its real MAC loads, in
+    test_an_unencrypted_bcfks_store_of_our_making_loads)."""
+    data = _sealed(_plain_store(PASSWORD), PASSWORD, mac_kdf)
+    for read in (Keystore.from_bytes, Truststore.from_bytes):
+        with pytest.raises(KeystoreFormatError, match=said) as info:
+            read(data, PASSWORD)
+        assert "digits" not in str(info.value) and PASSWORD not in str(info.value)
+
+
+def test_aliases_that_differ_only_in_case() -> None:
+    """Bouncy Castle's aliases are case-sensitive; mtls compares them without case. Two
+    certificates "CA" and "ca" loaded as a keystore failed with "alias 'ca' already
+    exists" (no file named): the later is read as "ca-2". A key entry among such
+    aliases is refused, naming both, for a key alias could take one for the other."""
+    certs = _store_data(_object(0, "CA", _ca()) + _object(0, "ca", _ca()))
+    for read in (Keystore.from_bytes, Truststore.from_bytes):
+        assert read(_sealed(certs, PASSWORD), PASSWORD).aliases == ("CA", "ca-2")
+    keys = _store_data(_object(1, "Key", _key_data(PASSWORD)) + _object(0, "key", _ca()))
+    with pytest.raises(KeystoreFormatError, match="'Key' and 'key' differ only in case"):
+        Keystore.from_bytes(_sealed(keys, PASSWORD), PASSWORD)
