@@ -112,9 +112,8 @@ def test_an_encrypted_pkcs8_key_is_not_taken_for_a_bcfks_store() -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"pw"),
     )
-    with pytest.raises(mtls.KeystoreFormatError) as refused:
+    with pytest.raises(mtls.KeystoreFormatError, match="not a keystore or truststore"):
         mtls.detect_format(encrypted)
-    assert "BCFKS" not in str(refused.value)
 
 
 def test_a_der_crl_or_csr_is_not_taken_for_a_certificate(openssl_bin: str, tmp_path: Path) -> None:
@@ -171,7 +170,7 @@ def test_a_declared_type_is_named_only_when_it_is_a_store_type(tmp_path: Path) -
     with pytest.raises(mtls.KeystoreFormatError) as info:
         mtls.Keystore.load(path, PASSWORD, store_type="s3cret-typed-here")
     assert "something that is not a store type" in str(info.value)
-    assert "s3cret" not in str(info.value) and "BCFKS" not in str(info.value)
+    assert "s3cret" not in str(info.value) and "declared BCFKS" not in str(info.value)
 
 
 @pytest.mark.parametrize("suffix", [".jks", ".p12", ".pem", ".bin"])
