@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from .. import _x509
 from .._errors import KeystoreFormatError, KeystoreNotFoundError
-from .._files import read_input
+from .._files import atomic_write, read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
 from .._readers import detect_format, says_what_it_is, with_fix
 from .._stores import Keystore, Truststore
@@ -635,8 +635,16 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     fmt = _sniff(source)
     if target.is_dir():  # before "exists: pass --force", which a directory cannot take
         raise CLIError(f"{target}: is a directory: give a file path; nothing was written")
-    merge = target.exists() and (args.merge or (keytool and not args.force))
-    if target.exists() and not (args.force or merge):
+    # keytool's own migration (its warning on a JKS store prints the command): the
+    # store rewritten in place in the new format, the old file kept as NAME.old.
+    migrate = keytool and target.exists() and _same_file(source, target)
+    if migrate and to == fmt:
+        raise CLIError(
+            f"{target} is the source store: give another -destkeystore, or a -deststoretype "
+            "other than its own to migrate it in place; nothing was written"
+        )
+    merge = not migrate and target.exists() and (args.merge or (keytool and not args.force))
+    if target.exists() and not (args.force or merge or migrate):
         raise CLIError(
             f"{target} exists: pass --force to overwrite it, or --merge to add the "
             "entries to it (as keytool -importkeystore does)"
@@ -659,7 +667,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         what=f"the password for {target}",
         prompt="Enter destination keystore password: ",
         required=password is None,
-        confirm=not merge,
+        confirm=not (merge or migrate),
     )
     if out_password is None:
         out_password = password
@@ -687,6 +695,9 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     moved = len(store.aliases)
     if merge:
         store = _merged_into(target, to, store, out_password, args)
+    backup = target.with_name(target.name + ".old")
+    if migrate:  # the old store first: a failure after it leaves both files readable
+        atomic_write(backup, read_input(source), mode=0o600 if store.key_aliases else None)
     keys, trusted = store.key_aliases, store.trusted_aliases
     if keys and to == "PEM":
         if len(keys) > 1 or trusted:
@@ -710,7 +721,12 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         if keys
         else f"{len(trusted)} trusted certificate{'' if len(trusted) == 1 else 's'}"
     )
-    if merge:
+    if migrate:
+        out.line(
+            f"Migrated {out.style(display_path(target), 'bold')} to {to}: {what}; the {fmt} "
+            f"store is kept as {display_path(backup)}"
+        )
+    elif merge:
         out.line(
             f"Imported {_entry_word(moved)} from {display_path(source)} into "
             f"{out.style(display_path(target), 'bold')} ({to}): it now holds {what}"
@@ -729,6 +745,14 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         out.line("  with the same password as the source")
     _show_warnings(out, logs)
     return EXIT_OK
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """Whether two paths name one file (a link, another spelling); False if either is gone."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def _merged_into(

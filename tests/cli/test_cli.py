@@ -686,6 +686,33 @@ def test_convert_to_pkcs12_and_pem_keeps_the_key(tmp_path: Path, seed: Seed) -> 
     assert "exists" in fails(1, "convert", "--keystore", source, "--to", "JKS", "--out", p12).stderr
 
 
+def test_importkeystore_migrates_a_store_in_place_as_keytool_does(
+    tmp_path: Path, seed: Seed, any_keytool: JDK
+) -> None:
+    """keytool's warning on a JKS store prints the command that migrates it in place
+    (-srckeystore and -destkeystore the same file, -deststoretype pkcs12): mtls
+    refused it ("is a JKS store, not PKCS12"). It migrates the store, keeps the old
+    one as NAME.old, and keytool reads both. The twin: the same type in place is
+    refused, and nothing is written."""
+    store = tmp_path / "ip.jks"
+    store.write_bytes((seed.dir / "gateway.jks").read_bytes())
+    original = store.read_bytes()
+    run = ok("importkeystore", "-srckeystore", store, "-destkeystore", store,
+             "-deststoretype", "pkcs12")  # fmt: skip
+    assert "Migrated" in run.stdout and "kept as" in run.stdout
+    assert (tmp_path / "ip.jks.old").read_bytes() == original
+    migrated = mtls.Keystore.load(store, PASSWORD)
+    assert migrated.store_type == "PKCS12"
+    before = mtls.Keystore.load(tmp_path / "ip.jks.old", PASSWORD)
+    assert migrated.key_entry()[1:] == before.key_entry()[1:]
+    for path, kind in ((store, "PKCS12"), (tmp_path / "ip.jks.old", "JKS")):
+        assert f"Keystore type: {kind}" in keytool_list(any_keytool.keytool, path)
+    now = store.read_bytes()
+    run = fails(1, "importkeystore", "-srckeystore", store, "-destkeystore", store,
+                "-deststoretype", "pkcs12")  # fmt: skip
+    assert "is the source store" in run.stderr and store.read_bytes() == now
+
+
 def test_importkeystore_adds_to_an_existing_store_as_keytool_does(
     tmp_path: Path, seed: Seed
 ) -> None:
