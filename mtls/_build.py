@@ -652,7 +652,8 @@ class Builder:
             trust_refused = _anchor_refusal(
                 truststore,
                 trust_config.shown_location,
-                serving.truststore if serving is not None else None,
+                # Its own trust in service: a lent identity is a sibling's, not its trust.
+                serving.truststore if serving is not None and not lent else None,
             )
             if trust_refused is not None:
                 if not trust_gives_way():
@@ -1067,7 +1068,9 @@ def _anchor_refusal(
     A replacement that only withdraws trust (every anchor of it is one of
     ``in_service``'s) is never held back: it is installed whatever the dates of what
     it keeps, with a warning when that leaves no peer verified. Holding it back would
-    keep trusting what was removed (a client CA withdrawn at 3 a.m. still let in)."""
+    keep trusting what was removed (a client CA withdrawn at 3 a.m. still let in). An
+    empty one is left to the context, which refuses it as Java's TrustManagerFactory
+    does (docs/servers.md says how to withdraw the last CA)."""
     now = _dt.datetime.now(_dt.UTC)
     starts: list[_dt.datetime] = []
     valid = not truststore.anchors_der  # an empty one: the context refuses it, in its words

@@ -144,8 +144,9 @@ def _create_temporary(directory: Path, name: str, mode: int) -> tuple[int, Path]
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     # A name of up to 255 bytes is a file name everywhere: the temporary one adds 18,
-    # so a long store name is cut (by bytes) to leave them room.
-    stem = os.fsdecode(os.fsencode(name)[: _NAME_MAX - _TEMPORARY_EXTRA])
+    # so a long store name is cut to leave them room.
+    # Cut between characters: some file systems (APFS) refuse names that are not UTF-8.
+    stem = os.fsencode(name)[: _NAME_MAX - _TEMPORARY_EXTRA].decode("utf-8", "ignore")
     for _ in range(100):
         tmp = directory / f".{stem}.{secrets.token_hex(6)}.tmp"
         try:

@@ -53,8 +53,9 @@ class Secret:
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise TypeError("Secret takes a str")
+        if not isinstance(value, str):  # the annotation, checked for callers without mypy
+            fix = ": decode them first (value.decode())" if isinstance(value, bytes) else ""  # type: ignore[unreachable]
+            raise TypeError(f"Secret takes a str, not {type(value).__name__}{fix}")
         self._value = value
 
     def reveal(self) -> str:

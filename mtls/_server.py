@@ -382,8 +382,8 @@ class ServerPlan:
                 "%s: server truststore reloaded: %d certificates trusted (were %d); "
                 "identity as in service: %s",
                 self.where,
-                len(new.truststore.anchors_der),
-                len(old.truststore.anchors_der),
+                len(set(new.truststore.anchors_der)),
+                len(set(old.truststore.anchors_der)),
                 _who(new),
             )
         else:

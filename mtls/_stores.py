@@ -647,7 +647,10 @@ class Keystore(_StoreBase):
                 different one is a ``ValueError``.
 
         Raises:
-            ValueError: an unknown store type, or PKCS#12 with a different key password.
+            ValueError: an unknown store type, PKCS#12 with a different key password,
+                or an empty password where it would protect a key (PKCS#12, a JKS key
+                entry; PEM takes ``""`` for an unencrypted key).
+            TypeError: a password that is not a str, a Secret or None (bytes: decode).
             KeyEntryError: PEM asked for with other than one key entry (or with
                 trusted entries beside it).
         """

@@ -116,6 +116,36 @@ def test_a_trust_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
         cn_seen(profiles, backend.port)
 
 
+def test_a_new_profile_is_not_judged_by_another_profiles_trust(setup, ca, backend, caplog):
+    """A profile added by an edit, sharing a keystore in service, whose truststore
+    holds only a certificate out of its dates: it was compared with the other
+    profile's truststore, found a "withdrawal" from it, and loaded (with a false
+    warning). It never had a truststore: it is refused, as before the withdrawal rule."""
+    xml, keystore, trust = setup
+    stale = out_of_date_copy(CA(name="stale CA"))
+    both = Truststore()
+    both.add("current", ca.certificate)
+    both.add("stale", stale)
+    replace_atomically(trust, both.to_bytes(PASSWORD))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    only_stale = trust.with_name("stale.jks")
+    kept = Truststore()
+    kept.add("stale", stale)
+    kept.save(only_stale, PASSWORD)
+    xml.write_text(
+        profile_xml(
+            profile(f"localhost:{backend.port}", keystore, trust),
+            profile("127.0.0.1:1", keystore, only_stale),
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles.reload()
+    assert "a withdrawal is never held back" not in caplog.text
+    added = [p for p in profiles.status().profiles if "127.0.0.1:1" in p.servers]
+    assert added and not added[0].loaded
+    assert cn_seen(profiles, backend.port) == "gen-1"  # the first profile still serves
+
+
 @pytest.mark.parametrize("expired", [True, False], ids=["expired", "not-yet-valid"])
 def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, backend, expired):
     """A replacement truststore whose every certificate is out of its dates verifies no

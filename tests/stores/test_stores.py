@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 import mtls
-from mtls import _x509
+from mtls import _files, _x509
 from mtls.testing import CA
 from tests._keytool import JDK, run_keytool
 from tests._pki import PKI, Identity, mismatched
@@ -521,6 +521,12 @@ def test_a_store_name_of_up_to_255_bytes_is_written(pki: PKI, tmp_path: Path, le
     ks.save(target, PASSWORD)  # over an existing file too
     assert sorted(tmp_path.iterdir()) == [target]
     assert mtls.Keystore.load(target, PASSWORD).fingerprint == ks.fingerprint
+    # The temporary name is cut between characters (APFS refuses names not UTF-8).
+    fd, temporary = _files._create_temporary(tmp_path, target.name, 0o600)
+    os.close(fd)
+    temporary.unlink()
+    assert len(os.fsencode(temporary.name)) <= 255
+    os.fsencode(temporary.name).decode("utf-8")  # strict: no half character
 
 
 def test_a_rewritten_store_keeps_its_group_access(pki: PKI, tmp_path: Path) -> None:
