@@ -91,6 +91,19 @@ def test_rotation_in_place_reaches_a_live_handshake_within_two_intervals(setup, 
         assert profiles.last_error is None
 
 
+def _trusting_a_stale_ca_too(ca: CA, trust: Path) -> Truststore:
+    """``trust`` rewritten to hold ``ca`` and an expired CA; a truststore of the expired
+    one alone (a withdrawal of ``ca`` from it), returned."""
+    stale = out_of_date_copy(CA(name="retired CA"))
+    both = Truststore()
+    both.add("current", ca.certificate)
+    both.add("retired", stale)
+    replace_atomically(trust, both.to_bytes(PASSWORD))
+    kept = Truststore()
+    kept.add("retired", stale)
+    return kept
+
+
 def test_a_trust_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
     setup, ca, backend, caplog
 ):
@@ -99,15 +112,9 @@ def test_a_trust_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
     A withdrawal is never held back: installed (the backend is no longer verified),
     with a warning."""
     xml, _, trust = setup
-    stale = out_of_date_copy(CA(name="retired server CA"))
-    both = Truststore()
-    both.add("current", ca.certificate)
-    both.add("retired", stale)
-    replace_atomically(trust, both.to_bytes(PASSWORD))
+    kept = _trusting_a_stale_ca_too(ca, trust)
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     assert cn_seen(profiles, backend.port) == "gen-1"
-    kept = Truststore()
-    kept.add("retired", stale)
     replace_atomically(trust, kept.to_bytes(PASSWORD))
     with caplog.at_level(logging.WARNING, logger="mtls"):
         assert profiles.reload() is True
@@ -122,15 +129,9 @@ def test_a_new_profile_is_not_judged_by_another_profiles_trust(setup, ca, backen
     profile's truststore, found a "withdrawal" from it, and loaded (with a false
     warning). It never had a truststore: it is refused, as before the withdrawal rule."""
     xml, keystore, trust = setup
-    stale = out_of_date_copy(CA(name="stale CA"))
-    both = Truststore()
-    both.add("current", ca.certificate)
-    both.add("stale", stale)
-    replace_atomically(trust, both.to_bytes(PASSWORD))
+    kept = _trusting_a_stale_ca_too(ca, trust)
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     only_stale = trust.with_name("stale.jks")
-    kept = Truststore()
-    kept.add("stale", stale)
     kept.save(only_stale, PASSWORD)
     xml.write_text(
         profile_xml(
