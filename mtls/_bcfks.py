@@ -247,7 +247,7 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget) -> JKSCon
         JKSFormatError: malformed, or a store Java reads only with more than a
             password (:class:`SignedStoreError`).
         JKSIntegrityError: the MAC does not match (wrong password, or altered);
-            :class:`PasswordRequired` without a password.
+            :class:`PasswordRequired` without a password, for a store under one.
         WorkLimitError: its key derivations are over the caps or the budget.
     """
     try:
@@ -277,13 +277,15 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget) -> JKSCon
         raise
     except (ValueError, IndexError) as exc:  # DERError, or a structure of the wrong size
         raise _damaged(str(exc) or type(exc).__name__) from None
-    if password is None:
-        raise PasswordRequired("a BCFKS store is read with its password")
+    # No password is the empty one, as Bouncy Castle reads load(stream, null); a store
+    # under another password then needs it (said so, not "wrong password").
     budget.charge_kdf(derivation.cost, "the store MAC")
-    key = derivation.run(password, "INTEGRITY_CHECK")
+    key = derivation.run(password or "", "INTEGRITY_CHECK")
     if not hmac.compare_digest(hmac.new(key, stored, _MACS[mac_oid]).digest(), expected):
+        if password is None:
+            raise PasswordRequired("a BCFKS store is read with its password")
         raise JKSIntegrityError("MAC mismatch")
-    return _contents(store_data, password, mac_oid, budget)
+    return _contents(store_data, password or "", mac_oid, budget)
 
 
 def _contents(store_data: TLV, password: str, mac_oid: str, budget: WorkBudget) -> JKSContents:

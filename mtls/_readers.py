@@ -119,7 +119,11 @@ _HMACS = frozenset(
 
 def _looks_like_bcfks(data: bytes) -> bool:
     try:
-        store, check = _der.read_single(data, _der.SEQUENCE).children()
+        # Bytes after the store are ignored, as Bouncy Castle's ASN1InputStream reads one.
+        tag, start, end = _der.header(data)
+        if tag != _der.SEQUENCE:
+            return False
+        store, check = _der.read_all(data[start:end])
         if store.tag != _der.SEQUENCE or store.children()[0].tag not in (
             _der.SEQUENCE,
             _der.INTEGER,
@@ -493,6 +497,8 @@ def _parse_jks(
             except WorkLimitError as exc:
                 raise _too_much_work(exc, path, key.alias) from exc
         secret = key_password if key_password is not None else password
+        if secret is None and fmt == "BCFKS":
+            secret = ""  # Bouncy Castle's getKey(alias, null): the empty password
         for k in wanted:
             try:
                 keys.append(_decrypt_jks_key(k, secret, key_password is not None, path, None))

@@ -253,7 +253,8 @@ def _kdf(salt: bytes, rounds: int, size: int) -> bytes:
 
 
 def _secret(password: str, purpose: str) -> bytes:
-    return (password + "\0").encode("utf-16-be") + (purpose + "\0").encode("utf-16-be")
+    """Bouncy Castle's key material: each as UTF-16BE and a NUL, an empty one nothing."""
+    return b"".join((text + "\0").encode("utf-16-be") for text in (password, purpose) if text)
 
 
 def _ccm(plain: bytes, password: str, purpose: str) -> bytes:
@@ -419,3 +420,14 @@ def test_aliases_that_differ_only_in_case() -> None:
     keys = _store_data(_object(1, "Key", _key_data(PASSWORD)) + _object(0, "key", _ca()))
     with pytest.raises(KeystoreFormatError, match="'Key' and 'key' differ only in case"):
         Keystore.from_bytes(_sealed(keys, PASSWORD), PASSWORD)
+
+
+def test_a_store_under_the_empty_password_and_bytes_after_it_load_as_in_bouncy_castle() -> None:
+    """Bouncy Castle reads load(stream, null) with the empty password, and ignores bytes
+    after the store: mtls asked for a password, and said "not a keystore". The twin: a
+    store under a password, opened with none, is still said to need it."""
+    store = _sealed(_plain_store(""), "")
+    assert Keystore.from_bytes(store, None).key_aliases == ("client.example.com",)
+    assert Truststore.from_bytes(store + bytes(7)).aliases == ("client.example.com", "ca", "aes")
+    with pytest.raises(WrongPasswordError, match="encrypted: pass its password"):
+        Truststore.from_bytes(_sealed(_plain_store(PASSWORD), PASSWORD))
