@@ -175,12 +175,13 @@ _TOML_BRACKETS = re.compile(r"[\[\]{}]")
 _TOML_SEGMENTS = re.compile(r"[^=,{}\[\]\n]+")
 
 
+_JAVA_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _integer(text: str) -> int | None:
-    """``int(text)``, or None: the ValueError (which quotes the text) stays here."""
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    """The integer Java's ``Long.parseLong`` reads in ``text`` (ASCII digits and a sign:
+    no ``_`` and no other script's digits, which Python's ``int`` takes), or None."""
+    return int(text) if _JAVA_INTEGER.fullmatch(text) else None
 
 
 # A tuple of quoted keys in a tomllib message: ('a', "b c").
@@ -351,8 +352,31 @@ class DeploymentToml:
         self._resolved: dict[tuple[str, str, bool], str] = {}
 
     def raw(self, table: str, key: str) -> Any:
-        """The value at ``[table] key`` as parsed (``None`` when absent)."""
-        return _dig(self.doc, *table.split("."), *key.split("."))
+        """The value at ``[table] key`` as parsed (``None`` when absent).
+
+        Raises:
+            ProfileConfigError: a table on the way is written in another shape (an
+                array of tables ``[[table]]``, or one value where a table belongs):
+                WSO2's template would not find the key, and neither would mtls, so
+                the setting would vanish without a word.
+        """
+        node: Any = self.doc
+        path = [*table.split("."), *key.split(".")]
+        for depth, name in enumerate(path):
+            if not isinstance(node, Mapping):
+                where = ".".join(path[:depth])
+                kind = "an array of tables ([[...]])" if isinstance(node, list) else "one value"
+                raise ProfileConfigError(
+                    f"{self.path}: [{where}] is {kind}, where a table belongs (it holds "
+                    f"{'.'.join(path[depth:])}): write it as [{where}], a table of "
+                    "keys and values",
+                    path=self.path,
+                    element=f"[{where}]",
+                )
+            if name not in node:
+                return None
+            node = node[name]
+        return node
 
     def written(self, table: str, key: str, *, exact: bool = False) -> str | None:
         """The value as written (trimmed, unless ``exact``: a password is its quoted

@@ -648,7 +648,12 @@ class SecureVault:
         match = _PLACEHOLDER.fullmatch(value.text)
         if match is None:
             return value.text
-        found = self._lookup(*match.groups())
+        kind, name = match.groups()
+        # WSO2's FileBaseSecretRepository: ${NAME} is the environment's, then a system
+        # property's (other placeholders look at properties first).
+        found = os.environ.get(name) if kind == "" else None
+        if found is None:
+            found = self._lookup(kind, name)
         if found is None:
             raise SecureVaultError(
                 f"{value.path}: secret alias {shown_alias(alias)} is {value.text}, which is not "

@@ -529,6 +529,21 @@ def test_dynamic_secret_from_the_environment(tmp_path, stores, values, monkeypat
 
 
 @needs_java
+def test_a_dollar_brace_secret_is_the_environments_first(tmp_path, stores, values, monkeypatch):
+    """WSO2's FileBaseSecretRepository resolves ${NAME} from the environment, then the
+    system properties; mtls took properties= first. The twin: $sys{NAME} is the
+    properties' first."""
+    home = make_home(
+        tmp_path, stores, secrets={"d": "${VAULT_TEST_CIPHER}", "s": "$sys{VAULT_TEST_CIPHER}"}
+    )
+    monkeypatch.setenv("VAULT_TEST_CIPHER", values["pkcs1"])
+    vault = SecureVault(home, properties={"VAULT_TEST_CIPHER": "not a ciphertext"})
+    assert vault("d").reveal() == "plain-pkcs1"
+    with pytest.raises(SecureVaultError):
+        vault("s")  # the property, which is no ciphertext
+
+
+@needs_java
 def test_dotted_secret_aliases_are_flattened_as_wso2_reads_them(tmp_path, stores) -> None:
     # `keystore.tls.password = "[...]"` is a dotted key: TOML makes nested tables of it,
     # and WSO2's config mapper and cipher tool flatten them back (tomlj's dottedKeySet),

@@ -5,6 +5,7 @@ positive has its negative twin."""
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from pathlib import Path
 
@@ -342,6 +343,44 @@ def test_an_array_or_table_where_one_value_belongs_is_refused(tmp_path, ca, toml
     assert "not one value" in str(e.value) and SHIPPED_PASSWORD not in str(e.value).replace(
         "wso2carbon.jks", ""
     )
+
+
+@pytest.mark.parametrize(
+    ("toml", "table"),
+    [
+        (STOCK_TLS.replace("[keystore.tls]", "[[keystore.tls]]"), "[keystore.tls] is an array"),
+        ('[keystore]\ntls = "wso2carbon.jks"\n', "[keystore.tls] is one value"),
+        (STOCK_TLS + '[transport.passthru_https.sender]\nssl_profile = "p.xml"\n',
+         "[transport.passthru_https.sender.ssl_profile] is one value"),
+    ],
+    ids=["array-of-tables", "value-for-table", "value-for-profile-table"],
+)  # fmt: skip
+def test_a_table_written_in_another_shape_is_refused(tmp_path, ca, toml, table) -> None:
+    """A table written as an array of tables, or as one value: its keys were not found,
+    and the gateway's identity (or its profile file) vanished without a word, where a
+    value written as a table was refused. Refused too, naming the table."""
+    home = apim_home(tmp_path, ca, ["*"], toml)
+    path = home / "repository" / "conf" / "deployment.toml"
+    with pytest.raises(mtls.ProfileConfigError, match=re.escape(table)) as e:
+        mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None)
+    assert e.value.path == str(path) and "where a table belongs" in str(e.value)
+
+
+@pytest.mark.parametrize("written", ['"600_000"', '"\u0661\u0662\u0663"'])
+def test_an_interval_java_cannot_read_is_refused(tmp_path, ca, written) -> None:
+    """Python's int() takes "600_000" and other scripts' digits; Java's parseLong does
+    not. The twin: "600000" as text loads."""
+    for value, loads in ((written, False), ('"600000"', True)):
+        toml = STOCK_TLS + f"[transport.passthru_https.sender.ssl_profile]\ninterval = {value}\n"
+        home = apim_home(tmp_path / str(loads), ca, ["*"], toml)
+        path = home / "repository" / "conf" / "deployment.toml"
+        if loads:
+            mtls.SSLProfileSet.from_deployment_toml(
+                path, base_dir=home, reload_interval=None
+            ).close()
+            continue
+        with pytest.raises(mtls.ProfileConfigError, match="interval"):
+            mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None)
 
 
 def test_the_same_settings_as_single_values_load(tmp_path, ca) -> None:
