@@ -229,8 +229,9 @@ class Builder:
         self._stores: dict[tuple[Any, ...], tuple[Keystore | Truststore, str]] = {}
         self._failed: dict[tuple[Any, ...], MTLSError] = {}  # same key: same error, no re-parse
         self._leaves: dict[tuple[str, str | None], _Leaf] = {}
-        # What was warned of once: (keystore fingerprint, alias) at a first load, and
-        # (certificate fingerprint, role, "usage") for a usage some peers refuse.
+        # What was warned of once: (keystore fingerprint, alias) at a first load,
+        # (certificate fingerprint, role, "usage") for a usage some peers refuse, and
+        # (truststore, its anchors' fingerprint, "withdrawal") for a trust withdrawal.
         self._early_warned: set[tuple[str | None, ...]] = set()
         # Certificate records by store content, parsed on first use and shared by every
         # Served made from that store (a 144-anchor truststore behind 1,000 keystores is
@@ -654,6 +655,7 @@ class Builder:
                 trust_config.shown_location,
                 # Its own trust in service: a lent identity is a sibling's, not its trust.
                 serving.truststore if serving is not None and not lent else None,
+                self._early_warned,
             )
             if trust_refused is not None:
                 if not trust_gives_way():
@@ -1057,7 +1059,10 @@ def _reported(key: MTLSError | None, trust: MTLSError | None) -> MTLSError:
 
 
 def _anchor_refusal(
-    truststore: Truststore, where: str, in_service: Truststore | None = None
+    truststore: Truststore,
+    where: str,
+    in_service: Truststore | None = None,
+    warned: set[tuple[str | None, ...]] | None = None,
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
     """Why a replacement truststore none of whose certificates is valid now is not
     installed (OpenSSL refuses every chain that ends at an anchor out of its dates,
@@ -1067,7 +1072,8 @@ def _anchor_refusal(
 
     A replacement that only withdraws trust (every anchor of it is one of
     ``in_service``'s) is never held back: it is installed whatever the dates of what
-    it keeps, with a warning when that leaves no peer verified. Holding it back would
+    it keeps, with a warning when that leaves no peer verified (once per file and
+    content when ``warned`` is given: profiles sharing it). Holding it back would
     keep trusting what was removed (a client CA withdrawn at 3 a.m. still let in). An
     empty one is left to the context, which refuses it as Java's TrustManagerFactory
     does (docs/servers.md says how to withdraw the last CA)."""
@@ -1089,6 +1095,12 @@ def _anchor_refusal(
     if valid:
         return None
     if in_service is not None and set(truststore.anchors_der) <= set(in_service.anchors_der):
+        # Once per file and content (``warned``: a set's, whose profiles share the file).
+        key = (where, _x509.sha256_hex(b"".join(truststore.anchors_der)), "withdrawal")
+        if warned is not None:
+            if key in warned:
+                return None
+            warned.add(key)
         log.warning(
             "%s: the new truststore only removes certificates, and none of those it keeps "
             "is valid now: installed, so every peer is refused until a certificate valid "

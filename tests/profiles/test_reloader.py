@@ -123,6 +123,24 @@ def test_a_trust_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
         cn_seen(profiles, backend.port)
 
 
+def test_a_withdrawal_is_said_once_for_the_profiles_that_share_it(setup, ca, backend, caplog):
+    """Three profiles, each with its own keystore, on one truststore: the withdrawal was
+    warned of once per profile (a thousand lines for a thousand profiles). Once per
+    file and content."""
+    xml, keystore, trust = setup
+    kept = _trusting_a_stale_ca_too(ca, trust)
+    keystores = [keystore.with_name(f"gw{i}.jks") for i in range(3)]
+    for i, path in enumerate(keystores):
+        path.write_bytes(jks(ca, f"gen-{i}"))
+    servers = [f"host{i}.example:{backend.port}" for i in range(3)]
+    xml.write_text(profile_xml(*map(profile, servers, keystores, [trust] * 3)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    replace_atomically(trust, kept.to_bytes(PASSWORD))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert profiles.reload() is True
+    assert caplog.text.count("a withdrawal is never held back") == 1
+
+
 def test_a_new_profile_is_not_judged_by_another_profiles_trust(setup, ca, backend, caplog):
     """A profile added by an edit, sharing a keystore in service, whose truststore
     holds only a certificate out of its dates: it was compared with the other
