@@ -695,24 +695,22 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     moved = len(store.aliases)
     if merge:
         store = _merged_into(target, to, store, out_password, args)
+    keys, trusted = store.key_aliases, store.trusted_aliases
+    if keys and to == "PEM" and (len(keys) > 1 or trusted):
+        raise CLIError(
+            f"{source} has {len(keys)} key entr{'y' if len(keys) == 1 else 'ies'} and "
+            f"{len(trusted)} trusted: PEM output holds one key entry and its chain: "
+            "pick it with --alias, or convert to PKCS12 or JKS"
+        )
+    if keys and to == "JKS" and args.out_key_password is not None:
+        check_new_password(args.out_key_password, str(target), "key password")
     backup = target.with_name(target.name + ".old")
     if migrate:  # the old store first: a failure after it leaves both files readable
-        atomic_write(backup, read_input(source), mode=0o600 if store.key_aliases else None)
-    keys, trusted = store.key_aliases, store.trusted_aliases
-    if keys and to == "PEM":
-        if len(keys) > 1 or trusted:
-            raise CLIError(
-                f"{source} has {len(keys)} key entr{'y' if len(keys) == 1 else 'ies'} and "
-                f"{len(trusted)} trusted: PEM output holds one key entry and its chain: "
-                "pick it with --alias, or convert to PKCS12 or JKS"
-            )
-        store.save(target, out_password, store_type=to)
-    elif keys and to == "PKCS12":
-        store.save(target, out_password, store_type=to)  # every entry, as keytool writes them
+        atomic_write(backup, read_input(source), mode=0o600 if keys else None)
+    if keys and to in ("PEM", "PKCS12"):
+        store.save(target, out_password, store_type=to)  # PKCS12: every entry, as keytool
     elif keys:
         key_password = args.out_key_password or out_password
-        if args.out_key_password is not None:
-            check_new_password(args.out_key_password, str(target), "key password")
         store.save(target, out_password, store_type="JKS", key_password=key_password)
     else:
         store.truststore().save(target, out_password, store_type=to)
