@@ -824,20 +824,19 @@ class LogRelay:
         process's thread limit), they are handled here instead.
         """
         done = threading.Event()
-        dropped: _Batch | None = None
-        with self._lock:
-            if not records:
-                # Nothing to handle: the follow-up runs after what is
-                # queued (which may show the same errors), now if nothing is, or not
-                # at all while a batch is being handled (a later check settles the
-                # same errors). Empty batches never fill the queue.
+        if not records:
+            # Nothing to handle: the follow-up runs after what is queued (which may show
+            # the same errors), now if nothing is, or not at all while a batch is being
+            # handled (a later check settles the same errors). Empty batches never fill
+            # the queue.
+            with self._lock:
                 idle = not self._work and self._since is None
                 if self._work and then is not None:
                     self._work[-1].thens.append(then)
-        if not records:
             if idle:
                 _finish(_Batch([], [then] if then is not None else [], done), handle=False)
             return done
+        dropped: _Batch | None = None
         with self._lock:
             if len(self._work) >= _RELAY_KEPT:
                 dropped = self._work.popleft()
