@@ -846,17 +846,7 @@ class Builder:
         if found is None or key in self._early_warned:
             return
         self._early_warned.add(key)
-        log.warning(
-            "%s: the certificate (%s): %s: %s %s refuse it as a TLS %s certificate "
-            "(others take it); reissue it for TLS %s authentication",
-            where,
-            subject,
-            found[0],
-            found[1],
-            "clients" if role == "server" else "servers",
-            role,
-            role,
-        )
+        say_usage_warning(found, where, subject, role)
 
     def _rest_unchanged(
         self, profile: SSLProfile, serving: Served, trust: tuple[object, ...]
@@ -1056,6 +1046,23 @@ def _reported(key: MTLSError | None, trust: MTLSError | None) -> MTLSError:
         assert error is not None
         return error
     return together(key, trust, "truststore")
+
+
+def say_usage_warning(found: tuple[str, str], where: str, subject: str | None, role: str) -> None:
+    """Log what :func:`mtls._x509.usage_warning` found for a ``role`` certificate that
+    is installed all the same: why, and which peers refuse it."""
+    log.warning(
+        "%s: the %s certificate (%s): %s: %s %s refuse it as a TLS %s certificate "
+        "(others take it); reissue it for TLS %s authentication",
+        where,
+        role,
+        subject,
+        found[0],
+        found[1],
+        "clients" if role == "server" else "servers",
+        role,
+        role,
+    )
 
 
 def _anchor_refusal(

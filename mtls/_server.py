@@ -58,7 +58,13 @@ from pathlib import Path
 from typing import Any
 
 from . import _x509
-from ._build import _anchor_refusal, _chain_refusal, _purpose_refusal, _validity_refusal
+from ._build import (
+    _anchor_refusal,
+    _chain_refusal,
+    _purpose_refusal,
+    _validity_refusal,
+    say_usage_warning,
+)
 from ._config import StoreConfig, _as_secret
 from ._context import server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
@@ -499,14 +505,7 @@ def _warn_key_usage(leaf: bytes, subject: str | None, where: str) -> None:
         if len(_USAGE_WARNED) >= 1024:
             _USAGE_WARNED.clear()
         _USAGE_WARNED.add(key)
-    log.warning(
-        "%s: the server certificate (%s): %s: %s clients refuse it as a TLS server "
-        "certificate (others take it); reissue it for TLS server authentication",
-        where,
-        subject,
-        found[0],
-        found[1],
-    )
+    say_usage_warning(found, where, subject, "server")
 
 
 def _leaf(
