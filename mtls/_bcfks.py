@@ -57,6 +57,7 @@ from ._jks import (
     JKSKeyPasswordError,
     SecretEntry,
 )
+from ._pkcs12 import _oid, _seq
 
 TYPE: Final = "BCFKS"
 # ObjectData types (BcFKSKeyStoreSpi): a "protected" key is read as the other kind.
@@ -130,14 +131,6 @@ def _password_bytes(password: str) -> bytes:
     return (password + "\0").encode("utf-16-be", "surrogatepass") if password else b""
 
 
-def _parts(tlv: TLV, tag: int = _der.SEQUENCE) -> list[TLV]:
-    return tlv.expect(tag).children()
-
-
-def _oid(tlv: TLV) -> str:
-    return _der.decode_oid(tlv.expect(_der.OID).value)
-
-
 def _int(tlv: TLV) -> int:
     """An INTEGER of at most 8 bytes (every count, size and type here): a longer one
     is out of range, said without its digits."""
@@ -157,8 +150,8 @@ def _derivation(kdf: TLV, size: int) -> _Derivation:
         JKSFormatError: a function or length Bouncy Castle does not use here.
         WorkLimitError: more work than mtls allows a store to ask for.
     """
-    algorithm = _parts(kdf)
-    oid, params = _oid(algorithm[0]), _parts(algorithm[1])
+    algorithm = _seq(kdf)
+    oid, params = _oid(algorithm[0]), _seq(algorithm[1])
     if oid == _SCRYPT:
         # scrypt-params ::= SEQUENCE { salt, costParameter, blockSize,
         #   parallelizationParameter, keyLength INTEGER OPTIONAL } (RFC 7914)
@@ -188,7 +181,7 @@ def _derivation(kdf: TLV, size: int) -> _Derivation:
     if rest and rest[0].tag == _der.INTEGER:
         _length(_int(rest[0]), size)
         rest = rest[1:]
-    prf = _oid(_parts(rest[0])[0]) if rest else "1.2.840.113549.2.7"  # default: HMAC-SHA1
+    prf = _oid(_seq(rest[0])[0]) if rest else "1.2.840.113549.2.7"  # default: HMAC-SHA1
     if prf not in _PRFS:
         raise _damaged(f"PBKDF2 with PRF {prf}, which Bouncy Castle does not use for BCFKS")
     salt = params[0].expect(_der.OCTET_STRING).value
@@ -220,18 +213,18 @@ class _Encryption(NamedTuple):
 
 def _encryption(algorithm: TLV) -> _Encryption:
     """Raises as :func:`_derivation` does."""
-    oid, *params = _parts(algorithm)
+    oid, *params = _seq(algorithm)
     if _oid(oid) != _PBES2 or len(params) != 1:
         raise _damaged(f"protection {_oid(oid)}")
-    kdf, scheme = _parts(params[0])
-    scheme_oid, *scheme_params = _parts(scheme)
+    kdf, scheme = _seq(params[0])
+    scheme_oid, *scheme_params = _seq(scheme)
     derivation = _derivation(kdf, _AES_KEY)
     if _oid(scheme_oid) == _AES256_KWP:
         return _Encryption(derivation, None, 0)
     if _oid(scheme_oid) != _AES256_CCM or len(scheme_params) != 1:
         raise _damaged(f"encryption scheme {_oid(scheme_oid)}")
     # CCMParameters ::= SEQUENCE { aes-nonce OCTET STRING (7..13), aes-ICVlen DEFAULT 12 }
-    ccm = _parts(scheme_params[0])
+    ccm = _seq(scheme_params[0])
     tag_size = _int(ccm[1]) if len(ccm) > 1 else 12
     nonce = ccm[0].expect(_der.OCTET_STRING).value
     if not 7 <= len(nonce) <= 13 or tag_size not in (4, 6, 8, 10, 12, 14, 16):
@@ -267,8 +260,8 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget) -> JKSCon
                 "which no profile can pass: save it again with a password MAC (keytool "
                 "-importkeystore -deststoretype BCFKS with the Bouncy Castle provider)"
             )
-        mac_algorithm, kdf, mac = _parts(check)
-        mac_oid = _oid(_parts(mac_algorithm)[0])
+        mac_algorithm, kdf, mac = _seq(check)
+        mac_oid = _oid(_seq(mac_algorithm)[0])
         if mac_oid not in _MACS:
             raise _damaged(f"MAC algorithm {mac_oid}")
         derivation = _derivation(kdf, _MAC_KEY)
@@ -291,7 +284,7 @@ def parse_store(data: bytes, password: str | None, budget: WorkBudget) -> JKSCon
 def _contents(store_data: TLV, password: str, mac_oid: str, budget: WorkBudget) -> JKSContents:
     try:
         if store_data.children()[0].tag == _der.SEQUENCE:  # EncryptedObjectStoreData
-            algorithm, content = _parts(store_data)
+            algorithm, content = _seq(store_data)
             encryption = _encryption(algorithm)
             budget.charge_kdf(encryption.derivation.cost, "the store's encryption")
             plain = encryption.decrypt(
@@ -302,14 +295,14 @@ def _contents(store_data: TLV, password: str, mac_oid: str, budget: WorkBudget) 
             store_data = _der.read_single(plain, _der.SEQUENCE)
         # version (not checked: Bouncy Castle does not), integrityAlgorithm, two dates,
         # the objects, a comment.
-        fields = _parts(store_data)
-        if _oid(_parts(fields[1])[0]) != mac_oid:
+        fields = _seq(store_data)
+        if _oid(_seq(fields[1])[0]) != mac_oid:
             raise _damaged("its content does not match its integrity check")
         # HashMap.put by identifier: a repeated one replaces the entry (and its place).
         entries: dict[str, JKSKey | bytes | SecretEntry] = {}
         replaced: list[str] = []
-        for item in _parts(fields[4]):
-            kind, name, _, _, data, *_ = _parts(item)
+        for item in _seq(fields[4]):
+            kind, name, _, _, data, *_ = _seq(item)
             alias = name.expect(0x0C).value.decode("utf-8")
             value = data.expect(_der.OCTET_STRING).value
             if entries.pop(alias, None) is not None:
@@ -367,7 +360,7 @@ def _entry(kind: int, alias: str, value: bytes) -> JKSKey | bytes | SecretEntry:
         _der.check_single(value, _der.SEQUENCE)
         return value
     if kind in (_PRIVATE_KEY, _PROTECTED_PRIVATE_KEY):
-        encrypted, chain = _parts(_der.read_single(value, _der.SEQUENCE))
+        encrypted, chain = _seq(_der.read_single(value, _der.SEQUENCE))
         ders = tuple(
             _der.encode(_der.SEQUENCE, c.expect(_der.SEQUENCE).value) for c in chain.children()
         )
@@ -383,7 +376,7 @@ def _entry(kind: int, alias: str, value: bytes) -> JKSKey | bytes | SecretEntry:
 def kdf_rounds(key: JKSKey) -> int:
     """What :func:`decrypt_key` will derive for ``key`` (0 if it will refuse it)."""
     try:
-        algorithm = _parts(_der.read_single(key.protected, _der.SEQUENCE))[0]
+        algorithm = _seq(_der.read_single(key.protected, _der.SEQUENCE))[0]
         return _encryption(algorithm).derivation.cost
     except (ValueError, IndexError):  # malformed, or over a cap: decrypt_key refuses it
         return 0
@@ -400,7 +393,7 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None) -> bytes:
         JKSKeyPasswordError: the password does not unlock it.
     """
     try:
-        algorithm, data = _parts(_der.read_single(key.protected, _der.SEQUENCE))
+        algorithm, data = _seq(_der.read_single(key.protected, _der.SEQUENCE))
         encryption = _encryption(algorithm)
         if budget is not None:
             budget.charge_kdf(encryption.derivation.cost, f"key entry {key.alias!r}")
