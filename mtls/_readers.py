@@ -922,9 +922,15 @@ def _cert_subject_parsed(cert: _pkcs12.P12Cert) -> object:
 
 
 def _cert_public_key(cert: _pkcs12.P12Cert) -> object:
+    return _certified_key(cert.der)
+
+
+def _certified_key(cert_der: bytes) -> bytes | None:
+    """The SubjectPublicKeyInfo of a certificate as cryptography re-encodes it (``None``
+    when it cannot read the certificate or its key)."""
     try:
         return (
-            _x509.load_cert(cert.der)
+            _x509.load_cert(cert_der)
             .public_key()
             .public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -993,15 +999,8 @@ def key_matches(key_der: bytes, cert_der: bytes) -> bool | None:
     public = _spki_of_private(key_der)
     if public is not None and names is not None and public == names[2]:
         return True
-    parsed = _public_key_of_private(key_der)
-    try:
-        certified = _x509.load_cert(cert_der).public_key()
-        spki = certified.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
-        return None
-    return None if parsed is None else parsed == spki
+    parsed, certified = _public_key_of_private(key_der), _certified_key(cert_der)
+    return None if parsed is None or certified is None else parsed == certified
 
 
 def _public_key_of_private(key_der: bytes) -> bytes | None:
