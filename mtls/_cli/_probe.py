@@ -19,7 +19,7 @@ from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
 from .._errors import MTLSError
 from .._profiles import SSLProfileSet
-from .._stores import Truststore, load_store
+from .._stores import Truststore
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -51,14 +51,13 @@ def _status_entry(status: dict[str, Any], profile: SSLProfile) -> dict[str, Any]
     return None
 
 
-def _insecure_for(profile: SSLProfile | None) -> Callable[[], ssl.SSLContext]:
-    def build() -> ssl.SSLContext:
-        config = profile.keystore if profile is not None else None
-        keystore = load_store(config, "keystore") if config is not None else None
-        alias = config.alias if config is not None else None
-        return client_context(keystore, alias=alias, verify=False)
-
-    return build
+def _chain_only() -> ssl.SSLContext:
+    """The context of the second handshake that fetches a server's chain after it failed
+    verification: no verification, and no client identity. A server that failed
+    verification is not authenticated to (Java aborts there too): it sees no client
+    certificate and no signature of ours. The cost: a TLS 1.2 server that demands a
+    client certificate ends that handshake before Python shows its chain."""
+    return client_context(verify=False)
 
 
 def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
@@ -126,7 +125,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
         default_profile, _ = profile_defaults(profiles)
         if setup.client_subject and default_profile is not None:
             _read_identity(setup, default_profile.keystore)
-        setup.insecure = _insecure_for(default_profile)
+        setup.insecure = _chain_only
         return setup
     host = normalize_host(target.host)
     setup.matched = "profile" if (host, target.port) in profile.servers else "catch-all"
@@ -144,7 +143,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
     setup.verify = not (profile.novalidatecert and profile.truststore is None)
     if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES:
         setup.hostname_verifier = "DefaultAndLocalhost (not checked for localhost)"
-    setup.insecure = _insecure_for(profile)
+    setup.insecure = _chain_only
     return setup
 
 
@@ -179,10 +178,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         setup.client_alias = alias
         setup.client_chain = len(chain)
 
-    def insecure() -> ssl.SSLContext:
-        return client_context(keystore, alias=args.alias, verify=False)
-
-    setup.insecure = insecure
+    setup.insecure = _chain_only
     return setup
 
 

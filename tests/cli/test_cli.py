@@ -1364,6 +1364,37 @@ def test_probe_server_not_trusted_still_shows_the_chain(seed: Seed) -> None:
     assert "mtls import --file CA.pem --alias ca --keystore" in message
 
 
+@pytest.mark.parametrize("failing", ["server_not_trusted", "hostname_mismatch"])
+def test_probe_never_authenticates_to_a_server_that_failed_verification(
+    seed: Seed, failing: str
+) -> None:
+    """The second handshake, which fetches the chain of a server that failed
+    verification, sends no client certificate and signs nothing: it presented ours,
+    so the backend accepted an identity Java would never have shown it."""
+    backend = mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD)
+    gateway_ca = mtls.Truststore.load(seed.dir / "backend-truststore.jks", PASSWORD)
+    truststore = "backend-truststore.jks" if failing == "server_not_trusted" else (
+        "client-truststore.jks")  # fmt: skip
+    host = "localhost" if failing == "server_not_trusted" else "127.0.0.1"
+    with MTLSServer(backend, client_ca=gateway_ca) as server:
+        data = _probe_failure(seed, f"https://{host}:{server.port}",
+                              "--keystore", seed.dir / "gateway.jks",
+                              "--truststore", seed.dir / truststore)  # fmt: skip
+        records = server.wait_for_handshakes(2)
+    assert data["error"]["kind"] == failing  # type: ignore[index]
+    assert data["chain_from_unverified_handshake"] is True  # TLS 1.3: shown all the same
+    assert data["server_chain"][0]["subject"] == "CN=localhost"  # type: ignore[index]
+    assert [r.accepted for r in records] == [False, False]
+    assert records[1].reason == "no client certificate"
+    # The twin: trusted and named right, the same server accepts our certificate.
+    with MTLSServer(backend, client_ca=gateway_ca) as server:
+        ok("probe", f"https://localhost:{server.port}",
+           "--keystore", seed.dir / "gateway.jks",
+           "--truststore", seed.dir / "client-truststore.jks")  # fmt: skip
+        (record,) = server.wait_for_handshakes(1)
+    assert record.accepted and record.client_subject == "CN=gateway"
+
+
 def test_probe_server_not_trusted_by_a_pem_truststore_says_append(
     seed: Seed, tmp_path: Path
 ) -> None:
