@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
-from . import _x509
+from . import _der, _x509
 from ._errors import CRLError
 from ._files import cannot_read_fix, read_input
 from ._keyload import load_cafile_pem
@@ -239,7 +239,7 @@ class CRLSet:
                 )
             try:
                 unknown = _openssl_refuses(crl)
-            except ValueError as exc:
+            except (ValueError, x509.DuplicateExtension) as exc:
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} has an extension that cannot be read "
                     f"({exc}): check the file",
@@ -420,7 +420,6 @@ _OPENSSL_CRL_CRITICAL = (
     x509.AuthorityKeyIdentifier,
     x509.DeltaCRLIndicator,
 )
-_OPENSSL_ENTRY_CRITICAL = (x509.CertificateIssuer,)
 
 
 def _openssl_refuses(crl: x509.CertificateRevocationList) -> str | None:
@@ -433,10 +432,86 @@ def _openssl_refuses(crl: x509.CertificateRevocationList) -> str | None:
     for ext in crl.extensions:
         if ext.critical and not isinstance(ext.value, _OPENSSL_CRL_CRITICAL):
             return f"extension {ext.oid.dotted_string}"
-    for entry in crl:
-        for ext in entry.extensions:
-            if ext.critical and not isinstance(ext.value, _OPENSSL_ENTRY_CRITICAL):
-                return f"entry extension {ext.oid.dotted_string}"
+    unknown = critical_entry_extension(crl, _OPENSSL_ENTRY_CRITICAL)
+    return None if unknown is None else f"entry extension {unknown}"
+
+
+# The entry extensions, by OID, as critical_entry_extension reads them.
+CRL_REASON = "2.5.29.21"
+INVALIDITY_DATE = "2.5.29.24"
+_OPENSSL_ENTRY_CRITICAL = frozenset({"2.5.29.29"})  # CertificateIssuer (crl_set_issuers)
+_TIMES = (0x17, 0x18)  # UTCTime, GeneralizedTime
+_ENUMERATED = 0x0A
+
+
+def critical_entry_extension(
+    crl: x509.CertificateRevocationList, handled: frozenset[str]
+) -> str | None:
+    """The OID of the first critical extension of an entry of ``crl`` that is not in
+    ``handled``, or ``None``.
+
+    Read from the list's DER, not through cryptography, which refuses a whole entry
+    over one value it cannot read: a CRLReason of 7, which RFC 5280 leaves unassigned
+    and OpenSSL and Java read (Java as UNUSED). One odd entry must not make the list
+    unusable for every other certificate of its CA.
+
+    Raises:
+        ValueError: the entries are not DER, an entry has an extension twice, or a
+            CRLReason that is not an ENUMERATED (OpenSSL marks such a list invalid,
+            Java refuses it).
+    """
+    try:  # cryptography's reading first: twice as fast, and the same answer when it reads
+        for entry in crl:
+            for ext in entry.extensions:
+                oid: str = ext.oid.dotted_string
+                if ext.critical and oid not in handled:
+                    return oid
+        return None
+    except (ValueError, x509.DuplicateExtension):
+        pass  # an entry cryptography cannot read: the DER decides
+    return _critical_entry_extension_der(crl, handled)
+
+
+def _critical_entry_extension_der(
+    crl: x509.CertificateRevocationList, handled: frozenset[str]
+) -> str | None:
+    tbs = crl.tbs_certlist_bytes
+    fields = _der.spans(tbs, *_der.single_span(tbs, _der.SEQUENCE))
+    # [version], signature, issuer, thisUpdate, [nextUpdate], [revokedCertificates], [0]
+    at = (1 if fields and fields[0][0] == _der.INTEGER else 0) + 3
+    at += at < len(fields) and fields[at][0] in _TIMES
+    if at >= len(fields) or fields[at][0] != _der.SEQUENCE:
+        return None  # no entries
+    # One entry at a time (a list may have hundreds of thousands; the file's size is
+    # bounded by MAX_CRL_BYTES): userCertificate, revocationDate, [crlEntryExtensions].
+    at, end = fields[at][1], fields[at][2]
+    while at < end:
+        _, start, at = _der.header(tbs, at, end)
+        parts = _der.spans(tbs, start, at)
+        if len(parts) == 2:
+            continue
+        if len(parts) != 3 or parts[0][0] != _der.INTEGER or parts[2][0] != _der.SEQUENCE:
+            raise _der.DERError("a CRL entry that is not (serial, date, extensions)")
+        seen: set[str] = set()
+        for _, ext_start, ext_stop in _der.spans(tbs, parts[2][1], parts[2][2]):
+            # Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }
+            items = _der.spans(tbs, ext_start, ext_stop)
+            if (
+                not 2 <= len(items) <= 3
+                or items[0][0] != _der.OID
+                or items[-1][0] != _der.OCTET_STRING
+                or (len(items) == 3 and items[1][0] != _der.BOOLEAN)
+            ):
+                raise _der.DERError("a CRL entry extension that is not an Extension")
+            oid = _der.decode_oid(tbs[items[0][1] : items[0][2]])
+            if oid in seen:
+                raise _der.DERError(f"a CRL entry with extension {oid} twice")
+            seen.add(oid)
+            if oid == CRL_REASON:  # OpenSSL decodes it (crl_set_issuers), and refuses the
+                _der.check_single(tbs[items[-1][1] : items[-1][2]], _ENUMERATED)  # list if
+            critical = len(items) == 3 and tbs[items[1][1] : items[1][2]] != b"\x00"
+            if critical and oid not in handled:  # it cannot, whatever the reason's number
+                return oid
     return None
 
 

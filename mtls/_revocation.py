@@ -65,6 +65,8 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from . import _x509
 from ._config import normalize_host
 from ._crl import (
+    CRL_REASON,
+    INVALIDITY_DATE,
     MAX_CRL_BYTES,
     CRLSet,
     _anchor_set,
@@ -76,6 +78,7 @@ from ._crl import (
     _now,
     _pairs,
     _verify_signature,
+    critical_entry_extension,
 )
 from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
 from ._fetch import FetchError, fetch
@@ -689,7 +692,7 @@ class RevocationChecker:
                 break
             except FetchError as exc:
                 why.append(f"{kind} {exc}")
-            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
                 # cryptography parses lazily: a damaged field surfaces here, not at load
                 why.append(f"{kind} {url}: a malformed answer ({exc})")
         if not why and answer is None:
@@ -779,7 +782,10 @@ class RevocationChecker:
         if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
             return _Answer("good", source, until)
         if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
-            reason = single.revocation_reason
+            try:
+                reason = single.revocation_reason
+            except ValueError:  # a reason cryptography cannot read (7): revoked all the same
+                reason = None
             return _Answer(
                 "revoked",
                 source,
@@ -802,9 +808,14 @@ class RevocationChecker:
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if entry is None:
             return _Answer("good", source, until)
-        reason_ext = next(
-            (e.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)), None
-        )
+        try:
+            reason_ext = next(
+                (e.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)), None
+            )
+        except ValueError:
+            # A reason cryptography cannot read (7, unassigned): listed, so revoked all
+            # the same, as OpenSSL and Java take it, for no reason we can name.
+            reason_ext = None
         return _Answer(
             "revoked",
             source,
@@ -955,7 +966,7 @@ _CRL_EXTENSIONS_HANDLED = (
     x509.IssuingDistributionPoint,
     x509.FreshestCRL,
 )
-_ENTRY_EXTENSIONS_HANDLED = (x509.CRLReason, x509.InvalidityDate)
+_ENTRY_EXTENSIONS_HANDLED = frozenset({CRL_REASON, INVALIDITY_DATE})
 
 
 def _unhandled_critical(crl: x509.CertificateRevocationList) -> str | None:
@@ -964,11 +975,8 @@ def _unhandled_critical(crl: x509.CertificateRevocationList) -> str | None:
     for ext in crl.extensions:
         if ext.critical and not isinstance(ext.value, _CRL_EXTENSIONS_HANDLED):
             return str(ext.oid.dotted_string)
-    for entry in crl:
-        for ext in entry.extensions:
-            if ext.critical and not isinstance(ext.value, _ENTRY_EXTENSIONS_HANDLED):
-                return f"entry extension {ext.oid.dotted_string}"
-    return None
+    unknown = critical_entry_extension(crl, _ENTRY_EXTENSIONS_HANDLED)
+    return None if unknown is None else f"entry extension {unknown}"
 
 
 def _crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:

@@ -14,9 +14,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from mtls import RevocationChecker, RevocationPolicy, RevocationUnknownError
+from mtls import (
+    CertificateRevokedError,
+    RevocationChecker,
+    RevocationPolicy,
+    RevocationUnknownError,
+)
+from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
 from mtls.testing import CA, IssuedIdentity
-from tests.revocation._infra import CRLServer
+from tests.revocation._infra import CRLServer, signed_again
 
 
 def _now() -> _dt.datetime:
@@ -129,3 +135,124 @@ def test_the_same_extension_not_critical_is_ignored(web: CRLServer, on_entry: bo
     leaf = ca.issue_cert("localhost")
     web.bodies["/ca.crl"] = _crl(ca, critical=False, on_entry=on_entry)
     assert _check(ca, leaf) == "good"
+
+
+# ------------------------------------- answers cryptography reads only in part
+
+
+REASON_7 = x509.UnrecognizedExtension(
+    x509.oid.CRLEntryExtensionOID.CRL_REASON, b"\x0a\x01\x07"
+)  # CRLReason 7: unassigned in RFC 5280, read by OpenSSL and Java (as UNUSED)
+
+
+def _listing(ca: CA, *entries: tuple[int, x509.ExtensionType | None]) -> bytes:
+    """A current CRL of ``ca`` listing ``(serial, entry extension or None)``."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(_now() - _dt.timedelta(minutes=1))
+        .next_update(_now() + _dt.timedelta(days=1))
+    )
+    for serial, extension in entries:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(_now())
+        if extension is not None:
+            entry = entry.add_extension(extension, critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(_sign_key(ca), hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_a_certificate_listed_with_reason_7_is_revoked(web: CRLServer, mode: str) -> None:
+    """cryptography refuses CRLReason 7: the listed certificate was "undetermined", and
+    soft mode let a revoked certificate through (a sweep found it)."""
+    ca = CA(crl_url=web.url("/ca.crl"))
+    leaf, good = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    web.bodies["/ca.crl"] = _listing(ca, (leaf.certificate.serial_number, REASON_7))
+    checker = RevocationChecker(RevocationPolicy(mode=mode))  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevokedError) as caught:
+        checker.check([_der(leaf.certificate)], [_der(ca.certificate)])
+    assert caught.value.revocation_reason is None  # a reason nobody can name
+    # The twin: another certificate of the CA, not listed, is good in hard mode too.
+    (status,) = RevocationChecker(RevocationPolicy(mode="hard")).check(
+        [_der(good.certificate)], [_der(ca.certificate)]
+    )
+    assert status.status == "good"
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_an_ocsp_answer_revoked_with_reason_7_is_revoked(web: CRLServer, mode: str) -> None:
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    answer = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf.certificate,
+            issuer=ca.certificate,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.REVOKED,
+            this_update=_now() - _dt.timedelta(minutes=1),
+            next_update=_now() + _dt.timedelta(hours=1),
+            revocation_time=_now() - _dt.timedelta(hours=1),
+            revocation_reason=x509.ReasonFlags.superseded,  # 4, made 7 below
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+    )
+    response = answer.sign(_sign_key(ca), hashes.SHA256())
+    tbs = response.tbs_response_bytes
+    assert tbs.count(b"\xa0\x03\x0a\x01\x04") == 1  # [0] EXPLICIT CRLReason superseded
+    basic = signed_again(tbs.replace(b"\xa0\x03\x0a\x01\x04", b"\xa0\x03\x0a\x01\x07"), ca)
+    body = asn1.encode(
+        asn1.SEQUENCE,
+        b"\x0a\x01\x00"  # successful
+        + asn1.encode(
+            0xA0,
+            asn1.encode(
+                asn1.SEQUENCE,
+                asn1.encode_oid("1.3.6.1.5.5.7.48.1.1")  # basic
+                + asn1.encode(asn1.OCTET_STRING, basic),
+            ),
+        ),
+    )
+    read = ocsp.load_der_ocsp_response(body)
+    assert read.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    with pytest.raises(ValueError, match="reason"):
+        read.revocation_reason  # noqa: B018
+    web.posts["/ocsp"] = body
+    checker = RevocationChecker(RevocationPolicy(mode=mode, crl=False))  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevokedError):
+        checker.check([_der(leaf.certificate)], [_der(ca.certificate)])
+
+
+def test_a_crl_with_an_extension_twice_is_undetermined_and_asked_once(web: CRLServer) -> None:
+    """cryptography's DuplicateExtension is no ValueError: it went out of every
+    handshake raw, in soft mode too, and was fetched again each time."""
+    ca = CA(crl_url=web.url("/ca.crl"))
+    leaf = ca.issue_cert("localhost")
+    placeholder = x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.99"), b"\x0a\x01\x01")
+    body = _listing(ca, (12345, REASON_7), (12346, placeholder))
+    # An entry with CRLReason twice (OpenSSL marks such a list invalid, Java refuses it).
+    builder = x509.RevokedCertificateBuilder().serial_number(777).revocation_date(_now())
+    two = builder.add_extension(REASON_7, critical=False).add_extension(placeholder, False)
+    listing = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(_now() - _dt.timedelta(minutes=1))
+        .next_update(_now() + _dt.timedelta(days=1))
+        .add_revoked_certificate(two.build())
+    )
+    crl = listing.sign(_sign_key(ca), hashes.SHA256())
+    tbs = crl.tbs_certlist_bytes  # 2.5.29.99 renamed 2.5.29.21: CRLReason twice
+    body = signed_again(tbs.replace(b"\x06\x03\x55\x1d\x63", b"\x06\x03\x55\x1d\x15"), ca)
+    with pytest.raises(x509.DuplicateExtension):
+        next(iter(x509.load_der_x509_crl(body))).extensions  # noqa: B018
+    web.bodies["/ca.crl"] = body
+    checker = RevocationChecker(RevocationPolicy(mode="soft"))
+    for _ in range(3):
+        (status,) = checker.check([_der(leaf.certificate)], [_der(ca.certificate)])
+        assert status.status == "undetermined"
+        assert "extension 2.5.29.21 twice" in status.why[0]
+    assert checker.fetches == 1
+    with pytest.raises(RevocationUnknownError, match="twice"):
+        RevocationChecker(RevocationPolicy(mode="hard")).check(
+            [_der(leaf.certificate)], [_der(ca.certificate)]
+        )

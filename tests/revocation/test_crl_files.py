@@ -14,7 +14,7 @@ import mtls
 from mtls import CRLError, CRLSet, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, IssuedIdentity, MTLSServer
 from tests._helpers import PASSWORD, whoami, write_identity, write_trust
-from tests.revocation._infra import crl_without_entries, idp
+from tests.revocation._infra import crl_without_entries, idp, signed_again
 
 
 @pytest.fixture
@@ -328,6 +328,56 @@ def test_a_crl_entry_extension_that_cannot_be_read_is_a_crl_error(ca: CA) -> Non
     crls = CRLSet.from_bytes(crl.public_bytes(serialization.Encoding.DER), path="garbled.crl")
     with pytest.raises(CRLError, match=r"garbled\.crl: .*extension that cannot be read"):
         mtls.client_context(None, ca.truststore(), crls=crls)
+
+
+def test_a_crl_entry_with_reason_7_is_read_as_openssl_reads_it(
+    ca: CA, server: MTLSServer, server_identity: IssuedIdentity, client: mtls.Keystore
+) -> None:
+    """CRLReason 7 (unassigned in RFC 5280; OpenSSL and Java read it): cryptography
+    refuses it, and the file was refused whole, for every certificate of its CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import CRLEntryExtensionOID
+
+    reason_7 = x509.UnrecognizedExtension(CRLEntryExtensionOID.CRL_REASON, b"\x0a\x01\x07")
+    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=1)
+
+    def listing(serial: int) -> CRLSet:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+        crl = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.certificate.subject)
+            .last_update(now)
+            .next_update(now + _dt.timedelta(days=1))
+            .add_revoked_certificate(entry.add_extension(reason_7, critical=False).build())
+            .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        return CRLSet.from_bytes(crl.public_bytes(serialization.Encoding.DER), path="r7.crl")
+
+    ctx = mtls.client_context(client, ca.truststore(), crls=listing(12345))  # another's
+    assert whoami(ctx, server.port)["client_cn"] == "client"
+    # The twin: the server's own certificate listed with reason 7 is revoked.
+    listed = listing(server_identity.certificate.serial_number)
+    ctx = mtls.client_context(client, ca.truststore(), crls=listed)
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+        whoami(ctx, server.port)
+
+
+def test_a_crl_with_an_extension_twice_is_a_crl_error(ca: CA) -> None:
+    """cryptography's DuplicateExtension is no ValueError: it left client_context raw."""
+    from cryptography import x509
+
+    crl = x509.load_der_x509_crl(ca.crl())
+    tbs = crl.tbs_certlist_bytes  # the CA's list has one CRLNumber: named twice
+    number = b"\x06\x03\x55\x1d\x14"  # 2.5.29.20
+    assert tbs.count(number) == 1 and b"\x06\x03\x55\x1d\x23" in tbs  # and an AKI
+    twice = signed_again(tbs.replace(b"\x06\x03\x55\x1d\x23", number), ca)
+    with pytest.raises(x509.DuplicateExtension):
+        x509.load_der_x509_crl(twice).extensions  # noqa: B018
+    crls = CRLSet.from_bytes(twice, path="twice.crl")
+    with pytest.raises(CRLError, match=r"twice\.crl: .*extension that cannot be read"):
+        mtls.client_context(None, ca.truststore(), crls=crls)
+    mtls.client_context(None, ca.truststore(), crls=CRLSet.from_bytes(ca.crl()))  # the twin
 
 
 def test_a_crl_not_signed_by_a_trusted_issuer_is_an_error(ca: CA) -> None:
