@@ -29,6 +29,7 @@ Server = tuple[str, int] | Literal["*"]
 #: The port a URL without one connects to, for the schemes that speak TLS (the only
 #: ones a profile applies to). gRPC targets, which have no scheme, default to https's.
 DEFAULT_PORTS: dict[str, int] = {"https": 443, "wss": 443}
+_PLAIN = frozenset({"http", "ws"})  # no TLS: no profile
 
 
 def tls_origin(url: str) -> tuple[str, int] | None:
@@ -39,18 +40,28 @@ def tls_origin(url: str) -> tuple[str, int] | None:
     (lower-case, IPv6 without brackets); :func:`normalize_host` does the rest.
 
     Returns:
-        ``None`` for other schemes (``http://``, ``ws://``: no TLS, no profile).
+        ``None`` for ``http://`` and ``ws://`` (no TLS, no profile).
 
     Raises:
-        ValueError: the URL has no host, or a port that is not a number in range.
+        ValueError: not an absolute URL of those four schemes (a relative URL, a
+            missing or other scheme: taken for "no TLS", it would send a request
+            without its profile), no host, or a port that is not a number in range.
+            The message never quotes the URL (it may carry ``user:password@``).
     """
     parts = urlsplit(url)
-    default = DEFAULT_PORTS.get(parts.scheme.lower())
+    scheme = parts.scheme.lower()
+    default = DEFAULT_PORTS.get(scheme)
     if default is None:
-        return None
+        if scheme in _PLAIN:
+            return None
+        raise ValueError(
+            f"not an absolute https://, wss://, http:// or ws:// URL "
+            f"({f'scheme {scheme!r}' if scheme else 'no scheme'}): profiles are looked "
+            "up by the whole URL (a relative one goes with the session's base URL)"
+        )
     host = parts.hostname
     if not host:
-        raise ValueError(f"no host in URL {url!r}")
+        raise ValueError("no host in the URL")
     return host, parts.port or default
 
 

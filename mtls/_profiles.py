@@ -10,6 +10,7 @@ made, in ``_snapshot.py``.
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import os
 import ssl
 import threading
@@ -17,7 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._build import AnchorInfo, Options, Served
 from ._config import (
@@ -758,6 +759,9 @@ class SSLProfileSet:
         Raises:
             ProfileUnavailableError: the profile that names this backend has not
                 loaded; its ``cause`` says why (also ``__cause__``).
+            TypeError: ``port`` is not an ``int`` (text from ``os.environ``: it could
+                never match).
+            ValueError: ``host`` has a port in it (``backend:8243``).
         """
         if alpn is None:
             # One read of one immutable mapping: the whole old set or the whole new one.
@@ -802,6 +806,8 @@ class SSLProfileSet:
     ) -> Built | Failed | None:
         index = snapshot.index
         keys: list[IndexKey] = [index_key(host, port, client_id)]
+        if type(port) is not int or (":" in host and not _is_ipv6(host)):
+            _refuse_lookup(host, port)  # a miss that is a mistake: say so, never None
         if client_id is not None:
             keys.append((host, port))
         # WSO2 (ClientConnFactory.getSSLContext) asks the '*' profile without a client
@@ -827,7 +833,8 @@ class SSLProfileSet:
 
         Raises:
             ProfileUnavailableError: as for :meth:`context_for`.
-            ValueError: the URL has no host.
+            ValueError: not an absolute ``https``, ``wss``, ``http`` or ``ws`` URL (a
+                relative one, one without its scheme), or no host.
         """
         origin = tls_origin(url)
         if origin is None:
@@ -1083,3 +1090,24 @@ def _warn_unwritten(
             ", ".join(map(repr, missing)),
             chosen,
         )
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_lookup(host: str, port: object) -> NoReturn:
+    """A lookup no profile can ever match, which would look like "no profile" (``None``):
+    a port given as text (from ``os.environ``), or a host with its port in it."""
+    if type(port) is not int:
+        raise TypeError(
+            f"port must be an int, not {type(port).__name__} ({port!r}): convert it with int()"
+        )
+    raise ValueError(
+        f"host {host!r} has a ':' but is not an IPv6 address: give the host and the "
+        "port apart (context_for('backend', 8243)), or a URL to context_for_url"
+    )

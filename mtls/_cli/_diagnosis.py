@@ -108,13 +108,14 @@ def parse_target(url: str) -> Target:
         # user:password@ is never shown (nor sent: the probe asks without credentials)
         parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
         url = text = parts.geturl()
+    if parts.scheme.lower() not in ("https", "wss"):
+        raise UsageError(f"{url}: probe speaks TLS: use an https:// URL")
     try:
         origin = tls_origin(text)
     except ValueError as exc:
         reason = str(exc) if parts.hostname else "no host in the URL"
         raise UsageError(f"{url}: {reason}") from exc
-    if origin is None:
-        raise UsageError(f"{url}: probe speaks TLS: use an https:// URL")
+    assert origin is not None  # https or wss
     host, port = origin
     path = parts.path or "/"
     if parts.query:

@@ -98,7 +98,8 @@ def request_ssl(
     Raises:
         mtls.ProfileUnavailableError: the profile that names the URL's host has
             not loaded: the request must not go out without its identity.
-        ValueError: the URL has no host.
+        ValueError: not an absolute URL (in a session with a ``base_url``, pass the
+            joined URL, or use :class:`MTLSClientSession`, which joins it), or no host.
     """
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
     try:

@@ -355,3 +355,11 @@ def test_request_ssl_for_plain_http_is_aiohttps_default(profiles):
     assert request_ssl(profiles, "http://localhost:1/") is True
     assert isinstance(request_ssl(profiles, "https://nowhere.test/"), bool)
     assert not isinstance(request_ssl(profiles, "https://nowhere.test/"), ssl.SSLContext)
+
+
+def test_request_ssl_refuses_a_relative_url_rather_than_send_it_without_its_profile(profiles):
+    """With a base_url session, request_ssl("/orders") was True (aiohttp's own
+    verification, no client certificate): the request left without its identity."""
+    with pytest.raises(ValueError, match=r"not an absolute https://.*base URL"):
+        request_ssl(profiles, "/orders")
+    assert request_ssl(profiles, "https://nowhere.test/orders") is True  # the twin

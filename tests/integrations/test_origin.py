@@ -20,7 +20,6 @@ CASES = [
     ("https://[::1]:8443/", ("::1", 8443)),
     ("http://backend.example/x", None),  # no TLS: no profile
     ("ws://backend.example/", None),
-    ("ftp://backend.example/", None),
 ]
 
 
@@ -28,6 +27,20 @@ CASES = [
 def test_tls_origin(url: str, expected: tuple[str, int] | None):
     assert tls_origin(url) == expected
     assert mtls_requests._origin(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://backend.example/", "backend.example:8243/api", "/orders", "orders"]
+)
+def test_a_url_that_is_not_absolute_http_or_ws_is_refused_not_taken_for_plain_http(url: str):
+    """They were "no TLS" (None): a relative URL handed to request_ssl went out without
+    its profile (a newcomer's aiohttp base_url session), a scheme-less one too."""
+    with pytest.raises(ValueError, match="not an absolute https://"):
+        tls_origin(url)
+    with pytest.raises(ValueError, match="not an absolute https://"):
+        mtls_requests._origin(url)
+    with pytest.raises(ValueError, match="no host in the URL$"):
+        tls_origin("https://user:secret@/x")  # and the URL, which may hold one, is not quoted
 
 
 @pytest.mark.parametrize(("url", "expected"), [c for c in CASES if not c[0].startswith("ws")])

@@ -113,6 +113,19 @@ def test_servers_are_trimmed_case_insensitive_and_ipv6_aware(tmp_path, pki):
     assert profiles.context_for_url("https://[::1]:8443/x") is ctx
     assert profiles.context_for("backend.example.com", 443) is None
     assert profiles.context_for("10.0.0.6", 443) is None
+    # Lookups that can never match are mistakes, not "no profile" (None): a port read
+    # from os.environ, a host with its port, a URL without its scheme (a newcomer's).
+    with pytest.raises(TypeError, match=r"port must be an int, not str \('8243'\)"):
+        profiles.context_for("backend.example.com", "8243")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="port must be an int"):
+        profiles.profile_for("backend.example.com", "8243")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="has a ':' but is not an IPv6 address"):
+        profiles.context_for("backend.example.com:8243", 443)
+    with pytest.raises(ValueError, match="not an absolute https://"):
+        profiles.context_for_url("backend.example.com:8243/api")
+    with pytest.raises(ValueError, match="not an absolute https://"):
+        profiles.material_for("backend.example.com", 8243) and profiles.context_for_url("/x")
+    assert profiles.context_for_url("http://backend.example.com:8243/") is None  # no TLS
 
 
 def test_internationalised_names_match_the_form_http_clients_put_on_the_wire(tmp_path, pki):
