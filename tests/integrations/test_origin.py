@@ -39,7 +39,7 @@ def test_a_url_that_is_not_absolute_http_or_ws_is_refused_not_taken_for_plain_ht
         tls_origin(url)
     with pytest.raises(ValueError, match="not an absolute https://"):
         mtls_requests._origin(url)
-    with pytest.raises(ValueError, match="no host in the URL$"):
+    with pytest.raises(ValueError, match=r"no host in the URL$"):
         tls_origin("https://user:secret@/x")  # and the URL, which may hold one, is not quoted
 
 
