@@ -62,6 +62,10 @@ def ssl_context_factory(
             config to new processes and a context cannot be sent, a function of
             your module's that makes it: each process calls it once.
 
+    Raises:
+        TypeError: ``server`` is neither (a plain ``ssl.SSLContext``, which uvicorn
+            would only fail on at start-up).
+
     Returns:
         The factory. It raises ``ValueError`` at start-up when uvicorn's HTTP protocol
         and the context's ALPN disagree: the protocol negotiates ALPN (HTTP/2:
@@ -70,6 +74,12 @@ def ssl_context_factory(
         offers ``h2`` to clients of a protocol that speaks HTTP/1.1 only (they would
         pick it and get an empty reply).
     """
+    if not hasattr(server, "context") and not callable(server):
+        raise TypeError(
+            f"ssl_context_factory takes a RotatingServerContext, or a function that makes "
+            f"one (for workers > 1), not {type(server).__name__}: make the context with "
+            "mtls.RotatingServerContext(keystore_path, truststore_path, ...)"
+        )
     return _ContextFactory(server)
 
 

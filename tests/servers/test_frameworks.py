@@ -238,6 +238,10 @@ def test_uvicorn_refuses_the_wrong_alpn(estate: Estate) -> None:
 
         with pytest.raises(ValueError, match=r"speaks HTTP/1\.1 only"):
             factory(PlainConfig(), ssl.create_default_context)  # type: ignore[arg-type]
+        # A plain context (what a newcomer tries first) is refused when the factory is
+        # made, saying what to give: uvicorn failed on it at start-up, "not callable".
+        with pytest.raises(TypeError, match="takes a RotatingServerContext"):
+            integration.ssl_context_factory(server.context)
 
 
 _UVICORN_WORKERS_APP = """
