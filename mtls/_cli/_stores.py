@@ -50,13 +50,17 @@ from ._common import (
 from ._logs import LogCollector
 
 
-def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) -> WriteFormat:
-    kind = store.store_type
+def _refuse_unwritable(kind: str, path: Path) -> None:
     if kind not in ("JKS", "PKCS12"):
         raise CLIError(
             f"{path} is a {kind} store; entries can be added to JKS and PKCS12 stores only: "
             f"convert it first (mtls convert --keystore {path} --to JKS --out NEW.jks)"
         )
+
+
+def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) -> WriteFormat:
+    kind = store.store_type
+    _refuse_unwritable(kind, path)
     if explicit is not None and explicit != kind:
         raise UsageError(
             f"{path} is a {kind} store, not {explicit}: drop --store-type, or convert the "
@@ -96,6 +100,9 @@ def _open_to_add(
     keytool can add to it.
     """
     fmt = _sniff(path)
+    # Before any key is decrypted: a JCEKS store's keys, each under its own password,
+    # would ask for passwords keytool never needs, only for the store to be refused.
+    _refuse_unwritable(fmt, path)
     if key_password is not None and key_password != password and fmt == "PKCS12":
         out.warn(
             "PKCS12 stores have one password: the key password is ignored (keytool does the same)"

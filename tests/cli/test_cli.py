@@ -845,6 +845,40 @@ def test_a_jks_alias_too_long_for_java_is_refused_by_name(tmp_path: Path) -> Non
     ok("genkey", "--keystore", tmp_path / "k.jks", "--alias", "a" * 100, "--dname", "CN=a")
 
 
+def test_adding_to_a_jceks_store_is_refused_before_any_key_password_is_asked_for(
+    tmp_path: Path, any_keytool: JDK
+) -> None:
+    """mtls decrypted every key of a JCEKS store first: each key's own password was
+    asked for ("pass --key-password"), and no one password opens both, only for the
+    store to be refused as a JCEKS store after (keytool -importcert needs none)."""
+    path = tmp_path / "n.jceks"
+    store = ("-keystore", str(path), "-storetype", "JCEKS", "-storepass", PASSWORD)
+    for alias, key_password in (("k1", "key-pass-1"), ("k2", "key-pass-2")):
+        run_keytool(any_keytool, "-genkeypair", *store, "-alias", alias, "-keyalg", "EC",
+                    "-keypass", key_password, "-dname", f"CN={alias}")  # fmt: skip
+    cert = tmp_path / "t.pem"
+    cert.write_bytes(CA().certificate.public_bytes(Encoding.PEM))
+    before = path.read_bytes()
+    for command in (
+        ("import", "--file", cert, "--alias", "t2"),
+        ("genkey", "--alias", "k3", "--dname", "CN=k3"),
+    ):
+        run = fails(1, *command, "--keystore", path, "--password", PASSWORD)
+        assert "is a JCEKS store; entries can be added to JKS and PKCS12 stores only" in (
+            run.stderr
+        )
+        assert "key-password" not in run.stderr and "does not unlock" not in run.stderr
+    assert path.read_bytes() == before
+    # The twin: the same keys in a JKS store take the certificate, no key password asked.
+    jks = tmp_path / "n.jks"
+    run_keytool(any_keytool, "-importkeystore", "-srckeystore", str(path), "-srcstoretype",
+                "JCEKS", "-srcstorepass", PASSWORD, "-destkeystore", str(jks),
+                "-deststoretype", "JKS", "-deststorepass", PASSWORD,
+                "-srcalias", "k1", "-srckeypass", "key-pass-1", "-destkeypass", "key-pass-1")  # fmt: skip
+    ok("import", "--file", cert, "--alias", "t2", "--keystore", jks, "--password", PASSWORD)
+    assert sorted(mtls.Keystore.inspect(jks, PASSWORD).aliases) == ["k1", "t2"]
+
+
 def test_convert_refuses_a_store_of_secret_keys_instead_of_writing_it_empty(
     tmp_path: Path,
 ) -> None:
