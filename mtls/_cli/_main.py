@@ -35,7 +35,7 @@ from ._common import (
     no_such_file,
     remember_argv_secrets,
 )
-from ._parser import build_parser, command
+from ._parser import build_parser, command, keytool_spelling
 
 __all__ = ["main"]
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     out = Output(no_color="--no-color" in args)
     try:
-        namespace = build_parser().parse_args(expand_password_sources(args))
+        namespace = build_parser().parse_args(keytool_spelling(expand_password_sources(args)))
         run = getattr(namespace, "run", None)
         if run is None:
             raise CLIError(

@@ -193,6 +193,41 @@ def _add(
     return parser
 
 
+# keytool's commands, by the mtls command that does each (None: mtls has none).
+_KEYTOOL_COMMANDS: dict[str, str | None] = {
+    "genkeypair": "genkey", "genkey": "genkey", "importcert": "import", "import": "import",
+    "exportcert": "export", "export": "export", "list": "list",
+    "importkeystore": "convert", "certreq": None, "changealias": None, "delete": None,
+    "gencert": None, "genseckey": None, "importpass": None, "keypasswd": None,
+    "printcert": None, "printcertreq": None, "printcrl": None, "storepasswd": None,
+    "showinfo": None,
+}  # fmt: skip
+
+
+def keytool_spelling(args: list[str]) -> list[str]:
+    """``args`` with a command written as keytool writes it (``mtls -list -keystore
+    a.jks``) read as the mtls command (``list``); the options already take keytool's
+    spellings.
+
+    Raises:
+        UsageError: a keytool command mtls does not have (``-delete``), saying so.
+    """
+    for at, word in enumerate(args):
+        if word in ("--debug", "--no-color"):
+            continue
+        name = word[1:].lower() if word.startswith("-") and not word.startswith("--") else ""
+        if name not in _KEYTOOL_COMMANDS:
+            return args
+        command = _KEYTOOL_COMMANDS[name]
+        if command is None:
+            raise UsageError(
+                f"mtls has no keytool {word}: use keytool for it (mtls does genkey, import, "
+                "export, list and convert on JKS and PKCS12 stores; see 'mtls --help')"
+            )
+        return [*args[:at], command, *args[at + 1 :]]
+    return args
+
+
 def build_parser() -> Parser:
     """The ``mtls`` parser with every subcommand."""
     parser = Parser(

@@ -50,7 +50,7 @@ from ._common import (
 from ._logs import LogCollector
 
 
-def _refuse_unwritable(kind: str, path: Path) -> None:
+def _refuse_unwritable(kind: str | None, path: Path) -> None:
     if kind not in ("JKS", "PKCS12"):
         raise CLIError(
             f"{path} is a {kind} store; entries can be added to JKS and PKCS12 stores only: "

@@ -1593,3 +1593,23 @@ def test_a_wrong_source_password_names_keytools_spelling_too(tmp_path: Path, see
                 "-srcstorepass", OTHER_PASSWORD, "-destkeystore", tmp_path / "out.p12",
                 "-deststorepass", PASSWORD)  # fmt: skip
     assert "--password (-storepass, -srcstorepass)" in run.stderr, run.stderr
+
+
+def test_a_command_written_as_keytool_writes_it_runs_or_says_mtls_lacks_it(
+    tmp_path: Path,
+) -> None:
+    """keytool users type 'mtls -list -keystore a.jks': it was "invalid choice: 'a.jks'"."""
+    store = tmp_path / "a.jks"
+    ok("genkey", "--keystore", store, "--alias", "a", "--dname", "CN=a", "--password", PASSWORD)
+    listed = ok("-list", "-keystore", store, "-storepass", PASSWORD).stdout
+    assert listed == ok("list", "--keystore", store, "--password", PASSWORD).stdout
+    assert "PrivateKeyEntry" in listed
+    ok("--no-color", "-exportcert", "-keystore", store, "-storepass", PASSWORD, "-alias", "a",
+       "-file", tmp_path / "a.cer")  # fmt: skip
+    assert (tmp_path / "a.cer").read_bytes() == mtls.Keystore.load(store, PASSWORD).certificate(
+        "a"
+    ).public_bytes(Encoding.DER)
+    run = fails(2, "-delete", "-alias", "a", "-keystore", store, "-storepass", PASSWORD)
+    assert "mtls has no keytool -delete: use keytool for it" in run.stderr
+    assert PASSWORD not in run.stderr
+    fails(2, "-nosuchcommand")  # the twin: an unknown word is argparse's usage error
