@@ -394,7 +394,8 @@ def _damaged_pkcs12(exc: Exception, path: str | os.PathLike[str] | None) -> Keys
 # The store types a <Type> may name (Java's, and the formats mtls reads).
 _TYPE_NAMES = frozenset(
     {"JKS", "JCEKS", "PKCS12", "P12", "PFX", "PEM", "DER", "BKS", "UBER", "CASEEXACTJKS", "DKS",
-     "BCFKS"}
+     "BCFKS", "BKSV1", "BCPKCS12", "PKCS12DEF", "PKCS11", "WINDOWSMY", "WINDOWSROOT",
+     "KEYCHAINSTORE"}
 )  # fmt: skip
 
 

@@ -72,6 +72,11 @@ class _Context:
     root_namespaces: list[str] = field(default_factory=list)
 
 
+#: ``extra=`` of the warnings that say WSO2 cannot load what mtls loads: ``mtls check``
+#: fails on them (the record carries ``mtls_wso2_cannot_load=True``).
+WSO2_CANNOT_LOAD: Final = {"mtls_wso2_cannot_load": True}
+
+
 def _first_time(ctx: _Context, key: tuple[str, str, str]) -> bool:
     """True the first time ``key`` is warned about in this file (then remembered)."""
     if key in ctx.warned:
@@ -917,6 +922,7 @@ def _warn_vault_below_root(ctx: _Context) -> None:
         "root only and would use the element's text as the password: declare xmlns:svns=\""
         'http://org.wso2.securevault/configuration" on the root element',
         ctx.path,
+        extra=WSO2_CANNOT_LOAD,
     )
 
 
@@ -1063,14 +1069,18 @@ def _warn_untrimmed(parts: Mapping[str, ET.Element], kind: str, shown: str, ctx:
         "has" if len(untrimmed) == 1 else "have",
         "its" if len(untrimmed) == 1 else "their",
         "; ".join(_UNTRIMMED_MEANS[name] for name in untrimmed),
+        extra=WSO2_CANNOT_LOAD,
     )
 
 
-# The store types Java's KeyStore.getInstance knows (case-insensitive): the JDK's,
-# and Bouncy Castle's, which WSO2 products may register.
+# The store types Java's KeyStore.getInstance knows (case-insensitive) that load from a
+# file as WSO2 loads a <Location> (KeyStore.load(FileInputStream, password)): the JDK's,
+# and Bouncy Castle's, which WSO2 products may register. Not PKCS11, WINDOWS-MY,
+# WINDOWS-ROOT, KEYCHAINSTORE (no file: a token or the OS's store) nor DKS (its file is
+# a domain configuration, not a store).
 _JAVA_TYPES: Final = frozenset(
-    {"JKS", "JCEKS", "PKCS12", "DKS", "CASEEXACTJKS", "PKCS11", "WINDOWS-MY", "WINDOWS-ROOT",
-     "KEYCHAINSTORE", "BKS", "BKS-V1", "UBER", "BCFKS", "BCPKCS12", "PKCS12-DEF"}
+    {"JKS", "JCEKS", "PKCS12", "CASEEXACTJKS", "BKS", "BKS-V1", "UBER", "BCFKS", "BCPKCS12",
+     "PKCS12-DEF"}
 )  # fmt: skip
 
 
@@ -1080,8 +1090,10 @@ def _warn_unknown_type(
     """Say so when ``<Type>`` names a store type Java does not know (``PEM``, a typo):
     mtls reads the format from the content, WSO2's ``KeyStore.getInstance`` refuses it."""
     element = parts.get("Type")
-    written = _written(element) if element is not None else ""
-    if not written or has_placeholder(written) or written.upper() in _JAVA_TYPES:
+    if element is None:
+        return  # absent: _warn_wso2_refuses says so
+    written = _written(element)
+    if has_placeholder(written) or written.upper() in _JAVA_TYPES:
         return
     key = (kind, shown, "type " + written)
     if not _first_time(ctx, key):
@@ -1090,14 +1102,15 @@ def _warn_unknown_type(
     # would otherwise reach the log.
     named = _shown_type(written) == written
     log.warning(
-        "%s: <%s> %s: %s is not a keystore type Java knows (JKS, PKCS12, JCEKS; BKS "
-        "with Bouncy Castle): mtls reads the format from the content, but WSO2's "
-        "KeyStore.getInstance refuses it, so WSO2 cannot load this store: write the "
-        "store's type",
+        "%s: <%s> %s: %s is not a keystore type Java reads from a file (JKS, PKCS12, "
+        "JCEKS; BKS, BCFKS with Bouncy Castle): mtls reads the format from the content, "
+        "but WSO2's KeyStore.getInstance and load refuse it, so WSO2 cannot load this "
+        "store: write the store's type",
         ctx.path,
         kind,
         shown,
         f"<Type>{written}</Type>" if named else "its <Type> (the value is not shown)",
+        extra=WSO2_CANNOT_LOAD,
     )
 
 
@@ -1138,4 +1151,5 @@ def _warn_wso2_refuses(
         " and ".join(f"<{name}>" for name, _ in absent),
         " and ".join(ours for _, ours in absent),
         "it" if len(absent) == 1 else "them",
+        extra=WSO2_CANNOT_LOAD,
     )

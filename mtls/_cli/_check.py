@@ -261,6 +261,7 @@ def check_report(
     *,
     fail_within: float | None = None,
     anchors: bool = False,
+    mtls_only: bool = False,
 ) -> dict[str, Any]:
     """The JSON document of ``mtls check --json`` (keys documented in docs/cli.md)."""
     records = profiles.status()
@@ -289,13 +290,18 @@ def check_report(
         if fail_within is not None
         else []
     )
+    loads = (
+        bool(status["healthy"])
+        and failed == 0
+        and not soon
+        and not any(row.get("out_of_date") for row in [*rows, default_row] if row)
+    )
     return {
         "path": status["path"],
         "hostname_verifier": mode,
-        "ok": bool(status["healthy"])
-        and failed == 0
-        and not soon
-        and not any(row.get("out_of_date") for row in [*rows, default_row] if row),
+        "ok": loads and (mtls_only or not logs.wso2_cannot_load),
+        "loads": loads,
+        "wso2_cannot_load": list(logs.wso2_cannot_load),
         "profiles": rows,
         "default": default_row,
         "failed": failed,
@@ -405,8 +411,13 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
             out.style("FAILED: the default profile did not load", "red", "bold")
             + " (requests no profile matches are refused until it loads)"
         )
-    elif not report["ok"]:
+    elif not report["ok"] and not _wso2_only(report):
         out.line(out.style("FAILED: see the problems above", "red", "bold"))
+    elif not report["ok"]:
+        out.line(
+            out.style("FAILED: WSO2 cannot load this file", "red", "bold")
+            + " (the notes above say why; mtls loads it: --mtls-only for a file only mtls reads)"
+        )
     else:
         out.line(out.style(f"OK: {count} profile{'' if count == 1 else 's'} loaded", "green"))
 
@@ -482,7 +493,13 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             render_vault(vault_report(args), out)
         raise
     with loaded as profiles:
-        report = check_report(profiles, logs, fail_within=args.fail_within, anchors=args.anchors)
+        report = check_report(
+            profiles,
+            logs,
+            fail_within=args.fail_within,
+            anchors=args.anchors,
+            mtls_only=args.mtls_only,
+        )
     report["vault"] = vault_report(args)  # which secure-vault aliases resolve
     if args.json:
         out.json(report)
@@ -519,9 +536,26 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         )
     elif _default_failed(report):
         out.error(f"{report['path']}: {report['default']['problems'][0]}")
+    elif _wso2_only(report):
+        count = len(report["wso2_cannot_load"])
+        out.error(
+            f"{report['path']}: WSO2 cannot load this file ({count} problem"
+            f"{'' if count == 1 else 's'}, first: {_after_path(report['wso2_cannot_load'][0])}): "
+            "fix it, or pass --mtls-only if only mtls reads it"
+        )
     else:
         out.error(f"{report['path']}: not healthy{where}: see the problems above")
     return EXIT_FAILURE
+
+
+def _after_path(message: str) -> str:
+    """A library warning without its leading "PATH: " (the error names the file once)."""
+    return message.split(": ", 1)[1] if ": " in message else message
+
+
+def _wso2_only(report: dict[str, Any]) -> bool:
+    """The check fails only because WSO2 could not load what mtls loads."""
+    return not report["ok"] and report["loads"]
 
 
 def _default_failed(report: dict[str, Any]) -> bool:

@@ -19,6 +19,8 @@ class LogCollector(logging.Handler):
         """Collect WARNING and above."""
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        # Those that say WSO2 cannot load what mtls loads (``mtls check`` fails on them).
+        self.wso2_cannot_load: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         """Store the formatted message."""
@@ -28,6 +30,8 @@ class LogCollector(logging.Handler):
             return
         if message not in self.messages:
             self.messages.append(message)
+            if getattr(record, "mtls_wso2_cannot_load", False):
+                self.wso2_cannot_load.append(message)
 
 
 class _Escaped(logging.Formatter):

@@ -424,6 +424,12 @@ def build_parser() -> Parser:
         action="store_true",
         help="with --fail-within: also the trust anchors of every truststore a profile uses",
     )
+    check.add_argument(
+        "--mtls-only",
+        action="store_true",
+        help="the file is read by mtls only: what WSO2 cannot load (a <Type> Java does "
+        "not know, a missing <Type> or <KeyPassword>, ...) is a note, not a failure",
+    )
 
     probe = _add(
         sub,

@@ -1193,7 +1193,8 @@ def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
 # --------------------------------------------------------------------------- check
 
 
-CHECK_KEYS = {"path", "hostname_verifier", "ok", "profiles", "default", "failed", "warnings",
+CHECK_KEYS = {"path", "hostname_verifier", "ok", "loads", "wso2_cannot_load", "profiles", "default",
+              "failed", "warnings",
               "vault", "fail_within", "status"}  # fmt: skip
 CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "client_subject",
                   "not_after", "days_left", "anchors", "hostname", "problems", "out_of_date",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mtls import Keystore, Secret
@@ -92,9 +94,10 @@ def test_check_a_candidate_file_against_deployment_toml(tmp_path, capsys):
     ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
     (tmp_path / "candidate.xml").write_text(
         '<parameter name="customSSLProfiles"><profile><servers>new.test:443</servers>'
-        f"<KeyStore><Location>{tmp_path / 'gw.jks'}</Location><Password>{PASSWORD}</Password>"
+        f"<KeyStore><Location>{tmp_path / 'gw.jks'}</Location><Type>JKS</Type>"
+        f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword>"
         f"</KeyStore><TrustStore><Location>{tmp_path / 'trust.jks'}</Location>"
-        f"<Password>{PASSWORD}</Password></TrustStore></profile></parameter>"
+        f"<Type>JKS</Type><Password>{PASSWORD}</Password></TrustStore></profile></parameter>"
     )
     (tmp_path / "deployment.toml").write_text(
         '[transport.passthru_https.sender.ssl_profile]\nfile_path = "production.xml"\n'
@@ -107,3 +110,52 @@ def test_check_a_candidate_file_against_deployment_toml(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, out
     assert '"new.test:443"' in out and "AllowAll" in out
+
+
+@pytest.mark.parametrize(
+    ("keystore_elements", "said"),
+    [
+        ("<Type>FOO</Type>", "is not a keystore type Java reads from a file"),
+        ("<Type></Type>", "is not a keystore type Java reads from a file"),
+        ("<Type>PKCS11</Type>", "<Type>PKCS11</Type> is not a keystore type Java reads"),
+        ("", "lacks <Type>"),
+        ("<Type> JKS </Type>", "spaces or line breaks around its text"),
+    ],
+    ids=["unknown", "empty", "not-a-file", "absent", "untrimmed"],
+)
+def test_check_fails_a_file_wso2_cannot_load_unless_told_only_mtls_reads_it(
+    tmp_path, capsys, keystore_elements, said
+):
+    """mtls loads these, WSO2 does not: check said OK, exit 0, so a deploy gate passed a
+    file the gateway refuses (a sweep found it). --mtls-only is for files only mtls reads."""
+    from mtls.testing import CA
+
+    ca = CA(name="wso2 loads")
+    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+
+    def write(elements: str) -> str:
+        xml = tmp_path / "p.xml"
+        xml.write_text(
+            '<parameter name="customSSLProfiles"><profile><servers>b.test:443</servers>'
+            f"<KeyStore><Location>{tmp_path / 'gw.jks'}</Location>{elements}"
+            f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword>"
+            f"</KeyStore><TrustStore><Location>{tmp_path / 'trust.jks'}</Location>"
+            f"<Type>JKS</Type><Password>{PASSWORD}</Password></TrustStore></profile></parameter>"
+        )
+        return str(xml)
+
+    code, out, err = run(capsys, "check", write(keystore_elements))
+    assert code == 1, out
+    assert "FAILED: WSO2 cannot load this file" in out and said in out
+    assert "WSO2 cannot load this file (1 problem, first: <KeyStore>" in err
+    assert "--mtls-only" in err and PASSWORD not in out + err
+    code, out, _ = run(capsys, "check", write(keystore_elements), "--json")
+    report = json.loads(out)
+    assert (code, report["ok"], report["loads"]) == (1, False, True)
+    assert len(report["wso2_cannot_load"]) == 1 and said in report["wso2_cannot_load"][0]
+    code, out, _ = run(capsys, "check", write(keystore_elements), "--mtls-only")
+    assert code == 0 and "OK: 1 profile loaded" in out and said in out  # still a note
+    # The twin: the file as WSO2 writes it passes without --mtls-only.
+    code, out, _ = run(capsys, "check", write("<Type>JKS</Type>"))
+    assert code == 0 and "OK: 1 profile loaded" in out and "WSO2" not in out

@@ -17,13 +17,17 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def _profile(server: str, keystore: Path | None, trust: Path | None, extra: str = "") -> str:
+    # Every element WSO2 reads, so that WSO2 could load the file too (mtls check fails
+    # on what it cannot: a missing <Type> or <KeyPassword>).
     ks = (
-        f"<KeyStore><Location>{keystore}</Location><Password>{PASSWORD}</Password></KeyStore>"
+        f"<KeyStore><Location>{keystore}</Location><Type>JKS</Type>"
+        f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
         if keystore
         else ""
     )
     ts = (
-        f"<TrustStore><Location>{trust}</Location><Password>{PASSWORD}</Password></TrustStore>"
+        f"<TrustStore><Location>{trust}</Location><Type>JKS</Type>"
+        f"<Password>{PASSWORD}</Password></TrustStore>"
         if trust
         else ""
     )
@@ -187,8 +191,8 @@ def test_probe_leaves_out_another_profiles_failure_on_a_shared_keystore(ca, tmp_
     trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
     with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
         wrong = _profile("other.test:443", keystore, trust).replace(
-            f"<Password>{PASSWORD}</Password></KeyStore>",
-            "<Password>wrong-pass</Password></KeyStore>",
+            f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>",
+            "<Password>wrong-pass</Password><KeyPassword>wrong-pass</KeyPassword></KeyStore>",
         )
         xml = _xml(tmp_path / "p.xml", wrong, _profile(f"localhost:{server.port}", keystore, trust))
         code = main(
