@@ -411,6 +411,16 @@ class Builder:
                     raise by_content(
                         with_more(exc, f" (in deployment.toml: an alias beside {origin}){_PICKS}")
                     ) from None
+            if written is None and alias is None and len(keystore.key_aliases) > 1:
+                # A profile file's <KeyStore>, or a StoreConfig made in code.
+                raise by_content(
+                    with_more(
+                        exc,
+                        " (StoreConfig(alias=...)), or in a profile file "
+                        f"<KeyAlias>{keystore.key_aliases[0]}</KeyAlias> in the <KeyStore> "
+                        f"(an mtls extension){_PICKS}",
+                    )
+                ) from None
             if written is None:
                 by_content(exc)  # the store holds no such entry
                 raise

@@ -325,7 +325,10 @@ class StoreConfig:
     @property
     def setting(self) -> str:
         """The setting to fix when the location is wrong, for messages."""
-        return self.origin or "<Location> (relative paths start from the base directory)"
+        return self.origin or (
+            "<Location> (relative paths start from the base directory: base_dir=, "
+            "--base-dir, by default the current directory; WSO2's is the product home)"
+        )
 
     @property
     def shown_location(self) -> str:

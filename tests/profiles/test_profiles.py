@@ -1091,8 +1091,12 @@ def test_key_alias_picks_one_of_several_keys(tmp_path, pki, backend):
     )
     ctx = SSLProfileSet.from_xml(write_xml(tmp_path, body)).context_for("localhost", backend.port)
     assert whoami(ctx, backend.port)["client_cn"] == "second"
-    # Without KeyAlias, two keys are ambiguous: the error lists them.
-    with pytest.raises(mtls.KeyEntryError, match=r"'first', 'second'"):
+    # Without KeyAlias, two keys are ambiguous: the error lists them, and says how to
+    # choose in the file (it said "alias=", which a profile file has no way to write).
+    with pytest.raises(
+        mtls.KeyEntryError,
+        match=r"'first', 'second'.*<KeyAlias>first</KeyAlias> in the <KeyStore>",
+    ):
         SSLProfileSet.from_xml(write_xml(tmp_path, profile("a:1", both, pki["trust"])))
 
 
