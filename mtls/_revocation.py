@@ -1196,8 +1196,16 @@ def _classes(
                 if self.version() is None:  # an implicit handshake
                     self.do_handshake()
                 if self._mtls_pending:
-                    # nothing from the server reaches the application before the check
-                    raise ssl.SSLWantReadError("the revocation check has not run yet")
+                    # What OpenSSL reads after a handshake alone (TLS 1.3 session
+                    # tickets) raises SSLWantReadError here, and leaves the owed check
+                    # to the integration's worker. Application data first (a server
+                    # that speaks first: SMTP, FTP, a banner) would wait for a write
+                    # that never comes: the check runs now, before the data reaches
+                    # the application (as on a first write, this blocks an event loop).
+                    data = super().read(len, buffer)
+                    if data:
+                        self._mtls_check()
+                    return data
             return super().read(len, buffer)
 
         def write(self, data: Any) -> int:
