@@ -30,12 +30,18 @@ def fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
     ``timeout`` is a total deadline over name resolution, connect, request and the
     whole response: before every ``recv`` the socket's timeout is set to the time
     left, so a server that drips a byte at a time is given up on at the deadline.
-    HTTP/1.0 is spoken (no chunked answers, the server closes at the end).
+    HTTP/1.0 is spoken: the server closes at the end. Reading also stops at the end of
+    an answer whose framing says where it ends (``Content-Length``, or a chunked answer,
+    which some servers send a 1.0 client anyway), for servers that keep the connection
+    open all the same.
 
     Raises:
         FetchError: any failure, in words.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": a certificate's, not the answer's fault
+        raise FetchError(f"{url}: not a URL ({exc})") from None
     if parts.scheme != "http" or not parts.hostname:
         raise FetchError(f"{url}: not fetched (only http:// URLs are)")
     deadline = time.monotonic() + timeout
@@ -88,6 +94,8 @@ def fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
             data += chunk
             if len(data) > limit + MAX_HEAD_BYTES:
                 raise FetchError(f"{url}: more than the {limit} bytes allowed")
+            if _complete(data):
+                break  # a server that keeps the connection open despite "close"
         return response_body(url, bytes(data), limit)
     except TimeoutError:
         raise FetchError(f"{url}: no answer within {timeout:g} s (the whole fetch)") from None
@@ -127,6 +135,59 @@ def resolve(host: str, port: int, wait: float) -> list[Any]:
     return found
 
 
+def _complete(data: bytes | bytearray) -> bool:
+    """Whether ``data`` holds a whole answer by its own framing (``Content-Length``, or
+    the last chunk of a chunked one), so reading stops there."""
+    head, sep, body = bytes(data).partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    headers = _headers(head.decode("latin-1").split("\r\n")[1:])
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        try:
+            return _dechunked(body) is not None
+        except ValueError:
+            return True  # damaged: response_body says so
+    length = headers.get("content-length")
+    if length is not None and length.isdigit():
+        return len(body) >= int(length)
+    return False
+
+
+def _headers(lines: list[str]) -> dict[str, str]:
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _dechunked(body: bytes) -> bytes | None:
+    """A chunked body's content (RFC 9112 7.1), ``None`` while its last chunk has not
+    arrived. (An HTTP/1.0 request must not get one; some servers send it anyway.)
+
+    Raises:
+        ValueError: not chunked framing.
+    """
+    out = bytearray()
+    at = 0
+    while True:
+        eol = body.find(b"\r\n", at)
+        if eol < 0:
+            return None
+        size = int(body[at:eol].split(b";", 1)[0].strip() or b"x", 16)
+        if size < 0:
+            raise ValueError("a negative chunk size")
+        start, end = eol + 2, eol + 2 + size
+        if size == 0:
+            return bytes(out) if body.find(b"\r\n", start) >= 0 else None  # trailers, if any
+        if len(body) < end + 2:
+            return None
+        if body[end : end + 2] != b"\r\n":
+            raise ValueError("a chunk not followed by CRLF")
+        out += body[start:end]
+        at = end + 2
+
+
 def response_body(url: str, data: bytes, limit: int) -> bytes:
     """The body of a complete HTTP/1.x response, or :class:`FetchError` in words."""
     head, sep, body = data.partition(b"\r\n\r\n")
@@ -137,16 +198,21 @@ def response_body(url: str, data: bytes, limit: int) -> bytes:
     if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
         raise FetchError(f"{url}: not an HTTP response")
     code, reason = int(status[1]), status[2] if len(status) > 2 else ""
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    headers = _headers(lines[1:])
     if 300 <= code < 400:
         raise FetchError(f"{url}: redirected to {headers.get('location', '?')}, not followed")
     if code != 200:
         raise FetchError(f"{url}: HTTP {code} {reason}".rstrip())
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        try:
+            dechunked = _dechunked(body)
+        except ValueError:
+            dechunked = None
+        if dechunked is None:
+            raise FetchError(f"{url}: a chunked answer that is cut short or damaged")
+        body = dechunked
     length = headers.get("content-length")
-    if length is not None and length.isdigit():
+    if length is not None and length.isdigit() and "transfer-encoding" not in headers:
         if int(length) > limit:
             raise FetchError(f"{url}: {length} bytes, more than the {limit} allowed")
         if len(body) < int(length):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -66,3 +67,70 @@ def test_a_prompt_server_is_read_whole() -> None:
         server.close()
         thread.join(10)
     assert body == b"hello"
+
+
+@pytest.fixture
+def answering() -> Iterator[tuple[list[bytes], list[str]]]:
+    """A server that answers each connection with the next of ``answers`` (set by the
+    test) and then keeps the connection open until the test ends, as a server that
+    ignores "Connection: close" does; and its URL."""
+    answers: list[bytes] = []
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/ca.crl"
+
+    def answer(conn: socket.socket, body: bytes) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(body)
+            stop.wait(60)  # open: only the answer's framing says where it ends
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn, answers.pop(0)), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield answers, [url]
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes accept() (Linux)
+        server.close()
+        thread.join(10)
+
+
+def test_an_answer_is_read_to_its_own_end_on_a_connection_left_open(answering) -> None:
+    """The fetch read until the server closed: one that keeps the connection open
+    (ignoring "Connection: close") cost the whole timeout, and no answer."""
+    answers, (url,) = answering
+    answers += [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+        # Chunked, which some servers send a 1.0 client anyway (with a chunk extension).
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;x=y\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
+        # The twin: an answer cut short before its last chunk waits, then times out.
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n",
+    ]
+    assert _fetch.fetch(url, None, 1000, timeout=30) == b"hello"
+    assert _fetch.fetch(url, None, 1000, timeout=30) == b"hello"
+    with pytest.raises(_fetch.FetchError, match="no answer within 1 s"):
+        _fetch.fetch(url, None, 1000, timeout=1.0)
+
+
+def test_chunked_framing_is_checked() -> None:
+    good = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    assert _fetch.response_body("u", good, 100) == b"hello"
+    for damaged in (good.replace(b"5\r\n", b"z\r\n"), good.replace(b"hello\r\n", b"hello!!")):
+        with pytest.raises(_fetch.FetchError, match="chunked answer that is cut short or damaged"):
+            _fetch.response_body("u", damaged, 100)
+
+
+def test_a_url_that_does_not_parse_is_a_fetch_error_not_a_malformed_answer() -> None:
+    with pytest.raises(_fetch.FetchError, match=r"not a URL \(Invalid IPv6 URL\)"):
+        _fetch.fetch("http://[::1/x", None, 1000, timeout=5)
