@@ -24,7 +24,7 @@ def _servers_text(servers: MTLSServer | str | Iterable[str]) -> str:
         entries = [f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts]
         return ", ".join(dict.fromkeys(entries))
     if isinstance(servers, str):
-        return servers
+        return _entry(servers)
     given: object = servers  # typed as entries here; check that they are
     listed = list(given) if isinstance(given, Iterable) and not isinstance(given, bytes) else None
     if listed is None or not all(isinstance(s, str) for s in listed):
@@ -34,7 +34,17 @@ def _servers_text(servers: MTLSServer | str | Iterable[str]) -> str:
         )
     if not listed:
         raise ValueError("servers is empty: give at least one host:port")
-    return ", ".join(str(s) for s in listed)
+    return ", ".join(_entry(s) for s in listed)
+
+
+def _entry(text: str) -> str:
+    """A ``<servers>`` entry as given; a URL refused (a profile that could not load)."""
+    if "://" in text:
+        raise ValueError(
+            f"servers take host:port entries, not a URL ({text!r}): pass the MTLSServer "
+            "itself, or f'{server.host}:{server.port}'"
+        )
+    return text
 
 
 def _check_kinds(identity: object, ca: object) -> None:

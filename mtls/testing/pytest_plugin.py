@@ -45,6 +45,16 @@ if TYPE_CHECKING:
     from ._server import MTLSServer
 
 
+class _Default:
+    """The type of :data:`_DEFAULT`: an argument left out (``None`` means "none")."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_DEFAULT = _Default()
+
+
 class ProfilesFileFactory:
     """What the ``mtls_profiles_file`` fixture returns: call it to write a profile file."""
 
@@ -66,7 +76,7 @@ class ProfilesFileFactory:
         server: MTLSServer | str | Sequence[str] | None = None,
         *,
         servers: str | Sequence[str] | None = None,
-        identity: IssuedIdentity | None = None,
+        identity: IssuedIdentity | _Default | None = _DEFAULT,
         ca: CA | None = None,
         password: str | Secret = "wso2carbon",  # noqa: S107 - WSO2's shipped default
         store_type: str = "JKS",
@@ -83,7 +93,8 @@ class ProfilesFileFactory:
                 string or a list) are taken as ``servers``.
             servers: the ``<servers>`` entries instead of a server's.
             identity: the client identity in the keystore; defaults to
-                ``mtls_client_identity``.
+                ``mtls_client_identity``; ``None`` writes no ``<KeyStore>`` (a
+                profile that presents no client certificate).
             ca: the CA in the truststore; defaults to the root of the CA that issued
                 ``server``'s certificate, else ``mtls_ca``.
             password: store and key password.
@@ -108,7 +119,12 @@ class ProfilesFileFactory:
         else:
             if server is None:
                 server = self._request.getfixturevalue("mtls_server")
-                assert isinstance(server, MTLSServer)
+                if not isinstance(server, MTLSServer):
+                    raise TypeError(
+                        f"the mtls_server fixture gives a {type(server).__name__}, not an "
+                        "MTLSServer (a conftest overrides it): pass the server, or "
+                        "servers='host:port'"
+                    )
             target = server
         if ca is None:
             served = server.identity if server is not None else None
@@ -116,7 +132,7 @@ class ProfilesFileFactory:
         return write_profiles_file(
             directory,
             target,
-            identity=identity or self._client_identity,
+            identity=self._client_identity if isinstance(identity, _Default) else identity,
             ca=ca,
             password=password,
             store_type=store_type,

@@ -191,6 +191,46 @@ def test_profiles_file_options(mtls_profiles_file, tmp_path, mtls_ca):
     assert not server.handshakes  # the default mtls_server was never needed either
 
 
+def test_profiles_file_refuses_a_url_and_writes_no_keystore_for_identity_none(
+    mtls_profiles_file, mtls_server
+):
+    """mtls_profiles_file(mtls_server.url) wrote a <servers> entry no profile set can
+    load (a sweep's natural slip); identity=None used the default client identity,
+    so the fixture could not write a profile that presents none."""
+    with pytest.raises(ValueError, match=r"host:port entries, not a URL \('https://"):
+        mtls_profiles_file(mtls_server.url)
+    with pytest.raises(ValueError, match="not a URL"):
+        mtls_profiles_file(servers=[f"localhost:{mtls_server.port}", mtls_server.url])
+    bare = _profile(mtls_profiles_file(identity=None))
+    assert "KeyStore/Location" not in bare and "TrustStore/Location" in bare
+    assert "KeyStore/Location" in _profile(mtls_profiles_file())  # the twin: the default
+
+
+def test_profiles_file_says_when_mtls_server_is_not_a_server(tmp_path):
+    """A project's own mtls_server fixture (a URL): a bare AssertionError, "assert False"."""
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef mtls_server():\n"
+        "    return 'https://127.0.0.1:1'  # a project's own fixture of that name\n"
+    )
+    (tmp_path / "test_own.py").write_text(
+        "import pytest\n\n\ndef test_it(mtls_profiles_file):\n"
+        "    with pytest.raises(TypeError, match='gives a str, not an MTLSServer'):\n"
+        "        mtls_profiles_file()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_own.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
 def test_write_profiles_file_without_stores(tmp_path):
     path = write_profiles_file(tmp_path / "p", "host:1", identity=None, ca=None)
     assert _profile(path) == {"servers": "host:1"}
