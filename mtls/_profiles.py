@@ -172,7 +172,6 @@ class SSLProfileSet:
 
     Example:
         >>> import mtls
-        >>> ca_store = mtls.Keystore.generate("backend", "CN=backend", key_type="EC")
         >>> profiles = mtls.SSLProfileSet([], default=mtls.client_context())
         >>> profiles.context_for("example.org", 443) is not None
         True

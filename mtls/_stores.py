@@ -260,7 +260,8 @@ class Keystore(_StoreBase):
         store_type: str | None = None,
         allow_unprotected: bool = False,
     ) -> Keystore:
-        """Read a keystore file (JKS, JCEKS, PKCS#12 or PEM; detected from the bytes).
+        """Read a keystore file (JKS, JCEKS, PKCS#12, BKS, UBER, BCFKS, PEM or DER; detected
+        from the bytes).
 
         Args:
             path: the store file.
@@ -315,7 +316,7 @@ class Keystore(_StoreBase):
         key entry is decrypted.
 
         Args:
-            data: the whole store (JKS, JCEKS, PKCS#12 or PEM).
+            data: the whole store (JKS, JCEKS, PKCS#12, BKS, UBER, BCFKS, PEM or DER).
             password: the store password, as for :meth:`load`.
             key_password: as for :meth:`load`.
             store_type: as for :meth:`load`.

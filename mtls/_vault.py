@@ -714,7 +714,8 @@ class SecureVault:
         raise SecureVaultError(
             f"secure vault of {self.home}: the internal keystore {config.keystore} needs its "
             f"password: pass SecureVault(..., keystore_password=...), set ${PASSWORD_ENV}, "
-            f"or write it to {self.home / 'password-persist'} as WSO2 reads it",
+            f"write it to {self.home / 'password-persist'} as WSO2 reads it, or give the "
+            "keystore's password in deployment.toml",
             path=config.keystore,
         )
 

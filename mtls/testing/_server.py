@@ -387,7 +387,8 @@ class MTLSServer:
          "tls_version": "TLSv1.3", "http_version": "HTTP/1.1",
          "body_length": 0, "status": 200}
 
-    A path of ``/status/NNN`` answers with that status code (same JSON body).
+    A path of ``/status/NNN`` answers with that status code (same JSON body, but for
+    204 and 304, which have none).
     HTTP/1.1 connections are kept alive, so several requests can share one
     handshake.
 
