@@ -220,7 +220,7 @@ class CRLSet:
         explicit_now = now is not None
         now = now or _now()
         anchors = self._signers(anchors_der)
-        _refuse_same_second(self._crls)
+        _refuse_same_second(self._crls, anchors)
         self.check_expiry(now=now)
         complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
         partials: dict[x509.Name, tuple[str, str, str | None, str]] = {}
@@ -381,22 +381,32 @@ def _signed_by_one_of(crl: x509.CertificateRevocationList, anchors: list[x509.Ce
     return any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors)
 
 
-def _refuse_same_second(crls: Sequence[_Listed]) -> None:
+def _refuse_same_second(crls: Sequence[_Listed], signers: Sequence[x509.Certificate]) -> None:
     """Refuse two different lists of one CA key and scope with the same thisUpdate.
 
     Of lists that score alike, OpenSSL uses the one with the latest thisUpdate; with
     the same second (``openssl ca -gencrl`` run twice), the first given: an older list
-    given before the one that revokes a certificate let it through. A CA that re-keyed
-    under the same name signs with another key (AuthorityKeyIdentifier): its lists are
-    not compared."""
+    given before the one that revokes a certificate let it through. Lists are compared
+    by the key that signed them (a CA that re-keyed under its name signs with another:
+    its lists are not compared), whether or not they say so in an
+    AuthorityKeyIdentifier, and by the part of the CA's certificates they cover as
+    OpenSSL tells them apart (:func:`_scope_class`): one that says "end-entity
+    certificates only" covers a leaf as one that says nothing does."""
     seen: dict[tuple[x509.Name, object, object, _dt.datetime], _Listed] = {}
     for listed in crls:
         crl, path = listed
-        aki = _extension(crl, x509.AuthorityKeyIdentifier)
+        signer = next(
+            (s for s in signers if s.subject == crl.issuer and _crl_signed_by(crl, s)), None
+        )
+        scope = _extension(crl, x509.IssuingDistributionPoint)
         key = (
             crl.issuer,
-            aki.key_identifier if aki is not None else None,
-            _extension(crl, x509.IssuingDistributionPoint),
+            signer.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            if signer is not None
+            else None,  # refused below as signed by no anchor
+            _scope_class(scope),
             crl.last_update_utc,
         )
         other = seen.setdefault(key, listed)
@@ -411,6 +421,22 @@ def _refuse_same_second(crls: Sequence[_Listed]) -> None:
             path=path,
             issuer=issuer,
         )
+
+
+def _scope_class(scope: x509.IssuingDistributionPoint | None) -> tuple[object, ...]:
+    """What of an IssuingDistributionPoint sets lists apart for OpenSSL's choice: the
+    distribution point's name, and a scope narrower than a leaf's (CA certificates,
+    some reasons, attribute certificates only). Not onlyContainsUserCerts: for a leaf
+    such a list rates as one without the extension."""
+    if scope is None:
+        return ((), None, False, None, False)
+    return (
+        tuple(scope.full_name or ()),
+        scope.relative_name,
+        scope.only_contains_ca_certs,
+        scope.only_some_reasons,
+        scope.only_contains_attribute_certs,
+    )
 
 
 # The critical extensions OpenSSL processes in a CRL (crl_cb) and in its entries

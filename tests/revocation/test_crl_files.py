@@ -195,9 +195,17 @@ def test_a_crl_with_a_critical_extension_openssl_refuses_is_an_error(
 
 
 def _list_of(
-    ca: CA, this_update: _dt.datetime, number: int, revoked: list[int], signer: CA | None = None
+    ca: CA,
+    this_update: _dt.datetime,
+    number: int,
+    revoked: list[int],
+    signer: CA | None = None,
+    *,
+    aki: bool = True,
+    only_user: bool = False,
 ) -> bytes:
-    """A PEM CRL of ``ca`` (signed by ``signer``'s key, default its own)."""
+    """A PEM CRL of ``ca`` (signed by ``signer``'s key, default its own), saying which
+    key signed it (``aki``), and covering end-entity certificates only (``only_user``)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
@@ -207,13 +215,16 @@ def _list_of(
         .last_update(this_update)
         .next_update(this_update + _dt.timedelta(days=1))
         .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(
+    )
+    if aki:
+        builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 (signer or ca).private_key.public_key()  # type: ignore[arg-type]
             ),
             critical=False,
         )
-    )
+    if only_user:
+        builder = builder.add_extension(idp(only_contains_user_certs=True), critical=True)
     for serial in revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
@@ -250,6 +261,35 @@ def test_two_lists_of_one_ca_from_one_second_are_an_error(
     with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
         whoami(ctx, server.port)
     mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(newest + newest))
+
+
+@pytest.mark.parametrize(
+    "older_kind", ["without an AuthorityKeyIdentifier", "without onlyContainsUserCerts"]
+)
+def test_two_lists_from_one_second_are_compared_by_signer_and_scope_not_by_how_they_say_it(
+    ca: CA,
+    server: MTLSServer,
+    server_identity: IssuedIdentity,
+    client: mtls.Keystore,
+    older_kind: str,
+) -> None:
+    """The rule compared lists by their AKI and IDP as written: an older list without an
+    AKI (or without an end-entity-only IDP), given before the current one with it, was
+    "another key" (or "another scope"), and OpenSSL, rating both alike for a leaf,
+    used the first: a revoked server connected (a sweep found it)."""
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0) - _dt.timedelta(minutes=3)
+    serial = server_identity.certificate.serial_number
+    if older_kind.endswith("AuthorityKeyIdentifier"):
+        older, newest = _list_of(ca, now, 1, [], aki=False), _list_of(ca, now, 2, [serial])
+    else:
+        older = _list_of(ca, now, 1, [])
+        newest = _list_of(ca, now, 2, [serial], only_user=True)
+    with pytest.raises(CRLError, match=r"same thisUpdate.*keep only the current one"):
+        mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(older + newest))
+    # The twin: the current list alone refuses the revoked server.
+    ctx = mtls.client_context(client, ca.truststore(), crls=CRLSet.from_bytes(newest))
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+        whoami(ctx, server.port)
 
 
 def test_lists_of_a_ca_that_re_keyed_under_its_name_are_both_used(
