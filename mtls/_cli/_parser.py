@@ -455,6 +455,12 @@ def build_parser() -> Parser:
         metavar="SECONDS",
         help="for connecting, the handshake and the answer (default 5)",
     )  # fmt: skip
+    probe.add_argument(
+        "--require-client-auth",
+        action="store_true",
+        help="exit 1 unless the server asks for a client certificate, we send one and it "
+        "lets us in: a gate that mutual TLS is enforced",
+    )
     probe.add_argument("--json", action="store_true", help="JSON for scripts")
 
     serve = _add(

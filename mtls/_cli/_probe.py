@@ -360,6 +360,26 @@ def render(report: Report, out: Output) -> None:
         )
 
 
+def _client_auth_not_enforced(report: Report) -> Failure | None:
+    """``--require-client-auth``: the exchange worked, but was it mutual TLS? (``None``:
+    the server asked for our certificate, we sent one, and it let us in.)"""
+    if report.certificate_requested is not True:
+        return Failure(
+            "client_auth_not_enforced",
+            "the server let us in without asking for a client certificate: it does not "
+            "enforce mutual TLS (set the backend to require one: Java's needClientAuth, "
+            "nginx's ssl_verify_client on, openssl s_server -Verify)",
+        )
+    if not report.sent_certificate:
+        return Failure(
+            "client_auth_not_enforced",
+            "the server asked for a client certificate but let us in without one: it "
+            "makes client certificates optional (Java's wantClientAuth, nginx's "
+            "ssl_verify_client optional): require one",
+        )
+    return None
+
+
 def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls probe URL``: exit 0 when the exchange works, 1 when it fails (with the reason)."""
     target = parse_target(args.url)
@@ -378,6 +398,8 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     else:
         setup = setup_from_options(args, target)
     report = run_probe(target, setup, timeout=args.timeout)
+    if args.require_client_auth and report.failure is None:
+        report.failure = _client_auth_not_enforced(report)
     report.notes.extend(
         m for m in logs.messages if "skipped (skip_failures)" not in m and about_us(m)
     )

@@ -1369,6 +1369,36 @@ def test_probe_never_says_accepted_when_no_certificate_was_asked_for(
     assert data["server_accepted_client_certificate"] is True
 
 
+def test_probe_require_client_auth_fails_a_backend_that_does_not_enforce_mutual_tls(
+    seed: Seed,
+) -> None:
+    """A probe exited 0 against a backend that never asked for a client certificate:
+    a gate meant to confirm mutual TLS passed (a sweep found it). --require-client-auth
+    fails it, and one that only asks (optional) and lets us in without one."""
+    from tests.servers._servers import stdlib_server
+
+    backend = mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD)
+    gateway_ca = mtls.Truststore.load(seed.dir / "backend-truststore.jks", PASSWORD)
+    options = ("--keystore", seed.dir / "gateway.jks",
+               "--truststore", seed.dir / "client-truststore.jks")  # fmt: skip
+    plain = mtls.server_context(backend, require_client_cert=False, trust_system_cas=True)
+    plain.verify_mode = ssl.CERT_NONE  # asks for nothing
+    optional = mtls.server_context(backend, gateway_ca, require_client_cert=False)
+    with stdlib_server(plain) as port:
+        ok("probe", f"localhost:{port}", *options)  # without the flag: it works
+        run = fails(1, "probe", f"localhost:{port}", *options, "--require-client-auth", "--json")
+        data = json.loads(run.stdout)
+        assert data["error"]["kind"] == "client_auth_not_enforced"
+        assert "without asking for a client certificate" in data["error"]["message"]
+    with stdlib_server(optional) as port:
+        run = fails(1, "probe", f"localhost:{port}", "--truststore",
+                    seed.dir / "client-truststore.jks", "--require-client-auth")  # fmt: skip
+        assert "asked for a client certificate but let us in without one" in run.stderr
+        ok("probe", f"localhost:{port}", *options, "--require-client-auth")  # ours: taken
+    # The twin: the seed's backend demands one, and takes ours.
+    ok("probe", f"localhost:{seed.port}", *options, "--require-client-auth")
+
+
 def _probe_failure(seed: Seed, url: str, *options: str | Path) -> dict[str, object]:
     run = fails(1, "probe", url, *options, "--json")
     data = json.loads(run.stdout)
