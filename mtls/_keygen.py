@@ -38,8 +38,8 @@ def parse_dname(subject: str | x509.Name) -> x509.Name:
             attributes = [_dn_attribute(text) for text in _dn_split(rdn_text, "+")]
             rdns.append(x509.RelativeDistinguishedName(attributes))
     except ValueError as exc:
-        raise ValueError(
-            f'malformed distinguished name {subject!r} ({exc}): use "CN=name, O=org"'
+        raise ValueError(  # as typed (a repr would double its backslashes)
+            f'malformed distinguished name "{subject}" ({exc}): use "CN=name, O=org"'
         ) from None
     if not rdns:
         raise ValueError('the distinguished name is empty: use "CN=name"')
@@ -108,6 +108,8 @@ def _dn_attribute(text: str) -> x509.NameAttribute[str]:
     value = _dn_value(raw)
     if not value:
         raise ValueError(f"{keyword} has an empty value")
+    if oid == NameOID.COUNTRY_NAME and len(value) != 2:
+        raise ValueError(f"{keyword} takes a two-letter country code (ISO 3166: US), not {value!r}")
     return x509.NameAttribute(oid, value)
 
 

@@ -1080,6 +1080,10 @@ def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> N
           "--password", "short"], 2, ["at least 6 characters"]),
         (["genkey", "--keystore", "{d}/new.jks", "--alias", "x", "--dname", "not a dn"], 2,
          ["malformed distinguished name"]),
+        # It quoted cryptography ("Attribute's length must be >= 2 and <= 2") and showed
+        # the name's backslashes doubled.
+        (["genkey", "--keystore", "{d}/new.jks", "--alias", "x", "--dname", "CN=a\\,b, C=USA"],
+         2, ['"CN=a\\,b, C=USA"', "C takes a two-letter country code (ISO 3166: US), not 'USA'"]),
         (["convert", "--keystore", "{d}/gateway.jks", "--to", "BKS", "--out", "{d}/o"], 2,
          ["must be JKS, PKCS12 or PEM"]),
         # These three were "unexpected ValueError", or named the wrong option.
@@ -1095,6 +1099,7 @@ def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> N
     ],
     ids=["wrong-password", "missing-store", "missing-alias", "missing-cert", "keystore-as-cert",
          "genkey-wrong-password", "convert-wrong-password", "short-password", "bad-dname",
+         "three-letter-country",
          "bad-type", "empty-alias", "unclosed-ipv6", "nfkc-netloc", "truststore-password",
          "out-is-a-directory"],
 )  # fmt: skip
