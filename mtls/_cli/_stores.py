@@ -104,9 +104,7 @@ def _open_to_add(
     # would ask for passwords keytool never needs, only for the store to be refused.
     _refuse_unwritable(fmt, path)
     if key_password is not None and key_password != password and fmt == "PKCS12":
-        out.warn(
-            "PKCS12 stores have one password: the key password is ignored (keytool does the same)"
-        )
+        _ignored_key_password(out)
         key_password = None
     store = (
         inspect_keystore(path, password)
@@ -121,6 +119,10 @@ def _open_to_add(
             f"{adding}, or keep the certificates in a store of their own"
         )
     return store, key_password
+
+
+def _ignored_key_password(out: Output) -> None:
+    out.warn("PKCS12 stores have one password: the key password is ignored (keytool does the same)")
 
 
 def _entry_word(count: int) -> str:
@@ -247,9 +249,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
             raise UsageError("genkey writes JKS or PKCS12 stores: use mtls convert for PEM")
     dname = args.dname if args.dname is not None else ask_dname(out)
     if kind == "PKCS12" and key_password is not None and key_password != password:
-        out.warn(
-            "PKCS12 stores have one password: the key password is ignored (keytool does the same)"
-        )
+        _ignored_key_password(out)
         key_password = None
     if key_password is not None:
         check_new_password(key_password, str(path), "key password")
@@ -711,6 +711,8 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         )
     if keys and to == "JKS" and args.out_key_password is not None:
         check_new_password(args.out_key_password, str(target), "key password")
+    if keys and to == "PKCS12" and args.out_key_password not in (None, out_password):
+        _ignored_key_password(out)  # it was ignored without a word
     backup = target.with_name(target.name + ".old")
     if migrate:  # the old store first: a failure after it leaves both files readable
         atomic_write(backup, read_input(source), mode=0o600 if keys else None)

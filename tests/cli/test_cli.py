@@ -544,6 +544,25 @@ def test_genkey_into_an_existing_pkcs12_ignores_a_key_password_as_keytool_does(
     assert sorted(mtls.Keystore.load(path, PASSWORD).key_aliases) == ["one", "two"]
 
 
+def test_convert_to_pkcs12_says_a_different_key_password_is_ignored(
+    tmp_path: Path, seed: Seed
+) -> None:
+    """keytool -importkeystore -destkeypass on a PKCS12 destination warns that it is
+    ignored; mtls ignored it without a word."""
+    out = tmp_path / "o.p12"
+    run = mtls_run("importkeystore", "-srckeystore", seed.dir / "gateway.jks", "-srcstorepass",
+                   PASSWORD, "-destkeystore", out, "-deststorepass", PASSWORD,
+                   "-destkeypass", OTHER_PASSWORD)  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "the key password is ignored" in run.stderr
+    assert mtls.Keystore.load(out, PASSWORD).key_aliases == ("gateway",)
+    # The twin: the same password as the store's says nothing.
+    run = mtls_run("importkeystore", "-srckeystore", seed.dir / "gateway.jks", "-srcstorepass",
+                   PASSWORD, "-destkeystore", tmp_path / "p.p12", "-deststorepass", PASSWORD,
+                   "-destkeypass", PASSWORD)  # fmt: skip
+    assert run.code == 0 and "ignored" not in run.stderr, run.stderr
+
+
 def test_adding_to_a_jks_keeps_keys_with_passwords_of_their_own(
     tmp_path: Path, seed: Seed, any_keytool: JDK
 ) -> None:
