@@ -94,9 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = getattr(namespace, "run", None)
         if run is None:
             raise CLIError(
-                "choose a command: genkey, export, import, list, convert, check, probe, serve, "
-                "demo "
-                "(see 'mtls --help')",
+                "choose a command: genkey, export, import, list, delete, convert, check, probe, "
+                "serve, demo (see 'mtls --help')",
                 code=EXIT_USAGE,
             )
         from ._logs import captured_logs  # noqa: PLC0415 - a command runs: not for --help

@@ -196,8 +196,8 @@ def _add(
 # keytool's commands, by the mtls command that does each (None: mtls has none).
 _KEYTOOL_COMMANDS: dict[str, str | None] = {
     "genkeypair": "genkey", "genkey": "genkey", "importcert": "import", "import": "import",
-    "exportcert": "export", "export": "export", "list": "list",
-    "importkeystore": "convert", "certreq": None, "changealias": None, "delete": None,
+    "exportcert": "export", "export": "export", "list": "list", "delete": "delete",
+    "importkeystore": "convert", "certreq": None, "changealias": None,
     "gencert": None, "genseckey": None, "importpass": None, "keypasswd": None,
     "printcert": None, "printcertreq": None, "printcrl": None, "storepasswd": None,
     "showinfo": None,
@@ -222,7 +222,7 @@ def keytool_spelling(args: list[str]) -> list[str]:
         if command is None:
             raise UsageError(
                 f"mtls has no keytool {word}: use keytool for it (mtls does genkey, import, "
-                "export, list and convert on JKS and PKCS12 stores; see 'mtls --help')"
+                "export, list, delete and convert on JKS and PKCS12 stores; see 'mtls --help')"
             )
         return [*args[:at], command, *args[at + 1 :]]
     return args
@@ -329,6 +329,16 @@ def build_parser() -> Parser:
     )  # fmt: skip
     _store_type_option(imp, "JKS or PKCS12 for a new store (default: .jks is JKS, else PKCS12)")
     _store_password_options(imp)
+
+    delete = _add(
+        sub,
+        "delete",
+        "_stores:cmd_delete",
+        "remove an entry from a JKS or PKCS12 store, other entries as they were (keytool -delete)",
+    )
+    delete.add_argument("--alias", "-alias", required=True, help="the entry to remove")
+    _keystore_option(delete, "the keystore or truststore")
+    _store_password_options(delete)
 
     lst = _add(
         sub,

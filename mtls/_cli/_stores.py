@@ -511,6 +511,37 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
 # --------------------------------------------------------------------------- list
 
 
+def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls delete``: remove one entry; the store keeps its type, password and the
+    other entries as they were (a JKS store's keys are not decrypted: each keeps its
+    own password, as keytool -delete leaves them)."""
+    path = Path(args.keystore)
+    password = store_password(args, path)
+    store, key_password = _open_to_add(path, password, optional_key_password(args), out, "-delete")
+    kind = _existing_type(store, path, None)
+    alias: str = args.alias
+    if alias not in store:
+        raise CLIError(
+            f"{path}: no entry with alias {alias!r}; aliases are: "
+            f"{', '.join(repr(a) for a in store.aliases) or '(none)'}"
+        )
+    was_key = store.is_key_entry(alias)
+    store.remove(alias)
+    if store.key_aliases:
+        store.save(path, password, store_type=kind, key_password=key_password)
+        count = len(store)
+    else:
+        trust = store.truststore()
+        trust.save(path, password, store_type=kind)
+        count = len(trust)
+    out.line(
+        f"Deleted {_as_stored(alias, kind)} "
+        f"({'PrivateKeyEntry' if was_key else 'trustedCertEntry'}) from {path} "
+        f"({kind}, {_entry_word(count)} left)"
+    )
+    return EXIT_OK
+
+
 def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
     aliases = [only] if only is not None else list(store.aliases)
     entries: list[dict[str, Any]] = []

@@ -178,7 +178,17 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
 def test_python_m_mtls_version_and_help() -> None:
     assert ok("--version").stdout.strip() == f"mtls {mtls.__version__}"
     run = ok("--help")
-    for command in ("genkey", "export", "import", "list", "convert", "check", "probe", "demo"):
+    for command in (
+        "genkey",
+        "export",
+        "import",
+        "list",
+        "delete",
+        "convert",
+        "check",
+        "probe",
+        "demo",
+    ):
         assert command in run.stdout
 
 
@@ -896,6 +906,40 @@ def test_adding_to_a_jceks_store_is_refused_before_any_key_password_is_asked_for
                 "-srcalias", "k1", "-srckeypass", "key-pass-1", "-destkeypass", "key-pass-1")  # fmt: skip
     ok("import", "--file", cert, "--alias", "t2", "--keystore", jks, "--password", PASSWORD)
     assert sorted(mtls.Keystore.inspect(jks, PASSWORD).aliases) == ["k1", "t2"]
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12"])
+def test_delete_removes_one_entry_and_keeps_the_rest_as_keytool_does(
+    tmp_path: Path, any_keytool: JDK, store_type: str
+) -> None:
+    """keytool -delete: a daily operation of a rotation (an old CA out of a truststore).
+    The other entries stay as they were: a JKS key with a password of its own is not
+    decrypted, and still opens with it."""
+    path = tmp_path / f"s.{'jks' if store_type == 'JKS' else 'p12'}"
+    store = ("-keystore", str(path), "-storetype", store_type, "-storepass", PASSWORD)
+    key_password = "key-pass-own" if store_type == "JKS" else PASSWORD
+    run_keytool(any_keytool, "-genkeypair", *store, "-alias", "gw", "-keyalg", "EC",
+                "-keypass", key_password, "-dname", "CN=gw")  # fmt: skip
+    for alias in ("old-ca", "new-ca"):
+        cert = tmp_path / f"{alias}.pem"
+        cert.write_bytes(CA(name=alias).certificate.public_bytes(Encoding.PEM))
+        run_keytool(any_keytool, "-importcert", *store, "-alias", alias, "-file", str(cert))
+    before = path.read_bytes()
+    # Twins first: a wrong password, an unknown alias: exit 1, the file untouched.
+    fails(1, "delete", "--alias", "old-ca", "--keystore", path, "--password", OTHER_PASSWORD)
+    run = fails(1, "delete", "--alias", "nope", "--keystore", path, "--password", PASSWORD)
+    assert "no entry with alias 'nope'" in run.stderr and "'old-ca'" in run.stderr
+    assert path.read_bytes() == before
+    done = ok("-delete", "-alias", "OLD-CA", "-keystore", path, "-storepass", PASSWORD)
+    assert "Deleted" in done.stdout and "trustedCertEntry" in done.stdout
+    listed = run_keytool(any_keytool, "-list", *store)
+    assert "old-ca" not in listed and "new-ca" in listed and "gw," in listed
+    # The key entry kept its own password: keytool still takes it out with it.
+    run_keytool(any_keytool, "-importkeystore", "-srckeystore", str(path), "-srcstoretype",
+                store_type, "-srcstorepass", PASSWORD, "-srcalias", "gw", "-srckeypass",
+                key_password, "-destkeystore", str(tmp_path / "out.p12"), "-deststoretype",
+                "PKCS12", "-deststorepass", PASSWORD)  # fmt: skip
+    assert mtls.Keystore.load(tmp_path / "out.p12", PASSWORD).key_aliases == ("gw",)
 
 
 def test_convert_refuses_a_store_of_secret_keys_instead_of_writing_it_empty(
@@ -1664,7 +1708,7 @@ def test_a_command_written_as_keytool_writes_it_runs_or_says_mtls_lacks_it(
     assert (tmp_path / "a.cer").read_bytes() == mtls.Keystore.load(store, PASSWORD).certificate(
         "a"
     ).public_bytes(Encoding.DER)
-    run = fails(2, "-delete", "-alias", "a", "-keystore", store, "-storepass", PASSWORD)
-    assert "mtls has no keytool -delete: use keytool for it" in run.stderr
+    run = fails(2, "-changealias", "-alias", "a", "-keystore", store, "-storepass", PASSWORD)
+    assert "mtls has no keytool -changealias: use keytool for it" in run.stderr
     assert PASSWORD not in run.stderr
     fails(2, "-nosuchcommand")  # the twin: an unknown word is argparse's usage error
