@@ -86,6 +86,7 @@ def fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
         sock.settimeout(left())
         sock.sendall(request)
         data = bytearray()
+        framing: tuple[str, int] | None = None  # once the head is in: see _framing
         while True:
             sock.settimeout(left())
             chunk = sock.recv(65536)
@@ -94,7 +95,8 @@ def fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
             data += chunk
             if len(data) > limit + MAX_HEAD_BYTES:
                 raise FetchError(f"{url}: more than the {limit} bytes allowed")
-            if _complete(data):
+            framing = framing or _framing(data)
+            if framing is not None and _complete(data, framing):
                 break  # a server that keeps the connection open despite "close"
         return response_body(url, bytes(data), limit)
     except TimeoutError:
@@ -135,21 +137,33 @@ def resolve(host: str, port: int, wait: float) -> list[Any]:
     return found
 
 
-def _complete(data: bytes | bytearray) -> bool:
-    """Whether ``data`` holds a whole answer by its own framing (``Content-Length``, or
-    the last chunk of a chunked one), so reading stops there."""
-    head, sep, body = bytes(data).partition(b"\r\n\r\n")
-    if not sep:
-        return False
-    headers = _headers(head.decode("latin-1").split("\r\n")[1:])
+def _framing(data: bytearray) -> tuple[str, int] | None:
+    """How the answer in ``data`` says where it ends, once its head has arrived (else
+    ``None``): ``("length", total bytes)``, ``("chunked", 0)`` or ``("close", 0)``."""
+    end = data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+    if end < 0:
+        return None if len(data) <= MAX_HEAD_BYTES + 4 else ("close", 0)
+    headers = _headers(bytes(data[:end]).decode("latin-1").split("\r\n")[1:])
     if "chunked" in headers.get("transfer-encoding", "").lower():
+        return "chunked", 0
+    length = headers.get("content-length")
+    if length is not None and length.isdigit():
+        return "length", end + 4 + int(length)
+    return "close", 0
+
+
+def _complete(data: bytearray, framing: tuple[str, int]) -> bool:
+    """Whether ``data`` holds the whole answer its framing describes (each call costs
+    little: a long answer arrives in many parts)."""
+    kind, total = framing
+    if kind == "length":
+        return len(data) >= total
+    if kind == "chunked" and data.endswith(b"\r\n\r\n"):  # the last chunk's end, maybe
+        body = bytes(data).partition(b"\r\n\r\n")[2]
         try:
             return _dechunked(body) is not None
         except ValueError:
             return True  # damaged: response_body says so
-    length = headers.get("content-length")
-    if length is not None and length.isdigit():
-        return len(body) >= int(length)
     return False
 
 
@@ -178,8 +192,9 @@ def _dechunked(body: bytes) -> bytes | None:
         if size < 0:
             raise ValueError("a negative chunk size")
         start, end = eol + 2, eol + 2 + size
-        if size == 0:
-            return bytes(out) if body.find(b"\r\n", start) >= 0 else None  # trailers, if any
+        if size == 0:  # then trailer lines, if any, and an empty line
+            done = body.startswith(b"\r\n", start) or body.find(b"\r\n\r\n", start) >= 0
+            return bytes(out) if done else None
         if len(body) < end + 2:
             return None
         if body[end : end + 2] != b"\r\n":
