@@ -1109,7 +1109,9 @@ def _warn_unknown_type(
         ctx.path,
         kind,
         shown,
-        f"<Type>{written}</Type>" if named else "its <Type> (the value is not shown)",
+        f"<Type>{written}</Type>"
+        if named
+        else ("an empty <Type>" if not written else "its <Type> (the value is not shown)"),
         extra=WSO2_CANNOT_LOAD,
     )
 

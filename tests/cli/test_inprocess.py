@@ -116,7 +116,7 @@ def test_check_a_candidate_file_against_deployment_toml(tmp_path, capsys):
     ("keystore_elements", "said"),
     [
         ("<Type>FOO</Type>", "is not a keystore type Java reads from a file"),
-        ("<Type></Type>", "is not a keystore type Java reads from a file"),
+        ("<Type></Type>", "an empty <Type> is not a keystore type Java reads from a file"),
         ("<Type>PKCS11</Type>", "<Type>PKCS11</Type> is not a keystore type Java reads"),
         ("", "lacks <Type>"),
         ("<Type> JKS </Type>", "spaces or line breaks around its text"),
