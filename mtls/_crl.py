@@ -489,9 +489,10 @@ def critical_entry_extension(
     try:  # cryptography's reading first: twice as fast, and the same answer when it reads
         for entry in crl:
             for ext in entry.extensions:
-                oid: str = ext.oid.dotted_string
-                if ext.critical and oid not in handled:
-                    return oid
+                if ext.critical:  # rare: the OID's text is made for those only
+                    oid: str = ext.oid.dotted_string
+                    if oid not in handled:
+                        return oid
         return None
     except (ValueError, x509.DuplicateExtension):
         pass  # an entry cryptography cannot read: the DER decides

@@ -9,6 +9,7 @@ by the caller's limit. Every failure is a :class:`FetchError` in words.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 class FetchError(Exception):
     """A fetch failed; the message says why, in words, and names the URL."""
 
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 #: Largest response head (status line and headers) read from a responder.
 MAX_HEAD_BYTES = 16 * 1024
@@ -188,9 +191,10 @@ def _dechunked(body: bytes) -> bytes | None:
         eol = body.find(b"\r\n", at)
         if eol < 0:
             return None
-        size = int(body[at:eol].split(b";", 1)[0].strip() or b"x", 16)
-        if size < 0:
-            raise ValueError("a negative chunk size")
+        digits = body[at:eol].split(b";", 1)[0].strip(b" \t")
+        if not _HEX.fullmatch(digits):
+            raise ValueError("a chunk size that is not hexadecimal digits")
+        size = int(digits, 16)
         start, end = eol + 2, eol + 2 + size
         if size == 0:  # then trailer lines, if any, and an empty line
             done = body.startswith(b"\r\n", start) or body.find(b"\r\n\r\n", start) >= 0

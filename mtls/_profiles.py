@@ -805,8 +805,6 @@ class SSLProfileSet:
     ) -> Built | Failed | None:
         index = snapshot.index
         keys: list[IndexKey] = [index_key(host, port, client_id)]
-        if type(port) is not int or (":" in host and not _is_ipv6(host)):
-            _refuse_lookup(host, port)  # a miss that is a mistake: say so, never None
         if client_id is not None:
             keys.append((host, port))
         # WSO2 (ClientConnFactory.getSSLContext) asks the '*' profile without a client
@@ -816,6 +814,9 @@ class SSLProfileSet:
             item = index.get(key)
             if item is not None:
                 return item
+        given: object = port  # typed int; callers' text ports are why this runs
+        if not isinstance(given, int) or (":" in host and not _is_ipv6(host)):
+            _refuse_lookup(host, port)  # a miss that is a mistake: say so, never None
         return None
 
     def context_for_url(
@@ -1102,7 +1103,7 @@ def _is_ipv6(host: str) -> bool:
 def _refuse_lookup(host: str, port: object) -> NoReturn:
     """A lookup no profile can ever match, which would look like "no profile" (``None``):
     a port given as text (from ``os.environ``), or a host with its port in it."""
-    if type(port) is not int:
+    if not isinstance(port, int):
         raise TypeError(
             f"port must be an int, not {type(port).__name__} ({port!r}): convert it with int()"
         )

@@ -175,7 +175,15 @@ def _fetch_unverified_chain(report: Report, timeout: float) -> None:
         with context.wrap_socket(raw, server_hostname=report.target.host) as tls:
             report.chain = _describe_chain(peer_chain(tls))
             report.chain_from_unverified_handshake = True
-    except (OSError, ssl.SSLError) as exc:
+    except ssl.SSLError as exc:
+        # That handshake presents no client certificate (the server failed
+        # verification): a TLS 1.2 server that demands one ends it first.
+        report.notes.append(
+            f"could not fetch the server's chain: it ended the handshake that would show "
+            f"it ({exc.reason or exc}), as a TLS 1.2 server that demands a client "
+            "certificate does (a server that failed verification is not shown ours)"
+        )
+    except OSError as exc:
         report.notes.append(f"could not fetch the server's chain: {exc}")
     finally:
         raw.close()

@@ -126,6 +126,13 @@ def test_servers_are_trimmed_case_insensitive_and_ipv6_aware(tmp_path, pki):
     with pytest.raises(ValueError, match="not an absolute https://"):
         profiles.material_for("backend.example.com", 8243) and profiles.context_for_url("/x")
     assert profiles.context_for_url("http://backend.example.com:8243/") is None  # no TLS
+    # An int of another type is an int (a review found IntEnum ports refused).
+    import enum
+
+    class Port(enum.IntEnum):
+        BACKEND = 8243
+
+    assert profiles.context_for("backend.example.com", Port.BACKEND) is ctx
 
 
 def test_internationalised_names_match_the_form_http_clients_put_on_the_wire(tmp_path, pki):

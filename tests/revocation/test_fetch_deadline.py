@@ -126,7 +126,12 @@ def test_an_answer_is_read_to_its_own_end_on_a_connection_left_open(answering) -
 def test_chunked_framing_is_checked() -> None:
     good = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
     assert _fetch.response_body("u", good, 100) == b"hello"
-    for damaged in (good.replace(b"5\r\n", b"z\r\n"), good.replace(b"hello\r\n", b"hello!!")):
+    for damaged in (
+        good.replace(b"5\r\n", b"z\r\n"),
+        good.replace(b"5\r\n", b"0x5\r\n"),  # Python's int() takes these; HTTP does not
+        good.replace(b"5\r\n", b"-5\r\n"),
+        good.replace(b"hello\r\n", b"hello!!"),
+    ):
         with pytest.raises(_fetch.FetchError, match="chunked answer that is cut short or damaged"):
             _fetch.response_body("u", damaged, 100)
 
