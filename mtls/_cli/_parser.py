@@ -210,7 +210,7 @@ def keytool_spelling(args: list[str]) -> list[str]:
     spellings.
 
     Raises:
-        UsageError: a keytool command mtls does not have (``-delete``), saying so.
+        UsageError: a keytool command mtls does not have (``-changealias``), saying so.
     """
     for at, word in enumerate(args):
         if word in ("--debug", "--no-color"):
