@@ -220,11 +220,14 @@ class CRLSet:
         explicit_now = now is not None
         now = now or _now()
         anchors = self._signers(anchors_der)
-        _refuse_same_second(self._crls, anchors)
+        # Each list's signature verified once (a large CRL hashes megabytes): the
+        # same-second rule compares lists by their signer, the loop refuses none.
+        signers = [_signer_of(crl, anchors) for crl, _ in self._crls]
+        _refuse_same_second(self._crls, signers)
         self.check_expiry(now=now)
         complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
         partials: dict[x509.Name, tuple[str, str, str | None, str]] = {}
-        for crl, path in self._crls:
+        for (crl, path), signer in zip(self._crls, signers, strict=True):
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
             if _extension(crl, x509.DeltaCRLIndicator) is not None:
@@ -273,7 +276,7 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
-            if not _signed_by_one_of(crl, anchors):
+            if signer is None:
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
                     "truststore (nor by an intermediate in the CRL file that one of them "
@@ -323,7 +326,7 @@ class CRLSet:
         kept: list[_Listed] = []
         others: list[tuple[str | None, str]] = []
         for crl, path in self._crls:
-            if _signed_by_one_of(crl, anchors):
+            if _signer_of(crl, anchors) is not None:
                 kept.append((crl, path))
             else:
                 others.append((path, crl.issuer.rfc4514_string()))
@@ -377,11 +380,16 @@ class CRLSet:
 _Listed = tuple[x509.CertificateRevocationList, str | None]
 
 
-def _signed_by_one_of(crl: x509.CertificateRevocationList, anchors: list[x509.Certificate]) -> bool:
-    return any(a.subject == crl.issuer and _crl_signed_by(crl, a) for a in anchors)
+def _signer_of(
+    crl: x509.CertificateRevocationList, anchors: Sequence[x509.Certificate]
+) -> x509.Certificate | None:
+    """The certificate among ``anchors`` whose key signed ``crl`` (under its name)."""
+    return next((a for a in anchors if a.subject == crl.issuer and _crl_signed_by(crl, a)), None)
 
 
-def _refuse_same_second(crls: Sequence[_Listed], signers: Sequence[x509.Certificate]) -> None:
+def _refuse_same_second(
+    crls: Sequence[_Listed], signers: Sequence[x509.Certificate | None]
+) -> None:
     """Refuse two different lists of one CA key and scope with the same thisUpdate.
 
     Of lists that score alike, OpenSSL uses the one with the latest thisUpdate; with
@@ -393,11 +401,8 @@ def _refuse_same_second(crls: Sequence[_Listed], signers: Sequence[x509.Certific
     OpenSSL tells them apart (:func:`_scope_class`): one that says "end-entity
     certificates only" covers a leaf as one that says nothing does."""
     seen: dict[tuple[x509.Name, object, object, _dt.datetime], _Listed] = {}
-    for listed in crls:
+    for listed, signer in zip(crls, signers, strict=True):  # signer: _signer_of each
         crl, path = listed
-        signer = next(
-            (s for s in signers if s.subject == crl.issuer and _crl_signed_by(crl, s)), None
-        )
         scope = _extension(crl, x509.IssuingDistributionPoint)
         key = (
             crl.issuer,
