@@ -65,6 +65,15 @@ def tls_origin(url: str) -> tuple[str, int] | None:
     return host, parts.port or default
 
 
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IP address as written (IPv6 without brackets)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def normalize_host(host: str) -> str:
     """The form hosts are indexed by: lower-case, IPv6 without brackets and compressed.
 

@@ -10,7 +10,6 @@ made, in ``_snapshot.py``.
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 import os
 import ssl
 import threading
@@ -26,6 +25,7 @@ from ._config import (
     SSLProfile,
     StoreConfig,
     check_path_text,
+    is_ip_literal,
     normalize_host,
     tls_origin,
 )
@@ -815,7 +815,7 @@ class SSLProfileSet:
             if item is not None:
                 return item
         given: object = port  # typed int; callers' text ports are why this runs
-        if not isinstance(given, int) or (":" in host and not _is_ipv6(host)):
+        if not isinstance(given, int) or (":" in host and not is_ip_literal(host)):
             _refuse_lookup(host, port)  # a miss that is a mistake: say so, never None
         return None
 
@@ -1090,14 +1090,6 @@ def _warn_unwritten(
             ", ".join(map(repr, missing)),
             chosen,
         )
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _refuse_lookup(host: str, port: object) -> NoReturn:

@@ -24,7 +24,6 @@ Order of events, and what each failure means:
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 import re
 import ssl
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from .. import _x509
-from .._config import SSLProfile, format_server, normalize_host, tls_origin
+from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
 from .._errors import CertificateRevokedError, RevocationError, RevocationUnknownError
 from ._common import UsageError, hex_serial, now, purpose_problem
 
@@ -478,7 +477,7 @@ def classify_handshake(
         if reason == "TLSV1_UNRECOGNIZED_NAME":
             sent = (
                 "no server name (SNI is never sent for an IP address)"
-                if _is_ip(target.host)
+                if is_ip_literal(target.host)
                 else f"the name {target.host} (SNI)"
             )
             return Failure(
@@ -680,11 +679,3 @@ def revocation_entry(exc: RevocationError) -> dict[str, Any]:
     elif isinstance(exc, RevocationUnknownError):
         entry["why"] = list(exc.why)
     return entry
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
