@@ -125,6 +125,19 @@ def _ignored_key_password(out: Output) -> None:
     out.warn("PKCS12 stores have one password: the key password is ignored (keytool does the same)")
 
 
+def _write_back(
+    store: Keystore, path: Path, password: str, kind: WriteFormat, key_password: str | None
+) -> int:
+    """Save a store ``_open_to_add`` opened, changed, in its own type: as a keystore
+    while it has a key entry, else as a truststore. Its number of entries."""
+    if store.key_aliases:
+        store.save(path, password, store_type=kind, key_password=key_password)
+        return len(store)
+    trust = store.truststore()
+    trust.save(path, password, store_type=kind)
+    return len(trust)
+
+
 def _entry_word(count: int) -> str:
     return f"{count} entr{'y' if count == 1 else 'ies'}"
 
@@ -479,16 +492,8 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
                 and store.export_certificate(other, "DER") == der
             ):
                 out.warn(f"{path} already has this certificate under alias {other!r}")
-        if store.key_aliases:
-            store.add_certificate(alias, der, replace=args.replace)
-            store.save(path, password, store_type=kind, key_password=key_password)
-            count = len(store)
-        else:
-            trust = store.truststore()
-            trust.add(alias, der, replace=args.replace)
-            trust.save(path, password, store_type=kind)
-            count = len(trust)
-        state = _entry_word(count)
+        store.add_certificate(alias, der, replace=args.replace)
+        state = _entry_word(_write_back(store, path, password, kind, key_password))
     else:
         check_new_password(password, str(path))
         kind = type_for_new_store(path, args.store_type)
@@ -527,13 +532,7 @@ def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         )
     was_key = store.is_key_entry(alias)
     store.remove(alias)
-    if store.key_aliases:
-        store.save(path, password, store_type=kind, key_password=key_password)
-        count = len(store)
-    else:
-        trust = store.truststore()
-        trust.save(path, password, store_type=kind)
-        count = len(trust)
+    count = _write_back(store, path, password, kind, key_password)
     out.line(
         f"Deleted {_as_stored(alias, kind)} "
         f"({'PrivateKeyEntry' if was_key else 'trustedCertEntry'}) from {path} "
