@@ -5,7 +5,6 @@ not used (RFC 5280 5.2, 5.3). Real fetches over loopback; each case with its twi
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -32,15 +31,6 @@ def _now() -> _dt.datetime:
 
 
 PRIVATE = x509.ObjectIdentifier("1.3.6.1.4.1.99999.1")  # an extension nobody processes
-
-
-@pytest.fixture
-def web() -> Iterator[CRLServer]:
-    server = CRLServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _der(cert: x509.Certificate) -> bytes:

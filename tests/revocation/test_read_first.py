@@ -10,49 +10,29 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import threading
-from collections.abc import Iterator
 
 import pytest
 
 import mtls
 from mtls import CertificateRevokedError, RevocationPolicy
 from mtls.testing import CA, IssuedIdentity
+from tests._helpers import accepting
 from tests.revocation._infra import CRLServer
 
 BANNER = b"220 ready\r\n"
 
 
-@contextlib.contextmanager
-def banner_server(identity: IssuedIdentity) -> Iterator[int]:
+def banner_server(identity: IssuedIdentity) -> contextlib.AbstractContextManager[int]:
     """TLS on loopback that sends :data:`BANNER` first, then waits for the client to close."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     identity.configure_cert(ctx)
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                conn.settimeout(30)
-                with ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.sendall(BANNER)
-                    tls.recv(1)  # until the client closes
+    def answer(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(BANNER)
+            tls.recv(1)  # until the client closes
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        with contextlib.suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        thread.join(10)
+    return accepting(answer)
 
 
 async def read_banner(ctx: ssl.SSLContext, port: int) -> bytes:
@@ -66,15 +46,6 @@ async def read_banner(ctx: ssl.SSLContext, port: int) -> bytes:
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
-
-
-@pytest.fixture
-def web() -> Iterator[CRLServer]:
-    server = CRLServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def test_a_server_that_speaks_first_is_read_after_the_check(web: CRLServer) -> None:
