@@ -53,24 +53,37 @@ def _check(ca: CA, leaf: IssuedIdentity) -> str:
 # --------------------------------------------------------------------------- OCSP
 
 
-def _ocsp_answer(ca: CA, leaf: IssuedIdentity, this_update: _dt.datetime) -> bytes:
-    """A signed "good" response without nextUpdate, dated ``this_update``."""
-    response = (
+def _ocsp_response(
+    ca: CA,
+    leaf: IssuedIdentity,
+    this_update: _dt.datetime,
+    *,
+    next_update: _dt.datetime | None = None,
+    revoked: x509.ReasonFlags | None = None,
+) -> ocsp.OCSPResponse:
+    """A response signed by ``ca``: "good", or "revoked" an hour ago for ``revoked``."""
+    return (
         ocsp.OCSPResponseBuilder()
         .add_response(
             cert=leaf.certificate,
             issuer=ca.certificate,
             algorithm=hashes.SHA1(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
+            cert_status=ocsp.OCSPCertStatus.GOOD
+            if revoked is None
+            else ocsp.OCSPCertStatus.REVOKED,
             this_update=this_update,
-            next_update=None,
-            revocation_time=None,
-            revocation_reason=None,
+            next_update=next_update,
+            revocation_time=None if revoked is None else _now() - _dt.timedelta(hours=1),
+            revocation_reason=revoked,
         )
         .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
         .sign(_sign_key(ca), hashes.SHA256())
     )
-    return response.public_bytes(Encoding.DER)
+
+
+def _ocsp_answer(ca: CA, leaf: IssuedIdentity, this_update: _dt.datetime) -> bytes:
+    """A signed "good" response without nextUpdate, dated ``this_update``."""
+    return _ocsp_response(ca, leaf, this_update).public_bytes(Encoding.DER)
 
 
 def test_an_old_ocsp_answer_without_next_update_is_not_todays_status(web: CRLServer) -> None:
@@ -173,21 +186,13 @@ def test_a_certificate_listed_with_reason_7_is_revoked(web: CRLServer, mode: str
 def test_an_ocsp_answer_revoked_with_reason_7_is_revoked(web: CRLServer, mode: str) -> None:
     ca = CA(ocsp_url=web.url("/ocsp"))
     leaf = ca.issue_cert("localhost")
-    answer = (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=leaf.certificate,
-            issuer=ca.certificate,
-            algorithm=hashes.SHA1(),
-            cert_status=ocsp.OCSPCertStatus.REVOKED,
-            this_update=_now() - _dt.timedelta(minutes=1),
-            next_update=_now() + _dt.timedelta(hours=1),
-            revocation_time=_now() - _dt.timedelta(hours=1),
-            revocation_reason=x509.ReasonFlags.superseded,  # 4, made 7 below
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+    response = _ocsp_response(
+        ca,
+        leaf,
+        _now() - _dt.timedelta(minutes=1),
+        next_update=_now() + _dt.timedelta(hours=1),
+        revoked=x509.ReasonFlags.superseded,  # 4, made 7 below
     )
-    response = answer.sign(_sign_key(ca), hashes.SHA256())
     tbs = response.tbs_response_bytes
     assert tbs.count(b"\xa0\x03\x0a\x01\x04") == 1  # [0] EXPLICIT CRLReason superseded
     basic = signed_again(tbs.replace(b"\xa0\x03\x0a\x01\x04", b"\xa0\x03\x0a\x01\x07"), ca)
