@@ -116,10 +116,17 @@ def test_fresh_test_file_using_only_the_fixtures_passes(tmp_path):
             """
         )
     )
+    result = _run_pytest(tmp_path, "test_user.py")
+    assert "3 passed" in result.stdout
+
+
+def _run_pytest(directory: Path, test_file: str) -> subprocess.CompletedProcess[str]:
+    """pytest on ``test_file`` in ``directory``, as a project of its own runs it (the
+    plugin from its entry point, not this suite's settings); it must pass."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_user.py"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", test_file],
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=120,
@@ -127,7 +134,7 @@ def test_fresh_test_file_using_only_the_fixtures_passes(tmp_path):
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    return result
 
 
 # --------------------------------------------------------------------------- profiles file
@@ -217,17 +224,7 @@ def test_profiles_file_says_when_mtls_server_is_not_a_server(tmp_path):
         "    with pytest.raises(TypeError, match='gives a str, not an MTLSServer'):\n"
         "        mtls_profiles_file()\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_own.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _run_pytest(tmp_path, "test_own.py")
     assert "1 passed" in result.stdout
 
 
