@@ -12,7 +12,8 @@ import functools
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from . import _x509
 from ._errors import KeyEntryError
@@ -160,20 +161,22 @@ class Entries:
     # -- changing
 
     def add_key(self, entry: KeyEntry, *, replace: bool = False, loaded: bool = False) -> None:
-        self._check_free(entry.alias, replace, loaded)
+        self._check_free(entry.alias, replace, loaded, keep=self._keys)
         self._keys[fold(entry.alias)] = entry
 
     def add_cert(
         self, alias: str, der: bytes, *, replace: bool = False, loaded: bool = False
     ) -> None:
-        self._check_free(alias, replace, loaded)
+        self._check_free(alias, replace, loaded, keep=self._certs)
         self._certs[fold(alias)] = (alias, der)
 
     def add_secret(self, alias: str, kind: str) -> None:
         self._check_free(alias, False, True)
         self._secrets[fold(alias)] = (alias, kind)
 
-    def _check_free(self, alias: str, replace: bool, loaded: bool) -> None:
+    def _check_free(self, alias: str, replace: bool, loaded: bool, *, keep: object = None) -> None:
+        """Refuse a taken alias unless ``replace``; a replaced entry of the ``keep`` table
+        keeps its place (the caller assigns over it), one of another kind is removed."""
         # A store read from a file may have an empty alias (the JDK lists it as ''):
         # only new entries need a name.
         if not alias and not loaded:
@@ -185,7 +188,37 @@ class Entries:
                     f"alias {alias!r} already exists: choose another alias or replace it",
                     alias=alias,
                 )
-            self.remove(alias)
+            for table in (self._keys, self._certs, self._secrets):
+                if table is not keep:
+                    table.pop(folded, None)
+
+    def rename(self, alias: str, new_alias: str) -> None:
+        """Give entry ``alias`` the name ``new_alias``, in its place (keytool
+        -changealias); a key entry's key is not touched (a JKS file's protected key
+        stays as it was).
+
+        Raises:
+            KeyEntryError: no entry has ``alias``, or another one has ``new_alias``.
+            ValueError: ``new_alias`` is empty.
+        """
+        if not new_alias:
+            raise ValueError("an alias must not be empty")
+        folded, new_folded = fold(alias), fold(new_alias)
+        if new_folded != folded:
+            self._check_free(new_alias, False, False)
+        key = self._keys.get(folded)
+        if key is not None:
+            self._keys = _renamed(self._keys, folded, new_folded, replace(key, alias=new_alias))
+            return
+        cert = self._certs.get(folded)
+        if cert is not None:
+            self._certs = _renamed(self._certs, folded, new_folded, (new_alias, cert[1]))
+            return
+        secret = self._secrets.get(folded)
+        if secret is not None:
+            self._secrets = _renamed(self._secrets, folded, new_folded, (new_alias, secret[1]))
+            return
+        raise KeyEntryError(f"no entry with alias {alias!r}", alias=alias)
 
     def remove(self, alias: str) -> None:
         folded = fold(alias)
@@ -203,3 +236,13 @@ class Entries:
                 "them (store.remove(alias)) to save the rest",
                 path=path,
             )
+
+
+_V = TypeVar("_V")
+
+
+def _renamed(table: dict[str, _V], folded: str, new_folded: str, value: _V) -> dict[str, _V]:
+    """``table`` with the item at ``folded`` moved to ``new_folded``, in its place."""
+    return {
+        (new_folded if k == folded else k): (value if k == folded else v) for k, v in table.items()
+    }

@@ -115,6 +115,32 @@ class _StoreBase:
         """
         self._entries.remove(alias)
 
+    def rename(self, alias: str, new_alias: str) -> None:
+        """Give an entry another alias, in its place (``keytool -changealias``).
+
+        A key entry keeps its key and chain as they are; a key read by
+        :meth:`Keystore.inspect` from a JKS file stays protected as that file
+        protected it. Aliases are compared case-insensitively, as in Java: a change of
+        case alone is a rename (a JKS file stores aliases lower-cased).
+
+        Raises:
+            KeyEntryError: no entry has ``alias``, or another entry has ``new_alias``
+                (the store is unchanged).
+            ValueError: ``new_alias`` is empty.
+        """
+        try:
+            self._entries.rename(alias, new_alias)
+        except KeyEntryError as exc:
+            if alias in self:
+                raise KeyEntryError(
+                    f"{_where(self.path)}: alias {new_alias!r} already exists: choose "
+                    "another alias, or remove that entry first",
+                    path=self.path,
+                    alias=new_alias,
+                ) from exc
+            self._chain_der(alias)  # names the aliases there are
+            raise
+
     def add_certificate(
         self, alias: str, certificate: x509.Certificate | bytes, *, replace: bool = False
     ) -> None:

@@ -39,6 +39,7 @@ ENV_STORE_PASSWORD = "MTLS_STORE_PASSWORD"  # noqa: S105
 ENV_KEY_PASSWORD = "MTLS_KEY_PASSWORD"  # noqa: S105
 ENV_TRUSTSTORE_PASSWORD = "MTLS_TRUSTSTORE_PASSWORD"  # noqa: S105
 ENV_OUT_PASSWORD = "MTLS_OUT_PASSWORD"  # noqa: S105
+ENV_NEW_PASSWORD = "MTLS_NEW_PASSWORD"  # noqa: S105
 
 #: keytool refuses store passwords shorter than this ("must be at least 6 characters").
 KEYTOOL_MIN_PASSWORD = 6
@@ -77,6 +78,7 @@ _PASSWORD_OPTIONS = (
     "--truststore-password",
     "--out-password",
     "--out-key-password",
+    "--new-password",
     "-storepass",
     "-keypass",
     "-srcstorepass",
@@ -89,7 +91,13 @@ _PASSWORD_OPTIONS = (
     "-passin",
     "-passout",
 )
-_PASSWORD_ENVS = (ENV_STORE_PASSWORD, ENV_KEY_PASSWORD, ENV_TRUSTSTORE_PASSWORD, ENV_OUT_PASSWORD)
+_PASSWORD_ENVS = (
+    ENV_STORE_PASSWORD,
+    ENV_KEY_PASSWORD,
+    ENV_TRUSTSTORE_PASSWORD,
+    ENV_OUT_PASSWORD,
+    ENV_NEW_PASSWORD,
+)
 
 
 def remember_secret(value: str | None) -> None:
@@ -768,6 +776,27 @@ def truststore_password(args: argparse.Namespace, store_password: str | None) ->
         if found is not None:
             return found
     return store_password
+
+
+def new_password(args: argparse.Namespace, path: str | Path, what: str) -> str:
+    """``--new-password`` (keytool's ``-new``), else ``MTLS_NEW_PASSWORD``, else a prompt
+    asked twice; refused when keytool would refuse it.
+
+    Raises:
+        UsageError: none given and no terminal, or shorter than keytool allows.
+        CLIError: the two prompted passwords differ.
+    """
+    value = resolve_password(
+        args.new_password,
+        env=ENV_NEW_PASSWORD,
+        option="--new-password",
+        what=f"the new {what} of {path}",
+        prompt=f"New {what}: ",
+        confirm=True,
+    )
+    assert value is not None
+    check_new_password(value, str(path), what)
+    return value
 
 
 def optional_key_password(args: argparse.Namespace) -> str | None:

@@ -125,6 +125,13 @@ def _store_password_options(parser: argparse.ArgumentParser, *, key: bool = True
         )
 
 
+def _new_password_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--new-password", "-new", dest="new_password", metavar="PASSWORD",
+        help=f"{help_text} (else $MTLS_NEW_PASSWORD, else a prompt, asked twice)",
+    )  # fmt: skip
+
+
 def _keystore_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--keystore", "-keystore", dest="keystore", metavar="FILE", required=True, help=help_text
@@ -197,9 +204,9 @@ def _add(
 _KEYTOOL_COMMANDS: dict[str, str | None] = {
     "genkeypair": "genkey", "genkey": "genkey", "importcert": "import", "import": "import",
     "exportcert": "export", "export": "export", "list": "list", "delete": "delete",
-    "importkeystore": "convert", "certreq": None, "changealias": None,
-    "gencert": None, "genseckey": None, "importpass": None, "keypasswd": None,
-    "printcert": None, "printcertreq": None, "printcrl": None, "storepasswd": None,
+    "importkeystore": "convert", "certreq": None, "changealias": "changealias",
+    "gencert": None, "genseckey": None, "importpass": None, "keypasswd": "keypasswd",
+    "printcert": None, "printcertreq": None, "printcrl": None, "storepasswd": "storepasswd",
     "showinfo": None,
 }  # fmt: skip
 
@@ -222,7 +229,8 @@ def keytool_spelling(args: list[str]) -> list[str]:
         if command is None:
             raise UsageError(
                 f"mtls has no keytool {word}: use keytool for it (mtls does genkey, import, "
-                "export, list, delete and convert on JKS and PKCS12 stores; see 'mtls --help')"
+                "export, list, delete, convert, storepasswd, keypasswd and changealias on "
+                "JKS and PKCS12 stores; see 'mtls --help')"
             )
         return [*args[:at], command, *args[at + 1 :]]
     return args
@@ -339,6 +347,41 @@ def build_parser() -> Parser:
     delete.add_argument("--alias", "-alias", required=True, help="the entry to remove")
     _keystore_option(delete, "the keystore or truststore")
     _store_password_options(delete)
+
+    storepasswd = _add(
+        sub,
+        "storepasswd",
+        "_stores:cmd_storepasswd",
+        "change a JKS or PKCS12 store's password (keytool -storepasswd)",
+    )
+    _keystore_option(storepasswd, "the keystore or truststore")
+    _store_password_options(storepasswd)
+    _new_password_option(storepasswd, "the new store password")
+
+    keypasswd = _add(
+        sub,
+        "keypasswd",
+        "_stores:cmd_keypasswd",
+        "change one key entry's password in a JKS store (keytool -keypasswd)",
+    )
+    keypasswd.add_argument("--alias", "-alias", required=True, help="the key entry")
+    _keystore_option(keypasswd, "the JKS keystore")
+    _store_password_options(keypasswd)
+    _new_password_option(keypasswd, "the new key password")
+
+    changealias = _add(
+        sub,
+        "changealias",
+        "_stores:cmd_changealias",
+        "rename an entry of a JKS or PKCS12 store, keys untouched (keytool -changealias)",
+    )
+    changealias.add_argument("--alias", "-alias", required=True, help="the entry to rename")
+    changealias.add_argument(
+        "--dest-alias", "--destalias", "-destalias", dest="dest_alias", required=True,
+        metavar="ALIAS", help="its new alias",
+    )  # fmt: skip
+    _keystore_option(changealias, "the keystore or truststore")
+    _store_password_options(changealias)
 
     lst = _add(
         sub,

@@ -1,4 +1,5 @@
-"""keytool's store operations: genkey, export, import, list, convert.
+"""keytool's store operations: genkey, export, import, delete, list, convert,
+storepasswd, keypasswd and changealias.
 
 Each writes stores keytool reads (the library's writers) and reads whatever keytool
 writes. Where keytool would prompt, these take options or environment variables;
@@ -40,6 +41,7 @@ from ._common import (
     inspect_keystore,
     load_keystore,
     load_truststore,
+    new_password,
     no_such_file,
     optional_key_password,
     remember_secret,
@@ -538,6 +540,84 @@ def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         f"({'PrivateKeyEntry' if was_key else 'trustedCertEntry'}) from {path} "
         f"({kind}, {_entry_word(count)} left)"
     )
+    return EXIT_OK
+
+
+def cmd_storepasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls storepasswd``: a store's password changed (keytool -storepasswd).
+
+    JKS: the store's integrity password only; each key keeps its own password, as
+    keytool leaves it (``mtls keypasswd`` changes one). PKCS12: one password protects
+    the whole store, so the keys are re-encrypted under the new one, as keytool does.
+    """
+    path = Path(args.keystore)
+    password = store_password(args, path)
+    new = new_password(args, path, "store password")
+    store, _ = _open_to_add(path, password, optional_key_password(args), out, "-storepasswd")
+    kind = _existing_type(store, path, None)
+    count = _write_back(store, path, new, kind, None)
+    out.line(f"Changed the store password of {path} ({kind}, {_entry_word(count)})")
+    if kind == "JKS" and store.key_aliases:
+        out.line(
+            "  key entries keep their own passwords (JKS): change one with mtls keypasswd "
+            f"--keystore {path} --alias ALIAS"
+        )
+    out.line(
+        "  a profile file or deployment.toml naming this store needs the new password too; "
+        "a reload keeps the old identity until both match"
+    )
+    return EXIT_OK
+
+
+def cmd_keypasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls keypasswd``: one JKS key entry's password changed (keytool -keypasswd);
+    the other keys stay as the file protects them, not decrypted."""
+    path = Path(args.keystore)
+    fmt = _sniff(path)
+    if fmt != "JKS":
+        raise CLIError(
+            f"{path} is a {fmt} store: "
+            + (
+                "PKCS12 stores have one password, for the keys too: change it with mtls "
+                f"storepasswd --keystore {path} (keytool -keypasswd refuses PKCS12 too)"
+                if fmt == "PKCS12"
+                else "mtls changes key passwords in JKS stores only: use keytool -keypasswd"
+            )
+        )
+    password = store_password(args, path)
+    store = inspect_keystore(path, password)
+    alias: str = args.alias
+    if not store.is_key_entry(alias):
+        store.certificate(alias)  # KeyEntryError naming the aliases there are
+        raise CLIError(f"{path}: {alias!r} is a trusted certificate: it has no key password")
+    new = new_password(args, path, "key password")
+    key_password = optional_key_password(args)
+    loaded = load_keystore(path, password, key_password, key_alias=alias)
+    chosen, key_der, chain_der = loaded.key_entry(alias)
+    store.add_key(chosen, key_der, chain_der, replace=True)
+    store.save(path, password, store_type="JKS", key_password=new)
+    out.line(f"Changed the key password of {_as_stored(chosen, 'JKS')} in {path}")
+    out.line(
+        "  a profile file naming this store needs the new <KeyPassword> too; a reload keeps "
+        "the old identity until both match"
+    )
+    return EXIT_OK
+
+
+def cmd_changealias(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls changealias``: an entry renamed (keytool -changealias); its key, chain and
+    the other entries stay as they were (a JKS store's keys are not decrypted)."""
+    path = Path(args.keystore)
+    password = store_password(args, path)
+    store, key_password = _open_to_add(
+        path, password, optional_key_password(args), out, "-changealias"
+    )
+    kind = _existing_type(store, path, None)
+    old: str = args.alias
+    new: str = args.dest_alias
+    store.rename(old, new)
+    _write_back(store, path, password, kind, key_password)
+    out.line(f"Renamed {old} to {_as_stored(new, kind)} in {path} ({kind})")
     return EXIT_OK
 
 

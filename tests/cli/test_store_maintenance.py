@@ -1,0 +1,212 @@
+"""``mtls storepasswd``, ``keypasswd`` and ``changealias``: keytool's maintenance
+operations on a store in place, checked by the JDK's keytool reading the result.
+
+A rotation of passwords is done in two places (the store, then the profile file's
+``<Password>``/``<KeyPassword>``): each command must leave every other entry as it
+was, and leave the file untouched when it refuses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+import mtls
+from mtls.testing import CA
+from tests._keytool import JDK, run_keytool
+from tests.cli.test_cli import PASSWORD, fails, mtls_run, ok
+
+NEW_PASSWORD = "N3w-leakcheck-Pw77"  # distinctive: must never be shown either
+
+
+def _no_new_password_shown(*runs: object) -> None:
+    for run in runs:
+        assert NEW_PASSWORD not in run.stdout + run.stderr  # type: ignore[attr-defined]
+
+
+def _keystore(keytool: JDK, path: Path, store_type: str, keys: dict[str, str]) -> tuple[str, ...]:
+    """A keytool-made store with a key entry per alias (under its own key password in
+    JKS) and one trusted certificate; keytool's common options for it."""
+    store = ("-keystore", str(path), "-storetype", store_type, "-storepass", PASSWORD)
+    for alias, key_password in keys.items():
+        run_keytool(keytool, "-genkeypair", *store, "-alias", alias, "-keyalg", "EC",
+                    "-keypass", key_password, "-dname", f"CN={alias}")  # fmt: skip
+    cert = path.parent / "ca.pem"
+    cert.write_bytes(CA(name="partner").certificate.public_bytes(Encoding.PEM))
+    run_keytool(keytool, "-importcert", *store, "-alias", "partner", "-file", str(cert))
+    return store
+
+
+def _key_opens(keytool: JDK, path: Path, store_type: str, password: str, alias: str,
+               key_password: str) -> bool:  # fmt: skip
+    """Whether keytool takes key entry ``alias`` out of the store with these passwords."""
+    out = path.parent / f"probe-{alias}.p12"
+    out.unlink(missing_ok=True)
+    try:
+        run_keytool(keytool, "-importkeystore", "-srckeystore", str(path), "-srcstoretype",
+                    store_type, "-srcstorepass", password, "-srcalias", alias, "-srckeypass",
+                    key_password, "-destkeystore", str(out), "-deststoretype", "PKCS12",
+                    "-deststorepass", PASSWORD)  # fmt: skip
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def test_storepasswd_on_jks_changes_the_store_password_and_leaves_each_key_its_own(
+    tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    path = tmp_path / "gw.jks"
+    _keystore(jdk_keytool, path, "JKS", {"gw": "key-pass-gw", "old": "key-pass-old"})
+    before = path.read_bytes()
+    # Twins first, the file untouched by each: a wrong store password, a new one
+    # keytool would refuse (under six characters).
+    fails(1, "storepasswd", "--keystore", path, "--password", "Wr0ng-but-visible-Pw",
+          "--new-password", NEW_PASSWORD)  # fmt: skip
+    short = fails(2, "storepasswd", "--keystore", path, "--new-password", "abc")
+    assert "at least 6 characters" in short.stderr
+    assert path.read_bytes() == before
+    done = ok("-storepasswd", "-keystore", path, "-storepass", PASSWORD, "-new", NEW_PASSWORD)
+    assert "Changed the store password" in done.stdout and "mtls keypasswd" in done.stdout
+    _no_new_password_shown(done)
+    # keytool reads it with the new password only.
+    assert "gw, " in run_keytool(jdk_keytool, "-list", "-keystore", str(path), "-storepass",
+                                 NEW_PASSWORD)  # fmt: skip
+    with pytest.raises(subprocess.CalledProcessError):
+        run_keytool(jdk_keytool, "-list", "-keystore", str(path), "-storepass", PASSWORD)
+    # Each key still opens with its own password, and not with the new store password.
+    assert _key_opens(jdk_keytool, path, "JKS", NEW_PASSWORD, "gw", "key-pass-gw")
+    assert _key_opens(jdk_keytool, path, "JKS", NEW_PASSWORD, "old", "key-pass-old")
+    assert not _key_opens(jdk_keytool, path, "JKS", NEW_PASSWORD, "gw", NEW_PASSWORD)
+
+
+def test_storepasswd_on_pkcs12_re_encrypts_the_keys_under_the_new_password(
+    tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    path = tmp_path / "gw.p12"
+    _keystore(jdk_keytool, path, "PKCS12", {"gw": PASSWORD})
+    done = ok("storepasswd", "--keystore", path, "--new-password", NEW_PASSWORD)
+    assert "(PKCS12, 2 entries)" in done.stdout and "keypasswd" not in done.stdout
+    assert _key_opens(jdk_keytool, path, "PKCS12", NEW_PASSWORD, "gw", NEW_PASSWORD)
+    assert not _key_opens(jdk_keytool, path, "PKCS12", PASSWORD, "gw", PASSWORD)
+    store = mtls.Keystore.load(path, NEW_PASSWORD)
+    assert store.key_aliases == ("gw",) and "partner" in store.trusted_aliases
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, PASSWORD)
+
+
+def test_the_new_password_comes_from_the_environment_and_never_from_an_empty_variable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")
+    before = path.read_bytes()
+    # No terminal, an empty variable: asked for by name, nothing written.
+    run = fails(2, "storepasswd", "--keystore", path, env={"MTLS_NEW_PASSWORD": ""})
+    assert "--new-password" in run.stderr and "MTLS_NEW_PASSWORD" in run.stderr
+    assert path.read_bytes() == before
+    done = ok("storepasswd", "--keystore", path, env={"MTLS_NEW_PASSWORD": NEW_PASSWORD})
+    _no_new_password_shown(done)
+    assert mtls.Keystore.load(path, NEW_PASSWORD).key_aliases == ("gw",)
+
+
+def test_keypasswd_changes_one_jks_key_and_leaves_the_others_as_they_were(
+    tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    path = tmp_path / "gw.jks"
+    _keystore(jdk_keytool, path, "JKS", {"gw": "key-pass-gw", "old": "key-pass-old"})
+    before = path.read_bytes()
+    # Twins first, the file untouched: the wrong key password, a trusted entry, an
+    # unknown alias.
+    wrong = fails(1, "keypasswd", "--keystore", path, "--alias", "gw", "--key-password",
+                  "Wr0ng-but-visible-Pw", "--new-password", NEW_PASSWORD)  # fmt: skip
+    assert "does not unlock key entry 'gw'" in wrong.stderr
+    trusted = fails(1, "keypasswd", "--keystore", path, "--alias", "partner",
+                    "--new-password", NEW_PASSWORD)  # fmt: skip
+    assert "trusted certificate" in trusted.stderr
+    unknown = fails(1, "keypasswd", "--keystore", path, "--alias", "nope",
+                    "--new-password", NEW_PASSWORD)  # fmt: skip
+    assert "no entry with alias 'nope'" in unknown.stderr
+    assert path.read_bytes() == before
+    done = ok("-keypasswd", "-keystore", path, "-alias", "GW", "-keypass", "key-pass-gw",
+              "-new", NEW_PASSWORD)  # fmt: skip
+    _no_new_password_shown(done)
+    assert _key_opens(jdk_keytool, path, "JKS", PASSWORD, "gw", NEW_PASSWORD)
+    assert not _key_opens(jdk_keytool, path, "JKS", PASSWORD, "gw", "key-pass-gw")
+    assert _key_opens(jdk_keytool, path, "JKS", PASSWORD, "old", "key-pass-old")
+    # WSO2's key manager (SunX509) needs every key to open with the one <KeyPassword>:
+    # until the other key has it too, neither the library nor Java loads the store.
+    with pytest.raises(mtls.WrongPasswordError, match="'old'"):
+        mtls.Keystore.load(path, PASSWORD, key_password=NEW_PASSWORD)
+    ok("keypasswd", "--keystore", path, "--alias", "old", "--key-password", "key-pass-old",
+       "--new-password", NEW_PASSWORD)  # fmt: skip
+    store = mtls.Keystore.load(path, PASSWORD, key_password=NEW_PASSWORD)
+    assert sorted(store.key_aliases) == ["gw", "old"]
+
+
+def test_keypasswd_on_pkcs12_says_it_has_one_password(tmp_path: Path) -> None:
+    path = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")
+    before = path.read_bytes()
+    run = fails(1, "keypasswd", "--keystore", path, "--alias", "gw", "--new-password",
+                NEW_PASSWORD)  # fmt: skip
+    assert "one password" in run.stderr and "mtls storepasswd" in run.stderr
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12"])
+def test_changealias_renames_an_entry_and_keeps_its_key(
+    tmp_path: Path, any_keytool: JDK, store_type: str
+) -> None:
+    path = tmp_path / f"gw.{'jks' if store_type == 'JKS' else 'p12'}"
+    key_password = "key-pass-gw" if store_type == "JKS" else PASSWORD
+    _keystore(any_keytool, path, store_type, {"gw": key_password, "old": key_password})
+    before = path.read_bytes()
+    # Twins first, the file untouched: the new alias is taken (whatever its case), the
+    # old one does not exist.
+    taken = fails(1, "changealias", "--keystore", path, "--alias", "gw", "--dest-alias", "OLD")
+    assert "alias 'OLD' already exists" in taken.stderr
+    missing = fails(1, "changealias", "--keystore", path, "--alias", "nope", "--dest-alias", "x")
+    assert "no entry with alias 'nope'" in missing.stderr
+    assert path.read_bytes() == before
+    ok("-changealias", "-keystore", path, "-alias", "gw", "-destalias", "gw-2026")
+    ok("changealias", "--keystore", path, "--alias", "partner", "--dest-alias", "partner-ca")
+    listed = run_keytool(any_keytool, "-list", "-keystore", str(path), "-storepass", PASSWORD)
+    assert "gw-2026, " in listed and "partner-ca, " in listed and "\ngw, " not in listed
+    # The key moved with its own password, the other key untouched.
+    assert _key_opens(any_keytool, path, store_type, PASSWORD, "gw-2026", key_password)
+    assert _key_opens(any_keytool, path, store_type, PASSWORD, "old", key_password)
+
+
+def test_rename_keeps_the_entry_in_its_place_and_refuses_a_taken_alias() -> None:
+    store = mtls.Keystore.generate("gw", "CN=gw", key_type="EC")
+    ca = CA()
+    store.add_certificate("a", ca.certificate)
+    store.add_certificate("b", ca.certificate)
+    store.rename("a", "Root")
+    assert store.aliases == ("gw", "Root", "b")
+    store.rename("root", "ROOT")  # a change of case alone is a rename
+    assert store.aliases == ("gw", "ROOT", "b")
+    with pytest.raises(mtls.KeyEntryError, match="alias 'B' already exists"):
+        store.rename("root", "B")
+    with pytest.raises(mtls.KeyEntryError, match="no entry with alias 'x'"):
+        store.rename("x", "y")
+    with pytest.raises(ValueError, match="must not be empty"):
+        store.rename("gw", "")
+    assert store.aliases == ("gw", "ROOT", "b")  # unchanged by the refusals
+    # A replaced entry keeps its place too (it moved to the end).
+    other = CA(name="other").certificate
+    store.add_certificate("root", other, replace=True)
+    assert store.aliases == ("gw", "root", "b")
+    assert store.certificate("root") == other
+    key = store.key_entry("gw")
+    store.rename("gw", "gw-2026")
+    assert store.key_entry("gw-2026")[1:] == key[1:]
+
+
+def test_a_keytool_command_mtls_lacks_still_says_so() -> None:
+    run = mtls_run("-printcert", "-file", "x.pem")
+    assert run.code == 2 and "mtls has no keytool -printcert" in run.stderr
+    assert "storepasswd, keypasswd and changealias" in run.stderr
