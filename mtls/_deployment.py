@@ -44,6 +44,12 @@ Product = Literal["apim", "mi"]
 
 #: Where API Manager looks for every store ``file_name`` (relative to the product home).
 SECURITY_DIR = Path("repository", "resources", "security")
+#: The truststores WSO2 products ship in SECURITY_DIR, which their default.json names
+#: when deployment.toml has no [truststore] file_name: carbon-kernel 4.11 (API Manager
+#: to 4.4, Micro Integrator 4.x) client-truststore.jks, 4.12 client-truststore.p12.
+SHIPPED_TRUSTSTORES = ("client-truststore.jks", "client-truststore.p12")
+#: The password default.json gives the shipped stores (``wso2carbon``).
+SHIPPED_PASSWORD = "wso2carbon"  # noqa: S105 - WSO2's published default, not a secret
 #: API Manager's sender reads this profile file when deployment.toml names none.
 APIM_DEFAULT_PROFILES = "repository/resources/security/sslprofiles.xml"
 _PRODUCT_NAMES = {"apim": "API Manager", "mi": "Micro Integrator"}
@@ -524,6 +530,34 @@ class DeploymentToml:
             setting += " (relative paths start from the product home, base_dir)"
         return path, shown, setting
 
+    def _shipped(self, table: str, names: Sequence[str]) -> tuple[Path, str] | None:
+        """The store file the product falls back to when no ``[table]`` names one (the
+        one of ``names`` in the security directory that exists), and how to name it;
+        ``None`` when none exists (``base_dir`` is not a product home).
+
+        Raises:
+            ProfileConfigError: several exist: which one the product reads depends on
+                its kernel's version, which mtls cannot tell.
+        """
+        present = [
+            self.home / SECURITY_DIR / n for n in names if (self.home / SECURITY_DIR / n).exists()
+        ]
+        if len(present) > 1:
+            raise ProfileConfigError(
+                f"{self.path}: no [{table}] file_name, so the product falls back to the "
+                f"{table} it ships, but both {' and '.join(map(str, present))} exist, and "
+                f"which one it reads depends on its version: set [{table}] file_name, "
+                "password and type",
+                path=self.path,
+                element=f"[{table}] file_name",
+            )
+        if not present:
+            return None
+        return present[0], (
+            f"the product's default {table} {present[0]} ({self.path} has no [{table}] "
+            "file_name; the product's default.json names this file)"
+        )
+
     def store(
         self,
         tables: Sequence[str],
@@ -532,6 +566,7 @@ class DeploymentToml:
         location: tuple[str, str] | None = None,
         overrides: str | None = None,
         mapped: str | None = None,
+        shipped: Sequence[str] = (),
     ) -> StoreConfig | None:
         """The store that ``tables`` describe, each key taken from the first table that
         sets it (``[keystore.tls]`` then ``[keystore.primary]``, as the product's defaults
@@ -548,9 +583,13 @@ class DeploymentToml:
                 mappings copy into ``overrides`` (API Manager reads ``[transport.http]
                 sender.keystore.*`` as the sender's ``key_store``): after ``overrides``,
                 before the store tables.
+            shipped: the files the product ships, by name in the security directory,
+                that it falls back to when no table names a file (with its shipped
+                password, ``wso2carbon``, unless a table sets one): the first that
+                exists is taken.
 
         Returns:
-            ``None`` when no table names a file.
+            ``None`` when no table names a file and there is no ``shipped`` one.
 
         Raises:
             ProfileConfigError: as :meth:`text` and :meth:`file`.
@@ -559,10 +598,15 @@ class DeploymentToml:
         where = location if location is not None and self.raw(*location) is not None else None
         where = where or self.first(*names)
         if where is None:
-            return None
-        found = self.file(*where)
-        assert found is not None
-        path, shown, setting = found
+            fallback = self._shipped(tables[0], shipped) if shipped else None
+            if fallback is None:
+                return None
+            path, setting = fallback
+            shown = None
+        else:
+            found = self.file(*where)
+            assert found is not None
+            path, shown, setting = found
 
         def chosen(*keys: str) -> tuple[str, str] | None:
             candidates = [(overrides, k) for k in keys] if overrides else []
@@ -594,7 +638,7 @@ class DeploymentToml:
             # own file, not in the one [keystore.tls] names; [keystore.tls]'s alias does
             # name one in the file it takes from [keystore.primary].
             candidates = [(overrides, "key_alias"), (overrides, "alias")] if overrides else []
-            if where[0] in tables:
+            if where is not None and where[0] in tables:
                 candidates += [(t, "alias") for t in tables[: tables.index(where[0]) + 1]]
             chosen = self.first(*candidates)
             if chosen is None:
@@ -602,6 +646,10 @@ class DeploymentToml:
             return self.text(*chosen) or None, self.shown(self.written(*chosen) or "")
 
         password = pick("password", secret=True)
+        origin = named("password", "key_password") if keystore else named("password")
+        if password is None and where is None:
+            password = SHIPPED_PASSWORD
+            origin = f"the password the product ships it with (default.json), for {path}"
         key_password = pick("key_password", secret=True) if keystore else None
         alias_value, written_alias = alias() if keystore else (None, None)
         return StoreConfig(
@@ -611,7 +659,7 @@ class DeploymentToml:
             key_password=Secret(key_password) if key_password is not None else None,
             alias=alias_value,
             origin=setting,
-            password_origin=named("password", "key_password") if keystore else named("password"),
+            password_origin=origin,
             written_location=shown,
             written_alias=written_alias,
         )
@@ -739,6 +787,7 @@ def read_deployment_toml(
             location=(f"{apim_sender}.trust_store", "location"),
             overrides=f"{apim_sender}.trust_store",
             mapped=f"{mi}.sender.truststore",
+            shipped=SHIPPED_TRUSTSTORES,
         )
     else:
         keystore = toml.store(
@@ -752,19 +801,23 @@ def read_deployment_toml(
             keystore=False,
             location=(mi, "sender.truststore.location"),
             overrides=f"{mi}.sender.truststore",
+            shipped=SHIPPED_TRUSTSTORES,
         )
     _warn_unapplied(toml)
     _warn_sender_disabled(toml)
     if truststore is None:
-        # WSO2 falls back to the truststore it ships; mtls names no store the file does
-        # not (docs/wso2.md "What differs"): said, since the trust differs.
+        # WSO2 falls back to the truststore it ships, which is not where its home would
+        # hold it: base_dir is not the product home (or the file was removed). Said,
+        # since the trust then differs.
         log.warning(
             "%s: no sender truststore file ([truststore] file_name, or the sender's own "
-            "trust store location): requests no profile matches, and profiles without a "
+            "trust store location), and the one the product ships is not under the base "
+            "directory (%s): requests no profile matches, and profiles without a "
             "<TrustStore>, trust the system's CAs, where WSO2 uses its default "
-            "repository/resources/security/client-truststore.jks: set [truststore] "
-            "file_name, password and type to trust what the product trusts",
+            "repository/resources/security/client-truststore.jks: set base_dir to the "
+            "product home, or set [truststore] file_name, password and type",
             path,
+            toml.home / SECURITY_DIR,
         )
     if profiles_path is None and require_profiles and keystore is None and truststore is None:
         # Micro Integrator without dynamic profiles sends with its default stores alone;

@@ -65,12 +65,18 @@ def test_micro_integrator_stock_file_sends_with_its_default_stores(tmp_path, ca,
 
 
 def test_micro_integrator_file_with_neither_profiles_nor_stores_is_refused(tmp_path, ca) -> None:
-    """Twin: without a profile file and without the store tables there is nothing to
-    send with: an error naming the file and the settings to add."""
+    """Twin: without a profile file, the store tables and the truststore the product
+    ships there is nothing to send with: an error naming the file and the settings to
+    add. (With the shipped truststore there, the default trusts it, as WSO2's does.)"""
     stock = (DATA / "mi-deployment-stock.toml").read_text()
     bare = stock.split("[keystore.primary]")[0] + "[management_api]\n"
     home = mi_home(tmp_path, ca, bare)
     toml = home / "conf" / "deployment.toml"
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded and default.identity is None
+        assert any(f.path.endswith("client-truststore.jks") for f in default.files)
+    (home / "repository" / "resources" / "security" / "client-truststore.jks").unlink()
     with pytest.raises(mtls.ProfileConfigError) as e:
         mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
     text = str(e.value)
@@ -106,6 +112,7 @@ def test_mtls_check_on_the_micro_integrator_stock_file(tmp_path, ca, capsys) -> 
     assert out.startswith("no profile file: 0 profiles")
     assert "(default)" in out and "repository/resources/security/wso2carbon.jks" in out
     bare = mi_home(tmp_path / "bare", ca, "[management_api]\n")
+    (bare / "repository" / "resources" / "security" / "client-truststore.jks").unlink()
     code = main(
         ["--no-color", "check", "--base-dir", str(bare),
          "--deployment-toml", str(bare / "conf" / "deployment.toml")]
@@ -489,14 +496,15 @@ def test_micro_integrator_hostname_verifier_in_its_internal_key(tmp_path, ca) ->
         assert profiles.status().hostname_verifier == "Strict"
 
 
-def test_a_file_without_a_truststore_table_says_the_system_cas_are_trusted(
+def test_a_file_without_a_truststore_table_trusts_the_truststore_the_product_ships(
     tmp_path, ca, caplog
 ) -> None:
     """WSO2 falls back to the client-truststore.jks it ships when deployment.toml has no
-    [truststore]; mtls names no store the file does not, so the sender's default trusts
-    the system's CAs: that difference is logged, naming the file and the table to add.
-    Here the stock file without its [truststore] table: the backend, whose CA is not
-    the system's, is refused, where the stock file itself reaches it (the twin)."""
+    [truststore] (72 of 74 API Manager files have none): so does mtls, with the shipped
+    password. It trusted the system's CAs, which let every public CA back in for an
+    estate that pruned that truststore. Here the stock file without its [truststore]
+    table: the backend (its CA in the shipped truststore) is reached, and a backend
+    whose CA the shipped truststore lacks is refused."""
     stock = (DATA / "mi-deployment-stock.toml").read_text()
     start = stock.index("[truststore]")
     end = stock.index("\n\n", start)
@@ -504,49 +512,70 @@ def test_a_file_without_a_truststore_table_says_the_system_cas_are_trusted(
     assert "[truststore]" not in without
     home = mi_home(tmp_path, ca, without)
     toml = home / "conf" / "deployment.toml"
+    other = CA(name="not-in-the-shipped-truststore")
     with (
         caplog.at_level(logging.WARNING, logger="mtls"),
         MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server,
+        MTLSServer(other.issue_cert("localhost"), client_ca=ca) as stranger,
         mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps,
+    ):
+        assert "no sender truststore" not in caplog.text
+        ctx = ps.context_for("localhost", server.port)
+        assert ctx is not None and whoami(ctx, server.port)["client_cn"] == "gateway"
+        stranger_ctx = ps.context_for("localhost", stranger.port)
+        assert stranger_ctx is not None
+        with pytest.raises(ssl.SSLCertVerificationError):
+            whoami(stranger_ctx, stranger.port)
+    # Twin: the shipped file is not there (base_dir is not the product home): the
+    # system's CAs, said in a warning that names the file and the folder looked in.
+    caplog.clear()
+    (home / "repository" / "resources" / "security" / "client-truststore.jks").unlink()
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None),
     ):
         warned = [
             r.getMessage() for r in caplog.records if "no sender truststore" in r.getMessage()
         ]
         assert len(warned) == 1 and str(toml) in warned[0]
         assert "client-truststore.jks" in warned[0] and "system's CAs" in warned[0]
-        ctx = ps.context_for("localhost", server.port)
-        assert ctx is not None
-        with pytest.raises(ssl.SSLCertVerificationError):
-            whoami(ctx, server.port)
-    caplog.clear()
-    twin = mi_home(tmp_path / "twin", ca, stock)
-    with (
-        caplog.at_level(logging.WARNING, logger="mtls"),
-        MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server,
-        mtls.SSLProfileSet.from_deployment_toml(
-            twin / "conf" / "deployment.toml", base_dir=twin, reload_interval=None
-        ) as ps,
-    ):
-        assert "no sender truststore" not in caplog.text
-        ctx = ps.context_for("localhost", server.port)
-        assert ctx is not None and whoami(ctx, server.port)["client_cn"] == "gateway"
+        assert str(home / "repository" / "resources" / "security") in warned[0]
 
 
-def test_a_truststore_table_without_its_file_name_is_warned_about_too(tmp_path, ca, caplog) -> None:
-    """A [truststore] table with a password and no file_name names no store for mtls
-    (WSO2 takes its default file name): the same warning, which speaks of the file
-    name, not of a missing table."""
+def test_the_shipped_truststore_takes_the_truststore_tables_password(tmp_path, ca) -> None:
+    """A [truststore] table with a password and no file_name: WSO2 opens its default
+    file with that password, and so does mtls."""
     stock = (DATA / "mi-deployment-stock.toml").read_text()
     line = 'file_name = "repository/resources/security/client-truststore.jks"\n'
     assert line in stock
     home = mi_home(tmp_path, ca, stock.replace(line, ""))
-    with (
-        caplog.at_level(logging.WARNING, logger="mtls"),
-        mtls.SSLProfileSet.from_deployment_toml(
-            home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
-        ),
-    ):
-        warned = [
-            r.getMessage() for r in caplog.records if "no sender truststore" in r.getMessage()
-        ]
-        assert len(warned) == 1 and "[truststore] file_name" in warned[0]
+    shipped = home / "repository" / "resources" / "security" / "client-truststore.jks"
+    ca.write_truststore(shipped, "Other-Pw-2026")
+    toml = home / "conf" / "deployment.toml"
+    with pytest.raises(mtls.WrongPasswordError) as e:  # the table's stock password
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "client-truststore.jks" in str(e.value)
+    text = toml.read_text()
+    at = text.index("[truststore]")
+    toml.write_text(text[:at] + text[at:].replace(f'"{SHIPPED_PASSWORD}"', '"Other-Pw-2026"', 1))
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded
+
+
+def test_two_shipped_truststores_are_refused_as_ambiguous(tmp_path, ca) -> None:
+    """carbon-kernel 4.11 ships client-truststore.jks, 4.12 client-truststore.p12: with
+    both there and no [truststore] file_name, which one the product reads depends on a
+    version mtls cannot see: refused, naming both, not guessed."""
+    home = mi_home(tmp_path, ca, '[truststore]\ntype = "JKS"\n')
+    security = home / "repository" / "resources" / "security"
+    ca.write_truststore(security / "client-truststore.p12", SHIPPED_PASSWORD, store_type="PKCS12")
+    toml = home / "conf" / "deployment.toml"
+    with pytest.raises(mtls.ProfileConfigError, match=r"client-truststore\.p12 exist") as e:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "[truststore] file_name" in str(e.value)
+    (security / "client-truststore.jks").unlink()  # the twin: one of them
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded
+        assert any(f.path.endswith("client-truststore.p12") for f in default.files)
