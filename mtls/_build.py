@@ -632,9 +632,15 @@ class Builder:
             if replacing and (in_service is None or in_service[:2] != (key_fp, alias)):
                 where = profile.keystore.shown_location if profile.keystore else ""
                 chain = keystore.key_entry(alias)[2]
+                served_chain = (
+                    serving.keystore.key_entry(alias)[2]
+                    if serving is not None and serving.keystore is not None and can_keep
+                    else None
+                )
                 refused = (
                     _validity_refusal(subject, not_before, not_after, where)
                     or _chain_refusal(chain, where)
+                    or _lost_issuer_refusal(chain, served_chain, where)
                     or _purpose_refusal(chain[0], subject, where, self.options.identity)
                 )
                 if refused is None:
@@ -1196,6 +1202,56 @@ def _purpose_refusal(
         path=where,
     )
     return by_content(refused), None
+
+
+def _lost_issuer_refusal(
+    chain_der: Sequence[bytes],
+    served_der: Sequence[bytes] | None,
+    where: str,
+    *,
+    whose: str = "",
+) -> tuple[KeystoreError, _dt.datetime | None] | None:
+    """Why a replacement whose chain stops below a certificate the chain in service
+    carried, and the new leaf needs, is not installed yet: a PEM file written in steps
+    (key, leaf, then the intermediate: ``vault read ... >> tls.pem``) read between two
+    steps is whole at a certificate's end, and reads the same twice a settle delay
+    apart; peers that verify through that intermediate would refuse every handshake.
+    The issuing path is followed from the leaf by signature; ``None`` when it reaches
+    a self-issued certificate, when no certificate in service issued its top (a new
+    CA: nothing to compare) or only a root did (peers verify with their own copy), or
+    when cryptography cannot read one."""
+    if not served_der:
+        return None
+    try:
+        current = chain_der[0]
+        _x509.load_cert(current)
+        rest = list(chain_der[1:])
+        while True:
+            issuer = next((der for der in rest if _issued(current, der)), None)
+            if issuer is None:
+                break
+            rest.remove(issuer)
+            current = issuer
+        top = _x509.load_cert(current)
+        if top.subject == top.issuer:
+            return None
+        lost = next((der for der in served_der if der != current and _issued(current, der)), None)
+        if lost is None:
+            return None
+        lost_cert = _x509.load_cert(lost)
+        if lost_cert.subject == lost_cert.issuer:
+            return None  # a root sent along: peers verify with their own copy of it
+    except ValueError:
+        return None
+    what = f"the {whose} certificate" if whose else "the certificate"
+    return KeystoreError(
+        f"{where}: {what} {_x509.subject_text(_x509.load_cert(chain_der[0]))} arrived "
+        f"without {_x509.subject_text(lost_cert)}, which issued its chain's "
+        "last certificate and which the chain in service sends: a file written in steps "
+        "caught between them (it is read again at the next check), or that certificate "
+        "left out, which peers that verify through it refuse: append it after the leaf",
+        path=where,
+    ), None
 
 
 def _chain_refusal(

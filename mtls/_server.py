@@ -61,6 +61,7 @@ from . import _x509
 from ._build import (
     _anchor_refusal,
     _chain_refusal,
+    _lost_issuer_refusal,
     _purpose_refusal,
     _validity_refusal,
     say_usage_warning,
@@ -257,7 +258,7 @@ class ServerPlan:
         try:
             store = load_store(config, role, data=data)
             refusal = (
-                _refusal(store, config)
+                _refusal(store, config, in_service if isinstance(in_service, Keystore) else None)
                 if isinstance(store, Keystore)
                 else _anchor_refusal(
                     store,
@@ -472,16 +473,19 @@ def _finish(ctx: ssl.SSLContext, alpn: tuple[str, ...] | None) -> None:
 
 
 def _refusal(
-    keystore: Keystore, config: StoreConfig
+    keystore: Keystore, config: StoreConfig, in_service: Keystore | None
 ) -> tuple[MTLSError, _dt.datetime | None] | None:
-    """Why clients would refuse the keystore's certificate as a replacement, and from
-    when the same bytes may succeed; None when it is valid now."""
+    """Why clients would refuse the keystore's certificate as a replacement for
+    ``in_service``'s, and from when the same bytes may succeed; None when it is valid
+    now."""
     _, _, chain = keystore.key_entry(config.alias)
     subject, _, not_before, not_after = _leaf(chain[0])
     where = config.shown_location
+    served = in_service.key_entry(config.alias)[2] if in_service is not None else None
     return (
         _validity_refusal(subject, not_before, not_after, where, whose="server")
         or _chain_refusal(chain, where, whose="server")
+        or _lost_issuer_refusal(chain, served, where, whose="server")
         or _purpose_refusal(chain[0], subject, where, "server", whose="server")
     )
 

@@ -1641,3 +1641,41 @@ def test_a_placeholder_path_stays_hidden_when_an_edit_fails(tmp_path, ca, monkey
         shown = json.dumps(profiles.status().to_dict(), default=str)
         assert "HIDDEN-DIR" not in shown, step
         assert "$env{MTLS_TEST_STORES}/gw.jks" in shown, step
+
+
+def test_a_pem_keystore_read_before_its_intermediate_is_written_is_not_installed(
+    tmp_path: Path,
+) -> None:
+    """A PEM keystore rebuilt in steps (``vault read ... > tls.pem``, then ``>> tls.pem``
+    for the certificate, then for the intermediate): read after the leaf, the file is
+    whole and reads the same twice a settle delay apart, so it was installed without
+    its intermediate: every handshake with a backend that trusts the root alone failed
+    while status() said healthy. Now a chain that leaves out the certificate the chain
+    in service sends, and the new leaf needs, is refused like an expired one and read
+    again; once the intermediate is appended it goes in."""
+    root = CA(name="pem root")
+    ica = root.create_child_ca(name="pem ica")
+    pem, trust = tmp_path / "gw.pem", tmp_path / "trust.jks"
+    first = ica.issue_cert("gen-1")
+    pem.write_bytes(first.private_key_pem + first.chain_pem)
+    root.write_truststore(trust, PASSWORD)
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
+        xml = tmp_path / "sslprofiles.xml"
+        xml.write_text(profile_xml(profile(f"localhost:{server.port}", pem, trust)))
+        profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+        assert cn_seen(profiles, server.port) == "gen-1"
+        second = ica.issue_cert("gen-2")
+        pem.write_bytes(second.private_key_pem + second.cert_pem)  # caught here
+        assert profiles.reload() is False
+        said = "arrived without CN=pem ica"
+        assert said in str(profiles.last_error) and not profiles.status().healthy
+        assert cn_seen(profiles, server.port) == "gen-1"  # the last good serves
+        with pem.open("ab") as fh:  # >> tls.pem: the intermediate
+            fh.write(ica.cert_pem)
+        assert profiles.reload() is True
+        assert profiles.last_error is None and cn_seen(profiles, server.port) == "gen-2"
+        # The twin: a new CA's leaf alone (nothing in service issued it) goes in at once:
+        # there is no chain in service to compare it with.
+        other = CA(name="another root").issue_cert("gen-3")
+        pem.write_bytes(other.private_key_pem + other.cert_pem)
+        assert profiles.reload() is True and profiles.last_error is None

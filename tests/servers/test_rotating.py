@@ -304,6 +304,29 @@ def test_a_chain_with_an_intermediate_out_of_date_is_not_installed(estate: Estat
         assert get(port, estate.client())[1] == fine.certificate.serial_number
 
 
+def test_a_server_keystore_without_the_intermediate_in_service_is_not_installed(
+    estate: Estate,
+) -> None:
+    """The server side of a PEM or keystore rebuilt in steps, read between the leaf and
+    its intermediate: clients that trust the root alone would refuse every handshake,
+    yet it was installed. It is refused while the chain in service sends the
+    intermediate the new leaf needs; with the intermediate it goes in."""
+    ica = estate.server_ca.create_child_ca(name="server ica")
+    estate.write_identity(ica)
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        second = ica.issue_cert("localhost", "localhost", "127.0.0.1")
+        alone = mtls.Keystore()
+        alone.add_key("localhost", second.private_key, [second.certificate])
+        replace_atomically(estate.keystore, alone.to_bytes(PASSWORD))
+        assert server.reload() is False
+        assert "arrived without CN=server ica" in str(server.last_error)
+        assert get(port, estate.client())[1] == serial  # the last good, meanwhile
+        replace_atomically(estate.keystore, second.keystore().to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
+        assert get(port, estate.client())[1] == second.certificate.serial_number
+
+
 def test_a_server_certificate_clients_refuse_for_its_usage_is_not_installed(
     estate: Estate, caplog: pytest.LogCaptureFixture
 ) -> None:
