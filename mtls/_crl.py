@@ -14,7 +14,6 @@ import datetime as _dt
 import functools
 import hashlib
 import os
-import re
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -34,7 +33,6 @@ from ._types import CRLCheck
 #: Largest CRL read by :meth:`CRLSet.load` or downloaded: 10 MiB. Public CAs' biggest
 #: CRLs are a few MiB. (A profile's CRL files are read as its stores are: 8 MiB.)
 MAX_CRL_BYTES = 10 * 1024 * 1024
-_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
 
 
 def _now() -> _dt.datetime:
@@ -99,7 +97,7 @@ class CRLSet:
         issuers: list[x509.Certificate] = []
         try:
             if b"-----BEGIN" in data:
-                blocks = _PEM_CRL.findall(data)
+                blocks = _x509.pem_blocks(data, b"X509 CRL")
                 if not blocks:
                     raise ValueError("PEM without an X509 CRL block")
                 parsed = [x509.load_pem_x509_crl(block) for block in blocks]
@@ -107,7 +105,10 @@ class CRLSet:
                     issuers = x509.load_pem_x509_certificates(data)
             else:
                 parsed = [x509.load_der_x509_crl(data)]
-        except ValueError as exc:
+            for crl in parsed:
+                crl.issuer.rfc4514_string()  # read lazily: a damaged name fails here, named
+        except (ValueError, x509.InvalidVersion) as exc:
+            # (InvalidVersion, a version field outside v1/v2, is not a ValueError.)
             raise CRLError(
                 f"{shown}: not a certificate revocation list (PEM 'X509 CRL' or DER): "
                 f"{exc}; check the file",

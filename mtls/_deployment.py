@@ -32,6 +32,7 @@ from ._wso2 import (
     SecretResolver,
     has_placeholder,
     resolve_placeholders,
+    substitute,
     with_carbon_home,
 )
 
@@ -483,7 +484,7 @@ class DeploymentToml:
             inner = self.shown(target, depth + 1, left)
             return target if inner is None else inner
 
-        expanded = _PLACEHOLDER.sub(expand, written)
+        expanded = substitute(_PLACEHOLDER, expand, written)
         return expanded if has_placeholder(expanded) else None
 
     def _reference(self, dotted: str, *, secret: bool = False) -> str | None:

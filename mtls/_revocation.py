@@ -692,7 +692,13 @@ class RevocationChecker:
                 break
             except FetchError as exc:
                 why.append(f"{kind} {exc}")
-            except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+            except (
+                ValueError,
+                TypeError,
+                UnsupportedAlgorithm,
+                x509.DuplicateExtension,
+                x509.InvalidVersion,
+            ) as exc:
                 # cryptography parses lazily: a damaged field surfaces here, not at load
                 why.append(f"{kind} {url}: a malformed answer ({exc})")
         if not why and answer is None:

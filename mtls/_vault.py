@@ -61,6 +61,7 @@ from ._log import log
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
+from ._wso2 import substitute
 
 #: The environment variable the vault reads its keystore password from.
 PASSWORD_ENV = "MTLS_VAULT_PASSWORD"  # noqa: S105 - a variable name
@@ -737,7 +738,7 @@ class SecureVault:
                 )
             return found
 
-        return _PLACEHOLDER.sub(replace, text)
+        return substitute(_PLACEHOLDER, replace, text)
 
     def _load_keys(self, config: _Config) -> _Keys:
         store_password, key_password, source = self._passwords(config)

@@ -226,6 +226,24 @@ def serial_number(cert: x509.Certificate | bytes) -> int:
         raise _der.DERError("no serial number: not a certificate") from None
 
 
+def pem_blocks(data: bytes, label: bytes) -> list[bytes]:
+    """Each ``-----BEGIN {label}-----`` ... ``-----END {label}-----`` block of ``data``,
+    boundaries included, from each BEGIN to the first END after it (what a lazy regex
+    finds), in one pass: a regex rescans to the end for every BEGIN line without its
+    END, quadratic in the size (256 KiB of BEGIN lines held the GIL for 16 s)."""
+    begin, end = b"-----BEGIN " + label + b"-----", b"-----END " + label + b"-----"
+    blocks: list[bytes] = []
+    at = data.find(begin)
+    while at >= 0:
+        stop = data.find(end, at + len(begin))
+        if stop < 0:
+            break  # no END after this BEGIN: none after any later one either
+        stop += len(end)
+        blocks.append(data[at:stop])
+        at = data.find(begin, stop)
+    return blocks
+
+
 def der_to_pem(der: bytes) -> str:
     """PEM text of one DER certificate."""
     return ssl.DER_cert_to_PEM_cert(der)

@@ -12,7 +12,6 @@ import argparse
 import base64
 import contextlib
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -387,9 +386,6 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
 # --------------------------------------------------------------------------- import
 
 
-_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
-
-
 def _write_export(path: Path, data: bytes) -> Path:
     """A certificate to ``path``: a regular file (or a new one) atomically, so a full
     disk or a size limit leaves no partial file; a pipe, a terminal or a device
@@ -436,7 +432,10 @@ def read_certificate_file(path: Path) -> bytes:
             )
         # Decoded here, not by cryptography, which warns while parsing an old root
         # with serial number 0 (cmd_import parses it through _x509.load_cert).
-        certs = _PEM_CERTIFICATE.findall(data)
+        certs = [
+            block[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
+            for block in _x509.pem_blocks(data, b"CERTIFICATE")
+        ]
         if len(certs) > 1:
             raise CLIError(
                 f"{path} holds {len(certs)} certificates: import them one at a time, each "

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import subprocess
+import sys
 import xml.parsers.expat
 from pathlib import Path
 
@@ -233,3 +236,42 @@ def test_valid_toml_is_never_refused_by_the_pre_scan(values: list[str], form: st
     except tomllib.TOMLDecodeError:
         return  # not TOML: the pre-scan may say what it likes
     assert _toml_refusal(document) is None, document
+
+
+_PLACEHOLDER_TEXT = st.text(alphabet="$envsyscrtf{}ab", max_size=60)
+
+
+@given(_PLACEHOLDER_TEXT)
+@settings(max_examples=400, deadline=None)
+def test_the_linear_placeholder_substitution_is_the_regex_substitution(text: str) -> None:
+    """substitute() stops the regex at the last '}' (after it nothing can match): the
+    same result as the plain sub() on any text, placeholders anywhere."""
+    from mtls._wso2 import _PLACEHOLDER, has_placeholder, substitute
+
+    def mark(match: re.Match[str]) -> str:
+        return f"<{match.group(1)}:{match.group(2)}>"
+
+    assert substitute(_PLACEHOLDER, mark, text) == _PLACEHOLDER.sub(mark, text)
+    assert has_placeholder(text) == ("$" in text and _PLACEHOLDER.search(text) is not None)
+
+
+def test_openings_without_a_close_are_read_in_linear_time(tmp_path: Path) -> None:
+    """'$env{' repeated with no '}' made the placeholder regex rescan to the end from
+    each opening: 256 KiB of it in a <Location> held the GIL for two minutes, every
+    reload behind it. Two 3 MiB ones now parses at once; the bound here is a generous
+    wait for a subprocess, not a timing (quadratic, it would take hours)."""
+    value = "$env{" * (3 * 1024 * 1024 // 5)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>a:1</servers><KeyStore>'
+        f"<Location>{value}</Location><Type>JKS</Type><Password>{value}</Password>"
+        "<KeyPassword>x</KeyPassword></KeyStore></profile></parameter>"
+    )
+    script = (
+        "import sys, pathlib; from mtls._wso2 import parse_profiles_xml; "
+        "parse_profiles_xml(open(sys.argv[1], 'rb').read(), path=sys.argv[1], "
+        "base_dir=pathlib.Path('.')); print('parsed')"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(xml)], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "parsed", done.stderr[-2000:]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -781,3 +783,59 @@ def test_a_crl_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     (error,) = outcome
     assert isinstance(error, CRLError)
     assert "not a regular file" in str(error) and str(fifo) in str(error)
+
+
+def test_begin_lines_without_an_end_are_refused_in_linear_time(tmp_path: Path) -> None:
+    """A lazy regex found the PEM blocks: each BEGIN line without its END made it scan
+    to the end of the data, quadratic (256 KiB held the GIL for 16 s; a CRL
+    distribution point over plain http could answer that). 8 MiB of them is refused at
+    once now; the bound is a generous wait for a subprocess, not a timing."""
+    hostile = tmp_path / "begin-only.crl"
+    hostile.write_bytes(b"-----BEGIN X509 CRL-----\n" * (8 * 1024 * 1024 // 25))
+    script = (
+        "import sys, mtls\n"
+        "try:\n    mtls.CRLSet.load(sys.argv[1])\n"
+        "except mtls.CRLError as e:\n    print('refused', 'PEM without' in str(e))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(hostile)], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.stdout.strip() == "refused True", done.stderr[-2000:]
+
+
+def test_pem_blocks_are_what_the_lazy_regex_found() -> None:
+    """The one-pass finder gives the regex's blocks: each BEGIN to the first END after
+    it, text between blocks skipped, a BEGIN without END after the last block ignored."""
+    import re
+
+    from mtls._x509 import pem_blocks
+
+    pattern = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
+    begin, end = b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----"
+    for data in (
+        b"",
+        begin + b"a" + end,
+        b"x" + begin + b"a" + end + b"\n" + begin + b"b" + end + b"y",
+        begin + begin + b"a" + end + end,
+        begin + b"a" + end + begin + b"open",
+        end + begin + b"a" + end,
+    ):
+        assert pem_blocks(data, b"X509 CRL") == pattern.findall(data)
+    # Empty between the lines: the regex wanted one byte; cryptography then refuses it.
+    assert pem_blocks(begin + end, b"X509 CRL") == [begin + end]
+
+
+def test_a_crl_with_a_version_cryptography_refuses_is_a_crl_error(tmp_path: Path) -> None:
+    """A version field outside v1/v2 (INTEGER 0 where v2 is 1) made cryptography raise
+    InvalidVersion, which is not a ValueError: it left CRLSet.load raw. The twin, the
+    same list as issued, loads."""
+    ca = CA()
+    good = ca.crl()
+    at = good.index(b"\x02\x01\x01")  # the version: the first INTEGER in tbsCertList
+    assert at < 12
+    path = tmp_path / "v0.crl"
+    path.write_bytes(good[:at] + b"\x02\x01\x00" + good[at + 3 :])
+    with pytest.raises(CRLError, match="not a valid CRL version") as caught:
+        CRLSet.load(path)
+    assert caught.value.path == str(path)
+    path.write_bytes(good)
+    assert len(CRLSet.load(path)) == 1
