@@ -36,7 +36,8 @@ Trust and names (gRPC's TLS stack, BoringSSL, tested in tests/integrations/test_
   contexts do with ``VERIFY_X509_PARTIAL_CHAIN``.
 * ``Strict`` and ``Default``: gRPC checks the target host against the DNS (or
   IP) SANs, a wildcard matching one label, and the CN only when the certificate
-  has no SAN at all: never looser than the ``ssl`` contexts.
+  has no SAN at all: never looser than the ``ssl`` contexts, except that for an IP
+  target gRPC also takes the address written as a DNS SAN (``DNS:127.0.0.1``).
 * ``DefaultAndLocalhost``: gRPC cannot skip the name check, so localhost targets
   are checked like any other (stricter than asked, never looser; logged). Pass
   ``("grpc.ssl_target_name_override", "<name in the certificate>")`` to choose
