@@ -118,6 +118,9 @@ class _Config:
     mode: str  # secretRepositories.file.encryptionMode as written ("" when not set)
     # [secrets] entries that are not strings (alias -> what they are): never values.
     not_text: Mapping[str, str]
+    # Aliases two [secrets] keys give once their quotes are taken off (alias -> the
+    # keys as written): which one WSO2 takes is its map's order, so neither is used.
+    ambiguous: Mapping[str, tuple[str, str]]
     keystore: Path
     keystore_from: str
     keystore_type: str | None  # a hint for messages: the content decides
@@ -398,7 +401,8 @@ class SecureVault:
     @scrub_tracebacks  # a failure holds the parsed deployment.toml in its frames
     def aliases(self) -> tuple[str, ...]:
         """Every alias the vault defines, sorted."""
-        return tuple(sorted(self._load().values))
+        config = self._load()
+        return tuple(sorted({*config.values, *config.ambiguous}))
 
     @scrub_tracebacks  # a failure holds the parsed deployment.toml in its frames
     def watched_files(self) -> tuple[Path, ...]:
@@ -447,6 +451,16 @@ class SecureVault:
                 alias=alias,
             )
         value = config.values.get(alias)
+        if alias in config.ambiguous:
+            first, second = config.ambiguous[alias]
+            raise SecureVaultError(
+                f"secure vault: [secrets] of {self._toml} has both {shown_alias(first)} and "
+                f"{shown_alias(second)}, which WSO2 reads as the one alias "
+                f"{shown_alias(alias)} (its config mapper takes a quoted key's quotes off), "
+                "taking whichever its map gives last: keep one of them",
+                path=self._toml,
+                alias=alias,
+            )
         if value is None and alias in config.not_text:
             raise SecureVaultError(
                 f"secure vault: secret alias {shown_alias(alias)} in [secrets] of {self._toml} is "
@@ -466,13 +480,7 @@ class SecureVault:
             where = " or in ".join(p for p in looked if p) or (
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
-            quoted = f'"{_toml_escape(alias)}"'
-            fix = (
-                f"[secrets] has it as the quoted key {shown_alias(quoted)}, whose alias WSO2 "
-                "takes with its quotes (tomlj's dottedKeySet): write the key unquoted"
-                if quoted in config.values
-                else "add it and run ciphertool, or fix the alias"
-            )
+            fix = "add it and run ciphertool, or fix the alias"
             raise SecureVaultError(
                 f"secure vault: no secret alias {shown_alias(alias)} in {where}: {fix}",
                 path=self._toml,
@@ -559,16 +567,24 @@ class SecureVault:
                     text.strip(), "cipher-text.properties", os.fspath(cipher_text)
                 )
         not_text: dict[str, str] = {}
+        ambiguous: dict[str, tuple[str, str]] = {}
+        written: dict[str, str] = {}  # alias -> the [secrets] key that gave it
         if isinstance(secrets_table, Mapping):
             # The product regenerates cipher-text.properties from [secrets] at start-up:
             # the TOML is the source of truth when both name an alias.
-            for alias, text in _dotted_items(secrets_table):
+            for key, text in _dotted_items(secrets_table):
                 if isinstance(text, Mapping):
-                    # Not an alias (tomlj lists no tables): named as a table when asked
-                    # for, and never hiding a cipher-text.properties alias of its name.
-                    if alias not in values:
-                        not_text[alias] = "a table"
+                    # Not an alias (the TOML reader lists no tables): named as a table when
+                    # asked for, never hiding a cipher-text.properties alias of its name.
+                    if key not in values:
+                        not_text[key] = "a table"
                     continue
+                alias = _unquoted(key)
+                if alias in written:
+                    ambiguous[alias] = (written[alias], key)
+                    values.pop(alias, None)
+                    continue
+                written[alias] = key
                 if isinstance(text, str) and text.strip():
                     values[alias] = _Value(
                         text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
@@ -614,6 +630,7 @@ class SecureVault:
             symmetric=mode in _SYMMETRIC_MODES,
             mode=mode,
             not_text=not_text,
+            ambiguous=ambiguous,
             keystore=keystore,
             keystore_from=keystore_from,
             keystore_type=keystore_type,
@@ -1189,14 +1206,13 @@ _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _dotted_items(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``[secrets]`` as WSO2's config mapper and cipher tool read it (tomlj's
-    ``dottedKeySet()``): nested tables are flattened, so ``keystore.tls.password =
-    "[...]"`` (a dotted key, which TOML makes tables of) is the alias
-    ``keystore.tls.password``. A segment that is not a bare key is quoted, as tomlj's
-    ``joinKeyPath`` writes it: ``"whole.key" = ...`` is the alias ``"whole.key"``,
-    quotes and all, never the same as ``whole.key = ...``. Each table is also given,
-    as itself, before its keys (it is not an alias). deployment.toml's depth guard
-    bounds the recursion."""
+    """``[secrets]`` flattened as WSO2's config mapper and cipher tool read it (the
+    TOML reader's ``dottedKeySet()``): nested tables are flattened, so
+    ``keystore.tls.password = "[...]"`` (a dotted key, which TOML makes tables of) is
+    the key ``keystore.tls.password``. A segment that is not a bare key is quoted, as
+    its ``joinKeyPath`` writes it (``a."b.c"``); :func:`_unquoted` then makes the
+    alias. Each table is also given, as itself, before its keys (it is not an alias).
+    deployment.toml's depth guard bounds the recursion."""
     for key, value in table.items():
         part = key if _SIMPLE_KEY.fullmatch(key) else f'"{_toml_escape(key)}"'
         if isinstance(value, Mapping):
@@ -1204,6 +1220,14 @@ def _dotted_items(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[
             yield from _dotted_items(value, f"{prefix}{part}.")
         else:
             yield prefix + part, value
+
+
+def _unquoted(key: str) -> str:
+    """The alias WSO2's config mapper makes of a flattened ``[secrets]`` key: a key
+    that starts and ends with a quote loses both (``TomlParser.extractQuotedContent``,
+    config-mapper since 2022), so ``"ssl.keystore.password" = ...`` is the alias
+    ``ssl.keystore.password``; ``a."b.c"`` keeps its quotes."""
+    return key[1:-1] if len(key) > 1 and key[0] == '"' and key[-1] == '"' else key
 
 
 def _toml_escape(key: str) -> str:
