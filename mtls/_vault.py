@@ -294,7 +294,9 @@ class SecureVault:
     ``password-persist`` (WSO2's ``DefaultSecretCallbackHandler`` files; read, never
     renamed or deleted), then the keystore's ``password`` in deployment.toml when it is
     not itself a ``$secret{}``. The key password is ``key_password=``, else the second
-    line of that file, else the TOML's ``key_password``, else the keystore password.
+    line of that file when ``properties`` has ``key.password=true`` (WSO2's
+    ``-Dkey.password=true``; without it WSO2 reads the first line for both), else the
+    TOML's ``key_password``, else the keystore password.
 
     Pass it as ``secret_resolver=`` or let :meth:`mtls.SSLProfileSet.from_deployment_toml`
     and :meth:`~mtls.SSLProfileSet.from_xml` pick it up when the estate configures a
@@ -715,9 +717,19 @@ class SecureVault:
                 )
             lines = java_lines(decoded)
             if lines:
-                second = lines[1] if len(lines) > 1 and lines[1] else None
+                # DefaultSecretCallbackHandler reads a second line, the key's password,
+                # only under -Dkey.password=true; otherwise the first is both.
+                two = self._properties.get("key.password", "").strip() == "true"
+                second = lines[1] if two and len(lines) > 1 and lines[1] else None
                 key = _secret(key_password) or (Secret(second) if second else None)
-                return Secret(lines[0]), key, os.fspath(path)
+                source = os.fspath(path)
+                if not two and len(lines) > 1 and lines[1]:
+                    source += (
+                        " (its first line, for the key too: WSO2 reads the second line as "
+                        "the key password only when started with -Dkey.password=true, "
+                        "properties={'key.password': 'true'} here)"
+                    )
+                return Secret(lines[0]), key, source
         if config.toml_password is not None and "$secret{" not in config.toml_password:
             store = self._placeholder(
                 config.toml_password, f"the keystore password in {self._toml}"

@@ -507,6 +507,28 @@ def test_keystore_password_sources(tmp_path, stores, values, monkeypatch, source
 
 
 @needs_java
+def test_a_second_line_is_the_key_password_only_under_key_password_true(
+    tmp_path, stores, values, monkeypatch
+) -> None:
+    """WSO2's DefaultSecretCallbackHandler reads the password file's second line as the
+    key's password only when started with -Dkey.password=true; otherwise the first line
+    is both. mtls took the second line always: a file WSO2 starts with (a stale second
+    line left behind) was refused. The twin: with key.password=true the second line is
+    the key's password, and a wrong one is refused, saying where it came from."""
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, password=None)
+    (home / "password-persist").write_text(PASSWORD + "\nstale-second-line\n")
+    assert SecureVault(home)("a").reveal() == "plain-pkcs1"
+    with pytest.raises(SecureVaultError) as e:
+        SecureVault(home, properties={"key.password": "true"})("a")
+    assert "password-persist" in str(e.value)
+    assert_clean(e.value, "stale-second-line")
+    (home / "password-persist").write_text(PASSWORD + "\n" + PASSWORD + "\n")
+    vault = SecureVault(home, properties={"key.password": "true"})
+    assert vault("a").reveal() == "plain-pkcs1"
+
+
+@needs_java
 def test_keystore_password_missing_or_wrong(tmp_path, stores, values, monkeypatch) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, password=None)
