@@ -48,17 +48,24 @@ def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
     return error
 
 
-def _require_profile_set(value: object, who: str) -> None:
+def _require_profile_set(value: object, who: str, *, materials: bool = False) -> None:
     """Raise ``TypeError`` when ``value`` cannot be a profile set (it lacks the lookups
     every integration makes), saying what to pass instead: a context, or a path, is the
-    usual mistake. Anything with the lookups passes (a wrapper, a test double)."""
+    usual mistake. Anything with the lookups passes (a wrapper, a test double).
+    ``materials``: the integration reads the stores' material (gRPC), which a ready
+    context cannot give back: the hint names a default profile instead."""
     if hasattr(value, "context_for") and hasattr(value, "context_for_url"):
         return
     import ssl  # noqa: PLC0415 - this package imports nothing until used
 
-    hint = (
-        "; for one context for every host: mtls.SSLProfileSet([], default=ctx)"
-        if isinstance(value, ssl.SSLContext)
-        else "; from a WSO2 profile file: mtls.SSLProfileSet.from_xml(path)"
-    )
+    if isinstance(value, ssl.SSLContext):
+        hint = (
+            "; a context's key cannot be read back: for one identity for every target, "
+            "mtls.SSLProfileSet([], default=mtls.SSLProfile(servers=('*',), "
+            "keystore=mtls.StoreConfig(...), truststore=mtls.StoreConfig(...)))"
+            if materials
+            else "; for one context for every host: mtls.SSLProfileSet([], default=ctx)"
+        )
+    else:
+        hint = "; from a WSO2 profile file: mtls.SSLProfileSet.from_xml(path)"
     raise TypeError(f"{who} takes an mtls.SSLProfileSet, not {type(value).__name__}{hint}")

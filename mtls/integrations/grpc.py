@@ -62,13 +62,14 @@ import asyncio
 import contextlib
 import dataclasses
 import operator
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES
-from .._errors import ProfileConfigError
+from .._errors import MTLSError, ProfileConfigError
 from .._fork import renew_attributes_after_fork
 from .._log import log
 from .._material import TLSMaterial
@@ -184,10 +185,11 @@ def _key_verdict(key_pem: str) -> tuple[str | None, str | None]:
         )
     if curve in _GRPC_CURVES:
         return None, None
+    name = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
     kind = (
         f"an EC key on {curve}"
         if curve is not None
-        else f"a {type(key).__name__.removeprefix('_').replace('PrivateKey', '')} key"
+        else f"{'an' if name[:1] in 'AEIOU' else 'a'} {name} key"
     )
     return (
         f"its keystore holds {kind}, which gRPC's TLS library (BoringSSL) cannot use, "
@@ -218,6 +220,17 @@ def _material_refusal(material: TLSMaterial) -> str | None:
         where = str(material.profile) if material.profile is not None else "the default"
         log.warning("mtls: gRPC: %s: %s", where, caution)
     return verdict
+
+
+def _same_profile(one: TLSMaterial, other: TLSMaterial) -> bool:
+    """Whether two materials are one profile's (its servers and client ID), before and
+    after a reload."""
+    if one.profile is None or other.profile is None:
+        return one.profile is other.profile
+    return (one.profile.server_names, one.profile.client_id) == (
+        other.profile.server_names,
+        other.profile.client_id,
+    )
 
 
 def _refusal(
@@ -310,6 +323,9 @@ class _Rotating:
         )
         self._built: TLSMaterial | None = None
         self._checked: str | None = None  # fingerprint of the last material that passed
+        # The last material whose key gRPC can use, and the refusal of a newer one.
+        self._usable: TLSMaterial | None = None
+        self._last_error: ProfileConfigError | None = None
         self._closed = False  # after close(): calls refused, as grpc.Channel refuses them
         name = normalize_host(self._host)
         if (
@@ -336,10 +352,50 @@ class _Rotating:
         memo = self._memo
         if memo is not None and memo[0] == generation:
             return memo[1]
-        material = self._lookup_now()
+        material = self._keeping_usable_key(self._lookup_now())
         if profiles.generation == generation:
             self._memo = (generation, material)
         return material
+
+    def _keeping_usable_key(self, material: TLSMaterial | None) -> TLSMaterial | None:
+        """``material``, or, when a rotation gave its profile a key gRPC cannot use
+        (a brainpool curve, Ed448: the ``ssl`` contexts take it, BoringSSL does not),
+        the same material with the last usable key and chain in place of that one: the
+        new trust and checks apply, the identity in service stays (every call would
+        otherwise fail), and the refusal is logged at ERROR and kept in
+        :attr:`last_error` until a usable key arrives."""
+        if material is None or material.private_key is None:
+            return material
+        unusable = _material_refusal(material)
+        if unusable is None:
+            self._usable, self._last_error = material, None
+            return material
+        good = self._usable
+        if good is None or not _same_profile(good, material):
+            return material  # nothing to keep: _check refuses it, naming why
+        where = str(material.profile) if material.profile is not None else "the default"
+        error = ProfileConfigError(
+            f"{where}: {unusable}; gRPC target {self._target!r} keeps presenting "
+            f"{good.subject or 'the previous certificate'} until a key it can use arrives",
+            servers=material.profile.server_names if material.profile else (),
+        )
+        if self._last_error is None or str(self._last_error) != str(error):
+            log.error("mtls: %s", error)
+        self._last_error = error
+        return dataclasses.replace(
+            material,
+            private_key=good.private_key,
+            certificate_chain=good.certificate_chain,
+            subject=good.subject,
+            fingerprint=f"{material.fingerprint}+key-of:{good.fingerprint}",
+        )
+
+    @property
+    def last_error(self) -> ProfileConfigError | None:
+        """Why the channel presents an older client certificate than its profile now
+        names: the profile's new key is one gRPC's TLS cannot use (``None``: the
+        channel presents what the profile names)."""
+        return self._last_error
 
     def _check(self, material: TLSMaterial | None) -> TLSMaterial:
         if material is None:
@@ -680,7 +736,7 @@ def secure_channel(
             without a name override, a key type gRPC's TLS library cannot use).
             Calls raise it too if a reload brings such material.
     """
-    _require_profile_set(profile_set, "secure_channel")
+    _require_profile_set(profile_set, "secure_channel", materials=True)
     return RotatingChannel(
         target,
         profile_set,
@@ -841,7 +897,7 @@ def aio_secure_channel(
     Raises:
         ProfileConfigError: as for :func:`secure_channel`.
     """
-    _require_profile_set(profile_set, "aio_secure_channel")
+    _require_profile_set(profile_set, "aio_secure_channel", materials=True)
     return AioRotatingChannel(
         target,
         profile_set,
@@ -910,9 +966,11 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         return dynamic._credentials
 
     @property
-    def last_error(self) -> ProfileConfigError | None:
-        """Why the newest keystore is not served through gRPC (``None``: it is)."""
-        return self._last_error
+    def last_error(self) -> MTLSError | None:
+        """Why the newest keystore is not served through gRPC (``None``: it is): a key
+        gRPC's TLS cannot use, or the profile set's own refusal of a replacement (a
+        wrong password, a damaged file: :attr:`profile_set`'s ``last_error``)."""
+        return self._last_error or self.profile_set.last_error
 
     def _material(self) -> TLSMaterial:
         material = self.profile_set.material_for(CATCH_ALL, 0)
@@ -1040,6 +1098,16 @@ def server_credentials(
             type gRPC's TLS library cannot use.
         KeystoreError: a store does not load now.
     """
+    for role, given in (("keystore", keystore), ("truststore", truststore)):
+        if given is not None and not isinstance(given, StoreConfig):
+            raise TypeError(
+                f"server_credentials: {role} must be an mtls.StoreConfig (location, "
+                f"password, type, alias), not {type(given).__name__}: pass "
+                f"mtls.StoreConfig(location={given!r}, password=...)"
+                if isinstance(given, str | os.PathLike)
+                else f"server_credentials: {role} must be an mtls.StoreConfig, not "
+                f"{type(given).__name__}"
+            )
     if truststore is None and require_client_auth:
         raise ProfileConfigError(
             "server_credentials(require_client_auth=True) needs a truststore to verify "

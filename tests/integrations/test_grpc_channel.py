@@ -7,6 +7,7 @@ certificate it saw (``auth_context``), so the identity used is what is asserted.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,28 @@ def test_default_as_ready_context_is_refused(ca: CA) -> None:
         secure_channel("localhost:8443", profiles)
 
 
+def test_a_context_in_place_of_the_set_is_told_what_grpc_can_take(
+    tmp_path: Path, ca: CA, server: Any
+) -> None:
+    """The hint for a context passed as the set was SSLProfileSet([], default=ctx), the
+    very thing gRPC then refused ("give default= an SSLProfile"). It names a default
+    profile now, and following it works."""
+    with pytest.raises(TypeError, match=r"default=mtls\.SSLProfile\(servers=\('\*',\)") as info:
+        secure_channel("localhost:8443", client_context())  # type: ignore[arg-type]
+    assert "default=ctx" not in str(info.value)
+    port, _ = server
+    keystore = write_keystore(
+        tmp_path / "client.jks", ca.issue_cert("client", common_name="client")
+    )
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    default = SSLProfile(servers=("*",), keystore=keystore, truststore=trust)
+    with (
+        SSLProfileSet([], default=default) as profiles,
+        secure_channel(f"localhost:{port}", profiles) as channel,
+    ):
+        assert who(channel) == b"client"
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
@@ -350,11 +373,15 @@ def test_novalidatecert_without_truststore_is_refused(tmp_path: Path, ca: CA, se
 
 @pytest.mark.parametrize("curve", [ec.SECP256K1(), ec.SECP224R1()], ids=lambda c: c.name)
 def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
-    tmp_path: Path, ca: CA, server: Any, curve: ec.EllipticCurve
+    tmp_path: Path, ca: CA, server: Any, curve: ec.EllipticCurve, caplog: pytest.LogCaptureFixture
 ) -> None:
     """OpenSSL loads a secp256k1 key, BoringSSL does not: every call failed with
-    UNAVAILABLE ("Update handshaker factory failed") while the set said healthy. The
-    channel now refuses it as it refuses what it cannot honour, naming the key."""
+    UNAVAILABLE ("Update handshaker factory failed") while the set said healthy. Then
+    every call was refused (ProfileConfigError), still with nothing in the log or in
+    any status: an outage nobody was told of. A rotation to such a key now keeps the
+    key in service for gRPC (the profile's new trust applies), logs the refusal at
+    ERROR and keeps it in channel.last_error; a channel made for such a key is refused
+    at creation, naming it."""
     port, _ = server
     keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
     trust = write_truststore(tmp_path / "trust.jks", ca)
@@ -364,14 +391,17 @@ def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
         SSLProfileSet([odd], settle_delay=0.01) as profiles,
         secure_channel(f"localhost:{port}", profiles) as channel,
     ):
-        assert who(channel) == b"gen-1"
+        assert who(channel) == b"gen-1" and channel.last_error is None
         replace_atomically(keystore.location, secp256k1_keystore(ca, curve))
-        assert profiles.reload() and profiles.status().healthy  # OpenSSL took it
-        with pytest.raises(ProfileConfigError, match=rf"{curve.name}.*BoringSSL"):
-            who(channel)
+        with caplog.at_level(logging.ERROR, logger="mtls"):
+            assert profiles.reload() and profiles.status().healthy  # OpenSSL took it
+            assert who(channel) == b"gen-1"  # the key in service, for gRPC
+        assert channel.last_error is not None
+        assert re.search(rf"{curve.name}.*BoringSSL", str(channel.last_error))
+        assert "keeps presenting" in caplog.text and "PRIVATE KEY" not in caplog.text
         replace_atomically(keystore.location, good)  # twin: a usable key again
         assert profiles.reload()
-        assert who(channel) == b"gen-1"
+        assert who(channel) == b"gen-1" and channel.last_error is None
         replace_atomically(keystore.location, secp256k1_keystore(ca, curve))
         assert profiles.reload()
         with pytest.raises(ProfileConfigError, match=curve.name):

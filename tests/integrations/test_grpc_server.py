@@ -117,6 +117,19 @@ def test_bad_store_fails_at_creation(tmp_path: Path, stores: dict[str, Any]) -> 
     assert PASSWORD not in str(info.value)
 
 
+def test_plain_paths_are_refused_saying_what_to_pass(
+    tmp_path: Path, stores: dict[str, Any]
+) -> None:
+    """RotatingServerContext takes paths; server_credentials takes StoreConfigs: a path
+    failed with an internal AttributeError ('str' object has no attribute 'origin')."""
+    path = tmp_path / "server.jks"
+    for given in (str(path), path):
+        with pytest.raises(TypeError, match=r"must be an mtls\.StoreConfig .*StoreConfig\(loc"):
+            server_credentials(given, stores["truststore"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="truststore must be"):
+        server_credentials(stores["keystore"], str(path))  # type: ignore[arg-type]
+
+
 def test_a_missing_store_names_the_storeconfig_given_not_a_location_element(
     tmp_path: Path, stores: dict[str, Any]
 ) -> None:
@@ -313,6 +326,8 @@ def test_damaged_replacement_keeps_the_last_good(tmp_path: Path, stores: dict[st
         assert not credentials.reload()
         assert credentials.profile_set.last_error is not None
         assert "server.jks" in str(credentials.profile_set.last_error)
+        # The credentials' own last_error says it too (it said None: "served").
+        assert credentials.last_error is credentials.profile_set.last_error
         assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
         # A damaged client truststore is refused the same way: the old anchors stay.
         replace_atomically(tmp_path / "clients.jks", b"not a store")
@@ -323,7 +338,7 @@ def test_damaged_replacement_keeps_the_last_good(tmp_path: Path, stores: dict[st
         replace_atomically(tmp_path / "server.jks", good)
         stores["client_ca"].write_truststore(tmp_path / "clients.jks", PASSWORD)
         credentials.reload()
-        assert credentials.profile_set.last_error is None
+        assert credentials.profile_set.last_error is None and credentials.last_error is None
         assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
 
 
