@@ -231,6 +231,18 @@ class CRLSet:
         for (crl, path), signer in zip(self._crls, signers, strict=True):
             issuer = crl.issuer.rfc4514_string()
             shown = path or "the CRL"
+            # First: a list no anchor signed is refused before its entries are walked
+            # (a 10 MiB one of odd entry extensions took seconds to be refused).
+            if signer is None:
+                raise CRLError(
+                    f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
+                    "truststore (nor by an intermediate in the CRL file that one of them "
+                    "issued): give the CRL of a CA the truststore holds (an intermediate "
+                    "that signed it may go in the CRL file); the CRL of a CA no longer "
+                    "trusted is not needed: remove it",
+                    path=path,
+                    issuer=issuer,
+                )
             if _extension(crl, x509.DeltaCRLIndicator) is not None:
                 # OpenSSL would take it for the complete list: a certificate revoked
                 # before its base list was issued is absent from it, and would connect.
@@ -274,16 +286,6 @@ class CRLSet:
                     f"{shown}: the CRL of {issuer} is an indirect CRL (it lists "
                     "certificates of other CAs), which OpenSSL does not use here: give "
                     "the CRL each CA issues for its own certificates",
-                    path=path,
-                    issuer=issuer,
-                )
-            if signer is None:
-                raise CRLError(
-                    f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
-                    "truststore (nor by an intermediate in the CRL file that one of them "
-                    "issued): give the CRL of a CA the truststore holds (an intermediate "
-                    "that signed it may go in the CRL file); the CRL of a CA no longer "
-                    "trusted is not needed: remove it",
                     path=path,
                     issuer=issuer,
                 )

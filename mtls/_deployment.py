@@ -187,8 +187,13 @@ _JAVA_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 def _integer(text: str) -> int | None:
     """The integer Java's ``Long.parseLong`` reads in ``text`` (ASCII digits and a sign:
-    no ``_`` and no other script's digits, which Python's ``int`` takes), or None."""
-    return int(text) if _JAVA_INTEGER.fullmatch(text) else None
+    no ``_`` and no other script's digits, which Python's ``int`` takes), or None; None
+    too beyond a Java long (19 digits), which ``parseLong`` refuses (and a few thousand
+    digits would be Python's own ValueError)."""
+    if not _JAVA_INTEGER.fullmatch(text) or len(text.lstrip("+-")) > 19:
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 # A tuple of quoted keys in a tomllib message: ('a', "b c").

@@ -424,11 +424,14 @@ def _container(
     return _jks.parse_store
 
 
-def _key_rounds(key: _jks.JKSKey) -> int:
-    """What decrypting a Java-family key entry will derive, by the format that protects it."""
+def _key_rounds(key: _jks.JKSKey, password: str | None) -> int:
+    """What decrypting a Java-family key entry with ``password`` will derive, by the
+    format that protects it."""
     if key.store_type == _bcfks.TYPE:
         return _bcfks.kdf_rounds(key)
-    return _bks.kdf_rounds(key) if key.store_type in _bks.TYPES else _jks.kdf_rounds(key)
+    if key.store_type in _bks.TYPES:
+        return _bks.kdf_rounds(key)
+    return _jks.kdf_rounds(key, password)
 
 
 def _unprotect(key: _jks.JKSKey, password: str, budget: WorkBudget | None) -> bytes:
@@ -488,18 +491,18 @@ def _parse_jks(
         else [k for k in contents.keys if k.alias.casefold() == key_alias.casefold()]
     )
     if with_keys:
+        secret = key_password if key_password is not None else password
+        if secret is None and fmt == "BCFKS":
+            secret = ""  # Bouncy Castle's getKey(alias, null): the empty password
         # The whole cost is charged before the first key is decrypted.
         for key in wanted:
             if fmt == "JKS":  # Sun's KeyProtector: one SHA-1 per 20 bytes, nothing to charge
                 continue
-            rounds = _key_rounds(key)
+            rounds = _key_rounds(key, secret)
             try:
                 budget.charge_kdf(rounds, f"key entry {_jks.shown(key.alias)}")
             except WorkLimitError as exc:
                 raise _too_much_work(exc, path, key.alias) from exc
-        secret = key_password if key_password is not None else password
-        if secret is None and fmt == "BCFKS":
-            secret = ""  # Bouncy Castle's getKey(alias, null): the empty password
         for k in wanted:
             try:
                 keys.append(_decrypt_jks_key(k, secret, key_password is not None, path, None))

@@ -1046,3 +1046,18 @@ def test_ref_values_are_shown_resolved_and_env_values_stay_hidden(tmp_path, monk
     assert doc.shown(doc.written("keystore.other", "file_name") or "") == "$env{MTLS_TEST_STORE}"
     assert doc.shown(doc.written("keystore.env", "file_name") or "") == "$env{MTLS_TEST_STORE}"
     assert doc.shown("$ref{keystore.missing.file_name}") == "$ref{keystore.missing.file_name}"
+
+
+@pytest.mark.parametrize("digits", [20, 5000])
+def test_an_interval_beyond_a_java_long_is_refused_by_name(tmp_path: Path, digits: int) -> None:
+    """Synapse reads the interval with Long.parseLong: more than a long holds fails
+    there. 5,000 digits was Python's own ValueError ("Exceeds the limit (4300
+    digits)") out of from_deployment_toml; 20 digits was taken. Both are refused naming
+    the setting; the twin, the largest long, is read."""
+    section = "[transport.passthru_https.sender.ssl_profile]"
+    (tmp_path / "repository" / "conf").mkdir(parents=True)
+    toml = write_toml(tmp_path, f'{section}\ninterval = "{"9" * digits}"\n')
+    with pytest.raises(ProfileConfigError, match="interval must be milliseconds"):
+        read_deployment_toml(str(toml), base_dir=tmp_path)
+    toml = write_toml(tmp_path, f'{section}\ninterval = "{2**63 - 1}"\n')
+    assert read_deployment_toml(str(toml), base_dir=tmp_path).interval_ms == 2**63 - 1

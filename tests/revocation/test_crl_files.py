@@ -839,3 +839,26 @@ def test_a_crl_with_a_version_cryptography_refuses_is_a_crl_error(tmp_path: Path
     assert caught.value.path == str(path)
     path.write_bytes(good)
     assert len(CRLSet.load(path)) == 1
+
+
+def test_a_list_no_anchor_signed_is_refused_before_its_extensions_are_read(
+    tmp_path: Path,
+) -> None:
+    """Entries and extensions were walked before the signer was asked for: a 10 MiB
+    list of odd entry extensions that no anchor signed took seconds to be refused.
+    The signer comes first now, so such a list is refused as unsigned, whatever else
+    is wrong with it; the twin, the same list signed by an anchor, is refused for its
+    unknown critical extension."""
+    from cryptography import x509
+    from cryptography.x509.oid import ObjectIdentifier
+
+    odd = x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    ca, stranger = CA(), CA(name="stranger")
+    anchors = [ca.certificate.public_bytes(serialization.Encoding.DER)]
+    path = tmp_path / "other.crl"
+    path.write_bytes(crl_without_entries(stranger, odd))
+    with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
+        CRLSet.load(path).check(anchors)
+    path.write_bytes(crl_without_entries(ca, odd))
+    with pytest.raises(CRLError, match="critical"):
+        CRLSet.load(path).check(anchors)

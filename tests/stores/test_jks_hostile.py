@@ -1037,3 +1037,27 @@ def test_ber_end_reads_one_element_as_the_jdk_does(data: bytes, tail: bytes) -> 
         _jks.ber_end(b"\x30\x85\0\0\0\0\x01\x05" + tail)
     with pytest.raises(_der.DERError, match="primitive element of indefinite length"):
         _jks.ber_end(b"\x30\x80\x04\x80" + tail)
+
+
+def test_a_long_password_is_charged_for_every_jce_round_it_is_hashed_in(any_keytool, tmp_path):
+    """Each JCE key-derivation round hashes the password again: the budget counted
+    rounds alone, so a 32,768-character key password made one keytool-default entry
+    (200,000 rounds) take 25 s, and 1 MiB more than two minutes, before "wrong
+    password". Rounds are charged in MD5 blocks now: such a password is refused over
+    the budget at once (the bound is a generous subprocess wait, not a timing); the
+    twin, the right password, opens the store."""
+    path = tmp_path / "k.jceks"
+    run_keytool(any_keytool, "-genkeypair", "-keystore", str(path), "-storetype", "JCEKS",
+                "-storepass", "changeit", "-keypass", "changeit", "-alias", "k", "-keyalg",
+                "EC", "-dname", "CN=k")  # fmt: skip
+    script = (
+        "import sys, mtls\n"
+        "try:\n"
+        "    mtls.Keystore.load(sys.argv[1], 'changeit', key_password='x' * 1_048_576)\n"
+        "except mtls.MTLSError as e:\n"
+        "    print(type(e).__name__, 'key-derivation iterations' in str(e))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.stdout.split()[-1:] == ["True"], done.stdout + done.stderr[-2000:]
+    assert mtls.Keystore.load(path, "changeit").key_aliases == ("k",)
