@@ -29,6 +29,7 @@ from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import (
     _PLACEHOLDER,
+    WSO2_CANNOT_LOAD,
     SecretResolver,
     has_placeholder,
     resolve_placeholders,
@@ -762,6 +763,15 @@ def read_deployment_toml(
     if interval_setting is not None:
         value = toml.text(*interval_setting)
         interval_ms = _integer(str(value))
+        raw = toml.raw(*interval_setting)
+        if interval_ms is not None and isinstance(raw, str) and raw != raw.strip():
+            log.warning(
+                "%s: [%s] %s has spaces around its number: mtls reads it, but WSO2 cannot "
+                "(Synapse's Long.parseLong takes no spaces): remove them",
+                path,
+                *interval_setting,
+                extra=WSO2_CANNOT_LOAD,
+            )
         if interval_ms is None:  # raised outside the except: a ValueError quoting the
             # value (a resolved secret) must not ride along as __context__
             raise ProfileConfigError(

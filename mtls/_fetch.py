@@ -140,6 +140,15 @@ def resolve(host: str, port: int, wait: float) -> list[Any]:
     return found
 
 
+def _number(text: str | None, most: int = 18) -> int | None:
+    """A header's or status line's decimal number: ASCII digits only (``str.isdigit``
+    takes ``²``, which ``int`` refuses), at most ``most`` of them (thousands would be
+    Python's own ValueError); else None."""
+    if text is None or not 0 < len(text) <= most or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def _framing(data: bytearray) -> tuple[str, int] | None:
     """How the answer in ``data`` says where it ends, once its head has arrived (else
     ``None``): ``("length", total bytes)``, ``("chunked", 0)`` or ``("close", 0)``."""
@@ -149,9 +158,9 @@ def _framing(data: bytearray) -> tuple[str, int] | None:
     headers = _headers(bytes(data[:end]).decode("latin-1").split("\r\n")[1:])
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return "chunked", 0
-    length = headers.get("content-length")
-    if length is not None and length.isdigit():
-        return "length", end + 4 + int(length)
+    length = _number(headers.get("content-length"))
+    if length is not None:
+        return "length", end + 4 + length
     return "close", 0
 
 
@@ -214,9 +223,10 @@ def response_body(url: str, data: bytes, limit: int) -> bytes:
         raise FetchError(f"{url}: not an HTTP response")
     lines = head.decode("latin-1").split("\r\n")
     status = lines[0].split(" ", 2)
-    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+    code = _number(status[1], 3) if len(status) > 1 else None
+    if code is None or not status[0].startswith("HTTP/1."):
         raise FetchError(f"{url}: not an HTTP response")
-    code, reason = int(status[1]), status[2] if len(status) > 2 else ""
+    reason = status[2] if len(status) > 2 else ""
     headers = _headers(lines[1:])
     if 300 <= code < 400:
         raise FetchError(f"{url}: redirected to {headers.get('location', '?')}, not followed")
@@ -230,13 +240,16 @@ def response_body(url: str, data: bytes, limit: int) -> bytes:
         if dechunked is None:
             raise FetchError(f"{url}: a chunked answer that is cut short or damaged")
         body = dechunked
-    length = headers.get("content-length")
-    if length is not None and length.isdigit() and "transfer-encoding" not in headers:
-        if int(length) > limit:
+    written = headers.get("content-length")
+    length = _number(written)
+    if written is not None and length is None and "transfer-encoding" not in headers:
+        raise FetchError(f"{url}: a Content-Length that is not a number of bytes")
+    if length is not None and "transfer-encoding" not in headers:
+        if length > limit:
             raise FetchError(f"{url}: {length} bytes, more than the {limit} allowed")
-        if len(body) < int(length):
+        if len(body) < length:
             raise FetchError(f"{url}: the answer was cut short")
-        body = body[: int(length)]
+        body = body[:length]
     if len(body) > limit:
         raise FetchError(f"{url}: more than the {limit} bytes allowed")
     return body

@@ -61,12 +61,13 @@ from ._log import log
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
-from ._wso2 import substitute
+from ._wso2 import WSO2_CANNOT_LOAD, substitute
 
 #: The environment variable the vault reads its keystore password from.
 PASSWORD_ENV = "MTLS_VAULT_PASSWORD"  # noqa: S105 - a variable name
 # DefaultSecretCallbackHandler's files in the product home, in the order it tries them.
 _PASSWORD_FILES = ("password", "password-tmp", "password-persist")
+_TOML_SOURCE = "deployment.toml [secrets]"
 _DEFAULT_KEYSTORE = "wso2carbon.jks"  # API-M 4.x default.json keystore.primary.file_name
 _DEFAULT_ALIAS = "wso2carbon"
 _PLACEHOLDER = re.compile(r"\$(env|sys|)\{([^}]*)\}")
@@ -494,11 +495,19 @@ class SecureVault:
         if plain is not None:
             if (alias, value.path) not in self._warned:
                 self._warned.add((alias, value.path))
+                from_toml = value.source == _TOML_SOURCE
                 log.warning(
                     "%s: secret alias %r is plain text, not encrypted: run ciphertool "
-                    "-Dconfigure to encrypt it",
+                    "-Dconfigure to encrypt it%s",
                     value.path,
                     alias,
+                    # config-mapper's ReferenceResolver: "Secret references can't be
+                    # plain text" (unless started with -DencryptSecrets=true).
+                    " (WSO2 refuses to start with a $secret{} that names a plain-text "
+                    "[secrets] value, unless started with -DencryptSecrets=true)"
+                    if from_toml
+                    else "",
+                    extra=WSO2_CANNOT_LOAD if from_toml else None,
                 )
             return Secret(plain)
         return Secret(self._decrypt(alias, value, text, config))
@@ -588,9 +597,7 @@ class SecureVault:
                     continue
                 written[alias] = key
                 if isinstance(text, str) and text.strip():
-                    values[alias] = _Value(
-                        text.strip(), "deployment.toml [secrets]", os.fspath(self._toml)
-                    )
+                    values[alias] = _Value(text.strip(), _TOML_SOURCE, os.fspath(self._toml))
                 elif not isinstance(text, str):
                     not_text[alias] = _kind_of(text)
                     values.pop(alias, None)

@@ -407,9 +407,28 @@ def test_plain_text_values_resolve_with_one_warning(tmp_path, stores, caplog) ->
     with caplog.at_level(logging.WARNING, logger="mtls"):
         assert vault("p").reveal() == "not-encrypted-yet"
         assert vault("p").reveal() == "not-encrypted-yet"
-    warnings = [r.getMessage() for r in caplog.records if "plain text" in r.getMessage()]
-    assert len(warnings) == 1 and "'p'" in warnings[0]
+    records = [r for r in caplog.records if "plain text" in r.getMessage()]
+    assert len(records) == 1 and "'p'" in records[0].getMessage()
     assert "not-encrypted-yet" not in caplog.text
+    # WSO2's config mapper refuses a $secret{} naming a plain-text [secrets] value
+    # ("Secret references can't be plain text"): marked so that mtls check fails it.
+    assert getattr(records[0], "mtls_wso2_cannot_load", False) is True
+    assert "-DencryptSecrets=true" in records[0].getMessage()
+
+
+def test_a_plain_text_cipher_text_properties_value_is_not_marked(tmp_path, stores, caplog) -> None:
+    """The twin: plain text in cipher-text.properties is the secure vault's own file, not
+    the config mapper's [secrets]: warned about, not marked as what WSO2 cannot load."""
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"p": "[not-encrypted-yet]"},
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert SecureVault(home)("p").reveal() == "not-encrypted-yet"
+    records = [r for r in caplog.records if "plain text" in r.getMessage()]
+    assert len(records) == 1 and not getattr(records[0], "mtls_wso2_cannot_load", False)
 
 
 _FILE_PROVIDER = "org.wso2.securevault.secret.repository.FileBaseSecretRepositoryProvider"

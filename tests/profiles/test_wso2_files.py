@@ -1061,3 +1061,21 @@ def test_an_interval_beyond_a_java_long_is_refused_by_name(tmp_path: Path, digit
         read_deployment_toml(str(toml), base_dir=tmp_path)
     toml = write_toml(tmp_path, f'{section}\ninterval = "{2**63 - 1}"\n')
     assert read_deployment_toml(str(toml), base_dir=tmp_path).interval_ms == 2**63 - 1
+
+
+def test_an_interval_with_spaces_is_read_and_marked_as_what_wso2_cannot_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Synapse parses the interval with Long.parseLong, which takes no spaces: mtls
+    trims them (it reads the file), and says WSO2 cannot, marked so that mtls check
+    fails it; the twin without spaces says nothing."""
+    section = "[transport.passthru_https.sender.ssl_profile]"
+    (tmp_path / "repository" / "conf").mkdir(parents=True)
+    for written, marked in (('" 120000 "', True), ('"120000"', False)):
+        caplog.clear()
+        toml = write_toml(tmp_path, f"{section}\ninterval = {written}\n")
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            assert read_deployment_toml(str(toml), base_dir=tmp_path).interval_ms == 120000
+        found = [r for r in caplog.records if "spaces around its number" in r.getMessage()]
+        assert len(found) == int(marked)
+        assert all(getattr(r, "mtls_wso2_cannot_load", False) for r in found)

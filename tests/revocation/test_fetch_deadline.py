@@ -139,3 +139,26 @@ def test_chunked_framing_is_checked() -> None:
 def test_a_url_that_does_not_parse_is_a_fetch_error_not_a_malformed_answer() -> None:
     with pytest.raises(_fetch.FetchError, match=r"not a URL \(Invalid IPv6 URL\)"):
         _fetch.fetch("http://[::1/x", None, 1000, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("head", "said"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xc2\xb2", "not a number of bytes"),  # '²'
+        (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000, "not a number of bytes"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1", "not a number of bytes"),
+        (b"HTTP/1.1 \xc2\xb2\xc2\xb2\xc2\xb2 OK", "not an HTTP response"),
+        (b"HTTP/1.1 " + b"2" * 5000 + b" OK", "not an HTTP response"),
+    ],
+)
+def test_numbers_python_cannot_read_are_fetch_errors(head: bytes, said: str) -> None:
+    """A status or Content-Length that str.isdigit() takes but int() refuses ('²'), or
+    of thousands of digits, let a ValueError out of the fetcher, whose callers expect
+    FetchError only (the checker reported "a malformed answer (invalid literal...)").
+    The twin: a plain answer's body is read."""
+    from mtls._fetch import FetchError, response_body
+
+    with pytest.raises(FetchError, match=said):
+        response_body("http://crl.example/ca.crl", head + b"\r\n\r\nbody", 1000)
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"
+    assert response_body("http://crl.example/ca.crl", ok, 1000) == b"body"
