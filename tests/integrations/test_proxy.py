@@ -69,7 +69,9 @@ class _Connect(socketserver.BaseRequestHandler):
             except (ssl.SSLError, OSError):
                 return  # the client refused the proxy's certificate
             self.server.client_certs.append(client.getpeercert(binary_form=True))
-        with client:
+        with client, contextlib.suppress(ConnectionError):
+            # A side that resets its end (a client refusing the backend's certificate
+            # inside the tunnel) ends the tunnel, not the test run's stderr.
             self._tunnel(client)
 
     def _tunnel(self, client: socket.socket) -> None:
