@@ -162,3 +162,25 @@ def test_numbers_python_cannot_read_are_fetch_errors(head: bytes, said: str) -> 
         response_body("http://crl.example/ca.crl", head + b"\r\n\r\nbody", 1000)
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"
     assert response_body("http://crl.example/ca.crl", ok, 1000) == b"body"
+
+
+def test_an_answer_of_a_million_tiny_chunks_is_refused_early() -> None:
+    """Each arrival re-read the whole chunked body (quadratic), and even read once a
+    million 2-byte chunks cost seconds of GIL: the walk now goes on from where it
+    stopped, and more than MAX_CHUNKS chunks is refused as damaged at the first part
+    past them. The twin: an answer in a few chunks is read whole."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    piece = b"2\r\n\r\n\r\n"
+    data = bytearray(head)
+    chunks = _fetch._Chunks(len(head))
+    parts = 0
+    while not chunks.done(data):
+        data += piece * 10_000
+        parts += 1
+    assert parts == _fetch.MAX_CHUNKS // 10_000 + 1  # stopped just past the limit
+    with pytest.raises(_fetch.FetchError, match="damaged"):
+        _fetch.response_body("u", bytes(data), 10 * 1024 * 1024)
+    whole = head + b"4\r\nbody\r\n3\r\n!!!\r\n0\r\n\r\n"
+    chunks = _fetch._Chunks(len(head))
+    assert not chunks.done(bytearray(whole[:-5])) and chunks.done(bytearray(whole))
+    assert _fetch.response_body("u", whole, 100) == b"body!!!"
