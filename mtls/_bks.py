@@ -156,7 +156,7 @@ def parse_uber(data: bytes, password: str | None, budget: WorkBudget) -> JKSCont
         raise JKSFormatError("truncated UBER store: replace the file")
     if password is None:
         raise PasswordRequired("UBER stores are encrypted")
-    budget.charge_kdf(2 * iterations, "the store")
+    budget.charge_kdf(_DERIVATIONS * iterations, "the store")  # Twofish: 32-byte key, IV
     jks = pyjks()
     _import_twofish()
     try:
@@ -293,6 +293,11 @@ def _entries(reader: Reader) -> list[Entry]:
     return entries
 
 
+#: RFC 7292 appendix B derivations per key decryption, each ``iterations`` rounds long:
+#: two SHA-1 blocks of key (3DES's 24 bytes, Twofish's 32), one of IV.
+_DERIVATIONS = 3
+
+
 def kdf_rounds(key: JKSKey) -> int:
     """Key-derivation rounds :func:`decrypt_key` will run for ``key`` (0 if it will refuse it)."""
     if key.plain:
@@ -300,7 +305,9 @@ def kdf_rounds(key: JKSKey) -> int:
     try:
         reader = Reader(key.protected, key.store_type)
         reader.blob()
-        return 2 * min(reader.u32(), MAX_ITERATIONS)  # the key, then the IV
+        # The RFC 7292 KDF per 20-byte output block: a 24-byte 3DES key is two, its
+        # IV one (what a derivation longer than one hash output counts, as PKCS#12's).
+        return _DERIVATIONS * min(reader.u32(), MAX_ITERATIONS)
     except JKSFormatError:
         return 0
 
@@ -328,7 +335,7 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None) -> bytes:
             "iterations: replace the file"
         )
     if budget is not None:
-        budget.charge_kdf(2 * iterations, f"key entry {shown(key.alias)}")
+        budget.charge_kdf(_DERIVATIONS * iterations, f"key entry {shown(key.alias)}")
     jks = pyjks()
     try:
         plain = jks.rfc7292.decrypt_PBEWithSHAAnd3KeyTripleDESCBC(
