@@ -1353,3 +1353,22 @@ def test_names_are_normalised_the_same_way_twice():
     assert normalize_host("\u00fc.example\u3002") == "xn--tda.example"
     assert normalize_host(normalize_host("\u00ea.")) == normalize_host("\u00ea.")
     assert parse_server("h :443") == ("h", 443)
+
+
+def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> None:
+    """A profile of 300,000 servers whose store was missing made a 6.7-million-character
+    message. Messages name the first ten and count the rest; the error's servers
+    attribute still holds them all. The twin: a profile of two is named whole."""
+    servers = tuple(f"backend{i}.example.com:8243" for i in range(1000))
+    missing = mtls.StoreConfig(location=tmp_path / "missing.jks", password="changeit")
+    with pytest.raises(mtls.KeystoreError) as caught:
+        mtls.SSLProfileSet([mtls.SSLProfile(servers=servers, keystore=missing)])
+    message = str(caught.value)
+    assert "backend9.example.com:8243 and 990 more" in message
+    assert "backend10.example.com" not in message and len(message) < 1000
+    assert caught.value.servers == servers
+    with pytest.raises(mtls.KeystoreError) as caught:
+        mtls.SSLProfileSet([mtls.SSLProfile(servers=servers[:2], keystore=missing)])
+    assert str(caught.value).startswith(
+        "profile backend0.example.com:8243, backend1.example.com:8243: "
+    )
