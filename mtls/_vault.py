@@ -758,7 +758,7 @@ class SecureVault:
 
     def _lookup(self, kind: str, name: str) -> str | None:
         """``$env{NAME}``: the environment; ``$sys{NAME}``, ``${NAME}``: properties, then it."""
-        found = self._properties.get(name) if kind != "env" else None
+        found = (self._properties.get(name) or None) if kind != "env" else None
         return found if found is not None else os.environ.get(name)
 
     def _placeholder(self, text: str, where: str) -> str:

@@ -201,7 +201,8 @@ def resolve_placeholders(
                     element=element,
                 )
             return value
-        value = None if kind == "env" else properties.get(name)
+        # An empty property is not set (config-mapper: isNotEmpty, else it throws).
+        value = None if kind == "env" else (properties.get(name) or None)
         if value is None:
             value = os.environ.get(name)
         if value is None:

@@ -496,6 +496,23 @@ def test_an_unset_variable_is_an_error_naming_it_never_an_empty_password(tmp_pat
     assert settings.keystore is not None and settings.keystore.password == mtls.Secret(PASSWORD)
 
 
+def test_an_empty_system_property_is_not_set(tmp_path, monkeypatch):
+    """WSO2's config mapper refuses an empty system property for $sys{} ("Error while
+    retrieving ... system property"); mtls took it as an empty password. It counts as
+    not set now: an error naming it (the twin: a non-empty one is read)."""
+    monkeypatch.delenv("store.password", raising=False)
+    home = home_with(tmp_path, {})
+    toml = write_toml(
+        home, '[keystore.tls]\nfile_name = "a.jks"\npassword = "$sys{store.password}"\n'
+    )
+    with pytest.raises(ProfileConfigError, match=r"store\.password"):
+        read_deployment_toml(str(toml), base_dir=home, properties={"store.password": ""})
+    settings = read_deployment_toml(
+        str(toml), base_dir=home, properties={"store.password": PASSWORD}
+    )
+    assert settings.keystore is not None and settings.keystore.password == mtls.Secret(PASSWORD)
+
+
 def test_references_to_missing_keys_and_circles_are_errors(tmp_path):
     home = home_with(tmp_path, {})
     toml = write_toml(home, '[keystore.tls]\nfile_name = "a.jks"\npassword = "$ref{x.y}"\n')
