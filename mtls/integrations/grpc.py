@@ -223,14 +223,20 @@ def _material_refusal(material: TLSMaterial) -> str | None:
 
 
 def _same_profile(one: TLSMaterial, other: TLSMaterial) -> bool:
-    """Whether two materials are one profile's (its servers and client ID), before and
-    after a reload."""
+    """Whether two materials are one profile's, with the same keystore (its file and key
+    entry), before and after a reload: only then may the older one's key stand in for
+    the newer's (a profile pointed at another keystore asked for another identity)."""
     if one.profile is None or other.profile is None:
-        return one.profile is other.profile
-    return (one.profile.server_names, one.profile.client_id) == (
-        other.profile.server_names,
-        other.profile.client_id,
-    )
+        return False
+
+    def identity(material: TLSMaterial) -> tuple[object, ...]:
+        profile = material.profile
+        assert profile is not None
+        store = profile.keystore
+        where = (store.location, store.alias) if store is not None else None
+        return (profile.server_names, profile.client_id, where)
+
+    return identity(one) == identity(other)
 
 
 def _refusal(
@@ -365,6 +371,9 @@ class _Rotating:
         otherwise fail), and the refusal is logged at ERROR and kept in
         :attr:`last_error` until a usable key arrives."""
         if material is None or material.private_key is None:
+            # No key (the profile dropped its <KeyStore>, or went away): nothing kept
+            # from before may come back with a later key gRPC cannot use.
+            self._usable, self._last_error = None, None
             return material
         unusable = _material_refusal(material)
         if unusable is None:

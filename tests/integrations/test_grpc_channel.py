@@ -371,6 +371,42 @@ def test_novalidatecert_without_truststore_is_refused(tmp_path: Path, ca: CA, se
         assert who(channel) == b"client"
 
 
+@pytest.mark.parametrize("between", ["no keystore", "another keystore"])
+def test_a_kept_key_never_comes_back_for_another_identity(
+    tmp_path: Path, ca: CA, server: Any, between: str
+) -> None:
+    """The key kept for gRPC (a rotation to a key it cannot use) is kept only for the
+    same profile and keystore. A profile that dropped its <KeyStore> (calls go out
+    without a certificate), or was pointed at another keystore, and later gets a key
+    gRPC cannot use, is refused: the identity it withdrew does not come back."""
+    port, _ = server
+    first = tmp_path / "gen-1.jks"
+    write_keystore(first, ca.issue_cert("gen-1", common_name="gen-1"))
+    trust = tmp_path / "trust.jks"
+    write_truststore(trust, ca)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{port}", first, trust)))
+    with (
+        SSLProfileSet.from_xml(xml, reload_interval=None, settle_delay=0.01) as profiles,
+        secure_channel(f"localhost:{port}", profiles) as channel,
+    ):
+        assert who(channel) == b"gen-1"
+        odd = tmp_path / "odd.jks"
+        odd.write_bytes(secp256k1_keystore(ca))
+        if between == "no keystore":
+            replace_atomically(xml, profile_xml(profile(f"localhost:{port}", None, trust)))
+            assert profiles.reload()
+            with pytest.raises(grpc.RpcError):
+                who(channel)  # no client certificate: the server refuses
+            replace_atomically(xml, profile_xml(profile(f"localhost:{port}", odd, trust)))
+        else:
+            replace_atomically(xml, profile_xml(profile(f"localhost:{port}", odd, trust)))
+        assert profiles.reload()
+        with pytest.raises(ProfileConfigError, match="BoringSSL"):
+            who(channel)
+        assert channel.last_error is None  # nothing is kept: nothing to say of it
+
+
 @pytest.mark.parametrize("curve", [ec.SECP256K1(), ec.SECP224R1()], ids=lambda c: c.name)
 def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
     tmp_path: Path, ca: CA, server: Any, curve: ec.EllipticCurve, caplog: pytest.LogCaptureFixture
