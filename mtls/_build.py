@@ -634,7 +634,10 @@ class Builder:
                 chain = keystore.key_entry(alias)[2]
                 served_chain = (
                     serving.keystore.key_entry(alias)[2]
-                    if serving is not None and serving.keystore is not None and can_keep
+                    if serving is not None
+                    and serving.keystore is not None
+                    and can_keep
+                    and keystore.store_type == "PEM"  # only PEM is written in steps
                     else None
                 )
                 refused = (
@@ -1204,6 +1207,17 @@ def _purpose_refusal(
     return by_content(refused), None
 
 
+#: How long a PEM keystore whose chain leaves out an intermediate the chain in service
+#: sends is held back (read again at every check) before it goes in with a warning. A
+#: file written in steps is whole within seconds; a chain meant that way (a cross-signed
+#: root dropped for the short chain, a leaf alone for peers that trust the intermediate
+#: itself) waits this long, or until the next check after it.
+LOST_ISSUER_GRACE = _dt.timedelta(seconds=10)
+# (where, SHA-256 of the chain) -> when it was first held back; and those let in, warned.
+_LOST_ISSUER_SEEN: dict[tuple[str, str], _dt.datetime] = {}
+_LOST_ISSUER_WARNED: set[tuple[str, str]] = set()
+
+
 def _lost_issuer_refusal(
     chain_der: Sequence[bytes],
     served_der: Sequence[bytes] | None,
@@ -1211,11 +1225,15 @@ def _lost_issuer_refusal(
     *,
     whose: str = "",
 ) -> tuple[KeystoreError, _dt.datetime | None] | None:
-    """Why a replacement whose chain stops below a certificate the chain in service
+    """Why a PEM replacement whose chain stops below a certificate the chain in service
     carried, and the new leaf needs, is not installed yet: a PEM file written in steps
     (key, leaf, then the intermediate: ``vault read ... >> tls.pem``) read between two
     steps is whole at a certificate's end, and reads the same twice a settle delay
     apart; peers that verify through that intermediate would refuse every handshake.
+    Held back for :data:`LOST_ISSUER_GRACE` from when it was first seen (the refusal
+    says until when), then let in with a warning. (Callers ask for PEM keystores only:
+    a JKS or PKCS#12 file written half-way fails its own check.)
+
     The issuing path is followed from the leaf by signature; ``None`` when it reaches
     a self-issued certificate, when no certificate in service issued its top (a new
     CA: nothing to compare) or only a root did (peers verify with their own copy), or
@@ -1224,7 +1242,7 @@ def _lost_issuer_refusal(
         return None
     try:
         current = chain_der[0]
-        _x509.load_cert(current)
+        leaf = _x509.load_cert(current)
         rest = list(chain_der[1:])
         while True:
             issuer = next((der for der in rest if _issued(current, der)), None)
@@ -1244,14 +1262,38 @@ def _lost_issuer_refusal(
     except ValueError:
         return None
     what = f"the {whose} certificate" if whose else "the certificate"
+    subject, missing = _x509.subject_text(leaf), _x509.subject_text(lost_cert)
+    key = (where, _x509.sha256_hex(b"".join(chain_der)))
+    now = _dt.datetime.now(_dt.UTC)
+    if len(_LOST_ISSUER_SEEN) >= 256 and key not in _LOST_ISSUER_SEEN:
+        _LOST_ISSUER_SEEN.clear()
+    first = _LOST_ISSUER_SEEN.setdefault(key, now)
+    if now - first >= LOST_ISSUER_GRACE:
+        if key not in _LOST_ISSUER_WARNED:
+            if len(_LOST_ISSUER_WARNED) >= 256:
+                _LOST_ISSUER_WARNED.clear()
+            _LOST_ISSUER_WARNED.add(key)
+            log.warning(
+                "%s: %s %s goes in without %s, which the chain before it sent, the file "
+                "having stayed so for %d s: peers that verify through %s refuse it",
+                where,
+                what,
+                subject,
+                missing,
+                LOST_ISSUER_GRACE.total_seconds(),
+                missing,
+            )
+        return None
+    until = first + LOST_ISSUER_GRACE
     return KeystoreError(
-        f"{where}: {what} {_x509.subject_text(_x509.load_cert(chain_der[0]))} arrived "
-        f"without {_x509.subject_text(lost_cert)}, which issued its chain's "
+        f"{where}: {what} {subject} arrived without {missing}, which issued its chain's "
         "last certificate and which the chain in service sends: a file written in steps "
         "caught between them (it is read again at the next check), or that certificate "
-        "left out, which peers that verify through it refuse: append it after the leaf",
+        "left out, which peers that verify through it refuse (append it after the leaf; "
+        f"a chain meant so goes in at the first check after {until:%H:%M:%S} UTC, with a "
+        "warning)",
         path=where,
-    ), None
+    ), until
 
 
 def _chain_refusal(

@@ -481,7 +481,11 @@ def _refusal(
     _, _, chain = keystore.key_entry(config.alias)
     subject, _, not_before, not_after = _leaf(chain[0])
     where = config.shown_location
-    served = in_service.key_entry(config.alias)[2] if in_service is not None else None
+    served = (
+        in_service.key_entry(config.alias)[2]
+        if in_service is not None and keystore.store_type == "PEM"  # only PEM is written in steps
+        else None
+    )
     return (
         _validity_refusal(subject, not_before, not_after, where, whose="server")
         or _chain_refusal(chain, where, whose="server")

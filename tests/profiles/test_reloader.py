@@ -1679,3 +1679,47 @@ def test_a_pem_keystore_read_before_its_intermediate_is_written_is_not_installed
         other = CA(name="another root").issue_cert("gen-3")
         pem.write_bytes(other.private_key_pem + other.cert_pem)
         assert profiles.reload() is True and profiles.last_error is None
+
+
+def test_a_chain_meant_without_its_intermediate_goes_in_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not every shorter chain is a file caught half-written: a cross-signed root dropped
+    for the short chain, or a leaf alone for peers that trust the intermediate itself.
+    Such a PEM file is held back for LOST_ISSUER_GRACE (short here, polled with a
+    bounded wait), then goes in with a warning. A JKS keystore, which cannot be read
+    half-written, goes in at once."""
+    from mtls import _build
+
+    monkeypatch.setattr(_build, "LOST_ISSUER_GRACE", dt.timedelta(seconds=0.3))
+    root = CA(name="grace root")
+    ica = root.create_child_ca(name="grace ica")
+    trust = tmp_path / "trust.jks"
+    root.write_truststore(trust, PASSWORD)
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=ica) as server:
+        for store in ("gw.pem", "gw.jks"):
+            path = tmp_path / store
+            first = ica.issue_cert("gen-1")
+            if store.endswith(".pem"):
+                path.write_bytes(first.private_key_pem + first.chain_pem)
+            else:
+                first.write_keystore(path, PASSWORD)
+            xml = tmp_path / f"{store}.xml"
+            xml.write_text(profile_xml(profile(f"localhost:{server.port}", path, trust)))
+            profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+            assert cn_seen(profiles, server.port) == "gen-1"
+            second = ica.issue_cert("gen-2")
+            alone = Keystore()
+            alone.add_key("gen-2", second.private_key, [second.certificate])
+            if store.endswith(".pem"):
+                replace_atomically(path, second.private_key_pem + second.cert_pem)
+                assert profiles.reload() is False and "arrived without" in str(profiles.last_error)
+                caplog.clear()
+                with caplog.at_level(logging.WARNING, logger="mtls"):
+                    wait_for(profiles.reload)
+                assert "goes in without CN=grace ica" in caplog.text
+            else:
+                replace_atomically(path, alone.to_bytes(PASSWORD))
+                assert profiles.reload() is True  # at once
+            # The backend trusts the intermediate itself: the leaf alone is enough.
+            assert profiles.last_error is None and cn_seen(profiles, server.port) == "gen-2"
