@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from ._errors import ProfileConfigError
+from ._errors import ProfileConfigError, servers_shown
 from ._idna import ascii_host
 from ._log import log
 from ._readers import _shown_type
@@ -504,7 +504,7 @@ class SSLProfile:
             return "SSLProfile(<not built: its arguments were refused>)"
 
     def __str__(self) -> str:
-        return f"profile {', '.join(self.server_names)}{client_suffix(self.client_id)}"
+        return f"profile {servers_shown(self.server_names)}{client_suffix(self.client_id)}"
 
 
 def client_suffix(client_id: str | None) -> str:

@@ -223,14 +223,20 @@ def profile_label(servers: Sequence[str], client_id: str | None, *, default: boo
     if default:
         return "the default profile (used when no profile matches)"
     who = f" (client {client_id!r})" if client_id else ""
-    shown = ", ".join(servers[:_LABEL_SERVERS])
-    if len(servers) > _LABEL_SERVERS:  # a profile of 300,000 servers made 6.7 MB messages
-        shown += f" and {len(servers) - _LABEL_SERVERS:,} more"
-    return f"profile {shown}{who}"
+    return f"profile {servers_shown(servers)}{who}"
 
 
 #: Servers a message names for one profile (``servers`` on the error holds them all).
 _LABEL_SERVERS = 10
+
+
+def servers_shown(servers: Sequence[str]) -> str:
+    """A profile's servers as messages list them: the first ten, then how many more (a
+    profile of 300,000 servers made a message of 6.7 million characters)."""
+    shown = ", ".join(servers[:_LABEL_SERVERS])
+    if len(servers) > _LABEL_SERVERS:
+        shown += f" and {len(servers) - _LABEL_SERVERS:,} more"
+    return shown
 
 
 def _restated(exc: MTLSError, message: str) -> MTLSError:

@@ -27,6 +27,7 @@ from ._errors import (
     ProfileConfigError,
     ProfileUnavailableError,
     in_profile,
+    servers_shown,
 )
 from ._log import log
 from ._reading import Reading, Unstable
@@ -310,7 +311,7 @@ class Snapshot:
 
 def _named(profile: SSLProfile) -> str:
     """A profile as a grouped problem's line names it: its servers (and client)."""
-    return f"{', '.join(profile.server_names)}{client_suffix(profile.client_id)}"
+    return f"{servers_shown(profile.server_names)}{client_suffix(profile.client_id)}"
 
 
 def _entries(profile: SSLProfile) -> Iterator[str]:
@@ -358,7 +359,7 @@ def _duplicate(
     if one.servers is other.servers:  # two <client> entries of one <profile>
         which = f"for client {client!r}" if client else "without a <clientID>"
         return ProfileConfigError(
-            f"{path or 'profiles'}: the profile for ({', '.join(one.server_names)}) has two "
+            f"{path or 'profiles'}: the profile for ({servers_shown(one.server_names)}) has two "
             f"<client> entries {which}: WSO2 would silently let one win; keep one",
             path=path,
             servers=(shown,),
@@ -378,7 +379,7 @@ def _which(profile: SSLProfile) -> str:
     """``one named 'billing' (a:443, b:443)``: a profile in a duplicate's message (two
     that name only the shared server read alike but for their name and order)."""
     name = f"one named {profile.name!r}" if profile.name else "one"
-    return f"{name} ({', '.join(profile.server_names)})"
+    return f"{name} ({servers_shown(profile.server_names)})"
 
 
 def _unused_client(client: str, path: str | None) -> None:

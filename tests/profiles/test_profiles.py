@@ -1367,6 +1367,8 @@ def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> 
     assert "backend9.example.com:8243 and 990 more" in message
     assert "backend10.example.com" not in message and len(message) < 1000
     assert caught.value.servers == servers
+    # str(profile), in logs and the gRPC messages, the same way.
+    assert str(mtls.SSLProfile(servers=servers)).endswith("backend9.example.com:8243 and 990 more")
     with pytest.raises(mtls.KeystoreError) as caught:
         mtls.SSLProfileSet([mtls.SSLProfile(servers=servers[:2], keystore=missing)])
     assert str(caught.value).startswith(
