@@ -50,6 +50,8 @@ SECURITY_DIR = Path("repository", "resources", "security")
 #: when deployment.toml has no [truststore] file_name: carbon-kernel 4.11 (API Manager
 #: to 4.4, Micro Integrator 4.x) client-truststore.jks, 4.12 client-truststore.p12.
 SHIPPED_TRUSTSTORES = ("client-truststore.jks", "client-truststore.p12")
+#: Which shipped file a declared type means when both are there.
+_SHIPPED_SUFFIX = {"JKS": ".jks", "PKCS12": ".p12"}
 #: The password default.json gives the shipped stores (``wso2carbon``).
 SHIPPED_PASSWORD = "wso2carbon"  # noqa: S105 - WSO2's published default, not a secret
 #: API Manager's sender reads this profile file when deployment.toml names none.
@@ -191,8 +193,8 @@ def _integer(text: str) -> int | None:
     no ``_`` and no other script's digits, which Python's ``int`` takes), or None; None
     too beyond a Java long (19 digits), which ``parseLong`` refuses (and a few thousand
     digits would be Python's own ValueError)."""
-    if not _JAVA_INTEGER.fullmatch(text) or len(text.lstrip("+-")) > 19:
-        return None
+    if not _JAVA_INTEGER.fullmatch(text) or len(text.lstrip("+-").lstrip("0")) > 19:
+        return None  # (leading zeros count for nothing: Long.parseLong takes them)
     value = int(text)
     return value if -(2**63) <= value < 2**63 else None
 
@@ -543,18 +545,22 @@ class DeploymentToml:
         ``None`` when none exists (``base_dir`` is not a product home).
 
         Raises:
-            ProfileConfigError: several exist: which one the product reads depends on
-                its kernel's version, which mtls cannot tell.
+            ProfileConfigError: several exist, and ``[table] type`` does not say which
+                (which one the product reads depends on its kernel's version).
         """
         present = [
             self.home / SECURITY_DIR / n for n in names if (self.home / SECURITY_DIR / n).exists()
         ]
+        declared = (self.text(table, "type") or "").upper()
+        if len(present) > 1 and declared in _SHIPPED_SUFFIX:
+            # The table's type says which one: the kernel whose default it is names it.
+            present = [p for p in present if p.suffix == _SHIPPED_SUFFIX[declared]]
         if len(present) > 1:
             raise ProfileConfigError(
                 f"{self.path}: no [{table}] file_name, so the product falls back to the "
                 f"{table} it ships, but both {' and '.join(map(str, present))} exist, and "
-                f"which one it reads depends on its version: set [{table}] file_name, "
-                "password and type",
+                f"which one it reads depends on its version: set [{table}] file_name "
+                "(or its type: JKS for the .jks, PKCS12 for the .p12), password and type",
                 path=self.path,
                 element=f"[{table}] file_name",
             )

@@ -23,8 +23,9 @@ class FetchError(Exception):
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 #: Chunks one answer may have: servers send kilobytes per chunk (a 10 MiB CRL in a few
-#: thousand); a million 2-byte chunks is a server making us spend seconds of GIL.
-MAX_CHUNKS = 65_536
+#: thousand), and this allows 40 bytes each on average; a million 2-byte chunks is a
+#: server making us spend seconds of GIL (this many cost about 0.4 s).
+MAX_CHUNKS = 262_144
 
 #: Largest response head (status line and headers) read from a responder.
 MAX_HEAD_BYTES = 16 * 1024

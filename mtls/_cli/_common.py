@@ -132,7 +132,7 @@ def _password_option(word: str) -> tuple[str, str | None] | None:
 # keytool's password options that take a source modifier: -storepass:env NAME reads
 # the variable, -storepass:file PATH the file's first line (keytool's getPass).
 _PASSWORD_SOURCE = re.compile(
-    r"^(-(?:storepass|keypass|srcstorepass|deststorepass|srckeypass|destkeypass)):(env|file)$"
+    r"^(-(?:storepass|keypass|srcstorepass|deststorepass|srckeypass|destkeypass|new)):(env|file)$"
 )
 
 

@@ -116,8 +116,8 @@ def _open_to_add(
         names = ", ".join(repr(alias) for alias in store.secret_keys)
         raise CLIError(
             f"{path}: holds secret-key entries ({names}), which mtls lists but never "
-            "decrypts, so it cannot write this store back: add to it with keytool "
-            f"{adding}, or keep the certificates in a store of their own"
+            f"decrypts, so it cannot write this store back: use keytool {adding} on it, "
+            "or keep the certificates in a store of their own"
         )
     return store, key_password
 
@@ -614,6 +614,8 @@ def cmd_changealias(args: argparse.Namespace, out: Output, logs: LogCollector) -
     kind = _existing_type(store, path, None)
     old: str = args.alias
     new: str = args.dest_alias
+    if not new:
+        raise UsageError("--dest-alias must not be empty")
     store.rename(old, new)
     _write_back(store, path, password, kind, key_password)
     out.line(f"Renamed {old} to {_as_stored(new, kind)} in {path} ({kind})")

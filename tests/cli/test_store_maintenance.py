@@ -210,3 +210,27 @@ def test_a_keytool_command_mtls_lacks_still_says_so() -> None:
     run = mtls_run("-printcert", "-file", "x.pem")
     assert run.code == 2 and "mtls has no keytool -printcert" in run.stderr
     assert "storepasswd, keypasswd and changealias" in run.stderr
+
+
+def test_the_new_password_takes_keytools_env_and_file_forms(tmp_path: Path) -> None:
+    """keytool scripts write -new:env NAME and -new:file PATH as they write
+    -storepass:env; the value never shows."""
+    path = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")
+    done = ok("-storepasswd", "-keystore", path, "-new:env", "GW_NEW_PASS",
+              env={"GW_NEW_PASS": NEW_PASSWORD})  # fmt: skip
+    _no_new_password_shown(done)
+    assert mtls.Keystore.load(path, NEW_PASSWORD).key_aliases == ("gw",)
+    secret = tmp_path / "new.txt"
+    secret.write_text(PASSWORD + "\n")
+    done = ok("storepasswd", "--keystore", path, "--password", NEW_PASSWORD, "-new:file", secret)
+    assert mtls.Keystore.load(path, PASSWORD).key_aliases == ("gw",)
+
+
+def test_an_empty_new_alias_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")
+    before = path.read_bytes()
+    run = fails(2, "changealias", "--keystore", path, "--alias", "gw", "--dest-alias", "")
+    assert "--dest-alias must not be empty" in run.stderr and "report" not in run.stderr
+    assert path.read_bytes() == before

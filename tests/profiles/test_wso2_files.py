@@ -1078,6 +1078,9 @@ def test_an_interval_beyond_a_java_long_is_refused_by_name(tmp_path: Path, digit
         read_deployment_toml(str(toml), base_dir=tmp_path)
     toml = write_toml(tmp_path, f'{section}\ninterval = "{2**63 - 1}"\n')
     assert read_deployment_toml(str(toml), base_dir=tmp_path).interval_ms == 2**63 - 1
+    # Leading zeros count for nothing, as in Long.parseLong.
+    toml = write_toml(tmp_path, f'{section}\ninterval = "{"0" * 30}600000"\n')
+    assert read_deployment_toml(str(toml), base_dir=tmp_path).interval_ms == 600000
 
 
 def test_an_interval_with_spaces_is_read_and_marked_as_what_wso2_cannot_load(

@@ -563,19 +563,25 @@ def test_the_shipped_truststore_takes_the_truststore_tables_password(tmp_path, c
         assert default is not None and default.loaded
 
 
-def test_two_shipped_truststores_are_refused_as_ambiguous(tmp_path, ca) -> None:
+def test_two_shipped_truststores_are_told_apart_by_type_or_refused(tmp_path, ca) -> None:
     """carbon-kernel 4.11 ships client-truststore.jks, 4.12 client-truststore.p12: with
     both there and no [truststore] file_name, which one the product reads depends on a
-    version mtls cannot see: refused, naming both, not guessed."""
-    home = mi_home(tmp_path, ca, '[truststore]\ntype = "JKS"\n')
+    version mtls cannot see: refused, naming both, not guessed; [truststore] type says
+    which (each kernel's default.json pairs its file with its type)."""
+    home = mi_home(tmp_path, ca, f'[truststore]\npassword = "{SHIPPED_PASSWORD}"\n')
     security = home / "repository" / "resources" / "security"
     ca.write_truststore(security / "client-truststore.p12", SHIPPED_PASSWORD, store_type="PKCS12")
     toml = home / "conf" / "deployment.toml"
     with pytest.raises(mtls.ProfileConfigError, match=r"client-truststore\.p12 exist") as e:
         mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
-    assert "[truststore] file_name" in str(e.value)
-    (security / "client-truststore.jks").unlink()  # the twin: one of them
-    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
-        default = ps.status().default
-        assert default is not None and default.loaded
-        assert any(f.path.endswith("client-truststore.p12") for f in default.files)
+    assert "[truststore] file_name" in str(e.value) and "its type" in str(e.value)
+    for declared, suffix in (("JKS", ".jks"), ("PKCS12", ".p12")):
+        toml.write_text(f'[truststore]\ntype = "{declared}"\npassword = "{SHIPPED_PASSWORD}"\n')
+        with mtls.SSLProfileSet.from_deployment_toml(
+            toml, base_dir=home, reload_interval=None
+        ) as ps:
+            default = ps.status().default
+            assert default is not None and default.loaded
+            assert [f.path for f in default.files if f.role == "truststore"] == [
+                str(security / f"client-truststore{suffix}")
+            ]
