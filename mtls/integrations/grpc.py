@@ -403,7 +403,8 @@ class _Rotating:
     def last_error(self) -> ProfileConfigError | None:
         """Why the channel presents an older client certificate than its profile now
         names: the profile's new key is one gRPC's TLS cannot use (``None``: the
-        channel presents what the profile names)."""
+        channel presents what the profile names). Judged at the first call after a
+        reload, as the channel's material is."""
         return self._last_error
 
     def _check(self, material: TLSMaterial | None) -> TLSMaterial:
