@@ -598,8 +598,8 @@ class DeploymentToml:
                 before the store tables.
             shipped: the files the product ships, by name in the security directory,
                 that it falls back to when no table names a file (with its shipped
-                password, ``wso2carbon``, unless a table sets one): the first that
-                exists is taken.
+                password, ``wso2carbon``, unless a table sets one): the one that exists
+                (see :meth:`_shipped` when several do).
 
         Returns:
             ``None`` when no table names a file and there is no ``shipped`` one.
