@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import hashlib
+import json
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
@@ -48,8 +49,11 @@ Product = Literal["apim", "mi"]
 SECURITY_DIR = Path("repository", "resources", "security")
 #: The truststores WSO2 products ship in SECURITY_DIR, which their default.json names
 #: when deployment.toml has no [truststore] file_name: carbon-kernel 4.11 (API Manager
-#: to 4.4, Micro Integrator 4.x) client-truststore.jks, 4.12 client-truststore.p12.
+#: to 4.4, Micro Integrator 4.x) client-truststore.jks, 4.10 and 4.12
+#: client-truststore.p12 (when a home has no default.json to say which).
 SHIPPED_TRUSTSTORES = ("client-truststore.jks", "client-truststore.p12")
+#: Where a product home keeps the config mapper's defaults (carbon-kernel's default.json).
+_DEFAULTS = Path("repository", "resources", "conf", "default.json")
 #: Which shipped file a declared type means when both are there.
 _SHIPPED_SUFFIX = {"JKS": ".jks", "PKCS12": ".p12"}
 #: The password default.json gives the shipped stores (``wso2carbon``).
@@ -186,6 +190,43 @@ _TOML_SEGMENTS = re.compile(r"[^=,{}\[\]\n]+")
 
 
 _JAVA_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class _Shipped:
+    """A store the product falls back to: its file, the setting that names it (for
+    messages), and the type and password its default.json gives it (``None``: unsaid)."""
+
+    path: Path
+    setting: str
+    type: str | None
+    password: str | None = field(repr=False)
+
+
+_DEFAULT_KEYS = re.compile(r"(?:truststore|keystore\.[a-z]+)\.(?:file_name|type|password)")
+
+
+def _product_defaults(home: Path) -> dict[str, str]:
+    """The store settings of the product's ``default.json`` (what WSO2's config mapper
+    falls back to): plain strings only, a file name without a folder or placeholder;
+    empty when the file is absent or is not such JSON (the product's own fallback is
+    then guessed from the files it ships)."""
+    try:
+        document = json.loads(read_input(home / _DEFAULTS, 1024 * 1024).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    found: dict[str, str] = {}
+    for key, value in document.items():
+        if not (isinstance(key, str) and isinstance(value, str) and _DEFAULT_KEYS.fullmatch(key)):
+            continue
+        if "$" in value or (
+            key.endswith("file_name") and ("/" in value or "\\" in value or not value)
+        ):
+            continue
+        found[key] = value
+    return found
 
 
 def _integer(text: str) -> int | None:
@@ -539,15 +580,27 @@ class DeploymentToml:
             setting += " (relative paths start from the product home, base_dir)"
         return path, shown, setting
 
-    def _shipped(self, table: str, names: Sequence[str]) -> tuple[Path, str] | None:
-        """The store file the product falls back to when no ``[table]`` names one (the
-        one of ``names`` in the security directory that exists), and how to name it;
-        ``None`` when none exists (``base_dir`` is not a product home).
+    def _shipped(self, table: str, names: Sequence[str]) -> _Shipped | None:
+        """The store file the product falls back to when no ``[table]`` names one, and
+        how to name it: the one its ``default.json`` names (with that file's type and
+        password), else the one of ``names`` in the security directory that exists;
+        ``None`` when neither (``base_dir`` is not a product home).
 
         Raises:
-            ProfileConfigError: several exist, and ``[table] type`` does not say which
-                (which one the product reads depends on its kernel's version).
+            ProfileConfigError: several of ``names`` exist, no default.json says which,
+                and ``[table] type`` does not either.
         """
+        defaults = _product_defaults(self.home)
+        named = defaults.get(f"{table}.file_name")
+        if named is not None:
+            path = self.home / SECURITY_DIR / named
+            return _Shipped(
+                path,
+                f"the product's default {table} {path} ({self.path} has no [{table}] "
+                f"file_name; {self.home / _DEFAULTS} names this file)",
+                defaults.get(f"{table}.type"),
+                defaults.get(f"{table}.password"),
+            )
         present = [
             self.home / SECURITY_DIR / n for n in names if (self.home / SECURITY_DIR / n).exists()
         ]
@@ -566,9 +619,12 @@ class DeploymentToml:
             )
         if not present:
             return None
-        return present[0], (
+        return _Shipped(
+            present[0],
             f"the product's default {table} {present[0]} ({self.path} has no [{table}] "
-            "file_name; the product's default.json names this file)"
+            "file_name; the product's default.json names this file)",
+            None,
+            None,
         )
 
     def store(
@@ -610,11 +666,12 @@ class DeploymentToml:
         names = [(table, "file_name") for table in tables]
         where = location if location is not None and self.raw(*location) is not None else None
         where = where or self.first(*names)
+        fallback: _Shipped | None = None
         if where is None:
             fallback = self._shipped(tables[0], shipped) if shipped else None
             if fallback is None:
                 return None
-            path, setting = fallback
+            path, setting = fallback.path, fallback.setting
             shown = None
         else:
             found = self.file(*where)
@@ -660,14 +717,14 @@ class DeploymentToml:
 
         password = pick("password", secret=True)
         origin = named("password", "key_password") if keystore else named("password")
-        if password is None and where is None:
-            password = SHIPPED_PASSWORD
+        if password is None and fallback is not None:
+            password = fallback.password or SHIPPED_PASSWORD
             origin = f"the password the product ships it with (default.json), for {path}"
         key_password = pick("key_password", secret=True) if keystore else None
         alias_value, written_alias = alias() if keystore else (None, None)
         return StoreConfig(
             location=path,
-            type=pick("type") or None,
+            type=pick("type") or (fallback.type if fallback is not None else None) or None,
             password=Secret(password) if password is not None else None,
             key_password=Secret(key_password) if key_password is not None else None,
             alias=alias_value,

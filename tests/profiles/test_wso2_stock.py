@@ -4,6 +4,7 @@ positive has its negative twin."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import ssl
@@ -585,3 +586,37 @@ def test_two_shipped_truststores_are_told_apart_by_type_or_refused(tmp_path, ca)
             assert [f.path for f in default.files if f.role == "truststore"] == [
                 str(security / f"client-truststore{suffix}")
             ]
+
+
+def test_the_products_default_json_names_the_shipped_truststore(tmp_path, ca) -> None:
+    """A product home has the config mapper's defaults in
+    repository/resources/conf/default.json: its truststore.file_name, type and password
+    are what WSO2 falls back to, so they decide, even with both shipped files there (a
+    product that copies a .jks of its own onto a kernel that ships a .p12). A file it
+    names that is not there fails as WSO2's start would, never the system's CAs."""
+    home = mi_home(tmp_path, ca, '[server]\nhostname = "localhost"\n')
+    security = home / "repository" / "resources" / "security"
+    ca.write_truststore(security / "client-truststore.p12", "p12-pass", store_type="PKCS12")
+    conf = home / "repository" / "resources" / "conf"
+    conf.mkdir(parents=True)
+    defaults = {
+        "truststore.file_name": "client-truststore.p12",
+        "truststore.type": "PKCS12",
+        "truststore.password": "p12-pass",
+        "keystore.primary.file_name": "wso2carbon.p12",
+    }
+    (conf / "default.json").write_text(json.dumps(defaults))
+    toml = home / "conf" / "deployment.toml"
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded
+        assert [f.path for f in default.files if f.role == "truststore"] == [
+            str(security / "client-truststore.p12")
+        ]
+    (conf / "default.json").write_text(json.dumps({**defaults, "truststore.file_name": "gone.p12"}))
+    with pytest.raises(mtls.KeystoreNotFoundError, match=r"gone\.p12"):
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    # The twin: without default.json, the two shipped files are refused as ambiguous.
+    (conf / "default.json").unlink()
+    with pytest.raises(mtls.ProfileConfigError, match=r"client-truststore\.p12 exist"):
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
