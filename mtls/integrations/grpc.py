@@ -744,7 +744,9 @@ def secure_channel(
             ``unchecked_revocation``), or a profile gRPC cannot honour without
             verifying less (``novalidatecert`` without a truststore, ``AllowAll``
             without a name override, a key type gRPC's TLS library cannot use).
-            Calls raise it too if a reload brings such material.
+            Calls raise it too if a reload brings such material; a rotation of the
+            same keystore to a key gRPC cannot use keeps the key in service instead
+            (see ``RotatingChannel.last_error``).
     """
     _require_profile_set(profile_set, "secure_channel", materials=True)
     return RotatingChannel(
