@@ -1240,27 +1240,14 @@ def _lost_issuer_refusal(
     when cryptography cannot read one."""
     if not served_der:
         return None
-    try:
-        current = chain_der[0]
-        leaf = _x509.load_cert(current)
-        rest = list(chain_der[1:])
-        while True:
-            issuer = next((der for der in rest if _issued(current, der)), None)
-            if issuer is None:
-                break
-            rest.remove(issuer)
-            current = issuer
-        top = _x509.load_cert(current)
-        if top.subject == top.issuer:
-            return None
-        lost = next((der for der in served_der if der != current and _issued(current, der)), None)
-        if lost is None:
-            return None
-        lost_cert = _x509.load_cert(lost)
-        if lost_cert.subject == lost_cert.issuer:
-            return None  # a root sent along: peers verify with their own copy of it
-    except ValueError:
+    found = _lost_issuer(chain_der, served_der)
+    if found is None:
+        # Nothing held back for this file now: a cut caught later (the same script run
+        # again) is held back afresh, not let in for an old first sighting.
+        for stale in [k for k in _LOST_ISSUER_SEEN if k[0] == where]:
+            del _LOST_ISSUER_SEEN[stale]
         return None
+    leaf, lost_cert = found
     what = f"the {whose} certificate" if whose else "the certificate"
     subject, missing = _x509.subject_text(leaf), _x509.subject_text(lost_cert)
     key = (where, _x509.sha256_hex(b"".join(chain_der)))
@@ -1294,6 +1281,36 @@ def _lost_issuer_refusal(
         "warning)",
         path=where,
     ), until
+
+
+def _lost_issuer(
+    chain_der: Sequence[bytes], served_der: Sequence[bytes]
+) -> tuple[x509.Certificate, x509.Certificate] | None:
+    """(the leaf, the certificate it lost) when ``chain_der``'s issuing path stops below
+    a certificate of ``served_der`` that issued its top and is no root; else ``None``
+    (see :func:`_lost_issuer_refusal`)."""
+    try:
+        current = chain_der[0]
+        leaf = _x509.load_cert(current)
+        rest = list(chain_der[1:])
+        while True:
+            issuer = next((der for der in rest if _issued(current, der)), None)
+            if issuer is None:
+                break
+            rest.remove(issuer)
+            current = issuer
+        top = _x509.load_cert(current)
+        if top.subject == top.issuer:
+            return None
+        lost = next((der for der in served_der if der != current and _issued(current, der)), None)
+        if lost is None:
+            return None
+        lost_cert = _x509.load_cert(lost)
+        if lost_cert.subject == lost_cert.issuer:
+            return None  # a root sent along: peers verify with their own copy of it
+    except ValueError:
+        return None
+    return leaf, lost_cert
 
 
 def _chain_refusal(

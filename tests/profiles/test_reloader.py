@@ -1674,6 +1674,19 @@ def test_a_pem_keystore_read_before_its_intermediate_is_written_is_not_installed
             fh.write(ica.cert_pem)
         assert profiles.reload() is True
         assert profiles.last_error is None and cn_seen(profiles, server.port) == "gen-2"
+        # The same script run again: its cut is held back afresh (the first sighting of
+        # the earlier run is forgotten once the whole file went in, else the grace
+        # would have passed already and let the cut in).
+        from mtls import _build
+
+        assert not [k for k in _build._LOST_ISSUER_SEEN if k[0].endswith("gw.pem")]
+        pem.write_bytes(second.private_key_pem + second.cert_pem)
+        assert profiles.reload() is False and said in str(profiles.last_error)
+        assert cn_seen(profiles, server.port) == "gen-2"
+        with pem.open("ab") as fh:
+            fh.write(ica.cert_pem)
+        profiles.reload()  # the file in service again, byte for byte: nothing to build
+        assert profiles.last_error is None and cn_seen(profiles, server.port) == "gen-2"
         # The twin: a new CA's leaf alone (nothing in service issued it) goes in at once:
         # there is no chain in service to compare it with.
         other = CA(name="another root").issue_cert("gen-3")
