@@ -181,29 +181,34 @@ def _complete(data: bytearray, framing: tuple[str, int]) -> bool:
 
 
 class _Chunks:
-    """How far a chunked answer has been read: each :meth:`done` walks only the chunks
-    that arrived since the last (re-reading the whole body at every ``recv`` cost 1.5 s
-    of GIL for 10 MiB of tiny chunks)."""
+    """A chunked body (RFC 9112 7.1) walked once: each :meth:`done` goes on from where
+    the last stopped (re-reading the whole body at every ``recv`` cost 1.5 s of GIL for
+    10 MiB of tiny chunks), recording each chunk's span and, when the framing is
+    damaged, why. The fetch loop asks whether the answer has ended; :func:`_dechunked`
+    takes the content."""
 
-    __slots__ = ("at", "count")
+    __slots__ = ("at", "damage", "spans")
 
     #: A chunk-size line longer than this (without its CRLF) is damage, not data.
     MAX_SIZE_LINE = 1024
 
     def __init__(self, body_start: int) -> None:
         self.at = body_start  # where the next chunk-size line starts
-        self.count = 0
+        self.spans: list[tuple[int, int]] = []  # each chunk's data, as offsets
+        self.damage: str | None = None
 
-    def done(self, data: bytearray) -> bool:
+    def done(self, data: bytes | bytearray) -> bool:
         """Whether the last chunk (and trailer) has arrived, or the framing is damaged
-        (then :func:`response_body` says so)."""
+        (:attr:`damage` says how)."""
         while True:
             eol = data.find(b"\r\n", self.at, self.at + self.MAX_SIZE_LINE + 2)
             if eol < 0:
-                return len(data) - self.at > self.MAX_SIZE_LINE  # damaged, or wait
+                if len(data) - self.at > self.MAX_SIZE_LINE:
+                    return self._damaged("a chunk-size line that does not end")
+                return False
             digits = bytes(data[self.at : eol]).split(b";", 1)[0].strip(b" \t")
             if not _HEX.fullmatch(digits):
-                return True
+                return self._damaged("a chunk size that is not hexadecimal digits")
             size = int(digits, 16)
             start, end = eol + 2, eol + 2 + size
             if size == 0:  # then trailer lines, if any, and an empty line
@@ -211,11 +216,15 @@ class _Chunks:
             if len(data) < end + 2:
                 return False
             if data[end : end + 2] != b"\r\n":
-                return True
+                return self._damaged("a chunk not followed by CRLF")
+            self.spans.append((start, end))
             self.at = end + 2
-            self.count += 1
-            if self.count > MAX_CHUNKS:
-                return True  # response_body refuses it
+            if len(self.spans) > MAX_CHUNKS:
+                return self._damaged(f"more than {MAX_CHUNKS:,} chunks")
+
+    def _damaged(self, why: str) -> bool:
+        self.damage = why
+        return True
 
 
 def _headers(lines: list[str]) -> dict[str, str]:
@@ -227,36 +236,18 @@ def _headers(lines: list[str]) -> dict[str, str]:
 
 
 def _dechunked(body: bytes) -> bytes | None:
-    """A chunked body's content (RFC 9112 7.1), ``None`` while its last chunk has not
-    arrived. (An HTTP/1.0 request must not get one; some servers send it anyway.)
+    """A chunked body's content, ``None`` while its last chunk has not arrived. (An
+    HTTP/1.0 request must not get one; some servers send it anyway.)
 
     Raises:
         ValueError: not chunked framing.
     """
-    out = bytearray()
-    at = 0
-    count = 0
-    while True:
-        count += 1
-        if count > MAX_CHUNKS + 1:  # the last, empty chunk not counted
-            raise ValueError(f"more than {MAX_CHUNKS:,} chunks")
-        eol = body.find(b"\r\n", at)
-        if eol < 0:
-            return None
-        digits = body[at:eol].split(b";", 1)[0].strip(b" \t")
-        if not _HEX.fullmatch(digits):
-            raise ValueError("a chunk size that is not hexadecimal digits")
-        size = int(digits, 16)
-        start, end = eol + 2, eol + 2 + size
-        if size == 0:  # then trailer lines, if any, and an empty line
-            done = body.startswith(b"\r\n", start) or body.find(b"\r\n\r\n", start) >= 0
-            return bytes(out) if done else None
-        if len(body) < end + 2:
-            return None
-        if body[end : end + 2] != b"\r\n":
-            raise ValueError("a chunk not followed by CRLF")
-        out += body[start:end]
-        at = end + 2
+    chunks = _Chunks(0)
+    if not chunks.done(body):
+        return None
+    if chunks.damage is not None:
+        raise ValueError(chunks.damage)
+    return b"".join(body[start:end] for start, end in chunks.spans)
 
 
 def response_body(url: str, data: bytes, limit: int) -> bytes:
