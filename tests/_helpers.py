@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,6 +111,21 @@ def declared_type(path: Path) -> str:
     """``<Type>`` for a store file: PEM for .pem (a password on a declared JKS promises
     an integrity check a PEM file cannot give), JKS otherwise, as WSO2 files say."""
     return "PEM" if path.suffix.lower() == ".pem" else "JKS"
+
+
+def python_within(
+    script: str, *args: str | Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -c script args`` in a fresh interpreter, its output as text, bounded by
+    ``timeout`` (a generous wait for work that must end at once, not a timing: a
+    quadratic or unbounded path would run far past it)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
-import sys
 import xml.parsers.expat
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from hypothesis import strategies as st
 from mtls import MTLSError, ProfileConfigError
 from mtls._deployment import read_deployment_toml
 from mtls._wso2 import parse_profiles_xml
+from tests._helpers import python_within
 
 VALID = b"""<?xml version="1.0" encoding="ISO-8859-1"?>
 <parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">
@@ -272,6 +271,5 @@ def test_openings_without_a_close_are_read_in_linear_time(tmp_path: Path) -> Non
         "parse_profiles_xml(open(sys.argv[1], 'rb').read(), path=sys.argv[1], "
         "base_dir=pathlib.Path('.')); print('parsed')"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(xml)], capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+    done = python_within(script, xml)
     assert done.returncode == 0 and done.stdout.strip() == "parsed", done.stderr[-2000:]

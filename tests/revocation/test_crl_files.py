@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 import mtls
 from mtls import CRLError, CRLSet, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-from tests._helpers import PASSWORD, whoami, write_identity, write_trust
+from tests._helpers import PASSWORD, python_within, whoami, write_identity, write_trust
 from tests.revocation._infra import crl_without_entries, idp, signed_again
 
 
@@ -797,8 +795,7 @@ def test_begin_lines_without_an_end_are_refused_in_linear_time(tmp_path: Path) -
         "try:\n    mtls.CRLSet.load(sys.argv[1])\n"
         "except mtls.CRLError as e:\n    print('refused', 'PEM without' in str(e))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(hostile)], capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+    done = python_within(script, hostile)
     assert done.stdout.strip() == "refused True", done.stderr[-2000:]
 
 

@@ -48,7 +48,7 @@ from mtls import (
 from mtls._budget import WorkBudget, WorkLimitError
 from mtls.cli import main
 from mtls.testing import CA, MTLSServer, replace_atomically
-from tests._helpers import PASSWORD, profile, profile_xml, whoami
+from tests._helpers import PASSWORD, profile, profile_xml, python_within, whoami
 from tests._keytool import JDK, keytool_list, run_keytool
 from tests._pki import indefinite_length, issue
 from tests.stores._jceks import build_jceks
@@ -1057,7 +1057,6 @@ def test_a_long_password_is_charged_for_every_jce_round_it_is_hashed_in(any_keyt
         "except mtls.MTLSError as e:\n"
         "    print(type(e).__name__, 'key-derivation iterations' in str(e))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+    done = python_within(script, path)
     assert done.stdout.split()[-1:] == ["True"], done.stdout + done.stderr[-2000:]
     assert mtls.Keystore.load(path, "changeit").key_aliases == ("k",)
