@@ -1290,16 +1290,9 @@ def _lost_issuer(
     a certificate of ``served_der`` that issued its top and is no root; else ``None``
     (see :func:`_lost_issuer_refusal`)."""
     try:
-        current = chain_der[0]
-        leaf = _x509.load_cert(current)
-        rest = list(chain_der[1:])
-        while True:
-            issuer = next((der for der in rest if _issued(current, der)), None)
-            if issuer is None:
-                break
-            rest.remove(issuer)
-            current = issuer
-        top = _x509.load_cert(current)
+        path = _issuing_path(chain_der)
+        leaf = path[0][1]
+        current, top = path[-1]
         if top.subject == top.issuer:
             return None
         lost = next((der for der in served_der if der != current and _issued(current, der)), None)
@@ -1327,19 +1320,10 @@ def _chain_refusal(
     chain (the message says so). ``None`` when the path is in date, or a certificate
     cryptography cannot read ends it (OpenSSL may take it)."""
     try:
-        current = chain_der[0]
-        _x509.load_cert(current)
-        rest = [(der, _x509.load_cert(der)) for der in chain_der[1:]]
+        path = _issuing_path(chain_der)
     except ValueError:
         return None
-    while True:
-        found = next(
-            ((der, cert) for der, cert in rest if _issued(current, der)),
-            None,
-        )
-        if found is None:
-            return None
-        der, cert = found
+    for _, cert in path[1:]:
         if cert.subject == cert.issuer:
             return None
         refused = _validity_refusal(
@@ -1357,5 +1341,23 @@ def _chain_refusal(
         )
         if refused is not None:
             return refused
+    return None
+
+
+def _issuing_path(chain_der: Sequence[bytes]) -> list[tuple[bytes, x509.Certificate]]:
+    """The chain's leaf, then each certificate of the chain that issued the one before
+    it, followed by signature, not by name (a namesake that signed nothing is not the
+    issuer): ``(DER, certificate)`` each.
+
+    Raises:
+        ValueError: cryptography cannot read a certificate of the chain.
+    """
+    path = [(chain_der[0], _x509.load_cert(chain_der[0]))]
+    rest = [(der, _x509.load_cert(der)) for der in chain_der[1:]]
+    while True:
+        current = path[-1][0]
+        found = next(((der, cert) for der, cert in rest if _issued(current, der)), None)
+        if found is None:
+            return path
+        path.append(found)
         rest.remove(found)
-        current = der
