@@ -1214,7 +1214,9 @@ def _pem_key_to_pkcs8(
         # never held in a local of this frame.
         key = serialization.load_pem_private_key(
             block,
-            password.reveal().encode() if encrypted and password is not None else None,
+            password.reveal().encode("utf-8", "surrogatepass")
+            if encrypted and password is not None
+            else None,
             unsafe_skip_rsa_key_validation=True,
         )
     except TypeError as exc:

@@ -70,7 +70,13 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
+        # surrogatepass: a password may hold a lone surrogate (os.environ and sys.argv
+        # give one for a byte that is not UTF-8); a strict encode would raise an error
+        # that carries the whole value.
+        return hmac.compare_digest(
+            self._value.encode("utf-8", "surrogatepass"),
+            other._value.encode("utf-8", "surrogatepass"),
+        )
 
     def __hash__(self) -> int:
         return hash((Secret, self._value))
@@ -165,6 +171,23 @@ def _chain(exc: BaseException, stop: BaseException | None) -> list[BaseException
 
 
 _E = TypeVar("_E", bound=BaseException)
+
+
+def escaped(exc: _E) -> _E:
+    """``exc``, an exception nobody expected (a bug, or a caller's code raising), made
+    fit to keep and log: the locals of its finished frames cleared, as
+    :func:`scrub_tracebacks` does, and what a codec error holds of its input dropped
+    (a ``UnicodeEncodeError`` carries the whole string it could not encode, which may
+    be a password). Its type, message and traceback lines stay. Returns ``exc`` itself.
+    """
+    for current in _chain(exc, None):
+        if isinstance(current, UnicodeEncodeError | UnicodeDecodeError | UnicodeTranslateError):
+            # Its message then gives the position, not the character.
+            held, empty = current.object, type(current.object)()
+            current.object = empty
+            current.args = tuple(empty if arg is held else arg for arg in current.args)
+    _clear_frames(exc, None)
+    return exc
 
 
 def settled(exc: _E, stop: BaseException | None = None) -> _E:

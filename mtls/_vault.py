@@ -781,8 +781,8 @@ class SecureVault:
         signature = (
             _signature(config.keystore),
             config.key_alias,
-            hashlib.sha256(store_password.reveal().encode()).digest(),
-            hashlib.sha256((reveal(key_password) or "").encode()).digest(),
+            hashlib.sha256(store_password.reveal().encode("utf-8", "surrogatepass")).digest(),
+            hashlib.sha256((reveal(key_password) or "").encode("utf-8", "surrogatepass")).digest(),
             config.encryption_key is not None,
         )
         with self._lock:

@@ -47,6 +47,32 @@ def check_store_type(store_type: str) -> str:
     return norm
 
 
+def check_encodable(*passwords: str | None) -> None:
+    """Refuse a password no store can be written with: one holding a lone surrogate,
+    which ``os.environ`` and ``sys.argv`` give for a byte that is not UTF-8 (a Latin-1
+    password). No tool could type it to open the store; and the encoders' own error
+    would carry the whole password in its arguments.
+
+    Raises:
+        ValueError: such a password (its value is not shown).
+    """
+    for password in passwords:
+        if password is not None and not _is_text(password):
+            raise ValueError(
+                "the password holds a character that is not text (a lone surrogate: "
+                "os.environ and sys.argv give one for a byte that is not UTF-8, such as "
+                "a password typed on a Latin-1 terminal): give it as UTF-8"
+            )
+
+
+def _is_text(password: str) -> bool:
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def pkcs12_encryption(password: str) -> serialization.KeySerializationEncryption:
     """keytool's PKCS#12 protection since JDK 12: PBES2/AES-256, HMAC-SHA256 MAC, 10,000 rounds.
 
@@ -134,6 +160,7 @@ def keystore_bytes(
     problem when there is not exactly one); JKS and PKCS#12 write every entry.
     """
     kind = check_store_type(store_type)
+    check_encodable(password, key_password)
     entries.refuse_secrets(path)
     unread = [
         e.alias
@@ -332,6 +359,7 @@ def truststore_bytes(
 ) -> bytes:
     """A truststore's file: JKS, a PEM bundle, or a PKCS#12 with Java's trust attribute."""
     kind = check_store_type(store_type)
+    check_encodable(password)
     entries.refuse_secrets(path)
     certs = list(entries.cert_entries())
     if kind == "JKS":

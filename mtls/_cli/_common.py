@@ -161,7 +161,9 @@ def expand_password_sources(argv: Sequence[str]) -> list[str]:
         if source == "env":
             value = os.environ.get(name)
             if value is None:
-                raise UsageError(f"{word} {name}: the environment variable {name} is not set")
+                # The name is not repeated: it may be the password itself, typed where
+                # the name goes.
+                raise UsageError(f"{word}: the environment variable named after it is not set")
         else:
             try:
                 # The first line, as keytool reads it; bounded (/dev/zero has none). A
@@ -170,11 +172,11 @@ def expand_password_sources(argv: Sequence[str]) -> list[str]:
                     line = fh.readline(_PASSWORD_LINE_MAX + 1)
             except (OSError, UnicodeDecodeError) as exc:
                 why = getattr(exc, "strerror", None) or type(exc).__name__
-                raise UsageError(f"{word} {name}: cannot read the file ({why})") from None
+                raise UsageError(f"{word}: cannot read the file named after it ({why})") from None
             value = line.rstrip("\r\n")
             if len(value) > _PASSWORD_LINE_MAX:
                 raise UsageError(
-                    f"{word} {name}: the first line is longer than {_PASSWORD_LINE_MAX:,} "
+                    f"{word}: the first line of the file is longer than {_PASSWORD_LINE_MAX:,} "
                     "characters, which no password is: is it the right file?"
                 )
         remember_secret(value)
@@ -208,6 +210,11 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
         # A word that starts with "-" is the next option, never taken as a value
         # (argparse refuses it: "expected one argument"); hidden, it hid that option.
         after = following if following is not None and not following.startswith("-") else None
+        if _PASSWORD_SOURCE.match(word):
+            # -storepass:env NAME: ":env" is no password glued on; the word after it
+            # is a name, unless the password was typed there by mistake.
+            remember_secret(after)
+            continue
         found = _password_option(word)
         stem = _PASSWORDISH.search(word.partition("=")[0]) if word.startswith("-") else None
         if found is None and stem is not None:
@@ -328,8 +335,16 @@ def check_new_password(password: str, where: str, what: str = "store password") 
     """Refuse a new store (or key) password keytool would refuse to use.
 
     Raises:
-        UsageError: shorter than six characters.
+        UsageError: shorter than six characters, or not text (a byte that is not
+            UTF-8, which Python's command line and environment give as a lone surrogate).
     """
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{where}: the {what} holds a byte that is not UTF-8 (a password typed on a "
+            "Latin-1 terminal?): give it as UTF-8"
+        ) from None
     if len(password) < KEYTOOL_MIN_PASSWORD:
         raise UsageError(
             f"{where}: the {what} must be at least {KEYTOOL_MIN_PASSWORD} characters "

@@ -1226,13 +1226,18 @@ def test_keytools_password_sources_env_and_file(tmp_path: Path, seed: Seed) -> N
     run = mtls_run("list", "--keystore", store, "-storepass:file", secret_file,
                    password_env=False)  # fmt: skip
     assert run.code == 0, run.stderr
-    # Twins: an unset variable and a missing file are usage errors naming them.
+    # Twins: an unset variable and a missing file are usage errors naming the option.
+    # Not the word after it: that may be the password, typed where the name goes.
     run = fails(2, "list", "--keystore", store, "-storepass:env", "GW_UNSET_X",
                 password_env=False)  # fmt: skip
-    assert "GW_UNSET_X is not set" in run.stderr
+    assert "-storepass:env: the environment variable named after it is not set" in run.stderr
     run = fails(2, "list", "--keystore", store, "-storepass:file", tmp_path / "none.txt",
                 password_env=False)  # fmt: skip
-    assert "cannot read the file" in run.stderr
+    assert "-storepass:file: cannot read the file named after it" in run.stderr
+    for source in ("-storepass:env", "-keypass:file"):
+        run = fails(2, "list", "--keystore", store, source, "Typed-Pa55-By-Mistake",
+                    "--json", password_env=False)  # fmt: skip
+        assert "Typed-Pa55-By-Mistake" not in run.stderr + run.stdout, source
     # A wrong password from the file is refused, and never shown.
     secret_file.write_text("wrong-Pa55-from-file\n")
     run = fails(1, "list", "--keystore", store, "-storepass:file", secret_file,

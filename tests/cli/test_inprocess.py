@@ -79,6 +79,25 @@ def test_an_ordinary_word_as_password_does_not_garble_messages(tmp_path, capsys)
     assert "wrong store password" in err and "****" not in err
 
 
+def test_a_new_password_that_is_not_utf8_is_a_usage_error(tmp_path, capsys):
+    """A password byte that is not UTF-8 reaches Python as a lone surrogate: the store
+    writer's encoder failed with an "unexpected UnicodeEncodeError" naming the
+    character. Refused first, as a usage error that shows nothing of it; the twin, the
+    same password as UTF-8, makes the store."""
+    store = tmp_path / "gw.jks"
+    for password in ("Sekr3t-Zq81\udce4", "Sekr3t-Zq81\u00e4"):
+        code = main(["genkey", "--keystore", str(store), "--alias", "gw", "--dname", "CN=gw",
+                     "--password", password])  # fmt: skip
+        out, err = capsys.readouterr()
+        if password.isprintable():
+            assert code == 0, err
+            assert store.exists()
+        else:
+            assert code == 2, err
+            assert "is not UTF-8" in err and "Zq81" not in out + err
+            assert not store.exists()
+
+
 def test_usage_errors_never_echo_a_password(capsys):
     code = main(["list", "--keystore", "x.jks", "--password", PASSWORD, "--bogus", PASSWORD])
     _, err = capsys.readouterr()

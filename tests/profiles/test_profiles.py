@@ -685,6 +685,54 @@ def test_a_profile_file_refused_by_a_reload_keeps_no_password_in_its_frames(tmp_
         assert PASSWORD not in "".join(shown.format())
 
 
+def test_a_reload_that_fails_unexpectedly_keeps_its_error_without_secrets(tmp_path, pki):
+    """A check that fails with an exception nobody expected (here a secret resolver's
+    BaseException) is kept as the cause of last_error and logged with its traceback:
+    its frames' locals are cleared (they held the resolver's token), its type stays."""
+    token = "Vault-T0ken-Zq81"
+    body = (
+        '<parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">'
+        f"<profile><servers>a:1</servers><KeyStore><Location>{pki['gw1']}</Location>"
+        '<Password svns:secretAlias="Gw.Store">x</Password></KeyStore></profile></parameter>'
+    )
+    xml = tmp_path / "vault.xml"
+    xml.write_text(body)
+    failing = {"now": False}
+
+    class Interrupted(BaseException):
+        pass
+
+    def resolver(alias: str) -> str:
+        held = f"{token}:{alias}"  # what a vault client's frame holds
+        if failing["now"]:
+            raise Interrupted(len(held))
+        return PASSWORD
+
+    with SSLProfileSet.from_xml(xml, secret_resolver=resolver, settle_delay=0) as profiles:
+        failing["now"] = True
+        xml.write_text(body.replace("a:1", "b:2"))
+        assert profiles.reload() is False
+        error = profiles.last_error
+        assert isinstance(error, ProfileConfigError) and "Interrupted" in str(error)
+        assert isinstance(error.__cause__, Interrupted)
+        assert _frames_holding(error, token) == []
+        assert profiles.context_for("a", 1) is not None  # the last good serves on
+
+
+def test_an_unexpected_codec_error_is_kept_without_the_text_it_could_not_encode() -> None:
+    """A UnicodeEncodeError carries the whole string it could not encode (a password,
+    once): the kept error keeps its type, position and reason, not the string."""
+    from mtls._secret import escaped
+
+    try:
+        "Sekr3t-Zq81\udce4".encode()
+    except UnicodeEncodeError as exc:
+        kept = escaped(exc)
+    assert isinstance(kept, UnicodeEncodeError)
+    assert "Zq81" not in repr(kept.args) + str(kept) + repr(kept.object)
+    assert "position 11" in str(kept) and "surrogates not allowed" in str(kept)
+
+
 def test_skip_failures_loads_the_rest_and_reports(tmp_path, pki):
     xml = write_xml(
         tmp_path,

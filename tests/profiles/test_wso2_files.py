@@ -650,6 +650,41 @@ def test_toml_values_from_the_environment_are_never_shown(tmp_path, monkeypatch,
     assert "$env{MTLS_TEST_VERIFIER}" in caplog.text  # the unknown verifier, as written
 
 
+def test_a_password_from_the_environment_that_is_not_utf8_reloads_once_fixed(
+    tmp_path, pki, backend, monkeypatch
+):
+    """$env{} with a byte that is not UTF-8 gives a password with a lone surrogate. The
+    first load said "wrong password"; every reload after the file changed then failed
+    in the comparison of the old and new store configurations ("reload failed
+    (UnicodeEncodeError ...)", the password in the kept error's args), so a fixed
+    variable never loaded. Now: a wrong password, then the fix loads at the next check."""
+    monkeypatch.setenv("MTLS_TEST_PW", "Sekr3t-Zq81\udce4")  # os.environ's b"...\xe4"
+    xml = tmp_path / "p.xml"
+    body = (
+        '<parameter name="customSSLProfiles"><profile>'
+        f"<servers>localhost:{backend.port}</servers>"
+        f"<KeyStore><Location>{pki['gw']}</Location><Password>$env{{MTLS_TEST_PW}}</Password>"
+        "</KeyStore>"
+        f"<TrustStore><Location>{pki['trust']}</Location><Password>{PASSWORD}</Password>"
+        "</TrustStore></profile></parameter>"
+    )
+    xml.write_text(body)
+    profiles = SSLProfileSet.from_xml(xml, reload_interval=None, settle_delay=0, skip_failures=True)
+    with profiles:
+        (error,) = profiles.errors
+        assert isinstance(error, mtls.WrongPasswordError), error
+        xml.write_text(body + "\n")  # an edit: the configurations are compared again
+        profiles.reload()
+        error = profiles.last_error
+        assert isinstance(error, mtls.WrongPasswordError), error
+        shown = json.dumps(profiles.status().to_dict()) + repr(error) + repr(error.__cause__)
+        assert "Zq81" not in shown and "UnicodeEncodeError" not in shown
+        monkeypatch.setenv("MTLS_TEST_PW", PASSWORD)
+        xml.write_text(body)
+        assert profiles.reload()
+        assert client_cn(profiles, backend.port) == "gateway"
+
+
 def test_a_password_with_a_brace_fragment_is_never_quoted(tmp_path):
     password = "pa${ss-Zq81}word"
     xml = profile_xml(profile("only.test:443", Path("ks.jks"), password=password))

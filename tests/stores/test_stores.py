@@ -1137,6 +1137,56 @@ def test_a_jks_key_entry_needs_a_password(tmp_path: Path) -> None:
     assert mtls.Keystore.load(tmp_path / "k.jks", PASSWORD).key_aliases == ("k",)
 
 
+# What os.environ and sys.argv give for a password byte that is not UTF-8 (a Latin-1
+# "ä"): a lone surrogate, which no encoder takes.
+NOT_UTF8 = "Sekr3t-Zq81\udce4"
+
+
+def _chain_text(exc: BaseException | None) -> str:
+    """Everything an error reporter could show of ``exc`` and what is chained to it."""
+    out = []
+    while exc is not None:
+        out += [str(exc), repr(exc), repr(exc.args), repr(getattr(exc, "object", ""))]
+        exc = exc.__cause__ or exc.__context__
+    return "".join(out)
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12", "PEM"])
+@pytest.mark.parametrize("which", ["password", "key_password"])
+def test_a_password_that_is_not_text_is_refused_without_being_shown(
+    tmp_path: Path, store_type: str, which: str
+) -> None:
+    """A password with a lone surrogate reached the encoders, whose UnicodeEncodeError
+    carries the whole password in its args (a secret-hygiene sweep). Refused first,
+    naming the cause and not the value. The twin: the same password as UTF-8 is written."""
+    ks = mtls.Keystore.generate("k", "CN=k", key_type="EC")
+    given = {"password": PASSWORD, "key_password": None}
+    given[which] = NOT_UTF8
+    if which == "key_password" and store_type != "JKS":
+        given["password"] = NOT_UTF8  # one password in these formats
+    with pytest.raises(ValueError, match=r"not text .*give it as UTF-8") as info:
+        ks.save(tmp_path / "k.store", given["password"], store_type=store_type,  # type: ignore[arg-type]
+                key_password=given["key_password"])  # fmt: skip
+    assert "Zq81" not in _chain_text(info.value)
+    if which == "password":
+        with pytest.raises(ValueError, match="not text") as info:
+            ks.truststore().to_bytes(NOT_UTF8, store_type=store_type)  # type: ignore[arg-type]
+        assert "Zq81" not in _chain_text(info.value)
+    assert not list(tmp_path.iterdir())
+    latin = NOT_UTF8.encode("utf-8", "surrogateescape").decode("latin-1")  # "...ä"
+    ks.save(tmp_path / "k.store", latin, store_type=store_type)  # type: ignore[arg-type]
+    assert mtls.Keystore.load(tmp_path / "k.store", latin).key_aliases == ("k",)
+
+
+def test_secrets_holding_a_lone_surrogate_compare_without_raising() -> None:
+    """Secret.__eq__ encoded strictly: comparing two store configurations (a reload
+    does, to find what changed) raised a UnicodeEncodeError holding the password, and
+    the profile set never reloaded again."""
+    assert mtls.Secret(NOT_UTF8) == mtls.Secret(NOT_UTF8)
+    assert mtls.Secret(NOT_UTF8) != mtls.Secret(PASSWORD)
+    assert mtls.Secret(NOT_UTF8) != mtls.Secret(NOT_UTF8[:-1] + "\udce5")
+
+
 def test_add_key_refuses_a_key_that_is_not_its_certificates() -> None:
     """A key under another key's certificate was taken, and written as JKS or PEM
     (only the PKCS#12 writer refused it): an identity no peer accepts. Refused when
