@@ -37,8 +37,8 @@ except ImportError as _exc:
 
 __all__ = ["STATUS_TTL", "instrument", "uninstrument"]
 
-#: How long one status serves the instruments of a collection (seconds).
 STATUS_TTL = 1.0
+"""How long one ``status()`` serves the instruments of a collection, in seconds."""
 
 # Prometheus name -> (OpenTelemetry name, unit)
 _NAMES = {
