@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import binascii
 import functools
+import hashlib
 import os
 import secrets
 import ssl
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-
-from cryptography.hazmat.primitives import serialization
 
 from . import _der
 from ._x509 import der_to_pem
@@ -96,7 +95,7 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
     """
     if memfd_available():
         _load_via_memfd(ctx, _memfd_pem(pkcs8_der, _identity_chain_pem(tuple(chain_der))))
-    else:  # pragma: no cover - exercised on macOS/Windows only
+    else:  # macOS, Windows (tests force this path on Linux too)
         _load_via_encrypted_tempfile(ctx, pkcs8_der, chain_der)
 
 
@@ -234,20 +233,61 @@ def _load_via_memfd(ctx: ssl.SSLContext, pem: bytes) -> None:
         os.close(fd)
 
 
-def _load_via_encrypted_tempfile(  # pragma: no cover - not Linux
+def _load_via_encrypted_tempfile(
     ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[bytes]
 ) -> None:
-    passphrase = secrets.token_urlsafe(32)
-    key = serialization.load_der_private_key(pkcs8_der, None, unsafe_skip_rsa_key_validation=True)
-    encrypted = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase.encode()),
-    )
+    """The key sealed under a one-time passphrase in a 0600 temporary file, removed
+    once OpenSSL has read it (systems without memfd: macOS, Windows)."""
+    passphrase = secrets.token_bytes(32)
+    sealed = _sealed_pem(pkcs8_der, passphrase)
     fd, path = tempfile.mkstemp(prefix="mtls-", suffix=".pem")  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(encrypted + _chain_pem(chain_der))
+            fh.write(sealed + _chain_pem(chain_der))
         ctx.load_cert_chain(path, password=passphrase)
     finally:
         os.unlink(path)
+
+
+# PBES2 (RFC 8018) with PBKDF2-HMAC-SHA256 and AES-256-CBC: what OpenSSL 1.1 and 3
+# read in an ENCRYPTED PRIVATE KEY block.
+_PBES2 = _der.encode_oid("1.2.840.113549.1.5.13")
+_PBKDF2 = _der.encode_oid("1.2.840.113549.1.5.12")
+_HMAC_SHA256 = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.2.9") + b"\x05\x00")
+_AES256_CBC = _der.encode_oid("2.16.840.1.101.3.4.1.42")
+
+
+def _sealed_pem(pkcs8_der: bytes, passphrase: bytes) -> bytes:
+    """``pkcs8_der`` as an ENCRYPTED PRIVATE KEY block under ``passphrase``.
+
+    The key's PKCS#8 bytes are sealed as they are, never parsed or re-encoded (a
+    re-encoding would turn an RSASSA-PSS key into a plain RSA key that no longer
+    matches its certificate, and refuses what cryptography cannot read). One PBKDF2
+    round: ``passphrase`` is 256 random bits used once, which no stretching
+    strengthens (stretching protects passwords people choose).
+    """
+    # Imported here: only systems without memfd come this way.
+    from cryptography.hazmat.primitives import padding  # noqa: PLC0415
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: PLC0415
+
+    salt, iv = secrets.token_bytes(16), secrets.token_bytes(16)
+    key = hashlib.pbkdf2_hmac("sha256", passphrase, salt, 1, 32)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    sealed = encryptor.update(padder.update(pkcs8_der) + padder.finalize()) + encryptor.finalize()
+    seq = functools.partial(_der.encode, _der.SEQUENCE)
+    kdf_params = seq(
+        _der.encode(_der.OCTET_STRING, salt) + _der.encode(_der.INTEGER, b"\x01") + _HMAC_SHA256
+    )
+    algorithm = seq(
+        _PBES2
+        + seq(seq(_PBKDF2 + kdf_params) + seq(_AES256_CBC + _der.encode(_der.OCTET_STRING, iv)))
+    )
+    der = seq(algorithm + _der.encode(_der.OCTET_STRING, sealed))
+    body = binascii.b2a_base64(der, newline=False)
+    lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return (
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+        + lines
+        + b"\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    )

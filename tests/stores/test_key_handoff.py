@@ -1,18 +1,26 @@
-"""The key hand-off to OpenSSL (memfd, the key's base64 on one line) for every key
-type and size a keystore may hold: the context it builds completes a mutual-TLS
-handshake, and the same identity is refused by a server that does not trust it."""
+"""The key hand-off to OpenSSL for every key type and size a keystore may hold, both
+ways it goes: a memfd (Linux; the key's base64 on one line), and the sealed
+temporary file of systems without memfd (macOS, Windows), forced here. The context
+it builds completes a mutual-TLS handshake, and the same identity is refused by a
+server that does not trust it."""
 
 from __future__ import annotations
 
 import base64
+import os
 import ssl
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 import mtls
+from mtls import _build, _keyload
+from tests._pki import mismatched
 
 KEYS: list[dict[str, Any]] = [
     {"key_type": "RSA", "key_size": 4096},
@@ -49,6 +57,31 @@ def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> dict[str, Any]
             assert tls_server.read(1) == b"x"
             return tls_server.getpeercert()
     raise AssertionError("handshake did not finish")
+
+
+@pytest.fixture(params=["memfd", "sealed-tempfile"], autouse=True)
+def handoff(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test both ways: the memfd, and the path of systems without one."""
+    if request.param == "memfd" and not _keyload.memfd_available():
+        pytest.skip("memfd_create is Linux only")
+    if request.param == "sealed-tempfile":
+        monkeypatch.setattr(_keyload, "memfd_available", lambda: False)
+        monkeypatch.setattr(_build, "memfd_available", lambda: False)
+    return str(request.param)
+
+
+@pytest.fixture
+def temp_files(handoff: str, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
+    """(mode, content) of every file the hand-off removes, read just before it goes."""
+    seen: list[tuple[int, bytes]] = []
+    unlink = os.unlink
+
+    def recording(path: Any, *args: Any, **kwargs: Any) -> None:
+        seen.append((stat.S_IMODE(os.stat(path).st_mode), Path(path).read_bytes()))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(_keyload.os, "unlink", recording)
+    return seen
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +147,52 @@ def test_a_whole_pkcs8_key_with_its_certificate_loads(tmp_path: Path) -> None:
     path = tmp_path / "good.pem"
     path.write_bytes(source.to_bytes(None, store_type="PEM"))
     assert mtls.Keystore.load(path, None).key_aliases == ("c",)
+
+
+def test_no_plaintext_key_reaches_a_file_and_the_file_is_gone(
+    handoff: str, temp_files: list[tuple[int, bytes]]
+) -> None:
+    """Without memfd the key goes through a temporary file: 0600, sealed under a
+    one-time passphrase (never the key's own bytes, in DER or base64), removed once
+    OpenSSL read it. With memfd, no file at all."""
+    client = mtls.Keystore.generate("client", "CN=client", key_type="RSA")
+    key_der = client.key_entry()[1]
+    mtls.client_context(client, verify=False)
+    if handoff == "memfd":
+        assert temp_files == []
+        return
+    ((mode, content),) = temp_files
+    assert mode == 0o600
+    assert b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in content
+    assert b"-----BEGIN PRIVATE KEY-----" not in content
+    body = base64.b64encode(key_der[-48:-24])  # the key's private tail, as base64 and DER
+    assert key_der[-48:-24] not in content and body not in content
+
+
+def test_a_key_that_is_not_its_certificates_is_a_key_entry_error(handoff: str) -> None:
+    """OpenSSL refuses the pair on either path, and the message names the entry."""
+    mine = mtls.Keystore.generate("client", "CN=client", key_type="EC")
+    other = ec.generate_private_key(ec.SECP256R1())
+    swapped = mismatched(other, [mine.certificate("client")], alias="client")
+    with pytest.raises(mtls.KeyEntryError, match="'client'"):
+        mtls.client_context(swapped, verify=False)
+    mtls.client_context(mine, verify=False)  # the twin: its own key
+
+
+def test_an_rsa_pss_key_keeps_its_algorithm(tmp_path: Path, handoff: str) -> None:
+    """The key's PKCS#8 bytes are sealed as they are. Re-encoded by cryptography, an
+    RSASSA-PSS key became a plain RSA key OpenSSL would not pair with its RSASSA-PSS
+    certificate: the path without memfd refused such stores outright."""
+    key = tmp_path / "key.pem"
+    try:
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA-PSS", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", str(key)], check=True,
+                       capture_output=True)  # fmt: skip
+        cert = subprocess.run(["openssl", "req", "-new", "-x509", "-key", str(key), "-subj",
+                               "/CN=pss", "-days", "30"], check=True,
+                              capture_output=True).stdout  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("no openssl command")
+    ks = mtls.Keystore.from_bytes(key.read_bytes() + cert, None)
+    ctx = mtls.client_context(ks, verify=False)
+    assert isinstance(ctx, ssl.SSLContext)
