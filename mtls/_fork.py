@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
+from . import _log
 from ._log import log
 
 
@@ -94,3 +95,6 @@ def _in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
     os.register_at_fork(after_in_child=_in_child)
+    # A log handler writing when the fork comes: wait for it, a second at most (a
+    # handler blocked on a network holds up no fork for longer).
+    hold_across_fork(_log, "EMITTING", wait=1.0)

@@ -98,19 +98,27 @@ def holding() -> bool:
     return getattr(_local, "held", None) is not None
 
 
+# Held while the library's own threads (the log relay) hand records to the handlers:
+# fork() waits for it (mtls._fork.hold_across_fork, registered by mtls._fork), so no
+# child starts while a handler is writing, which would leave it a stream whose lock a
+# thread that does not exist there holds (its first log line would hang for good).
+EMITTING = threading.RLock()
+
+
 def emit(records: Iterable[logging.LogRecord]) -> None:
     """Handle ``records`` (made under :func:`held`) now, or keep them with the
     records of an enclosing :func:`held` of this thread."""
     kept: list[logging.LogRecord] | None = getattr(_local, "held", None)
+    if kept is not None:
+        kept.extend(records)
+        return
     logger = log.logger
-    for record in records:
-        if kept is not None:
-            kept.append(record)
-            continue
-        try:
-            logger.handle(record)
-        except Exception as exc:
-            _handler_raised(exc)
+    with EMITTING:
+        for record in records:
+            try:
+                logger.handle(record)
+            except Exception as exc:
+                _handler_raised(exc)
 
 
 #: The ``mtls`` logger, as every module of the library logs to it.

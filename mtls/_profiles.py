@@ -1022,6 +1022,14 @@ class SSLProfileSet:
             last_check=self._engine.last_check if self._engine is not None else None,
         )
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Refused, saying what to do instead (pickle's own refusal names a lambda)."""
+        raise TypeError(
+            "an SSLProfileSet cannot be pickled (it owns a reload thread and live "
+            "SSL contexts): make one in each process from the same configuration, or fork after "
+            "making it (the child reloads on its own)"
+        )
+
     def __repr__(self) -> str:
         # Safe at every stage of construction (see the class-level defaults).
         source = f" from {self._path!r}" if self._path else ""

@@ -195,8 +195,7 @@ class Reading:
                 firsts[path] = (before, data, digest)
         if not firsts:
             return
-        # Event.wait, not time.sleep: close() ends the wait at once.
-        self._stop.wait(self._delay)
+        _pause(self._stop, self._delay)
         for path, (before, _, digest) in firsts.items():
             self.checkpoint()
             try:
@@ -320,3 +319,22 @@ class Reading:
                 self._seen.drop(path)  # looked at again next check
             elif not verdict.unchanged:
                 self._seen.record(path, verdict.key, verdict.digest)
+
+
+def _pause(stop: threading.Event, delay: float) -> None:
+    """Wait ``delay`` seconds, or until ``stop`` is set (``close()`` ends it at once).
+
+    The main thread, where signals arrive, waits in short sleeps that read the event
+    without taking its lock: a KeyboardInterrupt inside ``Event.wait`` can leave the
+    event's lock held, and ``close()``, which sets the event, would then hang for
+    good. Other threads (the reloader) wait on the event itself.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        stop.wait(delay)
+        return
+    deadline = time.monotonic() + delay
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.005))

@@ -957,6 +957,14 @@ class RotatingServerContext:
             last_check=self._engine.last_check if self._engine is not None else None,
         )
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Refused, saying what to do instead (pickle's own refusal names a lambda)."""
+        raise TypeError(
+            "a RotatingServerContext cannot be pickled (it owns a reload thread and live "
+            "SSL contexts): make one in each process from the same stores, or fork after "
+            "making it (the child reloads on its own)"
+        )
+
     def __repr__(self) -> str:
         where = self._settings.keystore.shown_location if hasattr(self, "_settings") else "?"
         if self._engine is None:

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import select
 import signal
@@ -303,6 +304,46 @@ def test_a_fork_waits_for_the_warnings_turn_of_another_thread() -> None:
     assert result == {"machinery": True, "filters": True}, result
     # Twin: the parent's own machinery is back too, once the turn ended.
     assert warnings._showwarnmsg_impl is machinery  # type: ignore[attr-defined]
+
+
+def test_a_fork_waits_for_a_log_handler_the_library_is_writing_through() -> None:
+    """The log relay thread hands a reload's records to the handlers at times the
+    application does not choose. A child forked while a handler was writing inherited
+    the stream's lock held by a thread that is not there: its first log line hung for
+    good (3-4 % of forks under a rotation stress run). The fork now waits for the
+    handler to finish (a second at most)."""
+    from mtls import _log
+
+    stream_lock = threading.Lock()  # what a file handler's buffered stream holds
+    inside, leave = threading.Event(), threading.Event()
+
+    class Writing(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with stream_lock:
+                inside.set()
+                # Nobody sets it before the fork: the write ends after a bounded wait,
+                # which the fork waits out (without the fix it lands inside the write).
+                leave.wait(0.5)
+
+    handler = Writing()
+    logger = logging.getLogger("mtls")
+    logger.addHandler(handler)
+    record = logger.makeRecord("mtls", logging.INFO, __file__, 0, "rotated", (), None)
+    relay = threading.Thread(target=_log.emit, args=([record],))
+    try:
+        relay.start()
+        assert inside.wait(10)
+
+        def child() -> dict[str, Any]:
+            # The child's first write: the stream's lock must be free.
+            return {"wrote": stream_lock.acquire(timeout=5)}
+
+        result = in_child(child)
+    finally:
+        leave.set()
+        relay.join()
+        logger.removeHandler(handler)
+    assert result == {"wrote": True}, result
 
 
 def test_a_fallback_transport_under_way_at_the_fork_does_not_hold_the_child(setup) -> None:

@@ -104,6 +104,37 @@ def _trusting_a_stale_ca_too(ca: CA, trust: Path) -> Truststore:
     return kept
 
 
+def test_a_reload_on_the_main_thread_settles_without_the_stop_events_lock(setup, ca, backend):
+    """A KeyboardInterrupt inside Event.wait can leave the event's lock held (a sweep
+    wedged a set after 2,340 interrupted reloads): the next reload() waited for that
+    lock in its settle delay, and close(), which sets the event, hung for good. The
+    main thread, where signals arrive, now settles without taking it."""
+    assert threading.current_thread() is threading.main_thread()
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, reload_interval=None, settle_delay=0.05)
+    stop = profiles._engine._stop  # type: ignore[union-attr]
+    held, release, waited_out = threading.Event(), threading.Event(), []
+
+    def wedge() -> None:  # holds the lock as an interrupted wait leaves it
+        with stop._cond:  # type: ignore[attr-defined]
+            held.set()
+            if not release.wait(20):
+                waited_out.append(True)  # reload() waited for the lock
+
+    wedger = threading.Thread(target=wedge)
+    wedger.start()
+    try:
+        assert held.wait(10)
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert profiles.reload()
+        assert cn_seen(profiles, backend.port) == "gen-2"
+    finally:
+        release.set()
+        wedger.join()
+        profiles.close()
+    assert waited_out == []
+
+
 def test_a_trust_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
     setup, ca, backend, caplog
 ):
@@ -1042,6 +1073,20 @@ def test_repr_says_what_and_never_a_secret(setup):
         text = repr(profiles)
         assert "1 profile" in text and "generation 0" in text and "reloading every 3600s" in text
         assert PASSWORD not in text and PASSWORD not in repr(profiles.profiles)
+
+
+def test_pickling_is_refused_with_what_to_do(setup, backend):
+    """multiprocessing's spawn pickles its arguments: pickle's own refusal named a
+    lambda of the health machinery; the refusal says what to do instead."""
+    import copy
+    import pickle
+
+    xml, _, _ = setup
+    with SSLProfileSet.from_xml(xml, reload_interval=None) as profiles:
+        for attempt in (lambda: pickle.dumps(profiles), lambda: copy.copy(profiles)):
+            with pytest.raises(TypeError, match=r"cannot be pickled .* in each process"):
+                attempt()
+        assert cn_seen(profiles, backend.port) == "gen-1"  # the twin: still serving
 
 
 def test_profile_file_deleted_then_restored(setup, backend):

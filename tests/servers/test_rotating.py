@@ -980,6 +980,19 @@ def test_repr_names_no_secret(estate: Estate) -> None:
     assert PASSWORD not in shown and os.fspath(estate.truststore) not in shown
 
 
+def test_pickling_is_refused_with_what_to_do(estate: Estate) -> None:
+    """multiprocessing's spawn pickles its arguments: pickle's own refusal named a
+    lambda of the health machinery; the refusal says what to do instead."""
+    import copy
+    import pickle
+
+    with estate.server(reload_interval=None) as server:
+        for attempt in (lambda: pickle.dumps(server), lambda: copy.copy(server)):
+            with pytest.raises(TypeError, match=r"cannot be pickled .* in each process"):
+                attempt()
+        assert server.context is not None  # the twin: the server itself is untouched
+
+
 def test_handshakes_during_rotations_all_succeed(estate: Estate) -> None:
     """Clients on several threads connect without pause while another thread rotates
     the identity again and again: every handshake completes, with a whole identity
