@@ -110,9 +110,10 @@ def detect_product(doc: Mapping[str, Any], path: str | os.PathLike[str] | None =
     then from its store paths, then from where the file sits.
 
     1. API Manager: ``[transport.passthru_https]``, ``[apim]`` or ``[keystore.tls]``
-       (checked first: Micro Integrator reads none of them).
+       (Micro Integrator reads none of them).
     2. Micro Integrator: ``[transport.http]`` sender or listener settings,
-       ``[management_api]`` or ``[internal_apis]``.
+       ``[management_api]`` or ``[internal_apis]``. A file with tables of both: where
+       it sits (4), else API Manager.
     3. Store ``file_name`` values that are relative paths: Micro Integrator's (its own
        default is ``repository/resources/security/wso2carbon.jks``; API Manager's are
        bare names inside its security folder).
@@ -124,27 +125,41 @@ def detect_product(doc: Mapping[str, Any], path: str | os.PathLike[str] | None =
         ("apim",),
         ("keystore", "tls"),
     )
-    if any(_dig(doc, *keys) is not None for keys in apim):
-        return "apim"
     mi: tuple[tuple[str, ...], ...] = (
         ("transport", "http", "sender"),
         ("transport", "http", "listener"),
         ("management_api",),
         ("internal_apis",),
     )
-    if any(_dig(doc, *keys) is not None for keys in mi):
+    has_apim = any(_dig(doc, *keys) is not None for keys in apim)
+    has_mi = any(_dig(doc, *keys) is not None for keys in mi)
+    if has_apim and has_mi:
+        # Both products' tables (one copied from the other's docs): where the file
+        # sits says which product reads it, else API Manager.
+        return _by_place(path) or "apim"
+    if has_apim:
+        return "apim"
+    if has_mi:
         return "mi"
     for keys in (("keystore", "primary", "file_name"), ("truststore", "file_name")):
         value = _dig(doc, *keys)
         if isinstance(value, str) and "/" in value.strip() and not value.strip().startswith("/"):
             return "mi"
-    if path is not None:
-        folder = Path(os.path.abspath(path)).parent
-        if folder.name == "conf" and folder.parent.name == "repository":
-            return "apim"
-        if folder.name == "conf" and (folder.parent / "repository").is_dir():
-            return "mi"  # <home>/conf beside <home>/repository: not just any conf/
-    return "apim"
+    return _by_place(path) or "apim"
+
+
+def _by_place(path: str | os.PathLike[str] | None) -> Product | None:
+    """The product whose home keeps a deployment.toml where ``path`` is: API Manager in
+    ``repository/conf/``, Micro Integrator in ``conf/`` beside the home's
+    ``repository/``; ``None`` elsewhere."""
+    if path is None:
+        return None
+    folder = Path(os.path.abspath(path)).parent
+    if folder.name == "conf" and folder.parent.name == "repository":
+        return "apim"
+    if folder.name == "conf" and (folder.parent / "repository").is_dir():
+        return "mi"  # <home>/conf beside <home>/repository: not just any conf/
+    return None
 
 
 def _dig(table: Mapping[str, Any], *keys: str) -> Any:
@@ -574,7 +589,10 @@ class DeploymentToml:
             )
             if Path(value).parts[:3] == SECURITY_DIR.parts:
                 # Micro Integrator's spelling in an API Manager file: the folder twice.
-                setting += f": write the bare name {Path(value).name!r}"
+                setting += (
+                    f": write the bare name {Path(value).name!r}, or, if this is Micro "
+                    "Integrator's file, say so (product='mi', --product mi)"
+                )
             setting += ")"
         else:
             setting += " (relative paths start from the product home, base_dir)"
@@ -804,8 +822,17 @@ def read_deployment_toml(
     )
     apim_sender = "transport.passthru_https.sender"
     mi = "transport.http"
+    # API Manager's keys, which Micro Integrator's axis2.xml template never reads: for
+    # it they are named in a warning, and not used (an API Manager HostnameVerifier
+    # of AllowAll in a Micro Integrator file would turn off the name check it does).
+    apim_profile = (f"{apim_sender}.ssl_profile", "file_path")
+    apim_interval = (f"{apim_sender}.ssl_profile", "interval")
+    apim_verifier = (f"{apim_sender}.parameters", "HostnameVerifier")
+    if toml.product == "mi":
+        _warn_other_product(toml, (apim_profile, apim_interval, apim_verifier))
+    apim_keys = toml.product == "apim"
     profile_setting = toml.first(
-        (f"{apim_sender}.ssl_profile", "file_path"), (mi, "sender.ssl_profile.file_path")
+        *([apim_profile] if apim_keys else []), (mi, "sender.ssl_profile.file_path")
     )
     profiles_path: Path | None = None
     profiles_origin: str | None = None
@@ -820,7 +847,7 @@ def read_deployment_toml(
             f"{APIM_DEFAULT_PROFILES} under the product home, base_dir)"
         )
     interval_setting = toml.first(
-        (f"{apim_sender}.ssl_profile", "interval"), (mi, "sender.ssl_profile.read_interval")
+        *([apim_interval] if apim_keys else []), (mi, "sender.ssl_profile.read_interval")
     )
     interval_ms: int | None = None
     if interval_setting is not None:
@@ -844,7 +871,7 @@ def read_deployment_toml(
                 element="interval",
             )
     verifier_setting = toml.first(
-        (f"{apim_sender}.parameters", "HostnameVerifier"),
+        *([apim_verifier] if apim_keys else []),
         (mi, "sender.hostname_verifier"),
         # Micro Integrator's config mapper writes sender.hostname_verifier to this key,
         # whose every entry its axis2.xml template renders as a sender parameter.
@@ -1013,6 +1040,22 @@ def _misspelt_revocation_keys(
                 element=shown,
             )
         log.warning("%s: ignored, as WSO2 ignores it", text)
+
+
+def _warn_other_product(toml: DeploymentToml, settings: Sequence[tuple[str, str]]) -> None:
+    """Name API Manager's sender settings in a Micro Integrator file: its template
+    reads none of them, and neither does mtls for it."""
+    found = [f"[{table}] {key}" for table, key in settings if toml.raw(table, key) is not None]
+    if found:
+        log.warning(
+            "%s: %s: API Manager's setting%s, which Micro Integrator does not read, and "
+            "neither does mtls for it: use [transport.http] sender.ssl_profile.file_path, "
+            "sender.ssl_profile.read_interval and sender.hostname_verifier (or, if this "
+            "is API Manager's file, say so: product='apim', --product apim)",
+            toml.path,
+            ", ".join(found),
+            "" if len(found) == 1 else "s",
+        )
 
 
 def _warn_unapplied(toml: DeploymentToml) -> None:

@@ -196,6 +196,59 @@ def test_the_product_is_told_by_where_the_file_sits_when_its_tables_do_not_say(t
     assert detect_product(mi_stores, apim_home / "repository" / "conf" / "x.toml") == "mi"
 
 
+def test_a_file_with_both_products_tables_is_told_by_where_it_sits(tmp_path):
+    """API Manager's sender tables copied into a Micro Integrator file: the tables of
+    one product decided (API Manager), whatever the file's place; where it sits now
+    decides, else API Manager."""
+    both = {"transport": {"passthru_https": {}, "http": {"sender": {}}}}
+    mi_home = tmp_path / "mi"
+    (mi_home / "repository").mkdir(parents=True)
+    assert detect_product(both, mi_home / "conf" / "deployment.toml") == "mi"
+    assert detect_product(both, tmp_path / "am" / "repository" / "conf" / "x.toml") == "apim"
+    assert detect_product(both, tmp_path / "deployment.toml") == "apim"
+    assert detect_product({"transport": {"passthru_https": {}}}, mi_home / "conf" / "x.toml") == (
+        "apim"  # one product's tables alone still decide
+    )
+
+
+def test_micro_integrator_reads_none_of_api_managers_sender_keys(tmp_path, pki, backend, caplog):
+    """Micro Integrator's axis2.xml template reads no [transport.passthru_https] table;
+    mtls read API Manager's keys first whatever the product, so an AllowAll verifier
+    (and a profile file) copied from API Manager's docs turned off the name check
+    Micro Integrator does (fail-open). Now named in a warning, and not used; the twin:
+    API Manager reads them."""
+    home = home_with(tmp_path, {"wso2carbon.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / "conf").mkdir()
+    (home / "conf" / "am.xml").write_text(profile_xml(profile("only.test:443")))
+    stores = MI_STOCK_STORES.replace('alias = "wso2carbon"', 'alias = "gateway"')
+    stores = stores.replace('"wso2carbon"', f'"{PASSWORD}"')
+    toml = write_toml(
+        home,
+        stores + '[transport.http]\nsender.hostname_verifier = "Strict"\n'
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "AllowAll"\n'
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "conf/am.xml"\n'
+        "interval = 5000\n",
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        mi = read_deployment_toml(str(toml), base_dir=home, product="mi")
+    assert (mi.hostname_verifier, mi.profiles_path, mi.interval_ms) == ("Strict", None, None)
+    assert "[transport.passthru_https.sender.parameters] HostnameVerifier" in caplog.text
+    assert "[transport.passthru_https.sender.ssl_profile] file_path" in caplog.text
+    assert "Micro Integrator does not read" in caplog.text
+    profiles = SSLProfileSet.from_deployment_toml(
+        toml, base_dir=home, reload_interval=None, product="mi"
+    )
+    with profiles:
+        # Strict: the default stores, and a name check, for every host.
+        assert profiles.context_for("localhost", backend.port).check_hostname
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        am = read_deployment_toml(str(toml), base_dir=home, product="apim")
+    assert (am.hostname_verifier, am.interval_ms) == ("AllowAll", 5000)
+    assert am.profiles_path == home / "conf" / "am.xml"
+    assert "Micro Integrator does not read" not in caplog.text
+
+
 def test_the_command_line_can_say_which_product(tmp_path, pki, capsys):
     """A Micro Integrator file nothing identifies (a bare file_name, outside conf/) is read
     as API Manager's, which wants its default profile file; --product mi reads it as
