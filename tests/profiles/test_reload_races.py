@@ -25,6 +25,7 @@ import pytest
 
 import mtls
 import mtls._log
+import mtls._reading as reading_module
 from mtls import (
     Keystore,
     KeystoreError,
@@ -139,7 +140,7 @@ def test_a_store_recreated_during_a_check_is_settled_before_it_is_built(
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     profiles._engine._delay = 60
     hook = HookedWait()
-    profiles._engine._stop = hook
+    monkeypatch.setattr(reading_module, "_pause", lambda stop, delay: hook.wait(delay))
     assert cn_of(profiles, backend.port, "127.0.0.1") == "d-1"
 
     d.unlink()  # delete ...
@@ -239,15 +240,8 @@ def test_start_up_settles_files_too(tmp_path, root, inter, backend, monkeypatch)
                 d.write_bytes(first + rest)
             return False
 
-    import mtls._reading as reading_module
-
-    original = reading_module.Reading.__init__
     finish = Finish()
-
-    def with_finish(self, seen, settle_delay, stop):
-        original(self, seen, settle_delay, finish)
-
-    monkeypatch.setattr(reading_module.Reading, "__init__", with_finish)
+    monkeypatch.setattr(reading_module, "_pause", lambda stop, delay: finish.wait(delay))
     profiles = SSLProfileSet.from_xml(xml, settle_delay=60)
     assert len(waits) >= 3  # the half file was read again after the writer finished
     assert cn_of(profiles, backend.port) == "d-1"

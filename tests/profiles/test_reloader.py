@@ -21,6 +21,7 @@ from mtls import (
     ProfileUnavailableError,
     SSLProfileSet,
     Truststore,
+    _reading,
 )
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir, write_in_two_halves
 from tests._helpers import (
@@ -529,7 +530,7 @@ class _FinishWriteDuringSettle(threading.Event):
         return False
 
 
-def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, backend):
+def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, backend, monkeypatch):
     """A PEM truststore cut at a certificate boundary parses (to fewer anchors): the
     second read after the settle delay must catch that the file was still changing."""
     other = CA(name="second anchor")
@@ -550,7 +551,8 @@ def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, ba
     full = other.cert_pem + ca.cert_pem + third.cert_pem
     half = other.cert_pem  # a complete certificate: this alone would parse
     replace_atomically(trust, half)
-    profiles._engine._stop = _FinishWriteDuringSettle(lambda: replace_atomically(trust, full))
+    hook = _FinishWriteDuringSettle(lambda: replace_atomically(trust, full))
+    monkeypatch.setattr(_reading, "_pause", lambda stop, delay: hook.wait(delay))
     assert profiles.reload() is False  # first read != second read: not installed
     assert profiles.context_for("localhost", backend.port) is before
     assert profiles.last_error is None  # still being written is not an error
