@@ -223,9 +223,10 @@ _DEFAULT_KEYS = re.compile(r"(?:truststore|keystore\.[a-z]+)\.(?:file_name|type|
 
 def _product_defaults(home: Path) -> dict[str, str]:
     """The store settings of the product's ``default.json`` (what WSO2's config mapper
-    falls back to): plain strings only, a file name without a folder or placeholder;
-    empty when the file is absent or is not such JSON (the product's own fallback is
-    then guessed from the files it ships)."""
+    falls back to): plain strings only, without a placeholder, a file name relative
+    (API Manager's are bare names in its security folder, Micro Integrator's start
+    from the home); empty when the file is absent or is not such JSON (the product's
+    own fallback is then guessed from the files it ships)."""
     try:
         document = json.loads(read_input(home / _DEFAULTS, 1024 * 1024).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -237,7 +238,10 @@ def _product_defaults(home: Path) -> dict[str, str]:
         if not (isinstance(key, str) and isinstance(value, str) and _DEFAULT_KEYS.fullmatch(key)):
             continue
         if "$" in value or (
-            key.endswith("file_name") and ("/" in value or "\\" in value or not value)
+            key.endswith("file_name")
+            and (
+                not value or "\\" in value or ".." in Path(value).parts or Path(value).is_absolute()
+            )
         ):
             continue
         found[key] = value
@@ -611,7 +615,14 @@ class DeploymentToml:
         defaults = _product_defaults(self.home)
         named = defaults.get(f"{table}.file_name")
         if named is not None:
-            path = self.home / SECURITY_DIR / named
+            # A bare name is in the security folder; a path is opened as the product
+            # opens any file_name (Micro Integrator's default.json names
+            # repository/resources/security/client-truststore.jks, from the home).
+            path = (
+                resolve_security_file(named, key="file_name", home=self.home, product=self.product)
+                if "/" in named
+                else self.home / SECURITY_DIR / named
+            )
             return _Shipped(
                 path,
                 f"the product's default {table} {path} ({self.path} has no [{table}] "

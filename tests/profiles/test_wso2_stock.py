@@ -616,6 +616,21 @@ def test_the_products_default_json_names_the_shipped_truststore(tmp_path, ca) ->
     (conf / "default.json").write_text(json.dumps({**defaults, "truststore.file_name": "gone.p12"}))
     with pytest.raises(mtls.KeystoreNotFoundError, match=r"gone\.p12"):
         mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    # Micro Integrator's default.json names the file from the home (its folders
+    # included), which it decides with too.
+    ca.write_truststore(security / "client-truststore.jks", "jks-pass")
+    mi_defaults = {
+        "truststore.file_name": "repository/resources/security/client-truststore.jks",
+        "truststore.type": "JKS",
+        "truststore.password": "jks-pass",
+    }
+    (conf / "default.json").write_text(json.dumps(mi_defaults))
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded
+        assert [f.path for f in default.files if f.role == "truststore"] == [
+            str(security / "client-truststore.jks")
+        ]
     # The twin: without default.json, the two shipped files are refused as ambiguous.
     (conf / "default.json").unlink()
     with pytest.raises(mtls.ProfileConfigError, match=r"client-truststore\.p12 exist"):
