@@ -218,7 +218,9 @@ class _Shipped:
     password: str | None = field(repr=False)
 
 
-_DEFAULT_KEYS = re.compile(r"(?:truststore|keystore\.[a-z]+)\.(?:file_name|type|password)")
+_DEFAULT_KEYS = re.compile(
+    r"(?:truststore|keystore\.[a-z]+)\.(?:file_name|type|password|key_password)"
+)
 
 
 def _product_defaults(home: Path) -> dict[str, str]:
@@ -750,6 +752,25 @@ class DeploymentToml:
             password = fallback.password or SHIPPED_PASSWORD
             origin = f"the password the product ships it with (default.json), for {path}"
         key_password = pick("key_password", secret=True) if keystore else None
+        if fallback is None and (password is None or (keystore and key_password is None)):
+            # What the file leaves out, WSO2's config mapper fills in from the product's
+            # default.json: Micro Integrator's gives [keystore.primary] password and
+            # key_password "wso2carbon", whatever the table's own password is.
+            defaults = _product_defaults(self.home)
+            table = tables[-1]
+            filled = []
+            if password is None and f"{table}.password" in defaults:
+                password = defaults[f"{table}.password"]
+                filled.append("password")
+            if keystore and key_password is None and f"{table}.key_password" in defaults:
+                key_password = defaults[f"{table}.key_password"]
+                filled.append("key_password")
+            if filled:
+                given = f"{origin}; " if origin else ""
+                origin = (
+                    f"{given}[{table}] {' and '.join(filled)} not set, so the product's "
+                    f"default ({self.home / _DEFAULTS}), as WSO2 fills it in"
+                )
         alias_value, written_alias = alias() if keystore else (None, None)
         return StoreConfig(
             location=path,

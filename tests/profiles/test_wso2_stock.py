@@ -588,6 +588,59 @@ def test_two_shipped_truststores_are_told_apart_by_type_or_refused(tmp_path, ca)
             ]
 
 
+MI_DEFAULTS = {  # micro-integrator's distribution/src/resources/config-tool/default.json
+    "keystore.primary.file_name": "repository/resources/security/wso2carbon.jks",
+    "keystore.primary.type": "JKS",
+    "keystore.primary.password": "wso2carbon",
+    "keystore.primary.alias": "wso2carbon",
+    "keystore.primary.key_password": "wso2carbon",
+    "truststore.file_name": "repository/resources/security/client-truststore.jks",
+    "truststore.type": "JKS",
+    "truststore.password": "wso2carbon",
+}
+
+
+def test_what_keystore_primary_leaves_out_comes_from_default_json(tmp_path, ca) -> None:
+    """WSO2's config mapper fills a key the file leaves out from the product's
+    default.json: Micro Integrator's gives [keystore.primary] key_password
+    "wso2carbon" whatever the table's password is. mtls took the store password as
+    the key password (a file whose key Micro Integrator cannot open was "ok"), and
+    refused a table without a password that Micro Integrator opens."""
+    security_file = 'file_name = "repository/resources/security/gw.jks"\n'
+    home = mi_home(tmp_path, ca, f'[keystore.primary]\n{security_file}password = "newpw-2026"\n')
+    conf = home / "repository" / "resources" / "conf"
+    conf.mkdir(parents=True)
+    (conf / "default.json").write_text(json.dumps(MI_DEFAULTS))
+    security = home / "repository" / "resources" / "security"
+    gateway = ca.issue_cert("gateway")
+    toml = home / "conf" / "deployment.toml"
+    # Key password = store password, as keytool makes it: Micro Integrator tries
+    # "wso2carbon" for the key, and so does mtls now.
+    gateway.write_keystore(security / "gw.jks", "newpw-2026", alias="gw")
+    with pytest.raises(mtls.WrongPasswordError) as e:
+        mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "default.json" in str(e.value) and "key_password" in str(e.value)
+    assert "newpw-2026" not in str(e.value)
+    # The twin: a key under the product's default key password opens, as in WSO2.
+    gateway.write_keystore(security / "gw.jks", "newpw-2026", alias="gw", key_password="wso2carbon")
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded
+    # No password at all: the product's default one, for the store and its key.
+    toml.write_text(f"[keystore.primary]\n{security_file}")
+    gateway.write_keystore(security / "gw.jks", "wso2carbon", alias="gw")
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded
+    # Without default.json nothing is filled in: the store password serves the key.
+    (conf / "default.json").unlink()
+    toml.write_text(f'[keystore.primary]\n{security_file}password = "newpw-2026"\n')
+    gateway.write_keystore(security / "gw.jks", "newpw-2026", alias="gw")
+    with mtls.SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None) as ps:
+        default = ps.status().default
+        assert default is not None and default.loaded
+
+
 def test_the_products_default_json_names_the_shipped_truststore(tmp_path, ca) -> None:
     """A product home has the config mapper's defaults in
     repository/resources/conf/default.json: its truststore.file_name, type and password
