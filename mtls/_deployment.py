@@ -721,7 +721,7 @@ class DeploymentToml:
 
         def named(*keys: str) -> str | None:
             settings = [found for found in map(chosen, keys) if found]
-            names = [f"[{table}] {key}" for table, key in settings]
+            names = [_spelled(table, key) for table, key in settings]
             if not names:
                 return None
             # Kept exactly (see written): say so, since a wrong password is all that shows.
@@ -1072,6 +1072,15 @@ def _misspelt_revocation_keys(
                 element=shown,
             )
         log.warning("%s: ignored, as WSO2 ignores it", text)
+
+
+def _spelled(table: str, key: str) -> str:
+    """``[table] key`` as the product's docs write it: Micro Integrator's sender keys
+    under ``[transport.http]`` (``sender.keystore.password``), as its location is."""
+    head = "transport.http."
+    if table.startswith(head):
+        return f"[transport.http] {table.removeprefix(head)}.{key}"
+    return f"[{table}] {key}"
 
 
 def _warn_other_product(toml: DeploymentToml, settings: Sequence[tuple[str, str]]) -> None:

@@ -196,6 +196,26 @@ def test_the_product_is_told_by_where_the_file_sits_when_its_tables_do_not_say(t
     assert detect_product(mi_stores, apim_home / "repository" / "conf" / "x.toml") == "mi"
 
 
+def test_micro_integrators_sender_password_is_named_as_its_docs_write_it(tmp_path, pki):
+    """A wrong [transport.http] sender.keystore.password was named
+    "[transport.http.sender.keystore] password", the location beside it
+    "[transport.http] sender.keystore.location": both as Micro Integrator's docs
+    write them now."""
+    home = home_with(tmp_path, {"wso2carbon.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / "conf").mkdir()
+    toml = write_toml(
+        home,
+        MI_STOCK_STORES.replace('"wso2carbon"', f'"{PASSWORD}"') + "[transport.http]\n"
+        'sender.keystore.location = "repository/resources/security/wso2carbon.jks"\n'
+        'sender.keystore.password = "not-the-Pa55"\n',
+    )
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "[transport.http] sender.keystore.password" in str(info.value)
+    assert "[transport.http.sender.keystore]" not in str(info.value)
+    assert "not-the-Pa55" not in str(info.value)
+
+
 def test_a_file_with_both_products_tables_is_told_by_where_it_sits(tmp_path):
     """API Manager's sender tables copied into a Micro Integrator file: the tables of
     one product decided (API Manager), whatever the file's place; where it sits now
