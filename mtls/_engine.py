@@ -93,6 +93,7 @@ from ._errors import MTLSError
 from ._fork import renew_after_fork, renew_attributes_after_fork
 from ._log import emit, held, holding, log
 from ._reading import FileReader, Interrupted, Reading, Unstable
+from ._secret import escaped as kept_escape
 from ._secret import settled
 
 #: The longest ``close()`` waits for a check in progress (seconds); see its docstring.
@@ -416,6 +417,9 @@ class Engine(Generic[S]):
                 # (nothing this check read is recorded as seen).
                 if self._stop.is_set():
                     return False, None, None
+                # Kept and logged: its frames' locals and a codec error's input go
+                # (what the caller was handling stays as it is).
+                exc = kept_escape(exc, outer)
                 outcome, reading, escaped = Outcome(plan.broken(old, exc), False), None, exc
             if self._stop.is_set():
                 return False, None, None

@@ -173,20 +173,21 @@ def _chain(exc: BaseException, stop: BaseException | None) -> list[BaseException
 _E = TypeVar("_E", bound=BaseException)
 
 
-def escaped(exc: _E) -> _E:
+def escaped(exc: _E, stop: BaseException | None = None) -> _E:
     """``exc``, an exception nobody expected (a bug, or a caller's code raising), made
     fit to keep and log: the locals of its finished frames cleared, as
     :func:`scrub_tracebacks` does, and what a codec error holds of its input dropped
     (a ``UnicodeEncodeError`` carries the whole string it could not encode, which may
-    be a password). Its type, message and traceback lines stay. Returns ``exc`` itself.
+    be a password). Its type, message and traceback lines stay. The walk ends at
+    ``stop``, the exception the caller was handling, left as it is. Returns ``exc``.
     """
-    for current in _chain(exc, None):
+    for current in _chain(exc, stop):
         if isinstance(current, UnicodeEncodeError | UnicodeDecodeError | UnicodeTranslateError):
             # Its message then gives the position, not the character.
             held, empty = current.object, type(current.object)()
             current.object = empty
             current.args = tuple(empty if arg is held else arg for arg in current.args)
-    _clear_frames(exc, None)
+    _clear_frames(exc, stop)
     return exc
 
 

@@ -31,7 +31,6 @@ from ._errors import (
 )
 from ._log import log
 from ._reading import Reading, Unstable
-from ._secret import escaped
 
 # A profile's key in the index: its server, (host, port), for requests without a client
 # identifier (the same tuple object as in the profile, so no key of its own), and
@@ -964,8 +963,8 @@ class ProfilesPlan:
         return live
 
     def broken(self, old: Snapshot, exc: BaseException) -> Snapshot:
-        """``old`` kept whole after a check failed unexpectedly, saying why."""
-        exc = escaped(exc)
+        """``old`` kept whole after a check failed unexpectedly, saying why (``exc``
+        made fit to keep by the engine: :func:`mtls._secret.escaped`)."""
         error = ProfileConfigError(
             f"{self.where}: reload failed ({type(exc).__name__}: {exc}); "
             "retrying at the next check",

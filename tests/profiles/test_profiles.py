@@ -711,7 +711,21 @@ def test_a_reload_that_fails_unexpectedly_keeps_its_error_without_secrets(tmp_pa
     with SSLProfileSet.from_xml(xml, secret_resolver=resolver, settle_delay=0) as profiles:
         failing["now"] = True
         xml.write_text(body.replace("a:1", "b:2"))
-        assert profiles.reload() is False
+
+        def callers_own() -> None:  # a frame of the caller's, finished, with a local
+            mine = b"caller data \xff"
+            mine.decode()
+
+        caught: UnicodeDecodeError | None = None
+        try:
+            callers_own()
+        except UnicodeDecodeError as handling:  # reload() called while handling it
+            assert profiles.reload() is False
+            caught = handling
+        # What the caller was handling is left as it is: its input, its frames.
+        assert caught is not None and caught.object == b"caller data \xff"
+        frames = [f.f_locals for f, _ in traceback.walk_tb(caught.__traceback__)]
+        assert {"mine": b"caller data \xff"} in frames
         error = profiles.last_error
         assert isinstance(error, ProfileConfigError) and "Interrupted" in str(error)
         assert isinstance(error.__cause__, Interrupted)
