@@ -109,43 +109,49 @@ def detect_product(doc: Mapping[str, Any], path: str | os.PathLike[str] | None =
     """Which product wrote a deployment.toml: from the tables only one of them reads,
     then from its store paths, then from where the file sits.
 
-    1. API Manager: ``[transport.passthru_https]``, ``[apim]`` or ``[keystore.tls]``
-       (Micro Integrator reads none of them).
+    1. API Manager: ``[apim]`` or ``[keystore.tls]`` (Micro Integrator reads neither).
     2. Micro Integrator: ``[transport.http]`` sender or listener settings,
        ``[management_api]`` or ``[internal_apis]``. A file with tables of both: where
        it sits (4), else API Manager.
-    3. Store ``file_name`` values that are relative paths: Micro Integrator's (its own
-       default is ``repository/resources/security/wso2carbon.jks``; API Manager's are
-       bare names inside its security folder).
-    4. ``path``: API Manager keeps the file in ``repository/conf/``, Micro Integrator
+    3. API Manager's ``[transport.passthru_https]`` (the table its docs give for the
+       sender, and so the one copied into a Micro Integrator file): API Manager,
+       unless the file says Micro Integrator otherwise, by its store paths (below)
+       or where it sits.
+    4. Store ``file_name`` values that are relative paths with folders: Micro
+       Integrator's (its own default is ``repository/resources/security/wso2carbon.jks``;
+       API Manager's are bare names inside its security folder).
+    5. ``path``: API Manager keeps the file in ``repository/conf/``, Micro Integrator
        in ``conf/`` beside the home's ``repository/``. Anything else: API Manager.
     """
-    apim: tuple[tuple[str, ...], ...] = (
-        ("transport", "passthru_https"),
-        ("apim",),
-        ("keystore", "tls"),
+    apim = any(_dig(doc, *keys) is not None for keys in (("apim",), ("keystore", "tls")))
+    sender = _dig(doc, "transport", "passthru_https") is not None
+    mi = any(
+        _dig(doc, *keys) is not None
+        for keys in (
+            ("transport", "http", "sender"),
+            ("transport", "http", "listener"),
+            ("management_api",),
+            ("internal_apis",),
+        )
     )
-    mi: tuple[tuple[str, ...], ...] = (
-        ("transport", "http", "sender"),
-        ("transport", "http", "listener"),
-        ("management_api",),
-        ("internal_apis",),
+    mi_paths = any(
+        isinstance(value := _dig(doc, *keys), str)
+        and "/" in value.strip()
+        and not value.strip().startswith("/")
+        for keys in (("keystore", "primary", "file_name"), ("truststore", "file_name"))
     )
-    has_apim = any(_dig(doc, *keys) is not None for keys in apim)
-    has_mi = any(_dig(doc, *keys) is not None for keys in mi)
-    if has_apim and has_mi:
+    place = _by_place(path)
+    if (apim or sender) and mi:
         # Both products' tables (one copied from the other's docs): where the file
         # sits says which product reads it, else API Manager.
-        return _by_place(path) or "apim"
-    if has_apim:
+        return place or "apim"
+    if apim:
         return "apim"
-    if has_mi:
+    if sender:
+        return "mi" if mi_paths or place == "mi" else "apim"
+    if mi or mi_paths:
         return "mi"
-    for keys in (("keystore", "primary", "file_name"), ("truststore", "file_name")):
-        value = _dig(doc, *keys)
-        if isinstance(value, str) and "/" in value.strip() and not value.strip().startswith("/"):
-            return "mi"
-    return _by_place(path) or "apim"
+    return place or "apim"
 
 
 def _by_place(path: str | os.PathLike[str] | None) -> Product | None:
@@ -754,8 +760,9 @@ class DeploymentToml:
         key_password = pick("key_password", secret=True) if keystore else None
         if fallback is None and (password is None or (keystore and key_password is None)):
             # What the file leaves out, WSO2's config mapper fills in from the product's
-            # default.json: Micro Integrator's gives [keystore.primary] password and
-            # key_password "wso2carbon", whatever the table's own password is.
+            # default.json: Micro Integrator's, and API Manager's (carbon-kernel's,
+            # merged into it), give [keystore.primary] key_password "wso2carbon",
+            # whatever the table's own password is ([keystore.tls] $refs it).
             defaults = _product_defaults(self.home)
             table = tables[-1]
             filled = []
@@ -768,8 +775,9 @@ class DeploymentToml:
             if filled:
                 given = f"{origin}; " if origin else ""
                 origin = (
-                    f"{given}[{table}] {' and '.join(filled)} not set, so the product's "
-                    f"default ({self.home / _DEFAULTS}), as WSO2 fills it in"
+                    f"{given}no {' or '.join(filled)} in "
+                    f"{' or '.join(f'[{t}]' for t in tables)}, so the product's default "
+                    f"({self.home / _DEFAULTS}), as WSO2's config mapper fills it in"
                 )
         alias_value, written_alias = alias() if keystore else (None, None)
         return StoreConfig(

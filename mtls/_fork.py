@@ -97,4 +97,4 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
     os.register_at_fork(after_in_child=_in_child)
     # A log handler writing when the fork comes: wait for it, a second at most (a
     # handler blocked on a network holds up no fork for longer).
-    hold_across_fork(_log, "EMITTING", wait=1.0)
+    hold_across_fork(_log, "EMITTING", new=_log.Emitting, wait=1.0)

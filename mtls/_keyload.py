@@ -11,9 +11,9 @@ crash, and readable by anything that wins the race. So:
   a 0600 temporary file that is removed as soon as OpenSSL has read it. What
   touches the disk is ciphertext under a key that never leaves this process.
 
-The key is never parsed by cryptography on the Linux path: PKCS#8 DER is wrapped as
-PEM text as is, and OpenSSL checks it against the certificate (about 1 ms for RSA,
-where cryptography's RSA consistency check costs tens of milliseconds).
+The key is never parsed by cryptography on either path: PKCS#8 DER is wrapped as PEM
+text as is (sealed, elsewhere), and OpenSSL checks it against the certificate (about
+1 ms for RSA, where cryptography's RSA consistency check costs tens of milliseconds).
 
 Trust anchors (:func:`load_anchors`) and CRLs (:func:`load_cafile_pem`) are public,
 but go through a memfd as well: OpenSSL reads a ``cafile`` with the GIL released,
@@ -23,6 +23,7 @@ where ``load_verify_locations(cadata=...)`` holds it for the whole parse.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import functools
 import hashlib
 import os
@@ -242,11 +243,15 @@ def _load_via_encrypted_tempfile(
     sealed = _sealed_pem(pkcs8_der, passphrase)
     fd, path = tempfile.mkstemp(prefix="mtls-", suffix=".pem")  # mkstemp creates it 0600
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(fd, "wb", closefd=True) as fh:  # closes fd whatever happens
             fh.write(sealed + _chain_pem(chain_der))
         ctx.load_cert_chain(path, password=passphrase)
     finally:
-        os.unlink(path)
+        # A file another process holds open (Windows: a virus scanner) may outlive
+        # this: ciphertext under a passphrase nobody has any more. Its removal failing
+        # must not turn a load that worked into an error.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 # PBES2 (RFC 8018) with PBKDF2-HMAC-SHA256 and AES-256-CBC: what OpenSSL 1.1 and 3
@@ -255,6 +260,7 @@ _PBES2 = _der.encode_oid("1.2.840.113549.1.5.13")
 _PBKDF2 = _der.encode_oid("1.2.840.113549.1.5.12")
 _HMAC_SHA256 = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.2.9") + b"\x05\x00")
 _AES256_CBC = _der.encode_oid("2.16.840.1.101.3.4.1.42")
+_SEAL_ROUNDS = 1000  # 0x03e8: a positive INTEGER in two bytes
 
 
 def _sealed_pem(pkcs8_der: bytes, passphrase: bytes) -> bytes:
@@ -262,22 +268,25 @@ def _sealed_pem(pkcs8_der: bytes, passphrase: bytes) -> bytes:
 
     The key's PKCS#8 bytes are sealed as they are, never parsed or re-encoded (a
     re-encoding would turn an RSASSA-PSS key into a plain RSA key that no longer
-    matches its certificate, and refuses what cryptography cannot read). One PBKDF2
-    round: ``passphrase`` is 256 random bits used once, which no stretching
-    strengthens (stretching protects passwords people choose).
+    matches its certificate, and refuses what cryptography cannot read). 1,000 PBKDF2
+    rounds: ``passphrase`` is 256 random bits used once, which no stretching
+    strengthens (stretching protects passwords people choose); 1,000 is the floor an
+    OpenSSL FIPS provider enforces.
     """
     # Imported here: only systems without memfd come this way.
     from cryptography.hazmat.primitives import padding  # noqa: PLC0415
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: PLC0415
 
     salt, iv = secrets.token_bytes(16), secrets.token_bytes(16)
-    key = hashlib.pbkdf2_hmac("sha256", passphrase, salt, 1, 32)
+    key = hashlib.pbkdf2_hmac("sha256", passphrase, salt, _SEAL_ROUNDS, 32)
     padder = padding.PKCS7(128).padder()
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     sealed = encryptor.update(padder.update(pkcs8_der) + padder.finalize()) + encryptor.finalize()
     seq = functools.partial(_der.encode, _der.SEQUENCE)
     kdf_params = seq(
-        _der.encode(_der.OCTET_STRING, salt) + _der.encode(_der.INTEGER, b"\x01") + _HMAC_SHA256
+        _der.encode(_der.OCTET_STRING, salt)
+        + _der.encode(_der.INTEGER, _SEAL_ROUNDS.to_bytes(2, "big"))
+        + _HMAC_SHA256
     )
     algorithm = seq(
         _PBES2

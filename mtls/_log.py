@@ -98,11 +98,58 @@ def holding() -> bool:
     return getattr(_local, "held", None) is not None
 
 
-# Held while the library's own threads (the log relay) hand records to the handlers:
-# fork() waits for it (mtls._fork.hold_across_fork, registered by mtls._fork), so no
-# child starts while a handler is writing, which would leave it a stream whose lock a
-# thread that does not exist there holds (its first log line would hang for good).
-EMITTING = threading.RLock()
+class Emitting:
+    """The threads handing the library's records to the handlers (the log relay, a
+    reload() caller), counted: they run side by side, and fork() waits until none is
+    (mtls._fork.hold_across_fork, registered by mtls._fork), so that no child starts
+    while a handler is writing, which would leave it a stream whose lock a thread
+    that does not exist there holds (its first log line would hang for good).
+
+    The wait is bounded by the fork's; a fork that gave up on emitters still inside
+    does not wait for them again (a handler blocked on a network delays one fork, not
+    every worker a pre-fork server starts).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._entered = 0  # entries so far: whether those inside are new since a give-up
+        self._given_up_at = -1
+        self._forking = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            # A fork under way: start no write it would cut in two (bounded: the fork
+            # ends, and release() wakes this).
+            self._cond.wait_for(lambda: not self._forking)
+            self._active += 1
+            self._entered += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def acquire(self, timeout: float) -> bool:
+        """For fork(): stop new writes, and wait up to ``timeout`` for those under way."""
+        with self._cond:
+            self._forking += 1
+            if (
+                self._active
+                and self._entered != self._given_up_at
+                and not self._cond.wait_for(lambda: not self._active, timeout)
+            ):
+                self._given_up_at = self._entered
+            return True
+
+    def release(self) -> None:
+        """The fork is done (in the parent): writes may start again."""
+        with self._cond:
+            self._forking -= 1
+            self._cond.notify_all()
+
+
+EMITTING = Emitting()
 
 
 def emit(records: Iterable[logging.LogRecord]) -> None:

@@ -1025,7 +1025,7 @@ class SSLProfileSet:
     def __reduce__(self) -> tuple[object, ...]:
         """Refused, saying what to do instead (pickle's own refusal names a lambda)."""
         raise TypeError(
-            "an SSLProfileSet cannot be pickled (it owns a reload thread and live "
+            "an SSLProfileSet cannot be pickled or copied (it owns a reload thread and live "
             "SSL contexts): make one in each process from the same configuration, or fork after "
             "making it (the child reloads on its own)"
         )

@@ -960,7 +960,7 @@ class RotatingServerContext:
     def __reduce__(self) -> tuple[object, ...]:
         """Refused, saying what to do instead (pickle's own refusal names a lambda)."""
         raise TypeError(
-            "a RotatingServerContext cannot be pickled (it owns a reload thread and live "
+            "a RotatingServerContext cannot be pickled or copied (it owns a reload thread and live "
             "SSL contexts): make one in each process from the same stores, or fork after "
             "making it (the child reloads on its own)"
         )

@@ -212,8 +212,10 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
         after = following if following is not None and not following.startswith("-") else None
         if _PASSWORD_SOURCE.match(word):
             # -storepass:env NAME: ":env" is no password glued on; the word after it
-            # is a name, unless the password was typed there by mistake.
-            remember_secret(after)
+            # is a name, unless the password was typed there by mistake (hidden then,
+            # unless too short to be one: a hidden "e" would garble every message).
+            if after is not None:
+                _remember_glued(after)
             continue
         found = _password_option(word)
         stem = _PASSWORDISH.search(word.partition("=")[0]) if word.startswith("-") else None

@@ -1236,6 +1236,11 @@ def test_keytools_password_sources_env_and_file(tmp_path: Path, seed: Seed) -> N
     run = fails(2, "list", "--keystore", store, "-storepass:file", tmp_path / "none.txt",
                 password_env=False)  # fmt: skip
     assert "-storepass:file: cannot read the file named after it" in run.stderr
+    # A name too short to be a password is not hidden: a hidden "e" garbled every
+    # word of the message.
+    run = fails(2, "list", "--keystore", store, "-storepass:env", "e", "--bogus",
+                env={"e": PASSWORD}, password_env=False)  # fmt: skip
+    assert "unrecognized arguments: --bogus" in run.stderr
     for source in ("-storepass:env", "-keypass:file"):
         run = fails(2, "list", "--keystore", store, source, "Typed-Pa55-By-Mistake",
                     "--json", password_env=False)  # fmt: skip

@@ -346,6 +346,47 @@ def test_a_fork_waits_for_a_log_handler_the_library_is_writing_through() -> None
     assert result == {"wrote": True}, result
 
 
+def test_emitters_run_side_by_side_and_a_stuck_one_holds_up_one_fork_only() -> None:
+    """What fork() waits for must not make the library's writers wait for each other:
+    a handler blocked on one thread held every other set's records back. And a writer
+    stuck past a fork's wait is not waited for again by the next fork (a pre-fork
+    server starting eight workers would wait eight seconds)."""
+    from mtls import _log
+
+    emitting = _log.Emitting()
+    inside, leave = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        with emitting:
+            inside.set()
+            leave.wait(30)
+
+    def other() -> None:
+        with emitting:
+            pass
+
+    blocked = threading.Thread(target=stuck)
+    blocked.start()
+    try:
+        assert inside.wait(10)
+        beside = threading.Thread(target=other)
+        beside.start()
+        beside.join(10)
+        assert not beside.is_alive()  # ran beside the stuck writer
+        # A fork gives up on it after its wait...
+        assert emitting.acquire(timeout=0.01)
+        emitting.release()
+        # ...and the next fork does not wait for the same writer again.
+        second = threading.Thread(target=emitting.acquire, kwargs={"timeout": 60})
+        second.start()
+        second.join(10)
+        assert not second.is_alive()
+        emitting.release()
+    finally:
+        leave.set()
+        blocked.join()
+
+
 def test_a_fallback_transport_under_way_at_the_fork_does_not_hold_the_child(setup) -> None:
     """httpx's MTLSTransport builds the transport for URLs without a profile on first
     use (certifi's bundle: tens of ms). A fork meanwhile left the child's first such

@@ -226,9 +226,16 @@ def test_a_file_with_both_products_tables_is_told_by_where_it_sits(tmp_path):
     assert detect_product(both, mi_home / "conf" / "deployment.toml") == "mi"
     assert detect_product(both, tmp_path / "am" / "repository" / "conf" / "x.toml") == "apim"
     assert detect_product(both, tmp_path / "deployment.toml") == "apim"
-    assert detect_product({"transport": {"passthru_https": {}}}, mi_home / "conf" / "x.toml") == (
-        "apim"  # one product's tables alone still decide
-    )
+    # API Manager's sender table alone, copied from its docs into a Micro Integrator
+    # file (the stock one has none of Micro Integrator's tables that say so): the
+    # file's place, or its Micro Integrator store paths, say Micro Integrator.
+    sender = {"transport": {"passthru_https": {}}}
+    assert detect_product(sender, mi_home / "conf" / "deployment.toml") == "mi"
+    mi_paths = {**sender, "keystore": {"primary": {"file_name": "repository/r/s/a.jks"}}}
+    assert detect_product(mi_paths, tmp_path / "deployment.toml") == "mi"
+    assert detect_product(sender, tmp_path / "deployment.toml") == "apim"  # nothing else
+    # API Manager's own tables ([apim], [keystore.tls]) are never copied: they decide.
+    assert detect_product({**sender, "apim": {}}, mi_home / "conf" / "deployment.toml") == "apim"
 
 
 def test_micro_integrator_reads_none_of_api_managers_sender_keys(tmp_path, pki, backend, caplog):
