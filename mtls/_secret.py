@@ -85,6 +85,16 @@ class Secret:
         return (Secret, (self._value,))
 
 
+def is_text(password: str) -> bool:
+    """Whether ``password`` encodes as UTF-8 (no lone surrogate): what a store can be
+    written with, and a command line can set."""
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def reveal(password: str | Secret | None) -> str | None:
     """The plain value of a password given as str, Secret or None.
 

@@ -22,6 +22,7 @@ from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
 from ._keyload import _key_pem, key_algorithm
 from ._log import log
+from ._secret import is_text
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")
@@ -57,20 +58,12 @@ def check_encodable(*passwords: str | None) -> None:
         ValueError: such a password (its value is not shown).
     """
     for password in passwords:
-        if password is not None and not _is_text(password):
+        if password is not None and not is_text(password):
             raise ValueError(
                 "the password holds a character that is not text (a lone surrogate: "
                 "os.environ and sys.argv give one for a byte that is not UTF-8, such as "
                 "a password typed on a Latin-1 terminal): give it as UTF-8"
             )
-
-
-def _is_text(password: str) -> bool:
-    try:
-        password.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def pkcs12_encryption(password: str) -> serialization.KeySerializationEncryption:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from .._errors import WrongPasswordError
+from .._secret import is_text
 from .._types import WriteFormat
 
 if TYPE_CHECKING:
@@ -340,13 +341,11 @@ def check_new_password(password: str, where: str, what: str = "store password") 
         UsageError: shorter than six characters, or not text (a byte that is not
             UTF-8, which Python's command line and environment give as a lone surrogate).
     """
-    try:
-        password.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_text(password):
         raise UsageError(
             f"{where}: the {what} holds a byte that is not UTF-8 (a password typed on a "
             "Latin-1 terminal?): give it as UTF-8"
-        ) from None
+        )
     if len(password) < KEYTOOL_MIN_PASSWORD:
         raise UsageError(
             f"{where}: the {what} must be at least {KEYTOOL_MIN_PASSWORD} characters "

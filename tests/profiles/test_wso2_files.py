@@ -141,12 +141,18 @@ def test_a_bare_name_is_not_looked_up_beside_the_home(tmp_path, pki):
     assert PASSWORD not in message
 
 
-def test_micro_integrator_file_names_start_from_the_home(tmp_path, pki, backend):
+def mi_gateway_home(tmp_path: Path, pki: dict[str, object], profiles: str) -> tuple[Path, str]:
+    """A Micro Integrator home with the gateway's stores, a one-profile file
+    conf/``profiles``, and the stock store tables naming those stores (to add to)."""
     home = home_with(tmp_path, {"wso2carbon.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
     (home / "conf").mkdir()
-    (home / "conf" / "sender.xml").write_text(profile_xml(profile("only.test:443")))
+    (home / "conf" / profiles).write_text(profile_xml(profile("only.test:443")))
     stores = MI_STOCK_STORES.replace('alias = "wso2carbon"', 'alias = "gateway"')
-    stores = stores.replace('"wso2carbon"', f'"{PASSWORD}"')
+    return home, stores.replace('"wso2carbon"', f'"{PASSWORD}"')
+
+
+def test_micro_integrator_file_names_start_from_the_home(tmp_path, pki, backend):
+    home, stores = mi_gateway_home(tmp_path, pki, "sender.xml")
     toml = write_toml(
         home,
         stores + '[transport.http]\nsender.ssl_profile.file_path = "conf/sender.xml"\n'
@@ -244,11 +250,7 @@ def test_micro_integrator_reads_none_of_api_managers_sender_keys(tmp_path, pki, 
     (and a profile file) copied from API Manager's docs turned off the name check
     Micro Integrator does (fail-open). Now named in a warning, and not used; the twin:
     API Manager reads them."""
-    home = home_with(tmp_path, {"wso2carbon.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
-    (home / "conf").mkdir()
-    (home / "conf" / "am.xml").write_text(profile_xml(profile("only.test:443")))
-    stores = MI_STOCK_STORES.replace('alias = "wso2carbon"', 'alias = "gateway"')
-    stores = stores.replace('"wso2carbon"', f'"{PASSWORD}"')
+    home, stores = mi_gateway_home(tmp_path, pki, "am.xml")
     toml = write_toml(
         home,
         stores + '[transport.http]\nsender.hostname_verifier = "Strict"\n'
