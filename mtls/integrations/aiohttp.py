@@ -32,7 +32,7 @@ import asyncio
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from .._config import tls_origin
+from .._config import DEFAULT_PORTS, tls_origin
 from .._errors import MTLSError
 from .._revocation import pending_check
 from . import _missing_extra, _require_profile_set
@@ -101,9 +101,33 @@ def request_ssl(
         ValueError: not an absolute URL (in a session with a ``base_url``, pass the
             joined URL, or use :class:`MTLSClientSession`, which joins it), or no host.
     """
+    return _ssl_for(
+        profile_set, _origin(url) if isinstance(url, URL) else tls_origin(url), client_id
+    )
+
+
+def _origin(url: URL) -> tuple[str, int] | None:
+    """:func:`~mtls._config.tls_origin` of a parsed URL, from its fields (yarl has the
+    host lower-case, IDNA-encoded and IPv6 without brackets, as ``str(url)`` has it)."""
+    default = DEFAULT_PORTS.get(url.scheme)
+    host = url.raw_host
+    if default is None or not host:
+        return tls_origin(str(url))  # http:// and ws://: None; anything else: its ValueError
+    return host, url.explicit_port or default
+
+
+_HTTP1 = ("http/1.1",)
+
+
+def _ssl_for(
+    profile_set: SSLProfileSet, origin: tuple[str, int] | None, client_id: str | None
+) -> ssl.SSLContext | bool:
+    """:func:`request_ssl` for a URL's :func:`~mtls._config.tls_origin`."""
+    if origin is None:
+        return True  # plain http://: aiohttp's default, no TLS
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
     try:
-        ctx = profile_set.context_for_url(str(url), client_id=client_id, alpn=("http/1.1",))
+        ctx = profile_set.context_for(*origin, client_id=client_id, alpn=_HTTP1)
     except AttributeError:
         _require_profile_set(profile_set, "request_ssl")  # checked only when it fails
         raise
@@ -179,9 +203,7 @@ class ProxyProfileError(MTLSError, aiohttp.ClientError):
         self.proxy = proxy
 
 
-async def _refuse_https_proxy(
-    req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-) -> aiohttp.ClientResponse:
+def _refuse_https_proxy(req: aiohttp.ClientRequest) -> None:
     """Refuse an ``https://`` proxy (``proxy=``: aiohttp ignores ``https://`` proxies
     from the environment) for a request sent with a profile's context: see
     :class:`ProxyProfileError`."""
@@ -198,7 +220,6 @@ async def _refuse_https_proxy(
             url=url,
             proxy=where,
         )
-    return await handler(req)
 
 
 class MTLSClientSession:
@@ -292,31 +313,43 @@ class MTLSClientSession:
                     "no scheme: write https:// or http://, so that the profile for the "
                     "host (or none, for http) can be chosen",
                 )
-            chosen = request_ssl(self.profile_set, target, client_id=self.client_id)
+            # One origin for the context and the profile (the ValueError request_ssl
+            # raises for a URL no profile can be chosen for).
+            origin = _origin(target)
+            chosen = _ssl_for(self.profile_set, origin, self.client_id)
             kwargs["ssl"] = chosen
-            checks: tuple[aiohttp.ClientMiddlewareType, ...] = ()
-            if isinstance(chosen, ssl.SSLContext):
-                checks += (_refuse_https_proxy,)
-            if kwargs.get("allow_redirects", True):
-                checks += (self._redirect_check(target, chosen, self._profile(target)),)
-            if checks:
+            proxied = isinstance(chosen, ssl.SSLContext)
+            redirects = kwargs.get("allow_redirects", True)
+            if proxied or redirects:
+                source = self._profile(origin) if redirects else None
                 given = kwargs.get("middlewares")
                 middlewares = tuple(given) if given is not None else self._middlewares
-                kwargs["middlewares"] = (*middlewares, *checks)
+                guard = self._guard(target, chosen, source, proxied=proxied, redirects=redirects)
+                kwargs["middlewares"] = (*middlewares, guard)
         return self.session.request(method, url, **kwargs)
 
-    def _redirect_check(
-        self, first: URL, chosen: ssl.SSLContext | bool, source: object
+    def _guard(
+        self,
+        first: URL,
+        chosen: ssl.SSLContext | bool,
+        source: object,
+        *,
+        proxied: bool,
+        redirects: bool,
     ) -> aiohttp.ClientMiddlewareType:
-        """A middleware refusing a cross-origin hop that needs another context than
-        ``chosen`` (made for ``first`` by ``source``: its profile, or ``None``)."""
+        """One middleware for a request's checks: ``proxied``, refuse an ``https://``
+        proxy (:func:`_refuse_https_proxy`); ``redirects``, refuse a cross-origin hop
+        that needs another context than ``chosen`` (made for ``first`` by ``source``:
+        its profile, or ``None``)."""
         origin = first.origin()
 
-        async def check_redirect(
+        async def guard(
             req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
         ) -> aiohttp.ClientResponse:
+            if proxied:
+                _refuse_https_proxy(req)
             # Called for every hop; the first one, and hops within its origin, pass.
-            if req.url.origin() != origin and req.is_ssl():
+            if redirects and req.url.origin() != origin and req.is_ssl():
                 wanted = request_ssl(self.profile_set, req.url, client_id=self.client_id)
                 if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
                     raise RedirectProfileError(
@@ -328,7 +361,7 @@ class MTLSClientSession:
                     )
             return await handler(req)
 
-        return check_redirect
+        return guard
 
     def _rotated_since(
         self, first: URL, hop: URL, wanted: ssl.SSLContext | bool, source: object
@@ -338,13 +371,12 @@ class MTLSClientSession:
         share one context (its material rotated between the hops). A profile file
         reloaded between the hops so that another profile, or none, serves the hop is
         no rotation: the hop would get the first profile's identity."""
-        if self._profile(hop) != source or self._profile(first) != source:
+        if self._profile(_origin(hop)) != source or self._profile(_origin(first)) != source:
             return False
         return request_ssl(self.profile_set, first, client_id=self.client_id) is wanted
 
-    def _profile(self, url: URL) -> object:
-        """What serves ``url``: its profile, or ``None`` for the set's default."""
-        origin = tls_origin(str(url))
+    def _profile(self, origin: tuple[str, int] | None) -> object:
+        """What serves a URL's ``origin``: its profile, or ``None`` for the set's default."""
         if origin is None:
             return None
         return self.profile_set.profile_for(*origin, client_id=self.client_id)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from yarl import URL
 
 from mtls._cli._common import UsageError
 from mtls._cli._diagnosis import parse_target
 from mtls._config import DEFAULT_PORTS, tls_origin
+from mtls.integrations import aiohttp as mtls_aiohttp
 from mtls.integrations import httpx as mtls_httpx
 from mtls.integrations import requests as mtls_requests
 
@@ -46,6 +48,24 @@ def test_a_url_that_is_not_absolute_http_or_ws_is_refused_not_taken_for_plain_ht
 @pytest.mark.parametrize(("url", "expected"), [c for c in CASES if not c[0].startswith("ws")])
 def test_httpx_reads_its_parsed_url_the_same_way(url: str, expected: tuple[str, int] | None):
     assert mtls_httpx._origin(httpx.URL(url)) == expected
+
+
+@pytest.mark.parametrize(("url", "expected"), CASES)
+def test_aiohttp_reads_its_parsed_url_the_same_way(url: str, expected: tuple[str, int] | None):
+    assert mtls_aiohttp._origin(URL(url)) == expected
+    # What it replaced: tls_origin of the URL's text (yarl writes the host IDNA-encoded).
+    for other in (
+        "https://bücher.example/",
+        "https://a.example.:443/",
+        "https://[FE80::1%25eth0]/",
+    ):
+        assert mtls_aiohttp._origin(URL(other)) == tls_origin(str(URL(other)))
+
+
+def test_aiohttp_refuses_what_tls_origin_refuses():
+    for url in ("ftp://backend.example/", "/orders", "https:///path"):
+        with pytest.raises(ValueError):
+            mtls_aiohttp._origin(URL(url))
 
 
 @pytest.mark.parametrize(("url", "expected"), [c for c in CASES if c[1] is not None])
