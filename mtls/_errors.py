@@ -196,7 +196,13 @@ class ProfileUnavailableError(MTLSError):
 
 class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
     """The store file does not exist. Also a :class:`FileNotFoundError`, so code that
-    already handles missing files keeps working."""
+    already handles missing files keeps working.
+
+    Attributes:
+        path: the missing file (always set: ``exc.filename`` too).
+    """
+
+    path: str
 
     def __init__(self, message: str, *, path: str | os.PathLike[str]) -> None:
         super().__init__(message, path=path)

@@ -64,7 +64,15 @@ from ._status import (
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import has_placeholder, parse_profiles_xml
 
-_FROM_FILE: Any = object()
+
+class _FromFile:
+    """The type of :data:`_FROM_FILE`: an argument left out, so the file decides."""
+
+    def __repr__(self) -> str:
+        return "<from the file>"
+
+
+_FROM_FILE: Any = _FromFile()
 
 
 class _Static:

@@ -50,6 +50,11 @@ def _describe(der: bytes) -> str:
         return "<unreadable certificate>"
 
 
+def _named(path: str | os.PathLike[str] | None) -> str | None:
+    """How a store read from bytes is named: ``path`` as text (a ``Path`` too)."""
+    return None if path is None else os.fsdecode(path)
+
+
 def _cert_or_raise(der: bytes, alias: str, path: str | None) -> x509.Certificate:
     try:
         return _x509.load_cert(der)
@@ -321,7 +326,7 @@ class Keystore(_StoreBase):
             key_password=key_password,
             store_type=store_type,
             allow_unprotected=allow_unprotected,
-            path=os.fspath(path),
+            path=os.fsdecode(path),
         )
 
     @classmethod
@@ -334,7 +339,7 @@ class Keystore(_StoreBase):
         key_password: Password | None = None,
         store_type: str | None = None,
         allow_unprotected: bool = False,
-        path: str | None = None,
+        path: str | os.PathLike[str] | None = None,
     ) -> Keystore:
         """Read a keystore from bytes in memory (a Kubernetes secret, a download).
 
@@ -364,7 +369,7 @@ class Keystore(_StoreBase):
             key_password=key_password,
             store_type=store_type,
             allow_unprotected=allow_unprotected,
-            path=path,
+            path=_named(path),
         )
 
     @classmethod
@@ -441,7 +446,7 @@ class Keystore(_StoreBase):
                 :meth:`load`.
         """
         return cls._read(
-            read_store_file(path), password, store_type=store_type, path=os.fspath(path),
+            read_store_file(path), password, store_type=store_type, path=os.fsdecode(path),
             allow_unprotected=allow_unprotected, with_keys=False,
         )  # fmt: skip
 
@@ -744,7 +749,7 @@ def load_key_entry(
         key_password=key_password,
         store_type=None,
         allow_unprotected=False,
-        path=os.fspath(path),
+        path=os.fsdecode(path),
         key_alias=alias,
     )
 
@@ -801,7 +806,7 @@ class Truststore(_StoreBase):
             password,
             store_type=store_type,
             allow_unprotected=allow_unprotected,
-            path=os.fspath(path),
+            path=os.fsdecode(path),
         )
 
     @classmethod
@@ -813,7 +818,7 @@ class Truststore(_StoreBase):
         *,
         store_type: str | None = None,
         allow_unprotected: bool = False,
-        path: str | None = None,
+        path: str | os.PathLike[str] | None = None,
     ) -> Truststore:
         """Read a truststore from bytes in memory (a Kubernetes secret, a CA bundle).
 
@@ -836,7 +841,11 @@ class Truststore(_StoreBase):
                 integrity check where ``store_type`` and ``password`` promise one.
         """
         return cls._read(
-            data, password, store_type=store_type, allow_unprotected=allow_unprotected, path=path
+            data,
+            password,
+            store_type=store_type,
+            allow_unprotected=allow_unprotected,
+            path=_named(path),
         )
 
     @classmethod

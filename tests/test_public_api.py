@@ -111,6 +111,35 @@ def test_type_checkers_see_a_misspelt_name(tmp_path: Path) -> None:
     assert errors == [f'{source}:3: error: Module has no attribute "NotAThing"  [attr-defined]']
 
 
+def _lazy_modules() -> list[str]:
+    """Modules with a module-level ``__getattr__`` (names made on first use)."""
+    found = []
+    for path in sorted(Path(mtls.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nodes = list(tree.body)
+        nodes += [n for node in tree.body if isinstance(node, ast.If) for n in node.body]
+        if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in nodes):
+            parts = path.relative_to(Path(mtls.__file__).parent.parent).with_suffix("").parts
+            found.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return found
+
+
+def test_type_checkers_see_a_misspelt_name_in_every_lazy_module(tmp_path: Path) -> None:
+    """Every module whose names ``__getattr__`` makes hides it from type checkers: a
+    misspelt name is an error, not an ``Any`` (mtls.integrations.uvicorn's was not)."""
+    modules = _lazy_modules()
+    assert {"mtls", "mtls.testing", "mtls.integrations.uvicorn"} <= set(modules)
+    source = tmp_path / "uses_lazy.py"
+    lines = [f"import {module}" for module in modules]
+    lines += [f"{module}.NotAThing" for module in modules]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
+    command += ["--cache-dir", str(tmp_path / "cache"), str(source)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    flagged = {line.split(":")[1] for line in result.stdout.splitlines() if "NotAThing" in line}
+    assert flagged == {str(len(modules) + 1 + i) for i in range(len(modules))}, result.stdout
+
+
 def test_type_checkers_take_the_documented_constructor_forms(tmp_path: Path) -> None:
     """``StoreConfig`` and ``SSLProfile`` take more at run time than their attributes'
     types (str locations and passwords, "host:port" strings, str CRL paths): mypy

@@ -223,7 +223,8 @@ def _refuse_https_proxy(req: aiohttp.ClientRequest) -> None:
 
 
 class MTLSClientSession:
-    """An ``aiohttp.ClientSession`` whose requests get ``ssl=`` from a profile set.
+    """A wrapper around an ``aiohttp.ClientSession`` whose requests get ``ssl=`` from a
+    profile set (it is not a ``ClientSession`` itself: its :attr:`session` is).
 
     Requests without an ``ssl=`` argument get :func:`request_ssl` of their URL;
     an explicit ``ssl=`` (``False`` included, or the deprecated ``verify_ssl=``,

@@ -256,13 +256,15 @@ def _warn_once(protocol: str) -> None:
     )
 
 
-def __getattr__(name: str) -> Any:
-    """The class :func:`tls_extension` made for a base, made again by name (pickle
-    looks it up so in uvicorn's worker processes)."""
-    base = _base_named(name) if name.startswith(_PREFIX) else None
-    if base is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return _extended(base)
+if not TYPE_CHECKING:  # type checkers see the module's real names only: a typo is an error
+
+    def __getattr__(name: str) -> Any:
+        """The class :func:`tls_extension` made for a base, made again by name (pickle
+        looks it up so in uvicorn's worker processes)."""
+        base = _base_named(name) if name.startswith(_PREFIX) else None
+        if base is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _extended(base)
 
 
 def _base_named(name: str) -> type[asyncio.Protocol] | None:

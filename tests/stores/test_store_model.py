@@ -152,6 +152,19 @@ def test_from_bytes_names_its_source_only_when_told(ca: CA) -> None:
     assert Keystore.from_bytes(data, PASSWORD).path is None
 
 
+def test_from_bytes_takes_a_path_object_and_keeps_text(ca: CA) -> None:
+    """``path`` is typed and kept as text, as :meth:`load` keeps it: a ``Path`` was
+    kept as given (``.path`` a ``PosixPath``, typed ``str``)."""
+    data = ca.issue_cert("svc").keystore().to_bytes(PASSWORD)
+    named = Keystore.from_bytes(data, PASSWORD, path=Path("secret") / "svc")
+    assert named.path == os.path.join("secret", "svc") and type(named.path) is str
+    trust_data = ca.truststore().to_bytes(PASSWORD)
+    trust = Truststore.from_bytes(trust_data, PASSWORD, path=Path("trust.jks"))
+    assert trust.path == "trust.jks" and type(trust.path) is str
+    with pytest.raises(mtls.WrongPasswordError, match=r"^secret/svc: "):
+        Keystore.from_bytes(data, "wrong", path=Path("secret/svc"))
+
+
 def test_from_bytes_is_public_and_documented() -> None:
     for cls in (Keystore, Truststore):
         params = inspect.signature(cls.from_bytes).parameters
