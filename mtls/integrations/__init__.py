@@ -48,6 +48,20 @@ def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
     return error
 
 
+def _describe(integration: object) -> str:
+    """The ``repr`` of an integration object: its class, its profile set, its client
+    identifier (never a context or a secret): ``<MTLSTransport for <SSLProfileSet ...>>``."""
+    for name in ("profile_set", "_profiles"):
+        profile_set = getattr(integration, name, None)
+        if profile_set is not None:
+            break
+    client_id = getattr(integration, "client_id", getattr(integration, "_client_id", None))
+    client = f" client_id={client_id!r}" if client_id is not None else ""
+    target = getattr(integration, "_target", None)
+    to = f" to {target!r}" if isinstance(target, str) else ""
+    return f"<{type(integration).__name__}{to} for {profile_set!r}{client}>"
+
+
 def _require_profile_set(value: object, who: str, *, materials: bool = False) -> None:
     """Raise ``TypeError`` when ``value`` cannot be a profile set (it lacks the lookups
     every integration makes), saying what to pass instead: a context, or a path, is the

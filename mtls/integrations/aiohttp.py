@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import DEFAULT_PORTS, tls_origin
 from .._errors import MTLSError
 from .._revocation import pending_check
-from . import _missing_extra, _require_profile_set
+from . import _describe, _missing_extra, _require_profile_set
 
 try:
     import aiohttp
@@ -253,6 +253,8 @@ class MTLSClientSession:
         session: the underlying ``aiohttp.ClientSession`` (requests made on it
             directly get no profile).
     """
+
+    __repr__ = _describe
 
     def __init__(
         self,

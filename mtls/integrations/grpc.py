@@ -74,7 +74,7 @@ from .._fork import renew_attributes_after_fork
 from .._log import log
 from .._material import TLSMaterial
 from .._profiles import SSLProfileSet
-from . import _missing_extra, _require_profile_set
+from . import _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -290,6 +290,8 @@ class _Underlying:
 
 class _Rotating:
     """What the sync and aio channels share: target, options, leases, checks."""
+
+    __repr__ = _describe
 
     def __init__(
         self,
@@ -939,6 +941,8 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         profile_set: the one-profile set (catch-all ``*``) that loads, validates,
             watches and keeps the last good material; see :meth:`SSLProfileSet.status`.
     """
+
+    __repr__ = _describe
 
     def __init__(self, profile_set: SSLProfileSet, require_client_auth: bool, where: str) -> None:
         # grpc.ServerCredentials.__init__ is not called: _credentials is made per port.

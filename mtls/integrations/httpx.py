@@ -40,7 +40,7 @@ from .._config import DEFAULT_PORTS
 from .._fork import renew_attributes_after_fork
 from .._log import log
 from .._revocation import pending_check
-from . import _missing_extra, _require_profile_set
+from . import _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -176,6 +176,8 @@ class MTLSTransport(httpx.BaseTransport):
             argument ``httpx.HTTPTransport`` does not take.
     """
 
+    __repr__ = _describe
+
     def __init__(
         self,
         profile_set: SSLProfileSet,
@@ -275,6 +277,8 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         TypeError: ``verify=`` or ``cert=``, or an argument
             ``httpx.AsyncHTTPTransport`` does not take.
     """
+
+    __repr__ = _describe
 
     def __init__(
         self,

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._config import tls_origin
 from .._log import log
-from . import _missing_extra, _require_profile_set
+from . import _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -173,6 +173,8 @@ class MTLSAdapter(HTTPAdapter):
     Raises:
         TypeError: an argument ``HTTPAdapter`` does not take.
     """
+
+    __repr__ = _describe
 
     def __init__(
         self,
