@@ -651,6 +651,8 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 def _extension(signed: x509.Certificate | x509.CertificateRevocationList, kind: type[Any]) -> Any:
     """The value of ``signed``'s extension of ``kind`` (a certificate's or a CRL's), or
     ``None`` when it has none or cryptography cannot read it."""
+    if isinstance(signed, x509.Certificate):
+        return _x509.extension(signed, kind)  # its warnings logged, never raised
     try:
         return signed.extensions.get_extension_for_class(kind).value
     except (x509.ExtensionNotFound, ValueError, x509.DuplicateExtension):

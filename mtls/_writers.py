@@ -7,6 +7,7 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 
@@ -92,7 +93,8 @@ def writable_cert(der: bytes, alias: str, path: str | None, kind: str) -> x509.C
     except ValueError as exc:
         raise KeyEntryError(
             f"{where(path)}: entry {alias!r} has a certificate cryptography cannot read "
-            f"(JDK 17 writes DSA certificates like that), so it cannot be written as {kind}: "
+            "(JDK 17 writes its DSA certificates so, and some tools their ECDSA ones: "
+            f"signature parameters it refuses), so it cannot be written as {kind}: "
             "save the store as JKS",
             path=path,
             alias=alias,
@@ -273,6 +275,7 @@ def _pkcs12_bytes(
                 path=path,
                 alias=entry.alias,
             )
+        _refuse_unlinked_chain(certs, entry.alias, path)
         try:
             parts.append(
                 pkcs12.serialize_key_and_certificates(
@@ -298,6 +301,31 @@ def _pkcs12_bytes(
     return _pkcs12.join_pfx(
         [info for part in parts for info in _pkcs12.content_infos(part)], password
     )
+
+
+def _refuse_unlinked_chain(certs: Sequence[x509.Certificate], alias: str, path: str | None) -> None:
+    """KeyEntryError for a chain a PKCS#12 reader cannot rebuild: the format keeps the
+    certificates, not their order, and Java (and mtls) follow issuer names from the
+    leaf, stopping at a self-issued certificate or one already in the chain. Written,
+    such a chain came back shorter (keytool -importkeystore refuses it: "Certificate
+    chain is not valid")."""
+    for position, (cert, issuer) in enumerate(itertools.pairwise(certs), start=1):
+        if (
+            cert.issuer != issuer.subject
+            or cert.issuer == cert.subject
+            or issuer in certs[:position]
+        ):
+            raise KeyEntryError(
+                f"{where(path)}: key entry {alias!r}: certificate {position + 1} of its chain "
+                f"({issuer.subject.rfc4514_string()}) did not issue certificate {position} "
+                f"(issued by {cert.issuer.rfc4514_string()}): a PKCS12 store keeps no chain "
+                "order and its readers (keytool, mtls) rebuild the chain by issuer names, so "
+                f"it would be read back with {position} certificate(s) (keytool "
+                "-importkeystore refuses it: 'Certificate chain is not valid'): put the chain "
+                "in order from the leaf, or save the store as JKS",
+                path=path,
+                alias=alias,
+            )
 
 
 def _warn_non_ascii(password: str, target: str | os.PathLike[str] | None) -> None:

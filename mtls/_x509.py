@@ -286,17 +286,8 @@ def not_before(cert: x509.Certificate) -> _dt.datetime:
 
 def subject_alt_names(cert: x509.Certificate) -> list[str]:
     """SANs as keytool prints them (``DNS:localhost``, ``IP:127.0.0.1``, ``email:...``)."""
-    der = cert.public_bytes(Encoding.DER)
-    try:
-        if not _unusual(der):
-            ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        else:
-            # Older cryptography repeated its serial-number warning on .extensions.
-            subject: list[str] = []
-            with _reported(der, subject):
-                subject.append(subject_text(cert))
-                ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+    ext = extension(cert, x509.SubjectAlternativeName)
+    if ext is None:
         return []  # none, or none cryptography can read (OpenSSL may take the certificate)
     out: list[str] = []
     for name in ext:
@@ -384,15 +375,34 @@ def _usage_extension(der: bytes, kind: type[x509.ExtensionType]) -> Any:
     """The value of the certificate's extension of ``kind``; ``None`` when it has none
     or cryptography cannot read its extensions (a duplicated one, a bad encoding)."""
     try:
-        cert = load_cert(der)
-        with _reported(der, []) if _unusual(der) else contextlib.nullcontext():
+        return extension(load_cert(der), kind, der)
+    except ValueError:
+        return None
+
+
+def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None) -> Any:
+    """The value of ``cert``'s extension of ``kind``; ``None`` when it has none or
+    cryptography cannot read its extensions (a duplicated one, a bad encoding).
+
+    cryptography warns again on the first read of the extensions of a certificate it
+    warned about (a serial number that is not positive): that read is guarded as
+    :func:`load_cert` is, so the warning is one log line, never Python's own (nor an
+    exception under ``-W error``). ``der``: the certificate's DER, when at hand.
+    """
+    der = cert.public_bytes(Encoding.DER) if der is None else der
+    try:
+        if not _unusual(der):
+            return _optional(cert.extensions, kind)
+        subject: list[str] = []
+        with _reported(der, subject):
+            subject.append(subject_text(cert))
             extensions = cert.extensions
         return _optional(extensions, kind)
     except (ValueError, x509.DuplicateExtension):
         return None
 
 
-def _optional(extensions: x509.Extensions, kind: type[x509.ExtensionType]) -> Any:
+def _optional(extensions: x509.Extensions, kind: type[Any]) -> Any:
     try:
         return extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:

@@ -55,14 +55,17 @@ def _three_letter_country() -> bytes:
     return _self_signed(x509.Name([country, x509.NameAttribute(NameOID.COMMON_NAME, "usa")]))
 
 
-def _serial_zero(openssl: str, d: Path) -> bytes:
+def _serial_zero(openssl: str, d: Path, *, aki_serial: bool = False) -> bytes:
     # cryptography will not build serial 0; openssl does, as old roots have it.
+    # aki_serial: the authority key identifier names the issuer's serial (0) too, as
+    # Bouncy Castle's test certificates do; cryptography warns again reading it.
     out = d / "zero.pem"
+    aki = ["-addext", "authorityKeyIdentifier=keyid:always,issuer:always"] if aki_serial else []
     subprocess.run(
         [
             openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
             "-nodes", "-keyout", str(d / "zero.key"), "-out", str(out), "-subj", "/CN=zero root",
-            "-set_serial", "0", "-days", "30",
+            "-set_serial", "0", "-days", "30", *aki,
         ],
         check=True,
         capture_output=True,
@@ -195,3 +198,41 @@ def test_import_of_a_serial_zero_pem_warns_once_and_its_twin_fails_cleanly(opens
         f"mtls: error: {bad} is not a certificate: expected DER or PEM, as mtls export or "
         "keytool -exportcert writes\n"
     )
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("flag", ["always", "error"])
+def test_a_key_entry_with_serial_zero_lists_with_one_warning_line(openssl_bin, tmp_path, flag):
+    """A key entry's certificate (Bouncy Castle's PKCS#12 test files have them): its
+    extensions were first read unguarded for the listing, and cryptography's warning
+    came out raw (under -W error, as an exception)."""
+    _serial_zero(openssl_bin, tmp_path, aki_serial=True)  # zero.pem and zero.key
+    store = tmp_path / "zero.p12"
+    subprocess.run(
+        [
+            openssl_bin, "pkcs12", "-export", "-in", str(tmp_path / "zero.pem"),
+            "-inkey", str(tmp_path / "zero.key"), "-name", "zero", "-out", str(store),
+            "-passout", "pass:changeit",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    run = mtls_run("list", "--keystore", store, "--password", "changeit", flag=flag)
+    assert run.returncode == 0, run.stderr
+    assert "serial   0" in run.stdout
+    assert_no_raw_warning(run.stderr)
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and "serial number is not positive" in lines[0], lines
+
+
+@pytest.mark.openssl
+def test_extensions_read_without_a_warning(openssl_bin, tmp_path):
+    pem = tmp_path / "zero.pem"
+    pem.write_bytes(_serial_zero(openssl_bin, tmp_path, aki_serial=True))
+    (cert,) = Truststore.load(pem).certificates.values()
+    # A new object (parsed with its warning logged): its first read of its extensions
+    # warns again, which pytest (filterwarnings = error) would raise here.
+    fresh = _x509.load_cert(cert.public_bytes(serialization.Encoding.DER))
+    assert _x509.extension(fresh, x509.BasicConstraints).ca is True
+    assert _x509.extension(fresh, x509.SubjectAlternativeName) is None
+    with pytest.warns(CryptographyDeprecationWarning):  # the twin: cryptography's accessor
+        assert _x509.load_cert(cert.public_bytes(serialization.Encoding.DER)).extensions

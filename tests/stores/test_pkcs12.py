@@ -1081,3 +1081,65 @@ def test_wso2_test_p12_uses_rc2_40() -> None:
     assert_keys_match_certs(got)
     with pytest.raises(P12PasswordError):
         parse_pkcs12(data, "wrong")
+
+
+# --- chains a PKCS#12 store cannot keep --------------------------------------------------
+
+
+def _cross_signed_loop() -> tuple[ec.EllipticCurvePrivateKey, list[x509.Certificate]]:
+    """A leaf under CA A, whose certificate B signed, whose certificate A signed: the
+    chain [leaf, A, B, A] links by name at every step and comes back to A."""
+    keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("A", "B", "leaf")}
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject: str, issuer: str, ca: bool) -> x509.Certificate:
+        def name(cn: str) -> x509.Name:
+            return x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)])
+
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(keys[subject].public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(keys[issuer], hashes.SHA256())
+        )
+
+    a = cert("A", "B", True)
+    return keys["leaf"], [cert("leaf", "A", False), a, cert("B", "A", True), a]
+
+
+def test_a_chain_pkcs12_cannot_keep_is_refused_not_shortened() -> None:
+    """PKCS#12 keeps certificates, not their order: readers (keytool, mtls) rebuild a
+    chain by issuer names from the leaf. A chain that does not link so was written and
+    read back shorter (a JKS with a 3-certificate chain converted to 1); keytool
+    -importkeystore refuses it. JKS keeps a chain as given."""
+    root = CA()
+    intermediate = root.create_child_ca(name="intermediate")
+    leaf = intermediate.issue_cert("svc")
+    gapped = mtls.Keystore()
+    gapped.add_key("svc", leaf.private_key, [leaf.certificate, root.certificate])
+    with pytest.raises(
+        mtls.KeyEntryError,
+        match=r"'svc': certificate 2 of its chain \(CN=.*\) did not issue certificate 1 "
+        r"\(issued by CN=intermediate.*read back with 1 certificate",
+    ):
+        gapped.to_bytes("changeit", store_type="PKCS12")
+    jks = mtls.Keystore.from_bytes(gapped.to_bytes("changeit"), "changeit")
+    assert len(jks.certificate_chain("svc")) == 2
+
+    key, looped = _cross_signed_loop()
+    loop = mtls.Keystore()
+    loop.add_key("leaf", key, looped)
+    with pytest.raises(mtls.KeyEntryError, match="certificate 4 of its chain"):
+        loop.to_bytes("changeit", store_type="PKCS12")
+
+    # The twin: a chain in order goes through PKCS#12 whole.
+    whole = mtls.Keystore()
+    chain = [leaf.certificate, intermediate.certificate, root.certificate]
+    whole.add_key("svc", leaf.private_key, chain)
+    back = mtls.Keystore.from_bytes(whole.to_bytes("changeit", store_type="PKCS12"), "changeit")
+    assert back.certificate_chain("svc") == tuple(chain)
