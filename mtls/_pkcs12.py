@@ -61,6 +61,8 @@ class P12Key:
     local_key_id: bytes | None
     # Without a friendlyName: the number Java's PKCS12KeyStore names the entry with.
     number: int | None = None
+    # In a plain keyBag (not encrypted), which Java's PKCS12KeyStore skips.
+    plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,8 @@ class P12Contents:
     secrets: tuple[tuple[str, str], ...] = ()
     # Numbers given to entries without a friendlyName (the next one would be this + 1).
     unnamed: int = 0
+    # The integrity check is PBMAC1 (RFC 9579), which the JDK (17, 25) cannot verify.
+    pbmac1: bool = False
 
 
 class P12FormatError(ValueError):
@@ -355,6 +359,7 @@ class _Reader:
         self.ber = ber
         self.items = 0  # ContentInfos and SafeBags read so far
         self.mac_verified = False
+        self.pbmac1 = False
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
         self.want_secret_keys = False
@@ -403,6 +408,7 @@ class _Reader:
             tuple(self.secret_keys),
             tuple(self.secrets),
             self.unnamed,
+            self.pbmac1,
         )
 
     def _number(self, alias: str | None) -> int | None:
@@ -438,6 +444,7 @@ class _Reader:
         oid, params = _algorithm(digest_info[0])
         expected = _octets(digest_info[1])
         if oid == _PBMAC1:
+            self.pbmac1 = True
             # RFC 9579: PBKDF2 (with a mandatory keyLength) keys an HMAC; macSalt and
             # iterations of MacData are not used.
             kdf, scheme = _pair(params)
@@ -520,7 +527,8 @@ class _Reader:
             if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
                 if not _is_pkcs8(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
-                self.keys.append(P12Key(alias, parts[1].value, local_key_id, self._number(alias)))
+                key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), plain=True)
+                self.keys.append(key)
             elif bag_id == _SHROUDED_KEY_BAG:  # section 4.2.2
                 # Not decrypting, the key is still an entry: its alias and localKeyId
                 # are outside the encryption, and they name the entry as keytool does.

@@ -192,6 +192,9 @@ class Parsed:
     loose: list[tuple[str | None, bytes]]
     # Entries TLS cannot use (JCEKS secret keys, Bouncy Castle secrets): (alias, kind).
     secrets: list[tuple[str, str]] = field(default_factory=list)
+    # What mtls reads but the JDK's reader (keytool, WSO2's gateway) does not: one
+    # sentence each (``mtls check`` shows them).
+    java_notes: list[str] = field(default_factory=list)
 
 
 def open_error(
@@ -691,6 +694,14 @@ def _parse_pkcs12(
     keys: list[KeyEntry] = []
     taken = Taken()
     unnamed = _Unnamed(contents.unnamed)
+    notes: list[str] = []
+    if contents.pbmac1:
+        notes.append(
+            "its integrity check is PBMAC1 (RFC 9579), which the JDK's PKCS12 reader "
+            "(JDK 17, JDK 25) does not know: keytool and WSO2's gateway refuse the file; "
+            "write it with an HMAC integrity check (mtls convert, keytool -importkeystore, "
+            "or openssl pkcs12 -export without -pbmac1_pbkdf2)"
+        )
     for key in contents.keys:
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
         if leaf_at is None and not key.pkcs8_der:
@@ -713,6 +724,13 @@ def _parse_pkcs12(
             unnamed.alias(key.alias, certs[leaf_at].alias, number=key.number), taken
         )
         keys.append(KeyEntry(alias, key.pkcs8_der, tuple(chain)))
+        if key.plain:
+            notes.append(
+                f"key entry {_jks.shown(alias)} is stored unencrypted (a PKCS#12 keyBag), "
+                "which the JDK's PKCS12 reader skips: keytool and WSO2's gateway see no "
+                "such entry; write the store again with its keys encrypted (mtls convert, "
+                "or keytool -importkeystore)"
+            )
     trusted: list[tuple[str, bytes]] = []
     loose: list[tuple[str | None, bytes]] = []
     for index, cert in enumerate(certs):
@@ -730,7 +748,7 @@ def _parse_pkcs12(
         else:
             loose.append((cert.alias, cert.der))
     secrets = [(unique_alias(name, taken), kind) for name, kind in contents.secrets]
-    return Parsed("PKCS12", keys, trusted, loose, secrets)
+    return Parsed("PKCS12", keys, trusted, loose, secrets, notes)
 
 
 class _Unnamed:

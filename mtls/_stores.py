@@ -108,9 +108,9 @@ class _StoreBase:
         self.store_type: str | None = None
         #: The file it was read from, or None.
         self.path: str | None = None
-        # Read from a PKCS#12 whose certificates carry no Java trust attribute (OpenSSL's
-        # -nokeys): mtls trusts them; Java (keytool, WSO2's gateway) sees no entry.
-        self._java_sees_none = False
+        # What mtls read from the file but the JDK's reader (keytool, WSO2's gateway)
+        # does not (Parsed.java_notes): one sentence each, for mtls check.
+        self._java_notes: tuple[str, ...] = ()
 
     def remove(self, alias: str) -> None:
         """Delete an entry (``keytool -delete``).
@@ -405,6 +405,7 @@ class Keystore(_StoreBase):
         store = cls()
         store.store_type = parsed.store_type
         store.path = path
+        store._java_notes = tuple(parsed.java_notes)
         for key in parsed.keys:
             store._entries.add_key(key, loaded=True)
         for alias, der in parsed.certs:
@@ -875,6 +876,7 @@ class Truststore(_StoreBase):
         store = cls()
         store.store_type = parsed.store_type
         store.path = path
+        store._java_notes = tuple(parsed.java_notes)
         taken = Taken()
         for key in parsed.keys:
             store._entries.add_cert(unique_alias(key.alias, taken), key.chain_der[0], loaded=True)
@@ -886,7 +888,15 @@ class Truststore(_StoreBase):
             # An OpenSSL "-nokeys" PKCS#12 has no keytool trust attribute: its
             # certificates are what the user means to trust, named by their
             # friendlyName as written, else by their CN.
-            store._java_sees_none = bool(parsed.loose)
+            if parsed.loose:
+                count = len(parsed.loose)
+                store._java_notes += (
+                    f"its {count} certificate{'s carry' if count != 1 else ' carries'} no "
+                    "Java trust attribute (an openssl pkcs12 -nokeys file): mtls trusts "
+                    f"{'them' if count != 1 else 'it'}, but keytool and WSO2's gateway read "
+                    "it as empty (no trust anchors): import them with keytool -importcert "
+                    "instead",
+                )
             for name, der in parsed.loose:
                 if name is None:
                     store._entries.add_cert(alias_for(der, taken, "cert"), der)

@@ -33,7 +33,6 @@ from ._common import (
     display_path,
     load_profile_set,
     now,
-    presented,
     profile_defaults,
     purpose_problem,
     span_text,
@@ -59,13 +58,22 @@ class _Stores:
     """Stores read for the table, once each: a thousand profiles often share two files."""
 
     def __init__(self) -> None:
-        self._leaves: dict[StoreConfig, x509.Certificate] = {}
+        self._leaves: dict[StoreConfig, tuple[x509.Certificate, tuple[str, ...]]] = {}
         self._trust: dict[StoreConfig, Truststore] = {}
 
     def client_leaf(self, config: StoreConfig) -> x509.Certificate:
         """The certificate of the key entry a profile presents."""
+        return self._keystore(config)[0]
+
+    def keystore_notes(self, config: StoreConfig) -> tuple[str, ...]:
+        """What the JDK's reader would not take from a profile's keystore file."""
+        return self._keystore(config)[1]
+
+    def _keystore(self, config: StoreConfig) -> tuple[x509.Certificate, tuple[str, ...]]:
         if config not in self._leaves:
-            self._leaves[config] = presented(config)[1]
+            store = load_store(config, "keystore")
+            chain = store.key_entry(config.alias)[2]
+            self._leaves[config] = _x509.load_cert(chain[0]), store._java_notes
         return self._leaves[config]
 
     def truststore(self, config: StoreConfig) -> Truststore:
@@ -143,6 +151,7 @@ def _loaded_row(
                         f"client certificate: {purpose[0]}: {purpose[1]} will refuse it"
                     )
                     out_of_date = True  # refused by every Java and OpenSSL server now
+                problems += [f"keystore: {n}" for n in stores.keystore_notes(profile.keystore)]
             except (MTLSError, ValueError) as exc:
                 _add_problem(problems, str(exc))
         trust_config = profile.truststore or default_trust
@@ -150,14 +159,7 @@ def _loaded_row(
             try:
                 trust = stores.truststore(trust_config)
                 anchors = len(trust)
-                if trust._java_sees_none:
-                    problems.append(
-                        f"its truststore's {anchors} certificate"
-                        f"{'s carry' if anchors != 1 else ' carries'} no Java trust attribute "
-                        "(an openssl pkcs12 -nokeys file): "
-                        "mtls trusts them, but keytool and WSO2's gateway read it as empty "
-                        "(no trust anchors): import them with keytool -importcert instead"
-                    )
+                problems += [f"truststore: {note}" for note in trust._java_notes]
                 moment = now()
                 parsed = trust.certificates.items()  # parsed once (and warned about once)
                 expired = [a for a, c in parsed if _x509.not_after(c) < moment]

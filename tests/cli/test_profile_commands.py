@@ -183,6 +183,52 @@ def test_check_warns_of_a_truststore_java_reads_as_empty(ca, tmp_path, capsys, o
     assert code == 0  # mtls itself serves it: a warning, not a failure
 
 
+@pytest.mark.parametrize("made", ["plain-keybag", "pbmac1", "keytool-like"])
+def test_check_warns_of_a_keystore_java_cannot_use(ca, tmp_path, capsys, openssl_bin, made):
+    """A PKCS#12 keystore mtls reads and the JDK's reader does not: a key in a plain
+    keyBag (openssl -keypbe NONE, cryptography's NoEncryption: keytool lists no entry)
+    or a PBMAC1 integrity check (RFC 9579: keytool 17 and 25 refuse the file). check
+    said OK; it now names what WSO2's gateway would not take. The twin: a keystore
+    written as keytool writes it has no such note."""
+    import subprocess
+
+    from tests.stores.test_pkcs12 import pbmac1, rebuild
+
+    identity = ca.issue_cert("gw")
+    keystore = tmp_path / "gw.p12"
+    if made == "keytool-like":
+        identity.write_keystore(keystore, PASSWORD, store_type="PKCS12")
+    else:
+        cert, key = tmp_path / "gw.pem", tmp_path / "gw.key"
+        cert.write_bytes(identity.cert_pem)
+        key.write_bytes(identity.private_key_pem)
+        keypbe = ["-keypbe", "NONE"] if made == "plain-keybag" else []
+        subprocess.run(
+            [openssl_bin, "pkcs12", "-export", "-in", str(cert), "-inkey", str(key),
+             "-out", str(keystore), "-passout", f"pass:{PASSWORD}", "-name", "gw", *keypbe],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        if made == "pbmac1":
+            data = keystore.read_bytes()
+            keystore.write_bytes(rebuild(data, pbmac1(data, PASSWORD)))
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = _xml(tmp_path / "profiles.xml", _profile("backend.test:443", keystore, trust))
+    code = main(["check", str(xml), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["profiles"]
+    assert row["loaded"] is True and code == 0  # mtls serves it: a warning, not a failure
+    notes = [p for p in row["problems"] if p.startswith("keystore: ")]
+    expected = {
+        "plain-keybag": "key entry 'gw' is stored unencrypted (a PKCS#12 keyBag)",
+        "pbmac1": "its integrity check is PBMAC1 (RFC 9579)",
+    }.get(made)
+    if expected is None:
+        assert notes == [], notes
+    else:
+        assert len(notes) == 1 and expected in notes[0], row["problems"]
+        assert "keytool and WSO2's gateway" in notes[0]
+
+
 def test_probe_leaves_out_another_profiles_failure_on_a_shared_keystore(ca, tmp_path, capsys):
     """Two profiles on one keystore, the other one with a wrong password: its failure
     names the shared file, and was shown in this profile's probe (docs/cli.md says a
