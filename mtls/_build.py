@@ -797,6 +797,15 @@ class Builder:
                 not_before=not_before,
             )
             self._served[served_key] = served
+            if serving is not None:
+                # The ALPN variants the material in service was asked for, made here on
+                # the reload's thread before the snapshot is published: the first lookup
+                # after a rotation, often on an event loop, then builds nothing (with a
+                # 146-anchor truststore each variant is a 21 ms stall of that loop).
+                for for_localhost, protocols in list(serving.variants):
+                    base = served.localhost_context if for_localhost else served.context
+                    if base is not None:
+                        served.with_alpn(base, protocols)
         if refusal is not None or trust_refusal is not None:
             # What was refused set aside, the rest applied: reported, not installed.
             error = _reported(refusal, trust_refusal)

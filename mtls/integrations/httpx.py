@@ -27,6 +27,7 @@ in-flight responses are closed; new requests never reach them).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import ipaddress
@@ -295,7 +296,12 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         self._pools: _ContextPools[httpx.AsyncHTTPTransport] = _ContextPools(
             profile_set, client_id, self._transport_for, _alpn(transport_kwargs)
         )
-        self._fallback: httpx.AsyncHTTPTransport | None = None
+        # Made now, as httpx.AsyncClient makes its transport: made on the first request
+        # to a host without a profile, its default context (certifi's bundle) cost the
+        # event loop about 100 ms.
+        self._fallback: httpx.AsyncHTTPTransport | None = httpx.AsyncHTTPTransport(
+            **transport_kwargs
+        )
 
     def _transport_for(self, ctx: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
         return httpx.AsyncHTTPTransport(verify=ctx, **self._kwargs)
@@ -313,14 +319,19 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         """
         origin = _origin(request.url)
         entry: _Entry[httpx.AsyncHTTPTransport] | None = None
+        closing: list[httpx.AsyncHTTPTransport] = []
         if origin is not None:
             entry, closing = self._pools.acquire(*origin)
+        if entry is None:
             if closing:
                 await _aclose_each(closing)
-        if entry is None:
             return await self._fallback_transport().handle_async_request(request)
-        _check_after_tls(request)
         try:
+            # Inside the try: a cancellation while the retired pools close (or anything
+            # raised before the request) still ends the lease.
+            if closing:
+                await _aclose_each(closing)
+            _check_after_tls(request)
             response = await entry.resource.handle_async_request(request)
         except BaseException:
             await self._release(entry)
@@ -374,14 +385,33 @@ def _check_after_tls(request: httpx.Request) -> None:
     request.extensions = {**request.extensions, "trace": trace}
 
 
+# Closes running in tasks of their own (asyncio), referenced until they end.
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
 async def _aclose_each(transports: list[httpx.AsyncHTTPTransport]) -> None:
-    # Shielded: a close that a cancellation interrupts would leave the sockets open.
-    with anyio.CancelScope(shield=True):
-        for transport in transports:
-            try:
-                await transport.aclose()
-            except Exception:
-                log.warning("mtls: closing a retired connection pool failed", exc_info=True)
+    """Close ``transports``, all of them, whatever cancels the caller meanwhile: a close
+    that a cancellation interrupts would leave its sockets open for good."""
+
+    async def close_all() -> None:
+        with anyio.CancelScope(shield=True):  # trio, and anyio's own cancel scopes
+            for transport in transports:
+                try:
+                    await transport.aclose()
+                except Exception:
+                    log.warning("mtls: closing a retired connection pool failed", exc_info=True)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio: its cancellation respects the shield
+        await close_all()
+        return
+    # asyncio's own Task.cancel() (wait_for, asyncio.timeout, a TaskGroup) goes through
+    # anyio's shield: the closes run in a task of their own, which that cancel spares.
+    task = asyncio.ensure_future(close_all())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+    await asyncio.shield(task)
 
 
 def _split_client_kwargs(

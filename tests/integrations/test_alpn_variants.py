@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import mtls
+import mtls._build
 from mtls.testing import CA, replace_atomically
 from tests._helpers import PASSWORD, accepting, profile, profile_xml
 
@@ -135,3 +136,38 @@ def test_a_variant_for_a_retired_context_is_not_cached(tmp_path, alpn_server):
     assert all(item.served is not served for item in profiles._snapshot.built)
     fresh = profiles.context_for("localhost", port, alpn=("http/1.1",))
     assert fresh is not stale and handshake(fresh, port) == "http/1.1"
+
+
+def test_a_rotation_makes_the_variants_in_use_before_it_is_published(
+    tmp_path, alpn_server, monkeypatch
+):
+    """The first lookup after a rotation built its ALPN variant on the caller's thread,
+    for async clients the event loop's (21 ms per variant with a 146-anchor
+    truststore: httpx's first request after a reload stalled its loop for every
+    profile it had used). The reload now makes the variants the material in service
+    was asked for, on its own thread; the lookup builds nothing."""
+    port, _, ca = alpn_server
+    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
+    )
+    with mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        old = profiles.context_for("localhost", port, alpn=("h2", "http/1.1"))
+        replace_atomically(tmp_path / "gw.jks", ca.issue_cert("gw2").keystore().to_bytes(PASSWORD))
+        assert profiles.reload() is True
+        built: list[bool] = []
+        real = mtls._build.build_client_context
+
+        def counted(*args: object, **kwargs: object) -> ssl.SSLContext:
+            built.append(True)
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(mtls._build, "build_client_context", counted)
+        new = profiles.context_for("localhost", port, alpn=("h2", "http/1.1"))
+        assert built == []  # made by the reload, not by this lookup
+        assert new is not old and handshake(new, port) == "h2"
+        # The twin: a list nobody asked for before the rotation is built on first use.
+        profiles.context_for("localhost", port, alpn=("http/1.1",))
+        assert built == [True]

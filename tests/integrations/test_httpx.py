@@ -61,8 +61,18 @@ def test_async_url_without_profile_is_refused(profiles, backends: Backends, monk
     server = backends.servers["a"]
     before = len(server.handshakes)
 
+    made_on_the_loop: list[object] = []
+    real_init = httpx.AsyncHTTPTransport.__init__
+
+    def counted(self: httpx.AsyncHTTPTransport, *args: object, **kwargs: object) -> None:
+        made_on_the_loop.append(self)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
     async def main() -> None:
         async with async_client(profiles) as http:
+            # The fallback was made with the client, as httpx makes its transport: the
+            # first request to a host without a profile builds no context on the loop.
+            monkeypatch.setattr(httpx.AsyncHTTPTransport, "__init__", counted)
             # TLS 1.3: the refusal arrives as an alert at the first read, which
             # httpcore's anyio backend lets through unmapped, as ssl.SSLError.
             with pytest.raises((httpx.TransportError, ssl.SSLError)):
@@ -70,6 +80,7 @@ def test_async_url_without_profile_is_refused(profiles, backends: Backends, monk
 
     asyncio.run(main())
     assert server.wait_for_handshakes(before + 1)[before].reason == "no client certificate"
+    assert made_on_the_loop == []
 
 
 def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backends):

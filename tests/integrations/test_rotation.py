@@ -433,3 +433,53 @@ def test_a_collection_during_pruning_cannot_deadlock_the_subscriber_list():
     worker = threading.Thread(target=attempts, daemon=True)
     worker.start()
     assert done.wait(60), "add() deadlocked on its own lock"
+
+
+def test_async_httpx_cancelled_while_closing_retired_pools_leaks_nothing(
+    setup, ca: CA, backend: MTLSServer, monkeypatch
+):
+    """The first request after a rotation closes the retired pools before it goes out.
+    asyncio's own cancel (wait_for, asyncio.timeout) goes through anyio's shield: a
+    request cancelled there kept its lease for good (that pool could never close) and
+    left the retired pools' sockets open, which not even aclose() reached. The closes
+    now finish in a task of their own and the lease ends."""
+    import httpx
+
+    xml, keystore = setup
+    closing_started = asyncio.Event()
+    closed: list[object] = []
+    real_aclose = httpx.AsyncHTTPTransport.aclose
+
+    async def slow_aclose(self: httpx.AsyncHTTPTransport) -> None:
+        closing_started.set()
+        await asyncio.sleep(0.05)  # the window a cancellation lands in
+        await real_aclose(self)
+        closed.append(self)
+
+    async def main(profiles: SSLProfileSet) -> tuple[int, int]:
+        http = async_client(profiles)
+        pools = http._transport._pools  # type: ignore[attr-defined]
+        url = f"https://localhost:{backend.port}/"
+        assert (await http.get(url)).json()["client_cn"] == "gen-1"
+        rotate(ca, keystore, "gen-2")
+        assert await asyncio.to_thread(profiles.reload) is True
+        monkeypatch.setattr(httpx.AsyncHTTPTransport, "aclose", slow_aclose)
+        request = asyncio.ensure_future(http.get(url))
+        await closing_started.wait()
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        for _ in range(200):  # bounded: the close finishes on its own task
+            if closed:
+                break
+            await asyncio.sleep(0.01)
+        leases = sum(e.inflight for e in [*pools._entries.values(), *pools._draining])
+        monkeypatch.setattr(httpx.AsyncHTTPTransport, "aclose", real_aclose)
+        assert (await http.get(url)).json()["client_cn"] == "gen-2"  # the twin: served
+        await http.aclose()
+        return len(closed), leases
+
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        done, leases = asyncio.run(main(profiles))
+    assert done == 1  # the retired pool closed although its caller was cancelled
+    assert leases == 0
