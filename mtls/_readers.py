@@ -713,10 +713,14 @@ def _parse_pkcs12(
                 continue  # its certificates are read below
         if leaf_at is None:
             name = unnamed.alias(key.alias, number=key.number)
+            listed = (
+                "keytool lists no such entry: it skips an unencrypted keyBag"
+                if key.plain
+                else "keytool lists a chain of length 0"
+            )
             raise KeystoreFormatError(
-                f"{where}: key entry {name!r} has no certificate (keytool lists a chain of "
-                "length 0; TLS cannot use it): export the store again with the key's "
-                "certificate chain",
+                f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot use "
+                "it): export the store again with the key's certificate chain",
                 path=path,
             )
         chain = index_of.chain_from(leaf_at)

@@ -1143,3 +1143,21 @@ def test_a_chain_pkcs12_cannot_keep_is_refused_not_shortened() -> None:
     whole.add_key("svc", leaf.private_key, chain)
     back = mtls.Keystore.from_bytes(whole.to_bytes("changeit", store_type="PKCS12"), "changeit")
     assert back.certificate_chain("svc") == tuple(chain)
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain-keybag", "shrouded"])
+def test_a_key_without_its_certificate_says_what_keytool_shows(encrypted: bool) -> None:
+    """keytool lists a shrouded key without a certificate as a chain of length 0, and
+    no entry at all for a key in a plain keyBag (it skips those)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    protection = (
+        serialization.BestAvailableEncryption(b"changeit")
+        if encrypted
+        else serialization.NoEncryption()
+    )
+    data = pkcs12.serialize_key_and_certificates(b"lonely", key, None, None, protection)
+    password = "changeit" if encrypted else None
+    with pytest.raises(mtls.KeystoreFormatError, match="'lonely' has no certificate") as info:
+        mtls.Keystore.from_bytes(data, password, allow_unprotected=not encrypted)
+    shown = "a chain of length 0" if encrypted else "no such entry: it skips an unencrypted keyBag"
+    assert f"keytool lists {shown}" in str(info.value)
