@@ -802,10 +802,20 @@ class Builder:
                 # the reload's thread before the snapshot is published: the first lookup
                 # after a rotation, often on an event loop, then builds nothing (with a
                 # 146-anchor truststore each variant is a 21 ms stall of that loop).
+                # A warm-up, never a veto: a variant that fails here (its base was just
+                # built from the same inputs) is built by the first lookup instead.
                 for for_localhost, protocols in list(serving.variants):
                     base = served.localhost_context if for_localhost else served.context
-                    if base is not None:
-                        served.with_alpn(base, protocols)
+                    try:
+                        if base is not None:
+                            served.with_alpn(base, protocols)
+                    except Exception:
+                        log.debug(
+                            "ALPN variant %s of %s left to its first lookup",
+                            protocols,
+                            served.subject,
+                            exc_info=True,
+                        )
         if refusal is not None or trust_refusal is not None:
             # What was refused set aside, the rest applied: reported, not installed.
             error = _reported(refusal, trust_refusal)

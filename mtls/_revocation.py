@@ -896,12 +896,11 @@ def _issued_anchor(
         cert = _x509.load_cert(der)
     except ValueError:
         return None
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
-        # No BasicConstraints, or extensions cryptography cannot read (OpenSSL may
-        # take them): asked about, never passed over (undetermined at worst).
-        is_ca = False
+    # No BasicConstraints, or extensions cryptography cannot read (OpenSSL may take
+    # them): asked about, never passed over (undetermined at worst). Read through
+    # _x509.extension: its warnings (a serial number that is not positive) are logged.
+    constraints = _x509.extension(cert, x509.BasicConstraints, der)
+    is_ca = bool(constraints is not None and constraints.ca)
     if cert.issuer == cert.subject or is_ca:
         return None
     issuer = next(

@@ -7,7 +7,6 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Sequence
 
@@ -275,7 +274,7 @@ def _pkcs12_bytes(
                 path=path,
                 alias=entry.alias,
             )
-        _refuse_unlinked_chain(certs, entry.alias, path)
+        certs = _linked_chain(certs, entry.alias, path)
         try:
             parts.append(
                 pkcs12.serialize_key_and_certificates(
@@ -303,29 +302,40 @@ def _pkcs12_bytes(
     )
 
 
-def _refuse_unlinked_chain(certs: Sequence[x509.Certificate], alias: str, path: str | None) -> None:
-    """KeyEntryError for a chain a PKCS#12 reader cannot rebuild: the format keeps the
-    certificates, not their order, and Java (and mtls) follow issuer names from the
-    leaf, stopping at a self-issued certificate or one already in the chain. Written,
-    such a chain came back shorter (keytool -importkeystore refuses it: "Certificate
-    chain is not valid")."""
-    for position, (cert, issuer) in enumerate(itertools.pairwise(certs), start=1):
-        if (
-            cert.issuer != issuer.subject
-            or cert.issuer == cert.subject
-            or issuer in certs[:position]
-        ):
-            raise KeyEntryError(
-                f"{where(path)}: key entry {alias!r}: certificate {position + 1} of its chain "
-                f"({issuer.subject.rfc4514_string()}) did not issue certificate {position} "
-                f"(issued by {cert.issuer.rfc4514_string()}): a PKCS12 store keeps no chain "
-                "order and its readers (keytool, mtls) rebuild the chain by issuer names, so "
-                f"it would be read back with {position} certificate(s) (keytool "
-                "-importkeystore refuses it: 'Certificate chain is not valid'): put the chain "
-                "in order from the leaf, or save the store as JKS",
-                path=path,
-                alias=alias,
-            )
+def _linked_chain(
+    certs: Sequence[x509.Certificate], alias: str, path: str | None
+) -> list[x509.Certificate]:
+    """``certs`` (leaf first) in the order a PKCS#12 reader rebuilds them: the format
+    keeps the certificates, not their order, and Java (and mtls) follow issuer names
+    from the leaf, stopping at a self-issued certificate or one already taken. A chain
+    given out of order is written in that order; a certificate the path never reaches
+    (a missing link, a duplicate) would be dropped on reading, so the entry is refused
+    (keytool -importkeystore refuses it too: "Certificate chain is not valid")."""
+    chain, rest = [certs[0]], list(enumerate(certs))[1:]  # (position, certificate)
+    while rest and chain[-1].issuer != chain[-1].subject:
+        issuer = chain[-1].issuer
+        found = next(
+            (n for n, (_, c) in enumerate(rest) if c.subject == issuer and c not in chain), None
+        )
+        if found is None:
+            break
+        chain.append(rest.pop(found)[1])
+    if rest:
+        position, left = rest[0]
+        end = chain[-1]
+        raise KeyEntryError(
+            f"{where(path)}: key entry {alias!r}: certificate {position + 1} of its "
+            f"chain ({left.subject.rfc4514_string()}) is not on the issuer path from its "
+            f"leaf (which ends at {end.subject.rfc4514_string()}, issued by "
+            f"{end.issuer.rfc4514_string()}): a PKCS12 store keeps no chain order and its "
+            "readers (keytool, mtls) rebuild the chain by issuer names, so it would be read "
+            f"back with {len(chain)} certificate(s) (keytool -importkeystore refuses it: "
+            "'Certificate chain is not valid'): add the missing issuer or leave that "
+            "certificate out, or save the store as JKS",
+            path=path,
+            alias=alias,
+        )
+    return chain
 
 
 def _warn_non_ascii(password: str, target: str | os.PathLike[str] | None) -> None:

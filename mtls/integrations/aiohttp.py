@@ -172,8 +172,8 @@ class RedirectProfileError(MTLSError, aiohttp.ClientError):
     it yourself (``allow_redirects=False``, then a new request to ``location``).
 
     Attributes:
-        url: the first request's URL.
-        location: where the redirect leads.
+        url: the first request's URL (without its userinfo).
+        location: where the redirect leads (without its userinfo).
     """
 
     def __init__(self, message: str, *, url: str, location: str) -> None:
@@ -355,12 +355,15 @@ class MTLSClientSession:
             if redirects and req.url.origin() != origin and req.is_ssl():
                 wanted = request_ssl(self.profile_set, req.url, client_id=self.client_id)
                 if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
+                    # Never a password from the URLs' userinfo, in the message or
+                    # the attributes (the proxy refusal leaves it out too).
+                    shown, location = str(first.with_user(None)), str(req.url.with_user(None))
                     raise RedirectProfileError(
-                        f"{first} redirected to {req.url}, which has a different TLS "
+                        f"{shown} redirected to {location}, which has a different TLS "
                         "profile: aiohttp would send the first backend's certificate "
                         "there; follow it with a new request (allow_redirects=False)",
-                        url=str(first),
-                        location=str(req.url),
+                        url=shown,
+                        location=location,
                     )
             return await handler(req)
 

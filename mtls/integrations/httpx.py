@@ -45,7 +45,8 @@ from . import _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
-    import anyio  # httpx's own dependency, for shielded closes
+    import anyio  # httpx's own dependency, for shielded closes and its worker threads
+    import anyio.to_thread
     import httpx
 except ImportError as _exc:
     raise _missing_extra("httpx", "httpx", _exc) from _exc
@@ -296,19 +297,21 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         self._pools: _ContextPools[httpx.AsyncHTTPTransport] = _ContextPools(
             profile_set, client_id, self._transport_for, _alpn(transport_kwargs)
         )
-        # Made now, as httpx.AsyncClient makes its transport: made on the first request
-        # to a host without a profile, its default context (certifi's bundle) cost the
-        # event loop about 100 ms.
-        self._fallback: httpx.AsyncHTTPTransport | None = httpx.AsyncHTTPTransport(
-            **transport_kwargs
-        )
+        self._fallback: httpx.AsyncHTTPTransport | None = None
+        # Retired pools closing in tasks of their own (asyncio): aclose() waits for them.
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _transport_for(self, ctx: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
         return httpx.AsyncHTTPTransport(verify=ctx, **self._kwargs)
 
-    def _fallback_transport(self) -> httpx.AsyncHTTPTransport:
-        if self._fallback is None:  # one event loop: no race between check and set
-            self._fallback = httpx.AsyncHTTPTransport(**self._kwargs)
+    async def _fallback_transport(self) -> httpx.AsyncHTTPTransport:
+        if self._fallback is None:
+            # httpx's default context (certifi's bundle) takes 20 to 100 ms to make:
+            # on a worker thread, not on the event loop. Two first requests may both
+            # make one: the first kept, the other never used (it holds no connection).
+            made = await anyio.to_thread.run_sync(lambda: httpx.AsyncHTTPTransport(**self._kwargs))
+            if self._fallback is None:
+                self._fallback = made
         return self._fallback
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -324,13 +327,14 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
             entry, closing = self._pools.acquire(*origin)
         if entry is None:
             if closing:
-                await _aclose_each(closing)
-            return await self._fallback_transport().handle_async_request(request)
+                await _aclose_each(closing, self._closing)
+            fallback = await self._fallback_transport()
+            return await fallback.handle_async_request(request)
         try:
             # Inside the try: a cancellation while the retired pools close (or anything
             # raised before the request) still ends the lease.
             if closing:
-                await _aclose_each(closing)
+                await _aclose_each(closing, self._closing)
             _check_after_tls(request)
             response = await entry.resource.handle_async_request(request)
         except BaseException:
@@ -344,7 +348,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
     async def _release(self, entry: _Entry[httpx.AsyncHTTPTransport]) -> None:
         retired = self._pools.release(entry)
         if retired is not None:
-            await _aclose_each([retired])
+            await _aclose_each([retired], self._closing)
 
     async def aclose(self) -> None:
         """Close every transport. Idempotent. Responses still open fail on their next read."""
@@ -352,7 +356,9 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         fallback, self._fallback = self._fallback, None
         if fallback is not None:
             transports.append(fallback)
-        await _aclose_each(transports)
+        if self._closing:  # closes a cancelled request left running (asyncio only)
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        await _aclose_each(transports, self._closing)
 
 
 def _check_after_tls(request: httpx.Request) -> None:
@@ -385,13 +391,12 @@ def _check_after_tls(request: httpx.Request) -> None:
     request.extensions = {**request.extensions, "trace": trace}
 
 
-# Closes running in tasks of their own (asyncio), referenced until they end.
-_CLOSING: set[asyncio.Task[None]] = set()
-
-
-async def _aclose_each(transports: list[httpx.AsyncHTTPTransport]) -> None:
+async def _aclose_each(
+    transports: list[httpx.AsyncHTTPTransport], pending: set[asyncio.Task[None]]
+) -> None:
     """Close ``transports``, all of them, whatever cancels the caller meanwhile: a close
-    that a cancellation interrupts would leave its sockets open for good."""
+    that a cancellation interrupts would leave its sockets open for good. On asyncio
+    the closes run in a task kept in ``pending`` (the transport's) until it ends."""
 
     async def close_all() -> None:
         with anyio.CancelScope(shield=True):  # trio, and anyio's own cancel scopes
@@ -409,8 +414,8 @@ async def _aclose_each(transports: list[httpx.AsyncHTTPTransport]) -> None:
     # asyncio's own Task.cancel() (wait_for, asyncio.timeout, a TaskGroup) goes through
     # anyio's shield: the closes run in a task of their own, which that cancel spares.
     task = asyncio.ensure_future(close_all())
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
+    pending.add(task)
+    task.add_done_callback(pending.discard)
     await asyncio.shield(task)
 
 

@@ -236,3 +236,17 @@ def test_extensions_read_without_a_warning(openssl_bin, tmp_path):
     assert _x509.extension(fresh, x509.SubjectAlternativeName) is None
     with pytest.warns(CryptographyDeprecationWarning):  # the twin: cryptography's accessor
         assert _x509.load_cert(cert.public_bytes(serialization.Encoding.DER)).extensions
+
+
+@pytest.mark.openssl
+def test_the_revocation_checks_anchor_reading_raises_no_warning(openssl_bin, tmp_path):
+    """The per-handshake revocation check reads each anchor's basic constraints; a
+    serial-0 root with its serial in the authority key identifier made cryptography
+    warn there (an exception under -W error, as pytest runs here)."""
+    from mtls import _revocation
+
+    pem = tmp_path / "zero.pem"
+    pem.write_bytes(_serial_zero(openssl_bin, tmp_path, aki_serial=True))
+    (cert,) = Truststore.load(pem).certificates.values()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert _revocation._issued_anchor(der, [(cert, der)]) is None  # self-issued: not asked

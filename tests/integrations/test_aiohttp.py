@@ -182,6 +182,11 @@ def test_redirects_within_an_origin_are_followed_and_across_profiles_refused(
                         await http.get(f"https://localhost:{port}/cross")
                     assert caught.value.location == backends.url("b")
                     assert isinstance(caught.value, mtls.MTLSError)
+                    # A URL's userinfo is never repeated: not in the message, not kept.
+                    with pytest.raises(RedirectProfileError) as caught:
+                        await http.get(f"https://bob:hunter2@localhost:{port}/cross")
+                    assert "hunter2" not in str(caught.value) + caught.value.url
+                    assert caught.value.url == f"https://localhost:{port}/cross"
                     assert isinstance(caught.value, aiohttp.ClientError)
                     # Followed by hand, each hop gets its own profile.
                     async with http.get(

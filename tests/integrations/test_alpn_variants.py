@@ -171,3 +171,32 @@ def test_a_rotation_makes_the_variants_in_use_before_it_is_published(
         # The twin: a list nobody asked for before the rotation is built on first use.
         profiles.context_for("localhost", port, alpn=("http/1.1",))
         assert built == [True]
+
+
+def test_a_variant_that_fails_to_prebuild_does_not_stop_the_rotation(
+    tmp_path, alpn_server, monkeypatch
+):
+    """The prebuild is a warm-up, never a veto: the rotation goes in, and the first
+    lookup builds the variant."""
+    port, _, ca = alpn_server
+    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
+    )
+    with mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        old = profiles.context_for("localhost", port, alpn=("h2", "http/1.1"))
+        replace_atomically(tmp_path / "gw.jks", ca.issue_cert("gw2").keystore().to_bytes(PASSWORD))
+        real = mtls._build.Served.with_alpn
+
+        def failing(*args: object) -> ssl.SSLContext:
+            raise RuntimeError("no memory for a context just now")
+
+        monkeypatch.setattr(mtls._build.Served, "with_alpn", failing)
+        assert profiles.reload() is True
+        assert profiles.status().profiles[0].subject is not None
+        assert "gw2" in str(profiles.status().profiles[0].subject)
+        monkeypatch.setattr(mtls._build.Served, "with_alpn", real)
+        new = profiles.context_for("localhost", port, alpn=("h2", "http/1.1"))
+        assert new is not old and handshake(new, port) == "h2"

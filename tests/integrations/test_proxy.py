@@ -479,6 +479,10 @@ def test_aiohttp_refuses_an_https_proxy_for_a_profiled_url(
             with pytest.raises(ProxyProfileError):
                 async with http.get(backends.url("a"), proxy=proxied, ssl=True):
                     pass
+            # Without redirects the request's one middleware checks the proxy alone.
+            with pytest.raises(ProxyProfileError):
+                async with http.get(backends.url("a"), proxy=proxied, allow_redirects=False):
+                    pass
 
     asyncio.run(main())
     assert https_proxy.targets == []
