@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,14 +39,20 @@ def handshake(ctx: ssl.SSLContext, port: int) -> str | None:
             return tls.selected_alpn_protocol()
 
 
-def test_variants_are_separate_cached_and_negotiate_their_own_alpn(tmp_path, alpn_server):
-    port, selected, ca = alpn_server
+def _one_profile(tmp_path: Path, port: int, ca: CA) -> Path:
+    """A profile file for localhost:``port``: keystore gw.jks (CN=gw), ``ca``'s trust."""
     ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
     ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
     xml = tmp_path / "p.xml"
     xml.write_text(
         profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
     )
+    return xml
+
+
+def test_variants_are_separate_cached_and_negotiate_their_own_alpn(tmp_path, alpn_server):
+    port, selected, ca = alpn_server
+    xml = _one_profile(tmp_path, port, ca)
     profiles = mtls.SSLProfileSet.from_xml(xml, settle_delay=0)
     base = profiles.context_for("localhost", port)
     h1 = profiles.context_for("localhost", port, alpn=["http/1.1"])
@@ -80,12 +87,7 @@ def test_a_user_supplied_default_context_is_returned_as_it_is():
 def test_httpx_transport_uses_the_variant_for_its_alpn(tmp_path, alpn_server):
     httpx_integration = pytest.importorskip("mtls.integrations.httpx")
     port, _, ca = alpn_server
-    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
-    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
-    )
+    xml = _one_profile(tmp_path, port, ca)
     profiles = mtls.SSLProfileSet.from_xml(xml)
     transport = httpx_integration.MTLSTransport(profiles)
     try:
@@ -116,12 +118,7 @@ def test_requests_asks_for_urllib3s_current_alpn(monkeypatch):
 
 def test_a_variant_for_a_retired_context_is_not_cached(tmp_path, alpn_server):
     port, _, ca = alpn_server
-    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
-    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
-    )
+    xml = _one_profile(tmp_path, port, ca)
     profiles = mtls.SSLProfileSet.from_xml(xml, settle_delay=0)
     base, served = profiles._lookup(profiles._snapshot, "localhost", port, None)
     old_snapshot = profiles._snapshot
@@ -147,12 +144,7 @@ def test_a_rotation_makes_the_variants_in_use_before_it_is_published(
     profile it had used). The reload now makes the variants the material in service
     was asked for, on its own thread; the lookup builds nothing."""
     port, _, ca = alpn_server
-    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
-    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
-    )
+    xml = _one_profile(tmp_path, port, ca)
     with mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         old = profiles.context_for("localhost", port, alpn=("h2", "http/1.1"))
         replace_atomically(tmp_path / "gw.jks", ca.issue_cert("gw2").keystore().to_bytes(PASSWORD))
@@ -179,12 +171,7 @@ def test_a_variant_that_fails_to_prebuild_does_not_stop_the_rotation(
     """The prebuild is a warm-up, never a veto: the rotation goes in, and the first
     lookup builds the variant."""
     port, _, ca = alpn_server
-    ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
-    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
-    xml = tmp_path / "p.xml"
-    xml.write_text(
-        profile_xml(profile(f"localhost:{port}", tmp_path / "gw.jks", tmp_path / "trust.jks"))
-    )
+    xml = _one_profile(tmp_path, port, ca)
     with mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         old = profiles.context_for("localhost", port, alpn=("h2", "http/1.1"))
         replace_atomically(tmp_path / "gw.jks", ca.issue_cert("gw2").keystore().to_bytes(PASSWORD))
