@@ -278,10 +278,25 @@ def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
     ours = f"our client certificate {setup.client_subject}"
     if setup.keystore:
         ours += f" from {setup.keystore}"
-    advice = _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
+    advice = _out_of_date(setup, alert) or _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
     return Failure(
         "client_cert_refused", f"the server refused {ours} ({alert}): {advice}", alert=alert
     )
+
+
+def _out_of_date(setup: Setup, alert: str) -> str | None:
+    """The advice for a client certificate out of its dates by this machine's clock,
+    whatever the alert: not every server says so (Go sends "bad certificate" for an
+    expired one, gnutls-serv "access denied"), and trust is not what to fix then."""
+    cert = setup.client_certificate
+    expires = _when(setup.client_not_after)
+    if expires is not None and expires <= now():
+        said = "" if alert == "certificate expired" else f" (the server said only '{alert}')"
+        return _advice_expired(setup) + said
+    starts = _x509.not_before(cert) if cert is not None else None
+    if starts is not None and starts > now():
+        return _advice_trust(setup)  # its first answer: not valid until ..., check the clocks
+    return None
 
 
 def _when(iso: str | None) -> _dt.datetime | None:

@@ -245,7 +245,12 @@ def test_s_server_alerts_get_the_same_advice(
 
 # --------------------------------------------------------------------------- other alerts
 
-_ALERTS = {"access denied": 49, "certificate unknown": 46, "decrypt error": 51}
+_ALERTS = {
+    "access denied": 49,
+    "certificate unknown": 46,
+    "decrypt error": 51,
+    "bad certificate": 42,
+}
 
 
 @pytest.fixture
@@ -293,6 +298,26 @@ def test_access_denied_and_certificate_unknown(ca, trust, tmp_path, capsys, aler
         assert "could not verify a signature" in message
     else:
         assert "does not trust its issuer CN=advice CA" in message
+
+
+@pytest.mark.parametrize("alert", ["bad certificate", "access denied"])
+def test_an_expired_certificate_is_named_whatever_the_alert(
+    ca, trust, tmp_path, capsys, alerting, alert
+):
+    """Go answers an expired client certificate with "bad certificate", gnutls-serv
+    with "access denied": the probe blamed trust or authorisation. Our certificate's
+    dates come first (the twins above: the same alerts for a certificate in date)."""
+    alerting["alert"] = _ALERTS[alert]
+    ended = NOW - 3 * DAY
+    client = ca.issue_cert("gw", not_after=ended)
+    code, report, keystore = probe(capsys, alerting["port"], client, trust, tmp_path)
+    assert code == 1
+    got, message = refusal(report)
+    assert got == alert
+    assert f"it expired on {ended.date()}, 3 days ago" in message and "renew it" in message
+    assert f"replace the key entry in {keystore}" in message
+    assert f"(the server said only '{alert}')" in message
+    assert "truststore" not in message and "denies this identity access" not in message
 
 
 @pytest.mark.parametrize("expired", [True, False])
