@@ -30,12 +30,23 @@ from ._diagnosis import (
     explain_from_chain,
     revocation_entry,
     revocation_failure,
+    sent_none,
 )
 
 _MAX_RESPONSE = 64 * 1024
 _HANDSHAKE = 22  # TLS content type
 # Handshake message types (RFC 8446 4, RFC 5246 7.4)
 _SERVER_HELLO, _CERTIFICATE_REQUEST, _SERVER_HELLO_DONE, _FINISHED = 2, 13, 14, 20
+_CERTIFICATE = 11
+
+
+def _empty_certificate(data: object) -> bool:
+    """Whether a Certificate handshake message (header included) lists no certificate:
+    TLS 1.2's is a 3-byte list length; TLS 1.3's a request context first."""
+    if not isinstance(data, bytes):
+        return False
+    body = data[4:]
+    return body == b"\0\0\0" or (len(body) >= 4 and body[1 + body[0] :] == b"\0\0\0")
 
 
 @contextlib.contextmanager
@@ -57,8 +68,14 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
 
     def seen(*message: object) -> None:
         # (connection, direction, version, content type, message type, data)
-        _, direction, _, content, kind, _ = message
-        if direction != "read" or content != _HANDSHAKE:
+        _, direction, _, content, kind, data = message
+        if content != _HANDSHAKE:
+            return
+        if direction == "write":
+            # We had a certificate and sent an empty list: OpenSSL found no signature
+            # algorithm the server accepts that fits our key.
+            if kind == _CERTIFICATE and _empty_certificate(data):
+                report.sent_empty_certificate = True
             return
         if kind == _CERTIFICATE_REQUEST:
             report.certificate_requested = True
@@ -221,6 +238,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
                 report.chain_verified = False
                 _fetch_unverified_chain(report, timeout)
                 explain_from_chain(report)
+            sent_none(report)
             report.elapsed_ms = (time.perf_counter() - started) * 1000
             return report
         with tls:
@@ -234,6 +252,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             # not our client certificate's fate.
             if request and report.failure is None:
                 _ask(tls, report, timeout)
+                sent_none(report)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
 

@@ -175,6 +175,8 @@ class Report:
     chain_verified: bool | None = None
     chain_from_unverified_handshake: bool = False
     accepted: bool | None = None
+    #: We wrote an empty Certificate message (we may have had a certificate to send).
+    sent_empty_certificate: bool = False
     #: Whether the server sent a CertificateRequest (``None``: unknown, the handshake
     #: failed before the server's first flight ended, or this Python cannot tell).
     certificate_requested: bool | None = None
@@ -282,6 +284,52 @@ def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
     return Failure(
         "client_cert_refused", f"the server refused {ours} ({alert}): {advice}", alert=alert
     )
+
+
+_KEY_KINDS = {
+    x509.oid.PublicKeyAlgorithmOID.RSASSA_PSS: "RSASSA-PSS",
+    x509.oid.PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5: "RSA",
+    x509.oid.PublicKeyAlgorithmOID.EC_PUBLIC_KEY: "EC",
+    x509.oid.PublicKeyAlgorithmOID.ED25519: "Ed25519",
+    x509.oid.PublicKeyAlgorithmOID.ED448: "Ed448",
+    x509.oid.PublicKeyAlgorithmOID.DSA: "DSA",
+}
+
+
+def sent_none(report: Report) -> None:
+    """Reword a refusal when we had a client certificate and sent an empty list: none
+    of the signature algorithms the server accepts for client certificates fits our
+    key, and OpenSSL then sends no certificate (a Go server and an RSASSA-PSS key).
+    The server's own words ("certificate required") blamed a missing keystore."""
+    setup, failure = report.setup, report.failure
+    if failure is None or not report.sent_empty_certificate or not setup.client_subject:
+        return
+    if failure.kind not in ("client_cert_refused", "connection_closed", "handshake_failure"):
+        return
+    cert = setup.client_certificate
+    kind = _KEY_KINDS.get(cert.public_key_algorithm_oid) if cert is not None else None
+    said = f" ({failure.alert})" if failure.alert else ""
+    if kind == "RSASSA-PSS":
+        advice = (
+            "issue the identity again with an RSA (PKCS#1) or EC key: some servers, Go's "
+            "crypto/tls among them, accept no RSASSA-PSS client key"
+        )
+    else:
+        advice = (
+            "compare the signature algorithms the server asks for ('Requested Signature "
+            "Algorithms' in openssl s_client -connect HOST:PORT) with the key's type and "
+            "size"
+        )
+    store = f" from {setup.keystore}" if setup.keystore else ""
+    report.failure = Failure(
+        "client_cert_refused",
+        f"we have a client certificate ({setup.client_subject}{store}) but sent none"
+        f"{said}: no signature algorithm the server accepts for client certificates fits "
+        f"its {kind or 'key type'}{' key' if kind else ''}, so OpenSSL sent an empty "
+        f"certificate list: {advice}",
+        alert=failure.alert,
+    )
+    report.accepted = False
 
 
 def _out_of_date(setup: Setup, alert: str) -> str | None:

@@ -397,3 +397,44 @@ def test_an_expired_ca_in_the_chain_the_server_sends_is_named(tmp_path, capsys):
     assert report["error"]["kind"] == "server_cert_expired"
     assert "CA certificate [1] of its chain CN=old root,O=mtls.testing expired on" in message
     assert f"{trust} must hold that certificate" in message
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_a_key_no_accepted_signature_fits_is_named_not_a_missing_keystore(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys, version
+):
+    """A server that takes no RSASSA-PSS signature for client certificates (Go's
+    crypto/tls; here s_server -client_sigalgs): OpenSSL sends an empty certificate
+    list, and the probe said "we sent none: pass --keystore" to a caller who had.
+    The twin: an EC identity, whose signature the server takes, is let in."""
+    import subprocess
+
+    key, csr, cert = tmp_path / "pss.key", tmp_path / "pss.csr", tmp_path / "pss.pem"
+    (tmp_path / "ca.key").write_bytes(ca.private_key_pem)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    for command in (
+        ["genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
+        ["req", "-new", "-key", key, "-subj", "/CN=pss-client", "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", tmp_path / "ca.pem", "-CAkey", tmp_path / "ca.key",
+         "-set_serial", "7", "-days", "5", "-out", cert],
+    ):  # fmt: skip
+        subprocess.run([openssl_bin, *map(str, command)], check=True, capture_output=True)
+    bundle = tmp_path / "pss-bundle.pem"
+    bundle.write_bytes(key.read_bytes() + cert.read_bytes())
+    sigalgs = ("-client_sigalgs", "RSA+SHA256:ECDSA+SHA256", version)
+    with openssl_server(openssl_bin, s_server_files, *sigalgs) as port:
+        code = main(
+            [
+                "probe", f"https://localhost:{port}/", "--keystore", str(bundle),
+                "--password", "", "--truststore", str(trust), "--truststore-password",
+                PASSWORD, "--timeout", "5", "--json",
+            ]
+        )  # fmt: skip
+        report = json.loads(capsys.readouterr().out)
+        twin, twin_report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 1 and twin == 0, twin_report
+    _, message = refusal(report)
+    assert f"we have a client certificate (CN=pss-client from {bundle}) but sent none" in message
+    assert "fits its RSASSA-PSS key" in message and "RSA (PKCS#1) or EC key" in message
+    assert "pass --keystore" not in message
