@@ -117,10 +117,14 @@ def _request(tls: ssl.SSLSocket, target: Target, timeout: float) -> bytes:
         host += f":{target.port}"
     deadline = time.monotonic() + timeout
     tls.settimeout(timeout)
-    tls.sendall(
-        f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: mtls-probe/{__version__}\r\n"
-        "Accept: */*\r\nConnection: close\r\n\r\n".encode("ascii", "replace")
-    )
+    try:
+        tls.sendall(
+            f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: mtls-probe/{__version__}"
+            "\r\nAccept: */*\r\nConnection: close\r\n\r\n".encode("ascii", "replace")
+        )
+    except (ssl.SSLEOFError, ConnectionError):
+        _raise_pending_alert(tls)
+        raise
     data = b""
     while len(data) < _MAX_RESPONSE:
         left = deadline - time.monotonic()
@@ -142,6 +146,19 @@ def _request(tls: ssl.SSLSocket, target: Target, timeout: float) -> bytes:
             if length is not None and len(body) >= length:
                 break
     return data
+
+
+def _raise_pending_alert(tls: ssl.SSLSocket) -> None:
+    """Raise the alert a server sent before closing, if one waits unread: a TLS 1.3
+    server refuses our certificate after our handshake has ended, and when its alert
+    and close come before our request the write fails first (EOF, a reset)."""
+    try:
+        tls.recv(16384)
+    except ssl.SSLError as alert:
+        if not isinstance(alert, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            raise alert from None
+    except (OSError, ValueError):
+        pass
 
 
 def _content_length(head: bytes) -> int | None:

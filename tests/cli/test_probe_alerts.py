@@ -10,6 +10,7 @@ Each refusal has its twin: the same server accepting a good certificate.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -279,6 +280,8 @@ def alerting() -> Iterator[dict[str, Any]]:
     try:
         yield state
     finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
         listener.close()
         thread.join(5)
 
@@ -438,3 +441,71 @@ def test_a_key_no_accepted_signature_fits_is_named_not_a_missing_keystore(
     assert f"we have a client certificate (CN=pss-client from {bundle}) but sent none" in message
     assert "fits its RSASSA-PSS key" in message and "RSA (PKCS#1) or EC key" in message
     assert "pass --keystore" not in message
+
+
+@pytest.fixture
+def closing_server(ca: CA, tmp_path: Path) -> Iterator[int]:
+    """A loopback TLS server (Python's ssl) that closes its socket as soon as a
+    handshake fails (after the alert), as stunnel does, and answers HTTP otherwise."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    identity = ca.issue_cert("localhost").write_pem(tmp_path / "closing-server.pem")
+    server.load_cert_chain(identity)
+    server.load_verify_locations(cadata=ca.cert_pem.decode())
+    server.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    with server.wrap_socket(conn, server_side=True) as tls:
+                        tls.recv(16384)
+                        tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                except OSError:
+                    pass  # refused: the alert is sent, the socket closed at once
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        listener.close()
+        thread.join(5)
+
+
+def test_an_alert_that_arrives_before_our_request_is_still_read(
+    ca, trust, tmp_path, capsys, monkeypatch, closing_server
+):
+    """TLS 1.3: the server checks our certificate after our handshake has ended, then
+    sends its alert and closes. When both come before our request is written (the
+    probe checked the server's revocation status first, here made to take 0.2 s), the
+    write fails (EOF) and the alert waited unread: the probe said "closed the
+    connection right after the handshake without answering" (stunnel: 5 to 9 runs in
+    10). It now reads the alert. The twin: a good certificate gets its answer."""
+    import time
+
+    from mtls._cli import _connect
+
+    checked = _connect._revocation_report
+
+    def slow_check(*args: Any) -> None:
+        checked(*args)
+        time.sleep(0.2)  # the window: the server's alert and close come before our write
+
+    monkeypatch.setattr(_connect, "_revocation_report", slow_check)
+    ended = NOW - 3 * DAY
+    expired = ca.issue_cert("gw", not_after=ended)
+    code, report, _ = probe(capsys, closing_server, expired, trust, tmp_path)
+    twin, twin_report, _ = probe(capsys, closing_server, ca.issue_cert("gw"), trust, tmp_path)
+    assert twin == 0, twin_report
+    assert code == 1
+    alert, message = refusal(report)
+    assert alert == "certificate expired"
+    assert f"it expired on {ended.date()}" in message
