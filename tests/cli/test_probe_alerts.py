@@ -16,7 +16,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,11 +254,11 @@ _ALERTS = {
 }
 
 
-@pytest.fixture
-def alerting() -> Iterator[dict[str, Any]]:
-    """A loopback server that answers every ClientHello with the alert set in ``["alert"]``."""
+@contextlib.contextmanager
+def _serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback port whose every connection goes to ``handle`` (on a thread of its
+    own; an ``OSError`` ends that connection), and closed at the end."""
     listener = socket.create_server(("127.0.0.1", 0))
-    state: dict[str, Any] = {"port": listener.getsockname()[1], "alert": 49}
 
     def serve() -> None:
         while True:
@@ -268,22 +268,33 @@ def alerting() -> Iterator[dict[str, Any]]:
                 return
             with conn:
                 conn.settimeout(5)
-                try:
-                    conn.recv(16384)  # the ClientHello
-                    # TLS record: alert (21), TLS 1.2, length 2, fatal (2), description.
-                    conn.sendall(bytes([21, 3, 3, 0, 2, 2, state["alert"]]))
-                except OSError:
-                    pass
+                with contextlib.suppress(OSError):
+                    handle(conn)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield state
+        yield listener.getsockname()[1]
     finally:
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
         listener.close()
         thread.join(5)
+
+
+@pytest.fixture
+def alerting() -> Iterator[dict[str, Any]]:
+    """A loopback server that answers every ClientHello with the alert set in ``["alert"]``."""
+    state: dict[str, Any] = {"alert": 49}
+
+    def answer(conn: socket.socket) -> None:
+        conn.recv(16384)  # the ClientHello
+        # TLS record: alert (21), TLS 1.2, length 2, fatal (2), description.
+        conn.sendall(bytes([21, 3, 3, 0, 2, 2, state["alert"]]))
+
+    with _serving(answer) as port:
+        state["port"] = port
+        yield state
 
 
 @pytest.mark.parametrize("alert", sorted(_ALERTS))
@@ -444,40 +455,30 @@ def test_a_key_no_accepted_signature_fits_is_named_not_a_missing_keystore(
 
 
 @pytest.fixture
-def closing_server(ca: CA, tmp_path: Path) -> Iterator[int]:
+def closing_server(ca: CA, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A loopback TLS server (Python's ssl) that closes its socket as soon as a
-    handshake fails (after the alert), as stunnel does, and answers HTTP otherwise."""
+    handshake fails (after the alert), as stunnel does, and answers HTTP otherwise;
+    ``["refused"]`` is set once it has closed a refused connection."""
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     identity = ca.issue_cert("localhost").write_pem(tmp_path / "closing-server.pem")
     server.load_cert_chain(identity)
     server.load_verify_locations(cadata=ca.cert_pem.decode())
     server.verify_mode = ssl.CERT_REQUIRED
-    listener = socket.create_server(("127.0.0.1", 0))
+    refused = threading.Event()
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    with server.wrap_socket(conn, server_side=True) as tls:
-                        tls.recv(16384)
-                        tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                except OSError:
-                    pass  # refused: the alert is sent, the socket closed at once
+    def answer(conn: socket.socket) -> None:
+        try:
+            tls = server.wrap_socket(conn, server_side=True)
+        except OSError:
+            conn.close()  # refused: the alert is sent, the socket closed at once
+            refused.set()
+            return
+        with tls:
+            tls.recv(16384)
+            tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        with contextlib.suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
-        listener.close()
-        thread.join(5)
+    with _serving(answer) as port:
+        yield {"port": port, "refused": refused}
 
 
 def test_an_alert_that_arrives_before_our_request_is_still_read(
@@ -485,25 +486,26 @@ def test_an_alert_that_arrives_before_our_request_is_still_read(
 ):
     """TLS 1.3: the server checks our certificate after our handshake has ended, then
     sends its alert and closes. When both come before our request is written (the
-    probe checked the server's revocation status first, here made to take 0.2 s), the
+    probe checked the server's revocation status first, here made to wait for it), the
     write fails (EOF) and the alert waited unread: the probe said "closed the
     connection right after the handshake without answering" (stunnel: 5 to 9 runs in
     10). It now reads the alert. The twin: a good certificate gets its answer."""
-    import time
-
     from mtls._cli import _connect
 
     checked = _connect._revocation_report
 
     def slow_check(*args: Any) -> None:
         checked(*args)
-        time.sleep(0.2)  # the window: the server's alert and close come before our write
+        # The window: our write waits until the server has sent its alert and closed.
+        assert closing_server["refused"].wait(10)
 
+    port = closing_server["port"]
     monkeypatch.setattr(_connect, "_revocation_report", slow_check)
     ended = NOW - 3 * DAY
     expired = ca.issue_cert("gw", not_after=ended)
-    code, report, _ = probe(capsys, closing_server, expired, trust, tmp_path)
-    twin, twin_report, _ = probe(capsys, closing_server, ca.issue_cert("gw"), trust, tmp_path)
+    code, report, _ = probe(capsys, port, expired, trust, tmp_path)
+    monkeypatch.setattr(_connect, "_revocation_report", checked)
+    twin, twin_report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
     assert twin == 0, twin_report
     assert code == 1
     alert, message = refusal(report)
