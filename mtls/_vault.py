@@ -938,11 +938,19 @@ class SecureVault:
                 plain = keys.private.decrypt(ciphertext, pad)
         except ValueError:
             plain = None
+        encoding_hint = ""
         if plain is not None:
-            # Decoded out here, without a handler: its error would hold the plaintext.
-            # (A value made with the other padding passes PKCS#1's check about once in
-            # 260 tries and yields random bytes: not text either.)
-            return job.text(plain)
+            text = utf8_text(plain)  # no handler here: its error would hold the plaintext
+            if text is not None:
+                return text
+            if kind not in _PKCS1:
+                raise job.not_text()
+            # A value made with OAEP passes PKCS#1 v1.5's check about once in 260
+            # tries and yields random bytes: the likely cause is the padding, so the
+            # message says what a failed check says, and names the encoding too.
+            encoding_hint = (
+                "; or it was encrypted from text in another encoding (encrypt the UTF-8 bytes)"
+            )
         # A plain base64 value's padding is secret-conf's to say; the cipher tool
         # writes its -Dorg.wso2.CipherTransformation there (OAEP in many estates).
         other = (
@@ -954,7 +962,9 @@ class SecureVault:
         )
         raise job.fail(
             f"does not decrypt with the private key {keys.alias!r} of {config.keystore} "
-            f"({transformation}): the value is damaged or was encrypted for another key" + other
+            f"({transformation}): the value is damaged or was encrypted for another key"
+            + other
+            + encoding_hint
         )
 
     def _aes(
@@ -1103,11 +1113,14 @@ class _Job:
     def text(self, plain: bytes) -> str:
         text = utf8_text(plain)  # no handler: its error would hold the plaintext
         if text is None:
-            raise self.fail(
-                "decrypts to bytes that are not UTF-8 text: it was encrypted for another "
-                "key, or from text in another encoding (encrypt the UTF-8 bytes)"
-            )
+            raise self.not_text()
         return text
+
+    def not_text(self) -> SecureVaultError:
+        return self.fail(
+            "decrypts to bytes that are not UTF-8 text: it was encrypted for another "
+            "key, or from text in another encoding (encrypt the UTF-8 bytes)"
+        )
 
 
 def _vault_enabled(conf: Mapping[str, str]) -> bool:

@@ -195,6 +195,35 @@ def test_oaep_needs_the_algorithm_secret_conf_names(tmp_path, stores, values) ->
     assert "secretRepositories.file.algorithm" in str(e.value)
 
 
+def test_a_false_pkcs1_pass_is_reported_as_the_wrong_padding(tmp_path, stores) -> None:
+    """About one OAEP value in 260 passes PKCS#1 v1.5's padding check and "decrypts" to
+    random bytes. The message then said only "not UTF-8 text", without the padding
+    advice a failed check gives (a flake of the test above, made deterministic here
+    with a raw-RSA block that has valid PKCS#1 padding around bytes that are not text)."""
+    keystore = mtls.Keystore.load(stores["dir"] / "wso2carbon.jks", PASSWORD)
+    public = keystore.certificate("wso2carbon").public_key().public_numbers()  # type: ignore[union-attr]
+    size = (public.n.bit_length() + 7) // 8
+    garbage = bytes(range(0x80, 0x100)) * 2
+    block = b"\x00\x02" + b"\x5a" * 8 + b"\x00" + garbage
+    block = block[:size]
+    value = base64.b64encode(
+        pow(int.from_bytes(block, "big"), public.e, public.n).to_bytes(size, "big")
+    ).decode()
+    home = make_home(tmp_path, stores, secrets={"a": value})
+    with pytest.raises(SecureVaultError, match=r"\(RSA\): the value is damaged") as e:
+        SecureVault(home)("a")
+    assert "secretRepositories.file.algorithm" in str(e.value)
+    assert "another encoding" in str(e.value)
+    assert_clean(e.value, value)
+    # Twin: the same padding around UTF-8 text is that text.
+    block = (b"\x00\x02" + b"\x5a" * 8 + b"\x00" + b"x" * size)[:size]
+    value = base64.b64encode(
+        pow(int.from_bytes(block, "big"), public.e, public.n).to_bytes(size, "big")
+    ).decode()
+    home = make_home(tmp_path / "twin", stores, secrets={"a": value})
+    assert SecureVault(home)("a").reveal() == "x" * (size - 11)
+
+
 @needs_java
 def test_self_contained_values_carry_their_transformation(tmp_path, stores, values) -> None:
     home = make_home(tmp_path, stores, secrets={"o": values["sc_oaep"], "p": values["sc_pkcs1"]})

@@ -10,6 +10,7 @@ import datetime as _dt
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -429,25 +430,50 @@ def test_concurrent_handshakes_share_one_fetch(pki: PKI) -> None:
 
 def test_a_check_arriving_as_the_first_fetch_ends_does_not_fetch_again(pki: PKI) -> None:
     """The one-fetch gate was dropped before the answer was cached: a handshake that
-    came in between found neither, and fetched again. The window is widened here: the
-    gate's removal waits, and a second check runs meanwhile."""
+    came in between found neither, and fetched again. The window is held open here:
+    once its gate is gone, the first fetch takes the checker's lock again only after a
+    second check has asked the cache (twice if the first asking missed)."""
     import threading
-    import time
 
-    removing = threading.Event()
+    removed, asked = threading.Event(), threading.Event()
+    tester, misses = threading.get_ident(), []
 
-    class SlowRemoval(dict):  # type: ignore[type-arg]
+    class Gates(dict):  # type: ignore[type-arg]
         def pop(self, *args: object) -> object:
-            removing.set()
-            time.sleep(0.3)
+            removed.set()
             return super().pop(*args)
 
+    class HeldLock:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __enter__(self) -> object:
+            if threading.get_ident() != tester and removed.is_set():
+                assert asked.wait(30)
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc: object) -> object:
+            return self.inner.__exit__(*exc)
+
     checker = RevocationChecker()
-    checker._gates = SlowRemoval()  # type: ignore[assignment]
+    checker._gates = Gates()  # type: ignore[assignment]
+    checker._lock = HeldLock(checker._lock)  # type: ignore[assignment]
+    cached = checker._cached
+
+    def asking(key: tuple[str, int]) -> object:
+        hit = cached(key)
+        if threading.get_ident() == tester:
+            misses.append(hit is None)
+            if hit is not None or len(misses) == 2:
+                asked.set()
+        return hit
+
+    checker._cached = asking  # type: ignore[method-assign,assignment]
     first = threading.Thread(target=check, args=(checker, pki.good))
     first.start()
-    assert removing.wait(30)  # the first fetch is over, its gate being removed
+    assert removed.wait(30)  # the first fetch is over, its gate removed
     (status,) = check(checker, pki.good)
+    asked.set()
     first.join(30)
     assert status.status == "good"
     assert checker.fetches == 1
