@@ -10,9 +10,11 @@ def ascii_host(host: str) -> str:
     """An internationalised name in the ASCII form (``bücher.example`` ->
     ``xn--bcher-kva.example``) that httpx, requests (urllib3) and aiohttp (yarl) put
     on the wire and look profiles up by: IDNA 2008 with UTS #46 mapping through the
-    ``idna`` package they all use; without it, Python's IDNA 2003 codec (the two
-    differ only for a few characters, such as ``ß``). A name neither can encode is
-    kept as written: it matches only a lookup that writes it the same way."""
+    ``idna`` package they all use. A name IDNA 2008 refuses (``☃.example``), or any
+    name without that package, gets Python's IDNA 2003 codec, as yarl and the
+    standard library's sockets encode it (the two differ for a few characters, such
+    as ``ß``). A name neither can encode is kept as written: it matches only a lookup
+    that writes it the same way."""
     try:
         import idna  # noqa: PLC0415 - installed with every HTTP integration
 
@@ -20,7 +22,7 @@ def ascii_host(host: str) -> str:
     except ImportError:
         pass
     except (idna.IDNAError, UnicodeError, ValueError):
-        return host
+        pass  # what yarl does next, and so dials
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError:

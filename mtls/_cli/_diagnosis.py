@@ -36,6 +36,7 @@ from cryptography import x509
 from .. import _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
 from .._errors import CertificateRevokedError, RevocationError, RevocationUnknownError
+from .._idna import ascii_host
 from ._common import UsageError, hex_serial, now, purpose_problem
 
 if TYPE_CHECKING:
@@ -116,6 +117,11 @@ def parse_target(url: str) -> Target:
         raise UsageError(f"{url}: {reason}") from exc
     assert origin is not None  # https or wss
     host, port = origin
+    if not host.isascii():
+        # Dialled and named as its A-label, the name its profile is keyed by and the
+        # HTTP clients dial: a socket given the Unicode name encodes it with IDNA 2003,
+        # another host for names with ß, ς or joiners (faß.test -> fass.test).
+        host = ascii_host(host)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"

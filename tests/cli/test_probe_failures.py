@@ -353,3 +353,31 @@ def test_a_server_that_does_not_serve_the_name_sent_says_so(ca, stores, capsys):
         # Its twin: the name it serves gets in.
         code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
         assert code == 0, report
+
+
+def test_an_internationalised_name_is_dialled_as_its_a_label(ca, stores, capsys, monkeypatch):
+    """``faß.test``: IDNA 2008 (its profile's key, and what httpx, requests and aiohttp
+    dial) writes xn--fa-hia.test; a socket given the Unicode name encodes IDNA 2003,
+    fass.test, another host. The probe dialled that one, so it tested a host other
+    than the one it reported. Here only the A-label resolves (to this machine), as
+    a lookup that went to fass.test must fail."""
+    real = socket.getaddrinfo
+
+    def names(host: object, *args: object, **kwargs: object) -> object:
+        wanted = host.decode() if isinstance(host, bytes) else host
+        if wanted == "xn--fa-hia.test":
+            return real("127.0.0.1", *args, **kwargs)  # type: ignore[arg-type]
+        if isinstance(wanted, str) and wanted.endswith(".test"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", names)
+    with MTLSServer(ca.issue_cert("xn--fa-hia.test"), client_ca=ca) as server:
+        code, report, _ = probe(f"https://faß.test:{server.port}/", stores, capsys)
+        assert kind_of(report) == "None", report
+        assert code == 0
+        assert report["host"] == "xn--fa-hia.test"
+        # Twin: the name IDNA 2003 makes resolves nowhere here.
+        code, report, _ = probe(f"https://fass.test:{server.port}/", stores, capsys)
+        assert kind_of(report) == "dns"
+        assert code != 0

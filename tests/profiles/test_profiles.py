@@ -160,6 +160,25 @@ def test_internationalised_names_match_the_form_http_clients_put_on_the_wire(tmp
     assert profiles.context_for("buecher.example", 8443) is not books
 
 
+def test_a_name_idna_2008_refuses_is_keyed_as_yarl_dials_it(tmp_path, pki):
+    """``☃.example``: IDNA 2008 refuses the snowman; yarl (aiohttp) then encodes with
+    IDNA 2003 and dials xn--n3h.example. The profile was keyed by the Unicode text, so
+    aiohttp's lookup missed it and the catch-all's identity went out instead."""
+    xml = write_xml(
+        tmp_path,
+        profile("☃.example:8443", pki["gw1"], pki["trust"]),
+        profile("*", pki["gw2"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    snowman = profiles.profile_for("xn--n3h.example", 8443)
+    assert snowman is not None and snowman.servers == (("xn--n3h.example", 8443),)
+    assert profiles.context_for("☃.example", 8443) is profiles.context_for("xn--n3h.example", 8443)
+    yarl = pytest.importorskip("yarl")
+    assert yarl.URL("https://☃.example:8443/").raw_host == "xn--n3h.example"
+    # Twin: another name is the catch-all's.
+    assert profiles.profile_for("xn--n3i.example", 8443).servers == ("*",)  # type: ignore[union-attr]
+
+
 def test_location_text_is_trimmed_and_placeholders_resolve(tmp_path, pki, monkeypatch):
     monkeypatch.setenv("MTLS_TEST_DIR", str(pki["dir"]))
     monkeypatch.setenv("MTLS_TEST_PW", PASSWORD)
