@@ -58,6 +58,7 @@ class AnchorInfo:
     not_after: _dt.datetime | None
     serial: int | None = None
     fingerprint: str = ""  # SHA-256 of the DER, hex: what the expiry watch keys on
+    not_before: _dt.datetime | None = None
 
 
 # Said of an alias from deployment.toml that names no key entry: WSO2's sender reads
@@ -81,6 +82,7 @@ def _cert_info(alias: str, cert: x509.Certificate) -> AnchorInfo:
         _x509.not_after(cert),
         _x509.serial_number(der),
         _x509.sha256_hex(der),
+        _x509.not_before(cert),
     )
 
 
@@ -93,7 +95,8 @@ def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
 
 
 def _chain_infos(keystore: Keystore | None, alias: str | None) -> tuple[AnchorInfo, ...]:
-    """The presented chain, leaf first (certificates cryptography refuses are left out)."""
+    """The presented chain, leaf first (a certificate cryptography refuses, which
+    OpenSSL serves, with what our own walk of its DER reads)."""
     if keystore is None:
         return ()
     chosen, _, chain = keystore.key_entry(alias)
@@ -102,7 +105,8 @@ def _chain_infos(keystore: Keystore | None, alias: str | None) -> tuple[AnchorIn
         try:
             out.append(_cert_info(chosen, _x509.load_cert(der)))
         except ValueError:
-            continue  # OpenSSL serves it; status and the expiry watch cannot read it
+            subject, start, end, serial = _x509.lenient_leaf_info(der)
+            out.append(AnchorInfo(chosen, subject, end, serial, _x509.sha256_hex(der), start))
     return tuple(out)
 
 
@@ -443,9 +447,10 @@ class Builder:
             )
         except ValueError:
             # OpenSSL takes it, cryptography does not (JDK 17 writes DSA certificates
-            # with trailing bytes in the signature algorithm): serve it, without the
-            # subject and expiry that status() shows.
-            leaf_info = (None, None, None, None)
+            # with trailing bytes in the signature algorithm; old CAs wrote validity
+            # times without seconds): serve it, with what our own walk of its DER reads
+            # (an expired one is refused like any other).
+            leaf_info = _x509.lenient_leaf_info(chain[0])
         self._leaves[(key_fp, alias)] = leaf_info
         return leaf_info
 
@@ -857,7 +862,22 @@ class Builder:
                 not_before.isoformat(),
                 peers,
             )
-        leaf = keystore.key_entry(alias)[2][0]
+        chain = keystore.key_entry(alias)[2]
+        now = _dt.datetime.now(_dt.UTC)
+        for link in _chain_infos(keystore, alias)[1:]:
+            if link.not_before is not None and link.not_before > now:
+                self._early_warned.add(key)
+                log.warning(
+                    "%s: the CA certificate %s of the chain presented with %s is not valid "
+                    "before %s: %s refuse the chain until then (served: nothing else was "
+                    "loaded for it)",
+                    where,
+                    link.subject,
+                    subject,
+                    link.not_before.isoformat(),
+                    peers,
+                )
+        leaf = chain[0]
         problem = _x509.purpose_problem(leaf, role)
         if problem is not None:
             self._early_warned.add(key)

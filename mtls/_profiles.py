@@ -950,6 +950,7 @@ class SSLProfileSet:
                 now,
                 serial=info.serial,
                 fingerprint=info.fingerprint,
+                not_before=info.not_before,
             )
 
         # Profiles that share material (10,000 profiles on two stores) share its records:

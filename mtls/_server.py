@@ -528,8 +528,10 @@ def _leaf(
             _x509.not_after(cert),
         )
     except ValueError:
-        # OpenSSL may take what cryptography refuses: serve it, without status details.
-        return None, None, None, None
+        # OpenSSL may take what cryptography refuses: serve it, with what our own walk
+        # of its DER reads (an expired one is refused like any other).
+        subject, start, end, serial = _x509.lenient_leaf_info(der)
+        return subject, serial, start, end
 
 
 def _who(snapshot: ServerSnapshot) -> str:

@@ -120,6 +120,8 @@ class AnchorStatus:
         days_left: whole days from the status time to ``not_after``.
         serial: its serial number.
         fingerprint: SHA-256 of its DER, hex.
+        not_before: when it becomes valid (peers refuse it, or a chain through it,
+            before).
     """
 
     alias: str
@@ -128,14 +130,16 @@ class AnchorStatus:
     days_left: int | None
     serial: int | None = None
     fingerprint: str | None = None
+    not_before: _dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``alias``, ``subject``, ``serial`` (hex), ``not_after``,
-        ``days_left``, ``fingerprint``."""
+        """JSON-ready: ``alias``, ``subject``, ``serial`` (hex), ``not_before``,
+        ``not_after``, ``days_left``, ``fingerprint``."""
         return {
             "alias": self.alias,
             "subject": self.subject,
             "serial": f"{self.serial:x}" if self.serial is not None else None,
+            "not_before": _iso(self.not_before),
             "not_after": _iso(self.not_after),
             "days_left": self.days_left,
             "fingerprint": self.fingerprint,
@@ -310,6 +314,7 @@ def anchor(
     *,
     serial: int | None = None,
     fingerprint: str | None = None,
+    not_before: _dt.datetime | None = None,
 ) -> AnchorStatus:
     """The anchor record, with its days left at ``now``."""
     return AnchorStatus(
@@ -319,6 +324,7 @@ def anchor(
         days_left=_days_left(not_after, now),
         serial=serial,
         fingerprint=fingerprint,
+        not_before=not_before,
     )
 
 

@@ -46,8 +46,9 @@ Password = str | Secret
 def _describe(der: bytes) -> str:
     try:
         return _x509.subject_text(_x509.load_cert(der))
-    except ValueError:
-        return "<unreadable certificate>"
+    except ValueError:  # OpenSSL may read it: its subject, if our own walk of its DER can
+        subject = _x509.lenient_leaf_info(der)[0]
+        return f"<unreadable certificate: {subject}>" if subject else "<unreadable certificate>"
 
 
 def _named(path: str | os.PathLike[str] | None) -> str | None:

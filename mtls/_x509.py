@@ -17,6 +17,7 @@ import contextlib
 import datetime as _dt
 import functools
 import hashlib
+import re
 import ssl
 import sys
 import threading
@@ -209,7 +210,24 @@ def load_cert(der: bytes) -> x509.Certificate:
         raise ValueError(f"unsupported X.509 version ({exc})") from exc
     except TypeError as exc:  # a name attribute of a type its OID does not allow
         raise ValueError(f"a name it holds cannot be read ({exc})") from exc
+    except ValueError as exc:
+        raise ValueError(_parse_error_text(str(exc))) from None
     return cert
+
+
+_PARSE_ERROR = re.compile(r"ParseError \{ kind: (\w+)(?:.*?location: \[(.*?)\])?", re.DOTALL)
+
+
+def _parse_error_text(text: str) -> str:
+    """cryptography's parser error (a Rust debug dump) as words: where in the
+    certificate, and what."""
+    match = _PARSE_ERROR.search(text)
+    if match is None:
+        return text
+    kind, location = match[1], match[2]
+    where = [part.strip(' "').rpartition("::")[2] for part in (location or "").split(",")]
+    field = " > ".join(w for w in where if w)
+    return f"cryptography cannot read it: {kind}" + (f" at {field}" if field else "")
 
 
 def serial_number(cert: x509.Certificate | bytes) -> int:
@@ -282,6 +300,97 @@ def not_after(cert: x509.Certificate) -> _dt.datetime:
 def not_before(cert: x509.Certificate) -> _dt.datetime:
     """The start of validity, timezone-aware (UTC)."""
     return cert.not_valid_before_utc
+
+
+# What OpenSSL and Java read in a validity field that DER (and so cryptography) does
+# not allow: UTCTime without seconds or with an offset, GeneralizedTime with a fraction
+# or an offset (X.680; RFC 5280 asks for seconds and Z, and old CAs did not always).
+_UTC_TIME = re.compile(rb"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(Z|[+-]\d{4})")
+_GENERALIZED_TIME = re.compile(
+    rb"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)?(\d\d)?(?:[.,](\d{1,9}))?(Z|[+-]\d{4})?"
+)
+# Attribute types as RFC 4514 names them (and cryptography's rfc4514_string), the rest
+# by OID.
+_NAME_KEYS = {
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "STREET",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC",
+}
+_STRING_CODECS = {0x1E: "utf-16-be", 0x1C: "utf-32-be", 0x14: "latin-1"}
+
+
+def _lenient_time(tlv: _der.TLV) -> _dt.datetime:
+    if tlv.tag not in (0x17, 0x18):
+        raise ValueError(f"a validity time with tag {tlv.tag:#x}")
+    utc = tlv.tag == 0x17
+    match = (_UTC_TIME if utc else _GENERALIZED_TIME).fullmatch(tlv.value)
+    if match is None:
+        raise ValueError("a validity time OpenSSL would not read either")
+    if utc:
+        short, month, day, hour, minute, second, zone = match.groups()
+        year = int(short) + (1900 if int(short) >= 50 else 2000)  # RFC 5280 4.1.2.5.1
+        fraction = None
+    else:
+        full, month, day, hour, minute, second, fraction, zone = match.groups()
+        year = int(full)
+    when = _dt.datetime(
+        year, int(month), int(day), int(hour), int(minute or 0), int(second or 0),
+        int((fraction or b"0").ljust(6, b"0")[:6]), tzinfo=_dt.UTC,
+    )  # fmt: skip
+    if zone and zone != b"Z":  # hhmm east of UTC: UTC is that much earlier
+        offset = _dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+        when = when - offset if zone[:1] == b"+" else when + offset
+    return when
+
+
+def _name_text(name: _der.TLV) -> str:
+    """An RFC 4514 rendering of a Name, most specific RDN first, as cryptography's."""
+    rdns = []
+    for rdn in name.children():
+        parts = []
+        for attribute in rdn.children():
+            oid, value = attribute.children()[:2]
+            dotted = _der.decode_oid(oid.value)
+            text = value.value.decode(_STRING_CODECS.get(value.tag, "utf-8"), "replace")
+            escaped = "".join("\\" + c if c in ',+"\\<>;' else c for c in text)
+            if escaped.startswith(("#", " ")):
+                escaped = "\\" + escaped
+            if escaped.endswith(" "):
+                escaped = escaped[:-1] + "\\ "
+            parts.append(f"{_NAME_KEYS.get(dotted, dotted)}={escaped}")
+        rdns.append("+".join(parts))
+    return ",".join(reversed(rdns))
+
+
+def lenient_leaf_info(
+    der: bytes,
+) -> tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]:
+    """``(subject, not_before, not_after, serial)`` of a certificate cryptography does
+    not read, from our own walk of its DER, for what OpenSSL and Java read anyway (a
+    validity time without seconds, with a fraction or an offset): expiry checks and
+    status() must not go blind on it. A part that cannot be read either is ``None``."""
+    try:
+        fields = _tbs_fields(der)
+    except (ValueError, IndexError):
+        return (None, None, None, None)
+    serial: int | None = None
+    subject: str | None = None
+    start: _dt.datetime | None = None
+    end: _dt.datetime | None = None
+    with contextlib.suppress(ValueError, IndexError):
+        serial = _der.decode_int(fields[0].expect(_der.INTEGER).value)
+    with contextlib.suppress(ValueError, IndexError, LookupError):
+        subject = _name_text(fields[4].expect(_der.SEQUENCE))
+    with contextlib.suppress(ValueError, IndexError):
+        validity = fields[3].expect(_der.SEQUENCE).children()
+        start, end = _lenient_time(validity[0]), _lenient_time(validity[1])
+    return (subject, start, end, serial)
 
 
 def subject_alt_names(cert: x509.Certificate) -> list[str]:

@@ -255,3 +255,42 @@ def mismatched(key: object, chain: list[x509.Certificate], alias: str = "k") -> 
     chain_der = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
     store._entries.add_key(KeyEntry(alias, pkcs8, chain_der))
     return store
+
+
+def odd_validity(ca: CA, cn: str, not_after: bytes, *, tag: int = 0x17) -> tuple[bytes, bytes]:
+    """A private key (PEM) and its certificate (PEM, issued by ``ca``), whose notAfter is ``not_after`` as
+    written, under ``tag`` (UTCTime; 0x18 GeneralizedTime), in a form DER forbids and
+    OpenSSL and Java read (no seconds, a fraction, an offset): cryptography refuses
+    the certificate. Signed by ``ca`` over the bytes as written."""
+    from cryptography.hazmat.primitives import hashes
+
+    from mtls import _der
+
+    key, builder = _leaf_builder(ca, ("localhost",), cn)
+    cert = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    tbs = cert.tbs_certificate_bytes
+    first = _der.header(tbs)[1]
+    fields = _der.spans(tbs, first)  # [0] version, serial, signature, issuer, validity, ...
+    at = 4 if fields[0][0] == 0xA0 else 3
+    begin, end = fields[at - 1][2], fields[at][2]
+    nb_tag, nb_start, nb_end = _der.spans(tbs, fields[at][1], end)[0]
+    validity = _der.encode(
+        _der.SEQUENCE, _der.encode(nb_tag, tbs[nb_start:nb_end]) + _der.encode(tag, not_after)
+    )
+    tbs = _der.encode(_der.SEQUENCE, tbs[first:begin] + validity + tbs[end:])
+    signature = ca.private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, arg-type]
+    der = cert.public_bytes(serialization.Encoding.DER)
+    (_, algorithm_start, algorithm_stop) = _der.spans(der, *_der.single_span(der, _der.SEQUENCE))[1]
+    algorithm = _der.encode(_der.SEQUENCE, der[algorithm_start:algorithm_stop])
+    forged = _der.encode(
+        _der.SEQUENCE, tbs + algorithm + _der.encode(_der.BIT_STRING, b"\0" + signature)
+    )
+    body = base64.encodebytes(forged).replace(b"\n", b"")
+    lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    pem = b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, pem

@@ -128,11 +128,17 @@ def _loaded_row(
         )
         out_of_date = True
     for link in identity.get("chain") or ():
-        end = link.get("not_after")
+        end, start = link.get("not_after"), link.get("not_before")
         if end and _dt.datetime.fromisoformat(end) < now():
             problems.append(
                 f"CA certificate {link.get('subject')} of the client's chain expired on "
                 f"{_dt.datetime.fromisoformat(end).date()}: servers refuse the chain"
+            )
+            out_of_date = True
+        elif start and _dt.datetime.fromisoformat(start) > now():
+            problems.append(
+                f"CA certificate {link.get('subject')} of the client's chain is not valid "
+                f"before {start}: servers refuse the chain until then"
             )
             out_of_date = True
     verify = True
@@ -152,8 +158,10 @@ def _loaded_row(
                     )
                     out_of_date = True  # refused by every Java and OpenSSL server now
                 problems += [f"keystore: {n}" for n in stores.keystore_notes(profile.keystore)]
-            except (MTLSError, ValueError) as exc:
+            except MTLSError as exc:
                 _add_problem(problems, str(exc))
+            except ValueError as exc:  # served all the same: OpenSSL reads what DER forbids
+                _add_problem(problems, f"client certificate: {exc} (not checked for its purpose)")
         trust_config = profile.truststore or default_trust
         if trust_config is not None:
             try:

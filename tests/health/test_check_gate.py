@@ -232,6 +232,8 @@ def test_a_first_load_of_expired_material_fails_the_check(
     reload, and peers refuse them now. `mtls check` said "OK" and exited 0."""
     root = CA(name="root")
     old = root.create_child_ca(name="old intermediate", not_after=utcnow() - DAY)
+    # A CA whose clock leads: valid in an hour (the check and the log said nothing).
+    early = root.create_child_ca(name="early intermediate", not_before=utcnow() + DAY / 24)
     dead = CA(name="dead root", not_after=utcnow() - DAY)
     cases = {
         # name: (identity, its truststore's CA, what the row says)
@@ -239,6 +241,9 @@ def test_a_first_load_of_expired_material_fails_the_check(
                      "certificate expired on"),
         "chain": (old.issue_cert("client", not_after=utcnow() + 9 * DAY), root,
                   "CA certificate CN=old intermediate"),
+        "future chain": (early.issue_cert("client", not_before=utcnow() - DAY), root,
+                         "CA certificate CN=early intermediate,O=mtls.testing of the "
+                         "client's chain is not valid before"),
         "anchors": (CA().issue_cert("client"), dead, "it verifies no server"),
         # Not valid until tomorrow: just as dead today (the check passed it).
         "future anchors": (CA().issue_cert("client"), CA(name="future root",
@@ -250,6 +255,9 @@ def test_a_first_load_of_expired_material_fails_the_check(
         xml = tmp_path / f"{name.replace(' ', '-')}.xml"
         xml.write_text(profile_xml(profile("orders.internal:8443", keystore, trust)))
         code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
+        if name == "future chain":  # the first load's log says so too
+            said_early = "the CA certificate CN=early intermediate,O=mtls.testing of the chain"
+            assert any(said_early in w for w in json.loads(out)["warnings"]), out
         (row,) = json.loads(out)["profiles"]
         assert row["loaded"] is True, (name, row)
         assert code == 1 and row["out_of_date"] is True, (name, row)

@@ -235,6 +235,57 @@ def test_a_truststore_that_would_verify_nothing_is_not_installed(setup, ca, back
     assert profiles.status().healthy and cn_seen(profiles, backend.port) == "gen-2"
 
 
+def _p12_of(key_pem: bytes, cert_pem: bytes, ca: CA, tmp: Path) -> bytes:
+    """A PKCS#12 keystore of the key and certificate, made by OpenSSL (which writes a
+    certificate cryptography cannot read as it is)."""
+    import subprocess
+
+    (tmp / "k.pem").write_bytes(key_pem)
+    (tmp / "c.pem").write_bytes(cert_pem + ca.cert_pem)
+    subprocess.run(
+        ["openssl", "pkcs12", "-export", "-inkey", str(tmp / "k.pem"), "-in", str(tmp / "c.pem"),
+         "-name", "client", "-passout", f"pass:{PASSWORD}", "-out", str(tmp / "x.p12")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return (tmp / "x.p12").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("not_after", "tag"),
+    [(b"0101010000Z", 0x17), (b"20010101000000.5Z", 0x18), (b"010101000000+0100", 0x17)],
+    ids=["utc-no-seconds", "generalized-fraction", "utc-offset"],
+)
+def test_an_expired_replacement_in_a_form_der_forbids_is_not_installed(
+    setup, ca, backend, tmp_path, not_after, tag
+):
+    """A validity time OpenSSL and Java read but DER (and so cryptography) forbids:
+    no seconds, a fraction, an offset. The certificate was served without its dates,
+    so an expired replacement went in (status said "no client certificate", healthy)
+    and every server refused it. Our own walk of the DER reads the dates now."""
+    from tests._pki import odd_validity
+
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    replace_atomically(
+        keystore, _p12_of(*odd_validity(ca, "gen-2", not_after, tag=tag), ca, tmp_path)
+    )
+    assert profiles.reload() is False
+    error = str(profiles.last_error)
+    assert "the new certificate (CN=gen-2) expired on 2001-01-01" in error or (
+        "expired on 2000-12-31" in error  # +0100: an hour earlier in UTC
+    ), error
+    assert not profiles.status().healthy
+    assert cn_seen(profiles, backend.port) == "gen-1"  # the last good serves
+    # Twin: the same form, in date, goes in, with its subject and dates in status().
+    later = {0x17: b"4912312359Z", 0x18: b"20491231235959.5Z"}[tag]
+    replace_atomically(keystore, _p12_of(*odd_validity(ca, "gen-3", later, tag=tag), ca, tmp_path))
+    assert profiles.reload() is True
+    identity = profiles.status().profiles[0].identity
+    assert identity is not None and identity.subject == "CN=gen-3"
+    assert identity.not_after is not None and identity.not_after.year == 2049
+
+
 @pytest.mark.parametrize("expired", [True, False], ids=["expired", "not-yet-valid"])
 def test_a_keystore_whose_intermediate_is_out_of_date_is_not_installed(setup, ca, backend, expired):
     """A replacement whose leaf is valid but whose intermediate is out of its dates:

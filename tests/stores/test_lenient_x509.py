@@ -1,0 +1,68 @@
+"""Certificates cryptography refuses and OpenSSL serves: their dates and subject, read
+by our own walk of the DER (a validity time DER forbids: no seconds, a fraction, an
+offset), so expiry checks and status() do not go blind on them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from mtls import _x509
+from mtls.testing import CA
+from tests._pki import odd_validity
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize(
+    ("written", "tag", "expected"),
+    [
+        (b"4912312359Z", 0x17, dt.datetime(2049, 12, 31, 23, 59, tzinfo=UTC)),
+        (b"5001010000Z", 0x17, dt.datetime(1950, 1, 1, tzinfo=UTC)),  # RFC 5280: 50 is 1950
+        (b"491231235959+0100", 0x17, dt.datetime(2049, 12, 31, 22, 59, 59, tzinfo=UTC)),
+        (b"491231235959-0130", 0x17, dt.datetime(2050, 1, 1, 1, 29, 59, tzinfo=UTC)),
+        (b"20491231235959.5Z", 0x18, dt.datetime(2049, 12, 31, 23, 59, 59, 500000, tzinfo=UTC)),
+        (b"20491231235959,25Z", 0x18, dt.datetime(2049, 12, 31, 23, 59, 59, 250000, tzinfo=UTC)),
+        (b"204912312359Z", 0x18, dt.datetime(2049, 12, 31, 23, 59, tzinfo=UTC)),
+    ],
+)
+def test_validity_forms_der_forbids_are_read(written, tag, expected) -> None:
+    ca = CA(name="lenient CA")
+    _, cert_pem = odd_validity(ca, "odd", written, tag=tag)
+    der = _der_of(cert_pem)
+    with pytest.raises(ValueError, match="cryptography cannot read it") as info:
+        _x509.load_cert(der)
+    assert "ParseError {" not in str(info.value)  # words, not Rust's debug dump
+    subject, start, end, serial = _x509.lenient_leaf_info(der)
+    assert subject == "CN=odd"
+    assert end == expected
+    assert start is not None and abs(start - dt.datetime.now(UTC)) < dt.timedelta(days=1)
+    assert serial is not None and serial > 0
+
+
+def test_a_certificate_cryptography_reads_is_read_the_same() -> None:
+    """The twin: on a DER certificate our walk agrees with cryptography, escapes
+    included."""
+    ca = CA(name='lenient, "quoted" CA')
+    for cert in (ca.certificate, ca.issue_cert("localhost", common_name=" a+b #;").certificate):
+        der = cert.public_bytes(serialization.Encoding.DER)
+        assert _x509.lenient_leaf_info(der) == (
+            cert.subject.rfc4514_string(),
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+            cert.serial_number,
+        )
+
+
+def test_bytes_that_are_not_a_certificate_read_as_nothing() -> None:
+    assert _x509.lenient_leaf_info(b"\x30\x03\x02\x01\x01") == (None, None, None, None)
+    assert _x509.lenient_leaf_info(b"") == (None, None, None, None)
+
+
+def _der_of(pem: bytes) -> bytes:
+    import base64
+
+    body = b"".join(line for line in pem.splitlines() if not line.startswith(b"-----"))
+    return base64.b64decode(body)
