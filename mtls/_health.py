@@ -406,6 +406,7 @@ class Health:
         # The earliest moment a certificate in use crosses its next level: until then,
         # only certificates that came with a new snapshot can have anything to say.
         self._next = _FAR
+        self._last_now: _dt.datetime | None = None
         self._generation: int | None = None
         self._reloads = ReloadCounts()
         self._revocation: dict[str, int] = {}
@@ -466,7 +467,11 @@ class Health:
                 self._last_snapshot = snapshot
                 for fingerprint in gone:
                     self._announced.pop(fingerprint, None)  # rotated out: starts afresh
-            if now >= self._next:
+            # A wall clock stepped back (it had run ahead: a false "expired" was said)
+            # makes every certificate's level be judged again, and lowered.
+            stepped_back = self._last_now is not None and now < self._last_now
+            self._last_now = now
+            if now >= self._next or stepped_back:
                 fresh, self._next = self._in_use.certs.values(), _FAR
             for cert in fresh:
                 event = self._crossed(cert, now, snapshot)
@@ -506,7 +511,13 @@ class Health:
             level = sum(1 for t in thresholds if left <= t)
             threshold = thresholds[level - 1] if level else None
         fingerprint = cert.info.fingerprint
-        if level <= self._announced.get(fingerprint, 0):
+        announced = self._announced.get(fingerprint, 0)
+        if level < announced:
+            # Only a wall clock stepped back lowers a level: what was said ahead of
+            # time (a jump forward) is said again when it is true.
+            self._announced[fingerprint] = level
+            return None
+        if level == announced:
             return None
         self._announced[fingerprint] = level
         return HealthEvent(

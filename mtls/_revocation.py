@@ -282,6 +282,21 @@ class _Answer:
     revoked_at: _dt.datetime | None = None
 
 
+def _live_now() -> Callable[[tuple[float, CertificateStatus]], bool]:
+    """Whether a cache entry ``(monotonic deadline, status)`` is still good now. Kept
+    until the first of two clocks says so: the monotonic one (a wall clock stepped back
+    does not stretch an answer), and the answer's own end on the wall clock (the
+    monotonic clock stands still while a machine is suspended or a VM paused: an
+    answer eight hours stale was served)."""
+    mono, wall = time.monotonic(), _dt.datetime.now(_dt.UTC)
+
+    def live(entry: tuple[float, CertificateStatus]) -> bool:
+        until = entry[1].valid_until
+        return entry[0] > mono and (until is None or until > wall)
+
+    return live
+
+
 class RevocationChecker:
     """Checks servers' chains online (OCSP, then CRL), with one bounded cache.
 
@@ -529,9 +544,9 @@ class RevocationChecker:
     def cached(self) -> tuple[CertificateStatus, ...]:
         """The statuses in the cache that are still valid, least recently used first
         (for status pages and metrics: nothing is fetched)."""
-        now = time.monotonic()
+        live = _live_now()
         with self._lock:
-            return tuple(status for until, status in self._cache.values() if until > now)
+            return tuple(entry[1] for entry in self._cache.values() if live(entry))
 
     def state(self, hosts: Iterable[str | tuple[str, int]] = ()) -> RevocationState:
         """The policy and the still-cached statuses last seen for ``hosts``' chains.
@@ -545,9 +560,9 @@ class RevocationChecker:
         Returns:
             A frozen record; nothing is fetched.
         """
-        now = time.monotonic()
+        live = _live_now()
         with self._lock:
-            valid = {status for until, status in self._cache.values() if until > now}
+            valid = {entry[1] for entry in self._cache.values() if live(entry)}
             seen = []
             for wanted in dict.fromkeys(hosts):
                 if isinstance(wanted, str):
@@ -668,7 +683,7 @@ class RevocationChecker:
             hit = self._cache.get(key)
             if hit is None:
                 return None
-            if hit[0] <= time.monotonic():
+            if not _live_now()(hit):
                 del self._cache[key]
                 return None
             self._cache.move_to_end(key)

@@ -325,3 +325,26 @@ def test_without_a_reload_thread_nothing_is_announced_until_asked(tmp_path: Path
         assert seen == []
         profiles.check_health()
         assert len(seen) == 1
+
+
+def test_a_wall_clock_that_ran_ahead_does_not_use_up_the_warnings(tmp_path: Path) -> None:
+    """A clock that jumped forward (a bad NTP step) said "expired" for a certificate
+    with 20 days left; once set right, the watch never looked at that certificate
+    again: no 7-day warning, no 1-day warning, no real expiry. Levels said ahead of
+    time are lowered when the clock steps back, and said again when they come true."""
+    ca = CA()
+    shift = [_dt.timedelta(0)]
+    with _set(profile_for(tmp_path, issue(ca, left=20 * DAY), ca)) as profiles:
+        profiles._health._clock = lambda: utcnow() + shift[0]
+        assert [e.threshold for e in profiles.check_health()] == [30 * DAY]
+        shift[0] = 25 * DAY  # ahead by 25 days
+        assert [e.kind for e in profiles.check_health()] == ["expired"]
+        shift[0] = _dt.timedelta(0)  # set right: nothing new to say
+        assert profiles.check_health() == ()
+        shift[0] = 14 * DAY  # six days left, for real
+        assert [(e.kind, e.threshold) for e in profiles.check_health()] == [
+            ("expiring", 7 * DAY)
+        ]
+        assert profiles.check_health() == ()  # and once
+        shift[0] = 21 * DAY
+        assert [e.kind for e in profiles.check_health()] == ["expired"]

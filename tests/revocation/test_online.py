@@ -479,6 +479,28 @@ def test_a_check_arriving_as_the_first_fetch_ends_does_not_fetch_again(pki: PKI)
     assert checker.fetches == 1
 
 
+def test_a_cached_answer_past_its_end_on_the_wall_clock_is_asked_again(pki: PKI) -> None:
+    """The cache kept an answer by the monotonic clock alone, which stands still while
+    a machine is suspended or a VM paused: after eight hours asleep, an answer whose
+    nextUpdate had long passed was still served (a sweep moved the wall clock with
+    time-machine). An entry now ends at the first of its monotonic deadline and its
+    answer's end. Here the wall clock is "moved" by dating the kept answer back."""
+    import dataclasses
+
+    checker = RevocationChecker()
+    (status,) = check(checker, pki.good)
+    assert checker.fetches == 1
+    check(checker, pki.good)
+    assert checker.fetches == 1  # the twin: a current answer is reused
+    ((key, (deadline, kept)),) = checker._cache.items()
+    past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(seconds=1)
+    checker._cache[key] = (deadline, dataclasses.replace(kept, valid_until=past))
+    assert checker.cached() == ()  # not shown as valid either
+    (status,) = check(checker, pki.good)
+    assert checker.fetches == 2 and status.status == "good"
+    assert status.valid_until is not None and status.valid_until > past
+
+
 def test_an_answer_that_is_not_ocsp_is_not_an_answer(pki: PKI) -> None:
     pki.crls.bodies["/not-ocsp"] = b"<html>proxy error</html>"
     # POST is what OCSP uses: the CRL server answers GET only, so serve it through a CA
