@@ -342,9 +342,7 @@ def test_a_wall_clock_that_ran_ahead_does_not_use_up_the_warnings(tmp_path: Path
         shift[0] = _dt.timedelta(0)  # set right: nothing new to say
         assert profiles.check_health() == ()
         shift[0] = 14 * DAY  # six days left, for real
-        assert [(e.kind, e.threshold) for e in profiles.check_health()] == [
-            ("expiring", 7 * DAY)
-        ]
+        assert [(e.kind, e.threshold) for e in profiles.check_health()] == [("expiring", 7 * DAY)]
         assert profiles.check_health() == ()  # and once
         shift[0] = 21 * DAY
         assert [e.kind for e in profiles.check_health()] == ["expired"]
