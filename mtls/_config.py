@@ -247,8 +247,10 @@ class StoreConfig:
     """Where a keystore or truststore is and how to open it (a ``<KeyStore>`` element).
 
     Attributes:
-        location: the store file (relative paths were resolved against the base dir); a
-            ``str`` or ``os.PathLike`` given to the constructor is made a ``Path``.
+        location: the store file; a ``str`` or ``os.PathLike`` given to the
+            constructor is made a ``Path``, and a relative one is made absolute
+            against the working directory when the config is made (a profile file's
+            are resolved against its ``base_dir``).
         type: the declared type (``<Type>``). The content decides the format, but a
             type with an integrity check, with a password, must be met by a file
             that has one (see ``allow_unprotected``).
@@ -313,6 +315,11 @@ class StoreConfig:
         given: Any = self.location  # str and os.PathLike are accepted as well
         if not isinstance(given, Path):
             object.__setattr__(self, "location", Path(os.fspath(given)))
+        if str(self.location) not in ("", ".") and not self.location.is_absolute():
+            # Resolved once, against the working directory of now, as from_xml resolves
+            # against its base_dir: a later chdir() must not swap the identity (each
+            # reload opened the path again, relative to wherever the process then was).
+            object.__setattr__(self, "location", self.location.absolute())
         object.__setattr__(self, "password", _as_secret(self.password))
         object.__setattr__(self, "key_password", _as_secret(self.key_password))
         if not str(self.location) or str(self.location) == ".":

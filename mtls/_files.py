@@ -41,18 +41,17 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
         InputRefused: a device, pipe or socket, or more than ``limit`` bytes.
         OSError: any other reason it cannot be read.
     """
-    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    # Judged before it is opened too: opening a device has effects of its own (a
+    # terminal becomes the controlling one of a process that has none, a watchdog
+    # arms), and a socket cannot be opened at all (ENXIO, a misleading reason).
+    _refuse_irregular(os.stat(path).st_mode, path)
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer;
+    # O_NOCTTY: whatever was swapped in since the stat never becomes our terminal.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            if stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
-            raise InputRefused(
-                errno.EINVAL,
-                "not a regular file: devices, pipes and sockets are refused",
-                os.fspath(path),
-            )
+        _refuse_irregular(st.st_mode, path)
         size = st.st_size
         if size > limit:
             raise _too_big(path, limit)
@@ -73,6 +72,18 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
         raise _too_big(path, limit)  # grew while we read
     finally:
         os.close(fd)
+
+
+def _refuse_irregular(mode: int, path: str | os.PathLike[str]) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
+    raise InputRefused(
+        errno.EINVAL,
+        "not a regular file: devices, pipes and sockets are refused",
+        os.fspath(path),
+    )
 
 
 def utf8_text(data: bytes, encoding: str = "utf-8") -> str | None:

@@ -1093,6 +1093,34 @@ def test_profiles_built_in_code(tmp_path, pki, backend):
     assert list(profiles) == list(profiles.profiles)
 
 
+def test_a_relative_location_in_code_is_resolved_once(tmp_path, pki, backend, monkeypatch):
+    """``StoreConfig(location="gw.jks")``: each reload opened the path again, relative
+    to the working directory of the moment, so a daemon that changed directory after
+    making its set presented another directory's keystore. It is resolved when the
+    config is made, as from_xml resolves against its base_dir."""
+    import shutil
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d, store in ((first, pki["gw1"]), (second, pki["gw2"])):
+        d.mkdir()
+        shutil.copy(store, d / "gw.jks")
+    monkeypatch.chdir(first)
+    ks = StoreConfig(location="gw.jks", password=PASSWORD)
+    assert ks.location == first / "gw.jks"
+    ts = StoreConfig(location=pki["trust"], password=PASSWORD)
+    profiles = SSLProfileSet(
+        [SSLProfile(servers=(f"localhost:{backend.port}",), keystore=ks, truststore=ts)]
+    )
+    cn = whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"]
+    assert cn == "gateway-one"
+    monkeypatch.chdir(second)
+    assert profiles.reload() is False  # nothing moved: the same file
+    cn = whoami(profiles.context_for("localhost", backend.port), backend.port)["client_cn"]
+    assert cn == "gateway-one"
+    # Twin: a config made in the second directory names its own file.
+    assert StoreConfig(location="gw.jks").location == second / "gw.jks"
+
+
 # --------------------------------------------------------------------------- hostname modes
 
 

@@ -62,6 +62,53 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
         read_input(fifo)
 
 
+def test_a_socket_is_refused_as_what_it_is(tmp_path: Path) -> None:
+    """Opening a socket fails with ENXIO ("No such device or address": check the path
+    and its permissions), which sent users to the wrong fix."""
+    import socket
+
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(InputRefused, match="not a regular file"):
+            read_input(path)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="procfs, setsid")
+def test_a_terminal_is_refused_without_becoming_the_controlling_one(tmp_path: Path) -> None:
+    """A session leader without a terminal (a daemon) that opened a terminal device
+    named as its keystore took it as its controlling terminal, and would die of its
+    hang-up. The path is judged before it is opened, and opened with O_NOCTTY."""
+    import subprocess
+    import textwrap
+
+    leader, follower = os.openpty()
+    try:
+        script = textwrap.dedent(
+            f"""
+            import os
+            from mtls._files import InputRefused, read_input
+            os.setsid()
+            try:
+                read_input({os.ttyname(follower)!r})
+            except InputRefused as exc:
+                print("refused:", exc.strerror)
+            with open("/proc/self/stat") as f:
+                print("tty_nr:", f.read().rpartition(")")[2].split()[4])
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], check=False, capture_output=True, text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "refused: not a regular file" in done.stdout, done.stdout + done.stderr
+    assert "tty_nr: 0" in done.stdout, done.stdout  # no controlling terminal taken
+
+
 # --------------------------------------------------------------------------- not the file
 
 
