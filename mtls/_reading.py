@@ -7,6 +7,7 @@ was built) are described in the engine's theory of operation.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._files import read_input
+from ._files import InputRefused, read_input
 
 _MISSING: tuple[int, ...] = (-1,)
 
@@ -64,6 +65,25 @@ class Unstable(Exception):
         self.path = path
 
 
+#: How long a file may be caught mid-write at every check before that is an error
+#: (kept last good, said in status() and once in the log) rather than a quiet retry.
+NEVER_SETTLES_AFTER = 60.0
+
+
+class NeverSettles(InputRefused):
+    """A file that has differed between two reads a settle delay apart at every
+    check for :data:`NEVER_SETTLES_AFTER` seconds: rewritten in place without end."""
+
+    def __init__(self, path: Path, seconds: float) -> None:
+        super().__init__(
+            errno.EBUSY,
+            f"still being written after {seconds:.0f} s (two reads a settle delay apart "
+            "differed at every check): something rewrites it in place without end; it is "
+            "installed once it stays still, and the last good serves meanwhile",
+            os.fspath(path),
+        )
+
+
 class FileReader:
     """What the engine last *used* of each watched file: the stat taken before the
     bytes were read, and their hash (``None``: the file could not be read).
@@ -76,6 +96,8 @@ class FileReader:
 
     def __init__(self) -> None:
         self._seen: dict[Path, tuple[tuple[int, ...], str | None]] = {}
+        # When each file caught mid-write was first caught, until it reads whole.
+        self._unstable_since: dict[Path, float] = {}
 
     @property
     def entries(self) -> dict[Path, tuple[tuple[int, ...], str | None]]:
@@ -98,6 +120,18 @@ class FileReader:
         for path in list(self._seen):
             if path not in wanted:
                 del self._seen[path]
+        for path in list(self._unstable_since):
+            if path not in wanted:
+                del self._unstable_since[path]
+
+    def unstable_for(self, path: Path) -> float:
+        """Seconds since ``path`` was first caught mid-write, without a whole read since."""
+        now = time.monotonic()
+        return now - self._unstable_since.setdefault(path, now)
+
+    def settled(self, path: Path) -> None:
+        """``path`` read whole."""
+        self._unstable_since.pop(path, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +225,7 @@ class Reading:
             still = stat_key(path) == before
             if still and (self._seen.seen(path) == (before, digest) or self._quiet(before)):
                 self._verdicts[path] = _Verdict(before, data, digest)
+                self._seen.settled(path)
             else:
                 firsts[path] = (before, data, digest)
         if not firsts:
@@ -204,6 +239,9 @@ class Reading:
                 again = None  # gone between the two reads: still changing
             if again is not None and hashlib.sha256(again).hexdigest() == digest:
                 self._verdicts[path] = _Verdict(before, again, digest)
+                self._seen.settled(path)
+            elif (lasting := self._seen.unstable_for(path)) >= NEVER_SETTLES_AFTER:
+                self._verdicts[path] = _Verdict(before, error=NeverSettles(path, lasting))
             else:
                 self._verdicts[path] = _Verdict(before, unstable=True)
 

@@ -286,6 +286,61 @@ def test_an_expired_replacement_in_a_form_der_forbids_is_not_installed(
     assert identity.not_after is not None and identity.not_after.year == 2049
 
 
+@pytest.mark.parametrize("which", ["keystore", "profile file"])
+def test_a_file_rewritten_without_end_becomes_an_error(setup, ca, backend, monkeypatch, which):
+    """A file rewritten in place at every moment (a sync loop, a misconfigured sidecar)
+    never settles: its rotation waited forever with one INFO line per check (the
+    profile file's, with none), and status() said healthy. After NEVER_SETTLES_AFTER
+    (60 s; a fraction of a second here) it is an error, with the last good serving;
+    once the writes stop, the next check installs it and the error goes."""
+    from mtls import _reading
+
+    monkeypatch.setattr(_reading, "NEVER_SETTLES_AFTER", 0.3)
+    xml, keystore, _ = setup
+    target = keystore if which == "keystore" else xml
+    # Each write is new bytes (a counter after the store, which readers ignore as Java
+    # does, or in a comment): two reads a settle delay apart differ unless the writer
+    # stalled for that long, which lets that version settle and go in.
+    versions = (
+        [jks(ca, "gen-2"), jks(ca, "gen-3")]
+        if which == "keystore"
+        else [xml.read_bytes() + b"<!-- -->"] * 2
+    )
+    tails = (b"%d", b"<!-- %d -->")[which != "keystore"]
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0.02)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        i = 0
+        while not stop.is_set():
+            with open(target, "r+b") as f:  # in place: same inode, new bytes
+                f.write(versions[i % 2] + tails % i)
+                f.truncate()
+            i += 1
+            stop.wait(0.002)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+
+        def said() -> bool:
+            profiles.reload()
+            return "still being written after" in str(profiles.status().to_dict())
+
+        wait_for(said, timeout=30)
+        assert not profiles.status().healthy
+        # The last good serves (gen-1, or a version that stood still for a settle delay).
+        assert cn_seen(profiles, backend.port) in ("gen-1", "gen-2", "gen-3")
+    finally:
+        stop.set()
+        writer.join(10)
+    wait_for(lambda: profiles.reload() or profiles.last_error is None, timeout=30)
+    wait_for(lambda: profiles.status().healthy and profiles.last_error is None, timeout=30)
+    if which == "keystore":
+        assert cn_seen(profiles, backend.port) in ("gen-2", "gen-3")
+
+
 @pytest.mark.parametrize("expired", [True, False], ids=["expired", "not-yet-valid"])
 def test_a_keystore_whose_intermediate_is_out_of_date_is_not_installed(setup, ca, backend, expired):
     """A replacement whose leaf is valid but whose intermediate is out of its dates:
