@@ -196,6 +196,11 @@ class Plan(Protocol[S]):
         """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
 
 
+#: How long a check may run before status() calls it stalled (a file system call that
+#: does not return: a hung NFS or FUSE mount holds the one check thread of a set).
+STALLED_AFTER = 60.0
+
+
 class Engine(Generic[S]):
     """Keeps a :class:`Plan`'s snapshot current: the lock, the checks, the thread,
     the subscribers and ``close()``. See the module's theory of operation.
@@ -242,6 +247,10 @@ class Engine(Generic[S]):
         #: When the last check ended (the first load, until one has): a reload thread
         #: that stops moving it is stuck (status() shows it).
         self.last_check = _dt.datetime.now(_dt.UTC)
+        #: When the check in progress took the lock (monotonic), ``None`` between
+        #: checks: one that runs for minutes waits on a stat or a read that does not
+        #: return (a hung network mount), which status() says.
+        self.checking_since: float | None = None
         if on_publish is not None:
             on_publish(first)
         self.snapshot: S = first
@@ -395,47 +404,62 @@ class Engine(Generic[S]):
         # chains to it, and keeping the error must not touch it (see _settle).
         outer = sys.exception()
         with self._lock:
-            if self._stop.is_set():
-                return False, None, None  # closed: publish nothing more
-            old = self.snapshot
-            escaped: BaseException | None = None
-            reading: Reading | None = self._reading()
+            self.checking_since = time.monotonic()
             try:
-                assert reading is not None
-                moved = reading.survey(old.watched)
-                if not moved and not old.pending and not old.errors and not _due(old):
-                    return False, None, None  # the common case: one stat per file, nothing read
-                # Every file whose stat moved is settled before anything is parsed (one
-                # settle delay for all): a file still being written is left for later.
-                reading.settle(moved)
-                outcome = plan.check(reading, old)
-            except Interrupted:
-                # close() during the check: nothing half-built is published
-                return False, None, None
-            except BaseException as exc:
-                # Keep the last good, say why, and look at everything again next time
-                # (nothing this check read is recorded as seen).
+                if self._stop.is_set():
+                    return False, None, None  # closed: publish nothing more
+                old = self.snapshot
+                escaped: BaseException | None = None
+                reading: Reading | None = self._reading()
+                try:
+                    assert reading is not None
+                    moved = reading.survey(old.watched)
+                    if not moved and not old.pending and not old.errors and not _due(old):
+                        return False, None, None  # the common case: one stat per file, nothing read
+                    # Every file whose stat moved is settled before anything is parsed (one
+                    # settle delay for all): a file still being written is left for later.
+                    reading.settle(moved)
+                    outcome = plan.check(reading, old)
+                except Interrupted:
+                    # close() during the check: nothing half-built is published
+                    return False, None, None
+                except BaseException as exc:
+                    # Keep the last good, say why, and look at everything again next time
+                    # (nothing this check read is recorded as seen).
+                    if self._stop.is_set():
+                        return False, None, None
+                    # Kept and logged: its frames' locals and a codec error's input go
+                    # (what the caller was handling stays as it is).
+                    exc = kept_escape(exc, outer)
+                    outcome, reading, escaped = Outcome(plan.broken(old, exc), False), None, exc
                 if self._stop.is_set():
                     return False, None, None
-                # Kept and logged: its frames' locals and a codec error's input go
-                # (what the caller was handling stays as it is).
-                exc = kept_escape(exc, outer)
-                outcome, reading, escaped = Outcome(plan.broken(old, exc), False), None, exc
-            if self._stop.is_set():
-                return False, None, None
-            if reading is not None:
-                reading.commit()  # exactly what was built is recorded as seen
-            new = outcome.snapshot
-            if self._on_publish is not None and new is not old:
-                self._on_publish(new)
-            self.snapshot = new
-            if new.watched is not old.watched:
-                self._reader.forget(new.watched)  # files nothing names any more
-            self._reports.update(plan.problems(new), plan.where)
-            if outcome.changed:
-                # Queued under the lock: queue order is generation order.
-                self._subscribers.queue(old.generation, new.generation)
+                if reading is not None:
+                    reading.commit()  # exactly what was built is recorded as seen
+                new = outcome.snapshot
+                if self._on_publish is not None and new is not old:
+                    self._on_publish(new)
+                self.snapshot = new
+                if new.watched is not old.watched:
+                    self._reader.forget(new.watched)  # files nothing names any more
+                self._reports.update(plan.problems(new), plan.where)
+                if outcome.changed:
+                    # Queued under the lock: queue order is generation order.
+                    self._subscribers.queue(old.generation, new.generation)
+            finally:
+                self.checking_since = None
         return outcome.changed, escaped, functools.partial(_settle, new, outer)
+
+    def stalled_for(self) -> float | None:
+        """Seconds the check in progress has run, when that is past :data:`STALLED_AFTER`
+        (or five intervals, if longer): it waits on a stat or a read that does not
+        return. ``None`` otherwise."""
+        since = self.checking_since
+        if since is None:
+            return None
+        ran = time.monotonic() - since
+        interval = self._timer.interval if self._timer is not None else 0.0
+        return ran if ran >= max(STALLED_AFTER, 5 * interval) else None
 
     # ------------------------------------------------------------------ subscribers
 

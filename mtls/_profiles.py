@@ -1008,6 +1008,18 @@ class SSLProfileSet:
         profiles = [entry(item) for item in snapshot.built]
         profiles.extend(failed(profile, error) for profile, error in snapshot.failures)
         default = snapshot.default
+        errors = tuple(snapshot.errors)
+        stalled = self._engine.stalled_for() if self._engine is not None else None
+        if stalled is not None:
+            errors = (
+                MTLSError(
+                    f"{self._path or 'profiles'}: the check in progress has run for "
+                    f"{stalled:.0f} s: a stat or read of a watched file does not return "
+                    "(a hung network mount?); no file is rotated until it does, and the "
+                    "contexts in service stay"
+                ),
+                *errors,
+            )
         return ProfileSetStatus(
             generation=snapshot.generation,
             reloading=self.reloading,
@@ -1015,7 +1027,7 @@ class SSLProfileSet:
             hostname_verifier=self._options.hostname_verifier,
             checked_at=now,
             last_reload=snapshot.changed_at,
-            errors=tuple(snapshot.errors),
+            errors=errors,
             config_error=snapshot.config_error,
             default=(
                 entry(default)

@@ -16,7 +16,15 @@ import pytest
 import mtls
 from mtls import ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, MTLSServer
-from tests._helpers import PASSWORD, profile, profile_xml, whoami, write_identity, write_trust
+from tests._helpers import (
+    PASSWORD,
+    profile,
+    profile_xml,
+    wait_for,
+    whoami,
+    write_identity,
+    write_trust,
+)
 from tests.conftest import WSO2_FIXTURES as WSO2
 
 
@@ -1483,3 +1491,49 @@ def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> 
     assert str(caught.value).startswith(
         "profile backend0.example.com:8243, backend1.example.com:8243: "
     )
+
+
+def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypatch):
+    """A stat or read on a hung network mount holds the set's one check: every
+    rotation stops, and status() said healthy (only last_check's age gave it away). A
+    check running past STALLED_AFTER (60 s; a fraction of a second here) is an error
+    in status() while it runs. Held here by a secret resolver that waits, as a vault
+    behind a dead network would."""
+    import threading
+
+    from mtls import _engine
+
+    monkeypatch.setattr(_engine, "STALLED_AFTER", 0.2)
+    body = (
+        '<parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">'
+        f"<profile><servers>a:1</servers><KeyStore><Location>{pki['gw1']}</Location>"
+        '<Password svns:secretAlias="Gw.Store">x</Password></KeyStore></profile>'
+        "</parameter>"
+    )
+    xml = tmp_path / "vault.xml"
+    xml.write_text(body)
+    entered, release = threading.Event(), threading.Event()
+    hold = [False]
+
+    def vault(alias: str) -> str:
+        if hold[0]:
+            entered.set()
+            release.wait(30)
+        return PASSWORD
+
+    profiles = SSLProfileSet.from_xml(xml, secret_resolver=vault)
+    assert profiles.status().healthy
+    hold[0] = True
+    xml.write_text(body + "<!-- edited -->")
+    checking = threading.Thread(target=profiles.reload)
+    checking.start()
+    try:
+        assert entered.wait(30)
+        status = wait_for(lambda: next((s for s in [profiles.status()] if not s.healthy), None))
+        assert "the check in progress has run for" in str(status.last_error)
+        assert "hung network mount" in str(status.last_error)
+        assert profiles.context_for("a", 1) is not None  # lookups never wait
+    finally:
+        release.set()
+        checking.join(30)
+    assert profiles.status().healthy  # the twin: once the check ends, nothing is said
