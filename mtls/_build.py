@@ -213,6 +213,9 @@ class Options:
     # What the keystore's certificate is presented as: "client" (a profile set's),
     # or "server" (gRPC's server_credentials): what its key usages must allow.
     identity: str = "client"
+    # How close to its end a context build warns of the identity (the set's widest
+    # expiry threshold); None: expiry_warnings=(), never.
+    expiry_warning: _dt.timedelta | None = _dt.timedelta(days=30)
 
 
 _Leaf = tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]
@@ -722,6 +725,8 @@ class Builder:
                 crl_check=profile.crl_check,
                 revocation=self.options.revocation,
                 anchored=anchored,
+                # At the set's thresholds (expiry_warnings=() turns it off), as its watch.
+                warn_expiry=self.options.expiry_warning,
             )
             if crls is not None and not crls:
                 # Every list was left out (their CAs withdrawn): CRL checking stays on,

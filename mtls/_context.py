@@ -180,6 +180,7 @@ def _identity(
     *,
     server: bool = False,
     ciphers: str | None = None,
+    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
 ) -> None:
     chosen, key_der, chain_der = keystore.key_entry(alias)
     if not key_der:
@@ -205,7 +206,7 @@ def _identity(
         ) from exc
     if _keyload.key_algorithm(key_der) == _DSA:
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
-    _log_identity(keystore, chosen, chain_der)
+    _log_identity(keystore, chosen, chain_der, warn_expiry=warn_expiry)
 
 
 def _key_refused(
@@ -322,7 +323,13 @@ def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, str] | None:
 _EXPIRY_WARNED: set[tuple[str, str, bytes, int]] = set()
 
 
-def _log_identity(keystore: Keystore, alias: str, chain_der: Sequence[bytes]) -> None:
+def _log_identity(
+    keystore: Keystore,
+    alias: str,
+    chain_der: Sequence[bytes],
+    *,
+    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
+) -> None:
     facts = _leaf_facts(chain_der[0])
     if facts is None:
         return
@@ -336,7 +343,10 @@ def _log_identity(keystore: Keystore, alias: str, chain_der: Sequence[bytes]) ->
             subject,
             expires.isoformat(),
         )
-    _warn_expiry(where, alias, chain_der[0], expires, f"certificate {alias!r} ({subject})")
+    if warn_expiry is None:  # a profile set with no expiry_warnings: nothing to say
+        return
+    what = f"certificate {alias!r} ({subject})"
+    _warn_expiry(where, alias, chain_der[0], expires, what, within=warn_expiry)
     # The chain sent with it: a peer that verifies through an intermediate out of date
     # refuses every handshake, whatever the leaf's dates. A root sent along (signed
     # by its own key) is not said: peers verify with their own copy of it (trusted
@@ -349,7 +359,7 @@ def _log_identity(keystore: Keystore, alias: str, chain_der: Sequence[bytes]) ->
         facts = _leaf_facts(der)
         if facts is not None:
             what = f"certificate {alias!r}: the certificate {facts[1]} of its chain"
-            _warn_expiry(where, alias, der, facts[0], what)
+            _warn_expiry(where, alias, der, facts[0], what, within=warn_expiry)
 
 
 def _self_signed(der: bytes) -> bool:
@@ -361,12 +371,14 @@ def _self_signed(der: bytes) -> bool:
         return False
 
 
-def _warn_expiry(where: str, alias: str, der: bytes, expires: _dt.datetime, what: str) -> None:
-    """Warn that ``what`` has expired or expires soon, once a day per certificate: a
-    profile set builds a context per ALPN list and for localhost from the same
-    stores, and every HTTP client type asks for its own."""
+def _warn_expiry(
+    where: str, alias: str, der: bytes, expires: _dt.datetime, what: str, *, within: _dt.timedelta
+) -> None:
+    """Warn that ``what`` has expired or ends ``within`` from now, once a day per
+    certificate: a profile set builds a context per ALPN list and for localhost from
+    the same stores, and every HTTP client type asks for its own."""
     remaining = expires - _dt.datetime.now(_dt.UTC)
-    if remaining >= EXPIRY_WARNING:
+    if remaining >= within:
         return
     warned = (where, alias, hashlib.sha256(der).digest(), remaining.days)
     if warned in _EXPIRY_WARNED:
@@ -529,10 +541,13 @@ def build_client_context(
     crl_check: CRLCheck = "leaf",
     revocation: RevocationPolicy | RevocationChecker | None = None,
     anchored: ssl.SSLContext | None = None,
+    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
 ) -> ssl.SSLContext:
     """:func:`client_context`, finishing ``anchored`` when given: a fresh client
     context whose only change is ``truststore``'s anchors, loaded already
-    (:class:`AnchorsAhead`)."""
+    (:class:`AnchorsAhead`). ``warn_expiry``: how close to its end the identity (or
+    an intermediate sent with it) is warned about (a profile set's widest expiry
+    threshold); ``None``: not at all."""
     _check_stores(keystore, truststore, "client_context")
     mode = normalize_hostname_verifier(hostname_verifier)
     if not verify or truststore is None:
@@ -562,7 +577,7 @@ def build_client_context(
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if keystore is not None:
-        _identity(ctx, keystore, alias)
+        _identity(ctx, keystore, alias, warn_expiry=warn_expiry)
     # TLS 1.3 post-handshake authentication: a server that asks for the certificate
     # only for some paths (Apache httpd's per-location SSLVerifyClient) asks after the
     # handshake, and only of a client that offered it. urllib3 and httpx offer it on

@@ -509,6 +509,7 @@ class SSLProfileSet:
             self._path,
             revocation_checker(revocation),
             identity=self._identity,
+            expiry_warning=thresholds[0] if thresholds else None,
         )
         self._default = default
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)

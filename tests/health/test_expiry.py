@@ -346,3 +346,22 @@ def test_a_wall_clock_that_ran_ahead_does_not_use_up_the_warnings(tmp_path: Path
         assert profiles.check_health() == ()  # and once
         shift[0] = 21 * DAY
         assert [e.kind for e in profiles.check_health()] == ["expired"]
+
+
+def test_the_warning_at_build_follows_the_sets_thresholds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Building a context warned at a fixed 30 days, whatever the set's
+    expiry_warnings: with () (warnings off) a certificate 10 days from its end still
+    logged a WARNING at every renewal of short-lived certificates. A set's build now
+    warns at its widest threshold, and not at all with ()."""
+    ca = CA()
+    cases = [((), False), ((5,), False), ((30, 7, 1), True)]
+    for warnings_at, warned in cases:
+        client = issue(ca, left=10 * DAY)  # a certificate per case: warnings are once a day each
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            with _set(profile_for(tmp_path, client, ca), expiry_warnings=warnings_at) as s:
+                assert s.context_for("backend.internal", 8443) is not None
+        said = [r for r in caplog.records if "expires in" in r.getMessage()]
+        assert bool(said) is warned, (warnings_at, caplog.text)
