@@ -157,10 +157,16 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
                 servers=(text,),
                 element="servers",
             )
-        example = f"[{text}]:443" if ":" in text else f"{text}:443"
-        if ":" in text and not text.startswith("["):
-            last = text.rpartition(":")
-            example += f" (or [{last[0]}]:{last[2]} if {last[2]} was the port)"
+        if text.startswith("["):  # [v6] with its port missing or glued on: [::1]8443
+            glued = rest.lstrip(":")
+            example = f"[{host}]:{glued if _port(glued) else 443}"
+        elif ":" in text:
+            example = f"[{text}]:443"
+            head, _, tail = text.rpartition(":")
+            if is_ip_literal(head) and _port(tail):
+                example += f" (or [{head}]:{tail} if {tail} was the port)"
+        else:
+            example = f"{text}:443"
         raise ProfileConfigError(
             f"{path or 'profile'}: server {text!r} has no port, so it would never match "
             f"(WSO2 ignores it silently): write {example}; IPv6 addresses go in brackets",
@@ -179,6 +185,16 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             element="servers",
         )
     _plain(host, warn=f"{path or 'profile'}: server {written or repr(text)}")
+    if host != host.strip():
+        # WSO2 trims the entry, not the name inside it: "a.test :443" never matches
+        # there. mtls reads the name without the spaces, and says so.
+        log.warning(
+            "%s: server %s has spaces around its name: WSO2 compares the text, so it "
+            "never matches there; mtls reads it as %s: remove the spaces",
+            path or "profile",
+            written or repr(text),
+            format_server((normalize_host(host), checked)),
+        )
     return normalize_host(host), checked
 
 

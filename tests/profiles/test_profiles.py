@@ -1461,15 +1461,42 @@ def test_an_entry_that_can_never_match_loads_with_a_warning(entry, caplog):
     assert caplog.text == ""
 
 
-def test_names_are_normalised_the_same_way_twice():
+def test_names_are_normalised_the_same_way_twice(caplog):
     """An ideographic full stop becomes '.' in IDNA: a trailing one must not leave a
-    dot a lookup strips. A space next to the port is trimmed, not warned about."""
+    dot a lookup strips. A space next to the port is trimmed, with a warning: WSO2
+    trims the entry, not the name inside it, so it never matches there (it loaded
+    silently: a file that worked under mtls failed under WSO2)."""
     from mtls._config import normalize_host, parse_server
 
     assert parse_server("\u00fc.example\u3002:443") == ("xn--tda.example", 443)
     assert normalize_host("\u00fc.example\u3002") == "xn--tda.example"
     assert normalize_host(normalize_host("\u00ea.")) == normalize_host("\u00ea.")
-    assert parse_server("h :443") == ("h", 443)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert parse_server("h :443", path="p.xml") == ("h", 443)
+    assert "'h :443' has spaces around its name" in caplog.text
+    assert "mtls reads it as h:443" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("entry", "hint"),
+    [
+        ("::1", "write [::1]:443;"),
+        ("[::1]8443", "write [::1]:8443;"),
+        ("[::1]:", "write [::1]:443;"),
+        ("2001:db8::1:8443", "(or [2001:db8::1]:8443 if 8443 was the port)"),
+        ("backend.example", "write backend.example:443;"),
+    ],
+)
+def test_an_entry_without_a_port_is_told_what_to_write(entry, hint):
+    """The hint was built from the text as if it were always a name: '::1' got
+    "write [::1]:443 (or [:]:1 if 1 was the port)", '[::1]8443' got "write
+    [[::1]8443]:443"."""
+    from mtls._config import parse_server
+
+    with pytest.raises(ProfileConfigError, match="has no port") as info:
+        parse_server(entry, path="p.xml")
+    assert hint in str(info.value)
+    assert "[[" not in str(info.value) and "[:]" not in str(info.value)
 
 
 def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> None:
