@@ -670,6 +670,8 @@ class Builder:
                     subject, not_after, serial = serving.subject, serving.not_after, serving.serial
                     not_before = serving.not_before
                     files[0] = next((i for i in serving.inputs if i[0] == "keystore"), files[0])
+        if not replacing and verify and truststore is not None and trust_config is not None:
+            self._warn_anchors_out_of_date(truststore, trust_config.shown_location, trust_fp)
         if (
             replacing
             and verify
@@ -898,6 +900,28 @@ class Builder:
                 role,
             )
         self._warn_key_usage(where, leaf, subject)
+
+    def _warn_anchors_out_of_date(
+        self, truststore: Truststore, where: str, trust_fp: str | None
+    ) -> None:
+        """A first load has nothing else to serve: a truststore none of whose anchors
+        is valid now (OpenSSL refuses every chain ending at one, so it verifies no
+        server) is served, and said once per content."""
+        key = (where, trust_fp, "anchors out of date")
+        if key in self._early_warned:
+            return
+        refused = _anchor_refusal(truststore, where)
+        if refused is None:
+            return
+        self._early_warned.add(key)
+        starts = refused[1]
+        log.warning(
+            "%s: none of the truststore's certificates is valid now%s: OpenSSL refuses "
+            "every chain that ends at one, so no peer is verified (served: nothing else "
+            "was loaded for it)",
+            where,
+            f" (the first becomes valid on {starts.isoformat()})" if starts else " (all expired)",
+        )
 
     def _warn_key_usage(self, where: str, leaf: bytes, subject: str | None) -> None:
         """A certificate some peers refuse for its role and others take (a key usage

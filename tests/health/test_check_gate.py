@@ -283,3 +283,38 @@ def test_a_client_certificate_valid_now_has_no_such_problem(
     (row,) = json.loads(out)["profiles"]
     assert row["problems"] == []
     assert not [r for r in caplog.records if "is not valid before" in r.getMessage()]
+
+
+def test_a_first_load_says_a_truststore_with_no_anchor_in_date(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truststore whose only CA starts tomorrow (its CA's clock leads), or has
+    ended: served at a first load (nothing else to serve), it verifies no server, and
+    the log said nothing (docs/reloading.md promised a warning). The twin: a CA in
+    date is not said."""
+    import logging
+
+    import mtls
+
+    cases = {
+        "future": (CA(name="future root", not_before=utcnow() + DAY), "becomes valid on"),
+        "ended": (CA(name="dead root", not_after=utcnow() - DAY), "(all expired)"),
+        "current": (CA(name="current root"), None),
+    }
+    for name, (trusted, said) in cases.items():
+        keystore = write_identity(CA().issue_cert("client"), tmp_path / f"{name}.jks")
+        trust = write_trust(trusted, tmp_path / f"{name}-trust.jks")
+        xml = tmp_path / f"{name}.xml"
+        xml.write_text(profile_xml(profile("orders.internal:8443", keystore, trust)))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            mtls.SSLProfileSet.from_xml(xml).close()
+        lines = [
+            r.getMessage()
+            for r in caplog.records
+            if "none of the truststore's certificates is valid now" in r.getMessage()
+        ]
+        if said is None:
+            assert lines == [], lines
+        else:
+            assert len(lines) == 1 and said in lines[0] and f"{name}-trust.jks" in lines[0]
