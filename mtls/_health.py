@@ -24,7 +24,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ._build import AnchorInfo, Served
 from ._engine import Notifier, callback_name
@@ -305,6 +305,21 @@ class InUse:
         )
 
 
+#: One certificate in use, as :class:`CertificatesInUse` keeps them.
+InUseCert = _Cert
+
+
+def certificate_in_use(certs: dict[str, _Cert], info: AnchorInfo, role: Role) -> None:
+    """Add ``info`` to ``certs`` as used in ``role`` (a role it already has elsewhere
+    ranks first); one without a date or fingerprint cannot be watched."""
+    if info.not_after is None or not info.fingerprint:
+        return
+    cert = certs.get(info.fingerprint)
+    if cert is None:
+        cert = certs[info.fingerprint] = _Cert(info, info.not_after, {})
+    cert.sources[(role, 0)] = role
+
+
 def _chain(served: Served) -> Sequence[AnchorInfo]:
     try:
         return served.chain()
@@ -366,12 +381,40 @@ def _log(event: HealthEvent, where: str, identity: str = "client certificate") -
 HealthCallback = Callable[[HealthEvent], object]
 
 
-class Health:
-    """A profile set's expiry watch and reload counts (see the module docstring).
+class Checked(Protocol):
+    """What a watched snapshot has: a profile set's, or a rotating server's."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def errors(self) -> Sequence[MTLSError]: ...
+
+
+S = TypeVar("S", bound=Checked)
+S_contra = TypeVar("S_contra", bound=Checked, contravariant=True)
+
+
+class CertificatesInUse(Protocol[S_contra]):
+    """What :class:`Health` asks of the certificates a snapshot uses (:class:`InUse`
+    for a profile set's)."""
+
+    @property
+    def certs(self) -> dict[str, _Cert]: ...
+
+    def update(self, snapshot: S_contra) -> tuple[list[_Cert], list[str]]: ...
+
+    def servers(self, cert: _Cert, snapshot: S_contra) -> tuple[str, ...]: ...
+
+
+class Health(Generic[S]):
+    """An expiry watch and reload counts (see the module docstring): a profile set's,
+    or a rotating server's.
 
     Args:
         thresholds: as :func:`expiry_thresholds` returns them.
         where: the set's profile file (or ``"profiles"``), for log lines.
+        in_use: the certificates each snapshot uses.
         clock: the current time (UTC); tests do not replace it: they issue
             certificates that expire in seconds.
     """
@@ -380,6 +423,7 @@ class Health:
         self,
         thresholds: tuple[_dt.timedelta, ...],
         where: str,
+        in_use: CertificatesInUse[S],
         clock: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC),
     ) -> None:
         self.thresholds = thresholds
@@ -401,8 +445,8 @@ class Health:
         self.notifier: Notifier | None = None
         # fingerprint -> level announced: k thresholds crossed (1..n), n + 1 expired
         self._announced: dict[str, int] = {}
-        self._last_snapshot: Snapshot | None = None
-        self._in_use = InUse()
+        self._last_snapshot: S | None = None
+        self._in_use = in_use
         # The earliest moment a certificate in use crosses its next level: until then,
         # only certificates that came with a new snapshot can have anything to say.
         self._next = _FAR
@@ -427,7 +471,7 @@ class Health:
 
     # ------------------------------------------------------------------ checks
 
-    def watch(self, snapshot: Snapshot) -> None:
+    def watch(self, snapshot: S) -> None:
         """The engine's watcher: count the check's outcome, then :meth:`evaluate`."""
         with self._lock:
             grew = self._generation is not None and snapshot.generation != self._generation
@@ -439,12 +483,12 @@ class Health:
             self._reloads = replace(counts, **{outcome: getattr(counts, outcome) + 1})
         self.evaluate(snapshot)
 
-    def start(self, snapshot: Snapshot) -> None:
+    def start(self, snapshot: S) -> None:
         """Remember the first snapshot's generation (the first load is not a check)."""
         with self._lock:
             self._generation = snapshot.generation
 
-    def evaluate(self, snapshot: Snapshot) -> tuple[HealthEvent, ...]:
+    def evaluate(self, snapshot: S) -> tuple[HealthEvent, ...]:
         """Compare the certificates in use with the thresholds now; log and deliver
         what is new. Returns the events of this evaluation.
 
@@ -502,7 +546,7 @@ class Health:
             return cert.not_after
         return _FAR  # expired and announced: nothing more to say
 
-    def _crossed(self, cert: _Cert, now: _dt.datetime, snapshot: Snapshot) -> HealthEvent | None:
+    def _crossed(self, cert: _Cert, now: _dt.datetime, snapshot: S) -> HealthEvent | None:
         left = cert.not_after - now
         thresholds = self.thresholds
         if left <= _dt.timedelta(0):

@@ -33,7 +33,14 @@ from ._deployment import DeploymentSettings, Product, parsed_once, read_deployme
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError, _restated
 from ._files import cannot_read_fix
-from ._health import DEFAULT_EXPIRY_WARNINGS, Health, HealthCallback, HealthEvent, expiry_thresholds
+from ._health import (
+    DEFAULT_EXPIRY_WARNINGS,
+    Health,
+    HealthCallback,
+    HealthEvent,
+    InUse,
+    expiry_thresholds,
+)
 from ._log import log
 from ._material import TLSMaterial
 from ._revocation import (
@@ -514,7 +521,7 @@ class SSLProfileSet:
         self._default = default
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
-        self._health = Health(thresholds, plan.where)
+        self._health: Health[Snapshot] = Health(thresholds, plan.where, InUse())
         self._health.identity = f"{self._identity} certificate"  # its expiry lines say so
         if self._options.revocation is not None:
             self._options.revocation._listen(self._health.count_revocation)

@@ -52,14 +52,16 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import _x509
 from ._build import (
+    _anchor_infos,
     _anchor_refusal,
+    _chain_infos,
     _chain_refusal,
     _lost_issuer_refusal,
     _purpose_refusal,
@@ -71,6 +73,15 @@ from ._context import server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
 from ._errors import KeystoreError, MTLSError, WrongPasswordError, together
 from ._fork import renew_attributes_after_fork
+from ._health import (
+    DEFAULT_EXPIRY_WARNINGS,
+    Health,
+    HealthCallback,
+    HealthEvent,
+    InUseCert,
+    certificate_in_use,
+    expiry_thresholds,
+)
 from ._log import log
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
@@ -605,6 +616,40 @@ class ServerStatus:
         }
 
 
+# --------------------------------------------------------------------------- expiry watch
+
+
+class _InUse:
+    """The certificates a server's snapshot uses, for its expiry watch: the one it
+    presents, the chain sent with it, and the anchors that verify its clients; looked
+    at again only when the material changed."""
+
+    def __init__(self, alias: str | None) -> None:
+        self._alias = alias
+        self._keystore: Keystore | None = None
+        self._truststore: Truststore | None = None
+        self._certs: dict[str, InUseCert] = {}
+
+    @property
+    def certs(self) -> dict[str, InUseCert]:
+        return self._certs
+
+    def update(self, snapshot: ServerSnapshot) -> tuple[list[InUseCert], list[str]]:
+        if snapshot.keystore is self._keystore and snapshot.truststore is self._truststore:
+            return [], []
+        self._keystore, self._truststore = snapshot.keystore, snapshot.truststore
+        now: dict[str, InUseCert] = {}
+        for index, info in enumerate(_chain_infos(snapshot.keystore, self._alias)):
+            certificate_in_use(now, info, "identity" if index == 0 else "chain")
+        for info in _anchor_infos(snapshot.truststore):
+            certificate_in_use(now, info, "anchor")
+        old, self._certs = self._certs, now
+        return [c for f, c in now.items() if f not in old], [f for f in old if f not in now]
+
+    def servers(self, cert: InUseCert, snapshot: ServerSnapshot) -> tuple[str, ...]:
+        return ("this server",)
+
+
 # --------------------------------------------------------------------------- the public class
 
 
@@ -678,6 +723,11 @@ class RotatingServerContext:
             call :meth:`reload` yourself.
         settle_delay: seconds between the two reads that confirm a changed file is
             complete.
+        expiry_warnings: how long before its end a certificate in use (the server's,
+            the chain sent with it, the client CAs) is announced, in days (a
+            ``timedelta`` too), once per threshold, and once more when it has ended:
+            a log line and a :class:`mtls.HealthEvent` for :meth:`on_health`, after
+            every check (default 30, 7 and 1 days; ``()``: never).
 
     Raises:
         KeystoreNotFoundError: a store file does not exist.
@@ -707,6 +757,7 @@ class RotatingServerContext:
         sni_callback: SNICallback | None = None,
         reload_interval: float | None = None,
         settle_delay: float = 0.1,
+        expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
     ) -> None:
         interval = (
             None
@@ -714,6 +765,7 @@ class RotatingServerContext:
             else check_seconds("reload_interval", reload_interval, zero=False)
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
+        thresholds = expiry_thresholds(expiry_warnings)
         if isinstance(alpn_protocols, str):
             raise TypeError('alpn_protocols is a list of names: ["h2", "http/1.1"]')
         trust_password = truststore_password if truststore_password is not None else password
@@ -749,6 +801,15 @@ class RotatingServerContext:
                 path=exc.path,
             ) from exc
         self._engine = engine
+        # The expiry watch, after every check (on the reload thread), as a profile set's.
+        health: Health[ServerSnapshot] = Health(
+            thresholds, settings.keystore.shown_location, _InUse(settings.keystore.alias)
+        )
+        health.identity = "server certificate"
+        health.start(engine.snapshot)
+        health.notifier = engine.notifier
+        engine.watch(health.watch)
+        self._health = health
         # The outer context: what the server takes. Made like every inner one, from the
         # first material (so the per-connection settings OpenSSL copies from it agree
         # with theirs); its only job after that is to switch each handshake.
@@ -936,6 +997,28 @@ class RotatingServerContext:
         self.close()
 
     # ------------------------------------------------------------------ health
+
+    def on_health(self, callback: HealthCallback) -> Callable[[], None]:
+        """Call ``callback(event)`` with a :class:`mtls.HealthEvent` when a certificate
+        in use (the server's, the chain sent with it, the anchors that verify clients)
+        crosses an ``expiry_warnings`` threshold or expires, as
+        :meth:`mtls.SSLProfileSet.on_health` does (events found by the reload thread
+        are delivered on the notification thread).
+
+        Returns:
+            A function that unsubscribes the callback.
+        """
+        return self._health.subscribe(callback)
+
+    def check_health(self) -> tuple[HealthEvent, ...]:
+        """Compare the certificates in use with the clock now, as the reload thread
+        does after each check, without reading any file (for a server without a
+        reload thread: call it from your own scheduler).
+
+        Returns:
+            The events of this call; empty when nothing new happened.
+        """
+        return self._health.evaluate(self._snapshot)
 
     def status(self) -> ServerStatus:
         """The server material's health, from one snapshot; never reads a file.

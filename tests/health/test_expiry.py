@@ -12,7 +12,7 @@ import pytest
 
 import mtls
 from mtls.testing import CA
-from tests._helpers import write_identity
+from tests._helpers import PASSWORD, wait_for, write_identity
 from tests.health._certs import issue, profile_for, utcnow
 
 DAY = _dt.timedelta(days=1)
@@ -365,3 +365,48 @@ def test_the_warning_at_build_follows_the_sets_thresholds(
                 assert s.context_for("backend.internal", 8443) is not None
         said = [r for r in caplog.records if "expires in" in r.getMessage()]
         assert bool(said) is warned, (warnings_at, caplog.text)
+
+
+def test_a_rotating_server_announces_its_certificate_nearing_its_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RotatingServerContext had no expiry watch: a server certificate 40 days from
+    its end was warned about only if a context was built within 30 days of it, and
+    nothing at all said when it expired while served. It now has the profile set's
+    watch: after every check (and check_health()), once per threshold, as a log line
+    and an on_health event; the twin: expiry_warnings=() says nothing."""
+    from tests.health._certs import utcnow as now
+
+    ca = CA()
+    served = issue(ca, left=5 * DAY, name="backend")
+    keystore = write_identity(served, tmp_path / "server.jks")
+    trust = tmp_path / "clients.jks"
+    ca.write_truststore(trust, PASSWORD)
+    seen: list[mtls.HealthEvent] = []
+    with mtls.RotatingServerContext(keystore, trust, password=PASSWORD) as server:
+        server.on_health(seen.append)
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            events = server.check_health()
+        assert [(e.kind, e.role, e.threshold) for e in events] == [
+            ("expiring", "identity", 7 * DAY)
+        ]
+        assert seen == list(events)
+        assert events[0].subject == served.subject and events[0].servers == ("this server",)
+        assert "server certificate" in caplog.text and "expires in 4 days" in caplog.text
+        assert server.check_health() == ()  # once per threshold
+        shift = [_dt.timedelta(0)]
+        server._health._clock = lambda: now() + shift[0]
+        shift[0] = 6 * DAY
+        assert [e.kind for e in server.check_health()] == ["expired"]
+    with mtls.RotatingServerContext(
+        keystore, trust, password=PASSWORD, expiry_warnings=()
+    ) as quiet:
+        assert quiet.check_health() == ()
+    # With a reload thread, the watch runs after each of its checks.
+    found: list[mtls.HealthEvent] = []
+    with mtls.RotatingServerContext(
+        keystore, trust, password=PASSWORD, reload_interval=0.05
+    ) as watched:
+        watched.on_health(found.append)
+        wait_for(lambda: found)
+    assert [(e.kind, e.threshold) for e in found] == [("expiring", 7 * DAY)]
