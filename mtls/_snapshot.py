@@ -321,6 +321,13 @@ def _entries(profile: SSLProfile) -> Iterator[str]:
     return (f"{name}{client}" for name in profile.server_names)
 
 
+def _profiles_listed(profiles: list[tuple[str, ...]], shown: int = 10) -> str:
+    """Profiles (by their servers) as a log line lists them: the first ``shown``."""
+    ordered = sorted(profiles)
+    text = "; ".join(servers_shown(names) for names in ordered[:shown])
+    return text + (f" and {len(ordered) - shown:,} more profiles" if len(ordered) > shown else "")
+
+
 def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
     """What identifies 'the same profile' across reloads: its servers and client."""
     return (profile.servers, profile.client_id)
@@ -849,8 +856,21 @@ class ProfilesPlan:
                     log.info("%s: reloaded %s", self.where, describe_change(prev, item))
             items.append(item)
         built = [item for item in items if isinstance(item, Built)]
-        if {slot(b.profile) for b in built} != set(previous):
+        slots = {slot(b.profile): b.profile for b in built}
+        if slots.keys() != previous.keys():
             changed = True
+            # Which hosts get which identity changed without a context changing (a
+            # <servers> edit, a profile added on material in service, one removed):
+            # said, as each rebuilt context is, for the audit trail.
+            came = [slots[k].server_names for k in slots.keys() - previous.keys()]
+            went = [previous[k].profile.server_names for k in previous.keys() - slots.keys()]
+            log.info(
+                "%s: profiles applied: %d in service%s%s",
+                self.where,
+                len(built),
+                f"; serving now: {_profiles_listed(came)}" if came else "",
+                f"; no longer: {_profiles_listed(went)}" if went else "",
+            )
         # A profile that now fails closed (or no longer does) changes what a lookup
         # answers even when no context changed: readers that cache per generation
         # (the gRPC channel, the HTTP pools) must be told.

@@ -1899,3 +1899,22 @@ def test_a_chain_meant_without_its_intermediate_goes_in_after_the_grace(
                 assert profiles.reload() is True  # at once
             # The backend trusts the intermediate itself: the leaf alone is enough.
             assert profiles.last_error is None and cn_seen(profiles, server.port) == "gen-2"
+
+
+def test_a_servers_edit_is_said_in_the_log(setup, backend, caplog):
+    """An edit of <servers> changes which host gets which identity without any context
+    changing: it was applied with no log line at all (each rebuilt context is said at
+    INFO; the audit trail had a gap). The twin: a check that changes nothing says
+    nothing."""
+    xml, keystore, trust = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        assert profiles.reload() is False
+        assert "profiles applied" not in caplog.text
+        replace_atomically(
+            xml, profile_xml(profile(f"renamed.test:{backend.port}", keystore, trust)).encode()
+        )
+        assert profiles.reload() is True
+    (line,) = [r.getMessage() for r in caplog.records if "profiles applied" in r.getMessage()]
+    assert f"serving now: renamed.test:{backend.port}" in line
+    assert f"no longer: localhost:{backend.port}" in line
