@@ -58,6 +58,23 @@ __all__ = [
 ]
 
 
+def displayable(text: str) -> str:
+    """``text`` as every UTF-8 log file, terminal and JSON encoder takes it: a path with
+    a byte that is not UTF-8 (which Python gives as a lone surrogate) shows that byte
+    as ``\\xe9``. A handler writing UTF-8 dropped whole records over one such path
+    ("--- Logging error ---"), and ``str(error).encode()`` raised."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:  # the bytes os.fsdecode() turned into surrogates, shown as bytes
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class MTLSError(Exception):
     """Root of every error raised by :mod:`mtls` on purpose.
 
@@ -79,6 +96,7 @@ class MTLSError(Exception):
     _inputs: tuple[str, ...] | None = None
 
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
+        message = displayable(message)
         super().__init__(message)
         self.path: str | None = os.fspath(path) if path is not None else None
         self.reason: str = message

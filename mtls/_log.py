@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,8 @@ class _Steady(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         # This frame is not logging's own: one level more, so records name the caller.
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        if args and self.logger.isEnabledFor(level) and not all(_plain(a) for a in args):
+            args = tuple(_shown(a) for a in args)
         kept: list[logging.LogRecord] | None = getattr(_local, "held", None)
         try:
             if kept is None:
@@ -41,6 +44,25 @@ class _Steady(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only 
 
     def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
         return msg, kwargs  # no extra fields of its own (the base class would add them)
+
+
+def _plain(arg: object) -> bool:
+    """Whether ``arg`` formats as text every handler can write (the usual case)."""
+    return not isinstance(arg, str | os.PathLike) or os.fspath(arg).isascii()
+
+
+def _shown(arg: object) -> object:
+    """A path or text argument whose bytes are not UTF-8 (lone surrogates), shown as
+    ``\\xe9``: a handler writing UTF-8 dropped the whole record over it."""
+    if isinstance(arg, str | os.PathLike):
+        text = os.fspath(arg)
+        if isinstance(text, str) and not text.isascii():
+            from ._errors import displayable  # noqa: PLC0415 - a foundation module each
+
+            shown = displayable(text)
+            if shown != text:
+                return shown
+    return arg
 
 
 def _handler_raised(exc: Exception) -> None:

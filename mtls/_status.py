@@ -10,7 +10,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import MTLSError
+from ._errors import MTLSError, displayable
 
 if TYPE_CHECKING:
     from ._revocation import RevocationState
@@ -69,7 +69,7 @@ class FileStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``role``, ``path``, ``sha256``."""
-        return {"role": self.role, "path": self.path, "sha256": self.sha256}
+        return {"role": self.role, "path": displayable(self.path), "sha256": self.sha256}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -266,7 +266,7 @@ class ProfileSetStatus:
             "generation": self.generation,
             "healthy": self.healthy,
             "reloading": self.reloading,
-            "path": self.path,
+            "path": displayable(self.path) if self.path is not None else None,
             "hostname_verifier": self.hostname_verifier,
             "checked_at": self.checked_at.isoformat(),
             "last_reload": self.last_reload.isoformat(),

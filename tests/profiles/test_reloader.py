@@ -1918,3 +1918,39 @@ def test_a_servers_edit_is_said_in_the_log(setup, backend, caplog):
     (line,) = [r.getMessage() for r in caplog.records if "profiles applied" in r.getMessage()]
     assert f"serving now: renamed.test:{backend.port}" in line
     assert f"no longer: localhost:{backend.port}" in line
+
+
+@pytest.mark.skipif(os.name != "posix", reason="bytes in file names")
+def test_a_path_that_is_not_utf8_is_shown_not_dropped(tmp_path, ca, backend):
+    """A directory named with a Latin-1 byte (Python gives it as a lone surrogate):
+    a log handler writing UTF-8 dropped every record naming it ("--- Logging error
+    ---", the one warning of a failure lost), and str(last_error).encode() and the
+    JSON of status() raised. The byte is now shown as \\xe9."""
+    d = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
+    os.mkdir(d)
+    keystore, trust = Path(d, "gw.jks"), Path(d, "trust.jks")
+    keystore.write_bytes(jks(ca, "gen-1"))
+    ca.write_truststore(trust, PASSWORD)
+    # Relative locations from a base directory of that name (the product home):
+    # how such a path reaches a profile file, whose text is Unicode.
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(profile(f"localhost:{backend.port}", Path("gw.jks"), Path("trust.jks")))
+    )
+    logged = tmp_path / "mtls.log"
+    handler = logging.FileHandler(logged, encoding="utf-8")
+    logger = logging.getLogger("mtls")
+    logger.addHandler(handler)
+    try:
+        profiles = SSLProfileSet.from_xml(xml, settle_delay=0, base_dir=d)
+        keystore.unlink()
+        profiles.reload()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    error = str(profiles.last_error)
+    assert "caf\\xe9/gw.jks: no such keystore file" in error
+    error.encode("utf-8")  # raised UnicodeEncodeError
+    json.dumps(profiles.status().to_dict(), ensure_ascii=False).encode("utf-8")
+    assert "caf\\xe9/gw.jks: no such keystore file" in logged.read_text(encoding="utf-8")
+    assert cn_seen(profiles, backend.port) == "gen-1"  # the twin: the last good serves
