@@ -352,6 +352,19 @@ class ServerPlan:
                 problem,
             )
         _warn_key_usage(leaf, snapshot.subject, self.settings.keystore.shown_location)
+        # Served all the same (there is nothing else), and said: every client refuses
+        # a chain with a certificate not valid yet (a CA whose clock leads).
+        now = _dt.datetime.now(_dt.UTC)
+        for index, info in enumerate(_chain_infos(snapshot.keystore, self.settings.keystore.alias)):
+            if info.not_before is not None and info.not_before > now:
+                log.warning(
+                    "%s: the %s (%s) is not valid before %s: clients refuse it until then "
+                    "(served: nothing else was loaded)",
+                    self.settings.keystore.shown_location,
+                    "server certificate" if index == 0 else "CA certificate of its chain",
+                    info.subject,
+                    info.not_before.isoformat(),
+                )
         return snapshot
 
     def unsettled(self, exc: Unstable, attempts: int) -> MTLSError:

@@ -254,6 +254,28 @@ def test_a_problem_that_changes_is_not_called_resolved(
         assert "resolved: " in caplog.records[-1].getMessage()
 
 
+def test_a_first_load_not_valid_yet_is_said(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started with a server certificate (or a CA of its chain) that is not valid yet
+    (a CA whose clock leads): served (there is nothing else), and every client refuses
+    it until then; the log said nothing. The twin: one in date is not said."""
+    start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    early = estate.server_ca.issue_cert("localhost", "127.0.0.1", not_before=start)
+    replace_atomically(estate.keystore, early.keystore().to_bytes(PASSWORD))
+    with caplog.at_level(logging.WARNING, logger="mtls"), estate.server():
+        pass
+    said = [r.getMessage() for r in caplog.records if "is not valid before" in r.getMessage()]
+    assert len(said) == 1 and "the server certificate" in said[0], said
+    replace_atomically(
+        estate.keystore, estate.server_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD)
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"), estate.server():
+        pass
+    assert "is not valid before" not in caplog.text
+
+
 def test_a_certificate_not_valid_yet_is_installed_once_it_is(estate: Estate) -> None:
     """A replacement refused as not valid yet is built again by the first reload after
     its not_before (only load failures are remembered with the bytes); an expired one
