@@ -224,6 +224,11 @@ def open_error(
             path=path,
         )
     if isinstance(exc, FileNotFoundError):
+        if any(part.startswith("~") for part in path.split(os.sep)):
+            fix += (
+                " (~ is not your home directory here: WSO2 and Java do not expand it "
+                "either; write the full path)"
+            )
         return KeystoreNotFoundError(f"{path}: no such {what}: check {fix}", path=path)
     if isinstance(exc, IsADirectoryError):
         return KeystoreError(

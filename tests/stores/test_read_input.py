@@ -182,3 +182,17 @@ def test_a_process_out_of_file_descriptors_is_told_so(tmp_path: Path) -> None:
         assert "ulimit -n" in line
     load = [line for line in lines if line.startswith("0 load")]
     assert load and "ulimit -n" in load[0] and "permissions" not in load[0]
+
+
+def test_a_tilde_that_was_meant_as_home_is_named(tmp_path: Path, monkeypatch) -> None:
+    """``~/stores/gw.jks`` in a profile or on the command line: neither WSO2 (Java)
+    nor mtls expands it, and "no such file" sent users looking for a typo. The twin:
+    a missing path without ~ has no such hint."""
+    import mtls
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(mtls.KeystoreNotFoundError, match="~ is not your home directory"):
+        mtls.Keystore.load("~/gw.jks", "changeit")
+    with pytest.raises(mtls.KeystoreNotFoundError) as info:
+        mtls.Keystore.load("stores/gw.jks", "changeit")
+    assert "~" not in str(info.value)
