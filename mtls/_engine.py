@@ -302,8 +302,9 @@ class Engine(Generic[S]):
 
     # ------------------------------------------------------------------ checks
 
-    def check(self) -> bool:
-        """Check every watched file now and apply what changed.
+    def check(self, *, force: bool = False) -> bool:
+        """Check every watched file now and apply what changed (``force``: read and
+        hash every file, whatever its ``stat`` says).
 
         Safe from any thread, also while the background thread runs (checks are
         serialised). Never raises for bad files (the plan keeps the last good and
@@ -316,7 +317,7 @@ class Engine(Generic[S]):
             KeyboardInterrupt, SystemExit: raised by the plan (a secret resolver) or
                 a subscriber during this call (recorded first, like any other failure).
         """
-        return self._check(in_thread=False)
+        return self._check(in_thread=False, force=force)
 
     def _check_in_thread(self) -> bool:
         self._notifier.thread_ident = threading.get_ident()
@@ -327,7 +328,7 @@ class Engine(Generic[S]):
         """Where application callbacks of background checks run (:class:`Notifier`)."""
         return self._notifier
 
-    def _check(self, *, in_thread: bool) -> bool:
+    def _check(self, *, in_thread: bool, force: bool = False) -> bool:
         # What the check logs is handled once the lock is released, and a background
         # check's on a thread of its own (LogRelay): a handler that blocks (a log
         # shipper that is down) holds back no check, and no reload() caller.
@@ -337,7 +338,7 @@ class Engine(Generic[S]):
         deadline = time.monotonic() + CLOSE_TIMEOUT
         try:
             with held(records):
-                changed, escaped, settle = self._apply()
+                changed, escaped, settle = self._apply(force)
                 if changed and in_thread:  # never on the reload thread: a callback may block
                     self._notifier.submit(lambda: self._subscribers.deliver(swallow_all=True))
         finally:
@@ -395,7 +396,9 @@ class Engine(Generic[S]):
                 if then is not None:
                     then()
 
-    def _apply(self) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
+    def _apply(
+        self, force: bool = False
+    ) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
         """One check under the lock: whether it applied a change, what escaped the
         plan (kept as its error; :meth:`_check` re-raises an interrupt), and what
         settles the new snapshot's errors once their records are handled."""
@@ -413,7 +416,7 @@ class Engine(Generic[S]):
                 reading: Reading | None = self._reading()
                 try:
                     assert reading is not None
-                    moved = reading.survey(old.watched)
+                    moved = reading.survey(old.watched, force=force)
                     if not moved and not old.pending and not old.errors and not _due(old):
                         return False, None, None  # the common case: one stat per file, nothing read
                     # Every file whose stat moved is settled before anything is parsed (one

@@ -566,7 +566,7 @@ class SSLProfileSet:
 
     # ------------------------------------------------------------------ reloading
 
-    def reload(self) -> bool:
+    def reload(self, *, force: bool = False) -> bool:
         """Check the profile file and every store now, and apply what changed.
 
         Safe from any thread, also while the background thread runs (checks are
@@ -574,6 +574,13 @@ class SSLProfileSet:
         keeps its last good context, and the error is in :attr:`last_error` and
         :meth:`status` until a later check succeeds. After :meth:`close` it does
         nothing and returns False.
+
+        Args:
+            force: read and hash every file, whatever its ``stat`` says. A check
+                reads a file only when its size, mtime, ctime or inode moved; a file
+                system that shows none of them change (a FUSE mount that fixes
+                mtimes) needs this, as WSO2's forced reload. Unchanged bytes still
+                rebuild nothing.
 
         Returns:
             True if what a lookup answers changed: a context, or a profile that now
@@ -585,7 +592,7 @@ class SSLProfileSet:
                 during this call (recorded first, like any other failure).
         """
         assert self._engine is not None
-        return self._engine.check()
+        return self._engine.check(force=force)
 
     def _revocation_state(self, profile: SSLProfile) -> RevocationState | None:
         checker = self._options.revocation

@@ -172,10 +172,13 @@ class Reading:
         #: bytes were last used: a check need not look at what was built from it.
         self.moved: frozenset[Path] | None = None
 
-    def survey(self, paths: Iterable[Path]) -> list[Path]:
+    def survey(self, paths: Iterable[Path], *, force: bool = False) -> list[Path]:
         """Stat each of ``paths`` once, and return those whose stat moved since their
         bytes were last used (or that were never used): the whole cost of a check in
-        which nothing changed. The stats taken stand for the rest of the check."""
+        which nothing changed. The stats taken stand for the rest of the check.
+        ``force``: every path, as if all had moved (each is read and hashed: a file
+        system whose stat does not show a change, such as a FUSE mount that fixes
+        mtimes)."""
         seen = self._seen.entries
         stats = self._stats
         moved: list[Path] = []
@@ -194,7 +197,7 @@ class Reading:
                 key = _MISSING
             stats[path] = key
             entry = seen.get(path)
-            if entry is None or entry[0] != key:
+            if force or entry is None or entry[0] != key:
                 moved.append(path)
         self.moved = frozenset(moved)
         return moved

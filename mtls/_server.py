@@ -953,7 +953,7 @@ class RotatingServerContext:
 
     # ------------------------------------------------------------------ reloading
 
-    def reload(self) -> bool:
+    def reload(self, *, force: bool = False) -> bool:
         """Check both files now and apply what changed.
 
         Safe from any thread, also while the background thread runs. Never raises for
@@ -961,11 +961,15 @@ class RotatingServerContext:
         and :meth:`status` until a later check succeeds. After :meth:`close` it does
         nothing and returns False.
 
+        Args:
+            force: read and hash both files, whatever their ``stat`` says (as
+                :meth:`mtls.SSLProfileSet.reload`).
+
         Returns:
             True if new material was published (:attr:`generation` grew by one).
         """
         assert self._engine is not None
-        return self._engine.check()
+        return self._engine.check(force=force)
 
     @property
     def generation(self) -> int:

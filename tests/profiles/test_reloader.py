@@ -1954,3 +1954,22 @@ def test_a_path_that_is_not_utf8_is_shown_not_dropped(tmp_path, ca, backend):
     json.dumps(profiles.status().to_dict(), ensure_ascii=False).encode("utf-8")
     assert "caf\\xe9/gw.jks: no such keystore file" in logged.read_text(encoding="utf-8")
     assert cn_seen(profiles, backend.port) == "gen-1"  # the twin: the last good serves
+
+
+def test_a_forced_reload_reads_what_stat_does_not_show(setup, ca, backend):
+    """A FUSE mount that fixes mtime and ctime and keeps inode numbers (object-store
+    mounts, a sync tool that keeps mtimes) shows a same-size rewrite as no change:
+    the rotation was never seen, and reload() could not force a read. Here the
+    engine is told the new stat is the one it last used (what such a mount shows);
+    reload() still sees nothing, reload(force=True) reads, and installs the change."""
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    reader = profiles._engine._reader  # type: ignore[union-attr]
+    old_digest = reader.seen(keystore)[1]
+    replace_atomically(keystore, jks(ca, "gen-2"))
+    reader.record(keystore, _reading.stat_key(keystore), old_digest)  # "nothing moved"
+    assert profiles.reload() is False
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    assert profiles.reload(force=True) is True
+    assert cn_seen(profiles, backend.port) == "gen-2"
+    assert profiles.reload(force=True) is False  # the twin: unchanged bytes build nothing
