@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from ._errors import displayable
 from ._status import ProfileSetStatus, ProfileStatus
 
 __all__ = ["Metric", "metrics"]
@@ -42,6 +43,11 @@ class Metric:
     samples: tuple[tuple[Labels, float], ...]
 
 
+# Every result an online check gives: exported from 0, so that an increase() alert
+# sees the first "revoked" (a series that appears at 2 has no increase to show).
+_REVOCATION_RESULTS = ("good", "revoked", "undetermined")
+
+
 def _profile_label(entry: ProfileStatus, default: bool) -> str:
     return "(default)" if default else ",".join(entry.servers)
 
@@ -51,7 +57,8 @@ def _certificates(
 ) -> Iterator[tuple[str, str, str, str | None, _dt.datetime | None, int | None]]:
     """(store, role, alias, subject, not_after, serial) of each certificate the profile
     uses; ``store`` is the file it was read from (as configured), or ``""``."""
-    stores = {f.role: f.path for f in entry.files}
+    # A path with a byte that is not UTF-8 (a lone surrogate) failed the whole scrape.
+    stores = {f.role: displayable(f.path) for f in entry.files}
     ident = entry.identity
     if ident is not None:
         keystore = stores.get("keystore", "")
@@ -75,10 +82,12 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         client certificates, their chains, the anchors expiring soonest; a store
         shared by many profiles is exported once), ``mtls_profile_healthy`` (per
         profile), ``mtls_profiles`` (by state), ``mtls_reloads`` (counter, by outcome),
-        ``mtls_revocation_checks`` (counter, by result) and
-        ``mtls_last_reload_timestamp_seconds``.
+        ``mtls_revocation_checks`` (counter, by result),
+        ``mtls_last_reload_timestamp_seconds``, ``mtls_last_check_timestamp_seconds``
+        and ``mtls_set_healthy`` (0 while the set has any error: a profile's, the
+        profile file's, or a check that has not returned).
     """
-    base: Labels = (("set", set_name),)
+    base: Labels = (("set", displayable(set_name)),)
     expiry: dict[Labels, float] = {}
     healthy: list[tuple[Labels, float]] = []
     states = {"healthy": 0, "failing": 0, "not_loaded": 0}
@@ -91,7 +100,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
     for entry, is_default in entries:
         who: Labels = (
             *base,
-            ("profile", _profile_label(entry, is_default)),
+            ("profile", displayable(_profile_label(entry, is_default))),
             ("client_id", entry.client_id or ""),
         )
         ok = entry.loaded and entry.error is None
@@ -150,7 +159,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
             "counter",
             "Online revocation checks of server certificates by result.",
             "",
-            tuple(((*base, ("result", k)), float(v)) for k, v in status.revocation_checks),
+            tuple(((*base, ("result", k)), float(v)) for k, v in _revocation(status)),
         ),
         Metric(
             "mtls_last_reload_timestamp_seconds",
@@ -159,4 +168,29 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
             "seconds",
             ((base, status.last_reload.timestamp()),),
         ),
+        Metric(
+            "mtls_last_check_timestamp_seconds",
+            "gauge",
+            "When the last reload check ended, change or not (Unix time): with a reload "
+            "thread, older than a few intervals means it is stuck.",
+            "seconds",
+            ((base, (status.last_check or status.last_reload).timestamp()),),
+        ),
+        Metric(
+            "mtls_set_healthy",
+            "gauge",
+            "1 when the set has no error (no profile's, no profile file's, no check that "
+            "has not returned), else 0.",
+            "",
+            ((base, 1.0 if status.healthy else 0.0),),
+        ),
     ]
+
+
+def _revocation(status: ProfileSetStatus) -> list[tuple[str, int]]:
+    """The revocation counts, every result from 0 once checking is on."""
+    counts = dict(status.revocation_checks)
+    if counts or any(p.revocation is not None for p in status.profiles):
+        for result in _REVOCATION_RESULTS:
+            counts.setdefault(result, 0)
+    return sorted(counts.items())

@@ -38,7 +38,8 @@ class ReloadCounts:
     """Reload checks since the set was made, by outcome.
 
     Attributes:
-        changed: checks that applied a change (the generation grew) without errors.
+        changed: checks that applied a change (the generation grew), also when
+            another file was refused in the same check.
         unchanged: checks that found nothing to apply and no errors.
         failed: checks that ended with errors (the last good stays; a broken file
             counts at every retry until it is fixed).

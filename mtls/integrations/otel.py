@@ -48,6 +48,8 @@ _NAMES = {
     "mtls_reloads": ("mtls.reloads", "{check}"),
     "mtls_revocation_checks": ("mtls.revocation.checks", "{check}"),
     "mtls_last_reload_timestamp_seconds": ("mtls.last_reload_timestamp", "s"),
+    "mtls_last_check_timestamp_seconds": ("mtls.last_check_timestamp", "s"),
+    "mtls_set_healthy": ("mtls.set.healthy", "1"),
 }
 
 
@@ -201,9 +203,16 @@ def instrument(
         The meter (``"mtls"``) the instruments are on.
 
     Raises:
+        TypeError: ``profiles`` is not an :class:`mtls.SSLProfileSet` (anything else
+            failed every later collection of the provider, other sets' included).
         ValueError: another set, open and alive, is instrumented under the same
             ``name`` with this provider (as Prometheus' ``register()`` refuses it).
     """
+    if not isinstance(profiles, SSLProfileSet):
+        raise TypeError(
+            f"instrument() takes an SSLProfileSet, not {type(profiles).__name__}: a "
+            "RotatingServerContext reports through status() and on_health()"
+        )
     instruments = _instruments(meter_provider, profiles)
     assert instruments is not None
     instruments.add(profiles, name or profiles.status().path or "profiles")

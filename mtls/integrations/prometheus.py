@@ -14,13 +14,14 @@ builds a context. The metric families (see docs/health.md#metrics):
 ==============================================  =======  ==========================================
 name                                            type     labels
 ==============================================  =======  ==========================================
-``mtls_certificate_expiry_timestamp_seconds``   gauge    set, profile, client_id, role, alias,
-                                                         subject, serial
+``mtls_certificate_expiry_timestamp_seconds``   gauge    set, store, role, alias, subject, serial
 ``mtls_profile_healthy``                        gauge    set, profile, client_id
 ``mtls_profiles``                               gauge    set, state
 ``mtls_reloads_total``                          counter  set, outcome
 ``mtls_revocation_checks_total``                counter  set, result
 ``mtls_last_reload_timestamp_seconds``          gauge    set
+``mtls_last_check_timestamp_seconds``           gauge    set
+``mtls_set_healthy``                            gauge    set
 ==============================================  =======  ==========================================
 """
 
@@ -65,7 +66,9 @@ class ProfileSetCollector(Collector):
 
         Raises:
             ValueError: another set, open and alive, is registered under ``name``.
+            TypeError: ``profiles`` is not an :class:`mtls.SSLProfileSet`.
         """
+        _check_set(profiles)
         with self._lock:
             known = self._sets.get(name)
             held = known() if known is not None else None
@@ -109,6 +112,16 @@ class ProfileSetCollector(Collector):
             yield _family(metric)
 
 
+def _check_set(profiles: object) -> None:
+    """Refused at once: anything else registered failed every later scrape of the
+    registry (the application's own metrics too) on its first missing attribute."""
+    if not isinstance(profiles, SSLProfileSet):
+        raise TypeError(
+            f"register() takes an SSLProfileSet, not {type(profiles).__name__}: a "
+            "RotatingServerContext reports through status() and on_health()"
+        )
+
+
 def _family(metric: Metric) -> GaugeMetricFamily | CounterMetricFamily:
     names = [key for key, _ in metric.samples[0][0]] if metric.samples else None
     family: GaugeMetricFamily | CounterMetricFamily
@@ -148,7 +161,9 @@ def register(
 
     Raises:
         ValueError: another set, open and alive, is registered under the same ``name``.
+        TypeError: ``profiles`` is not an :class:`mtls.SSLProfileSet`.
     """
+    _check_set(profiles)
     target = registry if registry is not None else REGISTRY
     with _registering:
         collector = _collectors.get(target)

@@ -14,7 +14,7 @@ import pytest
 
 import mtls
 from mtls.testing import CA
-from tests._helpers import write_identity
+from tests._helpers import PASSWORD, profile, profile_xml, write_identity
 from tests.health._certs import issue, profile_for
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -135,10 +135,52 @@ def test_the_exposition_carries_expiry_health_and_reloads(
     revocation = {
         labels["result"]: value for labels, value in metrics["mtls_revocation_checks_total"]
     }
-    assert revocation == {"good": 2.0, "revoked": 1.0}
+    # Every result from 0 once checking is on (an increase() alert missed the first
+    # "revoked", which appeared at 2).
+    assert revocation == {"good": 2.0, "revoked": 1.0, "undetermined": 0.0}
     ((labels, last),) = metrics["mtls_last_reload_timestamp_seconds"]
     assert labels == {"set": "gateway"}
     assert last == profiles.status().last_reload.timestamp()
+    # The set's own health and its last check: a broken profile makes the set unhealthy
+    # (a broken profile file or a stalled check, which no per-profile gauge shows, too).
+    ((labels, healthy_set),) = metrics["mtls_set_healthy"]
+    assert labels == {"set": "gateway"} and healthy_set == 0.0
+    ((_, checked),) = metrics["mtls_last_check_timestamp_seconds"]
+    status = profiles.status()
+    assert status.last_check is not None and checked == status.last_check.timestamp()
+
+
+def test_a_broken_profile_file_and_a_path_not_in_utf8_show_in_the_scrape(
+    tmp_path: Path,
+) -> None:
+    """A profile file that no longer parses (its last good profiles serving) left every
+    gauge at 1: the set's own health is exported now. A store in a directory whose name
+    is not UTF-8 made the whole scrape fail (the application's own metrics too):
+    labels show the byte as \\xe9."""
+    import os
+
+    ca = CA()
+    odd = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9")))
+    odd.mkdir()
+    identity = issue(ca, left=300 * DAY)
+    write_identity(identity, odd / "k.jks")
+    trust = odd / "t.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile("orders.internal:8443", Path("k.jks"), Path("t.jks"))))
+    registry = prometheus_client.CollectorRegistry()
+    with mtls.SSLProfileSet.from_xml(xml, base_dir=odd, settle_delay=0) as profiles:
+        register(profiles, registry=registry, name="gw")
+        text = prometheus_client.generate_latest(registry).decode()  # raised UnicodeEncodeError
+        assert "caf\\\\xe9" in text  # the label's backslash, escaped in the exposition
+        assert 'mtls_set_healthy{set="gw"} 1.0' in text  # the twin: healthy
+        xml.write_text("<parameter><profile>")
+        profiles.reload()
+        text = prometheus_client.generate_latest(registry).decode()
+        assert 'mtls_set_healthy{set="gw"} 0.0' in text
+        assert (
+            'mtls_profile_healthy{client_id="",profile="orders.internal:8443",set="gw"} 1.0' in text
+        )
 
 
 def test_a_scrape_follows_a_rotation(tmp_path: Path) -> None:
@@ -219,6 +261,8 @@ def test_opentelemetry_reports_the_same_numbers(
         "mtls.profiles",
         "mtls.reloads",
         "mtls.last_reload_timestamp",
+        "mtls.last_check_timestamp",
+        "mtls.set.healthy",
     }  # no revocation checks yet: an instrument without points is not exported
 
     def points(name: str, *keys: str) -> dict[tuple[object, ...], float]:
@@ -385,3 +429,29 @@ def test_a_store_shared_by_many_profiles_is_exported_once(tmp_path: Path) -> Non
     assert len(expiry) == len({tuple(sorted(labels.items())) for labels, _ in expiry}) == 4
     # Negative twin: health stays per profile (51 profiles, 51 samples).
     assert len(metrics["mtls_profile_healthy"]) == 51
+
+
+def test_a_rotating_server_is_refused_at_registration_not_at_every_scrape(
+    tmp_path: Path,
+) -> None:
+    """register(server) returned normally, then every scrape of the registry failed
+    (the application's own metrics too) with an AttributeError; instrument(server)
+    broke every callback of the provider, other sets' included."""
+    ca = CA()
+    keystore = write_identity(ca.issue_cert("localhost"), tmp_path / "s.jks")
+    trust = tmp_path / "t.jks"
+    ca.write_truststore(trust, PASSWORD)
+    registry = prometheus_client.CollectorRegistry()
+    app = prometheus_client.Counter("app_requests", "requests", registry=registry)
+    app.inc()
+    with mtls.RotatingServerContext(keystore, trust, password=PASSWORD) as server:
+        with pytest.raises(TypeError, match="takes an SSLProfileSet, not RotatingServerContext"):
+            register(server, registry=registry)  # type: ignore[arg-type]
+        assert "app_requests_total 1.0" in prometheus_client.generate_latest(registry).decode()
+        pytest.importorskip("opentelemetry.sdk")
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        from mtls.integrations.otel import instrument
+
+        with pytest.raises(TypeError, match="takes an SSLProfileSet"):
+            instrument(server, meter_provider=MeterProvider())  # type: ignore[arg-type]
