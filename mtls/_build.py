@@ -94,6 +94,17 @@ def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
     return tuple(sorted(out, key=lambda a: a.not_after or far))
 
 
+def not_valid_yet(keystore: Keystore, alias: str | None) -> list[tuple[int, AnchorInfo]]:
+    """The certificates of the presented chain (0: the leaf) whose start is ahead: a
+    first load serves them (nothing else), and peers refuse them until then."""
+    now = _dt.datetime.now(_dt.UTC)
+    return [
+        (index, link)
+        for index, link in enumerate(_chain_infos(keystore, alias))
+        if link.not_before is not None and link.not_before > now
+    ]
+
+
 def _chain_infos(keystore: Keystore | None, alias: str | None) -> tuple[AnchorInfo, ...]:
     """The presented chain, leaf first (a certificate cryptography refuses, which
     OpenSSL serves, with what our own walk of its DER reads)."""
@@ -870,9 +881,8 @@ class Builder:
                 peers,
             )
         chain = keystore.key_entry(alias)[2]
-        now = _dt.datetime.now(_dt.UTC)
-        for link in _chain_infos(keystore, alias)[1:]:
-            if link.not_before is not None and link.not_before > now:
+        for index, link in not_valid_yet(keystore, alias):
+            if index and link.not_before is not None:  # the leaf's is said above
                 self._early_warned.add(key)
                 log.warning(
                     "%s: the CA certificate %s of the chain presented with %s is not valid "

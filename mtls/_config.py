@@ -188,12 +188,14 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     if host != host.strip():
         # WSO2 trims the entry, not the name inside it: "a.test :443" never matches
         # there. mtls reads the name without the spaces, and says so.
+        # (A placeholder made it: its value is not shown, the read form included.)
+        read = "without them" if written else f"as {format_server((normalize_host(host), checked))}"
         log.warning(
             "%s: server %s has spaces around its name: WSO2 compares the text, so it "
-            "never matches there; mtls reads it as %s: remove the spaces",
+            "never matches there; mtls reads it %s: remove the spaces",
             path or "profile",
             written or repr(text),
-            format_server((normalize_host(host), checked)),
+            read,
         )
     return normalize_host(host), checked
 

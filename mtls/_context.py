@@ -7,6 +7,7 @@ later: rotation builds a new one (DESIGN 1).
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import functools
 import hashlib
@@ -35,6 +36,11 @@ from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier, spa
 #: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
 LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
 EXPIRY_WARNING = _dt.timedelta(days=30)
+#: How close to its end a server_context() build warns of its identity, for a caller
+#: with thresholds of its own (a rotating server's expiry_warnings; None: never).
+SERVER_EXPIRY_WARNING: contextvars.ContextVar[_dt.timedelta | None] = contextvars.ContextVar(
+    "mtls_server_expiry_warning", default=EXPIRY_WARNING
+)
 _STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 
 
@@ -657,7 +663,9 @@ def server_context(
     ctx.minimum_version = minimum_version
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
-    _identity(ctx, keystore, alias, server=True, ciphers=ciphers)
+    _identity(
+        ctx, keystore, alias, server=True, ciphers=ciphers, warn_expiry=SERVER_EXPIRY_WARNING.get()
+    )
     _trust(ctx, truststore)
     # CERT_REQUIRED makes OpenSSL send a CertificateRequest and abort the handshake
     # when the client sends nothing; CERT_OPTIONAL asks but lets it through.

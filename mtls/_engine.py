@@ -267,6 +267,7 @@ class Engine(Generic[S]):
         them at the fork), nothing recorded as seen (a check interrupted by the fork
         may have recorded files its snapshot never published: the next check hashes
         every file once and compares), and the reload thread running again."""
+        self.checking_since = None  # a check another thread ran is not the child's
         stop = threading.Event()
         if self._stop.is_set():  # a flag read: no lock taken
             stop.set()
@@ -463,6 +464,17 @@ class Engine(Generic[S]):
         ran = time.monotonic() - since
         interval = self._timer.interval if self._timer is not None else 0.0
         return ran if ran >= max(STALLED_AFTER, 5 * interval) else None
+
+    def stall_error(self, where: str) -> MTLSError | None:
+        """The error status() puts first while a check is stalled (:meth:`stalled_for`)."""
+        stalled = self.stalled_for()
+        if stalled is None:
+            return None
+        return MTLSError(
+            f"{where}: the check in progress has run for {stalled:.0f} s: a stat or read "
+            "of a watched file does not return (a hung network mount?); no file is "
+            "rotated until it does, and the contexts in service stay"
+        )
 
     # ------------------------------------------------------------------ subscribers
 

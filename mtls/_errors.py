@@ -225,7 +225,7 @@ class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
     def __init__(self, message: str, *, path: str | os.PathLike[str]) -> None:
         super().__init__(message, path=path)
         self.errno = 2
-        self.strerror = message
+        self.strerror = self.reason  # the message as shown (bytes not UTF-8 escaped)
         self.filename = os.fspath(path)
 
     def __str__(self) -> str:

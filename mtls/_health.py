@@ -258,15 +258,9 @@ class InUse:
                     self._drop(info, ("anchors", id(anchors)), removed)
 
     def _use(self, info: AnchorInfo, source: _Source, role: Role, added: dict[str, _Cert]) -> None:
-        if info.not_after is None or not info.fingerprint:
-            return
-        cert = self.certs.get(info.fingerprint)
-        if cert is None:
-            cert = self.certs[info.fingerprint] = _Cert(info, info.not_after, {})
-            added[info.fingerprint] = cert
-        best = cert.sources.get(source)
-        if best is None or _RANK[role] < _RANK[best]:
-            cert.sources[source] = role
+        made = certificate_in_use(self.certs, info, role, source)
+        if made is not None:
+            added[info.fingerprint] = made
 
     def _drop(self, info: AnchorInfo, source: _Source, removed: list[str]) -> None:
         cert = self.certs.get(info.fingerprint)
@@ -309,15 +303,24 @@ class InUse:
 InUseCert = _Cert
 
 
-def certificate_in_use(certs: dict[str, _Cert], info: AnchorInfo, role: Role) -> None:
-    """Add ``info`` to ``certs`` as used in ``role`` (a role it already has elsewhere
-    ranks first); one without a date or fingerprint cannot be watched."""
+def certificate_in_use(
+    certs: dict[str, _Cert], info: AnchorInfo, role: Role, source: _Source | None = None
+) -> _Cert | None:
+    """Add ``info`` to ``certs`` as used in ``role`` from ``source`` (by default, one
+    source per role); the higher-ranked role wins where one source gives two. One
+    without a date or fingerprint cannot be watched. Returns the entry when it is
+    new."""
     if info.not_after is None or not info.fingerprint:
-        return
+        return None
     cert = certs.get(info.fingerprint)
+    made = cert is None
     if cert is None:
         cert = certs[info.fingerprint] = _Cert(info, info.not_after, {})
-    cert.sources[(role, 0)] = role
+    key = source if source is not None else (role, 0)
+    best = cert.sources.get(key)
+    if best is None or _RANK[role] < _RANK[best]:
+        cert.sources[key] = role
+    return cert if made else None
 
 
 def _chain(served: Served) -> Sequence[AnchorInfo]:
@@ -496,9 +499,11 @@ class Health(Generic[S]):
         one's, and only the certificates that came with it are looked at, unless one
         already in use is due to cross its next level (then all of them are).
         """
-        now = self._clock()
         events: list[HealthEvent] = []
         with self._lock:
+            # Read under the lock: a time read before another evaluation's would look
+            # like a clock that stepped back, and lower what that one just announced.
+            now = self._clock()
             fresh: Iterable[_Cert] = ()
             last = self._last_snapshot
             if last is not None and snapshot.generation < last.generation:

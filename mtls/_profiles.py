@@ -1024,17 +1024,9 @@ class SSLProfileSet:
         profiles.extend(failed(profile, error) for profile, error in snapshot.failures)
         default = snapshot.default
         errors = tuple(snapshot.errors)
-        stalled = self._engine.stalled_for() if self._engine is not None else None
+        stalled = self._engine.stall_error(self._path or "profiles") if self._engine else None
         if stalled is not None:
-            errors = (
-                MTLSError(
-                    f"{self._path or 'profiles'}: the check in progress has run for "
-                    f"{stalled:.0f} s: a stat or read of a watched file does not return "
-                    "(a hung network mount?); no file is rotated until it does, and the "
-                    "contexts in service stay"
-                ),
-                *errors,
-            )
+            errors = (stalled, *errors)
         return ProfileSetStatus(
             generation=snapshot.generation,
             reloading=self.reloading,

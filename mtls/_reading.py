@@ -65,9 +65,11 @@ class Unstable(Exception):
         self.path = path
 
 
-#: How long a file may be caught mid-write at every check before that is an error
-#: (kept last good, said in status() and once in the log) rather than a quiet retry.
+#: How long a file may be caught mid-write at every check (and at least
+#: :data:`NEVER_SETTLES_CHECKS` checks in a row) before that is an error (kept last
+#: good, said in status() and once in the log) rather than a quiet retry.
 NEVER_SETTLES_AFTER = 60.0
+NEVER_SETTLES_CHECKS = 3
 
 
 class NeverSettles(InputRefused):
@@ -96,8 +98,9 @@ class FileReader:
 
     def __init__(self) -> None:
         self._seen: dict[Path, tuple[tuple[int, ...], str | None]] = {}
-        # When each file caught mid-write was first caught, until it reads whole.
-        self._unstable_since: dict[Path, float] = {}
+        # When each file caught mid-write was first caught, and how many checks in a
+        # row caught it, until a check reads it whole or cannot read it at all.
+        self._unstable_since: dict[Path, tuple[float, int]] = {}
 
     @property
     def entries(self) -> dict[Path, tuple[tuple[int, ...], str | None]]:
@@ -124,13 +127,22 @@ class FileReader:
             if path not in wanted:
                 del self._unstable_since[path]
 
-    def unstable_for(self, path: Path) -> float:
-        """Seconds since ``path`` was first caught mid-write, without a whole read since."""
+    def never_settles(self, path: Path) -> float | None:
+        """``path`` caught mid-write once more: the seconds since it was first caught
+        when that is an error (:data:`NEVER_SETTLES_AFTER`, in at least
+        :data:`NEVER_SETTLES_CHECKS` checks in a row), else ``None``."""
         now = time.monotonic()
-        return now - self._unstable_since.setdefault(path, now)
+        since, count = self._unstable_since.get(path, (now, 0))
+        self._unstable_since[path] = (since, count + 1)
+        lasting = now - since
+        return (
+            lasting
+            if lasting >= NEVER_SETTLES_AFTER and count + 1 >= NEVER_SETTLES_CHECKS
+            else None
+        )
 
     def settled(self, path: Path) -> None:
-        """``path`` read whole."""
+        """``path`` read whole, or not at all: not caught mid-write."""
         self._unstable_since.pop(path, None)
 
 
@@ -223,6 +235,7 @@ class Reading:
                 data = read_input(path)
             except OSError as exc:
                 self._verdicts[path] = _Verdict(before, error=exc)
+                self._seen.settled(path)
                 continue
             digest = hashlib.sha256(data).hexdigest()
             still = stat_key(path) == before
@@ -243,7 +256,7 @@ class Reading:
             if again is not None and hashlib.sha256(again).hexdigest() == digest:
                 self._verdicts[path] = _Verdict(before, again, digest)
                 self._seen.settled(path)
-            elif (lasting := self._seen.unstable_for(path)) >= NEVER_SETTLES_AFTER:
+            elif (lasting := self._seen.never_settles(path)) is not None:
                 self._verdicts[path] = _Verdict(before, error=NeverSettles(path, lasting))
             else:
                 self._verdicts[path] = _Verdict(before, unstable=True)

@@ -66,10 +66,11 @@ from ._build import (
     _lost_issuer_refusal,
     _purpose_refusal,
     _validity_refusal,
+    not_valid_yet,
     say_usage_warning,
 )
 from ._config import StoreConfig, _as_secret
-from ._context import server_context, store_at_fault
+from ._context import SERVER_EXPIRY_WARNING, server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
 from ._errors import KeystoreError, MTLSError, WrongPasswordError, together
 from ._fork import renew_attributes_after_fork
@@ -135,6 +136,9 @@ class _Settings:
     minimum_version: ssl.TLSVersion
     ciphers: str | None
     alpn_protocols: tuple[str, ...] | None
+    # How close to its end a build warns of the certificate (the widest expiry_warnings
+    # threshold; None: never): the watch says the rest.
+    expiry_warning: _dt.timedelta | None = _dt.timedelta(days=30)
 
 
 class ServerPlan:
@@ -298,14 +302,18 @@ class ServerPlan:
         subject, serial, _, not_after = _leaf(chain[0])
 
         def make() -> ssl.SSLContext:
-            ctx = server_context(
-                keystore,
-                truststore,
-                require_client_cert=s.require_client_cert,
-                alias=alias,
-                minimum_version=s.minimum_version,
-                ciphers=s.ciphers,
-            )
+            token = SERVER_EXPIRY_WARNING.set(s.expiry_warning)
+            try:
+                ctx = server_context(
+                    keystore,
+                    truststore,
+                    require_client_cert=s.require_client_cert,
+                    alias=alias,
+                    minimum_version=s.minimum_version,
+                    ciphers=s.ciphers,
+                )
+            finally:
+                SERVER_EXPIRY_WARNING.reset(token)
             _finish(ctx, s.alpn_protocols)  # ours alone until published
             return ctx
 
@@ -354,17 +362,16 @@ class ServerPlan:
         _warn_key_usage(leaf, snapshot.subject, self.settings.keystore.shown_location)
         # Served all the same (there is nothing else), and said: every client refuses
         # a chain with a certificate not valid yet (a CA whose clock leads).
-        now = _dt.datetime.now(_dt.UTC)
-        for index, info in enumerate(_chain_infos(snapshot.keystore, self.settings.keystore.alias)):
-            if info.not_before is not None and info.not_before > now:
-                log.warning(
-                    "%s: the %s (%s) is not valid before %s: clients refuse it until then "
-                    "(served: nothing else was loaded)",
-                    self.settings.keystore.shown_location,
-                    "server certificate" if index == 0 else "CA certificate of its chain",
-                    info.subject,
-                    info.not_before.isoformat(),
-                )
+        for index, info in not_valid_yet(snapshot.keystore, self.settings.keystore.alias):
+            assert info.not_before is not None
+            log.warning(
+                "%s: the %s (%s) is not valid before %s: clients refuse it until then "
+                "(served: nothing else was loaded)",
+                self.settings.keystore.shown_location,
+                "server certificate" if index == 0 else "CA certificate of its chain",
+                info.subject,
+                info.not_before.isoformat(),
+            )
         return snapshot
 
     def unsettled(self, exc: Unstable, attempts: int) -> MTLSError:
@@ -791,6 +798,7 @@ class RotatingServerContext:
             minimum_version=minimum_version,
             ciphers=ciphers,
             alpn_protocols=tuple(alpn_protocols) if alpn_protocols else None,
+            expiry_warning=thresholds[0] if thresholds else None,
         )
         self._settings = settings
         self._chained = sni_callback
@@ -1046,6 +1054,8 @@ class RotatingServerContext:
         snapshot = self._snapshot
         now = _dt.datetime.now(_dt.UTC)
         anchors = _anchors(snapshot.truststore)[: ServerStatus.ANCHORS_SHOWN]
+        where = self._settings.keystore.shown_location
+        stalled = self._engine.stall_error(where) if self._engine is not None else None
         return ServerStatus(
             generation=snapshot.generation,
             reloading=self.reloading,
@@ -1055,7 +1065,7 @@ class RotatingServerContext:
             files=tuple(FileStatus(role=r, path=p, sha256=d) for r, p, d in snapshot.files),
             identity=identity(snapshot.subject, snapshot.serial, snapshot.not_after, now),
             anchors=tuple(anchor(a, s, n, now) for a, s, n in anchors),
-            errors=snapshot.errors,
+            errors=(stalled, *snapshot.errors) if stalled is not None else snapshot.errors,
             last_check=self._engine.last_check if self._engine is not None else None,
         )
 

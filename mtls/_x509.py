@@ -307,7 +307,7 @@ def not_before(cert: x509.Certificate) -> _dt.datetime:
 # or an offset (X.680; RFC 5280 asks for seconds and Z, and old CAs did not always).
 _UTC_TIME = re.compile(rb"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(Z|[+-]\d{4})")
 _GENERALIZED_TIME = re.compile(
-    rb"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)?(\d\d)?(?:[.,](\d{1,9}))?(Z|[+-]\d{4})?"
+    rb"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(?:(\d\d)(?:[.,](\d{1,9}))?)?(Z|[+-]\d{4})"
 )
 # Attribute types as RFC 4514 names them (and cryptography's rfc4514_string), the rest
 # by OID.
@@ -339,13 +339,19 @@ def _lenient_time(tlv: _der.TLV) -> _dt.datetime:
     else:
         full, month, day, hour, minute, second, fraction, zone = match.groups()
         year = int(full)
-    when = _dt.datetime(
-        year, int(month), int(day), int(hour), int(minute or 0), int(second or 0),
-        int((fraction or b"0").ljust(6, b"0")[:6]), tzinfo=_dt.UTC,
-    )  # fmt: skip
-    if zone and zone != b"Z":  # hhmm east of UTC: UTC is that much earlier
-        offset = _dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
-        when = when - offset if zone[:1] == b"+" else when + offset
+    try:
+        when = _dt.datetime(
+            year, int(month), int(day), int(hour), int(minute), int(second or 0),
+            int((fraction or b"0").ljust(6, b"0")[:6]), tzinfo=_dt.UTC,
+        )  # fmt: skip
+        if zone != b"Z":  # hhmm east of UTC: UTC is that much earlier
+            hours, minutes = int(zone[1:3]), int(zone[3:5])
+            if hours > 12 or minutes > 59:  # as OpenSSL refuses them
+                raise ValueError("a time zone offset out of range")
+            offset = _dt.timedelta(hours=hours, minutes=minutes)
+            when = when - offset if zone[:1] == b"+" else when + offset
+    except OverflowError:  # 9999-12-31 with a negative offset: past datetime's range
+        raise ValueError("a validity time out of range") from None
     return when
 
 
@@ -389,7 +395,9 @@ def lenient_leaf_info(
         subject = _name_text(fields[4].expect(_der.SEQUENCE))
     with contextlib.suppress(ValueError, IndexError):
         validity = fields[3].expect(_der.SEQUENCE).children()
-        start, end = _lenient_time(validity[0]), _lenient_time(validity[1])
+        with contextlib.suppress(ValueError):
+            start = _lenient_time(validity[0])
+        end = _lenient_time(validity[1])
     return (subject, start, end, serial)
 
 

@@ -194,13 +194,7 @@ def duplicate_extension(ca: CA, *names: str, server: bool = False) -> mtls.Keyst
         )
     cert = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     tbs = cert.tbs_certificate_bytes.replace(_der.encode_oid(two), _der.encode_oid(one))
-    signature = ca.private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, arg-type]
-    der = cert.public_bytes(serialization.Encoding.DER)
-    (_, algorithm_start, algorithm_stop) = _der.spans(der, *_der.single_span(der, _der.SEQUENCE))[1]
-    algorithm = _der.encode(_der.SEQUENCE, der[algorithm_start:algorithm_stop])
-    forged = _der.encode(
-        _der.SEQUENCE, tbs + algorithm + _der.encode(_der.BIT_STRING, b"\0" + signature)
-    )
+    forged = _resigned(ca, cert, tbs)
     store = mtls.Keystore()
     store.add_key("client", key, [x509.load_der_x509_certificate(forged), ca.certificate])
     return store
@@ -278,13 +272,7 @@ def odd_validity(ca: CA, cn: str, not_after: bytes, *, tag: int = 0x17) -> tuple
         _der.SEQUENCE, _der.encode(nb_tag, tbs[nb_start:nb_end]) + _der.encode(tag, not_after)
     )
     tbs = _der.encode(_der.SEQUENCE, tbs[first:begin] + validity + tbs[end:])
-    signature = ca.private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, arg-type]
-    der = cert.public_bytes(serialization.Encoding.DER)
-    (_, algorithm_start, algorithm_stop) = _der.spans(der, *_der.single_span(der, _der.SEQUENCE))[1]
-    algorithm = _der.encode(_der.SEQUENCE, der[algorithm_start:algorithm_stop])
-    forged = _der.encode(
-        _der.SEQUENCE, tbs + algorithm + _der.encode(_der.BIT_STRING, b"\0" + signature)
-    )
+    forged = _resigned(ca, cert, tbs)
     body = base64.encodebytes(forged).replace(b"\n", b"")
     lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     pem = b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
@@ -294,3 +282,19 @@ def odd_validity(ca: CA, cn: str, not_after: bytes, *, tag: int = 0x17) -> tuple
         serialization.NoEncryption(),
     )
     return key_pem, pem
+
+
+def _resigned(ca: CA, cert: x509.Certificate, tbs: bytes) -> bytes:
+    """``cert`` with ``tbs`` (its to-be-signed part, edited) in place, signed by ``ca``
+    (an EC CA) over the bytes as given: what a builder refuses to make."""
+    from cryptography.hazmat.primitives import hashes
+
+    from mtls import _der
+
+    signature = ca.private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, arg-type]
+    der = cert.public_bytes(serialization.Encoding.DER)
+    (_, algorithm_start, algorithm_stop) = _der.spans(der, *_der.single_span(der, _der.SEQUENCE))[1]
+    algorithm = _der.encode(_der.SEQUENCE, der[algorithm_start:algorithm_stop])
+    return _der.encode(
+        _der.SEQUENCE, tbs + algorithm + _der.encode(_der.BIT_STRING, b"\0" + signature)
+    )

@@ -398,10 +398,14 @@ def test_a_rotating_server_announces_its_certificate_nearing_its_end(
         server._health._clock = lambda: now() + shift[0]
         shift[0] = 6 * DAY
         assert [e.kind for e in server.check_health()] == ["expired"]
-    with mtls.RotatingServerContext(
-        keystore, trust, password=PASSWORD, expiry_warnings=()
-    ) as quiet:
-        assert quiet.check_health() == ()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        other = write_identity(issue(ca, left=5 * DAY, name="backend"), tmp_path / "o.jks")
+        with mtls.RotatingServerContext(
+            other, trust, password=PASSWORD, expiry_warnings=()
+        ) as quiet:
+            assert quiet.check_health() == ()
+    assert "expires in" not in caplog.text  # nor at build: () turns it all off
     # With a reload thread, the watch runs after each of its checks.
     found: list[mtls.HealthEvent] = []
     with mtls.RotatingServerContext(
@@ -410,3 +414,37 @@ def test_a_rotating_server_announces_its_certificate_nearing_its_end(
         watched.on_health(found.append)
         wait_for(lambda: found)
     assert [(e.kind, e.threshold) for e in found] == [("expiring", 7 * DAY)]
+
+
+def test_two_evaluations_at_once_announce_once(tmp_path: Path) -> None:
+    """check_health() and the reload thread's watch at the same moment: the one that
+    read the clock first, and evaluated second, saw a clock that "stepped back" and
+    lowered the level the other had just announced; the next evaluation announced it
+    again. The clock is read under the watch's lock now. Here the first reader waits
+    (bounded) for the second to evaluate, and a threshold lies between their times."""
+    import threading
+
+    ca = CA()
+    seen: list[mtls.HealthEvent] = []
+    first_read, second_done = threading.Event(), threading.Event()
+    with _set(profile_for(tmp_path, issue(ca, left=8 * DAY), ca)) as profiles:
+        profiles.on_health(seen.append)
+        slow = threading.get_ident()
+
+        def clock() -> _dt.datetime:
+            if threading.get_ident() == slow and not first_read.is_set():
+                first_read.set()
+                now = utcnow()  # 8 days left: the 30-day level
+                second_done.wait(2)  # the other cannot evaluate while this one holds the lock
+                return now
+            return utcnow() + 2 * DAY  # 6 days left: the 7-day level
+
+        profiles._health._clock = clock
+        second = threading.Thread(
+            target=lambda: (first_read.wait(10), profiles.check_health(), second_done.set())
+        )
+        second.start()
+        profiles.check_health()
+        second.join(10)
+        profiles.check_health()
+    assert sorted(e.threshold for e in seen if e.threshold) == [7 * DAY, 30 * DAY], seen

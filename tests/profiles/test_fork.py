@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +144,29 @@ def test_a_lock_held_at_the_fork_does_not_deadlock_the_child(setup, ca) -> None:
         with profiles._engine._lock:  # type: ignore[union-attr]
             result = in_child(child, timeout=20)
         assert result == {"reload": True, "generation": 1}
+
+
+def test_a_check_running_at_the_fork_is_not_a_stall_in_the_child(setup, monkeypatch) -> None:
+    """A check another thread ran at the moment of fork() never ends in the child:
+    its start time stayed, and the child's status() said "the check in progress has
+    run for N s" for good (unhealthy). Here the forking thread is mid-check."""
+    from mtls import _engine
+
+    monkeypatch.setattr(_engine, "STALLED_AFTER", 0.0)
+    xml, _ = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        engine = profiles._engine
+        assert engine is not None
+        engine.checking_since = time.monotonic() - 3600  # as a check under way leaves it
+
+        def child() -> dict[str, Any]:
+            return {"healthy": profiles.status().healthy}
+
+        result = in_child(child, timeout=20)
+        parent = profiles.status()
+        engine.checking_since = None
+    assert result == {"healthy": True}
+    assert not parent.healthy  # the twin: in the parent, that check is still running
 
 
 def test_a_callback_running_at_the_fork_is_not_running_in_the_child(setup) -> None:

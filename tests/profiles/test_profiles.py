@@ -1564,3 +1564,35 @@ def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypat
         release.set()
         checking.join(30)
     assert profiles.status().healthy  # the twin: once the check ends, nothing is said
+
+
+def test_idna_2003_does_not_fold_a_name_into_another_host(tmp_path, pki):
+    """IDNA 2003 drops a joiner: "ab\\u200d.example" becomes "ab.example", another
+    host, whose profile then "appeared twice" (a file that loaded failed to). The
+    IDNA 2003 form is taken only when it is an A-label (the twin: the snowman)."""
+    from mtls._idna import ascii_host
+
+    assert ascii_host("ab\u200d.example") == "ab\u200d.example"
+    assert ascii_host("\u2603.example") == "xn--n3h.example"
+    xml = write_xml(
+        tmp_path,
+        profile("ab.example:443", pki["gw1"], pki["trust"]),
+        profile("ab\u200d.example:443", pki["gw2"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    assert profiles.profile_for("ab.example", 443).servers == (("ab.example", 443),)  # type: ignore[union-attr]
+
+
+def test_a_spaced_entry_from_a_placeholder_keeps_its_value_out_of_the_warning(
+    tmp_path, pki, monkeypatch, caplog
+):
+    """The warning for spaces around a name printed what mtls reads, which for an
+    entry made by $env{} is the variable's value: values from the environment are
+    never shown."""
+    monkeypatch.setenv("MTLS_TEST_SECRET_HOST", "internal-secret-host.corp ")
+    xml = write_xml(tmp_path, profile("$env{MTLS_TEST_SECRET_HOST}:443", pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml)
+    assert "has spaces around its name" in caplog.text
+    assert "internal-secret-host" not in caplog.text
+    assert "$env{MTLS_TEST_SECRET_HOST}" in caplog.text

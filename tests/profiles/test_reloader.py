@@ -1973,3 +1973,16 @@ def test_a_forced_reload_reads_what_stat_does_not_show(setup, ca, backend):
     assert profiles.reload(force=True) is True
     assert cn_seen(profiles, backend.port) == "gen-2"
     assert profiles.reload(force=True) is False  # the twin: unchanged bytes build nothing
+
+
+def test_never_settling_needs_checks_in_a_row_not_only_time(monkeypatch, tmp_path):
+    """Measured from the first catch alone, two unlucky catches ten minutes apart (WSO2's
+    interval) made an error; and a file caught mid-write, then missing, then caught
+    again hours later was "still being written after 7200 s" at once. It takes
+    NEVER_SETTLES_CHECKS catches in a row, and a check that reads the file whole or
+    cannot read it at all starts the count again."""
+    monkeypatch.setattr(_reading, "NEVER_SETTLES_AFTER", 0.0)
+    reader, path = _reading.FileReader(), tmp_path / "f"
+    assert [reader.never_settles(path) is not None for _ in range(3)] == [False, False, True]
+    reader.settled(path)  # read whole, or missing
+    assert reader.never_settles(path) is None

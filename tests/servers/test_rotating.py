@@ -1050,3 +1050,22 @@ def test_handshakes_during_rotations_all_succeed(estate: Estate) -> None:
                 thread.join(30)
     assert failures == []
     assert set(seen) <= published and len(set(seen)) >= 4
+
+
+def test_a_stalled_check_is_said_by_the_servers_status(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile set's status() says when a check has not returned (a hung mount);
+    a rotating server's, on the same engine and the same risk, did not."""
+    from mtls import _engine
+
+    monkeypatch.setattr(_engine, "STALLED_AFTER", 60.0)
+    with estate.server() as server:
+        engine = server._engine
+        assert engine is not None
+        engine.checking_since = time.monotonic() - 3600  # as a check held for an hour
+        status = server.status()
+        engine.checking_since = None
+        assert not status.healthy
+        assert "the check in progress has run for 3600 s" in str(status.last_error)
+        assert server.status().healthy  # the twin: between checks, nothing is said

@@ -66,3 +66,24 @@ def _der_of(pem: bytes) -> bytes:
 
     body = b"".join(line for line in pem.splitlines() if not line.startswith(b"-----"))
     return base64.b64decode(body)
+
+
+@pytest.mark.parametrize(
+    ("written", "tag"),
+    [
+        (b"99991231235959-1200", 0x18),  # "never expires", with an offset: past datetime.max
+        (b"00010101000000+0100", 0x18),  # before datetime.min
+        (b"491231235959+9999", 0x17),  # an offset OpenSSL refuses
+        (b"20491231235959", 0x18),  # no zone: local time, which OpenSSL refuses
+        (b"2049123123.5Z", 0x18),  # no minutes
+    ],
+)
+def test_a_time_out_of_range_is_not_read_and_does_not_raise(written, tag) -> None:
+    """A date that overflows datetime raised OverflowError out of the store's load (a
+    file that loaded before the lenient reader existed failed to). Such times, and
+    forms OpenSSL refuses too, are read as no date."""
+    ca = CA(name="range CA")
+    _, cert_pem = odd_validity(ca, "far", written, tag=tag)
+    subject, start, end, serial = _x509.lenient_leaf_info(_der_of(cert_pem))
+    assert subject == "CN=far" and serial is not None and start is not None
+    assert end is None
