@@ -1074,6 +1074,10 @@ class Builder:
                 return True
         return False
 
+    def crl_next_update(self, digest: str) -> _dt.datetime | None:
+        """The nextUpdate of the CRL file read with ``digest``, when known (status())."""
+        return self._crl_expiry.get(digest)
+
     def renew_at(self, files: Iterable[Files]) -> _dt.datetime | None:
         """The earliest nextUpdate of the CRL files among ``files`` (``Served.files``)."""
         if not self._crl_expiry:

@@ -89,6 +89,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
     """
     base: Labels = (("set", displayable(set_name)),)
     expiry: dict[Labels, float] = {}
+    crls: dict[Labels, float] = {}
     healthy: list[tuple[Labels, float]] = []
     states = {"healthy": 0, "failing": 0, "not_loaded": 0}
     entries = [(p, False) for p in status.profiles]
@@ -111,6 +112,9 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         if shared in walked:
             continue
         walked.add(shared)
+        for f in entry.files:
+            if f.role == "crl" and f.next_update is not None:
+                crls.setdefault((*base, ("store", displayable(f.path))), f.next_update.timestamp())
         for store, role, alias, subject, not_after, serial in _certificates(entry):
             if not_after is None:
                 continue
@@ -131,6 +135,14 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
             "certificates, their chains, and the trust anchors expiring soonest.",
             "seconds",
             tuple(expiry.items()),
+        ),
+        Metric(
+            "mtls_crl_next_update_timestamp_seconds",
+            "gauge",
+            "When a CRL file in use must be replaced (its nextUpdate, Unix time): after "
+            "it, every handshake the list checks is refused.",
+            "seconds",
+            tuple(crls.items()),
         ),
         Metric(
             "mtls_profile_healthy",

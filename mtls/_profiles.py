@@ -520,6 +520,7 @@ class SSLProfileSet:
         )
         self._default = default
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
+        self._crl_next_update = plan.builder.crl_next_update  # for status()
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
         self._health: Health[Snapshot] = Health(thresholds, plan.where, InUse())
         self._health.identity = f"{self._identity} certificate"  # its expiry lines say so
@@ -1004,7 +1005,15 @@ class SSLProfileSet:
                 servers=item.profile.server_names,
                 client_id=item.profile.client_id,
                 loaded=True,
-                files=tuple(FileStatus(role=r, path=p, sha256=d) for r, p, d in item.files),
+                files=tuple(
+                    FileStatus(
+                        role=r,
+                        path=p,
+                        sha256=d,
+                        next_update=self._crl_next_update(d) if r == "crl" else None,
+                    )
+                    for r, p, d in item.files
+                ),
                 identity=ident,
                 anchors=anchors,
                 last_good_load=item.loaded_at,

@@ -62,15 +62,23 @@ class FileStatus:
         role: ``keystore``, ``truststore`` or ``crl``.
         path: the path as configured (a path made from placeholders is shown as written).
         sha256: the hash of the bytes that were built from.
+        next_update: a CRL's ``nextUpdate`` (``None`` for stores): after it, OpenSSL
+            refuses every handshake the list checks, until a newer list is in place.
     """
 
     role: str
     path: str
     sha256: str
+    next_update: _dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``role``, ``path``, ``sha256``."""
-        return {"role": self.role, "path": displayable(self.path), "sha256": self.sha256}
+        """JSON-ready: ``role``, ``path``, ``sha256``, ``next_update``."""
+        return {
+            "role": self.role,
+            "path": displayable(self.path),
+            "sha256": self.sha256,
+            "next_update": _iso(self.next_update),
+        }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

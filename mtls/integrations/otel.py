@@ -43,6 +43,7 @@ STATUS_TTL = 1.0
 # Prometheus name -> (OpenTelemetry name, unit)
 _NAMES = {
     "mtls_certificate_expiry_timestamp_seconds": ("mtls.certificate.expiry_timestamp", "s"),
+    "mtls_crl_next_update_timestamp_seconds": ("mtls.crl.next_update_timestamp", "s"),
     "mtls_profile_healthy": ("mtls.profile.healthy", "1"),
     "mtls_profiles": ("mtls.profiles", "{profile}"),
     "mtls_reloads": ("mtls.reloads", "{check}"),

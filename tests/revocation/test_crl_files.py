@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import mtls
@@ -859,3 +860,30 @@ def test_a_list_no_anchor_signed_is_refused_before_its_extensions_are_read(
     path.write_bytes(crl_without_entries(ca, odd))
     with pytest.raises(CRLError, match="critical"):
         CRLSet.load(path).check(anchors)
+
+
+def test_a_crls_next_update_is_in_status_and_the_scrape(
+    tmp_path: Path, ca: CA, server: MTLSServer
+) -> None:
+    """A CRL file's nextUpdate had no metric and no place in status(): handshakes
+    started to fail once it passed, before any gauge said so. It is in the file's
+    status record and in mtls_crl_next_update_timestamp_seconds. The twin: stores
+    have none."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from mtls.integrations.prometheus import register
+
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl())
+    expected = x509.load_der_x509_crl(crl.read_bytes()).next_update_utc
+    assert expected is not None
+    with _profile_set(tmp_path, ca, server, crl) as profiles:
+        files = {f.role: f for f in profiles.status().profiles[0].files}
+        assert files["crl"].next_update == expected
+        assert files["keystore"].next_update is None
+        assert files["crl"].to_dict()["next_update"] == expected.isoformat()
+        registry = prometheus_client.CollectorRegistry()
+        register(profiles, registry=registry, name="gw")
+        text = prometheus_client.generate_latest(registry).decode()
+    line = f'mtls_crl_next_update_timestamp_seconds{{set="gw",store="{crl}"}}'
+    assert line in text
+    assert f"{line} {expected.timestamp()}" in text or f"{line} {expected.timestamp():.9e}" in text
