@@ -94,13 +94,14 @@ def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
     return tuple(sorted(out, key=lambda a: a.not_after or far))
 
 
-def not_valid_yet(keystore: Keystore, alias: str | None) -> list[tuple[int, AnchorInfo]]:
-    """The certificates of the presented chain (0: the leaf) whose start is ahead: a
-    first load serves them (nothing else), and peers refuse them until then."""
+def not_valid_yet(chain: Sequence[AnchorInfo]) -> list[tuple[int, AnchorInfo]]:
+    """The certificates of a presented chain (:func:`_chain_infos`; 0: the leaf) whose
+    start is ahead: a first load serves them (nothing else), and peers refuse them
+    until then."""
     now = _dt.datetime.now(_dt.UTC)
     return [
         (index, link)
-        for index, link in enumerate(_chain_infos(keystore, alias))
+        for index, link in enumerate(chain)
         if link.not_before is not None and link.not_before > now
     ]
 
@@ -880,8 +881,9 @@ class Builder:
                 not_before.isoformat(),
                 peers,
             )
-        chain = keystore.key_entry(alias)[2]
-        for index, link in not_valid_yet(keystore, alias):
+        # The chain's records as status() reads them (parsed once per store content).
+        chain = self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias))
+        for index, link in not_valid_yet(chain()):
             if index and link.not_before is not None:  # the leaf's is said above
                 self._early_warned.add(key)
                 log.warning(
@@ -894,7 +896,7 @@ class Builder:
                     link.not_before.isoformat(),
                     peers,
                 )
-        leaf = chain[0]
+        leaf = keystore.key_entry(alias)[2][0]
         problem = _x509.purpose_problem(leaf, role)
         if problem is not None:
             self._early_warned.add(key)

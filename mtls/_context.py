@@ -7,7 +7,6 @@ later: rotation builds a new one (DESIGN 1).
 
 from __future__ import annotations
 
-import contextvars
 import datetime as _dt
 import functools
 import hashlib
@@ -36,11 +35,6 @@ from ._types import CRLCheck, HostnameVerifier, normalize_hostname_verifier, spa
 #: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
 LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
 EXPIRY_WARNING = _dt.timedelta(days=30)
-#: How close to its end a server_context() build warns of its identity, for a caller
-#: with thresholds of its own (a rotating server's expiry_warnings; None: never).
-SERVER_EXPIRY_WARNING: contextvars.ContextVar[_dt.timedelta | None] = contextvars.ContextVar(
-    "mtls_server_expiry_warning", default=EXPIRY_WARNING
-)
 _STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 
 
@@ -648,6 +642,34 @@ def server_context(
         TypeError: a ``keystore`` or ``truststore`` that is not a store (a path: load
             it first with ``Keystore.load`` / ``Truststore.load``).
     """
+    return build_server_context(
+        keystore,
+        truststore,
+        require_client_cert=require_client_cert,
+        trust_system_cas=trust_system_cas,
+        alias=alias,
+        minimum_version=minimum_version,
+        ciphers=ciphers,
+        crls=crls,
+        crl_check=crl_check,
+    )
+
+
+def build_server_context(
+    keystore: Keystore,
+    truststore: Truststore | None = None,
+    *,
+    require_client_cert: bool = True,
+    trust_system_cas: bool = False,
+    alias: str | None = None,
+    minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+    ciphers: str | None = None,
+    crls: CRLSet | None = None,
+    crl_check: CRLCheck = "leaf",
+    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
+) -> ssl.SSLContext:
+    """:func:`server_context`, with ``warn_expiry`` as :func:`build_client_context`
+    takes it (a rotating server's widest expiry threshold; ``None``: not at all)."""
     if keystore is None:
         raise TypeError("server_context needs a keystore: the server's certificate and key")
     _check_stores(keystore, truststore, "server_context")
@@ -663,9 +685,7 @@ def server_context(
     ctx.minimum_version = minimum_version
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
-    _identity(
-        ctx, keystore, alias, server=True, ciphers=ciphers, warn_expiry=SERVER_EXPIRY_WARNING.get()
-    )
+    _identity(ctx, keystore, alias, server=True, ciphers=ciphers, warn_expiry=warn_expiry)
     _trust(ctx, truststore)
     # CERT_REQUIRED makes OpenSSL send a CertificateRequest and abort the handshake
     # when the client sends nothing; CERT_OPTIONAL asks but lets it through.

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ._errors import displayable
+
 _said = threading.Event()
 _local = threading.local()  # .held: the list this thread's records go to, if any
 
@@ -57,8 +59,6 @@ def _shown(arg: object) -> object:
     if isinstance(arg, str | os.PathLike):
         text = os.fspath(arg)
         if isinstance(text, str) and not text.isascii():
-            from ._errors import displayable  # noqa: PLC0415 - a foundation module each
-
             shown = displayable(text)
             if shown != text:
                 return shown

@@ -70,7 +70,7 @@ from ._build import (
     say_usage_warning,
 )
 from ._config import StoreConfig, _as_secret
-from ._context import SERVER_EXPIRY_WARNING, server_context, store_at_fault
+from ._context import build_server_context, store_at_fault
 from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
 from ._errors import KeystoreError, MTLSError, WrongPasswordError, together
 from ._fork import renew_attributes_after_fork
@@ -302,18 +302,15 @@ class ServerPlan:
         subject, serial, _, not_after = _leaf(chain[0])
 
         def make() -> ssl.SSLContext:
-            token = SERVER_EXPIRY_WARNING.set(s.expiry_warning)
-            try:
-                ctx = server_context(
-                    keystore,
-                    truststore,
-                    require_client_cert=s.require_client_cert,
-                    alias=alias,
-                    minimum_version=s.minimum_version,
-                    ciphers=s.ciphers,
-                )
-            finally:
-                SERVER_EXPIRY_WARNING.reset(token)
+            ctx = build_server_context(
+                keystore,
+                truststore,
+                require_client_cert=s.require_client_cert,
+                alias=alias,
+                minimum_version=s.minimum_version,
+                ciphers=s.ciphers,
+                warn_expiry=s.expiry_warning,  # at its widest threshold, as its watch
+            )
             _finish(ctx, s.alpn_protocols)  # ours alone until published
             return ctx
 
@@ -362,7 +359,8 @@ class ServerPlan:
         _warn_key_usage(leaf, snapshot.subject, self.settings.keystore.shown_location)
         # Served all the same (there is nothing else), and said: every client refuses
         # a chain with a certificate not valid yet (a CA whose clock leads).
-        for index, info in not_valid_yet(snapshot.keystore, self.settings.keystore.alias):
+        chain = _chain_infos(snapshot.keystore, self.settings.keystore.alias)
+        for index, info in not_valid_yet(chain):
             assert info.not_before is not None
             log.warning(
                 "%s: the %s (%s) is not valid before %s: clients refuse it until then "
