@@ -1252,6 +1252,14 @@ def _validity_refusal(
     role = f"{whose} " if whose else ""
     which = f"the new {role}certificate's chain: {part}" if part else f"the new {role}certificate"
     now = _dt.datetime.now(_dt.UTC)
+    if not_before is not None and not_after is not None and not_before > not_after:
+        never = KeystoreError(
+            f"{where}: {which} ({subject}) is never valid: its notBefore ({not_before}) is "
+            f"after its notAfter ({not_after}){hint}: not installed, reissue it; the "
+            "previous one stays",
+            path=where,
+        )
+        return by_content(never), None
     if not_after is not None and not_after < now:
         expired = KeystoreError(
             f"{where}: {which} ({subject}) expired on "

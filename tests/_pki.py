@@ -251,11 +251,14 @@ def mismatched(key: object, chain: list[x509.Certificate], alias: str = "k") -> 
     return store
 
 
-def odd_validity(ca: CA, cn: str, not_after: bytes, *, tag: int = 0x17) -> tuple[bytes, bytes]:
+def odd_validity(
+    ca: CA, cn: str, not_after: bytes, *, tag: int = 0x17, not_before: bytes | None = None
+) -> tuple[bytes, bytes]:
     """A private key (PEM) and its certificate (PEM, issued by ``ca``), whose notAfter is ``not_after`` as
     written, under ``tag`` (UTCTime; 0x18 GeneralizedTime), in a form DER forbids and
     OpenSSL and Java read (no seconds, a fraction, an offset): cryptography refuses
-    the certificate. Signed by ``ca`` over the bytes as written."""
+    the certificate. Signed by ``ca`` over the bytes as written. ``not_before``: a
+    UTCTime written as given (an hour ago when unsaid)."""
     from cryptography.hazmat.primitives import hashes
 
     from mtls import _der
@@ -268,9 +271,12 @@ def odd_validity(ca: CA, cn: str, not_after: bytes, *, tag: int = 0x17) -> tuple
     at = 4 if fields[0][0] == 0xA0 else 3
     begin, end = fields[at - 1][2], fields[at][2]
     nb_tag, nb_start, nb_end = _der.spans(tbs, fields[at][1], end)[0]
-    validity = _der.encode(
-        _der.SEQUENCE, _der.encode(nb_tag, tbs[nb_start:nb_end]) + _der.encode(tag, not_after)
+    start = (
+        _der.encode(nb_tag, tbs[nb_start:nb_end])
+        if not_before is None
+        else (_der.encode(0x17, not_before))
     )
+    validity = _der.encode(_der.SEQUENCE, start + _der.encode(tag, not_after))
     tbs = _der.encode(_der.SEQUENCE, tbs[first:begin] + validity + tbs[end:])
     forged = _resigned(ca, cert, tbs)
     body = base64.encodebytes(forged).replace(b"\n", b"")

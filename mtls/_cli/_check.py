@@ -47,6 +47,29 @@ _SHOWN_ELSEWHERE = (
 )
 
 
+def _dates_problem(
+    what: str, refusal: str, end: str | None, start: str | None
+) -> tuple[str | None, bool]:
+    """What a certificate's dates say now (and whether peers refuse it for them): never
+    valid, expired, not valid yet or near its end; ``(None, False)`` when in date."""
+    until = _dt.datetime.fromisoformat(end) if end else None
+    since = _dt.datetime.fromisoformat(start) if start else None
+    moment = now()
+    if until is not None and since is not None and since > until:
+        return (
+            f"{what} is never valid: its notBefore ({since.date()}) is after its notAfter "
+            f"({until.date()}), so {refusal}; reissue it",
+            True,
+        )
+    if until is not None and until < moment:
+        return f"{what} expired on {until.date()}: {refusal}", True
+    if since is not None and since > moment:
+        return f"{what} is not valid before {start}: {refusal} until then", True
+    if until is not None and days_left(until) < EXPIRY_WARNING_DAYS:
+        return f"{what} expires in {span_text(until)}", False
+    return None, False
+
+
 def _file_of(entry: dict[str, Any], role: str) -> str | None:
     for item in entry.get("files") or ():
         if item["role"] == role:
@@ -112,35 +135,24 @@ def _loaded_row(
         problems.append(str(entry["error"]))
     not_after = entry.get("not_after")
     left: int | None = None
-    if not_after:
-        when = _dt.datetime.fromisoformat(not_after)
-        left = days_left(when)
-        if when < now():
-            problems.append(f"client certificate expired on {when.date()}")
-            out_of_date = True
-        elif left < EXPIRY_WARNING_DAYS:
-            problems.append(f"client certificate expires in {span_text(when)}")
     identity = entry.get("identity") or {}
-    not_before = identity.get("not_before")
-    if not_before and _dt.datetime.fromisoformat(not_before) > now():
-        problems.append(
-            f"client certificate not valid before {not_before}: servers refuse it until then"
+    if not_after:
+        left = days_left(_dt.datetime.fromisoformat(not_after))
+    dated = [("client certificate", "servers refuse it", not_after, identity.get("not_before"))]
+    dated += [
+        (
+            f"CA certificate {link.get('subject')} of the client's chain",
+            "servers refuse the chain",
+            link.get("not_after"),
+            link.get("not_before"),
         )
-        out_of_date = True
-    for link in identity.get("chain") or ():
-        end, start = link.get("not_after"), link.get("not_before")
-        if end and _dt.datetime.fromisoformat(end) < now():
-            problems.append(
-                f"CA certificate {link.get('subject')} of the client's chain expired on "
-                f"{_dt.datetime.fromisoformat(end).date()}: servers refuse the chain"
-            )
-            out_of_date = True
-        elif start and _dt.datetime.fromisoformat(start) > now():
-            problems.append(
-                f"CA certificate {link.get('subject')} of the client's chain is not valid "
-                f"before {start}: servers refuse the chain until then"
-            )
-            out_of_date = True
+        for link in identity.get("chain") or ()
+    ]
+    for what, refusal, end, start in dated:
+        problem, refused = _dates_problem(what, refusal, end, start)
+        if problem:
+            problems.append(problem)
+            out_of_date = out_of_date or refused
     verify = True
     anchors: int | None = None
     if profile is not None:

@@ -318,3 +318,57 @@ def test_a_first_load_says_a_truststore_with_no_anchor_in_date(
             assert lines == [], lines
         else:
             assert len(lines) == 1 and said in lines[0] and f"{name}-trust.jks" in lines[0]
+
+
+def test_a_never_valid_certificate_and_a_chain_ca_near_its_end_are_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A client certificate whose notBefore is after its notAfter (a clock wrong at
+    issue, dates edited by hand) was said to have "expired" (rotate it): it was never
+    valid, reissue it. A CA of the client's chain ending within 30 days was not said
+    at all (only the client certificate's nearness was). The twin: a chain in date
+    for long has no such problem."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    import mtls
+    from tests._pki import odd_validity
+
+    root = CA(name="root")
+    key_pem, cert_pem = odd_validity(root, "inverted", b"200101000000Z")
+    store = mtls.Keystore()
+    store.add_key(
+        "client",
+        load_pem_private_key(key_pem, None),  # type: ignore[arg-type]
+        [x509.load_pem_x509_certificate(cert_pem), root.certificate],
+    )
+    inverted = tmp_path / "inverted.jks"
+    store.save(inverted, PASSWORD)
+    soon = root.create_child_ca(name="ending intermediate", not_after=utcnow() + 9 * DAY)
+    lasting = root.create_child_ca(name="lasting intermediate")
+    cases = {
+        "inverted": (inverted, "client certificate is never valid: its notBefore ("),
+        "soon": (
+            write_identity(soon.issue_cert("client", not_after=utcnow() + 5 * DAY),
+                           tmp_path / "soon.jks"),
+            "CA certificate CN=ending intermediate,O=mtls.testing of the client's chain "
+            "expires in",
+        ),
+        "lasting": (write_identity(lasting.issue_cert("client"), tmp_path / "l.jks"), None),
+    }  # fmt: skip
+    trust = write_trust(root, tmp_path / "trust.jks")
+    for name, (keystore, said) in cases.items():
+        xml = tmp_path / f"{name}.xml"
+        xml.write_text(profile_xml(profile("orders.internal:8443", keystore, trust)))
+        code, out, _ = run(capsys, "--no-color", "check", str(xml), "--json")
+        (row,) = json.loads(out)["profiles"]
+        chain_said = [p for p in row["problems"] if "of the client's chain" in p]
+        if said is None:
+            assert code == 0 and row["problems"] == [], row
+            continue
+        assert any(said in problem for problem in row["problems"]), (name, row)
+        assert not any("expired on" in problem for problem in row["problems"]), (name, row)
+        if name == "inverted":
+            assert code == 1 and row["out_of_date"] is True, row
+        else:  # a warning, as the client certificate's own nearness is
+            assert chain_said and row["out_of_date"] is False, row

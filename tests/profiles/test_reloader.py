@@ -268,7 +268,12 @@ def test_an_expired_replacement_in_a_form_der_forbids_is_not_installed(
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     assert cn_seen(profiles, backend.port) == "gen-1"
     replace_atomically(
-        keystore, _p12_of(*odd_validity(ca, "gen-2", not_after, tag=tag), ca, tmp_path)
+        keystore,
+        _p12_of(
+            *odd_validity(ca, "gen-2", not_after, tag=tag, not_before=b"000101000000Z"),
+            ca,
+            tmp_path,
+        ),
     )
     assert profiles.reload() is False
     error = str(profiles.last_error)
@@ -284,6 +289,26 @@ def test_an_expired_replacement_in_a_form_der_forbids_is_not_installed(
     identity = profiles.status().profiles[0].identity
     assert identity is not None and identity.subject == "CN=gen-3"
     assert identity.not_after is not None and identity.not_after.year == 2049
+
+
+def test_a_never_valid_replacement_is_said_to_be_never_valid(setup, ca, backend, tmp_path):
+    """A certificate whose notBefore is after its notAfter (a clock wrong at issue) was
+    refused as "expired on 2020-01-01", which says "rotate" to a certificate just
+    issued. It is never valid: reissue it. The last good serves; the twin (in date)
+    goes in (test_an_expired_replacement_in_a_form_der_forbids_is_not_installed)."""
+    from tests._pki import odd_validity
+
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    replace_atomically(
+        keystore, _p12_of(*odd_validity(ca, "gen-2", b"200101000000Z"), ca, tmp_path)
+    )
+    assert profiles.reload() is False
+    error = str(profiles.last_error)
+    assert "the new certificate (CN=gen-2) is never valid: its notBefore (" in error, error
+    assert "reissue it" in error and "expired" not in error, error
+    assert cn_seen(profiles, backend.port) == "gen-1"
 
 
 @pytest.mark.parametrize("which", ["keystore", "profile file"])
