@@ -126,6 +126,8 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             path=path,
             element="servers",
         )
+    if "://" in text:
+        raise _url_entry(text, path)
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
@@ -142,6 +144,8 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             and (port := int(port_text)) < 65536
             and "*" not in host
             and " " not in host
+            and "@" not in host
+            and "/" not in host
             and host.isprintable()  # no tab, newline or other control character
         ):
             # One int object per port number (a thousand profiles on 8243 share one;
@@ -200,6 +204,27 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     return normalize_host(host), checked
 
 
+def _url_entry(text: str, path: str | None) -> ProfileConfigError:
+    """A URL written in ``<servers>`` (``https://orders.internal:8443/api``): WSO2
+    compares host:port as text, so it would never match; say the entry to write."""
+    host, port, default = None, None, None
+    try:  # each step refuses its own kind of damage: an unclosed bracket, a bad port
+        url = urlsplit(text)
+        default = {"https": 443, "http": 80, "wss": 443, "ws": 80}.get(url.scheme.lower())
+        host = url.hostname
+        port = url.port or default
+    except ValueError:
+        port = None
+    entry = f"host:port ({format_server((host, port))})" if host and port else "host:port"
+    return ProfileConfigError(
+        f"{path or 'profile'}: server {text!r} is a URL, so it would never match (WSO2 "
+        f"compares host:port as text, without scheme or path): write {entry}",
+        path=path,
+        servers=(text,),
+        element="servers",
+    )
+
+
 def _port(text: str) -> int | None:
     """A port as WSO2 would match it: ASCII digits, no sign, no leading zero, 1 to 65535."""
     if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 5:
@@ -208,7 +233,7 @@ def _port(text: str) -> int | None:
     return port if port < 65536 else None
 
 
-_ODD_HOST = re.compile(r"[*\s]")  # the usual entry never gets here: parse_server checks it inline
+_ODD_HOST = re.compile(r"[*\s@/]")  # the usual entry never gets here: parse_server checks it inline
 
 
 def _plain(host: str, *, warn: str | None = None) -> bool:
@@ -222,7 +247,7 @@ def _plain(host: str, *, warn: str | None = None) -> bool:
         log.warning(
             "%s never matches a request: WSO2 compares host:port as text, so a '*' inside "
             "a name is not a wildcard (only '*' alone is the catch-all) and a name holds no "
-            "spaces",
+            "spaces, no user@ and no /path",
             warn,
         )
     return not odd

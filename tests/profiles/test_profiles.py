@@ -1499,6 +1499,44 @@ def test_an_entry_without_a_port_is_told_what_to_write(entry, hint):
     assert "[[" not in str(info.value) and "[:]" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("entry", "hint"),
+    [
+        ("https://orders.internal:8443", "write host:port (orders.internal:8443)"),
+        ("HTTPS://Orders.Internal/api/v1", "write host:port (orders.internal:443)"),
+        ("http://[::1]:8080/x", "write host:port ([::1]:8080)"),
+        ("https://a.test:bad/", "write host:port"),
+        ("http://[::1", "write host:port"),
+    ],
+)
+def test_a_url_in_servers_is_told_the_host_port_to_write(entry, hint):
+    """A URL pasted into <servers> never matches (WSO2 compares host:port as text). It
+    was read as an IPv6 address without a port: "write [https://a.test:443]:443; IPv6
+    addresses go in brackets". The twin: the host:port it names loads."""
+    from mtls._config import parse_server
+
+    with pytest.raises(ProfileConfigError, match="is a URL, so it would never match") as info:
+        parse_server(entry, path="p.xml")
+    message = str(info.value)
+    assert message.endswith(hint) and "[https" not in message and "IPv6" not in message
+    if "(" in hint:
+        host_port = hint.split("(")[1].rstrip(")")
+        assert parse_server(host_port) == parse_server(host_port.lower())
+
+
+@pytest.mark.parametrize("entry", ["user@orders.internal:8443", "orders.internal/api:8443"])
+def test_a_name_with_user_info_or_a_path_is_said_never_to_match(entry, caplog):
+    """WSO2 compares host:port as text: "user@orders.internal:8443" matches no request,
+    and loaded without a word. The twin: the plain name is not warned about."""
+    from mtls._config import parse_server
+
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        parse_server(entry, path="p.xml")
+        parse_server("orders.internal:8443", path="p.xml")
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert f"server {entry!r} never matches a request" in said
+
+
 def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> None:
     """A profile of 300,000 servers whose store was missing made a 6.7-million-character
     message. Messages name the first ten and count the rest; the error's servers
