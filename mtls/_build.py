@@ -13,6 +13,7 @@ import datetime as _dt
 import functools
 import os
 import ssl
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1305,8 +1306,9 @@ def _purpose_refusal(
 #: root dropped for the short chain, a leaf alone for peers that trust the intermediate
 #: itself) waits this long, or until the next check after it.
 LOST_ISSUER_GRACE = _dt.timedelta(seconds=10)
-# (where, SHA-256 of the chain) -> when it was first held back; and those let in, warned.
-_LOST_ISSUER_SEEN: dict[tuple[str, str], _dt.datetime] = {}
+# (where, SHA-256 of the chain) -> when it was first held back (time.monotonic(): a
+# wall clock stepped back would hold it back that much longer); and those let in, warned.
+_LOST_ISSUER_SEEN: dict[tuple[str, str], float] = {}
 _LOST_ISSUER_WARNED: set[tuple[str, str]] = set()
 
 
@@ -1343,11 +1345,11 @@ def _lost_issuer_refusal(
     what = f"the {whose} certificate" if whose else "the certificate"
     subject, missing = _x509.subject_text(leaf), _x509.subject_text(lost_cert)
     key = (where, _x509.sha256_hex(b"".join(chain_der)))
-    now = _dt.datetime.now(_dt.UTC)
+    now = time.monotonic()
     if len(_LOST_ISSUER_SEEN) >= 256 and key not in _LOST_ISSUER_SEEN:
         _LOST_ISSUER_SEEN.clear()
-    first = _LOST_ISSUER_SEEN.setdefault(key, now)
-    if now - first >= LOST_ISSUER_GRACE:
+    held = _dt.timedelta(seconds=now - _LOST_ISSUER_SEEN.setdefault(key, now))
+    if held >= LOST_ISSUER_GRACE:
         if key not in _LOST_ISSUER_WARNED:
             if len(_LOST_ISSUER_WARNED) >= 256:
                 _LOST_ISSUER_WARNED.clear()
@@ -1363,7 +1365,7 @@ def _lost_issuer_refusal(
                 missing,
             )
         return None
-    until = first + LOST_ISSUER_GRACE
+    until = _dt.datetime.now(_dt.UTC) + (LOST_ISSUER_GRACE - held)
     return KeystoreError(
         f"{where}: {what} {subject} arrived without {missing}, which issued its chain's "
         "last certificate and which the chain in service sends: a file written in steps "

@@ -1926,6 +1926,34 @@ def test_a_chain_meant_without_its_intermediate_goes_in_after_the_grace(
             assert profiles.last_error is None and cn_seen(profiles, server.port) == "gen-2"
 
 
+def test_the_lost_issuer_grace_runs_on_the_monotonic_clock(monkeypatch, caplog):
+    """The grace was measured on the wall clock: a clock stepped back an hour (NTP
+    after a suspend, a VM restored) held a chain meant without its intermediate back
+    for that hour more, and one stepped forward let a half-written file in at once.
+    It is measured on time.monotonic() now: here the monotonic clock passes the grace
+    while the wall clock stands (the old code held the chain back)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from mtls import _build
+
+    ica = CA(name="grace root").create_child_ca(name="grace ica")
+    der = [c.public_bytes(Encoding.DER) for c in (ica.issue_cert("gen-1").certificate,
+                                                   ica.certificate)]  # fmt: skip
+    alone = [ica.issue_cert("gen-2").certificate.public_bytes(Encoding.DER)]
+    clock = [1000.0]
+    fake_time = type("FakeTime", (), {"monotonic": staticmethod(lambda: clock[0])})
+    monkeypatch.setattr(_build, "time", fake_time, raising=False)
+    where = f"/monotonic-{id(clock)}/gw.pem"
+    held = _build._lost_issuer_refusal(alone, der, where)
+    assert held is not None and "arrived without CN=grace ica" in str(held[0])
+    clock[0] += _build.LOST_ISSUER_GRACE.total_seconds() / 2
+    assert _build._lost_issuer_refusal(alone, der, where) is not None  # half-way: held
+    clock[0] += _build.LOST_ISSUER_GRACE.total_seconds() / 2
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert _build._lost_issuer_refusal(alone, der, where) is None
+    assert "goes in without CN=grace ica" in caplog.text
+
+
 def test_a_servers_edit_is_said_in_the_log(setup, backend, caplog):
     """An edit of <servers> changes which host gets which identity without any context
     changing: it was applied with no log line at all (each rebuilt context is said at
