@@ -750,6 +750,7 @@ class SSLProfileSet:
         *,
         client_id: str | None = None,
         alpn: Sequence[str] | None = None,
+        server_hostname: str | None = None,
     ) -> ssl.SSLContext | None:
         """The context for a backend, or ``None`` when nothing (not even a default) matches.
 
@@ -773,6 +774,12 @@ class SSLProfileSet:
                 ``ssl.SSLContext`` is returned as it is. The first lookup for a list
                 builds its context (about one context's cost, no lock taken); later
                 ones return it until the material rotates.
+            server_hostname: the name the client will verify and send as SNI, when it
+                is not ``host`` (httpx's ``sni_hostname`` extension, aiohttp's
+                ``server_hostname=``; the integrations pass it). The profile is still
+                the one for ``host:port``; ``DefaultAndLocalhost`` skips the name check
+                only when this name is a localhost name too, so dialling ``127.0.0.1``
+                while verifying ``orders.internal`` checks ``orders.internal``.
 
         Never locks and never waits on a reload: one read of the current snapshot.
 
@@ -786,7 +793,7 @@ class SSLProfileSet:
                 never match).
             ValueError: ``host`` has a port in it (``backend:8243``).
         """
-        if alpn is None:
+        if alpn is None and server_hostname is None:
             # One read of one immutable mapping: the whole old set or the whole new one.
             ctx = self._fast.get((host, port) if client_id is None else (host, port, client_id))
             if ctx is not None:
@@ -794,20 +801,27 @@ class SSLProfileSet:
         # One read of one immutable snapshot (perhaps newer than the map just read).
         snapshot = self._engine.snapshot  # type: ignore[union-attr]
         if alpn is None:
-            return self._lookup(snapshot, host, port, client_id)[0]
-        base, served = self._lookup(snapshot, host, port, client_id)
+            return self._lookup(snapshot, host, port, client_id, server_hostname)[0]
+        base, served = self._lookup(snapshot, host, port, client_id, server_hostname)
         if base is None or served is None:
             return base
         return served.with_alpn(base, tuple(alpn))
 
     def _lookup(
-        self, snapshot: Snapshot, host: str, port: int, client_id: str | None
+        self,
+        snapshot: Snapshot,
+        host: str,
+        port: int,
+        client_id: str | None,
+        server_hostname: str | None = None,
     ) -> tuple[ssl.SSLContext | None, Served | None]:
         name = normalize_host(host)
         item = self._resolve(snapshot, name, host, port, client_id)
         if item is None or isinstance(item, ssl.SSLContext):
             return item, None
-        return item.context_for_host(name), item.served
+        # The variant follows the name verified (the localhost one skips the check).
+        verified = name if server_hostname is None else normalize_host(server_hostname)
+        return item.context_for_host(verified), item.served
 
     def _resolve(
         self, snapshot: Snapshot, name: str, host: str, port: int, client_id: str | None
@@ -844,7 +858,12 @@ class SSLProfileSet:
         return None
 
     def context_for_url(
-        self, url: str, *, client_id: str | None = None, alpn: Sequence[str] | None = None
+        self,
+        url: str,
+        *,
+        client_id: str | None = None,
+        alpn: Sequence[str] | None = None,
+        server_hostname: str | None = None,
     ) -> ssl.SSLContext | None:
         """The context for a URL's host and port (443 when an https URL has none).
 
@@ -854,6 +873,7 @@ class SSLProfileSet:
             url: an absolute URL (``https://host:port/...``; 443 when it has no port).
             client_id: as for :meth:`context_for`.
             alpn: as for :meth:`context_for`.
+            server_hostname: as for :meth:`context_for`.
 
         Raises:
             ProfileUnavailableError: as for :meth:`context_for`.
@@ -863,7 +883,9 @@ class SSLProfileSet:
         origin = tls_origin(url)
         if origin is None:
             return None
-        return self.context_for(*origin, client_id=client_id, alpn=alpn)
+        return self.context_for(
+            *origin, client_id=client_id, alpn=alpn, server_hostname=server_hostname
+        )
 
     def profile_for(
         self, host: str, port: int, *, client_id: str | None = None

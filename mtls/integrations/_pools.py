@@ -72,8 +72,9 @@ class _ContextPools(Generic[T]):
         client_id: passed to :meth:`SSLProfileSet.context_for`.
         make: builds the resource for a context (called under the lock: keep it cheap).
         alpn: the ALPN list (or a function giving it) contexts are asked for with.
-        lookup: what a ``(host, port)`` is served with, instead of its context
-            (gRPC: :meth:`SSLProfileSet.material_for`); ``None`` means no TLS material.
+        lookup: what a ``(host, port, server_hostname)`` is served with, instead of its
+            context (gRPC: :meth:`SSLProfileSet.material_for`); ``None`` means no TLS
+            material.
         key: what makes two lookups "the same" (default: the very same object).
     """
 
@@ -84,7 +85,7 @@ class _ContextPools(Generic[T]):
         make: Callable[[Any], T],
         alpn: tuple[str, ...] | Callable[[], tuple[str, ...]] = ("http/1.1",),
         *,
-        lookup: Callable[[str, int], Any] | None = None,
+        lookup: Callable[[str, int, str | None], Any] | None = None,
         key: Callable[[Any], Hashable] = id,
     ) -> None:
         self._profiles = profile_set
@@ -100,17 +101,29 @@ class _ContextPools(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
         self._unclosed: list[T] = []  # retired and due to close, left by a refused acquire
-        self._origins: set[tuple[str, int]] = set()
+        # (host, port, the name verified when the client overrides it)
+        self._origins: set[tuple[str, int, str | None]] = set()
         self._generation = profile_set.generation
 
-    def context_for(self, host: str, port: int) -> ssl.SSLContext | None:
-        """The current context for ``host:port``, without taking a lease."""
+    def context_for(
+        self, host: str, port: int, server_hostname: str | None = None
+    ) -> ssl.SSLContext | None:
+        """The current context for ``host:port`` (verifying ``server_hostname`` when
+        the client overrides the name), without taking a lease."""
         return self._profiles.context_for(
-            host, port, client_id=self._client_id, alpn=self._alpn_of()
+            host,
+            port,
+            client_id=self._client_id,
+            alpn=self._alpn_of(),
+            server_hostname=server_hostname,
         )
 
-    def acquire(self, host: str, port: int) -> tuple[_Entry[T] | None, list[T]]:
-        """Lease the entry for ``host:port``'s current context.
+    def acquire(
+        self, host: str, port: int, server_hostname: str | None = None
+    ) -> tuple[_Entry[T] | None, list[T]]:
+        """Lease the entry for ``host:port``'s current context (``server_hostname``:
+        the name the client verifies instead of ``host``, as for
+        :meth:`SSLProfileSet.context_for`).
 
         Returns:
             The entry (``None`` when no profile and no default match: use the
@@ -126,7 +139,7 @@ class _ContextPools(Generic[T]):
         while True:
             generation = profiles.generation
             try:
-                ctx = self._lookup(host, port)
+                ctx = self._lookup(host, port, server_hostname)
             except MTLSError:
                 if closing:  # retired by a sweep of an earlier pass: the next caller closes
                     with self._lock:
@@ -149,7 +162,7 @@ class _ContextPools(Generic[T]):
                     entry = _Entry(ctx, self._make(ctx))
                     self._entries[key] = entry
                 entry.inflight += 1
-                self._origins.add((host, port))
+                self._origins.add((host, port, server_hostname))
                 return entry, closing
 
     def release(self, entry: _Entry[T]) -> T | None:
@@ -182,16 +195,16 @@ class _ContextPools(Generic[T]):
         profiles = self._profiles
         while True:
             generation = profiles.generation
-            live: dict[Hashable, tuple[str, int]] = {}
-            origins: set[tuple[str, int]] = set()
-            for host, port in self._origins:
+            live: set[Hashable] = set()
+            origins: set[tuple[str, int, str | None]] = set()
+            for origin in self._origins:
                 try:
-                    ctx = self._lookup(host, port)
+                    ctx = self._lookup(*origin)
                 except MTLSError:  # refused now (its profile has not loaded): nothing live
                     ctx = None
                 if ctx is not None:
-                    live[self._key(ctx)] = (host, port)
-                    origins.add((host, port))
+                    live.add(self._key(ctx))
+                    origins.add(origin)
             if profiles.generation == generation:
                 break  # the answers all come from one generation
         self._generation = generation

@@ -75,7 +75,11 @@ def _chose_ssl(kwargs: dict[str, Any]) -> bool:
 
 
 def request_ssl(
-    profile_set: SSLProfileSet, url: str | URL, *, client_id: str | None = None
+    profile_set: SSLProfileSet,
+    url: str | URL,
+    *,
+    client_id: str | None = None,
+    server_hostname: str | None = None,
 ) -> ssl.SSLContext | bool:
     """What to pass as aiohttp's ``ssl=`` for ``url``.
 
@@ -89,6 +93,9 @@ def request_ssl(
         profile_set: where contexts come from.
         url: the absolute request URL.
         client_id: WSO2's client identifier, for profiles with ``<client>`` entries.
+        server_hostname: the request's ``server_hostname=``, when it has one (the
+            name aiohttp verifies instead of the URL's host): ``DefaultAndLocalhost``
+            skips the name check only when it is a localhost name too.
 
     Returns:
         The profile's (or the set's default) context; ``True`` (aiohttp's normal
@@ -101,9 +108,8 @@ def request_ssl(
         ValueError: not an absolute URL (in a session with a ``base_url``, pass the
             joined URL, or use :class:`MTLSClientSession`, which joins it), or no host.
     """
-    return _ssl_for(
-        profile_set, _origin(url) if isinstance(url, URL) else tls_origin(url), client_id
-    )
+    origin = _origin(url) if isinstance(url, URL) else tls_origin(url)
+    return _ssl_for(profile_set, origin, client_id, server_hostname)
 
 
 def _origin(url: URL) -> tuple[str, int] | None:
@@ -120,14 +126,19 @@ _HTTP1 = ("http/1.1",)
 
 
 def _ssl_for(
-    profile_set: SSLProfileSet, origin: tuple[str, int] | None, client_id: str | None
+    profile_set: SSLProfileSet,
+    origin: tuple[str, int] | None,
+    client_id: str | None,
+    server_hostname: str | None = None,
 ) -> ssl.SSLContext | bool:
     """:func:`request_ssl` for a URL's :func:`~mtls._config.tls_origin`."""
     if origin is None:
         return True  # plain http://: aiohttp's default, no TLS
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
     try:
-        ctx = profile_set.context_for(*origin, client_id=client_id, alpn=_HTTP1)
+        ctx = profile_set.context_for(
+            *origin, client_id=client_id, alpn=_HTTP1, server_hostname=server_hostname
+        )
     except AttributeError:
         _require_profile_set(profile_set, "request_ssl")  # checked only when it fails
         raise
@@ -319,7 +330,9 @@ class MTLSClientSession:
             # One origin for the context and the profile (the ValueError request_ssl
             # raises for a URL no profile can be chosen for).
             origin = _origin(target)
-            chosen = _ssl_for(self.profile_set, origin, self.client_id)
+            chosen = _ssl_for(
+                self.profile_set, origin, self.client_id, kwargs.get("server_hostname")
+            )
             kwargs["ssl"] = chosen
             proxied = isinstance(chosen, ssl.SSLContext)
             redirects = kwargs.get("allow_redirects", True)

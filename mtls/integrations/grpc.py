@@ -352,9 +352,9 @@ class _Rotating:
     def _lookup_now(self) -> TLSMaterial | None:
         return self._profiles.material_for(self._host, self._port, client_id=self._client_id)
 
-    def _material(self, host: str, port: int) -> TLSMaterial | None:
+    def _material(self, host: str, port: int, server_hostname: str | None) -> TLSMaterial | None:
         # One lookup per generation: a call reads one int when nothing changed.
-        del host, port  # always this channel's target
+        del host, port, server_hostname  # always this channel's target (and its override)
         profiles = self._profiles
         generation = profiles.generation
         memo = self._memo

@@ -104,6 +104,14 @@ def _origin(url: httpx.URL) -> tuple[str, int] | None:
     return url.raw_host.decode("ascii"), url.port or default
 
 
+def _sni_hostname(request: httpx.Request) -> str | None:
+    """The name httpx verifies and sends as SNI instead of the URL's host (the
+    ``sni_hostname`` request extension), if any: it decides whether
+    ``DefaultAndLocalhost`` skips the name check."""
+    name = request.extensions.get("sni_hostname")
+    return name if isinstance(name, str) and name else None
+
+
 class _LeasedStream(httpx.SyncByteStream):
     """The response body; ends the transport lease when the response is closed."""
 
@@ -145,7 +153,8 @@ class MTLSTransport(httpx.BaseTransport):
     """An httpx transport that picks the TLS context per request from a profile set.
 
     Each request's context is ``profile_set.context_for(host, port)`` of its URL
-    (port 443 when the https URL has none). One ``httpx.HTTPTransport(verify=ctx,
+    (port 443 when the https URL has none; a ``sni_hostname`` request extension is
+    passed as ``server_hostname=``, the name verified). One ``httpx.HTTPTransport(verify=ctx,
     **transport_kwargs)`` serves each distinct context; URLs for which the set
     has no profile and no default (and plain ``http://`` URLs) go to
     ``httpx.HTTPTransport(**transport_kwargs)``: httpx's normal verification, no
@@ -229,7 +238,7 @@ class MTLSTransport(httpx.BaseTransport):
         origin = _origin(request.url)
         entry: _Entry[httpx.HTTPTransport] | None = None
         if origin is not None:
-            entry, closing = self._pools.acquire(*origin)
+            entry, closing = self._pools.acquire(*origin, _sni_hostname(request))
             _close_each(closing, httpx.HTTPTransport.close)
         if entry is None:
             return self._fallback_transport().handle_request(request)
@@ -324,7 +333,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         entry: _Entry[httpx.AsyncHTTPTransport] | None = None
         closing: list[httpx.AsyncHTTPTransport] = []
         if origin is not None:
-            entry, closing = self._pools.acquire(*origin)
+            entry, closing = self._pools.acquire(*origin, _sni_hostname(request))
         if entry is None:
             if closing:
                 await _aclose_each(closing, self._closing)

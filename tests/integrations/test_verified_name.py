@@ -1,0 +1,122 @@
+"""DefaultAndLocalhost follows the name the client verifies, not the URL's host.
+
+A client that dials ``127.0.0.1`` (a sidecar, a tunnel) and asks httpx
+(``sni_hostname``) or aiohttp (``server_hostname=``) to verify ``orders.internal``
+got the localhost variant of the profile's context, which skips the name check: any
+certificate the truststore vouches for was taken for ``orders.internal``. The set now
+chooses the variant by the name verified. Real handshakes with a backend whose
+certificate names ``orders.internal`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+import mtls
+from mtls.integrations.aiohttp import MTLSClientSession, request_ssl
+from mtls.integrations.httpx import async_client, client
+from mtls.testing import CA, MTLSServer
+from tests._helpers import PASSWORD, write_identity, write_trust
+
+NAMED = "orders.internal"
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[mtls.SSLProfileSet, str]]:
+    ca = CA()
+    tmp = tmp_path_factory.mktemp("verified-name")
+    keystore = write_identity(ca.issue_cert("gateway"), tmp / "gateway.jks")
+    truststore = write_trust(ca, tmp / "trust.jks")
+    with MTLSServer(ca.issue_cert(NAMED), client_ca=ca) as server:
+        profile = mtls.SSLProfile(
+            servers=(f"127.0.0.1:{server.port}",),
+            keystore=mtls.StoreConfig(location=keystore, password=PASSWORD),
+            truststore=mtls.StoreConfig(location=truststore, password=PASSWORD),
+        )
+        with mtls.SSLProfileSet([profile], hostname_verifier="DefaultAndLocalhost") as profiles:
+            yield profiles, f"https://127.0.0.1:{server.port}/"
+
+
+# (the name verified instead of the URL's host, whether the handshake passes)
+CASES = [(None, True), (NAMED, True), ("billing.internal", False), ("localhost", True)]
+
+
+@pytest.mark.parametrize(("name", "passes"), CASES)
+def test_context_for_chooses_the_variant_by_the_name_verified(backend, name, passes):
+    profiles, url = backend
+    ctx = profiles.context_for_url(url, server_hostname=name)
+    assert ctx is not None
+    # The localhost variant (no name check) only for a localhost name, or none given.
+    assert ctx.check_hostname is (name not in (None, "localhost"))
+    assert profiles.context_for_url(url) is profiles.context_for_url(url, server_hostname=None)
+
+
+def _is_name_mismatch(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return "Hostname mismatch" in str(exc) or "doesn't match" in str(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+@pytest.mark.parametrize(("name", "passes"), CASES)
+def test_httpx_sni_hostname_is_verified(backend, name, passes):
+    profiles, url = backend
+    extensions: dict[str, Any] = {} if name is None else {"sni_hostname": name}
+    with client(profiles) as http:
+        if passes:
+            assert http.get(url, extensions=extensions).json()["client_cn"] == "gateway"
+        else:
+            with pytest.raises(httpx.ConnectError) as caught:
+                http.get(url, extensions=extensions)
+            assert _is_name_mismatch(caught.value), caught.value
+
+
+@pytest.mark.parametrize(("name", "passes"), CASES)
+def test_async_httpx_sni_hostname_is_verified(backend, name, passes):
+    profiles, url = backend
+    extensions: dict[str, Any] = {} if name is None else {"sni_hostname": name}
+
+    async def main() -> str:
+        async with async_client(profiles) as http:
+            return str((await http.get(url, extensions=extensions)).json()["client_cn"])
+
+    if passes:
+        assert asyncio.run(main()) == "gateway"
+    else:
+        with pytest.raises(httpx.ConnectError) as caught:
+            asyncio.run(main())
+        assert _is_name_mismatch(caught.value), caught.value
+
+
+@pytest.mark.parametrize(("name", "passes"), CASES)
+def test_aiohttp_server_hostname_is_verified(backend, name, passes):
+    profiles, url = backend
+    kwargs: dict[str, Any] = {} if name is None else {"server_hostname": name}
+
+    async def session() -> str:
+        async with MTLSClientSession(profiles) as http, http.get(url, **kwargs) as response:
+            return str((await response.json())["client_cn"])
+
+    async def by_hand() -> str:
+        ssl_arg = request_ssl(profiles, url, server_hostname=name)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url, ssl=ssl_arg, **kwargs) as response,
+        ):
+            return str((await response.json())["client_cn"])
+
+    for run in (session, by_hand):
+        if passes:
+            assert asyncio.run(run()) == "gateway"
+        else:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError) as caught:
+                asyncio.run(run())
+            assert _is_name_mismatch(caught.value.certificate_error), caught.value
