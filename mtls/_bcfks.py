@@ -48,7 +48,7 @@ from . import _der
 from ._bks import PasswordRequired
 from ._budget import WorkBudget, WorkLimitError
 from ._der import TLV
-from ._entries import Taken, unique_alias
+from ._entries import Taken, fold, unique_alias
 from ._jks import (
     JKSContents,
     JKSFormatError,
@@ -335,7 +335,7 @@ def _case_apart(
     """
     folded: dict[str, str] = {}
     for alias, entry in entries.items():
-        first = folded.setdefault(alias.casefold(), alias)
+        first = folded.setdefault(fold(alias), alias)
         if first != alias and (isinstance(entry, JKSKey) or isinstance(entries[first], JKSKey)):
             raise JKSFormatError(
                 f"entries {first!r} and {alias!r} differ only in case, and one is a key "

@@ -36,8 +36,11 @@ class KeyEntry:
 
 
 def fold(alias: str) -> str:
-    """The form aliases are compared in (Java: case-insensitive; JKS stores them lower-cased)."""
-    return alias.casefold()
+    """The form aliases are compared in: Java's ``alias.toLowerCase(Locale.ENGLISH)``
+    (JKS and PKCS12 stores key their entries so), which ``str.lower`` matches, final
+    sigma and dotted capital I included. Not ``casefold``: it makes ``straße`` and
+    ``strasse``, or ``µ`` and ``μ``, one alias where Java keeps two entries."""
+    return alias.lower()
 
 
 def where(path: str | os.PathLike[str] | None) -> str:

@@ -59,6 +59,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from . import _der
 from ._budget import WorkBudget
+from ._entries import fold
 
 _JKS_MAGIC = b"\xfe\xed\xfe\xed"
 _JCEKS_MAGIC = b"\xce\xce\xce\xce"
@@ -354,7 +355,7 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
     trimmed: list[str] = []
     for entry in entries:
         alias = entry[0] if isinstance(entry, tuple) else entry.alias
-        folded = alias.casefold()
+        folded = fold(alias)
         if folded in table:
             replaced.append(alias)
             del table[folded]

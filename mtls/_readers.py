@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import _bcfks, _bks, _der, _jks, _pkcs12, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
-from ._entries import KeyEntry, Taken, alias_for, unique_alias
+from ._entries import KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import (
     KeyEntryError,
@@ -496,7 +496,7 @@ def _parse_jks(
     wanted = (
         contents.keys
         if key_alias is None
-        else [k for k in contents.keys if k.alias.casefold() == key_alias.casefold()]
+        else [k for k in contents.keys if fold(k.alias) == fold(key_alias)]
     )
     if with_keys:
         secret = key_password if key_password is not None else password

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from .. import _x509
+from .._entries import fold
 from .._errors import KeystoreFormatError, KeystoreNotFoundError
 from .._files import atomic_write, read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
@@ -488,10 +489,7 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
                 "--replace to overwrite it"
             )
         for other in store.aliases:
-            if (
-                other.casefold() != alias.casefold()
-                and store.export_certificate(other, "DER") == der
-            ):
+            if fold(other) != fold(alias) and store.export_certificate(other, "DER") == der:
                 out.warn(f"{path} already has this certificate under alias {other!r}")
         store.add_certificate(alias, der, replace=args.replace)
         state = _entry_word(_write_back(store, path, password, kind, key_password))
@@ -627,7 +625,7 @@ def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for alias in aliases:
         kind = store.entry_type(alias)  # KeyEntryError names the aliases there are
-        name = next((a for a in store.aliases if a.casefold() == alias.casefold()), alias)
+        name = next((a for a in store.aliases if fold(a) == fold(alias)), alias)
         entry: dict[str, Any] = {"alias": name, "kind": kind, "chain": []}
         if kind == "SecretKeyEntry":
             entry["note"] = store.secret_keys[name]
@@ -798,7 +796,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if args.alias is not None:
         store.certificate(args.alias)  # KeyEntryError naming the aliases there are
         for other in store.aliases:
-            if other.casefold() != args.alias.casefold():
+            if fold(other) != fold(args.alias):
                 store.remove(other)
     if to != "PEM" and not merge:
         check_new_password(out_password, str(target))
@@ -903,21 +901,21 @@ def _merged_into(
     if destination.secret_keys:
         raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
                        "merge with keytool -importkeystore")  # fmt: skip
-    taken = {alias.casefold(): alias for alias in destination.aliases}
-    clashes = [alias for alias in source.aliases if alias.casefold() in taken]
+    taken = {fold(alias): alias for alias in destination.aliases}
+    clashes = [alias for alias in source.aliases if fold(alias) in taken]
     if clashes and not args.overwrite_aliases:
-        names = ", ".join(repr(taken[alias.casefold()]) for alias in clashes)
+        names = ", ".join(repr(taken[fold(alias)]) for alias in clashes)
         raise CLIError(
             f"{target} already has {names}: pass -noprompt (--overwrite-aliases) to replace "
             "them with the source's, or pick other entries with --alias; nothing was written"
         )
     for alias in source.key_aliases:
         name, key, chain = source.key_entry(alias)
-        if name.casefold() in taken:
-            destination.remove(taken[name.casefold()])
+        if fold(name) in taken:
+            destination.remove(taken[fold(name)])
         destination.add_key(name, key, chain)
     for alias in source.trusted_aliases:
-        if alias.casefold() in taken:
-            destination.remove(taken[alias.casefold()])
+        if fold(alias) in taken:
+            destination.remove(taken[fold(alias)])
         destination.add_certificate(alias, source.export_certificate(alias, "DER"))
     return destination

@@ -785,3 +785,41 @@ def test_a_pkcs12_key_password_keytool_ignored_is_explained(
     # The twin, a key that really has a password of its own (written through Java's
     # KeyStore API), keeps the general message: tests/stores/test_pkcs12.py
     # test_key_password_differs_from_store_password.
+
+
+@pytest.mark.parametrize("store_type", ["JKS", "PKCS12"])
+def test_aliases_java_keeps_apart_stay_apart(
+    jdk_keytool: JDK, tmp_path: Path, store_type: str
+) -> None:
+    """Java folds aliases with toLowerCase(Locale.ENGLISH): 'straße' and 'strasse', or
+    'µ-root' (micro sign) and 'μ-root' (Greek mu), are two entries. mtls compared them
+    casefolded: a JKS truststore lost one anchor (with a warning that the alias
+    "appears more than once"), and a PKCS#12 one renamed it 'strasse-2', so
+    certificate('strasse') gave the other CA. The twin: 'Strasse' and 'strasse' are one
+    alias to Java and to mtls."""
+    cas = {
+        alias: CA(name=f"ca {n}")
+        for n, alias in enumerate(["straße", "strasse", "µ-root", "μ-root"])
+    }
+    path = tmp_path / f"trust.{store_type.lower()}"
+    for alias, ca in cas.items():
+        pem = tmp_path / f"{len(list(tmp_path.iterdir()))}.pem"
+        pem.write_bytes(ca.cert_pem)
+        run_keytool(jdk_keytool, "-importcert", "-noprompt", "-keystore", str(path),
+                    "-storetype", store_type, "-storepass", STOREPASS, "-alias", alias,
+                    "-file", str(pem))  # fmt: skip
+    assert len(keytool_list(jdk_keytool, path)) == 4
+    trust = mtls.Truststore.load(path, STOREPASS)
+    assert sorted(trust.aliases) == sorted(cas)
+    for alias, ca in cas.items():
+        assert trust.certificates[alias] == ca.certificate, alias
+    # Written back, keytool still lists four entries with their certificates.
+    ours = tmp_path / f"ours.{store_type.lower()}"
+    trust.save(ours, STOREPASS, store_type=store_type)  # type: ignore[arg-type]
+    listing = keytool_list(jdk_keytool, ours)
+    assert sorted(listing) == sorted(cas)
+    for alias, ca in cas.items():
+        assert listing[alias].sha256 == _fingerprints([ca.certificate]), alias
+    # Twin: case alone does not make two aliases, in Java or here.
+    with pytest.raises(mtls.KeystoreError, match="already"):
+        trust.add("STRASSE", CA().certificate)
