@@ -104,6 +104,18 @@ def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
         return None
 
 
+def _java_chars(password: str) -> bool:
+    """Whether ``password`` is text Java could have had: the KDF (pyjks's) encodes it as
+    UTF-16. A byte that was not UTF-8, carried as a lone surrogate (a Latin-1 terminal,
+    an environment variable), cannot be, and was a ``UnicodeEncodeError`` holding the
+    whole password in its arguments: it is a wrong password instead, never chained."""
+    try:
+        password.encode("utf-16-be")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_bks(data: bytes, password: str | None, budget: WorkBudget) -> JKSContents:
     """Parse a BKS store; verify its HMAC when ``password`` is given (``None`` skips it).
 
@@ -120,6 +132,8 @@ def parse_bks(data: bytes, password: str | None, budget: WorkBudget) -> JKSConte
     if len(stored) != 20:
         raise JKSFormatError("truncated BKS store: the HMAC is missing: replace the file")
     if password is not None:
+        if not _java_chars(password):
+            raise JKSIntegrityError("HMAC mismatch")
         budget.charge_kdf(iterations, "the store MAC")
         # Version 1 asked for a 20-bit key where 20 bytes were meant (a Bouncy Castle bug
         # kept for compatibility): 2 bytes of key.
@@ -156,6 +170,8 @@ def parse_uber(data: bytes, password: str | None, budget: WorkBudget) -> JKSCont
         raise JKSFormatError("truncated UBER store: replace the file")
     if password is None:
         raise PasswordRequired("UBER stores are encrypted")
+    if not _java_chars(password):
+        raise JKSIntegrityError("UBER decryption failed")
     budget.charge_kdf(_DERIVATIONS * iterations, "the store")  # Twofish: 32-byte key, IV
     jks = pyjks()
     _import_twofish()
@@ -334,6 +350,8 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None) -> bytes:
             f"key entry {shown(key.alias)} is damaged or asks for over {MAX_ITERATIONS:,} "
             "iterations: replace the file"
         )
+    if not _java_chars(password):
+        raise JKSKeyPasswordError("sealed key does not decrypt")
     if budget is not None:
         budget.charge_kdf(_DERIVATIONS * iterations, f"key entry {shown(key.alias)}")
     jks = pyjks()

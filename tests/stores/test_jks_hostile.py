@@ -677,6 +677,28 @@ def test_bouncy_castle_stores_load_with_their_integrity_checks(name):
         Keystore.load(DATA / name, "87654321")
 
 
+@pytest.mark.parametrize("name", CHRISTMAS)
+def test_a_password_byte_that_is_not_utf8_is_a_wrong_password_for_bks_and_uber(name):
+    """A Latin-1 byte in a password (a Latin-1 terminal, an environment variable)
+    reaches Python as a lone surrogate. pyjks's KDF encodes passwords as UTF-16: a bare
+    UnicodeEncodeError escaped, with the whole password in its arguments (and the CLI
+    printed "unexpected UnicodeEncodeError ... please report it"). JKS, JCEKS, PKCS#12
+    and BCFKS said "wrong password"; so do BKS and UBER now, the store's and a key's,
+    with no exception in the chain that holds the password. The twin: the right
+    password loads (test_bouncy_castle_stores_load_with_their_integrity_checks)."""
+    password = os.fsdecode(b"p\xe4sswort")
+    with pytest.raises(WrongPasswordError) as caught:
+        Keystore.load(DATA / name, password)
+    chain: BaseException | None = caught.value
+    while chain is not None:
+        assert password not in repr(chain.args), chain
+        chain = chain.__cause__ or chain.__context__
+    if not name.endswith("uber"):  # a key password: the store opens, the key does not
+        with pytest.raises(mtls.MTLSError, match="password") as caught_key:
+            Keystore.load(DATA / name, "12345678", key_password=password)
+        assert password not in str(caught_key.value)
+
+
 def test_bks_is_listed_without_its_password_and_uber_is_not():
     listed = Keystore.inspect(DATA / "christmas.bksv2")  # no password: no HMAC check, as BC
     assert listed.key_aliases == ("sealed_private_key",)
