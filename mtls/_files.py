@@ -13,6 +13,7 @@ import errno
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 
 from ._log import log
@@ -44,7 +45,11 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
     # Judged before it is opened too: opening a device has effects of its own (a
     # terminal becomes the controlling one of a process that has none, a watchdog
     # arms), and a socket cannot be opened at all (ENXIO, a misleading reason).
-    _refuse_irregular(os.stat(path).st_mode, path)
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError as exc:  # UnicodeEncodeError, or a NUL: no file has such a name
+        raise unnameable(path, exc) from None
+    _refuse_irregular(mode, path)
     # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer;
     # O_NOCTTY: whatever was swapped in since the stat never becomes our terminal.
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
@@ -124,6 +129,13 @@ def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) ->
             "the system has as many files open as it allows (fs.file-max): find what "
             "holds them open"
         )
+    if isinstance(exc, InputRefused) and exc.errno == errno.EILSEQ:
+        return (
+            "run Python in UTF-8 (a UTF-8 locale such as LANG=C.UTF-8, or PYTHONUTF8=1), "
+            "or rename the file"
+        )
+    if isinstance(exc, InputRefused) and exc.errno == errno.EINVAL:
+        return "remove the NUL character from the path"
     if exc.errno == errno.ENOENT and path is not None:
         with contextlib.suppress(OSError, ValueError):
             if os.path.islink(path):
@@ -132,6 +144,20 @@ def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) ->
                     "point the link at the file, or restore it"
                 )
     return None
+
+
+def unnameable(path: str | os.PathLike[str], exc: ValueError) -> InputRefused:
+    """A path the system cannot be asked about: a character the file system encoding
+    cannot write (a non-UTF-8 locale: ``LANG=C`` without Python's UTF-8 mode), or a
+    NUL. What Java says is "file not found"; this says why."""
+    if isinstance(exc, UnicodeEncodeError):
+        return InputRefused(
+            errno.EILSEQ,
+            f"its name cannot be written in this process's file system encoding "
+            f"({sys.getfilesystemencoding()})",
+            os.fspath(path),
+        )
+    return InputRefused(errno.EINVAL, "a file name cannot hold a NUL character", os.fspath(path))
 
 
 def _too_big(path: str | os.PathLike[str], limit: int) -> InputRefused:
@@ -221,6 +247,11 @@ def atomic_write(
         OSError: the directory is not writable, the disk is full, the file is
             read-only to this process, or the link is refused.
     """
+    try:
+        if b"\0" in os.fsencode(path):
+            raise ValueError("NUL")
+    except ValueError as exc:  # UnicodeEncodeError too: no file can have this name here
+        raise unnameable(path, exc) from None
     target = Path(path)
     if target.is_symlink():
         _refuse_planted_link(target)

@@ -24,7 +24,7 @@ _MISSING: tuple[int, ...] = (-1,)
 def stat_key(path: Path) -> tuple[int, ...]:
     try:
         st = os.stat(path)  # follows symlinks: a ..data swap changes the inode we see
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name the system cannot be asked about
         return _MISSING
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 

@@ -196,3 +196,49 @@ def test_a_tilde_that_was_meant_as_home_is_named(tmp_path: Path, monkeypatch) ->
     with pytest.raises(mtls.KeystoreNotFoundError) as info:
         mtls.Keystore.load("stores/gw.jks", "changeit")
     assert "~" not in str(info.value)
+
+
+def test_a_name_the_file_system_encoding_cannot_write_says_so(tmp_path: Path) -> None:
+    """Under a non-UTF-8 locale (LANG=C without Python's UTF-8 mode), a store named
+    `gätewäy.jks` raised a bare UnicodeEncodeError from os.stat: not an MTLSError, and
+    `mtls check` said "unexpected UnicodeEncodeError ... please report it". It is a
+    KeystoreError naming the file, the encoding and the fix now; a reload check sees
+    no file there (the last good serves) instead of failing. The twin: the same
+    file, loaded under UTF-8, loads."""
+    from mtls.testing import CA
+    from tests._helpers import PASSWORD, write_identity
+
+    store = write_identity(CA().issue_cert("client"), tmp_path / "gätewäy.jks")
+    script = (
+        "import os, sys, mtls\n"
+        "from mtls._reading import stat_key, _MISSING\n"
+        "path = os.fsencode(sys.argv[1]).decode()  # as a UTF-8 profile file names it\n"
+        "assert stat_key(path) == _MISSING\n"
+        "try:\n"
+        "    mtls.Keystore.load(path, sys.argv[2])\n"
+        "except mtls.KeystoreError as exc:\n"
+        "    print(ascii(str(exc)))\n"
+        "else:\n"
+        "    print('loaded')\n"
+    )
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0"}
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(store), PASSWORD],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = done.stdout
+    assert "file system encoding (ascii)" in said and "PYTHONUTF8=1" in said, said
+    assert "Traceback" not in done.stderr
+    import mtls
+
+    assert mtls.Keystore.load(store, PASSWORD).key_aliases == ("client",)
+
+
+def test_a_path_with_a_nul_is_a_keystore_error() -> None:
+    import mtls
+
+    with pytest.raises(mtls.KeystoreError, match="NUL"):
+        mtls.Keystore.load("/tmp/a\0b.jks", "changeit")
