@@ -183,7 +183,12 @@ class Served:
         if hit is not None:
             return hit
         ctx = self.make(local)
-        ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
+        try:
+            ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
+        except (ssl.SSLError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"alpn: each protocol is a name of 1 to 255 bytes, not {list(alpn)!r}"
+            ) from exc
         return self.variants.setdefault(key, ctx)
 
 

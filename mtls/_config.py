@@ -401,6 +401,40 @@ class StoreConfig:
         return self.written_alias if self.written_alias is not None else self.alias
 
 
+def check_store_config(value: object, what: str) -> None:
+    """Refuse anything but a :class:`StoreConfig` (or ``None``) where a profile names a
+    store: a path or a loaded store failed later, inside the build, with an
+    ``AttributeError``."""
+    if value is None or isinstance(value, StoreConfig):
+        return
+    loaded = type(value).__name__ in ("Keystore", "Truststore")
+    raise TypeError(
+        f"{what} must be an mtls.StoreConfig or None, not {type(value).__name__}: write "
+        "StoreConfig(location=..., password=...)"
+        + (
+            " (a profile re-reads its files at every reload; a loaded store cannot be)"
+            if loaded
+            else ""
+        )
+    )
+
+
+def _check_types(profile: SSLProfile) -> None:
+    check_store_config(profile.keystore, "keystore")
+    check_store_config(profile.truststore, "truststore")
+    flag: object = profile.novalidatecert
+    if not isinstance(flag, bool):
+        # "false" from the environment is truthy: it turned verification off.
+        raise TypeError(
+            f"novalidatecert must be True or False, not {flag!r} ({type(flag).__name__}): "
+            'convert text yourself (only from_xml reads WSO2\'s novalidatecert="true")'
+        )
+    for name in ("client_id", "name"):
+        value: object = getattr(profile, name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+
+
 def _check_crls(profile: SSLProfile) -> None:
     given: Any = profile.crls  # one path, or any iterable of str / os.PathLike
     items = (given,) if isinstance(given, str | os.PathLike) else tuple(given)
@@ -472,6 +506,7 @@ class SSLProfile:
         ) -> None: ...
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_crls(self)
         given: Any = self.servers  # strings are accepted too, for profiles written in code
         raw: Iterable[str | Server] = (given,) if isinstance(given, str) else given

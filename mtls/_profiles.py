@@ -25,6 +25,7 @@ from ._config import (
     SSLProfile,
     StoreConfig,
     check_path_text,
+    check_store_config,
     is_ip_literal,
     normalize_host,
     tls_origin,
@@ -500,6 +501,7 @@ class SSLProfileSet:
         mode = normalize_hostname_verifier(hostname_verifier)
         if default is not None and not isinstance(default, ssl.SSLContext | SSLProfile):
             raise TypeError("default must be an ssl.SSLContext, an SSLProfile or None")
+        check_store_config(default_truststore, "default_truststore")
         # Validated before any file is read: a bad interval must not kill the thread later.
         interval = (
             None
@@ -802,6 +804,8 @@ class SSLProfileSet:
         snapshot = self._engine.snapshot  # type: ignore[union-attr]
         if alpn is None:
             return self._lookup(snapshot, host, port, client_id, server_hostname)[0]
+        if isinstance(alpn, str | bytes):  # "h2" offered "h" and "2"
+            raise TypeError('alpn is a list of names: ["h2", "http/1.1"]')
         base, served = self._lookup(snapshot, host, port, client_id, server_hostname)
         if base is None or served is None:
             return base

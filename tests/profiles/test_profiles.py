@@ -1537,6 +1537,45 @@ def test_a_name_with_user_info_or_a_path_is_said_never_to_match(entry, caplog):
     assert f"server {entry!r} never matches a request" in said
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"novalidatecert": "false"}, "novalidatecert must be True or False, not 'false'"),
+        ({"novalidatecert": 0}, "novalidatecert must be True or False, not 0"),
+        ({"keystore": "client.jks"}, "keystore must be an mtls.StoreConfig or None, not str"),
+        ({"truststore": mtls.Truststore()}, "a loaded store cannot be"),
+        ({"client_id": 7}, "client_id must be a str or None, not int"),
+    ],
+)
+def test_a_profile_made_in_code_refuses_wrong_types_at_once(given, said):
+    """novalidatecert="false" (text from the environment) is truthy: the profile turned
+    verification off, and the log said novalidatecert="true". A path or a loaded store
+    given as keystore or truststore was taken, then the set failed to build with an
+    AttributeError. Each is a TypeError when the profile is made now. The twin: the
+    same profile with the right types is made, and verifies."""
+    with pytest.raises(TypeError, match=re.escape(said)):
+        mtls.SSLProfile(servers=("a.test:443",), **given)
+    with pytest.raises(TypeError, match=r"default_truststore must be an mtls\.StoreConfig"):
+        mtls.SSLProfileSet([], default_truststore="trust.jks")  # type: ignore[arg-type]
+    profile = mtls.SSLProfile(servers=("a.test:443",), novalidatecert=False, client_id="c")
+    with mtls.SSLProfileSet([profile]) as profiles:
+        ctx = profiles.context_for("a.test", 443, client_id="c")
+        assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_alpn_given_as_one_string_is_refused():
+    """alpn="h2" offered the protocols "h" and "2" (a handshake then failed with
+    no_application_protocol); an empty name raised a bare ssl.SSLError. The twin: a
+    list is taken."""
+    profile = mtls.SSLProfile(servers=("a.test:443",))
+    with mtls.SSLProfileSet([profile]) as profiles:
+        with pytest.raises(TypeError, match="alpn is a list of names"):
+            profiles.context_for("a.test", 443, alpn="h2")
+        with pytest.raises(ValueError, match="1 to 255 bytes"):
+            profiles.context_for("a.test", 443, alpn=[""])
+        assert profiles.context_for("a.test", 443, alpn=["h2"]) is not None
+
+
 def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> None:
     """A profile of 300,000 servers whose store was missing made a 6.7-million-character
     message. Messages name the first ten and count the rest; the error's servers
