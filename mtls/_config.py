@@ -21,7 +21,7 @@ from ._idna import ascii_host
 from ._log import log
 from ._readers import _shown_type
 from ._secret import Secret
-from ._types import CRLCheck
+from ._types import CRLCheck, check_flag
 
 CATCH_ALL: Literal["*"] = "*"
 Server = tuple[str, int] | Literal["*"]
@@ -365,6 +365,7 @@ class StoreConfig:
             object.__setattr__(self, "location", self.location.absolute())
         object.__setattr__(self, "password", _as_secret(self.password))
         object.__setattr__(self, "key_password", _as_secret(self.key_password))
+        check_flag("allow_unprotected", self.allow_unprotected)
         if not str(self.location) or str(self.location) == ".":
             raise ProfileConfigError("a store needs a location", element="Location")
         # The location may have come through a placeholder: name the setting, not the value.
@@ -422,13 +423,7 @@ def check_store_config(value: object, what: str) -> None:
 def _check_types(profile: SSLProfile) -> None:
     check_store_config(profile.keystore, "keystore")
     check_store_config(profile.truststore, "truststore")
-    flag: object = profile.novalidatecert
-    if not isinstance(flag, bool):
-        # "false" from the environment is truthy: it turned verification off.
-        raise TypeError(
-            f"novalidatecert must be True or False, not {flag!r} ({type(flag).__name__}): "
-            'convert text yourself (only from_xml reads WSO2\'s novalidatecert="true")'
-        )
+    check_flag("novalidatecert", profile.novalidatecert)  # "false" turned verification off
     for name in ("client_id", "name"):
         value: object = getattr(profile, name)
         if value is not None and not isinstance(value, str):

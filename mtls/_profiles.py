@@ -69,7 +69,7 @@ from ._status import (
     anchor,
     identity,
 )
-from ._types import HostnameVerifier, normalize_hostname_verifier
+from ._types import HostnameVerifier, check_flag, normalize_hostname_verifier
 from ._wso2 import has_placeholder, parse_profiles_xml
 
 
@@ -502,6 +502,7 @@ class SSLProfileSet:
         if default is not None and not isinstance(default, ssl.SSLContext | SSLProfile):
             raise TypeError("default must be an ssl.SSLContext, an SSLProfile or None")
         check_store_config(default_truststore, "default_truststore")
+        check_flag("skip_failures", skip_failures)
         # Validated before any file is read: a bad interval must not kill the thread later.
         interval = (
             None

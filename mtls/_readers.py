@@ -47,7 +47,7 @@ from ._errors import (
 from ._files import InputRefused, cannot_read_fix, read_input
 from ._log import log
 from ._secret import Secret, reveal
-from ._types import StoreFormat
+from ._types import StoreFormat, check_flag
 
 # RFC 7468 boundaries. Labels are short; bounding them keeps every match local.
 # RFC 7468 labels: printable ASCII but "-" (OpenSSL writes "X9.42 DH PARAMETERS").
@@ -284,6 +284,7 @@ def parse(
     password), read only that key entry (matched case-insensitively) and leave the
     others out, as keytool -importkeystore -srcalias does. Other formats read every key.
     """
+    check_flag("allow_unprotected", allow_unprotected)
     where = _where(path)
     try:
         fmt = detect_format(data)

@@ -39,6 +39,21 @@ HostnameVerifier: TypeAlias = Literal["Strict", "Default", "DefaultAndLocalhost"
 
 HOSTNAME_VERIFIERS: tuple[HostnameVerifier, ...] = get_args(HostnameVerifier)
 
+
+def check_flag(name: str, value: object) -> None:
+    """Refuse a flag that is not a ``bool``: text from the environment or a config file
+    (``"false"``) is truthy, and each flag checked here weakens a check when true.
+
+    Raises:
+        TypeError: ``value`` is not ``True`` or ``False`` (or ``1`` or ``0``).
+    """
+    if not (isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+        raise TypeError(
+            f"{name} must be True or False, not {value!r} ({type(value).__name__}): "
+            'convert text yourself ("false" is true in Python)'
+        )
+
+
 #: Which certificates of a server's chain the CRL files are checked for.
 CRLCheck: TypeAlias = Literal["leaf", "chain"]
 

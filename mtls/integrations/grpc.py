@@ -74,6 +74,7 @@ from .._fork import renew_attributes_after_fork
 from .._log import log
 from .._material import TLSMaterial
 from .._profiles import SSLProfileSet
+from .._types import check_flag
 from . import _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
@@ -303,6 +304,7 @@ class _Rotating:
         *,
         unchecked_revocation: bool = False,
     ) -> None:
+        check_flag("unchecked_revocation", unchecked_revocation)
         if profile_set.revocation is not None and not unchecked_revocation:
             # Never verifying less than the profile set asks, silently.
             raise ProfileConfigError(

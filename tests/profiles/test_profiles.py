@@ -1541,7 +1541,7 @@ def test_a_name_with_user_info_or_a_path_is_said_never_to_match(entry, caplog):
     ("given", "said"),
     [
         ({"novalidatecert": "false"}, "novalidatecert must be True or False, not 'false'"),
-        ({"novalidatecert": 0}, "novalidatecert must be True or False, not 0"),
+        ({"novalidatecert": None}, "novalidatecert must be True or False, not None"),
         ({"keystore": "client.jks"}, "keystore must be an mtls.StoreConfig or None, not str"),
         ({"truststore": mtls.Truststore()}, "a loaded store cannot be"),
         ({"client_id": 7}, "client_id must be a str or None, not int"),
@@ -1561,6 +1561,34 @@ def test_a_profile_made_in_code_refuses_wrong_types_at_once(given, said):
     with mtls.SSLProfileSet([profile]) as profiles:
         ctx = profiles.context_for("a.test", 443, client_id="c")
         assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_flags_that_weaken_a_check_refuse_text(tmp_path):
+    """Each of these flags weakens a check when true, and "false" is true in Python:
+    server_context(trust_system_cas="false") trusted every public CA for client
+    certificates, Keystore.load(allow_unprotected="no") read an unprotected PEM, and
+    SSLProfileSet(skip_failures="false") skipped broken profiles. Text is a TypeError
+    now. The twins: True and False (and 1 and 0) are taken as before."""
+    from mtls.testing import CA
+
+    ca = CA()
+    identity = ca.issue_cert("localhost")
+    pem = tmp_path / "id.pem"
+    pem.write_bytes(identity.private_key_pem + identity.cert_pem)
+    calls = {
+        "trust_system_cas": lambda v: mtls.server_context(identity.keystore(), trust_system_cas=v),
+        "require_client_cert": lambda v: mtls.server_context(
+            identity.keystore(), ca.truststore(), require_client_cert=v
+        ),
+        "verify": lambda v: mtls.client_context(None, ca.truststore(), verify=v),
+        "allow_unprotected": lambda v: mtls.Keystore.load(pem, None, allow_unprotected=v),
+        "skip_failures": lambda v: mtls.SSLProfileSet([], skip_failures=v).close(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=f"{name} must be True or False, not 'false'"):
+            call("false")
+        call(True)
+        call(1)
 
 
 def test_alpn_given_as_one_string_is_refused():
