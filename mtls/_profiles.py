@@ -313,7 +313,7 @@ class SSLProfileSet:
         """
         check_path_text(os.fspath(path), setting="the profile file path")
         xml_path = Path(os.path.abspath(path))
-        home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
+        home = _home(base_dir)
         if secret_resolver is None:  # the estate's own secure vault, when it has one
             from ._vault import SecureVault  # noqa: PLC0415 - its ciphers only when used
 
@@ -402,7 +402,7 @@ class SSLProfileSet:
             KeystoreError: a store does not load (with ``skip_failures=False``).
             ValueError: a ``reload_interval`` or ``settle_delay`` argument out of range.
         """
-        home = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
+        home = _home(base_dir)
         if secret_resolver is None:  # the estate's own secure vault, when it has one
             from ._vault import SecureVault  # noqa: PLC0415 - its ciphers only when used
 
@@ -1162,6 +1162,24 @@ def _warn_unwritten(
             ", ".join(map(repr, missing)),
             chosen,
         )
+
+
+def _home(base_dir: str | os.PathLike[str] | None) -> Path:
+    """The product home relative paths start from: ``base_dir``, or the working
+    directory. A file given as ``base_dir`` (the profile file, by mistake) is refused
+    here: it made every path under it "not a directory", the secure vault's
+    ``<file>/conf/deployment.toml`` first, a path the user never wrote."""
+    if base_dir is None:
+        return Path(os.getcwd())
+    home = Path(os.path.abspath(base_dir))
+    if home.exists() and not home.is_dir():
+        raise ProfileConfigError(
+            f"base_dir {os.fspath(base_dir)} is a file: give the product home (the "
+            "directory that holds repository/ and conf/), or leave it out for the "
+            "working directory",
+            path=os.fspath(base_dir),
+        )
+    return home
 
 
 def _refuse_lookup(host: str, port: object) -> NoReturn:

@@ -178,6 +178,12 @@ def _connect(target: Target, timeout: float) -> tuple[socket.socket | None, Fail
         return None, Failure(
             "dns", f"cannot resolve {target.host} ({exc.strerror}): check the host name"
         )
+    except UnicodeError:  # the IDNA codec getaddrinfo runs: "a..b", a label over 63
+        return None, Failure(
+            "dns",
+            f"{target.host!r} is not a valid host name (an empty label, a label over 63 "
+            "characters, or a character no host name holds): check the URL",
+        )
     except ConnectionRefusedError:
         return None, Failure(
             "connection_refused",

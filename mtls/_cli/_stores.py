@@ -55,7 +55,7 @@ from ._logs import LogCollector
 def _refuse_unwritable(kind: str | None, path: Path) -> None:
     if kind not in ("JKS", "PKCS12"):
         raise CLIError(
-            f"{path} is a {kind} store; entries can be added to JKS and PKCS12 stores only: "
+            f"{path} is a {kind} store; mtls changes JKS and PKCS12 stores only: "
             f"convert it first (mtls convert --keystore {path} --to JKS --out NEW.jks)"
         )
 

@@ -895,9 +895,7 @@ def test_adding_to_a_jceks_store_is_refused_before_any_key_password_is_asked_for
         ("genkey", "--alias", "k3", "--dname", "CN=k3"),
     ):
         run = fails(1, *command, "--keystore", path, "--password", PASSWORD)
-        assert "is a JCEKS store; entries can be added to JKS and PKCS12 stores only" in (
-            run.stderr
-        )
+        assert "is a JCEKS store; mtls changes JKS and PKCS12 stores only" in (run.stderr)
         assert "key-password" not in run.stderr and "does not unlock" not in run.stderr
     assert path.read_bytes() == before
     # The twin: the same keys in a JKS store take the certificate, no key password asked.

@@ -381,3 +381,15 @@ def test_an_internationalised_name_is_dialled_as_its_a_label(ca, stores, capsys,
         code, report, _ = probe(f"https://fass.test:{server.port}/", stores, capsys)
         assert kind_of(report) == "dns"
         assert code != 0
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".example"])
+def test_a_host_name_the_idna_codec_refuses_is_a_dns_failure(host, stores, capsys):
+    """`mtls probe https://a..b:1/` (a typo) raised the UnicodeError of the IDNA codec
+    getaddrinfo runs: "unexpected UnicodeError ... please report it". It is a dns
+    failure naming the host now. The twin: a valid name that resolves nowhere is a dns
+    failure too (test above), and a good one connects (the first test)."""
+    code, report, err = probe(f"https://{host}:1/", stores, capsys)
+    assert code != 0 and kind_of(report) == "dns", report
+    assert "is not a valid host name" in report["error"]["message"], report
+    assert "unexpected" not in err

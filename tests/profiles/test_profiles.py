@@ -1701,3 +1701,19 @@ def test_a_spaced_entry_from_a_placeholder_keeps_its_value_out_of_the_warning(
     assert "has spaces around its name" in caplog.text
     assert "internal-secret-host" not in caplog.text
     assert "$env{MTLS_TEST_SECRET_HOST}" in caplog.text
+
+
+def test_a_file_given_as_base_dir_is_said(tmp_path: Path) -> None:
+    """`mtls check prof.xml --base-dir prof.xml` said "prof.xml/conf/deployment.toml:
+    cannot read (Not a directory)": a path the user never wrote. The twin: the
+    directory loads."""
+    from mtls.testing import CA
+    from tests._helpers import profile, profile_xml, write_trust
+
+    write_trust(CA(), tmp_path / "trust.jks")
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile("a.test:443", None, Path("trust.jks"))))
+    with pytest.raises(ProfileConfigError, match="is a file: give the product home"):
+        mtls.SSLProfileSet.from_xml(xml, base_dir=xml)
+    with mtls.SSLProfileSet.from_xml(xml, base_dir=tmp_path) as profiles:
+        assert profiles.context_for("a.test", 443) is not None
