@@ -78,7 +78,33 @@ class _Reader:
                 self._metrics = {m.name: m for m in found}
                 self._at = now
             current = self._metrics[metric]
+        if metric == _EXPIRY:
+            return _stable_expiry(current)
         return [Observation(value, dict(labels)) for labels, value in current.samples]
+
+
+_EXPIRY = "mtls_certificate_expiry_timestamp_seconds"
+_CHANGING = ("subject", "serial")  # new with every certificate a rotation brings
+
+
+def _stable_expiry(metric: Metric) -> list[Observation]:
+    """The expiry gauge without the attributes each rotation changes, ``position`` (in
+    a store's chain, or among an alias's anchors) in their place. The SDK keeps every
+    attribute set an instrument ever reported (cumulative): with ``subject`` and
+    ``serial``, each rotation added one for good, and past 2,000 (one profile rotated
+    hourly for 83 days) the current certificate was reported under
+    ``otel.metric.overflow`` without its store or role. Prometheus keeps nothing
+    between scrapes and keeps both labels."""
+    seen: dict[tuple[str, ...], int] = {}
+    points = []
+    for labels, value in metric.samples:
+        attributes = {k: v for k, v in labels if k not in _CHANGING}
+        key = tuple(attributes.values())
+        position = seen.get(key, 0)
+        seen[key] = position + 1
+        attributes["position"] = str(position)
+        points.append(Observation(value, attributes))
+    return points
 
 
 class _Instruments:

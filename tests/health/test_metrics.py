@@ -283,6 +283,62 @@ def test_opentelemetry_reports_the_same_numbers(
     assert states == {("healthy",): 2, ("failing",): 0, ("not_loaded",): 1}
 
 
+def test_opentelemetry_expiry_attributes_do_not_change_with_a_rotation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK keeps every attribute set an instrument ever reported. With `subject`
+    and `serial` among the expiry gauge's attributes each rotation added one for good,
+    and after 2,000 the current certificate was reported under otel.metric.overflow
+    with no store or role (an alert on role="identity" went blind). The attributes are
+    the same before and after a rotation now, a chain told apart by `position`; the
+    value follows the new certificate. (Prometheus keeps subject and serial: its
+    collector keeps nothing between scrapes; test above.)"""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from mtls.integrations import otel
+    from mtls.integrations.otel import instrument
+    from mtls.testing import replace_atomically
+
+    monkeypatch.setattr(otel, "STATUS_TTL", 0.0)  # each collection reads status() afresh
+    root = CA(name="root")
+    ica = root.create_child_ca(name="ica")
+    profile = profile_for(tmp_path, ica.issue_cert("gen-1"), root)
+    assert profile.keystore is not None
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+
+    def expiry() -> dict[tuple[tuple[str, object], ...], float]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            tuple(sorted((point.attributes or {}).items())): point.value
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == "mtls.certificate.expiry_timestamp"
+            for point in metric.data.data_points
+        }
+
+    with mtls.SSLProfileSet([profile], settle_delay=0) as profiles:
+        instrument(profiles, meter_provider=provider, name="rotating")
+        before = expiry()
+        chain = [dict(k) for k in before if dict(k)["role"] == "chain"]
+        assert [c["position"] for c in chain] == ["0"] and len(before) == 3  # + the anchor
+        assert all("subject" not in dict(k) and "serial" not in dict(k) for k in before)
+        later = ica.issue_cert("gen-2", not_after=ica.certificate.not_valid_after_utc)
+        scratch = tmp_path / "scratch.jks"
+        write_identity(later, scratch)
+        replace_atomically(profile.keystore.location, scratch.read_bytes())
+        assert profiles.reload() is True
+        after = expiry()
+    assert set(after) == set(before)  # no new attribute set for the SDK to keep
+    identity = next(k for k in after if dict(k)["role"] == "identity")
+    assert after[identity] == later.certificate.not_valid_after_utc.timestamp()
+    assert after[identity] != before[identity]
+
+
 def _otel_sets(reader: object) -> list[str]:
     """The ``set`` attribute of each ``mtls.profiles`` point a collection reports."""
     data = reader.get_metrics_data()  # type: ignore[attr-defined]
