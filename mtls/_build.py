@@ -327,6 +327,10 @@ class Builder:
             del self._leaves[leaf_key]
         for info_key in [k for k in self._infos if k[1] not in live_stores]:
             del self._infos[info_key]
+        if len(self._early_warned) > _WARNED_AT_MOST:
+            # One key per certificate ever rotated in (a usage warning each): bounded
+            # as the process-wide warn-once sets are; what is still true may be said again.
+            self._early_warned.clear()
         self._reading = None
         self._served, self._by_id, self._by_value = {}, {}, {}
         self.drop_ahead()
@@ -1304,6 +1308,9 @@ def _purpose_refusal(
     )
     return by_content(refused), None
 
+
+#: The most "warned once" keys a builder keeps before it forgets them all.
+_WARNED_AT_MOST = 1024
 
 #: How long a PEM keystore whose chain leaves out an intermediate the chain in service
 #: sends is held back (read again at every check) before it goes in with a warning. A

@@ -239,6 +239,14 @@ class Engine(Generic[S]):
         self._notifier = Notifier(f"{name}-notify")
         self._relay = LogRelay(f"{name}-log")
         self._subscribers = Subscribers(self._notifier)
+        # A delivery handed to the notifier and not started yet: it will deliver every
+        # change queued meanwhile, so no second one is handed over (a subscriber that
+        # never returns would otherwise have one task per change piling up behind it).
+        self._delivery_queued = False
+        self._delivery_flag = threading.Lock()
+        renew_attributes_after_fork(self, "_delivery_flag")
+        # A child starts with an empty notifier: nothing of the parent's is queued there.
+        renew_attributes_after_fork(self, "_delivery_queued", new=bool)
         self._reports = Reports()
         self._timer: Timer | None = None
         self._watchers: list[Callable[[S], object]] = []
@@ -329,6 +337,18 @@ class Engine(Generic[S]):
         """Where application callbacks of background checks run (:class:`Notifier`)."""
         return self._notifier
 
+    def _submit_delivery(self) -> None:
+        with self._delivery_flag:
+            if self._delivery_queued:
+                return
+            self._delivery_queued = True
+        self._notifier.submit(self._deliver_queued)
+
+    def _deliver_queued(self) -> None:
+        with self._delivery_flag:
+            self._delivery_queued = False  # a change from now on gets a delivery of its own
+        self._subscribers.deliver(swallow_all=True)
+
     def _check(self, *, in_thread: bool, force: bool = False) -> bool:
         # What the check logs is handled once the lock is released, and a background
         # check's on a thread of its own (LogRelay): a handler that blocks (a log
@@ -341,7 +361,7 @@ class Engine(Generic[S]):
             with held(records):
                 changed, escaped, settle = self._apply(force)
                 if changed and in_thread:  # never on the reload thread: a callback may block
-                    self._notifier.submit(lambda: self._subscribers.deliver(swallow_all=True))
+                    self._submit_delivery()
         finally:
             # The snapshot's errors are settled (their frames let go) once the records
             # that show their tracebacks are handled.

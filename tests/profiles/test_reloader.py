@@ -2039,3 +2039,57 @@ def test_never_settling_needs_checks_in_a_row_not_only_time(monkeypatch, tmp_pat
     assert [reader.never_settles(path) is not None for _ in range(3)] == [False, False, True]
     reader.settled(path)  # read whole, or missing
     assert reader.never_settles(path) is None
+
+
+def test_the_warn_once_keys_of_rotated_certificates_are_bounded(setup, ca, monkeypatch):
+    """Each rotated-in certificate a usage warning names left one key in the builder's
+    warn-once set for the life of the process (500 rotations: 500 keys), where every
+    other cache of the builder is trimmed to what is in use. It is bounded like the
+    process-wide warn-once sets now (_WARNED_AT_MOST, 1,024; 4 here)."""
+    from mtls import _build
+    from tests._pki import any_eku_only
+
+    monkeypatch.setattr(_build, "_WARNED_AT_MOST", 4, raising=False)
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    builder = profiles._crl_next_update.__self__  # type: ignore[attr-defined]
+    sizes = []
+    for _ in range(10):
+        replace_atomically(keystore, any_eku_only(ca, "gen").to_bytes(PASSWORD))
+        profiles.reload()
+        sizes.append(len(builder._early_warned))
+    assert sizes[:4] == [1, 2, 3, 4] and max(sizes) <= 5, sizes
+    profiles.close()
+
+
+def test_a_subscriber_that_blocks_holds_one_delivery_not_one_per_change(setup, ca):
+    """A subscriber that never returns (a webhook without a timeout) holds the
+    notification thread: each change the reload thread applied meanwhile handed it one
+    more delivery task (300 changes: 300 tasks). One delivery drains every queued
+    change, so one waits now; every change is still delivered once, in order, when
+    the subscriber returns."""
+    import threading
+
+    xml, keystore, _ = setup
+    gate = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def blocked(old: int, new: int) -> None:
+        gate.wait(60)
+        seen.append((old, new))
+
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0, reload_interval=0.01)
+    try:
+        profiles.subscribe(blocked)
+        first = profiles.generation
+        for n in range(1, 13):
+            replace_atomically(keystore, jks(ca, f"gen-{n + 1}"))
+            wait_for(lambda n=n: profiles.generation >= first + n)
+        engine = profiles._engine  # type: ignore[attr-defined]
+        assert len(engine._notifier._work) <= 1, len(engine._notifier._work)
+        gate.set()
+        wait_for(lambda: len(seen) == 12)
+        assert [new for _, new in seen] == list(range(first + 1, first + 13))
+    finally:
+        gate.set()
+        profiles.close()
