@@ -20,7 +20,8 @@ object: after a reload the new context means new connections, and idle
 connections made with the old identity are never picked again. aiohttp has no
 public way to close the connections of one key (``connector.close()`` closes
 everything), so those idle connections are closed by the connector's
-``keepalive_timeout`` (15 s by default); lower it on the connector if a backend
+``keepalive_timeout`` (15 s by default; its cleanup runs that often, so up to twice
+that); lower it on the connector if a backend
 counts connections. aiohttp does not change a context it is given (it only
 calls ``wrap_bio`` through asyncio); its own default contexts are separate
 objects.

@@ -716,6 +716,15 @@ class MTLSServer:
         with self._lock:
             self._records.clear()
 
+    def _take_handshakes(self) -> list[HandshakeRecord]:
+        """The handshakes recorded so far, forgotten in the same step (none is lost
+        between the two): ``mtls serve`` prints each once and keeps none, however long
+        it runs."""
+        with self._lock:
+            taken = list(self._records)
+            self._records.clear()
+        return taken
+
     def wait_for_handshakes(self, count: int, timeout: float = 10.0) -> list[HandshakeRecord]:
         """Wait until at least ``count`` handshakes are recorded.
 
