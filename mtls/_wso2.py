@@ -696,9 +696,15 @@ def with_carbon_home(properties: Mapping[str, str] | None, home: Path) -> dict[s
     return {"carbon.home": str(home), **(properties or {})}
 
 
+#: XML's own whitespace. Not str.strip()'s: a no-break space (Option+Space on a Mac,
+#: U+3000 from a CJK input method) at the end of a password is part of it for Java,
+#: which opens the store with it.
+XML_SPACE: Final = " \t\r\n"
+
+
 def _written(element: ET.Element) -> str:
-    # WSO2 does not trim; a newline there breaks the path. We trim.
-    return (element.text or "").strip()
+    # WSO2 does not trim; a newline there breaks the path. We trim (XML whitespace).
+    return (element.text or "").strip(XML_SPACE)
 
 
 def _text(
@@ -1064,8 +1070,8 @@ def _warn_untrimmed(parts: Mapping[str, ET.Element], kind: str, shown: str, ctx:
         for name, element in parts.items()
         if name in _UNTRIMMED_MEANS
         and element.text
-        and element.text != element.text.strip()
-        and element.text.strip()
+        and element.text != element.text.strip(XML_SPACE)
+        and element.text.strip(XML_SPACE)
         and not any(name.endswith("}secretAlias") for name, _ in element.items())
     ]
     key = (kind, shown, "untrimmed " + " ".join(untrimmed))

@@ -1717,3 +1717,42 @@ def test_a_file_given_as_base_dir_is_said(tmp_path: Path) -> None:
         mtls.SSLProfileSet.from_xml(xml, base_dir=xml)
     with mtls.SSLProfileSet.from_xml(xml, base_dir=tmp_path) as profiles:
         assert profiles.context_for("a.test", 443) is not None
+
+
+def test_a_no_break_space_in_a_password_is_part_of_it(tmp_path: Path, caplog) -> None:
+    """Java reads <Password> verbatim, and keytool made the store with the no-break
+    space (Option+Space on a Mac, U+3000 from a CJK input method) at its end: WSO2
+    opens it. mtls trimmed it with str.strip() (any Unicode space), failed with "wrong
+    store password", and warned that WSO2 could not load the store. Only XML's
+    whitespace is trimmed now. The twin: an ASCII space is trimmed, with the warning."""
+    from mtls.testing import CA
+    from tests._helpers import profile_xml, write_identity
+
+    for password in ("geheim12\u00a0", "geheim12\u3000"):
+        store = tmp_path / "nbsp.jks"
+        CA().issue_cert("client").keystore().save(store, password)
+        xml = tmp_path / "p.xml"
+        xml.write_text(
+            profile_xml(
+                f"<profile><servers>a.test:443</servers><KeyStore><Location>{store}"
+                f"</Location><Type>JKS</Type><Password>{password}</Password><KeyPassword>"
+                f"{password}</KeyPassword></KeyStore></profile>"
+            ),
+            encoding="utf-8",
+        )
+        caplog.clear()
+        with mtls.SSLProfileSet.from_xml(xml) as profiles:
+            assert profiles.context_for("a.test", 443) is not None
+        assert "spaces or line breaks" not in caplog.text
+    plain = write_identity(CA().issue_cert("client"), tmp_path / "plain.jks")
+    xml.write_text(
+        profile_xml(
+            f"<profile><servers>a.test:443</servers><KeyStore><Location>{plain}</Location>"
+            f"<Type>JKS</Type><Password>{PASSWORD} </Password><KeyPassword>{PASSWORD}"
+            "</KeyPassword></KeyStore></profile>"
+        )
+    )
+    caplog.clear()
+    with mtls.SSLProfileSet.from_xml(xml) as profiles:
+        assert profiles.context_for("a.test", 443) is not None
+    assert "spaces or line breaks around its text" in caplog.text
