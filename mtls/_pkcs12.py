@@ -847,10 +847,9 @@ def _attributes(attributes: TLV | None) -> tuple[str | None, bytes | None, bool]
         if oid == _JAVA_TRUSTED:
             trusted = True
         elif oid == _FRIENDLY_NAME and values:
-            try:
-                alias = values[0].expect(_der.BMP_STRING).value.decode("utf-16-be")
-            except UnicodeDecodeError as exc:
-                raise P12FormatError("friendlyName is not a valid BMPString") from exc
+            # A lone surrogate (or an odd byte) is U+FFFD, as the JKS reader makes it:
+            # keytool lists such an entry, it does not refuse the store.
+            alias = values[0].expect(_der.BMP_STRING).value.decode("utf-16-be", "replace")
         elif oid == _LOCAL_KEY_ID and values:
             local_key_id = values[0].expect(_der.OCTET_STRING).value
     return alias, local_key_id, trusted

@@ -1164,3 +1164,29 @@ def test_a_key_without_its_certificate_says_what_keytool_shows(encrypted: bool) 
         mtls.Keystore.from_bytes(data, password, allow_unprotected=not encrypted)
     shown = "a chain of length 0" if encrypted else "no such entry: it skips an unencrypted keyBag"
     assert f"keytool lists {shown}" in str(info.value)
+
+
+def test_a_friendly_name_with_a_lone_surrogate_is_read_as_keytool_lists_it(
+    tmp_path: Path,
+) -> None:
+    """A friendlyName BMPString holding an unpaired surrogate: keytool 17 and 25 list
+    the entry (its alias with U+FFFD); mtls refused the whole store ("not a valid
+    BMPString"), where its JKS reader maps the same to U+FFFD. The twin: the name as
+    written ("AB") reads as it is."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not found")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-subj", "/CN=x", "-days", "30"], check=True, capture_output=True)  # fmt: skip
+    plain = tmp_path / "plain.p12"
+    subprocess.run([openssl, "pkcs12", "-export", "-nomac", "-certpbe", "NONE", "-inkey",
+                    str(key), "-in", str(cert), "-name", "AB", "-passout", "pass:changeit",
+                    "-out", str(plain)], check=True, capture_output=True)  # fmt: skip
+    data = plain.read_bytes()
+    assert mtls.Keystore.from_bytes(data, "changeit", allow_unprotected=True).aliases == ("AB",)
+    lone = data.replace(b"\x1e\x04\x00A\x00B", b"\x1e\x04\xd8\x00\x00B")
+    assert lone != data
+    store = mtls.Keystore.from_bytes(lone, "changeit", allow_unprotected=True)
+    assert store.key_aliases == ("\ufffdB",)
