@@ -61,8 +61,18 @@ def tls_origin(url: str) -> tuple[str, int] | None:
         )
     host = parts.hostname
     if not host:
-        raise ValueError("no host in the URL")
-    return host, parts.port or default
+        bare_v6 = parts.netloc.count(":") > 1 and "[" not in parts.netloc
+        raise ValueError(
+            "no host in the URL"
+            + (": an IPv6 address goes in brackets (https://[::1]:8443/)" if bare_v6 else "")
+        )
+    try:
+        port = parts.port
+    except ValueError:  # urllib's "Port could not be cast to integer value as '...'"
+        raise ValueError(
+            "the URL's port is not a number from 0 to 65535: write https://host:8443/"
+        ) from None
+    return host, port or default
 
 
 def is_ip_literal(host: str) -> bool:

@@ -48,7 +48,8 @@ def _keylog(ctx: ssl.SSLContext) -> None:
 
 def _check_stores(keystore: object, truststore: object, who: str) -> None:
     """``TypeError`` for anything but a :class:`Keystore` and a :class:`Truststore`
-    (or ``None``), saying how to make one from what was given."""
+    (or ``None``, where ``who`` takes it: a server always needs its keystore), saying
+    how to make one from what was given."""
     for value, kind, made, used in (
         (keystore, Keystore, "keystore()", "key_entry"),
         (truststore, Truststore, "truststore()", "anchors_der"),
@@ -66,8 +67,9 @@ def _check_stores(keystore: object, truststore: object, who: str) -> None:
         else:
             fix = f"load one with mtls.{kind.__name__}.load(path, password)"
         name = kind.__name__.lower()
+        optional = "" if (who == "server_context" and kind is Keystore) else " or None"
         raise TypeError(
-            f"{who}: {name} must be an mtls.{kind.__name__} or None, not "
+            f"{who}: {name} must be an mtls.{kind.__name__}{optional}, not "
             f"{type(value).__name__}: {fix}"
         )
 
@@ -527,6 +529,19 @@ def client_context(
     )
 
 
+def _set_ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
+    """``ctx.set_ciphers``, with OpenSSL's "No cipher can be selected." in words (the
+    same ``ssl.SSLError`` type)."""
+    try:
+        ctx.set_ciphers(ciphers)
+    except ssl.SSLError as exc:
+        raise ssl.SSLError(
+            f"ciphers {ciphers!r} selects no cipher this OpenSSL has (TLS 1.2 names in "
+            "OpenSSL's spelling, such as 'ECDHE+AESGCM'; see `openssl ciphers -v`): TLS 1.3 "
+            "suites are not set here"
+        ) from exc
+
+
 @scrub_tracebacks
 def build_client_context(
     keystore: Keystore | None = None,
@@ -559,7 +574,7 @@ def build_client_context(
     # Explicit floor: TLS 1.0/1.1 are deprecated (RFC 8996), whatever the system policy says.
     ctx.minimum_version = minimum_version
     if ciphers is not None:
-        ctx.set_ciphers(ciphers)
+        _set_ciphers(ctx, ciphers)
     if verify:
         _trust(ctx, truststore, anchored=anchored is not None)
         # verify_mode before check_hostname: OpenSSL refuses a name check without
@@ -687,7 +702,7 @@ def build_server_context(
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = minimum_version
     if ciphers is not None:
-        ctx.set_ciphers(ciphers)
+        _set_ciphers(ctx, ciphers)
     _identity(ctx, keystore, alias, server=True, ciphers=ciphers, warn_expiry=warn_expiry)
     _trust(ctx, truststore)
     # CERT_REQUIRED makes OpenSSL send a CertificateRequest and abort the handshake

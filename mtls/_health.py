@@ -141,8 +141,12 @@ def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timed
         ValueError: a threshold that is not a positive, finite number of days or a
             positive timedelta.
     """
-    if isinstance(value, str | bytes):
-        why = f"expiry_warnings must be a sequence of days, not {value!r}"
+    given: object = value
+    if isinstance(given, str | bytes | int | float | _dt.timedelta):
+        why = (
+            f"expiry_warnings must be a sequence of days, not {given!r}: "
+            f"expiry_warnings=({given!r},) for one threshold"
+        )
         raise ValueError(why)  # noqa: TRY004 - one error type for every bad threshold
     out: set[_dt.timedelta] = set()
     for item in value:

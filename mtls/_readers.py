@@ -57,12 +57,29 @@ _PEM_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([\x21-\x2c\x2e-\x7e ]{1,64})----
 # --------------------------------------------------------------------------- detection
 
 
+def store_bytes(data: object, who: str) -> bytes:
+    """``data`` as bytes, or a ``TypeError`` that says what to pass: a path or text
+    failed deep inside (``string argument without an encoding``, ``'PosixPath'
+    object is not subscriptable``), and ``None`` was reported as an empty file."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str):
+        fix = "encode PEM text first (data.encode()), or load a file with .load(path)"
+    elif isinstance(data, os.PathLike):
+        fix = "this takes the file's bytes: read them, or use .load(path)"
+    else:
+        fix = "pass the store's bytes"
+    raise TypeError(f"{who} takes bytes, not {type(data).__name__}: {fix}")
+
+
 def detect_format(data: bytes) -> StoreFormat:
     """Name the store format of ``data`` from its bytes alone.
 
     Raises:
         KeystoreFormatError: empty, or no known format.
+        TypeError: ``data`` is not bytes.
     """
+    data = store_bytes(data, "detect_format")
     if not data:
         raise KeystoreFormatError(
             "the file is empty (0 bytes: a copy or a write that did not finish?)"

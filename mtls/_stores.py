@@ -28,7 +28,15 @@ from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPas
 from ._files import atomic_write, read_input
 from ._keygen import keytool_digest, new_private_key, parse_dname, parse_sans
 from ._log import log
-from ._readers import Parsed, detect_format, key_matches, open_error, parse, read_store_file
+from ._readers import (
+    Parsed,
+    detect_format,
+    key_matches,
+    open_error,
+    parse,
+    read_store_file,
+    store_bytes,
+)
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 from ._types import KeyType, WriteFormat
 from ._writers import keystore_bytes, to_der, truststore_bytes
@@ -386,7 +394,7 @@ class Keystore(_StoreBase):
         with_keys: bool = True,
         key_alias: str | None = None,
     ) -> Keystore:
-        data = bytes(data)
+        data = store_bytes(data, "Keystore.from_bytes")
         parsed = parse(
             data,
             as_secret(password),
@@ -566,6 +574,12 @@ class Keystore(_StoreBase):
             raise TypeError(
                 "private_key must be a cryptography private key or PKCS#8 DER bytes, not "
                 f"{type(private_key).__name__}"
+            )
+        given: object = chain
+        if isinstance(given, x509.Certificate | bytes | bytearray | str):
+            raise TypeError(
+                "chain is a list of certificates, leaf first: add_key(alias, key, [leaf]) "
+                "or [leaf, intermediate]"
             )
         chain_der = tuple(to_der(c) for c in chain)
         if key_matches(key_der, chain_der[0]) is False:
@@ -861,7 +875,7 @@ class Truststore(_StoreBase):
         path: str | None,
     ) -> Truststore:
         parsed = parse(
-            bytes(data),
+            store_bytes(data, "Truststore.from_bytes"),
             as_secret(password),
             None,
             with_keys=False,

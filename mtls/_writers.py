@@ -101,13 +101,31 @@ def writable_cert(der: bytes, alias: str, path: str | None, kind: str) -> x509.C
 
 
 def to_der(certificate: x509.Certificate | bytes) -> bytes:
-    """DER of a certificate given as an object, DER or PEM (ValueError if unreadable)."""
+    """DER of a certificate given as an object, DER or PEM (ValueError if unreadable;
+    TypeError for anything else, saying what to pass)."""
     if isinstance(certificate, x509.Certificate):
         return certificate.public_bytes(serialization.Encoding.DER)
+    given: object = certificate
+    if not isinstance(given, bytes | bytearray):
+        fix = (
+            "encode PEM text first (.encode())"
+            if isinstance(given, str)
+            else "a list of them is a chain: add_key(alias, key, [leaf, ca])"
+            if isinstance(given, list | tuple)
+            else "load it with cryptography.x509.load_pem_x509_certificate"
+        )
+        raise TypeError(
+            "a certificate is a cryptography x509.Certificate, or its DER or PEM bytes, "
+            f"not {type(given).__name__}: {fix}"
+        )
+    certificate = bytes(certificate)
     if certificate.lstrip().startswith(b"-----BEGIN"):
         return x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
-    _x509.load_cert(certificate)
-    return bytes(certificate)
+    try:
+        _x509.load_cert(certificate)
+    except ValueError as exc:
+        raise ValueError(f"not a certificate in DER or PEM ({exc})") from None
+    return certificate
 
 
 def _jks_bytes(

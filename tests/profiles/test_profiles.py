@@ -1756,3 +1756,23 @@ def test_a_no_break_space_in_a_password_is_part_of_it(tmp_path: Path, caplog) ->
     with mtls.SSLProfileSet.from_xml(xml) as profiles:
         assert profiles.context_for("a.test", 443) is not None
     assert "spaces or line breaks around its text" in caplog.text
+
+
+def test_a_url_with_a_port_that_is_not_a_number_says_what_to_write() -> None:
+    """context_for_url("https://h:abc/") raised urllib's "Port could not be cast to
+    integer value as 'abc'"; https://::1:443/ said only "no host". The twins: a good
+    port, and the address in brackets, are looked up."""
+    with mtls.SSLProfileSet([mtls.SSLProfile(servers=("*",))]) as profiles:
+        with pytest.raises(ValueError, match=r"port is not a number .*https://host:8443/"):
+            profiles.context_for_url("https://h:abc/")
+        with pytest.raises(ValueError, match=re.escape("goes in brackets (https://[::1]:8443/)")):
+            profiles.context_for_url("https://::1:443/")
+        assert profiles.context_for_url("https://h:8443/") is not None
+        assert profiles.context_for_url("https://[::1]:443/") is not None
+
+
+def test_one_number_as_expiry_warnings_says_to_write_a_sequence() -> None:
+    """expiry_warnings=30 failed with "'int' object is not iterable"."""
+    with pytest.raises(ValueError, match=re.escape("expiry_warnings=(30,) for one threshold")):
+        mtls.SSLProfileSet([], expiry_warnings=30)  # type: ignore[arg-type]
+    mtls.SSLProfileSet([], expiry_warnings=(30,)).close()

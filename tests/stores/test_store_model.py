@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,39 @@ def test_package_layers_use_public_names_of_the_model() -> None:
         imported = [name.split()[0] for name in line.split(" import ", 1)[1].split(",")]
         assert not [name for name in imported if name.startswith("_")], line
     assert os.path.exists(Path(mtls.__file__).parent / "_entries.py")
+
+
+def test_wrong_types_for_store_bytes_and_certificates_say_what_to_pass(tmp_path) -> None:
+    """Text, a path or None where bytes go, a certificate as text, or a chain that is
+    one certificate failed deep inside: "string argument without an encoding",
+    "'PosixPath' object is not subscriptable", "'Certificate' object is not iterable",
+    detect_format(None) said "the file is empty", garbage certificate bytes said
+    "cryptography cannot read it: ShortData". Each says what to pass now. The twins:
+    bytes and a list load."""
+    from pathlib import Path
+
+    import mtls
+    from mtls.testing import CA
+
+    ca = CA()
+    identity = ca.issue_cert("client")
+    data = identity.keystore().to_bytes("changeit")
+    for wrong, said in ((data.decode("latin-1"), "encode PEM text first"),
+                        (Path("x.jks"), "use .load(path)"), (None, "pass the store's bytes")):  # fmt: skip
+        for call in (mtls.detect_format, lambda d: mtls.Keystore.from_bytes(d, "changeit"),
+                     lambda d: mtls.Truststore.from_bytes(d, "changeit")):  # fmt: skip
+            with pytest.raises(TypeError, match=re.escape(said)):
+                call(wrong)
+    assert mtls.detect_format(data) == "JKS"
+    assert mtls.Keystore.from_bytes(bytearray(data), "changeit").key_aliases
+    trust = mtls.Truststore()
+    with pytest.raises(TypeError, match=r"not str: encode PEM text first"):
+        trust.add("ca", ca.cert_pem.decode())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a certificate in DER or PEM"):
+        trust.add("ca", b"garbage")
+    trust.add("ca", ca.cert_pem)
+    store = mtls.Keystore()
+    for chain in (identity.certificate, identity.cert_pem):
+        with pytest.raises(TypeError, match=re.escape("chain is a list of certificates")):
+            store.add_key("k", identity.private_key, chain)  # type: ignore[arg-type]
+    store.add_key("k", identity.private_key, [identity.certificate])
