@@ -214,6 +214,9 @@ class Parsed:
     java_notes: list[str] = field(default_factory=list)
 
 
+_DRIVE = re.compile(r"^(?:.*/)?[A-Za-z]:[\\/]")  # C:\ or C:/ (after a base dir joined in)
+
+
 def open_error(
     exc: OSError, path: str, *, role: str | None = None, setting: str | None = None
 ) -> KeystoreError:
@@ -245,6 +248,12 @@ def open_error(
             fix += (
                 " (~ is not your home directory here: WSO2 and Java do not expand it "
                 "either; write the full path)"
+            )
+        if os.sep == "/" and ("\\" in path or _DRIVE.match(path)):
+            fix += (
+                " (a path written for Windows: a backslash is part of a file name here and "
+                "a drive letter means nothing; write it with / from this system's root, as "
+                "WSO2 on this system would need it too)"
             )
         return KeystoreNotFoundError(f"{path}: no such {what}: check {fix}", path=path)
     if isinstance(exc, IsADirectoryError):

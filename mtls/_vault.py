@@ -736,6 +736,11 @@ class SecureVault:
                         "the key password only when started with -Dkey.password=true, "
                         "properties={'key.password': 'true'} here)"
                     )
+                if lines[0].startswith("\ufeff"):
+                    source += (
+                        " (it starts with a UTF-8 byte order mark, which Notepad writes: Java "
+                        "reads it as part of the password too; save the file without one)"
+                    )
                 return Secret(lines[0]), key, source
         if config.toml_password is not None and "$secret{" not in config.toml_password:
             store = self._placeholder(

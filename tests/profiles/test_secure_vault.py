@@ -1512,3 +1512,20 @@ def test_a_toml_error_quotes_no_key(tmp_path) -> None:
     with pytest.raises(mtls.ProfileConfigError, match=r"declare a key twice \(at line 3") as info:
         mtls.SSLProfileSet.from_deployment_toml(toml, reload_interval=None)
     assert "Canary" not in _everything(info.value)
+
+
+def test_a_password_file_with_a_byte_order_mark_says_so(tmp_path, stores, monkeypatch) -> None:
+    """Notepad saves password-tmp with a UTF-8 byte order mark, which is read as part
+    of the password (Java's reader keeps it too): the vault's keystore was refused with
+    "wrong store password" and nothing pointing at the mark. The twin: the same file
+    without the mark opens the keystore."""
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    home = make_home(tmp_path, stores, secrets={"a": "bm90LWEtY2lwaGVydGV4dA=="}, password=None)
+    (home / "password-tmp").write_bytes(b"\xef\xbb\xbf" + PASSWORD.encode() + b"\n")
+    with pytest.raises(mtls.MTLSError, match="byte order mark") as info:
+        SecureVault(home)("a")
+    assert not _leaks(info.value, PASSWORD)
+    (home / "password-tmp").write_bytes(PASSWORD.encode() + b"\n")
+    with pytest.raises(mtls.MTLSError) as info:
+        SecureVault(home)("a")  # opens the keystore; the value is not a ciphertext
+    assert "byte order mark" not in str(info.value) and "wrong" not in str(info.value)

@@ -242,3 +242,22 @@ def test_a_path_with_a_nul_is_a_keystore_error() -> None:
 
     with pytest.raises(mtls.KeystoreError, match="NUL"):
         mtls.Keystore.load("/tmp/a\0b.jks", "changeit")
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["repository\\resources\\security\\gw.jks", "C:\\wso2\\gw.jks", "C:/wso2/gw.jks"],
+)
+def test_a_windows_path_gets_a_hint(tmp_path: Path, location: str) -> None:
+    """A <Location> copied from a Windows estate (backslashes, a drive letter) was
+    "no such keystore file: check <Location> (relative paths start from the base
+    directory...)": true, but the base directory was not the trouble. The twin: a
+    missing file named the usual way gets no such hint."""
+    import mtls
+
+    config = mtls.StoreConfig(location=tmp_path / location, password="changeit")
+    with pytest.raises(mtls.KeystoreNotFoundError, match="a path written for Windows"):
+        mtls.Keystore.load(config.location, "changeit")
+    with pytest.raises(mtls.KeystoreNotFoundError) as caught:
+        mtls.Keystore.load(tmp_path / "missing.jks", "changeit")
+    assert "Windows" not in str(caught.value)
