@@ -600,7 +600,9 @@ def _decrypt_jks_key(
     which = "key password" if explicit else "store password (used as the key password)"
     if secret is None:
         raise WrongPasswordError(
-            f"{where}: key entry {key.alias!r} needs a password: pass the key password",
+            f"{where}: key entry {key.alias!r} needs a password: pass the store's password "
+            "(keytool protects the key with it too), or key_password= when the key has "
+            "its own",
             path=path,
             alias=key.alias,
         )

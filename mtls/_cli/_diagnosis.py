@@ -125,6 +125,13 @@ def parse_target(url: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
+        # Sent as given, shown without its values: a query often carries a token, and
+        # the report goes to terminals, CI logs and --json files (as user:password@ does).
+        masked = "&".join(
+            f"{item.partition('=')[0]}=***" if "=" in item else item
+            for item in parts.query.split("&")
+        )
+        text = parts._replace(query=masked).geturl()
     return Target(text, host, port, path)
 
 

@@ -393,3 +393,16 @@ def test_a_host_name_the_idna_codec_refuses_is_a_dns_failure(host, stores, capsy
     assert code != 0 and kind_of(report) == "dns", report
     assert "is not a valid host name" in report["error"]["message"], report
     assert "unexpected" not in err
+
+
+def test_a_query_is_sent_but_its_values_are_not_shown(ca, stores, capsys):
+    """`mtls probe "https://host/?token=..."` printed the token on stdout and in the
+    JSON report's url, where user:password@ was already masked. The values are
+    masked in the report now; the request still carries them (the server sees the
+    path as given)."""
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        url = f"https://localhost:{server.port}/orders?token=S3cret-tok&page=2&flag"
+        code, report, err = probe(url, stores, capsys)
+        assert code == 0, report
+        assert "S3cret-tok" not in json.dumps(report) + err
+        assert report["url"].endswith("/orders?token=***&page=***&flag"), report["url"]

@@ -260,3 +260,14 @@ def test_wrong_types_for_store_bytes_and_certificates_say_what_to_pass(tmp_path)
         with pytest.raises(TypeError, match=re.escape("chain is a list of certificates")):
             store.add_key("k", identity.private_key, chain)  # type: ignore[arg-type]
     store.add_key("k", identity.private_key, [identity.certificate])
+
+
+def test_a_keystore_loaded_without_its_password_asks_for_the_stores(tmp_path: Path) -> None:
+    """Keystore.load("ks.jks", None) said "pass the key password", where what was
+    missing is the store password, which keytool uses for the key too. The twin: the
+    store password opens it."""
+    path = tmp_path / "ks.jks"
+    CA().issue_cert("client").keystore().save(path, PASSWORD)
+    with pytest.raises(mtls.WrongPasswordError, match="pass the store's password"):
+        Keystore.load(path, None)
+    assert Keystore.load(path, PASSWORD).key_aliases == ("client",)
