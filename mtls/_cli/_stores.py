@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from .. import _x509
 from .._entries import fold
-from .._errors import KeystoreFormatError, KeystoreNotFoundError
+from .._errors import KeyEntryError, KeystoreFormatError, KeystoreNotFoundError
 from .._files import atomic_write, read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
 from .._readers import detect_format, says_what_it_is, with_fix
@@ -40,7 +40,6 @@ from ._common import (
     expiry_text,
     inspect_keystore,
     load_keystore,
-    load_truststore,
     new_password,
     no_such_file,
     optional_key_password,
@@ -344,6 +343,23 @@ def _show_warnings(out: Output, logs: LogCollector) -> None:
 # --------------------------------------------------------------------------- export
 
 
+def _inspected(path: Path, fmt: str, password: str | None, out: Output) -> Keystore:
+    """The store's entries as keytool -list and -exportcert read them: no private key
+    decrypted (no key password needed); a JKS or JCEKS given an empty password is read
+    without its integrity check, with a warning, as keytool reads one given none (an
+    empty password is tried first)."""
+    if password == "" and fmt in ("JKS", "JCEKS"):
+        try:
+            return inspect_keystore(path, password)
+        except CLIError:
+            out.warn(
+                f"{path}: no store password: its entries are read without the integrity "
+                "check (as keytool does): the file may have been altered"
+            )
+            return inspect_keystore(path, None)
+    return inspect_keystore(path, password)
+
+
 def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls export``: an entry's certificate, DER by default, PEM with ``--rfc``."""
     path = Path(args.keystore)
@@ -360,10 +376,13 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
             required=False,
         )
     )
-    # Read as a truststore: every entry's certificate, and no key password needed,
-    # as keytool -exportcert needs none.
-    store = load_truststore(path, password)
-    data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")
+    # Every entry's certificate, and no key password needed, as keytool -exportcert
+    # needs none (a secret-key entry is said to hold no certificate).
+    store = _inspected(path, fmt, password, out)
+    try:
+        data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")
+    except KeyEntryError as exc:
+        raise CLIError(str(exc)) from None
     if args.file:
         target = _write_export(Path(args.file), data)
         try:
@@ -664,20 +683,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             f"{exc}; or pass --password '' to list it without its integrity check, as "
             "keytool -list does without one"
         ) from None
-    # Like keytool -list: no private key is decrypted, so no key password is needed.
-    if password == "" and fmt in ("JKS", "JCEKS"):
-        # keytool -list given no password lists a JKS without its integrity check, with
-        # a warning; an empty --password does the same (an empty one is tried first).
-        try:
-            store = inspect_keystore(path, password)
-        except CLIError:
-            out.warn(
-                f"{path}: no store password: its entries are listed without the integrity "
-                "check (as keytool -list does): the file may have been altered"
-            )
-            store = inspect_keystore(path, None)
-    else:
-        store = inspect_keystore(path, password)
+    store = _inspected(path, fmt, password, out)
     entries = _entries(store, args.alias)
     if args.json:
         out.json(

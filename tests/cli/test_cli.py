@@ -799,6 +799,35 @@ def test_export_to_stdout_as_pem(seed: Seed) -> None:
     assert run.stdout.startswith("-----BEGIN CERTIFICATE-----")
 
 
+def test_export_reads_as_keytool_exportcert_does(tmp_path: Path) -> None:
+    """Asked for a secret-key entry, export said the store "holds no certificates
+    (only 1 secret-key entry): a truststore needs at least one": the user asked for an
+    entry, not a truststore. And `--password ''`, which `list` takes to skip a JKS's
+    integrity check as keytool does without a password, was a wrong password. Export
+    reads entries as list does now. The twins: a certificate entry exports, with and
+    without the integrity check."""
+    from mtls.testing import CA
+
+    store = mtls.Keystore.generate("gw", "CN=gw", key_type="EC")
+    store.add_certificate("ca", CA().certificate)
+    path = tmp_path / "gw.jks"
+    store.save(path, PASSWORD)
+    exported = ok("export", "--keystore", path, "--alias", "ca", "--rfc", "--password", PASSWORD)
+    assert exported.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    unchecked = mtls_run("export", "--keystore", path, "--alias", "gw", "--rfc", "--password", "")
+    assert unchecked.code == 0 and unchecked.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    assert "without the integrity check" in unchecked.stderr
+    run = fails(1, "export", "--keystore", path, "--alias", "nope", "--password", PASSWORD)
+    assert "no entry with alias 'nope'; aliases are: 'gw', 'ca'" in run.stderr
+    secret = tmp_path / "sec.jceks"
+    subprocess.run(["keytool", "-genseckey", "-keystore", str(secret), "-storetype", "JCEKS",
+                    "-storepass", PASSWORD, "-keypass", PASSWORD, "-alias", "sk", "-keyalg",
+                    "AES", "-keysize", "128"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    run = fails(1, "export", "--keystore", secret, "--alias", "sk", "--password", PASSWORD)
+    assert "'sk' is a secret key" in run.stderr and "it holds no certificate" in run.stderr
+    assert "truststore" not in run.stderr
+
+
 # --------------------------------------------------------------------------- writes that fail
 
 
