@@ -512,7 +512,12 @@ class Engine(Generic[S]):
 
         Returns:
             A function that unsubscribes the callback.
+
+        Raises:
+            TypeError: ``callback`` is not callable (it failed only at the next change,
+                as a log line on another thread).
         """
+        check_callable(callback, "subscribe")
         self._subscribers.add(callback)
         return lambda: self._subscribers.remove(callback)
 
@@ -998,6 +1003,12 @@ def _started(name: str, run: Callable[[], object]) -> threading.Thread | None:
 
 def _nothing() -> None:
     return None
+
+
+def check_callable(callback: object, who: str) -> None:
+    """A ``TypeError`` now for what could never be called back."""
+    if not callable(callback):
+        raise TypeError(f"{who}() takes a function, not {type(callback).__name__}")
 
 
 def callback_name(callback: object) -> str:

@@ -414,6 +414,12 @@ def write_refused(exc: OSError, target: Path, *, read_only: bool = False) -> Wri
         errno.EFBIG: "larger than the file size limit of this process (ulimit -f)",
         errno.EROFS: f"{where} is on a read-only file system",
     }
+    if exc.errno == errno.ENOENT and os.path.isdir(directory):
+        # The directory is there and will not take a new file (/proc, /sys, a FUSE
+        # mount that creates none): "does not exist" sent the user looking for it.
+        reasons[errno.ENOENT] = (
+            f"{where} takes no new file ({exc.strerror}): write the store somewhere else"
+        )
     reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
     return _refused_class(type(exc))(
         exc.errno or 0, f"{reason}; nothing was written", os.fspath(target)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ._build import AnchorInfo, Served
-from ._engine import Notifier, callback_name
+from ._engine import Notifier, callback_name, check_callable
 from ._errors import MTLSError
 from ._fork import renew_attributes_after_fork
 from ._log import log
@@ -465,7 +465,12 @@ class Health(Generic[S]):
     # ------------------------------------------------------------------ subscribers
 
     def subscribe(self, callback: HealthCallback) -> Callable[[], None]:
-        """Call ``callback(event)`` for each :class:`HealthEvent`; returns the unsubscriber."""
+        """Call ``callback(event)`` for each :class:`HealthEvent`; returns the unsubscriber.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        check_callable(callback, "on_health")
         with self._lock:
             self._callbacks.append(callback)
 

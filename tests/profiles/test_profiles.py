@@ -1776,3 +1776,16 @@ def test_one_number_as_expiry_warnings_says_to_write_a_sequence() -> None:
     with pytest.raises(ValueError, match=re.escape("expiry_warnings=(30,) for one threshold")):
         mtls.SSLProfileSet([], expiry_warnings=30)  # type: ignore[arg-type]
     mtls.SSLProfileSet([], expiry_warnings=(30,)).close()
+
+
+def test_subscribing_something_that_cannot_be_called_is_refused_at_once() -> None:
+    """subscribe(5) and on_health(5) were taken; the TypeError came at the next change,
+    as "a reload subscriber raised" in the log of another thread. The twin: a function
+    is taken, and its unsubscriber works."""
+    with mtls.SSLProfileSet([]) as profiles:
+        with pytest.raises(TypeError, match=r"subscribe\(\) takes a function, not int"):
+            profiles.subscribe(5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"on_health\(\) takes a function, not str"):
+            profiles.on_health("alert")  # type: ignore[arg-type]
+        profiles.subscribe(lambda old, new: None)()
+        profiles.on_health(lambda event: None)()

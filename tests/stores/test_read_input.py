@@ -261,3 +261,17 @@ def test_a_windows_path_gets_a_hint(tmp_path: Path, location: str) -> None:
     with pytest.raises(mtls.KeystoreNotFoundError) as caught:
         mtls.Keystore.load(tmp_path / "missing.jks", "changeit")
     assert "Windows" not in str(caught.value)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="procfs")
+def test_a_directory_that_takes_no_new_file_is_not_said_to_be_missing(tmp_path: Path) -> None:
+    """Saving under /proc said "the directory /proc does not exist: create it first"
+    (procfs answers ENOENT to a new file). The twin: a directory that is really
+    missing is said to be."""
+    import mtls
+
+    store = mtls.Keystore.generate("k", "CN=k", key_type="EC")
+    with pytest.raises(OSError, match="/proc takes no new file"):
+        store.save("/proc/mtls-test.jks", "changeit")
+    with pytest.raises(OSError, match="does not exist: create it first"):
+        store.save(tmp_path / "missing" / "x.jks", "changeit")
