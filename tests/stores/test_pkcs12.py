@@ -1190,3 +1190,26 @@ def test_a_friendly_name_with_a_lone_surrogate_is_read_as_keytool_lists_it(
     assert lone != data
     store = mtls.Keystore.from_bytes(lone, "changeit", allow_unprotected=True)
     assert store.key_aliases == ("\ufffdB",)
+
+
+def test_a_non_ascii_pkcs12_password_is_noted_for_jdk17(tmp_path: Path) -> None:
+    """A PKCS#12 store made by OpenSSL (or JDK 25, or cryptography) with a non-ASCII
+    password loads in mtls and JDK 25, and JDK 17 refuses it ("keystore password was
+    incorrect"): `mtls check` said OK for a file WSO2 on JDK 17 cannot load. Its keystore
+    note says so now. The twin: an ASCII password has no such note."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not found")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-subj", "/CN=x", "-days", "30"], check=True, capture_output=True)  # fmt: skip
+    for password, noted in (("pässwörd", True), ("password", False)):
+        out = tmp_path / f"{noted}.p12"
+        subprocess.run([openssl, "pkcs12", "-export", "-inkey", str(key), "-in", str(cert),
+                        "-name", "a", "-passout", f"pass:{password}", "-out", str(out)],
+                       check=True, capture_output=True)  # fmt: skip
+        store = mtls.Keystore.load(out, password)
+        assert store.key_aliases == ("a",)
+        said = [n for n in store._java_notes if "password is not ASCII" in n]
+        assert bool(said) is noted, store._java_notes
