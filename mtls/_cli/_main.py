@@ -40,7 +40,7 @@ from ._parser import build_parser, command, keytool_spelling
 __all__ = ["main"]
 
 
-def _os_error_message(exc: OSError) -> str:
+def os_error_message(exc: OSError) -> str:
     from .._files import WriteRefused  # noqa: PLC0415 - only on an error
 
     name = exc.filename if exc.filename is not None else None
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(out, debug, str(exc), exc, args)
         return EXIT_FAILURE
     except OSError as exc:  # FileNotFoundError and friends (ssl.SSLError is one too)
-        _report(out, debug, _os_error_message(exc), exc, args)
+        _report(out, debug, os_error_message(exc), exc, args)
         return EXIT_FAILURE
     except Exception as exc:
         _report(

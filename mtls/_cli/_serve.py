@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+from collections.abc import Iterator
 
 from .._errors import WrongPasswordError
 from ..testing import HandshakeRecord, MTLSServer
@@ -29,6 +30,21 @@ def _describe(record: HandshakeRecord) -> str:
     # The client's alert: it gave up on us (our certificate, say); else we refused it.
     verb = "failed  " if "client sent alert" in (record.reason or "") else "refused "
     return f"{verb} {record.peer[0]}: {record.reason}"
+
+
+@contextlib.contextmanager
+def _listening(server: MTLSServer, args: argparse.Namespace) -> Iterator[MTLSServer]:
+    """``server`` started; a host or port it cannot listen on names the options (the
+    error said "cannot resolve the host name" or "Cannot assign requested address",
+    naming neither)."""
+    try:
+        server.start()
+    except OSError as exc:
+        from ._main import os_error_message  # noqa: PLC0415 - one wording for OS errors
+
+        raise CLIError(f"--host {args.host} --port {args.port}: {os_error_message(exc)}") from None
+    with server:
+        yield server
 
 
 def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
@@ -54,7 +70,7 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         raise password_error(exc, args.truststore) from exc
     except ValueError as exc:
         raise CLIError(f"--reload-interval: {exc}") from exc
-    with rotating, MTLSServer(rotating, host=args.host, port=args.port) as server:
+    with rotating, _listening(MTLSServer(rotating, host=args.host, port=args.port), args) as server:
         demand = "optional" if args.no_client_cert else "required"
         out.line(f"listening on https://{args.host}:{server.port} (client certificate {demand})")
         out.line("every GET answers JSON naming the client certificate; Ctrl-C stops")

@@ -1125,6 +1125,12 @@ def test_system_errors_say_what_to_do(tmp_path: Path, seed: Seed) -> None:
                 seed.dir / "backend-truststore.jks", "--host", "no-such-host.invalid",
                 "--port", "0")  # fmt: skip
     assert "cannot resolve the host name" in run.stderr and "give an IP address" in run.stderr
+    # The options at fault are named (the message named neither host nor port).
+    assert "--host no-such-host.invalid --port 0:" in run.stderr
+    run = fails(1, "serve", "--keystore", seed.dir / "backend.jks", "--truststore",
+                seed.dir / "backend-truststore.jks", "--host", "192.0.2.1",
+                "--port", "0")  # fmt: skip
+    assert "--host 192.0.2.1 --port 0: " in run.stderr and "give one of its addresses" in run.stderr
 
 
 def test_a_non_ascii_alias_on_an_ascii_stream_is_escaped_not_an_error(tmp_path: Path) -> None:
