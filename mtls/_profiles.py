@@ -30,6 +30,7 @@ from ._config import (
     normalize_host,
     tls_origin,
 )
+from ._context import LOCALHOST_NAMES
 from ._deployment import DeploymentSettings, Product, parsed_once, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError, _restated
@@ -796,6 +797,8 @@ class SSLProfileSet:
                 never match).
             ValueError: ``host`` has a port in it (``backend:8243``).
         """
+        if server_hostname is not None and normalize_host(server_hostname) == normalize_host(host):
+            server_hostname = None  # the host itself: the fast path serves it
         if alpn is None and server_hostname is None:
             # One read of one immutable mapping: the whole old set or the whole new one.
             ctx = self._fast.get((host, port) if client_id is None else (host, port, client_id))
@@ -824,9 +827,13 @@ class SSLProfileSet:
         item = self._resolve(snapshot, name, host, port, client_id)
         if item is None or isinstance(item, ssl.SSLContext):
             return item, None
-        # The variant follows the name verified (the localhost one skips the check).
-        verified = name if server_hostname is None else normalize_host(server_hostname)
-        return item.context_for_host(verified), item.served
+        # The localhost variant (no name check) only where both the host dialled and the
+        # name verified are localhost names: verifying another name through 127.0.0.1
+        # checks it, and so does verifying "localhost" on a remote host (WSO2 exempts by
+        # the host dialled).
+        if server_hostname is not None and normalize_host(server_hostname) not in LOCALHOST_NAMES:
+            return item.served.context, item.served
+        return item.context_for_host(name), item.served
 
     def _resolve(
         self, snapshot: Snapshot, name: str, host: str, port: int, client_id: str | None

@@ -120,3 +120,32 @@ def test_aiohttp_server_hostname_is_verified(backend, name, passes):
             with pytest.raises(aiohttp.ClientConnectorCertificateError) as caught:
                 asyncio.run(run())
             assert _is_name_mismatch(caught.value.certificate_error), caught.value
+
+
+def test_a_remote_host_verified_as_localhost_is_checked(tmp_path) -> None:
+    """The other half: dialling a host that is not a localhost name while verifying
+    "localhost" must check the name (WSO2 exempts by the host dialled). A first cut of
+    server_hostname= chose the variant by the verified name alone, and skipped the
+    check there. 127.0.0.2 stands for a remote host; its certificate names
+    orders.internal only."""
+    ca = CA()
+    keystore = write_identity(ca.issue_cert("gateway"), tmp_path / "gateway.jks")
+    truststore = write_trust(ca, tmp_path / "trust.jks")
+    with MTLSServer(ca.issue_cert(NAMED), client_ca=ca, host="127.0.0.2") as server:
+        profile = mtls.SSLProfile(
+            servers=(f"127.0.0.2:{server.port}",),
+            keystore=mtls.StoreConfig(location=keystore, password=PASSWORD),
+            truststore=mtls.StoreConfig(location=truststore, password=PASSWORD),
+        )
+        url = f"https://127.0.0.2:{server.port}/"
+        with mtls.SSLProfileSet([profile], hostname_verifier="DefaultAndLocalhost") as profiles:
+            for name in ("localhost", None):
+                ctx = profiles.context_for_url(url, server_hostname=name)
+                assert ctx is not None and ctx.check_hostname, name
+            with client(profiles) as http:
+                with pytest.raises(httpx.ConnectError) as caught:
+                    http.get(url, extensions={"sni_hostname": "localhost"})
+                assert _is_name_mismatch(caught.value), caught.value
+                # The twin: the name the certificate holds passes.
+                ok = http.get(url, extensions={"sni_hostname": NAMED})
+                assert ok.json()["client_cn"] == "gateway"
