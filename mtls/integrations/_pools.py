@@ -61,16 +61,6 @@ class _Entry(Generic[T]):
         self.closed = False
 
 
-_Origin = tuple[str, int, "str | None"]
-
-#: Origins remembered per pooled context, for a sweep to ask the set about again. A
-#: catch-all profile serves any number of hosts: remembering each (100,000 tenants:
-#: 20 MB, and a sweep of 0.18 s under the lock at every reload) bought nothing, since
-#: one that still maps to the context keeps it. A context whose remembered origins all
-#: moved is retired, and made again at its next request.
-ORIGINS_PER_ENTRY = 16
-
-
 class _ContextPools(Generic[T]):
     """Per-context resources of one client, retired when the profile set moves on.
 
@@ -111,9 +101,8 @@ class _ContextPools(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
         self._unclosed: list[T] = []  # retired and due to close, left by a refused acquire
-        # Some (host, port, the name verified when the client overrides it) that each
-        # entry served, at most ORIGINS_PER_ENTRY: what a sweep asks the set again.
-        self._origins: dict[Hashable, set[_Origin]] = {}
+        # (host, port, the name verified when the client overrides it)
+        self._origins: set[tuple[str, int, str | None]] = set()
         self._generation = profile_set.generation
 
     def context_for(
@@ -173,11 +162,7 @@ class _ContextPools(Generic[T]):
                     entry = _Entry(ctx, self._make(ctx))
                     self._entries[key] = entry
                 entry.inflight += 1
-                seen = self._origins.get(key)
-                if seen is None:
-                    seen = self._origins[key] = set()
-                if len(seen) < ORIGINS_PER_ENTRY:
-                    seen.add((host, port, server_hostname))
+                self._origins.add((host, port, server_hostname))
                 return entry, closing
 
     def release(self, entry: _Entry[T]) -> T | None:
@@ -211,18 +196,15 @@ class _ContextPools(Generic[T]):
         while True:
             generation = profiles.generation
             live: set[Hashable] = set()
-            origins: dict[Hashable, set[_Origin]] = {}
-            for origin in {o for seen in self._origins.values() for o in seen}:
+            origins: set[tuple[str, int, str | None]] = set()
+            for origin in self._origins:
                 try:
                     ctx = self._lookup(*origin)
                 except MTLSError:  # refused now (its profile has not loaded): nothing live
                     ctx = None
                 if ctx is not None:
-                    key = self._key(ctx)
-                    live.add(key)
-                    seen = origins.setdefault(key, set())
-                    if len(seen) < ORIGINS_PER_ENTRY:
-                        seen.add(origin)
+                    live.add(self._key(ctx))
+                    origins.add(origin)
             if profiles.generation == generation:
                 break  # the answers all come from one generation
         self._generation = generation
