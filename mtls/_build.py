@@ -183,9 +183,11 @@ class Served:
         if hit is not None:
             return hit
         ctx = self.make(local)
+        if not all(isinstance(name, str) for name in alpn):
+            raise TypeError(f'alpn: protocol names are str ("h2"), not {list(alpn)!r}')
         try:
             ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
-        except (ssl.SSLError, ValueError, TypeError) as exc:
+        except (ssl.SSLError, ValueError) as exc:
             raise ValueError(
                 f"alpn: each protocol is a name of 1 to 255 bytes, not {list(alpn)!r}"
             ) from exc

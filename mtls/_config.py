@@ -226,11 +226,13 @@ def _url_entry(text: str, path: str | None) -> ProfileConfigError:
     except ValueError:
         port = None
     entry = f"host:port ({format_server((host, port))})" if host and port else "host:port"
+    # user:password@ is never shown (as mtls probe never shows it).
+    shown = re.sub(r"(?<=://)[^/@]*@", "***@", text)
     return ProfileConfigError(
-        f"{path or 'profile'}: server {text!r} is a URL, so it would never match (WSO2 "
+        f"{path or 'profile'}: server {shown!r} is a URL, so it would never match (WSO2 "
         f"compares host:port as text, without scheme or path): write {entry}",
         path=path,
-        servers=(text,),
+        servers=(shown,),
         element="servers",
     )
 

@@ -535,11 +535,14 @@ def _set_ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
     try:
         ctx.set_ciphers(ciphers)
     except ssl.SSLError as exc:
-        raise ssl.SSLError(
+        said = ssl.SSLError(
+            exc.errno,
             f"ciphers {ciphers!r} selects no cipher this OpenSSL has (TLS 1.2 names in "
             "OpenSSL's spelling, such as 'ECDHE+AESGCM'; see `openssl ciphers -v`): TLS 1.3 "
-            "suites are not set here"
-        ) from exc
+            "suites are not set here",
+        )
+        said.reason, said.library = exc.reason, exc.library  # NO_CIPHER_MATCH, as before
+        raise said from exc
 
 
 @scrub_tracebacks

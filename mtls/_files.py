@@ -251,7 +251,11 @@ def atomic_write(
         if b"\0" in os.fsencode(path):
             raise ValueError("NUL")
     except ValueError as exc:  # UnicodeEncodeError too: no file can have this name here
-        raise unnameable(path, exc) from None
+        refused = unnameable(path, exc)
+        fix = cannot_read_fix(refused)
+        raise WriteRefused(
+            refused.errno, f"{refused.strerror}: {fix}; nothing was written", os.fspath(path)
+        ) from None
     target = Path(path)
     if target.is_symlink():
         _refuse_planted_link(target)

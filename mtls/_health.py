@@ -147,7 +147,9 @@ def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timed
             f"expiry_warnings must be a sequence of days, not {given!r}: "
             f"expiry_warnings=({given!r},) for one threshold"
         )
-        raise ValueError(why)  # noqa: TRY004 - one error type for every bad threshold
+        if isinstance(given, str | bytes):
+            raise ValueError(why)  # noqa: TRY004 - as every bad threshold in a sequence is
+        raise TypeError(why)  # a number alone: a TypeError, as "not iterable" was
     out: set[_dt.timedelta] = set()
     for item in value:
         raw: object = item  # checked as it came: a bool or a string is refused too

@@ -61,8 +61,13 @@ def store_bytes(data: object, who: str) -> bytes:
     """``data`` as bytes, or a ``TypeError`` that says what to pass: a path or text
     failed deep inside (``string argument without an encoding``, ``'PosixPath'
     object is not subscriptable``), and ``None`` was reported as an empty file."""
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
+    if isinstance(data, bytes):
+        return data
+    if not isinstance(data, str):
+        try:  # anything with the buffer protocol: bytearray, memoryview, mmap, array
+            return bytes(memoryview(data))  # type: ignore[arg-type]
+        except TypeError:
+            pass
     if isinstance(data, str):
         fix = "encode PEM text first (data.encode()), or load a file with .load(path)"
     elif isinstance(data, os.PathLike):

@@ -128,10 +128,12 @@ def parse_target(url: str) -> Target:
         # Sent as given, shown without its values: a query often carries a token, and
         # the report goes to terminals, CI logs and --json files (as user:password@ does).
         masked = "&".join(
-            f"{item.partition('=')[0]}=***" if "=" in item else item
+            f"{item.partition('=')[0]}=***" if "=" in item else "***"
             for item in parts.query.split("&")
         )
         text = parts._replace(query=masked).geturl()
+    if parts.fragment:  # never sent; an OAuth implicit flow's #access_token=
+        text = text.partition("#")[0]
     return Target(text, host, port, path)
 
 

@@ -1126,6 +1126,7 @@ def server_credentials(
                 else f"server_credentials: {role} must be an mtls.StoreConfig, not "
                 f"{type(given).__name__}"
             )
+    check_flag("require_client_auth", require_client_auth)  # "" turned client auth off
     if truststore is None and require_client_auth:
         raise ProfileConfigError(
             "server_credentials(require_client_auth=True) needs a truststore to verify "

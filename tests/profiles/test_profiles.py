@@ -1507,6 +1507,7 @@ def test_an_entry_without_a_port_is_told_what_to_write(entry, hint):
         ("http://[::1]:8080/x", "write host:port ([::1]:8080)"),
         ("https://a.test:bad/", "write host:port"),
         ("http://[::1", "write host:port"),
+        ("https://svc:S3cret-pw@orders.internal:8443/api", "(orders.internal:8443)"),
     ],
 )
 def test_a_url_in_servers_is_told_the_host_port_to_write(entry, hint):
@@ -1519,6 +1520,7 @@ def test_a_url_in_servers_is_told_the_host_port_to_write(entry, hint):
         parse_server(entry, path="p.xml")
     message = str(info.value)
     assert message.endswith(hint) and "[https" not in message and "IPv6" not in message
+    assert "S3cret-pw" not in message + repr(info.value.servers)  # user:password@ masked
     if "(" in hint:
         host_port = hint.split("(")[1].rstrip(")")
         assert parse_server(host_port) == parse_server(host_port.lower())
@@ -1563,6 +1565,23 @@ def test_a_profile_made_in_code_refuses_wrong_types_at_once(given, said):
         assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED
 
 
+def _grpc_credentials(tmp_path, identity, ca, require: object) -> None:
+    """gRPC's server_credentials(require_client_auth=...) for the flag test (skipped
+    without grpcio)."""
+    grpc_integration = pytest.importorskip("mtls.integrations.grpc")
+    from tests._helpers import write_identity, write_trust
+
+    keystore = write_identity(identity, tmp_path / "grpc-server.jks")
+    trust = write_trust(ca, tmp_path / "grpc-trust.jks")
+    credentials = grpc_integration.server_credentials(
+        mtls.StoreConfig(location=keystore, password=PASSWORD),
+        mtls.StoreConfig(location=trust, password=PASSWORD),
+        require_client_auth=require,  # type: ignore[arg-type]
+        reload_interval=None,
+    )
+    credentials.close()
+
+
 def test_flags_that_weaken_a_check_refuse_text(tmp_path):
     """Each of these flags weakens a check when true, and "false" is true in Python:
     server_context(trust_system_cas="false") trusted every public CA for client
@@ -1581,6 +1600,7 @@ def test_flags_that_weaken_a_check_refuse_text(tmp_path):
             identity.keystore(), ca.truststore(), require_client_cert=v
         ),
         "verify": lambda v: mtls.client_context(None, ca.truststore(), verify=v),
+        "require_client_auth": lambda v: _grpc_credentials(tmp_path, identity, ca, v),
         "allow_unprotected": lambda v: mtls.Keystore.load(pem, None, allow_unprotected=v),
         "skip_failures": lambda v: mtls.SSLProfileSet([], skip_failures=v).close(),
     }
@@ -1601,6 +1621,8 @@ def test_alpn_given_as_one_string_is_refused():
             profiles.context_for("a.test", 443, alpn="h2")
         with pytest.raises(ValueError, match="1 to 255 bytes"):
             profiles.context_for("a.test", 443, alpn=[""])
+        with pytest.raises(TypeError, match="protocol names are str"):
+            profiles.context_for("a.test", 443, alpn=[b"h2"])  # type: ignore[list-item]
         assert profiles.context_for("a.test", 443, alpn=["h2"]) is not None
 
 
@@ -1772,8 +1794,9 @@ def test_a_url_with_a_port_that_is_not_a_number_says_what_to_write() -> None:
 
 
 def test_one_number_as_expiry_warnings_says_to_write_a_sequence() -> None:
-    """expiry_warnings=30 failed with "'int' object is not iterable"."""
-    with pytest.raises(ValueError, match=re.escape("expiry_warnings=(30,) for one threshold")):
+    """expiry_warnings=30 failed with "'int' object is not iterable" (a TypeError, as
+    it still is, now saying what to write)."""
+    with pytest.raises(TypeError, match=re.escape("expiry_warnings=(30,) for one threshold")):
         mtls.SSLProfileSet([], expiry_warnings=30)  # type: ignore[arg-type]
     mtls.SSLProfileSet([], expiry_warnings=(30,)).close()
 

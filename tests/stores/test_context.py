@@ -885,8 +885,11 @@ def test_ciphers_are_applied(pki: PKI) -> None:
     tls12 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert tls12 == ["ECDHE-ECDSA-AES128-GCM-SHA256"]
     # OpenSSL says "No cipher can be selected."; the message says what to write.
-    with pytest.raises(ssl.SSLError, match=r"selects no cipher this OpenSSL has .*ECDHE\+AESGCM"):
+    with pytest.raises(
+        ssl.SSLError, match=r"selects no cipher this OpenSSL has .*ECDHE\+AESGCM"
+    ) as e:
         mtls.client_context(truststore=pki.truststore(), ciphers="NO-SUCH-CIPHER")
+    assert e.value.reason == "NO_CIPHER_MATCH"  # what code that tests for it still finds
 
 
 def test_key_not_matching_certificate_is_a_key_entry_error(pki: PKI) -> None:

@@ -249,6 +249,13 @@ def test_wrong_types_for_store_bytes_and_certificates_say_what_to_pass(tmp_path)
                 call(wrong)
     assert mtls.detect_format(data) == "JKS"
     assert mtls.Keystore.from_bytes(bytearray(data), "changeit").key_aliases
+    # Any buffer is bytes (an mmap of the file, as before).
+    import mmap
+
+    mapped_file = tmp_path / "ks.jks"
+    mapped_file.write_bytes(data)
+    with mapped_file.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        assert mtls.Keystore.from_bytes(m, "changeit").key_aliases  # type: ignore[arg-type]
     trust = mtls.Truststore()
     with pytest.raises(TypeError, match=r"not str: encode PEM text first"):
         trust.add("ca", ca.cert_pem.decode())  # type: ignore[arg-type]
