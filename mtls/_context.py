@@ -536,12 +536,13 @@ def _set_ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
         ctx.set_ciphers(ciphers)
     except ssl.SSLError as exc:
         said = ssl.SSLError(
-            exc.errno,
             f"ciphers {ciphers!r} selects no cipher this OpenSSL has (TLS 1.2 names in "
             "OpenSSL's spelling, such as 'ECDHE+AESGCM'; see `openssl ciphers -v`): TLS 1.3 "
-            "suites are not set here",
+            f"suites are not set here (OpenSSL: {exc})"
         )
-        said.reason, said.library = exc.reason, exc.library  # NO_CIPHER_MATCH, as before
+        for name in ("reason", "library"):  # where OpenSSL gave them, kept
+            if hasattr(exc, name):
+                setattr(said, name, getattr(exc, name))
         raise said from exc
 
 

@@ -889,7 +889,7 @@ def test_ciphers_are_applied(pki: PKI) -> None:
         ssl.SSLError, match=r"selects no cipher this OpenSSL has .*ECDHE\+AESGCM"
     ) as e:
         mtls.client_context(truststore=pki.truststore(), ciphers="NO-SUCH-CIPHER")
-    assert e.value.reason == "NO_CIPHER_MATCH"  # what code that tests for it still finds
+    assert "No cipher can be selected" in str(e.value)  # OpenSSL's words, still there
 
 
 def test_key_not_matching_certificate_is_a_key_entry_error(pki: PKI) -> None:
