@@ -301,6 +301,13 @@ def parse_pkcs12(
     raise P12FormatError(f"malformed PKCS#12 data: {error}") from error
 
 
+def jdk17_takes_password(password: str) -> bool:
+    """Whether JDK 17 (and older) can open a PKCS#12 store with this password: only
+    printable ASCII, space to ``~`` (its PBE key refuses the rest, "Password is not
+    ASCII", and keytool says the password is incorrect). JDK 25 and OpenSSL take any."""
+    return all(" " <= char <= "~" for char in password)
+
+
 class _Password:
     """A password in the encodings PKCS#12 uses.
 

@@ -741,11 +741,12 @@ def _parse_pkcs12(
             "write it with an HMAC integrity check (mtls convert, keytool -importkeystore, "
             "or openssl pkcs12 -export without -pbmac1_pbkdf2)"
         )
-    if password is not None and not password.reveal().isascii():
+    if password is not None and not _pkcs12.jdk17_takes_password(password.reveal()):
         notes.append(
-            "its password is not ASCII: JDK 17's PKCS12 reader refuses it (keytool says "
-            '"keystore password was incorrect"), so WSO2 on JDK 17 cannot load the file, '
-            "though JDK 25 and OpenSSL can; give it an ASCII password"
+            "its password has characters outside printable ASCII: JDK 17's PKCS12 reader "
+            'refuses it (keytool says "keystore password was incorrect"), so WSO2 on JDK 17 '
+            "cannot load the file, though JDK 25 and OpenSSL can; give it a printable ASCII "
+            "password"
         )
     for key in contents.keys:
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)

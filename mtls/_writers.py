@@ -361,7 +361,7 @@ def _warn_non_ascii(password: str, target: str | os.PathLike[str] | None) -> Non
     outside printable ASCII, space to ``~`` (its PBE key refuses it: "Password is not
     ASCII", and keytool says the password is incorrect): a letter outside ASCII, a tab,
     any control character. JDK 25 and OpenSSL can."""
-    if not all(" " <= char <= "~" for char in password):
+    if not _pkcs12.jdk17_takes_password(password):
         log.warning(
             "%s: a PKCS#12 password with characters outside printable ASCII (a letter "
             "outside ASCII, a tab or another control character): JDK 17 and older cannot "
