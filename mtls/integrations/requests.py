@@ -219,7 +219,14 @@ class MTLSAdapter(HTTPAdapter):
         entry: _Entry[ssl.SSLContext] | None = None
         if origin is not None:
             entry, closing = self._pools.acquire(*origin)
-            self._close_pools(closing)
+            try:
+                self._close_pools(closing)
+            except BaseException:  # Ctrl-C while closing retired pools: no lease kept
+                if entry is not None:
+                    retired = self._pools.release(entry)
+                    if retired is not None:
+                        self._close_pools([retired])
+                raise
         elif verify is False or cert:
             log.debug("%s: verify=False or cert= given: requests' own TLS", request.url)
         lease = self._lease

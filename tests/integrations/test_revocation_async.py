@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,3 +163,41 @@ def test_soft_fail_allows_the_request_after_the_check_in_a_worker(env: Env, clie
     # does not fetch again
     (cached,) = profiles.revocation.cached() if profiles.revocation else ()
     assert "HTTP 500" in "; ".join(cached.why)
+
+
+def test_a_cancel_scope_ends_the_wait_for_a_check(env: Env) -> None:
+    """An anyio cancel scope (what Starlette and FastAPI use; trio's own) did not end
+    the wait for a revocation fetch: the check ran in anyio.to_thread.run_sync, which
+    is not cancellable by default, so the scope waited for the fetch (3 s past a 0.5 s
+    scope) and then raised its RevocationUnknownError. The wait is abandoned now: the
+    scope is honoured at once, nothing is sent, and the fetch's answer is cached for
+    the next connection."""
+    anyio = pytest.importorskip("anyio")
+
+    async def main() -> tuple[bool, bool]:
+        done = asyncio.Event()
+        async with mtls_httpx.async_client(profiles, timeout=90) as client:
+
+            async def cancel_when_fetching(scope: Any) -> None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, env.responder.accepted.wait, 60)
+                scope.cancel()
+                # Bounded: the old code stays in the check until the fetch ends.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 10)
+                env.responder.release.set()
+
+            with anyio.CancelScope() as scope:
+                canceller = asyncio.create_task(cancel_when_fetching(scope))
+                try:
+                    await client.get(env.url)
+                finally:
+                    done.set()
+            ended_at_once = not env.responder.release.is_set()
+            await canceller
+        return scope.cancelled_caught, ended_at_once
+
+    with env.profiles("hard") as profiles:
+        cancelled, at_once = asyncio.run(main())
+    assert cancelled and at_once
+    assert env.server.requests == 0

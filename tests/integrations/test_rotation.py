@@ -479,3 +479,40 @@ def test_async_httpx_cancelled_while_closing_retired_pools_leaks_nothing(
         done, leases = asyncio.run(main(profiles))
     assert done == 1  # the retired pool closed although its caller was cancelled
     assert leases == 0
+
+
+def test_an_interrupt_while_closing_retired_pools_keeps_no_lease(setup, ca, backend, monkeypatch):
+    """A request closes the pools a rotation retired before it sends. A Ctrl-C there
+    (while sockets close) left the request's lease taken for good: its pool could never
+    be retired and closed. The lease is given back now. The twin: without the
+    interrupt, the request goes through and its lease ends with it."""
+    import httpx
+
+    from mtls.integrations.httpx import MTLSTransport
+
+    xml, keystore = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        transport = MTLSTransport(profiles)
+        transport._unsubscribe()  # retired pools are closed by the next request, here
+        with httpx.Client(transport=transport, timeout=10) as http:
+            url = f"https://localhost:{backend.port}/"
+            assert http.get(url).json()["client_cn"] == "gen-1"
+            rotate(ca, keystore, "gen-2")
+            assert profiles.reload() is True
+            real = httpx.HTTPTransport.close
+            fired: list[httpx.HTTPTransport] = []
+
+            def close(self: httpx.HTTPTransport) -> None:
+                if not fired:
+                    fired.append(self)  # interrupted before it closed anything
+                    raise KeyboardInterrupt
+                real(self)
+
+            monkeypatch.setattr(httpx.HTTPTransport, "close", close)
+            with pytest.raises(KeyboardInterrupt):
+                http.get(url)
+            monkeypatch.setattr(httpx.HTTPTransport, "close", real)
+            real(fired[0])  # what the interrupted close would have closed
+            assert [e.inflight for e in transport._pools._entries.values()] == [0]
+            assert http.get(url).json()["client_cn"] == "gen-2"
+            assert [e.inflight for e in transport._pools._entries.values()] == [0]
