@@ -61,10 +61,12 @@ def _certificates(
     stores = {f.role: displayable(f.path) for f in entry.files}
     ident = entry.identity
     if ident is not None:
-        keystore = stores.get("keystore", "")
-        yield keystore, "identity", "", ident.subject, ident.not_after, ident.serial
+        # The key entry's alias: two profiles on one keystore with two key aliases are
+        # two series, whatever order the profiles are walked in.
+        keystore, key = stores.get("keystore", ""), ident.alias or ""
+        yield keystore, "identity", key, ident.subject, ident.not_after, ident.serial
         for cert in ident.chain:
-            yield keystore, "chain", "", cert.subject, cert.not_after, cert.serial
+            yield keystore, "chain", key, cert.subject, cert.not_after, cert.serial
     truststore = stores.get("truststore", "")
     for cert in entry.anchors:
         yield truststore, "anchor", cert.alias, cert.subject, cert.not_after, cert.serial

@@ -1023,6 +1023,7 @@ class SSLProfileSet:
                         fingerprint=chain[0].fingerprint if chain else None,
                         chain=tuple(certificate(c) for c in chain[1:]),
                         not_before=served.not_before,
+                        alias=chain[0].alias if chain else None,
                     ),
                     tuple(
                         certificate(a) for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]

@@ -95,6 +95,7 @@ class IdentityStatus:
             ``alias`` is the key entry's.
         not_before: when it becomes valid (servers refuse it before; a first load
             serves it anyway, having nothing else, and logs a warning).
+        alias: the key entry's alias in its keystore (``None`` when unknown).
     """
 
     subject: str | None
@@ -104,6 +105,7 @@ class IdentityStatus:
     fingerprint: str | None = None
     chain: tuple[AnchorStatus, ...] = ()
     not_before: _dt.datetime | None = None
+    alias: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``serial`` as a hex string (it can exceed JSON's integers)."""
@@ -115,6 +117,7 @@ class IdentityStatus:
             "days_left": self.days_left,
             "fingerprint": self.fingerprint,
             "chain": [c.to_dict() for c in self.chain],
+            "alias": self.alias,
         }
 
 
@@ -300,6 +303,7 @@ def identity(
     fingerprint: str | None = None,
     chain: tuple[AnchorStatus, ...] = (),
     not_before: _dt.datetime | None = None,
+    alias: str | None = None,
 ) -> IdentityStatus | None:
     """The identity record, or ``None`` when there is no client certificate."""
     if subject is None and serial is None and not_after is None:
@@ -312,6 +316,7 @@ def identity(
         fingerprint=fingerprint,
         chain=chain,
         not_before=not_before,
+        alias=alias,
     )
 
 

@@ -110,7 +110,7 @@ def test_the_exposition_carries_expiry_health_and_reloads(
                 "set": "gateway",
                 "store": keystore,
                 "role": "identity",
-                "alias": "",
+                "alias": "client",  # the key entry's: two key aliases are two series
                 "subject": client.subject,
                 "serial": f"{client.serial_number:x}",
             },
@@ -329,7 +329,7 @@ def test_opentelemetry_expiry_attributes_do_not_change_with_a_rotation(
         assert all("subject" not in dict(k) and "serial" not in dict(k) for k in before)
         later = ica.issue_cert("gen-2", not_after=ica.certificate.not_valid_after_utc)
         scratch = tmp_path / "scratch.jks"
-        write_identity(later, scratch)
+        later.write_keystore(scratch, PASSWORD, alias="gen-1")  # a rotation keeps its alias
         replace_atomically(profile.keystore.location, scratch.read_bytes())
         assert profiles.reload() is True
         after = expiry()
@@ -511,3 +511,45 @@ def test_a_rotating_server_is_refused_at_registration_not_at_every_scrape(
 
         with pytest.raises(TypeError, match="takes an SSLProfileSet"):
             instrument(server, meter_provider=MeterProvider())  # type: ignore[arg-type]
+
+
+def test_two_key_aliases_of_one_keystore_are_two_series_in_any_order(tmp_path: Path) -> None:
+    """Two profiles on one keystore file with two key aliases had the same expiry
+    attributes but `position`, given in the order the profiles were walked: adding,
+    removing or reordering a profile swapped which certificate a series (and its
+    alert) tracked. The key alias is in `alias` now, in Prometheus and OpenTelemetry;
+    the twin: the same mapping whichever profile comes first."""
+    pytest.importorskip("opentelemetry.sdk")
+    from mtls._metrics import metrics
+    from mtls.integrations.otel import _stable_expiry
+
+    ca = CA()
+    short, long_ = issue(ca, left=5 * DAY), issue(ca, left=300 * DAY)
+    store = mtls.Keystore()
+    store.add_key("short", short.private_key, [short.certificate])
+    store.add_key("long", long_.private_key, [long_.certificate])
+    path = tmp_path / "two.jks"
+    store.save(path, PASSWORD)
+
+    def profile(alias: str, server: str) -> mtls.SSLProfile:
+        return mtls.SSLProfile(
+            servers=(server,),
+            keystore=mtls.StoreConfig(location=path, password=PASSWORD, alias=alias),
+        )
+
+    seen = []
+    for order in (("short", "long"), ("long", "short")):
+        made = [profile(a, f"{a}.internal:443") for a in order]
+        with mtls.SSLProfileSet(made) as profiles:
+            (expiry,) = [m for m in metrics(profiles.status(), "s") if "expiry" in m.name]
+            points = _stable_expiry(expiry)
+        seen.append(
+            {
+                (p.attributes["alias"], p.attributes["position"]): p.value
+                for p in points
+                if p.attributes["role"] == "identity"
+            }
+        )
+    assert seen[0] == seen[1]
+    assert seen[0][("short", "0")] == short.certificate.not_valid_after_utc.timestamp()
+    assert seen[0][("long", "0")] == long_.certificate.not_valid_after_utc.timestamp()
