@@ -310,14 +310,14 @@ def _refusal_fix(reason: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, str] | None:
-    """(not after, subject) of a leaf, parsed once per certificate: a rebuild of the
-    same identity (every reload that finds a store changed) skips the parse."""
+def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, str, _dt.datetime] | None:
+    """(not after, subject, not before) of a leaf, parsed once per certificate: a
+    rebuild of the same identity (every reload that finds a store changed) skips it."""
     try:
         # cryptography parses fields lazily: a certificate OpenSSL accepted may still
         # have a field it refuses, which must not stop the context from being built.
         leaf = _x509.load_cert(leaf_der)
-        return _x509.not_after(leaf), _x509.subject_text(leaf)
+        return _x509.not_after(leaf), _x509.subject_text(leaf), _x509.not_before(leaf)
     except ValueError:
         return None
 
@@ -335,7 +335,7 @@ def _log_identity(
     facts = _leaf_facts(chain_der[0])
     if facts is None:
         return
-    expires, subject = facts
+    expires, subject, starts = facts
     where = keystore.path or "keystore"
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
@@ -348,7 +348,7 @@ def _log_identity(
     if warn_expiry is None:  # a profile set with no expiry_warnings: nothing to say
         return
     what = f"certificate {alias!r} ({subject})"
-    _warn_expiry(where, alias, chain_der[0], expires, what, within=warn_expiry)
+    _warn_expiry(where, alias, chain_der[0], expires, what, within=warn_expiry, starts=starts)
     # The chain sent with it: a peer that verifies through an intermediate out of date
     # refuses every handshake, whatever the leaf's dates. A root sent along (signed
     # by its own key) is not said: peers verify with their own copy of it (trusted
@@ -361,7 +361,7 @@ def _log_identity(
         facts = _leaf_facts(der)
         if facts is not None:
             what = f"certificate {alias!r}: the certificate {facts[1]} of its chain"
-            _warn_expiry(where, alias, der, facts[0], what, within=warn_expiry)
+            _warn_expiry(where, alias, der, facts[0], what, within=warn_expiry, starts=facts[2])
 
 
 def _self_signed(der: bytes) -> bool:
@@ -374,11 +374,20 @@ def _self_signed(der: bytes) -> bool:
 
 
 def _warn_expiry(
-    where: str, alias: str, der: bytes, expires: _dt.datetime, what: str, *, within: _dt.timedelta
+    where: str,
+    alias: str,
+    der: bytes,
+    expires: _dt.datetime,
+    what: str,
+    *,
+    within: _dt.timedelta,
+    starts: _dt.datetime | None = None,
 ) -> None:
     """Warn that ``what`` has expired or ends ``within`` from now, once a day per
     certificate: a profile set builds a context per ALPN list and for localhost from
-    the same stores, and every HTTP client type asks for its own."""
+    the same stores, and every HTTP client type asks for its own. One whose notBefore
+    is after its notAfter is said to be never valid ("expired" says "rotate" about a
+    certificate just issued; it must be reissued)."""
     remaining = expires - _dt.datetime.now(_dt.UTC)
     if remaining >= within:
         return
@@ -388,7 +397,15 @@ def _warn_expiry(
     if len(_EXPIRY_WARNED) >= 1024:
         _EXPIRY_WARNED.clear()
     _EXPIRY_WARNED.add(warned)
-    if remaining <= _dt.timedelta(0):
+    if starts is not None and starts > expires:
+        log.warning(
+            "%s: %s is never valid: its notBefore (%s) is after its notAfter (%s): reissue it",
+            where,
+            what,
+            starts.isoformat(),
+            expires.isoformat(),
+        )
+    elif remaining <= _dt.timedelta(0):
         log.warning("%s: %s expired on %s", where, what, expires.date())
     else:
         log.warning("%s: %s expires in %s, on %s", where, what, span(remaining), expires.date())

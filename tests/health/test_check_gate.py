@@ -370,5 +370,9 @@ def test_a_never_valid_certificate_and_a_chain_ca_near_its_end_are_said(
         assert not any("expired on" in problem for problem in row["problems"]), (name, row)
         if name == "inverted":
             assert code == 1 and row["out_of_date"] is True, row
+            # The first load's log says the same (it said "expired on 2020-01-01").
+            warnings = json.loads(out)["warnings"]
+            assert any("is never valid: its notBefore" in w for w in warnings), warnings
+            assert not any("expired on" in w for w in warnings), warnings
         else:  # a warning, as the client certificate's own nearness is
             assert chain_said and row["out_of_date"] is False, row
