@@ -220,7 +220,8 @@ def _url_entry(text: str, path: str | None) -> ProfileConfigError:
     host, port, default = None, None, None
     try:  # each step refuses its own kind of damage: an unclosed bracket, a bad port
         url = urlsplit(text)
-        default = {"https": 443, "http": 80, "wss": 443, "ws": 80}.get(url.scheme.lower())
+        scheme = url.scheme.lower()
+        default = DEFAULT_PORTS.get(scheme) or (80 if scheme in _PLAIN else None)
         host = url.hostname
         port = url.port or default
     except ValueError:

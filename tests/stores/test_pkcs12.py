@@ -1166,13 +1166,9 @@ def test_a_key_without_its_certificate_says_what_keytool_shows(encrypted: bool) 
     assert f"keytool lists {shown}" in str(info.value)
 
 
-def test_a_friendly_name_with_a_lone_surrogate_is_read_as_keytool_lists_it(
-    tmp_path: Path,
-) -> None:
-    """A friendlyName BMPString holding an unpaired surrogate: keytool 17 and 25 list
-    the entry (its alias with U+FFFD); mtls refused the whole store ("not a valid
-    BMPString"), where its JKS reader maps the same to U+FFFD. The twin: the name as
-    written ("AB") reads as it is."""
+def _openssl_key_and_certificate(tmp_path: Path) -> tuple[str, Path, Path]:
+    """openssl's path, and an EC key and self-signed certificate (PEM files) it made
+    (the test is skipped without openssl)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl not found")
@@ -1180,6 +1176,17 @@ def test_a_friendly_name_with_a_lone_surrogate_is_read_as_keytool_lists_it(
     subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-subj", "/CN=x", "-days", "30"], check=True, capture_output=True)  # fmt: skip
+    return openssl, key, cert
+
+
+def test_a_friendly_name_with_a_lone_surrogate_is_read_as_keytool_lists_it(
+    tmp_path: Path,
+) -> None:
+    """A friendlyName BMPString holding an unpaired surrogate: keytool 17 and 25 list
+    the entry (its alias with U+FFFD); mtls refused the whole store ("not a valid
+    BMPString"), where its JKS reader maps the same to U+FFFD. The twin: the name as
+    written ("AB") reads as it is."""
+    openssl, key, cert = _openssl_key_and_certificate(tmp_path)
     plain = tmp_path / "plain.p12"
     subprocess.run([openssl, "pkcs12", "-export", "-nomac", "-certpbe", "NONE", "-inkey",
                     str(key), "-in", str(cert), "-name", "AB", "-passout", "pass:changeit",
@@ -1197,13 +1204,7 @@ def test_a_non_ascii_pkcs12_password_is_noted_for_jdk17(tmp_path: Path) -> None:
     password loads in mtls and JDK 25, and JDK 17 refuses it ("keystore password was
     incorrect"): `mtls check` said OK for a file WSO2 on JDK 17 cannot load. Its keystore
     note says so now. The twin: an ASCII password has no such note."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not found")
-    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-subj", "/CN=x", "-days", "30"], check=True, capture_output=True)  # fmt: skip
+    openssl, key, cert = _openssl_key_and_certificate(tmp_path)
     from tests._keytool import KEYTOOLS
 
     jdk17 = next((jdk for jdk in KEYTOOLS if jdk.major == 17), None)
