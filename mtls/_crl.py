@@ -111,7 +111,7 @@ class CRLSet:
             # (InvalidVersion, a version field outside v1/v2, is not a ValueError.)
             raise CRLError(
                 f"{shown}: not a certificate revocation list (PEM 'X509 CRL' or DER): "
-                f"{exc}; check the file",
+                f"{_x509.parse_error_text(str(exc))}; check the file",
                 path=where,
             ) from None
         return cls(((crl, where) for crl in parsed), issuers)

@@ -211,14 +211,14 @@ def load_cert(der: bytes) -> x509.Certificate:
     except TypeError as exc:  # a name attribute of a type its OID does not allow
         raise ValueError(f"a name it holds cannot be read ({exc})") from exc
     except ValueError as exc:
-        raise ValueError(_parse_error_text(str(exc))) from None
+        raise ValueError(parse_error_text(str(exc))) from None
     return cert
 
 
 _PARSE_ERROR = re.compile(r"ParseError \{ kind: (\w+)(?:.*?location: \[(.*?)\])?", re.DOTALL)
 
 
-def _parse_error_text(text: str) -> str:
+def parse_error_text(text: str) -> str:
     """cryptography's parser error (a Rust debug dump) as words: where in the
     certificate, and what."""
     match = _PARSE_ERROR.search(text)

@@ -112,6 +112,14 @@ def _sni_hostname(request: httpx.Request) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def _refuse_closed(closed: bool) -> None:
+    if closed:
+        raise RuntimeError(
+            "this mtls transport is closed: make a new one (a request through a closed one "
+            "made pools that nothing closed or followed)"
+        )
+
+
 class _LeasedStream(httpx.SyncByteStream):
     """The response body; ends the transport lease when the response is closed."""
 
@@ -206,6 +214,7 @@ class MTLSTransport(httpx.BaseTransport):
         )
         self._fallback: httpx.HTTPTransport | None = None
         self._fallback_lock = threading.Lock()
+        self._closed = False
         # Building the fallback (certifi's bundle) takes a while: a fork meanwhile would
         # leave the child's first request without a profile waiting forever.
         renew_attributes_after_fork(self, "_fallback_lock")
@@ -234,7 +243,9 @@ class MTLSTransport(httpx.BaseTransport):
         Raises:
             httpx.TransportError: as ``httpx.HTTPTransport`` raises (a failed
                 handshake is an ``httpx.ConnectError`` caused by ``ssl.SSLError``).
+            RuntimeError: the transport is closed.
         """
+        _refuse_closed(self._closed)
         origin = _origin(request.url)
         entry: _Entry[httpx.HTTPTransport] | None = None
         if origin is not None:
@@ -265,8 +276,10 @@ class MTLSTransport(httpx.BaseTransport):
     def close(self) -> None:
         """Close every transport and stop following reloads.
 
-        Idempotent. Responses still open fail on their next read.
+        Idempotent. Responses still open fail on their next read; later requests
+        are refused (they made pools that nothing closed or followed).
         """
+        self._closed = True
         self._unsubscribe()
         transports = self._pools.close()
         fallback, self._fallback = self._fallback, None
@@ -314,6 +327,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         self._fallback: httpx.AsyncHTTPTransport | None = None
         # Retired pools closing in tasks of their own (asyncio): aclose() waits for them.
         self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def _transport_for(self, ctx: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
         return httpx.AsyncHTTPTransport(verify=ctx, **self._kwargs)
@@ -333,7 +347,9 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
 
         Raises:
             httpx.TransportError: as ``httpx.AsyncHTTPTransport`` raises.
+            RuntimeError: the transport is closed.
         """
+        _refuse_closed(self._closed)
         origin = _origin(request.url)
         entry: _Entry[httpx.AsyncHTTPTransport] | None = None
         closing: list[httpx.AsyncHTTPTransport] = []
@@ -365,7 +381,9 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
             await _aclose_each([retired], self._closing)
 
     async def aclose(self) -> None:
-        """Close every transport. Idempotent. Responses still open fail on their next read."""
+        """Close every transport. Idempotent. Responses still open fail on their next
+        read; later requests are refused."""
+        self._closed = True
         transports = self._pools.close()
         fallback, self._fallback = self._fallback, None
         if fallback is not None:
