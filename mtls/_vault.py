@@ -484,6 +484,9 @@ class SecureVault:
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
             fix = "add it and run ciphertool, or fix the alias"
+            if not self.home.is_dir():  # a typo in the home: not a missing alias
+                where = f"{self.home}, which is not a directory"
+                fix = "give the product home (the directory that holds conf/ and repository/)"
             raise SecureVaultError(
                 f"secure vault: no secret alias {shown_alias(alias)} in {where}: {fix}",
                 path=self._toml,

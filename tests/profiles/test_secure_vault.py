@@ -1529,3 +1529,15 @@ def test_a_password_file_with_a_byte_order_mark_says_so(tmp_path, stores, monkey
     with pytest.raises(mtls.MTLSError) as info:
         SecureVault(home)("a")  # opens the keystore; the value is not a ciphertext
     assert "byte order mark" not in str(info.value) and "wrong" not in str(info.value)
+
+
+def test_a_vault_home_that_is_not_a_directory_says_so(tmp_path, stores) -> None:
+    """SecureVault("/nonexist") said the alias was missing and that the home had
+    neither deployment.toml nor cipher-text.properties: true, but the home itself was
+    the typo. The twin: a real home without the alias says the alias is missing."""
+    with pytest.raises(SecureVaultError, match="which is not a directory: give the product home"):
+        SecureVault(tmp_path / "no-such-home")("a")
+    home = make_home(tmp_path, stores, secrets={"b": "bm90LWEtY2lwaGVydGV4dA=="})
+    with pytest.raises(SecureVaultError, match="no secret alias 'a'") as info:
+        SecureVault(home)("a")
+    assert "not a directory" not in str(info.value)
