@@ -886,3 +886,38 @@ def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSL
         hostname_verifier=verifier or "Strict",
         skip_failures=True,
     )
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OS error as one line: the file or option at fault, and what to do."""
+    from .._files import WriteRefused  # noqa: PLC0415 - only on an error
+
+    name = exc.filename if exc.filename is not None else None
+    if isinstance(exc, WriteRefused):
+        return f"{name}: {exc.strerror}"
+    if isinstance(exc, FileNotFoundError) and name is not None:
+        return no_such_file(name)
+    if isinstance(exc, IsADirectoryError) and name is not None:
+        return f"{name} is a directory: give a file"
+    if isinstance(exc, PermissionError) and name is not None:
+        return f"{name}: permission denied: check the file's owner and mode"
+    import errno  # noqa: PLC0415 - only on an error
+    import socket  # noqa: PLC0415
+
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"cannot resolve the host name ({exc.strerror}): give an IP address or a name DNS knows"
+        )
+    fixes = {
+        errno.ELOOP: "a loop of symbolic links: check where the link points",
+        errno.EEXIST: "exists, and is not what was expected here: give another path",
+        errno.ENOTDIR: "a part of the path is not a directory: check the path",
+        errno.ENAMETOOLONG: "the name is too long for the file system: give a shorter path",
+        errno.EADDRINUSE: "the address is in use: pick another --port (0 picks a free one)",
+        errno.EADDRNOTAVAIL: "the address is not on this machine: give one of its addresses",
+    }
+    fix = fixes.get(exc.errno or 0)
+    if fix is not None:
+        return f"{name}: {fix}" if name is not None else f"{exc.strerror}: {fix.split(': ', 1)[-1]}"
+    reason = exc.strerror or str(exc)
+    return f"{name}: {reason}" if name is not None else reason

@@ -16,6 +16,7 @@ from ._common import (
     CLIError,
     Output,
     optional_key_password,
+    os_error_message,
     password_error,
     store_password,
     truststore_password,
@@ -40,8 +41,6 @@ def _listening(server: MTLSServer, args: argparse.Namespace) -> Iterator[MTLSSer
     try:
         server.start()
     except OSError as exc:
-        from ._main import os_error_message  # noqa: PLC0415 - one wording for OS errors
-
         raise CLIError(f"--host {args.host} --port {args.port}: {os_error_message(exc)}") from None
     with server:
         yield server
