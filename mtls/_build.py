@@ -1263,8 +1263,8 @@ def _validity_refusal(
     yet; ``None`` when it has expired). ``None`` when it is valid now."""
     role = f"{whose} " if whose else ""
     which = f"the new {role}certificate's chain: {part}" if part else f"the new {role}certificate"
-    now = _dt.datetime.now(_dt.UTC)
-    if not_before is not None and not_after is not None and not_before > not_after:
+    verdict = _x509.out_of_date(not_before, not_after, _dt.datetime.now(_dt.UTC))
+    if verdict == "never valid":
         never = KeystoreError(
             f"{where}: {which} ({subject}) is never valid: its notBefore ({not_before}) is "
             f"after its notAfter ({not_after}){hint}: not installed, reissue it; the "
@@ -1272,14 +1272,16 @@ def _validity_refusal(
             path=where,
         )
         return by_content(never), None
-    if not_after is not None and not_after < now:
+    if verdict == "expired":
+        assert not_after is not None
         expired = KeystoreError(
             f"{where}: {which} ({subject}) expired on "
             f"{not_after.date()}{hint}: not installed; the previous one stays",
             path=where,
         )
         return by_content(expired), None
-    if not_before is not None and not_before > now:
+    if verdict == "not valid yet":
+        assert not_before is not None
         early = KeystoreError(
             f"{where}: {which} ({subject}) is not valid before "
             f"{not_before}{hint}: not installed yet (the first check after that installs it); "

@@ -388,7 +388,8 @@ def _warn_expiry(
     the same stores, and every HTTP client type asks for its own. One whose notBefore
     is after its notAfter is said to be never valid ("expired" says "rotate" about a
     certificate just issued; it must be reissued)."""
-    remaining = expires - _dt.datetime.now(_dt.UTC)
+    now = _dt.datetime.now(_dt.UTC)
+    remaining = expires - now
     if remaining >= within:
         return
     warned = (where, alias, hashlib.sha256(der).digest(), remaining.days)
@@ -397,7 +398,8 @@ def _warn_expiry(
     if len(_EXPIRY_WARNED) >= 1024:
         _EXPIRY_WARNED.clear()
     _EXPIRY_WARNED.add(warned)
-    if starts is not None and starts > expires:
+    if _x509.out_of_date(starts, expires, now) == "never valid":
+        assert starts is not None
         log.warning(
             "%s: %s is never valid: its notBefore (%s) is after its notAfter (%s): reissue it",
             where,

@@ -23,7 +23,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -300,6 +300,25 @@ def not_after(cert: x509.Certificate) -> _dt.datetime:
 def not_before(cert: x509.Certificate) -> _dt.datetime:
     """The start of validity, timezone-aware (UTC)."""
     return cert.not_valid_before_utc
+
+
+Validity = Literal["never valid", "expired", "not valid yet"]
+
+
+def out_of_date(
+    starts: _dt.datetime | None, ends: _dt.datetime | None, now: _dt.datetime
+) -> Validity | None:
+    """Why a certificate's dates make peers refuse it at ``now`` (``None``: in date, or
+    no dates known). Never valid first (notBefore after notAfter: "expired" would say
+    "rotate" of a certificate just issued, where it must be reissued), then expired,
+    then not valid yet."""
+    if starts is not None and ends is not None and starts > ends:
+        return "never valid"
+    if ends is not None and ends < now:
+        return "expired"
+    if starts is not None and starts > now:
+        return "not valid yet"
+    return None
 
 
 # What OpenSSL and Java read in a validity field that DER (and so cryptography) does

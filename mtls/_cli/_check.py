@@ -54,16 +54,19 @@ def _dates_problem(
     valid, expired, not valid yet or near its end; ``(None, False)`` when in date."""
     until = _dt.datetime.fromisoformat(end) if end else None
     since = _dt.datetime.fromisoformat(start) if start else None
-    moment = now()
-    if until is not None and since is not None and since > until:
+    verdict = _x509.out_of_date(since, until, now())
+    if verdict == "never valid":
+        assert since is not None
+        assert until is not None
         return (
             f"{what} is never valid: its notBefore ({since.date()}) is after its notAfter "
             f"({until.date()}), so {refusal}; reissue it",
             True,
         )
-    if until is not None and until < moment:
+    if verdict == "expired":
+        assert until is not None
         return f"{what} expired on {until.date()}: {refusal}", True
-    if since is not None and since > moment:
+    if verdict == "not valid yet":
         return f"{what} is not valid before {start}: {refusal} until then", True
     if until is not None and days_left(until) < EXPIRY_WARNING_DAYS:
         return f"{what} expires in {span_text(until)}", False
