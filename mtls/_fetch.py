@@ -31,16 +31,19 @@ MAX_CHUNKS = 262_144
 MAX_HEAD_BYTES = 16 * 1024
 
 
-def fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
+def fetch(
+    url: str, body: bytes | None, limit: int, timeout: float, *, budget: str | None = None
+) -> bytes:
     """GET (or POST ``body``) an ``http://`` URL; at most ``limit`` bytes, ``timeout`` in all.
 
     ``timeout`` is a total deadline over name resolution, connect, request and the
     whole response: before every ``recv`` the socket's timeout is set to the time
     left, so a server that drips a byte at a time is given up on at the deadline.
-    HTTP/1.0 is spoken: the server closes at the end. Reading also stops at the end of
-    an answer whose framing says where it ends (``Content-Length``, or a chunked answer,
-    which some servers send a 1.0 client anyway), for servers that keep the connection
-    open all the same.
+    ``budget`` names what set ``timeout`` when it is not the fetch's own (a timeout
+    says "no answer within {budget}"). HTTP/1.0 is spoken: the server closes at the
+    end. Reading also stops at the end of an answer whose framing says where it ends
+    (``Content-Length``, or a chunked answer, which some servers send a 1.0 client
+    anyway), for servers that keep the connection open all the same.
 
     Raises:
         FetchError: any failure, in words.
@@ -112,7 +115,8 @@ def fetch(url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
                 break  # a server that keeps the connection open despite "close"
         return response_body(url, bytes(data), limit)
     except TimeoutError:
-        raise FetchError(f"{url}: no answer within {timeout:g} s (the whole fetch)") from None
+        within = budget or f"{timeout:g} s (the whole fetch)"
+        raise FetchError(f"{url}: no answer within {within}") from None
     except OSError as exc:
         text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise FetchError(f"{url}: {text}") from None

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import _ssl  # the C module behind ssl: see peer_chain
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -90,7 +91,8 @@ from ._types import Mode, Status
 MAX_OCSP_BYTES = 64 * 1024
 #: Largest ``cache_size`` of a policy: a million statuses (WSO2's default is 1024).
 MAX_CACHE_SIZE = 1_000_000
-#: Longest ``cache_delay``, ``retry_failed_after`` and ``timeout`` of a policy: a year.
+#: Longest ``cache_delay``, ``retry_failed_after``, ``timeout`` and ``check_timeout`` of a
+#: policy: a year.
 MAX_SECONDS = 366 * 24 * 3600.0
 #: Clock skew allowed between us and a responder or CRL issuer.
 CLOCK_SKEW = _dt.timedelta(minutes=5)
@@ -127,6 +129,12 @@ class RevocationPolicy:
             is asked again (so a responder that is down costs one fetch per
             certificate per period, never one per request).
         timeout: total seconds one fetch (OCSP request or CRL download) may take.
+        check_timeout: total seconds one connection's check may spend fetching, over
+            every certificate of the chain and every URL each names: each fetch gets
+            ``timeout`` or what is left, whichever is less, and the URLs left when it
+            runs out are not asked (the status is undetermined: hard-fail refuses).
+            Without it, a chain whose responders all hang would wait certificates x
+            URLs x ``timeout``.
         ocsp: ask the OCSP responders named in the certificate (AIA) first.
         crl: fall back to the CRL distribution points.
 
@@ -142,6 +150,7 @@ class RevocationPolicy:
     cache_delay: float = 1000 * 60.0
     retry_failed_after: float = 60.0
     timeout: float = 5.0
+    check_timeout: float = 10.0
     ocsp: bool = True
     crl: bool = True
 
@@ -154,7 +163,7 @@ class RevocationPolicy:
                 f"cache_size must be a whole number from 1 to {MAX_CACHE_SIZE} "
                 f"(MAX_CACHE_SIZE), not {self.cache_size!r}"
             )
-        for name in ("cache_delay", "retry_failed_after", "timeout"):
+        for name in ("cache_delay", "retry_failed_after", "timeout", "check_timeout"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -320,6 +329,9 @@ class RevocationChecker:
         # A fetch under way in another thread at the fork holds its gate for good.
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_gates", new=dict)
+        # Its threads do not exist in a child (a pool copied would wait for them).
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        renew_attributes_after_fork(self, "_workers", new=lambda: None)
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
         # The statuses of the last chain checked, for status pages (bounded): by (host,
         # port), the port None where the connection does not know it (memory BIOs), and
@@ -368,6 +380,8 @@ class RevocationChecker:
             _CacheMiss: ``fetch=False`` and a status is not in the cache.
         """
         ders = [bytes(der) for der in chain]
+        # One budget for the whole chain: every fetch below draws on it.
+        deadline = time.monotonic() + self.policy.check_timeout
         known = _anchor_set(anchors)
         anchor_pairs, anchor_der = known.pairs, known.ders
         out: list[CertificateStatus] = []
@@ -379,7 +393,7 @@ class RevocationChecker:
                 # been imported: pinning it must not exempt it from revocation.
                 pinned = _issued_anchor(der, anchor_pairs)
                 if pinned is not None:
-                    out.append(self._status(pinned[0], pinned[1], fetch))
+                    out.append(self._status(pinned[0], pinned[1], fetch, deadline))
                 break
             try:
                 cert = _x509.load_cert(der)
@@ -418,7 +432,7 @@ class RevocationChecker:
                 self._warn_soft(unknown_issuer)
                 out.append(unknown_issuer)
                 break
-            out.append(self._status(cert, issuer, fetch))
+            out.append(self._status(cert, issuer, fetch, deadline))
             if not self.policy.full_chain or issuer.subject == issuer.issuer:
                 break
         return tuple(out)
@@ -618,7 +632,11 @@ class RevocationChecker:
     # ------------------------------------------------------------------ cache
 
     def _status(
-        self, cert: x509.Certificate, issuer: x509.Certificate, fetch: bool = True
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        fetch: bool = True,
+        deadline: float | None = None,
     ) -> CertificateStatus:
         key = (
             hashlib.sha256(issuer.public_bytes(serialization.Encoding.DER)).hexdigest(),
@@ -636,7 +654,7 @@ class RevocationChecker:
             if hit is not None:
                 return hit
             try:
-                status = self._ask(cert, issuer)
+                status = self._ask(cert, issuer, deadline)
                 assert status.valid_until is not None
                 assert status.checked_at is not None
                 keep = (status.valid_until - status.checked_at).total_seconds()
@@ -674,9 +692,37 @@ class RevocationChecker:
             "; ".join(status.why),
         )
 
-    def _count_fetch(self) -> None:
+    def _submit(self, check: Callable[[], None]) -> concurrent.futures.Future[None]:
+        """Run ``check`` on the checker's own worker threads (see :class:`OwedCheck`)."""
+        with self._lock:
+            if self._workers is None:
+                self._workers = concurrent.futures.ThreadPoolExecutor(
+                    OWED_CHECK_WORKERS, thread_name_prefix="mtls-revocation"
+                )
+            workers = self._workers
+        return workers.submit(check)
+
+    def _fetch(self, url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
+        """:func:`mtls._fetch.fetch`, counted; ``timeout`` is what is left of the check's
+        budget (none left: not asked).
+
+        Raises:
+            FetchError: the fetch failed, or the budget was spent.
+        """
+        if timeout <= 0:
+            raise FetchError(
+                f"{url}: not asked, the check's {self.policy.check_timeout:g} s "
+                "(check_timeout) were spent before it"
+            )
         with self._lock:
             self.fetches += 1
+        budget = self.policy.check_timeout
+        if timeout < self.policy.timeout:
+            return fetch(
+                url, body, limit, timeout, budget=f"what was left of the check's {budget:g} s "
+                "(check_timeout)",
+            )  # fmt: skip
+        return fetch(url, body, limit, timeout)
 
     def _cached(self, key: tuple[str, int]) -> CertificateStatus | None:
         with self._lock:
@@ -691,8 +737,12 @@ class RevocationChecker:
 
     # ------------------------------------------------------------------ asking
 
-    def _ask(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
+    def _ask(
+        self, cert: x509.Certificate, issuer: x509.Certificate, deadline: float | None = None
+    ) -> CertificateStatus:
         policy = self.policy
+        if deadline is None:
+            deadline = time.monotonic() + policy.check_timeout
         now = _now()
         ocsp_urls, crl_urls = _urls(cert)
         why: list[str] = []
@@ -703,7 +753,10 @@ class RevocationChecker:
         ]
         for kind, ask, url in sources:  # OCSP first, then the CRLs, the first answer wins
             try:
-                answer = ask(cert, issuer, url, now)
+                # What is left of the check's budget (a CRL already downloaded still
+                # answers when none is: only fetches need time).
+                left = min(policy.timeout, deadline - time.monotonic())
+                answer = ask(cert, issuer, url, now, left)
                 break
             except FetchError as exc:
                 why.append(f"{kind} {exc}")
@@ -753,7 +806,12 @@ class RevocationChecker:
         )
 
     def _ocsp(
-        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: _dt.datetime
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        url: str,
+        now: _dt.datetime,
+        timeout: float,
     ) -> _Answer:
         request = (
             ocsp.OCSPRequestBuilder()
@@ -761,8 +819,7 @@ class RevocationChecker:
             .build()
             .public_bytes(serialization.Encoding.DER)
         )
-        self._count_fetch()
-        data = fetch(url, request, MAX_OCSP_BYTES, self.policy.timeout)
+        data = self._fetch(url, request, MAX_OCSP_BYTES, timeout)
         try:
             response = ocsp.load_der_ocsp_response(data)
         except ValueError:
@@ -817,9 +874,14 @@ class RevocationChecker:
         raise FetchError(f"{url}: the responder does not know this certificate (unknown)")
 
     def _crl(
-        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: _dt.datetime
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        url: str,
+        now: _dt.datetime,
+        timeout: float,
     ) -> _Answer:
-        crl = self._download_crl(url, issuer, now)
+        crl = self._download_crl(url, issuer, now, timeout)
         out_of_scope = _crl_scope(crl, cert)
         if out_of_scope is not None:
             raise FetchError(f"{url}: {out_of_scope}")
@@ -846,7 +908,7 @@ class RevocationChecker:
         )
 
     def _download_crl(
-        self, url: str, issuer: x509.Certificate, now: _dt.datetime
+        self, url: str, issuer: x509.Certificate, now: _dt.datetime, timeout: float
     ) -> x509.CertificateRevocationList:
         crl: x509.CertificateRevocationList | None
         # Keyed by (URL, issuer): two CAs may name one URL, and a list cached for one
@@ -862,8 +924,7 @@ class RevocationChecker:
         if crl is not None:
             _check_crl(crl, issuer, url, now)  # nextUpdate may have passed since
             return crl
-        self._count_fetch()
-        data = fetch(url, None, MAX_CRL_BYTES, self.policy.timeout)
+        data = self._fetch(url, None, MAX_CRL_BYTES, timeout)
         try:
             crls = list(CRLSet.from_bytes(data, path=url))
         except CRLError:
@@ -897,6 +958,8 @@ class RevocationChecker:
 
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)
+#: Worker threads of a checker for the checks event loops owe (made when first needed).
+OWED_CHECK_WORKERS = 16
 _CHAINS_KEPT = 256  # verified chains kept for resumed sessions (a few KiB each)
 
 
@@ -1121,7 +1184,38 @@ def install(ctx: ssl.SSLContext, checker: RevocationChecker, anchors: Sequence[b
     ctx.sslobject_class = object_class
 
 
-def pending_check(ssl_object: object) -> Callable[[], None] | None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class OwedCheck:
+    """The check a memory-BIO connection owes (see :func:`pending_check`).
+
+    Calling it runs the check in the calling thread. :meth:`in_worker` runs it on the
+    checker's own worker threads (at most :data:`OWED_CHECK_WORKERS`), never on the
+    event loop's default executor or anyio's thread limiter, which the application's
+    own blocking work shares: a hung responder delays only the connections waiting
+    for its answer.
+    """
+
+    run: Callable[[], None]
+    checker: RevocationChecker
+
+    def __call__(self) -> None:
+        self.run()
+
+    async def in_worker(self) -> None:
+        """Run the check on the checker's threads; the running asyncio loop waits
+        without blocking. Cancelled, the wait ends at once: a fetch under way goes on
+        in its thread and its answer is cached for the next connection.
+
+        Raises:
+            CertificateRevokedError: as :meth:`RevocationChecker.check`.
+            RevocationUnknownError: as :meth:`RevocationChecker.check`.
+        """
+        import asyncio  # noqa: PLC0415 - only the async integrations come here
+
+        await asyncio.wrap_future(self.checker._submit(self.run))
+
+
+def pending_check(ssl_object: object) -> OwedCheck | None:
     """The online check a memory-BIO connection (``ssl.SSLObject``) still owes, or ``None``.
 
     The event loop's thread never waits on a fetch: after the handshake, an
@@ -1134,7 +1228,7 @@ def pending_check(ssl_object: object) -> Callable[[], None] | None:
     """
     if getattr(ssl_object, "_mtls_pending", False):
         check: Callable[[], None] = ssl_object._mtls_check  # type: ignore[attr-defined]
-        return check
+        return OwedCheck(check, ssl_object._mtls_checker)  # type: ignore[attr-defined]
     return None
 
 
@@ -1187,6 +1281,7 @@ def _classes(
 
         _mtls_pending = True
         _mtls_refused: RevocationError | None = None
+        _mtls_checker = checker
 
         def do_handshake(self) -> None:
             super().do_handshake()

@@ -389,10 +389,15 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     if args.profiles or args.deployment_toml:
         with load_profile_set(args, args.profiles) as profiles:
             checker = profiles.revocation
-            if checker is not None and checker.policy.timeout > args.timeout:
-                # --timeout bounds each fetch the enforced check makes too. This set
-                # is the command's own (built above, never handed out).
-                checker.policy = dataclasses.replace(checker.policy, timeout=args.timeout)
+            if checker is not None:
+                # --timeout bounds the enforced check too: each fetch and the whole.
+                # This set is the command's own (built above, never handed out).
+                policy = checker.policy
+                checker.policy = dataclasses.replace(
+                    policy,
+                    timeout=min(policy.timeout, args.timeout),
+                    check_timeout=min(policy.check_timeout, args.timeout),
+                )
             setup = setup_from_profiles(profiles, target, args.client_id)
             about_us = _about_probed_profile(profiles.status().to_dict(), setup, target)
     else:

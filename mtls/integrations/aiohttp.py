@@ -29,7 +29,6 @@ objects.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -150,8 +149,8 @@ def _revocation_checked(base: type[aiohttp.ClientRequest]) -> type[aiohttp.Clien
     """``base`` with the connection's owed revocation check run before the request.
 
     The event loop's thread never waits on a fetch: the check a new connection
-    still owes (a cache miss: see :func:`mtls._revocation.pending_check`) runs in
-    the loop's default executor before the first request byte; a refused
+    still owes (a cache miss: see :func:`mtls._revocation.pending_check`) runs on
+    the checker's own worker threads before the first request byte; a refused
     connection is closed (by the session) and the specific
     :class:`mtls.CertificateRevokedError` / :class:`mtls.RevocationUnknownError`
     raised.
@@ -165,7 +164,7 @@ def _revocation_checked(base: type[aiohttp.ClientRequest]) -> type[aiohttp.Clien
             )
             if check is not None:
                 try:
-                    await asyncio.get_running_loop().run_in_executor(None, check)
+                    await check.in_worker()
                 except BaseException:
                     # a refused server is not owed a TLS goodbye: drop the connection
                     # now (a graceful close could outlive the caller's event loop)

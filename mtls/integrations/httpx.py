@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._config import DEFAULT_PORTS
 from .._fork import renew_attributes_after_fork
 from .._log import log
-from .._revocation import pending_check
+from .._revocation import OwedCheck, pending_check
 from . import _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
@@ -393,8 +393,16 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         await _aclose_each(transports, self._closing)
 
 
-async def _run_in_thread(check: Callable[[], object]) -> None:
-    """``check`` in anyio's worker thread, abandoned (not waited for) when cancelled."""
+async def _run_in_thread(check: OwedCheck) -> None:
+    """``check`` in a worker thread, abandoned (not waited for) when cancelled: the
+    checker's own threads on asyncio, anyio's under trio (which cannot wait on them)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # trio
+    else:
+        await check.in_worker()
+        return
     try:
         await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
     except TypeError as exc:  # anyio before 4.1 spells it cancellable=
@@ -409,7 +417,7 @@ def _check_after_tls(request: httpx.Request) -> None:
     httpcore reports each new TLS connection to the request's ``trace`` extension
     (``*.start_tls.complete``, with the stream) before it writes a byte; the check
     the event loop did not run (a cache miss: see
-    :func:`mtls._revocation.pending_check`) runs there in ``anyio.to_thread``, so
+    :func:`mtls._revocation.pending_check`) runs there in a worker thread, so
     the loop (asyncio or trio) never waits on a fetch. A refused server's stream is
     closed and :class:`mtls.CertificateRevokedError` /
     :class:`mtls.RevocationUnknownError` raised; the user's own ``trace`` is called too.

@@ -11,6 +11,7 @@ worker thread the release arrives first, and the status says "HTTP 500".
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import socket
@@ -201,3 +202,71 @@ def test_a_cancel_scope_ends_the_wait_for_a_check(env: Env) -> None:
         cancelled, at_once = asyncio.run(main())
     assert cancelled and at_once
     assert env.server.requests == 0
+
+
+async def _with_workers_busy(client: str, request: Callable[[], Awaitable[int]]) -> int:
+    """``request`` while the pool the application's own blocking work uses is full:
+    the loop's default executor (aiohttp ran owed checks there) or anyio's default
+    thread limiter (httpx did), each down to one thread that is held."""
+    loop = asyncio.get_running_loop()
+    held = threading.Event()
+    if client == "aiohttp":
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(1))
+        holder: Awaitable[object] = loop.run_in_executor(None, held.wait, 60)
+    else:
+        anyio = pytest.importorskip("anyio")
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = 1
+        holder = asyncio.ensure_future(anyio.to_thread.run_sync(held.wait, 60))
+        for _ in range(500):  # bounded: until the one token is taken
+            if limiter.borrowed_tokens:
+                break
+            await asyncio.sleep(0.01)
+        assert limiter.borrowed_tokens == 1
+    try:
+        # Bounded: with the old code the check waits for the held thread (60 s).
+        return await asyncio.wait_for(request(), 30)
+    finally:
+        held.set()
+        await holder
+
+
+async def _aiohttp_resolved(env: Env, profiles: SSLProfileSet) -> int:
+    """:func:`_aiohttp` with ``localhost`` resolved without a thread (aiohttp's own
+    resolver runs getaddrinfo on the loop's default executor, which the test fills)."""
+    import aiohttp
+
+    class Loopback(aiohttp.abc.AbstractResolver):
+        async def resolve(
+            self, host: str, port: int = 0, family: int = socket.AF_INET
+        ) -> list[dict[str, Any]]:
+            return [
+                {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
+                 "proto": 0, "flags": socket.AI_NUMERICHOST}
+            ]  # fmt: skip
+
+        async def close(self) -> None:
+            pass
+
+    connector = aiohttp.TCPConnector(resolver=Loopback())
+    async with (
+        MTLSClientSession(profiles, connector=connector) as session,
+        session.get(env.url) as response,
+    ):
+        return response.status
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_owed_checks_run_on_the_checkers_own_threads(env: Env, client: str) -> None:
+    """The owed check ran on the loop's default executor (aiohttp) or under anyio's
+    default limiter (httpx), shared with the application's own blocking work
+    (FastAPI's sync endpoints): a full pool held every new connection's check, and
+    hung responders starved the application. The checker has threads of its own."""
+    env.responder.release.set()  # the responder answers at once (HTTP 500)
+    with env.profiles("soft") as profiles:
+        request = _aiohttp_resolved if client == "aiohttp" else CLIENTS[client]
+        status = asyncio.run(_with_workers_busy(client, lambda: request(env, profiles)))
+        assert profiles.revocation is not None
+        (cached,) = profiles.revocation.cached()
+    assert status == 200
+    assert "HTTP 500" in "; ".join(cached.why)  # the check ran (soft-fail allowed it)
