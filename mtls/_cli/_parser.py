@@ -104,11 +104,33 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+class _OnePassword(argparse.Action):
+    """A password option, given once: ``--password a --storepass b`` (two spellings of
+    one option) is refused rather than the last silently winning. The same value twice
+    is taken (a script that repeats itself). The values are never shown."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given = getattr(namespace, self.dest, None)
+        if given is not None and given != values:
+            raise UsageError(
+                f"{option_string} gives a second, different {self.metavar or 'value'} for "
+                f"{' / '.join(self.option_strings)}: give it once"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def _store_password_options(parser: argparse.ArgumentParser, *, key: bool = True) -> None:
     parser.add_argument(
         "--password",
         "--storepass",
         "-storepass",
+        action=_OnePassword,
         dest="password",
         metavar="PASSWORD",
         help="the store password (else $MTLS_STORE_PASSWORD, else a prompt on a terminal)",
@@ -118,6 +140,7 @@ def _store_password_options(parser: argparse.ArgumentParser, *, key: bool = True
             "--key-password",
             "--keypass",
             "-keypass",
+            action=_OnePassword,
             dest="key_password",
             metavar="PASSWORD",
             help="the key password when it differs (else $MTLS_KEY_PASSWORD, else the store "
@@ -127,7 +150,8 @@ def _store_password_options(parser: argparse.ArgumentParser, *, key: bool = True
 
 def _new_password_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
-        "--new-password", "-new", dest="new_password", metavar="PASSWORD",
+        "--new-password", "-new", dest="new_password", action=_OnePassword,
+        metavar="PASSWORD",
         help=f"{help_text} (else $MTLS_NEW_PASSWORD, else a prompt, asked twice)",
     )  # fmt: skip
 
@@ -440,18 +464,22 @@ def build_parser() -> Parser:
     )  # fmt: skip
     convert.add_argument(
         "--password", "--storepass", "-storepass", "-srcstorepass", dest="password",
-        metavar="PASSWORD", help="the source store password (else $MTLS_STORE_PASSWORD)",
+        action=_OnePassword, metavar="PASSWORD",
+        help="the source store password (else $MTLS_STORE_PASSWORD)",
     )  # fmt: skip
     convert.add_argument(
         "--key-password", "--keypass", "-keypass", "-srckeypass", dest="key_password",
-        metavar="PASSWORD", help="the source key password (else $MTLS_KEY_PASSWORD)",
+        action=_OnePassword, metavar="PASSWORD",
+        help="the source key password (else $MTLS_KEY_PASSWORD)",
     )  # fmt: skip
     convert.add_argument(
-        "--out-key-password", "-destkeypass", dest="out_key_password", metavar="PASSWORD",
+        "--out-key-password", "-destkeypass", dest="out_key_password", action=_OnePassword,
+        metavar="PASSWORD",
         help="JKS output: the key entries' password (else the new store's password)",
     )  # fmt: skip
     convert.add_argument(
-        "--out-password", "-deststorepass", dest="out_password", metavar="PASSWORD",
+        "--out-password", "-deststorepass", dest="out_password", action=_OnePassword,
+        metavar="PASSWORD",
         help='the new store\'s password (else $MTLS_OUT_PASSWORD, else the source\'s; "" '
         "writes an unencrypted PEM key)",
     )  # fmt: skip

@@ -385,6 +385,17 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     target = parse_target(args.url)
     if (args.profiles or args.deployment_toml) and (args.keystore or args.truststore):
         raise UsageError("use --profiles (or --deployment-toml), or --keystore/--truststore")
+    if args.alias is not None and not args.keystore:
+        # Never silently ignored: the probe would present another key than meant.
+        raise UsageError(
+            "--alias names a key entry of --keystore: give --keystore FILE too (with "
+            "--profiles, a profile's <KeyStore> names its own)"
+        )
+    if args.client_id is not None and not (args.profiles or args.deployment_toml):
+        raise UsageError(
+            "--client-id picks among the profiles of --profiles or --deployment-toml: "
+            "give one of them too"
+        )
     about_us: Callable[[str], bool] = lambda message: True  # noqa: E731
     if args.profiles or args.deployment_toml:
         with load_profile_set(args, args.profiles) as profiles:

@@ -216,6 +216,75 @@ def test_keyboard_interrupt_exits_130(
     assert capsys.readouterr().err == "mtls: error: interrupted\n"
 
 
+_INTERRUPT_WHILE_LOADING = """
+import sys
+
+class Interrupt:  # Ctrl-C arriving while the command's modules load
+    def find_spec(self, name, path=None, target=None):
+        if name == "mtls._cli._main":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+from mtls.cli import main  # what the console script runs
+sys.exit(main(["--help"]))
+"""
+
+
+def test_keyboard_interrupt_while_the_command_loads_exits_130_without_a_traceback() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_WHILE_LOADING], capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert (run.returncode, run.stderr) == (130, "mtls: error: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--password", "first-pw", "--storepass", "second-pw"], "--storepass gives a second"),
+        (["-storepass", "first-pw", "--password", "second-pw"], "--password gives a second"),
+        (["--key-password", "first-pw", "-keypass", "second-pw"], "-keypass gives a second"),
+    ],
+)
+def test_a_password_given_twice_differently_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], said: str
+) -> None:
+    """Two spellings of one option (keytool's and ours) with different values: the
+    last silently won, and the store failed with "wrong password" or opened with a
+    password the user did not mean. Refused now, the values never shown."""
+    store = tmp_path / "ks.jks"
+    CA().issue_cert("gw").write_keystore(store, PASSWORD)
+    assert cli.main(["list", "--keystore", str(store), *options]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "give it once" in err
+    assert "first-pw" not in err and "second-pw" not in err
+
+
+def test_a_password_repeated_with_the_same_value_is_taken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "ks.jks"
+    CA().issue_cert("gw").write_keystore(store, PASSWORD)
+    assert cli.main(["list", "--keystore", str(store), "--password", PASSWORD,
+                     "-storepass", PASSWORD]) == 0  # fmt: skip
+    assert "PrivateKeyEntry" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--alias", "gw"], "--alias names a key entry of --keystore"),
+        (["--client-id", "tenant-a"], "--client-id picks among the profiles"),
+    ],
+)
+def test_probe_options_that_would_be_ignored_are_refused(
+    capsys: pytest.CaptureFixture[str], options: list[str], said: str
+) -> None:
+    assert cli.main(["probe", "https://localhost:1/", *options]) == 2
+    assert said in capsys.readouterr().err
+
+
 def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "missing.jks"
     assert cli.main(["--debug", "list", "--keystore", str(missing), "--password", PASSWORD]) == 1
