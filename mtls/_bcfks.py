@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from . import _der
 from ._bks import PasswordRequired
-from ._budget import WorkBudget, WorkLimitError
+from ._budget import WorkBudget, WorkLimitError, hash_weight
 from ._der import TLV
 from ._entries import Taken, fold, unique_alias
 from ._jks import (
@@ -105,9 +105,8 @@ class _Derivation(NamedTuple):
         """What the budget counts: iterations times output blocks, or scrypt's N*r*p."""
         if self.function == "scrypt":
             return self.rounds * self.block * self.block
-        # 64-byte blocks, SHA-512's and SHA3-512's; SHA3-512 costs about 1.4 times as
-        # much per iteration here, and is counted twice.
-        return self.rounds * -(-self.size // 64) * (2 if self.digest == "sha3_512" else 1)
+        # 64-byte blocks, SHA-512's and SHA3-512's, each at its hash's weight.
+        return self.rounds * -(-self.size // 64) * hash_weight(self.digest)
 
     def run(self, password: str, purpose: str) -> bytes:
         secret = _password_bytes(password) + _password_bytes(purpose)

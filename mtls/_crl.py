@@ -258,7 +258,7 @@ class CRLSet:
             except (ValueError, x509.DuplicateExtension) as exc:
                 raise CRLError(
                     f"{shown}: the CRL of {issuer} has an extension that cannot be read "
-                    f"({exc}): check the file",
+                    f"({_x509.parse_error_text(str(exc))}): check the file",
                     path=path,
                     issuer=issuer,
                 ) from None

@@ -28,7 +28,13 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mtls import _der, _rc2
-from mtls._budget import MAX_FILE_KDF_ITERATIONS, MAX_FILE_RC2_BYTES, WorkBudget, WorkLimitError
+from mtls._budget import (
+    MAX_FILE_KDF_ITERATIONS,
+    MAX_FILE_RC2_BYTES,
+    WorkBudget,
+    WorkLimitError,
+    hash_weight,
+)
 from mtls._der import TLV, DERError
 from mtls._kdf import p12_kdf as _p12_kdf
 from mtls._secret import Secret
@@ -479,7 +485,7 @@ class _Reader:
             rounds = _iterations(parts[2]) if len(parts) == 3 else 1
             size = _HASHES[name][0].digest_size
             secrets = [self.store.bmp] + ([b""] if self.store.bmp == b"\0\0" else [])
-            blocks = 1
+            blocks = hash_weight(name)
 
             def derive(secret: bytes) -> bytes:
                 return _p12_kdf(name, secret, salt, purpose=3, rounds=rounds, size=size)
@@ -735,8 +741,9 @@ def _kdf_cost(oid: str, params: TLV | None) -> int:
 
 
 def _blocks(size: int, name: str) -> int:
-    """Output blocks of hash ``name`` needed for ``size`` bytes of derived key."""
-    return -(-size // _HASHES[name][0].digest_size)
+    """What one iteration deriving ``size`` bytes with hash ``name`` costs the budget:
+    its output blocks, each at the hash's weight (:func:`mtls._budget.hash_weight`)."""
+    return -(-size // _HASHES[name][0].digest_size) * hash_weight(name)
 
 
 def _scrypt_params(params: TLV | None) -> tuple[bytes, int, int, int, int | None]:

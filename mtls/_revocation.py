@@ -768,7 +768,8 @@ class RevocationChecker:
                 x509.InvalidVersion,
             ) as exc:
                 # cryptography parses lazily: a damaged field surfaces here, not at load
-                why.append(f"{kind} {url}: a malformed answer ({exc})")
+                # (in words: cryptography's parse errors are Rust debug dumps)
+                why.append(f"{kind} {url}: a malformed answer ({_x509.parse_error_text(str(exc))})")
         if not why and answer is None:
             names = [
                 n

@@ -951,6 +951,19 @@ class Truststore(_StoreBase):
             try:
                 out[alias] = _x509.load_cert(der)
             except ValueError as exc:
+                dead = _x509.unverifiable_dates(der)
+                if dead is not None:
+                    log.warning(
+                        "%s: certificate %r cannot be parsed by cryptography (%s), and %s: "
+                        'OpenSSL refuses every chain through it ("format error in '
+                        "certificate's notBefore field\"), so it trusts nothing here; have "
+                        "it reissued, or remove it",
+                        _where(self.path),
+                        alias,
+                        _reason(exc),
+                        dead,
+                    )
+                    continue
                 log.warning(
                     "%s: certificate %r cannot be parsed by cryptography (%s): it is "
                     "still a trust anchor for TLS (OpenSSL reads it), but its dates and "

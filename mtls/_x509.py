@@ -23,7 +23,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -383,8 +383,12 @@ def _name_text(name: _der.TLV) -> str:
             oid, value = attribute.children()[:2]
             dotted = _der.decode_oid(oid.value)
             text = value.value.decode(_STRING_CODECS.get(value.tag, "utf-8"), "replace")
-            escaped = "".join("\\" + c if c in ',+"\\<>;' else c for c in text)
-            if escaped.startswith(("#", " ")):
+            # cryptography's _escape_dn_value, rule for rule (NUL as \00; a lone space is
+            # escaped once, as the last character).
+            escaped = "".join(
+                "\\" + c if c in ',+"\\<>;' else "\\00" if c == "\0" else c for c in text
+            )
+            if escaped.startswith("#") or (escaped.startswith(" ") and len(escaped) > 1):
                 escaped = "\\" + escaped
             if escaped.endswith(" "):
                 escaped = escaped[:-1] + "\\ "
@@ -418,6 +422,32 @@ def lenient_leaf_info(
             start = _lenient_time(validity[0])
         end = _lenient_time(validity[1])
     return (subject, start, end, serial)
+
+
+_STRICT_TIMES: Final = {0x17: re.compile(rb"\d{12}Z"), 0x18: re.compile(rb"\d{14}Z")}
+
+
+def unverifiable_dates(der: bytes) -> str | None:
+    """Why OpenSSL's verification refuses every chain through this certificate for the
+    form of its dates, or ``None``. OpenSSL reads a validity time without seconds,
+    with a fraction or an offset when it loads or prints a certificate, but its
+    verifier takes only DER's forms (``YYMMDDHHMMSSZ``, ``YYYYMMDDHHMMSSZ``): such a
+    certificate fails every handshake as an anchor, a peer's or one's own ("format
+    error in certificate's notBefore field"), while Java may take it."""
+    try:
+        validity = _tbs_fields(der)[3].expect(_der.SEQUENCE).children()
+    except (ValueError, IndexError):
+        return None
+    for field, time in zip(("notBefore", "notAfter"), validity, strict=False):
+        strict = _STRICT_TIMES.get(time.tag)
+        if strict is not None and strict.fullmatch(time.value) is None:
+            kind = "UTCTime" if time.tag == 0x17 else "GeneralizedTime"
+            written = time.value.decode("ascii", "replace")
+            return (
+                f"its {field} ({kind} {written!r}) is not in the form OpenSSL verifies "
+                f"({'YYMMDDHHMMSSZ' if time.tag == 0x17 else 'YYYYMMDDHHMMSSZ'})"
+            )
+    return None
 
 
 def subject_alt_names(cert: x509.Certificate) -> list[str]:
@@ -495,7 +525,11 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str] | None:
     others take it, and which: a key usage that allows none of the operations the role
     needs (OpenSSL and Java check it, Go and rustls do not), or an extended key usage
     that allows only anyExtendedKeyUsage (OpenSSL refuses it, Java and Go take it).
-    ``None`` when neither, or they cannot be read."""
+    ``None`` when none of these, or they cannot be read. First, validity times OpenSSL's
+    verifier refuses (:func:`unverifiable_dates`; Java reads them)."""
+    dates = unverifiable_dates(der)
+    if dates is not None:
+        return dates, "OpenSSL-based peers (Python, curl, nginx)"
     name, _, needed = _PURPOSES[role]
     key_usage = _usage_extension(der, x509.KeyUsage)
     if key_usage is not None and not any(getattr(key_usage, bit) for bit in needed):

@@ -4,6 +4,7 @@ offset), so expiry checks and status() do not go blind on them."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -46,7 +47,13 @@ def test_a_certificate_cryptography_reads_is_read_the_same() -> None:
     """The twin: on a DER certificate our walk agrees with cryptography, escapes
     included."""
     ca = CA(name='lenient, "quoted" CA')
-    for cert in (ca.certificate, ca.issue_cert("localhost", common_name=" a+b #;").certificate):
+    # A NUL (cryptography writes \00) and a value that is one space (escaped once) were
+    # rendered otherwise (a fuzzing sweep).
+    names = (" a+b #;", "a\x00b", " ", "#x ")
+    for cert in (
+        ca.certificate,
+        *(ca.issue_cert("localhost", common_name=name).certificate for name in names),
+    ):
         der = cert.public_bytes(serialization.Encoding.DER)
         assert _x509.lenient_leaf_info(der) == (
             cert.subject.rfc4514_string(),
@@ -87,3 +94,83 @@ def test_a_time_out_of_range_is_not_read_and_does_not_raise(written, tag) -> Non
     subject, start, end, serial = _x509.lenient_leaf_info(_der_of(cert_pem))
     assert subject == "CN=far" and serial is not None and start is not None
     assert end is None
+
+
+@pytest.mark.parametrize(
+    ("written", "tag"),
+    [(b"4912312359Z", 0x17), (b"491231235959+0100", 0x17), (b"20491231235959.5Z", 0x18)],
+)
+def test_an_anchor_whose_dates_openssl_cannot_verify_is_said_to_trust_nothing(
+    written: bytes, tag: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such a certificate loads in OpenSSL (and in Java), but OpenSSL's verifier takes
+    only DER's time forms: every chain through it fails "format error in
+    certificate's notBefore field". The store's log said it was "still a trust anchor
+    for TLS (OpenSSL reads it)" (a fuzzing sweep). The handshake below shows the
+    refusal; the log now says it trusts nothing."""
+    import socket
+    import ssl
+    import threading
+
+    import mtls
+
+    ca = CA(name="odd anchor CA")
+    key_pem, cert_pem = odd_validity(ca, "localhost", written, tag=tag)
+    assert _x509.unverifiable_dates(_der_of(cert_pem)) is not None
+    truststore = mtls.Truststore.from_bytes(cert_pem)  # the certificate pinned as anchor
+    with caplog.at_level("WARNING", logger="mtls"):
+        assert truststore.certificates == {}
+    assert "OpenSSL refuses every chain through it" in caplog.text
+    assert "it trusts nothing here" in caplog.text and "still a trust anchor" not in caplog.text
+
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(*_pem_files(key_pem, cert_pem), password=_KEY_PASSWORD)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn, contextlib.suppress(OSError):
+                server_ctx.wrap_socket(conn, server_side=True).close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        client = mtls.client_context(truststore=truststore)
+        with (
+            socket.create_connection(listener.getsockname(), timeout=30) as sock,
+            pytest.raises(ssl.SSLCertVerificationError, match="format error"),
+        ):
+            client.wrap_socket(sock, server_hostname="localhost")
+        thread.join(30)
+
+
+_KEY_PASSWORD = "odd-anchor-key"
+
+
+def _pem_files(key_pem: bytes, cert_pem: bytes) -> tuple[str, str]:
+    """The certificate and its key (encrypted: never a key in clear on disk) as files."""
+    import tempfile
+
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption,
+        load_pem_private_key,
+    )
+
+    folder = tempfile.mkdtemp()
+    cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
+    with open(cert, "wb") as out:
+        out.write(cert_pem)
+    sealed = load_pem_private_key(key_pem, None).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        BestAvailableEncryption(_KEY_PASSWORD.encode()),
+    )
+    with open(key, "wb") as out:
+        out.write(sealed)
+    return cert, key
+
+
+def test_a_certificate_in_der_form_has_verifiable_dates() -> None:
+    """The twin: a certificate cryptography reads has dates OpenSSL verifies."""
+    der = CA().issue_cert("localhost").certificate.public_bytes(serialization.Encoding.DER)
+    assert _x509.unverifiable_dates(der) is None
+    assert _x509.unverifiable_dates(b"not a certificate") is None

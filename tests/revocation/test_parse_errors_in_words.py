@@ -1,0 +1,97 @@
+"""cryptography's parse errors (Rust debug dumps) reach users in words (a fuzzing sweep)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
+
+import mtls
+
+DER = serialization.Encoding.DER
+NOW = dt.datetime.now(dt.UTC)
+KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(text: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+
+def _cert(subject: str, serial: int, ca: bool, ocsp_url: str | None = None) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name("ca"))
+        .public_key(KEY.public_key())
+        .serial_number(serial)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=9))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ocsp_url is not None:
+        where = x509.UniformResourceIdentifier(ocsp_url)
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, where)]
+            ),
+            critical=False,
+        )
+    return builder.sign(KEY, hashes.SHA256())
+
+
+def _no_dump(text: str) -> None:
+    assert "ParseError" not in text and "Tag {" not in text, text
+    assert "cryptography cannot read it: UnexpectedTag" in text, text
+
+
+def test_a_crl_extension_that_cannot_be_read_is_said_in_words() -> None:
+    ca = _cert("ca", 1, True)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(_name("ca"))
+        .last_update(NOW - dt.timedelta(hours=1))
+        .next_update(NOW + dt.timedelta(days=1))
+        # a CRLNumber that is an OCTET STRING, not an INTEGER
+        .add_extension(x509.UnrecognizedExtension(ExtensionOID.CRL_NUMBER, b"\x04\x00"), False)
+        .sign(KEY, hashes.SHA256())
+    )
+    crls = mtls.CRLSet.from_bytes(crl.public_bytes(DER), path="ca.crl")
+    with pytest.raises(mtls.CRLError, match="has an extension that cannot be read") as caught:
+        crls.check([ca.public_bytes(DER)])
+    _no_dump(str(caught.value))
+
+
+def test_an_ocsp_answer_that_cannot_be_read_is_said_in_words() -> None:
+    """The responder's name is read before its signature is checked: whoever is on the
+    plain-HTTP path put the dump into the error, the status and the soft-fail log."""
+    ca = _cert("ca", 1, True)
+    leaf = _cert("leaf", 77, False, ocsp_url="http://ocsp.test/")
+    answer = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf,
+            issuer=ca,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=NOW,
+            next_update=NOW + dt.timedelta(hours=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.NAME, ca)
+        .sign(KEY, hashes.SHA256())
+        .public_bytes(DER)
+    )
+    # The responder's CN retagged from UTF8String (0x0c) to RELATIVE-OID (0x0d).
+    bad = answer.replace(b"\x06\x03\x55\x04\x03\x0c\x02ca", b"\x06\x03\x55\x04\x03\x0d\x02ca")
+    assert bad != answer
+    checker = mtls.RevocationChecker(mtls.RevocationPolicy(crl=False))
+    checker._fetch = lambda *args: bad  # type: ignore[method-assign]  # the responder's answer
+    with pytest.raises(mtls.RevocationUnknownError, match="a malformed answer") as caught:
+        checker.check([leaf.public_bytes(DER)], [ca.public_bytes(DER)], host="backend")
+    _no_dump(str(caught.value))
