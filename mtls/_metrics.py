@@ -87,7 +87,8 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         ``mtls_revocation_checks`` (counter, by result),
         ``mtls_last_reload_timestamp_seconds``, ``mtls_last_check_timestamp_seconds``
         and ``mtls_set_healthy`` (0 while the set has any error: a profile's, the
-        profile file's, or a check that has not returned).
+        profile file's, or a check that has not returned; or while peers refuse a
+        profile's handshakes: :attr:`ProfileStatus.refused`).
     """
     base: Labels = (("set", displayable(set_name)),)
     expiry: dict[Labels, float] = {}
@@ -106,7 +107,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
             ("profile", displayable(_profile_label(entry, is_default))),
             ("client_id", entry.client_id or ""),
         )
-        ok = entry.loaded and entry.error is None
+        ok = entry.healthy
         healthy.append((who, 1.0 if ok else 0.0))
         states["healthy" if ok else "failing" if entry.loaded else "not_loaded"] += 1
         files = tuple((f.role, f.path) for f in entry.files)

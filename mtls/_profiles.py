@@ -69,6 +69,7 @@ from ._status import (
     ProfileStatus,
     anchor,
     identity,
+    refusal,
 )
 from ._types import HostnameVerifier, check_flag, normalize_hostname_verifier
 from ._wso2 import has_placeholder, parse_profiles_xml
@@ -1005,29 +1006,36 @@ class SSLProfileSet:
 
         # Profiles that share material (10,000 profiles on two stores) share its records:
         # each is made once per call, keyed by the material's identity. Frozen records.
-        certificates: dict[int, tuple[IdentityStatus | None, tuple[AnchorStatus, ...]]] = {}
+        Made = tuple[IdentityStatus | None, tuple[AnchorStatus, ...], str | None]
+        certificates: dict[int, Made] = {}
 
-        def material(served: Served) -> tuple[IdentityStatus | None, tuple[AnchorStatus, ...]]:
+        def material(served: Served) -> Made:
             made = certificates.get(id(served))
             if made is None:
                 try:
                     chain = served.chain()
                 except MTLSError:
                     chain = ()
+                who = identity(
+                    served.subject,
+                    served.serial,
+                    served.not_after,
+                    now,
+                    fingerprint=chain[0].fingerprint if chain else None,
+                    chain=tuple(certificate(c) for c in chain[1:]),
+                    not_before=served.not_before,
+                    alias=chain[0].alias if chain else None,
+                )
+                every = served.anchors()
+                trusted = None
+                if served.truststore is not None:
+                    # An anchor cryptography cannot read has no dates here: in date.
+                    unread = len(served.truststore.anchors_der) - len(every)
+                    trusted = [(a.not_before, a.not_after) for a in every] + [(None, None)] * unread
                 made = (
-                    identity(
-                        served.subject,
-                        served.serial,
-                        served.not_after,
-                        now,
-                        fingerprint=chain[0].fingerprint if chain else None,
-                        chain=tuple(certificate(c) for c in chain[1:]),
-                        not_before=served.not_before,
-                        alias=chain[0].alias if chain else None,
-                    ),
-                    tuple(
-                        certificate(a) for a in served.anchors()[: ProfileSetStatus.ANCHORS_SHOWN]
-                    ),
+                    who,
+                    tuple(certificate(a) for a in every[: ProfileSetStatus.ANCHORS_SHOWN]),
+                    refusal(who, trusted, now),
                 )
                 certificates[id(served)] = made
             return made
@@ -1035,7 +1043,7 @@ class SSLProfileSet:
         def entry(item: Built) -> ProfileStatus:
             # The material's files as it was built from them (a path made from
             # placeholders is shown as written, never as its value: see Served.files).
-            ident, anchors = material(item.served)
+            ident, anchors, refused = material(item.served)
             return ProfileStatus(
                 servers=item.profile.server_names,
                 client_id=item.profile.client_id,
@@ -1054,6 +1062,7 @@ class SSLProfileSet:
                 last_good_load=item.loaded_at,
                 error=item.error,
                 revocation=self._revocation_state(item.profile),
+                refused=refused,
             )
 
         def failed(profile: SSLProfile, error: MTLSError) -> ProfileStatus:

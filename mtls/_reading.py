@@ -76,10 +76,13 @@ class NeverSettles(InputRefused):
     """A file that has differed between two reads a settle delay apart at every
     check for :data:`NEVER_SETTLES_AFTER` seconds: rewritten in place without end."""
 
-    def __init__(self, path: Path, seconds: float) -> None:
+    def __init__(self, path: Path) -> None:
+        # The limit, not the time so far: a message that changed at every check was
+        # logged at every check (the log says each error once, until it changes).
         super().__init__(
             errno.EBUSY,
-            f"still being written after {seconds:.0f} s (two reads a settle delay apart "
+            f"still being written for over {NEVER_SETTLES_AFTER:g} s (two reads a "
+            "settle delay apart "
             "differed at every check): something rewrites it in place without end; it is "
             "installed once it stays still, and the last good serves meanwhile",
             os.fspath(path),
@@ -256,8 +259,8 @@ class Reading:
             if again is not None and hashlib.sha256(again).hexdigest() == digest:
                 self._verdicts[path] = _Verdict(before, again, digest)
                 self._seen.settled(path)
-            elif (lasting := self._seen.never_settles(path)) is not None:
-                self._verdicts[path] = _Verdict(before, error=NeverSettles(path, lasting))
+            elif self._seen.never_settles(path) is not None:
+                self._verdicts[path] = _Verdict(before, error=NeverSettles(path))
             else:
                 self._verdicts[path] = _Verdict(before, unstable=True)
 

@@ -534,6 +534,7 @@ class _Pass:
     def __init__(self, reading: Reading) -> None:
         self.reading = reading
         self.pending = False
+        self.unstable: set[Path] = set()  # files this check caught mid-write
         # id(Served) -> its inputs are unchanged: one look per material, not per profile.
         self.unchanged: dict[int, bool] = {}
 
@@ -559,6 +560,8 @@ class ProfilesPlan:
         self.skip_failures = skip_failures
         self.builder = Builder(options)
         self.where = options.path or "profiles"
+        # Files said (once, at INFO) to be caught mid-write, until a check finds them still.
+        self._writing: set[Path] = set()
 
     # ------------------------------------------------------------------ first load
 
@@ -729,6 +732,7 @@ class ProfilesPlan:
         live = self._live(materials, default)
         renew_at = builder.renew_at(served.files for served in live)
         builder.end(live)
+        self._writing &= run.unstable  # a file that stood still is said again next time
         pending = run.pending or reading.unstable
         if (
             items is old.items
@@ -932,7 +936,11 @@ class ProfilesPlan:
             error = self._attempted(run, profile, self._in_profile(profile, kept.error))
             return Built(profile, kept.served, error)
         except Unstable as exc:
-            log.info("%s: %s; retrying at the next check", self.where, exc)
+            # Once per streak: a file rewritten at every check said so at every check.
+            said = exc.path in self._writing
+            (log.debug if said else log.info)("%s: %s; retrying at the next check", self.where, exc)
+            self._writing.add(exc.path)
+            run.unstable.add(exc.path)
             run.pending = True
             if prev is not None and (prev.profile is profile or prev.profile == profile):
                 return prev  # the moved file is read again next check

@@ -7,6 +7,7 @@ Frozen, typed, made from one snapshot (never by building anything), with
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,11 @@ class ProfileStatus:
         anchors: its truststore's anchors that expire soonest, soonest first (at most
             :data:`ProfileSetStatus.ANCHORS_SHOWN`).
         last_good_load: when its current context was built.
+        refused: why peers refuse its handshakes now although everything loaded: its
+            client certificate, or a CA of the chain presented with it, out of its
+            dates, or no anchor of its truststore in date (``None``: none of these).
+            A first load serves such material, having nothing else; a rotation never
+            installs it. ``mtls check`` fails on the same.
         error: its error at the last check (it keeps its last good context, or, when
             not ``loaded``, why it never loaded).
         revocation: revocation checking state (``None``: not enabled).
@@ -185,6 +191,12 @@ class ProfileStatus:
     last_good_load: _dt.datetime | None = None
     error: MTLSError | None = None
     revocation: RevocationState | None = None
+    refused: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Loaded, no error at the last check, and nothing peers refuse now (:attr:`refused`)."""
+        return self.loaded and self.error is None and self.refused is None
 
     @property
     def subject(self) -> str | None:
@@ -199,7 +211,8 @@ class ProfileStatus:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. Keys: ``servers``, ``client_id``, ``loaded``, ``files``,
         ``subject``, ``not_after``, ``identity``, ``anchors``, ``last_good_load``,
-        ``error`` (the message, with the profile named), ``revocation``."""
+        ``error`` (the message, with the profile named), ``refused``, ``healthy``,
+        ``revocation``."""
         return {
             "servers": list(self.servers),
             "client_id": self.client_id,
@@ -211,6 +224,8 @@ class ProfileStatus:
             "anchors": [a.to_dict() for a in self.anchors],
             "last_good_load": _iso(self.last_good_load),
             "error": str(self.error) if self.error is not None else None,
+            "refused": self.refused,
+            "healthy": self.healthy,
             "revocation": self.revocation.to_dict() if self.revocation is not None else None,
         }
 
@@ -259,12 +274,17 @@ class ProfileSetStatus:
 
     @property
     def healthy(self) -> bool:
-        """No errors."""
-        return not self.errors
+        """No errors, and no profile (or default) whose handshakes peers refuse now
+        (:attr:`ProfileStatus.refused`: a client certificate expired, no anchor in
+        date): what a health endpoint should report."""
+        if self.errors:
+            return False
+        every = (*self.profiles, *((self.default,) if self.default is not None else ()))
+        return all(entry.refused is None for entry in every)
 
     @property
     def last_error(self) -> MTLSError | None:
-        """The first of :attr:`errors` (``None`` when healthy)."""
+        """The first of :attr:`errors` (``None`` when there is none; see :attr:`healthy`)."""
         return self.errors[0] if self.errors else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -318,6 +338,34 @@ def identity(
         not_before=not_before,
         alias=alias,
     )
+
+
+def refusal(
+    identity: IdentityStatus | None,
+    anchors: Sequence[tuple[_dt.datetime | None, _dt.datetime | None]] | None,
+    now: _dt.datetime,
+) -> str | None:
+    """Why peers refuse handshakes with this material now (:attr:`ProfileStatus.refused`),
+    or ``None``. ``anchors``: every anchor's ``(not_before, not_after)`` (``None``: no
+    truststore); an anchor whose dates are unknown counts as in date."""
+    if identity is not None:
+        who = f"the client certificate ({identity.subject})"
+        if identity.not_after is not None and identity.not_after < now:
+            return f"{who} expired on {_iso(identity.not_after)}: servers refuse it"
+        if identity.not_before is not None and identity.not_before > now:
+            return f"{who} is not valid until {_iso(identity.not_before)}: servers refuse it"
+        for link in identity.chain:
+            ca = f"the CA certificate {link.subject} of the client's chain"
+            if link.not_after is not None and link.not_after < now:
+                return f"{ca} expired on {_iso(link.not_after)}: servers refuse the chain"
+            if link.not_before is not None and link.not_before > now:
+                return f"{ca} is not valid until {_iso(link.not_before)}: servers refuse the chain"
+    if anchors and all(
+        (start is not None and start > now) or (end is not None and end < now)
+        for start, end in anchors
+    ):
+        return f"none of the truststore's {len(anchors)} anchors is in date: it verifies no server"
+    return None
 
 
 def anchor(

@@ -312,7 +312,9 @@ def test_a_never_valid_replacement_is_said_to_be_never_valid(setup, ca, backend,
 
 
 @pytest.mark.parametrize("which", ["keystore", "profile file"])
-def test_a_file_rewritten_without_end_becomes_an_error(setup, ca, backend, monkeypatch, which):
+def test_a_file_rewritten_without_end_becomes_an_error(
+    setup, ca, backend, monkeypatch, which, caplog
+):
     """A file rewritten in place at every moment (a sync loop, a misconfigured sidecar)
     never settles: its rotation waited forever with one INFO line per check (the
     profile file's, with none), and status() said healthy. After NEVER_SETTLES_AFTER
@@ -351,10 +353,19 @@ def test_a_file_rewritten_without_end_becomes_an_error(setup, ca, backend, monke
 
         def said() -> bool:
             profiles.reload()
-            return "still being written after" in str(profiles.status().to_dict())
+            return "still being written for over 0.3 s" in str(profiles.status().to_dict())
 
-        wait_for(said, timeout=30)
+        with caplog.at_level(logging.DEBUG, logger="mtls"):
+            wait_for(said, timeout=30)
+            for _ in range(20):  # it stays an error, said once (it was said every check)
+                profiles.reload()
         assert not profiles.status().healthy
+        logged = [(r.levelno, r.getMessage()) for r in caplog.records]
+        errors = [m for level, m in logged if level >= logging.WARNING and "for over" in m]
+        assert len(errors) == 1, errors
+        # Before it: caught mid-write said once at INFO, its repeats at DEBUG.
+        infos = [m for level, m in logged if level == logging.INFO and "retrying" in m]
+        assert len(infos) <= 1, infos
         # The last good serves (gen-1, or a version that stood still for a settle delay).
         assert cn_seen(profiles, backend.port) in ("gen-1", "gen-2", "gen-3")
     finally:

@@ -1,0 +1,97 @@
+"""``status().healthy`` says when peers refuse a set's handshakes although everything
+loaded: a client certificate (or a CA of its chain) out of its dates, or no anchor of
+its truststore in date. It stayed true while every handshake failed, and ``mtls check``
+said "not healthy" about the same files (a persistent-failure sweep)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from mtls import SSLProfile, SSLProfileSet, StoreConfig
+from mtls.testing import CA
+from tests._helpers import PASSWORD, write_trust
+
+NOW = dt.datetime.now(dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+def _set(tmp_path: Path, leaf_ca: CA, trust_ca: CA, **dates: dt.datetime) -> SSLProfileSet:
+    keystore = tmp_path / "ks.jks"
+    leaf_ca.issue_cert("client.test", **dates).write_keystore(keystore, PASSWORD)
+    trust = write_trust(trust_ca, tmp_path / "trust.jks")
+    profile = SSLProfile(
+        servers=("backend.test:8443",),
+        keystore=StoreConfig(location=keystore, password=PASSWORD, type="JKS"),
+        truststore=StoreConfig(location=trust, password=PASSWORD, type="JKS"),
+    )
+    return SSLProfileSet([profile], reload_interval=None, settle_delay=0)
+
+
+@pytest.mark.parametrize(
+    ("dates", "said"),
+    [
+        (
+            {"not_after": NOW - DAY},
+            "the client certificate (CN=client.test,O=mtls.testing) expired on",
+        ),
+        (
+            {"not_before": NOW + DAY},
+            "the client certificate (CN=client.test,O=mtls.testing) is not valid until",
+        ),
+    ],
+    ids=["expired", "not-yet-valid"],
+)
+def test_a_client_certificate_out_of_its_dates_is_not_healthy(
+    tmp_path: Path, dates: dict[str, dt.datetime], said: str
+) -> None:
+    ca = CA()
+    with _set(tmp_path, ca, ca, **dates) as profiles:
+        status = profiles.status()
+    (entry,) = status.profiles
+    assert entry.loaded and entry.error is None and status.errors == ()
+    assert entry.refused is not None and entry.refused.startswith(said), entry.refused
+    assert "servers refuse it" in entry.refused
+    assert not entry.healthy and not status.healthy
+    assert status.to_dict()["healthy"] is False
+    assert status.to_dict()["profiles"][0]["refused"] == entry.refused
+
+
+def test_a_truststore_with_no_anchor_in_date_is_not_healthy(tmp_path: Path) -> None:
+    expired = CA(not_before=NOW - 30 * DAY, not_after=NOW - DAY)
+    with _set(tmp_path, CA(), expired) as profiles:
+        status = profiles.status()
+    (entry,) = status.profiles
+    assert entry.refused == ("none of the truststore's 1 anchors is in date: it verifies no server")
+    assert not status.healthy
+
+
+def test_a_client_chain_ca_out_of_date_is_not_healthy(tmp_path: Path) -> None:
+    root = CA()
+    intermediate = root.create_child_ca(not_after=NOW - DAY, not_before=NOW - 30 * DAY)
+    with _set(tmp_path, intermediate, root, not_before=NOW - 2 * DAY) as profiles:
+        status = profiles.status()
+    (entry,) = status.profiles
+    assert entry.refused is not None and "of the client's chain expired on" in entry.refused
+    assert not status.healthy
+
+
+def test_material_in_date_is_healthy(tmp_path: Path) -> None:
+    """The twin: the same set with everything in date."""
+    ca = CA()
+    with _set(tmp_path, ca, ca) as profiles:
+        status = profiles.status()
+    (entry,) = status.profiles
+    assert entry.refused is None and entry.healthy and status.healthy
+
+
+def test_the_prometheus_gauges_follow(tmp_path: Path) -> None:
+    from mtls import _metrics
+
+    ca = CA()
+    with _set(tmp_path, ca, ca, not_after=NOW - DAY) as profiles:
+        families = {m.name: m for m in _metrics.metrics(profiles.status(), "s")}
+    assert [v for _, v in families["mtls_profile_healthy"].samples] == [0.0]
+    assert [v for _, v in families["mtls_set_healthy"].samples] == [0.0]
