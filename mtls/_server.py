@@ -87,7 +87,7 @@ from ._log import log
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
 from ._secret import Secret, scrub_tracebacks
-from ._status import AnchorStatus, FileStatus, IdentityStatus, anchor, identity
+from ._status import AnchorStatus, FileStatus, IdentityStatus, anchor, identity, refusal
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 
 #: What a chained SNI callback is: ``(ssl_object, server_name, context) -> alert or None``.
@@ -589,6 +589,9 @@ class ServerStatus:
         anchors: the truststore's anchors that expire soonest, soonest first (at most
             :data:`ANCHORS_SHOWN`).
         errors: the last check's error (the last good material is still served).
+        refused: why clients are refused now although everything loaded: the server
+            certificate expired, or (client certificates required) no client CA in
+            date (``None``: neither). :attr:`healthy` is false meanwhile.
     """
 
     ANCHORS_SHOWN = 3
@@ -604,10 +607,12 @@ class ServerStatus:
     errors: tuple[MTLSError, ...]
     last_check: _dt.datetime | None = None
 
+    refused: str | None = None
+
     @property
     def healthy(self) -> bool:
-        """No errors."""
-        return not self.errors
+        """No errors, and nothing clients are refused for now (:attr:`refused`)."""
+        return not self.errors and self.refused is None
 
     @property
     def last_error(self) -> MTLSError | None:
@@ -617,7 +622,7 @@ class ServerStatus:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``,
         ``require_client_cert``, ``checked_at``, ``last_reload``, ``last_check``, ``files``,
-        ``identity``, ``anchors``, ``last_error``, ``errors`` (messages)."""
+        ``identity``, ``anchors``, ``last_error``, ``errors`` (messages), ``refused``."""
         return {
             "generation": self.generation,
             "healthy": self.healthy,
@@ -631,6 +636,7 @@ class ServerStatus:
             "anchors": [a.to_dict() for a in self.anchors],
             "last_error": str(self.last_error) if self.last_error is not None else None,
             "errors": [str(e) for e in self.errors],
+            "refused": self.refused,
         }
 
 
@@ -1051,8 +1057,12 @@ class RotatingServerContext:
         """
         snapshot = self._snapshot
         now = _dt.datetime.now(_dt.UTC)
-        anchors = _anchors(snapshot.truststore)[: ServerStatus.ANCHORS_SHOWN]
+        every = _anchors(snapshot.truststore)
+        anchors = every[: ServerStatus.ANCHORS_SHOWN]
         where = self._settings.keystore.shown_location
+        presented = identity(snapshot.subject, snapshot.serial, snapshot.not_after, now)
+        unread = len(snapshot.truststore.anchors_der) - len(every)  # no dates: in date
+        trusted = [(None, end) for _, _, end in every] + [(None, None)] * unread
         stalled = self._engine.stall_error(where) if self._engine is not None else None
         return ServerStatus(
             generation=snapshot.generation,
@@ -1061,10 +1071,16 @@ class RotatingServerContext:
             checked_at=now,
             last_reload=snapshot.changed_at,
             files=tuple(FileStatus(role=r, path=p, sha256=d) for r, p, d in snapshot.files),
-            identity=identity(snapshot.subject, snapshot.serial, snapshot.not_after, now),
+            identity=presented,
             anchors=tuple(anchor(a, s, n, now) for a, s, n in anchors),
             errors=(stalled, *snapshot.errors) if stalled is not None else snapshot.errors,
             last_check=self._engine.last_check if self._engine is not None else None,
+            refused=refusal(
+                presented,
+                trusted if self._settings.require_client_cert else None,
+                now,
+                role="server",
+            ),
         )
 
     def __reduce__(self) -> tuple[object, ...]:

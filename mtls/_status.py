@@ -344,27 +344,33 @@ def refusal(
     identity: IdentityStatus | None,
     anchors: Sequence[tuple[_dt.datetime | None, _dt.datetime | None]] | None,
     now: _dt.datetime,
+    role: str = "client",
 ) -> str | None:
     """Why peers refuse handshakes with this material now (:attr:`ProfileStatus.refused`),
-    or ``None``. ``anchors``: every anchor's ``(not_before, not_after)`` (``None``: no
-    truststore); an anchor whose dates are unknown counts as in date."""
+    or ``None``. ``identity``: the ``role`` certificate presented; ``anchors``: every
+    anchor's ``(not_before, not_after)`` (``None``: no truststore); an anchor whose
+    dates are unknown counts as in date."""
+    peers = "servers" if role == "client" else "clients"
     if identity is not None:
-        who = f"the client certificate ({identity.subject})"
+        who = f"the {role} certificate ({identity.subject})"
         if identity.not_after is not None and identity.not_after < now:
-            return f"{who} expired on {_iso(identity.not_after)}: servers refuse it"
+            return f"{who} expired on {_iso(identity.not_after)}: {peers} refuse it"
         if identity.not_before is not None and identity.not_before > now:
-            return f"{who} is not valid until {_iso(identity.not_before)}: servers refuse it"
+            return f"{who} is not valid until {_iso(identity.not_before)}: {peers} refuse it"
         for link in identity.chain:
-            ca = f"the CA certificate {link.subject} of the client's chain"
+            ca = f"the CA certificate {link.subject} of the {role}'s chain"
             if link.not_after is not None and link.not_after < now:
-                return f"{ca} expired on {_iso(link.not_after)}: servers refuse the chain"
+                return f"{ca} expired on {_iso(link.not_after)}: {peers} refuse the chain"
             if link.not_before is not None and link.not_before > now:
-                return f"{ca} is not valid until {_iso(link.not_before)}: servers refuse the chain"
+                return f"{ca} is not valid until {_iso(link.not_before)}: {peers} refuse the chain"
     if anchors and all(
         (start is not None and start > now) or (end is not None and end < now)
         for start, end in anchors
     ):
-        return f"none of the truststore's {len(anchors)} anchors is in date: it verifies no server"
+        return (
+            f"none of the truststore's {len(anchors)} anchors is in date: it verifies no "
+            f"{'server' if role == 'client' else 'client'}"
+        )
     return None
 
 

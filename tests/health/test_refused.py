@@ -95,3 +95,45 @@ def test_the_prometheus_gauges_follow(tmp_path: Path) -> None:
         families = {m.name: m for m in _metrics.metrics(profiles.status(), "s")}
     assert [v for _, v in families["mtls_profile_healthy"].samples] == [0.0]
     assert [v for _, v in families["mtls_set_healthy"].samples] == [0.0]
+
+
+def _server_files(tmp_path: Path, server_ca: CA, client_ca: CA, **dates: dt.datetime) -> None:
+    server_ca.issue_cert("localhost", **dates).write_keystore(tmp_path / "srv.jks", PASSWORD)
+    write_trust(client_ca, tmp_path / "clients.jks")
+
+
+@pytest.mark.parametrize(
+    ("server_dates", "client_ca_dates", "said"),
+    [
+        ({"not_after": NOW - DAY}, {}, "expired on"),
+        ({}, {"not_before": NOW - 30 * DAY, "not_after": NOW - DAY}, "it verifies no client"),
+    ],
+    ids=["server-certificate-expired", "no-client-ca-in-date"],
+)
+def test_a_rotating_server_refused_by_its_clients_is_not_healthy(
+    tmp_path: Path,
+    server_dates: dict[str, dt.datetime],
+    client_ca_dates: dict[str, dt.datetime],
+    said: str,
+) -> None:
+    from mtls import RotatingServerContext
+
+    _server_files(tmp_path, CA(), CA(**client_ca_dates), **server_dates)
+    with RotatingServerContext(
+        tmp_path / "srv.jks", tmp_path / "clients.jks", password=PASSWORD, reload_interval=None
+    ) as server:
+        status = server.status()
+    assert status.errors == ()
+    assert status.refused is not None and said in status.refused, status.refused
+    assert not status.healthy and status.to_dict()["refused"] == status.refused
+
+
+def test_a_rotating_server_in_date_is_healthy(tmp_path: Path) -> None:
+    from mtls import RotatingServerContext
+
+    _server_files(tmp_path, CA(), CA())
+    with RotatingServerContext(
+        tmp_path / "srv.jks", tmp_path / "clients.jks", password=PASSWORD, reload_interval=None
+    ) as server:
+        status = server.status()
+    assert status.refused is None and status.healthy
