@@ -240,6 +240,9 @@ _DEFAULT_KEY_ADVICE = (
     "give the default keystore its key password (key_password in deployment.toml's "
     "[keystore.tls], or StoreConfig(key_password=) in code)"
 )
+# Where a profile's wrong key password was given.
+_PROFILE_KEY_GIVEN = "the profile's <KeyPassword> (StoreConfig(key_password=) in code)"
+_DEFAULT_KEY_GIVEN = "key_password in deployment.toml's [keystore.tls]"
 
 
 def profile_label(servers: Sequence[str], client_id: str | None, *, default: bool = False) -> str:
@@ -292,13 +295,18 @@ def in_profile(
         return exc
     # A store's advice names the loader's parameter; a profile's password is set in it.
     advice = _DEFAULT_KEY_ADVICE if default else _PROFILE_KEY_ADVICE
-    text = str(exc).replace("pass key_password", advice)
+    given = _DEFAULT_KEY_GIVEN if default else _PROFILE_KEY_GIVEN
+
+    def reworded(text: str) -> str:
+        return text.replace("pass key_password", advice).replace("the key password given", given)
+
+    text = reworded(str(exc))
     new = _restated(exc, f"{profile_label(servers, client_id, default=default)}: {text}")
     if isinstance(exc, ProfileConfigError):
         new.path = exc.path or path  # a profile file error names the file
     new.servers = tuple(servers)
     new.client_id = client_id
-    new.reason = exc.reason.replace("pass key_password", advice)
+    new.reason = reworded(exc.reason)
     return new
 
 

@@ -615,7 +615,12 @@ def _decrypt_jks_key(
     try:
         pkcs8 = _unprotect(key, secret, budget)
     except _jks.JKSKeyPasswordError as exc:
-        hint = "" if explicit else "; if the key has its own password, pass key_password"
+        hint = (
+            ": check the key password given (keytool makes it the store password unless "
+            "-keypass set another)"
+            if explicit
+            else "; if the key has its own password, pass key_password"
+        )
         raise WrongPasswordError(
             f"{where}: the {which} does not unlock key entry {key.alias!r}{hint}",
             path=path,

@@ -687,6 +687,7 @@ _CLI_WORDING = (
     ),
     (", or allow it with allow_unprotected=True", ""),
     ("pass key_password", "pass --key-password"),
+    ("check the key password given", "check --key-password"),
 )
 
 

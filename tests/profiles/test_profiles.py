@@ -297,6 +297,31 @@ def test_a_key_password_missing_from_a_profile_names_the_element(tmp_path, pki):
         mtls.Keystore.load(store, PASSWORD)
 
 
+def test_a_wrong_key_password_says_where_it_was_given(tmp_path, pki) -> None:
+    """A wrong <KeyPassword> said only "the key password does not unlock key entry",
+    with no fix (a persistent-failure sweep): it now names where the password was
+    given, in each context's words."""
+    from mtls.cli import main
+
+    store = tmp_path / "own-key-password.jks"
+    pki["ca"].issue_cert("gateway-kp").write_keystore(  # type: ignore[attr-defined]
+        store, PASSWORD, key_password="a-key-password"
+    )
+    xml = write_xml(tmp_path, profile("a.test:443", store))  # <KeyPassword> = the store's
+    with pytest.raises(mtls.WrongPasswordError, match="does not unlock key entry") as info:
+        SSLProfileSet.from_xml(xml)
+    assert "check the profile's <KeyPassword>" in str(info.value), info.value
+    with pytest.raises(mtls.WrongPasswordError, match="check the key password given"):
+        mtls.Keystore.load(store, PASSWORD, key_password="not-it")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["keypasswd", "--keystore", str(store), "--alias", "gateway-kp",
+                     "--password", PASSWORD, "--key-password", "not-it",
+                     "--new-password", "a-new-key-password"])  # fmt: skip
+    assert code == 1 and "check --key-password" in err.getvalue(), err.getvalue()
+    assert "not-it" not in err.getvalue()
+
+
 def test_a_vault_namespace_below_the_root_is_resolved_with_a_warning(tmp_path, pki, caplog):
     """WSO2's SecretResolverFactory looks for the secure vault's namespace on the root
     only: declared on <Password>, WSO2 uses the element's text. mtls resolves the alias
