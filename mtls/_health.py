@@ -23,7 +23,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ._build import AnchorInfo, Served
@@ -461,7 +461,8 @@ class Health(Generic[S]):
         self._next = _FAR
         self._last_now: _dt.datetime | None = None
         self._generation: int | None = None
-        self._reloads = ReloadCounts()
+        # Checks by outcome (changed, unchanged, failed): counted in place, every check.
+        self._counts = [0, 0, 0]
         self._revocation: dict[str, int] = {}
 
     # ------------------------------------------------------------------ subscribers
@@ -492,9 +493,7 @@ class Health(Generic[S]):
             self._generation = snapshot.generation
             # A check that applied something is "changed", even when another file was
             # refused (judged apart): "failed" is a check that applied nothing.
-            outcome = "changed" if grew else "failed" if snapshot.errors else "unchanged"
-            counts = self._reloads
-            self._reloads = replace(counts, **{outcome: getattr(counts, outcome) + 1})
+            self._counts[0 if grew else 2 if snapshot.errors else 1] += 1
         self.evaluate(snapshot)
 
     def start(self, snapshot: S) -> None:
@@ -605,7 +604,9 @@ class Health(Generic[S]):
     @property
     def reloads(self) -> ReloadCounts:
         """Reload checks so far, by outcome."""
-        return self._reloads
+        with self._lock:
+            changed, unchanged, failed = self._counts
+        return ReloadCounts(changed=changed, unchanged=unchanged, failed=failed)
 
     @property
     def revocation_checks(self) -> dict[str, int]:

@@ -13,12 +13,11 @@ from them is set aside, said once on standard error (the way logging's own
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from ._errors import displayable
@@ -101,18 +100,25 @@ def _record(
     )
 
 
-@contextlib.contextmanager
-def held(records: list[logging.LogRecord]) -> Iterator[None]:
+class held:
     """Records this thread makes through :data:`log` meanwhile are appended to
     ``records``, not handled: the caller hands them to :func:`emit` when it holds no
     lock (the reload thread hands them to a thread of their own), so that a handler
-    that blocks (a log shipper that is down) blocks no check."""
-    outer = getattr(_local, "held", None)
-    _local.held = records
-    try:
-        yield
-    finally:
-        _local.held = outer
+    that blocks (a log shipper that is down) blocks no check. (A class: a generator
+    context manager cost a no-op reload 2 us of its 20.)"""
+
+    __slots__ = ("_outer", "_records")
+
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        self._records = records
+        self._outer: list[logging.LogRecord] | None = None
+
+    def __enter__(self) -> None:
+        self._outer = getattr(_local, "held", None)
+        _local.held = self._records
+
+    def __exit__(self, *exc_info: object) -> None:
+        _local.held = self._outer
 
 
 def holding() -> bool:
