@@ -879,11 +879,28 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
 
 
 async def _aclose_each(closing: list[_Underlying], grace: float | None) -> None:
-    for underlying in closing:
+    """Close every channel of ``closing``, side by side (each gets ``grace``), whatever
+    cancels the caller meanwhile: the closes run in tasks of their own, which a
+    cancellation of this wait spares (one channel at a time, a cancelled wait on the
+    first left every later one open for good)."""
+
+    async def close(underlying: _Underlying) -> None:
         try:
-            await asyncio.shield(underlying.channel.close(grace))
+            await underlying.channel.close(grace)
         except Exception:
             log.warning("mtls: closing a retired gRPC channel failed", exc_info=True)
+
+    closes = [asyncio.ensure_future(close(underlying)) for underlying in closing]
+    if closes:
+        # Held by the event loop until done: gather keeps each task, and _KEPT the gather.
+        together = asyncio.gather(*closes)
+        _KEPT.add(together)
+        together.add_done_callback(_KEPT.discard)
+        await asyncio.shield(together)
+
+
+# Closes under way whose caller was cancelled (asyncio keeps only weak references).
+_KEPT: set[asyncio.Future[list[None]]] = set()
 
 
 def aio_secure_channel(

@@ -388,9 +388,13 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         fallback, self._fallback = self._fallback, None
         if fallback is not None:
             transports.append(fallback)
-        if self._closing:  # closes a cancelled request left running (asyncio only)
-            await asyncio.gather(*self._closing, return_exceptions=True)
-        await _aclose_each(transports, self._closing)
+        try:
+            if self._closing:  # closes a cancelled request left running (asyncio only)
+                await asyncio.gather(*self._closing, return_exceptions=True)
+        finally:
+            # Taken from the pools above: a cancellation of the wait must not leave
+            # them unclosed (their sockets open for good).
+            await _aclose_each(transports, self._closing)
 
 
 async def _run_in_thread(check: OwedCheck) -> None:

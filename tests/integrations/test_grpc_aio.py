@@ -195,3 +195,40 @@ def test_interceptors_reach_every_underlying_channel(tmp_path: Path, ca: CA, ser
     with client_set(tmp_path, ca, port) as profiles:
         asyncio.run(main())
     assert seen == [WHO.encode(), WHO.encode()]  # grpc.aio hands interceptors bytes
+
+
+def test_a_cancelled_close_still_closes_every_retired_channel() -> None:
+    """close(grace) closed the retired channels one at a time, each awaited: a
+    cancellation while the first waited out its grace (a shutdown timeout) left every
+    later one open for good. The closes run side by side in tasks of their own now,
+    which the cancellation spares. (Unit-level: two stand-in channels, the first of
+    which never finishes closing.)"""
+    import types
+
+    from mtls.integrations.grpc import _aclose_each
+
+    closed: list[str] = []
+
+    class Channel:
+        def __init__(self, name: str, hangs: bool) -> None:
+            self.name, self.hangs = name, hangs
+
+        async def close(self, grace: float | None) -> None:
+            if self.hangs:
+                await asyncio.Event().wait()
+            closed.append(self.name)
+
+    async def main() -> None:
+        underlying = [
+            types.SimpleNamespace(channel=Channel("first", hangs=True)),
+            types.SimpleNamespace(channel=Channel("second", hangs=False)),
+        ]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(_aclose_each(underlying, 30.0), 0.2)  # type: ignore[arg-type]
+        for _ in range(100):  # bounded: the second's close runs in its own task
+            if closed:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert closed == ["second"]

@@ -215,3 +215,42 @@ def test_a_closed_transport_refuses_requests(profiles, backends: Backends):
                 await http.get(backends.url("b"))
 
     asyncio.run(main())
+
+
+def test_a_cancelled_aclose_still_closes_every_pool(profiles, backends: Backends, monkeypatch):
+    """aclose() took the pools out, then waited for closes a cancelled request left
+    running: a cancellation meanwhile (a timeout around the shutdown) left every pool
+    it had taken unclosed, its connections open for good. They are closed all the
+    same now. The twin: an aclose() not cancelled closes them too."""
+    closed: list[object] = []
+    original = httpx.AsyncHTTPTransport.aclose
+
+    async def recording(self: httpx.AsyncHTTPTransport) -> None:
+        closed.append(self)
+        await original(self)
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "aclose", recording)
+
+    async def main(cancelled: bool) -> int:
+        transport = AsyncMTLSTransport(profiles)
+        http = httpx.AsyncClient(transport=transport)
+        assert (await http.get(backends.url("a"))).json()["client_cn"] == "client-a"
+        pools = len(transport._pools.resources())
+        if cancelled:
+            stuck = asyncio.ensure_future(asyncio.Event().wait())  # a close that hangs
+            transport._closing.add(stuck)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(transport.aclose(), 0.2)
+            stuck.cancel()
+            for _ in range(200):  # bounded: the closes run in a task of their own
+                if len(closed) >= pools:
+                    break
+                await asyncio.sleep(0.01)
+        else:
+            await transport.aclose()
+        return pools
+
+    for cancelled in (True, False):
+        closed.clear()
+        pools = asyncio.run(main(cancelled))
+        assert pools >= 1 and len(closed) >= pools, (cancelled, pools, closed)
