@@ -333,6 +333,8 @@ class RevocationChecker:
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         renew_attributes_after_fork(self, "_workers", new=lambda: None)
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
+        # Certificates soft-fail allowed undetermined: an answer for one is logged once.
+        self._allowed_unknown: set[tuple[int, str]] = set()
         # The statuses of the last chain checked, for status pages (bounded): by (host,
         # port), the port None where the connection does not know it (memory BIOs), and
         # by host alone (state() given names without ports).
@@ -675,8 +677,23 @@ class RevocationChecker:
 
     def _warn_soft(self, status: CertificateStatus) -> None:
         """Soft-fail says so in the log: once per answer (cached answers are not logged
-        again), and once per certificate whose issuer is not known."""
-        if status.status != "undetermined" or self.policy.mode != "soft":
+        again), and once per certificate whose issuer is not known; and once when a
+        certificate it allowed that way has an answer again (the responder is back)."""
+        if self.policy.mode != "soft":
+            return
+        who = (status.serial, status.issuer)
+        if status.status != "undetermined":
+            with self._lock:
+                if who not in self._allowed_unknown:
+                    return
+                self._allowed_unknown.discard(who)
+            log.warning(
+                "resolved: the revocation status of %s (serial %s) is known again: %s (%s)",
+                status.subject,
+                _hex(status.serial),
+                status.status,
+                status.source,
+            )
             return
         key = (status.serial, status.issuer, status.valid_until)
         with self._lock:
@@ -685,6 +702,9 @@ class RevocationChecker:
             if len(self._warned) >= self.policy.cache_size:
                 self._warned.clear()
             self._warned.add(key)
+            if len(self._allowed_unknown) >= self.policy.cache_size:
+                self._allowed_unknown.clear()
+            self._allowed_unknown.add(who)
         log.warning(
             "revocation status of %s (serial %s) could not be determined: %s; allowed (soft-fail)",
             status.subject,

@@ -528,3 +528,26 @@ def test_an_unreadable_certificate_above_an_answered_leaf_is_not_reached(pki: PK
     (status,) = RevocationChecker().check([der(pki.good), b"\x30\x00"], [der(pki.ca)])
     assert status.status == "good"
     assert status.serial == pki.good.serial_number
+
+
+def test_soft_fail_says_once_when_a_status_is_known_again(
+    pki: PKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Soft-fail warned that a status could not be determined (once per retry period),
+    and said nothing when the responder came back (a persistent-failure sweep): a
+    status page's reader had the outage but not its end. Now one "resolved:" line."""
+    ca = CA(crl_url=pki.crls.url("/comes-back.crl"))
+    leaf = ca.issue_cert("localhost")
+    checker = RevocationChecker(RevocationPolicy(mode="soft", timeout=10))
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        (down,) = check(checker, leaf)  # 404: undetermined, allowed, warned
+        pki.crls.bodies["/comes-back.crl"] = ca.crl()
+        checker.clear()  # the cached failure forgotten: ask again
+        (back,) = check(checker, leaf)
+        checker.clear()
+        (again,) = check(checker, leaf)  # good again: nothing more to say
+    assert (down.status, back.status, again.status) == ("undetermined", "good", "good")
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("could not be determined" in m for m in said) == 1, said
+    resolved = [m for m in said if m.startswith("resolved: the revocation status of")]
+    assert len(resolved) == 1 and "is known again: good (CRL http://" in resolved[0], said
