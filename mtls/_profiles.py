@@ -68,6 +68,7 @@ from ._status import (
     ProfileSetStatus,
     ProfileStatus,
     anchor,
+    anchor_dates,
     identity,
     refusal,
 )
@@ -1027,11 +1028,14 @@ class SSLProfileSet:
                     alias=chain[0].alias if chain else None,
                 )
                 every = served.anchors()
-                trusted = None
-                if served.truststore is not None:
-                    # An anchor cryptography cannot read has no dates here: in date.
-                    unread = len(served.truststore.anchors_der) - len(every)
-                    trusted = [(a.not_before, a.not_after) for a in every] + [(None, None)] * unread
+                trusted = (
+                    anchor_dates(
+                        [(a.fingerprint, a.not_before, a.not_after) for a in every],
+                        served.truststore.anchors_der,
+                    )
+                    if served.truststore is not None
+                    else None
+                )
                 made = (
                     who,
                     tuple(certificate(a) for a in every[: ProfileSetStatus.ANCHORS_SHOWN]),

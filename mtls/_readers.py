@@ -568,8 +568,8 @@ def _too_much_work(
     if exc.kind == "budget":
         why = (
             "keytool's defaults stay far below it (10,000 per PKCS#12 derivation, "
-            "200,000 per JCEKS key, 51,200 per BCFKS derivation, counted twice for "
-            "SHA-512's cost: about 95 BCFKS keys), so "
+            "200,000 per JCEKS key, 51,200 per BCFKS derivation: about 190 BCFKS keys, "
+            "46 with SHA-3, which counts four times for its cost), so "
             "the file is damaged, hostile, holds that many keys, or was made with raised "
             "iteration settings (keytool -J-Dkeystore.pkcs12.*IterationCount=...): "
             f"re-create it with keytool's defaults, e.g. {recreate}"

@@ -49,6 +49,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import ssl
 import threading
@@ -980,7 +981,9 @@ class RevocationChecker:
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)
 #: Worker threads of a checker for the checks event loops owe (made when first needed).
-OWED_CHECK_WORKERS = 16
+#: A check waiting on another's fetch of the same certificate holds one too: past this
+#: many at once, checks queue (and their wait in the queue is not part of check_timeout).
+OWED_CHECK_WORKERS = 64
 _CHAINS_KEPT = 256  # verified chains kept for resumed sessions (a few KiB each)
 
 
@@ -1212,8 +1215,8 @@ class OwedCheck:
     Calling it runs the check in the calling thread. :meth:`in_worker` runs it on the
     checker's own worker threads (at most :data:`OWED_CHECK_WORKERS`), never on the
     event loop's default executor or anyio's thread limiter, which the application's
-    own blocking work shares: a hung responder delays only the connections waiting
-    for its answer.
+    own blocking work shares: a hung responder delays the connections waiting for its
+    answer, and others only when more checks than that wait at once.
     """
 
     run: Callable[[], None]
@@ -1232,8 +1235,12 @@ class OwedCheck:
             RevocationUnknownError: as :meth:`RevocationChecker.check`.
         """
         import asyncio  # noqa: PLC0415 - only the async integrations come here
+        import contextvars  # noqa: PLC0415
 
-        await asyncio.wrap_future(self.checker._submit(self.run))
+        # In the caller's context (request ids, trace ids its log lines carry), as
+        # anyio.to_thread and run_in_executor callers expect.
+        run = functools.partial(contextvars.copy_context().run, self.run)
+        await asyncio.wrap_future(self.checker._submit(run))
 
 
 def pending_check(ssl_object: object) -> OwedCheck | None:

@@ -87,7 +87,15 @@ from ._log import log
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
 from ._secret import Secret, scrub_tracebacks
-from ._status import AnchorStatus, FileStatus, IdentityStatus, anchor, identity, refusal
+from ._status import (
+    AnchorStatus,
+    FileStatus,
+    IdentityStatus,
+    anchor,
+    anchor_dates,
+    identity,
+    refusal,
+)
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 
 #: What a chained SNI callback is: ``(ssl_object, server_name, context) -> alert or None``.
@@ -1057,12 +1065,14 @@ class RotatingServerContext:
         """
         snapshot = self._snapshot
         now = _dt.datetime.now(_dt.UTC)
-        every = _anchors(snapshot.truststore)
-        anchors = every[: ServerStatus.ANCHORS_SHOWN]
+        infos = _anchor_infos(snapshot.truststore)
+        anchors = [(a.alias, a.subject, a.not_after) for a in infos][: ServerStatus.ANCHORS_SHOWN]
         where = self._settings.keystore.shown_location
         presented = identity(snapshot.subject, snapshot.serial, snapshot.not_after, now)
-        unread = len(snapshot.truststore.anchors_der) - len(every)  # no dates: in date
-        trusted = [(None, end) for _, _, end in every] + [(None, None)] * unread
+        trusted = anchor_dates(
+            [(a.fingerprint, a.not_before, a.not_after) for a in infos],
+            snapshot.truststore.anchors_der,
+        )
         stalled = self._engine.stall_error(where) if self._engine is not None else None
         return ServerStatus(
             generation=snapshot.generation,
@@ -1097,15 +1107,6 @@ class RotatingServerContext:
             return f"<RotatingServerContext {where!r}, not loaded>"
         timer = f", reloading every {self._engine.interval:g}s" if self.reloading else ""
         return f"<RotatingServerContext {where!r}, generation {self.generation}{timer}>"
-
-
-def _anchors(truststore: Truststore) -> list[tuple[str, str | None, _dt.datetime | None]]:
-    rows = [
-        (alias, _x509.subject_text(cert), _x509.not_after(cert))
-        for alias, cert in truststore.certificates.items()
-    ]
-    far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
-    return sorted(rows, key=lambda row: row[2] or far)
 
 
 # Public as mtls.X: reprs, tracebacks and pickles say so however they were

@@ -340,6 +340,29 @@ def identity(
     )
 
 
+def anchor_dates(
+    read: Sequence[tuple[str | None, _dt.datetime | None, _dt.datetime | None]],
+    anchors_der: Sequence[bytes],
+) -> list[tuple[_dt.datetime | None, _dt.datetime | None]]:
+    """Every anchor's ``(not_before, not_after)`` for :func:`refusal`: those cryptography
+    read (``read``: fingerprint, start, end), and for each it could not, no dates (in
+    date: OpenSSL may use it), or, when OpenSSL cannot verify its dates
+    (:func:`mtls._x509.unverifiable_dates`), an end long past: it trusts nothing."""
+    from . import _x509  # noqa: PLC0415 - only when some anchor was not read
+
+    dates = [(start, end) for _, start, end in read]
+    if len(anchors_der) > len(read):
+        known = {fingerprint for fingerprint, _, _ in read}
+        for der in anchors_der:
+            if _x509.sha256_hex(der) not in known:
+                dead = _x509.unverifiable_dates(der) is not None
+                dates.append((None, _LONG_PAST if dead else None))
+    return dates
+
+
+_LONG_PAST = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+
+
 def refusal(
     identity: IdentityStatus | None,
     anchors: Sequence[tuple[_dt.datetime | None, _dt.datetime | None]] | None,
@@ -347,9 +370,10 @@ def refusal(
     role: str = "client",
 ) -> str | None:
     """Why peers refuse handshakes with this material now (:attr:`ProfileStatus.refused`),
-    or ``None``. ``identity``: the ``role`` certificate presented; ``anchors``: every
-    anchor's ``(not_before, not_after)`` (``None``: no truststore); an anchor whose
-    dates are unknown counts as in date."""
+    or ``None``: the ``role`` certificate presented (``identity``) out of its dates, or
+    no anchor in date (``anchors``: every anchor's ``(not_before, not_after)``, as
+    :func:`anchor_dates` gives them; ``None``: no truststore). An anchor whose dates are
+    unknown counts as in date."""
     peers = "servers" if role == "client" else "clients"
     if identity is not None:
         who = f"the {role} certificate ({identity.subject})"
@@ -357,12 +381,9 @@ def refusal(
             return f"{who} expired on {_iso(identity.not_after)}: {peers} refuse it"
         if identity.not_before is not None and identity.not_before > now:
             return f"{who} is not valid until {_iso(identity.not_before)}: {peers} refuse it"
-        for link in identity.chain:
-            ca = f"the CA certificate {link.subject} of the {role}'s chain"
-            if link.not_after is not None and link.not_after < now:
-                return f"{ca} expired on {_iso(link.not_after)}: {peers} refuse the chain"
-            if link.not_before is not None and link.not_before > now:
-                return f"{ca} is not valid until {_iso(link.not_before)}: {peers} refuse the chain"
+        # A CA of the chain out of its dates is not a sure refusal: a peer that trusts
+        # an in-date certificate of the same CA (a cross-signed root, the expired copy
+        # left in the chain) verifies through that one. The expiry watch says it.
     if anchors and all(
         (start is not None and start > now) or (end is not None and end < now)
         for start, end in anchors

@@ -955,9 +955,8 @@ class Truststore(_StoreBase):
                 if dead is not None:
                     log.warning(
                         "%s: certificate %r cannot be parsed by cryptography (%s), and %s: "
-                        'OpenSSL refuses every chain through it ("format error in '
-                        "certificate's notBefore field\"), so it trusts nothing here; have "
-                        "it reissued, or remove it",
+                        "OpenSSL refuses every chain through it (a format error in that "
+                        "field), so it trusts nothing here; have it reissued, or remove it",
                         _where(self.path),
                         alias,
                         _reason(exc),

@@ -435,7 +435,7 @@ def build_parser() -> Parser:
         aliases=("importkeystore",),
     )
     convert.add_argument(
-        "--keystore", "-keystore", "-srckeystore", dest="keystore", metavar="FILE",
+        "--keystore", "-srckeystore", dest="keystore", metavar="FILE",
         required=True, help="the source store",
     )  # fmt: skip
     convert.add_argument(
@@ -447,7 +447,9 @@ def build_parser() -> Parser:
         help="accepted for keytool habits (the file's content says what it is)",
     )  # fmt: skip
     convert.add_argument(
-        "--out", "-destkeystore", dest="out", required=True, metavar="FILE",
+        # keytool -importkeystore: -keystore, -storepass and -keypass name the
+        # destination (as -destkeystore, -deststorepass, -destkeypass do).
+        "--out", "-destkeystore", "-keystore", dest="out", required=True, metavar="FILE",
         help="the new store",
     )  # fmt: skip
     convert.add_argument("--alias", "-srcalias", dest="alias", help="convert only this entry")
@@ -463,22 +465,24 @@ def build_parser() -> Parser:
         help="when merging, replace entries of --out with the same alias (else refused)",
     )  # fmt: skip
     convert.add_argument(
-        "--password", "--storepass", "-storepass", "-srcstorepass", dest="password",
+        "--password", "--storepass", "-srcstorepass", dest="password",
         action=_OnePassword, metavar="PASSWORD",
         help="the source store password (else $MTLS_STORE_PASSWORD)",
     )  # fmt: skip
     convert.add_argument(
-        "--key-password", "--keypass", "-keypass", "-srckeypass", dest="key_password",
+        "--key-password", "--keypass", "-srckeypass", dest="key_password",
         action=_OnePassword, metavar="PASSWORD",
         help="the source key password (else $MTLS_KEY_PASSWORD)",
     )  # fmt: skip
     convert.add_argument(
-        "--out-key-password", "-destkeypass", dest="out_key_password", action=_OnePassword,
+        "--out-key-password", "-destkeypass", "-keypass", dest="out_key_password",
+        action=_OnePassword,
         metavar="PASSWORD",
         help="JKS output: the key entries' password (else the new store's password)",
     )  # fmt: skip
     convert.add_argument(
-        "--out-password", "-deststorepass", dest="out_password", action=_OnePassword,
+        "--out-password", "-deststorepass", "-storepass", dest="out_password",
+        action=_OnePassword,
         metavar="PASSWORD",
         help='the new store\'s password (else $MTLS_OUT_PASSWORD, else the source\'s; "" '
         "writes an unencrypted PEM key)",

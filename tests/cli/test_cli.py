@@ -732,6 +732,22 @@ def test_importkeystore_into_a_jks_leaves_its_keys_under_their_own_passwords(
     assert sorted(mtls.Keystore.inspect(dest, PASSWORD).key_aliases) == ["gateway", "mine"]
 
 
+def test_importkeystore_keystore_and_storepass_name_the_destination_as_in_keytool(
+    tmp_path: Path, seed: Seed
+) -> None:
+    """In keytool -importkeystore, -keystore, -storepass and -keypass name the
+    destination (as -destkeystore, -deststorepass, -destkeypass): keytool made
+    dest.p12 under "Dest-Pa55" (checked with JDK 17). mtls took them for the source:
+    a command copied from keytool failed, or converted the wrong file (the review).
+    The twin: the -src spellings still name the source."""
+    dest = tmp_path / "dest.p12"
+    ok("importkeystore", "-srckeystore", seed.dir / "gateway.jks", "-srcstorepass", PASSWORD,
+       "-keystore", dest, "-storepass", "Dest-Pa55", "-deststoretype", "PKCS12")  # fmt: skip
+    assert mtls.Keystore.load(dest, "Dest-Pa55").key_aliases == ("gateway",)
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(dest, PASSWORD)
+
+
 def test_a_store_with_secret_keys_is_refused_up_front_naming_them(
     tmp_path: Path, seed: Seed, any_keytool: JDK
 ) -> None:

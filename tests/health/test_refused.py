@@ -68,13 +68,42 @@ def test_a_truststore_with_no_anchor_in_date_is_not_healthy(tmp_path: Path) -> N
     assert not status.healthy
 
 
-def test_a_client_chain_ca_out_of_date_is_not_healthy(tmp_path: Path) -> None:
+def test_a_client_chain_ca_out_of_date_is_not_a_sure_refusal(tmp_path: Path) -> None:
+    """A CA of the presented chain out of its dates is not counted: a server that
+    trusts an in-date certificate of the same CA (a cross-signed root, an expired copy
+    left in the chain) verifies through that one, as OpenSSL does trusted-first (the
+    review showed such a working profile reported unhealthy). The expiry watch says
+    it instead."""
     root = CA()
     intermediate = root.create_child_ca(not_after=NOW - DAY, not_before=NOW - 30 * DAY)
     with _set(tmp_path, intermediate, root, not_before=NOW - 2 * DAY) as profiles:
         status = profiles.status()
     (entry,) = status.profiles
-    assert entry.refused is not None and "of the client's chain expired on" in entry.refused
+    assert entry.refused is None and status.healthy
+
+
+def test_a_truststore_whose_anchor_openssl_cannot_verify_is_not_healthy(tmp_path: Path) -> None:
+    """Its only anchor has a validity time in a form OpenSSL's verifier refuses: it
+    trusts nothing, though cryptography cannot read its dates (the review)."""
+    from mtls import Truststore
+    from tests._pki import odd_validity
+
+    odd_ca = CA(name="odd CA")
+    _, cert_pem = odd_validity(odd_ca, "odd anchor", b"4912312359Z")
+    trust = tmp_path / "odd-trust.p12"
+    store = Truststore.from_bytes(cert_pem)
+    trust.write_bytes(store.to_bytes(PASSWORD))
+    keystore = tmp_path / "ks.jks"
+    CA().issue_cert("client.test").write_keystore(keystore, PASSWORD)
+    profile = SSLProfile(
+        servers=("backend.test:8443",),
+        keystore=StoreConfig(location=keystore, password=PASSWORD, type="JKS"),
+        truststore=StoreConfig(location=trust, password=PASSWORD),
+    )
+    with SSLProfileSet([profile], reload_interval=None, settle_delay=0) as profiles:
+        status = profiles.status()
+    (entry,) = status.profiles
+    assert entry.refused == "none of the truststore's 1 anchors is in date: it verifies no server"
     assert not status.healthy
 
 

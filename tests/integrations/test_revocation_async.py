@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import socket
 import threading
@@ -270,3 +271,36 @@ def test_owed_checks_run_on_the_checkers_own_threads(env: Env, client: str) -> N
         (cached,) = profiles.revocation.cached()
     assert status == 200
     assert "HTTP 500" in "; ".join(cached.why)  # the check ran (soft-fail allowed it)
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_an_owed_check_runs_in_the_callers_context(env: Env, client: str) -> None:
+    """The soft-fail warning of a check run in the worker carries the request's
+    context (request and trace ids a log filter adds): anyio.to_thread, which httpx's
+    owed checks used, copies it, and the checker's own threads must too (the review)."""
+    env.responder.release.set()  # answers at once (HTTP 500): undetermined, allowed
+    seen: list[str | None] = []
+
+    class Tag(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if "could not be determined" in record.getMessage():
+                seen.append(REQUEST_ID.get(None))
+            return True
+
+    tag = Tag()
+    logger = logging.getLogger("mtls")
+    logger.addFilter(tag)
+    try:
+
+        async def main(profiles: SSLProfileSet) -> int:
+            REQUEST_ID.set("req-42")
+            return await CLIENTS[client](env, profiles)
+
+        with env.profiles("soft") as profiles:
+            assert asyncio.run(main(profiles)) == 200
+    finally:
+        logger.removeFilter(tag)
+    assert seen == ["req-42"]

@@ -435,3 +435,22 @@ def test_a_store_under_the_empty_password_and_bytes_after_it_load_as_in_bouncy_c
     assert Truststore.from_bytes(store + bytes(7)).aliases == ("client.example.com", "ca", "aes")
     with pytest.raises(WrongPasswordError, match="encrypted: pass its password"):
         Truststore.from_bytes(_sealed(_plain_store(PASSWORD), PASSWORD))
+
+
+def test_a_store_of_190_keys_at_bouncy_castles_defaults_fits_the_budget() -> None:
+    """The budget's weights (SHA-3 counts four times) must not refuse what Bouncy
+    Castle writes by default: PBKDF2-HMAC-SHA512, 51,200 iterations, for the MAC key
+    (64 bytes), the store's key and each entry's (32 bytes). A first cut that counted
+    SHA-512 twice refused real stores of over 95 keys (the review, with keytool 17
+    and Bouncy Castle 1.72). The twin: with SHA3-512, 46 keys fit and 47 do not."""
+    from mtls import _bcfks
+    from mtls._budget import MAX_FILE_KDF_ITERATIONS
+
+    def cost(digest: str, size: int) -> int:
+        return _bcfks._Derivation("pbkdf2", b"s", 51_200, 0, size, digest).cost
+
+    def store(digest: str, keys: int) -> int:
+        return cost(digest, 64) + cost(digest, 32) * (1 + keys)
+
+    assert store("sha512", 190) <= MAX_FILE_KDF_ITERATIONS
+    assert store("sha3_512", 46) <= MAX_FILE_KDF_ITERATIONS < store("sha3_512", 47)
