@@ -173,10 +173,11 @@ class ProfileStatus:
             :data:`ProfileSetStatus.ANCHORS_SHOWN`).
         last_good_load: when its current context was built.
         refused: why peers refuse its handshakes now although everything loaded: its
-            client certificate, or a CA of the chain presented with it, out of its
-            dates, or no anchor of its truststore in date (``None``: none of these).
-            A first load serves such material, having nothing else; a rotation never
-            installs it. ``mtls check`` fails on the same.
+            client certificate out of its dates, or no anchor of its truststore in
+            date (``None``: neither). A first load serves such material, having
+            nothing else; ``mtls check`` fails on it too. (A CA of the presented
+            chain out of date is not counted: a peer that trusts an in-date
+            certificate of the same CA verifies through that one.)
         error: its error at the last check (it keeps its last good context, or, when
             not ``loaded``, why it never loaded).
         revocation: revocation checking state (``None``: not enabled).
