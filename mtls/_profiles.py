@@ -1009,6 +1009,27 @@ class SSLProfileSet:
         # each is made once per call, keyed by the material's identity. Frozen records.
         Made = tuple[IdentityStatus | None, tuple[AnchorStatus, ...], str | None]
         certificates: dict[int, Made] = {}
+        # Whether a truststore has an anchor in date, once per truststore (its anchors'
+        # records are shared: 1,000 keystores on one cacerts walk its 144 dates once).
+        no_anchor: dict[int, str | None] = {}
+
+        def anchors_refused(served: Served) -> str | None:
+            key = id(served.anchors)
+            if key not in no_anchor:
+                trust = served.truststore
+                no_anchor[key] = (
+                    refusal(
+                        None,
+                        anchor_dates(
+                            [(a.fingerprint, a.not_before, a.not_after) for a in served.anchors()],
+                            trust.anchors_der,
+                        ),
+                        now,
+                    )
+                    if trust is not None
+                    else None
+                )
+            return no_anchor[key]
 
         def material(served: Served) -> Made:
             made = certificates.get(id(served))
@@ -1028,18 +1049,10 @@ class SSLProfileSet:
                     alias=chain[0].alias if chain else None,
                 )
                 every = served.anchors()
-                trusted = (
-                    anchor_dates(
-                        [(a.fingerprint, a.not_before, a.not_after) for a in every],
-                        served.truststore.anchors_der,
-                    )
-                    if served.truststore is not None
-                    else None
-                )
                 made = (
                     who,
                     tuple(certificate(a) for a in every[: ProfileSetStatus.ANCHORS_SHOWN]),
-                    refusal(who, trusted, now),
+                    refusal(who, None, now) or anchors_refused(served),
                 )
                 certificates[id(served)] = made
             return made
