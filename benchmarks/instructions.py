@@ -65,20 +65,13 @@ def _child(case: str, calls: int, directory: Path, key_type: str) -> None:
         run = lambda: mtls.client_context(*loaded)  # noqa: E731
     else:
         run = lambda: load(case)  # noqa: E731
-    # Each call cold, as run.py's rows (its cold()): mtls's caches of per-certificate
-    # work are emptied before every call, on both sides (a few thousand instructions).
-    from mtls import _context, _entries, _keyload, _x509  # noqa: PLC0415
+    # Each call cold, as run.py's rows: its cold() empties mtls's caches of
+    # per-certificate work before every call, on both sides (a few thousand
+    # instructions). (This script's directory is on the child's path.)
+    from run import cold  # noqa: PLC0415
 
-    caches = (
-        _context._leaf_facts,
-        _entries._cn_alias,
-        _keyload._identity_chain_pem,
-        _x509.raw_names,
-        _x509._unusual,
-    )
     for _ in range(WARMUP + calls):
-        for cached in caches:
-            cached.cache_clear()
+        cold()
         run()
 
 

@@ -1018,14 +1018,7 @@ class SSLProfileSet:
             if key not in no_anchor:
                 trust = served.truststore
                 no_anchor[key] = (
-                    refusal(
-                        None,
-                        anchor_dates(
-                            [(a.fingerprint, a.not_before, a.not_after) for a in served.anchors()],
-                            trust.anchors_der,
-                        ),
-                        now,
-                    )
+                    refusal(None, anchor_dates(served.anchors(), trust.anchors_der), now)
                     if trust is not None
                     else None
                 )

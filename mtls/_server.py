@@ -1069,10 +1069,7 @@ class RotatingServerContext:
         anchors = [(a.alias, a.subject, a.not_after) for a in infos][: ServerStatus.ANCHORS_SHOWN]
         where = self._settings.keystore.shown_location
         presented = identity(snapshot.subject, snapshot.serial, snapshot.not_after, now)
-        trusted = anchor_dates(
-            [(a.fingerprint, a.not_before, a.not_after) for a in infos],
-            snapshot.truststore.anchors_der,
-        )
+        trusted = anchor_dates(infos, snapshot.truststore.anchors_der)
         stalled = self._engine.stall_error(where) if self._engine is not None else None
         return ServerStatus(
             generation=snapshot.generation,

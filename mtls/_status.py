@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import MTLSError, displayable
 
 if TYPE_CHECKING:
+    from ._build import AnchorInfo
     from ._revocation import RevocationState
 
 __all__ = [
@@ -342,18 +343,17 @@ def identity(
 
 
 def anchor_dates(
-    read: Sequence[tuple[str | None, _dt.datetime | None, _dt.datetime | None]],
-    anchors_der: Sequence[bytes],
+    read: Sequence[AnchorInfo], anchors_der: Sequence[bytes]
 ) -> list[tuple[_dt.datetime | None, _dt.datetime | None]]:
     """Every anchor's ``(not_before, not_after)`` for :func:`refusal`: those cryptography
-    read (``read``: fingerprint, start, end), and for each it could not, no dates (in
-    date: OpenSSL may use it), or, when OpenSSL cannot verify its dates
-    (:func:`mtls._x509.unverifiable_dates`), an end long past: it trusts nothing."""
+    read (``read``), and for each it could not, no dates (in date: OpenSSL may use it),
+    or, when OpenSSL cannot verify its dates (:func:`mtls._x509.unverifiable_dates`), an
+    end long past: it trusts nothing."""
     from . import _x509  # noqa: PLC0415 - only when some anchor was not read
 
-    dates = [(start, end) for _, start, end in read]
+    dates = [(info.not_before, info.not_after) for info in read]
     if len(anchors_der) > len(read):
-        known = {fingerprint for fingerprint, _, _ in read}
+        known = {info.fingerprint for info in read}
         for der in anchors_der:
             if _x509.sha256_hex(der) not in known:
                 dead = _x509.unverifiable_dates(der) is not None
