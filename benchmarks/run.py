@@ -82,14 +82,15 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def cold() -> None:
-    """Empty mtls's caches of per-certificate work (a leaf's dates and subject, a chain's
-    PEM text, a certificate's names and CN): what a first load, or a rotation's new
+    """Empty mtls's caches of per-certificate work (a leaf's dates, a chain's PEM text,
+    a certificate's names and CN, a signature checked): what a first load, or a rotation's new
     certificate, finds. Caches of data every certificate shares (object identifier
     names) stay, as they do in a running process."""
-    from mtls import _context, _entries, _keyload, _x509  # noqa: PLC0415
+    from mtls import _context, _crl, _entries, _keyload, _x509  # noqa: PLC0415
 
     for cached in (
         _context._leaf_facts,
+        _crl._issued,
         _entries._cn_alias,
         _keyload._identity_chain_pem,
         _x509.raw_names,

@@ -310,16 +310,25 @@ def _refusal_fix(reason: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, str, _dt.datetime] | None:
-    """(not after, subject, not before) of a leaf, parsed once per certificate: a
+def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, _dt.datetime] | None:
+    """(not after, not before) of a certificate, parsed once per certificate: a
     rebuild of the same identity (every reload that finds a store changed) skips it."""
     try:
         # cryptography parses fields lazily: a certificate OpenSSL accepted may still
         # have a field it refuses, which must not stop the context from being built.
         leaf = _x509.load_cert(leaf_der)
-        return _x509.not_after(leaf), _x509.subject_text(leaf), _x509.not_before(leaf)
+        return _x509.not_after(leaf), _x509.not_before(leaf)
     except ValueError:
         return None
+
+
+def _subject(der: bytes) -> str:
+    """The subject of a certificate :func:`_leaf_facts` read, for a log line (only
+    made when one is said: most builds say nothing)."""
+    try:
+        return _x509.subject_text(_x509.load_cert(der))
+    except ValueError:
+        return "(subject unreadable)"
 
 
 _EXPIRY_WARNED: set[tuple[str, str, bytes, int]] = set()
@@ -335,33 +344,37 @@ def _log_identity(
     facts = _leaf_facts(chain_der[0])
     if facts is None:
         return
-    expires, subject, starts = facts
+    expires, starts = facts
     where = keystore.path or "keystore"
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "identity %s alias=%r subject=%s expires=%s",
             where,
             alias,
-            subject,
+            _subject(chain_der[0]),
             expires.isoformat(),
         )
     if warn_expiry is None:  # a profile set with no expiry_warnings: nothing to say
         return
-    what = f"certificate {alias!r} ({subject})"
-    _warn_expiry(where, alias, chain_der[0], expires, what, within=warn_expiry, starts=starts)
+    now = _dt.datetime.now(_dt.UTC)
+    if expires - now < warn_expiry:
+        what = f"certificate {alias!r} ({_subject(chain_der[0])})"
+        _warn_expiry(where, alias, chain_der[0], expires, what, within=warn_expiry, starts=starts)
     # The chain sent with it: a peer that verifies through an intermediate out of date
     # refuses every handshake, whatever the leaf's dates. A root sent along (signed
     # by its own key) is not said: peers verify with their own copy of it (trusted
     # first), perhaps renewed. A key-rollover link (self-issued, signed by the old
-    # key) is an intermediate like any other.
+    # key) is an intermediate like any other. (Dates first: the names and signature
+    # are looked at only for a certificate that would be warned about.)
     for der in chain_der[1:]:
+        facts = _leaf_facts(der)
+        if facts is None or facts[0] - now >= warn_expiry:
+            continue
         names = _x509.raw_names(der)
         if names is not None and names[0] == names[1] and _self_signed(der):
             continue
-        facts = _leaf_facts(der)
-        if facts is not None:
-            what = f"certificate {alias!r}: the certificate {facts[1]} of its chain"
-            _warn_expiry(where, alias, der, facts[0], what, within=warn_expiry, starts=facts[2])
+        what = f"certificate {alias!r}: the certificate {_subject(der)} of its chain"
+        _warn_expiry(where, alias, der, facts[0], what, within=warn_expiry, starts=facts[1])
 
 
 def _self_signed(der: bytes) -> bool:

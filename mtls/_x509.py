@@ -58,6 +58,16 @@ def _tbs_fields(der: bytes) -> list[_der.TLV]:
     return fields[1:] if fields and fields[0].tag == 0xA0 else fields
 
 
+def _tbs_spans(der: bytes) -> list[tuple[int, int, int]]:
+    """:func:`_tbs_fields` as ``(tag, content start, content end)`` in ``der``: what the
+    walks on every certificate read use (nothing copied, no objects made; about a
+    third of the cost)."""
+    _, start, stop = _der.header(der)
+    _, start, stop = _der.header(der, start, stop)
+    fields = _der.spans(der, start, stop)
+    return fields[1:] if fields and fields[0][0] == 0xA0 else fields
+
+
 @functools.lru_cache(maxsize=4096)
 def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
     """``(issuer, subject, subjectPublicKeyInfo)`` of a certificate, each as the DER
@@ -71,14 +81,22 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
     """
     try:
         load_cert(der)
-        fields = _tbs_fields(der)
-        return (
-            fields[2].expect(_der.SEQUENCE).value,
-            fields[4].expect(_der.SEQUENCE).value,
-            fields[5].expect(_der.SEQUENCE).value,
-        )
+        fields = _tbs_spans(der)
+        names = []
+        for tag, start, stop in (fields[2], fields[4], fields[5]):
+            if tag != _der.SEQUENCE:
+                return None
+            names.append(der[start:stop])
     except (ValueError, IndexError):  # DERError is a ValueError
         return None
+    return names[0], names[1], names[2]
+
+
+def _children(der: bytes, tag: int, start: int, stop: int) -> list[tuple[int, int, int]]:
+    """The elements of the constructed element ``(tag, start, stop)`` of ``der``."""
+    if not tag & 0x20:
+        raise _der.DERError("expected a constructed element")
+    return _der.spans(der, start, stop)
 
 
 # Cached: the same certificates are read on every context build and reload (a leaf per
@@ -87,19 +105,20 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
 def _unusual(der: bytes) -> bool:
     """Whether cryptography may warn while reading ``der`` (when unsure: yes)."""
     try:
-        fields = _tbs_fields(der)
-        if _der.decode_int(fields[0].expect(_der.INTEGER).value) <= 0:
+        fields = _tbs_spans(der)
+        tag, start, stop = fields[0]
+        if tag != _der.INTEGER or _der.decode_int(der[start:stop]) <= 0:
             return True
-        for name in (fields[2], fields[4]):
-            for rdn in name.children():
-                for attribute in rdn.children():
-                    oid, value = attribute.children()[:2]
-                    if value.tag not in _NAME_STRINGS:
+        for tag, start, stop in (fields[2], fields[4]):  # issuer, subject
+            for rdn in _children(der, tag, start, stop):
+                for attribute in _children(der, *rdn):
+                    oid, value = _children(der, *attribute)[:2]
+                    if value[0] not in _NAME_STRINGS:
                         return True
-                    limits = _NAME_LIMITS.get(_der.decode_oid(oid.value))
+                    limits = _NAME_LIMITS.get(_der.decode_oid(der[oid[1] : oid[2]]))
                     if limits and not (
-                        value.tag in _ONE_BYTE_STRINGS
-                        and limits[0] <= len(value.value) <= limits[1]
+                        value[0] in _ONE_BYTE_STRINGS
+                        and limits[0] <= value[2] - value[1] <= limits[1]
                     ):
                         return True
     except (_der.DERError, IndexError, ValueError):
