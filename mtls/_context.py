@@ -316,10 +316,10 @@ def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, _dt.datetime] | None:
     try:
         # cryptography parses fields lazily: a certificate OpenSSL accepted may still
         # have a field it refuses, which must not stop the context from being built.
-        leaf = _x509.load_cert(leaf_der)
-        return _x509.not_after(leaf), _x509.not_before(leaf)
+        starts, ends = _x509.validity(leaf_der)
     except ValueError:
         return None
+    return ends, starts
 
 
 def _subject(der: bytes) -> str:

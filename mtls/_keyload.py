@@ -78,7 +78,8 @@ def _chain_pem(chain_der: Sequence[bytes]) -> bytes:
 def _identity_chain_pem(chain_der: tuple[bytes, ...]) -> bytes:
     # Public certificates only (never the key), a few KiB each: a rebuild of the same
     # identity (a reload that finds a store changed, a context per ALPN) reuses the text.
-    return _chain_pem(chain_der)
+    # One base64 line each, as the key: only OpenSSL reads it (through the memfd).
+    return b"".join(_cert_pem_line(der) for der in chain_der)
 
 
 @functools.cache
@@ -136,10 +137,13 @@ def _pem_parts(anchors_der: Sequence[bytes], per_part: int = 16) -> Iterator[byt
     so that making the text never holds the GIL for long (144 certificates at once
     held it for about 0.3 ms)."""
     for start in range(0, len(anchors_der), per_part):
-        yield b"".join(
-            b"".join((b"-----BEGIN CERTIFICATE-----\n", binascii.b2a_base64(der), _END_CERT))
-            for der in anchors_der[start : start + per_part]
-        )
+        yield b"".join(_cert_pem_line(der) for der in anchors_der[start : start + per_part])
+
+
+def _cert_pem_line(der: bytes) -> bytes:
+    """A certificate as PEM whose base64 is one line (one C call to make; OpenSSL limits
+    line length in encrypted blocks only)."""
+    return b"".join((b"-----BEGIN CERTIFICATE-----\n", binascii.b2a_base64(der), _END_CERT))
 
 
 #: Anchors of more DER than this are read with the GIL released (see load_anchors):

@@ -297,6 +297,38 @@ def colon_hex(hex_digest: str) -> str:
     return ":".join(upper[i : i + 2] for i in range(0, len(upper), 2))
 
 
+def _positive_serial(der: bytes) -> bool:
+    """Whether the serial number is positive, read by header alone (``False`` when the
+    bytes do not say): the one thing cryptography warns about as it loads."""
+    try:
+        _, start, stop = _der.header(der)
+        _, start, stop = _der.header(der, start, stop)
+        tag, content, end = _der.header(der, start, stop)
+        if tag == 0xA0:  # [0] version
+            tag, content, end = _der.header(der, end, stop)
+        return tag == _der.INTEGER and _der.decode_int(der[content:end]) > 0
+    except _der.DERError:
+        return False
+
+
+def validity(der: bytes) -> tuple[_dt.datetime, _dt.datetime]:
+    """``(not before, not after)`` of a certificate, timezone-aware (UTC). Its names
+    are not read, so only its serial number decides whether :func:`load_cert`'s
+    guard is needed (a context build reads every identity's dates).
+
+    Raises:
+        ValueError: DER that cryptography does not read as a certificate.
+    """
+    if _positive_serial(der):
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            return cert.not_valid_before_utc, cert.not_valid_after_utc
+        except (ValueError, x509.InvalidVersion):
+            pass  # load_cert says why, in its words
+    cert = load_cert(der)
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
 def subject_text(cert: x509.Certificate) -> str:
     """The subject as an RFC 4514 string (``CN=localhost,O=WSO2``)."""
     return cert.subject.rfc4514_string()

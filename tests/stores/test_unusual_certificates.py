@@ -1,10 +1,12 @@
-"""The quick pre-check that decides whether a certificate is read under the warnings
-guard (mtls._x509._unusual): whatever it lets through must read without a warning
-from cryptography. A warning it misses would reach the application's warnings
-filters (an error under ``-W error``, pytest's ``filterwarnings = error``)."""
+"""The quick pre-checks that decide whether a certificate is read under the warnings
+guard (mtls._x509._unusual; the serial number's alone for the dates): whatever they
+let through must read without a warning from cryptography. A warning they missed
+would reach the application's warnings filters (an error under ``-W error``, or
+pytest's ``filterwarnings = error``)."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 from cryptography import x509
@@ -79,6 +81,13 @@ def test_what_the_pre_check_lets_through_reads_without_a_warning(
 ) -> None:
     der = _certificate(serial, _name(issuer), _name(subject))
     unusual = _x509._unusual.__wrapped__(der)  # type: ignore[attr-defined]
+    # The dates alone (every context build reads them) are read without a warning too.
+    with warnings.catch_warnings(record=True) as dated:
+        warnings.simplefilter("always")
+        _x509._unusual.cache_clear()
+        with contextlib.suppress(ValueError):  # refused, in load_cert's words
+            assert _x509.validity(der)[0] < _x509.validity(der)[1]
+    assert not dated, [str(w.message) for w in dated]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
