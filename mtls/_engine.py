@@ -196,6 +196,9 @@ class Plan(Protocol[S]):
         """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
 
 
+#: What a caller's check re-raises after recording it (a tuple: built once).
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
 #: How long a check may run before status() calls it stalled (a file system call that
 #: does not return: a hung NFS or FUSE mount holds the one check thread of a set).
 STALLED_AFTER = 60.0
@@ -252,9 +255,9 @@ class Engine(Generic[S]):
         self._watchers: list[Callable[[S], object]] = []
         self._on_publish = on_publish
         first = self._first()
-        #: When the last check ended (the first load, until one has): a reload thread
-        #: that stops moving it is stuck (status() shows it).
-        self.last_check = _dt.datetime.now(_dt.UTC)
+        # When the last check ended (time.time(); last_check makes it a datetime when
+        # asked: every check sets it, status() reads it).
+        self._last_check = time.time()
         #: When the check in progress took the lock (monotonic), ``None`` between
         #: checks: one that runs for minutes waits on a stat or a read that does not
         #: return (a hung network mount), which status() says.
@@ -368,11 +371,13 @@ class Engine(Generic[S]):
             self._hand_over(records, in_thread, settle, deadline)
         if changed and not in_thread:
             self._subscribers.deliver(swallow_all=False)
-        if not in_thread and isinstance(escaped, KeyboardInterrupt | SystemExit):
+        if escaped is not None and not in_thread and isinstance(escaped, _INTERRUPTS):
             raise escaped
         if self._stop.is_set():
             return changed
-        self.last_check = _dt.datetime.now(_dt.UTC)
+        self._last_check = time.time()
+        if not self._watchers:
+            return changed
         records = []
         try:
             with held(records):
@@ -381,11 +386,17 @@ class Engine(Generic[S]):
                         watcher(self.snapshot)
                     except BaseException as exc:
                         log.exception("mtls: a reload watcher raised; carrying on")
-                        if not in_thread and isinstance(exc, KeyboardInterrupt | SystemExit):
+                        if not in_thread and isinstance(exc, _INTERRUPTS):
                             raise
         finally:
             self._hand_over(records, in_thread, None, deadline)
         return changed
+
+    @property
+    def last_check(self) -> _dt.datetime:
+        """When the last check ended (the first load, until one has): a reload thread
+        that stops moving it is stuck (status() shows it)."""
+        return _dt.datetime.fromtimestamp(self._last_check, _dt.UTC)
 
     def _hand_over(
         self,
@@ -703,7 +714,7 @@ class Subscribers:
                         callback(old, new)
             except BaseException as exc:
                 log.exception("mtls: a reload subscriber raised; the others still run")
-                if not swallow_all and isinstance(exc, KeyboardInterrupt | SystemExit):
+                if not swallow_all and isinstance(exc, _INTERRUPTS):
                     pending = pending or exc
         return pending
 

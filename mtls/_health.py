@@ -22,6 +22,7 @@ import functools
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -424,8 +425,9 @@ class Health(Generic[S]):
         thresholds: as :func:`expiry_thresholds` returns them.
         where: the set's profile file (or ``"profiles"``), for log lines.
         in_use: the certificates each snapshot uses.
-        clock: the current time (UTC); tests do not replace it: they issue
-            certificates that expire in seconds.
+        clock: the current time (UTC); ``None``: the wall clock, read as
+            ``time.time()`` (the watch runs after every check). Tests set ``_clock``
+            to step a clock back and forth.
     """
 
     def __init__(
@@ -433,7 +435,7 @@ class Health(Generic[S]):
         thresholds: tuple[_dt.timedelta, ...],
         where: str,
         in_use: CertificatesInUse[S],
-        clock: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC),
+        clock: Callable[[], _dt.datetime] | None = None,
     ) -> None:
         self.thresholds = thresholds
         self._where = where
@@ -459,7 +461,8 @@ class Health(Generic[S]):
         # The earliest moment a certificate in use crosses its next level: until then,
         # only certificates that came with a new snapshot can have anything to say.
         self._next = _FAR
-        self._last_now: _dt.datetime | None = None
+        self._next_ts = _FAR.timestamp()  # the same, as time.time() counts
+        self._last_ts: float | None = None  # time.time() at the last evaluation
         self._generation: int | None = None
         # Checks by outcome (changed, unchanged, failed): counted in place, every check.
         self._counts = [0, 0, 0]
@@ -488,13 +491,16 @@ class Health(Generic[S]):
 
     def watch(self, snapshot: S) -> None:
         """The engine's watcher: count the check's outcome, then :meth:`evaluate`."""
-        with self._lock:
+        with self._lock:  # one turn of the lock for both: this runs after every check
             grew = self._generation is not None and snapshot.generation != self._generation
             self._generation = snapshot.generation
             # A check that applied something is "changed", even when another file was
             # refused (judged apart): "failed" is a check that applied nothing.
             self._counts[0 if grew else 2 if snapshot.errors else 1] += 1
-        self.evaluate(snapshot)
+            events = self._judge(snapshot)
+            callbacks = list(self._callbacks) if events else []
+        if events:
+            self._announce(events, callbacks)
 
     def start(self, snapshot: S) -> None:
         """Remember the first snapshot's generation (the first load is not a check)."""
@@ -509,35 +515,52 @@ class Health(Generic[S]):
         one's, and only the certificates that came with it are looked at, unless one
         already in use is due to cross its next level (then all of them are).
         """
-        events: list[HealthEvent] = []
         with self._lock:
-            # Read under the lock: a time read before another evaluation's would look
-            # like a clock that stepped back, and lower what that one just announced.
-            now = self._clock()
-            fresh: Iterable[_Cert] = ()
-            last = self._last_snapshot
-            if last is not None and snapshot.generation < last.generation:
-                # Read before a newer one was evaluated (check_health() and a check's
-                # watcher run outside the engine's lock): never roll the watch back,
-                # which would forget what was announced and announce it again.
-                snapshot = last
-            if snapshot is not last:
-                fresh, gone = self._in_use.update(snapshot)
-                self._last_snapshot = snapshot
-                for fingerprint in gone:
-                    self._announced.pop(fingerprint, None)  # rotated out: starts afresh
-            # A wall clock stepped back (it had run ahead: a false "expired" was said)
-            # makes every certificate's level be judged again, and lowered.
-            stepped_back = self._last_now is not None and now < self._last_now
-            self._last_now = now
-            if now >= self._next or stepped_back:
-                fresh, self._next = self._in_use.certs.values(), _FAR
-            for cert in fresh:
-                event = self._crossed(cert, now, snapshot)
-                if event is not None:
-                    events.append(event)
-                self._next = min(self._next, self._next_crossing(cert))
+            events = self._judge(snapshot)
             callbacks = list(self._callbacks)
+        self._announce(events, callbacks)
+        return tuple(events)
+
+    def _judge(self, snapshot: S) -> list[HealthEvent]:
+        """:meth:`evaluate`'s comparison, under the lock: the events it finds."""
+        # Read under the lock: a time read before another evaluation's would look like
+        # a clock that stepped back, and lower what that one just announced.
+        clock = self._clock
+        now = None if clock is None else clock()
+        now_ts = time.time() if now is None else now.timestamp()
+        last = self._last_snapshot
+        last_ts, self._last_ts = self._last_ts, now_ts
+        # A wall clock stepped back (it had run ahead: a false "expired" was said)
+        # makes every certificate's level be judged again, and lowered.
+        stepped_back = last_ts is not None and now_ts < last_ts
+        if snapshot is last and now_ts < self._next_ts and not stepped_back:
+            return []  # the common case (every no-op check): nothing new, nothing due
+        if now is None:
+            now = _dt.datetime.fromtimestamp(now_ts, _dt.UTC)
+        events: list[HealthEvent] = []
+        fresh: Iterable[_Cert] = ()
+        if last is not None and snapshot.generation < last.generation:
+            # Read before a newer one was evaluated (check_health() and a check's
+            # watcher run outside the engine's lock): never roll the watch back,
+            # which would forget what was announced and announce it again.
+            snapshot = last
+        if snapshot is not last:
+            fresh, gone = self._in_use.update(snapshot)
+            self._last_snapshot = snapshot
+            for fingerprint in gone:
+                self._announced.pop(fingerprint, None)  # rotated out: starts afresh
+        if now >= self._next or stepped_back:
+            fresh, self._next = self._in_use.certs.values(), _FAR
+        for cert in fresh:
+            event = self._crossed(cert, now, snapshot)
+            if event is not None:
+                events.append(event)
+            self._next = min(self._next, self._next_crossing(cert))
+        self._next_ts = self._next.timestamp()
+        return events
+
+    def _announce(self, events: list[HealthEvent], callbacks: list[HealthCallback]) -> None:
+        """Log ``events`` and deliver them to ``callbacks`` (outside the lock)."""
         for event in events:
             _log(event, self._where, self.identity)
         if events and callbacks:
@@ -549,7 +572,6 @@ class Health(Generic[S]):
                 deliver()
             else:  # on the reload thread: handed to the notification thread
                 notifier.run_here_or_submit(deliver)
-        return tuple(events)
 
     def _next_crossing(self, cert: _Cert) -> _dt.datetime:
         """When ``cert`` crosses its next level (a threshold not yet announced, or its end)."""

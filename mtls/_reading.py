@@ -104,6 +104,19 @@ class FileReader:
         # When each file caught mid-write was first caught, and how many checks in a
         # row caught it, until a check reads it whole or cannot read it at all.
         self._unstable_since: dict[Path, tuple[float, int]] = {}
+        self._paths: Iterable[Path] = ()
+        self._named: tuple[tuple[Path, str], ...] = ()
+
+    def named(self, paths: Iterable[Path]) -> tuple[tuple[Path, str], ...]:
+        """Each of ``paths`` with the string ``os.stat`` takes, made once per tuple of
+        paths (a snapshot's watched files stay one tuple from check to check): a Path
+        passed to ``os.stat`` costs a Python call each time."""
+        if paths is self._paths:
+            return self._named
+        named = tuple((path, os.fspath(path)) for path in paths)
+        if isinstance(paths, tuple):  # kept only for what cannot change under it
+            self._paths, self._named = paths, named
+        return named
 
     @property
     def entries(self) -> dict[Path, tuple[tuple[int, ...], str | None]]:
@@ -198,9 +211,9 @@ class Reading:
         stats = self._stats
         moved: list[Path] = []
         stat = os.stat
-        for path in paths:
+        for path, name in self._seen.named(paths):
             try:
-                st = stat(path)  # follows symlinks: a ..data swap changes the inode we see
+                st = stat(name)  # follows symlinks: a ..data swap changes the inode we see
                 key: tuple[int, ...] = (
                     st.st_size,
                     st.st_mtime_ns,
