@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
@@ -75,8 +74,8 @@ _PICKS = (
 )
 
 
-def _cert_info(alias: str, cert: x509.Certificate) -> AnchorInfo:
-    der = cert.public_bytes(Encoding.DER)
+def _cert_info(alias: str, cert: x509.Certificate, der: bytes) -> AnchorInfo:
+    """``cert``'s AnchorInfo; ``der``: its bytes, as stored."""
     return AnchorInfo(
         alias,
         _x509.subject_text(cert),
@@ -90,7 +89,7 @@ def _cert_info(alias: str, cert: x509.Certificate) -> AnchorInfo:
 def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
     if truststore is None:
         return ()
-    out = [_cert_info(alias, cert) for alias, cert in truststore.certificates.items()]
+    out = [_cert_info(alias, cert, der) for alias, der, cert in truststore._parsed_anchors()]
     far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
     return tuple(sorted(out, key=lambda a: a.not_after or far))
 
@@ -116,7 +115,7 @@ def _chain_infos(keystore: Keystore | None, alias: str | None) -> tuple[AnchorIn
     out: list[AnchorInfo] = []
     for der in chain:
         try:
-            out.append(_cert_info(chosen, _x509.load_cert(der)))
+            out.append(_cert_info(chosen, _x509.load_cert(der), der))
         except ValueError:
             subject, start, end, serial = _x509.lenient_leaf_info(der)
             out.append(AnchorInfo(chosen, subject, end, serial, _x509.sha256_hex(der), start))

@@ -946,10 +946,14 @@ class Truststore(_StoreBase):
         Certificates cryptography refuses are still anchors (OpenSSL loads them);
         they are left out of this mapping and logged.
         """
-        out: dict[str, x509.Certificate] = {}
+        return {alias: cert for alias, _, cert in self._parsed_anchors()}
+
+    def _parsed_anchors(self) -> Iterator[tuple[str, bytes, x509.Certificate]]:
+        """``(alias, DER, certificate)`` of :attr:`certificates`, in order, with the DER
+        as stored (what status() and the expiry watch read: no re-encoding)."""
         for alias, der in self._entries.cert_entries():
             try:
-                out[alias] = _x509.load_cert(der)
+                yield alias, der, _x509.load_cert(der)
             except ValueError as exc:
                 dead = _x509.unverifiable_dates(der)
                 if dead is not None:
@@ -971,7 +975,6 @@ class Truststore(_StoreBase):
                     alias,
                     _reason(exc),
                 )
-        return out
 
     @property
     def anchors_der(self) -> tuple[bytes, ...]:

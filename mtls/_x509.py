@@ -19,6 +19,7 @@ import functools
 import hashlib
 import re
 import ssl
+import string
 import sys
 import threading
 import warnings
@@ -36,11 +37,6 @@ from ._log import log
 # Name attributes cryptography checks the length of (x509/name.py, _NAMEOID_LENGTH_LIMIT):
 # country, common name, jurisdiction country.
 _NAME_LIMITS = {"2.5.4.6": (2, 2), "2.5.4.3": (1, 64), "1.3.6.1.4.1.311.60.2.1.3": (2, 2)}
-_ONE_BYTE_STRINGS = {0x0C, 0x13, 0x16}  # UTF8String, PrintableString, IA5String
-# The string types a name attribute holds (Numeric, T61, Visible, Universal and BMP too):
-# any other (a damaged tag, a BIT STRING outside x500UniqueIdentifier) makes cryptography
-# raise TypeError when the name is read, which load_cert turns into its ValueError.
-_NAME_STRINGS = _ONE_BYTE_STRINGS | {0x12, 0x14, 0x1A, 0x1C, 0x1E}
 # Certificates already reported, so a reload every few seconds does not repeat them.
 _REPORTED: set[tuple[str, str]] = set()
 _REPORTED_MAX = 4096
@@ -92,13 +88,6 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
     return names[0], names[1], names[2]
 
 
-def _children(der: bytes, tag: int, start: int, stop: int) -> list[tuple[int, int, int]]:
-    """The elements of the constructed element ``(tag, start, stop)`` of ``der``."""
-    if not tag & 0x20:
-        raise _der.DERError("expected a constructed element")
-    return _der.spans(der, start, stop)
-
-
 # Cached: the same certificates are read on every context build and reload (a leaf per
 # client_context, 144 anchors per cacerts), and this walk is pure Python.
 @functools.lru_cache(maxsize=4096)
@@ -109,21 +98,58 @@ def _unusual(der: bytes) -> bool:
         tag, start, stop = fields[0]
         if tag != _der.INTEGER or _der.decode_int(der[start:stop]) <= 0:
             return True
-        for tag, start, stop in (fields[2], fields[4]):  # issuer, subject
-            for rdn in _children(der, tag, start, stop):
-                for attribute in _children(der, *rdn):
-                    oid, value = _children(der, *attribute)[:2]
-                    if value[0] not in _NAME_STRINGS:
-                        return True
-                    limits = _NAME_LIMITS.get(_der.decode_oid(der[oid[1] : oid[2]]))
-                    if limits and not (
-                        value[0] in _ONE_BYTE_STRINGS
-                        and limits[0] <= value[2] - value[1] <= limits[1]
-                    ):
-                        return True
+        return _unusual_name(der, *fields[2]) or _unusual_name(der, *fields[4])
     except (_der.DERError, IndexError, ValueError):
         return True  # cryptography produces the real error, under the guard
+
+
+def _unusual_name(der: bytes, tag: int, start: int, stop: int) -> bool:
+    """:func:`_unusual` for one Name (issuer or subject) of ``der``: a string type or a
+    length cryptography warns about, or anything other than RDNs of attributes made
+    of exactly a type and a value (then the guard decides)."""
+    header = _der.header
+    if not tag & 0x20:
+        return True
+    while start < stop:  # each RelativeDistinguishedName (a SET)
+        tag, at, end = header(der, start, stop)
+        if not tag & 0x20:
+            return True
+        # One AttributeTypeAndValue, SEQUENCE { type, value }, filling the RDN (an empty
+        # or multi-valued one, rare, is read under the guard: its order and emptiness
+        # are cryptography's to judge).
+        tag, inner, stop_attribute = header(der, at, end)
+        if not tag & 0x20 or stop_attribute != end:
+            return True
+        _, oid_start, oid_stop = header(der, inner, stop_attribute)
+        value_tag, value_start, value_stop = header(der, oid_stop, stop_attribute)
+        if value_stop != stop_attribute or not _plain_string(
+            value_tag, der[value_start:value_stop]
+        ):
+            return True
+        limits = _NAME_LIMITS.get(_der.decode_oid(der[oid_start:oid_stop]))
+        if limits and not limits[0] <= value_stop - value_start <= limits[1]:
+            return True
+        start = end
     return False
+
+
+# PrintableString's characters (X.680 41.4), strictly: cryptography reads a few more.
+_PRINTABLE = frozenset((string.ascii_letters + string.digits + " '()+,-./:=?").encode())
+
+
+def _plain_string(tag: int, value: bytes) -> bool:
+    """Whether a name attribute's value is a UTF8String, PrintableString or IA5String
+    that cryptography reads as it is (others, and bytes those types do not allow, are
+    read under the guard: cryptography refuses some only when the name is read)."""
+    if tag == 0x0C:  # UTF8String
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+    if tag == 0x13:  # PrintableString
+        return _PRINTABLE.issuperset(value)
+    return tag == 0x16 and value.isascii()  # IA5String
 
 
 @contextlib.contextmanager
@@ -258,7 +284,10 @@ def serial_number(cert: x509.Certificate | bytes) -> int:
     """
     der = cert if isinstance(cert, bytes) else cert.public_bytes(Encoding.DER)
     try:
-        return _der.decode_int(_tbs_fields(der)[0].expect(_der.INTEGER).value)
+        tag, start, stop = _tbs_spans(der)[0]
+        if tag != _der.INTEGER:
+            raise _der.DERError(f"expected tag 0x02, found 0x{tag:02x}")
+        return _der.decode_int(der[start:stop])
     except IndexError:
         raise _der.DERError("no serial number: not a certificate") from None
 

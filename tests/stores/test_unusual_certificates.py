@@ -1,19 +1,22 @@
 """The quick pre-checks that decide whether a certificate is read under the warnings
 guard (mtls._x509._unusual; the serial number's alone for the dates): whatever they
-let through must read without a warning from cryptography. A warning they missed
-would reach the application's warnings filters (an error under ``-W error``, or
-pytest's ``filterwarnings = error``)."""
+let through must read without a warning from cryptography, or an error when its names
+are read later. A warning they missed would reach the application's warnings filters
+(an error under ``-W error``, or pytest's ``filterwarnings = error``)."""
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+import mtls
 from mtls import _der, _x509
 from mtls.testing import CA
 
@@ -24,13 +27,23 @@ _TAGS = [0x0C, 0x13, 0x16, 0x12, 0x14, 0x1A, 0x1C, 0x1E, 0x03, 0x04]
 
 
 def _name(attributes: list[tuple[str, int, bytes]]) -> bytes:
-    rdns = b"".join(
+    """A Name of one attribute per RDN."""
+    return _rdns([[attribute] for attribute in attributes])
+
+
+def _rdns(rdns: list[list[tuple[str, int, bytes]]]) -> bytes:
+    """A Name of RDNs of any number of attributes (none, one, several)."""
+    encoded = b"".join(
         _der.encode(
-            _der.SET, _der.encode(_der.SEQUENCE, _der.encode_oid(oid) + _der.encode(tag, value))
+            _der.SET,
+            b"".join(
+                _der.encode(_der.SEQUENCE, _der.encode_oid(oid) + _der.encode(tag, value))
+                for oid, tag, value in rdn
+            ),
         )
-        for oid, tag, value in attributes
+        for rdn in rdns
     )
-    return _der.encode(_der.SEQUENCE, rdns)
+    return _der.encode(_der.SEQUENCE, encoded)
 
 
 _TEMPLATE = CA().issue_cert("leaf.test").certificate.public_bytes(Encoding.DER)
@@ -40,7 +53,7 @@ _ATTRIBUTE = st.tuples(
     st.sampled_from(_OIDS),
     st.one_of(st.sampled_from([0x0C, 0x13]), st.sampled_from(_TAGS)),
     st.one_of(
-        st.text("abcXYZ019 ", max_size=70).map(str.encode),  # what PrintableString takes
+        st.text("abcXYZ019 *&@", max_size=70).map(str.encode),  # PrintableString's, nearly
         st.text("US", min_size=1, max_size=3).map(str.encode),  # a country, or nearly
         st.binary(max_size=70),
         st.text(max_size=70).map(str.encode),
@@ -74,12 +87,17 @@ def _certificate(serial: int, issuer: bytes, subject: bytes) -> bytes:
 @given(
     serial=st.one_of(st.integers(-(2**64), 2**64), st.sampled_from([0, -1, 1, 2**159])),
     issuer=st.lists(_ATTRIBUTE, min_size=1, max_size=3),
-    subject=st.lists(_ATTRIBUTE, max_size=3),
+    subject=st.one_of(
+        st.lists(_ATTRIBUTE, max_size=3).map(lambda a: [[x] for x in a]),
+        st.lists(st.lists(_ATTRIBUTE, max_size=2), max_size=2),  # empty or multi-valued RDNs
+    ),
 )
 def test_what_the_pre_check_lets_through_reads_without_a_warning(
-    serial: int, issuer: list[tuple[str, int, bytes]], subject: list[tuple[str, int, bytes]]
+    serial: int,
+    issuer: list[tuple[str, int, bytes]],
+    subject: list[list[tuple[str, int, bytes]]],
 ) -> None:
-    der = _certificate(serial, _name(issuer), _name(subject))
+    der = _certificate(serial, _name(issuer), _rdns(subject))
     unusual = _x509._unusual.__wrapped__(der)  # type: ignore[attr-defined]
     # The dates alone (every context build reads them) are read without a warning too.
     with warnings.catch_warnings(record=True) as dated:
@@ -92,11 +110,25 @@ def test_what_the_pre_check_lets_through_reads_without_a_warning(
         warnings.simplefilter("always")
         try:
             cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            event("cryptography refuses it as it loads")
+            return
+        refused = None
+        try:
             cert.subject.rfc4514_string()
             cert.issuer.rfc4514_string()
-        except (ValueError, TypeError):
-            event("cryptography refuses it")
-            return
+        except (ValueError, TypeError) as exc:
+            refused = repr(exc)
+    if refused is not None:
+        # Names are read on first use: one cryptography refuses must be caught by the
+        # pre-check, so that load_cert refuses the certificate as it loads it (a later
+        # reader of its names would see a bare error).
+        event("cryptography refuses a name")
+        assert unusual, f"{refused} slipped past the pre-check"
+        _x509._unusual.cache_clear()
+        with pytest.raises(ValueError):
+            _x509.load_cert(der)
+        return
     event(f"warned={bool(caught)} unusual={unusual}")
     if caught:
         assert unusual, f"{[str(w.message) for w in caught]} slipped past the pre-check"
@@ -116,3 +148,24 @@ def test_the_pre_check_tells_a_usual_certificate_from_an_unusual_one() -> None:
     bmp_country = _certificate(5, _name([("2.5.4.6", 0x1E, b"\x00U\x00S")]), _name([]))
     for der in (zero_serial, long_cn, bmp_country):
         assert _x509._unusual.__wrapped__(der) is True  # type: ignore[attr-defined]
+
+
+def test_an_anchor_whose_name_cryptography_refuses_is_left_out_not_handed_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CN whose UTF8String is not UTF-8: OpenSSL loads such an anchor, cryptography
+    refuses its name only when the name is read. It went through the pre-check, so
+    ``Truststore.certificates`` handed on a certificate whose ``.subject`` raised
+    (status() and the expiry watch failed with Rust's debug text); it is left out and
+    said, as any certificate cryptography cannot read."""
+    bad = _certificate(5, _name([("2.5.4.3", 0x0C, b"caf\xe9")]), _name([]))
+    good = _TEMPLATE
+    path = tmp_path / "trust.pem"
+    path.write_text(_x509.der_to_pem(bad) + _x509.der_to_pem(good))
+    truststore = mtls.Truststore.load(path)
+    assert len(truststore.anchors_der) == 2  # both are anchors for OpenSSL
+    readable = truststore.certificates
+    assert len(readable) == 1
+    for cert in readable.values():
+        cert.subject.rfc4514_string()  # raised ValueError for the bad one
+    assert "cannot be parsed by cryptography" in caplog.text
