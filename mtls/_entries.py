@@ -98,7 +98,7 @@ def alias_for(der: bytes, taken: Taken, fallback: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def _cn_alias(der: bytes) -> str | None:
     try:
-        cn = _x509.common_name(_x509.load_cert(der))
+        cn = _x509.common_name_of(der)
     except ValueError:
         return None
     return re.sub(r"[^a-z0-9._-]+", "-", (cn or "").lower()).strip("-") or None

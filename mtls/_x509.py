@@ -372,6 +372,33 @@ def common_name(cert: x509.Certificate) -> str | None:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
+_CN_OID = _der.encode_oid("2.5.4.3")[2:]  # the content of CN's OBJECT IDENTIFIER
+
+
+def common_name_of(der: bytes) -> str | None:
+    """:func:`common_name` of a certificate's DER, read from the DER itself when the
+    pre-check passed it (its names are then plain strings, one per RDN, that
+    cryptography reads as they are): a CA bundle's aliases come from their CNs, and
+    cryptography builds an object per name attribute to give one.
+
+    Raises:
+        ValueError: DER that is not a certificate cryptography reads.
+    """
+    cert = load_cert(der)
+    if _unusual(der):
+        return common_name(cert)
+    _, start, stop = _tbs_spans(der)[4]  # the subject
+    header = _der.header
+    while start < stop:
+        _, at, start = header(der, start, stop)  # the RDN and its one attribute
+        _, inner, end = header(der, at, start)
+        _, oid_start, oid_stop = header(der, inner, end)
+        if der[oid_start:oid_stop] == _CN_OID:
+            _, value_start, value_stop = header(der, oid_stop, end)
+            return der[value_start:value_stop].decode("utf-8")
+    return None
+
+
 def not_after(cert: x509.Certificate) -> _dt.datetime:
     """The end of validity, timezone-aware (UTC)."""
     return cert.not_valid_after_utc
