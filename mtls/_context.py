@@ -322,13 +322,14 @@ def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, _dt.datetime] | None:
     return ends, starts
 
 
-def _subject(der: bytes) -> str:
+def _subject(der: bytes) -> str | None:
     """The subject of a certificate :func:`_leaf_facts` read, for a log line (only
-    made when one is said: most builds say nothing)."""
+    made when one is said: most builds say nothing); ``None``: cryptography cannot
+    read it (a name it refuses only when the name is read)."""
     try:
         return _x509.subject_text(_x509.load_cert(der))
     except ValueError:
-        return "(subject unreadable)"
+        return None
 
 
 _EXPIRY_WARNED: set[tuple[str, str, bytes, int]] = set()
@@ -358,7 +359,7 @@ def _log_identity(
         return
     now = _dt.datetime.now(_dt.UTC)
     if expires - now < warn_expiry:
-        what = f"certificate {alias!r} ({_subject(chain_der[0])})"
+        what = f"certificate {alias!r} ({_subject(chain_der[0]) or 'subject unreadable'})"
         _warn_expiry(where, alias, chain_der[0], expires, what, within=warn_expiry, starts=starts)
     # The chain sent with it: a peer that verifies through an intermediate out of date
     # refuses every handshake, whatever the leaf's dates. A root sent along (signed
@@ -373,7 +374,12 @@ def _log_identity(
         names = _x509.raw_names(der)
         if names is not None and names[0] == names[1] and _self_signed(der):
             continue
-        what = f"certificate {alias!r}: the certificate {_subject(der)} of its chain"
+        subject = _subject(der)
+        what = f"certificate {alias!r}: " + (
+            f"the certificate {subject} of its chain"
+            if subject is not None
+            else "a certificate of its chain (subject unreadable)"
+        )
         _warn_expiry(where, alias, der, facts[0], what, within=warn_expiry, starts=facts[1])
 
 

@@ -122,7 +122,9 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
     if certificate.lstrip().startswith(b"-----BEGIN"):
         return x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
     try:
-        _x509.load_cert(certificate)
+        # What cryptography reads (a name it refuses is still OpenSSL's anchor, as a
+        # loaded store's would be: status() and the watch leave it out, and say so).
+        _x509.validity(certificate)
     except ValueError as exc:
         raise ValueError(f"not a certificate in DER or PEM ({exc})") from None
     return certificate

@@ -76,7 +76,7 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
     version, which must not win a match the parsed comparison would never make).
     """
     try:
-        load_cert(der)
+        validity(der)  # cryptography reads it (its names need not be readable: compared as bytes)
         fields = _tbs_spans(der)
         names = []
         for tag, start, stop in (fields[2], fields[4], fields[5]):
@@ -133,7 +133,8 @@ def _unusual_name(der: bytes, tag: int, start: int, stop: int) -> bool:
     return False
 
 
-# PrintableString's characters (X.680 41.4), strictly: cryptography reads a few more.
+# PrintableString's characters (X.680 41.4); cryptography 50 refuses any other as it
+# loads the certificate (the guard would say so in its words).
 _PRINTABLE = frozenset((string.ascii_letters + string.digits + " '()+,-./:=?").encode())
 
 
@@ -668,7 +669,7 @@ def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None)
     """
     der = cert.public_bytes(Encoding.DER) if der is None else der
     try:
-        if not _unusual(der):
+        if not _unusual(der) and not _names_in_extensions(der):
             return _optional(cert.extensions, kind)
         subject: list[str] = []
         with _reported(der, subject):
@@ -677,6 +678,26 @@ def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None)
         return _optional(extensions, kind)
     except (ValueError, x509.DuplicateExtension):
         return None
+
+
+# The name attributes cryptography checks the length of, as their DER is written.
+_LIMITED_OIDS = tuple(_der.encode_oid(dotted) for dotted in _NAME_LIMITS)
+
+
+def _names_in_extensions(der: bytes) -> bool:
+    """Whether the certificate's extensions may hold a name attribute cryptography
+    warns about when it reads the extensions (a directoryName in a SAN, in an
+    authority key identifier, in a distribution point): one of the attribute types
+    with a length limit appears in them, by bytes (when unsure: yes)."""
+    try:
+        fields = _tbs_spans(der)
+    except (_der.DERError, IndexError):
+        return True
+    for tag, start, stop in fields[6:]:
+        if tag == 0xA3:  # [3] extensions
+            block = der[start:stop]
+            return any(oid in block for oid in _LIMITED_OIDS)
+    return False
 
 
 def _optional(extensions: x509.Extensions, kind: type[Any]) -> Any:

@@ -7,12 +7,17 @@ are read later. A warning they missed would reach the application's warnings fil
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import ssl
 import warnings
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -171,3 +176,67 @@ def test_an_anchor_whose_name_cryptography_refuses_is_left_out_not_handed_on(
     for cert in readable.values():
         cert.subject.rfc4514_string()  # raised ValueError for the bad one
     assert "cannot be parsed by cryptography" in caplog.text
+
+
+def _signed(subject: x509.Name, extensions: list[x509.ExtensionType] = ()) -> tuple[bytes, bytes]:
+    """A self-issued EC certificate for ``subject`` (with ``extensions``) and its key's
+    PKCS#8 PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]))
+        .public_key(key.public_key())
+        .serial_number(12345)
+        .not_valid_before(now - _dt.timedelta(days=1))
+        .not_valid_after(now + _dt.timedelta(days=300))
+    )
+    for value in extensions:
+        builder = builder.add_extension(value, critical=False)
+    cert = builder.sign(key, hashes.SHA256())
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return cert.public_bytes(Encoding.DER), pem
+
+
+def test_a_leaf_whose_name_cryptography_refuses_still_loads_as_an_identity(
+    tmp_path: Path,
+) -> None:
+    """An IA5String emailAddress holding a Latin-1 byte: OpenSSL serves such a
+    certificate, and mtls loaded it before its names went through the guard. The key
+    is matched to its certificate by the DER of the public key, which needs no name
+    read; adding it to a truststore takes it too (the review of the fix found both
+    refused)."""
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "leaf"),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, "josQQ@example.com"),
+        ]
+    )
+    der, key_pem = _signed(name)
+    der = der.replace(b"josQQ", b"jos\xe9Q")  # same length: the DER stays whole
+    path = tmp_path / "identity.pem"
+    path.write_bytes(key_pem + _x509.der_to_pem(der).encode())
+    keystore = mtls.Keystore.load(path, None)
+    assert keystore.key_entry()[2] == (der,)
+    assert isinstance(mtls.client_context(keystore), ssl.SSLContext)
+    truststore = mtls.Truststore.load(path)
+    truststore.add_certificate("odd", der)
+    assert der in truststore.anchors_der
+
+
+def test_a_directory_name_in_an_extension_is_read_under_the_guard() -> None:
+    """A SAN directoryName whose country has three letters: cryptography warns when it
+    reads the extensions, which the names pre-check does not look at. Under this
+    suite's ``filterwarnings = error`` the warning escaping would raise here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the builder warns as it is given the name
+        country = x509.NameAttribute(NameOID.COUNTRY_NAME, "USA", _validate=False)
+        san = x509.SubjectAlternativeName(
+            [x509.DNSName("a.example"), x509.DirectoryName(x509.Name([country]))]
+        )
+    der, _ = _signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]), [san])
+    assert _x509._unusual.__wrapped__(der) is False  # type: ignore[attr-defined]
+    _x509._unusual.cache_clear()
+    assert "DNS:a.example" in _x509.subject_alt_names(_x509.load_cert(der))
+    assert _x509.usage_warning(der, "client") is None
