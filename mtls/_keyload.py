@@ -5,15 +5,22 @@ memory too.
 to a temporary file, even briefly, leaves it in the page cache, on disk after a
 crash, and readable by anything that wins the race. So:
 
-* Linux: the PEM goes into an anonymous ``memfd_create`` file, which lives only in
-  memory and dies with its last descriptor; OpenSSL opens it as ``/proc/self/fd/N``.
+* Where the OpenSSL ``ssl`` is linked to can be reached (CPython with OpenSSL; tested on Linux):
+  the key's DER and the chain's go straight into it, through the calls
+  ``load_cert_chain`` makes after reading its file (:func:`mtls._openssl.use_identity`):
+  no file at all, no PEM text of the key.
+* Otherwise, and whenever OpenSSL refuses the direct way (so that the error raised is
+  ``load_cert_chain``'s own), on Linux: the PEM goes into an anonymous
+  ``memfd_create`` file, which lives only in memory and dies with its last
+  descriptor; OpenSSL opens it as ``/proc/self/fd/N``.
 * Elsewhere: the key is re-encrypted with a random one-time passphrase, written to
   a 0600 temporary file that is removed as soon as OpenSSL has read it. What
   touches the disk is ciphertext under a key that never leaves this process.
 
-The key is never parsed by cryptography on either path: PKCS#8 DER is wrapped as PEM
-text as is (sealed, elsewhere), and OpenSSL checks it against the certificate (about
-1 ms for RSA, where cryptography's RSA consistency check costs tens of milliseconds).
+The key is never parsed by cryptography on any path: PKCS#8 DER is handed over as is
+(wrapped as PEM text for a file, sealed elsewhere), and OpenSSL checks it against the
+certificate (about 1 ms for RSA, where cryptography's RSA consistency check costs tens
+of milliseconds).
 
 Trust anchors (:func:`load_anchors`) and CRLs (:func:`load_cafile_pem`) are public,
 but go through a memfd as well: OpenSSL reads a ``cafile`` with the GIL released,
@@ -33,6 +40,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 
 from . import _der
+from ._openssl import use_identity
 from ._x509 import der_to_pem
 
 _PROC_FD = "/proc/self/fd"
@@ -95,9 +103,13 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
         ssl.SSLError: OpenSSL refused the material (for example, the key does not
             match the certificate). Callers translate it.
     """
+    if use_identity(ctx, pkcs8_der, chain_der):
+        return  # DER straight into OpenSSL: no file, no PEM text
+    # Not reachable here, or refused: the whole identity again through a file, which
+    # replaces what the direct way installed and raises OpenSSL's reason for a refusal.
     if memfd_available():
         _load_via_memfd(ctx, _memfd_pem(pkcs8_der, _identity_chain_pem(tuple(chain_der))))
-    else:  # macOS, Windows (tests force this path on Linux too)
+    else:  # Windows, a Python that hides OpenSSL (tests force this path on Linux too)
         _load_via_encrypted_tempfile(ctx, pkcs8_der, chain_der)
 
 

@@ -1,15 +1,30 @@
-"""One OpenSSL setting the :mod:`ssl` module does not expose: a server context's
-session cache, turned off.
+"""What the :mod:`ssl` module does not expose, done through the OpenSSL it is linked to:
+a server context's session cache, turned off; and a key and its chain installed from
+DER, with no file and no PEM text in between.
 
-Why: a TLS 1.2 client may resume a session by its ID from the server's session cache
-(RFC 5246 section 7.3), and a TLS 1.3 server without stateless tickets keeps its
-tickets there too; a resumed handshake skips client-certificate verification. The
-cache lives in the context the server was given (OpenSSL's *session context*), so for
-a :class:`~mtls.RotatingServerContext` it outlives every rotation: a client accepted
-under an earlier truststore could come back after that trust was withdrawn, for as
-long as OpenSSL keeps the session (two hours by default). Session tickets are turned
-off with :data:`ssl.OP_NO_TICKET`; the cache has no such switch in Python, only
-``SSL_CTX_set_session_cache_mode`` (nginx's ``ssl_session_cache off``).
+**The session cache.** A TLS 1.2 client may resume a session by its ID from the
+server's session cache (RFC 5246 section 7.3), and a TLS 1.3 server without stateless
+tickets keeps its tickets there too; a resumed handshake skips client-certificate
+verification. The cache lives in the context the server was given (OpenSSL's
+*session context*), so for a :class:`~mtls.RotatingServerContext` it outlives every
+rotation: a client accepted under an earlier truststore could come back after that
+trust was withdrawn, for as long as OpenSSL keeps the session (two hours by default).
+Session tickets are turned off with :data:`ssl.OP_NO_TICKET`; the cache has no such
+switch in Python, only ``SSL_CTX_set_session_cache_mode`` (nginx's
+``ssl_session_cache off``). The mode set is ``SSL_SESS_CACHE_OFF`` with
+``SSL_SESS_CACHE_NO_INTERNAL``: nothing is stored and nothing already stored is
+looked up.
+
+**The identity** (:func:`use_identity`). :meth:`ssl.SSLContext.load_cert_chain` takes
+file names only, so the key went to OpenSSL as PEM text in a memory file
+(:mod:`mtls._keyload`): base64 made here and undone there, a file created, opened
+twice through ``/proc`` and closed. OpenSSL's own calls take DER: the leaf with
+``SSL_CTX_use_certificate_ASN1``, each further certificate with ``d2i_X509`` and
+``SSL_CTX_add0_chain_cert``, the key with ``d2i_AutoPrivateKey`` and
+``SSL_CTX_use_PrivateKey``, then ``SSL_CTX_check_private_key``: the calls
+``load_cert_chain`` makes after reading its file, in its order. Any refusal is left
+to the file way, which repeats the whole load and raises Python's own
+:class:`ssl.SSLError` (its reason names are ``ssl``'s, not ours to copy).
 
 How: on CPython, whose ``ssl.SSLContext`` object holds its ``SSL_CTX *`` as the first
 field after the object header (every version since 2.7), through :mod:`ctypes` and
@@ -18,14 +33,15 @@ handle (never a second libssl found by name), or, where ``_ssl`` is built into t
 interpreter (python-build-standalone, as uv installs it), among the process's global
 symbols. Every step is checked before the pointer is used: the object's type must be
 ``_ssl._SSLContext`` or a subclass (not merely claim to be), the library found must
-report the version ``ssl.OPENSSL_VERSION_NUMBER`` gives (the same structures), the
-pointer must answer ``SSL_CTX_get_options`` with the context's ``options``, and the
-cache mode is read back after it is set. The mode set is ``SSL_SESS_CACHE_OFF`` with
-``SSL_SESS_CACHE_NO_INTERNAL``: nothing is stored and nothing already stored is looked
-up. Where a step is not possible (another interpreter, a TLS library other than
-OpenSSL, symbols not reachable, as on Windows or a build that hides them),
-:func:`session_cache_off` returns ``False`` and changes nothing; the caller then
-refuses resumed sessions it cannot vouch for (see :mod:`mtls._server`).
+report the version ``ssl.OPENSSL_VERSION_NUMBER`` gives (the same structures), and the
+pointer must answer ``SSL_CTX_get_options`` with the context's ``options``. The cache
+mode is read back after it is set; the identity is checked by OpenSSL itself. Where a
+step is not possible (another interpreter, a TLS library other than OpenSSL, symbols
+not reachable, as on Windows or a build that hides them), :func:`session_cache_off`
+and :func:`use_identity` return ``False`` and change nothing; the callers then refuse
+resumed sessions they cannot vouch for (see :mod:`mtls._server`), or hand the key over
+through a file (see :mod:`mtls._keyload`). ctypes releases the GIL for each call, as
+``load_cert_chain`` does for its reads.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ from __future__ import annotations
 import functools
 import ssl
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from ._log import log
@@ -42,17 +59,111 @@ from ._log import log
 _SET_SESS_CACHE_MODE = 44
 _GET_SESS_CACHE_MODE = 45
 _NO_CACHE = 0x0300
+# ssl.h: SSL_CTRL_CHAIN (SSL_CTX_clear_chain_certs with no chain) and SSL_CTRL_CHAIN_CERT
+# (SSL_CTX_add0_chain_cert: the context takes the certificate), stable since 1.0.2.
+_CTRL_CHAIN = 88
+_CTRL_CHAIN_CERT = 89
+_INT_MAX = 2**31 - 1  # SSL_CTX_use_certificate_ASN1 takes the length as a C int
+
+
+def _typed(lib: Any, name: str, restype: Any, *argtypes: Any) -> Any:
+    """``lib``'s function ``name``, told its C types (AttributeError: not there)."""
+    function = getattr(lib, name)
+    function.restype = restype
+    function.argtypes = list(argtypes)
+    return function
+
+
+class _Library:
+    """The functions of the OpenSSL ``_ssl`` is linked to, with their C types."""
+
+    def __init__(self, lib: Any, context_type: type) -> None:
+        import ctypes  # noqa: PLC0415 - loaded by _library already
+
+        self.context_type = context_type
+        void, long = ctypes.c_void_p, ctypes.c_long
+        self.ctrl = _typed(lib, "SSL_CTX_ctrl", long, void, ctypes.c_int, long, void)
+        self.get_options = _typed(lib, "SSL_CTX_get_options", ctypes.c_uint64, void)
+        self.identity: _Identity | None
+        try:
+            self.identity = _Identity(lib)
+        except AttributeError as exc:  # a symbol missing: keys go through a file
+            log.debug("mtls: OpenSSL's key-loading calls are not reachable here (%s)", exc)
+            self.identity = None
+
+    def pointer(self, ctx: ssl.SSLContext) -> int | None:
+        """``ctx``'s ``SSL_CTX *``, checked; None where it cannot be vouched for."""
+        # The real type, not isinstance (which a proxy's __class__ can satisfy): only a
+        # _ssl._SSLContext has the SSL_CTX pointer where it is read next.
+        if not issubclass(type(ctx), self.context_type):
+            return None
+        import ctypes  # noqa: PLC0415 - loaded by _library already
+
+        # PySSLContext: PyObject_HEAD, then SSL_CTX *ctx.
+        pointer = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+        if not pointer or self.get_options(pointer) != ctx.options:
+            log.debug("mtls: ssl.SSLContext's layout is not the one expected; not used")
+            return None
+        return int(pointer)
+
+
+class _Identity:
+    """OpenSSL's calls that install a key and its chain from DER."""
+
+    def __init__(self, lib: Any) -> None:
+        import ctypes  # noqa: PLC0415 - loaded by _library already
+
+        void, long, integer, data = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_char_p
+        self._cursor = data
+        self._byref = ctypes.byref
+        cursor = ctypes.POINTER(data)  # const unsigned char **, advanced past what is read
+        self.use_certificate = _typed(
+            lib, "SSL_CTX_use_certificate_ASN1", integer, void, integer, data
+        )
+        self.read_x509 = _typed(lib, "d2i_X509", void, void, cursor, long)
+        self.free_x509 = _typed(lib, "X509_free", None, void)
+        self.read_key = _typed(lib, "d2i_AutoPrivateKey", void, void, cursor, long)
+        self.free_key = _typed(lib, "EVP_PKEY_free", None, void)
+        self.use_key = _typed(lib, "SSL_CTX_use_PrivateKey", integer, void, void)
+        self.check_key = _typed(lib, "SSL_CTX_check_private_key", integer, void)
+        # A refusal leaves its error on this thread's OpenSSL error queue, which
+        # Python's ssl shares: the next call in the thread would read it as its own
+        # failure. The queue is emptied after every install, refused or not.
+        self.clear_errors = _typed(lib, "ERR_clear_error", None)
+
+    def install(self, pointer: int, ctrl: Any, key_der: bytes, chain_der: Sequence[bytes]) -> bool:
+        """``load_cert_chain``'s calls on ``pointer``, from DER; True if all succeeded."""
+        leaf = chain_der[0]
+        if len(leaf) > _INT_MAX or self.use_certificate(pointer, len(leaf), leaf) != 1:
+            return False
+        ctrl(pointer, _CTRL_CHAIN, 0, None)  # as load_cert_chain: only this chain
+        for der in chain_der[1:]:
+            x509 = self.read_x509(None, self._byref(self._cursor(der)), len(der))
+            if not x509:
+                return False
+            if ctrl(pointer, _CTRL_CHAIN_CERT, 0, x509) != 1:
+                self.free_x509(x509)  # refused: still ours to free
+                return False
+        key = self.read_key(None, self._byref(self._cursor(key_der)), len(key_der))
+        if not key:
+            return False
+        try:
+            # The context takes its own reference to the key; ours is released below.
+            if self.use_key(pointer, key) != 1:
+                return False
+        finally:
+            self.free_key(key)
+        return bool(self.check_key(pointer) == 1)
 
 
 @functools.cache
-def _functions() -> tuple[Any, Any, type] | None:
-    """``SSL_CTX_ctrl`` and ``SSL_CTX_get_options`` of the OpenSSL ``_ssl`` is linked
-    to, and ``_ssl._SSLContext``; or None. Found once per process (two threads racing
-    here find the same)."""
+def _library() -> _Library | None:
+    """The OpenSSL ``_ssl`` is linked to, or None. Found once per process (two threads
+    racing here find the same)."""
     if sys.implementation.name != "cpython" or not ssl.OPENSSL_VERSION.startswith("OpenSSL "):
         return None
     try:
-        # Imported when first used: ctypes is a cost clients never pay.
+        # Imported when first used: ctypes is a cost until a context is made.
         import _ssl  # noqa: PLC0415
         import ctypes  # noqa: PLC0415
 
@@ -62,43 +173,47 @@ def _functions() -> tuple[Any, Any, type] | None:
         # dlsym through _ssl's own handle: the libssl it was linked against, no other;
         # a built-in _ssl: the process's global symbols, checked by version below.
         lib = ctypes.CDLL(where)
-        ctrl = lib.SSL_CTX_ctrl
-        get_options = lib.SSL_CTX_get_options
-        version = lib.OpenSSL_version_num
-        context_type = _ssl._SSLContext
+        if _typed(lib, "OpenSSL_version_num", ctypes.c_ulong)() != ssl.OPENSSL_VERSION_NUMBER:
+            log.debug("mtls: the OpenSSL found is not the one ssl uses; not used")
+            return None
+        return _Library(lib, _ssl._SSLContext)
     except (ImportError, OSError, AttributeError) as exc:
-        log.debug("mtls: OpenSSL's SSL_CTX_ctrl is not reachable here (%s)", exc)
+        log.debug("mtls: OpenSSL's SSL_CTX calls are not reachable here (%s)", exc)
         return None
-    version.restype = ctypes.c_ulong
-    version.argtypes = []
-    if version() != ssl.OPENSSL_VERSION_NUMBER:
-        log.debug("mtls: the OpenSSL found is not the one ssl uses; cache left on")
-        return None
-    ctrl.restype = ctypes.c_long
-    ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-    get_options.restype = ctypes.c_uint64
-    get_options.argtypes = [ctypes.c_void_p]
-    return ctrl, get_options, context_type
 
 
 def session_cache_off(ctx: ssl.SSLContext) -> bool:
     """Turn off ``ctx``'s session cache: no session is stored, none already stored is
     looked up (no session-ID resumption, no stateful TLS 1.3 ticket). ``True`` when
     done and read back, ``False`` when not possible here (nothing was changed)."""
-    functions = _functions()
-    if functions is None:
+    library = _library()
+    pointer = None if library is None else library.pointer(ctx)
+    if library is None or pointer is None:
         return False
-    ctrl, get_options, context_type = functions
-    # The real type, not isinstance (which a proxy's __class__ can satisfy): only a
-    # _ssl._SSLContext has the SSL_CTX pointer where it is read next.
-    if not issubclass(type(ctx), context_type):
-        return False
-    import ctypes  # noqa: PLC0415 - loaded by _functions already
+    library.ctrl(pointer, _SET_SESS_CACHE_MODE, _NO_CACHE, None)
+    return bool(library.ctrl(pointer, _GET_SESS_CACHE_MODE, 0, None) == _NO_CACHE)
 
-    # PySSLContext: PyObject_HEAD, then SSL_CTX *ctx.
-    pointer = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
-    if not pointer or get_options(pointer) != ctx.options:
-        log.debug("mtls: ssl.SSLContext's layout is not the one expected; cache left on")
+
+def use_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[bytes]) -> bool:
+    """Install a private key (PKCS#8 DER) and its chain (DER, leaf first) into ``ctx``
+    as :meth:`~ssl.SSLContext.load_cert_chain` would from a file: ``True`` when done.
+
+    ``False``: not possible here, or OpenSSL refused a part (this thread's OpenSSL
+    error queue is left empty either way). ``ctx`` may then hold part of the identity:
+    the caller loads the whole of it again through a file, which replaces every part
+    and raises :class:`ssl.SSLError` with OpenSSL's reason for a refusal.
+    """
+    library = _library()
+    if library is None or library.identity is None or not chain_der:
         return False
-    ctrl(pointer, _SET_SESS_CACHE_MODE, _NO_CACHE, None)
-    return bool(ctrl(pointer, _GET_SESS_CACHE_MODE, 0, None) == _NO_CACHE)
+    # ctypes takes bytes for const unsigned char *; anything else goes the file way.
+    if type(pkcs8_der) is not bytes or not all(type(der) is bytes for der in chain_der):
+        return False
+    pointer = library.pointer(ctx)
+    if pointer is None:
+        return False
+    identity = library.identity
+    try:
+        return identity.install(pointer, library.ctrl, pkcs8_der, chain_der)
+    finally:
+        identity.clear_errors()

@@ -32,13 +32,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_fork",
         "_idna",
         "_fetch",
+        "_openssl",
     ),
     # readers and writers: bytes <-> entries
     ("_jks", "_bks", "_bcfks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),
     # stores, configuration and the revocation policy
     ("_crl", "_revocation", "_config", "_stores", "_wso2", "_deployment", "_vault"),
     # the context builder
-    ("_context", "_material", "_reading", "_build", "_openssl"),
+    ("_context", "_material", "_reading", "_build"),
     # the engine and what it publishes
     ("_engine", "_snapshot", "_status", "_health", "_metrics"),
     # what uses the engine: the profile set, the rotating server context

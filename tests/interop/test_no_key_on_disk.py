@@ -1,4 +1,5 @@
-"""No file is created while a context is built: the key reaches OpenSSL through memory.
+"""No file is created while a context is built: the key reaches OpenSSL through memory
+(as DER through OpenSSL's own calls, or a memory file where those cannot be reached).
 
 Two independent witnesses: strace (every open/creat/memfd_create syscall of a
 child process, C code included) and a Python audit hook on the "open" event.
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import mtls
-from mtls import _keyload
+from mtls import _keyload, _openssl
 from tests._pki import PKI
 
 PASSWORD = "Osprey-Lantern-3391"
@@ -93,13 +94,28 @@ def jks_store(pki: PKI, tmp_path: Path) -> Path:
     return path
 
 
+# The memfd way, forced: what a Python whose OpenSSL cannot be reached takes, and what
+# a refusal of the direct way repeats the load through.
+_MEMFD_ONLY = "import mtls._keyload\nmtls._keyload.use_identity = lambda *args: False\n"
+
+
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed")
 @pytest.mark.skipif(not _keyload.memfd_available(), reason="memfd_create is Linux only")
-def test_strace_sees_memfd_and_no_file_created(jks_store: Path, tmp_path: Path) -> None:
-    lines = _strace(BUILD_SCRIPT, str(jks_store), PASSWORD, tmp_path=tmp_path)
+@pytest.mark.parametrize("way", ["direct", "memfd"])
+def test_strace_sees_no_file_created(jks_store: Path, tmp_path: Path, way: str) -> None:
+    """Straight into OpenSSL, the key makes no file at all, not even a memory file;
+    through the memfd, one memory file and no file opened for writing."""
+    direct = way == "direct"
+    if direct:
+        library = _openssl._library()
+        if library is None or library.identity is None:
+            pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
+    script = BUILD_SCRIPT if direct else _MEMFD_ONLY + BUILD_SCRIPT
+    lines = _strace(script, str(jks_store), PASSWORD, tmp_path=tmp_path)
     memfds = [line for line in lines if "memfd_create(" in line and "mtls-identity" in line]
-    assert len(memfds) == 1, "the key went through one memfd"
-    assert any("/proc/self/fd/" in line for line in lines), "OpenSSL read the key from the memfd"
+    assert len(memfds) == (0 if direct else 1), "the key went through one memfd, or none"
+    read_back = any("/proc/self/fd/" in line for line in lines)
+    assert read_back is not direct, "OpenSSL read the key from the memfd, or from memory"
     assert _writable_opens(lines) == []
     assert any(str(jks_store) in line for line in lines), "the trace covers the store read"
 

@@ -1,5 +1,7 @@
 """mtls._openssl: the server session cache, turned off through the OpenSSL the ssl
-module is linked to, and verified by what a real handshake leaves behind."""
+module is linked to, and verified by what a real handshake leaves behind; and the
+checks that keep its pointer reads to real contexts (the key's installation is
+tested in tests/stores/test_key_handoff.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import mtls
-from mtls._openssl import session_cache_off
+from mtls._openssl import session_cache_off, use_identity
 from tests._helpers import PASSWORD
 from tests.servers._servers import Estate, closing_server, exchange, make_estate
 
@@ -70,6 +72,10 @@ def test_what_is_not_an_ssl_context_is_left_alone() -> None:
     assert isinstance(impostor, ssl.SSLContext)
     assert session_cache_off(impostor) is False  # type: ignore[arg-type]
     assert session_cache_off(object()) is False  # type: ignore[arg-type]
+    _, key_der, chain = mtls.Keystore.generate("k", "CN=k", key_type="EC").key_entry()
+    assert use_identity(impostor, key_der, chain) is False  # type: ignore[arg-type]
+    assert use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), key_der, []) is False
+    assert use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), key_der, chain) is True
 
 
 def test_a_subclass_is_an_ssl_context() -> None:
@@ -77,18 +83,28 @@ def test_a_subclass_is_an_ssl_context() -> None:
         __slots__ = ()
 
     assert session_cache_off(Mine(ssl.PROTOCOL_TLS_SERVER)) is True
+    _, key_der, chain = mtls.Keystore.generate("k", "CN=k", key_type="EC").key_entry()
+    assert use_identity(Mine(ssl.PROTOCOL_TLS_SERVER), key_der, chain) is True
 
 
 def test_an_openssl_other_than_the_one_ssl_uses_is_not_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The library found must report the version ssl was built with (the same
-    structures); otherwise nothing is called."""
+    structures); otherwise nothing is called, neither the session cache's switch nor
+    the key's installation."""
     import mtls._openssl as module
 
-    module._functions.cache_clear()
+    module._library.cache_clear()
     monkeypatch.setattr(ssl, "OPENSSL_VERSION_NUMBER", ssl.OPENSSL_VERSION_NUMBER + 1)
+    identity = mtls.Keystore.generate("k", "CN=k", key_type="EC")
+    _, key_der, chain = identity.key_entry()
     try:
         assert session_cache_off(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) is False
+        assert module.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), key_der, chain) is False
     finally:
-        module._functions.cache_clear()
+        module._library.cache_clear()
+    # The twin: with the version ssl reports, both are done.
+    monkeypatch.undo()
+    assert session_cache_off(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) is True
+    assert module.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), key_der, chain) is True

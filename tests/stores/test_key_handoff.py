@@ -1,8 +1,9 @@
-"""The key hand-off to OpenSSL for every key type and size a keystore may hold, both
-ways it goes: a memfd (Linux; the key's base64 on one line), and the sealed
-temporary file of systems without memfd (macOS, Windows), forced here. The context
-it builds completes a mutual-TLS handshake, and the same identity is refused by a
-server that does not trust it."""
+"""The key hand-off to OpenSSL for every key type and size a keystore may hold, every
+way it goes: DER straight into the OpenSSL ``ssl`` uses (where it can be reached), a
+memfd (Linux; the key's base64 on one line), and the sealed temporary file of systems
+without memfd (Windows), the last two forced here. The context it builds completes a
+mutual-TLS handshake, and the same identity is refused by a server that does not
+trust it."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import mtls
-from mtls import _build, _keyload
-from tests._pki import mismatched
+from mtls import _build, _keyload, _openssl
+from tests._pki import PKI, issue, mismatched
 
 KEYS: list[dict[str, Any]] = [
     {"key_type": "RSA", "key_size": 4096},
@@ -59,15 +60,41 @@ def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> dict[str, Any]
     raise AssertionError("handshake did not finish")
 
 
-@pytest.fixture(params=["memfd", "sealed-tempfile"], autouse=True)
+def _direct_available() -> bool:
+    library = _openssl._library()
+    return library is not None and library.identity is not None
+
+
+@pytest.fixture(params=["direct", "memfd", "sealed-tempfile"], autouse=True)
 def handoff(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test both ways: the memfd, and the path of systems without one."""
+    """Each test every way: DER into OpenSSL, the memfd, and the path of systems
+    without either."""
+    if request.param == "direct" and not _direct_available():
+        pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
     if request.param == "memfd" and not _keyload.memfd_available():
         pytest.skip("memfd_create is Linux only")
+    if request.param != "direct":
+        monkeypatch.setattr(_keyload, "use_identity", lambda *args: False)
     if request.param == "sealed-tempfile":
         monkeypatch.setattr(_keyload, "memfd_available", lambda: False)
         monkeypatch.setattr(_build, "memfd_available", lambda: False)
     return str(request.param)
+
+
+@pytest.fixture
+def memfds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the memory files made while a test runs."""
+    made: list[str] = []
+    create = os.memfd_create if hasattr(os, "memfd_create") else None
+
+    def recording(name: str, *args: Any) -> int:
+        made.append(name)
+        assert create is not None
+        return create(name, *args)
+
+    if create is not None:
+        monkeypatch.setattr(_keyload.os, "memfd_create", recording)
+    return made
 
 
 @pytest.fixture
@@ -154,11 +181,12 @@ def test_no_plaintext_key_reaches_a_file_and_the_file_is_gone(
 ) -> None:
     """Without memfd the key goes through a temporary file: 0600, sealed under a
     one-time passphrase (never the key's own bytes, in DER or base64), removed once
-    OpenSSL read it. With memfd, no file at all."""
+    OpenSSL read it. With memfd, no file at all; straight into OpenSSL, not even a
+    memory file."""
     client = mtls.Keystore.generate("client", "CN=client", key_type="RSA")
     key_der = client.key_entry()[1]
     mtls.client_context(client, verify=False)
-    if handoff == "memfd":
+    if handoff in ("direct", "memfd"):
         assert temp_files == []
         return
     ((mode, content),) = temp_files
@@ -196,3 +224,65 @@ def test_an_rsa_pss_key_keeps_its_algorithm(tmp_path: Path, handoff: str) -> Non
     ks = mtls.Keystore.from_bytes(key.read_bytes() + cert, None)
     ctx = mtls.client_context(ks, verify=False)
     assert isinstance(ctx, ssl.SSLContext)
+
+
+def test_the_identity_goes_through_a_memory_file_only_when_not_straight_in(
+    handoff: str, memfds: list[str]
+) -> None:
+    """Straight into OpenSSL: no memory file is made. The twins: the memfd way makes
+    one (the test can see it), and so does a refusal of the direct way (the file way
+    then says why)."""
+    if handoff == "sealed-tempfile":
+        pytest.skip("no memory file on this path")
+    client = mtls.Keystore.generate("client", "CN=client", key_type="EC")
+    mtls.client_context(client, verify=False)
+    assert memfds == ([] if handoff == "direct" else ["mtls-identity"])
+    memfds.clear()
+    other = ec.generate_private_key(ec.SECP256R1())
+    swapped = mismatched(other, [client.certificate("client")], alias="client")
+    with pytest.raises(mtls.KeyEntryError, match="KEY_VALUES_MISMATCH"):
+        mtls.client_context(swapped, verify=False)
+    assert memfds == ["mtls-identity"]
+
+
+def test_the_chain_is_sent_as_the_server_needs_it(
+    pki: PKI, server: mtls.Keystore, handoff: str
+) -> None:
+    """The intermediate travels with the leaf: a server that trusts only the root
+    accepts the client. The twin without the intermediate in the
+    keystore is refused, so the test sees what is sent."""
+    intermediate = issue("mtls intermediate", pki.root, ca=True)
+    client = issue("client via intermediate", intermediate)
+    served = mtls.server_context(server, pki.truststore())  # the root only
+    trust = mtls.Truststore()
+    trust.add("server", server.certificate("server"))
+    peer = _handshake(served, mtls.client_context(client.keystore(), trust))
+    assert (("commonName", "client via intermediate"),) in peer["subject"]
+    leaf_only = mtls.Keystore()
+    leaf_only.add_key("client", client.key, client.chain[:1])
+    with pytest.raises(ssl.SSLError, match=r"certificate verify failed|unknown ca"):
+        _handshake(served, mtls.client_context(leaf_only, trust))
+
+
+def test_a_refusal_leaves_no_error_behind_in_openssl() -> None:
+    """The direct way refuses a mismatched pair and empties this thread's OpenSSL
+    error queue: the next cadata load in the thread (which reads the queue after its
+    certificates) succeeds."""
+    if not _direct_available():
+        pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
+    mine = mtls.Keystore.generate("client", "CN=client", key_type="EC")
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    chain = [mine.certificate("client").public_bytes(serialization.Encoding.DER)]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(ctx, other, chain) is False
+    assert _openssl.use_identity(ctx, b"not a key", chain) is False
+    assert _openssl.use_identity(ctx, other, [b"not a certificate"]) is False
+    fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    fresh.load_verify_locations(cadata=chain[0])
+    assert fresh.cert_store_stats()["x509"] == 1
+    right = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(right, mine.key_entry()[1], chain) is True  # the twin

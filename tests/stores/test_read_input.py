@@ -130,8 +130,11 @@ def test_a_dangling_symbolic_link_is_named_as_one(tmp_path: Path) -> None:
 _OUT_OF_DESCRIPTORS = """
 import os, resource, sys
 import mtls
+import mtls._keyload
 from mtls.testing import CA
 
+if sys.argv[1] == "memfd":  # what a Python whose OpenSSL cannot be reached does
+    mtls._keyload.use_identity = lambda *args: False
 ca = CA()
 keystore, truststore = ca.issue_cert("client").keystore(), ca.truststore()
 keystore.save("k.jks", "changeit")
@@ -158,15 +161,22 @@ for free in (0, 1):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_NOFILE, memfd")
-def test_a_process_out_of_file_descriptors_is_told_so(tmp_path: Path) -> None:
-    """The key goes to OpenSSL through a memory file and /proc/self/fd: with one
-    descriptor free the context raised a raw OSError, and a store that could not be
-    opened was "check the path and its permissions". Both are MTLSErrors that name
-    the limit; with descriptors free again, the same calls succeed."""
+@pytest.mark.parametrize("way", ["direct", "memfd"])
+def test_a_process_out_of_file_descriptors_is_told_so(tmp_path: Path, way: str) -> None:
+    """Through a memory file and /proc/self/fd, the key needs descriptors: with one
+    free the context raised a raw OSError, and a store that could not be opened was
+    "check the path and its permissions". Both are MTLSErrors that name the limit;
+    with descriptors free again, the same calls succeed. Straight into OpenSSL, the
+    context needs no descriptor at all (the store's load still does)."""
     import subprocess
 
+    from mtls import _openssl
+
+    library = _openssl._library()
+    if way == "direct" and (library is None or library.identity is None):
+        pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
     done = subprocess.run(
-        [sys.executable, "-c", _OUT_OF_DESCRIPTORS],
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS, way],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -177,7 +187,10 @@ def test_a_process_out_of_file_descriptors_is_told_so(tmp_path: Path) -> None:
     assert "NOT AN MTLSError" not in done.stdout, done.stdout
     context = [line for line in lines if line.split()[1] == "context"]
     assert len(context) == 2
-    for line in context:  # no descriptor for the memory file, or none for /proc/self/fd
+    if way == "direct":
+        assert context == ["0 context ok", "1 context ok"]
+    for line in context if way == "memfd" else ():
+        # no descriptor for the memory file, or none for /proc/self/fd
         assert "KeystoreError" in line and "cannot be handed to OpenSSL" in line
         assert "ulimit -n" in line
     load = [line for line in lines if line.startswith("0 load")]
