@@ -19,8 +19,8 @@ looked up.
 file names only, so the key went to OpenSSL as PEM text in a memory file
 (:mod:`mtls._keyload`): base64 made here and undone there, a file created, opened
 twice through ``/proc`` and closed. OpenSSL's own calls take DER: the leaf with
-``SSL_CTX_use_certificate_ASN1``, each further certificate with ``d2i_X509`` and
-``SSL_CTX_add0_chain_cert``, the key with ``d2i_AutoPrivateKey`` and
+``d2i_X509`` and ``SSL_CTX_use_certificate``, each further certificate with ``d2i_X509``
+and ``SSL_CTX_add0_chain_cert``, the key with ``d2i_AutoPrivateKey`` and
 ``SSL_CTX_use_PrivateKey``, then ``SSL_CTX_check_private_key``: the calls
 ``load_cert_chain`` makes after reading its file, in its order. Any refusal is left
 to the file way, which repeats the whole load and raises Python's own
@@ -63,7 +63,6 @@ _NO_CACHE = 0x0300
 # (SSL_CTX_add0_chain_cert: the context takes the certificate), stable since 1.0.2.
 _CTRL_CHAIN = 88
 _CTRL_CHAIN_CERT = 89
-_INT_MAX = 2**31 - 1  # SSL_CTX_use_certificate_ASN1 takes the length as a C int
 
 
 def _typed(lib: Any, name: str, restype: Any, *argtypes: Any) -> Any:
@@ -116,39 +115,76 @@ class _Identity:
         void, long, integer, data = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_char_p
         self._cursor = data
         self._byref = ctypes.byref
+        self._address = ctypes.cast
+        self._void = void
         cursor = ctypes.POINTER(data)  # const unsigned char **, advanced past what is read
-        self.use_certificate = _typed(
-            lib, "SSL_CTX_use_certificate_ASN1", integer, void, integer, data
-        )
         self.read_x509 = _typed(lib, "d2i_X509", void, void, cursor, long)
         self.free_x509 = _typed(lib, "X509_free", None, void)
+        self.use_certificate = _typed(lib, "SSL_CTX_use_certificate", integer, void, void)
         self.read_key = _typed(lib, "d2i_AutoPrivateKey", void, void, cursor, long)
         self.free_key = _typed(lib, "EVP_PKEY_free", None, void)
         self.use_key = _typed(lib, "SSL_CTX_use_PrivateKey", integer, void, void)
         self.check_key = _typed(lib, "SSL_CTX_check_private_key", integer, void)
         # A refusal leaves its error on this thread's OpenSSL error queue, which
         # Python's ssl shares: the next call in the thread would read it as its own
-        # failure. The queue is emptied after every install, refused or not.
+        # failure. The queue is emptied before and after every install.
         self.clear_errors = _typed(lib, "ERR_clear_error", None)
+        self.peek_error = _typed(lib, "ERR_peek_error", ctypes.c_ulong)
+
+    def _read(self, reader: Any, free: Any, der: bytes) -> int | None:
+        """``reader`` (a ``d2i_*``) on ``der``: the object, if it is all of ``der``.
+
+        Trailing bytes are refused (the file way may read them as something else: a
+        leaf's, as OpenSSL's auxiliary trust data)."""
+        cursor = self._cursor(der)
+        start = self._where(cursor)
+        made = reader(None, self._byref(cursor), len(der))
+        if not made:
+            return None
+        if self._where(cursor) - start != len(der):
+            free(made)
+            return None
+        return int(made)
+
+    def _where(self, cursor: Any) -> int:
+        """The address a ``const unsigned char *`` points at."""
+        return int(self._address(cursor, self._void).value or 0)
 
     def install(self, pointer: int, ctrl: Any, key_der: bytes, chain_der: Sequence[bytes]) -> bool:
-        """``load_cert_chain``'s calls on ``pointer``, from DER; True if all succeeded."""
-        leaf = chain_der[0]
-        if len(leaf) > _INT_MAX or self.use_certificate(pointer, len(leaf), leaf) != 1:
+        """``load_cert_chain``'s calls on ``pointer``, from DER; True if all succeeded.
+
+        Also its judgement: ``SSL_CTX_use_certificate_chain_file`` refuses a leaf
+        that left an error on the queue even where the call returned success (a
+        certificate with a malformed extension is installed, and ``X509V3:
+        INVALID_CERTIFICATE`` queued), so the queue is read after the leaf, as it
+        reads it. Where this way is stricter than the file way (trailing bytes),
+        the caller's file way has the last word.
+        """
+        leaf = self._read(self.read_x509, self.free_x509, chain_der[0])
+        if leaf is None:
             return False
+        try:
+            # The context takes its own reference to each object; ours is released.
+            if self.use_certificate(pointer, leaf) != 1 or self.peek_error():
+                return False
+        finally:
+            self.free_x509(leaf)
         ctrl(pointer, _CTRL_CHAIN, 0, None)  # as load_cert_chain: only this chain
         for der in chain_der[1:]:
-            x509 = self.read_x509(None, self._byref(self._cursor(der)), len(der))
-            if not x509:
+            x509 = self._read(self.read_x509, self.free_x509, der)
+            if x509 is None:
                 return False
             if ctrl(pointer, _CTRL_CHAIN_CERT, 0, x509) != 1:
                 self.free_x509(x509)  # refused: still ours to free
                 return False
-        key = self.read_key(None, self._byref(self._cursor(key_der)), len(key_der))
-        if not key:
+        # The file way ends its chain at the end of the file, whose "no start line"
+        # error makes it empty the queue: what the chain's certificates queued is
+        # forgotten there, and so here.
+        self.clear_errors()
+        key = self._read(self.read_key, self.free_key, key_der)
+        if key is None:
             return False
         try:
-            # The context takes its own reference to the key; ours is released below.
             if self.use_key(pointer, key) != 1:
                 return False
         finally:
@@ -213,6 +249,7 @@ def use_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byte
     if pointer is None:
         return False
     identity = library.identity
+    identity.clear_errors()  # what another call left is not this install's refusal
     try:
         return identity.install(pointer, library.ctrl, pkcs8_der, chain_der)
     finally:
