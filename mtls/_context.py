@@ -299,6 +299,11 @@ def _refusal_fix(reason: str | None) -> str:
             "security level allows (SHA-1 or MD5; Java may still accept it): have the "
             f"chain reissued with SHA-256, {lower}"
         )
+    if reason == "INVALID_CERTIFICATE":
+        return (
+            "a certificate of its chain is malformed (OpenSSL cannot read one of its "
+            "extensions; Java may still accept it): have it reissued"
+        )
     if reason in _TOO_WEAK:
         return (
             "the key or a certificate of its chain is weaker than OpenSSL's security level "

@@ -20,8 +20,8 @@ file names only, so the key went to OpenSSL as PEM text in a memory file
 (:mod:`mtls._keyload`): base64 made here and undone there, a file created, opened
 twice through ``/proc`` and closed. OpenSSL's own calls take DER: the leaf with
 ``d2i_X509`` and ``SSL_CTX_use_certificate``, each further certificate with ``d2i_X509``
-and ``SSL_CTX_add0_chain_cert``, the key with ``d2i_AutoPrivateKey`` and
-``SSL_CTX_use_PrivateKey``, then ``SSL_CTX_check_private_key``: the calls
+and ``SSL_CTX_add0_chain_cert``, the key with ``d2i_PKCS8_PRIV_KEY_INFO``,
+``EVP_PKCS82PKEY`` and ``SSL_CTX_use_PrivateKey``, then ``SSL_CTX_check_private_key``: the calls
 ``load_cert_chain`` makes after reading its file, in its order. Any refusal is left
 to the file way, which repeats the whole load and raises Python's own
 :class:`ssl.SSLError` (its reason names are ``ssl``'s, not ours to copy).
@@ -31,10 +31,12 @@ field after the object header (every version since 2.7), through :mod:`ctypes` a
 the OpenSSL the ``_ssl`` module is linked to: looked up through that extension's own
 handle (never a second libssl found by name), or, where ``_ssl`` is built into the
 interpreter (python-build-standalone, as uv installs it), among the process's global
-symbols. Every step is checked before the pointer is used: the object's type must be
-``_ssl._SSLContext`` or a subclass (not merely claim to be), the library found must
-report the version ``ssl.OPENSSL_VERSION_NUMBER`` gives (the same structures), and the
-pointer must answer ``SSL_CTX_get_options`` with the context's ``options``. The cache
+symbols. Checks come first: the library found must report the version
+``ssl.OPENSSL_VERSION_NUMBER`` gives (the same structures), and the object's type must
+be ``_ssl._SSLContext`` or a subclass (not merely claim to be): these are what keep
+a wrong pointer from being read (a read through one would crash the process, not
+fail). The pointer read must then answer ``SSL_CTX_get_options`` with the context's
+``options`` before anything is changed through it. The cache
 mode is read back after it is set; the identity is checked by OpenSSL itself. Where a
 step is not possible (another interpreter, a TLS library other than OpenSSL, symbols
 not reachable, as on Windows or a build that hides them), :func:`session_cache_off`
@@ -121,7 +123,11 @@ class _Identity:
         self.read_x509 = _typed(lib, "d2i_X509", void, void, cursor, long)
         self.free_x509 = _typed(lib, "X509_free", None, void)
         self.use_certificate = _typed(lib, "SSL_CTX_use_certificate", integer, void, void)
-        self.read_key = _typed(lib, "d2i_AutoPrivateKey", void, void, cursor, long)
+        # PKCS#8 only, as the file way's PRIVATE KEY block takes (d2i_AutoPrivateKey
+        # would take PKCS#1 and SEC1 keys too).
+        self.read_pkcs8 = _typed(lib, "d2i_PKCS8_PRIV_KEY_INFO", void, void, cursor, long)
+        self.free_pkcs8 = _typed(lib, "PKCS8_PRIV_KEY_INFO_free", None, void)
+        self.pkcs8_key = _typed(lib, "EVP_PKCS82PKEY", void, void)
         self.free_key = _typed(lib, "EVP_PKEY_free", None, void)
         self.use_key = _typed(lib, "SSL_CTX_use_PrivateKey", integer, void, void)
         self.check_key = _typed(lib, "SSL_CTX_check_private_key", integer, void)
@@ -181,8 +187,14 @@ class _Identity:
         # error makes it empty the queue: what the chain's certificates queued is
         # forgotten there, and so here.
         self.clear_errors()
-        key = self._read(self.read_key, self.free_key, key_der)
-        if key is None:
+        info = self._read(self.read_pkcs8, self.free_pkcs8, key_der)
+        if info is None:
+            return False
+        try:
+            key = self.pkcs8_key(info)
+        finally:
+            self.free_pkcs8(info)
+        if not key:
             return False
         try:
             if self.use_key(pointer, key) != 1:
@@ -192,10 +204,21 @@ class _Identity:
         return bool(self.check_key(pointer) == 1)
 
 
-@functools.cache
 def _library() -> _Library | None:
-    """The OpenSSL ``_ssl`` is linked to, or None. Found once per process (two threads
-    racing here find the same)."""
+    """The OpenSSL ``_ssl`` is linked to, or None: found once per process (two threads
+    racing here find the same). A failure that may pass (out of file descriptors or
+    memory while ``ctypes`` is imported or the library opened) is not remembered:
+    the next call looks again."""
+    try:
+        return _found()
+    except OSError as exc:
+        log.debug("mtls: OpenSSL's SSL_CTX calls not reached this time (%s)", exc)
+        return None
+
+
+@functools.cache
+def _found() -> _Library | None:
+    """:func:`_library`, remembered; OSError (for the moment) is raised, not kept."""
     if sys.implementation.name != "cpython" or not ssl.OPENSSL_VERSION.startswith("OpenSSL "):
         return None
     try:
@@ -213,7 +236,7 @@ def _library() -> _Library | None:
             log.debug("mtls: the OpenSSL found is not the one ssl uses; not used")
             return None
         return _Library(lib, _ssl._SSLContext)
-    except (ImportError, OSError, AttributeError) as exc:
+    except (ImportError, AttributeError) as exc:
         log.debug("mtls: OpenSSL's SSL_CTX calls are not reachable here (%s)", exc)
         return None
 

@@ -95,7 +95,7 @@ def test_an_openssl_other_than_the_one_ssl_uses_is_not_used(
     the key's installation."""
     import mtls._openssl as module
 
-    module._library.cache_clear()
+    module._found.cache_clear()
     monkeypatch.setattr(ssl, "OPENSSL_VERSION_NUMBER", ssl.OPENSSL_VERSION_NUMBER + 1)
     identity = mtls.Keystore.generate("k", "CN=k", key_type="EC")
     _, key_der, chain = identity.key_entry()
@@ -103,7 +103,7 @@ def test_an_openssl_other_than_the_one_ssl_uses_is_not_used(
         assert session_cache_off(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) is False
         assert module.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), key_der, chain) is False
     finally:
-        module._library.cache_clear()
+        module._found.cache_clear()
     # The twin: with the version ssl reports, both are done.
     monkeypatch.undo()
     assert session_cache_off(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) is True

@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import mtls
 from mtls import _build, _keyload, _openssl
-from tests._pki import PKI, issue, make_pki, mismatched
+from tests._pki import PKI, issue, mismatched
 
 KEYS: list[dict[str, Any]] = [
     {"key_type": "RSA", "key_size": 4096},
@@ -264,111 +262,3 @@ def test_the_chain_is_sent_as_the_server_needs_it(
     leaf_only.add_key("client", client.key, client.chain[:1])
     with pytest.raises(ssl.SSLError, match=r"certificate verify failed|unknown ca"):
         _handshake(served, mtls.client_context(leaf_only, trust))
-
-
-def test_a_refusal_leaves_no_error_behind_in_openssl() -> None:
-    """The direct way refuses a mismatched pair and empties this thread's OpenSSL
-    error queue: the next cadata load in the thread (which reads the queue after its
-    certificates) succeeds."""
-    if not _direct_available():
-        pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
-    mine = mtls.Keystore.generate("client", "CN=client", key_type="EC")
-    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    chain = [mine.certificate("client").public_bytes(serialization.Encoding.DER)]
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    assert _openssl.use_identity(ctx, other, chain) is False
-    assert _openssl.use_identity(ctx, b"not a key", chain) is False
-    assert _openssl.use_identity(ctx, other, [b"not a certificate"]) is False
-    fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    fresh.load_verify_locations(cadata=chain[0])
-    assert fresh.cert_store_stats()["x509"] == 1
-    right = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    assert _openssl.use_identity(right, mine.key_entry()[1], chain) is True  # the twin
-
-
-def _file_way_accepts(key_der: bytes, chain_der: list[bytes]) -> bool:
-    """What load_cert_chain says of the same key and chain, read from a memory file."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    pem = _keyload._memfd_pem(key_der, b"".join(_keyload._cert_pem_line(d) for d in chain_der))
-    try:
-        _keyload._load_via_memfd(ctx, pem)
-    except ssl.SSLError:
-        return False
-    return True
-
-
-_MUTABLE = [
-    issue("mutated rsa", make_pki().root, key_type="RSA"),
-    issue("mutated ec", make_pki().root),
-]
-
-
-@settings(max_examples=300, deadline=None, database=None)
-@given(
-    which=st.sampled_from([0, 1]),
-    part=st.sampled_from(["key", "leaf", "ca"]),
-    cut=st.one_of(st.none(), st.integers(min_value=0, max_value=4000)),
-    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=3),
-    tail=st.binary(max_size=8),
-)
-def test_the_direct_way_accepts_nothing_load_cert_chain_refuses(
-    which: int, part: str, cut: int | None, flips: list[tuple[int, int]], tail: bytes
-) -> None:
-    """Keys and certificates truncated, with bytes flipped, or with bytes after them:
-    what the direct way installs, load_cert_chain from a memory file installs too
-    (the direct way refuses trailing bytes, which the file way may read; the file
-    way then has the last word), the whole hand-off accepts exactly what the file
-    way accepts, and nothing crashes the process. The first mutation this found: a
-    leaf whose extension is malformed, which load_cert_chain refuses from the error
-    it leaves queued (INVALID_CERTIFICATE) although the call itself succeeds."""
-    if not _direct_available() or not _keyload.memfd_available():
-        pytest.skip("needs both ways")
-    identity = _MUTABLE[which]
-    key_der = identity.key_der()
-    chain_der = [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
-    data = bytearray(key_der if part == "key" else chain_der[0 if part == "leaf" else 1])
-    for at, mask in flips:
-        if data:
-            data[at % len(data)] ^= mask
-    mutated = bytes(data[:cut] if cut is not None else data) + tail
-    if part == "key":
-        key_der = mutated
-    else:
-        chain_der[0 if part == "leaf" else 1] = mutated
-    file_way = _file_way_accepts(key_der, chain_der)
-    direct = _openssl.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), key_der, chain_der)
-    assert file_way or not direct
-    whole = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        _keyload.load_identity(whole, key_der, chain_der)
-        accepted = True
-    except ssl.SSLError:
-        accepted = False
-    assert accepted is file_way
-    if not (cut is not None or flips or tail):
-        assert direct  # the twin: unchanged material goes the direct way
-
-
-def test_a_leaf_with_a_malformed_extension_is_refused_as_load_cert_chain_refuses_it() -> None:
-    """OpenSSL installs such a leaf and queues INVALID_CERTIFICATE; load_cert_chain
-    reads the queue and refuses it, and so does the direct way (the hand-off then
-    raises load_cert_chain's own error). The twin: the same leaf unbroken loads."""
-    if not _direct_available():
-        pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
-    identity = _MUTABLE[1]
-    chain_der = [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
-    aki = b"\x06\x03\x55\x1d\x23"  # the authority key identifier's OID
-    at = chain_der[0].index(aki) + len(aki)
-    value = chain_der[0][at:]  # OCTET STRING { SEQUENCE { [0] keyIdentifier } }
-    assert value[0] == 0x04 and value[2] == 0x30
-    broken = chain_der[0][: at + 2] + b"\x31" + chain_der[0][at + 3 :]  # SET for SEQUENCE
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    assert _openssl.use_identity(ctx, identity.key_der(), [broken, chain_der[1]]) is False
-    with pytest.raises(ssl.SSLError, match="INVALID_CERTIFICATE"):
-        _keyload.load_identity(ctx, identity.key_der(), [broken, chain_der[1]])
-    fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    assert _openssl.use_identity(fresh, identity.key_der(), chain_der) is True

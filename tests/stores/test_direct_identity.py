@@ -1,0 +1,195 @@
+"""The direct key hand-off (:func:`mtls._openssl.use_identity`) on its own: it installs
+nothing ``load_cert_chain`` would refuse from a file of the same key and chain, it
+leaves OpenSSL's error queue empty, and it is found again after a failure that passes.
+The hand-off's every way, with handshakes, is in tests/stores/test_key_handoff.py."""
+
+from __future__ import annotations
+
+import ctypes
+import ssl
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mtls
+from mtls import _keyload, _openssl
+from mtls._entries import KeyEntry
+from tests._pki import issue, make_pki
+
+
+def _direct_available() -> bool:
+    library = _openssl._library()
+    return library is not None and library.identity is not None
+
+
+pytestmark = [
+    pytest.mark.skipif(
+        not _direct_available(), reason="OpenSSL's key-loading calls are not reachable here"
+    ),
+    pytest.mark.skipif(not _keyload.memfd_available(), reason="the file way compared is a memfd"),
+]
+
+
+def test_a_refusal_leaves_no_error_behind_in_openssl() -> None:
+    """The direct way refuses a mismatched pair and empties this thread's OpenSSL
+    error queue: the next cadata load in the thread (which reads the queue after its
+    certificates) succeeds."""
+    mine = mtls.Keystore.generate("client", "CN=client", key_type="EC")
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    chain = [mine.certificate("client").public_bytes(serialization.Encoding.DER)]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(ctx, other, chain) is False
+    assert _openssl.use_identity(ctx, b"not a key", chain) is False
+    assert _openssl.use_identity(ctx, other, [b"not a certificate"]) is False
+    fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    fresh.load_verify_locations(cadata=chain[0])
+    assert fresh.cert_store_stats()["x509"] == 1
+    right = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(right, mine.key_entry()[1], chain) is True  # the twin
+
+
+def _file_way_accepts(key_der: bytes, chain_der: list[bytes]) -> bool:
+    """What load_cert_chain says of the same key and chain, read from a memory file."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    pem = _keyload._memfd_pem(key_der, b"".join(_keyload._cert_pem_line(d) for d in chain_der))
+    try:
+        _keyload._load_via_memfd(ctx, pem)
+    except ssl.SSLError:
+        return False
+    return True
+
+
+_MUTABLE = [
+    issue("mutated rsa", make_pki().root, key_type="RSA"),
+    issue("mutated ec", make_pki().root),
+]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    which=st.sampled_from([0, 1]),
+    part=st.sampled_from(["key", "leaf", "ca"]),
+    cut=st.one_of(st.none(), st.integers(min_value=0, max_value=4000)),
+    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=3),
+    tail=st.binary(max_size=8),
+)
+def test_the_direct_way_accepts_nothing_load_cert_chain_refuses(
+    which: int, part: str, cut: int | None, flips: list[tuple[int, int]], tail: bytes
+) -> None:
+    """Keys and certificates truncated, with bytes flipped, or with bytes after them:
+    what the direct way installs, load_cert_chain from a memory file installs too
+    (the direct way refuses trailing bytes, which the file way may read; the file
+    way then has the last word), the whole hand-off accepts exactly what the file
+    way accepts, and nothing crashes the process. The first mutation this found: a
+    leaf whose extension is malformed, which load_cert_chain refuses from the error
+    it leaves queued (INVALID_CERTIFICATE) although the call itself succeeds."""
+    identity = _MUTABLE[which]
+    key_der = identity.key_der()
+    chain_der = [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
+    data = bytearray(key_der if part == "key" else chain_der[0 if part == "leaf" else 1])
+    for at, mask in flips:
+        if data:
+            data[at % len(data)] ^= mask
+    mutated = bytes(data[:cut] if cut is not None else data) + tail
+    if part == "key":
+        key_der = mutated
+    else:
+        chain_der[0 if part == "leaf" else 1] = mutated
+    file_way = _file_way_accepts(key_der, chain_der)
+    direct = _openssl.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), key_der, chain_der)
+    assert file_way or not direct
+    whole = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        _keyload.load_identity(whole, key_der, chain_der)
+        accepted = True
+    except ssl.SSLError:
+        accepted = False
+    assert accepted is file_way
+    if not (cut is not None or flips or tail):
+        assert direct  # the twin: unchanged material goes the direct way
+
+
+def test_a_leaf_with_a_malformed_extension_is_refused_as_load_cert_chain_refuses_it() -> None:
+    """OpenSSL installs such a leaf and queues INVALID_CERTIFICATE; load_cert_chain
+    reads the queue and refuses it, and so does the direct way (the hand-off then
+    raises load_cert_chain's own error). The twin: the same leaf unbroken loads."""
+    identity = _MUTABLE[1]
+    chain_der = [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
+    aki = b"\x06\x03\x55\x1d\x23"  # the authority key identifier's OID
+    at = chain_der[0].index(aki) + len(aki)
+    value = chain_der[0][at:]  # OCTET STRING { SEQUENCE { [0] keyIdentifier } }
+    assert value[0] == 0x04 and value[2] == 0x30
+    broken = chain_der[0][: at + 2] + b"\x31" + chain_der[0][at + 3 :]  # SET for SEQUENCE
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(ctx, identity.key_der(), [broken, chain_der[1]]) is False
+    with pytest.raises(ssl.SSLError, match="INVALID_CERTIFICATE"):
+        _keyload.load_identity(ctx, identity.key_der(), [broken, chain_der[1]])
+    fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(fresh, identity.key_der(), chain_der) is True
+    # Through the public way in: the entry named, and a fix that fits (it said "the
+    # key must match the first certificate of its chain").
+    store = mtls.Keystore()
+    store._entries.add_key(KeyEntry("broken", identity.key_der(), (broken, chain_der[1])))
+    with pytest.raises(mtls.KeyEntryError, match=r"'broken'.*INVALID_CERTIFICATE.*malformed"):
+        mtls.client_context(store, verify=False)
+
+
+@pytest.mark.parametrize("form", ["PKCS#1", "SEC1"])
+def test_only_pkcs8_keys_go_the_direct_way(form: str) -> None:
+    """A PKCS#1 RSA or SEC1 EC key inside the PEM the file way writes (a PRIVATE KEY
+    block) is refused there; the direct way takes only PKCS#8, as that block does, so
+    the two agree. The twin: the same key as PKCS#8 goes the direct way. (The store
+    readers hand over PKCS#8 only; this keeps the direct way to its word.)"""
+    identity = issue("traditional", make_pki().root, key_type="RSA" if form == "PKCS#1" else "EC")
+    key = identity.key
+    chain = [identity.cert.public_bytes(serialization.Encoding.DER)]
+    traditional = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    pkcs8 = identity.key_der()
+    assert (
+        _openssl.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), traditional, chain) is False
+    )
+    assert _file_way_accepts(traditional, chain) is False
+    assert _openssl.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), pkcs8, chain) is True
+
+
+def test_a_failure_that_passes_is_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of descriptors when the first context is built, ctypes cannot open OpenSSL
+    (OSError): that was remembered for the life of the process, and every later
+    context went through a memory file, every server context without its session
+    cache switch. Now the next call looks again. The twin: a symbol that is missing
+    stays missing (no lookup per context)."""
+    _openssl._found.cache_clear()
+    real = ctypes.CDLL
+    try:
+
+        def out_of_descriptors(*args: object, **kwargs: object) -> object:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(ctypes, "CDLL", out_of_descriptors)
+        assert _openssl._library() is None
+        monkeypatch.setattr(ctypes, "CDLL", real)
+        assert _openssl._library() is not None  # found once descriptors are free
+        _openssl._found.cache_clear()
+
+        def missing(*args: object, **kwargs: object) -> object:
+            raise AttributeError("OpenSSL_version_num")
+
+        monkeypatch.setattr(_openssl, "_typed", missing)
+        assert _openssl._library() is None
+        monkeypatch.undo()
+        assert _openssl._library() is None  # remembered: it will not appear later
+    finally:
+        monkeypatch.undo()
+        _openssl._found.cache_clear()
+    assert _direct_available()
