@@ -5,10 +5,10 @@ memory too.
 to a temporary file, even briefly, leaves it in the page cache, on disk after a
 crash, and readable by anything that wins the race. So:
 
-* Where the OpenSSL ``ssl`` is linked to can be reached (CPython with OpenSSL; tested on Linux):
-  the key's DER and the chain's go straight into it, through the calls
-  ``load_cert_chain`` makes after reading its file (:func:`mtls._openssl.use_identity`):
-  no file at all, no PEM text of the key.
+* Where the OpenSSL ``ssl`` is linked to can be reached (CPython with OpenSSL;
+  tested on Linux): the key's DER and the chain's go straight into it, through the
+  calls ``load_cert_chain`` makes after reading its file
+  (:func:`mtls._openssl.use_identity`): no file at all, no PEM text of the key.
 * Otherwise, and whenever OpenSSL refuses the direct way (so that the error raised is
   ``load_cert_chain``'s own), on Linux: the PEM goes into an anonymous
   ``memfd_create`` file, which lives only in memory and dies with its last

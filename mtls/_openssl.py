@@ -19,12 +19,13 @@ looked up.
 file names only, so the key went to OpenSSL as PEM text in a memory file
 (:mod:`mtls._keyload`): base64 made here and undone there, a file created, opened
 twice through ``/proc`` and closed. OpenSSL's own calls take DER: the leaf with
-``d2i_X509`` and ``SSL_CTX_use_certificate``, each further certificate with ``d2i_X509``
-and ``SSL_CTX_add0_chain_cert``, the key with ``d2i_PKCS8_PRIV_KEY_INFO``,
-``EVP_PKCS82PKEY`` and ``SSL_CTX_use_PrivateKey``, then ``SSL_CTX_check_private_key``: the calls
-``load_cert_chain`` makes after reading its file, in its order. Any refusal is left
-to the file way, which repeats the whole load and raises Python's own
-:class:`ssl.SSLError` (its reason names are ``ssl``'s, not ours to copy).
+``d2i_X509`` and ``SSL_CTX_use_certificate``, each further certificate with
+``d2i_X509`` and ``SSL_CTX_add0_chain_cert``, the key with
+``d2i_PKCS8_PRIV_KEY_INFO``, ``EVP_PKCS82PKEY`` and ``SSL_CTX_use_PrivateKey``, then
+``SSL_CTX_check_private_key``: the calls ``load_cert_chain`` makes after reading its
+file, in its order, judged as it judges them. Any refusal is left to the file way,
+which repeats the whole load and raises Python's own :class:`ssl.SSLError` (its
+reason names are ``ssl``'s, not ours to copy).
 
 How: on CPython, whose ``ssl.SSLContext`` object holds its ``SSL_CTX *`` as the first
 field after the object header (every version since 2.7), through :mod:`ctypes` and
@@ -36,14 +37,14 @@ symbols. Checks come first: the library found must report the version
 be ``_ssl._SSLContext`` or a subclass (not merely claim to be): these are what keep
 a wrong pointer from being read (a read through one would crash the process, not
 fail). The pointer read must then answer ``SSL_CTX_get_options`` with the context's
-``options`` before anything is changed through it. The cache
-mode is read back after it is set; the identity is checked by OpenSSL itself. Where a
-step is not possible (another interpreter, a TLS library other than OpenSSL, symbols
-not reachable, as on Windows or a build that hides them), :func:`session_cache_off`
-and :func:`use_identity` return ``False`` and change nothing; the callers then refuse
-resumed sessions they cannot vouch for (see :mod:`mtls._server`), or hand the key over
-through a file (see :mod:`mtls._keyload`). ctypes releases the GIL for each call, as
-``load_cert_chain`` does for its reads.
+``options`` before anything is changed through it. The cache mode is read back
+after it is set; the identity is checked by OpenSSL itself. Where a step is not
+possible (another interpreter, a TLS library other than OpenSSL, symbols not
+reachable, as on Windows or a build that hides them), :func:`session_cache_off` and
+:func:`use_identity` return ``False`` and change nothing; the callers then refuse
+resumed sessions they cannot vouch for (see :mod:`mtls._server`), or hand the key
+over through a file (see :mod:`mtls._keyload`). ctypes releases the GIL for each
+call, as ``load_cert_chain`` does for its reads.
 """
 
 from __future__ import annotations

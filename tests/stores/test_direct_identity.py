@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import mtls
 from mtls import _keyload, _openssl
 from mtls._entries import KeyEntry
-from tests._pki import issue, make_pki
+from tests._pki import issue
 
 
 def _direct_available() -> bool:
@@ -66,10 +66,8 @@ def _file_way_accepts(key_der: bytes, chain_der: list[bytes]) -> bool:
     return True
 
 
-_MUTABLE = [
-    issue("mutated rsa", make_pki().root, key_type="RSA"),
-    issue("mutated ec", make_pki().root),
-]
+_ROOT = issue("mutation root", None, ca=True)
+_MUTABLE = [issue("mutated rsa", _ROOT, key_type="RSA"), issue("mutated ec", _ROOT)]
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -147,7 +145,7 @@ def test_only_pkcs8_keys_go_the_direct_way(form: str) -> None:
     block) is refused there; the direct way takes only PKCS#8, as that block does, so
     the two agree. The twin: the same key as PKCS#8 goes the direct way. (The store
     readers hand over PKCS#8 only; this keeps the direct way to its word.)"""
-    identity = issue("traditional", make_pki().root, key_type="RSA" if form == "PKCS#1" else "EC")
+    identity = issue("traditional", _ROOT, key_type="RSA" if form == "PKCS#1" else "EC")
     key = identity.key
     chain = [identity.cert.public_bytes(serialization.Encoding.DER)]
     traditional = key.private_bytes(
