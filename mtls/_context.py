@@ -301,8 +301,8 @@ def _refusal_fix(reason: str | None) -> str:
         )
     if reason == "INVALID_CERTIFICATE":
         return (
-            "a certificate of its chain is malformed (OpenSSL cannot read one of its "
-            "extensions; Java may still accept it): have it reissued"
+            "its certificate has an extension OpenSSL rejects (malformed, duplicated or "
+            "empty; Java may still accept it): have the certificate reissued"
         )
     if reason in _TOO_WEAK:
         return (

@@ -207,19 +207,22 @@ class _Identity:
 
 def _library() -> _Library | None:
     """The OpenSSL ``_ssl`` is linked to, or None: found once per process (two threads
-    racing here find the same). A failure that may pass (out of file descriptors or
-    memory while ``ctypes`` is imported or the library opened) is not remembered:
-    the next call looks again."""
+    racing the first call each find an equivalent one, and one is kept). A failure
+    that may pass is not remembered: out of file descriptors or memory while
+    ``ctypes`` is imported (an OSError opening its code, an ImportError when
+    ``dlopen`` cannot open ``_ctypes``) or the library is opened. The next call looks
+    again (a failure of that kind that never passes costs a look per context)."""
     try:
         return _found()
-    except OSError as exc:
+    except (OSError, ImportError) as exc:
         log.debug("mtls: OpenSSL's SSL_CTX calls not reached this time (%s)", exc)
         return None
 
 
 @functools.cache
 def _found() -> _Library | None:
-    """:func:`_library`, remembered; OSError (for the moment) is raised, not kept."""
+    """:func:`_library`, remembered: a module or symbol that does not exist is kept as
+    None; any other failure (for the moment) is raised, not kept."""
     if sys.implementation.name != "cpython" or not ssl.OPENSSL_VERSION.startswith("OpenSSL "):
         return None
     try:
@@ -237,7 +240,7 @@ def _found() -> _Library | None:
             log.debug("mtls: the OpenSSL found is not the one ssl uses; not used")
             return None
         return _Library(lib, _ssl._SSLContext)
-    except (ImportError, AttributeError) as exc:
+    except (ModuleNotFoundError, AttributeError) as exc:
         log.debug("mtls: OpenSSL's SSL_CTX calls are not reachable here (%s)", exc)
         return None
 
