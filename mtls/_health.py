@@ -47,6 +47,7 @@ _ROLES: tuple[Role, ...] = ("identity", "chain", "anchor")  # priority for a sha
 _RANK = {role: rank for rank, role in enumerate(_ROLES)}
 _SHOWN_SERVERS = 3
 _FAR = _dt.datetime.max.replace(tzinfo=_dt.UTC)
+_FAR_TS = _FAR.timestamp()  # the same, as time.time() counts
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -459,9 +460,9 @@ class Health(Generic[S]):
         self._last_snapshot: S | None = None
         self._in_use = in_use
         # The earliest moment a certificate in use crosses its next level: until then,
-        # only certificates that came with a new snapshot can have anything to say.
-        self._next = _FAR
-        self._next_ts = _FAR.timestamp()  # the same, as time.time() counts
+        # only certificates that came with a new snapshot can have anything to say
+        # (as time.time() counts: the common check compares it with a float).
+        self._next_ts = _FAR_TS
         self._last_ts: float | None = None  # time.time() at the last evaluation
         self._generation: int | None = None
         # Checks by outcome (changed, unchanged, failed): counted in place, every check.
@@ -549,14 +550,13 @@ class Health(Generic[S]):
             self._last_snapshot = snapshot
             for fingerprint in gone:
                 self._announced.pop(fingerprint, None)  # rotated out: starts afresh
-        if now >= self._next or stepped_back:
-            fresh, self._next = self._in_use.certs.values(), _FAR
+        if now_ts >= self._next_ts or stepped_back:
+            fresh, self._next_ts = self._in_use.certs.values(), _FAR_TS
         for cert in fresh:
             event = self._crossed(cert, now, snapshot)
             if event is not None:
                 events.append(event)
-            self._next = min(self._next, self._next_crossing(cert))
-        self._next_ts = self._next.timestamp()
+            self._next_ts = min(self._next_ts, self._next_crossing(cert).timestamp())
         return events
 
     def _announce(self, events: list[HealthEvent], callbacks: list[HealthCallback]) -> None:
