@@ -83,12 +83,13 @@ class _Library:
         import ctypes  # noqa: PLC0415 - loaded by _library already
 
         self.context_type = context_type
+        self._pointer_at = ctypes.c_void_p.from_address
         void, long = ctypes.c_void_p, ctypes.c_long
         self.ctrl = _typed(lib, "SSL_CTX_ctrl", long, void, ctypes.c_int, long, void)
         self.get_options = _typed(lib, "SSL_CTX_get_options", ctypes.c_uint64, void)
         self.identity: _Identity | None
         try:
-            self.identity = _Identity(lib)
+            self.identity = _Identity(lib, self.ctrl)
         except AttributeError as exc:  # a symbol missing: keys go through a file
             log.debug("mtls: OpenSSL's key-loading calls are not reachable here (%s)", exc)
             self.identity = None
@@ -99,10 +100,8 @@ class _Library:
         # _ssl._SSLContext has the SSL_CTX pointer where it is read next.
         if not issubclass(type(ctx), self.context_type):
             return None
-        import ctypes  # noqa: PLC0415 - loaded by _library already
-
         # PySSLContext: PyObject_HEAD, then SSL_CTX *ctx.
-        pointer = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+        pointer = self._pointer_at(id(ctx) + object.__basicsize__).value
         if not pointer or self.get_options(pointer) != ctx.options:
             log.debug("mtls: ssl.SSLContext's layout is not the one expected; not used")
             return None
@@ -112,9 +111,10 @@ class _Library:
 class _Identity:
     """OpenSSL's calls that install a key and its chain from DER."""
 
-    def __init__(self, lib: Any) -> None:
+    def __init__(self, lib: Any, ctrl: Any) -> None:
         import ctypes  # noqa: PLC0415 - loaded by _library already
 
+        self._ctrl = ctrl  # SSL_CTX_ctrl, typed by _Library
         void, long, integer, data = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_char_p
         self._cursor = data
         self._byref = ctypes.byref
@@ -157,7 +157,7 @@ class _Identity:
         """The address a ``const unsigned char *`` points at."""
         return int(self._address(cursor, self._void).value or 0)
 
-    def install(self, pointer: int, ctrl: Any, key_der: bytes, chain_der: Sequence[bytes]) -> bool:
+    def install(self, pointer: int, key_der: bytes, chain_der: Sequence[bytes]) -> bool:
         """``load_cert_chain``'s calls on ``pointer``, from DER; True if all succeeded.
 
         Also its judgement: ``SSL_CTX_use_certificate_chain_file`` refuses a leaf
@@ -176,12 +176,12 @@ class _Identity:
                 return False
         finally:
             self.free_x509(leaf)
-        ctrl(pointer, _CTRL_CHAIN, 0, None)  # as load_cert_chain: only this chain
+        self._ctrl(pointer, _CTRL_CHAIN, 0, None)  # as load_cert_chain: only this chain
         for der in chain_der[1:]:
             x509 = self._read(self.read_x509, self.free_x509, der)
             if x509 is None:
                 return False
-            if ctrl(pointer, _CTRL_CHAIN_CERT, 0, x509) != 1:
+            if self._ctrl(pointer, _CTRL_CHAIN_CERT, 0, x509) != 1:
                 self.free_x509(x509)  # refused: still ours to free
                 return False
         # The file way ends its chain at the end of the file, whose "no start line"
@@ -278,6 +278,6 @@ def use_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byte
     identity = library.identity
     identity.clear_errors()  # what another call left is not this install's refusal
     try:
-        return identity.install(pointer, library.ctrl, pkcs8_der, chain_der)
+        return identity.install(pointer, pkcs8_der, chain_der)
     finally:
         identity.clear_errors()
