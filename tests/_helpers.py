@@ -36,6 +36,15 @@ JAVAS = [
 ]
 
 
+def direct_identity_available() -> bool:
+    """Whether keys go into OpenSSL as DER here (mtls._openssl.use_identity): the
+    OpenSSL ``ssl`` is linked to and its key-loading calls are reachable."""
+    from mtls import _openssl
+
+    library = _openssl._library()
+    return library is not None and library.identity is not None
+
+
 class _LoopbackHTTPS(http.client.HTTPSConnection):
     """Connects to 127.0.0.1 but verifies and sends SNI for another name: no DNS involved."""
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import mtls
-from mtls import _keyload, _openssl
+from mtls import _keyload
+from tests._helpers import direct_identity_available
 from tests._pki import PKI
 
 PASSWORD = "Osprey-Lantern-3391"
@@ -106,10 +107,8 @@ def test_strace_sees_no_file_created(jks_store: Path, tmp_path: Path, way: str) 
     """Straight into OpenSSL, the key makes no file at all, not even a memory file;
     through the memfd, one memory file and no file opened for writing."""
     direct = way == "direct"
-    if direct:
-        library = _openssl._library()
-        if library is None or library.identity is None:
-            pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
+    if direct and not direct_identity_available():
+        pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
     script = BUILD_SCRIPT if direct else _MEMFD_ONLY + BUILD_SCRIPT
     lines = _strace(script, str(jks_store), PASSWORD, tmp_path=tmp_path)
     memfds = [line for line in lines if "memfd_create(" in line and "mtls-identity" in line]

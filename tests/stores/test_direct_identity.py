@@ -17,16 +17,11 @@ from hypothesis import strategies as st
 import mtls
 from mtls import _keyload, _openssl
 from mtls._entries import KeyEntry
+from tests._helpers import direct_identity_available
 from tests._pki import issue
 
-
-def _direct_available() -> bool:
-    library = _openssl._library()
-    return library is not None and library.identity is not None
-
-
 pytestmark = pytest.mark.skipif(
-    not _direct_available(), reason="OpenSSL's key-loading calls are not reachable here"
+    not direct_identity_available(), reason="OpenSSL's key-loading calls are not reachable here"
 )
 # The tests that compare with the file way read it from a memfd (Linux).
 needs_memfd = pytest.mark.skipif(
@@ -204,4 +199,4 @@ def test_a_failure_that_passes_is_not_remembered(
     finally:
         monkeypatch.undo()
         _openssl._found.cache_clear()
-    assert _direct_available()
+    assert direct_identity_available()

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import mtls
-from mtls import _build, _keyload, _openssl
+from mtls import _build, _keyload
+from tests._helpers import direct_identity_available
 from tests._pki import PKI, issue, mismatched
 
 KEYS: list[dict[str, Any]] = [
@@ -60,16 +61,11 @@ def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> dict[str, Any]
     raise AssertionError("handshake did not finish")
 
 
-def _direct_available() -> bool:
-    library = _openssl._library()
-    return library is not None and library.identity is not None
-
-
 @pytest.fixture(params=["direct", "memfd", "sealed-tempfile"], autouse=True)
 def handoff(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test every way: DER into OpenSSL, the memfd, and the path of systems
     without either."""
-    if request.param == "direct" and not _direct_available():
+    if request.param == "direct" and not direct_identity_available():
         pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
     if request.param == "memfd" and not _keyload.memfd_available():
         pytest.skip("memfd_create is Linux only")

@@ -170,10 +170,9 @@ def test_a_process_out_of_file_descriptors_is_told_so(tmp_path: Path, way: str) 
     context needs no descriptor at all (the store's load still does)."""
     import subprocess
 
-    from mtls import _openssl
+    from tests._helpers import direct_identity_available
 
-    library = _openssl._library()
-    if way == "direct" and (library is None or library.identity is None):
+    if way == "direct" and not direct_identity_available():
         pytest.skip("OpenSSL's key-loading calls are not reachable from this Python")
     done = subprocess.run(
         [sys.executable, "-c", _OUT_OF_DESCRIPTORS, way],
