@@ -308,6 +308,30 @@ class Snapshot:
             errors=tuple(errors),
         )
 
+    def contexts_in_service(self) -> set[int]:
+        """The ids of every context a lookup on this snapshot can hand out: each
+        material's context, its localhost variant and the ALPN variants made from it
+        so far, and a ready ``default`` context.
+
+        What lets a client keep a pool exactly as long as its context is served
+        (:mod:`mtls.integrations._pools`), however many hosts a catch-all serves.
+        Costs the materials (not the profiles, nor the hosts looked up).
+        """
+        serving: list[Served] = list(self.materials.served.values())
+        default = self.default
+        live: set[int] = set()
+        if isinstance(default, ssl.SSLContext):
+            live.add(id(default))
+        elif isinstance(default, Built):
+            serving.append(default.served)
+        for served in serving:
+            live.add(id(served.context))
+            if served.localhost_context is not None:
+                live.add(id(served.localhost_context))
+            # A copy (one C call): another thread may add a variant meanwhile.
+            live.update(map(id, served.variants.copy().values()))
+        return live
+
 
 def _named(profile: SSLProfile) -> str:
     """A profile as a grouped problem's line names it: its servers (and client)."""

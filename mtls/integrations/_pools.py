@@ -14,9 +14,11 @@ identity do not linger. :class:`_ContextPools` keeps the per-context resources i
 step with the profile set's generation. Every request reads the generation, looks
 its context up and reads the generation again (a retry when a reload slipped in
 between), then, under one lock: if the generation moved, *sweeps*, and takes a
-lease on the context's entry. A sweep asks the profile set again for every
-``(host, port)`` this client has sent to, and retires the entries no longer
-returned for any of them. A retired entry with no lease is closed at once; one
+lease on the context's entry. A sweep retires the entries whose context the
+profile set no longer hands out to anyone (one read of its snapshot: every
+material's contexts, whatever hosts they serve), so a catch-all that served
+100,000 hosts costs what its one context costs, and a context still served is
+never retired. A retired entry with no lease is closed at once; one
 still leased is closed when its last request finishes, because closing a pool
 under an in-flight request breaks it (httpcore's ``pool.close()`` closes active
 connections too; urllib3's ``_get_conn`` on a closed pool raises
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Set
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._engine import WeakSubscriber
@@ -73,8 +75,10 @@ class _ContextPools(Generic[T]):
         make: builds the resource for a context (called under the lock: keep it cheap).
         alpn: the ALPN list (or a function giving it) contexts are asked for with.
         lookup: what a ``(host, port, server_hostname)`` is served with, instead of its
-            context (gRPC: :meth:`SSLProfileSet.material_for`); ``None`` means no TLS
-            material.
+            context (gRPC: a channel's material, which may stay on an older one);
+            ``None`` means no TLS material. A client with its own lookup keeps the
+            origins it used, and a sweep asks it again for each: give one only where
+            they are few (a gRPC channel has one target).
         key: what makes two lookups "the same" (default: the very same object).
     """
 
@@ -88,6 +92,8 @@ class _ContextPools(Generic[T]):
         lookup: Callable[[str, int, str | None], Any] | None = None,
         key: Callable[[Any], Hashable] = id,
     ) -> None:
+        # Without a lookup of its own, liveness is the set's: contexts, by identity.
+        assert lookup is not None or key is id
         self._profiles = profile_set
         self._client_id = client_id
         self._make = make
@@ -101,8 +107,9 @@ class _ContextPools(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
         self._draining: set[_Entry[T]] = set()  # retired, closed when their last lease ends
         self._unclosed: list[T] = []  # retired and due to close, left by a refused acquire
-        # (host, port, the name verified when the client overrides it)
-        self._origins: set[tuple[str, int, str | None]] = set()
+        # With a lookup of its own: (host, port, the name verified when the client
+        # overrides it) of every request. None: contexts, whose liveness the set knows.
+        self._origins: set[tuple[str, int, str | None]] | None = None if lookup is None else set()
         self._generation = profile_set.generation
 
     def context_for(
@@ -162,7 +169,8 @@ class _ContextPools(Generic[T]):
                     entry = _Entry(ctx, self._make(ctx))
                     self._entries[key] = entry
                 entry.inflight += 1
-                self._origins.add((host, port, server_hostname))
+                if self._origins is not None:
+                    self._origins.add((host, port, server_hostname))
                 return entry, closing
 
     def release(self, entry: _Entry[T]) -> T | None:
@@ -192,23 +200,13 @@ class _ContextPools(Generic[T]):
             return self._sweep_locked()
 
     def _sweep_locked(self) -> list[T]:
-        profiles = self._profiles
-        while True:
-            generation = profiles.generation
-            live: set[Hashable] = set()
-            origins: set[tuple[str, int, str | None]] = set()
-            for origin in self._origins:
-                try:
-                    ctx = self._lookup(*origin)
-                except MTLSError:  # refused now (its profile has not loaded): nothing live
-                    ctx = None
-                if ctx is not None:
-                    live.add(self._key(ctx))
-                    origins.add(origin)
-            if profiles.generation == generation:
-                break  # the answers all come from one generation
+        live: Set[Hashable]
+        if self._origins is None:
+            snapshot = self._profiles._snapshot  # one read: its generation and contexts
+            generation, live = snapshot.generation, snapshot.contexts_in_service()
+        else:
+            generation, live = self._ask_each_origin()
         self._generation = generation
-        self._origins = origins  # hosts now without a profile are forgotten
         closing: list[T] = self._unclosed
         self._unclosed = []
         for key, entry in list(self._entries.items()):
@@ -223,6 +221,28 @@ class _ContextPools(Generic[T]):
                 self._draining.add(entry)
         return closing
 
+    def _ask_each_origin(self) -> tuple[int, set[Hashable]]:
+        """The generation, and the keys of what the lookup answers now for the
+        origins used (those now without a profile are forgotten)."""
+        assert self._origins is not None
+        profiles = self._profiles
+        while True:
+            generation = profiles.generation
+            live: set[Hashable] = set()
+            origins: set[tuple[str, int, str | None]] = set()
+            for origin in self._origins:
+                try:
+                    found = self._lookup(*origin)
+                except MTLSError:  # refused now (its profile has not loaded): nothing live
+                    found = None
+                if found is not None:
+                    live.add(self._key(found))
+                    origins.add(origin)
+            if profiles.generation == generation:
+                break  # the answers all come from one generation
+        self._origins = origins
+        return generation, live
+
     def close(self) -> list[T]:
         """Forget every entry, leased or not.
 
@@ -234,7 +254,8 @@ class _ContextPools(Generic[T]):
             entries = [*self._entries.values(), *self._draining]
             self._entries.clear()
             self._draining.clear()
-            self._origins.clear()
+            if self._origins is not None:
+                self._origins.clear()
             closing: list[T] = self._unclosed
             self._unclosed = []
             for entry in entries:

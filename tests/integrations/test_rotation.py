@@ -8,7 +8,10 @@ the kernel's TCP table shows whether that connection was closed.
 from __future__ import annotations
 
 import asyncio
+import gc
+import ssl
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from mtls import SSLProfileSet
+from mtls import (
+    Keystore,
+    SSLProfile,
+    SSLProfileSet,
+    StoreConfig,
+    Truststore,
+    client_context,
+)
 from mtls.integrations.aiohttp import MTLSClientSession
 from mtls.integrations.httpx import async_client, client
 from mtls.integrations.requests import session
@@ -236,6 +246,137 @@ def test_sync_clients_close_idle_old_connections_without_new_traffic(
         rotate(ca, keystore, "gen-2")
         wait_for(lambda: profiles.generation == 1)
         wait_for(lambda: not established(old_port, backend.port))
+        assert driver.cn(url) == "gen-2"
+
+
+@pytest.fixture
+def catch_all(tmp_path: Path, ca: CA) -> tuple[Path, Path, Path]:
+    """A profile file with only the catch-all ``*`` (keystore CN=gen-1)."""
+    keystore = tmp_path / "star.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile("*", keystore, trust)))
+    return xml, keystore, trust
+
+
+def _refused_hosts(driver: Driver, first: int, count: int) -> None:
+    """One request to each of ``count`` loopback addresses, port 1 (refused at once):
+    each is a host the catch-all serves, leased and released like any other."""
+    for i in range(first, first + count):
+        with pytest.raises(Exception, match=r"(?i)refused|connect"):
+            driver.json(f"https://127.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:1/")
+
+
+@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+def test_a_catch_all_client_keeps_nothing_per_host(kind, catch_all, ca, backend):
+    """A client sending to every host a catch-all serves (webhooks, tenants) holds what
+    its one context needs, not a record per host: a reload's sweep asks the set which
+    contexts it serves, never each host again (it used to keep every host it saw:
+    about 190 bytes each, and a sweep that looked each up under the pool's lock)."""
+    xml, keystore, _ = catch_all
+    url = f"https://localhost:{backend.port}/"
+    with (
+        SSLProfileSet.from_xml(xml, settle_delay=0) as profiles,
+        driving(kind, profiles) as driver,
+    ):
+        assert driver.cn(url) == "gen-1"
+        _refused_hosts(driver, 1, 500)  # the clients' own caches (urllib3's pools) fill
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            _refused_hosts(driver, 1000, 2000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        # Remembering the hosts grew 380 KiB (httpx) and 465 KiB (requests) here; what
+        # is left is the clients' own churn (about 10 and 95 KiB, whatever the count).
+        assert grown < 160 * 1024, f"{grown:,} bytes kept for 2,000 hosts"
+        # The pool still follows a rotation, and serves the hosts it served.
+        rotate(ca, keystore, "gen-2")
+        assert profiles.reload() is True
+        assert driver.cn(url) == "gen-2"
+
+
+@pytest.mark.parametrize("default", ["profile", "context"])
+def test_every_context_handed_out_is_in_service_until_its_material_rotates(tmp_path, ca, default):
+    """What the pools' sweep relies on: every context a lookup hands out (a profile's,
+    its localhost variant, ALPN variants, the default, a ready default context) is in
+    the snapshot's contexts in service; after a rotation the old ones are not."""
+    keystore = tmp_path / "a.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    stores = {
+        "keystore": StoreConfig(location=keystore, password=PASSWORD),
+        "truststore": StoreConfig(location=trust, password=PASSWORD),
+    }
+    named = SSLProfile(servers=("a.test:443", "localhost:443"), **stores)
+    fallback: ssl.SSLContext | SSLProfile = (
+        client_context(Keystore.load(keystore, PASSWORD), Truststore.load(trust, PASSWORD))
+        if default == "context"
+        else SSLProfile(servers=("*",), **stores)
+    )
+    with SSLProfileSet(
+        [named], default=fallback, hostname_verifier="DefaultAndLocalhost", settle_delay=0
+    ) as profiles:
+
+        def handed_out() -> set[int]:
+            found = {
+                profiles.context_for(host, 443, alpn=alpn)
+                for host in ("a.test", "localhost", "elsewhere.test")
+                for alpn in (None, ["h2"], ["http/1.1"])
+            }
+            assert None not in found
+            return {id(ctx) for ctx in found}
+
+        before = handed_out()
+        # Its context, the localhost one, and an ALPN variant of each, per list.
+        assert len(before) >= 6
+        assert before <= profiles._snapshot.contexts_in_service()
+        rotate(ca, keystore, "gen-2")
+        assert profiles.reload() is True
+        after = handed_out()
+        assert after <= profiles._snapshot.contexts_in_service()
+        # A ready default context is the same object whatever rotates; every other
+        # context was replaced, and is no longer in service.
+        kept = {id(fallback)} if default == "context" else set()
+        assert before & profiles._snapshot.contexts_in_service() == kept
+
+
+@needs_tcp_table
+@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+def test_a_reload_keeps_the_pool_of_a_context_still_served(kind, catch_all, ca, backend):
+    """A reload that gives another host a profile of its own leaves the catch-all's
+    context in service: its keep-alive connection carries on (no new handshake), and
+    the new profile's host gets its own identity. Its twin: rotating the catch-all's
+    keystore retires that connection."""
+    xml, keystore, trust = catch_all
+    url = f"https://localhost:{backend.port}/"
+    with (
+        SSLProfileSet.from_xml(xml, settle_delay=0) as profiles,
+        driving(kind, profiles) as driver,
+    ):
+        assert driver.cn(url) == "gen-1"
+        port, handshakes = last_client_port(backend), len(backend.handshakes)
+        named = keystore.with_name("named.jks")
+        named.write_bytes(jks(ca, "named"))
+        replace_atomically(
+            xml,
+            profile_xml(
+                profile("*", keystore, trust), profile(f"127.0.0.1:{backend.port}", named, trust)
+            ).encode(),
+        )
+        assert profiles.reload() is True
+        assert driver.cn(url) == "gen-1"
+        assert len(backend.handshakes) == handshakes, "the kept connection was not reused"
+        assert last_client_port(backend) == port and established(port, backend.port)
+        assert driver.cn(f"https://127.0.0.1:{backend.port}/") == "named"
+
+        rotate(ca, keystore, "gen-2")
+        assert profiles.reload() is True
+        wait_for(lambda: not established(port, backend.port))
         assert driver.cn(url) == "gen-2"
 
 
