@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from . import _x509
 from ._config import SSLProfile, StoreConfig, material_definition
@@ -94,6 +95,33 @@ def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
     return tuple(sorted(out, key=lambda a: a.not_after or far))
 
 
+def _crl_infos(crls: CRLSet | None) -> tuple[AnchorInfo, ...]:
+    """Each list of ``crls`` as the expiry watch sees it: its file (``alias``), its
+    issuer (``subject``), its CRL number (``serial``), ``thisUpdate`` (``not_before``),
+    ``nextUpdate`` (``not_after``) and the SHA-256 of its DER."""
+    if not crls:
+        return ()
+    out: list[AnchorInfo] = []
+    for crl, path in crls.lists():
+        try:
+            number: int | None = crl.extensions.get_extension_for_class(
+                x509.CRLNumber
+            ).value.crl_number
+        except (x509.ExtensionNotFound, ValueError):
+            number = None
+        out.append(
+            AnchorInfo(
+                path or "",
+                crl.issuer.rfc4514_string(),
+                crl.next_update_utc,
+                number,
+                crl.fingerprint(hashes.SHA256()).hex(),
+                crl.last_update_utc,
+            )
+        )
+    return tuple(out)
+
+
 def not_valid_yet(chain: Sequence[AnchorInfo]) -> list[tuple[int, AnchorInfo]]:
     """The certificates of a presented chain (:func:`_chain_infos`; 0: the leaf) whose
     start is ahead: a first load serves them (nothing else), and peers refuse them
@@ -146,6 +174,11 @@ class Served:
     )
     # The presented chain, leaf first, parsed on first use (the expiry watch asks).
     chain: Callable[[], tuple[AnchorInfo, ...]] = field(
+        default=lambda: (), repr=False, compare=False
+    )
+    # The CRLs its contexts check, one per list (see _crl_infos), made on first use (the
+    # expiry watch asks: a list past its nextUpdate fails every handshake it checks).
+    crls: Callable[[], tuple[AnchorInfo, ...]] = field(
         default=lambda: (), repr=False, compare=False
     )
     # ALPN variants, made on first use and kept with the material they were made from:
@@ -826,6 +859,7 @@ class Builder:
                 serial,
                 self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
+                crls=functools.cache(functools.partial(_crl_infos, crls)),
                 inputs=tuple(files),
                 keystore=keystore,
                 truststore=truststore,

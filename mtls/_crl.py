@@ -151,6 +151,10 @@ class CRLSet:
     def __iter__(self) -> Iterator[x509.CertificateRevocationList]:
         return iter([crl for crl, _ in self._crls])
 
+    def lists(self) -> tuple[tuple[x509.CertificateRevocationList, str | None], ...]:
+        """Each list with the file it came from (``None``: read from bytes alone)."""
+        return self._crls
+
     def __repr__(self) -> str:
         issuers = ", ".join(crl.issuer.rfc4514_string() for crl, _ in self._crls)
         return f"CRLSet([{issuers}])"

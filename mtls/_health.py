@@ -42,8 +42,8 @@ __all__ = ["DEFAULT_EXPIRY_WARNINGS", "Health", "HealthEvent"]
 #: WSO2 has none; 30, 7 and 1 days are what certificate monitors commonly use.
 DEFAULT_EXPIRY_WARNINGS: tuple[float, ...] = (30, 7, 1)
 
-Role = Literal["identity", "chain", "anchor"]
-_ROLES: tuple[Role, ...] = ("identity", "chain", "anchor")  # priority for a shared certificate
+Role = Literal["identity", "chain", "anchor", "crl"]
+_ROLES: tuple[Role, ...] = ("identity", "chain", "anchor", "crl")  # priority where shared
 _RANK = {role: rank for rank, role in enumerate(_ROLES)}
 _SHOWN_SERVERS = 3
 _FAR = _dt.datetime.max.replace(tzinfo=_dt.UTC)
@@ -52,7 +52,7 @@ _FAR_TS = _FAR.timestamp()  # the same, as time.time() counts
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class HealthEvent:
-    """A certificate in use crossed an expiry threshold, or expired.
+    """A certificate (or CRL) in use crossed an expiry threshold, or expired.
 
     Delivered to :meth:`mtls.SSLProfileSet.on_health` callbacks (once per threshold per
     certificate) and returned by :meth:`mtls.SSLProfileSet.check_health`.
@@ -60,18 +60,23 @@ class HealthEvent:
     Attributes:
         kind: ``"expiring"`` (a threshold was crossed) or ``"expired"``.
         role: ``"identity"`` (a client certificate a profile presents), ``"chain"``
-            (an intermediate presented with it) or ``"anchor"`` (a truststore
-            certificate a profile verifies servers with).
+            (an intermediate presented with it), ``"anchor"`` (a truststore
+            certificate a profile verifies servers with) or ``"crl"`` (a revocation
+            list a profile checks servers with: past its ``nextUpdate`` every
+            handshake it checks is refused, so it is watched as a certificate is, each
+            threshold capped at half the list's validity, so that a list that is
+            replaced on time is never warned about).
         servers: the servers of every profile that uses it (``*``: a catch-all
             profile or the set's default), sorted.
-        subject: the certificate's subject (RFC 4514).
-        serial: its serial number.
-        not_after: when it expires.
+        subject: the certificate's subject (RFC 4514); a CRL's issuer.
+        serial: its serial number; a CRL's number (``None`` without one).
+        not_after: when it expires; a CRL's ``nextUpdate``.
         fingerprint: SHA-256 of its DER, hex.
         time_left: ``not_after`` minus the time of the check (negative: expired).
         days_left: whole days left (``time_left.days``: -1 the first day after expiry).
         threshold: the threshold crossed (``None`` for ``"expired"``).
         checked_at: when the check ran.
+        path: a CRL's file (``None`` for certificates).
     """
 
     kind: Literal["expiring", "expired"]
@@ -85,6 +90,7 @@ class HealthEvent:
     days_left: int
     threshold: _dt.timedelta | None
     checked_at: _dt.datetime
+    path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``serial`` in hex, times ISO 8601, spans in seconds."""
@@ -102,6 +108,7 @@ class HealthEvent:
                 self.threshold.total_seconds() if self.threshold is not None else None
             ),
             "checked_at": self.checked_at.isoformat(),
+            "path": self.path,
         }
 
 
@@ -175,14 +182,15 @@ def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timed
     return tuple(sorted(out, reverse=True))
 
 
-# Where a certificate is used: a material's chain ("chain", id(Served)) or a truststore's
-# anchor list ("anchors", id(the list)), each with the role the certificate has there.
+# Where a certificate is used: a material's chain ("chain", id(Served)), its CRLs ("crl",
+# id(Served)) or a truststore's anchor list ("anchors", id(the list)), each with the role
+# the certificate has there.
 _Source = tuple[str, int]
 
 
 @dataclass(slots=True)
 class _Cert:
-    """One certificate in use, and every place it is used."""
+    """One certificate (or CRL) in use, and every place it is used."""
 
     info: AnchorInfo
     not_after: _dt.datetime
@@ -244,6 +252,8 @@ class InUse:
     def _add(self, key: int, served: Served, added: dict[str, _Cert]) -> None:
         for index, info in enumerate(_chain(served)):
             self._use(info, ("chain", key), "identity" if index == 0 else "chain", added)
+        for info in served.crls():
+            self._use(info, ("crl", key), "crl", added)
         anchors = served.anchors()
         shared = self._anchors.get(id(anchors))
         if shared is None:
@@ -256,6 +266,8 @@ class InUse:
     def _remove(self, key: int, served: Served, removed: list[str]) -> None:
         for info in _chain(served):
             self._drop(info, ("chain", key), removed)
+        for info in served.crls():
+            self._drop(info, ("crl", key), removed)
         anchors = served.anchors()
         shared = self._anchors.get(id(anchors))
         if shared is not None:
@@ -284,7 +296,7 @@ class InUse:
         a catch-all profile or the set's default)."""
         keys: set[int] = set()
         for kind, key in cert.sources:
-            if kind == "chain":
+            if kind != "anchors":  # a material's chain or CRLs
                 keys.add(key)
             else:
                 keys.update(self._anchors[key][1])
@@ -360,6 +372,9 @@ _WHAT = {"identity": "client certificate", "chain": "chain certificate", "anchor
 
 
 def _log(event: HealthEvent, where: str, identity: str = "client certificate") -> None:
+    if event.role == "crl":
+        _log_crl(event, where)
+        return
     role = identity if event.role == "identity" else _WHAT[event.role]
     what = f"{role} {event.subject} (serial {event.serial or 0:x})"
     usedby = f"used by {_who(event.servers)}"
@@ -385,6 +400,35 @@ def _log(event: HealthEvent, where: str, identity: str = "client certificate") -
         usedby,
         span(event.time_left),
         event.not_after.isoformat(timespec="seconds"),
+        span(event.threshold),
+    )
+
+
+def _log_crl(event: HealthEvent, where: str) -> None:
+    number = f", number {event.serial:x}" if event.serial is not None else ""
+    what = f"the CRL of {event.subject}{number} ({event.path or 'no file'})"
+    usedby = f"checked by {_who(event.servers)}"
+    when = event.not_after.isoformat(timespec="seconds")
+    if event.kind == "expired":
+        log.error(
+            "%s: %s, %s, expired %s ago, on %s (nextUpdate): every handshake it checks "
+            "is refused: put a current list from the CA in place",
+            where,
+            what,
+            usedby,
+            span(event.time_left),
+            when,
+        )
+        return
+    assert event.threshold is not None
+    log.warning(
+        "%s: %s, %s, expires in %s, on %s (nextUpdate; the %s warning): every handshake "
+        "it checks will be refused then: put a newer list from the CA in place",
+        where,
+        what,
+        usedby,
+        span(event.time_left),
+        when,
         span(event.threshold),
     )
 
@@ -573,10 +617,23 @@ class Health(Generic[S]):
             else:  # on the reload thread: handed to the notification thread
                 notifier.run_here_or_submit(deliver)
 
+    def _thresholds(self, cert: _Cert) -> tuple[_dt.timedelta, ...]:
+        """The thresholds ``cert`` is judged by: the watch's; for a CRL each one capped
+        at half the list's validity (``thisUpdate`` to ``nextUpdate``), so that a 7-day
+        list, replaced daily, is warned about only when it has not been replaced for
+        3.5 days, and a 24-hour one at 12 hours left."""
+        start = cert.info.not_before
+        if cert.role != "crl" or start is None:
+            return self.thresholds
+        half = (cert.not_after - start) / 2
+        if half <= _dt.timedelta(0):
+            return ()
+        return tuple(sorted({min(t, half) for t in self.thresholds}, reverse=True))
+
     def _next_crossing(self, cert: _Cert) -> _dt.datetime:
         """When ``cert`` crosses its next level (a threshold not yet announced, or its end)."""
         level = self._announced.get(cert.info.fingerprint, 0)
-        thresholds = self.thresholds
+        thresholds = self._thresholds(cert)
         if level < len(thresholds):
             return cert.not_after - thresholds[level]
         if level == len(thresholds):
@@ -585,7 +642,7 @@ class Health(Generic[S]):
 
     def _crossed(self, cert: _Cert, now: _dt.datetime, snapshot: S) -> HealthEvent | None:
         left = cert.not_after - now
-        thresholds = self.thresholds
+        thresholds = self._thresholds(cert)
         if left <= _dt.timedelta(0):
             level, threshold = len(thresholds) + 1, None
         else:
@@ -613,6 +670,7 @@ class Health(Generic[S]):
             days_left=left.days,
             threshold=threshold,
             checked_at=now,
+            path=(cert.info.alias or None) if cert.role == "crl" else None,
         )
 
     # ------------------------------------------------------------------ counters
