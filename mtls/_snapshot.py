@@ -398,8 +398,9 @@ def _duplicate(
         )
     return ProfileConfigError(
         f"{path or 'profiles'}: {shown}{who} appears in two profiles, "
-        f"{_which(one)} and a later {_which(other)}: WSO2 would silently let one "
-        "win; keep it in one profile",
+        f"{_which(one)} and a later {_which(other)} (mtls compares host names as DNS "
+        "does, without case or a final dot; WSO2 compares the text as written, and "
+        "silently lets one win when it is the same): keep it in one profile",
         path=path,
         servers=(shown,),
         element="servers",

@@ -1056,6 +1056,20 @@ def test_client_without_client_id_serves_requests_without_one(tmp_path, pki, bac
     assert f"one named 'orders' (localhost:{backend.port}) and a later one" in str(caught.value)
 
 
+def test_names_one_host_only_to_dns_are_refused_as_one_without_blaming_wso2(tmp_path):
+    """``A.test:443`` and ``a.test.:443`` are one host to DNS (and to mtls's lookups);
+    WSO2 compares the text and keeps them apart: the message says which rule refuses
+    them, where it used to say that WSO2 lets one win."""
+    xml = write_xml(tmp_path, profile("A.test:443"), profile("a.test.:443"))
+    with pytest.raises(ProfileConfigError, match="appears in two profiles") as caught:
+        SSLProfileSet.from_xml(xml)
+    assert "as DNS does, without case or a final dot" in str(caught.value)
+    assert "WSO2 compares the text as written" in str(caught.value)
+    # The twin: two different hosts load.
+    with SSLProfileSet.from_xml(write_xml(tmp_path, profile("a.test:443"), profile("b.test:443"))):
+        pass
+
+
 def test_star_profile_clients_are_never_looked_up(tmp_path, pki, backend, caplog):
     # WSO2 asks '*' without a client only (ClientConnFactory.getSSLContext).
     xml = write_xml(
