@@ -525,6 +525,7 @@ class SSLProfileSet:
             expiry_warning=thresholds[0] if thresholds else None,
         )
         self._default = default
+        self._in_service: tuple[Snapshot, frozenset[int]] | None = None
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         self._crl_next_update = plan.builder.crl_next_update  # for status()
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
@@ -570,6 +571,23 @@ class SSLProfileSet:
     def _snapshot(self) -> Snapshot:
         assert self._engine is not None
         return self._engine.snapshot
+
+    def _contexts_in_service(self) -> tuple[int, frozenset[int]]:
+        """The current generation and the ids of the contexts it hands out
+        (:meth:`Snapshot.contexts_in_service`): what the client pools' sweeps ask.
+
+        Worked out once per published snapshot, on the first sweep that asks, and
+        shared by every client (each then costs its own entries). A variant made after
+        that is missing, and need not be there: a client's sweep for a snapshot runs
+        before any entry it makes under that snapshot, and every entry it had was
+        looked up before the snapshot was published (see mtls.integrations._pools).
+        """
+        snapshot = self._snapshot
+        cached = self._in_service
+        if cached is None or cached[0] is not snapshot:
+            cached = (snapshot, frozenset(snapshot.contexts_in_service()))
+            self._in_service = cached  # racing sweeps make equal sets: either stays
+        return snapshot.generation, cached[1]
 
     # ------------------------------------------------------------------ reloading
 

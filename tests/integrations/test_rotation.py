@@ -380,6 +380,95 @@ def test_a_reload_keeps_the_pool_of_a_context_still_served(kind, catch_all, ca, 
         assert driver.cn(url) == "gen-2"
 
 
+class _Explicit:
+    """A wrapper of the user's around a set, delegating each lookup by hand (no
+    ``__getattr__``), that serves one host with a context of its own."""
+
+    def __init__(self, inner: SSLProfileSet, own: ssl.SSLContext, host: str) -> None:
+        self.inner, self.own, self.host = inner, own, host
+
+    def context_for(self, host: str, port: int, **kwargs: Any) -> ssl.SSLContext | None:
+        return self.own if host == self.host else self.inner.context_for(host, port, **kwargs)
+
+    def context_for_url(self, url: str, **kwargs: Any) -> ssl.SSLContext | None:
+        return self.inner.context_for_url(url, **kwargs)
+
+    @property
+    def generation(self) -> int:
+        return self.inner.generation
+
+    def subscribe(self, callback: Callable[..., object]) -> Callable[[], None]:
+        return self.inner.subscribe(callback)
+
+
+@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+def test_a_wrapped_set_with_contexts_of_its_own_follows_reloads(
+    kind, setup, ca: CA, backend: MTLSServer
+):
+    """A wrapper's own contexts are not the set's to judge: its clients ask it again
+    for each host they used (the first cut asked the set, which failed every request
+    after a reload for a wrapper without the set's private parts, and retired the
+    wrapper's own context at every reload, though it was in use)."""
+    xml, keystore = setup
+    own = client_context(Keystore.load(keystore, PASSWORD), ca.truststore())
+    url, other = f"https://localhost:{backend.port}/", f"https://127.0.0.1:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        wrapped = _Explicit(profiles, own, "127.0.0.1")
+        with driving(kind, wrapped) as driver:  # type: ignore[arg-type]
+            assert driver.cn(url) == driver.cn(other) == "gen-1"
+            port, handshakes = last_client_port(backend), len(backend.handshakes)
+            rotate(ca, keystore, "gen-2")
+            assert profiles.reload() is True
+            assert driver.cn(url) == "gen-2"  # the set's context rotated
+            assert driver.cn(other) == "gen-1"  # the wrapper's own: kept, and its pool
+            assert len(backend.handshakes) == handshakes + 1
+            assert port in {h.peer[1] for h in backend.handshakes if h.client_cn == "gen-1"}
+
+
+def test_a_host_moved_off_a_context_in_flight_never_closes_the_pool_another_host_uses(
+    catch_all, ca: CA, backend: MTLSServer
+):
+    """A client whose only host moves to a profile of its own while its request is in
+    flight; the catch-all's context stays in service for another host, whose first
+    request then makes a pool on that context. Asking this client's hosts again
+    retired the context: when the moved request ended, closing the retired pools
+    closed the other host's (urllib3 keys pools by context), and its request failed
+    (ClosedPoolError). The set's answer keeps the context in service: it succeeds."""
+    import urllib3
+
+    xml, keystore, trust = catch_all
+    local, moved = f"https://localhost:{backend.port}/", f"https://127.0.0.1:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, session(profiles) as http:
+        adapter = http.get_adapter(moved)
+        assert http.get(moved).json()["client_cn"] == "gen-1"
+        in_flight, _ = adapter._pools.acquire("127.0.0.1", backend.port)  # its lease held
+        named = keystore.with_name("named.jks")
+        named.write_bytes(jks(ca, "named"))
+        replace_atomically(
+            xml,
+            profile_xml(
+                profile("*", keystore, trust), profile(f"127.0.0.1:{backend.port}", named, trust)
+            ).encode(),
+        )
+        assert profiles.reload() is True
+        assert in_flight is not None and not in_flight.retired  # still handed out
+        real = urllib3.connectionpool.HTTPConnectionPool._get_conn
+
+        def moved_request_ends_now(pool: Any, timeout: Any = None) -> Any:
+            urllib3.connectionpool.HTTPConnectionPool._get_conn = real  # once
+            retired = adapter._pools.release(in_flight)
+            if retired is not None:
+                adapter._close_pools([retired])
+            return real(pool, timeout)
+
+        urllib3.connectionpool.HTTPConnectionPool._get_conn = moved_request_ends_now
+        try:
+            assert http.get(local).json()["client_cn"] == "gen-1"
+        finally:
+            urllib3.connectionpool.HTTPConnectionPool._get_conn = real
+        assert http.get(moved).json()["client_cn"] == "named"
+
+
 @needs_tcp_table
 def test_httpx_in_flight_response_finishes_on_the_retired_transport(
     setup, ca: CA, backend: MTLSServer
