@@ -260,6 +260,22 @@ def catch_all(tmp_path: Path, ca: CA) -> tuple[Path, Path, Path]:
     return xml, keystore, trust
 
 
+def _give_loopback_a_profile(
+    catch_all: tuple[Path, Path, Path], ca: CA, backend: MTLSServer
+) -> None:
+    """Rewrite the catch-all's profile file with a profile of its own (CN=named) for
+    ``127.0.0.1:PORT``; the catch-all stays as it was."""
+    xml, keystore, trust = catch_all
+    named = keystore.with_name("named.jks")
+    named.write_bytes(jks(ca, "named"))
+    replace_atomically(
+        xml,
+        profile_xml(
+            profile("*", keystore, trust), profile(f"127.0.0.1:{backend.port}", named, trust)
+        ).encode(),
+    )
+
+
 def _refused_hosts(driver: Driver, first: int, count: int) -> None:
     """One request to each of ``count`` loopback addresses, port 1 (refused at once):
     each is a host the catch-all serves, leased and released like any other."""
@@ -352,7 +368,7 @@ def test_a_reload_keeps_the_pool_of_a_context_still_served(kind, catch_all, ca, 
     context in service: its keep-alive connection carries on (no new handshake), and
     the new profile's host gets its own identity. Its twin: rotating the catch-all's
     keystore retires that connection."""
-    xml, keystore, trust = catch_all
+    xml, keystore, _ = catch_all
     url = f"https://localhost:{backend.port}/"
     with (
         SSLProfileSet.from_xml(xml, settle_delay=0) as profiles,
@@ -360,14 +376,7 @@ def test_a_reload_keeps_the_pool_of_a_context_still_served(kind, catch_all, ca, 
     ):
         assert driver.cn(url) == "gen-1"
         port, handshakes = last_client_port(backend), len(backend.handshakes)
-        named = keystore.with_name("named.jks")
-        named.write_bytes(jks(ca, "named"))
-        replace_atomically(
-            xml,
-            profile_xml(
-                profile("*", keystore, trust), profile(f"127.0.0.1:{backend.port}", named, trust)
-            ).encode(),
-        )
+        _give_loopback_a_profile(catch_all, ca, backend)
         assert profiles.reload() is True
         assert driver.cn(url) == "gen-1"
         assert len(backend.handshakes) == handshakes, "the kept connection was not reused"
@@ -436,20 +445,13 @@ def test_a_host_moved_off_a_context_in_flight_never_closes_the_pool_another_host
     (ClosedPoolError). The set's answer keeps the context in service: it succeeds."""
     import urllib3
 
-    xml, keystore, trust = catch_all
+    xml, _, _ = catch_all
     local, moved = f"https://localhost:{backend.port}/", f"https://127.0.0.1:{backend.port}/"
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, session(profiles) as http:
         adapter = http.get_adapter(moved)
         assert http.get(moved).json()["client_cn"] == "gen-1"
         in_flight, _ = adapter._pools.acquire("127.0.0.1", backend.port)  # its lease held
-        named = keystore.with_name("named.jks")
-        named.write_bytes(jks(ca, "named"))
-        replace_atomically(
-            xml,
-            profile_xml(
-                profile("*", keystore, trust), profile(f"127.0.0.1:{backend.port}", named, trust)
-            ).encode(),
-        )
+        _give_loopback_a_profile(catch_all, ca, backend)
         assert profiles.reload() is True
         assert in_flight is not None and not in_flight.retired  # still handed out
         real = urllib3.connectionpool.HTTPConnectionPool._get_conn
