@@ -22,7 +22,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from . import _x509
+from . import _der, _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import AnchorsAhead, build_client_context, store_at_fault
 from ._crl import CRLSet, _issued
@@ -60,6 +60,8 @@ class AnchorInfo:
     serial: int | None = None
     fingerprint: str = ""  # SHA-256 of the DER, hex: what the expiry watch keys on
     not_before: _dt.datetime | None = None
+    # A CRL's: when the next list is due (its NextCRLPublish, else half its validity).
+    renew_by: _dt.datetime | None = None
 
 
 # Said of an alias from deployment.toml that names no key entry: WSO2's sender reads
@@ -95,28 +97,55 @@ def _anchor_infos(truststore: Truststore | None) -> tuple[AnchorInfo, ...]:
     return tuple(sorted(out, key=lambda a: a.not_after or far))
 
 
-def _crl_infos(crls: CRLSet | None) -> tuple[AnchorInfo, ...]:
-    """Each list of ``crls`` as the expiry watch sees it: its file (``alias``), its
-    issuer (``subject``), its CRL number (``serial``), ``thisUpdate`` (``not_before``),
-    ``nextUpdate`` (``not_after``) and the SHA-256 of its DER."""
-    if not crls:
-        return ()
+#: Microsoft's NextCRLPublish (AD CS adds it): when the CA publishes the next list.
+_NEXT_CRL_PUBLISH = x509.ObjectIdentifier("1.3.6.1.4.1.311.21.4")
+
+
+def _next_publish(crl: x509.CertificateRevocationList) -> _dt.datetime | None:
+    """A list's NextCRLPublish time (a DER UTCTime or GeneralizedTime), or ``None``."""
+    try:
+        raw = crl.extensions.get_extension_for_oid(_NEXT_CRL_PUBLISH).value
+        value = getattr(raw, "value", b"")
+        tag, start, stop = _der.header(value)
+        text = value[start:stop].decode("ascii")
+        if tag == 0x17 and len(text) == 13:  # YYMMDDHHMMSSZ
+            year = int(text[:2])
+            text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+        elif tag != 0x18 or len(text) != 15:
+            return None
+        return _dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=_dt.UTC)
+    except (x509.ExtensionNotFound, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _crl_infos(one: CRLSet, data: bytes, digest: str) -> tuple[AnchorInfo, ...]:
+    """Each list of one CRL file (``one``, read from ``data``) as the expiry watch sees
+    it: its file (``alias``), issuer (``subject``), CRL number (``serial``), SHA-256
+    (the file's own digest for a DER file), ``thisUpdate`` (``not_before``),
+    ``nextUpdate`` (``not_after``), and when the next list is due (``renew_by``: its
+    NextCRLPublish where the CA says, else half-way through its validity)."""
     out: list[AnchorInfo] = []
-    for crl, path in crls.lists():
+    der_file = not data.lstrip().startswith(b"-")
+    for crl, path in one.lists():
         try:
             number: int | None = crl.extensions.get_extension_for_class(
                 x509.CRLNumber
             ).value.crl_number
         except (x509.ExtensionNotFound, ValueError):
             number = None
+        start, end = crl.last_update_utc, crl.next_update_utc
+        due = _next_publish(crl)
+        if end is not None and (due is None or not start < due < end):
+            due = start + (end - start) / 2
         out.append(
             AnchorInfo(
                 path or "",
                 crl.issuer.rfc4514_string(),
-                crl.next_update_utc,
+                end,
                 number,
-                crl.fingerprint(hashes.SHA256()).hex(),
-                crl.last_update_utc,
+                digest if der_file else crl.fingerprint(hashes.SHA256()).hex(),
+                start,
+                due,
             )
         )
     return tuple(out)
@@ -176,11 +205,9 @@ class Served:
     chain: Callable[[], tuple[AnchorInfo, ...]] = field(
         default=lambda: (), repr=False, compare=False
     )
-    # The CRLs its contexts check, one per list (see _crl_infos), made on first use (the
-    # expiry watch asks: a list past its nextUpdate fails every handshake it checks).
-    crls: Callable[[], tuple[AnchorInfo, ...]] = field(
-        default=lambda: (), repr=False, compare=False
-    )
+    # The CRLs its contexts check, one per list (see _crl_infos): the expiry watch's (a
+    # list past its nextUpdate fails every handshake it checks).
+    crl_infos: tuple[AnchorInfo, ...] = field(default=(), repr=False, compare=False)
     # ALPN variants, made on first use and kept with the material they were made from:
     # (localhost, protocols) -> context. Filled without a lock: two threads that race
     # both build one, setdefault keeps the first, and neither is handed out before it
@@ -315,6 +342,9 @@ class Builder:
         # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
         # whose list expired); bounded, oldest first out.
         self._crl_expiry: dict[str, _dt.datetime | None] = {}
+        # CRL file digest -> each of its lists as the expiry watch sees it (_crl_infos):
+        # worked out once per file content, however many profiles check it.
+        self._crl_infos: dict[str, tuple[AnchorInfo, ...]] = {}
         # A first load's big truststore, its anchors being loaded on a thread while the
         # profile file is parsed (anchors_ahead); taken by the first build of them.
         self._ahead: AnchorsAhead | None = None
@@ -765,7 +795,7 @@ class Builder:
         trust_replaced = (
             in_service is not None and truststore is not None and (in_service[2] != trust_fp)
         )
-        crls, crl_key, crls_left_out = self._crls(
+        crls, crl_key, crls_left_out, crl_infos = self._crls(
             profile, files, truststore, trust_replaced=replacing and trust_replaced
         )
         ctx_key = (key_fp, alias, trust_fp, verify, mode, crl_key)
@@ -859,7 +889,7 @@ class Builder:
                 serial,
                 self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
-                crls=functools.cache(functools.partial(_crl_infos, crls)),
+                crl_infos=crl_infos,
                 inputs=tuple(files),
                 keystore=keystore,
                 truststore=truststore,
@@ -1016,7 +1046,7 @@ class Builder:
         truststore: Truststore | None,
         *,
         trust_replaced: bool = False,
-    ) -> tuple[CRLSet | None, tuple[Any, ...] | None, CRLError | None]:
+    ) -> tuple[CRLSet | None, tuple[Any, ...] | None, CRLError | None, tuple[AnchorInfo, ...]]:
         """Read and validate the profile's CRL files (each one more input file of the
         profile), once: contexts made from them later (ALPN variants) do not check
         them again, so a lookup never raises.
@@ -1025,6 +1055,7 @@ class Builder:
         certificate of it signed is left out rather than refused: its CA was withdrawn,
         and a withdrawal must not wait for a CRL file. The third value says which
         (``None``: none); the set may then be empty (checking stays on: see build).
+        The fourth: the lists kept, as the expiry watch sees them (:func:`_crl_infos`).
 
         Raises:
             CRLError: a file is missing, unreadable or not a CRL; a list has expired
@@ -1032,8 +1063,9 @@ class Builder:
             Unstable: a file changed between two reads.
         """
         if not profile.crls:
-            return None, None, None
+            return None, None, None, ()
         crls = CRLSet()
+        read: list[tuple[CRLSet, tuple[AnchorInfo, ...]]] = []
         digests = []
         # With a new truststore, a list that cannot be used is left out, as one it
         # does not sign: the withdrawn CA's list deleted with it must not hold it back.
@@ -1064,6 +1096,12 @@ class Builder:
             self._crl_expiry[digest] = one.next_update
             while len(self._crl_expiry) > _CRL_EXPIRY_KEPT:
                 del self._crl_expiry[next(iter(self._crl_expiry))]
+            infos = self._crl_infos.get(f"{digest} {path}")
+            if infos is None:
+                infos = self._crl_infos[f"{digest} {path}"] = _crl_infos(one, data, digest)
+                while len(self._crl_infos) > _CRL_EXPIRY_KEPT:
+                    del self._crl_infos[next(iter(self._crl_infos))]
+            read.append((one, infos))
             crls += one
         left_out: CRLError | None = None
         if truststore is not None and leave:
@@ -1078,7 +1116,14 @@ class Builder:
             crls.check(truststore.anchors_der)  # client_context will not check again
         elif truststore is None:  # the system's anchors: client_context checks the signers
             crls.check_expiry()
-        return crls, (tuple(digests), profile.crl_check, left_out is not None), left_out
+        kept = {id(crl) for crl in crls}
+        watched = tuple(
+            info
+            for one, infos in read
+            for (crl, _), info in zip(one.lists(), infos, strict=True)
+            if id(crl) in kept
+        )
+        return crls, (tuple(digests), profile.crl_check, left_out is not None), left_out, watched
 
     def _info(
         self,

@@ -63,9 +63,7 @@ class HealthEvent:
             (an intermediate presented with it), ``"anchor"`` (a truststore
             certificate a profile verifies servers with) or ``"crl"`` (a revocation
             list a profile checks servers with: past its ``nextUpdate`` every
-            handshake it checks is refused, so it is watched as a certificate is, each
-            threshold capped at half the list's validity, so that a list that is
-            replaced on time is never warned about).
+            handshake it checks is refused; see ``crl_warnings``).
         servers: the servers of every profile that uses it (``*``: a catch-all
             profile or the set's default), sorted.
         subject: the certificate's subject (RFC 4514); a CRL's issuer.
@@ -76,7 +74,8 @@ class HealthEvent:
         days_left: whole days left (``time_left.days``: -1 the first day after expiry).
         threshold: the threshold crossed (``None`` for ``"expired"``).
         checked_at: when the check ran.
-        path: a CRL's file (``None`` for certificates).
+        files: the files a CRL is read from (the same list may be in several);
+            empty for certificates.
     """
 
     kind: Literal["expiring", "expired"]
@@ -90,7 +89,7 @@ class HealthEvent:
     days_left: int
     threshold: _dt.timedelta | None
     checked_at: _dt.datetime
-    path: str | None = None
+    files: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``serial`` in hex, times ISO 8601, spans in seconds."""
@@ -108,7 +107,7 @@ class HealthEvent:
                 self.threshold.total_seconds() if self.threshold is not None else None
             ),
             "checked_at": self.checked_at.isoformat(),
-            "path": self.path,
+            "files": list(self.files),
         }
 
 
@@ -140,7 +139,9 @@ def _deliver_each(
                 log.exception("mtls: a health callback raised; the others still run")
 
 
-def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timedelta, ...]:
+def expiry_thresholds(
+    value: Iterable[float | _dt.timedelta], name: str = "expiry_warnings"
+) -> tuple[_dt.timedelta, ...]:
     """The thresholds as spans, widest first, without duplicates.
 
     Numbers are days (``0.5`` is twelve hours); a :class:`datetime.timedelta` is used
@@ -153,8 +154,8 @@ def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timed
     given: object = value
     if isinstance(given, str | bytes | int | float | _dt.timedelta):
         why = (
-            f"expiry_warnings must be a sequence of days, not {given!r}: "
-            f"expiry_warnings=({given!r},) for one threshold"
+            f"{name} must be a sequence of days, not {given!r}: "
+            f"{name}=({given!r},) for one threshold"
         )
         if isinstance(given, str | bytes):
             raise ValueError(why)  # noqa: TRY004 - as every bad threshold in a sequence is
@@ -175,7 +176,7 @@ def expiry_thresholds(value: Iterable[float | _dt.timedelta]) -> tuple[_dt.timed
             span = _dt.timedelta(0)
         if span <= _dt.timedelta(0):
             raise ValueError(
-                "expiry_warnings must be positive numbers of days (at most 36500) or "
+                f"{name} must be positive numbers of days (at most 36500) or "
                 f"positive timedeltas, not {item!r}"
             )
         out.add(span)
@@ -252,7 +253,7 @@ class InUse:
     def _add(self, key: int, served: Served, added: dict[str, _Cert]) -> None:
         for index, info in enumerate(_chain(served)):
             self._use(info, ("chain", key), "identity" if index == 0 else "chain", added)
-        for info in served.crls():
+        for info in served.crl_infos:
             self._use(info, ("crl", key), "crl", added)
         anchors = served.anchors()
         shared = self._anchors.get(id(anchors))
@@ -266,7 +267,7 @@ class InUse:
     def _remove(self, key: int, served: Served, removed: list[str]) -> None:
         for info in _chain(served):
             self._drop(info, ("chain", key), removed)
-        for info in served.crls():
+        for info in served.crl_infos:
             self._drop(info, ("crl", key), removed)
         anchors = served.anchors()
         shared = self._anchors.get(id(anchors))
@@ -310,6 +311,19 @@ class InUse:
             if isinstance(default, Built) and id(default.served) == key:
                 names.add("*")
         return tuple(sorted(names))
+
+    def files(self, cert: _Cert) -> tuple[str, ...]:
+        """The files a CRL in use is read from, sorted (the same list may be in several)."""
+        found: set[str] = set()
+        for kind, key in cert.sources:
+            served = self._materials.get(key) if kind == "crl" else None
+            if served is not None:
+                found.update(
+                    info.alias
+                    for info in served.crl_infos
+                    if info.fingerprint == cert.info.fingerprint and info.alias
+                )
+        return tuple(sorted(found))
 
     def records(self, snapshot: Snapshot) -> list[InUseRecord]:
         """Every certificate in use as (fingerprint, role, not_after, servers), sorted."""
@@ -404,9 +418,17 @@ def _log(event: HealthEvent, where: str, identity: str = "client certificate") -
     )
 
 
+def _span_exact(delta: _dt.timedelta) -> str:
+    """:func:`span`, with the hours of a part day kept ("1 day 18 h"): a CRL's
+    threshold is a fraction of its validity, seldom whole days."""
+    whole = span(delta)
+    hours = int(abs(delta.total_seconds()) % 86_400 // 3_600)
+    return f"{whole} {hours} h" if abs(delta) >= _dt.timedelta(days=1) and hours else whole
+
+
 def _log_crl(event: HealthEvent, where: str) -> None:
     number = f", number {event.serial:x}" if event.serial is not None else ""
-    what = f"the CRL of {event.subject}{number} ({event.path or 'no file'})"
+    what = f"the CRL of {event.subject}{number} ({', '.join(event.files) or 'no file'})"
     usedby = f"checked by {_who(event.servers)}"
     when = event.not_after.isoformat(timespec="seconds")
     if event.kind == "expired":
@@ -427,9 +449,9 @@ def _log_crl(event: HealthEvent, where: str) -> None:
         where,
         what,
         usedby,
-        span(event.time_left),
+        _span_exact(event.time_left),
         when,
-        span(event.threshold),
+        _span_exact(event.threshold),
     )
 
 
@@ -461,6 +483,8 @@ class CertificatesInUse(Protocol[S_contra]):
 
     def servers(self, cert: _Cert, snapshot: S_contra) -> tuple[str, ...]: ...
 
+    def files(self, cert: _Cert) -> tuple[str, ...]: ...
+
 
 class Health(Generic[S]):
     """An expiry watch and reload counts (see the module docstring): a profile set's,
@@ -481,8 +505,14 @@ class Health(Generic[S]):
         where: str,
         in_use: CertificatesInUse[S],
         clock: Callable[[], _dt.datetime] | None = None,
+        crl_thresholds: tuple[_dt.timedelta, ...] | None = None,
     ) -> None:
         self.thresholds = thresholds
+        #: A CRL's thresholds: ``None``, one per list, half-way from when its next list
+        #: is due (its NextCRLPublish, as AD CS writes it, else half its validity) to
+        #: its nextUpdate: a 7-day list warns with 1.75 days left, a 24-hour one with 6
+        #: hours, a weekly AD CS list (valid 12 hours longer) with 6 hours.
+        self.crl_thresholds = crl_thresholds
         self._where = where
         # What log lines call the presented certificate: a client's, except for the
         # set under gRPC's server_credentials, which presents a server's.
@@ -618,17 +648,16 @@ class Health(Generic[S]):
                 notifier.run_here_or_submit(deliver)
 
     def _thresholds(self, cert: _Cert) -> tuple[_dt.timedelta, ...]:
-        """The thresholds ``cert`` is judged by: the watch's; for a CRL each one capped
-        at half the list's validity (``thisUpdate`` to ``nextUpdate``), so that a 7-day
-        list, replaced daily, is warned about only when it has not been replaced for
-        3.5 days, and a 24-hour one at 12 hours left."""
-        start = cert.info.not_before
-        if cert.role != "crl" or start is None:
+        """The thresholds ``cert`` is judged by: the watch's; a CRL's
+        (:meth:`crl_thresholds`) are its own."""
+        if cert.role != "crl":
             return self.thresholds
-        half = (cert.not_after - start) / 2
-        if half <= _dt.timedelta(0):
+        if self.crl_thresholds is not None:
+            return self.crl_thresholds
+        due = cert.info.renew_by
+        if due is None or due >= cert.not_after:
             return ()
-        return tuple(sorted({min(t, half) for t in self.thresholds}, reverse=True))
+        return ((cert.not_after - due) / 2,)
 
     def _next_crossing(self, cert: _Cert) -> _dt.datetime:
         """When ``cert`` crosses its next level (a threshold not yet announced, or its end)."""
@@ -670,7 +699,7 @@ class Health(Generic[S]):
             days_left=left.days,
             threshold=threshold,
             checked_at=now,
-            path=(cert.info.alias or None) if cert.role == "crl" else None,
+            files=self._in_use.files(cert) if cert.role == "crl" else (),
         )
 
     # ------------------------------------------------------------------ counters

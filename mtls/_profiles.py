@@ -216,6 +216,7 @@ class SSLProfileSet:
         settle_delay: float = 0.1,
         revocation: RevocationPolicy | RevocationChecker | None = None,
         expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
+        crl_warnings: Iterable[float | _dt.timedelta] | None = None,
     ) -> None:
         """Build a set from profiles made in code.
 
@@ -243,6 +244,14 @@ class SSLProfileSet:
                 threshold, after each reload check (see :meth:`on_health`): numbers
                 are days, :class:`datetime.timedelta` is taken as it is; ``()``
                 announces only expiry.
+            crl_warnings: how long before its ``nextUpdate`` a CRL in use is
+                announced (past it, every handshake it checks is refused), as
+                ``expiry_warnings``: ``()`` announces only its expiry. ``None``: one
+                threshold per list, half-way from when its next list is due (its
+                NextCRLPublish, as AD CS writes it, else half its validity) to its
+                ``nextUpdate``, so a list replaced on schedule is not announced. For
+                a CA that reissues only minutes before a list expires (EJBCA's
+                default), give a shorter one, or ``()``.
 
         Raises:
             ProfileConfigError: duplicate ``host:port`` entries, bad options.
@@ -261,6 +270,7 @@ class SSLProfileSet:
             settle_delay=settle_delay,
             revocation=revocation,
             expiry_warnings=expiry_warnings,
+            crl_warnings=crl_warnings,
         )
 
     # ------------------------------------------------------------------ constructors
@@ -283,6 +293,7 @@ class SSLProfileSet:
         settle_delay: float = 0.1,
         revocation: RevocationPolicy | RevocationChecker | None = None,
         expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
+        crl_warnings: Iterable[float | _dt.timedelta] | None = None,
         _origin: str | None = None,
     ) -> SSLProfileSet:
         """Load WSO2's customSSLProfiles XML (``sslprofiles.xml``).
@@ -307,6 +318,7 @@ class SSLProfileSet:
             settle_delay: as for the constructor.
             revocation: as for the constructor.
             expiry_warnings: as for the constructor.
+            crl_warnings: as for the constructor.
 
         Raises:
             ProfileConfigError: the file is missing, hostile, malformed, or a profile is wrong.
@@ -332,6 +344,7 @@ class SSLProfileSet:
             settle_delay=settle_delay,
             revocation=revocation,
             expiry_warnings=expiry_warnings,
+            crl_warnings=crl_warnings,
         )
         return self
 
@@ -353,6 +366,7 @@ class SSLProfileSet:
         product: Product | None = None,
         revocation: RevocationPolicy | RevocationChecker | None = _FROM_FILE,
         expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
+        crl_warnings: Iterable[float | _dt.timedelta] | None = None,
     ) -> SSLProfileSet:
         """Load the profile file, interval, hostname verifier and default stores that a
         WSO2 ``deployment.toml`` names.
@@ -394,6 +408,7 @@ class SSLProfileSet:
                 Integrator) settings; ``None`` turns the online check off. Default:
                 the file's, off when it enables nothing (WSO2's default).
             expiry_warnings: as for the constructor.
+            crl_warnings: as for the constructor.
 
         With ``skip_failures=True`` the default identity is covered too: when its
         stores do not load it is reported (in :attr:`failures` and ``status()``) and
@@ -459,6 +474,7 @@ class SSLProfileSet:
             "settle_delay": settle_delay,
             "revocation": settings.revocation if revocation is _FROM_FILE else revocation,
             "expiry_warnings": expiry_warnings,
+            "crl_warnings": crl_warnings,
         }
         if chosen is None:
             # Micro Integrator without dynamic SSL profiles: its sender uses the default
@@ -500,6 +516,7 @@ class SSLProfileSet:
         settle_delay: float,
         revocation: RevocationPolicy | RevocationChecker | None = None,
         expiry_warnings: Iterable[float | _dt.timedelta],
+        crl_warnings: Iterable[float | _dt.timedelta] | None = None,
     ) -> None:
         mode = normalize_hostname_verifier(hostname_verifier)
         if default is not None and not isinstance(default, ssl.SSLContext | SSLProfile):
@@ -514,6 +531,9 @@ class SSLProfileSet:
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
         thresholds = expiry_thresholds(expiry_warnings)
+        crl_thresholds = (
+            None if crl_warnings is None else expiry_thresholds(crl_warnings, "crl_warnings")
+        )
         self._path = str(source.path) if source.path else None
         self._options = Options(
             mode,
@@ -529,7 +549,9 @@ class SSLProfileSet:
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         self._crl_next_update = plan.builder.crl_next_update  # for status()
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
-        self._health: Health[Snapshot] = Health(thresholds, plan.where, InUse())
+        self._health: Health[Snapshot] = Health(
+            thresholds, plan.where, InUse(), crl_thresholds=crl_thresholds
+        )
         self._health.identity = f"{self._identity} certificate"  # its expiry lines say so
         if self._options.revocation is not None:
             self._options.revocation._listen(self._health.count_revocation)

@@ -681,6 +681,9 @@ class _InUse:
     def servers(self, cert: InUseCert, snapshot: ServerSnapshot) -> tuple[str, ...]:
         return ("this server",)
 
+    def files(self, cert: InUseCert) -> tuple[str, ...]:
+        return ()  # a server checks no CRL
+
 
 # --------------------------------------------------------------------------- the public class
 

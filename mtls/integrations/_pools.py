@@ -102,7 +102,11 @@ class _ContextPools(Generic[T]):
         from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
 
         own_lookup = getattr(type(profile_set), "context_for", None)
-        set_knows = lookup is None and own_lookup is SSLProfileSet.context_for
+        set_knows = (
+            lookup is None
+            and own_lookup is SSLProfileSet.context_for
+            and "context_for" not in getattr(profile_set, "__dict__", {})  # not patched
+        )
         assert not set_knows or key is id
         self._profiles = profile_set
         self._client_id = client_id

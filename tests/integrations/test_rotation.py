@@ -410,11 +410,13 @@ class _Explicit:
         return self.inner.subscribe(callback)
 
 
+@pytest.mark.parametrize("how", ["wrapper", "patched"])
 @pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
 def test_a_wrapped_set_with_contexts_of_its_own_follows_reloads(
-    kind, setup, ca: CA, backend: MTLSServer
+    kind, how, setup, ca: CA, backend: MTLSServer
 ):
-    """A wrapper's own contexts are not the set's to judge: its clients ask it again
+    """A wrapper's own contexts (or a ``context_for`` patched on the set, as
+    ``mock.patch.object`` does) are not the set's to judge: its clients ask it again
     for each host they used (the first cut asked the set, which failed every request
     after a reload for a wrapper without the set's private parts, and retired the
     wrapper's own context at every reload, though it was in use)."""
@@ -422,8 +424,14 @@ def test_a_wrapped_set_with_contexts_of_its_own_follows_reloads(
     own = client_context(Keystore.load(keystore, PASSWORD), ca.truststore())
     url, other = f"https://localhost:{backend.port}/", f"https://127.0.0.1:{backend.port}/"
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        wrapped = _Explicit(profiles, own, "127.0.0.1")
-        with driving(kind, wrapped) as driver:  # type: ignore[arg-type]
+        wrapped: Any = _Explicit(profiles, own, "127.0.0.1")
+        if how == "patched":
+            inner = profiles.context_for
+            profiles.context_for = lambda host, port, **kw: (  # type: ignore[method-assign]
+                own if host == "127.0.0.1" else inner(host, port, **kw)
+            )
+            wrapped = profiles
+        with driving(kind, wrapped) as driver:
             assert driver.cn(url) == driver.cn(other) == "gen-1"
             port, handshakes = last_client_port(backend), len(backend.handshakes)
             rotate(ca, keystore, "gen-2")
