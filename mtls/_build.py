@@ -125,7 +125,7 @@ def _crl_infos(one: CRLSet, data: bytes, digest: str) -> tuple[AnchorInfo, ...]:
     ``nextUpdate`` (``not_after``), and when the next list is due (``renew_by``: its
     NextCRLPublish where the CA says, else half-way through its validity)."""
     out: list[AnchorInfo] = []
-    der_file = not data.lstrip().startswith(b"-")
+    der_file = b"-----BEGIN" not in data  # as CRLSet.from_bytes tells them apart
     for crl, path in one.lists():
         try:
             number: int | None = crl.extensions.get_extension_for_class(

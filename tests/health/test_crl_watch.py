@@ -223,3 +223,18 @@ def test_the_reload_thread_warns_ahead_of_nextupdate_then_reports_it_expired(
             assert [e.threshold for e in got[:-1]] in ([_dt.timedelta(seconds=3)], [])
             wait_for(lambda: not profiles.status().healthy)  # failed closed, and said so
     assert any(r.levelno == logging.ERROR and "CRL of" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pem_list_is_known_by_its_der(tmp_path: Path) -> None:
+    """A PEM file (here with text ahead of its block, as ``openssl crl -text`` writes)
+    names its list by the SHA-256 of the list's DER, as a DER file of it would."""
+    ca = CA()
+    profile, crl = _crl_profile(ca, tmp_path, valid=DAY)
+    der = crl.read_bytes()
+    pem = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
+    crl.write_bytes(b"Certificate Revocation List (CRL):\n    Version 2 (0x1)\n" + pem)
+    with mtls.SSLProfileSet([profile]) as profiles:
+        _shifted(profiles, 19 * HOUR)
+        (event,) = profiles.check_health()
+        assert event.fingerprint == hashlib.sha256(der).hexdigest()
+        assert event.fingerprint != hashlib.sha256(crl.read_bytes()).hexdigest()
