@@ -342,8 +342,8 @@ class Builder:
         # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
         # whose list expired); bounded, oldest first out.
         self._crl_expiry: dict[str, _dt.datetime | None] = {}
-        # CRL file digest -> each of its lists as the expiry watch sees it (_crl_infos):
-        # worked out once per file content, however many profiles check it.
+        # "digest path" of a CRL file -> each of its lists as the expiry watch sees it
+        # (_crl_infos): worked out once per file, however many profiles check it.
         self._crl_infos: dict[str, tuple[AnchorInfo, ...]] = {}
         # A first load's big truststore, its anchors being loaded on a thread while the
         # profile file is parsed (anchors_ahead); taken by the first build of them.

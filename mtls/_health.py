@@ -427,7 +427,7 @@ def _span_exact(delta: _dt.timedelta) -> str:
 
 
 def _log_crl(event: HealthEvent, where: str) -> None:
-    number = f", number {event.serial:x}" if event.serial is not None else ""
+    number = f", number {event.serial}" if event.serial is not None else ""  # as openssl
     what = f"the CRL of {event.subject}{number} ({', '.join(event.files) or 'no file'})"
     usedby = f"checked by {_who(event.servers)}"
     when = event.not_after.isoformat(timespec="seconds")

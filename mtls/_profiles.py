@@ -545,7 +545,7 @@ class SSLProfileSet:
             expiry_warning=thresholds[0] if thresholds else None,
         )
         self._default = default
-        self._in_service: tuple[Snapshot, frozenset[int]] | None = None
+        self._in_service: tuple[weakref.ref[Snapshot], frozenset[int]] | None = None
         plan = ProfilesPlan(source, self._options, default, skip_failures=skip_failures)
         self._crl_next_update = plan.builder.crl_next_update  # for status()
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
@@ -606,8 +606,9 @@ class SSLProfileSet:
         """
         snapshot = self._snapshot
         cached = self._in_service
-        if cached is None or cached[0] is not snapshot:
-            cached = (snapshot, frozenset(snapshot.contexts_in_service()))
+        if cached is None or cached[0]() is not snapshot:
+            # The snapshot weakly: an old one (and its contexts) is never kept alive here.
+            cached = (weakref.ref(snapshot), frozenset(snapshot.contexts_in_service()))
             self._in_service = cached  # racing sweeps make equal sets: either stays
         return snapshot.generation, cached[1]
 

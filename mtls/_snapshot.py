@@ -248,7 +248,7 @@ class Materials:
 _NO_MATERIALS = Materials({}, {}, {})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # a weak key: see contexts_in_service
 class Snapshot:
     """Everything a reader needs, immutable; replaced whole on every applied change.
 

@@ -12,6 +12,7 @@ import gc
 import ssl
 import threading
 import tracemalloc
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -359,6 +360,26 @@ def test_every_context_handed_out_is_in_service_until_its_material_rotates(tmp_p
         # context was replaced, and is no longer in service.
         kept = {id(fallback)} if default == "context" else set()
         assert before & profiles._snapshot.contexts_in_service() == kept
+
+
+def test_the_contexts_in_service_keep_no_rotated_context_alive(setup, ca: CA) -> None:
+    """What the set remembers for the pools' sweeps (the contexts it hands out) holds its
+    snapshot weakly: a rotated-out context is freed at once, whether or not a client
+    sweeps again (a strong hold kept a whole estate's old contexts until then)."""
+    xml, keystore = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        host, port = "localhost", int(profiles.profiles[0].servers[0][1])
+        old = profiles.context_for(host, port)
+        assert old is not None
+        gone = weakref.ref(old)
+        generation, live = profiles._contexts_in_service()
+        assert id(old) in live and generation == profiles.generation
+        del old
+        rotate(ca, keystore, "gen-2")
+        assert profiles.reload() is True
+        gc.collect()
+        assert gone() is None
+        assert id(profiles.context_for(host, port)) in profiles._contexts_in_service()[1]
 
 
 @needs_tcp_table
