@@ -114,7 +114,7 @@ def _next_publish(crl: x509.CertificateRevocationList) -> _dt.datetime | None:
         elif tag != 0x18 or len(text) != 15:
             return None
         return _dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=_dt.UTC)
-    except (x509.ExtensionNotFound, ValueError, UnicodeDecodeError):
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError, UnicodeDecodeError):
         return None
 
 
@@ -131,7 +131,7 @@ def _crl_infos(one: CRLSet, data: bytes, digest: str) -> tuple[AnchorInfo, ...]:
             number: int | None = crl.extensions.get_extension_for_class(
                 x509.CRLNumber
             ).value.crl_number
-        except (x509.ExtensionNotFound, ValueError):
+        except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
             number = None
         start, end = crl.last_update_utc, crl.next_update_utc
         due = _next_publish(crl)
@@ -1065,7 +1065,7 @@ class Builder:
         if not profile.crls:
             return None, None, None, ()
         crls = CRLSet()
-        read: list[tuple[CRLSet, tuple[AnchorInfo, ...]]] = []
+        read: list[tuple[CRLSet, bytes, str, Path]] = []
         digests = []
         # With a new truststore, a list that cannot be used is left out, as one it
         # does not sign: the withdrawn CA's list deleted with it must not hold it back.
@@ -1096,12 +1096,7 @@ class Builder:
             self._crl_expiry[digest] = one.next_update
             while len(self._crl_expiry) > _CRL_EXPIRY_KEPT:
                 del self._crl_expiry[next(iter(self._crl_expiry))]
-            infos = self._crl_infos.get(f"{digest} {path}")
-            if infos is None:
-                infos = self._crl_infos[f"{digest} {path}"] = _crl_infos(one, data, digest)
-                while len(self._crl_infos) > _CRL_EXPIRY_KEPT:
-                    del self._crl_infos[next(iter(self._crl_infos))]
-            read.append((one, infos))
+            read.append((one, data, digest, path))
             crls += one
         left_out: CRLError | None = None
         if truststore is not None and leave:
@@ -1116,14 +1111,31 @@ class Builder:
             crls.check(truststore.anchors_der)  # client_context will not check again
         elif truststore is None:  # the system's anchors: client_context checks the signers
             crls.check_expiry()
-        kept = {id(crl) for crl in crls}
-        watched = tuple(
-            info
-            for one, infos in read
-            for (crl, _), info in zip(one.lists(), infos, strict=True)
-            if id(crl) in kept
+        return (
+            crls,
+            (tuple(digests), profile.crl_check, left_out is not None),
+            left_out,
+            self._crl_watch(read, crls),
         )
-        return crls, (tuple(digests), profile.crl_check, left_out is not None), left_out, watched
+
+    def _crl_watch(
+        self, read: list[tuple[CRLSet, bytes, str, Path]], kept: CRLSet
+    ) -> tuple[AnchorInfo, ...]:
+        """The lists of ``kept`` (checked, and left in) as the expiry watch sees them,
+        from the files ``read``: each file described once (:func:`_crl_infos`)."""
+        ids = {id(crl) for crl in kept}
+        out: list[AnchorInfo] = []
+        for one, data, digest, path in read:
+            key = f"{digest} {path}"
+            infos = self._crl_infos.get(key)
+            if infos is None:
+                infos = self._crl_infos[key] = _crl_infos(one, data, digest)
+                while len(self._crl_infos) > _CRL_EXPIRY_KEPT:
+                    del self._crl_infos[next(iter(self._crl_infos))]
+            out.extend(
+                info for (crl, _), info in zip(one.lists(), infos, strict=True) if id(crl) in ids
+            )
+        return tuple(out)
 
     def _info(
         self,

@@ -1152,6 +1152,7 @@ class SSLProfileSet:
             revocation_checks=tuple(sorted(self._health.revocation_checks.items())),
             expiry_warnings=self._health.thresholds,
             last_check=self._engine.last_check if self._engine is not None else None,
+            crl_warnings=self._health.crl_thresholds,
         )
 
     def __reduce__(self) -> tuple[object, ...]:

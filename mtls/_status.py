@@ -255,6 +255,8 @@ class ProfileSetStatus:
         revocation_checks: online revocation checks by result (``good``,
             ``revoked``, ...), as ``(result, count)`` pairs; empty when not enabled.
         expiry_warnings: the expiry thresholds the set warns at, widest first.
+        crl_warnings: the thresholds it warns at before a CRL's ``nextUpdate``;
+            ``None``: each list's own (half-way from when its next list is due).
     """
 
     ANCHORS_SHOWN = 3
@@ -273,6 +275,7 @@ class ProfileSetStatus:
     revocation_checks: tuple[tuple[str, int], ...] = ()
     expiry_warnings: tuple[_dt.timedelta, ...] = ()
     last_check: _dt.datetime | None = None
+    crl_warnings: tuple[_dt.timedelta, ...] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -294,8 +297,8 @@ class ProfileSetStatus:
         ``hostname_verifier``, ``checked_at``, ``last_reload``, ``last_check``, ``last_error``,
         ``errors``, ``config_error``, ``default`` and ``profiles`` (each as
         :meth:`ProfileStatus.to_dict`), ``reloads`` (:meth:`ReloadCounts.to_dict`),
-        ``revocation_checks`` (result -> count) and ``expiry_warnings`` (seconds).
-        Errors are their messages."""
+        ``revocation_checks`` (result -> count), ``expiry_warnings`` (seconds) and
+        ``crl_warnings`` (seconds, or ``None``). Errors are their messages."""
         return {
             "generation": self.generation,
             "healthy": self.healthy,
@@ -313,6 +316,11 @@ class ProfileSetStatus:
             "reloads": self.reloads.to_dict(),
             "revocation_checks": dict(self.revocation_checks),
             "expiry_warnings": [t.total_seconds() for t in self.expiry_warnings],
+            "crl_warnings": (
+                None
+                if self.crl_warnings is None
+                else [t.total_seconds() for t in self.crl_warnings]
+            ),
         }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 import mtls
 from mtls.testing import CA, replace_atomically
@@ -156,7 +157,12 @@ def test_crl_warnings_set_the_thresholds_and_an_empty_one_only_the_expiry(
 ) -> None:
     ca = CA()
     profile, _ = _crl_profile(ca, tmp_path, valid=DAY)
+    with mtls.SSLProfileSet([profile]) as profiles:
+        assert profiles.status().crl_warnings is None  # each list's own
+        assert profiles.status().to_dict()["crl_warnings"] is None
     with mtls.SSLProfileSet([profile], crl_warnings=(_dt.timedelta(minutes=30),)) as profiles:
+        assert profiles.status().crl_warnings == (_dt.timedelta(minutes=30),)
+        assert profiles.status().to_dict()["crl_warnings"] == [1800.0]
         _shifted(profiles, 22 * HOUR)  # 1 hour left: the default would have said so
         assert profiles.check_health() == ()
         _shifted(profiles, 22 * HOUR + 40 * _dt.timedelta(minutes=1))
@@ -238,3 +244,60 @@ def test_a_pem_list_is_known_by_its_der(tmp_path: Path) -> None:
         (event,) = profiles.check_health()
         assert event.fingerprint == hashlib.sha256(der).hexdigest()
         assert event.fingerprint != hashlib.sha256(crl.read_bytes()).hexdigest()
+
+
+def _with_nextcrlpublish_twice(ca: CA, start: _dt.datetime, end: _dt.datetime) -> bytes:
+    """A list signed by ``ca`` that holds NextCRLPublish twice: cryptography raises
+    DuplicateExtension (not a ValueError) when its extensions are read. Built with a
+    placeholder OID, renamed in the signed bytes, then signed again."""
+    value = b"\x17\x0d" + (start + DAY).strftime("%y%m%d%H%M%SZ").encode()
+    other = x509.ObjectIdentifier("1.3.6.1.4.1.311.21.5")
+    made = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(start)
+        .next_update(end)
+        .add_extension(x509.UnrecognizedExtension(_NEXT_CRL_PUBLISH, value), critical=False)
+        .add_extension(x509.UnrecognizedExtension(other, value), critical=False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    tbs = made.tbs_certlist_bytes.replace(
+        bytes.fromhex("2b0601040182371505"), bytes.fromhex("2b0601040182371504")
+    )
+    algorithm = made.public_bytes(serialization.Encoding.DER)[4 + len(made.tbs_certlist_bytes) :]
+    algorithm = algorithm[: 2 + algorithm[1]]  # the AlgorithmIdentifier as signed
+    key = ca.private_key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    else:
+        assert isinstance(key, rsa.RSAPrivateKey)
+        signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+
+    def tlv(tag: int, body: bytes) -> bytes:
+        size = len(body)
+        if size < 128:
+            return bytes([tag, size]) + body
+        raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
+        return bytes([tag, 0x80 | len(raw)]) + raw + body
+
+    return tlv(0x30, tbs + algorithm + tlv(0x03, b"\x00" + signature))
+
+
+def test_a_list_whose_extensions_cannot_be_read_is_refused_as_a_crl_error(
+    tmp_path: Path,
+) -> None:
+    """Describing lists for the watch comes after they are checked: a list with an
+    extension twice is the profile's CRLError (the first cut read its extensions
+    first, and cryptography's DuplicateExtension escaped the whole set, or failed a
+    reload of every profile). The twin: the other profile of the set loads."""
+    ca = CA()
+    bad, crl = _crl_profile(ca, tmp_path, valid=DAY, name="bad/ca.crl", servers=("bad:443",))
+    good, _ = _crl_profile(ca, tmp_path, valid=DAY, name="good/ca.crl", servers=("good:443",))
+    start = (utcnow() - HOUR).replace(microsecond=0)
+    crl.write_bytes(_with_nextcrlpublish_twice(ca, start, start + DAY))
+    with pytest.raises(mtls.CRLError, match="cannot be read"):
+        mtls.SSLProfileSet([bad])
+    with mtls.SSLProfileSet([bad, good], skip_failures=True) as profiles:
+        assert profiles.context_for("good", 443) is not None
+        with pytest.raises(mtls.ProfileUnavailableError):
+            profiles.context_for("bad", 443)
