@@ -370,7 +370,8 @@ def check_unique(profiles: Iterable[SSLProfile], path: str | None) -> None:
     """Refuse the same (host, port, client) in two profiles, naming both.
 
     Raises:
-        ProfileConfigError: a duplicate (WSO2 would silently let one win).
+        ProfileConfigError: a duplicate (a name mtls reads as another profile's; WSO2
+            would silently let one win of the same text).
     """
     seen: dict[IndexKey, SSLProfile] = {}
     for profile in profiles:

@@ -17,7 +17,7 @@ between), then, under one lock: if the generation moved, *sweeps*, and takes a
 lease on the context's entry. A sweep retires the entries whose context the
 profile set no longer hands out to anyone: the set works out once per published
 snapshot which contexts it hands out (every material's, whatever hosts they
-serve; about 0.4 ms per 1,000 materials), and each client's sweep then costs its
+serve; 0.3 to 0.5 ms per 1,000 materials), and each client's sweep then costs its
 own entries. So a client remembers nothing per host (one sending to 100,000 hosts
 through a catch-all holds one entry), and a context still served is never retired.
 (A client given a wrapper of the set, or a lookup of its own, as gRPC's channels,
