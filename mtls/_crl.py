@@ -70,6 +70,7 @@ class CRLSet:
         # made later from the same set (ALPN variants) install them without checking
         # again, so a lookup never raises CRLError.
         self._checked: frozenset[bytes] | None = None
+        self._pem: bytes | None = None  # made on first use: a profile set shares one set
 
     @classmethod
     def from_bytes(cls, data: bytes, *, path: str | os.PathLike[str] | None = None) -> CRLSet:
@@ -209,8 +210,13 @@ class CRLSet:
 
     @property
     def pem(self) -> bytes:
-        """Every list as PEM, in order."""
-        return b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._crls)
+        """Every list as PEM, in order (made once: every context a set builds from
+        these lists installs them)."""
+        pem = self._pem
+        if pem is None:
+            pem = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl, _ in self._crls)
+            self._pem = pem
+        return pem
 
     def check(self, anchors_der: Sequence[bytes], *, now: _dt.datetime | None = None) -> None:
         """Refuse a list that is expired or not signed by one of ``anchors_der``.
