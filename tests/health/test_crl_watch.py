@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 import mtls
+from mtls import _der
 from mtls.testing import CA, replace_atomically
 from tests._helpers import PASSWORD, wait_for, write_trust
 from tests.health._certs import utcnow
@@ -273,14 +274,7 @@ def _with_nextcrlpublish_twice(ca: CA, start: _dt.datetime, end: _dt.datetime) -
         assert isinstance(key, rsa.RSAPrivateKey)
         signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
 
-    def tlv(tag: int, body: bytes) -> bytes:
-        size = len(body)
-        if size < 128:
-            return bytes([tag, size]) + body
-        raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
-        return bytes([tag, 0x80 | len(raw)]) + raw + body
-
-    return tlv(0x30, tbs + algorithm + tlv(0x03, b"\x00" + signature))
+    return _der.encode(0x30, tbs + algorithm + _der.encode(0x03, b"\x00" + signature))
 
 
 def test_a_list_whose_extensions_cannot_be_read_is_refused_as_a_crl_error(
