@@ -377,10 +377,18 @@ class Builder:
         """
         used = self._used_contexts
         key_of = self._key_of
+        crl_digests: set[str] = set()
         for served in live:
             key = key_of.get(id(served.context))
             if key is not None:
                 used.add(key)
+            crl_digests.update(digest for kind, _, digest in served.inputs if kind == "crl")
+        # Checked CRL sets (and their watch records) of contents no material uses now:
+        # a list rotated hourly must not keep every old one (each can be megabytes).
+        for crl_key in [k for k in self._crl_checked if any(d not in crl_digests for _, d in k[0])]:
+            del self._crl_checked[crl_key]
+        for described in [k for k in self._crl_infos if k.split(" ", 1)[0] not in crl_digests]:
+            del self._crl_infos[described]
         for key in set(self._stores) - self._used_stores:
             del self._stores[key]
         for key in [k for k in self._failed if k[:-1] not in self._used_stores]:

@@ -93,3 +93,22 @@ def test_a_crl_checked_with_one_truststore_is_checked_again_with_another(
         assert profiles.context_for("good.test", 443) is not None
         with pytest.raises(mtls.ProfileUnavailableError, match="not signed by any certificate"):
             profiles.context_for("bad.test", 443)
+
+
+def test_a_rotated_crl_leaves_nothing_checked_behind(tmp_path: Path) -> None:
+    """Only the contents in use stay checked: a list replaced hourly must not keep every
+    old one (each holds its parsed entries and its PEM, megabytes for a big CA)."""
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(_fresh_crl(ca))
+    keystore = write_identity(ca.issue_cert("c"), tmp_path / "c.jks")
+    with mtls.SSLProfileSet([_profile("h.test", keystore, trust, crl)], settle_delay=0) as ps:
+        builder = ps._crl_next_update.__self__  # type: ignore[attr-defined]
+        for _ in range(5):
+            ca.revoke(ca.issue_cert("revoked"))
+            replace_atomically(crl, _fresh_crl(ca))
+            assert ps.reload() is True
+        assert len(builder._crl_checked) == 1
+        assert len(builder._crl_infos) == 1
+        assert ps.status().healthy
