@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from . import _der, _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import AnchorsAhead, build_client_context, store_at_fault
-from ._crl import CRLSet, _issued
+from ._crl import CRLSet, _extension, _issued
 from ._errors import (
     CRLError,
     KeyEntryError,
@@ -105,16 +105,8 @@ def _next_publish(crl: x509.CertificateRevocationList) -> _dt.datetime | None:
     """A list's NextCRLPublish time (a DER UTCTime or GeneralizedTime), or ``None``."""
     try:
         raw = crl.extensions.get_extension_for_oid(_NEXT_CRL_PUBLISH).value
-        value = getattr(raw, "value", b"")
-        tag, start, stop = _der.header(value)
-        text = value[start:stop].decode("ascii")
-        if tag == 0x17 and len(text) == 13:  # YYMMDDHHMMSSZ
-            year = int(text[:2])
-            text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-        elif tag != 0x18 or len(text) != 15:
-            return None
-        return _dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=_dt.UTC)
-    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError, UnicodeDecodeError):
+        return _x509.der_time(_der.read_tlv(getattr(raw, "value", b"")))
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         return None
 
 
@@ -127,12 +119,7 @@ def _crl_infos(one: CRLSet, data: bytes, digest: str) -> tuple[AnchorInfo, ...]:
     out: list[AnchorInfo] = []
     der_file = b"-----BEGIN" not in data  # as CRLSet.from_bytes tells them apart
     for crl, path in one.lists():
-        try:
-            number: int | None = crl.extensions.get_extension_for_class(
-                x509.CRLNumber
-            ).value.crl_number
-        except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
-            number = None
+        number = _extension(crl, x509.CRLNumber)
         start, end = crl.last_update_utc, crl.next_update_utc
         due = _next_publish(crl)
         if end is not None and (due is None or not start < due < end):
@@ -142,7 +129,7 @@ def _crl_infos(one: CRLSet, data: bytes, digest: str) -> tuple[AnchorInfo, ...]:
                 path or "",
                 crl.issuer.rfc4514_string(),
                 end,
-                number,
+                number.crl_number if number is not None else None,
                 digest if der_file else crl.fingerprint(hashes.SHA256()).hex(),
                 start,
                 due,
@@ -342,9 +329,6 @@ class Builder:
         # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
         # whose list expired); bounded, oldest first out.
         self._crl_expiry: dict[str, _dt.datetime | None] = {}
-        # "digest path" of a CRL file -> each of its lists as the expiry watch sees it
-        # (_crl_infos): worked out once per file, however many profiles check it.
-        self._crl_infos: dict[str, tuple[AnchorInfo, ...]] = {}
         # The checked CRL sets, by the files' contents and the truststore's (see _crls).
         self._crl_checked: dict[tuple[Any, ...], Any] = {}
         # A first load's big truststore, its anchors being loaded on a thread while the
@@ -383,12 +367,10 @@ class Builder:
             if key is not None:
                 used.add(key)
             crl_digests.update(digest for kind, _, digest in served.inputs if kind == "crl")
-        # Checked CRL sets (and their watch records) of contents no material uses now:
+        # Checked CRL sets (with their watch records) of contents no material uses now:
         # a list rotated hourly must not keep every old one (each can be megabytes).
         for crl_key in [k for k in self._crl_checked if any(d not in crl_digests for _, d in k[0])]:
             del self._crl_checked[crl_key]
-        for described in [k for k in self._crl_infos if k.split(" ", 1)[0] not in crl_digests]:
-            del self._crl_infos[described]
         for key in set(self._stores) - self._used_stores:
             del self._stores[key]
         for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
@@ -1137,7 +1119,7 @@ class Builder:
         lists as the expiry watch sees them."""
         crls = CRLSet()
         unusable = list(unusable)
-        read: list[tuple[CRLSet, bytes, str, Path]] = []
+        read: list[tuple[CRLSet, bytes, str]] = []
         expiries: list[tuple[str, _dt.datetime | None]] = []
         for path, data, digest in contents:
             try:
@@ -1148,7 +1130,7 @@ class Builder:
                 unusable.append((str(path), "not a CRL that can be read"))
                 continue
             expiries.append((digest, one.next_update))
-            read.append((one, data, digest, path))
+            read.append((one, data, digest))
             crls += one
         left_out: CRLError | None = None
         if truststore is not None and leave:
@@ -1163,26 +1145,14 @@ class Builder:
             crls.check(truststore.anchors_der)  # client_context will not check again
         elif truststore is None:  # the system's anchors: client_context checks the signers
             crls.check_expiry()
-        return crls, left_out, tuple(expiries), self._crl_watch(read, crls)
-
-    def _crl_watch(
-        self, read: list[tuple[CRLSet, bytes, str, Path]], kept: CRLSet
-    ) -> tuple[AnchorInfo, ...]:
-        """The lists of ``kept`` (checked, and left in) as the expiry watch sees them,
-        from the files ``read``: each file described once (:func:`_crl_infos`)."""
-        ids = {id(crl) for crl in kept}
-        out: list[AnchorInfo] = []
-        for one, data, digest, path in read:
-            key = f"{digest} {path}"
-            infos = self._crl_infos.get(key)
-            if infos is None:
-                infos = self._crl_infos[key] = _crl_infos(one, data, digest)
-                while len(self._crl_infos) > _CRL_EXPIRY_KEPT:
-                    del self._crl_infos[next(iter(self._crl_infos))]
-            out.extend(
-                info for (crl, _), info in zip(one.lists(), infos, strict=True) if id(crl) in ids
-            )
-        return tuple(out)
+        kept = {id(crl) for crl in crls}
+        watched = tuple(
+            info
+            for one, data, digest in read
+            for (crl, _), info in zip(one.lists(), _crl_infos(one, data, digest), strict=True)
+            if id(crl) in kept
+        )
+        return crls, left_out, tuple(expiries), watched
 
     def _info(
         self,

@@ -536,6 +536,19 @@ def lenient_leaf_info(
 _STRICT_TIMES: Final = {0x17: re.compile(rb"\d{12}Z"), 0x18: re.compile(rb"\d{14}Z")}
 
 
+def der_time(time: _der.TLV) -> _dt.datetime:
+    """A UTCTime or GeneralizedTime in DER's own form (``YYMMDDHHMMSSZ``,
+    ``YYYYMMDDHHMMSSZ``), the only one OpenSSL's verifier reads.
+
+    Raises:
+        ValueError: another tag or form, or a date that does not exist.
+    """
+    strict = _STRICT_TIMES.get(time.tag)
+    if strict is None or strict.fullmatch(time.value) is None:
+        raise ValueError("not a time in DER's form")
+    return _lenient_time(time)
+
+
 def unverifiable_dates(der: bytes) -> str | None:
     """Why OpenSSL's verification refuses every chain through this certificate for the
     form of its dates, or ``None``. OpenSSL reads a validity time without seconds,
