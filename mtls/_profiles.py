@@ -608,7 +608,7 @@ class SSLProfileSet:
         cached = self._in_service
         if cached is None or cached[0]() is not snapshot:
             # The snapshot weakly: an old one (and its contexts) is never kept alive here.
-            cached = (weakref.ref(snapshot), frozenset(snapshot.contexts_in_service()))
+            cached = (weakref.ref(snapshot), snapshot.contexts_in_service())
             self._in_service = cached  # racing sweeps make equal sets: either stays
         return snapshot.generation, cached[1]
 

@@ -308,7 +308,7 @@ class Snapshot:
             errors=tuple(errors),
         )
 
-    def contexts_in_service(self) -> set[int]:
+    def contexts_in_service(self) -> frozenset[int]:
         """The ids of every context a lookup on this snapshot can hand out: each
         material's context, its localhost variant and the ALPN variants made from it
         so far, and a ready ``default`` context.
@@ -330,7 +330,7 @@ class Snapshot:
                 live.add(id(served.localhost_context))
             # A copy (one C call): another thread may add a variant meanwhile.
             live.update(map(id, served.variants.copy().values()))
-        return live
+        return frozenset(live)
 
 
 def _named(profile: SSLProfile) -> str:
