@@ -592,6 +592,80 @@ class Keystore(_StoreBase):
             )
         self._entries.add_key(KeyEntry(alias, key_der, chain_der), replace=replace)
 
+    # -- renewal
+
+    def certificate_request(
+        self,
+        alias: str | None = None,
+        *,
+        subject: str | x509.Name | None = None,
+        san: Iterable[str] | None = None,
+    ) -> x509.CertificateSigningRequest:
+        """A certificate signing request (PKCS#10) for a key entry, signed by its key:
+        what ``keytool -certreq`` writes, to send to a CA when the certificate is due
+        for renewal. The key never leaves memory.
+
+        The request names the subject of the entry's certificate and its subject
+        alternative names, so a renewal asks for the same names; ``subject`` (a
+        distinguished name as :meth:`generate` takes it) and ``san`` (``DNS:host``,
+        ``IP:addr``, ...; ``()`` for none) ask for others. Write it with
+        ``csr.public_bytes(serialization.Encoding.PEM)``; install the CA's answer with
+        :meth:`install_reply`.
+
+        Raises:
+            KeyEntryError: no such key entry (or several and no ``alias``), or its key
+                was not decrypted (a store opened with :meth:`inspect`) or cannot sign.
+            ValueError: a malformed ``subject`` or ``san``.
+        """
+        from ._renewal import certificate_request  # noqa: PLC0415 - renewal only
+
+        return certificate_request(self._key_entry(alias), subject=subject, san=san, path=self.path)
+
+    def install_reply(
+        self,
+        alias: str | None,
+        reply: bytes | os.PathLike[str] | Sequence[x509.Certificate | bytes],
+        *,
+        trust: Truststore | Iterable[x509.Certificate | bytes] | None = None,
+    ) -> tuple[x509.Certificate, ...]:
+        """Install a CA's reply to :meth:`certificate_request` (or ``keytool
+        -certreq``) as the key entry's chain; the key stays as it is. What ``keytool
+        -importcert -alias KEY -file reply`` does.
+
+        ``reply``: the file (a ``Path``) or its bytes (PEM certificates, one DER
+        certificate, or a PKCS#7 bundle, PEM or DER, as ``.p7b`` files are), or the
+        certificates. One of them must certify the entry's public key: the chain is
+        put in order from it up, every link's signature checked, and completed from
+        ``trust`` and this store's trusted entries, as keytool completes it from the
+        keystore and ``cacerts``. Call :meth:`save` to write the store.
+
+        Returns:
+            The entry's new chain, leaf first (the same chain when the reply is what
+            the entry already holds).
+
+        Raises:
+            KeyEntryError: no such key entry; no certificate in the reply is for its
+                key; a lone certificate whose issuer is found nowhere (keytool's
+                "Failed to establish chain from reply"); certificates in the reply
+                that are not on the chain.
+            KeystoreFormatError: the reply holds no certificate.
+        """
+        from dataclasses import replace  # noqa: PLC0415 - renewal only
+
+        from ._renewal import reply_certificates, reply_chain  # noqa: PLC0415
+
+        entry = self._key_entry(alias)
+        certs, reply_path = reply_certificates(reply)
+        trusted = [der for _, der in self._entries.cert_entries()]
+        if isinstance(trust, Truststore):
+            trusted += trust.anchors_der
+        elif trust is not None:
+            trusted += [to_der(cert) for cert in trust]
+        chain = reply_chain(entry, certs, trusted, path=self.path, reply_path=reply_path)
+        if chain != entry.chain_der:
+            self._entries.add_key(replace(entry, chain_der=chain), replace=True)
+        return tuple(_x509.load_cert(der) for der in chain)
+
     # -- reading
 
     @property
@@ -613,12 +687,16 @@ class Keystore(_StoreBase):
         Raises:
             KeyEntryError: no key entry, several and no alias, or an unknown alias.
         """
+        entry = self._key_entry(alias)
+        return entry.alias, entry.key_der, entry.chain_der
+
+    def _key_entry(self, alias: str | None) -> KeyEntry:
+        """The key entry :meth:`key_entry` describes (see it for the errors)."""
         count = self._entries.key_count
         where = _where(self.path)
         if alias is None:
             if count == 1:
-                entry = next(self._entries.key_entries())
-                return entry.alias, entry.key_der, entry.chain_der
+                return next(self._entries.key_entries())
             if not count:
                 raise KeyEntryError(
                     f"{where} has no private-key entry: use a keystore made with "
@@ -637,7 +715,7 @@ class Keystore(_StoreBase):
                 path=self.path,
                 alias=alias,
             )
-        return entry_or_none.alias, entry_or_none.key_der, entry_or_none.chain_der
+        return entry_or_none
 
     @property
     def fingerprint(self) -> str:

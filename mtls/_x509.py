@@ -23,7 +23,7 @@ import string
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, Literal
 
 from cryptography import x509
@@ -577,8 +577,13 @@ def subject_alt_names(cert: x509.Certificate) -> list[str]:
     ext = extension(cert, x509.SubjectAlternativeName)
     if ext is None:
         return []  # none, or none cryptography can read (OpenSSL may take the certificate)
+    return names_text(ext)
+
+
+def names_text(names: Iterable[x509.GeneralName]) -> list[str]:
+    """General names as keytool prints them (see :func:`subject_alt_names`)."""
     out: list[str] = []
-    for name in ext:
+    for name in names:
         if isinstance(name, x509.DNSName):
             out.append(f"DNS:{name.value}")
         elif isinstance(name, x509.IPAddress):

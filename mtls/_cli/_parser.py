@@ -228,7 +228,7 @@ def _add(
 _KEYTOOL_COMMANDS: dict[str, str | None] = {
     "genkeypair": "genkey", "genkey": "genkey", "importcert": "import", "import": "import",
     "exportcert": "export", "export": "export", "list": "list", "delete": "delete",
-    "importkeystore": "convert", "certreq": None, "changealias": "changealias",
+    "importkeystore": "convert", "certreq": "certreq", "changealias": "changealias",
     "gencert": None, "genseckey": None, "importpass": None, "keypasswd": "keypasswd",
     "printcert": None, "printcertreq": None, "printcrl": None, "storepasswd": "storepasswd",
     "showinfo": None,
@@ -252,9 +252,9 @@ def keytool_spelling(args: list[str]) -> list[str]:
         command = _KEYTOOL_COMMANDS[name]
         if command is None:
             raise UsageError(
-                f"mtls has no keytool {word}: use keytool for it (mtls does genkey, import, "
-                "export, list, delete, convert, storepasswd, keypasswd and changealias on "
-                "JKS and PKCS12 stores; see 'mtls --help')"
+                f"mtls has no keytool {word}: use keytool for it (mtls does genkey, certreq, "
+                "import, export, list, delete, convert, storepasswd, keypasswd and changealias "
+                "on JKS and PKCS12 stores; see 'mtls --help')"
             )
         return [*args[:at], command, *args[at + 1 :]]
     return args
@@ -343,17 +343,56 @@ def build_parser() -> Parser:
     _content_type_option(export)
     _store_password_options(export, key=False)
 
+    certreq = _add(
+        sub,
+        "certreq",
+        "_renew:cmd_certreq",
+        "write a certificate signing request from a key entry, for its renewal (keytool -certreq)",
+    )
+    _keystore_option(certreq, "the keystore holding the key")
+    certreq.add_argument(
+        "--alias", "-alias", help="the key entry (needed when the store has several)"
+    )
+    certreq.add_argument(
+        "--file", "-file", dest="file", metavar="OUT",
+        help="the request's file, PEM (default: stdout)",
+    )  # fmt: skip
+    certreq.add_argument(
+        "--dname", "-dname", metavar="DN",
+        help="the subject to ask for (default: the entry's certificate's subject)",
+    )  # fmt: skip
+    certreq.add_argument(
+        "--san", action="append", default=[], metavar="NAME",
+        help="subject alternative name to ask for: DNS:host, IP:addr, email:x (repeat; "
+        "default: the entry's certificate's names)",
+    )  # fmt: skip
+    certreq.add_argument(
+        "-ext", dest="ext", action="append", default=[], metavar="san=...",
+        help="keytool's form: -ext san=dns:localhost,ip:127.0.0.1",
+    )  # fmt: skip
+    _store_password_options(certreq)
+
     imp = _add(
         sub,
         "import",
         "_stores:cmd_import",
-        "trust a certificate; creates the truststore when absent (keytool -importcert)",
+        "trust a certificate, or install a CA's reply over a key entry's certificate; "
+        "creates the truststore when absent (keytool -importcert)",
         aliases=("importcert",),
     )
     imp.add_argument("--file", "-file", dest="file", required=True, metavar="CERT",
-                     help="the certificate, DER or PEM")  # fmt: skip
-    imp.add_argument("--alias", "-alias", required=True, help="the alias to trust it under")
+                     help="the certificate, DER or PEM; for a key entry's alias, the CA's "
+                     "reply: PEM or DER certificates, or a PKCS#7 bundle (.p7b)")  # fmt: skip
+    imp.add_argument(
+        "--alias", "-alias", required=True,
+        help="the alias to trust it under, or the key entry the reply is for",
+    )  # fmt: skip
     _keystore_option(imp, "the truststore (or keystore) to add it to")
+    imp.add_argument(
+        "--ca", action="append", default=[], metavar="FILE",
+        help="for a reply: CA certificates (PEM, DER, .p7b) that complete its chain "
+        "(repeat); the store's trusted entries are used too",
+    )  # fmt: skip
     imp.add_argument("--replace", action="store_true", help="overwrite an existing alias")
     imp.add_argument(
         "--noprompt", "-noprompt", "-trustcacerts", dest="noprompt", action="store_true",

@@ -428,8 +428,16 @@ def _write_export(path: Path, data: bytes) -> Path:
     return path
 
 
+def _several(path: Path, count: int) -> CLIError:
+    return CLIError(
+        f"{path} holds {count} certificates: import them one at a time, each under its own "
+        "alias (a CA's reply is installed over its key entry's alias: --alias KEY)"
+    )
+
+
 def read_certificate_file(path: Path) -> bytes:
-    """The one certificate in a DER or PEM file, as DER (``keytool -importcert -file``).
+    """The one certificate in a DER or PEM file, or a PKCS#7 bundle of one, as DER
+    (``keytool -importcert -file``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -457,15 +465,22 @@ def read_certificate_file(path: Path) -> bytes:
             for block in _x509.pem_blocks(data, b"CERTIFICATE")
         ]
         if len(certs) > 1:
-            raise CLIError(
-                f"{path} holds {len(certs)} certificates: import them one at a time, each "
-                "under its own alias"
-            )
+            raise _several(path, len(certs))
         if certs:
             with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
                 der = base64.b64decode(b"".join(certs[0].split()), validate=True)
                 _x509.load_cert(der)
                 return der
+    from .._renewal import certificates_in  # noqa: PLC0415 - PKCS#7 bundles only
+
+    bundle: list[bytes] = []
+    if fmt == "unknown" or (fmt == "PEM" and b"-----BEGIN PKCS7-----" in data):
+        with contextlib.suppress(KeystoreFormatError):
+            bundle = certificates_in(data, path=str(path))
+    if len(bundle) == 1:  # a .p7b of one certificate
+        return bundle[0]
+    if len(bundle) > 1:
+        raise _several(path, len(bundle))
     if fmt in ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS"):
         raise CLIError(
             f"{path} is a {fmt} keystore, not a certificate: export the certificate first "
@@ -477,20 +492,26 @@ def read_certificate_file(path: Path) -> bytes:
     )
 
 
-def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
-    """``mtls import``: trust a certificate (the truststore is created when absent)."""
-    if not args.alias:
-        raise UsageError("an alias must not be empty")
-    der = read_certificate_file(Path(args.file))
+def _certificate_to_trust(path: Path) -> tuple[bytes, x509.Certificate]:
+    der = read_certificate_file(path)
     try:
-        cert = _x509.load_cert(der)
+        return der, _x509.load_cert(der)
     except ValueError as exc:
         raise CLIError(
-            f"{args.file}: cryptography cannot read this certificate ({exc}); OpenSSL and "
+            f"{path}: cryptography cannot read this certificate ({exc}); OpenSSL and "
             "Java may: import it with keytool -importcert"
         ) from exc
+
+
+def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
+    """``mtls import``: trust a certificate (the truststore is created when absent), or
+    install a CA's reply over a key entry's chain (keytool -importcert on its alias)."""
+    if not args.alias:
+        raise UsageError("an alias must not be empty")
     path = Path(args.keystore)
     exists = path.exists()
+    if not exists:
+        der, cert = _certificate_to_trust(Path(args.file))
     password = store_password(args, path, new=not exists)
     key_password = optional_key_password(args)
     alias: str = args.alias
@@ -498,10 +519,17 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         store, key_password = _open_to_add(path, password, key_password, out, "-importcert")
         kind = _existing_type(store, path, args.store_type)
         if alias in store and store.is_key_entry(alias):
-            raise CLIError(
-                f"{path}: {alias!r} is a key entry; a certificate imported over it would drop "
-                "the private key: choose another alias"
+            from ._renew import install_reply  # noqa: PLC0415 - a renewal only
+
+            return install_reply(
+                args, out, logs, store, path=path, password=password, kind=kind,
+                key_password=key_password,
+            )  # fmt: skip
+        if args.ca:
+            raise UsageError(
+                f"--ca completes a reply's chain: {alias!r} is not a key entry of {path}"
             )
+        der, cert = _certificate_to_trust(Path(args.file))
         if alias in store and not args.replace:
             raise CLIError(
                 f"{path}: alias {alias!r} already exists: choose another alias, or pass "

@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .._keygen import dns_name
@@ -780,6 +781,76 @@ class CA:
         ]
         if common_name:
             attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+        leaf = self._sign_leaf(
+            x509.Name(attributes), key.public_key(), names, start=start, end=end,
+            server_auth=server_auth, client_auth=client_auth,
+        )  # fmt: skip
+        return IssuedIdentity(
+            private_key=key, chain=(leaf, *self._intermediates), ca=self, identities=identities
+        )
+
+    def sign_request(
+        self,
+        request: x509.CertificateSigningRequest | bytes,
+        *,
+        not_before: _dt.datetime | None = None,
+        not_after: _dt.datetime | None = None,
+        server_auth: bool = True,
+        client_auth: bool = True,
+    ) -> tuple[x509.Certificate, ...]:
+        """Answer a certificate signing request, as a CA does: a certificate for the
+        request's key, subject and subject alternative names (what
+        :meth:`mtls.Keystore.certificate_request` and ``keytool -certreq`` make).
+
+        Args:
+            request: the request, or its PEM or DER bytes.
+            not_before, not_after, server_auth, client_auth: as for :meth:`issue_cert`.
+
+        Returns:
+            The reply: the new certificate and this CA's intermediates, leaf first
+            (what :meth:`mtls.Keystore.install_reply` takes).
+
+        Raises:
+            ValueError: bytes that are not a request, a request whose signature does not
+                verify (not made with the key it names), dates as for :meth:`issue_cert`.
+        """
+        if isinstance(request, bytes):
+            request = (
+                x509.load_pem_x509_csr(request)
+                if request.lstrip().startswith(b"-----")
+                else x509.load_der_x509_csr(request)
+            )
+        if not request.is_signature_valid:
+            raise ValueError(
+                "the request's signature does not verify: it was not made with its key"
+            )
+        if not (server_auth or client_auth):
+            raise ValueError("a certificate needs server_auth, client_auth or both")
+        try:
+            names = list(
+                request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            )
+        except x509.ExtensionNotFound:
+            names = []
+        start, end = _validity(not_before, not_after, default_days=365)
+        leaf = self._sign_leaf(
+            request.subject, request.public_key(), names, start=start, end=end,
+            server_auth=server_auth, client_auth=client_auth,
+        )  # fmt: skip
+        return (leaf, *self._intermediates)
+
+    def _sign_leaf(
+        self,
+        subject: x509.Name,
+        public_key: CertificatePublicKeyTypes,
+        names: list[x509.GeneralName],
+        *,
+        start: _dt.datetime,
+        end: _dt.datetime,
+        server_auth: bool,
+        client_auth: bool,
+    ) -> x509.Certificate:
+        """A leaf certificate for ``public_key`` signed by this CA, recorded as issued."""
         usages: list[x509.ObjectIdentifier] = []
         if server_auth:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
@@ -787,9 +858,9 @@ class CA:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name(attributes))
+            .subject_name(subject)
             .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())  # positive, 159 random bits
             .not_valid_before(start)
             .not_valid_after(end)
@@ -799,7 +870,7 @@ class CA:
                     digital_signature=True,
                     content_commitment=False,
                     # RSA key exchange (TLS 1.2 without ECDHE) encrypts to the key.
-                    key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+                    key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
                     data_encipherment=False,
                     key_agreement=False,
                     key_cert_sign=False,
@@ -810,7 +881,7 @@ class CA:
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski), False
             )
@@ -820,9 +891,7 @@ class CA:
         builder = self._locations(builder)
         leaf = _sign(builder, self.private_key)
         self._issued[leaf.serial_number] = leaf
-        return IssuedIdentity(
-            private_key=key, chain=(leaf, *self._intermediates), ca=self, identities=identities
-        )
+        return leaf
 
     def truststore(self, alias: str = "ca") -> Truststore:
         """A new :class:`mtls.Truststore` with this CA's certificate as its one anchor.

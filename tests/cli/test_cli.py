@@ -1841,7 +1841,7 @@ def test_a_command_written_as_keytool_writes_it_runs_or_says_mtls_lacks_it(
     assert (tmp_path / "a.cer").read_bytes() == mtls.Keystore.load(store, PASSWORD).certificate(
         "a"
     ).public_bytes(Encoding.DER)
-    run = fails(2, "-certreq", "-alias", "a", "-keystore", store, "-storepass", PASSWORD)
-    assert "mtls has no keytool -certreq: use keytool for it" in run.stderr
+    run = fails(2, "-gencert", "-alias", "a", "-keystore", store, "-storepass", PASSWORD)
+    assert "mtls has no keytool -gencert: use keytool for it" in run.stderr
     assert PASSWORD not in run.stderr
     fails(2, "-nosuchcommand")  # the twin: an unknown word is argparse's usage error

@@ -1,0 +1,267 @@
+"""Renewing a key entry's certificate in Python: ``Keystore.certificate_request`` and
+``Keystore.install_reply`` (keytool -certreq and -importcert of a reply), and
+``CA.sign_request`` answering the request as a CA does.
+
+Each positive has its negative twin: a reply for another key, a lone certificate whose
+issuer is unknown, a chain with a stranger in it, a forged issuer (same name, other
+key), junk instead of a reply. The handshake at the end shows the renewed entry is
+what a server that trusts the CA accepts, and the self-signed one before it was not.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+import mtls
+from mtls.testing import CA, MTLSServer
+from tests._helpers import whoami
+
+PEM = serialization.Encoding.PEM
+DER = serialization.Encoding.DER
+
+
+@pytest.fixture(scope="module")
+def pki() -> tuple[CA, CA]:
+    root = CA(name="renewal root")
+    return root, root.create_child_ca(name="renewal issuing")
+
+
+def _fresh(alias: str = "gw", *sans: str) -> mtls.Keystore:
+    return mtls.Keystore.generate(alias, "CN=gw.example, O=Acme", key_type="EC", san=sans)
+
+
+def _chain_subjects(chain: tuple[x509.Certificate, ...]) -> list[str]:
+    return [c.subject.rfc4514_string() for c in chain]
+
+
+def test_the_request_is_signed_by_the_entry_key_and_asks_for_its_names() -> None:
+    store = _fresh("gw", "DNS:gw.example", "IP:10.0.0.7")
+    request = store.certificate_request()
+    assert request.is_signature_valid
+    assert request.public_key() == store.certificate("gw").public_key()
+    assert request.subject == store.certificate("gw").subject
+    names = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["gw.example"]
+    # Other names asked for, or none; the subject as keytool's -dname takes it.
+    other = store.certificate_request("gw", subject="CN=new.example, O=Acme", san=["DNS:new"])
+    assert other.subject.rfc4514_string() == "CN=new.example,O=Acme"
+    asked = other.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert asked.get_values_for_type(x509.DNSName) == ["new"]
+    bare = store.certificate_request(san=())
+    with pytest.raises(x509.ExtensionNotFound):
+        bare.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
+@pytest.mark.parametrize("key_type", ["RSA", "EC", "Ed25519"])
+def test_every_key_type_keytool_makes_signs_a_request(key_type: str) -> None:
+    store = mtls.Keystore.generate("k", "CN=k", key_type=key_type)  # type: ignore[arg-type]
+    request = store.certificate_request("k")
+    assert request.is_signature_valid
+    assert request.public_key() == store.certificate("k").public_key()
+
+
+def test_a_request_needs_the_decrypted_key_and_a_known_entry(tmp_path: Path) -> None:
+    path = tmp_path / "gw.jks"
+    _fresh().save(path, "changeit")
+    inspected = mtls.Keystore.inspect(path, "changeit")
+    with pytest.raises(mtls.KeyEntryError, match="was not decrypted"):
+        inspected.certificate_request("gw")
+    with pytest.raises(mtls.KeyEntryError, match="no key entry 'nope'"):
+        mtls.Keystore.load(path, "changeit").certificate_request("nope")
+    with pytest.raises(ValueError, match="DNS"):
+        mtls.Keystore.load(path, "changeit").certificate_request(san=["DNS:bad name"])
+
+
+def test_the_reply_becomes_the_chain_and_the_key_stays(pki: tuple[CA, CA]) -> None:
+    root, issuing = pki
+    store = _fresh()
+    key_before = store.key_entry("gw")[1]
+    reply = issuing.sign_request(store.certificate_request())
+    assert len(reply) == 2  # the new certificate and the issuing CA
+    # Completed from the trusted certificates given, up to the root, as keytool does.
+    chain = store.install_reply("gw", reply, trust=root.truststore())
+    assert _chain_subjects(chain) == [
+        "CN=gw.example,O=Acme",
+        issuing.certificate.subject.rfc4514_string(),
+        root.certificate.subject.rfc4514_string(),
+    ]
+    assert store.certificate_chain("gw") == chain
+    assert store.key_entry("gw")[1] == key_before
+    # The same reply again changes nothing.
+    assert store.install_reply("gw", reply, trust=root.truststore()) == chain
+    # Without the root the chain stops at the reply's top: keytool -noprompt installs
+    # it so too.
+    other = _fresh()
+    partial = other.install_reply(None, issuing.sign_request(other.certificate_request()))
+    assert len(partial) == 2
+
+
+@pytest.mark.parametrize("encoding", ["PEM", "DER"])
+def test_a_pkcs7_reply_in_any_order_is_read(pki: tuple[CA, CA], encoding: str) -> None:
+    root, issuing = pki
+    store = _fresh()
+    leaf, inter = issuing.sign_request(store.certificate_request())
+    # The root first and the leaf last: the order of a .p7b is no promise.
+    bundle = pkcs7.serialize_certificates(
+        [root.certificate, leaf, inter], PEM if encoding == "PEM" else DER
+    )
+    chain = store.install_reply("gw", bundle)
+    assert [c.subject for c in chain] == [leaf.subject, inter.subject, root.certificate.subject]
+
+
+def test_an_unsorted_pkcs7_set_as_openssl_writes_it_is_read_without_a_warning(
+    pki: tuple[CA, CA], tmp_path: Path
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl")
+    root, issuing = pki
+    store = _fresh()
+    leaf, inter = issuing.sign_request(store.certificate_request())
+    files = []
+    for name, cert in (("leaf", leaf), ("inter", inter), ("root", root.certificate)):
+        files += ["-certfile", str(tmp_path / f"{name}.pem")]
+        (tmp_path / f"{name}.pem").write_bytes(cert.public_bytes(PEM))
+    out = tmp_path / "reply.p7b"
+    subprocess.run([openssl, "crl2pkcs7", "-nocrl", *files, "-outform", "DER", "-out", str(out)],
+                   check=True, capture_output=True)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chain = store.install_reply("gw", out)
+    assert len(chain) == 3 and chain[0] == leaf
+
+
+def test_a_reply_for_another_key_is_refused(pki: tuple[CA, CA]) -> None:
+    _, issuing = pki
+    store, stranger = _fresh(), _fresh()
+    reply = issuing.sign_request(stranger.certificate_request())
+    before = store.certificate_chain("gw")
+    with pytest.raises(mtls.KeyEntryError, match="public keys differ") as caught:
+        store.install_reply("gw", reply)
+    assert caught.value.alias == "gw"
+    assert store.certificate_chain("gw") == before
+
+
+def test_a_lone_certificate_needs_its_issuer(pki: tuple[CA, CA]) -> None:
+    root, issuing = pki
+    store = _fresh()
+    leaf, inter = issuing.sign_request(store.certificate_request())
+    with pytest.raises(mtls.KeyEntryError, match="Failed to establish chain from reply"):
+        store.install_reply("gw", [leaf])
+    # Its issuer given as trusted (a Truststore, or certificates): the chain is built.
+    assert len(store.install_reply("gw", [leaf], trust=[inter, root.certificate])) == 3
+    again = _fresh()
+    leaf2 = issuing.sign_request(again.certificate_request())[0]
+    trust = mtls.Truststore()
+    trust.add("issuing", inter)
+    assert len(again.install_reply("gw", [leaf2], trust=trust)) == 2
+    # Or held in the keystore itself, as keytool looks there first.
+    third = _fresh()
+    third.add_certificate("issuing-ca", inter)
+    leaf3 = issuing.sign_request(third.certificate_request())[0]
+    assert len(third.install_reply("gw", [leaf3])) == 2
+
+
+def test_a_forged_issuer_with_the_right_name_is_not_on_the_chain(pki: tuple[CA, CA]) -> None:
+    _, issuing = pki
+    store = _fresh()
+    leaf, inter = issuing.sign_request(store.certificate_request())
+    # The issuing CA's name on another key: named right, signed nothing here.
+    forged_key = ec.generate_private_key(ec.SECP256R1())
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(inter.subject)
+        .issuer_name(inter.subject)
+        .public_key(forged_key.public_key())
+        .serial_number(7)
+        .not_valid_before(inter.not_valid_before_utc)
+        .not_valid_after(inter.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(forged_key, hashes.SHA256())
+    )
+    with pytest.raises(mtls.KeyEntryError, match="not on the chain"):
+        store.install_reply("gw", [leaf, forged])
+    with pytest.raises(mtls.KeyEntryError, match="Failed to establish chain"):
+        store.install_reply("gw", [leaf], trust=[forged])
+
+
+def test_a_stranger_in_the_reply_is_refused(pki: tuple[CA, CA]) -> None:
+    _, issuing = pki
+    store = _fresh()
+    reply = issuing.sign_request(store.certificate_request())
+    with pytest.raises(mtls.KeyEntryError, match="not on the chain") as caught:
+        store.install_reply("gw", [*reply, CA(name="unrelated").certificate])
+    assert "unrelated" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "no certificate found"),
+        (b"not a certificate at all", "no certificate found"),
+        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "private key"),
+        (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "cannot be read"),
+        (b"-----BEGIN PKCS7-----\nMAA=\n-----END PKCS7-----\n", "PKCS7 block"),
+    ],
+)
+def test_junk_instead_of_a_reply_is_a_format_error(data: bytes, match: str) -> None:
+    store = _fresh()
+    with pytest.raises(mtls.KeystoreFormatError, match=match):
+        store.install_reply("gw", data)
+
+
+def test_a_missing_reply_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(mtls.KeystoreNotFoundError, match="no such reply file"):
+        _fresh().install_reply("gw", tmp_path / "reply.p7b")
+    with pytest.raises(TypeError, match=r"pathlib\.Path"):
+        _fresh().install_reply("gw", str(tmp_path / "reply.p7b"))  # type: ignore[arg-type]
+
+
+def test_a_jks_entry_renewed_without_decrypting_its_key(pki: tuple[CA, CA], tmp_path: Path) -> None:
+    """A store opened with inspect (keys as the file protects them) takes a reply; the
+    key, under its own password, is written back as it was."""
+    root, issuing = pki
+    path = tmp_path / "gw.jks"
+    _fresh().save(path, "store-pass", key_password="key-pass")
+    request = mtls.Keystore.load(path, "store-pass", key_password="key-pass").certificate_request()
+    store = mtls.Keystore.inspect(path, "store-pass")
+    store.install_reply("gw", issuing.sign_request(request), trust=root.truststore())
+    store.save(path, "store-pass")
+    renewed = mtls.Keystore.load(path, "store-pass", key_password="key-pass")
+    assert len(renewed.certificate_chain("gw")) == 3
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(path, "store-pass")
+
+
+def test_the_renewed_entry_is_what_a_server_trusting_the_ca_accepts(pki: tuple[CA, CA]) -> None:
+    root, issuing = pki
+    store = _fresh()
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
+        trust = root.truststore()
+        # Twin: the self-signed certificate before the renewal is refused.
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            whoami(mtls.client_context(store, trust), server.port)
+        store.install_reply("gw", issuing.sign_request(store.certificate_request()), trust=trust)
+        seen = whoami(mtls.client_context(store, trust), server.port)
+    assert seen["client_subject"] == "CN=gw.example,O=Acme"
+
+
+def test_sign_request_refuses_a_request_its_key_did_not_sign(pki: tuple[CA, CA]) -> None:
+    _, issuing = pki
+    request = _fresh().certificate_request()
+    der = bytearray(request.public_bytes(DER))
+    der[-5] ^= 0x01  # inside the signature
+    with pytest.raises(ValueError, match="does not verify"):
+        issuing.sign_request(bytes(der))
+    # PEM and DER bytes are taken as the request itself is.
+    assert issuing.sign_request(request.public_bytes(PEM))[0].subject == request.subject
