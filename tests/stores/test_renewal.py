@@ -10,6 +10,7 @@ what a server that trusts the CA accepts, and the self-signed one before it was 
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import ssl
 import subprocess
@@ -21,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mtls
 from mtls.testing import CA, MTLSServer
@@ -265,3 +268,47 @@ def test_sign_request_refuses_a_request_its_key_did_not_sign(pki: tuple[CA, CA])
         issuing.sign_request(bytes(der))
     # PEM and DER bytes are taken as the request itself is.
     assert issuing.sign_request(request.public_bytes(PEM))[0].subject == request.subject
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+_ROOT = CA(name="fuzz root")
+_ISSUING = _ROOT.create_child_ca(name="fuzz issuing")
+_ENTRY = _fresh().key_entry("gw")
+_REQUEST = mtls.Keystore()
+_REQUEST.add_key("gw", _ENTRY[1], list(_ENTRY[2]))
+_REPLY = _ISSUING.sign_request(_REQUEST.certificate_request())
+_SEEDS = {
+    "pem": b"".join(c.public_bytes(PEM) for c in (*_REPLY, _ROOT.certificate)),
+    "der": _REPLY[0].public_bytes(DER),
+    "p7b": pkcs7.serialize_certificates([*_REPLY, _ROOT.certificate], DER),
+    "p7b-pem": pkcs7.serialize_certificates(list(_REPLY), PEM),
+}
+
+
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(
+    seed=st.sampled_from(sorted(_SEEDS)),
+    at=st.integers(min_value=0),
+    length=st.integers(min_value=0, max_value=64),
+    junk=st.binary(max_size=64),
+)
+def test_a_damaged_reply_is_refused_with_an_mtls_error_or_installed_whole(
+    seed: str, at: int, length: int, junk: bytes
+) -> None:
+    data = _SEEDS[seed]
+    at %= len(data) + 1
+    damaged = data[:at] + junk + data[at + length :]
+    store = mtls.Keystore()
+    store.add_key("gw", _ENTRY[1], list(_ENTRY[2]))
+    try:
+        chain = store.install_reply("gw", damaged, trust=[_ISSUING.certificate])
+    except mtls.MTLSError:
+        assert store.key_entry("gw") == _ENTRY  # refused: the entry as it was
+        return
+    # Whatever was read is a chain from the entry's key up, each link signed.
+    assert chain[0].public_key() == _REPLY[0].public_key()
+    for cert, issuer in itertools.pairwise(chain):
+        cert.verify_directly_issued_by(issuer)
+    assert store.key_entry("gw")[1] == _ENTRY[1]
