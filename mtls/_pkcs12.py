@@ -14,6 +14,7 @@ raises :class:`P12PasswordError`. Nothing else escapes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -215,6 +216,14 @@ _PBES1: Final = frozenset(
     "1.2.840.113549.1.5." + str(n)
     for n in (1, 3, 4, 6, 10, 11)  # pbeWith{MD2,MD5,SHA1}And{DES,RC2}-CBC
 )
+# The PBES1 schemes decrypted here (MD2 has no hashlib constructor): PBKDF1's hash, and
+# whether the cipher is RC2 (64-bit effective key, RFC 8018 B.2.2) rather than DES.
+_PBES1_SCHEMES: Final = {
+    "1.2.840.113549.1.5.3": ("md5", False),  # pbeWithMD5AndDES-CBC (Java's PBEWithMD5AndDES)
+    "1.2.840.113549.1.5.6": ("md5", True),  # pbeWithMD5AndRC2-CBC
+    "1.2.840.113549.1.5.10": ("sha1", False),  # pbeWithSHA1AndDES-CBC
+    "1.2.840.113549.1.5.11": ("sha1", True),  # pbeWithSHA1AndRC2-CBC
+}
 _MAX_ITERATIONS: Final = 5_000_000  # Java's PKCS12KeyStore ceiling; hostile counts must not hang
 _MAX_NESTING: Final = 4
 # ContentInfos and SafeBags one file may hold: keytool and OpenSSL write one bag per
@@ -609,7 +618,9 @@ def _decrypt(
     budget: WorkBudget,
 ) -> bytes:
     oid, params = _algorithm(algorithm)
-    if oid == _PBES2:
+    if oid == _PBES2 or oid in _PBES1_SCHEMES:
+        # PBES1 takes the password's bytes as they are (OpenSSL's UTF-8; an empty
+        # password is no bytes, which cryptography's loader would take for none).
         secrets = [password.utf8]
     elif oid in _PKCS12_PBES or oid in _PKCS12_RC4:
         secrets = password.pbe_candidates()
@@ -630,6 +641,8 @@ def _decrypt(
         cipher: BlockCipherAlgorithm | bytes
         if oid == _PBES2:
             cipher, iv = _pbes2(params, secret)
+        elif oid in _PBES1_SCHEMES:
+            cipher, iv = _pbes1(oid, params, secret)
         else:
             cipher, iv = _pkcs12_pbe(oid, params, secret)
         block = 8 if isinstance(cipher, bytes) else cipher.block_size // 8
@@ -638,9 +651,10 @@ def _decrypt(
         if not data or len(data) % block:
             raise P12FormatError("the encrypted data is not a whole number of blocks")
         if isinstance(cipher, bytes):
-            # 40-bit RC2, which cryptography does not offer: our own RFC 2268 code.
+            # 40- and 64-bit RC2, which cryptography does not offer: our own RFC 2268
+            # code, with the effective key length the key's (5 or 8 bytes).
             budget.charge_rc2(len(data))
-            padded = _rc2.cbc_decrypt(cipher, 40, iv, data)
+            padded = _rc2.cbc_decrypt(cipher, len(cipher) * 8, iv, data)
         else:
             decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
             padded = decryptor.update(data) + decryptor.finalize()
@@ -810,6 +824,23 @@ def _pkcs12_pbe(
         return (RC2(key) if key_size == 16 else key), iv  # bytes: 40-bit RC2 key
     # Two-key 3DES is K1 K2 K1; expanding it here avoids cryptography's deprecation warning.
     return TripleDES(key if key_size == 24 else key + key[:8]), iv
+
+
+def _pbes1(
+    oid: str, params: TLV | None, password: bytes
+) -> tuple[BlockCipherAlgorithm | bytes, bytes]:
+    # RFC 8018 section 6.1 and A.3: PBEParameter ::= SEQUENCE { salt, iterationCount };
+    # PBKDF1 (5.1): T1 = Hash(P || S), Ti = Hash(Ti-1); the key is T[0:8], the IV T[8:16].
+    name, is_rc2 = _PBES1_SCHEMES[oid]
+    salt_tlv, rounds_tlv = _pair(params)
+    salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
+    new = hashlib.md5 if name == "md5" else hashlib.sha1
+    digest = new(password + salt, usedforsecurity=False).digest()
+    for _ in range(rounds - 1):
+        digest = new(digest, usedforsecurity=False).digest()
+    key, iv = digest[:8], digest[8:16]
+    # Single DES is 3DES with one key three times (cryptography warns on short keys).
+    return (key if is_rc2 else TripleDES(key * 3)), iv
 
 
 def _pkcs12_rc4_key(oid: str, params: TLV | None, bmp: bytes) -> bytes:

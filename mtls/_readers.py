@@ -1283,6 +1283,8 @@ def _pem_key_to_pkcs8(
     # Only the legacy form names its cipher in DEK-Info (PKCS#8 carries it inside).
     legacy = encrypted and not block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     cipher = _dek_cipher(block, where, path) if legacy else ""
+    if cipher.upper() == "DES-CBC" and password is not None:
+        return _legacy_des_key(block, password, where, path)
     try:
         # The one call that needs the plain password: revealed in the argument list,
         # never held in a local of this frame.
@@ -1349,6 +1351,56 @@ _UNKNOWN_PBE = re.compile(r"Unknown key (?:encryption|derivation) algorithm: ([0
 # 64-bit block ciphers take 8-byte IVs; the rest (AES, Camellia, ARIA, SEED, SM4) 16.
 _DEK_64_BIT = ("DES", "BF", "CAST", "IDEA", "RC2")
 _DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
+
+
+def _legacy_des_key(
+    block: bytes, password: Secret, where: str, path: str | os.PathLike[str] | None
+) -> bytes:
+    """A ``DEK-Info: DES-CBC`` key (``openssl genrsa -des``, old Tomcat and Apache
+    keys), which OpenSSL 3 reads only with its legacy provider and cryptography not at
+    all: decrypted here, as OpenSSL's PEM_do_header does, the key as PKCS#8 DER.
+
+    The key is EVP_BytesToKey with MD5, one round, the IV's first 8 bytes as salt:
+    MD5(password || salt)[:8]."""
+    import hashlib  # noqa: PLC0415 - this old form only
+
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES  # noqa: PLC0415
+    from cryptography.hazmat.primitives import padding  # noqa: PLC0415
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes  # noqa: PLC0415
+
+    found = _DEK_INFO.search(block[:2048])
+    assert found is not None  # _dek_cipher checked the header and its IV
+    iv = bytes.fromhex(found.group(1).decode("ascii").partition(",")[2].strip())
+    body = block[found.end() : block.rindex(b"-----END")]
+    try:
+        data = _base64_body(body)
+    except binascii.Error as exc:
+        raise KeystoreFormatError(f"{where}: the private key is not valid PEM", path=path) from exc
+    if not data or len(data) % 8:
+        raise KeystoreFormatError(
+            f"{where}: the encrypted private key is not a whole number of DES blocks: the "
+            "file is damaged, replace it",
+            path=path,
+        )
+    secret = password.reveal().encode("utf-8", "surrogatepass")
+    key = hashlib.md5(secret + iv[:8], usedforsecurity=False).digest()[:8]
+    decryptor = Cipher(TripleDES(key * 3), modes.CBC(iv)).decryptor()
+    unpadder = padding.PKCS7(64).unpadder()
+    try:
+        plain = unpadder.update(decryptor.update(data) + decryptor.finalize())
+        plain += unpadder.finalize()
+        parsed = serialization.load_der_private_key(
+            plain, None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # bad padding or no key
+        raise WrongPasswordError(
+            f"{where}: wrong password for the encrypted private key", path=path
+        ) from exc
+    return parsed.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def _dek_cipher(block: bytes, where: str, path: str | os.PathLike[str] | None) -> str:

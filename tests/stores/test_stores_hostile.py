@@ -148,6 +148,49 @@ def test_encrypted_pem_keys_within_the_caps_load(
 
 
 @needs_openssl
+@pytest.mark.parametrize("scheme", ["PBE-MD5-DES", "PBE-SHA1-DES", "PBE-MD5-RC2-64",
+                                    "PBE-SHA1-RC2-64"])  # fmt: skip
+@pytest.mark.parametrize("password", ["", PASSWORD], ids=["empty", "password"])
+def test_pkcs5_v15_keys_load_with_any_password_an_empty_one_too(
+    files: Path, pki: PKI, scheme: str, password: str
+) -> None:
+    """PBES1 (Java's PBEWithMD5AndDES, netty's and old OpenSSL's ``-v1`` keys) was left
+    to cryptography, which reads an empty password as none: "the private key is
+    encrypted: pass its password" for a key sealed with "". Decrypted here now."""
+    key = _openssl("pkcs8", "-topk8", "-in", files / "key.pem", "-passout", f"pass:{password}",
+                   "-v1", scheme, "-provider", "legacy", "-provider", "default")  # fmt: skip
+    data = key + (files / "cert.pem").read_bytes()
+    ks = mtls.Keystore.from_bytes(data, password)
+    assert ks.key_entry()[1] == pki.client_ec.key_der()
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.from_bytes(data, "not-" + password)
+
+
+@needs_openssl
+def test_a_legacy_des_cbc_key_loads_and_its_wrong_password_is_refused(
+    files: Path, pki: PKI
+) -> None:
+    """``openssl genrsa -des`` keys (DEK-Info: DES-CBC; Tomcat's test keys): refused
+    with "re-encrypt it" because cryptography has no single DES. Java and OpenSSL
+    (legacy provider) read them; decrypted here now."""
+    key = _openssl("pkey", "-in", files / "key.pem", "-traditional", "-des", "-passout",
+                   f"pass:{PASSWORD}", "-provider", "legacy", "-provider", "default")  # fmt: skip
+    assert b"DEK-Info: DES-CBC," in key
+    data = key + (files / "cert.pem").read_bytes()
+    ks = mtls.Keystore.from_bytes(data, PASSWORD)
+    assert ks.key_entry()[1] == pki.client_ec.key_der()
+    mtls.client_context(ks, verify=False)
+    for wrong in ("not-" + PASSWORD, ""):
+        with pytest.raises(mtls.WrongPasswordError, match="wrong password"):
+            mtls.Keystore.from_bytes(data, wrong)
+    with pytest.raises(mtls.WrongPasswordError, match="pass its password"):
+        mtls.Keystore.from_bytes(data, None)
+    damaged = data.replace(b"-----END EC PRIVATE KEY-----", b"AAA\n-----END EC PRIVATE KEY-----")
+    with pytest.raises(mtls.KeystoreFormatError):
+        mtls.Keystore.from_bytes(damaged, PASSWORD)
+
+
+@needs_openssl
 @pytest.mark.parametrize(
     "options", [("-v2", "aes-256-cbc"), ("-scrypt",)], ids=["pbkdf2", "scrypt"]
 )
