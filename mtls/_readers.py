@@ -1146,6 +1146,15 @@ def _parse_pem(
             key_der = _pem_key_to_pkcs8(block, secret, path, budget)
             leaf_at = index_of.leaf_for(key_der, None)
             if leaf_at is None:
+                if _spki_of_private(key_der) is None and _public_key_of_private(key_der) is None:
+                    # Neither way reads its public key: no certificate could be matched.
+                    raise KeystoreFormatError(
+                        f"{where}: a private key cannot be read (a key type or curve this "
+                        "Python's cryptography does not know, or a damaged key), so no "
+                        "certificate can be matched to it: use an RSA, EC (P-256, P-384, "
+                        "P-521) or Ed25519 key",
+                        path=path,
+                    )
                 raise KeyEntryError(
                     f"{where}: a private key has no matching certificate in the file: "
                     "put the certificate (and its chain) in the same PEM file",
@@ -1351,6 +1360,7 @@ _UNKNOWN_PBE = re.compile(r"Unknown key (?:encryption|derivation) algorithm: ([0
 # 64-bit block ciphers take 8-byte IVs; the rest (AES, Camellia, ARIA, SEED, SM4) 16.
 _DEK_64_BIT = ("DES", "BF", "CAST", "IDEA", "RC2")
 _DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
+_BLANK_LINE = re.compile(rb"\r?\n[ \t]*\r?\n")
 
 
 def _legacy_des_key(
@@ -1371,7 +1381,9 @@ def _legacy_des_key(
     found = _DEK_INFO.search(block[:2048])
     assert found is not None  # _dek_cipher checked the header and its IV
     iv = bytes.fromhex(found.group(1).decode("ascii").partition(",")[2].strip())
-    body = block[found.end() : block.rindex(b"-----END")]
+    headers_end = _BLANK_LINE.search(block, found.end())
+    assert headers_end is not None  # _dek_cipher checked it
+    body = block[headers_end.end() : block.rindex(b"-----END")]
     try:
         data = _base64_body(body)
     except binascii.Error as exc:
@@ -1419,6 +1431,17 @@ def _dek_cipher(block: bytes, where: str, path: str | os.PathLike[str] | None) -
             f"{where}: the encrypted private key's DEK-Info has no valid "
             f"{'cipher and IV' if not cipher else f'{size}-byte IV for {_jks.shown(cipher)}'}: "
             "the file is damaged, replace it",
+            path=path,
+        )
+    assert found is not None
+    if _BLANK_LINE.search(block, found.end()) is None:
+        # RFC 1421: the headers end with an empty line. Without it OpenSSL reads the
+        # key's first lines as headers and fails to decrypt ("bad decrypt"), whatever
+        # the password; every password looked wrong here.
+        raise KeystoreFormatError(
+            f"{where}: the encrypted private key's headers are not followed by an empty "
+            "line (RFC 1421), which OpenSSL needs too: the file is damaged, add the line "
+            "after DEK-Info or export the key again",
             path=path,
         )
     return cipher

@@ -8,6 +8,7 @@ still loads. No wall-clock assertions.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import shutil
 import socket
@@ -1008,3 +1009,39 @@ def test_an_object_identifier_of_one_endless_arc_is_refused_at_once(tmp_path):
     with pytest.raises(_der.DERError):
         _der.decode_oid(oid)
     assert _der.decode_oid(bytes.fromhex("2a864886f70d010c0a0102")) == "1.2.840.113549.1.12.10.1.2"
+
+
+def test_a_key_no_one_can_read_is_called_unreadable_not_unmatched() -> None:
+    """An EC key on a curve cryptography does not know, without its public point (one
+    of cryptography's vectors): "has no matching certificate: put the certificate in
+    the same file" sent the user looking for a certificate that was there."""
+    seq = functools.partial(_der.encode, _der.SEQUENCE)
+    curve = _der.encode(_der.OID, _der.encode_oid("1.3.6.1.4.1.99999.1"))
+    ec_key = _der.encode(_der.OID, _der.encode_oid("1.2.840.10045.2.1"))
+    sec1 = seq(_der.encode(_der.INTEGER, b"\x01") + _der.encode(_der.OCTET_STRING, b"\x11" * 32))
+    pkcs8 = seq(_der.encode(_der.INTEGER, b"\x00") + seq(ec_key + curve)
+                + _der.encode(_der.OCTET_STRING, sec1))  # fmt: skip
+    pem = b"-----BEGIN PRIVATE KEY-----\n" + base64.encodebytes(pkcs8)
+    data = pem + b"-----END PRIVATE KEY-----\n" + CA().cert_pem
+    with pytest.raises(mtls.KeystoreFormatError, match="a private key cannot be read"):
+        mtls.Keystore.from_bytes(data, None)
+    # The twin: a readable key beside a certificate not its own is still "no matching".
+    other = CA().issue_cert("a").private_key_pem + CA().cert_pem
+    with pytest.raises(mtls.KeyEntryError, match="no matching certificate"):
+        mtls.Keystore.from_bytes(other, None)
+
+
+@needs_openssl
+def test_an_encrypted_key_without_the_empty_line_after_its_headers_is_damage(
+    files: Path,
+) -> None:
+    """keystore-explorer's vector: DEK-Info straight followed by the key. Every
+    password, none too, was "wrong password"; OpenSSL cannot read it either."""
+    key = _openssl("pkey", "-in", files / "key.pem", "-traditional", "-aes-128-cbc",
+                   "-passout", f"pass:{PASSWORD}")  # fmt: skip
+    damaged = key.replace(b"\n\n", b"\n", 1) + (files / "cert.pem").read_bytes()
+    for password in (PASSWORD, None):
+        with pytest.raises(mtls.KeystoreFormatError, match="not followed by an empty line"):
+            mtls.Keystore.from_bytes(damaged, password)
+    # The twin, with its empty line: it loads.
+    mtls.Keystore.from_bytes(key + (files / "cert.pem").read_bytes(), PASSWORD)
