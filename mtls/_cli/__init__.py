@@ -10,7 +10,8 @@ module            what
                   their prompts, output (colour, JSON), certificate
                   descriptions, store types, loading stores and profile sets
 ``_logs``         the library's log records during a command (``--debug``)
-``_stores``       genkey, export, import, list, convert (keytool's operations)
+``_stores``       genkey, certreq, export, import, list, convert and the rest
+                  of keytool's store operations
 ``_check``        check: load every profile and tabulate what would be served,
                   with the secure vault's aliases
 ``_probe``        probe: choose the context (a profile, a default, or options)

@@ -346,7 +346,7 @@ def build_parser() -> Parser:
     certreq = _add(
         sub,
         "certreq",
-        "_renew:cmd_certreq",
+        "_stores:cmd_certreq",
         "write a certificate signing request from a key entry, for its renewal (keytool -certreq)",
     )
     _keystore_option(certreq, "the keystore holding the key")

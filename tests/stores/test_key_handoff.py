@@ -144,8 +144,9 @@ def test_the_same_identity_is_refused_by_a_server_that_does_not_trust_it(
         )
 
 
-def test_a_pkcs8_key_with_too_few_fields_is_a_key_without_a_match(tmp_path: Path) -> None:
-    # SEQUENCE { version, AlgorithmIdentifier } and no key: once a bare ValueError.
+def test_a_pkcs8_key_with_too_few_fields_is_an_unreadable_key(tmp_path: Path) -> None:
+    # SEQUENCE { version, AlgorithmIdentifier } and no key: once a bare ValueError, then
+    # "no matching certificate" (the certificate was there: the key is what is damaged).
     from mtls import _der
 
     key = _der.encode(
@@ -161,7 +162,7 @@ def test_a_pkcs8_key_with_too_few_fields_is_a_key_without_a_match(tmp_path: Path
         + b"-----END PRIVATE KEY-----\n"
         + cert.public_bytes(serialization.Encoding.PEM)
     )
-    with pytest.raises(mtls.KeyEntryError, match="no matching certificate"):
+    with pytest.raises(mtls.KeystoreFormatError, match="a private key cannot be read"):
         mtls.Keystore.load(path, None)
 
 
