@@ -101,6 +101,8 @@ def detect_format(data: bytes) -> StoreFormat:
             return "DER"
         if signed is not None:
             raise KeystoreFormatError(_NOT_A_CERTIFICATE[signed])
+        if _x509.looks_like_pkcs7(data):
+            return "DER"  # a PKCS#7 certificate bundle (.p7b): certificates, in DER
         if _looks_like_bcfks(data):
             return "BCFKS"
     bouncy = _bks.looks_like_bks(data)
@@ -359,7 +361,17 @@ def parse(
         return _parse_pem(
             data, password, key_password, with_keys=with_keys, path=path, budget=budget
         )
-    return Parsed("DER", [], [(alias_for(data, Taken(), "cert"), data)], [])
+    if _der_signed(data) == "certificate":
+        return Parsed("DER", [], [(alias_for(data, Taken(), "cert"), data)], [])
+    bundle = _x509.pkcs7_certificates(data, pem=False)
+    if not bundle:
+        raise KeystoreFormatError(
+            f"{where}: a PKCS#7 bundle without a certificate that can be read: ask for "
+            "the certificates again (PEM, or a .p7b with them)",
+            path=path,
+        )
+    taken = Taken()
+    return Parsed("DER", [], [(alias_for(der, taken, "cert"), der) for der in bundle], [])
 
 
 # Java-family containers: key entries, each under its own password, and an integrity check.
@@ -384,7 +396,7 @@ def _check_protected(
         return
     what = {
         "PEM": "a PEM file",
-        "DER": "a DER certificate",
+        "DER": "a DER certificate or PKCS#7 bundle",
         "PKCS12": "a PKCS#12 store without a MAC",
     }.get(fmt, fmt)
     declare = (
@@ -1123,16 +1135,21 @@ def _parse_pem(
             cert_ders.append(der)
         elif label.endswith(b"PRIVATE KEY"):
             key_blocks.append(block)
+        elif label == b"PKCS7":  # a certificate bundle (openssl crl2pkcs7, .p7b as PEM)
+            bundle = _x509.pkcs7_certificates(block, pem=True)
+            if not bundle:
+                raise KeystoreFormatError(
+                    f"{where}: a PKCS7 block holds no certificate that can be read: ask "
+                    "for the certificates again (PEM, or a .p7b with them)",
+                    path=path,
+                )
+            cert_ders.extend(bundle)
         else:
             others[label.decode("ascii", "replace")] = None
     if not cert_ders and not key_blocks:
         named = list(others)[:3] + (["..."] if len(others) > 3 else [])
         held = f" (only {', '.join(named)})" if others else ""
-        fix = (
-            "convert the PKCS#7 bundle with openssl pkcs7 -print_certs"
-            if "PKCS7" in others
-            else "point to the file with the certificates and key"
-        )
+        fix = "point to the file with the certificates and key"
         raise KeystoreFormatError(
             f"{where}: no certificate or private key found in this PEM file{held}: {fix}",
             path=path,

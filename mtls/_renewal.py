@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 
 from cryptography import x509
@@ -169,7 +168,7 @@ def certificates_in(data: bytes, *, path: str | None) -> list[bytes]:
         try:
             _x509.load_cert(data)
         except ValueError:
-            found = _pkcs7(data, pem=False)
+            found = _x509.pkcs7_certificates(data, pem=False)
             if found:
                 return found
         else:
@@ -205,7 +204,7 @@ def _decoded(item: tuple[bytes, bytes], source: str, path: str | None) -> list[b
                 path=path,
             ) from None
         return [der]
-    found = _pkcs7(block, pem=True)
+    found = _x509.pkcs7_certificates(block, pem=True)
     if not found:
         raise KeystoreFormatError(
             f"{source}: a PKCS7 block holds no certificate that can be read: ask the CA "
@@ -213,21 +212,6 @@ def _decoded(item: tuple[bytes, bytes], source: str, path: str | None) -> list[b
             path=path,
         )
     return found
-
-
-def _pkcs7(data: bytes, *, pem: bool) -> list[bytes]:
-    from cryptography.hazmat.primitives.serialization import pkcs7  # noqa: PLC0415
-
-    load = pkcs7.load_pem_pkcs7_certificates if pem else pkcs7.load_der_pkcs7_certificates
-    try:
-        # OpenSSL's crl2pkcs7 (and Windows) write the certificates' SET OF unsorted, which
-        # DER forbids: cryptography reads it as BER, and warns. Java and OpenSSL read it.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            certs = load(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return []
-    return [cert.public_bytes(serialization.Encoding.DER) for cert in certs]
 
 
 def reply_chain(

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Final, Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
@@ -310,6 +311,37 @@ def pem_blocks(data: bytes, label: bytes) -> list[bytes]:
         blocks.append(data[at:stop])
         at = data.find(begin, stop)
     return blocks
+
+
+#: The ContentInfo of a PKCS#7 certificate bundle starts with SEQUENCE and the
+#: signedData OID (1.2.840.113549.1.7.2), whatever the outer length's form.
+_PKCS7_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
+
+
+def looks_like_pkcs7(data: bytes) -> bool:
+    """Whether ``data`` starts as a DER (or BER) PKCS#7 signedData does: a ``.p7b``."""
+    if data[:1] != b"\x30" or len(data) < 2:
+        return False
+    first = data[1]
+    at = 2 if first < 0x80 else 2 + (first & 0x7F)  # 0x80 (indefinite): no length bytes
+    return data[at : at + len(_PKCS7_SIGNED_DATA)] == _PKCS7_SIGNED_DATA
+
+
+def pkcs7_certificates(data: bytes, *, pem: bool) -> list[bytes]:
+    """The certificates of a PKCS#7 bundle (a ``.p7b``: DER, or a PEM ``PKCS7`` block), as
+    DER in the bundle's order; ``[]`` when it holds none or cannot be read."""
+    from cryptography.hazmat.primitives.serialization import pkcs7  # noqa: PLC0415
+
+    load = pkcs7.load_pem_pkcs7_certificates if pem else pkcs7.load_der_pkcs7_certificates
+    try:
+        # OpenSSL's crl2pkcs7 (and Windows) write the certificates' SET OF unsorted, which
+        # DER forbids: cryptography reads it as BER, and warns. Java and OpenSSL read it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            certs = load(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return []
+    return [cert.public_bytes(Encoding.DER) for cert in certs]
 
 
 def der_to_pem(der: bytes) -> str:

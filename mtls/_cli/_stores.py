@@ -453,7 +453,7 @@ def read_certificate_file(path: Path) -> bytes:
         if says_what_it_is(exc):  # a CRL or a certificate request
             raise CLIError(f"{path}: {exc}") from None
         fmt = "unknown"
-    if fmt == "DER":
+    if fmt == "DER" and not _x509.looks_like_pkcs7(data):
         return data
     if fmt == "PEM":
         if b"PRIVATE KEY-----" in data:
@@ -477,7 +477,7 @@ def read_certificate_file(path: Path) -> bytes:
     from .._renewal import certificates_in  # noqa: PLC0415 - PKCS#7 bundles only
 
     bundle: list[bytes] = []
-    if fmt == "unknown" or (fmt == "PEM" and b"-----BEGIN PKCS7-----" in data):
+    if fmt in ("unknown", "DER") or (fmt == "PEM" and b"-----BEGIN PKCS7-----" in data):
         with contextlib.suppress(KeystoreFormatError):
             bundle = certificates_in(data, path=str(path))
     if len(bundle) == 1:  # a .p7b of one certificate

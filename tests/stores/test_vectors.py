@@ -263,11 +263,10 @@ def test_a_key_without_its_certificate_names_the_entry_as_keytool_and_the_fix(
 @pytest.mark.parametrize(
     ("blocks", "message"),
     [
-        (["PKCS7"], r"\(only PKCS7\): convert the PKCS#7 bundle with openssl pkcs7 -print_certs"),
         (["EC PARAMETERS", "X509 CRL"], r"\(only EC PARAMETERS, X509 CRL\): point to the file"),
         (["A", "B", "C", "D"], r"\(only A, B, C, \.\.\.\): point to the file"),
     ],
-    ids=["pkcs7", "parameters-and-crl", "many"],
+    ids=["parameters-and-crl", "many"],
 )
 def test_a_pem_file_without_certificates_says_what_it_holds(
     blocks: list[str], message: str, tmp_path: Path

@@ -1,0 +1,101 @@
+"""PKCS#7 certificate bundles (``.p7b``, ``.p7c``), what Windows and many CA portals
+export a CA chain as: a truststore in DER or PEM, and a key's chain in a PEM file.
+
+Before, a ``.p7b`` was "not a keystore or truststore" (DER) or "convert the PKCS#7
+bundle with openssl pkcs7 -print_certs" (PEM).
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+import mtls
+from mtls.testing import CA, MTLSServer
+from tests._helpers import whoami
+
+
+@pytest.fixture(scope="module")
+def chain() -> tuple[CA, CA]:
+    root = CA(name="p7b root")
+    return root, root.create_child_ca(name="p7b issuing")
+
+
+@pytest.mark.parametrize("encoding", [Encoding.DER, Encoding.PEM], ids=["der", "pem"])
+def test_a_p7b_is_a_truststore_and_verifies_its_servers(
+    chain: tuple[CA, CA], encoding: Encoding, tmp_path: Path
+) -> None:
+    root, issuing = chain
+    path = tmp_path / "chain.p7b"
+    path.write_bytes(
+        pkcs7.serialize_certificates([issuing.certificate, root.certificate], encoding)
+    )
+    assert mtls.detect_format(path.read_bytes()) == ("DER" if encoding == Encoding.DER else "PEM")
+    trust = mtls.Truststore.load(path)
+    assert set(trust.certificates.values()) == {issuing.certificate, root.certificate}
+    client = root.issue_cert("client").keystore()
+    with MTLSServer(issuing.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
+        assert whoami(mtls.client_context(client, trust), server.port)["client_cn"] == "client"
+        # The twin: a bundle of another CA does not verify this server.
+        other = tmp_path / "other.p7b"
+        other.write_bytes(pkcs7.serialize_certificates([CA(name="other").certificate], encoding))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            whoami(mtls.client_context(client, mtls.Truststore.load(other)), server.port)
+
+
+def test_an_unsorted_bundle_from_openssl_is_read_without_a_warning(
+    chain: tuple[CA, CA], tmp_path: Path
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl")
+    root, issuing = chain
+    files = []
+    for name, ca in (("root", root), ("issuing", issuing)):
+        (tmp_path / f"{name}.pem").write_bytes(ca.cert_pem)
+        files += ["-certfile", str(tmp_path / f"{name}.pem")]
+    for form in ("DER", "PEM"):
+        out = tmp_path / f"bundle.{form.lower()}.p7b"
+        subprocess.run([openssl, "crl2pkcs7", "-nocrl", *files, "-outform", form, "-out",
+                        str(out)], check=True, capture_output=True)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # cryptography warns on the unsorted SET
+            trust = mtls.Truststore.load(out)
+        assert len(trust.certificates) == 2
+
+
+def test_a_key_with_its_chain_in_a_pkcs7_block(chain: tuple[CA, CA], tmp_path: Path) -> None:
+    """A key file and the CA's .p7b reply, concatenated: one key entry, its chain whole."""
+    root, issuing = chain
+    identity = issuing.issue_cert("gateway")
+    path = tmp_path / "gateway.pem"
+    path.write_bytes(
+        identity.private_key_pem
+        + pkcs7.serialize_certificates([root.certificate, *identity.chain], Encoding.PEM)
+    )
+    store = mtls.Keystore.load(path, None)
+    assert [c.subject for c in store.certificate_chain(store.key_aliases[0])] == [
+        identity.certificate.subject,
+        issuing.certificate.subject,
+        root.certificate.subject,
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"-----BEGIN PKCS7-----\nMAA=\n-----END PKCS7-----\n",
+        # signedData's OID, then nothing a bundle needs.
+        bytes.fromhex("300d06092a864886f70d010702a000"),
+    ],
+    ids=["pem", "der"],
+)
+def test_a_bundle_without_a_readable_certificate_is_a_format_error(data: bytes) -> None:
+    with pytest.raises(mtls.KeystoreFormatError, match=r"PKCS#?7 (block|bundle)"):
+        mtls.Truststore.from_bytes(data)
