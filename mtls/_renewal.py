@@ -12,23 +12,28 @@ certificates the caller trusts, as keytool completes it from the keystore and
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from . import _x509
+from . import _der, _x509
 from ._entries import KeyEntry, where
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._files import read_input
 from ._keygen import keytool_digest, parse_dname, parse_sans
+from ._readers import _base64_body, _der_signed, _pem_blocks, open_error
 
 #: How many certificates a chain may have: a loop guard (real chains have 2 to 5).
 MAX_CHAIN = 16
+#: How many certificates a reply may hold: CAs send a chain (2 to 5, a few more with
+#: cross-signed roots). Each is parsed and may be signature-checked against the others.
+MAX_REPLY_CERTIFICATES = 64
 
 _CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE")
 
@@ -44,25 +49,29 @@ def certificate_request(
     alternative names of the entry's certificate unless ``subject``/``san`` say others.
 
     Raises:
-        KeyEntryError: the key was not decrypted, or cannot sign (a key type
-            cryptography does not read).
+        KeyEntryError: the key was not decrypted, cannot sign (a key type cryptography
+            does not read), or would be written into the request in another encoding
+            than its certificate's (an RSASSA-PSS key: the CA's certificate would then
+            not be the entry's); the entry's certificate cannot be read.
         ValueError: a malformed ``subject`` or ``san``.
     """
+    store, alias = where(path), entry.alias
     if not entry.key_der:
         raise KeyEntryError(
-            f"{where(path)}: the key of {entry.alias!r} was not decrypted (the store was "
-            "inspected): load it with Keystore.load and the key password to sign a request",
+            f"{store}: the key of {alias!r} was not decrypted (the store was inspected): "
+            "load it with Keystore.load and the key password to sign a request",
             path=path,
-            alias=entry.alias,
+            alias=alias,
         )
+    leaf = _entry_certificate(entry, path)
     try:
         key = serialization.load_der_private_key(entry.key_der, None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyEntryError(
-            f"{where(path)}: the key of {entry.alias!r} cannot sign a request here "
+            f"{store}: the key of {alias!r} cannot sign a request here "
             f"({type(exc).__name__}): make the request with keytool -certreq",
             path=path,
-            alias=entry.alias,
+            alias=alias,
         ) from None
     if not isinstance(
         key,
@@ -73,24 +82,34 @@ def certificate_request(
         | ed448.Ed448PrivateKey,
     ):
         raise KeyEntryError(
-            f"{where(path)}: the key of {entry.alias!r} ({type(key).__name__}) cannot sign",
+            f"{store}: the key of {alias!r} ({type(key).__name__}) cannot sign a request: "
+            "make it with keytool -certreq",
             path=path,
-            alias=entry.alias,
+            alias=alias,
         )
-    leaf = _x509.load_cert(entry.chain_der[0])
-    name = parse_dname(subject) if subject is not None else leaf.subject
-    names = parse_sans(san) if san is not None else _current_names(leaf)
+    asked = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if asked != leaf.spki:
+        # cryptography reads an RSASSA-PSS key as plain RSA: the request would name a
+        # key the certificate does not, and Java refuses a reply for it.
+        raise KeyEntryError(
+            f"{store}: the key of {alias!r} would be written into the request in "
+            "another form than its certificate holds it (an RSASSA-PSS key becomes plain "
+            "RSA here): make the request with keytool -certreq",
+            path=path,
+            alias=alias,
+        )
+    name = parse_dname(subject) if subject is not None else leaf.cert.subject
+    if san is not None:
+        names = parse_sans(san)
+    else:
+        current = _x509.extension(leaf.cert, x509.SubjectAlternativeName, leaf.der)
+        names = list(current) if current is not None else []
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(key, _digest(key))
-
-
-def _current_names(leaf: x509.Certificate) -> list[x509.GeneralName]:
-    try:
-        return list(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except (x509.ExtensionNotFound, ValueError):
-        return []
 
 
 def _digest(
@@ -113,105 +132,144 @@ def _digest(
 
 def reply_certificates(
     reply: bytes | os.PathLike[str] | Sequence[x509.Certificate | bytes],
+    *,
+    role: str = "reply",
 ) -> tuple[list[bytes], str | None]:
-    """The certificates of a CA's reply as DER, duplicates dropped, and the file they
-    came from (None for bytes or certificates given in memory).
+    """The certificates of a CA's reply (or, ``role``, of other certificates given the
+    same ways) as DER, duplicates dropped, and the file they came from (None for bytes
+    or certificates given in memory).
 
     Raises:
-        KeystoreFormatError: the bytes hold no certificate (a key, a keystore, junk).
+        KeystoreFormatError: the bytes hold no certificate (a key, a keystore, junk),
+            or more than :data:`MAX_REPLY_CERTIFICATES` for a reply.
         KeystoreError: the file cannot be read (:class:`KeystoreNotFoundError` when
             it does not exist).
         TypeError: ``reply`` is a ``str`` (a path must be a ``Path``), or a sequence of
             something other than certificates.
     """
     if isinstance(reply, str):
-        raise TypeError("reply: pass the file as a pathlib.Path, or its bytes (not a str)")
+        raise TypeError(f"{role}: pass the file as a pathlib.Path, or its bytes (not a str)")
     path: str | None = None
     if isinstance(reply, os.PathLike):
         path = os.fspath(reply)
         try:
             data = read_input(path)
         except OSError as exc:
-            from ._readers import open_error  # noqa: PLC0415 - renewal only
-
-            raise open_error(exc, path, role="reply") from None
-        ders = certificates_in(data, path=path)
+            raise open_error(exc, path, role=role) from None
+        ders = certificates_in(data, path=path, role=role)
     elif isinstance(reply, bytes | bytearray | memoryview):
-        ders = certificates_in(bytes(reply), path=None)
+        ders = certificates_in(bytes(reply), path=None, role=role)
     else:
         ders = []
         for item in reply:
             if isinstance(item, x509.Certificate):
                 ders.append(item.public_bytes(serialization.Encoding.DER))
             elif isinstance(item, bytes):
-                ders.extend(certificates_in(item, path=None))
+                ders.extend(certificates_in(item, path=None, role=role))
             else:
-                raise TypeError(f"reply: certificates or their bytes, not {type(item).__name__}")
-    return list(dict.fromkeys(ders)), path
+                raise TypeError(f"{role}: certificates or their bytes, not {type(item).__name__}")
+    ders = list(dict.fromkeys(ders))
+    if role == "reply" and len(ders) > MAX_REPLY_CERTIFICATES:
+        raise KeystoreFormatError(
+            f"{path or 'the reply'}: {len(ders)} certificates, more than the "
+            f"{MAX_REPLY_CERTIFICATES} a CA's reply holds: pass the CA's chain alone",
+            path=path,
+        )
+    return ders, path
 
 
-def certificates_in(data: bytes, *, path: str | None) -> list[bytes]:
+def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> list[bytes]:
     """Every certificate of a PEM file (``CERTIFICATE`` and ``PKCS7`` blocks), one DER
     certificate, or a DER PKCS#7 bundle, as DER, in file order.
 
     Raises:
-        KeystoreFormatError: no certificate in it.
+        KeystoreFormatError: no certificate in it, or a block that cannot be read.
     """
-    source = path if path is not None else "the reply"
+    source = path if path is not None else f"the {role}"
+    found: list[bytes] = []
     if b"-----BEGIN" in data:
-        found: list[bytes] = []
-        for block in _pem_certificate_blocks(data):
-            found.extend(_decoded(block, source, path))
-        if found:
-            return found
-    else:
-        try:
-            _x509.load_cert(data)
-        except ValueError:
-            found = _x509.pkcs7_certificates(data, pem=False)
-            if found:
-                return found
-        else:
-            return [data]
+        for label, body, block in _pem_blocks(data, source, path):
+            if label in _CERT_LABELS:
+                try:
+                    der = _base64_body(body)
+                    _der.check_single(der, _der.SEQUENCE)
+                except (binascii.Error, _der.DERError):
+                    raise KeystoreFormatError(
+                        f"{source}: certificate {len(found) + 1} is not valid PEM: fix the file",
+                        path=path,
+                    ) from None
+                found.append(der)
+            elif label == b"PKCS7":
+                bundle = _x509.pkcs7_certificates(block, pem=True)
+                if not bundle:
+                    raise KeystoreFormatError(
+                        f"{source}: a PKCS7 block holds no certificate that can be read: "
+                        "ask for the certificate chain again (PEM or .p7b)",
+                        path=path,
+                    )
+                found.extend(bundle)
+    elif _der_signed(data) == "certificate":
+        found.append(data)
+    elif _x509.looks_like_pkcs7(data):
+        found.extend(_x509.pkcs7_certificates(data, pem=False))
+    if found:
+        return found
     fix = (
-        "a private key is not a reply: pass the CA's certificate file"
+        f"a private key is not {'a reply' if role == 'reply' else 'a certificate'}: pass "
+        "the CA's certificate file"
         if b"PRIVATE KEY-----" in data
-        else "expected the CA's reply: PEM or DER certificates, or a PKCS#7 bundle (.p7b)"
+        else f"expected {'the CA' + chr(39) + 's reply' if role == 'reply' else role}: PEM or "
+        "DER certificates, or a PKCS#7 bundle (.p7b)"
     )
     raise KeystoreFormatError(f"{source}: no certificate found: {fix}", path=path)
 
 
-def _pem_certificate_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
-    """``(label, block)`` of each certificate or PKCS#7 block, in file order."""
-    blocks = [
-        (label, block)
-        for label in (*_CERT_LABELS, b"PKCS7")
-        for block in _x509.pem_blocks(data, label)
-    ]
-    return sorted(blocks, key=lambda item: data.find(item[1]))
+@dataclass(frozen=True, slots=True, eq=False)
+class _Cert:
+    """A certificate parsed once: its DER, cryptography's object, and the raw
+    encodings of its issuer, subject and public key (compared as bytes, as Java does)."""
 
+    der: bytes
+    cert: x509.Certificate
+    issuer: bytes
+    subject: bytes
+    spki: bytes  # the whole SubjectPublicKeyInfo, DER
 
-def _decoded(item: tuple[bytes, bytes], source: str, path: str | None) -> list[bytes]:
-    label, block = item
-    if label in _CERT_LABELS:
-        body = b"".join(block.splitlines()[1:-1])
+    @classmethod
+    def of(cls, der: bytes) -> _Cert | None:
+        """``None`` for a certificate cryptography cannot read, or whose extensions it
+        cannot (a duplicated one: Java refuses such a store)."""
+        names = _x509.raw_names(der)
+        if names is None:
+            return None
         try:
-            der = base64.b64decode(body, validate=True)
-            _x509.load_cert(der)
-        except ValueError as exc:
-            raise KeystoreFormatError(
-                f"{source}: a CERTIFICATE block cannot be read ({exc}): fix the file",
-                path=path,
-            ) from None
-        return [der]
-    found = _x509.pkcs7_certificates(block, pem=True)
-    if not found:
-        raise KeystoreFormatError(
-            f"{source}: a PKCS7 block holds no certificate that can be read: ask the CA "
-            "for the certificate chain (PEM or .p7b)",
+            cert = _x509.load_cert(der)
+        except ValueError:
+            return None
+        if _x509.extensions_unreadable(cert, der):
+            return None
+        return cls(der, cert, names[0], names[1], _der.encode(_der.SEQUENCE, names[2]))
+
+    @property
+    def self_signed(self) -> bool:
+        return self.subject == self.issuer and _signed_by(self, self)
+
+    @property
+    def shown(self) -> str:
+        return self.cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def _entry_certificate(entry: KeyEntry, path: str | None) -> _Cert:
+    leaf = _Cert.of(entry.chain_der[0])
+    if leaf is None:
+        raise KeyEntryError(
+            f"{where(path)}: the certificate of {entry.alias!r} cannot be read by "
+            "cryptography (a field or extension it refuses): renew it with keytool "
+            "(-certreq, -importcert)",
             path=path,
+            alias=entry.alias,
         )
-    return found
+    return leaf
 
 
 def reply_chain(
@@ -223,43 +281,40 @@ def reply_chain(
     reply_path: str | None,
 ) -> tuple[bytes, ...]:
     """``entry``'s new chain from a CA's ``reply``: the reply's certificate of the
-    entry's key first, then each certificate's issuer from the reply, then from
-    ``trusted`` (as keytool completes a chain from the keystore and ``cacerts``), up to a
-    self-signed root or the last issuer found. Each link's signature is checked.
+    entry's key first (its public key the same bytes as the current certificate's, as
+    keytool requires), then each certificate's issuer from the reply, then from
+    ``trusted`` (as keytool completes a chain from the keystore and ``cacerts``), up
+    to a self-signed root or the last issuer found. Each link's signature is checked.
+    Certificates of the reply off the chain that belong with it (a CA's cross-signed
+    twin, another issuer of a certificate on it) are left out; others are refused.
 
     Raises:
-        KeyEntryError: no certificate in the reply is for the entry's key; a lone
-            certificate whose issuer is nowhere to be found (keytool's "Failed to
-            establish chain from reply"); certificates in the reply that are not on the
-            chain; a chain longer than :data:`MAX_CHAIN`.
+        KeyEntryError: the entry's certificate cannot be read; no certificate in the
+            reply is for the entry's key; a lone certificate whose issuer is nowhere to
+            be found (keytool's "Failed to establish chain from reply"); certificates in
+            the reply that are not on the chain; a chain longer than :data:`MAX_CHAIN`.
+        KeystoreFormatError: a certificate of the reply cryptography cannot read.
     """
     store, alias = where(path), entry.alias
     source = reply_path if reply_path is not None else "the reply"
-    current = _x509.load_cert(entry.chain_der[0]).public_key()
-    leaf_der = next((der for der in reply if _same_key(der, current)), None)
-    if leaf_der is None:
-        raise KeyEntryError(
-            f"{source}: none of its {len(reply)} certificate(s) is for the key of "
-            f"{alias!r} in {store} (the public keys differ): the request was made from "
-            f"another key or keystore; make a new one from this entry (mtls certreq "
-            f"--alias {alias})",
-            path=path,
-            alias=alias,
-        )
-    if entry.key_der:
-        from ._readers import key_matches  # noqa: PLC0415 - a second guard, keys only
-
-        if key_matches(entry.key_der, leaf_der) is False:  # the chain was not the key's
-            raise KeyEntryError(
-                f"{store}: the key of {alias!r} is not the one its certificate and the "
-                "reply certify: fix the entry first",
-                path=path,
-                alias=alias,
+    current = _entry_certificate(entry, path)
+    parsed: list[_Cert] = []
+    for number, der in enumerate(reply, 1):
+        item = _Cert.of(der)
+        if item is None:
+            raise KeystoreFormatError(
+                f"{source}: certificate {number} cannot be read by cryptography (a field "
+                "or extension it refuses, or a duplicated extension, which Java refuses "
+                "too): ask the CA for it again, or install the reply with keytool "
+                "-importcert",
+                path=reply_path,
             )
-    chain = [leaf_der]
-    pool = [der for der in reply if der != leaf_der]
-    extra = [der for der in dict.fromkeys(trusted) if der not in reply]
-    while not _self_signed(chain[-1]):
+        parsed.append(item)
+    leaf = _reply_leaf(current, parsed, alias=alias, store=store, source=source, path=path)
+    chain = [leaf]
+    pool = [item for item in parsed if item is not leaf and item.spki != leaf.spki]
+    extra = [item for item in map(_Cert.of, dict.fromkeys(trusted)) if item is not None]
+    while not chain[-1].self_signed:
         if len(chain) >= MAX_CHAIN:
             raise KeyEntryError(
                 f"{source}: the chain is longer than {MAX_CHAIN} certificates: check the file",
@@ -275,8 +330,9 @@ def reply_chain(
                 break
             extra.remove(issuer)
         chain.append(issuer)
-    if pool:
-        names = "; ".join(_subject(der) for der in pool)
+    strangers = [item for item in pool if not _belongs(item, chain)]
+    if strangers:
+        names = "; ".join(item.shown for item in strangers)
         raise KeyEntryError(
             f"{source}: holds certificates that are not on the chain of {alias!r}'s new "
             f"certificate ({names}): it is not this key's reply, or a link between them is "
@@ -284,48 +340,69 @@ def reply_chain(
             path=path,
             alias=alias,
         )
-    if len(chain) == 1 and not _self_signed(leaf_der):
-        issuer_name = _x509.load_cert(leaf_der).issuer.rfc4514_string()
+    if len(chain) == 1 and not leaf.self_signed:
         raise KeyEntryError(
-            f"{source}: the certificate's issuer ({issuer_name}) is neither in the reply "
-            f"nor among the trusted certificates, so no chain can be built (keytool: "
-            '"Failed to establish chain from reply"): put the CA\'s certificates in the '
-            "reply, or pass them (mtls import --ca FILE; trust= in Python)",
+            f"{source}: the certificate's issuer ({leaf.cert.issuer.rfc4514_string()}) is "
+            "neither in the reply nor among the trusted certificates, so no chain can be "
+            'built (keytool: "Failed to establish chain from reply"): put the CA\'s '
+            "certificates in the reply, or pass them (mtls import --ca FILE; trust= in "
+            "Python)",
             path=path,
             alias=alias,
         )
-    return tuple(chain)
+    return tuple(item.der for item in chain)
 
 
-def _same_key(der: bytes, public_key: object) -> bool:
+def _reply_leaf(
+    current: _Cert, parsed: list[_Cert], *, alias: str, store: str, source: str, path: str | None
+) -> _Cert:
+    """The reply's certificate for the entry's key: one other than the entry's own
+    certificate and not self-signed first (a reply may carry the old one along)."""
+    same = [item for item in parsed if item.spki == current.spki]
+    if same:
+        return min(same, key=lambda item: (item.der == current.der, item.self_signed))
+    if any(item.cert.public_key() == current.cert.public_key() for item in parsed):
+        raise KeyEntryError(
+            f"{source}: certifies the key of {alias!r} in another encoding than its "
+            f"certificate in {store} holds it (a compressed EC point, or RSASSA-PSS "
+            "parameters dropped), which Java refuses to pair with the key: ask the CA to "
+            "issue it with the request's key as sent",
+            path=path,
+            alias=alias,
+        )
+    raise KeyEntryError(
+        f"{source}: none of its {len(parsed)} certificate(s) is for the key of {alias!r} "
+        f"in {store} (the public keys differ): the request was made from another key or "
+        f"keystore; make a new one from this entry (mtls certreq --alias {alias})",
+        path=path,
+        alias=alias,
+    )
+
+
+def _belongs(item: _Cert, chain: list[_Cert]) -> bool:
+    """Whether a certificate left out of the chain goes with it: a twin of a certificate
+    on it (the same subject and key: a CA cross-signed as well as self-signed), or
+    another issuer of one (the same CA's name and key under another issuer)."""
+    return any(
+        (item.subject == link.subject and item.spki == link.spki)
+        or (item.subject == link.issuer and _signed_by(link, item))
+        for link in chain
+    )
+
+
+def _signed_by(cert: _Cert, issuer: _Cert) -> bool:
     try:
-        return bool(_x509.load_cert(der).public_key() == public_key)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-
-
-def _self_signed(der: bytes) -> bool:
-    cert = _x509.load_cert(der)
-    return cert.subject == cert.issuer and _signed_by(cert, cert)
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
+        cert.cert.verify_directly_issued_by(issuer.cert)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
 
-def _issuer_in(der: bytes, candidates: Iterable[bytes]) -> bytes | None:
-    """The first of ``candidates`` named as ``der``'s issuer whose key signed it."""
-    cert = _x509.load_cert(der)
-    for candidate in candidates:
-        other = _x509.load_cert(candidate)
-        if other.subject == cert.issuer and _signed_by(cert, other):
-            return candidate
-    return None
-
-
-def _subject(der: bytes) -> str:
-    return _x509.load_cert(der).subject.rfc4514_string() or "(empty subject)"
+def _issuer_in(item: _Cert, candidates: Iterable[_Cert]) -> _Cert | None:
+    """The first of ``candidates`` named as ``item``'s issuer (the same bytes, else the
+    same name once normalised) whose key signed it."""
+    named = [other for other in candidates if other.subject == item.issuer]
+    if not named:
+        issuer_name = item.cert.issuer
+        named = [other for other in candidates if other.cert.subject == issuer_name]
+    return next((other for other in named if _signed_by(item, other)), None)

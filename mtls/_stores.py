@@ -660,7 +660,7 @@ class Keystore(_StoreBase):
         if isinstance(trust, Truststore):
             trusted += trust.anchors_der
         elif trust is not None:
-            trusted += [to_der(cert) for cert in trust]
+            trusted += reply_certificates(list(trust), role="trusted certificates")[0]
         chain = reply_chain(entry, certs, trusted, path=self.path, reply_path=reply_path)
         if chain != entry.chain_der:
             self._entries.add_key(replace(entry, chain_der=chain), replace=True)

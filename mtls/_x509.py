@@ -731,6 +731,20 @@ def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None)
         return None
 
 
+def extensions_unreadable(cert: x509.Certificate, der: bytes) -> bool:
+    """Whether cryptography refuses ``cert``'s extensions (a duplicated one, a bad
+    encoding): Java refuses such a certificate in a store it reads."""
+    try:
+        if not _unusual(der) and not _names_in_extensions(der):
+            _ = cert.extensions
+        else:
+            with _reported(der, []):
+                _ = cert.extensions
+    except (ValueError, x509.DuplicateExtension):
+        return True
+    return False
+
+
 # The name attributes cryptography checks the length of, as their DER is written.
 _LIMITED_OIDS = tuple(_der.encode_oid(dotted) for dotted in _NAME_LIMITS)
 

@@ -567,19 +567,34 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
 # with its key left as the file protects it.
 
 
+def _several_keys(path: Path, aliases: tuple[str, ...]) -> CLIError:
+    listed = ", ".join(repr(alias) for alias in aliases)
+    return CLIError(f"{path} has {len(aliases)} key entries ({listed}): choose one with --alias")
+
+
 def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls certreq``: a PKCS#10 request signed by a key entry's key, PEM, to a file or
     standard output (``keytool -certreq``)."""
     path = Path(args.keystore)
     fmt = _sniff(path)
     password = store_password(args, path) if fmt not in ("PEM", "DER") else args.password
-    store = load_keystore(path, password, optional_key_password(args), key_alias=args.alias)
+    alias: str | None = args.alias
+    if alias is None and fmt in ("JKS", "JCEKS", "BKS", "UBER"):
+        # Each key has a password of its own there: name the entry before decrypting
+        # any (every key would be, and the first that does not open would be blamed).
+        keys = inspect_keystore(path, password).key_aliases
+        if len(keys) > 1:
+            raise _several_keys(path, keys)
+        alias = keys[0] if keys else None
+    store = load_keystore(path, password, optional_key_password(args), key_alias=alias)
+    if alias is None and len(store.key_aliases) > 1:
+        raise _several_keys(path, store.key_aliases)
     sans: list[str] | None = [s for value in args.san for s in value.split(",") if s.strip()]
     sans = (sans or []) + parse_ext_san(args.ext)
     if not sans and not args.san and not args.ext:
         sans = None  # the certificate's own names
     try:
-        request = store.certificate_request(args.alias, subject=args.dname, san=sans)
+        request = store.certificate_request(alias, subject=args.dname, san=sans)
     except KeyEntryError as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:
@@ -595,11 +610,18 @@ def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         except x509.ExtensionNotFound:
             names = []
         out.line(f"  SAN      {', '.join(names) if names else '(none)'}")
-        out.line("  next     send it to the CA, then install its reply:")
-        alias = store.key_entry(args.alias)[0]
-        out.line(
-            f"           mtls import --keystore {path} --alias {alias} --file REPLY [--ca CA-CERTS]"
-        )
+        stored = store.key_entry(alias)[0]
+        if fmt in ("JKS", "PKCS12"):
+            out.line("  next     send it to the CA, then install its reply:")
+            out.line(
+                f"           mtls import --keystore {path} --alias {stored} --file REPLY "
+                "[--ca CA-CERTS]"
+            )
+        else:  # mtls writes JKS and PKCS12 only: the reply goes into a converted copy
+            out.line(
+                f"  next     send it to the CA; {path} is {fmt}: convert it to PKCS12 (mtls "
+                "convert) and install the reply there with mtls import"
+            )
     else:
         out.stdout.write(pem.decode("ascii"))
         out.stdout.flush()
@@ -621,13 +643,13 @@ def install_reply(
     """``mtls import`` over a key entry's alias: the CA's reply installed as its chain
     (keytool -importcert on a key entry), completed from ``--ca`` files and the
     store's trusted entries; the store written back only when the chain changed."""
-    alias: str = args.alias
-    before = store.key_entry(alias)[2]
     from .._renewal import reply_certificates  # noqa: PLC0415 - a reply only
+
+    alias, _, before = store.key_entry(args.alias)  # the alias as the store spells it
 
     issuers: list[bytes] = []
     for ca_file in args.ca:
-        issuers.extend(reply_certificates(Path(ca_file))[0])
+        issuers.extend(reply_certificates(Path(ca_file), role="CA certificates")[0])
     try:
         chain = store.install_reply(alias, Path(args.file), trust=issuers)
     except KeyEntryError as exc:
@@ -656,6 +678,13 @@ def install_reply(
         out.warn("the new certificate has expired: ask the CA for a current one")
     elif _x509.not_before(leaf) > moment:
         out.warn("the new certificate is not valid yet: peers refuse it until then")
+    top = chain[-1]
+    if top.issuer != top.subject:  # keytool asks "Install reply anyway?" here
+        out.warn(
+            f"the chain ends at {top.subject.rfc4514_string()}, whose issuer "
+            f"({top.issuer.rfc4514_string()}) is in neither the reply, --ca nor {path}: "
+            "peers must trust that issuer themselves"
+        )
     out.line(f"  SHA256   {_x509.colon_hex(cert_info(leaf)['sha256'])}")
     out.line(f"  store    {path} ({kind}, {_entry_word(count)})")
     _show_warnings(out, logs)

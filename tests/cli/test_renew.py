@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 import mtls
 from mtls.testing import CA
 from tests._keytool import JDK, run_keytool
-from tests.cli.test_cli import PASSWORD, fails, ok
+from tests.cli.test_cli import PASSWORD, fails, mtls_run, ok
 from tests.cli.test_store_maintenance import _key_opens
 
 KEY_PASSWORD = "K3y-own-Pw-renewal"
@@ -149,3 +149,38 @@ def test_certreq_is_no_longer_a_missing_keytool_command(spelling: str, tmp_path:
     path = tmp_path / "gw.p12"
     CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")
     assert "BEGIN CERTIFICATE REQUEST" in ok(spelling, "-keystore", path).stdout
+
+
+def test_certreq_asks_for_the_entry_before_decrypting_any(tmp_path: Path, jdk_keytool: JDK) -> None:
+    """Two JKS keys under passwords of their own and no --alias: every key was
+    decrypted first, and the one the password did not open was blamed."""
+    path = tmp_path / "two.jks"
+    store = ("-keystore", str(path), "-storetype", "JKS", "-storepass", PASSWORD)
+    for alias in ("a", "b"):
+        run_keytool(jdk_keytool, "-genkeypair", *store, "-alias", alias, "-keyalg", "EC",
+                    "-keypass", f"{KEY_PASSWORD}-{alias}", "-dname", f"CN={alias}")  # fmt: skip
+    several = fails(1, "certreq", "--keystore", path, "--key-password", f"{KEY_PASSWORD}-a")
+    assert "2 key entries (" in several.stderr and "choose one with --alias" in several.stderr
+    assert "does not unlock" not in several.stderr
+    made = ok("certreq", "--keystore", path, "--alias", "B", "--key-password", f"{KEY_PASSWORD}-b")
+    assert x509.load_pem_x509_csr(made.stdout.encode()).subject.rfc4514_string() == "CN=b"
+
+
+def test_a_chain_that_stops_short_of_a_root_is_installed_with_a_warning(tmp_path: Path) -> None:
+    """keytool asks "Top-level certificate in reply ... is not trusted. Install reply
+    anyway?": mtls installs (as keytool -noprompt) and says what peers need."""
+    path = tmp_path / "gw.p12"
+    mtls.Keystore.generate("GW", "CN=gw", key_type="EC").save(path, PASSWORD)
+    root = CA(name="far root")
+    issuing = root.create_child_ca(name="near issuing")
+    request = ok("certreq", "--keystore", path).stdout.encode()
+    reply = tmp_path / "reply.pem"
+    reply.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in issuing.sign_request(request)))
+    missing_ca = tmp_path / "nope.pem"
+    run = fails(1, "import", "--keystore", path, "--alias", "gw", "--file", reply,
+                "--ca", missing_ca)  # fmt: skip
+    assert "no such CA certificates file" in run.stderr
+    done = mtls_run("import", "--keystore", path, "--alias", "gw", "--file", reply)
+    assert done.code == 0, done.stderr
+    assert "chain of 2" in done.stdout and "alias    gw (PrivateKeyEntry" in done.stdout
+    assert "whose issuer (CN=far root,O=mtls.testing) is in neither" in done.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.serialization import pkcs7
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -213,7 +213,7 @@ def test_a_stranger_in_the_reply_is_refused(pki: tuple[CA, CA]) -> None:
         (b"", "no certificate found"),
         (b"not a certificate at all", "no certificate found"),
         (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "private key"),
-        (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "cannot be read"),
+        (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "not valid PEM"),
         (b"-----BEGIN PKCS7-----\nMAA=\n-----END PKCS7-----\n", "PKCS7 block"),
     ],
 )
@@ -312,3 +312,138 @@ def test_a_damaged_reply_is_refused_with_an_mtls_error_or_installed_whole(
     for cert, issuer in itertools.pairwise(chain):
         cert.verify_directly_issued_by(issuer)
     assert store.key_entry("gw")[1] == _ENTRY[1]
+
+
+# --------------------------------------------------------------------------- review cases
+
+
+def _openssl(*args: str | Path) -> bytes:
+    done = subprocess.run([str(a) for a in args], check=True, capture_output=True)
+    return done.stdout
+
+
+def _resigned_with_duplicate_san(ca: CA, leaf: x509.Certificate) -> bytes:
+    """``leaf`` with a second subjectAltName extension (re-signed by ``ca``, RSA: the
+    signature keeps its length): what keytool cannot open once in a store."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(leaf.subject)
+        .issuer_name(leaf.issuer)
+        .public_key(leaf.public_key())
+        .serial_number(leaf.serial_number)
+        .not_valid_before(leaf.not_valid_before_utc)
+        .not_valid_after(leaf.not_valid_after_utc)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("a.example")]), False)
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.2.3.4"),
+                x509.SubjectAlternativeName([x509.DNSName("b.example")]).public_bytes(),
+            ),
+            False,
+        )
+    )
+    signed = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    tbs = signed.tbs_certificate_bytes
+    patched = tbs.replace(b"\x06\x03\x2a\x03\x04", b"\x06\x03\x55\x1d\x11")
+    signature = ca.private_key.sign(patched, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg, union-attr]
+    return signed.public_bytes(DER).replace(tbs, patched).replace(signed.signature, signature)
+
+
+def test_a_reply_certificate_with_a_duplicated_extension_is_refused() -> None:
+    """Installed, it made a store keytool cannot open ("Duplicate extensions not
+    allowed"); now refused before anything changes."""
+    ca = CA(name="dup", key_type="RSA")
+    store = _fresh()
+    leaf = ca.sign_request(store.certificate_request())[0]
+    duplicated = _resigned_with_duplicate_san(ca, leaf)
+    with pytest.raises(x509.DuplicateExtension):
+        _ = x509.load_der_x509_certificate(duplicated).extensions
+    with pytest.raises(mtls.KeystoreFormatError, match="duplicated extension"):
+        store.install_reply("gw", [duplicated, ca.certificate])
+    assert len(store.certificate_chain("gw")) == 1
+    # The twin: the same certificate as issued.
+    assert len(store.install_reply("gw", [leaf, ca.certificate])) == 2
+
+
+def test_the_old_certificate_in_a_reply_is_not_taken_for_the_new_one(pki: tuple[CA, CA]) -> None:
+    root, issuing = pki
+    store = _fresh()
+    old = store.certificate("gw")
+    reply = issuing.sign_request(store.certificate_request())
+    chain = store.install_reply("gw", [old, *reply, root.certificate])
+    assert chain[0] == reply[0] and len(chain) == 3
+
+
+def test_a_cross_signed_twin_of_the_root_goes_along(pki: tuple[CA, CA]) -> None:
+    """A reply with the root self-signed and cross-signed by an older root (a CA in
+    transition): keytool installs it; the twin is not a stranger."""
+    root, issuing = pki
+    old_root = CA(name="older root")
+    cross = (
+        x509.CertificateBuilder()
+        .subject_name(root.certificate.subject)
+        .issuer_name(old_root.certificate.subject)
+        .public_key(root.certificate.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(root.certificate.not_valid_before_utc)
+        .not_valid_after(root.certificate.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(old_root.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    store = _fresh()
+    reply = issuing.sign_request(store.certificate_request())
+    chain = store.install_reply("gw", [*reply, root.certificate, cross])
+    assert chain[-1] in (root.certificate, cross) and len(chain) >= 3
+
+
+def test_a_reply_is_capped_and_named(pki: tuple[CA, CA]) -> None:
+    _, issuing = pki
+    store = _fresh()
+    many = [CA(name=f"c{i}", key_type="EC").certificate for i in range(65)]
+    with pytest.raises(mtls.KeystoreFormatError, match="more than the 64"):
+        store.install_reply("gw", many)
+    junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    with pytest.raises(mtls.KeystoreFormatError, match="trusted certificates"):
+        store.install_reply("gw", issuing.sign_request(store.certificate_request()), trust=[junk])
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+def test_a_reply_with_the_key_in_another_encoding_is_refused(
+    pki: tuple[CA, CA], tmp_path: Path
+) -> None:
+    """A CA that writes the entry's EC key as a compressed point: keytool refuses the
+    reply ("Invalid EC key"), and a store holding it no longer opens in Java."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None
+    ca = CA(name="compressing", key_type="EC")
+    store = _fresh()
+    request = tmp_path / "req.pem"
+    request.write_bytes(store.certificate_request().public_bytes(PEM))
+    pub = tmp_path / "pub.pem"
+    pub.write_bytes(store.certificate("gw").public_key().public_bytes(
+        PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    _openssl(openssl, "ec", "-pubin", "-in", pub, "-conv_form", "compressed", "-pubout",
+             "-out", tmp_path / "pubc.pem")  # fmt: skip
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp_path / "ca.key").write_bytes(ca.private_key_pem)
+    leaf = _openssl(openssl, "x509", "-req", "-in", request, "-CA", tmp_path / "ca.pem",
+                    "-CAkey", tmp_path / "ca.key", "-force_pubkey", tmp_path / "pubc.pem",
+                    "-days", "30")  # fmt: skip
+    with pytest.raises(mtls.KeyEntryError, match="another encoding"):
+        store.install_reply("gw", leaf + ca.cert_pem)
+    assert len(store.certificate_chain("gw")) == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+def test_a_request_that_would_name_another_key_form_is_refused(tmp_path: Path) -> None:
+    """An RSASSA-PSS key: cryptography reads it as plain RSA, so the request named an
+    rsaEncryption key; the CA's reply then did not pair with the entry in Java."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None
+    key = tmp_path / "pss.key"
+    _openssl(openssl, "genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048",
+             "-out", key)  # fmt: skip
+    cert = _openssl(openssl, "req", "-new", "-x509", "-key", key, "-subj", "/CN=pss", "-days", "30")
+    store = mtls.Keystore.from_bytes(key.read_bytes() + cert, None)
+    with pytest.raises(mtls.KeyEntryError, match="another form"):
+        store.certificate_request()
