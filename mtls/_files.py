@@ -29,8 +29,10 @@ class InputRefused(OSError):
     """A file mtls will not read: not a regular file, or larger than the limit.
 
     An ``OSError`` so that every caller's existing "cannot read" translation applies;
-    ``strerror`` says which limit and why.
+    ``strerror`` says which limit and why, ``fix`` (when set) what to do instead.
     """
+
+    fix: str | None = None
 
 
 def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> bytes:
@@ -84,11 +86,13 @@ def _refuse_irregular(mode: int, path: str | os.PathLike[str]) -> None:
         return
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
-    raise InputRefused(
+    refused = InputRefused(
         errno.EINVAL,
         "not a regular file: devices, pipes and sockets are refused",
         os.fspath(path),
     )
+    refused.fix = "point to a regular file (copy what the pipe or device gives into one)"
+    raise refused
 
 
 def utf8_text(data: bytes, encoding: str = "utf-8") -> str | None:
@@ -129,13 +133,8 @@ def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) ->
             "the system has as many files open as it allows (fs.file-max): find what "
             "holds them open"
         )
-    if isinstance(exc, InputRefused) and exc.errno == errno.EILSEQ:
-        return (
-            "run Python in UTF-8 (a UTF-8 locale such as LANG=C.UTF-8, or PYTHONUTF8=1), "
-            "or rename the file"
-        )
-    if isinstance(exc, InputRefused) and exc.errno == errno.EINVAL:
-        return "remove the NUL character from the path"
+    if isinstance(exc, InputRefused) and exc.fix is not None:
+        return exc.fix
     if exc.errno == errno.ENOENT and path is not None:
         with contextlib.suppress(OSError, ValueError):
             if os.path.islink(path):
@@ -151,13 +150,20 @@ def unnameable(path: str | os.PathLike[str], exc: ValueError) -> InputRefused:
     cannot write (a non-UTF-8 locale: ``LANG=C`` without Python's UTF-8 mode), or a
     NUL. What Java says is "file not found"; this says why."""
     if isinstance(exc, UnicodeEncodeError):
-        return InputRefused(
+        refused = InputRefused(
             errno.EILSEQ,
             f"its name cannot be written in this process's file system encoding "
             f"({sys.getfilesystemencoding()})",
             os.fspath(path),
         )
-    return InputRefused(errno.EINVAL, "a file name cannot hold a NUL character", os.fspath(path))
+        refused.fix = (
+            "run Python in UTF-8 (a UTF-8 locale such as LANG=C.UTF-8, or PYTHONUTF8=1), "
+            "or rename the file"
+        )
+        return refused
+    refused = InputRefused(errno.EINVAL, "a file name cannot hold a NUL character", os.fspath(path))
+    refused.fix = "remove the NUL character from the path"
+    return refused
 
 
 def _too_big(path: str | os.PathLike[str], limit: int) -> InputRefused:

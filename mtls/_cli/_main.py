@@ -51,6 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason for a non-zero code is one ``mtls: error:`` line on stderr.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if sys.stdout is None:  # started with descriptor 1 closed (mtls ... >&-)
+        # Every command writes its result there (a request, a listing, what changed):
+        # refused before anything is done, rather than failing half-way.
+        if sys.stderr is not None:
+            sys.stderr.write(
+                "mtls: error: standard output is closed: run with it open (redirect it to "
+                "a file, or to /dev/null to discard it)\n"
+            )
+        return EXIT_USAGE
     remember_argv_secrets(args)
     # Known before parsing, so a usage error can honour them too.
     debug = "--debug" in args

@@ -1845,3 +1845,29 @@ def test_a_command_written_as_keytool_writes_it_runs_or_says_mtls_lacks_it(
     assert "mtls has no keytool -gencert: use keytool for it" in run.stderr
     assert PASSWORD not in run.stderr
     fails(2, "-nosuchcommand")  # the twin: an unknown word is argparse's usage error
+
+
+def test_a_closed_standard_output_is_refused_before_anything_is_done(tmp_path: Path) -> None:
+    """``mtls certreq ... >&-``: "unexpected AttributeError ... please report it", after
+    the work was done. Refused up front now, saying what to do."""
+    store = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(store, PASSWORD, store_type="PKCS12")
+    before = store.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "mtls", "storepasswd", "--keystore", str(store), "--password",
+         PASSWORD, "--new-password", "N3w-closed-out"],
+        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "standard output is closed" in done.stderr and "AttributeError" not in done.stderr
+    assert store.read_bytes() == before  # nothing was changed
+    # The twin: with stdout open (to /dev/null) the same command runs.
+    opened = subprocess.run(
+        [sys.executable, "-m", "mtls", "storepasswd", "--keystore", str(store), "--password",
+         PASSWORD, "--new-password", "N3w-closed-out"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, check=False,
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert store.read_bytes() != before

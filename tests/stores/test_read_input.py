@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import mtls
 from mtls._files import InputRefused, read_input
 
 
@@ -60,6 +61,13 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(InputRefused, match="not a regular file"):
         read_input(fifo)
+    # The store's message gives the fix for a pipe: it said "remove the NUL character
+    # from the path" (the fix of another refusal with the same errno).
+    with pytest.raises(mtls.KeystoreError, match="point to a regular file") as caught:
+        mtls.Truststore.load(fifo)
+    assert "NUL" not in str(caught.value)
+    with pytest.raises(mtls.KeystoreError, match="remove the NUL character"):
+        mtls.Truststore.load(str(tmp_path / "a\0b"))
 
 
 def test_a_socket_is_refused_as_what_it_is(tmp_path: Path) -> None:
