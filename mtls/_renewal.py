@@ -237,14 +237,15 @@ class _Cert:
 
     @classmethod
     def of(cls, der: bytes) -> _Cert | None:
-        """``None`` for a certificate cryptography cannot read, or whose extensions it
-        cannot (a duplicated one: Java refuses such a store)."""
+        """``None`` for a certificate cryptography cannot read, whose public key or
+        extensions it cannot (a duplicated extension: Java refuses such a store)."""
         names = _x509.raw_names(der)
         if names is None:
             return None
         try:
             cert = _x509.load_cert(der)
-        except ValueError:
+            cert.public_key()  # a point off its curve, a key type cryptography lacks
+        except (ValueError, UnsupportedAlgorithm):
             return None
         if _x509.extensions_unreadable(cert, der):
             return None

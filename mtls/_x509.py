@@ -336,10 +336,12 @@ def pkcs7_certificates(data: bytes, *, pem: bool) -> list[bytes]:
     try:
         # OpenSSL's crl2pkcs7 (and Windows) write the certificates' SET OF unsorted, which
         # DER forbids: cryptography reads it as BER, and warns. Java and OpenSSL read it.
-        with warnings.catch_warnings():
+        # Each certificate is read again through load_cert's guard, which reports what
+        # cryptography warns about once: here its warnings are only silenced.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             certs = load(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return []
     return [cert.public_bytes(Encoding.DER) for cert in certs]
 
@@ -734,12 +736,11 @@ def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None)
 def extensions_unreadable(cert: x509.Certificate, der: bytes) -> bool:
     """Whether cryptography refuses ``cert``'s extensions (a duplicated one, a bad
     encoding): Java refuses such a certificate in a store it reads."""
+    subject: list[str] = []
     try:
-        if not _unusual(der) and not _names_in_extensions(der):
+        with _reported(der, subject):  # renewal only: the guard always (no fast path)
+            subject.append(subject_text(cert))
             _ = cert.extensions
-        else:
-            with _reported(der, []):
-                _ = cert.extensions
     except (ValueError, x509.DuplicateExtension):
         return True
     return False

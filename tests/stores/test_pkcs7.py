@@ -99,3 +99,20 @@ def test_a_key_with_its_chain_in_a_pkcs7_block(chain: tuple[CA, CA], tmp_path: P
 def test_a_bundle_without_a_readable_certificate_is_a_format_error(data: bytes) -> None:
     with pytest.raises(mtls.KeystoreFormatError, match=r"PKCS#?7 (block|bundle)"):
         mtls.Truststore.from_bytes(data)
+
+
+def test_a_bundle_with_a_certificate_of_an_unknown_version_is_a_format_error(
+    chain: tuple[CA, CA],
+) -> None:
+    """Found by fuzzing replies: cryptography's bundle reader raised its InvalidVersion
+    (not a ValueError) out of Truststore.load and install_reply."""
+    root, _ = chain
+    bundle = pkcs7.serialize_certificates([root.certificate], Encoding.DER)
+    version_3 = bytes.fromhex("a003020102")
+    assert bundle.count(version_3) == 1
+    broken = bundle.replace(version_3, bytes.fromhex("a003020103"))  # X.509 "v4"
+    with pytest.raises(mtls.KeystoreFormatError, match="PKCS#7 bundle"):
+        mtls.Truststore.from_bytes(broken)
+    store = mtls.Keystore.generate("gw", "CN=gw", key_type="EC")
+    with pytest.raises(mtls.KeystoreFormatError):
+        store.install_reply("gw", broken)

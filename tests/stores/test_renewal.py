@@ -447,3 +447,27 @@ def test_a_request_that_would_name_another_key_form_is_refused(tmp_path: Path) -
     store = mtls.Keystore.from_bytes(key.read_bytes() + cert, None)
     with pytest.raises(mtls.KeyEntryError, match="another form"):
         store.certificate_request()
+
+
+def test_a_reply_certificate_whose_key_is_off_its_curve_is_a_format_error() -> None:
+    """Found by the fuzzer above: cryptography parsed the certificate, then raised
+    ValueError("Invalid key") for its public key, out of install_reply."""
+    ca = CA(name="off curve", key_type="RSA")
+    store = _fresh()
+    leaf = ca.sign_request(store.certificate_request())[0]
+    der = leaf.public_bytes(DER)
+    point = (
+        store.certificate("gw")
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    bad_point = point[:-1] + bytes([point[-1] ^ 0x01])  # y off by one: not on P-256
+    tbs = leaf.tbs_certificate_bytes
+    patched = tbs.replace(point, bad_point)
+    assert patched != tbs
+    signature = ca.private_key.sign(patched, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg, union-attr]
+    broken = der.replace(tbs, patched).replace(leaf.signature, signature)
+    with pytest.raises(ValueError, match="Invalid"):
+        x509.load_der_x509_certificate(broken).public_key()
+    with pytest.raises(mtls.KeystoreFormatError, match="cannot be read"):
+        store.install_reply("gw", [broken, ca.certificate])
