@@ -1045,3 +1045,13 @@ def test_an_encrypted_key_without_the_empty_line_after_its_headers_is_damage(
             mtls.Keystore.from_bytes(damaged, password)
     # The twin, with its empty line: it loads.
     mtls.Keystore.from_bytes(key + (files / "cert.pem").read_bytes(), PASSWORD)
+
+
+@needs_openssl
+def test_a_key_on_a_curve_cryptography_lacks_names_the_curve() -> None:
+    """cryptography's vector on secp128r1: "unsupported private key
+    (UnsupportedAlgorithm): use RSA, EC or Ed25519", for what is an EC key."""
+    traditional = _openssl("ecparam", "-name", "secp128r1", "-genkey", "-noout")
+    assert traditional.startswith(b"-----BEGIN EC PRIVATE KEY-----")
+    with pytest.raises(mtls.KeystoreFormatError, match="an EC key on curve secp128r1"):
+        mtls.Keystore.from_bytes(traditional + CA().cert_pem, None)
