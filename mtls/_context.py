@@ -308,7 +308,7 @@ def _refusal_fix(reason: str | None) -> str:
         return (
             "the key or a certificate of its chain is weaker than OpenSSL's security level "
             "allows (RSA and DSA keys under 2048 bits, Java still accepts 1024; a DSA key "
-            "with a 160-bit q, as old keytool made them; EC curves under 224 bits; or a "
+            "with a 160-bit q, whatever its size; EC curves under 224 bits; or a "
             "key type this OpenSSL cannot use in TLS): issue a stronger one (keytool "
             f"-genkeypair -keyalg RSA -keysize 2048), {lower}"
         )
