@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 import mtls
 from mtls.testing import CA, MTLSServer
 from tests._helpers import whoami
+from tests._keytool import JDK, run_keytool
+from tests.cli.test_cli import PASSWORD, ok
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,19 @@ def test_a_bundle_with_a_certificate_of_an_unknown_version_is_a_format_error(
     store = mtls.Keystore.generate("gw", "CN=gw", key_type="EC")
     with pytest.raises(mtls.KeystoreFormatError):
         store.install_reply("gw", broken)
+
+
+def test_a_p7b_converts_to_the_truststore_keytool_reads(
+    chain: tuple[CA, CA], tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    """A Windows .p7b is not a store Java opens: `mtls convert` makes the JKS
+    truststore a WSO2 profile names, and keytool lists both anchors."""
+    root, issuing = chain
+    p7b = tmp_path / "chain.p7b"
+    p7b.write_bytes(pkcs7.serialize_certificates([issuing.certificate, root.certificate],
+                                                 Encoding.DER))  # fmt: skip
+    out = tmp_path / "client-truststore.jks"
+    done = ok("convert", "--keystore", p7b, "--to", "JKS", "--out", out)
+    assert "2 trusted certificates" in done.stdout
+    listed = run_keytool(jdk_keytool, "-list", "-keystore", str(out), "-storepass", PASSWORD)
+    assert listed.count("trustedCertEntry") == 2
