@@ -1308,9 +1308,15 @@ def _pem_key_to_pkcs8(
     # on the PKCS#8 path above: profiles always carry a password, whatever the file.
     # Only the legacy form names its cipher in DEK-Info (PKCS#8 carries it inside).
     legacy = encrypted and not block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-    cipher = _dek_cipher(block, where, path) if legacy else ""
+    cipher, iv, body_at = _dek_cipher(block, where, path) if legacy else ("", b"", 0)
     if cipher.upper() == "DES-CBC" and password is not None:
-        return _legacy_des_key(block, password, where, path)
+        plain = _legacy_des_key(block[body_at:], iv, password, where, path)
+        # Decrypted: the same block unencrypted, read as any traditional key is (its
+        # errors, an unknown curve named, are theirs).
+        label = block[len(b"-----BEGIN ") : block.index(b"-----", len(b"-----BEGIN "))]
+        unsealed = b"".join((b"-----BEGIN ", label, b"-----\n", binascii.b2a_base64(plain),
+                             b"-----END ", label, b"-----\n"))  # fmt: skip
+        return _pem_key_to_pkcs8(unsealed, None, path, budget)
     try:
         # The one call that needs the plain password: revealed in the argument list,
         # never held in a local of this frame.
@@ -1378,9 +1384,6 @@ def _pem_key_to_pkcs8(
 _UNKNOWN_PBE = re.compile(r"Unknown key (?:encryption|derivation) algorithm: ([0-9.]+)", re.I)
 
 
-# The IV length of each cipher a legacy encrypted PEM key may name in DEK-Info (OpenSSL's
-# PEM ciphers); which of them can be read is cryptography's to say.
-# 64-bit block ciphers take 8-byte IVs; the rest (AES, Camellia, ARIA, SEED, SM4) 16.
 # cryptography's words for an EC key on a curve it lacks (its OID), and the names of
 # the curves old keys use most (SEC 2), for the message.
 _UNKNOWN_CURVE = re.compile(r"Curve ([0-9.]+) is not supported")
@@ -1395,34 +1398,35 @@ _CURVE_NAMES = {
     "1.3.132.0.33": "secp224r1 (P-224)",
     "1.3.132.0.32": "secp224k1",
 }
+# The IV length of each cipher a legacy encrypted PEM key may name in DEK-Info (OpenSSL's
+# PEM ciphers); which of them can be read is cryptography's to say.
+# 64-bit block ciphers take 8-byte IVs; the rest (AES, Camellia, ARIA, SEED, SM4) 16.
 _DEK_64_BIT = ("DES", "BF", "CAST", "IDEA", "RC2")
 _DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
-_BLANK_LINE = re.compile(rb"\r?\n[ \t]*\r?\n")
 
 
 def _legacy_des_key(
-    block: bytes, password: Secret, where: str, path: str | os.PathLike[str] | None
+    sealed: bytes, iv: bytes, password: Secret, where: str, path: str | os.PathLike[str] | None
 ) -> bytes:
-    """A ``DEK-Info: DES-CBC`` key (``openssl genrsa -des``, old Tomcat and Apache
-    keys), which OpenSSL 3 reads only with its legacy provider and cryptography not at
-    all: decrypted here, as OpenSSL's PEM_do_header does, the key as PKCS#8 DER.
+    """The plaintext of a ``DEK-Info: DES-CBC`` key (``openssl genrsa -des``, old Tomcat
+    and Apache keys), which OpenSSL 3 reads only with its legacy provider and
+    cryptography not at all, decrypted as OpenSSL's PEM_do_header does: the key is
+    EVP_BytesToKey with MD5, one round, the IV's first 8 bytes as the salt,
+    MD5(password || salt)[:8]. ``sealed``: the block from its body on.
 
-    The key is EVP_BytesToKey with MD5, one round, the IV's first 8 bytes as salt:
-    MD5(password || salt)[:8]."""
+    Raises:
+        WrongPasswordError: the padding is wrong, or the plaintext is not one DER
+            element (a wrong password passes the padding check 1 time in 256).
+        KeystoreFormatError: not base64, or not whole DES blocks.
+    """
     import hashlib  # noqa: PLC0415 - this old form only
 
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES  # noqa: PLC0415
     from cryptography.hazmat.primitives import padding  # noqa: PLC0415
     from cryptography.hazmat.primitives.ciphers import Cipher, modes  # noqa: PLC0415
 
-    found = _DEK_INFO.search(block[:2048])
-    assert found is not None  # _dek_cipher checked the header and its IV
-    iv = bytes.fromhex(found.group(1).decode("ascii").partition(",")[2].strip())
-    headers_end = _BLANK_LINE.search(block, found.end())
-    assert headers_end is not None  # _dek_cipher checked it
-    body = block[headers_end.end() : block.rindex(b"-----END")]
     try:
-        data = _base64_body(body)
+        data = _base64_body(sealed[: sealed.rindex(b"-----END")])
     except binascii.Error as exc:
         raise KeystoreFormatError(f"{where}: the private key is not valid PEM", path=path) from exc
     if not data or len(data) % 8:
@@ -1431,47 +1435,65 @@ def _legacy_des_key(
             "file is damaged, replace it",
             path=path,
         )
-    secret = password.reveal().encode("utf-8", "surrogatepass")
-    key = hashlib.md5(secret + iv[:8], usedforsecurity=False).digest()[:8]
+    # The one use of the plain password: revealed in the argument list, never a local.
+    key = hashlib.md5(
+        password.reveal().encode("utf-8", "surrogatepass") + iv[:8], usedforsecurity=False
+    ).digest()[:8]
+    # Single DES is 3DES with one key three times (cryptography warns on short keys).
     decryptor = Cipher(TripleDES(key * 3), modes.CBC(iv)).decryptor()
     unpadder = padding.PKCS7(64).unpadder()
     try:
         plain = unpadder.update(decryptor.update(data) + decryptor.finalize())
         plain += unpadder.finalize()
-        parsed = serialization.load_der_private_key(
-            plain, None, unsafe_skip_rsa_key_validation=True
-        )
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # bad padding or no key
+        _der.check_single(plain, _der.SEQUENCE)
+    except ValueError as exc:  # bad padding, or bytes that are no key: DERError too
         raise WrongPasswordError(
             f"{where}: wrong password for the encrypted private key", path=path
         ) from exc
-    return parsed.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    return plain
 
 
-def _dek_cipher(block: bytes, where: str, path: str | os.PathLike[str] | None) -> str:
-    """The cipher a legacy encrypted key names in DEK-Info. A header without a
-    well-formed IV is refused as damage (every flaw was read as a wrong password)."""
+def _headers_end(block: bytes) -> int | None:
+    """Where the body of an encrypted traditional key starts: after the header lines
+    (``Name: value``) that follow its BEGIN line, and the empty line that ends them
+    (RFC 1421); ``None`` when a line that is no header comes before an empty one."""
+    pos = block.find(b"\n") + 1
+    while pos:
+        end = block.find(b"\n", pos)
+        if end < 0:
+            return None
+        line = block[pos:end].strip(b" \t\r")
+        if not line:
+            return end + 1
+        if b":" not in line or line.startswith(b"-----"):
+            return None
+        pos = end + 1
+    return None
+
+
+def _dek_cipher(
+    block: bytes, where: str, path: str | os.PathLike[str] | None
+) -> tuple[str, bytes, int]:
+    """The cipher a legacy encrypted key names in DEK-Info, its IV, and where the key's
+    body starts. A header without a well-formed IV, or headers not ended by an empty
+    line, are refused as damage (every flaw was read as a wrong password)."""
     found = _DEK_INFO.search(block[:2048])
-    cipher, _, iv = (found.group(1).decode("ascii", "replace") if found else "").partition(",")
+    cipher, _, iv_text = (found.group(1).decode("ascii", "replace") if found else "").partition(",")
     cipher = cipher.strip()
     size = 8 if cipher.upper().startswith(_DEK_64_BIT) else 16
     try:
-        valid_iv = len(bytes.fromhex(iv.strip())) == size
+        iv = bytes.fromhex(iv_text.strip())
     except ValueError:
-        valid_iv = False
-    if not cipher or not valid_iv:
+        iv = b""
+    if not cipher or len(iv) != size:
         raise KeystoreFormatError(
             f"{where}: the encrypted private key's DEK-Info has no valid "
             f"{'cipher and IV' if not cipher else f'{size}-byte IV for {_jks.shown(cipher)}'}: "
             "the file is damaged, replace it",
             path=path,
         )
-    assert found is not None
-    if _BLANK_LINE.search(block, found.end()) is None:
+    body_at = _headers_end(block)
+    if body_at is None:
         # RFC 1421: the headers end with an empty line. Without it OpenSSL reads the
         # key's first lines as headers and fails to decrypt ("bad decrypt"), whatever
         # the password; every password looked wrong here.
@@ -1481,7 +1503,7 @@ def _dek_cipher(block: bytes, where: str, path: str | os.PathLike[str] | None) -
             "after DEK-Info or export the key again",
             path=path,
         )
-    return cipher
+    return cipher, iv, body_at
 
 
 def _pem_body(block: bytes, where: str, path: str | os.PathLike[str] | None) -> bytes:

@@ -169,7 +169,7 @@ def test_pkcs5_v15_keys_load_with_any_password_an_empty_one_too(
 
 @needs_openssl
 def test_a_legacy_des_cbc_key_loads_and_its_wrong_password_is_refused(
-    files: Path, pki: PKI
+    files: Path, pki: PKI, tmp_path: Path
 ) -> None:
     """``openssl genrsa -des`` keys (DEK-Info: DES-CBC; Tomcat's test keys): refused
     with "re-encrypt it" because cryptography has no single DES. Java and OpenSSL
@@ -189,6 +189,16 @@ def test_a_legacy_des_cbc_key_loads_and_its_wrong_password_is_refused(
     damaged = data.replace(b"-----END EC PRIVATE KEY-----", b"AAA\n-----END EC PRIVATE KEY-----")
     with pytest.raises(mtls.KeystoreFormatError):
         mtls.Keystore.from_bytes(damaged, PASSWORD)
+    # Decrypted with the right password, a key cryptography cannot read is named as
+    # such (it was "wrong password"), as the same key sealed with AES is.
+    odd = _openssl("ecparam", "-name", "secp224k1", "-genkey", "-noout")
+    (tmp_path / "odd.pem").write_bytes(odd)
+    for cipher in ("-des", "-aes128"):
+        sealed = _openssl("pkey", "-in", tmp_path / "odd.pem", "-traditional", cipher,
+                          "-passout", f"pass:{PASSWORD}", "-provider", "legacy", "-provider",
+                          "default")  # fmt: skip
+        with pytest.raises(mtls.KeystoreFormatError, match="curve secp224k1"):
+            mtls.Keystore.from_bytes(sealed + CA().cert_pem, PASSWORD)
 
 
 @needs_openssl
@@ -1040,9 +1050,12 @@ def test_an_encrypted_key_without_the_empty_line_after_its_headers_is_damage(
     key = _openssl("pkey", "-in", files / "key.pem", "-traditional", "-aes-128-cbc",
                    "-passout", f"pass:{PASSWORD}")  # fmt: skip
     damaged = key.replace(b"\n\n", b"\n", 1) + (files / "cert.pem").read_bytes()
-    for password in (PASSWORD, None):
-        with pytest.raises(mtls.KeystoreFormatError, match="not followed by an empty line"):
-            mtls.Keystore.from_bytes(damaged, password)
+    # An empty line later on (before END) does not end the headers either.
+    stray = key.replace(b"\n\n", b"\n", 1).replace(b"\n-----END", b"\n\n-----END")
+    for data in (damaged, stray + (files / "cert.pem").read_bytes()):
+        for password in (PASSWORD, None):
+            with pytest.raises(mtls.KeystoreFormatError, match="not followed by an empty line"):
+                mtls.Keystore.from_bytes(data, password)
     # The twin, with its empty line: it loads.
     mtls.Keystore.from_bytes(key + (files / "cert.pem").read_bytes(), PASSWORD)
 
