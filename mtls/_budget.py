@@ -2,9 +2,10 @@
 
 Every reader charges the same :class:`WorkBudget` before it runs a key derivation
 (JKS/JCEKS key entries, BKS/UBER MACs, the PKCS#12 MAC and PBE, encrypted PEM keys)
-or decrypts with our pure-Python 40-bit RC2. Work is charged *before* it runs, for
-every password candidate at once, so a hostile file is refused before the first
-derivation over the budget, never after seconds of work (docs/security.md, "Limits").
+or decrypts with our pure-Python RC2 (40-bit, and PBES1's 64-bit). Work is charged
+*before* it runs, for every password candidate at once, so a hostile file is refused
+before the first derivation over the budget, never after seconds of work
+(docs/security.md, "Limits").
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def hash_weight(name: str) -> int:
     return _HASH_WEIGHTS.get(name, 1)
 
 
-#: Bytes decrypted with our pure-Python 40-bit RC2 per file (about 1 s per MiB):
+#: Bytes decrypted with our pure-Python RC2 (40-bit, PBES1's 64-bit) per file (about
+#: 1 s per MiB):
 #: the whole of an old Java PKCS#12 truststore holding every public CA is ~0.3 MiB.
 MAX_FILE_RC2_BYTES: Final = 1024 * 1024
 #: What telling a wrong JKS password from an altered file may cost: one key entry, at
@@ -46,7 +48,7 @@ class WorkLimitError(ValueError):
     ``kind`` says which limit, for the fix a message gives: ``"budget"`` (the sum over
     the file: keytool writes such files when its iteration counts are raised),
     ``"cap"`` (one derivation beyond what Java or OpenSSL accept) or ``"legacy"``
-    (more bytes under 40-bit RC2 or RC4 than a real legacy store holds).
+    (more bytes under RC2 or RC4 than a real legacy store holds).
     """
 
     def __init__(self, message: str, kind: str = "cap") -> None:
@@ -82,11 +84,11 @@ class WorkBudget:
         self.iterations -= iterations
 
     def charge_rc2(self, size: int) -> None:
-        """Spend ``size`` bytes of 40-bit RC2 decryption, or raise :class:`WorkLimitError`."""
+        """Spend ``size`` bytes of RC2 or RC4 decryption, or raise :class:`WorkLimitError`."""
         if size > self.rc2_bytes:
             raise WorkLimitError(
-                f"it holds more than {MAX_FILE_RC2_BYTES // 1024} KiB encrypted with 40-bit "
-                "RC2 or RC4, the limit per file for these legacy ciphers",
+                f"it holds more than {MAX_FILE_RC2_BYTES // 1024} KiB encrypted with RC2 "
+                "(40- or 64-bit) or RC4, the limit per file for these legacy ciphers",
                 "legacy",
             )
         self.rc2_bytes -= size

@@ -112,7 +112,7 @@ def detect_format(data: bytes) -> StoreFormat:
         return "PEM"
     raise KeystoreFormatError(
         "not a keystore or truststore: the bytes are not JKS, JCEKS, PKCS#12, BKS, UBER, BCFKS, "
-        "PEM or a DER certificate"
+        "PEM, a DER certificate or a PKCS#7 bundle"
     )
 
 
@@ -1283,7 +1283,7 @@ def _pem_key_to_pkcs8(
                     # Decrypted as a PKCS#12 key bag is: the key's bytes as written.
                     return _pkcs12.decrypt_pkcs8(encrypted_der, password, budget)
                 except _pkcs12.P12UnsupportedError:
-                    pass  # a scheme cryptography may decrypt (PBES1): below
+                    pass  # a scheme cryptography may decrypt (PBES1 with MD2): below
                 except _pkcs12.P12PasswordError as exc:
                     raise WrongPasswordError(
                         f"{where}: wrong password for the encrypted private key", path=path

@@ -626,7 +626,11 @@ class Keystore(_StoreBase):
         alias: str | None,
         reply: bytes | os.PathLike[str] | Sequence[x509.Certificate | bytes],
         *,
-        trust: Truststore | Iterable[x509.Certificate | bytes] | None = None,
+        trust: Truststore
+        | bytes
+        | os.PathLike[str]
+        | Iterable[x509.Certificate | bytes]
+        | None = None,
     ) -> tuple[x509.Certificate, ...]:
         """Install a CA's reply to :meth:`certificate_request` (or ``keytool
         -certreq``) as the key entry's chain; the key stays as it is. What ``keytool
@@ -636,8 +640,10 @@ class Keystore(_StoreBase):
         certificate, or a PKCS#7 bundle, PEM or DER, as ``.p7b`` files are), or the
         certificates. One of them must certify the entry's public key: the chain is
         put in order from it up, every link's signature checked, and completed from
-        ``trust`` and this store's trusted entries, as keytool completes it from the
-        keystore and ``cacerts``. Call :meth:`save` to write the store.
+        ``trust`` (a :class:`Truststore`, a file or bytes of certificates as the reply
+        takes them, or certificates) and this store's trusted entries, as keytool
+        completes it from the keystore and ``cacerts``. Call :meth:`save` to write the
+        store.
 
         Returns:
             The entry's new chain, leaf first (the same chain when the reply is what
@@ -648,7 +654,10 @@ class Keystore(_StoreBase):
                 key; a lone certificate whose issuer is found nowhere (keytool's
                 "Failed to establish chain from reply"); certificates in the reply
                 that are not on the chain.
-            KeystoreFormatError: the reply holds no certificate.
+            KeystoreFormatError: the reply (or ``trust``) holds no certificate, or one
+                cryptography cannot read.
+            TypeError: ``reply`` or ``trust`` given as a ``str`` (pass a ``Path``), or
+                holding something other than certificates.
         """
         from dataclasses import replace  # noqa: PLC0415 - renewal only
 
@@ -659,6 +668,8 @@ class Keystore(_StoreBase):
         trusted = [der for _, der in self._entries.cert_entries()]
         if isinstance(trust, Truststore):
             trusted += trust.anchors_der
+        elif isinstance(trust, bytes | os.PathLike):  # a file of them, or its bytes
+            trusted += reply_certificates(trust, role="trusted certificates")[0]
         elif trust is not None:
             trusted += reply_certificates(list(trust), role="trusted certificates")[0]
         chain = reply_chain(entry, certs, trusted, path=self.path, reply_path=reply_path)

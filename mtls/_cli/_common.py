@@ -891,11 +891,13 @@ def load_profile_set(args: argparse.Namespace, profiles_path: str | None) -> SSL
 
 def os_error_message(exc: OSError) -> str:
     """An OS error as one line: the file or option at fault, and what to do."""
-    from .._files import WriteRefused  # noqa: PLC0415 - only on an error
+    from .._files import InputRefused, WriteRefused  # noqa: PLC0415 - only on an error
 
     name = exc.filename if exc.filename is not None else None
     if isinstance(exc, WriteRefused):
         return f"{name}: {exc.strerror}"
+    if isinstance(exc, InputRefused) and exc.fix is not None:  # a pipe, a device, a NUL
+        return f"{name}: {exc.strerror}: {exc.fix}"
     if isinstance(exc, FileNotFoundError) and name is not None:
         return no_such_file(name)
     if isinstance(exc, IsADirectoryError) and name is not None:

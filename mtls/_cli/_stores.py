@@ -678,12 +678,22 @@ def install_reply(
         out.warn("the new certificate has expired: ask the CA for a current one")
     elif _x509.not_before(leaf) > moment:
         out.warn("the new certificate is not valid yet: peers refuse it until then")
+    # keytool asks "Install reply anyway?" when the top of the chain is trusted nowhere
+    # (not in the keystore, not in cacerts): the same, as a warning.
     top = chain[-1]
-    if top.issuer != top.subject:  # keytool asks "Install reply anyway?" here
+    vouched = {*issuers, *store.truststore().anchors_der}
+    top_der = top.public_bytes(serialization.Encoding.DER)
+    if top.issuer != top.subject:
         out.warn(
             f"the chain ends at {top.subject.rfc4514_string()}, whose issuer "
             f"({top.issuer.rfc4514_string()}) is in neither the reply, --ca nor {path}: "
             "peers must trust that issuer themselves"
+        )
+    elif len(chain) > 1 and top_der not in vouched:
+        out.warn(
+            f"the root {top.subject.rfc4514_string()} came with the reply alone (neither "
+            f"--ca nor {path} holds it): check its fingerprint with the CA; peers must "
+            "trust it themselves"
         )
     out.line(f"  SHA256   {_x509.colon_hex(cert_info(leaf)['sha256'])}")
     out.line(f"  store    {path} ({kind}, {_entry_word(count)})")

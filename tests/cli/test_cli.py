@@ -1871,3 +1871,13 @@ def test_a_closed_standard_output_is_refused_before_anything_is_done(tmp_path: P
     )  # fmt: skip
     assert opened.returncode == 0, opened.stderr
     assert store.read_bytes() != before
+
+
+def test_a_pipe_given_as_a_store_gets_the_fix_for_a_pipe(tmp_path: Path) -> None:
+    """`cat b.p7b | mtls list --keystore /dev/stdin`: the CLI printed the refusal
+    without its fix (the library's message has it)."""
+    fifo = tmp_path / "in.p7b"
+    os.mkfifo(fifo)
+    run = fails(1, "list", "--keystore", fifo)
+    assert "not a regular file" in run.stderr and "point to a regular file" in run.stderr
+    assert "NUL" not in run.stderr

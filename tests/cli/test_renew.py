@@ -84,7 +84,11 @@ def test_a_pkcs12_entry_takes_a_p7b_reply_from_stdout_request(
     assert leaf.subject.rfc4514_string() == "CN=gw,O=Renewed"
     p7b = tmp_path / "reply.p7b"
     p7b.write_bytes(pkcs7.serialize_certificates([root.certificate, inter, leaf], Encoding.DER))
-    done = ok("import", "--keystore", path, "--alias", "gw", "--file", p7b)
+    # The root came with the reply alone: installed, with keytool's question as a
+    # warning (keytool asks "Install reply anyway?" for a top trusted nowhere).
+    done = mtls_run("import", "--keystore", path, "--alias", "gw", "--file", p7b)
+    assert done.code == 0, done.stderr
+    assert "came with the reply alone" in done.stderr and "renewal root" in done.stderr
     assert "chain of 3" in done.stdout
     listed = run_keytool(jdk_keytool, "-list", "-v", *store, "-alias", "gw")
     assert "Certificate chain length: 3" in listed and "Owner: CN=gw, O=Renewed" in listed
@@ -184,3 +188,20 @@ def test_a_chain_that_stops_short_of_a_root_is_installed_with_a_warning(tmp_path
     assert done.code == 0, done.stderr
     assert "chain of 2" in done.stdout and "alias    gw (PrivateKeyEntry" in done.stdout
     assert "whose issuer (CN=far root,O=mtls.testing) is in neither" in done.stderr
+
+
+def test_a_root_the_store_or_ca_files_vouch_for_gives_no_warning(tmp_path: Path) -> None:
+    path = tmp_path / "gw.p12"
+    mtls.Keystore.generate("gw", "CN=gw", key_type="EC").save(path, PASSWORD)
+    root = CA(name="vouched root")
+    request = ok("certreq", "--keystore", path).stdout.encode()
+    reply = tmp_path / "reply.pem"
+    reply.write_bytes(
+        b"".join(c.public_bytes(Encoding.PEM) for c in (*root.sign_request(request),
+                                                         root.certificate))
+    )  # fmt: skip
+    ca_file = tmp_path / "root.pem"
+    ca_file.write_bytes(root.cert_pem)
+    # ok(): nothing on stderr, the root being one --ca names.
+    done = ok("import", "--keystore", path, "--alias", "gw", "--file", reply, "--ca", ca_file)
+    assert "chain of 2" in done.stdout

@@ -471,3 +471,18 @@ def test_a_reply_certificate_whose_key_is_off_its_curve_is_a_format_error() -> N
         x509.load_der_x509_certificate(broken).public_key()
     with pytest.raises(mtls.KeystoreFormatError, match="cannot be read"):
         store.install_reply("gw", [broken, ca.certificate])
+
+
+def test_trust_takes_a_file_or_its_bytes_as_the_reply_does(
+    pki: tuple[CA, CA], tmp_path: Path
+) -> None:
+    """trust=Path raised "'PosixPath' object is not iterable", trust=bytes "not int"."""
+    root, issuing = pki
+    bundle = tmp_path / "cas.pem"
+    bundle.write_bytes(issuing.cert_pem + root.cert_pem)
+    for trust in (bundle, bundle.read_bytes()):
+        store = _fresh()
+        leaf = issuing.sign_request(store.certificate_request())[0]
+        assert len(store.install_reply("gw", [leaf], trust=trust)) == 3
+    with pytest.raises(mtls.KeystoreNotFoundError, match="no such trusted certificates file"):
+        _fresh().install_reply("gw", [leaf], trust=tmp_path / "missing.pem")
