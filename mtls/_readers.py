@@ -363,13 +363,7 @@ def parse(
         )
     if _der_signed(data) == "certificate":
         return Parsed("DER", [], [(alias_for(data, Taken(), "cert"), data)], [])
-    bundle = _x509.pkcs7_certificates(data, pem=False)
-    if not bundle:
-        raise KeystoreFormatError(
-            f"{where}: a PKCS#7 bundle without a certificate that can be read: ask for "
-            "the certificates again (PEM, or a .p7b with them)",
-            path=path,
-        )
+    bundle = bundle_certificates(data, pem=False, where=where, path=path)
     taken = Taken()
     return Parsed("DER", [], [(alias_for(der, taken, "cert"), der) for der in bundle], [])
 
@@ -1107,6 +1101,49 @@ def _public_key_of_private(key_der: bytes) -> bytes | None:
         return None
 
 
+#: The PEM labels a certificate is read from (OpenSSL's three).
+PEM_CERTIFICATE_LABELS = (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE")
+
+
+def pem_certificate(
+    label: bytes, body: bytes, number: int, where: str, path: str | os.PathLike[str] | None
+) -> bytes:
+    """The DER of certificate block ``number`` of a PEM file (one DER element; for a
+    ``TRUSTED CERTIFICATE``, the certificate without OpenSSL's trust settings).
+
+    Raises:
+        KeystoreFormatError: not base64, or not one DER element.
+    """
+    try:
+        der = _base64_body(body)
+        if label == b"TRUSTED CERTIFICATE":
+            der = _trusted_certificate(der, where, path)
+        _der.check_single(der, _der.SEQUENCE)
+    except (binascii.Error, _der.DERError) as exc:
+        raise KeystoreFormatError(
+            f"{where}: certificate {number} is not valid PEM: fix the file", path=path
+        ) from exc
+    return der
+
+
+def bundle_certificates(
+    data: bytes, *, pem: bool, where: str, path: str | os.PathLike[str] | None
+) -> list[bytes]:
+    """The certificates of a PKCS#7 bundle (a PEM ``PKCS7`` block, or DER).
+
+    Raises:
+        KeystoreFormatError: it holds none that can be read.
+    """
+    bundle = _x509.pkcs7_certificates(data, pem=pem)
+    if not bundle:
+        raise KeystoreFormatError(
+            f"{where}: a PKCS#7 bundle holds no certificate that can be read: ask for the "
+            "certificates again (PEM, or a .p7b with them)",
+            path=path,
+        )
+    return bundle
+
+
 def _parse_pem(
     data: bytes,
     password: Secret | None,
@@ -1121,29 +1158,12 @@ def _parse_pem(
     key_blocks: list[bytes] = []
     others: dict[str, None] = {}  # labels of the blocks we do not read, in file order
     for label, body, block in _pem_blocks(data, where, path):
-        if label in (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"):
-            try:
-                der = _base64_body(body)
-                if label == b"TRUSTED CERTIFICATE":
-                    der = _trusted_certificate(der, where, path)
-                _der.check_single(der, _der.SEQUENCE)
-            except (binascii.Error, _der.DERError) as exc:
-                raise KeystoreFormatError(
-                    f"{where}: certificate {len(cert_ders) + 1} is not valid PEM: fix the file",
-                    path=path,
-                ) from exc
-            cert_ders.append(der)
+        if label in PEM_CERTIFICATE_LABELS:
+            cert_ders.append(pem_certificate(label, body, len(cert_ders) + 1, where, path))
         elif label.endswith(b"PRIVATE KEY"):
             key_blocks.append(block)
         elif label == b"PKCS7":  # a certificate bundle (openssl crl2pkcs7, .p7b as PEM)
-            bundle = _x509.pkcs7_certificates(block, pem=True)
-            if not bundle:
-                raise KeystoreFormatError(
-                    f"{where}: a PKCS7 block holds no certificate that can be read: ask "
-                    "for the certificates again (PEM, or a .p7b with them)",
-                    path=path,
-                )
-            cert_ders.extend(bundle)
+            cert_ders.extend(bundle_certificates(block, pem=True, where=where, path=path))
         else:
             others[label.decode("ascii", "replace")] = None
     if not cert_ders and not key_blocks:

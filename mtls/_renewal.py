@@ -12,7 +12,6 @@ certificates the caller trusts, as keytool completes it from the keystore and
 
 from __future__ import annotations
 
-import binascii
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,13 @@ from ._entries import KeyEntry, where
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._files import read_input
 from ._keygen import keytool_digest, parse_dname, parse_sans
-from ._readers import _base64_body, _der_signed, _pem_blocks, open_error
+from ._readers import (
+    _der_signed,
+    _pem_blocks,
+    bundle_certificates,
+    open_error,
+    pem_certificate,
+)
 
 #: How many certificates a chain may have: a loop guard (real chains have 2 to 5).
 MAX_CHAIN = 16
@@ -190,24 +195,9 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
     if b"-----BEGIN" in data:
         for label, body, block in _pem_blocks(data, source, path):
             if label in _CERT_LABELS:
-                try:
-                    der = _base64_body(body)
-                    _der.check_single(der, _der.SEQUENCE)
-                except (binascii.Error, _der.DERError):
-                    raise KeystoreFormatError(
-                        f"{source}: certificate {len(found) + 1} is not valid PEM: fix the file",
-                        path=path,
-                    ) from None
-                found.append(der)
+                found.append(pem_certificate(label, body, len(found) + 1, source, path))
             elif label == b"PKCS7":
-                bundle = _x509.pkcs7_certificates(block, pem=True)
-                if not bundle:
-                    raise KeystoreFormatError(
-                        f"{source}: a PKCS7 block holds no certificate that can be read: "
-                        "ask for the certificate chain again (PEM or .p7b)",
-                        path=path,
-                    )
-                found.extend(bundle)
+                found.extend(bundle_certificates(block, pem=True, where=source, path=path))
     elif _der_signed(data) == "certificate":
         found.append(data)
     elif _x509.looks_like_pkcs7(data):

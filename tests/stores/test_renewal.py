@@ -214,7 +214,7 @@ def test_a_stranger_in_the_reply_is_refused(pki: tuple[CA, CA]) -> None:
         (b"not a certificate at all", "no certificate found"),
         (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "private key"),
         (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "not valid PEM"),
-        (b"-----BEGIN PKCS7-----\nMAA=\n-----END PKCS7-----\n", "PKCS7 block"),
+        (b"-----BEGIN PKCS7-----\nMAA=\n-----END PKCS7-----\n", "PKCS#7 bundle"),
     ],
 )
 def test_junk_instead_of_a_reply_is_a_format_error(data: bytes, match: str) -> None:
