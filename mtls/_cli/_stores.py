@@ -10,7 +10,6 @@ where keytool would silently do something surprising, they refuse and say why.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import os
 import sys
@@ -440,12 +439,16 @@ def _several(path: Path, count: int) -> CLIError:
 
 def read_certificate_file(path: Path) -> bytes:
     """The one certificate in a DER or PEM file, or a PKCS#7 bundle of one, as DER
-    (``keytool -importcert -file``).
+    (``keytool -importcert -file``). Certificates are decoded, not parsed here
+    (cryptography warns while parsing an old root with serial number 0: cmd_import
+    parses it through _x509.load_cert).
 
     Raises:
         FileNotFoundError: no such file.
         CLIError: not a certificate, a keystore, a private key, or several certificates.
     """
+    from .._renewal import certificates_in  # noqa: PLC0415 - the reader replies share
+
     data = read_input(path)
     try:
         fmt: str = detect_format(data)
@@ -453,42 +456,23 @@ def read_certificate_file(path: Path) -> bytes:
         if says_what_it_is(exc):  # a CRL or a certificate request
             raise CLIError(f"{path}: {exc}") from None
         fmt = "unknown"
-    if fmt == "DER" and not _x509.looks_like_pkcs7(data):
-        return data
-    if fmt == "PEM":
-        if b"PRIVATE KEY-----" in data:
-            raise CLIError(
-                f"{path} holds a private key: import only the certificate "
-                "(mtls export --rfc writes one)"
-            )
-        # Decoded here, not by cryptography, which warns while parsing an old root
-        # with serial number 0 (cmd_import parses it through _x509.load_cert).
-        certs = [
-            block[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
-            for block in _x509.pem_blocks(data, b"CERTIFICATE")
-        ]
-        if len(certs) > 1:
-            raise _several(path, len(certs))
-        if certs:
-            with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
-                der = base64.b64decode(b"".join(certs[0].split()), validate=True)
-                _x509.load_cert(der)
-                return der
-    from .._renewal import certificates_in  # noqa: PLC0415 - PKCS#7 bundles only
-
-    bundle: list[bytes] = []
-    if fmt in ("unknown", "DER") or (fmt == "PEM" and b"-----BEGIN PKCS7-----" in data):
-        with contextlib.suppress(KeystoreFormatError):
-            bundle = certificates_in(data, path=str(path))
-    if len(bundle) == 1:  # a .p7b of one certificate
-        return bundle[0]
-    if len(bundle) > 1:
-        raise _several(path, len(bundle))
     if fmt in ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS"):
         raise CLIError(
             f"{path} is a {fmt} keystore, not a certificate: export the certificate first "
             f"(mtls export --keystore {path} --alias ALIAS --file CERT)"
         )
+    if fmt == "PEM" and b"PRIVATE KEY-----" in data:
+        raise CLIError(
+            f"{path} holds a private key: import only the certificate "
+            "(mtls export --rfc writes one)"
+        )
+    certs: list[bytes] = []
+    with contextlib.suppress(KeystoreFormatError):  # bad base64 or DER: not a certificate
+        certs = certificates_in(data, path=str(path), role="certificate")
+    if len(certs) > 1:
+        raise _several(path, len(certs))
+    if certs:
+        return certs[0]
     raise CLIError(
         f"{path} is not a certificate: expected DER or PEM, as mtls export or "
         "keytool -exportcert writes"
