@@ -613,8 +613,11 @@ class Keystore(_StoreBase):
         :meth:`install_reply`.
 
         Raises:
-            KeyEntryError: no such key entry (or several and no ``alias``), or its key
-                was not decrypted (a store opened with :meth:`inspect`) or cannot sign.
+            KeyEntryError: no such key entry (or several and no ``alias``); its key was
+                not decrypted (a store opened with :meth:`inspect`), cannot sign, or
+                would be written into the request in another form than its certificate
+                holds it (an RSASSA-PSS key: make that request with keytool); its
+                certificate cannot be read.
             ValueError: a malformed ``subject`` or ``san``.
         """
         from ._renewal import certificate_request  # noqa: PLC0415 - renewal only
