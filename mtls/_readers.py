@@ -1329,14 +1329,19 @@ def _pem_key_to_pkcs8(
     # Only the legacy form names its cipher in DEK-Info (PKCS#8 carries it inside).
     legacy = encrypted and not block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     cipher, iv, body_at = _dek_cipher(block, where, path) if legacy else ("", b"", 0)
-    if cipher.upper() == "DES-CBC" and password is not None:
-        plain = _legacy_des_key(block[body_at:], iv, password, where, path)
-        # Decrypted: the same block unencrypted, read as any traditional key is (its
-        # errors, an unknown curve named, are theirs).
+    if legacy:
         label = block[len(b"-----BEGIN ") : block.index(b"-----", len(b"-----BEGIN "))]
-        unsealed = b"".join((b"-----BEGIN ", label, b"-----\n", binascii.b2a_base64(plain),
-                             b"-----END ", label, b"-----\n"))  # fmt: skip
-        return _pem_key_to_pkcs8(unsealed, None, path, budget)
+        body = block[body_at : block.rindex(b"-----END")]
+        if cipher.upper() == "DES-CBC" and password is not None:
+            plain = _legacy_des_key(body, iv, password, where, path)
+            # Decrypted: the same block unencrypted, read as any traditional key is
+            # (its errors, an unknown curve named, are theirs).
+            return _pem_key_to_pkcs8(_pem_block(label, binascii.b2a_base64(plain)), None,
+                                     path, budget)  # fmt: skip
+        # The headers as OpenSSL writes them, whatever the file's layout (folded lines,
+        # spaces on the empty line, CR LF): cryptography reads this form only.
+        headers = b"Proc-Type: 4,ENCRYPTED\nDEK-Info: " + cipher.encode("ascii", "replace")
+        block = _pem_block(label, headers + b"," + iv.hex().upper().encode() + b"\n\n" + body)
     try:
         # The one call that needs the plain password: revealed in the argument list,
         # never held in a local of this frame.
@@ -1426,13 +1431,13 @@ _DEK_INFO = re.compile(rb"^DEK-Info:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
 
 
 def _legacy_des_key(
-    sealed: bytes, iv: bytes, password: Secret, where: str, path: str | os.PathLike[str] | None
+    body: bytes, iv: bytes, password: Secret, where: str, path: str | os.PathLike[str] | None
 ) -> bytes:
     """The plaintext of a ``DEK-Info: DES-CBC`` key (``openssl genrsa -des``, old Tomcat
     and Apache keys), which OpenSSL 3 reads only with its legacy provider and
     cryptography not at all, decrypted as OpenSSL's PEM_do_header does: the key is
     EVP_BytesToKey with MD5, one round, the IV's first 8 bytes as the salt,
-    MD5(password || salt)[:8]. ``sealed``: the block from its body on.
+    MD5(password || salt)[:8]. ``body``: the block's base64 lines.
 
     Raises:
         WrongPasswordError: the padding is wrong, or the plaintext is not one DER
@@ -1446,7 +1451,7 @@ def _legacy_des_key(
     from cryptography.hazmat.primitives.ciphers import Cipher, modes  # noqa: PLC0415
 
     try:
-        data = _base64_body(sealed[: sealed.rindex(b"-----END")])
+        data = _base64_body(body)
     except binascii.Error as exc:
         raise KeystoreFormatError(f"{where}: the private key is not valid PEM", path=path) from exc
     if not data or len(data) % 8:
@@ -1473,6 +1478,12 @@ def _legacy_des_key(
     return plain
 
 
+def _pem_block(label: bytes, body: bytes) -> bytes:
+    """``body`` (base64 lines, or headers and them) as a PEM block labelled ``label``."""
+    end = b"" if body.endswith(b"\n") else b"\n"
+    return b"".join((b"-----BEGIN ", label, b"-----\n", body, end, b"-----END ", label, b"-----\n"))
+
+
 def _headers_end(block: bytes) -> int | None:
     """Where the body of an encrypted traditional key starts: after the header lines
     (``Name: value``) that follow its BEGIN line, and the empty line that ends them
@@ -1482,10 +1493,12 @@ def _headers_end(block: bytes) -> int | None:
         end = block.find(b"\n", pos)
         if end < 0:
             return None
-        line = block[pos:end].strip(b" \t\r")
+        raw = block[pos:end]
+        line = raw.strip(b" \t\r")
         if not line:
             return end + 1
-        if b":" not in line or line.startswith(b"-----"):
+        folded = raw[:1] in (b" ", b"\t")  # RFC 1421: a header continued on this line
+        if not folded and (b":" not in line or line.startswith(b"-----")):
             return None
         pos = end + 1
     return None
@@ -1498,7 +1511,13 @@ def _dek_cipher(
     body starts. A header without a well-formed IV, or headers not ended by an empty
     line, are refused as damage (every flaw was read as a wrong password)."""
     found = _DEK_INFO.search(block[:2048])
-    cipher, _, iv_text = (found.group(1).decode("ascii", "replace") if found else "").partition(",")
+    value = found.group(1) if found else b""
+    if found is not None:  # RFC 1421: a value may go on over lines that start blank
+        for line in block[found.end() + 1 :].split(b"\n"):
+            if line[:1] not in (b" ", b"\t") or not line.strip():
+                break
+            value += line.strip()
+    cipher, _, iv_text = value.decode("ascii", "replace").partition(",")
     cipher = cipher.strip()
     size = 8 if cipher.upper().startswith(_DEK_64_BIT) else 16
     try:

@@ -27,6 +27,7 @@ from ._errors import KeyEntryError, KeystoreFormatError
 from ._files import read_input
 from ._keygen import keytool_digest, parse_dname, parse_sans
 from ._readers import (
+    PEM_CERTIFICATE_LABELS,
     _der_signed,
     _pem_blocks,
     bundle_certificates,
@@ -39,8 +40,6 @@ MAX_CHAIN = 16
 #: How many certificates a reply may hold: CAs send a chain (2 to 5, a few more with
 #: cross-signed roots). Each is parsed and may be signature-checked against the others.
 MAX_REPLY_CERTIFICATES = 64
-
-_CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE")
 
 
 def certificate_request(
@@ -194,7 +193,7 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
     found: list[bytes] = []
     if b"-----BEGIN" in data:
         for label, body, block in _pem_blocks(data, source, path):
-            if label in _CERT_LABELS:
+            if label in PEM_CERTIFICATE_LABELS:
                 found.append(pem_certificate(label, body, len(found) + 1, source, path))
             elif label == b"PKCS7":
                 found.extend(bundle_certificates(block, pem=True, where=source, path=path))

@@ -671,7 +671,8 @@ class Keystore(_StoreBase):
         trusted = [der for _, der in self._entries.cert_entries()]
         if isinstance(trust, Truststore):
             trusted += trust.anchors_der
-        elif isinstance(trust, bytes | os.PathLike):  # a file of them, or its bytes
+        elif isinstance(trust, str | bytes | bytearray | memoryview | os.PathLike):
+            # A file of them or its bytes (a str: refused, saying to pass a Path).
             trusted += reply_certificates(trust, role="trusted certificates")[0]
         elif trust is not None:
             trusted += reply_certificates(list(trust), role="trusted certificates")[0]

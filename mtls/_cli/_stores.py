@@ -10,6 +10,7 @@ where keytool would silently do something surprising, they refuse and say why.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
 import sys
@@ -466,9 +467,14 @@ def read_certificate_file(path: Path) -> bytes:
             f"{path} holds a private key: import only the certificate "
             "(mtls export --rfc writes one)"
         )
-    certs: list[bytes] = []
-    with contextlib.suppress(KeystoreFormatError):  # bad base64 or DER: not a certificate
+    try:
         certs = certificates_in(data, path=str(path), role="certificate")
+    except KeystoreFormatError as exc:
+        # What keytool also takes and the store reader does not: old Mac line ends (CR
+        # alone), a "-----BEGIN " inside the text before the block.
+        certs = _lenient_pem_certificates(data)
+        if not certs and "no certificate found" not in str(exc):
+            raise CLIError(str(exc)) from None  # a damaged block, trust settings: why
     if len(certs) > 1:
         raise _several(path, len(certs))
     if certs:
@@ -477,6 +483,19 @@ def read_certificate_file(path: Path) -> bytes:
         f"{path} is not a certificate: expected DER or PEM, as mtls export or "
         "keytool -exportcert writes"
     )
+
+
+def _lenient_pem_certificates(data: bytes) -> list[bytes]:
+    """The CERTIFICATE blocks of ``data`` that decode, wherever they are (the reading
+    ``mtls import`` had before it shared the store reader's)."""
+    certs: list[bytes] = []
+    for block in _x509.pem_blocks(data, b"CERTIFICATE"):
+        body = block[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
+        with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+            _x509.load_cert(der)
+            certs.append(der)
+    return certs
 
 
 def _certificate_to_trust(path: Path) -> tuple[bytes, x509.Certificate]:

@@ -205,3 +205,24 @@ def test_a_root_the_store_or_ca_files_vouch_for_gives_no_warning(tmp_path: Path)
     # ok(): nothing on stderr, the root being one --ca names.
     done = ok("import", "--keystore", path, "--alias", "gw", "--file", reply, "--ca", ca_file)
     assert "chain of 2" in done.stdout
+
+
+def test_import_still_takes_what_keytool_takes_and_says_why_it_refuses(tmp_path: Path) -> None:
+    """Reading the certificate with the store reader (one reader for stores, replies
+    and import) refused what import used to take and keytool takes: CR-only line
+    ends, a "-----BEGIN " inside the text before the block. And a refusal said only
+    "not a certificate" where the reader knew why."""
+    pem = CA(name="lenient").cert_pem
+    cases = {
+        "cr-only.pem": pem.replace(b"\n", b"\r"),
+        "text-begin.pem": b"as sent: the part after -----BEGIN is yours\n" + pem,
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        ok("import", "--keystore", tmp_path / f"{name}.jks", "--alias", "ca", "--file",
+           tmp_path / name)  # fmt: skip
+    truncated = tmp_path / "truncated.pem"
+    truncated.write_bytes(pem[: pem.index(b"-----END")])
+    run = fails(1, "import", "--keystore", tmp_path / "t.jks", "--alias", "ca", "--file",
+                truncated)  # fmt: skip
+    assert "no matching END line" in run.stderr

@@ -1056,8 +1056,24 @@ def test_an_encrypted_key_without_the_empty_line_after_its_headers_is_damage(
         for password in (PASSWORD, None):
             with pytest.raises(mtls.KeystoreFormatError, match="not followed by an empty line"):
                 mtls.Keystore.from_bytes(data, password)
-    # The twin, with its empty line: it loads.
+    # The twin, with its empty line: it loads; and so do the layouts OpenSSL reads
+    # that cryptography does not (it said "wrong password" to the right one): a
+    # folded header line, spaces on the empty line, CR LF line ends.
     mtls.Keystore.from_bytes(key + (files / "cert.pem").read_bytes(), PASSWORD)
+    dek = key[key.index(b"DEK-Info: ") : key.index(b"\n", key.index(b"DEK-Info: "))]
+    name, _, value = dek.partition(b",")
+    layouts = [
+        key.replace(dek, name + b",\n " + value),
+        key.replace(b"\n\n", b"\n  \t\n", 1),
+        key.replace(b"\n", b"\r\n"),
+    ]
+    for layout in layouts:
+        data = layout + (files / "cert.pem").read_bytes()
+        mtls.Keystore.from_bytes(data, PASSWORD)
+        with pytest.raises(mtls.WrongPasswordError, match="pass its password"):
+            mtls.Keystore.from_bytes(data, None)
+        with pytest.raises(mtls.WrongPasswordError, match="wrong password"):
+            mtls.Keystore.from_bytes(data, "not-" + PASSWORD)
 
 
 @needs_openssl
