@@ -804,7 +804,10 @@ class CA:
 
         Args:
             request: the request, or its PEM or DER bytes.
-            not_before, not_after, server_auth, client_auth: as for :meth:`issue_cert`.
+            not_before: start of validity, as for :meth:`issue_cert`.
+            not_after: end of validity, as for :meth:`issue_cert`.
+            server_auth: include the ``serverAuth`` extended key usage.
+            client_auth: include the ``clientAuth`` extended key usage.
 
         Returns:
             The reply: the new certificate and this CA's intermediates, leaf first

@@ -486,3 +486,13 @@ def test_trust_takes_a_file_or_its_bytes_as_the_reply_does(
         assert len(store.install_reply("gw", [leaf], trust=trust)) == 3
     with pytest.raises(mtls.KeystoreNotFoundError, match="no such trusted certificates file"):
         _fresh().install_reply("gw", [leaf], trust=tmp_path / "missing.pem")
+
+
+def test_trust_as_text_says_to_pass_a_path(pki: tuple[CA, CA], tmp_path: Path) -> None:
+    root, issuing = pki
+    store = _fresh()
+    leaf = issuing.sign_request(store.certificate_request())[0]
+    with pytest.raises(TypeError, match=r"pathlib\.Path"):
+        store.install_reply("gw", [leaf], trust=str(tmp_path / "cas.pem"))  # type: ignore[arg-type]
+    chain = store.install_reply("gw", [leaf], trust=bytearray(issuing.cert_pem + root.cert_pem))
+    assert len(chain) == 3
