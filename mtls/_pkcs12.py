@@ -627,7 +627,7 @@ def _decrypt(
         secrets = password.pbe_candidates()
     else:
         raise P12UnsupportedError(f"unsupported encryption algorithm {algorithm_name(oid)}")
-    budget.charge_kdf(_kdf_cost(oid, params) * len(secrets))
+    budget.charge_kdf(_kdf_cost(oid, params) * len(secrets), _charged(oid))
     for secret in secrets:
         if oid in _PKCS12_RC4:
             # A stream cipher: no padding to check, so only plausibility tells a wrong
@@ -721,7 +721,8 @@ def check_key_encryption(encrypted_pkcs8: bytes, budget: WorkBudget) -> None:
     try:
         # RFC 5958: EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }
         algorithm, _ = _pair(_der.read_single(encrypted_pkcs8, _der.SEQUENCE))
-        budget.charge_kdf(_kdf_cost(*_algorithm(algorithm)))
+        oid, params = _algorithm(algorithm)
+        budget.charge_kdf(_kdf_cost(oid, params), _charged(oid))
     except DERError as exc:
         raise P12FormatError(f"malformed EncryptedPrivateKeyInfo: {exc}") from exc
 
@@ -757,6 +758,14 @@ def _kdf_cost(oid: str, params: TLV | None) -> int:
         # RFC 7292 appendix B.3: the key and the IV are derived separately (SHA-1).
         return _iterations(rounds_tlv) * (_blocks(key_size, "sha1") + 1)
     raise P12UnsupportedError(f"unsupported encryption algorithm {algorithm_name(oid)}")
+
+
+def _charged(oid: str) -> str:
+    """How a budget refusal names a derivation: PBES1's weight said, since its
+    iterations count three times."""
+    if oid in _PBES1:
+        return f"its key derivations (PBES1: each iteration counts {_PBES1_WEIGHT} times)"
+    return "its key derivations"
 
 
 def _blocks(size: int, name: str) -> int:
