@@ -580,7 +580,14 @@ def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     standard output (``keytool -certreq``)."""
     path = Path(args.keystore)
     fmt = _sniff(path)
-    password = store_password(args, path) if fmt not in ("PEM", "DER") else args.password
+    password = (
+        store_password(args, path)
+        if fmt not in ("PEM", "DER")
+        else resolve_password(  # an encrypted PEM key's, when there is one
+            args.password, env=ENV_STORE_PASSWORD, option="--password", what="", prompt="",
+            required=False,
+        )
+    )  # fmt: skip
     alias: str | None = args.alias
     if alias is None and fmt in ("JKS", "JCEKS", "BKS", "UBER"):
         # Each key has a password of its own there: name the entry before decrypting

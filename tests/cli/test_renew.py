@@ -226,3 +226,20 @@ def test_import_still_takes_what_keytool_takes_and_says_why_it_refuses(tmp_path:
     run = fails(1, "import", "--keystore", tmp_path / "t.jks", "--alias", "ca", "--file",
                 truncated)  # fmt: skip
     assert "no matching END line" in run.stderr
+
+
+def test_certreq_reads_an_encrypted_pem_key_with_the_store_password_variable(
+    tmp_path: Path,
+) -> None:
+    """A PEM keystore's password came from --password only; MTLS_STORE_PASSWORD (which
+    mtls_run sets, as a service would) was ignored: "the private key is encrypted"."""
+    path = tmp_path / "gw.pem"
+    path.write_bytes(
+        mtls.Keystore.generate("gw", "CN=gw.pem", key_type="EC").to_bytes(
+            PASSWORD, store_type="PEM"
+        )
+    )
+    made = ok("certreq", "--keystore", path)
+    assert x509.load_pem_x509_csr(made.stdout.encode()).subject.rfc4514_string() == "CN=gw.pem"
+    run = fails(1, "certreq", "--keystore", path, password_env=False)
+    assert "pass its password" in run.stderr
