@@ -496,3 +496,17 @@ def test_trust_as_text_says_to_pass_a_path(pki: tuple[CA, CA], tmp_path: Path) -
         store.install_reply("gw", [leaf], trust=str(tmp_path / "cas.pem"))  # type: ignore[arg-type]
     chain = store.install_reply("gw", [leaf], trust=bytearray(issuing.cert_pem + root.cert_pem))
     assert len(chain) == 3
+
+
+def test_a_reply_with_spaces_at_its_line_ends_is_read_as_keytool_reads_it(
+    pki: tuple[CA, CA],
+) -> None:
+    """Trailing spaces or tabs on a reply's base64 lines (a mail client, a ticket
+    system): "Only base64 data is allowed" where keytool installs the reply."""
+    root, issuing = pki
+    store = _fresh()
+    reply = issuing.sign_request(store.certificate_request())
+    pem = b"".join(c.public_bytes(PEM) for c in reply)
+    for ending in (b" \n", b"\t\n"):
+        chain = store.install_reply("gw", pem.replace(b"\n", ending), trust=root.truststore())
+        assert len(chain) == 3
