@@ -747,16 +747,14 @@ def _kdf_cost(oid: str, params: TLV | None) -> int:
         _, iterations, length, prf = _pbkdf2_params(kdf)
         return iterations * _blocks(length or key_size, prf)
     if oid in _PKCS12_PBES or oid in _PBES1 or oid in _PKCS12_RC4:
-        # pkcs-12PbeParams and PBEParameter: SEQUENCE { salt OCTET STRING, iterations }
-        salt_tlv, rounds_tlv = _pair(params)
-        _octets(salt_tlv)
+        _, rounds = _salt_and_rounds(params)
         if oid in _PBES1:
             # PBKDF1 runs here as a Python loop of hash calls, holding the GIL: 0.38 us
             # an iteration (MD5), 1.7 times PBKDF2-HMAC-SHA256 in C (weight 1).
-            return _iterations(rounds_tlv) * _PBES1_WEIGHT
+            return rounds * _PBES1_WEIGHT
         key_size = _PKCS12_PBES.get(oid, (16, False))[0]
         # RFC 7292 appendix B.3: the key and the IV are derived separately (SHA-1).
-        return _iterations(rounds_tlv) * (_blocks(key_size, "sha1") + 1)
+        return rounds * (_blocks(key_size, "sha1") + 1)
     raise P12UnsupportedError(f"unsupported encryption algorithm {algorithm_name(oid)}")
 
 
@@ -824,14 +822,19 @@ def _pbes2(params: TLV | None, password: bytes) -> tuple[BlockCipherAlgorithm, b
     return (algorithms.AES(key) if is_aes else TripleDES(key)), _octets(_present(iv))
 
 
+def _salt_and_rounds(params: TLV | None) -> tuple[bytes, int]:
+    """The salt and iteration count of pkcs-12PbeParams (RFC 7292 appendix C) or
+    PBES1's PBEParameter (RFC 8018 A.3): SEQUENCE { salt OCTET STRING, iterations }."""
+    salt_tlv, rounds_tlv = _pair(params)
+    return _octets(salt_tlv), _iterations(rounds_tlv)
+
+
 def _pkcs12_pbe(
     oid: str, params: TLV | None, bmp: bytes
 ) -> tuple[BlockCipherAlgorithm | bytes, bytes]:
-    # RFC 7292 appendix C: pkcs-12PbeParams ::= SEQUENCE { salt, iterations }, and
-    # appendix B.3: the key is derived with ID 1, the IV with ID 2, both with SHA-1.
+    # RFC 7292 appendix B.3: the key is derived with ID 1, the IV with ID 2, both SHA-1.
     key_size, is_rc2 = _PKCS12_PBES[oid]
-    salt_tlv, rounds_tlv = _pair(params)
-    salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
+    salt, rounds = _salt_and_rounds(params)
     key = _p12_kdf("sha1", bmp, salt, purpose=1, rounds=rounds, size=key_size)
     iv = _p12_kdf("sha1", bmp, salt, purpose=2, rounds=rounds, size=8)
     if is_rc2:
@@ -843,11 +846,10 @@ def _pkcs12_pbe(
 def _pbes1(
     oid: str, params: TLV | None, password: bytes
 ) -> tuple[BlockCipherAlgorithm | bytes, bytes]:
-    # RFC 8018 section 6.1 and A.3: PBEParameter ::= SEQUENCE { salt, iterationCount };
-    # PBKDF1 (5.1): T1 = Hash(P || S), Ti = Hash(Ti-1); the key is T[0:8], the IV T[8:16].
+    # RFC 8018 section 6.1, PBKDF1 (5.1): T1 = Hash(P || S), Ti = Hash(Ti-1); the key
+    # is T[0:8], the IV T[8:16].
     name, is_rc2 = _PBES1_SCHEMES[oid]
-    salt_tlv, rounds_tlv = _pair(params)
-    salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
+    salt, rounds = _salt_and_rounds(params)
     new = hashlib.md5 if name == "md5" else hashlib.sha1
     digest = new(password + salt, usedforsecurity=False).digest()
     for _ in range(rounds - 1):
@@ -859,8 +861,7 @@ def _pbes1(
 
 def _pkcs12_rc4_key(oid: str, params: TLV | None, bmp: bytes) -> bytes:
     # RFC 7292 appendix B.3 with ID 1, as for the block ciphers; RC4 takes no IV.
-    salt_tlv, rounds_tlv = _pair(params)
-    salt, rounds = _octets(salt_tlv), _iterations(rounds_tlv)
+    salt, rounds = _salt_and_rounds(params)
     return _p12_kdf("sha1", bmp, salt, purpose=1, rounds=rounds, size=_PKCS12_RC4[oid])
 
 
