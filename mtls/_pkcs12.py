@@ -655,20 +655,30 @@ def _decrypt(
             # 40- and 64-bit RC2, which cryptography does not offer: our own RFC 2268
             # code, with the effective key length the key's (5 or 8 bytes).
             budget.charge_rc2(len(data))
-            padded = _rc2.cbc_decrypt(cipher, len(cipher) * 8, iv, data)
+            opened = _unpadded(_rc2.cbc_decrypt(cipher, len(cipher) * 8, iv, data), 64)
         else:
-            decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
-            padded = decryptor.update(data) + decryptor.finalize()
-        unpadder = padding.PKCS7(block * 8).unpadder()
-        try:
-            plain = unpadder.update(padded)
-            plain += unpadder.finalize()
-        except ValueError:  # bad padding: the usual sign of a wrong password
-            continue
-        if plausible(plain):  # a wrong password passes the padding check 1 time in 256
-            return plain
+            opened = cbc_plaintext(cipher, iv, data)
+        # No plaintext (bad padding) is the usual sign of a wrong password; a wrong
+        # password passes the padding check 1 time in 256, so the plaintext is judged too.
+        if opened is not None and plausible(opened):
+            return opened
     what = "the certificates do" if which == "store" else "the private key does"
     raise P12PasswordError(f"{what} not decrypt: wrong {which} password", which=which)
+
+
+def cbc_plaintext(cipher: BlockCipherAlgorithm, iv: bytes, data: bytes) -> bytes | None:
+    """``data`` decrypted with ``cipher`` in CBC mode, its PKCS#7 padding removed;
+    ``None`` when the padding is wrong (the usual sign of a wrong password)."""
+    decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
+    return _unpadded(decryptor.update(data) + decryptor.finalize(), cipher.block_size)
+
+
+def _unpadded(padded: bytes, block_bits: int) -> bytes | None:
+    unpadder = padding.PKCS7(block_bits).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        return None
 
 
 def decrypt_pkcs8(encrypted_pkcs8: bytes, password: Secret, budget: WorkBudget) -> bytes:

@@ -1447,8 +1447,6 @@ def _legacy_des_key(
     import hashlib  # noqa: PLC0415 - this old form only
 
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES  # noqa: PLC0415
-    from cryptography.hazmat.primitives import padding  # noqa: PLC0415
-    from cryptography.hazmat.primitives.ciphers import Cipher, modes  # noqa: PLC0415
 
     try:
         data = _base64_body(body)
@@ -1465,16 +1463,16 @@ def _legacy_des_key(
         password.reveal().encode("utf-8", "surrogatepass") + iv[:8], usedforsecurity=False
     ).digest()[:8]
     # Single DES is 3DES with one key three times (cryptography warns on short keys).
-    decryptor = Cipher(TripleDES(key * 3), modes.CBC(iv)).decryptor()
-    unpadder = padding.PKCS7(64).unpadder()
-    try:
-        plain = unpadder.update(decryptor.update(data) + decryptor.finalize())
-        plain += unpadder.finalize()
-        _der.check_single(plain, _der.SEQUENCE)
-    except ValueError as exc:  # bad padding, or bytes that are no key: DERError too
+    plain = _pkcs12.cbc_plaintext(TripleDES(key * 3), iv, data)
+    if plain is not None:  # the padding fits: is it one DER element, as a key is?
+        try:
+            _der.check_single(plain, _der.SEQUENCE)
+        except _der.DERError:
+            plain = None
+    if plain is None:
         raise WrongPasswordError(
             f"{where}: wrong password for the encrypted private key", path=path
-        ) from exc
+        )
     return plain
 
 
