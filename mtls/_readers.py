@@ -101,8 +101,8 @@ def detect_format(data: bytes) -> StoreFormat:
             return "DER"
         if signed is not None:
             raise KeystoreFormatError(_NOT_A_CERTIFICATE[signed])
-        if _x509.looks_like_pkcs7(data):
-            return "DER"  # a PKCS#7 certificate bundle (.p7b): certificates, in DER
+        if _x509.looks_like_pkcs7(data) or der_certificates(data) is not None:
+            return "DER"  # a PKCS#7 bundle (.p7b), or DER certificates end to end
         if _looks_like_bcfks(data):
             return "BCFKS"
     bouncy = _bks.looks_like_bks(data)
@@ -201,6 +201,27 @@ def _der_signed(data: bytes) -> str | None:
     if tags[:4] == [integer, seq, seq, 0xA0]:
         return "request"
     return None
+
+
+def der_certificates(data: bytes) -> list[bytes] | None:
+    """The certificates of ``data`` when it is two or more DER certificates end to end
+    (what ``keytool -gencert`` writes without ``-rfc``: the new certificate and its
+    issuers; Java's ``CertificateFactory`` reads them), ``None`` for anything else."""
+    try:
+        items = _der.spans(data)
+    except _der.DERError:
+        return None
+    if len(items) < 2:
+        return None
+    found: list[bytes] = []
+    start = 0
+    for tag, _, end in items:
+        der = data[start:end]
+        if tag != _der.SEQUENCE or _der_signed(der) != "certificate":
+            return None
+        found.append(der)
+        start = end
+    return found
 
 
 # --------------------------------------------------------------------------- reading
@@ -363,7 +384,7 @@ def parse(
         )
     if _der_signed(data) == "certificate":
         return Parsed("DER", [], [(alias_for(data, Taken(), "cert"), data)], [])
-    bundle = bundle_certificates(data, pem=False, where=where, path=path)
+    bundle = der_certificates(data) or bundle_certificates(data, pem=False, where=where, path=path)
     taken = Taken()
     return Parsed("DER", [], [(alias_for(der, taken, "cert"), der) for der in bundle], [])
 

@@ -31,6 +31,7 @@ from ._readers import (
     _der_signed,
     _pem_blocks,
     bundle_certificates,
+    der_certificates,
     open_error,
     pem_certificate,
 )
@@ -183,8 +184,9 @@ def reply_certificates(
 
 
 def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> list[bytes]:
-    """Every certificate of a PEM file (``CERTIFICATE`` and ``PKCS7`` blocks), one DER
-    certificate, or a DER PKCS#7 bundle, as DER, in file order.
+    """Every certificate of a PEM file (``CERTIFICATE`` and ``PKCS7`` blocks), DER
+    certificates (one, or several end to end), or a DER PKCS#7 bundle, as DER, in file
+    order.
 
     Raises:
         KeystoreFormatError: no certificate in it, or a block that cannot be read.
@@ -201,6 +203,8 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
         found.append(data)
     elif _x509.looks_like_pkcs7(data):
         found.extend(_x509.pkcs7_certificates(data, pem=False))
+    else:  # DER certificates end to end: keytool -gencert without -rfc
+        found.extend(der_certificates(data) or ())
     if found:
         return found
     fix = (

@@ -96,6 +96,49 @@ def test_a_pkcs12_entry_takes_a_p7b_reply_from_stdout_request(
     assert loaded.certificate_chain("gw")[0] == leaf
 
 
+def test_keytools_der_reply_with_its_issuer_glued_on_is_installed(
+    tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    """``keytool -gencert`` without ``-rfc`` (its default) writes the new certificate
+    and the issuing CA's, DER, one after the other: mtls refused that reply with "no
+    certificate found", where keytool installs it."""
+    ca_store, ca_pem = _keytool_ca(jdk_keytool, tmp_path)
+    issuing = ("-keystore", str(tmp_path / "issuing.jks"), "-storetype", "JKS",
+               "-storepass", PASSWORD)  # fmt: skip
+    run_keytool(jdk_keytool, "-genkeypair", *issuing, "-alias", "issuing", "-keyalg", "EC",
+                "-dname", "CN=keytool issuing CA")  # fmt: skip
+    issuing_csr = tmp_path / "issuing.csr"
+    run_keytool(jdk_keytool, "-certreq", *issuing, "-alias", "issuing", "-file",
+                str(issuing_csr))  # fmt: skip
+    issuing_pem = tmp_path / "issuing.pem"
+    run_keytool(jdk_keytool, "-gencert", *ca_store, "-alias", "ca", "-infile", str(issuing_csr),
+                "-outfile", str(issuing_pem), "-rfc", "-ext", "bc:c")  # fmt: skip
+    run_keytool(jdk_keytool, "-importcert", *issuing, "-alias", "root", "-file", str(ca_pem),
+                "-noprompt")  # fmt: skip
+    run_keytool(jdk_keytool, "-importcert", *issuing, "-alias", "issuing", "-file",
+                str(issuing_pem))  # fmt: skip
+    path = tmp_path / "gw.p12"
+    run_keytool(jdk_keytool, "-genkeypair", "-keystore", str(path), "-storetype", "PKCS12",
+                "-storepass", PASSWORD, "-alias", "gw", "-keyalg", "EC", "-dname", "CN=gw")  # fmt: skip
+    csr = tmp_path / "gw.csr"
+    ok("certreq", "--keystore", path, "--alias", "gw", "--file", csr)
+    reply = tmp_path / "gw.der"
+    run_keytool(jdk_keytool, "-gencert", *issuing, "-alias", "issuing", "-infile", str(csr),
+                "-outfile", str(reply))  # fmt: skip
+    assert reply.read_bytes()[:1] == b"\x30" and b"-----" not in reply.read_bytes()
+    # Twin: the same reply with a byte after it is no reply, and the store is untouched.
+    damaged = tmp_path / "damaged.der"
+    damaged.write_bytes(reply.read_bytes() + b"\x00")
+    before = path.read_bytes()
+    refused = fails(1, "import", "--keystore", path, "--alias", "gw", "--file", damaged)
+    assert "damaged.der" in refused.stderr and path.read_bytes() == before
+    done = ok("import", "--keystore", path, "--alias", "gw", "--file", reply, "--ca", ca_pem)
+    assert "chain of 3" in done.stdout, done.stdout
+    listed = run_keytool(jdk_keytool, "-list", "-v", "-keystore", str(path), "-storepass",
+                         PASSWORD, "-alias", "gw")  # fmt: skip
+    assert "Certificate chain length: 3" in listed and "Issuer: CN=keytool issuing CA" in listed
+
+
 def test_refusals_leave_the_store_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "gw.p12"
     CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")

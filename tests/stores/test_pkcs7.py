@@ -120,6 +120,23 @@ def test_a_bundle_with_a_certificate_of_an_unknown_version_is_a_format_error(
         store.install_reply("gw", broken)
 
 
+def test_der_certificates_end_to_end_are_a_truststore(chain: tuple[CA, CA]) -> None:
+    """What ``keytool -gencert`` and ``-exportcert`` of a chain write without ``-rfc``:
+    DER certificates one after another, which Java's CertificateFactory reads. They were
+    "not a keystore or truststore"."""
+    root, issuing = chain
+    ders = [ca.certificate.public_bytes(Encoding.DER) for ca in (issuing, root)]
+    glued = b"".join(ders)
+    assert mtls.detect_format(glued) == "DER"
+    trust = mtls.Truststore.from_bytes(glued)
+    assert sorted(trust.anchors_der) == sorted(ders)
+    # Twins: anything after the certificates that is not one is not read as a store,
+    # nor is a certificate glued to a CRL.
+    for tail in (b"\x00\x00", b"\n", b"\x30\x03\x02\x01\x01", root.crl()):
+        with pytest.raises(mtls.KeystoreFormatError):
+            mtls.Truststore.from_bytes(glued + tail)
+
+
 def test_a_p7b_converts_to_the_truststore_keytool_reads(
     chain: tuple[CA, CA], tmp_path: Path, jdk_keytool: JDK
 ) -> None:
