@@ -60,51 +60,9 @@ def certificate_request(
             not be the entry's); the entry's certificate cannot be read.
         ValueError: a malformed ``subject`` or ``san``.
     """
-    store, alias = where(path), entry.alias
-    if not entry.key_der:
-        raise KeyEntryError(
-            f"{store}: the key of {alias!r} was not decrypted (the store was inspected): "
-            "load it with Keystore.load and the key password to sign a request",
-            path=path,
-            alias=alias,
-        )
-    leaf = _entry_certificate(entry, path)
-    try:
-        key = serialization.load_der_private_key(entry.key_der, None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyEntryError(
-            f"{store}: the key of {alias!r} cannot sign a request here "
-            f"({type(exc).__name__}): make the request with keytool -certreq",
-            path=path,
-            alias=alias,
-        ) from None
-    if not isinstance(
-        key,
-        rsa.RSAPrivateKey
-        | ec.EllipticCurvePrivateKey
-        | dsa.DSAPrivateKey
-        | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey,
-    ):
-        raise KeyEntryError(
-            f"{store}: the key of {alias!r} ({type(key).__name__}) cannot sign a request: "
-            "make it with keytool -certreq",
-            path=path,
-            alias=alias,
-        )
-    asked = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    key, leaf = signing_key(
+        entry, path, task="sign a request", fix="make the request with keytool -certreq"
     )
-    if asked != leaf.spki:
-        # cryptography reads an RSASSA-PSS key as plain RSA: the request would name a
-        # key the certificate does not, and Java refuses a reply for it.
-        raise KeyEntryError(
-            f"{store}: the key of {alias!r} would be written into the request in "
-            "another form than its certificate holds it (an RSASSA-PSS key becomes plain "
-            "RSA here): make the request with keytool -certreq",
-            path=path,
-            alias=alias,
-        )
     name = parse_dname(subject) if subject is not None else leaf.cert.subject
     if san is not None:
         names = parse_sans(san)
@@ -114,16 +72,68 @@ def certificate_request(
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(key, _digest(key))
+    return builder.sign(key, digest_for(key))
 
 
-def _digest(
-    key: rsa.RSAPrivateKey
+SigningKey = (
+    rsa.RSAPrivateKey
     | ec.EllipticCurvePrivateKey
     | dsa.DSAPrivateKey
     | ed25519.Ed25519PrivateKey
-    | ed448.Ed448PrivateKey,
-) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
+    | ed448.Ed448PrivateKey
+)
+
+
+def signing_key(
+    entry: KeyEntry, path: str | None, *, task: str, fix: str
+) -> tuple[SigningKey, _Cert]:
+    """``entry``'s private key, ready to sign, and its certificate parsed once.
+
+    Raises:
+        KeyEntryError: the key was not decrypted, cannot ``task`` here (a key type
+            cryptography does not read: ``fix``), or would be written in another
+            encoding than its certificate's (an RSASSA-PSS key); the entry's
+            certificate cannot be read.
+    """
+    store, alias = where(path), entry.alias
+    if not entry.key_der:
+        raise KeyEntryError(
+            f"{store}: the key of {alias!r} was not decrypted (the store was inspected): "
+            f"load it with Keystore.load and the key password to {task}",
+            path=path,
+            alias=alias,
+        )
+    leaf = _entry_certificate(entry, path)
+    try:
+        key = serialization.load_der_private_key(entry.key_der, None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyEntryError(
+            f"{store}: the key of {alias!r} cannot {task} here ({type(exc).__name__}): {fix}",
+            path=path,
+            alias=alias,
+        ) from None
+    if not isinstance(key, SigningKey):
+        raise KeyEntryError(
+            f"{store}: the key of {alias!r} ({type(key).__name__}) cannot {task}: {fix}",
+            path=path,
+            alias=alias,
+        )
+    asked = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if asked != leaf.spki:
+        # cryptography reads an RSASSA-PSS key as plain RSA: what it signs would name
+        # a key the certificate does not, and Java refuses it.
+        raise KeyEntryError(
+            f"{store}: the key of {alias!r} would be written in another form than its "
+            f"certificate holds it (an RSASSA-PSS key becomes plain RSA here): {fix}",
+            path=path,
+            alias=alias,
+        )
+    return key, leaf
+
+
+def digest_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     """keytool's signature digest for ``key`` (SHA-256 for DSA; none for EdDSA)."""
     if isinstance(key, dsa.DSAPrivateKey):
         return hashes.SHA256()

@@ -681,6 +681,67 @@ class Keystore(_StoreBase):
             self._entries.add_key(replace(entry, chain_der=chain), replace=True)
         return tuple(_x509.load_cert(der) for der in chain)
 
+    def sign_request(
+        self,
+        request: bytes | os.PathLike[str] | x509.CertificateSigningRequest,
+        alias: str | None = None,
+        *,
+        days: int = 90,
+        not_before: _dt.datetime | None = None,
+        subject: str | x509.Name | None = None,
+        extensions: Iterable[x509.Extension[x509.ExtensionType]] = (),
+        honored: bool = False,
+    ) -> tuple[x509.Certificate, ...]:
+        """Sign a certificate request with a key entry, the entry's certificate as
+        issuer: what ``keytool -gencert`` does, for an internal CA kept in a keystore.
+
+        ``request`` is the file (a ``Path``), its bytes (PEM or DER, as ``keytool
+        -certreq``, :meth:`certificate_request` and ``openssl req`` write it), or the
+        request. The certificate is for the request's key and subject (``subject``, a
+        distinguished name as :meth:`generate` takes it, says another), valid for
+        ``days`` from ``not_before`` (now). Its extensions: the request's subject
+        alternative names (keytool drops them unless ``-ext honored=all``: a
+        certificate without them fails hostname checks), every requested extension
+        with ``honored=True``, ``extensions`` over those, and the key identifiers
+        keytool writes.
+
+        Returns:
+            The new certificate, then this entry's chain without self-signed
+            certificates, as keytool writes its reply: what
+            :meth:`install_reply` takes on the requester's side.
+
+        Raises:
+            KeyEntryError: no such key entry, or its key cannot sign (not decrypted,
+                a key type cryptography does not read, an RSASSA-PSS key).
+            KeystoreFormatError: the request cannot be read, its signature does not
+                verify, or its key would be written in another form than it holds it.
+            KeystoreError: the request's file cannot be read.
+            ValueError: ``days`` outside 1 to 36,525, a malformed ``subject``.
+        """
+        from ._issuing import sign_request  # noqa: PLC0415 - a CA's work only
+
+        request_path: str | None = None
+        if isinstance(request, x509.CertificateSigningRequest):
+            data = request.public_bytes(serialization.Encoding.DER)
+        elif isinstance(request, os.PathLike):
+            request_path = os.fspath(request)
+            try:
+                data = read_input(request_path)
+            except OSError as exc:
+                raise open_error(exc, request_path, role="certificate request") from None
+        elif isinstance(request, bytes | bytearray | memoryview):
+            data = bytes(request)
+        else:
+            raise TypeError(
+                "request: pass the file as a pathlib.Path, its bytes, or the request "
+                f"(not {type(request).__name__})"
+            )
+        return sign_request(
+            self._key_entry(alias), data, days=days, not_before=not_before,
+            subject=parse_dname(subject) if subject is not None else None,
+            extensions=extensions, honored=honored, path=self.path, request_path=request_path,
+        )  # fmt: skip
+
     # -- reading
 
     @property

@@ -37,7 +37,17 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # readers and writers: bytes <-> entries
     ("_jks", "_bks", "_bcfks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),
     # stores, configuration and the revocation policy
-    ("_crl", "_revocation", "_config", "_stores", "_wso2", "_deployment", "_vault", "_renewal"),
+    (
+        "_crl",
+        "_revocation",
+        "_config",
+        "_stores",
+        "_wso2",
+        "_deployment",
+        "_vault",
+        "_renewal",
+        "_issuing",
+    ),
     # the context builder
     ("_context", "_material", "_reading", "_build"),
     # the engine and what it publishes

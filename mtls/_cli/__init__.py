@@ -10,8 +10,12 @@ module            what
                   their prompts, output (colour, JSON), certificate
                   descriptions, store types, loading stores and profile sets
 ``_logs``         the library's log records during a command (``--debug``)
-``_stores``       genkey, certreq, export, import, list, convert and the rest
-                  of keytool's store operations
+``_stores``       genkey, export, import, list, convert and the rest of
+                  keytool's store operations
+``_certs``        certreq and gencert (both sides of a renewal), printcert,
+                  printcertreq and printcrl
+``_storeio``      what ``_stores`` and ``_certs`` share: a file's format, a
+                  certificate written out, the lines they print
 ``_check``        check: load every profile and tabulate what would be served,
                   with the secure vault's aliases
 ``_probe``        probe: choose the context (a profile, a default, or options)
@@ -24,7 +28,8 @@ module            what
                   verification-code tables, the classifier and its advice
 ================  =============================================================
 
-Subcommand modules (``_stores``, ``_check``, ``_probe``, ``_serve``, ``_demo``)
+Subcommand modules (``_stores``, ``_certs``, ``_check``, ``_probe``, ``_serve``,
+``_demo``)
 never import each other: what two of them need is in ``_common`` (or, for probe
 and demo, in ``_connect`` and ``_diagnosis``). ``tests/cli/test_layout.py`` checks it.
 

@@ -503,7 +503,7 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
     return str(path)
 
 
-def key_description(cert: x509.Certificate) -> str:
+def key_description(cert: x509.Certificate | x509.CertificateSigningRequest) -> str:
     """The public key as keytool -v describes it: ``RSA 2048``, ``EC secp256r1``, ``Ed25519``."""
     from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import (  # noqa: PLC0415
@@ -516,7 +516,9 @@ def key_description(cert: x509.Certificate) -> str:
 
     from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
 
-    oid = cert.public_key_algorithm_oid.dotted_string
+    # A request has it too (cryptography 41+), though its type stubs do not say so.
+    algorithm: x509.ObjectIdentifier = cert.public_key_algorithm_oid  # type: ignore[union-attr]
+    oid = algorithm.dotted_string
     try:
         key = cert.public_key()
     except (UnsupportedAlgorithm, ValueError):  # ML-KEM-512 in cryptography 50, damaged keys
@@ -525,7 +527,7 @@ def key_description(cert: x509.Certificate) -> str:
         # An RSASSA-PSS key (keytool -keyalg RSASSA-PSS) is an RSA key bound to PSS.
         from cryptography.x509.oid import PublicKeyAlgorithmOID  # noqa: PLC0415
 
-        pss = cert.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS
+        pss = algorithm == PublicKeyAlgorithmOID.RSASSA_PSS
         return f"{'RSASSA-PSS' if pss else 'RSA'} {key.key_size}"
     if isinstance(key, ec.EllipticCurvePublicKey):
         return f"EC {key.curve.name}"
@@ -585,6 +587,29 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
         "key": key_description(cert),
         "sha256": _x509.sha256_hex(der),
     }
+
+
+def certificate_lines(out: Output, info: dict[str, Any], indent: str) -> None:
+    """One certificate's lines, from :func:`cert_info` (or the ``unparsed`` form of a
+    certificate cryptography cannot read), as ``mtls list`` and ``printcert`` show it."""
+    from .. import _x509  # noqa: PLC0415 - not for --help
+
+    if "unparsed" in info:
+        out.line(f"{indent}(details unavailable: {info['unparsed'].split(':', 1)[0]})")
+        out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
+        return
+    issuer = info["issuer"] + (" (self-signed)" if info["self_signed"] else "")
+    expiry = expiry_text(info["not_after"])
+    if info["days_left"] < 0:
+        expiry = out.style(expiry, "red")
+    out.line(f"{indent}subject  {info['subject']}")
+    out.line(f"{indent}issuer   {issuer}")
+    out.line(f"{indent}valid    {info['not_before'][:10]} to {expiry}")
+    out.line(f"{indent}serial   {info['serial']}")
+    out.line(f"{indent}key      {info['key']}")
+    if info["san"]:
+        out.line(f"{indent}SAN      {', '.join(info['san'])}")
+    out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
 
 
 def expiry_text(not_after: str | _dt.datetime) -> str:

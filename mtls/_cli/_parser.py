@@ -229,8 +229,9 @@ _KEYTOOL_COMMANDS: dict[str, str | None] = {
     "genkeypair": "genkey", "genkey": "genkey", "importcert": "import", "import": "import",
     "exportcert": "export", "export": "export", "list": "list", "delete": "delete",
     "importkeystore": "convert", "certreq": "certreq", "changealias": "changealias",
-    "gencert": None, "genseckey": None, "importpass": None, "keypasswd": "keypasswd",
-    "printcert": None, "printcertreq": None, "printcrl": None, "storepasswd": "storepasswd",
+    "gencert": "gencert", "genseckey": None, "importpass": None, "keypasswd": "keypasswd",
+    "printcert": "printcert", "printcertreq": "printcertreq", "printcrl": "printcrl",
+    "storepasswd": "storepasswd",
     "showinfo": None,
 }  # fmt: skip
 
@@ -253,8 +254,8 @@ def keytool_spelling(args: list[str]) -> list[str]:
         if command is None:
             raise UsageError(
                 f"mtls has no keytool {word}: use keytool for it (mtls does genkey, certreq, "
-                "import, export, list, delete, convert, storepasswd, keypasswd and changealias "
-                "on JKS and PKCS12 stores; see 'mtls --help')"
+                "gencert, import, export, list, delete, convert, storepasswd, keypasswd, "
+                "changealias, printcert, printcertreq and printcrl; see 'mtls --help')"
             )
         return [*args[:at], command, *args[at + 1 :]]
     return args
@@ -346,7 +347,7 @@ def build_parser() -> Parser:
     certreq = _add(
         sub,
         "certreq",
-        "_stores:cmd_certreq",
+        "_certs:cmd_certreq",
         "write a certificate signing request from a key entry, for its renewal (keytool -certreq)",
     )
     _keystore_option(certreq, "the keystore holding the key")
@@ -371,6 +372,83 @@ def build_parser() -> Parser:
         help="keytool's form: -ext san=dns:localhost,ip:127.0.0.1",
     )  # fmt: skip
     _store_password_options(certreq)
+
+    gencert = _add(
+        sub,
+        "gencert",
+        "_certs:cmd_gencert",
+        "sign a certificate request with a key entry, as a CA (keytool -gencert)",
+    )
+    _keystore_option(gencert, "the keystore holding the CA's key")
+    gencert.add_argument(
+        "--alias", "-alias", help="the CA's key entry (needed when the store has several)"
+    )
+    gencert.add_argument(
+        "--infile", "-infile", metavar="REQUEST",
+        help="the request, PEM or DER (default: standard input)",
+    )  # fmt: skip
+    gencert.add_argument(
+        "--outfile", "-outfile", metavar="OUT",
+        help="the certificate and the CA's chain (default: standard output)",
+    )  # fmt: skip
+    gencert.add_argument("--rfc", "-rfc", action="store_true", help="PEM instead of DER")
+    gencert.add_argument(
+        "--validity", "--days", "-validity", dest="validity", metavar="DAYS", default=90,
+        type=_bounded(1, 36_525, whole=True, unit="days"),
+        help="validity in days (default 90, as keytool)",
+    )  # fmt: skip
+    gencert.add_argument(
+        "--dname", "-dname", metavar="DN", help="the subject (default: the request's)"
+    )
+    gencert.add_argument(
+        "--ext", "-ext", dest="ext", action="append", default=[], metavar="EXT",
+        help="keytool's extensions: bc:c, bc=ca:true,pathlen:0, ku=digitalSignature,..., "
+        "eku=serverAuth,clientAuth, san=dns:host,ip:addr, honored=all (repeat; the "
+        "request's SAN is kept unless san= is given)",
+    )  # fmt: skip
+    _store_password_options(gencert)
+
+    printcert = _add(
+        sub,
+        "printcert",
+        "_certs:cmd_printcert",
+        "print the certificates of a file, or of a TLS server (keytool -printcert)",
+    )
+    printcert.add_argument(
+        "--file", "-file", dest="file", metavar="FILE",
+        help="PEM, DER (one or several) or PKCS#7 (default: standard input)",
+    )  # fmt: skip
+    printcert.add_argument(
+        "--sslserver", "-sslserver", metavar="HOST[:PORT]",
+        help="the chain this server sends (port 443 by default; not verified, no client "
+        "certificate sent: mtls probe checks a connection)",
+    )  # fmt: skip
+    printcert.add_argument(
+        "--timeout", type=_bounded(0.001, 86_400, whole=False, unit="seconds"), default=5.0,
+        metavar="SECONDS", help="for --sslserver (default 5)",
+    )  # fmt: skip
+    printcert.add_argument("--rfc", "-rfc", action="store_true", help="the certificates as PEM")
+    printcert.add_argument(
+        "-v", dest="verbose", action="store_true", help="accepted for keytool habits"
+    )
+    printcert.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    for name, func, what in (
+        ("printcertreq", "_certs:cmd_printcertreq",
+         "print a certificate request, its signature checked (keytool -printcertreq)"),
+        ("printcrl", "_certs:cmd_printcrl",
+         "print a certificate revocation list; exit 1 past its next update "
+         "(keytool -printcrl)"),
+    ):  # fmt: skip
+        printer = _add(sub, name, func, what)
+        printer.add_argument(
+            "--file", "-file", dest="file", metavar="FILE",
+            help="PEM or DER (default: standard input)",
+        )  # fmt: skip
+        printer.add_argument(
+            "-v", dest="verbose", action="store_true", help="accepted for keytool habits"
+        )
+        printer.add_argument("--json", action="store_true", help="JSON for scripts")
 
     imp = _add(
         sub,

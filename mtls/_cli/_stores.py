@@ -1,6 +1,6 @@
-"""keytool's store operations: genkey, certreq, export, import (a certificate to
-trust, or a CA's reply over a key entry), delete, list, convert, storepasswd, keypasswd
-and changealias.
+"""keytool's store operations: genkey, export, import (a certificate to trust, or a
+CA's reply over a key entry: installed by _certs), delete, list, convert, storepasswd,
+keypasswd and changealias.
 
 Each writes stores keytool reads (the library's writers) and reads whatever keytool
 writes. Where keytool would prompt, these take options or environment variables;
@@ -23,10 +23,10 @@ from cryptography.x509.oid import NameOID
 
 from .. import _x509
 from .._entries import fold
-from .._errors import KeyEntryError, KeystoreFormatError, KeystoreNotFoundError
+from .._errors import KeyEntryError, KeystoreFormatError
 from .._files import atomic_write, read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
-from .._readers import detect_format, says_what_it_is, with_fix
+from .._readers import detect_format, says_what_it_is
 from .._stores import Keystore, Truststore
 from .._types import WriteFormat
 from ._common import (
@@ -37,13 +37,13 @@ from ._common import (
     Output,
     UsageError,
     cert_info,
+    certificate_lines,
     check_new_password,
     display_path,
     expiry_text,
     inspect_keystore,
     load_keystore,
     new_password,
-    no_such_file,
     now,
     optional_key_password,
     remember_secret,
@@ -52,6 +52,17 @@ from ._common import (
     type_for_new_store,
 )
 from ._logs import LogCollector
+from ._storeio import (
+    _as_stored,
+    _der_info,
+    _entry_word,
+    _issuer_text,
+    _show_warnings,
+    _sniff,
+    _write_export,
+    _write_stdout,
+    parse_ext_san,
+)
 
 
 def _refuse_unwritable(kind: str | None, path: Path) -> None:
@@ -71,22 +82,6 @@ def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) ->
             "store (mtls convert)"
         )
     return "JKS" if kind == "JKS" else "PKCS12"
-
-
-def _sniff(path: Path) -> str:
-    """The store format of a file, from its bytes.
-
-    Raises:
-        KeystoreNotFoundError: no such file (what the library raises for one).
-    """
-    try:
-        data = read_input(path)
-    except FileNotFoundError:
-        raise KeystoreNotFoundError(no_such_file(path), path=path) from None
-    try:
-        return detect_format(data)
-    except KeystoreFormatError as exc:
-        raise CLIError(f"{path}: {with_fix(exc, 'check the file name')}") from exc
 
 
 def _open_to_add(
@@ -142,40 +137,7 @@ def _write_back(
     return len(trust)
 
 
-def _entry_word(count: int) -> str:
-    return f"{count} entr{'y' if count == 1 else 'ies'}"
-
-
-def _issuer_text(cert: x509.Certificate) -> str:
-    issuer = cert.issuer.rfc4514_string()
-    return f"{issuer} (self-signed)" if cert.issuer == cert.subject else issuer
-
-
 # --------------------------------------------------------------------------- genkey
-
-
-def parse_ext_san(values: list[str]) -> list[str]:
-    """keytool's ``-ext san=dns:a,ip:b`` values as SAN strings; other extensions refused.
-
-    Raises:
-        UsageError: an extension other than SAN.
-    """
-    sans: list[str] = []
-    for value in values:
-        name, sep, rest = value.partition("=")
-        name, _, flag = name.strip().lower().partition(":")
-        if not sep or name not in ("san", "subjectalternativename"):
-            raise UsageError(
-                f"-ext {value!r}: only subject alternative names are supported "
-                "(-ext san=dns:localhost,ip:127.0.0.1, or --san)"
-            )
-        if flag:  # keytool's san:c=... makes the extension critical
-            raise UsageError(
-                f"-ext {value!r}: a critical SAN is not supported (it would be written "
-                f"non-critical): leave out ':{flag}'"
-            )
-        sans.extend(part for part in rest.split(",") if part.strip())
-    return sans
 
 
 # keytool -genkeypair's questions when -dname is left out, in its order and words.
@@ -333,16 +295,6 @@ def _curve_or_usage(curve: str) -> str:
         raise UsageError(str(exc)) from exc
 
 
-def _as_stored(alias: str, kind: str) -> str:
-    """The alias as the file holds it: JKS stores aliases lower-cased, as Java does."""
-    return alias.lower() if kind == "JKS" else alias
-
-
-def _show_warnings(out: Output, logs: LogCollector) -> None:
-    for message in logs.messages:
-        out.warn(message)
-
-
 # --------------------------------------------------------------------------- export
 
 
@@ -395,40 +347,12 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         out.line(f"Certificate stored in file <{target}>")
         out.line(f"  {subject}, {'PEM' if args.rfc else 'DER'}, {len(data)} bytes")
     else:
-        out.stdout.flush()
-        buffer = getattr(out.stdout, "buffer", None)
-        if buffer is None:  # a text-only stream (tests): PEM text still works
-            out.stdout.write(data.decode("ascii", "replace") if args.rfc else data.hex() + "\n")
-        else:
-            buffer.write(data)
-            buffer.flush()
+        _write_stdout(out, data)
     _show_warnings(out, logs)
     return EXIT_OK
 
 
 # --------------------------------------------------------------------------- import
-
-
-def _write_export(path: Path, data: bytes) -> Path:
-    """A certificate to ``path``: a regular file (or a new one) atomically, so a full
-    disk or a size limit leaves no partial file; a pipe, a terminal or a device
-    (``/dev/stdout``, ``>(openssl x509)``) in place, as keytool writes it."""
-    import stat  # noqa: PLC0415 - not for --help
-
-    from .._files import atomic_write, write_refused  # noqa: PLC0415
-
-    try:
-        regular = stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
-        regular = True  # a new file (or a dangling link: its target is made)
-    if regular:
-        return atomic_write(path, data, mode=None)
-    try:
-        with open(path, "wb") as fh:
-            fh.write(data)
-    except OSError as exc:  # /dev/full, a closed pipe: said with the file's name
-        raise write_refused(exc, Path(path)) from None
-    return path
 
 
 def _several(path: Path, count: int) -> CLIError:
@@ -564,79 +488,8 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
 
 
 # --------------------------------------------------------------------------- renewal
-# certreq, and the CA's reply installed by import over a key entry's alias: a request
-# from the entry's key, the CA's signature, the reply installed with the key kept.
-# The key is decrypted only to sign the request; a JKS entry's reply is installed
-# with its key left as the file protects it.
-
-
-def _several_keys(path: Path, aliases: tuple[str, ...]) -> CLIError:
-    listed = ", ".join(repr(alias) for alias in aliases)
-    return CLIError(f"{path} has {len(aliases)} key entries ({listed}): choose one with --alias")
-
-
-def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
-    """``mtls certreq``: a PKCS#10 request signed by a key entry's key, PEM, to a file or
-    standard output (``keytool -certreq``)."""
-    path = Path(args.keystore)
-    fmt = _sniff(path)
-    password = (
-        store_password(args, path)
-        if fmt not in ("PEM", "DER")
-        else resolve_password(  # an encrypted PEM key's, when there is one
-            args.password, env=ENV_STORE_PASSWORD, option="--password", what="", prompt="",
-            required=False,
-        )
-    )  # fmt: skip
-    alias: str | None = args.alias
-    if alias is None and fmt in ("JKS", "JCEKS", "BKS", "UBER"):
-        # Each key has a password of its own there: name the entry before decrypting
-        # any (every key would be, and the first that does not open would be blamed).
-        keys = inspect_keystore(path, password).key_aliases
-        if len(keys) > 1:
-            raise _several_keys(path, keys)
-        alias = keys[0] if keys else None
-    store = load_keystore(path, password, optional_key_password(args), key_alias=alias)
-    if alias is None and len(store.key_aliases) > 1:
-        raise _several_keys(path, store.key_aliases)
-    sans: list[str] | None = [s for value in args.san for s in value.split(",") if s.strip()]
-    sans = (sans or []) + parse_ext_san(args.ext)
-    if not sans and not args.san and not args.ext:
-        sans = None  # the certificate's own names
-    try:
-        request = store.certificate_request(alias, subject=args.dname, san=sans)
-    except KeyEntryError as exc:
-        raise CLIError(str(exc)) from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    pem = request.public_bytes(serialization.Encoding.PEM)
-    if args.file:
-        target = _write_export(Path(args.file), pem)
-        out.line(f"Certificate request stored in file <{target}>")
-        out.line(f"  subject  {out.style(request.subject.rfc4514_string(), 'bold')}")
-        try:
-            asked = request.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-            names = _x509.names_text(asked.value)
-        except x509.ExtensionNotFound:
-            names = []
-        out.line(f"  SAN      {', '.join(names) if names else '(none)'}")
-        stored = store.key_entry(alias)[0]
-        if fmt in ("JKS", "PKCS12"):
-            out.line("  next     send it to the CA, then install its reply:")
-            out.line(
-                f"           mtls import --keystore {path} --alias {stored} --file REPLY "
-                "[--ca CA-CERTS]"
-            )
-        else:  # mtls writes JKS and PKCS12 only: the reply goes into a converted copy
-            out.line(
-                f"  next     send it to the CA; {path} is {fmt}: convert it to PKCS12 (mtls "
-                "convert) and install the reply there with mtls import"
-            )
-    else:
-        out.stdout.write(pem.decode("ascii"))
-        out.stdout.flush()
-    _show_warnings(out, logs)
-    return EXIT_OK
+# The CA's reply, installed by import over a key entry's alias with the key kept (a
+# JKS entry's key left as the file protects it); the request is _certs' certreq.
 
 
 def install_reply(
@@ -834,14 +687,6 @@ def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
     return entries
 
 
-def _der_info(der: bytes) -> dict[str, Any]:
-    try:
-        return cert_info(_x509.load_cert(der))
-    except ValueError as exc:
-        # OpenSSL may still take it (JDK 17 writes DSA certificates cryptography refuses).
-        return {"sha256": _x509.sha256_hex(der), "unparsed": f"cryptography cannot read it: {exc}"}
-
-
 def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls list``: every entry, like ``keytool -list -v`` but compact; ``--json`` too."""
     path = Path(args.keystore)
@@ -890,22 +735,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             if len(chain) > 1:
                 out.line(f"  [{index}]")
                 indent = "      "
-            if "unparsed" in info:
-                out.line(f"{indent}(details unavailable: {info['unparsed'].split(':', 1)[0]})")
-                out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
-                continue
-            issuer = info["issuer"] + (" (self-signed)" if info["self_signed"] else "")
-            expiry = expiry_text(info["not_after"])
-            if info["days_left"] < 0:
-                expiry = out.style(expiry, "red")
-            out.line(f"{indent}subject  {info['subject']}")
-            out.line(f"{indent}issuer   {issuer}")
-            out.line(f"{indent}valid    {info['not_before'][:10]} to {expiry}")
-            out.line(f"{indent}serial   {info['serial']}")
-            out.line(f"{indent}key      {info['key']}")
-            if info["san"]:
-                out.line(f"{indent}SAN      {', '.join(info['san'])}")
-            out.line(f"{indent}SHA256   {_x509.colon_hex(info['sha256'])}")
+            certificate_lines(out, info, indent)
         if args.rfc and entry["kind"] != "SecretKeyEntry":  # a secret key has none
             for der in store._chain_der(entry["alias"]):
                 out.stdout.write(_x509.der_to_pem(der))

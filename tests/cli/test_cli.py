@@ -1841,8 +1841,8 @@ def test_a_command_written_as_keytool_writes_it_runs_or_says_mtls_lacks_it(
     assert (tmp_path / "a.cer").read_bytes() == mtls.Keystore.load(store, PASSWORD).certificate(
         "a"
     ).public_bytes(Encoding.DER)
-    run = fails(2, "-gencert", "-alias", "a", "-keystore", store, "-storepass", PASSWORD)
-    assert "mtls has no keytool -gencert: use keytool for it" in run.stderr
+    run = fails(2, "-genseckey", "-alias", "a", "-keystore", store, "-storepass", PASSWORD)
+    assert "mtls has no keytool -genseckey: use keytool for it" in run.stderr
     assert PASSWORD not in run.stderr
     fails(2, "-nosuchcommand")  # the twin: an unknown word is argparse's usage error
 

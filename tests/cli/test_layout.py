@@ -13,7 +13,7 @@ import pytest
 import mtls._cli
 
 CLI = Path(mtls._cli.__file__).parent
-SUBCOMMANDS = {"_stores", "_check", "_probe", "_serve", "_demo"}
+SUBCOMMANDS = {"_stores", "_certs", "_check", "_probe", "_serve", "_demo"}
 
 
 def _cli_imports(module: str) -> set[str]:

@@ -207,9 +207,9 @@ def test_rename_keeps_the_entry_in_its_place_and_refuses_a_taken_alias() -> None
 
 
 def test_a_keytool_command_mtls_lacks_still_says_so() -> None:
-    run = mtls_run("-printcert", "-file", "x.pem")
-    assert run.code == 2 and "mtls has no keytool -printcert" in run.stderr
-    assert "storepasswd, keypasswd and changealias" in run.stderr
+    run = mtls_run("-importpass", "-alias", "x")
+    assert run.code == 2 and "mtls has no keytool -importpass" in run.stderr
+    assert "gencert" in run.stderr and "printcrl" in run.stderr
 
 
 def test_the_new_password_takes_keytools_env_and_file_forms(tmp_path: Path) -> None:

@@ -1,0 +1,117 @@
+"""What the store and certificate commands (``_stores``, ``_certs``) share: a file's
+format, a certificate written where the user asked, and the lines they print."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from .. import _x509
+from .._errors import KeystoreFormatError, KeystoreNotFoundError
+from .._files import read_input
+from .._readers import detect_format, with_fix
+from ._common import CLIError, Output, UsageError, cert_info, no_such_file
+from ._logs import LogCollector
+
+
+def _sniff(path: Path) -> str:
+    """The store format of a file, from its bytes.
+
+    Raises:
+        KeystoreNotFoundError: no such file (what the library raises for one).
+    """
+    try:
+        data = read_input(path)
+    except FileNotFoundError:
+        raise KeystoreNotFoundError(no_such_file(path), path=path) from None
+    try:
+        return detect_format(data)
+    except KeystoreFormatError as exc:
+        raise CLIError(f"{path}: {with_fix(exc, 'check the file name')}") from exc
+
+
+def _entry_word(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _issuer_text(cert: x509.Certificate) -> str:
+    issuer = cert.issuer.rfc4514_string()
+    return f"{issuer} (self-signed)" if cert.issuer == cert.subject else issuer
+
+
+def _as_stored(alias: str, kind: str) -> str:
+    """The alias as the file holds it: JKS stores aliases lower-cased, as Java does."""
+    return alias.lower() if kind == "JKS" else alias
+
+
+def _show_warnings(out: Output, logs: LogCollector) -> None:
+    for message in logs.messages:
+        out.warn(message)
+
+
+def _der_info(der: bytes) -> dict[str, Any]:
+    try:
+        return cert_info(_x509.load_cert(der))
+    except ValueError as exc:
+        # OpenSSL may still take it (JDK 17 writes DSA certificates cryptography refuses).
+        return {"sha256": _x509.sha256_hex(der), "unparsed": f"cryptography cannot read it: {exc}"}
+
+
+def _write_export(path: Path, data: bytes) -> Path:
+    """A certificate to ``path``: a regular file (or a new one) atomically, so a full
+    disk or a size limit leaves no partial file; a pipe, a terminal or a device
+    (``/dev/stdout``, ``>(openssl x509)``) in place, as keytool writes it."""
+    import stat  # noqa: PLC0415 - not for --help
+
+    from .._files import atomic_write, write_refused  # noqa: PLC0415
+
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        regular = True  # a new file (or a dangling link: its target is made)
+    if regular:
+        return atomic_write(path, data, mode=None)
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:  # /dev/full, a closed pipe: said with the file's name
+        raise write_refused(exc, Path(path)) from None
+    return path
+
+
+def parse_ext_san(values: list[str]) -> list[str]:
+    """keytool's ``-ext san=dns:a,ip:b`` values as SAN strings; other extensions refused.
+
+    Raises:
+        UsageError: an extension other than SAN.
+    """
+    sans: list[str] = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        name, _, flag = name.strip().lower().partition(":")
+        if not sep or name not in ("san", "subjectalternativename"):
+            raise UsageError(
+                f"-ext {value!r}: only subject alternative names are supported "
+                "(-ext san=dns:localhost,ip:127.0.0.1, or --san)"
+            )
+        if flag:  # keytool's san:c=... makes the extension critical
+            raise UsageError(
+                f"-ext {value!r}: a critical SAN is not supported (it would be written "
+                f"non-critical): leave out ':{flag}'"
+            )
+        sans.extend(part for part in rest.split(",") if part.strip())
+    return sans
+
+
+def _write_stdout(out: Output, data: bytes) -> None:
+    """Bytes to standard output as they are (DER or PEM), as keytool writes them."""
+    out.stdout.flush()
+    buffer = getattr(out.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (tests): PEM as text, DER as hex
+        out.stdout.write(data.decode("ascii") if data.startswith(b"-----") else data.hex() + "\n")
+    else:
+        buffer.write(data)
+        buffer.flush()

@@ -1,0 +1,321 @@
+"""Signing a certificate request with a key entry, as ``keytool -gencert`` does: the
+CA's side of a renewal, for estates that keep an internal CA in a keystore.
+
+What differs from keytool is said where it differs: the request's subject alternative
+names are copied unless told otherwise (keytool drops every requested extension
+without ``-ext honored=all``, and a certificate without its names fails every
+hostname check), and a request whose key cryptography would re-encode (an RSASSA-PSS
+key, a compressed EC point) is refused, as the certificate would name another key
+than the requester's store holds.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as _dt
+import os
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+
+from . import _der, _x509
+from ._entries import KeyEntry
+from ._errors import KeystoreFormatError
+from ._keygen import parse_sans
+from ._readers import _base64_body, _der_signed, _pem_blocks
+from ._renewal import _Cert, digest_for, signing_key
+
+#: keytool -gencert's validity when -validity is not given.
+DEFAULT_DAYS = 90
+#: The longest validity taken (keytool takes any; 100 years is past every use).
+MAX_DAYS = 36_525
+
+_REQUEST_LABELS = (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST")
+
+
+def read_request(data: bytes, *, path: str | None) -> tuple[x509.CertificateSigningRequest, bytes]:
+    """The certificate request in ``data`` (PEM, as ``keytool -certreq`` and ``openssl
+    req`` write it, or DER), and the raw SubjectPublicKeyInfo it names.
+
+    Raises:
+        KeystoreFormatError: no request, one that cannot be read, or one whose
+            signature does not verify (not made with the key it names, or altered).
+    """
+    source = path if path is not None else "the request"
+    der = data
+    if b"-----BEGIN" in data:
+        found = [(label, body) for label, body, _ in _pem_blocks(data, source, path)]
+        blocks = [body for label, body in found if label in _REQUEST_LABELS]
+        if len(blocks) != 1:
+            held = ", ".join(dict.fromkeys(label.decode("ascii", "replace") for label, _ in found))
+            raise KeystoreFormatError(
+                f"{source}: "
+                + (
+                    "several CERTIFICATE REQUEST blocks: pass one request"
+                    if blocks
+                    else f"not a certificate request (it holds {held or 'no PEM block'}): "
+                    "pass the request"
+                )
+                + ", as keytool -certreq, mtls certreq or openssl req writes it",
+                path=path,
+            )
+        try:
+            der = _base64_body(blocks[0])
+        except binascii.Error:
+            raise KeystoreFormatError(
+                f"{source}: the CERTIFICATE REQUEST block is not valid base64: ask for the "
+                "request again",
+                path=path,
+            ) from None
+    if _der_signed(der) != "request":
+        kind = _der_signed(der)
+        raise KeystoreFormatError(
+            f"{source}: not a certificate request"
+            + (f" but a {kind}" if kind in {"certificate", "CRL"} else "")
+            + ": pass the request (PKCS#10, PEM or DER) that keytool -certreq, mtls certreq "
+            "or openssl req made",
+            path=path,
+        )
+    try:
+        request = x509.load_der_x509_csr(der)
+        valid = request.is_signature_valid
+        requested_key = request.public_key()
+        request.extensions  # noqa: B018 - read now: a duplicated extension raises here
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeystoreFormatError(
+            f"{source}: the request cannot be read ({exc}): ask for a new one", path=path
+        ) from None
+    if not valid:
+        raise KeystoreFormatError(
+            f"{source}: the request's signature does not verify (it was altered, or not "
+            "made with the key it names): ask for a new request",
+            path=path,
+        )
+    info = _der.read_single(der, _der.SEQUENCE).children()[0].children()
+    spki = _der.encode(_der.SEQUENCE, info[2].value)
+    if spki != requested_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise KeystoreFormatError(
+            f"{source}: the request's key would be written into the certificate in "
+            "another form than the request holds it (an RSASSA-PSS key, a compressed EC "
+            "point), and the requester's store could not take the reply: sign it with "
+            "keytool -gencert",
+            path=path,
+        )
+    return request, spki
+
+
+# --------------------------------------------------------------------------- -ext
+
+_EKU_NAMES = {
+    "anyextendedkeyusage": x509.ObjectIdentifier("2.5.29.37.0"),
+    "serverauth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientauth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codesigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailprotection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "ocspsigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+_KU_NAMES = (
+    "digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
+    "keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly",
+)  # fmt: skip
+_KU_FIELDS = dict(zip(_KU_NAMES, (
+    "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+    "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+), strict=True))  # fmt: skip
+_EXT_NAMES = {
+    "bc": "bc", "basicconstraints": "bc", "ku": "ku", "keyusage": "ku",
+    "eku": "eku", "extendedkeyusage": "eku", "san": "san", "subjectalternativename": "san",
+    "honored": "honored",
+}  # fmt: skip
+
+
+def parse_ext(values: Iterable[str]) -> tuple[list[x509.Extension[x509.ExtensionType]], bool]:
+    """keytool's ``-ext`` values for ``-gencert`` (``bc:c``, ``bc=ca:true,pathlen:0``,
+    ``ku=digitalSignature,keyEncipherment``, ``eku=serverAuth,clientAuth``,
+    ``san=dns:a,ip:b``, ``honored=all``): the extensions, and whether every requested
+    extension is honoured. ``:c``/``:critical`` after the name marks one critical.
+
+    Raises:
+        ValueError: an extension keytool has that this does not (``ian``, ``aia``,
+            ``sia``, an OID), or a malformed value.
+    """
+    found: dict[str, x509.Extension[x509.ExtensionType]] = {}
+    honored = False
+    for value in values:
+        head, sep, rest = value.partition("=")
+        name, _, flag = head.strip().partition(":")
+        kind = _EXT_NAMES.get(name.lower())
+        if kind is None:
+            raise ValueError(
+                f"-ext {value!r}: mtls gencert takes bc, ku, eku, san and honored=all; make "
+                "other extensions with keytool -gencert"
+            )
+        critical = flag.lower() in ("c", "critical")
+        if flag and not critical:
+            raise ValueError(f"-ext {value!r}: after the name, only :c or :critical")
+        rest = rest.strip()
+        if kind == "honored":
+            if rest.lower() != "all":
+                raise ValueError(f"-ext {value!r}: only honored=all is supported")
+            honored = True
+            continue
+        extension: x509.ExtensionType
+        if kind == "bc":
+            extension = _basic_constraints(rest if sep else "", value)
+        elif kind == "ku":
+            extension = _key_usage(rest, value)
+        elif kind == "eku":
+            extension = x509.ExtendedKeyUsage([_eku(part, value) for part in _parts(rest, value)])
+        else:
+            extension = x509.SubjectAlternativeName(parse_sans(_parts(rest, value)))
+        found[kind] = x509.Extension(extension.oid, critical, extension)
+    return list(found.values()), honored
+
+
+def _parts(rest: str, value: str) -> list[str]:
+    parts = [part.strip() for part in rest.split(",") if part.strip()]
+    if not parts:
+        raise ValueError(f"-ext {value!r}: give a value after '='")
+    return parts
+
+
+def _basic_constraints(rest: str, value: str) -> x509.BasicConstraints:
+    """keytool's ``bc`` values: none (a CA), ``N`` (a CA, path length N), or
+    ``ca:true|false[,pathlen:N]``."""
+    if not rest:
+        return x509.BasicConstraints(ca=True, path_length=None)
+    if rest.isdigit():
+        return x509.BasicConstraints(ca=True, path_length=int(rest))
+    ca, length = True, None
+    for part in _parts(rest, value):
+        key, _, setting = part.partition(":")
+        if key.lower() == "ca" and setting.lower() in ("true", "false"):
+            ca = setting.lower() == "true"
+        elif key.lower() == "pathlen" and setting.isdigit():
+            length = int(setting)
+        else:
+            raise ValueError(f"-ext {value!r}: bc takes ca:true|false and pathlen:N")
+    if not ca and length is not None:
+        raise ValueError(f"-ext {value!r}: a path length is for a CA (ca:true)")
+    return x509.BasicConstraints(ca=ca, path_length=length)
+
+
+def _key_usage(rest: str, value: str) -> x509.KeyUsage:
+    """keytool's ``ku`` names, or any unambiguous start of one (``dig``, ``keyCert``)."""
+    chosen = dict.fromkeys(_KU_FIELDS.values(), False)
+    for part in _parts(rest, value):
+        matches = [n for n in _KU_NAMES if n.lower().startswith(part.lower())]
+        exact = [n for n in matches if n.lower() == part.lower()]
+        if part.lower() == "contentcommitment":
+            exact = ["nonRepudiation"]
+        if len(exact or matches) != 1:
+            raise ValueError(
+                f"-ext {value!r}: {part!r} is {'ambiguous' if matches else 'not a key usage'} "
+                f"(one of {', '.join(_KU_NAMES)})"
+            )
+        chosen[_KU_FIELDS[(exact or matches)[0]]] = True
+    if (chosen["encipher_only"] or chosen["decipher_only"]) and not chosen["key_agreement"]:
+        raise ValueError(f"-ext {value!r}: encipherOnly and decipherOnly need keyAgreement")
+    return x509.KeyUsage(**chosen)
+
+
+def _eku(part: str, value: str) -> x509.ObjectIdentifier:
+    oid = _EKU_NAMES.get(part.lower())
+    if oid is not None:
+        return oid
+    if part.replace(".", "").isdigit() and part.count(".") >= 2:
+        return x509.ObjectIdentifier(part)
+    raise ValueError(
+        f"-ext {value!r}: {part!r} is not an extended key usage (serverAuth, clientAuth, "
+        "codeSigning, emailProtection, timeStamping, OCSPSigning, anyExtendedKeyUsage, or "
+        "an OID)"
+    )
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def sign_request(
+    entry: KeyEntry,
+    request: bytes,
+    *,
+    days: int = DEFAULT_DAYS,
+    not_before: _dt.datetime | None = None,
+    subject: x509.Name | None = None,
+    extensions: Iterable[x509.Extension[x509.ExtensionType]] = (),
+    honored: bool = False,
+    path: str | os.PathLike[str] | None = None,
+    request_path: str | None = None,
+) -> tuple[x509.Certificate, ...]:
+    """A certificate for ``request``'s key, signed by ``entry``'s key, with the entry's
+    certificate as issuer: ``keytool -gencert``.
+
+    The extensions: the request's subject alternative names (every requested
+    extension with ``honored``), then ``extensions`` over them, then a subject key
+    identifier and an authority key identifier (the issuer's own subject key
+    identifier, or one made from its key), as keytool writes them.
+
+    Returns:
+        The new certificate, then the issuer's chain without self-signed
+        certificates (what keytool writes to ``-outfile``).
+
+    Raises:
+        KeyEntryError: the entry's key cannot sign (see :func:`signing_key`).
+        KeystoreFormatError: the request cannot be read, or its signature does not
+            verify (see :func:`read_request`).
+        ValueError: ``days`` out of range.
+    """
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"a validity of {days} days: give 1 to {MAX_DAYS}")
+    store_path = os.fspath(path) if path is not None else None
+    key, issuer = signing_key(
+        entry, store_path, task="sign a certificate", fix="sign it with keytool -gencert"
+    )
+    csr, _ = read_request(request, path=request_path)
+    chosen: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]] = {}
+    for asked in csr.extensions:
+        if honored or asked.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+            chosen[asked.oid] = asked
+    for given in extensions:
+        chosen[given.oid] = given
+    public_key = csr.public_key()
+    chosen[ExtensionOID.SUBJECT_KEY_IDENTIFIER] = x509.Extension(
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        False,
+        x509.SubjectKeyIdentifier.from_public_key(public_key),
+    )
+    issuer_ski = _x509.extension(issuer.cert, x509.SubjectKeyIdentifier, issuer.der)
+    authority = (
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski)
+        if issuer_ski is not None
+        else x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    )
+    chosen[ExtensionOID.AUTHORITY_KEY_IDENTIFIER] = x509.Extension(
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, authority
+    )
+    start = (not_before or _dt.datetime.now(_dt.UTC)).replace(microsecond=0)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject if subject is not None else csr.subject)
+        .issuer_name(issuer.cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + _dt.timedelta(days=days))
+    )
+    for extension in chosen.values():
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    certificate = builder.sign(key, digest_for(key))
+    # keytool writes the issuer's chain after the certificate, self-signed ones left out.
+    issuers = [issuer.cert] if not issuer.self_signed else []
+    for der in entry.chain_der[1:]:
+        parsed = _Cert.of(der)
+        if parsed is not None and not parsed.self_signed:
+            issuers.append(parsed.cert)
+    return (certificate, *issuers)

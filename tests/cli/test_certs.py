@@ -1,0 +1,266 @@
+"""``mtls gencert``, ``printcert``, ``printcertreq`` and ``printcrl``: keytool's
+``-gencert``, ``-printcert``, ``-printcertreq`` and ``-printcrl``, checked against the
+JDK's keytool (it makes the requests, installs the replies and lists the result) and a
+real server for ``printcert --sslserver``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+import mtls
+from mtls.testing import CA, MTLSServer
+from tests._keytool import JDK, run_keytool
+from tests.cli.test_cli import PASSWORD, fails, mtls_run, ok
+
+
+def _keytool_ca(keytool: JDK, directory: Path, *, ca_ext: bool = True) -> tuple[str, ...]:
+    store = ("-keystore", str(directory / "ca.p12"), "-storetype", "PKCS12",
+             "-storepass", PASSWORD)  # fmt: skip
+    run_keytool(keytool, "-genkeypair", *store, "-alias", "ca", "-keyalg", "EC",
+                "-dname", "CN=gencert CA", *(("-ext", "bc:c") if ca_ext else ()))  # fmt: skip
+    return store
+
+
+def test_keytool_requests_are_signed_and_keytool_installs_the_reply(
+    tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    ca_store = _keytool_ca(jdk_keytool, tmp_path)
+    requester = ("-keystore", str(tmp_path / "gw.jks"), "-storetype", "JKS",
+                 "-storepass", PASSWORD)  # fmt: skip
+    run_keytool(jdk_keytool, "-genkeypair", *requester, "-alias", "gw", "-keyalg", "RSA",
+                "-keysize", "2048", "-dname", "CN=gw.example")  # fmt: skip
+    csr = tmp_path / "gw.csr"
+    run_keytool(jdk_keytool, "-certreq", *requester, "-alias", "gw", "-file", str(csr),
+                "-ext", "san=dns:gw.example")  # fmt: skip
+    reply = tmp_path / "gw.der"
+    # keytool's spelling; DER by default, as keytool writes it.
+    made = ok("-gencert", "-keystore", tmp_path / "ca.p12", "-alias", "ca", "-infile", csr,
+              "-outfile", reply, "-validity", "30")  # fmt: skip
+    assert "Certificate issued" in made.stdout and "DNS:gw.example" in made.stdout
+    leaf = x509.load_der_x509_certificate(reply.read_bytes())
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == _dt.timedelta(days=30)
+    ca_pem = tmp_path / "ca.pem"
+    ca_pem.write_text(run_keytool(jdk_keytool, "-exportcert", *ca_store, "-alias", "ca", "-rfc"))
+    run_keytool(jdk_keytool, "-importcert", *requester, "-alias", "root", "-file", str(ca_pem),
+                "-noprompt")  # fmt: skip
+    run_keytool(jdk_keytool, "-importcert", *requester, "-alias", "gw", "-file", str(reply))
+    listed = run_keytool(jdk_keytool, "-list", "-v", *requester, "-alias", "gw")
+    assert "Certificate chain length: 2" in listed and "Issuer: CN=gencert CA" in listed
+    assert "DNSName: gw.example" in listed
+    # Twin: a request altered after signing is refused, and nothing is written.
+    altered = tmp_path / "altered.csr"
+    data = bytearray(x509.load_pem_x509_csr(csr.read_bytes()).public_bytes(Encoding.DER))
+    data[-3] ^= 0x01
+    altered.write_bytes(bytes(data))
+    out = tmp_path / "nothing.der"
+    refused = fails(1, "gencert", "--keystore", tmp_path / "ca.p12", "--infile", altered,
+                    "--outfile", out)  # fmt: skip
+    assert "signature does not verify" in refused.stderr and not out.exists()
+
+
+def test_the_reply_with_its_intermediate_installs_with_mtls(tmp_path: Path) -> None:
+    root = CA(name="gencert root")
+    intermediate = root.create_child_ca(name="gencert intermediate")
+    ca = mtls.Keystore()
+    ca.add_key("issuing", intermediate.private_key, [intermediate.certificate, root.certificate])
+    ca.save(tmp_path / "ca.p12", PASSWORD)
+    gw = mtls.Keystore.generate("gw", "CN=gw", key_type="EC")
+    gw.save(tmp_path / "gw.p12", PASSWORD)
+    ok("certreq", "--keystore", tmp_path / "gw.p12", "--file", tmp_path / "gw.csr")
+    pem = ok("gencert", "--keystore", tmp_path / "ca.p12", "--infile", tmp_path / "gw.csr",
+             "--rfc", "--ext", "eku=clientAuth")  # fmt: skip
+    # The certificate, then the intermediate; the root (self-signed) left out, as keytool.
+    assert pem.stdout.count("BEGIN CERTIFICATE") == 2
+    (tmp_path / "reply.pem").write_text(pem.stdout)
+    root_pem = tmp_path / "root.pem"
+    root_pem.write_bytes(root.cert_pem)
+    done = ok("import", "--keystore", tmp_path / "gw.p12", "--alias", "gw", "--file",
+              tmp_path / "reply.pem", "--ca", root_pem)  # fmt: skip
+    assert "chain of 3" in done.stdout
+    # Twin: DER to a terminal is refused; here, with no terminal, DER goes to stdout.
+    raw = subprocess.run(
+        [sys.executable, "-m", "mtls", "gencert", "--keystore", str(tmp_path / "ca.p12"),
+         "--infile", str(tmp_path / "gw.csr"), "--password", PASSWORD],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        mtls.Truststore.from_bytes(raw.stdout).anchors_der
+        == [
+            c.public_bytes(Encoding.DER)
+            for c in (
+                x509.load_pem_x509_certificates(pem.stdout.encode())[0],
+                intermediate.certificate,
+            )
+        ]
+        or raw.stdout.count(intermediate.certificate.public_bytes(Encoding.DER)) == 1
+    )
+
+
+def test_an_issuer_that_is_no_ca_is_warned_about(tmp_path: Path, jdk_keytool: JDK) -> None:
+    _keytool_ca(jdk_keytool, tmp_path, ca_ext=False)
+    gw = mtls.Keystore.generate("gw", "CN=gw", key_type="EC")
+    gw.save(tmp_path / "gw.p12", PASSWORD)
+    ok("certreq", "--keystore", tmp_path / "gw.p12", "--file", tmp_path / "gw.csr")
+    run = mtls_run("gencert", "--keystore", tmp_path / "ca.p12", "--infile",
+                   tmp_path / "gw.csr", "--outfile", tmp_path / "gw.der")  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "is not a CA certificate" in run.stderr
+    # The twin: with bc:c it is a CA, and no warning.
+    (tmp_path / "ca.p12").unlink()
+    _keytool_ca(jdk_keytool, tmp_path)
+    ok("gencert", "--keystore", tmp_path / "ca.p12", "--infile", tmp_path / "gw.csr",
+       "--outfile", tmp_path / "gw.der", "--validity", "1")  # fmt: skip
+
+
+def test_gencert_usage_errors(tmp_path: Path) -> None:
+    ca = CA(name="usage CA")
+    store = mtls.Keystore()
+    store.add_key("ca", ca.private_key, [ca.certificate])
+    store.save(tmp_path / "ca.p12", PASSWORD)
+    csr = tmp_path / "gw.csr"
+    csr.write_bytes(
+        mtls.Keystore.generate("gw", "CN=gw", key_type="EC")
+        .certificate_request()
+        .public_bytes(Encoding.PEM)
+    )
+    wrong = fails(2, "gencert", "--keystore", tmp_path / "ca.p12", "--infile", csr,
+                  "-ext", "aia=ocsp:uri:http://x")  # fmt: skip
+    assert "make other extensions with keytool" in wrong.stderr
+    fails(2, "gencert", "--keystore", tmp_path / "ca.p12", "--infile", csr, "--validity", "0")
+    missing = fails(1, "gencert", "--keystore", tmp_path / "ca.p12", "--infile",
+                    tmp_path / "absent.csr")  # fmt: skip
+    assert "absent.csr" in missing.stderr
+    cert = fails(1, "gencert", "--keystore", tmp_path / "ca.p12", "--infile",
+                 _write(tmp_path / "c.pem", ca.cert_pem))  # fmt: skip
+    assert "not a certificate request" in cert.stderr
+    # No request at all (stdin is /dev/null here): said, not a traceback.
+    empty = fails(1, "gencert", "--keystore", tmp_path / "ca.p12")
+    assert "standard input" in empty.stderr
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def chain() -> tuple[CA, CA]:
+    root = CA(name="printed root")
+    return root, root.create_child_ca(name="printed intermediate")
+
+
+@pytest.mark.parametrize("form", ["pem", "der-glued", "p7b", "stdin"])
+def test_printcert_reads_every_certificate_file(
+    chain: tuple[CA, CA], tmp_path: Path, form: str
+) -> None:
+    root, intermediate = chain
+    certs = [intermediate.certificate, root.certificate]
+    data = {
+        "pem": b"".join(c.public_bytes(Encoding.PEM) for c in certs),
+        "stdin": b"".join(c.public_bytes(Encoding.PEM) for c in certs),
+        "der-glued": b"".join(c.public_bytes(Encoding.DER) for c in certs),
+        "p7b": pkcs7.serialize_certificates(certs, Encoding.DER),
+    }[form]
+    if form == "stdin":
+        done = subprocess.run(
+            [sys.executable, "-m", "mtls", "-printcert", "--json"], input=data,
+            capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+        document = json.loads(done.stdout)
+        assert document["source"] == "standard input"
+    else:
+        path = _write(tmp_path / f"chain.{form}", data)
+        document = json.loads(ok("printcert", "--file", path, "--json").stdout)
+        shown = ok("-printcert", "-file", path)
+        assert "Certificate[2]:" in shown.stdout and "O=mtls.testing (self-signed)" in shown.stdout
+    subjects = [c["subject"] for c in document["certificates"]]
+    if form == "p7b":  # a SET: cryptography writes it sorted, as DER wants
+        subjects.reverse()
+    assert subjects == [
+        "CN=printed intermediate,O=mtls.testing",
+        "CN=printed root,O=mtls.testing",
+    ]
+
+
+def test_printcert_rfc_round_trips_and_says_what_other_files_are(
+    chain: tuple[CA, CA], tmp_path: Path
+) -> None:
+    root, _ = chain
+    der = _write(tmp_path / "root.der", root.certificate.public_bytes(Encoding.DER))
+    pem = ok("printcert", "--file", der, "--rfc").stdout
+    assert x509.load_pem_x509_certificate(pem.encode()) == root.certificate
+    crl = _write(tmp_path / "root.crl", root.crl())
+    assert "mtls printcrl" in fails(1, "printcert", "--file", crl).stderr
+    store = tmp_path / "t.p12"
+    root.truststore().save(store, PASSWORD)
+    assert "mtls list" in fails(1, "printcert", "--file", store).stderr
+    junk = _write(tmp_path / "junk.bin", b"not a certificate")
+    assert "no certificate found" in fails(1, "printcert", "--file", junk).stderr
+
+
+def test_printcert_sslserver_shows_what_the_server_sends(chain: tuple[CA, CA]) -> None:
+    root, intermediate = chain
+    identity = intermediate.issue_cert("localhost", "127.0.0.1")
+    with MTLSServer(identity, client_ca=root) as server:
+        shown = ok("printcert", "--sslserver", f"127.0.0.1:{server.port}", "--json")
+    subjects = [c["subject"] for c in json.loads(shown.stdout)["certificates"]]
+    assert subjects[0].startswith("CN=localhost,")
+    assert "CN=printed intermediate,O=mtls.testing" in subjects
+    # The twin: nothing listens there any more.
+    refused = fails(1, "printcert", "--sslserver", f"127.0.0.1:{server.port}", "--timeout", "2")
+    assert "127.0.0.1" in refused.stderr
+    both = fails(2, "printcert", "--sslserver", "127.0.0.1:1", "--file", "x.pem")
+    assert "not both" in both.stderr
+
+
+def test_printcertreq_checks_the_signature(tmp_path: Path) -> None:
+    gw = mtls.Keystore.generate("gw", "CN=gw", key_type="EC", san=["DNS:gw.example"])
+    request = gw.certificate_request().public_bytes(Encoding.PEM)
+    good = _write(tmp_path / "gw.csr", request)
+    shown = ok("-printcertreq", "-file", good)
+    assert "CN=gw" in shown.stdout and "DNS:gw.example" in shown.stdout
+    assert "verified" in shown.stdout and "EC secp256r1" in shown.stdout
+    document = json.loads(ok("printcertreq", "--file", good, "--json").stdout)
+    assert document["request"]["san"] == ["DNS:gw.example"]
+    der = bytearray(x509.load_pem_x509_csr(request).public_bytes(Encoding.DER))
+    der[-3] ^= 0x01
+    bad = fails(1, "printcertreq", "--file", _write(tmp_path / "bad.csr", bytes(der)))
+    assert "signature does not verify" in bad.stderr
+
+
+def test_printcrl_lists_revocations_and_fails_when_stale(
+    chain: tuple[CA, CA], tmp_path: Path
+) -> None:
+    root, _ = chain
+    ca = CA(name="crl printer")
+    revoked = ca.issue_cert("revoked.example")
+    ca.revoke(revoked)
+    current = _write(tmp_path / "current.crl", ca.crl(encoding="PEM"))
+    shown = ok("-printcrl", "-file", current)
+    serial = format(revoked.certificate.serial_number, "x")
+    assert "CN=crl printer" in shown.stdout and serial in shown.stdout
+    document = json.loads(ok("printcrl", "--file", current, "--json").stdout)
+    assert [entry["serial"] for entry in document["crls"][0]["revoked"]] == [serial]
+    assert document["crls"][0]["expired"] is False
+    # The twin: a list past its next update exits 1, as a profile refuses it.
+    past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(hours=1)
+    stale = _write(tmp_path / "stale.crl", ca.crl(next_update=past))
+    run = mtls_run("printcrl", "--file", stale)
+    assert run.code == 1 and "past its next update" in run.stderr and "EXPIRED" in run.stdout
+    cert = _write(tmp_path / "c.pem", root.cert_pem)
+    fails(1, "printcrl", "--file", cert)
+
+
+@pytest.mark.parametrize("command", ["-gencert", "-printcert", "-printcertreq", "-printcrl"])
+def test_keytools_spellings_are_no_longer_missing_commands(command: str) -> None:
+    run = mtls_run(command, "--help")
+    assert run.code == 0 and "usage: mtls" in run.stdout

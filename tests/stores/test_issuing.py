@@ -1,0 +1,223 @@
+"""``Keystore.sign_request``: the CA's side of a renewal (``keytool -gencert``), for an
+internal CA kept in a keystore. The request comes from ``certificate_request``, keytool
+or openssl; the reply goes back through ``install_reply``; a server that trusts the CA
+accepts the renewed entry, and one that trusts another CA does not.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mtls
+from mtls._issuing import parse_ext, read_request
+from mtls.testing import CA, MTLSServer
+from tests._helpers import whoami
+
+PEM = serialization.Encoding.PEM
+DER = serialization.Encoding.DER
+
+
+def _ca_store(ca: CA, alias: str = "ca") -> mtls.Keystore:
+    """A keystore holding ``ca``'s key and chain, as an estate's internal CA is kept."""
+    store = mtls.Keystore()
+    chain, above = [ca.certificate], ca.parent
+    while above is not None:
+        chain.append(above.certificate)
+        above = above.parent
+    store.add_key(alias, ca.private_key, chain)
+    return store
+
+
+@pytest.fixture(scope="module")
+def pki() -> tuple[CA, CA]:
+    root = CA(name="issuing root")
+    return root, root.create_child_ca(name="issuing intermediate")
+
+
+def test_a_renewal_round_trip_through_a_ca_kept_in_a_keystore(pki: tuple[CA, CA]) -> None:
+    root, intermediate = pki
+    ca = _ca_store(intermediate)
+    requester = mtls.Keystore.generate("gw", "CN=gw.example", key_type="EC", san=["DNS:gw.example"])
+    reply = ca.sign_request(requester.certificate_request("gw"), days=30)
+    leaf = reply[0]
+    assert leaf.issuer == intermediate.certificate.subject
+    assert leaf.subject.rfc4514_string() == "CN=gw.example"
+    # keytool's reply: the certificate, then the issuer's chain without the root.
+    assert list(reply[1:]) == [intermediate.certificate]
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == _dt.timedelta(days=30)
+    # The request's names are kept (keytool drops them without -ext honored=all).
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["gw.example"]
+    leaf.verify_directly_issued_by(intermediate.certificate)
+    requester.install_reply("gw", list(reply), trust=[root.certificate])
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
+        context = mtls.client_context(requester, root.truststore())
+        assert whoami(context, server.port)["client_cn"] == "gw.example"
+    # The twin: a server that trusts another CA refuses the renewed entry.
+    other = CA(name="another estate")
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=other) as server:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            whoami(mtls.client_context(requester, root.truststore()), server.port)
+
+
+def test_extensions_as_keytool_gives_them(pki: tuple[CA, CA]) -> None:
+    _, intermediate = pki
+    ca = _ca_store(intermediate)
+    requester = mtls.Keystore.generate("gw", "CN=gw", key_type="EC", san=["DNS:gw"])
+    asked = requester.certificate_request("gw")
+    extensions, honored = parse_ext(
+        [
+            "bc:c=ca:true,pathlen:0",
+            "ku=dig,keyCertSign",
+            "eku=serverAuth,clientAuth",
+            "san=dns:other.example,ip:10.0.0.1",
+        ]
+    )
+    assert not honored
+    leaf = ca.sign_request(asked, extensions=extensions)[0]
+    constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
+    usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.key_cert_sign and not usage.key_encipherment
+    assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    ]
+    # The given SAN replaces the request's; the key identifiers are keytool's.
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["other.example"]
+    ski = leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(leaf.public_key())  # type: ignore[arg-type]
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    issuer_ski = intermediate.certificate.extensions.get_extension_for_class(
+        x509.SubjectKeyIdentifier
+    ).value
+    assert aki.key_identifier == issuer_ski.digest
+
+
+def test_requested_extensions_are_copied_only_when_honored(
+    pki: tuple[CA, CA], tmp_path: Path
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl")
+    _, intermediate = pki
+    csr = tmp_path / "req.csr"
+    subprocess.run(
+        [openssl, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(tmp_path / "k.pem"), "-subj", "/CN=asked", "-out", str(csr),
+         "-addext", "subjectAltName=DNS:asked.example",
+         "-addext", "extendedKeyUsage=clientAuth"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ca = _ca_store(intermediate)
+    plain = ca.sign_request(csr)[0]
+    oids = {ext.oid for ext in plain.extensions}
+    assert ExtensionOID.SUBJECT_ALTERNATIVE_NAME in oids
+    assert ExtensionOID.EXTENDED_KEY_USAGE not in oids  # keytool drops it unless honored
+    honored = ca.sign_request(csr.read_bytes(), honored=True)[0]
+    assert list(honored.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
+
+
+def test_a_request_whose_signature_fails_is_refused(pki: tuple[CA, CA]) -> None:
+    _, intermediate = pki
+    der = bytearray(
+        mtls.Keystore.generate("gw", "CN=gw", key_type="EC").certificate_request().public_bytes(DER)
+    )
+    der[-3] ^= 0x01  # inside the signature
+    with pytest.raises(mtls.KeystoreFormatError, match="signature does not verify"):
+        _ca_store(intermediate).sign_request(bytes(der))
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "not a certificate request"),
+        (b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n", "holds CERTIFICATE"),
+        (
+            b"-----BEGIN CERTIFICATE REQUEST-----\n!!!\n-----END CERTIFICATE REQUEST-----\n",
+            "not valid base64",
+        ),
+    ],
+)
+def test_what_is_not_a_request_says_so(data: bytes, match: str) -> None:
+    with pytest.raises(mtls.KeystoreFormatError, match=match):
+        read_request(data, path=None)
+
+
+def test_a_certificate_is_not_taken_for_a_request(pki: tuple[CA, CA]) -> None:
+    root, _ = pki
+    with pytest.raises(mtls.KeystoreFormatError, match="but a certificate"):
+        read_request(root.certificate.public_bytes(DER), path="root.der")
+
+
+def test_the_signing_entry_must_hold_its_decrypted_key(tmp_path: Path, pki: tuple[CA, CA]) -> None:
+    _, intermediate = pki
+    path = tmp_path / "ca.jks"
+    _ca_store(intermediate).save(path, "changeit", store_type="JKS")
+    inspected = mtls.Keystore.inspect(path, "changeit")
+    request = mtls.Keystore.generate("gw", "CN=gw", key_type="EC").certificate_request()
+    with pytest.raises(mtls.KeyEntryError, match="was not decrypted"):
+        inspected.sign_request(request)
+    with pytest.raises(mtls.KeyEntryError, match="has no key entry 'nope'"):
+        mtls.Keystore.load(path, "changeit").sign_request(request, "nope")
+    with pytest.raises(ValueError, match="days"):
+        mtls.Keystore.load(path, "changeit").sign_request(request, days=0)
+    with pytest.raises(TypeError, match=r"pathlib\.Path"):
+        mtls.Keystore.load(path, "changeit").sign_request("req.csr")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("ian=dns:x", "make other extensions with keytool"),
+        ("1.2.3.4=0500", "make other extensions with keytool"),
+        ("ku=d", "ambiguous"),
+        ("ku=sign", "not a key usage"),
+        ("ku=encipherOnly", "need keyAgreement"),
+        ("eku=webAuth", "not an extended key usage"),
+        ("bc=ca:false,pathlen:1", "path length is for a CA"),
+        ("bc=ca:maybe", "bc takes"),
+        ("san:x=dns:a", "only :c or :critical"),
+        ("honored=some", "only honored=all"),
+        ("eku=", "give a value"),
+    ],
+)
+def test_ext_values_keytool_has_and_this_does_not_are_refused(value: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_ext([value])
+
+
+_SEED = (
+    mtls.Keystore.generate("gw", "CN=gw", key_type="EC", san=["DNS:gw"])
+    .certificate_request()
+    .public_bytes(PEM)
+)
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(at=st.integers(min_value=0), length=st.integers(0, 16), junk=st.binary(max_size=16))
+def test_a_damaged_request_is_read_whole_or_refused_with_an_mtls_error(
+    at: int, length: int, junk: bytes
+) -> None:
+    at %= len(_SEED) + 1
+    damaged = _SEED[:at] + junk + _SEED[at + length :]
+    try:
+        request, _ = read_request(damaged, path=None)
+    except mtls.MTLSError:
+        return
+    assert request.is_signature_valid
