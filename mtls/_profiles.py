@@ -26,6 +26,7 @@ from ._config import (
     StoreConfig,
     check_path_text,
     check_store_config,
+    format_server,
     is_ip_literal,
     normalize_host,
     tls_origin,
@@ -346,6 +347,8 @@ class SSLProfileSet:
             expiry_warnings=expiry_warnings,
             crl_warnings=crl_warnings,
         )
+        if default_truststore is None:
+            _warn_system_trust(xml_path, self.profiles)
         return self
 
     @classmethod
@@ -1262,3 +1265,27 @@ def _refuse_lookup(host: str, port: object) -> NoReturn:
         f"host {host!r} has a ':' but is not an IPv6 address: give the host and the "
         "port apart (context_for('backend', 8243)), or a URL to context_for_url"
     )
+
+
+def _warn_system_trust(path: Path, profiles: Iterable[SSLProfile]) -> None:
+    """Say so when profiles of a WSO2 file trust the system's CAs: WSO2 trusts its
+    JVM's default truststore there, which a WSO2 home sets to its own
+    client-truststore (Carbon's ``javax.net.ssl.trustStore``), not the public CAs."""
+    bare = [
+        format_server(profile.servers[0])
+        for profile in profiles
+        if profile.truststore is None and not profile.novalidatecert
+    ]
+    if bare:
+        log.warning(
+            "%s: %d profile%s without a <TrustStore> (%s) trust%s the system's CAs, where "
+            "WSO2 trusts its JVM's default truststore, in a WSO2 home "
+            "repository/resources/security/client-truststore.jks: pass default_truststore=, "
+            "or load from the product's deployment.toml (from_deployment_toml, mtls check "
+            "--deployment-toml), which names it",
+            os.fspath(path),
+            len(bare),
+            "s" if len(bare) > 1 else "",
+            ", ".join(bare[:3]) + (", ..." if len(bare) > 3 else ""),
+            "" if len(bare) > 1 else "s",
+        )

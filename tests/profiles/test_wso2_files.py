@@ -1216,3 +1216,32 @@ def test_an_interval_with_spaces_is_read_and_marked_as_what_wso2_cannot_load(
         found = [r for r in caplog.records if "spaces around its number" in r.getMessage()]
         assert len(found) == int(marked)
         assert all(getattr(r, "mtls_wso2_cannot_load", False) for r in found)
+
+
+def test_profiles_without_a_truststore_are_said_to_trust_the_systems_cas(
+    tmp_path: Path, pki: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """WSO2 trusts its JVM's default there: in a WSO2 home, client-truststore.jks
+    (Carbon sets javax.net.ssl.trustStore). from_xml trusted the system's CAs and said
+    nothing (an independent sweep of WSO2's files found it)."""
+    path = tmp_path / "sslprofiles.xml"
+    path.write_text(
+        profile_xml(
+            profile("backend:8443", pki["gw"]),  # type: ignore[arg-type]
+            profile("other:8443", pki["gw"], pki["trust"]),  # type: ignore[arg-type]
+            profile("lax:8443", pki["gw"], attrs='novalidatecert="true"'),  # type: ignore[arg-type]
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        with SSLProfileSet.from_xml(path):
+            pass
+    said = [r.getMessage() for r in caplog.records if "without a <TrustStore>" in r.getMessage()]
+    assert len(said) == 1 and "(backend:8443) trusts the system's CAs" in said[0]
+    assert "client-truststore.jks" in said[0] and "default_truststore=" in said[0]
+    # The twin: with the default trust given, nothing is said.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        trust = mtls.StoreConfig(location=pki["trust"], password=PASSWORD)  # type: ignore[arg-type]
+        with SSLProfileSet.from_xml(path, default_truststore=trust):
+            pass
+    assert not [r for r in caplog.records if "without a <TrustStore>" in r.getMessage()]
