@@ -1152,6 +1152,14 @@ def _written_profiles(toml: DeploymentToml) -> tuple[Path, tuple[str, ...]] | No
     return (toml.home / APIM_DEFAULT_PROFILES, servers) if servers else None
 
 
+#: Synapse's revocation cache (certificatevalidation/Constants.java): 50 statuses,
+#: each kept 15 minutes, when deployment.toml does not say; a delay of a day or more
+#: is replaced by that default.
+WSO2_CACHE_SIZE = 50
+WSO2_CACHE_DELAY_MINUTES = 15
+WSO2_MAX_CACHE_DELAY_MINUTES = 24 * 60
+
+
 def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | None:
     """The sender's ``CertificateRevocationVerifier`` settings, as a policy (or ``None``: off).
 
@@ -1231,8 +1239,23 @@ def _revocation_policy(toml: DeploymentToml, path: str) -> RevocationPolicy | No
         return value
 
     full = toml.text(*chain) if chain is not None else None
+    minutes = number(delay, WSO2_CACHE_DELAY_MINUTES, MAX_SECONDS / 60.0, False)
+    if minutes >= WSO2_MAX_CACHE_DELAY_MINUTES:
+        # Synapse keeps a status at most a day: longer is its default (a revoked
+        # backend would be let in for as long as the file says).
+        log.warning(
+            "%s: [%s] %s = %s minutes: WSO2 keeps a revocation status for its default %d "
+            "minutes instead of a day or more, and so does mtls; set it under %d",
+            path,
+            delay[0],
+            delay[1],
+            toml.written(*delay),
+            WSO2_CACHE_DELAY_MINUTES,
+            WSO2_MAX_CACHE_DELAY_MINUTES,
+        )
+        minutes = WSO2_CACHE_DELAY_MINUTES
     return RevocationPolicy(
-        cache_size=int(number(size, 1024, MAX_CACHE_SIZE, True)),
-        cache_delay=number(delay, 1000, MAX_SECONDS / 60.0, False) * 60.0,
+        cache_size=int(number(size, WSO2_CACHE_SIZE, MAX_CACHE_SIZE, True)),
+        cache_delay=minutes * 60.0,
         full_chain=str(full).strip().lower() != "false" if full is not None else True,
     )

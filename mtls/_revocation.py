@@ -90,7 +90,7 @@ from ._types import Mode, Status
 
 #: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
 MAX_OCSP_BYTES = 64 * 1024
-#: Largest ``cache_size`` of a policy: a million statuses (WSO2's default is 1024).
+#: Largest ``cache_size`` of a policy: a million statuses (WSO2 keeps 50 by default).
 MAX_CACHE_SIZE = 1_000_000
 #: Longest ``cache_delay``, ``retry_failed_after``, ``timeout`` and ``check_timeout`` of a
 #: policy: a year.
@@ -123,9 +123,11 @@ class RevocationPolicy:
             every supported Python: the chain OpenSSL verified, each certificate
             against the issuer that verified it. Anchors are not checked (nor does
             Java's PKIX).
-        cache_size: at most this many statuses are kept (WSO2's ``CacheSize``, 1024).
+        cache_size: at most this many statuses are kept (WSO2's ``CacheSize``;
+            WSO2 keeps 50 unless told, mtls 1024).
         cache_delay: seconds a status is kept at most, even when the response is
-            valid longer (WSO2's ``CacheDelay``, 1000 minutes).
+            valid longer (WSO2's ``CacheDelay``, in minutes there: 15 unless told,
+            and never a day or more).
         retry_failed_after: seconds before a status that could not be determined
             is asked again (so a responder that is down costs one fetch per
             certificate per period, never one per request).
@@ -148,7 +150,7 @@ class RevocationPolicy:
     mode: Mode = "hard"
     full_chain: bool = True
     cache_size: int = 1024
-    cache_delay: float = 1000 * 60.0
+    cache_delay: float = 15 * 60.0
     retry_failed_after: float = 60.0
     timeout: float = 5.0
     check_timeout: float = 10.0

@@ -212,7 +212,7 @@ def test_a_misspelt_cache_setting_beside_the_switch_is_a_warning(
     toml = _toml(tmp_path, pki, 8443, ENABLED + "cache_sise = 5\n")
     with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
         assert profiles.revocation is not None  # on, as the switch says
-        assert profiles.revocation.policy.cache_size == 1024
+        assert profiles.revocation.policy.cache_size == 50  # Synapse's default
     assert any("cache_sise is not a setting WSO2 reads" in r.getMessage() for r in caplog.records)
 
 
@@ -270,6 +270,31 @@ def test_a_bad_cache_setting_names_the_setting(pki: PKI, tmp_path: Path, setting
     name = setting.split(maxsplit=1)[0]
     with pytest.raises(mtls.ProfileConfigError, match=f"{name} must be a"):
         SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path)
+
+
+def test_the_cache_is_synapses_unless_the_file_says(
+    pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Synapse keeps 50 statuses for 15 minutes each (certificatevalidation/Constants).
+    mtls kept them up to 1,000 minutes (WSO2's documentation examples), so a revoked
+    backend was let in about 66 times longer than WSO2 lets it in."""
+    with SSLProfileSet.from_deployment_toml(
+        _toml(tmp_path, pki, 8443, ENABLED), base_dir=tmp_path
+    ) as profiles:
+        assert profiles.revocation is not None
+        assert profiles.revocation.policy.cache_size == 50
+        assert profiles.revocation.policy.cache_delay == 15 * 60.0
+    # A day or more: Synapse's default instead, said; the twin: under a day is taken.
+    for minutes, kept in ((1440, 15), (2000, 15), (1439, 1439), (1, 1)):
+        caplog.clear()
+        toml = _toml(tmp_path, pki, 8443, ENABLED + f"cache_delay = {minutes}\n")
+        with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path) as profiles:
+            assert profiles.revocation is not None
+            assert profiles.revocation.policy.cache_delay == kept * 60.0, minutes
+        warned = [
+            r.getMessage() for r in caplog.records if "keeps a revocation status" in r.getMessage()
+        ]
+        assert len(warned) == (1 if minutes >= 1440 else 0), (minutes, warned)
 
 
 def test_a_good_cache_size_in_range_is_taken(pki: PKI, tmp_path: Path) -> None:
