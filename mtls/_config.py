@@ -118,6 +118,11 @@ def material_definition(profile: SSLProfile) -> tuple[object, ...]:
 _PORTS: dict[int, int] = {}  # at most 65,535 entries: the ports there are
 
 
+class PortlessServerError(ProfileConfigError):
+    """A ``<servers>`` entry without a port: WSO2 loads it and it never matches; mtls
+    refuses it, or with ``skip_failures`` leaves it out (see ``_wso2._servers``)."""
+
+
 def parse_server(item: str, *, path: str | None = None, written: str | None = None) -> Server:
     """Parse one ``<servers>`` item: ``host:port``, ``[v6]:port`` or ``*``.
 
@@ -181,7 +186,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
                 example += f" (or [{head}]:{tail} if {tail} was the port)"
         else:
             example = f"{text}:443"
-        raise ProfileConfigError(
+        raise PortlessServerError(
             f"{path or 'profile'}: server {text!r} has no port, so it would never match "
             f"(WSO2 ignores it silently): write {example}; IPv6 addresses go in brackets",
             path=path,

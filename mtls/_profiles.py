@@ -123,8 +123,11 @@ class _XmlFile:
         properties: Mapping[str, str] | None,
         secret_resolver: Callable[[str], str | Secret | None] | None,
         origin: str | None = None,
+        *,
+        lenient: bool = False,
     ) -> None:
         self.path: Path | None = path
+        self._lenient = lenient  # skip_failures: entries without a port left out
         self._base_dir = base_dir
         self._properties = dict(properties or {})
         self._secret_resolver = secret_resolver
@@ -173,6 +176,7 @@ class _XmlFile:
             properties=self._properties,
             secret_resolver=self._secret_resolver,
             early=early,
+            lenient=self._lenient,
         )
         return profiles, digest
 
@@ -336,7 +340,7 @@ class SSLProfileSet:
             secret_resolver = SecureVault.for_estate(home, properties=properties)
         self = cls.__new__(cls)
         self._setup(
-            _XmlFile(xml_path, home, properties, secret_resolver, _origin),
+            _XmlFile(xml_path, home, properties, secret_resolver, _origin, lenient=skip_failures),
             hostname_verifier=hostname_verifier,
             default=default,
             default_truststore=default_truststore,

@@ -35,7 +35,14 @@ from typing import Any, Final
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from ._config import SSLProfile, StoreConfig, check_path_text, parse_server
+from ._config import (
+    PortlessServerError,
+    Server,
+    SSLProfile,
+    StoreConfig,
+    check_path_text,
+    parse_server,
+)
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError, _restated, profile_label
 from ._jks import shown_alias
 from ._log import log
@@ -81,11 +88,17 @@ class _Context:
     # The namespaces the root element declares (filled when the parser reaches it):
     # WSO2 finds the secure vault's there only.
     root_namespaces: list[str] = field(default_factory=list)
+    # skip_failures: a <servers> entry without a port is left out (with a warning that
+    # ``mtls check`` fails on), as WSO2 loads it and never matches it.
+    lenient: bool = False
 
 
 #: ``extra=`` of the warnings that say WSO2 cannot load what mtls loads: ``mtls check``
 #: fails on them (the record carries ``mtls_wso2_cannot_load=True``).
 WSO2_CANNOT_LOAD: Final = {"mtls_wso2_cannot_load": True}
+#: ``extra=`` of the warnings that say mtls left out what it refuses without
+#: ``skip_failures``: ``mtls check`` fails on them too (``mtls_refused=True``).
+MTLS_REFUSED: Final = {"mtls_refused": True}
 
 
 def _first_time(ctx: _Context, key: tuple[str, str, str]) -> bool:
@@ -506,11 +519,14 @@ def parse_profiles_xml(
     properties: Mapping[str, str] | None = None,
     secret_resolver: SecretResolver | None = None,
     early: Callable[[SSLProfile], object] | None = None,
+    lenient: bool = False,
 ) -> list[SSLProfile]:
     """Parse a customSSLProfiles document into profiles (one per ``<client>`` when present).
 
     ``early``: called once with the first profile, as soon as it is parsed (the rest
-    of the document may not be yet); what it raises is the caller's.
+    of the document may not be yet); what it raises is the caller's. ``lenient``
+    (``skip_failures``): a ``<servers>`` entry without a port is left out, with a
+    warning, rather than refused (a profile left with none is left out).
 
     Raises:
         ProfileConfigError: hostile or malformed XML, a missing or bad element, an
@@ -522,6 +538,7 @@ def parse_profiles_xml(
         with_carbon_home(properties, base_dir),
         secret_resolver,
         no_aliases=_spells_names(data) and b"secretAlias" not in data,
+        lenient=lenient,
     )
     profiles: list[SSLProfile] = []
     number = 0
@@ -638,12 +655,53 @@ _AXIS2_SETTINGS = re.compile(
 )
 # dynamicSSLProfilesConfig's <filePath>: where an axis2.xml keeps its profiles instead.
 _FILE_PATH = re.compile(rb"<filePath>\s*([^<>\s]{1,500})\s*</filePath>")
+_SENDERS = re.compile(rb"<transportSender\b.*?</transportSender>", re.DOTALL)
+
+
+def _servers_with_ports(
+    items: list[str], as_written: str | None, label: str, ctx: _Context
+) -> tuple[Server, ...]:
+    """``skip_failures``: the entries of ``<servers>`` with a port; each without one is
+    left out with a warning (WSO2 loads it and never matches it: requests for that
+    host go to the ``*`` profile, or the default). Empty when none has a port: the
+    profile is then left out, said so."""
+    servers: list[Server] = []
+    for item in items:
+        try:
+            servers.append(parse_server(item, path=ctx.path, written=as_written))
+        except PortlessServerError as exc:
+            shown = as_written or f"server {item.strip()!r}"
+            log.warning(
+                "%s: %s, %s, has no port: left out (skip_failures), as WSO2 never matches "
+                "it; without skip_failures the file is refused: %s",
+                ctx.path,
+                label,
+                shown,
+                str(exc).rsplit(": ", 1)[-1] if as_written is None else "make it host:port",
+                extra=MTLS_REFUSED,
+            )
+    if not servers:
+        log.warning(
+            "%s: %s has no server with a port: left out (skip_failures); requests for its "
+            "hosts go to the * profile or the default",
+            ctx.path,
+            label,
+            extra=MTLS_REFUSED,
+        )
+    return tuple(servers)
 
 
 def _axis2_without_profiles(data: bytes) -> str:
     """What to say of an axis2.xml with no profiles in it: the file its
     dynamicSSLProfilesConfig names (API Manager's), when it names one."""
-    match = _FILE_PATH.search(data) if b"dynamicSSLProfilesConfig" in data else None
+    match = None
+    if b"dynamicSSLProfilesConfig" in data:
+        # The sender's: API Manager's axis2.xml names the listener's profile file
+        # (listenerprofiles.xml) first, in its <transportReceiver>.
+        for sender in _SENDERS.finditer(data):
+            match = _FILE_PATH.search(sender.group(0))
+            if match is not None:
+                break
     if match is None:
         return (
             "this is an axis2.xml without a customSSLProfiles parameter: pass the "
@@ -769,11 +827,16 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     try:
         # A warning names an entry made from placeholders as written, never its value.
         as_written = f"<servers>{written}</servers>" if hidden else None
-        servers = (
-            (parse_server(items[0], path=ctx.path, written=as_written),)
-            if len(items) == 1  # the usual profile: no generator
-            else tuple(parse_server(item, path=ctx.path, written=as_written) for item in items)
-        )
+        if ctx.lenient:
+            servers = _servers_with_ports(items, as_written, _label(number, name), ctx)
+            if not servers:
+                return []
+        else:
+            servers = (
+                (parse_server(items[0], path=ctx.path, written=as_written),)
+                if len(items) == 1  # the usual profile: no generator
+                else tuple(parse_server(item, path=ctx.path, written=as_written) for item in items)
+            )
     except ProfileConfigError:
         if not hidden:
             raise

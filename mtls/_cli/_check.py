@@ -319,6 +319,7 @@ def check_report(
         bool(status["healthy"])
         and failed == 0
         and not soon
+        and not logs.mtls_refused
         and not any(row.get("out_of_date") for row in [*rows, default_row] if row)
     )
     return {
@@ -327,6 +328,7 @@ def check_report(
         "ok": loads and (mtls_only or not logs.wso2_cannot_load),
         "loads": loads,
         "wso2_cannot_load": list(logs.wso2_cannot_load),
+        "mtls_refused": list(logs.mtls_refused),
         "profiles": rows,
         "default": default_row,
         "failed": failed,
@@ -389,7 +391,7 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     if report["default"] is not None:
         rows.append(report["default"])
     cells = [_cells(row, base) for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEADERS[:-1])]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(_HEADERS[:-1])]
     count = len(report["profiles"])
     # No path: a deployment.toml without a profile file (its default stores serve all).
     source = report["path"] or "no profile file"
@@ -424,7 +426,7 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     if failed:
         out.line(
             out.style(f"FAILED: {failed} of {count} profiles did not load", "red", "bold")
-            + " (a gateway would refuse to start without ssl.profile.skip.failures)"
+            + " (without skip_failures the library refuses the file)"
         )
         if any("no such" in p for row in report["profiles"] for p in row["problems"]):
             out.line(
@@ -435,6 +437,12 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
         out.line(
             out.style("FAILED: the default profile did not load", "red", "bold")
             + " (requests no profile matches are refused until it loads)"
+        )
+    elif report["mtls_refused"]:
+        out.line(
+            out.style("FAILED: <servers> entries without a port were left out", "red", "bold")
+            + " (the notes above: mtls refuses the file without skip_failures; WSO2 loads "
+            "it and never matches them)"
         )
     elif not report["ok"] and not _wso2_only(report):
         out.line(out.style("FAILED: see the problems above", "red", "bold"))
@@ -561,6 +569,8 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         )
     elif _default_failed(report):
         out.error(f"{report['path']}: {report['default']['problems'][0]}")
+    elif report["mtls_refused"]:
+        out.error(f"{report['path']}: {_after_path(report['mtls_refused'][0])}")
     elif _wso2_only(report):
         count = len(report["wso2_cannot_load"])
         out.error(

@@ -21,6 +21,9 @@ class LogCollector(logging.Handler):
         self.messages: list[str] = []
         # Those that say WSO2 cannot load what mtls loads (``mtls check`` fails on them).
         self.wso2_cannot_load: list[str] = []
+        # Those that say mtls left out what it refuses without skip_failures (an entry
+        # of <servers> without a port): ``mtls check`` fails on them whatever the mode.
+        self.mtls_refused: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         """Store the formatted message."""
@@ -32,6 +35,8 @@ class LogCollector(logging.Handler):
             self.messages.append(message)
             if getattr(record, "mtls_wso2_cannot_load", False):
                 self.wso2_cannot_load.append(message)
+            if getattr(record, "mtls_refused", False):
+                self.mtls_refused.append(message)
 
 
 class _Escaped(logging.Formatter):

@@ -1391,7 +1391,8 @@ def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
 # --------------------------------------------------------------------------- check
 
 
-CHECK_KEYS = {"path", "hostname_verifier", "ok", "loads", "wso2_cannot_load", "profiles", "default",
+CHECK_KEYS = {"path", "hostname_verifier", "ok", "loads", "wso2_cannot_load", "mtls_refused",
+              "profiles", "default",
               "failed", "warnings",
               "vault", "fail_within", "status"}  # fmt: skip
 CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "client_subject",

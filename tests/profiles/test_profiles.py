@@ -15,6 +15,7 @@ import pytest
 
 import mtls
 from mtls import ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
+from mtls.cli import main
 from mtls.testing import CA, MTLSServer
 from tests._helpers import (
     PASSWORD,
@@ -590,6 +591,22 @@ def test_an_axis2_xml_that_points_at_its_profile_file_names_it(tmp_path):
         SSLProfileSet.from_xml(xml)
     xml.write_text(_axis2(""))
     with pytest.raises(ProfileConfigError, match=r"axis2\.xml without a customSSLProfiles"):
+        SSLProfileSet.from_xml(xml)
+    # As API Manager ships it: the listener names its own file first, in its receiver
+    # (the message named listenerprofiles.xml, whose reading then refused it).
+    listener = (
+        '<transportReceiver name="https" class="org.apache.synapse.transport.passthru.'
+        'PassThroughHttpMultiSSLListener"><parameter name="dynamicSSLProfilesConfig">'
+        "<filePath>repository/resources/security/listenerprofiles.xml</filePath>"
+        "</parameter></transportReceiver>"
+    )
+    xml.write_text(
+        _axis2(
+            '<parameter name="dynamicSSLProfilesConfig"><filePath>'
+            "repository/resources/security/sslprofiles.xml</filePath></parameter>"
+        ).replace("<transportSender", listener + "<transportSender")
+    )
+    with pytest.raises(ProfileConfigError, match=named):
         SSLProfileSet.from_xml(xml)
 
 
@@ -1851,3 +1868,38 @@ def test_subscribing_something_that_cannot_be_called_is_refused_at_once() -> Non
             profiles.on_health("alert")  # type: ignore[arg-type]
         profiles.subscribe(lambda old, new: None)()
         profiles.on_health(lambda event: None)()
+
+
+def test_with_skip_failures_an_entry_without_a_port_is_left_out_not_the_file(
+    tmp_path, pki, backend, caplog
+):
+    """WSO2's docs write servers = "foo.com"; WSO2 loads the file and never matches that
+    entry. mtls refused the whole file even with skip_failures (an independent sweep of
+    WSO2's files): every host went down for one entry."""
+    xml = write_xml(
+        tmp_path,
+        profile("foo.com", pki["gw1"], pki["trust"]),
+        profile(f"localhost:{backend.port}, bar.com", pki["gw1"], pki["trust"]),
+    )
+    # Without skip_failures: refused, as the design says (a silent non-match is a bug).
+    with pytest.raises(ProfileConfigError, match=r"'foo\.com' has no port"):
+        SSLProfileSet.from_xml(xml)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml, skip_failures=True)
+    with profiles:
+        assert [p.servers for p in profiles.profiles] == [(("localhost", backend.port),)]
+        context = profiles.context_for("localhost", backend.port)
+        assert whoami(context, backend.port)["client_cn"] == "gateway-one"
+        # The entries left out match nothing, as in WSO2 (no * profile, no default here).
+        assert profiles.context_for("foo.com", 443) is None
+        assert profiles.context_for("bar.com", 443) is None
+    said = [r.getMessage() for r in caplog.records if "left out (skip_failures)" in r.getMessage()]
+    assert any("'foo.com', has no port" in m and "write foo.com:443" in m for m in said)
+    assert any("'bar.com', has no port" in m for m in said)
+    assert any("profile 1 has no server with a port" in m for m in said)
+    # mtls check (which loads with skip_failures) fails on them, naming the first.
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["check", str(xml), "--no-color"])
+    assert code == 1 and "entries without a port were left out" in out.getvalue()
+    assert "'foo.com', has no port" in err.getvalue()
