@@ -198,3 +198,9 @@ def emit(records: Iterable[logging.LogRecord]) -> None:
 
 #: The ``mtls`` logger, as every module of the library logs to it.
 log = _Steady(logging.getLogger("mtls"), {})
+
+
+def steady_logger(name: str) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    """A logger below ``mtls`` (``mtls.testing``) whose handlers cannot raise into the
+    code that logs, as :data:`log`'s cannot."""
+    return _Steady(logging.getLogger(name), {})

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import http.server
 import json
-import logging
 import os
 import re
 import socket
@@ -42,12 +41,13 @@ from cryptography import x509
 
 from .. import _x509
 from .._context import server_context
+from .._log import steady_logger
 from .._server import RotatingServerContext
 from .._stores import Keystore, Truststore
 from .._version import __version__
 from ._ca import CA, IssuedIdentity
 
-log = logging.getLogger("mtls.testing")
+log = steady_logger("mtls.testing")  # a handler that raises stops no test server
 
 _JOIN_TIMEOUT = 10.0
 _LINGER_TIMEOUT = 2.0

@@ -688,3 +688,32 @@ def test_taken_handshakes_are_each_returned_once(ca, server_identity, client_ide
             _get(running, _context(None, ca))  # no certificate: refused
         (refused,) = running.wait_for_handshakes(1)
         assert running._take_handshakes() == [refused] and not refused.accepted
+
+
+def test_a_log_handler_that_raises_stops_no_test_server(capfd: pytest.CaptureFixture[str]) -> None:
+    """MTLSServer.start() raised the handler's RuntimeError out of its own debug line
+    (found by a rotation soak); the library's own records had been guarded already."""
+    import logging
+
+    seen: list[str] = []
+
+    class Down(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            raise RuntimeError("log shipper down")
+
+    logger = logging.getLogger("mtls")
+    was = logger.level
+    mtls._log._said.clear()  # said once per process: this test's own
+    logger.addHandler(Down(logging.DEBUG))
+    logger.setLevel(logging.DEBUG)
+    ca = CA(name="steady")
+    try:
+        with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
+            assert server.port > 0
+    finally:
+        logger.handlers = [h for h in logger.handlers if not isinstance(h, Down)]
+        logger.setLevel(was)
+    assert any("MTLSServer listening on" in m for m in seen)  # the record still went out
+    err = capfd.readouterr().err
+    assert "a logging handler raised RuntimeError" in err and "log shipper down" not in err
