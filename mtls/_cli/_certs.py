@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +24,7 @@ from .._files import MAX_INPUT_BYTES, read_input
 from .._stores import Keystore
 from ._common import (
     ENV_STORE_PASSWORD,
+    ENV_TRUSTSTORE_PASSWORD,
     EXIT_FAILURE,
     EXIT_OK,
     CLIError,
@@ -35,6 +36,7 @@ from ._common import (
     inspect_keystore,
     key_description,
     load_keystore,
+    load_truststore,
     no_such_file,
     now,
     optional_key_password,
@@ -42,6 +44,9 @@ from ._common import (
     store_password,
 )
 from ._logs import LogCollector
+
+if TYPE_CHECKING:
+    from .._crl import CRLSet
 from ._storeio import (
     _der_info,
     _issuer_text,
@@ -398,9 +403,11 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
         raise CLIError(f"{source}: {exc}" if source not in str(exc) else str(exc)) from None
     lists = [_crl_info(crl) for crl in crls]
     stale = [info for info in lists if info["expired"]]
+    refusal = _profile_check(args, crls) if args.truststore else None
     if args.json:
-        out.json({"source": source, "crls": lists, "warnings": logs.messages})
-        return EXIT_FAILURE if stale else EXIT_OK
+        checked = None if not args.truststore else {"truststore": args.truststore, "error": refusal}
+        out.json({"source": source, "crls": lists, "checked": checked, "warnings": logs.messages})
+        return EXIT_FAILURE if stale or refusal else EXIT_OK
     for number, info in enumerate(lists, 1):
         if number > 1:
             out.line()
@@ -419,13 +426,41 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
         for entry in info["revoked"]:
             reason = f"  {entry['reason']}" if entry["reason"] else ""
             out.line(f"    {entry['serial']}  {entry['revoked_on'][:10]}{reason}")
+    out.line()
+    if not args.truststore:
+        out.line("signature not checked: --truststore FILE checks the list as a profile would")
+    elif refusal is None:
+        out.line(
+            f"checked against {args.truststore}: signed by one of its certificates, in date, "
+            "usable as a profile's crls="
+        )
     _show_warnings(out, logs)
+    if refusal is not None:
+        out.error(refusal)
+        return EXIT_FAILURE
     for info in stale:
         out.warn(
             f"the CRL of {info['issuer']} is past its next update: a profile refuses it "
             "(fetch the CA's current list)"
         )
     return EXIT_FAILURE if stale else EXIT_OK
+
+
+def _profile_check(args: argparse.Namespace, crls: CRLSet) -> str | None:
+    """Why a profile with ``--truststore`` would refuse these lists (not signed by one
+    of its certificates, expired, not usable by OpenSSL); ``None`` when it takes them."""
+    from .._errors import CRLError  # noqa: PLC0415
+
+    password = resolve_password(
+        args.truststore_password, env=ENV_TRUSTSTORE_PASSWORD,
+        option="--truststore-password", what="", prompt="", required=False,
+    )  # fmt: skip
+    trust = load_truststore(Path(args.truststore), password, truststore=True)
+    try:
+        crls.check(trust.anchors_der)
+    except CRLError as exc:
+        return str(exc)
+    return None
 
 
 def _crl_info(crl: x509.CertificateRevocationList) -> dict[str, Any]:

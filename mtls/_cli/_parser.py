@@ -449,6 +449,15 @@ def build_parser() -> Parser:
             "-v", dest="verbose", action="store_true", help="accepted for keytool habits"
         )
         printer.add_argument("--json", action="store_true", help="JSON for scripts")
+    printer.add_argument(  # printcrl's: the check a profile's crls= makes
+        "--truststore", metavar="FILE",
+        help="check the list as a profile would: signed by one of its certificates, in "
+        "date, usable by OpenSSL (exit 1 when not)",
+    )  # fmt: skip
+    printer.add_argument(
+        "--truststore-password", metavar="PASSWORD",
+        help="else $MTLS_TRUSTSTORE_PASSWORD, else none (a JKS truststore opens without one)",
+    )  # fmt: skip
 
     imp = _add(
         sub,

@@ -260,6 +260,30 @@ def test_printcrl_lists_revocations_and_fails_when_stale(
     fails(1, "printcrl", "--file", cert)
 
 
+def test_printcrl_checks_the_list_as_a_profile_would(tmp_path: Path) -> None:
+    ca = CA(name="crl checker")
+    ca.revoke(ca.issue_cert("revoked.example"))
+    crl = _write(tmp_path / "ca.crl", ca.crl())
+    ca.truststore().save(tmp_path / "trust.jks", PASSWORD)
+    CA(name="a stranger").truststore().save(tmp_path / "other.jks", PASSWORD)
+    plain = ok("printcrl", "--file", crl)
+    assert "signature not checked" in plain.stdout
+    good = ok("printcrl", "--file", crl, "--truststore", tmp_path / "trust.jks",
+              "--truststore-password", PASSWORD)  # fmt: skip
+    assert "signed by one of its certificates" in good.stdout
+    # The twin: a truststore without the CA refuses it, as a profile's crls= would.
+    bad = fails(1, "printcrl", "--file", crl, "--truststore", tmp_path / "other.jks",
+                "--truststore-password", PASSWORD)  # fmt: skip
+    assert "not signed by any certificate of the truststore" in bad.stderr
+    document = json.loads(
+        mtls_run("printcrl", "--file", crl, "--truststore", tmp_path / "other.jks", "--json").stdout
+    )
+    assert "not signed" in document["checked"]["error"]
+    wrong = fails(1, "printcrl", "--file", crl, "--truststore", tmp_path / "trust.jks",
+                  "--truststore-password", "not-it")  # fmt: skip
+    assert "password" in wrong.stderr
+
+
 @pytest.mark.parametrize("command", ["-gencert", "-printcert", "-printcertreq", "-printcrl"])
 def test_keytools_spellings_are_no_longer_missing_commands(command: str) -> None:
     run = mtls_run(command, "--help")
