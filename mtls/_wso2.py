@@ -621,6 +621,17 @@ def parse_profiles_xml(
         if axis2
         else []
     )
+    named = _sender_profile_file(data) if axis2 else None
+    if named is not None:
+        # Synapse's loadDynamicSSLConfig: "Using separate SSL Profile configuration
+        # file, ignore Axis2 configurations": the file's profiles replace these.
+        log.warning(
+            "%s: its sender also names a profile file, %s (dynamicSSLProfilesConfig), "
+            "whose profiles WSO2 uses instead of the customSSLProfiles in the axis2.xml: "
+            "pass that file",
+            path,
+            named,
+        )
     if unread:
         log.warning(
             "%s is an axis2.xml: mtls reads its customSSLProfiles, not its transports' "
@@ -655,7 +666,25 @@ _AXIS2_SETTINGS = re.compile(
 )
 # dynamicSSLProfilesConfig's <filePath>: where an axis2.xml keeps its profiles instead.
 _FILE_PATH = re.compile(rb"<filePath>\s*([^<>\s]{1,500})\s*</filePath>")
-_SENDERS = re.compile(rb"<transportSender\b.*?</transportSender>", re.DOTALL)
+
+
+def _sender_profile_file(data: bytes) -> str | None:
+    """The profile file an axis2.xml's sender names (its dynamicSSLProfilesConfig
+    ``<filePath>``), not the listener's: API Manager's names listenerprofiles.xml
+    first, in its ``<transportReceiver>``. One pass over the file, whatever it holds."""
+    if b"dynamicSSLProfilesConfig" not in data:
+        return None
+    data = _without_comments(data)
+    position = 0
+    while (start := data.find(b"<transportSender", position)) >= 0:
+        end = data.find(b"</transportSender>", start)
+        if end < 0:
+            return None
+        match = _FILE_PATH.search(data, start, end)
+        if match is not None:
+            return match.group(1).decode("utf-8", "replace")
+        position = end
+    return None
 
 
 def _servers_with_ports(
@@ -694,20 +723,12 @@ def _servers_with_ports(
 def _axis2_without_profiles(data: bytes) -> str:
     """What to say of an axis2.xml with no profiles in it: the file its
     dynamicSSLProfilesConfig names (API Manager's), when it names one."""
-    match = None
-    if b"dynamicSSLProfilesConfig" in data:
-        # The sender's: API Manager's axis2.xml names the listener's profile file
-        # (listenerprofiles.xml) first, in its <transportReceiver>.
-        for sender in _SENDERS.finditer(data):
-            match = _FILE_PATH.search(sender.group(0))
-            if match is not None:
-                break
-    if match is None:
+    named = _sender_profile_file(data)
+    if named is None:
         return (
             "this is an axis2.xml without a customSSLProfiles parameter: pass the "
             "profile file (sslprofiles.xml) instead"
         )
-    named = match.group(1).decode("utf-8", "replace")
     return (
         f"this is an axis2.xml whose sender reads its profiles from {named} "
         "(dynamicSSLProfilesConfig <filePath>): pass that file instead, or the product's "

@@ -610,6 +610,42 @@ def test_an_axis2_xml_that_points_at_its_profile_file_names_it(tmp_path):
         SSLProfileSet.from_xml(xml)
 
 
+def test_an_axis2_xml_with_inline_profiles_and_a_sender_file_says_which_wso2_uses(
+    tmp_path, pki, caplog
+):
+    """Synapse's sender, given a dynamicSSLProfilesConfig file, uses its profiles and
+    ignores the inline customSSLProfiles (found by a sweep of WSO2's files); mtls
+    serves the inline ones, and now says so. The listener's file is not the one."""
+    inline = (
+        '<parameter name="customSSLProfiles">'
+        f"{profile('a.test:443', pki['gw1'], pki['trust'])}</parameter>"
+    )
+    dynamic = (
+        '<parameter name="dynamicSSLProfilesConfig"><filePath>'
+        "repository/resources/security/sslprofiles.xml</filePath></parameter>"
+    )
+    xml = tmp_path / "axis2.xml"
+    for sender, warned in ((inline + dynamic, True), (inline, False)):
+        xml.write_text(
+            _axis2(sender).replace(
+                "<transportSender",
+                '<transportReceiver name="https"><parameter name="dynamicSSLProfilesConfig">'
+                "<filePath>listenerprofiles.xml</filePath></parameter></transportReceiver>"
+                "<transportSender",
+            )
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            with SSLProfileSet.from_xml(xml) as profiles:
+                assert profiles.context_for("a.test", 443) is not None
+        said = [
+            r.getMessage() for r in caplog.records if "dynamicSSLProfilesConfig" in r.getMessage()
+        ]
+        assert len(said) == (1 if warned else 0), said
+        if warned:
+            assert "sslprofiles.xml" in said[0] and "listenerprofiles" not in said[0]
+
+
 @pytest.mark.parametrize(
     ("declared", "said"),
     [
