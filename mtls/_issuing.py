@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 import datetime as _dt
 import os
+import re
 from collections.abc import Iterable
 
 from cryptography import x509
@@ -36,13 +37,17 @@ MAX_DAYS = 36_525
 _REQUEST_LABELS = (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST")
 
 
-def read_request(data: bytes, *, path: str | None) -> tuple[x509.CertificateSigningRequest, bytes]:
+def read_request(
+    data: bytes, *, path: str | None, to_sign: bool = True
+) -> tuple[x509.CertificateSigningRequest, bytes]:
     """The certificate request in ``data`` (PEM, as ``keytool -certreq`` and ``openssl
     req`` write it, or DER), and the raw SubjectPublicKeyInfo it names.
 
     Raises:
-        KeystoreFormatError: no request, one that cannot be read, or one whose
-            signature does not verify (not made with the key it names, or altered).
+        KeystoreFormatError: no request, one that cannot be read (a duplicated
+            extension too), one whose signature does not verify (not made with the key
+            it names, or altered), or, ``to_sign``, one whose key cryptography would
+            write in other bytes than the request holds it.
     """
     source = path if path is not None else "the request"
     der = data
@@ -84,7 +89,7 @@ def read_request(data: bytes, *, path: str | None) -> tuple[x509.CertificateSign
         valid = request.is_signature_valid
         requested_key = request.public_key()
         request.extensions  # noqa: B018 - read now: a duplicated extension raises here
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
         raise KeystoreFormatError(
             f"{source}: the request cannot be read ({exc}): ask for a new one", path=path
         ) from None
@@ -96,7 +101,7 @@ def read_request(data: bytes, *, path: str | None) -> tuple[x509.CertificateSign
         )
     info = _der.read_single(der, _der.SEQUENCE).children()[0].children()
     spki = _der.encode(_der.SEQUENCE, info[2].value)
-    if spki != requested_key.public_bytes(
+    if to_sign and spki != requested_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ):
         raise KeystoreFormatError(
@@ -112,13 +117,13 @@ def read_request(data: bytes, *, path: str | None) -> tuple[x509.CertificateSign
 # --------------------------------------------------------------------------- -ext
 
 _EKU_NAMES = {
-    "anyextendedkeyusage": x509.ObjectIdentifier("2.5.29.37.0"),
-    "serverauth": ExtendedKeyUsageOID.SERVER_AUTH,
-    "clientauth": ExtendedKeyUsageOID.CLIENT_AUTH,
-    "codesigning": ExtendedKeyUsageOID.CODE_SIGNING,
-    "emailprotection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
-    "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
-    "ocspsigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "anyExtendedKeyUsage": x509.ObjectIdentifier("2.5.29.37.0"),
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
 }
 _KU_NAMES = (
     "digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
@@ -128,6 +133,8 @@ _KU_FIELDS = dict(zip(_KU_NAMES, (
     "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
     "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
 ), strict=True))  # fmt: skip
+#: The largest path length taken (keytool's is a Java int).
+_MAX_PATH_LENGTH = 2**31 - 1
 _EXT_NAMES = {
     "bc": "bc", "basicconstraints": "bc", "ku": "ku", "keyusage": "ku",
     "eku": "eku", "extendedkeyusage": "eku", "san": "san", "subjectalternativename": "san",
@@ -185,57 +192,89 @@ def _parts(rest: str, value: str) -> list[str]:
     return parts
 
 
+def _one_of(part: str, names: Iterable[str], value: str, what: str) -> str:
+    """The one of ``names`` that ``part`` names as keytool's ``oneOf`` reads it: the
+    name, any start of it, or its capitals after the first letter (``sA`` for
+    ``serverAuth``, ``dS`` for ``digitalSignature``), in any case.
+
+    Raises:
+        ValueError: none, or several (ambiguous).
+    """
+    wanted = part.lower()
+    names = tuple(names)
+    exact = [name for name in names if name.lower() == wanted]
+    matches = exact or [
+        name
+        for name in names
+        if name.lower().startswith(wanted)
+        or (name[0] + "".join(c for c in name[1:] if not c.islower())).lower() == wanted
+    ]
+    if len(matches) != 1:
+        raise ValueError(
+            f"-ext {value!r}: {part!r} is {'ambiguous' if matches else f'not {what}'} "
+            f"(one of {', '.join(names)})"
+        )
+    return matches[0]
+
+
+def _path_length(text: str, value: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > _MAX_PATH_LENGTH:
+        raise ValueError(f"-ext {value!r}: a path length is a number from 0 to {_MAX_PATH_LENGTH}")
+    return int(text)
+
+
 def _basic_constraints(rest: str, value: str) -> x509.BasicConstraints:
     """keytool's ``bc`` values: none (a CA), ``N`` (a CA, path length N), or
-    ``ca:true|false[,pathlen:N]``."""
+    ``ca:true|false[,pathlen:N]`` (not a CA unless ``ca:true``, as keytool reads it: a
+    path length without ``ca:true`` is refused, a CA never made by mistake)."""
     if not rest:
         return x509.BasicConstraints(ca=True, path_length=None)
-    if rest.isdigit():
-        return x509.BasicConstraints(ca=True, path_length=int(rest))
-    ca, length = True, None
+    if rest.isascii() and rest.isdigit():
+        return x509.BasicConstraints(ca=True, path_length=_path_length(rest, value))
+    ca, length = False, None
     for part in _parts(rest, value):
         key, _, setting = part.partition(":")
         if key.lower() == "ca" and setting.lower() in ("true", "false"):
             ca = setting.lower() == "true"
-        elif key.lower() == "pathlen" and setting.isdigit():
-            length = int(setting)
+        elif key.lower() == "pathlen":
+            length = _path_length(setting, value)
         else:
             raise ValueError(f"-ext {value!r}: bc takes ca:true|false and pathlen:N")
     if not ca and length is not None:
-        raise ValueError(f"-ext {value!r}: a path length is for a CA (ca:true)")
+        raise ValueError(f"-ext {value!r}: a path length is for a CA: write ca:true,pathlen:N")
     return x509.BasicConstraints(ca=ca, path_length=length)
 
 
 def _key_usage(rest: str, value: str) -> x509.KeyUsage:
-    """keytool's ``ku`` names, or any unambiguous start of one (``dig``, ``keyCert``)."""
+    """keytool's ``ku`` names (``contentCommitment`` for ``nonRepudiation`` too),
+    abbreviated as keytool takes them (``dig``, ``dS``, ``keyCert``)."""
     chosen = dict.fromkeys(_KU_FIELDS.values(), False)
     for part in _parts(rest, value):
-        matches = [n for n in _KU_NAMES if n.lower().startswith(part.lower())]
-        exact = [n for n in matches if n.lower() == part.lower()]
-        if part.lower() == "contentcommitment":
-            exact = ["nonRepudiation"]
-        if len(exact or matches) != 1:
-            raise ValueError(
-                f"-ext {value!r}: {part!r} is {'ambiguous' if matches else 'not a key usage'} "
-                f"(one of {', '.join(_KU_NAMES)})"
-            )
-        chosen[_KU_FIELDS[(exact or matches)[0]]] = True
+        name = (
+            "nonRepudiation"
+            if part.lower() == "contentcommitment"
+            else _one_of(part, _KU_NAMES, value, "a key usage")
+        )
+        chosen[_KU_FIELDS[name]] = True
     if (chosen["encipher_only"] or chosen["decipher_only"]) and not chosen["key_agreement"]:
         raise ValueError(f"-ext {value!r}: encipherOnly and decipherOnly need keyAgreement")
     return x509.KeyUsage(**chosen)
 
 
+# An OID cryptography can encode: first arc 0, 1 or 2, second under 40 below 2.
+_OID = re.compile(
+    r"^(?:[01]\.(?:[0-9]|[1-3][0-9])|2\.(?:0|[1-9][0-9]{0,17}))(?:\.(?:0|[1-9][0-9]{0,17}))*$"
+)
+
+
 def _eku(part: str, value: str) -> x509.ObjectIdentifier:
-    oid = _EKU_NAMES.get(part.lower())
-    if oid is not None:
-        return oid
-    if part.replace(".", "").isdigit() and part.count(".") >= 2:
+    """keytool's ``eku`` names, abbreviated as keytool takes them (``sA``, ``client``),
+    or an OID."""
+    if part[:1].isdigit():
+        if not _OID.match(part):
+            raise ValueError(f"-ext {value!r}: {part!r} is not an OID (like 1.3.6.1.5.5.7.3.2)")
         return x509.ObjectIdentifier(part)
-    raise ValueError(
-        f"-ext {value!r}: {part!r} is not an extended key usage (serverAuth, clientAuth, "
-        "codeSigning, emailProtection, timeStamping, OCSPSigning, anyExtendedKeyUsage, or "
-        "an OID)"
-    )
+    return _EKU_NAMES[_one_of(part, _EKU_NAMES, value, "an extended key usage, or an OID")]
 
 
 # --------------------------------------------------------------------------- signing

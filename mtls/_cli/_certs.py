@@ -153,7 +153,7 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     """``mtls gencert``: sign a certificate request with a key entry, the entry's
     certificate as issuer (``keytool -gencert``); the certificate and the issuer's
     chain (self-signed ones left out), DER unless ``--rfc``."""
-    from .._issuing import parse_ext, sign_request  # noqa: PLC0415 - a CA's work only
+    from .._issuing import parse_ext  # noqa: PLC0415 - a CA's work only
     from .._keygen import parse_dname  # noqa: PLC0415
 
     try:
@@ -164,12 +164,16 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     to_terminal = not args.outfile and _is_terminal(out)
     if to_terminal and not args.rfc:
         raise UsageError("the certificate is DER: pass --rfc for PEM on a terminal, or --outfile")
-    data, source = input_bytes(args.infile, "certificate request", option="--infile")
-    path, _, store, alias = _signing_store(args)
+    request: bytes | Path = (
+        Path(args.infile)
+        if args.infile and args.infile != "-"
+        else input_bytes(None, "certificate request", option="--infile")[0]
+    )
+    _, _, store, alias = _signing_store(args)
     try:
-        chain = sign_request(
-            store._key_entry(alias), data, days=args.validity, subject=subject,
-            extensions=extensions, honored=honored, path=path, request_path=source,
+        chain = store.sign_request(
+            request, alias, days=args.validity, subject=subject, extensions=extensions,
+            honored=honored,
         )  # fmt: skip
     except (KeyEntryError, KeystoreFormatError) as exc:
         raise CLIError(str(exc)) from None
@@ -243,10 +247,14 @@ def input_bytes(name: str | None, what: str, *, option: str = "--file") -> tuple
             raise CLIError(no_such_file(name)) from None
     stdin = sys.stdin
     if stdin is None or stdin.isatty():
-        raise UsageError(f"give the {what} with {option} FILE (or pipe it in)")
+        raise UsageError(f"give the {what} with {option} FILE, or pipe it in")
     data = stdin.buffer.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         raise CLIError(f"standard input: more than {MAX_INPUT_BYTES >> 20} MiB: not a {what}")
+    if not data:
+        raise CLIError(
+            f"standard input is empty: give the {what} with {option} FILE, or pipe it in"
+        )
     return data, "standard input"
 
 
@@ -319,7 +327,7 @@ def _server_chain(server: str, timeout: float) -> tuple[list[bytes], str]:
     """
     import ssl  # noqa: PLC0415
 
-    from ._connect import _connect, peer_chain  # noqa: PLC0415
+    from ._connect import _connect, handshake_chain  # noqa: PLC0415
     from ._diagnosis import parse_target  # noqa: PLC0415
 
     if "/" in server:
@@ -332,8 +340,10 @@ def _server_chain(server: str, timeout: float) -> tuple[list[bytes], str]:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # shown, not trusted: what keytool shows too
     try:
-        with context.wrap_socket(raw, server_hostname=target.host) as tls:
-            chain = peer_chain(tls)
+        with context.wrap_socket(
+            raw, server_hostname=target.host, do_handshake_on_connect=False
+        ) as tls:
+            chain = handshake_chain(tls)
     except ssl.SSLError as exc:
         raise CLIError(
             f"{target.server}: the TLS handshake failed ({exc.reason or exc}); mtls probe "
@@ -355,7 +365,7 @@ def cmd_printcertreq(args: argparse.Namespace, out: Output, logs: LogCollector) 
 
     data, source = input_bytes(args.file, "certificate request")
     try:
-        request, _ = read_request(data, path=source)
+        request, _ = read_request(data, path=source, to_sign=False)  # printed, not signed
     except KeystoreFormatError as exc:
         raise CLIError(str(exc)) from None
     try:

@@ -98,6 +98,28 @@ def peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
     return revocation_peer_chain(tls, verified=False)
 
 
+def handshake_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """Do ``tls``'s handshake (made with ``do_handshake_on_connect=False``) and return
+    the certificates the server sent, leaf first. A TLS 1.2 server that demands a
+    client certificate ends the handshake after sending its own chain: the chain is
+    returned all the same, as keytool -printcert -sslserver shows it.
+
+    Raises:
+        ssl.SSLError: the handshake failed before the server sent a certificate.
+    """
+    try:
+        tls.do_handshake()
+    except ssl.SSLError:
+        try:
+            chain = peer_chain(tls)  # what the server sent before it ended the handshake
+        except ValueError:  # no certificate came ("handshake not done yet")
+            chain = []
+        if chain:
+            return chain
+        raise
+    return peer_chain(tls)
+
+
 def _describe_chain(ders: list[bytes]) -> list[dict[str, Any]]:
     chain: list[dict[str, Any]] = []
     for der in ders:
@@ -212,8 +234,10 @@ def _fetch_unverified_chain(report: Report, timeout: float) -> None:
     if raw is None:
         return
     try:
-        with context.wrap_socket(raw, server_hostname=report.target.host) as tls:
-            report.chain = _describe_chain(peer_chain(tls))
+        with context.wrap_socket(
+            raw, server_hostname=report.target.host, do_handshake_on_connect=False
+        ) as tls:
+            report.chain = _describe_chain(handshake_chain(tls))
             report.chain_from_unverified_handshake = True
     except ssl.SSLError as exc:
         # That handshake presents no client certificate (the server failed

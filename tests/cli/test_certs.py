@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +217,12 @@ def test_printcert_sslserver_shows_what_the_server_sends(chain: tuple[CA, CA]) -
     subjects = [c["subject"] for c in json.loads(shown.stdout)["certificates"]]
     assert subjects[0].startswith("CN=localhost,")
     assert "CN=printed intermediate,O=mtls.testing" in subjects
+    # A TLS 1.2 server that demands a client certificate ends the handshake (none is
+    # sent), after its chain: shown all the same, as keytool shows it (it was "the TLS
+    # handshake failed").
+    with MTLSServer(identity, client_ca=root, maximum_version=ssl.TLSVersion.TLSv1_2) as tls12:
+        shown = ok("printcert", "--sslserver", f"127.0.0.1:{tls12.port}", "--json")
+    assert json.loads(shown.stdout)["certificates"][0]["subject"].startswith("CN=localhost,")
     # The twin: nothing listens there any more.
     refused = fails(1, "printcert", "--sslserver", f"127.0.0.1:{server.port}", "--timeout", "2")
     assert "127.0.0.1" in refused.stderr
@@ -282,6 +290,30 @@ def test_printcrl_checks_the_list_as_a_profile_would(tmp_path: Path) -> None:
     wrong = fails(1, "printcrl", "--file", crl, "--truststore", tmp_path / "trust.jks",
                   "--truststore-password", "not-it")  # fmt: skip
     assert "password" in wrong.stderr
+
+
+def test_a_request_printed_is_not_held_to_what_signing_needs(tmp_path: Path) -> None:
+    """An RSASSA-PSS request prints (keytool prints it); only gencert refuses it, as its
+    key would go into the certificate in other bytes (a review found printcertreq
+    refusing it with gencert's advice)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl")
+    csr = tmp_path / "pss.csr"
+    subprocess.run(
+        [openssl, "req", "-new", "-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048",
+         "-nodes", "-keyout", str(tmp_path / "k.pem"), "-subj", "/CN=pss", "-out", str(csr)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shown = ok("printcertreq", "--file", csr)
+    assert "CN=pss" in shown.stdout and "RSASSA-PSS 2048" in shown.stdout
+    ca = CA(name="pss CA")
+    store = mtls.Keystore()
+    store.add_key("ca", ca.private_key, [ca.certificate])
+    store.save(tmp_path / "ca.p12", PASSWORD)
+    refused = fails(1, "gencert", "--keystore", tmp_path / "ca.p12", "--infile", csr,
+                    "--outfile", tmp_path / "out.der")  # fmt: skip
+    assert "another form" in refused.stderr
 
 
 @pytest.mark.parametrize("command", ["-gencert", "-printcert", "-printcertreq", "-printcrl"])

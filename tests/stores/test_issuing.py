@@ -180,13 +180,64 @@ def test_the_signing_entry_must_hold_its_decrypted_key(tmp_path: Path, pki: tupl
         mtls.Keystore.load(path, "changeit").sign_request("req.csr")  # type: ignore[arg-type]
 
 
+def _request_with_a_duplicated_san() -> bytes:
+    """A request whose extensionRequest holds the same SAN twice, signed by its key (a
+    builder refuses to make one; a CA receives what others make)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mtls import _der
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    made = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=dup"))
+        .sign(key, hashes.SHA256())
+    )
+    info = _der.read_single(made.public_bytes(DER), _der.SEQUENCE).children()[0].children()
+    san = bytes.fromhex("30140603551d11040d300b8209") + b"a.example"
+    request = _der.encode(  # extensionRequest: SET { Extensions }
+        _der.SEQUENCE,
+        _der.encode_oid("1.2.840.113549.1.9.14")
+        + _der.encode(0x31, _der.encode(_der.SEQUENCE, san + san)),
+    )
+    body = _der.encode(
+        _der.SEQUENCE,
+        bytes.fromhex("020100")
+        + _der.encode(_der.SEQUENCE, info[1].value)
+        + _der.encode(_der.SEQUENCE, info[2].value)
+        + _der.encode(0xA0, request),
+    )
+    signature = key.sign(body, ec.ECDSA(hashes.SHA256()))
+    algorithm = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.10045.4.3.2"))
+    return _der.encode(_der.SEQUENCE, body + algorithm + _der.encode(0x03, b"\x00" + signature))
+
+
+def test_a_request_with_a_duplicated_extension_is_a_format_error(pki: tuple[CA, CA]) -> None:
+    """cryptography raises DuplicateExtension, which is not a ValueError: it came out of
+    sign_request, and mtls gencert and printcertreq said "unexpected" (a review found it)."""
+    _, intermediate = pki
+    data = _request_with_a_duplicated_san()
+    with pytest.raises(mtls.KeystoreFormatError, match="cannot be read"):
+        _ca_store(intermediate).sign_request(data)
+    with pytest.raises(mtls.KeystoreFormatError, match="cannot be read"):
+        read_request(data, path=None, to_sign=False)
+
+
 @pytest.mark.parametrize(
     ("value", "match"),
     [
         ("ian=dns:x", "make other extensions with keytool"),
+        ("bc=pathlen:1", "a path length is for a CA"),
+        ("bc=99999999999999999999", "a path length is a number"),
+        ("bc=ca:true,pathlen:-1", "a path length is a number"),
+        ("eku=9.9.9", "not an OID"),
+        ("eku=1.50.3", "not an OID"),
+        ("ku=kE", "ambiguous"),
         ("1.2.3.4=0500", "make other extensions with keytool"),
         ("ku=d", "ambiguous"),
         ("ku=sign", "not a key usage"),
+        ("eku=webA", "not an extended key usage"),
         ("ku=encipherOnly", "need keyAgreement"),
         ("eku=webAuth", "not an extended key usage"),
         ("bc=ca:false,pathlen:1", "path length is for a CA"),
@@ -221,3 +272,17 @@ def test_a_damaged_request_is_read_whole_or_refused_with_an_mtls_error(
     except mtls.MTLSError:
         return
     assert request.is_signature_valid
+
+
+def test_keytools_abbreviations_are_taken_as_keytool_takes_them() -> None:
+    """keytool's oneOf: a start of the name, or its capitals (sA for serverAuth, dS for
+    digitalSignature); a review found eku=sA,cA refused."""
+    (eku, ku, bc), _ = parse_ext(["eku=sA,cA", "ku=dS,keyE,cRLS", "bc=ca:true,pathlen:0"])
+    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert ku.value.digital_signature and ku.value.key_encipherment and ku.value.crl_sign
+    assert bc.value.ca and bc.value.path_length == 0
+    # keytool: a bc value without ca:true is not a CA; a number alone is a CA's path length.
+    (plain,), _ = parse_ext(["bc=ca:false"])
+    assert not plain.value.ca
+    (number,), _ = parse_ext(["bc=2"])
+    assert number.value.ca and number.value.path_length == 2
