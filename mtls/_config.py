@@ -72,7 +72,7 @@ def tls_origin(url: str) -> tuple[str, int] | None:
         raise ValueError(
             "the URL's port is not a number from 0 to 65535: write https://host:8443/"
         ) from None
-    return host, port or default
+    return host, default if port is None else port
 
 
 def is_ip_literal(host: str) -> bool:
@@ -118,9 +118,10 @@ def material_definition(profile: SSLProfile) -> tuple[object, ...]:
 _PORTS: dict[int, int] = {}  # at most 65,535 entries: the ports there are
 
 
-class PortlessServerError(ProfileConfigError):
-    """A ``<servers>`` entry without a port: WSO2 loads it and it never matches; mtls
-    refuses it, or with ``skip_failures`` leaves it out (see ``_wso2._servers``)."""
+def without_port(exc: ProfileConfigError) -> bool:
+    """Whether :func:`parse_server` refused an entry for want of a port: WSO2 loads it
+    and never matches it; mtls refuses it, or with ``skip_failures`` leaves it out."""
+    return getattr(exc, "_no_port", False) is True
 
 
 def parse_server(item: str, *, path: str | None = None, written: str | None = None) -> Server:
@@ -186,13 +187,15 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
                 example += f" (or [{head}]:{tail} if {tail} was the port)"
         else:
             example = f"{text}:443"
-        raise PortlessServerError(
+        refused = ProfileConfigError(
             f"{path or 'profile'}: server {text!r} has no port, so it would never match "
             f"(WSO2 ignores it silently): write {example}; IPv6 addresses go in brackets",
             path=path,
             servers=(text,),
             element="servers",
         )
+        refused._no_port = True  # type: ignore[attr-defined]  # see without_port
+        raise refused
     checked = _port(port_text)
     if checked is None or not host:
         raise ProfileConfigError(
@@ -228,7 +231,7 @@ def _url_entry(text: str, path: str | None) -> ProfileConfigError:
         scheme = url.scheme.lower()
         default = DEFAULT_PORTS.get(scheme) or (80 if scheme in _PLAIN else None)
         host = url.hostname
-        port = url.port or default
+        port = default if url.port is None else url.port
     except ValueError:
         port = None
     entry = f"host:port ({format_server((host, port))})" if host and port else "host:port"

@@ -29,7 +29,9 @@ from ._config import (
     format_server,
     is_ip_literal,
     normalize_host,
+    parse_server,
     tls_origin,
+    without_port,
 )
 from ._context import LOCALHOST_NAMES
 from ._deployment import DeploymentSettings, Product, parsed_once, read_deployment_toml
@@ -74,7 +76,7 @@ from ._status import (
     refusal,
 )
 from ._types import HostnameVerifier, check_flag, normalize_hostname_verifier
-from ._wso2 import has_placeholder, parse_profiles_xml
+from ._wso2 import MTLS_REFUSED, has_placeholder, parse_profiles_xml
 
 
 class _FromFile:
@@ -1223,11 +1225,29 @@ def _warn_unwritten(
     if chosen != target:
         return  # the sender reads another file: WSO2 does not use those tables either
     loaded = {server.lower() for item in profiles.status().profiles for server in item.servers}
+    # An entry without a port is in the file, left out (skip_failures): its own warning
+    # names it; here it is said where to fix it, and it is not "missing".
+    portless = [
+        item.strip()
+        for servers in tables
+        if not has_placeholder(servers)
+        for item in servers.split(",")
+        if item.strip() and not _has_port(item)
+    ]
+    if portless:
+        log.warning(
+            "%s: [[keystore.ssl_profile.custom]] servers %s have no port: fix servers "
+            "there (API Manager writes these tables into %s when it starts, over the XML)",
+            toml,
+            ", ".join(map(repr, portless)),
+            chosen,
+            extra=MTLS_REFUSED,
+        )
     missing = [
         servers
         for servers in tables
         if not has_placeholder(servers)
-        and not {item.strip().lower() for item in servers.split(",")} <= loaded
+        and not {item.strip().lower() for item in servers.split(",") if _has_port(item)} <= loaded
     ]
     if missing:
         log.warning(
@@ -1238,6 +1258,15 @@ def _warn_unwritten(
             ", ".join(map(repr, missing)),
             chosen,
         )
+
+
+def _has_port(item: str) -> bool:
+    """Whether a ``<servers>`` entry is not refused for want of a port."""
+    try:
+        parse_server(item)
+    except ProfileConfigError as exc:
+        return not without_port(exc)  # refused for something else: not this warning's
+    return True
 
 
 def _home(base_dir: str | os.PathLike[str] | None) -> Path:

@@ -224,6 +224,21 @@ def der_certificates(data: bytes) -> list[bytes] | None:
     return found
 
 
+def leading_der_certificates(data: bytes) -> int:
+    """How many DER certificates ``data`` starts with, end to end (to say what a file
+    that is not wholly certificates holds)."""
+    count, position = 0, 0
+    while position < len(data) and count < _der.MAX_ELEMENTS:
+        try:
+            tag, _, end = _der.header(data, position)
+        except _der.DERError:
+            break
+        if tag != _der.SEQUENCE or _der_signed(data[position:end]) != "certificate":
+            break
+        count, position = count + 1, end
+    return count
+
+
 # --------------------------------------------------------------------------- reading
 
 

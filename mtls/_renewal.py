@@ -32,6 +32,7 @@ from ._readers import (
     _pem_blocks,
     bundle_certificates,
     der_certificates,
+    leading_der_certificates,
     open_error,
     pem_certificate,
 )
@@ -217,6 +218,14 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
         found.extend(der_certificates(data) or ())
     if found:
         return found
+    leading = leading_der_certificates(data) if data[:1] == b"\x30" else 0
+    if leading:
+        raise KeystoreFormatError(
+            f"{source}: {leading} DER certificate{'s' if leading > 1 else ''}, then bytes "
+            "that are not one (the file was cut or something was appended to it): ask for "
+            "the file again",
+            path=path,
+        )
     fix = (
         f"a private key is not {'a reply' if role == 'reply' else 'a certificate'}: pass "
         "the CA's certificate file"

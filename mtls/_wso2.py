@@ -36,12 +36,12 @@ import defusedxml
 import defusedxml.ElementTree as DET
 
 from ._config import (
-    PortlessServerError,
     Server,
     SSLProfile,
     StoreConfig,
     check_path_text,
     parse_server,
+    without_port,
 )
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError, _restated, profile_label
 from ._jks import shown_alias
@@ -677,10 +677,16 @@ def _sender_profile_file(data: bytes) -> str | None:
     data = _without_comments(data)
     position = 0
     while (start := data.find(b"<transportSender", position)) >= 0:
-        end = data.find(b"</transportSender>", start)
+        tag_end = data.find(b">", start)
+        if tag_end < 0:
+            return None
+        if data[tag_end - 1 : tag_end] == b"/":  # <transportSender .../>: no parameters
+            position = tag_end
+            continue
+        end = data.find(b"</transportSender>", tag_end)
         if end < 0:
             return None
-        match = _FILE_PATH.search(data, start, end)
+        match = _FILE_PATH.search(data, tag_end, end)
         if match is not None:
             return match.group(1).decode("utf-8", "replace")
         position = end
@@ -698,7 +704,9 @@ def _servers_with_ports(
     for item in items:
         try:
             servers.append(parse_server(item, path=ctx.path, written=as_written))
-        except PortlessServerError as exc:
+        except ProfileConfigError as exc:
+            if not without_port(exc):
+                raise
             shown = as_written or f"server {item.strip()!r}"
             log.warning(
                 "%s: %s, %s, has no port: left out (skip_failures), as WSO2 never matches "

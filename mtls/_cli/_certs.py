@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 from ._storeio import (
     _der_info,
     _issuer_text,
+    _lenient_pem_certificates,
     _show_warnings,
     _sniff,
     _write_export,
@@ -294,15 +295,18 @@ def cmd_printcert(args: argparse.Namespace, out: Output, logs: LogCollector) -> 
         ders, source = _server_chain(args.sslserver, args.timeout)
     else:
         data, source = input_bytes(args.file, "certificate")
-        other = _what_else(data)
-        if other is not None:
-            raise CLIError(f"{source} is {other}")
         try:
             ders = certificates_in(data, path=source, role="certificate")
         except KeystoreFormatError as exc:
-            raise CLIError(str(exc)) from None
+            # What keytool also reads (a "-----BEGIN " in the text before the block, old
+            # Mac line ends); else what the file is instead, or why it was refused.
+            ders = _lenient_pem_certificates(data)
+            if not ders:
+                other = _what_else(data)
+                raise CLIError(f"{source} is {other}" if other else str(exc)) from None
     if args.rfc:
         _write_stdout(out, b"".join(_x509.der_to_pem(der).encode("ascii") for der in ders))
+        _show_warnings(out, logs)
         return EXIT_OK
     infos = [_der_info(der) for der in ders]
     if args.json:
@@ -332,6 +336,8 @@ def _server_chain(server: str, timeout: float) -> tuple[list[bytes], str]:
 
     if "/" in server:
         raise UsageError(f"--sslserver {server!r}: give host[:port] (443 by default)")
+    if server.count(":") > 1 and not server.startswith("["):
+        raise UsageError(f"--sslserver {server!r}: write an IPv6 address in brackets: [::1]:8443")
     target = parse_target(server)
     raw, failure = _connect(target, timeout)
     if raw is None:
@@ -413,7 +419,7 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
         raise CLIError(f"{source}: {exc}" if source not in str(exc) else str(exc)) from None
     lists = [_crl_info(crl) for crl in crls]
     stale = [info for info in lists if info["expired"]]
-    refusal = _profile_check(args, crls) if args.truststore else None
+    refusal = _profile_check(args, crls) if args.truststore else _unusable(crls, source)
     if args.json:
         checked = None if not args.truststore else {"truststore": args.truststore, "error": refusal}
         out.json({"source": source, "crls": lists, "checked": checked, "warnings": logs.messages})
@@ -454,6 +460,28 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
             "(fetch the CA's current list)"
         )
     return EXIT_FAILURE if stale else EXIT_OK
+
+
+def _unusable(crls: CRLSet, source: str) -> str | None:
+    """Why OpenSSL would not use one of ``crls`` whatever the truststore: a critical
+    extension it does not process (RFC 5280 5.2), which fails every handshake."""
+    from .._crl import _openssl_refuses  # noqa: PLC0415
+
+    for crl in crls:
+        try:
+            unknown = _openssl_refuses(crl)
+        except (ValueError, x509.DuplicateExtension) as exc:
+            return (
+                f"{source}: the CRL of {crl.issuer.rfc4514_string()} has an extension "
+                f"that cannot be read ({exc}): check the file"
+            )
+        if unknown is not None:
+            return (
+                f"{source}: the CRL of {crl.issuer.rfc4514_string()} has a critical "
+                f"{unknown}, which OpenSSL does not process: a profile's crls= refuses it "
+                "(every handshake would fail)"
+            )
+    return None
 
 
 def _profile_check(args: argparse.Namespace, crls: CRLSet) -> str | None:

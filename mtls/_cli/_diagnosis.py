@@ -117,6 +117,8 @@ def parse_target(url: str) -> Target:
         raise UsageError(f"{url}: {reason}") from exc
     assert origin is not None  # https or wss
     host, port = origin
+    if port == 0:  # dialled as 443 before, the profile of another port shown
+        raise UsageError(f"{url}: port 0 is no server's port: give the backend's")
     if not host.isascii():
         # Dialled and named as its A-label, the name its profile is keyed by and the
         # HTTP clients dial: a socket given the Unicode name encodes it with IDNA 2003,

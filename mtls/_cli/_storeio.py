@@ -3,6 +3,8 @@ format, a certificate written where the user asked, and the lines they print."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,16 @@ def _write_stdout(out: Output, data: bytes) -> None:
     else:
         buffer.write(data)
         buffer.flush()
+
+
+def _lenient_pem_certificates(data: bytes) -> list[bytes]:
+    """The CERTIFICATE blocks of ``data`` that decode, wherever they are (the reading
+    ``mtls import`` had before it shared the store reader's)."""
+    certs: list[bytes] = []
+    for block in _x509.pem_blocks(data, b"CERTIFICATE"):
+        body = block[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
+        with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+            _x509.load_cert(der)
+            certs.append(der)
+    return certs

@@ -10,8 +10,6 @@ where keytool would silently do something surprising, they refuse and say why.
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -57,6 +55,7 @@ from ._storeio import (
     _der_info,
     _entry_word,
     _issuer_text,
+    _lenient_pem_certificates,
     _show_warnings,
     _sniff,
     _write_export,
@@ -407,19 +406,6 @@ def read_certificate_file(path: Path) -> bytes:
         f"{path} is not a certificate: expected DER or PEM, as mtls export or "
         "keytool -exportcert writes"
     )
-
-
-def _lenient_pem_certificates(data: bytes) -> list[bytes]:
-    """The CERTIFICATE blocks of ``data`` that decode, wherever they are (the reading
-    ``mtls import`` had before it shared the store reader's)."""
-    certs: list[bytes] = []
-    for block in _x509.pem_blocks(data, b"CERTIFICATE"):
-        body = block[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
-        with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
-            der = base64.b64decode(b"".join(body.split()), validate=True)
-            _x509.load_cert(der)
-            certs.append(der)
-    return certs
 
 
 def _certificate_to_trust(path: Path) -> tuple[bytes, x509.Certificate]:

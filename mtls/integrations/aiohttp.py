@@ -119,7 +119,7 @@ def _origin(url: URL) -> tuple[str, int] | None:
     host = url.raw_host
     if default is None or not host:
         return tls_origin(str(url))  # http:// and ws://: None; anything else: its ValueError
-    return host, url.explicit_port or default
+    return host, default if url.explicit_port is None else url.explicit_port
 
 
 _HTTP1 = ("http/1.1",)

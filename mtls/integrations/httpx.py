@@ -101,7 +101,7 @@ def _origin(url: httpx.URL) -> tuple[str, int] | None:
     if default is None:
         return None  # plain http needs no TLS
     # raw_host: the IDNA (xn--) form, lower-case, IPv6 without brackets, as str(url) has it.
-    return url.raw_host.decode("ascii"), url.port or default
+    return url.raw_host.decode("ascii"), default if url.port is None else url.port
 
 
 def _sni_hostname(request: httpx.Request) -> str | None:

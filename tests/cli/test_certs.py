@@ -207,6 +207,16 @@ def test_printcert_rfc_round_trips_and_says_what_other_files_are(
     assert "mtls list" in fails(1, "printcert", "--file", store).stderr
     junk = _write(tmp_path / "junk.bin", b"not a certificate")
     assert "no certificate found" in fails(1, "printcert", "--file", junk).stderr
+    # Found by a review: two certificates and a stray byte said "no certificate found";
+    # a certificate after a comment naming a request's BEGIN line was taken for a request.
+    glued = _write(tmp_path / "glued.der", der.read_bytes() * 2 + b"\n")
+    said = fails(1, "printcert", "--file", glued).stderr
+    assert "2 DER certificates, then bytes that are not one" in said
+    noted = _write(
+        tmp_path / "noted.pem",
+        b"# made from -----BEGIN CERTIFICATE REQUEST----- by the CA\n" + root.cert_pem,
+    )
+    assert "Certificate[1]:" in ok("printcert", "--file", noted).stdout
 
 
 def test_printcert_sslserver_shows_what_the_server_sends(chain: tuple[CA, CA]) -> None:
@@ -228,6 +238,8 @@ def test_printcert_sslserver_shows_what_the_server_sends(chain: tuple[CA, CA]) -
     assert "127.0.0.1" in refused.stderr
     both = fails(2, "printcert", "--sslserver", "127.0.0.1:1", "--file", "x.pem")
     assert "not both" in both.stderr
+    assert "port 0" in fails(2, "printcert", "--sslserver", "localhost:0").stderr
+    assert "in brackets" in fails(2, "printcert", "--sslserver", "::1:44316").stderr
 
 
 def test_printcertreq_checks_the_signature(tmp_path: Path) -> None:
@@ -266,6 +278,33 @@ def test_printcrl_lists_revocations_and_fails_when_stale(
     assert run.code == 1 and "past its next update" in run.stderr and "EXPIRED" in run.stdout
     cert = _write(tmp_path / "c.pem", root.cert_pem)
     fails(1, "printcrl", "--file", cert)
+
+
+def test_printcrl_refuses_a_list_openssl_would_not_use_without_a_truststore(
+    tmp_path: Path,
+) -> None:
+    """A critical extension OpenSSL does not process makes every handshake fail: said
+    without --truststore too (a review found it printed and exit 0)."""
+    from cryptography.hazmat.primitives import hashes
+
+    ca = CA(name="odd CRL")
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + _dt.timedelta(days=1))
+    )
+    plain = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    odd = builder.add_extension(
+        x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
+        critical=True,
+    ).sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    said = fails(
+        1, "printcrl", "--file", _write(tmp_path / "odd.crl", odd.public_bytes(Encoding.DER))
+    )
+    assert "OpenSSL does not process" in said.stderr
+    ok("printcrl", "--file", _write(tmp_path / "plain.crl", plain.public_bytes(Encoding.DER)))
 
 
 def test_printcrl_checks_the_list_as_a_profile_would(tmp_path: Path) -> None:

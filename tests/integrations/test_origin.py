@@ -20,6 +20,8 @@ CASES = [
     ("HTTPS://backend.example", ("backend.example", 443)),
     ("wss://backend.example/socket", ("backend.example", 443)),
     ("https://[::1]:8443/", ("::1", 8443)),
+    # Port 0 is its own (it was taken for 443: another port's profile looked up).
+    ("https://backend.example:0/", ("backend.example", 0)),
     ("http://backend.example/x", None),  # no TLS: no profile
     ("ws://backend.example/", None),
 ]
@@ -68,10 +70,15 @@ def test_aiohttp_refuses_what_tls_origin_refuses():
             mtls_aiohttp._origin(URL(url))
 
 
-@pytest.mark.parametrize(("url", "expected"), [c for c in CASES if c[1] is not None])
+@pytest.mark.parametrize(("url", "expected"), [c for c in CASES if c[1] and c[1][1]])
 def test_the_cli_probe_targets_the_same_origin(url: str, expected: tuple[str, int]):
     target = parse_target(url)
     assert (target.host, target.port) == expected
+
+
+def test_the_cli_probe_refuses_port_0_which_it_dialled_as_443():
+    with pytest.raises(UsageError, match="port 0"):
+        parse_target("https://backend.example:0/")
 
 
 def test_no_host_and_bad_ports_are_errors_not_origins():

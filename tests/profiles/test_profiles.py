@@ -608,6 +608,18 @@ def test_an_axis2_xml_that_points_at_its_profile_file_names_it(tmp_path):
     )
     with pytest.raises(ProfileConfigError, match=named):
         SSLProfileSet.from_xml(xml)
+    # A sender written self-closing before the receiver: not a block that runs on into
+    # the receiver's parameters (a review found the listener's file named).
+    xml.write_text(
+        '<axisconfig><transportSender name="local" class="x"/>'
+        + listener
+        + '<transportSender name="https" class="org.apache.synapse.transport.passthru.'
+        'PassThroughHttpSSLSender"><parameter name="dynamicSSLProfilesConfig"><filePath>'
+        "repository/resources/security/sslprofiles.xml</filePath></parameter>"
+        "</transportSender></axisconfig>"
+    )
+    with pytest.raises(ProfileConfigError, match=named):
+        SSLProfileSet.from_xml(xml)
 
 
 def test_an_axis2_xml_with_inline_profiles_and_a_sender_file_says_which_wso2_uses(

@@ -257,7 +257,9 @@ def test_custom_ssl_profile_tables_missing_from_the_file_are_named(tmp_path, ca,
     assert "keystore.ssl_profile.custom" not in caplog.text
 
 
-def test_an_entry_written_from_custom_tables_is_fixed_in_deployment_toml(tmp_path, ca) -> None:
+def test_an_entry_written_from_custom_tables_is_fixed_in_deployment_toml(
+    tmp_path, ca, caplog
+) -> None:
     """The docs' [[keystore.ssl_profile.custom]] example has servers = "foo.com", no
     port; API Manager writes it into sslprofiles.xml at start-up. The refusal told the
     user to fix the XML, which the next start writes over: it now names the tables."""
@@ -271,6 +273,20 @@ def test_an_entry_written_from_custom_tables_is_fixed_in_deployment_toml(tmp_pat
         mtls.SSLProfileSet.from_deployment_toml(path, base_dir=home, reload_interval=None)
     assert "[[keystore.ssl_profile.custom]] tables of" in str(e.value)
     assert str(path) in str(e.value) and e.value.servers == ("foo.com",)
+    # With skip_failures the entry is left out, the rest loads, and the fix is still
+    # said to be in the tables, not the XML; it is not "missing" from the file (a
+    # review found "restart API Manager" said of an entry the file holds).
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(
+            path, base_dir=home, reload_interval=None, skip_failures=True
+        ) as profiles,
+    ):
+        assert [p.servers for p in profiles.status().profiles] == [("*",)]
+    said = [r.getMessage() for r in caplog.records]
+    assert any("servers 'foo.com' have no port: fix servers there" in m for m in said), said
+    assert not any("not in" in m and "restart API Manager" in m for m in said), said
+    caplog.clear()
     # Twin: an entry the tables do not name is the XML's own, to be fixed there.
     other = apim_home(tmp_path / "other", ca, ["*", "bar.com"], toml)
     with pytest.raises(mtls.ProfileConfigError, match=r"'bar\.com' has no port") as e:
