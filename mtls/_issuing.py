@@ -15,7 +15,7 @@ import binascii
 import datetime as _dt
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -135,11 +135,13 @@ _KU_FIELDS = dict(zip(_KU_NAMES, (
 ), strict=True))  # fmt: skip
 #: The largest path length taken (keytool's is a Java int).
 _MAX_PATH_LENGTH = 2**31 - 1
-_EXT_NAMES = {
-    "bc": "bc", "basicconstraints": "bc", "ku": "ku", "keyusage": "ku",
-    "eku": "eku", "extendedkeyusage": "eku", "san": "san", "subjectalternativename": "san",
-    "honored": "honored",
-}  # fmt: skip
+# keytool's -ext names, in its order (mtls makes the first four).
+_EXT_NAMES = (
+    "BasicConstraints", "KeyUsage", "ExtendedKeyUsage", "SubjectAlternativeName",
+    "IssuerAlternativeName", "SubjectInfoAccess", "AuthorityInfoAccess",
+)  # fmt: skip
+_MADE = frozenset(_EXT_NAMES[:4])
+_GENERAL_NAME_TYPES = ("EMAIL", "URI", "DNS", "IP", "OID")
 
 
 def parse_ext(values: Iterable[str]) -> tuple[list[x509.Extension[x509.ExtensionType]], bool]:
@@ -156,33 +158,47 @@ def parse_ext(values: Iterable[str]) -> tuple[list[x509.Extension[x509.Extension
     honored = False
     for value in values:
         head, sep, rest = value.partition("=")
-        name, _, flag = head.strip().partition(":")
-        kind = _EXT_NAMES.get(name.lower())
-        if kind is None:
-            raise ValueError(
-                f"-ext {value!r}: mtls gencert takes bc, ku, eku, san and honored=all; make "
-                "other extensions with keytool -gencert"
-            )
-        critical = flag.lower() in ("c", "critical")
-        if flag and not critical:
-            raise ValueError(f"-ext {value!r}: after the name, only :c or :critical")
+        name, colon, flag = head.strip().partition(":")
+        critical = bool(colon) and _find_one(flag, ("critical",), value) is not None
+        if colon and not critical:
+            raise ValueError(f"-ext {value!r}: after the name, only :critical (or :c)")
         rest = rest.strip()
-        if kind == "honored":
+        if name.lower() == "honored":
             if rest.lower() != "all":
                 raise ValueError(f"-ext {value!r}: only honored=all is supported")
             honored = True
             continue
+        kind = _find_one(name, _EXT_NAMES, value)
+        if kind not in _MADE:
+            raise ValueError(
+                f"-ext {value!r}: mtls gencert takes bc, ku, eku, san and honored=all; make "
+                "other extensions with keytool -gencert"
+            )
+        if sep and not rest:
+            raise ValueError(f"-ext {value!r}: give a value after '='")
         extension: x509.ExtensionType
-        if kind == "bc":
+        if kind == "BasicConstraints":
             extension = _basic_constraints(rest if sep else "", value)
-        elif kind == "ku":
+        elif kind == "KeyUsage":
             extension = _key_usage(rest, value)
-        elif kind == "eku":
+        elif kind == "ExtendedKeyUsage":
             extension = x509.ExtendedKeyUsage([_eku(part, value) for part in _parts(rest, value)])
         else:
-            extension = x509.SubjectAlternativeName(parse_sans(_parts(rest, value)))
+            extension = x509.SubjectAlternativeName(parse_sans(_san_items(rest, value)))
         found[kind] = x509.Extension(extension.oid, critical, extension)
     return list(found.values()), honored
+
+
+def _san_items(rest: str, value: str) -> list[str]:
+    """``san=`` items as keytool reads them: ``TYPE:value``, the type named as its
+    ``oneOf`` takes it (``dns``, ``d``, ``ip``, ``email``, ``uri``, ``oid``)."""
+    items = []
+    for part in _parts(rest, value):
+        kind, colon, name = part.partition(":")
+        if not colon:
+            raise ValueError(f"-ext {value!r}: {part!r} is not TYPE:value (dns:host, ip:addr)")
+        items.append(f"{_one_of(kind, _GENERAL_NAME_TYPES, value, 'a name type')}:{name}")
+    return items
 
 
 def _parts(rest: str, value: str) -> list[str]:
@@ -192,35 +208,54 @@ def _parts(rest: str, value: str) -> list[str]:
     return parts
 
 
-def _one_of(part: str, names: Iterable[str], value: str, what: str) -> str:
-    """The one of ``names`` that ``part`` names as keytool's ``oneOf`` reads it: the
-    name, any start of it, or its capitals after the first letter (``sA`` for
-    ``serverAuth``, ``dS`` for ``digitalSignature``), in any case.
+def _abbreviation(name: str) -> str:
+    """keytool's camel-case form of a name: its lower-case letters after the first
+    dropped (``keyCertSign`` is ``kCS``)."""
+    return name[0] + "".join(c for c in name[1:] if not c.islower())
+
+
+def _find_one(part: str, names: Iterable[str], value: str) -> str | None:
+    """The one of ``names`` that ``part`` names, as keytool's ``oneOf`` reads it: the
+    name itself; else the one name it starts or is the camel-case form of; else the
+    same in any case. ``None`` when none.
 
     Raises:
-        ValueError: none, or several (ambiguous).
+        ValueError: several at the first step that finds any (ambiguous).
     """
-    wanted = part.lower()
     names = tuple(names)
-    exact = [name for name in names if name.lower() == wanted]
-    matches = exact or [
-        name
-        for name in names
-        if name.lower().startswith(wanted)
-        or (name[0] + "".join(c for c in name[1:] if not c.islower())).lower() == wanted
-    ]
-    if len(matches) != 1:
-        raise ValueError(
-            f"-ext {value!r}: {part!r} is {'ambiguous' if matches else f'not {what}'} "
-            f"(one of {', '.join(names)})"
-        )
-    return matches[0]
+    steps: tuple[Callable[[str], bool], ...] = (
+        lambda name: part == name,
+        lambda name: part == _abbreviation(name) or name.startswith(part),
+        lambda name: (
+            part.lower() == _abbreviation(name).lower() or name.upper().startswith(part.upper())
+        ),
+    )
+    for step in steps:
+        found = [name for name in names if step(name)]
+        if len(found) > 1:
+            raise ValueError(f"-ext {value!r}: {part!r} is ambiguous ({', '.join(found)})")
+        if found:
+            return found[0]
+    return None
 
 
-def _path_length(text: str, value: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) > _MAX_PATH_LENGTH:
+def _one_of(part: str, names: Iterable[str], value: str, what: str) -> str:
+    """:func:`_find_one`, refusing a ``part`` that names none of ``names``."""
+    names = tuple(names)
+    found = _find_one(part, names, value)
+    if found is None:
+        raise ValueError(f"-ext {value!r}: {part!r} is not {what} (one of {', '.join(names)})")
+    return found
+
+
+def _path_length(text: str, value: str) -> int | None:
+    """A path length as keytool's ``Integer.parseInt`` reads it (``+1``, ``-1``); a
+    negative one is no limit, as in Java."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > _MAX_PATH_LENGTH:
         raise ValueError(f"-ext {value!r}: a path length is a number from 0 to {_MAX_PATH_LENGTH}")
-    return int(text)
+    number = int(text)
+    return None if number < 0 else number
 
 
 def _basic_constraints(rest: str, value: str) -> x509.BasicConstraints:
@@ -229,7 +264,7 @@ def _basic_constraints(rest: str, value: str) -> x509.BasicConstraints:
     path length without ``ca:true`` is refused, a CA never made by mistake)."""
     if not rest:
         return x509.BasicConstraints(ca=True, path_length=None)
-    if rest.isascii() and rest.isdigit():
+    if (rest[1:] if rest[:1] in ("+", "-") else rest).isdigit():  # Integer.parseInt's forms
         return x509.BasicConstraints(ca=True, path_length=_path_length(rest, value))
     ca, length = False, None
     for part in _parts(rest, value):
@@ -250,12 +285,8 @@ def _key_usage(rest: str, value: str) -> x509.KeyUsage:
     abbreviated as keytool takes them (``dig``, ``dS``, ``keyCert``)."""
     chosen = dict.fromkeys(_KU_FIELDS.values(), False)
     for part in _parts(rest, value):
-        name = (
-            "nonRepudiation"
-            if part.lower() == "contentcommitment"
-            else _one_of(part, _KU_NAMES, value, "a key usage")
-        )
-        chosen[_KU_FIELDS[name]] = True
+        name = _one_of(part, (*_KU_NAMES, "contentCommitment"), value, "a key usage")
+        chosen[_KU_FIELDS["nonRepudiation" if name == "contentCommitment" else name]] = True
     if (chosen["encipher_only"] or chosen["decipher_only"]) and not chosen["key_agreement"]:
         raise ValueError(f"-ext {value!r}: encipherOnly and decipherOnly need keyAgreement")
     return x509.KeyUsage(**chosen)

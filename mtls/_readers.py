@@ -224,6 +224,18 @@ def der_certificates(data: bytes) -> list[bytes] | None:
     return found
 
 
+def is_der_element(data: bytes) -> bool:
+    """Whether ``data`` is one whole DER ``SEQUENCE`` (a certificate, a CRL, a request,
+    a PKCS#12 store): PEM text inside it is part of its content, not the file's."""
+    if data[:1] != b"\x30":
+        return False
+    try:
+        _der.check_single(data, _der.SEQUENCE)
+    except _der.DERError:
+        return False
+    return True
+
+
 def leading_der_certificates(data: bytes) -> int:
     """How many DER certificates ``data`` starts with, end to end (to say what a file
     that is not wholly certificates holds)."""

@@ -32,6 +32,7 @@ from ._readers import (
     _pem_blocks,
     bundle_certificates,
     der_certificates,
+    is_der_element,
     leading_der_certificates,
     open_error,
     pem_certificate,
@@ -204,20 +205,32 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
     """
     source = path if path is not None else f"the {role}"
     found: list[bytes] = []
-    if b"-----BEGIN" in data:
+    # DER first, as the store reader decides: a DER certificate may carry PEM text in
+    # an extension, which must not be taken for the file's certificate.
+    der = data[:1] == b"\x30"
+    if der and _der_signed(data) == "certificate":
+        found.append(data)
+    elif der and _x509.looks_like_pkcs7(data):
+        found.extend(_x509.pkcs7_certificates(data, pem=False))
+    elif der and (several := der_certificates(data)) is not None:
+        found.extend(several)  # DER certificates end to end: keytool -gencert without -rfc
+    elif b"-----BEGIN" in data and not is_der_element(data):  # not PEM inside DER
         for label, body, block in _pem_blocks(data, source, path):
             if label in PEM_CERTIFICATE_LABELS:
                 found.append(pem_certificate(label, body, len(found) + 1, source, path))
             elif label == b"PKCS7":
                 found.extend(bundle_certificates(block, pem=True, where=source, path=path))
-    elif _der_signed(data) == "certificate":
-        found.append(data)
-    elif _x509.looks_like_pkcs7(data):
-        found.extend(_x509.pkcs7_certificates(data, pem=False))
-    else:  # DER certificates end to end: keytool -gencert without -rfc
-        found.extend(der_certificates(data) or ())
     if found:
         return found
+    if data[:1] == b"\x30" and b"-----BEGIN" not in data:
+        try:
+            _der.header(data)
+        except _der.DERError:
+            raise KeystoreFormatError(
+                f"{source}: the file is cut short (its first DER element declares more "
+                "bytes than the file holds): ask for the file again",
+                path=path,
+            ) from None
     leading = leading_der_certificates(data) if data[:1] == b"\x30" else 0
     if leading:
         raise KeystoreFormatError(

@@ -665,7 +665,8 @@ _AXIS2_SETTINGS = re.compile(
     rb"HttpsProtocols|PreferredCiphers|CertificateRevocationVerifier)[\"']"
 )
 # dynamicSSLProfilesConfig's <filePath>: where an axis2.xml keeps its profiles instead.
-_FILE_PATH = re.compile(rb"<filePath>\s*([^<>\s]{1,500})\s*</filePath>")
+_FILE_PATH = re.compile(rb"<filePath\s*>\s*([^<>\s]{1,500})\s*</filePath\s*>")
+_SENDER_END = re.compile(rb"</transportSender\s*>")
 
 
 def _sender_profile_file(data: bytes) -> str | None:
@@ -677,19 +678,22 @@ def _sender_profile_file(data: bytes) -> str | None:
     data = _without_comments(data)
     position = 0
     while (start := data.find(b"<transportSender", position)) >= 0:
-        tag_end = data.find(b">", start)
+        position = start + len(b"<transportSender")
+        if data[position : position + 1] not in (b" ", b"\t", b"\r", b"\n", b">", b"/"):
+            continue  # <transportSenders>, <transportSenderX>: another element
+        tag_end = data.find(b">", position)
         if tag_end < 0:
             return None
         if data[tag_end - 1 : tag_end] == b"/":  # <transportSender .../>: no parameters
             position = tag_end
             continue
-        end = data.find(b"</transportSender>", tag_end)
-        if end < 0:
+        closing = _SENDER_END.search(data, tag_end)
+        if closing is None:
             return None
-        match = _FILE_PATH.search(data, tag_end, end)
+        match = _FILE_PATH.search(data, tag_end, closing.start())
         if match is not None:
             return match.group(1).decode("utf-8", "replace")
-        position = end
+        position = closing.end()
     return None
 
 

@@ -264,20 +264,33 @@ def _is_terminal(out: Output) -> bool:
     return bool(isatty is not None and isatty())
 
 
-def _what_else(data: bytes) -> str | None:
-    """Which other printing command reads ``data`` (a request, a CRL, a store)."""
-    from .._readers import _der_signed, detect_format  # noqa: PLC0415
+def _keystore_format(data: bytes) -> str | None:
+    """The keystore format of ``data`` (JKS, PKCS12, ...); ``None`` for certificates,
+    PEM text, or what no store reader takes."""
+    from .._readers import detect_format  # noqa: PLC0415
 
-    if b"CERTIFICATE REQUEST-----" in data or _der_signed(data) == "request":
-        return "a certificate request: print it with mtls printcertreq"
-    if b"X509 CRL-----" in data or _der_signed(data) == "CRL":
-        return "a certificate revocation list: print it with mtls printcrl"
     try:
         fmt = detect_format(data)
     except KeystoreFormatError:
         return None
-    if fmt not in ("PEM", "DER"):
-        return f"a {fmt} keystore: list it with mtls list --keystore FILE"
+    return None if fmt in ("PEM", "DER") else fmt
+
+
+def _what_else(data: bytes) -> str | None:
+    """Which other printing command reads ``data`` (a request, a CRL, a store)."""
+    from .._readers import PEM_CERTIFICATE_LABELS, _der_signed, is_der_element  # noqa: PLC0415
+
+    blocks = (f"-----BEGIN {label.decode()}-----".encode() for label in PEM_CERTIFICATE_LABELS)
+    text = b"\x00" not in data and not is_der_element(data)
+    if text and any(block in data for block in blocks):
+        return None  # a text of certificate blocks: why they were refused is the answer
+    if b"CERTIFICATE REQUEST-----" in data or _der_signed(data) == "request":
+        return "a certificate request: print it with mtls printcertreq"
+    if b"X509 CRL-----" in data or _der_signed(data) == "CRL":
+        return "a certificate revocation list: print it with mtls printcrl"
+    keystore = _keystore_format(data)
+    if keystore is not None:
+        return f"a {keystore} keystore: list it with mtls list --keystore FILE"
     if b"PRIVATE KEY-----" in data and b"CERTIFICATE-----" not in data:
         return "a private key, not a certificate"
     return None
@@ -295,15 +308,20 @@ def cmd_printcert(args: argparse.Namespace, out: Output, logs: LogCollector) -> 
         ders, source = _server_chain(args.sslserver, args.timeout)
     else:
         data, source = input_bytes(args.file, "certificate")
+        keystore = _keystore_format(data)
+        if keystore is not None:  # before its bytes are searched for PEM text
+            raise CLIError(f"{source} is a {keystore} keystore: list it with mtls list --keystore")
         try:
             ders = certificates_in(data, path=source, role="certificate")
         except KeystoreFormatError as exc:
-            # What keytool also reads (a "-----BEGIN " in the text before the block, old
-            # Mac line ends); else what the file is instead, or why it was refused.
+            # What the file is instead; else what keytool also reads (a "-----BEGIN " in
+            # the text before the block, old Mac line ends); else why it was refused.
+            other = _what_else(data)
+            if other is not None:
+                raise CLIError(f"{source} is {other}") from None
             ders = _lenient_pem_certificates(data)
             if not ders:
-                other = _what_else(data)
-                raise CLIError(f"{source} is {other}" if other else str(exc)) from None
+                raise CLIError(str(exc)) from None
     if args.rfc:
         _write_stdout(out, b"".join(_x509.der_to_pem(der).encode("ascii") for der in ders))
         _show_warnings(out, logs)
@@ -421,7 +439,7 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
     stale = [info for info in lists if info["expired"]]
     refusal = _profile_check(args, crls) if args.truststore else _unusable(crls, source)
     if args.json:
-        checked = None if not args.truststore else {"truststore": args.truststore, "error": refusal}
+        checked = {"truststore": args.truststore, "error": refusal}
         out.json({"source": source, "crls": lists, "checked": checked, "warnings": logs.messages})
         return EXIT_FAILURE if stale or refusal else EXIT_OK
     for number, info in enumerate(lists, 1):

@@ -570,7 +570,10 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     elif _default_failed(report):
         out.error(f"{report['path']}: {report['default']['problems'][0]}")
     elif report["mtls_refused"]:
-        out.error(f"{report['path']}: {_after_path(report['mtls_refused'][0])}")
+        # Where to fix it: deployment.toml's tables when they write the entry.
+        refused = report["mtls_refused"]
+        first = next((m for m in refused if "[[keystore.ssl_profile.custom]]" in m), refused[0])
+        out.error(f"{report['path']}: {_after_path(first)}")
     elif _wso2_only(report):
         count = len(report["wso2_cannot_load"])
         out.error(

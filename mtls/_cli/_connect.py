@@ -106,10 +106,11 @@ def handshake_chain(tls: ssl.SSLSocket) -> list[bytes]:
 
     Raises:
         ssl.SSLError: the handshake failed before the server sent a certificate.
+        OSError: the connection failed before that (a reset included).
     """
     try:
         tls.do_handshake()
-    except ssl.SSLError:
+    except (ssl.SSLError, ConnectionResetError):  # an alert, or a reset instead of one
         try:
             chain = peer_chain(tls)  # what the server sent before it ended the handshake
         except ValueError:  # no certificate came ("handshake not done yet")

@@ -4,7 +4,6 @@ format, a certificate written where the user asked, and the lines they print."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from cryptography import x509
 from .. import _x509
 from .._errors import KeystoreFormatError, KeystoreNotFoundError
 from .._files import read_input
-from .._readers import detect_format, with_fix
+from .._readers import detect_format, is_der_element, with_fix
 from ._common import CLIError, Output, UsageError, cert_info, no_such_file
 from ._logs import LogCollector
 
@@ -120,13 +119,20 @@ def _write_stdout(out: Output, data: bytes) -> None:
 
 
 def _lenient_pem_certificates(data: bytes) -> list[bytes]:
-    """The CERTIFICATE blocks of ``data`` that decode, wherever they are (the reading
-    ``mtls import`` had before it shared the store reader's)."""
+    """The CERTIFICATE blocks of a text file wherever they are (the reading ``mtls
+    import`` had before it shared the store reader's, and keytool's): old Mac line ends,
+    a "-----BEGIN " inside the text before the block. Nothing when the file is binary (a
+    keystore, a DER file: PEM text inside it is not the file's) or when a block does not
+    decode (never a chain read with a link silently left out)."""
+    if b"\x00" in data or is_der_element(data):
+        return []
     certs: list[bytes] = []
     for block in _x509.pem_blocks(data, b"CERTIFICATE"):
         body = block[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
-        with contextlib.suppress(ValueError):  # bad base64 or DER: not a certificate
+        try:
             der = base64.b64decode(b"".join(body.split()), validate=True)
             _x509.load_cert(der)
-            certs.append(der)
+        except ValueError:  # bad base64 or DER: the file is damaged, not lenient-readable
+            return []
+        certs.append(der)
     return certs

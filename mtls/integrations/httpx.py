@@ -101,7 +101,9 @@ def _origin(url: httpx.URL) -> tuple[str, int] | None:
     if default is None:
         return None  # plain http needs no TLS
     # raw_host: the IDNA (xn--) form, lower-case, IPv6 without brackets, as str(url) has it.
-    return url.raw_host.decode("ascii"), default if url.port is None else url.port
+    # httpx keeps ":0" in the URL but dials the scheme's port (httpcore reads the port
+    # with "or"): the profile looked up is the one of the port it dials.
+    return url.raw_host.decode("ascii"), url.port or default
 
 
 def _sni_hostname(request: httpx.Request) -> str | None:

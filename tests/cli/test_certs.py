@@ -300,10 +300,12 @@ def test_printcrl_refuses_a_list_openssl_would_not_use_without_a_truststore(
         x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
         critical=True,
     ).sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
-    said = fails(
-        1, "printcrl", "--file", _write(tmp_path / "odd.crl", odd.public_bytes(Encoding.DER))
-    )
+    odd_file = _write(tmp_path / "odd.crl", odd.public_bytes(Encoding.DER))
+    said = fails(1, "printcrl", "--file", odd_file)
     assert "OpenSSL does not process" in said.stderr
+    document = json.loads(mtls_run("printcrl", "--file", odd_file, "--json").stdout)
+    assert document["checked"]["truststore"] is None
+    assert "OpenSSL does not process" in document["checked"]["error"]
     ok("printcrl", "--file", _write(tmp_path / "plain.crl", plain.public_bytes(Encoding.DER)))
 
 

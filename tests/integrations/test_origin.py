@@ -47,9 +47,19 @@ def test_a_url_that_is_not_absolute_http_or_ws_is_refused_not_taken_for_plain_ht
         tls_origin("https://user:secret@/x")  # and the URL, which may hold one, is not quoted
 
 
-@pytest.mark.parametrize(("url", "expected"), [c for c in CASES if not c[0].startswith("ws")])
+@pytest.mark.parametrize(
+    ("url", "expected"), [c for c in CASES if not c[0].startswith("ws") and ":0/" not in c[0]]
+)
 def test_httpx_reads_its_parsed_url_the_same_way(url: str, expected: tuple[str, int] | None):
     assert mtls_httpx._origin(httpx.URL(url)) == expected
+
+
+def test_each_client_looks_up_the_port_it_dials_for_port_0():
+    """httpx keeps ":0" but dials 443; aiohttp dials 0; requests rewrites the URL
+    without it. The profile looked up must be the one of the port dialled (a review
+    found httpx sent https://host:0/ without the host:443 profile)."""
+    assert mtls_httpx._origin(httpx.URL("https://backend.example:0/")) == ("backend.example", 443)
+    assert mtls_aiohttp._origin(URL("https://backend.example:0/")) == ("backend.example", 0)
 
 
 @pytest.mark.parametrize(("url", "expected"), CASES)

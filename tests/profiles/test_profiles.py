@@ -608,6 +608,23 @@ def test_an_axis2_xml_that_points_at_its_profile_file_names_it(tmp_path):
     )
     with pytest.raises(ProfileConfigError, match=named):
         SSLProfileSet.from_xml(xml)
+    # A wrapper or a sender-like name before the receiver, and end tags with spaces:
+    # still the sender's file (a second review found the listener's named).
+    for before, end in (
+        (f"<transportSenders>{listener}</transportSenders>", "</transportSender\n>"),
+        (
+            f"<transportSenderX><filePath>x.xml</filePath></transportSenderX>{listener}",
+            "</transportSender >",
+        ),
+    ):
+        xml.write_text(
+            f"<axisconfig>{before}"
+            '<transportSender name="https" class="x"><parameter name="dynamicSSLProfilesConfig">'
+            "<filePath >repository/resources/security/sslprofiles.xml</filePath></parameter>"
+            f"{end}</axisconfig>"
+        )
+        with pytest.raises(ProfileConfigError, match=named):
+            SSLProfileSet.from_xml(xml)
     # A sender written self-closing before the receiver: not a block that runs on into
     # the receiver's parameters (a review found the listener's file named).
     xml.write_text(
