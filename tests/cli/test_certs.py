@@ -361,3 +361,97 @@ def test_a_request_printed_is_not_held_to_what_signing_needs(tmp_path: Path) -> 
 def test_keytools_spellings_are_no_longer_missing_commands(command: str) -> None:
     run = mtls_run(command, "--help")
     assert run.code == 0 and "usage: mtls" in run.stdout
+
+
+def test_pem_text_inside_binary_files_is_never_taken_for_their_certificate(
+    tmp_path: Path,
+) -> None:
+    """A certificate, a CRL or a keystore may carry PEM text inside (an extension's
+    value): it is their content, not the file's certificate. A second review found a DER
+    certificate trusted as the certificate in its extension by mtls import, and
+    printcert printing it out of a PKCS#12, a CRL or a JKS."""
+    from cryptography.hazmat.primitives import hashes
+
+    ca = CA(name="embedding CA")
+    evil = CA(name="EVIL").certificate.public_bytes(Encoding.PEM)
+    carrier = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"), evil)
+    now = _dt.datetime.now(_dt.UTC)
+    legit = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=Legit"))
+        .issuer_name(ca.certificate.subject)
+        .public_key(ca.private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(carrier, critical=False)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    der = _write(tmp_path / "legit.der", legit.public_bytes(Encoding.DER))
+    shown = ok("printcert", "--file", der)
+    assert "CN=Legit" in shown.stdout and "EVIL" not in shown.stdout
+    done = ok("import", "--file", der, "--alias", "partner", "--keystore", tmp_path / "t.p12")
+    assert "CN=Legit" in done.stdout and "EVIL" not in done.stdout
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + _dt.timedelta(days=1))
+        .add_extension(carrier, critical=False)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    crl_file = _write(tmp_path / "c.crl", crl.public_bytes(Encoding.DER))
+    assert "mtls printcrl" in fails(1, "printcert", "--file", crl_file).stderr
+    store = mtls.Truststore()
+    store.add("legit", legit)
+    for kind in ("PKCS12", "JKS"):
+        path = tmp_path / f"trust.{kind.lower()}"
+        store.save(path, PASSWORD, store_type=kind)  # type: ignore[arg-type]
+        said = fails(1, "printcert", "--file", path).stderr
+        assert f"a {kind} keystore" in said and "EVIL" not in said
+
+
+def test_a_server_that_resets_after_its_chain_still_shows_it(tmp_path: Path) -> None:
+    """Some TLS 1.2 servers that demand a client certificate reset the connection
+    instead of sending their alert; their chain came already (keytool shows it)."""
+    import socket
+    import struct
+    import threading
+
+    ca = CA(name="reset CA")
+    identity = ca.issue_cert("localhost", "127.0.0.1")
+    context = mtls.server_context(identity.keystore(), CA(name="nobody").truststore())
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    if outgoing.pending:
+                        conn.sendall(outgoing.read())
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    incoming.write(data)
+        except ssl.SSLError:
+            pass  # its alert stays unsent: the reset below is all the client sees
+        conn.close()
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    try:
+        shown = ok("printcert", "--sslserver", f"127.0.0.1:{port}", "--json")
+    finally:
+        worker.join(timeout=30)
+        listener.close()
+    subjects = [c["subject"] for c in json.loads(shown.stdout)["certificates"]]
+    assert subjects[0].startswith("CN=localhost,")
