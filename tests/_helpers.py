@@ -265,3 +265,32 @@ def _major(version: str) -> int:
 needs_cryptography_50 = pytest.mark.skipif(
     _major(cryptography.__version__) < 50, reason="cryptography 50 reads ML-DSA/ML-KEM keys"
 )
+
+
+@contextlib.contextmanager
+def raising_log_handler(level: int = 0) -> Iterator[list[str]]:
+    """A handler on the ``mtls`` logger whose ``emit`` raises (a log shipper that is
+    down), with the logger at DEBUG: yields the messages it was given, and removes it
+    after. The library's "said once per process" note is reset for the caller."""
+    import logging
+
+    import mtls._log
+
+    seen: list[str] = []
+
+    class Down(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            raise RuntimeError("log shipper down")
+
+    logger = logging.getLogger("mtls")
+    was = logger.level
+    mtls._log._said.clear()
+    handler = Down(level)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(was)

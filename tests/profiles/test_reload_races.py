@@ -36,7 +36,15 @@ from mtls import (
 )
 from mtls._files import MAX_INPUT_BYTES
 from mtls.testing import CA, MTLSServer, replace_atomically
-from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for, whoami
+from tests._helpers import (
+    PASSWORD,
+    jks,
+    profile,
+    profile_xml,
+    raising_log_handler,
+    wait_for,
+    whoami,
+)
 
 
 @pytest.fixture(scope="module")
@@ -874,19 +882,7 @@ def test_a_logging_handler_that_raises_stops_no_rotation(one_profile, inter, bac
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     told: list[tuple[int, int]] = []
     profiles.subscribe(lambda old, new: told.append((old, new)))
-    seen: list[str] = []
-
-    class Down(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-            raise RuntimeError("log shipper down")
-
-    logger = logging.getLogger("mtls")
-    was = logger.level
-    mtls._log._said.clear()  # said once per process: this test's own
-    logger.addHandler(Down(level))
-    logger.setLevel(logging.DEBUG)
-    try:
+    with raising_log_handler(level) as seen:
         replace_atomically(keystore, jks(inter, "gen-2"))
         replace_atomically(second, b"garbage")  # a warning in the same check
         assert profiles.reload() is True  # no RuntimeError
@@ -895,9 +891,6 @@ def test_a_logging_handler_that_raises_stops_no_rotation(one_profile, inter, bac
         assert any("reloaded" in m for m in seen) or level > logging.INFO
         assert any("keeping its last good" in m for m in seen)
         assert profiles.reload() is False  # and the next check too
-    finally:
-        logger.handlers = [h for h in logger.handlers if not isinstance(h, Down)]
-        logger.setLevel(was)
     err = capfd.readouterr().err
     assert err.count("a logging handler raised RuntimeError") == 1
     assert "log shipper down" not in err

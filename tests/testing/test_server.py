@@ -14,6 +14,7 @@ import pytest
 
 import mtls
 from mtls.testing import CA, HandshakeRecord, IssuedIdentity, MTLSServer
+from tests._helpers import raising_log_handler
 
 UTC = dt.UTC
 
@@ -693,27 +694,10 @@ def test_taken_handshakes_are_each_returned_once(ca, server_identity, client_ide
 def test_a_log_handler_that_raises_stops_no_test_server(capfd: pytest.CaptureFixture[str]) -> None:
     """MTLSServer.start() raised the handler's RuntimeError out of its own debug line
     (found by a rotation soak); the library's own records had been guarded already."""
-    import logging
-
-    seen: list[str] = []
-
-    class Down(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-            raise RuntimeError("log shipper down")
-
-    logger = logging.getLogger("mtls")
-    was = logger.level
-    mtls._log._said.clear()  # said once per process: this test's own
-    logger.addHandler(Down(logging.DEBUG))
-    logger.setLevel(logging.DEBUG)
     ca = CA(name="steady")
-    try:
+    with raising_log_handler() as seen:
         with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
             assert server.port > 0
-    finally:
-        logger.handlers = [h for h in logger.handlers if not isinstance(h, Down)]
-        logger.setLevel(was)
     assert any("MTLSServer listening on" in m for m in seen)  # the record still went out
     err = capfd.readouterr().err
     assert "a logging handler raised RuntimeError" in err and "log shipper down" not in err
