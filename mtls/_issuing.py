@@ -164,6 +164,8 @@ def parse_ext(values: Iterable[str]) -> tuple[list[x509.Extension[x509.Extension
             raise ValueError(f"-ext {value!r}: after the name, only :critical (or :c)")
         rest = rest.strip()
         if name.lower() == "honored":
+            if colon:  # keytool ignores "honored:c=all" (no request's extension copied)
+                raise ValueError(f"-ext {value!r}: honored takes no flag: write honored=all")
             if rest.lower() != "all":
                 raise ValueError(f"-ext {value!r}: only honored=all is supported")
             honored = True

@@ -103,6 +103,12 @@ def detect_format(data: bytes) -> StoreFormat:
             raise KeystoreFormatError(_NOT_A_CERTIFICATE[signed])
         if _x509.looks_like_pkcs7(data) or der_certificates(data) is not None:
             return "DER"  # a PKCS#7 bundle (.p7b), or DER certificates end to end
+        leading = leading_der_certificates(data)
+        if leading:  # never read on as PEM: text inside a certificate is its content
+            raise KeystoreFormatError(
+                f"{leading} DER certificate{'s' if leading > 1 else ''}, then bytes that "
+                "are not one: the file was cut or something was appended to it; replace it"
+            )
         if _looks_like_bcfks(data):
             return "BCFKS"
     bouncy = _bks.looks_like_bks(data)
@@ -203,52 +209,56 @@ def _der_signed(data: bytes) -> str | None:
     return None
 
 
-def der_certificates(data: bytes) -> list[bytes] | None:
-    """The certificates of ``data`` when it is two or more DER certificates end to end
-    (what ``keytool -gencert`` writes without ``-rfc``: the new certificate and its
-    issuers; Java's ``CertificateFactory`` reads them), ``None`` for anything else."""
-    try:
-        items = _der.spans(data)
-    except _der.DERError:
-        return None
-    if len(items) < 2:
-        return None
+_WHITESPACE = b" \t\r\n"
+
+
+def _certificate_run(data: bytes) -> tuple[list[bytes], int]:
+    """The DER certificates ``data`` starts with, end to end, and where they end."""
     found: list[bytes] = []
-    start = 0
-    for tag, _, end in items:
-        der = data[start:end]
-        if tag != _der.SEQUENCE or _der_signed(der) != "certificate":
-            return None
-        found.append(der)
-        start = end
-    return found
-
-
-def is_der_element(data: bytes) -> bool:
-    """Whether ``data`` is one whole DER ``SEQUENCE`` (a certificate, a CRL, a request,
-    a PKCS#12 store): PEM text inside it is part of its content, not the file's."""
-    if data[:1] != b"\x30":
-        return False
-    try:
-        _der.check_single(data, _der.SEQUENCE)
-    except _der.DERError:
-        return False
-    return True
-
-
-def leading_der_certificates(data: bytes) -> int:
-    """How many DER certificates ``data`` starts with, end to end (to say what a file
-    that is not wholly certificates holds)."""
-    count, position = 0, 0
-    while position < len(data) and count < _der.MAX_ELEMENTS:
+    position = 0
+    while position < len(data) and len(found) < _der.MAX_ELEMENTS:
         try:
             tag, _, end = _der.header(data, position)
         except _der.DERError:
             break
         if tag != _der.SEQUENCE or _der_signed(data[position:end]) != "certificate":
             break
-        count, position = count + 1, end
-    return count
+        found.append(data[position:end])
+        position = end
+    return found, position
+
+
+def der_certificates(data: bytes) -> list[bytes] | None:
+    """The certificates of ``data`` when it is DER certificates end to end: one, or
+    several (what ``keytool -gencert`` writes without ``-rfc``: the new certificate
+    and its issuers; Java's ``CertificateFactory`` reads them), with nothing after them
+    but a line break or spaces (a file handled as text gains one). ``None`` for
+    anything else."""
+    found, end = _certificate_run(data)
+    if not found or data[end:].strip(_WHITESPACE):
+        return None
+    return found
+
+
+def leading_der_certificates(data: bytes) -> int:
+    """How many DER certificates ``data`` starts with, end to end (to say what a file
+    that is not wholly certificates holds)."""
+    return len(_certificate_run(data)[0]) if data[:1] == b"\x30" else 0
+
+
+def is_der_element(data: bytes) -> bool:
+    """Whether ``data`` is DER, not text: one whole DER ``SEQUENCE`` (a CRL, a
+    request, a PKCS#12 store), or DER certificates first. PEM text inside it is part
+    of its content (an extension's value), never the file's."""
+    if data[:1] != b"\x30":
+        return False
+    if leading_der_certificates(data):
+        return True
+    try:
+        _der.check_single(data, _der.SEQUENCE)
+    except _der.DERError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- reading
@@ -409,8 +419,6 @@ def parse(
         return _parse_pem(
             data, password, key_password, with_keys=with_keys, path=path, budget=budget
         )
-    if _der_signed(data) == "certificate":
-        return Parsed("DER", [], [(alias_for(data, Taken(), "cert"), data)], [])
     bundle = der_certificates(data) or bundle_certificates(data, pem=False, where=where, path=path)
     taken = Taken()
     return Parsed("DER", [], [(alias_for(der, taken, "cert"), der) for der in bundle], [])
@@ -1289,7 +1297,11 @@ def _pem_blocks(
                 )
             )
             opened = None
-    if opened is not None or data.count(b"-----BEGIN ") != len(blocks):
+    if (
+        opened is not None
+        or data.count(b"-----BEGIN ") != len(blocks)
+        or data.count(b"-----END ") != len(blocks)  # a block whose BEGIN line was mangled
+    ):
         raise KeystoreFormatError(
             f"{where}: a PEM block has no matching END line: the file is truncated or "
             "damaged; replace it",

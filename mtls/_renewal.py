@@ -28,7 +28,6 @@ from ._files import read_input
 from ._keygen import keytool_digest, parse_dname, parse_sans
 from ._readers import (
     PEM_CERTIFICATE_LABELS,
-    _der_signed,
     _pem_blocks,
     bundle_certificates,
     der_certificates,
@@ -208,12 +207,10 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
     # DER first, as the store reader decides: a DER certificate may carry PEM text in
     # an extension, which must not be taken for the file's certificate.
     der = data[:1] == b"\x30"
-    if der and _der_signed(data) == "certificate":
-        found.append(data)
+    if der and (certificates := der_certificates(data)) is not None:
+        found.extend(certificates)  # one, or several: keytool -gencert without -rfc
     elif der and _x509.looks_like_pkcs7(data):
         found.extend(_x509.pkcs7_certificates(data, pem=False))
-    elif der and (several := der_certificates(data)) is not None:
-        found.extend(several)  # DER certificates end to end: keytool -gencert without -rfc
     elif b"-----BEGIN" in data and not is_der_element(data):  # not PEM inside DER
         for label, body, block in _pem_blocks(data, source, path):
             if label in PEM_CERTIFICATE_LABELS:
@@ -222,7 +219,8 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
                 found.extend(bundle_certificates(block, pem=True, where=source, path=path))
     if found:
         return found
-    if data[:1] == b"\x30" and b"-----BEGIN" not in data:
+    binary = not data.isascii() or b"\x00" in data  # a text that starts with "0" is not DER
+    if data[:1] == b"\x30" and binary and (b"-----BEGIN" not in data or is_der_element(data)):
         try:
             _der.header(data)
         except _der.DERError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,12 @@ def _write_stdout(out: Output, data: bytes) -> None:
         buffer.flush()
 
 
+_MARKERS = (
+    re.compile(rb"BEGIN (?:X509 |TRUSTED )?CERTIFICATE-"),
+    re.compile(rb"END (?:X509 |TRUSTED )?CERTIFICATE-"),
+)
+
+
 def _lenient_pem_certificates(data: bytes) -> list[bytes]:
     """The CERTIFICATE blocks of a text file wherever they are (the reading ``mtls
     import`` had before it shared the store reader's, and keytool's): old Mac line ends,
@@ -126,8 +133,13 @@ def _lenient_pem_certificates(data: bytes) -> list[bytes]:
     decode (never a chain read with a link silently left out)."""
     if b"\x00" in data or is_der_element(data):
         return []
+    blocks = _x509.pem_blocks(data, b"CERTIFICATE")
+    # Every BEGIN and END line of a certificate is one of these blocks: a block cut
+    # short (no END) or with a mangled BEGIN line is not skipped in silence.
+    if not blocks or any(len(marker.findall(data)) != len(blocks) for marker in _MARKERS):
+        return []
     certs: list[bytes] = []
-    for block in _x509.pem_blocks(data, b"CERTIFICATE"):
+    for block in blocks:
         body = block[len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
         try:
             der = base64.b64decode(b"".join(body.split()), validate=True)

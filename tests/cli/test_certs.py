@@ -209,7 +209,7 @@ def test_printcert_rfc_round_trips_and_says_what_other_files_are(
     assert "no certificate found" in fails(1, "printcert", "--file", junk).stderr
     # Found by a review: two certificates and a stray byte said "no certificate found";
     # a certificate after a comment naming a request's BEGIN line was taken for a request.
-    glued = _write(tmp_path / "glued.der", der.read_bytes() * 2 + b"\n")
+    glued = _write(tmp_path / "glued.der", der.read_bytes() * 2 + b"\x00")
     said = fails(1, "printcert", "--file", glued).stderr
     assert "2 DER certificates, then bytes that are not one" in said
     noted = _write(
@@ -387,11 +387,23 @@ def test_pem_text_inside_binary_files_is_never_taken_for_their_certificate(
         .add_extension(carrier, critical=False)
         .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    der = _write(tmp_path / "legit.der", legit.public_bytes(Encoding.DER))
-    shown = ok("printcert", "--file", der)
-    assert "CN=Legit" in shown.stdout and "EVIL" not in shown.stdout
-    done = ok("import", "--file", der, "--alias", "partner", "--keystore", tmp_path / "t.p12")
-    assert "CN=Legit" in done.stdout and "EVIL" not in done.stdout
+    # Also with a line break after it (a file handled as text): it fell through to the
+    # PEM reader, in printcert, import and Truststore.load (a third review found it).
+    for tail in (b"", b"\n", b"\r\n"):
+        der = _write(tmp_path / "legit.der", legit.public_bytes(Encoding.DER) + tail)
+        shown = ok("printcert", "--file", der)
+        assert "CN=Legit" in shown.stdout and "EVIL" not in shown.stdout
+        store = tmp_path / f"t{len(tail)}.p12"
+        done = ok("import", "--file", der, "--alias", "partner", "--keystore", store)
+        assert "CN=Legit" in done.stdout and "EVIL" not in done.stdout
+        assert [c.subject for c in mtls.Truststore.load(der).certificates.values()] == [
+            legit.subject
+        ]
+    # What follows the certificate and is not one is refused, never read as PEM.
+    appended = _write(tmp_path / "appended.der", legit.public_bytes(Encoding.DER) + evil)
+    assert "then bytes that are not one" in fails(1, "printcert", "--file", appended).stderr
+    with pytest.raises(mtls.KeystoreFormatError, match="then bytes that are not one"):
+        mtls.Truststore.load(appended)
     crl = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.certificate.subject)
@@ -409,6 +421,29 @@ def test_pem_text_inside_binary_files_is_never_taken_for_their_certificate(
         store.save(path, PASSWORD, store_type=kind)  # type: ignore[arg-type]
         said = fails(1, "printcert", "--file", path).stderr
         assert f"a {kind} keystore" in said and "EVIL" not in said
+
+
+def test_a_chain_with_a_cut_or_mangled_block_is_refused_never_read_short(
+    chain: tuple[CA, CA], tmp_path: Path
+) -> None:
+    """A chain whose last block lost its END line, or whose BEGIN line lost a dash, was
+    read without that certificate by printcert, import or Truststore.load."""
+    root, intermediate = chain
+    whole = intermediate.cert_pem + root.cert_pem
+    damaged = {
+        "cut": whole[:-30],
+        "mangled": intermediate.cert_pem + root.cert_pem.replace(b"-----BEGIN", b"----BEGIN"),
+        "typo": intermediate.cert_pem
+        + root.cert_pem.replace(b"CERTIFICATE-----\n", b"CERTIFICAT-----\n", 1),
+    }
+    for name, data in damaged.items():
+        path = _write(tmp_path / f"{name}.pem", data)
+        assert "no matching END line" in fails(1, "printcert", "--file", path).stderr, name
+        with pytest.raises(mtls.KeystoreFormatError, match="no matching END line"):
+            mtls.Truststore.load(path)
+    # The twin: the whole chain reads.
+    whole_path = _write(tmp_path / "whole.pem", whole)
+    assert "Certificate[2]:" in ok("printcert", "--file", whole_path).stdout
 
 
 def test_a_server_that_resets_after_its_chain_still_shows_it(tmp_path: Path) -> None:

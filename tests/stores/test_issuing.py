@@ -244,6 +244,7 @@ def test_a_request_with_a_duplicated_extension_is_a_format_error(pki: tuple[CA, 
         ("bc=ca:maybe", "bc takes"),
         ("san:x=dns:a", "only :critical"),
         ("honored=some", "only honored=all"),
+        ("honored:c=all", "honored takes no flag"),
         ("eku=", "give a value"),
     ],
 )
