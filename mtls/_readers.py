@@ -1273,6 +1273,7 @@ def _pem_blocks(
     file was cut short or damaged, and is refused.
     """
     blocks: list[tuple[bytes, bytes, bytes]] = []
+    ends: list[int] = []  # where each block's END line starts
     opened: re.Match[bytes] | None = None
     for match in _PEM_BOUNDARY.finditer(data):
         if match.group(1) == b"BEGIN":
@@ -1296,11 +1297,12 @@ def _pem_blocks(
                     data[opened.start() : match.end()],
                 )
             )
+            ends.append(match.start())
             opened = None
     if (
         opened is not None
         or data.count(b"-----BEGIN ") != len(blocks)
-        or data.count(b"-----END ") != len(blocks)  # a block whose BEGIN line was mangled
+        or _orphan_end(data, ends)  # a block whose BEGIN line was mangled
     ):
         raise KeystoreFormatError(
             f"{where}: a PEM block has no matching END line: the file is truncated or "
@@ -1308,6 +1310,19 @@ def _pem_blocks(
             path=path,
         )
     return blocks
+
+
+# An END line: at the start of a line, after spaces or tabs (a comment that mentions
+# one mid-line is text).
+_END_LINE = re.compile(rb"(?:\A|[\r\n])[ \t]*(-----END )")
+
+
+def _orphan_end(data: bytes, ends: list[int]) -> bool:
+    """Whether ``data`` has an END line that ends none of its blocks (``ends``: where
+    theirs start, in order): the BEGIN line of that block was mangled, or it ends
+    twice. keytool refuses such a file; reading it would leave a certificate out."""
+    known = set(ends)
+    return any(match.start(1) not in known for match in _END_LINE.finditer(data))
 
 
 def _base64_body(body: bytes) -> bytes:

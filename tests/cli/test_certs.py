@@ -441,9 +441,17 @@ def test_a_chain_with_a_cut_or_mangled_block_is_refused_never_read_short(
         assert "no matching END line" in fails(1, "printcert", "--file", path).stderr, name
         with pytest.raises(mtls.KeystoreFormatError, match="no matching END line"):
             mtls.Truststore.load(path)
-    # The twin: the whole chain reads.
+    damaged_end = _write(tmp_path / "twice.pem", whole + b"-----END CERTIFICATE-----\n")
+    with pytest.raises(mtls.KeystoreFormatError, match="no matching END line"):
+        mtls.Truststore.load(damaged_end)  # an END line that ends no block
+    # The twins: the whole chain reads, and so does one whose comment mentions an END
+    # line mid-line (a regression sweep found it refused by a first version).
     whole_path = _write(tmp_path / "whole.pem", whole)
     assert "Certificate[2]:" in ok("printcert", "--file", whole_path).stdout
+    noted = _write(
+        tmp_path / "noted.pem", whole + b"# the end marker is -----END CERTIFICATE-----\n"
+    )
+    assert len(mtls.Truststore.load(noted).anchors_der) == 2
 
 
 def test_a_server_that_resets_after_its_chain_still_shows_it(tmp_path: Path) -> None:
