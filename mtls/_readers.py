@@ -96,7 +96,7 @@ def detect_format(data: bytes) -> StoreFormat:
     if data[:1] == b"\x30":
         if _pkcs12.looks_like_pkcs12(data):
             return "PKCS12"
-        signed = _der_signed(data)
+        signed = _der_signed(_without_line_break(data))
         if signed == "certificate":
             return "DER"
         if signed is not None:
@@ -111,6 +111,11 @@ def detect_format(data: bytes) -> StoreFormat:
             )
         if _looks_like_bcfks(data):
             return "BCFKS"
+        if is_der_element(data):  # DER of another kind: PEM text in it is its content
+            raise KeystoreFormatError(
+                "not a keystore or truststore: a DER structure that is not PKCS#12, BCFKS, "
+                "a certificate or a PKCS#7 bundle"
+            )
     bouncy = _bks.looks_like_bks(data)
     if bouncy is not None:
         return bouncy
@@ -246,19 +251,30 @@ def leading_der_certificates(data: bytes) -> int:
     return len(_certificate_run(data)[0]) if data[:1] == b"\x30" else 0
 
 
+def _without_line_break(data: bytes) -> bytes:
+    """``data`` without the line break or spaces after its one DER element (a file
+    handled as text gains one), or as it is."""
+    try:
+        _, _, end = _der.header(data)
+    except _der.DERError:
+        return data
+    return data[:end] if end < len(data) and not data[end:].strip(_WHITESPACE) else data
+
+
 def is_der_element(data: bytes) -> bool:
     """Whether ``data`` is DER, not text: one whole DER ``SEQUENCE`` (a CRL, a
-    request, a PKCS#12 store), or DER certificates first. PEM text inside it is part
-    of its content (an extension's value), never the file's."""
+    request, a PKCS#12 store; a line break or spaces after it allowed), or DER
+    certificates first. PEM text inside it is part of its content (an extension's
+    value), never the file's."""
     if data[:1] != b"\x30":
         return False
     if leading_der_certificates(data):
         return True
     try:
-        _der.check_single(data, _der.SEQUENCE)
+        _, _, end = _der.header(data)
     except _der.DERError:
         return False
-    return True
+    return not data[end:].strip(_WHITESPACE)  # a line break after it changes nothing
 
 
 # --------------------------------------------------------------------------- reading

@@ -278,15 +278,21 @@ def _keystore_format(data: bytes) -> str | None:
 
 def _what_else(data: bytes) -> str | None:
     """Which other printing command reads ``data`` (a request, a CRL, a store)."""
-    from .._readers import PEM_CERTIFICATE_LABELS, _der_signed, is_der_element  # noqa: PLC0415
+    from .._readers import (  # noqa: PLC0415
+        PEM_CERTIFICATE_LABELS,
+        _der_signed,
+        _without_line_break,
+        is_der_element,
+    )
 
     blocks = (f"-----BEGIN {label.decode()}-----".encode() for label in PEM_CERTIFICATE_LABELS)
     text = b"\x00" not in data and not is_der_element(data)
     if text and any(block in data for block in blocks):
         return None  # a text of certificate blocks: why they were refused is the answer
-    if b"CERTIFICATE REQUEST-----" in data or _der_signed(data) == "request":
+    signed = _der_signed(_without_line_break(data))
+    if b"CERTIFICATE REQUEST-----" in data or signed == "request":
         return "a certificate request: print it with mtls printcertreq"
-    if b"X509 CRL-----" in data or _der_signed(data) == "CRL":
+    if b"X509 CRL-----" in data or signed == "CRL":
         return "a certificate revocation list: print it with mtls printcrl"
     keystore = _keystore_format(data)
     if keystore is not None:

@@ -412,8 +412,11 @@ def test_pem_text_inside_binary_files_is_never_taken_for_their_certificate(
         .add_extension(carrier, critical=False)
         .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    crl_file = _write(tmp_path / "c.crl", crl.public_bytes(Encoding.DER))
-    assert "mtls printcrl" in fails(1, "printcert", "--file", crl_file).stderr
+    for tail in (b"", b"\n"):  # a line break after a CRL: still the CRL, not its text
+        crl_file = _write(tmp_path / "c.crl", crl.public_bytes(Encoding.DER) + tail)
+        assert "mtls printcrl" in fails(1, "printcert", "--file", crl_file).stderr
+        with pytest.raises(mtls.KeystoreFormatError, match="revocation list"):
+            mtls.Truststore.load(crl_file)
     store = mtls.Truststore()
     store.add("legit", legit)
     for kind in ("PKCS12", "JKS"):
