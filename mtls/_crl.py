@@ -263,25 +263,9 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
-            try:
-                unknown = _openssl_refuses(crl)
-            except (ValueError, x509.DuplicateExtension) as exc:
-                raise CRLError(
-                    f"{shown}: the CRL of {issuer} has an extension that cannot be read "
-                    f"({_x509.parse_error_text(str(exc))}): check the file",
-                    path=path,
-                    issuer=issuer,
-                ) from None
-            if unknown is not None:
-                # OpenSSL marks the list unusable: every handshake would fail "unhandled
-                # critical CRL extension", naming no file.
-                raise CRLError(
-                    f"{shown}: the CRL of {issuer} has a critical {unknown}, which OpenSSL "
-                    "does not process (RFC 5280 5.2: such a list must not be used), so "
-                    "every handshake would fail: give a CRL without it",
-                    path=path,
-                    issuer=issuer,
-                )
+            refusal = extension_refusal(crl, shown, issuer, path)
+            if refusal is not None:
+                raise refusal
             scope = _extension(crl, x509.IssuingDistributionPoint)
             partial = _partial_scope(scope)
             if partial is None:
@@ -464,6 +448,34 @@ _OPENSSL_CRL_CRITICAL = (
     x509.AuthorityKeyIdentifier,
     x509.DeltaCRLIndicator,
 )
+
+
+def extension_refusal(
+    crl: x509.CertificateRevocationList, shown: str, issuer: str, path: str | None
+) -> CRLError | None:
+    """Why OpenSSL would not use ``crl``, whatever the truststore: an extension that
+    cannot be read, or a critical one it does not process; ``None`` when neither.
+    ``shown`` names the list's file in the message."""
+    try:
+        unknown = _openssl_refuses(crl)
+    except (ValueError, x509.DuplicateExtension) as exc:
+        return CRLError(
+            f"{shown}: the CRL of {issuer} has an extension that cannot be read "
+            f"({_x509.parse_error_text(str(exc))}): check the file",
+            path=path,
+            issuer=issuer,
+        )
+    if unknown is None:
+        return None
+    # OpenSSL marks the list unusable: every handshake would fail "unhandled critical
+    # CRL extension", naming no file.
+    return CRLError(
+        f"{shown}: the CRL of {issuer} has a critical {unknown}, which OpenSSL does not "
+        "process (RFC 5280 5.2: such a list must not be used), so every handshake would "
+        "fail: give a CRL without it",
+        path=path,
+        issuer=issuer,
+    )
 
 
 def _openssl_refuses(crl: x509.CertificateRevocationList) -> str | None:

@@ -44,9 +44,6 @@ from ._common import (
     store_password,
 )
 from ._logs import LogCollector
-
-if TYPE_CHECKING:
-    from .._crl import CRLSet
 from ._storeio import (
     _der_info,
     _issuer_text,
@@ -57,6 +54,9 @@ from ._storeio import (
     _write_stdout,
     parse_ext_san,
 )
+
+if TYPE_CHECKING:
+    from .._crl import CRLSet
 
 # --------------------------------------------------------------------------- renewal
 # certreq, and the CA's reply installed by import over a key entry's alias: a request
@@ -277,7 +277,8 @@ def _keystore_format(data: bytes) -> str | None:
 
 
 def _what_else(data: bytes) -> str | None:
-    """Which other printing command reads ``data`` (a request, a CRL, a store)."""
+    """Which other printing command reads ``data`` (a request, a CRL), or that it is a
+    private key (a keystore is refused before: :func:`_keystore_format`)."""
     from .._readers import (  # noqa: PLC0415
         PEM_CERTIFICATE_LABELS,
         _der_signed,
@@ -294,9 +295,6 @@ def _what_else(data: bytes) -> str | None:
         return "a certificate request: print it with mtls printcertreq"
     if b"X509 CRL-----" in data or signed == "CRL":
         return "a certificate revocation list: print it with mtls printcrl"
-    keystore = _keystore_format(data)
-    if keystore is not None:
-        return f"a {keystore} keystore: list it with mtls list --keystore FILE"
     if b"PRIVATE KEY-----" in data and b"CERTIFICATE-----" not in data:
         return "a private key, not a certificate"
     return None
@@ -487,24 +485,15 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
 
 
 def _unusable(crls: CRLSet, source: str) -> str | None:
-    """Why OpenSSL would not use one of ``crls`` whatever the truststore: a critical
-    extension it does not process (RFC 5280 5.2), which fails every handshake."""
-    from .._crl import _openssl_refuses  # noqa: PLC0415
+    """Why OpenSSL would not use one of ``crls`` whatever the truststore (the check a
+    profile's ``crls=`` makes of each list): a critical extension it does not process
+    (RFC 5280 5.2), which fails every handshake, or one that cannot be read."""
+    from .._crl import extension_refusal  # noqa: PLC0415
 
-    for crl in crls:
-        try:
-            unknown = _openssl_refuses(crl)
-        except (ValueError, x509.DuplicateExtension) as exc:
-            return (
-                f"{source}: the CRL of {crl.issuer.rfc4514_string()} has an extension "
-                f"that cannot be read ({exc}): check the file"
-            )
-        if unknown is not None:
-            return (
-                f"{source}: the CRL of {crl.issuer.rfc4514_string()} has a critical "
-                f"{unknown}, which OpenSSL does not process: a profile's crls= refuses it "
-                "(every handshake would fail)"
-            )
+    for crl, path in crls.lists():
+        refusal = extension_refusal(crl, path or source, crl.issuer.rfc4514_string(), path)
+        if refusal is not None:
+            return str(refusal)
     return None
 
 
