@@ -98,6 +98,10 @@ class P12Contents:
     unnamed: int = 0
     # The integrity check is PBMAC1 (RFC 9579), which the JDK (17, 25) cannot verify.
     pbmac1: bool = False
+    # No MAC and nothing encrypted: the JDK's password-less format (its cacerts since
+    # JDK 18; keystore.pkcs12.certProtectionAlgorithm and macAlgorithm NONE), which Java
+    # reads without a password and keytool keeps when it writes the store back.
+    passwordless: bool = False
 
 
 class P12FormatError(ValueError):
@@ -383,6 +387,7 @@ class _Reader:
         self.items = 0  # ContentInfos and SafeBags read so far
         self.mac_verified = False
         self.pbmac1 = False
+        self.encrypted = False  # an EncryptedData ContentInfo was read
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
         self.want_secret_keys = False
@@ -421,6 +426,7 @@ class _Reader:
             if content_type == _DATA:
                 self._safe_contents(_der.read_single(content, _der.OCTET_STRING).value, 0)
             elif content_type == _ENCRYPTED_DATA:
+                self.encrypted = True
                 self._safe_contents(self._encrypted_data(content), 0)
             else:
                 raise P12FormatError(f"unsupported content type {algorithm_name(content_type)}")
@@ -432,6 +438,7 @@ class _Reader:
             tuple(self.secrets),
             self.unnamed,
             self.pbmac1,
+            passwordless=len(pfx) == 2 and not self.encrypted and not self.keys,
         )
 
     def _number(self, alias: str | None) -> int | None:
@@ -960,15 +967,18 @@ def content_infos(pfx: bytes) -> list[bytes]:
     return [_der.encode(info.tag, info.value) for info in auth_safe.children()]
 
 
-def join_pfx(infos: list[bytes], password: str, *, rounds: int = 10_000) -> bytes:
+def join_pfx(infos: list[bytes], password: str | None, *, rounds: int = 10_000) -> bytes:
     """One PFX of ``infos`` (each a ContentInfo's DER), with keytool's MAC since JDK 12:
     HMAC-SHA256 under the RFC 7292 appendix B key (ID 3, SHA-256, ``rounds``), a 20-byte
-    random salt. Each ContentInfo keeps the encryption it was written with."""
+    random salt. Each ContentInfo keeps the encryption it was written with. ``password``
+    None: no MAC (the JDK's password-less format)."""
     auth_safe = _der.encode(_der.SEQUENCE, b"".join(infos))
     info = _der.encode(
         _der.SEQUENCE,
         _der.encode_oid(_DATA) + _der.encode(0xA0, _der.encode(_der.OCTET_STRING, auth_safe)),
     )
+    if password is None:
+        return _der.encode(_der.SEQUENCE, _der.encode(_der.INTEGER, b"\x03") + info)
     salt = os.urandom(20)
     key = _p12_kdf("sha256", _bmp(password), salt, purpose=3, rounds=rounds, size=32)
     mac = HMAC(key, hashes.SHA256())

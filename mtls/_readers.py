@@ -293,6 +293,8 @@ class Parsed:
     # What mtls reads but the JDK's reader (keytool, WSO2's gateway) does not: one
     # sentence each (``mtls check`` shows them).
     java_notes: list[str] = field(default_factory=list)
+    # A PKCS#12 in the JDK's password-less format (P12Contents.passwordless).
+    passwordless: bool = False
 
 
 _DRIVE = re.compile(r"^(?:.*/)?[A-Za-z]:[\\/]")  # C:\ or C:/ (after a base dir joined in)
@@ -882,7 +884,9 @@ def _parse_pkcs12(
         else:
             loose.append((cert.alias, cert.der))
     secrets = [(unique_alias(name, taken), kind) for name, kind in contents.secrets]
-    return Parsed("PKCS12", keys, trusted, loose, secrets, notes)
+    return Parsed(
+        "PKCS12", keys, trusted, loose, secrets, notes, passwordless=contents.passwordless
+    )
 
 
 class _Unnamed:

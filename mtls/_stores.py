@@ -120,6 +120,9 @@ class _StoreBase:
         # What mtls read from the file but the JDK's reader (keytool, WSO2's gateway)
         # does not (Parsed.java_notes): one sentence each, for mtls check.
         self._java_notes: tuple[str, ...] = ()
+        # Read from a PKCS#12 in the JDK's password-less format (no MAC, certificates
+        # not encrypted): saved as PKCS12, it is written so again, as keytool does.
+        self._passwordless = False
 
     def remove(self, alias: str) -> None:
         """Delete an entry (``keytool -delete``).
@@ -415,6 +418,7 @@ class Keystore(_StoreBase):
         store.store_type = parsed.store_type
         store.path = path
         store._java_notes = tuple(parsed.java_notes)
+        store._passwordless = parsed.passwordless
         for key in parsed.keys:
             store._entries.add_key(key, loaded=True)
         for alias, der in parsed.certs:
@@ -810,6 +814,7 @@ class Keystore(_StoreBase):
         trust = Truststore()
         trust.store_type = self.store_type
         trust.path = self.path
+        trust._passwordless = self._passwordless
         for entry in self._entries.key_entries():
             trust._entries.add_cert(entry.alias, entry.chain_der[0], loaded=True)
         for alias, der in self._entries.cert_entries():
@@ -886,6 +891,7 @@ class Keystore(_StoreBase):
             store_type=store_type,
             key_password=reveal(key_password),
             target=target,
+            passwordless=self._passwordless,
         )
 
     def __repr__(self) -> str:
@@ -1046,6 +1052,7 @@ class Truststore(_StoreBase):
         store.store_type = parsed.store_type
         store.path = path
         store._java_notes = tuple(parsed.java_notes)
+        store._passwordless = parsed.passwordless
         taken = Taken()
         for key in parsed.keys:
             store._entries.add_cert(unique_alias(key.alias, taken), key.chain_der[0], loaded=True)
@@ -1190,6 +1197,7 @@ class Truststore(_StoreBase):
             password=reveal(password) or "",
             store_type=store_type,
             target=target,
+            passwordless=self._passwordless,
         )
 
     def __repr__(self) -> str:

@@ -73,8 +73,9 @@ def pkcs12_encryption(password: str) -> serialization.KeySerializationEncryption
     """
     if not password:
         raise ValueError(
-            "a PKCS#12 store needs a password (keytool refuses an empty one): give one, "
-            "or save as PEM for an unencrypted file"
+            "a PKCS#12 key entry needs a password to be encrypted under, and mtls does not "
+            "write one under an empty password (keytool creates no such store either): "
+            "give the store a password, or save as PEM for an unencrypted file"
         )
     return (
         serialization.PrivateFormat.PKCS12.encryption_builder()
@@ -164,11 +165,14 @@ def keystore_bytes(
     store_type: str,
     key_password: str | None,
     target: str | os.PathLike[str] | None = None,
+    passwordless: bool = False,
 ) -> bytes:
     """A keystore's file: every entry as JKS or PKCS#12, or its one key entry as PEM.
 
     ``path`` is where the entries came from (messages about them name it); ``target``
     the file being written, when there is one (a failure to write names it).
+    ``passwordless``: the store was read in the JDK's password-less PKCS#12 format, kept
+    for PKCS12 while it has no key entry (:func:`_trusted_pfx`).
 
     ``key_entry`` gives the entry PEM writes (``Keystore.key_entry``, which names the
     problem when there is not exactly one); JKS and PKCS#12 write every entry.
@@ -215,6 +219,9 @@ def keystore_bytes(
             "leave key_password out, or set it to the store password"
         )
     if kind == "PKCS12":
+        if not entries.key_count:
+            certs = list(entries.cert_entries())
+            return _trusted_pfx(certs, path, password, passwordless, target)
         return _pkcs12_bytes(entries, path=path, password=password, target=target)
     if entries.key_count > 1:
         # key_entry() would say "choose one with alias=": save() has no alias.
@@ -313,8 +320,6 @@ def _pkcs12_bytes(
         pkcs12.PKCS12Certificate(writable_cert(der, alias, path, "PKCS12"), alias.encode("utf-8"))
         for alias, der in entries.cert_entries()
     ]
-    if not parts and not trusted:
-        return _pkcs12.join_pfx([], password)  # an empty store, as Java writes one
     if trusted:
         parts.append(pkcs12.serialize_java_truststore(trusted, encryption))
     return _pkcs12.join_pfx(
@@ -407,8 +412,10 @@ def truststore_bytes(
     password: str,
     store_type: str,
     target: str | os.PathLike[str] | None = None,
+    passwordless: bool = False,
 ) -> bytes:
-    """A truststore's file: JKS, a PEM bundle, or a PKCS#12 with Java's trust attribute."""
+    """A truststore's file: JKS, a PEM bundle, or a PKCS#12 with Java's trust attribute
+    (``passwordless``: see :func:`_trusted_pfx`)."""
     kind = check_store_type(store_type)
     check_encodable(password)
     entries.refuse_secrets(path)
@@ -417,16 +424,38 @@ def truststore_bytes(
         return _jks_bytes(target, [], certs, password, password)
     if kind == "PEM":
         return "".join(_x509.der_to_pem(der) for _, der in certs).encode("ascii")
+    return _trusted_pfx(certs, path, password, passwordless, target)
+
+
+def _trusted_pfx(
+    certs: list[tuple[str, bytes]],
+    path: str | None,
+    password: str,
+    passwordless: bool,
+    target: str | os.PathLike[str] | None,
+) -> bytes:
+    """Trusted certificates as a PKCS#12 with Java's trust attribute.
+
+    As keytool writes them: encrypted (PBES2/AES-256) under ``password`` with its
+    HMAC-SHA256 MAC; in the JDK's password-less format (no MAC, nothing encrypted: the
+    JDK's cacerts since JDK 18) when the store was read so (``passwordless``), as
+    keytool keeps a store it edits, so that Java still reads it without a password; and
+    with an empty ``password`` (a store exported with an empty one, which keytool edits
+    too), the certificates unencrypted under a MAC keyed by the empty password.
+    """
     bags = [
-        pkcs12.PKCS12Certificate(writable_cert(der, alias, path, kind), alias.encode("utf-8"))
+        pkcs12.PKCS12Certificate(writable_cert(der, alias, path, "PKCS12"), alias.encode("utf-8"))
         for alias, der in certs
     ]
-    encryption = pkcs12_encryption(password)  # refuses an empty password
-    _warn_non_ascii(password, target)
+    mac_password: str | None = None if passwordless else password
+    encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
+    if mac_password:
+        encryption = pkcs12_encryption(mac_password)
+        _warn_non_ascii(mac_password, target)
     if not bags:
-        return _pkcs12.join_pfx([], password)  # an empty store, as Java writes one
+        return _pkcs12.join_pfx([], mac_password)  # an empty store, as Java writes one
     written = pkcs12.serialize_java_truststore(bags, encryption)
-    return _pkcs12.join_pfx(_pkcs12.content_infos(written), password)  # keytool's MAC
+    return _pkcs12.join_pfx(_pkcs12.content_infos(written), mac_password)  # keytool's MAC
 
 
 def _key_name(pkcs8_der: bytes, key: object) -> str:

@@ -128,12 +128,22 @@ def _write_back(
 ) -> int:
     """Save a store ``_open_to_add`` opened, changed, in its own type: as a keystore
     while it has a key entry, else as a truststore. Its number of entries."""
-    if store.key_aliases:
-        store.save(path, password, store_type=kind, key_password=key_password)
-        return len(store)
-    trust = store.truststore()
-    trust.save(path, password, store_type=kind)
-    return len(trust)
+    try:
+        if store.key_aliases:
+            store.save(path, password, store_type=kind, key_password=key_password)
+            return len(store)
+        trust = store.truststore()
+        trust.save(path, password, store_type=kind)
+        return len(trust)
+    except ValueError as exc:  # a password the format cannot protect a key with
+        if kind == "PKCS12" and not password:
+            raise CLIError(
+                f"{path}: not written: its password is empty, and mtls writes no PKCS#12 "
+                "key entry under an empty password: give the store a password first "
+                f"(mtls storepasswd --keystore {path} --password '' --new-password NEW), "
+                "or edit it with keytool"
+            ) from exc
+        raise CLIError(f"{path}: not written: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- genkey
@@ -245,7 +255,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    store.save(path, password, store_type=kind, key_password=key_password)
+    _write_back(store, path, password, kind, key_password)
     cert = store.certificate(args.alias)
     info = cert_info(cert)
     out.line(
@@ -590,6 +600,9 @@ def cmd_storepasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -
     new = new_password(args, path, "store password")
     store, _ = _open_to_add(path, password, optional_key_password(args), out, "-storepasswd")
     kind = _existing_type(store, path, None)
+    # A store in the JDK's password-less PKCS#12 format (no MAC, nothing encrypted) is
+    # protected by the new password from now on: that is what was asked for.
+    store._passwordless = False
     count = _write_back(store, path, new, kind, None)
     out.line(f"Changed the store password of {path} ({kind}, {_entry_word(count)})")
     if kind == "JKS" and store.key_aliases:

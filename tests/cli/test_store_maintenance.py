@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
+from mtls._pkcs12 import parse_pkcs12
 from mtls.testing import CA
 from tests._keytool import JDK, run_keytool
 from tests.cli.test_cli import PASSWORD, fails, mtls_run, ok
@@ -234,3 +235,119 @@ def test_an_empty_new_alias_is_a_usage_error(tmp_path: Path) -> None:
     run = fails(2, "changealias", "--keystore", path, "--alias", "gw", "--dest-alias", "")
     assert "--dest-alias must not be empty" in run.stderr and "report" not in run.stderr
     assert path.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- password-less PKCS#12
+# The JDK's cacerts format since JDK 18: no MAC, certificates in the clear. Java opens
+# it without a password, and keytool keeps the format when it edits the store.
+
+
+def _java_lists_without_a_password(keytool: JDK, path: Path) -> str:
+    """``keytool -list`` answered with an empty password (Java then skips the MAC)."""
+    done = subprocess.run(
+        [keytool.keytool, "-J-XX:TieredStopAtLevel=1", "-J-Duser.language=en", "-list",
+         "-keystore", str(path)],
+        input="\n", capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def _passwordless_truststore(keytool: JDK, path: Path, cert: Path) -> None:
+    run_keytool(keytool, "-J-Dkeystore.pkcs12.certProtectionAlgorithm=NONE",
+                "-J-Dkeystore.pkcs12.macAlgorithm=NONE", "-importcert", "-keystore", str(path),
+                "-storetype", "PKCS12", "-storepass", PASSWORD, "-alias", "root-a",
+                "-file", str(cert))  # fmt: skip
+
+
+def _has_mac(path: Path) -> bool:
+    return parse_pkcs12(path.read_bytes(), PASSWORD).mac_verified
+
+
+@pytest.mark.keytool
+def test_edits_keep_a_passwordless_pkcs12_truststore_passwordless(
+    tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    """import, changealias and delete write a password-less store back password-less, as
+    keytool does: Java, opening it without a password as it opens cacerts, still sees
+    every anchor (they were written with a MAC and encrypted certificates, and Java saw
+    an empty store)."""
+    first, second = tmp_path / "a.pem", tmp_path / "b.pem"
+    first.write_bytes(CA(name="root a").cert_pem)
+    second.write_bytes(CA(name="root b").cert_pem)
+    path = tmp_path / "cacerts.p12"
+    _passwordless_truststore(jdk_keytool, path, first)
+    assert not _has_mac(path)
+    ok("import", "--keystore", path, "--alias", "root-b", "--file", second)
+    assert not _has_mac(path)
+    assert mtls.Truststore.load(path, None).aliases == ("root-a", "root-b")
+    listed = _java_lists_without_a_password(jdk_keytool, path)
+    assert "contains 2 entries" in listed and "root-b" in listed
+    ok("changealias", "--keystore", path, "--alias", "root-a", "--dest-alias", "root-c")
+    ok("delete", "--keystore", path, "--alias", "root-b")
+    assert not _has_mac(path)
+    listed = _java_lists_without_a_password(jdk_keytool, path)
+    assert "contains 1 entry" in listed and "root-c" in listed
+    # The twin: a store keytool wrote with a MAC keeps its MAC through the same edit.
+    protected = tmp_path / "protected.p12"
+    run_keytool(jdk_keytool, "-importcert", "-keystore", str(protected), "-storetype", "PKCS12",
+                "-storepass", PASSWORD, "-alias", "root-a", "-file", str(first))  # fmt: skip
+    ok("import", "--keystore", protected, "--alias", "root-b", "--file", second)
+    assert _has_mac(protected)
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.load(protected, None)
+    assert "contains 2 entries" in run_keytool(
+        jdk_keytool, "-list", "-keystore", str(protected), "-storepass", PASSWORD
+    )
+
+
+@pytest.mark.keytool
+def test_storepasswd_protects_a_passwordless_pkcs12_store(tmp_path: Path, jdk_keytool: JDK) -> None:
+    """A new password is asked for: the store is written with a MAC and its certificates
+    encrypted under it, not left password-less with the password unused."""
+    cert = tmp_path / "a.pem"
+    cert.write_bytes(CA(name="root a").cert_pem)
+    path = tmp_path / "cacerts.p12"
+    _passwordless_truststore(jdk_keytool, path, cert)
+    done = ok("storepasswd", "--keystore", path, "--new-password", NEW_PASSWORD)
+    _no_new_password_shown(done)
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.load(path, None)
+    assert mtls.Truststore.load(path, NEW_PASSWORD).aliases == ("root-a",)
+    assert "root-a" in run_keytool(
+        jdk_keytool, "-list", "-keystore", str(path), "-storepass", NEW_PASSWORD
+    )
+
+
+@pytest.mark.keytool
+def test_a_pkcs12_keystore_with_an_empty_password_is_refused_in_words(
+    tmp_path: Path, openssl_bin: str, jdk_keytool: JDK
+) -> None:
+    """openssl pkcs12 -export -passout pass: writes one; mtls reads it, but writes no key
+    under an empty password: each edit says so and how to go on, the file untouched (it
+    said "unexpected ValueError ... please report it"). storepasswd gives it a password."""
+    ca = CA(name="ca")
+    identity = ca.issue_cert("leaf")
+    key, cert, ca_cert = tmp_path / "leaf.key", tmp_path / "leaf.pem", tmp_path / "ca.pem"
+    key.write_bytes(identity.private_key_pem)
+    cert.write_bytes(identity.cert_pem)
+    ca_cert.write_bytes(ca.cert_pem)
+    path = tmp_path / "empty.p12"
+    subprocess.run([openssl_bin, "pkcs12", "-export", "-in", str(cert), "-inkey", str(key),
+                    "-name", "leaf", "-passout", "pass:", "-out", str(path)],
+                   check=True, capture_output=True)  # fmt: skip
+    before = path.read_bytes()
+    for args in (
+        ("changealias", "--alias", "leaf", "--dest-alias", "other"),
+        ("import", "--alias", "ca", "--file", ca_cert),
+        ("genkey", "--alias", "second", "--dname", "CN=second"),
+    ):
+        refused = fails(1, *args, "--keystore", path, "--password", "")
+        assert "its password is empty" in refused.stderr
+        assert "mtls storepasswd" in refused.stderr and "unexpected" not in refused.stderr
+        assert path.read_bytes() == before
+    ok("storepasswd", "--keystore", path, "--password", "", "--new-password", NEW_PASSWORD)
+    ok("changealias", "--keystore", path, "--password", NEW_PASSWORD, "--alias", "leaf",
+       "--dest-alias", "other")  # fmt: skip
+    assert "other" in run_keytool(
+        jdk_keytool, "-list", "-keystore", str(path), "-storepass", NEW_PASSWORD
+    )

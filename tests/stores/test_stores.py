@@ -1116,9 +1116,47 @@ def test_pkcs12_needs_a_password_and_says_so(tmp_path: Path) -> None:
     ks = mtls.Keystore.generate("k", "CN=k", key_type="EC")
     with pytest.raises(ValueError, match="needs a password"):
         ks.save(tmp_path / "k.p12", "", store_type="PKCS12")
-    with pytest.raises(ValueError, match="needs a password"):
-        ks.truststore().save(tmp_path / "t.p12", "", store_type="PKCS12")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.keytool
+def test_pkcs12_certificates_under_an_empty_password(tmp_path: Path, jdk_keytool: JDK) -> None:
+    """Trusted certificates need no encryption: under the empty password (a store
+    exported with one, which keytool edits) they are written in the clear under a MAC
+    keyed by it, which Java verifies given "" and skips given no password."""
+    ks = mtls.Keystore.generate("k", "CN=k", key_type="EC")
+    path = tmp_path / "t.p12"
+    ks.truststore().save(path, "", store_type="PKCS12")
+    assert mtls.Truststore.load(path, "").aliases == ("k",)
+    assert mtls.Truststore.load(path, None).aliases == ("k",)
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.load(path, "not-empty")
+    listed = run_keytool(jdk_keytool, "-list", "-keystore", str(path), "-storepass", "")
+    assert "contains 1 entry" in listed
+
+
+@pytest.mark.keytool
+def test_a_passwordless_pkcs12_is_saved_passwordless(tmp_path: Path, jdk_keytool: JDK) -> None:
+    """As keytool's KeyStore object keeps the protection it was loaded with: a store in
+    the JDK's password-less format (no MAC, nothing encrypted) stays so when saved as
+    PKCS12; a new store, or one saved as JKS, is protected by the password."""
+    cert = tmp_path / "ca.pem"
+    cert.write_bytes(CA(name="root").cert_pem)
+    source = tmp_path / "cacerts.p12"
+    run_keytool(jdk_keytool, "-J-Dkeystore.pkcs12.certProtectionAlgorithm=NONE",
+                "-J-Dkeystore.pkcs12.macAlgorithm=NONE", "-importcert", "-keystore",
+                str(source), "-storetype", "PKCS12", "-storepass", "changeit", "-alias",
+                "root", "-file", str(cert))  # fmt: skip
+    loaded = mtls.Truststore.load(source, None)
+    loaded.add("again", cert.read_bytes())
+    copy = tmp_path / "copy.p12"
+    loaded.save(copy, "changeit", store_type="PKCS12")
+    assert set(mtls.Truststore.load(copy, None).aliases) == {"again", "root"}
+    fresh = mtls.Truststore()
+    fresh.add("root", cert.read_bytes())
+    fresh.save(tmp_path / "fresh.p12", "changeit", store_type="PKCS12")
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.load(tmp_path / "fresh.p12", None)
 
 
 def test_a_jks_key_entry_needs_a_password(tmp_path: Path) -> None:
