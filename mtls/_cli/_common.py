@@ -676,7 +676,11 @@ def type_for_new_store(path: Path, explicit: WriteFormat | None) -> WriteFormat:
 
 
 def _password_hint(
-    exc: WrongPasswordError, *, destination: bool = False, truststore: bool = False
+    exc: WrongPasswordError,
+    *,
+    destination: bool = False,
+    truststore: bool = False,
+    source: bool = False,
 ) -> str | None:
     if truststore:  # probe's and serve's --truststore: options of its own, then the store's
         return (
@@ -691,15 +695,12 @@ def _password_hint(
             f"or {ENV_OUT_PASSWORD}"
         )
     # keytool's spellings too, as the destination's hint names -deststorepass.
+    # (convert's source: importkeystore's -srcstorepass and -srckeypass as well)
     if exc.alias is not None:
-        return (
-            f"the key password comes from --key-password (-keypass, -srckeypass) or "
-            f"{ENV_KEY_PASSWORD}"
-        )
-    return (
-        f"the store password comes from --password (-storepass, -srcstorepass) or "
-        f"{ENV_STORE_PASSWORD}"
-    )
+        spelling = "-keypass, -srckeypass" if source else "-keypass"
+        return f"the key password comes from --key-password ({spelling}) or {ENV_KEY_PASSWORD}"
+    spelling = "-storepass, -srcstorepass" if source else "-storepass"
+    return f"the store password comes from --password ({spelling}) or {ENV_STORE_PASSWORD}"
 
 
 # The library's advice names Python parameters; on the command line it names what the
@@ -735,9 +736,11 @@ def load_keystore(
     *,
     destination: bool = False,
     key_alias: str | None = None,
+    source: bool = False,
 ) -> Keystore:
     """``Keystore.load`` with the option or variable that sets each password in the message
-    (``destination``: the store ``convert --merge`` adds to, whose options differ).
+    (``destination``: the store ``convert --merge`` adds to, whose options differ;
+    ``source``: the store convert reads, whose options have importkeystore's spellings).
     ``key_alias``: decrypt that key entry alone where each has its own password (JKS,
     JCEKS, BKS, UBER), as keytool -importkeystore -srcalias does.
 
@@ -755,19 +758,22 @@ def load_keystore(
         # The library names its parameter; on the command line it is an option.
         option = "--out-key-password (-destkeypass)" if destination else "--key-password"
         text = cli_wording(str(exc)).replace("pass --key-password", f"pass {option}")
-        hint = _password_hint(exc, destination=destination)
+        hint = _password_hint(exc, destination=destination, source=source)
         raise CLIError(f"{text} ({hint})" if hint else text) from exc
 
 
-def inspect_keystore(path: Path, password: str | None, *, destination: bool = False) -> Keystore:
+def inspect_keystore(
+    path: Path, password: str | None, *, destination: bool = False, source: bool = False
+) -> Keystore:
     """``Keystore.inspect`` (entries and chains, no key decrypted), with password hints
-    (``destination``: as for :func:`load_keystore`)."""
+    (``destination``, ``source``: as for :func:`load_keystore`)."""
     from .._stores import Keystore  # noqa: PLC0415 - not for --help
 
     try:
         return Keystore.inspect(path, password)
     except WrongPasswordError as exc:
-        raise CLIError(f"{exc} ({_password_hint(exc, destination=destination)})") from exc
+        hint = _password_hint(exc, destination=destination, source=source)
+        raise CLIError(f"{exc} ({hint})") from exc
 
 
 def load_truststore(path: Path, password: str | None, *, truststore: bool = False) -> Truststore:

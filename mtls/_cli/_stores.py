@@ -585,6 +585,7 @@ def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         f"({'PrivateKeyEntry' if was_key else 'trustedCertEntry'}) from {path} "
         f"({kind}, {_entry_word(count)} left)"
     )
+    _show_warnings(out, logs)
     return EXIT_OK
 
 
@@ -614,6 +615,7 @@ def cmd_storepasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -
         "  a profile file or deployment.toml naming this store needs the new password too; "
         "a reload keeps the old identity until both match"
     )
+    _show_warnings(out, logs)
     return EXIT_OK
 
 
@@ -649,6 +651,7 @@ def cmd_keypasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -> 
         "  a profile file naming this store needs the new <KeyPassword> too; a reload keeps "
         "the old identity until both match"
     )
+    _show_warnings(out, logs)
     return EXIT_OK
 
 
@@ -668,6 +671,7 @@ def cmd_changealias(args: argparse.Namespace, out: Output, logs: LogCollector) -
     store.rename(old, new)
     _write_back(store, path, password, kind, key_password)
     out.line(f"Renamed {old} to {_as_stored(new, kind)} in {path} ({kind})")
+    _show_warnings(out, logs)
     return EXIT_OK
 
 
@@ -709,13 +713,16 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         ) from None
     store = _inspected(path, fmt, password, out)
     entries = _entries(store, args.alias)
+    # What mtls reads that keytool and WSO2's gateway do not (an unencrypted keyBag, a
+    # PBMAC1 integrity check, ...): mtls check fails on these; a listing says them.
+    java_notes = [f"{path}: {note}" for note in store._java_notes]
     if args.json:
         out.json(
             {
                 "path": str(path),
                 "store_type": store.store_type,
                 "entries": entries,
-                "warnings": logs.messages,
+                "warnings": [*logs.messages, *java_notes],
             }
         )
         return EXIT_OK
@@ -739,6 +746,8 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             for der in store._chain_der(entry["alias"]):
                 out.stdout.write(_x509.der_to_pem(der))
     _show_warnings(out, logs)
+    for note in java_notes:
+        out.warn(note)
     return EXIT_OK
 
 
@@ -806,8 +815,10 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if args.alias is not None:
         # Named among every entry before only that one is decrypted (a mistyped alias
         # would otherwise be told "aliases are: (none)").
-        inspect_keystore(source, password).certificate(args.alias)
-    store = load_keystore(source, password, optional_key_password(args), key_alias=args.alias)
+        inspect_keystore(source, password, source=True).certificate(args.alias)
+    store = load_keystore(
+        source, password, optional_key_password(args), key_alias=args.alias, source=True
+    )
     if args.alias is not None:
         store.certificate(args.alias)  # KeyEntryError naming the aliases there are
         for other in store.aliases:

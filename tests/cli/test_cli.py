@@ -1833,6 +1833,9 @@ def test_a_wrong_source_password_names_keytools_spelling_too(tmp_path: Path, see
                 "-srcstorepass", OTHER_PASSWORD, "-destkeystore", tmp_path / "out.p12",
                 "-deststorepass", PASSWORD)  # fmt: skip
     assert "--password (-storepass, -srcstorepass)" in run.stderr, run.stderr
+    # The twin: list takes no -srcstorepass (exit 2), so its hint does not name it.
+    listed = fails(1, "list", "--keystore", seed.dir / "gateway.jks", "--password", OTHER_PASSWORD)
+    assert "--password (-storepass) or" in listed.stderr, listed.stderr
 
 
 def test_a_command_written_as_keytool_writes_it_runs_or_says_mtls_lacks_it(

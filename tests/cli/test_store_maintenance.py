@@ -8,6 +8,7 @@ was, and leave the file untouched when it refuses.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -351,3 +352,44 @@ def test_a_pkcs12_keystore_with_an_empty_password_is_refused_in_words(
     assert "other" in run_keytool(
         jdk_keytool, "-list", "-keystore", str(path), "-storepass", NEW_PASSWORD
     )
+
+
+def test_storepasswd_warns_of_a_password_jdk17_cannot_open(tmp_path: Path) -> None:
+    """As genkey, import and convert warn when they write such a store: JDK 17's PKCS12
+    reader refuses a password outside printable ASCII (keytool 17 -storepasswd refuses
+    to set one). delete, changealias and keypasswd show the library's warnings too."""
+    unusual = "p\u00e4ssw\u00f6rd-Neu-1"
+    for kind in ("PKCS12", "JKS"):
+        path = tmp_path / f"gw.{kind.lower()}"
+        ok("genkey", "--keystore", path, "--store-type", kind, "--alias", "gw",
+           "--dname", "CN=gw", "--key-type", "EC")  # fmt: skip
+        done = mtls_run("storepasswd", "--keystore", path, "--new-password", unusual)
+        assert done.code == 0, done.stderr
+        if kind == "PKCS12":
+            assert "mtls: warning:" in done.stderr and "JDK 17" in done.stderr
+            assert mtls.Keystore.load(path, unusual).key_aliases == ("gw",)
+        else:  # the twin: JKS takes any password on every JDK
+            assert done.stderr == ""
+        assert unusual not in done.stdout + done.stderr
+
+
+def test_list_says_what_keytool_would_not_list(tmp_path: Path, openssl_bin: str) -> None:
+    """A key in an unencrypted keyBag (openssl -keypbe NONE) is listed, as mtls reads
+    it, with the warning mtls check gives: keytool lists 0 entries there, and WSO2's
+    gateway has no key. The twin, the same key encrypted, lists without a warning."""
+    ca = CA(name="ca")
+    identity = ca.issue_cert("leaf")
+    key, cert = tmp_path / "leaf.key", tmp_path / "leaf.pem"
+    key.write_bytes(identity.private_key_pem)
+    cert.write_bytes(identity.cert_pem)
+    for name, extra in (("plain.p12", ["-keypbe", "NONE", "-certpbe", "NONE"]), ("ok.p12", [])):
+        subprocess.run([openssl_bin, "pkcs12", "-export", "-in", str(cert), "-inkey", str(key),
+                        "-passout", f"pass:{PASSWORD}", "-out", str(tmp_path / name), *extra],
+                       check=True, capture_output=True)  # fmt: skip
+    listed = mtls_run("list", "--keystore", tmp_path / "plain.p12")
+    assert listed.code == 0 and "PrivateKeyEntry" in listed.stdout
+    assert "mtls: warning:" in listed.stderr and "keyBag" in listed.stderr
+    as_json = json.loads(mtls_run("list", "--keystore", tmp_path / "plain.p12", "--json").stdout)
+    assert any("keyBag" in warning for warning in as_json["warnings"])
+    twin = ok("list", "--keystore", tmp_path / "ok.p12")
+    assert "PrivateKeyEntry" in twin.stdout
