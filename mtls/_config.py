@@ -10,11 +10,12 @@ import dataclasses
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ._errors import ProfileConfigError, servers_shown
 from ._idna import ascii_host
@@ -85,21 +86,60 @@ def is_ip_literal(host: str) -> bool:
 
 
 def normalize_host(host: str) -> str:
-    """The form hosts are indexed by: lower-case, IPv6 without brackets and compressed.
+    """The form hosts are indexed by: lower-case, IPv6 without brackets and compressed,
+    IPv4 as the dotted quad that is dialled.
 
-    IP literals stay literal: no DNS lookup, ever (WSO2 reverse-resolves them).
+    IP literals stay literal: no DNS lookup, ever (WSO2 reverse-resolves them). But
+    every spelling of one address is that address, so that a profile that names it
+    serves it (or refuses, when it failed) however a URL writes it: the spellings the
+    resolver takes for IPv4 (``127.1``, ``2130706433``, ``0x7f000001``, ``127.000.000.001``,
+    as ``inet_aton`` reads them), and an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``,
+    dialled as the IPv4 one). An IPv6 zone (``fe80::1%eth0``) is kept: another link is
+    another host; its URL form ``%25eth0`` (RFC 6874) is the same zone.
     """
     host = host.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if ":" in host:
         try:
-            return ipaddress.IPv6Address(host.split("%", 1)[0]).compressed
+            return _ipv6(host)
         except ValueError:
             pass
     host = host.lower().rstrip(".")
+    if host[:1].isdigit() and _IPV4_CHARACTERS.issuperset(host):
+        return _dotted_quad(host)
     # UTS #46 maps the ideographic full stop to ".": strip again after converting.
     return host if host.isascii() else ascii_host(host).rstrip(".")
+
+
+_IPV4_CHARACTERS = frozenset("0123456789abcdefx.")
+
+
+def _dotted_quad(host: str) -> str:
+    """``host`` (digits, dots, hex) as the IPv4 dotted quad ``inet_aton`` (what
+    ``getaddrinfo``, and so every HTTP client, uses for a numeric host) reads it as;
+    ``host`` itself when it is none."""
+    parts = host.split(".")
+    if len(parts) == 4 and all(
+        part.isdigit() and (part == "0" or part[0] != "0") and int(part) < 256 for part in parts
+    ):
+        return host  # the usual form already
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return host
+
+
+def _ipv6(host: str) -> str:
+    """An IPv6 literal's compressed form, its zone kept (URL-decoded: ``%25eth0`` is the
+    zone ``eth0``); an IPv4-mapped one as its IPv4 address. ValueError: not IPv6."""
+    address, _, zone = host.partition("%")
+    if zone.startswith("25") and len(zone) > 2:  # RFC 6874: "%" in a URL is "%25"
+        zone = unquote(zone[2:])
+    parsed = ipaddress.IPv6Address(address)
+    if parsed.ipv4_mapped is not None and not zone:
+        return str(parsed.ipv4_mapped)
+    return f"{parsed.compressed}%{zone}" if zone else parsed.compressed
 
 
 def material_definition(profile: SSLProfile) -> tuple[object, ...]:

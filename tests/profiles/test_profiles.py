@@ -1968,3 +1968,69 @@ def test_with_skip_failures_an_entry_without_a_port_is_left_out_not_the_file(
         code = main(["check", str(xml), "--no-color"])
     assert code == 1 and "entries without a port were left out" in out.getvalue()
     assert "'foo.com', has no port" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("written", "dialled"),
+    [
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("0x7F.0.0.1", "127.0.0.1"),
+        ("127.000.000.001", "127.0.0.1"),
+        ("010.0.0.1", "8.0.0.1"),  # inet_aton reads a leading 0 as octal, as curl does
+        ("[::ffff:127.0.0.1]", "127.0.0.1"),
+        ("::FFFF:7f00:1", "127.0.0.1"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("1a2b.de", "1a2b.de"),  # a name: no 0x, so no number
+        ("1password.com", "1password.com"),
+        ("fe80::1%eth0", "fe80::1%eth0"),
+        ("[FE80::0001%25eth0]", "fe80::1%eth0"),  # RFC 6874's URL form of the zone
+        ("fe80::1", "fe80::1"),
+    ],
+)
+def test_an_address_is_indexed_as_it_is_dialled(written: str, dialled: str) -> None:
+    from mtls._config import normalize_host
+
+    assert normalize_host(written) == dialled
+    assert normalize_host(dialled) == dialled
+
+
+def test_every_spelling_of_an_address_gets_its_profile_or_its_refusal(tmp_path, pki):
+    """The resolver dials 127.1, 2130706433, 0x7f000001 and ::ffff:127.0.0.1 as
+    127.0.0.1: they were looked up as other hosts and got the catch-all's identity, even
+    when 127.0.0.1's own profile had failed and must refuse (an AllowAll set sent it)."""
+    xml = write_xml(
+        tmp_path,
+        profile("127.0.0.1:8443", tmp_path / "missing.jks", pki["trust"]),
+        profile("*", pki["gw1"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml, skip_failures=True, hostname_verifier="AllowAll")
+    for url in ("https://127.0.0.1:8443/", "https://127.1:8443/", "https://2130706433:8443/",
+                "https://0x7f000001:8443/", "https://127.000.000.001:8443/",
+                "https://[::ffff:127.0.0.1]:8443/"):  # fmt: skip
+        with pytest.raises(mtls.ProfileUnavailableError):
+            profiles.context_for_url(url)
+    # The twins: another address, and another port, are the catch-all's.
+    assert profiles.context_for_url("https://127.0.0.2:8443/") is not None
+    assert profiles.context_for_url("https://127.1:8444/") is not None
+    profiles.close()
+
+
+def test_an_ipv6_zone_is_part_of_the_host(tmp_path, pki):
+    """fe80::1 on eth0 and on eth1 are two hosts: two profiles may name them (they were
+    refused as one host named twice), each URL gets its link's profile, and the address
+    without a zone is neither's. The zone was dropped: one profile served every link."""
+    xml = write_xml(
+        tmp_path,
+        profile("[fe80::1%eth0]:443", pki["gw1"], pki["trust"]),
+        profile("[fe80::1%eth1]:443", pki["gw2"], pki["trust"]),
+    )
+    profiles = SSLProfileSet.from_xml(xml)
+    eth0 = profiles.context_for("fe80::1%eth0", 443)
+    eth1 = profiles.context_for("fe80::1%eth1", 443)
+    assert eth0 is not None and eth1 is not None and eth0 is not eth1
+    assert profiles.context_for_url("https://[fe80::1%25eth1]/") is eth1
+    assert profiles.context_for("FE80:0::1%eth0", 443) is eth0
+    assert profiles.context_for("fe80::1", 443) is None
+    profiles.close()
