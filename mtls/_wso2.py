@@ -310,14 +310,39 @@ def _local(tag: object) -> str:
     return tag if "}" not in tag else tag.rsplit("}", 1)[-1]
 
 
-def _children(element: ET.Element) -> dict[str, ET.Element]:
+def _children(element: ET.Element, repeated: list[str] | None = None) -> dict[str, ET.Element]:
+    """The first child of each name (WSO2's getFirstChildWithName); the names that
+    appear again are added to ``repeated`` (in order, once each) when it is given."""
     first: dict[str, ET.Element] = {}
     for child in element:
         tag = child.tag  # a str: the tree holds elements only (no comments, no PIs)
         name = tag if "}" not in tag else _local(tag)
         if name not in first:  # the first occurrence wins, as in WSO2
             first[name] = child
+        elif repeated is not None and name not in repeated:
+            repeated.append(name)
     return first
+
+
+def _warn_repeated(repeated: list[str], where: str, ctx: _Context) -> None:
+    """Elements written twice in one place: WSO2 reads the first of each, and so does
+    mtls; what the others say is ignored, which was silent (a host in a second
+    <servers> went to the catch-all, a second <Password> was never tried)."""
+    if not repeated:
+        return
+    names = ", ".join(f"<{name}>" for name in repeated)
+    log.warning(
+        "%s: %s: %s %s more than once: WSO2 reads only the first, and so does mtls: "
+        "merge %s into one%s",
+        ctx.path,
+        where,
+        names,
+        "appears" if len(repeated) == 1 else "appear",
+        "it" if len(repeated) == 1 else "each",
+        " (every host:port of the profile in one <servers>, comma-separated)"
+        if "servers" in repeated
+        else "",
+    )
 
 
 def _is_container(element: ET.Element) -> bool:
@@ -818,7 +843,8 @@ def _text(
 
 
 def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile]:
-    children = _children(element)
+    repeated: list[str] = []
+    children = _children(element, repeated)
     name = element.get("name")
     servers_el = children.get("servers")
     if servers_el is None and "bindAddress" in children:
@@ -884,6 +910,9 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
         ) from None
     if not children.keys() <= _PROFILE_CHILDREN:
         _warn_unknown(children, _PROFILE_CHILDREN, f"{_label(number, name)} ({servers_text})", ctx)
+    if repeated and repeated != ["client"]:  # <client> is repeated by design
+        where = f"{_label(number, name)} ({servers_text})"
+        _warn_repeated([tag for tag in repeated if tag != "client"], where, ctx)
     novalidate = _novalidatecert(element, _label(number, name), ctx)
     clients = (
         [child for child in element if _local(child.tag) == "client"]
@@ -922,8 +951,10 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             )
         out: list[SSLProfile] = []
         for client in clients:
-            parts = _children(client)
+            client_repeated: list[str] = []
+            parts = _children(client, client_repeated)
             _warn_unknown(parts, _CLIENT_CHILDREN, f"{_label(number, name)} <client>", ctx)
+            _warn_repeated(client_repeated, f"{_label(number, name)} <client>", ctx)
             id_el = parts.get("clientID")
             # No (or an empty) <clientID> is WSO2's "": the key of requests without a
             # client identifier, as a profile without <client> has.
@@ -1101,8 +1132,10 @@ def _parse_store(
     element: ET.Element, is_keystore: bool, ctx: _Context, servers: tuple[str, ...]
 ) -> StoreConfig | None:
     kind = "KeyStore" if is_keystore else "TrustStore"
-    parts = _children(element)
+    repeated: list[str] = []
+    parts = _children(element, repeated)
     _warn_unknown(parts, _KEYSTORE_CHILDREN if is_keystore else _TRUSTSTORE_CHILDREN, kind, ctx)
+    _warn_repeated(repeated, f"<{kind}> of {', '.join(servers) or 'a profile'}", ctx)
     location_el = parts.get("Location")
     location = (
         _text(location_el, f"{kind}/Location", ctx, servers) if location_el is not None else ""

@@ -2034,3 +2034,32 @@ def test_an_ipv6_zone_is_part_of_the_host(tmp_path, pki):
     assert profiles.context_for("FE80:0::1%eth0", 443) is eth0
     assert profiles.context_for("fe80::1", 443) is None
     profiles.close()
+
+
+def test_an_element_written_twice_is_said_to_be_ignored(tmp_path, pki, caplog):
+    """WSO2 reads the first of each element, and so does mtls; the rest was ignored in
+    silence: a host in a second <servers> went to the catch-all, a second <Password>
+    was never tried. Each is warned about, never with a password; <client> elements,
+    repeated by design, are not."""
+    second_password = "Sec0nd-Pw-never-shown"
+    body = profile("a.test:443", pki["gw1"], pki["trust"], extra="<servers>b.test:443</servers>")
+    body = body.replace(
+        f"<KeyPassword>{PASSWORD}</KeyPassword></KeyStore>",
+        f"<KeyPassword>{PASSWORD}</KeyPassword><Password>{second_password}</Password></KeyStore>",
+    )
+    xml = write_xml(tmp_path, body)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    assert "<servers> appears more than once" in caplog.text
+    assert "comma-separated" in caplog.text
+    assert "<KeyStore> of a.test:443: <Password> appears more than once" in caplog.text
+    assert second_password not in caplog.text and PASSWORD not in caplog.text
+    assert profiles.context_for("a.test", 443) is not None
+    assert profiles.context_for("b.test", 443) is None  # as in WSO2: the first only
+    profiles.close()
+    # The twin: the same profile written once each says nothing of the kind.
+    caplog.clear()
+    xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml).close()
+    assert "more than once" not in caplog.text
