@@ -164,6 +164,11 @@ def without_port(exc: ProfileConfigError) -> bool:
     return getattr(exc, "_no_port", False) is True
 
 
+# What Java's String.trim() removes, as WSO2 trims each <servers> item: every character
+# up to U+0020, and nothing else (a no-break space stays, and the entry never matches).
+_JAVA_TRIM = "".join(map(chr, range(33)))
+
+
 def parse_server(item: str, *, path: str | None = None, written: str | None = None) -> Server:
     """Parse one ``<servers>`` item: ``host:port``, ``[v6]:port`` or ``*``.
 
@@ -173,7 +178,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     Raises:
         ProfileConfigError: empty, no port (WSO2 silently never matches it), or a bad port.
     """
-    text = item.strip()
+    text = item.strip(_JAVA_TRIM)
     if text == CATCH_ALL:
         return CATCH_ALL
     if not text:
@@ -303,8 +308,17 @@ def _plain(host: str, *, warn: str | None = None) -> bool:
     literal, not a pattern). Loaded all the same, as WSO2 loads it. Entries that are
     not the usual ``name:port`` come here (parse_server checks those inline)."""
     host = host.strip()  # normalize_host strips: only what is inside the name counts
-    odd = "*" in host or not host.isprintable() or _ODD_HOST.search(host) is not None
-    if odd and warn is not None:
+    hidden = sorted({f"U+{ord(c):04X}" for c in host if not c.isprintable()})
+    odd = "*" in host or bool(hidden) or _ODD_HOST.search(host) is not None
+    if odd and warn is not None and hidden:
+        log.warning(
+            "%s holds an invisible or control character (%s): WSO2 compares host:port as "
+            "text, so it never matches there (mtls reads the name as IDNA maps it): retype "
+            "the entry",
+            warn,
+            ", ".join(hidden),
+        )
+    elif odd and warn is not None:
         log.warning(
             "%s never matches a request: WSO2 compares host:port as text, so a '*' inside "
             "a name is not a wildcard (only '*' alone is the catch-all) and a name holds no "

@@ -2063,3 +2063,22 @@ def test_an_element_written_twice_is_said_to_be_ignored(tmp_path, pki, caplog):
     with caplog.at_level(logging.WARNING, logger="mtls"):
         SSLProfileSet.from_xml(xml).close()
     assert "more than once" not in caplog.text
+
+
+def test_a_servers_entry_is_trimmed_as_java_trims_it(caplog):
+    """WSO2 trims each <servers> item with String.trim(): characters up to U+0020 only.
+    A no-break space after the port was trimmed and matched in silence, where WSO2
+    never matches it: it is now the port that is not plain digits. An invisible
+    character inside the name is named by its code point (the warning spoke of '*',
+    user@ and /path). The twins: ASCII spaces and a tab are trimmed, as by Java."""
+    from mtls._config import parse_server
+
+    with pytest.raises(ProfileConfigError, match="plain digits"):
+        parse_server("a.test:443\u00a0", path="p.xml")
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        parse_server("a\u200b.test:443", path="p.xml")
+    assert "invisible or control character (U+200B)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert parse_server(" a.test:443\t", path="p.xml") == ("a.test", 443)
+    assert caplog.text == ""

@@ -120,6 +120,20 @@ def test_fresh_test_file_using_only_the_fixtures_passes(tmp_path):
     assert "3 passed" in result.stdout
 
 
+def test_a_conftest_that_also_lists_the_plugin_runs(tmp_path):
+    """A project whose conftest names the plugin module (as the docs show for a suite
+    measuring mtls's own coverage) and runs pytest without -p no:mtls: pytest stopped
+    with "Plugin already registered under a different name" (the entry point and the
+    conftest named one module). The entry point is a module of its own now."""
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["mtls.testing.pytest_plugin"]\n')
+    (tmp_path / "test_listed.py").write_text(
+        "def test_fixtures(mtls_server, mtls_client_context):\n"
+        "    assert mtls_server.port and mtls_client_context.verify_mode\n"
+    )
+    result = _run_pytest(tmp_path, "test_listed.py")
+    assert "1 passed" in result.stdout
+
+
 def _run_pytest(directory: Path, test_file: str) -> subprocess.CompletedProcess[str]:
     """pytest on ``test_file`` in ``directory``, as a project of its own runs it (the
     plugin from its entry point, not this suite's settings); it must pass."""
