@@ -837,6 +837,10 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     moved = len(store.aliases)
     if merge:
         store = _merged_into(target, to, store, out_password, args)
+    else:
+        # A new store, as keytool -importkeystore makes one: protected by --out-password,
+        # not password-less as a source in the JDK's cacerts format is.
+        store._passwordless = False
     keys, trusted = store.key_aliases, store.trusted_aliases
     if keys and to == "PEM" and (len(keys) > 1 or trusted):
         raise CLIError(

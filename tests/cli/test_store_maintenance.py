@@ -302,6 +302,24 @@ def test_edits_keep_a_passwordless_pkcs12_truststore_passwordless(
 
 
 @pytest.mark.keytool
+def test_convert_protects_the_copy_of_a_passwordless_store(
+    tmp_path: Path, jdk_keytool: JDK
+) -> None:
+    """A new store is made, as keytool -importkeystore makes one: under the password
+    given for it, whatever the source's protection."""
+    cert = tmp_path / "a.pem"
+    cert.write_bytes(CA(name="root a").cert_pem)
+    path = tmp_path / "cacerts.p12"
+    _passwordless_truststore(jdk_keytool, path, cert)
+    target = tmp_path / "copy.p12"
+    ok("convert", "--keystore", path, "--to", "PKCS12", "--out", target,
+       "--out-password", NEW_PASSWORD)  # fmt: skip
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Truststore.load(target, None)
+    assert mtls.Truststore.load(target, NEW_PASSWORD).aliases == ("root-a",)
+
+
+@pytest.mark.keytool
 def test_storepasswd_protects_a_passwordless_pkcs12_store(tmp_path: Path, jdk_keytool: JDK) -> None:
     """A new password is asked for: the store is written with a MAC and its certificates
     encrypted under it, not left password-less with the password unused."""
