@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError, servers_shown
 from ._idna import ascii_host
@@ -86,60 +86,53 @@ def is_ip_literal(host: str) -> bool:
 
 
 def normalize_host(host: str) -> str:
-    """The form hosts are indexed by: lower-case, IPv6 without brackets and compressed,
-    IPv4 as the dotted quad that is dialled.
+    """The form hosts are indexed by: lower-case, IPv6 without brackets, its zone and
+    compressed, IPv4 as the dotted quad that is dialled. Idempotent.
 
     IP literals stay literal: no DNS lookup, ever (WSO2 reverse-resolves them). But
     every spelling of one address is that address, so that a profile that names it
     serves it (or refuses, when it failed) however a URL writes it: the spellings the
     resolver takes for IPv4 (``127.1``, ``2130706433``, ``0x7f000001``, ``127.000.000.001``,
-    as ``inet_aton`` reads them), and an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``,
-    dialled as the IPv4 one). An IPv6 zone (``fe80::1%eth0``) is kept: another link is
-    another host; its URL form ``%25eth0`` (RFC 6874) is the same zone.
+    as ``inet_aton`` reads them, after IDNA's mapping of full-width digits and dots), an
+    IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, dialled as the IPv4 one). An IPv6
+    zone (``fe80::1%eth0``) is not part of the host: a profile for the address serves
+    (or refuses) it on every link, as a failed profile must refuse every spelling.
     """
     host = host.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if ":" in host:
         try:
-            return _ipv6(host)
+            parsed = ipaddress.IPv6Address(host.partition("%")[0])
         except ValueError:
             pass
+        else:
+            mapped = parsed.ipv4_mapped
+            return parsed.compressed if mapped is None else str(mapped)
     host = host.lower().rstrip(".")
-    if host[:1].isdigit() and _IPV4_CHARACTERS.issuperset(host):
+    if not host.isascii():
+        # UTS #46 maps the ideographic full stop to "." and full-width digits to ASCII:
+        # what it makes is normalised again (an address, a final dot).
+        mapped_host = ascii_host(host)
+        return normalize_host(mapped_host) if mapped_host.isascii() else mapped_host
+    if host[:1].isdigit() and _IPV4_CHARACTERS.issuperset(host) and not _DOTTED.fullmatch(host):
         return _dotted_quad(host)
-    # UTS #46 maps the ideographic full stop to ".": strip again after converting.
-    return host if host.isascii() else ascii_host(host).rstrip(".")
+    return host
 
 
 _IPV4_CHARACTERS = frozenset("0123456789abcdefx.")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")  # the usual form already
 
 
 def _dotted_quad(host: str) -> str:
     """``host`` (digits, dots, hex) as the IPv4 dotted quad ``inet_aton`` (what
     ``getaddrinfo``, and so every HTTP client, uses for a numeric host) reads it as;
     ``host`` itself when it is none."""
-    parts = host.split(".")
-    if len(parts) == 4 and all(
-        part.isdigit() and (part == "0" or part[0] != "0") and int(part) < 256 for part in parts
-    ):
-        return host  # the usual form already
     try:
         return socket.inet_ntoa(socket.inet_aton(host))
     except OSError:
         return host
-
-
-def _ipv6(host: str) -> str:
-    """An IPv6 literal's compressed form, its zone kept (URL-decoded: ``%25eth0`` is the
-    zone ``eth0``); an IPv4-mapped one as its IPv4 address. ValueError: not IPv6."""
-    address, _, zone = host.partition("%")
-    if zone.startswith("25") and len(zone) > 2:  # RFC 6874: "%" in a URL is "%25"
-        zone = unquote(zone[2:])
-    parsed = ipaddress.IPv6Address(address)
-    if parsed.ipv4_mapped is not None and not zone:
-        return str(parsed.ipv4_mapped)
-    return f"{parsed.compressed}%{zone}" if zone else parsed.compressed
 
 
 def material_definition(profile: SSLProfile) -> tuple[object, ...]:
@@ -211,7 +204,10 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
         ):
             # One int object per port number (a thousand profiles on 8243 share one;
             # Python caches only up to 256): 28 bytes a profile.
-            return normalize_host(host), _PORTS.setdefault(port, port)
+            normalized = normalize_host(host)
+            if normalized != host and host[:1].isdigit():
+                _warn_respelled(host, normalized, path, written or repr(text))
+            return normalized, _PORTS.setdefault(port, port)
     if not port_text:
         if len(words := text.split()) > 1 and ":" in text:
             raise ProfileConfigError(
@@ -264,7 +260,33 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             written or repr(text),
             read,
         )
-    return normalize_host(host), checked
+    normalized = normalize_host(host)
+    if normalized != host.strip().lower():
+        _warn_respelled(host.strip(), normalized, path, written or repr(text))
+    return normalized, checked
+
+
+def _warn_respelled(host: str, normalized: str, path: str | None, shown: str) -> None:
+    """An address written otherwise than it is dialled (``010.0.0.1``, ``127.1``,
+    ``::ffff:10.0.0.1``, a zone): mtls matches the address; WSO2 compares the text."""
+    host = host.strip("[]")
+    if "%" in host and ":" in host:
+        reason = (
+            f"its zone is not part of the match: mtls serves {normalized} on every link "
+            "with this profile (a second profile for the address on another link is "
+            "refused as the same host)"
+        )
+    elif _DOTTED.fullmatch(normalized) and (
+        _IPV4_CHARACTERS.issuperset(host.lower()) or host.lower().startswith("::ffff:")
+    ):
+        reason = (
+            f"it is the address {normalized}, as the resolver reads it (a leading 0 is "
+            "octal, 0x hexadecimal, a short form fills with zeros), and mtls matches it so; "
+            f"WSO2 compares the text: write {normalized}"
+        )
+    else:
+        return
+    log.warning("%s: server %s: %s", path or "profile", shown, reason)
 
 
 def _url_entry(text: str, path: str | None) -> ProfileConfigError:

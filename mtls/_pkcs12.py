@@ -438,7 +438,7 @@ class _Reader:
             tuple(self.secrets),
             self.unnamed,
             self.pbmac1,
-            passwordless=len(pfx) == 2 and not self.encrypted and not self.keys,
+            passwordless=len(pfx) == 2 and not self.encrypted,
         )
 
     def _number(self, alias: str | None) -> int | None:

@@ -38,7 +38,7 @@ from ._readers import (
     store_bytes,
 )
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
-from ._types import KeyType, WriteFormat
+from ._types import KeyType, WriteFormat, check_flag
 from ._writers import keystore_bytes, to_der, truststore_bytes
 
 if TYPE_CHECKING:
@@ -120,9 +120,18 @@ class _StoreBase:
         # What mtls read from the file but the JDK's reader (keytool, WSO2's gateway)
         # does not (Parsed.java_notes): one sentence each, for mtls check.
         self._java_notes: tuple[str, ...] = ()
-        # Read from a PKCS#12 in the JDK's password-less format (no MAC, certificates
-        # not encrypted): saved as PKCS12, it is written so again, as keytool does.
+        # Read from a PKCS#12 in the JDK's password-less format (see passwordless).
         self._passwordless = False
+
+    @property
+    def passwordless(self) -> bool:
+        """Whether the store was read from a PKCS#12 in the JDK's password-less format:
+        no MAC, certificates not encrypted (the JDK's ``cacerts`` since JDK 18, or
+        keytool with ``keystore.pkcs12.certProtectionAlgorithm`` and ``macAlgorithm``
+        ``NONE``). Java opens such a file without a password. ``save(...,
+        passwordless=store.passwordless)`` writes it back so, as keytool keeps the
+        protection a store was loaded with; by default a save protects it."""
+        return self._passwordless
 
     def remove(self, alias: str) -> None:
         """Delete an entry (``keytool -delete``).
@@ -831,6 +840,7 @@ class Keystore(_StoreBase):
         *,
         store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
+        passwordless: bool = False,
     ) -> None:
         """Write the store atomically, in a format keytool reads.
 
@@ -852,16 +862,26 @@ class Keystore(_StoreBase):
             key_password: JKS only: the password protecting every key entry (default:
                 ``password``). PKCS#12 has one password, as keytool writes it: a
                 different one is a ``ValueError``.
+            passwordless: PKCS12 only: write the JDK's password-less format (no MAC,
+                certificates not encrypted; ``password`` unused), as keytool keeps a
+                store it read so (:attr:`passwordless`). Key entries cannot be: a store
+                with one is protected by ``password``, with a warning that Java now
+                needs it to open the store.
 
         Raises:
             ValueError: an unknown store type, PKCS#12 with a different key password,
                 or an empty password where it would protect a key (PKCS#12, a JKS key
-                entry; PEM takes ``""`` for an unencrypted key).
+                entry; PEM takes ``""`` for an unencrypted key). A PKCS#12 with trusted
+                certificates only takes an empty password: they are written in the
+                clear under a MAC keyed by it, which keytool reads with or without
+                ``-storepass ""``.
             TypeError: a password that is not a str, a Secret or None (bytes: decode).
             KeyEntryError: PEM asked for with other than one key entry (or with
                 trusted entries beside it).
         """
-        data = self._bytes(password, store_type, key_password, target=path)
+        data = self._bytes(
+            password, store_type, key_password, target=path, passwordless=passwordless
+        )
         atomic_write(path, data, mode=0o600)
 
     @scrub_tracebacks
@@ -871,9 +891,12 @@ class Keystore(_StoreBase):
         *,
         store_type: WriteFormat = "JKS",
         key_password: Password | None = None,
+        passwordless: bool = False,
     ) -> bytes:
         """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`)."""
-        return self._bytes(password, store_type, key_password, target=None)
+        return self._bytes(
+            password, store_type, key_password, target=None, passwordless=passwordless
+        )
 
     def _bytes(
         self,
@@ -882,7 +905,9 @@ class Keystore(_StoreBase):
         key_password: Password | None,
         *,
         target: str | os.PathLike[str] | None,
+        passwordless: bool,
     ) -> bytes:
+        check_flag("passwordless", passwordless)
         return keystore_bytes(
             self._entries,
             self.key_entry,
@@ -891,7 +916,7 @@ class Keystore(_StoreBase):
             store_type=store_type,
             key_password=reveal(key_password),
             target=target,
-            passwordless=self._passwordless,
+            passwordless=bool(passwordless),
         )
 
     def __repr__(self) -> str:
@@ -1165,6 +1190,7 @@ class Truststore(_StoreBase):
         password: Password,
         *,
         store_type: WriteFormat = "JKS",
+        passwordless: bool = False,
     ) -> None:
         """Write the truststore atomically, in a format keytool reads.
 
@@ -1175,29 +1201,45 @@ class Truststore(_StoreBase):
 
         Args:
             path: the file to write (replaced atomically if it exists).
-            password: the store password (JKS integrity check, PKCS#12 MAC).
+            password: the store password (JKS integrity check, PKCS#12 MAC and
+                encryption). PKCS#12 takes ``""``: the certificates are written in the
+                clear under a MAC keyed by the empty password (keytool reads it with or
+                without ``-storepass ""``).
             store_type: ``"JKS"`` (default), ``"PKCS12"`` or ``"PEM"`` (a CA bundle).
+            passwordless: PKCS12 only: the JDK's password-less format (no MAC,
+                certificates not encrypted; ``password`` unused), which Java opens
+                without a password, as keytool keeps a store it read so
+                (:attr:`passwordless`).
 
         Raises:
             ValueError: an unknown store type.
         """
-        atomic_write(path, self._bytes(password, store_type, target=path), mode=None)
+        data = self._bytes(password, store_type, target=path, passwordless=passwordless)
+        atomic_write(path, data, mode=None)
 
     @scrub_tracebacks
-    def to_bytes(self, password: Password, *, store_type: WriteFormat = "JKS") -> bytes:
+    def to_bytes(
+        self, password: Password, *, store_type: WriteFormat = "JKS", passwordless: bool = False
+    ) -> bytes:
         """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`)."""
-        return self._bytes(password, store_type, target=None)
+        return self._bytes(password, store_type, target=None, passwordless=passwordless)
 
     def _bytes(
-        self, password: Password, store_type: WriteFormat, *, target: str | os.PathLike[str] | None
+        self,
+        password: Password,
+        store_type: WriteFormat,
+        *,
+        target: str | os.PathLike[str] | None,
+        passwordless: bool,
     ) -> bytes:
+        check_flag("passwordless", passwordless)
         return truststore_bytes(
             self._entries,
             path=self.path,
             password=reveal(password) or "",
             store_type=store_type,
             target=target,
-            passwordless=self._passwordless,
+            passwordless=bool(passwordless),
         )
 
     def __repr__(self) -> str:

@@ -171,8 +171,8 @@ def keystore_bytes(
 
     ``path`` is where the entries came from (messages about them name it); ``target``
     the file being written, when there is one (a failure to write names it).
-    ``passwordless``: the store was read in the JDK's password-less PKCS#12 format, kept
-    for PKCS12 while it has no key entry (:func:`_trusted_pfx`).
+    ``passwordless``: PKCS12 in the JDK's password-less format (:func:`_trusted_pfx`),
+    which holds no key entry: a store with one is protected, with a warning.
 
     ``key_entry`` gives the entry PEM writes (``Keystore.key_entry``, which names the
     problem when there is not exactly one); JKS and PKCS#12 write every entry.
@@ -222,6 +222,13 @@ def keystore_bytes(
         if not entries.key_count:
             certs = list(entries.cert_entries())
             return _trusted_pfx(certs, path, password, passwordless, target)
+        if passwordless:
+            log.warning(
+                "%s: a store with a key entry is not written password-less (mtls writes "
+                "no key without a MAC): it is protected by the store password now, which "
+                "Java needs to open it, trusted certificates included",
+                where(os.fspath(target) if target is not None else path),
+            )
         return _pkcs12_bytes(entries, path=path, password=password, target=target)
     if entries.key_count > 1:
         # key_entry() would say "choose one with alias=": save() has no alias.
@@ -438,10 +445,10 @@ def _trusted_pfx(
 
     As keytool writes them: encrypted (PBES2/AES-256) under ``password`` with its
     HMAC-SHA256 MAC; in the JDK's password-less format (no MAC, nothing encrypted: the
-    JDK's cacerts since JDK 18) when the store was read so (``passwordless``), as
-    keytool keeps a store it edits, so that Java still reads it without a password; and
-    with an empty ``password`` (a store exported with an empty one, which keytool edits
-    too), the certificates unencrypted under a MAC keyed by the empty password.
+    JDK's cacerts since JDK 18) when asked (``passwordless``: keytool keeps a store it
+    read so, and Java opens it without a password); and with an empty ``password`` (a
+    store exported with an empty one, which keytool edits too), the certificates
+    unencrypted under a MAC keyed by the empty password.
     """
     bags = [
         pkcs12.PKCS12Certificate(writable_cert(der, alias, path, "PKCS12"), alias.encode("utf-8"))

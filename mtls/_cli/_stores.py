@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -124,24 +125,38 @@ def _ignored_key_password(out: Output) -> None:
 
 
 def _write_back(
-    store: Keystore, path: Path, password: str, kind: WriteFormat, key_password: str | None
+    store: Keystore,
+    path: Path,
+    password: str,
+    kind: WriteFormat,
+    key_password: str | None,
+    *,
+    passwordless: bool | None = None,
 ) -> int:
-    """Save a store ``_open_to_add`` opened, changed, in its own type: as a keystore
-    while it has a key entry, else as a truststore. Its number of entries."""
+    """Save a store, changed, in ``kind``: as a keystore while it has a key entry, else
+    as a truststore. Its number of entries.
+
+    ``passwordless``: write the JDK's password-less PKCS#12 format (no MAC, nothing
+    encrypted); by default as the store was read (keytool keeps the protection a store
+    was loaded with, so Java still opens an edited cacerts without a password).
+    """
+    if passwordless is None:
+        passwordless = store.passwordless
     try:
         if store.key_aliases:
-            store.save(path, password, store_type=kind, key_password=key_password)
+            store.save(path, password, store_type=kind, key_password=key_password,
+                       passwordless=passwordless)  # fmt: skip
             return len(store)
         trust = store.truststore()
-        trust.save(path, password, store_type=kind)
+        trust.save(path, password, store_type=kind, passwordless=passwordless)
         return len(trust)
     except ValueError as exc:  # a password the format cannot protect a key with
-        if kind == "PKCS12" and not password:
+        if kind == "PKCS12" and not password and store.key_aliases:
             raise CLIError(
                 f"{path}: not written: its password is empty, and mtls writes no PKCS#12 "
                 "key entry under an empty password: give the store a password first "
-                f"(mtls storepasswd --keystore {path} --password '' --new-password NEW), "
-                "or edit it with keytool"
+                f"(mtls storepasswd --keystore {shlex.quote(str(path))} --password '' "
+                "--new-password NEW), or edit it with keytool"
             ) from exc
         raise CLIError(f"{path}: not written: {exc}") from exc
 
@@ -603,8 +618,7 @@ def cmd_storepasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -
     kind = _existing_type(store, path, None)
     # A store in the JDK's password-less PKCS#12 format (no MAC, nothing encrypted) is
     # protected by the new password from now on: that is what was asked for.
-    store._passwordless = False
-    count = _write_back(store, path, new, kind, None)
+    count = _write_back(store, path, new, kind, None, passwordless=False)
     out.line(f"Changed the store password of {path} ({kind}, {_entry_word(count)})")
     if kind == "JKS" and store.key_aliases:
         out.line(
@@ -835,12 +849,13 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
             "with keytool -importkeystore"
         )
     moved = len(store.aliases)
+    # A new store is made as keytool -importkeystore makes one: protected by
+    # --out-password, not password-less as a source in the JDK's cacerts format is. A
+    # merge keeps the destination's protection.
+    passwordless = False
     if merge:
         store = _merged_into(target, to, store, out_password, args)
-    else:
-        # A new store, as keytool -importkeystore makes one: protected by --out-password,
-        # not password-less as a source in the JDK's cacerts format is.
-        store._passwordless = False
+        passwordless = store.passwordless
     keys, trusted = store.key_aliases, store.trusted_aliases
     if keys and to == "PEM" and (len(keys) > 1 or trusted):
         raise CLIError(
@@ -855,13 +870,11 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     backup = target.with_name(target.name + ".old")
     if migrate:  # the old store first: a failure after it leaves both files readable
         atomic_write(backup, read_input(source), mode=0o600 if keys else None)
-    if keys and to in ("PEM", "PKCS12"):
-        store.save(target, out_password, store_type=to)  # PKCS12: every entry, as keytool
-    elif keys:
+    if keys and to == "JKS":
         key_password = args.out_key_password or out_password
-        store.save(target, out_password, store_type="JKS", key_password=key_password)
-    else:
-        store.truststore().save(target, out_password, store_type=to)
+        _write_back(store, target, out_password, "JKS", key_password, passwordless=False)
+    else:  # PKCS12: every entry, as keytool writes them; PEM: the one key entry
+        _write_back(store, target, out_password, to, None, passwordless=passwordless)
     what = (
         f"{len(keys)} key entr{'y' if len(keys) == 1 else 'ies'}, {len(trusted)} trusted"
         if keys

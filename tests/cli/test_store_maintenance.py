@@ -288,6 +288,13 @@ def test_edits_keep_a_passwordless_pkcs12_truststore_passwordless(
     assert not _has_mac(path)
     listed = _java_lists_without_a_password(jdk_keytool, path)
     assert "contains 1 entry" in listed and "root-c" in listed
+    # A key entry added: mtls writes no key without a MAC, so the store is protected
+    # from then on, and the command says so (Java needs the password for the anchors).
+    added = mtls_run("genkey", "--keystore", path, "--alias", "gw", "--dname", "CN=gw",
+                     "--key-type", "EC")  # fmt: skip
+    assert added.code == 0, added.stderr
+    assert "not written password-less" in added.stderr
+    assert _has_mac(path)
     # The twin: a store keytool wrote with a MAC keeps its MAC through the same edit.
     protected = tmp_path / "protected.p12"
     run_keytool(jdk_keytool, "-importcert", "-keystore", str(protected), "-storetype", "PKCS12",
@@ -364,6 +371,14 @@ def test_a_pkcs12_keystore_with_an_empty_password_is_refused_in_words(
         assert "its password is empty" in refused.stderr
         assert "mtls storepasswd" in refused.stderr and "unexpected" not in refused.stderr
         assert path.read_bytes() == before
+    # convert --merge into it ends in the same words (it said "unexpected ValueError").
+    source = tmp_path / "other.p12"
+    ok("genkey", "--keystore", source, "--alias", "other", "--dname", "CN=other",
+       "--key-type", "EC")  # fmt: skip
+    merged = fails(1, "convert", "--keystore", source, "--to", "PKCS12", "--out", path,
+                   "--merge", "--out-password", "")  # fmt: skip
+    assert "its password is empty" in merged.stderr and "unexpected" not in merged.stderr
+    assert path.read_bytes() == before
     ok("storepasswd", "--keystore", path, "--password", "", "--new-password", NEW_PASSWORD)
     ok("changealias", "--keystore", path, "--password", NEW_PASSWORD, "--alias", "leaf",
        "--dest-alias", "other")  # fmt: skip

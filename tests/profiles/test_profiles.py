@@ -12,6 +12,8 @@ import traceback
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mtls
 from mtls import ProfileConfigError, SSLProfile, SSLProfileSet, StoreConfig
@@ -1984,8 +1986,11 @@ def test_with_skip_failures_an_entry_without_a_port_is_left_out_not_the_file(
         ("10.1.2.3", "10.1.2.3"),
         ("1a2b.de", "1a2b.de"),  # a name: no 0x, so no number
         ("1password.com", "1password.com"),
-        ("fe80::1%eth0", "fe80::1%eth0"),
-        ("[FE80::0001%25eth0]", "fe80::1%eth0"),  # RFC 6874's URL form of the zone
+        ("fe80::1%eth0", "fe80::1"),  # the zone is not part of the host
+        ("[FE80::0001%25eth0]", "fe80::1"),
+        ("::ffff:127.0.0.1%1", "127.0.0.1"),
+        ("\uff11\uff12\uff17.\uff11", "127.0.0.1"),  # full-width digits, mapped by IDNA
+        ("127\u30021", "127.0.0.1"),  # an ideographic full stop
         ("fe80::1", "fe80::1"),
     ],
 )
@@ -1994,6 +1999,22 @@ def test_an_address_is_indexed_as_it_is_dialled(written: str, dialled: str) -> N
 
     assert normalize_host(written) == dialled
     assert normalize_host(dialled) == dialled
+
+
+@given(st.text(alphabet="0123456789abcdefx.:%[]AE\u3002\uff11\uff0e\u00fc-", max_size=24))
+@settings(max_examples=400, deadline=None)
+def test_normalising_a_host_twice_changes_nothing(host: str) -> None:
+    """The fast map is keyed by the normalised host and looked up by the raw one: a
+    host whose normal form normalises to something else is served by one profile on
+    the fast path and another on the slow one ("127\u30021" was "127.1", then
+    127.0.0.1)."""
+    from mtls._config import normalize_host
+
+    try:
+        once = normalize_host(host)
+    except ValueError:  # a name IDNA refuses
+        return
+    assert normalize_host(once) == once
 
 
 def test_every_spelling_of_an_address_gets_its_profile_or_its_refusal(tmp_path, pki):
@@ -2008,7 +2029,8 @@ def test_every_spelling_of_an_address_gets_its_profile_or_its_refusal(tmp_path, 
     profiles = SSLProfileSet.from_xml(xml, skip_failures=True, hostname_verifier="AllowAll")
     for url in ("https://127.0.0.1:8443/", "https://127.1:8443/", "https://2130706433:8443/",
                 "https://0x7f000001:8443/", "https://127.000.000.001:8443/",
-                "https://[::ffff:127.0.0.1]:8443/"):  # fmt: skip
+                "https://[::ffff:127.0.0.1]:8443/", "https://127\u30021:8443/",
+                "https://\uff11\uff12\uff17.\uff11:8443/"):  # fmt: skip
         with pytest.raises(mtls.ProfileUnavailableError):
             profiles.context_for_url(url)
     # The twins: another address, and another port, are the catch-all's.
@@ -2017,22 +2039,24 @@ def test_every_spelling_of_an_address_gets_its_profile_or_its_refusal(tmp_path, 
     profiles.close()
 
 
-def test_an_ipv6_zone_is_part_of_the_host(tmp_path, pki):
-    """fe80::1 on eth0 and on eth1 are two hosts: two profiles may name them (they were
-    refused as one host named twice), each URL gets its link's profile, and the address
-    without a zone is neither's. The zone was dropped: one profile served every link."""
+def test_an_ipv6_zone_is_not_part_of_the_host(tmp_path, pki, caplog):
+    """A failed profile for an address refuses it written with any zone (a zone does not
+    change the host dialled for a global address, and glibc takes one on any address),
+    and a zone in <servers> is said not to count. The twin: another address is the
+    catch-all's."""
     xml = write_xml(
         tmp_path,
-        profile("[fe80::1%eth0]:443", pki["gw1"], pki["trust"]),
-        profile("[fe80::1%eth1]:443", pki["gw2"], pki["trust"]),
+        profile("[2001:db8::1]:443", tmp_path / "missing.jks", pki["trust"]),
+        profile("[fe80::1%eth0]:443", tmp_path / "missing.jks", pki["trust"]),
+        profile("*", pki["gw1"], pki["trust"]),
     )
-    profiles = SSLProfileSet.from_xml(xml)
-    eth0 = profiles.context_for("fe80::1%eth0", 443)
-    eth1 = profiles.context_for("fe80::1%eth1", 443)
-    assert eth0 is not None and eth1 is not None and eth0 is not eth1
-    assert profiles.context_for_url("https://[fe80::1%25eth1]/") is eth1
-    assert profiles.context_for("FE80:0::1%eth0", 443) is eth0
-    assert profiles.context_for("fe80::1", 443) is None
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml, skip_failures=True, hostname_verifier="AllowAll")
+    assert "its zone is not part of the match" in caplog.text
+    for host in ("2001:db8::1%eth0", "2001:db8::1%1", "fe80::1", "fe80::1%eth1", "fe80::1%25eth0"):
+        with pytest.raises(mtls.ProfileUnavailableError):
+            profiles.context_for(host, 443)
+    assert profiles.context_for("2001:db8::2%eth0", 443) is not None
     profiles.close()
 
 
@@ -2081,4 +2105,22 @@ def test_a_servers_entry_is_trimmed_as_java_trims_it(caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mtls"):
         assert parse_server(" a.test:443\t", path="p.xml") == ("a.test", 443)
+    assert caplog.text == ""
+
+
+def test_an_address_written_otherwise_than_dialled_is_said_so(caplog):
+    """010.0.0.1 is 8.0.0.1 to the resolver (octal), and mtls matches it so, where WSO2
+    compares the text and a Java author likely meant 10.0.0.1: say which address it is.
+    A zone in <servers> is said not to count. The twins: the usual forms, silent."""
+    from mtls._config import parse_server
+
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert parse_server("010.0.0.1:443", path="p.xml") == ("8.0.0.1", 443)
+        assert parse_server("[fe80::1%eth0]:443", path="p.xml") == ("fe80::1", 443)
+    assert "it is the address 8.0.0.1" in caplog.text and "write 8.0.0.1" in caplog.text
+    assert "its zone is not part of the match" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        for entry in ("10.0.0.1:443", "[::1]:443", "1A.example:443", "backend.test:8243"):
+            parse_server(entry, path="p.xml")
     assert caplog.text == ""

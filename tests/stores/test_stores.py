@@ -7,6 +7,7 @@ that the message names the file, and that no password shows in it.
 from __future__ import annotations
 
 import base64
+import logging
 import datetime as dt
 import os
 import random
@@ -1136,10 +1137,15 @@ def test_pkcs12_certificates_under_an_empty_password(tmp_path: Path, jdk_keytool
 
 
 @pytest.mark.keytool
-def test_a_passwordless_pkcs12_is_saved_passwordless(tmp_path: Path, jdk_keytool: JDK) -> None:
-    """As keytool's KeyStore object keeps the protection it was loaded with: a store in
-    the JDK's password-less format (no MAC, nothing encrypted) stays so when saved as
-    PKCS12; a new store, or one saved as JKS, is protected by the password."""
+def test_a_passwordless_pkcs12_is_saved_passwordless_when_asked(
+    tmp_path: Path, jdk_keytool: JDK, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``passwordless`` says a store was read in the JDK's password-less format (no MAC,
+    nothing encrypted); ``save(..., passwordless=store.passwordless)`` writes it so
+    again, as keytool keeps it, and Java opens it without a password. By default a save
+    protects the store with the password given (a password given and silently unused
+    was a surprise, and a profile declaring PKCS12 with that password refused the file).
+    A key entry is never written without a MAC: that save protects, and says so."""
     cert = tmp_path / "ca.pem"
     cert.write_bytes(CA(name="root").cert_pem)
     source = tmp_path / "cacerts.p12"
@@ -1148,15 +1154,30 @@ def test_a_passwordless_pkcs12_is_saved_passwordless(tmp_path: Path, jdk_keytool
                 str(source), "-storetype", "PKCS12", "-storepass", "changeit", "-alias",
                 "root", "-file", str(cert))  # fmt: skip
     loaded = mtls.Truststore.load(source, None)
+    assert loaded.passwordless
     loaded.add("again", cert.read_bytes())
-    copy = tmp_path / "copy.p12"
-    loaded.save(copy, "changeit", store_type="PKCS12")
-    assert set(mtls.Truststore.load(copy, None).aliases) == {"again", "root"}
-    fresh = mtls.Truststore()
-    fresh.add("root", cert.read_bytes())
-    fresh.save(tmp_path / "fresh.p12", "changeit", store_type="PKCS12")
+    kept = tmp_path / "kept.p12"
+    loaded.save(kept, "changeit", store_type="PKCS12", passwordless=loaded.passwordless)
+    assert set(mtls.Truststore.load(kept, None).aliases) == {"again", "root"}
+    assert "contains 2 entries" in subprocess.run(
+        [jdk_keytool.keytool, "-list", "-keystore", str(kept)],
+        input="\n", capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    protected = tmp_path / "protected.p12"
+    loaded.save(protected, "changeit", store_type="PKCS12")
     with pytest.raises(mtls.WrongPasswordError):
-        mtls.Truststore.load(tmp_path / "fresh.p12", None)
+        mtls.Truststore.load(protected, None)
+    assert not mtls.Truststore.load(protected, "changeit").passwordless
+    # A key entry added: protected whatever is asked, with a warning.
+    keystore = mtls.Keystore.load(source, None)
+    keystore.add_generated_key("k", "CN=k", key_type="EC")
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        keystore.save(tmp_path / "k.p12", "changeit", store_type="PKCS12", passwordless=True)
+    assert "not written password-less" in caplog.text
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.Keystore.load(tmp_path / "k.p12", None)
+    with pytest.raises(TypeError, match="passwordless must be True or False"):
+        loaded.save(kept, "changeit", store_type="PKCS12", passwordless="yes")  # type: ignore[arg-type]
 
 
 def test_a_jks_key_entry_needs_a_password(tmp_path: Path) -> None:
