@@ -850,11 +850,12 @@ class RevocationChecker:
             raise FetchError(f"{url}: the answer is not an OCSP response") from None
         if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise FetchError(f"{url}: the responder answered {response.response_status.name}")
-        if not _ocsp_signed(response, issuer, now):
+        unsigned = _ocsp_unsigned(response, issuer, now)
+        if unsigned is not None:
             raise FetchError(
                 f"{url}: the response is not signed by the issuer "
                 f"{issuer.subject.rfc4514_string()} or a responder it authorized "
-                "(id-kp-OCSPSigning)"
+                f"(id-kp-OCSPSigning): {unsigned}"
             )
         wanted = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, _CERT_ID_HASH).build()
         for single in response.responses:
@@ -1122,25 +1123,39 @@ def _crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> s
     return None
 
 
-def _ocsp_signed(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt.datetime) -> bool:
-    """True if the response is signed by ``issuer`` or by a responder it delegated to."""
+def _ocsp_unsigned(
+    response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt.datetime
+) -> str | None:
+    """``None`` if the response is signed by ``issuer`` or by a responder it delegated
+    to; else why not, in words (the operator's fix differs: a responder certificate that
+    expired is renewed, one without the OCSP-signing usage is reissued, a foreign
+    signer is a misconfigured or forged responder)."""
     issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
-    candidates = [issuer, *response.certificates]
-    for signer in candidates:
+    why = "no certificate in it, nor the issuer, is the responder it names"
+    for signer in [issuer, *response.certificates]:
         by_name = response.responder_name is not None and response.responder_name == signer.subject
         key_id = x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest
         by_key = response.responder_key_hash is not None and response.responder_key_hash == key_id
         if not (by_name or by_key):
             continue
+        name = signer.subject.rfc4514_string()
         if key_id != issuer_key_id:
             # A delegated responder: issued by the issuer, for OCSP signing, valid now.
             eku = _extension(signer, x509.ExtendedKeyUsage)
-            if (
-                not _issued_by(signer, issuer)
-                or eku is None
-                or ExtendedKeyUsageOID.OCSP_SIGNING not in eku
-                or not signer.not_valid_before_utc <= now <= signer.not_valid_after_utc
-            ):
+            if not _issued_by(signer, issuer):
+                why = f"its responder certificate {name} is not issued by that issuer"
+                continue
+            if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+                why = f"its responder certificate {name} lacks the OCSP-signing usage"
+                continue
+            if not signer.not_valid_before_utc <= now <= signer.not_valid_after_utc:
+                ended = signer.not_valid_after_utc < now
+                when = signer.not_valid_after_utc if ended else signer.not_valid_before_utc
+                why = (
+                    f"its responder certificate {name} "
+                    f"{'expired' if ended else 'is not valid until'} {when:%Y-%m-%d %H:%M} UTC: "
+                    "the responder's certificate needs renewing"
+                )
                 continue
         if _verify_signature(
             signer.public_key(),
@@ -1148,8 +1163,9 @@ def _ocsp_signed(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt
             response.tbs_response_bytes,
             response.signature_hash_algorithm,
         ):
-            return True
-    return False
+            return None
+        why = f"its signature does not verify with the key of {name}"
+    return why
 
 
 # --------------------------------------------------------------------------- the hook

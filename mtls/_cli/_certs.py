@@ -460,6 +460,11 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
             out.line(f"  next update  {out.style(text, 'red') if info['expired'] else text}")
         if info["crl_number"] is not None:
             out.line(f"  CRL number   {info['crl_number']}")
+        if info["delta_of"] is not None:
+            out.line(
+                f"  delta CRL    of base CRL {info['delta_of']}: only the changes since it, "
+                "not every revoked certificate (a profile's crls= takes complete lists)"
+            )
         out.line(f"  revoked      {len(info['revoked'])}")
         for entry in info["revoked"]:
             reason = f"  {entry['reason']}" if entry["reason"] else ""
@@ -521,6 +526,7 @@ def _crl_info(crl: x509.CertificateRevocationList) -> dict[str, Any]:
 
     following = crl.next_update_utc
     number = _extension(crl, x509.CRLNumber)
+    delta = _extension(crl, x509.DeltaCRLIndicator)
     revoked: list[dict[str, Any]] = []
     for entry in crl:
         try:
@@ -540,5 +546,8 @@ def _crl_info(crl: x509.CertificateRevocationList) -> dict[str, Any]:
         "next_update": following.isoformat() if following is not None else None,
         "expired": following is not None and following < now(),
         "crl_number": number.crl_number if number is not None else None,
+        # A delta CRL lists changes since the base CRL of that number, not every
+        # revoked certificate: a profile refuses it (OpenSSL needs the complete list).
+        "delta_of": delta.crl_number if delta is not None else None,
         "revoked": revoked,
     }

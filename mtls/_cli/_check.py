@@ -385,6 +385,13 @@ _HEADERS = [
 _ROLE_NAMES = {"identity": "client certificate", "chain": "chain certificate", "anchor": "anchor"}
 
 
+def _servers_text(servers: list[str]) -> str:
+    """A profile's servers in a line about one certificate: the first three, and how
+    many more (a profile of 32 servers made each line hundreds of characters)."""
+    more = f" and {len(servers) - 3} more" if len(servers) > 3 else ""
+    return ", ".join(servers[:3]) + more
+
+
 def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     """The human form of a check report."""
     rows = list(report["profiles"])
@@ -417,10 +424,13 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     # Soonest first, as the closing error's "first:" names them.
     for item in sorted(gate["expiring"], key=lambda item: item["not_after"]) if gate else ():
         when = _dt.datetime.fromisoformat(item["not_after"])
+        shown = _servers_text(item["servers"])
+        ended = when <= _dt.datetime.now(_dt.UTC)
         out.line(
-            out.style("EXPIRING:", "red", "bold") + f" {', '.join(item['servers'])}: "
-            f"{_ROLE_NAMES[item['role']]} {item['subject']} ends {when:%Y-%m-%d %H:%M} UTC "
-            f"({span_text(when)}), within --fail-within {gate['days']:g} days"
+            out.style("EXPIRED:" if ended else "EXPIRING:", "red", "bold") + f" {shown}: "
+            f"{_ROLE_NAMES[item['role']]} {item['subject']} "
+            f"{'ended' if ended else 'ends'} {when:%Y-%m-%d %H:%M} UTC ({span_text(when)})"
+            + ("" if ended else f", within --fail-within {gate['days']:g} days")
         )
     failed = report["failed"]
     if failed:
@@ -546,11 +556,12 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         soonest = min(gate["expiring"], key=lambda item: item["not_after"])
         # Certificates, not profiles: one shared by a thousand profiles is one.
         count = len({(item["subject"], item["not_after"]) for item in gate["expiring"]})
+        ended = _dt.datetime.fromisoformat(soonest["not_after"]) <= _dt.datetime.now(_dt.UTC)
         out.error(
             f"{report['path']}: {count} certificate"
             f"{' ends' if count == 1 else 's end'} within {gate['days']:g} days "
-            f"(first: {', '.join(soonest['servers'])}: {soonest['subject']} on "
-            f"{soonest['not_after'][:10]}): rotate before deploying"
+            f"(first: {_servers_text(soonest['servers'])}: {soonest['subject']} "
+            f"{'ended' if ended else 'on'} {soonest['not_after'][:10]}): rotate before deploying"
         )
         return EXIT_FAILURE
     first = next(

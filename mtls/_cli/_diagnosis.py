@@ -649,7 +649,17 @@ def explain_from_chain(report: Report) -> None:
         old_fix = _untrusted_fix(report.setup.truststore)
         if ca and failure.message.endswith(old_fix):
             fix = _untrusted_fix(report.setup.truststore, ca)
-            if top.get("self_signed") is False and top.get("ca") is False:
+            if _anchor_named(report.setup.anchors, ca, top.get("sha256")):
+                # A CA of that name is trusted, and still the chain does not verify: not
+                # the same CA (another key). Importing what the server names would trust
+                # whoever signed it.
+                fix = (
+                    f"a certificate named {ca} is in {report.setup.truststore or 'the truststore'}, "
+                    "but not the one this chain needs (another key: the CA was re-keyed, or "
+                    "the chain was signed by an impostor of that name): ask the CA's owner "
+                    "which certificate is right before importing one"
+                )
+            elif top.get("self_signed") is False and top.get("ca") is False:
                 # The last certificate sent is a leaf: its issuer was not sent. An
                 # intermediate left out is the usual cause; clients (Java's too) do not
                 # fetch it, so the fix is on the server. (A chain that ends at a CA
@@ -662,6 +672,19 @@ def explain_from_chain(report: Report) -> None:
             else:
                 fix = f"its chain ends at {ca}: {fix}"
             report.failure = Failure(failure.kind, failure.message[: -len(old_fix)] + fix)
+
+
+def _anchor_named(anchors: tuple[bytes, ...] | None, name: str, top_sha256: object) -> bool:
+    """Whether a trust anchor other than the chain's last certificate (by fingerprint)
+    has the subject ``name`` (RFC 4514, as the chain's records write it)."""
+    for der in anchors or ():
+        try:
+            cert = _x509.load_cert(der)
+        except ValueError:
+            continue
+        if cert.subject.rfc4514_string() == name and _x509.sha256_hex(der) != top_sha256:
+            return True
+    return False
 
 
 def _untrusted_fix(truststore: str | None, ca: str | None = None) -> str:

@@ -501,3 +501,35 @@ def test_a_server_that_resets_after_its_chain_still_shows_it(tmp_path: Path) -> 
         listener.close()
     subjects = [c["subject"] for c in json.loads(shown.stdout)["certificates"]]
     assert subjects[0].startswith("CN=localhost,")
+
+
+def test_printcrl_says_a_delta_crl_is_one(tmp_path: Path) -> None:
+    """A delta CRL lists only the changes since its base CRL: printed as a whole list,
+    it read as if every other certificate were good. The twin: a complete list says
+    nothing of the kind."""
+    from cryptography.hazmat.primitives import hashes
+
+    ca = CA(name="delta issuer")
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + _dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(8), critical=False)
+    )
+    delta = builder.add_extension(x509.DeltaCRLIndicator(7), critical=True).sign(
+        ca.private_key,  # type: ignore[arg-type]
+        hashes.SHA256(),
+    )
+    complete = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    delta_file = _write(tmp_path / "delta.crl", delta.public_bytes(Encoding.DER))
+    shown = mtls_run("printcrl", "--file", delta_file)
+    assert "delta CRL    of base CRL 7" in shown.stdout, shown.stdout + shown.stderr
+    document = json.loads(mtls_run("printcrl", "--file", delta_file, "--json").stdout)
+    assert document["crls"][0]["delta_of"] == 7
+    complete_file = _write(tmp_path / "complete.crl", complete.public_bytes(Encoding.DER))
+    plain = ok("printcrl", "--file", complete_file)
+    assert "delta CRL" not in plain.stdout
+    document = json.loads(ok("printcrl", "--file", complete_file, "--json").stdout)
+    assert document["crls"][0]["delta_of"] is None

@@ -407,3 +407,27 @@ def test_a_query_is_sent_but_its_values_are_not_shown(ca, stores, capsys):
         shown = json.dumps(report) + err
         assert "S3cret-tok" not in shown and "BareT0ken" not in shown and "Fr4g" not in shown
         assert report["url"].endswith("/orders?token=***&page=***&***"), report["url"]
+
+
+def test_a_ca_of_a_trusted_name_with_another_key_is_not_said_to_be_imported(
+    stores, capsys, tmp_path
+):
+    """The server's chain is signed by a CA named like one the truststore holds, with
+    another key (a re-keyed CA, or an impostor): the probe said to import "the
+    certificate of" that name, which would trust whoever signed it. It says the name is
+    trusted with another key. The twin: an unknown name is still to be imported."""
+    genuine, impostor, stranger = CA(name="same name"), CA(name="same name"), CA(name="other")
+    trust = genuine.write_truststore(tmp_path / "genuine.jks", PASSWORD)
+    mine = {**stores, "truststore": trust}
+    name = genuine.certificate.subject.rfc4514_string()
+    for signer, said in ((impostor, "another key"), (stranger, "import the certificate of")):
+        server = mtls.server_context(signer.issue_cert("localhost").keystore(), signer.truststore())
+        server.verify_mode = ssl.CERT_NONE  # this backend asks for no client certificate
+        with stdlib_server(server) as port:
+            code, report, _ = probe(f"https://localhost:{port}/", mine, capsys)
+        assert code == 1 and kind_of(report) == "server_not_trusted"
+        message = report["error"]["message"]
+        assert said in message, message
+        if signer is impostor:
+            assert f"a certificate named {name} is in" in message
+            assert "import the certificate of" not in message

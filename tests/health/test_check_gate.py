@@ -66,7 +66,8 @@ def test_the_gate_counts_certificates_and_says_time_left_as_people_read_it(
     code, out, err = run(capsys, "--no-color", "check", str(xml), "--fail-within", "1", "--anchors")
     assert code == 1
     assert "2 certificates end within 1 days" in err
-    assert out.count("EXPIRING:") == 6  # one line per profile and certificate
+    # one line per profile and certificate (EXPIRED: for one past its end)
+    assert out.count("EXPIRING:") + out.count("EXPIRED:") == 6
     assert "(57 min)" in out or "(58 min)" in out
     assert "(3 days ago)" in out
     assert " UTC (" in out and "0 days" not in out and "-4 d" not in out
@@ -89,7 +90,8 @@ def test_an_expired_client_certificate_fails_any_window(
     xml = estate(tmp_path, identity_left=-DAY, anchor_left=3000 * DAY)
     code, out, _ = run(capsys, "--no-color", "check", str(xml), "--fail-within", "0")
     assert code == 1
-    assert "EXPIRING" in out
+    # Said as past, not "ends ... (1 day ago), within --fail-within 0 days".
+    assert "EXPIRED:" in out and " ended " in out and "within --fail-within" not in out
 
 
 def test_anchors_count_only_with_the_flag(
@@ -376,3 +378,11 @@ def test_a_never_valid_certificate_and_a_chain_ca_near_its_end_are_said(
             assert not any("expired on" in w for w in warnings), warnings
         else:  # a warning, as the client certificate's own nearness is
             assert chain_said and row["out_of_date"] is False, row
+
+
+def test_a_profile_of_many_servers_is_named_by_its_first_three() -> None:
+    """An EXPIRING line named all 32 servers of a profile before the certificate."""
+    from mtls._cli._check import _servers_text
+
+    assert _servers_text(["a:1", "b:1"]) == "a:1, b:1"
+    assert _servers_text([f"h{i}:443" for i in range(32)]) == "h0:443, h1:443, h2:443 and 29 more"

@@ -251,3 +251,69 @@ def test_a_crl_with_an_extension_twice_is_undetermined_and_asked_once(web: CRLSe
         RevocationChecker(RevocationPolicy(mode="hard")).check(
             [_der(leaf.certificate)], [_der(ca.certificate)]
         )
+
+
+def _responder(
+    ca: CA, *, usage: bool = True, ended: bool = False
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A delegated OCSP responder's certificate from ``ca``: with the OCSP-signing usage
+    unless ``usage`` is false, expired yesterday when ``ended``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    end = now - _dt.timedelta(days=1) if ended else now + _dt.timedelta(days=30)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=ocsp responder"))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(days=60))
+        .not_valid_after(end)
+    )
+    if usage:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+        )
+    return builder.sign(_sign_key(ca), hashes.SHA256()), key
+
+
+@pytest.mark.parametrize(
+    ("usage", "ended", "said"),
+    [
+        (True, False, None),  # the twin: a responder the issuer authorized, in its dates
+        (True, True, "responder certificate CN=ocsp responder expired"),
+        (False, False, "lacks the OCSP-signing usage"),
+    ],
+)
+def test_a_delegated_responder_is_judged_and_its_fault_named(
+    web: CRLServer, usage: bool, ended: bool, said: str | None
+) -> None:
+    """One sentence covered every fault ("not signed by the issuer or a responder it
+    authorized"), also for a responder the issuer did authorize whose certificate had
+    expired: each fault is named now, as its fix differs."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    responder, key = _responder(ca, usage=usage, ended=ended)
+    web.posts["/ocsp"] = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf.certificate,
+            issuer=ca.certificate,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=_now() - _dt.timedelta(minutes=1),
+            next_update=_now() + _dt.timedelta(hours=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )  # fmt: skip
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, responder)
+        .certificates([responder])
+        .sign(key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
+    if said is None:
+        assert _check(ca, leaf) == "good"
+        return
+    with pytest.raises(RevocationUnknownError, match="or a responder it authorized") as info:
+        _check(ca, leaf)
+    assert said in str(info.value)
