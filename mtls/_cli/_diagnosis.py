@@ -653,8 +653,9 @@ def explain_from_chain(report: Report) -> None:
                 # A CA of that name is trusted, and still the chain does not verify: not
                 # the same CA (another key). Importing what the server names would trust
                 # whoever signed it.
+                where = report.setup.truststore or "the truststore"
                 fix = (
-                    f"a certificate named {ca} is in {report.setup.truststore or 'the truststore'}, "
+                    f"a certificate named {ca} is in {where}, "
                     "but not the one this chain needs (another key: the CA was re-keyed, or "
                     "the chain was signed by an impostor of that name): ask the CA's owner "
                     "which certificate is right before importing one"

@@ -305,7 +305,7 @@ def test_a_delegated_responder_is_judged_and_its_fault_named(
             next_update=_now() + _dt.timedelta(hours=1),
             revocation_time=None,
             revocation_reason=None,
-        )  # fmt: skip
+        )
         .responder_id(ocsp.OCSPResponderEncoding.HASH, responder)
         .certificates([responder])
         .sign(key, hashes.SHA256())

@@ -7,8 +7,8 @@ that the message names the file, and that no password shows in it.
 from __future__ import annotations
 
 import base64
-import logging
 import datetime as dt
+import logging
 import os
 import random
 import re
