@@ -206,8 +206,11 @@ def _identity(
             path=keystore.path,
             alias=chosen,
         ) from exc
-    if _keyload.key_algorithm(key_der) == _DSA:
+    algorithm = _keyload.key_algorithm(key_der)
+    if algorithm == _DSA:
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
+    elif algorithm == _EC and (curve := _keyload.key_curve(key_der)) not in _TLS13_CURVES:
+        _ec_over_tls12(ctx, keystore, chosen, curve, server=server)
     _log_identity(keystore, chosen, chain_der, warn_expiry=warn_expiry)
 
 
@@ -249,6 +252,64 @@ _TLS_KEY_TYPES = frozenset(
     }
 )
 _DSA_REPORTED: set[tuple[str | None, str]] = set()
+_EC = "1.2.840.10045.2.1"  # id-ecPublicKey
+# The curves TLS 1.3 has a signature scheme for in this OpenSSL: P-256, P-384, P-521;
+# and brainpool's r1 curves from OpenSSL 3.2 (RFC 8734). A key on another curve OpenSSL
+# loads (P-224, secp256k1, brainpool before 3.2) signs no TLS 1.3 handshake: a client
+# offering TLS 1.3 sends an empty certificate, a server can complete no handshake.
+_TLS13_CURVES = frozenset(
+    {"1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.132.0.35", None}  # None: not a named curve
+    | (
+        {"1.3.36.3.3.2.8.1.1.7", "1.3.36.3.3.2.8.1.1.11", "1.3.36.3.3.2.8.1.1.13"}
+        if ssl.OPENSSL_VERSION_INFO >= (3, 2)
+        else set()
+    )
+)
+_CURVE_LABELS = {
+    "1.3.132.0.33": "secp224r1 (P-224)",
+    "1.3.132.0.10": "secp256k1",
+    "1.3.36.3.3.2.8.1.1.7": "brainpoolP256r1",
+    "1.3.36.3.3.2.8.1.1.11": "brainpoolP384r1",
+    "1.3.36.3.3.2.8.1.1.13": "brainpoolP512r1",
+}
+
+
+def _ec_over_tls12(
+    ctx: ssl.SSLContext, keystore: Keystore, alias: str, curve: str | None, *, server: bool
+) -> None:
+    """An EC key on a curve TLS 1.3 cannot sign with here: as for DSA, a client context
+    is held to TLS 1.2 (where the key signs, for servers that accept its curve: Java's
+    do for brainpool), with a warning; refused where it cannot work at all (a server:
+    TLS 1.2 clients must offer the curve, and OpenSSL's, curl's and Python's do not)."""
+    where = keystore.path or "the keystore"
+    what = f"an EC key on {_CURVE_LABELS.get(curve or '', curve)}"
+    fix = "issue a key on P-256 or P-384 (or RSA)"
+    if server or ctx.minimum_version > ssl.TLSVersion.TLSv1_2:
+        why = (
+            "TLS 1.2 clients would have to offer its curve, which OpenSSL's, curl's and "
+            "Python's do not"
+            if server
+            else "the context allows nothing older"
+        )
+        raise KeyEntryError(
+            f"{where}: key entry {alias!r} is {what}, for which TLS 1.3 has no signature "
+            f"scheme in {ssl.OPENSSL_VERSION}, and {why}: {fix}",
+            path=keystore.path,
+            alias=alias,
+        )
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if (keystore.path, alias) not in _DSA_REPORTED and len(_DSA_REPORTED) < 1024:
+        _DSA_REPORTED.add((keystore.path, alias))
+        log.warning(
+            "%s: key entry %r is %s, for which TLS 1.3 has no signature scheme in %s: "
+            "this context offers TLS 1.2 at most, so that the certificate is still sent "
+            "(to servers that accept the curve); %s",
+            where,
+            alias,
+            what,
+            ssl.OPENSSL_VERSION,
+            fix,
+        )
 
 
 def _dsa_over_tls12(

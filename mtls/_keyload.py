@@ -56,6 +56,18 @@ def key_algorithm(pkcs8_der: bytes) -> str | None:
         return None
 
 
+def key_curve(pkcs8_der: bytes) -> str | None:
+    """The named-curve OID of a PKCS#8 EC key's AlgorithmIdentifier (``None`` for
+    another key, or an EC key whose parameters are not a named curve)."""
+    try:
+        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1].children()
+        if len(algorithm) < 2 or algorithm[1].tag != _der.OID:
+            return None
+        return _der.decode_oid(algorithm[1].value)
+    except (_der.DERError, IndexError):
+        return None
+
+
 def _key_pem(pkcs8_der: bytes) -> bytes:
     """PKCS#8 as RFC 7468 PEM (64 columns): what other TLS stacks are handed."""
     body = binascii.b2a_base64(pkcs8_der, newline=False)

@@ -73,8 +73,12 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         demand = "optional" if args.no_client_cert else "required"
         out.line(f"listening on https://{args.host}:{server.port} (client certificate {demand})")
         out.line("every GET answers JSON naming the client certificate; Ctrl-C stops")
-        every = f"every {interval:g} s" if interval else "never (--reload-interval 0)"
-        out.line(f"serving {_identity(rotating)}; the stores are checked for changes {every}")
+        checked = (
+            f"the stores are checked for changes every {interval:g} s"
+            if interval
+            else "the stores are not checked for changes (--reload-interval 0)"
+        )
+        out.line(f"serving {_identity(rotating)}; {checked}")
         generation, error = rotating.generation, None
         # kill (SIGTERM), as a script stops a background server, ends it as Ctrl-C does.
         previous: object = None
