@@ -276,9 +276,7 @@ def _warn_respelled(host: str, normalized: str, path: str | None, shown: str) ->
             "with this profile (a second profile for the address on another link is "
             "refused as the same host)"
         )
-    elif _DOTTED.fullmatch(normalized) and (
-        _IPV4_CHARACTERS.issuperset(host.lower()) or host.lower().startswith("::ffff:")
-    ):
+    elif _DOTTED.fullmatch(normalized) and normalized != host.lower():
         reason = (
             f"it is the address {normalized}, as the resolver reads it (a leading 0 is "
             "octal, 0x hexadecimal, a short form fills with zeros), and mtls matches it so; "

@@ -258,7 +258,7 @@ _EC = "1.2.840.10045.2.1"  # id-ecPublicKey
 # loads (P-224, secp256k1, brainpool before 3.2) signs no TLS 1.3 handshake: a client
 # offering TLS 1.3 sends an empty certificate, a server can complete no handshake.
 _TLS13_CURVES = frozenset(
-    {"1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.132.0.35", None}  # None: not a named curve
+    {"1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.132.0.35"}
     | (
         {"1.3.36.3.3.2.8.1.1.7", "1.3.36.3.3.2.8.1.1.11", "1.3.36.3.3.2.8.1.1.13"}
         if ssl.OPENSSL_VERSION_INFO >= (3, 2)
@@ -271,18 +271,22 @@ _CURVE_LABELS = {
     "1.3.36.3.3.2.8.1.1.7": "brainpoolP256r1",
     "1.3.36.3.3.2.8.1.1.11": "brainpoolP384r1",
     "1.3.36.3.3.2.8.1.1.13": "brainpoolP512r1",
+    "explicit parameters": "a curve given by explicit parameters (not P-256, P-384, P-521)",
+    "unknown": "a curve mtls cannot read from the key",
 }
 
 
 def _ec_over_tls12(
-    ctx: ssl.SSLContext, keystore: Keystore, alias: str, curve: str | None, *, server: bool
+    ctx: ssl.SSLContext, keystore: Keystore, alias: str, curve: str, *, server: bool
 ) -> None:
     """An EC key on a curve TLS 1.3 cannot sign with here: as for DSA, a client context
-    is held to TLS 1.2 (where the key signs, for servers that accept its curve: Java's
-    do for brainpool), with a warning; refused where it cannot work at all (a server:
-    TLS 1.2 clients must offer the curve, and OpenSSL's, curl's and Python's do not)."""
+    is held to TLS 1.2, with a warning, where the certificate is at least offered (a
+    server that does not take the curve, as Python's, OpenSSL's and Java 17's and 25's
+    do not, ends the handshake instead of serving the request without it); refused
+    where it cannot work at all (a server: TLS 1.2 clients must offer the curve, and
+    OpenSSL's, curl's and Python's do not)."""
     where = keystore.path or "the keystore"
-    what = f"an EC key on {_CURVE_LABELS.get(curve or '', curve)}"
+    what = f"an EC key on {_CURVE_LABELS.get(curve, curve)}"
     fix = "issue a key on P-256 or P-384 (or RSA)"
     if server or ctx.minimum_version > ssl.TLSVersion.TLSv1_2:
         why = (
@@ -302,8 +306,9 @@ def _ec_over_tls12(
         _DSA_REPORTED.add((keystore.path, alias))
         log.warning(
             "%s: key entry %r is %s, for which TLS 1.3 has no signature scheme in %s: "
-            "this context offers TLS 1.2 at most, so that the certificate is still sent "
-            "(to servers that accept the curve); %s",
+            "this context offers TLS 1.2 at most, so that the certificate is still offered "
+            "(a server that does not take the curve, as OpenSSL's and Java's do not, ends "
+            "the handshake rather than serving the request without it); %s",
             where,
             alias,
             what,

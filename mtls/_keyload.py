@@ -56,16 +56,42 @@ def key_algorithm(pkcs8_der: bytes) -> str | None:
         return None
 
 
-def key_curve(pkcs8_der: bytes) -> str | None:
-    """The named-curve OID of a PKCS#8 EC key's AlgorithmIdentifier (``None`` for
-    another key, or an EC key whose parameters are not a named curve)."""
+def key_curve(pkcs8_der: bytes) -> str:
+    """The named-curve OID of a PKCS#8 EC key's AlgorithmIdentifier. Explicit curve
+    parameters (``openssl ecparam -param_enc explicit``) are named by their group order
+    when it is P-256's, P-384's or P-521's; any other, or what cannot be read, is
+    ``"explicit parameters"`` or ``"unknown"`` (never a curve TLS 1.3 can sign with)."""
     try:
         algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1].children()
-        if len(algorithm) < 2 or algorithm[1].tag != _der.OID:
-            return None
-        return _der.decode_oid(algorithm[1].value)
+        if len(algorithm) < 2:
+            return "unknown"
+        params = algorithm[1]
+        if params.tag == _der.OID:
+            return _der.decode_oid(params.value)
+        if params.tag != _der.SEQUENCE:
+            return "unknown"
+        # ECParameters ::= SEQUENCE { version, fieldID, curve, base, order, cofactor }
+        order = params.children()[4].expect(_der.INTEGER).value.lstrip(b"\0")
+        return _NAMED_BY_ORDER.get(order, "explicit parameters")
     except (_der.DERError, IndexError):
-        return None
+        return "unknown"
+
+
+# The group orders of the curves TLS 1.3 signs with (SEC 2): a key with explicit
+# parameters is on that curve when its order is one of these.
+_NAMED_BY_ORDER = {
+    bytes.fromhex(
+        "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551"
+    ): "1.2.840.10045.3.1.7",
+    bytes.fromhex(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
+        "581A0DB248B0A77AECEC196ACCC52973"
+    ): "1.3.132.0.34",
+    bytes.fromhex(
+        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409"
+    ): "1.3.132.0.35",
+}
 
 
 def _key_pem(pkcs8_der: bytes) -> bytes:

@@ -2117,7 +2117,9 @@ def test_an_address_written_otherwise_than_dialled_is_said_so(caplog):
     with caplog.at_level(logging.WARNING, logger="mtls"):
         assert parse_server("010.0.0.1:443", path="p.xml") == ("8.0.0.1", 443)
         assert parse_server("[fe80::1%eth0]:443", path="p.xml") == ("fe80::1", 443)
+        assert parse_server("\uff11\uff12\uff17.\uff11:443", path="p.xml") == ("127.0.0.1", 443)
     assert "it is the address 8.0.0.1" in caplog.text and "write 8.0.0.1" in caplog.text
+    assert "it is the address 127.0.0.1" in caplog.text  # full-width digits, as IDNA maps them
     assert "its zone is not part of the match" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mtls"):

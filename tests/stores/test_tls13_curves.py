@@ -10,6 +10,8 @@ import datetime as dt
 import logging
 import socket
 import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -95,3 +97,42 @@ def test_the_twin_a_p256_key_offers_tls13_and_is_sent(caplog: pytest.LogCaptureF
         assert _exchange(ctx, server.port) == "TLSv1.3"
         (record,) = server.wait_for_handshakes(1)
     assert record.accepted and record.client_cn == "gw-p256"
+
+
+@pytest.mark.parametrize(
+    ("curve", "capped"),
+    [("secp224r1", True), ("brainpoolP256r1", True), ("prime256v1", False), ("secp384r1", False)],
+)
+def test_a_key_with_explicit_curve_parameters_is_judged_by_its_curve(
+    curve: str, capped: bool, openssl_bin: str, tmp_path: Path
+) -> None:
+    """A PKCS#8 key whose curve is spelled out as parameters (openssl ecparam
+    -param_enc explicit) reaches OpenSSL as it is: it was taken for a curve TLS 1.3
+    signs with, and a P-224 key so written went out as an empty certificate again (a
+    review found it). Named by its group order now; P-256 and P-384 so written are
+    the twins, offered TLS 1.3 and sent."""
+    sec1, pkcs8, cert = tmp_path / "k.sec1", tmp_path / "k.p8", tmp_path / "k.crt"
+
+    def run(*args: str | Path) -> None:
+        subprocess.run([openssl_bin, *map(str, args)], check=True, capture_output=True)
+
+    run("ecparam", "-name", curve, "-param_enc", "explicit", "-genkey", "-noout", "-out", sec1)
+    run("pkcs8", "-topk8", "-nocrypt", "-in", sec1, "-out", pkcs8)
+    run("req", "-new", "-x509", "-key", sec1, "-subj", "/CN=localhost", "-days", "30",
+        "-addext", "subjectAltName=DNS:localhost", "-out", cert)  # fmt: skip
+    pem = tmp_path / "identity.pem"
+    pem.write_bytes(pkcs8.read_bytes() + cert.read_bytes())
+    identity = mtls.Keystore.load(pem, None)
+    ca = CA(name="server side")
+    ctx = mtls.client_context(identity, ca.truststore())
+    assert (ctx.maximum_version == ssl.TLSVersion.TLSv1_2) is capped
+    client_ca = mtls.Truststore.load(cert)
+    with MTLSServer(ca.issue_cert("localhost").keystore(), client_ca=client_ca,
+                    require_client_cert=False) as server:  # fmt: skip
+        if capped:
+            with pytest.raises(ssl.SSLError):
+                _exchange(ctx, server.port)
+        else:
+            assert _exchange(ctx, server.port) == "TLSv1.3"
+        records = server.wait_for_handshakes(1)
+    assert not any(r.accepted and r.client_cn is None for r in records), records
