@@ -66,6 +66,16 @@ _REF_DEPTH = 16  # $ref{} chains followed (WSO2's own templates nest three or fo
 # every level (a 1 KB file made 2^40 characters), so expansion stops here.
 _REF_LENGTH = 65_536
 _SHOWN_REFS = 256  # $ref{} expanded to show one value, at most
+
+
+def _is_secret_key(key: str) -> bool:
+    """Whether a deployment.toml key holds a secret (``password``, ``key_password``,
+    ``[encryption] key``, a ``secret``): a ``$ref{}`` to it is never expanded in a
+    message."""
+    name = key.rpartition(".")[2].lower()
+    return "password" in name or "secret" in name or name in ("key", "pass", "passphrase")
+
+
 _TOML_DEPTH = 64  # nesting deeper than any WSO2 file; tomllib recurses per level
 # Keys, table headers and array items: the product's own files have a few hundred.
 _TOML_ITEMS = 10_000
@@ -554,7 +564,9 @@ class DeploymentToml:
         def expand(match: re.Match[str]) -> str:
             table, _, key = match.group(2).rpartition(".")
             target = self.written(table, key) if match.group(1) == "ref" and table else None
-            if target is None or depth >= _REF_DEPTH or left[0] <= 0:
+            if target is None or depth >= _REF_DEPTH or left[0] <= 0 or _is_secret_key(key):
+                # A $ref{} to a password (or a key) stays as written: the value it
+                # names is a secret wherever it is used, an alias or a path too.
                 return match.group(0)
             left[0] -= 1
             inner = self.shown(target, depth + 1, left)
@@ -585,6 +597,17 @@ class DeploymentToml:
             return None
         shown = self.shown(self.written(table, key) or "")
         setting = f"[{table}] {key} in {self.path}"
+        if shown is not None and "$secret{" in shown:
+            # A path is named in messages, logs and status() wherever the file is (the
+            # profile file's in every message about it): one from the vault would be
+            # shown decrypted, so it is not taken from there.
+            raise ProfileConfigError(
+                f"{self.path}: [{table}] {key} takes its value from the secure vault "
+                "($secret{...}): a file's path is shown wherever the file is named, so mtls "
+                "does not take it from the vault: write the path (or use $env{...})",
+                path=self.path,
+                element=f"[{table}] {key}",
+            )
         check_path_text(value, setting=f"[{table}] {key}", path=self.path)
         if not value:
             raise ProfileConfigError(

@@ -17,7 +17,7 @@ from cryptography import x509
 from .. import _x509
 from .._config import SSLProfile, StoreConfig
 from .._context import LOCALHOST_NAMES
-from .._errors import MTLSError, SecureVaultError
+from .._errors import KeyEntryError, MTLSError, SecureVaultError
 from .._profiles import SSLProfileSet
 from .._status import ProfileSetStatus
 from .._stores import Truststore, load_store
@@ -98,7 +98,18 @@ class _Stores:
     def _keystore(self, config: StoreConfig) -> tuple[x509.Certificate, tuple[str, ...]]:
         if config not in self._leaves:
             store = load_store(config, "keystore")
-            chain = store.key_entry(config.alias)[2]
+            try:
+                chain = store.key_entry(config.alias)[2]
+            except KeyEntryError as exc:
+                if config.written_alias is None:
+                    raise
+                # The alias came from a placeholder ($env{}, $secret{}, a $ref{} to a
+                # password): named as written, never its value, as the library does.
+                raise KeyEntryError(
+                    f"{config.shown_location}: the key alias {config.written_alias} names "
+                    "no usable key entry: check the variable or property it names",
+                    path=exc.path,
+                ) from None
             self._leaves[config] = _x509.load_cert(chain[0]), store._java_notes
         return self._leaves[config]
 

@@ -1245,3 +1245,69 @@ def test_profiles_without_a_truststore_are_said_to_trust_the_systems_cas(
         with SSLProfileSet.from_xml(path, default_truststore=trust):
             pass
     assert not [r for r in caplog.records if "without a <TrustStore>" in r.getMessage()]
+
+
+# --------------------------------------------------------------------------- secrets never shown
+
+
+@pytest.mark.parametrize(
+    ("alias", "extra"),
+    [
+        ("$env{MTLS_TEST_ALIAS}", ""),
+        ("$secret{a}", '[secrets]\na = "[Vault-Alias-Value-456]"\n'),
+        ("$ref{keystore.tls.password}", ""),
+    ],
+)
+def test_an_alias_from_a_placeholder_is_never_shown_by_check(
+    tmp_path, pki, capsys, monkeypatch, alias: str, extra: str
+) -> None:
+    """The library named such an alias as written, but `mtls check` printed the store's
+    own "has no key entry '<value>'" (the environment's, the vault's decrypted value,
+    or, through $ref{} to the password, the password itself). The twin: an alias
+    written in the file is named as it is."""
+    monkeypatch.setenv("MTLS_TEST_ALIAS", "Env-Alias-Value-123")
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / SECURITY / "sslprofiles.xml").write_text(profile_xml(profile("only.test:443")))
+    toml = write_toml(
+        home,
+        APIM_SENDER.replace(
+            f'file_name = "gateway.jks"\npassword = "{PASSWORD}"',
+            f'file_name = "gateway.jks"\npassword = "{PASSWORD}"\nalias = "{alias}"',
+        )
+        + extra,
+    )
+    secrets = ("Env-Alias-Value-123", "Vault-Alias-Value-456", PASSWORD)
+    with pytest.raises(mtls.KeyEntryError) as refused:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert alias in str(refused.value)
+    for args in ([], ["--json"]):
+        code = main(["check", "--deployment-toml", str(toml), "--base-dir", str(home), *args])
+        out, err = capsys.readouterr()
+        assert code == 1
+        assert alias in out + err, out + err
+        for secret in secrets:
+            assert secret not in out + err + str(refused.value)
+    # The twin: written in the file, the alias is shown.
+    write_toml(
+        home,
+        APIM_SENDER.replace(
+            'file_name = "gateway.jks"', 'file_name = "gateway.jks"\nalias = "nosuch"'
+        ),
+    )
+    main(["check", "--deployment-toml", str(toml), "--base-dir", str(home)])
+    assert "'nosuch'" in capsys.readouterr().out
+
+
+def test_a_file_path_from_the_vault_is_refused_unshown(tmp_path, pki) -> None:
+    """A profile file path from $secret{} was shown decrypted in every message about the
+    file ("<value>: no such profile file"): such a path is refused, never shown."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    toml = write_toml(
+        home,
+        APIM_SENDER
+        + '[transport.passthru_https.sender.ssl_profile]\nfile_path = "$secret{p}"\n'
+        + '[secrets]\np = "[Vault-Path-Value-789]"\n',
+    )
+    with pytest.raises(ProfileConfigError, match="takes its value from the secure vault") as info:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert "Vault-Path-Value-789" not in str(info.value)
