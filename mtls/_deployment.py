@@ -26,9 +26,11 @@ from ._errors import ProfileConfigError
 from ._files import cannot_read_fix, read_input, utf8_text
 from ._jks import shown as _shown
 from ._log import log
+from ._readers import _shown_type
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import (
+    _JAVA_TYPES,
     _PLACEHOLDER,
     WSO2_CANNOT_LOAD,
     SecretResolver,
@@ -687,6 +689,32 @@ class DeploymentToml:
             None,
         )
 
+    def _warn_unknown_type(self, declared: str, setting: tuple[str, str]) -> None:
+        """A ``type`` Java does not know (``PEM``, a typo, an empty one): mtls reads the
+        format from the content, WSO2's ``KeyStore.getInstance`` refuses it (the same
+        warning as a profile file's ``<Type>``, which fails ``mtls check``)."""
+        if declared.upper() in _JAVA_TYPES:
+            return
+        written = self.written(*setting) or ""
+        named = (
+            f'type = "{declared}"'
+            if not has_placeholder(written) and _shown_type(declared) == declared
+            else "its type (the value is not shown)"
+            if declared
+            else "an empty type"
+        )
+        log.warning(
+            "%s: [%s] %s: %s is not a keystore type Java reads from a file (JKS, PKCS12, "
+            "JCEKS; BKS, BCFKS with Bouncy Castle): mtls reads the format from the content, "
+            "but WSO2's KeyStore.getInstance refuses it, so WSO2 cannot load this store: "
+            "write the store's type",
+            self.path,
+            setting[0],
+            setting[1],
+            named,
+            extra=WSO2_CANNOT_LOAD,
+        )
+
     def store(
         self,
         tables: Sequence[str],
@@ -803,9 +831,13 @@ class DeploymentToml:
                     f"({self.home / _DEFAULTS}), as WSO2's config mapper fills it in"
                 )
         alias_value, written_alias = alias() if keystore else (None, None)
+        declared_type = pick("type")
+        type_setting = chosen("type")
+        if declared_type is not None and type_setting is not None:
+            self._warn_unknown_type(declared_type, type_setting)
         return StoreConfig(
             location=path,
-            type=pick("type") or (fallback.type if fallback is not None else None) or None,
+            type=declared_type or (fallback.type if fallback is not None else None) or None,
             password=Secret(password) if password is not None else None,
             key_password=Secret(key_password) if key_password is not None else None,
             alias=alias_value,

@@ -562,6 +562,9 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         render_table(report, out, base)
     if report["ok"]:
         return EXIT_OK
+    # The file the errors are about: the profile file, else deployment.toml (a Micro
+    # Integrator estate may have no profile file, only the default stores).
+    named = report["path"] or args.deployment_toml or "the profiles"
     gate = report["fail_within"]
     if gate and gate["expiring"] and not report["failed"]:
         soonest = min(gate["expiring"], key=lambda item: item["not_after"])
@@ -569,7 +572,7 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         count = len({(item["subject"], item["not_after"]) for item in gate["expiring"]})
         ended = _dt.datetime.fromisoformat(soonest["not_after"]) <= _dt.datetime.now(_dt.UTC)
         out.error(
-            f"{report['path']}: {count} certificate"
+            f"{named}: {count} certificate"
             f"{' ends' if count == 1 else 's end'} within {gate['days']:g} days "
             f"(first: {_servers_text(soonest['servers'])}: {soonest['subject']} "
             f"{'ended' if ended else 'on'} {soonest['not_after'][:10]}): rotate before deploying"
@@ -586,25 +589,24 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     where = f" (first: {', '.join(first['servers'])}: {first['problems'][0]})" if first else ""
     if report["failed"]:
         out.error(
-            f"{report['path']}: {report['failed']} of {len(report['profiles'])} profiles did "
-            f"not load{where}"
+            f"{named}: {report['failed']} of {len(report['profiles'])} profiles did not load{where}"
         )
     elif _default_failed(report):
-        out.error(f"{report['path']}: {report['default']['problems'][0]}")
+        out.error(f"{named}: {report['default']['problems'][0]}")
     elif report["mtls_refused"]:
         # Where to fix it: deployment.toml's tables when they write the entry.
         refused = report["mtls_refused"]
         first = next((m for m in refused if "[[keystore.ssl_profile.custom]]" in m), refused[0])
-        out.error(f"{report['path']}: {_after_path(first)}")
+        out.error(f"{named}: {_after_path(first)}")
     elif _wso2_only(report):
         count = len(report["wso2_cannot_load"])
         out.error(
-            f"{report['path']}: WSO2 cannot load this file ({count} problem"
+            f"{named}: WSO2 cannot load this file ({count} problem"
             f"{'' if count == 1 else 's'}, first: {_after_path(report['wso2_cannot_load'][0])}): "
             "fix it, or pass --mtls-only if only mtls reads it"
         )
     else:
-        out.error(f"{report['path']}: not healthy{where}: see the problems above")
+        out.error(f"{named}: not healthy{where}: see the problems above")
     return EXIT_FAILURE
 
 

@@ -1311,3 +1311,43 @@ def test_a_file_path_from_the_vault_is_refused_unshown(tmp_path, pki) -> None:
     with pytest.raises(ProfileConfigError, match="takes its value from the secure vault") as info:
         SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
     assert "Vault-Path-Value-789" not in str(info.value)
+
+
+def test_check_without_a_profile_file_names_the_toml_not_none(tmp_path, capsys) -> None:
+    """A Micro Integrator estate with no profile file (the default stores only): a
+    failure was said as "mtls: error: None: ...". The twin of the message is the
+    profile file's path when there is one (the other tests here)."""
+    home = tmp_path / "mi"
+    (home / "conf").mkdir(parents=True)
+    toml = home / "conf" / "deployment.toml"
+    toml.write_text('[keystore.primary]\nfile_name = "missing.jks"\npassword = "x"\n')
+    code = main(
+        ["check", "--deployment-toml", str(toml), "--base-dir", str(home), "--product", "mi"]
+    )
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "None:" not in err and f"mtls: error: {toml}: " in err, err
+
+
+@pytest.mark.parametrize(
+    ("declared", "loads_in_wso2"), [("FOO", False), ("", False), ("JKS", True)]
+)
+def test_a_toml_store_type_java_does_not_know_fails_check(
+    tmp_path, pki, capsys, declared: str, loads_in_wso2: bool
+) -> None:
+    """`<Type>FOO</Type>` in a profile file fails `mtls check` (WSO2's
+    KeyStore.getInstance refuses it); `type = "FOO"` in deployment.toml passed it, with
+    a DEBUG line only. The twin: JKS."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / SECURITY / "sslprofiles.xml").write_text(profile_xml(profile("only.test:443")))
+    toml = write_toml(
+        home,
+        APIM_SENDER.replace(
+            'file_name = "gateway.jks"', f'file_name = "gateway.jks"\ntype = "{declared}"'
+        ),
+    )
+    main(["check", "--deployment-toml", str(toml), "--base-dir", str(home), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is loads_in_wso2
+    said = " ".join(report["wso2_cannot_load"])
+    assert ("[keystore.tls] type" in said) is not loads_in_wso2
