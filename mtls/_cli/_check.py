@@ -540,11 +540,17 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         raise UsageError("--anchors needs --fail-within DAYS")
     try:
         loaded = load_profile_set(args, args.profiles)
-    except SecureVaultError:
+    except SecureVaultError as exc:
         # A secret alias the file names does not resolve, and the file is refused: the
-        # vault's own aliases, each resolving or not, still say where to look.
-        if not args.json:
-            render_vault(vault_report(args), out)
+        # vault's own aliases, each resolving or not, still say where to look (in the
+        # --json document too, under "vault", beside the error).
+        vault = vault_report(args)
+        if args.json:
+            message = " ".join(cli_wording(str(exc)).split())
+            error = {"kind": "error", "type": type(exc).__name__, "message": message}
+            out.json({"ok": False, "error": error, "vault": vault})
+        else:
+            render_vault(vault, out)
         raise
     with loaded as profiles:
         report = check_report(

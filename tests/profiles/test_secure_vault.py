@@ -1169,6 +1169,14 @@ def test_mtls_check_lists_the_vault_when_an_alias_refuses_the_file(
     assert "Gateway.Password (cipher-text.properties): resolves" in out
     assert "profile backend.example:443" in err and "'Nope.Alias'" in err
     assert PASSWORD not in out + err and values["gateway"] not in out + err
+    # --json has them too, under "vault", beside the error (it had the error alone).
+    code = main(["check", str(xml), "--base-dir", str(home), "--json"])
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert code == 1 and document["ok"] is False and "'Nope.Alias'" in document["error"]["message"]
+    aliases = {item["alias"]: item for item in document["vault"]["aliases"]}
+    assert aliases["Gateway.Password"]["resolves"]
+    assert PASSWORD not in out + err and values["gateway"] not in out + err
 
 
 def test_mtls_check_without_a_vault_has_no_vault_lines(tmp_path, stores, capsys) -> None:
