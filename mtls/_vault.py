@@ -801,8 +801,10 @@ class SecureVault:
             data = read_input(config.keystore)
         except FileNotFoundError:
             raise SecureVaultError(
-                f"{where} does not exist: point {config.keystore_from.split(' of ')[0]} at "
-                "the keystore the cipher tool used",
+                f"{where} does not exist: relative paths start from the product home, "
+                f"here {self.home}: if that is not the home, pass the home as base_dir "
+                f"(--base-dir); else point {config.keystore_from.split(' of ')[0]} at the "
+                "keystore the cipher tool used",
                 path=config.keystore,
             ) from None
         except (OSError, ValueError) as exc:  # ValueError: a NUL in a configured path

@@ -1549,3 +1549,23 @@ def test_a_vault_home_that_is_not_a_directory_says_so(tmp_path, stores) -> None:
     with pytest.raises(SecureVaultError, match="no secret alias 'a'") as info:
         SecureVault(home)("a")
     assert "not a directory" not in str(info.value)
+
+
+@needs_java
+def test_a_missing_vault_keystore_says_where_relative_paths_start(tmp_path, stores, values) -> None:
+    """The commonest cause is a home that is not the product's (mtls check without
+    --base-dir starts from the current directory): the message only said to point the
+    setting at the cipher tool's keystore, a setting that was right. The twin: the
+    keystore there, the value decrypts."""
+    home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]})
+    (home / "repository" / "resources" / "security" / "wso2carbon.jks").unlink()
+    with pytest.raises(SecureVaultError, match="does not exist") as info:
+        SecureVault(home)("a")
+    assert "relative paths start from the product home" in str(info.value)
+    assert str(home) in str(info.value) and "--base-dir" in str(info.value)
+    assert (
+        SecureVault(make_home(tmp_path / "twin", stores, secrets={"a": values["pkcs1"]}))(
+            "a"
+        ).reveal()
+        == "plain-pkcs1"
+    )
