@@ -361,7 +361,7 @@ def _cell_expiry(row: dict[str, Any]) -> str:
 
 
 def _cells(row: dict[str, Any], base: str | None) -> list[str]:
-    servers = ", ".join(row["servers"])
+    servers = _servers_text(list(row["servers"]))  # --json has them all
     if row["client_id"]:
         servers += f" [client {row['client_id']}]"
     truststore = row["truststore"]

@@ -800,14 +800,24 @@ def password_error(exc: WrongPasswordError, truststore: str | Path | None) -> CL
 
 def store_password(args: argparse.Namespace, path: str | Path, *, new: bool = False) -> str:
     """``--password``, else ``MTLS_STORE_PASSWORD``, else a prompt (twice for a new store)."""
-    value = resolve_password(
-        args.password,
-        env=ENV_STORE_PASSWORD,
-        option="--password",
-        what=f"the store password of {path}",
-        prompt="Enter keystore password: " if not new else "Enter new keystore password: ",
-        confirm=new,
-    )
+    try:
+        value = resolve_password(
+            args.password,
+            env=ENV_STORE_PASSWORD,
+            option="--password",
+            what=f"the store password of {path}",
+            prompt="Enter keystore password: " if not new else "Enter new keystore password: ",
+            confirm=new,
+        )
+    except UsageError as exc:
+        if new:
+            raise
+        # keytool asks, and an empty answer opens a store that has no password (the
+        # JDK's cacerts): here that is --password ''.
+        raise UsageError(
+            f"{exc}; a store without a password (a PKCS#12 in the JDK's password-less "
+            "format, as its cacerts) opens with --password ''"
+        ) from None
     assert value is not None
     return value
 

@@ -278,6 +278,11 @@ def test_edits_keep_a_passwordless_pkcs12_truststore_passwordless(
     path = tmp_path / "cacerts.p12"
     _passwordless_truststore(jdk_keytool, path, first)
     assert not _has_mac(path)
+    # Without a password given, keytool asks (an empty answer opens it): the usage
+    # error says --password '' is that answer here.
+    asked = fails(2, "import", "--keystore", path, "--alias", "root-b", "--file", second,
+                  password_env=False)  # fmt: skip
+    assert "opens with --password ''" in asked.stderr
     ok("import", "--keystore", path, "--alias", "root-b", "--file", second)
     assert not _has_mac(path)
     assert mtls.Truststore.load(path, None).aliases == ("root-a", "root-b")

@@ -386,3 +386,19 @@ def test_a_profile_of_many_servers_is_named_by_its_first_three() -> None:
 
     assert _servers_text(["a:1", "b:1"]) == "a:1, b:1"
     assert _servers_text([f"h{i}:443" for i in range(32)]) == "h0:443, h1:443, h2:443 and 29 more"
+
+
+def test_the_table_names_a_profile_by_its_first_three_servers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A profile of 32 servers made its table row about 540 characters; --json keeps
+    them all."""
+    xml = estate(tmp_path, identity_left=300 * DAY, anchor_left=3000 * DAY)
+    many = ",".join(f"h{i}.internal:8443" for i in range(32))
+    xml.write_text(xml.read_text().replace("orders.internal:8443", many))
+    code, out, _ = run(capsys, "--no-color", "check", str(xml))
+    assert code == 0
+    assert "h0.internal:8443, h1.internal:8443, h2.internal:8443 and 29 more" in out
+    assert "h31.internal" not in out
+    code, out, _ = run(capsys, "check", str(xml), "--json")
+    assert len(json.loads(out)["profiles"][0]["servers"]) == 32
