@@ -301,20 +301,25 @@ def _ec_over_tls12(
             path=keystore.path,
             alias=alias,
         )
+    _hold_to_tls12(
+        ctx,
+        keystore,
+        alias,
+        f"{where}: key entry {alias!r} is {what}, for which TLS 1.3 has no signature scheme "
+        f"in {ssl.OPENSSL_VERSION}: this context offers TLS 1.2 at most, so that the "
+        "certificate is still offered (a server that does not take the curve, as OpenSSL's "
+        f"and Java's do not, ends the handshake rather than serving the request without "
+        f"it); {fix}",
+    )
+
+
+def _hold_to_tls12(ctx: ssl.SSLContext, keystore: Keystore, alias: str, said: str) -> None:
+    """Offer TLS 1.2 at most on ``ctx``, for a key TLS 1.3 cannot sign with, and say
+    ``said`` once per key entry (every context built from it would say it again)."""
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if (keystore.path, alias) not in _DSA_REPORTED and len(_DSA_REPORTED) < 1024:
         _DSA_REPORTED.add((keystore.path, alias))
-        log.warning(
-            "%s: key entry %r is %s, for which TLS 1.3 has no signature scheme in %s: "
-            "this context offers TLS 1.2 at most, so that the certificate is still offered "
-            "(a server that does not take the curve, as OpenSSL's and Java's do not, ends "
-            "the handshake rather than serving the request without it); %s",
-            where,
-            alias,
-            what,
-            ssl.OPENSSL_VERSION,
-            fix,
-        )
+        log.warning("%s", said)
 
 
 def _dsa_over_tls12(
@@ -340,15 +345,13 @@ def _dsa_over_tls12(
             path=keystore.path,
             alias=alias,
         )
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    if (keystore.path, alias) not in _DSA_REPORTED and len(_DSA_REPORTED) < 1024:
-        _DSA_REPORTED.add((keystore.path, alias))
-        log.warning(
-            "%s: key entry %r is a DSA key, which TLS 1.3 cannot use: this context offers "
-            "TLS 1.2 at most, so that the certificate is still sent; issue an RSA or EC key",
-            where,
-            alias,
-        )
+    _hold_to_tls12(
+        ctx,
+        keystore,
+        alias,
+        f"{where}: key entry {alias!r} is a DSA key, which TLS 1.3 cannot use: this context "
+        "offers TLS 1.2 at most, so that the certificate is still sent; issue an RSA or EC key",
+    )
 
 
 # OpenSSL's reasons for refusing material that is sound but weaker than its security
