@@ -445,6 +445,9 @@ class DeploymentToml:
         self._resolving: list[str] = []
         # Each setting is resolved once per read: a $ref{} named twice costs nothing more.
         self._resolved: dict[tuple[str, str, bool], str] = {}
+        # The settings a password was resolved through (itself, and each $ref{} it
+        # follows): what a message never expands, wherever else they are named.
+        self._secret_settings: set[tuple[str, str]] = set()
 
     def raw(self, table: str, key: str) -> Any:
         """The value at ``[table] key`` as parsed (``None`` when absent).
@@ -508,6 +511,8 @@ class DeploymentToml:
                 or references go round in a circle.
         """
         memo = (table, key, secret)
+        if secret:
+            self._secret_settings.add((table, key))
         if memo in self._resolved:
             return self._resolved[memo]
         written = self.written(table, key, exact=secret)
@@ -566,9 +571,9 @@ class DeploymentToml:
         def expand(match: re.Match[str]) -> str:
             table, _, key = match.group(2).rpartition(".")
             target = self.written(table, key) if match.group(1) == "ref" and table else None
-            if target is None or depth >= _REF_DEPTH or left[0] <= 0 or _is_secret_key(key):
-                # A $ref{} to a password (or a key) stays as written: the value it
-                # names is a secret wherever it is used, an alias or a path too.
+            if target is None or depth >= _REF_DEPTH or left[0] <= 0 or self._secret(table, key):
+                # A $ref{} to a password (or a key, or the vault's [secrets]) stays as
+                # written: its value is a secret wherever it is used, an alias or a path.
                 return match.group(0)
             left[0] -= 1
             inner = self.shown(target, depth + 1, left)
@@ -576,6 +581,27 @@ class DeploymentToml:
 
         expanded = substitute(_PLACEHOLDER, expand, written)
         return expanded if has_placeholder(expanded) else None
+
+    def _secret(self, table: str, key: str) -> bool:
+        """Whether ``[table] key`` holds a secret: a password or key by its name, the
+        vault's ``[secrets]``, or a setting a password was resolved through."""
+        return (
+            _is_secret_key(key)
+            or table == "secrets"
+            or table.startswith("secrets.")
+            or (table, key) in self._secret_settings
+        )
+
+    def _from_secret(self, shown: str) -> bool:
+        """Whether a value shown as ``shown`` (see :meth:`shown`) comes from a secret: the
+        vault, or a $ref{} to a secret setting."""
+        if "$secret{" in shown:
+            return True
+        for match in _PLACEHOLDER.finditer(shown):
+            table, _, key = match.group(2).rpartition(".")
+            if match.group(1) == "ref" and table and self._secret(table, key):
+                return True
+        return False
 
     def _reference(self, dotted: str, *, secret: bool = False) -> str | None:
         """``$ref{table.key}``: that key's value, exactly as written when it stands in
@@ -599,14 +625,15 @@ class DeploymentToml:
             return None
         shown = self.shown(self.written(table, key) or "")
         setting = f"[{table}] {key} in {self.path}"
-        if shown is not None and "$secret{" in shown:
+        if shown is not None and self._from_secret(shown):
             # A path is named in messages, logs and status() wherever the file is (the
-            # profile file's in every message about it): one from the vault would be
-            # shown decrypted, so it is not taken from there.
+            # profile file's in every message about it): one from the vault, or from a
+            # password, would be shown decrypted, so it is not taken from there.
             raise ProfileConfigError(
-                f"{self.path}: [{table}] {key} takes its value from the secure vault "
-                "($secret{...}): a file's path is shown wherever the file is named, so mtls "
-                "does not take it from the vault: write the path (or use $env{...})",
+                f"{self.path}: [{table}] {key} takes its value from a secret (the secure "
+                "vault's $secret{...}, or a $ref{} to a password or to [secrets]): a file's "
+                "path is shown wherever the file is named, so mtls does not take it from "
+                "there: write the path (or use $env{...})",
                 path=self.path,
                 element=f"[{table}] {key}",
             )

@@ -1256,6 +1256,9 @@ def test_profiles_without_a_truststore_are_said_to_trust_the_systems_cas(
         ("$env{MTLS_TEST_ALIAS}", ""),
         ("$secret{a}", '[secrets]\na = "[Vault-Alias-Value-456]"\n'),
         ("$ref{keystore.tls.password}", ""),
+        ("$ref{secrets.a}", '[secrets]\na = "[Vault-Alias-Value-456]"\n'),
+        # a setting a password is resolved through, whatever its name
+        ("$ref{custom.pw}", f'[custom]\npw = "{PASSWORD}"\n'),
     ],
 )
 def test_an_alias_from_a_placeholder_is_never_shown_by_check(
@@ -1268,11 +1271,12 @@ def test_an_alias_from_a_placeholder_is_never_shown_by_check(
     monkeypatch.setenv("MTLS_TEST_ALIAS", "Env-Alias-Value-123")
     home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
     (home / SECURITY / "sslprofiles.xml").write_text(profile_xml(profile("only.test:443")))
+    password = '"$ref{custom.pw}"' if "custom.pw" in alias else f'"{PASSWORD}"'
     toml = write_toml(
         home,
         APIM_SENDER.replace(
             f'file_name = "gateway.jks"\npassword = "{PASSWORD}"',
-            f'file_name = "gateway.jks"\npassword = "{PASSWORD}"\nalias = "{alias}"',
+            f'file_name = "gateway.jks"\npassword = {password}\nalias = "{alias}"',
         )
         + extra,
     )
@@ -1298,19 +1302,25 @@ def test_an_alias_from_a_placeholder_is_never_shown_by_check(
     assert "'nosuch'" in capsys.readouterr().out
 
 
-def test_a_file_path_from_the_vault_is_refused_unshown(tmp_path, pki) -> None:
-    """A profile file path from $secret{} was shown decrypted in every message about the
-    file ("<value>: no such profile file"): such a path is refused, never shown."""
+@pytest.mark.parametrize(
+    "path",
+    ["$secret{p}", "$ref{custom.secret_path}", "$ref{keystore.tls.password}", "$ref{secrets.p}"],
+)
+def test_a_file_path_from_a_secret_is_refused_unshown(tmp_path, pki, path: str) -> None:
+    """A profile file path from $secret{}, or from a $ref{} to a password or to
+    [secrets] (a review found those got past the first refusal), was shown decrypted
+    in every message about the file ("<value>: no such profile file"): refused, unshown."""
     home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
     toml = write_toml(
         home,
         APIM_SENDER
-        + '[transport.passthru_https.sender.ssl_profile]\nfile_path = "$secret{p}"\n'
+        + f'[transport.passthru_https.sender.ssl_profile]\nfile_path = "{path}"\n'
+        + '[custom]\nsecret_path = "$secret{p}"\n'
         + '[secrets]\np = "[Vault-Path-Value-789]"\n',
     )
-    with pytest.raises(ProfileConfigError, match="takes its value from the secure vault") as info:
+    with pytest.raises(ProfileConfigError, match="takes its value from a secret") as info:
         SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
-    assert "Vault-Path-Value-789" not in str(info.value)
+    assert "Vault-Path-Value-789" not in str(info.value) and PASSWORD not in str(info.value)
 
 
 def test_check_without_a_profile_file_names_the_toml_not_none(tmp_path, capsys) -> None:
