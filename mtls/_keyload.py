@@ -58,9 +58,10 @@ def key_algorithm(pkcs8_der: bytes) -> str | None:
 
 def key_curve(pkcs8_der: bytes) -> str:
     """The named-curve OID of a PKCS#8 EC key's AlgorithmIdentifier. Explicit curve
-    parameters (``openssl ecparam -param_enc explicit``) are named by their group order
-    when it is P-256's, P-384's or P-521's; any other, or what cannot be read, is
-    ``"explicit parameters"`` or ``"unknown"`` (never a curve TLS 1.3 can sign with)."""
+    parameters (``openssl ecparam -param_enc explicit``) are named when they are P-256's,
+    P-384's or P-521's (field, coefficients, generator and order: OpenSSL matches them
+    so); any other, or what cannot be read, is ``"explicit parameters"`` or
+    ``"unknown"`` (never a curve TLS 1.3 can sign with)."""
     try:
         algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1].children()
         if len(algorithm) < 2:
@@ -70,26 +71,70 @@ def key_curve(pkcs8_der: bytes) -> str:
             return _der.decode_oid(params.value)
         if params.tag != _der.SEQUENCE:
             return "unknown"
-        # ECParameters ::= SEQUENCE { version, fieldID, curve, base, order, cofactor }
-        order = params.children()[4].expect(_der.INTEGER).value.lstrip(b"\0")
-        return _NAMED_BY_ORDER.get(order, "explicit parameters")
+        return _explicit_curve(params.children())
     except (_der.DERError, IndexError):
         return "unknown"
 
 
-# The group orders of the curves TLS 1.3 signs with (SEC 2): a key with explicit
-# parameters is on that curve when its order is one of these.
-_NAMED_BY_ORDER = {
-    bytes.fromhex(
-        "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551"
+def _explicit_curve(parts: list[_der.TLV]) -> str:
+    """ECParameters ::= SEQUENCE { version, fieldID, curve, base, order, cofactor OPTIONAL,
+    ... }: the named curve they are, by every parameter, else ``"explicit parameters"``."""
+    field = parts[1].children()  # FieldID ::= SEQUENCE { fieldType OID, parameters }
+    if _der.decode_oid(field[0].expect(_der.OID).value) != _PRIME_FIELD:
+        return "explicit parameters"
+    curve = parts[2].children()  # Curve ::= SEQUENCE { a, b, seed BIT STRING OPTIONAL }
+    given = (
+        int.from_bytes(field[1].expect(_der.INTEGER).value, "big"),
+        int.from_bytes(curve[0].expect(_der.OCTET_STRING).value, "big"),
+        int.from_bytes(curve[1].expect(_der.OCTET_STRING).value, "big"),
+        int.from_bytes(parts[4].expect(_der.INTEGER).value, "big"),
+    )
+    base = parts[3].expect(_der.OCTET_STRING).value  # the generator, an ECPoint
+    for (prime, a, b, gx, gy, order), oid in _NAMED_CURVES.items():
+        if given != (prime, a, b, order):
+            continue
+        size = (prime.bit_length() + 7) // 8
+        if int.from_bytes(base[1 : 1 + size], "big") != gx:
+            continue
+        uncompressed = base[:1] == b"\x04" and len(base) == 1 + 2 * size
+        if uncompressed and int.from_bytes(base[1 + size :], "big") == gy:
+            return oid
+        compressed = base[:1] in (b"\x02", b"\x03") and len(base) == 1 + size
+        if compressed and base[0] - 2 == gy & 1:
+            return oid
+    return "explicit parameters"
+
+
+_PRIME_FIELD = "1.2.840.10045.1.1"  # prime-field
+# (p, a, b, Gx, Gy, n) of the curves TLS 1.3 signs with (SEC 2; read from OpenSSL's
+# explicit encodings of prime256v1, secp384r1 and secp521r1).
+_NAMED_CURVES = {
+    # prime256v1
+    (
+        0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF,
+        0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFC,
+        0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+        0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+        0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
+        0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
     ): "1.2.840.10045.3.1.7",
-    bytes.fromhex(
-        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
-        "581A0DB248B0A77AECEC196ACCC52973"
+    # secp384r1
+    (
+        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFFFF0000000000000000FFFFFFFF,
+        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFFFF0000000000000000FFFFFFFC,
+        0xB3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875AC656398D8A2ED19D2A85C8EDD3EC2AEF,
+        0xAA87CA22BE8B05378EB1C71EF320AD746E1D3B628BA79B9859F741E082542A385502F25DBF55296C3A545E3872760AB7,
+        0x3617DE4A96262C6F5D9E98BF9292DC29F8F41DBD289A147CE9DA3113B5F0B8C00A60B1CE1D7E819D7A431D7C90EA0E5F,
+        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973,
     ): "1.3.132.0.34",
-    bytes.fromhex(
-        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
-        "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409"
+    # secp521r1
+    (
+        0x1FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF,
+        0x1FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC,
+        0x51953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF109E156193951EC7E937B1652C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00,
+        0xC6858E06B70404E9CD9E3ECB662395B4429C648139053FB521F828AF606B4D3DBAA14B5E77EFE75928FE1DC127A2FFA8DE3348B3C1856A429BF97E7E31C2E5BD66,
+        0x11839296A789A3BC0045C8A5FB42C7D1BD998F54449579B446817AFBD17273E662C97EE72995EF42640C550B9013FAD0761353C7086A272C24088BE94769FD16650,
+        0x1FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409,
     ): "1.3.132.0.35",
 }
 

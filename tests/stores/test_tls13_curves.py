@@ -136,3 +136,26 @@ def test_a_key_with_explicit_curve_parameters_is_judged_by_its_curve(
             assert _exchange(ctx, server.port) == "TLSv1.3"
         records = server.wait_for_handshakes(1)
     assert not any(r.accepted and r.client_cn is None for r in records), records
+
+
+@pytest.mark.parametrize("form", ["uncompressed", "compressed"])
+def test_explicit_parameters_are_a_named_curve_only_when_every_parameter_is(
+    form: str, openssl_bin: str, tmp_path: Path
+) -> None:
+    """Judged by the group order alone, P-256's order with another generator passed
+    for P-256 (OpenSSL does not match it, and TLS 1.3 sent an empty certificate; a
+    review built one): the field, coefficients, generator and order are compared."""
+    from mtls import _keyload
+
+    sec1, pkcs8 = tmp_path / "k.sec1", tmp_path / "k.p8"
+    subprocess.run([openssl_bin, "ecparam", "-name", "prime256v1", "-param_enc", "explicit",
+                    "-conv_form", form, "-genkey", "-noout", "-outform", "DER", "-out", str(sec1)],
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run([openssl_bin, "pkcs8", "-topk8", "-nocrypt", "-inform", "DER", "-in", str(sec1),
+                    "-outform", "DER", "-out", str(pkcs8)], check=True, capture_output=True)  # fmt: skip
+    der = pkcs8.read_bytes()
+    assert _keyload.key_curve(der) == "1.2.840.10045.3.1.7"
+    gx = bytes.fromhex("6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296")
+    assert der.count(gx) == 1
+    other = bytes(gx[:-1]) + bytes([gx[-1] ^ 1])  # another generator, the same length
+    assert _keyload.key_curve(der.replace(gx, other)) == "explicit parameters"
