@@ -26,7 +26,6 @@ from ._errors import ProfileConfigError
 from ._files import cannot_read_fix, read_input, utf8_text
 from ._jks import shown as _shown
 from ._log import log
-from ._readers import _shown_type
 from ._secret import Secret
 from ._types import HostnameVerifier, normalize_hostname_verifier
 from ._wso2 import (
@@ -37,6 +36,7 @@ from ._wso2 import (
     has_placeholder,
     resolve_placeholders,
     substitute,
+    warn_not_a_store_type,
     with_carbon_home,
 )
 
@@ -717,29 +717,17 @@ class DeploymentToml:
         )
 
     def _warn_unknown_type(self, declared: str, setting: tuple[str, str]) -> None:
-        """A ``type`` Java does not know (``PEM``, a typo, an empty one): mtls reads the
-        format from the content, WSO2's ``KeyStore.getInstance`` refuses it (the same
-        warning as a profile file's ``<Type>``, which fails ``mtls check``)."""
+        """A ``type`` Java does not know: the warning a profile file's ``<Type>`` gets,
+        which fails ``mtls check`` (WSO2's ``KeyStore.getInstance`` refuses it)."""
         if declared.upper() in _JAVA_TYPES:
             return
-        written = self.written(*setting) or ""
-        named = (
-            f'type = "{declared}"'
-            if not has_placeholder(written) and _shown_type(declared) == declared
-            else "its type (the value is not shown)"
-            if declared
-            else "an empty type"
-        )
-        log.warning(
-            "%s: [%s] %s: %s is not a keystore type Java reads from a file (JKS, PKCS12, "
-            "JCEKS; BKS, BCFKS with Bouncy Castle): mtls reads the format from the content, "
-            "but WSO2's KeyStore.getInstance refuses it, so WSO2 cannot load this store: "
-            "write the store's type",
+        warn_not_a_store_type(
             self.path,
-            setting[0],
-            setting[1],
-            named,
-            extra=WSO2_CANNOT_LOAD,
+            f"[{setting[0]}] {setting[1]}",
+            declared,
+            "type",
+            f'type = "{declared}"',
+            hidden=has_placeholder(self.written(*setting) or ""),
         )
 
     def store(

@@ -910,9 +910,9 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
         ) from None
     if not children.keys() <= _PROFILE_CHILDREN:
         _warn_unknown(children, _PROFILE_CHILDREN, f"{_label(number, name)} ({servers_text})", ctx)
-    if repeated and repeated != ["client"]:  # <client> is repeated by design
-        where = f"{_label(number, name)} ({servers_text})"
-        _warn_repeated([tag for tag in repeated if tag != "client"], where, ctx)
+    twice = [tag for tag in repeated if tag != "client"]  # <client> is repeated by design
+    if twice:
+        _warn_repeated(twice, f"{_label(number, name)} ({servers_text})", ctx)
     novalidate = _novalidatecert(element, _label(number, name), ctx)
     clients = (
         [child for child in element if _local(child.tag) == "client"]
@@ -1245,20 +1245,41 @@ def _warn_unknown_type(
     key = (kind, shown, "type " + written)
     if not _first_time(ctx, key):
         return
-    # Shown only when it is a store type's name: a password typed into the wrong element
-    # would otherwise reach the log.
-    named = _shown_type(written) == written
+    warn_not_a_store_type(
+        ctx.path, f"<{kind}> {shown}", written, "<Type>", f"<Type>{written}</Type>"
+    )
+
+
+def warn_not_a_store_type(
+    path: str | os.PathLike[str] | None,
+    where: str,
+    value: str,
+    setting: str,
+    as_written: str,
+    *,
+    hidden: bool = False,
+) -> None:
+    """Say that ``value``, the store type ``setting`` gives (a profile file's ``<Type>``,
+    deployment.toml's ``type``), is none Java reads (``PEM``, a typo, an empty one): mtls
+    reads the format from the content, WSO2's ``KeyStore.getInstance`` refuses it. The
+    value is shown (``as_written``) only when it is a store type's name and not made
+    from a placeholder (``hidden``): a password typed into the wrong setting would
+    otherwise reach the log."""
+    shown = (
+        as_written
+        if not hidden and _shown_type(value) == value
+        else f"its {setting} (the value is not shown)"
+        if value
+        else f"an empty {setting}"
+    )
     log.warning(
-        "%s: <%s> %s: %s is not a keystore type Java reads from a file (JKS, PKCS12, "
+        "%s: %s: %s is not a keystore type Java reads from a file (JKS, PKCS12, "
         "JCEKS; BKS, BCFKS with Bouncy Castle): mtls reads the format from the content, "
         "but WSO2's KeyStore.getInstance and load refuse it, so WSO2 cannot load this "
         "store: write the store's type",
-        ctx.path,
-        kind,
+        path,
+        where,
         shown,
-        f"<Type>{written}</Type>"
-        if named
-        else ("an empty <Type>" if not written else "its <Type> (the value is not shown)"),
         extra=WSO2_CANNOT_LOAD,
     )
 
