@@ -280,6 +280,17 @@ def test_printcrl_lists_revocations_and_fails_when_stale(
     fails(1, "printcrl", "--file", cert)
 
 
+def _crl_builder(ca: CA) -> x509.CertificateRevocationListBuilder:
+    """An empty list from ``ca``, current for a day, to add extensions to and sign."""
+    now = _dt.datetime.now(_dt.UTC)
+    return (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + _dt.timedelta(days=1))
+    )
+
+
 def test_printcrl_refuses_a_list_openssl_would_not_use_without_a_truststore(
     tmp_path: Path,
 ) -> None:
@@ -288,13 +299,7 @@ def test_printcrl_refuses_a_list_openssl_would_not_use_without_a_truststore(
     from cryptography.hazmat.primitives import hashes
 
     ca = CA(name="odd CRL")
-    now = _dt.datetime.now(_dt.UTC)
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.certificate.subject)
-        .last_update(now)
-        .next_update(now + _dt.timedelta(days=1))
-    )
+    builder = _crl_builder(ca)
     plain = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     odd = builder.add_extension(
         x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
@@ -510,14 +515,7 @@ def test_printcrl_says_a_delta_crl_is_one(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import hashes
 
     ca = CA(name="delta issuer")
-    now = _dt.datetime.now(_dt.UTC)
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.certificate.subject)
-        .last_update(now)
-        .next_update(now + _dt.timedelta(days=1))
-        .add_extension(x509.CRLNumber(8), critical=False)
-    )
+    builder = _crl_builder(ca).add_extension(x509.CRLNumber(8), critical=False)
     delta = builder.add_extension(x509.DeltaCRLIndicator(7), critical=True).sign(
         ca.private_key,  # type: ignore[arg-type]
         hashes.SHA256(),
