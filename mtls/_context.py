@@ -265,12 +265,8 @@ _TLS13_CURVES = frozenset(
         else set()
     )
 )
+# What key_curve says of a curve that is not named (see _x509.curve_name for the rest).
 _CURVE_LABELS = {
-    "1.3.132.0.33": "secp224r1 (P-224)",
-    "1.3.132.0.10": "secp256k1",
-    "1.3.36.3.3.2.8.1.1.7": "brainpoolP256r1",
-    "1.3.36.3.3.2.8.1.1.11": "brainpoolP384r1",
-    "1.3.36.3.3.2.8.1.1.13": "brainpoolP512r1",
     "explicit parameters": "a curve given by explicit parameters (not P-256, P-384, P-521)",
     "unknown": "a curve mtls cannot read from the key",
 }
@@ -286,7 +282,7 @@ def _ec_over_tls12(
     where it cannot work at all (a server: TLS 1.2 clients must offer the curve, and
     OpenSSL's, curl's and Python's do not)."""
     where = keystore.path or "the keystore"
-    what = f"an EC key on {_CURVE_LABELS.get(curve, curve)}"
+    what = f"an EC key on {_CURVE_LABELS.get(curve) or _x509.curve_name(curve)}"
     fix = "issue a key on P-256 or P-384 (or RSA)"
     if server or ctx.minimum_version > ssl.TLSVersion.TLSv1_2:
         why = (

@@ -1485,7 +1485,7 @@ def _pem_key_to_pkcs8(
     except Exception as exc:  # cryptography raises UnsupportedAlgorithm and others for odd keys
         curve = _UNKNOWN_CURVE.search(str(exc)) if isinstance(exc, UnsupportedAlgorithm) else None
         what = (
-            f"an EC key on curve {_CURVE_NAMES.get(curve.group(1), curve.group(1))}, which "
+            f"an EC key on curve {_x509.curve_name(curve.group(1))}, which "
             "this Python's cryptography does not support"
             if curve is not None
             else f"unsupported private key ({type(exc).__name__})"
@@ -1504,20 +1504,9 @@ def _pem_key_to_pkcs8(
 _UNKNOWN_PBE = re.compile(r"Unknown key (?:encryption|derivation) algorithm: ([0-9.]+)", re.I)
 
 
-# cryptography's words for an EC key on a curve it lacks (its OID), and the names of
-# the curves old keys use most (SEC 2), for the message.
+# cryptography's words for an EC key on a curve it lacks (its OID; _x509.curve_name
+# names it).
 _UNKNOWN_CURVE = re.compile(r"Curve ([0-9.]+) is not supported")
-_CURVE_NAMES = {
-    "1.3.132.0.28": "secp128r1",
-    "1.3.132.0.29": "secp128r2",
-    "1.3.132.0.9": "secp160k1",
-    "1.3.132.0.8": "secp160r1",
-    "1.3.132.0.30": "secp160r2",
-    "1.2.840.10045.3.1.1": "secp192r1 (P-192)",
-    "1.3.132.0.31": "secp192k1",
-    "1.3.132.0.33": "secp224r1 (P-224)",
-    "1.3.132.0.32": "secp224k1",
-}
 # The IV length of each cipher a legacy encrypted PEM key may name in DEK-Info (OpenSSL's
 # PEM ciphers); which of them can be read is cryptography's to say.
 # 64-bit block ciphers take 8-byte IVs; the rest (AES, Camellia, ARIA, SEED, SM4) 16.

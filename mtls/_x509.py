@@ -226,6 +226,31 @@ def key_algorithm_name(oid: str) -> str | None:
     return known[0] if known else None
 
 
+# The names of the EC curves keys are found on that TLS cannot use here: old ones
+# cryptography lacks, and those OpenSSL loads but signs no TLS 1.3 handshake with before
+# 3.2 (SEC 2, RFC 5639), by OID; messages name a curve by them.
+_CURVE_NAMES = {
+    "1.3.132.0.28": "secp128r1",
+    "1.3.132.0.29": "secp128r2",
+    "1.3.132.0.9": "secp160k1",
+    "1.3.132.0.8": "secp160r1",
+    "1.3.132.0.30": "secp160r2",
+    "1.2.840.10045.3.1.1": "secp192r1 (P-192)",
+    "1.3.132.0.31": "secp192k1",
+    "1.3.132.0.33": "secp224r1 (P-224)",
+    "1.3.132.0.32": "secp224k1",
+    "1.3.132.0.10": "secp256k1",
+    "1.3.36.3.3.2.8.1.1.7": "brainpoolP256r1",
+    "1.3.36.3.3.2.8.1.1.11": "brainpoolP384r1",
+    "1.3.36.3.3.2.8.1.1.13": "brainpoolP512r1",
+}
+
+
+def curve_name(oid: str) -> str:
+    """An EC curve's name for a message (its OID when it has none here)."""
+    return _CURVE_NAMES.get(oid, oid)
+
+
 def key_algorithm_label(oid: str) -> str:
     """That name with why it cannot sign (``X25519 (key agreement only)``), for
     messages; ``unknown`` for an OID not in the table."""
