@@ -251,7 +251,8 @@ _TLS_KEY_TYPES = frozenset(
         "1.3.101.113",
     }
 )
-_DSA_REPORTED: set[tuple[str | None, str]] = set()
+# (path, alias) of the key entries a context was held to TLS 1.2 for: said once each.
+_HELD_TO_TLS12: set[tuple[str | None, str]] = set()
 _EC = "1.2.840.10045.2.1"  # id-ecPublicKey
 # The curves TLS 1.3 has a signature scheme for in this OpenSSL: P-256, P-384, P-521;
 # and brainpool's r1 curves from OpenSSL 3.2 (RFC 8734). A key on another curve OpenSSL
@@ -313,8 +314,8 @@ def _hold_to_tls12(ctx: ssl.SSLContext, keystore: Keystore, alias: str, said: st
     """Offer TLS 1.2 at most on ``ctx``, for a key TLS 1.3 cannot sign with, and say
     ``said`` once per key entry (every context built from it would say it again)."""
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    if (keystore.path, alias) not in _DSA_REPORTED and len(_DSA_REPORTED) < 1024:
-        _DSA_REPORTED.add((keystore.path, alias))
+    if (keystore.path, alias) not in _HELD_TO_TLS12 and len(_HELD_TO_TLS12) < 1024:
+        _HELD_TO_TLS12.add((keystore.path, alias))
         log.warning("%s", said)
 
 
