@@ -101,6 +101,16 @@ class MTLSError(Exception):
         self.path: str | None = os.fspath(path) if path is not None else None
         self.reason: str = message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled (a process pool passes errors back) and copied with every attribute
+        # and without calling __init__, whose keyword-only arguments (a missing file's
+        # path) Exception's own reduce does not pass.
+        os_fields = None
+        if isinstance(self, OSError):
+            os_fields = (self.errno, self.strerror, self.filename)
+        message = self.args[0] if self.args else ""
+        return (_remade, (type(self), message, dict(self.__dict__), os_fields))
+
 
 class KeystoreError(MTLSError):
     """A keystore or truststore could not be used.
@@ -266,14 +276,27 @@ def servers_shown(servers: Sequence[str]) -> str:
     return shown
 
 
+def _remade(
+    cls: type[_E],
+    message: str,
+    state: dict[str, object],
+    os_fields: tuple[object, object, object] | None = None,
+) -> _E:
+    """An error of type ``cls`` with ``message`` and the attributes ``state``, made
+    without calling its ``__init__`` (for copies, restatements and unpickling)."""
+    new = cls.__new__(cls)
+    Exception.__init__(new, message)
+    new.__dict__.update(state)
+    as_os: object = new
+    if os_fields is not None and isinstance(as_os, OSError):  # errno lives outside __dict__
+        as_os.errno, as_os.strerror, as_os.filename = os_fields  # type: ignore[assignment]
+    return new
+
+
 def _restated(exc: MTLSError, message: str) -> MTLSError:
     """A copy of ``exc`` (its type and attributes) with ``message``."""
-    new = type(exc).__new__(type(exc))
-    new.__dict__.update(exc.__dict__)
-    Exception.__init__(new, message)
-    if isinstance(exc, OSError) and isinstance(new, OSError):  # errno lives outside __dict__
-        new.errno, new.strerror, new.filename = exc.errno, message, exc.filename
-    return new
+    os_fields = (exc.errno, message, exc.filename) if isinstance(exc, OSError) else None
+    return _remade(type(exc), message, exc.__dict__, os_fields)
 
 
 def in_profile(

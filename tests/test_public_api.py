@@ -70,6 +70,95 @@ def test_errors_share_one_root() -> None:
     assert issubclass(mtls.KeystoreNotFoundError, FileNotFoundError)
 
 
+def _errors_as_raised(tmp_path: Path) -> list[mtls.MTLSError]:
+    """One error of each public class, with the attributes its raiser sets."""
+    made: list[mtls.MTLSError] = []
+    with pytest.raises(mtls.KeystoreNotFoundError) as missing:
+        mtls.Keystore.load(tmp_path / "gone.jks", "changeit")
+    made.append(missing.value)
+    made.append(
+        mtls.ProfileUnavailableError(
+            "profile a.test:443: refused",
+            servers=("a.test:443",),
+            client_id="c",
+            cause=missing.value,
+        )
+    )
+    made.append(mtls.SecureVaultError("no alias", path="d.toml", alias="x", unknown=True))
+    made.append(mtls.CertificateRevokedError("revoked", host="h", serial=7, source="CRL"))
+    made.append(mtls.RevocationUnknownError("unknown", host="h", why=("no answer",)))
+    made.append(mtls.CRLError("expired", path="c.crl", issuer="CN=CA"))
+    made.append(mtls.KeyEntryError("no key", path="k.jks", alias="gw"))
+    made.append(mtls.ProfileConfigError("bad", path="p.xml", servers=("*",), element="Type"))
+    for attr in mtls.__all__:  # and every other class as its plainest raiser makes it
+        cls = getattr(mtls, attr)
+        is_error = inspect.isclass(cls) and issubclass(cls, mtls.MTLSError)
+        if is_error and not any(type(e) is cls for e in made):
+            made.append(cls("plain"))
+    return made
+
+
+def test_every_error_pickles_and_copies_with_its_attributes(tmp_path: Path) -> None:
+    """A process pool passes a worker's error back pickled: a missing store's error
+    (with its keyword-only path) broke the pool instead ("terminated abruptly")."""
+    import copy
+    import pickle
+
+    errors = _errors_as_raised(tmp_path)
+    assert {type(e) for e in errors} >= {
+        getattr(mtls, a)
+        for a in mtls.__all__
+        if inspect.isclass(getattr(mtls, a)) and issubclass(getattr(mtls, a), mtls.MTLSError)
+    }
+    for error in errors:
+        for twin in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
+            assert type(twin) is type(error)
+            assert str(twin) == str(error)
+            assert twin.__dict__.keys() == error.__dict__.keys()
+            for key, value in error.__dict__.items():
+                if isinstance(value, Exception):
+                    assert type(getattr(twin, key)) is type(value)
+                    assert str(getattr(twin, key)) == str(value)
+                else:
+                    assert getattr(twin, key) == value, key
+            if isinstance(error, OSError):
+                assert isinstance(twin, OSError)
+                assert (twin.errno, twin.strerror, twin.filename) == (
+                    error.errno,
+                    error.strerror,
+                    error.filename,
+                )
+
+
+def test_the_aiohttp_errors_pickle_with_their_attributes() -> None:
+    import pickle
+
+    aiohttp_integration = pytest.importorskip("mtls.integrations.aiohttp")
+    for error in (
+        aiohttp_integration.RedirectProfileError("r", url="https://a/", location="https://b/"),
+        aiohttp_integration.ProxyProfileError("p", url="https://a/", proxy="proxy:3128"),
+    ):
+        twin = pickle.loads(pickle.dumps(error))
+        assert (type(twin), str(twin), twin.__dict__) == (type(error), str(error), error.__dict__)
+
+
+def _load_missing(path: str) -> None:
+    mtls.Keystore.load(path, "changeit")
+
+
+def test_a_missing_store_reaches_a_process_pools_caller_as_itself(tmp_path: Path) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    gone = str(tmp_path / "gone.jks")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with pytest.raises(mtls.KeystoreNotFoundError) as raised:
+            pool.submit(_load_missing, gone).result()
+        assert raised.value.path == gone
+        assert isinstance(raised.value, FileNotFoundError)
+        assert pool.submit(len, "ok").result() == 2  # and the pool still works
+
+
 def test_lazy_names_are_the_type_checkers_names() -> None:
     """mtls loads its public names on first use: the table that does it, the block that
     shows them to type checkers and __all__ agree, and each name says mtls.X."""
