@@ -25,8 +25,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from . import _der, _x509
 from ._entries import KeyEntry
 from ._errors import KeystoreFormatError
+from ._files import read_input
 from ._keygen import parse_sans
-from ._readers import _base64_body, _der_signed, _pem_blocks
+from ._readers import _base64_body, _der_signed, _pem_blocks, open_error
 from ._renewal import _Cert, digest_for, signing_key
 
 #: keytool -gencert's validity when -validity is not given.
@@ -35,6 +36,33 @@ DEFAULT_DAYS = 90
 MAX_DAYS = 36_525
 
 _REQUEST_LABELS = (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST")
+
+
+def request_input(
+    request: bytes | bytearray | memoryview | os.PathLike[str] | x509.CertificateSigningRequest,
+) -> tuple[bytes, str | None]:
+    """The bytes of a certificate request given as its file (a ``Path``), its bytes, or
+    the request itself, and the file's path when it was one (for
+    :func:`read_request`).
+
+    Raises:
+        KeystoreError: the file cannot be read.
+        TypeError: anything else (a ``str`` too: it could be a path or PEM text).
+    """
+    if isinstance(request, x509.CertificateSigningRequest):
+        return request.public_bytes(serialization.Encoding.DER), None
+    if isinstance(request, os.PathLike):
+        request_path = os.fspath(request)
+        try:
+            return read_input(request_path), request_path
+        except OSError as exc:
+            raise open_error(exc, request_path, role="certificate request") from None
+    if isinstance(request, bytes | bytearray | memoryview):
+        return bytes(request), None
+    raise TypeError(
+        "request: pass the file as a pathlib.Path, its bytes, or the request "
+        f"(not {type(request).__name__})"
+    )
 
 
 def read_request(

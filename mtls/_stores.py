@@ -731,24 +731,9 @@ class Keystore(_StoreBase):
             KeystoreError: the request's file cannot be read.
             ValueError: ``days`` outside 1 to 36,525, a malformed ``subject``.
         """
-        from ._issuing import sign_request  # noqa: PLC0415 - a CA's work only
+        from ._issuing import request_input, sign_request  # noqa: PLC0415 - a CA's work only
 
-        request_path: str | None = None
-        if isinstance(request, x509.CertificateSigningRequest):
-            data = request.public_bytes(serialization.Encoding.DER)
-        elif isinstance(request, os.PathLike):
-            request_path = os.fspath(request)
-            try:
-                data = read_input(request_path)
-            except OSError as exc:
-                raise open_error(exc, request_path, role="certificate request") from None
-        elif isinstance(request, bytes | bytearray | memoryview):
-            data = bytes(request)
-        else:
-            raise TypeError(
-                "request: pass the file as a pathlib.Path, its bytes, or the request "
-                f"(not {type(request).__name__})"
-            )
+        data, request_path = request_input(request)
         return sign_request(
             self._key_entry(alias), data, days=days, not_before=not_before,
             subject=parse_dname(subject) if subject is not None else None,

@@ -791,7 +791,7 @@ class CA:
 
     def sign_request(
         self,
-        request: x509.CertificateSigningRequest | bytes,
+        request: x509.CertificateSigningRequest | bytes | os.PathLike[str],
         *,
         not_before: _dt.datetime | None = None,
         not_after: _dt.datetime | None = None,
@@ -803,7 +803,7 @@ class CA:
         :meth:`mtls.Keystore.certificate_request` and ``keytool -certreq`` make).
 
         Args:
-            request: the request, or its PEM or DER bytes.
+            request: the request, its PEM or DER bytes, or its file (a ``Path``).
             not_before: start of validity, as for :meth:`issue_cert`.
             not_after: end of validity, as for :meth:`issue_cert`.
             server_auth: include the ``serverAuth`` extended key usage.
@@ -814,19 +814,17 @@ class CA:
             (what :meth:`mtls.Keystore.install_reply` takes).
 
         Raises:
-            ValueError: bytes that are not a request, a request whose signature does not
-                verify (not made with the key it names), dates as for :meth:`issue_cert`.
+            mtls.KeystoreFormatError: bytes that are not a request, a request whose
+                signature does not verify (not made with the key it names), as
+                :meth:`mtls.Keystore.sign_request` says it.
+            mtls.KeystoreError: the request's file cannot be read.
+            ValueError: neither ``server_auth`` nor ``client_auth``, dates as for
+                :meth:`issue_cert`.
         """
-        if isinstance(request, bytes):
-            request = (
-                x509.load_pem_x509_csr(request)
-                if request.lstrip().startswith(b"-----")
-                else x509.load_der_x509_csr(request)
-            )
-        if not request.is_signature_valid:
-            raise ValueError(
-                "the request's signature does not verify: it was not made with its key"
-            )
+        from .._issuing import read_request, request_input  # noqa: PLC0415 - renewal tests only
+
+        data, request_path = request_input(request)
+        request, _ = read_request(data, path=request_path)
         if not (server_auth or client_auth):
             raise ValueError("a certificate needs server_auth, client_auth or both")
         try:

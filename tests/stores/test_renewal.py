@@ -264,10 +264,31 @@ def test_sign_request_refuses_a_request_its_key_did_not_sign(pki: tuple[CA, CA])
     request = _fresh().certificate_request()
     der = bytearray(request.public_bytes(DER))
     der[-5] ^= 0x01  # inside the signature
-    with pytest.raises(ValueError, match="does not verify"):
+    # The same class and words as Keystore.sign_request's for the same request.
+    with pytest.raises(mtls.KeystoreFormatError, match="does not verify"):
         issuing.sign_request(bytes(der))
     # PEM and DER bytes are taken as the request itself is.
     assert issuing.sign_request(request.public_bytes(PEM))[0].subject == request.subject
+
+
+def test_sign_request_reads_a_file_and_refuses_what_is_not_a_request(
+    pki: tuple[CA, CA], tmp_path: Path
+) -> None:
+    _, issuing = pki
+    request = _fresh().certificate_request()
+    path = tmp_path / "gw.csr"
+    path.write_bytes(request.public_bytes(PEM))
+    assert issuing.sign_request(path)[0].subject == request.subject
+    # Twins: garbage (cryptography's "error parsing asn1 value" escaped), a certificate,
+    # a missing file, and a str, which could be a path or PEM text.
+    for bad in (b"\x30\x5c\x00garbage", issuing.cert_pem):
+        with pytest.raises(mtls.KeystoreFormatError, match="request") as caught:
+            issuing.sign_request(bad)
+        assert "asn1" not in str(caught.value)
+    with pytest.raises(mtls.KeystoreNotFoundError, match=r"gone\.csr"):
+        issuing.sign_request(tmp_path / "gone.csr")
+    with pytest.raises(TypeError, match=r"pathlib\.Path"):
+        issuing.sign_request(str(path))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- fuzzing
