@@ -30,7 +30,14 @@ from ._revocation import (
 )
 from ._secret import scrub_tracebacks
 from ._stores import Keystore, StoreRole, Truststore
-from ._types import CRLCheck, HostnameVerifier, check_flag, normalize_hostname_verifier, span
+from ._types import (
+    CRLCheck,
+    HostnameVerifier,
+    check_crl_check,
+    check_flag,
+    normalize_hostname_verifier,
+    span,
+)
 
 #: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
 LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
@@ -679,6 +686,7 @@ def build_client_context(
     threshold); ``None``: not at all."""
     _check_stores(keystore, truststore, "client_context")
     check_flag("verify", verify)
+    check_crl_check(crl_check)
     mode = normalize_hostname_verifier(hostname_verifier)
     if not verify or truststore is None:
         anchored = None  # nothing of a truststore to take
@@ -805,6 +813,7 @@ def build_server_context(
     _check_stores(keystore, truststore, "server_context")
     check_flag("require_client_cert", require_client_cert)
     check_flag("trust_system_cas", trust_system_cas)
+    check_crl_check(crl_check)
     if truststore is None and not trust_system_cas:
         raise ValueError(
             "server_context needs a truststore: without one, client certificates would be "

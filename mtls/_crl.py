@@ -28,7 +28,7 @@ from ._errors import CRLError
 from ._files import cannot_read_fix, read_input
 from ._keyload import load_cafile_pem
 from ._log import log
-from ._types import CRLCheck
+from ._types import CRLCheck, check_crl_check
 
 #: Largest CRL read by :meth:`CRLSet.load` or downloaded: 10 MiB. Public CAs' biggest
 #: CRLs are a few MiB. (A profile's CRL files are read as its stores are: 8 MiB.)
@@ -356,8 +356,7 @@ class CRLSet:
         Raises:
             CRLError: OpenSSL refused a list.
         """
-        if check not in ("leaf", "chain"):
-            raise ValueError(f"crl_check must be 'leaf' or 'chain', not {check!r}")
+        check_crl_check(check)
         if check == "leaf":
             self._warn_ca_only()
         try:

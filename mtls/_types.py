@@ -57,6 +57,18 @@ def check_flag(name: str, value: object) -> None:
 #: Which certificates of a server's chain the CRL files are checked for.
 CRLCheck: TypeAlias = Literal["leaf", "chain"]
 
+
+def check_crl_check(value: object) -> None:
+    """Refuse a ``crl_check`` that is not ``"leaf"`` or ``"chain"``, with or without
+    CRLs to check (a typo must not wait for the day CRLs are added).
+
+    Raises:
+        ValueError: any other value.
+    """
+    if value not in ("leaf", "chain"):
+        raise ValueError(f"crl_check must be 'leaf' or 'chain', not {value!r}")
+
+
 #: The online revocation check's failure mode: refuse (hard) or log and allow (soft)
 #: a certificate whose status cannot be determined.
 Mode: TypeAlias = Literal["hard", "soft"]

@@ -454,6 +454,22 @@ def test_crls_need_verification(ca: CA) -> None:
         )  # type: ignore[arg-type]
 
 
+def test_an_unknown_crl_check_is_refused_before_any_crl_is_given(ca: CA) -> None:
+    """A typo was accepted until the day CRLs were added (the docstring's ValueError)."""
+    keystore = ca.issue_cert("server.test").keystore()
+    for make in (
+        lambda: mtls.client_context(None, ca.truststore(), crl_check="all"),
+        lambda: mtls.client_context(None, verify=False, crl_check="Leaf"),
+        lambda: mtls.server_context(keystore, ca.truststore(), crl_check="all"),
+    ):
+        with pytest.raises(ValueError, match="crl_check must be 'leaf' or 'chain'"):
+            make()  # type: ignore[arg-type]
+    # Twins: the two modes are taken without CRLs.
+    for mode in ("leaf", "chain"):
+        assert mtls.client_context(None, ca.truststore(), crl_check=mode) is not None
+        assert mtls.server_context(keystore, ca.truststore(), crl_check=mode) is not None
+
+
 def test_chain_checks_the_intermediate(tmp_path: Path) -> None:
     root = CA()
     intermediate = root.create_child_ca()
