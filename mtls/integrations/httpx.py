@@ -76,10 +76,12 @@ def _alpn(transport_kwargs: dict[str, Any]) -> tuple[str, ...]:
     return ("http/1.1", "h2") if transport_kwargs.get("http2", False) else ("http/1.1",)
 
 
-def _check_transport_kwargs(kwargs: dict[str, Any], transport: type[Any]) -> None:
+def _check_transport_kwargs(kwargs: dict[str, Any], transport: type[Any], owner: str) -> None:
+    """Refuse what ``owner`` (our transport) does not take, and what ``transport``
+    (httpx's, which gets the rest) does not."""
     for name, why in _REFUSED.items():
         if name in kwargs:
-            raise TypeError(f"{transport.__name__} does not take {name}=: {why}")
+            raise TypeError(f"{owner} does not take {name}=: {why}")
     # Bad names fail here, not at the first request.
     inspect.signature(transport).bind_partial(**kwargs)
     proxy = kwargs.get("proxy")
@@ -207,7 +209,7 @@ class MTLSTransport(httpx.BaseTransport):
         **transport_kwargs: Any,
     ) -> None:
         _require_profile_set(profile_set, "MTLSTransport")
-        _check_transport_kwargs(transport_kwargs, httpx.HTTPTransport)
+        _check_transport_kwargs(transport_kwargs, httpx.HTTPTransport, "MTLSTransport")
         self.profile_set = profile_set
         self.client_id = client_id
         self._kwargs = transport_kwargs
@@ -319,7 +321,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         **transport_kwargs: Any,
     ) -> None:
         _require_profile_set(profile_set, "AsyncMTLSTransport")
-        _check_transport_kwargs(transport_kwargs, httpx.AsyncHTTPTransport)
+        _check_transport_kwargs(transport_kwargs, httpx.AsyncHTTPTransport, "AsyncMTLSTransport")
         self.profile_set = profile_set
         self.client_id = client_id
         self._kwargs = transport_kwargs

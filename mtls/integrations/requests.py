@@ -185,6 +185,13 @@ class MTLSAdapter(HTTPAdapter):
         **adapter_kwargs: Any,
     ) -> None:
         _require_profile_set(profile_set, "MTLSAdapter")
+        for name in ("verify", "cert"):
+            if name in adapter_kwargs:  # HTTPAdapter's own refusal does not say why
+                raise TypeError(
+                    f"MTLSAdapter does not take {name}=: the profile set chooses each URL's "
+                    "context and client certificate (verify=False or cert= on a request, or "
+                    "on the session, sends it with requests' own TLS instead)"
+                )
         # Set before HTTPAdapter.__init__, which calls init_poolmanager.
         self.profile_set = profile_set
         self.client_id = client_id
@@ -195,6 +202,16 @@ class MTLSAdapter(HTTPAdapter):
         self._lease = _Lease()
         super().__init__(**adapter_kwargs)
         self._unsubscribe = _subscribe_weakly(profile_set, self, MTLSAdapter._on_reload)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Refused, as the profile set's own pickling is: requests' ``HTTPAdapter``
+        pickles without its profile set, and such a copy failed on its first request
+        with an ``AttributeError``."""
+        raise TypeError(
+            "an MTLSAdapter (and a requests.Session it is mounted on) cannot be pickled or "
+            "copied: it follows a live SSLProfileSet; make the set and the session in each "
+            "process"
+        )
 
     # ------------------------------------------------------------------ hooks
 

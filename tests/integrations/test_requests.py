@@ -153,6 +153,32 @@ def test_adapter_takes_http_adapter_arguments(profiles, backends: Backends):
         assert http.get(backends.url("b")).json()["client_cn"] == "client-b"
     with pytest.raises(TypeError):
         MTLSAdapter(profiles, no_such_option=1)
+    # verify= and cert= are the profile set's: said so, not HTTPAdapter's bare refusal.
+    for name in ("verify", "cert"):
+        with pytest.raises(TypeError, match=f"MTLSAdapter does not take {name}=: the profile"):
+            session(profiles, **{name: False})
+
+
+def test_an_adapter_is_not_pickled_without_its_profile_set(profiles, backends: Backends):
+    """requests pickles an HTTPAdapter without the attributes it does not know: the copy
+    failed on its first request with "'MTLSAdapter' object has no attribute '_pools'"."""
+    import copy
+    import pickle
+
+    with session(profiles) as http:
+        adapter = http.get_adapter("https://x.test/")
+        for clone in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError, match="cannot be pickled or copied"):
+                clone(adapter)
+        for clone in (pickle.dumps, copy.deepcopy):
+            with pytest.raises(TypeError, match="cannot be pickled or copied"):
+                clone(http)
+        # A shallow copy of the session shares its adapters, the live one included.
+        assert copy.copy(http).get_adapter("https://x.test/") is adapter
+        # Twin: the session itself still works, and a plain session still pickles.
+        assert http.get(backends.url("b")).json()["client_cn"] == "client-b"
+    with requests.Session() as plain:
+        assert isinstance(pickle.loads(pickle.dumps(plain)), requests.Session)
 
 
 def test_pool_key_outside_send_carries_the_profile_context(profiles, backends: Backends):
