@@ -1197,7 +1197,9 @@ class Truststore(_StoreBase):
                 (:attr:`passwordless`).
 
         Raises:
-            ValueError: an unknown store type.
+            ValueError: an unknown store type, or no certificates (:meth:`load` refuses
+                such a file: a truststore that trusts nothing fails every handshake;
+                ``Keystore().save()`` writes an empty store, as keytool keeps one).
         """
         data = self._bytes(password, store_type, target=path, passwordless=passwordless)
         atomic_write(path, data, mode=None)
@@ -1218,6 +1220,12 @@ class Truststore(_StoreBase):
         passwordless: bool,
     ) -> bytes:
         check_flag("passwordless", passwordless)
+        if not self._entries.cert_count:
+            raise ValueError(
+                "this truststore holds no certificates, and Truststore.load refuses such a "
+                "file (a truststore that trusts nothing fails every handshake): add the CAs "
+                "to trust first (an empty store on purpose: Keystore().save())"
+            )
         return truststore_bytes(
             self._entries,
             path=self.path,

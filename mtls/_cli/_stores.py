@@ -143,7 +143,7 @@ def _write_back(
     if passwordless is None:
         passwordless = store.passwordless
     try:
-        if store.key_aliases:
+        if store.key_aliases or not len(store):  # an emptied store too, as keytool keeps it
             store.save(path, password, store_type=kind, key_password=key_password,
                        passwordless=passwordless)  # fmt: skip
             return len(store)

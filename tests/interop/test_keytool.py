@@ -568,15 +568,42 @@ def test_mtls_list_names_an_rsassa_pss_key_as_keytool_does(
 def test_an_empty_store_is_written_as_keytool_writes_one(jdk_keytool: JDK, tmp_path: Path) -> None:
     """cryptography writes no PKCS#12 without an entry (save() let its ValueError out);
     Java does, and reads it: an empty AuthenticatedSafe under the MAC."""
-    for store, name in ((mtls.Keystore(), "keystore.p12"), (mtls.Truststore(), "truststore.p12")):
-        path = tmp_path / name
-        store.save(path, "p12-pass-1", store_type="PKCS12")
+    for kind in ("PKCS12", "JKS"):
+        path = tmp_path / f"keystore.{kind}"
+        mtls.Keystore().save(path, "p12-pass-1", store_type=kind)
         assert "contains 0 entries" in run_keytool(
             jdk_keytool, "-list", "-keystore", str(path), "-storepass", "p12-pass-1"
         )
         assert mtls.Keystore.load(path, "p12-pass-1").aliases == ()
-        with pytest.raises(mtls.WrongPasswordError):  # the twin: the MAC is there
+        with pytest.raises(mtls.WrongPasswordError):  # the twin: the password is checked
             mtls.Keystore.load(path, "p12-pass-2")
+        # A Truststore refuses to write what Truststore.load refuses to read (it wrote
+        # the file, and the load said "holds no certificates").
+        with pytest.raises(mtls.KeystoreFormatError, match="holds no certificates"):
+            mtls.Truststore.load(path, "p12-pass-1")
+        with pytest.raises(ValueError, match=r"holds no certificates.*Keystore\(\)\.save"):
+            mtls.Truststore().save(tmp_path / f"truststore.{kind}", "p12-pass-1", store_type=kind)
+        assert not (tmp_path / f"truststore.{kind}").exists()
+
+
+def test_deleting_a_truststores_last_certificate_keeps_an_empty_store(
+    jdk_keytool: JDK, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keytool -delete keeps an emptied store; mtls delete does too (through a
+    Keystore, since a Truststore does not write an empty file)."""
+    from mtls.cli import main
+
+    for kind in ("JKS", "PKCS12"):
+        path = tmp_path / f"trust.{kind}"
+        trust = mtls.Truststore()
+        trust.add("ca", mtls.Keystore.generate("ca", "CN=ca").export_certificate("ca", "DER"))
+        trust.save(path, "trust-pass-1", store_type=kind)
+        assert main(["delete", "--keystore", str(path), "--password", "trust-pass-1",
+                     "--alias", "ca"]) == 0  # fmt: skip
+        assert "0 entries left" in capsys.readouterr().out
+        assert "contains 0 entries" in run_keytool(
+            jdk_keytool, "-list", "-keystore", str(path), "-storepass", "trust-pass-1"
+        )
 
 
 def test_mtls_convert_turns_a_keytool_jks_into_pkcs12(
