@@ -317,7 +317,9 @@ def open_error(
             deployment.toml key); default: the path itself.
     """
     what = f"{role} file" if role else "file"
-    fix = setting or f"the path (relative paths start from {os.getcwd()})"
+    fix = setting or (
+        "the path" if os.path.isabs(path) else f"the path (relative paths start from {os.getcwd()})"
+    )
     elsewhere = cannot_read_fix(exc, path)
     if elsewhere is not None:  # not the path: the process, or a link's target
         if isinstance(exc, FileNotFoundError):

@@ -135,6 +135,20 @@ def test_a_dangling_symbolic_link_is_named_as_one(tmp_path: Path) -> None:
     assert "symbolic link" not in str(info.value)
 
 
+def test_where_relative_paths_start_is_said_only_for_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mtls
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(mtls.KeystoreNotFoundError) as absolute:
+        mtls.Keystore.load(tmp_path / "typo.jks", "changeit")
+    assert str(absolute.value).endswith("no such file: check the path")
+    with pytest.raises(mtls.KeystoreNotFoundError) as relative:
+        mtls.Keystore.load("typo.jks", "changeit")
+    assert f"check the path (relative paths start from {tmp_path})" in str(relative.value)
+
+
 _OUT_OF_DESCRIPTORS = """
 import os, resource, sys
 import mtls
