@@ -180,6 +180,9 @@ class Entries:
     def _check_free(self, alias: str, replace: bool, loaded: bool, *, keep: object = None) -> None:
         """Refuse a taken alias unless ``replace``; a replaced entry of the ``keep`` table
         keeps its place (the caller assigns over it), one of another kind is removed."""
+        given: object = alias  # typed as str; an int failed later in fold()
+        if not isinstance(given, str):
+            raise TypeError(f"an alias must be a str, not {type(given).__name__}")
         # A store read from a file may have an empty alias (the JDK lists it as ''):
         # only new entries need a name.
         if not alias and not loaded:

@@ -216,11 +216,27 @@ class IssuedIdentity:
         ca: CA,
         identities: Sequence[Identity],
     ) -> None:
-        self.private_key = private_key
-        self.chain: tuple[x509.Certificate, ...] = tuple(chain)
-        self.certificate = self.chain[0]
-        self.ca = ca
-        self.identities: tuple[Identity, ...] = tuple(identities)
+        setattr_ = object.__setattr__  # immutable: __setattr__ refuses afterwards
+        setattr_(self, "private_key", private_key)
+        setattr_(self, "chain", tuple(chain))
+        setattr_(self, "certificate", self.chain[0])
+        setattr_(self, "ca", ca)
+        setattr_(self, "identities", tuple(identities))
+
+    private_key: _PrivateKey
+    chain: tuple[x509.Certificate, ...]
+    certificate: x509.Certificate
+    ca: CA
+    identities: tuple[Identity, ...]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"an IssuedIdentity is immutable (cannot set {name!r}): issue another with "
+            "ca.issue_cert(...)"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
 
     @property
     def common_name(self) -> str | None:

@@ -299,16 +299,49 @@ class _HTTPServer(http.server.HTTPServer):
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
+def _listen_host(host: object) -> str:
+    """The address to listen on, as given (``"[::1]"``, the form :attr:`MTLSServer.url`
+    shows, is taken as ``"::1"``).
+
+    Raises:
+        TypeError: not a str. ValueError: an empty one.
+    """
+    if not isinstance(host, str):
+        raise TypeError(f"host must be an address as a str, like '127.0.0.1', not {host!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ValueError(
+            "host must be the address to listen on, like '127.0.0.1' or '::1' ('0.0.0.0' "
+            "for every IPv4 interface), not ''"
+        )
+    return host
+
+
 def _check_arguments(
     require_client_cert: object,
-    minimum_version: ssl.TLSVersion,
-    maximum_version: ssl.TLSVersion | None,
+    port: object,
+    minimum_version: object,
+    maximum_version: object,
     handshake_timeout: object,
 ) -> None:
     """The constructor's plain arguments, refused before anything is built."""
     if not isinstance(require_client_cert, bool | int):  # "no" would read as true
         raise TypeError(f"require_client_cert must be True or False, not {require_client_cert!r}")
-    if maximum_version is not None and maximum_version < minimum_version:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise TypeError(f"port must be an int from 0 (a free port) to 65535, not {port!r}")
+    for name, version in (
+        ("minimum_version", minimum_version),
+        ("maximum_version", maximum_version),
+    ):
+        if not isinstance(version, ssl.TLSVersion) and not (
+            name == "maximum_version" and version is None
+        ):
+            raise TypeError(
+                f"{name} must be an ssl.TLSVersion (ssl.TLSVersion.TLSv1_2), not {version!r}"
+            )
+    assert isinstance(minimum_version, ssl.TLSVersion)
+    if isinstance(maximum_version, ssl.TLSVersion) and maximum_version < minimum_version:
         raise ValueError(
             f"maximum_version {maximum_version.name} is below minimum_version "
             f"{minimum_version.name}: no handshake could succeed"
@@ -363,9 +396,17 @@ def _truststore_of(client_ca: CA | Truststore | Iterable[CA]) -> Truststore:
     given: object = client_ca  # typed as CAs here; check that they are
     cas = list(given) if isinstance(given, Iterable) and not isinstance(given, bytes) else None
     if cas is None or not all(isinstance(c, CA) for c in cas):
+        kind = type(client_ca)
+        trustme = kind.__module__.split(".")[0] == "trustme"  # its CA has the same name
         raise TypeError(
-            f"client_ca must be a CA, several CAs (any iterable) or a Truststore, not "
-            f"{type(client_ca).__name__}" + (" of other things" if cas is not None else "")
+            "client_ca must be a CA, several CAs (any iterable) or a Truststore, not "
+            + (f"trustme's {kind.__name__}" if trustme else kind.__name__)
+            + (" of other things" if cas is not None else "")
+            + (
+                ": load its certificate, mtls.Truststore.from_bytes(ca.cert_pem.bytes())"
+                if trustme
+                else ""
+            )
         )
     store = Truststore()
     for index, ca in enumerate(cas, 1):
@@ -412,7 +453,7 @@ class MTLSServer:
         require_client_cert: refuse clients without a trusted certificate. With
             ``False``, a certificate is asked for and verified when sent, but not
             required.
-        host: the address to listen on.
+        host: the address to listen on (an IPv6 one with or without brackets).
         port: the port; 0 (the default) picks a free one, read it from :attr:`port`.
         http_version: ``"1.1"`` (keep-alive, ALPN ``http/1.1``) or ``"1.0"``.
         minimum_version: the lowest TLS version accepted.
@@ -424,9 +465,12 @@ class MTLSServer:
     Raises:
         TypeError: an ``identity`` or ``client_ca`` of another kind (a path: load it
             first), a ``require_client_cert`` that is not a bool, a
-            ``handshake_timeout`` that is not a positive number.
+            ``handshake_timeout`` that is not a positive number, a ``port`` that is
+            not an int from 0 to 65535, a ``host`` that is not a str, versions that
+            are not ``ssl.TLSVersion``.
         ValueError: ``client_ca`` is missing for a Keystore identity, an unknown
-            ``http_version``, or ``maximum_version`` below ``minimum_version``.
+            ``http_version``, an empty ``host``, or ``maximum_version`` below
+            ``minimum_version``.
         mtls.KeyEntryError: the keystore has no single usable key entry.
     """
 
@@ -447,8 +491,10 @@ class MTLSServer:
             raise ValueError(
                 f"http_version must be '1.1' or '1.0', not {http_version!r} (HTTP/2 is not served)"
             )
-        _check_arguments(require_client_cert, minimum_version, maximum_version, handshake_timeout)
-        self.host = host
+        _check_arguments(
+            require_client_cert, port, minimum_version, maximum_version, handshake_timeout
+        )
+        self.host = _listen_host(host)
         self._requested_port = port
         self.http_version = http_version
         self._protocol = f"HTTP/{http_version}"
@@ -632,7 +678,13 @@ class MTLSServer:
                 return self
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             # Binding and listen() happen here: from now on connections queue up.
-            httpd = _HTTPServer((self.host, self._requested_port), self, family)
+            try:
+                httpd = _HTTPServer((self.host, self._requested_port), self, family)
+            except OSError as exc:  # "[Errno 98] Address already in use" named neither
+                where = f"[{self.host}]" if ":" in self.host else self.host
+                raise type(exc)(
+                    exc.errno, f"cannot listen on {where}:{self._requested_port}: {exc.strerror}"
+                ) from exc
             self._httpd = httpd
             self._thread = threading.Thread(
                 target=httpd.serve_forever,
@@ -653,6 +705,7 @@ class MTLSServer:
             if self._closing:
                 return
             self._closing = True
+            self._changed.notify_all()  # a wait_for_handshakes learns no more will come
             httpd, thread = self._httpd, self._thread
         if httpd is None or thread is None:
             return
@@ -735,20 +788,38 @@ class MTLSServer:
         Returns:
             Every record so far (at least ``count``), oldest first.
 
+        It blocks the calling thread: in an async test, ``await
+        asyncio.to_thread(server.wait_for_handshakes, count)``, so the client's task
+        can run meanwhile.
+
         Raises:
             TimeoutError: fewer than ``count`` within ``timeout`` seconds; the
                 message lists those recorded.
+            RuntimeError: the server was closed (or is closed while waiting) with
+                fewer than ``count``: no more will come.
+            ValueError: a negative ``count`` or ``timeout``.
         """
         given: object = count  # typed as an int; "1" would fail in the comparison
         if not isinstance(given, int) or isinstance(given, bool):
             raise TypeError(f"count must be an int, not {type(given).__name__}")
+        if count < 0 or not timeout >= 0:
+            raise ValueError(
+                f"count and timeout must be 0 or more, not count={count!r}, timeout={timeout!r}"
+            )
         with self._changed:
-            if not self._changed.wait_for(lambda: len(self._records) >= count, timeout):
-                raise TimeoutError(
-                    f"{len(self._records)} of {count} handshakes within {timeout} s: "
-                    f"{self._records!r}"
+            enough = self._changed.wait_for(
+                lambda: len(self._records) >= count or self._closing, timeout
+            )
+            if len(self._records) >= count:
+                return list(self._records)
+            if enough:  # woken by close()
+                raise RuntimeError(
+                    f"this MTLSServer is closed with {len(self._records)} of {count} "
+                    f"handshakes: no more will come: {self._records!r}"
                 )
-            return list(self._records)
+            raise TimeoutError(
+                f"{len(self._records)} of {count} handshakes within {timeout} s: {self._records!r}"
+            )
 
     def _record(self, record: HandshakeRecord) -> None:
         with self._changed:

@@ -514,3 +514,37 @@ def test_jks_key_password_and_pem_keystore(tmp_path, ca):
     assert mtls.Keystore.load(pem, "pw").certificate("client") == ident.certificate
     trust_pem = ca.write_truststore(tmp_path / "ca.pem", "", store_type="PEM")
     assert trust_pem.read_bytes() == ca.cert_pem
+
+
+def test_an_issued_identity_is_immutable_as_documented(ca):
+    """The docstring said immutable, and ``identity.certificate = None`` went through."""
+    identity = ca.issue_cert("immutable.test")
+    for name in ("certificate", "chain", "private_key", "ca", "identities", "new"):
+        with pytest.raises(AttributeError, match="an IssuedIdentity is immutable"):
+            setattr(identity, name, None)
+        with pytest.raises(AttributeError, match="an IssuedIdentity is immutable"):
+            delattr(identity, name)
+    assert identity.common_name == "immutable.test"  # the twin: reading is untouched
+    assert identity.keystore().aliases == ("immutable.test",)
+
+
+def test_an_alias_that_is_not_text_is_a_type_error(ca):
+    # It was "AttributeError: 'int' object has no attribute 'lower'".
+    identity = ca.issue_cert("alias.test")
+    with pytest.raises(TypeError, match="an alias must be a str, not int"):
+        identity.keystore(alias=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="an alias must be a str, not int"):
+        mtls.Truststore().add(1, identity.certificate)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="an alias must be a str, not bytes"):
+        mtls.Keystore().add_key(b"gw", identity.private_key, identity.chain)  # type: ignore[arg-type]
+    assert identity.keystore(alias="gw").aliases == ("gw",)
+
+
+def test_a_trustme_ca_as_client_ca_is_named_with_the_way_to_load_it(ca):
+    """trustme's CA has the class name mtls's has: "must be a CA ..., not CA" read as a
+    contradiction. (A stand-in class: trustme is not a test dependency.)"""
+    trustme_ca = type("CA", (), {"__module__": "trustme"})()
+    with pytest.raises(
+        TypeError, match=r"not trustme's CA: load its certificate, mtls\.Truststore"
+    ):
+        MTLSServer(ca.issue_cert("localhost"), client_ca=trustme_ca)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import http.client
 import json
 import re
@@ -439,6 +440,48 @@ def test_wait_for_handshakes_timeout_and_clear(server, client_identity, ca):
     assert len(server.wait_for_handshakes(1)) == 1
     server.clear_handshakes()
     assert server.handshakes == []
+    for count, timeout in ((-1, 1.0), (1, -1.0)):
+        with pytest.raises(ValueError, match="must be 0 or more"):
+            server.wait_for_handshakes(count, timeout=timeout)
+
+
+def test_a_closed_server_ends_a_wait_for_handshakes_at_once(server_identity, ca):
+    """A wait on a closed server sat out its whole timeout for handshakes that could
+    not come; one under way when the server closes ends then."""
+    server = MTLSServer(server_identity, client_ca=ca).start()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            server.wait_for_handshakes(1, timeout=600)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    server.close()
+    waiter.join(60)  # bounded: the wait above was 600 s
+    assert not waiter.is_alive()
+    assert isinstance(outcome[0], RuntimeError) and "closed with 0 of 1" in str(outcome[0])
+    with pytest.raises(RuntimeError, match="closed with 0 of 1 handshakes"):
+        server.wait_for_handshakes(1, timeout=600)
+    assert server.wait_for_handshakes(0, timeout=600) == []  # the twin: enough already
+
+
+def test_a_taken_port_and_a_bracketed_host_are_said_plainly(server, server_identity, ca):
+    # "[Errno 98] Address already in use" named neither the address nor the port.
+    taken = MTLSServer(server_identity, client_ca=ca, port=server.port)
+    with pytest.raises(OSError, match=rf"cannot listen on 127\.0\.0\.1:{server.port}: ") as caught:
+        taken.start()
+    assert caught.value.errno == errno.EADDRINUSE  # the same OSError, in words
+    taken.close()
+    if socket.has_ipv6:
+        try:
+            bracketed = MTLSServer(server_identity, client_ca=ca, host="[::1]").start()
+        except OSError:  # no IPv6 loopback here
+            return
+        with bracketed:
+            assert bracketed.host == "::1" and bracketed.url.startswith("https://[::1]:")
 
 
 def test_concurrent_clients(server, client_identity, ca):
@@ -490,6 +533,21 @@ def test_bad_arguments(server_identity, kwargs, message):
             ValueError,
             "maximum_version TLSv1_2 is below minimum_version TLSv1_3",
         ),
+        # These failed at start() or a comparison, in words of other code ("'str' object
+        # cannot be interpreted as an integer"), or served https://127.0.0.1:True.
+        ("identity", {"minimum_version": "TLSv1_2"}, TypeError, "an ssl.TLSVersion"),
+        ("identity", {"maximum_version": "TLSv1_2"}, TypeError, "maximum_version must be an"),
+        (
+            "identity",
+            {"maximum_version": ssl.PROTOCOL_TLS_CLIENT},
+            TypeError,
+            "maximum_version must be an ssl.TLSVersion",
+        ),
+        ("identity", {"port": "18443"}, TypeError, "port must be an int from 0"),
+        ("identity", {"port": True}, TypeError, "port must be an int from 0"),
+        ("identity", {"port": 70000}, TypeError, "port must be an int from 0"),
+        ("identity", {"host": None}, TypeError, "host must be an address as a str"),
+        ("identity", {"host": ""}, ValueError, "('0.0.0.0' for every IPv4 interface)"),
     ],
 )
 def test_arguments_of_the_wrong_kind_are_refused_naming_them(
