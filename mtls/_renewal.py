@@ -367,7 +367,7 @@ def reply_chain(
     if len(chain) == 1 and not leaf.self_signed:
         raise KeyEntryError(
             f"{source}: the certificate's issuer ({leaf.cert.issuer.rfc4514_string()}) is "
-            "neither in the reply nor among the trusted certificates, so no chain can be "
+            "neither in the reply nor among the store's certificates, so no chain can be "
             'built (keytool: "Failed to establish chain from reply"): put the CA\'s '
             "certificates in the reply, or pass them (mtls import --ca FILE; trust= in "
             "Python)",

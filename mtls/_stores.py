@@ -657,9 +657,10 @@ class Keystore(_StoreBase):
         certificates. One of them must certify the entry's public key: the chain is
         put in order from it up, every link's signature checked, and completed from
         ``trust`` (a :class:`Truststore`, a file or bytes of certificates as the reply
-        takes them, or certificates) and this store's trusted entries, as keytool
-        completes it from the keystore and ``cacerts``. Call :meth:`save` to write the
-        store.
+        takes them, or certificates) and the certificates of this store's other
+        entries (trusted ones, and key entries': an internal CA kept in the same
+        store), as keytool completes it from the keystore and ``cacerts``. Call
+        :meth:`save` to write the store.
 
         Returns:
             The entry's new chain, leaf first (the same chain when the reply is what
@@ -681,7 +682,14 @@ class Keystore(_StoreBase):
 
         entry = self._key_entry(alias)
         certs, reply_path = reply_certificates(reply)
+        # keytool completes a reply from every entry's certificate, a key entry's too
+        # (an internal CA kept as a key entry in the same store).
         trusted = [der for _, der in self._entries.cert_entries()]
+        trusted += [
+            other.chain_der[0]
+            for other in self._entries.key_entries()
+            if other.chain_der and fold(other.alias) != fold(entry.alias)
+        ]
         if isinstance(trust, Truststore):
             trusted += trust.anchors_der
         elif isinstance(trust, str | bytes | bytearray | memoryview | os.PathLike):

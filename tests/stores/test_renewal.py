@@ -155,6 +155,26 @@ def test_a_reply_for_another_key_is_refused(pki: tuple[CA, CA]) -> None:
     assert store.certificate_chain("gw") == before
 
 
+def test_a_reply_is_completed_from_a_ca_kept_as_a_key_entry_of_the_same_store() -> None:
+    """keytool completes a reply from every entry's certificate, key entries' too: an
+    internal CA kept in the gateway's own store signs its request (mtls gencert), and
+    mtls import of the reply said the issuer was found nowhere."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    root = CA(name="in-store root")
+    store = _fresh()
+    store.add_key("root", load_pem_private_key(root.private_key_pem, None), [root.certificate])
+    reply = store.sign_request(store.certificate_request("gw"), "root")
+    assert len(reply) == 1  # the leaf alone: keytool -gencert leaves the self-signed root out
+    chain = store.install_reply("gw", reply)
+    assert [c.subject for c in chain] == [reply[0].subject, root.certificate.subject]
+    # The twin: without the root's entry, no chain is built.
+    alone = _fresh()
+    alone_reply = store.sign_request(alone.certificate_request("gw"), "root")
+    with pytest.raises(mtls.KeyEntryError, match="Failed to establish chain from reply"):
+        alone.install_reply("gw", alone_reply)
+
+
 def test_a_lone_certificate_needs_its_issuer(pki: tuple[CA, CA]) -> None:
     root, issuing = pki
     store = _fresh()
