@@ -707,9 +707,12 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) ->
 
     if oid == _JKS_KEY_PROTECTOR:
         # Params are NULL (JDK <= 20) or absent (JDK 21+): either is fine, we need none.
-        # Its cost is one SHA-1 per 20 bytes of key: nothing to charge.
         if len(ciphertext) < 41:
             raise JKSFormatError(f"key entry {shown(key.alias)} is truncated: replace the file")
+        if budget is not None:
+            budget.charge_kdf(
+                _jks_protector_rounds(len(ciphertext), password), f"key entry {shown(key.alias)}"
+            )
         plaintext = _jks_unprotect(ciphertext, password)
     elif oid == _JCE_KEY_PROTECTOR and key.store_type == "JCEKS":
         salt, iterations = _jce_params(algorithm, key.alias)
@@ -767,26 +770,44 @@ def kdf_rounds(key: JKSKey, password: str | None = None) -> int:
     """Key-derivation rounds :func:`decrypt_key` will run for ``key`` (0 if it will refuse
     it), counted in MD5 blocks when ``password`` is given: each JCE round hashes the
     password again, so a long one costs more per round (a 32,768-character password
-    made one entry's 200,000 rounds take 25 s)."""
+    made one entry's 200,000 rounds take 25 s). A JKS key costs one round per 20 bytes
+    of key, each hashing the password again (a 7 MiB key under a 1 MiB password ran
+    for more than ten minutes)."""
     try:
         envelope = _der.read_single(key.protected, _der.SEQUENCE).children()
         algorithm = envelope[0].expect(_der.SEQUENCE).children()
-        if _der.decode_oid(algorithm[0].expect(_der.OID).value) != _JCE_KEY_PROTECTOR:
+        oid = _der.decode_oid(algorithm[0].expect(_der.OID).value)
+        if oid == _JKS_KEY_PROTECTOR:
+            size = len(envelope[1].expect(_der.OCTET_STRING).value)
+            return _jks_protector_rounds(size, password) if size >= 41 else 0
+        if oid != _JCE_KEY_PROTECTOR:
             return 0
         return _jce_params(algorithm, key.alias)[1] * jce_blocks(password)
     except (_der.DERError, IndexError, JKSFormatError):
         return 0
 
 
-def jce_blocks(password: str | None) -> int:
-    """What one JCE key-derivation round costs, in rounds of a short password: each
-    hashes 16 bytes of digest and the password's UTF-8 bytes again, and a call's own
-    cost is about that of two MD5 blocks, so a password of up to 103 bytes (two blocks)
-    counts as one round, and every two blocks more as one more (1 KiB: 9; 1 MiB: about
-    8,200, refused at once)."""
-    size = 16 + len(password.encode("utf-8", "replace")) if password is not None else 16
+def _short_rounds(size: int) -> int:
+    """What hashing ``size`` bytes once costs, in rounds of a short password: a call's
+    own cost is about that of two hash blocks, so up to two blocks count as one round,
+    and every two blocks more as one more."""
     blocks = (size + 8) // 64 + 1
     return 1 + (blocks - 1) // 2
+
+
+def jce_blocks(password: str | None) -> int:
+    """What one JCE key-derivation round costs, in rounds of a short password: each
+    hashes 16 bytes of digest and the password's UTF-8 bytes again, so a password of up
+    to 103 bytes counts as one round (1 KiB: 9; 1 MiB: about 8,200, refused at once)."""
+    return _short_rounds(16 + (len(password.encode("utf-8", "replace")) if password else 0))
+
+
+def _jks_protector_rounds(size: int, password: str | None) -> int:
+    """What :func:`_jks_unprotect` costs for a ``size``-byte protected key, in rounds of
+    a short password: one SHA-1 of the password (UTF-16) and 20 bytes per 20 bytes of
+    key, and one of the password and the whole key for the check."""
+    secret = 2 * len(password) if password else 0
+    return -(-(size - 40) // 20) * _short_rounds(secret + 20) + _short_rounds(secret + size)
 
 
 def _builtin_md5() -> Callable[[bytes], Any]:

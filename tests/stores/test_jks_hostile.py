@@ -417,6 +417,45 @@ def test_an_altered_store_is_diagnosed_with_one_key_entry(pki, jce_decryptions):
     assert jce_decryptions == [1000]  # one entry, not five
 
 
+def test_a_jks_key_is_charged_by_its_size_and_the_passwords_length(
+    ca, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sun's key protector hashes the password again per 20 bytes of key: telling a
+    wrong password from an altered file decrypted a 7 MiB key under a 1 MiB password
+    for more than ten minutes (uncharged, "nothing to charge")."""
+    unprotected: list[int] = []
+    real = _jks._jks_unprotect
+
+    def counting(protected: bytes, password: str) -> bytes:
+        unprotected.append(len(protected))
+        return real(protected, password)
+
+    monkeypatch.setattr(_jks, "_jks_unprotect", counting)
+    identity = ca.issue_cert("jks-key")
+    short, long = "short-pw", "p" * 65536
+    big = envelope(JKS_OID, jks.sun_crypto.jks_pkey_encrypt(os.urandom(400_000), short))
+    for password, tried in ((short, 1), (long, 0)):
+        unprotected.clear()
+        altered = bytearray(container([key_entry(b"k", big, [der(identity)])], password))
+        altered[-1] ^= 1
+        with pytest.raises(WrongPasswordError, match="wrong store password"):
+            Keystore.from_bytes(bytes(altered), password)
+        # 20,000 blocks under a short password are cheap and tried; under 64 KiB, each
+        # hashes 128 KiB: over the diagnosis budget, not tried.
+        assert len(unprotected) == tried, password[:8]
+    # The twin: a real key under a 64 KiB password is still diagnosed (one decryption),
+    # and loads when the file is intact.
+    small = jks_protected(pkcs8_of(identity), long)
+    intact = container([key_entry(b"k", small, [der(identity)])], long)
+    assert Keystore.from_bytes(intact, long).key_aliases == ("k",)
+    unprotected.clear()
+    altered = bytearray(intact)
+    altered[-1] ^= 1
+    with pytest.raises(KeystoreFormatError, match="password unlocks key 'k'"):
+        Keystore.from_bytes(bytes(altered), long)
+    assert len(unprotected) == 1
+
+
 def test_the_store_wide_budget_is_charged_before_any_decryption(ca, jce_decryptions):
     store = container(five_entries_at_the_ceiling(der(ca)), PASSWORD, magic=JCEKS_MAGIC)
     with pytest.raises(
