@@ -218,6 +218,7 @@ def atomic_write(
     mode: int | None,
     mtime: float | None = None,
     keep_existing: bool = True,
+    keep_group: bool = True,
 ) -> Path:
     """Replace ``path`` with ``data``: a temporary file in the same directory, fsync, rename.
 
@@ -243,6 +244,9 @@ def atomic_write(
     file. As keytool's write would be, a file this process may not write is refused,
     and so is a link another user left in a sticky, world-writable directory (the
     kernel's ``protected_symlinks`` rule, which a rename would get round).
+
+    ``keep_group=False`` (an unencrypted private key) keeps none of the group's bits
+    either: the file has ``mode`` at most, whoever could read the old one.
 
     ``keep_existing=False`` replaces a file already there as a deploy tool's rename
     does: with ``mode`` exactly, whatever the old file's owner, mode or ACL were, and
@@ -292,9 +296,9 @@ def atomic_write(
         raise write_refused(exc, target) from None
     try:
         if old is not None:
-            kept = _kept_mode(old, _keep_owner(fd, old, target), mode)
-            os.fchmod(fd, kept)
-            if acl is not None and not _set_acl(fd, acl):
+            same_group = _keep_owner(fd, old, target) and keep_group
+            os.fchmod(fd, _kept_mode(old, same_group, mode))
+            if acl is not None and (not keep_group or not _set_acl(fd, acl)):
                 # The group bits were the ACL's mask, not the group's: kept as for a
                 # group the file could not keep.
                 os.fchmod(fd, _kept_mode(old, False, mode))

@@ -875,7 +875,10 @@ class Keystore(_StoreBase):
         data = self._bytes(
             password, store_type, key_password, target=path, passwordless=passwordless
         )
-        atomic_write(path, data, mode=0o600)
+        # An unencrypted key (PEM without a password) keeps no group access of the file
+        # it replaces: a store's group reads it through its password, this file without.
+        unencrypted = str(store_type).upper() == "PEM" and not reveal(password)
+        atomic_write(path, data, mode=0o600, keep_group=not (unencrypted and self.key_aliases))
 
     @scrub_tracebacks
     def to_bytes(

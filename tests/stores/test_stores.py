@@ -568,6 +568,30 @@ def test_a_rewritten_store_keeps_its_owner_group_and_group_access(pki: PKI, tmp_
     assert (made.st_uid, stat.S_IMODE(made.st_mode)) == (0, 0o600)
 
 
+def test_an_unencrypted_key_keeps_no_group_access_of_the_file_it_replaces(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """A store's group reads it through its password; a PEM key written without one over
+    a 0640 (or 0644) file kept the group's read access: the key in the clear for the
+    group (mtls convert --to PEM --out-password '' --force, Keystore.save)."""
+    ks = pki.client.keystore("client")
+    for before in (0o640, 0o644, 0o660):
+        target = tmp_path / f"key-{before:o}.pem"
+        target.write_bytes(b"old")
+        target.chmod(before)
+        ks.save(target, "", store_type="PEM")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600, oct(before)
+    # The twins: an encrypted PEM key, and a certificate-only PEM, keep the group's read.
+    encrypted, certs = tmp_path / "encrypted.pem", tmp_path / "certs.pem"
+    for target in (encrypted, certs):
+        target.write_bytes(b"old")
+        target.chmod(0o640)
+    ks.save(encrypted, PASSWORD, store_type="PEM")
+    pki.truststore().save(certs, "", store_type="PEM")
+    assert stat.S_IMODE(encrypted.stat().st_mode) == 0o640
+    assert stat.S_IMODE(certs.stat().st_mode) == 0o640
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="files of other owners and groups need root")
 def test_a_kept_mode_never_opens_a_private_store_to_another_group(pki: PKI, tmp_path: Path) -> None:
     """The old file's group bits applied to whatever group the new file had: in a setgid
