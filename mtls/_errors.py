@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -73,6 +74,24 @@ def displayable(text: str) -> str:
         except UnicodeEncodeError:
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+# C0 controls (line breaks and tabs included), DEL, C1 controls (0x9b starts an escape
+# sequence as ESC [ does), the line and paragraph separators, and the bidirectional
+# marks, overrides and isolates (which reorder what a terminal shows).
+_CONTROLS = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``,
+    ``\\n``): what a terminal or a log shows is what the text says. For text from
+    the network (a responder's status line, a peer certificate's names) and for the
+    CLI's output."""
+    if not _CONTROLS.search(text):
+        return text
+    return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class MTLSError(Exception):

@@ -16,9 +16,18 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._errors import safe_text
+
 
 class FetchError(Exception):
-    """A fetch failed; the message says why, in words, and names the URL."""
+    """A fetch failed; the message says why, in words, and names the URL.
+
+    Its text holds what the network sent (a status line, a ``Location``), so control
+    characters are escaped: a responder cannot write terminal escapes into the logs.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(safe_text(message))
 
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")

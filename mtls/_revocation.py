@@ -82,7 +82,13 @@ from ._crl import (
     _verify_signature,
     critical_entry_extension,
 )
-from ._errors import CertificateRevokedError, CRLError, RevocationError, RevocationUnknownError
+from ._errors import (
+    CertificateRevokedError,
+    CRLError,
+    RevocationError,
+    RevocationUnknownError,
+    safe_text,
+)
 from ._fetch import FetchError, fetch
 from ._fork import renew_attributes_after_fork
 from ._log import log
@@ -209,6 +215,15 @@ class CertificateStatus:
     why: tuple[str, ...] = ()
     checked_at: _dt.datetime | None = None
     valid_until: _dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        # Names and URLs from a peer's certificate, and what responders said: control
+        # characters escaped once here, for every message, log line and dict made of it.
+        for name in ("subject", "issuer", "source"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, safe_text(value))
+        object.__setattr__(self, "why", tuple(safe_text(line) for line in self.why))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601, the serial in hex)."""

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from .._errors import WrongPasswordError
+from .._errors import WrongPasswordError, safe_text
 from .._secret import is_text
 from .._types import WriteFormat
 
@@ -361,22 +361,6 @@ def _color_wanted(stream: TextIO, no_color: bool) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
-
-
-# C0 controls (line breaks and tabs included), DEL, C1 controls (0x9b starts an escape
-# sequence as ESC [ does), the line and paragraph separators, and the bidirectional
-# marks, overrides and isolates (which reorder what a terminal shows).
-_CONTROLS = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-
-
-def safe_text(text: str) -> str:
-    """``text`` with every control character written as an escape (``\\x1b``,
-    ``\\n``): what the terminal shows is what the text says."""
-    if not _CONTROLS.search(text):
-        return text
-    return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class Output:

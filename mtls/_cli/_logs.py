@@ -44,7 +44,7 @@ class _Escaped(logging.Formatter):
     (a record is one line; a traceback keeps its own line breaks)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from ._common import safe_text  # noqa: PLC0415 - imported with the command
+        from .._errors import safe_text  # noqa: PLC0415 - imported with the command
 
         return "\n".join(safe_text(line) for line in super().format(record).split("\n"))
 

@@ -184,3 +184,30 @@ def test_an_answer_of_a_million_tiny_chunks_is_refused_early() -> None:
     chunks = _fetch._Chunks(len(head))
     assert not chunks.done(bytearray(whole[:-5])) and chunks.done(bytearray(whole))
     assert _fetch.response_body("u", whole, 100) == b"body!!!"
+
+
+def test_what_a_responder_says_reaches_messages_and_logs_escaped() -> None:
+    """A status line ``HTTP/1.0 500 \\x1b[31mEVIL\\x1b]0;x\\x07`` reached the
+    RevocationUnknownError, its ``why`` and the soft-fail WARNING raw: anyone on the
+    path wrote terminal escapes into operators' logs."""
+    from mtls._revocation import CertificateStatus
+
+    evil = b"HTTP/1.0 500 \x1b[31mEVIL\x1b]0;x\x07\r\nLocation: x\r\n\r\n"
+    with pytest.raises(_fetch.FetchError) as caught:
+        _fetch.response_body("http://ocsp.example/", evil, 100)
+    said = str(caught.value)
+    assert "\x1b" not in said and "\x07" not in said
+    assert said.endswith(r"HTTP 500 \x1b[31mEVIL\x1b]0;x\x07")
+    # And a certificate's names and the lines of why, whatever made them.
+    status = CertificateStatus(
+        subject="CN=a\x1b[2J", serial=1, issuer="CN=\u202eca", status="undetermined",
+        source="OCSP http://x/\r\n", why=("x: \x9b31m",),
+    )  # fmt: skip
+    shown = status.describe() + repr(status.to_dict())
+    for control in ("\x1b", "\u202e", "\r", "\n", "\x9b"):
+        assert control not in shown
+    assert status.subject == r"CN=a\x1b[2J" and status.why == (r"x: \x9b31m",)
+    # The twin: plain text is left as it is.
+    assert CertificateStatus(subject="CN=é", serial=1, issuer="CN=ca", status="good").subject == (
+        "CN=é"
+    )
