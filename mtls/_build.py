@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 
 from . import _der, _x509
 from ._config import SSLProfile, StoreConfig, material_definition
-from ._context import AnchorsAhead, build_client_context, store_at_fault
+from ._context import MAX_TRUST_ANCHORS, AnchorsAhead, build_client_context, store_at_fault
 from ._crl import CRLSet, _extension, _issued
 from ._errors import (
     CRLError,
@@ -427,7 +427,7 @@ class Builder:
         if not isinstance(truststore, Truststore):
             return
         anchors = truststore.anchors_der
-        if sum(map(len, anchors)) > GIL_FREE_ANCHOR_BYTES:
+        if sum(map(len, anchors)) > GIL_FREE_ANCHOR_BYTES and len(anchors) <= MAX_TRUST_ANCHORS:
             try:
                 self._ahead = AnchorsAhead(anchors)
             except (OSError, RuntimeError):

@@ -412,8 +412,8 @@ def _unloadable(path: Path, how: str) -> None:
         replace_atomically(path, path.read_bytes()[:100])
     elif how == "wrong password":
         replace_atomically(path, Truststore.load(path, PASSWORD).to_bytes("other-password"))
-    else:  # an empty truststore
-        replace_atomically(path, Truststore().to_bytes(PASSWORD))
+    else:  # an empty truststore (keytool -delete of its last entry; a Truststore refuses)
+        replace_atomically(path, Keystore().to_bytes(PASSWORD))
 
 
 @pytest.mark.parametrize("how", ["missing", "damaged", "wrong password", "empty"])
@@ -556,9 +556,7 @@ def test_replacements_that_fail_validation_are_refused(setup, ca, backend, probl
 def test_empty_truststore_replacement_is_refused(setup, backend):
     xml, _, trust = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
-    from mtls import Truststore
-
-    replace_atomically(trust, Truststore().to_bytes(PASSWORD))
+    replace_atomically(trust, Keystore().to_bytes(PASSWORD))  # an emptied store
     assert profiles.reload() is False
     assert "no certificates" in str(profiles.last_error)
     assert cn_seen(profiles, backend.port) == "gen-1"

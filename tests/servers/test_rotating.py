@@ -191,7 +191,7 @@ def test_start_up_errors_are_the_stores_errors(estate: Estate, tmp_path: Path) -
     # No profile file here: not "check <Location>", but the path the caller gave.
     assert "<Location>" not in str(missing.value) and "working directory" in str(missing.value)
     empty = tmp_path / "empty.jks"
-    empty.write_bytes(mtls.Truststore().to_bytes(PASSWORD))
+    empty.write_bytes(mtls.Keystore().to_bytes(PASSWORD))  # an emptied store
     with pytest.raises(mtls.KeystoreFormatError, match="empty"):
         mtls.RotatingServerContext(estate.keystore, empty, password=PASSWORD)
     with pytest.raises(ValueError, match="reload_interval"):
@@ -717,7 +717,7 @@ def test_a_truststore_that_does_not_load_never_holds_back_a_new_identity(
     caplog.set_level("WARNING", logger="mtls")
     with estate.server() as server, stdlib_server(server.context) as port:
         if how == "empty":
-            replace_atomically(estate.truststore, mtls.Truststore().to_bytes(PASSWORD))
+            replace_atomically(estate.truststore, mtls.Keystore().to_bytes(PASSWORD))
         else:
             _break(estate.truststore, how)
         new_ca = CA(name="server CA 2")

@@ -1174,3 +1174,47 @@ def test_logs_never_contain_secrets(
     assert "soon expiring" in text  # ... and the subject
     for secret in (PASSWORD, KEY_PASSWORD, *soon.key_b64_fragments()):
         assert secret not in text
+
+
+def _many_anchors(count: int) -> mtls.Truststore:
+    """``count`` self-signed certificates on one key (quick to make), distinct names."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    trust = mtls.Truststore()
+    for index in range(count):
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"anchor {index}")])
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(index + 1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        trust.add(f"a{index}", cert)
+    return trust
+
+
+def test_a_truststore_past_the_anchor_limit_is_refused_before_openssl_reads_it(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """OpenSSL's cost grows with the square of the anchors: 18,000 took 42 s (a
+    reload holds the lock every profile shares meanwhile)."""
+    from mtls._context import MAX_TRUST_ANCHORS
+
+    big = _many_anchors(MAX_TRUST_ANCHORS + 1)
+    for build in (
+        lambda: mtls.client_context(None, big),
+        lambda: mtls.server_context(pki.server.keystore("s"), big),
+    ):
+        with pytest.raises(mtls.KeystoreFormatError, match=r"holds 5,001 certificates, more than"):
+            build()
+    # A profile's truststore so large fails the profile, closed, with the same words.
+    path = tmp_path / "big-trust.jks"
+    big.save(path, PASSWORD)
+    profile = mtls.SSLProfile(
+        servers=["big.test:443"],
+        truststore=mtls.StoreConfig(location=path, password=PASSWORD),
+    )
+    with pytest.raises(mtls.KeystoreFormatError, match="5,001 certificates"):
+        mtls.SSLProfileSet([profile])
+    # The twin: a truststore of many anchors under the limit is used.
+    assert mtls.client_context(None, _many_anchors(50)).cert_store_stats()["x509"] == 50
