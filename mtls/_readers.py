@@ -617,9 +617,7 @@ def _parse_jks(
         if secret is None and fmt == "BCFKS":
             secret = ""  # Bouncy Castle's getKey(alias, null): the empty password
         # The whole cost is charged before the first key is decrypted.
-        for key in wanted:
-            if fmt == "JKS":  # Sun's KeyProtector: one SHA-1 per 20 bytes, nothing to charge
-                continue
+        for key in wanted:  # Sun's KeyProtector too: a SHA-1 of the password per 20 bytes
             rounds = _key_rounds(key, secret)
             try:
                 budget.charge_kdf(rounds, f"key entry {_jks.shown(key.alias)}")

@@ -12,6 +12,7 @@ certificates the caller trusts, as keytool completes it from the keystore and
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -424,9 +425,17 @@ def _signed_by(cert: _Cert, issuer: _Cert) -> bool:
 
 def _issuer_in(item: _Cert, candidates: Iterable[_Cert]) -> _Cert | None:
     """The first of ``candidates`` named as ``item``'s issuer (the same bytes, else the
-    same name once normalised) whose key signed it."""
+    same name once normalised) whose key signed it: the first valid now, when one is (a
+    CA's renewed certificate over its expired one of the same key)."""
     named = [other for other in candidates if other.subject == item.issuer]
     if not named:
         issuer_name = item.cert.issuer
         named = [other for other in candidates if other.cert.subject == issuer_name]
-    return next((other for other in named if _signed_by(item, other)), None)
+    signers = [other for other in named if _signed_by(item, other)]
+    now = _dt.datetime.now(_dt.UTC)
+    current = (
+        other
+        for other in signers
+        if other.cert.not_valid_before_utc <= now <= other.cert.not_valid_after_utc
+    )
+    return next(current, signers[0] if signers else None)

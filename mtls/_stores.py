@@ -682,14 +682,7 @@ class Keystore(_StoreBase):
 
         entry = self._key_entry(alias)
         certs, reply_path = reply_certificates(reply)
-        # keytool completes a reply from every entry's certificate, a key entry's too
-        # (an internal CA kept as a key entry in the same store).
         trusted = [der for _, der in self._entries.cert_entries()]
-        trusted += [
-            other.chain_der[0]
-            for other in self._entries.key_entries()
-            if other.chain_der and fold(other.alias) != fold(entry.alias)
-        ]
         if isinstance(trust, Truststore):
             trusted += trust.anchors_der
         elif isinstance(trust, str | bytes | bytearray | memoryview | os.PathLike):
@@ -697,6 +690,14 @@ class Keystore(_StoreBase):
             trusted += reply_certificates(trust, role="trusted certificates")[0]
         elif trust is not None:
             trusted += reply_certificates(list(trust), role="trusted certificates")[0]
+        # keytool completes a reply from every entry's certificate, a key entry's too (an
+        # internal CA kept as a key entry in the same store): after those given, which
+        # win over a key entry's older certificate of the same key.
+        trusted += [
+            other.chain_der[0]
+            for other in self._entries.key_entries()
+            if other.chain_der and fold(other.alias) != fold(entry.alias)
+        ]
         chain = reply_chain(entry, certs, trusted, path=self.path, reply_path=reply_path)
         if chain != entry.chain_der:
             self._entries.add_key(replace(entry, chain_der=chain), replace=True)

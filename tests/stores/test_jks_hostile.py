@@ -456,6 +456,34 @@ def test_a_jks_key_is_charged_by_its_size_and_the_passwords_length(
     assert len(unprotected) == 1
 
 
+def test_an_intact_jks_charges_its_keys_before_decrypting_them(
+    ca, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load of an intact JKS skipped the charge ("nothing to charge"): a 2 MiB key
+    under a 16 KiB key password ran uncharged, and the cost grows with both."""
+    from mtls import _readers
+
+    unprotected: list[int] = []
+    real = _jks._jks_unprotect
+    monkeypatch.setattr(
+        _jks, "_jks_unprotect", lambda p, pw: unprotected.append(len(p)) or real(p, pw)
+    )
+    monkeypatch.setattr(_readers, "WorkBudget", lambda: WorkBudget(100_000))  # for speed
+    identity = ca.issue_cert("jks-budget")
+    key_password = "k" * 8192  # about 129 rounds per 20 bytes of key
+    big = envelope(JKS_OID, jks.sun_crypto.jks_pkey_encrypt(os.urandom(40_000), key_password))
+    store = container([key_entry(b"k", big, [der(identity)])], PASSWORD)
+    with pytest.raises(KeystoreFormatError, match="key-derivation iterations") as caught:
+        Keystore.from_bytes(store, PASSWORD, key_password=key_password)
+    assert "key entry 'k'" in str(caught.value)
+    assert unprotected == []  # refused before any hashing
+    # The twin: a real key under the same password is within the budget, and loads.
+    small = jks_protected(pkcs8_of(identity), key_password)
+    store = container([key_entry(b"k", small, [der(identity)])], PASSWORD)
+    assert Keystore.from_bytes(store, PASSWORD, key_password=key_password).key_aliases == ("k",)
+    assert len(unprotected) == 1
+
+
 def test_the_store_wide_budget_is_charged_before_any_decryption(ca, jce_decryptions):
     store = container(five_entries_at_the_ceiling(der(ca)), PASSWORD, magic=JCEKS_MAGIC)
     with pytest.raises(

@@ -10,6 +10,7 @@ what a server that trusts the CA accepts, and the self-signed one before it was 
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import shutil
 import ssl
@@ -175,6 +176,63 @@ def test_a_reply_is_completed_from_a_ca_kept_as_a_key_entry_of_the_same_store() 
         alone.install_reply("gw", alone_reply)
 
 
+def _ca_cert(
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+    issuer: str,
+    days: tuple[int, int],
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(name))
+        .issuer_name(x509.Name.from_rfc4514_string(issuer))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now + datetime.timedelta(days=days[0]))
+        .not_valid_after(now + datetime.timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(signer, hashes.SHA256())
+    )  # fmt: skip
+
+
+def test_a_ca_renewed_certificate_given_wins_over_its_expired_one_in_the_store() -> None:
+    """Key entries' certificates complete a reply, but after those given: an internal CA
+    kept as a key entry with its expired certificate, and its renewed one (same key)
+    passed as trust=, gave a chain through the expired one."""
+    root_key, ica_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    root = _ca_cert("CN=Root", root_key, root_key, "CN=Root", (-800, 3000))
+    ica_old = _ca_cert("CN=Issuing CA", ica_key, root_key, "CN=Root", (-800, -1))
+    ica_new = _ca_cert("CN=Issuing CA", ica_key, root_key, "CN=Root", (-1, 700))
+    store = _fresh()
+    store.add_key("ica", ica_key, [ica_old, root])
+    request = store.certificate_request("gw")
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = (
+        x509.CertificateBuilder().subject_name(request.subject)
+        .issuer_name(ica_new.subject).public_key(request.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+        .sign(ica_key, hashes.SHA256())
+    )  # fmt: skip
+    chain = store.install_reply("gw", [leaf], trust=[ica_new, root])
+    assert chain[1] == ica_new and chain[2] == root
+    # The twin: with nothing given, the key entry's own certificate completes it.
+    again = _fresh()
+    again.add_key("ica", ica_key, [ica_new, root])
+    leaf2 = (
+        x509.CertificateBuilder().subject_name(request.subject)
+        .issuer_name(ica_new.subject).public_key(again.certificate_chain("gw")[0].public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+        .sign(ica_key, hashes.SHA256())
+    )  # fmt: skip
+    assert again.install_reply("gw", [leaf2])[1] == ica_new
+
+
 def test_a_lone_certificate_needs_its_issuer(pki: tuple[CA, CA]) -> None:
     root, issuing = pki
     store = _fresh()
@@ -289,6 +347,37 @@ def test_sign_request_refuses_a_request_its_key_did_not_sign(pki: tuple[CA, CA])
         issuing.sign_request(bytes(der))
     # PEM and DER bytes are taken as the request itself is.
     assert issuing.sign_request(request.public_bytes(PEM))[0].subject == request.subject
+
+
+def test_the_test_ca_signs_requests_whose_key_cryptography_would_write_otherwise(
+    pki: tuple[CA, CA], tmp_path: Path
+) -> None:
+    """A compressed EC point and an RSASSA-PSS key (openssl req writes both) were
+    signed, then refused by the keystore's own check (which keeps a keystore's key as
+    it holds it): a test CA signs what cryptography reads."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not on PATH")
+    _, issuing = pki
+    ec_key, pss_key = tmp_path / "ec.pem", tmp_path / "pss.pem"
+    commands = [
+        [openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ec_key],
+        [openssl, "ec", "-in", ec_key, "-conv_form", "compressed", "-out", ec_key],
+        [openssl, "genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048",
+         "-out", pss_key],
+    ]  # fmt: skip
+    for key in (ec_key, pss_key):
+        commands.append([openssl, "req", "-new", "-key", key, "-subj", f"/CN={key.stem}",
+                         "-out", key.with_suffix(".csr")])  # fmt: skip
+    for command in commands:
+        subprocess.run(command, check=True, capture_output=True)
+    for key in (ec_key, pss_key):
+        leaf = issuing.sign_request(key.with_suffix(".csr"))[0]
+        assert leaf.subject.rfc4514_string() == f"CN={key.stem}"
+    # The twin: a keystore signing the same request keeps its own check, in words.
+    signer = _fresh("ca")
+    with pytest.raises(mtls.KeystoreFormatError, match="in another form than the request"):
+        signer.sign_request(ec_key.with_suffix(".csr"))
 
 
 def test_sign_request_reads_a_file_and_refuses_what_is_not_a_request(
