@@ -22,7 +22,7 @@ from ._idna import ascii_host
 from ._log import log
 from ._readers import _shown_type
 from ._secret import Secret
-from ._types import CRLCheck, check_flag
+from ._types import CRLCheck, check_crl_check, check_flag
 
 CATCH_ALL: Literal["*"] = "*"
 Server = tuple[str, int] | Literal["*"]
@@ -532,11 +532,10 @@ def _check_crls(profile: SSLProfile) -> None:
     for path in paths:
         check_path_text(str(path), setting="a CRL path")
     object.__setattr__(profile, "crls", paths)
-    if profile.crl_check not in ("leaf", "chain"):
-        raise ProfileConfigError(
-            f"crl_check must be 'leaf' or 'chain', not {profile.crl_check!r}",
-            element="crl_check",
-        )
+    try:
+        check_crl_check(profile.crl_check)
+    except ValueError as exc:  # a profile's setting: a configuration error
+        raise ProfileConfigError(str(exc), element="crl_check") from None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

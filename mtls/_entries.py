@@ -39,8 +39,15 @@ def fold(alias: str) -> str:
     """The form aliases are compared in: Java's ``alias.toLowerCase(Locale.ENGLISH)``
     (JKS and PKCS12 stores key their entries so), which ``str.lower`` matches, final
     sigma and dotted capital I included. Not ``casefold``: it makes ``straße`` and
-    ``strasse``, or ``µ`` and ``μ``, one alias where Java keeps two entries."""
-    return alias.lower()
+    ``strasse``, or ``µ`` and ``μ``, one alias where Java keeps two entries.
+
+    Raises:
+        TypeError: an alias that is not a ``str`` (an int failed in ``.lower()``).
+    """
+    try:
+        return alias.lower()
+    except AttributeError:
+        raise TypeError(f"an alias must be a str, not {type(alias).__name__}") from None
 
 
 def where(path: str | os.PathLike[str] | None) -> str:
@@ -180,7 +187,7 @@ class Entries:
     def _check_free(self, alias: str, replace: bool, loaded: bool, *, keep: object = None) -> None:
         """Refuse a taken alias unless ``replace``; a replaced entry of the ``keep`` table
         keeps its place (the caller assigns over it), one of another kind is removed."""
-        given: object = alias  # typed as str; an int failed later in fold()
+        given: object = alias  # typed as str; bytes would pass fold()'s .lower()
         if not isinstance(given, str):
             raise TypeError(f"an alias must be a str, not {type(given).__name__}")
         # A store read from a file may have an empty alias (the JDK lists it as ''):

@@ -307,8 +307,12 @@ def _remade(
     Exception.__init__(new, message)
     new.__dict__.update(state)
     as_os: object = new
-    if os_fields is not None and isinstance(as_os, OSError):  # errno lives outside __dict__
-        as_os.errno, as_os.strerror, as_os.filename = os_fields  # type: ignore[assignment]
+    set_os = os_fields is not None and any(field is not None for field in os_fields)
+    if set_os and isinstance(as_os, OSError):  # errno lives outside __dict__
+        as_os.errno, as_os.strerror, as_os.filename = os_fields  # type: ignore[assignment, misc]
+    cause = state.get("cause")
+    if isinstance(cause, BaseException) and new.__cause__ is None:
+        new.__cause__ = cause  # ProfileUnavailableError's: "also __cause__", pickled too
     return new
 
 

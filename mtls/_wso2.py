@@ -520,6 +520,24 @@ def _is_profile(tag: str) -> bool:
 #: took 795 MB (a flat file is handed over profile by profile, a nested one is not).
 MAX_XML_TAGS: Final = 500_000
 
+
+def _tag_count(data: bytes) -> int:
+    """How many ``<`` the document holds (every element starts with one; comments and
+    CDATA may hold more): its bytes for UTF-8 and single-byte encodings, its characters
+    for UTF-16 (where other characters hold the byte too: U+043C, U+5C3C)."""
+    head = data[:2]
+    if head in (b"\xff\xfe", b"\xfe\xff") or (len(head) == 2 and 0 in head):
+        codec = (
+            "utf-16" if head in (b"\xff\xfe", b"\xfe\xff")
+            else "utf-16-be" if head[0] == 0 else "utf-16-le"
+        )  # fmt: skip
+        try:
+            return data.decode(codec).count("<")
+        except UnicodeDecodeError:
+            pass  # not UTF-16 after all: the parser says what it is
+    return data.count(b"<")
+
+
 _FEED = 16384  # bytes of the first feed: expat's buffer, and the tree, stay this small
 _FEED_MAX = 1 << 18
 
@@ -562,7 +580,7 @@ def parse_profiles_xml(
         ProfileConfigError: hostile or malformed XML, a missing or bad element, an
             unresolved placeholder or secret alias.
     """
-    tags = data.count(b"<")  # every element starts with one (more: comments, CDATA)
+    tags = _tag_count(data)
     if tags > MAX_XML_TAGS:
         raise ProfileConfigError(
             f"{path}: refused: {tags:,} XML tags, more than the {MAX_XML_TAGS:,} a profile "

@@ -121,6 +121,8 @@ def test_every_error_pickles_and_copies_with_its_attributes(tmp_path: Path) -> N
                     assert str(getattr(twin, key)) == str(value)
                 else:
                     assert getattr(twin, key) == value, key
+            if isinstance(error, mtls.ProfileUnavailableError) and error.cause is not None:
+                assert twin.__cause__ is twin.cause  # as documented: "also __cause__"
             if isinstance(error, OSError):
                 assert isinstance(twin, OSError)
                 assert (twin.errno, twin.strerror, twin.filename) == (
@@ -140,6 +142,23 @@ def test_the_aiohttp_errors_pickle_with_their_attributes() -> None:
     ):
         twin = pickle.loads(pickle.dumps(error))
         assert (type(twin), str(twin), twin.__dict__) == (type(error), str(error), error.__dict__)
+
+
+def test_an_oserror_subclass_without_errno_is_not_given_one_by_pickling() -> None:
+    """A user's MTLSError that is also an OSError, made without errno, came back from
+    pickle showing "[Errno None] None: None"."""
+    import pickle
+
+    class Mine(mtls.MTLSError, OSError):
+        pass
+
+    globals()["Mine"] = Mine  # picklable by name
+    Mine.__qualname__ = "Mine"
+    try:
+        twin = pickle.loads(pickle.dumps(Mine("my words")))
+        assert str(twin) == "my words" and twin.errno is None
+    finally:
+        del globals()["Mine"]
 
 
 def _load_missing(path: str) -> None:

@@ -143,10 +143,16 @@ def _write_back(
     if passwordless is None:
         passwordless = store.passwordless
     try:
-        if store.key_aliases or not len(store):  # an emptied store too, as keytool keeps it
+        if store.key_aliases:
             store.save(path, password, store_type=kind, key_password=key_password,
                        passwordless=passwordless)  # fmt: skip
             return len(store)
+        if not len(store):
+            # Emptied (its last entry deleted): kept, as keytool keeps it, and with the
+            # file's mode as a truststore's (a Truststore writes no empty file).
+            data = store.to_bytes(password, store_type=kind, passwordless=passwordless)
+            atomic_write(path, data, mode=None)
+            return 0
         trust = store.truststore()
         trust.save(path, password, store_type=kind, passwordless=passwordless)
         return len(trust)
@@ -869,7 +875,10 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         _ignored_key_password(out)  # it was ignored without a word
     backup = target.with_name(target.name + ".old")
     if migrate:  # the old store first: a failure after it leaves both files readable
-        atomic_write(backup, read_input(source), mode=0o600 if keys else None)
+        old = read_input(source)
+        # A PEM key may be in the clear: the backup keeps no group access (see save()).
+        pem_key = bool(keys) and detect_format(old) == "PEM"
+        atomic_write(backup, old, mode=0o600 if keys else None, keep_group=not pem_key)
     if keys and to == "JKS":
         key_password = args.out_key_password or out_password
         _write_back(store, target, out_password, "JKS", key_password, passwordless=False)

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import operator
 import os
 import re
 import socket
@@ -318,33 +319,54 @@ def _listen_host(host: object) -> str:
     return host
 
 
+def _index(value: object, name: str) -> int:
+    """``value`` as an int, if it is one (numpy's too, through ``__index__``)."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {value!r}") from None
+
+
+def _tls_version(value: object, name: str) -> ssl.TLSVersion:
+    """``value`` as an ``ssl.TLSVersion`` (its number too: 771 is TLS 1.2)."""
+    if not isinstance(value, str | bool):
+        with contextlib.suppress(TypeError, ValueError):
+            return ssl.TLSVersion(_index(value, name))
+    raise TypeError(f"{name} must be an ssl.TLSVersion (ssl.TLSVersion.TLSv1_2), not {value!r}")
+
+
+_SPECIAL_VERSIONS = (ssl.TLSVersion.MINIMUM_SUPPORTED, ssl.TLSVersion.MAXIMUM_SUPPORTED)
+
+
+def _below(high: ssl.TLSVersion | None, low: ssl.TLSVersion) -> bool:
+    """Whether ``high`` is a version below ``low`` (MINIMUM_SUPPORTED and
+    MAXIMUM_SUPPORTED are -2 and -1: not comparable as numbers)."""
+    if high is None or high in _SPECIAL_VERSIONS or low in _SPECIAL_VERSIONS:
+        return False
+    return high < low
+
+
 def _check_arguments(
     require_client_cert: object,
     port: object,
     minimum_version: object,
     maximum_version: object,
     handshake_timeout: object,
-) -> None:
-    """The constructor's plain arguments, refused before anything is built."""
+) -> tuple[int, ssl.TLSVersion, ssl.TLSVersion | None]:
+    """The constructor's plain arguments, refused before anything is built; the port
+    and versions as ints and ``ssl.TLSVersion``."""
     if not isinstance(require_client_cert, bool | int):  # "no" would read as true
         raise TypeError(f"require_client_cert must be True or False, not {require_client_cert!r}")
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+    number = -1 if isinstance(port, bool | str) else _index(port, "port")
+    if not 0 <= number <= 65535:
         raise TypeError(f"port must be an int from 0 (a free port) to 65535, not {port!r}")
-    for name, version in (
-        ("minimum_version", minimum_version),
-        ("maximum_version", maximum_version),
-    ):
-        if not isinstance(version, ssl.TLSVersion) and not (
-            name == "maximum_version" and version is None
-        ):
-            raise TypeError(
-                f"{name} must be an ssl.TLSVersion (ssl.TLSVersion.TLSv1_2), not {version!r}"
-            )
-    assert isinstance(minimum_version, ssl.TLSVersion)
-    if isinstance(maximum_version, ssl.TLSVersion) and maximum_version < minimum_version:
+    low = _tls_version(minimum_version, "minimum_version")
+    high = None if maximum_version is None else _tls_version(maximum_version, "maximum_version")
+    # MINIMUM_SUPPORTED and MAXIMUM_SUPPORTED are -2 and -1: not comparable as numbers.
+    if _below(high, low):
         raise ValueError(
-            f"maximum_version {maximum_version.name} is below minimum_version "
-            f"{minimum_version.name}: no handshake could succeed"
+            f"maximum_version {high.name if high else high} is below minimum_version "
+            f"{low.name}: no handshake could succeed"
         )
     if handshake_timeout is not None and (  # None: no limit, as socket.settimeout takes it
         not isinstance(handshake_timeout, int | float)
@@ -355,6 +377,7 @@ def _check_arguments(
             "handshake_timeout must be a number of seconds above 0 (or None: no limit), "
             f"not {handshake_timeout!r}"
         )
+    return number, low, high
 
 
 def _check_identity(identity: object) -> None:
@@ -491,7 +514,7 @@ class MTLSServer:
             raise ValueError(
                 f"http_version must be '1.1' or '1.0', not {http_version!r} (HTTP/2 is not served)"
             )
-        _check_arguments(
+        port, minimum_version, maximum_version = _check_arguments(
             require_client_cert, port, minimum_version, maximum_version, handshake_timeout
         )
         self.host = _listen_host(host)
@@ -511,6 +534,7 @@ class MTLSServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._finished = False  # closed, and every connection thread joined
         self.identity = identity
         # The CAs in effect: the identity's root when none was given (None for a
         # RotatingServerContext, which brings its own trust).
@@ -705,9 +729,9 @@ class MTLSServer:
             if self._closing:
                 return
             self._closing = True
-            self._changed.notify_all()  # a wait_for_handshakes learns no more will come
             httpd, thread = self._httpd, self._thread
         if httpd is None or thread is None:
+            self._finish()
             return
         httpd.shutdown()  # returns once serve_forever has left its loop: no new threads
         httpd.server_close()
@@ -723,6 +747,15 @@ class MTLSServer:
         for worker in workers:
             worker.join(_JOIN_TIMEOUT)
         thread.join(_JOIN_TIMEOUT)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Every connection thread has ended: no handshake is recorded from now on, and a
+        :meth:`wait_for_handshakes` learns so (not before: a handshake that was finishing
+        as ``close()`` began is still recorded)."""
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
 
     def __enter__(self) -> MTLSServer:
         return self.start()
@@ -778,8 +811,11 @@ class MTLSServer:
             self._records.clear()
         return taken
 
-    def wait_for_handshakes(self, count: int, timeout: float = 10.0) -> list[HandshakeRecord]:
-        """Wait until at least ``count`` handshakes are recorded.
+    def wait_for_handshakes(
+        self, count: int, timeout: float | None = 10.0
+    ) -> list[HandshakeRecord]:
+        """Wait until at least ``count`` handshakes are recorded (``timeout=None``: as
+        long as it takes).
 
         A refused client often learns of the refusal only at its first read (in
         TLS 1.3 the server checks the client certificate after the client has
@@ -802,13 +838,13 @@ class MTLSServer:
         given: object = count  # typed as an int; "1" would fail in the comparison
         if not isinstance(given, int) or isinstance(given, bool):
             raise TypeError(f"count must be an int, not {type(given).__name__}")
-        if count < 0 or not timeout >= 0:
+        if count < 0 or (timeout is not None and not timeout >= 0):
             raise ValueError(
                 f"count and timeout must be 0 or more, not count={count!r}, timeout={timeout!r}"
             )
         with self._changed:
             enough = self._changed.wait_for(
-                lambda: len(self._records) >= count or self._closing, timeout
+                lambda: len(self._records) >= count or self._finished, timeout
             )
             if len(self._records) >= count:
                 return list(self._records)

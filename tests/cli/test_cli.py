@@ -829,6 +829,21 @@ def test_importkeystore_migrates_a_store_in_place_as_keytool_does(
     assert "is the source store" in run.stderr and store.read_bytes() == now
 
 
+def test_a_migrated_pem_keys_backup_keeps_no_group_access(tmp_path: Path) -> None:
+    """The backup NAME.old of a PEM key migrated in place holds the key as the PEM did
+    (in the clear): written over a stale 0640 NAME.old, it kept the group's read."""
+    import stat
+
+    pem = CA().issue_cert("gw").write_pem(tmp_path / "gw.pem")
+    backup = tmp_path / "gw.pem.old"
+    backup.write_text("stale")
+    backup.chmod(0o640)
+    ok("importkeystore", "-srckeystore", pem, "-destkeystore", pem, "-deststoretype",
+       "pkcs12", "-deststorepass", PASSWORD, "-noprompt")  # fmt: skip
+    assert b"PRIVATE KEY" in backup.read_bytes()
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+
+
 def test_importkeystore_adds_to_an_existing_store_as_keytool_does(
     tmp_path: Path, seed: Seed
 ) -> None:

@@ -11,6 +11,7 @@ import itertools
 import re
 import socket
 import ssl
+import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -598,12 +599,16 @@ def test_deleting_a_truststores_last_certificate_keeps_an_empty_store(
         trust = mtls.Truststore()
         trust.add("ca", mtls.Keystore.generate("ca", "CN=ca").export_certificate("ca", "DER"))
         trust.save(path, "trust-pass-1", store_type=kind)
+        path.chmod(0o644)  # a truststore every local user may read
         assert main(["delete", "--keystore", str(path), "--password", "trust-pass-1",
                      "--alias", "ca"]) == 0  # fmt: skip
         assert "0 entries left" in capsys.readouterr().out
         assert "contains 0 entries" in run_keytool(
             jdk_keytool, "-list", "-keystore", str(path), "-storepass", "trust-pass-1"
         )
+        # Its mode kept, as a truststore's (saved as a keystore, it became 0640, and the
+        # next import kept that: readers outside the group lost it).
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_mtls_convert_turns_a_keytool_jks_into_pkcs12(

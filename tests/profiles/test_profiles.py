@@ -986,6 +986,14 @@ def test_a_file_of_too_many_tags_is_refused_before_it_is_parsed(tmp_path, pki):
     assert xml.read_bytes().count(b"<") <= MAX_XML_TAGS
     parsed = parse_profiles_xml(xml.read_bytes(), path=str(xml), base_dir=tmp_path)
     assert len(parsed) == many
+    # UTF-16: tags are counted as characters, not as bytes 0x3C (which U+043C "м"
+    # holds), with a byte-order mark or without.
+    text = profile_xml(profile("a.test:1", pki["gw1"], pki["trust"]))
+    text = text.replace("</parameter>", "<!--" + "м" * (MAX_XML_TAGS + 1) + "--></parameter>")
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be"):
+        data = text.encode(encoding)
+        assert data.count(b"<") > MAX_XML_TAGS
+        assert len(parse_profiles_xml(data, path="u16.xml", base_dir=tmp_path)) == 1
 
 
 # --------------------------------------------------------------------------- lookup

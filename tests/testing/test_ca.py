@@ -537,6 +537,15 @@ def test_an_alias_that_is_not_text_is_a_type_error(ca):
         mtls.Truststore().add(1, identity.certificate)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="an alias must be a str, not bytes"):
         mtls.Keystore().add_key(b"gw", identity.private_key, identity.chain)  # type: ignore[arg-type]
+    store = identity.keystore(alias="gw")  # and every lookup by alias, not only adding
+    for call in (
+        lambda: store.remove(1),
+        lambda: store.export_certificate(1),
+        lambda: store.certificate_request(1),
+        lambda: store.certificate_chain(1),
+    ):
+        with pytest.raises(TypeError, match="an alias must be a str, not int"):
+            call()  # type: ignore[arg-type]
     assert identity.keystore(alias="gw").aliases == ("gw",)
 
 

@@ -468,6 +468,78 @@ def test_a_closed_server_ends_a_wait_for_handshakes_at_once(server_identity, ca)
     assert server.wait_for_handshakes(0, timeout=600) == []  # the twin: enough already
 
 
+def test_what_the_argument_checks_must_still_take(server_identity, client_identity, ca):
+    """The checks added for ports and versions refused what worked: a port with
+    ``__index__`` (numpy's ints), versions by number (771), MAXIMUM_SUPPORTED (-1, so
+    "below" TLS 1.2), and ``timeout=None`` for a wait."""
+
+    class Port:  # what numpy.int64 is to operator.index
+        def __index__(self) -> int:
+            return 0
+
+    for kwargs in (
+        {"port": Port()},
+        {"minimum_version": 771, "maximum_version": 772},
+        {"maximum_version": ssl.TLSVersion.MAXIMUM_SUPPORTED},
+        {"minimum_version": ssl.TLSVersion.MINIMUM_SUPPORTED},
+    ):
+        with MTLSServer(server_identity, client_ca=ca, **kwargs) as running:
+            _get(running, _context(client_identity, ca))
+            assert len(running.wait_for_handshakes(1, timeout=None)) == 1
+    numbered = MTLSServer(server_identity, client_ca=ca, minimum_version=771)
+    assert numbered._minimum_version is ssl.TLSVersion.TLSv1_2
+    numbered.close()
+    # The twins: a number that is no version, and a version below the minimum.
+    with pytest.raises(TypeError, match=r"minimum_version must be an ssl\.TLSVersion"):
+        MTLSServer(server_identity, client_ca=ca, minimum_version=5)
+    with pytest.raises(ValueError, match="maximum_version TLSv1_2 is below"):
+        MTLSServer(server_identity, client_ca=ca, minimum_version=772, maximum_version=771)
+
+
+def test_a_handshake_finishing_while_the_server_closes_is_not_denied(
+    server_identity, client_identity, ca
+):
+    """``wait_for_handshakes`` was told "no more will come" as ``close()`` began, while
+    a client's last flight (TLS 1.3: its certificate) was still being handled: the
+    record came after the waiter gave up. What the waiter says must agree with the
+    records the closed server holds."""
+    server = MTLSServer(server_identity, client_ca=ca).start()
+    ctx = _context(client_identity, ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:  # the client's side of the handshake, its last flight held back
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+    last_flight = outgoing.read()
+    outcome: list[object] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(server.wait_for_handshakes(1, timeout=60))
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    closer = threading.Thread(target=server.close)
+    closer.start()
+    sock.sendall(last_flight)  # handled, or cut off, while close() runs
+    closer.join(60)
+    waiter.join(60)
+    sock.close()
+    recorded = server.handshakes
+    if isinstance(outcome[0], RuntimeError):
+        assert recorded == [], "the waiter was told none would come, then one was recorded"
+    else:
+        assert outcome[0] == recorded and len(recorded) == 1
+
+
 def test_a_taken_port_and_a_bracketed_host_are_said_plainly(server, server_identity, ca):
     # "[Errno 98] Address already in use" named neither the address nor the port.
     taken = MTLSServer(server_identity, client_ca=ca, port=server.port)
