@@ -98,9 +98,9 @@ def normalize_host(host: str) -> str:
     zone (``fe80::1%eth0``) is not part of the host: a profile for the address serves
     (or refuses) it on every link, as a failed profile must refuse every spelling.
     """
-    host = host.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    host = host.strip().rstrip(".")
+    while host.startswith("[") and host.endswith("]"):  # "[]." and "[[x]]": idempotent
+        host = host[1:-1].strip().rstrip(".")
     if ":" in host:
         try:
             parsed = ipaddress.IPv6Address(host.partition("%")[0])

@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import mtls
@@ -2031,6 +2031,8 @@ def test_an_address_is_indexed_as_it_is_dialled(written: str, dialled: str) -> N
 
 
 @given(st.text(alphabet="0123456789abcdefx.:%[]AE\u3002\uff11\uff0e\u00fc-", max_size=24))
+@example("[].")  # brackets were taken off before the final dot: "[]" the first time
+@example("[[::1]]")
 @settings(max_examples=400, deadline=None)
 def test_normalising_a_host_twice_changes_nothing(host: str) -> None:
     """The fast map is keyed by the normalised host and looked up by the raw one: a
