@@ -38,7 +38,7 @@ import datetime as _dt
 import os
 import re
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 
 _E = TypeVar("_E", bound="MTLSError")
 
@@ -94,6 +94,22 @@ def safe_text(text: str) -> str:
     return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+#: Characters a message keeps: its start and its end (where the fix is), with how many
+#: were left out between. A 6 MB <servers> text made an 18 MB message, logged at every
+#: failed reload and printed whole by the CLI.
+MAX_MESSAGE: Final = 16_384
+_HEAD, _TAIL = 12_000, 4_000
+
+
+def bounded(text: str) -> str:
+    """``text``, or its first and last characters when it is longer than
+    :data:`MAX_MESSAGE`, saying how many were left out."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    left_out = len(text) - _HEAD - _TAIL
+    return f"{text[:_HEAD]} ... [{left_out:,} characters left out] ... {text[-_TAIL:]}"
+
+
 class MTLSError(Exception):
     """Root of every error raised by :mod:`mtls` on purpose.
 
@@ -115,7 +131,7 @@ class MTLSError(Exception):
     _inputs: tuple[str, ...] | None = None
 
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
-        message = displayable(message)
+        message = bounded(displayable(message))
         super().__init__(message)
         self.path: str | None = os.fspath(path) if path is not None else None
         self.reason: str = message
@@ -304,7 +320,7 @@ def _remade(
     """An error of type ``cls`` with ``message`` and the attributes ``state``, made
     without calling its ``__init__`` (for copies, restatements and unpickling)."""
     new = cls.__new__(cls)
-    Exception.__init__(new, message)
+    Exception.__init__(new, bounded(message))
     new.__dict__.update(state)
     as_os: object = new
     set_os = os_fields is not None and any(field is not None for field in os_fields)
@@ -318,7 +334,7 @@ def _remade(
 
 def _restated(exc: MTLSError, message: str) -> MTLSError:
     """A copy of ``exc`` (its type and attributes) with ``message``."""
-    os_fields = (exc.errno, message, exc.filename) if isinstance(exc, OSError) else None
+    os_fields = (exc.errno, bounded(message), exc.filename) if isinstance(exc, OSError) else None
     return _remade(type(exc), message, exc.__dict__, os_fields)
 
 

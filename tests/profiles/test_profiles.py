@@ -996,6 +996,26 @@ def test_a_file_of_too_many_tags_is_refused_before_it_is_parsed(tmp_path, pki):
         assert len(parse_profiles_xml(data, path="u16.xml", base_dir=tmp_path)) == 1
 
 
+def test_a_message_keeps_its_start_and_its_fix_not_megabytes(tmp_path):
+    """A 6 MB <servers> text made an 18 MB ProfileConfigError, logged at every failed
+    reload and printed whole (24 MB) by mtls check."""
+    from mtls._errors import MAX_MESSAGE
+
+    xml = tmp_path / "big.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers><![CDATA['
+        + "x" * 1_000_000
+        + "]]></servers></profile></parameter>"
+    )
+    with pytest.raises(ProfileConfigError) as caught:
+        SSLProfileSet.from_xml(xml)
+    said = str(caught.value)
+    assert len(said) <= MAX_MESSAGE + 100 and "characters left out" in said
+    assert said.startswith(f"{xml}: profile") and len(caught.value.reason) <= MAX_MESSAGE + 100
+    # The twin: a message of ordinary length is whole.
+    assert mtls.MTLSError("short").reason == "short"
+
+
 # --------------------------------------------------------------------------- lookup
 
 
