@@ -35,6 +35,12 @@ _SECOND_NS = 1_000_000_000
 _TICK_NS = 10_000_000
 
 
+#: Seconds after its last change an emptied file is taken for one still being written
+#: (see :meth:`Reading._emptied`).
+EMPTIED_GRACE = 2.0
+_EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
+
+
 def _changed_at_ns(key: tuple[int, ...]) -> int | None:
     """The latest time the file's content or inode may have changed (None: no such file).
 
@@ -239,6 +245,23 @@ class Reading:
         changed = _changed_at_ns(key)
         return changed is not None and changed <= time.time_ns() - int(self._delay * 1e9)
 
+    def _emptied(self, path: Path, data: bytes, key: tuple[int, ...]) -> bool:
+        """Whether ``path``, which held bytes, is empty just after a change in place (the
+        same inode, within :data:`EMPTIED_GRACE`): a writer (``cp`` over the file) between its
+        truncate and its first write, held up longer than the settle delay (a busy
+        machine). It is still being written, not an empty file to refuse: refusing it
+        logged "the file is empty" and turned the profile unhealthy until the next
+        check. Empty for longer, it is what it is."""
+        if data:
+            return False
+        seen = self._seen.seen(path)
+        if seen is None or seen[1] in (None, _EMPTY_DIGEST):
+            return False  # never read with bytes: nothing was being replaced
+        if seen[0][3:] != key[3:]:
+            return False  # another file (a rename, a ..data swap): complete as it is
+        changed = _changed_at_ns(key)
+        return changed is not None and changed > time.time_ns() - int(EMPTIED_GRACE * 1e9)
+
     def settle(self, paths: Iterable[Path]) -> None:
         """Give each of ``paths`` its verdict, reading it (twice if need be)."""
         firsts: dict[Path, tuple[tuple[int, ...], bytes, str]] = {}
@@ -254,7 +277,7 @@ class Reading:
                 self._seen.settled(path)
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            still = stat_key(path) == before
+            still = stat_key(path) == before and not self._emptied(path, data, before)
             if still and (self._seen.seen(path) == (before, digest) or self._quiet(before)):
                 self._verdicts[path] = _Verdict(before, data, digest)
                 self._seen.settled(path)
@@ -269,7 +292,8 @@ class Reading:
                 again = read_input(path)
             except OSError:
                 again = None  # gone between the two reads: still changing
-            if again is not None and hashlib.sha256(again).hexdigest() == digest:
+            same = again is not None and hashlib.sha256(again).hexdigest() == digest
+            if same and again is not None and not self._emptied(path, again, before):
                 self._verdicts[path] = _Verdict(before, again, digest)
                 self._seen.settled(path)
             elif self._seen.never_settles(path) is not None:

@@ -553,6 +553,34 @@ def test_replacements_that_fail_validation_are_refused(setup, ca, backend, probl
     assert cn_seen(profiles, backend.port) == "gen-1"
 
 
+def test_a_store_caught_empty_mid_copy_is_read_again_not_refused(
+    setup, backend, ca, caplog, monkeypatch
+):
+    """``cp`` over a store truncates it, then writes: a writer held up past the settle
+    delay left it empty at two reads, and the check refused it ("the file is empty"), at
+    WARNING, turning the profile unhealthy until the next check. Emptied just now, it
+    is still being written: kept as it was, said at INFO, read again next check."""
+
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    keystore.write_bytes(b"")  # in place: cp's truncate, its write still to come
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        assert profiles.reload() is False
+    assert profiles.last_error is None and profiles.status().healthy
+    assert "still being written" in caplog.text and "is empty" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert cn_seen(profiles, backend.port) == "gen-1"
+    keystore.write_bytes(jks(ca, "gen-2"))  # the copy completes
+    assert profiles.reload() is True and cn_seen(profiles, backend.port) == "gen-2"
+    # The twin: empty for longer than the grace, it is refused as an empty file (the
+    # last good identity kept).
+    monkeypatch.setattr(_reading, "EMPTIED_GRACE", 0.05)
+    keystore.write_bytes(b"")
+    wait_for(lambda: profiles.reload() is False and profiles.last_error is not None)
+    assert "the file is empty" in str(profiles.last_error)
+    assert cn_seen(profiles, backend.port) == "gen-2"
+
+
 def test_empty_truststore_replacement_is_refused(setup, backend):
     xml, _, trust = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
