@@ -4,6 +4,8 @@
   passing OpenSSL's strict X.509 checks.
 * :class:`MTLSServer` serves HTTPS on a thread, demands client certificates, and
   reports who connected and every refused handshake with its reason.
+* :class:`RevocationServer` serves a CA's CRL and OCSP answers over loopback HTTP,
+  current with every :meth:`CA.revoke`, for tests of online revocation checks.
 * :func:`replace_atomically`, :func:`swap_symlinked_dir` and
   :func:`write_in_two_halves` change files the three ways certificates are
   rotated in production, for tests of reload handling.
@@ -22,6 +24,7 @@ import typing
 if typing.TYPE_CHECKING:  # what __getattr__ below loads, spelled out for type checkers
     from ._ca import CA, IssuedIdentity
     from ._profiles import write_profiles_file
+    from ._responder import RevocationServer
     from ._rotation import replace_atomically, swap_symlinked_dir, write_in_two_halves
     from ._server import HandshakeRecord, MTLSServer
 
@@ -30,6 +33,7 @@ __all__ = [
     "HandshakeRecord",
     "IssuedIdentity",
     "MTLSServer",
+    "RevocationServer",
     "replace_atomically",
     "swap_symlinked_dir",
     "write_in_two_halves",
@@ -48,6 +52,7 @@ _LAZY = {
     "write_in_two_halves": "._rotation",
     "HandshakeRecord": "._server",
     "MTLSServer": "._server",
+    "RevocationServer": "._responder",
 }
 
 if not typing.TYPE_CHECKING:  # hidden from type checkers: a misspelt name is an error

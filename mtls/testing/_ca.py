@@ -191,6 +191,18 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _public_key_bits(certificate: x509.Certificate) -> bytes:
+    """The contents of the certificate's subjectPublicKey BIT STRING (what an OCSP
+    CertID's issuerKeyHash hashes)."""
+    from .. import _der  # noqa: PLC0415 - OCSP answers only
+
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    bits = _der.read_single(spki, _der.SEQUENCE).children()[1].value
+    return bits[1:]  # past the count of unused bits (0)
+
+
 class IssuedIdentity:
     """A private key and the certificate a :class:`CA` issued for it.
 
@@ -716,6 +728,68 @@ class CA:
         return crl.public_bytes(
             serialization.Encoding.PEM if form == "PEM" else serialization.Encoding.DER
         )
+
+    def ocsp_response(
+        self, request: bytes, *, next_update: _dt.timedelta = _dt.timedelta(hours=1)
+    ) -> bytes:
+        """This CA's OCSP answer to ``request`` (DER), signed with its own key, as an
+        OCSP responder of this CA serves it: ``good`` for what it issued, ``revoked``
+        (with the time and reason) for what :meth:`revoke` marked, ``unknown`` for a
+        serial it never issued; a request about another CA's certificates is
+        ``unauthorized``, one that cannot be read ``malformedRequest``. A nonce in the
+        request is echoed.
+
+        Args:
+            request: the DER ``OCSPRequest`` (what a client POSTs).
+            next_update: how long the answer is current (``nextUpdate`` after now).
+
+        Returns:
+            The DER ``OCSPResponse``.
+        """
+        from cryptography.x509 import ocsp  # noqa: PLC0415 - revocation tests only
+
+        def refused(status: ocsp.OCSPResponseStatus) -> bytes:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
+                serialization.Encoding.DER
+            )
+
+        try:
+            asked = ocsp.load_der_ocsp_request(request)
+            algorithm = asked.hash_algorithm
+            ours = hashes.Hash(algorithm)
+            ours.update(self.certificate.subject.public_bytes())
+            name_hash = ours.finalize()
+        except (ValueError, TypeError):  # not a request, or one cryptography cannot read
+            return refused(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        key_hash = hashes.Hash(algorithm)
+        key_hash.update(_public_key_bits(self.certificate))
+        if (asked.issuer_name_hash, asked.issuer_key_hash) != (name_hash, key_hash.finalize()):
+            return refused(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        serial = asked.serial_number
+        revoked = self._revoked.get(serial)
+        now = _utcnow().replace(microsecond=0)
+        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+            issuer_name_hash=asked.issuer_name_hash,
+            issuer_key_hash=asked.issuer_key_hash,
+            serial_number=serial,
+            algorithm=algorithm,
+            cert_status=(
+                ocsp.OCSPCertStatus.REVOKED if revoked is not None
+                else ocsp.OCSPCertStatus.GOOD if serial in self._issued
+                else ocsp.OCSPCertStatus.UNKNOWN
+            ),
+            this_update=now - _dt.timedelta(minutes=1),
+            next_update=now + next_update,
+            revocation_time=revoked[0] if revoked is not None else None,
+            revocation_reason=revoked[1] if revoked is not None else None,
+        )  # fmt: skip
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.certificate)
+        for extension in asked.extensions:
+            if isinstance(extension.value, x509.OCSPNonce):
+                builder = builder.add_extension(extension.value, critical=False)
+        key = self.private_key
+        algorithm_used = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+        return builder.sign(key, algorithm_used).public_bytes(serialization.Encoding.DER)
 
     def openssl_index(self) -> str:
         """The ``index.txt`` of ``openssl ocsp -index`` (or ``openssl ca``) for what this CA

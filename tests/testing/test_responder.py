@@ -1,0 +1,167 @@
+"""mtls.testing.RevocationServer and CA.ocsp_response: a CA's CRL and OCSP answers
+served over loopback, checked by mtls's own online revocation check (real handshakes)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+import mtls
+from mtls.testing import CA, IssuedIdentity, MTLSServer, RevocationServer
+
+SHA1 = hashes.SHA1()
+
+
+def _get(server: MTLSServer, ctx: object) -> str:
+    with urllib.request.urlopen(server.url, context=ctx, timeout=30) as response:
+        return str(json.load(response)["client_cn"])
+
+
+def _request(identity: IssuedIdentity | x509.Certificate, issuer: CA, nonce: bool = False) -> bytes:
+    cert = identity if isinstance(identity, x509.Certificate) else identity.certificate
+    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer.certificate, SHA1)
+    if nonce:
+        builder = builder.add_extension(x509.OCSPNonce(b"n" * 16), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def test_a_revoked_backend_is_refused_at_its_next_check_over_ocsp() -> None:
+    with RevocationServer() as responder:
+        ca = CA(ocsp_url=responder.ocsp_url, crl_url=responder.crl_url)
+        responder.serve(ca)
+        backend, client = ca.issue_cert("localhost", "127.0.0.1"), ca.issue_cert("client")
+        with MTLSServer(backend, client_ca=ca) as server:
+            policy = mtls.RevocationPolicy(mode="hard", cache_delay=1)
+            ctx = mtls.client_context(client.keystore(), ca.truststore(), revocation=policy)
+            assert _get(server, ctx) == "client"  # good: the request goes through
+            ca.revoke(backend, reason="keyCompromise")
+            fresh = mtls.client_context(client.keystore(), ca.truststore(), revocation=policy)
+            with pytest.raises(mtls.CertificateRevokedError) as caught:
+                _get(server, fresh)
+        assert caught.value.revocation_reason == "keyCompromise"
+        assert caught.value.source == f"OCSP {responder.ocsp_url}"
+        assert responder.requests == [("ocsp", backend.serial_number)] * 2
+
+
+def test_the_crl_is_served_current_when_there_is_no_ocsp() -> None:
+    with RevocationServer() as responder:
+        ca = CA(crl_url=responder.crl_url)  # a distribution point only
+        responder.serve(ca)
+        backend, client = ca.issue_cert("localhost", "127.0.0.1"), ca.issue_cert("client")
+        ca.revoke(backend)
+        with MTLSServer(backend, client_ca=ca) as server:
+            ctx = mtls.client_context(
+                client.keystore(), ca.truststore(), revocation=mtls.RevocationPolicy()
+            )
+            with pytest.raises(mtls.CertificateRevokedError, match=r"CRL http://"):
+                _get(server, ctx)
+        assert responder.requests == [("crl", None)]
+        with urllib.request.urlopen(responder.crl_url, timeout=30) as answer:
+            listed = x509.load_der_x509_crl(answer.read())
+        assert listed.get_revoked_certificate_by_serial_number(backend.serial_number)
+
+
+def test_a_responder_that_is_down_is_undetermined_hard_and_allowed_soft() -> None:
+    with RevocationServer() as responder:
+        ca = CA(ocsp_url=responder.ocsp_url)
+        responder.serve(ca)
+        responder.http_status = 503
+        backend, client = ca.issue_cert("localhost", "127.0.0.1"), ca.issue_cert("client")
+        with MTLSServer(backend, client_ca=ca) as server:
+            hard = mtls.client_context(
+                client.keystore(), ca.truststore(), revocation=mtls.RevocationPolicy()
+            )
+            with pytest.raises(mtls.RevocationUnknownError, match="HTTP 503"):
+                _get(server, hard)
+            soft = mtls.client_context(
+                client.keystore(), ca.truststore(), revocation=mtls.RevocationPolicy(mode="soft")
+            )
+            assert _get(server, soft) == "client"
+
+
+def test_ocsp_answers_good_revoked_unknown_unauthorized_and_malformed() -> None:
+    ca, other = CA(), CA()
+    good, gone = ca.issue_cert("good"), ca.issue_cert("gone")
+    ca.revoke(gone, reason="superseded")
+
+    def answer(request: bytes) -> ocsp.OCSPResponse:
+        return ocsp.load_der_ocsp_response(ca.ocsp_response(request))
+
+    said = answer(_request(good, ca, nonce=True))
+    assert said.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert said.serial_number == good.serial_number
+    # Signed by the CA itself, its nonce echoed, current for the next hour.
+    ca.certificate.public_key().verify(  # type: ignore[call-arg]
+        said.signature, said.tbs_response_bytes, *_verify_args(ca, said)
+    )
+    assert said.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"n" * 16
+    assert said.next_update_utc is not None
+    assert said.next_update_utc > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=50)
+    revoked = answer(_request(gone, ca))
+    assert revoked.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert revoked.revocation_reason == x509.ReasonFlags.superseded
+    # A serial this CA never issued (same issuer hashes) is unknown.
+    stranger = other.issue_cert("stranger").certificate
+    never = (
+        x509.CertificateBuilder().subject_name(stranger.subject)
+        .issuer_name(ca.certificate.subject).public_key(stranger.public_key())
+        .serial_number(12345).not_valid_before(stranger.not_valid_before_utc)
+        .not_valid_after(stranger.not_valid_after_utc)
+        .sign(other.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert answer(_request(never, ca)).certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+    # Another CA's certificate, and bytes that are no request.
+    assert answer(_request(stranger, other)).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    assert answer(b"\x30\x03junk").response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def _verify_args(ca: CA, said: ocsp.OCSPResponse) -> tuple[object, ...]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if isinstance(ca.certificate.public_key(), ec.EllipticCurvePublicKey):
+        assert said.signature_hash_algorithm is not None
+        return (ec.ECDSA(said.signature_hash_algorithm),)
+    return ()
+
+
+def test_ocsp_by_get_and_an_rsa_ca() -> None:
+    """RFC 6960 A.1's GET (the base64 of the request under the responder's URL), and a
+    CA whose key is RSA (its issuerKeyHash is over another key encoding)."""
+    with RevocationServer(CA(key_type="RSA")) as responder:
+        assert responder.ca is not None
+        leaf = responder.ca.issue_cert("leaf")
+        encoded = base64.b64encode(_request(leaf, responder.ca)).decode()
+        url = f"{responder.ocsp_url}/{urllib.request.quote(encoded, safe='')}"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            said = ocsp.load_der_ocsp_response(answer.read())
+        assert said.certificate_status == ocsp.OCSPCertStatus.GOOD
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(responder.url + "/elsewhere", timeout=30)
+
+
+def test_lifecycle_and_arguments() -> None:
+    responder = RevocationServer()
+    with pytest.raises(RuntimeError, match="call start"):
+        _ = responder.port
+    assert "not started" in repr(responder)
+    with pytest.raises(TypeError, match=r"an mtls\.testing\.CA"):
+        responder.serve("ca.pem")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"an mtls\.testing\.CA"):
+        RevocationServer(object())  # type: ignore[arg-type]
+    with responder:
+        assert responder.start() is responder  # once
+        # No CA yet: a clear 503, not a traceback in the server thread.
+        with pytest.raises(urllib.error.HTTPError, match="503"):
+            urllib.request.urlopen(responder.crl_url, timeout=30)
+    responder.close()  # twice
+    assert "closed" in repr(responder)
+    with pytest.raises(RuntimeError, match="closed"):
+        responder.start()
