@@ -98,9 +98,9 @@ def normalize_host(host: str) -> str:
     zone (``fe80::1%eth0``) is not part of the host: a profile for the address serves
     (or refuses) it on every link, as a failed profile must refuse every spelling.
     """
-    host = host.strip().rstrip(".")
+    host = _trimmed(host)
     while host.startswith("[") and host.endswith("]"):  # "[]." and "[[x]]": idempotent
-        host = host[1:-1].strip().rstrip(".")
+        host = _trimmed(host[1:-1])
     if ":" in host:
         try:
             parsed = ipaddress.IPv6Address(host.partition("%")[0])
@@ -118,6 +118,16 @@ def normalize_host(host: str) -> str:
     if host[:1].isdigit() and _IPV4_CHARACTERS.issuperset(host) and not _DOTTED.fullmatch(host):
         return _dotted_quad(host)
     return host
+
+
+def _trimmed(host: str) -> str:
+    """``host`` without spaces around it and final dots, however they alternate
+    (``"a . "``): what is left has neither, so normalising it again changes nothing."""
+    while True:
+        trimmed = host.strip().rstrip(".")
+        if trimmed == host:
+            return host
+        host = trimmed
 
 
 _IPV4_CHARACTERS = frozenset("0123456789abcdefx.")

@@ -98,16 +98,20 @@ def safe_text(text: str) -> str:
 #: were left out between. A 6 MB <servers> text made an 18 MB message, logged at every
 #: failed reload and printed whole by the CLI.
 MAX_MESSAGE: Final = 16_384
-_HEAD, _TAIL = 12_000, 4_000
 
 
-def bounded(text: str) -> str:
-    """``text``, or its first and last characters when it is longer than
-    :data:`MAX_MESSAGE`, saying how many were left out."""
-    if len(text) <= MAX_MESSAGE:
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text``, or its first and last characters when it is longer than ``limit``
+    (three quarters and a quarter), saying how many were left out; never cutting an
+    escape (``\\xe9``) in two."""
+    if len(text) <= limit:
         return text
-    left_out = len(text) - _HEAD - _TAIL
-    return f"{text[:_HEAD]} ... [{left_out:,} characters left out] ... {text[-_TAIL:]}"
+    head, tail = text[: limit * 3 // 4], text[-(limit // 4) :]
+    escape = head.rfind("\\", len(head) - 9)
+    if escape >= 0:
+        head = head[:escape]
+    left_out = len(text) - len(head) - len(tail)
+    return f"{head} ... [{left_out:,} characters left out] ... {tail}"
 
 
 class MTLSError(Exception):
@@ -376,7 +380,7 @@ def with_more(exc: MTLSError, more: str) -> MTLSError:
     """``exc``, of its type and with its attributes, its message (and ``reason``)
     followed by ``more``."""
     new = _restated(exc, f"{exc}{more}")
-    new.reason = f"{exc.reason}{more}"
+    new.reason = bounded(f"{exc.reason}{more}")
     return new
 
 
@@ -391,8 +395,10 @@ def together(first: MTLSError, other: MTLSError, role: str) -> MTLSError:
     ``role``'s replacement was refused (``other``): when both stores of a rotation are
     refused, both reasons are reported at once, not the second after the first is
     fixed."""
-    new = _restated(first, f"{first}; and the {role} was refused too: {other}")
-    new.reason = f"{first.reason}; and the {role} was refused too: {other.reason}"
+    half = MAX_MESSAGE // 2  # each keeps its own start and fix
+    joined = f"; and the {role} was refused too: "
+    new = _restated(first, f"{bounded(str(first), half)}{joined}{bounded(str(other), half)}")
+    new.reason = f"{bounded(first.reason, half)}{joined}{bounded(other.reason, half)}"
     new._by_content = first._by_content and other._by_content
     return new
 

@@ -36,7 +36,7 @@ from ._config import (
 from ._context import LOCALHOST_NAMES
 from ._deployment import DeploymentSettings, Product, parsed_once, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds
-from ._errors import MTLSError, ProfileConfigError, _restated
+from ._errors import MTLSError, ProfileConfigError, with_more
 from ._files import cannot_read_fix
 from ._health import (
     DEFAULT_EXPIRY_WARNINGS,
@@ -1209,9 +1209,8 @@ def _from_written_table(
         f"[[keystore.ssl_profile.custom]] tables of {toml} when it starts: fix servers "
         "there (the next start writes the XML over)"
     )
-    restated = _restated(exc, f"{exc}{where}")
+    restated = with_more(exc, where)
     assert isinstance(restated, ProfileConfigError)
-    restated.reason = f"{exc.reason}{where}"
     return restated
 
 

@@ -110,6 +110,10 @@ class FileReader:
         # When each file caught mid-write was first caught, and how many checks in a
         # row caught it, until a check reads it whole or cannot read it at all.
         self._unstable_since: dict[Path, tuple[float, int]] = {}
+        # When each file that held bytes was first found emptied in place (monotonic
+        # time, not its mtime: a future mtime must not stretch the grace), and which
+        # file (inode, device) it was.
+        self._emptied: dict[Path, tuple[float, tuple[int, ...]]] = {}
         self._paths: Iterable[Path] = ()
         self._named: tuple[tuple[Path, str], ...] = ()
 
@@ -148,6 +152,27 @@ class FileReader:
         for path in list(self._unstable_since):
             if path not in wanted:
                 del self._unstable_since[path]
+        for path in list(self._emptied):
+            if path not in wanted:
+                del self._emptied[path]
+
+    def emptied(self, path: Path, where: tuple[int, ...], fresh: bool) -> bool:
+        """Whether ``path``, found empty, is within its grace: first found so (``fresh``:
+        it held bytes, and was emptied in place just now) less than
+        :data:`EMPTIED_GRACE` seconds ago, the same file (``where``: inode, device)."""
+        now = time.monotonic()
+        first = self._emptied.get(path)
+        if first is not None and first[1] == where:
+            return now - first[0] < EMPTIED_GRACE
+        if not fresh:
+            self._emptied.pop(path, None)
+            return False
+        self._emptied[path] = (now, where)
+        return True
+
+    def filled(self, path: Path) -> None:
+        """``path`` was read with bytes: no longer emptied."""
+        self._emptied.pop(path, None)
 
     def never_settles(self, path: Path) -> float | None:
         """``path`` caught mid-write once more: the seconds since it was first caught
@@ -246,21 +271,26 @@ class Reading:
         return changed is not None and changed <= time.time_ns() - int(self._delay * 1e9)
 
     def _emptied(self, path: Path, data: bytes, key: tuple[int, ...]) -> bool:
-        """Whether ``path``, which held bytes, is empty just after a change in place (the
-        same inode, within :data:`EMPTIED_GRACE`): a writer (``cp`` over the file) between its
-        truncate and its first write, held up longer than the settle delay (a busy
-        machine). It is still being written, not an empty file to refuse: refusing it
-        logged "the file is empty" and turned the profile unhealthy until the next
-        check. Empty for longer, it is what it is."""
+        """Whether ``path``, which held bytes, is empty within :data:`EMPTIED_GRACE` of
+        being found emptied in place (the same inode, changed just now when first
+        found): a writer (``cp`` over the file) between its truncate and its first
+        write, held up longer than the settle delay (a busy machine). It is still
+        being written, at this check and the next ones within the grace, not an empty
+        file to refuse: refusing it logged "the file is empty" and turned the profile
+        unhealthy. Empty for longer, it is what it is."""
         if data:
+            self._seen.filled(path)
             return False
         seen = self._seen.seen(path)
-        if seen is None or seen[1] in (None, _EMPTY_DIGEST):
-            return False  # never read with bytes: nothing was being replaced
-        if seen[0][3:] != key[3:]:
-            return False  # another file (a rename, a ..data swap): complete as it is
         changed = _changed_at_ns(key)
-        return changed is not None and changed > time.time_ns() - int(EMPTIED_GRACE * 1e9)
+        fresh = (
+            seen is not None
+            and seen[1] not in (None, _EMPTY_DIGEST)  # it held bytes
+            and seen[0][3:] == key[3:]  # the same file: a rename to an empty one is whole
+            and changed is not None
+            and changed > time.time_ns() - int(EMPTIED_GRACE * 1e9)
+        )
+        return self._seen.emptied(path, key[3:], fresh)
 
     def settle(self, paths: Iterable[Path]) -> None:
         """Give each of ``paths`` its verdict, reading it (twice if need be)."""

@@ -531,10 +531,8 @@ def _tag_count(data: bytes) -> int:
             "utf-16" if head in (b"\xff\xfe", b"\xfe\xff")
             else "utf-16-be" if head[0] == 0 else "utf-16-le"
         )  # fmt: skip
-        try:
-            return data.decode(codec).count("<")
-        except UnicodeDecodeError:
-            pass  # not UTF-16 after all: the parser says what it is
+        # A lone surrogate or an odd length: replaced, and the parser says what is wrong.
+        return data.decode(codec, "replace").count("<")
     return data.count(b"<")
 
 

@@ -148,10 +148,11 @@ def _write_back(
                        passwordless=passwordless)  # fmt: skip
             return len(store)
         if not len(store):
-            # Emptied (its last entry deleted): kept, as keytool keeps it, and with the
-            # file's mode as a truststore's (a Truststore writes no empty file).
+            # Emptied (its last entry deleted): kept, as keytool keeps it, with the
+            # file's mode (a 0644 truststore stays readable); a new file is 0600, as a
+            # keystore's: its MAC or digest still tests guesses at the password.
             data = store.to_bytes(password, store_type=kind, passwordless=passwordless)
-            atomic_write(path, data, mode=None)
+            atomic_write(path, data, mode=None if os.path.lexists(path) else 0o600)
             return 0
         trust = store.truststore()
         trust.save(path, password, store_type=kind, passwordless=passwordless)

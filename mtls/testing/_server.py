@@ -490,7 +490,7 @@ class MTLSServer:
             first), a ``require_client_cert`` that is not a bool, a
             ``handshake_timeout`` that is not a positive number, a ``port`` that is
             not an int from 0 to 65535, a ``host`` that is not a str, versions that
-            are not ``ssl.TLSVersion``.
+            are neither ``ssl.TLSVersion`` nor its number (771 is TLS 1.2).
         ValueError: ``client_ca`` is missing for a Keystore identity, an unknown
             ``http_version``, an empty ``host``, or ``maximum_version`` below
             ``minimum_version``.
@@ -744,10 +744,12 @@ class MTLSServer:
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
         with self._lock:
             workers = list(self._workers)
-        for worker in workers:
-            worker.join(_JOIN_TIMEOUT)
-        thread.join(_JOIN_TIMEOUT)
-        self._finish()
+        try:
+            for worker in workers:
+                worker.join(_JOIN_TIMEOUT)
+            thread.join(_JOIN_TIMEOUT)
+        finally:  # a Ctrl-C in a join must not leave a wait_for_handshakes waiting
+            self._finish()
 
     def _finish(self) -> None:
         """Every connection thread has ended: no handshake is recorded from now on, and a

@@ -844,6 +844,20 @@ def test_a_migrated_pem_keys_backup_keeps_no_group_access(tmp_path: Path) -> Non
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
 
 
+def test_an_empty_store_converted_to_a_new_file_is_0600(tmp_path: Path) -> None:
+    """An empty store still carries a MAC or digest keyed by its password: written as a
+    new file it is 0600, as any keystore (my first keep-the-mode fix made it 0644)."""
+    import stat
+
+    empty = tmp_path / "empty.p12"
+    mtls.Keystore().save(empty, PASSWORD, store_type="PKCS12")
+    for kind, name in (("JKS", "new.jks"), ("PKCS12", "new.p12")):
+        ok("importkeystore", "-srckeystore", empty, "-srcstorepass", PASSWORD,
+           "-destkeystore", tmp_path / name, "-deststoretype", kind,
+           "-deststorepass", PASSWORD, "-noprompt")  # fmt: skip
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
 def test_importkeystore_adds_to_an_existing_store_as_keytool_does(
     tmp_path: Path, seed: Seed
 ) -> None:

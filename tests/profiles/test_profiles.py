@@ -1014,6 +1014,16 @@ def test_a_message_keeps_its_start_and_its_fix_not_megabytes(tmp_path):
     assert said.startswith(f"{xml}: profile") and len(caught.value.reason) <= MAX_MESSAGE + 100
     # The twin: a message of ordinary length is whole.
     assert mtls.MTLSError("short").reason == "short"
+    # Joined errors keep each one's start and fix, and their reasons are bounded too.
+    from mtls._errors import together, with_more
+
+    first = mtls.KeystoreError("A" * 20_000 + " FIX-A")
+    both = together(first, mtls.KeystoreError("B" * 20_000 + " FIX-B"), "truststore")
+    for text in (str(both), both.reason):
+        assert "FIX-A" in text and "truststore was refused too" in text and "FIX-B" in text
+        assert len(text) <= MAX_MESSAGE + 200
+    more = with_more(first, " MORE")
+    assert more.reason.endswith("MORE") and len(more.reason) <= MAX_MESSAGE + 100
 
 
 # --------------------------------------------------------------------------- lookup
@@ -2050,9 +2060,10 @@ def test_an_address_is_indexed_as_it_is_dialled(written: str, dialled: str) -> N
     assert normalize_host(dialled) == dialled
 
 
-@given(st.text(alphabet="0123456789abcdefx.:%[]AE\u3002\uff11\uff0e\u00fc-", max_size=24))
+@given(st.text(alphabet="0123456789abcdefx.:%[]AE\u3002\uff11\uff0e\u00fc- \t", max_size=24))
 @example("[].")  # brackets were taken off before the final dot: "[]" the first time
 @example("[[::1]]")
+@example("a . ")  # a space before the final dot: "a " the first time
 @settings(max_examples=400, deadline=None)
 def test_normalising_a_host_twice_changes_nothing(host: str) -> None:
     """The fast map is keyed by the normalised host and looked up by the raw one: a
