@@ -98,6 +98,7 @@ def safe_text(text: str) -> str:
 #: were left out between. A 6 MB <servers> text made an 18 MB message, logged at every
 #: failed reload and printed whole by the CLI.
 MAX_MESSAGE: Final = 16_384
+_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 
 
 def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -106,12 +107,17 @@ def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
     escape (``\\xe9``) in two."""
     if len(text) <= limit:
         return text
-    head, tail = text[: limit * 3 // 4], text[-(limit // 4) :]
-    escape = head.rfind("\\", len(head) - 9)
+    limit = max(limit, 64)
+    cut, start = limit * 3 // 4, len(text) - limit // 4
+    escape = text.rfind("\\", cut - 9, cut)
     if escape >= 0:
-        head = head[:escape]
-    left_out = len(text) - len(head) - len(tail)
-    return f"{head} ... [{left_out:,} characters left out] ... {tail}"
+        cut = escape  # the head ends before an escape the cut would split
+    before = text.rfind("\\", start - 9, start)
+    within = _ESCAPE.match(text, before) if before >= 0 else None
+    if within is not None and within.end() > start:
+        start = within.end()  # the tail starts after one it would split
+    left_out = start - cut
+    return f"{text[:cut]} ... [{left_out:,} characters left out] ... {text[start:]}"
 
 
 class MTLSError(Exception):
@@ -395,8 +401,8 @@ def together(first: MTLSError, other: MTLSError, role: str) -> MTLSError:
     ``role``'s replacement was refused (``other``): when both stores of a rotation are
     refused, both reasons are reported at once, not the second after the first is
     fixed."""
-    half = MAX_MESSAGE // 2  # each keeps its own start and fix
     joined = f"; and the {role} was refused too: "
+    half = (MAX_MESSAGE - len(joined)) // 2 - 64  # each its start and fix, one marker
     new = _restated(first, f"{bounded(str(first), half)}{joined}{bounded(str(other), half)}")
     new.reason = f"{bounded(first.reason, half)}{joined}{bounded(other.reason, half)}"
     new._by_content = first._by_content and other._by_content

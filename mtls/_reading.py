@@ -35,8 +35,8 @@ _SECOND_NS = 1_000_000_000
 _TICK_NS = 10_000_000
 
 
-#: Seconds after its last change an emptied file is taken for one still being written
-#: (see :meth:`Reading._emptied`).
+#: Seconds (at least three settle delays) an emptied file is taken for one still being
+#: written, from when a check first found it so (see :meth:`Reading._emptied`).
 EMPTIED_GRACE = 2.0
 _EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 
@@ -156,14 +156,14 @@ class FileReader:
             if path not in wanted:
                 del self._emptied[path]
 
-    def emptied(self, path: Path, where: tuple[int, ...], fresh: bool) -> bool:
+    def emptied(self, path: Path, where: tuple[int, ...], fresh: bool, grace: float) -> bool:
         """Whether ``path``, found empty, is within its grace: first found so (``fresh``:
-        it held bytes, and was emptied in place just now) less than
-        :data:`EMPTIED_GRACE` seconds ago, the same file (``where``: inode, device)."""
+        it held bytes, and was emptied in place just now) less than ``grace`` seconds
+        ago, the same file (``where``: inode, device)."""
         now = time.monotonic()
         first = self._emptied.get(path)
         if first is not None and first[1] == where:
-            return now - first[0] < EMPTIED_GRACE
+            return now - first[0] < grace
         if not fresh:
             self._emptied.pop(path, None)
             return False
@@ -283,14 +283,15 @@ class Reading:
             return False
         seen = self._seen.seen(path)
         changed = _changed_at_ns(key)
+        grace = max(EMPTIED_GRACE, 3 * self._delay)  # a check's own settle wait inside it
         fresh = (
             seen is not None
             and seen[1] not in (None, _EMPTY_DIGEST)  # it held bytes
             and seen[0][3:] == key[3:]  # the same file: a rename to an empty one is whole
             and changed is not None
-            and changed > time.time_ns() - int(EMPTIED_GRACE * 1e9)
+            and changed > time.time_ns() - int(grace * 1e9)
         )
-        return self._seen.emptied(path, key[3:], fresh)
+        return self._seen.emptied(path, key[3:], fresh, grace)
 
     def settle(self, paths: Iterable[Path]) -> None:
         """Give each of ``paths`` its verdict, reading it (twice if need be)."""

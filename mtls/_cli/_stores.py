@@ -152,7 +152,7 @@ def _write_back(
             # file's mode (a 0644 truststore stays readable); a new file is 0600, as a
             # keystore's: its MAC or digest still tests guesses at the password.
             data = store.to_bytes(password, store_type=kind, passwordless=passwordless)
-            atomic_write(path, data, mode=None if os.path.lexists(path) else 0o600)
+            atomic_write(path, data, mode=None if os.path.exists(path) else 0o600)
             return 0
         trust = store.truststore()
         trust.save(path, password, store_type=kind, passwordless=passwordless)

@@ -717,7 +717,7 @@ class CA:
                 critical=False,
             )
         )
-        for serial, (at, flag) in self._revoked.items():
+        for serial, (at, flag) in list(self._revoked.items()):  # revoke() may run meanwhile
             entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at)
             if flag is not None:
                 entry = entry.add_extension(x509.CRLReason(flag), critical=False)
@@ -736,8 +736,9 @@ class CA:
         OCSP responder of this CA serves it: ``good`` for what it issued, ``revoked``
         (with the time and reason) for what :meth:`revoke` marked, ``unknown`` for a
         serial it never issued; a request about another CA's certificates is
-        ``unauthorized``, one that cannot be read ``malformedRequest``. A nonce in the
-        request is echoed.
+        ``unauthorized``, one that cannot be read ``malformedRequest`` (so is one
+        asking about several certificates at once, which cryptography does not read, or
+        with a CertID hash it does not compute). A nonce in the request is echoed.
 
         Args:
             request: the DER ``OCSPRequest`` (what a client POSTs).
@@ -745,8 +746,15 @@ class CA:
 
         Returns:
             The DER ``OCSPResponse``.
+
+        Raises:
+            ValueError: a ``next_update`` that is not positive.
         """
+        from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
         from cryptography.x509 import ocsp  # noqa: PLC0415 - revocation tests only
+
+        if next_update <= _dt.timedelta(0):
+            raise ValueError(f"next_update must be positive, not {next_update}")
 
         def refused(status: ocsp.OCSPResponseStatus) -> bytes:
             return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
@@ -756,18 +764,21 @@ class CA:
         try:
             asked = ocsp.load_der_ocsp_request(request)
             algorithm = asked.hash_algorithm
-            ours = hashes.Hash(algorithm)
-            ours.update(self.certificate.subject.public_bytes())
-            name_hash = ours.finalize()
-        except (ValueError, TypeError):  # not a request, or one cryptography cannot read
+            name_hash, key_hash = hashes.Hash(algorithm), hashes.Hash(algorithm)
+        except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
             return refused(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
-        key_hash = hashes.Hash(algorithm)
+        name_hash.update(self.certificate.subject.public_bytes())
         key_hash.update(_public_key_bits(self.certificate))
-        if (asked.issuer_name_hash, asked.issuer_key_hash) != (name_hash, key_hash.finalize()):
+        ours = (name_hash.finalize(), key_hash.finalize())
+        if (asked.issuer_name_hash, asked.issuer_key_hash) != ours:
             return refused(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         serial = asked.serial_number
         revoked = self._revoked.get(serial)
         now = _utcnow().replace(microsecond=0)
+        # A minute back for a client's clock; never after a revocation it reports.
+        this_update = now - _dt.timedelta(minutes=1)
+        if revoked is not None:
+            this_update = min(this_update, revoked[0])
         builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
             issuer_name_hash=asked.issuer_name_hash,
             issuer_key_hash=asked.issuer_key_hash,
@@ -778,7 +789,7 @@ class CA:
                 else ocsp.OCSPCertStatus.GOOD if serial in self._issued
                 else ocsp.OCSPCertStatus.UNKNOWN
             ),
-            this_update=now - _dt.timedelta(minutes=1),
+            this_update=this_update,
             next_update=now + next_update,
             revocation_time=revoked[0] if revoked is not None else None,
             revocation_reason=revoked[1] if revoked is not None else None,

@@ -8,17 +8,36 @@ What a CA's revocation infrastructure serves, for tests of online revocation che
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.server
+import socket
 import threading
+import urllib.parse
 from types import TracebackType
 from typing import Any
 
 from ._ca import CA
+from ._server import _listen_host
 
 __all__ = ["RevocationServer"]
 
 _JOIN_TIMEOUT = 10.0
 _MAX_REQUEST = 64 * 1024  # an OCSP request is a few hundred bytes
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], responder: RevocationServer) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.responder = responder
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): seconds without DNS.
+        http.server.socketserver.TCPServer.server_bind(self)  # type: ignore[attr-defined]
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
 
 class RevocationServer:
@@ -46,8 +65,11 @@ class RevocationServer:
 
     Attributes:
         requests: ``("crl", None)`` or ``("ocsp", serial)`` per request answered,
-            oldest first (``serial`` is ``None`` for a request that could not be read).
+            oldest first (``serial`` is ``None`` for a request that could not be
+            read, or that asks about several certificates at once).
         http_status: ``None`` (answer), or an HTTP status every request gets instead.
+        errors: what answering raised (the client got HTTP 500): a test can assert
+            it stays empty, as a handler's error is not lost in a thread.
     """
 
     crl_path = "/ca.crl"
@@ -57,12 +79,13 @@ class RevocationServer:
         if ca is not None and not isinstance(ca, CA):
             raise TypeError(f"ca must be an mtls.testing.CA, not {type(ca).__name__}")
         self.ca = ca
-        self.host = host
+        self.host = _listen_host(host)
         self._port = port
         self.requests: list[tuple[str, int | None]] = []
         self.http_status: int | None = None
+        self.errors: list[BaseException] = []
         self._lock = threading.Lock()
-        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -85,9 +108,7 @@ class RevocationServer:
             if self._closed:
                 raise RuntimeError("this RevocationServer is closed: create a new one")
             if self._httpd is None:
-                httpd = http.server.ThreadingHTTPServer((self.host, self._port), _Handler)
-                httpd.daemon_threads = True
-                httpd.responder = self  # type: ignore[attr-defined]
+                httpd = _HTTPServer((self.host, self._port), self)
                 self._httpd = httpd
                 self._thread = threading.Thread(
                     target=httpd.serve_forever,
@@ -132,6 +153,8 @@ class RevocationServer:
             return int(self._httpd.server_address[1])
         if self._port:
             return self._port
+        if self._closed:
+            raise RuntimeError("this RevocationServer is closed: its port is no longer its")
         raise RuntimeError("the port is chosen when the server starts: call start() first")
 
     @property
@@ -165,7 +188,7 @@ class RevocationServer:
         if kind == "ocsp" and body is not None:
             try:
                 serial = ocsp.load_der_ocsp_request(body).serial_number
-            except ValueError:
+            except (ValueError, NotImplementedError):  # several CertIDs: not read
                 serial = None
         with self._lock:
             self.requests.append((kind, serial))
@@ -174,14 +197,21 @@ class RevocationServer:
             return status, "text/plain", b"as the test asked\n"
         if ca is None:
             return 503, "text/plain", b"no CA to answer for yet: serve(ca)\n"
-        if kind == "crl":
-            return 200, "application/pkix-crl", ca.crl()
-        return 200, "application/ocsp-response", ca.ocsp_response(body or b"")
+        try:
+            if kind == "crl":
+                return 200, "application/pkix-crl", ca.crl()
+            return 200, "application/ocsp-response", ca.ocsp_response(body or b"")
+        except Exception as exc:  # kept for the test to see, not lost in this thread
+            with self._lock:
+                self.errors.append(exc)
+            return 500, "text/plain", f"{type(exc).__name__}: {exc}\n".encode()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "mtls-testing-revocation"
     protocol_version = "HTTP/1.0"
+    timeout = _JOIN_TIMEOUT  # a client that stops mid-request holds no thread for good
+    server: _HTTPServer
 
     def _reply(self, answer: tuple[int, str, bytes]) -> None:
         status, kind, body = answer
@@ -191,37 +221,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    @property
-    def _responder(self) -> RevocationServer:
-        responder: RevocationServer = self.server.responder  # type: ignore[attr-defined]
-        return responder
+    def _ocsp_path(self) -> str | None:
+        """What of the path follows the responder's URL (``""`` for the URL itself, with
+        or without a final ``/``, and for ``/``), or ``None`` for another path."""
+        path = self.path.split("?", 1)[0]
+        base = self.server.responder.ocsp_path
+        if path in (base, base + "/", "/"):
+            return ""
+        return path[len(base) + 1 :] if path.startswith(base + "/") else None
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        responder = self._responder
-        if path == responder.crl_path:
+        responder = self.server.responder
+        rest = self._ocsp_path()
+        if self.path.split("?", 1)[0] == responder.crl_path:
             self._reply(responder._answer("crl", None))
-        elif path.startswith(responder.ocsp_path + "/"):  # RFC 6960 A.1: base64 of the DER
-            import base64  # noqa: PLC0415
-            import urllib.parse  # noqa: PLC0415
-
-            encoded = urllib.parse.unquote(path[len(responder.ocsp_path) + 1 :])
-            try:
-                body = base64.b64decode(encoded, validate=False)
-            except ValueError:
+        elif rest:  # RFC 6960 A.1: the base64 of the DER request, URL-encoded
+            encoded = urllib.parse.unquote(rest)
+            try:  # padding put back: clients leave it out
+                body = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+            except (ValueError, binascii.Error):
                 body = b""
             self._reply(responder._answer("ocsp", body))
         else:
             self._reply((404, "text/plain", b"not here\n"))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._reply((400, "text/plain", b"Content-Length is not a number\n"))
+            return
         if not 0 <= length <= _MAX_REQUEST:
             self._reply((413, "text/plain", b"too large\n"))
             return
         body = self.rfile.read(length)
-        if self.path.split("?", 1)[0] in (self._responder.ocsp_path, "/"):
-            self._reply(self._responder._answer("ocsp", body))
+        if self._ocsp_path() == "":
+            self._reply(self.server.responder._answer("ocsp", body))
         else:
             self._reply((404, "text/plain", b"not here\n"))
 

@@ -725,8 +725,9 @@ class MTLSServer:
 
         Idempotent; safe to call on a server never started.
         """
-        with self._lock:
-            if self._closing:
+        with self._changed:
+            if self._closing:  # another close() is under way: it joins, this one waits
+                self._changed.wait_for(lambda: self._finished, 2 * _JOIN_TIMEOUT)
                 return
             self._closing = True
             httpd, thread = self._httpd, self._thread

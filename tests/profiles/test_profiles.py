@@ -1024,6 +1024,13 @@ def test_a_message_keeps_its_start_and_its_fix_not_megabytes(tmp_path):
         assert len(text) <= MAX_MESSAGE + 200
     more = with_more(first, " MORE")
     assert more.reason.endswith("MORE") and len(more.reason) <= MAX_MESSAGE + 100
+    # No escape (a byte that is not UTF-8, shown as \xe9) is cut in two at either end.
+    from mtls._errors import bounded
+
+    escaped = bounded("\\xe9" * 6000 + "z")
+    head, _, rest = escaped.partition(" ... [")
+    tail = rest.split("] ... ", 1)[1]
+    assert head.endswith("\\xe9") and tail.startswith("\\xe9") and tail.endswith("z")
 
 
 # --------------------------------------------------------------------------- lookup

@@ -165,3 +165,69 @@ def test_lifecycle_and_arguments() -> None:
     assert "closed" in repr(responder)
     with pytest.raises(RuntimeError, match="closed"):
         responder.start()
+
+
+def test_requests_it_cannot_read_are_malformed_not_a_dropped_connection(tmp_path) -> None:
+    """A request about two certificates (openssl ocsp -cert -cert) or with an MD5
+    CertID killed the handler: the client got no answer at all."""
+    import shutil
+    import socket
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not on PATH")
+    ca = CA()
+    good, other = ca.issue_cert("good"), ca.issue_cert("other")
+    for name, item in (
+        ("ca.pem", ca.cert_pem),
+        ("a.pem", good.cert_pem),
+        ("b.pem", other.cert_pem),
+    ):
+        (tmp_path / name).write_bytes(item)
+    with RevocationServer(ca) as responder:
+        # openssl applies a digest option to the -cert options after it.
+        for before, after in (([], ["-cert", str(tmp_path / "b.pem")]), (["-md5"], [])):
+            request = tmp_path / "request.der"
+            subprocess.run(
+                [openssl, "ocsp", "-issuer", str(tmp_path / "ca.pem"), *before, "-cert",
+                 str(tmp_path / "a.pem"), *after, "-no_nonce", "-reqout", str(request)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            posted = urllib.request.Request(responder.ocsp_url, data=request.read_bytes())
+            with urllib.request.urlopen(posted, timeout=30) as answer:
+                said = ocsp.load_der_ocsp_response(answer.read())
+            assert said.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST, before
+        # A Content-Length that is no number is a 400, not a dropped connection.
+        with socket.create_connection(("127.0.0.1", responder.port), timeout=30) as raw:
+            raw.sendall(b"POST /ocsp HTTP/1.0\r\nContent-Length: abc\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.0 400")
+        # The twin: a plain request, also by GET without base64 padding, is answered.
+        encoded = base64.b64encode(_request(good, ca)).decode().rstrip("=")
+        with urllib.request.urlopen(f"{responder.ocsp_url}/{encoded}", timeout=30) as answer:
+            said = ocsp.load_der_ocsp_response(answer.read())
+        assert said.certificate_status == ocsp.OCSPCertStatus.GOOD
+        assert responder.errors == []
+
+
+def test_an_ipv6_responder_and_the_answer_times() -> None:
+    ca = CA()
+    gone = ca.issue_cert("gone")
+    ca.revoke(gone)
+    said = ocsp.load_der_ocsp_response(ca.ocsp_response(_request(gone, ca)))
+    assert said.revocation_time_utc is not None
+    assert said.this_update_utc <= said.revocation_time_utc  # never dated before it
+    with pytest.raises(ValueError, match="next_update must be positive"):
+        ca.ocsp_response(_request(gone, ca), next_update=dt.timedelta(hours=-2))
+    try:
+        responder = RevocationServer(ca, host="[::1]").start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with responder:
+        assert responder.ocsp_url.startswith("http://[::1]:")
+        posted = urllib.request.Request(responder.ocsp_url, data=_request(gone, ca))
+        with urllib.request.urlopen(posted, timeout=30) as answer:
+            revoked = ocsp.load_der_ocsp_response(answer.read())
+        assert revoked.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = responder.port

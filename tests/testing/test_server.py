@@ -540,6 +540,39 @@ def test_a_handshake_finishing_while_the_server_closes_is_not_denied(
         assert outcome[0] == recorded and len(recorded) == 1
 
 
+def test_two_closes_at_once_both_return_once_every_thread_is_joined(
+    server_identity, client_identity, ca
+):
+    """The second of two concurrent close() calls returned at once, while the first was
+    still joining the server's threads ("join every thread", the docstring says)."""
+    server = MTLSServer(server_identity, client_ca=ca).start()
+    conns = [
+        http.client.HTTPSConnection(
+            "127.0.0.1", server.port, context=_context(client_identity, ca), timeout=10
+        )
+        for _ in range(5)
+    ]
+    for conn in conns:  # kept alive: each holds a connection thread
+        conn.request("GET", "/")
+        conn.getresponse().read()
+    returned: list[int] = []
+
+    def close() -> None:
+        server.close()
+        returned.append(
+            len([t for t in threading.enumerate() if t.name.startswith("mtls-test-server:")])
+        )
+
+    closers = [threading.Thread(target=close) for _ in range(2)]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join(60)
+    for conn in conns:
+        conn.close()
+    assert returned == [0, 0]
+
+
 def test_a_taken_port_and_a_bracketed_host_are_said_plainly(server, server_identity, ca):
     # "[Errno 98] Address already in use" named neither the address nor the port.
     taken = MTLSServer(server_identity, client_ca=ca, port=server.port)
