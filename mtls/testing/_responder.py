@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from ._ca import CA
-from ._server import _listen_host
+from ._server import _listen_host, listening_port, listening_url
 
 __all__ = ["RevocationServer"]
 
@@ -149,19 +149,13 @@ class RevocationServer:
         Raises:
             RuntimeError: not started (with ``port=0``, the port is chosen then).
         """
-        if self._httpd is not None:
-            return int(self._httpd.server_address[1])
-        if self._port:
-            return self._port
-        if self._closed:
-            raise RuntimeError("this RevocationServer is closed: its port is no longer its")
-        raise RuntimeError("the port is chosen when the server starts: call start() first")
+        bound = int(self._httpd.server_address[1]) if self._httpd is not None else None
+        return listening_port(bound, self._port, self)
 
     @property
     def url(self) -> str:
         """``http://HOST:PORT`` (an IPv6 host in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return listening_url("http", self.host, self.port)
 
     @property
     def crl_url(self) -> str:

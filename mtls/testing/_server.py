@@ -300,6 +300,26 @@ class _HTTPServer(http.server.HTTPServer):
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
+def listening_port(bound: int | None, requested: int, server: object) -> int:
+    """A test server's port: the one bound, else the one asked for.
+
+    Raises:
+        RuntimeError: neither (``port=0`` and ``server`` not started, or closed).
+    """
+    if bound is not None:
+        return bound
+    if requested:
+        return requested
+    if getattr(server, "_closed", False) or getattr(server, "_closing", False):
+        raise RuntimeError(f"this {type(server).__name__} is closed: it has no port any more")
+    raise RuntimeError("the port is chosen when the server starts: call start() first")
+
+
+def listening_url(scheme: str, host: str, port: int) -> str:
+    """``SCHEME://HOST:PORT``, an IPv6 host in brackets."""
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _listen_host(host: object) -> str:
     """The address to listen on, as given (``"[::1]"``, the form :attr:`MTLSServer.url`
     shows, is taken as ``"::1"``).
@@ -780,17 +800,13 @@ class MTLSServer:
         Raises:
             RuntimeError: ``port=0`` and the server is not started yet.
         """
-        if self._httpd is not None:
-            return self._httpd.server_port
-        if self._requested_port:
-            return self._requested_port
-        raise RuntimeError("the port is chosen when the server starts: call start() first")
+        bound = self._httpd.server_port if self._httpd is not None else None
+        return listening_port(bound, self._requested_port, self)
 
     @property
     def url(self) -> str:
         """``https://HOST:PORT`` (IPv6 hosts in brackets), without a trailing slash."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.port}"
+        return listening_url("https", self.host, self.port)
 
     # -- handshakes
 
