@@ -773,6 +773,8 @@ def kdf_rounds(key: JKSKey, password: str | None = None) -> int:
     made one entry's 200,000 rounds take 25 s). A JKS key costs one round per 20 bytes
     of key, each hashing the password again (a 7 MiB key under a 1 MiB password ran
     for more than ten minutes)."""
+    if key.store_type == "JKS":  # only Sun's protector: its size, without a parse
+        return _jks_protector_rounds(len(key.protected), password)
     try:
         envelope = _der.read_single(key.protected, _der.SEQUENCE).children()
         algorithm = envelope[0].expect(_der.SEQUENCE).children()
