@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ._errors import displayable
+from ._errors import MAX_MESSAGE, bounded, displayable
 
 _said = threading.Event()
 _local = threading.local()  # .held: the list this thread's records go to, if any
@@ -34,6 +34,12 @@ class _Steady(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only 
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
         if args and self.logger.isEnabledFor(level) and not all(_plain(a) for a in args):
             args = tuple(_shown(a) for a in args)
+        # A message's text (its own, or an argument's) keeps its start and end, as an
+        # error's does: a 3 MB warning was logged at every reload that met its cause.
+        if isinstance(msg, str) and len(msg) > MAX_MESSAGE:
+            msg = bounded(msg)
+        if any(isinstance(a, str) and len(a) > MAX_MESSAGE for a in args):
+            args = tuple(bounded(a) if isinstance(a, str) else a for a in args)
         kept: list[logging.LogRecord] | None = getattr(_local, "held", None)
         try:
             if kept is None:

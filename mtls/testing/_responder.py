@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from ._ca import CA
-from ._server import _listen_host, listening_port, listening_url
+from ._server import _listen_host, _listen_port, listening_port, listening_url
 
 __all__ = ["RevocationServer"]
 
@@ -80,7 +80,7 @@ class RevocationServer:
             raise TypeError(f"ca must be an mtls.testing.CA, not {type(ca).__name__}")
         self.ca = ca
         self.host = _listen_host(host)
-        self._port = port
+        self._port = _listen_port(port)
         self.requests: list[tuple[str, int | None]] = []
         self.http_status: int | None = None
         self.errors: list[BaseException] = []

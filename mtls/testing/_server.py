@@ -347,6 +347,18 @@ def _index(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an int, not {value!r}") from None
 
 
+def _listen_port(port: object) -> int:
+    """The port to listen on, as an int (numpy's ints too).
+
+    Raises:
+        TypeError: not an int from 0 (a free port) to 65535.
+    """
+    number = -1 if isinstance(port, bool | str) else _index(port, "port")
+    if not 0 <= number <= 65535:
+        raise TypeError(f"port must be an int from 0 (a free port) to 65535, not {port!r}")
+    return number
+
+
 def _tls_version(value: object, name: str) -> ssl.TLSVersion:
     """``value`` as an ``ssl.TLSVersion`` (its number too: 771 is TLS 1.2)."""
     if not isinstance(value, str | bool):
@@ -377,9 +389,7 @@ def _check_arguments(
     and versions as ints and ``ssl.TLSVersion``."""
     if not isinstance(require_client_cert, bool | int):  # "no" would read as true
         raise TypeError(f"require_client_cert must be True or False, not {require_client_cert!r}")
-    number = -1 if isinstance(port, bool | str) else _index(port, "port")
-    if not 0 <= number <= 65535:
-        raise TypeError(f"port must be an int from 0 (a free port) to 65535, not {port!r}")
+    number = _listen_port(port)
     low = _tls_version(minimum_version, "minimum_version")
     high = None if maximum_version is None else _tls_version(maximum_version, "maximum_version")
     # MINIMUM_SUPPORTED and MAXIMUM_SUPPORTED are -2 and -1: not comparable as numbers.

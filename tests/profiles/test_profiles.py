@@ -996,7 +996,7 @@ def test_a_file_of_too_many_tags_is_refused_before_it_is_parsed(tmp_path, pki):
         assert len(parse_profiles_xml(data, path="u16.xml", base_dir=tmp_path)) == 1
 
 
-def test_a_message_keeps_its_start_and_its_fix_not_megabytes(tmp_path):
+def test_a_message_keeps_its_start_and_its_fix_not_megabytes(tmp_path, caplog):
     """A 6 MB <servers> text made an 18 MB ProfileConfigError, logged at every failed
     reload and printed whole (24 MB) by mtls check."""
     from mtls._errors import MAX_MESSAGE
@@ -1027,6 +1027,15 @@ def test_a_message_keeps_its_start_and_its_fix_not_megabytes(tmp_path):
     # No escape (a byte that is not UTF-8, shown as \xe9) is cut in two at either end.
     from mtls._errors import bounded
 
+    # Log records too: a 3 MB warning was logged at every reload that met its cause.
+    from mtls._log import log
+
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        log.warning("%s: %s", "a.xml", "w" * 1_000_000 + " FIX-W")
+        log.warning("x" * 1_000_000 + " FIX-X")
+    for record in caplog.records[-2:]:
+        said = record.getMessage()
+        assert len(said) <= MAX_MESSAGE + 200 and said.endswith(("FIX-W", "FIX-X"))
     escaped = bounded("\\xe9" * 6000 + "z")
     head, _, rest = escaped.partition(" ... [")
     tail = rest.split("] ... ", 1)[1]

@@ -156,6 +156,10 @@ def test_lifecycle_and_arguments() -> None:
         responder.serve("ca.pem")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"an mtls\.testing\.CA"):
         RevocationServer(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="port must be an int from 0"):
+        RevocationServer(port="8888")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="host must be the address"):
+        RevocationServer(host="")
     with responder:
         assert responder.start() is responder  # once
         # No CA yet: a clear 503, not a traceback in the server thread.
