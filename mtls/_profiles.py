@@ -9,6 +9,7 @@ made, in ``_snapshot.py``.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import os
 import ssl
@@ -113,6 +114,14 @@ class _Static:
     def inputs(self) -> tuple[Path, ...]:
         """No files: profiles made in code depend on none but their stores."""
         return ()
+
+
+#: The deployment.toml setting that named the profile file, while from_deployment_toml
+#: loads it through from_xml (whose signature stays the public one): its messages name
+#: that setting as the place to fix a wrong path.
+_XML_ORIGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mtls_xml_origin", default=None
+)
 
 
 class _XmlFile:
@@ -301,7 +310,6 @@ class SSLProfileSet:
         revocation: RevocationPolicy | RevocationChecker | None = None,
         expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
         crl_warnings: Iterable[float | _dt.timedelta] | None = None,
-        _origin: str | None = None,
     ) -> SSLProfileSet:
         """Load WSO2's customSSLProfiles XML (``sslprofiles.xml``).
 
@@ -342,7 +350,14 @@ class SSLProfileSet:
             secret_resolver = SecureVault.for_estate(home, properties=properties)
         self = cls.__new__(cls)
         self._setup(
-            _XmlFile(xml_path, home, properties, secret_resolver, _origin, lenient=skip_failures),
+            _XmlFile(
+                xml_path,
+                home,
+                properties,
+                secret_resolver,
+                _XML_ORIGIN.get(),
+                lenient=skip_failures,
+            ),
             hostname_verifier=hostname_verifier,
             default=default,
             default_truststore=default_truststore,
@@ -495,13 +510,13 @@ class SSLProfileSet:
                 os.fspath(path),
             )
             return cls((), **options)
+        token = _XML_ORIGIN.set(origin)  # the setting that named the file, for messages
         try:
             profiles = cls.from_xml(
                 chosen,
                 base_dir=home,
                 secret_resolver=secret_resolver,
                 properties=properties,
-                _origin=origin,
                 **options,
             )
         except ProfileConfigError as exc:
@@ -509,6 +524,8 @@ class SSLProfileSet:
             if written is None:
                 raise
             raise written from exc.__cause__
+        finally:
+            _XML_ORIGIN.reset(token)
         if settings.written_profiles is not None:
             _warn_unwritten(os.fspath(path), Path(chosen), settings.written_profiles, profiles)
         return profiles
