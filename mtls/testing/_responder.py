@@ -11,33 +11,33 @@ from __future__ import annotations
 import base64
 import binascii
 import http.server
-import socket
+import socketserver
 import threading
 import urllib.parse
 from types import TracebackType
 from typing import Any
 
 from ._ca import CA
-from ._server import _listen_host, _listen_port, listening_port, listening_url
+from ._server import (
+    _JOIN_TIMEOUT,
+    LoopbackHTTPServer,
+    _listen_host,
+    _listen_port,
+    listening_port,
+    listening_url,
+)
 
 __all__ = ["RevocationServer"]
 
-_JOIN_TIMEOUT = 10.0
 _MAX_REQUEST = 64 * 1024  # an OCSP request is a few hundred bytes
 
 
-class _HTTPServer(http.server.ThreadingHTTPServer):
+class _HTTPServer(socketserver.ThreadingMixIn, LoopbackHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], responder: RevocationServer) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.responder = responder
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): seconds without DNS.
-        http.server.socketserver.TCPServer.server_bind(self)  # type: ignore[attr-defined]
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
 
 class RevocationServer:

@@ -275,14 +275,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-class _HTTPServer(http.server.HTTPServer):
-    request_queue_size = 128
+class LoopbackHTTPServer(http.server.HTTPServer):
+    """The test servers' ``HTTPServer``: the address family its host needs, and no
+    reverse DNS lookup when it binds."""
 
-    def __init__(self, address: tuple[str, int], owner: MTLSServer, family: int) -> None:
-        self.address_family = family
-        self.owner = owner
-        self.protocol = owner._protocol
-        super().__init__(address, _Handler)
+    def __init__(
+        self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that
@@ -291,6 +292,15 @@ class _HTTPServer(http.server.HTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+
+class _HTTPServer(LoopbackHTTPServer):
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], owner: MTLSServer) -> None:
+        self.owner = owner
+        self.protocol = owner._protocol
+        super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.owner._spawn(request, client_address)
@@ -315,9 +325,14 @@ def listening_port(bound: int | None, requested: int, server: object) -> int:
     raise RuntimeError("the port is chosen when the server starts: call start() first")
 
 
+def bracketed(host: str) -> str:
+    """``host`` as a URL (or ``host:port``) writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def listening_url(scheme: str, host: str, port: int) -> str:
     """``SCHEME://HOST:PORT``, an IPv6 host in brackets."""
-    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+    return f"{scheme}://{bracketed(host)}:{port}"
 
 
 def _listen_host(host: object) -> str:
@@ -370,10 +385,10 @@ def _tls_version(value: object, name: str) -> ssl.TLSVersion:
 _SPECIAL_VERSIONS = (ssl.TLSVersion.MINIMUM_SUPPORTED, ssl.TLSVersion.MAXIMUM_SUPPORTED)
 
 
-def _below(high: ssl.TLSVersion | None, low: ssl.TLSVersion) -> bool:
+def _below(high: ssl.TLSVersion, low: ssl.TLSVersion) -> bool:
     """Whether ``high`` is a version below ``low`` (MINIMUM_SUPPORTED and
     MAXIMUM_SUPPORTED are -2 and -1: not comparable as numbers)."""
-    if high is None or high in _SPECIAL_VERSIONS or low in _SPECIAL_VERSIONS:
+    if high in _SPECIAL_VERSIONS or low in _SPECIAL_VERSIONS:
         return False
     return high < low
 
@@ -392,11 +407,10 @@ def _check_arguments(
     number = _listen_port(port)
     low = _tls_version(minimum_version, "minimum_version")
     high = None if maximum_version is None else _tls_version(maximum_version, "maximum_version")
-    # MINIMUM_SUPPORTED and MAXIMUM_SUPPORTED are -2 and -1: not comparable as numbers.
-    if _below(high, low):
+    if high is not None and _below(high, low):
         raise ValueError(
-            f"maximum_version {high.name if high else high} is below minimum_version "
-            f"{low.name}: no handshake could succeed"
+            f"maximum_version {high.name} is below minimum_version {low.name}: no handshake "
+            "could succeed"
         )
     if handshake_timeout is not None and (  # None: no limit, as socket.settimeout takes it
         not isinstance(handshake_timeout, int | float)
@@ -730,15 +744,12 @@ class MTLSServer:
                 raise RuntimeError("this MTLSServer is closed: create a new one")
             if self._httpd is not None:
                 return self
-            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             # Binding and listen() happen here: from now on connections queue up.
             try:
-                httpd = _HTTPServer((self.host, self._requested_port), self, family)
+                httpd = _HTTPServer((self.host, self._requested_port), self)
             except OSError as exc:  # "[Errno 98] Address already in use" named neither
-                where = f"[{self.host}]" if ":" in self.host else self.host
-                raise type(exc)(
-                    exc.errno, f"cannot listen on {where}:{self._requested_port}: {exc.strerror}"
-                ) from exc
+                where = f"{bracketed(self.host)}:{self._requested_port}"
+                raise type(exc)(exc.errno, f"cannot listen on {where}: {exc.strerror}") from exc
             self._httpd = httpd
             self._thread = threading.Thread(
                 target=httpd.serve_forever,
