@@ -76,10 +76,14 @@ def _new_key(key_type: KeyType) -> _PrivateKey:
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def _sign(builder: x509.CertificateBuilder, key: _PrivateKey) -> x509.Certificate:
+def _hash_for(key: _PrivateKey) -> hashes.SHA256 | None:
+    """The hash a signature by ``key`` takes (certificates, CRLs, OCSP answers)."""
     # Ed25519 signs the message itself: cryptography wants no separate hash for it.
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, algorithm)
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def _sign(builder: x509.CertificateBuilder, key: _PrivateKey) -> x509.Certificate:
+    return builder.sign(key, _hash_for(key))
 
 
 def _aware(value: _dt.datetime, argument: str) -> _dt.datetime:
@@ -723,8 +727,7 @@ class CA:
                 entry = entry.add_extension(x509.CRLReason(flag), critical=False)
             builder = builder.add_revoked_certificate(entry.build())
         key = (signer or self).private_key
-        algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-        crl = builder.sign(key, algorithm)
+        crl = builder.sign(key, _hash_for(key))
         return crl.public_bytes(
             serialization.Encoding.PEM if form == "PEM" else serialization.Encoding.DER
         )
@@ -798,9 +801,8 @@ class CA:
         for extension in asked.extensions:
             if isinstance(extension.value, x509.OCSPNonce):
                 builder = builder.add_extension(extension.value, critical=False)
-        key = self.private_key
-        algorithm_used = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-        return builder.sign(key, algorithm_used).public_bytes(serialization.Encoding.DER)
+        signed = builder.sign(self.private_key, _hash_for(self.private_key))
+        return signed.public_bytes(serialization.Encoding.DER)
 
     def openssl_index(self) -> str:
         """The ``index.txt`` of ``openssl ocsp -index`` (or ``openssl ca``) for what this CA
