@@ -17,7 +17,7 @@ from typing import Any
 from .. import _x509
 from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
-from .._errors import MTLSError
+from .._errors import MTLSError, ProfileUnavailableError
 from .._profiles import SSLProfileSet
 from .._stores import Truststore
 from ._common import (
@@ -72,31 +72,35 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
         return
 
 
+def _how_matched(profile: SSLProfile, target: Target) -> str:
+    """``"profile"`` when ``profile`` names the target's host and port, else ``"catch-all"``."""
+    named = (normalize_host(target.host), target.port) in profile.servers
+    return "profile" if named else "catch-all"
+
+
 def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str | None) -> Setup:
     """The context the profile set gives ``target``, and which profile it came from."""
-    records = profiles.status()
-    status = records.to_dict()
+    status = profiles.status().to_dict()
     source = status["path"]
     mode = str(status["hostname_verifier"])
     key = target.server
-    for record in records.profiles:
-        if (
-            not record.loaded
-            and key in record.servers
-            and (client_id is None or record.client_id in (None, client_id))
-        ):
-            # The message names the profile already: its reason, without the prefix.
-            error = record.error.reason if record.error is not None else "unknown error"
-            return Setup(
-                None,
-                "profile",
-                source=source,
-                hostname_verifier=mode,
-                failure=Failure(
-                    "profile_error", f"the profile for {key} in {source} did not load: {error}"
-                ),
-            )
-    context = profiles.context_for(target.host, target.port, client_id=client_id)
+    # The library's own lookup (exact entry, then the client-less one, then '*', then
+    # the default): what failed is what a request to this backend is refused for.
+    try:
+        context = profiles.context_for(target.host, target.port, client_id=client_id)
+    except ProfileUnavailableError as exc:
+        failed = profiles.profile_for(target.host, target.port, client_id=client_id)
+        # The message names the profile already: its reason, without the prefix.
+        error = exc.cause.reason if exc.cause is not None else "unknown error"
+        what = f"the profile for {key}" if failed is not None else "the default profile"
+        return Setup(
+            None,
+            _how_matched(failed, target) if failed is not None else "default",
+            source=source,
+            profile=failed,
+            hostname_verifier=mode,
+            failure=Failure("profile_error", f"{what} in {source} did not load: {error}"),
+        )
     profile = profiles.profile_for(target.host, target.port, client_id=client_id)
     if context is None:
         return Setup(
@@ -129,7 +133,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
         setup.insecure = _chain_only
         return setup
     host = normalize_host(target.host)
-    setup.matched = "profile" if (host, target.port) in profile.servers else "catch-all"
+    setup.matched = _how_matched(profile, target)
     setup.profile = profile
     entry = _status_entry(status, profile) or {}
     setup.keystore = profile.keystore.shown_location if profile.keystore else None

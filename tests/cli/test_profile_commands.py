@@ -267,3 +267,79 @@ def test_check_fails_a_client_certificate_servers_refuse_for_its_usage(
     (row,) = json.loads(capsys.readouterr().out)["profiles"]
     assert row["out_of_date"] is (not client_auth)
     assert code == (0 if client_auth else 1)
+
+
+def test_probe_reports_a_catch_all_or_default_that_did_not_load(ca, tmp_path, capsys):
+    """The '*' profile (WSO2's shipped file) or the default not loaded: the probe's own
+    report (kind profile_error, which profile), not the generic error document."""
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    star = _profile("*", keystore, trust).replace(
+        f"<Password>{PASSWORD}</Password><KeyPassword>",
+        "<Password>wrong-pass</Password><KeyPassword>",
+    )
+    xml = _xml(tmp_path / "star.xml", star)
+    code = main(["probe", "https://backend.test:8243/", "--profiles", str(xml), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert report["error"]["kind"] == "profile_error", report["error"]
+    assert "wrong store password" in report["error"]["message"]
+    assert report["matched"] == "catch-all"
+    assert report["profile"] == {"servers": ["*"], "client_id": None}
+    # The same in words: the report, with the profile it matched.
+    assert main(["probe", "https://backend.test:8243/", "--profiles", str(xml)]) == 1
+    out = capsys.readouterr().out
+    assert "catch-all profile * [*]" in out and "FAILED (profile_error)" in out
+    # The default (deployment.toml's [keystore.tls]) names a missing store.
+    own = _xml(tmp_path / "own.xml", _profile("own.test:443", keystore, trust))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        "[transport.passthru_https.sender.ssl_profile]\n"
+        f'file_path = "{own}"\n'
+        "[keystore.tls]\n"
+        f'file_name = "{tmp_path / "missing.jks"}"\npassword = "{PASSWORD}"\n'
+    )
+    args = ["probe", "https://elsewhere.test:8243/", "--deployment-toml", str(toml), "--json"]
+    assert main(args) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"]["kind"] == "profile_error", report["error"]
+    assert report["error"]["message"].startswith("the default profile in ")
+    assert "missing.jks" in report["error"]["message"]
+    assert report["matched"] == "default" and report["profile"] is None
+    # Twin: a named profile that did not load is reported with its servers.
+    named = _xml(tmp_path / "named.xml", star.replace("<servers>*<", "<servers>backend.test:8243<"))
+    assert main(["probe", "https://backend.test:8243/", "--profiles", str(named), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"]["kind"] == "profile_error"
+    assert report["matched"] == "profile"
+    assert report["profile"] == {"servers": ["backend.test:8243"], "client_id": None}
+
+
+def test_probe_without_a_client_id_ignores_client_profiles(ca, tmp_path, capsys):
+    """Profiles named only by <client> entries serve no request without a client ID
+    (the library's lookup): the probe says no profile, not another client's failure."""
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+
+    def client(name: str, store: Path) -> str:
+        return (
+            f"<client><clientID>{name}</clientID><KeyStore><Location>{store}</Location>"
+            f"<Type>JKS</Type><Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}"
+            f"</KeyPassword></KeyStore><TrustStore><Location>{trust}</Location><Type>JKS</Type>"
+            f"<Password>{PASSWORD}</Password></TrustStore></client>"
+        )
+
+    xml = _xml(
+        tmp_path / "clients.xml",
+        f"<profile><servers>api.test:8243</servers>{client('c1', keystore)}"
+        f"{client('c2', tmp_path / 'nope.jks')}</profile>",
+    )
+    args = ["probe", "https://api.test:8243/", "--profiles", str(xml), "--json"]
+    assert main(args) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"]["kind"] == "no_profile", report["error"]
+    # Twin: with the failing client's ID, its failure.
+    assert main([*args, "--client-id", "c2"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"]["kind"] == "profile_error" and "nope.jks" in report["error"]["message"]
+    assert report["profile"] == {"servers": ["api.test:8243"], "client_id": "c2"}
