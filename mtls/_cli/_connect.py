@@ -28,7 +28,7 @@ from ._diagnosis import (
     classify_handshake,
     closed,
     explain_from_chain,
-    revocation_entry,
+    refused_statuses,
     revocation_failure,
     sent_none,
 )
@@ -273,7 +273,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
         except RevocationError as exc:
             # The profile set's check refused the server right after the handshake.
             report.failure = revocation_failure(exc)
-            report.revocation = [revocation_entry(exc)]
+            report.revocation = refused_statuses(setup.revocation, target, exc)
             report.elapsed_ms = (time.perf_counter() - started) * 1000
             return report
         except (ssl.SSLError, OSError, EOFError) as exc:

@@ -770,16 +770,37 @@ def revocation_failure(exc: RevocationError) -> Failure:
 
 
 def revocation_entry(exc: RevocationError) -> dict[str, Any]:
-    """What the error says about the certificate it names, as a report entry."""
+    """What the error says about the certificate it names, as a report entry: every
+    key of :meth:`mtls.CertificateStatus.to_dict` (``None`` or empty where the error
+    does not say), so that a refusal has the shape a good answer has."""
     entry: dict[str, Any] = {
         "subject": exc.subject,
         "serial": f"{exc.serial:X}" if exc.serial is not None else None,
-        "status": "revoked" if isinstance(exc, CertificateRevokedError) else "undetermined",
+        "issuer": None,
+        "status": "undetermined",
+        "source": None,
+        "reason": None,
+        "revoked_at": None,
+        "why": list(exc.why) if isinstance(exc, RevocationUnknownError) else [],
+        "checked_at": None,
+        "valid_until": None,
     }
     if isinstance(exc, CertificateRevokedError):
+        entry["status"] = "revoked"
+        entry["source"] = exc.source
         entry["reason"] = exc.revocation_reason
         entry["revoked_at"] = exc.revoked_at.isoformat() if exc.revoked_at else None
-        entry["source"] = exc.source
-    elif isinstance(exc, RevocationUnknownError):
-        entry["why"] = list(exc.why)
     return entry
+
+
+def refused_statuses(
+    checker: RevocationChecker | None, target: Target, exc: RevocationError
+) -> list[dict[str, Any]]:
+    """The report entries of a chain the set's check refused: the statuses it cached for
+    the target (the whole chain, each with its issuer and dates) when they include the
+    certificate refused, else what the error says of that one."""
+    if checker is not None:
+        statuses = checker.state([(target.host, target.port)]).statuses
+        if any(status.serial == exc.serial for status in statuses):
+            return [status.to_dict() for status in statuses]
+    return [revocation_entry(exc)]

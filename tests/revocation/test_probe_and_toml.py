@@ -24,6 +24,14 @@ def pki(openssl_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield made
 
 
+#: The keys of CertificateStatus.to_dict(), in order: every entry of a probe report's
+#: revocation.certificates has them, whatever the outcome.
+STATUS_KEYS = [
+    "subject", "serial", "issuer", "status", "source", "reason", "revoked_at", "why",
+    "checked_at", "valid_until",
+]  # fmt: skip
+
+
 def _probe(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object], str]:
     code = main(["probe", *args, "--json", "--timeout", "10"])
     out, err = capsys.readouterr()
@@ -58,6 +66,7 @@ def test_probe_reports_a_good_chain(pki: PKI, tmp_path: Path, capsys) -> None:
     assert isinstance(revocation, dict)
     assert revocation["enforced"] is False
     (entry,) = revocation["certificates"]
+    assert list(entry) == STATUS_KEYS
     assert entry["status"] == "good"
     assert entry["source"] == f"OCSP {pki.ocsp_url}"
     assert "reported only" in str(revocation["note"])
@@ -121,6 +130,11 @@ def test_deployment_toml_enables_the_check_and_probe_enforces_it(
     assert isinstance(revocation, dict)
     assert revocation["enforced"] is True and revocation["mode"] == "hard"
     assert revocation["certificates"][0]["serial"] == f"{pki.revoked.serial_number:X}"
+    # A refusal has the documented shape of every entry (CertificateStatus.to_dict),
+    # with what the set's check learned: the issuer and when it was asked.
+    (entry,) = revocation["certificates"]
+    assert list(entry) == STATUS_KEYS
+    assert entry["status"] == "revoked" and entry["issuer"] and entry["checked_at"]
 
 
 def test_deployment_toml_without_the_table_or_disabled_checks_nothing(
@@ -258,6 +272,9 @@ def test_probe_timeout_bounds_the_enforced_check(pki: PKI, tmp_path: Path, capsy
     error = json.dumps(report["error"])
     # The first fetch spends the 1 s, the CRL is not asked (it had 1 s too, before).
     assert "check's 1 s (check_timeout)" in error, error
+    (entry,) = report["revocation"]["certificates"]  # type: ignore[index]
+    assert list(entry) == STATUS_KEYS and entry["status"] == "undetermined"
+    assert entry["why"], entry
     assert "not asked" in error, error
 
 
