@@ -51,6 +51,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
+import logging
 import ssl
 import threading
 import time
@@ -351,8 +352,8 @@ class RevocationChecker:
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         renew_attributes_after_fork(self, "_workers", new=lambda: None)
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
-        # Certificates soft-fail allowed undetermined: an answer for one is logged once.
-        self._allowed_unknown: set[tuple[int, str]] = set()
+        # Certificates last found undetermined: an answer for one is logged once.
+        self._undetermined: set[tuple[int, str]] = set()
         # The statuses of the last chain checked, for status pages (bounded): by (host,
         # port), the port None where the connection does not know it (memory BIOs), and
         # by host alone (state() given names without ports).
@@ -422,7 +423,7 @@ class RevocationChecker:
                 # it enforces and OpenSSL does not): its status cannot be asked, which
                 # is undetermined (hard-fail refuses), never a certificate skipped.
                 unreadable = _unreadable(der, exc)
-                self._warn_soft(unreadable)
+                self._warn(unreadable)
                 out.append(unreadable)
                 break
             candidates = [*_pairs(ders[index + 1 :]), *anchor_pairs]
@@ -449,7 +450,7 @@ class RevocationChecker:
                     ),
                     checked_at=_now(),
                 )
-                self._warn_soft(unknown_issuer)
+                self._warn(unknown_issuer)
                 out.append(unknown_issuer)
                 break
             out.append(self._status(cert, issuer, fetch, deadline))
@@ -690,28 +691,40 @@ class RevocationChecker:
                 # The gate goes with the answer in place: a check arriving between
                 # the two found neither, and fetched again.
                 self._gates.pop(key, None)
-        self._warn_soft(status)
+        self._warn(status)
         return status
 
-    def _warn_soft(self, status: CertificateStatus) -> None:
-        """Soft-fail says so in the log: once per answer (cached answers are not logged
-        again), and once per certificate whose issuer is not known; and once when a
-        certificate it allowed that way has an answer again (the responder is back)."""
-        if self.policy.mode != "soft":
-            return
+    def _warn(self, status: CertificateStatus) -> None:
+        """The log says what the check decided, once per answer (cached answers are not
+        logged again): a revoked certificate, at ERROR (refused in both modes); a status
+        that could not be determined, at ERROR under hard-fail (refused) and WARNING
+        under soft-fail (allowed), once per retry period, and once per certificate whose
+        issuer is not known; and one ``resolved:`` line when a certificate that was
+        undetermined has an answer again (the responder is back)."""
         who = (status.serial, status.issuer)
         if status.status != "undetermined":
             with self._lock:
-                if who not in self._allowed_unknown:
-                    return
-                self._allowed_unknown.discard(who)
-            log.warning(
-                "resolved: the revocation status of %s (serial %s) is known again: %s (%s)",
-                status.subject,
-                _hex(status.serial),
-                status.status,
-                status.source,
-            )
+                was_unknown = who in self._undetermined
+                self._undetermined.discard(who)
+            if was_unknown:
+                log.warning(
+                    "resolved: the revocation status of %s (serial %s) is known again: %s (%s)",
+                    status.subject,
+                    _hex(status.serial),
+                    status.status,
+                    status.source,
+                )
+            if status.status == "revoked":
+                when = status.revoked_at.isoformat() if status.revoked_at else "an unknown time"
+                log.error(
+                    "%s (serial %s) is REVOKED (on %s, reason %s; %s): connections to a "
+                    "server presenting it are refused until it has a new certificate",
+                    status.subject,
+                    _hex(status.serial),
+                    when,
+                    status.reason or "unspecified",
+                    status.source,
+                )
             return
         key = (status.serial, status.issuer, status.valid_until)
         with self._lock:
@@ -720,14 +733,17 @@ class RevocationChecker:
             if len(self._warned) >= self.policy.cache_size:
                 self._warned.clear()
             self._warned.add(key)
-            if len(self._allowed_unknown) >= self.policy.cache_size:
-                self._allowed_unknown.clear()
-            self._allowed_unknown.add(who)
-        log.warning(
-            "revocation status of %s (serial %s) could not be determined: %s; allowed (soft-fail)",
+            if len(self._undetermined) >= self.policy.cache_size:
+                self._undetermined.clear()
+            self._undetermined.add(who)
+        soft = self.policy.mode == "soft"
+        log.log(
+            logging.WARNING if soft else logging.ERROR,
+            "revocation status of %s (serial %s) could not be determined: %s; %s",
             status.subject,
             _hex(status.serial),
             "; ".join(status.why),
+            "allowed (soft-fail)" if soft else "connections refused (hard-fail)",
         )
 
     def _submit(self, check: Callable[[], None]) -> concurrent.futures.Future[None]:

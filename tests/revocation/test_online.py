@@ -551,3 +551,40 @@ def test_soft_fail_says_once_when_a_status_is_known_again(
     assert sum("could not be determined" in m for m in said) == 1, said
     resolved = [m for m in said if m.startswith("resolved: the revocation status of")]
     assert len(resolved) == 1 and "is known again: good (CRL http://" in resolved[0], said
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_a_refusal_is_logged_once_per_answer(
+    pki: PKI, caplog: pytest.LogCaptureFixture, mode: Any
+) -> None:
+    """A revoked backend (both modes) and, under hard-fail, a status that could not be
+    determined refuse every connection: the log said nothing of either (an operator saw
+    healthy profiles and failing requests). One ERROR per answer; a soft-fail unknown
+    stays a WARNING; cached answers are not logged again."""
+    checker = RevocationChecker(RevocationPolicy(mode=mode, timeout=10))
+    ca = CA(crl_url=pki.crls.url("/gone.crl"))  # 404: no answer
+    unknown = ca.issue_cert("localhost")
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        for _ in range(3):
+            with pytest.raises(CertificateRevokedError):
+                check(checker, pki.revoked)
+            if mode == "hard":
+                with pytest.raises(RevocationUnknownError):
+                    check(checker, unknown)
+            else:
+                check(checker, unknown)  # allowed
+        (good,) = check(checker, pki.good)  # the twin: a good answer says nothing
+    assert good.status == "good"
+    revoked = [r for r in caplog.records if "is REVOKED" in r.getMessage()]
+    assert [r.levelno for r in revoked] == [logging.ERROR], caplog.text
+    assert f"serial {pki.revoked.serial_number:X}" in revoked[0].getMessage()
+    assert "connections to a server presenting it are refused" in revoked[0].getMessage()
+    undetermined = [r for r in caplog.records if "could not be determined" in r.getMessage()]
+    assert len(undetermined) == 1, caplog.text
+    if mode == "hard":
+        assert undetermined[0].levelno == logging.ERROR
+        assert undetermined[0].getMessage().endswith("connections refused (hard-fail)")
+    else:
+        assert undetermined[0].levelno == logging.WARNING
+        assert undetermined[0].getMessage().endswith("allowed (soft-fail)")
+    assert not [r for r in caplog.records if f"{pki.good.serial_number:X}" in r.getMessage()]
