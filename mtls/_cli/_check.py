@@ -403,6 +403,16 @@ def _servers_text(servers: list[str]) -> str:
     return ", ".join(servers[:3]) + more
 
 
+def _missing_under(row: dict[str, Any], start: str) -> bool:
+    """Whether a store of ``row`` is missing where a relative ``<Location>`` would have
+    been looked for (under ``start``): only then is ``--base-dir`` the likely fix (not
+    for an absolute path, nor for one made from placeholders, shown as written)."""
+    return any(
+        ": no such " in problem and Path(problem.partition(": no such ")[0]).is_relative_to(start)
+        for problem in row["problems"]
+    )
+
+
 def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     """The human form of a check report."""
     rows = list(report["profiles"])
@@ -449,9 +459,10 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
             out.style(f"FAILED: {failed} of {count} profiles did not load", "red", "bold")
             + " (without skip_failures the library refuses the file)"
         )
-        if any("no such" in p for row in report["profiles"] for p in row["problems"]):
+        start = base or os.getcwd()
+        if any(_missing_under(row, start) for row in report["profiles"]):
             out.line(
-                f"relative <Location> paths start from the base directory ({base or os.getcwd()}):"
+                f"relative <Location> paths start from the base directory ({start}):"
                 " set --base-dir to the product home"
             )
     elif _default_failed(report):
@@ -577,9 +588,14 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         # Certificates, not profiles: one shared by a thousand profiles is one.
         count = len({(item["subject"], item["not_after"]) for item in gate["expiring"]})
         ended = _dt.datetime.fromisoformat(soonest["not_after"]) <= _dt.datetime.now(_dt.UTC)
+        within = f"within {gate['days']:g} days"
+        # Not "ends within 30 days" of one that has ended (an expired anchor).
+        if count == 1:
+            when = "has ended" if ended else f"ends {within}"
+        else:
+            when = f"end {within}" + (" or have ended" if ended else "")
         out.error(
-            f"{named}: {count} certificate"
-            f"{' ends' if count == 1 else 's end'} within {gate['days']:g} days "
+            f"{named}: {count} certificate{'' if count == 1 else 's'} {when} "
             f"(first: {_servers_text(soonest['servers'])}: {soonest['subject']} "
             f"{'ended' if ended else 'on'} {soonest['not_after'][:10]}): rotate before deploying"
         )
@@ -588,7 +604,7 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         (
             row
             for row in report["profiles"]
-            if row["problems"] and (row["error"] or row["out_of_date"])
+            if row["problems"] and row["error"]  # one that did not load, not one out of date
         ),
         None,
     )

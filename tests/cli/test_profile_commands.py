@@ -343,3 +343,40 @@ def test_probe_without_a_client_id_ignores_client_profiles(ca, tmp_path, capsys)
     report = json.loads(capsys.readouterr().out)
     assert report["error"]["kind"] == "profile_error" and "nope.jks" in report["error"]["message"]
     assert report["profile"] == {"servers": ["api.test:8243"], "client_id": "c2"}
+
+
+def test_check_names_a_profile_that_did_not_load_as_the_first(ca, tmp_path, capsys):
+    """The line "2 of 3 profiles did not load (first: ...)" named a profile loaded with an
+    expired client certificate, listed before the two that failed."""
+    expired = ca.issue_cert("old", not_after=NOW - dt.timedelta(days=1))
+    old = expired.write_keystore(tmp_path / "old.jks", PASSWORD)
+    good = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = _xml(
+        tmp_path / "p.xml",
+        _profile("expired.test:443", old, trust),
+        _profile("missing.test:443", tmp_path / "nope.jks", trust),
+        _profile("good.test:443", good, trust),
+    )
+    assert main(["check", str(xml)]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 profiles did not load (first: missing.test:443: " in err, err
+    assert "expired.test" not in err
+
+
+def test_check_suggests_base_dir_only_for_a_missing_relative_location(ca, tmp_path, capsys):
+    """The closing hint "set --base-dir to the product home" followed every missing
+    store, an absolute <Location> too, where the base directory plays no part."""
+    home = tmp_path / "home"
+    home.mkdir()
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    hint = "set --base-dir to the product home"
+    absolute = _xml(tmp_path / "abs.xml", _profile("a.test:443", tmp_path / "gone.jks", trust))
+    assert main(["check", str(absolute), "--base-dir", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert "gone.jks: no such keystore file" in out and hint not in out
+    # Twin: written relative, looked for under the base directory: the hint.
+    relative = _xml(tmp_path / "rel.xml", _profile("a.test:443", Path("gone.jks"), trust))
+    assert main(["check", str(relative), "--base-dir", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert f"base directory ({home}): {hint}" in out, out

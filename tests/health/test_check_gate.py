@@ -65,7 +65,8 @@ def test_the_gate_counts_certificates_and_says_time_left_as_people_read_it(
     )
     code, out, err = run(capsys, "--no-color", "check", str(xml), "--fail-within", "1", "--anchors")
     assert code == 1
-    assert "2 certificates end within 1 days" in err
+    # the soonest (the anchor) has ended: said so in the closing line too
+    assert "2 certificates end within 1 days or have ended (first:" in err
     # one line per profile and certificate (EXPIRED: for one past its end)
     assert out.count("EXPIRING:") + out.count("EXPIRED:") == 6
     assert "(57 min)" in out or "(58 min)" in out
@@ -88,10 +89,12 @@ def test_an_expired_client_certificate_fails_any_window(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     xml = estate(tmp_path, identity_left=-DAY, anchor_left=3000 * DAY)
-    code, out, _ = run(capsys, "--no-color", "check", str(xml), "--fail-within", "0")
+    code, out, err = run(capsys, "--no-color", "check", str(xml), "--fail-within", "0")
     assert code == 1
     # Said as past, not "ends ... (1 day ago), within --fail-within 0 days".
     assert "EXPIRED:" in out and " ended " in out and "within --fail-within" not in out
+    # The closing line too (it said "1 certificate ends within 0 days").
+    assert "1 certificate has ended (first:" in err and "ends within" not in err
 
 
 def test_anchors_count_only_with_the_flag(
