@@ -262,6 +262,7 @@ class Engine(Generic[S]):
         #: checks: one that runs for minutes waits on a stat or a read that does not
         #: return (a hung network mount), which status() says.
         self.checking_since: float | None = None
+        self._stall_logged: float | None = None  # the stalled check last logged
         if on_publish is not None:
             on_publish(first)
         self.snapshot: S = first
@@ -498,14 +499,22 @@ class Engine(Generic[S]):
 
     def stall_error(self, where: str) -> MTLSError | None:
         """The error status() puts first while a check is stalled (:meth:`stalled_for`)."""
+        since = self.checking_since
         stalled = self.stalled_for()
         if stalled is None:
             return None
-        return MTLSError(
+        error = MTLSError(
             f"{where}: the check in progress has run for {stalled:.0f} s: a stat or read "
-            "of a watched file does not return (a hung network mount?); no file is "
-            "rotated until it does, and the contexts in service stay"
+            "of a watched file, or a secret resolver, does not return (a hung network "
+            "mount? a vault that does not answer?); no file is rotated until it does, "
+            "and the contexts in service stay"
         )
+        if since is not None and since != self._stall_logged:
+            # Said once per stalled check, by the first status() (or metrics scrape)
+            # that finds it: the check's own thread is the one that waits.
+            self._stall_logged = since
+            log.warning("%s", error)
+        return error
 
     # ------------------------------------------------------------------ subscribers
 

@@ -1845,7 +1845,7 @@ def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> 
     )
 
 
-def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypatch):
+def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypatch, caplog):
     """A stat or read on a hung network mount holds the set's one check: every
     rotation stops, and status() said healthy (only last_check's age gave it away). A
     check running past STALLED_AFTER (60 s; a fraction of a second here) is an error
@@ -1881,9 +1881,14 @@ def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypat
     checking.start()
     try:
         assert entered.wait(30)
-        status = wait_for(lambda: next((s for s in [profiles.status()] if not s.healthy), None))
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            status = wait_for(lambda: next((s for s in [profiles.status()] if not s.healthy), None))
+            profiles.status()  # asked again: logged once
         assert "the check in progress has run for" in str(status.last_error)
         assert "hung network mount" in str(status.last_error)
+        assert "or a secret resolver, does not return" in str(status.last_error)
+        said = [r for r in caplog.records if "the check in progress has run" in r.getMessage()]
+        assert len(said) == 1, caplog.text  # the log said nothing of it
         assert profiles.context_for("a", 1) is not None  # lookups never wait
     finally:
         release.set()
