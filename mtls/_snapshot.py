@@ -1054,7 +1054,11 @@ class ProfilesPlan:
             return out
         if snapshot.config_error is not None:
             error = snapshot.config_error
-            unexpected = error.__cause__ if not isinstance(error.__cause__, MTLSError) else None
+            unexpected: BaseException | None = (
+                error.__cause__ if not isinstance(error.__cause__, MTLSError) else None
+            )
+            if unexpected is None and getattr(error, "__notes__", None):
+                unexpected = error  # its notes: where a secret resolver failed
             out[("config",)] = Problem(
                 str(error), "keeping the last good profiles (their stores still rotate)", unexpected
             )

@@ -26,6 +26,7 @@ import operator
 import os
 import pyexpat
 import re
+import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ def resolve_placeholders(
                 except MTLSError as exc:
                     # Why, without the alias: the vault or resolver failed, or it does
                     # not know the name.
-                    unknown = exc.__cause__ is None or getattr(exc, "unknown", False)
+                    unknown = getattr(exc, "unknown", exc.__cause__ is None)
                 # Raised out here, not in the handler: the error it handled names the
                 # alias, which is part of the password, and would be its __context__.
                 why = "an alias the vault lacks" if unknown else "the secret resolver failed"
@@ -245,6 +246,10 @@ def has_placeholder(text: str) -> bool:
     return "$" in text and _PLACEHOLDER.search(text, 0, text.rfind("}") + 1) is not None
 
 
+#: How many of a failing secret resolver's innermost frames its error's note shows.
+_RESOLVER_FRAMES: Final = 8
+
+
 def resolve_secret(
     alias: str,
     resolver: SecretResolver,
@@ -263,6 +268,8 @@ def resolve_secret(
     where = (
         f"{path or 'profile'}: {element or 'a password'} names secret alias {shown_alias(alias)}"
     )
+    failed: str | None = None
+    raised_at = ""
     try:
         value = resolver(alias)
     except KeyError:
@@ -277,12 +284,27 @@ def resolve_secret(
             unknown=exc.unknown,
         ) from exc
     except Exception as exc:
-        raise ProfileConfigError(
-            f"{where}, and the secret resolver failed ({type(exc).__name__}): check the vault",
+        # Its type and where it was raised (to find a bug in the resolver), not its
+        # text: that is the resolver's (a vault URL with its token, an answer quoting
+        # the request), so it is neither shown nor kept as the cause that a log line's
+        # traceback and error reporters print.
+        failed = type(exc).__name__
+        raised_at = "".join(traceback.format_tb(exc.__traceback__, limit=-_RESOLVER_FRAMES))
+        value = None
+    if failed is not None:
+        error = SecureVaultError(
+            f"{where}, and the secret resolver failed ({failed}): check the vault",
             path=path,
             servers=servers,
             element=element,
-        ) from exc
+            alias=alias,
+            unknown=False,
+        )
+        error.add_note(
+            f"the secret resolver raised {failed} here (its message is not kept: it may "
+            f"hold a vault's token):\n{raised_at.rstrip()}"
+        )
+        raise error
     if value is None:
         raise ProfileConfigError(
             f"{where}, which the secret resolver does not know: add it to the vault or fix "

@@ -1569,3 +1569,52 @@ def test_a_missing_vault_keystore_says_where_relative_paths_start(tmp_path, stor
         ).reveal()
         == "plain-pkcs1"
     )
+
+
+def test_a_failing_resolvers_text_is_not_kept_or_logged(tmp_path, stores, caplog) -> None:
+    """A secret_resolver's exception: mtls named its type only ("the secret resolver
+    failed (ConnectionError)"), but kept it as __cause__, so the reload's WARNING
+    printed its text in the traceback (a vault URL with its token), and so did
+    status().last_error's chain."""
+    token = "s.Canary-7f3a9-Token"
+    up = [True]
+
+    def resolver(alias: str) -> str:
+        if not up[0]:
+            raise ConnectionError(f"https://vault.internal/v1/{alias}?token={token}: refused")
+        return PASSWORD
+
+    store = stores["dir"] / "wso2carbon.jks"
+    body = profile_xml(
+        "<profile><servers>a.example:443</servers><KeyStore>"
+        f"<Location>{store}</Location><Type>JKS</Type>"
+        '<Password svns:secretAlias="gw.store">x</Password></KeyStore></profile>'
+    ).replace(
+        "<parameter ", '<parameter xmlns:svns="http://org.wso2.securevault/configuration" ', 1
+    )
+    xml = tmp_path / "p.xml"
+    xml.write_text(body)
+    up[0] = False
+    with pytest.raises(
+        SecureVaultError, match=r"secret resolver failed \(ConnectionError\)"
+    ) as info:
+        mtls.SSLProfileSet.from_xml(xml, secret_resolver=resolver, reload_interval=None)
+    assert info.value.unknown is False and "gw.store" in str(info.value)
+    assert token not in _everything(info.value)
+    # At a reload: kept as last_error and logged with its traceback.
+    up[0] = True
+    profiles = mtls.SSLProfileSet.from_xml(
+        xml, secret_resolver=resolver, reload_interval=None, settle_delay=0
+    )
+    up[0] = False
+    xml.write_text(body + "<!-- edited -->")
+    with caplog.at_level(logging.DEBUG, logger="mtls"):
+        assert profiles.reload() is False
+    kept = profiles.last_error
+    assert kept is not None and "secret resolver failed (ConnectionError)" in str(kept)
+    assert token not in _everything(kept)
+    assert "secret resolver failed" in caplog.text and token not in caplog.text
+    # The twin: an alias the resolver does not know is said so, not "failed".
+    with pytest.raises(mtls.ProfileConfigError, match="which the secret resolver does not know"):
+        mtls.SSLProfileSet.from_xml(xml, secret_resolver={}.get, reload_interval=None)
+    profiles.close()
