@@ -109,7 +109,8 @@ _CERT_ID_HASH = hashes.SHA1()  # noqa: S303
 
 
 def _hex(serial: int) -> str:
-    return f"{serial:X}"
+    """A serial as every other output of mtls (and keytool) writes it: lower-case hex."""
+    return f"{serial:x}"
 
 
 # --------------------------------------------------------------------------- policy

@@ -775,7 +775,7 @@ def revocation_entry(exc: RevocationError) -> dict[str, Any]:
     does not say), so that a refusal has the shape a good answer has."""
     entry: dict[str, Any] = {
         "subject": exc.subject,
-        "serial": f"{exc.serial:X}" if exc.serial is not None else None,
+        "serial": hex_serial(exc.serial) if exc.serial is not None else None,
         "issuer": None,
         "status": "undetermined",
         "source": None,

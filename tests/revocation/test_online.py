@@ -76,7 +76,7 @@ def test_a_revoked_certificate_is_refused_with_subject_serial_reason_and_time(pk
     assert error.revocation_reason == "keyCompromise"
     assert error.revoked_at is not None
     assert error.source == f"OCSP {pki.ocsp_url}"
-    assert f"{pki.revoked.serial_number:X}" in str(error)
+    assert f"{pki.revoked.serial_number:x}" in str(error)
     assert "keyCompromise" in str(error)
     assert isinstance(error, mtls.RevocationError)
     assert isinstance(error, mtls.MTLSError)
@@ -387,7 +387,7 @@ def test_status_to_dict_is_json_ready(pki: PKI) -> None:
 
     (status,) = check(RevocationChecker(), pki.good)
     data = status.to_dict()
-    assert json.loads(json.dumps(data))["serial"] == f"{pki.good.serial_number:X}"
+    assert json.loads(json.dumps(data))["serial"] == f"{pki.good.serial_number:x}"
     assert data["status"] == "good"
     assert "good" in status.describe()
 
@@ -577,7 +577,7 @@ def test_a_refusal_is_logged_once_per_answer(
     assert good.status == "good"
     revoked = [r for r in caplog.records if "is REVOKED" in r.getMessage()]
     assert [r.levelno for r in revoked] == [logging.ERROR], caplog.text
-    assert f"serial {pki.revoked.serial_number:X}" in revoked[0].getMessage()
+    assert f"serial {pki.revoked.serial_number:x}" in revoked[0].getMessage()
     assert "connections to a server presenting it are refused" in revoked[0].getMessage()
     undetermined = [r for r in caplog.records if "could not be determined" in r.getMessage()]
     assert len(undetermined) == 1, caplog.text
@@ -587,4 +587,4 @@ def test_a_refusal_is_logged_once_per_answer(
     else:
         assert undetermined[0].levelno == logging.WARNING
         assert undetermined[0].getMessage().endswith("allowed (soft-fail)")
-    assert not [r for r in caplog.records if f"{pki.good.serial_number:X}" in r.getMessage()]
+    assert not [r for r in caplog.records if f"{pki.good.serial_number:x}" in r.getMessage()]

@@ -129,7 +129,7 @@ def test_deployment_toml_enables_the_check_and_probe_enforces_it(
     revocation = report["revocation"]
     assert isinstance(revocation, dict)
     assert revocation["enforced"] is True and revocation["mode"] == "hard"
-    assert revocation["certificates"][0]["serial"] == f"{pki.revoked.serial_number:X}"
+    assert revocation["certificates"][0]["serial"] == f"{pki.revoked.serial_number:x}"
     # A refusal has the documented shape of every entry (CertificateStatus.to_dict),
     # with what the set's check learned: the issuer and when it was asked.
     (entry,) = revocation["certificates"]
