@@ -588,7 +588,14 @@ def certificate_lines(out: Output, info: dict[str, Any], indent: str) -> None:
         expiry = out.style(expiry, "red")
     out.line(f"{indent}subject  {info['subject']}")
     out.line(f"{indent}issuer   {issuer}")
-    out.line(f"{indent}valid    {info['not_before'][:10]} to {expiry}")
+    starts = _dt.datetime.fromisoformat(info["not_before"])
+    # Not valid yet: peers refuse it as they refuse an expired one.
+    early = ""
+    if starts > now():
+        early = out.style(
+            f" NOT VALID YET (from {starts:%Y-%m-%d %H:%M} UTC, in {span_text(starts)})", "red"
+        )
+    out.line(f"{indent}valid    {info['not_before'][:10]} to {expiry}{early}")
     out.line(f"{indent}serial   {info['serial']}")
     out.line(f"{indent}key      {info['key']}")
     if info["san"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as _dt
 import re
 import ssl
 from collections.abc import Callable
@@ -332,6 +333,10 @@ def render(report: Report, out: Output) -> None:
         identity = setup.client_subject or "none"
         if setup.client_subject and setup.client_not_after:
             identity += f", expires {expiry_text(setup.client_not_after)}"
+        cert = setup.client_certificate
+        if cert is not None and cert.not_valid_before_utc > _dt.datetime.now(_dt.UTC):
+            starts = cert.not_valid_before_utc
+            identity += f", NOT VALID YET (from {starts:%Y-%m-%d %H:%M} UTC)"
         if setup.keystore:
             identity += f", from {setup.keystore}"
         out.line(f"  client cert   {identity}")

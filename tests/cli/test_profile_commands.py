@@ -380,3 +380,24 @@ def test_check_suggests_base_dir_only_for_a_missing_relative_location(ca, tmp_pa
     assert main(["check", str(relative), "--base-dir", str(home)]) == 1
     out = capsys.readouterr().out
     assert f"base directory ({home}): {hint}" in out, out
+
+
+def test_a_certificate_not_valid_yet_is_flagged_as_an_expired_one_is(ca, tmp_path, capsys):
+    """`mtls list` and the probe's client certificate line flagged an expired
+    certificate ("EXPIRED on ...") and said nothing of one not valid yet, which peers
+    refuse the same way."""
+    later = ca.issue_cert("later", not_before=NOW + dt.timedelta(days=2))
+    early = later.write_keystore(tmp_path / "later.jks", PASSWORD)
+    now_valid = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    assert main(["list", "--keystore", str(early), "--password", PASSWORD, "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT VALID YET (from " in out and ("in 1 day)" in out or "in 2 days)" in out), out
+    assert main(["list", "--keystore", str(now_valid), "--password", PASSWORD]) == 0
+    assert "NOT VALID YET" not in capsys.readouterr().out  # the twin
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        xml = _xml(tmp_path / "p.xml", _profile(f"localhost:{server.port}", early, trust))
+        main(["probe", f"https://localhost:{server.port}/", "--profiles", str(xml), "--no-color"])
+    out = capsys.readouterr().out
+    client = next(line for line in out.splitlines() if line.strip().startswith("client cert"))
+    assert "CN=later" in client and "NOT VALID YET (from " in client, out
