@@ -229,12 +229,24 @@ def _loaded_row(
     }
 
 
+#: What a store's wrong-password message ends with when deployment.toml set it.
+_SET_BY = "; set by "
+
+
 def _add_problem(problems: list[str], text: str) -> None:
     """Add ``text`` unless a problem already says it (a store that did not load is the
     row's error, and reading it again for the table fails the same way)."""
     text = cli_wording(text)
-    if not any(text in known for known in problems):
-        problems.append(text)
+    # "X; set by [keystore.tls] password ..." of a store whose "X" the row says already:
+    # that problem gains where the password was set, not a second copy of "X".
+    core, joint, origin = text.partition(_SET_BY)
+    for index, known in enumerate(problems):
+        if text in known:
+            return
+        if joint and core in known:
+            problems[index] = f"{known}{joint}{origin}"
+            return
+    problems.append(text)
 
 
 def _failed_row(entry: dict[str, Any], error: MTLSError | None) -> dict[str, Any]:

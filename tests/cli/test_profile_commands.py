@@ -401,3 +401,42 @@ def test_a_certificate_not_valid_yet_is_flagged_as_an_expired_one_is(ca, tmp_pat
     out = capsys.readouterr().out
     client = next(line for line in out.splitlines() if line.strip().startswith("client cert"))
     assert "CN=later" in client and "NOT VALID YET (from " in client, out
+
+
+def test_check_says_a_wrong_default_password_once_with_where_it_was_set(ca, tmp_path, capsys):
+    """The default row said the wrong store password twice: once as its error, once
+    (with "set by [keystore.tls] password ...") from reading the store for the table."""
+    keystore, trust = _stores(ca, tmp_path, anchors=1)
+    # The profile names the same store with the same wrong password (one vault alias).
+    wrong = _profile("own.test:443", keystore, trust).replace(
+        f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>",
+        "<Password>wrong-pass</Password><KeyPassword>wrong-pass</KeyPassword></KeyStore>",
+    )
+    xml = _xml(tmp_path / "profiles.xml", wrong)
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        "[transport.passthru_https.sender.ssl_profile]\n"
+        f'file_path = "{xml}"\n'
+        "[keystore.tls]\n"
+        f'file_name = "{keystore}"\npassword = "wrong-pass"\n'
+    )
+    assert main(["check", "--deployment-toml", str(toml), "--no-color"]) == 1
+    out = capsys.readouterr().out
+    default_line = next(line for line in out.splitlines() if line.startswith("(default)"))
+    assert default_line.count("wrong store password") == 1, default_line
+    assert "set by [keystore.tls] password" in default_line
+
+
+def test_a_problem_said_again_with_where_its_password_was_set_is_merged():
+    """The row's error said "X" (a store shared with a profile failed first, without the
+    setting); reading the store again for the table said "X; set by ...": the row showed
+    X twice. Now once, followed by where the password was set; other problems stay."""
+    from mtls._cli._check import _add_problem
+
+    error = "the default profile (used when no profile matches): /s/gw.jks: wrong store password"
+    problems = [error]
+    _add_problem(problems, "/s/gw.jks: wrong store password; set by [keystore.tls] password")
+    assert problems == [f"{error}; set by [keystore.tls] password"]
+    _add_problem(problems, "/s/gw.jks: wrong store password")  # said already: nothing
+    _add_problem(problems, "/s/trust.jks: no such truststore file")  # the twin: another
+    assert len(problems) == 2 and problems[1] == "/s/trust.jks: no such truststore file"
