@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cryptography
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -254,17 +252,6 @@ def truststore_openssl_refuses(ca: CA) -> mtls.Truststore:
     trust = ca.truststore()
     trust.add("refused", x509.load_der_x509_certificate(der[:at] + b"\0" + der[at + 1 :]))
     return trust
-
-
-def _major(version: str) -> int:
-    return int(version.split(".", 1)[0])
-
-
-#: Tests of what keytool 25 makes that cryptography reads only from 50 on (ML-DSA and
-#: ML-KEM keys, certificates of ML-KEM keys); the library itself needs 49.
-needs_cryptography_50 = pytest.mark.skipif(
-    _major(cryptography.__version__) < 50, reason="cryptography 50 reads ML-DSA/ML-KEM keys"
-)
 
 
 @contextlib.contextmanager

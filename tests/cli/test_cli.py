@@ -27,7 +27,6 @@ import mtls
 from mtls import cli
 from mtls._cli import _common
 from mtls.testing import CA, MTLSServer
-from tests._helpers import needs_cryptography_50
 from tests._keytool import JDK, run_keytool
 
 # Distinctive, so a leak anywhere in the output is found by a plain substring search.
@@ -477,7 +476,6 @@ def _certificate_for(public_key: object, cn: str) -> bytes:
     )
 
 
-@needs_cryptography_50
 def test_list_and_import_name_keys_cryptography_cannot_read_as_keytool_does(
     tmp_path: Path,
 ) -> None:
