@@ -53,6 +53,25 @@ def start_serve(flow: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def stop(server: subprocess.Popen[str], sig: signal.Signals) -> tuple[str, str]:
+    """Send ``sig`` and wait for the server's output; one that does not stop is killed
+    (never left running to fail another test) and the test fails saying so."""
+    server.send_signal(sig)
+    try:
+        return server.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        out, err = server.communicate()
+        raise AssertionError(f"mtls serve did not stop on {sig.name}: {out}{err}") from None
+
+
+def ctrl_c() -> signal.Signals:
+    """SIGINT, as Ctrl-C sends it; SIGTERM where this process ignores SIGINT (a job run
+    in the background: its children inherit that, and Ctrl-C could not stop them)."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    return signal.SIGTERM if ignored else signal.SIGINT
+
+
 def test_serve_and_probe(flow: Path) -> None:
     server = start_serve(flow)
     try:
@@ -76,8 +95,7 @@ def test_serve_and_probe(flow: Path) -> None:
         assert lines[0].startswith("accepted") and "CN=gateway" in lines[0]
         assert lines[1].startswith("refused") and "no client certificate" in lines[1]
     finally:
-        server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=20)
+        out, err = stop(server, ctrl_c())
     assert server.returncode == 0, err
     assert "stopped" in out
     assert PASSWORD not in out + err
@@ -126,8 +144,7 @@ def test_serve_follows_its_truststore(flow: Path) -> None:
         line = server.stdout.readline()
         assert line.startswith("reload error cleared: serving CN=localhost"), line
     finally:
-        server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=20)
+        out, err = stop(server, ctrl_c())
     assert server.returncode == 0, err
     assert PASSWORD not in out + err
 
@@ -156,7 +173,6 @@ def test_kill_stops_serve_as_ctrl_c_does_and_a_client_giving_up_is_not_refused(
         assert lines[0].startswith("failed") and "client sent alert" in lines[0], lines
         assert lines[1].startswith("refused  127.0.0.1: no client certificate"), lines
     finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=20)
+        out, err = stop(server, signal.SIGTERM)
     assert server.returncode == 0, err
     assert "stopped" in out

@@ -908,7 +908,9 @@ def test_a_session_from_before_a_trust_change_does_not_come_back(
         assert exchange(port, client, session)[1] is False  # a full handshake
         estate.trust(CA(name="another client CA"))
         assert server.reload() is True
-        with pytest.raises(ssl.SSLError):
+        # A TLS 1.3 client learns of a refused certificate after its handshake: from the
+        # alert (an SSLError), or, on Python 3.13, often from the reset that follows it.
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
             exchange(port, client, session)
 
 
