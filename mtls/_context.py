@@ -46,21 +46,6 @@ EXPIRY_WARNING = _dt.timedelta(days=30)
 _STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 
 
-#: Python 3.11.0 to 3.11.2 set it in every new context (Debian 12's python3 is 3.11.2):
-#: a connection closed without TLS's close_notify then reads as a clean end of stream,
-#: so a truncated body passes for a whole one. Later releases leave it off; so does mtls.
-_IGNORE_UNEXPECTED_EOF = getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-
-
-def _new_context(protocol: ssl._SSLMethod) -> ssl.SSLContext:
-    """A context for ``protocol`` that reports a truncated stream as an error on every
-    Python (see :data:`_IGNORE_UNEXPECTED_EOF`)."""
-    ctx = ssl.SSLContext(protocol)
-    if ctx.options & _IGNORE_UNEXPECTED_EOF:
-        ctx.options &= ~_IGNORE_UNEXPECTED_EOF
-    return ctx
-
-
 def _keylog(ctx: ssl.SSLContext) -> None:
     # Same rule as ssl.create_default_context: SSLKEYLOGFILE lets Wireshark decrypt
     # a capture while debugging ("SSL debug logs"), unless python -E is in force.
@@ -565,7 +550,7 @@ class AnchorsAhead:
     def __init__(self, anchors_der: Sequence[bytes]) -> None:
         self.anchors = tuple(anchors_der)
         self._ctx: ssl.SSLContext | None = None
-        ctx = _new_context(ssl.PROTOCOL_TLS_CLIENT)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         fd = _keyload.anchors_memfd(self.anchors)
         inside = threading.Event()
 
@@ -722,7 +707,7 @@ def build_client_context(
         anchored = None  # nothing of a truststore to take
     # PROTOCOL_TLS_CLIENT: negotiates the highest version both sides have, and starts
     # with CERT_REQUIRED and check_hostname on.
-    ctx = anchored if anchored is not None else _new_context(ssl.PROTOCOL_TLS_CLIENT)
+    ctx = anchored if anchored is not None else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # Explicit floor: TLS 1.0/1.1 are deprecated (RFC 8996), whatever the system policy says.
     ctx.minimum_version = minimum_version
     if ciphers is not None:
@@ -852,7 +837,7 @@ def build_server_context(
         )
     if truststore is not None and trust_system_cas:
         raise ValueError("give a truststore or trust_system_cas=True, not both")
-    ctx = _new_context(ssl.PROTOCOL_TLS_SERVER)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = minimum_version
     if ciphers is not None:
         _set_ciphers(ctx, ciphers)

@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import mtls
-from mtls import _context, _keyload
+from mtls import _keyload
+from tests._helpers import needs_cryptography_50
 from tests._keytool import KEYPASS, STOREPASS, KeytoolStores
 from tests._pki import PKI, Identity, five_byte_length, indefinite_length, issue, mismatched
 
@@ -959,6 +960,7 @@ def test_a_key_that_cannot_sign_a_handshake_is_named_by_its_algorithm(pki: PKI) 
     mtls.client_context(_one_key_store("odd", "odd key", signer, signer))
 
 
+@needs_cryptography_50
 @pytest.mark.parametrize("kind", ["ML-DSA-65", "ML-KEM-768"])
 def test_a_post_quantum_key_is_named_and_not_blamed_on_its_size(pki: PKI, kind: str) -> None:
     """JDK 25's keytool makes ML-DSA and ML-KEM key entries; OpenSSL 3.0 refuses them
@@ -1216,74 +1218,3 @@ def test_a_truststore_past_the_anchor_limit_is_refused_before_openssl_reads_it(
         mtls.SSLProfileSet([profile])
     # The twin: a truststore of many anchors under the limit is used.
     assert mtls.client_context(None, _many_anchors(50)).cert_store_stats()["x509"] == 50
-
-
-class _Python3112Defaults(ssl.SSLContext):
-    """A context as Python 3.11.0-3.11.2 make them (Debian 12's python3): with
-    OP_IGNORE_UNEXPECTED_EOF set, which later releases leave off."""
-
-    def __new__(cls, protocol: Any = ssl.PROTOCOL_TLS_CLIENT, *args: Any, **kwargs: Any) -> Any:
-        ctx = super().__new__(cls, protocol, *args, **kwargs)
-        ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
-        return ctx
-
-
-def _read_truncated(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> str:
-    """What a client reads from a server that sends part of a body and closes TCP
-    without close_notify: "clean EOF" or the error's class."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def serve() -> None:
-            conn, _ = listener.accept()
-            with server_ctx.wrap_socket(conn, server_side=True) as tls:
-                tls.sendall(b"HTTP/1.0 200 OK\r\n\r\npart of the bo")
-                socket.socket(fileno=tls.detach()).close()  # no close_notify
-
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        port = listener.getsockname()[1]
-        with (
-            socket.create_connection(("127.0.0.1", port)) as raw,
-            client_ctx.wrap_socket(
-                raw, server_hostname="localhost", suppress_ragged_eofs=False
-            ) as tls,
-        ):
-            try:
-                while tls.recv(100):
-                    pass
-            except ssl.SSLError as exc:
-                return type(exc).__name__
-            finally:
-                server.join(30)
-    return "clean EOF"
-
-
-def test_a_truncated_stream_is_an_error_whatever_pythons_defaults(monkeypatch) -> None:
-    """Python 3.11.0-3.11.2 set OP_IGNORE_UNEXPECTED_EOF in every new context: a
-    connection cut without close_notify read as a clean end, so a truncated body passed
-    for a whole one through mtls's contexts. They clear it (a no-op on later Pythons)."""
-    from mtls.testing import CA
-
-    ca = CA()
-    trust = ca.truststore()
-    server_keys = ca.issue_cert("localhost").keystore()
-    client_keys = ca.issue_cert("client").keystore()
-    # mtls's context module sees those defaults (ssl's own module global stays: its
-    # property setters refer to it).
-    with_defaults = types.ModuleType("ssl")
-    with_defaults.__dict__.update(vars(ssl))
-    with_defaults.SSLContext = _Python3112Defaults  # type: ignore[attr-defined]
-    monkeypatch.setattr(_context, "ssl", with_defaults)
-    server = mtls.server_context(server_keys, trust)
-    client = mtls.client_context(client_keys, trust)
-    for ctx in (server, client):
-        assert isinstance(ctx, _Python3112Defaults)  # made under those defaults
-        assert not ctx.options & ssl.OP_IGNORE_UNEXPECTED_EOF
-    assert _read_truncated(server, client) == "SSLEOFError"
-    # The twin: a context left with those defaults takes the cut for the end.
-    plain = _Python3112Defaults(ssl.PROTOCOL_TLS_CLIENT)
-    plain.load_verify_locations(cadata=ca.cert_pem.decode())
-    assert (
-        _read_truncated(mtls.server_context(server_keys, trust, require_client_cert=False), plain)
-        == "clean EOF"
-    )
