@@ -263,6 +263,8 @@ class Engine(Generic[S]):
         #: return (a hung network mount), which status() says.
         self.checking_since: float | None = None
         self._stall_logged: float | None = None  # the stalled check last logged
+        self._stall_lock = threading.Lock()
+        renew_attributes_after_fork(self, "_stall_lock")
         if on_publish is not None:
             on_publish(first)
         self.snapshot: S = first
@@ -509,11 +511,18 @@ class Engine(Generic[S]):
             "mount? a vault that does not answer?); no file is rotated until it does, "
             "and the contexts in service stay"
         )
-        if since is not None and since != self._stall_logged:
-            # Said once per stalled check, by the first status() (or metrics scrape)
-            # that finds it: the check's own thread is the one that waits.
+        with self._stall_lock:
+            first = since is not None and since != self._stall_logged
             self._stall_logged = since
-            log.warning("%s", error)
+        if first:
+            # Said once per stalled check, when the first status() (or metrics scrape)
+            # finds it (the check's own thread is the one that waits), through the
+            # relay: a log handler blocked on the same dead mount holds up neither
+            # status() nor a health endpoint.
+            records: list[logging.LogRecord] = []
+            with held(records):
+                log.warning("%s", error)
+            self._relay.submit(records)
         return error
 
     # ------------------------------------------------------------------ subscribers

@@ -1881,19 +1881,82 @@ def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypat
     checking.start()
     try:
         assert entered.wait(30)
+
+        def said() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if "the check in progress has run" in r.getMessage()]
+
         with caplog.at_level(logging.WARNING, logger="mtls"):
             status = wait_for(lambda: next((s for s in [profiles.status()] if not s.healthy), None))
             profiles.status()  # asked again: logged once
+            # Logged on the set's log relay (a blocked handler holds up no status()).
+            wait_for(said)
         assert "the check in progress has run for" in str(status.last_error)
         assert "hung network mount" in str(status.last_error)
         assert "or a secret resolver, does not return" in str(status.last_error)
-        said = [r for r in caplog.records if "the check in progress has run" in r.getMessage()]
-        assert len(said) == 1, caplog.text  # the log said nothing of it
+        assert len(said()) == 1, caplog.text  # the log said nothing of it
         assert profiles.context_for("a", 1) is not None  # lookups never wait
     finally:
         release.set()
         checking.join(30)
     assert profiles.status().healthy  # the twin: once the check ends, nothing is said
+
+
+def test_a_stalled_check_is_said_without_waiting_on_a_blocked_log_handler(
+    tmp_path, pki, monkeypatch
+):
+    """The stall's log line was written on status()'s own thread: a handler blocked on
+    the same dead mount (a log file there) held up status(), and with it the health
+    endpoint that was to say the set is not healthy. It goes through the set's log
+    relay: status() answers at once."""
+    import threading
+
+    from mtls import _engine
+
+    monkeypatch.setattr(_engine, "STALLED_AFTER", 0.2)
+    body = (
+        '<parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">'
+        f"<profile><servers>a:1</servers><KeyStore><Location>{pki['gw1']}</Location>"
+        '<Password svns:secretAlias="Gw.Store">x</Password></KeyStore></profile>'
+        "</parameter>"
+    )
+    xml = tmp_path / "vault.xml"
+    xml.write_text(body)
+    entered, release, handled = threading.Event(), threading.Event(), threading.Event()
+    hold = [False]
+
+    def vault(alias: str) -> str:
+        if hold[0]:
+            entered.set()
+            release.wait(30)
+        return PASSWORD
+
+    class Blocked(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "the check in progress has run" in record.getMessage():
+                handled.set()
+                release.wait(30)
+
+    handler = Blocked()
+    logging.getLogger("mtls").addHandler(handler)
+    profiles = SSLProfileSet.from_xml(xml, secret_resolver=vault)
+    hold[0] = True
+    xml.write_text(body + "<!-- edited -->")
+    checking = threading.Thread(target=profiles.reload)
+    checking.start()
+    try:
+        assert entered.wait(30)
+        wait_for(profiles._engine.stalled_for)
+        answers: list[bool] = []
+        asking = threading.Thread(target=lambda: answers.append(profiles.status().healthy))
+        asking.start()
+        asking.join(10)
+        assert answers == [False]  # answered, while the handler is blocked
+        assert handled.wait(30)  # the line was handed to the (blocked) handler
+    finally:
+        release.set()
+        checking.join(30)
+        logging.getLogger("mtls").removeHandler(handler)
+        profiles.close()
 
 
 def test_idna_2003_does_not_fold_a_name_into_another_host(tmp_path, pki):
