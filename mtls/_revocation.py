@@ -51,7 +51,6 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
-import logging
 import ssl
 import threading
 import time
@@ -355,6 +354,8 @@ class RevocationChecker:
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
         # Certificates last found undetermined: an answer for one is logged once.
         self._undetermined: set[tuple[int, str]] = set()
+        # The answers a refusal was logged for (once each).
+        self._refused: set[tuple[int, str, _dt.datetime | None]] = set()
         # The statuses of the last chain checked, for status pages (bounded): by (host,
         # port), the port None where the connection does not know it (memory BIOs), and
         # by host alone (state() given names without ports).
@@ -503,16 +504,19 @@ class RevocationChecker:
         for status in found:
             if status.status == "revoked":
                 when = status.revoked_at.isoformat() if status.revoked_at else "an unknown time"
-                raise CertificateRevokedError(
-                    f"{where}: certificate {status.subject} (serial {_hex(status.serial)}) "
-                    f"was revoked on {when}, reason {status.reason or 'unspecified'} "
-                    f"({status.source}): the connection was closed before any request",
-                    host=host,
-                    subject=status.subject,
-                    serial=status.serial,
-                    revocation_reason=status.reason,
-                    revoked_at=status.revoked_at,
-                    source=status.source,
+                raise self._refusing(
+                    status,
+                    CertificateRevokedError(
+                        f"{where}: certificate {status.subject} (serial {_hex(status.serial)}) "
+                        f"was revoked on {when}, reason {status.reason or 'unspecified'} "
+                        f"({status.source}): the connection was closed before any request",
+                        host=host,
+                        subject=status.subject,
+                        serial=status.serial,
+                        revocation_reason=status.reason,
+                        revoked_at=status.revoked_at,
+                        source=status.source,
+                    ),
                 )
         for status in found:
             if status.status != "undetermined":
@@ -522,13 +526,16 @@ class RevocationChecker:
                 f"{_hex(status.serial)}) could not be determined: {'; '.join(status.why)}"
             )
             if self.policy.mode == "hard":
-                raise RevocationUnknownError(
-                    f"{text}; refused (hard-fail: a soft-fail policy would log and allow "
-                    "it; in code RevocationPolicy(mode='soft'))",
-                    host=host,
-                    subject=status.subject,
-                    serial=status.serial,
-                    why=status.why,
+                raise self._refusing(
+                    status,
+                    RevocationUnknownError(
+                        f"{text}; refused (hard-fail: a soft-fail policy would log and allow "
+                        "it; in code RevocationPolicy(mode='soft'))",
+                        host=host,
+                        subject=status.subject,
+                        serial=status.serial,
+                        why=status.why,
+                    ),
                 )
         return found
 
@@ -696,12 +703,12 @@ class RevocationChecker:
         return status
 
     def _warn(self, status: CertificateStatus) -> None:
-        """The log says what the check decided, once per answer (cached answers are not
-        logged again): a revoked certificate, at ERROR (refused in both modes); a status
-        that could not be determined, at ERROR under hard-fail (refused) and WARNING
-        under soft-fail (allowed), once per retry period, and once per certificate whose
-        issuer is not known; and one ``resolved:`` line when a certificate that was
-        undetermined has an answer again (the responder is back)."""
+        """What a status found says in the log, once per answer (cached answers are not
+        logged again), whoever asked (:meth:`statuses` never refuses anything): under
+        soft-fail, a status that could not be determined, at WARNING (allowed), once per
+        retry period and once per certificate whose issuer is not known; in both modes,
+        one ``resolved:`` line when a certificate found undetermined has an answer again
+        (the responder is back). Refusals are logged by :meth:`check`, which makes them."""
         who = (status.serial, status.issuer)
         if status.status != "undetermined":
             with self._lock:
@@ -715,17 +722,6 @@ class RevocationChecker:
                     status.status,
                     status.source,
                 )
-            if status.status == "revoked":
-                when = status.revoked_at.isoformat() if status.revoked_at else "an unknown time"
-                log.error(
-                    "%s (serial %s) is REVOKED (on %s, reason %s; %s): connections to a "
-                    "server presenting it are refused until it has a new certificate",
-                    status.subject,
-                    _hex(status.serial),
-                    when,
-                    status.reason or "unspecified",
-                    status.source,
-                )
             return
         key = (status.serial, status.issuer, status.valid_until)
         with self._lock:
@@ -737,15 +733,28 @@ class RevocationChecker:
             if len(self._undetermined) >= self.policy.cache_size:
                 self._undetermined.clear()
             self._undetermined.add(who)
-        soft = self.policy.mode == "soft"
-        log.log(
-            logging.WARNING if soft else logging.ERROR,
-            "revocation status of %s (serial %s) could not be determined: %s; %s",
-            status.subject,
-            _hex(status.serial),
-            "; ".join(status.why),
-            "allowed (soft-fail)" if soft else "connections refused (hard-fail)",
-        )
+        if self.policy.mode == "soft":
+            log.warning(
+                "revocation status of %s (serial %s) could not be determined: %s; "
+                "allowed (soft-fail)",
+                status.subject,
+                _hex(status.serial),
+                "; ".join(status.why),
+            )
+
+    def _refusing(self, status: CertificateStatus, error: RevocationError) -> RevocationError:
+        """``error``, which :meth:`check` raises for ``status``, logged at ERROR once per
+        answer: a backend refused for its certificate's status refuses every connection,
+        and profiles stay healthy (their own material is fine)."""
+        key = (status.serial, status.issuer, status.valid_until)
+        with self._lock:
+            if key in self._refused:
+                return error
+            if len(self._refused) >= self.policy.cache_size:
+                self._refused.clear()
+            self._refused.add(key)
+        log.error("%s", error)
+        return error
 
     def _submit(self, check: Callable[[], None]) -> concurrent.futures.Future[None]:
         """Run ``check`` on the checker's own worker threads (see :class:`OwedCheck`)."""
