@@ -22,6 +22,7 @@ from . import _jks, _keyload, _x509
 from ._crl import CRLSet, _issued, warn_intermediate_anchors
 from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
 from ._files import cannot_read_fix
+from ._fork import forks_wait, openssl_work
 from ._log import log
 from ._revocation import (
     RevocationChecker,
@@ -550,14 +551,16 @@ class AnchorsAhead:
     def __init__(self, anchors_der: Sequence[bytes]) -> None:
         self.anchors = tuple(anchors_der)
         self._ctx: ssl.SSLContext | None = None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        with openssl_work():
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         fd = _keyload.anchors_memfd(self.anchors)
         inside = threading.Event()
 
         def load() -> None:
             try:
                 inside.set()  # the caller goes on once this thread releases the GIL
-                ctx.load_verify_locations(cafile=_keyload.memfd_path(fd))
+                with openssl_work():
+                    ctx.load_verify_locations(cafile=_keyload.memfd_path(fd))
             except Exception:
                 return
             finally:
@@ -679,6 +682,7 @@ def _set_ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
 
 
 @scrub_tracebacks
+@forks_wait  # OpenSSL's locks: see mtls._fork.OPENSSL_WORK
 def build_client_context(
     keystore: Keystore | None = None,
     truststore: Truststore | None = None,
@@ -743,6 +747,7 @@ def build_client_context(
 
 
 @scrub_tracebacks
+@forks_wait  # OpenSSL's locks: see mtls._fork.OPENSSL_WORK
 def server_context(
     keystore: Keystore,
     truststore: Truststore | None = None,

@@ -15,14 +15,19 @@ Registration holds a weak reference: an object that is gone needs nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 from . import _log
 from ._log import log
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class ForkAware(Protocol):
@@ -80,6 +85,46 @@ def hold_across_fork(
         )
 
 
+#: The sections in which a thread of this process is inside OpenSSL for mtls: a store
+#: read (key derivations, key and certificate parsing) or a context built. OpenSSL 3
+#: keeps process-wide locks (its providers, algorithm caches, name maps) that a thread
+#: takes and releases as it works; a child forked while one was taken inherits it
+#: taken, by a thread the child does not have, and hangs for good at its own first
+#: OpenSSL call (a pre-fork server's worker forked during a background reload). So
+#: fork() waits for the sections running (one store or one context each:
+#: milliseconds). Threads run them side by side (a first load reads the truststore on a
+#: thread of its own while the profile file is parsed).
+OPENSSL_WORK = _log.Sections()
+
+_module = sys.modules[__name__]
+
+
+def openssl_work() -> _log.Sections:
+    """:data:`OPENSSL_WORK`, to enter in a ``with`` (looked up at each call: a forked
+    child has a new one)."""
+    work: _log.Sections = _module.OPENSSL_WORK
+    return work
+
+
+def hold_openssl_work_across_fork() -> None:
+    """Make fork() wait for :data:`OPENSSL_WORK` (registered by mtls._x509 after its
+    warnings turn: a fork's ``before`` hooks run last registered first, so the fork
+    waits for OpenSSL work, which may take that turn, before it takes the turn itself;
+    the other order would leave both waiting on each other for the fork's 10 s)."""
+    hold_across_fork(_module, "OPENSSL_WORK", new=_log.Sections)
+
+
+def forks_wait(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``func`` run as one of the sections :data:`OPENSSL_WORK` counts."""
+
+    @functools.wraps(func)
+    def waited_for(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _module.OPENSSL_WORK:
+            return func(*args, **kwargs)
+
+    return waited_for
+
+
 def _in_child() -> None:
     # Locks first: an _after_fork_in_child() may take them.
     for obj, renewals in list(_attributes.items()):
@@ -97,4 +142,4 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
     os.register_at_fork(after_in_child=_in_child)
     # A log handler writing when the fork comes: wait for it, a second at most (a
     # handler blocked on a network holds up no fork for longer).
-    hold_across_fork(_log, "EMITTING", new=_log.Emitting, wait=1.0)
+    hold_across_fork(_log, "EMITTING", new=_log.Sections, wait=1.0)

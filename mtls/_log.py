@@ -132,14 +132,18 @@ def holding() -> bool:
     return getattr(_local, "held", None) is not None
 
 
-class Emitting:
-    """The threads handing the library's records to the handlers (the log relay, a
-    reload() caller), counted: they run side by side, and fork() waits until none is
-    (mtls._fork.hold_across_fork, registered by mtls._fork), so that no child starts
-    while a handler is writing, which would leave it a stream whose lock a thread
-    that does not exist there holds (its first log line would hang for good).
+class Sections:
+    """Sections of work that any number of threads run at once and that ``fork()``
+    waits for (registered by mtls._fork with ``hold_across_fork``): a fork stops new
+    ones from starting, waits up to its bound for those under way, and a forked child
+    gets a new, idle instance. A thread already inside one goes on into another (it is
+    not held back by a fork waiting for it). Two of them: the threads handing the
+    library's records to the handlers (:data:`EMITTING`: no child starts while a
+    handler is writing, which would leave it a stream whose lock a thread that does not
+    exist there holds, and its first log line would hang for good), and the work inside
+    OpenSSL (``mtls._fork.OPENSSL_WORK``).
 
-    The wait is bounded by the fork's; a fork that gave up on emitters still inside
+    The wait is bounded by the fork's; a fork that gave up on sections still running
     does not wait for them again (a handler blocked on a network delays one fork, not
     every worker a pre-fork server starts).
     """
@@ -150,40 +154,53 @@ class Emitting:
         self._entered = 0  # entries so far: whether those inside are new since a give-up
         self._given_up_at = -1
         self._forking = 0
+        self._depth = threading.local()
 
     def __enter__(self) -> None:
+        local = self._depth
+        depth: int = getattr(local, "n", 0)
         with self._cond:
-            # A fork under way: start no write it would cut in two (bounded: the fork
+            # A fork under way: start nothing it would cut in two (bounded: the fork
             # ends, and release() wakes this).
-            self._cond.wait_for(lambda: not self._forking)
+            if self._forking and not depth:
+                self._cond.wait_for(lambda: not self._forking)
             self._active += 1
             self._entered += 1
+        local.n = depth + 1
 
     def __exit__(self, *exc: object) -> None:
+        local = self._depth
+        depth: int = getattr(local, "n", 0)
+        if not depth:
+            return  # entered in the parent, before this (a forked child's) instance
+        local.n = depth - 1
         with self._cond:
             self._active -= 1
-            self._cond.notify_all()
+            if self._forking:  # only a fork waits for the count
+                self._cond.notify_all()
 
     def acquire(self, timeout: float) -> bool:
-        """For fork(): stop new writes, and wait up to ``timeout`` for those under way."""
+        """For fork(): stop new sections, and wait up to ``timeout`` for those under
+        way (but this thread's own, when it forks from inside one)."""
+        mine: int = getattr(self._depth, "n", 0)
         with self._cond:
             self._forking += 1
             if (
-                self._active
+                self._active > mine
                 and self._entered != self._given_up_at
-                and not self._cond.wait_for(lambda: not self._active, timeout)
+                and not self._cond.wait_for(lambda: self._active <= mine, timeout)
             ):
                 self._given_up_at = self._entered
             return True
 
     def release(self) -> None:
-        """The fork is done (in the parent): writes may start again."""
+        """The fork is done (in the parent): sections may start again."""
         with self._cond:
             self._forking -= 1
             self._cond.notify_all()
 
 
-EMITTING = Emitting()
+EMITTING = Sections()
 
 
 def emit(records: Iterable[logging.LogRecord]) -> None:

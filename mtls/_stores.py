@@ -26,6 +26,7 @@ from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
+from ._fork import forks_wait
 from ._keygen import keytool_digest, new_private_key, parse_dname, parse_sans
 from ._log import log
 from ._readers import (
@@ -394,6 +395,7 @@ class Keystore(_StoreBase):
         )
 
     @classmethod
+    @forks_wait  # OpenSSL's locks: see mtls._fork.OPENSSL_WORK
     def _read(
         cls,
         data: bytes,
@@ -1047,6 +1049,7 @@ class Truststore(_StoreBase):
         )
 
     @classmethod
+    @forks_wait  # OpenSSL's locks: see mtls._fork.OPENSSL_WORK
     def _read(
         cls,
         data: bytes,

@@ -377,7 +377,7 @@ def test_emitters_run_side_by_side_and_a_stuck_one_holds_up_one_fork_only() -> N
     server starting eight workers would wait eight seconds)."""
     from mtls import _log
 
-    emitting = _log.Emitting()
+    emitting = _log.Sections()
     inside, leave = threading.Event(), threading.Event()
 
     def stuck() -> None:
@@ -511,3 +511,42 @@ def test_instance_locks_of_the_integrations_are_new_in_the_child(setup) -> None:
                 lambda: {"taken": [getattr(owner, name).acquire(timeout=5) for owner, name in held]}
             )
     assert result == {"taken": [True] * len(held)}
+
+
+def test_a_fork_waits_for_another_threads_work_inside_openssl() -> None:
+    """OpenSSL 3 keeps process-wide locks that a thread takes as it reads a store or
+    builds a context: a child forked meanwhile inherited one taken, and hung for good
+    at its first OpenSSL call (1 to 7 % of forks while a reload thread rebuilt
+    contexts). The fork now waits for such work to end; work in other threads runs
+    side by side, and a thread inside goes on into more (reentrant)."""
+    from mtls import _fork
+
+    inside, leave, beside_done = threading.Event(), threading.Event(), threading.Event()
+    state = {"ended": False}
+
+    def build() -> None:
+        with _fork.openssl_work():
+            inside.set()
+            with _fork.openssl_work():  # a context build reads a store: one thread, deeper
+                # Nobody sets it before the fork: the work ends after a bounded wait,
+                # which the fork waits out (without the fix it lands inside the work).
+                leave.wait(1.0)
+            state["ended"] = True
+
+    def beside() -> None:
+        with _fork.openssl_work():
+            beside_done.set()
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        assert inside.wait(10)
+        other = threading.Thread(target=beside)
+        other.start()
+        assert beside_done.wait(10)  # ran beside the first (no fork under way)
+        other.join(10)
+        result = in_child(lambda: {"ended": state["ended"]})
+    finally:
+        leave.set()
+        builder.join()
+    assert result == {"ended": True}, result
