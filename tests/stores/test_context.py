@@ -36,7 +36,6 @@ from cryptography.x509.oid import NameOID
 
 import mtls
 from mtls import _keyload
-from tests._helpers import needs_cryptography_50
 from tests._keytool import KEYPASS, STOREPASS, KeytoolStores
 from tests._pki import PKI, Identity, five_byte_length, indefinite_length, issue, mismatched
 
@@ -960,7 +959,6 @@ def test_a_key_that_cannot_sign_a_handshake_is_named_by_its_algorithm(pki: PKI) 
     mtls.client_context(_one_key_store("odd", "odd key", signer, signer))
 
 
-@needs_cryptography_50
 @pytest.mark.parametrize("kind", ["ML-DSA-65", "ML-KEM-768"])
 def test_a_post_quantum_key_is_named_and_not_blamed_on_its_size(pki: PKI, kind: str) -> None:
     """JDK 25's keytool makes ML-DSA and ML-KEM key entries; OpenSSL 3.0 refuses them
