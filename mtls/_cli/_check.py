@@ -239,11 +239,11 @@ def _add_problem(problems: list[str], text: str) -> None:
     text = cli_wording(text)
     # "X; set by [keystore.tls] password ..." of a store whose "X" the row says already:
     # that problem gains where the password was set, not a second copy of "X".
+    if any(text in known for known in problems):
+        return
     core, joint, origin = text.partition(_SET_BY)
     for index, known in enumerate(problems):
-        if text in known:
-            return
-        if joint and core in known:
+        if joint and core in known and _SET_BY not in known:
             problems[index] = f"{known}{joint}{origin}"
             return
     problems.append(text)
@@ -419,10 +419,18 @@ def _missing_under(row: dict[str, Any], start: str) -> bool:
     """Whether a store of ``row`` is missing where a relative ``<Location>`` would have
     been looked for (under ``start``): only then is ``--base-dir`` the likely fix (not
     for an absolute path, nor for one made from placeholders, shown as written)."""
-    return any(
-        ": no such " in problem and Path(problem.partition(": no such ")[0]).is_relative_to(start)
-        for problem in row["problems"]
-    )
+    for problem in row["problems"]:
+        if ": no such " not in problem:
+            continue
+        path = problem.partition(": no such ")[0]
+        # ${carbon.home} is the base directory unless told otherwise (as WSO2 sets it).
+        if path.startswith(_CARBON_HOME) or Path(path).is_relative_to(start):
+            return True
+    return False
+
+
+#: How a location made from the product home starts (shown as written).
+_CARBON_HOME = ("${carbon.home}", "$sys{carbon.home}")
 
 
 def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
@@ -612,14 +620,10 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             f"{'ended' if ended else 'on'} {soonest['not_after'][:10]}): rotate before deploying"
         )
         return EXIT_FAILURE
-    first = next(
-        (
-            row
-            for row in report["profiles"]
-            if row["problems"] and row["error"]  # one that did not load, not one out of date
-        ),
-        None,
-    )
+    # "did not load" names the first that did not load; "not healthy", the first out
+    # of date (a profile that loaded with an expired certificate).
+    failing = "error" if report["failed"] else "out_of_date"
+    first = next((row for row in report["profiles"] if row["problems"] and row[failing]), None)
     where = f" (first: {', '.join(first['servers'])}: {first['problems'][0]})" if first else ""
     if report["failed"]:
         out.error(

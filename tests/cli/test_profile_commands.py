@@ -362,6 +362,15 @@ def test_check_names_a_profile_that_did_not_load_as_the_first(ca, tmp_path, caps
     err = capsys.readouterr().err
     assert "1 of 3 profiles did not load (first: missing.test:443: " in err, err
     assert "expired.test" not in err
+    # The twin: none failed, one is out of date: "not healthy" names that one first.
+    healthy = _xml(
+        tmp_path / "q.xml",
+        _profile("good.test:443", good, trust),
+        _profile("expired.test:443", old, trust),
+    )
+    assert main(["check", str(healthy)]) == 1
+    err = capsys.readouterr().err
+    assert "not healthy (first: expired.test:443: client certificate expired" in err, err
 
 
 def test_check_suggests_base_dir_only_for_a_missing_relative_location(ca, tmp_path, capsys):
@@ -380,6 +389,13 @@ def test_check_suggests_base_dir_only_for_a_missing_relative_location(ca, tmp_pa
     assert main(["check", str(relative), "--base-dir", str(home)]) == 1
     out = capsys.readouterr().out
     assert f"base directory ({home}): {hint}" in out, out
+    # And made from ${carbon.home}, which is the base directory unless told otherwise.
+    carbon = _xml(
+        tmp_path / "carbon.xml", _profile("a.test:443", Path("${carbon.home}/gone.jks"), trust)
+    )
+    assert main(["check", str(carbon), "--base-dir", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert "${carbon.home}/gone.jks: no such" in out and hint in out, out
 
 
 def test_a_certificate_not_valid_yet_is_flagged_as_an_expired_one_is(ca, tmp_path, capsys):
@@ -403,30 +419,6 @@ def test_a_certificate_not_valid_yet_is_flagged_as_an_expired_one_is(ca, tmp_pat
     assert "CN=later" in client and "NOT VALID YET (from " in client, out
 
 
-def test_check_says_a_wrong_default_password_once_with_where_it_was_set(ca, tmp_path, capsys):
-    """The default row said the wrong store password twice: once as its error, once
-    (with "set by [keystore.tls] password ...") from reading the store for the table."""
-    keystore, trust = _stores(ca, tmp_path, anchors=1)
-    # The profile names the same store with the same wrong password (one vault alias).
-    wrong = _profile("own.test:443", keystore, trust).replace(
-        f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>",
-        "<Password>wrong-pass</Password><KeyPassword>wrong-pass</KeyPassword></KeyStore>",
-    )
-    xml = _xml(tmp_path / "profiles.xml", wrong)
-    toml = tmp_path / "deployment.toml"
-    toml.write_text(
-        "[transport.passthru_https.sender.ssl_profile]\n"
-        f'file_path = "{xml}"\n'
-        "[keystore.tls]\n"
-        f'file_name = "{keystore}"\npassword = "wrong-pass"\n'
-    )
-    assert main(["check", "--deployment-toml", str(toml), "--no-color"]) == 1
-    out = capsys.readouterr().out
-    default_line = next(line for line in out.splitlines() if line.startswith("(default)"))
-    assert default_line.count("wrong store password") == 1, default_line
-    assert "set by [keystore.tls] password" in default_line
-
-
 def test_a_problem_said_again_with_where_its_password_was_set_is_merged():
     """The row's error said "X" (a store shared with a profile failed first, without the
     setting); reading the store again for the table said "X; set by ...": the row showed
@@ -440,3 +432,11 @@ def test_a_problem_said_again_with_where_its_password_was_set_is_merged():
     _add_problem(problems, "/s/gw.jks: wrong store password")  # said already: nothing
     _add_problem(problems, "/s/trust.jks: no such truststore file")  # the twin: another
     assert len(problems) == 2 and problems[1] == "/s/trust.jks: no such truststore file"
+    # Said whole already (after another problem that names it in part): nothing added,
+    # nothing merged into the partial one; and no problem gets two origins.
+    problems = ["keystore: X", "X; set by S"]
+    _add_problem(problems, "X; set by S")
+    assert problems == ["keystore: X", "X; set by S"]
+    problems = ["Y; set by [keystore.tls] password"]
+    _add_problem(problems, "Y; set by [truststore] password")
+    assert problems == ["Y; set by [keystore.tls] password", "Y; set by [truststore] password"]
