@@ -34,7 +34,7 @@ from ._fork import renew_attributes_after_fork
 from ._log import log
 from ._snapshot import Built, Snapshot
 from ._status import ReloadCounts
-from ._types import span
+from ._types import hex_serial, span
 
 __all__ = ["DEFAULT_EXPIRY_WARNINGS", "Health", "HealthEvent"]
 
@@ -98,7 +98,7 @@ class HealthEvent:
             "role": self.role,
             "servers": list(self.servers),
             "subject": self.subject,
-            "serial": f"{self.serial:x}" if self.serial is not None else None,
+            "serial": hex_serial(self.serial) if self.serial is not None else None,
             "not_after": self.not_after.isoformat(),
             "fingerprint": self.fingerprint,
             "time_left_seconds": self.time_left.total_seconds(),
@@ -390,7 +390,7 @@ def _log(event: HealthEvent, where: str, identity: str = "client certificate") -
         _log_crl(event, where)
         return
     role = identity if event.role == "identity" else _WHAT[event.role]
-    what = f"{role} {event.subject} (serial {event.serial or 0:x})"
+    what = f"{role} {event.subject} (serial {hex_serial(event.serial or 0)})"
     usedby = f"used by {_who(event.servers)}"
     if event.kind == "expired":
         # An expired identity (or its chain) is refused by every server: an error.

@@ -18,6 +18,7 @@ from typing import Literal
 
 from ._errors import displayable
 from ._status import ProfileSetStatus, ProfileStatus
+from ._types import hex_serial
 
 __all__ = ["Metric", "metrics"]
 
@@ -127,7 +128,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
                 ("role", role),
                 ("alias", alias),
                 ("subject", subject or ""),
-                ("serial", f"{serial:x}" if serial is not None else ""),
+                ("serial", hex_serial(serial) if serial is not None else ""),
             )
             expiry.setdefault(labels, not_after.timestamp())
     return [

@@ -92,7 +92,7 @@ from ._errors import (
 from ._fetch import FetchError, fetch
 from ._fork import renew_attributes_after_fork
 from ._log import log
-from ._types import Mode, Status
+from ._types import Mode, Status, hex_serial
 
 #: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
 MAX_OCSP_BYTES = 64 * 1024
@@ -105,11 +105,6 @@ MAX_SECONDS = 366 * 24 * 3600.0
 CLOCK_SKEW = _dt.timedelta(minutes=5)
 # The CertID hash every responder knows (RFC 6960 4.1.1; it names, it does not sign).
 _CERT_ID_HASH = hashes.SHA1()  # noqa: S303
-
-
-def _hex(serial: int) -> str:
-    """A serial as every other output of mtls (and keytool) writes it: lower-case hex."""
-    return f"{serial:x}"
 
 
 # --------------------------------------------------------------------------- policy
@@ -229,7 +224,7 @@ class CertificateStatus:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601, the serial in hex)."""
         out = dataclasses.asdict(self)
-        out["serial"] = _hex(self.serial)
+        out["serial"] = hex_serial(self.serial)
         for name in ("revoked_at", "checked_at", "valid_until"):
             value = out[name]
             out[name] = value.isoformat() if value is not None else None
@@ -238,7 +233,7 @@ class CertificateStatus:
 
     def describe(self) -> str:
         """One line for people: what, and why."""
-        head = f"{self.subject} (serial {_hex(self.serial)})"
+        head = f"{self.subject} (serial {hex_serial(self.serial)})"
         if self.status == "good":
             return f"{head}: good ({self.source})"
         if self.status == "revoked":
@@ -507,9 +502,10 @@ class RevocationChecker:
                 raise self._refusing(
                     status,
                     CertificateRevokedError(
-                        f"{where}: certificate {status.subject} (serial {_hex(status.serial)}) "
-                        f"was revoked on {when}, reason {status.reason or 'unspecified'} "
-                        f"({status.source}): the connection was closed before any request",
+                        f"{where}: certificate {status.subject} (serial "
+                        f"{hex_serial(status.serial)}) was revoked on {when}, reason "
+                        f"{status.reason or 'unspecified'} ({status.source}): the connection "
+                        "was closed before any request",
                         host=host,
                         subject=status.subject,
                         serial=status.serial,
@@ -523,7 +519,7 @@ class RevocationChecker:
                 continue
             text = (
                 f"{where}: the revocation status of certificate {status.subject} (serial "
-                f"{_hex(status.serial)}) could not be determined: {'; '.join(status.why)}"
+                f"{hex_serial(status.serial)}) could not be determined: {'; '.join(status.why)}"
             )
             if self.policy.mode == "hard":
                 raise self._refusing(
@@ -718,7 +714,7 @@ class RevocationChecker:
                 log.warning(
                     "resolved: the revocation status of %s (serial %s) is known again: %s (%s)",
                     status.subject,
-                    _hex(status.serial),
+                    hex_serial(status.serial),
                     status.status,
                     status.source,
                 )
@@ -738,7 +734,7 @@ class RevocationChecker:
                 "revocation status of %s (serial %s) could not be determined: %s; "
                 "allowed (soft-fail)",
                 status.subject,
-                _hex(status.serial),
+                hex_serial(status.serial),
                 "; ".join(status.why),
             )
 

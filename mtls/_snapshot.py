@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._log import log
 from ._reading import Reading, Unstable
+from ._types import hex_serial
 
 # A profile's key in the index: its server, (host, port), for requests without a client
 # identifier (the same tuple object as in the profile, so no key of its own), and
@@ -511,7 +512,9 @@ def describe_change(old: Built | None, new: Built) -> str:
         if item is None or item.subject is None:
             return "no client certificate"
         expiry = item.not_after.date().isoformat() if item.not_after else "?"
-        serial = f", serial {item.served.serial:x}" if item.served.serial is not None else ""
+        serial = (
+            f", serial {hex_serial(item.served.serial)}" if item.served.serial is not None else ""
+        )
         return f"{item.subject} (until {expiry}{serial})"
 
     before, after = who(old), who(new)

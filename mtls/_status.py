@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import MTLSError, displayable
+from ._types import hex_serial
 
 if TYPE_CHECKING:
     from ._build import AnchorInfo
@@ -113,7 +114,7 @@ class IdentityStatus:
         """JSON-ready; ``serial`` as a hex string (it can exceed JSON's integers)."""
         return {
             "subject": self.subject,
-            "serial": f"{self.serial:x}" if self.serial is not None else None,
+            "serial": hex_serial(self.serial) if self.serial is not None else None,
             "not_before": _iso(self.not_before),
             "not_after": _iso(self.not_after),
             "days_left": self.days_left,
@@ -152,7 +153,7 @@ class AnchorStatus:
         return {
             "alias": self.alias,
             "subject": self.subject,
-            "serial": f"{self.serial:x}" if self.serial is not None else None,
+            "serial": hex_serial(self.serial) if self.serial is not None else None,
             "not_before": _iso(self.not_before),
             "not_after": _iso(self.not_after),
             "days_left": self.days_left,

@@ -95,6 +95,12 @@ def normalize_hostname_verifier(value: str) -> HostnameVerifier:
     )
 
 
+def hex_serial(serial: int) -> str:
+    """A certificate's serial number as every output of mtls writes it, and keytool
+    prints it: lower-case hex, no colons."""
+    return format(serial, "x")
+
+
 def span(delta: _dt.timedelta) -> str:
     """A length of time as people read it, sign ignored: whole days (truncated, as
     ``days_left`` counts them), else hours, minutes or seconds ("58 min", never

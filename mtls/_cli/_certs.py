@@ -522,7 +522,7 @@ def _profile_check(args: argparse.Namespace, crls: CRLSet) -> str | None:
 def _crl_info(crl: x509.CertificateRevocationList) -> dict[str, Any]:
     """The JSON form of one CRL (the keys documented in docs/cli.md)."""
     from .._crl import _extension  # noqa: PLC0415
-    from ._common import hex_serial  # noqa: PLC0415
+    from .._types import hex_serial  # noqa: PLC0415
 
     following = crl.next_update_utc
     number = _extension(crl, x509.CRLNumber)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from .._errors import WrongPasswordError, safe_text
 from .._secret import is_text
-from .._types import WriteFormat
+from .._types import WriteFormat, hex_serial
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -540,11 +540,6 @@ def purpose_problem(cert: x509.Certificate) -> tuple[str, str] | None:
         return problem, "servers"
     found = _x509.usage_warning(der, "client")
     return None if found is None else (found[0], f"{found[1]} servers")
-
-
-def hex_serial(serial: int) -> str:
-    """A serial number as keytool prints it (lower-case hex)."""
-    return format(serial, "x")
 
 
 def cert_info(cert: x509.Certificate) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from .._context import client_context
 from .._profiles import SSLProfileSet
 from .._server import RotatingServerContext
 from .._stores import Keystore, Truststore
-from ._common import EXIT_OK, CLIError, Output, hex_serial
+from .._types import hex_serial
+from ._common import EXIT_OK, CLIError, Output
 from ._connect import run_probe
 from ._diagnosis import Report, Setup, Target
 from ._logs import LogCollector

@@ -23,6 +23,7 @@ Order of events, and what each failure means:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 import ssl
@@ -37,7 +38,8 @@ from .. import _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
 from .._errors import CertificateRevokedError, RevocationError, RevocationUnknownError
 from .._idna import ascii_host
-from ._common import UsageError, hex_serial, now, purpose_problem
+from .._types import hex_serial
+from ._common import UsageError, now, purpose_problem
 
 if TYPE_CHECKING:
     from .._revocation import RevocationChecker
@@ -773,18 +775,16 @@ def revocation_entry(exc: RevocationError) -> dict[str, Any]:
     """What the error says about the certificate it names, as a report entry: every
     key of :meth:`mtls.CertificateStatus.to_dict` (``None`` or empty where the error
     does not say), so that a refusal has the shape a good answer has."""
-    entry: dict[str, Any] = {
-        "subject": exc.subject,
-        "serial": hex_serial(exc.serial) if exc.serial is not None else None,
-        "issuer": None,
-        "status": "undetermined",
-        "source": None,
-        "reason": None,
-        "revoked_at": None,
-        "why": list(exc.why) if isinstance(exc, RevocationUnknownError) else [],
-        "checked_at": None,
-        "valid_until": None,
-    }
+    from .._revocation import CertificateStatus  # noqa: PLC0415 - not for --help
+
+    # Its keys, in its order: a field added there is a key here too.
+    entry: dict[str, Any] = dict.fromkeys(f.name for f in dataclasses.fields(CertificateStatus))
+    entry.update(
+        subject=exc.subject,
+        serial=hex_serial(exc.serial) if exc.serial is not None else None,
+        status="undetermined",
+        why=list(exc.why) if isinstance(exc, RevocationUnknownError) else [],
+    )
     if isinstance(exc, CertificateRevokedError):
         entry["status"] = "revoked"
         entry["source"] = exc.source
@@ -801,6 +801,6 @@ def refused_statuses(
     certificate refused, else what the error says of that one."""
     if checker is not None:
         statuses = checker.state([(target.host, target.port)]).statuses
-        if any(status.serial == exc.serial for status in statuses):
+        if any((s.serial, s.subject) == (exc.serial, exc.subject) for s in statuses):
             return [status.to_dict() for status in statuses]
     return [revocation_entry(exc)]
