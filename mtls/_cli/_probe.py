@@ -104,6 +104,17 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
         )
     profile = profiles.profile_for(target.host, target.port, client_id=client_id)
     if context is None:
+        # Named, but only for client IDs (<client> entries): the fix is --client-id.
+        clients = sorted(
+            str(entry["client_id"])
+            for entry in status["profiles"]
+            if entry["client_id"] is not None and key in entry["servers"]
+        )
+        fix = (
+            f"profiles name it only for client IDs ({', '.join(clients)}): pass --client-id"
+            if clients and client_id is None
+            else f"add {key} to a profile's <servers> (the port must match)"
+        )
         return Setup(
             None,
             None,
@@ -111,8 +122,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
             hostname_verifier=mode,
             failure=Failure(
                 "no_profile",
-                f"no profile for {key} in {source}, and no '*' profile or default: add {key} "
-                "to a profile's <servers> (the port must match)",
+                f"no profile for {key} in {source}, and no '*' profile or default: {fix}",
             ),
         )
     setup = Setup(context, "default", source=source, hostname_verifier=mode)

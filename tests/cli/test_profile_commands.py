@@ -338,6 +338,7 @@ def test_probe_without_a_client_id_ignores_client_profiles(ca, tmp_path, capsys)
     assert main(args) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["error"]["kind"] == "no_profile", report["error"]
+    assert "only for client IDs (c1, c2): pass --client-id" in report["error"]["message"]
     # Twin: with the failing client's ID, its failure.
     assert main([*args, "--client-id", "c2"]) == 1
     report = json.loads(capsys.readouterr().out)
