@@ -8,7 +8,9 @@ import logging
 import os
 import re
 import ssl
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -1845,14 +1847,11 @@ def test_a_profile_of_many_servers_is_named_by_its_first_ten(tmp_path: Path) -> 
     )
 
 
-def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypatch, caplog):
-    """A stat or read on a hung network mount holds the set's one check: every
-    rotation stops, and status() said healthy (only last_check's age gave it away). A
-    check running past STALLED_AFTER (60 s; a fraction of a second here) is an error
-    in status() while it runs. Held here by a secret resolver that waits, as a vault
-    behind a dead network would."""
-    import threading
-
+@contextlib.contextmanager
+def _stalled_check(tmp_path, pki, monkeypatch) -> Iterator[tuple[SSLProfileSet, threading.Event]]:
+    """A set whose reload check is held by a secret resolver that waits (as a vault
+    behind a dead network would), running past STALLED_AFTER (60 s; 0.2 s here) on a
+    thread: the set, and the event that lets the check (and whatever waits on it) go."""
     from mtls import _engine
 
     monkeypatch.setattr(_engine, "STALLED_AFTER", 0.2)
@@ -1881,10 +1880,23 @@ def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypat
     checking.start()
     try:
         assert entered.wait(30)
+        yield profiles, release
+    finally:
+        release.set()
+        checking.join(30)
+        profiles.close()
 
-        def said() -> list[logging.LogRecord]:
-            return [r for r in caplog.records if "the check in progress has run" in r.getMessage()]
 
+def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypatch, caplog):
+    """A stat or read on a hung network mount holds the set's one check: every
+    rotation stops, and status() said healthy (only last_check's age gave it away). A
+    check running past STALLED_AFTER is an error in status() while it runs, logged
+    once (the log said nothing of it)."""
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "the check in progress has run" in r.getMessage()]
+
+    with _stalled_check(tmp_path, pki, monkeypatch) as (profiles, release):
         with caplog.at_level(logging.WARNING, logger="mtls"):
             status = wait_for(lambda: next((s for s in [profiles.status()] if not s.healthy), None))
             profiles.status()  # asked again: logged once
@@ -1893,12 +1905,11 @@ def test_a_check_that_does_not_return_is_said_by_status(tmp_path, pki, monkeypat
         assert "the check in progress has run for" in str(status.last_error)
         assert "hung network mount" in str(status.last_error)
         assert "or a secret resolver, does not return" in str(status.last_error)
-        assert len(said()) == 1, caplog.text  # the log said nothing of it
+        assert len(said()) == 1, caplog.text
         assert profiles.context_for("a", 1) is not None  # lookups never wait
-    finally:
         release.set()
-        checking.join(30)
-    assert profiles.status().healthy  # the twin: once the check ends, nothing is said
+        # The twin: once the check ends, nothing is said.
+        assert wait_for(lambda: profiles.status().healthy)
 
 
 def test_a_stalled_check_is_said_without_waiting_on_a_blocked_log_handler(
@@ -1908,55 +1919,29 @@ def test_a_stalled_check_is_said_without_waiting_on_a_blocked_log_handler(
     the same dead mount (a log file there) held up status(), and with it the health
     endpoint that was to say the set is not healthy. It goes through the set's log
     relay: status() answers at once."""
-    import threading
-
-    from mtls import _engine
-
-    monkeypatch.setattr(_engine, "STALLED_AFTER", 0.2)
-    body = (
-        '<parameter name="customSSLProfiles" xmlns:svns="http://org.wso2.securevault/configuration">'
-        f"<profile><servers>a:1</servers><KeyStore><Location>{pki['gw1']}</Location>"
-        '<Password svns:secretAlias="Gw.Store">x</Password></KeyStore></profile>'
-        "</parameter>"
-    )
-    xml = tmp_path / "vault.xml"
-    xml.write_text(body)
-    entered, release, handled = threading.Event(), threading.Event(), threading.Event()
-    hold = [False]
-
-    def vault(alias: str) -> str:
-        if hold[0]:
-            entered.set()
-            release.wait(30)
-        return PASSWORD
+    handled, free = threading.Event(), threading.Event()
 
     class Blocked(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if "the check in progress has run" in record.getMessage():
                 handled.set()
-                release.wait(30)
+                free.wait(30)
 
     handler = Blocked()
     logging.getLogger("mtls").addHandler(handler)
-    profiles = SSLProfileSet.from_xml(xml, secret_resolver=vault)
-    hold[0] = True
-    xml.write_text(body + "<!-- edited -->")
-    checking = threading.Thread(target=profiles.reload)
-    checking.start()
     try:
-        assert entered.wait(30)
-        wait_for(profiles._engine.stalled_for)
-        answers: list[bool] = []
-        asking = threading.Thread(target=lambda: answers.append(profiles.status().healthy))
-        asking.start()
-        asking.join(10)
-        assert answers == [False]  # answered, while the handler is blocked
-        assert handled.wait(30)  # the line was handed to the (blocked) handler
+        with _stalled_check(tmp_path, pki, monkeypatch) as (profiles, _):
+            wait_for(profiles._engine.stalled_for)
+            answers: list[bool] = []
+            asking = threading.Thread(target=lambda: answers.append(profiles.status().healthy))
+            asking.start()
+            asking.join(10)
+            assert answers == [False]  # answered, while the handler is blocked
+            assert handled.wait(30)  # the line was handed to the (blocked) handler
+            free.set()  # before the check ends: its own records go to the same handler
     finally:
-        release.set()
-        checking.join(30)
+        free.set()
         logging.getLogger("mtls").removeHandler(handler)
-        profiles.close()
 
 
 def test_idna_2003_does_not_fold_a_name_into_another_host(tmp_path, pki):
