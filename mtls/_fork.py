@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sys
 import threading
@@ -56,33 +57,53 @@ def renew_attributes_after_fork(
     _attributes[obj] = (*_attributes.get(obj, ()), *((name, new) for name in names))
 
 
+#: The locks and sections a fork waits for, each (object, attribute, wait): the
+#: outermost first (work a thread may take the others from inside), then the rest in
+#: the reverse order of their registration, as os.register_at_fork runs hooks.
+_outermost: list[tuple[object, str, float]] = []
+_holds: list[tuple[object, str, float]] = []
+# Per forking thread: two threads may fork at once, and each releases its own holds.
+_taken = threading.local()
+
+
 def hold_across_fork(
-    obj: object, name: str, *, new: Callable[[], object] = threading.RLock, wait: float = 10.0
+    obj: object,
+    name: str,
+    *,
+    new: Callable[[], object] = threading.RLock,
+    wait: float = 10.0,
+    outermost: bool = False,
 ) -> None:
     """Make ``fork()`` wait (up to ``wait`` seconds) until no other thread holds the lock
     ``obj.name``, so that no child starts inside what it guards: process-wide state a
     thread swapped there and would have put back (``warnings.catch_warnings``) stays
     swapped for good in a child forked meanwhile. The child gets a new lock. The hooks
-    keep ``obj`` alive: this is for a module's own globals."""
+    keep ``obj`` alive: this is for a module's own globals.
 
-    # Per forking thread: two threads may fork at once, and each releases its own hold.
-    held = threading.local()
-
-    def before() -> None:
-        held.acquired = getattr(obj, name).acquire(timeout=wait)
-
-    def after_in_parent() -> None:
-        if held.__dict__.pop("acquired", False):
-            getattr(obj, name).release()
-
-    def after_in_child() -> None:
-        held.__dict__.pop("acquired", None)
-
+    One fork takes them all in one order (:data:`_outermost` first): ``outermost`` for
+    work inside which a thread may take the others (the fork waits for that work before
+    it takes a lock the work may still need; the other order would leave both waiting
+    for the fork's bound)."""
     renew_attributes_after_fork(obj, name, new=new)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=before, after_in_parent=after_in_parent, after_in_child=after_in_child
-        )
+    (_outermost if outermost else _holds).append((obj, name, wait))
+
+
+def _take_holds() -> None:
+    taken = []
+    for obj, name, wait in [*_outermost, *reversed(_holds)]:
+        lock = getattr(obj, name)
+        if lock.acquire(timeout=wait):
+            taken.append(lock)
+    _taken.locks = taken
+
+
+def _release_holds() -> None:
+    for lock in reversed(_taken.__dict__.pop("locks", ())):
+        lock.release()
+
+
+def _forget_holds() -> None:
+    _taken.__dict__.pop("locks", None)  # the child has new ones (renewed)
 
 
 #: The sections in which a thread of this process is inside OpenSSL for mtls: a store
@@ -106,21 +127,19 @@ def openssl_work() -> _log.Sections:
     return work
 
 
-def hold_openssl_work_across_fork() -> None:
-    """Make fork() wait for :data:`OPENSSL_WORK` (registered by mtls._x509 after its
-    warnings turn: a fork's ``before`` hooks run last registered first, so the fork
-    waits for OpenSSL work, which may take that turn, before it takes the turn itself;
-    the other order would leave both waiting on each other for the fork's 10 s)."""
-    hold_across_fork(_module, "OPENSSL_WORK", new=_log.Sections)
-
-
 def forks_wait(func: Callable[_P, _R]) -> Callable[_P, _R]:
     """``func`` run as one of the sections :data:`OPENSSL_WORK` counts."""
 
     @functools.wraps(func)
     def waited_for(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with _module.OPENSSL_WORK:
-            return func(*args, **kwargs)
+        # Log records made inside are handed to the handlers after it: no handler
+        # (yours, which may block) runs inside a section that a fork waits for.
+        records: list[logging.LogRecord] = []
+        try:
+            with _log.held(records), _module.OPENSSL_WORK:
+                return func(*args, **kwargs)
+        finally:
+            _log.emit(records)
 
     return waited_for
 
@@ -140,6 +159,12 @@ def _in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
     os.register_at_fork(after_in_child=_in_child)
-    # A log handler writing when the fork comes: wait for it, a second at most (a
-    # handler blocked on a network holds up no fork for longer).
-    hold_across_fork(_log, "EMITTING", new=_log.Sections, wait=1.0)
+    os.register_at_fork(
+        before=_take_holds, after_in_parent=_release_holds, after_in_child=_forget_holds
+    )
+# A thread inside OpenSSL work may take the other holds (the warnings turn of an unusual
+# certificate, the first UBER store's cipher import): the fork waits for it first.
+hold_across_fork(_module, "OPENSSL_WORK", new=_log.Sections, outermost=True)
+# A log handler writing when the fork comes: wait for it, a second at most (a handler
+# blocked on a network holds up no fork for longer).
+hold_across_fork(_log, "EMITTING", new=_log.Sections, wait=1.0)

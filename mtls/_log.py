@@ -155,6 +155,7 @@ class Sections:
         self._given_up_at = -1
         self._forking = 0
         self._depth = threading.local()
+        self._pid = os.getpid()  # a child's copy of this instance is not used there
 
     def __enter__(self) -> None:
         local = self._depth
@@ -166,13 +167,16 @@ class Sections:
                 self._cond.wait_for(lambda: not self._forking)
             self._active += 1
             self._entered += 1
-        local.n = depth + 1
+            local.n = depth + 1  # with the count: nothing may come between them
 
     def __exit__(self, *exc: object) -> None:
         local = self._depth
         depth: int = getattr(local, "n", 0)
-        if not depth:
-            return  # entered in the parent, before this (a forked child's) instance
+        if not depth or self._pid != os.getpid():
+            # Entered in the parent: a child leaving a section the fork came from
+            # inside leaves it on the parent's instance, whose lock another thread
+            # may have held at the fork (the child's own is a new instance).
+            return
         local.n = depth - 1
         with self._cond:
             self._active -= 1

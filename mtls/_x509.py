@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from . import _der
-from ._fork import hold_across_fork, hold_openssl_work_across_fork
+from ._fork import hold_across_fork
 from ._log import log
 
 # Name attributes cryptography checks the length of (x509/name.py, _NAMEOID_LENGTH_LIMIT):
@@ -46,7 +46,6 @@ _REPORTED_MAX = 4096
 # for the turn to end (a child forked inside it would record its warnings, unseen).
 _WARNINGS_LOCK = threading.RLock()
 hold_across_fork(sys.modules[__name__], "_WARNINGS_LOCK")
-hold_openssl_work_across_fork()  # after the turn's: see its docstring
 
 
 def _tbs_spans(der: bytes) -> list[tuple[int, int, int]]:

@@ -550,3 +550,41 @@ def test_a_fork_waits_for_another_threads_work_inside_openssl() -> None:
         leave.set()
         builder.join()
     assert result == {"ended": True}, result
+
+
+def test_a_fork_waits_for_openssl_work_before_it_takes_the_locks_that_work_may_need() -> None:
+    """A fork took the module locks it holds (the first UBER store's cipher import, the
+    warnings turn) in import order, before it waited for OpenSSL work: a store read
+    inside that work then waited for the fork's lock and the fork for the read, 10 s,
+    after which later forks landed in the read's lazy import and hung. The fork now
+    waits for the work first, whatever the import order; and a record logged inside
+    the work reaches the handlers after it (no handler runs inside)."""
+    from mtls import _bks, _fork, _x509
+
+    inside, got = threading.Event(), {}
+
+    def read_store() -> None:
+        with _fork.openssl_work():
+            inside.set()
+            # Wait (bounded) until a fork is under way, then take what a read may take.
+            for _ in range(1000):
+                if _fork.openssl_work()._forking:
+                    break
+                time.sleep(0.005)
+            for name, lock in (
+                ("twofish", _bks._TWOFISH_IMPORT),
+                ("warnings", _x509._WARNINGS_LOCK),
+            ):
+                got[name] = lock.acquire(timeout=5)
+                if got[name]:
+                    lock.release()
+
+    reader = threading.Thread(target=read_store)
+    reader.start()
+    try:
+        assert inside.wait(10)
+        result = in_child(lambda: {"forked": True})
+    finally:
+        reader.join(30)
+    assert result == {"forked": True}
+    assert got == {"twofish": True, "warnings": True}, got
