@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Final, Literal, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -1283,6 +1283,11 @@ def store_open_error(config: StoreConfig, role: StoreRole, exc: OSError) -> Keys
     return open_error(exc, config.shown_location, role=role, setting=config.setting)
 
 
+#: How a wrong-password message says which deployment.toml setting gave the password
+#: (``mtls check`` merges it into the row that already names the store).
+SET_BY: Final = "; set by "
+
+
 @overload
 def load_store(
     config: StoreConfig, role: Literal["keystore"], *, data: bytes | None = None
@@ -1348,7 +1353,7 @@ def load_store(
             raise
         # deployment.toml: the file is named, and so is the setting to fix.
         raise WrongPasswordError(
-            f"{exc}; set by {config.password_origin}",
+            f"{exc}{SET_BY}{config.password_origin}",
             path=exc.path,
             alias=exc.alias,
         ) from exc

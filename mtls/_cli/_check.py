@@ -20,7 +20,7 @@ from .._context import LOCALHOST_NAMES
 from .._errors import KeyEntryError, MTLSError, SecureVaultError
 from .._profiles import SSLProfileSet
 from .._status import ProfileSetStatus
-from .._stores import Truststore, load_store
+from .._stores import SET_BY, Truststore, load_store
 from .._vault import SecureVault
 from ._common import (
     EXIT_FAILURE,
@@ -229,10 +229,6 @@ def _loaded_row(
     }
 
 
-#: What a store's wrong-password message ends with when deployment.toml set it.
-_SET_BY = "; set by "
-
-
 def _add_problem(problems: list[str], text: str) -> None:
     """Add ``text`` unless a problem already says it (a store that did not load is the
     row's error, and reading it again for the table fails the same way)."""
@@ -241,9 +237,9 @@ def _add_problem(problems: list[str], text: str) -> None:
     # that problem gains where the password was set, not a second copy of "X".
     if any(text in known for known in problems):
         return
-    core, joint, origin = text.partition(_SET_BY)
+    core, joint, origin = text.partition(SET_BY)
     for index, known in enumerate(problems):
-        if joint and core in known and _SET_BY not in known:
+        if joint and core in known and SET_BY not in known:
             problems[index] = f"{known}{joint}{origin}"
             return
     problems.append(text)
