@@ -588,3 +588,35 @@ def test_a_fork_waits_for_openssl_work_before_it_takes_the_locks_that_work_may_n
         reader.join(30)
     assert result == {"forked": True}
     assert got == {"twofish": True, "warnings": True}, got
+
+
+def test_a_child_leaves_a_section_the_fork_came_from_inside_without_the_parents_lock() -> None:
+    """A thread that forks from inside a section leaves it in the child on the
+    parent's instance (the child's own is new): its lock may have been held by
+    another thread at the fork, a thread the child does not have. Leaving must not
+    take it (it had hung the child for good)."""
+    from mtls import _log
+
+    sections = _log.Sections()  # not registered: the fork's hooks leave it alone
+    held, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with sections._cond:
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    with sections:
+        holder.start()
+        try:
+            assert held.wait(10)
+
+            def leave() -> dict[str, Any]:
+                sections.__exit__(None, None, None)
+                return {"left": True}
+
+            result = in_child(leave, timeout=10)
+        finally:
+            done.set()
+            holder.join(10)
+    assert result == {"left": True}
