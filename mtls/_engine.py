@@ -84,7 +84,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -194,6 +194,11 @@ class Plan(Protocol[S]):
 
     def problems(self, snapshot: S) -> Mapping[Hashable, Problem]:
         """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
+
+    def configured(self, snapshot: S) -> Collection[str]:
+        """What problems can be about (:attr:`Problem.about`) that ``snapshot`` still
+        has: a problem of one no longer there was not fixed but removed, and its end
+        says so. Called only when a problem about something ends."""
 
 
 #: What a caller's check re-raises after recording it (a tuple: built once).
@@ -480,7 +485,9 @@ class Engine(Generic[S]):
                 self.snapshot = new
                 if new.watched is not old.watched:
                     self._reader.forget(new.watched)  # files nothing names any more
-                self._reports.update(plan.problems(new), plan.where)
+                self._reports.update(
+                    plan.problems(new), plan.where, functools.partial(plan.configured, new)
+                )
                 if outcome.changed:
                     # Queued under the lock: queue order is generation order.
                     self._subscribers.queue(old.generation, new.generation)
@@ -1103,8 +1110,17 @@ class Reports:
     def __init__(self) -> None:
         self._shown: dict[Hashable, Problem] = {}
 
-    def update(self, current: Mapping[Hashable, Problem], where: str) -> None:
-        """``current``: problem key -> the problem as it is now."""
+    def update(
+        self,
+        current: Mapping[Hashable, Problem],
+        where: str,
+        configured: Callable[[], Collection[str]] = frozenset,
+    ) -> None:
+        """``current``: problem key -> the problem as it is now; ``configured()``: what
+        problems can be about that is still there (asked only when a problem about
+        something ends: one whose profile was removed from the file is said to be no
+        longer configured, not resolved as if fixed)."""
+        present: Collection[str] | None = None
         for key, problem in current.items():
             shown = self._shown.get(key)
             # Said again when who has it changed too (one left a group, another joined:
@@ -1121,15 +1137,27 @@ class Reports:
             gone = shown.about - still
             if key in current and not gone:
                 continue
-            if key not in current and (not shown.about or gone == shown.about):
+            if not shown.about:
                 log.warning("%sresolved: %s", _prefix(where, message), _first_line(message))
-            elif gone:  # some of those it was about: the rest still have a problem
-                names = sorted(gone)
-                more = f"; and {len(names) - 3} more" if len(names) > 3 else ""
+                continue
+            if present is None:
+                present = configured()
+            removed = frozenset(name for name in gone if name not in present)
+            whole = key not in current and gone == shown.about
+            for names, how in ((gone - removed, "resolved"), (removed, "no longer configured")):
+                if not names:
+                    continue
+                if whole and names == gone:  # all of them, one way
+                    log.warning("%s%s: %s", _prefix(where, message), how, _first_line(message))
+                    continue
+                # Some of those it was about: the rest still have it, or ended otherwise.
+                listed = sorted(names)
+                more = f"; and {len(listed) - 3} more" if len(listed) > 3 else ""
                 log.warning(
-                    "%sresolved for %s%s: %s",
+                    "%s%s for %s%s: %s",
                     _prefix(where, message),
-                    "; ".join(names[:3]),
+                    how,
+                    "; ".join(listed[:3]),
                     more,
                     _first_line(message),
                 )

@@ -442,6 +442,10 @@ class ServerPlan:
         )
         return replace(old, error=error, pending=True)
 
+    def configured(self, snapshot: ServerSnapshot) -> frozenset[str]:
+        """Nothing: a server's problems are about the server itself."""
+        return frozenset()
+
     def problems(self, snapshot: ServerSnapshot) -> Mapping[Hashable, Problem]:
         """The snapshot's error, logged once (again when it changes; "resolved" only
         once the server's material loads)."""

@@ -1050,6 +1050,11 @@ class ProfilesPlan:
 
     # ------------------------------------------------------------------ reports
 
+    def configured(self, snapshot: Snapshot) -> frozenset[str]:
+        """Every server (and client) the snapshot's profiles name, as problems name
+        them (:attr:`Problem.about`)."""
+        return frozenset(entry for profile in snapshot.profiles for entry in _entries(profile))
+
     def problems(self, snapshot: Snapshot) -> dict[Hashable, Problem]:
         """What is wrong in ``snapshot``, keyed so that each problem is logged once."""
         out: dict[Hashable, Problem] = {}

@@ -72,6 +72,9 @@ class FilePlan:
     def problems(self, snapshot: FileSnapshot) -> Mapping[Hashable, Problem]:
         return {("file", str(e)): Problem(str(e), "keeping the last good") for e in snapshot.errors}
 
+    def configured(self, snapshot: FileSnapshot) -> frozenset[str]:
+        return frozenset()
+
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

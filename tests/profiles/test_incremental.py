@@ -488,3 +488,63 @@ def test_a_grouped_problem_that_shrinks_or_regroups_is_not_called_resolved(
         assert profiles.reload() is True
         (resolved,) = lines()
         assert ": resolved: 2 profiles (" in resolved and not profiles.errors
+
+
+def test_a_problem_whose_profile_was_removed_is_not_called_resolved(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing profile taken out of the file was logged as "resolved:", as if its
+    store had been fixed: whoever had the warning thought the backend would work. Its
+    end now says "no longer configured"; a group that loses one profile that way and
+    one that is fixed says each."""
+    import logging
+
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    broken = write_identity(ca.issue_cert("one"), tmp_path / "one.jks")
+    good = write_identity(ca.issue_cert("two"), tmp_path / "two.jks")
+    xml = tmp_path / "profiles.xml"
+
+    def write(*entries: tuple[str, Path]) -> None:
+        body = profile_xml(*(profile(servers, store, trust) for servers, store in entries))
+        replace_atomically(xml, body.encode())
+
+    def lines() -> list[str]:
+        out = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        caplog.clear()
+        return out
+
+    write(("a.internal:443", broken), ("b.internal:443", broken), ("c.internal:443", broken))
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles,
+    ):
+        kept = broken.read_bytes()
+        replace_atomically(broken, b"garbage")
+        profiles.reload()
+        (grouped,) = lines()
+        assert "3 profiles (a.internal:443; b.internal:443; c.internal:443)" in grouped
+        # b is taken out of the file, c moves to a good keystore: a still fails.
+        write(("a.internal:443", broken), ("c.internal:443", good))
+        profiles.reload()
+        warned = lines()
+        assert len(warned) == 3, warned
+        assert f"profile a.internal:443: {broken}: " in warned[0]
+        assert ": resolved for c.internal:443: 3 profiles (" in warned[1]
+        assert ": no longer configured for b.internal:443: 3 profiles (" in warned[2]
+        # a is taken out too: its problem ends, and not as fixed.
+        write(("c.internal:443", good))
+        profiles.reload()
+        (ended,) = lines()
+        assert ": no longer configured: profile a.internal:443: " in ended, ended
+        assert "resolved" not in ended
+        assert not profiles.errors
+        # A profile that fails and is fixed still says "resolved" (the contrast).
+        write(("c.internal:443", good), ("d.internal:443", broken))
+        profiles.reload()
+        (failing,) = lines()
+        assert "profile d.internal:443" in failing
+        replace_atomically(broken, kept)
+        profiles.reload()
+        (fixed,) = lines()
+        assert ": resolved: profile d.internal:443: " in fixed, fixed
