@@ -93,10 +93,15 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
         failed = profiles.profile_for(target.host, target.port, client_id=client_id)
         # The message names the profile already: its reason, without the prefix.
         error = exc.cause.reason if exc.cause is not None else "unknown error"
-        what = f"the profile for {key}" if failed is not None else "the default profile"
+        matched = _how_matched(failed, target) if failed is not None else "default"
+        what = {
+            "profile": f"the profile for {key}",
+            "catch-all": f"the catch-all ('*') profile, which serves {key},",
+            "default": "the default profile",
+        }[matched]
         return Setup(
             None,
-            _how_matched(failed, target) if failed is not None else "default",
+            matched,
             source=source,
             profile=failed,
             hostname_verifier=mode,

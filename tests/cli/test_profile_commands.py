@@ -284,6 +284,10 @@ def test_probe_reports_a_catch_all_or_default_that_did_not_load(ca, tmp_path, ca
     assert code == 1
     assert report["error"]["kind"] == "profile_error", report["error"]
     assert "wrong store password" in report["error"]["message"]
+    # Named as the '*' profile it is, not as one "for backend.test:8243".
+    assert report["error"]["message"].startswith(
+        "the catch-all ('*') profile, which serves backend.test:8243, in "
+    ), report["error"]["message"]
     assert report["matched"] == "catch-all"
     assert report["profile"] == {"servers": ["*"], "client_id": None}
     # The same in words: the report, with the profile it matched.
@@ -312,6 +316,7 @@ def test_probe_reports_a_catch_all_or_default_that_did_not_load(ca, tmp_path, ca
     report = json.loads(capsys.readouterr().out)
     assert report["error"]["kind"] == "profile_error"
     assert report["matched"] == "profile"
+    assert report["error"]["message"].startswith("the profile for backend.test:8243 in ")
     assert report["profile"] == {"servers": ["backend.test:8243"], "client_id": None}
 
 
