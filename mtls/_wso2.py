@@ -1122,9 +1122,8 @@ def _warn_vault_below_root(ctx: _Context) -> None:
     )
 
 
-def _secret(
-    element: ET.Element | None, name: str, ctx: _Context, servers: tuple[str, ...]
-) -> Secret | None:
+def _secret_alias(element: ET.Element | None) -> str | None:
+    """The element's ``svns:secretAlias``, if it has one that is not blank."""
     if element is None:
         return None
     alias = next(
@@ -1135,10 +1134,17 @@ def _secret(
         ),
         None,
     )
-    if alias is not None and not alias.strip():
-        # WSO2 (MiscellaneousUtil.resolve) takes an empty secretAlias as none: the text
-        # is the password. One of spaces is never a protected token there either.
-        alias = None
+    # WSO2 (MiscellaneousUtil.resolve) takes an empty secretAlias as none: the text is
+    # the password. One of spaces is never a protected token there either.
+    return alias if alias is not None and alias.strip() else None
+
+
+def _secret(
+    element: ET.Element | None, name: str, ctx: _Context, servers: tuple[str, ...]
+) -> Secret | None:
+    if element is None:
+        return None
+    alias = _secret_alias(element)
     if alias is not None and ctx.secret_resolver is not None:
         if not any(uri.startswith(_VAULT_NS) for uri in ctx.root_namespaces):
             _warn_vault_below_root(ctx)
@@ -1218,6 +1224,7 @@ def _parse_store(
     check_path_text(location, setting=f"<{kind}><Location>", path=ctx.path)
     _warn_wso2_refuses(parts, kind, shown or location, ctx)
     return StoreConfig(
+        password_origin=_vault_origin(parts, kind, ctx),
         location=ctx.base_dir / location,
         type=_text(type_el, f"{kind}/Type", ctx, servers) or None if type_el is not None else None,
         password=password,
@@ -1228,6 +1235,21 @@ def _parse_store(
         written_location=shown,
         written_alias=written_alias if alias and has_placeholder(written_alias) else None,
     )
+
+
+def _vault_origin(parts: dict[str, ET.Element], kind: str, ctx: _Context) -> str | None:
+    """Where a store's passwords came from when the secure vault gave them (a wrong one
+    is then the vault's value, not the text in the file): ``None`` otherwise."""
+    if ctx.secret_resolver is None:
+        return None
+    given = [
+        f"<{name}> svns:secretAlias {alias!r}"
+        for name in ("Password", "KeyPassword")
+        if (alias := _secret_alias(parts.get(name))) is not None
+    ]
+    if not given:
+        return None
+    return f"the secure vault ({'; '.join(given)} of <{kind}> in {ctx.path})"
 
 
 # The store settings whose text WSO2 uses as it is written, spaces and line breaks

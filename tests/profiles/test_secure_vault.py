@@ -925,6 +925,31 @@ def test_from_xml_alias_the_vault_cannot_decrypt(tmp_path, stores, values) -> No
         assert profiles.context_for("backend.example", 443) is not None
 
 
+def test_a_wrong_password_from_the_vault_says_the_vault_gave_it(tmp_path, stores) -> None:
+    """A store refused for a wrong password whose value came from the secure vault
+    named only the store: the operator looked at the <Password> text in the file (a
+    placeholder the vault replaces) instead of the vault's value. The message now says
+    which alias gave it; a password written in the file says nothing of the kind."""
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(gateway_xml(stores["dir"]))
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.SSLProfileSet.from_xml(
+            xml, secret_resolver={"Gateway.Password": "not-the-password"}.get
+        )
+    message = str(info.value)
+    assert message.endswith(
+        "; set by the secure vault (<Password> svns:secretAlias 'Gateway.Password'; "
+        f"<KeyPassword> svns:secretAlias 'Gateway.Password' of <KeyStore> in {xml})"
+    ), message
+    assert "not-the-password" not in message
+    # Twin: the same wrong password written in the file itself.
+    plain = gateway_xml(stores["dir"]).replace(' svns:secretAlias="Gateway.Password"', "")
+    xml.write_text(plain.replace(">password<", ">not-the-password<"))
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.SSLProfileSet.from_xml(xml, secret_resolver={}.get)
+    assert "; set by" not in str(info.value) and "secure vault" not in str(info.value)
+
+
 @needs_java
 def test_from_deployment_toml_resolves_secret_placeholders(tmp_path, stores, values) -> None:
     _loads_only_with_the_right_secret(
