@@ -27,7 +27,8 @@ from ._entries import KeyEntry
 from ._errors import KeystoreFormatError
 from ._files import read_input
 from ._keygen import parse_sans
-from ._readers import _base64_body, _der_signed, _pem_blocks, open_error
+from ._pem import base64_body, pem_blocks
+from ._readers import _der_signed, open_error
 from ._renewal import _Cert, digest_for, signing_key
 
 #: keytool -gencert's validity when -validity is not given.
@@ -80,7 +81,7 @@ def read_request(
     source = path if path is not None else "the request"
     der = data
     if b"-----BEGIN" in data:
-        found = [(label, body) for label, body, _ in _pem_blocks(data, source, path)]
+        found = [(label, body) for label, body, _ in pem_blocks(data, source, path)]
         blocks = [body for label, body in found if label in _REQUEST_LABELS]
         if len(blocks) != 1:
             held = ", ".join(dict.fromkeys(label.decode("ascii", "replace") for label, _ in found))
@@ -96,7 +97,7 @@ def read_request(
                 path=path,
             )
         try:
-            der = _base64_body(blocks[0])
+            der = base64_body(blocks[0])
         except binascii.Error:
             raise KeystoreFormatError(
                 f"{source}: the CERTIFICATE REQUEST block is not valid base64: ask for the "

@@ -27,15 +27,13 @@ from ._entries import KeyEntry, where
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._files import read_input
 from ._keygen import keytool_digest, parse_dname, parse_sans
+from ._pem import PEM_CERTIFICATE_LABELS, pem_blocks, pem_certificate
 from ._readers import (
-    PEM_CERTIFICATE_LABELS,
-    _pem_blocks,
     bundle_certificates,
     der_certificates,
     is_der_element,
     leading_der_certificates,
     open_error,
-    pem_certificate,
 )
 
 #: How many certificates a chain may have: a loop guard (real chains have 2 to 5).
@@ -213,7 +211,7 @@ def certificates_in(data: bytes, *, path: str | None, role: str = "reply") -> li
     elif der and _x509.looks_like_pkcs7(data):
         found.extend(_x509.pkcs7_certificates(data, pem=False))
     elif b"-----BEGIN" in data and not is_der_element(data):  # not PEM inside DER
-        for label, body, block in _pem_blocks(data, source, path):
+        for label, body, block in pem_blocks(data, source, path):
             if label in PEM_CERTIFICATE_LABELS:
                 found.append(pem_certificate(label, body, len(found) + 1, source, path))
             elif label == b"PKCS7":

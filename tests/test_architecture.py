@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_openssl",
     ),
     # readers and writers: bytes <-> entries
-    ("_jks", "_bks", "_bcfks", "_pkcs12", "_entries", "_readers", "_writers", "_keyload"),
+    ("_jks", "_bks", "_bcfks", "_pkcs12", "_entries", "_pem", "_readers", "_writers", "_keyload"),
     # stores, configuration and the revocation policy
     (
         "_crl",

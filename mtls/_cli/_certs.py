@@ -279,12 +279,8 @@ def _keystore_format(data: bytes) -> str | None:
 def _what_else(data: bytes) -> str | None:
     """Which other printing command reads ``data`` (a request, a CRL), or that it is a
     private key (a keystore is refused before: :func:`_keystore_format`)."""
-    from .._readers import (  # noqa: PLC0415
-        PEM_CERTIFICATE_LABELS,
-        _der_signed,
-        _without_line_break,
-        is_der_element,
-    )
+    from .._pem import PEM_CERTIFICATE_LABELS  # noqa: PLC0415
+    from .._readers import _der_signed, _without_line_break, is_der_element  # noqa: PLC0415
 
     blocks = (f"-----BEGIN {label.decode()}-----".encode() for label in PEM_CERTIFICATE_LABELS)
     text = b"\x00" not in data and not is_der_element(data)
