@@ -968,14 +968,14 @@ class Builder:
         if problem is not None:
             self._early_warned.add(key)
             log.warning(
-                "%s: the certificate (%s) cannot serve as a TLS %s certificate: %s, and "
-                "every one of the %s refuses it (served: nothing else was loaded for it); "
-                "reissue it for TLS %s authentication",
+                "%s: the certificate (%s) cannot serve as a TLS %s certificate: %s, and %s "
+                "(served: nothing else was loaded for it); reissue it for TLS %s "
+                "authentication",
                 where,
                 subject,
                 role,
                 problem,
-                peers,
+                who_refuses(role),
                 role,
             )
         self._warn_key_usage(where, leaf, subject)
@@ -1400,21 +1400,30 @@ def _validity_refusal(
     return None
 
 
+def who_refuses(role: str) -> str:
+    """Who refuses a ``role`` certificate whose extended key usage forbids that role:
+    every TLS client checks a server's; servers check a client's, but for GnuTLS-based
+    ones (the interop sweep h128: Go 1.19, GnuTLS 3.7, OpenSSL, Java)."""
+    if role == "server":
+        return "every client refuses it"
+    return "servers refuse it (OpenSSL-, Java- and Go-based ones check it; GnuTLS does not)"
+
+
 def _purpose_refusal(
     leaf_der: bytes, subject: str | None, where: str, role: str, *, whose: str = ""
 ) -> tuple[KeystoreError, None] | None:
     """Why a replacement certificate whose extended key usage forbids its ``role``
-    (``client`` or ``server``) is not installed: every peer refuses it ("unsuitable
-    certificate purpose", "unsupported certificate"), whatever its dates. ``None``
-    when it allows it."""
+    (``client`` or ``server``) is not installed: peers refuse it ("unsuitable
+    certificate purpose", "unsupported certificate", Go's "bad certificate"), whatever
+    its dates; GnuTLS alone does not check it, and a rotation must not hinge on the
+    backend being the lenient kind. ``None`` when it allows it."""
     problem = _x509.purpose_problem(leaf_der, role)
     if problem is None:
         return None
     named = f"the new {whose} certificate" if whose else "the new certificate"
-    peers = "client" if role == "server" else "server"
     refused = KeystoreError(
         f"{where}: {named} ({subject}) cannot serve as a TLS {role} certificate: "
-        f"{problem}, and every {peers} refuses it: not installed; the previous one stays "
+        f"{problem}, and {who_refuses(role)}: not installed; the previous one stays "
         f"(reissue it for TLS {role} authentication)",
         path=where,
     )

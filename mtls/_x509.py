@@ -695,9 +695,10 @@ _EKU_NAMES = {
 
 
 def purpose_problem(der: bytes, role: str) -> str | None:
-    """Why every TLS peer refuses the certificate ``der`` as a ``role`` (``"client"``
-    or ``"server"``) certificate: its extended key usage allows no such use. ``None``
-    when it allows it, has none, or cannot be read (OpenSSL then decides)."""
+    """Why TLS peers refuse the certificate ``der`` as a ``role`` (``"client"`` or
+    ``"server"``) certificate: its extended key usage allows no such use (OpenSSL, Java
+    and Go check it; GnuTLS does not). ``None`` when it allows it, has none, or cannot
+    be read (OpenSSL then decides)."""
     name, allowed, _ = _PURPOSES[role]
     usages = _usage_extension(der, x509.ExtendedKeyUsage)
     if usages is None or {usage.dotted_string for usage in usages} & allowed:

@@ -526,10 +526,10 @@ def key_description(cert: x509.Certificate | x509.CertificateSigningRequest) -> 
 
 
 def purpose_problem(cert: x509.Certificate) -> tuple[str, str] | None:
-    """Why servers refuse ``cert`` as a client certificate, and which servers: every
-    one when its extended key usage lacks clientAuth (the reload engine refuses such a
-    replacement), some only otherwise (:func:`mtls._x509.usage_warning`); ``None``
-    when nothing forbids it."""
+    """Why servers refuse ``cert`` as a client certificate, and which servers: all
+    but GnuTLS-based ones when its extended key usage lacks clientAuth (the reload
+    engine refuses such a replacement), some only otherwise
+    (:func:`mtls._x509.usage_warning`); ``None`` when nothing forbids it."""
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
     from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help

@@ -275,8 +275,15 @@ def _reason(exc: ssl.SSLError) -> str:
 
 
 def _alert_text(exc: ssl.SSLError) -> str:
+    """The alert's name as RFC 8446 words it ("decode error"), else OpenSSL's reason."""
     reason = _reason(exc)
-    return _CERT_ALERTS.get(reason) or reason.lower().replace("_", " ") or str(exc)
+    alert = _ALERT_REASON.fullmatch(reason)
+    text = alert.group(1) if alert else reason
+    return _CERT_ALERTS.get(reason) or text.lower().replace("_", " ") or str(exc)
+
+
+#: OpenSSL's reason for an alert the peer sent: SSLV3_ALERT_*, TLSV1_ALERT_*, ...
+_ALERT_REASON = re.compile(r"(?:SSLV3|TLSV1|TLSV13)_ALERT_([A-Z0-9_]+)")
 
 
 def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
@@ -299,7 +306,11 @@ def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
     ours = f"our client certificate {setup.client_subject}"
     if setup.keystore:
         ours += f" from {setup.keystore}"
-    advice = _out_of_date(setup, alert) or _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
+    advice = (
+        _out_of_date(setup, alert)
+        or _wrong_purpose(setup, reason, alert)
+        or _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
+    )
     return Failure(
         "client_cert_refused", f"the server refused {ours} ({alert}): {advice}", alert=alert
     )
@@ -364,6 +375,32 @@ def _out_of_date(setup: Setup, alert: str) -> str | None:
     if starts is not None and starts > now():
         return _advice_trust(setup)  # its first answer: not valid until ..., check the clocks
     return None
+
+
+#: Alerts that say what is wrong with our certificate, not its purpose: their advice
+#: stands (an untrusted issuer, a revoked or badly signed certificate).
+_NOT_PURPOSE = frozenset(
+    {"TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_REVOKED", "TLSV1_ALERT_DECRYPT_ERROR"}
+)
+
+
+def _wrong_purpose(setup: Setup, reason: str, alert: str) -> str | None:
+    """The advice for a client certificate not for client authentication (its extended
+    key usage lacks clientAuth, or its key usage allows no signature), whatever the
+    alert (Go sends "bad certificate", Java "certificate unknown", OpenSSL
+    "unsupported certificate"): importing its issuer into the backend's truststore
+    (the trust advice) would change nothing."""
+    cert = setup.client_certificate
+    found = None if cert is None or reason in _NOT_PURPOSE else purpose_problem(cert)
+    if found is None:
+        return None
+    problem, who = found
+    checked = "OpenSSL-, Java- and Go-based ones" if who == "servers" else who
+    said = "" if alert == "unsupported certificate" else f" (the server said only '{alert}')"
+    return (
+        f"{problem}, which servers check ({checked}): reissue it for TLS client "
+        f"authentication and replace it in {_store_of(setup)}{said}"
+    )
 
 
 def _when(iso: str | None) -> _dt.datetime | None:
@@ -448,13 +485,7 @@ def _advice_revoked(setup: Setup) -> str:
 
 
 def _advice_unsupported(setup: Setup) -> str:
-    cert = setup.client_certificate
-    purpose = None if cert is None else purpose_problem(cert)
-    if purpose is not None:
-        return (
-            f"{purpose[0]}: reissue it for TLS client authentication and replace it in "
-            f"{_store_of(setup)}"
-        )
+    # Not for client authentication: _wrong_purpose said so before this is asked.
     return (
         "the server cannot use this kind of certificate (its key type, or a critical "
         "extension it does not know): reissue it as the backend expects"
@@ -462,9 +493,12 @@ def _advice_unsupported(setup: Setup) -> str:
 
 
 def _advice_denied(setup: Setup) -> str:
+    # Not proof that it was verified: GnuTLS answers every failed verification so.
     return (
-        "the backend verified it but denies this identity access: that is its authorisation "
-        f"(an allow-list of subjects), not trust: ask its owners to allow {setup.client_subject}"
+        "either the backend could not verify it (GnuTLS-based servers say 'access denied' "
+        f"for any failed verification: {_advice_trust(setup)}), or it verified it and its "
+        "authorisation (an allow-list of subjects) denies this identity: ask its owners "
+        f"to allow {setup.client_subject}"
     )
 
 
@@ -571,7 +605,16 @@ def classify_handshake(
             return Failure("handshake_failure", f"no cipher in common with {where}")
         if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return closed(setup, where, during=True, asked=asked)
-        return Failure("tls_error", f"TLS handshake with {where} failed: {_alert_text(exc)}")
+        sent_alert = _ALERT_REASON.fullmatch(reason) is not None
+        if sent_alert and asked and setup.client_subject is None:
+            # It asked for a certificate, we sent none, and it ended the handshake: in
+            # TLS 1.2 some servers say so in other words (gnutls-serv: "decode error").
+            return refused(setup, exc)
+        return Failure(
+            "tls_error",
+            f"TLS handshake with {where} failed: {_alert_text(exc)}",
+            alert=_alert_text(exc) if sent_alert else None,
+        )
     if isinstance(exc, TimeoutError):
         return Failure(
             "timeout", f"{where} accepted the connection but the TLS handshake timed out"

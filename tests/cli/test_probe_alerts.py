@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shutil
 import socket
 import ssl
 import threading
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 
 from mtls.cli import main
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-from tests.stores.test_context import openssl_server
+from tests.stores.test_context import openssl_server, peer_server
 
 PASSWORD = "advice-Pa55word"
 NOW = dt.datetime.now(dt.UTC)
@@ -305,13 +306,36 @@ def test_access_denied_and_certificate_unknown(ca, trust, tmp_path, capsys, aler
     got, message = refusal(report)
     assert got == alert
     if alert == "access denied":
-        assert "denies this identity access" in message
+        # Both of what it means: GnuTLS says it for any failed verification, others
+        # for an authorisation refusal. Neither is given as the one answer.
+        assert "either the backend could not verify it" in message
+        assert "does not trust its issuer CN=advice CA" in message
         assert "ask its owners to allow CN=gw" in message
-        assert "truststore" not in message
+        assert "verified it but" not in message
     elif alert == "decrypt error":
         assert "could not verify a signature" in message
     else:
         assert "does not trust its issuer CN=advice CA" in message
+
+
+@pytest.mark.parametrize("alert", ["bad certificate", "certificate unknown", "access denied"])
+def test_a_certificate_not_for_client_authentication_is_named_whatever_the_alert(
+    ca, trust, tmp_path, capsys, alerting, alert
+):
+    """Go answers a client certificate without clientAuth with "bad certificate", Java
+    with "certificate unknown": the probe told the operator to import a CA the backend
+    already trusts. The certificate's purpose comes first (the twins above: the same
+    alerts for a certificate that allows client authentication)."""
+    alerting["alert"] = _ALERTS[alert]
+    client = ca.issue_cert("gw", client_auth=False)
+    code, report, keystore = probe(capsys, alerting["port"], client, trust, tmp_path)
+    assert code == 1
+    got, message = refusal(report)
+    assert got == alert
+    assert "its extended key usage lacks clientAuth (it allows serverAuth)" in message
+    assert f"reissue it for TLS client authentication and replace it in {keystore}" in message
+    assert f"(the server said only '{alert}')" in message
+    assert "does not trust its issuer" not in message
 
 
 @pytest.mark.parametrize("alert", ["bad certificate", "access denied"])
@@ -511,3 +535,66 @@ def test_an_alert_that_arrives_before_our_request_is_still_read(
     alert, message = refusal(report)
     assert alert == "certificate expired"
     assert f"it expired on {ended.date()}" in message
+
+
+# --------------------------------------------------------------------------- gnutls-serv
+
+_GNUTLS = shutil.which("gnutls-serv")
+needs_gnutls = pytest.mark.skipif(_GNUTLS is None, reason="no gnutls-serv (apt: gnutls-bin)")
+
+
+def gnutls_server(files: dict[str, Path], version: str) -> contextlib.AbstractContextManager[int]:
+    """``gnutls-serv`` demanding and verifying a client certificate, one TLS version."""
+    assert _GNUTLS is not None
+    gnutls = _GNUTLS
+
+    def command(port: int) -> list[str]:
+        return [
+            gnutls, "--http", "-p", str(port), "--x509certfile", str(files["server_cert"]),
+            "--x509keyfile", str(files["server_key"]), "--x509cafile", str(files["ca"]),
+            "--require-client-cert", "--verify-client-cert",
+            "--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{version}",
+        ]  # fmt: skip
+
+    return peer_server(command)
+
+
+@needs_gnutls
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_gnutls_serv_without_our_certificate_says_it_wants_one(
+    s_server_files, trust, capsys, version
+):
+    """gnutls-serv answers TLS 1.2's empty Certificate message with "decode error": the
+    probe gave a bare "TLS handshake failed" and no alert. It asked for a certificate
+    and we sent none: that is what is said (TLS 1.3 sends "certificate required")."""
+    with gnutls_server(s_server_files, version) as port:
+        code = main(
+            ["probe", f"https://localhost:{port}/", "--truststore", str(trust),
+             "--password", PASSWORD, "--timeout", "5", "--json"]
+        )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["client_certificate_requested"] is True
+    got, message = refusal(report)
+    assert got == ("decode error" if version == "1.2" else "certificate required")
+    assert message.startswith("the server requires a client certificate and we sent none (")
+    assert message.endswith("pass --keystore")
+
+
+@needs_gnutls
+@pytest.mark.parametrize("client", ["trusted", "stranger"])
+def test_gnutls_serv_access_denied_is_not_called_an_authorisation_refusal(
+    ca, s_server_files, trust, tmp_path, capsys, client
+):
+    """gnutls-serv says "access denied" for a certificate it cannot verify: the probe
+    said the backend had verified it. Twin: a trusted certificate is accepted."""
+    identity = ca.issue_cert("gw") if client == "trusted" else CA(name="other CA").issue_cert("gw")
+    with gnutls_server(s_server_files, "1.3") as port:
+        code, report, _ = probe(capsys, port, identity, trust, tmp_path)
+    if client == "trusted":
+        assert code == 0 and report["error"] is None
+        assert report["server_accepted_client_certificate"] is True, report
+        return
+    assert code == 1
+    got, message = refusal(report)
+    assert got == "access denied"
+    assert "could not verify it" in message and "does not trust its issuer CN=other CA" in message

@@ -152,29 +152,41 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def openssl_server(openssl: str, files: dict[str, Path], *extra: str) -> Iterator[int]:
     """``openssl s_server -Verify 1 -verify_return_error -www`` on a free loopback port."""
-    for _attempt in range(5):
-        port = _free_port()
-        cmd = [
+
+    def command(port: int) -> list[str]:
+        return [
             openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-www",
             "-cert", str(files["server_cert"]), "-key", str(files["server_key"]),
             "-CAfile", str(files["ca"]), "-Verify", "1", "-verify_return_error", *extra,
         ]  # fmt: skip
+
+    with peer_server(command) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def peer_server(command: Callable[[int], list[str]]) -> Iterator[int]:
+    """The server ``command(port)`` starts (another TLS stack: openssl s_server,
+    gnutls-serv), on a free loopback port once it accepts connections; killed after."""
+    for _attempt in range(5):
+        port = _free_port()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+            command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
         try:
             if _wait_for_port(port, proc):
                 yield port
                 return
             err = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
-            if "Address already in use" not in err:
-                raise RuntimeError(f"openssl s_server did not start: {err}")
+            if "already in use" not in err:
+                raise RuntimeError(f"{command(port)[0]} did not start: {err}")
         finally:
             proc.kill()
             proc.wait(DEADLINE)
             if proc.stderr:
                 proc.stderr.close()
-    raise RuntimeError("no free port for openssl s_server")
+    raise RuntimeError(f"no free port for {command(0)[0]}")
 
 
 HTTP_GET = b"GET / HTTP/1.0\r\n\r\n"
