@@ -218,16 +218,25 @@ class Served:
     # last good. Filled by build() as profiles are given it (never replaced).
     definitions: set[tuple[object, ...]] = field(default_factory=set, repr=False, compare=False)
 
-    def with_alpn(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
+    def with_alpn(
+        self, base: ssl.SSLContext, alpn: tuple[str, ...], *, build: bool = True
+    ) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
 
-        Never locks; the first call for a list builds it (about one context's cost).
+        Never locks; the first call for a list builds it (about one context's cost:
+        with a big truststore, a second or more).
+
+        Raises:
+            NotBuilt: ``build=False`` and it is not built yet (an event loop's caller
+                then builds it on a worker thread).
         """
         local = base is self.localhost_context
         key = (local, alpn)
         hit = self.variants.get(key)
         if hit is not None:
             return hit
+        if not build:
+            raise NotBuilt
         ctx = self.make(local)
         if not all(isinstance(name, str) for name in alpn):
             raise TypeError(f'alpn: protocol names are str ("h2"), not {list(alpn)!r}')
@@ -238,6 +247,11 @@ class Served:
                 f"alpn: each protocol is a name of 1 to 255 bytes, not {list(alpn)!r}"
             ) from exc
         return self.variants.setdefault(key, ctx)
+
+
+class NotBuilt(Exception):
+    """A lookup that must not build (on an event loop's thread) found that the context
+    it would return is not built yet."""
 
 
 # --------------------------------------------------------------------------- the builder

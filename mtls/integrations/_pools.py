@@ -37,11 +37,13 @@ each client would otherwise do to them.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 from collections.abc import Callable, Hashable, Iterable, Set
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._build import NotBuilt
 from .._engine import WeakSubscriber
 from .._errors import MTLSError
 from .._fork import renew_attributes_after_fork
@@ -65,6 +67,67 @@ class _Entry(Generic[T]):
         self.inflight = 0
         self.retired = False
         self.closed = False
+
+
+async def built_off_the_loop(build: Callable[[], object]) -> None:
+    """Run ``build`` (a lookup that builds a context: with a big truststore, a second
+    or more) on a thread of its own, and wait for it without blocking the event loop:
+    never the loop's default executor or anyio's default limiter, which the
+    application's own blocking work may fill. Its errors are left to the lookup the
+    caller makes next, on the loop (nothing to build then: it raises them, or builds
+    what a reload changed meanwhile). Cancelled, the wait ends at once; the build goes
+    on to its end, and the set keeps it for the next request."""
+    import asyncio  # noqa: PLC0415 - only the async integrations come here
+    import contextvars  # noqa: PLC0415
+
+    run = contextvars.copy_context().run  # the caller's context, for its log lines
+
+    def work() -> None:
+        try:
+            run(build)
+        except Exception:
+            log.debug("a context build off the event loop failed", exc_info=True)
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio (httpx): anyio's threads, under a limiter of our own
+        import anyio  # noqa: PLC0415
+        import anyio.to_thread  # noqa: PLC0415
+
+        limiter = anyio.CapacityLimiter(1)
+        try:
+            await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+        except TypeError as exc:  # anyio before 4.1 spells it cancellable=
+            if "abandon_on_cancel" not in str(exc):
+                raise
+            await anyio.to_thread.run_sync(work, cancellable=True, limiter=limiter)
+        return
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not done.done():  # cancelled meanwhile: nobody waits
+            done.set_result(None)
+
+    def thread() -> None:
+        work()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle)
+
+    threading.Thread(target=thread, name="mtls-context-build", daemon=True).start()
+    await done
+
+
+def answers_itself(profile_set: object) -> bool:
+    """Whether ``profile_set`` is an :class:`SSLProfileSet` whose lookup is the set's
+    own (not a wrapper's, a subclass's or a patched ``context_for``): then what it
+    hands out, and whether a context is built yet, can be asked of the set itself."""
+    from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
+
+    own_lookup = getattr(type(profile_set), "context_for", None)
+    return (
+        own_lookup is SSLProfileSet.context_for
+        and "context_for" not in getattr(profile_set, "__dict__", {})  # not patched
+    )
 
 
 class _ContextPools(Generic[T]):
@@ -99,14 +162,7 @@ class _ContextPools(Generic[T]):
         # Without a lookup of its own, on the set's own context_for, liveness is the
         # set's: contexts, by identity. A wrapper (or a subclass with its own
         # context_for) may hand out contexts of its own: its answers are asked again.
-        from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
-
-        own_lookup = getattr(type(profile_set), "context_for", None)
-        set_knows = (
-            lookup is None
-            and own_lookup is SSLProfileSet.context_for
-            and "context_for" not in getattr(profile_set, "__dict__", {})  # not patched
-        )
+        set_knows = lookup is None and answers_itself(profile_set)
         assert not set_knows or key is id
         self._profiles = profile_set
         self._client_id = client_id
@@ -115,6 +171,8 @@ class _ContextPools(Generic[T]):
         # list, so no client's set_alpn_protocols() touches a context another uses.
         self._alpn_of = alpn if callable(alpn) else (lambda: alpn)
         self._lookup = lookup if lookup is not None else self.context_for
+        # On an event loop: a lookup that never builds (only the set's own can say so).
+        self._set_knows = set_knows
         self._key = key
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
@@ -139,12 +197,32 @@ class _ContextPools(Generic[T]):
             server_hostname=server_hostname,
         )
 
-    def acquire(
+    def built_context_for(
         self, host: str, port: int, server_hostname: str | None = None
+    ) -> ssl.SSLContext | None:
+        """:meth:`context_for`, never building a context on this thread.
+
+        Raises:
+            NotBuilt: it must be built first: call :meth:`context_for` on a worker
+                thread (not on an event loop), then :meth:`acquire` with
+                ``build=False`` again.
+        """
+        return self._profiles._context_built(
+            host,
+            port,
+            client_id=self._client_id,
+            alpn=self._alpn_of(),
+            server_hostname=server_hostname,
+        )
+
+    def acquire(
+        self, host: str, port: int, server_hostname: str | None = None, *, build: bool = True
     ) -> tuple[_Entry[T] | None, list[T]]:
         """Lease the entry for ``host:port``'s current context (``server_hostname``:
         the name the client verifies instead of ``host``, as for
-        :meth:`SSLProfileSet.context_for`).
+        :meth:`SSLProfileSet.context_for`). ``build=False`` (on an event loop): raise
+        :class:`~mtls._build.NotBuilt` rather than build the context here (a lookup
+        of its own, gRPC's, is asked as it is).
 
         Returns:
             The entry (``None`` when no profile and no default match: use the
@@ -154,14 +232,17 @@ class _ContextPools(Generic[T]):
         Raises:
             ProfileUnavailableError: the profile naming ``host:port`` has not loaded
                 (nothing is leased).
+            NotBuilt: ``build=False`` and the context is not built yet (nothing is
+                leased).
         """
         profiles = self._profiles
         closing: list[T] = []
+        lookup = self._lookup if build or not self._set_knows else self.built_context_for
         while True:
             generation = profiles.generation
             try:
-                ctx = self._lookup(host, port, server_hostname)
-            except MTLSError:
+                ctx = lookup(host, port, server_hostname)
+            except (MTLSError, NotBuilt):
                 if closing:  # retired by a sweep of an earlier pass: the next caller closes
                     with self._lock:
                         self._unclosed.extend(closing)

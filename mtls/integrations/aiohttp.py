@@ -32,10 +32,12 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from .._build import NotBuilt
 from .._config import DEFAULT_PORTS, tls_origin
 from .._errors import MTLSError
 from .._revocation import pending_check
 from . import _describe, _missing_extra, _require_profile_set
+from ._pools import answers_itself, built_off_the_loop
 
 try:
     import aiohttp
@@ -43,10 +45,10 @@ try:
 except ImportError as _exc:
     raise _missing_extra("aiohttp", "aiohttp", _exc) from _exc
 
+from aiohttp.client import _RequestContextManager  # what ClientSession.request returns
+
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from aiohttp.client import _RequestContextManager
 
     from .._profiles import SSLProfileSet
 
@@ -130,15 +132,27 @@ def _ssl_for(
     origin: tuple[str, int] | None,
     client_id: str | None,
     server_hostname: str | None = None,
+    *,
+    build: bool = True,
 ) -> ssl.SSLContext | bool:
-    """:func:`request_ssl` for a URL's :func:`~mtls._config.tls_origin`."""
+    """:func:`request_ssl` for a URL's :func:`~mtls._config.tls_origin`.
+
+    Raises:
+        NotBuilt: ``build=False`` (on the event loop) and the context is not built
+            yet: build it on a worker thread with ``build=True``.
+    """
     if origin is None:
         return True  # plain http://: aiohttp's default, no TLS
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
     try:
-        ctx = profile_set.context_for(
-            *origin, client_id=client_id, alpn=_HTTP1, server_hostname=server_hostname
-        )
+        if build or not answers_itself(profile_set):
+            ctx = profile_set.context_for(
+                *origin, client_id=client_id, alpn=_HTTP1, server_hostname=server_hostname
+            )
+        else:
+            ctx = profile_set._context_built(
+                *origin, client_id=client_id, alpn=_HTTP1, server_hostname=server_hostname
+            )
     except AttributeError:
         _require_profile_set(profile_set, "request_ssl")  # checked only when it fails
         raise
@@ -318,6 +332,11 @@ class MTLSClientSession:
             aiohttp.ClientError: as aiohttp raises; a failed handshake is an
                 ``aiohttp.ClientSSLError`` subclass.
         """
+        return self._request(method, url, kwargs, build=False)
+
+    def _request(
+        self, method: str, url: str | URL, kwargs: dict[str, Any], *, build: bool
+    ) -> _RequestContextManager:
         if not _chose_ssl(kwargs):
             target = self._absolute(url)
             if target.host is not None and not target.scheme:
@@ -330,9 +349,18 @@ class MTLSClientSession:
             # One origin for the context and the profile (the ValueError request_ssl
             # raises for a URL no profile can be chosen for).
             origin = _origin(target)
-            chosen = _ssl_for(
-                self.profile_set, origin, self.client_id, kwargs.get("server_hostname")
-            )
+            try:
+                chosen = _ssl_for(
+                    self.profile_set,
+                    origin,
+                    self.client_id,
+                    kwargs.get("server_hostname"),
+                    build=build,
+                )
+            except NotBuilt:
+                # The first request for a material builds its context (with a big
+                # truststore, a second or more): on a worker thread, not the loop.
+                return _RequestContextManager(self._after_build(method, url, kwargs, origin))
             kwargs["ssl"] = chosen
             proxied = isinstance(chosen, ssl.SSLContext)
             redirects = kwargs.get("allow_redirects", True)
@@ -343,6 +371,19 @@ class MTLSClientSession:
                 guard = self._guard(target, chosen, source, proxied=proxied, redirects=redirects)
                 kwargs["middlewares"] = (*middlewares, guard)
         return self.session.request(method, url, **kwargs)
+
+    async def _after_build(
+        self,
+        method: str,
+        url: str | URL,
+        kwargs: dict[str, Any],
+        origin: tuple[str, int] | None,
+    ) -> aiohttp.ClientResponse:
+        """The request, once its context is built on a thread of its own (a cancelled
+        wait leaves the build to end there, kept by the set for the next request)."""
+        name = kwargs.get("server_hostname")
+        await built_off_the_loop(lambda: _ssl_for(self.profile_set, origin, self.client_id, name))
+        return await self._request(method, url, kwargs, build=True)
 
     def _guard(
         self,
