@@ -234,7 +234,62 @@ def _identity(
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
     elif algorithm == _EC and (curve := _keyload.key_curve(key_der)) not in _TLS13_CURVES:
         _ec_over_tls12(ctx, keystore, chosen, curve, server=server)
+    if server and ciphers is not None:
+        _ciphers_fit_key(ctx, keystore, chosen, algorithm, ciphers)
     _log_identity(keystore, chosen, chain_der, warn_expiry=warn_expiry)
+
+
+# What a TLS 1.2 cipher suite's authentication must be for a server key of each
+# algorithm (OpenSSL's get_ciphers() "auth"): EdDSA signs in the ECDSA suites (RFC 8422).
+_SUITE_AUTH = {
+    "1.2.840.113549.1.1.1": "auth-rsa",
+    "1.2.840.113549.1.1.10": "auth-rsa",
+    "1.2.840.10045.2.1": "auth-ecdsa",
+    "1.3.101.112": "auth-ecdsa",
+    "1.3.101.113": "auth-ecdsa",
+    "1.2.840.10040.4.1": "auth-dss",
+}
+# (path, alias, ciphers) said once each: every context built from them would say it again.
+_UNFIT_CIPHERS: set[tuple[str | None, str, str]] = set()
+
+
+def _ciphers_fit_key(
+    ctx: ssl.SSLContext, keystore: Keystore, alias: str, algorithm: str | None, ciphers: str
+) -> None:
+    """A server's ``ciphers=`` must hold a TLS 1.2 suite its key can sign in: with
+    ECDHE-RSA suites alone an EC key completes no TLS 1.2 handshake (the client sees
+    "handshake failure", the server "no shared cipher"), and nothing said why. A
+    context that also allows TLS 1.3 still serves TLS 1.3 clients (its suites do not
+    depend on the key), so that is a warning; one held to TLS 1.2 serves nobody."""
+    wanted = _SUITE_AUTH.get(algorithm or "")
+    if wanted is None or ctx.minimum_version > ssl.TLSVersion.TLSv1_2:
+        return
+    suites = [c for c in ctx.get_ciphers() if c.get("protocol") != "TLSv1.3"]
+    if any(c.get("auth") == wanted for c in suites):
+        return
+    where = keystore.path or "the keystore"
+    kind = {"auth-rsa": "RSA", "auth-ecdsa": "ECDSA", "auth-dss": "DSS"}[wanted]
+    said = (
+        f"{where}: ciphers {ciphers!r} has no TLS 1.2 suite key entry {alias!r} can "
+        f"sign in (its key needs {kind} suites, such as "
+        f"'{'ECDHE-ECDSA' if kind == 'ECDSA' else 'ECDHE-RSA' if kind == 'RSA' else 'DHE-DSS'}"
+        "-AES128-GCM-SHA256')"
+    )
+    if ctx.maximum_version == ssl.TLSVersion.TLSv1_2:
+        raise KeyEntryError(
+            f"{said}, and the context allows no TLS 1.3: it could complete no handshake; "
+            "add such suites to ciphers=",
+            path=keystore.path,
+            alias=alias,
+        )
+    key = (keystore.path, alias, ciphers)
+    if key not in _UNFIT_CIPHERS and len(_UNFIT_CIPHERS) < 1024:
+        _UNFIT_CIPHERS.add(key)
+        log.warning(
+            "%s: TLS 1.2 clients are refused (handshake failure), TLS 1.3 ones served; "
+            "add such suites to ciphers=",
+            said,
+        )
 
 
 def _key_refused(
@@ -783,7 +838,10 @@ def server_context(
             the system's public CAs. Off by default, for the reason above.
         alias: the key entry to serve when the keystore holds several.
         minimum_version: the lowest TLS version accepted.
-        ciphers: an OpenSSL cipher string for TLS 1.2.
+        ciphers: an OpenSSL cipher string for TLS 1.2. It must hold suites the
+            key can sign in (ECDSA suites for an EC or EdDSA key, RSA suites for an
+            RSA key): without one, TLS 1.2 clients are refused, which is logged as a
+            warning (TLS 1.3 clients are served; its suites do not depend on the key).
         crls: revocation lists for client certificates, checked during the
             handshake (as in :func:`client_context`).
         crl_check: ``"leaf"`` or ``"chain"``.
@@ -793,9 +851,12 @@ def server_context(
 
     Raises:
         ValueError: no ``truststore`` and ``trust_system_cas`` is false, or both given.
+        ssl.SSLError: ``ciphers`` selects no cipher this OpenSSL has.
         CRLError: a CRL is expired or not signed by a certificate of the truststore,
             or has a critical extension OpenSSL refuses; ``crls`` is empty.
-        KeyEntryError: no usable key entry.
+        KeyEntryError: no usable key entry; or ``ciphers`` has no suite the key can
+            sign in and the context allows no TLS 1.3 (a DSA key, or an EC key on a
+            curve TLS 1.3 has no scheme for): it could complete no handshake.
         KeystoreFormatError: an empty truststore, or a certificate OpenSSL refuses.
         TypeError: a ``keystore`` or ``truststore`` that is not a store (a path: load
             it first with ``Keystore.load`` / ``Truststore.load``).

@@ -36,6 +36,8 @@ from cryptography.x509.oid import NameOID
 
 import mtls
 from mtls import _keyload
+from mtls.testing import CA
+from tests._helpers import accepting
 from tests._keytool import KEYPASS, STOREPASS, KeytoolStores
 from tests._pki import PKI, Identity, five_byte_length, indefinite_length, issue, mismatched
 
@@ -901,6 +903,50 @@ def test_ciphers_are_applied(pki: PKI) -> None:
     ) as e:
         mtls.client_context(truststore=pki.truststore(), ciphers="NO-SUCH-CIPHER")
     assert "No cipher can be selected" in str(e.value)  # OpenSSL's words, still there
+
+
+@pytest.mark.parametrize(
+    "ciphers", ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"]
+)
+def test_server_ciphers_the_key_cannot_sign_in_are_said(
+    ciphers: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An EC server key given ECDHE-RSA suites alone completed no TLS 1.2 handshake
+    (client: "handshake failure"; server: "no shared cipher") and nothing said why
+    (h130). It is said once; TLS 1.3 clients are served all the same. Twin: ECDSA
+    suites, nothing said, TLS 1.2 served."""
+    ca = CA(name="ciphers CA")
+    client = ca.issue_cert("client")
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        ctx = mtls.server_context(
+            ca.issue_cert("localhost").keystore(), ca.truststore(), ciphers=ciphers
+        )
+    fits = "ECDSA" in ciphers
+    said = [r.getMessage() for r in caplog.records if "has no TLS 1.2 suite" in r.getMessage()]
+    assert len(said) == (0 if fits else 1), said
+    if not fits:
+        assert "needs ECDSA suites, such as 'ECDHE-ECDSA-AES128-GCM-SHA256'" in said[0]
+        assert "TLS 1.2 clients are refused" in said[0]
+
+    def answer(raw: socket.socket) -> None:
+        with ctx.wrap_socket(raw, server_side=True) as tls:
+            tls.sendall(b"x")
+
+    def handshake(port: int, version: ssl.TLSVersion) -> str:
+        cctx = mtls.client_context(client.keystore(), ca.truststore())
+        cctx.maximum_version = version  # a context of the test's own, never handed out
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with cctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.recv(1)
+                return str(tls.version())
+
+    with accepting(answer) as port:
+        assert handshake(port, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+        if fits:
+            assert handshake(port, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+        else:
+            with pytest.raises(ssl.SSLError, match=r"HANDSHAKE_FAILURE|handshake failure"):
+                handshake(port, ssl.TLSVersion.TLSv1_2)
 
 
 def test_key_not_matching_certificate_is_a_key_entry_error(pki: PKI) -> None:
