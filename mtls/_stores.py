@@ -874,6 +874,10 @@ class Keystore(_StoreBase):
             TypeError: a password that is not a str, a Secret or None (bytes: decode).
             KeyEntryError: PEM asked for with other than one key entry (or with
                 trusted entries beside it).
+            OSError: the file cannot be written (a full disk, a read-only or missing
+                directory, a NUL in the path): an ``OSError``, not an ``MTLSError``,
+                whose message names the file and says that nothing was written (the
+                store is written to a temporary file beside it, then renamed).
         """
         data = self._bytes(
             password, store_type, key_password, target=path, passwordless=passwordless
@@ -1215,6 +1219,7 @@ class Truststore(_StoreBase):
             ValueError: an unknown store type, or no certificates (:meth:`load` refuses
                 such a file: a truststore that trusts nothing fails every handshake;
                 ``Keystore().save()`` writes an empty store, as keytool keeps one).
+            OSError: the file cannot be written, as for :meth:`Keystore.save`.
         """
         data = self._bytes(password, store_type, target=path, passwordless=passwordless)
         atomic_write(path, data, mode=None)

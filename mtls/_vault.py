@@ -712,8 +712,16 @@ class SecureVault:
             path = self.home / name
             try:
                 decoded = utf8_text(read_input(path))
-            except FileNotFoundError:
-                continue
+            except FileNotFoundError as exc:
+                if not os.path.islink(path):
+                    continue  # not there: the next place, as WSO2 looks
+                # A link to nothing (a secret mount that went away) is not "no password
+                # configured": say what it points at.
+                fix = cannot_read_fix(exc, path) or "restore the file"
+                raise SecureVaultError(
+                    f"{path}: cannot read the keystore password file ({exc.strerror}): {fix}",
+                    path=path,
+                ) from None
             except OSError as exc:
                 fix = cannot_read_fix(exc, path) or "check its permissions"
                 raise SecureVaultError(

@@ -930,7 +930,10 @@ def os_error_message(exc: OSError) -> str:
     if isinstance(exc, IsADirectoryError) and name is not None:
         return f"{name} is a directory: give a file"
     if isinstance(exc, PermissionError) and name is not None:
-        return f"{name}: permission denied: check the file's owner and mode"
+        return (
+            f"{name}: permission denied: check the owner and mode of the file and of the "
+            "directories above it"
+        )
     import errno  # noqa: PLC0415 - only on an error
     import socket  # noqa: PLC0415
 

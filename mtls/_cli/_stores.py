@@ -861,7 +861,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     # merge keeps the destination's protection.
     passwordless = False
     if merge:
-        store = _merged_into(target, to, store, out_password, args)
+        store = _merged_into(target, to, store, out_password, args, out=out)
         passwordless = store.passwordless
     keys, trusted = store.key_aliases, store.trusted_aliases
     if keys and to == "PEM" and (len(keys) > 1 or trusted):
@@ -925,7 +925,13 @@ def _same_file(one: Path, other: Path) -> bool:
 
 
 def _merged_into(
-    target: Path, to: WriteFormat, source: Keystore, password: str, args: argparse.Namespace
+    target: Path,
+    to: WriteFormat,
+    source: Keystore,
+    password: str,
+    args: argparse.Namespace,
+    *,
+    out: Output,
 ) -> Keystore:
     """``target``'s entries with ``source``'s added, as ``keytool -importkeystore`` adds
     them to an existing store (an alias ``target`` has already: refused, or replaced
@@ -967,8 +973,15 @@ def _merged_into(
         if fold(name) in taken:
             destination.remove(taken[fold(name)])
         destination.add_key(name, key, chain)
+    keys_before = {fold(alias) for alias in destination.key_aliases}
     for alias in source.trusted_aliases:
         if fold(alias) in taken:
+            if fold(alias) in keys_before:
+                # keytool -noprompt does the same, and says nothing: a private key gone.
+                out.warn(
+                    f"{target}: key entry {taken[fold(alias)]!r} (its private key) is "
+                    f"replaced by the source's trusted certificate {alias!r}"
+                )
             destination.remove(taken[fold(alias)])
         destination.add_certificate(alias, source.export_certificate(alias, "DER"))
     return destination

@@ -877,8 +877,20 @@ def test_importkeystore_adds_to_an_existing_store_as_keytool_does(
     run = fails(1, "importkeystore", "-srckeystore", source, "-destkeystore", dest)
     assert "already has 'gateway'" in run.stderr and "-noprompt" in run.stderr
     assert dest.read_bytes() == before
-    ok("importkeystore", "-srckeystore", source, "-destkeystore", dest, "-noprompt")
+    run = ok("importkeystore", "-srckeystore", source, "-destkeystore", dest, "-noprompt")
     assert sorted(mtls.Keystore.load(dest, PASSWORD).key_aliases) == ["existing", "gateway"]
+    assert "private key" not in run.stderr  # a key replaced by a key: as asked
+    # A trusted certificate over a key entry of that name: as keytool -noprompt does,
+    # but said (keytool says nothing, and a private key is gone).
+    trusted = tmp_path / "trusted.p12"
+    only_cert = mtls.Truststore()
+    only_cert.add("existing", original.export_certificate("gateway", "DER"))
+    only_cert.save(trusted, PASSWORD, store_type="PKCS12")
+    run = mtls_run("importkeystore", "-srckeystore", trusted, "-destkeystore", dest, "-noprompt")
+    assert run.code == 0, run.stderr
+    assert "key entry 'existing' (its private key) is replaced by the source's" in run.stderr
+    assert sorted(mtls.Keystore.load(dest, PASSWORD).key_aliases) == ["gateway"]
+    ok("importkeystore", "-srckeystore", source, "-destkeystore", dest, "-noprompt")
     # Another type than the destination's is refused rather than converted.
     run = fails(1, "importkeystore", "-srckeystore", source, "-destkeystore", dest,
                 "-deststoretype", "JKS")  # fmt: skip
@@ -1919,3 +1931,18 @@ def test_a_pipe_given_as_a_store_gets_the_fix_for_a_pipe(tmp_path: Path) -> None
     run = fails(1, "list", "--keystore", fifo)
     assert "not a regular file" in run.stderr and "point to a regular file" in run.stderr
     assert "NUL" not in run.stderr
+
+
+def test_a_permission_error_names_the_directories_too() -> None:
+    """A file readable by its mode under a directory the user cannot enter was told to
+    check the file's owner and mode (h130): the directories above it are named too.
+    (Root reads any file, so this is the message alone; a directory is its twin.)"""
+    from mtls._cli._common import os_error_message
+
+    denied = os_error_message(PermissionError(13, "Permission denied", "noexec/trust.jks"))
+    assert denied == (
+        "noexec/trust.jks: permission denied: check the owner and mode of the file and of "
+        "the directories above it"
+    )
+    directory = os_error_message(IsADirectoryError(21, "Is a directory", "stores"))
+    assert directory == "stores is a directory: give a file"

@@ -577,6 +577,43 @@ def test_a_second_line_is_the_key_password_only_under_key_password_true(
 
 
 @needs_java
+@pytest.mark.parametrize("fault", ["directory", "dangling link"])
+def test_a_password_file_that_is_no_file_says_what_it_is(
+    tmp_path, stores, values, monkeypatch, fault
+) -> None:
+    """A password file that is a directory was told to check its permissions; one that
+    is a link to nothing (a secret mount gone) was skipped, and the vault said no
+    password was configured (h130). Each now says what it is. Twin: the same name
+    holding the password opens the vault."""
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, password=None)
+    target = home / "password-persist"
+    if fault == "directory":
+        target.mkdir()
+    else:
+        target.symlink_to(tmp_path / "secrets" / "vault-password")
+    with pytest.raises(SecureVaultError) as e:
+        SecureVault(home)("a")
+    message = str(e.value)
+    assert message.startswith(f"{target}: cannot read the keystore password file")
+    if fault == "directory":
+        assert "it is a directory: give the file's path" in message
+    else:
+        assert (
+            f"symbolic link to {tmp_path / 'secrets' / 'vault-password'}, which does not exist"
+            in message
+        )
+        assert "needs its password" not in message
+    (tmp_path / "secrets").mkdir()
+    if fault == "directory":
+        target.rmdir()
+        target.write_text(PASSWORD + "\n")
+    else:
+        (tmp_path / "secrets" / "vault-password").write_text(PASSWORD + "\n")
+    assert SecureVault(home)("a").reveal() == "plain-pkcs1"
+
+
+@needs_java
 def test_keystore_password_missing_or_wrong(tmp_path, stores, values, monkeypatch) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, password=None)
