@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from . import _jks, _pkcs12, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
-from ._keyload import _key_pem, key_algorithm
+from ._keyload import _key_pem, key_algorithm, key_curve
 from ._log import log
 from ._secret import is_text
 
@@ -247,7 +247,12 @@ def keystore_bytes(
         )
     key, _ = _readable(alias, key_der, chain, path, kind)  # read back before written
     if not password:
-        # The key's own PKCS#8 bytes, as they are: nothing to re-encode.
+        # The key's own PKCS#8 bytes, as they are: nothing to re-encode. But an EC key
+        # as keytool writes it (JDK 17 and 25) leaves out its optional public key,
+        # which GnuTLS requires ("Element was not found"): written with it, as
+        # OpenSSL writes one (its curve and value unchanged).
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            key_der = _with_public_key(key, key_der)
         return _key_pem(key_der) + b"".join(_x509.der_to_pem(der).encode() for der in chain)
     _refuse_rewritten_key(key, key_der, alias, path, kind)
     pem = key.private_bytes(
@@ -256,6 +261,18 @@ def keystore_bytes(
         serialization.BestAvailableEncryption(password.encode()),
     )
     return pem + b"".join(_x509.der_to_pem(der).encode() for der in chain)
+
+
+def _with_public_key(key: ec.EllipticCurvePrivateKey, key_der: bytes) -> bytes:
+    """``key_der`` (PKCS#8 of ``key``) with its ECPrivateKey's public key, when that is
+    all cryptography's encoding adds; the bytes as they are otherwise (explicit curve
+    parameters, which cryptography would write as the named curve)."""
+    written = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    if key_algorithm(written) != key_algorithm(key_der) or key_curve(written) != key_curve(key_der):
+        return key_der
+    return written
 
 
 def _readable(

@@ -219,6 +219,13 @@ def _issuer_warnings(
             "OpenSSL and Java peers refuse what it signs; make the CA's key pair with "
             "-ext bc:c (mtls genkey cannot yet: keytool -genkeypair -ext bc:c)"
         )
+    usage = _extension(issuer, x509.KeyUsage)
+    if usage is not None and not usage.key_cert_sign:
+        out.warn(
+            f"the issuer {name} has a key usage without keyCertSign: OpenSSL, Java, Go "
+            "and GnuTLS peers refuse what it signs ('key usage does not include "
+            "certificate signing'); have it issued again with -ext ku:c=keyCertSign,cRLSign"
+        )
     if _x509.not_after(leaf) > _x509.not_after(issuer):
         when = "%Y-%m-%d %H:%M UTC"
         out.warn(

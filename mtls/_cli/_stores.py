@@ -290,6 +290,13 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     out.line(f"  valid    until {expiry_text(info['not_after'])}")
     if info["san"]:
         out.line(f"  SAN      {', '.join(info['san'])}")
+    else:
+        # keytool makes the same; Java, curl and Python verify a host by the CN then,
+        # Go's crypto/tls, rustls and browsers refuse it ("legacy Common Name field").
+        out.line(
+            "  SAN      none: fine for a client certificate; a server's needs --san "
+            "dns:HOST for Go, rustls and browsers (they ignore the CN)"
+        )
     out.line(f"  SHA256   {_x509.colon_hex(info['sha256'])}")
     _show_warnings(out, logs)
     return EXIT_OK

@@ -24,11 +24,14 @@ from tests._keytool import JDK, run_keytool
 from tests.cli.test_cli import PASSWORD, fails, mtls_run, ok
 
 
-def _keytool_ca(keytool: JDK, directory: Path, *, ca_ext: bool = True) -> tuple[str, ...]:
+def _keytool_ca(
+    keytool: JDK, directory: Path, *, ca_ext: bool = True, ku: str | None = None
+) -> tuple[str, ...]:
     store = ("-keystore", str(directory / "ca.p12"), "-storetype", "PKCS12",
              "-storepass", PASSWORD)  # fmt: skip
+    exts = (*(("-ext", "bc:c") if ca_ext else ()), *(("-ext", f"ku:c={ku}") if ku else ()))
     run_keytool(keytool, "-genkeypair", *store, "-alias", "ca", "-keyalg", "EC",
-                "-dname", "CN=gencert CA", *(("-ext", "bc:c") if ca_ext else ()))  # fmt: skip
+                "-dname", "CN=gencert CA", *exts)  # fmt: skip
     return store
 
 
@@ -116,11 +119,22 @@ def test_an_issuer_that_is_no_ca_is_warned_about(tmp_path: Path, jdk_keytool: JD
                    tmp_path / "gw.csr", "--outfile", tmp_path / "gw.der")  # fmt: skip
     assert run.code == 0, run.stderr
     assert "is not a CA certificate" in run.stderr
-    # The twin: with bc:c it is a CA, and no warning.
+    assert "keyCertSign" not in run.stderr  # no key usage at all: nothing to say of it
+    # A CA whose key usage leaves out keyCertSign: every peer refuses what it signs
+    # (h128: Go, GnuTLS and OpenSSL), and gencert said nothing of it.
     (tmp_path / "ca.p12").unlink()
-    _keytool_ca(jdk_keytool, tmp_path)
-    ok("gencert", "--keystore", tmp_path / "ca.p12", "--infile", tmp_path / "gw.csr",
-       "--outfile", tmp_path / "gw.der", "--validity", "1")  # fmt: skip
+    _keytool_ca(jdk_keytool, tmp_path, ku="digitalSignature")
+    run = mtls_run("gencert", "--keystore", tmp_path / "ca.p12", "--infile",
+                   tmp_path / "gw.csr", "--outfile", tmp_path / "gw.der")  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "has a key usage without keyCertSign" in run.stderr
+    assert "is not a CA certificate" not in run.stderr
+    # The twins: with bc:c it is a CA, and no warning; keyCertSign in its usage too.
+    for ku in (None, "keyCertSign,cRLSign"):
+        (tmp_path / "ca.p12").unlink()
+        _keytool_ca(jdk_keytool, tmp_path, ku=ku)
+        ok("gencert", "--keystore", tmp_path / "ca.p12", "--infile", tmp_path / "gw.csr",
+           "--outfile", tmp_path / "gw.der", "--validity", "1")  # fmt: skip
 
 
 def test_gencert_usage_errors(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
 import socket
 import ssl
 import stat
@@ -639,6 +640,43 @@ def test_mtls_convert_turns_a_keytool_jks_into_pkcs12(
     code = main(["convert", "--keystore", str(source), "--to", "PEM", "--out",
                  str(tmp_path / "gw.pem"), "--password", "jks-pass-1"])  # fmt: skip
     assert code != 0 and "--alias" in capsys.readouterr().err
+
+
+def test_a_keytool_ec_key_written_as_pem_carries_its_public_key(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """keytool (JDK 17, 25) encodes an EC key's ECPrivateKey without its optional public
+    key; unencrypted PEM passed those bytes on, and GnuTLS cannot read such a key
+    ("Element was not found": h128). It is written with its public key, as OpenSSL
+    writes one, the same key. Twin: cryptography reads it, and it matches the chain."""
+    source = tmp_path / "gw.p12"
+    run_keytool(jdk_keytool, "-genkeypair", "-alias", "gw", "-keyalg", "EC", "-groupname",
+                "secp256r1", "-dname", "CN=gw", "-keystore", str(source), "-storetype", "PKCS12",
+                "-storepass", "p12-pass-1", "-keypass", "p12-pass-1")  # fmt: skip
+    ks = mtls.Keystore.load(source, "p12-pass-1")
+    _, key_der, _ = ks.key_entry("gw")
+    assert not _has_public_key(key_der), "keytool's encoding changed: this test is moot"
+    ks.save(tmp_path / "gw.pem", "", store_type="PEM")
+    written = mtls.Keystore.load(tmp_path / "gw.pem", None)
+    _, pem_key, _ = written.key_entry()
+    assert _has_public_key(pem_key)
+    ours = serialization.load_der_private_key(pem_key, None)
+    theirs = serialization.load_der_private_key(key_der, None)
+    assert ours.private_numbers() == theirs.private_numbers()  # type: ignore[union-attr]
+    mtls.client_context(written)  # OpenSSL takes the key with its certificate
+    certtool = shutil.which("certtool")
+    if certtool is not None:  # GnuTLS, where installed (CI installs gnutls-bin)
+        done = subprocess.run([certtool, "-k", "--infile", str(tmp_path / "gw.pem")],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0 and "EC/ECDSA" in done.stdout, done.stderr
+
+
+def _has_public_key(pkcs8_der: bytes) -> bool:
+    """Whether a PKCS#8 EC key's ECPrivateKey holds the optional [1] publicKey."""
+    from mtls import _der
+
+    private = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[2].value
+    return any(child.tag == 0xA1 for child in _der.read_single(private, _der.SEQUENCE).children())
 
 
 @pytest.mark.parametrize("store_type", ["JKS", "PKCS12"])
