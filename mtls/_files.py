@@ -114,9 +114,8 @@ def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) ->
     not what it seems; ``None`` when the path or its permissions are to check.
 
     Out of file descriptors (EMFILE, ENFILE) is about the process or the system, not
-    the file; a directory is not a file. A missing file whose name is a symbolic link
-    is a link to a target that does not exist (``ls`` shows the name; "no such file"
-    alone misleads).
+    the file. A missing file whose name is a symbolic link is a link to a target that
+    does not exist (``ls`` shows the name; "no such file" alone misleads).
     """
     if exc.errno == errno.EMFILE:
         limit = ""
@@ -136,8 +135,6 @@ def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) ->
         )
     if isinstance(exc, InputRefused) and exc.fix is not None:
         return exc.fix
-    if exc.errno == errno.EISDIR:
-        return "it is a directory: give the file's path"
     if exc.errno == errno.ENOENT and path is not None:
         with contextlib.suppress(OSError, ValueError):
             if os.path.islink(path):

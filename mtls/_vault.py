@@ -708,22 +708,24 @@ class SecureVault:
         env = os.environ.get(PASSWORD_ENV)
         if env is not None:
             return Secret(env), _secret(key_password), f"${PASSWORD_ENV}"
+        dangling: str | None = None
         for name in _PASSWORD_FILES:
             path = self.home / name
             try:
                 decoded = utf8_text(read_input(path))
             except FileNotFoundError as exc:
-                if not os.path.islink(path):
-                    continue  # not there: the next place, as WSO2 looks
-                # A link to nothing (a secret mount that went away) is not "no password
-                # configured": say what it points at.
-                fix = cannot_read_fix(exc, path) or "restore the file"
-                raise SecureVaultError(
-                    f"{path}: cannot read the keystore password file ({exc.strerror}): {fix}",
-                    path=path,
-                ) from None
+                # Not there: the next place, as WSO2 looks (File.exists() is false for
+                # a link to nothing too). Such a link (a secret mount that went away)
+                # is named if no place gives the password: not "none configured".
+                if dangling is None and os.path.islink(path):
+                    dangling = f"{path}: {cannot_read_fix(exc, path) or exc.strerror}"
+                continue
             except OSError as exc:
-                fix = cannot_read_fix(exc, path) or "check its permissions"
+                fix = cannot_read_fix(exc, path) or (
+                    "it is a directory: give the file's path"
+                    if isinstance(exc, IsADirectoryError)
+                    else "check its permissions"
+                )
                 raise SecureVaultError(
                     f"{path}: cannot read the keystore password file ({exc.strerror}): {fix}",
                     path=path,
@@ -764,6 +766,12 @@ class SecureVault:
                 else None
             )
             return Secret(store), key, os.fspath(self._toml)
+        if dangling is not None:
+            raise SecureVaultError(
+                f"secure vault of {self.home}: the internal keystore {config.keystore} needs "
+                f"its password, and its password file is a broken link: {dangling}",
+                path=config.keystore,
+            )
         raise SecureVaultError(
             f"secure vault of {self.home}: the internal keystore {config.keystore} needs its "
             f"password: pass SecureVault(..., keystore_password=...), set ${PASSWORD_ENV}, "

@@ -1238,9 +1238,11 @@ def _parse_store(
 
 
 def _vault_origin(parts: dict[str, ET.Element], kind: str, ctx: _Context) -> str | None:
-    """Where a store's passwords came from when the secure vault gave them (a wrong one
-    is then the vault's value, not the text in the file): ``None`` otherwise."""
-    if ctx.secret_resolver is None:
+    """Where a store's passwords came from when the secure vault gave its store password
+    (a wrong one is then the vault's value, not the text in the file): ``None``
+    otherwise, also when only ``<KeyPassword>`` came from it (the store password is
+    checked first: a wrong one written in the file must not be blamed on the vault)."""
+    if ctx.secret_resolver is None or _secret_alias(parts.get("Password")) is None:
         return None
     given = [
         f"<{name}> svns:secretAlias {alias!r}"

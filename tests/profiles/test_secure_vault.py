@@ -577,39 +577,45 @@ def test_a_second_line_is_the_key_password_only_under_key_password_true(
 
 
 @needs_java
-@pytest.mark.parametrize("fault", ["directory", "dangling link"])
-def test_a_password_file_that_is_no_file_says_what_it_is(
-    tmp_path, stores, values, monkeypatch, fault
-) -> None:
-    """A password file that is a directory was told to check its permissions; one that
-    is a link to nothing (a secret mount gone) was skipped, and the vault said no
-    password was configured (h130). Each now says what it is. Twin: the same name
-    holding the password opens the vault."""
+def test_a_password_file_that_is_a_directory_says_so(tmp_path, stores, values, monkeypatch) -> None:
+    """A password file that is a directory was told to check its permissions (h130).
+    Twin: the same name holding the password opens the vault."""
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, password=None)
     target = home / "password-persist"
-    if fault == "directory":
-        target.mkdir()
-    else:
-        target.symlink_to(tmp_path / "secrets" / "vault-password")
+    target.mkdir()
     with pytest.raises(SecureVaultError) as e:
         SecureVault(home)("a")
     message = str(e.value)
     assert message.startswith(f"{target}: cannot read the keystore password file")
-    if fault == "directory":
-        assert "it is a directory: give the file's path" in message
-    else:
-        assert (
-            f"symbolic link to {tmp_path / 'secrets' / 'vault-password'}, which does not exist"
-            in message
-        )
-        assert "needs its password" not in message
-    (tmp_path / "secrets").mkdir()
-    if fault == "directory":
-        target.rmdir()
-        target.write_text(PASSWORD + "\n")
-    else:
-        (tmp_path / "secrets" / "vault-password").write_text(PASSWORD + "\n")
+    assert "it is a directory: give the file's path" in message
+    target.rmdir()
+    target.write_text(PASSWORD + "\n")
+    assert SecureVault(home)("a").reveal() == "plain-pkcs1"
+
+
+@needs_java
+def test_a_password_file_that_is_a_broken_link_is_named_if_nothing_else_gives_it(
+    tmp_path, stores, values, monkeypatch
+) -> None:
+    """A password file that is a link to nothing (a secret mount gone) was skipped, and
+    the vault said no password was configured (h130): it is named. Like WSO2, a later
+    file that holds the password is still read (the review h131: raising at the link
+    had refused a vault WSO2 opens)."""
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    home = make_home(tmp_path, stores, secrets={"a": values["pkcs1"]}, password=None)
+    gone = tmp_path / "secrets" / "vault-password"
+    (home / "password").symlink_to(gone)
+    with pytest.raises(SecureVaultError) as e:
+        SecureVault(home)("a")
+    message = str(e.value)
+    assert "its password file is a broken link" in message
+    assert f"{home / 'password'}: it is a symbolic link to {gone}, which does not exist" in message
+    (home / "password-persist").write_text(PASSWORD + "\n")  # WSO2 reads this one
+    assert SecureVault(home)("a").reveal() == "plain-pkcs1"
+    (home / "password-persist").unlink()
+    gone.parent.mkdir()
+    gone.write_text(PASSWORD + "\n")  # the mount is back
     assert SecureVault(home)("a").reveal() == "plain-pkcs1"
 
 
@@ -984,6 +990,17 @@ def test_a_wrong_password_from_the_vault_says_the_vault_gave_it(tmp_path, stores
     xml.write_text(plain.replace(">password<", ">not-the-password<"))
     with pytest.raises(mtls.WrongPasswordError) as info:
         mtls.SSLProfileSet.from_xml(xml, secret_resolver={}.get)
+    assert "; set by" not in str(info.value) and "secure vault" not in str(info.value)
+    # Twin (the review h131): the store password wrong in the file, the key's from the
+    # vault: the vault is not blamed.
+    key_only = gateway_xml(stores["dir"]).replace(
+        '<Password svns:secretAlias="Gateway.Password">password</Password><KeyPassword',
+        "<Password>not-the-password</Password><KeyPassword",
+    )
+    assert key_only != gateway_xml(stores["dir"])
+    xml.write_text(key_only)
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.SSLProfileSet.from_xml(xml, secret_resolver={"Gateway.Password": PASSWORD}.get)
     assert "; set by" not in str(info.value) and "secure vault" not in str(info.value)
 
 
