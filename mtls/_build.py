@@ -202,6 +202,11 @@ class Served:
     variants: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # Variants being built off an event loop (mtls.integrations._pools.build_once), per
+    # (process, variant): concurrent first requests wait for one build, not one each.
+    pending: dict[tuple[int, tuple[bool, tuple[str, ...]]], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     # The files again, as (role, path, sha256) with the Path made once: what a check
     # compares, and what tells a check which materials a moved file concerns.
     inputs: tuple[tuple[str, Path, str], ...] = field(default=(), repr=False, compare=False)
@@ -236,7 +241,7 @@ class Served:
         if hit is not None:
             return hit
         if not build:
-            raise NotBuilt
+            raise NotBuilt(self, base, alpn)
         ctx = self.make(local)
         if not all(isinstance(name, str) for name in alpn):
             raise TypeError(f'alpn: protocol names are str ("h2"), not {list(alpn)!r}')
@@ -251,7 +256,22 @@ class Served:
 
 class NotBuilt(Exception):
     """A lookup that must not build (on an event loop's thread) found that the context
-    it would return is not built yet."""
+    it would return is not built yet: ``served.with_alpn(base, alpn)`` builds it."""
+
+    def __init__(self, served: Served, base: ssl.SSLContext, alpn: tuple[str, ...]) -> None:
+        super().__init__("the context is not built yet")
+        self.served = served
+        self.base = base
+        self.alpn = alpn
+
+    @property
+    def key(self) -> tuple[bool, tuple[str, ...]]:
+        """The variant's key in ``served.variants``."""
+        return (self.base is self.served.localhost_context, self.alpn)
+
+    def build(self) -> ssl.SSLContext:
+        """Build (or find) the context, on the caller's thread."""
+        return self.served.with_alpn(self.base, self.alpn)
 
 
 # --------------------------------------------------------------------------- the builder

@@ -235,7 +235,7 @@ def _identity(
     elif algorithm == _EC and (curve := _keyload.key_curve(key_der)) not in _TLS13_CURVES:
         _ec_over_tls12(ctx, keystore, chosen, curve, server=server)
     if server and ciphers is not None:
-        _ciphers_fit_key(ctx, keystore, chosen, algorithm, ciphers)
+        _ciphers_fit_key(ctx, keystore, chosen, ciphers, key_der=key_der, algorithm=algorithm)
     _log_identity(keystore, chosen, chain_der, warn_expiry=warn_expiry)
 
 
@@ -249,12 +249,18 @@ _SUITE_AUTH = {
     "1.3.101.113": "auth-ecdsa",
     "1.2.840.10040.4.1": "auth-dss",
 }
-# (path, alias, ciphers) said once each: every context built from them would say it again.
-_UNFIT_CIPHERS: set[tuple[str | None, str, str]] = set()
+# (key digest, ciphers) said once each: every context built from them would say it again.
+_UNFIT_CIPHERS: set[tuple[bytes, str]] = set()
 
 
 def _ciphers_fit_key(
-    ctx: ssl.SSLContext, keystore: Keystore, alias: str, algorithm: str | None, ciphers: str
+    ctx: ssl.SSLContext,
+    keystore: Keystore,
+    alias: str,
+    ciphers: str,
+    *,
+    key_der: bytes,
+    algorithm: str | None,
 ) -> None:
     """A server's ``ciphers=`` must hold a TLS 1.2 suite its key can sign in: with
     ECDHE-RSA suites alone an EC key completes no TLS 1.2 handshake (the client sees
@@ -282,7 +288,7 @@ def _ciphers_fit_key(
             path=keystore.path,
             alias=alias,
         )
-    key = (keystore.path, alias, ciphers)
+    key = (hashlib.sha256(key_der).digest(), ciphers)  # a store in memory has no path
     if key not in _UNFIT_CIPHERS and len(_UNFIT_CIPHERS) < 1024:
         _UNFIT_CIPHERS.add(key)
         log.warning(

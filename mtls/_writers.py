@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from . import _jks, _pkcs12, _x509
+from . import _der, _jks, _pkcs12, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
-from ._keyload import _key_pem, key_algorithm, key_curve
+from ._keyload import _key_pem, key_algorithm
 from ._log import log
 from ._secret import is_text
 
@@ -270,9 +270,16 @@ def _with_public_key(key: ec.EllipticCurvePrivateKey, key_der: bytes) -> bytes:
     written = key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    if key_algorithm(written) != key_algorithm(key_der) or key_curve(written) != key_curve(key_der):
-        return key_der
-    return written
+    try:
+        same = _algorithm_identifier(written) == _algorithm_identifier(key_der)
+    except _der.DERError:
+        same = False
+    return written if same else key_der
+
+
+def _algorithm_identifier(pkcs8_der: bytes) -> bytes:
+    """The content of a PKCS#8 key's AlgorithmIdentifier (its OID and parameters)."""
+    return _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1].value
 
 
 def _readable(

@@ -395,11 +395,22 @@ def _wrong_purpose(setup: Setup, reason: str, alert: str) -> str | None:
     if found is None:
         return None
     problem, who = found
+    purpose_alert = reason == "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE"  # OpenSSL's own word
+    if who != "servers" and not purpose_alert:
+        return None  # only OpenSSL and Java check these, and they say so in that alert
     checked = "OpenSSL-, Java- and Go-based ones" if who == "servers" else who
-    said = "" if alert == "unsupported certificate" else f" (the server said only '{alert}')"
-    return (
+    advice = (
         f"{problem}, which servers check ({checked}): reissue it for TLS client "
-        f"authentication and replace it in {_store_of(setup)}{said}"
+        f"authentication and replace it in {_store_of(setup)}"
+    )
+    if purpose_alert:
+        return advice
+    # Go says "bad certificate", Java "certificate unknown" for it; but GnuTLS-based
+    # servers do not check it, and say the same of a certificate they do not trust.
+    otherwise = _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
+    return (
+        f"{advice} (the server said only '{alert}'); if the backend does not check the "
+        f"purpose (GnuTLS-based servers do not): {otherwise}"
     )
 
 
@@ -606,13 +617,20 @@ def classify_handshake(
         if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return closed(setup, where, during=True, asked=asked)
         sent_alert = _ALERT_REASON.fullmatch(reason) is not None
-        if sent_alert and asked and setup.client_subject is None:
-            # It asked for a certificate, we sent none, and it ended the handshake: in
-            # TLS 1.2 some servers say so in other words (gnutls-serv: "decode error").
+        without = asked and setup.client_subject is None
+        if without and reason == "TLSV1_ALERT_DECODE_ERROR":
+            # It asked for a certificate, we sent none, and it ended the handshake:
+            # gnutls-serv answers TLS 1.2's empty certificate list so.
             return refused(setup, exc)
+        also = (
+            " (after it asked for a client certificate, and we had none to send: if it "
+            "requires one, that may be why)"
+            if without and sent_alert
+            else ""
+        )
         return Failure(
             "tls_error",
-            f"TLS handshake with {where} failed: {_alert_text(exc)}",
+            f"TLS handshake with {where} failed: {_alert_text(exc)}{also}",
             alert=_alert_text(exc) if sent_alert else None,
         )
     if isinstance(exc, TimeoutError):

@@ -37,7 +37,9 @@ each client would otherwise do to them.
 
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
+import contextvars
+import os
 import ssl
 import threading
 from collections.abc import Callable, Hashable, Iterable, Set
@@ -69,52 +71,100 @@ class _Entry(Generic[T]):
         self.closed = False
 
 
-async def built_off_the_loop(build: Callable[[], object]) -> None:
-    """Run ``build`` (a lookup that builds a context: with a big truststore, a second
-    or more) on a thread of its own, and wait for it without blocking the event loop:
-    never the loop's default executor or anyio's default limiter, which the
-    application's own blocking work may fill. Its errors are left to the lookup the
-    caller makes next, on the loop (nothing to build then: it raises them, or builds
-    what a reload changed meanwhile). Cancelled, the wait ends at once; the build goes
-    on to its end, and the set keeps it for the next request."""
-    import asyncio  # noqa: PLC0415 - only the async integrations come here
-    import contextvars  # noqa: PLC0415
+#: How many times an async request has its context built off the loop before it
+#: builds it itself (each try is a reload that landed between the build and the lease,
+#: or a build that failed: the next lookup raises why).
+OFF_LOOP_TRIES = 3
 
+#: The threads that build contexts for the async integrations: a few, shared by every
+#: set (a burst of first requests for many materials queues here, not one thread
+#: each), made on first use (and again in a forked child).
+_BUILD_WORKERS = 2
+
+
+class _Builders:
+    """The builder threads (made on first use) and the lock over who builds what."""
+
+    def __init__(self) -> None:
+        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.lock = threading.Lock()
+
+    def submit(self, work: Callable[[], None]) -> concurrent.futures.Future[None]:
+        """Under :attr:`lock`."""
+        if self.executor is None:
+            self.executor = concurrent.futures.ThreadPoolExecutor(
+                _BUILD_WORKERS, thread_name_prefix="mtls-context-build"
+            )
+        return self.executor.submit(work)
+
+
+_BUILDERS = _Builders()
+# A forked child has none of the parent's threads: new ones, and a new lock.
+renew_attributes_after_fork(_BUILDERS, "lock")
+renew_attributes_after_fork(_BUILDERS, "executor", new=lambda: None)
+
+
+def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
+    """The build of the context ``missing`` names, started on the builder threads, or
+    the one under way for it: concurrent first requests for a material wait for one
+    build (each had built its own: 20 requests, 20 builds). ``None`` when no thread
+    can be started: the caller builds it itself."""
+    served, key = missing.served, (os.getpid(), missing.key)  # a child's are its own
     run = contextvars.copy_context().run  # the caller's context, for its log lines
 
     def work() -> None:
         try:
-            run(build)
+            run(missing.build)
         except Exception:
+            # Left to the lookup the caller makes next: it raises it, in its own words.
             log.debug("a context build off the event loop failed", exc_info=True)
 
+    def forget(done: concurrent.futures.Future[None]) -> None:
+        with _BUILDERS.lock:
+            if served.pending.get(key) is done:
+                del served.pending[key]
+
+    with _BUILDERS.lock:
+        found: concurrent.futures.Future[None] | None = served.pending.get(key)
+        if found is not None:
+            return found
+        try:
+            future = _BUILDERS.submit(work)
+        except RuntimeError:  # "can't start new thread", or shut down at exit
+            log.debug("no thread to build a context off the event loop", exc_info=True)
+            return None
+        served.pending[key] = future
+    future.add_done_callback(forget)
+    return future
+
+
+async def built_off_the_loop(missing: NotBuilt) -> None:
+    """Wait, without blocking the event loop, for the context ``missing`` names to be
+    built on the builder threads (never the loop's default executor or anyio's
+    default limiter, which the application's own blocking work may fill). Its errors
+    are left to the lookup the caller makes next. Cancelled, the wait ends at once;
+    the build goes on, and the set keeps it for the next request."""
+    future = build_once(missing)
+    if future is None:
+        return
+    import asyncio  # noqa: PLC0415 - only the async integrations come here
+
     try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # trio (httpx): anyio's threads, under a limiter of our own
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio (httpx): an anyio thread waits for it
         import anyio  # noqa: PLC0415
         import anyio.to_thread  # noqa: PLC0415
 
-        limiter = anyio.CapacityLimiter(1)
+        limiter = anyio.CapacityLimiter(1)  # not the default one: see above
         try:
-            await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+            await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True, limiter=limiter)
         except TypeError as exc:  # anyio before 4.1 spells it cancellable=
             if "abandon_on_cancel" not in str(exc):
                 raise
-            await anyio.to_thread.run_sync(work, cancellable=True, limiter=limiter)
+            await anyio.to_thread.run_sync(future.result, cancellable=True, limiter=limiter)
         return
-    done: asyncio.Future[None] = loop.create_future()
-
-    def settle() -> None:
-        if not done.done():  # cancelled meanwhile: nobody waits
-            done.set_result(None)
-
-    def thread() -> None:
-        work()
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(settle)
-
-    threading.Thread(target=thread, name="mtls-context-build", daemon=True).start()
-    await done
+    # Shielded: a cancelled waiter must not cancel the build others wait for.
+    await asyncio.shield(asyncio.wrap_future(future))
 
 
 def answers_itself(profile_set: object) -> bool:
@@ -267,6 +317,20 @@ class _ContextPools(Generic[T]):
                 if self._origins is not None:
                     self._origins.add((host, port, server_hostname))
                 return entry, closing
+
+    async def acquire_async(
+        self, host: str, port: int, server_hostname: str | None = None
+    ) -> tuple[_Entry[T] | None, list[T]]:
+        """:meth:`acquire` on an event loop: a context not built yet is built on the
+        builder threads while the loop runs on (:func:`built_off_the_loop`), then
+        leased. A reload between the build and the lease asks again (up to
+        :data:`OFF_LOOP_TRIES` builds; after that, built here)."""
+        for _ in range(OFF_LOOP_TRIES):
+            try:
+                return self.acquire(host, port, server_hostname, build=False)
+            except NotBuilt as missing:
+                await built_off_the_loop(missing)
+        return self.acquire(host, port, server_hostname)
 
     def release(self, entry: _Entry[T]) -> T | None:
         """End a lease.

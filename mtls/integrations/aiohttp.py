@@ -37,7 +37,7 @@ from .._config import DEFAULT_PORTS, tls_origin
 from .._errors import MTLSError
 from .._revocation import pending_check
 from . import _describe, _missing_extra, _require_profile_set
-from ._pools import answers_itself, built_off_the_loop
+from ._pools import OFF_LOOP_TRIES, answers_itself, built_off_the_loop
 
 try:
     import aiohttp
@@ -157,6 +157,19 @@ def _ssl_for(
         _require_profile_set(profile_set, "request_ssl")  # checked only when it fails
         raise
     return ctx if ctx is not None else True
+
+
+async def _ssl_off_the_loop(
+    profile_set: SSLProfileSet, origin: tuple[str, int] | None, client_id: str | None
+) -> ssl.SSLContext | bool:
+    """:func:`_ssl_for` on the event loop: a context not built yet is built on the
+    builder threads (see :func:`~mtls.integrations._pools.built_off_the_loop`)."""
+    for _ in range(OFF_LOOP_TRIES):
+        try:
+            return _ssl_for(profile_set, origin, client_id, build=False)
+        except NotBuilt as missing:
+            await built_off_the_loop(missing)
+    return _ssl_for(profile_set, origin, client_id)
 
 
 def _revocation_checked(base: type[aiohttp.ClientRequest]) -> type[aiohttp.ClientRequest]:
@@ -332,11 +345,13 @@ class MTLSClientSession:
             aiohttp.ClientError: as aiohttp raises; a failed handshake is an
                 ``aiohttp.ClientSSLError`` subclass.
         """
-        return self._request(method, url, kwargs, build=False)
+        return self._request(method, url, kwargs, OFF_LOOP_TRIES)
 
     def _request(
-        self, method: str, url: str | URL, kwargs: dict[str, Any], *, build: bool
+        self, method: str, url: str | URL, kwargs: dict[str, Any], tries: int
     ) -> _RequestContextManager:
+        """:meth:`request`; ``tries``: how many more times a context not built yet is
+        built off the loop (then, a reload having landed each time, built here)."""
         if not _chose_ssl(kwargs):
             target = self._absolute(url)
             if target.host is not None and not target.scheme:
@@ -355,12 +370,14 @@ class MTLSClientSession:
                     origin,
                     self.client_id,
                     kwargs.get("server_hostname"),
-                    build=build,
+                    build=tries <= 0,
                 )
-            except NotBuilt:
+            except NotBuilt as missing:
                 # The first request for a material builds its context (with a big
-                # truststore, a second or more): on a worker thread, not the loop.
-                return _RequestContextManager(self._after_build(method, url, kwargs, origin))
+                # truststore, a second or more): on the builder threads, not the loop.
+                return _RequestContextManager(
+                    self._after_build(method, url, kwargs, missing, tries - 1)
+                )
             kwargs["ssl"] = chosen
             proxied = isinstance(chosen, ssl.SSLContext)
             redirects = kwargs.get("allow_redirects", True)
@@ -377,13 +394,13 @@ class MTLSClientSession:
         method: str,
         url: str | URL,
         kwargs: dict[str, Any],
-        origin: tuple[str, int] | None,
+        missing: NotBuilt,
+        tries: int,
     ) -> aiohttp.ClientResponse:
-        """The request, once its context is built on a thread of its own (a cancelled
+        """The request, once its context is built on the builder threads (a cancelled
         wait leaves the build to end there, kept by the set for the next request)."""
-        name = kwargs.get("server_hostname")
-        await built_off_the_loop(lambda: _ssl_for(self.profile_set, origin, self.client_id, name))
-        return await self._request(method, url, kwargs, build=True)
+        await built_off_the_loop(missing)
+        return await self._request(method, url, kwargs, tries)
 
     def _guard(
         self,
@@ -407,7 +424,7 @@ class MTLSClientSession:
                 _refuse_https_proxy(req)
             # Called for every hop; the first one, and hops within its origin, pass.
             if redirects and req.url.origin() != origin and req.is_ssl():
-                wanted = request_ssl(self.profile_set, req.url, client_id=self.client_id)
+                wanted = await _ssl_off_the_loop(self.profile_set, _origin(req.url), self.client_id)
                 if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
                     # Never a password from the URLs' userinfo, in the message or
                     # the attributes (the proxy refusal leaves it out too).

@@ -37,13 +37,12 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._build import NotBuilt
 from .._config import DEFAULT_PORTS
 from .._fork import renew_attributes_after_fork
 from .._log import log
 from .._revocation import OwedCheck, pending_check
 from . import _describe, _missing_extra, _require_profile_set
-from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly, built_off_the_loop
+from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
     import anyio  # httpx's own dependency, for shielded closes and its worker threads
@@ -359,14 +358,9 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         entry: _Entry[httpx.AsyncHTTPTransport] | None = None
         closing: list[httpx.AsyncHTTPTransport] = []
         if origin is not None:
-            sni = _sni_hostname(request)
-            try:
-                entry, closing = self._pools.acquire(*origin, sni, build=False)
-            except NotBuilt:
-                # The first request for a material builds its context (with a big
-                # truststore, a second or more): on a worker thread, not the loop.
-                await built_off_the_loop(lambda: self._pools.context_for(*origin, sni))
-                entry, closing = self._pools.acquire(*origin, sni)
+            # The first request for a material builds its context (with a big
+            # truststore, a second or more): on the builder threads, not the loop.
+            entry, closing = await self._pools.acquire_async(*origin, _sni_hostname(request))
         if entry is None:
             if closing:
                 await _aclose_each(closing, self._closing)

@@ -324,18 +324,22 @@ def test_a_certificate_not_for_client_authentication_is_named_whatever_the_alert
 ):
     """Go answers a client certificate without clientAuth with "bad certificate", Java
     with "certificate unknown": the probe told the operator to import a CA the backend
-    already trusts. The certificate's purpose comes first (the twins above: the same
-    alerts for a certificate that allows client authentication)."""
+    already trusts. The certificate's purpose comes first; the alert's own reading
+    follows, as GnuTLS-based servers do not check the purpose and say the same of a
+    certificate they do not trust (the review h131). Twins above: the same alerts for
+    a certificate that allows client authentication."""
     alerting["alert"] = _ALERTS[alert]
     client = ca.issue_cert("gw", client_auth=False)
     code, report, keystore = probe(capsys, alerting["port"], client, trust, tmp_path)
     assert code == 1
     got, message = refusal(report)
     assert got == alert
-    assert "its extended key usage lacks clientAuth (it allows serverAuth)" in message
+    assert message.index("its extended key usage lacks clientAuth (it allows serverAuth)") < (
+        message.index("if the backend does not check the purpose (GnuTLS-based servers do not)")
+    )
     assert f"reissue it for TLS client authentication and replace it in {keystore}" in message
     assert f"(the server said only '{alert}')" in message
-    assert "does not trust its issuer" not in message
+    assert "does not trust its issuer CN=advice CA" in message
 
 
 @pytest.mark.parametrize("alert", ["bad certificate", "access denied"])
@@ -598,3 +602,24 @@ def test_gnutls_serv_access_denied_is_not_called_an_authorisation_refusal(
     got, message = refusal(report)
     assert got == "access denied"
     assert "could not verify it" in message and "does not trust its issuer CN=other CA" in message
+
+
+@needs_gnutls
+def test_gnutls_serv_refusing_an_untrusted_certificate_without_client_auth_names_both(
+    ca, s_server_files, trust, tmp_path, capsys
+):
+    """GnuTLS does not check the purpose: a certificate without clientAuth from an
+    untrusted CA was blamed on its purpose alone (the review h131), and reissuing it
+    from the same CA would change nothing. The untrusted issuer is named too; the twin,
+    the same purpose from the trusted CA, is accepted by gnutls-serv."""
+    stranger = CA(name="other CA").issue_cert("gw", client_auth=False)
+    with gnutls_server(s_server_files, "1.3") as port:
+        code, report, _ = probe(capsys, port, stranger, trust, tmp_path)
+        assert code == 1
+        _, message = refusal(report)
+        assert "its extended key usage lacks clientAuth" in message
+        assert "does not trust its issuer CN=other CA" in message
+        code, report, _ = probe(
+            capsys, port, ca.issue_cert("gw", client_auth=False), trust, tmp_path
+        )
+    assert code == 0 and report["server_accepted_client_certificate"] is True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +18,9 @@ import pytest
 
 import mtls._build
 from mtls import SSLProfileSet
-from mtls.integrations.aiohttp import MTLSClientSession
+from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError
 from mtls.integrations.httpx import AsyncMTLSTransport
+from tests._helpers import profile_xml
 from tests.integrations._backend import Backends
 
 pytestmark = pytest.mark.keytool
@@ -72,7 +74,44 @@ def test_the_first_request_builds_its_context_off_the_loop(
 
     first, again = asyncio.run(main())
     assert first == again == ["client-a", "client-b"]
-    assert builds == ["mtls-context-build"] * 2  # one per material, each off the loop
+    # One per material, each on a builder thread.
+    assert len(builds) == 2 and all(n.startswith("mtls-context-build") for n in builds), builds
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_concurrent_first_requests_wait_for_one_build(
+    profiles: SSLProfileSet, backends: Backends, builds: list[str], client: str
+) -> None:
+    """Twenty first requests at once for one material each started a build of their
+    own (the review h131: with a 3,000-anchor truststore, 15 s of CPU and 340 MB where
+    one build takes 0.6 s). They wait for one; the builder threads are few."""
+    get = CLIENTS[client]
+    release, misses = threading.Event(), []
+    spied = mtls._build.Served.with_alpn
+
+    def held(self: Any, base: Any, alpn: Any, *, build: bool = True) -> Any:
+        if not build and (base is self.localhost_context, alpn) not in self.variants:
+            misses.append(1)
+        elif build:
+            release.wait(10)  # bounded: set once every request has found it missing
+        return spied(self, base, alpn, build=build)
+
+    async def main() -> list[str]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(mtls._build.Served, "with_alpn", held)
+            tasks = [asyncio.create_task(get(profiles, backends.url("a"))) for _ in range(20)]
+            for _ in range(1000):  # bounded: until all twenty wait for the context
+                if len(misses) >= 20:
+                    break
+                await asyncio.sleep(0.01)
+            release.set()
+            return await asyncio.gather(*tasks)
+
+    assert asyncio.run(main()) == ["client-a"] * 20
+    assert len(misses) >= 20, len(misses)
+    assert len(builds) == 1, builds
+    workers = {t.name for t in threading.enumerate() if t.name.startswith("mtls-context-build")}
+    assert len(workers) <= 2, workers
 
 
 def test_a_cancelled_first_request_leaves_the_build_to_end_and_be_kept(
@@ -83,19 +122,23 @@ def test_a_cancelled_first_request_leaves_the_build_to_end_and_be_kept(
     url = backends.url("a")
 
     async def main() -> str:
-        release = threading.Event()
+        started, release = threading.Event(), threading.Event()
         spied = mtls._build.Served.with_alpn
 
         def slow(self: Any, base: Any, alpn: Any, *, build: bool = True) -> Any:
             if build:
+                started.set()
                 release.wait(10)  # bounded: set once the request is cancelled
             return spied(self, base, alpn, build=build)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(mtls._build.Served, "with_alpn", slow)
             task = asyncio.create_task(_aiohttp_get(profiles, url))
-            while not builds:  # the build has started on its thread
+            for _ in range(1000):  # bounded: until the build has started on its thread
+                if started.is_set():
+                    break
                 await asyncio.sleep(0.01)
+            assert started.is_set() and not task.done()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -109,7 +152,7 @@ def test_a_cancelled_first_request_leaves_the_build_to_end_and_be_kept(
         return await _aiohttp_get(profiles, url)
 
     assert asyncio.run(main()) == "client-a"
-    assert builds == ["mtls-context-build"], builds
+    assert len(builds) == 1 and builds[0].startswith("mtls-context-build"), builds
 
 
 def _variant_built(profiles: SSLProfileSet, backends: Backends) -> bool:
@@ -123,3 +166,37 @@ def _variant_built(profiles: SSLProfileSet, backends: Backends) -> bool:
     except mtls._build.NotBuilt:
         return False
     return True
+
+
+def test_a_refused_redirect_builds_the_hops_context_off_the_loop(
+    tmp_path: Path, backends: Backends, builds: list[str]
+) -> None:
+    """MTLSClientSession's redirect guard asks for the next hop's context to compare
+    it: it built it on the loop (the review h131). Off the loop now, as the first hop."""
+    from tests.integrations._backend import store_xml
+    from tests.integrations.test_aiohttp import redirector
+
+    pki = backends.pki
+
+    async def main() -> str:
+        async with redirector(backends) as port:
+            xml = tmp_path / "p.xml"
+            xml.write_text(
+                profile_xml(
+                    store_xml(f"localhost:{port}", pki.stores["a"], (pki.trust, "JKS")),
+                    store_xml(
+                        f"127.0.0.1:{backends.servers['b'].port}",
+                        pki.stores["b"],
+                        (pki.trust, "JKS"),
+                    ),
+                )
+            )
+            with SSLProfileSet.from_xml(xml) as profiles:
+                async with MTLSClientSession(profiles) as http:
+                    with pytest.raises(RedirectProfileError):
+                        await http.get(f"https://localhost:{port}/cross")
+            return threading.current_thread().name
+
+    loop_thread = asyncio.run(main())
+    assert len(builds) == 2, builds  # the first hop's, and the refused hop's
+    assert loop_thread not in builds and all(n.startswith("mtls-context-build") for n in builds)
