@@ -396,8 +396,12 @@ def _wrong_purpose(setup: Setup, reason: str, alert: str) -> str | None:
         return None
     problem, who = found
     purpose_alert = reason == "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE"  # OpenSSL's own word
-    if who != "servers" and not purpose_alert:
-        return None  # only OpenSSL and Java check these, and they say so in that alert
+    if who != "servers" and not (
+        purpose_alert or (reason == "SSLV3_ALERT_CERTIFICATE_UNKNOWN" and "Java" in who)
+    ):
+        # Only some servers check these (a key usage: OpenSSL, which says "unsupported
+        # certificate", and Java, "certificate unknown"): any other alert is not them.
+        return None
     checked = "OpenSSL-, Java- and Go-based ones" if who == "servers" else who
     advice = (
         f"{problem}, which servers check ({checked}): reissue it for TLS client "

@@ -37,7 +37,9 @@ each client would otherwise do to them.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
 import contextvars
 import os
 import ssl
@@ -72,36 +74,71 @@ class _Entry(Generic[T]):
 
 
 #: How many times an async request has its context built off the loop before it
-#: builds it itself (each try is a reload that landed between the build and the lease,
-#: or a build that failed: the next lookup raises why).
+#: builds it itself: each try is a reload that landed between the build and the lease
+#: (a build that fails raises its error to every request waiting for it).
 OFF_LOOP_TRIES = 3
-
-#: The threads that build contexts for the async integrations: a few, shared by every
-#: set (a burst of first requests for many materials queues here, not one thread
-#: each), made on first use (and again in a forked child).
-_BUILD_WORKERS = 2
+#: At most this many contexts are built at once off the event loops (a burst of first
+#: requests for more materials queues); a thread runs only while there is work.
+MAX_BUILDERS = 8
 
 
 class _Builders:
-    """The builder threads (made on first use) and the lock over who builds what."""
+    """The threads that build contexts for the async integrations, shared by every
+    set: started as builds come (up to :data:`MAX_BUILDERS`; one build does not wait
+    for another's unless that many run), ended when none is left, and daemon threads,
+    so that a build under way does not hold up the interpreter's exit."""
 
     def __init__(self) -> None:
-        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.lock = threading.Lock()
+        self._queue: collections.deque[tuple[concurrent.futures.Future[None], Callable[[], object]]]
+        self._queue = collections.deque()
+        self._threads = 0
+        self._started = 0
 
-    def submit(self, work: Callable[[], None]) -> concurrent.futures.Future[None]:
-        """Under :attr:`lock`."""
-        if self.executor is None:
-            self.executor = concurrent.futures.ThreadPoolExecutor(
-                _BUILD_WORKERS, thread_name_prefix="mtls-context-build"
+    def submit(self, work: Callable[[], object]) -> concurrent.futures.Future[None] | None:
+        """``work`` run on a builder thread (under :attr:`lock`); ``None`` when no
+        thread can be started and none runs to take it."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        item = (future, work)
+        self._queue.append(item)
+        if self._threads < MAX_BUILDERS:
+            self._started += 1
+            thread = threading.Thread(
+                target=self._run, name=f"mtls-context-build-{self._started}", daemon=True
             )
-        return self.executor.submit(work)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread"
+                if not self._threads:  # nobody would ever take it
+                    self._queue.remove(item)
+                    log.debug("no thread to build a context off the event loop", exc_info=True)
+                    return None
+            else:
+                self._threads += 1
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                if not self._queue:
+                    self._threads -= 1
+                    return
+                future, work = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                work()
+            except BaseException as exc:  # to every request waiting for it
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
 
 
 _BUILDERS = _Builders()
-# A forked child has none of the parent's threads: new ones, and a new lock.
+# A forked child has none of the parent's threads, nor its queue: a new, idle one.
 renew_attributes_after_fork(_BUILDERS, "lock")
-renew_attributes_after_fork(_BUILDERS, "executor", new=lambda: None)
+renew_attributes_after_fork(_BUILDERS, "_queue", new=collections.deque)
+renew_attributes_after_fork(_BUILDERS, "_threads", new=int)
 
 
 def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
@@ -109,15 +146,9 @@ def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
     the one under way for it: concurrent first requests for a material wait for one
     build (each had built its own: 20 requests, 20 builds). ``None`` when no thread
     can be started: the caller builds it itself."""
-    served, key = missing.served, (os.getpid(), missing.key)  # a child's are its own
+    pid = os.getpid()
+    served, key = missing.served, (pid, missing.key)  # a forked child's are its own
     run = contextvars.copy_context().run  # the caller's context, for its log lines
-
-    def work() -> None:
-        try:
-            run(missing.build)
-        except Exception:
-            # Left to the lookup the caller makes next: it raises it, in its own words.
-            log.debug("a context build off the event loop failed", exc_info=True)
 
     def forget(done: concurrent.futures.Future[None]) -> None:
         with _BUILDERS.lock:
@@ -128,10 +159,10 @@ def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
         found: concurrent.futures.Future[None] | None = served.pending.get(key)
         if found is not None:
             return found
-        try:
-            future = _BUILDERS.submit(work)
-        except RuntimeError:  # "can't start new thread", or shut down at exit
-            log.debug("no thread to build a context off the event loop", exc_info=True)
+        for stale in [k for k in served.pending if k[0] != pid]:
+            del served.pending[stale]  # a parent's, copied by a fork: never to end here
+        future = _BUILDERS.submit(lambda: run(missing.build))
+        if future is None:
             return None
         served.pending[key] = future
     future.add_done_callback(forget)
@@ -139,32 +170,44 @@ def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
 
 
 async def built_off_the_loop(missing: NotBuilt) -> None:
-    """Wait, without blocking the event loop, for the context ``missing`` names to be
-    built on the builder threads (never the loop's default executor or anyio's
-    default limiter, which the application's own blocking work may fill). Its errors
-    are left to the lookup the caller makes next. Cancelled, the wait ends at once;
-    the build goes on, and the set keeps it for the next request."""
+    """Wait, without blocking the event loop and without a thread of its own, for the
+    context ``missing`` names to be built on the builder threads (never the loop's
+    default executor or anyio's default limiter, which the application's own blocking
+    work may fill). Cancelled, the wait ends at once; the build goes on, and the set
+    keeps it for the next request.
+
+    Raises:
+        Exception: what the build raised (a store OpenSSL refuses, no file descriptor
+            left), as building it here would have.
+    """
     future = build_once(missing)
     if future is None:
-        return
+        return  # no thread: the caller's next lookup builds it
     import asyncio  # noqa: PLC0415 - only the async integrations come here
 
     try:
         asyncio.get_running_loop()
-    except RuntimeError:  # trio (httpx): an anyio thread waits for it
-        import anyio  # noqa: PLC0415
-        import anyio.to_thread  # noqa: PLC0415
-
-        limiter = anyio.CapacityLimiter(1)  # not the default one: see above
-        try:
-            await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True, limiter=limiter)
-        except TypeError as exc:  # anyio before 4.1 spells it cancellable=
-            if "abandon_on_cancel" not in str(exc):
-                raise
-            await anyio.to_thread.run_sync(future.result, cancellable=True, limiter=limiter)
+    except RuntimeError:  # trio (httpx under anyio): woken through trio's token
+        await _trio_wait(future)
         return
     # Shielded: a cancelled waiter must not cancel the build others wait for.
     await asyncio.shield(asyncio.wrap_future(future))
+
+
+async def _trio_wait(future: concurrent.futures.Future[None]) -> None:
+    import importlib  # noqa: PLC0415
+
+    trio: Any = importlib.import_module("trio")  # the one other loop httpx runs on (not typed here)
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+
+    def wake(_: object) -> None:
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(done.set)
+
+    future.add_done_callback(wake)
+    await done.wait()
+    future.result()  # its exception, if the build raised one
 
 
 def answers_itself(profile_set: object) -> bool:

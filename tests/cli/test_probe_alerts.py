@@ -25,6 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+import mtls
 from mtls.cli import main
 from mtls.testing import CA, IssuedIdentity, MTLSServer
 from tests.stores.test_context import openssl_server, peer_server
@@ -340,6 +341,54 @@ def test_a_certificate_not_for_client_authentication_is_named_whatever_the_alert
     assert f"reissue it for TLS client authentication and replace it in {keystore}" in message
     assert f"(the server said only '{alert}')" in message
     assert "does not trust its issuer CN=advice CA" in message
+
+
+@pytest.mark.parametrize("alert", ["certificate unknown", "bad certificate"])
+def test_a_key_usage_without_a_signature_is_named_for_javas_alert(
+    ca, trust, tmp_path, capsys, alerting, alert
+):
+    """A key usage without digitalSignature: OpenSSL and Java refuse it (Java says
+    "certificate unknown"), Go does not check it. For Java's alert the key usage is
+    named (the review h132: a first version gave trust advice there); Go's "bad
+    certificate" is not about it, and keeps the trust advice."""
+    from cryptography.hazmat.primitives.asymmetric import ec as ec_keys
+
+    key = ec_keys.generate_private_key(ec_keys.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=gw"))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + DAY)
+        .add_extension(
+            x509.KeyUsage(False, False, False, True, False, False, False, False, False), True
+        )  # keyAgreement only
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    store = mtls.Keystore()
+    store.add_key("gw", key, [cert, ca.certificate])
+    keystore = tmp_path / "ku.jks"
+    store.save(keystore, PASSWORD)
+    alerting["alert"] = _ALERTS[alert]
+    code = main(
+        [
+            "probe", f"https://localhost:{alerting['port']}/", "--keystore", str(keystore),
+            "--truststore", str(trust), "--password", PASSWORD, "--timeout", "5", "--json",
+        ]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    got, message = refusal(report)
+    assert got == alert
+    if alert == "certificate unknown":
+        assert "its key usage has no digitalSignature" in message, message
+        assert "does not trust its issuer CN=advice CA" in message  # the other reading
+    else:
+        assert "key usage" not in message, message
+        assert "does not trust its issuer CN=advice CA" in message
 
 
 @pytest.mark.parametrize("alert", ["bad certificate", "access denied"])
