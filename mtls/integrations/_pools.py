@@ -296,9 +296,8 @@ class _ContextPools(Generic[T]):
         """:meth:`context_for`, never building a context on this thread.
 
         Raises:
-            NotBuilt: it must be built first: call :meth:`context_for` on a worker
-                thread (not on an event loop), then :meth:`acquire` with
-                ``build=False`` again.
+            NotBuilt: it must be built first (:func:`built_off_the_loop`), then
+                asked for again.
         """
         return self._profiles._context_built(
             host,

@@ -156,24 +156,26 @@ async def redirector(backends: Backends) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+def redirect_profiles(path: Path, backends: Backends, port: int) -> Path:
+    """A profile file for the redirector (identity a) on ``port``, and backend b."""
+    pki = backends.pki
+    path.write_text(
+        profile_xml(
+            store_xml(f"localhost:{port}", pki.stores["a"], (pki.trust, "JKS")),
+            store_xml(
+                f"127.0.0.1:{backends.servers['b'].port}", pki.stores["b"], (pki.trust, "JKS")
+            ),
+        )
+    )
+    return path
+
+
 def test_redirects_within_an_origin_are_followed_and_across_profiles_refused(
     tmp_path, backends: Backends
 ):
-    pki = backends.pki
-
     async def main() -> None:
         async with redirector(backends) as port:
-            xml = tmp_path / "p.xml"
-            xml.write_text(
-                profile_xml(
-                    store_xml(f"localhost:{port}", pki.stores["a"], (pki.trust, "JKS")),
-                    store_xml(
-                        f"127.0.0.1:{backends.servers['b'].port}",
-                        pki.stores["b"],
-                        (pki.trust, "JKS"),
-                    ),
-                )
-            )
+            xml = redirect_profiles(tmp_path / "p.xml", backends, port)
             with SSLProfileSet.from_xml(xml) as profiles:
                 async with MTLSClientSession(profiles) as http:
                     async with http.get(f"https://localhost:{port}/same") as response:

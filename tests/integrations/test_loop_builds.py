@@ -20,7 +20,6 @@ import mtls._build
 from mtls import SSLProfileSet
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError
 from mtls.integrations.httpx import AsyncMTLSTransport
-from tests._helpers import profile_xml
 from tests.integrations._backend import Backends
 
 pytestmark = pytest.mark.keytool
@@ -173,24 +172,11 @@ def test_a_refused_redirect_builds_the_hops_context_off_the_loop(
 ) -> None:
     """MTLSClientSession's redirect guard asks for the next hop's context to compare
     it: it built it on the loop (the review h131). Off the loop now, as the first hop."""
-    from tests.integrations._backend import store_xml
-    from tests.integrations.test_aiohttp import redirector
-
-    pki = backends.pki
+    from tests.integrations.test_aiohttp import redirect_profiles, redirector
 
     async def main() -> str:
         async with redirector(backends) as port:
-            xml = tmp_path / "p.xml"
-            xml.write_text(
-                profile_xml(
-                    store_xml(f"localhost:{port}", pki.stores["a"], (pki.trust, "JKS")),
-                    store_xml(
-                        f"127.0.0.1:{backends.servers['b'].port}",
-                        pki.stores["b"],
-                        (pki.trust, "JKS"),
-                    ),
-                )
-            )
+            xml = redirect_profiles(tmp_path / "p.xml", backends, port)
             with SSLProfileSet.from_xml(xml) as profiles:
                 async with MTLSClientSession(profiles) as http:
                     with pytest.raises(RedirectProfileError):
