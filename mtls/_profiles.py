@@ -877,9 +877,12 @@ class SSLProfileSet:
         snapshot = self._engine.snapshot  # type: ignore[union-attr]
         if alpn is None:
             return self._lookup(snapshot, host, port, client_id, server_hostname)[0]
-        return self._with_alpn(
-            snapshot, host, port, alpn, client_id=client_id, server_hostname=server_hostname
-        )
+        if isinstance(alpn, str | bytes):  # "h2" offered "h" and "2"
+            raise TypeError('alpn is a list of names: ["h2", "http/1.1"]')
+        base, served = self._lookup(snapshot, host, port, client_id, server_hostname)
+        if base is None or served is None:
+            return base
+        return served.with_alpn(base, tuple(alpn))
 
     def _context_built(
         self,
@@ -894,40 +897,18 @@ class SSLProfileSet:
         same answer, but never a context build on the caller's thread.
 
         Raises:
-            NotBuilt: the ALPN context is not built yet: build it on a worker thread
-                (:meth:`context_for` there), then ask again. With a big truststore a
-                build takes a second or more, which would stop the loop.
+            NotBuilt: the ALPN context is not built yet: have it built on the builder
+                threads (``mtls.integrations._pools.built_off_the_loop``), then ask
+                again. With a big truststore a build takes a second or more, which
+                would stop the loop.
         """
         if server_hostname is not None and normalize_host(server_hostname) == normalize_host(host):
             server_hostname = None
         snapshot = self._engine.snapshot  # type: ignore[union-attr]
-        return self._with_alpn(
-            snapshot,
-            host,
-            port,
-            alpn,
-            client_id=client_id,
-            server_hostname=server_hostname,
-            build=False,
-        )
-
-    def _with_alpn(
-        self,
-        snapshot: Snapshot,
-        host: str,
-        port: int,
-        alpn: Sequence[str],
-        *,
-        client_id: str | None,
-        server_hostname: str | None,
-        build: bool = True,
-    ) -> ssl.SSLContext | None:
-        if isinstance(alpn, str | bytes):  # "h2" offered "h" and "2"
-            raise TypeError('alpn is a list of names: ["h2", "http/1.1"]')
         base, served = self._lookup(snapshot, host, port, client_id, server_hostname)
         if base is None or served is None:
             return base
-        return served.with_alpn(base, tuple(alpn), build=build)
+        return served.with_alpn(base, tuple(alpn), build=False)
 
     def _lookup(
         self,

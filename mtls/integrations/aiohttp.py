@@ -138,14 +138,15 @@ def _ssl_for(
     """:func:`request_ssl` for a URL's :func:`~mtls._config.tls_origin`.
 
     Raises:
-        NotBuilt: ``build=False`` (on the event loop) and the context is not built
-            yet: build it on a worker thread with ``build=True``.
+        NotBuilt: ``build=False`` (on the event loop, for a set that
+            :func:`~mtls.integrations._pools.answers_itself`) and the context is not
+            built yet: build it on the builder threads.
     """
     if origin is None:
         return True  # plain http://: aiohttp's default, no TLS
     # A context of aiohttp's own (HTTP/1.1 only): never one an h2 client has set ALPN on.
     try:
-        if build or not answers_itself(profile_set):
+        if build:
             ctx = profile_set.context_for(
                 *origin, client_id=client_id, alpn=_HTTP1, server_hostname=server_hostname
             )
@@ -164,6 +165,8 @@ async def _ssl_off_the_loop(
 ) -> ssl.SSLContext | bool:
     """:func:`_ssl_for` on the event loop: a context not built yet is built on the
     builder threads (see :func:`~mtls.integrations._pools.built_off_the_loop`)."""
+    if not answers_itself(profile_set):  # a wrapper's lookup: asked as it is
+        return _ssl_for(profile_set, origin, client_id)
     for _ in range(OFF_LOOP_TRIES):
         try:
             return _ssl_for(profile_set, origin, client_id, build=False)
@@ -309,6 +312,9 @@ class MTLSClientSession:
         _require_profile_set(profile_set, "MTLSClientSession")
         self.profile_set = profile_set
         self.client_id = client_id
+        # Whether contexts are built off the loop (the set's own lookup says whether one
+        # is built yet; a wrapper's is asked as it is): decided once, not per request.
+        self._off_loop = answers_itself(profile_set)
         base_url = session_kwargs.get("base_url")
         self._base_url = URL(base_url) if base_url is not None else None
         self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
@@ -370,7 +376,7 @@ class MTLSClientSession:
                     origin,
                     self.client_id,
                     kwargs.get("server_hostname"),
-                    build=tries <= 0,
+                    build=tries <= 0 or not self._off_loop,
                 )
             except NotBuilt as missing:
                 # The first request for a material builds its context (with a big

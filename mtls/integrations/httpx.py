@@ -37,6 +37,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._build import NotBuilt
 from .._config import DEFAULT_PORTS
 from .._fork import renew_attributes_after_fork
 from .._log import log
@@ -360,7 +361,11 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         if origin is not None:
             # The first request for a material builds its context (with a big
             # truststore, a second or more): on the builder threads, not the loop.
-            entry, closing = await self._pools.acquire_async(*origin, _sni_hostname(request))
+            sni = _sni_hostname(request)
+            try:  # the common case, a context built already: no coroutine to make
+                entry, closing = self._pools.acquire(*origin, sni, build=False)
+            except NotBuilt:
+                entry, closing = await self._pools.acquire_async(*origin, sni)
         if entry is None:
             if closing:
                 await _aclose_each(closing, self._closing)
