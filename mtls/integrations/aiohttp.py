@@ -45,10 +45,14 @@ try:
 except ImportError as _exc:
     raise _missing_extra("aiohttp", "aiohttp", _exc) from _exc
 
-from aiohttp.client import _RequestContextManager  # what ClientSession.request returns
+# What ClientSession.request returns, to wrap a request whose context is built off the
+# loop first (a private name: an aiohttp without it builds on the loop, as before).
+_REQUEST_MANAGER: Any = getattr(aiohttp.client, "_RequestContextManager", None)
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from aiohttp.client import _RequestContextManager
 
     from .._profiles import SSLProfileSet
 
@@ -376,14 +380,15 @@ class MTLSClientSession:
                     origin,
                     self.client_id,
                     kwargs.get("server_hostname"),
-                    build=tries <= 0 or not self._off_loop,
+                    build=tries <= 0 or not self._off_loop or _REQUEST_MANAGER is None,
                 )
             except NotBuilt as missing:
                 # The first request for a material builds its context (with a big
                 # truststore, a second or more): on the builder threads, not the loop.
-                return _RequestContextManager(
+                made: _RequestContextManager = _REQUEST_MANAGER(
                     self._after_build(method, url, kwargs, missing, tries - 1)
                 )
+                return made
             kwargs["ssl"] = chosen
             proxied = isinstance(chosen, ssl.SSLContext)
             redirects = kwargs.get("allow_redirects", True)
