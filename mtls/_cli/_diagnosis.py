@@ -385,11 +385,14 @@ _NOT_PURPOSE = frozenset(
 
 
 def _wrong_purpose(setup: Setup, reason: str, alert: str) -> str | None:
-    """The advice for a client certificate not for client authentication (its extended
-    key usage lacks clientAuth, or its key usage allows no signature), whatever the
-    alert (Go sends "bad certificate", Java "certificate unknown", OpenSSL
-    "unsupported certificate"): importing its issuer into the backend's truststore
-    (the trust advice) would change nothing."""
+    """The advice for a client certificate not for client authentication, first: its
+    extended key usage lacks clientAuth (OpenSSL says "unsupported certificate", Go
+    "bad certificate", Java "certificate unknown"), where importing its issuer into
+    the backend's truststore would change nothing; then, for an alert other than
+    OpenSSL's, that alert's own reading (GnuTLS does not check the purpose, and says
+    the same of a certificate it does not trust). A key usage without a signature bit
+    only for OpenSSL's and Java's alerts (Go does not check it). ``None``: nothing
+    wrong with the purpose, or an alert that is not about it."""
     cert = setup.client_certificate
     found = None if cert is None or reason in _NOT_PURPOSE else purpose_problem(cert)
     if found is None:
