@@ -41,7 +41,7 @@ def _missing_extra(library: str, extra: str, exc: ImportError) -> ImportError:
     """The ImportError raised when a client library is not installed."""
     error = ImportError(
         f"mtls.integrations.{extra} needs {library}, which is not installed: "
-        f'pip install "mtls-profiles[{extra}]"',
+        f'pip install "mtls-profiles[{extra}]" (from a checkout: pip install -e ".[{extra}]")',
         name=library,
     )
     error.__cause__ = exc

@@ -141,7 +141,10 @@ def test_client_passes_transport_options_to_the_transport(profiles):
 def test_a_missing_httpx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "httpx", None)
     monkeypatch.delitem(sys.modules, "mtls.integrations.httpx")
-    with pytest.raises(ImportError, match=r'pip install "mtls-profiles\[httpx\]"'):
+    with pytest.raises(
+        ImportError,
+        match=r'pip install "mtls-profiles\[httpx\]" \(from a checkout: pip install -e "\.\[httpx\]"\)',
+    ):
         importlib.import_module("mtls.integrations.httpx")
 
 
