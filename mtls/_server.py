@@ -68,6 +68,7 @@ from ._build import (
     _validity_refusal,
     not_valid_yet,
     say_usage_warning,
+    who_refuses,
 )
 from ._config import StoreConfig, _as_secret
 from ._context import build_server_context, store_at_fault
@@ -358,11 +359,12 @@ class ServerPlan:
         if problem is not None:  # served: there is nothing else (a replacement is refused)
             log.warning(
                 "%s: the server certificate (%s) cannot serve as a TLS server certificate: "
-                "%s, and every client refuses it (served: nothing else was loaded); "
-                "reissue it for TLS server authentication",
+                "%s, and %s (served: nothing else was loaded); reissue it for TLS server "
+                "authentication",
                 self.settings.keystore.shown_location,
                 snapshot.subject,
                 problem,
+                who_refuses("server"),
             )
         _warn_key_usage(leaf, snapshot.subject, self.settings.keystore.shown_location)
         # Served all the same (there is nothing else), and said: every client refuses
