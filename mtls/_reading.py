@@ -19,6 +19,7 @@ from pathlib import Path
 from ._files import InputRefused, read_input
 
 _MISSING: tuple[int, ...] = (-1,)
+_NONE_MOVED: frozenset[Path] = frozenset()
 
 
 def stat_key(path: Path) -> tuple[int, ...]:
@@ -116,6 +117,10 @@ class FileReader:
         self._emptied: dict[Path, tuple[float, tuple[int, ...]]] = {}
         self._paths: Iterable[Path] = ()
         self._named: tuple[tuple[Path, str], ...] = ()
+        # Bumped whenever an entry of _seen changes: the recorded stats of the named
+        # paths (see expected()) are reused while it stands.
+        self._version = 0
+        self._expected: tuple[object, int, tuple[tuple[int, ...] | None, ...]] | None = None
 
     def named(self, paths: Iterable[Path]) -> tuple[tuple[Path, str], ...]:
         """Each of ``paths`` with the string ``os.stat`` takes, made once per tuple of
@@ -128,6 +133,22 @@ class FileReader:
             self._paths, self._named = paths, named
         return named
 
+    def expected(
+        self, paths: Iterable[Path]
+    ) -> tuple[tuple[tuple[Path, str], ...], tuple[tuple[int, ...] | None, ...]]:
+        """:meth:`named`, with each path's recorded stat (``None``: none recorded),
+        worked out again only when an entry changed: a check in which nothing changed
+        looks up no path (hashing a ``Path`` is a Python call)."""
+        named = self.named(paths)
+        cached = self._expected
+        if cached is not None and cached[0] is named and cached[1] == self._version:
+            return named, cached[2]
+        seen = self._seen
+        keys = tuple(None if (e := seen.get(path)) is None else e[0] for path, _ in named)
+        if named is self._named:
+            self._expected = (named, self._version, keys)
+        return named, keys
+
     @property
     def entries(self) -> dict[Path, tuple[tuple[int, ...], str | None]]:
         """The recorded (stat, sha256) per file (read-only use)."""
@@ -139,12 +160,15 @@ class FileReader:
 
     def record(self, path: Path, key: tuple[int, ...], digest: str | None) -> None:
         self._seen[path] = (key, digest)
+        self._version += 1
 
     def drop(self, path: Path) -> None:
         self._seen.pop(path, None)
+        self._version += 1
 
     def forget(self, keep: Iterable[Path]) -> None:
         """Drop entries for files no longer watched."""
+        self._version += 1
         wanted = set(keep)
         for path in list(self._seen):
             if path not in wanted:
@@ -225,6 +249,9 @@ class Reading:
         self._stop = stop
         self._verdicts: dict[Path, _Verdict] = {}
         self._stats: dict[Path, tuple[int, ...]] = {}  # taken by survey(), used once
+        # A survey's stats, until _stat() first needs them as _stats (a check in
+        # which nothing moved ends without making that dict).
+        self._surveyed: tuple[tuple[tuple[Path, str], ...], list[tuple[int, ...]]] | None = None
         self._restats: dict[Path, tuple[int, ...]] = {}  # taken by known(), once each
         #: The files whose stat moved, as :meth:`survey` found them (``None``: no
         #: survey, so every file may have moved). A file not among them hashes as its
@@ -238,11 +265,11 @@ class Reading:
         ``force``: every path, as if all had moved (each is read and hashed: a file
         system whose stat does not show a change, such as a FUSE mount that fixes
         mtimes)."""
-        seen = self._seen.entries
-        stats = self._stats
+        named, expected = self._seen.expected(paths)
+        keys: list[tuple[int, ...]] = []
         moved: list[Path] = []
         stat = os.stat
-        for path, name in self._seen.named(paths):
+        for (path, name), was in zip(named, expected, strict=True):
             try:
                 st = stat(name)  # follows symlinks: a ..data swap changes the inode we see
                 key: tuple[int, ...] = (
@@ -254,12 +281,24 @@ class Reading:
                 )
             except OSError:
                 key = _MISSING
-            stats[path] = key
-            entry = seen.get(path)
-            if force or entry is None or entry[0] != key:
+            keys.append(key)
+            if force or was != key:
                 moved.append(path)
-        self.moved = frozenset(moved)
+        self._surveyed = (named, keys)
+        self.moved = frozenset(moved) if moved else _NONE_MOVED
         return moved
+
+    def _stat(self, path: Path) -> tuple[int, ...] | None:
+        """The survey's stat of ``path`` (``None``: not surveyed)."""
+        return (self._stats if self._surveyed is None else self._surveyed_stats()).get(path)
+
+    def _surveyed_stats(self) -> dict[Path, tuple[int, ...]]:
+        """The survey's stats as a map, made when the check first needs one."""
+        surveyed, self._surveyed = self._surveyed, None
+        if surveyed is not None:
+            named, keys = surveyed
+            self._stats.update(zip((path for path, _ in named), keys, strict=True))
+        return self._stats
 
     def checkpoint(self) -> None:
         """A safe point: raise :class:`Interrupted` if ``close()`` was called."""
@@ -336,7 +375,7 @@ class Reading:
         verdict = self._verdicts.get(path)
         if verdict is None:
             seen = self._seen.seen(path)
-            key = self._stats.get(path) or stat_key(path)
+            key = self._stat(path) or stat_key(path)
             if seen is not None and seen[0] == key:
                 verdict = _Verdict(seen[0], digest=seen[1], unchanged=True)
                 self._verdicts[path] = verdict
@@ -357,7 +396,8 @@ class Reading:
             # Surveyed unchanged: the recorded hash, without a verdict object (a check
             # of 1,000 unchanged stores asks this 1,000 times). read() agrees: it
             # makes its verdict from the same survey stat.
-            key = self._stats.get(path)
+            stats = self._stats if self._surveyed is None else self._surveyed_stats()
+            key = stats.get(path)
             seen = self._seen.entries.get(path)
             if key is not None and seen is not None and seen[0] == key:
                 return seen[1]
@@ -380,7 +420,7 @@ class Reading:
             if verdict.data is None and self._restat(path) != verdict.key:
                 return None
             return verdict.digest
-        key = self._stats.get(path)
+        key = (self._stats if self._surveyed is None else self._surveyed_stats()).get(path)
         seen = self._seen.entries.get(path)
         if key is not None and seen is not None and seen[0] == key and self._restat(path) == key:
             return seen[1]

@@ -404,6 +404,40 @@ def test_known_answers_for_an_unchanged_file_only_while_it_is(tmp_path: Path) ->
         swapped.read(path)
 
 
+def test_a_survey_follows_every_change_of_what_was_recorded(tmp_path: Path) -> None:
+    """The survey reuses the recorded stats of the paths it watched last time while
+    nothing was recorded since: a file recorded anew is not looked at again, and one
+    dropped (caught mid-write) or forgotten is, whatever the survey before found."""
+    from mtls._reading import FileReader
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    paths = (a, b)  # one tuple from check to check, as a snapshot's watched files
+    seen, stop = FileReader(), threading.Event()
+
+    def check() -> list[Path]:
+        reading = Reading(seen, 0.0, stop)
+        moved = reading.survey(paths)
+        reading.settle(moved)
+        for path in moved:
+            reading.read(path)
+        reading.commit()
+        return moved
+
+    assert check() == [a, b]  # never recorded
+    assert check() == []
+    replace_atomically(b, b"b2")
+    assert check() == [b]
+    assert check() == []  # b's new stat was recorded, and is the one compared
+    seen.drop(a)
+    assert Reading(seen, 0.0, stop).survey(paths) == [a]
+    assert check() == [a]
+    seen.forget([b])
+    assert Reading(seen, 0.0, stop).survey(paths) == [a]
+    assert Reading(seen, 0.0, stop).survey(paths, force=True) == [a, b]
+
+
 @pytest.mark.parametrize("seconds_back", [0, 1])  # FAT keeps even seconds: up to 2 s
 def test_whole_second_file_times_are_not_taken_as_quiet(
     tmp_path, monkeypatch, seconds_back
