@@ -94,6 +94,19 @@ def safe_text(text: str) -> str:
     return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+def has_controls(text: str) -> bool:
+    """Whether :func:`safe_text` would change ``text``."""
+    return _CONTROLS.search(text) is not None
+
+
+def shown_text(text: str) -> str:
+    """``text`` fit for one line of a log, a terminal, a metric label or JSON read by
+    people: bytes that are not UTF-8 as ``\\xe9`` (:func:`displayable`) and control
+    characters escaped (:func:`safe_text`). A certificate's subject, an alias or a
+    path in a file can hold a line break: shown raw, it forged a log line."""
+    return safe_text(displayable(text))
+
+
 #: Characters a message keeps: its start and its end (where the fix is), with how many
 #: were left out between. A 6 MB <servers> text made an 18 MB message, logged at every
 #: failed reload and printed whole by the CLI.
@@ -141,7 +154,9 @@ class MTLSError(Exception):
     _inputs: tuple[str, ...] | None = None
 
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
-        message = bounded(displayable(message))
+        # One line, whatever the files and peers it quotes hold (a path or a subject
+        # with a line break forged a log line where the error was logged).
+        message = bounded(shown_text(message))
         super().__init__(message)
         self.path: str | None = os.fspath(path) if path is not None else None
         self.reason: str = message

@@ -17,10 +17,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._errors import MAX_MESSAGE, bounded, displayable
+from ._errors import MAX_MESSAGE, bounded, displayable, has_controls, safe_text
 
 _said = threading.Event()
 _local = threading.local()  # .held: the list this thread's records go to, if any
@@ -40,6 +40,8 @@ class _Steady(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only 
             msg = bounded(msg)
         if any(isinstance(a, str) and len(a) > MAX_MESSAGE for a in args):
             args = tuple(bounded(a) if isinstance(a, str) else a for a in args)
+        if self.logger.isEnabledFor(level):
+            msg, args = _one_line(msg, args)
         kept: list[logging.LogRecord] | None = getattr(_local, "held", None)
         try:
             if kept is None:
@@ -56,6 +58,26 @@ class _Steady(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only 
 def _plain(arg: object) -> bool:
     """Whether ``arg`` formats as text every handler can write (the usual case)."""
     return not isinstance(arg, str | os.PathLike) or os.fspath(arg).isascii()
+
+
+def _one_line(msg: object, args: tuple[object, ...]) -> tuple[object, tuple[object, ...]]:
+    """The record's message and arguments as they are, unless the message they make
+    holds a control character: then that message with each one escaped, and no
+    arguments. A certificate's subject, a path or a key in a file with a line break
+    forged a whole log line ("INFO mtls: reload ok"); an escape sequence rewrote the
+    operator's terminal. The usual record keeps its template (handlers group by it)."""
+    if not isinstance(msg, str):
+        return msg, args
+    text = msg
+    if args:
+        single = args[0] if len(args) == 1 else None
+        try:  # as LogRecord.getMessage formats it
+            text = msg % (single if isinstance(single, Mapping) and single else args)
+        except Exception:
+            return msg, args  # logging says what is wrong with the record itself
+    if not has_controls(text):
+        return msg, args
+    return safe_text(text), ()
 
 
 def _shown(arg: object) -> object:

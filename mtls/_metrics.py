@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from ._errors import displayable
+from ._errors import shown_text
 from ._status import ProfileSetStatus, ProfileStatus
 from ._types import hex_serial
 
@@ -59,18 +59,25 @@ def _certificates(
     """(store, role, alias, subject, not_after, serial) of each certificate the profile
     uses; ``store`` is the file it was read from (as configured), or ``""``."""
     # A path with a byte that is not UTF-8 (a lone surrogate) failed the whole scrape.
-    stores = {f.role: displayable(f.path) for f in entry.files}
+    stores = {f.role: shown_text(f.path) for f in entry.files}
     ident = entry.identity
     if ident is not None:
         # The key entry's alias: two profiles on one keystore with two key aliases are
         # two series, whatever order the profiles are walked in.
-        keystore, key = stores.get("keystore", ""), ident.alias or ""
+        keystore, key = stores.get("keystore", ""), shown_text(ident.alias or "")
         yield keystore, "identity", key, ident.subject, ident.not_after, ident.serial
         for cert in ident.chain:
             yield keystore, "chain", key, cert.subject, cert.not_after, cert.serial
     truststore = stores.get("truststore", "")
     for cert in entry.anchors:
-        yield truststore, "anchor", cert.alias, cert.subject, cert.not_after, cert.serial
+        yield (
+            truststore,
+            "anchor",
+            shown_text(cert.alias),
+            cert.subject,
+            cert.not_after,
+            cert.serial,
+        )
 
 
 def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
@@ -91,7 +98,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         profile file's, or a check that has not returned; or while peers refuse a
         profile's handshakes: :attr:`ProfileStatus.refused`).
     """
-    base: Labels = (("set", displayable(set_name)),)
+    base: Labels = (("set", shown_text(set_name)),)
     expiry: dict[Labels, float] = {}
     crls: dict[Labels, float] = {}
     healthy: list[tuple[Labels, float]] = []
@@ -105,8 +112,8 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
     for entry, is_default in entries:
         who: Labels = (
             *base,
-            ("profile", displayable(_profile_label(entry, is_default))),
-            ("client_id", entry.client_id or ""),
+            ("profile", shown_text(_profile_label(entry, is_default))),
+            ("client_id", shown_text(entry.client_id or "")),
         )
         ok = entry.healthy
         healthy.append((who, 1.0 if ok else 0.0))
@@ -118,7 +125,7 @@ def metrics(status: ProfileSetStatus, set_name: str) -> list[Metric]:
         walked.add(shared)
         for f in entry.files:
             if f.role == "crl" and f.next_update is not None:
-                crls.setdefault((*base, ("store", displayable(f.path))), f.next_update.timestamp())
+                crls.setdefault((*base, ("store", shown_text(f.path))), f.next_update.timestamp())
         for store, role, alias, subject, not_after, serial in _certificates(entry):
             if not_after is None:
                 continue

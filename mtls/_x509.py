@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from . import _der
+from ._errors import bounded, shown_text
 from ._fork import hold_across_fork
 from ._log import log
 
@@ -419,9 +420,16 @@ def validity(der: bytes) -> tuple[_dt.datetime, _dt.datetime]:
     return cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
+#: Characters of a subject that logs, status() and metric labels show (its start and
+#: end): a 1 MB CN made a 1 MB label and a 2 MB status document.
+SUBJECT_SHOWN: Final = 1024
+
+
 def subject_text(cert: x509.Certificate) -> str:
-    """The subject as an RFC 4514 string (``CN=localhost,O=WSO2``)."""
-    return cert.subject.rfc4514_string()
+    """The subject as an RFC 4514 string (``CN=localhost,O=WSO2``) to show: control
+    characters escaped (a line break in a CN forged a log line), at most
+    :data:`SUBJECT_SHOWN` characters. Not for comparing names: use the name itself."""
+    return bounded(shown_text(cert.subject.rfc4514_string()), SUBJECT_SHOWN)
 
 
 def common_name(cert: x509.Certificate) -> str | None:

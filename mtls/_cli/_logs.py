@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._common import Output
@@ -40,13 +40,27 @@ class LogCollector(logging.Handler):
 
 
 class _Escaped(logging.Formatter):
-    """Log lines for a terminal: control characters from files and servers escaped
-    (a record is one line; a traceback keeps its own line breaks)."""
+    """Log lines for a terminal: control characters from files and servers escaped.
+    A record is one line, whatever its message holds (a line break in a subject made
+    a line of its own, unprefixed); a traceback keeps its own line breaks."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def formatMessage(self, record: logging.LogRecord) -> str:
         from .._errors import safe_text  # noqa: PLC0415 - imported with the command
 
-        return "\n".join(safe_text(line) for line in super().format(record).split("\n"))
+        return safe_text(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _lines(super().formatStack(stack_info))
+
+
+def _lines(text: str) -> str:
+    """``text`` with its line breaks, each line escaped."""
+    from .._errors import safe_text  # noqa: PLC0415 - imported with the command
+
+    return "\n".join(safe_text(line) for line in text.split("\n"))
 
 
 @contextmanager

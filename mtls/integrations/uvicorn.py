@@ -155,7 +155,9 @@ def tls_scope(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
 
         chain = [_x509.der_to_pem(der)]
         try:
-            name = _x509.subject_text(_x509.load_cert(der))
+            # As the ASGI TLS extension defines it: the RFC 4514 name itself, for the
+            # application to compare (not the text mtls shows in logs).
+            name = _x509.load_cert(der).subject.rfc4514_string()
         except ValueError:
             name = None
     return {
