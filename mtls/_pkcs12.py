@@ -70,6 +70,9 @@ class P12Key:
     number: int | None = None
     # In a plain keyBag (not encrypted), which Java's PKCS12KeyStore skips.
     plain: bool = False
+    # Its bag's place among the file's bags (Java's table keeps, of entries whose
+    # aliases differ only in case, the last one).
+    order: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ class P12Cert:
     local_key_id: bytes | None
     trusted: bool
     number: int | None = None  # as for P12Key: set on a trusted certificate without a name
+    order: int = 0  # as for P12Key
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ class P12Contents:
     # JDK 18; keystore.pkcs12.certProtectionAlgorithm and macAlgorithm NONE), which Java
     # reads without a password and keytool keeps when it writes the store back.
     passwordless: bool = False
+    # Each secretBag's place among the bags (as P12Key.order), in the order of secrets.
+    secrets_order: tuple[int, ...] = ()
 
 
 class P12FormatError(ValueError):
@@ -393,7 +399,9 @@ class _Reader:
         self.want_secret_keys = False
         self.secret_keys: list[P12Key] = []
         self.secrets: list[tuple[str, str]] = []
+        self.secrets_order: list[int] = []
         self.unnamed = 0
+        self.bags = 0  # SafeBags that may be entries read so far, in file order
 
     def read(self, data: bytes) -> P12Contents:
         # RFC 7292 section 4: PFX ::= SEQUENCE { version, authSafe ContentInfo, macData OPTIONAL }
@@ -439,6 +447,7 @@ class _Reader:
             self.unnamed,
             self.pbmac1,
             passwordless=len(pfx) == 2 and not self.encrypted,
+            secrets_order=tuple(self.secrets_order),
         )
 
     def _number(self, alias: str | None) -> int | None:
@@ -554,10 +563,13 @@ class _Reader:
             bag_id = _oid(parts[0])
             value = _explicit(parts[1])
             alias, local_key_id, trusted = _attributes(parts[2] if len(parts) == 3 else None)
+            if bag_id != _SAFE_CONTENTS_BAG:  # a bag of bags is no entry
+                self.bags += 1
+            order = self.bags
             if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
                 if not _is_pkcs8(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
-                key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), plain=True)
+                key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), True, order)
                 self.keys.append(key)
             elif bag_id == _SHROUDED_KEY_BAG:  # section 4.2.2
                 # Not decrypting, the key is still an entry: its alias and localKeyId
@@ -567,19 +579,22 @@ class _Reader:
                 except P12PasswordError as exc:
                     exc.alias = alias
                     raise
-                self.keys.append(P12Key(alias, pkcs8, local_key_id, self._number(alias)))
+                self.keys.append(
+                    P12Key(alias, pkcs8, local_key_id, self._number(alias), order=order)
+                )
             elif bag_id == _CERT_BAG:  # section 4.2.3
                 cert_id, cert_value = _pair(value)
                 if _oid(cert_id) == _X509_CERT:
                     der = _octets(_explicit(cert_value))
                     _der.check_single(der, _der.SEQUENCE)
                     number = self._number(alias) if trusted else None
-                    self.certs.append(P12Cert(alias, der, local_key_id, trusted, number))
+                    self.certs.append(P12Cert(alias, der, local_key_id, trusted, number, order))
             elif bag_id == _SAFE_CONTENTS_BAG:  # section 4.2.6
                 if depth >= _MAX_NESTING:
                     raise P12FormatError("safeContentsBag nested too deeply")
                 self._safe_contents(parts[1].value, depth + 1)
             elif bag_id == _SECRET_BAG:  # section 4.2.5
+                self.secrets_order.append(order)
                 self._secret_bag(value, alias, local_key_id)
             # crlBag and unknown bags are skipped.
 

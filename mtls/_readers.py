@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import _bcfks, _bks, _der, _jks, _pkcs12, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
-from ._entries import KeyEntry, Taken, alias_for, fold, unique_alias
+from ._entries import KeyEntry, Taken, alias_for, fold
 from ._entries import where as _where
 from ._errors import (
     KeyEntryError,
@@ -811,8 +811,8 @@ def _parse_pkcs12(
 
     certs = contents.certs
     index_of = _Certs(certs)
-    keys: list[KeyEntry] = []
-    taken = Taken()
+    # (bag order, entry) of each kind: Java's table keeps one entry per alias (below).
+    keys: list[tuple[int, KeyEntry]] = []
     unnamed = _Unnamed(contents.unnamed)
     notes: list[str] = []
     if contents.pbmac1:
@@ -851,10 +851,8 @@ def _parse_pkcs12(
                 path=path,
             )
         chain = index_of.chain_from(leaf_at)
-        alias = unique_alias(
-            unnamed.alias(key.alias, certs[leaf_at].alias, number=key.number), taken
-        )
-        keys.append(KeyEntry(alias, key.pkcs8_der, tuple(chain)))
+        alias = unnamed.alias(key.alias, certs[leaf_at].alias, number=key.number)
+        keys.append((key.order, KeyEntry(alias, key.pkcs8_der, tuple(chain))))
         if key.plain:
             notes.append(
                 f"key entry {_jks.shown(alias)} is stored unencrypted (a PKCS#12 keyBag), "
@@ -862,26 +860,61 @@ def _parse_pkcs12(
                 "such entry; write the store again with its keys encrypted (mtls convert, "
                 "or keytool -importkeystore)"
             )
-    trusted: list[tuple[str, bytes]] = []
+    trusted: list[tuple[int, tuple[str, bytes]]] = []
     loose: list[tuple[str | None, bytes]] = []
     for index, cert in enumerate(certs):
         if index in index_of.used:
             continue
         if cert.trusted:
-            trusted.append(
-                (unique_alias(unnamed.alias(cert.alias, number=cert.number), taken), cert.der)
-            )
+            trusted.append((cert.order, (unnamed.alias(cert.alias, number=cert.number), cert.der)))
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
-            alias = unique_alias(unnamed.alias(cert.alias), taken)
+            alias = unnamed.alias(cert.alias)
             chain = index_of.chain_from(index)
-            keys.append(KeyEntry(alias, b"", tuple(chain)))
+            keys.append((cert.order, KeyEntry(alias, b"", tuple(chain))))
         else:
             loose.append((cert.alias, cert.der))
-    secrets = [(unique_alias(name, taken), kind) for name, kind in contents.secrets]
-    return Parsed(
-        "PKCS12", keys, trusted, loose, secrets, notes, passwordless=contents.passwordless
+    secrets = list(zip(contents.secrets_order, contents.secrets, strict=True))
+    kept, dropped = _java_table(
+        [(o, e.alias) for o, e in keys] + [(o, e[0]) for o, e in (*trusted, *secrets)]
     )
+    for alias, stays in dropped:
+        log.warning(
+            "%s: entry %r is left out: a later entry has the same alias (%r; aliases "
+            "are compared case-insensitively), and the JDK keeps the last one (keytool "
+            "lists it alone): give each entry an alias of its own",
+            where,
+            alias,
+            stays,
+        )
+    return Parsed(
+        "PKCS12",
+        [e for o, e in keys if o in kept],
+        [e for o, e in trusted if o in kept],
+        loose,
+        [e for o, e in secrets if o in kept],
+        notes,
+        passwordless=contents.passwordless,
+    )
+
+
+def _java_table(
+    entries: Sequence[tuple[int, str]],
+) -> tuple[set[int], list[tuple[str, str]]]:
+    """Of a PKCS#12 file's entries (bag order, alias), the ones the JDK's PKCS12KeyStore
+    keeps: its table is keyed by the alias lower-cased and filled in file order, so of
+    entries whose aliases differ only in case the last one stays (keytool lists it
+    alone; WSO2 trusts and sends only it). Numbering them apart trusted a certificate
+    Java never saw, and ``delete`` took another entry than keytool's.
+
+    Returns:
+        The orders kept, and the alias of each entry left out with the alias of the
+        entry that stays in its place, in file order.
+    """
+    ordered = sorted(entries)
+    last = {fold(alias): (order, alias) for order, alias in ordered}
+    kept = {order for order, _ in last.values()}
+    return kept, [(a, last[fold(a)][1]) for order, a in ordered if order not in kept]
 
 
 class _Unnamed:

@@ -262,6 +262,77 @@ def test_unnamed_entries_are_numbered_in_file_order(keytool: Path, tmp_path: Pat
     mtls.client_context(store, alias="2")
 
 
+def _listed(keytool: Path, path: Path) -> dict[str, str]:
+    """``keytool -list``: alias -> entry type."""
+    listed = run(keytool, *JVM_FLAGS, "-list", "-keystore", path, "-storetype", "PKCS12",
+                 "-storepass", JAVA_PW)  # fmt: skip
+    return {
+        line.split(", ")[0]: line.rsplit(", ", 2)[1].strip()
+        for line in listed.splitlines()
+        if line.count(", ") >= 2 and "Entry" in line
+    }
+
+
+def test_aliases_that_differ_in_case_keep_the_last_entry_as_java_does(
+    keytool: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Java's PKCS12KeyStore keys its table by the alias lower-cased, in file order:
+    of trusted certificates named "CA" and "ca" (a file cryptography or OpenSSL
+    writes; keytool cannot) keytool lists the last alone. mtls kept both (the first as
+    "CA", the second numbered "ca-2"): it trusted a certificate WSO2 never trusts,
+    and `delete --alias ca` took the entry keytool never showed (h137)."""
+    ca = CA(name="case twins")
+    first, second = ca.issue_cert("first").certificate, ca.issue_cert("second").certificate
+    other = ca.issue_cert("other").certificate
+    path = tmp_path / "twins.p12"
+    path.write_bytes(
+        pkcs12.serialize_java_truststore(
+            [
+                pkcs12.PKCS12Certificate(first, b"CA"),
+                pkcs12.PKCS12Certificate(other, b"other"),
+                pkcs12.PKCS12Certificate(second, b"ca"),
+            ],
+            serialization.BestAvailableEncryption(JAVA_PW.encode()),
+        )
+    )
+    with caplog.at_level("WARNING", logger="mtls"):
+        trust = mtls.Truststore.load(path, JAVA_PW)
+    assert set(trust.aliases) == {"ca", "other"}
+    assert trust.certificate("CA") == second  # the last one, whatever the case asked
+    assert first not in [trust.certificate(a) for a in trust.aliases]
+    assert "entry 'CA' is left out" in caplog.text and "('ca'" in caplog.text
+    assert _listed(keytool, path) == {"ca": "trustedCertEntry", "other": "trustedCertEntry"}
+
+    # Twin, across kinds: a trusted certificate "GW" then a key entry "gw" leaves the
+    # key; the key entry first and the certificate after leaves the certificate.
+    identity = ca.issue_cert("client")
+    protection = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(JAVA_PW.encode())
+    )
+    keyed = pkcs12.serialize_key_and_certificates(
+        b"gw", identity.private_key, identity.certificate, None, protection
+    )
+    trusted = pkcs12.serialize_java_truststore(
+        [pkcs12.PKCS12Certificate(ca.certificate, b"GW")], serialization.NoEncryption()
+    )
+    for name, infos, kind in (
+        ("cert-then-key", _authenticated_safe(trusted) + _authenticated_safe(keyed),
+         "PrivateKeyEntry"),
+        ("key-then-cert", _authenticated_safe(keyed) + _authenticated_safe(trusted),
+         "trustedCertEntry"),
+    ):  # fmt: skip
+        mixed = tmp_path / f"{name}.p12"
+        mixed.write_bytes(_pfx(infos, JAVA_PW))
+        store = mtls.Keystore.load(mixed, JAVA_PW)
+        # (mtls keeps the friendlyName's case, "GW"; keytool lists aliases lower-cased)
+        assert [(a.lower(), store.entry_type(a)) for a in store.aliases] == [("gw", kind)], name
+        assert _listed(keytool, mixed) == {"gw": kind}, name
+
+
 @pytest.mark.keytool
 def test_keytool_chain_and_trusted_entry(java: JavaStores) -> None:
     got = parse_pkcs12(java.keystore.read_bytes(), JAVA_PW)
