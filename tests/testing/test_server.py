@@ -10,6 +10,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -304,6 +305,27 @@ def test_client_refusing_the_server_is_recorded(server, client_identity):
         _get(server, _context(client_identity, CA()))
     (record,) = server.wait_for_handshakes(1)
     assert record.reason == "client sent alert: tlsv1 alert unknown ca"
+
+
+def test_a_refused_client_that_keeps_sending_is_let_go(server):
+    """After a refused handshake the server reads what the client still sends, so that
+    the client reads the alert before the connection goes (a close with unread bytes
+    resets it). It read until the client stopped: one that sent a byte every moment
+    held a thread and a descriptor for as long as it liked (h135). Now for two seconds
+    in all; the client here gives up after 100 bytes (a bound, not a timing)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01\x00\x05hello")  # a record no handshake starts with
+        (record,) = server.wait_for_handshakes(1)
+        assert not record.accepted
+        let_go = False
+        for _ in range(100):
+            try:
+                sock.sendall(b"x")
+            except OSError:  # reset: the server closed the connection
+                let_go = True
+                break
+            time.sleep(0.2)  # pacing: a byte at a time, as the client that held on sent
+        assert let_go, "the server still reads a refused client's bytes after 20 s"
 
 
 def test_plain_http_on_the_tls_port_is_recorded(server):
