@@ -577,6 +577,17 @@ def classify_handshake(
         return Failure("server_cert_invalid", f"the server's certificate failed: {message}")
     if isinstance(exc, ssl.SSLError):
         reason = _reason(exc)
+        if reason in _CERT_ALERTS and asked is False:
+            # A certificate's alert before any CertificateRequest: it refused no
+            # certificate of ours (it never saw one), whatever the alert says (h135).
+            return Failure(
+                "tls_error",
+                f"{where} ended the handshake ({_alert_text(exc)} alert) before asking for "
+                "any client certificate, so it refused none of ours: a certificate alert "
+                "at that point is the backend's (or a proxy's in between) own failure; "
+                "look at its logs",
+                alert=_alert_text(exc),
+            )
         if reason in _CERT_ALERTS:
             return refused(setup, exc)
         if reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
@@ -589,6 +600,7 @@ def classify_handshake(
                     "asking for any certificate: no cipher, signature algorithm or group "
                     "in common (compare its TLS settings with ours: openssl s_client "
                     "-connect shows them)",
+                    alert=_alert_text(exc),
                 )
             if setup.client_subject is None:
                 return refused(setup, exc)
@@ -596,6 +608,7 @@ def classify_handshake(
                 "handshake_failure",
                 "the server ended the handshake (handshake failure alert): no cipher or "
                 "signature algorithm in common, or it refused our certificate",
+                alert=_alert_text(exc),
             )
         if reason in _VERSION_REASONS:
             return Failure(

@@ -3,8 +3,9 @@
 Real servers send the alerts: mtls.testing's MTLSServer (OpenSSL through Python's
 ssl) and ``openssl s_server -Verify 1 -verify_return_error`` (with ``-crl_check``
 for ``certificate revoked``). Neither sends ``access denied`` or Java's
-``certificate unknown`` on its own, so those two come from a loopback server that
-answers the ClientHello with that alert record, as a backend's access check would.
+``certificate unknown`` on its own, so those two come from a TLS 1.2 server that
+asks for a client certificate and answers it with that alert record, as a backend's
+access check would (a relay in front of Python's ssl).
 Each refusal has its twin: the same server accepting a good certificate.
 """
 
@@ -284,19 +285,111 @@ def _serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
         thread.join(5)
 
 
+def _record(sock: socket.socket) -> bytes:
+    """One TLS record (header and body) from ``sock``; b"" at its end."""
+    head = b""
+    while len(head) < 5:
+        chunk = sock.recv(5 - len(head))
+        if not chunk:
+            return b""
+        head += chunk
+    body = b""
+    while len(body) < int.from_bytes(head[3:5], "big"):
+        chunk = sock.recv(int.from_bytes(head[3:5], "big") - len(body))
+        if not chunk:
+            return b""
+        body += chunk
+    return head + body
+
+
+def _server_flight(sock: socket.socket) -> bytes:
+    """A TLS 1.2 server's first flight, read up to its ServerHelloDone (records whole)."""
+    flight, messages = b"", b""
+    while True:
+        record = _record(sock)
+        if not record:
+            return flight
+        flight += record
+        if record[0] != 22:  # not a handshake record (an alert)
+            return flight
+        messages += record[5:]
+        while len(messages) >= 4 and len(messages) >= 4 + int.from_bytes(messages[1:4], "big"):
+            if messages[0] == 14:  # ServerHelloDone
+                return flight
+            messages = messages[4 + int.from_bytes(messages[1:4], "big") :]
+
+
 @pytest.fixture
-def alerting() -> Iterator[dict[str, Any]]:
-    """A loopback server that answers every ClientHello with the alert set in ``["alert"]``."""
+def alerting(ca: CA, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A TLS 1.2 server that asks for a client certificate and answers the client's with
+    the alert set in ``["alert"]``, as a backend's own check does (``access denied``,
+    Java's ``certificate unknown``: neither OpenSSL nor Python's ssl sends them at will).
+    A real server (Python's ssl) behind a relay: its first flight, CertificateRequest
+    included, goes to the client; the client's answer (its Certificate, ...) gets the
+    alert (in the clear: TLS 1.2 encrypts nothing of the server's before its Finished).
+    Answering the ClientHello itself would be a server that refused a certificate it
+    never asked for (h135)."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.maximum_version = ssl.TLSVersion.TLSv1_2
+    server.load_cert_chain(ca.issue_cert("localhost").write_pem(tmp_path / "alerting.pem"))
+    server.load_verify_locations(cadata=ca.cert_pem.decode())
+    server.verify_mode = ssl.CERT_OPTIONAL
+    state: dict[str, Any] = {"alert": 49}
+
+    def handshake(conn: socket.socket) -> None:
+        server.wrap_socket(conn, server_side=True)  # the relay ends it half-way
+
+    def answer(conn: socket.socket) -> None:
+        with socket.create_connection(("127.0.0.1", upstream), timeout=5) as up:
+            up.sendall(_record(conn))  # the ClientHello
+            conn.sendall(_server_flight(up))
+            if _record(conn):  # the client's answer: its Certificate first
+                # TLS record: alert (21), TLS 1.2, length 2, fatal (2), description.
+                conn.sendall(bytes([21, 3, 3, 0, 2, 2, state["alert"]]))
+
+    with _serving(handshake) as upstream, _serving(answer) as port:
+        state["port"] = port
+        yield state
+
+
+@pytest.fixture
+def answering_the_hello() -> Iterator[dict[str, Any]]:
+    """A loopback server that answers every ClientHello with the alert in ``["alert"]``:
+    before any CertificateRequest (a misconfigured backend, or a proxy in front)."""
     state: dict[str, Any] = {"alert": 49}
 
     def answer(conn: socket.socket) -> None:
-        conn.recv(16384)  # the ClientHello
-        # TLS record: alert (21), TLS 1.2, length 2, fatal (2), description.
+        _record(conn)  # the ClientHello
         conn.sendall(bytes([21, 3, 3, 0, 2, 2, state["alert"]]))
 
     with _serving(answer) as port:
         state["port"] = port
         yield state
+
+
+@pytest.mark.parametrize(
+    ("alert", "number"),
+    [("unknown ca", 48), ("bad certificate", 42), ("access denied", 49),
+     ("certificate required", 116), ("handshake failure", 40)],
+)  # fmt: skip
+def test_an_alert_before_any_certificate_request_blames_no_certificate_of_ours(
+    ca, trust, tmp_path, capsys, answering_the_hello, alert, number
+):
+    """A server that ends the handshake before asking for a client certificate never
+    saw ours: "unknown ca" told the operator to import our CA into the backend, and
+    "certificate required" to pass --keystore, which was passed (h135). The alert is in
+    error.alert for each, "handshake failure" too (it was null). Twins: the same
+    alerts after the request (test_access_denied_and_certificate_unknown, above)."""
+    answering_the_hello["alert"] = number
+    code, report, _ = probe(capsys, answering_the_hello["port"], ca.issue_cert("gw"), trust,
+                            tmp_path)  # fmt: skip
+    assert code == 1
+    error = report["error"]
+    assert error["alert"] == alert
+    assert error["kind"] in ("tls_error", "handshake_failure"), error
+    assert "before asking for any" in error["message"]
+    for advice in ("import", "pass --keystore", "renew", "refused our"):
+        assert advice not in error["message"], error["message"]
 
 
 @pytest.mark.parametrize("alert", sorted(_ALERTS))
