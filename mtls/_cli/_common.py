@@ -319,7 +319,7 @@ def resolve_password(
             for _ in range(3):  # a new password too short is asked again, as keytool does
                 value = getpass.getpass(prompt)
                 remember_secret(value)
-                if not confirm or len(value) >= KEYTOOL_MIN_PASSWORD:
+                if not confirm or java_length(value) >= KEYTOOL_MIN_PASSWORD:
                     break
                 sys.stderr.write(
                     f"The password must be at least {KEYTOOL_MIN_PASSWORD} characters\n"
@@ -334,6 +334,12 @@ def resolve_password(
     )
 
 
+def java_length(text: str) -> int:
+    """``text``'s length as Java counts it (``String.length``: UTF-16 code units), as
+    keytool counts a password's six characters: three emoji are six (h137)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def check_new_password(password: str, where: str, what: str = "store password") -> None:
     """Refuse a new store (or key) password keytool would refuse to use.
 
@@ -346,7 +352,7 @@ def check_new_password(password: str, where: str, what: str = "store password") 
             f"{where}: the {what} holds a byte that is not UTF-8 (a password typed on a "
             "Latin-1 terminal?): give it as UTF-8"
         )
-    if len(password) < KEYTOOL_MIN_PASSWORD:
+    if java_length(password) < KEYTOOL_MIN_PASSWORD:
         raise UsageError(
             f"{where}: the {what} must be at least {KEYTOOL_MIN_PASSWORD} characters "
             "(keytool refuses shorter ones)"

@@ -431,3 +431,17 @@ def test_list_says_what_keytool_would_not_list(tmp_path: Path, openssl_bin: str)
     assert any("keyBag" in warning for warning in as_json["warnings"])
     twin = ok("list", "--keystore", tmp_path / "ok.p12")
     assert "PrivateKeyEntry" in twin.stdout
+
+
+def test_a_new_password_is_counted_in_javas_characters(tmp_path: Path, jdk_keytool: JDK) -> None:
+    """keytool counts a password's six characters as Java does (UTF-16 code units):
+    three emoji are six, and it takes them; mtls counted three and refused (h137).
+    Twin: two emoji (four) are refused, as keytool refuses them."""
+    path = tmp_path / "gw.jks"
+    _keystore(jdk_keytool, path, "JKS", {"gw": PASSWORD})
+    short = fails(2, "storepasswd", "--keystore", path, "--password", PASSWORD,
+                  "--new-password", "\U0001f511\U0001f511")  # fmt: skip
+    assert "at least 6 characters" in short.stderr
+    new = "\U0001f511\U0001f511\U0001f511"
+    ok("storepasswd", "--keystore", path, "--password", PASSWORD, "--new-password", new)
+    assert "gw, " in run_keytool(jdk_keytool, "-list", "-keystore", str(path), "-storepass", new)
