@@ -17,7 +17,7 @@ from cryptography import x509
 from .. import _x509
 from .._config import SSLProfile, StoreConfig
 from .._context import LOCALHOST_NAMES
-from .._errors import KeyEntryError, MTLSError, SecureVaultError
+from .._errors import KeyEntryError, MTLSError, SecureVaultError, safe_text
 from .._profiles import SSLProfileSet
 from .._status import ProfileSetStatus
 from .._stores import SET_BY, Truststore, load_store
@@ -573,7 +573,7 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         # --json document too, under "vault", beside the error).
         vault = vault_report(args)
         if args.json:
-            message = " ".join(cli_wording(str(exc)).split())
+            message = safe_text(" ".join(cli_wording(str(exc)).split()))
             error = {"kind": "error", "type": type(exc).__name__, "message": message}
             out.json({"ok": False, "error": error, "vault": vault})
         else:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from .._errors import WrongPasswordError, safe_text
+from .._errors import WrongPasswordError, displayable, safe_text
 from .._secret import is_text
 from .._types import WriteFormat, hex_serial
 
@@ -362,6 +362,19 @@ def check_new_password(password: str, where: str, what: str = "store password") 
 # --------------------------------------------------------------------------- output
 
 
+def _utf8(value: Any) -> Any:
+    """``value`` with every string made UTF-8 (:func:`displayable`): a path with a byte
+    that is not UTF-8 was written as a lone surrogate (``"caf\\udce9.jks"``), which JSON
+    readers refuse or replace; it is ``caf\\xe9.jks``, as the messages name it (h136)."""
+    if isinstance(value, str):
+        return displayable(value)
+    if isinstance(value, dict):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_utf8(v) for v in value]
+    return value
+
+
 def _color_wanted(stream: TextIO, no_color: bool) -> bool:
     if no_color or os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty
         return False
@@ -433,7 +446,7 @@ class Output:
         """Write a JSON document to stdout (indented, keys in the documented order)."""
         import json  # noqa: PLC0415 - only --json output needs it
 
-        self.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+        self.stdout.write(json.dumps(_utf8(document), indent=2, default=str) + "\n")
         self.stdout.flush()
         self.json_written = True
 

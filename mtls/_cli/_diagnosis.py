@@ -36,7 +36,12 @@ from cryptography import x509
 
 from .. import _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
-from .._errors import CertificateRevokedError, RevocationError, RevocationUnknownError
+from .._errors import (
+    CertificateRevokedError,
+    RevocationError,
+    RevocationUnknownError,
+    safe_text,
+)
 from .._idna import ascii_host
 from .._types import hex_serial
 from ._common import UsageError, now, purpose_problem
@@ -253,7 +258,7 @@ class Report:
                 {
                     "kind": self.failure.kind,
                     "alert": self.failure.alert,
-                    "message": self.failure.message,
+                    "message": safe_text(self.failure.message),  # as stderr shows it
                 }
                 if self.failure
                 else None

@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .._errors import MTLSError
+from .._errors import MTLSError, safe_text
 from ._common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -152,7 +152,7 @@ def _report(
                 "error": {
                     "kind": "usage" if code == EXIT_USAGE else "error",
                     "type": _error_type(exc),
-                    "message": " ".join(message.split()),
+                    "message": safe_text(" ".join(message.split())),  # as on stderr
                 },
             }
         )

@@ -1950,3 +1950,20 @@ def test_a_permission_error_names_the_directories_too() -> None:
     )
     directory = os_error_message(IsADirectoryError(21, "Is a directory", "stores"))
     assert directory == "stores is a directory: give a file"
+
+
+def test_json_names_a_path_that_is_not_utf8_as_the_messages_do(tmp_path: Path) -> None:
+    """A file name with a byte that is not UTF-8 went into --json as a lone surrogate
+    ("caf\\udce9.pem"): not UTF-8 text, which JSON readers refuse or replace. It is
+    written as the messages name it, "caf\\xe9.pem" (h136). Twin: a UTF-8 name as is."""
+    pem = CA(name="json names").cert_pem
+    for name, shown in ((b"caf\xe9.pem", "caf\\xe9.pem"), ("café.pem".encode(), "café.pem")):
+        path = os.fsdecode(bytes(tmp_path) + b"/" + name)
+        Path(path).write_bytes(pem)
+        done = subprocess.run(
+            [sys.executable, "-m", "mtls", "list", "--keystore", path, "--json"],
+            capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        document = json.loads(done.stdout.decode("utf-8"))  # strict UTF-8
+        assert document["path"].endswith("/" + shown), document["path"]
