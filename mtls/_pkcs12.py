@@ -70,9 +70,10 @@ class P12Key:
     number: int | None = None
     # In a plain keyBag (not encrypted), which Java's PKCS12KeyStore skips.
     plain: bool = False
-    # Its bag's place among the file's bags (Java's table keeps, of entries whose
-    # aliases differ only in case, the last one).
-    order: int = 0
+    # Its bag's place among the bags Java's PKCS12KeyStore registers, from 1 (its table
+    # keeps, of entries whose aliases differ only in case, the last); 0 for a bag it
+    # never registers (a plain keyBag, one nested in a safeContentsBag).
+    order: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class P12Cert:
     local_key_id: bytes | None
     trusted: bool
     number: int | None = None  # as for P12Key: set on a trusted certificate without a name
-    order: int = 0  # as for P12Key
+    order: int = field(default=0, compare=False)  # as for P12Key
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class P12Contents:
     # reads without a password and keytool keeps when it writes the store back.
     passwordless: bool = False
     # Each secretBag's place among the bags (as P12Key.order), in the order of secrets.
-    secrets_order: tuple[int, ...] = ()
+    secrets_order: tuple[int, ...] = field(default=(), compare=False)
 
 
 class P12FormatError(ValueError):
@@ -563,13 +564,15 @@ class _Reader:
             bag_id = _oid(parts[0])
             value = _explicit(parts[1])
             alias, local_key_id, trusted = _attributes(parts[2] if len(parts) == 3 else None)
-            if bag_id != _SAFE_CONTENTS_BAG:  # a bag of bags is no entry
+            # Java's PKCS12KeyStore reads no safeContentsBag, so no bag inside one either.
+            if bag_id != _SAFE_CONTENTS_BAG and depth == 0:
                 self.bags += 1
-            order = self.bags
+            order = self.bags if depth == 0 else 0
             if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
                 if not _is_pkcs8(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
-                key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), True, order)
+                # Java skips a plain keyBag: never in its table (order 0).
+                key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), True)
                 self.keys.append(key)
             elif bag_id == _SHROUDED_KEY_BAG:  # section 4.2.2
                 # Not decrypting, the key is still an entry: its alias and localKeyId

@@ -27,14 +27,14 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import _bcfks, _bks, _der, _jks, _pkcs12, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
-from ._entries import KeyEntry, Taken, alias_for, fold
+from ._entries import KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import (
     KeyEntryError,
@@ -811,9 +811,12 @@ def _parse_pkcs12(
 
     certs = contents.certs
     index_of = _Certs(certs)
-    # (bag order, entry) of each kind: Java's table keeps one entry per alias (below).
-    keys: list[tuple[int, KeyEntry]] = []
+    # Each entry with its place among the bags Java registers and its alias in Java's
+    # table (None: Java never registers it); the table keeps one entry per alias (below).
+    keys: list[tuple[int, str | None, KeyEntry]] = []
     unnamed = _Unnamed(contents.unnamed)
+    # Java keeps a key without a localKeyId only when it is the one private key.
+    shrouded = sum(1 for key in contents.keys if key.order)
     notes: list[str] = []
     if contents.pbmac1:
         notes.append(
@@ -852,7 +855,11 @@ def _parse_pkcs12(
             )
         chain = index_of.chain_from(leaf_at)
         alias = unnamed.alias(key.alias, certs[leaf_at].alias, number=key.number)
-        keys.append((key.order, KeyEntry(alias, key.pkcs8_der, tuple(chain))))
+        registered = key.order and (key.local_key_id is not None or shrouded == 1)
+        # Java names a key by its own friendlyName, else its number (mtls by the
+        # certificate's friendlyName then, as Windows names the two bags apart).
+        java = (key.alias if key.alias is not None else str(key.number)) if registered else None
+        keys.append((key.order, java, KeyEntry(alias, key.pkcs8_der, tuple(chain))))
         if key.plain:
             notes.append(
                 f"key entry {_jks.shown(alias)} is stored unencrypted (a PKCS#12 keyBag), "
@@ -860,39 +867,59 @@ def _parse_pkcs12(
                 "such entry; write the store again with its keys encrypted (mtls convert, "
                 "or keytool -importkeystore)"
             )
-    trusted: list[tuple[int, tuple[str, bytes]]] = []
+    trusted: list[tuple[int, str | None, tuple[str, bytes]]] = []
     loose: list[tuple[str | None, bytes]] = []
     for index, cert in enumerate(certs):
         if index in index_of.used:
             continue
         if cert.trusted:
-            trusted.append((cert.order, (unnamed.alias(cert.alias, number=cert.number), cert.der)))
+            alias = unnamed.alias(cert.alias, number=cert.number)
+            trusted.append((cert.order, alias if cert.order else None, (alias, cert.der)))
         elif cert.local_key_id is not None and not with_keys:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
             alias = unnamed.alias(cert.alias)
             chain = index_of.chain_from(index)
-            keys.append((cert.order, KeyEntry(alias, b"", tuple(chain))))
+            keys.append((0, None, KeyEntry(alias, b"", tuple(chain))))  # the key's bag unread
         else:
             loose.append((cert.alias, cert.der))
-    secrets = list(zip(contents.secrets_order, contents.secrets, strict=True))
+    secrets = [
+        (order, name if order else None, (name, kind))
+        for order, (name, kind) in zip(contents.secrets_order, contents.secrets, strict=True)
+    ]
     kept, dropped = _java_table(
-        [(o, e.alias) for o, e in keys] + [(o, e[0]) for o, e in (*trusted, *secrets)]
+        [(o, java) for o, java, _ in (*keys, *trusted, *secrets) if java is not None]
     )
     for alias, stays in dropped:
         log.warning(
-            "%s: entry %r is left out: a later entry has the same alias (%r; aliases "
-            "are compared case-insensitively), and the JDK keeps the last one (keytool "
-            "lists it alone): give each entry an alias of its own",
+            "%s: entry %r is left out: a later entry has the same alias (%r; aliases are "
+            "compared case-insensitively, and Java numbers an entry without a name), and "
+            "the JDK keeps the last one (keytool lists it alone): give each entry an "
+            "alias of its own",
             where,
             alias,
             stays,
         )
+    # Java's entries keep the aliases Java gives them; mtls's own (a key named by its
+    # certificate, a bag Java never reads) are numbered around them, in file order.
+    key_list = [(java, e) for o, java, e in keys if java is None or o in kept]
+    trust_list = [(java, e) for o, java, e in trusted if java is None or o in kept]
+    secret_list = [(java, e) for o, java, e in secrets if java is None or o in kept]
+    taken = Taken()
+    for java, alias in [(j, e.alias) for j, e in key_list] + [
+        (j, e[0]) for j, e in (*trust_list, *secret_list)
+    ]:
+        if alias == java:
+            taken.add(alias)
+
+    def own(java: str | None, alias: str) -> str:
+        return alias if alias == java else unique_alias(alias, taken)
+
     return Parsed(
         "PKCS12",
-        [e for o, e in keys if o in kept],
-        [e for o, e in trusted if o in kept],
+        [e if (a := own(j, e.alias)) == e.alias else replace(e, alias=a) for j, e in key_list],
+        [(own(j, e[0]), e[1]) for j, e in trust_list],
         loose,
-        [e for o, e in secrets if o in kept],
+        [(own(j, e[0]), e[1]) for j, e in secret_list],
         notes,
         passwordless=contents.passwordless,
     )

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -331,6 +332,76 @@ def test_aliases_that_differ_in_case_keep_the_last_entry_as_java_does(
         # (mtls keeps the friendlyName's case, "GW"; keytool lists aliases lower-cased)
         assert [(a.lower(), store.entry_type(a)) for a in store.aliases] == [("gw", kind)], name
         assert _listed(keytool, mixed) == {"gw": kind}, name
+
+
+def _bag(bag_type: str, value: bytes, name: str | None = None, key_id: bytes | None = None,
+         trusted: bool = False) -> bytes:  # fmt: skip
+    """A SafeBag (RFC 7292 4.2) of type 1.2.840.113549.1.12.10.1.``bag_type``."""
+    e, oid = _der.encode, _der.encode_oid
+    attrs = b""
+    if name is not None:
+        attrs += e(_der.SEQUENCE, oid("1.2.840.113549.1.9.20")
+                   + e(0x31, e(0x1E, name.encode("utf-16-be"))))  # fmt: skip
+    if key_id is not None:
+        attrs += e(
+            _der.SEQUENCE, oid("1.2.840.113549.1.9.21") + e(0x31, e(_der.OCTET_STRING, key_id))
+        )
+    if trusted:  # Java's trusted-certificate attribute, any extended key usage
+        attrs += e(_der.SEQUENCE, oid("2.16.840.1.113894.746875.1.1") + e(0x31, oid("2.5.29.37.0")))
+    return e(_der.SEQUENCE, oid("1.2.840.113549.1.12.10.1." + bag_type) + e(0xA0, value)
+             + (e(0x31, attrs) if attrs else b""))  # fmt: skip
+
+
+def _cert_bag(cert: x509.Certificate, **attrs: Any) -> bytes:
+    der = cert.public_bytes(serialization.Encoding.DER)
+    e = _der.encode
+    inner = e(
+        _der.SEQUENCE,
+        _der.encode_oid("1.2.840.113549.1.9.22.1") + e(0xA0, e(_der.OCTET_STRING, der)),
+    )
+    return _bag("3", inner, **attrs)
+
+
+def _data(*bags: bytes) -> bytes:
+    """A data ContentInfo holding ``bags`` as its SafeContents."""
+    e = _der.encode
+    safe = e(_der.OCTET_STRING, e(_der.SEQUENCE, b"".join(bags)))
+    return e(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.1.7.1") + e(0xA0, safe))
+
+
+def test_an_entry_java_never_reads_leaves_out_none_of_javas(keytool: Path, tmp_path: Path) -> None:
+    """Only the entries the JDK's table holds compete for an alias: a plain keyBag
+    (Java skips it), a bag nested in a safeContentsBag (Java reads none) or a secret
+    before a trusted certificate must not take the place of the certificate Java
+    trusts (the review h138: the first version of the rule dropped it). Each of Java's
+    entries is in mtls's view, with Java's alias; mtls's own are numbered around them."""
+    ca = CA(name="java reads")
+    other = CA(name="other ca").certificate
+    leaf = ca.issue_cert("leaf")
+    pkcs8 = leaf.private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    secret = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.113549.1.9.22.1")
+                         + _der.encode(0xA0, _der.encode(_der.OCTET_STRING, bytes(16))))  # fmt: skip
+    cases = {
+        "plain key bag": [_cert_bag(other, name="ca", trusted=True),
+                          _cert_bag(leaf.certificate, name="CA", key_id=b"k"),
+                          _bag("1", pkcs8, name="CA", key_id=b"k")],
+        "nested bag": [_cert_bag(other, name="ca", trusted=True),
+                       _bag("6", _der.encode(_der.SEQUENCE,
+                                             _cert_bag(ca.certificate, name="CA", trusted=True)))],
+        "secret first": [_bag("5", secret, name="s"), _cert_bag(other, name="S", trusted=True)],
+    }  # fmt: skip
+    for case, bags in cases.items():
+        path = tmp_path / f"{case.replace(' ', '-')}.p12"
+        path.write_bytes(_pfx([_data(*bags)], JAVA_PW))
+        java = _listed(keytool, path)
+        store = mtls.Keystore.load(path, JAVA_PW)
+        ours = {a.lower(): store.entry_type(a) for a in store.aliases}
+        assert java.items() <= ours.items(), (case, java, ours)
+        if "ca" in java:  # the anchor Java trusts is the one mtls has under its alias
+            assert mtls.Truststore.load(path, JAVA_PW).certificate("ca") == other, case
 
 
 @pytest.mark.keytool
