@@ -34,7 +34,7 @@ from mtls._pkcs12 import (
     looks_like_pkcs12,
     parse_pkcs12,
 )
-from mtls.testing import CA
+from mtls.testing import CA, IssuedIdentity
 from tests.conftest import WSO2_FIXTURES as WSO2
 
 JDK25_KEYTOOL = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool")
@@ -229,6 +229,20 @@ def _pfx(infos: list[bytes], password: str) -> bytes:
     return _der.encode(_der.SEQUENCE, _der.encode(_der.INTEGER, b"\x03") + info + mac)
 
 
+def _keyed(identity: IssuedIdentity, name: bytes | None) -> bytes:
+    """A key entry as a PKCS#12 file under JAVA_PW (3DES, SHA-1 MAC: every JDK reads it)."""
+    protection = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(JAVA_PW.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(
+        name, identity.private_key, identity.certificate, None, protection
+    )
+
+
 def test_unnamed_entries_are_numbered_in_file_order(keytool: Path, tmp_path: Path) -> None:
     """Java numbers unnamed key entries and trusted certificates as it meets them in the
     file: an unnamed trusted certificate first, then an unnamed key, is "1" then "2"
@@ -238,16 +252,7 @@ def test_unnamed_entries_are_numbered_in_file_order(keytool: Path, tmp_path: Pat
     trusted = pkcs12.serialize_java_truststore(
         [pkcs12.PKCS12Certificate(ca.certificate, None)], serialization.NoEncryption()
     )
-    protection = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())
-        .build(JAVA_PW.encode())
-    )
-    keyed = pkcs12.serialize_key_and_certificates(
-        None, identity.private_key, identity.certificate, None, protection
-    )
+    keyed = _keyed(identity, None)
     path = tmp_path / "mixed.p12"
     path.write_bytes(_pfx(_authenticated_safe(trusted) + _authenticated_safe(keyed), JAVA_PW))
     store = mtls.Keystore.load(path, JAVA_PW)
@@ -307,16 +312,7 @@ def test_aliases_that_differ_in_case_keep_the_last_entry_as_java_does(
     # Twin, across kinds: a trusted certificate "GW" then a key entry "gw" leaves the
     # key; the key entry first and the certificate after leaves the certificate.
     identity = ca.issue_cert("client")
-    protection = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())
-        .build(JAVA_PW.encode())
-    )
-    keyed = pkcs12.serialize_key_and_certificates(
-        b"gw", identity.private_key, identity.certificate, None, protection
-    )
+    keyed = _keyed(identity, b"gw")
     trusted = pkcs12.serialize_java_truststore(
         [pkcs12.PKCS12Certificate(ca.certificate, b"GW")], serialization.NoEncryption()
     )
