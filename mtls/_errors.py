@@ -94,6 +94,12 @@ def safe_text(text: str) -> str:
     return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+def safe_lines(text: str) -> str:
+    """``text`` with its line breaks kept and each line :func:`safe_text`: a traceback
+    as a terminal should show it."""
+    return "\n".join(safe_text(line) for line in text.split("\n"))
+
+
 def has_controls(text: str) -> bool:
     """Whether :func:`safe_text` would change ``text``."""
     return _CONTROLS.search(text) is not None

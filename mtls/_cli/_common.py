@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from .._errors import WrongPasswordError, displayable, safe_text
+from .._errors import WrongPasswordError, displayable, safe_lines, safe_text
 from .._secret import is_text
 from .._types import WriteFormat, hex_serial
 
@@ -468,7 +468,7 @@ class Output:
     def raw_stderr(self, text: str) -> None:
         """Write ``text`` (a ``--debug`` traceback) with its line breaks, each line
         escaped, scrubbed."""
-        self.stderr.write("\n".join(safe_text(line) for line in scrub(text).split("\n")))
+        self.stderr.write(safe_lines(scrub(text)))
         self.stderr.flush()
 
 

@@ -50,17 +50,14 @@ class _Escaped(logging.Formatter):
         return safe_text(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        return _lines(super().formatException(ei))
+        from .._errors import safe_lines  # noqa: PLC0415 - imported with the command
+
+        return safe_lines(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:
-        return _lines(super().formatStack(stack_info))
+        from .._errors import safe_lines  # noqa: PLC0415 - imported with the command
 
-
-def _lines(text: str) -> str:
-    """``text`` with its line breaks, each line escaped."""
-    from .._errors import safe_text  # noqa: PLC0415 - imported with the command
-
-    return "\n".join(safe_text(line) for line in text.split("\n"))
+        return safe_lines(super().formatStack(stack_info))
 
 
 @contextmanager
