@@ -639,6 +639,16 @@ def classify_handshake(
             )
         if reason in {"NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
             return Failure("handshake_failure", f"no cipher in common with {where}")
+        if reason == "EXCESSIVE_MESSAGE_SIZE":
+            # Our own limit, not the server's alert: OpenSSL takes a certificate chain
+            # or a certificate request of up to 100 KiB (max_cert_list; h135).
+            return Failure(
+                "tls_error",
+                f"{where} sent a handshake message larger than OpenSSL accepts (excessive "
+                "message size): its certificate chain, or the list of client CAs it "
+                "accepts, is over 100 KiB; have the backend send only its certificate and "
+                "intermediates, and name fewer CAs",
+            )
         if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return closed(setup, where, during=True, asked=asked)
         sent_alert = _ALERT_REASON.fullmatch(reason) is not None

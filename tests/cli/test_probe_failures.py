@@ -156,6 +156,28 @@ def test_closed_port_is_connection_refused(stores, capsys):
     assert kind_of(report) == "connection_refused"
 
 
+@pytest.mark.parametrize("fillers", [40, 200], ids=["under-100KiB", "over-100KiB"])
+def test_a_server_chain_over_openssls_limit_is_named_as_too_long(ca, stores, capsys, fillers):
+    """A server that sends more than 100 KiB of certificates is refused by OpenSSL
+    itself: the probe said only "excessive message size" (h135)."""
+    leaf = ca.issue_cert("localhost")
+    # Extra certificates of ~800 bytes each: 200 of them are ~160 KiB, 40 are ~32 KiB.
+    extra = [ca.issue_cert(f"filler{i}-{'x' * 40}").certificate for i in range(fillers)]
+    keystore = mtls.Keystore()
+    keystore.add_key("server", leaf.private_key, [leaf.certificate, *extra])
+    with stdlib_server(mtls.server_context(keystore, ca.truststore())) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    if fillers < 100:
+        assert code == 0, report
+        assert kind_of(report) == "None"
+        return
+    assert code == 1
+    assert kind_of(report) == "tls_error"
+    message = report["error"]["message"]
+    assert "over 100 KiB" in message
+    assert "send only its certificate and intermediates" in message
+
+
 def test_tls_version_mismatch(ca, stores, capsys):
     try:
         with warnings.catch_warnings():

@@ -108,6 +108,11 @@ def test_probe_says_why_a_status_is_undetermined(tmp_path: Path, capsys) -> None
     (entry,) = revocation["certificates"]
     assert entry["status"] == "undetermined"
     assert "names no OCSP and no CRL location" in entry["why"][0]
+    # Said once, in the section: the checker's log line for the same certificate is
+    # not repeated as a note (a 61-deep chain made 61 of them).
+    notes = report["notes"]
+    assert isinstance(notes, list)
+    assert not any("could not be determined" in note for note in notes), notes
 
 
 def test_deployment_toml_enables_the_check_and_probe_enforces_it(
