@@ -448,6 +448,7 @@ class DeploymentToml:
         # The settings a password was resolved through (itself, and each $ref{} it
         # follows): what a message never expands, wherever else they are named.
         self._secret_settings: set[tuple[str, str]] = set()
+        self._spaced: set[tuple[str, str]] = set()  # settings warned about once
 
     def raw(self, table: str, key: str) -> Any:
         """The value at ``[table] key`` as parsed (``None`` when absent).
@@ -638,6 +639,7 @@ class DeploymentToml:
                 element=f"[{table}] {key}",
             )
         check_path_text(value, setting=f"[{table}] {key}", path=self.path)
+        self.warn_spaced(table, key, "a path that does not exist")
         if not value:
             raise ProfileConfigError(
                 f"{self.path}: [{table}] {key} is empty: name the file",
@@ -714,6 +716,28 @@ class DeploymentToml:
             "file_name; the product's default.json names this file)",
             None,
             None,
+        )
+
+    def warn_spaced(self, table: str, key: str, means: str) -> None:
+        """Say so (once) when ``[table] key`` has spaces around its value: mtls trims
+        them, but WSO2's template writes the value into its configuration as it is and
+        Java reads the spaces as part of it (``means``), so WSO2 cannot load what it
+        names (h140), as with a profile file's ``<Location>``."""
+        value = self.raw(table, key)
+        if not isinstance(value, str) or value == value.strip() or not value.strip():
+            return
+        if (table, key) in self._spaced:
+            return
+        self._spaced.add((table, key))
+        log.warning(
+            "%s: [%s] %s has spaces around its value: mtls trims them, but WSO2 writes the "
+            "value as it is and reads them as part of it (%s), so it cannot load it: "
+            "remove them",
+            self.path,
+            table,
+            key,
+            means,
+            extra=WSO2_CANNOT_LOAD,
         )
 
     def _warn_unknown_type(self, declared: str, setting: tuple[str, str]) -> None:
@@ -849,6 +873,7 @@ class DeploymentToml:
         declared_type = pick("type")
         type_setting = chosen("type")
         if declared_type is not None and type_setting is not None:
+            self.warn_spaced(*type_setting, "a store type Java does not know")
             self._warn_unknown_type(declared_type, type_setting)
         return StoreConfig(
             location=path,
@@ -1055,8 +1080,23 @@ def read_deployment_toml(
     written = toml.text(*verifier_setting) if verifier_setting else None
     verifier: HostnameVerifier | None = None
     if verifier_setting is not None and written is not None:
+        as_written = toml.written(*verifier_setting, exact=True) or ""
         try:
-            verifier = normalize_hostname_verifier(written)
+            if as_written != as_written.strip() or written != written.strip():
+                # WSO2 compares the value as its template writes it, spaces and all
+                # (Synapse's "AllowAll".equalsIgnoreCase(" AllowAll") is false), so
+                # it checks names (Default): mtls must not take it for AllowAll (h140).
+                log.warning(
+                    "%s: [%s] %s = %s has spaces around it: WSO2 compares the value as "
+                    "written, matches none of its host name verifiers and uses Default "
+                    "(host names checked): so does mtls; remove the spaces",
+                    path,
+                    *verifier_setting,
+                    _shown(as_written),
+                )
+                verifier = "Default"
+            else:
+                verifier = normalize_hostname_verifier(written)
         except ValueError:
             # WSO2 treats an unknown value as Default; say so instead of failing.
             log.warning(

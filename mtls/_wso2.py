@@ -134,6 +134,7 @@ def resolve_placeholders(
     secret_resolver: SecretResolver | None = None,
     secret: bool = False,
     reference: Callable[[str], str | None] | None = None,
+    empty_env_set: bool = True,
 ) -> str:
     """Replace WSO2 placeholders in ``text``.
 
@@ -147,6 +148,10 @@ def resolve_placeholders(
         secret: the text is a password: messages never quote a placeholder found
             inside other text (a password may contain ``${`` by chance); a password that
             is a single placeholder is named.
+        empty_env_set: whether an environment variable set to the empty string
+            counts as set. deployment.toml's config mapper takes it; a profile file's
+            reader (axis2's ``Utils.replaceSystemProperty``) replaces only a value that
+            is not empty, and leaves the placeholder as written (h140): ``False`` there.
 
     Raises:
         ProfileConfigError: a placeholder names nothing that is set, or a secret
@@ -219,7 +224,8 @@ def resolve_placeholders(
         value = None if kind == "env" else (properties.get(name) or None)
         if value is None:
             value = os.environ.get(name)
-        if value is None:
+        empty = value == "" and not empty_env_set
+        if value is None or empty:
             source = "environment variable" if kind == "env" else "property or environment variable"
             fix = (
                 "set it in the environment mtls runs in ($env{} reads nothing else, as in WSO2)"
@@ -227,10 +233,15 @@ def resolve_placeholders(
                 else "set it, or pass properties={...}"
             )
             if inside:
-                raise hidden("$env{...}, $sys{...} or ${...}, naming nothing set")
+                raise hidden("$env{...}, $sys{...} or ${...}, naming nothing set or empty")
             raise ProfileConfigError(
-                f"{path or 'profile'}: {element or 'a value'} uses {match.group(0)}, but no "
-                f"{source} {name!r} is set: {fix}",
+                f"{path or 'profile'}: {element or 'a value'} uses {match.group(0)}, but "
+                + (
+                    f"the {source} {name!r} is empty, and WSO2 replaces a placeholder only "
+                    "with a value that is not empty (it keeps it as written): set a value"
+                    if empty
+                    else f"no {source} {name!r} is set: {fix}"
+                ),
                 path=path,
                 servers=servers,
                 element=element,
@@ -326,7 +337,8 @@ def resolve_secret(
 
 
 def _local(tag: object) -> str:
-    # Synapse matches local names and ignores namespaces.
+    """An element's name without its namespace: how Axiom finds the <profile> elements
+    (getChildrenWithName falls back to local names when none has no namespace)."""
     if not isinstance(tag, str):
         return ""
     return tag if "}" not in tag else tag.rsplit("}", 1)[-1]
@@ -334,11 +346,14 @@ def _local(tag: object) -> str:
 
 def _children(element: ET.Element, repeated: list[str] | None = None) -> dict[str, ET.Element]:
     """The first child of each name (WSO2's getFirstChildWithName); the names that
-    appear again are added to ``repeated`` (in order, once each) when it is given."""
+    appear again are added to ``repeated`` (in order, once each) when it is given.
+
+    A child in a namespace keeps it in its key (``{uri}servers``): Synapse asks for
+    ``new QName("servers")``, which Axiom matches only without a namespace, so WSO2
+    never reads it (a default ``xmlns`` on the root hides every element; h140)."""
     first: dict[str, ET.Element] = {}
     for child in element:
-        tag = child.tag  # a str: the tree holds elements only (no comments, no PIs)
-        name = tag if "}" not in tag else _local(tag)
+        name = child.tag  # a str: the tree holds elements only (no comments, no PIs)
         if name not in first:  # the first occurrence wins, as in WSO2
             first[name] = child
         elif repeated is not None and name not in repeated:
@@ -890,6 +905,7 @@ def _text(
         element=name,
         secret_resolver=ctx.secret_resolver,
         secret=secret,
+        empty_env_set=False,  # axis2 replaces only a value that is not empty
     )
 
 
@@ -907,9 +923,17 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             element="servers",
         )
     if servers_el is None:
+        hidden_by = next((tag for tag in children if _local(tag) == "servers"), None)
         raise ProfileConfigError(
             f"{ctx.path}: {_label(number, name)} has no <servers>: "
-            "add <servers>host:port</servers>",
+            + (
+                f"its <servers> is in the namespace {_namespace(hidden_by)!r}, and WSO2 "
+                "reads the profile's elements only without a namespace (so it refuses "
+                'this file): remove the xmlns="..." declaration (on the root element or '
+                "the profile)"
+                if hidden_by is not None
+                else "add <servers>host:port</servers>"
+            ),
             path=ctx.path,
             element="servers",
         )
@@ -965,11 +989,7 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     if twice:
         _warn_repeated(twice, f"{_label(number, name)} ({servers_text})", ctx)
     novalidate = _novalidatecert(element, _label(number, name), ctx)
-    clients = (
-        [child for child in element if _local(child.tag) == "client"]
-        if "client" in children
-        else []
-    )
+    clients = [child for child in element if child.tag == "client"] if "client" in children else []
     try:
         if not clients:
             return [
@@ -1094,7 +1114,7 @@ def _novalidatecert(element: ET.Element, where: str, ctx: _Context) -> bool:
 def _warn_unknown(
     children: Mapping[str, ET.Element], known: set[str], where: str, ctx: _Context
 ) -> None:
-    unknown = sorted(set(children) - known)
+    unknown = sorted(name for name in set(children) - known if "}" not in name)
     if unknown:
         log.warning(
             "%s: %s: ignoring %s (WSO2's sender does not read %s inside a profile)",
@@ -1103,6 +1123,20 @@ def _warn_unknown(
             ", ".join(f"<{name}>" for name in unknown),
             "it" if len(unknown) == 1 else "them",
         )
+    namespaced = sorted(name for name in children if "}" in name)
+    if namespaced:
+        log.warning(
+            "%s: %s: ignoring %s: WSO2 reads these elements only without a namespace, and "
+            'so does mtls: remove the xmlns="..." declaration',
+            ctx.path,
+            where,
+            ", ".join(f"<{_local(name)}> (namespace {_namespace(name)!r})" for name in namespaced),
+        )
+
+
+def _namespace(tag: str) -> str:
+    """The namespace URI of a ``{uri}name`` tag."""
+    return tag[1:].partition("}")[0]
 
 
 def _warn_vault_below_root(ctx: _Context) -> None:

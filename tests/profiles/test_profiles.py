@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -441,7 +442,7 @@ def test_a_stray_comma_in_servers_is_ignored_with_a_warning(tmp_path, pki, caplo
 def test_an_entry_a_placeholder_leaves_empty_is_named_as_such(tmp_path, pki, caplog, monkeypatch):
     """No stray comma to blame: the entry is empty once $env{...} is replaced. The
     message says so, names the entries as written, and never shows the value."""
-    monkeypatch.setenv("MTLS_TEST_EMPTY", "")
+    monkeypatch.setenv("MTLS_TEST_EMPTY", " ")  # set: "" is not, for a profile file (below)
     monkeypatch.setenv("MTLS_TEST_HOSTS", "hidden-name.test:443,")
     written = "$env{MTLS_TEST_EMPTY},$env{MTLS_TEST_HOSTS}"
     xml = write_xml(tmp_path, profile(written, pki["gw1"], pki["trust"]))
@@ -453,6 +454,65 @@ def test_an_entry_a_placeholder_leaves_empty_is_named_as_such(tmp_path, pki, cap
     xml = write_xml(tmp_path, profile("$env{MTLS_TEST_EMPTY}", pki["gw1"], pki["trust"]))
     with pytest.raises(ProfileConfigError, match="is empty once its placeholders are replaced"):
         SSLProfileSet.from_xml(xml)
+
+
+SYNAPSE_NS = "http://ws.apache.org/ns/synapse"
+
+
+def test_a_default_namespace_hides_the_profiles_elements_as_in_wso2(tmp_path, pki, caplog):
+    """Synapse asks Axiom for new QName("servers"), which matches only an element
+    without a namespace: a profile file whose root declares a default namespace (a
+    block copied from a Synapse configuration) has no <servers> for WSO2, which refuses
+    it. mtls matched local names and served it (h140). The twins: the same file without
+    the declaration, and with a prefixed one (the secure vault's), load."""
+    body = profile("a.test:443", pki["gw1"], pki["trust"])
+    path = tmp_path / "sslprofiles.xml"
+    path.write_text(f'<parameter xmlns="{SYNAPSE_NS}" name="customSSLProfiles">{body}</parameter>')
+    with pytest.raises(ProfileConfigError, match="has no <servers>") as caught:
+        SSLProfileSet.from_xml(path)
+    assert f"in the namespace '{SYNAPSE_NS}'" in str(caught.value)
+    assert 'remove the xmlns="..." declaration' in str(caught.value)
+    for root in (
+        '<parameter name="customSSLProfiles">',
+        f'<parameter xmlns:syn="{SYNAPSE_NS}" name="customSSLProfiles">',
+    ):
+        path.write_text(f"{root}{body}</parameter>")
+        with SSLProfileSet.from_xml(path) as profiles:
+            assert profiles.profile_for("a.test", 443).keystore is not None
+
+
+def test_a_store_element_in_a_namespace_is_ignored_as_in_wso2(tmp_path, pki, caplog):
+    """A <KeyStore> in a namespace inside a plain profile is not read by WSO2 (no
+    client certificate is sent): mtls does the same, and says so."""
+    body = profile("a.test:443", truststore=pki["trust"], extra=(
+        f'<KeyStore xmlns="{SYNAPSE_NS}"><Location>{pki["gw1"]}</Location><Type>JKS</Type>'
+        f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword></KeyStore>"
+    ))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(write_xml(tmp_path, body))
+    with profiles:
+        assert profiles.profile_for("a.test", 443).keystore is None
+    assert f"ignoring <KeyStore> (namespace '{SYNAPSE_NS}')" in caplog.text
+    assert "only without a namespace" in caplog.text
+
+
+def test_an_empty_environment_variable_is_not_set_in_a_profile_file(tmp_path, pki, monkeypatch):
+    """axis2 replaces $env{NAME} only with a value that is not empty, and keeps the
+    placeholder as written otherwise: WSO2 then opens "gw.jks$env{SUFFIX}", which does
+    not exist. mtls loaded gw.jks (h140). deployment.toml's config mapper takes an empty
+    value: tests/profiles/test_wso2_stock.py has that twin."""
+    monkeypatch.setenv("MTLS_TEST_SUFFIX", "")
+    keystore = pki["gw1"]
+    written = profile("a.test:443", Path(f"{keystore}$env{{MTLS_TEST_SUFFIX}}"), pki["trust"])
+    with pytest.raises(ProfileConfigError, match="'MTLS_TEST_SUFFIX' is empty") as caught:
+        SSLProfileSet.from_xml(write_xml(tmp_path, written))
+    assert "WSO2 replaces a placeholder only with a value that is not empty" in str(caught.value)
+    # Twin: set to a value, it is replaced.
+    monkeypatch.setenv("MTLS_TEST_SUFFIX", keystore.suffix)
+    stem = keystore.with_suffix("")
+    written = profile("a.test:443", Path(f"{stem}$env{{MTLS_TEST_SUFFIX}}"), pki["trust"])
+    with SSLProfileSet.from_xml(write_xml(tmp_path, written)) as profiles:
+        assert profiles.context_for("a.test", 443) is not None
 
 
 @pytest.mark.parametrize(
@@ -1626,6 +1686,99 @@ def test_unknown_hostname_verifier_in_deployment_toml_falls_back_to_default(tmp_
         profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None)
     assert profiles.status().to_dict()["hostname_verifier"] == "Default"
     assert "DefaultAndLocalHostX" in caplog.text
+
+
+@pytest.mark.parametrize("written", [" AllowAll", "AllowAll ", "\tDefaultAndLocalhost"])
+def test_a_hostname_verifier_with_spaces_is_default_as_in_wso2(tmp_path, pki, caplog, written):
+    """WSO2's template writes the value as it is and Synapse compares it with
+    equalsIgnoreCase: " AllowAll" is none of its values, so it checks names (Default).
+    mtls trimmed it and turned the name check off (h140, HIGH). The twin: "AllowAll"."""
+    (tmp_path / "p.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    toml = tmp_path / "deployment.toml"
+
+    def verifier(value: str) -> tuple[str, bool]:
+        toml.write_text(
+            '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+            f"[transport.passthru_https.sender.parameters]\nHostnameVerifier = {json.dumps(value)}\n"
+        )
+        with SSLProfileSet.from_deployment_toml(
+            toml, base_dir=tmp_path, reload_interval=None
+        ) as profiles:
+            mode = profiles.status().to_dict()["hostname_verifier"]
+            return str(mode), profiles.context_for("a.test", 443).check_hostname
+
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert verifier(written) == ("Default", True)
+    assert "has spaces around it" in caplog.text and "uses Default" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert verifier(written.strip()) == (written.strip(), written.strip() != "AllowAll")
+    assert "has spaces around" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "means"),
+    [
+        ("keystore.tls", "file_name", "gw.jks ", "a path that does not exist"),
+        ("keystore.tls", "type", "JKS ", "a store type Java does not know"),
+        ("transport.passthru_https.sender.ssl_profile", "file_path", " p.xml",
+         "a path that does not exist"),
+    ],
+)  # fmt: skip
+def test_a_toml_value_with_spaces_loads_with_wso2s_refusal_said(
+    tmp_path, pki, caplog, table, key, value, means
+):
+    """WSO2's template writes a store's file name and type, and the profile file's
+    path, as written: Java then opens "gw.jks " and asks for a "JKS " store, and the
+    sender does not start. mtls trimmed them without a word (h140); a profile file's
+    <Location> with spaces had the warning already. The twin: the same file without
+    the spaces says nothing."""
+    import shutil
+
+    security = tmp_path / "repository" / "resources" / "security"
+    security.mkdir(parents=True)
+    shutil.copyfile(pki["gw1"], security / "gw.jks")
+    (tmp_path / "p.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    settings = {
+        ("keystore.tls", "file_name"): "gw.jks",
+        ("keystore.tls", "type"): "JKS",
+        ("keystore.tls", "password"): PASSWORD,
+        ("keystore.tls", "key_password"): PASSWORD,
+        ("transport.passthru_https.sender.ssl_profile", "file_path"): "p.xml",
+    }
+    toml = tmp_path / "deployment.toml"
+
+    def load(spaced: dict[tuple[str, str], str]) -> str:
+        tables: dict[str, list[str]] = {}
+        for (name, setting), text in {**settings, **spaced}.items():
+            tables.setdefault(name, []).append(f"{setting} = {json.dumps(text)}")
+        toml.write_text(
+            "".join(f"[{t}]\n" + "\n".join(lines) + "\n" for t, lines in tables.items())
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            SSLProfileSet.from_deployment_toml(
+                toml, base_dir=tmp_path, reload_interval=None
+            ).close()
+        return caplog.text
+
+    said = load({(table, key): value})
+    assert f"[{table}] {key} has spaces around its value" in said
+    assert means in said and "WSO2" in said
+    assert "has spaces around" not in load({})
+
+
+def test_an_empty_environment_variable_is_set_in_deployment_toml(tmp_path, pki, monkeypatch):
+    """The twin of the profile file's rule: WSO2's config mapper replaces $env{NAME}
+    with an empty value too, so the path it makes is the one mtls opens."""
+    monkeypatch.setenv("MTLS_TEST_SUFFIX", "")
+    (tmp_path / "p.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p$env{MTLS_TEST_SUFFIX}.xml"\n'
+    )
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None) as got:
+        assert got.context_for("a.test", 443) is not None
 
 
 def test_ipv6_server_without_brackets_gets_a_useful_hint() -> None:
