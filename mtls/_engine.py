@@ -506,6 +506,10 @@ class Engine(Generic[S]):
         interval = self._timer.interval if self._timer is not None else 0.0
         return ran if ran >= max(STALLED_AFTER, 5 * interval) else None
 
+    def subscriber_errors(self) -> tuple[MTLSError, ...]:
+        """What the subscribers that raised on the last delivered change raised."""
+        return self._subscribers.failed
+
     def stall_error(self, where: str) -> MTLSError | None:
         """The error status() puts first while a check is stalled (:meth:`stalled_for`)."""
         since = self.checking_since
@@ -674,6 +678,10 @@ class Subscribers:
         self._prune_at = _PRUNE_FLOOR
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
         self._delivering = threading.Lock()
+        #: What the callbacks that raised on the last change delivered raised, as
+        #: errors status() reports (replaced at each change: one that then succeeds,
+        #: or is unsubscribed, is no longer reported).
+        self.failed: tuple[MTLSError, ...] = ()
         renew_attributes_after_fork(self, "_lock", "_delivering")
 
     def add(self, callback: Callback) -> None:
@@ -730,6 +738,7 @@ class Subscribers:
         callbacks = self._callbacks.copy()
         pending: BaseException | None = None
         notifier = self._notifier
+        failed: list[MTLSError] = []
         for callback in callbacks:
             try:
                 if notifier is None:
@@ -739,9 +748,23 @@ class Subscribers:
                         callback(old, new)
             except BaseException as exc:
                 log.exception("mtls: a reload subscriber raised; the others still run")
+                failed.append(_subscriber_failed(callback, new, exc))
                 if not swallow_all and isinstance(exc, _INTERRUPTS):
                     pending = pending or exc
+        self.failed = tuple(failed)
         return pending
+
+
+def _subscriber_failed(callback: object, generation: int, exc: BaseException) -> MTLSError:
+    """The error status() reports for a subscriber that raised: what it was to do after
+    the change (close connections a withdrawn CA let in, rotate a server) is undone."""
+    said = str(exc)
+    return MTLSError(
+        f"the reload subscriber {callback_name(callback)} raised on the change to "
+        f"generation {generation} ({type(exc).__name__}{': ' + said if said else ''}): "
+        "the new material is in service, but what the subscriber does after a change did "
+        "not happen; reported until the next change is delivered"
+    )
 
 
 def _settle(snapshot: Published, outer: BaseException | None) -> None:

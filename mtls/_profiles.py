@@ -687,9 +687,13 @@ class SSLProfileSet:
 
     @property
     def last_error(self) -> MTLSError | None:
-        """The first error of the last check (config, then profiles), or None when all is well."""
+        """The first error of the last check (config, then profiles), else of a reload
+        subscriber that raised on the last change; None when all is well."""
         errors = self._snapshot.errors
-        return errors[0] if errors else None
+        if errors:
+            return errors[0]
+        raised = self._engine.subscriber_errors() if self._engine is not None else ()
+        return raised[0] if raised else None
 
     @property
     def failures(self) -> tuple[tuple[SSLProfile, MTLSError], ...]:
@@ -1180,6 +1184,8 @@ class SSLProfileSet:
         profiles.extend(failed(profile, error) for profile, error in snapshot.failures)
         default = snapshot.default
         errors = tuple(snapshot.errors)
+        if self._engine is not None:
+            errors += self._engine.subscriber_errors()
         stalled = self._engine.stall_error(self._path or "profiles") if self._engine else None
         if stalled is not None:
             errors = (stalled, *errors)

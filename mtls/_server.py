@@ -1007,8 +1007,11 @@ class RotatingServerContext:
 
     @property
     def last_error(self) -> MTLSError | None:
-        """The last check's error, or ``None`` when all is well."""
-        return self._snapshot.error
+        """The last check's error, else that of a subscriber that raised on the last
+        change, or ``None`` when all is well."""
+        error = self._snapshot.error
+        raised = self._engine.subscriber_errors() if self._engine is not None else ()
+        return error if error is not None or not raised else raised[0]
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
         """Call ``callback(old_generation, new_generation)`` after each applied change,
@@ -1089,7 +1092,11 @@ class RotatingServerContext:
             files=tuple(FileStatus(role=r, path=p, sha256=d) for r, p, d in snapshot.files),
             identity=presented,
             anchors=tuple(anchor(a, s, n, now) for a, s, n in anchors),
-            errors=(stalled, *snapshot.errors) if stalled is not None else snapshot.errors,
+            errors=(
+                *((stalled,) if stalled is not None else ()),
+                *snapshot.errors,
+                *(self._engine.subscriber_errors() if self._engine is not None else ()),
+            ),
             last_check=self._engine.last_check if self._engine is not None else None,
             refused=refusal(
                 presented,

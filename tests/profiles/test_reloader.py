@@ -1072,12 +1072,21 @@ def test_subscribers_run_isolated_and_can_unsubscribe(setup, ca, caplog):
         assert profiles.reload() is True
     assert calls == [(0, 1)]
     assert "subscriber raised" in caplog.text
+    # Reported where health is read, as docs/reloading.md says (it was only logged,
+    # h139): what the subscriber was to do after the change did not happen.
+    status = profiles.status()
+    assert not status.healthy
+    (error,) = status.errors
+    assert "boom raised on the change to generation 1 (RuntimeError: subscriber bug)" in str(error)
+    assert profiles.last_error is error
     unsubscribe()
     profiles.unsubscribe(boom)
     profiles.unsubscribe(boom)  # idempotent
     replace_atomically(keystore, jks(ca, "gen-3"))
     assert profiles.reload() is True
     assert calls == [(0, 1)]
+    # The twin: the next change, delivered with no subscriber raising, clears it.
+    assert profiles.status().healthy and profiles.last_error is None
 
 
 def test_a_set_dropped_without_close_is_freed_and_its_thread_stops(setup, backend):

@@ -752,6 +752,30 @@ def test_status_is_typed_frozen_and_json_ready(estate: Estate) -> None:
     )
 
 
+def test_a_subscriber_that_raises_is_reported_in_status(estate: Estate) -> None:
+    """A subscriber closing the connections a withdrawn CA let in (docs/servers.md)
+    that raises left status() healthy: it was only logged (h139). The twin: the next
+    change, delivered without an error, clears it."""
+    with estate.server() as server:
+        failing = [True]
+
+        def close_stale(old: int, new: int) -> None:
+            if failing[0]:
+                raise OSError("could not close the connections")
+
+        server.subscribe(close_stale)
+        estate.write_identity(estate.server_ca, name="second")
+        assert server.reload() is True
+        status = server.status()
+        assert not status.healthy
+        assert "close_stale raised on the change to generation 1" in str(status.last_error)
+        assert server.last_error is status.last_error
+        failing[0] = False
+        estate.write_identity(estate.server_ca, name="third")
+        assert server.reload() is True
+        assert server.status().healthy and server.last_error is None
+
+
 def test_the_thread_reloads_and_close_stops_it(estate: Estate) -> None:
     server = estate.server(reload_interval=0.02)
     seen: list[tuple[int, int]] = []
