@@ -27,7 +27,7 @@ from ._files import cannot_read_fix, read_input, utf8_text
 from ._jks import shown as _shown
 from ._log import log
 from ._secret import Secret
-from ._types import HostnameVerifier, normalize_hostname_verifier
+from ._types import HostnameVerifier, Product, normalize_hostname_verifier
 from ._wso2 import (
     _JAVA_TYPES,
     _PLACEHOLDER,
@@ -43,9 +43,6 @@ from ._wso2 import (
 if TYPE_CHECKING:
     from ._revocation import RevocationPolicy
 
-
-Product = Literal["apim", "mi"]
-"""``"apim"``: API Manager (and the other carbon-kernel products); ``"mi"``: Micro Integrator."""
 
 #: Where API Manager looks for every store ``file_name`` (relative to the product home).
 SECURITY_DIR = Path("repository", "resources", "security")

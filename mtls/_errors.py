@@ -297,6 +297,10 @@ class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
     """
 
     path: str
+    # OSError types these as Any; here they are always set (h139).
+    errno: int
+    strerror: str
+    filename: str
 
     def __init__(self, message: str, *, path: str | os.PathLike[str]) -> None:
         super().__init__(message, path=path)

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 from ._build import AnchorInfo, Options, Served
 from ._config import (
@@ -35,7 +35,7 @@ from ._config import (
     without_port,
 )
 from ._context import LOCALHOST_NAMES
-from ._deployment import DeploymentSettings, Product, parsed_once, read_deployment_toml
+from ._deployment import DeploymentSettings, parsed_once, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds
 from ._errors import MTLSError, ProfileConfigError, with_more
 from ._files import cannot_read_fix
@@ -76,7 +76,7 @@ from ._status import (
     identity,
     refusal,
 )
-from ._types import HostnameVerifier, check_flag, normalize_hostname_verifier
+from ._types import HostnameVerifier, Product, check_flag, normalize_hostname_verifier
 from ._wso2 import MTLS_REFUSED, has_placeholder, parse_profiles_xml
 
 
@@ -310,7 +310,7 @@ class SSLProfileSet:
         revocation: RevocationPolicy | RevocationChecker | None = None,
         expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
         crl_warnings: Iterable[float | _dt.timedelta] | None = None,
-    ) -> SSLProfileSet:
+    ) -> Self:
         """Load WSO2's customSSLProfiles XML (``sslprofiles.xml``).
 
         Args:
@@ -391,7 +391,7 @@ class SSLProfileSet:
         revocation: RevocationPolicy | RevocationChecker | None = _FROM_FILE,
         expiry_warnings: Iterable[float | _dt.timedelta] = DEFAULT_EXPIRY_WARNINGS,
         crl_warnings: Iterable[float | _dt.timedelta] | None = None,
-    ) -> SSLProfileSet:
+    ) -> Self:
         """Load the profile file, interval, hostname verifier and default stores that a
         WSO2 ``deployment.toml`` names.
 
@@ -602,7 +602,7 @@ class SSLProfileSet:
         weakref.finalize(self, engine.close)
 
     @classmethod
-    def _presenting(cls, identity: str, *args: Any, **kwargs: Any) -> SSLProfileSet:
+    def _presenting(cls, identity: str, *args: Any, **kwargs: Any) -> Self:
         """``SSLProfileSet(*args, **kwargs)`` whose keystores hold ``identity``
         (``"server"``: gRPC's ``server_credentials``) certificates: a replacement
         whose key usages forbid that role is refused, and expiry lines name it."""
@@ -812,7 +812,7 @@ class SSLProfileSet:
         """True while the background reload thread keeps the set current (False after close)."""
         return self._engine is not None and self._engine.reloading
 
-    def __enter__(self) -> SSLProfileSet:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -55,7 +55,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from . import _x509
 from ._build import (
@@ -1039,7 +1039,7 @@ class RotatingServerContext:
         if self._engine is not None:
             self._engine.close()
 
-    def __enter__(self) -> RotatingServerContext:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, Literal, overload
+from typing import TYPE_CHECKING, Final, Literal, Self, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -312,7 +312,7 @@ class Keystore(_StoreBase):
         key_password: Password | None = None,
         store_type: str | None = None,
         allow_unprotected: bool = False,
-    ) -> Keystore:
+    ) -> Self:
         """Read a keystore file (JKS, JCEKS, PKCS#12, BKS, UBER, BCFKS, PEM or DER; detected
         from the bytes).
 
@@ -362,7 +362,7 @@ class Keystore(_StoreBase):
         store_type: str | None = None,
         allow_unprotected: bool = False,
         path: str | os.PathLike[str] | None = None,
-    ) -> Keystore:
+    ) -> Self:
         """Read a keystore from bytes in memory (a Kubernetes secret, a download).
 
         The same reading as :meth:`load`: the format comes from the bytes, and every
@@ -407,7 +407,7 @@ class Keystore(_StoreBase):
         path: str | None,
         with_keys: bool = True,
         key_alias: str | None = None,
-    ) -> Keystore:
+    ) -> Self:
         data = store_bytes(data, "Keystore.from_bytes")
         parsed = parse(
             data,
@@ -423,7 +423,7 @@ class Keystore(_StoreBase):
         return cls._from_parsed(parsed, path)
 
     @classmethod
-    def _from_parsed(cls, parsed: Parsed, path: str | None) -> Keystore:
+    def _from_parsed(cls, parsed: Parsed, path: str | None) -> Self:
         """The store of what a reader returned (entries kept as the file has them)."""
         store = cls()
         store.store_type = parsed.store_type
@@ -488,7 +488,7 @@ class Keystore(_StoreBase):
         curve: str = "secp256r1",
         days: int = 365,
         san: Iterable[str] = (),
-    ) -> Keystore:
+    ) -> Self:
         """A new keystore with one self-signed key entry, like ``keytool -genkeypair``.
 
         Args:
@@ -984,7 +984,7 @@ class Truststore(_StoreBase):
         *,
         store_type: str | None = None,
         allow_unprotected: bool = False,
-    ) -> Truststore:
+    ) -> Self:
         """Read a truststore file (JKS, JCEKS, PKCS#12, PEM bundle or DER certificate).
 
         Args:
@@ -1023,7 +1023,7 @@ class Truststore(_StoreBase):
         store_type: str | None = None,
         allow_unprotected: bool = False,
         path: str | os.PathLike[str] | None = None,
-    ) -> Truststore:
+    ) -> Self:
         """Read a truststore from bytes in memory (a Kubernetes secret, a CA bundle).
 
         The same reading as :meth:`load`: the format comes from the bytes; no key is
@@ -1062,7 +1062,7 @@ class Truststore(_StoreBase):
         store_type: str | None,
         allow_unprotected: bool,
         path: str | None,
-    ) -> Truststore:
+    ) -> Self:
         parsed = parse(
             store_bytes(data, "Truststore.from_bytes"),
             as_secret(password),
@@ -1075,7 +1075,7 @@ class Truststore(_StoreBase):
         return cls._from_parsed(parsed, path)
 
     @classmethod
-    def _from_parsed(cls, parsed: Parsed, path: str | None) -> Truststore:
+    def _from_parsed(cls, parsed: Parsed, path: str | None) -> Self:
         """The anchors Java takes from what a reader returned (key-entry leaves included)."""
         store = cls()
         store.store_type = parsed.store_type

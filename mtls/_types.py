@@ -16,6 +16,7 @@ name                       what
 ``CRLCheck``               which certificates CRL files are checked for (``leaf``, ``chain``)
 ``Mode``                   the online revocation check's failure mode (``hard``, ``soft``)
 ``Status``                 one certificate's revocation status
+``Product``                which WSO2 product's deployment.toml rules apply
 =========================  ==============================================================
 """
 
@@ -53,6 +54,10 @@ def check_flag(name: str, value: object) -> None:
             'convert text yourself ("false" is true in Python)'
         )
 
+
+#: Which WSO2 product's rules read a deployment.toml: ``"apim"``, API Manager (and the
+#: other carbon-kernel products); ``"mi"``, Micro Integrator.
+Product: TypeAlias = Literal["apim", "mi"]
 
 #: Which certificates of a server's chain the CRL files are checked for.
 CRLCheck: TypeAlias = Literal["leaf", "chain"]

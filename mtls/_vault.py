@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ._budget import WorkLimitError
-from ._deployment import Product, _parse_toml, detect_product, resolve_security_file
+from ._deployment import _parse_toml, detect_product, resolve_security_file
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import cannot_read_fix, read_input, utf8_text
 from ._fork import renew_attributes_after_fork
@@ -61,6 +61,7 @@ from ._log import log
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
+from ._types import Product
 from ._wso2 import WSO2_CANNOT_LOAD, substitute
 
 #: The environment variable the vault reads its keystore password from.

@@ -55,7 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # what uses the engine: the profile set, the rotating server context
     ("_profiles", "_server"),
 )
-OUTER = ("integrations", "_cli", "testing", "cli", "wso2", "__init__", "__main__")
+OUTER = ("integrations", "_cli", "testing", "cli", "types", "wso2", "__init__", "__main__")
 
 
 def _layer_of(module: str) -> int:

@@ -30,7 +30,7 @@ objects.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from .._build import NotBuilt
 from .._config import DEFAULT_PORTS, tls_origin
@@ -506,7 +506,7 @@ class MTLSClientSession:
         """Close the session and its connector (when it owns it). Idempotent."""
         await self.session.close()
 
-    async def __aenter__(self) -> MTLSClientSession:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -65,7 +65,7 @@ import operator
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES
@@ -692,7 +692,7 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
         self._unsubscribe()
         _close_each(self._pools.close(), _close_sync)
 
-    def __enter__(self) -> RotatingChannel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -871,7 +871,7 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
         error: Exception = grpc.aio.UsageError("Channel is closed.")  # grpc.aio's words
         return error
 
-    async def __aenter__(self) -> AioRotatingChannel:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -1050,7 +1050,7 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         """Stop watching the stores. Idempotent; the last material stays in use."""
         self.profile_set.close()
 
-    def __enter__(self) -> MTLSServerCredentials:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -16,6 +16,7 @@ RSA 2048 on request (tens of milliseconds).
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import hashlib
 import ipaddress
 import os
@@ -55,6 +56,11 @@ _DEFAULT_ORGANIZATION = "mtls.testing"
 
 def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
+
+
+#: What the test CA's ``key_type=`` takes: mtls's names, trustme's ``"ECDSA"``, and
+#: trustme's ``KeyType`` enum (any enum whose member name is one of these).
+CAKeyType: TypeAlias = KeyType | Literal["ECDSA"] | enum.Enum
 
 
 def _normalize_key_type(key_type: object) -> KeyType:
@@ -413,7 +419,7 @@ class CA:
     def __init__(
         self,
         *,
-        key_type: KeyType = "EC",
+        key_type: CAKeyType = "EC",
         name: str | None = None,
         organization: str = _DEFAULT_ORGANIZATION,
         not_before: _dt.datetime | None = None,
@@ -522,7 +528,7 @@ class CA:
         self,
         *,
         name: str | None = None,
-        key_type: KeyType | None = None,
+        key_type: CAKeyType | None = None,
         path_length: int | None = None,
         ocsp_url: str | None = None,
         crl_url: str | None = None,
@@ -836,7 +842,7 @@ class CA:
         organization: str | None = None,
         not_before: _dt.datetime | None = None,
         not_after: _dt.datetime | None = None,
-        key_type: KeyType | None = None,
+        key_type: CAKeyType | None = None,
         server_auth: bool = True,
         client_auth: bool = True,
     ) -> IssuedIdentity:

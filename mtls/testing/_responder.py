@@ -15,7 +15,7 @@ import socketserver
 import threading
 import urllib.parse
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from ._ca import CA
 from ._server import (
@@ -97,7 +97,7 @@ class RevocationServer:
 
     # -- lifecycle
 
-    def start(self) -> RevocationServer:
+    def start(self) -> Self:
         """Bind and start answering (once; a running server is returned as it is).
 
         Raises:
@@ -129,7 +129,7 @@ class RevocationServer:
             httpd.server_close()
             thread.join(_JOIN_TIMEOUT)
 
-    def __enter__(self) -> RevocationServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
 from cryptography import x509
 
@@ -732,7 +732,7 @@ class MTLSServer:
 
     # -- lifecycle
 
-    def start(self) -> MTLSServer:
+    def start(self) -> Self:
         """Bind, listen and start serving; returns once connections are accepted.
 
         Calling it on a running server does nothing.
@@ -806,7 +806,7 @@ class MTLSServer:
             self._finished = True
             self._changed.notify_all()
 
-    def __enter__(self) -> MTLSServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
