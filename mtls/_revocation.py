@@ -101,8 +101,11 @@ MAX_CACHE_SIZE = 1_000_000
 #: Longest ``cache_delay``, ``retry_failed_after``, ``timeout`` and ``check_timeout`` of a
 #: policy: a year.
 MAX_SECONDS = 366 * 24 * 3600.0
-#: Clock skew allowed between us and a responder or CRL issuer.
-CLOCK_SKEW = _dt.timedelta(minutes=5)
+#: Clock skew allowed between us and a responder or CRL issuer: Java's (the JDK's
+#: ``jdk.security.certpath.ocspClockSkew`` default, and its RevocationChecker's
+#: ``MAX_CLOCK_SKEW`` for CRLs), which WSO2's gateway runs with (h142: 5 minutes refused
+#: answers Java takes).
+CLOCK_SKEW = _dt.timedelta(minutes=15)
 # The CertID hash every responder knows (RFC 6960 4.1.1; it names, it does not sign).
 _CERT_ID_HASH = hashes.SHA1()  # noqa: S303
 
@@ -904,35 +907,34 @@ class RevocationChecker:
                 break
         else:
             raise FetchError(f"{url}: the response is about another certificate")
-        if single.this_update_utc > now + CLOCK_SKEW:
-            raise FetchError(f"{url}: the response is dated in the future (thisUpdate)")
         next_update = single.next_update_utc
-        if next_update is not None and next_update < now - CLOCK_SKEW:
-            raise FetchError(f"{url}: the response is stale (nextUpdate {next_update.isoformat()})")
-        if next_update is None and single.this_update_utc < now - CLOCK_SKEW:
-            # Without nextUpdate a response speaks for its thisUpdate only (RFC 6960
-            # 4.2.2.1; Java's OCSPResponse ends its validity there): an old one is a
-            # replay or a responder's stale cache, never today's status.
-            raise FetchError(
-                f"{url}: the response is stale (thisUpdate "
-                f"{single.this_update_utc.isoformat()} and no nextUpdate)"
-            )
-        until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
+        stale = _stale(single.this_update_utc, next_update, now, "response")
+        until = (
+            now + _dt.timedelta(seconds=self.policy.cache_delay)
+            if stale is not None or next_update is None
+            else next_update
+        )
         source = f"OCSP {url}"
-        if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
-            return _Answer("good", source, until)
         if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
             try:
                 reason = single.revocation_reason
             except ValueError:  # a reason cryptography cannot read (7): revoked all the same
                 reason = None
-            return _Answer(
-                "revoked",
-                source,
-                until,
-                reason=reason.value if reason is not None else None,
-                revoked_at=single.revocation_time_utc,
-            )
+            # A revocation signed by the issuer (or its responder) is final, however old
+            # the answer: a stale "revoked" dropped for its dates let an older CRL that
+            # predates the revocation say "good" (h142). A hold may have been released.
+            if stale is None or reason != x509.ReasonFlags.certificate_hold:
+                return _Answer(
+                    "revoked",
+                    source,
+                    until,
+                    reason=reason.value if reason is not None else None,
+                    revoked_at=single.revocation_time_utc,
+                )
+        if stale is not None:
+            raise FetchError(f"{url}: {stale}")
+        if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
+            return _Answer("good", source, until)
         raise FetchError(f"{url}: the responder does not know this certificate (unknown)")
 
     def _crl(
@@ -948,10 +950,17 @@ class RevocationChecker:
         if out_of_scope is not None:
             raise FetchError(f"{url}: {out_of_scope}")
         next_update = crl.next_update_utc
-        until = next_update or now + _dt.timedelta(seconds=self.policy.cache_delay)
+        stale = _stale(crl.last_update_utc, next_update, now, "CRL")
+        until = (
+            now + _dt.timedelta(seconds=self.policy.cache_delay)
+            if stale is not None or next_update is None
+            else next_update
+        )
         source = f"CRL {url}"
-        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        entry = _listed(crl, cert.serial_number)
         if entry is None:
+            if stale is not None:
+                raise FetchError(f"{url}: {stale}")
             return _Answer("good", source, until)
         try:
             reason_ext = next(
@@ -961,6 +970,10 @@ class RevocationChecker:
             # A reason cryptography cannot read (7, unassigned): listed, so revoked all
             # the same, as OpenSSL and Java take it, for no reason we can name.
             reason_ext = None
+        held = reason_ext is not None and reason_ext.reason == x509.ReasonFlags.certificate_hold
+        if stale is not None and held:
+            raise FetchError(f"{url}: {stale}")  # a hold in an old list may be released
+        # Listed in a list the issuer signed: revoked, however old the list (h142).
         return _Answer(
             "revoked",
             source,
@@ -984,7 +997,7 @@ class RevocationChecker:
             else:
                 crl = None
         if crl is not None:
-            _check_crl(crl, issuer, url, now)  # nextUpdate may have passed since
+            _check_crl(crl, issuer, url)  # its dates are judged by the caller, at each use
             return crl
         data = self._fetch(url, None, MAX_CRL_BYTES, timeout)
         try:
@@ -999,7 +1012,7 @@ class RevocationChecker:
                 "serves one: which is current cannot be told"
             )
         crl = crls[0]
-        _check_crl(crl, issuer, url, now)
+        _check_crl(crl, issuer, url)
         # Once per download (every entry is read: about 0.1 s for 100,000 of them).
         unknown = _unhandled_critical(crl)
         if unknown is not None:
@@ -1075,16 +1088,47 @@ def _unreadable(der: bytes, exc: ValueError) -> CertificateStatus:
     )
 
 
-def _check_crl(
-    crl: x509.CertificateRevocationList, issuer: x509.Certificate, url: str, now: _dt.datetime
-) -> None:
+def _stale(
+    this_update: _dt.datetime,
+    next_update: _dt.datetime | None,
+    now: _dt.datetime,
+    what: str,
+) -> str | None:
+    """Why an answer dated ``this_update``/``next_update`` is not current now (beyond
+    :data:`CLOCK_SKEW`), or None. Without nextUpdate an answer speaks for its
+    thisUpdate only (RFC 6960 4.2.2.1 for OCSP; RFC 5280 5.1.2.5 makes nextUpdate a
+    MUST for CRLs, and Java refuses a list without one): an old one is a replay (CRLs
+    travel over plain http) or a stale cache, never today's status (h142)."""
+    if this_update > now + CLOCK_SKEW:
+        return f"the {what} is dated in the future (thisUpdate {this_update.isoformat()})"
+    if next_update is not None and next_update < now - CLOCK_SKEW:
+        if what == "CRL":
+            return f"the CRL expired on {next_update.isoformat()} (nextUpdate)"
+        return f"the {what} is stale (nextUpdate {next_update.isoformat()})"
+    if next_update is None and this_update < now - CLOCK_SKEW:
+        return f"the {what} is stale (thisUpdate {this_update.isoformat()} and no nextUpdate)"
+    return None
+
+
+def _listed(crl: x509.CertificateRevocationList, serial: int) -> x509.RevokedCertificate | None:
+    """The entry of ``crl`` for ``serial``. A negative serial (RFC 5280 4.1.2.2: users
+    SHOULD handle one; Java and OpenSSL do) made cryptography's lookup raise, and the
+    list was called malformed (h142): it is looked for entry by entry."""
+    try:
+        return crl.get_revoked_certificate_by_serial_number(serial)
+    except ValueError:
+        return next((entry for entry in crl if entry.serial_number == serial), None)
+
+
+def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, url: str) -> None:
     """Refuse a downloaded list that is not a complete, current list signed by ``issuer``.
+
+    Its dates are judged by the caller (:func:`_stale`): a revocation a stale list
+    signed by the issuer shows is an answer all the same.
 
     Raises:
         FetchError: a delta CRL (RFC 5280 5.2.4: it lists only changes since a
-            base list, so a serial absent from it says nothing), another signer,
-            a thisUpdate in the future or a nextUpdate in the past (beyond
-            :data:`CLOCK_SKEW`).
+            base list, so a serial absent from it says nothing), another signer.
     """
     if _extension(crl, x509.DeltaCRLIndicator) is not None:
         raise FetchError(f"{url}: a delta CRL (DeltaCRLIndicator), not a complete list; not used")
@@ -1092,13 +1136,6 @@ def _check_crl(
         raise FetchError(
             f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
         )
-    if crl.last_update_utc > now + CLOCK_SKEW:
-        raise FetchError(
-            f"{url}: the CRL is dated in the future (thisUpdate {crl.last_update_utc.isoformat()})"
-        )
-    next_update = crl.next_update_utc
-    if next_update is not None and next_update < now - CLOCK_SKEW:
-        raise FetchError(f"{url}: the CRL expired on {next_update.isoformat()} (nextUpdate)")
 
 
 # What the CRL check understands: a critical extension of another kind makes the

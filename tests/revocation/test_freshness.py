@@ -1,0 +1,193 @@
+"""How old an online answer may be, and what an old one still says (h142: a differential
+against Java's PKIXRevocationChecker and OpenSSL).
+
+A CRL without nextUpdate speaks for its thisUpdate only, as an OCSP response does; the
+clock skew allowed is Java's 15 minutes; a revocation the issuer signed is final however
+old the answer (but a hold); a negative serial is looked up, not refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+
+from mtls import CertificateRevokedError, RevocationChecker, RevocationUnknownError
+from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
+from mtls import _revocation as mtls_revocation
+from mtls.testing import CA, IssuedIdentity
+from tests.revocation._infra import CRLServer, signed_again
+
+NOW = _dt.datetime.now(_dt.UTC)
+MINUTE = _dt.timedelta(minutes=1)
+DAY = _dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[CRLServer]:
+    crls = CRLServer()
+    yield crls
+    crls.close()
+
+
+def crl(
+    ca: CA,
+    this_update: _dt.datetime,
+    next_update: _dt.datetime | None,
+    listed: tuple[IssuedIdentity, x509.ReasonFlags] | None = None,
+) -> bytes:
+    """``ca``'s CRL with these dates (none for nextUpdate: a list RFC 5280 forbids,
+    which cryptography will not build: its nextUpdate is cut out, and signed again)."""
+    builder = x509.CertificateRevocationListBuilder().issuer_name(ca.certificate.subject)
+    builder = builder.last_update(this_update).next_update(next_update or this_update + DAY)
+    if listed is not None:
+        who, reason = listed
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(who.certificate.serial_number)
+            .revocation_date(NOW - DAY)
+            .add_extension(x509.CRLReason(reason), critical=False)
+            .build()
+        )
+        builder = builder.add_revoked_certificate(entry)
+    made = builder.sign(ca.private_key, hashes.SHA256())
+    if next_update is not None:
+        return made.public_bytes(Encoding.DER)
+    # TBSCertList: version, signature, issuer, thisUpdate, nextUpdate, ...
+    fields = [
+        asn1.encode(f.tag, f.value) for f in asn1.read_tlv(made.tbs_certlist_bytes).children()
+    ]
+    del fields[4]
+    return signed_again(asn1.encode(asn1.SEQUENCE, b"".join(fields)), ca)
+
+
+def ocsp_answer(
+    ca: CA, who: IssuedIdentity, revoked: bool, this_update: _dt.datetime, next_update: _dt.datetime
+) -> bytes:
+    """An OCSP response signed by the issuer itself."""
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        cert=who.certificate,
+        issuer=ca.certificate,
+        algorithm=hashes.SHA1(),  # the CertID hash every responder knows
+        cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+        this_update=this_update,
+        next_update=next_update,
+        revocation_time=NOW - DAY if revoked else None,
+        revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+    return builder.sign(ca.private_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def leaf_of(server: CRLServer, name: str, *, ocsp_url: bool = False) -> tuple[CA, IssuedIdentity]:
+    ca = CA(
+        crl_url=server.url(f"/{name}.crl"),
+        ocsp_url=server.url(f"/{name}/ocsp") if ocsp_url else None,
+    )
+    return ca, ca.issue_cert("localhost")
+
+
+def status_of(who: IssuedIdentity) -> str:
+    (status,) = RevocationChecker().check(
+        [who.certificate.public_bytes(Encoding.DER)],
+        [who.ca.certificate.public_bytes(Encoding.DER)],
+        host="localhost",
+    )
+    return status.status
+
+
+def test_a_crl_without_next_update_speaks_for_its_this_update_only(server: CRLServer) -> None:
+    """A list without nextUpdate was current for ever: a replay (CRLs travel over plain
+    http) of a year-old one passed a certificate revoked since. Java refuses it. The
+    twin: one issued a minute ago is an answer."""
+    ca, leaf = leaf_of(server, "no-next")
+    server.bodies["/no-next.crl"] = crl(ca, NOW - 400 * DAY, None)
+    with pytest.raises(RevocationUnknownError, match=r"stale .*and no nextUpdate"):
+        status_of(leaf)
+    server.bodies["/no-next.crl"] = crl(ca, NOW - MINUTE, None)
+    assert status_of(leaf) == "good"
+
+
+@pytest.mark.parametrize(("off", "answers"), [(10, True), (20, False)])
+def test_java_s_fifteen_minutes_of_skew(server: CRLServer, off: int, answers: bool) -> None:
+    """A list 10 minutes past its nextUpdate is an answer to Java (15 minutes of skew)
+    and was refused here (5): hard-fail refused good certificates WSO2 accepts."""
+    ca, leaf = leaf_of(server, f"skew-{off}")
+    passed = NOW - off * MINUTE
+    server.bodies[f"/skew-{off}.crl"] = crl(ca, passed - DAY, passed)
+    if answers:
+        assert status_of(leaf) == "good"
+    else:
+        with pytest.raises(RevocationUnknownError, match="the CRL expired on"):
+            status_of(leaf)
+
+
+@pytest.mark.parametrize(
+    ("reason", "revoked"),
+    [(x509.ReasonFlags.key_compromise, True), (x509.ReasonFlags.certificate_hold, False)],
+)
+def test_a_revocation_in_an_expired_crl_is_final_but_a_hold(
+    server: CRLServer, reason: x509.ReasonFlags, revoked: bool
+) -> None:
+    """An expired list the issuer signed that revokes the certificate: Java and OpenSSL
+    say revoked, and soft-fail here let it connect (the list was no answer at all). A
+    hold in an old list may have been released since: still no answer."""
+    ca, leaf = leaf_of(server, f"old-{reason.name}")
+    server.bodies[f"/old-{reason.name}.crl"] = crl(ca, NOW - 3 * DAY, NOW - DAY, (leaf, reason))
+    if revoked:
+        with pytest.raises(CertificateRevokedError):
+            status_of(leaf)
+    else:
+        with pytest.raises(RevocationUnknownError, match="the CRL expired on"):
+            status_of(leaf)
+
+
+@pytest.mark.parametrize("revoked", [True, False], ids=["revoked", "good"])
+def test_a_stale_ocsp_revocation_is_not_overturned_by_an_older_crl(
+    server: CRLServer, revoked: bool
+) -> None:
+    """The issuer's responder says revoked, in an answer 20 minutes past its
+    nextUpdate; the CRL, current, was published before the revocation. The answer was
+    dropped for its dates and the CRL said good: hard-fail connected where Java refuses.
+    The twin: a stale "good" is no answer, and the CRL answers."""
+    name = f"stale-ocsp-{revoked}"
+    ca, leaf = leaf_of(server, name, ocsp_url=True)
+    late = NOW - 20 * MINUTE
+    server.posts[f"/{name}/ocsp"] = ocsp_answer(ca, leaf, revoked, late - DAY, late)
+    server.bodies[f"/{name}.crl"] = crl(ca, NOW - MINUTE, NOW + DAY)
+    if revoked:
+        with pytest.raises(CertificateRevokedError, match="OCSP"):
+            status_of(leaf)
+    else:
+        assert status_of(leaf) == "good"
+
+
+def test_a_negative_serial_is_looked_up_in_the_crl() -> None:
+    """cryptography's lookup raises for a negative serial: the list was called
+    malformed, refusing a good certificate (hard) or passing a revoked one (soft),
+    where Java and OpenSSL read it (h142). Edited into a list, then signed again."""
+    ca = CA()
+    serial = 0x7E112233
+    entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW).build()
+    listed = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(NOW - MINUTE)
+        .next_update(NOW + DAY)
+        .add_revoked_certificate(entry)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    tbs = listed.tbs_certlist_bytes
+    written = b"\x02\x04" + serial.to_bytes(4, "big")
+    assert tbs.count(written) == 1
+    negative = tbs.replace(written, b"\x02\x04\xfe\x11\x22\x33")
+    edited = x509.load_der_x509_crl(signed_again(negative, ca))
+    found = mtls_revocation._listed(edited, -0x01EEDDCD)
+    assert found is not None and found.serial_number == -0x01EEDDCD
+    assert mtls_revocation._listed(edited, -0x01EEDDCE) is None  # the twin: not listed
+    assert mtls_revocation._listed(listed, serial) is not None  # the usual lookup
