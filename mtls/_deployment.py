@@ -441,7 +441,7 @@ class DeploymentToml:
         self._secret_resolver = secret_resolver
         self._resolving: list[str] = []
         # Each setting is resolved once per read: a $ref{} named twice costs nothing more.
-        self._resolved: dict[tuple[str, str, bool], str] = {}
+        self._resolved: dict[tuple[str, str, bool, bool], str] = {}
         # The settings a password was resolved through (itself, and each $ref{} it
         # follows): what a message never expands, wherever else they are named.
         self._secret_settings: set[tuple[str, str]] = set()
@@ -498,22 +498,28 @@ class DeploymentToml:
             return "true" if value else "false"
         return str(value) if exact else str(value).strip()
 
-    def text(self, table: str, key: str, *, secret: bool = False) -> str | None:
+    def text(
+        self, table: str, key: str, *, secret: bool = False, exact: bool = False
+    ) -> str | None:
         """The value at ``[table] key`` with its placeholders resolved.
 
         Args:
-            secret: a password: no message quotes any part of it.
+            secret: a password: no message quotes any part of it (and it is kept
+                exactly as written, as ``exact``).
+            exact: keep the spaces around the value, and around each ``$ref{}`` it
+                follows, as WSO2's template writes them.
 
         Raises:
             ProfileConfigError: a placeholder or reference names nothing that is set,
                 or references go round in a circle.
         """
-        memo = (table, key, secret)
+        exact = exact or secret
+        memo = (table, key, secret, exact)
         if secret:
             self._secret_settings.add((table, key))
         if memo in self._resolved:
             return self._resolved[memo]
-        written = self.written(table, key, exact=secret)
+        written = self.written(table, key, exact=exact)
         if written is None:
             return None
         name = f"[{table}] {key}"
@@ -541,7 +547,7 @@ class DeploymentToml:
                 element=name,
                 secret_resolver=self._secret_resolver,
                 secret=secret,
-                reference=functools.partial(self._reference, secret=secret),
+                reference=functools.partial(self._reference, secret=secret, exact=exact),
             )
         finally:
             self._resolving.pop()
@@ -601,11 +607,11 @@ class DeploymentToml:
                 return True
         return False
 
-    def _reference(self, dotted: str, *, secret: bool = False) -> str | None:
+    def _reference(self, dotted: str, *, secret: bool = False, exact: bool = False) -> str | None:
         """``$ref{table.key}``: that key's value, exactly as written when it stands in
         a password (``$ref{keystore.tls.password}``), as the password itself would be."""
         table, _, key = dotted.rpartition(".")
-        return self.text(table, key, secret=secret) if table else None
+        return self.text(table, key, secret=secret, exact=exact) if table else None
 
     def first(self, *settings: tuple[str, str]) -> tuple[str, str] | None:
         """The first ``(table, key)`` of ``settings`` that the file sets."""
@@ -1078,8 +1084,10 @@ def read_deployment_toml(
     verifier: HostnameVerifier | None = None
     if verifier_setting is not None and written is not None:
         as_written = toml.written(*verifier_setting, exact=True) or ""
+        # Resolved as WSO2 writes it: spaces kept, through every $ref{} too (h143).
+        exact = toml.text(*verifier_setting, exact=True) or ""
         try:
-            if as_written != as_written.strip() or written != written.strip():
+            if exact != exact.strip():
                 # WSO2 compares the value as its template writes it, spaces and all
                 # (Synapse's "AllowAll".equalsIgnoreCase(" AllowAll") is false), so
                 # it checks names (Default): mtls must not take it for AllowAll (h140).

@@ -678,10 +678,10 @@ class Subscribers:
         self._prune_at = _PRUNE_FLOOR
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
         self._delivering = threading.Lock()
-        #: What the callbacks that raised on the last change delivered raised, as
-        #: errors status() reports (replaced at each change: one that then succeeds,
-        #: or is unsubscribed, is no longer reported).
-        self.failed: tuple[MTLSError, ...] = ()
+        # The callbacks that raised on the last change delivered, with the errors
+        # status() reports for them (replaced at each change: one that then succeeds,
+        # or is unsubscribed, is no longer reported).
+        self._failures: tuple[tuple[Callback, MTLSError], ...] = ()
         renew_attributes_after_fork(self, "_lock", "_delivering")
 
     def add(self, callback: Callback) -> None:
@@ -698,6 +698,13 @@ class Subscribers:
     def remove(self, callback: Callback) -> None:
         with self._lock, contextlib.suppress(ValueError):
             self._callbacks.remove(callback)
+        # Outside the lock (a new tuple allocates: see _drop_dead).
+        self._failures = tuple(pair for pair in self._failures if pair[0] != callback)
+
+    @property
+    def failed(self) -> tuple[MTLSError, ...]:
+        """What the subscribers that raised on the last change delivered raised."""
+        return tuple(error for _, error in self._failures)
 
     def queue(self, old: int, new: int) -> None:
         self._queue.append((old, new))
@@ -738,7 +745,7 @@ class Subscribers:
         callbacks = self._callbacks.copy()
         pending: BaseException | None = None
         notifier = self._notifier
-        failed: list[MTLSError] = []
+        failed: list[tuple[Callback, MTLSError]] = []
         for callback in callbacks:
             try:
                 if notifier is None:
@@ -748,23 +755,34 @@ class Subscribers:
                         callback(old, new)
             except BaseException as exc:
                 log.exception("mtls: a reload subscriber raised; the others still run")
-                failed.append(_subscriber_failed(callback, new, exc))
+                failed.append((callback, _subscriber_failed(callback, new, exc)))
                 if not swallow_all and isinstance(exc, _INTERRUPTS):
                     pending = pending or exc
-        self.failed = tuple(failed)
+        self._failures = tuple(failed)
         return pending
 
 
 def _subscriber_failed(callback: object, generation: int, exc: BaseException) -> MTLSError:
     """The error status() reports for a subscriber that raised: what it was to do after
-    the change (close connections a withdrawn CA let in, rotate a server) is undone."""
-    said = str(exc)
+    the change (close connections a withdrawn CA let in, rotate a server) is undone.
+    Its message is the exception's type and at most 200 characters of its text: a
+    status document is served to health checks, and the whole is in the log."""
+    try:
+        said = str(exc)
+    except Exception:  # an exception whose __str__ raises still names its type
+        said = ""
+    if len(said) > _SAID:
+        said = said[:_SAID] + "..."
     return MTLSError(
         f"the reload subscriber {callback_name(callback)} raised on the change to "
         f"generation {generation} ({type(exc).__name__}{': ' + said if said else ''}): "
         "the new material is in service, but what the subscriber does after a change did "
-        "not happen; reported until the next change is delivered"
+        "not happen; reported until the next change is delivered, or it is unsubscribed "
+        "(the log has the traceback)"
     )
+
+
+_SAID = 200  # characters of a subscriber's exception text in status()
 
 
 def _settle(snapshot: Published, outer: BaseException | None) -> None:

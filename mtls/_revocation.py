@@ -909,32 +909,27 @@ class RevocationChecker:
             raise FetchError(f"{url}: the response is about another certificate")
         next_update = single.next_update_utc
         stale = _stale(single.this_update_utc, next_update, now, "response")
-        until = (
-            now + _dt.timedelta(seconds=self.policy.cache_delay)
-            if stale is not None or next_update is None
-            else next_update
-        )
+        if stale is not None:
+            # Not an answer, "revoked" included, as Java's checker has it ("unreliable",
+            # then the CRL): RFC 6960 makes the reason optional, so an old "revoked" may
+            # be a hold released since, and a replay of one would refuse a good backend.
+            raise FetchError(f"{url}: {stale}")
+        until = _current_until(next_update, now, self.policy.cache_delay)
         source = f"OCSP {url}"
+        if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
+            return _Answer("good", source, until)
         if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
             try:
                 reason = single.revocation_reason
             except ValueError:  # a reason cryptography cannot read (7): revoked all the same
                 reason = None
-            # A revocation signed by the issuer (or its responder) is final, however old
-            # the answer: a stale "revoked" dropped for its dates let an older CRL that
-            # predates the revocation say "good" (h142). A hold may have been released.
-            if stale is None or reason != x509.ReasonFlags.certificate_hold:
-                return _Answer(
-                    "revoked",
-                    source,
-                    until,
-                    reason=reason.value if reason is not None else None,
-                    revoked_at=single.revocation_time_utc,
-                )
-        if stale is not None:
-            raise FetchError(f"{url}: {stale}")
-        if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
-            return _Answer("good", source, until)
+            return _Answer(
+                "revoked",
+                source,
+                until,
+                reason=reason.value if reason is not None else None,
+                revoked_at=single.revocation_time_utc,
+            )
         raise FetchError(f"{url}: the responder does not know this certificate (unknown)")
 
     def _crl(
@@ -951,16 +946,12 @@ class RevocationChecker:
             raise FetchError(f"{url}: {out_of_scope}")
         next_update = crl.next_update_utc
         stale = _stale(crl.last_update_utc, next_update, now, "CRL")
-        until = (
-            now + _dt.timedelta(seconds=self.policy.cache_delay)
-            if stale is not None or next_update is None
-            else next_update
-        )
+        if stale is not None:
+            raise FetchError(f"{url}: {stale}")  # as Java's checker: no answer
+        until = _current_until(next_update, now, self.policy.cache_delay)
         source = f"CRL {url}"
         entry = _listed(crl, cert.serial_number)
         if entry is None:
-            if stale is not None:
-                raise FetchError(f"{url}: {stale}")
             return _Answer("good", source, until)
         try:
             reason_ext = next(
@@ -970,10 +961,6 @@ class RevocationChecker:
             # A reason cryptography cannot read (7, unassigned): listed, so revoked all
             # the same, as OpenSSL and Java take it, for no reason we can name.
             reason_ext = None
-        held = reason_ext is not None and reason_ext.reason == x509.ReasonFlags.certificate_hold
-        if stale is not None and held:
-            raise FetchError(f"{url}: {stale}")  # a hold in an old list may be released
-        # Listed in a list the issuer signed: revoked, however old the list (h142).
         return _Answer(
             "revoked",
             source,
@@ -1020,10 +1007,11 @@ class RevocationChecker:
                 f"{url}: the CRL has a critical extension mtls does not process ({unknown}); "
                 "RFC 5280 5.2 says not to use it (OpenSSL refuses it as a CRL file too)"
             )
-        next_update = crl.next_update_utc
         keep = min(
             self.policy.cache_delay,
-            (next_update - now).total_seconds() if next_update else self.policy.cache_delay,
+            (
+                _current_until(crl.next_update_utc, now, self.policy.cache_delay) - now
+            ).total_seconds(),
         )
         with self._lock:
             self._crls[key] = (time.monotonic() + keep, crl)
@@ -1110,6 +1098,18 @@ def _stale(
     return None
 
 
+def _current_until(
+    next_update: _dt.datetime | None, now: _dt.datetime, cache_delay: float
+) -> _dt.datetime:
+    """Until when a current answer stands: its nextUpdate; for one already past it
+    (within the clock skew allowed, so taken) the end of that skew: it was fetched
+    again on every check (h143); ``cache_delay`` without nextUpdate. The cache's own
+    bound, ``cache_delay``, applies on top."""
+    if next_update is None:
+        return now + _dt.timedelta(seconds=cache_delay)
+    return next_update if next_update > now else next_update + CLOCK_SKEW
+
+
 def _listed(crl: x509.CertificateRevocationList, serial: int) -> x509.RevokedCertificate | None:
     """The entry of ``crl`` for ``serial``. A negative serial (RFC 5280 4.1.2.2: users
     SHOULD handle one; Java and OpenSSL do) made cryptography's lookup raise, and the
@@ -1123,8 +1123,7 @@ def _listed(crl: x509.CertificateRevocationList, serial: int) -> x509.RevokedCer
 def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, url: str) -> None:
     """Refuse a downloaded list that is not a complete, current list signed by ``issuer``.
 
-    Its dates are judged by the caller (:func:`_stale`): a revocation a stale list
-    signed by the issuer shows is an answer all the same.
+    Its dates are judged by the caller (:func:`_stale`), at each use of a cached list.
 
     Raises:
         FetchError: a delta CRL (RFC 5280 5.2.4: it lists only changes since a

@@ -929,8 +929,8 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             + (
                 f"its <servers> is in the namespace {_namespace(hidden_by)!r}, and WSO2 "
                 "reads the profile's elements only without a namespace (so it refuses "
-                'this file): remove the xmlns="..." declaration (on the root element or '
-                "the profile)"
+                "this file): write the elements without a namespace (no prefix, and no "
+                'default xmlns="..." on the root element or the profile)'
                 if hidden_by is not None
                 else "add <servers>host:port</servers>"
             ),
@@ -1127,7 +1127,8 @@ def _warn_unknown(
     if namespaced:
         log.warning(
             "%s: %s: ignoring %s: WSO2 reads these elements only without a namespace, and "
-            'so does mtls: remove the xmlns="..." declaration',
+            "so does mtls: write them without a namespace (no prefix, and no default "
+            'xmlns="..." above them)',
             ctx.path,
             where,
             ", ".join(f"<{_local(name)}> (namespace {_namespace(name)!r})" for name in namespaced),

@@ -471,7 +471,7 @@ def test_a_default_namespace_hides_the_profiles_elements_as_in_wso2(tmp_path, pk
     with pytest.raises(ProfileConfigError, match="has no <servers>") as caught:
         SSLProfileSet.from_xml(path)
     assert f"in the namespace '{SYNAPSE_NS}'" in str(caught.value)
-    assert 'remove the xmlns="..." declaration' in str(caught.value)
+    assert 'no default xmlns="..." on the root element' in str(caught.value)
     for root in (
         '<parameter name="customSSLProfiles">',
         f'<parameter xmlns:syn="{SYNAPSE_NS}" name="customSSLProfiles">',
@@ -1714,6 +1714,22 @@ def test_a_hostname_verifier_with_spaces_is_default_as_in_wso2(tmp_path, pki, ca
     with caplog.at_level(logging.WARNING, logger="mtls"):
         assert verifier(written.strip()) == (written.strip(), written.strip() != "AllowAll")
     assert "has spaces around" not in caplog.text
+
+
+@pytest.mark.parametrize("target", [" AllowAll", "AllowAll"])
+def test_a_hostname_verifier_through_ref_keeps_its_spaces(tmp_path, pki, target):
+    """$ref{} hands WSO2's template the value it names as written: " AllowAll" reached
+    through one is Default too (h143: the reference came back trimmed, AllowAll)."""
+    (tmp_path / "p.xml").write_text(profile_xml(profile("a.test:443", pki["gw1"], pki["trust"])))
+    toml = tmp_path / "deployment.toml"
+    toml.write_text(
+        f'[custom]\nhv = "{target}"\n'
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        '[transport.passthru_https.sender.parameters]\nHostnameVerifier = "$ref{custom.hv}"\n'
+    )
+    with SSLProfileSet.from_deployment_toml(toml, base_dir=tmp_path, reload_interval=None) as got:
+        checked = got.context_for("a.test", 443).check_hostname
+    assert checked is (target != "AllowAll")
 
 
 @pytest.mark.parametrize(

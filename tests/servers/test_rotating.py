@@ -776,6 +776,34 @@ def test_a_subscriber_that_raises_is_reported_in_status(estate: Estate) -> None:
         assert server.status().healthy and server.last_error is None
 
 
+def test_a_subscriber_error_is_bounded_and_goes_with_its_subscriber(estate: Estate) -> None:
+    """What a subscriber raised is its type and 200 characters in status() (health
+    endpoints serve it; the log has the whole), and unsubscribing it clears the error
+    (it stayed until a rotation months away, h143). The twin: another subscriber's
+    error stays."""
+    with estate.server() as server:
+
+        def noisy(old: int, new: int) -> None:
+            raise RuntimeError("x" * 5000)
+
+        def other(old: int, new: int) -> None:
+            raise ValueError("other")
+
+        server.subscribe(noisy)
+        server.subscribe(other)
+        estate.write_identity(estate.server_ca, name="second")
+        assert server.reload() is True
+        first, other_error = server.status().errors
+        assert "noisy" in str(first) and "x" * 200 + "..." in str(first)
+        assert "other" in str(other_error)
+        assert "x" * 201 not in str(first)
+        server.unsubscribe(noisy)
+        (left,) = server.status().errors
+        assert "other" in str(left)
+        server.unsubscribe(other)
+        assert server.status().healthy
+
+
 def test_the_thread_reloads_and_close_stops_it(estate: Estate) -> None:
     server = estate.server(reload_interval=0.02)
     seen: list[tuple[int, int]] = []
