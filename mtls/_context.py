@@ -880,6 +880,7 @@ def server_context(
     )
 
 
+@forks_wait  # OpenSSL's locks: a RotatingServerContext rebuilds on its own thread (h141)
 def build_server_context(
     keystore: Keystore,
     truststore: Truststore | None = None,

@@ -98,6 +98,7 @@ from ._status import (
     refusal,
 )
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
+from ._types import hex_serial
 
 #: What a chained SNI callback is: ``(ssl_object, server_name, context) -> alert or None``.
 SNICallback = Callable[[Any, str | None, ssl.SSLContext], int | None]
@@ -425,10 +426,9 @@ class ServerPlan:
         self._failed = None
         if new.files[0][2] == old.files[0][2]:  # the keystore as it was: trust changed
             log.info(
-                "%s: server truststore reloaded: %d certificates trusted (were %d); "
-                "identity as in service: %s",
+                "%s: server truststore reloaded: %s trusted (were %d); identity as in service: %s",
                 self.where,
-                len(set(new.truststore.anchors_der)),
+                _count(len(set(new.truststore.anchors_der)), "certificate"),
                 len(set(old.truststore.anchors_der)),
                 _who(new),
             )
@@ -577,9 +577,16 @@ def _leaf(
         return subject, serial, start, end
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _who(snapshot: ServerSnapshot) -> str:
+    """The identity in a log line: its serial tells a renewal (same name, same
+    expiry day) from the certificate it replaced (h141)."""
     expiry = snapshot.not_after.date().isoformat() if snapshot.not_after else "?"
-    return f"{snapshot.subject} (until {expiry})"
+    serial = f", serial {hex_serial(snapshot.serial)}" if snapshot.serial is not None else ""
+    return f"{snapshot.subject} (until {expiry}{serial})"
 
 
 # --------------------------------------------------------------------------- status

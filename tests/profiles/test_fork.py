@@ -552,6 +552,42 @@ def test_a_fork_waits_for_another_threads_work_inside_openssl() -> None:
     assert result == {"ended": True}, result
 
 
+def test_a_fork_waits_for_a_rotating_server_context_s_rebuild() -> None:
+    """``RotatingServerContext`` rebuilds through ``build_server_context``, which was
+    not one of the sections a fork waits for: gunicorn and tornado workers forked
+    while it rebuilt hung in OpenSSL's locks (h141: 6 to 15 of 400 forks, and
+    gunicorn WORKER TIMEOUTs with the docs' setup). The build holds the fork off now:
+    a keystore that lingers (bounded) inside it is done before the child exists."""
+    from mtls._context import build_server_context
+    from mtls.testing import CA
+
+    ca = CA()
+    inside, leave = threading.Event(), threading.Event()
+    state = {"ended": False}
+
+    class Lingering(mtls.Keystore):
+        def key_entry(self, alias: str | None = None) -> Any:
+            inside.set()
+            leave.wait(1.0)  # nobody sets it before the fork: the fork waits it out
+            return super().key_entry(alias)
+
+    keystore = Lingering.from_bytes(ca.issue_cert("localhost").keystore().to_bytes("pw"), "pw")
+
+    def rebuild() -> None:
+        build_server_context(keystore, ca.truststore())
+        state["ended"] = True
+
+    builder = threading.Thread(target=rebuild)
+    builder.start()
+    try:
+        assert inside.wait(10)
+        result = in_child(lambda: {"ended": state["ended"]})
+    finally:
+        leave.set()
+        builder.join()
+    assert result == {"ended": True}, result
+
+
 def test_a_fork_waits_for_openssl_work_before_it_takes_the_locks_that_work_may_need() -> None:
     """A fork took the module locks it holds (the first UBER store's cipher import, the
     warnings turn) in import order, before it waited for OpenSSL work: a store read

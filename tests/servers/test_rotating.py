@@ -155,6 +155,22 @@ def test_a_trust_change_is_logged_as_one(estate: Estate, caplog: pytest.LogCaptu
         assert "server identity reloaded" not in caplog.text
 
 
+def test_a_renewal_is_told_from_the_certificate_it_replaced(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal (same name, same expiry day) logged "X (until D) -> X (until D)": the
+    two read the same (h141). The serials tell them apart."""
+    with estate.server() as server:
+        old = server.status().identity
+        estate.write_identity(estate.server_ca, name="renewed")
+        with caplog.at_level(logging.INFO, logger="mtls"):
+            assert server.reload() is True
+        new = server.status().identity
+        assert old is not None and new is not None and old.serial != new.serial
+        line = next(r.getMessage() for r in caplog.records if "identity reloaded" in r.getMessage())
+        assert f"serial {old.serial:x}) -> " in line and line.endswith(f"serial {new.serial:x})")
+
+
 def test_negative_twins(estate: Estate) -> None:
     with estate.server() as server, stdlib_server(server.context) as port:
         assert get(port, estate.client())[0]["client_cn"] == "gateway"
