@@ -254,6 +254,14 @@ def test_type_checkers_see_a_misspelt_name_in_every_lazy_module(tmp_path: Path) 
     assert flagged == {str(len(modules) + 1 + i) for i in range(len(modules))}, result.stdout
 
 
+def _mypy_error_lines(tmp_path: Path, source: Path) -> list[str]:
+    """The line numbers mypy --strict flags in ``source``."""
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
+    command += ["--cache-dir", str(tmp_path / "cache"), str(source)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    return [line.split(":")[1] for line in result.stdout.splitlines() if ": error:" in line]
+
+
 def test_type_checkers_take_the_documented_constructor_forms(tmp_path: Path) -> None:
     """``StoreConfig`` and ``SSLProfile`` take more at run time than their attributes'
     types (str locations and passwords, "host:port" strings, str CRL paths): mypy
@@ -276,11 +284,7 @@ bad_profile = mtls.SSLProfile(servers=8243)
 """,
         encoding="utf-8",
     )
-    command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
-    command += ["--cache-dir", str(tmp_path / "cache"), str(source)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
-    assert [line.split(":")[1] for line in errors] == ["11", "12"], result.stdout
+    assert _mypy_error_lines(tmp_path, source) == ["11", "12"]
 
 
 def test_type_checkers_keep_subclasses_and_take_the_public_literal_types(tmp_path: Path) -> None:
@@ -317,11 +321,7 @@ CA(key_type="DSA")
 """,
         encoding="utf-8",
     )
-    command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
-    command += ["--cache-dir", str(tmp_path / "cache"), str(source)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
-    assert [line.split(":")[1] for line in errors] == ["23", "24"], result.stdout
+    assert _mypy_error_lines(tmp_path, source) == ["23", "24"]
 
 
 @pytest.mark.parametrize("name", ["StoreConfig", "SSLProfile"])
