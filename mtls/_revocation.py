@@ -1121,7 +1121,7 @@ def _listed(crl: x509.CertificateRevocationList, serial: int) -> x509.RevokedCer
 
 
 def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, url: str) -> None:
-    """Refuse a downloaded list that is not a complete, current list signed by ``issuer``.
+    """Refuse a downloaded list that is not a complete list signed by ``issuer``.
 
     Its dates are judged by the caller (:func:`_stale`), at each use of a cached list.
 
