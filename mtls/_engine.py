@@ -510,6 +510,13 @@ class Engine(Generic[S]):
         """What the subscribers that raised on the last delivered change raised."""
         return self._subscribers.failed
 
+    def reported_errors(self, errors: Sequence[MTLSError], where: str) -> tuple[MTLSError, ...]:
+        """A snapshot's ``errors`` as ``status()`` reports them: a stalled check's first
+        (:meth:`stall_error`), then these, then the subscribers' that raised on the
+        last change."""
+        stalled = self.stall_error(where)
+        return (*((stalled,) if stalled is not None else ()), *errors, *self._subscribers.failed)
+
     def stall_error(self, where: str) -> MTLSError | None:
         """The error status() puts first while a check is stalled (:meth:`stalled_for`)."""
         since = self.checking_since

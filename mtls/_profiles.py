@@ -1183,12 +1183,11 @@ class SSLProfileSet:
         profiles = [entry(item) for item in snapshot.built]
         profiles.extend(failed(profile, error) for profile, error in snapshot.failures)
         default = snapshot.default
-        errors = tuple(snapshot.errors)
-        if self._engine is not None:
-            errors += self._engine.subscriber_errors()
-        stalled = self._engine.stall_error(self._path or "profiles") if self._engine else None
-        if stalled is not None:
-            errors = (stalled, *errors)
+        errors = (
+            self._engine.reported_errors(snapshot.errors, self._path or "profiles")
+            if self._engine is not None
+            else tuple(snapshot.errors)
+        )
         return ProfileSetStatus(
             generation=snapshot.generation,
             reloading=self.reloading,

@@ -1089,7 +1089,6 @@ class RotatingServerContext:
         where = self._settings.keystore.shown_location
         presented = identity(snapshot.subject, snapshot.serial, snapshot.not_after, now)
         trusted = anchor_dates(infos, snapshot.truststore.anchors_der)
-        stalled = self._engine.stall_error(where) if self._engine is not None else None
         return ServerStatus(
             generation=snapshot.generation,
             reloading=self.reloading,
@@ -1100,9 +1099,9 @@ class RotatingServerContext:
             identity=presented,
             anchors=tuple(anchor(a, s, n, now) for a, s, n in anchors),
             errors=(
-                *((stalled,) if stalled is not None else ()),
-                *snapshot.errors,
-                *(self._engine.subscriber_errors() if self._engine is not None else ()),
+                self._engine.reported_errors(snapshot.errors, where)
+                if self._engine is not None
+                else tuple(snapshot.errors)
             ),
             last_check=self._engine.last_check if self._engine is not None else None,
             refused=refusal(
