@@ -159,10 +159,8 @@ def _refused_anchor(truststore: Truststore) -> tuple[str | None, ssl.SSLError | 
     (asked only after it refused them all together: a certificate the loader took on
     trust, its bytes read as a certificate only now), or ``(None, None)``."""
     for alias, der in truststore._anchor_entries():
-        try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=der)
-        except ssl.SSLError as exc:
-            return alias, exc
+        if (refusal := _x509.openssl_refusal(der)) is not None:
+            return alias, refusal
     return None, None
 
 
@@ -229,8 +227,8 @@ def _identity(
             path=keystore.path,
             alias=chosen,
         ) from exc
-    algorithm = _keyload.key_algorithm(key_der)
-    if algorithm == _DSA:
+    algorithm = _x509.key_algorithm(key_der)
+    if algorithm == _x509.DSA_OID:
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
     elif algorithm == _EC and (curve := _keyload.key_curve(key_der)) not in _TLS13_CURVES:
         _ec_over_tls12(ctx, keystore, chosen, curve, server=server)
@@ -302,7 +300,7 @@ def _key_refused(
     keystore: Keystore, chosen: str, key_der: bytes, exc: ssl.SSLError
 ) -> KeyEntryError:
     """OpenSSL refused a key entry: why, and the fix that applies to its algorithm."""
-    algorithm = _keyload.key_algorithm(key_der)
+    algorithm = _x509.key_algorithm(key_der)
     if algorithm is None or algorithm in _TLS_KEY_TYPES:
         return KeyEntryError(
             f"{keystore.path or 'the keystore'}: OpenSSL refused key entry {chosen!r} "
@@ -321,7 +319,6 @@ def _key_refused(
     )
 
 
-_DSA = "1.2.840.10040.4.1"  # id-dsa, the PKCS#8 algorithm of a DSA key
 # The PKCS#8 key algorithms a TLS identity can have: rsaEncryption, RSASSA-PSS,
 # id-ecPublicKey, id-dsa, Ed25519, Ed448. Any other (GOST R 34.10, SM2 under its own
 # OID, X25519) cannot sign a handshake, whatever the security level.
@@ -330,7 +327,7 @@ _TLS_KEY_TYPES = frozenset(
         "1.2.840.113549.1.1.1",
         "1.2.840.113549.1.1.10",
         "1.2.840.10045.2.1",
-        _DSA,
+        _x509.DSA_OID,
         "1.3.101.112",
         "1.3.101.113",
     }

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from . import _der, _x509
 from ._errors import CRLError
@@ -402,7 +402,7 @@ def _refuse_same_second(
         scope = _extension(crl, x509.IssuingDistributionPoint)
         key = (
             crl.issuer,
-            signer.public_key().public_bytes(
+            _x509.public_key(signer).public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             if signer is not None
@@ -632,7 +632,7 @@ def _verify_signature(
             key.verify(signature, data, padding.PKCS1v15(), algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
             key.verify(signature, data, ec.ECDSA(algorithm))
-        elif isinstance(key, dsa.DSAPublicKey) and algorithm is not None:
+        elif isinstance(key, _x509.DSAPublicKey) and algorithm is not None:
             key.verify(signature, data, algorithm)
         elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
             key.verify(signature, data)
@@ -645,7 +645,7 @@ def _verify_signature(
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     try:
-        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        return crl.is_signature_valid(_x509.public_key(issuer))  # type: ignore[arg-type]
     except (TypeError, ValueError, UnsupportedAlgorithm):
         return False
 
@@ -663,7 +663,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     ):
         return False
     try:
-        cert.verify_directly_issued_by(issuer)
+        _x509.verify_issued_by(cert, issuer)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True

@@ -115,8 +115,9 @@ def read_request(
         )
     try:
         request = x509.load_der_x509_csr(der)
-        valid = request.is_signature_valid
-        requested_key = request.public_key()
+        with _x509.dsa_tolerated(_x509.is_dsa(request)):
+            valid = request.is_signature_valid
+            requested_key = request.public_key()
         request.extensions  # noqa: B018 - read now: a duplicated extension raises here
     except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
         raise KeystoreFormatError(
@@ -385,7 +386,7 @@ def sign_request(
             chosen[asked.oid] = asked
     for given in extensions:
         chosen[given.oid] = given
-    public_key = csr.public_key()
+    public_key = _x509.public_key(csr)
     chosen[ExtensionOID.SUBJECT_KEY_IDENTIFIER] = x509.Extension(
         ExtensionOID.SUBJECT_KEY_IDENTIFIER,
         False,

@@ -46,16 +46,6 @@ from ._x509 import der_to_pem
 _PROC_FD = "/proc/self/fd"
 
 
-def key_algorithm(pkcs8_der: bytes) -> str | None:
-    """The OID of a PKCS#8 key's AlgorithmIdentifier, read without parsing the key
-    (``None`` when the bytes are not PKCS#8)."""
-    try:
-        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
-        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value)
-    except (_der.DERError, IndexError):
-        return None
-
-
 def key_curve(pkcs8_der: bytes) -> str:
     """The named-curve OID of a PKCS#8 EC key's AlgorithmIdentifier. Explicit curve
     parameters (``openssl ecparam -param_enc explicit``) are named when they are P-256's,

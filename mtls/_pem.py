@@ -210,14 +210,17 @@ def pem_key_to_pkcs8(
         block = _pem_block(label, headers + b"," + iv.hex().upper().encode() + b"\n\n" + body)
     try:
         # The one call that needs the plain password: revealed in the argument list,
-        # never held in a local of this frame.
-        key = serialization.load_pem_private_key(
-            block,
-            password.reveal().encode("utf-8", "surrogatepass")
-            if encrypted and password is not None
-            else None,
-            unsafe_skip_rsa_key_validation=True,
-        )
+        # never held in a local of this frame. A DSA key, or one that may be (encrypted
+        # PKCS#8 with MD2, OpenSSH's), is read without cryptography's warning.
+        known = block.startswith((b"-----BEGIN RSA PRIVATE", b"-----BEGIN EC PRIVATE"))
+        with _x509.dsa_tolerated(not known):
+            key = serialization.load_pem_private_key(
+                block,
+                password.reveal().encode("utf-8", "surrogatepass")
+                if encrypted and password is not None
+                else None,
+                unsafe_skip_rsa_key_validation=True,
+            )
     except TypeError as exc:
         raise WrongPasswordError(
             f"{where}: the private key is encrypted: pass its password", path=path

@@ -1106,7 +1106,7 @@ def _signing_issuer(child_der: bytes, candidates: Sequence[bytes]) -> int | None
     for position, der in enumerate(candidates):
         try:
             issuer = _x509.load_cert(der)
-            child.verify_directly_issued_by(issuer)
+            _x509.verify_issued_by(child, issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             continue
         if issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
@@ -1144,12 +1144,8 @@ def _certified_key(cert_der: bytes) -> bytes | None:
     """The SubjectPublicKeyInfo of a certificate as cryptography re-encodes it (``None``
     when it cannot read the certificate or its key)."""
     try:
-        return (
-            _x509.load_cert(cert_der)
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+        return _x509.public_key(_x509.load_cert(cert_der)).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         return None
@@ -1221,7 +1217,7 @@ def key_matches(key_der: bytes, cert_der: bytes) -> bool | None:
 def _public_key_of_private(key_der: bytes) -> bytes | None:
     try:
         return (
-            serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+            _x509.load_private_key(key_der, check_rsa=False)
             .public_key()
             .public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from . import _der, _x509
 from ._entries import KeyEntry, where
@@ -78,7 +78,7 @@ def certificate_request(
 SigningKey = (
     rsa.RSAPrivateKey
     | ec.EllipticCurvePrivateKey
-    | dsa.DSAPrivateKey
+    | _x509.DSAPrivateKey
     | ed25519.Ed25519PrivateKey
     | ed448.Ed448PrivateKey
 )
@@ -105,7 +105,7 @@ def signing_key(
         )
     leaf = _entry_certificate(entry, path)
     try:
-        key = serialization.load_der_private_key(entry.key_der, None)
+        key = _x509.load_private_key(entry.key_der)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyEntryError(
             f"{store}: the key of {alias!r} cannot {task} here ({type(exc).__name__}): {fix}",
@@ -135,7 +135,7 @@ def signing_key(
 
 def digest_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     """keytool's signature digest for ``key`` (SHA-256 for DSA; none for EdDSA)."""
-    if isinstance(key, dsa.DSAPrivateKey):
+    if isinstance(key, _x509.DSAPrivateKey):
         return hashes.SHA256()
     if isinstance(key, ed448.Ed448PrivateKey):
         return None
@@ -266,7 +266,7 @@ class _Cert:
             return None
         try:
             cert = _x509.load_cert(der)
-            cert.public_key()  # a point off its curve, a key type cryptography lacks
+            _x509.public_key(cert)  # a point off its curve, a key type cryptography lacks
         except (ValueError, UnsupportedAlgorithm):
             return None
         if _x509.extensions_unreadable(cert, der):
@@ -384,7 +384,8 @@ def _reply_leaf(
     same = [item for item in parsed if item.spki == current.spki]
     if same:
         return min(same, key=lambda item: (item.der == current.der, item.self_signed))
-    if any(item.cert.public_key() == current.cert.public_key() for item in parsed):
+    current_key = _x509.public_key(current.cert)
+    if any(_x509.public_key(item.cert) == current_key for item in parsed):
         raise KeyEntryError(
             f"{source}: certifies the key of {alias!r} in another encoding than its "
             f"certificate in {store} holds it (a compressed EC point, or RSASSA-PSS "
@@ -415,7 +416,7 @@ def _belongs(item: _Cert, chain: list[_Cert]) -> bool:
 
 def _signed_by(cert: _Cert, issuer: _Cert) -> bool:
     try:
-        cert.cert.verify_directly_issued_by(issuer.cert)
+        _x509.verify_issued_by(cert.cert, issuer.cert)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True

@@ -1203,11 +1203,11 @@ def _ocsp_unsigned(
     to; else why not, in words (the operator's fix differs: a responder certificate that
     expired is renewed, one without the OCSP-signing usage is reissued, a foreign
     signer is a misconfigured or forged responder)."""
-    issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
+    issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(_x509.public_key(issuer)).digest
     why = "no certificate in it, nor the issuer, is the responder it names"
     for signer in [issuer, *response.certificates]:
         by_name = response.responder_name is not None and response.responder_name == signer.subject
-        key_id = x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest
+        key_id = x509.SubjectKeyIdentifier.from_public_key(_x509.public_key(signer)).digest
         by_key = response.responder_key_hash is not None and response.responder_key_hash == key_id
         if not (by_name or by_key):
             continue
@@ -1231,7 +1231,7 @@ def _ocsp_unsigned(
                 )
                 continue
         if _verify_signature(
-            signer.public_key(),
+            _x509.public_key(signer),
             response.signature,
             response.tbs_response_bytes,
             response.signature_hash_algorithm,

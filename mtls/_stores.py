@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from . import _jks, _keyload, _x509
+from . import _jks, _x509
 from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
@@ -573,7 +573,7 @@ class Keystore(_StoreBase):
         if not chain:
             raise ValueError("a key entry needs at least its own certificate")
         if isinstance(private_key, bytes):
-            if _keyload.key_algorithm(private_key) is None:
+            if _x509.key_algorithm(private_key) is None:
                 raise ValueError(
                     "private_key bytes must be a PKCS#8 PrivateKeyInfo in DER (for PEM, "
                     "load it with cryptography's load_pem_private_key and pass the key)"

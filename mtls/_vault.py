@@ -47,10 +47,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from . import _x509
 from ._budget import WorkLimitError
 from ._deployment import _parse_toml, detect_product, resolve_security_file
 from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
@@ -850,7 +851,7 @@ class SecureVault:
                 if len(store.key_aliases) == 1 and wanted not in store:
                     wanted = None
                 alias, key_der, chain = store.key_entry(wanted)
-                key = serialization.load_der_private_key(key_der, None)
+                key = _x509.load_private_key(key_der)
                 if isinstance(key, rsa.RSAPrivateKey):
                     private = key
                 certificate_der = chain[0] if chain else None

@@ -13,16 +13,17 @@ from collections.abc import Callable, Sequence
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from . import _der, _jks, _pkcs12, _x509
 from ._entries import Entries, where
 from ._errors import KeyEntryError, KeystoreError
-from ._keyload import _key_pem, key_algorithm
+from ._keyload import _key_pem
 from ._log import log
 from ._secret import is_text
+from ._x509 import key_algorithm
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")
@@ -127,7 +128,9 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
         # loaded store's would be: status() and the watch leave it out, and say so).
         _x509.validity(certificate)
     except ValueError as exc:
-        raise ValueError(f"not a certificate in DER or PEM ({exc})") from None
+        # cryptography 51 refuses such a name when it loads the certificate.
+        if not _x509.only_a_name_refused(certificate):
+            raise ValueError(f"not a certificate in DER or PEM ({exc})") from None
     return certificate
 
 
@@ -288,7 +291,7 @@ def _readable(
     """An entry's key and certificates, read before any format is written: a file that
     could not be read back is refused here, not written."""
     try:
-        key = serialization.load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+        key = _x509.load_private_key(key_der, check_rsa=False)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyEntryError(
             f"{where(path)}: key entry {alias!r} holds a key cryptography cannot read, so "
@@ -324,7 +327,7 @@ def _pkcs12_bytes(
             | ec.EllipticCurvePrivateKey
             | ed25519.Ed25519PrivateKey
             | ed448.Ed448PrivateKey
-            | dsa.DSAPrivateKey,
+            | _x509.DSAPrivateKey,
         ):
             raise KeyEntryError(
                 f"{where(path)}: key entry {entry.alias!r}: unsupported key type for "
@@ -334,11 +337,11 @@ def _pkcs12_bytes(
             )
         certs = _linked_chain(certs, entry.alias, path)
         try:
-            parts.append(
-                pkcs12.serialize_key_and_certificates(
+            with _x509.dsa_tolerated(isinstance(key, _x509.DSAPrivateKey)):
+                part = pkcs12.serialize_key_and_certificates(
                     entry.alias.encode("utf-8"), key, certs[0], certs[1:] or None, encryption
                 )
-            )
+            parts.append(part)
         except ValueError as exc:  # the key is not the certificate's
             raise KeyEntryError(
                 f"{where(path)}: key entry {entry.alias!r}: its key does not match the "

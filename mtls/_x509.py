@@ -24,11 +24,15 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, load_der_private_key
 from cryptography.utils import CryptographyDeprecationWarning
 
 from . import _der
@@ -47,6 +51,112 @@ _REPORTED_MAX = 4096
 # for the turn to end (a child forked inside it would record its warnings, unseen).
 _WARNINGS_LOCK = threading.RLock()
 hold_across_fork(sys.modules[__name__], "_WARNINGS_LOCK")
+
+
+# ------------------------------------------------------------------------------ DSA
+# cryptography 51 deprecates DSA: each access to its public DSA names, and each DSA key
+# it reads (a private key, a certificate's public key, a signature it checks), warns.
+# Java stores hold DSA keys (keytool's default before JDK 7), and mtls reads them as
+# Java does: a deprecation from a dependency would reach users as a warning naming
+# mtls's lines on every load, and as an exception under ``-W error`` or pytest's
+# ``filterwarnings = error``. The classes come from the aliases cryptography keeps for
+# its own checks (older releases: the public names, which do not warn there), and the
+# calls that read DSA material run under :func:`dsa_tolerated`; nothing else pays.
+DSA_OID: Final = "1.2.840.10040.4.1"  # id-dsa: a PKCS#8 key's or a certificate's algorithm
+
+
+class _NoDSA:
+    """Stands for the DSA classes of a cryptography that has none: nothing is one."""
+
+
+def _dsa_class(name: str) -> type[Any]:
+    from cryptography.hazmat.primitives.asymmetric import dsa  # noqa: PLC0415
+
+    quiet = getattr(dsa, f"_{name}", None)
+    if isinstance(quiet, type):
+        return quiet
+    with warnings.catch_warnings():  # at import: before any thread of ours runs
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        public = getattr(dsa, name, None)
+    return public if isinstance(public, type) else _NoDSA
+
+
+if TYPE_CHECKING:
+    # Named twice: the modules that use them see an export (mypy --strict).
+    from cryptography.hazmat.primitives.asymmetric.dsa import (
+        DSAPrivateKey as DSAPrivateKey,  # noqa: PLC0414
+    )
+    from cryptography.hazmat.primitives.asymmetric.dsa import (
+        DSAPublicKey as DSAPublicKey,  # noqa: PLC0414
+    )
+else:
+    DSAPrivateKey = _dsa_class("DSAPrivateKey")
+    DSAPublicKey = _dsa_class("DSAPublicKey")
+
+
+@contextlib.contextmanager
+def dsa_tolerated(dsa: bool = True) -> Iterator[None]:
+    """Run a cryptography call on DSA material without its deprecation warning (a no-op
+    when ``dsa`` is false: other material never pays for the process-wide switch)."""
+    if not dsa:
+        yield
+        return
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        # Only DSA's: another thread's warnings, caught by the switch, still show.
+        warnings.filterwarnings(
+            "ignore", message="DSA is deprecated", category=CryptographyDeprecationWarning
+        )
+        yield
+
+
+def is_dsa(item: x509.Certificate | x509.CertificateSigningRequest) -> bool:
+    """Whether a certificate (or request) is for a DSA key, told without reading the key."""
+    algorithm = getattr(item, "public_key_algorithm_oid", None)  # a request's is untyped
+    return algorithm is None or algorithm.dotted_string == DSA_OID
+
+
+def public_key(
+    item: x509.Certificate | x509.CertificateSigningRequest,
+) -> CertificatePublicKeyTypes:
+    """``item.public_key()``, without cryptography's warning for a DSA key.
+
+    Raises:
+        ValueError, UnsupportedAlgorithm: as ``public_key()``.
+    """
+    with dsa_tolerated(is_dsa(item)):
+        return item.public_key()
+
+
+def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
+    """``child.verify_directly_issued_by(issuer)``, without the warning for a DSA issuer.
+
+    Raises:
+        ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm: as cryptography.
+    """
+    with dsa_tolerated(is_dsa(issuer)):
+        child.verify_directly_issued_by(issuer)
+
+
+def key_algorithm(pkcs8_der: bytes) -> str | None:
+    """The OID of a PKCS#8 key's AlgorithmIdentifier, read without parsing the key
+    (``None`` when the bytes are not PKCS#8)."""
+    try:
+        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
+        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value)
+    except (_der.DERError, IndexError):
+        return None
+
+
+def load_private_key(pkcs8_der: bytes, *, check_rsa: bool = True) -> PrivateKeyTypes:
+    """cryptography's reading of an unencrypted PKCS#8 key, without its warning for a
+    DSA key; ``check_rsa=False`` skips the RSA key check (a key that only gets
+    re-encoded or compared: OpenSSL checks what it signs with).
+
+    Raises:
+        ValueError, TypeError, UnsupportedAlgorithm: as ``load_der_private_key``.
+    """
+    with dsa_tolerated(key_algorithm(pkcs8_der) == DSA_OID):
+        return load_der_private_key(pkcs8_der, None, unsafe_skip_rsa_key_validation=not check_rsa)
 
 
 def _tbs_spans(der: bytes) -> list[tuple[int, int, int]]:
@@ -76,10 +186,15 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
     normalised (another string type, a compressed point), so a caller that finds no
     match by these falls back to cryptography's comparison. ``None``: a certificate
     cryptography does not read (our walker alone would take BER lengths or a bad
-    version, which must not win a match the parsed comparison would never make).
+    version, which must not win a match the parsed comparison would never make), unless
+    only a name's string stops it (:func:`only_a_name_refused`).
     """
     try:
-        validity(der)  # cryptography reads it (its names need not be readable: compared as bytes)
+        try:
+            validity(der)  # cryptography reads it (names compared as bytes, not read)
+        except ValueError:
+            if not only_a_name_refused(der):
+                return None
         fields = _tbs_spans(der)
         names = []
         for tag, start, stop in (fields[2], fields[4], fields[5]):
@@ -370,6 +485,36 @@ def pkcs7_certificates(data: bytes, *, pem: bool) -> list[bytes]:
     except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return []
     return [cert.public_bytes(Encoding.DER) for cert in certs]
+
+
+def only_a_name_refused(der: bytes) -> bool:
+    """Whether cryptography refuses ``der`` only for a name's string it cannot read (a
+    Latin-1 byte in an IA5String), and OpenSSL reads the certificate. cryptography 51
+    checks names when it loads a certificate, where 50 did when they were read: such a
+    certificate, which OpenSSL serves and Java takes, stays usable by its bytes."""
+    try:
+        x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        found = _PARSE_ERROR.search(str(exc))
+        return (
+            found is not None
+            and found[1] == "InvalidValue"
+            and "AttributeTypeValue" in (found[2] or "")
+            and openssl_refusal(der) is None
+        )
+    except x509.InvalidVersion:
+        return False
+    return False
+
+
+def openssl_refusal(der: bytes) -> ssl.SSLError | None:
+    """Why OpenSSL refuses ``der`` as a certificate; ``None`` when it reads it (as it
+    would to serve or trust it) (a context of its own: nothing else is touched)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=der)
+    except ssl.SSLError as exc:
+        return exc
+    return None
 
 
 def der_to_pem(der: bytes) -> str:

@@ -34,6 +34,21 @@ JAVAS = [
 ]
 
 
+def dsa_private_key(bits: int = 2048) -> Any:
+    """A new DSA key, made without cryptography's deprecation (51+) of making one: the
+    tests that use it check what mtls does with DSA keys Java stores hold, and the
+    suite turns warnings into errors (pytest's ``filterwarnings = error``)."""
+    import warnings
+
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        from cryptography.hazmat.primitives.asymmetric import dsa
+
+        return dsa.generate_private_key(bits)
+
+
 def direct_identity_available() -> bool:
     """Whether keys go into OpenSSL as DER here (mtls._openssl.use_identity): the
     OpenSSL ``ssl`` is linked to and its key-loading calls are reachable."""

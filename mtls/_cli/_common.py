@@ -509,13 +509,7 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
 def key_description(cert: x509.Certificate | x509.CertificateSigningRequest) -> str:
     """The public key as keytool -v describes it: ``RSA 2048``, ``EC secp256r1``, ``Ed25519``."""
     from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import (  # noqa: PLC0415
-        dsa,
-        ec,
-        ed448,
-        ed25519,
-        rsa,
-    )
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa  # noqa: PLC0415
 
     from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
 
@@ -523,7 +517,7 @@ def key_description(cert: x509.Certificate | x509.CertificateSigningRequest) -> 
     algorithm: x509.ObjectIdentifier = cert.public_key_algorithm_oid  # type: ignore[union-attr]
     oid = algorithm.dotted_string
     try:
-        key = cert.public_key()
+        key = _x509.public_key(cert)
     except (UnsupportedAlgorithm, ValueError):  # ML-KEM-512 in cryptography 50, damaged keys
         return _x509.key_algorithm_name(oid) or f"unknown key algorithm ({oid})"
     if isinstance(key, rsa.RSAPublicKey):
@@ -538,7 +532,7 @@ def key_description(cert: x509.Certificate | x509.CertificateSigningRequest) -> 
         return "Ed25519"
     if isinstance(key, ed448.Ed448PublicKey):
         return "Ed448"
-    if isinstance(key, dsa.DSAPublicKey):
+    if isinstance(key, _x509.DSAPublicKey):
         return f"DSA {key.key_size}"
     # X25519, ML-DSA-65, ...: keytool's names, not cryptography's classes.
     return _x509.key_algorithm_name(oid) or type(key).__name__.removesuffix("PublicKey")

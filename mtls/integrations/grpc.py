@@ -167,10 +167,13 @@ def _key_verdict(key_pem: str) -> tuple[str | None, str | None]:
         load_pem_private_key,
     )
 
+    from .._x509 import dsa_tolerated  # noqa: PLC0415
+
     try:
-        key = load_pem_private_key(
-            key_pem.encode("ascii"), None, unsafe_skip_rsa_key_validation=True
-        )
+        with dsa_tolerated():  # a DSA key is judged below, not warned about by cryptography
+            key = load_pem_private_key(
+                key_pem.encode("ascii"), None, unsafe_skip_rsa_key_validation=True
+            )
     except (ValueError, TypeError):
         return None, None  # what cryptography cannot read, gRPC judges itself
     if isinstance(key, rsa.RSAPrivateKey):

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .. import _x509
 from .._keygen import dns_name
 from .._keyload import load_identity
 from .._secret import Secret
@@ -206,7 +207,7 @@ def _public_key_bits(certificate: x509.Certificate) -> bytes:
     CertID's issuerKeyHash hashes)."""
     from .. import _der  # noqa: PLC0415 - OCSP answers only
 
-    spki = certificate.public_key().public_bytes(
+    spki = _x509.public_key(certificate).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     bits = _der.read_single(spki, _der.SEQUENCE).children()[1].value
@@ -652,7 +653,7 @@ class CA:
             )
         if cert is not None:
             try:  # signed by this CA's key under its name: whoever built it
-                cert.verify_directly_issued_by(self.certificate)
+                _x509.verify_issued_by(cert, self.certificate)
             except (ValueError, TypeError, InvalidSignature):
                 mine = self.certificate.subject.rfc4514_string()
                 raise ValueError(
@@ -946,7 +947,7 @@ class CA:
             names = []
         start, end = _validity(not_before, not_after, default_days=365)
         leaf = self._sign_leaf(
-            request.subject, request.public_key(), names, start=start, end=end,
+            request.subject, _x509.public_key(request), names, start=start, end=end,
             server_auth=server_auth, client_auth=client_auth,
         )  # fmt: skip
         return (leaf, *self._intermediates)

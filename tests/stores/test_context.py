@@ -1084,9 +1084,10 @@ def _dsa_identity(pki: PKI, name: str) -> mtls.Keystore:
     """A DSA 2048 key certified by the test root (keytool -keyalg DSA makes such keys)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import dsa
 
-    key = dsa.generate_private_key(2048)
+    from tests._helpers import dsa_private_key
+
+    key = dsa_private_key()
     root = pki.root.ca
     now = datetime.datetime.now(datetime.UTC)
     cert = (

@@ -7,7 +7,6 @@ that the message names the file, and that no password shows in it.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import logging
 import os
 import random
@@ -19,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 import mtls
@@ -1298,24 +1297,6 @@ def test_add_key_refuses_a_key_that_is_not_its_certificates() -> None:
         ks.to_bytes(PASSWORD.encode())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not bytes"):
         mtls.Keystore.from_bytes(ks.to_bytes(PASSWORD), PASSWORD.encode())  # type: ignore[arg-type]
-
-
-def test_dsa_keys_write_as_pkcs12_and_read_back(tmp_path: Path) -> None:
-    key = dsa.generate_private_key(2048)  # mtls.testing.CA makes no DSA keys
-    name = x509.Name.from_rfc4514_string("CN=dsa")
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    ks = mtls.Keystore()
-    ks.add_key("d", key, [cert])
-    path = tmp_path / "d.p12"
-    ks.save(path, "changeit", store_type="PKCS12")
-    again = mtls.Keystore.load(path, "changeit")
-    assert again.certificate("d") == cert
 
 
 def test_pem_boundaries_as_openssl_and_keytool_take_them(pki: PKI) -> None:

@@ -1,0 +1,123 @@
+"""cryptography 51 deprecates DSA: each access to its public DSA names and each DSA key
+it reads warns. Java stores hold DSA keys (keytool's default before JDK 7), and mtls
+reads them as Java does, so the warning must not reach users: it named mtls's lines on
+every store written (an RSA one too, through an isinstance check), and became an
+exception under ``-W error`` and pytest's ``filterwarnings = error`` (this suite's)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.utils import CryptographyDeprecationWarning
+
+import mtls
+from mtls import _x509
+from tests._helpers import dsa_private_key
+from tests._pki import PKI
+
+PASSWORD = "changeit"
+
+
+def _dsa_identity(tmp_path: Path) -> tuple[Path, bytes, x509.Certificate]:
+    """A self-signed DSA identity as PEM (key, then certificate), its key's DER and its
+    certificate (mtls.testing.CA makes no DSA keys)."""
+    key = dsa_private_key()
+    name = x509.Name.from_rfc4514_string("CN=dsa")
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    key_der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = tmp_path / "dsa.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    return path, key_der, cert
+
+
+def test_a_dsa_identity_is_read_written_and_served_without_the_warning(tmp_path: Path) -> None:
+    """Every step a DSA store takes (PEM's traditional key, PKCS#12 and JKS written and
+    read back, a context, the CLI's listing) under warnings as errors."""
+    pem, key_der, cert = _dsa_identity(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ks = mtls.Keystore.load(pem, None)
+        assert ks.key_entry()[1] == key_der
+        for store_type in ("PKCS12", "JKS"):
+            path = tmp_path / f"dsa.{store_type.lower()}"
+            ks.save(path, PASSWORD, store_type=store_type)
+            again = mtls.Keystore.load(path, PASSWORD)
+            assert again.key_entry()[1] == key_der and again.certificate("dsa") == cert
+        assert mtls.client_context(ks).maximum_version is not None
+    done = subprocess.run(
+        [sys.executable, "-m", "mtls", "list", "-v", "--keystore", str(tmp_path / "dsa.pkcs12"),
+         "--password", PASSWORD],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "DSA 2048" in done.stdout
+    assert "deprecated" not in done.stderr, done.stderr
+
+
+def test_writing_an_rsa_store_names_no_dsa_class(pki: PKI, tmp_path: Path) -> None:
+    """The PKCS#12 writer's key-type check named cryptography's public DSA class, which
+    warns on access in 51: every PKCS#12 saved warned, whatever its key."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pki.client.keystore().save(tmp_path / "rsa.p12", PASSWORD, store_type="PKCS12")
+    assert [str(item.message) for item in caught] == []
+
+
+def _warn_inside(tolerated: bool, *messages: tuple[str, type[Warning]]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with _x509.dsa_tolerated(tolerated):
+            for text, category in messages:
+                warnings.warn(text, category, stacklevel=1)
+
+
+def test_the_tolerance_is_for_dsa_only_and_ends_with_its_call() -> None:
+    dsa = ("DSA is deprecated, as cryptography says", CryptographyDeprecationWarning)
+    _warn_inside(True, dsa)  # silenced
+    with pytest.raises(UserWarning, match="another"):
+        _warn_inside(True, dsa, ("another warning", UserWarning))
+    with pytest.raises(CryptographyDeprecationWarning):
+        # Not DSA material: nothing is switched (and the switches above have ended).
+        _warn_inside(False, dsa)
+
+
+def test_the_dsa_classes_come_from_any_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cryptography 51 keeps quiet aliases (``_DSAPrivateKey``); 50 has only the public
+    names; a release without DSA has neither, and nothing is then a DSA key."""
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    real, key = _x509._dsa_class("DSAPrivateKey"), dsa_private_key()
+    assert isinstance(key, real)
+    older = types.ModuleType("dsa")
+    older.DSAPrivateKey = real  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.asymmetric.dsa", older)
+    monkeypatch.setattr(sys.modules["cryptography.hazmat.primitives.asymmetric"], "dsa", older)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _x509._dsa_class("DSAPrivateKey") is real
+        gone = _x509._dsa_class("DSAPublicKey")
+    assert gone is _x509._NoDSA and not isinstance(key.public_key(), gone)
+    assert dsa is not older
