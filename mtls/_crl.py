@@ -688,10 +688,10 @@ class _Anchors:
 
     def __init__(self, ders: Iterable[bytes]) -> None:
         kept = tuple(ders)
-        self.pairs = _pairs(kept)
-        self.ders = frozenset(kept)
+        self.pairs: list[tuple[x509.Certificate, bytes]] = _pairs(kept)
+        self.ders: frozenset[bytes] = frozenset(kept)
         # Names the set without holding it (what outlives the context may key by it).
-        self.digest = hashlib.sha256(b"".join(sorted(self.ders))).digest()
+        self.digest: bytes = hashlib.sha256(b"".join(sorted(self.ders))).digest()
 
 
 def _anchor_set(anchors: Sequence[bytes] | _Anchors) -> _Anchors:

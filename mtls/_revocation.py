@@ -334,7 +334,7 @@ class RevocationChecker:
     """
 
     def __init__(self, policy: RevocationPolicy | None = None) -> None:
-        self.policy = policy or RevocationPolicy()
+        self.policy: RevocationPolicy = policy or RevocationPolicy()
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[tuple[str, int], tuple[float, CertificateStatus]]
         self._cache = collections.OrderedDict()
@@ -369,7 +369,7 @@ class RevocationChecker:
         self._chains: collections.OrderedDict[tuple[bytes, bytes], tuple[bytes, ...]]
         self._chains = collections.OrderedDict()
         #: Network requests made so far (OCSP requests and CRL downloads).
-        self.fetches = 0
+        self.fetches: int = 0
 
     def __repr__(self) -> str:
         return f"RevocationChecker({self.policy!r}, cached={len(self._cache)})"

@@ -345,7 +345,7 @@ class SecureVault:
                 ``file_name`` (as for :meth:`mtls.SSLProfileSet.from_deployment_toml`);
                 default: detected from deployment.toml.
         """
-        self.home = Path(os.path.abspath(home))
+        self.home: Path = Path(os.path.abspath(home))
         self._product = product
         conf = _conf_dir(self.home)
         self._toml = (

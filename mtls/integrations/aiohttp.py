@@ -299,7 +299,8 @@ class MTLSClientSession:
             directly get no profile).
     """
 
-    __repr__ = _describe
+    def __repr__(self) -> str:
+        return _describe(self)
 
     def __init__(
         self,
@@ -327,7 +328,7 @@ class MTLSClientSession:
         session_kwargs["request_class"] = _revocation_checked(
             session_kwargs.get("request_class") or aiohttp.ClientRequest
         )
-        self.session = aiohttp.ClientSession(**session_kwargs)
+        self.session: aiohttp.ClientSession = aiohttp.ClientSession(**session_kwargs)
 
     def _absolute(self, url: str | URL) -> URL:
         target = URL(url)

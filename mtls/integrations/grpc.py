@@ -295,7 +295,8 @@ class _Underlying:
 class _Rotating:
     """What the sync and aio channels share: target, options, leases, checks."""
 
-    __repr__ = _describe
+    def __repr__(self) -> str:
+        return _describe(self)
 
     def __init__(
         self,
@@ -964,7 +965,8 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
             watches and keeps the last good material; see :meth:`SSLProfileSet.status`.
     """
 
-    __repr__ = _describe
+    def __repr__(self) -> str:
+        return _describe(self)
 
     def __init__(self, profile_set: SSLProfileSet, require_client_auth: bool, where: str) -> None:
         # grpc.ServerCredentials.__init__ is not called: _credentials is made per port.

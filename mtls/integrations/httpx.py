@@ -200,7 +200,8 @@ class MTLSTransport(httpx.BaseTransport):
             argument ``httpx.HTTPTransport`` does not take.
     """
 
-    __repr__ = _describe
+    def __repr__(self) -> str:
+        return _describe(self)
 
     def __init__(
         self,
@@ -312,7 +313,8 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
             ``httpx.AsyncHTTPTransport`` does not take.
     """
 
-    __repr__ = _describe
+    def __repr__(self) -> str:
+        return _describe(self)
 
     def __init__(
         self,

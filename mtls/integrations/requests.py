@@ -174,7 +174,8 @@ class MTLSAdapter(HTTPAdapter):
         TypeError: an argument ``HTTPAdapter`` does not take.
     """
 
-    __repr__ = _describe
+    def __repr__(self) -> str:
+        return _describe(self)
 
     def __init__(
         self,

@@ -441,7 +441,7 @@ class CA:
         # serial -> (revocation time, reason): what crl() and openssl_index() report
         self._revoked: dict[int, tuple[_dt.datetime, x509.ReasonFlags | None]] = {}
         self._issued: dict[int, x509.Certificate] = {}
-        self.name = name or f"mtls testing CA {secrets.token_hex(4)}"
+        self.name: str = name or f"mtls testing CA {secrets.token_hex(4)}"
         self.organization = organization
         self.parent = _parent
         self.private_key: _PrivateKey = _new_key(self.key_type)

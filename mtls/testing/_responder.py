@@ -79,7 +79,7 @@ class RevocationServer:
         if ca is not None and not isinstance(ca, CA):
             raise TypeError(f"ca must be an mtls.testing.CA, not {type(ca).__name__}")
         self.ca = ca
-        self.host = _listen_host(host)
+        self.host: str = _listen_host(host)
         self._port = _listen_port(port)
         self.requests: list[tuple[str, int | None]] = []
         self.http_status: int | None = None

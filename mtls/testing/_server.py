@@ -566,7 +566,7 @@ class MTLSServer:
         port, minimum_version, maximum_version = _check_arguments(
             require_client_cert, port, minimum_version, maximum_version, handshake_timeout
         )
-        self.host = _listen_host(host)
+        self.host: str = _listen_host(host)
         self._requested_port = port
         self.http_version = http_version
         self._protocol = f"HTTP/{http_version}"
@@ -584,11 +584,11 @@ class MTLSServer:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._finished = False  # closed, and every connection thread joined
-        self.identity = identity
+        self.identity: IssuedIdentity | Keystore | RotatingServerContext = identity
         # The CAs in effect: the identity's root when none was given (None for a
         # RotatingServerContext, which brings its own trust).
-        self.client_ca = _trusted(identity, client_ca)
-        self.require_client_cert = require_client_cert
+        self.client_ca: CA | Truststore | Iterable[CA] | None = _trusted(identity, client_ca)
+        self.require_client_cert: bool = require_client_cert
         self._context = self._build_context(identity, self.client_ca, require_client_cert)
         self._given_context = False  # set_context() replaced what identity/client_ca made
 
