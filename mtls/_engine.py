@@ -89,7 +89,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-from ._errors import MTLSError
+from ._errors import MTLSError, bounded
 from ._fork import renew_after_fork, renew_attributes_after_fork
 from ._log import emit, held, holding, log
 from ._reading import FileReader, Interrupted, Reading, Unstable
@@ -772,14 +772,13 @@ class Subscribers:
 def _subscriber_failed(callback: object, generation: int, exc: BaseException) -> MTLSError:
     """The error status() reports for a subscriber that raised: what it was to do after
     the change (close connections a withdrawn CA let in, rotate a server) is undone.
-    Its message is the exception's type and at most 200 characters of its text: a
-    status document is served to health checks, and the whole is in the log."""
+    Its message is the exception's type and at most 200 characters of its text (its
+    start and end): a status document is served to health checks, and the whole is in
+    the log."""
     try:
-        said = str(exc)
+        said = bounded(str(exc), _SAID)
     except Exception:  # an exception whose __str__ raises still names its type
         said = ""
-    if len(said) > _SAID:
-        said = said[:_SAID] + "..."
     return MTLSError(
         f"the reload subscriber {callback_name(callback)} raised on the change to "
         f"generation {generation} ({type(exc).__name__}{': ' + said if said else ''}): "
