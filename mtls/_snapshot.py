@@ -503,14 +503,15 @@ def _patch_index(
     return index, fast
 
 
-def describe_change(old: Built | None, new: Built) -> str:
-    """One log line's worth about a profile whose context changed: the client
-    certificate before and after (its serial tells two of one name apart), and which
-    files changed when the certificate did not (a truststore, a CRL)."""
+def describe_change(old: Built | None, new: Built, role: str = "client") -> str:
+    """One log line's worth about a profile whose context changed: the certificate it
+    presents (as a ``role``: "client", or "server" for gRPC's server credentials)
+    before and after (its serial tells two of one name apart), and which files changed
+    when the certificate did not (a truststore, a CRL)."""
 
     def who(item: Built | None) -> str:
         if item is None or item.subject is None:
-            return "no client certificate"
+            return f"no {role} certificate"
         expiry = item.not_after.date().isoformat() if item.not_after else "?"
         serial = (
             f", serial {hex_serial(item.served.serial)}" if item.served.serial is not None else ""
@@ -525,7 +526,7 @@ def describe_change(old: Built | None, new: Built) -> str:
         {role for role, path, digest in new.files if (role, path, digest) not in previous}
     )
     what = " and ".join(f"new {role}" for role in moved) or "new material"
-    return f"{new.profile}: {what}, same client certificate {after}"
+    return f"{new.profile}: {what}, same {role} certificate {after}"
 
 
 # --------------------------------------------------------------------------- the plan
@@ -828,7 +829,7 @@ class ProfilesPlan:
                 if last is None or item.context is not last.context:
                     changed = True  # a new context, or a failed profile that now loads
                     if item.error is None:
-                        log.info("%s: reloaded %s", self.where, describe_change(last, item))
+                        log.info("%s: reloaded %s", self.where, self._change(last, item))
             elif last is not None:
                 changed = True  # cannot happen (a profile keeps its last good); for safety
         if not replaced:
@@ -886,7 +887,7 @@ class ProfilesPlan:
             if isinstance(item, Built) and (prev is None or item.context is not prev.context):
                 changed = True
                 if item.error is None:
-                    log.info("%s: reloaded %s", self.where, describe_change(prev, item))
+                    log.info("%s: reloaded %s", self.where, self._change(prev, item))
             items.append(item)
         built = [item for item in items if isinstance(item, Built)]
         slots = {slot(b.profile): b.profile for b in built}
@@ -911,6 +912,9 @@ class ProfilesPlan:
         if failed != {slot(p) for p, _ in old.failures}:
             changed = True
         return tuple(items), changed
+
+    def _change(self, old: Built | None, new: Built) -> str:
+        return describe_change(old, new, self.options.identity)
 
     def _rebuild(
         self, run: _Pass, profile: SSLProfile, prev: Built | None, sibling: Built | None = None

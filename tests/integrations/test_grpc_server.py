@@ -314,6 +314,40 @@ def test_expiry_lines_call_the_servers_certificate_a_server_certificate(
     assert "client certificate CN=short" not in caplog.text
 
 
+def test_reload_lines_call_the_servers_certificate_a_server_certificate(
+    tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rotation of the server's own identity was logged as "client certificate ->
+    ...", a new truststore as "same client certificate" (h141). Twin: a profile set's
+    own reload lines still speak of its client certificate."""
+    renewed = stores["server_ca"].issue_cert("localhost", common_name="renewed")
+    with (
+        caplog.at_level(logging.INFO, logger="mtls"),
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+    ):
+        renewed.write_keystore(tmp_path / "server.jks", PASSWORD)
+        assert credentials.reload()
+        CA(name="client CA 2").write_truststore(tmp_path / "clients.jks", PASSWORD)
+        assert credentials.reload()
+    reloads = [r.getMessage() for r in caplog.records if "reloaded" in r.getMessage()]
+    assert any("CN=renewed" in line for line in reloads), reloads
+    assert any("same server certificate CN=renewed" in line for line in reloads), reloads
+    assert not any("client certificate" in line for line in reloads), reloads
+    caplog.clear()
+    profiles = SSLProfileSet(
+        [SSLProfile(servers=("b.test:443",), keystore=stores["keystore"])],
+        default_truststore=stores["truststore"],
+        reload_interval=None,
+        settle_delay=0.01,
+    )
+    with caplog.at_level(logging.INFO, logger="mtls"), profiles:
+        stores["client_ca"].write_truststore(tmp_path / "clients.jks", PASSWORD)
+        assert profiles.reload()
+    assert "same client certificate" in caplog.text
+
+
 def test_damaged_replacement_keeps_the_last_good(tmp_path: Path, stores: dict[str, Any]) -> None:
     with (
         server_credentials(
