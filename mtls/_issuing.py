@@ -115,9 +115,8 @@ def read_request(
         )
     try:
         request = x509.load_der_x509_csr(der)
-        with _x509.dsa_tolerated(_x509.is_dsa(request)):
-            valid = request.is_signature_valid
-            requested_key = request.public_key()
+        valid = _x509.dsa_call(_x509.is_dsa(request), lambda: request.is_signature_valid)
+        requested_key = _x509.public_key(request)
         request.extensions  # noqa: B018 - read now: a duplicated extension raises here
     except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
         raise KeystoreFormatError(

@@ -213,14 +213,15 @@ def pem_key_to_pkcs8(
         # never held in a local of this frame. A DSA key, or one that may be (encrypted
         # PKCS#8 with MD2, OpenSSH's), is read without cryptography's warning.
         known = block.startswith((b"-----BEGIN RSA PRIVATE", b"-----BEGIN EC PRIVATE"))
-        with _x509.dsa_tolerated(not known):
-            key = serialization.load_pem_private_key(
-                block,
-                password.reveal().encode("utf-8", "surrogatepass")
-                if encrypted and password is not None
-                else None,
-                unsafe_skip_rsa_key_validation=True,
-            )
+        key = _x509.dsa_call(
+            not known,
+            serialization.load_pem_private_key,
+            block,
+            password.reveal().encode("utf-8", "surrogatepass")
+            if encrypted and password is not None
+            else None,
+            unsafe_skip_rsa_key_validation=True,
+        )
     except TypeError as exc:
         raise WrongPasswordError(
             f"{where}: the private key is encrypted: pass its password", path=path

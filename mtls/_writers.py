@@ -8,6 +8,7 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Sequence
 
 from cryptography import x509
@@ -122,7 +123,13 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
         )
     certificate = bytes(certificate)
     if certificate.lstrip().startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
+        # Its first certificate, checked below as DER is (cryptography 51 refuses a PEM
+        # certificate it refuses as DER: one it refuses for a name only is taken).
+        blocks = _x509.pem_blocks(certificate, b"CERTIFICATE")
+        try:
+            certificate = ssl.PEM_cert_to_DER_cert(blocks[0].decode("ascii"))
+        except (IndexError, ValueError):  # no block, or one that is not base64 text
+            raise ValueError("not a certificate in DER or PEM (no CERTIFICATE block)") from None
     try:
         # What cryptography reads (a name it refuses is still OpenSSL's anchor, as a
         # loaded store's would be: status() and the watch leave it out, and say so).
@@ -337,11 +344,17 @@ def _pkcs12_bytes(
             )
         certs = _linked_chain(certs, entry.alias, path)
         try:
-            with _x509.dsa_tolerated(isinstance(key, _x509.DSAPrivateKey)):
-                part = pkcs12.serialize_key_and_certificates(
-                    entry.alias.encode("utf-8"), key, certs[0], certs[1:] or None, encryption
+            parts.append(
+                _x509.dsa_call(
+                    isinstance(key, _x509.DSAPrivateKey),
+                    pkcs12.serialize_key_and_certificates,
+                    entry.alias.encode("utf-8"),
+                    key,
+                    certs[0],
+                    certs[1:] or None,
+                    encryption,
                 )
-            parts.append(part)
+            )
         except ValueError as exc:  # the key is not the certificate's
             raise KeyEntryError(
                 f"{where(path)}: key entry {entry.alias!r}: its key does not match the "

@@ -23,8 +23,8 @@ import string
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -51,6 +51,8 @@ _REPORTED_MAX = 4096
 # for the turn to end (a child forked inside it would record its warnings, unseen).
 _WARNINGS_LOCK = threading.RLock()
 hold_across_fork(sys.modules[__name__], "_WARNINGS_LOCK")
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 # ------------------------------------------------------------------------------ DSA
@@ -94,19 +96,57 @@ else:
     DSAPublicKey = _dsa_class("DSAPublicKey")
 
 
-@contextlib.contextmanager
-def dsa_tolerated(dsa: bool = True) -> Iterator[None]:
-    """Run a cryptography call on DSA material without its deprecation warning (a no-op
-    when ``dsa`` is false: other material never pays for the process-wide switch)."""
+# The one filter dsa_call puts in place: cryptography's DSA deprecation, nothing else
+# (another thread's warnings meanwhile show as the application's filters say).
+_DSA_FILTER: Final = (
+    "ignore",
+    re.compile("DSA is deprecated", re.IGNORECASE),
+    CryptographyDeprecationWarning,
+    None,
+    0,
+)
+_DSA_TRIES = 3
+
+
+def _filters_mutated() -> None:
+    """Tell the warnings machinery its filter list changed (what filterwarnings does):
+    the registries of warnings already shown are renewed against it."""
+    mutated = getattr(warnings, "_filters_mutated", None)
+    if mutated is not None:
+        mutated()
+
+
+def dsa_call(dsa: bool, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``call(*args, **kwargs)``, a cryptography call that may read DSA material, without its
+    deprecation warning; with ``dsa`` false, only the call (other material never
+    touches the warnings state).
+
+    The filter goes into the process's filter list in place, and comes out of that same
+    list after: the whole list is never swapped, as ``warnings.catch_warnings`` does,
+    which raced with the application's own blocks in other threads (pytest's around
+    each test) and left their filters installed. When such a block ends during the
+    call and its list goes, the warning may escape: shown once, or under ``-W error``
+    raised, and then the call is made again.
+    """
     if not dsa:
-        yield
-        return
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        # Only DSA's: another thread's warnings, caught by the switch, still show.
-        warnings.filterwarnings(
-            "ignore", message="DSA is deprecated", category=CryptographyDeprecationWarning
-        )
-        yield
+        return call(*args, **kwargs)
+    for attempt in range(1, _DSA_TRIES + 1):
+        with _WARNINGS_LOCK:
+            filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list
+            filters.insert(0, _DSA_FILTER)
+            _filters_mutated()
+            try:
+                return call(*args, **kwargs)
+            except CryptographyDeprecationWarning as exc:
+                if attempt == _DSA_TRIES or _DSA_FILTER[1].match(str(exc)) is None:
+                    raise
+            finally:
+                for position, item in enumerate(filters):
+                    if item is _DSA_FILTER:
+                        del filters[position]
+                        break
+                _filters_mutated()
+    raise AssertionError("unreachable")  # the last try returned or raised
 
 
 def is_dsa(item: x509.Certificate | x509.CertificateSigningRequest) -> bool:
@@ -123,8 +163,7 @@ def public_key(
     Raises:
         ValueError, UnsupportedAlgorithm: as ``public_key()``.
     """
-    with dsa_tolerated(is_dsa(item)):
-        return item.public_key()
+    return dsa_call(is_dsa(item), item.public_key)
 
 
 def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
@@ -133,8 +172,7 @@ def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
     Raises:
         ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm: as cryptography.
     """
-    with dsa_tolerated(is_dsa(issuer)):
-        child.verify_directly_issued_by(issuer)
+    dsa_call(is_dsa(issuer), child.verify_directly_issued_by, issuer)
 
 
 def key_algorithm(pkcs8_der: bytes) -> str | None:
@@ -155,8 +193,13 @@ def load_private_key(pkcs8_der: bytes, *, check_rsa: bool = True) -> PrivateKeyT
     Raises:
         ValueError, TypeError, UnsupportedAlgorithm: as ``load_der_private_key``.
     """
-    with dsa_tolerated(key_algorithm(pkcs8_der) == DSA_OID):
-        return load_der_private_key(pkcs8_der, None, unsafe_skip_rsa_key_validation=not check_rsa)
+    return dsa_call(
+        key_algorithm(pkcs8_der) == DSA_OID,
+        load_der_private_key,
+        pkcs8_der,
+        None,
+        unsafe_skip_rsa_key_validation=not check_rsa,
+    )
 
 
 def _tbs_spans(der: bytes) -> list[tuple[int, int, int]]:
@@ -491,20 +534,52 @@ def only_a_name_refused(der: bytes) -> bool:
     """Whether cryptography refuses ``der`` only for a name's string it cannot read (a
     Latin-1 byte in an IA5String), and OpenSSL reads the certificate. cryptography 51
     checks names when it loads a certificate, where 50 did when they were read: such a
-    certificate, which OpenSSL serves and Java takes, stays usable by its bytes."""
+    certificate, which OpenSSL serves and Java takes, stays usable by its bytes.
+
+    "Only": the same certificate with those strings made plain (each unreadable byte
+    an ``x``) must load. cryptography stops at its first error, and a BER length or a
+    bad version after the name must still refuse the certificate, as 50 did."""
     try:
         x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        found = _PARSE_ERROR.search(str(exc))
-        return (
-            found is not None
-            and found[1] == "InvalidValue"
-            and "AttributeTypeValue" in (found[2] or "")
-            and openssl_refusal(der) is None
-        )
-    except x509.InvalidVersion:
+    except (ValueError, x509.InvalidVersion):
+        pass
+    else:
+        return False  # it reads: nothing was refused
+    plain = _names_made_plain(der)
+    if plain is None:
         return False
-    return False
+    try:
+        x509.load_der_x509_certificate(plain)
+    except (ValueError, x509.InvalidVersion):
+        return False  # something besides the names
+    return openssl_refusal(der) is None
+
+
+def _names_made_plain(der: bytes) -> bytes | None:
+    """``der`` with each PrintableString and IA5String of its issuer and subject that
+    holds a byte its type does not allow overwritten with as many ``x`` (the lengths,
+    and so every other byte, unchanged); ``None`` when there is none, or the names
+    cannot be walked."""
+    copy = bytearray(der)
+    header = _der.header
+    try:
+        fields = _tbs_spans(der)
+        for _, first, stop in (fields[2], fields[4]):
+            start = first
+            while start < stop:  # each RelativeDistinguishedName (a SET)
+                _, at, end = header(der, start, stop)
+                while at < end:  # each AttributeTypeAndValue: SEQUENCE { type, value }
+                    _, inner, stop_attribute = header(der, at, end)
+                    _, _, oid_stop = header(der, inner, stop_attribute)
+                    tag, value_start, value_stop = header(der, oid_stop, stop_attribute)
+                    value = der[value_start:value_stop]
+                    if tag in (0x13, 0x16) and not _plain_string(tag, value):
+                        copy[value_start:value_stop] = b"x" * len(value)
+                    at = stop_attribute
+                start = end
+    except (_der.DERError, IndexError, ValueError):
+        return None
+    return bytes(copy) if copy != der else None
 
 
 def openssl_refusal(der: bytes) -> ssl.SSLError | None:

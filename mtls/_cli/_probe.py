@@ -192,10 +192,18 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     )
     if keystore is not None:
         alias, _, chain = keystore.key_entry(args.alias)
-        leaf = _x509.load_cert(chain[0])
-        setup.client_subject = _x509.subject_text(leaf)
-        setup.client_not_after = _x509.not_after(leaf).isoformat()
-        setup.client_certificate = leaf
+        try:
+            leaf = _x509.load_cert(chain[0])
+        except ValueError:
+            # OpenSSL sends it, cryptography does not read it (JDK 17 writes its DSA
+            # certificates so): what our own walk of its DER reads, as status() does.
+            subject, _, end, _ = _x509.lenient_leaf_info(chain[0])
+            setup.client_subject = subject
+            setup.client_not_after = end.isoformat() if end is not None else None
+        else:
+            setup.client_subject = _x509.subject_text(leaf)
+            setup.client_not_after = _x509.not_after(leaf).isoformat()
+            setup.client_certificate = leaf
         setup.client_alias = alias
         setup.client_chain = len(chain)
 

@@ -167,13 +167,24 @@ def _key_verdict(key_pem: str) -> tuple[str | None, str | None]:
         load_pem_private_key,
     )
 
-    from .._x509 import dsa_tolerated  # noqa: PLC0415
+    from .. import _x509  # noqa: PLC0415
+    from .._pem import base64_body  # noqa: PLC0415
 
-    try:
-        with dsa_tolerated():  # a DSA key is judged below, not warned about by cryptography
-            key = load_pem_private_key(
-                key_pem.encode("ascii"), None, unsafe_skip_rsa_key_validation=True
-            )
+    try:  # the material's key: unencrypted PKCS#8, whose algorithm says if it is DSA
+        dsa = _x509.key_algorithm(base64_body(key_pem.split("-----")[2].encode())) in (
+            _x509.DSA_OID,
+            None,
+        )
+    except (IndexError, ValueError):
+        dsa = True  # not the PEM expected: whatever it is, cryptography reads it quietly
+    try:  # a DSA key is judged below, not warned about by cryptography
+        key = _x509.dsa_call(
+            dsa,
+            load_pem_private_key,
+            key_pem.encode("ascii"),
+            None,
+            unsafe_skip_rsa_key_validation=True,
+        )
     except (ValueError, TypeError):
         return None, None  # what cryptography cannot read, gRPC judges itself
     if isinstance(key, rsa.RSAPrivateKey):

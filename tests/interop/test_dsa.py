@@ -80,3 +80,22 @@ def test_export_and_import_of_a_certificate_cryptography_cannot_read(dsa_store, 
     if done.returncode:
         assert "cryptography cannot read this certificate" in done.stderr
         assert "keytool -importcert" in done.stderr
+
+
+def test_probe_with_a_dsa_identity_cryptography_cannot_read(dsa_store):
+    """JDK 17's DSA certificate (a NULL in its signature algorithm) is one cryptography
+    refuses: ``mtls probe --keystore`` stopped with "unexpected ValueError ... please
+    report it" before connecting (h144). It now probes, with what its DER says."""
+    import socket
+
+    with socket.socket() as taken:  # a port nothing listens on once it is closed
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "mtls", "probe", f"https://127.0.0.1:{port}/", "--keystore",
+         str(dsa_store), "--password", "changeit"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "refused the connection" in done.stderr
+    assert "unexpected" not in done.stderr and "Traceback" not in done.stderr

@@ -86,12 +86,15 @@ def test_writing_an_rsa_store_names_no_dsa_class(pki: PKI, tmp_path: Path) -> No
     assert [str(item.message) for item in caught] == []
 
 
-def _warn_inside(tolerated: bool, *messages: tuple[str, type[Warning]]) -> None:
+def _warn(*messages: tuple[str, type[Warning]]) -> None:
+    for text, category in messages:
+        warnings.warn(text, category, stacklevel=1)
+
+
+def _warn_inside(dsa: bool, *messages: tuple[str, type[Warning]]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with _x509.dsa_tolerated(tolerated):
-            for text, category in messages:
-                warnings.warn(text, category, stacklevel=1)
+        _x509.dsa_call(dsa, _warn, *messages)
 
 
 def test_the_tolerance_is_for_dsa_only_and_ends_with_its_call() -> None:
@@ -102,6 +105,66 @@ def test_the_tolerance_is_for_dsa_only_and_ends_with_its_call() -> None:
     with pytest.raises(CryptographyDeprecationWarning):
         # Not DSA material: nothing is switched (and the switches above have ended).
         _warn_inside(False, dsa)
+
+
+def _dsa_module() -> types.ModuleType:
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    return dsa
+
+
+def _dsa_pkcs8() -> bytes:
+    return dsa_private_key().private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def test_an_application_block_that_ends_during_a_dsa_read_keeps_its_filters() -> None:
+    """The first version swapped the whole filter list (catch_warnings) for each DSA
+    read: an application's own block in another thread (pytest's around each test)
+    ending meanwhile had its filters left installed, or lost, and the DSA warning
+    escaped (an error under ``-W error``: a failed reload). The filter now goes into
+    the list in service and out of that same list; a read the block's end exposed is
+    made again. The block ends here inside the read, as another thread's would."""
+    key_der = _dsa_pkcs8()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outer, before = warnings.filters, list(warnings.filters)
+        application = warnings.catch_warnings()
+        application.__enter__()
+        warnings.filterwarnings("ignore", message="the application's own")
+        reads: list[int] = []
+
+        def read() -> object:
+            if not reads:
+                application.__exit__(None, None, None)  # its block ends mid-read
+            reads.append(1)
+            return serialization.load_der_private_key(key_der, None)
+
+        key = _x509.dsa_call(True, read)
+        # Read again where the block's end exposed the warning (cryptography 51 on).
+        deprecated = hasattr(_dsa_module(), "_DSAPrivateKey")
+        assert isinstance(key, _x509.DSAPrivateKey) and len(reads) == (2 if deprecated else 1)
+        assert warnings.filters is outer and list(warnings.filters) == before
+
+
+def test_other_keys_never_touch_the_warnings_state(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gRPC's key check read every key as if it were DSA (h144): RSA users paid the
+    switch too. Twin: a DSA key is read with it."""
+    from mtls.integrations import grpc as mtls_grpc
+
+    switches: list[int] = []
+    real = _x509._filters_mutated
+    monkeypatch.setattr(_x509, "_filters_mutated", lambda: (switches.append(1), real())[1])
+    rsa_pem = pki.client.key_pem().decode()
+    assert mtls_grpc._key_verdict(rsa_pem) == (None, None)
+    assert switches == []
+    dsa_pem = _x509.der_to_pem(_dsa_pkcs8()).replace("CERTIFICATE", "PRIVATE KEY")
+    verdict, _ = mtls_grpc._key_verdict(dsa_pem)
+    assert verdict is not None and "DSA" in verdict
+    assert switches == [1, 1]
 
 
 def test_the_dsa_classes_come_from_any_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -240,3 +240,73 @@ def test_a_directory_name_in_an_extension_is_read_under_the_guard() -> None:
     _x509._unusual.cache_clear()
     assert "DNS:a.example" in _x509.subject_alt_names(_x509.load_cert(der))
     assert _x509.usage_warning(der, "client") is None
+
+
+def _resigned(tbs: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A certificate of exactly these tbsCertificate bytes, signed with ``key``."""
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    algorithm = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.10045.4.3.2"))
+    return _der.encode(_der.SEQUENCE, tbs + algorithm + _der.encode(0x03, b"\x00" + signature))
+
+
+def _crafted(tbs: bytes, defect: str) -> bytes:
+    """``tbs`` with a Latin-1 byte in its emailAddress, and ``defect``: its public
+    key's length in BER's long form (after the name), or X.509 version 5."""
+    tbs = tbs.replace(b"josQQ", b"jos\xe9Q")
+    if defect == "version":
+        at = tbs.index(b"\xa0\x03\x02\x01\x02") + 4  # right after the header
+        assert at < 10
+        return tbs[:at] + b"\x04" + tbs[at + 1 :]
+    if defect == "none":
+        return tbs
+    fields = _der.read_single(tbs, _der.SEQUENCE).children()
+    encoded = [_der.encode(f.tag, f.value) for f in fields]
+    spki = fields[6]  # [0] version, serial, signature, issuer, validity, subject, key
+    encoded[6] = bytes([spki.tag, 0x84]) + len(spki.value).to_bytes(4, "big") + spki.value
+    return _der.encode(_der.SEQUENCE, b"".join(encoded))
+
+
+@pytest.mark.parametrize("defect", ["ber", "version"])
+def test_a_certificate_refused_for_more_than_a_name_never_wins_a_match(
+    tmp_path: Path, defect: str
+) -> None:
+    """cryptography stops at a certificate's first error. With a name it cannot read
+    first, a BER length or a bad version after it went unseen: such a certificate,
+    first in a PEM identity, won the key match over the right one and was served, and
+    add_certificate took it (h144, HIGH; cryptography 50 refused it). Twin: the same
+    name alone is still taken."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem_key = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    now = _dt.datetime.now(_dt.UTC)
+
+    def certificate(*attributes: x509.NameAttribute) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(list(attributes)))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]))
+            .public_key(key.public_key())
+            .serial_number(7)
+            .not_valid_before(now - _dt.timedelta(days=1))
+            .not_valid_after(now + _dt.timedelta(days=300))
+            .sign(key, hashes.SHA256())
+        )
+
+    good = certificate(x509.NameAttribute(NameOID.COMMON_NAME, "good")).public_bytes(Encoding.DER)
+    template = certificate(
+        x509.NameAttribute(NameOID.COMMON_NAME, "crafted"),
+        x509.NameAttribute(NameOID.EMAIL_ADDRESS, "josQQ@example.com"),
+    ).tbs_certificate_bytes
+    crafted = _resigned(_crafted(template, defect), key)
+    name_only = _resigned(_crafted(template, "none"), key)
+    assert _x509.openssl_refusal(crafted) is None  # OpenSSL reads (and would serve) it
+    assert not _x509.only_a_name_refused(crafted)
+    with pytest.raises(ValueError, match="not a certificate"):
+        mtls.Truststore().add_certificate("crafted", crafted)
+    path = tmp_path / "identity.pem"
+    path.write_bytes(pem_key + _x509.der_to_pem(crafted).encode() + _x509.der_to_pem(good).encode())
+    assert mtls.Keystore.load(path, None).key_entry()[2] == (good,)
+    # The twin: a name cryptography 51 refuses, and nothing else, as DER and as PEM.
+    for form in (name_only, _x509.der_to_pem(name_only).encode()):
+        truststore = mtls.Truststore()
+        truststore.add_certificate("odd", form)
+        assert name_only in truststore.anchors_der
