@@ -7,8 +7,8 @@ are keytool's since JDK 12; JKS goes through ``_jks.build_store``.
 
 from __future__ import annotations
 
+import binascii
 import os
-import ssl
 from collections.abc import Callable, Sequence
 
 from cryptography import x509
@@ -123,13 +123,15 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
         )
     certificate = bytes(certificate)
     if certificate.lstrip().startswith(b"-----BEGIN"):
-        # Its first certificate, checked below as DER is (cryptography 51 refuses a PEM
-        # certificate it refuses as DER: one it refuses for a name only is taken).
-        blocks = _x509.pem_blocks(certificate, b"CERTIFICATE")
         try:
-            certificate = ssl.PEM_cert_to_DER_cert(blocks[0].decode("ascii"))
-        except (IndexError, ValueError):  # no block, or one that is not base64 text
-            raise ValueError("not a certificate in DER or PEM (no CERTIFICATE block)") from None
+            return x509.load_pem_x509_certificate(certificate).public_bytes(
+                serialization.Encoding.DER
+            )
+        except ValueError:
+            # cryptography 51 refuses, in PEM as in DER, a certificate whose name holds a
+            # string it cannot read: its first plain CERTIFICATE block (strict base64),
+            # checked below as DER is; any other refusal stands.
+            certificate = _plain_pem_certificate(certificate)
     try:
         # What cryptography reads (a name it refuses is still OpenSSL's anchor, as a
         # loaded store's would be: status() and the watch leave it out, and say so).
@@ -139,6 +141,19 @@ def to_der(certificate: x509.Certificate | bytes) -> bytes:
         if not _x509.only_a_name_refused(certificate):
             raise ValueError(f"not a certificate in DER or PEM ({exc})") from None
     return certificate
+
+
+def _plain_pem_certificate(pem: bytes) -> bytes:
+    """The DER of the first ``CERTIFICATE`` block of ``pem`` with nothing but base64 in
+    it (ValueError when there is none)."""
+    blocks = _x509.pem_blocks(pem, b"CERTIFICATE")
+    if not blocks:
+        raise ValueError("not a certificate in DER or PEM (no CERTIFICATE block)")
+    body = blocks[0][len(b"-----BEGIN CERTIFICATE-----") : -len(b"-----END CERTIFICATE-----")]
+    try:
+        return binascii.a2b_base64(body.translate(None, b" \t\r\n"), strict_mode=True)
+    except binascii.Error:
+        raise ValueError("not a certificate in DER or PEM (its PEM is not base64)") from None
 
 
 def _jks_bytes(

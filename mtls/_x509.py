@@ -46,9 +46,10 @@ _NAME_LIMITS = {"2.5.4.6": (2, 2), "2.5.4.3": (1, 64), "1.3.6.1.4.1.311.60.2.1.3
 # Certificates already reported, so a reload every few seconds does not repeat them.
 _REPORTED: set[tuple[str, str]] = set()
 _REPORTED_MAX = 4096
-# catch_warnings swaps process-wide state: mtls's own threads take turns (the
-# path is rare: only certificates _unusual() picks go through it), and a fork waits
-# for the turn to end (a child forked inside it would record its warnings, unseen).
+# A filter put into the process's warning filters for one read (:func:`_quiet`): mtls's
+# own threads take turns (the paths are rare: certificates _unusual() picks, DSA
+# material), and a fork waits for the turn to end (a child forked inside it would keep
+# the filter for good).
 _WARNINGS_LOCK = threading.RLock()
 hold_across_fork(sys.modules[__name__], "_WARNINGS_LOCK")
 _T = TypeVar("_T")
@@ -63,7 +64,7 @@ _P = ParamSpec("_P")
 # mtls's lines on every load, and as an exception under ``-W error`` or pytest's
 # ``filterwarnings = error``. The classes come from the aliases cryptography keeps for
 # its own checks (older releases: the public names, which do not warn there), and the
-# calls that read DSA material run under :func:`dsa_tolerated`; nothing else pays.
+# calls that read DSA material go through :func:`dsa_call`; nothing else pays.
 DSA_OID: Final = "1.2.840.10040.4.1"  # id-dsa: a PKCS#8 key's or a certificate's algorithm
 
 
@@ -105,7 +106,7 @@ _DSA_FILTER: Final = (
     None,
     0,
 )
-_DSA_TRIES = 3
+_QUIET_TRIES = 3
 
 
 def _filters_mutated() -> None:
@@ -116,37 +117,60 @@ def _filters_mutated() -> None:
         mutated()
 
 
-def dsa_call(dsa: bool, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """``call(*args, **kwargs)``, a cryptography call that may read DSA material, without its
-    deprecation warning; with ``dsa`` false, only the call (other material never
-    touches the warnings state).
+# What a guarded read of a certificate silences: the warnings attributed to cryptography's
+# code, or to this module's calls into it (its parser warns as its Python caller).
+# Another thread's warnings meanwhile show as the application's filters say, unless
+# cryptography makes them too.
+_CERT_FILTER: Final = (
+    "ignore",
+    None,
+    Warning,
+    re.compile(r"(?:mtls\._x509|cryptography(?:\..*)?)\Z"),
+    0,
+)
 
-    The filter goes into the process's filter list in place, and comes out of that same
-    list after: the whole list is never swapped, as ``warnings.catch_warnings`` does,
-    which raced with the application's own blocks in other threads (pytest's around
-    each test) and left their filters installed. When such a block ends during the
-    call and its list goes, the warning may escape: shown once, or under ``-W error``
-    raised, and then the call is made again.
-    """
-    if not dsa:
-        return call(*args, **kwargs)
-    for attempt in range(1, _DSA_TRIES + 1):
+
+def _quiet(
+    entry: tuple[Any, ...], call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+) -> _T:
+    """``call(*args, **kwargs)`` with the warnings filter ``entry`` in force: put into
+    the process's filter list in place, and taken out of that same list after.
+
+    The list is never swapped, as ``warnings.catch_warnings`` does, which raced with
+    the application's own blocks in other threads (pytest's around each test) and left
+    their filters installed, or lost them; mtls's own threads take turns. When such a
+    block ends during the call, its list goes with the filter, and a warning it
+    silences may escape: shown once, or under ``-W error`` raised, and then the call is
+    made again (it only reads)."""
+    for attempt in range(1, _QUIET_TRIES + 1):
         with _WARNINGS_LOCK:
             filters: list[Any] = warnings.filters  # type: ignore[assignment]  # a list
-            filters.insert(0, _DSA_FILTER)
+            filters.insert(0, entry)
             _filters_mutated()
             try:
                 return call(*args, **kwargs)
-            except CryptographyDeprecationWarning as exc:
-                if attempt == _DSA_TRIES or _DSA_FILTER[1].match(str(exc)) is None:
+            except Warning as exc:  # raised: an "error" filter took it, not ours
+                silenced = isinstance(exc, entry[2]) and (
+                    entry[1] is None or entry[1].match(str(exc)) is not None
+                )
+                if attempt == _QUIET_TRIES or not silenced:
                     raise
             finally:
                 for position, item in enumerate(filters):
-                    if item is _DSA_FILTER:
+                    if item is entry:
                         del filters[position]
                         break
                 _filters_mutated()
     raise AssertionError("unreachable")  # the last try returned or raised
+
+
+def dsa_call(dsa: bool, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``call(*args, **kwargs)``, a cryptography call that may read DSA material, without
+    its deprecation warning (:func:`_quiet`); with ``dsa`` false, only the call (other
+    material never touches the warnings state)."""
+    if not dsa:
+        return call(*args, **kwargs)
+    return _quiet(_DSA_FILTER, call, *args, **kwargs)
 
 
 def is_dsa(item: x509.Certificate | x509.CertificateSigningRequest) -> bool:
@@ -314,37 +338,67 @@ def _plain_string(tag: int, value: bytes) -> bool:
     return tag == 0x16 and value.isascii()  # IA5String
 
 
-@contextlib.contextmanager
-def _reported(der: bytes, subject: list[str]) -> Iterator[None]:
-    """Run a cryptography call, turning its warnings into one log line per certificate."""
-    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    # Logged once the lock is released: a handler that blocks holds back no other
-    # thread's read of a certificate (a reload check's, under the engine's lock).
-    _report(der, subject, caught)
+_SERIAL_TEXT: Final = (
+    "its serial number is not positive, which RFC 5280 disallows and a future "
+    "cryptography release will refuse"
+)
 
 
-def _report(der: bytes, subject: list[str], caught: list[warnings.WarningMessage]) -> None:
+def _attributes(der: bytes, start: int, stop: int) -> Iterator[tuple[int, str, int, int, int]]:
+    """Each attribute of the Name whose content spans ``der[start:stop]``, as ``(how
+    many its RDN holds, OID, value tag, value start, value stop)``.
+
+    Raises:
+        ValueError: the Name is not RDNs of type-and-value attributes.
+    """
+    header = _der.header
+    while start < stop:  # each RelativeDistinguishedName (a SET)
+        _, at, end = header(der, start, stop)
+        found = []
+        while at < end:  # each AttributeTypeAndValue: SEQUENCE { type, value }
+            _, inner, stop_attribute = header(der, at, end)
+            _, oid_start, oid_stop = header(der, inner, stop_attribute)
+            tag, value_start, value_stop = header(der, oid_stop, stop_attribute)
+            found.append((_der.decode_oid(der[oid_start:oid_stop]), tag, value_start, value_stop))
+            at = stop_attribute
+        for oid, tag, value_start, value_stop in found:
+            yield len(found), oid, tag, value_start, value_stop
+        start = end
+
+
+def _unusual_reasons(der: bytes) -> list[str]:
+    """What cryptography warns about when it reads ``der``, found by our own walk: a
+    serial number that is not positive, a name attribute outside its length."""
+    reasons = []
+    try:
+        fields = _tbs_spans(der)
+        tag, start, stop = fields[0]
+        if tag == _der.INTEGER and _der.decode_int(der[start:stop]) <= 0:
+            reasons.append(_SERIAL_TEXT)
+        for _, first, last in (fields[2], fields[4]):
+            for _, oid, tag, value_start, value_stop in _attributes(der, first, last):
+                limits = _NAME_LIMITS.get(oid)
+                length = value_stop - value_start
+                if limits and tag in (0x0C, 0x13, 0x16) and not limits[0] <= length <= limits[1]:
+                    said = (
+                        f"Attribute's length must be >= {limits[0]} and <= {limits[1]}, "
+                        f"but it was {length}"
+                    )
+                    reasons.append(
+                        f"a name attribute is longer or shorter than RFC 5280 allows ({said})"
+                    )
+    except (_der.DERError, IndexError, ValueError):
+        pass  # what cannot be walked is cryptography's to refuse
+    return list(dict.fromkeys(reasons))
+
+
+def _report(der: bytes, subject: str | None) -> None:
+    """Log once per certificate (per process) what cryptography would have warned
+    about while reading it (its warnings are silenced: :data:`_CERT_FILTER`). Called
+    once the lock is released: a handler that blocks holds back no other thread's read
+    of a certificate (a reload check's, under the engine's lock)."""
     fingerprint = sha256_hex(der)
-    for item in caught:
-        # cryptography's own, attributed to it or (stacklevel=2) to our call here.
-        if not (
-            issubclass(item.category, CryptographyDeprecationWarning)
-            or item.filename == __file__
-            or "cryptography" in item.filename
-        ):
-            # Another thread's warning, caught by the process-wide switch: pass it on.
-            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-            continue
-        text = str(item.message).split(". ")[0].rstrip(".")
-        if "serial number" in text:
-            text = (
-                "its serial number is not positive, which RFC 5280 disallows and a future "
-                "cryptography release will refuse"
-            )
-        elif text.startswith("Attribute's length"):
-            text = f"a name attribute is longer or shorter than RFC 5280 allows ({text})"
+    for text in _unusual_reasons(der):
         if (fingerprint, text) in _REPORTED:
             continue
         if len(_REPORTED) >= _REPORTED_MAX:
@@ -352,7 +406,7 @@ def _report(der: bytes, subject: list[str], caught: list[warnings.WarningMessage
         _REPORTED.add((fingerprint, text))
         log.warning(
             "certificate %s (SHA-256 %s...): %s; Java and OpenSSL accept it, and so does mtls",
-            subject[0] if subject else "(subject unreadable)",
+            subject or "(subject unreadable)",
             fingerprint[:16],
             text,
         )
@@ -420,6 +474,15 @@ def key_algorithm_label(oid: str) -> str:
     return f"{name} ({why})" if why else name
 
 
+def _read_names(der: bytes) -> tuple[x509.Certificate, str]:
+    """``der`` read, with its names (parsed on first access and kept: parsed here, under
+    the guard), and its subject as text."""
+    cert = x509.load_der_x509_certificate(der)
+    subject = cert.subject.rfc4514_string()
+    cert.issuer.rfc4514_string()
+    return cert, subject
+
+
 def load_cert(der: bytes) -> x509.Certificate:
     """Parse DER into a Certificate, tolerating what RFC 5280 forbids and Java accepts.
 
@@ -432,12 +495,8 @@ def load_cert(der: bytes) -> x509.Certificate:
     try:
         if not _unusual(der):
             return x509.load_der_x509_certificate(der)
-        subject: list[str] = []
-        with _reported(der, subject):
-            cert = x509.load_der_x509_certificate(der)
-            # Names are parsed on first access and kept: parse them under the guard.
-            subject.append(cert.subject.rfc4514_string())
-            cert.issuer.rfc4514_string()
+        cert, subject = _quiet(_CERT_FILTER, _read_names, der)
+        _report(der, subject)
     except x509.InvalidVersion as exc:  # not a ValueError: keep the one documented error
         raise ValueError(f"unsupported X.509 version ({exc})") from exc
     except TypeError as exc:  # a name attribute of a type its OID does not allow
@@ -522,9 +581,7 @@ def pkcs7_certificates(data: bytes, *, pem: bool) -> list[bytes]:
         # DER forbids: cryptography reads it as BER, and warns. Java and OpenSSL read it.
         # Each certificate is read again through load_cert's guard, which reports what
         # cryptography warns about once: here its warnings are only silenced.
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            certs = load(data)
+        certs = _quiet(_CERT_FILTER, load, data)
     except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return []
     return [cert.public_bytes(Encoding.DER) for cert in certs]
@@ -539,9 +596,11 @@ def only_a_name_refused(der: bytes) -> bool:
     "Only": the same certificate with those strings made plain (each unreadable byte
     an ``x``) must load. cryptography stops at its first error, and a BER length or a
     bad version after the name must still refuse the certificate, as 50 did."""
+    # Read with its names (cryptography 50 refuses a name as it reads it), under the
+    # guard: a serial number that is not positive warns, as ever.
     try:
-        x509.load_der_x509_certificate(der)
-    except (ValueError, x509.InvalidVersion):
+        _quiet(_CERT_FILTER, _read_names, der)
+    except (ValueError, TypeError, x509.InvalidVersion):
         pass
     else:
         return False  # it reads: nothing was refused
@@ -549,34 +608,31 @@ def only_a_name_refused(der: bytes) -> bool:
     if plain is None:
         return False
     try:
-        x509.load_der_x509_certificate(plain)
-    except (ValueError, x509.InvalidVersion):
+        _quiet(_CERT_FILTER, _read_names, plain)
+    except (ValueError, TypeError, x509.InvalidVersion):
         return False  # something besides the names
-    return openssl_refusal(der) is None
+    if openssl_refusal(der) is not None:
+        return False
+    _report(der, lenient_leaf_info(der)[0])  # what else it has, said once, as load_cert does
+    return True
 
 
 def _names_made_plain(der: bytes) -> bytes | None:
     """``der`` with each PrintableString and IA5String of its issuer and subject that
     holds a byte its type does not allow overwritten with as many ``x`` (the lengths,
-    and so every other byte, unchanged); ``None`` when there is none, or the names
-    cannot be walked."""
+    and so every other byte, unchanged); ``None`` when there is none, or one is in an
+    RDN of several attributes (overwriting it may change the order DER sets them in,
+    which cryptography checks), or the names cannot be walked."""
     copy = bytearray(der)
-    header = _der.header
     try:
         fields = _tbs_spans(der)
-        for _, first, stop in (fields[2], fields[4]):
-            start = first
-            while start < stop:  # each RelativeDistinguishedName (a SET)
-                _, at, end = header(der, start, stop)
-                while at < end:  # each AttributeTypeAndValue: SEQUENCE { type, value }
-                    _, inner, stop_attribute = header(der, at, end)
-                    _, _, oid_stop = header(der, inner, stop_attribute)
-                    tag, value_start, value_stop = header(der, oid_stop, stop_attribute)
-                    value = der[value_start:value_stop]
-                    if tag in (0x13, 0x16) and not _plain_string(tag, value):
-                        copy[value_start:value_stop] = b"x" * len(value)
-                    at = stop_attribute
-                start = end
+        for _, first, last in (fields[2], fields[4]):
+            for count, _, tag, value_start, value_stop in _attributes(der, first, last):
+                value = der[value_start:value_stop]
+                if tag in (0x13, 0x16) and not _plain_string(tag, value):
+                    if count > 1:
+                        return None
+                    copy[value_start:value_stop] = b"x" * len(value)
     except (_der.DERError, IndexError, ValueError):
         return None
     return bytes(copy) if copy != der else None
@@ -978,10 +1034,8 @@ def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None)
     try:
         if not _unusual(der) and not _names_in_extensions(der):
             return _optional(cert.extensions, kind)
-        subject: list[str] = []
-        with _reported(der, subject):
-            subject.append(subject_text(cert))
-            extensions = cert.extensions
+        subject, extensions = _quiet(_CERT_FILTER, _read_extensions, cert)
+        _report(der, subject)
         return _optional(extensions, kind)
     except (ValueError, x509.DuplicateExtension):
         return None
@@ -990,14 +1044,19 @@ def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None)
 def extensions_unreadable(cert: x509.Certificate, der: bytes) -> bool:
     """Whether cryptography refuses ``cert``'s extensions (a duplicated one, a bad
     encoding): Java refuses such a certificate in a store it reads."""
-    subject: list[str] = []
-    try:
-        with _reported(der, subject):  # renewal only: the guard always (no fast path)
-            subject.append(subject_text(cert))
-            _ = cert.extensions
+    try:  # renewal only: the guard always (no fast path)
+        subject, _ = _quiet(_CERT_FILTER, _read_extensions, cert)
     except (ValueError, x509.DuplicateExtension):
         return True
+    _report(der, subject)
     return False
+
+
+def _read_extensions(cert: x509.Certificate) -> tuple[str, x509.Extensions]:
+    """``cert``'s subject as text and its extensions (read under :data:`_CERT_FILTER`:
+    cryptography warns again on the first read of the extensions of a certificate it
+    warned about)."""
+    return subject_text(cert), cert.extensions
 
 
 # The name attributes cryptography checks the length of, as their DER is written.

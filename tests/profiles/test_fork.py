@@ -293,22 +293,24 @@ def test_a_revocation_fetch_under_way_at_the_fork_does_not_hold_the_child(ca) ->
 
 @pytest.mark.filterwarnings("ignore:.*fork:DeprecationWarning")
 def test_a_fork_waits_for_the_warnings_turn_of_another_thread() -> None:
-    """mtls._x509 swaps the process's warning machinery (catch_warnings) around an
-    unusual certificate's parse. A child forked while another thread was inside would
-    keep the swapped machinery for good, recording its warnings where nobody reads
-    them: the fork now waits for the turn to end."""
+    """mtls._x509 puts a filter into the process's warning filters around an unusual
+    certificate's parse (a DSA key's too). A child forked while another thread was
+    inside would keep the filter for good, its warnings silenced: the fork waits for
+    the turn to end."""
     from mtls import _x509  # the module whose turn is taken
 
     machinery = warnings._showwarnmsg_impl  # type: ignore[attr-defined]
     filters = list(warnings.filters)
     inside, leave = threading.Event(), threading.Event()
 
+    def in_turn() -> None:
+        inside.set()
+        # Nobody sets it before the fork: the turn ends after a bounded wait, which
+        # the fork waits out (without the fix it lands inside the turn).
+        leave.wait(1.0)
+
     def parse_in_turn() -> None:
-        with _x509._reported(b"not a certificate", []):
-            inside.set()
-            # Nobody sets it before the fork: the turn ends after a bounded wait,
-            # which the fork waits out (without the fix it lands inside the turn).
-            leave.wait(1.0)
+        _x509._quiet(_x509._CERT_FILTER, in_turn)
 
     parser = threading.Thread(target=parse_in_turn)
     parser.start()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import ssl
+import types
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -178,23 +180,36 @@ def test_an_anchor_whose_name_cryptography_refuses_is_left_out_not_handed_on(
     assert "cannot be parsed by cryptography" in caplog.text
 
 
-def _signed(subject: x509.Name, extensions: list[x509.ExtensionType] = ()) -> tuple[bytes, bytes]:
-    """A self-issued EC certificate for ``subject`` (with ``extensions``) and its key's
-    PKCS#8 PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def _self_signed(
+    key: ec.EllipticCurvePrivateKey,
+    subject: x509.Name,
+    extensions: Sequence[x509.ExtensionType] = (),
+    serial: int = 7,
+) -> x509.Certificate:
+    """A certificate for ``subject`` (with ``extensions``), issued under the name "ca"
+    by ``key`` itself."""
     now = _dt.datetime.now(_dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]))
         .public_key(key.public_key())
-        .serial_number(12345)
+        .serial_number(serial)
         .not_valid_before(now - _dt.timedelta(days=1))
         .not_valid_after(now + _dt.timedelta(days=300))
     )
     for value in extensions:
         builder = builder.add_extension(value, critical=False)
-    cert = builder.sign(key, hashes.SHA256())
+    return builder.sign(key, hashes.SHA256())
+
+
+def _signed(
+    subject: x509.Name, extensions: Sequence[x509.ExtensionType] = ()
+) -> tuple[bytes, bytes]:
+    """A self-issued EC certificate for ``subject`` (with ``extensions``) and its key's
+    PKCS#8 PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _self_signed(key, subject, extensions, serial=12345)
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     return cert.public_bytes(Encoding.DER), pem
 
@@ -277,19 +292,9 @@ def test_a_certificate_refused_for_more_than_a_name_never_wins_a_match(
     name alone is still taken."""
     key = ec.generate_private_key(ec.SECP256R1())
     pem_key = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    now = _dt.datetime.now(_dt.UTC)
 
     def certificate(*attributes: x509.NameAttribute) -> x509.Certificate:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(list(attributes)))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]))
-            .public_key(key.public_key())
-            .serial_number(7)
-            .not_valid_before(now - _dt.timedelta(days=1))
-            .not_valid_after(now + _dt.timedelta(days=300))
-            .sign(key, hashes.SHA256())
-        )
+        return _self_signed(key, x509.Name(list(attributes)))
 
     good = certificate(x509.NameAttribute(NameOID.COMMON_NAME, "good")).public_bytes(Encoding.DER)
     template = certificate(
@@ -310,3 +315,98 @@ def test_a_certificate_refused_for_more_than_a_name_never_wins_a_match(
         truststore = mtls.Truststore()
         truststore.add_certificate("odd", form)
         assert name_only in truststore.anchors_der
+
+
+def test_a_bad_name_with_a_serial_of_zero_is_taken_with_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The copy with its names made plain was read outside the guard: with a serial
+    number of zero too (WSO2's stores hold such roots), cryptography's own warning
+    reached the application, an exception under ``-W error`` (h145)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    email = x509.NameAttribute(NameOID.EMAIL_ADDRESS, "josQQ@example.com")
+    cn = x509.NameAttribute(NameOID.COMMON_NAME, "zero")
+    tbs = _crafted(_self_signed(key, x509.Name([cn, email])).tbs_certificate_bytes, "none")
+    assert tbs.count(b"\x02\x01\x07") == 1
+    zero = _resigned(tbs.replace(b"\x02\x01\x07", b"\x02\x01\x00"), key)
+    with caplog.at_level("WARNING", logger="mtls"):
+        truststore = mtls.Truststore()
+        truststore.add_certificate("zero", zero)  # warnings are errors in this suite
+    assert zero in truststore.anchors_der
+    assert "serial number is not positive" in caplog.text
+
+
+def test_a_bad_name_in_a_multi_valued_rdn_is_not_taken() -> None:
+    """Overwriting a value may change the order DER sets an RDN's attributes in, which
+    cryptography checks: a set out of order passed, one in order was refused (h145).
+    Such a name is left to cryptography, which refuses it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    rdn = x509.RelativeDistinguishedName(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "multi"),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, "josQQ@example.com"),
+        ]
+    )
+    tbs = _self_signed(key, x509.Name([rdn])).tbs_certificate_bytes
+    crafted = _resigned(_crafted(tbs, "none"), key)
+    assert not _x509.only_a_name_refused(crafted)
+
+
+def test_a_pem_certificate_is_read_as_before_and_strictly_after(tmp_path: Path) -> None:
+    """The PEM path of add_certificate went through OpenSSL's lenient base64 and its
+    CERTIFICATE label only: ``X509 CERTIFICATE`` was refused and junk in the base64
+    taken (h145). cryptography reads PEM first again; only a certificate it refuses
+    for its name is read from a strict CERTIFICATE block."""
+    ca = CA()
+    pem = ca.cert_pem
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    truststore = mtls.Truststore()
+    truststore.add_certificate("x509", pem.replace(b"CERTIFICATE-----", b"X509 CERTIFICATE-----"))
+    assert der in truststore.anchors_der
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "odd"),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, "josQQ@example.com"),
+        ]
+    )
+    odd, _ = _signed(name)
+    odd = odd.replace(b"josQQ", b"jos\xe9Q")
+    lines = _x509.der_to_pem(odd).splitlines()
+    lines[1] = lines[1][:10] + "*!" + lines[1][10:]  # junk in the base64
+    with pytest.raises(ValueError, match="not base64"):
+        mtls.Truststore().add_certificate("junk", "\n".join(lines).encode())
+
+
+def test_a_guarded_read_leaves_the_applications_filters_as_they_are(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """load_cert's guard swapped the process's filter list (catch_warnings) for each
+    certificate it picks (the serial-0 roots WSO2's truststores hold): an application's
+    own block in another thread that ended meanwhile left its filters installed for
+    good (h145, on every reload). The block ends here inside the read, as another
+    thread's would; the certificate is still reported once."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cn = x509.NameAttribute(NameOID.COMMON_NAME, "zero serial")
+    tbs = _self_signed(key, x509.Name([cn])).tbs_certificate_bytes
+    zero = _resigned(tbs.replace(b"\x02\x01\x07", b"\x02\x01\x00", 1), key)
+    real = x509.load_der_x509_certificate
+    with warnings.catch_warnings():
+        outer, before = warnings.filters, list(warnings.filters)
+        application = warnings.catch_warnings()
+        application.__enter__()
+        warnings.filterwarnings("ignore", message="the application's own")
+        ended: list[int] = []
+
+        def read(data: bytes) -> x509.Certificate:
+            if not ended:
+                ended.append(1)
+                application.__exit__(None, None, None)  # its block ends mid-read
+            return real(data)
+
+        # Run as mtls._x509's own code: cryptography's warning names its Python caller.
+        as_mtls = types.FunctionType(read.__code__, vars(_x509), "read", None, read.__closure__)
+        monkeypatch.setattr(x509, "load_der_x509_certificate", as_mtls)
+        with caplog.at_level("WARNING", logger="mtls"):
+            assert _x509.serial_number(_x509.load_cert(zero)) == 0
+        assert ended and warnings.filters is outer and list(warnings.filters) == before
+    assert "serial number is not positive" in caplog.text
