@@ -397,8 +397,11 @@ def _report(der: bytes, subject: str | None) -> None:
     about while reading it (its warnings are silenced: :data:`_CERT_FILTER`). Called
     once the lock is released: a handler that blocks holds back no other thread's read
     of a certificate (a reload check's, under the engine's lock)."""
+    reasons = _unusual_reasons(der)
+    if not reasons:  # picked by _unusual for another cause (a string type): nothing to say
+        return
     fingerprint = sha256_hex(der)
-    for text in _unusual_reasons(der):
+    for text in reasons:
         if (fingerprint, text) in _REPORTED:
             continue
         if len(_REPORTED) >= _REPORTED_MAX:
