@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -24,9 +25,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mtls
 from mtls import _der, _entries, _pkcs12, _readers, _x509
+from mtls._pem import _orphan_end
 from mtls._pkcs12 import MAX_FILE_KDF_ITERATIONS, WorkBudget
 from mtls.testing import CA
 from tests._keytool import JDK, STOREPASS, KeytoolStores, parse_keytool_list, run_keytool
@@ -419,6 +423,43 @@ def test_pem_with_begin_lines_and_no_end_is_refused_in_one_pass() -> None:
     ):
         with pytest.raises(mtls.KeystoreFormatError, match="no matching END line"):
             mtls.Truststore.from_bytes(damaged)
+
+
+# What an END line is (the regular expression the scan used to be): "-----END " at the
+# start of a line, after spaces or tabs.
+_END_LINE = re.compile(rb"(?:\A|[\r\n])[ \t]*(-----END )")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"-----END ", b"-----END X-----", b" ", b"\t", b"\n", b"\r", b"x", b"-"]),
+        max_size=40,
+    ),
+    st.data(),
+)
+def test_orphan_end_finds_the_end_lines_a_line_anchored_pattern_finds(
+    parts: list[bytes], data: st.DataObject
+) -> None:
+    """The END-line scan moved from a regular expression (50 us per PEM identity) to
+    ``bytes.find``: it must find the same END lines. Each is reported as an orphan
+    unless its position is among the block ends given."""
+    text = b"".join(parts)
+    lines = [m.start(1) for m in _END_LINE.finditer(text)]
+    known = data.draw(st.lists(st.sampled_from(lines), unique=True)) if lines else []
+    assert _orphan_end(text, known) == bool(set(lines) - set(known))
+    assert not _orphan_end(text, lines)
+
+
+def test_end_lines_after_long_runs_of_blanks_are_found_in_one_pass() -> None:
+    # 1 MiB of blanks before an END line, and 50,000 END lines each after a tab: the
+    # backward reads stop at the first non-blank, so each byte is read about once.
+    blanks = b" \t" * (512 * 1024)
+    assert _orphan_end(b"\n" + blanks + b"-----END X-----", [])
+    assert not _orphan_end(b"x" + blanks + b"-----END X-----", [])
+    many = b"\t-----END X-----" * 50_000
+    assert not _orphan_end(b"x" + many, [])
+    assert _orphan_end(b"x" + many + b"\n-----END X-----", [])
 
 
 def test_many_certificates_with_one_cn_are_numbered_in_linear_steps(
