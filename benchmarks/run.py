@@ -94,7 +94,7 @@ def cold() -> None:
         _entries._cn_alias,
         _keyload._identity_chain_pem,
         _x509.raw_names,
-        _x509._unusual,
+        _x509._plain,
     ):
         cached.cache_clear()
 

@@ -43,6 +43,9 @@ from ._log import log
 # Name attributes cryptography checks the length of (x509/name.py, _NAMEOID_LENGTH_LIMIT):
 # country, common name, jurisdiction country.
 _NAME_LIMITS = {"2.5.4.6": (2, 2), "2.5.4.3": (1, 64), "1.3.6.1.4.1.311.60.2.1.3": (2, 2)}
+# The same, keyed by the content of each OBJECT IDENTIFIER (the pre-check's walk).
+_NAME_LIMITS_DER = {_der.encode_oid(oid)[2:]: limits for oid, limits in _NAME_LIMITS.items()}
+_CN_OID = _der.encode_oid("2.5.4.3")[2:]  # the content of CN's OBJECT IDENTIFIER
 # Certificates already reported, so a reload every few seconds does not repeat them.
 _REPORTED: set[tuple[str, str]] = set()
 _REPORTED_MAX = 4096
@@ -276,46 +279,65 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
 # Cached: the same certificates are read on every context build and reload (a leaf per
 # client_context, 144 anchors per cacerts), and this walk is pure Python.
 @functools.lru_cache(maxsize=4096)
-def _unusual(der: bytes) -> bool:
-    """Whether cryptography may warn while reading ``der`` (when unsure: yes)."""
+def _plain(der: bytes) -> tuple[str | None] | None:
+    """The pre-check of every certificate read: ``None`` when cryptography may warn
+    while reading ``der`` (when unsure: ``None``); else ``(its subject's first CN, or
+    None,)``, read from the DER in the same walk (its names are then plain strings, one
+    per RDN, that cryptography reads as they are: a CA bundle's aliases come from their
+    CNs, and cryptography builds an object per name attribute to give one)."""
     try:
         fields = _tbs_spans(der)
         tag, start, stop = fields[0]
         if tag != _der.INTEGER or _der.decode_int(der[start:stop]) <= 0:
-            return True
-        return _unusual_name(der, *fields[2]) or _unusual_name(der, *fields[4])
+            return None
+        if _plain_name(der, *fields[2]) is None:
+            return None
+        subject = _plain_name(der, *fields[4])
+        if subject is None:
+            return None
+        return (der[subject[0] : subject[1]].decode("utf-8") if subject else None,)
     except (_der.DERError, IndexError, ValueError):
-        return True  # cryptography produces the real error, under the guard
+        return None  # cryptography produces the real error, under the guard
 
 
-def _unusual_name(der: bytes, tag: int, start: int, stop: int) -> bool:
-    """:func:`_unusual` for one Name (issuer or subject) of ``der``: a string type or a
-    length cryptography warns about, or anything other than RDNs of attributes made
-    of exactly a type and a value (then the guard decides)."""
+def _unusual(der: bytes) -> bool:
+    """Whether cryptography may warn while reading ``der`` (when unsure: yes)."""
+    return _plain(der) is None
+
+
+def _plain_name(der: bytes, tag: int, start: int, stop: int) -> tuple[int, int] | tuple[()] | None:
+    """:func:`_plain` for one Name (issuer or subject) of ``der``: ``None`` for a string
+    type or a length cryptography warns about, or anything other than RDNs of
+    attributes made of exactly a type and a value (then the guard decides); else where
+    the value of its first CN lies (``()``: it has none)."""
     header = _der.header
     if not tag & 0x20:
-        return True
+        return None
+    cn: tuple[int, int] | tuple[()] = ()
     while start < stop:  # each RelativeDistinguishedName (a SET)
         tag, at, end = header(der, start, stop)
         if not tag & 0x20:
-            return True
+            return None
         # One AttributeTypeAndValue, SEQUENCE { type, value }, filling the RDN (an empty
         # or multi-valued one, rare, is read under the guard: its order and emptiness
         # are cryptography's to judge).
         tag, inner, stop_attribute = header(der, at, end)
         if not tag & 0x20 or stop_attribute != end:
-            return True
+            return None
         _, oid_start, oid_stop = header(der, inner, stop_attribute)
         value_tag, value_start, value_stop = header(der, oid_stop, stop_attribute)
         if value_stop != stop_attribute or not _plain_string(
             value_tag, der[value_start:value_stop]
         ):
-            return True
-        limits = _NAME_LIMITS.get(_der.decode_oid(der[oid_start:oid_stop]))
+            return None
+        oid = der[oid_start:oid_stop]
+        limits = _NAME_LIMITS_DER.get(oid)
         if limits and not limits[0] <= value_stop - value_start <= limits[1]:
-            return True
+            return None
+        if not cn and oid == _CN_OID:
+            cn = (value_start, value_stop)
         start = end
-    return False
+    return cn
 
 
 # PrintableString's characters (X.680 41.4); cryptography 50 refuses any other as it
@@ -720,31 +742,16 @@ def common_name(cert: x509.Certificate) -> str | None:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-_CN_OID = _der.encode_oid("2.5.4.3")[2:]  # the content of CN's OBJECT IDENTIFIER
-
-
 def common_name_of(der: bytes) -> str | None:
-    """:func:`common_name` of a certificate's DER, read from the DER itself when the
-    pre-check passed it (its names are then plain strings, one per RDN, that
-    cryptography reads as they are): a CA bundle's aliases come from their CNs, and
-    cryptography builds an object per name attribute to give one.
+    """:func:`common_name` of a certificate's DER, as the pre-check (:func:`_plain`)
+    read it when it passed the certificate.
 
     Raises:
         ValueError: DER that is not a certificate cryptography reads.
     """
     cert = load_cert(der)
-    if _unusual(der):
-        return common_name(cert)
-    _, start, stop = _tbs_spans(der)[4]  # the subject
-    header = _der.header
-    while start < stop:
-        _, at, start = header(der, start, stop)  # the RDN and its one attribute
-        _, inner, end = header(der, at, start)
-        _, oid_start, oid_stop = header(der, inner, end)
-        if der[oid_start:oid_stop] == _CN_OID:
-            _, value_start, value_stop = header(der, oid_stop, end)
-            return der[value_start:value_stop].decode("utf-8")
-    return None
+    plain = _plain(der)
+    return common_name(cert) if plain is None else plain[0]
 
 
 def not_after(cert: x509.Certificate) -> _dt.datetime:

@@ -1,5 +1,5 @@
 """The quick pre-checks that decide whether a certificate is read under the warnings
-guard (mtls._x509._unusual; the serial number's alone for the dates): whatever they
+guard (mtls._x509._plain; the serial number's alone for the dates): whatever they
 let through must read without a warning from cryptography, or an error when its names
 are read later. A warning they missed would reach the application's warnings filters
 (an error under ``-W error``, or pytest's ``filterwarnings = error``)."""
@@ -31,6 +31,11 @@ from mtls.testing import CA
 # string types a name may hold, with a few that it may not.
 _OIDS = ["2.5.4.6", "2.5.4.3", "1.3.6.1.4.1.311.60.2.1.3", "2.5.4.10"]
 _TAGS = [0x0C, 0x13, 0x16, 0x12, 0x14, 0x1A, 0x1C, 0x1E, 0x03, 0x04]
+
+
+def _fresh_pre_check(der: bytes) -> bool:
+    """Whether the pre-check (uncached) sends ``der`` under the guard."""
+    return _x509._plain.__wrapped__(der) is None  # type: ignore[attr-defined]
 
 
 def _name(attributes: list[tuple[str, int, bytes]]) -> bytes:
@@ -105,11 +110,11 @@ def test_what_the_pre_check_lets_through_reads_without_a_warning(
     subject: list[list[tuple[str, int, bytes]]],
 ) -> None:
     der = _certificate(serial, _name(issuer), _rdns(subject))
-    unusual = _x509._unusual.__wrapped__(der)  # type: ignore[attr-defined]
+    unusual = _fresh_pre_check(der)
     # The dates alone (every context build reads them) are read without a warning too.
     with warnings.catch_warnings(record=True) as dated:
         warnings.simplefilter("always")
-        _x509._unusual.cache_clear()
+        _x509._plain.cache_clear()
         with contextlib.suppress(ValueError):  # refused, in load_cert's words
             assert _x509.validity(der)[0] < _x509.validity(der)[1]
     assert not dated, [str(w.message) for w in dated]
@@ -132,7 +137,7 @@ def test_what_the_pre_check_lets_through_reads_without_a_warning(
         # reader of its names would see a bare error).
         event("cryptography refuses a name")
         assert unusual, f"{refused} slipped past the pre-check"
-        _x509._unusual.cache_clear()
+        _x509._plain.cache_clear()
         with pytest.raises(ValueError):
             _x509.load_cert(der)
         return
@@ -144,19 +149,19 @@ def test_what_the_pre_check_lets_through_reads_without_a_warning(
     # And load_cert, which uses the pre-check, lets nothing through either.
     with warnings.catch_warnings(record=True) as through:
         warnings.simplefilter("always")
-        _x509._unusual.cache_clear()
+        _x509._plain.cache_clear()
         _x509.load_cert(der).subject.rfc4514_string()
     assert not through, [str(w.message) for w in through]
 
 
 def test_the_pre_check_tells_a_usual_certificate_from_an_unusual_one() -> None:
     usual = _TEMPLATE
-    assert _x509._unusual.__wrapped__(usual) is False  # type: ignore[attr-defined]
+    assert _fresh_pre_check(usual) is False
     zero_serial = _certificate(0, _name([("2.5.4.3", 0x0C, b"ca")]), _name([]))
     long_cn = _certificate(5, _name([("2.5.4.3", 0x0C, b"x" * 65)]), _name([]))
     bmp_country = _certificate(5, _name([("2.5.4.6", 0x1E, b"\x00U\x00S")]), _name([]))
     for der in (zero_serial, long_cn, bmp_country):
-        assert _x509._unusual.__wrapped__(der) is True  # type: ignore[attr-defined]
+        assert _fresh_pre_check(der) is True  # type: ignore[attr-defined]
 
 
 def test_an_anchor_whose_name_cryptography_refuses_is_left_out_not_handed_on(
@@ -251,8 +256,8 @@ def test_a_directory_name_in_an_extension_is_read_under_the_guard() -> None:
             [x509.DNSName("a.example"), x509.DirectoryName(x509.Name([country]))]
         )
     der, _ = _signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]), [san])
-    assert _x509._unusual.__wrapped__(der) is False  # type: ignore[attr-defined]
-    _x509._unusual.cache_clear()
+    assert _fresh_pre_check(der) is False  # type: ignore[attr-defined]
+    _x509._plain.cache_clear()
     assert "DNS:a.example" in _x509.subject_alt_names(_x509.load_cert(der))
     assert _x509.usage_warning(der, "client") is None
 
