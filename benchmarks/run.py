@@ -431,6 +431,26 @@ def bench_truststore_load(env: Env, reps: int) -> Comparison:
 
 
 @benchmark(
+    "truststore-load-pem",
+    None,
+    "Truststore.load (the same cacerts copy as a PEM bundle) + client_context, end to "
+    "end, vs load_verify_locations(cafile=that PEM)",
+)
+def bench_truststore_load_pem(env: Env, reps: int) -> Comparison:
+    _, pem, _ = env.cacerts
+
+    def ours() -> ssl.SSLContext:
+        return mtls.client_context(truststore=mtls.Truststore.load(pem))
+
+    def raw() -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=pem)
+        return ctx
+
+    return compare(ours, raw, reps)
+
+
+@benchmark(
     "httpx-transport",
     1.05,
     "one keep-alive GET through httpx.Client(transport=MTLSTransport(profiles)) "
