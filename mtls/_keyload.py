@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from . import _der
 from ._openssl import use_identity
-from ._x509 import der_to_pem
+from ._x509 import der_to_pem, pkcs8_algorithm
 
 _PROC_FD = "/proc/self/fd"
 
@@ -53,15 +53,15 @@ def key_curve(pkcs8_der: bytes) -> str:
     so); any other, or what cannot be read, is ``"explicit parameters"`` or
     ``"unknown"`` (never a curve TLS 1.3 can sign with)."""
     try:
-        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1].children()
+        algorithm = pkcs8_algorithm(pkcs8_der)
         if len(algorithm) < 2:
             return "unknown"
-        params = algorithm[1]
-        if params.tag == _der.OID:
-            return _der.decode_oid(params.value)
-        if params.tag != _der.SEQUENCE:
+        tag, start, stop = algorithm[1]
+        if tag == _der.OID:
+            return _der.decode_oid(pkcs8_der[start:stop])
+        if tag != _der.SEQUENCE:
             return "unknown"
-        return _explicit_curve(params.children())
+        return _explicit_curve(_der.read_all(pkcs8_der[start:stop]))
     except (_der.DERError, IndexError):
         return "unknown"
 

@@ -202,12 +202,32 @@ def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
     dsa_call(is_dsa(issuer), child.verify_directly_issued_by, issuer)
 
 
+def pkcs8_algorithm(pkcs8_der: bytes) -> list[tuple[int, int, int]]:
+    """The elements of a PKCS#8 key's AlgorithmIdentifier (its OID, then its parameters),
+    as :func:`_der.spans` gives them: walked by offsets, the key's fields neither
+    parsed nor copied (every context build reads the key's type: the walk that made an
+    object of each field copied the private key into one, 5 us a build).
+
+    Raises:
+        DERError: not one SEQUENCE whose elements fill it, or no constructed second
+            element (the AlgorithmIdentifier) whose elements fill it.
+        IndexError: fewer than two elements.
+    """
+    fields = _der.spans(pkcs8_der, *_der.single_span(pkcs8_der, _der.SEQUENCE))
+    tag, start, stop = fields[1]
+    if not tag & 0x20:
+        raise _der.DERError("expected a constructed element")
+    return _der.spans(pkcs8_der, start, stop)
+
+
 def key_algorithm(pkcs8_der: bytes) -> str | None:
     """The OID of a PKCS#8 key's AlgorithmIdentifier, read without parsing the key
     (``None`` when the bytes are not PKCS#8)."""
     try:
-        algorithm = _der.read_single(pkcs8_der, _der.SEQUENCE).children()[1]
-        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value)
+        tag, start, stop = pkcs8_algorithm(pkcs8_der)[0]
+        if tag != _der.OID:
+            return None
+        return _der.decode_oid(pkcs8_der[start:stop])
     except (_der.DERError, IndexError):
         return None
 

@@ -17,6 +17,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mtls
 from mtls.testing import CA, MTLSServer
@@ -159,3 +161,77 @@ def test_explicit_parameters_are_a_named_curve_only_when_every_parameter_is(
     assert der.count(gx) == 1
     other = bytes(gx[:-1]) + bytes([gx[-1] ^ 1])  # another generator, the same length
     assert _keyload.key_curve(der.replace(gx, other)) == "explicit parameters"
+
+
+def _tlv_key_algorithm(der: bytes) -> str | None:
+    """The object-per-field reading the offset walk replaced (the reference)."""
+    from mtls import _der
+
+    try:
+        algorithm = _der.read_single(der, _der.SEQUENCE).children()[1]
+        return _der.decode_oid(algorithm.children()[0].expect(_der.OID).value)
+    except (_der.DERError, IndexError):
+        return None
+
+
+def _tlv_key_curve(der: bytes) -> str:
+    from mtls import _der, _keyload
+
+    try:
+        algorithm = _der.read_single(der, _der.SEQUENCE).children()[1].children()
+        if len(algorithm) < 2:
+            return "unknown"
+        params = algorithm[1]
+        if params.tag == _der.OID:
+            return _der.decode_oid(params.value)
+        if params.tag != _der.SEQUENCE:
+            return "unknown"
+        return _keyload._explicit_curve(params.children())
+    except (_der.DERError, IndexError):
+        return "unknown"
+
+
+def _real_keys() -> list[bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    keys = [
+        rsa.generate_private_key(65537, 2048),
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP384R1()),
+        ed25519.Ed25519PrivateKey.generate(),
+    ]
+    return [
+        k.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        for k in keys
+    ]
+
+
+_KEYS = _real_keys()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(_KEYS), st.data())
+def test_the_key_type_read_by_offsets_is_what_the_element_reading_read(
+    key: bytes, data: st.DataObject
+) -> None:
+    """Every context build reads its key's type and curve; the reading moved from an
+    object per element (which copied the private key into one) to offsets. On real
+    keys and damaged ones (bytes flipped, cut, inserted), both read the same."""
+    from mtls import _keyload, _x509
+
+    edit = data.draw(st.sampled_from(["none", "flip", "cut", "insert"]))
+    # Most edits land in the first bytes: the headers and the AlgorithmIdentifier.
+    at = data.draw(st.integers(0, 40) | st.integers(0, len(key) - 1)) % len(key)
+    if edit == "flip":
+        key = key[:at] + bytes([key[at] ^ data.draw(st.integers(1, 255))]) + key[at + 1 :]
+    elif edit == "cut":
+        key = key[:at]
+    elif edit == "insert":
+        key = key[:at] + data.draw(st.binary(min_size=1, max_size=4)) + key[at:]
+    assert _x509.key_algorithm(key) == _tlv_key_algorithm(key)
+    assert _keyload.key_curve(key) == _tlv_key_curve(key)
