@@ -171,7 +171,10 @@ class Sections:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Entered and left through the lock itself (the Condition's own __enter__ is a
+        # Python call more, twice a section: every store read and context build).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._active = 0
         self._entered = 0  # entries so far: whether those inside are new since a give-up
         self._given_up_at = -1
@@ -182,7 +185,7 @@ class Sections:
     def __enter__(self) -> None:
         local = self._depth
         depth: int = getattr(local, "n", 0)
-        with self._cond:
+        with self._lock:
             # A fork under way: start nothing it would cut in two (bounded: the fork
             # ends, and release() wakes this).
             if self._forking and not depth:
@@ -200,7 +203,7 @@ class Sections:
             # may have held at the fork (the child's own is a new instance).
             return
         local.n = depth - 1
-        with self._cond:
+        with self._lock:
             self._active -= 1
             if self._forking:  # only a fork waits for the count
                 self._cond.notify_all()
@@ -232,6 +235,8 @@ EMITTING = Sections()
 def emit(records: Iterable[logging.LogRecord]) -> None:
     """Handle ``records`` (made under :func:`held`) now, or keep them with the
     records of an enclosing :func:`held` of this thread."""
+    if isinstance(records, list) and not records:
+        return  # the usual case (a store read, a context built: nothing said)
     kept: list[logging.LogRecord] | None = getattr(_local, "held", None)
     if kept is not None:
         kept.extend(records)
