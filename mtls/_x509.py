@@ -43,8 +43,6 @@ from ._log import log
 # Name attributes cryptography checks the length of (x509/name.py, _NAMEOID_LENGTH_LIMIT):
 # country, common name, jurisdiction country.
 _NAME_LIMITS = {"2.5.4.6": (2, 2), "2.5.4.3": (1, 64), "1.3.6.1.4.1.311.60.2.1.3": (2, 2)}
-# The same, keyed by the content of each OBJECT IDENTIFIER (the pre-check's walk).
-_NAME_LIMITS_DER = {_der.encode_oid(oid)[2:]: limits for oid, limits in _NAME_LIMITS.items()}
 _CN_OID = _der.encode_oid("2.5.4.3")[2:]  # the content of CN's OBJECT IDENTIFIER
 # Certificates already reported, so a reload every few seconds does not repeat them.
 _REPORTED: set[tuple[str, str]] = set()
@@ -351,7 +349,8 @@ def _plain_name(der: bytes, tag: int, start: int, stop: int) -> tuple[int, int] 
         ):
             return None
         oid = der[oid_start:oid_stop]
-        limits = _NAME_LIMITS_DER.get(oid)
+        # Decoded (cached): an OID that does not decode is sent under the guard.
+        limits = _NAME_LIMITS.get(_der.decode_oid(oid))
         if limits and not limits[0] <= value_stop - value_start <= limits[1]:
             return None
         if not cn and oid == _CN_OID:

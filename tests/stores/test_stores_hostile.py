@@ -452,14 +452,18 @@ def test_orphan_end_finds_the_end_lines_a_line_anchored_pattern_finds(
 
 
 def test_end_lines_after_long_runs_of_blanks_are_found_in_one_pass() -> None:
-    # 1 MiB of blanks before an END line, and 50,000 END lines each after a tab: the
-    # backward reads stop at the first non-blank, so each byte is read about once.
+    # 1 MiB of blanks before an END line, 50,000 END lines each after a tab, and a file
+    # of nothing but END lines' starts: the search starts at line breaks, once each.
     blanks = b" \t" * (512 * 1024)
     assert _orphan_end(b"\n" + blanks + b"-----END X-----", [])
     assert not _orphan_end(b"x" + blanks + b"-----END X-----", [])
     many = b"\t-----END X-----" * 50_000
     assert not _orphan_end(b"x" + many, [])
     assert _orphan_end(b"x" + many + b"\n-----END X-----", [])
+    dense = b"x" + b"-----END " * 200_000
+    assert not _orphan_end(dense, [])
+    assert _orphan_end(dense + b"\r -----END ", [])
+    assert not _orphan_end(b"\n" * 1_000_000 + b"-----END X-----", [1_000_000])
 
 
 def test_many_certificates_with_one_cn_are_numbered_in_linear_steps(
