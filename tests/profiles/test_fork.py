@@ -413,6 +413,41 @@ def test_emitters_run_side_by_side_and_a_stuck_one_holds_up_one_fork_only() -> N
         blocked.join()
 
 
+def test_a_read_that_logs_nothing_does_not_make_the_next_fork_wait_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every store read and context build hands its log records over when it ends,
+    most often none. Handing over none entered the writers' section all the same,
+    which counted as a new writer: the next fork waited its whole bound again for the
+    one stuck writer it had given up on (h146: 1 s per fork of a pre-fork server)."""
+    from mtls import _log
+
+    emitting = _log.Sections()
+    monkeypatch.setattr(_log, "EMITTING", emitting)
+    inside, leave = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        with emitting:
+            inside.set()
+            leave.wait(30)
+
+    blocked = threading.Thread(target=stuck)
+    blocked.start()
+    try:
+        assert inside.wait(10)
+        assert emitting.acquire(timeout=0.01)  # a fork gives up on the stuck writer
+        emitting.release()
+        _log.emit([])  # a read that logged nothing
+        second = threading.Thread(target=emitting.acquire, kwargs={"timeout": 60})
+        second.start()
+        second.join(10)
+        assert not second.is_alive()
+        emitting.release()
+    finally:
+        leave.set()
+        blocked.join()
+
+
 def test_a_fallback_transport_under_way_at_the_fork_does_not_hold_the_child(setup) -> None:
     """httpx's MTLSTransport builds the transport for URLs without a profile on first
     use (certifi's bundle: tens of ms). A fork meanwhile left the child's first such
