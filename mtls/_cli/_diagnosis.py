@@ -291,6 +291,36 @@ def _alert_text(exc: ssl.SSLError) -> str:
 _ALERT_REASON = re.compile(r"(?:SSLV3|TLSV1|TLSV13)_ALERT_([A-Z0-9_]+)")
 
 
+_VERSION_NAMES = {
+    ssl.TLSVersion.TLSv1: "1.0",
+    ssl.TLSVersion.TLSv1_1: "1.1",
+    ssl.TLSVersion.TLSv1_2: "1.2",
+    ssl.TLSVersion.TLSv1_3: "1.3",
+}
+
+
+def _versions_offered(context: ssl.SSLContext | None) -> str:
+    """What the probe's context offers, for a server that took none of it: a context
+    held to TLS 1.2 for a key TLS 1.3 cannot sign with said "we offer TLS 1.2 and 1.3"."""
+    low, high = "1.2", "1.3"
+    if context is not None:
+        low = _VERSION_NAMES.get(context.minimum_version, low)
+        high = _VERSION_NAMES.get(context.maximum_version, high)
+    if low == high:
+        offered = f"we offer TLS {low} only"
+    elif (low, high) == ("1.2", "1.3"):
+        offered = "we offer TLS 1.2 and 1.3"
+    else:
+        offered = f"we offer TLS {low} to {high}"
+    if high == "1.2":
+        return (
+            f"{offered}, as a context is held for a key TLS 1.3 cannot sign with (DSA, or "
+            "EC on a curve other than P-256, P-384 and P-521; mtls logged it when it built "
+            "the context): a backend that takes TLS 1.3 only needs an RSA or EC P-256 key"
+        )
+    return f"{offered}; TLS 1.0 and 1.1 are deprecated (RFC 8996)"
+
+
 def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
     """A refusal of our client certificate, with the advice its alert calls for."""
     reason = _reason(exc)
@@ -618,8 +648,8 @@ def classify_handshake(
         if reason in _VERSION_REASONS:
             return Failure(
                 "protocol_version",
-                f"no TLS version in common with {where} ({_alert_text(exc)}): we offer TLS 1.2 "
-                "and 1.3; TLS 1.0 and 1.1 are deprecated (RFC 8996)",
+                f"no TLS version in common with {where} ({_alert_text(exc)}): "
+                f"{_versions_offered(setup.context)}",
             )
         if reason in _NOT_TLS_REASONS or "record layer" in str(exc):
             return Failure(

@@ -765,3 +765,54 @@ def test_gnutls_serv_refusing_an_untrusted_certificate_without_client_auth_names
             capsys, port, ca.issue_cert("gw", client_auth=False), trust, tmp_path
         )
     assert code == 0 and report["server_accepted_client_certificate"] is True
+
+
+@pytest.mark.openssl
+def test_a_context_held_to_tls12_says_so_to_a_server_that_takes_tls13_only(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys
+):
+    """A key TLS 1.3 cannot sign with (here EC on brainpoolP256r1) holds the context to
+    TLS 1.2; against a server that takes TLS 1.3 only, the probe said "we offer TLS 1.2
+    and 1.3". It now says what the context offered, and why. The twin: an EC P-256
+    identity gets through the same server."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem, None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    key = ec.generate_private_key(ec.BrainpoolP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bp-client")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=5))
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    bundle = tmp_path / "brainpool.pem"
+    bundle.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+        + ca.cert_pem
+    )
+    with openssl_server(openssl_bin, s_server_files, "-tls1_3") as port:
+        code = main(
+            [
+                "probe", f"https://localhost:{port}/", "--keystore", str(bundle),
+                "--password", "", "--truststore", str(trust), "--truststore-password",
+                PASSWORD, "--timeout", "5", "--json",
+            ]
+        )  # fmt: skip
+        report = json.loads(capsys.readouterr().out)
+        twin, twin_report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 1 and twin == 0, twin_report
+    assert report["error"]["kind"] == "protocol_version", report["error"]
+    message = report["error"]["message"]
+    assert "we offer TLS 1.2 only, as a context is held for a key TLS 1.3 cannot sign" in message
+    assert "1.2 and 1.3" not in message
