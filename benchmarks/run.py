@@ -410,44 +410,43 @@ def bench_keystore_load(env: Env, reps: int) -> Comparison:
     return compare(ours, lambda: _raw_identity(files), reps)
 
 
-@benchmark(
+def _bench_truststore_load(pem_bundle: bool) -> Callable[[Env, int], Comparison]:
+    """Truststore.load of the cacerts copy (JKS, or the same certificates as one PEM
+    bundle) + client_context, against load_verify_locations of the PEM."""
+
+    def run(env: Env, reps: int) -> Comparison:
+        jks, pem, _ = env.cacerts
+
+        def ours() -> ssl.SSLContext:
+            store = (
+                mtls.Truststore.load(pem)
+                if pem_bundle
+                else mtls.Truststore.load(jks, env.cacerts_password)
+            )
+            return mtls.client_context(truststore=store)
+
+        def raw() -> ssl.SSLContext:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(cafile=pem)
+            return ctx
+
+        return compare(ours, raw, reps)
+
+    return run
+
+
+benchmark(
     "truststore-load",
     None,
     "Truststore.load (JKS cacerts copy) + client_context, end to end, "
     "vs load_verify_locations(cafile=PEM)",
-)
-def bench_truststore_load(env: Env, reps: int) -> Comparison:
-    jks, pem, _ = env.cacerts
-
-    def ours() -> ssl.SSLContext:
-        return mtls.client_context(truststore=mtls.Truststore.load(jks, env.cacerts_password))
-
-    def raw() -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=pem)
-        return ctx
-
-    return compare(ours, raw, reps)
-
-
-@benchmark(
+)(_bench_truststore_load(pem_bundle=False))
+benchmark(
     "truststore-load-pem",
     None,
     "Truststore.load (the same cacerts copy as a PEM bundle) + client_context, end to "
     "end, vs load_verify_locations(cafile=that PEM)",
-)
-def bench_truststore_load_pem(env: Env, reps: int) -> Comparison:
-    _, pem, _ = env.cacerts
-
-    def ours() -> ssl.SSLContext:
-        return mtls.client_context(truststore=mtls.Truststore.load(pem))
-
-    def raw() -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=pem)
-        return ctx
-
-    return compare(ours, raw, reps)
+)(_bench_truststore_load(pem_bundle=True))
 
 
 @benchmark(

@@ -64,6 +64,20 @@ def probe(
     return code, report, keystore
 
 
+def probe_bundle(
+    capsys: pytest.CaptureFixture[str], port: int, bundle: Path, trust: Path
+) -> tuple[int, dict[str, Any]]:
+    """``mtls probe --json`` of a local port with a PEM bundle (no password) as identity."""
+    code = main(
+        [
+            "probe", f"https://localhost:{port}/", "--keystore", str(bundle), "--password", "",
+            "--truststore", str(trust), "--truststore-password", PASSWORD, "--timeout", "5",
+            "--json",
+        ]
+    )  # fmt: skip
+    return code, json.loads(capsys.readouterr().out)
+
+
 def refusal(report: dict[str, Any]) -> tuple[str | None, str]:
     error = report["error"]
     assert error["kind"] == "client_cert_refused", error
@@ -608,14 +622,7 @@ def test_a_key_no_accepted_signature_fits_is_named_not_a_missing_keystore(
     bundle.write_bytes(key.read_bytes() + cert.read_bytes())
     sigalgs = ("-client_sigalgs", "RSA+SHA256:ECDSA+SHA256", version)
     with openssl_server(openssl_bin, s_server_files, *sigalgs) as port:
-        code = main(
-            [
-                "probe", f"https://localhost:{port}/", "--keystore", str(bundle),
-                "--password", "", "--truststore", str(trust), "--truststore-password",
-                PASSWORD, "--timeout", "5", "--json",
-            ]
-        )  # fmt: skip
-        report = json.loads(capsys.readouterr().out)
+        code, report = probe_bundle(capsys, port, bundle, trust)
         twin, twin_report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
     assert code == 1 and twin == 0, twin_report
     _, message = refusal(report)
@@ -802,14 +809,7 @@ def test_a_context_held_to_tls12_says_so_to_a_server_that_takes_tls13_only(
         + ca.cert_pem
     )
     with openssl_server(openssl_bin, s_server_files, "-tls1_3") as port:
-        code = main(
-            [
-                "probe", f"https://localhost:{port}/", "--keystore", str(bundle),
-                "--password", "", "--truststore", str(trust), "--truststore-password",
-                PASSWORD, "--timeout", "5", "--json",
-            ]
-        )  # fmt: skip
-        report = json.loads(capsys.readouterr().out)
+        code, report = probe_bundle(capsys, port, bundle, trust)
         twin, twin_report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
     assert code == 1 and twin == 0, twin_report
     assert report["error"]["kind"] == "protocol_version", report["error"]

@@ -380,21 +380,12 @@ def test_emitters_run_side_by_side_and_a_stuck_one_holds_up_one_fork_only() -> N
     from mtls import _log
 
     emitting = _log.Sections()
-    inside, leave = threading.Event(), threading.Event()
-
-    def stuck() -> None:
-        with emitting:
-            inside.set()
-            leave.wait(30)
 
     def other() -> None:
         with emitting:
             pass
 
-    blocked = threading.Thread(target=stuck)
-    blocked.start()
-    try:
-        assert inside.wait(10)
+    with _stuck_writer(emitting):
         beside = threading.Thread(target=other)
         beside.start()
         beside.join(10)
@@ -403,14 +394,36 @@ def test_emitters_run_side_by_side_and_a_stuck_one_holds_up_one_fork_only() -> N
         assert emitting.acquire(timeout=0.01)
         emitting.release()
         # ...and the next fork does not wait for the same writer again.
-        second = threading.Thread(target=emitting.acquire, kwargs={"timeout": 60})
-        second.start()
-        second.join(10)
-        assert not second.is_alive()
-        emitting.release()
+        _assert_fork_does_not_wait(emitting)
+
+
+@contextlib.contextmanager
+def _stuck_writer(emitting: Any) -> Any:
+    """A thread inside ``emitting`` (a log handler that blocks) for the block's span."""
+    inside, leave = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        with emitting:
+            inside.set()
+            leave.wait(30)
+
+    blocked = threading.Thread(target=stuck)
+    blocked.start()
+    try:
+        assert inside.wait(10)
+        yield
     finally:
         leave.set()
         blocked.join()
+
+
+def _assert_fork_does_not_wait(emitting: Any) -> None:
+    """A fork's wait on ``emitting`` ends at once (bounded: 10 s of its 60)."""
+    second = threading.Thread(target=emitting.acquire, kwargs={"timeout": 60})
+    second.start()
+    second.join(10)
+    assert not second.is_alive()
+    emitting.release()
 
 
 def test_a_read_that_logs_nothing_does_not_make_the_next_fork_wait_again(
@@ -424,28 +437,11 @@ def test_a_read_that_logs_nothing_does_not_make_the_next_fork_wait_again(
 
     emitting = _log.Sections()
     monkeypatch.setattr(_log, "EMITTING", emitting)
-    inside, leave = threading.Event(), threading.Event()
-
-    def stuck() -> None:
-        with emitting:
-            inside.set()
-            leave.wait(30)
-
-    blocked = threading.Thread(target=stuck)
-    blocked.start()
-    try:
-        assert inside.wait(10)
+    with _stuck_writer(emitting):
         assert emitting.acquire(timeout=0.01)  # a fork gives up on the stuck writer
         emitting.release()
         _log.emit([])  # a read that logged nothing
-        second = threading.Thread(target=emitting.acquire, kwargs={"timeout": 60})
-        second.start()
-        second.join(10)
-        assert not second.is_alive()
-        emitting.release()
-    finally:
-        leave.set()
-        blocked.join()
+        _assert_fork_does_not_wait(emitting)
 
 
 def test_a_fallback_transport_under_way_at_the_fork_does_not_hold_the_child(setup) -> None:
