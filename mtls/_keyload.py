@@ -129,6 +129,39 @@ _NAMED_CURVES = {
 }
 
 
+# A PKCS#8 key's algorithm, as OpenSSL 3's decoders name the key type: telling the
+# decoder saves two thirds of reading the key (mtls._openssl._Decoder). EC only on the
+# curves TLS 1.3 signs with, named: which decoder takes a key on another curve (SM2's,
+# or parameters written out) is left to OpenSSL's untyped search, as before.
+_DECODER_KEY_TYPES = {
+    "1.2.840.113549.1.1.1": b"RSA",
+    "1.2.840.113549.1.1.10": b"RSA-PSS",
+    "1.2.840.10040.4.1": b"DSA",
+    "1.3.101.112": b"ED25519",
+    "1.3.101.113": b"ED448",
+}
+_EC = "1.2.840.10045.2.1"  # id-ecPublicKey
+_DECODER_EC_CURVES = frozenset(_NAMED_CURVES.values())
+
+
+def decoder_key_type(pkcs8_der: bytes) -> bytes | None:
+    """The type of a PKCS#8 key as OpenSSL's decoders name it (``b"RSA"``, ``b"EC"``),
+    read by offsets; ``None``: another type, or bytes that are not PKCS#8."""
+    try:
+        algorithm = pkcs8_algorithm(pkcs8_der)
+        tag, start, stop = algorithm[0]
+        if tag != _der.OID:
+            return None
+        oid = _der.decode_oid(pkcs8_der[start:stop])
+        if oid != _EC:
+            return _DECODER_KEY_TYPES.get(oid)
+        tag, start, stop = algorithm[1]
+        named = tag == _der.OID and _der.decode_oid(pkcs8_der[start:stop]) in _DECODER_EC_CURVES
+        return b"EC" if named else None
+    except (_der.DERError, IndexError):
+        return None
+
+
 def _key_pem(pkcs8_der: bytes) -> bytes:
     """PKCS#8 as RFC 7468 PEM (64 columns): what other TLS stacks are handed."""
     body = binascii.b2a_base64(pkcs8_der, newline=False)
@@ -176,7 +209,7 @@ def load_identity(ctx: ssl.SSLContext, pkcs8_der: bytes, chain_der: Sequence[byt
         ssl.SSLError: OpenSSL refused the material (for example, the key does not
             match the certificate). Callers translate it.
     """
-    if use_identity(ctx, pkcs8_der, chain_der):
+    if use_identity(ctx, pkcs8_der, chain_der, decoder_key_type(pkcs8_der)):
         return  # DER straight into OpenSSL: no file, no PEM text
     # Not reachable here, or refused: the whole identity again through a file, which
     # replaces what the direct way installed and raises OpenSSL's reason for a refusal.

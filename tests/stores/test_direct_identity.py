@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import ctypes
 import ssl
+import subprocess
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
+from cryptography.utils import CryptographyDeprecationWarning
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,7 +104,12 @@ def test_the_direct_way_accepts_nothing_load_cert_chain_refuses(
     else:
         chain_der[0 if part == "leaf" else 1] = mutated
     file_way = _file_way_accepts(key_der, chain_der)
-    direct = _openssl.use_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), key_der, chain_der)
+    direct = _openssl.use_identity(
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+        key_der,
+        chain_der,
+        _keyload.decoder_key_type(key_der),  # as load_identity calls it
+    )
     assert file_way or not direct
     whole = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
@@ -200,3 +210,144 @@ def test_a_failure_that_passes_is_not_remembered(
         monkeypatch.undo()
         _openssl._found.cache_clear()
     assert direct_identity_available()
+
+
+def _pkcs8(key: object) -> bytes:
+    assert hasattr(key, "private_bytes")
+    der: bytes = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return der
+
+
+def _rsa_pss() -> bytes:
+    """An RSASSA-PSS key (cryptography makes none), from the openssl command."""
+    try:
+        return subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048",
+             "-outform", "DER"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("no openssl command")
+
+
+def _dsa() -> bytes:
+    with warnings.catch_warnings():  # cryptography's deprecation of DSA
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return _pkcs8(dsa.generate_private_key(2048))
+
+
+_TYPED_KEYS: dict[str, tuple[Callable[[], bytes], bytes]] = {
+    "RSA-2048": (lambda: _pkcs8(rsa.generate_private_key(65537, 2048)), b"RSA"),
+    "RSA-PSS": (_rsa_pss, b"RSA-PSS"),
+    "EC-P256": (lambda: _pkcs8(ec.generate_private_key(ec.SECP256R1())), b"EC"),
+    "EC-P384": (lambda: _pkcs8(ec.generate_private_key(ec.SECP384R1())), b"EC"),
+    "EC-P521": (lambda: _pkcs8(ec.generate_private_key(ec.SECP521R1())), b"EC"),
+    "Ed25519": (lambda: _pkcs8(ed25519.Ed25519PrivateKey.generate()), b"ED25519"),
+    "Ed448": (lambda: _pkcs8(ed448.Ed448PrivateKey.generate()), b"ED448"),
+    "DSA-2048": (_dsa, b"DSA"),
+}
+
+
+def _crypto() -> tuple[_openssl._Decoder, _openssl._Identity, ctypes.CDLL]:
+    library = _openssl._library()
+    assert library is not None and library.identity is not None
+    decoder = library.identity._decoder
+    if decoder is None:
+        pytest.skip("OpenSSL before 3.0: no decoders")
+    import _ssl
+
+    return decoder, library.identity, ctypes.CDLL(_ssl.__file__)
+
+
+@pytest.mark.parametrize("name", list(_TYPED_KEYS))
+def test_a_key_told_its_type_decodes_to_the_key_the_untyped_search_finds(name: str) -> None:
+    """The decoder told the key's type (a third of the cost: the context rows of
+    benchmarks/) makes the key EVP_PKCS82PKEY makes: the same type, equal keys."""
+    make, expected = _TYPED_KEYS[name]
+    der = make()
+    assert _keyload.decoder_key_type(der) == expected
+    decoder, identity, lib = _crypto()
+    typed = decoder.private_key(der, expected)
+    assert typed is not None
+    info = identity._read(identity.read_pkcs8, identity.free_pkcs8, der)
+    assert info is not None
+    untyped = identity.pkcs8_key(info)
+    identity.free_pkcs8(info)
+    try:
+        assert untyped
+        equal = lib.EVP_PKEY_eq
+        equal.argtypes, equal.restype = [ctypes.c_void_p, ctypes.c_void_p], ctypes.c_int
+        assert equal(typed, untyped) == 1
+        type_name = lib.EVP_PKEY_get0_type_name
+        type_name.argtypes, type_name.restype = [ctypes.c_void_p], ctypes.c_char_p
+        assert type_name(typed) == type_name(untyped)
+        assert type_name(typed) is not None
+    finally:
+        identity.free_key(typed)
+        identity.free_key(untyped)
+    assert lib.ERR_peek_error() == 0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _pkcs8(ec.generate_private_key(ec.BrainpoolP256R1())),
+        lambda: _pkcs8(ec.generate_private_key(ec.SECP256K1())),
+        lambda: _pkcs8(x25519.X25519PrivateKey.generate()),
+        lambda: b"",
+        lambda: b"\x30\x03\x02\x01\x00",
+        lambda: b"not a key",
+    ],
+    ids=["brainpoolP256r1", "secp256k1", "X25519", "empty", "one-field", "junk"],
+)
+def test_other_keys_are_left_to_the_untyped_search(make: Callable[[], bytes]) -> None:
+    """A curve other than P-256, P-384 or P-521 (which decoder takes it is OpenSSL's
+    search to decide), a type no TLS identity has, or bytes that are not PKCS#8:
+    no type is named. The twin is the test above."""
+    assert _keyload.decoder_key_type(make()) is None
+
+
+def test_a_key_with_explicit_curve_parameters_is_left_to_the_untyped_search(
+    tmp_path: Path,
+) -> None:
+    """P-256 written out as explicit parameters (openssl ecparam -param_enc explicit):
+    the untyped search decides, as before. The twin: the same curve named is EC."""
+    sec1 = tmp_path / "k.sec1"
+    try:
+        subprocess.run(
+            ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-param_enc", "explicit",
+             "-noout", "-out", str(sec1)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        der = subprocess.run(
+            ["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", str(sec1), "-outform", "DER"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("no openssl command")
+    assert _keyload.key_curve(der) == "1.2.840.10045.3.1.7"  # P-256 by its parameters
+    assert _keyload.decoder_key_type(der) is None
+    named = _pkcs8(ec.generate_private_key(ec.SECP256R1()))
+    assert _keyload.decoder_key_type(named) == b"EC"
+
+
+def test_a_typed_refusal_goes_the_untyped_way_and_leaves_no_error() -> None:
+    """Told a type the key is not, the decoder refuses it (as it refuses trailing
+    bytes); the hand-off then reads it the untyped way, installs it, and leaves
+    OpenSSL's error queue empty for the next call in the thread."""
+    decoder, _, lib = _crypto()
+    identity = issue("typed refusal", _ROOT, key_type="RSA")
+    key_der = identity.key_der()
+    chain = [c.public_bytes(serialization.Encoding.DER) for c in identity.chain]
+    assert decoder.private_key(key_der, b"EC") is None
+    assert decoder.private_key(key_der + b"\x00", b"RSA") is None
+    lib.ERR_clear_error()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(ctx, key_der, chain, b"EC") is True
+    assert lib.ERR_peek_error() == 0
+    # The twin: told its own type, the same key goes the typed way.
+    typed = decoder.private_key(key_der, b"RSA")
+    assert typed is not None
+    lib.EVP_PKEY_free(ctypes.c_void_p(typed))
