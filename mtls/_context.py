@@ -15,10 +15,11 @@ import os
 import ssl
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Final
 
-from . import _jks, _keyload, _x509
+from . import _jks, _keyload, _openssl, _x509
 from ._crl import CRLSet, _issued, warn_intermediate_anchors
 from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
 from ._files import cannot_read_fix
@@ -107,6 +108,36 @@ def store_at_fault(exc: BaseException) -> StoreRole | None:
 MAX_TRUST_ANCHORS: Final = 5_000
 
 
+# What OpenSSL read of each truststore's anchors (its certificates, referenced), for the
+# next context built from the same Truststore object: a profile set's contexts share
+# their truststore, and each read it again (14 ms for the JDK's cacerts; 0.2 ms put in
+# from here). Kept as long as the Truststore is; a store changed since (add, delete)
+# has other anchors and is read again.
+_READ_ANCHORS: weakref.WeakKeyDictionary[Truststore, tuple[tuple[bytes, ...], _openssl.Anchors]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _load_anchors(
+    ctx: ssl.SSLContext, truststore: Truststore, anchors: tuple[bytes, ...], *, anchored: bool
+) -> None:
+    """``anchors`` into ``ctx``: put in as OpenSSL read them for an earlier context
+    from ``truststore``, else read (unless ``anchored``: read already) and kept for
+    the next one.
+
+    Raises:
+        ssl.SSLError: OpenSSL refused a certificate.
+    """
+    kept = _READ_ANCHORS.get(truststore)
+    if kept is not None and kept[0] == anchors and (anchored or _openssl.add_anchors(ctx, kept[1])):
+        return
+    if not anchored:
+        _keyload.load_anchors(ctx, anchors)  # a big truststore with the GIL released
+    read = _openssl.anchors_of(ctx)  # the store holds the anchors only, so far
+    if read is not None:
+        _READ_ANCHORS[truststore] = (anchors, read)
+
+
 def _trust(ctx: ssl.SSLContext, truststore: Truststore | None, *, anchored: bool = False) -> None:
     if truststore is None:
         ctx.load_default_certs(
@@ -130,9 +161,7 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None, *, anchored: bool
             path=truststore.path,
         )
     try:
-        # Through memory; a big truststore with the GIL released (see load_anchors).
-        if not anchored:
-            _keyload.load_anchors(ctx, anchors)
+        _load_anchors(ctx, truststore, anchors, anchored=anchored)
     except ssl.SSLError as exc:
         alias, own = _refused_anchor(truststore)
         which = "a certificate" if alias is None else f"certificate {_jks.shown(alias)}"
