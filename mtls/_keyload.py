@@ -148,7 +148,11 @@ def decoder_key_type(pkcs8_der: bytes) -> bytes | None:
     """The type of a PKCS#8 key as OpenSSL's decoders name it (``b"RSA"``, ``b"EC"``),
     read by offsets; ``None``: another type, or bytes that are not PKCS#8."""
     try:
-        algorithm = pkcs8_algorithm(pkcs8_der)
+        # PrivateKeyInfo ::= SEQUENCE { INTEGER, AlgorithmIdentifier, OCTET STRING, ... }
+        fields = _der.spans(pkcs8_der, *_der.single_span(pkcs8_der, _der.SEQUENCE))
+        if [tag for tag, _, _ in fields[:3]] != [_der.INTEGER, _der.SEQUENCE, _der.OCTET_STRING]:
+            return None
+        algorithm = _der.spans(pkcs8_der, fields[1][1], fields[1][2])
         tag, start, stop = algorithm[0]
         if tag != _der.OID:
             return None

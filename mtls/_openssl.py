@@ -139,6 +139,8 @@ class _Identity:
         # PKCS#8 only, as the file way's PRIVATE KEY block takes (d2i_AutoPrivateKey
         # would take PKCS#1 and SEC1 keys too).
         self.read_pkcs8 = _typed(lib, "d2i_PKCS8_PRIV_KEY_INFO", void, void, cursor, long)
+        self.write_pkcs8 = _typed(lib, "i2d_PKCS8_PRIV_KEY_INFO", integer, void, cursor)
+        self._buffer = ctypes.create_string_buffer
         self.free_pkcs8 = _typed(lib, "PKCS8_PRIV_KEY_INFO_free", None, void)
         self.pkcs8_key = _typed(lib, "EVP_PKCS82PKEY", void, void)
         self._decoder: _Decoder | None
@@ -175,21 +177,36 @@ class _Identity:
         return int(self._address(cursor, self._void).value or 0)
 
     def _key(self, key_der: bytes, key_type: bytes | None) -> int | None:
-        """The ``EVP_PKEY`` of a PKCS#8 key: decoded as ``key_type`` where it is given
-        and that works, else by ``EVP_PKCS82PKEY`` (what the file way's reader does)."""
-        if key_type is not None and self._decoder is not None:
-            key = self._decoder.private_key(key_der, key_type)
-            if key is not None:
-                return key
-            self.clear_errors()  # the typed decoder's refusal: the untyped one decides
+        """The ``EVP_PKEY`` of a PKCS#8 key, read as ``EVP_PKCS82PKEY`` reads it (what
+        the file way's reader does): the structure read whole (``d2i``), written again
+        (``i2d``), and those bytes decoded; by the decoder of ``key_type`` alone where
+        it is given and takes them, else by all of them. (OpenSSL 3.0's decoders take
+        a bare SEC1 or PKCS#1 key too, told "PrivateKeyInfo": only bytes that are a
+        PKCS#8 structure reach them.)"""
         info = self._read(self.read_pkcs8, self.free_pkcs8, key_der)
         if info is None:
             return None
         try:
-            key = self.pkcs8_key(info)
+            decoder = self._decoder
+            if key_type is not None and decoder is not None and (encoded := self._encoded(info)):
+                key = decoder.private_key(encoded, key_type)
+                if key is not None:
+                    return key
+            made = self.pkcs8_key(info)  # a typed refusal's errors: emptied by the caller
         finally:
             self.free_pkcs8(info)
-        return int(key) if key else None
+        return int(made) if made else None
+
+    def _encoded(self, info: int) -> bytes:
+        """A ``PKCS8_PRIV_KEY_INFO`` as DER (empty: it cannot be written)."""
+        size = self.write_pkcs8(info, None)
+        if size <= 0:
+            return b""
+        out = self._buffer(size)
+        cursor = self._address(out, self._cursor)  # advanced by i2d past what it writes
+        if self.write_pkcs8(info, self._byref(cursor)) != size:
+            return b""
+        return out.raw
 
     def install(
         self,

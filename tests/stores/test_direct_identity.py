@@ -6,6 +6,7 @@ The hand-off's every way, with handshakes, is in tests/stores/test_key_handoff.p
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import ssl
 import subprocess
 import warnings
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -250,6 +253,19 @@ _TYPED_KEYS: dict[str, tuple[Callable[[], bytes], bytes]] = {
 }
 
 
+def _private_der(lib: ctypes.CDLL, key: int) -> bytes:
+    """``i2d_PrivateKey`` of an ``EVP_PKEY``: every private field, as OpenSSL holds it."""
+    write = lib.i2d_PrivateKey
+    write.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p)]
+    write.restype = ctypes.c_int
+    size = write(key, None)
+    assert size > 0
+    out = ctypes.create_string_buffer(size)
+    cursor = ctypes.cast(out, ctypes.c_char_p)
+    assert write(key, ctypes.byref(cursor)) == size
+    return out.raw
+
+
 def _crypto() -> tuple[_openssl._Decoder, _openssl._Identity, ctypes.CDLL]:
     library = _openssl._library()
     assert library is not None and library.identity is not None
@@ -279,7 +295,8 @@ def test_a_key_told_its_type_decodes_to_the_key_the_untyped_search_finds(name: s
         assert untyped
         equal = lib.EVP_PKEY_eq
         equal.argtypes, equal.restype = [ctypes.c_void_p, ctypes.c_void_p], ctypes.c_int
-        assert equal(typed, untyped) == 1
+        assert equal(typed, untyped) == 1  # the public parts
+        assert _private_der(lib, typed) == _private_der(lib, untyped)  # and the private
         type_name = lib.EVP_PKEY_get0_type_name
         type_name.argtypes, type_name.restype = [ctypes.c_void_p], ctypes.c_char_p
         assert type_name(typed) == type_name(untyped)
@@ -351,3 +368,60 @@ def test_a_typed_refusal_goes_the_untyped_way_and_leaves_no_error() -> None:
     typed = decoder.private_key(key_der, b"RSA")
     assert typed is not None
     lib.EVP_PKEY_free(ctypes.c_void_p(typed))
+
+
+def _sec1_read_as_pkcs8() -> tuple[bytes, ec.EllipticCurvePrivateKey, list[bytes]]:
+    """A SEC1 ECPrivateKey (not PKCS#8) whose private key OCTET STRING is in BER's
+    constructed form, its parts an OID id-ecPublicKey, an OID P-256 and an OCTET
+    STRING: walked as PKCS#8 it looks like an EC P-256 key (h147's find). With the key
+    it holds, and a certificate for that key."""
+
+    def tlv(tag: int, content: bytes) -> bytes:
+        return bytes([tag, len(content)]) + content
+
+    oid_ec, oid_p256 = bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06082a8648ce3d030107")
+    rest = bytes(range(1, 18))
+    key = ec.derive_private_key(
+        int.from_bytes(oid_ec[2:] + oid_p256[2:] + rest, "big"), ec.SECP256R1()
+    )
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    der = tlv(
+        0x30,
+        tlv(0x02, b"\x01")
+        + tlv(0x24, oid_ec + oid_p256 + tlv(0x04, rest))
+        + tlv(0xA0, oid_p256)
+        + tlv(0xA1, tlv(0x03, b"\x00" + point)),
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sec1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return der, key, [cert.public_bytes(serialization.Encoding.DER)]
+
+
+@needs_memfd
+def test_a_key_that_only_looks_like_pkcs8_is_refused_as_load_cert_chain_refuses_it() -> None:
+    """OpenSSL 3.0's decoders, told "PrivateKeyInfo", still take a bare SEC1 key; a
+    SEC1 key whose first fields read as an EC P-256 AlgorithmIdentifier went the
+    typed way and was installed (h147), where load_cert_chain and keytool refuse it.
+    Only bytes d2i_PKCS8_PRIV_KEY_INFO reads whole reach the typed decoder now, and
+    the key type needs PKCS#8's fields. The twin: the same key as PKCS#8 goes in."""
+    der, key, chain = _sec1_read_as_pkcs8()
+    assert _keyload.decoder_key_type(der) is None
+    assert _file_way_accepts(der, chain) is False
+    with pytest.raises(ssl.SSLError):
+        _keyload.load_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), der, chain)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(ctx, der, chain, b"EC") is False  # told EC all the same
+    fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert _openssl.use_identity(fresh, _pkcs8(key), chain, b"EC") is True
