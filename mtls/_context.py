@@ -110,12 +110,18 @@ MAX_TRUST_ANCHORS: Final = 5_000
 
 # What OpenSSL read of each truststore's anchors (its certificates, referenced), for the
 # next context built from the same Truststore object: a profile set's contexts share
-# their truststore, and each read it again (14 ms for the JDK's cacerts; 0.2 ms put in
-# from here). Kept as long as the Truststore is; a store changed since (add, delete)
-# has other anchors and is read again.
+# their truststore, and each read it again (20 ms of a context built from the JDK's
+# cacerts; put in from here, 0.4 ms). Kept as long as the Truststore is; a store
+# changed since (an entry added or removed) has other anchors and is read again.
 _READ_ANCHORS: weakref.WeakKeyDictionary[Truststore, tuple[tuple[bytes, ...], _openssl.Anchors]] = (
     weakref.WeakKeyDictionary()
 )
+#: The most anchors put in from a kept read. Each goes into a sorted stack, holding the
+#: GIL (a call per certificate released and took it back behind every busy thread):
+#: 300 take about 2 ms, what a first read's own pauses are; 600 take 6 ms and 5,000
+#: 0.6 s, while every other thread waits. A truststore with more is read by each
+#: context, with the GIL released, as before.
+KEPT_ANCHORS_MAX: Final = 300
 
 
 def _load_anchors(
@@ -123,17 +129,18 @@ def _load_anchors(
 ) -> None:
     """``anchors`` into ``ctx``: put in as OpenSSL read them for an earlier context
     from ``truststore``, else read (unless ``anchored``: read already) and kept for
-    the next one.
+    the next one (up to :data:`KEPT_ANCHORS_MAX` of them).
 
     Raises:
         ssl.SSLError: OpenSSL refused a certificate.
     """
-    kept = _READ_ANCHORS.get(truststore)
+    keep = len(anchors) <= KEPT_ANCHORS_MAX
+    kept = _READ_ANCHORS.get(truststore) if keep else None
     if kept is not None and kept[0] == anchors and (anchored or _openssl.add_anchors(ctx, kept[1])):
         return
     if not anchored:
         _keyload.load_anchors(ctx, anchors)  # a big truststore with the GIL released
-    read = _openssl.anchors_of(ctx)  # the store holds the anchors only, so far
+    read = _openssl.anchors_of(ctx) if keep else None  # the store holds only the anchors yet
     if read is not None:
         _READ_ANCHORS[truststore] = (anchors, read)
 

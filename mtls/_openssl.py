@@ -258,8 +258,9 @@ class _Identity:
 
 class _Trust:
     """OpenSSL's calls that read and fill a context's trust store (``X509_STORE``), made
-    holding the GIL: each is short (a pointer read, a reference counted, one
-    certificate put in a sorted stack)."""
+    holding the GIL: a pointer read, a reference counted, one certificate put in the
+    store's sorted stack (which is sorted again each time: the caller keeps the count
+    down, see ``mtls._context.KEPT_ANCHORS_MAX``)."""
 
     def __init__(self, lib: Any) -> None:
         import ctypes  # noqa: PLC0415 - loaded by _library already
@@ -284,8 +285,8 @@ class Anchors:
     references are this process's.
 
     Reading a certificate costs OpenSSL 3.0 about 100 us (its public key goes through
-    a decoder set up for it): 14 ms for the JDK's 144-certificate ``cacerts``, paid by
-    every context built from it. Put in from here: 0.2 ms.
+    a decoder set up for it): 14 to 20 ms for the JDK's 144-certificate ``cacerts``,
+    paid by every context built from it. Put in from here: 0.4 ms.
     """
 
     __slots__ = ("__weakref__", "_free", "_pointers")

@@ -90,7 +90,82 @@ def test_a_second_context_trusts_exactly_what_the_first_read(cas: list[CA]) -> N
     assert second.cert_store_stats() == first.cert_store_stats() == fresh.cert_store_stats()
     _handshake(_server(cas[1]), second)
     with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
-        _handshake(_server(cas[3]), second)  # the twin: not an anchor
+        _handshake(_server(cas[3]), second)  # cas[3] is not in the truststore
+
+
+def test_the_second_context_does_not_read_the_certificates_again(
+    cas: list[CA], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read is kept and used: OpenSSL is handed the certificates once for two
+    contexts. The twin: a truststore changed since is handed over again."""
+    from mtls import _keyload
+
+    reads: list[int] = []
+    real = _keyload.load_anchors
+
+    def counted(ctx: ssl.SSLContext, anchors: tuple[bytes, ...]) -> None:
+        reads.append(len(anchors))
+        real(ctx, anchors)
+
+    monkeypatch.setattr(_keyload, "load_anchors", counted)
+    trust = _trust(cas[:2])
+    mtls.client_context(truststore=trust)
+    mtls.client_context(truststore=trust)
+    assert reads == [2]
+    trust.add("ca2", cas[2].certificate)
+    mtls.client_context(truststore=trust)
+    assert reads == [2, 3]
+
+
+def test_a_truststore_past_the_limit_is_read_by_each_context(
+    cas: list[CA], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past KEPT_ANCHORS_MAX, putting the kept certificates in would hold the GIL
+    longer than reading them with it released: each context reads them, nothing is
+    kept. The twin: at the limit, the read is kept."""
+    trust = _trust(cas[:2])
+    monkeypatch.setattr(_context, "KEPT_ANCHORS_MAX", 1)
+    ctx = mtls.client_context(truststore=trust)
+    assert trust not in _context._READ_ANCHORS
+    assert _anchors(ctx) == sorted(trust.anchors_der)
+    monkeypatch.setattr(_context, "KEPT_ANCHORS_MAX", 2)
+    mtls.client_context(truststore=trust)
+    assert trust in _context._READ_ANCHORS
+
+
+def test_what_is_kept_is_the_truststore_s_certificates_and_no_crl(cas: list[CA]) -> None:
+    """CRLs go into the same OpenSSL store after the anchors: none is kept, and a
+    context built without them after one built with them holds none."""
+    trust = _trust(cas[:2])
+    crls = mtls.CRLSet.from_bytes(cas[0].crl())
+    with_crls = mtls.client_context(truststore=trust, crls=crls)
+    assert with_crls.cert_store_stats()["crl"] == 1
+    anchors = _context._READ_ANCHORS[trust][1]
+    assert len(anchors) == 2
+    without = mtls.client_context(truststore=trust)
+    assert without.cert_store_stats() == {"x509": 2, "crl": 0, "x509_ca": 2}
+
+
+def test_each_kept_reference_is_released_once(cas: list[CA]) -> None:
+    """An Anchors object gives back the reference it holds on each certificate when
+    it goes (and only then)."""
+    ctx = mtls.client_context(truststore=_trust(cas[:3]))
+    anchors = _openssl.anchors_of(ctx)
+    assert anchors is not None
+    freed: list[int] = []
+    real = anchors._free
+
+    def counted(pointer: int) -> None:
+        freed.append(pointer)
+        real(pointer)
+
+    anchors._free = counted
+    assert freed == []
+    del anchors
+    gc.collect()
+    assert len(freed) == 3
+    assert len(set(freed)) == 3
+    assert ctx.cert_store_stats()["x509"] == 3  # the context's own references stay
 
 
 def test_a_truststore_changed_since_is_read_again(cas: list[CA]) -> None:
@@ -125,7 +200,7 @@ def test_a_server_context_shares_its_client_cas_too(cas: list[CA]) -> None:
         return mtls.client_context(ca.issue_cert("client").keystore(), server_trust)
 
     _handshake(server, client(cas[1]))
-    with pytest.raises(ssl.SSLError):
+    with pytest.raises(ssl.SSLError, match=r"CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA"):
         _handshake(server, client(cas[2]))
 
 
@@ -178,11 +253,22 @@ def test_a_duplicate_anchor_is_one_certificate_both_ways(cas: list[CA]) -> None:
     assert first.cert_store_stats()["x509"] == second.cert_store_stats()["x509"] == 1
 
 
-def test_threads_building_from_one_truststore_get_whole_stores(cas: list[CA]) -> None:
-    """Eight threads build contexts from one truststore at once while others come and
-    go (their reads released under the builders' feet): every context holds every
-    anchor, and the process lives."""
-    trust = _trust(cas)
+@pytest.fixture(scope="module")
+def many_cas() -> list[CA]:
+    """Enough CAs for more than 32 KiB of certificates: a first read goes to OpenSSL
+    as a cafile, with the GIL released (mtls._keyload.GIL_FREE_ANCHOR_BYTES)."""
+    return [CA(name=f"many {n}", key_type="RSA") for n in range(48)]
+
+
+def test_threads_building_from_one_truststore_get_whole_stores(many_cas: list[CA]) -> None:
+    """Eight threads build contexts from one truststore at once, its first read with
+    the GIL released, while others come and go (their reads released under the
+    builders' feet): every context holds every anchor, and the process lives."""
+    from mtls import _keyload
+
+    trust = _trust(many_cas)
+    assert sum(map(len, trust.anchors_der)) > _keyload.GIL_FREE_ANCHOR_BYTES
+    cas = many_cas
     expected = sorted(trust.anchors_der)
     failures: list[BaseException] = []
     start = threading.Barrier(8)
