@@ -346,19 +346,21 @@ def bench_truststore(env: Env, reps: int) -> Comparison:
     "keystore) vs SSLContext + load_verify_locations(cafile=PEM) + load_cert_chain",
 )
 def bench_context_shared_trust(env: Env, reps: int) -> Comparison:
-    files = env.identity
-    jks, pem, _ = env.cacerts
-    ks = mtls.Keystore.load(files["jks"], PASSWORD)
-    ts = mtls.Truststore.load(jks, env.cacerts_password)
-
-    def raw() -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=pem)
-        ctx.load_cert_chain(files["certfile"], files["keyfile"])
-        return ctx
-
+    ks, ts = _identity_and_cacerts(env)
     # The warm-up builds the first context; the timed ones find its anchors kept.
-    return compare(lambda: mtls.client_context(ks, ts), raw, reps, first_build=False)
+    return compare(
+        lambda: mtls.client_context(ks, ts), _one_context_floor(env), reps, first_build=False
+    )
+
+
+def _identity_and_cacerts(env: Env) -> tuple[mtls.Keystore, mtls.Truststore]:
+    """The identity's JKS keystore and the cacerts copy, loaded (the floor of rows that
+    build from them: :func:`_one_context_floor`)."""
+    jks, _, _ = env.cacerts
+    return (
+        mtls.Keystore.load(env.identity["jks"], PASSWORD),
+        mtls.Truststore.load(jks, env.cacerts_password),
+    )
 
 
 def _longest_pause(build: Callable[[], object]) -> float:
@@ -402,17 +404,8 @@ def _longest_pause(build: Callable[[], object]) -> float:
     "pause for SSLContext + load_verify_locations(cafile=PEM) + load_cert_chain on a thread",
 )
 def bench_reload_stall(env: Env, reps: int) -> Comparison:
-    files = env.identity
-    jks, pem, _ = env.cacerts
-    ks = mtls.Keystore.load(files["jks"], PASSWORD)
-    ts = mtls.Truststore.load(jks, env.cacerts_password)
-
-    def raw() -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=pem)
-        ctx.load_cert_chain(files["certfile"], files["keyfile"])
-        return ctx
-
+    ks, ts = _identity_and_cacerts(env)
+    raw = _one_context_floor(env)
     rounds = min(reps, 60)
     ours: list[float] = []
     floor: list[float] = []

@@ -296,3 +296,52 @@ def raising_log_handler(level: int = 0) -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(was)
+
+
+def memory_handshake(
+    server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: str = "server"
+) -> dict[str, Any]:
+    """A whole handshake in memory (``ssl.MemoryBIO``); returns the client certificate
+    the server saw. Raises ssl.SSLError when either side refuses."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    tls_client = client.wrap_bio(c_in, c_out, server_hostname=server_hostname)
+    tls_server = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(20):
+        for name, side, out, peer_in in (
+            ("client", tls_client, c_out, s_in),
+            ("server", tls_server, s_out, c_in),
+        ):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+            peer_in.write(out.read())
+        if all(done.values()):
+            # TLS 1.3: the server's verdict on the client certificate travels after
+            # the client finished; one more exchange delivers it.
+            tls_client.write(b"x")
+            s_in.write(c_out.read())
+            assert tls_server.read(1) == b"x"
+            return tls_server.getpeercert()
+    raise AssertionError("handshake did not finish")
+
+
+def self_signed_der(key: Any, common_name: str) -> bytes:
+    """A certificate for ``key``'s public key, signed by ``key`` itself (CN=``common_name``,
+    valid from an hour ago for a day), as DER."""
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
+    now = _dt.datetime.now(_dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - _dt.timedelta(hours=1))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.DER)

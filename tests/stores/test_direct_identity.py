@@ -6,7 +6,6 @@ The hand-off's every way, with handshakes, is in tests/stores/test_key_handoff.p
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import ssl
 import subprocess
 import warnings
@@ -14,18 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mtls
 from mtls import _keyload, _openssl
 from mtls._entries import KeyEntry
-from tests._helpers import direct_identity_available
+from tests._helpers import direct_identity_available, self_signed_der
 from tests._pki import issue
 
 pytestmark = pytest.mark.skipif(
@@ -394,19 +391,7 @@ def _sec1_read_as_pkcs8() -> tuple[bytes, ec.EllipticCurvePrivateKey, list[bytes
         + tlv(0xA0, oid_p256)
         + tlv(0xA1, tlv(0x03, b"\x00" + point)),
     )
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sec1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return der, key, [cert.public_bytes(serialization.Encoding.DER)]
+    return der, key, [self_signed_der(key, "sec1")]
 
 
 @needs_memfd

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import mtls
 from mtls import _build, _keyload
 from tests._helpers import direct_identity_available
+from tests._helpers import memory_handshake as _handshake
 from tests._pki import PKI, issue, mismatched
 
 KEYS: list[dict[str, Any]] = [
@@ -31,34 +32,6 @@ KEYS: list[dict[str, Any]] = [
     {"key_type": "EC", "curve": "secp521r1"},
     {"key_type": "Ed25519"},
 ]
-
-
-def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> dict[str, Any]:
-    """A whole handshake in memory; returns the client certificate the server saw."""
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    tls_client = client.wrap_bio(c_in, c_out, server_hostname="server")
-    tls_server = server.wrap_bio(s_in, s_out, server_side=True)
-    done = {"client": False, "server": False}
-    for _ in range(20):
-        for name, side, out, peer_in in (
-            ("client", tls_client, c_out, s_in),
-            ("server", tls_server, s_out, c_in),
-        ):
-            if not done[name]:
-                try:
-                    side.do_handshake()
-                    done[name] = True
-                except ssl.SSLWantReadError:
-                    pass
-            peer_in.write(out.read())
-        if all(done.values()):
-            # TLS 1.3: the server's verdict on the client certificate travels after
-            # the client finished; one more exchange delivers it.
-            tls_client.write(b"x")
-            s_in.write(c_out.read())
-            assert tls_server.read(1) == b"x"
-            return tls_server.getpeercert()
-    raise AssertionError("handshake did not finish")
 
 
 @pytest.fixture(params=["direct", "memfd", "sealed-tempfile"], autouse=True)

@@ -18,7 +18,7 @@ import pytest
 import mtls
 from mtls import _context, _openssl
 from mtls.testing import CA
-from tests._helpers import direct_identity_available
+from tests._helpers import direct_identity_available, memory_handshake
 
 pytestmark = pytest.mark.skipif(
     not direct_identity_available(), reason="OpenSSL's calls are not reachable here"
@@ -26,26 +26,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> None:
-    """A whole handshake in memory (raises ssl.SSLError when either side refuses)."""
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    tls_client = client.wrap_bio(c_in, c_out, server_hostname="localhost")
-    tls_server = server.wrap_bio(s_in, s_out, server_side=True)
-    done = {"client": False, "server": False}
-    for _ in range(20):
-        for name, side, out, peer_in in (
-            ("client", tls_client, c_out, s_in),
-            ("server", tls_server, s_out, c_in),
-        ):
-            if not done[name]:
-                try:
-                    side.do_handshake()
-                    done[name] = True
-                except ssl.SSLWantReadError:
-                    pass
-            peer_in.write(out.read())
-        if all(done.values()):
-            return
-    raise AssertionError("handshake did not finish")
+    """A whole handshake in memory, to localhost (ssl.SSLError when a side refuses)."""
+    memory_handshake(server, client, "localhost")
 
 
 @pytest.fixture(scope="module")
