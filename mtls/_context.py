@@ -141,7 +141,9 @@ def _load_anchors(
     if not anchored:
         _keyload.load_anchors(ctx, anchors)  # a big truststore with the GIL released
     read = _openssl.anchors_of(ctx) if keep else None  # the store holds only the anchors yet
-    if read is not None:
+    # Kept only when it is exactly the anchors, one certificate each: anything else in
+    # the store would be trusted by every later context from this truststore.
+    if read is not None and len(read) == len(set(anchors)):
         _READ_ANCHORS[truststore] = (anchors, read)
 
 

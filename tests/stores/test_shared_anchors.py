@@ -14,6 +14,7 @@ import threading
 import weakref
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
 from mtls import _context, _openssl
@@ -274,3 +275,29 @@ def test_threads_building_from_one_truststore_get_whole_stores(many_cas: list[CA
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads)
     assert failures == []
+
+
+def test_a_store_holding_more_than_the_anchors_is_not_kept(
+    cas: list[CA], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is kept is trusted by every later context from the truststore: a store that
+    holds anything besides its anchors when they are read (a certificate from
+    elsewhere) is not kept, and the next context trusts only the truststore. The twin:
+    the same build without the extra certificate is kept."""
+    from mtls import _keyload
+
+    real = _keyload.load_anchors
+
+    def with_extra(ctx: ssl.SSLContext, anchors: tuple[bytes, ...]) -> None:
+        real(ctx, anchors)
+        ctx.load_verify_locations(cadata=cas[3].certificate.public_bytes(Encoding.DER))
+
+    trust = _trust(cas[:2])
+    monkeypatch.setattr(_keyload, "load_anchors", with_extra)
+    mtls.client_context(truststore=trust)
+    assert trust not in _context._READ_ANCHORS
+    monkeypatch.undo()
+    clean = mtls.client_context(truststore=trust)
+    with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        _handshake(_server(cas[3]), clean)
+    assert trust in _context._READ_ANCHORS
