@@ -122,6 +122,13 @@ class Entries:
         # Entries TLS cannot use (JCEKS secret keys, ...): folded alias -> (alias, kind).
         self._secrets: dict[str, tuple[str, str]] = {}
 
+    def copy(self) -> Entries:
+        """The same entries in maps of their own (the entries, immutable, shared)."""
+        new = Entries()
+        new._keys, new._certs = dict(self._keys), dict(self._certs)
+        new._secrets = dict(self._secrets)
+        return new
+
     # -- reading
 
     def key_entries(self) -> Iterator[KeyEntry]:

@@ -124,6 +124,15 @@ class _StoreBase:
         # Read from a PKCS#12 in the JDK's password-less format (see passwordless).
         self._passwordless = False
 
+    def __copy__(self) -> Self:
+        """A store of its own with the same entries (``copy.copy``): adding to it or
+        removing from it leaves this one as it is. (The entries themselves, which never
+        change, are shared; ``copy.deepcopy`` copies them too.)"""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._entries = self._entries.copy()
+        return new
+
     @property
     def passwordless(self) -> bool:
         """Whether the store was read from a PKCS#12 in the JDK's password-less format:

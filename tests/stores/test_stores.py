@@ -7,6 +7,7 @@ that the message names the file, and that no password shows in it.
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import os
 import random
@@ -14,7 +15,9 @@ import re
 import ssl
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -1335,3 +1338,25 @@ def test_an_openssh_key_is_named_with_its_conversion(pki: PKI) -> None:
     with pytest.raises(mtls.KeystoreFormatError, match="ssh-keygen -p -m PKCS8"):
         mtls.Keystore.from_bytes(openssh + cert, None)
     assert mtls.Keystore.from_bytes(pki.client_ec.key_pem() + cert, None).key_aliases
+
+
+@pytest.mark.parametrize("make", [copy.copy, copy.deepcopy], ids=["copy", "deepcopy"])
+def test_a_copied_store_changes_apart_from_its_original(
+    make: Callable[[Any], Any],
+) -> None:
+    """copy.copy of a store shared its entries with the original: a certificate added
+    to the copy (or an entry removed from it) changed the original too (h148). Each
+    copy now has entries of its own; what the two held at the copy stays equal."""
+    ca, other = CA(name="copied"), CA(name="added")
+    trust = ca.truststore("ca")
+    keystore = other.issue_cert("client").keystore("client")
+    trust_copy, keystore_copy = make(trust), make(keystore)
+    assert trust_copy.aliases == trust.aliases == ("ca",)
+    assert keystore_copy.fingerprint == keystore.fingerprint
+    trust_copy.add("other", other.certificate)
+    trust_copy.remove("ca")
+    keystore_copy.remove("client")
+    assert trust.aliases == ("ca",)
+    assert trust_copy.aliases == ("other",)
+    assert keystore.aliases == ("client",)
+    assert keystore_copy.aliases == ()
