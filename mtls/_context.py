@@ -268,7 +268,7 @@ def _identity(
     algorithm = _x509.key_algorithm(key_der)
     if algorithm == _x509.DSA_OID:
         _dsa_over_tls12(ctx, keystore, chosen, server=server, ciphers=ciphers)
-    elif algorithm == _EC and (curve := _keyload.key_curve(key_der)) not in _TLS13_CURVES:
+    elif algorithm == _x509.EC_OID and (curve := _keyload.key_curve(key_der)) not in _TLS13_CURVES:
         _ec_over_tls12(ctx, keystore, chosen, curve, server=server)
     if server and ciphers is not None:
         _ciphers_fit_key(ctx, keystore, chosen, ciphers, key_der=key_der, algorithm=algorithm)
@@ -372,7 +372,6 @@ _TLS_KEY_TYPES = frozenset(
 )
 # (path, alias) of the key entries a context was held to TLS 1.2 for: said once each.
 _HELD_TO_TLS12: set[tuple[str | None, str]] = set()
-_EC = "1.2.840.10045.2.1"  # id-ecPublicKey
 # The curves TLS 1.3 has a signature scheme for in this OpenSSL: P-256, P-384, P-521;
 # and brainpool's r1 curves from OpenSSL 3.2 (RFC 8734). A key on another curve OpenSSL
 # loads (P-224, secp256k1, brainpool before 3.2) signs no TLS 1.3 handshake: a client

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from . import _der
 from ._openssl import use_identity
-from ._x509 import der_to_pem, pkcs8_algorithm
+from ._x509 import EC_OID, der_to_pem, pkcs8_algorithm
 
 _PROC_FD = "/proc/self/fd"
 
@@ -142,7 +142,6 @@ _DECODER_KEY_TYPES = {
     "1.3.101.112": b"ED25519",
     "1.3.101.113": b"ED448",
 }
-_EC = "1.2.840.10045.2.1"  # id-ecPublicKey
 _DECODER_EC_CURVES = frozenset(_NAMED_CURVES.values())
 
 
@@ -159,7 +158,7 @@ def decoder_key_type(pkcs8_der: bytes) -> bytes | None:
         if tag != _der.OID:
             return None
         oid = _der.decode_oid(pkcs8_der[start:stop])
-        if oid != _EC:
+        if oid != EC_OID:
             return _DECODER_KEY_TYPES.get(oid)
         tag, start, stop = algorithm[1]
         named = tag == _der.OID and _der.decode_oid(pkcs8_der[start:stop]) in _DECODER_EC_CURVES

@@ -313,15 +313,23 @@ class Anchors:
         return self
 
 
+def _trust_store(ctx: ssl.SSLContext) -> tuple[_Trust, int] | None:
+    """The trust store calls and ``ctx``'s ``SSL_CTX *`` (checked), or None where
+    they cannot be used here."""
+    library = _library()
+    trust = None if library is None else library.trust
+    pointer = None if library is None or trust is None else library.pointer(ctx)
+    return None if trust is None or pointer is None else (trust, pointer)
+
+
 def anchors_of(ctx: ssl.SSLContext) -> Anchors | None:
     """The certificates in ``ctx``'s trust store (CRLs left out), each referenced;
     ``None`` where that is not possible here. ``ctx`` must be one the caller is
     building (nobody else uses its store meanwhile)."""
-    library = _library()
-    trust = None if library is None else library.trust
-    pointer = None if library is None or trust is None else library.pointer(ctx)
-    if trust is None or pointer is None:
+    found = _trust_store(ctx)
+    if found is None:
         return None
+    trust, pointer = found
     objects = trust.objects(trust.store(pointer))
     held: list[int] = []
     anchors = None
@@ -347,11 +355,10 @@ def add_anchors(ctx: ssl.SSLContext, anchors: Anchors) -> bool:
     not possible here, or OpenSSL refused one (out of memory); ``ctx`` may then hold
     some of them, and the caller loads them all the usual way (a certificate already
     in the store is skipped there too). OpenSSL's error queue is left empty."""
-    library = _library()
-    trust = None if library is None else library.trust
-    pointer = None if library is None or trust is None else library.pointer(ctx)
-    if trust is None or pointer is None:
+    found = _trust_store(ctx)
+    if found is None:
         return False
+    trust, pointer = found
     store, add = trust.store(pointer), trust.add
     try:
         return all(add(store, x509) == 1 for x509 in anchors._pointers)

@@ -1160,7 +1160,6 @@ _CERT_KEYS: dict[str, Callable[[_pkcs12.P12Cert], object]] = {
 }
 
 _RSA = "1.2.840.113549.1.1.1"
-_EC = "1.2.840.10045.2.1"
 
 
 def _spki_of_private(key_der: bytes) -> bytes | None:
@@ -1188,7 +1187,7 @@ def _spki_of_private(key_der: bytes) -> bytes | None:
         if oid == _RSA:  # RSAPrivateKey: version, n, e, ...
             public = b"".join(_der.encode(t, key_der[s:e]) for t, s, e in fields[1:3])
             bits = b"\x00" + _der.encode(_der.SEQUENCE, public)
-        elif oid == _EC:  # ECPrivateKey: version, key, [0] params, [1] public point
+        elif oid == _x509.EC_OID:  # ECPrivateKey: version, key, [0] params, [1] public point
             point = next((f for f in fields[2:] if f[0] == 0xA1), None)
             if point is None:
                 return None

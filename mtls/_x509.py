@@ -67,6 +67,7 @@ _P = ParamSpec("_P")
 # its own checks (older releases: the public names, which do not warn there), and the
 # calls that read DSA material go through :func:`dsa_call`; nothing else pays.
 DSA_OID: Final = "1.2.840.10040.4.1"  # id-dsa: a PKCS#8 key's or a certificate's algorithm
+EC_OID: Final = "1.2.840.10045.2.1"  # id-ecPublicKey: likewise
 
 
 class _NoDSA:
