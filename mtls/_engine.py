@@ -23,6 +23,10 @@ moved are read and hashed; only when a hash differs is anything parsed or built.
 ``stat`` follows symlinks on every check, so a Kubernetes ``..data`` swap (new
 inode, even with an older mtime) is seen. A snapshot with errors, or one whose check
 caught a file mid-write (``snapshot.pending``), is checked in full next time.
+Otherwise a check in which every stat is as recorded is the *quiet* check
+(:meth:`Engine._quiet`): the stats under the lock, and nothing more (no
+:class:`~mtls._reading.Reading`, nothing logged), then the watchers, which have
+nothing to say either unless a certificate crossed a threshold.
 
 Every read of a check goes through one :class:`~mtls._reading.Reading`, and two
 rules make rotations safe from writers that change files while a check runs:
@@ -65,7 +69,8 @@ Write a :class:`Plan` whose snapshots satisfy :class:`Published`, then::
     engine.snapshot            # the current snapshot: read it once per use
     engine.check()             # check now (what the thread does every interval)
     engine.subscribe(cb)       # cb(old_generation, new_generation), in order
-    engine.watch(fn)           # fn(snapshot) after every check (expiry, health)
+    engine.watch(fn)           # fn(snapshot) after every check (expiry, health):
+                               # returns what it has to say (a function), or None
     engine.close()
 
 The constructor makes the first snapshot (``plan.first``) and raises what it raises;
@@ -201,6 +206,15 @@ class Plan(Protocol[S]):
         says so. Called only when a problem about something ends."""
 
 
+#: A watcher (:meth:`Engine.watch`): given the snapshot after a check, it returns what
+#: it has to say, as a function to call with the check's logging held, or None.
+Watcher = Callable[[S], Callable[[], object] | None]
+
+
+def _watcher_raised(exc: BaseException) -> None:
+    log.error("mtls: a reload watcher raised; carrying on", exc_info=exc)
+
+
 #: What a caller's check re-raises after recording it (a tuple: built once).
 _INTERRUPTS = (KeyboardInterrupt, SystemExit)
 
@@ -257,7 +271,11 @@ class Engine(Generic[S]):
         renew_attributes_after_fork(self, "_delivery_queued", new=bool)
         self._reports = Reports()
         self._timer: Timer | None = None
-        self._watchers: list[Callable[[S], object]] = []
+        # A tuple, replaced whole when one is added or removed: a check walks it as
+        # it is, without a copy.
+        self._watchers: tuple[Watcher[S], ...] = ()
+        self._watchers_lock = threading.Lock()  # not the check's: a check may run for long
+        renew_attributes_after_fork(self, "_watchers_lock")
         self._on_publish = on_publish
         first = self._first()
         # When the last check ended (time.time(); last_check makes it a datetime when
@@ -322,9 +340,10 @@ class Engine(Generic[S]):
 
     # ------------------------------------------------------------------ checks
 
-    def check(self, *, force: bool = False) -> bool:
+    def check(self, *, force: bool = False, in_thread: bool = False) -> bool:
         """Check every watched file now and apply what changed (``force``: read and
-        hash every file, whatever its ``stat`` says).
+        hash every file, whatever its ``stat`` says; ``in_thread``: the caller is the
+        reload thread, which re-raises nothing and runs no subscriber).
 
         Safe from any thread, also while the background thread runs (checks are
         serialised). Never raises for bad files (the plan keeps the last good and
@@ -337,11 +356,22 @@ class Engine(Generic[S]):
             KeyboardInterrupt, SystemExit: raised by the plan (a secret resolver) or
                 a subscriber during this call (recorded first, like any other failure).
         """
-        return self._check(in_thread=False, force=force)
+        deadline: float | None = None  # a quiet check logs nothing: no wait to bound yet
+        changed = False
+        if force or not self._quiet():
+            # A caller waits for its records at most this long in all (check and watchers).
+            deadline = bound = time.monotonic() + CLOSE_TIMEOUT
+            changed = self._full(in_thread, force, bound)
+        if self._stop.is_set():
+            return changed
+        self._last_check = time.time()
+        if self._watchers:
+            self._watch(in_thread, deadline)
+        return changed
 
     def _check_in_thread(self) -> bool:
         self._notifier.thread_ident = threading.get_ident()
-        return self._check(in_thread=True)
+        return self.check(in_thread=True)
 
     @property
     def notifier(self) -> Notifier:
@@ -360,14 +390,69 @@ class Engine(Generic[S]):
             self._delivery_queued = False  # a change from now on gets a delivery of its own
         self._subscribers.deliver(swallow_all=True)
 
-    def _check(self, *, in_thread: bool, force: bool = False) -> bool:
+    def _watch(self, in_thread: bool, deadline: float | None) -> None:
+        """Run the watchers on the current snapshot, then what they owe (their log
+        lines and callbacks: see :meth:`watch`) with this check's logging held."""
+        snapshot = self.snapshot
+        owed: list[Callable[[], object]] = []
+        raised: BaseException | None = None
+        for watcher in self._watchers:
+            try:
+                then = watcher(snapshot)
+            except BaseException as exc:
+                owed.append(functools.partial(_watcher_raised, exc))
+                if not in_thread and isinstance(exc, _INTERRUPTS):
+                    raised = exc
+                    break
+                continue
+            if then is not None:
+                owed.append(then)
+        if not owed:
+            return  # the common case: nothing to say, no logging held
+        if deadline is None:
+            deadline = time.monotonic() + CLOSE_TIMEOUT
+        records: list[logging.LogRecord] = []
+        try:
+            with held(records):
+                for then in owed:
+                    try:
+                        then()
+                    except BaseException as exc:
+                        _watcher_raised(exc)
+                        if not in_thread and isinstance(exc, _INTERRUPTS):
+                            raise
+        finally:
+            self._hand_over(records, in_thread, None, deadline)
+        if raised is not None:
+            raise raised
+
+    def _quiet(self) -> bool:
+        """The check in which nothing changed, whole: True when every watched file has
+        the stat its bytes were last used with, and nothing is pending, failed or due
+        (or the engine is closed); False when :meth:`_full` must look. One stat per
+        file under the lock: no Reading is made, nothing can log."""
+        with self._lock:
+            if self._stop.is_set():
+                return True  # closed: publish nothing more
+            old = self.snapshot
+            if old.pending or old.errors or _due(old):
+                return False
+            self.checking_since = time.monotonic()  # a stat on a hung mount is a stall
+            try:
+                return self._reader.unmoved(old.watched)
+            except Exception:
+                return False
+            finally:
+                self.checking_since = None
+
+    def _full(self, in_thread: bool, force: bool, deadline: float) -> bool:
+        """A check that reads what moved: whether it applied a change. Raises what
+        escaped the plan if it is an interrupt and the caller is not the reload thread."""
         # What the check logs is handled once the lock is released, and a background
         # check's on a thread of its own (LogRelay): a handler that blocks (a log
         # shipper that is down) holds back no check, and no reload() caller.
         records: list[logging.LogRecord] = []
         settle: Callable[[], None] | None = None
-        # A caller waits for its records at most this long in all (check and watchers).
-        deadline = time.monotonic() + CLOSE_TIMEOUT
         try:
             with held(records):
                 changed, escaped, settle = self._apply(force)
@@ -381,23 +466,6 @@ class Engine(Generic[S]):
             self._subscribers.deliver(swallow_all=False)
         if escaped is not None and not in_thread and isinstance(escaped, _INTERRUPTS):
             raise escaped
-        if self._stop.is_set():
-            return changed
-        self._last_check = time.time()
-        if not self._watchers:
-            return changed
-        records = []
-        try:
-            with held(records):
-                for watcher in list(self._watchers):
-                    try:
-                        watcher(self.snapshot)
-                    except BaseException as exc:
-                        log.exception("mtls: a reload watcher raised; carrying on")
-                        if not in_thread and isinstance(exc, _INTERRUPTS):
-                            raise
-        finally:
-            self._hand_over(records, in_thread, None, deadline)
         return changed
 
     @property
@@ -572,20 +640,33 @@ class Engine(Generic[S]):
         """Stop calling ``callback`` (no error if it was not subscribed)."""
         self._subscribers.remove(callback)
 
-    def watch(self, watcher: Callable[[S], object]) -> Callable[[], None]:
+    def watch(self, watcher: Watcher[S]) -> Callable[[], None]:
         """Call ``watcher(snapshot)`` after every check, whether it changed anything or not.
 
         For state that moves with time rather than with files (certificates nearing
         expiry): the watcher runs on the thread that ran the check (the engine's own
         thread for periodic checks: no second thread), outside the lock, with the
-        snapshot current after the check. It must not build anything; one that raises
-        is logged and the others still run. Not called after :meth:`close`.
+        snapshot current after the check. It must not build anything, nor log: what it
+        has to say (log lines, callbacks) it returns as a function, which the engine
+        calls with the check's logging held (handed to the handlers as the check's
+        own); ``None`` when there is nothing (every check in which nothing changed:
+        no logging is held for it). One that raises is logged and the others still
+        run. Not called after :meth:`close`.
 
         Returns:
             A function that stops the calls.
         """
-        self._watchers.append(watcher)
-        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+        with self._watchers_lock:
+            self._watchers = (*self._watchers, watcher)
+
+        def stop() -> None:
+            with self._watchers_lock:
+                watchers = list(self._watchers)
+                if watcher in watchers:
+                    watchers.remove(watcher)
+                    self._watchers = tuple(watchers)
+
+        return stop
 
     # ------------------------------------------------------------------ lifecycle
 

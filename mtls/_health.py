@@ -564,8 +564,10 @@ class Health(Generic[S]):
 
     # ------------------------------------------------------------------ checks
 
-    def watch(self, snapshot: S) -> None:
-        """The engine's watcher: count the check's outcome, then :meth:`evaluate`."""
+    def watch(self, snapshot: S) -> Callable[[], None] | None:
+        """The engine's watcher: count the check's outcome, then judge as :meth:`evaluate`
+        does. Returns what announces the events found (``None``: none, every check
+        in which nothing changed), which the engine calls with its logging held."""
         with self._lock:  # one turn of the lock for both: this runs after every check
             grew = self._generation is not None and snapshot.generation != self._generation
             self._generation = snapshot.generation
@@ -573,9 +575,10 @@ class Health(Generic[S]):
             # refused (judged apart): "failed" is a check that applied nothing.
             self._counts[0 if grew else 2 if snapshot.errors else 1] += 1
             events = self._judge(snapshot)
-            callbacks = list(self._callbacks) if events else []
-        if events:
-            self._announce(events, callbacks)
+            if not events:
+                return None
+            callbacks = list(self._callbacks)
+        return functools.partial(self._announce, events, callbacks)
 
     def start(self, snapshot: S) -> None:
         """Remember the first snapshot's generation (the first load is not a check)."""

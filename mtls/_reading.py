@@ -30,6 +30,21 @@ def stat_key(path: Path) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
+def stat_keys(named: Iterable[tuple[Path, str]]) -> list[tuple[int, ...]]:
+    """:func:`stat_key` of each ``(path, name)``'s name, in one loop: what a check in
+    which nothing changed costs, beyond the stats themselves."""
+    keys: list[tuple[int, ...]] = []
+    append, stat = keys.append, os.stat
+    for _, name in named:
+        try:
+            st = stat(name)  # follows symlinks, as stat_key
+        except (OSError, ValueError):
+            append(_MISSING)
+        else:
+            append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+    return keys
+
+
 _SECOND_NS = 1_000_000_000
 # File times come from the kernel's coarse clock, up to a tick (4 ms at HZ=250, 10 ms
 # at HZ=100) behind time.time_ns(): a change is taken to be that much later.
@@ -120,7 +135,10 @@ class FileReader:
         # Bumped whenever an entry of _seen changes: the recorded stats of the named
         # paths (see expected()) are reused while it stands.
         self._version = 0
-        self._expected: tuple[object, int, tuple[tuple[int, ...] | None, ...]] | None = None
+        self._expected: (
+            tuple[object, int, tuple[tuple[Path, str], ...], tuple[tuple[int, ...] | None, ...]]
+            | None
+        ) = None
 
     def named(self, paths: Iterable[Path]) -> tuple[tuple[Path, str], ...]:
         """Each of ``paths`` with the string ``os.stat`` takes, made once per tuple of
@@ -139,15 +157,22 @@ class FileReader:
         """:meth:`named`, with each path's recorded stat (``None``: none recorded),
         worked out again only when an entry changed: a check in which nothing changed
         looks up no path (hashing a ``Path`` is a Python call)."""
-        named = self.named(paths)
         cached = self._expected
-        if cached is not None and cached[0] is named and cached[1] == self._version:
-            return named, cached[2]
+        if cached is not None and cached[0] is paths and cached[1] == self._version:
+            return cached[2], cached[3]
+        named = self.named(paths)
         seen = self._seen
         keys = tuple(None if (e := seen.get(path)) is None else e[0] for path, _ in named)
-        if named is self._named:
-            self._expected = (named, self._version, keys)
+        if named is self._named:  # paths is the tuple named() keeps
+            self._expected = (paths, self._version, named, keys)
         return named, keys
+
+    def unmoved(self, paths: Iterable[Path]) -> bool:
+        """Whether every one of ``paths`` has the stat recorded when its bytes were
+        last used: the whole of a check in which nothing changed (a :class:`Reading`
+        surveys them again when one moved)."""
+        named, expected = self.expected(paths)
+        return tuple(stat_keys(named)) == expected
 
     @property
     def entries(self) -> dict[Path, tuple[tuple[int, ...], str | None]]:
@@ -260,30 +285,19 @@ class Reading:
 
     def survey(self, paths: Iterable[Path], *, force: bool = False) -> list[Path]:
         """Stat each of ``paths`` once, and return those whose stat moved since their
-        bytes were last used (or that were never used): the whole cost of a check in
-        which nothing changed. The stats taken stand for the rest of the check.
+        bytes were last used (or that were never used): how a full check begins (a
+        check in which nothing changed stops at :meth:`FileReader.unmoved`). The
+        stats taken stand for the rest of the check.
         ``force``: every path, as if all had moved (each is read and hashed: a file
         system whose stat does not show a change, such as a FUSE mount that fixes
         mtimes)."""
         named, expected = self._seen.expected(paths)
-        keys: list[tuple[int, ...]] = []
-        moved: list[Path] = []
-        stat = os.stat
-        for (path, name), was in zip(named, expected, strict=True):
-            try:
-                st = stat(name)  # follows symlinks: a ..data swap changes the inode we see
-                key: tuple[int, ...] = (
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ctime_ns,
-                    st.st_ino,
-                    st.st_dev,
-                )
-            except OSError:
-                key = _MISSING
-            keys.append(key)
-            if force or was != key:
-                moved.append(path)
+        keys = stat_keys(named)
+        moved = [
+            path
+            for (path, _), was, key in zip(named, expected, keys, strict=True)
+            if force or was != key
+        ]
         self._surveyed = (named, keys)
         self.moved = frozenset(moved) if moved else _NONE_MOVED
         return moved

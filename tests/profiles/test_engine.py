@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import os
 import threading
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -27,6 +29,8 @@ from tests._helpers import (
     write_identity,
     write_trust,
 )
+
+mtls_log = logging.getLogger("mtls")
 
 # --------------------------------------------------------------------------- a second consumer
 
@@ -315,6 +319,138 @@ def test_watchers_see_every_check_changed_or_not_and_none_after_close(tmp_path):
     engine.watch(lambda snapshot: seen.append(-1))
     engine.close()
     assert engine.check() is False and seen == [0, 1]
+
+
+def test_a_watcher_says_what_it_owes_through_the_check_and_a_raising_one_is_logged(
+    tmp_path, caplog
+):
+    """A watcher returns what it has to say (log lines, callbacks) as a function: the
+    engine calls it with the check's logging held and hands the records over; one
+    that returns None costs no held logging. One that raises is logged and the others
+    still run; an interrupt is raised to the caller once its line is out."""
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-owed")
+    owed: list[str] = []
+    engine.watch(lambda snapshot: lambda: mtls_log.warning("watcher says %s", "hello"))
+    engine.watch(lambda snapshot: lambda: owed.append("second"))
+    engine.watch(lambda snapshot: None)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert engine.check() is False
+    assert [r.getMessage() for r in caplog.records] == ["watcher says hello"]
+    assert owed == ["second"]
+
+    def raising(snapshot: FileSnapshot) -> None:
+        raise RuntimeError("a watcher's bug")
+
+    engine.watch(raising)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert engine.check() is False
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["watcher says hello", "mtls: a reload watcher raised; carrying on"]
+    assert caplog.records[1].exc_info is not None and owed == ["second", "second"]
+
+    def interrupted(snapshot: FileSnapshot) -> None:
+        raise KeyboardInterrupt
+
+    engine.watch(interrupted)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"), pytest.raises(KeyboardInterrupt):
+        engine.check()
+    assert [r.getMessage() for r in caplog.records][-1] == (
+        "mtls: a reload watcher raised; carrying on"
+    )
+    engine.close()
+
+
+def test_a_check_in_which_nothing_moved_reads_nothing_and_one_that_moved_looks(
+    tmp_path, monkeypatch
+):
+    """The quiet check (every watched file's stat as recorded) makes no Reading; a stat
+    that moved (the same bytes touched), force, or a pending snapshot gets the full
+    check, which hashes and finds nothing changed."""
+    from mtls import _engine
+
+    made: list[Reading] = []
+
+    class Counted(Reading):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            made.append(self)
+
+    monkeypatch.setattr(_engine, "Reading", Counted)
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-quiet")
+    made.clear()
+    assert engine.check() is False and engine.check() is False
+    assert made == []
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert engine.check() is False and len(made) == 1  # looked, same bytes
+    assert engine.check() is False and len(made) == 1  # recorded: quiet again
+    assert engine.check(force=True) is False and len(made) == 2
+    replace_atomically(path, b"two")
+    assert engine.check() is True and len(made) == 3
+    engine.close()
+
+
+def test_an_unexpected_error_in_a_quiet_check_is_kept_as_the_full_check_keeps_it(
+    tmp_path, monkeypatch
+):
+    """Whatever the quiet check's stats raise goes to the full check, which keeps the
+    last good with the error (reload() never raises for it), and looks again next time."""
+    from mtls import _reading
+
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-quiet-error")
+
+    def broken(named: object) -> list[tuple[int, ...]]:
+        raise RuntimeError("a stat that broke")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_reading, "stat_keys", broken)
+        assert engine.check() is False
+    assert "a stat that broke" in str(engine.snapshot.errors[0]) and engine.snapshot.pending
+    assert engine.snapshot.digest == sha(b"one")  # the last good
+    assert engine.check() is False and not engine.snapshot.errors  # looked again: well
+    engine.close()
+
+
+def test_a_quiet_check_whose_stat_does_not_return_is_a_stalled_check(tmp_path, monkeypatch):
+    """A stat on a hung network mount holds the quiet check too: it is a check in
+    progress (stalled_for() says so past STALLED_AFTER), and none once it returns."""
+    from mtls import _engine
+
+    monkeypatch.setattr(_engine, "STALLED_AFTER", 0.05)
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-quiet-stall")
+    entered, release = threading.Event(), threading.Event()
+    real_stat = os.stat
+
+    def hung(name: object, *args: object, **kwargs: object) -> os.stat_result:
+        if name == str(path) and threading.current_thread() is not main:
+            entered.set()
+            release.wait(30)
+        return real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    main = threading.current_thread()
+    monkeypatch.setattr(os, "stat", hung)
+    answers: list[bool] = []
+    checking = threading.Thread(target=lambda: answers.append(engine.check()))
+    checking.start()
+    try:
+        assert entered.wait(30)
+        stalled = wait_for(engine.stalled_for)
+        assert stalled is not None and stalled >= 0.05
+    finally:
+        release.set()
+        checking.join(30)
+    assert answers == [False] and engine.stalled_for() is None
+    engine.close()
 
 
 def test_a_loaded_entry_is_what_the_constructor_makes() -> None:
