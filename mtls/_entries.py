@@ -131,17 +131,21 @@ class Entries:
 
     # -- reading
 
+    # Each reader walks a copy of the entries as they are when it is called (one C call,
+    # which no other thread can interleave with): a thread adding or removing an entry
+    # meanwhile does not break it ("dictionary changed size during iteration").
+
     def key_entries(self) -> Iterator[KeyEntry]:
-        """The key entries, in order."""
-        return iter(self._keys.values())
+        """The key entries, in order (as they are now)."""
+        return iter(tuple(self._keys.values()))
 
     def cert_entries(self) -> Iterator[tuple[str, bytes]]:
-        """The trusted certificates as ``(alias, DER)``, in order."""
-        return iter(self._certs.values())
+        """The trusted certificates as ``(alias, DER)``, in order (as they are now)."""
+        return iter(tuple(self._certs.values()))
 
     def secret_entries(self) -> Iterator[tuple[str, str]]:
-        """The entries TLS cannot use as ``(alias, kind)``, in order."""
-        return iter(self._secrets.values())
+        """The entries TLS cannot use as ``(alias, kind)``, in order (as they are now)."""
+        return iter(tuple(self._secrets.values()))
 
     @property
     def key_count(self) -> int:

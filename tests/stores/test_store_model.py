@@ -278,3 +278,42 @@ def test_a_keystore_loaded_without_its_password_asks_for_the_stores(tmp_path: Pa
     with pytest.raises(mtls.WrongPasswordError, match="pass the store's password"):
         Keystore.load(path, None)
     assert Keystore.load(path, PASSWORD).key_aliases == ("client",)
+
+
+def test_a_store_read_while_another_thread_changes_it_gives_one_state(ca: CA) -> None:
+    """A truststore read (its anchors for a context, its fingerprint, its aliases)
+    while another thread adds and removes an entry raised "dictionary changed size
+    during iteration" (h148). Each read now walks the entries as they were when it
+    began: every answer is one of the two states, never an error."""
+    import sys
+    import threading
+
+    trust = mtls.Truststore()
+    for i in range(150):
+        trust.add_certificate(f"ca-{i}", ca.certificate)
+    extra = CA().certificate
+    few, many = 150, 151
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            trust.add_certificate("extra", extra)
+            trust.remove("extra")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between almost any two bytecodes
+    changing = threading.Thread(target=churn)
+    changing.start()
+    seen: set[int] = set()
+    try:
+        for _ in range(300):
+            seen.add(len(trust.anchors_der))
+            assert len(trust.aliases) in (few, many)
+            assert len(trust.certificates) in (few, many)
+            trust.fingerprint  # noqa: B018 - what is read is the point
+    finally:
+        stop.set()
+        changing.join(30)
+        sys.setswitchinterval(interval)
+    assert seen <= {few, many}
+    assert len(trust.anchors_der) == few  # the churn ends with the entry removed
