@@ -415,12 +415,14 @@ class Engine(Generic[S]):
         try:
             with held(records):
                 for then in owed:
+                    # Every one is called: each watcher has judged already, and what it
+                    # owes would never be said (an interrupt is raised once all are).
                     try:
                         then()
                     except BaseException as exc:
                         _watcher_raised(exc)
-                        if not in_thread and isinstance(exc, _INTERRUPTS):
-                            raise
+                        if not in_thread and isinstance(exc, _INTERRUPTS) and raised is None:
+                            raised = exc
         finally:
             self._hand_over(records, in_thread, None, deadline)
         if raised is not None:
@@ -646,12 +648,14 @@ class Engine(Generic[S]):
         For state that moves with time rather than with files (certificates nearing
         expiry): the watcher runs on the thread that ran the check (the engine's own
         thread for periodic checks: no second thread), outside the lock, with the
-        snapshot current after the check. It must not build anything, nor log: what it
-        has to say (log lines, callbacks) it returns as a function, which the engine
-        calls with the check's logging held (handed to the handlers as the check's
-        own); ``None`` when there is nothing (every check in which nothing changed:
-        no logging is held for it). One that raises is logged and the others still
-        run. Not called after :meth:`close`.
+        snapshot current after the check. It must not build anything, nor log (it is
+        called without the check's logging held: a log handler that blocks would hold
+        the thread, and whatever lock the watcher holds): what it has to say (log
+        records it kept with :func:`~mtls._log.held`, lines, callbacks) it returns as
+        a function, which the engine calls with the check's logging held (handed to
+        the handlers as the check's own); ``None`` when there is nothing (every check
+        in which nothing changed: no logging is held for it). One that raises is
+        logged and the others still run. Not called after :meth:`close`.
 
         Returns:
             A function that stops the calls.

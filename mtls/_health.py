@@ -31,7 +31,7 @@ from ._build import AnchorInfo, Served
 from ._engine import Notifier, callback_name, check_callable
 from ._errors import MTLSError
 from ._fork import renew_attributes_after_fork
-from ._log import log
+from ._log import emit, held, log
 from ._snapshot import Built, Snapshot
 from ._status import ReloadCounts
 from ._types import hex_serial, span
@@ -566,19 +566,33 @@ class Health(Generic[S]):
 
     def watch(self, snapshot: S) -> Callable[[], None] | None:
         """The engine's watcher: count the check's outcome, then judge as :meth:`evaluate`
-        does. Returns what announces the events found (``None``: none, every check
-        in which nothing changed), which the engine calls with its logging held."""
+        does. Returns what says what the judging found (its log records, the events'
+        lines and callbacks; ``None``: nothing, every check in which nothing changed),
+        which the engine calls with its logging held."""
+        records: list[logging.LogRecord] = []
         with self._lock:  # one turn of the lock for both: this runs after every check
             grew = self._generation is not None and snapshot.generation != self._generation
             self._generation = snapshot.generation
             # A check that applied something is "changed", even when another file was
             # refused (judged apart): "failed" is a check that applied nothing.
             self._counts[0 if grew else 2 if snapshot.errors else 1] += 1
-            events = self._judge(snapshot)
-            if not events:
+            events = self._judge(snapshot, records)
+            if not events and not records:
                 return None
-            callbacks = list(self._callbacks)
-        return functools.partial(self._announce, events, callbacks)
+            callbacks = list(self._callbacks) if events else []
+        return functools.partial(self._say, records, events, callbacks)
+
+    def _say(
+        self,
+        records: list[logging.LogRecord],
+        events: list[HealthEvent],
+        callbacks: list[HealthCallback],
+    ) -> None:
+        """What one judging found, said outside the lock: the records it made (the
+        first read of a new truststore's anchors warns of one cryptography cannot
+        parse), then the events."""
+        emit(records)  # with the caller's held records, when it holds them
+        self._announce(events, callbacks)
 
     def start(self, snapshot: S) -> None:
         """Remember the first snapshot's generation (the first load is not a check)."""
@@ -593,14 +607,17 @@ class Health(Generic[S]):
         one's, and only the certificates that came with it are looked at, unless one
         already in use is due to cross its next level (then all of them are).
         """
+        records: list[logging.LogRecord] = []
         with self._lock:
-            events = self._judge(snapshot)
+            events = self._judge(snapshot, records)
             callbacks = list(self._callbacks)
-        self._announce(events, callbacks)
+        self._say(records, events, callbacks)
         return tuple(events)
 
-    def _judge(self, snapshot: S) -> list[HealthEvent]:
-        """:meth:`evaluate`'s comparison, under the lock: the events it finds."""
+    def _judge(self, snapshot: S, records: list[logging.LogRecord]) -> list[HealthEvent]:
+        """:meth:`evaluate`'s comparison, under the lock: the events it finds. What it
+        logs meanwhile is put in ``records`` (handled by the caller once the lock is
+        released: a log handler that blocks must not hold it)."""
         # Read under the lock: a time read before another evaluation's would look like
         # a clock that stepped back, and lower what that one just announced.
         clock = self._clock
@@ -613,6 +630,18 @@ class Health(Generic[S]):
         stepped_back = last_ts is not None and now_ts < last_ts
         if snapshot is last and now_ts < self._next_ts and not stepped_back:
             return []  # the common case (every no-op check): nothing new, nothing due
+        with held(records):
+            return self._judged(snapshot, last, now, now_ts, stepped_back)
+
+    def _judged(
+        self,
+        snapshot: S,
+        last: S | None,
+        now: _dt.datetime | None,
+        now_ts: float,
+        stepped_back: bool,
+    ) -> list[HealthEvent]:
+        """:meth:`_judge` past its common case (something new, or something due)."""
         if now is None:
             now = _dt.datetime.fromtimestamp(now_ts, _dt.UTC)
         events: list[HealthEvent] = []

@@ -448,3 +448,47 @@ def test_two_evaluations_at_once_announce_once(tmp_path: Path) -> None:
         second.join(10)
         profiles.check_health()
     assert sorted(e.threshold for e in seen if e.threshold) == [7 * DAY, 30 * DAY], seen
+
+
+def test_what_the_watch_logs_as_it_reads_new_anchors_holds_no_lock(tmp_path: Path) -> None:
+    """The watch's first read of a truststore's anchors warns of one cryptography cannot
+    parse (OpenSSL loads it). That line was handled on the reload thread while it held
+    the watch's lock, so a log handler that blocked held status() and reload() too (h149).
+    It is kept with the check's records and handed to the set's log relay."""
+    from tests._helpers import profile, profile_xml
+    from tests._pki import odd_validity
+
+    ca = CA(name="relay CA")
+    _, odd = odd_validity(ca, "odd", b"4912312359Z")
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(odd + ca.cert_pem)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(profile("localhost:1", None, trust, truststore_type="PEM")))
+    main = threading.current_thread()
+    handled_on: list[str] = []
+    entered, free = threading.Event(), threading.Event()
+
+    class Blocked(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "cannot be parsed" in record.getMessage() and threading.current_thread() is not main:
+                handled_on.append(threading.current_thread().name)
+                entered.set()
+                free.wait(30)
+
+    handler = Blocked()
+    logging.getLogger("mtls").addHandler(handler)
+    profiles = mtls.SSLProfileSet.from_xml(xml, reload_interval=0.05)
+    try:
+        assert entered.wait(30)  # a background check's watch read the anchors
+        answers: list[object] = []
+        asking = threading.Thread(
+            target=lambda: answers.extend([profiles.status(), profiles.reload()])
+        )
+        asking.start()
+        asking.join(10)
+        assert len(answers) == 2  # answered while the handler blocks
+        assert handled_on == [f"{profiles._engine._timer.name}-log"]  # type: ignore[union-attr]
+    finally:
+        free.set()
+        logging.getLogger("mtls").removeHandler(handler)
+        profiles.close()

@@ -355,12 +355,35 @@ def test_a_watcher_says_what_it_owes_through_the_check_and_a_raising_one_is_logg
         raise KeyboardInterrupt
 
     engine.watch(interrupted)
+    after: list[int] = []
+    engine.watch(lambda snapshot: after.append(snapshot.generation))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mtls"), pytest.raises(KeyboardInterrupt):
         engine.check()
     assert [r.getMessage() for r in caplog.records][-1] == (
         "mtls: a reload watcher raised; carrying on"
     )
+    # The interrupt stops the watchers after it; those before it still say what they owe.
+    assert after == [] and owed == ["second"] * 3
+    engine.close()
+
+
+def test_an_interrupt_from_what_one_watcher_owes_leaves_the_others_said(tmp_path):
+    """Each watcher judged before what they owe is called: an interrupt from one's
+    would lose the others' announcements for good. All are called, then it is raised."""
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-owed-interrupt")
+    said: list[str] = []
+
+    def interrupting() -> None:
+        raise KeyboardInterrupt
+
+    engine.watch(lambda snapshot: interrupting)
+    engine.watch(lambda snapshot: lambda: said.append("second"))
+    with pytest.raises(KeyboardInterrupt):
+        engine.check()
+    assert said == ["second"]
     engine.close()
 
 
@@ -393,6 +416,20 @@ def test_a_check_in_which_nothing_moved_reads_nothing_and_one_that_moved_looks(
     assert engine.check(force=True) is False and len(made) == 2
     replace_atomically(path, b"two")
     assert engine.check() is True and len(made) == 3
+    # A snapshot a check left pending (a file caught mid-write, say) is looked at in
+    # full next time, though every stat it read is recorded.
+    plan_check, leave_pending = FilePlan.check, [True]
+
+    def pending(self: FilePlan, reading: Reading, old: FileSnapshot) -> Outcome[FileSnapshot]:
+        outcome = plan_check(self, reading, old)
+        marked = dataclasses.replace(outcome.snapshot, pending=leave_pending[0])
+        return Outcome(marked, outcome.changed)
+
+    monkeypatch.setattr(FilePlan, "check", pending)
+    assert engine.check(force=True) is False and engine.snapshot.pending and len(made) == 4
+    leave_pending[0] = False
+    assert engine.check() is False and not engine.snapshot.pending and len(made) == 5
+    assert engine.check() is False and len(made) == 5  # quiet again
     engine.close()
 
 

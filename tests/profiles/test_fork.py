@@ -146,6 +146,24 @@ def test_a_lock_held_at_the_fork_does_not_deadlock_the_child(setup, ca) -> None:
         assert result == {"reload": True, "generation": 1}
 
 
+def test_a_watcher_being_added_at_the_fork_does_not_deadlock_the_child(setup) -> None:
+    """The lock that guards the engine's watchers may be held by another thread at
+    fork(): the child gets a new one, and can add a watcher and reload."""
+    xml, _ = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        engine = profiles._engine
+        assert engine is not None
+
+        def child() -> dict[str, Any]:
+            seen: list[int] = []
+            engine.watch(lambda snapshot: seen.append(snapshot.generation))
+            return {"reload": profiles.reload(), "seen": seen}
+
+        with engine._watchers_lock:
+            result = in_child(child, timeout=20)
+        assert result == {"reload": False, "seen": [0]}
+
+
 def test_a_check_running_at_the_fork_is_not_a_stall_in_the_child(setup, monkeypatch) -> None:
     """A check another thread ran at the moment of fork() never ends in the child:
     its start time stayed, and the child's status() said "the check in progress has
