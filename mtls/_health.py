@@ -486,6 +486,12 @@ class CertificatesInUse(Protocol[S_contra]):
     def files(self, cert: _Cert) -> tuple[str, ...]: ...
 
 
+def _said_then_raised(records: list[logging.LogRecord], exc: BaseException) -> None:
+    """Emit ``records``, then raise ``exc``: a watch whose judging failed after logging."""
+    emit(records)
+    raise exc
+
+
 class Health(Generic[S]):
     """An expiry watch and reload counts (see the module docstring): a profile set's,
     or a rotating server's.
@@ -570,16 +576,23 @@ class Health(Generic[S]):
         lines and callbacks; ``None``: nothing, every check in which nothing changed),
         which the engine calls with its logging held."""
         records: list[logging.LogRecord] = []
-        with self._lock:  # one turn of the lock for both: this runs after every check
-            grew = self._generation is not None and snapshot.generation != self._generation
-            self._generation = snapshot.generation
-            # A check that applied something is "changed", even when another file was
-            # refused (judged apart): "failed" is a check that applied nothing.
-            self._counts[0 if grew else 2 if snapshot.errors else 1] += 1
-            events = self._judge(snapshot, records)
-            if not events and not records:
-                return None
-            callbacks = list(self._callbacks) if events else []
+        try:
+            with self._lock:  # one turn of the lock for both: this runs after every check
+                grew = self._generation is not None and snapshot.generation != self._generation
+                self._generation = snapshot.generation
+                # A check that applied something is "changed", even when another file was
+                # refused (judged apart): "failed" is a check that applied nothing.
+                self._counts[0 if grew else 2 if snapshot.errors else 1] += 1
+                events = self._judge(snapshot, records)
+                if not events and not records:
+                    return None
+                callbacks = list(self._callbacks) if events else []
+        except BaseException as exc:
+            if not records:
+                raise
+            # What was logged before judging failed (the anchors are not read again
+            # for this snapshot) is said first; the engine then logs the failure.
+            return functools.partial(_said_then_raised, records, exc)
         return functools.partial(self._say, records, events, callbacks)
 
     def _say(
@@ -608,10 +621,13 @@ class Health(Generic[S]):
         already in use is due to cross its next level (then all of them are).
         """
         records: list[logging.LogRecord] = []
-        with self._lock:
-            events = self._judge(snapshot, records)
-            callbacks = list(self._callbacks)
-        self._say(records, events, callbacks)
+        try:
+            with self._lock:
+                events = self._judge(snapshot, records)
+                callbacks = list(self._callbacks)
+        finally:
+            emit(records)  # outside the lock; said even when judging failed
+        self._announce(events, callbacks)
         return tuple(events)
 
     def _judge(self, snapshot: S, records: list[logging.LogRecord]) -> list[HealthEvent]:

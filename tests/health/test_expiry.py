@@ -450,11 +450,9 @@ def test_two_evaluations_at_once_announce_once(tmp_path: Path) -> None:
     assert sorted(e.threshold for e in seen if e.threshold) == [7 * DAY, 30 * DAY], seen
 
 
-def test_what_the_watch_logs_as_it_reads_new_anchors_holds_no_lock(tmp_path: Path) -> None:
-    """The watch's first read of a truststore's anchors warns of one cryptography cannot
-    parse (OpenSSL loads it). That line was handled on the reload thread while it held
-    the watch's lock, so a log handler that blocked held status() and reload() too (h149).
-    It is kept with the check's records and handed to the set's log relay."""
+def _odd_anchor_xml(tmp_path: Path) -> Path:
+    """A profile file whose truststore holds an anchor cryptography cannot parse (OpenSSL
+    loads it): the health watch's first read of the anchors warns of it."""
     from tests._helpers import profile, profile_xml
     from tests._pki import odd_validity
 
@@ -464,6 +462,15 @@ def test_what_the_watch_logs_as_it_reads_new_anchors_holds_no_lock(tmp_path: Pat
     trust.write_bytes(odd + ca.cert_pem)
     xml = tmp_path / "sslprofiles.xml"
     xml.write_text(profile_xml(profile("localhost:1", None, trust, truststore_type="PEM")))
+    return xml
+
+
+def test_what_the_watch_logs_as_it_reads_new_anchors_holds_no_lock(tmp_path: Path) -> None:
+    """The watch's first read of a truststore's anchors warns of one cryptography cannot
+    parse (OpenSSL loads it). That line was handled on the reload thread while it held
+    the watch's lock, so a log handler that blocked held status() and reload() too (h149).
+    It is kept with the check's records and handed to the set's log relay."""
+    xml = _odd_anchor_xml(tmp_path)
     main = threading.current_thread()
     handled_on: list[str] = []
     entered, free = threading.Event(), threading.Event()
@@ -492,3 +499,70 @@ def test_what_the_watch_logs_as_it_reads_new_anchors_holds_no_lock(tmp_path: Pat
         free.set()
         logging.getLogger("mtls").removeHandler(handler)
         profiles.close()
+
+
+def test_check_health_says_what_it_logged_once_it_let_go_of_the_watch(tmp_path: Path) -> None:
+    """check_health() reads new anchors too: its warning is handled after the watch's
+    lock is released, so a handler that blocks on it holds neither status() nor
+    reload() on other threads (h150)."""
+    xml = _odd_anchor_xml(tmp_path)
+    entered, free = threading.Event(), threading.Event()
+    asker = "mtls-test-check-health"
+
+    class Blocked(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "cannot be parsed" in record.getMessage() and (
+                threading.current_thread().name == asker
+            ):
+                entered.set()
+                free.wait(30)
+
+    handler = Blocked()
+    logging.getLogger("mtls").addHandler(handler)
+    profiles = mtls.SSLProfileSet.from_xml(xml)
+    checking = threading.Thread(target=profiles.check_health, name=asker)
+    try:
+        checking.start()
+        assert entered.wait(30)
+        answers: list[object] = []
+        asking = threading.Thread(
+            target=lambda: answers.extend([profiles.status(), profiles.reload()])
+        )
+        asking.start()
+        asking.join(10)
+        assert len(answers) == 2  # answered while check_health()'s handler blocks
+    finally:
+        free.set()
+        checking.join(30)
+        logging.getLogger("mtls").removeHandler(handler)
+        profiles.close()
+
+
+@pytest.mark.parametrize("how", ["reload", "check_health"])
+def test_what_the_watch_logged_is_said_when_its_judging_then_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """The anchors of a snapshot are read once: a warning logged while reading them, and
+    lost because judging failed afterwards (a bug, an interrupt), was never said (h150).
+    It is said, then the failure."""
+    from mtls import _health
+
+    xml = _odd_anchor_xml(tmp_path)
+    profiles = mtls.SSLProfileSet.from_xml(xml)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a judging bug")
+
+    monkeypatch.setattr(_health.Health, "_crossed", broken)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        if how == "reload":
+            assert profiles.reload() is False  # the watcher's failure is logged, not raised
+        else:
+            with pytest.raises(RuntimeError, match="a judging bug"):
+                profiles.check_health()
+    said = [r.getMessage() for r in caplog.records]
+    assert any("cannot be parsed" in line for line in said), said
+    if how == "reload":
+        assert said[-1] == "mtls: a reload watcher raised; carrying on"
+    profiles.close()
