@@ -22,27 +22,25 @@ _MISSING: tuple[int, ...] = (-1,)
 _NONE_MOVED: frozenset[Path] = frozenset()
 
 
-def stat_key(path: Path) -> tuple[int, ...]:
-    try:
-        st = os.stat(path)  # follows symlinks: a ..data swap changes the inode we see
-    except (OSError, ValueError):  # ValueError: a name the system cannot be asked about
-        return _MISSING
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-
-
 def stat_keys(named: Iterable[tuple[Path, str]]) -> list[tuple[int, ...]]:
-    """:func:`stat_key` of each ``(path, name)``'s name, in one loop: what a check in
-    which nothing changed costs, beyond the stats themselves."""
+    """What a check compares of each ``(path, name)``: its size, mtime, ctime, inode
+    and device (``_MISSING``: no such file, or a name the system cannot be asked
+    about), in one loop: what a check in which nothing changed costs beyond the stats."""
     keys: list[tuple[int, ...]] = []
     append, stat = keys.append, os.stat
     for _, name in named:
         try:
-            st = stat(name)  # follows symlinks, as stat_key
-        except (OSError, ValueError):
+            st = stat(name)  # follows symlinks: a ..data swap changes the inode we see
+        except (OSError, ValueError):  # ValueError: a name the system cannot be asked about
             append(_MISSING)
         else:
             append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
     return keys
+
+
+def stat_key(path: Path) -> tuple[int, ...]:
+    """:func:`stat_keys` of one path."""
+    return stat_keys(((path, os.fspath(path)),))[0]
 
 
 _SECOND_NS = 1_000_000_000
