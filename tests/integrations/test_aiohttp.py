@@ -370,3 +370,108 @@ def test_request_ssl_refuses_a_relative_url_rather_than_send_it_without_its_prof
     with pytest.raises(ValueError, match=r"not an absolute https://.*base URL"):
         request_ssl(profiles, "/orders")
     assert request_ssl(profiles, "https://nowhere.test/orders") is True  # the twin
+
+
+def _entry(backends: Backends, name: str, keystore: tuple[Path, str] | None = None) -> str:
+    """The ``<profile>`` that sends backend ``name`` its identity (or ``keystore``)."""
+    host = "127.0.0.1" if name == "b" else "localhost"
+    return store_xml(
+        f"{host}:{backends.servers[name].port}",
+        keystore or backends.pki.stores[name],
+        (backends.pki.trust, "JKS"),
+    )
+
+
+def test_a_session_asks_the_set_once_per_backend_and_generation(
+    tmp_path, backends: Backends, monkeypatch
+):
+    """The two lookups a request makes (its context, the profile that chose it) are
+    kept per session for the set's generation: a second request to a backend asks
+    nothing; after a reload that changed what the set answers, it asks again."""
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(*(_entry(backends, name) for name in "ab")))
+    asked: list[str] = []
+    lookup = SSLProfileSet._context_built
+
+    def counted(self: SSLProfileSet, host: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(host)
+        return lookup(self, host, *args, **kwargs)
+
+    monkeypatch.setattr(SSLProfileSet, "_context_built", counted)
+
+    async def who(http: MTLSClientSession, name: str) -> str:
+        async with http.get(backends.url(name, "/who")) as response:
+            return str((await response.json())["client_cn"])
+
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+
+        async def requests(http: MTLSClientSession, names: str) -> list[tuple[str, int]]:
+            """Each request's answer, and how many times it asked the set."""
+            made = []
+            for name in names:
+                before = len(asked)
+                made.append((await who(http, name), len(asked) - before))
+            return made
+
+        async def main() -> list[tuple[str, int]]:
+            async with MTLSClientSession(profiles) as http:
+                made = await requests(http, "aab")
+                generation = profiles.generation
+                xml.write_text(profile_xml(*(_entry(backends, name) for name in "abc")))
+                assert profiles.reload() and profiles.generation == generation + 1
+                return made + await requests(http, "aac")
+
+        # A first request for a material asks, finds its HTTP/1.1 context not built,
+        # has it built off the loop, and asks again; a second request asks nothing.
+        # After the reload, backend a's material is the same (built): one question.
+        assert run(main) == [
+            ("client-a", 2),
+            ("client-a", 0),
+            ("client-b", 2),
+            ("client-a", 1),
+            ("client-a", 0),
+            ("client-c", 2),
+        ]
+
+
+def test_a_host_a_reload_gives_a_failing_profile_is_refused_though_asked_before(
+    tmp_path, backends: Backends
+):
+    """The negative twin: a host no profile named (asked already: no certificate, the
+    backend refuses) gets a profile whose keystore is missing. The session's kept
+    answer is of the older generation: the request is refused as the set refuses it,
+    never sent as before."""
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(_entry(backends, "b")))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+
+        async def main() -> None:
+            async with MTLSClientSession(profiles) as http:
+                with pytest.raises(aiohttp.ClientError):  # no certificate: refused
+                    async with http.get(backends.url("a")) as response:
+                        await response.read()
+                missing = (tmp_path / "missing.jks", "JKS")
+                xml.write_text(profile_xml(_entry(backends, "b"), _entry(backends, "a", missing)))
+                assert profiles.reload()
+                with pytest.raises(mtls.ProfileUnavailableError):
+                    async with http.get(backends.url("a")) as response:
+                        await response.read()
+
+        run(main)
+
+
+def test_a_session_keeps_a_bounded_number_of_answers(profiles, monkeypatch):
+    """A session that calls ever new hosts keeps at most ``_ANSWERS_KEPT`` answers."""
+    from mtls.integrations import aiohttp as integration
+
+    monkeypatch.setattr(integration, "_ANSWERS_KEPT", 4)
+
+    async def main() -> int:
+        async with MTLSClientSession(profiles) as http:
+            most = 0
+            for i in range(10):
+                assert http._chosen((f"host{i}.example", 443), None, build=True) == (True, None)
+                most = max(most, len(http._answers[1]))
+            return most
+
+    assert run(main) == 4
