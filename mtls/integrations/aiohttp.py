@@ -130,9 +130,6 @@ def _origin(url: URL) -> tuple[str, int] | None:
 
 _HTTP1 = ("http/1.1",)
 
-#: Answers a session keeps per generation of its set (see ``MTLSClientSession._chosen``).
-_ANSWERS_KEPT = 1024
-
 
 def _ssl_for(
     profile_set: SSLProfileSet,
@@ -323,13 +320,6 @@ class MTLSClientSession:
         # Whether contexts are built off the loop (the set's own lookup says whether one
         # is built yet; a wrapper's is asked as it is): decided once, not per request.
         self._off_loop = answers_itself(profile_set)
-        # The set's answers for each (origin, server_hostname) asked: the context and
-        # the profile that chose it, kept for one generation of the set (a set that
-        # answers itself: its answers change only with its generation). A request to
-        # a backend asked already makes no lookup: the two cost about 5% of a
-        # keep-alive request, run between the event loop's network work.
-        self._answers: tuple[int, dict[tuple[object, ...], tuple[ssl.SSLContext | bool, object]]]
-        self._answers = (-1, {})
         base_url = session_kwargs.get("base_url")
         self._base_url = URL(base_url) if base_url is not None else None
         self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
@@ -385,10 +375,11 @@ class MTLSClientSession:
             # One origin for the context and the profile (the ValueError request_ssl
             # raises for a URL no profile can be chosen for).
             origin = _origin(target)
-            redirects = kwargs.get("allow_redirects", True)
             try:
-                chosen, source = self._chosen(
+                chosen = _ssl_for(
+                    self.profile_set,
                     origin,
+                    self.client_id,
                     kwargs.get("server_hostname"),
                     build=tries <= 0 or not self._off_loop or _REQUEST_MANAGER is None,
                 )
@@ -401,43 +392,14 @@ class MTLSClientSession:
                 return made
             kwargs["ssl"] = chosen
             proxied = isinstance(chosen, ssl.SSLContext)
+            redirects = kwargs.get("allow_redirects", True)
             if proxied or redirects:
+                source = self._profile(origin) if redirects else None
                 given = kwargs.get("middlewares")
                 middlewares = tuple(given) if given is not None else self._middlewares
                 guard = self._guard(target, chosen, source, proxied=proxied, redirects=redirects)
                 kwargs["middlewares"] = (*middlewares, guard)
         return self.session.request(method, url, **kwargs)
-
-    def _chosen(
-        self, origin: tuple[str, int] | None, server_hostname: str | None, *, build: bool
-    ) -> tuple[ssl.SSLContext | bool, object]:
-        """What ``ssl=`` a request to ``origin`` gets (:func:`_ssl_for`), and the
-        profile that chose it (:meth:`_profile`): asked of the set once per generation
-        of it, for a set that answers itself; a wrapper's lookup is asked every time.
-
-        Raises:
-            NotBuilt, mtls.ProfileUnavailableError: as :func:`_ssl_for` (never kept).
-        """
-        key = (origin, server_hostname)
-        answers = None
-        if self._off_loop:
-            # Read before the set is asked: an answer from a newer snapshot is kept under
-            # this older generation, which the next request finds gone (never the reverse).
-            generation = self.profile_set.generation
-            seen, answers = self._answers
-            if seen != generation:
-                answers = {}
-                self._answers = (generation, answers)
-            kept = answers.get(key)
-            if kept is not None:
-                return kept
-        chosen = _ssl_for(self.profile_set, origin, self.client_id, server_hostname, build=build)
-        answer = (chosen, self._profile(origin))
-        if answers is not None:
-            if len(answers) >= _ANSWERS_KEPT:
-                answers.clear()  # a session that calls ever new hosts keeps no more than this
-            answers[key] = answer
-        return answer
 
     async def _after_build(
         self,
