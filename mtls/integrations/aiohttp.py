@@ -30,6 +30,7 @@ objects.
 from __future__ import annotations
 
 import ssl
+import weakref
 from typing import TYPE_CHECKING, Any, Self
 
 from .._build import NotBuilt
@@ -50,6 +51,7 @@ except ImportError as _exc:
 _REQUEST_MANAGER: Any = getattr(aiohttp.client, "_RequestContextManager", None)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from aiohttp.client import _RequestContextManager
@@ -129,6 +131,27 @@ def _origin(url: URL) -> tuple[str, int] | None:
 
 
 _HTTP1 = ("http/1.1",)
+
+#: Answers a session keeps for one snapshot of its set (see ``MTLSClientSession._chosen``).
+_ANSWERS_KEPT = 1024
+
+#: The answers a session keeps: for one snapshot of its set (held weakly), what each
+#: (origin, server_hostname, client_id) asked was answered (see ``_chosen``).
+_Answers = dict[tuple[object, ...], tuple["ssl.SSLContext | bool", object]]
+
+
+def _emptied_with(answers: _Answers) -> Callable[[object], None]:
+    """A weak reference's callback that empties ``answers`` (and nothing else: a session
+    has replaced them by then, or its next request does)."""
+
+    def empty(_gone: object) -> None:
+        answers.clear()  # one C call: safe from the thread that dropped the snapshot
+
+    return empty
+
+
+def _nothing_kept() -> None:
+    """The snapshot no answers are kept for (a dead weak reference's answer)."""
 
 
 def _ssl_for(
@@ -320,6 +343,10 @@ class MTLSClientSession:
         # Whether contexts are built off the loop (the set's own lookup says whether one
         # is built yet; a wrapper's is asked as it is): decided once, not per request.
         self._off_loop = answers_itself(profile_set)
+        # What the set answered (context, and the profile that chose it) for each
+        # backend asked, kept for one snapshot of the set (see _chosen): a keep-alive
+        # request to a backend asked already makes no lookup.
+        self._answers: tuple[Callable[[], object], _Answers] = (_nothing_kept, {})
         base_url = session_kwargs.get("base_url")
         self._base_url = URL(base_url) if base_url is not None else None
         self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
@@ -375,11 +402,10 @@ class MTLSClientSession:
             # One origin for the context and the profile (the ValueError request_ssl
             # raises for a URL no profile can be chosen for).
             origin = _origin(target)
+            redirects = kwargs.get("allow_redirects", True)
             try:
-                chosen = _ssl_for(
-                    self.profile_set,
+                chosen, source = self._chosen(
                     origin,
-                    self.client_id,
                     kwargs.get("server_hostname"),
                     build=tries <= 0 or not self._off_loop or _REQUEST_MANAGER is None,
                 )
@@ -392,14 +418,51 @@ class MTLSClientSession:
                 return made
             kwargs["ssl"] = chosen
             proxied = isinstance(chosen, ssl.SSLContext)
-            redirects = kwargs.get("allow_redirects", True)
             if proxied or redirects:
-                source = self._profile(origin) if redirects else None
                 given = kwargs.get("middlewares")
                 middlewares = tuple(given) if given is not None else self._middlewares
                 guard = self._guard(target, chosen, source, proxied=proxied, redirects=redirects)
                 kwargs["middlewares"] = (*middlewares, guard)
         return self.session.request(method, url, **kwargs)
+
+    def _chosen(
+        self, origin: tuple[str, int] | None, server_hostname: str | None, *, build: bool
+    ) -> tuple[ssl.SSLContext | bool, object]:
+        """What ``ssl=`` a request to ``origin`` gets (:func:`_ssl_for`), and the
+        profile that chose it (:meth:`_profile`).
+
+        For a set that answers itself, both are kept for the set's current snapshot,
+        which is immutable: while it is current, the set would answer the same (a
+        failing profile raises, and is never kept). Any publish (a rotation, a
+        profile's ``name=`` edited, a profile failing closed) makes a new snapshot, and
+        the first request after it asks again. The snapshot is held weakly: when the
+        set lets it go, the answers (and their contexts) go with it. A wrapper's
+        lookup is asked every time.
+
+        Raises:
+            NotBuilt, mtls.ProfileUnavailableError: as :func:`_ssl_for` (never kept).
+        """
+        answers: _Answers | None = None
+        if self._off_loop and (server_hostname is None or type(server_hostname) is str):
+            # Read before the set is asked: an answer from a newer snapshot is kept
+            # for this older one, which the next request finds replaced (never the
+            # reverse: an older answer kept for the newer snapshot).
+            snapshot = self.profile_set._engine.snapshot  # type: ignore[union-attr]
+            kept_for, answers = self._answers
+            if kept_for() is not snapshot:
+                answers = {}
+                self._answers = (weakref.ref(snapshot, _emptied_with(answers)), answers)
+            key = (origin, server_hostname, self.client_id)
+            kept = answers.get(key)
+            if kept is not None:
+                return kept
+        chosen = _ssl_for(self.profile_set, origin, self.client_id, server_hostname, build=build)
+        answer = (chosen, self._profile(origin))
+        if answers is not None:
+            if len(answers) >= _ANSWERS_KEPT:
+                answers.clear()  # a session that calls ever new hosts keeps no more
+            answers[key] = answer
+        return answer
 
     async def _after_build(
         self,

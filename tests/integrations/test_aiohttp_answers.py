@@ -1,0 +1,353 @@
+"""aiohttp: what a session keeps of the set's answers, and when it asks again.
+
+``MTLSClientSession`` keeps, for the set's current snapshot, the context and the
+profile each backend was answered with: a keep-alive request makes no lookup. Every
+publish (a rotation, a profile renamed, a store moved to equal bytes, a profile that
+fails closed) makes a new snapshot, and the next request asks again. These tests pin
+each way a kept answer could outlive what the set answers now, against real backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import shutil
+import ssl
+import weakref
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import mtls
+from mtls import SSLProfileSet
+from mtls.integrations import aiohttp as integration
+from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError
+from tests._helpers import profile, profile_xml
+from tests.integrations._backend import PASSWORD, Backends
+
+pytestmark = pytest.mark.keytool
+
+
+def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return asyncio.run(main())
+
+
+def _entry(
+    backends: Backends, name: str, keystore: tuple[Path, str] | None = None, attrs: str = ""
+) -> str:
+    """The ``<profile>`` that sends backend ``name`` its identity (or ``keystore``)."""
+    host = "127.0.0.1" if name == "b" else "localhost"
+    store, store_type = keystore or backends.pki.stores[name]
+    return profile(
+        f"{host}:{backends.servers[name].port}",
+        store,
+        backends.pki.trust,
+        attrs=attrs,
+        keystore_type=store_type,
+        truststore_type="JKS",
+    )
+
+
+async def _who(http: MTLSClientSession, url: str, **kwargs: Any) -> str:
+    async with http.get(url, **kwargs) as response:
+        return str((await response.json())["client_cn"])
+
+
+def test_a_session_asks_the_set_once_per_backend_and_snapshot(
+    tmp_path, backends: Backends, monkeypatch
+):
+    """A second request to a backend asks the set nothing; after a reload (a new
+    snapshot), the next request asks again."""
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(*(_entry(backends, name) for name in "ab")))
+    asked: list[str] = []
+    lookup = SSLProfileSet._context_built
+
+    def counted(self: SSLProfileSet, host: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(host)
+        return lookup(self, host, *args, **kwargs)
+
+    monkeypatch.setattr(SSLProfileSet, "_context_built", counted)
+
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+
+        async def requests(http: MTLSClientSession, names: str) -> list[tuple[str, int]]:
+            """Each request's answer, and how many times it asked the set."""
+            made = []
+            for name in names:
+                before = len(asked)
+                made.append((await _who(http, backends.url(name, "/who")), len(asked) - before))
+            return made
+
+        async def main() -> list[tuple[str, int]]:
+            async with MTLSClientSession(profiles) as http:
+                made = await requests(http, "aab")
+                xml.write_text(profile_xml(*(_entry(backends, name) for name in "abc")))
+                assert profiles.reload()
+                return made + await requests(http, "aac")
+
+        # A first request for a material asks, finds its HTTP/1.1 context not built,
+        # has it built off the loop, and asks again; a second request asks nothing.
+        # After the reload, backend a's material is the same (built): one question.
+        assert run(main) == [
+            ("client-a", 2),
+            ("client-a", 0),
+            ("client-b", 2),
+            ("client-a", 1),
+            ("client-a", 0),
+            ("client-c", 2),
+        ]
+
+
+def test_a_host_a_reload_gives_a_failing_profile_is_refused_though_asked_before(
+    tmp_path, backends: Backends
+):
+    """The negative twin: a host no profile named (asked already: no certificate, the
+    backend refuses) gets a profile whose keystore is missing. The session's kept
+    answer is the older snapshot's: the request is refused as the set refuses it,
+    never sent as before."""
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(_entry(backends, "b")))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+
+        async def main() -> None:
+            async with MTLSClientSession(profiles) as http:
+                with pytest.raises(aiohttp.ClientError):  # no certificate: refused
+                    await _who(http, backends.url("a"))
+                missing = (tmp_path / "missing.jks", "JKS")
+                xml.write_text(profile_xml(_entry(backends, "b"), _entry(backends, "a", missing)))
+                assert profiles.reload()
+                for _ in range(2):  # a refusal is never kept as an answer either
+                    with pytest.raises(mtls.ProfileUnavailableError):
+                        await _who(http, backends.url("a"))
+
+        run(main)
+
+
+@pytest.mark.parametrize("edit", ["name", "path"])
+def test_a_redirect_within_a_profile_after_an_edit_that_changes_no_context(
+    tmp_path, backends: Backends, edit
+):
+    """A profile's ``name=`` edited, or its keystore moved to a copy of the same bytes:
+    no context changes (``reload()`` is False, the generation stays), but the set
+    publishes a new snapshot whose profile is another object. A session that kept the
+    older profile refused this redirect within one profile ("another profile"); a
+    review found it, in a cache keyed by the generation."""
+    pki = backends.pki
+    ca = pki.client_cas["a"]
+    first = tmp_path / "first.p12"
+    ca.issue_cert("client-first").write_keystore(first, PASSWORD, store_type="PKCS12")
+    copy = tmp_path / "copy.p12"
+    shutil.copy(first, copy)
+    server_ctx = mtls.server_context(
+        pki.server.keystore(), ca.truststore(), require_client_cert=True
+    )
+    xml = tmp_path / "p.xml"
+
+    def write(port: int, keystore: Path, name: str) -> None:
+        both = f"localhost:{port},127.0.0.1:{port}"
+        entry = profile(both, keystore, pki.trust, attrs=f'name="{name}"', keystore_type="PKCS12")
+        xml.write_text(profile_xml(entry))
+
+    async def main() -> list[object]:
+        async def hop(request: web.Request) -> web.Response:
+            raise web.HTTPFound(f"https://127.0.0.1:{port}/who")
+
+        async def who(request: web.Request) -> web.Response:
+            peer = request.transport.get_extra_info("peercert") if request.transport else None
+            subject = dict(item[0] for item in peer["subject"]) if peer else {}
+            return web.json_response({"client_cn": subject.get("commonName")})
+
+        app = web.Application()
+        app.router.add_get("/hop", hop)
+        app.router.add_get("/who", who)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        port = runner.addresses[0][1]
+        seen: list[object] = []
+        try:
+            write(port, first, "before")
+            with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+                async with MTLSClientSession(profiles) as http:
+                    seen.append(await _who(http, f"https://localhost:{port}/hop"))
+                    generation, snapshot = profiles.generation, profiles._snapshot
+                    if edit == "name":
+                        write(port, first, "after")
+                    else:
+                        write(port, copy, "before")
+                    assert profiles.reload() is False  # no context changed ...
+                    assert profiles.generation == generation
+                    assert profiles._snapshot is not snapshot  # ... but a new snapshot
+                    try:
+                        seen.append(await _who(http, f"https://localhost:{port}/hop"))
+                    except RedirectProfileError as exc:
+                        seen.append(exc)
+        finally:
+            await runner.cleanup()
+        return seen
+
+    assert run(main) == ["client-first", "client-first"]
+
+
+def test_a_server_hostname_is_part_of_what_was_asked(tmp_path, backends: Backends):
+    """``DefaultAndLocalhost`` skips the name check for a localhost URL, but not for a
+    request that verifies another name (``server_hostname=``). A session that kept the
+    first request's answer without that name would send the second with the
+    no-name-check context, and it would pass."""
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(_entry(backends, "a")))
+    url = backends.url("a", "/who")
+    with SSLProfileSet.from_xml(xml, hostname_verifier="DefaultAndLocalhost") as profiles:
+
+        async def main() -> None:
+            async with MTLSClientSession(profiles) as http:
+                assert await _who(http, url) == "client-a"  # localhost: no name check
+                with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                    await _who(http, url, server_hostname="orders.example")  # not its name
+                assert await _who(http, url) == "client-a"  # and the first answer stands
+
+        run(main)
+
+
+def test_a_changed_client_id_is_asked_again(tmp_path, backends: Backends):
+    """``client_id`` is a plain attribute: a session whose client changes gets the
+    other client's identity at once (WSO2's ``<client>`` entries)."""
+    pki = backends.pki
+    (store_a, type_a), (store_c, type_c) = pki.stores["a"], pki.stores["c"]
+    port = backends.servers["c"].port
+    stores = (
+        f"<TrustStore><Location>{pki.trust}</Location><Type>JKS</Type>"
+        f"<Password>{PASSWORD}</Password></TrustStore>"
+    )
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(
+            f"<profile><servers>localhost:{port}</servers>"
+            f"<KeyStore><Location>{store_a}</Location><Type>{type_a}</Type>"
+            f"<Password>{PASSWORD}</Password></KeyStore>{stores}"
+            f"<client><clientID>tenant-c</clientID>"
+            f"<KeyStore><Location>{store_c}</Location><Type>{type_c}</Type>"
+            f"<Password>{PASSWORD}</Password></KeyStore>{stores}</client></profile>"
+        )
+    )
+    url = backends.url("c", "/who")
+    with SSLProfileSet.from_xml(xml) as profiles:
+
+        async def main() -> str:
+            async with MTLSClientSession(profiles) as http:
+                with pytest.raises(aiohttp.ClientError):  # backend c refuses client-a
+                    await _who(http, url)
+                http.client_id = "tenant-c"
+                return await _who(http, url)
+
+        assert run(main) == "client-c"
+
+
+def test_a_wrappers_lookup_is_asked_for_every_request(profiles, backends: Backends):
+    """A ``context_for`` that is not the set's own (a wrapper, a patch) may answer
+    differently each time: the session keeps nothing of it."""
+    asked: list[str] = []
+    inner = profiles.context_for
+
+    def wrapped(host: str, port: int, **kwargs: Any) -> ssl.SSLContext | None:
+        asked.append(host)
+        return inner(host, port, **kwargs)
+
+    profiles.context_for = wrapped  # type: ignore[method-assign]
+
+    async def main() -> list[str]:
+        async with MTLSClientSession(profiles) as http:
+            return [await _who(http, backends.url("a", "/who")) for _ in range(3)]
+
+    assert run(main) == ["client-a"] * 3
+    assert asked == ["localhost"] * 3
+
+
+def test_an_answer_from_a_reload_during_the_lookup_is_not_kept_for_the_new_snapshot(
+    tmp_path, backends: Backends, monkeypatch
+):
+    """A reload that lands while the session asks: the answer (the older snapshot's) is
+    kept for the snapshot read before asking, which the next request finds replaced.
+    Read after asking, the older answer would be kept for the newer snapshot."""
+    pki = backends.pki
+    keystore = tmp_path / "client.p12"
+    shutil.copy(pki.stores["c"][0], keystore)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(_entry(backends, "c", (keystore, "PKCS12"))))
+    url = backends.url("c", "/who")
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        lookup = SSLProfileSet._context_built
+        landed: list[bool] = []
+
+        def racing(self: SSLProfileSet, *args: Any, **kwargs: Any) -> Any:
+            answer = lookup(self, *args, **kwargs)
+            if not landed:  # the older snapshot answered; now the reload lands
+                shutil.copy(pki.stores["a"][0], keystore)  # an identity backend c refuses
+                landed.append(profiles.reload(force=True))
+            return answer
+
+        async def main() -> None:
+            async with MTLSClientSession(profiles) as http:
+                assert await _who(http, url) == "client-c"  # its context built
+                monkeypatch.setattr(SSLProfileSet, "_context_built", racing)
+                http._answers = (integration._nothing_kept, {})  # forget: ask again
+                assert await _who(http, url) == "client-c"  # the older answer, sent once
+                assert landed == [True]
+                monkeypatch.setattr(SSLProfileSet, "_context_built", lookup)
+                with pytest.raises(aiohttp.ClientError):  # client-a now: refused
+                    await _who(http, url)
+
+        run(main)
+
+
+def test_a_rotated_out_context_is_not_kept_alive_by_the_session(tmp_path, backends: Backends):
+    """When the set lets a snapshot go, the session's answers for it go too: an old
+    context lives only as long as its pooled connections."""
+    pki = backends.pki
+    keystore = tmp_path / "client.p12"
+    shutil.copy(pki.stores["c"][0], keystore)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(_entry(backends, "c", (keystore, "PKCS12"))))
+    url = backends.url("c", "/who")
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+
+        async def main() -> bool:
+            connector = aiohttp.TCPConnector(force_close=True)  # no pooled connections
+            async with MTLSClientSession(profiles, connector=connector) as http:
+                assert await _who(http, url) == "client-c"
+                old = integration.request_ssl(profiles, url)
+                assert isinstance(old, ssl.SSLContext)
+                gone = weakref.ref(old)
+                del old
+                ca = pki.client_cas["c"]
+                ca.issue_cert("client-c2").write_keystore(keystore, PASSWORD, store_type="PKCS12")
+                assert profiles.reload(force=True)
+                for _ in range(200):  # bounded: the closed connections' transports let go
+                    gc.collect()
+                    if gone() is None:
+                        return True
+                    await asyncio.sleep(0.01)
+                return False
+
+        assert run(main)
+
+
+def test_a_session_keeps_a_bounded_number_of_answers(profiles, monkeypatch):
+    """A session that calls ever new hosts keeps at most ``_ANSWERS_KEPT`` answers."""
+    monkeypatch.setattr(integration, "_ANSWERS_KEPT", 4)
+
+    async def main() -> int:
+        async with MTLSClientSession(profiles) as http:
+            most = 0
+            for i in range(10):
+                assert http._chosen((f"host{i}.example", 443), None, build=True) == (True, None)
+                most = max(most, len(http._answers[1]))
+            return most
+
+    assert run(main) == 4
