@@ -657,9 +657,12 @@ class SSLProfileSet:
                 rebuild nothing.
 
         Returns:
-            True if what a lookup answers changed: a context, or a profile that now
-            fails closed or recovers (then :attr:`generation` grew by one and
-            subscribers were called).
+            True if what a connection is made with changed: a context a lookup hands
+            out, which hosts get which context, or a profile that now fails closed or
+            recovers (then :attr:`generation` grew by one and subscribers were
+            called). An edit that changes none of that (a profile's ``name=``, a store
+            moved to a copy of the same bytes) is applied too, and
+            :meth:`profile_for` answers the edited profile, but it returns False.
 
         Raises:
             KeyboardInterrupt, SystemExit: raised by a secret resolver or subscriber
@@ -682,7 +685,8 @@ class SSLProfileSet:
 
     @property
     def generation(self) -> int:
-        """Grows by one with each applied change (0 after the first load)."""
+        """Grows by one with each applied change (0 after the first load): each change
+        to what a connection is made with (see :meth:`reload`)."""
         return self._snapshot.generation
 
     @property

@@ -2426,3 +2426,42 @@ def test_an_address_written_otherwise_than_dialled_is_said_so(caplog):
         for entry in ("10.0.0.1:443", "[::1]:443", "1A.example:443", "backend.test:8243"):
             parse_server(entry, path="p.xml")
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("edit", ["name", "copy"])
+def test_an_edit_that_changes_no_context_is_applied_without_a_new_generation(tmp_path, pki, edit):
+    """A profile renamed, or its keystore moved to a copy of the same bytes: no
+    connection needs to change (the same context, ``reload()`` False, no subscriber
+    called), but ``profile_for`` answers the edited profile at once. Its twin, a
+    keystore moved to other bytes, is a change."""
+    copy = tmp_path / "copy.jks"
+    copy.write_bytes(pki["gw1"].read_bytes())  # type: ignore[attr-defined]
+    xml = write_xml(
+        tmp_path, profile("backend.test:443", pki["gw1"], pki["trust"], attrs='name="one"')
+    )
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        calls: list[tuple[int, int]] = []
+        profiles.subscribe(lambda old, new: calls.append((old, new)))
+        before = profiles.context_for("backend.test", 443)
+        if edit == "name":
+            write_xml(
+                tmp_path, profile("backend.test:443", pki["gw1"], pki["trust"], attrs='name="two"')
+            )
+        else:
+            write_xml(tmp_path, profile("backend.test:443", copy, pki["trust"], attrs='name="one"'))
+        assert profiles.reload(force=True) is False
+        assert profiles.generation == 0 and calls == []
+        assert profiles.context_for("backend.test", 443) is before
+        edited = profiles.profile_for("backend.test", 443)
+        assert edited is not None
+        if edit == "name":
+            assert edited.name == "two"
+        else:
+            assert edited.keystore is not None and edited.keystore.location == copy
+        # The twin: other bytes are a change, counted and announced.
+        write_xml(
+            tmp_path, profile("backend.test:443", pki["gw2"], pki["trust"], attrs='name="one"')
+        )
+        assert profiles.reload(force=True) is True
+        assert profiles.generation == 1 and calls == [(0, 1)]
+        assert profiles.context_for("backend.test", 443) is not before
