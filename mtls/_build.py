@@ -903,6 +903,12 @@ class Builder:
             shown = {c.location: c.shown_location for c in (profile.keystore, trust_config) if c}
             if kept_shown is not None:
                 shown[files[0][1]] = kept_shown
+            # The contexts in service again (an edit that changes no material: a profile
+            # renamed, a store moved to a copy of the same bytes): so are its ALPN
+            # variants, the very objects clients hold and pool by, not new ones (which
+            # cost a build each and left the clients' old pools open, no generation
+            # having changed to retire them).
+            shared = serving if serving is not None and serving.context is pair[0] else None
             served = Served(
                 pair[0],
                 pair[1],
@@ -920,9 +926,11 @@ class Builder:
                 keystore=keystore,
                 truststore=truststore,
                 not_before=not_before,
+                variants={} if shared is None else shared.variants,
+                pending={} if shared is None else shared.pending,
             )
             self._served[served_key] = served
-            if serving is not None:
+            if serving is not None and shared is None:
                 # The ALPN variants the material in service was asked for, made here on
                 # the reload's thread before the snapshot is published: the first lookup
                 # after a rotation, often on an event loop, then builds nothing (with a

@@ -2431,9 +2431,11 @@ def test_an_address_written_otherwise_than_dialled_is_said_so(caplog):
 @pytest.mark.parametrize("edit", ["name", "copy"])
 def test_an_edit_that_changes_no_context_is_applied_without_a_new_generation(tmp_path, pki, edit):
     """A profile renamed, or its keystore moved to a copy of the same bytes: no
-    connection needs to change (the same context, ``reload()`` False, no subscriber
-    called), but ``profile_for`` answers the edited profile at once. Its twin, a
-    keystore moved to other bytes, is a change."""
+    connection needs to change (the same context and the same ALPN variant, the very
+    objects clients pool by; ``reload()`` False, no subscriber called), but
+    ``profile_for`` answers the edited profile at once. Its twin, a keystore moved to
+    other bytes, is a change. (The variant was a new object, built again, with no
+    generation to tell clients: their pools on the old one stayed open.)"""
     copy = tmp_path / "copy.jks"
     copy.write_bytes(pki["gw1"].read_bytes())  # type: ignore[attr-defined]
     xml = write_xml(
@@ -2443,6 +2445,7 @@ def test_an_edit_that_changes_no_context_is_applied_without_a_new_generation(tmp
         calls: list[tuple[int, int]] = []
         profiles.subscribe(lambda old, new: calls.append((old, new)))
         before = profiles.context_for("backend.test", 443)
+        h1 = profiles.context_for("backend.test", 443, alpn=["http/1.1"])
         if edit == "name":
             write_xml(
                 tmp_path, profile("backend.test:443", pki["gw1"], pki["trust"], attrs='name="two"')
@@ -2452,6 +2455,7 @@ def test_an_edit_that_changes_no_context_is_applied_without_a_new_generation(tmp
         assert profiles.reload(force=True) is False
         assert profiles.generation == 0 and calls == []
         assert profiles.context_for("backend.test", 443) is before
+        assert profiles.context_for("backend.test", 443, alpn=["http/1.1"]) is h1
         edited = profiles.profile_for("backend.test", 443)
         assert edited is not None
         if edit == "name":
@@ -2465,3 +2469,4 @@ def test_an_edit_that_changes_no_context_is_applied_without_a_new_generation(tmp
         assert profiles.reload(force=True) is True
         assert profiles.generation == 1 and calls == [(0, 1)]
         assert profiles.context_for("backend.test", 443) is not before
+        assert profiles.context_for("backend.test", 443, alpn=["http/1.1"]) is not h1
