@@ -150,6 +150,20 @@ def _emptied_with(answers: _Answers) -> Callable[[object], None]:
     return empty
 
 
+def _own_lookups(profile_set: object) -> bool:
+    """Whether ``profile_set``'s ``profile_for`` and ``_context_built`` are the set's
+    own (:func:`~mtls.integrations._pools.answers_itself` asks it of ``context_for``):
+    then its answers are a function of its snapshot, and a session may keep them."""
+    from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
+
+    patched = getattr(profile_set, "__dict__", {})
+    return all(
+        getattr(type(profile_set), name, None) is getattr(SSLProfileSet, name)
+        and name not in patched
+        for name in ("profile_for", "_context_built")
+    )
+
+
 def _nothing_kept() -> None:
     """The snapshot no answers are kept for (a dead weak reference's answer)."""
 
@@ -343,6 +357,9 @@ class MTLSClientSession:
         # Whether contexts are built off the loop (the set's own lookup says whether one
         # is built yet; a wrapper's is asked as it is): decided once, not per request.
         self._off_loop = answers_itself(profile_set)
+        # Whether the set's answers may be kept (see _chosen): every lookup a request
+        # makes is the set's own, none overridden by a subclass or patched on it.
+        self._keeps = self._off_loop and _own_lookups(profile_set)
         # What the set answered (context, and the profile that chose it) for each
         # backend asked, kept for one snapshot of the set (see _chosen): a keep-alive
         # request to a backend asked already makes no lookup.
@@ -407,6 +424,7 @@ class MTLSClientSession:
                 chosen, source = self._chosen(
                     origin,
                     kwargs.get("server_hostname"),
+                    redirects=bool(redirects),
                     build=tries <= 0 or not self._off_loop or _REQUEST_MANAGER is None,
                 )
             except NotBuilt as missing:
@@ -426,10 +444,16 @@ class MTLSClientSession:
         return self.session.request(method, url, **kwargs)
 
     def _chosen(
-        self, origin: tuple[str, int] | None, server_hostname: str | None, *, build: bool
+        self,
+        origin: tuple[str, int] | None,
+        server_hostname: str | None,
+        *,
+        redirects: bool,
+        build: bool,
     ) -> tuple[ssl.SSLContext | bool, object]:
         """What ``ssl=`` a request to ``origin`` gets (:func:`_ssl_for`), and the
-        profile that chose it (:meth:`_profile`).
+        profile that chose it (:meth:`_profile`; asked of a set whose answers are not
+        kept only when the request follows ``redirects``: the guard's).
 
         For a set that answers itself, both are kept for the set's current snapshot,
         which is immutable: while it is current, the set would answer the same (a
@@ -437,13 +461,13 @@ class MTLSClientSession:
         profile's ``name=`` edited, a profile failing closed) makes a new snapshot, and
         the first request after it asks again. The snapshot is held weakly: when the
         set lets it go, the answers (and their contexts) go with it. A wrapper's
-        lookup is asked every time.
+        lookup (or a ``profile_for`` of its own) is asked every time.
 
         Raises:
             NotBuilt, mtls.ProfileUnavailableError: as :func:`_ssl_for` (never kept).
         """
         answers: _Answers | None = None
-        if self._off_loop and (server_hostname is None or type(server_hostname) is str):
+        if self._keeps and (server_hostname is None or type(server_hostname) is str):
             # Read before the set is asked: an answer from a newer snapshot is kept
             # for this older one, which the next request finds replaced (never the
             # reverse: an older answer kept for the newer snapshot).
@@ -457,11 +481,13 @@ class MTLSClientSession:
             if kept is not None:
                 return kept
         chosen = _ssl_for(self.profile_set, origin, self.client_id, server_hostname, build=build)
+        if answers is None:
+            # A wrapper need not have profile_for: asked only for the redirect guard.
+            return chosen, self._profile(origin) if redirects else None
         answer = (chosen, self._profile(origin))
-        if answers is not None:
-            if len(answers) >= _ANSWERS_KEPT:
-                answers.clear()  # a session that calls ever new hosts keeps no more
-            answers[key] = answer
+        if len(answers) >= _ANSWERS_KEPT:
+            answers.clear()  # a session that calls ever new hosts keeps no more
+        answers[key] = answer
         return answer
 
     async def _after_build(

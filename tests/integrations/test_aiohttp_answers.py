@@ -135,8 +135,9 @@ def test_a_redirect_within_a_profile_after_an_edit_that_changes_no_context(
     """A profile's ``name=`` edited, or its keystore moved to a copy of the same bytes:
     no context changes (``reload()`` is False, the generation stays), but the set
     publishes a new snapshot whose profile is another object. A session that kept the
-    older profile refused this redirect within one profile ("another profile"); a
-    review found it, in a cache keyed by the generation."""
+    older profile refused this redirect within one profile ("another profile"; a
+    review found it, in a cache keyed by the generation, while the edit also made new
+    ALPN variants), and must hold the edited one."""
     pki = backends.pki
     ca = pki.client_cas["a"]
     first = tmp_path / "first.p12"
@@ -188,11 +189,16 @@ def test_a_redirect_within_a_profile_after_an_edit_that_changes_no_context(
                         seen.append(await _who(http, f"https://localhost:{port}/hop"))
                     except RedirectProfileError as exc:
                         seen.append(exc)
+                    # What the session holds as the profile that chose the context is
+                    # the edited one, as the set answers now (the guard compares them).
+                    origin = ("localhost", port)
+                    held = http._chosen(origin, None, redirects=True, build=True)[1]
+                    seen.append(held is profiles.profile_for(*origin))
         finally:
             await runner.cleanup()
         return seen
 
-    assert run(main) == ["client-first", "client-first"]
+    assert run(main) == ["client-first", "client-first", True]
 
 
 def test_a_server_hostname_is_part_of_what_was_asked(tmp_path, backends: Backends):
@@ -267,6 +273,71 @@ def test_a_wrappers_lookup_is_asked_for_every_request(profiles, backends: Backen
 
     assert run(main) == ["client-a"] * 3
     assert asked == ["localhost"] * 3
+
+
+class _Delegating:
+    """A wrapper that has only the two lookups every integration needs (no
+    ``profile_for``): what ``MTLSClientSession`` accepts."""
+
+    def __init__(self, inner: SSLProfileSet) -> None:
+        self.inner = inner
+        self.asked = 0
+
+    def context_for(self, host: str, port: int, **kwargs: Any) -> ssl.SSLContext | None:
+        self.asked += 1
+        return self.inner.context_for(host, port, **kwargs)
+
+    def context_for_url(self, url: str, **kwargs: Any) -> ssl.SSLContext | None:
+        return self.inner.context_for_url(url, **kwargs)
+
+
+def test_a_wrapper_without_profile_for_serves_requests_that_follow_no_redirects(
+    profiles, backends: Backends
+):
+    """Only the redirect guard needs the profile: a request with
+    ``allow_redirects=False`` never asks a wrapper for it (a review found the first
+    cut of the kept answers asked every time, and such a wrapper failed). Its twin,
+    a request that follows redirects, needs ``profile_for`` and says so."""
+    wrapper = _Delegating(profiles)
+
+    async def main() -> str:
+        async with MTLSClientSession(wrapper) as http:  # type: ignore[arg-type]
+            url = backends.url("a", "/who")
+            cn = await _who(http, url, allow_redirects=False)
+            with pytest.raises(AttributeError, match="profile_for"):
+                await _who(http, url)
+            return cn
+
+    assert run(main) == "client-a"
+    assert wrapper.asked == 2  # each request asked: nothing kept
+
+
+class _OwnProfileFor(SSLProfileSet):
+    """A set whose ``profile_for`` is its own (its ``context_for`` is the set's)."""
+
+    asked = 0
+
+    def profile_for(
+        self, host: str, port: int, *, client_id: str | None = None
+    ) -> mtls.SSLProfile | None:
+        type(self).asked += 1
+        return super().profile_for(host, port, client_id=client_id)
+
+
+def test_a_subclass_with_a_profile_for_of_its_own_is_asked_for_every_request(
+    tmp_path, backends: Backends
+):
+    """Its answers need not be the snapshot's: nothing is kept (the guard asks it
+    on every hop too, and the two must agree)."""
+    xml = backends.write_profiles(tmp_path / "sslprofiles.xml")
+    with _OwnProfileFor.from_xml(xml) as profiles:
+
+        async def main() -> list[str]:
+            async with MTLSClientSession(profiles) as http:
+                return [await _who(http, backends.url("a", "/who")) for _ in range(3)]
+
+        assert run(main) == ["client-a"] * 3
+    assert _OwnProfileFor.asked == 3
 
 
 def test_an_answer_from_a_reload_during_the_lookup_is_not_kept_for_the_new_snapshot(
@@ -346,7 +417,9 @@ def test_a_session_keeps_a_bounded_number_of_answers(profiles, monkeypatch):
         async with MTLSClientSession(profiles) as http:
             most = 0
             for i in range(10):
-                assert http._chosen((f"host{i}.example", 443), None, build=True) == (True, None)
+                assert http._chosen(
+                    (f"host{i}.example", 443), None, redirects=True, build=True
+                ) == (True, None)
                 most = max(most, len(http._answers[1]))
             return most
 
