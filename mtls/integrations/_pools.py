@@ -11,10 +11,12 @@ picked for it.
 
 What is left is to close the old pools, so that idle connections holding the old
 identity do not linger. :class:`_ContextPools` keeps the per-context resources in
-step with the profile set's generation. Every request reads the generation, looks
-its context up and reads the generation again (a retry when a reload slipped in
-between), then, under one lock: if the generation moved, *sweeps*, and takes a
-lease on the context's entry. A sweep retires the entries whose context the
+step with the profile set's generation. Every request reads the set's snapshot,
+takes its context from the answers kept for that snapshot (:class:`KeptAnswers`) or
+looks it up and keeps it (a retry when a reload slipped in between: the snapshot
+read again has moved), then, under one lock: if the generation moved, *sweeps*, and
+takes a lease on the context's entry. (A wrapper's lookup is asked every time, and the
+generation read before and after it.) A sweep retires the entries whose context the
 profile set no longer hands out to anyone: the set works out once per published
 snapshot which contexts it hands out (every material's, whatever hosts they
 serve; 0.3 to 0.5 ms per 1,000 materials), and each client's sweep then costs its
@@ -44,6 +46,7 @@ import contextvars
 import os
 import ssl
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Set
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -210,17 +213,94 @@ async def _trio_wait(future: concurrent.futures.Future[None]) -> None:
     future.result()  # its exception, if the build raised one
 
 
-def answers_itself(profile_set: object) -> bool:
+def answers_itself(profile_set: object, *also: str) -> bool:
     """Whether ``profile_set`` is an :class:`SSLProfileSet` whose lookup is the set's
     own (not a wrapper's, a subclass's or a patched ``context_for``): then what it
-    hands out, and whether a context is built yet, can be asked of the set itself."""
+    hands out, and whether a context is built yet, can be asked of the set itself.
+    ``also``: other methods that must be the set's own too."""
     from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
 
-    own_lookup = getattr(type(profile_set), "context_for", None)
-    return (
-        own_lookup is SSLProfileSet.context_for
-        and "context_for" not in getattr(profile_set, "__dict__", {})  # not patched
+    patched = getattr(profile_set, "__dict__", {})
+    return all(
+        getattr(type(profile_set), name, None) is getattr(SSLProfileSet, name)
+        and name not in patched
+        for name in ("context_for", *also)
     )
+
+
+#: The most answers :class:`KeptAnswers` keeps for one snapshot (a client that calls
+#: ever new hosts: emptied, then filled again).
+ANSWERS_KEPT = 256
+
+#: A lookup's answer not kept (``None`` is an answer: no profile, no default).
+MISSING: Any = object()
+
+
+def _nothing_kept() -> None:
+    """The snapshot no answers are kept for (a dead weak reference's answer)."""
+
+
+def _emptied_with(answers: dict[Hashable, Any]) -> Callable[[object], None]:
+    """A weak reference's callback that empties ``answers`` (and nothing else: its
+    client has replaced them by then, or its next request does)."""
+
+    def empty(_gone: object) -> None:
+        answers.clear()  # one C call: safe from the thread that dropped the snapshot
+
+    return empty
+
+
+class KeptAnswers:
+    """A client's answers from a profile set, kept for the set's current snapshot.
+
+    A snapshot is immutable: while it is the current one, the set's own lookups
+    answer the same for the same question (a failing profile raises: never kept).
+    Every publish (a rotation, a reloaded profile file, a profile that fails closed or
+    recovers, a profile renamed) makes a new snapshot, and the answers kept for the
+    old one are not used again. The snapshot is held weakly: when the set lets it go,
+    its answers (and the contexts in them) go too. Only for a set whose lookups are
+    its own (:func:`answers_itself`): a wrapper's may answer anything.
+
+    Thread-safe: racing threads may each start the answers of a new snapshot; one
+    set of them stays, the others are asked again.
+
+    Use::
+
+        snapshot, answers = kept.current()
+        answer = answers.get(question, MISSING)
+        if answer is MISSING:
+            answer = ...  # ask the set
+            kept.keep(snapshot, answers, question, answer)
+    """
+
+    __slots__ = ("_engine", "_kept")
+
+    def __init__(self, profile_set: SSLProfileSet) -> None:
+        self._engine = profile_set._engine
+        self._kept: tuple[Callable[[], object], dict[Hashable, Any]] = (_nothing_kept, {})
+
+    def current(self) -> tuple[object, dict[Hashable, Any]]:
+        """The set's current snapshot, and the answers kept for it (read this before
+        asking the set anything: see :meth:`keep`)."""
+        snapshot = self._engine.snapshot  # type: ignore[union-attr]
+        kept_for, answers = self._kept
+        if kept_for() is not snapshot:
+            answers = {}
+            self._kept = (weakref.ref(snapshot, _emptied_with(answers)), answers)
+        return snapshot, answers
+
+    def keep(
+        self, snapshot: object, answers: dict[Hashable, Any], question: Hashable, answer: Any
+    ) -> bool:
+        """Keep ``answer`` to ``question`` if ``snapshot`` (from :meth:`current`, read
+        before the set was asked) is still the set's: then the answer is certainly
+        that snapshot's. Returns whether the set is still on ``snapshot``."""
+        if self._engine.snapshot is not snapshot:  # type: ignore[union-attr]
+            return False  # a publish while asking: the answer may be either's
+        if len(answers) >= ANSWERS_KEPT:
+            answers.clear()
+        answers[question] = answer
+        return True
 
 
 class _ContextPools(Generic[T]):
@@ -257,6 +337,14 @@ class _ContextPools(Generic[T]):
         # context_for) may hand out contexts of its own: its answers are asked again.
         set_knows = lookup is None and answers_itself(profile_set)
         assert not set_knows or key is id
+        # The set's answers, kept for its current snapshot: a request to a backend
+        # asked already makes no lookup (see KeptAnswers). Only where every lookup the
+        # pools make is the set's own.
+        self._kept = (
+            KeptAnswers(profile_set)
+            if set_knows and answers_itself(profile_set, "_context_built")
+            else None
+        )
         self._profiles = profile_set
         self._client_id = client_id
         self._make = make
@@ -330,17 +418,30 @@ class _ContextPools(Generic[T]):
         profiles = self._profiles
         closing: list[T] = []
         lookup = self._lookup if build or not self._set_knows else self.built_context_for
+        kept = self._kept
         while True:
-            generation = profiles.generation
-            try:
-                ctx = lookup(host, port, server_hostname)
-            except (MTLSError, NotBuilt):
-                if closing:  # retired by a sweep of an earlier pass: the next caller closes
-                    with self._lock:
-                        self._unclosed.extend(closing)
-                raise
-            if profiles.generation != generation:
-                continue  # a reload between the two reads: ctx may be from either set
+            if kept is not None:
+                # One read of the set's snapshot, before it is asked anything.
+                snapshot, answers = kept.current()
+                generation = snapshot.generation  # type: ignore[attr-defined]
+                question = (host, port, server_hostname, self._alpn_of())
+                ctx = answers.get(question, MISSING)
+            else:
+                generation = profiles.generation
+                ctx = MISSING
+            if ctx is MISSING:
+                try:
+                    ctx = lookup(host, port, server_hostname)
+                except (MTLSError, NotBuilt):
+                    if closing:  # retired by an earlier pass's sweep: the next caller closes
+                        with self._lock:
+                            self._unclosed.extend(closing)
+                    raise
+                if kept is not None:
+                    if not kept.keep(snapshot, answers, question, ctx):
+                        continue  # a publish while asking: ctx may be from either snapshot
+                elif profiles.generation != generation:
+                    continue  # a reload between the two reads: ctx may be from either set
             with self._lock:
                 if generation != self._generation:
                     if generation < self._generation:

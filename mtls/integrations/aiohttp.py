@@ -30,7 +30,6 @@ objects.
 from __future__ import annotations
 
 import ssl
-import weakref
 from typing import TYPE_CHECKING, Any, Self
 
 from .._build import NotBuilt
@@ -38,7 +37,7 @@ from .._config import DEFAULT_PORTS, tls_origin
 from .._errors import MTLSError
 from .._revocation import pending_check
 from . import _describe, _missing_extra, _require_profile_set
-from ._pools import OFF_LOOP_TRIES, answers_itself, built_off_the_loop
+from ._pools import MISSING, OFF_LOOP_TRIES, KeptAnswers, answers_itself, built_off_the_loop
 
 try:
     import aiohttp
@@ -51,7 +50,6 @@ except ImportError as _exc:
 _REQUEST_MANAGER: Any = getattr(aiohttp.client, "_RequestContextManager", None)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from types import TracebackType
 
     from aiohttp.client import _RequestContextManager
@@ -131,41 +129,6 @@ def _origin(url: URL) -> tuple[str, int] | None:
 
 
 _HTTP1 = ("http/1.1",)
-
-#: Answers a session keeps for one snapshot of its set (see ``MTLSClientSession._chosen``).
-_ANSWERS_KEPT = 1024
-
-#: The answers a session keeps: for one snapshot of its set (held weakly), what each
-#: (origin, server_hostname, client_id) asked was answered (see ``_chosen``).
-_Answers = dict[tuple[object, ...], tuple["ssl.SSLContext | bool", object]]
-
-
-def _emptied_with(answers: _Answers) -> Callable[[object], None]:
-    """A weak reference's callback that empties ``answers`` (and nothing else: a session
-    has replaced them by then, or its next request does)."""
-
-    def empty(_gone: object) -> None:
-        answers.clear()  # one C call: safe from the thread that dropped the snapshot
-
-    return empty
-
-
-def _own_lookups(profile_set: object) -> bool:
-    """Whether ``profile_set``'s ``profile_for`` and ``_context_built`` are the set's
-    own (:func:`~mtls.integrations._pools.answers_itself` asks it of ``context_for``):
-    then its answers are a function of its snapshot, and a session may keep them."""
-    from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
-
-    patched = getattr(profile_set, "__dict__", {})
-    return all(
-        getattr(type(profile_set), name, None) is getattr(SSLProfileSet, name)
-        and name not in patched
-        for name in ("profile_for", "_context_built")
-    )
-
-
-def _nothing_kept() -> None:
-    """The snapshot no answers are kept for (a dead weak reference's answer)."""
 
 
 def _ssl_for(
@@ -357,13 +320,15 @@ class MTLSClientSession:
         # Whether contexts are built off the loop (the set's own lookup says whether one
         # is built yet; a wrapper's is asked as it is): decided once, not per request.
         self._off_loop = answers_itself(profile_set)
-        # Whether the set's answers may be kept (see _chosen): every lookup a request
-        # makes is the set's own, none overridden by a subclass or patched on it.
-        self._keeps = self._off_loop and _own_lookups(profile_set)
         # What the set answered (context, and the profile that chose it) for each
-        # backend asked, kept for one snapshot of the set (see _chosen): a keep-alive
-        # request to a backend asked already makes no lookup.
-        self._answers: tuple[Callable[[], object], _Answers] = (_nothing_kept, {})
+        # backend asked, kept for its current snapshot (see _chosen): a keep-alive
+        # request to a backend asked already makes no lookup. Only where every lookup
+        # a request makes is the set's own, none overridden or patched.
+        self._kept = (
+            KeptAnswers(profile_set)
+            if answers_itself(profile_set, "profile_for", "_context_built")
+            else None
+        )
         base_url = session_kwargs.get("base_url")
         self._base_url = URL(base_url) if base_url is not None else None
         self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = tuple(
@@ -455,40 +420,28 @@ class MTLSClientSession:
         profile that chose it (:meth:`_profile`; asked of a set whose answers are not
         kept only when the request follows ``redirects``: the guard's).
 
-        For a set that answers itself, both are kept for the set's current snapshot,
-        which is immutable: while it is current, the set would answer the same (a
-        failing profile raises, and is never kept). Any publish (a rotation, a
-        profile's ``name=`` edited, a profile failing closed) makes a new snapshot, and
-        the first request after it asks again. The snapshot is held weakly: when the
-        set lets it go, the answers (and their contexts) go with it. A wrapper's
-        lookup (or a ``profile_for`` of its own) is asked every time.
+        For a set whose lookups are its own, both are kept for its current snapshot
+        (:class:`~mtls.integrations._pools.KeptAnswers`): a keep-alive request to a
+        backend asked already makes no lookup, and the first request after any
+        publish asks again. A wrapper's lookup (or a ``profile_for`` of its own) is
+        asked every time.
 
         Raises:
             NotBuilt, mtls.ProfileUnavailableError: as :func:`_ssl_for` (never kept).
         """
-        answers: _Answers | None = None
-        if self._keeps and (server_hostname is None or type(server_hostname) is str):
-            # Read before the set is asked: an answer from a newer snapshot is kept
-            # for this older one, which the next request finds replaced (never the
-            # reverse: an older answer kept for the newer snapshot).
-            snapshot = self.profile_set._engine.snapshot  # type: ignore[union-attr]
-            kept_for, answers = self._answers
-            if kept_for() is not snapshot:
-                answers = {}
-                self._answers = (weakref.ref(snapshot, _emptied_with(answers)), answers)
-            key = (origin, server_hostname, self.client_id)
-            kept = answers.get(key)
-            if kept is not None:
-                return kept
-        chosen = _ssl_for(self.profile_set, origin, self.client_id, server_hostname, build=build)
-        if answers is None:
+        kept, client_id = self._kept, self.client_id
+        if kept is None or not (server_hostname is None or type(server_hostname) is str):
+            chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
             # A wrapper need not have profile_for: asked only for the redirect guard.
             return chosen, self._profile(origin) if redirects else None
-        answer = (chosen, self._profile(origin))
-        if len(answers) >= _ANSWERS_KEPT:
-            answers.clear()  # a session that calls ever new hosts keeps no more
-        answers[key] = answer
-        return answer
+        snapshot, answers = kept.current()  # before the set is asked (see keep)
+        question = (origin, server_hostname, client_id)
+        answer = answers.get(question, MISSING)
+        if answer is MISSING:
+            chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
+            answer = (chosen, self._profile(origin))
+            kept.keep(snapshot, answers, question, answer)
+        return answer  # type: ignore[no-any-return]
 
     async def _after_build(
         self,

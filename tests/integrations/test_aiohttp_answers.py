@@ -24,6 +24,7 @@ from aiohttp import web
 
 import mtls
 from mtls import SSLProfileSet
+from mtls.integrations import _pools
 from mtls.integrations import aiohttp as integration
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError
 from tests._helpers import profile, profile_xml
@@ -367,7 +368,7 @@ def test_an_answer_from_a_reload_during_the_lookup_is_not_kept_for_the_new_snaps
             async with MTLSClientSession(profiles) as http:
                 assert await _who(http, url) == "client-c"  # its context built
                 monkeypatch.setattr(SSLProfileSet, "_context_built", racing)
-                http._answers = (integration._nothing_kept, {})  # forget: ask again
+                http._kept = _pools.KeptAnswers(profiles)  # forget: ask again
                 assert await _who(http, url) == "client-c"  # the older answer, sent once
                 assert landed == [True]
                 monkeypatch.setattr(SSLProfileSet, "_context_built", lookup)
@@ -410,8 +411,8 @@ def test_a_rotated_out_context_is_not_kept_alive_by_the_session(tmp_path, backen
 
 
 def test_a_session_keeps_a_bounded_number_of_answers(profiles, monkeypatch):
-    """A session that calls ever new hosts keeps at most ``_ANSWERS_KEPT`` answers."""
-    monkeypatch.setattr(integration, "_ANSWERS_KEPT", 4)
+    """A session that calls ever new hosts keeps at most ``ANSWERS_KEPT`` answers."""
+    monkeypatch.setattr(_pools, "ANSWERS_KEPT", 4)
 
     async def main() -> int:
         async with MTLSClientSession(profiles) as http:
@@ -420,7 +421,8 @@ def test_a_session_keeps_a_bounded_number_of_answers(profiles, monkeypatch):
                 assert http._chosen(
                     (f"host{i}.example", 443), None, redirects=True, build=True
                 ) == (True, None)
-                most = max(most, len(http._answers[1]))
+                assert http._kept is not None
+                most = max(most, len(http._kept.current()[1]))
             return most
 
     assert run(main) == 4

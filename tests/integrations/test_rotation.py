@@ -777,3 +777,117 @@ def test_an_interrupt_while_closing_retired_pools_keeps_no_lease(setup, ca, back
             assert [e.inflight for e in transport._pools._entries.values()] == [0]
             assert http.get(url).json()["client_cn"] == "gen-2"
             assert [e.inflight for e in transport._pools._entries.values()] == [0]
+
+
+# --------------------------------------------------------------------------- kept answers
+# A client keeps the set's answers for its current snapshot (KeptAnswers): a keep-alive
+# request to a backend asked already makes no lookup; any publish makes it ask again.
+
+
+@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+def test_a_client_asks_the_set_once_per_backend_and_snapshot(
+    kind, setup, ca: CA, backend: MTLSServer, monkeypatch
+):
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    asked: list[str] = []
+    lookup = SSLProfileSet.context_for
+
+    def counted(self: SSLProfileSet, host: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(host)
+        return lookup(self, host, *args, **kwargs)
+
+    monkeypatch.setattr(SSLProfileSet, "context_for", counted)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, driving(kind, profiles) as driver:
+        seen = []
+        for rotated in (False, True):
+            if rotated:
+                rotate(ca, keystore, "gen-2")
+                assert profiles.reload() is True
+            for _ in range(3):
+                before = len(asked)
+                seen.append((driver.cn(url), len(asked) - before))
+    # One question per snapshot; the answer after the rotation is the new identity.
+    assert seen == [(cn, n) for cn in ("gen-1", "gen-2") for n in (1, 0, 0)]
+
+
+@pytest.mark.parametrize(
+    "kind", [HttpxDriver, RequestsDriver, AsyncHttpxDriver], ids=lambda k: k.name
+)
+def test_a_request_during_whose_lookup_a_rotation_lands_goes_with_the_new_identity(
+    kind, setup, ca: CA, backend: MTLSServer, monkeypatch
+):
+    """The set answers from the snapshot before the rotation; the snapshot has moved
+    when the client would keep the answer: it asks again, and the request goes with
+    the new identity (as when the pools compared generations), never kept for either
+    snapshot. Its twin: the request before, with nothing landing, goes with the old.
+    (The sync clients' reload callback sweeps their pools too; the async client's
+    does not, so only the snapshot read again stands between it and the old answer.)"""
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    # An event loop's client asks _context_built (never a build on the loop).
+    method = "_context_built" if kind is AsyncHttpxDriver else "context_for"
+    lookup = getattr(SSLProfileSet, method)
+    landed: list[bool] = []
+
+    def racing(self: SSLProfileSet, *args: Any, **kwargs: Any) -> Any:
+        answer = lookup(self, *args, **kwargs)
+        if not landed:
+            rotate(ca, keystore, "gen-2")
+            landed.append(self.reload())
+        return answer
+
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        with driving(kind, profiles) as driver:
+            assert driver.cn(url) == "gen-1"  # the twin
+        monkeypatch.setattr(SSLProfileSet, method, racing)
+        with driving(kind, profiles) as driver:  # a new client: nothing kept yet
+            assert driver.cn(url) == "gen-2"
+            assert landed == [True]
+            assert driver.cn(url) == "gen-2"
+
+
+def test_requests_asks_again_when_urllib3s_alpn_list_changes(
+    setup, backend: MTLSServer, monkeypatch
+):
+    """urllib3 sets its ALPN list on the context (``["h2"]`` once its HTTP/2 support is
+    injected): the adapter asks for a context with the list of the moment, and keeps
+    answers per list, never one made for the other."""
+    import urllib3
+
+    xml, _ = setup
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, session(profiles) as http:
+        adapter: Any = http.get_adapter(f"https://localhost:{backend.port}/")
+        contexts = []
+        for alpn in (["http/1.1"], ["h2"], ["http/1.1"]):
+            monkeypatch.setattr(urllib3.util.ssl_, "ALPN_PROTOCOLS", alpn)
+            entry, _ = adapter._pools.acquire("localhost", backend.port)
+            adapter._pools.release(entry)
+            assert entry.resource is profiles.context_for("localhost", backend.port, alpn=alpn)
+            contexts.append(entry.resource)
+        assert contexts[0] is contexts[2] and contexts[0] is not contexts[1]
+
+
+def test_an_async_client_asks_a_patched_context_built_for_every_request(setup, backend: MTLSServer):
+    """An event loop's client asks ``_context_built`` (never a build on the loop): one
+    patched on the set is the patch's to answer, and nothing of it is kept."""
+    xml, _ = setup
+    url = f"https://localhost:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        asked: list[str] = []
+        own = profiles._context_built
+
+        def patched(host: str, port: int, **kwargs: Any) -> ssl.SSLContext | None:
+            asked.append(host)
+            return own(host, port, **kwargs)
+
+        profiles._context_built = patched  # type: ignore[method-assign]
+        driver = AsyncHttpxDriver(profiles)
+        try:
+            assert driver.cn(url) == "gen-1"  # (asks twice: built off the loop between)
+            for _ in range(2):
+                before = len(asked)
+                assert driver.cn(url) == "gen-1"
+                assert len(asked) > before  # asked again: nothing kept
+        finally:
+            driver.close()

@@ -149,3 +149,26 @@ def test_a_remote_host_verified_as_localhost_is_checked(tmp_path) -> None:
                 # The twin: the name the certificate holds passes.
                 ok = http.get(url, extensions={"sni_hostname": NAMED})
                 assert ok.json()["client_cn"] == "gateway"
+
+
+def test_one_client_verifying_each_name_in_turn_gets_each_names_context(backend):
+    """A client keeps the set's answers per name verified, not only per host: after a
+    request that skipped the name check (a localhost URL, no name given), one that
+    verifies another name through the same host is checked, and fails."""
+    profiles, url = backend
+    with client(profiles) as http:
+        # (httpx reuses a pooled connection whatever the name: a failing name comes
+        # right after the localhost variant's request, whose pool is another one.)
+        for name, passes in [
+            (None, True),
+            ("billing.internal", False),
+            (NAMED, True),
+            (None, True),
+        ]:
+            extensions: dict[str, Any] = {} if name is None else {"sni_hostname": name}
+            if passes:
+                assert http.get(url, extensions=extensions).json()["client_cn"] == "gateway"
+            else:
+                with pytest.raises(httpx.ConnectError) as caught:
+                    http.get(url, extensions=extensions)
+                assert _is_name_mismatch(caught.value), caught.value
