@@ -320,6 +320,15 @@ class Options:
 
 _Leaf = tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]
 
+#: A material's contexts: the set's, the localhost variant (DefaultAndLocalhost), and the
+#: ALPN variants and variant builds in flight (see :attr:`Served.variants`).
+_Contexts = tuple[
+    ssl.SSLContext,
+    ssl.SSLContext | None,
+    dict[tuple[bool, tuple[str, ...]], ssl.SSLContext],
+    dict[tuple[int, tuple[bool, tuple[str, ...]]], Any],
+]
+
 
 class Builder:
     """Builds :class:`Served` material for profiles, with content-keyed caches of
@@ -344,7 +353,10 @@ class Builder:
         # Served made from that store (a 144-anchor truststore behind 1,000 keystores is
         # parsed once, not 1,000 times): (role, fingerprint, alias) -> records.
         self._infos: dict[tuple[str, str, str | None], Callable[[], tuple[AnchorInfo, ...]]] = {}
-        self._contexts: dict[tuple[Any, ...], tuple[ssl.SSLContext, ssl.SSLContext | None]] = {}
+        # ctx_key -> the contexts (the set's, the localhost variant) and their ALPN
+        # variants (and the variant builds in flight): every Served of that material
+        # hands out the same objects, whatever profile or file it is for.
+        self._contexts: dict[tuple[Any, ...], _Contexts] = {}
         # id(context) -> its key in _contexts: what end() keeps, without a scan.
         self._key_of: dict[int, tuple[Any, ...]] = {}
         self._used_stores: set[tuple[Any, ...]] = set()
@@ -410,8 +422,7 @@ class Builder:
         for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
             del self._failed[key]
         for key in set(self._contexts) - used:
-            main, _ = self._contexts.pop(key)
-            del key_of[id(main)]
+            del key_of[id(self._contexts.pop(key)[0])]
         live_stores = {fp for _, fp in self._stores.values()}
         for leaf_key in [k for k in self._leaves if k[0] not in live_stores]:
             del self._leaves[leaf_key]
@@ -881,7 +892,7 @@ class Builder:
                     raise _reported(refusal, exc) from None  # the keystore set aside too
                 raise
             local = make(True) if mode == "DefaultAndLocalhost" and verify else None
-            pair = (main, local)
+            pair = (main, local, {}, {})
             self._contexts[ctx_key] = pair
             self._key_of[id(main)] = ctx_key
         served_key = (ctx_key, tuple(files))  # the same material read from the same files
@@ -903,12 +914,6 @@ class Builder:
             shown = {c.location: c.shown_location for c in (profile.keystore, trust_config) if c}
             if kept_shown is not None:
                 shown[files[0][1]] = kept_shown
-            # The contexts in service again (an edit that changes no material: a profile
-            # renamed, a store moved to a copy of the same bytes): so are its ALPN
-            # variants, the very objects clients hold and pool by, not new ones (which
-            # cost a build each and left the clients' old pools open, no generation
-            # having changed to retire them).
-            shared = serving if serving is not None and serving.context is pair[0] else None
             served = Served(
                 pair[0],
                 pair[1],
@@ -926,11 +931,16 @@ class Builder:
                 keystore=keystore,
                 truststore=truststore,
                 not_before=not_before,
-                variants={} if shared is None else shared.variants,
-                pending={} if shared is None else shared.pending,
+                # The material's, not this Served's: an edit that changes no material
+                # (a profile renamed, a store moved to a copy of the same bytes) hands
+                # out the very variants clients hold and pool by, not new ones (which
+                # cost a build each and left the clients' old pools open, no generation
+                # having changed to retire them).
+                variants=pair[2],
+                pending=pair[3],
             )
             self._served[served_key] = served
-            if serving is not None and shared is None:
+            if serving is not None and serving.variants is not served.variants:
                 # The ALPN variants the material in service was asked for, made here on
                 # the reload's thread before the snapshot is published: the first lookup
                 # after a rotation, often on an event loop, then builds nothing (with a

@@ -213,18 +213,16 @@ async def _trio_wait(future: concurrent.futures.Future[None]) -> None:
     future.result()  # its exception, if the build raised one
 
 
-def answers_itself(profile_set: object, *also: str) -> bool:
+def answers_itself(profile_set: object) -> bool:
     """Whether ``profile_set`` is an :class:`SSLProfileSet` whose lookup is the set's
     own (not a wrapper's, a subclass's or a patched ``context_for``): then what it
-    hands out, and whether a context is built yet, can be asked of the set itself.
-    ``also``: other methods that must be the set's own too."""
+    hands out, and whether a context is built yet, can be asked of the set itself."""
     from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
 
-    patched = getattr(profile_set, "__dict__", {})
-    return all(
-        getattr(type(profile_set), name, None) is getattr(SSLProfileSet, name)
-        and name not in patched
-        for name in ("context_for", *also)
+    own_lookup = getattr(type(profile_set), "context_for", None)
+    return (
+        own_lookup is SSLProfileSet.context_for
+        and "context_for" not in getattr(profile_set, "__dict__", {})  # not patched
     )
 
 
@@ -258,30 +256,48 @@ class KeptAnswers:
     Every publish (a rotation, a reloaded profile file, a profile that fails closed or
     recovers, a profile renamed) makes a new snapshot, and the answers kept for the
     old one are not used again. The snapshot is held weakly: when the set lets it go,
-    its answers (and the contexts in them) go too. Only for a set whose lookups are
-    its own (:func:`answers_itself`): a wrapper's may answer anything.
+    its answers (and the contexts in them) go too.
+
+    Only while the lookups the client makes (``context_for`` and ``lookups``) are the
+    set's own (:func:`answers_itself`), asked on every use: a wrapper's, a subclass's,
+    or one patched on the set or its class (``mock.patch``), even after the client was
+    made, may answer anything, and is asked every time.
 
     Thread-safe: racing threads may each start the answers of a new snapshot; one
     set of them stays, the others are asked again.
 
     Use::
 
-        snapshot, answers = kept.current()
-        answer = answers.get(question, MISSING)
-        if answer is MISSING:
+        current = kept.current()
+        if current is not None:
+            snapshot, answers = current
+            answer = answers.get(question, MISSING)
+        if current is None or answer is MISSING:
             answer = ...  # ask the set
-            kept.keep(snapshot, answers, question, answer)
+            if current is not None:
+                kept.keep(snapshot, answers, question, answer)
     """
 
-    __slots__ = ("_engine", "_kept")
+    __slots__ = ("_engine", "_kept", "_own", "_set")
 
-    def __init__(self, profile_set: SSLProfileSet) -> None:
+    def __init__(self, profile_set: SSLProfileSet, *lookups: str) -> None:
+        from .._profiles import SSLProfileSet  # noqa: PLC0415 - loaded by then
+
+        self._set = profile_set
         self._engine = profile_set._engine
+        names = ("context_for", *lookups)
+        self._own = tuple((name, getattr(SSLProfileSet, name)) for name in names)
         self._kept: tuple[Callable[[], object], dict[Hashable, Any]] = (_nothing_kept, {})
 
-    def current(self) -> tuple[object, dict[Hashable, Any]]:
+    def current(self) -> tuple[object, dict[Hashable, Any]] | None:
         """The set's current snapshot, and the answers kept for it (read this before
-        asking the set anything: see :meth:`keep`)."""
+        asking the set anything: see :meth:`keep`); ``None`` while a lookup is not
+        the set's own (patched): ask it, keep nothing."""
+        profile_set = self._set
+        cls, patched = type(profile_set), profile_set.__dict__
+        for name, own in self._own:
+            if getattr(cls, name) is not own or name in patched:
+                return None
         snapshot = self._engine.snapshot  # type: ignore[union-attr]
         kept_for, answers = self._kept
         if kept_for() is not snapshot:
@@ -340,11 +356,7 @@ class _ContextPools(Generic[T]):
         # The set's answers, kept for its current snapshot: a request to a backend
         # asked already makes no lookup (see KeptAnswers). Only where every lookup the
         # pools make is the set's own.
-        self._kept = (
-            KeptAnswers(profile_set)
-            if set_knows and answers_itself(profile_set, "_context_built")
-            else None
-        )
+        self._kept = KeptAnswers(profile_set, "_context_built") if set_knows else None
         self._profiles = profile_set
         self._client_id = client_id
         self._make = make
@@ -366,20 +378,29 @@ class _ContextPools(Generic[T]):
         self._generation = profile_set.generation
 
     def context_for(
-        self, host: str, port: int, server_hostname: str | None = None
+        self,
+        host: str,
+        port: int,
+        server_hostname: str | None = None,
+        alpn: tuple[str, ...] | None = None,
     ) -> ssl.SSLContext | None:
         """The current context for ``host:port`` (verifying ``server_hostname`` when
-        the client overrides the name), without taking a lease."""
+        the client overrides the name), without taking a lease (``alpn``: the client's
+        list, read already)."""
         return self._profiles.context_for(
             host,
             port,
             client_id=self._client_id,
-            alpn=self._alpn_of(),
+            alpn=self._alpn_of() if alpn is None else alpn,
             server_hostname=server_hostname,
         )
 
     def built_context_for(
-        self, host: str, port: int, server_hostname: str | None = None
+        self,
+        host: str,
+        port: int,
+        server_hostname: str | None = None,
+        alpn: tuple[str, ...] | None = None,
     ) -> ssl.SSLContext | None:
         """:meth:`context_for`, never building a context on this thread.
 
@@ -391,7 +412,7 @@ class _ContextPools(Generic[T]):
             host,
             port,
             client_id=self._client_id,
-            alpn=self._alpn_of(),
+            alpn=self._alpn_of() if alpn is None else alpn,
             server_hostname=server_hostname,
         )
 
@@ -417,28 +438,36 @@ class _ContextPools(Generic[T]):
         """
         profiles = self._profiles
         closing: list[T] = []
-        lookup = self._lookup if build or not self._set_knows else self.built_context_for
-        kept = self._kept
+        lookup: Callable[..., Any] = (
+            self._lookup if build or not self._set_knows else self.built_context_for
+        )
         while True:
-            if kept is not None:
+            current = self._kept.current() if self._kept is not None else None
+            if current is not None:
                 # One read of the set's snapshot, before it is asked anything.
-                snapshot, answers = kept.current()
+                snapshot, answers = current
                 generation = snapshot.generation  # type: ignore[attr-defined]
-                question = (host, port, server_hostname, self._alpn_of())
+                alpn = self._alpn_of()  # once: what is asked is what is kept
+                question = (host, port, server_hostname, alpn)
                 ctx = answers.get(question, MISSING)
             else:
                 generation = profiles.generation
+                alpn = None
                 ctx = MISSING
             if ctx is MISSING:
                 try:
-                    ctx = lookup(host, port, server_hostname)
+                    ctx = (
+                        lookup(host, port, server_hostname)
+                        if alpn is None  # (a lookup of its own takes no list)
+                        else lookup(host, port, server_hostname, alpn)
+                    )
                 except (MTLSError, NotBuilt):
                     if closing:  # retired by an earlier pass's sweep: the next caller closes
                         with self._lock:
                             self._unclosed.extend(closing)
                     raise
-                if kept is not None:
-                    if not kept.keep(snapshot, answers, question, ctx):
+                if current is not None:
+                    if not self._kept.keep(snapshot, answers, question, ctx):  # type: ignore[union-attr]
                         continue  # a publish while asking: ctx may be from either snapshot
                 elif profiles.generation != generation:
                     continue  # a reload between the two reads: ctx may be from either set

@@ -323,10 +323,10 @@ class MTLSClientSession:
         # What the set answered (context, and the profile that chose it) for each
         # backend asked, kept for its current snapshot (see _chosen): a keep-alive
         # request to a backend asked already makes no lookup. Only where every lookup
-        # a request makes is the set's own, none overridden or patched.
+        # a request makes is the set's own (asked on every use: see KeptAnswers).
         self._kept = (
-            KeptAnswers(profile_set)
-            if answers_itself(profile_set, "profile_for", "_context_built")
+            KeptAnswers(profile_set, "profile_for", "_context_built")
+            if self._off_loop  # the set's own context_for: no wrapper
             else None
         )
         base_url = session_kwargs.get("base_url")
@@ -430,18 +430,24 @@ class MTLSClientSession:
             NotBuilt, mtls.ProfileUnavailableError: as :func:`_ssl_for` (never kept).
         """
         kept, client_id = self._kept, self.client_id
-        if kept is None or not (server_hostname is None or type(server_hostname) is str):
-            chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
-            # A wrapper need not have profile_for: asked only for the redirect guard.
-            return chosen, self._profile(origin) if redirects else None
-        snapshot, answers = kept.current()  # before the set is asked (see keep)
-        question = (origin, server_hostname, client_id)
-        answer = answers.get(question, MISSING)
-        if answer is MISSING:
+        plain = server_hostname is None or type(server_hostname) is str
+        while True:
+            current = kept.current() if kept is not None and plain else None
+            if current is None:
+                chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
+                # A wrapper need not have profile_for: asked only for the redirect guard.
+                return chosen, self._profile(origin) if redirects else None
+            snapshot, answers = current  # read before the set is asked (see keep)
+            question = (origin, server_hostname, client_id)
+            answer = answers.get(question, MISSING)
+            if answer is not MISSING:
+                return answer  # type: ignore[no-any-return]
             chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
             answer = (chosen, self._profile(origin))
-            kept.keep(snapshot, answers, question, answer)
-        return answer  # type: ignore[no-any-return]
+            if kept.keep(snapshot, answers, question, answer):  # type: ignore[union-attr]
+                return answer
+            # A publish while asking: the context and the profile may be from two
+            # snapshots (the redirect guard compares them): ask again.
 
     async def _after_build(
         self,

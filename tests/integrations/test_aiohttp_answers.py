@@ -66,13 +66,13 @@ def test_a_session_asks_the_set_once_per_backend_and_snapshot(
     xml = tmp_path / "sslprofiles.xml"
     xml.write_text(profile_xml(*(_entry(backends, name) for name in "ab")))
     asked: list[str] = []
-    lookup = SSLProfileSet._context_built
+    lookup = SSLProfileSet._lookup  # the set's lookup within (a patched one is never kept)
 
-    def counted(self: SSLProfileSet, host: str, *args: Any, **kwargs: Any) -> Any:
+    def counted(self: SSLProfileSet, snapshot: Any, host: str, *args: Any) -> Any:
         asked.append(host)
-        return lookup(self, host, *args, **kwargs)
+        return lookup(self, snapshot, host, *args)
 
-    monkeypatch.setattr(SSLProfileSet, "_context_built", counted)
+    monkeypatch.setattr(SSLProfileSet, "_lookup", counted)
 
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
 
@@ -341,12 +341,14 @@ def test_a_subclass_with_a_profile_for_of_its_own_is_asked_for_every_request(
     assert _OwnProfileFor.asked == 3
 
 
-def test_an_answer_from_a_reload_during_the_lookup_is_not_kept_for_the_new_snapshot(
+def test_a_request_during_whose_lookup_a_rotation_lands_goes_with_the_new_identity(
     tmp_path, backends: Backends, monkeypatch
 ):
-    """A reload that lands while the session asks: the answer (the older snapshot's) is
-    kept for the snapshot read before asking, which the next request finds replaced.
-    Read after asking, the older answer would be kept for the newer snapshot."""
+    """The set answers from the snapshot before the rotation; the snapshot has moved
+    when the session would keep the answer: it asks again (its context and profile
+    from one snapshot), and the request goes with the new identity, never kept for
+    either snapshot. Its twin: a request before, with nothing landing, goes with the
+    old one."""
     pki = backends.pki
     keystore = tmp_path / "client.p12"
     shutil.copy(pki.stores["c"][0], keystore)
@@ -354,28 +356,27 @@ def test_an_answer_from_a_reload_during_the_lookup_is_not_kept_for_the_new_snaps
     xml.write_text(profile_xml(_entry(backends, "c", (keystore, "PKCS12"))))
     url = backends.url("c", "/who")
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        lookup = SSLProfileSet._context_built
+        lookup = SSLProfileSet._lookup  # the set's lookup within (a patched one is never kept)
         landed: list[bool] = []
 
-        def racing(self: SSLProfileSet, *args: Any, **kwargs: Any) -> Any:
-            answer = lookup(self, *args, **kwargs)
-            if not landed:  # the older snapshot answered; now the reload lands
-                shutil.copy(pki.stores["a"][0], keystore)  # an identity backend c refuses
+        def racing(self: SSLProfileSet, *args: Any) -> Any:
+            answer = lookup(self, *args)  # from the snapshot it was given
+            if not landed:  # now the rotation lands
+                identity = pki.client_cas["c"].issue_cert("client-c2", common_name="client-c2")
+                identity.write_keystore(keystore, PASSWORD, store_type="PKCS12")
                 landed.append(profiles.reload(force=True))
             return answer
 
-        async def main() -> None:
+        async def main() -> list[str]:
             async with MTLSClientSession(profiles) as http:
-                assert await _who(http, url) == "client-c"  # its context built
-                monkeypatch.setattr(SSLProfileSet, "_context_built", racing)
-                http._kept = _pools.KeptAnswers(profiles)  # forget: ask again
-                assert await _who(http, url) == "client-c"  # the older answer, sent once
-                assert landed == [True]
-                monkeypatch.setattr(SSLProfileSet, "_context_built", lookup)
-                with pytest.raises(aiohttp.ClientError):  # client-a now: refused
-                    await _who(http, url)
+                seen = [await _who(http, url)]  # the twin; its HTTP/1.1 context built
+            monkeypatch.setattr(SSLProfileSet, "_lookup", racing)
+            async with MTLSClientSession(profiles) as http:  # nothing kept yet
+                seen += [await _who(http, url), await _who(http, url)]
+            return seen
 
-        run(main)
+        assert run(main) == ["client-c", "client-c2", "client-c2"]
+        assert landed == [True]
 
 
 def test_a_rotated_out_context_is_not_kept_alive_by_the_session(tmp_path, backends: Backends):

@@ -791,13 +791,13 @@ def test_a_client_asks_the_set_once_per_backend_and_snapshot(
     xml, keystore = setup
     url = f"https://localhost:{backend.port}/"
     asked: list[str] = []
-    lookup = SSLProfileSet.context_for
+    lookup = SSLProfileSet._lookup  # the set's lookup within (a patched one is never kept)
 
-    def counted(self: SSLProfileSet, host: str, *args: Any, **kwargs: Any) -> Any:
+    def counted(self: SSLProfileSet, snapshot: Any, host: str, *args: Any) -> Any:
         asked.append(host)
-        return lookup(self, host, *args, **kwargs)
+        return lookup(self, snapshot, host, *args)
 
-    monkeypatch.setattr(SSLProfileSet, "context_for", counted)
+    monkeypatch.setattr(SSLProfileSet, "_lookup", counted)
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, driving(kind, profiles) as driver:
         seen = []
         for rotated in (False, True):
@@ -825,13 +825,11 @@ def test_a_request_during_whose_lookup_a_rotation_lands_goes_with_the_new_identi
     does not, so only the snapshot read again stands between it and the old answer.)"""
     xml, keystore = setup
     url = f"https://localhost:{backend.port}/"
-    # An event loop's client asks _context_built (never a build on the loop).
-    method = "_context_built" if kind is AsyncHttpxDriver else "context_for"
-    lookup = getattr(SSLProfileSet, method)
+    lookup = SSLProfileSet._lookup  # the set's lookup within (a patched one is never kept)
     landed: list[bool] = []
 
-    def racing(self: SSLProfileSet, *args: Any, **kwargs: Any) -> Any:
-        answer = lookup(self, *args, **kwargs)
+    def racing(self: SSLProfileSet, *args: Any) -> Any:
+        answer = lookup(self, *args)  # from the snapshot it was given
         if not landed:
             rotate(ca, keystore, "gen-2")
             landed.append(self.reload())
@@ -840,7 +838,7 @@ def test_a_request_during_whose_lookup_a_rotation_lands_goes_with_the_new_identi
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         with driving(kind, profiles) as driver:
             assert driver.cn(url) == "gen-1"  # the twin
-        monkeypatch.setattr(SSLProfileSet, method, racing)
+        monkeypatch.setattr(SSLProfileSet, "_lookup", racing)
         with driving(kind, profiles) as driver:  # a new client: nothing kept yet
             assert driver.cn(url) == "gen-2"
             assert landed == [True]
@@ -891,3 +889,58 @@ def test_an_async_client_asks_a_patched_context_built_for_every_request(setup, b
                 assert len(asked) > before  # asked again: nothing kept
         finally:
             driver.close()
+
+
+@pytest.mark.parametrize("where", ["instance", "class"])
+@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+def test_a_lookup_patched_after_the_client_was_made_is_asked_for_every_request(
+    kind, where, setup, backend: MTLSServer, monkeypatch
+):
+    """A failure drill (``mock.patch.object`` on the set or its class) after the
+    client was made: the patch answers every request, nothing of it is kept; and once
+    it is gone, the client keeps the set's answers again (a review found the first cut
+    of the kept answers decided once, when the client was made)."""
+    xml, _ = setup
+    url = f"https://localhost:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, driving(kind, profiles) as driver:
+        assert driver.cn(url) == "gen-1"  # an answer kept
+        asked: list[str] = []
+        own = SSLProfileSet.context_for
+
+        def drill(self_or_host: Any, *args: Any, **kwargs: Any) -> Any:
+            asked.append("asked")
+            if where == "class":
+                return own(self_or_host, *args, **kwargs)
+            return own(profiles, self_or_host, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            if where == "class":
+                patch.setattr(SSLProfileSet, "context_for", drill)
+            else:
+                patch.setattr(profiles, "context_for", drill)
+            for n in range(1, 4):
+                assert driver.cn(url) == "gen-1"
+                assert len(asked) == n
+        # The patch gone: the set's own again (its kept answer serves; nothing asked).
+        assert driver.cn(url) == "gen-1"
+        assert len(asked) == 3
+
+
+@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+def test_an_idle_client_keeps_no_rotated_out_context_alive(kind, setup, ca: CA, backend):
+    """The sync clients close their pools on the old context when the reload's callback
+    sweeps them; the answers they kept for the old snapshot go with it (held weakly),
+    so nothing keeps the old contexts alive while the client is idle."""
+    xml, keystore = setup
+    url = f"https://localhost:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, driving(kind, profiles) as driver:
+        assert driver.cn(url) == "gen-1"
+        served = profiles._snapshot.materials.served.values()
+        olds = [weakref.ref(c) for s in served for c in (s.context, *s.variants.values())]
+        del served
+        assert len(olds) == 2  # the profile's context and the client's HTTP/1.1 variant
+        rotate(ca, keystore, "gen-2")
+        assert profiles.reload() is True
+        gc.collect()
+        assert [ref() for ref in olds] == [None, None]
+        assert driver.cn(url) == "gen-2"

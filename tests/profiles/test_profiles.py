@@ -2470,3 +2470,37 @@ def test_an_edit_that_changes_no_context_is_applied_without_a_new_generation(tmp
         assert profiles.generation == 1 and calls == [(0, 1)]
         assert profiles.context_for("backend.test", 443) is not before
         assert profiles.context_for("backend.test", 443, alpn=["http/1.1"]) is not h1
+
+
+def test_profiles_on_one_material_share_its_alpn_variants_through_an_edit(tmp_path, pki):
+    """Two profiles whose keystores hold the same bytes (one a copy) hand out the same
+    ALPN variant, and keep it when one edit renames one and moves the other onto the
+    copy: a variant belongs to the material, not to a profile or a file (a review found
+    the second profile of such an edit was handed the first's new variant, with no
+    generation to retire the old one). The twin: other bytes, a new variant."""
+    copy = tmp_path / "copy.jks"
+    copy.write_bytes(pki["gw1"].read_bytes())  # type: ignore[attr-defined]
+
+    def write(q_name: str, p_keystore: object) -> None:
+        write_xml(
+            tmp_path,
+            profile("other.test:443", copy, pki["trust"], attrs=f'name="{q_name}"'),
+            profile("backend.test:443", p_keystore, pki["trust"]),  # type: ignore[arg-type]
+        )
+
+    write("q", pki["gw1"])
+    with SSLProfileSet.from_xml(tmp_path / "sslprofiles.xml", settle_delay=0) as profiles:
+        calls: list[tuple[int, int]] = []
+        profiles.subscribe(lambda old, new: calls.append((old, new)))
+        h1 = profiles.context_for("backend.test", 443, alpn=["http/1.1"])
+        assert profiles.context_for("other.test", 443, alpn=["http/1.1"]) is h1
+        write("q2", copy)
+        assert profiles.reload(force=True) is False and calls == []
+        for host in ("backend.test", "other.test"):
+            assert profiles.context_for(host, 443, alpn=["http/1.1"]) is h1
+        _, live = profiles._contexts_in_service()
+        assert id(h1) in live
+        write("q2", pki["gw2"])  # the twin: P on other bytes
+        assert profiles.reload(force=True) is True and calls == [(0, 1)]
+        assert profiles.context_for("backend.test", 443, alpn=["http/1.1"]) is not h1
+        assert profiles.context_for("other.test", 443, alpn=["http/1.1"]) is h1
