@@ -131,6 +131,25 @@ class Failed:
         return error
 
 
+def _same_failure(prev: Built | Failed, item: Built | Failed) -> bool:
+    """Whether a retried profile failed as it did before: the same material in service
+    (or none) and an error of the same type saying the same. The previous entry then
+    stands, and a check of a set with a profile that stays broken publishes nothing
+    new (no new snapshot each check for its clients to ask again)."""
+    if type(prev) is not type(item) or prev.profile is not item.profile:
+        return False
+    if type(prev) is Built and prev.served is not item.served:  # type: ignore[union-attr]
+        return False
+    before, now = prev.error, item.error
+    return (
+        before is not None
+        and now is not None
+        and not now._by_content  # it carries the digests it was found with: the new ones
+        and type(before) is type(now)
+        and str(before) == str(now)
+    )
+
+
 #: Positions in Snapshot.items: a run (a material's profiles usually are one, a whole
 #: file's often) as a range, 48 bytes whatever its length; otherwise a frozenset.
 Positions = frozenset[int] | range
@@ -822,7 +841,7 @@ class ProfilesPlan:
             checkpoint()  # close() stops the check here, between profiles
             last = prev if type(prev) is Built else None
             item = self._rebuild(run, prev.profile, last)
-            if item is prev:
+            if item is prev or _same_failure(prev, item):
                 continue
             replaced.append((position, prev, item))
             if type(item) is Built:

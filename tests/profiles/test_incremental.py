@@ -297,6 +297,37 @@ def test_a_replacement_refused_for_its_bytes_is_not_rebuilt_until_a_file_moves(
         assert_patched_as_computed(profiles)
 
 
+def test_a_refusal_for_other_bytes_saying_the_same_is_not_rebuilt_either(
+    estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The refused truststore written again as other bytes that are refused the same
+    way (another expired CA added): the entries are replaced, with the digests
+    of the bytes now, so the checks after build nothing. (Kept as they were because
+    the message did not change, they carried the old digests and were rebuilt at
+    every check.)"""
+    _, _, trust, items = estate
+    asked = _counting_builds(monkeypatch)
+    with mtls.SSLProfileSet(items, settle_delay=0) as profiles:
+        expired = CA(name="expired CA", not_after=_dt.datetime.now(_dt.UTC) - DAY)
+        refused = expired.truststore()
+        replace_atomically(trust, refused.to_bytes(PASSWORD))
+        assert profiles.reload() is False
+        said = sorted(str(e) for e in profiles.errors)
+        other = CA(name="expired CA 2", not_after=_dt.datetime.now(_dt.UTC) - DAY)
+        refused.add("second", other.certificate)  # refused the same way, other bytes
+        again = refused.to_bytes(PASSWORD)
+        asked.clear()
+        replace_atomically(trust, again)
+        assert profiles.reload() is False
+        assert sorted(str(e) for e in profiles.errors) == said  # refused the same way
+        assert len(set(asked)) == len(items)  # the moved file's profiles were built
+        asked.clear()
+        for _ in range(3):
+            assert profiles.reload() is False
+        assert asked == []  # and not again while the bytes stay
+
+
 def test_a_refusal_that_may_pass_with_time_or_retry_is_built_every_check(
     estate: tuple[CA, list[Path], Path, list[mtls.SSLProfile]],
     monkeypatch: pytest.MonkeyPatch,

@@ -2504,3 +2504,43 @@ def test_profiles_on_one_material_share_its_alpn_variants_through_an_edit(tmp_pa
         assert profiles.reload(force=True) is True and calls == [(0, 1)]
         assert profiles.context_for("backend.test", 443, alpn=["http/1.1"]) is not h1
         assert profiles.context_for("other.test", 443, alpn=["http/1.1"]) is h1
+
+
+def test_a_profile_that_stays_broken_publishes_nothing_new_at_each_check(tmp_path, pki):
+    """A profile that never loaded (its keystore missing), and one whose keystore went
+    missing after it loaded (it keeps its last good): each check retries them, and
+    when they fail as before the set publishes nothing new (before, a new snapshot
+    at every check, which every HTTP client then asked again). The twins: a failure
+    that changes is published, and a recovery is a change."""
+    missing = tmp_path / "missing.jks"
+    loaded = tmp_path / "loaded.jks"
+    loaded.write_bytes(pki["gw1"].read_bytes())  # type: ignore[attr-defined]
+    xml = write_xml(
+        tmp_path,
+        profile("never.test:443", missing, pki["trust"]),
+        profile("backend.test:443", loaded, pki["trust"]),
+    )
+    with SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True) as profiles:
+        last_good = profiles.context_for("backend.test", 443)
+        loaded.unlink()
+        assert profiles.reload(force=True) is False
+        first = profiles._snapshot
+        errors = [str(e) for e in profiles.errors]
+        assert len(errors) == 2 and "missing.jks" in errors[0] + errors[1]
+        for _ in range(2):
+            assert profiles.reload(force=True) is False
+            assert profiles._snapshot is first  # nothing new published
+        assert profiles.context_for("backend.test", 443) is last_good
+        with pytest.raises(mtls.ProfileUnavailableError):
+            profiles.context_for("never.test", 443)
+        # A failure that changes is published: the file is there now, but damaged.
+        missing.write_bytes(b"not a keystore")
+        assert profiles.reload(force=True) is False
+        assert profiles._snapshot is not first
+        assert [str(e) for e in profiles.errors] != errors
+        # A recovery is a change.
+        missing.write_bytes(pki["gw1"].read_bytes())  # type: ignore[attr-defined]
+        loaded.write_bytes(pki["gw1"].read_bytes())  # type: ignore[attr-defined]
+        assert profiles.reload(force=True) is True
+        assert not profiles.errors
+        assert profiles.context_for("never.test", 443) is not None
