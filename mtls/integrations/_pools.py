@@ -305,6 +305,13 @@ class KeptAnswers:
             self._kept = (weakref.ref(snapshot, _emptied_with(answers)), answers)
         return snapshot, answers
 
+    def patched(self) -> bool:
+        """Whether ``context_for`` is not the set's own now (patched on the set or its
+        class since the client was made): then it answers, on an event loop too."""
+        profile_set = self._set
+        name, own = self._own[0]
+        return getattr(type(profile_set), name) is not own or name in profile_set.__dict__
+
     def keep(
         self, snapshot: object, answers: dict[Hashable, Any], question: Hashable, answer: Any
     ) -> bool:
@@ -454,6 +461,10 @@ class _ContextPools(Generic[T]):
                 generation = profiles.generation
                 alpn = None
                 ctx = MISSING
+                if self._kept is not None and self._kept.patched():
+                    # A context_for patched on the set since the client was made (a
+                    # failure drill): the patch answers, on an event loop too.
+                    lookup = self._lookup
             if ctx is MISSING:
                 try:
                     ctx = (

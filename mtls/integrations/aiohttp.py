@@ -130,6 +130,10 @@ def _origin(url: URL) -> tuple[str, int] | None:
 
 _HTTP1 = ("http/1.1",)
 
+#: How many more times a session asks when a publish lands while it asks (then it uses
+#: the last answer, as asked, without keeping it).
+_KEEP_TRIES = 3
+
 
 def _ssl_for(
     profile_set: SSLProfileSet,
@@ -431,9 +435,12 @@ class MTLSClientSession:
         """
         kept, client_id = self._kept, self.client_id
         plain = server_hostname is None or type(server_hostname) is str
+        tries = _KEEP_TRIES
         while True:
             current = kept.current() if kept is not None and plain else None
             if current is None:
+                if kept is not None and kept.patched():
+                    build = True  # a context_for patched since (a failure drill): it answers
                 chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
                 # A wrapper need not have profile_for: asked only for the redirect guard.
                 return chosen, self._profile(origin) if redirects else None
@@ -444,10 +451,11 @@ class MTLSClientSession:
                 return answer  # type: ignore[no-any-return]
             chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
             answer = (chosen, self._profile(origin))
-            if kept.keep(snapshot, answers, question, answer):  # type: ignore[union-attr]
-                return answer
+            if kept.keep(snapshot, answers, question, answer) or tries <= 0:  # type: ignore[union-attr]
+                return answer  # (after a storm of publishes: as asked, not kept)
             # A publish while asking: the context and the profile may be from two
             # snapshots (the redirect guard compares them): ask again.
+            tries -= 1
 
     async def _after_build(
         self,

@@ -427,3 +427,23 @@ def test_a_session_keeps_a_bounded_number_of_answers(profiles, monkeypatch):
             return most
 
     assert run(main) == 4
+
+
+def test_a_storm_of_publishes_while_asking_ends_in_an_answer(profiles, backends, monkeypatch):
+    """Every answer given while a publish landed (here: all of them) is asked again,
+    a few times, then used as asked without being kept: a request never waits for the
+    reloads to stop."""
+    kept: list[bool] = []
+
+    def publishing(self: Any, *args: Any) -> bool:
+        kept.append(False)
+        return False  # as if a publish landed while asking, every time
+
+    monkeypatch.setattr(_pools.KeptAnswers, "keep", publishing)
+
+    async def main() -> list[str]:
+        async with MTLSClientSession(profiles) as http:
+            return [await _who(http, backends.url("a", "/who")) for _ in range(2)]
+
+    assert run(main) == ["client-a", "client-a"]
+    assert len(kept) == 2 * (integration._KEEP_TRIES + 1)  # each request: bounded

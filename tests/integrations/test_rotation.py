@@ -892,14 +892,15 @@ def test_an_async_client_asks_a_patched_context_built_for_every_request(setup, b
 
 
 @pytest.mark.parametrize("where", ["instance", "class"])
-@pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
+@pytest.mark.parametrize("kind", DRIVERS, ids=lambda k: k.name)
 def test_a_lookup_patched_after_the_client_was_made_is_asked_for_every_request(
     kind, where, setup, backend: MTLSServer, monkeypatch
 ):
     """A failure drill (``mock.patch.object`` on the set or its class) after the
     client was made: the patch answers every request, nothing of it is kept; and once
     it is gone, the client keeps the set's answers again (a review found the first cut
-    of the kept answers decided once, when the client was made)."""
+    of the kept answers decided once, when the client was made). The clients on an
+    event loop ask it too (they ask the set's own lookup that never builds)."""
     xml, _ = setup
     url = f"https://localhost:{backend.port}/"
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, driving(kind, profiles) as driver:
@@ -921,9 +922,17 @@ def test_a_lookup_patched_after_the_client_was_made_is_asked_for_every_request(
             for n in range(1, 4):
                 assert driver.cn(url) == "gen-1"
                 assert len(asked) == n
-        # The patch gone: the set's own again (its kept answer serves; nothing asked).
-        assert driver.cn(url) == "gen-1"
-        assert len(asked) == 3
+        # The patch gone: the set's own again, and its kept answer serves (no lookup).
+        looked: list[str] = []
+        lookup = SSLProfileSet._lookup
+
+        def counted(self: SSLProfileSet, *args: Any) -> Any:
+            looked.append("looked")
+            return lookup(self, *args)
+
+        patch.setattr(SSLProfileSet, "_lookup", counted)
+        assert [driver.cn(url) for _ in range(2)] == ["gen-1", "gen-1"]
+        assert len(asked) == 3 and looked == []
 
 
 @pytest.mark.parametrize("kind", [HttpxDriver, RequestsDriver], ids=lambda k: k.name)
