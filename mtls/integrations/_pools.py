@@ -443,13 +443,13 @@ class _ContextPools(Generic[T]):
             NotBuilt: ``build=False`` and the context is not built yet (nothing is
                 leased).
         """
-        profiles = self._profiles
+        profiles, kept = self._profiles, self._kept
         closing: list[T] = []
         lookup: Callable[..., Any] = (
             self._lookup if build or not self._set_knows else self.built_context_for
         )
         while True:
-            current = self._kept.current() if self._kept is not None else None
+            current = kept.current() if kept is not None else None
             if current is not None:
                 # One read of the set's snapshot, before it is asked anything.
                 snapshot, answers = current
@@ -461,7 +461,7 @@ class _ContextPools(Generic[T]):
                 generation = profiles.generation
                 alpn = None
                 ctx = MISSING
-                if self._kept is not None and self._kept.patched():
+                if kept is not None and kept.patched():
                     # A context_for patched on the set since the client was made (a
                     # failure drill): the patch answers, on an event loop too.
                     lookup = self._lookup
@@ -477,8 +477,8 @@ class _ContextPools(Generic[T]):
                         with self._lock:
                             self._unclosed.extend(closing)
                     raise
-                if current is not None:
-                    if not self._kept.keep(snapshot, answers, question, ctx):  # type: ignore[union-attr]
+                if kept is not None and current is not None:
+                    if not kept.keep(snapshot, answers, question, ctx):
                         continue  # a publish while asking: ctx may be from either snapshot
                 elif profiles.generation != generation:
                     continue  # a reload between the two reads: ctx may be from either set

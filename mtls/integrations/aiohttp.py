@@ -438,7 +438,7 @@ class MTLSClientSession:
         tries = _KEEP_TRIES
         while True:
             current = kept.current() if kept is not None and plain else None
-            if current is None:
+            if kept is None or current is None:
                 if kept is not None and kept.patched():
                     build = True  # a context_for patched since (a failure drill): it answers
                 chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
@@ -451,7 +451,7 @@ class MTLSClientSession:
                 return answer  # type: ignore[no-any-return]
             chosen = _ssl_for(self.profile_set, origin, client_id, server_hostname, build=build)
             answer = (chosen, self._profile(origin))
-            if kept.keep(snapshot, answers, question, answer) or tries <= 0:  # type: ignore[union-attr]
+            if kept.keep(snapshot, answers, question, answer) or tries <= 0:
                 return answer  # (after a storm of publishes: as asked, not kept)
             # A publish while asking: the context and the profile may be from two
             # snapshots (the redirect guard compares them): ask again.
