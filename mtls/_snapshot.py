@@ -144,7 +144,10 @@ def _same_failure(prev: Built | Failed, item: Built | Failed) -> bool:
     return (
         before is not None
         and now is not None
-        and not now._by_content  # it carries the digests it was found with: the new ones
+        # A refusal for the files' bytes carries the digests it was found with: kept only
+        # when those are the same (None for a profile with CRLs).
+        and before._by_content == now._by_content
+        and before._inputs == now._inputs
         and type(before) is type(now)
         and str(before) == str(now)
     )
@@ -772,6 +775,8 @@ class ProfilesPlan:
         if isinstance(self.default, SSLProfile):
             prev_default = old.default if isinstance(old.default, Built) else None
             default = self._rebuild(run, self.default, prev_default)
+            if isinstance(old.default, Built | Failed) and _same_failure(old.default, default):
+                default = old.default  # a default that stays broken: nothing new either
             if isinstance(default, Built) and (
                 prev_default is None or default.context is not prev_default.context
             ):

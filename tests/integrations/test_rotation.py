@@ -953,3 +953,25 @@ def test_an_idle_client_keeps_no_rotated_out_context_alive(kind, setup, ca: CA, 
         gc.collect()
         assert [ref() for ref in olds] == [None, None]
         assert driver.cn(url) == "gen-2"
+
+
+@pytest.mark.parametrize("kind", DRIVERS, ids=lambda k: k.name)
+def test_a_failure_drill_after_the_client_was_made_reaches_every_client(
+    kind, setup, backend: MTLSServer, monkeypatch
+):
+    """A ``context_for`` patched to raise, after the client has kept an answer for the
+    backend: the next request raises what it raises (on an event loop too); with the
+    patch gone, the next request goes out again."""
+    xml, _ = setup
+    url = f"https://localhost:{backend.port}/"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, driving(kind, profiles) as driver:
+        assert driver.cn(url) == "gen-1"
+
+        def drill(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("failure drill: no context")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(profiles, "context_for", drill)
+            with pytest.raises(RuntimeError, match="failure drill"):
+                driver.cn(url)
+        assert driver.cn(url) == "gen-1"

@@ -579,3 +579,81 @@ def test_a_problem_whose_profile_was_removed_is_not_called_resolved(
         profiles.reload()
         (fixed,) = lines()
         assert ": resolved: profile d.internal:443: " in fixed, fixed
+
+
+# ------------------------------------------------------------- what stays broken
+
+
+def _one_profile(tmp_path: Path, **kwargs: object) -> tuple[CA, Path, mtls.SSLProfile]:
+    """A CA, the keystore file of one profile for backend.test:443, and the profile."""
+    ca = CA(name="stays-broken CA")
+    keystore = write_identity(ca.issue_cert("gw", common_name="gw"), tmp_path / "gw.jks")
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    item = mtls.SSLProfile(
+        servers=(("backend.test", 443),),
+        keystore=mtls.StoreConfig(location=keystore, password=mtls.Secret(PASSWORD)),
+        truststore=mtls.StoreConfig(location=trust, password=mtls.Secret(PASSWORD)),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return ca, keystore, item
+
+
+def _stage(keystore: Path, identity: IssuedIdentity) -> None:
+    staged = keystore.with_name("staged.jks")
+    write_identity(identity, staged)
+    replace_atomically(keystore, staged.read_bytes())
+
+
+@pytest.mark.parametrize("case", ["default-never-loaded", "default-gone", "with-crls"])
+def test_what_stays_broken_publishes_nothing_new_at_each_check(tmp_path: Path, case: str) -> None:
+    """A default profile that never loaded, or whose keystore went missing, and a
+    profile with CRLs whose replacement keystore is refused for its bytes (such a
+    refusal carries no digests): each check retries them; failing as before, the set
+    publishes nothing new (a review found these three still did)."""
+    ca, keystore, item = _one_profile(tmp_path)
+    if case == "with-crls":
+        crl = tmp_path / "ca.crl"
+        crl.write_bytes(ca.crl())
+        item = mtls.SSLProfile(
+            servers=item.servers, keystore=item.keystore, truststore=item.truststore, crls=(crl,)
+        )
+        profiles = mtls.SSLProfileSet([item], settle_delay=0)
+        expired = ca.issue_cert("gw", common_name="gw", not_after=_dt.datetime.now(_dt.UTC) - DAY)
+        _stage(keystore, expired)
+    else:
+        default_keystore = tmp_path / "default.jks"
+        default_keystore.write_bytes(keystore.read_bytes())
+        default = mtls.SSLProfile(
+            servers=(("default.invalid", 1),),
+            keystore=mtls.StoreConfig(location=default_keystore, password=mtls.Secret(PASSWORD)),
+            truststore=item.truststore,
+        )
+        if case == "default-never-loaded":
+            default_keystore.unlink()
+        profiles = mtls.SSLProfileSet([item], default=default, settle_delay=0, skip_failures=True)
+        if case == "default-gone":
+            default_keystore.unlink()
+    with profiles:
+        assert profiles.reload(force=True) is False
+        assert profiles.errors
+        first = profiles._snapshot
+        for _ in range(3):
+            assert profiles.reload(force=True) is False
+            assert profiles._snapshot is first
+
+
+def test_a_refusal_saying_something_new_is_published(tmp_path: Path) -> None:
+    """The twin: a replacement refused as not valid yet, then another refused the
+    same way with another start date (the same error type, the same identity in
+    service, another message): the new message is published, not the old one kept."""
+    ca, keystore, item = _one_profile(tmp_path)
+    now = _dt.datetime.now(_dt.UTC)
+    with mtls.SSLProfileSet([item], settle_delay=0) as profiles:
+        _stage(keystore, ca.issue_cert("gw", common_name="gw", not_before=now + 2 * DAY))
+        assert profiles.reload() is False
+        said, first = str(profiles.errors[0]), profiles._snapshot
+        _stage(keystore, ca.issue_cert("gw", common_name="gw", not_before=now + 5 * DAY))
+        assert profiles.reload() is False
+        now_said = str(profiles.errors[0])
+        assert now_said != said and profiles._snapshot is not first
+        assert str(profiles.status().profiles[0].error) == now_said
