@@ -36,9 +36,9 @@ from mtls import SSLProfileSet
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir
 from tests._helpers import PASSWORD, profile, profile_xml, wait_for, whoami
 
-pytestmark = pytest.mark.soak
-
 SECONDS = float(os.environ.get("MTLS_SOAK_SECONDS", "20"))
+# Its length is the caller's: pyproject's 10-minute timeout, plus that.
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(600 + SECONDS)]
 SETTLE = 0.25  # far above any partial state the writers leave (a few ms)
 STYLES = ("atomic", "inplace", "k8s", "recreate")
 
