@@ -26,13 +26,14 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mtls import SSLProfileSet
 from mtls.testing import CA, IssuedIdentity, MTLSServer
 from tests._helpers import PASSWORD, profile, profile_xml, wait_for
 from tests._keytool import KEYTOOLS, run_keytool
@@ -195,6 +196,55 @@ def running_backends(pki: Identities) -> Iterator[Backends]:
             for name in "abc"
         }
         yield Backends(pki, servers)
+
+
+@contextlib.asynccontextmanager
+async def hop_server(
+    server_ctx: ssl.SSLContext, on_hop: Callable[[], Awaitable[object]] | None = None
+) -> AsyncIterator[int]:
+    """An aiohttp mutual-TLS server on 127.0.0.1 (its port yielded): ``/hop`` redirects
+    to its own ``/who`` through ``127.0.0.1`` (after awaiting ``on_hop()``, when given),
+    and ``/who`` answers the client certificate's CN as ``{"client_cn": ...}``."""
+    from aiohttp import web  # the aiohttp tests only
+
+    port = 0
+
+    async def hop(request: web.Request) -> web.Response:
+        if on_hop is not None:
+            await on_hop()
+        raise web.HTTPFound(f"https://127.0.0.1:{port}/who")
+
+    async def who(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        subject = dict(item[0] for item in peer["subject"]) if peer else {}
+        return web.json_response({"client_cn": subject.get("commonName")})
+
+    app = web.Application()
+    app.router.add_get("/hop", hop)
+    app.router.add_get("/who", who)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx).start()
+    port = runner.addresses[0][1]
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+def counting_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The host of every lookup profile sets make from now on: their internal
+    ``_lookup``, which a client's kept answers skip (a client keeps answers only while
+    the public lookups are the set's own, so patching those would turn keeping off)."""
+    asked: list[str] = []
+    lookup = SSLProfileSet._lookup
+
+    def counted(self: SSLProfileSet, snapshot: Any, host: str, *args: Any) -> Any:
+        asked.append(host)
+        return lookup(self, snapshot, host, *args)
+
+    monkeypatch.setattr(SSLProfileSet, "_lookup", counted)
+    return asked
 
 
 # --------------------------------------------------------------------------- sockets

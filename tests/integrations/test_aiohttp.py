@@ -20,7 +20,7 @@ import mtls
 from mtls import SSLProfileSet
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError, request_ssl
 from tests._helpers import profile_xml, wait_for
-from tests.integrations._backend import PASSWORD, Backends, store_xml
+from tests.integrations._backend import PASSWORD, Backends, hop_server, store_xml
 
 pytestmark = pytest.mark.keytool
 
@@ -279,7 +279,7 @@ def test_a_change_between_redirect_hops_is_followed_only_as_a_rotation(
     async def main() -> object:
         profiles: SSLProfileSet | None = None
 
-        async def hop(request: web.Request) -> web.Response:
+        async def change_on_the_first_hop() -> None:
             assert profiles is not None
             if change == "rotate":
                 ca.issue_cert("client-first2").write_keystore(first, PASSWORD, store_type="PKCS12")
@@ -288,22 +288,8 @@ def test_a_change_between_redirect_hops_is_followed_only_as_a_rotation(
             else:
                 write(one("elsewhere.test:443", other))
             reloaded.append(await asyncio.to_thread(profiles.reload))
-            raise web.HTTPFound(f"https://127.0.0.1:{port}/who")
 
-        async def who(request: web.Request) -> web.Response:
-            peer = request.transport.get_extra_info("peercert") if request.transport else None
-            subject = dict(item[0] for item in peer["subject"]) if peer else {}
-            return web.json_response({"client_cn": subject.get("commonName")})
-
-        app = web.Application()
-        app.router.add_get("/hop", hop)
-        app.router.add_get("/who", who)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
+        async with hop_server(server_ctx, change_on_the_first_hop) as port:
             if change == "rotate":
                 write(one(f"localhost:{port},127.0.0.1:{port}", first))
             else:
@@ -315,8 +301,6 @@ def test_a_change_between_redirect_hops_is_followed_only_as_a_rotation(
                             return await response.json()
                     except RedirectProfileError as exc:
                         return exc
-        finally:
-            await runner.cleanup()
 
     outcome = run(main)
     assert reloaded == [True]  # the hops really had different contexts

@@ -20,7 +20,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import mtls
 from mtls import SSLProfileSet
@@ -28,7 +27,7 @@ from mtls.integrations import _pools
 from mtls.integrations import aiohttp as integration
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError
 from tests._helpers import profile, profile_xml
-from tests.integrations._backend import PASSWORD, Backends
+from tests.integrations._backend import PASSWORD, Backends, counting_lookups, hop_server
 
 pytestmark = pytest.mark.keytool
 
@@ -53,6 +52,16 @@ def _entry(
     )
 
 
+def _on_a_copy(tmp_path: Path, backends: Backends) -> tuple[Path, Path]:
+    """A copy of backend c's client keystore (to rotate in place), and a profile file
+    that sends backend c that copy."""
+    keystore = tmp_path / "client.p12"
+    shutil.copy(backends.pki.stores["c"][0], keystore)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(profile_xml(_entry(backends, "c", (keystore, "PKCS12"))))
+    return keystore, xml
+
+
 async def _who(http: MTLSClientSession, url: str, **kwargs: Any) -> str:
     async with http.get(url, **kwargs) as response:
         return str((await response.json())["client_cn"])
@@ -65,14 +74,7 @@ def test_a_session_asks_the_set_once_per_backend_and_snapshot(
     snapshot), the next request asks again."""
     xml = tmp_path / "sslprofiles.xml"
     xml.write_text(profile_xml(*(_entry(backends, name) for name in "ab")))
-    asked: list[str] = []
-    lookup = SSLProfileSet._lookup  # the set's lookup within (a patched one is never kept)
-
-    def counted(self: SSLProfileSet, snapshot: Any, host: str, *args: Any) -> Any:
-        asked.append(host)
-        return lookup(self, snapshot, host, *args)
-
-    monkeypatch.setattr(SSLProfileSet, "_lookup", counted)
+    asked = counting_lookups(monkeypatch)
 
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
 
@@ -156,24 +158,8 @@ def test_a_redirect_within_a_profile_after_an_edit_that_changes_no_context(
         xml.write_text(profile_xml(entry))
 
     async def main() -> list[object]:
-        async def hop(request: web.Request) -> web.Response:
-            raise web.HTTPFound(f"https://127.0.0.1:{port}/who")
-
-        async def who(request: web.Request) -> web.Response:
-            peer = request.transport.get_extra_info("peercert") if request.transport else None
-            subject = dict(item[0] for item in peer["subject"]) if peer else {}
-            return web.json_response({"client_cn": subject.get("commonName")})
-
-        app = web.Application()
-        app.router.add_get("/hop", hop)
-        app.router.add_get("/who", who)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
-        await site.start()
-        port = runner.addresses[0][1]
         seen: list[object] = []
-        try:
+        async with hop_server(server_ctx) as port:
             write(port, first, "before")
             with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
                 async with MTLSClientSession(profiles) as http:
@@ -195,8 +181,6 @@ def test_a_redirect_within_a_profile_after_an_edit_that_changes_no_context(
                     origin = ("localhost", port)
                     held = http._chosen(origin, None, redirects=True, build=True)[1]
                     seen.append(held is profiles.profile_for(*origin))
-        finally:
-            await runner.cleanup()
         return seen
 
     assert run(main) == ["client-first", "client-first", True]
@@ -350,10 +334,7 @@ def test_a_request_during_whose_lookup_a_rotation_lands_goes_with_the_new_identi
     either snapshot. Its twin: a request before, with nothing landing, goes with the
     old one."""
     pki = backends.pki
-    keystore = tmp_path / "client.p12"
-    shutil.copy(pki.stores["c"][0], keystore)
-    xml = tmp_path / "sslprofiles.xml"
-    xml.write_text(profile_xml(_entry(backends, "c", (keystore, "PKCS12"))))
+    keystore, xml = _on_a_copy(tmp_path, backends)
     url = backends.url("c", "/who")
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         lookup = SSLProfileSet._lookup  # the set's lookup within (a patched one is never kept)
@@ -383,10 +364,7 @@ def test_a_rotated_out_context_is_not_kept_alive_by_the_session(tmp_path, backen
     """When the set lets a snapshot go, the session's answers for it go too: an old
     context lives only as long as its pooled connections."""
     pki = backends.pki
-    keystore = tmp_path / "client.p12"
-    shutil.copy(pki.stores["c"][0], keystore)
-    xml = tmp_path / "sslprofiles.xml"
-    xml.write_text(profile_xml(_entry(backends, "c", (keystore, "PKCS12"))))
+    keystore, xml = _on_a_copy(tmp_path, backends)
     url = backends.url("c", "/who")
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
 

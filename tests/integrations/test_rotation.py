@@ -33,7 +33,7 @@ from mtls.integrations.httpx import async_client, client
 from mtls.integrations.requests import session
 from mtls.testing import CA, MTLSServer, replace_atomically
 from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for
-from tests.integrations._backend import established, tcp_table_available
+from tests.integrations._backend import counting_lookups, established, tcp_table_available
 
 INTERVAL = 0.2
 
@@ -790,14 +790,7 @@ def test_a_client_asks_the_set_once_per_backend_and_snapshot(
 ):
     xml, keystore = setup
     url = f"https://localhost:{backend.port}/"
-    asked: list[str] = []
-    lookup = SSLProfileSet._lookup  # the set's lookup within (a patched one is never kept)
-
-    def counted(self: SSLProfileSet, snapshot: Any, host: str, *args: Any) -> Any:
-        asked.append(host)
-        return lookup(self, snapshot, host, *args)
-
-    monkeypatch.setattr(SSLProfileSet, "_lookup", counted)
+    asked = counting_lookups(monkeypatch)
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles, driving(kind, profiles) as driver:
         seen = []
         for rotated in (False, True):
@@ -923,14 +916,7 @@ def test_a_lookup_patched_after_the_client_was_made_is_asked_for_every_request(
                 assert driver.cn(url) == "gen-1"
                 assert len(asked) == n
         # The patch gone: the set's own again, and its kept answer serves (no lookup).
-        looked: list[str] = []
-        lookup = SSLProfileSet._lookup
-
-        def counted(self: SSLProfileSet, *args: Any) -> Any:
-            looked.append("looked")
-            return lookup(self, *args)
-
-        patch.setattr(SSLProfileSet, "_lookup", counted)
+        looked = counting_lookups(monkeypatch)
         assert [driver.cn(url) for _ in range(2)] == ["gen-1", "gen-1"]
         assert len(asked) == 3 and looked == []
 

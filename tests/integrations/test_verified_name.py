@@ -66,17 +66,23 @@ def _is_name_mismatch(exc: BaseException) -> bool:
     return False
 
 
+def _get_verifying(http: httpx.Client, url: str, name: str | None, *, passes: bool) -> None:
+    """A GET through ``http`` that verifies ``name`` (``sni_hostname``; ``None``: the
+    URL's host): it reaches the backend, or fails on the name, as ``passes`` says."""
+    extensions: dict[str, Any] = {} if name is None else {"sni_hostname": name}
+    if passes:
+        assert http.get(url, extensions=extensions).json()["client_cn"] == "gateway"
+    else:
+        with pytest.raises(httpx.ConnectError) as caught:
+            http.get(url, extensions=extensions)
+        assert _is_name_mismatch(caught.value), caught.value
+
+
 @pytest.mark.parametrize(("name", "passes"), CASES)
 def test_httpx_sni_hostname_is_verified(backend, name, passes):
     profiles, url = backend
-    extensions: dict[str, Any] = {} if name is None else {"sni_hostname": name}
     with client(profiles) as http:
-        if passes:
-            assert http.get(url, extensions=extensions).json()["client_cn"] == "gateway"
-        else:
-            with pytest.raises(httpx.ConnectError) as caught:
-                http.get(url, extensions=extensions)
-            assert _is_name_mismatch(caught.value), caught.value
+        _get_verifying(http, url, name, passes=passes)
 
 
 @pytest.mark.parametrize(("name", "passes"), CASES)
@@ -165,10 +171,4 @@ def test_one_client_verifying_each_name_in_turn_gets_each_names_context(backend)
             (NAMED, True),
             (None, True),
         ]:
-            extensions: dict[str, Any] = {} if name is None else {"sni_hostname": name}
-            if passes:
-                assert http.get(url, extensions=extensions).json()["client_cn"] == "gateway"
-            else:
-                with pytest.raises(httpx.ConnectError) as caught:
-                    http.get(url, extensions=extensions)
-                assert _is_name_mismatch(caught.value), caught.value
+            _get_verifying(http, url, name, passes=passes)
