@@ -247,6 +247,22 @@ def counting_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return asked
 
 
+def patched_lookup(
+    monkeypatch: pytest.MonkeyPatch, profiles: SSLProfileSet, name: str
+) -> list[str]:
+    """Patch the lookup ``name`` on ``profiles`` itself (as ``mock.patch.object`` does)
+    with one that records each host asked and answers as the set's own."""
+    asked: list[str] = []
+    own = getattr(profiles, name)
+
+    def patched(host: str, port: int, **kwargs: Any) -> Any:
+        asked.append(host)
+        return own(host, port, **kwargs)
+
+    monkeypatch.setattr(profiles, name, patched)
+    return asked
+
+
 # --------------------------------------------------------------------------- sockets
 
 

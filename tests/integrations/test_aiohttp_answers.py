@@ -27,7 +27,13 @@ from mtls.integrations import _pools
 from mtls.integrations import aiohttp as integration
 from mtls.integrations.aiohttp import MTLSClientSession, RedirectProfileError
 from tests._helpers import profile, profile_xml
-from tests.integrations._backend import PASSWORD, Backends, counting_lookups, hop_server
+from tests.integrations._backend import (
+    PASSWORD,
+    Backends,
+    counting_lookups,
+    hop_server,
+    patched_lookup,
+)
 
 pytestmark = pytest.mark.keytool
 
@@ -240,17 +246,10 @@ def test_a_changed_client_id_is_asked_again(tmp_path, backends: Backends):
         assert run(main) == "client-c"
 
 
-def test_a_wrappers_lookup_is_asked_for_every_request(profiles, backends: Backends):
+def test_a_wrappers_lookup_is_asked_for_every_request(profiles, backends: Backends, monkeypatch):
     """A ``context_for`` that is not the set's own (a wrapper, a patch) may answer
     differently each time: the session keeps nothing of it."""
-    asked: list[str] = []
-    inner = profiles.context_for
-
-    def wrapped(host: str, port: int, **kwargs: Any) -> ssl.SSLContext | None:
-        asked.append(host)
-        return inner(host, port, **kwargs)
-
-    profiles.context_for = wrapped  # type: ignore[method-assign]
+    asked = patched_lookup(monkeypatch, profiles, "context_for")
 
     async def main() -> list[str]:
         async with MTLSClientSession(profiles) as http:

@@ -33,7 +33,12 @@ from mtls.integrations.httpx import async_client, client
 from mtls.integrations.requests import session
 from mtls.testing import CA, MTLSServer, replace_atomically
 from tests._helpers import PASSWORD, jks, profile, profile_xml, wait_for
-from tests.integrations._backend import counting_lookups, established, tcp_table_available
+from tests.integrations._backend import (
+    counting_lookups,
+    established,
+    patched_lookup,
+    tcp_table_available,
+)
 
 INTERVAL = 0.2
 
@@ -859,20 +864,15 @@ def test_requests_asks_again_when_urllib3s_alpn_list_changes(
         assert contexts[0] is contexts[2] and contexts[0] is not contexts[1]
 
 
-def test_an_async_client_asks_a_patched_context_built_for_every_request(setup, backend: MTLSServer):
+def test_an_async_client_asks_a_patched_context_built_for_every_request(
+    setup, backend: MTLSServer, monkeypatch
+):
     """An event loop's client asks ``_context_built`` (never a build on the loop): one
     patched on the set is the patch's to answer, and nothing of it is kept."""
     xml, _ = setup
     url = f"https://localhost:{backend.port}/"
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        asked: list[str] = []
-        own = profiles._context_built
-
-        def patched(host: str, port: int, **kwargs: Any) -> ssl.SSLContext | None:
-            asked.append(host)
-            return own(host, port, **kwargs)
-
-        profiles._context_built = patched  # type: ignore[method-assign]
+        asked = patched_lookup(monkeypatch, profiles, "_context_built")
         driver = AsyncHttpxDriver(profiles)
         try:
             assert driver.cn(url) == "gen-1"  # (asks twice: built off the loop between)
