@@ -148,9 +148,15 @@ def _same_failure(prev: Built | Failed, item: Built | Failed) -> bool:
         # when those are the same (None for a profile with CRLs).
         and before._by_content == now._by_content
         and before._inputs == now._inputs
-        and type(before) is type(now)
-        and str(before) == str(now)
+        and _same_error(before, now)
     )
+
+
+def _same_error(before: MTLSError | None, now: MTLSError | None) -> bool:
+    """Whether two errors (or none) say the same: of the same type, in the same words."""
+    if before is None or now is None:
+        return before is now
+    return type(before) is type(now) and str(before) == str(now)
 
 
 #: Positions in Snapshot.items: a run (a material's profiles usually are one, a whole
@@ -791,8 +797,9 @@ class ProfilesPlan:
         if (
             items is old.items
             and default is old.default
-            and config_error is None
-            and old.config_error is None
+            # A profile file that stays broken the same way (retried at every check)
+            # publishes nothing new either.
+            and _same_error(config_error, old.config_error)
             and pending == old.pending
         ):
             return Outcome(old, False)  # nothing at all moved (a touch, say)

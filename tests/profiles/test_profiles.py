@@ -2544,3 +2544,30 @@ def test_a_profile_that_stays_broken_publishes_nothing_new_at_each_check(tmp_pat
         assert profiles.reload(force=True) is True
         assert not profiles.errors
         assert profiles.context_for("never.test", 443) is not None
+
+
+def test_a_profile_file_that_stays_broken_publishes_nothing_new_at_each_check(tmp_path, pki):
+    """The profile file broken (retried at every check): the last good profiles serve
+    on, and while it fails the same way the set publishes nothing new. The twins: a
+    breakage that says something else is published, and the fixed file is applied."""
+    entry = profile("backend.test:443", pki["gw1"], pki["trust"])
+    xml = write_xml(tmp_path, entry)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        ctx = profiles.context_for("backend.test", 443)
+        xml.write_text(profile_xml(entry).replace("</parameter>", ""))  # cut short
+        assert profiles.reload() is False
+        first, said = profiles._snapshot, str(profiles.last_error)
+        assert "sslprofiles.xml" in said
+        for _ in range(3):
+            assert profiles.reload(force=True) is False
+            assert profiles._snapshot is first
+        assert profiles.context_for("backend.test", 443) is ctx
+        # Broken another way: a store element with no location.
+        xml.write_text(profile_xml(entry.replace(f"<Location>{pki['gw1']}</Location>", "")))
+        assert profiles.reload() is False
+        assert profiles._snapshot is not first and str(profiles.last_error) != said
+        # Fixed.
+        xml.write_text(profile_xml(entry, profile("other.test:443", pki["gw2"], pki["trust"])))
+        profiles.reload()
+        assert profiles.last_error is None
+        assert profiles.context_for("other.test", 443) is not None
