@@ -750,6 +750,7 @@ class ProfilesPlan:
             )
         except Unstable:
             config_moved, run.pending = False, True  # still being written: next check
+            config_error = old.config_error  # until it is read whole, its error stands
         if config_moved:
             try:
                 profiles, loaded_digest = self.source.load(reading.read)
@@ -757,6 +758,9 @@ class ProfilesPlan:
                 check_unique(profiles, self.options.path)  # a duplicate refuses the file
             except Unstable:
                 run.pending = True
+                # Caught mid-write: a broken file's error stands until it is read whole
+                # (it was published as fixed for one check: status() healthy, "resolved").
+                config_error = old.config_error
             except MTLSError as exc:
                 # The last good profiles stay, and their stores still rotate below.
                 config_error = exc  # (settled by the engine once reported)

@@ -2571,3 +2571,50 @@ def test_a_profile_file_that_stays_broken_publishes_nothing_new_at_each_check(tm
         profiles.reload()
         assert profiles.last_error is None
         assert profiles.context_for("other.test", 443) is not None
+
+
+@pytest.mark.parametrize("caught", ["file", "inputs"])
+def test_a_broken_profile_file_caught_mid_write_is_still_broken(tmp_path, pki, monkeypatch, caught):
+    """A broken profile file being written again when a check reads it (``file``), or
+    a file its secrets come from (``inputs``: a vault file): its error stands until it
+    is read whole (it was published as fixed for one check: ``status()`` healthy, its
+    problem said resolved, then said again). The twin: read whole and fixed, it is
+    applied."""
+    from mtls import _reading, _snapshot
+
+    entry = profile("backend.test:443", pki["gw1"], pki["trust"])
+    xml = write_xml(tmp_path, entry)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        xml.write_text(profile_xml(entry).replace("</parameter>", ""))  # cut short
+        profiles.reload()
+        said = str(profiles.last_error)
+        read = _reading.Reading.read
+        writes = [xml]  # the next read of the file finds it changing
+
+        def mid_write(self: _reading.Reading, path: Path) -> bytes:
+            if writes and path == writes[0]:
+                writes.pop()
+                raise _reading.Unstable(path)
+            return read(self, path)
+
+        inputs = _snapshot.ProfilesPlan._inputs
+
+        def inputs_mid_write(self: _snapshot.ProfilesPlan, reading: _reading.Reading) -> object:
+            if writes:
+                raise _reading.Unstable(writes.pop())
+            return inputs(self, reading)
+
+        if caught == "file":
+            monkeypatch.setattr(_reading.Reading, "read", mid_write)
+        else:
+            monkeypatch.setattr(_snapshot.ProfilesPlan, "_inputs", inputs_mid_write)
+        profiles.reload(force=True)
+        assert not writes  # the check did catch it mid-write
+        assert str(profiles.last_error) == said and not profiles.status().healthy
+        monkeypatch.setattr(_reading.Reading, "read", read)
+        monkeypatch.setattr(_snapshot.ProfilesPlan, "_inputs", inputs)
+        profiles.reload(force=True)
+        assert str(profiles.last_error) == said  # read whole: still broken
+        xml.write_text(profile_xml(entry))
+        profiles.reload()
+        assert profiles.last_error is None and profiles.status().healthy
