@@ -9,6 +9,7 @@ refuse, and uses the :class:`~mtls._build.Builder` for the stores and contexts.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import ssl
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._build import Builder, KeptIdentity, Options, Served
-from ._config import CATCH_ALL, Server, SSLProfile, client_suffix, material_definition
+from ._config import (
+    CATCH_ALL,
+    Server,
+    SSLProfile,
+    StoreConfig,
+    client_suffix,
+    material_definition,
+)
 from ._context import LOCALHOST_NAMES
 from ._engine import Outcome, Problem
 from ._errors import (
@@ -379,6 +387,51 @@ def _profiles_listed(profiles: list[tuple[str, ...]], shown: int = 10) -> str:
     ordered = sorted(profiles)
     text = "; ".join(servers_shown(names) for names in ordered[:shown])
     return text + (f" and {len(ordered) - shown:,} more profiles" if len(ordered) > shown else "")
+
+
+def _served_before(
+    profile: SSLProfile, by_server: Mapping[tuple[Server, str | None], Built]
+) -> Built | None:
+    """The removed entry whose material served ``profile``'s hosts before this edit, to
+    judge the profile's new stores against (kept when they do not load, or hold a
+    certificate not valid now); ``None`` when no host of it was served, or they were
+    served different material (two profiles merged: no one last good for all).
+
+    Hosts the edit adds are served that material too only when it was made for the
+    profile's definition but for its passwords (the keystore's next password: the file
+    has not caught up yet), and never a catch-all: other files, another key alias,
+    another verification are an identity or a trust no configuration gave those hosts
+    (h161, h162). Such an edit is judged as the profile's first load, as before."""
+    found: dict[int, Built] = {}
+    adds = False
+    for server in profile.servers:
+        entry = by_server.get((server, profile.client_id))
+        if entry is None:
+            adds = True
+        else:
+            found[id(entry.context)] = entry
+    if len(found) != 1:
+        return None
+    (entry,) = found.values()
+    if adds:
+        if CATCH_ALL in profile.servers:
+            return None
+        wanted = _without_passwords(material_definition(profile))
+        # The definitions the material was made for, never the entry's own: an entry
+        # keeping its last good after a failed edit serves an older definition's.
+        if not any(_without_passwords(made) == wanted for made in entry.served.definitions):
+            return None
+    return entry
+
+
+def _without_passwords(definition: tuple[object, ...]) -> tuple[object, ...]:
+    """A material definition with its stores' passwords left out."""
+    return tuple(
+        dataclasses.replace(part, password=None, key_password=None)
+        if isinstance(part, StoreConfig)
+        else part
+        for part in definition
+    )
 
 
 def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
@@ -907,12 +960,27 @@ class ProfilesPlan:
             for item in old.built
             if item.profile.keystore is not None and item.error is None
         }
+        # Failing that, the removed entry that served the profile's hosts: one edit that
+        # changes both a profile's <servers> and its store settings (a host moved into
+        # a profile of its own on a store not there yet; a host added with the
+        # keystore's next password) leaves a profile that matches by neither, and its
+        # hosts were taken down until the new store came (h160). See _served_before
+        # for when hosts the edit adds may share that material.
+        by_server: dict[tuple[Server, str | None], Built] | None = None
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
             prev = previous.get(slot(profile))
             if prev is None and by_definition:  # (a definition hashes every store setting)
                 prev = by_definition.get(material_definition(profile))
+            if prev is None and removed:
+                if by_server is None:
+                    by_server = {
+                        (server, entry.profile.client_id): entry
+                        for entry in removed
+                        for server in entry.profile.servers
+                    }
+                prev = _served_before(profile, by_server)
             sibling = (
                 by_keystore.get(profile.keystore)
                 if prev is None and profile.keystore is not None

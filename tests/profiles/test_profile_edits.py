@@ -1,0 +1,295 @@
+"""One profile-file edit that changes a profile's ``<servers>`` and its stores at once,
+while the new stores are not there yet (a Kubernetes ConfigMap synced before its
+Secret): the hosts it served keep their identity, and a store not valid now is not
+installed through the edit (h160). Before, the edited profile matched its previous
+entry neither by its servers nor by its store settings, was built as new, and failed
+closed (or installed a certificate not valid yet) until the store came."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from pathlib import Path
+
+import pytest
+
+from mtls import ProfileUnavailableError, SSLProfileSet
+from mtls.testing import CA, MTLSServer, replace_atomically
+from tests._helpers import PASSWORD, jks, profile, profile_xml, whoami
+
+NEW_PASSWORD = "a-new-password"
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA(name="edit CA")
+
+
+@pytest.fixture(scope="module")
+def backend(ca: CA):
+    with MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca) as server:
+        yield server
+
+
+@pytest.fixture
+def stores(tmp_path: Path, ca: CA) -> tuple[Path, Path]:
+    """gw.jks (CN=gen-1, :data:`PASSWORD`) and trust.jks."""
+    keystore, trust = tmp_path / "gw.jks", tmp_path / "trust.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    ca.write_truststore(trust, PASSWORD)
+    return keystore, trust
+
+
+def _profile(servers: str, keystore: Path, trust: Path, password: str = PASSWORD) -> str:
+    """A profile whose keystore opens with ``password`` (the truststore with PASSWORD)."""
+    ours = f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword>"
+    body = profile(servers, keystore, trust)
+    assert body.count(ours) == 1
+    return body.replace(
+        ours, f"<Password>{password}</Password><KeyPassword>{password}</KeyPassword>"
+    )
+
+
+def _with_alias(body: str, alias: str) -> str:
+    """``body`` with its keystore's ``<KeyAlias>``."""
+    assert body.count("</KeyStore>") == 1
+    return body.replace("</KeyStore>", f"<KeyAlias>{alias}</KeyAlias></KeyStore>")
+
+
+def _write(xml: Path, *profiles: str) -> None:
+    replace_atomically(xml, profile_xml(*profiles).encode())
+
+
+def _cn(profiles: SSLProfileSet, host: str, port: int) -> str:
+    return str(whoami(profiles.context_for(host, port), port, host)["client_cn"])
+
+
+def test_a_host_added_with_a_new_password_keeps_the_hosts_served(tmp_path, ca, backend, stores):
+    """The edit adds 127.0.0.1 and names the keystore's next password, which the store
+    does not have yet: localhost keeps gen-1 (it was refused), and the profile is
+    said to be in error. Twins: a profile for hosts never served, on the same
+    settings, is refused; once the store comes with that password, both hosts get it."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        both = f"localhost:{port},127.0.0.1:{port}"
+        _write(
+            xml,
+            _profile(both, keystore, trust, NEW_PASSWORD),
+            _profile("never-served.test:443", keystore, trust, NEW_PASSWORD),
+        )
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        entry = {p.servers[0]: p for p in profiles.status().profiles}[f"localhost:{port}"]
+        assert entry.loaded and entry.error is not None
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for("never-served.test", 443)
+        replace_atomically(
+            keystore, ca.issue_cert("gen-2", common_name="gen-2").keystore().to_bytes(NEW_PASSWORD)
+        )
+        assert profiles.reload() is True
+        assert _cn(profiles, "localhost", port) == "gen-2"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-2"
+
+
+def test_a_host_moved_to_a_profile_of_its_own_on_a_store_not_there_yet(
+    tmp_path, ca, backend, stores
+):
+    """localhost leaves a two-host profile for a profile of its own naming a keystore
+    that is not there yet: it keeps what it was served. Twin: when the store comes,
+    localhost gets it and 127.0.0.1 keeps the old one."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
+    coming = tmp_path / "gw-next.jks"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        _write(
+            xml,
+            _profile(f"127.0.0.1:{port}", keystore, trust),
+            _profile(f"localhost:{port}", coming, trust),
+        )
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        coming.write_bytes(jks(ca, "next"))
+        assert profiles.reload() is True
+        assert _cn(profiles, "localhost", port) == "next"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+
+
+@pytest.mark.parametrize("when", ["not yet valid", "expired"])
+@pytest.mark.parametrize("edit", ["host moved onto another file", "host added, same file"])
+def test_a_store_not_valid_now_is_not_installed_through_a_servers_edit(
+    tmp_path, ca, backend, stores, when, edit
+):
+    """A keystore not valid now (valid from tomorrow, or expired) comes with an edit
+    of <servers>: localhost moved out of a two-host profile onto a staged file, or
+    127.0.0.1 added while gw.jks itself is replaced. The identity in service stays,
+    as for the same store change without the edit; it was installed as a first load,
+    and the backend refused it (h160)."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    both = f"localhost:{port},127.0.0.1:{port}"
+    _write(
+        xml,
+        _profile(both if edit.startswith("host moved") else f"localhost:{port}", keystore, trust),
+    )
+    now = dt.datetime.now(dt.UTC)
+    if when == "expired":
+        window = {"not_before": now - dt.timedelta(days=3), "not_after": now - dt.timedelta(days=1)}
+    else:
+        window = {"not_before": now + dt.timedelta(days=1)}
+    staged = jks(ca, "staged", **window)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        if edit.startswith("host moved"):
+            (tmp_path / "staged.jks").write_bytes(staged)
+            _write(
+                xml,
+                _profile(f"127.0.0.1:{port}", keystore, trust),
+                _profile(f"localhost:{port}", tmp_path / "staged.jks", trust),
+            )
+        else:
+            replace_atomically(keystore, staged)
+            _write(xml, _profile(both, keystore, trust))
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        assert profiles.status().healthy is False
+
+
+@pytest.mark.parametrize(
+    "added",
+    [
+        "a host on other files",
+        "a catch-all on the same files",
+        "an unverified host",
+        "another key alias",
+    ],
+)
+def test_hosts_an_edit_adds_are_never_lent_material_not_made_for_them(
+    tmp_path, ca, backend, stores, added
+):
+    """An edit that adds hosts to a profile whose new settings do not load yet: the
+    old material is lent to them only when it was read from the files the profile
+    names now. Never when the profile points at other files (another identity and
+    trust than any configuration gave them), never to a catch-all (every host it
+    answers), never unverified material to a profile that now names a truststore,
+    never another key entry of the same file. The profile is refused until its
+    settings load, as before (h161, h162). The twin: once they load, every host gets
+    them."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    if added == "an unverified host":
+        _write(xml, profile(f"localhost:{port}", keystore, None, attrs='novalidatecert="true"'))
+    else:
+        _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    coming = tmp_path / "coming.jks"
+    pending = tmp_path / "pending-trust.jks"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        both = f"localhost:{port},127.0.0.1:{port}"
+        if added == "a host on other files":
+            _write(xml, _profile(both, coming, trust))
+        elif added == "a catch-all on the same files":
+            _write(xml, _profile(f"*,localhost:{port}", keystore, trust, NEW_PASSWORD))
+        elif added == "another key alias":
+            _write(xml, _with_alias(_profile(both, keystore, trust), "next"))
+        else:
+            _write(xml, _profile(both, keystore, pending))
+        profiles.reload()
+        for host in ("localhost", "127.0.0.1"):
+            with pytest.raises(ProfileUnavailableError):
+                profiles.context_for(host, port)
+        if added == "a host on other files":
+            coming.write_bytes(jks(ca, "coming"))
+        elif added == "a catch-all on the same files":
+            replace_atomically(
+                keystore,
+                ca.issue_cert("coming", common_name="coming").keystore().to_bytes(NEW_PASSWORD),
+            )
+        elif added == "another key alias":
+            identity = ca.issue_cert("coming", common_name="coming")
+            replace_atomically(keystore, identity.keystore(alias="next").to_bytes(PASSWORD))
+        else:
+            ca.write_truststore(pending, PASSWORD)
+        profiles.reload()
+        expected = "gen-1" if added == "an unverified host" else "coming"
+        assert _cn(profiles, "localhost", port) == _cn(profiles, "127.0.0.1", port) == expected
+
+
+def test_two_profiles_merged_onto_a_store_not_there_are_refused(tmp_path, ca, backend, stores):
+    """Two profiles served different identities, merged into one on a keystore not
+    there yet: there is no one last good for both hosts, so the merged profile is
+    refused until its store comes (as before), rather than sending one host the
+    other's identity. Twin: the store comes, both hosts get it."""
+    keystore, trust = stores
+    port = backend.port
+    other = tmp_path / "other.jks"
+    other.write_bytes(jks(ca, "other"))
+    xml = tmp_path / "sslprofiles.xml"
+    _write(
+        xml,
+        _profile(f"localhost:{port}", keystore, trust),
+        _profile(f"127.0.0.1:{port}", other, trust),
+    )
+    coming = tmp_path / "merged.jks"
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", coming, trust))
+        profiles.reload()
+        for host in ("localhost", "127.0.0.1"):
+            with pytest.raises(ProfileUnavailableError):
+                profiles.context_for(host, port)
+        coming.write_bytes(jks(ca, "merged"))
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == _cn(profiles, "127.0.0.1", port) == "merged"
+
+
+def test_verification_turned_on_is_never_lent_unverified_material(tmp_path, ca, backend, stores):
+    """A profile without a truststore and novalidatecert="true" loses the attribute (its
+    peers are verified against the system's CAs from now on), gains a host, and names a
+    key entry not there yet: the host it adds must not be reached unverified (h162).
+    The twin: once the entry comes, both hosts verify their peer."""
+    keystore, _ = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, profile(f"localhost:{port}", keystore, None, attrs='novalidatecert="true"'))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        assert profiles.context_for("localhost", port).verify_mode == ssl.CERT_NONE
+        both = f"localhost:{port},127.0.0.1:{port}"
+        _write(xml, _with_alias(profile(both, keystore, None), "next"))
+        profiles.reload()
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for("127.0.0.1", port)
+        identity = ca.issue_cert("coming", common_name="coming")
+        replace_atomically(keystore, identity.keystore(alias="next").to_bytes(PASSWORD))
+        profiles.reload()
+        for host in ("localhost", "127.0.0.1"):
+            assert profiles.context_for(host, port).verify_mode == ssl.CERT_REQUIRED
+
+
+def test_a_kept_identity_is_lent_for_what_it_was_made_not_for_the_edit_kept_over_it(
+    tmp_path, ca, backend, stores
+):
+    """An edit naming a key entry not there yet keeps the identity in service (the
+    same hosts); a later edit adding a host is matched against what that identity was
+    made for (no alias), not against the profile it was kept under (the new alias):
+    another key entry is never lent to the added host. The twin: the first edit alone
+    keeps localhost served."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        _write(xml, _with_alias(_profile(f"localhost:{port}", keystore, trust), "next"))
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"  # kept
+        both = f"localhost:{port},127.0.0.1:{port}"
+        _write(xml, _with_alias(_profile(both, keystore, trust), "next"))
+        profiles.reload()
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for("127.0.0.1", port)
