@@ -210,6 +210,8 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             and " " not in host
             and "@" not in host
             and "/" not in host
+            and "{" not in host  # a template's {{...}} left unrendered
+            and ";" not in host  # entries separated by a semicolon
             and host.isprintable()  # no tab, newline or other control character
         ):
             # One int object per port number (a thousand profiles on 8243 share one;
@@ -218,16 +220,20 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             if normalized != host and host[:1].isdigit():
                 _warn_respelled(host, normalized, path, written or repr(text))
             return normalized, _PORTS.setdefault(port, port)
+    words = [word for word in _SEPARATED.split(text.strip()) if word]
+    if len(words) > 1 and (";" in text or (":" in text and not port_text)):
+        # One entry per host:port, each with a port (443 where it had none).
+        entries = [word if _port(word.rpartition(":")[2]) else f"{word}:443" for word in words]
+        raise ProfileConfigError(
+            f"{path or 'profile'}: server {text!r} is {len(words)} entries separated by "
+            f"{'a semicolon' if ';' in text else 'a line break or space'}, not a comma: "
+            "WSO2 splits <servers> at commas only, so it would never match: write "
+            f"{', '.join(entries)}",
+            path=path,
+            servers=(text,),
+            element="servers",
+        )
     if not port_text:
-        if len(words := text.split()) > 1 and ":" in text:
-            raise ProfileConfigError(
-                f"{path or 'profile'}: server {text!r} is {len(words)} entries separated by "
-                "a line break or space, not a comma: WSO2 splits <servers> at commas only, "
-                f"so it would never match: write {', '.join(words)}",
-                path=path,
-                servers=(text,),
-                element="servers",
-            )
         if text.startswith("["):  # [v6] with its port missing or glued on: [::1]8443
             glued = rest.lstrip(":")
             example = f"[{host}]:{glued if _port(glued) else 443}"
@@ -238,9 +244,10 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
                 example += f" (or [{head}]:{tail} if {tail} was the port)"
         else:
             example = f"{text}:443"
+        fix = _TEMPLATE if "{" in text else f"write {example}; IPv6 addresses go in brackets"
         refused = ProfileConfigError(
             f"{path or 'profile'}: server {text!r} has no port, so it would never match "
-            f"(WSO2 ignores it silently): write {example}; IPv6 addresses go in brackets",
+            f"(WSO2 ignores it silently): {fix}",
             path=path,
             servers=(text,),
             element="servers",
@@ -252,7 +259,13 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
         raise ProfileConfigError(
             f"{path or 'profile'}: server {text!r} is not host:port with a port from 1 to "
             "65535 in plain digits (WSO2 compares host:port as text: 0443, +443 or other "
-            "digits than 0-9 would never match)",
+            "digits than 0-9 would never match): "
+            + (
+                _TEMPLATE
+                if "{" in text
+                else f"write {format_server((host or 'host', _port(port_text.strip(' ;')) or 443))}"
+                + ("" if _port(port_text.strip(" ;")) else ", with the backend's port")
+            ),
             path=path,
             servers=(text,),
             element="servers",
@@ -329,7 +342,14 @@ def _port(text: str) -> int | None:
     return port if port < 65536 else None
 
 
-_ODD_HOST = re.compile(r"[*\s@/]")  # the usual entry never gets here: parse_server checks it inline
+# The usual entry never gets here: parse_server checks it inline.
+_ODD_HOST = re.compile(r"[*\s@/{]")
+# Entries written one after another without a comma (a line break, a space, a semicolon).
+_SEPARATED = re.compile(r"[\s;]+")
+_TEMPLATE = (
+    "it looks like a template's {{...}} left unrendered (WSO2's placeholders are "
+    "$env{...}, $sys{...} and ${...}): render the template first"
+)
 
 
 def _plain(host: str, *, warn: str | None = None) -> bool:
@@ -348,6 +368,8 @@ def _plain(host: str, *, warn: str | None = None) -> bool:
             warn,
             ", ".join(hidden),
         )
+    elif odd and warn is not None and "{" in host:
+        log.warning("%s never matches a request: %s", warn, _TEMPLATE)
     elif odd and warn is not None:
         log.warning(
             "%s never matches a request: WSO2 compares host:port as text, so a '*' inside "

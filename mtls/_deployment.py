@@ -393,7 +393,12 @@ def _parse_toml(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]
                 "product's repository/conf/deployment.toml here",
                 path=path,
             )
-        raise ProfileConfigError(f"{path}: not valid TOML ({reason}): fix the file", path=path)
+        fix = (
+            "render the template first (its {{ }} or {% %} are not TOML)"
+            if "{{" in text or "{%" in text
+            else "fix the file"
+        )
+        raise ProfileConfigError(f"{path}: not valid TOML ({reason}): {fix}", path=path)
     if _depth(doc, _TOML_DEPTH) > _TOML_DEPTH:
         raise too_deep
     if parsed is not None:
@@ -437,6 +442,14 @@ class DeploymentToml:
         if product is not None and product not in _PRODUCT_NAMES:
             raise ValueError(f"product must be 'apim' or 'mi', not {product!r}")
         self.product: Product = product or detect_product(self.doc, path)
+        # Said, not guessed: given, or API Manager's own tables, or where the file sits
+        # (a file with neither product's tables is read as API Manager's by default).
+        self._product_known = (
+            product is not None
+            or _dig(self.doc, "apim") is not None
+            or _dig(self.doc, "keystore", "tls") is not None
+            or _by_place(path) is not None
+        )
         self._properties = with_carbon_home(properties, base_dir)
         self._secret_resolver = secret_resolver
         self._resolving: list[str] = []
@@ -445,7 +458,7 @@ class DeploymentToml:
         # The settings a password was resolved through (itself, and each $ref{} it
         # follows): what a message never expands, wherever else they are named.
         self._secret_settings: set[tuple[str, str]] = set()
-        self._spaced: set[tuple[str, str]] = set()  # settings warned about once
+        self._spaced: set[tuple[str, ...]] = set()  # settings warned about once
 
     def raw(self, table: str, key: str) -> Any:
         """The value at ``[table] key`` as parsed (``None`` when absent).
@@ -651,7 +664,10 @@ class DeploymentToml:
             )
         path = resolve_security_file(value, key=key.rpartition(".")[2], home=self.home,
                                      product=self.product)  # fmt: skip
-        if key.endswith("file_name") and self.product == "apim" and not Path(value).is_absolute():
+        if key.endswith("file_name") and self.product == "apim" and Path(value).is_absolute():
+            if self._product_known:  # Micro Integrator opens it as written
+                self._warn_absolute(table, key, value if shown is None else shown)
+        elif key.endswith("file_name") and self.product == "apim":
             setting += (
                 " (API Manager opens store file names in repository/resources/security/ "
                 "under the product home, base_dir"
@@ -719,6 +735,27 @@ class DeploymentToml:
             "file_name; the product's default.json names this file)",
             None,
             None,
+        )
+
+    def _warn_absolute(self, table: str, key: str, shown: str) -> None:
+        """Say so (once) when an API Manager store ``file_name`` is an absolute path:
+        mtls opens it as written, but the product's templates write
+        ``repository/resources/security/$ref{...file_name}``, so WSO2 looks for it
+        under that folder, where it is not found (api-manager#2012)."""
+        if (table, key, "absolute") in self._spaced:
+            return
+        self._spaced.add((table, key, "absolute"))
+        log.warning(
+            "%s: [%s] %s is an absolute path (%s): mtls opens it as written, but API Manager "
+            "puts a store file_name inside repository/resources/security/ under the product "
+            "home, so WSO2 cannot load it from there: put the store in that folder and "
+            "write its bare name (if this is Micro Integrator's file, say so: product='mi', "
+            "--product mi)",
+            self.path,
+            table,
+            key,
+            shown,
+            extra=WSO2_CANNOT_LOAD,
         )
 
     def warn_spaced(self, table: str, key: str, means: str) -> None:

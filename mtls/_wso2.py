@@ -897,8 +897,11 @@ def _text(
     *,
     secret: bool = False,
 ) -> str:
+    written = _written(element)
+    if "$" in written:
+        _warn_axis2_resolves(written, name, servers, ctx, secret=secret)
     return resolve_placeholders(
-        _written(element),
+        written,
         ctx.properties,
         path=ctx.path,
         servers=servers,
@@ -906,6 +909,74 @@ def _text(
         secret_resolver=ctx.secret_resolver,
         secret=secret,
         empty_env_set=False,  # axis2 replaces only a value that is not empty
+    )
+
+
+# The placeholders axis2's Utils.replaceSystemProperty reads, which WSO2 runs on each
+# leaf of a profile file: the first $sys{name} or, without one, the first $env{name} is
+# replaced (every occurrence of that name, through String.replaceAll) and the rest of the
+# text is returned as written; ${name} are replaced only in a text with neither.
+_AXIS2_PLACEHOLDER = re.compile(r"\$(sys|env|)\{([^}]*)\}")
+
+
+def _warn_axis2_resolves(
+    written: str, name: str, servers: tuple[str, ...], ctx: _Context, *, secret: bool
+) -> None:
+    """Say so when WSO2 would read this leaf's placeholders otherwise than mtls, which
+    replaces them all (docs/profiles.md): a second placeholder beside a ``$sys{}`` or
+    ``$env{}`` stays text in WSO2 (a path it cannot open, a host that never matches, a
+    password that does not open the store), and a value with ``$`` or a backslash put
+    in by ``$sys{}``/``$env{}`` makes String.replaceAll throw or drop characters. Once
+    per element and text in a file; a password's placeholders are never quoted (one
+    inside other text may be part of the password)."""
+    found = [
+        match.group(1, 2)
+        for match in _AXIS2_PLACEHOLDER.finditer(written, 0, written.rfind("}") + 1)
+    ]
+    first = next((p for p in found if p[0] == "sys"), None) or next(
+        (p for p in found if p[0] == "env"), None
+    )
+    if first is None:
+        return  # only ${...}: WSO2 replaces them all too
+    kind, var = first
+    left = sorted({f"${k}{{{v}}}" for k, v in found if (k, v) != first})
+    value = (ctx.properties.get(var) if kind == "sys" else None) or os.environ.get(var) or ""
+    if not left and "$" not in value and "\\" not in value:
+        return
+    if not _first_time(ctx, (name, written, "axis2")):
+        return
+    named = f"${kind}{{{var}}}" if not secret or written == f"${kind}{{{var}}}" else None
+    if left:
+        why = (
+            "WSO2 (axis2's Utils.replaceSystemProperty) replaces only the first $sys{} or, "
+            "without one, the first $env{} name of a value, so in WSO2 "
+            + (
+                "its other placeholders stay"
+                if secret
+                else " and ".join(left) + (" stays" if len(left) == 1 else " stay")
+            )
+            + " as written"
+        )
+        fix = "put the whole value in one placeholder, or write it out"
+    else:
+        why = (
+            f"the value {named or 'its placeholder'} gives has a '$' or a backslash, which "
+            "WSO2 (String.replaceAll in axis2's Utils.replaceSystemProperty) reads as a group "
+            "reference or an escape: WSO2 fails on it or drops characters"
+        )
+        fix = "write ${...} instead (WSO2 puts its value in as it is)"
+    where = (
+        f"<{name}> of the profile for {', '.join(servers)}"
+        if servers
+        else f"<{name}>{written}</{name}>"  # <servers>: placeholders as written, no values
+    )
+    log.warning(
+        "%s: %s: mtls replaces every placeholder, but %s: %s",
+        ctx.path,
+        where,
+        why,
+        fix,
+        extra=WSO2_CANNOT_LOAD,
     )
 
 
@@ -1030,6 +1101,9 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             # No (or an empty) <clientID> is WSO2's "": the key of requests without a
             # client identifier, as a profile without <client> has.
             client_id = _text(id_el, "clientID", ctx, names) if id_el is not None else ""
+            if client_id and id_el is not None and id_el.text != _written(id_el):
+                # Shown as written, its spaces too (a placeholder's value is never shown).
+                _warn_untrimmed_client(id_el.text or "", _label(number, name), ctx)
             out.append(
                 SSLProfile._parsed(
                     servers=servers,
@@ -1090,6 +1164,22 @@ def _stray_commas(
 
 
 _MEANT_TRUE = frozenset({"true", "yes", "on", "1"})
+
+
+def _warn_untrimmed_client(written: str, label: str, ctx: _Context) -> None:
+    """Say so when ``<clientID>`` has spaces or line breaks around its text: mtls trims
+    them, WSO2 compares the text as written (``getText()``, no trim), so no request's
+    client identifier matches that ``<client>`` there."""
+    if _first_time(ctx, ("clientID", label, written)):
+        log.warning(
+            "%s: %s <clientID> %r has spaces or line breaks around its text; mtls trims "
+            "them, but WSO2 compares the client identifier as written, so in WSO2 no "
+            "request gets this <client> (they go to the next match): remove them",
+            ctx.path,
+            label,
+            written,
+            extra=WSO2_CANNOT_LOAD,
+        )
 
 
 def _novalidatecert(element: ET.Element, where: str, ctx: _Context) -> bool:

@@ -101,6 +101,13 @@ def profile_xml(*profiles: str) -> str:
     return '<parameter name="customSSLProfiles">\n' + "\n".join(profiles) + "\n</parameter>\n"
 
 
+def write_xml(tmp_path: Path, *profiles: str) -> Path:
+    """``tmp_path/sslprofiles.xml`` holding ``profiles``."""
+    path = tmp_path / "sslprofiles.xml"
+    path.write_text(profile_xml(*profiles))
+    return path
+
+
 def profile(
     servers: str,
     keystore: Path | None = None,

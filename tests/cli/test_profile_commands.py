@@ -98,8 +98,9 @@ def test_check_deployment_toml_counts_the_default_anchors(ca, tmp_path, capsys, 
     if with_truststore:
         toml += f'[truststore]\nfile_name = "{trust}"\npassword = "{PASSWORD}"\n'
     (tmp_path / "deployment.toml").write_text(toml)
-    args = ["check", "--deployment-toml", str(tmp_path / "deployment.toml"), "--base-dir"]
-    code = main([*args, str(tmp_path), "--json"])
+    # Absolute store file_names, which API Manager would not find: a file only mtls reads.
+    args = ["check", "--mtls-only", "--deployment-toml", str(tmp_path / "deployment.toml")]
+    code = main([*args, "--base-dir", str(tmp_path), "--json"])
     out = capsys.readouterr().out
     assert PASSWORD not in out
     report = json.loads(out)
@@ -114,7 +115,7 @@ def test_check_deployment_toml_counts_the_default_anchors(ca, tmp_path, capsys, 
         assert report["default"]["anchors"] is None
         assert rows["borrows.test:443"]["anchors"] is None
     # The table shows the number, not "-".
-    main([*args, str(tmp_path)])
+    main([*args, "--base-dir", str(tmp_path)])
     table = capsys.readouterr().out
     default_line = next(line for line in table.splitlines() if line.startswith("(default)"))
     assert (" 3 " in default_line) is with_truststore
@@ -137,7 +138,8 @@ def test_check_says_when_only_the_default_failed(ca, tmp_path, capsys):
         )
 
     write(tmp_path / "missing.jks")
-    args = ["check", "--deployment-toml", str(toml), "--base-dir", str(tmp_path)]
+    # Absolute store file_names, which API Manager would not find: a file only mtls reads.
+    args = ["check", "--mtls-only", "--deployment-toml", str(toml), "--base-dir", str(tmp_path)]
     assert main(args) == 1
     captured = capsys.readouterr()
     assert "FAILED: the default profile did not load" in captured.out

@@ -30,6 +30,7 @@ from tests._helpers import (
     whoami,
     write_identity,
     write_trust,
+    write_xml,
 )
 from tests.conftest import WSO2_FIXTURES as WSO2
 
@@ -60,12 +61,6 @@ def backend(pki: dict[str, object]):
     """A backend on localhost that demands a client certificate from the backend CA."""
     with MTLSServer(pki["backend"], client_ca=pki["ca"]) as server:  # type: ignore[arg-type]
         yield server
-
-
-def write_xml(tmp_path: Path, *profiles: str) -> Path:
-    path = tmp_path / "sslprofiles.xml"
-    path.write_text(profile_xml(*profiles))
-    return path
 
 
 # --------------------------------------------------------------------------- parsing

@@ -535,6 +535,42 @@ def test_an_absolute_file_path_is_used_as_written(tmp_path, pki):
         SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
 
 
+def test_an_absolute_store_file_name_is_said_for_api_manager(tmp_path, pki, caplog, capsys):
+    """API Manager's templates write repository/resources/security/$ref{...file_name}:
+    an absolute [truststore] file_name is never found by WSO2. mtls opens it as written,
+    and said nothing: `mtls check` passed (h158). Twins: the bare name in the security
+    folder, Micro Integrator's file (a path it opens as written), and a file whose
+    product is only guessed, say nothing."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"], "client-truststore.jks": pki["trust"]})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    sender = '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+    absolute = APIM_SENDER.replace('"client-truststore.jks"', f'"{pki["trust"]}"')
+    said = "[truststore] file_name is an absolute path"
+    for body, product, warned in (
+        (absolute, "apim", True),
+        (absolute, None, True),  # [keystore.tls]: API Manager's own table
+        (APIM_SENDER, "apim", False),
+        (absolute, "mi", False),
+        # Neither product's own tables nor its place: read as API Manager's, but only
+        # guessed (an MI file checked outside its home: MI opens the path as written).
+        (absolute.replace("[keystore.tls]", "[keystore.primary]"), None, False),
+    ):
+        caplog.clear()
+        toml = write_toml(home, sender + body)
+        if "[keystore.tls]" not in body:
+            toml = toml.rename(tmp_path / "deployment.toml")
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            SSLProfileSet.from_deployment_toml(
+                toml, base_dir=home, reload_interval=None, product=product
+            ).close()
+        assert (said in caplog.text) is warned, (product, body)
+        if warned:
+            assert f"({pki['trust']})" in caplog.text and PASSWORD not in caplog.text
+            args = ["check", "--deployment-toml", str(toml), "--base-dir", str(home)]
+            assert main(args) == 1
+            assert said in capsys.readouterr().err
+
+
 def test_the_default_profile_file_is_named_when_missing(tmp_path):
     home = home_with(tmp_path, {})
     toml = write_toml(home, "[server]\nhostname = 'localhost'\n")
