@@ -98,10 +98,33 @@ def looks_like_bks(data: bytes) -> Literal["BKS", "UBER"] | None:
         except JKSFormatError:
             pass
         # Ciphertext that happens to frame as entries (a first byte of 0 is an empty
-        # list) leaves more than 20 bytes: whole blocks decide it then.
-        return "UBER" if (len(data) - start) % 16 == 0 and len(data) > start else "BKS"
+        # list) leaves more than 20 bytes: whole blocks decide it then, unless the bytes
+        # begin as a BKS entry does (a BKS cut short, by an interrupted copy at a 1, 2
+        # or 4 KiB boundary, is whole blocks too: it was taken for UBER, and its right
+        # password was said to be wrong; h157).
+        blocks = (len(data) - start) % 16 == 0 and len(data) > start
+        return "UBER" if blocks and not _begins_an_entry(data, start) else "BKS"
     except JKSFormatError:
         return None
+
+
+# A BKS entry's creation date, Java milliseconds from 1990 to 2200: eight bytes of
+# ciphertext land there about once in 2^42.
+_PLAUSIBLE_MILLIS = range(631_152_000_000, 7_258_118_400_000)
+
+
+def _begins_an_entry(data: bytes, start: int) -> bool:
+    """Whether the bytes at ``start`` begin as a BKS entry: a type from 1 to 4, an
+    alias, and a creation date in :data:`_PLAUSIBLE_MILLIS`."""
+    reader = Reader(data, "BKS")
+    reader.pos = start
+    try:
+        if not 1 <= reader.u8() <= 4:
+            return False
+        reader.utf()
+        return int.from_bytes(reader.take(8), "big") in _PLAUSIBLE_MILLIS
+    except JKSFormatError:
+        return False
 
 
 def _java_chars(password: str) -> bool:

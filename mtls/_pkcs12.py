@@ -103,6 +103,8 @@ class P12Contents:
     unnamed: int = 0
     # The integrity check is PBMAC1 (RFC 9579), which the JDK (17, 25) cannot verify.
     pbmac1: bool = False
+    # PBES2 ciphers of its bags the JDK does not take (AES-192-CBC, 3DES), by name.
+    java_refused: tuple[str, ...] = ()
     # No MAC and nothing encrypted: the JDK's password-less format (its cacerts since
     # JDK 18; keystore.pkcs12.certProtectionAlgorithm and macAlgorithm NONE), which Java
     # reads without a password and keytool keeps when it writes the store back.
@@ -192,6 +194,14 @@ _PBES2_CIPHERS: Final = {
     "2.16.840.1.101.3.4.1.22": (24, True),
     "2.16.840.1.101.3.4.1.42": (32, True),
     "1.2.840.113549.3.7": (24, False),  # des-EDE3-CBC
+}
+# The PBES2 ciphers the JDK's PKCS12 reader takes (PBES2Parameters, JDK 17 and 25):
+# AES-128-CBC and AES-256-CBC. AES-192 and 3DES, which OpenSSL and Go write, are
+# refused: "PBE parameter parsing error: expecting the object identifier for AES cipher".
+_JAVA_PBES2_CIPHERS: Final = frozenset({"2.16.840.1.101.3.4.1.2", "2.16.840.1.101.3.4.1.42"})
+_PBES2_CIPHER_NAMES: Final = {
+    "2.16.840.1.101.3.4.1.22": "AES-192-CBC",
+    "1.2.840.113549.3.7": "3DES",
 }
 # RFC 7292 appendix C: OID -> (key length, is RC2)
 _PKCS12_PBES: Final = {
@@ -394,6 +404,7 @@ class _Reader:
         self.items = 0  # ContentInfos and SafeBags read so far
         self.mac_verified = False
         self.pbmac1 = False
+        self.java_refused: list[str] = []
         self.encrypted = False  # an EncryptedData ContentInfo was read
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
@@ -447,6 +458,7 @@ class _Reader:
             tuple(self.secrets),
             self.unnamed,
             self.pbmac1,
+            tuple(self.java_refused),
             passwordless=len(pfx) == 2 and not self.encrypted,
             secrets_order=tuple(self.secrets_order),
         )
@@ -552,7 +564,29 @@ class _Reader:
             raise P12PasswordError(
                 "the certificates are encrypted: a store password is needed", which="store"
             )
+        self._java_takes(info[1])
         return _decrypt(info[1], encrypted, self.store, "store", _is_sequence, budget=self.budget)
+
+    def _java_takes(self, algorithm: TLV) -> None:
+        """Note a PBES2 scheme the JDK's PKCS12 reader refuses (see ``java_refused``): a
+        cipher other than AES-128/256-CBC, scrypt, or (JDK 17) PBKDF2 with HMAC-SHA512/224
+        or SHA512/256."""
+        oid, params = _algorithm(algorithm)
+        if oid != _PBES2:
+            return
+        kdf, scheme = _pair(params)
+        cipher, kdf_oid = _algorithm(scheme)[0], _algorithm(kdf)[0]
+        names = []
+        if cipher not in _JAVA_PBES2_CIPHERS:
+            names.append(_PBES2_CIPHER_NAMES.get(cipher) or algorithm_name(cipher))
+        if kdf_oid == _SCRYPT:
+            names.append("scrypt")
+        elif kdf_oid == _PBKDF2 and _pbkdf2_params(kdf)[3] in ("sha512_224", "sha512_256"):
+            prf = _pbkdf2_params(kdf)[3].upper().replace("_", "/")
+            names.append(f"PBKDF2 with HMAC-{prf} (JDK 17)")
+        for name in names:
+            if name not in self.java_refused:
+                self.java_refused.append(name)
 
     def _safe_contents(self, data: bytes, depth: int) -> None:
         # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and
@@ -578,6 +612,8 @@ class _Reader:
                 # Not decrypting, the key is still an entry: its alias and localKeyId
                 # are outside the encryption, and they name the entry as keytool does.
                 try:
+                    if not self.decrypt_keys:  # listed: its scheme is noted all the same
+                        self._java_takes(_pair(value)[0])
                     pkcs8 = self._shrouded_key(value) if self.decrypt_keys else b""
                 except P12PasswordError as exc:
                     exc.alias = alias
@@ -629,6 +665,7 @@ class _Reader:
             raise P12PasswordError(
                 "the private key is encrypted: a password is needed", which=which
             )
+        self._java_takes(algorithm)
         return _decrypt(
             algorithm, _octets(encrypted), self.key, which, _is_pkcs8, budget=self.budget
         )

@@ -295,6 +295,16 @@ class Parsed:
 _DRIVE = re.compile(r"^(?:.*/)?[A-Za-z]:[\\/]")  # C:\ or C:/ (after a base dir joined in)
 
 
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]{200,}")
+
+
+def _is_material(path: str) -> bool:
+    """Whether a "path" is a store's text rather than a file name: PEM, or 200 or more
+    characters of base64 alone (a DER key or a PKCS#12 file as an environment or CI
+    variable holds it)."""
+    return "-----BEGIN " in path or _BASE64_TEXT.fullmatch(path) is not None
+
+
 def open_error(
     exc: OSError, path: str, *, role: str | None = None, setting: str | None = None
 ) -> KeystoreError:
@@ -311,6 +321,18 @@ def open_error(
         setting: the setting that named the file, for the fix (``<Location>``, a
             deployment.toml key); default: the path itself.
     """
+    path = os.fsdecode(path)  # a bytes path too
+    if _is_material(path):
+        # A store's PEM or base64 text given where its path goes (Keystore.load(
+        # os.environ[...])): it may hold a private key, so it is shown nowhere, its
+        # OSError's included.
+        exc.filename = exc.filename2 = None
+        return KeystoreError(
+            f"the {role or 'store'} path given is PEM or base64 text, not a file's path "
+            "(not shown: it may hold a private key): pass the store's bytes to "
+            "Keystore.from_bytes or Truststore.from_bytes (base64-decoded), or write "
+            "them to a file and pass the file's path"
+        )
     what = f"{role} file" if role else "file"
     fix = setting or (
         "the path" if os.path.isabs(path) else f"the path (relative paths start from {os.getcwd()})"
@@ -824,6 +846,15 @@ def _parse_pkcs12(
             "(JDK 17, JDK 25) does not know: keytool and WSO2's gateway refuse the file; "
             "write it with an HMAC integrity check (mtls convert, keytool -importkeystore, "
             "or openssl pkcs12 -export without -pbmac1_pbkdf2)"
+        )
+    if contents.java_refused:
+        notes.append(
+            f"it is encrypted with PBES2 and {' and '.join(contents.java_refused)}, which "
+            "the JDK's PKCS12 reader (JDK 17, JDK 25) does not take (it takes PBKDF2 with "
+            "AES-128-CBC or AES-256-CBC): keytool and WSO2's gateway cannot read what is "
+            "encrypted so (the certificates: the file; a key: that entry); write it with "
+            "AES-256 (mtls convert, keytool -importkeystore, or openssl pkcs12 -export "
+            "with -keypbe AES-256-CBC -certpbe AES-256-CBC)"
         )
     if password is not None and not _pkcs12.jdk17_takes_password(password.reveal()):
         notes.append(

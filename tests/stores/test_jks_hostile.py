@@ -1149,3 +1149,22 @@ def test_a_long_password_is_charged_for_every_jce_round_it_is_hashed_in(any_keyt
     done = python_within(script, path)
     assert done.stdout.split()[-1:] == ["True"], done.stdout + done.stderr[-2000:]
     assert mtls.Keystore.load(path, "changeit").key_aliases == ("k",)
+
+
+@pytest.mark.parametrize("version", ["christmas.bksv1", "christmas.bksv2"])
+def test_a_bks_cut_at_a_block_boundary_is_a_truncated_bks_not_uber(tmp_path, version):
+    """BKS and UBER have no magic: a BKS cut so that whole 16-byte blocks follow its
+    header (every cut at a 1, 2 or 4 KiB boundary, as an interrupted copy leaves) was
+    taken for UBER, and its right password was said to be wrong (h157). It is a
+    truncated BKS, with or without the password. Twin: the UBER file is still UBER."""
+    data = (DATA / version).read_bytes()
+    header = 4 + 4 + int.from_bytes(data[4:8], "big") + 4  # version, salt blob, iterations
+    for size in (1024, 2048, header + 16 * ((len(data) - header) // 16 - 1)):
+        cut = tmp_path / f"cut-{size}.bks"
+        cut.write_bytes(data[:size])
+        assert (size - header) % 16 == 0
+        assert mtls.detect_format(data[:size]) == "BKS", size
+        for password in ("12345678", None):
+            with pytest.raises(mtls.KeystoreFormatError, match="truncated BKS"):
+                Truststore.load(cut, password)
+    assert mtls.detect_format((DATA / "christmas.uber").read_bytes()) == "UBER"

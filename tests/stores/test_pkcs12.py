@@ -1362,3 +1362,45 @@ def test_a_non_ascii_pkcs12_password_is_noted_for_jdk17(tmp_path: Path) -> None:
                                      "-storepass", password], capture_output=True, text=True,
                                     timeout=120, check=False)  # fmt: skip
             assert (listed.returncode != 0) is noted, listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "noted"),
+    [
+        (("-keypbe", "AES-192-CBC", "-certpbe", "AES-256-CBC"), "AES-192-CBC"),
+        (("-keypbe", "AES-256-CBC", "-certpbe", "DES-EDE3-CBC"), "3DES"),
+        (("-keypbe", "AES-128-CBC", "-certpbe", "AES-256-CBC"), None),
+    ],
+)
+def test_a_pbes2_cipher_the_jdk_refuses_is_noted(tmp_path: Path, options, noted) -> None:
+    """PBES2 with AES-192-CBC or 3DES (OpenSSL and Go write them): the JDK's PKCS12
+    reader takes only AES-128-CBC and AES-256-CBC ("expecting the object identifier
+    for AES cipher"), so keytool and WSO2 cannot read the certificates or the key.
+    mtls loaded it without a word (h157). Each keytool here is asked too, with a
+    conversion that decrypts the key. The twin: AES-128 and AES-256 have no note."""
+    openssl, key, cert = _openssl_key_and_certificate(tmp_path)
+    from tests._keytool import KEYTOOLS
+
+    out = tmp_path / "store.p12"
+    subprocess.run([openssl, "pkcs12", "-export", "-inkey", str(key), "-in", str(cert),
+                    "-name", "a", "-passout", "pass:changeit", *options, "-out", str(out)],
+                   check=True, capture_output=True)  # fmt: skip
+    for decrypt_keys in (True, False):  # loaded, and listed (keys not decrypted)
+        store = (
+            mtls.Keystore.load(out, "changeit")
+            if decrypt_keys
+            else mtls.Keystore.inspect(out, "changeit")
+        )
+        said = [note for note in store._java_notes if "PBES2 and" in note]
+        assert bool(said) is (noted is not None), store._java_notes
+        if noted is not None:
+            assert f"PBES2 and {noted}, which the JDK" in said[0]
+    for jdk in KEYTOOLS:  # what the note claims, asked of each JDK
+        converted = subprocess.run([jdk.keytool, "-importkeystore", "-srckeystore", str(out),
+                                    "-srcstorepass", "changeit", "-destkeystore",
+                                    str(tmp_path / f"jdk{jdk.major}.jks"), "-deststoretype",
+                                    "JKS", "-deststorepass", "changeit", "-noprompt"],
+                                   capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        said = converted.stdout + converted.stderr
+        refused = converted.returncode != 0 or "1 entries successfully" not in said
+        assert refused is (noted is not None), (jdk.major, said)

@@ -1162,3 +1162,28 @@ def test_pbes1_iterations_cost_three_times_pbkdf2s_against_the_budget() -> None:
     # ciphertext then refused as a wrong password, not over the budget).
     with pytest.raises(mtls.WrongPasswordError):
         mtls.Keystore.from_bytes(sealed(1_000) + CA().cert_pem, "pw")
+
+
+@pytest.mark.parametrize("loader", [mtls.Keystore.load, mtls.Truststore.load])
+def test_pem_text_given_as_a_path_is_shown_nowhere(tmp_path: Path, loader) -> None:
+    """``Keystore.load(os.environ["TLS_PEM"])``: the PEM text, private key and all,
+    was the "path" of a "File name too long" or "no such file" error, in its message
+    and in the OSError chained to it. Now neither shows it, and the message says what
+    to pass. The twin: the same text in a file loads."""
+    identity = CA(name="pem-as-path").issue_cert("client")
+    pem = (identity.chain_pem + identity.private_key_pem).decode()
+    body = pem.split("-----")[6].split()[0]  # the key's first base64 line
+    der = base64.b64encode(identity.keystore().to_bytes("changeit")).decode()
+    for text in (
+        pem,
+        pem.replace("\n", ""),  # long, and with '/' splitting it into parts
+        pem.encode(),  # bytes (was a TypeError, h162)
+        der,  # a store's bytes as base64, as a CI variable holds them
+    ):
+        with pytest.raises(mtls.KeystoreError, match="is PEM or base64 text, not a") as caught:
+            loader(text, None)
+        shown = "".join(traceback.format_exception(caught.value))
+        assert body not in shown and "PRIVATE KEY" not in shown and der[:40] not in shown
+    path = tmp_path / "identity.pem"
+    path.write_text(pem)
+    assert loader(path, None).aliases
