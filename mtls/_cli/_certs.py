@@ -23,7 +23,6 @@ from .._errors import KeyEntryError, KeystoreFormatError
 from .._files import MAX_INPUT_BYTES, read_input
 from .._stores import Keystore
 from ._common import (
-    ENV_STORE_PASSWORD,
     ENV_TRUSTSTORE_PASSWORD,
     EXIT_FAILURE,
     EXIT_OK,
@@ -41,7 +40,6 @@ from ._common import (
     now,
     optional_key_password,
     resolve_password,
-    store_password,
 )
 from ._logs import LogCollector
 from ._storeio import (
@@ -52,6 +50,7 @@ from ._storeio import (
     _sniff,
     _write_export,
     _write_stdout,
+    opening_password,
     parse_ext_san,
 )
 
@@ -88,14 +87,7 @@ def _signing_store(args: argparse.Namespace) -> tuple[Path, str, Keystore, str |
     entry's alias (None: its only one)."""
     path = Path(args.keystore)
     fmt = _sniff(path)
-    password = (
-        store_password(args, path)
-        if fmt not in ("PEM", "DER")
-        else resolve_password(  # an encrypted PEM key's, when there is one
-            args.password, env=ENV_STORE_PASSWORD, option="--password", what="", prompt="",
-            required=False,
-        )
-    )  # fmt: skip
+    password = opening_password(args, path, fmt)
     alias = _key_entry_alias(args, path, fmt, password)
     store = load_keystore(path, password, optional_key_password(args), key_alias=alias)
     if alias is None and len(store.key_aliases) > 1:

@@ -299,7 +299,9 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             # Nothing more for a server whose certificate is revoked: not our request,
             # not our client certificate's fate.
             if request and report.failure is None:
-                _ask(tls, report, timeout)
+                closed_unanswered = _ask(tls, report, timeout)
+                if closed_unanswered and tls.selected_alpn_protocol() is None:
+                    _ask_over_h2(report, timeout)
                 sent_none(report)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
@@ -354,7 +356,55 @@ def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> No
             )
 
 
-def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:
+# HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113 3.4, 6.5).
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x04
+
+
+def _ask_over_h2(report: Report, timeout: float) -> None:
+    """A server that closed our HTTP/1.1 connection unanswered after a TLS 1.3
+    handshake looks like one refusing our certificate. An HTTP/2-only server (gRPC
+    closes a connection that did not negotiate ALPN "h2") does the same: connect again
+    offering only h2; a server that answers our preface with its SETTINGS accepted us."""
+    setup, target = report.setup, report.target
+    context = setup.h2() if setup.h2 is not None else None
+    if context is None:
+        return
+    raw, _ = _connect(target, timeout)
+    if raw is None:
+        return
+    with raw:
+        try:
+            tls = context.wrap_socket(raw, server_hostname=target.host)
+        except (ssl.SSLError, OSError, ValueError):
+            return
+        with tls:
+            if tls.selected_alpn_protocol() != "h2":
+                return
+            try:
+                tls.settimeout(timeout)
+                tls.sendall(_H2_PREFACE)
+                head = tls.recv(9)
+            except (ssl.SSLError, OSError, ValueError):
+                return  # refused over h2 too (an alert, a close): the diagnosis stands
+    if len(head) < 4 or head[3] != _H2_SETTINGS:
+        return
+    report.failure = None
+    report.accepted = True
+    report.http_status = None
+    report.notes.append(
+        "the server closed our HTTP/1.1 connection without answering, and took our "
+        "certificate when we offered HTTP/2 (ALPN h2): TLS and HTTP/2's opening went "
+        "through, so it may speak only HTTP/2, as gRPC servers do (they close a "
+        "connection that did not negotiate h2); a refusal it makes in HTTP/2 itself "
+        "is not seen here"
+    )
+
+
+def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> bool:
+    """Send the request and judge the answer; True when the server closed a TLS 1.3
+    connection that asked for our certificate without an alert or an answer (taken
+    for a refusal of our certificate, which it may not be: see _ask_over_h2)."""
     setup, target = report.setup, report.target
     try:
         data = _request(tls, target, timeout)
@@ -368,14 +418,14 @@ def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:
                 else ""
             )
         )
-        return
+        return False
     except (ssl.SSLError, ConnectionError, EOFError) as exc:
         failure, accepted = classify_answer(exc, setup, target, asked=report.certificate_requested)
         if accepted is not None:
             report.accepted = accepted
         if failure is not None:
             report.failure = failure
-            return
+            return False
         data = b""
     if not data:
         # With TLS 1.3 a server checks our certificate after the handshake, and most
@@ -383,18 +433,19 @@ def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> None:
         if report.tls_version == "TLSv1.3" and report.certificate_requested is not False:
             report.accepted = False
             report.failure = closed(setup, target.server, during=False)
-        else:
-            report.accepted = True
-            report.notes.append(
-                "the server closed the connection without an HTTP answer"
-                + (
-                    " (it asked for no client certificate, so it refused none)"
-                    if report.certificate_requested is False
-                    else ""
-                )
+            return True
+        report.accepted = True
+        report.notes.append(
+            "the server closed the connection without an HTTP answer"
+            + (
+                " (it asked for no client certificate, so it refused none)"
+                if report.certificate_requested is False
+                else ""
             )
-        return
+        )
+        return False
     report.accepted = True
     report.body = data.partition(b"\r\n\r\n")[2]
     first = data.split(b"\r\n", 1)[0].decode("latin-1", "replace").strip()
     report.http_status = first if first.startswith("HTTP/") else None
+    return False

@@ -184,6 +184,9 @@ class Setup:
     # The truststore's anchors as DER, every one (a pinned leaf too): what the revocation
     # report stops at. None: only what the context lists (the system's trust).
     anchors: tuple[bytes, ...] | None = None
+    # The same identity and trust offering only ALPN "h2": to ask a server that closes
+    # an HTTP/1.1 connection unanswered whether it speaks only HTTP/2 (gRPC does).
+    h2: Callable[[], ssl.SSLContext | None] | None = None
 
 
 @dataclass(slots=True)

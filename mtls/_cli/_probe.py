@@ -13,6 +13,7 @@ import datetime as _dt
 import re
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .. import _x509
@@ -33,12 +34,12 @@ from ._common import (
     optional_key_password,
     presented,
     profile_defaults,
-    store_password,
     truststore_password,
 )
 from ._connect import run_probe
 from ._diagnosis import Failure, Report, Setup, Target, parse_target
 from ._logs import LogCollector
+from ._storeio import opening_password
 
 # --------------------------------------------------------------------------- setup
 
@@ -131,6 +132,9 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
             ),
         )
     setup = Setup(context, "default", source=source, hostname_verifier=mode)
+    setup.h2 = lambda: profiles.context_for(
+        target.host, target.port, client_id=client_id, alpn=["h2"]
+    )
     setup.revocation = profiles.revocation
     setup.anchors = _anchors_for(profiles, target, client_id)
     if profile is None:
@@ -173,7 +177,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     keystore = truststore = None
     password = None
     if args.keystore:
-        password = store_password(args, args.keystore)
+        password = opening_password(args, Path(args.keystore))
         keystore = load_keystore(args.keystore, password, optional_key_password(args))
     if args.truststore:
         trust_password = truststore_password(args, password)
@@ -182,6 +186,12 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     host = normalize_host(target.host)
     effective = "AllowAll" if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES else mode
     context = client_context(keystore, truststore, alias=args.alias, hostname_verifier=effective)
+
+    def h2() -> ssl.SSLContext:
+        fresh = client_context(keystore, truststore, alias=args.alias, hostname_verifier=effective)
+        fresh.set_alpn_protocols(["h2"])  # a context of its own: the probe's is left as it is
+        return fresh
+
     setup = Setup(
         context,
         "options" if keystore or truststore else "system",
@@ -207,6 +217,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         setup.client_alias = alias
         setup.client_chain = len(chain)
 
+    setup.h2 = h2
     setup.insecure = _chain_only
     return setup
 

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 from .._errors import WrongPasswordError
 from ..testing import HandshakeRecord, MTLSServer
@@ -18,10 +19,10 @@ from ._common import (
     optional_key_password,
     os_error_message,
     password_error,
-    store_password,
     truststore_password,
 )
 from ._logs import LogCollector
+from ._storeio import opening_password
 
 
 def _describe(record: HandshakeRecord) -> str:
@@ -52,7 +53,7 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     served from the next handshake on (checked every ``--reload-interval`` seconds)."""
     from .._server import RotatingServerContext  # noqa: PLC0415 - not for --help
 
-    password = store_password(args, args.keystore)
+    password = opening_password(args, Path(args.keystore))
     interval = args.reload_interval if args.reload_interval > 0 else None
     try:
         rotating = RotatingServerContext(

@@ -3,6 +3,7 @@ format, a certificate written where the user asked, and the lines they print."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
 import re
@@ -15,7 +16,16 @@ from .. import _x509
 from .._errors import KeystoreFormatError, KeystoreNotFoundError
 from .._files import read_input
 from .._readers import detect_format, is_der_element, with_fix
-from ._common import CLIError, Output, UsageError, cert_info, no_such_file
+from ._common import (
+    ENV_STORE_PASSWORD,
+    CLIError,
+    Output,
+    UsageError,
+    cert_info,
+    no_such_file,
+    resolve_password,
+    store_password,
+)
 from ._logs import LogCollector
 
 
@@ -33,6 +43,19 @@ def _sniff(path: Path) -> str:
         return detect_format(data)
     except KeystoreFormatError as exc:
         raise CLIError(f"{path}: {with_fix(exc, 'check the file name')}") from exc
+
+
+def opening_password(args: argparse.Namespace, path: Path, fmt: str | None = None) -> str | None:
+    """The password to open the store at ``path`` (of format ``fmt``, sniffed when not
+    given) with: the store password, asked for when not given, for a Java store and
+    for a PEM file holding an encrypted key; for other PEM and DER files, whose keys
+    are not encrypted, only one given."""
+    if (fmt or _sniff(path)) not in ("PEM", "DER") or b"ENCRYPTED" in read_input(path):
+        return store_password(args, path)
+    return resolve_password(
+        args.password, env=ENV_STORE_PASSWORD, option="--password", what="", prompt="",
+        required=False,
+    )  # fmt: skip
 
 
 def _entry_word(count: int) -> str:

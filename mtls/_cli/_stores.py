@@ -61,6 +61,7 @@ from ._storeio import (
     _sniff,
     _write_export,
     _write_stdout,
+    opening_password,
     parse_ext_san,
 )
 
@@ -357,18 +358,7 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     """``mtls export``: an entry's certificate, DER by default, PEM with ``--rfc``."""
     path = Path(args.keystore)
     fmt = _sniff(path)
-    password = (
-        store_password(args, path)
-        if fmt not in ("PEM", "DER")
-        else resolve_password(
-            args.password,
-            env=ENV_STORE_PASSWORD,
-            option="--password",
-            what="",
-            prompt="",
-            required=False,
-        )
-    )
+    password = opening_password(args, path, fmt)
     # Every entry's certificate, and no key password needed, as keytool -exportcert
     # needs none (a secret-key entry is said to hold no certificate).
     store = _inspected(path, fmt, password, out)

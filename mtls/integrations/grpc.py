@@ -171,12 +171,19 @@ def _key_verdict(key_pem: str) -> tuple[str | None, str | None]:
     from .._pem import base64_body  # noqa: PLC0415
 
     try:  # the material's key: unencrypted PKCS#8, whose algorithm says if it is DSA
-        dsa = _x509.key_algorithm(base64_body(key_pem.split("-----")[2].encode())) in (
-            _x509.DSA_OID,
-            None,
-        )
+        algorithm = _x509.key_algorithm(base64_body(key_pem.split("-----")[2].encode()))
     except (IndexError, ValueError):
-        dsa = True  # not the PEM expected: whatever it is, cryptography reads it quietly
+        algorithm = None  # not the PEM expected: whatever it is, cryptography reads it quietly
+    if algorithm == _RSASSA_PSS:
+        # cryptography reads it as an RSA key; BoringSSL does not read it at all (a
+        # server's bind failed as if the port were taken, a channel's every call).
+        return (
+            "its keystore holds an RSASSA-PSS key (the key algorithm OID "
+            f"{_RSASSA_PSS}), which gRPC's TLS library (BoringSSL) cannot use, though "
+            "OpenSSL can: use an RSA key (rsaEncryption: TLS 1.3 signs with PSS all the "
+            "same), or EC on P-256 or P-384"
+        ), None
+    dsa = algorithm in (_x509.DSA_OID, None)
     try:  # a DSA key is judged below, not warned about by cryptography
         key = _x509.dsa_call(
             dsa,
@@ -213,6 +220,7 @@ def _key_verdict(key_pem: str) -> tuple[str | None, str | None]:
     ), None
 
 
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
 # Verdicts by material fingerprint (never by the key itself: no key is kept here).
 _VERDICTS: dict[str, str | None] = {}
 

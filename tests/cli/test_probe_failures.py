@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import io
 import json
 import socket
 import ssl
@@ -453,3 +454,58 @@ def test_a_ca_of_a_trusted_name_with_another_key_is_not_said_to_be_imported(
         if signer is impostor:
             assert f"a certificate named {name} is in" in message
             assert "import the certificate of" not in message
+
+
+def test_a_grpc_server_that_accepts_us_is_not_said_to_refuse_us(ca, stores, capsys, tmp_path):
+    """gRPC's C core closes a connection that did not negotiate ALPN "h2", right after
+    a TLS 1.3 handshake: the probe said our (trusted) certificate was refused, the
+    same as for an untrusted one (h159). It now asks again over h2, and a server that
+    answers with its SETTINGS accepted us. The twin: a certificate from another CA
+    is still refused."""
+    pytest.importorskip("grpc")
+    from tests.integrations._grpc_backend import grpc_server, static_credentials
+
+    other = CA(name="not the gRPC server's client CA")
+    rogue = {
+        "keystore": other.issue_cert("rogue").write_keystore(tmp_path / "rogue.jks", PASSWORD),
+        "truststore": stores["truststore"],
+    }
+    with grpc_server(static_credentials(ca.issue_cert("localhost"), ca)) as (port, _):
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+        assert code == 0, report
+        assert kind_of(report) == "None"
+        assert report["server_accepted_client_certificate"] is True
+        assert any("may speak only HTTP/2" in note for note in report["notes"])
+        code, report, _ = probe(f"https://localhost:{port}/", rogue, capsys)
+        assert code == 1
+        assert kind_of(report) == "client_cert_refused"
+        assert not any("may speak only HTTP/2" in note for note in report["notes"])
+
+
+def test_a_pem_keystore_without_a_password_is_not_asked_for_one(
+    ca, stores, tmp_path, capsys, monkeypatch
+):
+    """An unencrypted PEM keystore (key and chain in one file): `mtls probe` and `mtls
+    serve` asked for its password, where `mtls list` opens it without one (h159). The
+    twins: a JKS keystore, and a PEM one whose key is encrypted, are still asked for
+    one (h162: the encrypted key's prompt had gone)."""
+    monkeypatch.delenv("MTLS_STORE_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # nobody to answer a prompt
+    identity = ca.issue_cert("gateway", common_name="gateway")
+    pem = tmp_path / "gateway.pem"
+    pem.write_bytes(identity.chain_pem + identity.private_key_pem)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        url = f"https://localhost:{server.port}/"
+        code = main(["probe", url, "--keystore", str(pem), "--truststore",
+                     str(stores["truststore"]), "--truststore-password", PASSWORD, "--json"])  # fmt: skip
+        out, err = capsys.readouterr()
+        assert code == 0, out + err
+        assert json.loads(out)["ok"] is True
+        encrypted = tmp_path / "encrypted.pem"
+        encrypted.write_bytes(identity.keystore().to_bytes(PASSWORD, store_type="PEM"))
+        assert b"ENCRYPTED" in encrypted.read_bytes()
+        for keystore in (stores["keystore"], encrypted):  # asked for, as keytool asks
+            code = main(["probe", url, "--keystore", str(keystore), "--truststore",
+                         str(stores["truststore"]), "--json"])  # fmt: skip
+            out, err = capsys.readouterr()
+            assert code == 2 and "the store password of" in err, out + err

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -745,3 +747,43 @@ def test_reload_that_weakens_or_drops_the_profile_refuses_calls(
         write(f"localhost:{port}")
         assert profiles.reload()
         assert who(channel) == b"gen-1"
+
+
+def test_an_rsassa_pss_key_is_refused_for_grpc_at_creation(tmp_path: Path, ca: CA) -> None:
+    """An RSASSA-PSS key (keytool -keyalg RSASSA-PSS, openssl genpkey -algorithm
+    RSA-PSS): cryptography reads it as an RSA key and OpenSSL serves it, but BoringSSL
+    cannot read it. A channel was made and every call failed (UNAVAILABLE), and a
+    server's add_secure_port failed as if the port were taken (h159). Refused at
+    creation now, naming the key type, for both. The twin: the same keystore with a
+    plain RSA key makes both."""
+    from mtls.integrations.grpc import server_credentials
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command")
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    for algorithm, refused in (("RSA-PSS", True), ("RSA", False)):
+        key, cert = tmp_path / f"{algorithm}.key", tmp_path / f"{algorithm}.crt"
+        subprocess.run([openssl, "genpkey", "-algorithm", algorithm, "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", str(key)], check=True,
+                       capture_output=True)  # fmt: skip
+        subprocess.run([openssl, "req", "-x509", "-key", str(key), "-subj", "/CN=localhost",
+                        "-days", "2", "-out", str(cert)], check=True,
+                       capture_output=True)  # fmt: skip
+        pem, store = tmp_path / f"{algorithm}.pem", tmp_path / f"{algorithm}.jks"
+        pem.write_text(cert.read_text() + key.read_text())
+        Keystore.load(pem, None).save(store, PASSWORD)
+        keystore = StoreConfig(location=store, password=PASSWORD)
+        with SSLProfileSet(
+            [SSLProfile(servers=("localhost:1",), keystore=keystore, truststore=trust)],
+            reload_interval=None,
+        ) as profiles:
+            assert profiles.context_for("localhost", 1) is not None  # OpenSSL serves it
+            if refused:
+                with pytest.raises(ProfileConfigError, match=r"RSASSA-PSS key.*BoringSSL"):
+                    secure_channel("localhost:1", profiles)
+                with pytest.raises(ProfileConfigError, match=r"RSASSA-PSS key.*BoringSSL"):
+                    server_credentials(keystore, trust, reload_interval=None)
+            else:
+                secure_channel("localhost:1", profiles).close()
+                server_credentials(keystore, trust, reload_interval=None).close()
