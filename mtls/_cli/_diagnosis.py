@@ -407,7 +407,13 @@ def _out_of_date(setup: Setup, alert: str) -> str | None:
     cert = setup.client_certificate
     expires = _when(setup.client_not_after)
     if expires is not None and expires <= now():
-        said = "" if alert == "certificate expired" else f" (the server said only '{alert}')"
+        said = (
+            ""
+            if alert == "certificate expired"
+            else " (the server closed the connection without saying why)"
+            if not alert
+            else f" (the server said only '{alert}')"
+        )
         return _advice_expired(setup) + said
     starts = _x509.not_before(cert) if cert is not None else None
     if starts is not None and starts > now():
@@ -722,6 +728,15 @@ def closed(setup: Setup, where: str, *, during: bool, asked: bool | None = None)
             "settings, or not speak TLS",
         )
     sent = f"we sent {setup.client_subject}" if setup.client_subject else "we sent no certificate"
+    # A certificate out of its dates is named first, whatever the server said (node
+    # closes without an alert): renewing it is the fix, not the server name or trust.
+    stale = _out_of_date(setup, "") if setup.client_subject and asked is not False else None
+    if stale is not None:
+        return Failure(
+            "client_cert_refused",
+            f"{where} closed the connection {'during' if during else 'right after'} the "
+            f"handshake ({sent}): {stale}",
+        )
     if during:
         return Failure(
             "connection_closed",

@@ -509,3 +509,51 @@ def test_a_pem_keystore_without_a_password_is_not_asked_for_one(
                          str(stores["truststore"]), "--json"])  # fmt: skip
             out, err = capsys.readouterr()
             assert code == 2 and "the store password of" in err, out + err
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_an_expired_certificate_is_named_first_when_the_server_closes_without_a_word(
+    ca, stores, tmp_path, capsys, version
+):
+    """node's https server refuses a client certificate by closing, without an alert:
+    the probe said "it may require a client certificate, another server name, or not
+    speak TLS" (TLS 1.2) and left our expired certificate to a note (h159), where the
+    docs promise a certificate out of its dates is named first whatever the server
+    says. The twin: a certificate in its dates keeps the old wording."""
+    now = dt.datetime.now(dt.UTC)
+    expired = ca.issue_cert(
+        "gateway", common_name="expired", not_before=now - dt.timedelta(days=9),
+        not_after=now - dt.timedelta(days=2),
+    ).write_keystore(tmp_path / "expired.jks", PASSWORD)  # fmt: skip
+    ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.verify_flags |= 0x200000  # X509_V_FLAG_NO_CHECK_TIME: it asks, and takes any date
+    ctx.maximum_version = version
+
+    def close_unanswered(conn: socket.socket) -> None:
+        if version is ssl.TLSVersion.TLSv1_3:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(4096)
+            return
+        # TLS 1.2: take the client's certificate flight, then close before our Finished.
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
+        with conn:
+            while data := conn.recv(65536):
+                incoming.write(data)
+                try:
+                    tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    conn.sendall(outgoing.read())
+                else:
+                    return  # our side is done: close, our Finished unsent
+
+    for keystore, stale in ((expired, True), (stores["keystore"], False)):
+        with accepting(close_unanswered) as port:
+            given = {**stores, "keystore": keystore}
+            code, report, _ = probe(f"https://localhost:{port}/", given, capsys)
+        assert code == 1
+        message = report["error"]["message"]
+        assert ("it expired on" in message) is stale, message
+        if stale:
+            assert "renew it" in message and "without saying why" in message
