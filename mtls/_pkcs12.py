@@ -141,6 +141,9 @@ class P12PasswordError(ValueError):
         self.which: Literal["store", "key"] = which
         # The key entry (its friendlyName) the password did not open, when one did not.
         self.alias = alias
+        # The MAC verified with this (non-ASCII) password, and it does not decrypt: the
+        # content was encrypted with another encoding of it (Bouncy Castle's Latin-1).
+        self.encoding = False
 
 
 _DATA: Final = "1.2.840.113549.1.7.1"
@@ -565,7 +568,12 @@ class _Reader:
                 "the certificates are encrypted: a store password is needed", which="store"
             )
         self._java_takes(info[1])
-        return _decrypt(info[1], encrypted, self.store, "store", _is_sequence, budget=self.budget)
+        try:
+            return _decrypt(
+                info[1], encrypted, self.store, "store", _is_sequence, budget=self.budget
+            )
+        except P12PasswordError as exc:
+            raise self._encoded_otherwise(exc, self.store) from None
 
     def _java_takes(self, algorithm: TLV) -> None:
         """Note a PBES2 scheme the JDK's PKCS12 reader refuses (see ``java_refused``): a
@@ -666,9 +674,18 @@ class _Reader:
                 "the private key is encrypted: a password is needed", which=which
             )
         self._java_takes(algorithm)
-        return _decrypt(
-            algorithm, _octets(encrypted), self.key, which, _is_pkcs8, budget=self.budget
-        )
+        try:
+            return _decrypt(
+                algorithm, _octets(encrypted), self.key, which, _is_pkcs8, budget=self.budget
+            )
+        except P12PasswordError as exc:
+            raise self._encoded_otherwise(exc, self.key) from None
+
+    def _encoded_otherwise(self, exc: P12PasswordError, password: _Password) -> P12PasswordError:
+        """``exc``, marked when the MAC verified with the same non-ASCII password (and no
+        key password was given): the content was encrypted with another encoding of it."""
+        exc.encoding = self.mac_verified and not self.key_given and not password.utf8.isascii()
+        return exc
 
 
 def _decrypt(

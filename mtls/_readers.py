@@ -805,6 +805,15 @@ def _parse_pkcs12(
                 '(password="" for one exported with an empty password, as openssl pkcs12 '
                 "-nomac -passout pass: writes it), or replace the file if it was damaged"
             )
+        elif exc.encoding:
+            what = "its private key" if exc.which == "key" else "its certificates"
+            msg = (
+                f"{where}: the password verifies the file's integrity check (MAC) but does "
+                f"not decrypt {what}: they were encrypted with another encoding of this "
+                "non-ASCII password (its ISO-8859-1 bytes, as Bouncy Castle and OpenSSL "
+                "given such bytes write it), which keytool cannot read either: write the "
+                "store again with an ASCII password"
+            )
         elif exc.which == "key" and exc.alias is not None:
             # The MAC vouched for the store password, or a key password was given: the
             # entry's own password differs (keytool -keypass, Windows exports).

@@ -1404,3 +1404,26 @@ def test_a_pbes2_cipher_the_jdk_refuses_is_noted(tmp_path: Path, options, noted)
         said = converted.stdout + converted.stderr
         refused = converted.returncode != 0 or "1 entries successfully" not in said
         assert refused is (noted is not None), (jdk.major, said)
+
+
+def test_a_password_whose_mac_verifies_and_does_not_decrypt_says_why(tmp_path: Path) -> None:
+    """OpenSSL given a password's ISO-8859-1 bytes (and Bouncy Castle with
+    setUseISO8859d1ForDecryption) writes a MAC the Unicode password verifies and
+    content only those bytes decrypt: "wrong store password", as for a truly wrong
+    one, and "pass key_password" from Keystore.load (h157). It says what happened now.
+    The twin: a wrong password keeps its message."""
+    openssl, key, cert = _openssl_key_and_certificate(tmp_path)
+    password = "M\u00f6tley Cr\u00fce"
+    secret = tmp_path / "latin1.txt"
+    secret.write_bytes(password.encode("latin-1"))
+    out = tmp_path / "latin1.p12"
+    subprocess.run([openssl, "pkcs12", "-export", "-inkey", str(key), "-in", str(cert),
+                    "-passout", f"file:{secret}", "-out", str(out)],
+                   check=True, capture_output=True)  # fmt: skip
+    for load in (mtls.Keystore.load, mtls.Truststore.load):
+        with pytest.raises(mtls.WrongPasswordError, match="verifies the file's integrity") as e:
+            load(out, password)
+        assert "another encoding of this non-ASCII password" in str(e.value)
+        assert "key_password" not in str(e.value) and password not in str(e.value)
+        with pytest.raises(mtls.WrongPasswordError, match="wrong store password"):
+            load(out, "wrong")
