@@ -501,7 +501,12 @@ class _Reader:
         if oid == _PBMAC1:
             self.pbmac1 = True
             # RFC 9579: PBKDF2 (with a mandatory keyLength) keys an HMAC; macSalt and
-            # iterations of MacData are not used.
+            # iterations of MacData are not used, but are still what RFC 7292 says
+            # they are (any bytes there were taken: nothing protects them, and a reader
+            # that uses them must not meet a store only mtls reads; h157).
+            _octets(parts[1])
+            if len(parts) == 3:
+                _iterations(parts[2])
             kdf, scheme = _pair(params)
             name = _hash_name(_HMAC_OIDS, *_algorithm(scheme))
             salt, rounds, length, prf = _pbkdf2_params(kdf)

@@ -634,9 +634,12 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         out.error(f"{named}: {_after_path(first)}")
     elif _wso2_only(report):
         count = len(report["wso2_cannot_load"])
+        problem = report["wso2_cannot_load"][0]
+        # Said of another file (deployment.toml's tables): that file is named with it.
+        problem = _after_path(problem) if problem.startswith(f"{named}: ") else problem
         out.error(
             f"{named}: WSO2 cannot load this file ({count} problem"
-            f"{'' if count == 1 else 's'}, first: {_after_path(report['wso2_cannot_load'][0])}): "
+            f"{'' if count == 1 else 's'}, first: {problem}): "
             "fix it, or pass --mtls-only if only mtls reads it"
         )
     else:

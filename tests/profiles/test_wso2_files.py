@@ -568,7 +568,11 @@ def test_an_absolute_store_file_name_is_said_for_api_manager(tmp_path, pki, capl
             assert f"({pki['trust']})" in caplog.text and PASSWORD not in caplog.text
             args = ["check", "--deployment-toml", str(toml), "--base-dir", str(home)]
             assert main(args) == 1
-            assert said in capsys.readouterr().err
+            err = capsys.readouterr().err
+            assert said in err
+            # The summary names deployment.toml, where the fix goes (it named the
+            # profile file alone; h158, h161).
+            assert f"first: {toml}: {said}" in err, err
 
 
 def test_the_default_profile_file_is_named_when_missing(tmp_path):

@@ -915,6 +915,17 @@ def test_pbmac1(openssl: OpenSSLFiles) -> None:
         parse_pkcs12(rebuild(data, pbmac1(data, PW)), "wrong")
     with pytest.raises(P12FormatError, match="key length"):
         parse_pkcs12(rebuild(data, pbmac1(data, PW, key_length=None)), PW)
+    # macSalt and iterations go unused under PBMAC1, but any bytes there were taken
+    # (h157): they are still an OCTET STRING and an INTEGER.
+    good = pbmac1(data, PW)
+    salt = _der.encode(_der.OCTET_STRING, b"NOT USED")
+    for bad in (  # the same lengths, another tag
+        good.replace(salt, b"\x05" + salt[1:]),
+        good.replace(salt + der_int(1), salt + b"\x04" + der_int(1)[1:]),
+    ):
+        assert bad != good and len(bad) == len(good)
+        with pytest.raises(P12FormatError, match="expected tag"):
+            parse_pkcs12(rebuild(data, bad), PW)
 
 
 @pytest.mark.openssl
