@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError, servers_shown
+from ._files import looks_like_store_text
 from ._idna import ascii_host
 from ._log import log
 from ._readers import _shown_type
@@ -407,6 +408,14 @@ def check_path_text(text: str, *, setting: str, path: str | None = None) -> None
         raise ProfileConfigError(
             f"{path or 'profile'}: {setting} contains a NUL character, which no file name "
             "can: remove it",
+            path=path,
+            element=setting,
+        )
+    if looks_like_store_text(text):
+        raise ProfileConfigError(
+            f"{path or 'profile'}: {setting} holds PEM or base64 text, not a file's path "
+            "(not shown: it may hold a private key): write the store to a file and name "
+            "its path",
             path=path,
             element=setting,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 import sys
@@ -79,6 +80,29 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
         raise _too_big(path, limit)  # grew while we read
     finally:
         os.close(fd)
+
+
+# 60 or more characters of the base64 alphabets (standard and URL-safe) in a row.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{60,}")
+
+
+def looks_like_store_text(text: str) -> bool:
+    """Whether a "path" is a store's or a key's text rather than a file's name: PEM, or
+    a run of base64 (a DER key, a PKCS#12 file, as an environment or CI variable holds
+    them) with capitals, small letters and digits and few slashes, as no directory
+    name has (a hex digest has no capitals; a path has a slash every few letters).
+    Such text is never shown: it may hold a private key."""
+    if "-----BEGIN " in text:
+        return True
+    for run in _BASE64_RUN.findall(text):
+        if (
+            run.count("/") * 20 <= len(run)
+            and any(c.isupper() for c in run)
+            and any(c.islower() for c in run)
+            and any(c.isdigit() for c in run)
+        ):
+            return True
+    return False
 
 
 def _refuse_irregular(mode: int, path: str | os.PathLike[str]) -> None:

@@ -206,6 +206,8 @@ _PBES2_CIPHER_NAMES: Final = {
     "2.16.840.1.101.3.4.1.22": "AES-192-CBC",
     "1.2.840.113549.3.7": "3DES",
 }
+# PBKDF2 PRFs JDK 25 takes and JDK 17 does not.
+_JDK17_LACKS: Final = frozenset({"sha512_224", "sha512_256"})
 # RFC 7292 appendix C: OID -> (key length, is RC2)
 _PKCS12_PBES: Final = {
     "1.2.840.113549.1.12.1.3": (24, False),  # pbeWithSHAAnd3-KeyTripleDES-CBC
@@ -408,6 +410,7 @@ class _Reader:
         self.mac_verified = False
         self.pbmac1 = False
         self.java_refused: list[str] = []
+        self.decrypted = False  # an EncryptedData opened with the store password
         self.encrypted = False  # an EncryptedData ContentInfo was read
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
@@ -574,11 +577,13 @@ class _Reader:
             )
         self._java_takes(info[1])
         try:
-            return _decrypt(
+            opened = _decrypt(
                 info[1], encrypted, self.store, "store", _is_sequence, budget=self.budget
             )
         except P12PasswordError as exc:
             raise self._encoded_otherwise(exc, self.store) from None
+        self.decrypted = True
+        return opened
 
     def _java_takes(self, algorithm: TLV) -> None:
         """Note a PBES2 scheme the JDK's PKCS12 reader refuses (see ``java_refused``): a
@@ -587,16 +592,18 @@ class _Reader:
         oid, params = _algorithm(algorithm)
         if oid != _PBES2:
             return
-        kdf, scheme = _pair(params)
-        cipher, kdf_oid = _algorithm(scheme)[0], _algorithm(kdf)[0]
         names = []
-        if cipher not in _JAVA_PBES2_CIPHERS:
-            names.append(_PBES2_CIPHER_NAMES.get(cipher) or algorithm_name(cipher))
-        if kdf_oid == _SCRYPT:
-            names.append("scrypt")
-        elif kdf_oid == _PBKDF2 and _pbkdf2_params(kdf)[3] in ("sha512_224", "sha512_256"):
-            prf = _pbkdf2_params(kdf)[3].upper().replace("_", "/")
-            names.append(f"PBKDF2 with HMAC-{prf} (JDK 17)")
+        try:
+            kdf, scheme = _pair(params)
+            cipher, kdf_oid = _algorithm(scheme)[0], _algorithm(kdf)[0]
+            if cipher not in _JAVA_PBES2_CIPHERS:
+                names.append(_PBES2_CIPHER_NAMES.get(cipher) or algorithm_name(cipher))
+            if kdf_oid == _SCRYPT:
+                names.append("scrypt")
+            elif kdf_oid == _PBKDF2 and (prf := _pbkdf2_params(kdf)[3]) in _JDK17_LACKS:
+                names.append(f"PBKDF2 with HMAC-{prf.upper().replace('_', '/')} (JDK 17)")
+        except (P12FormatError, DERError):
+            return  # a scheme not read here: its decryption (if asked for) says why
         for name in names:
             if name not in self.java_refused:
                 self.java_refused.append(name)
@@ -687,9 +694,15 @@ class _Reader:
             raise self._encoded_otherwise(exc, self.key) from None
 
     def _encoded_otherwise(self, exc: P12PasswordError, password: _Password) -> P12PasswordError:
-        """``exc``, marked when the MAC verified with the same non-ASCII password (and no
-        key password was given): the content was encrypted with another encoding of it."""
-        exc.encoding = self.mac_verified and not self.key_given and not password.utf8.isascii()
+        """``exc``, marked when the MAC verified with the same non-ASCII password, no key
+        password was given and nothing decrypted with it yet: the content was encrypted
+        with another encoding of it."""
+        exc.encoding = (
+            self.mac_verified
+            and not self.key_given
+            and not self.decrypted  # what did decrypt with it: a key's own password
+            and not password.utf8.isascii()
+        )
         return exc
 
 

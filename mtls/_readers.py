@@ -43,7 +43,7 @@ from ._errors import (
     KeystoreNotFoundError,
     WrongPasswordError,
 )
-from ._files import InputRefused, cannot_read_fix, read_input
+from ._files import InputRefused, cannot_read_fix, looks_like_store_text, read_input
 from ._log import log
 from ._pem import PEM_CERTIFICATE_LABELS, pem_blocks, pem_certificate, pem_key_to_pkcs8
 from ._secret import Secret, reveal
@@ -295,14 +295,10 @@ class Parsed:
 _DRIVE = re.compile(r"^(?:.*/)?[A-Za-z]:[\\/]")  # C:\ or C:/ (after a base dir joined in)
 
 
-_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]{200,}")
-
-
-def _is_material(path: str) -> bool:
-    """Whether a "path" is a store's text rather than a file name: PEM, or 200 or more
-    characters of base64 alone (a DER key or a PKCS#12 file as an environment or CI
-    variable holds it)."""
-    return "-----BEGIN " in path or _BASE64_TEXT.fullmatch(path) is not None
+def _binary(path: str) -> bool:
+    """Whether a "path" is a store's bytes: long, with NULs and many bytes no name has."""
+    odd = sum(1 for c in path if not c.isprintable())
+    return "\x00" in path and len(path) >= 64 and odd * 10 >= len(path)
 
 
 def open_error(
@@ -322,17 +318,22 @@ def open_error(
             deployment.toml key); default: the path itself.
     """
     path = os.fsdecode(path)  # a bytes path too
-    if _is_material(path):
+    if looks_like_store_text(path) or _binary(path):
         # A store's PEM or base64 text given where its path goes (Keystore.load(
         # os.environ[...])): it may hold a private key, so it is shown nowhere, its
         # OSError's included.
         exc.filename = exc.filename2 = None
         return KeystoreError(
-            f"the {role or 'store'} path given is PEM or base64 text, not a file's path "
+            f"the {role or 'store'} path given is PEM, base64 or binary data, not a file's path "
             "(not shown: it may hold a private key): pass the store's bytes to "
             "Keystore.from_bytes or Truststore.from_bytes (base64-decoded), or write "
             "them to a file and pass the file's path"
         )
+    # A name holding an invisible character (a no-break space copied from a web page)
+    # is shown escaped: read plainly, it names a file that seems to be there.
+    shown = "".join(
+        c if c.isprintable() or "\udc80" <= c <= "\udcff" else ascii(c)[1:-1] for c in path
+    )  # (undecodable bytes, carried as surrogates, are shown as \xNN further on)
     what = f"{role} file" if role else "file"
     fix = setting or (
         "the path" if os.path.isabs(path) else f"the path (relative paths start from {os.getcwd()})"
@@ -340,9 +341,9 @@ def open_error(
     elsewhere = cannot_read_fix(exc, path)
     if elsewhere is not None:  # not the path: the process, or a link's target
         if isinstance(exc, FileNotFoundError):
-            return KeystoreNotFoundError(f"{path}: no such {what}: {elsewhere}", path=path)
+            return KeystoreNotFoundError(f"{shown}: no such {what}: {elsewhere}", path=path)
         return KeystoreError(
-            f"{path}: cannot read the {role or 'store'} ({exc.strerror}): {elsewhere}",
+            f"{shown}: cannot read the {role or 'store'} ({exc.strerror}): {elsewhere}",
             path=path,
         )
     if isinstance(exc, FileNotFoundError):
@@ -357,16 +358,16 @@ def open_error(
                 "a drive letter means nothing; write it with / from this system's root, as "
                 "WSO2 on this system would need it too)"
             )
-        return KeystoreNotFoundError(f"{path}: no such {what}: check {fix}", path=path)
+        return KeystoreNotFoundError(f"{shown}: no such {what}: check {fix}", path=path)
     if isinstance(exc, IsADirectoryError):
         return KeystoreError(
-            f"{path} is a directory, not a {role or 'store'}: check {fix}", path=path
+            f"{shown} is a directory, not a {role or 'store'}: check {fix}", path=path
         )
     if isinstance(exc, InputRefused):
         # Over the size limit: a limit on what a store may be, refused as the others
         # are (docs/security.md, "Limits"). A device or pipe: not a file to read at all.
         refused = KeystoreFormatError if exc.errno == errno.EFBIG else KeystoreError
-        return refused(f"{path}: {exc.strerror}", path=path)
+        return refused(f"{shown}: {exc.strerror}", path=path)
     # The fix follows the reason: "permissions" only where they are the cause.
     if exc.errno == errno.ELOOP:
         check = "where its symbolic links point (they form a loop)"
@@ -378,7 +379,7 @@ def open_error(
         check = "the path and its permissions"
     fix = f"{check} and {setting}" if setting else check
     return KeystoreError(
-        f"{path}: cannot read the {role or 'store'} ({exc.strerror}): check {fix}", path=path
+        f"{shown}: cannot read the {role or 'store'} ({exc.strerror}): check {fix}", path=path
     )
 
 
@@ -813,7 +814,9 @@ def _parse_pkcs12(
                 "non-ASCII password (its ISO-8859-1 bytes, as Bouncy Castle and OpenSSL "
                 "given such bytes write it), which keytool cannot read either: write the "
                 "store again with an ASCII password"
-            )
+                + (", or, if the key has its own password, pass key_password"
+                   if exc.which == "key" else "")
+            )  # fmt: skip
         elif exc.which == "key" and exc.alias is not None:
             # The MAC vouched for the store password, or a key password was given: the
             # entry's own password differs (keytool -keypass, Windows exports).

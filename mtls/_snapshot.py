@@ -425,9 +425,10 @@ def _served_before(
 
 
 def _without_passwords(definition: tuple[object, ...]) -> tuple[object, ...]:
-    """A material definition with its stores' passwords left out."""
+    """A material definition with its stores' passwords and declared types left out
+    (the content decides the format: a JKS file read as PKCS12 is the same material)."""
     return tuple(
-        dataclasses.replace(part, password=None, key_password=None)
+        dataclasses.replace(part, password=None, key_password=None, type=None)
         if isinstance(part, StoreConfig)
         else part
         for part in definition

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from .. import _x509
-from .._errors import RevocationError
+from .._errors import MTLSError, RevocationError
 from .._revocation import RevocationChecker, RevocationPolicy
 from .._revocation import peer_chain as revocation_peer_chain
 from .._version import __version__
@@ -376,7 +376,7 @@ def _ask_over_h2(report: Report, timeout: float) -> None:
     with raw:
         try:
             tls = context.wrap_socket(raw, server_hostname=target.host)
-        except (ssl.SSLError, OSError, ValueError):
+        except (ssl.SSLError, OSError, ValueError, MTLSError):  # a revocation check's too
             return
         with tls:
             if tls.selected_alpn_protocol() != "h2":
@@ -432,7 +432,9 @@ def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> bool:
         # refuse one by closing; one that asked for none refused none.
         if report.tls_version == "TLSv1.3" and report.certificate_requested is not False:
             report.accepted = False
-            report.failure = closed(setup, target.server, during=False)
+            report.failure = closed(
+                setup, target.server, during=False, asked=report.certificate_requested
+            )
             return True
         report.accepted = True
         report.notes.append(

@@ -730,7 +730,7 @@ def closed(setup: Setup, where: str, *, during: bool, asked: bool | None = None)
     sent = f"we sent {setup.client_subject}" if setup.client_subject else "we sent no certificate"
     # A certificate out of its dates is named first, whatever the server said (node
     # closes without an alert): renewing it is the fix, not the server name or trust.
-    stale = _out_of_date(setup, "") if setup.client_subject and asked is not False else None
+    stale = _out_of_date(setup, "") if setup.client_subject and asked else None
     if stale is not None:
         return Failure(
             "client_cert_refused",

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from .. import _x509
 from .._errors import KeystoreFormatError, KeystoreNotFoundError
-from .._files import read_input
+from .._files import looks_like_store_text, read_input
 from .._readers import detect_format, is_der_element, with_fix
 from ._common import (
     ENV_STORE_PASSWORD,
@@ -35,6 +35,11 @@ def _sniff(path: Path) -> str:
     Raises:
         KeystoreNotFoundError: no such file (what the library raises for one).
     """
+    if looks_like_store_text(os.fsdecode(path)):
+        raise CLIError(
+            "the store path given is PEM or base64 text, not a file's path (not shown: it "
+            "may hold a private key): write the store to a file and pass its path"
+        )
     try:
         data = read_input(path)
     except FileNotFoundError:

@@ -64,10 +64,14 @@ def _cn(profiles: SSLProfileSet, host: str, port: int) -> str:
     return str(whoami(profiles.context_for(host, port), port, host)["client_cn"])
 
 
-def test_a_host_added_with_a_new_password_keeps_the_hosts_served(tmp_path, ca, backend, stores):
+@pytest.mark.parametrize("declared", ["JKS", "PKCS12"])
+def test_a_host_added_with_a_new_password_keeps_the_hosts_served(
+    tmp_path, ca, backend, stores, declared
+):
     """The edit adds 127.0.0.1 and names the keystore's next password, which the store
-    does not have yet: localhost keeps gen-1 (it was refused), and the profile is
-    said to be in error. Twins: a profile for hosts never served, on the same
+    does not have yet (and, the second time, declares the file PKCS12: the content
+    decides the format, h163): localhost keeps gen-1 (it was refused), and the profile
+    is said to be in error. Twins: a profile for hosts never served, on the same
     settings, is refused; once the store comes with that password, both hosts get it."""
     keystore, trust = stores
     port = backend.port
@@ -76,9 +80,12 @@ def test_a_host_added_with_a_new_password_keeps_the_hosts_served(tmp_path, ca, b
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         assert _cn(profiles, "localhost", port) == "gen-1"
         both = f"localhost:{port},127.0.0.1:{port}"
+        typed = "<Type>JKS</Type>"
         _write(
             xml,
-            _profile(both, keystore, trust, NEW_PASSWORD),
+            _profile(both, keystore, trust, NEW_PASSWORD).replace(
+                typed, f"<Type>{declared}</Type>", 1
+            ),
             _profile("never-served.test:443", keystore, trust, NEW_PASSWORD),
         )
         profiles.reload()

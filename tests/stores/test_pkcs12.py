@@ -1438,3 +1438,62 @@ def test_a_password_whose_mac_verifies_and_does_not_decrypt_says_why(tmp_path: P
         assert "key_password" not in str(e.value) and password not in str(e.value)
         with pytest.raises(mtls.WrongPasswordError, match="wrong store password"):
             load(out, "wrong")
+
+
+def test_a_key_with_its_own_password_under_a_non_ascii_store_password_is_asked_for_it() -> None:
+    """The MAC and the certificates open with the non-ASCII store password, the key has a
+    password of its own: that is "pass key_password", not another encoding of the
+    store password (h163, on the first version of the message above)."""
+    from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
+
+    from mtls import _pkcs12
+    from mtls._writers import pkcs12_encryption
+
+    identity = CA(name="key password").issue_cert("client", common_name="client")
+    store_pw = "p\u00e4ss-w\u00f6rd"
+
+    def infos(password: str) -> list[bytes]:
+        return _pkcs12.content_infos(
+            crypto_pkcs12.serialize_key_and_certificates(
+                b"a", identity.private_key, identity.certificate, None,
+                pkcs12_encryption(password),
+            )
+        )  # fmt: skip
+
+    def encrypted(info: bytes) -> bool:  # an EncryptedData ContentInfo (the certificates)
+        return _der.encode_oid("1.2.840.113549.1.7.6") in info[:20]
+
+    certs = [i for i in infos(store_pw) if encrypted(i)]
+    key = [i for i in infos("key-own-password") if not encrypted(i)]
+    data = _pkcs12.join_pfx(certs + key, store_pw)
+    with pytest.raises(mtls.WrongPasswordError, match="pass key_password") as caught:
+        mtls.Keystore.from_bytes(data, store_pw)
+    assert "another encoding" not in str(caught.value)
+    assert mtls.Keystore.from_bytes(data, store_pw, key_password="key-own-password").key_aliases
+
+
+def test_a_key_scheme_the_java_note_cannot_read_still_lists(tmp_path: Path) -> None:
+    """A key bag under PBKDF2 with a PRF mtls does not implement (hmacWithMD5): the
+    store listed (Keystore.inspect, keys not decrypted), as keytool lists it, until the
+    Java note read every key bag's scheme and refused the store (h163). The twin: loading
+    the key says what it cannot decrypt."""
+    from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
+
+    from mtls import _pkcs12
+    from mtls._writers import pkcs12_encryption
+
+    identity = CA(name="md5 prf").issue_cert("c", common_name="c")
+    infos = _pkcs12.content_infos(
+        crypto_pkcs12.serialize_key_and_certificates(
+            b"c", identity.private_key, identity.certificate, None, pkcs12_encryption("changeit")
+        )
+    )
+    sha256, md5 = _der.encode_oid("1.2.840.113549.2.9"), _der.encode_oid("1.2.840.113549.2.6")
+    encrypted_data = _der.encode_oid("1.2.840.113549.1.7.6")
+    patched = [i if encrypted_data in i[:20] else i.replace(sha256, md5) for i in infos]
+    assert patched != infos
+    path = tmp_path / "md5-prf.p12"
+    path.write_bytes(_pkcs12.join_pfx(patched, "changeit"))
+    assert mtls.Keystore.inspect(path, "changeit").key_aliases == ("c",)
+    with pytest.raises(mtls.MTLSError):
+        mtls.Keystore.load(path, "changeit")

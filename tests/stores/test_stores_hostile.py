@@ -1179,11 +1179,28 @@ def test_pem_text_given_as_a_path_is_shown_nowhere(tmp_path: Path, loader) -> No
         pem.replace("\n", ""),  # long, and with '/' splitting it into parts
         pem.encode(),  # bytes (was a TypeError, h162)
         der,  # a store's bytes as base64, as a CI variable holds them
+        identity.keystore().to_bytes("changeit"),  # the store's bytes themselves
     ):
-        with pytest.raises(mtls.KeystoreError, match="is PEM or base64 text, not a") as caught:
+        with pytest.raises(mtls.KeystoreError, match="is PEM, base64 or binary data") as caught:
             loader(text, None)
         shown = "".join(traceback.format_exception(caught.value))
         assert body not in shown and "PRIVATE KEY" not in shown and der[:40] not in shown
     path = tmp_path / "identity.pem"
     path.write_text(pem)
     assert loader(path, None).aliases
+
+
+def test_a_missing_file_whose_name_holds_an_invisible_character_is_shown_escaped(
+    tmp_path: Path,
+) -> None:
+    """A <Location> with a no-break space (copied from a web page) named a file that
+    seemed to be there: "gw.jks : no such keystore file" (h158). The name is shown
+    escaped now. The twin: a plain missing name is shown as it is."""
+    odd = tmp_path / "gw\u00a0.jks"
+    with pytest.raises(mtls.KeystoreNotFoundError) as caught:
+        mtls.Keystore.load(odd, "changeit")
+    assert str(caught.value).startswith(f"{tmp_path}/gw\\xa0.jks: no such")
+    plain = tmp_path / "gw.jks"
+    with pytest.raises(mtls.KeystoreNotFoundError) as caught:
+        mtls.Keystore.load(plain, "changeit")
+    assert str(caught.value).startswith(f"{plain}: no such")
