@@ -113,12 +113,20 @@ def run_demo(directory: Path, out: Output) -> None:
 
     out.line(out.style("mtls demo: mutual TLS from a gateway to a backend, the WSO2 way", "bold"))
     out.line(f"in {directory}: JKS stores as keytool writes them, no JDK needed")
+    out.line(
+        "(each step's mtls command does the same from a shell: they take the store password "
+        "from MTLS_STORE_PASSWORD, or ask for it)"
+    )
     out.line()
 
-    backend = Keystore.generate("backend", "CN=localhost")
+    # The name in a SAN, as Go, rustls and browsers need it (they ignore the CN).
+    backend = Keystore.generate("backend", "CN=localhost", san=["DNS:localhost"])
     backend.save(path("backend.jks"), _PASSWORD)
     steps.step("The backend's keystore: " + out.style("CN=localhost", "bold") + ", RSA 2048")
-    steps.cmd("mtls genkey --keystore backend.jks --alias backend --dname CN=localhost")
+    steps.cmd(
+        "mtls genkey --keystore backend.jks --alias backend --dname CN=localhost "
+        "--san dns:localhost"
+    )
     path("backend.cer").write_bytes(backend.export_certificate("backend", "DER"))
     steps.step("Export its certificate (DER, as keytool -exportcert)")
     steps.cmd("mtls export --keystore backend.jks --alias backend --file backend.cer")
