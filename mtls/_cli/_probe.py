@@ -21,7 +21,7 @@ from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES, client_context
 from .._errors import MTLSError, ProfileUnavailableError
 from .._profiles import SSLProfileSet
-from .._stores import Truststore
+from .._stores import Keystore, Truststore
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -424,6 +424,42 @@ def _client_auth_not_enforced(report: Report) -> Failure | None:
     return None
 
 
+_THROWAWAY = "CN=mtls probe throwaway (self-signed: no CA issued it)"
+
+
+def _lets_in_anyone(report: Report, timeout: float) -> Failure | None:
+    """``--require-client-auth``, once our certificate was asked for and let in: would a
+    certificate no CA issued be let in too? A server that asks and verifies nothing
+    (nginx's ``ssl_verify_client optional_no_ca``, ``openssl s_server -verify`` without
+    ``-verify_return_error``) passed the gate. One more connection, with a self-signed
+    certificate made for it (``None``: refused, as it should be)."""
+    throwaway = Keystore.generate("throwaway", _THROWAWAY, key_type="EC", days=1)
+    context = client_context(throwaway, verify=False)  # the server was verified already
+    other = run_probe(
+        report.target, Setup(context, "options", client_subject=_THROWAWAY), timeout=timeout
+    )
+    if other.failure is not None and other.failure.kind == "client_cert_refused":
+        report.notes.append(
+            "a self-signed certificate no CA issued (made for this check) was refused, "
+            "as it should be"
+        )
+        return None
+    if other.failure is not None or not other.accepted or not other.sent_certificate:
+        why = other.failure.kind if other.failure is not None else "no verdict on it"
+        report.notes.append(
+            "a self-signed certificate no CA issued (made for this check) could not be "
+            f"judged ({why}): whether the server lets such certificates in is not known"
+        )
+        return None
+    return Failure(
+        "client_auth_not_enforced",
+        "the server also let in a self-signed certificate no CA issued (made for this "
+        "check): it asks for a client certificate and verifies none (nginx's "
+        "ssl_verify_client optional_no_ca, openssl s_server -verify without "
+        "-verify_return_error): require one it trusts",
+    )
+
+
 def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls probe URL``: exit 0 when the exchange works, 1 when it fails (with the reason)."""
     target = parse_target(args.url)
@@ -459,7 +495,7 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         setup = setup_from_options(args, target)
     report = run_probe(target, setup, timeout=args.timeout)
     if args.require_client_auth and report.failure is None:
-        report.failure = _client_auth_not_enforced(report)
+        report.failure = _client_auth_not_enforced(report) or _lets_in_anyone(report, args.timeout)
     # The revocation section shows each certificate's status and why: the checker's
     # log line for each undetermined one said it again (61 notes for a 61-deep chain).
     shown = tuple(

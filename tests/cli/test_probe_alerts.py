@@ -816,3 +816,43 @@ def test_a_context_held_to_tls12_says_so_to_a_server_that_takes_tls13_only(
     message = report["error"]["message"]
     assert "we offer TLS 1.2 only, as a context is held for a key TLS 1.3 cannot sign" in message
     assert "1.2 and 1.3" not in message
+
+
+@pytest.mark.openssl
+def test_require_client_auth_fails_a_server_that_verifies_no_certificate(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys
+):
+    """`openssl s_server -verify 1` without -verify_return_error (nginx's
+    ssl_verify_client optional_no_ca) asks for a client certificate and lets any in:
+    `--require-client-auth` passed (h159). It tries a self-signed certificate no CA
+    issued too now. The twin: a server that verifies refuses that one, and the gate
+    passes."""
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "client.jks", PASSWORD, alias="gw")
+
+    def lenient(port: int) -> list[str]:
+        return [
+            openssl_bin, "s_server", "-accept", f"127.0.0.1:{port}", "-www",
+            "-cert", str(s_server_files["server_cert"]), "-key", str(s_server_files["server_key"]),
+            "-CAfile", str(s_server_files["ca"]), "-verify", "1",
+        ]  # fmt: skip
+
+    def gate(port: int) -> tuple[int, dict[str, Any]]:
+        code = main(
+            [
+                "probe", f"https://localhost:{port}/", "--keystore", str(keystore),
+                "--truststore", str(trust), "--password", PASSWORD, "--timeout", "5",
+                "--json", "--require-client-auth",
+            ]
+        )  # fmt: skip
+        out, _ = capsys.readouterr()
+        return code, json.loads(out)
+
+    with peer_server(lenient) as port:
+        code, report = gate(port)
+    assert code == 1, report
+    assert report["error"]["kind"] == "client_auth_not_enforced"
+    assert "self-signed certificate no CA issued" in report["error"]["message"]
+    with openssl_server(openssl_bin, s_server_files) as port:
+        code, report = gate(port)
+    assert code == 0, report
+    assert any("was refused, as it should be" in note for note in report["notes"])
