@@ -257,6 +257,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
         raise refused
     checked = _port(port_text)
     if checked is None or not host:
+        meant = _port(port_text.strip(" ;"))  # a port with a stray semicolon after it
         raise ProfileConfigError(
             f"{path or 'profile'}: server {text!r} is not host:port with a port from 1 to "
             "65535 in plain digits (WSO2 compares host:port as text: 0443, +443 or other "
@@ -264,8 +265,8 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             + (
                 _TEMPLATE
                 if "{" in text
-                else f"write {format_server((host or 'host', _port(port_text.strip(' ;')) or 443))}"
-                + ("" if _port(port_text.strip(" ;")) else ", with the backend's port")
+                else f"write {format_server((host or 'host', meant or 443))}"
+                + ("" if meant else ", with the backend's port")
             ),
             path=path,
             servers=(text,),

@@ -458,7 +458,7 @@ class DeploymentToml:
         # The settings a password was resolved through (itself, and each $ref{} it
         # follows): what a message never expands, wherever else they are named.
         self._secret_settings: set[tuple[str, str]] = set()
-        self._spaced: set[tuple[str, ...]] = set()  # settings warned about once
+        self._warned: set[tuple[str, ...]] = set()  # settings warned about once
 
     def raw(self, table: str, key: str) -> Any:
         """The value at ``[table] key`` as parsed (``None`` when absent).
@@ -742,9 +742,9 @@ class DeploymentToml:
         mtls opens it as written, but the product's templates write
         ``repository/resources/security/$ref{...file_name}``, so WSO2 looks for it
         under that folder, where it is not found (api-manager#2012)."""
-        if (table, key, "absolute") in self._spaced:
+        if (table, key, "absolute") in self._warned:
             return
-        self._spaced.add((table, key, "absolute"))
+        self._warned.add((table, key, "absolute"))
         log.warning(
             "%s: [%s] %s is an absolute path (%s): mtls opens it as written, but API Manager "
             "puts a store file_name inside repository/resources/security/ under the product "
@@ -766,9 +766,9 @@ class DeploymentToml:
         value = self.raw(table, key)
         if not isinstance(value, str) or value == value.strip() or not value.strip():
             return
-        if (table, key) in self._spaced:
+        if (table, key) in self._warned:
             return
-        self._spaced.add((table, key))
+        self._warned.add((table, key))
         log.warning(
             "%s: [%s] %s has spaces around its value: mtls trims them, but WSO2 writes the "
             "value as it is and reads them as part of it (%s), so it cannot load it: "

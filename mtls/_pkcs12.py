@@ -103,7 +103,8 @@ class P12Contents:
     unnamed: int = 0
     # The integrity check is PBMAC1 (RFC 9579), which the JDK (17, 25) cannot verify.
     pbmac1: bool = False
-    # PBES2 ciphers of its bags the JDK does not take (AES-192-CBC, 3DES), by name.
+    # PBES2 schemes of its bags the JDK does not take (AES-192-CBC, 3DES, scrypt; HMAC-
+    # SHA512/224 and /256 in JDK 17), by name.
     java_refused: tuple[str, ...] = ()
     # No MAC and nothing encrypted: the JDK's password-less format (its cacerts since
     # JDK 18; keystore.pkcs12.certProtectionAlgorithm and macAlgorithm NONE), which Java

@@ -916,7 +916,7 @@ def _text(
 # leaf of a profile file: the first $sys{name} or, without one, the first $env{name} is
 # replaced (every occurrence of that name, through String.replaceAll) and the rest of the
 # text is returned as written; ${name} are replaced only in a text with neither.
-_AXIS2_PLACEHOLDER = re.compile(r"\$(sys|env|)\{([^}]*)\}")
+_AXIS2_KINDS: Final = frozenset({"sys", "env", ""})
 
 
 def _warn_axis2_resolves(
@@ -931,7 +931,8 @@ def _warn_axis2_resolves(
     inside other text may be part of the password)."""
     found = [
         match.group(1, 2)
-        for match in _AXIS2_PLACEHOLDER.finditer(written, 0, written.rfind("}") + 1)
+        for match in _PLACEHOLDER.finditer(written, 0, written.rfind("}") + 1)
+        if match.group(1) in _AXIS2_KINDS
     ]
     first = next((p for p in found if p[0] == "sys"), None) or next(
         (p for p in found if p[0] == "env"), None

@@ -185,12 +185,16 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     mode = args.hostname_verifier or "Strict"
     host = normalize_host(target.host)
     effective = "AllowAll" if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES else mode
-    context = client_context(keystore, truststore, alias=args.alias, hostname_verifier=effective)
+
+    def made() -> ssl.SSLContext:
+        return client_context(keystore, truststore, alias=args.alias, hostname_verifier=effective)
 
     def h2() -> ssl.SSLContext:
-        fresh = client_context(keystore, truststore, alias=args.alias, hostname_verifier=effective)
+        fresh = made()
         fresh.set_alpn_protocols(["h2"])  # a context of its own: the probe's is left as it is
         return fresh
+
+    context = made()
 
     setup = Setup(
         context,
