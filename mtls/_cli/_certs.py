@@ -111,7 +111,9 @@ def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         raise UsageError(str(exc)) from exc
     pem = request.public_bytes(serialization.Encoding.PEM)
     if args.file:
-        target = _write_export(Path(args.file), pem)
+        target = _write_export(
+            Path(args.file), pem, what="certificate request", reads=(path,), force=args.force
+        )
         out.line(f"Certificate request stored in file <{target}>")
         out.line(f"  subject  {out.style(request.subject.rfc4514_string(), 'bold')}")
         try:
@@ -162,7 +164,7 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         if args.infile and args.infile != "-"
         else input_bytes(None, "certificate request", option="--infile")[0]
     )
-    _, _, store, alias = _signing_store(args)
+    signer, _, store, alias = _signing_store(args)
     try:
         chain = store.sign_request(
             request, alias, days=args.validity, subject=subject, extensions=extensions,
@@ -174,7 +176,9 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     issued = b"".join(cert.public_bytes(encoding) for cert in chain)
     _issuer_warnings(out, store, alias, chain[0])
     if args.outfile:
-        target = _write_export(Path(args.outfile), issued)
+        target = _write_export(
+            Path(args.outfile), issued, what="certificate", reads=(signer,), force=args.force
+        )
         info = cert_info(chain[0])
         out.line(f"Certificate issued, stored in file <{target}>")
         out.line(f"  subject  {out.style(info['subject'], 'bold')}")

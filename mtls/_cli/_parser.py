@@ -183,6 +183,15 @@ def _content_type_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _force_option(parser: argparse.ArgumentParser) -> None:
+    """``--force`` for a command writing a certificate or request to a file: replace a
+    store (or a PEM file with a private key) there, which it refuses otherwise."""
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace the output file even if it is a keystore (never the one read)",
+    )  # fmt: skip
+
+
 def _profile_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-dir",
@@ -224,11 +233,12 @@ def _add(
     return parser
 
 
-# keytool's commands, by the mtls command that does each (None: mtls has none).
+# keytool's commands, by the mtls command that does each (None: mtls has none;
+# importkeystore: convert's alias that behaves as keytool, merging and PKCS12 by default).
 _KEYTOOL_COMMANDS: dict[str, str | None] = {
     "genkeypair": "genkey", "genkey": "genkey", "importcert": "import", "import": "import",
     "exportcert": "export", "export": "export", "list": "list", "delete": "delete",
-    "importkeystore": "convert", "certreq": "certreq", "changealias": "changealias",
+    "importkeystore": "importkeystore", "certreq": "certreq", "changealias": "changealias",
     "gencert": "gencert", "genseckey": None, "importpass": None, "keypasswd": "keypasswd",
     "printcert": "printcert", "printcertreq": "printcertreq", "printcrl": "printcrl",
     "storepasswd": "storepasswd",
@@ -341,6 +351,7 @@ def build_parser() -> Parser:
         "--file", "-file", dest="file", metavar="OUT", help="the output file (default: stdout)"
     )
     export.add_argument("--rfc", "-rfc", action="store_true", help="PEM instead of DER")
+    _force_option(export)
     _content_type_option(export)
     _store_password_options(export, key=False)
 
@@ -371,6 +382,7 @@ def build_parser() -> Parser:
         "-ext", dest="ext", action="append", default=[], metavar="san=...",
         help="keytool's form: -ext san=dns:localhost,ip:127.0.0.1",
     )  # fmt: skip
+    _force_option(certreq)
     _store_password_options(certreq)
 
     gencert = _add(
@@ -392,6 +404,7 @@ def build_parser() -> Parser:
         help="the certificate and the CA's chain (default: standard output)",
     )  # fmt: skip
     gencert.add_argument("--rfc", "-rfc", action="store_true", help="PEM instead of DER")
+    _force_option(gencert)
     gencert.add_argument(
         "--validity", "--days", "-validity", dest="validity", metavar="DAYS", default=90,
         type=_bounded(1, 36_525, whole=True, unit="days"),

@@ -90,10 +90,57 @@ def _der_info(der: bytes) -> dict[str, Any]:
         return {"sha256": _x509.sha256_hex(der), "unparsed": f"cryptography cannot read it: {exc}"}
 
 
-def _write_export(path: Path, data: bytes) -> Path:
-    """A certificate to ``path``: a regular file (or a new one) atomically, so a full
-    disk or a size limit leaves no partial file; a pipe, a terminal or a device
-    (``/dev/stdout``, ``>(openssl x509)``) in place, as keytool writes it."""
+def same_file(one: Path, other: Path) -> bool:
+    """Whether two paths name one file (a link, another spelling); False if either is gone."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+# What a file must not be replaced by a certificate or a request unless asked (--force):
+# a store, whose keys would be lost (keytool overwrites it silently).
+_KEY_STORES = ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS")
+
+
+def _refuse_replacing_store(path: Path, what: str, reads: tuple[Path, ...], force: bool) -> None:
+    """Refuse to write ``what`` over the store the command reads (``reads``), ever, and
+    over another keystore or a PEM file holding a private key unless ``force``: keytool
+    writes over either, and the keys are gone. A certificate or request file is
+    replaced, as keytool replaces it (an export run again)."""
+    for source in reads:
+        if same_file(source, path):
+            raise CLIError(
+                f"{path} is the store this command reads: writing the {what} there would "
+                "replace the store and its keys; give another file (nothing was written)"
+            )
+    if force:
+        return
+    try:
+        data = read_input(path)
+        found: str | None = detect_format(data)
+    except (OSError, KeystoreFormatError, ValueError):
+        return  # unreadable or not a store (a certificate, a request): replaced as keytool does
+    if found == "PEM" and b"PRIVATE KEY" in data:
+        found = "PEM file holding a private key"
+    elif found in _KEY_STORES:
+        found = f"{found} store"
+    else:
+        return
+    raise CLIError(
+        f"{path} is a {found}: writing the {what} there would replace it; pass --force "
+        "to replace it, or give another file (nothing was written)"
+    )
+
+
+def _write_export(
+    path: Path, data: bytes, *, what: str, reads: tuple[Path, ...], force: bool = False
+) -> Path:
+    """A certificate (or request: ``what``) to ``path``: a regular file (or a new one)
+    atomically, so a full disk or a size limit leaves no partial file; a pipe, a
+    terminal or a device (``/dev/stdout``, ``>(openssl x509)``) in place, as keytool
+    writes it. Never over the stores the command ``reads``, nor (unless ``force``)
+    over another store (:func:`_refuse_replacing_store`)."""
     import stat  # noqa: PLC0415 - not for --help
 
     from .._files import atomic_write, write_refused  # noqa: PLC0415
@@ -102,6 +149,9 @@ def _write_export(path: Path, data: bytes) -> Path:
         regular = stat.S_ISREG(os.stat(path).st_mode)
     except FileNotFoundError:
         regular = True  # a new file (or a dangling link: its target is made)
+    else:
+        if regular:
+            _refuse_replacing_store(path, what, reads, force)
     if regular:
         return atomic_write(path, data, mode=None)
     try:

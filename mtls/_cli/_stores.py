@@ -63,6 +63,7 @@ from ._storeio import (
     _write_stdout,
     opening_password,
     parse_ext_san,
+    same_file,
 )
 
 
@@ -367,7 +368,9 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     except KeyEntryError as exc:
         raise CLIError(str(exc)) from None
     if args.file:
-        target = _write_export(Path(args.file), data)
+        target = _write_export(
+            Path(args.file), data, what="certificate", reads=(path,), force=args.force
+        )
         try:
             subject = _x509.subject_text(store.certificate(args.alias))
         except (ValueError, KeystoreFormatError):  # written as it is; only its name is unread
@@ -795,7 +798,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         raise CLIError(f"{target}: is a directory: give a file path; nothing was written")
     # keytool's own migration (its warning on a JKS store prints the command): the
     # store rewritten in place in the new format, the old file kept as NAME.old.
-    migrate = keytool and target.exists() and _same_file(source, target)
+    migrate = keytool and target.exists() and same_file(source, target)
     if migrate and to == fmt:
         raise CLIError(
             f"{target} is the source store: give another -destkeystore, or a -deststoretype "
@@ -911,14 +914,6 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         out.line("  with the same password as the source")
     _show_warnings(out, logs)
     return EXIT_OK
-
-
-def _same_file(one: Path, other: Path) -> bool:
-    """Whether two paths name one file (a link, another spelling); False if either is gone."""
-    try:
-        return os.path.samefile(one, other)
-    except OSError:
-        return False
 
 
 def _merged_into(

@@ -1190,6 +1190,69 @@ def test_export_writes_through_links_and_into_pipes(tmp_path: Path, seed: Seed) 
         assert "/dev/full: no space left on the device" in run.stderr
 
 
+def test_a_certificate_or_request_is_never_written_over_a_keystore_unasked(
+    tmp_path: Path, seed: Seed
+) -> None:
+    """export --file, certreq --file and gencert --outfile naming the store they read
+    replaced it, keys and all, exit 0 (as keytool does; h167 HIGH): refused now, also
+    through a link and with --force. Another keystore, or a PEM file with a private
+    key, is replaced only with --force; a certificate file is replaced as before."""
+    store = tmp_path / "gw.p12"
+    ok("genkey", "--keystore", store, "--alias", "gw", "--dname", "CN=gw", "--key-type", "EC")
+    before = store.read_bytes()
+    link = tmp_path / "link.p12"
+    link.symlink_to(store)
+    request = tmp_path / "gw.csr"
+    ok("certreq", "--keystore", store, "--file", request)
+    for target in (store, link):
+        for args in (
+            ("export", "--keystore", store, "--alias", "gw", "--file", target),
+            ("certreq", "--keystore", store, "--file", target),
+            ("gencert", "--keystore", store, "--infile", request, "--outfile", target),
+        ):
+            run = mtls_run(*args, "--force")
+            assert run.code == 1, run.stderr
+            assert f"{target} is the store this command reads" in run.stderr, run.stderr
+            assert store.read_bytes() == before
+    # Another keystore: refused unless --force.
+    other = tmp_path / "other.jks"
+    mtls.Keystore.load(seed.dir / "gateway.jks", PASSWORD).save(other, PASSWORD)
+    export = ("export", "--keystore", store, "--alias", "gw", "--rfc", "--file")
+    run = fails(1, *export, other)
+    assert f"{other} is a JKS store" in run.stderr and "--force" in run.stderr
+    assert mtls.Keystore.load(other, PASSWORD).key_aliases == ("gateway",)
+    ok(*export, other, "--force")
+    assert other.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    # A PEM file holding a private key: the same.
+    pem_key = tmp_path / "key.pem"
+    mtls.Keystore.load(store, PASSWORD).save(pem_key, PASSWORD, store_type="PEM")
+    run = fails(1, "certreq", "--keystore", store, "--file", pem_key)
+    assert "PEM file holding a private key" in run.stderr
+    assert b"PRIVATE KEY" in pem_key.read_bytes()
+    # The twin: a certificate or request file is replaced, as keytool replaces it.
+    ok(*export, other)
+    ok("certreq", "--keystore", store, "--file", request)
+    assert request.read_text().startswith("-----BEGIN CERTIFICATE REQUEST-----")
+
+
+def test_keytool_dash_importkeystore_merges_as_importkeystore_does(
+    tmp_path: Path, seed: Seed
+) -> None:
+    """keytool's spelling -importkeystore ran convert without its keytool behaviour:
+    "convert needs --to", or "exists: pass --force" with -deststoretype (h167)."""
+    dest = tmp_path / "dest.p12"
+    mtls.Keystore.generate("existing", "CN=existing", key_type="EC").save(
+        dest, PASSWORD, store_type="PKCS12"
+    )
+    run = ok("-importkeystore", "-srckeystore", seed.dir / "gateway.jks", "-destkeystore", dest,
+             "-deststoretype", "PKCS12")  # fmt: skip
+    assert "Imported 1 entry" in run.stdout
+    assert sorted(mtls.Keystore.load(dest, PASSWORD).key_aliases) == ["existing", "gateway"]
+    # The twin: mtls's own convert still wants --to and refuses an existing --out.
+    run = fails(2, "convert", "--keystore", seed.dir / "gateway.jks", "--out", dest)
+    assert "convert needs --to" in run.stderr
+
+
 def test_a_store_is_never_saved_over_a_pipe_or_device(tmp_path: Path, seed: Seed) -> None:
     """Saving renames a new file into place: over a FIFO (or, as root, /dev/null) it
     put a regular file where the pipe or device was, though every reader refuses such
