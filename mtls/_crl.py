@@ -235,24 +235,27 @@ class CRLSet:
         # same-second rule compares lists by their signer, the loop refuses none.
         signers = [_signer_of(crl, anchors) for crl, _ in self._crls]
         _refuse_same_second(self._crls, signers)
-        self.check_expiry(now=now)
-        complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
-        partials: dict[x509.Name, tuple[str, str, str | None, str]] = {}
+        # First: a list no anchor signed is refused before its dates are judged (an
+        # expired one was told to be fetched again, h165) and its entries are walked
+        # (a 10 MiB one of odd entry extensions took seconds to be refused).
         for (crl, path), signer in zip(self._crls, signers, strict=True):
-            issuer = crl.issuer.rfc4514_string()
-            shown = path or "the CRL"
-            # First: a list no anchor signed is refused before its entries are walked
-            # (a 10 MiB one of odd entry extensions took seconds to be refused).
             if signer is None:
+                issuer = crl.issuer.rfc4514_string()
                 raise CRLError(
-                    f"{shown}: the CRL of {issuer} is not signed by any certificate of the "
-                    "truststore (nor by an intermediate in the CRL file that one of them "
-                    "issued): give the CRL of a CA the truststore holds (an intermediate "
-                    "that signed it may go in the CRL file); the CRL of a CA no longer "
-                    "trusted is not needed: remove it",
+                    f"{path or 'the CRL'}: the CRL of {issuer} is not signed by any "
+                    "certificate of the truststore (nor by an intermediate in the CRL file "
+                    "that one of them issued): give the CRL of a CA the truststore holds "
+                    "(an intermediate that signed it may go in the CRL file); the CRL of a "
+                    "CA no longer trusted is not needed: remove it",
                     path=path,
                     issuer=issuer,
                 )
+        self.check_expiry(now=now)
+        complete: set[x509.Name] = set()  # issuers with a list OpenSSL can use for all
+        partials: dict[x509.Name, tuple[str, str, str | None, str]] = {}
+        for crl, path in self._crls:
+            issuer = crl.issuer.rfc4514_string()
+            shown = path or "the CRL"
             if _extension(crl, x509.DeltaCRLIndicator) is not None:
                 # OpenSSL would take it for the complete list: a certificate revoked
                 # before its base list was issued is absent from it, and would connect.
@@ -380,7 +383,10 @@ def _signer_of(
     crl: x509.CertificateRevocationList, anchors: Sequence[x509.Certificate]
 ) -> x509.Certificate | None:
     """The certificate among ``anchors`` whose key signed ``crl`` (under its name)."""
-    return next((a for a in anchors if a.subject == crl.issuer and _crl_signed_by(crl, a)), None)
+    return next(
+        (a for a in anchors if _x509.same_name(a.subject, crl.issuer) and _crl_signed_by(crl, a)),
+        None,
+    )
 
 
 def _refuse_same_second(
@@ -607,7 +613,7 @@ def warn_intermediate_anchors(where: str, anchors_der: Sequence[bytes]) -> None:
     below = [
         cert.subject.rfc4514_string()
         for cert, _ in _pairs(anchors_der)
-        if cert.issuer != cert.subject
+        if not _x509.same_name(cert.issuer, cert.subject)
     ]
     if below:
         log.warning(
@@ -651,7 +657,7 @@ def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
+    if not _x509.same_name(cert.issuer, issuer.subject):
         return False
     aki = _extension(cert, x509.AuthorityKeyIdentifier)
     ski = _extension(issuer, x509.SubjectKeyIdentifier)

@@ -1130,11 +1130,14 @@ class _Certs:
             # cryptography parses names lazily: a damaged one raises on access.
             cert = _x509.load_cert(der)
             issuer = cert.issuer
-            if issuer == cert.subject:
+            if _x509.same_name(issuer, cert.subject):
                 return None
+            # Names as Java's X500Principal and OpenSSL compare them (case, spacing,
+            # string type aside): the chain keytool reads from such a file.
+            canonical = _x509.canonical_name(issuer)
         except ValueError:
             return None
-        return self._issuer("subject-parsed", issuer)
+        return self._issuer("subject-parsed", canonical)
 
 
 def _signing_issuer(child_der: bytes, candidates: Sequence[bytes]) -> int | None:
@@ -1174,7 +1177,7 @@ def _cert_subject_parsed(cert: _pkcs12.P12Cert) -> object:
     if cert.trusted:
         return None
     try:
-        return _x509.load_cert(cert.der).subject
+        return _x509.canonical_name(_x509.load_cert(cert.der).subject)
     except ValueError:
         return None
 

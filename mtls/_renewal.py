@@ -429,7 +429,7 @@ def _issuer_in(item: _Cert, candidates: Iterable[_Cert]) -> _Cert | None:
     named = [other for other in candidates if other.subject == item.issuer]
     if not named:
         issuer_name = item.cert.issuer
-        named = [other for other in candidates if other.cert.subject == issuer_name]
+        named = [other for other in candidates if _x509.same_name(other.cert.subject, issuer_name)]
     signers = [other for other in named if _signed_by(item, other)]
     now = _dt.datetime.now(_dt.UTC)
     current = (

@@ -64,7 +64,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from . import _x509
+from . import _der, _x509
 from ._config import normalize_host
 from ._crl import (
     CRL_REASON,
@@ -428,7 +428,11 @@ class RevocationChecker:
                 break
             candidates = [*_pairs(ders[index + 1 :]), *anchor_pairs]
             issuer = next(
-                (c for c, c_der in candidates if c.subject == cert.issuer and _issued(der, c_der)),
+                (
+                    c
+                    for c, c_der in candidates
+                    if _x509.same_name(c.subject, cert.issuer) and _issued(der, c_der)
+                ),
                 None,
             )
             if issuer is None:
@@ -454,7 +458,7 @@ class RevocationChecker:
                 out.append(unknown_issuer)
                 break
             out.append(self._status(cert, issuer, fetch, deadline))
-            if not self.policy.full_chain or issuer.subject == issuer.issuer:
+            if not self.policy.full_chain or _x509.same_name(issuer.subject, issuer.issuer):
                 break
         return tuple(out)
 
@@ -877,12 +881,8 @@ class RevocationChecker:
         now: _dt.datetime,
         timeout: float,
     ) -> _Answer:
-        request = (
-            ocsp.OCSPRequestBuilder()
-            .add_certificate(cert, issuer, _CERT_ID_HASH)
-            .build()
-            .public_bytes(serialization.Encoding.DER)
-        )
+        wanted = _ocsp_request(cert, issuer)
+        request = wanted.public_bytes(serialization.Encoding.DER)
         data = self._fetch(url, request, MAX_OCSP_BYTES, timeout)
         try:
             response = ocsp.load_der_ocsp_response(data)
@@ -897,7 +897,6 @@ class RevocationChecker:
                 f"{issuer.subject.rfc4514_string()} or a responder it authorized "
                 f"(id-kp-OCSPSigning): {unsigned}"
             )
-        wanted = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, _CERT_ID_HASH).build()
         for single in response.responses:
             if (
                 single.serial_number == cert.serial_number
@@ -1044,17 +1043,42 @@ def _issued_anchor(
     # _x509.extension: its warnings (a serial number that is not positive) are logged.
     constraints = _x509.extension(cert, x509.BasicConstraints, der)
     is_ca = bool(constraints is not None and constraints.ca)
-    if cert.issuer == cert.subject or is_ca:
+    if is_ca or _x509.same_name(cert.issuer, cert.subject):
         return None
     issuer = next(
         (
             c
             for c, c_der in anchors
-            if c_der != der and c.subject == cert.issuer and _issued(der, c_der)
+            if c_der != der and _x509.same_name(c.subject, cert.issuer) and _issued(der, c_der)
         ),
         None,
     )
     return None if issuer is None else (cert, issuer)
+
+
+def _ocsp_request(cert: x509.Certificate, issuer: x509.Certificate) -> ocsp.OCSPRequest:
+    """The OCSP request for ``cert``, its CertID naming the issuer by the hash of the
+    issuer certificate's own subject, as OpenSSL (``OCSP_cert_to_id``) and Java
+    (``CertId``) write it and responders find their CA by it. cryptography hashes the
+    issuer name as ``cert`` writes it: the same bytes, unless the CA's name is written
+    otherwise there (another case or string type: :func:`_x509.same_name`), which a
+    responder answered "unauthorized"."""
+    asked = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, _CERT_ID_HASH).build()
+    names = _x509.raw_names(issuer.public_bytes(serialization.Encoding.DER))
+    if names is None:
+        return asked
+    digest = hashes.Hash(_CERT_ID_HASH)
+    digest.update(_der.encode(_der.SEQUENCE, names[1]))
+    name_hash = digest.finalize()
+    if name_hash == asked.issuer_name_hash:
+        return asked  # the usual certificate: its issuer written as the issuer's subject
+    return (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate_by_hash(
+            name_hash, asked.issuer_key_hash, cert.serial_number, _CERT_ID_HASH
+        )
+        .build()
+    )
 
 
 def _unreadable(der: bytes, exc: ValueError) -> CertificateStatus:
@@ -1131,7 +1155,7 @@ def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, ur
     """
     if _extension(crl, x509.DeltaCRLIndicator) is not None:
         raise FetchError(f"{url}: a delta CRL (DeltaCRLIndicator), not a complete list; not used")
-    if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
+    if not _x509.same_name(crl.issuer, issuer.subject) or not _crl_signed_by(crl, issuer):
         raise FetchError(
             f"{url}: the CRL is not signed by the issuer {issuer.subject.rfc4514_string()}"
         )
@@ -1206,7 +1230,9 @@ def _ocsp_unsigned(
     issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(_x509.public_key(issuer)).digest
     why = "no certificate in it, nor the issuer, is the responder it names"
     for signer in [issuer, *response.certificates]:
-        by_name = response.responder_name is not None and response.responder_name == signer.subject
+        by_name = response.responder_name is not None and _x509.same_name(
+            response.responder_name, signer.subject
+        )
         key_id = x509.SubjectKeyIdentifier.from_public_key(_x509.public_key(signer)).digest
         by_key = response.responder_key_hash is not None and response.responder_key_hash == key_id
         if not (by_name or by_key):

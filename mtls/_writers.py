@@ -24,7 +24,7 @@ from ._errors import KeyEntryError, KeystoreError
 from ._keyload import _key_pem
 from ._log import log
 from ._secret import is_text
-from ._x509 import key_algorithm
+from ._x509 import key_algorithm, same_name
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
 WRITABLE = ("JKS", "PKCS12", "PEM")
@@ -399,10 +399,11 @@ def _linked_chain(
     (a missing link, a duplicate) would be dropped on reading, so the entry is refused
     (keytool -importkeystore refuses it too: "Certificate chain is not valid")."""
     chain, rest = [certs[0]], list(enumerate(certs))[1:]  # (position, certificate)
-    while rest and chain[-1].issuer != chain[-1].subject:
+    while rest and not same_name(chain[-1].issuer, chain[-1].subject):
         issuer = chain[-1].issuer
         found = next(
-            (n for n, (_, c) in enumerate(rest) if c.subject == issuer and c not in chain), None
+            (n for n, (_, c) in enumerate(rest) if same_name(c.subject, issuer) and c not in chain),
+            None,
         )
         if found is None:
             break

@@ -192,13 +192,110 @@ def public_key(
     return dsa_call(is_dsa(item), item.public_key)
 
 
+# RFC 5280 section 7.1 as OpenSSL's X509_NAME_cmp applies it (x_name.c, asn1_string_canon):
+# a value of these string types is compared as UTF-8, its leading and trailing white
+# space dropped, each inner run of it made one space, ASCII letters lower-cased.
+_CANON_TYPES = frozenset(
+    {12, 30, 28, 19, 20, 22, 26}
+)  # UTF8, BMP, Universal, Printable, T61, IA5, Visible
+_OPENSSL_SPACE = re.compile("[ \t\n\v\f\r]+")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+@functools.lru_cache(maxsize=1024)
+def canonical_name(name: x509.Name) -> tuple[frozenset[tuple[str, object]], ...]:
+    """``name`` as OpenSSL (``X509_NAME_cmp``) and RFC 5280 section 7.1 compare it:
+    each RDN a set; a string value in UTF-8 whatever its string type, without its
+    leading and trailing white space, each inner run of white space one space, ASCII
+    letters lower-cased (non-ASCII kept as written, as OpenSSL keeps it); other values
+    (a bit string, a NumericString) as they are, with their type.
+
+    Raises:
+        ValueError: a name cryptography cannot read (it parses them lazily).
+    """
+    rdns = []
+    for rdn in name.rdns:
+        values: set[tuple[str, object]] = set()
+        for attribute in rdn:
+            value: object = attribute.value
+            kind = getattr(getattr(attribute, "_type", None), "value", None)
+            if isinstance(value, str) and kind in _CANON_TYPES:
+                value = _OPENSSL_SPACE.sub(" ", value.strip(" \t\n\v\f\r"))
+                value = value.translate(_ASCII_LOWER)
+            else:
+                value = (kind, value)
+            values.add((attribute.oid.dotted_string, value))
+        rdns.append(frozenset(values))
+    return tuple(rdns)
+
+
+def same_name(one: x509.Name, other: x509.Name) -> bool:
+    """Whether two names are one name as OpenSSL and Java compare them (RFC 5280
+    section 7.1, :func:`canonical_name`), not only as written: a CA whose certificates
+    write its name in another case, spacing or string type than its own certificate
+    does is still their issuer (OpenSSL and Java verify such chains).
+
+    Raises:
+        ValueError: a name cryptography cannot read.
+    """
+    return one == other or canonical_name(one) == canonical_name(other)
+
+
 def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
-    """``child.verify_directly_issued_by(issuer)``, without the warning for a DSA issuer.
+    """``child.verify_directly_issued_by(issuer)``, without the warning for a DSA issuer,
+    and with the names compared as :func:`same_name` compares them (cryptography
+    compares their encodings: such a child, which OpenSSL and Java verify, was
+    refused).
 
     Raises:
         ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm: as cryptography.
     """
-    dsa_call(is_dsa(issuer), child.verify_directly_issued_by, issuer)
+    dsa = is_dsa(issuer)
+    try:
+        dsa_call(dsa, child.verify_directly_issued_by, issuer)
+    except ValueError:
+        written, named = child.issuer, issuer.subject
+        if written.public_bytes() == named.public_bytes() or not same_name(written, named):
+            raise
+        dsa_call(dsa, _verify_signature, child, issuer)
+
+
+def _verify_signature(child: x509.Certificate, issuer: x509.Certificate) -> None:
+    """What ``verify_directly_issued_by`` does once the names match: ``child``'s
+    signature over its to-be-signed bytes, with its algorithm, by ``issuer``'s key.
+
+    Raises:
+        InvalidSignature: not signed by that key; TypeError: a signature algorithm for
+            another type of key; UnsupportedAlgorithm, ValueError: as cryptography.
+    """
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa  # noqa: PLC0415
+
+    key = issuer.public_key()
+    signature, signed = child.signature, child.tbs_certificate_bytes
+    parameters = child.signature_algorithm_parameters
+    if isinstance(key, rsa.RSAPublicKey):
+        digest = child.signature_hash_algorithm
+        if digest is None or isinstance(parameters, ec.ECDSA) or parameters is None:
+            raise TypeError("not an RSA signature")
+        key.verify(signature, signed, parameters, digest)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(parameters, ec.ECDSA):
+            raise TypeError("not an ECDSA signature")
+        key.verify(signature, signed, parameters)
+    elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        wanted = "1.3.101.112" if isinstance(key, ed25519.Ed25519PublicKey) else "1.3.101.113"
+        if child.signature_algorithm_oid.dotted_string != wanted:
+            raise InvalidSignature
+        key.verify(signature, signed)
+    elif is_dsa(issuer):
+        digest = child.signature_hash_algorithm
+        if digest is None:
+            raise TypeError("not a DSA signature")
+        dsa_key: Any = key  # named only as DSA's class would warn (see _dsa_class)
+        dsa_key.verify(signature, signed, digest)
+    else:
+        raise UnsupportedAlgorithm(f"a {type(key).__name__} issuer key")
 
 
 def pkcs8_algorithm(pkcs8_der: bytes) -> list[tuple[int, int, int]]:

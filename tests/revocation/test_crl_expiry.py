@@ -42,6 +42,24 @@ def test_a_crl_expired_by_seconds_is_refused_at_load(tmp_path: Path) -> None:
         assert profiles.status().healthy
 
 
+def test_an_expired_crl_of_a_ca_not_trusted_is_told_to_go_not_to_be_fetched(
+    tmp_path: Path,
+) -> None:
+    """The signer is judged before the dates: an expired list of a CA the truststore
+    does not hold was told "fetch a current one from the CA", which cannot help (h165);
+    the twin, the trusted CA's expired list, is still told to be fetched."""
+    trusted, stranger = CA(), CA()
+    past = _dt.datetime.now(_dt.UTC) - _dt.timedelta(hours=1)
+    profile = _profile(trusted, tmp_path, past + _dt.timedelta(days=2))
+    before = past - _dt.timedelta(days=1)
+    (tmp_path / "ca.crl").write_bytes(stranger.crl(last_update=before, next_update=past))
+    with pytest.raises(CRLError, match="not signed by any certificate of the truststore"):
+        SSLProfileSet([profile])
+    (tmp_path / "ca.crl").write_bytes(trusted.crl(last_update=before, next_update=past))
+    with pytest.raises(CRLError, match=r"expired on .* fetch a current one"):
+        SSLProfileSet([profile])
+
+
 def test_a_crl_that_expires_while_loaded_makes_the_profile_fail_and_say_so(
     tmp_path: Path,
 ) -> None:
