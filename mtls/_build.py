@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from . import _der, _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import MAX_TRUST_ANCHORS, AnchorsAhead, build_client_context, store_at_fault
-from ._crl import CRLSet, _extension, _issued
+from ._crl import CRLSet, _extension, _issued, unreadable_crl
 from ._errors import (
     CRLError,
     KeyEntryError,
@@ -35,6 +35,7 @@ from ._errors import (
     together,
     with_more,
 )
+from ._files import MAX_INPUT_BYTES
 from ._keyload import GIL_FREE_ANCHOR_BYTES, memfd_available
 from ._log import log
 from ._material import TLSMaterial, tls_material
@@ -1129,9 +1130,8 @@ class Builder:
                 if leave:
                     unusable.append((str(path), f"cannot be read: {exc.strerror}"))
                     continue
-                raise CRLError(
-                    f"{path}: cannot read the CRL ({exc.strerror}): check the profile's crls",
-                    path=path,
+                raise unreadable_crl(
+                    path, exc, MAX_INPUT_BYTES, "check the profile's crls"
                 ) from None
             files.append(("crl", path, digest))
             digests.append(digest)

@@ -11,6 +11,7 @@ this module's issuer and signature helpers.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
 import hashlib
 import os
@@ -134,10 +135,7 @@ class CRLSet:
                 # Regular files only, within the limit: a FIFO must not block a load.
                 data = read_input(path, MAX_CRL_BYTES)
             except OSError as exc:
-                raise CRLError(
-                    f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): check the path",
-                    path=path,
-                ) from None
+                raise unreadable_crl(path, exc, MAX_CRL_BYTES, "check the path") from None
             one = cls.from_bytes(data, path=path)
             out.extend(one._crls)
             issuers.extend(one._issuers)
@@ -377,6 +375,19 @@ class CRLSet:
 
 
 _Listed = tuple[x509.CertificateRevocationList, str | None]
+
+
+def unreadable_crl(path: str | os.PathLike[str], exc: OSError, limit: int, fix: str) -> CRLError:
+    """The error for a CRL file that cannot be read: ``fix`` for what the system said,
+    or, over the size ``limit``, that a CA's list is not that large (no path to check,
+    no bundle to split: h165)."""
+    if exc.errno == errno.EFBIG:
+        return CRLError(
+            f"{os.fspath(path)}: larger than {limit // (1024 * 1024)} MiB, the most a CRL "
+            "file may be here: is it the right file? (a CA's list is a few MiB)",
+            path=path,
+        )
+    return CRLError(f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): {fix}", path=path)
 
 
 def _signer_of(

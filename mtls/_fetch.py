@@ -87,6 +87,7 @@ def fetch(
         return remaining
 
     sock: socket.socket | None = None
+    refused: OSError | None = None  # why the last address could not be connected to
     try:
         for family, kind, proto, _, address in resolve(host, port, left()):
             try:
@@ -94,14 +95,16 @@ def fetch(
                 sock.settimeout(left())
                 sock.connect(address)
                 break
-            except OSError:
+            except OSError as exc:
+                refused = exc
                 if sock is not None:
                     sock.close()
                     sock = None
                 if time.monotonic() >= deadline:
                     raise TimeoutError from None
         if sock is None:
-            raise FetchError(f"{url}: cannot connect")
+            why = (refused and (refused.strerror or str(refused))) or "no address"
+            raise FetchError(f"{url}: cannot connect ({why})")
         sock.settimeout(left())
         sock.sendall(request)
         data = bytearray()
@@ -113,6 +116,11 @@ def fetch(
             if not chunk:
                 break
             data += chunk
+            if framing is None and len(data) > MAX_HEAD_BYTES + 4 and _headless(data):
+                raise FetchError(
+                    f"{url}: the answer's header runs past {MAX_HEAD_BYTES // 1024} KiB: not "
+                    "a responder's answer"
+                )
             if len(data) > limit + MAX_HEAD_BYTES:
                 raise FetchError(f"{url}: more than the {limit} bytes allowed")
             framing = framing or _framing(data)
@@ -176,7 +184,7 @@ def _framing(data: bytearray) -> tuple[str, int] | None:
     ``None``): ``("length", total bytes)``, ``("chunked", 0)`` or ``("close", 0)``."""
     end = data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
     if end < 0:
-        return None if len(data) <= MAX_HEAD_BYTES + 4 else ("close", 0)
+        return None  # not yet (fetch refuses a head that runs past MAX_HEAD_BYTES)
     headers = _headers(bytes(data[:end]).decode("latin-1").split("\r\n")[1:])
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return "chunked", end + 4
@@ -184,6 +192,11 @@ def _framing(data: bytearray) -> tuple[str, int] | None:
     if length is not None:
         return "length", end + 4 + length
     return "close", 0
+
+
+def _headless(data: bytearray) -> bool:
+    """Whether no end of a head (an empty line) is within the first ``MAX_HEAD_BYTES``."""
+    return data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4) < 0
 
 
 def _complete(data: bytearray, framing: tuple[str, int]) -> bool:

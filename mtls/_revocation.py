@@ -51,6 +51,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
+import re
 import ssl
 import threading
 import time
@@ -280,18 +281,30 @@ class _CacheMiss(Exception):
     """A status asked with ``fetch=False`` is not in the cache."""
 
 
+# "scheme://user:password@": what a URL's userinfo is (RFC 3986 3.2.1).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without its userinfo (``user:password@``): the fetch sends none (as
+    Java's and OpenSSL's do not), and a password must not reach a log line, an error
+    or ``status()`` (h165)."""
+    return _USERINFO.sub(r"\1", url, count=1)
+
+
 def _urls(cert: x509.Certificate) -> tuple[list[str], list[str]]:
-    """(OCSP responder URLs, CRL distribution point URLs) named by the certificate."""
+    """(OCSP responder URLs, CRL distribution point URLs) named by the certificate,
+    without userinfo (:func:`_without_userinfo`)."""
     aia = _extension(cert, x509.AuthorityInformationAccess) or ()
     ocsp_urls = [
-        desc.access_location.value
+        _without_userinfo(desc.access_location.value)
         for desc in aia
         if desc.access_method == AuthorityInformationAccessOID.OCSP
         and isinstance(desc.access_location, x509.UniformResourceIdentifier)
     ]
     cdp = _extension(cert, x509.CRLDistributionPoints) or ()
     crl_urls = [
-        name.value
+        _without_userinfo(name.value)
         for point in cdp
         for name in point.full_name or ()
         if isinstance(name, x509.UniformResourceIdentifier)
@@ -1215,7 +1228,8 @@ def _crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> s
         if not named & scope:
             return (
                 "the CRL's IssuingDistributionPoint names another distribution point "
-                f"({', '.join(sorted(scope)) or 'not a URL'}) than the certificate's"
+                f"({', '.join(sorted(map(_without_userinfo, scope))) or 'not a URL'}) than "
+                "the certificate's"
             )
     return None
 

@@ -318,7 +318,11 @@ def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> No
     checker = (
         setup.revocation
         if setup.revocation is not None
-        else RevocationChecker(RevocationPolicy(mode="soft", timeout=timeout))
+        # --timeout bounds each fetch and the whole check (the docs' "caps both"; its
+        # own 10 s default let a hanging responder hold four fetches: 8 s for 2, h165).
+        else RevocationChecker(
+            RevocationPolicy(mode="soft", timeout=timeout, check_timeout=timeout)
+        )
     )
     # The context lists only certificates marked as CAs; a pinned leaf is an anchor too.
     anchors = (

@@ -917,3 +917,30 @@ def test_a_crls_next_update_is_in_status_and_the_scrape(
     ]
     assert sample.labels == {"set": "gw", "store": str(crl)}
     assert sample.value == expected.timestamp()
+
+
+def test_a_crl_file_over_the_limit_is_said_as_a_crl_not_a_store(tmp_path: Path) -> None:
+    """It was "the limit for input files (no store or profile file is this large: split
+    a CA bundle, or remove what it repeats)): check the path" (h165): a list cannot be
+    split, and the path was right. The twin: a CA's real list loads."""
+    big = tmp_path / "big.crl"
+    with big.open("wb") as fh:
+        fh.truncate(11 * 1024 * 1024)  # sparse: no 11 MiB written
+    with pytest.raises(CRLError) as caught:
+        CRLSet.load(big)
+    said = str(caught.value)
+    assert "larger than 10 MiB, the most a CRL file may be here" in said, said
+    assert "split" not in said and "check the path" not in said
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    profile = SSLProfile(
+        servers=("a.example:443",),
+        truststore=StoreConfig(location=trust, type="JKS", password=PASSWORD),
+        crls=(big,),
+    )
+    with pytest.raises(CRLError, match="larger than 8 MiB, the most a CRL file may be here"):
+        SSLProfileSet([profile])
+    big.write_bytes(ca.crl())
+    assert CRLSet.load(big).lists
+    with SSLProfileSet([profile]) as profiles:
+        assert profiles.status().healthy

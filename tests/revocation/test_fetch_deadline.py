@@ -211,3 +211,78 @@ def test_what_a_responder_says_reaches_messages_and_logs_escaped() -> None:
     assert CertificateStatus(subject="CN=é", serial=1, issuer="CN=ca", status="good").subject == (
         "CN=é"
     )
+
+
+def test_a_refused_connection_says_why() -> None:
+    """ "cannot connect" dropped the system's reason (h165)."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    with pytest.raises(_fetch.FetchError, match=r"cannot connect \(Connection refused\)"):
+        _fetch.fetch(f"http://127.0.0.1:{port}/ocsp", b"x", 1000, timeout=10.0)
+
+
+def test_a_header_flood_is_refused_as_a_header_not_a_body(answering) -> None:
+    """Header lines past 16 KiB were refused as "more than the N bytes allowed" (the
+    body's limit), after reading up to that limit (h165); the twin: a head within
+    16 KiB and a body within the limit is read."""
+    answers, (url,) = answering
+    answers.append(b"HTTP/1.0 200 OK\r\n" + b"X-Flood: " + b"a" * 40_000 + b"\r\n\r\nbody")
+    with pytest.raises(_fetch.FetchError, match="header runs past 16 KiB"):
+        _fetch.fetch(url, None, 1_000_000, timeout=30.0)
+    answers.append(
+        b"HTTP/1.0 200 OK\r\nX-Long: " + b"a" * 15_000 + b"\r\nContent-Length: 4\r\n\r\nbody"
+    )
+    assert _fetch.fetch(url, None, 1_000_000, timeout=30.0) == b"body"
+
+
+def test_a_password_in_a_certificates_url_is_shown_nowhere(caplog) -> None:
+    """An OCSP address ``http://svc:PASSWORD@host/`` reached the soft-fail WARNING, the
+    hard-fail error and status() verbatim (h165; the fetch never sent it). The twin:
+    the host and path are still said."""
+    import datetime as dt
+    import logging
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+    import mtls
+    from mtls.testing import CA
+
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    ca = CA()
+    now = dt.datetime.now(dt.UTC)
+    key = ca.issue_cert("x").private_key
+    url = f"http://svc:s3cr3tP4ss@127.0.0.1:{port}/ocsp"
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backend")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+                    )
+                ]
+            ),
+            critical=False,
+        )
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    chain = [cert.public_bytes(Encoding.DER)], [ca.certificate.public_bytes(Encoding.DER)]
+    shown = f"OCSP http://127.0.0.1:{port}/ocsp"
+    with caplog.at_level(logging.DEBUG, logger="mtls"):
+        soft = mtls.RevocationChecker(mtls.RevocationPolicy(mode="soft"))
+        (status,) = soft.check(*chain, host="backend")
+        with pytest.raises(mtls.RevocationUnknownError) as caught:
+            mtls.RevocationChecker().check(*chain, host="backend")
+    said = caplog.text + repr(status.to_dict()) + str(caught.value) + repr(soft.cached())
+    assert "s3cr3tP4ss" not in said and "svc:" not in said
+    assert shown in str(caught.value) and shown in caplog.text

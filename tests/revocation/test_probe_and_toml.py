@@ -283,6 +283,30 @@ def test_probe_timeout_bounds_the_enforced_check(pki: PKI, tmp_path: Path, capsy
     assert "not asked" in error, error
 
 
+def test_probe_timeout_bounds_the_report_only_check(tmp_path: Path, capsys) -> None:
+    """Without a set that enforces revocation, the probe's own report-only check was
+    bounded per fetch only (its check_timeout stayed 10 s: --timeout 2 took 8 s on a
+    chain whose responder hangs, h165): the whole check is --timeout now."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        ca = CA(ocsp_url=url, crl_url=url + "ca.crl")
+        with MTLSServer(ca.issue_cert("localhost"), require_client_cert=False) as server:
+            trust = write_trust(ca, tmp_path / "trust.jks")
+            code = main(
+                ["probe", f"https://localhost:{server.port}/", "--truststore", str(trust),
+                 "--password", PASSWORD, "--json", "--timeout", "1"]
+            )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0  # reported only: undetermined passes
+    (entry,) = report["revocation"]["certificates"]
+    assert entry["status"] == "undetermined"
+    said = json.dumps(entry["why"])
+    # The OCSP fetch spends the 1 s; the CRL is not asked.
+    assert "check's 1 s (check_timeout)" in said and "not asked" in said, said
+
+
 @pytest.mark.parametrize(
     "setting",
     ['cache_size = "many"', "cache_size = 0.5", "cache_size = 1e400", "cache_delay = 1e400"],
