@@ -9,7 +9,7 @@ code   meaning
 1      a failure: bad file, wrong password, a profile that does not load,
        a probe that fails (the reason is on stderr, one line)
 2      usage: a missing or bad option, or a password that cannot be asked for
-130    interrupted (Ctrl-C)
+130    interrupted (Ctrl-C); 143 and 129 for SIGTERM and SIGHUP, as the shell's
 =====  ==================================================================
 
 No traceback is shown unless ``--debug`` is given, and no password is ever
@@ -19,9 +19,11 @@ echo the command line (usage errors, ``--debug`` tracebacks) are scrubbed of the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .._errors import MTLSError, safe_text
 from ._common import (
@@ -38,6 +40,39 @@ from ._common import (
 from ._parser import build_parser, command, keytool_spelling
 
 __all__ = ["main"]
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the command is, as Ctrl-C's KeyboardInterrupt is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stopped_as_by_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a service manager, a CI timeout, a closed terminal) end the
+    command as Ctrl-C does: its half-written file is removed (it was left beside the
+    store, h167) and it exits 128 + the signal. Only where they would kill the process
+    (their default handlers) and in the main thread: an application's own handlers,
+    or a command run on another thread, are left alone."""
+    installed: list[tuple[int, object]] = []
+    with contextlib.suppress(ValueError):  # not the main thread
+        installed.extend(
+            (signum, signal.signal(signum, _stop))
+            for signum in (signal.SIGTERM, signal.SIGHUP)
+            if signal.getsignal(signum) is signal.SIG_DFL
+        )
+    try:
+        yield
+    finally:
+        for signum, previous in installed:
+            signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,10 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         from ._logs import captured_logs  # noqa: PLC0415 - a command runs: not for --help
 
-        with captured_logs(debug, out) as logs:
+        with captured_logs(debug, out) as logs, _stopped_as_by_ctrl_c():
             return int(command(run)(namespace, out, logs))
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
+    except Stopped as exc:
+        out.error(f"terminated ({signal.Signals(exc.signum).name})")
+        return 128 + exc.signum
     except KeyboardInterrupt:
         out.error("interrupted")
         return EXIT_INTERRUPTED

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from .. import _x509
 from .._entries import fold
-from .._errors import KeyEntryError, KeystoreFormatError
+from .._errors import KeyEntryError, KeystoreFormatError, WrongPasswordError
 from .._files import atomic_write, read_input
 from .._keygen import EC_CURVE_BY_SIZE, curve_name
 from .._readers import detect_format, says_what_it_is
@@ -837,9 +837,20 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         # Named among every entry before only that one is decrypted (a mistyped alias
         # would otherwise be told "aliases are: (none)").
         inspect_keystore(source, password, source=True).certificate(args.alias)
-    store = load_keystore(
-        source, password, optional_key_password(args), key_alias=args.alias, source=True
-    )
+    try:
+        store = load_keystore(
+            source, password, optional_key_password(args), key_alias=args.alias, source=True
+        )
+    except CLIError as exc:
+        refused = exc.__cause__
+        if args.alias is None and isinstance(refused, WrongPasswordError) and refused.alias:
+            # keytool asks for each key's password; mtls takes one: say how (h167).
+            raise CLIError(
+                f"{exc}; keys under different passwords are converted one at a time: "
+                f"--alias {refused.alias} --key-password ..., then mtls importkeystore "
+                "-srcalias NEXT -srckeypass ... into the same file"
+            ) from refused
+        raise
     if args.alias is not None:
         store.certificate(args.alias)  # KeyEntryError naming the aliases there are
         for other in store.aliases:

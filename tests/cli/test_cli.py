@@ -215,6 +215,55 @@ def test_keyboard_interrupt_exits_130(
     assert capsys.readouterr().err == "mtls: error: interrupted\n"
 
 
+_SIGNAL_DURING_WRITE = """
+import os, signal, sys
+
+real_fsync = os.fsync
+
+def fsync(fd):  # the signal arrives while the store's new file is being written
+    real_fsync(fd)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+
+os.fsync = fsync
+from mtls.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(("name", "code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_or_sighup_during_a_write_leaves_no_file_behind(
+    tmp_path: Path, name: str, code: int
+) -> None:
+    """A write stopped by SIGTERM (a service manager, a CI timeout) or SIGHUP left its
+    temporary file, the whole store, beside the store for good (h167); Ctrl-C did not.
+    Now they end the command as Ctrl-C does: the store unchanged, nothing left."""
+    store = tmp_path / "gw.p12"
+    ok("genkey", "--keystore", store, "--alias", "gw", "--dname", "CN=gw", "--key-type", "EC")
+    before = store.read_bytes()
+    env = {**os.environ, "MTLS_STORE_PASSWORD": PASSWORD, "NO_COLOR": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_DURING_WRITE, name, "genkey", "--keystore", str(store),
+         "--alias", "second", "--dname", "CN=second", "--key-type", "EC"],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert (run.returncode, run.stderr) == (code, f"mtls: error: terminated ({name})\n")
+    assert store.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.p12"]
+
+
+def test_a_command_run_in_process_leaves_the_signal_handlers_as_they_were(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The handlers are the command's only while it runs (and never an application's own)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    assert cli.main(["--version"]) == 0
+    cli.main(["list", "--keystore", "/nonexistent/x.p12"])
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
+    capsys.readouterr()
+
+
 _INTERRUPT_WHILE_LOADING = """
 import sys
 
@@ -704,6 +753,8 @@ def test_convert_one_alias_of_a_store_whose_keys_have_passwords_of_their_own(
     run = fails(1, "convert", "--keystore", path, "--key-password", "key-pass-a",
                 "--to", "PKCS12", "--out", tmp_path / "all.p12")  # fmt: skip
     assert "'b'" in run.stderr
+    # ... and how to go on is said (keytool asks for each key's password; h167).
+    assert "converted one at a time: --alias b --key-password" in run.stderr, run.stderr
     run = fails(1, "convert", "--keystore", path, "--key-password", "key-pass-a",
                 "--alias", "b", "--to", "PKCS12", "--out", tmp_path / "b.p12")  # fmt: skip
     assert "'b'" in run.stderr
