@@ -9,10 +9,12 @@ give one context, however many profiles use it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as _dt
 import functools
 import os
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from ._errors import (
     with_more,
 )
 from ._files import MAX_INPUT_BYTES
+from ._fork import renew_attributes_after_fork
 from ._keyload import GIL_FREE_ANCHOR_BYTES, memfd_available
 from ._log import log
 from ._material import TLSMaterial, tls_material
@@ -197,14 +200,15 @@ class Served:
     # list past its nextUpdate fails every handshake it checks).
     crl_infos: tuple[AnchorInfo, ...] = field(default=(), repr=False, compare=False)
     # ALPN variants, made on first use and kept with the material they were made from:
-    # (localhost, protocols) -> context. Filled without a lock: two threads that race
-    # both build one, setdefault keeps the first, and neither is handed out before it
-    # is complete. A rotation retires the whole Served, variants included.
+    # (localhost, protocols) -> context; read without a lock, never handed out before
+    # complete. A rotation retires the whole Served, variants included.
     variants: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = field(
         default_factory=dict, repr=False, compare=False
     )
-    # Variants being built off an event loop (mtls.integrations._pools.build_once), per
-    # (process, variant): concurrent first requests wait for one build, not one each.
+    # Variants being built, per (process, variant): a concurrent.futures.Future each,
+    # on a thread's lookup (with_alpn) or off an event loop
+    # (mtls.integrations._pools.build_once): concurrent first requests wait for one
+    # build, not one each.
     pending: dict[tuple[int, tuple[bool, tuple[str, ...]]], Any] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -229,30 +233,72 @@ class Served:
     ) -> ssl.SSLContext:
         """A context of its own offering ``alpn``, from the same stores as ``base``.
 
-        Never locks; the first call for a list builds it (about one context's cost:
-        with a big truststore, a second or more).
+        Built once, kept: a built one is read without a lock. The first call for a list
+        builds it (about one context's cost: with a big truststore, a second or more);
+        calls meanwhile, on other threads or the async integrations' builders, wait for
+        that build rather than each making one (32 threads' first requests read a
+        5,000-anchor truststore 32 times, 47 s, h168), and raise what it raised.
 
         Raises:
             NotBuilt: ``build=False`` and it is not built yet (an event loop's caller
                 then builds it on a worker thread).
         """
-        local = base is self.localhost_context
-        key = (local, alpn)
+        key = (base is self.localhost_context, alpn)
         hit = self.variants.get(key)
         if hit is not None:
             return hit
         if not build:
             raise NotBuilt(self, base, alpn)
-        ctx = self.make(local)
+        pending = (os.getpid(), key)  # a forked child's builds are its own
+        mine: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with _BUILDS.lock:
+            running = self.pending.get(pending)
+            if running is None:
+                hit = self.variants.get(key)
+                if hit is not None:
+                    return hit
+                self.pending[pending] = mine
+        if running is not None:
+            running.result()  # the build under way: its context, or its error
+            return self.variants.get(key) or self.build_variant(base, alpn)
+        try:
+            ctx = self.build_variant(base, alpn)
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        finally:
+            with _BUILDS.lock:
+                if self.pending.get(pending) is mine:
+                    del self.pending[pending]
+        mine.set_result(None)
+        return ctx
+
+    def build_variant(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
+        """Build the ``alpn`` variant of ``base`` and keep it (the first kept wins),
+        whatever else is building it: :meth:`with_alpn` is the one to call (one build
+        at a time); this is what a build in its name runs."""
+        local = base is self.localhost_context
         if not all(isinstance(name, str) for name in alpn):
             raise TypeError(f'alpn: protocol names are str ("h2"), not {list(alpn)!r}')
+        ctx = self.make(local)
         try:
             ctx.set_alpn_protocols(list(alpn))  # before anyone else sees it
         except (ssl.SSLError, ValueError) as exc:
             raise ValueError(
                 f"alpn: each protocol is a name of 1 to 255 bytes, not {list(alpn)!r}"
             ) from exc
-        return self.variants.setdefault(key, ctx)
+        return self.variants.setdefault((local, alpn), ctx)
+
+
+class _Builds:
+    """The lock over :attr:`Served.pending` for builds on a lookup's thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+_BUILDS = _Builds()
+renew_attributes_after_fork(_BUILDS, "lock")  # one held at a fork is never released there
 
 
 class NotBuilt(Exception):
@@ -271,8 +317,10 @@ class NotBuilt(Exception):
         return (self.base is self.served.localhost_context, self.alpn)
 
     def build(self) -> ssl.SSLContext:
-        """Build (or find) the context, on the caller's thread."""
-        return self.served.with_alpn(self.base, self.alpn)
+        """Build (or find) the context, on the caller's thread: the build the async
+        integrations' builders run in :attr:`Served.pending`'s name (never waiting on
+        that entry: it is their own)."""
+        return self.served.variants.get(self.key) or self.served.build_variant(self.base, self.alpn)
 
 
 # --------------------------------------------------------------------------- the builder

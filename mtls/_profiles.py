@@ -853,8 +853,9 @@ class SSLProfileSet:
                 no client ever sets ALPN on a context another client shares (HTTP
                 clients do that before every handshake). A ``default`` given as a ready
                 ``ssl.SSLContext`` is returned as it is. The first lookup for a list
-                builds its context (about one context's cost, no lock taken); later
-                ones return it until the material rotates.
+                builds its context (about one context's cost; concurrent first
+                lookups wait for that build); later ones return it, without a lock,
+                until the material rotates.
             server_hostname: the name the client will verify and send as SNI, when it
                 is not ``host`` (httpx's ``sni_hostname`` extension, aiohttp's
                 ``server_hostname=``; the integrations pass it). The profile is still

@@ -30,14 +30,13 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of the thread each ALPN context build ran on (a spy on the real
     build: the context is built and used as ever)."""
     seen: list[str] = []
-    real = mtls._build.Served.with_alpn
+    real = mtls._build.Served.build_variant
 
-    def with_alpn(self: Any, base: Any, alpn: Any, *, build: bool = True) -> Any:
-        if build and (base is self.localhost_context, alpn) not in self.variants:
-            seen.append(threading.current_thread().name)
-        return real(self, base, alpn, build=build)
+    def build_variant(self: Any, base: Any, alpn: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return real(self, base, alpn)
 
-    monkeypatch.setattr(mtls._build.Served, "with_alpn", with_alpn)
+    monkeypatch.setattr(mtls._build.Served, "build_variant", build_variant)
     return seen
 
 
@@ -86,18 +85,21 @@ def test_concurrent_first_requests_wait_for_one_build(
     one build takes 0.6 s). They wait for one; the builder threads are few."""
     get = CLIENTS[client]
     release, misses = threading.Event(), []
-    spied = mtls._build.Served.with_alpn
+    spied, building = mtls._build.Served.with_alpn, mtls._build.Served.build_variant
 
-    def held(self: Any, base: Any, alpn: Any, *, build: bool = True) -> Any:
+    def missed(self: Any, base: Any, alpn: Any, *, build: bool = True) -> Any:
         if not build and (base is self.localhost_context, alpn) not in self.variants:
             misses.append(1)
-        elif build:
-            release.wait(10)  # bounded: set once every request has found it missing
         return spied(self, base, alpn, build=build)
+
+    def held(self: Any, base: Any, alpn: Any) -> Any:
+        release.wait(10)  # bounded: set once every request has found it missing
+        return building(self, base, alpn)
 
     async def main() -> list[str]:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(mtls._build.Served, "with_alpn", held)
+            patch.setattr(mtls._build.Served, "with_alpn", missed)
+            patch.setattr(mtls._build.Served, "build_variant", held)
             tasks = [asyncio.create_task(get(profiles, backends.url("a"))) for _ in range(20)]
             for _ in range(1000):  # bounded: until all twenty wait for the context
                 if len(misses) >= 20:
@@ -122,16 +124,15 @@ def test_a_cancelled_first_request_leaves_the_build_to_end_and_be_kept(
 
     async def main() -> str:
         started, release = threading.Event(), threading.Event()
-        spied = mtls._build.Served.with_alpn
+        spied = mtls._build.Served.build_variant
 
-        def slow(self: Any, base: Any, alpn: Any, *, build: bool = True) -> Any:
-            if build:
-                started.set()
-                release.wait(10)  # bounded: set once the request is cancelled
-            return spied(self, base, alpn, build=build)
+        def slow(self: Any, base: Any, alpn: Any) -> Any:
+            started.set()
+            release.wait(10)  # bounded: set once the request is cancelled
+            return spied(self, base, alpn)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(mtls._build.Served, "with_alpn", slow)
+            patch.setattr(mtls._build.Served, "build_variant", slow)
             task = asyncio.create_task(_aiohttp_get(profiles, url))
             for _ in range(1000):  # bounded: until the build has started on its thread
                 if started.is_set():
