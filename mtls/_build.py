@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 from . import _der, _x509
@@ -33,7 +34,9 @@ from ._errors import (
     KeyEntryError,
     KeystoreError,
     MTLSError,
+    bounded,
     by_content,
+    shown_text,
     together,
     with_more,
 )
@@ -814,16 +817,16 @@ class Builder:
                 chain = keystore.key_entry(alias)[2]
                 served_chain = (
                     serving.keystore.key_entry(alias)[2]
-                    if serving is not None
-                    and serving.keystore is not None
-                    and can_keep
-                    and keystore.store_type == "PEM"  # only PEM is written in steps
+                    if serving is not None and serving.keystore is not None and can_keep
                     else None
                 )
                 refused = (
                     _validity_refusal(subject, not_before, not_after, where)
                     or _chain_refusal(chain, where)
-                    or _lost_issuer_refusal(chain, served_chain, where)
+                    or _lost_issuer_refusal(  # only PEM is written a certificate at a time
+                        chain, served_chain if keystore.store_type == "PEM" else None, where
+                    )
+                    or _self_signed_refusal(chain, served_chain, where)
                     or _purpose_refusal(chain[0], subject, where, self.options.identity)
                 )
                 if refused is None:
@@ -1608,6 +1611,45 @@ def _lost_issuer_refusal(
         "warning)",
         path=where,
     ), until
+
+
+def _self_signed_refusal(
+    chain_der: Sequence[bytes],
+    served_der: Sequence[bytes] | None,
+    where: str,
+    *,
+    whose: str = "",
+) -> tuple[KeystoreError, _dt.datetime | None] | None:
+    """Why a replacement whose certificate is self-signed is not installed over one a
+    CA issued: a Java keystore renewed in place with keytool in steps (``-delete``,
+    ``-genkeypair``, ``-certreq``, and hours later ``-importcert`` of the CA's reply)
+    holds a self-signed entry between the steps, which every peer trusting the CA
+    refuses (h166: installed, every client failed, ``healthy`` stayed True). Held back
+    until the reply is in; the certificate in service serves on, the refusal said.
+    ``None`` when the certificate in service was self-issued too, or one cannot be
+    read."""
+    if not served_der:
+        return None
+    try:
+        leaf, served = _x509.load_cert(chain_der[0]), _x509.load_cert(served_der[0])
+        if not _x509.same_name(leaf.issuer, leaf.subject):
+            return None
+        if _x509.same_name(served.issuer, served.subject):
+            return None  # self-signed before too: no CA's trust to lose
+        _x509.verify_issued_by(leaf, leaf)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return None  # self-issued under a CA's key (its own signature fails): not this
+    what = f"the new {whose} certificate" if whose else "the new certificate"
+    issuer = bounded(shown_text(served.issuer.rfc4514_string()), _x509.SUBJECT_SHOWN)
+    return KeystoreError(
+        f"{where}: {what} {_x509.subject_text(leaf)} is self-signed, where the one in "
+        f"service was issued by {issuer}: peers that trust that "
+        "CA would refuse it. A keystore renewed in place in steps (keytool -genkeypair, "
+        "-certreq, then -importcert of the CA's reply) is caught before the reply: the "
+        "certificate in service serves until the reply is installed. To serve a "
+        "self-signed certificate instead, load it afresh (a restart)",
+        path=where,
+    ), None
 
 
 def _lost_issuer(

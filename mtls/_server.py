@@ -65,6 +65,7 @@ from ._build import (
     _chain_refusal,
     _lost_issuer_refusal,
     _purpose_refusal,
+    _self_signed_refusal,
     _validity_refusal,
     not_valid_yet,
     say_usage_warning,
@@ -524,15 +525,13 @@ def _refusal(
     _, _, chain = keystore.key_entry(config.alias)
     subject, _, not_before, not_after = _leaf(chain[0])
     where = config.shown_location
-    served = (
-        in_service.key_entry(config.alias)[2]
-        if in_service is not None and keystore.store_type == "PEM"  # only PEM is written in steps
-        else None
-    )
+    served = in_service.key_entry(config.alias)[2] if in_service is not None else None
+    pem = keystore.store_type == "PEM"  # only PEM is written a certificate at a time
     return (
         _validity_refusal(subject, not_before, not_after, where, whose="server")
         or _chain_refusal(chain, where, whose="server")
-        or _lost_issuer_refusal(chain, served, where, whose="server")
+        or _lost_issuer_refusal(chain, served if pem else None, where, whose="server")
+        or _self_signed_refusal(chain, served, where, whose="server")
         or _purpose_refusal(chain[0], subject, where, "server", whose="server")
     )
 

@@ -1440,6 +1440,32 @@ def test_a_certificate_not_valid_yet_is_installed_once_it_is(setup, ca, backend)
     assert cn_seen(profiles, backend.port) == "gen-2"
 
 
+def test_a_self_signed_replacement_of_a_ca_issued_identity_is_held_back(setup, ca, backend):
+    """A keystore renewed in place in steps (keytool -genkeypair: a self-signed entry
+    until -importcert of the CA's reply) was installed, and every backend trusting the
+    CA refused the gateway (h166, on the server side). Held back, said; the CA's reply
+    goes in. The twin for what is not held back is the first load: a self-signed
+    identity loads (and a self-signed one after it goes in)."""
+    xml, keystore, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    self_signed = Keystore.generate("gw", "CN=gen-2", key_type="EC")
+    replace_atomically(keystore, self_signed.to_bytes(PASSWORD))
+    assert profiles.reload() is False
+    said = str(profiles.last_error)
+    assert "the new certificate CN=gen-2 is self-signed" in said, said
+    assert "issued by CN=reload CA" in said
+    assert cn_seen(profiles, backend.port) == "gen-1"  # the CA-issued one serves on
+    replace_atomically(keystore, jks(ca, "gen-3"))
+    assert profiles.reload() is True and profiles.last_error is None
+    assert cn_seen(profiles, backend.port) == "gen-3"
+    replace_atomically(keystore, self_signed.to_bytes(PASSWORD))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as fresh:
+        assert fresh.last_error is None  # a first load: nothing in service to lose
+        other = Keystore.generate("gw", "CN=gen-4", key_type="EC")
+        replace_atomically(keystore, other.to_bytes(PASSWORD))
+        assert fresh.reload() is True and fresh.last_error is None
+
+
 def test_a_pre_staged_certificate_does_not_hold_back_a_trust_change(tmp_path, ca, backend):
     """A keystore dropped in before its start date is refused until then; a truststore
     change made meanwhile (the old backend's CA withdrawn, a moved backend's trusted)

@@ -18,11 +18,13 @@ import types
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
 from mtls import _x509
 from mtls.testing import CA, replace_atomically, swap_symlinked_dir
 from tests._helpers import PASSWORD, out_of_date_copy, truststore_openssl_refuses, wait_for
+from tests._keytool import JDK
 from tests._pki import mismatched
 from tests.servers._servers import (
     Connection,
@@ -412,6 +414,54 @@ def test_a_server_certificate_clients_refuse_for_its_usage_is_not_installed(
         assert len(warned) == 1 and "every client refuses it" in warned[0], warned
         with stdlib_server(server.context) as port, pytest.raises(ssl.SSLError):
             get(port, estate.client())  # and the client does refuse it
+
+
+def test_a_keystore_renewed_in_place_with_keytool_serves_on_until_the_cas_reply(
+    estate: Estate, any_keytool: JDK, tmp_path: Path
+) -> None:
+    """The Java renewal in steps on the keystore being served (-delete, -genkeypair,
+    -certreq, later -importcert of the CA's reply): the self-signed entry between the
+    steps was installed, every client refused it, and status() said healthy (h166).
+    It is held back, said; the reply goes in. The twin: a server that served a
+    self-signed certificate takes another self-signed one."""
+    from tests._keytool import run_keytool
+
+    store = ("-keystore", str(estate.keystore), "-storepass", PASSWORD)
+    with estate.server() as server, stdlib_server(server.context) as port:
+        serial = get(port, estate.client())[1]
+        run_keytool(any_keytool, "-delete", "-alias", "localhost", *store)
+        assert server.reload() is False  # no key entry: the last good, as ever
+        run_keytool(any_keytool, "-genkeypair", "-alias", "localhost", "-keyalg", "EC",
+                    "-dname", "CN=localhost", "-ext", "san=dns:localhost,ip:127.0.0.1",
+                    "-keypass", PASSWORD, *store)  # fmt: skip
+        assert server.reload() is False
+        said = str(server.last_error)
+        assert "the new server certificate CN=localhost is self-signed" in said, said
+        assert "issued by CN=server CA" in said and "-importcert" in said
+        assert not server.status().healthy
+        assert get(port, estate.client())[1] == serial  # the CA-issued one serves on
+        request = tmp_path / "renew.csr"
+        run_keytool(any_keytool, "-certreq", "-alias", "localhost", "-file", str(request),
+                    "-keypass", PASSWORD, *store)  # fmt: skip
+        reply = tmp_path / "reply.pem"
+        reply.write_bytes(
+            b"".join(
+                cert.public_bytes(Encoding.PEM)
+                for cert in (*estate.server_ca.sign_request(request), estate.server_ca.certificate)
+            )
+        )
+        run_keytool(any_keytool, "-importcert", "-alias", "localhost", "-file", str(reply),
+                    "-keypass", PASSWORD, *store)  # fmt: skip
+        assert server.reload() is True and server.last_error is None
+        renewed = get(port, estate.client())[1]
+        assert renewed != serial and server.status().healthy
+    # The twin: self-signed in service, self-signed again: nothing to lose, it goes in.
+    first = mtls.Keystore.generate("localhost", "CN=localhost", san=["dns:localhost"])
+    replace_atomically(estate.keystore, first.to_bytes(PASSWORD))
+    with estate.server() as server:
+        second = mtls.Keystore.generate("localhost", "CN=localhost", san=["dns:localhost"])
+        replace_atomically(estate.keystore, second.to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
 
 
 def test_a_server_certificate_whose_extensions_cryptography_cannot_read_serves(
