@@ -1339,9 +1339,16 @@ def _parse_pem(
                         "P-521) or Ed25519 key",
                         path=path,
                     )
+                n = len(cert_ders)
                 raise KeyEntryError(
                     f"{where}: a private key has no matching certificate in the file: "
-                    "put the certificate (and its chain) in the same PEM file",
+                    + (
+                        f"none of its {n} certificate{'s' if n > 1 else ''} is for this key "
+                        "(another identity's, or a key from another renewal): put the key "
+                        "with its own certificate"
+                        if n
+                        else "put the certificate (and its chain) in the same PEM file"
+                    ),
                     path=path,
                 )
             chain = index_of.chain_from(leaf_at)

@@ -103,8 +103,16 @@ def test_an_ec_key_without_its_public_point_is_matched_by_the_fallback(tmp_path:
     # Negative twin: the key with only the decoy's certificate has no match.
     lonely = tmp_path / "lonely.pem"
     lonely.write_bytes(decoy.cert_pem + _key_block(pkcs8))
-    with pytest.raises(mtls.KeyEntryError, match="no matching certificate"):
+    with pytest.raises(mtls.KeyEntryError, match="no matching certificate") as caught:
         mtls.Keystore.load(lonely, None)
+    # Said as it is: the file has a certificate, another one (h166: "put the certificate
+    # in the same PEM file" sent the reader looking for a missing one).
+    assert "none of its 1 certificate is for this key" in str(caught.value)
+    only_key = tmp_path / "only-key.pem"
+    only_key.write_bytes(_key_block(pkcs8))
+    with pytest.raises(mtls.KeystoreError) as caught:
+        mtls.Keystore.load(only_key, None)
+    assert "none of its" not in str(caught.value)
 
 
 def test_an_issuer_name_in_another_string_type_still_chains(tmp_path: Path) -> None:
