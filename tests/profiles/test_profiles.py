@@ -116,6 +116,11 @@ def test_servers_are_trimmed_case_insensitive_and_ipv6_aware(tmp_path, pki):
     ctx = profiles.context_for("backend.example.com", 8243)
     assert ctx is not None
     assert profiles.context_for("BACKEND.example.com", 8243) is ctx
+    # The lower-case retry of the fast path (h168) and the slow path agree: a trailing
+    # dot, a port of another profile, an unknown name in capitals.
+    assert profiles.context_for("BACKEND.example.com.", 8243) is ctx
+    assert profiles.context_for("BACKEND.example.com", 443) is None
+    assert profiles.context_for("OTHER.example.com", 8243) is None
     assert profiles.context_for("10.0.0.5", 443) is ctx
     assert profiles.context_for("::1", 8443) is ctx
     assert profiles.context_for("[::1]", 8443) is ctx
