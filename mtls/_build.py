@@ -254,7 +254,7 @@ class Served:
             raise NotBuilt(self, base, alpn)
         pending = (os.getpid(), key)  # a forked child's builds are its own
         mine: concurrent.futures.Future[None] = concurrent.futures.Future()
-        with _BUILDS.lock:
+        with PENDING.lock:
             running = self.pending.get(pending)
             if running is None:
                 hit = self.variants.get(key)
@@ -262,15 +262,21 @@ class Served:
                     return hit
                 self.pending[pending] = mine
         if running is not None:
-            running.result()  # the build under way: its context, or its error
+            try:
+                running.result()  # the build under way: its context, or its error
+            except BuildAbandoned:
+                return self.with_alpn(base, alpn)  # built here (or by another waiter)
             return self.variants.get(key) or self.build_variant(base, alpn)
         try:
             ctx = self.build_variant(base, alpn)
-        except BaseException as exc:
-            mine.set_exception(exc)
+        except Exception as exc:
+            mine.set_exception(exc)  # the store's fault: every waiter's too
+            raise
+        except BaseException:
+            mine.set_exception(BuildAbandoned())  # this thread's interruption, not theirs
             raise
         finally:
-            with _BUILDS.lock:
+            with PENDING.lock:
                 if self.pending.get(pending) is mine:
                     del self.pending[pending]
         mine.set_result(None)
@@ -293,15 +299,23 @@ class Served:
         return self.variants.setdefault((local, alpn), ctx)
 
 
-class _Builds:
-    """The lock over :attr:`Served.pending` for builds on a lookup's thread."""
+class _Pending:
+    """The one lock over every :attr:`Served.pending` (a lookup's thread's builds, and
+    mtls.integrations._pools.build_once's: one lock, or one side's iteration races the
+    other's writes)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
 
 
-_BUILDS = _Builds()
-renew_attributes_after_fork(_BUILDS, "lock")  # one held at a fork is never released there
+PENDING = _Pending()
+renew_attributes_after_fork(PENDING, "lock")  # one held at a fork is never released there
+
+
+class BuildAbandoned(Exception):
+    """A build others waited for ended without a context and without an error of its
+    own (Ctrl-C or SIGTERM in its thread, which is that thread's alone): a waiter
+    builds the context itself."""
 
 
 class NotBuilt(Exception):

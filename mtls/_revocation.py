@@ -282,7 +282,7 @@ class _CacheMiss(Exception):
 
 
 # "scheme://user:password@": what a URL's userinfo is (RFC 3986 3.2.1).
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")  # to the last "@", as urlsplit
 
 
 def _without_userinfo(url: str) -> str:

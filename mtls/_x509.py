@@ -13,6 +13,7 @@ WARNING on logger ``mtls`` per certificate (per process), and the CLI shows it a
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import functools
@@ -202,20 +203,30 @@ _OPENSSL_SPACE = re.compile("[ \t\n\v\f\r]+")
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
-@functools.lru_cache(maxsize=1024)
-def canonical_name(name: x509.Name) -> tuple[frozenset[tuple[str, object]], ...]:
+_Canonical = tuple[frozenset[tuple[tuple[str, object], int]], ...]
+# Canonical forms by the name's DER (never by the Name: cryptography's equality, and so
+# an lru_cache keyed by it, ignores the string type); bounded, emptied when full.
+_CANONICAL: dict[bytes, _Canonical] = {}
+
+
+def canonical_name(name: x509.Name) -> _Canonical:
     """``name`` as OpenSSL (``X509_NAME_cmp``) and RFC 5280 section 7.1 compare it:
     each RDN a set; a string value in UTF-8 whatever its string type, without its
     leading and trailing white space, each inner run of white space one space, ASCII
     letters lower-cased (non-ASCII kept as written, as OpenSSL keeps it); other values
-    (a bit string, a NumericString) as they are, with their type.
+    (a bit string, a NumericString) as they are, with their type. An RDN is a set of
+    its attributes with their counts (a repeated one is not one attribute).
 
     Raises:
         ValueError: a name cryptography cannot read (it parses them lazily).
     """
+    der = name.public_bytes()
+    found = _CANONICAL.get(der)
+    if found is not None:
+        return found
     rdns = []
     for rdn in name.rdns:
-        values: set[tuple[str, object]] = set()
+        values: collections.Counter[tuple[str, object]] = collections.Counter()
         for attribute in rdn:
             value: object = attribute.value
             kind = getattr(getattr(attribute, "_type", None), "value", None)
@@ -224,9 +235,12 @@ def canonical_name(name: x509.Name) -> tuple[frozenset[tuple[str, object]], ...]
                 value = value.translate(_ASCII_LOWER)
             else:
                 value = (kind, value)
-            values.add((attribute.oid.dotted_string, value))
-        rdns.append(frozenset(values))
-    return tuple(rdns)
+            values[(attribute.oid.dotted_string, value)] += 1
+        rdns.append(frozenset(values.items()))
+    if len(_CANONICAL) >= 1024:
+        _CANONICAL.clear()
+    made = _CANONICAL[der] = tuple(rdns)
+    return made
 
 
 def same_name(one: x509.Name, other: x509.Name) -> bool:
@@ -238,7 +252,9 @@ def same_name(one: x509.Name, other: x509.Name) -> bool:
     Raises:
         ValueError: a name cryptography cannot read.
     """
-    return one == other or canonical_name(one) == canonical_name(other)
+    # Never cryptography's ``==`` alone: it ignores the string type (a NumericString
+    # and a UTF8String of the same digits, which OpenSSL tells apart).
+    return canonical_name(one) == canonical_name(other)
 
 
 def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:

@@ -47,6 +47,15 @@ KEYTOOL_MIN_PASSWORD = 6
 EXPIRY_WARNING_DAYS = 30
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the command is, as Ctrl-C's KeyboardInterrupt is
+    (see _main); a command that stops on Ctrl-C passes it on: it exits 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class CLIError(Exception):
     """A failure to report as one ``mtls: error:`` line (exit 1 unless ``code`` says)."""
 

@@ -32,6 +32,7 @@ from ._common import (
     EXIT_USAGE,
     CLIError,
     Output,
+    Stopped,
     cli_wording,
     expand_password_sources,
     os_error_message,
@@ -40,14 +41,6 @@ from ._common import (
 from ._parser import build_parser, command, keytool_spelling
 
 __all__ = ["main"]
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the command is, as Ctrl-C's KeyboardInterrupt is."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _stop(signum: int, frame: object) -> None:

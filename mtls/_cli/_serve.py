@@ -16,6 +16,7 @@ from ._common import (
     EXIT_OK,
     CLIError,
     Output,
+    Stopped,
     optional_key_password,
     os_error_message,
     password_error,
@@ -100,8 +101,10 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
                     elif error is not None:  # the files in service read well again
                         out.line(f"reload error cleared: serving {_identity(rotating)}")
                     error = rotating.last_error
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             out.line("stopped")
+            if isinstance(exc, Stopped):
+                raise  # SIGHUP: exit 129 as the shell's, after saying so
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]

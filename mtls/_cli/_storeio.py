@@ -105,7 +105,7 @@ _KEY_STORES = ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS")
 
 def _refuse_replacing_store(path: Path, what: str, reads: tuple[Path, ...], force: bool) -> None:
     """Refuse to write ``what`` over the store the command reads (``reads``), ever, and
-    over another keystore or a PEM file holding a private key unless ``force``: keytool
+    over another keystore or a PEM or DER file holding a private key unless ``force``: keytool
     writes over either, and the keys are gone. A certificate or request file is
     replaced, as keytool replaces it (an export run again)."""
     for source in reads:
@@ -118,19 +118,40 @@ def _refuse_replacing_store(path: Path, what: str, reads: tuple[Path, ...], forc
         return
     try:
         data = read_input(path)
+    except (OSError, ValueError):
+        return  # unreadable: replaced as keytool does
+    try:
         found: str | None = detect_format(data)
-    except (OSError, KeystoreFormatError, ValueError):
-        return  # unreadable or not a store (a certificate, a request): replaced as keytool does
+    except (KeystoreFormatError, ValueError):
+        found = "DER private key" if _der_private_key(data) else None
     if found == "PEM" and b"PRIVATE KEY" in data:
         found = "PEM file holding a private key"
     elif found in _KEY_STORES:
         found = f"{found} store"
-    else:
-        return
+    elif found != "DER private key":
+        return  # a certificate, a request: replaced as keytool does
     raise CLIError(
         f"{path} is a {found}: writing the {what} there would replace it; pass --force "
         "to replace it, or give another file (nothing was written)"
     )
+
+
+def _der_private_key(data: bytes) -> bool:
+    """Whether ``data`` is a private key in DER (PKCS#8, encrypted or not, PKCS#1 or
+    SEC 1), read without its password: what ``--file key.der`` must not lose."""
+    if data[:1] != b"\x30":
+        return False
+    if _x509.key_algorithm(data) is not None:
+        return True  # PKCS#8, walked by offsets
+    from cryptography.hazmat.primitives.serialization import load_der_private_key  # noqa: PLC0415
+
+    try:
+        load_der_private_key(data, None)
+    except TypeError:
+        return True  # encrypted: a key all the same
+    except Exception:
+        return False
+    return True
 
 
 def _write_export(

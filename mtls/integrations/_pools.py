@@ -50,7 +50,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Set
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._build import NotBuilt
+from .._build import PENDING, BuildAbandoned, NotBuilt
 from .._engine import WeakSubscriber
 from .._errors import MTLSError
 from .._fork import renew_attributes_after_fork
@@ -154,11 +154,13 @@ def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
     run = contextvars.copy_context().run  # the caller's context, for its log lines
 
     def forget(done: concurrent.futures.Future[None]) -> None:
-        with _BUILDERS.lock:
+        with PENDING.lock:
             if served.pending.get(key) is done:
                 del served.pending[key]
 
-    with _BUILDERS.lock:
+    # The builders' lock (submit runs under it), then the one over every pending map
+    # (a lookup's thread takes that one alone: no lock is taken the other way round).
+    with _BUILDERS.lock, PENDING.lock:
         found: concurrent.futures.Future[None] | None = served.pending.get(key)
         if found is not None:
             return found
@@ -189,12 +191,15 @@ async def built_off_the_loop(missing: NotBuilt) -> None:
     import asyncio  # noqa: PLC0415 - only the async integrations come here
 
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # trio (httpx under anyio): woken through trio's token
-        await _trio_wait(future)
-        return
-    # Shielded: a cancelled waiter must not cancel the build others wait for.
-    await asyncio.shield(asyncio.wrap_future(future))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # trio (httpx under anyio): woken through trio's token
+            await _trio_wait(future)
+            return
+        # Shielded: a cancelled waiter must not cancel the build others wait for.
+        await asyncio.shield(asyncio.wrap_future(future))
+    except BuildAbandoned:
+        return  # a lookup's thread was interrupted building it: the next lookup builds
 
 
 async def _trio_wait(future: concurrent.futures.Future[None]) -> None:

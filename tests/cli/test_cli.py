@@ -1280,6 +1280,19 @@ def test_a_certificate_or_request_is_never_written_over_a_keystore_unasked(
     run = fails(1, "certreq", "--keystore", store, "--file", pem_key)
     assert "PEM file holding a private key" in run.stderr
     assert b"PRIVATE KEY" in pem_key.read_bytes()
+    # ... and a DER one, PKCS#8 or the traditional form (h169: replaced, exit 0).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    for form in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        der_key = tmp_path / "key.der"
+        der_key.write_bytes(
+            key.private_bytes(serialization.Encoding.DER, form, serialization.NoEncryption())
+        )
+        before_key = der_key.read_bytes()
+        run = fails(1, *export, der_key)
+        assert "DER private key" in run.stderr and der_key.read_bytes() == before_key
     # The twin: a certificate or request file is replaced, as keytool replaces it.
     ok(*export, other)
     ok("certreq", "--keystore", store, "--file", request)

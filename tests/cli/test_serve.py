@@ -176,3 +176,16 @@ def test_kill_stops_serve_as_ctrl_c_does_and_a_client_giving_up_is_not_refused(
         out, err = stop(server, signal.SIGTERM)
     assert server.returncode == 0, err
     assert "stopped" in out
+
+
+def test_sighup_ends_serve_with_129(flow: Path) -> None:
+    """SIGHUP (a closed terminal) ended serve as Ctrl-C does, exit 0, once the commands
+    stopped on SIGHUP as on Ctrl-C (h169): it says "stopped" and exits 129, as the
+    shell's; SIGTERM, a script's way to stop it, stays exit 0."""
+    server = start_serve(flow)
+    assert server.stdout is not None
+    for _ in range(3):  # listening, what each GET answers, what it serves
+        server.stdout.readline()
+    out, err = stop(server, signal.SIGHUP)
+    assert server.returncode == 129, err
+    assert "stopped" in out and "terminated (SIGHUP)" in err

@@ -266,6 +266,45 @@ def test_racing_first_lookups_of_a_variant_build_it_once(setup, monkeypatch) -> 
     assert profiles.context_for("backend.test", 8443, alpn=("http/1.1",)) is not None
 
 
+def test_an_interrupted_build_is_taken_over_by_a_waiter(setup, monkeypatch) -> None:
+    """Ctrl-C (or SIGTERM) in the thread building a variant others wait for was raised
+    in each of them (h169): theirs is not interrupted. The first builder's
+    KeyboardInterrupt stays its own; a waiter builds the context and all get it."""
+    from mtls import _build
+
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)
+    real = _build.Served.build_variant
+    calls: list[str] = []
+    gate = threading.Event()
+
+    def interrupted_once(served: object, base: object, alpn: tuple[str, ...]) -> object:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            gate.wait(2)  # never set: the others ask meanwhile, and wait for this build
+            raise KeyboardInterrupt
+        return real(served, base, alpn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_build.Served, "build_variant", interrupted_once)
+    got: list[object] = []
+    raised: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            got.append(profiles.context_for("backend.test", 8443, alpn=("h2",)))
+        except BaseException as exc:
+            raised.append(exc)
+
+    threads = [threading.Thread(target=lookup, name=f"t{i}") for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(raised) == 1 and isinstance(raised[0], KeyboardInterrupt), raised
+    assert len(got) == 3 and len({id(ctx) for ctx in got}) == 1
+    assert len(calls) == 2  # the interrupted build, and one waiter's
+
+
 def test_status_is_typed_frozen_and_json_ready(setup, ca):
     xml, _, _ = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)

@@ -217,6 +217,28 @@ def test_names_compare_as_openssl_compares_them() -> None:
     # Not the same name: another word, non-ASCII case (OpenSSL folds ASCII only), an
     # attribute of another type, another order of RDNs.
     assert not _x509.same_name(ca_name, _name("Acme", "Acme Issuing CA 2"))
+    # A NumericString and a UTF8String of the same digits (cryptography's == calls them
+    # equal, and an lru_cache keyed by the Name answered for both: h169), and an RDN
+    # with an attribute twice (a set of one, once canonical, to a frozenset).
+    numeric = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "123", _ASN1Type.NumericString)])
+    utf8 = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "123", _ASN1Type.UTF8String)])
+    assert numeric == utf8  # cryptography's comparison
+    assert _x509.same_name(numeric, numeric) and _x509.same_name(utf8, utf8)
+    assert not _x509.same_name(numeric, utf8) and not _x509.same_name(utf8, numeric)
+    once = x509.Name(
+        [x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "a")])]
+    )
+    twice = x509.Name(
+        [
+            x509.RelativeDistinguishedName(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, "a"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "A"),
+                ]
+            )
+        ]
+    )
+    assert not _x509.same_name(once, twice)
     assert not _x509.same_name(_name("Ä", "x"), _name("ä", "x"))
     assert not _x509.same_name(
         ca_name,
