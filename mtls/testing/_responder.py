@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.server
+import socket
 import socketserver
 import threading
 import urllib.parse
@@ -33,11 +35,35 @@ _MAX_REQUEST = 64 * 1024  # an OCSP request is a few hundred bytes
 
 
 class _HTTPServer(socketserver.ThreadingMixIn, LoopbackHTTPServer):
-    daemon_threads = True
+    # Each connection's thread is joined by server_close() (block_on_close), once
+    # close_connections() has shut their sockets: close() leaves nothing answering
+    # (h171: a connection made before close() was answered after it).
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, address: tuple[str, int], responder: RevocationServer) -> None:
         self.responder = responder
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut every open connection down: its thread ends at its next read or write."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class RevocationServer:
@@ -67,7 +93,8 @@ class RevocationServer:
         requests: ``("crl", None)`` or ``("ocsp", serial)`` per request answered,
             oldest first (``serial`` is ``None`` for a request that could not be
             read, or that asks about several certificates at once).
-        http_status: ``None`` (answer), or an HTTP status every request gets instead.
+        http_status: ``None`` (answer; 200 means the same), or an HTTP status every
+            request gets instead (``503``: down; set it back to ``None`` or 200).
         errors: what answering raised (the client got HTTP 500): a test can assert
             it stays empty, as a handler's error is not lost in a thread.
     """
@@ -120,13 +147,15 @@ class RevocationServer:
         return self
 
     def close(self) -> None:
-        """Stop answering and join the thread. Idempotent."""
+        """Stop answering: no new connection, and the open ones shut down and their
+        threads joined. Idempotent."""
         with self._lock:
             self._closed = True
             httpd, thread, self._httpd = self._httpd, self._thread, None
         if httpd is not None and thread is not None:
             httpd.shutdown()
-            httpd.server_close()
+            httpd.close_connections()
+            httpd.server_close()  # joins the connections' threads
             thread.join(_JOIN_TIMEOUT)
 
     def __enter__(self) -> Self:
@@ -187,7 +216,7 @@ class RevocationServer:
         with self._lock:
             self.requests.append((kind, serial))
             status, ca = self.http_status, self.ca
-        if status is not None:
+        if status is not None and status != 200:  # 200: answering again, as None
             return status, "text/plain", b"as the test asked\n"
         if ca is None:
             return 503, "text/plain", b"no CA to answer for yet: serve(ca)\n"

@@ -36,7 +36,21 @@ _DATA_TMP_LINK = "..data_tmp"
 
 
 def _as_bytes(data: bytes | str) -> bytes:
-    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    """``data`` as bytes: ``str`` as UTF-8, a bytes-like object as it is.
+
+    Raises:
+        TypeError: anything else (``bytes(5)`` is five NUL bytes, and a ``Path`` would
+            have been written as its name: h171).
+    """
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(
+        f"the content to write is bytes or str, not {type(data).__name__}"
+        + (" (a path: read the file's bytes first)" if isinstance(data, os.PathLike) else "")
+        + (" (a store: its to_bytes(password))" if hasattr(data, "to_bytes") else "")
+    )
 
 
 def replace_atomically(
@@ -143,6 +157,11 @@ def swap_symlinked_dir(
             show the previous set.
     """
     root = Path(directory)
+    if not isinstance(files, Mapping):
+        raise TypeError(
+            f"files is a mapping of file name to content ({{'tls.jks': data}}), not "
+            f"{type(files).__name__}"
+        )
     for name in files:
         _check_name(name)
     root.mkdir(parents=True, exist_ok=True)
@@ -236,7 +255,13 @@ def write_in_two_halves(
     cut = len(content) // 2 if split is None else split
     if not 0 <= cut <= len(content):
         raise ValueError(f"split must be between 0 and {len(content)}, not {split}")
-    with open(path, "wb") as fh:
+    if not (isinstance(pause, threading.Event) or callable(pause)):
+        # Checked before the file is truncated (it was, and then the call failed: h171).
+        raise TypeError(f"pause is a threading.Event or a callable, not {type(pause).__name__}")
+    # A new file gets 0600, as replace_atomically's (key material is written here too);
+    # an existing one keeps its mode, as cp's in-place write does.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as fh:
         fh.write(content[:cut])
         fh.flush()
         os.fsync(fh.fileno())

@@ -447,3 +447,31 @@ def test_write_in_two_halves_split_and_timeout(tmp_path):
     assert path.read_bytes() == b"a"
     with pytest.raises(ValueError, match="split"):
         write_in_two_halves(path, b"abc", pause=lambda: None, split=4)
+
+
+def test_the_rotation_helpers_refuse_what_they_cannot_write_before_touching_a_file(tmp_path):
+    """`write_in_two_halves(pause=None)` truncated the file, then failed; content that
+    is neither bytes nor str was written as `bytes(x)` (5 became five NUL bytes, a Path
+    its name); a list for `swap_symlinked_dir`'s files raised AttributeError (h171).
+    The twins: bytes-like content is written as ever, and a new file written in two
+    halves gets 0600, as `replace_atomically`'s does (key material goes there too)."""
+    precious = tmp_path / "store.jks"
+    precious.write_bytes(b"precious contents")
+    with pytest.raises(TypeError, match=r"pause is a threading\.Event or a callable"):
+        write_in_two_halves(precious, b"new contents", pause=None)  # type: ignore[arg-type]
+    assert precious.read_bytes() == b"precious contents"
+    for bad, said in ((5, "not int"), (tmp_path / "x", "a path"), ([65, 66], "not list")):
+        with pytest.raises(TypeError, match=said):
+            replace_atomically(precious, bad)  # type: ignore[arg-type]
+        assert precious.read_bytes() == b"precious contents"
+    with pytest.raises(TypeError, match="a mapping of file name to content"):
+        swap_symlinked_dir(tmp_path / "vol", [("a", b"1")])  # type: ignore[arg-type]
+    replace_atomically(precious, bytearray(b"bytes-like"))
+    assert precious.read_bytes() == b"bytes-like"
+    fresh = tmp_path / "fresh.pem"
+    write_in_two_halves(fresh, b"0123456789", pause=lambda: None)
+    assert fresh.read_bytes() == b"0123456789"
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    precious.chmod(0o640)  # an existing file keeps its mode, as cp's in-place write
+    write_in_two_halves(precious, b"again", pause=lambda: None)
+    assert stat.S_IMODE(precious.stat().st_mode) == 0o640

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 import urllib.error
 import urllib.request
 
@@ -235,3 +236,29 @@ def test_an_ipv6_responder_and_the_answer_times() -> None:
         assert revoked.certificate_status == ocsp.OCSPCertStatus.REVOKED
     with pytest.raises(RuntimeError, match="closed"):
         _ = responder.port
+
+
+def test_http_status_200_answers_again_and_close_leaves_nothing_answering() -> None:
+    """`http_status = 200` (the natural way back from 503) served "as the test asked" as
+    a CRL; and a connection open before close() was answered after it, its thread
+    left running (h171). The twin: None answers as before."""
+    import socket
+
+    with RevocationServer() as responder:
+        ca = CA(crl_url=responder.crl_url)
+        responder.serve(ca)
+        for status in (None, 200):
+            responder.http_status = status
+            with urllib.request.urlopen(responder.crl_url, timeout=30) as answer:
+                assert answer.headers["Content-Type"] == "application/pkix-crl"
+                x509.load_der_x509_crl(answer.read())
+        host, port = responder.crl_url.split("/")[2].rsplit(":", 1)
+        early = socket.create_connection((host, int(port)), timeout=30)
+    try:  # closed (the with above); the connection made before it is shut down
+        early.sendall(b"GET /ca.crl HTTP/1.0\r\n\r\n")
+        assert early.recv(100) == b""
+    except OSError:
+        pass  # reset: shut down all the same
+    finally:
+        early.close()
+    assert not [t for t in threading.enumerate() if "process_request" in t.name]
