@@ -253,34 +253,60 @@ class Served:
         if not build:
             raise NotBuilt(self, base, alpn)
         pending = (os.getpid(), key)  # a forked child's builds are its own
+        while True:  # until built here, or by the build waited for
+            outcome = self._wait_or_build(key, pending, base, alpn)
+            if isinstance(outcome, ssl.SSLContext):
+                return outcome
+            try:
+                outcome.result()  # the build under way: its context, or its error
+            except BuildAbandoned:
+                continue  # its thread was interrupted: built here (or by another waiter)
+            return self.variants.get(key) or self.build_variant(base, alpn)
+
+    def _wait_or_build(
+        self,
+        key: tuple[bool, tuple[str, ...]],
+        pending: tuple[int, tuple[bool, tuple[str, ...]]],
+        base: ssl.SSLContext,
+        alpn: tuple[str, ...],
+    ) -> ssl.SSLContext | concurrent.futures.Future[None]:
+        """The variant built (here, its build recorded in :attr:`pending` for others to
+        wait for) or found built; or the build under way to wait for. Whatever
+        interrupts this thread once its build is recorded (a signal between two
+        bytecodes) ends the build first, and takes the record out after: no build is
+        left recorded and never ended, for others to wait for forever (h170); a record
+        of a build that has ended is no build under way (replaced here)."""
         mine: concurrent.futures.Future[None] = concurrent.futures.Future()
-        with PENDING.lock:
-            running = self.pending.get(pending)
-            if running is None:
+        recorded = False
+        try:
+            with PENDING.lock:
+                running = self.pending.get(pending)
+                if running is not None and not running.done():
+                    return running  # type: ignore[no-any-return]
                 hit = self.variants.get(key)
                 if hit is not None:
                     return hit
+                recorded = True  # before the record: interrupted after it, ended below
                 self.pending[pending] = mine
-        if running is not None:
-            try:
-                running.result()  # the build under way: its context, or its error
-            except BuildAbandoned:
-                return self.with_alpn(base, alpn)  # built here (or by another waiter)
-            return self.variants.get(key) or self.build_variant(base, alpn)
-        try:
             ctx = self.build_variant(base, alpn)
-        except Exception as exc:
-            mine.set_exception(exc)  # the store's fault: every waiter's too
+        except BaseException as exc:
+            if recorded:
+                # The store's fault is every waiter's; this thread's interruption is not.
+                mine.set_exception(exc if isinstance(exc, Exception) else BuildAbandoned())
+                self._unrecord(pending, mine)
             raise
-        except BaseException:
-            mine.set_exception(BuildAbandoned())  # this thread's interruption, not theirs
-            raise
-        finally:
-            with PENDING.lock:
-                if self.pending.get(pending) is mine:
-                    del self.pending[pending]
         mine.set_result(None)
+        self._unrecord(pending, mine)
         return ctx
+
+    def _unrecord(
+        self,
+        pending: tuple[int, tuple[bool, tuple[str, ...]]],
+        mine: concurrent.futures.Future[None],
+    ) -> None:
+        with PENDING.lock:
+            if self.pending.get(pending) is mine:
+                del self.pending[pending]
 
     def build_variant(self, base: ssl.SSLContext, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """Build the ``alpn`` variant of ``base`` and keep it (the first kept wins),

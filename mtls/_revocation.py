@@ -282,7 +282,10 @@ class _CacheMiss(Exception):
 
 
 # "scheme://user:password@": what a URL's userinfo is (RFC 3986 3.2.1).
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")  # to the last "@", as urlsplit
+# What precedes a URL's host, up to the last "@" before its path (as urlsplit reads it),
+# whatever its scheme or none, after the white space and C0 controls urlsplit drops:
+# everything that may hold a password, which is shown in messages (h169, h170).
+_USERINFO = re.compile(r"^([\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://)?)[^/?#]*@")
 
 
 def _without_userinfo(url: str) -> str:

@@ -162,7 +162,7 @@ def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
     # (a lookup's thread takes that one alone: no lock is taken the other way round).
     with _BUILDERS.lock, PENDING.lock:
         found: concurrent.futures.Future[None] | None = served.pending.get(key)
-        if found is not None:
+        if found is not None and not found.done():  # an ended one's record is no build
             return found
         for stale in [k for k in served.pending if k[0] != pid]:
             del served.pending[stale]  # a parent's, copied by a fork: never to end here

@@ -305,6 +305,30 @@ def test_an_interrupted_build_is_taken_over_by_a_waiter(setup, monkeypatch) -> N
     assert len(calls) == 2  # the interrupted build, and one waiter's
 
 
+def test_a_recorded_build_that_has_ended_is_no_build_to_wait_for(setup) -> None:
+    """A build's record left behind after it ended (its thread interrupted between two
+    bytecodes: h170 saw 9 in 3,000 signals leave one, and later lookups of that
+    variant waited for good, or recursed) is replaced: the lookup builds the variant."""
+    import concurrent.futures
+    import os
+
+    from mtls import _build
+
+    xml, _, _ = setup
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)
+    with pytest.raises(_build.NotBuilt) as caught:
+        profiles._context_built(
+            "backend.test", 8443, client_id=None, alpn=("h2",), server_hostname=None
+        )
+    served, key = caught.value.served, caught.value.key
+    ended: concurrent.futures.Future[None] = concurrent.futures.Future()
+    ended.set_exception(_build.BuildAbandoned())
+    served.pending[(os.getpid(), key)] = ended
+    ctx = profiles.context_for("backend.test", 8443, alpn=("h2",))
+    assert ctx is served.variants[key]
+    assert (os.getpid(), key) not in served.pending  # the stale record went with it
+
+
 def test_status_is_typed_frozen_and_json_ready(setup, ca):
     xml, _, _ = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True)

@@ -287,3 +287,25 @@ def test_a_password_in_a_certificates_url_is_shown_nowhere(caplog) -> None:
     said = caplog.text + repr(status.to_dict()) + str(caught.value) + repr(soft.cached())
     assert "s3cr3tP4ss" not in said and "svc:" not in said and "xyz@" not in said
     assert shown in str(caught.value) and shown in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://svc:pw@h/x", "http://h/x"),
+        ("http://svc:p@ss@h/x", "http://h/x"),  # to the last "@" (h169)
+        (" http://svc:pw@h/x", " http://h/x"),  # leading white space, fetched all the same (h170)
+        ("//svc:pw@h/x", "//h/x"),  # no scheme (h170)
+        ("svc:pw@h/x", "svc:h/x"),
+        ("HTTP://u:pw@[::1]:80/x", "HTTP://[::1]:80/x"),
+        # The twins: an "@" after the host is the path's, query's or fragment's.
+        ("http://h/a@b", "http://h/a@b"),
+        ("http://h/?q=a@b", "http://h/?q=a@b"),
+        ("http://h/#a@b", "http://h/#a@b"),
+        ("ldap://h/cn=a@b", "ldap://h/cn=a@b"),
+    ],
+)
+def test_userinfo_is_dropped_wherever_urlsplit_would_find_it(url: str, shown: str) -> None:
+    from mtls._revocation import _without_userinfo
+
+    assert _without_userinfo(url) == shown
