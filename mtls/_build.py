@@ -34,9 +34,7 @@ from ._errors import (
     KeyEntryError,
     KeystoreError,
     MTLSError,
-    bounded,
     by_content,
-    shown_text,
     together,
     with_more,
 )
@@ -1680,7 +1678,7 @@ def _self_signed_refusal(
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return None  # self-issued under a CA's key (its own signature fails): not this
     what = f"the new {whose} certificate" if whose else "the new certificate"
-    issuer = bounded(shown_text(served.issuer.rfc4514_string()), _x509.SUBJECT_SHOWN)
+    issuer = _x509.name_text(served.issuer)
     return KeystoreError(
         f"{where}: {what} {_x509.subject_text(leaf)} is self-signed, where the one in "
         f"service was issued by {issuer}: peers that trust that "

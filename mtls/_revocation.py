@@ -281,7 +281,6 @@ class _CacheMiss(Exception):
     """A status asked with ``fetch=False`` is not in the cache."""
 
 
-# "scheme://user:password@": what a URL's userinfo is (RFC 3986 3.2.1).
 # What precedes a URL's host, up to the last "@" before its path (as urlsplit reads it),
 # whatever its scheme or none, after the white space and C0 controls urlsplit drops:
 # everything that may hold a password, which is shown in messages (h169, h170).

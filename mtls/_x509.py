@@ -194,12 +194,12 @@ def public_key(
 
 
 # RFC 5280 section 7.1 as OpenSSL's X509_NAME_cmp applies it (x_name.c, asn1_string_canon):
-# a value of these string types is compared as UTF-8, its leading and trailing white
-# space dropped, each inner run of it made one space, ASCII letters lower-cased.
-_CANON_TYPES = frozenset(
-    {12, 30, 28, 19, 20, 22, 26}
-)  # UTF8, BMP, Universal, Printable, T61, IA5, Visible
-_OPENSSL_SPACE = re.compile("[ \t\n\v\f\r]+")
+# a value of these string types (UTF8, BMP, Universal, Printable, T61, IA5, Visible) is
+# compared as UTF-8, its leading and trailing white space (OpenSSL's: ASCII only)
+# dropped, each inner run of it made one space, ASCII letters lower-cased.
+_CANON_TYPES = frozenset({12, 30, 28, 19, 20, 22, 26})
+_OPENSSL_WHITE = " \t\n\v\f\r"
+_OPENSSL_SPACE = re.compile(f"[{_OPENSSL_WHITE}]+")
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -231,7 +231,7 @@ def canonical_name(name: x509.Name) -> _Canonical:
             value: object = attribute.value
             kind = getattr(getattr(attribute, "_type", None), "value", None)
             if isinstance(value, str) and kind in _CANON_TYPES:
-                value = _OPENSSL_SPACE.sub(" ", value.strip(" \t\n\v\f\r"))
+                value = _OPENSSL_SPACE.sub(" ", value.strip(_OPENSSL_WHITE))
                 value = value.translate(_ASCII_LOWER)
             else:
                 value = (kind, value)
@@ -863,7 +863,12 @@ def subject_text(cert: x509.Certificate) -> str:
     """The subject as an RFC 4514 string (``CN=localhost,O=WSO2``) to show: control
     characters escaped (a line break in a CN forged a log line), at most
     :data:`SUBJECT_SHOWN` characters. Not for comparing names: use the name itself."""
-    return bounded(shown_text(cert.subject.rfc4514_string()), SUBJECT_SHOWN)
+    return name_text(cert.subject)
+
+
+def name_text(name: x509.Name) -> str:
+    """Any name (an issuer's) to show, as :func:`subject_text` shows a subject."""
+    return bounded(shown_text(name.rfc4514_string()), SUBJECT_SHOWN)
 
 
 def common_name(cert: x509.Certificate) -> str | None:

@@ -185,7 +185,7 @@ def _content_type_option(parser: argparse.ArgumentParser) -> None:
 
 def _force_option(parser: argparse.ArgumentParser) -> None:
     """``--force`` for a command writing a certificate or request to a file: replace a
-    store (or a PEM file with a private key) there, which it refuses otherwise."""
+    store (or a file holding a private key) there, which it refuses otherwise."""
     parser.add_argument(
         "--force", action="store_true",
         help="replace the output file even if it is a keystore (never the one read)",

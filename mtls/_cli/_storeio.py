@@ -105,9 +105,9 @@ _KEY_STORES = ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS")
 
 def _refuse_replacing_store(path: Path, what: str, reads: tuple[Path, ...], force: bool) -> None:
     """Refuse to write ``what`` over the store the command reads (``reads``), ever, and
-    over another keystore or a PEM or DER file holding a private key unless ``force``: keytool
-    writes over either, and the keys are gone. A certificate or request file is
-    replaced, as keytool replaces it (an export run again)."""
+    over another keystore or a PEM or DER file holding a private key unless ``force``:
+    keytool writes over either, and the keys are gone. A certificate or request file
+    is replaced, as keytool replaces it (an export run again)."""
     for source in reads:
         if same_file(source, path):
             raise CLIError(
