@@ -863,7 +863,9 @@ class SSLProfileSet:
                 only when this name is a localhost name too, so dialling ``127.0.0.1``
                 while verifying ``orders.internal`` checks ``orders.internal``.
 
-        Never locks and never waits on a reload: one read of the current snapshot.
+        Never waits on a reload: one read of the current snapshot, and no lock once
+        the context is built (the first lookup of an ``alpn`` list may wait for its
+        build by another thread).
 
         Returns:
             The context to use (never modify it), or ``None``: no profile, no default.
