@@ -72,21 +72,26 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     except ValueError as exc:
         raise CLIError(f"--reload-interval: {exc}") from exc
     with rotating, _listening(MTLSServer(rotating, host=args.host, port=args.port), args) as server:
-        demand = "optional" if args.no_client_cert else "required"
-        out.line(f"listening on https://{args.host}:{server.port} (client certificate {demand})")
-        out.line("every GET answers JSON naming the client certificate; Ctrl-C stops")
-        checked = (
-            f"the stores are checked for changes every {interval:g} s"
-            if interval
-            else "the stores are not checked for changes (--reload-interval 0)"
-        )
-        out.line(f"serving {_identity(rotating)}; {checked}")
-        generation, error = rotating.generation, None
-        # kill (SIGTERM), as a script stops a background server, ends it as Ctrl-C does.
+        stopped: Stopped | None = None  # SIGHUP: said and exit 129 once all is closed
         previous: object = None
-        with contextlib.suppress(ValueError):  # not the main thread (a test's runner)
-            previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
+            # kill (SIGTERM), as a script stops a background server, ends it as Ctrl-C
+            # does: from before the first line, which a script may wait for and then
+            # signal (a signal between the lines and the loop ended it unsaid, in CI).
+            with contextlib.suppress(ValueError):  # not the main thread (a test's runner)
+                previous = signal.signal(signal.SIGTERM, _interrupt)
+            demand = "optional" if args.no_client_cert else "required"
+            out.line(
+                f"listening on https://{args.host}:{server.port} (client certificate {demand})"
+            )
+            out.line("every GET answers JSON naming the client certificate; Ctrl-C stops")
+            checked = (
+                f"the stores are checked for changes every {interval:g} s"
+                if interval
+                else "the stores are not checked for changes (--reload-interval 0)"
+            )
+            out.line(f"serving {_identity(rotating)}; {checked}")
+            generation, error = rotating.generation, None
             while True:
                 with contextlib.suppress(TimeoutError):
                     server.wait_for_handshakes(1, timeout=1.0)
@@ -104,10 +109,13 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         except KeyboardInterrupt as exc:
             out.line("stopped")
             if isinstance(exc, Stopped):
-                raise  # SIGHUP: exit 129 as the shell's, after saying so
+                stopped = exc  # the server closes as on Ctrl-C first (never mid-exception)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+    if stopped is not None:
+        out.error(f"terminated ({signal.Signals(stopped.signum).name})")
+        return 128 + stopped.signum  # as the shell's
     return EXIT_OK
 
 
