@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
 from mtls.testing import CA, IssuedIdentity
@@ -238,3 +239,37 @@ def signed_again(tbs: bytes, ca: CA) -> bytes:
     algorithm = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.10045.4.3.2"))
     bits = asn1.encode(asn1.BIT_STRING, b"\x00" + signature)
     return asn1.encode(asn1.SEQUENCE, tbs + algorithm + bits)
+
+
+def leaf_naming(
+    issuer: x509.Name,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+) -> x509.Certificate:
+    """A certificate CN=backend, valid from an hour ago for a day, naming ``issuer``
+    (written as the test wants it), signed by ``signer``, pointing at an OCSP
+    responder and a CRL distribution point when given: what a CA's own issue_cert
+    cannot make (another spelling of its name, a URL holding a password)."""
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backend")]))
+        .issuer_name(issuer)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(hours=1))
+        .not_valid_after(now + _dt.timedelta(days=1))
+    )
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if ocsp_url is not None:
+        responder = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess([responder]), critical=False
+        )
+    return builder.sign(signer, hashes.SHA256())

@@ -239,44 +239,20 @@ def test_a_password_in_a_certificates_url_is_shown_nowhere(caplog) -> None:
     """An OCSP address ``http://svc:PASSWORD@host/`` reached the soft-fail WARNING, the
     hard-fail error and status() verbatim (h165; the fetch never sent it). The twin:
     the host and path are still said."""
-    import datetime as dt
     import logging
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.serialization import Encoding
-    from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
     import mtls
     from mtls.testing import CA
+    from tests.revocation._infra import leaf_naming
 
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
     ca = CA()
-    now = dt.datetime.now(dt.UTC)
-    key = ca.issue_cert("x").private_key
     # A password holding "@": the userinfo ends at the last "@" (h169: "xyz@" shown).
     url = f"http://svc:s3cr3tP4ss@xyz@127.0.0.1:{port}/ocsp"
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backend")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
-                    )
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
+    cert = leaf_naming(ca.certificate.subject, ca.private_key, ocsp_url=url)  # type: ignore[arg-type]
     chain = [cert.public_bytes(Encoding.DER)], [ca.certificate.public_bytes(Encoding.DER)]
     shown = f"OCSP http://127.0.0.1:{port}/ocsp"
     with caplog.at_level(logging.DEBUG, logger="mtls"):

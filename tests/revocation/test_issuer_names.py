@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.name import _ASN1Type
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.x509.oid import NameOID
 
 import mtls
 from mtls import _x509
 from mtls.testing import CA, RevocationServer
-from tests.revocation._infra import CRLServer, free_port, ocsp_responder
+from tests.revocation._infra import CRLServer, free_port, leaf_naming, ocsp_responder
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -62,42 +62,12 @@ def _leaf(
     *,
     ocsp: bool = True,
 ) -> x509.Certificate:
-    """A certificate naming ``issuer``, signed by ``signer``, pointing at the CA's
+    """A certificate naming ``issuer``, signed by ``signer``, pointing at the served
     responder (OCSP and CRL, or the CRL only)."""
     _, responder = served
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backend")]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(hours=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(
-            x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        [x509.UniformResourceIdentifier(responder.crl_url)], None, None, None
-                    )
-                ]
-            ),
-            critical=False,
-        )
+    return leaf_naming(
+        issuer, signer, ocsp_url=responder.ocsp_url if ocsp else None, crl_url=responder.crl_url
     )
-    if ocsp:
-        builder = builder.add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP,
-                        x509.UniformResourceIdentifier(responder.ocsp_url),
-                    )
-                ]
-            ),
-            critical=False,
-        )
-    return builder.sign(signer, hashes.SHA256())
 
 
 def _check(cert: x509.Certificate, ca: CA) -> tuple[mtls.CertificateStatus, ...]:
@@ -137,12 +107,9 @@ def test_openssl_ocsp_answers_for_such_a_certificate(openssl_bin: str, tmp_path:
     ca = CA(name="Acme Issuing CA", organization="Acme", key_type="EC")
     url = f"http://127.0.0.1:{free_port()}/"
 
-    class Where:  # what _leaf reads of a responder
-        ocsp_url, crl_url = url, "http://127.0.0.1:9/unused.crl"
-
     issuer = WRITTEN_OTHERWISE["upper-cased"]
-    good = _leaf((ca, Where), issuer, ca.private_key)  # type: ignore[arg-type]
-    revoked = _leaf((ca, Where), issuer, ca.private_key)  # type: ignore[arg-type]
+    good = leaf_naming(issuer, ca.private_key, ocsp_url=url)  # type: ignore[arg-type]
+    revoked = leaf_naming(issuer, ca.private_key, ocsp_url=url)  # type: ignore[arg-type]
     for cert in (good, revoked):
         ca._issued[cert.serial_number] = cert
     ca.revoke(revoked)
@@ -161,12 +128,9 @@ def test_a_crl_naming_its_ca_otherwise_speaks_for_it() -> None:
     ca = CA(name="Acme Issuing CA", organization="Acme", key_type="EC")
     crls = CRLServer()
     try:
-
-        class Where:  # what _leaf reads of a responder: a CRL only
-            ocsp_url, crl_url = "http://127.0.0.1:9/", crls.url("/ca.crl")
-
-        good = _leaf((ca, Where), ca.certificate.subject, ca.private_key, ocsp=False)  # type: ignore[arg-type]
-        revoked = _leaf((ca, Where), ca.certificate.subject, ca.private_key, ocsp=False)  # type: ignore[arg-type]
+        crl_url = crls.url("/ca.crl")
+        good = leaf_naming(ca.certificate.subject, ca.private_key, crl_url=crl_url)  # type: ignore[arg-type]
+        revoked = leaf_naming(ca.certificate.subject, ca.private_key, crl_url=crl_url)  # type: ignore[arg-type]
 
         def crl(signer: ec.EllipticCurvePrivateKey) -> bytes:
             listed = (
