@@ -419,7 +419,7 @@ class RevocationChecker:
         # One budget for the whole chain: every fetch below draws on it.
         deadline = time.monotonic() + self.policy.check_timeout
         known = _anchor_set(anchors)
-        anchor_pairs, anchor_der = known.pairs, known.ders
+        anchor_der = known.ders
         out: list[CertificateStatus] = []
         for index, der in enumerate(ders):
             if der in anchor_der:
@@ -427,7 +427,7 @@ class RevocationChecker:
                 # the truststore issued (a backend's own certificate imported beside its
                 # CA) is asked about itself, against that CA, as it would be had it not
                 # been imported: pinning it must not exempt it from revocation.
-                pinned = _issued_anchor(der, anchor_pairs)
+                pinned = _issued_anchor(der, known)
                 if pinned is not None:
                     out.append(self._status(pinned[0], pinned[1], fetch, deadline))
                 break
@@ -441,13 +441,13 @@ class RevocationChecker:
                 self._warn(unreadable)
                 out.append(unreadable)
                 break
-            candidates = [*_pairs(ders[index + 1 :]), *anchor_pairs]
+            # The chain's certificates above it first, then the truststore's of that
+            # name (indexed: a big truststore is not compared one by one).
+            above = [
+                p for p in _pairs(ders[index + 1 :]) if _x509.same_name(p[0].subject, cert.issuer)
+            ]
             issuer = next(
-                (
-                    c
-                    for c, c_der in candidates
-                    if _x509.same_name(c.subject, cert.issuer) and _issued(der, c_der)
-                ),
+                (c for c, c_der in (*above, *known.named(cert.issuer)) if _issued(der, c_der)),
                 None,
             )
             if issuer is None:
@@ -1043,7 +1043,7 @@ _CHAINS_KEPT = 256  # verified chains kept for resumed sessions (a few KiB each)
 
 
 def _issued_anchor(
-    der: bytes, anchors: Sequence[tuple[x509.Certificate, bytes]]
+    der: bytes, anchors: _Anchors
 ) -> tuple[x509.Certificate, x509.Certificate] | None:
     """``der`` (an anchor) and the other anchor that issued it (name and signature),
     or ``None``: self-issued, a CA certificate (an intermediate kept beside its root is
@@ -1061,11 +1061,7 @@ def _issued_anchor(
     if is_ca or _x509.same_name(cert.issuer, cert.subject):
         return None
     issuer = next(
-        (
-            c
-            for c, c_der in anchors
-            if c_der != der and _x509.same_name(c.subject, cert.issuer) and _issued(der, c_der)
-        ),
+        (c for c, c_der in anchors.named(cert.issuer) if c_der != der and _issued(der, c_der)),
         None,
     )
     return None if issuer is None else (cert, issuer)
