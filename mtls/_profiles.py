@@ -240,9 +240,13 @@ class SSLProfileSet:
             profiles: the profiles; store files are read now.
             hostname_verifier: ``Strict``, ``Default``, ``DefaultAndLocalhost`` or
                 ``AllowAll`` (case-insensitive), for the whole set as in WSO2.
-            default: used when no profile matches: a ready context, or a profile
-                whose stores are loaded and reloaded like the others. ``None``:
-                :meth:`context_for` returns ``None`` for unmatched hosts.
+            default: used when no profile matches: a ready context (handed out as
+                it is, for every ALPN list: an HTTP/2 client sets its ALPN on it for
+                every other user too), or a profile whose stores are loaded and
+                reloaded like the others, its contexts built per ALPN list
+                (``SSLProfile(servers=("*",))``: the system's trust, no client
+                certificate). ``None``: :meth:`context_for` returns ``None`` for
+                unmatched hosts.
             default_truststore: trust for profiles without a ``TrustStore``
                 (``None``: the system's trust).
             skip_failures: load what loads and report the rest (WSO2's

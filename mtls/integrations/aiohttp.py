@@ -29,6 +29,7 @@ objects.
 
 from __future__ import annotations
 
+import contextvars
 import ssl
 from typing import TYPE_CHECKING, Any, Self
 
@@ -48,6 +49,27 @@ except ImportError as _exc:
 # What ClientSession.request returns, to wrap a request whose context is built off the
 # loop first (a private name: an aiohttp without it builds on the loop, as before).
 _REQUEST_MANAGER: Any = getattr(aiohttp.client, "_RequestContextManager", None)
+# What ClientSession.ws_connect returns (awaited, or used with ``async with``).
+_WS_MANAGER: Any = getattr(aiohttp.client, "_WSRequestContextManager", None)
+
+# The checks of a websocket handshake in progress in this task (see ws_connect):
+# aiohttp's ws_connect takes no middlewares of its own, so the session's one middleware
+# for them finds the handshake's checks here; it is set and reset around the handshake.
+_WS_CHECKS: contextvars.ContextVar[aiohttp.ClientMiddlewareType | None] = contextvars.ContextVar(
+    "mtls_ws_checks", default=None
+)
+
+
+async def _ws_checks(
+    req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """The session's middleware for :meth:`MTLSClientSession.ws_connect`: the checks of
+    the handshake this task is making, if any (none for anything else)."""
+    checks = _WS_CHECKS.get()
+    if checks is None:
+        return await handler(req)
+    return await checks(req, handler)
+
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -252,6 +274,37 @@ class ProxyProfileError(MTLSError, aiohttp.ClientError):
         self.proxy = proxy
 
 
+def _redirect_refused(
+    first: URL, hop: URL, chosen: ssl.SSLContext | bool, wanted: ssl.SSLContext | bool
+) -> RedirectProfileError:
+    """The refusal of a redirect from ``first`` (sent with ``chosen``) to ``hop`` (which
+    needs ``wanted``). Never a password from the URLs' userinfo, in the message or the
+    attributes; the message (which reaches logs) names the URLs without their query
+    (a signed URL's credentials and signature are in it), the attributes keep it: a
+    caller follows ``location``."""
+    if not isinstance(chosen, ssl.SSLContext):
+        why = (
+            "which has a TLS profile: aiohttp would connect there without its client "
+            "certificate, verifying it with aiohttp's default trust"
+        )
+    elif not isinstance(wanted, ssl.SSLContext):
+        why = "which has no TLS profile: aiohttp would send the first backend's certificate there"
+    else:
+        why = (
+            "which has a different TLS profile: aiohttp would send the first backend's "
+            "certificate there"
+        )
+    shown, location = (
+        url.with_user(None).with_query(None).with_fragment(None) for url in (first, hop)
+    )
+    return RedirectProfileError(
+        f"{shown} redirected to {location}, {why}; follow it with a new request "
+        "(allow_redirects=False)",
+        url=str(first.with_user(None)),
+        location=str(hop.with_user(None)),
+    )
+
+
 def _refuse_https_proxy(req: aiohttp.ClientRequest) -> None:
     """Refuse an ``https://`` proxy (``proxy=``: aiohttp ignores ``https://`` proxies
     from the environment) for a request sent with a profile's context: see
@@ -341,13 +394,29 @@ class MTLSClientSession:
         session_kwargs["request_class"] = _revocation_checked(
             session_kwargs.get("request_class") or aiohttp.ClientRequest
         )
+        # A request gives its own middlewares (the session's and its checks); the
+        # session's list is what a websocket handshake runs (see ws_connect).
+        session_kwargs["middlewares"] = (*self._middlewares, _ws_checks)
         self.session: aiohttp.ClientSession = aiohttp.ClientSession(**session_kwargs)
 
-    def _absolute(self, url: str | URL) -> URL:
+    def _target(self, url: str | URL) -> tuple[URL, tuple[str, int] | None]:
+        """The absolute URL (joined to ``base_url``) and its TLS origin.
+
+        Raises:
+            aiohttp.InvalidURL: a host and no scheme.
+            ValueError: as :func:`_origin` (a URL no profile can be chosen for).
+        """
         target = URL(url)
         if self._base_url is not None and not target.absolute:
-            return self._base_url.join(target)
-        return target
+            target = self._base_url.join(target)
+        if target.host is not None and not target.scheme:
+            # "//host/path": yarl's origin() raised a bare ValueError further on.
+            raise aiohttp.InvalidURL(
+                url,
+                "no scheme: write https:// or http://, so that the profile for the "
+                "host (or none, for http) can be chosen",
+            )
+        return target, _origin(target)
 
     def request(self, method: str, url: str | URL, **kwargs: Any) -> _RequestContextManager:
         """``ClientSession.request`` with ``ssl=`` chosen from the profile set.
@@ -377,17 +446,8 @@ class MTLSClientSession:
         """:meth:`request`; ``tries``: how many more times a context not built yet is
         built off the loop (then, a reload having landed each time, built here)."""
         if not _chose_ssl(kwargs):
-            target = self._absolute(url)
-            if target.host is not None and not target.scheme:
-                # "//host/path": yarl's origin() raised a bare ValueError further on.
-                raise aiohttp.InvalidURL(
-                    url,
-                    "no scheme: write https:// or http://, so that the profile for the "
-                    "host (or none, for http) can be chosen",
-                )
-            # One origin for the context and the profile (the ValueError request_ssl
-            # raises for a URL no profile can be chosen for).
-            origin = _origin(target)
+            # One origin for the context and the profile.
+            target, origin = self._target(url)
             redirects = kwargs.get("allow_redirects", True)
             try:
                 chosen, source = self._chosen(
@@ -411,6 +471,59 @@ class MTLSClientSession:
                 guard = self._guard(target, chosen, source, proxied=proxied, redirects=redirects)
                 kwargs["middlewares"] = (*middlewares, guard)
         return self.session.request(method, url, **kwargs)
+
+    def ws_connect(self, url: str | URL, **kwargs: Any) -> Any:
+        """``ClientSession.ws_connect`` with ``ssl=`` chosen from the profile set as
+        :meth:`request` chooses it: a ``wss://`` URL gets its host's profile (port 443
+        when it has none), ``ws://`` none; an explicit ``ssl=`` is used as given. The
+        handshake is checked as a request is: a redirect to another origin that
+        needs another context raises :class:`RedirectProfileError`, a profile's
+        handshake through an ``https://`` proxy :class:`ProxyProfileError`.
+
+        Args:
+            url: the URL (relative to ``base_url`` if the session has one).
+            **kwargs: as for ``ClientSession.ws_connect``.
+
+        Returns:
+            What ``ClientSession.ws_connect`` returns: await it, or use ``async with``.
+
+        Raises:
+            aiohttp.InvalidURL: a URL with a host and no scheme (``//host/path``).
+            mtls.ProfileUnavailableError: (when awaited) the profile that names the
+                URL's host has not loaded.
+            aiohttp.ClientError: as aiohttp raises (``WSServerHandshakeError`` when
+                the server does not upgrade).
+        """
+        if _chose_ssl(kwargs):
+            return self.session.ws_connect(url, **kwargs)
+        target, origin = self._target(url)
+        made = self._ws_connect(target, origin, kwargs)
+        return made if _WS_MANAGER is None else _WS_MANAGER(made)
+
+    async def _ws_connect(
+        self, target: URL, origin: tuple[str, int] | None, kwargs: dict[str, Any]
+    ) -> Any:  # aiohttp's ClientWebSocketResponse (generic in aiohttp 3.13 and later)
+        """:meth:`ws_connect`, its context built off the loop when it is not yet."""
+        for tries in range(OFF_LOOP_TRIES, -1, -1):
+            try:
+                chosen, source = self._chosen(
+                    origin,
+                    kwargs.get("server_hostname"),
+                    redirects=True,
+                    build=tries <= 0 or not self._off_loop,
+                )
+                break
+            except NotBuilt as missing:
+                await built_off_the_loop(missing)
+        kwargs["ssl"] = chosen
+        checks = self._guard(
+            target, chosen, source, proxied=isinstance(chosen, ssl.SSLContext), redirects=True
+        )
+        token = _WS_CHECKS.set(checks)
+        try:
+            return await self.session.ws_connect(target, **kwargs)
+        finally:
+            _WS_CHECKS.reset(token)
 
     def _chosen(
         self,
@@ -494,16 +607,7 @@ class MTLSClientSession:
             if redirects and req.url.origin() != origin and req.is_ssl():
                 wanted = await _ssl_off_the_loop(self.profile_set, _origin(req.url), self.client_id)
                 if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
-                    # Never a password from the URLs' userinfo, in the message or
-                    # the attributes (the proxy refusal leaves it out too).
-                    shown, location = str(first.with_user(None)), str(req.url.with_user(None))
-                    raise RedirectProfileError(
-                        f"{shown} redirected to {location}, which has a different TLS "
-                        "profile: aiohttp would send the first backend's certificate "
-                        "there; follow it with a new request (allow_redirects=False)",
-                        url=shown,
-                        location=location,
-                    )
+                    raise _redirect_refused(first, req.url, chosen, wanted)
             return await handler(req)
 
         return guard
