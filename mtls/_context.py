@@ -8,7 +8,6 @@ later: rotation builds a new one (DESIGN 1).
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import logging
 import os
@@ -19,7 +18,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Final
 
-from . import _jks, _keyload, _openssl, _x509
+from . import _der, _jks, _keyload, _openssl, _x509
 from ._crl import CRLSet, _issued, warn_intermediate_anchors
 from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
 from ._files import cannot_read_fix
@@ -499,7 +498,7 @@ def _refusal_fix(reason: str | None) -> str:
     return "the key must match the first certificate of its chain"
 
 
-@functools.lru_cache(maxsize=256)
+@_der.bytes_cache(256)
 def _leaf_facts(leaf_der: bytes) -> tuple[_dt.datetime, _dt.datetime] | None:
     """(not after, not before) of a certificate, parsed once per certificate: a
     rebuild of the same identity (every reload that finds a store changed) skips it."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import functools
 import hashlib
 import os
 import ssl
@@ -228,10 +227,11 @@ class CRLSet:
         """
         explicit_now = now is not None
         now = now or _now()
-        anchors = self._signers(anchors_der)
+        budget = self._budget()
+        anchors = self._signers(anchors_der, budget)
         # Each list's signature verified once (a large CRL hashes megabytes): the
         # same-second rule compares lists by their signer, the loop refuses none.
-        signers = [_signer_of(crl, anchors) for crl, _ in self._crls]
+        signers = [_signer_of(crl, anchors, budget) for crl, _ in self._crls]
         _refuse_same_second(self._crls, signers)
         # First: a list no anchor signed is refused before its dates are judged (an
         # expired one was told to be fetched again, h165) and its entries are walked
@@ -298,20 +298,34 @@ class CRLSet:
         if not explicit_now:
             self._checked = frozenset(anchors_der)
 
-    def _signers(self, anchors_der: Sequence[bytes]) -> list[x509.Certificate]:
+    def _signers(
+        self, anchors_der: Sequence[bytes], budget: _x509.SignatureBudget
+    ) -> list[x509.Certificate]:
         """The certificates that may sign these lists: ``anchors_der``, and the
-        intermediates of the CRL files that one of them (or another such) issued."""
-        anchors = [cert for cert, _ in _pairs(anchors_der)]
+        intermediates of the CRL files that one of them (or another such) issued.
+
+        Each intermediate is tried once against each possible issuer of its issuer's
+        name (the anchors of that name, then each intermediate as it is placed), within
+        ``budget``: one left unplaced signs nothing here."""
+        known = _Anchors(anchors_der)
+        signers = [cert for cert, _ in known.pairs]
         pending = list(self._issuers)
-        grew = True
-        while grew:
-            grew = False
-            for cert in list(pending):
-                if any(_issued_by(cert, trusted) for trusted in anchors):
-                    anchors.append(cert)
-                    pending.remove(cert)
-                    grew = True
-        return anchors
+        placed: list[x509.Certificate] | None = None  # None: the first pass, the anchors
+        while pending:
+            found = [
+                cert
+                for cert in pending
+                if any(
+                    _issued_by(cert, issuer, budget)
+                    for issuer in (_named_anchors(known, cert) if placed is None else placed)
+                )
+            ]
+            if not found:
+                break
+            pending = [cert for cert in pending if not any(cert is f for f in found)]
+            signers.extend(found)
+            placed = found
+        return signers
 
     def signed_by(
         self, anchors_der: Sequence[bytes]
@@ -320,15 +334,20 @@ class CRLSet:
         ``anchors_der`` (or by an intermediate of the files one of them issued), and
         the (file, issuer) of the others. A truststore that withdrew a CA leaves that
         CA's list vouching for nothing: what is left is checked with :meth:`check`."""
-        anchors = self._signers(anchors_der)
+        budget = self._budget()
+        anchors = self._signers(anchors_der, budget)
         kept: list[_Listed] = []
         others: list[tuple[str | None, str]] = []
         for crl, path in self._crls:
-            if _signer_of(crl, anchors) is not None:
+            if _signer_of(crl, anchors, budget) is not None:
                 kept.append((crl, path))
             else:
                 others.append((path, crl.issuer.rfc4514_string()))
         return (self if not others else CRLSet(kept, self._issuers)), others
+
+    def _budget(self) -> _x509.SignatureBudget:
+        """The tries one check of these lists may make (see :class:`_x509.SignatureBudget`)."""
+        return _x509.SignatureBudget(len(self._issuers) + len(self._crls))
 
     def _warn_ca_only(self) -> None:
         """Warn (once per set of lists) when every list covers CA certificates only
@@ -390,14 +409,29 @@ def unreadable_crl(path: str | os.PathLike[str], exc: OSError, limit: int, fix: 
     return CRLError(f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): {fix}", path=path)
 
 
+def _named_anchors(known: _Anchors, cert: x509.Certificate) -> list[x509.Certificate]:
+    """The anchors named as ``cert``'s issuer (none when that name cannot be read)."""
+    try:
+        return [anchor for anchor, _ in known.named(cert.issuer)]
+    except ValueError:
+        return []
+
+
 def _signer_of(
-    crl: x509.CertificateRevocationList, anchors: Sequence[x509.Certificate]
+    crl: x509.CertificateRevocationList,
+    anchors: Sequence[x509.Certificate],
+    budget: _x509.SignatureBudget | None = None,
 ) -> x509.Certificate | None:
-    """The certificate among ``anchors`` whose key signed ``crl`` (under its name)."""
-    return next(
-        (a for a in anchors if _x509.same_name(a.subject, crl.issuer) and _crl_signed_by(crl, a)),
-        None,
-    )
+    """The certificate among ``anchors`` whose key signed ``crl`` (under its name),
+    each one of that name tried within ``budget``."""
+    for anchor in anchors:
+        if not _x509.same_name(anchor.subject, crl.issuer):
+            continue
+        if budget is not None and not budget.spend():
+            return None
+        if _crl_signed_by(crl, anchor):
+            return anchor
+    return None
 
 
 def _refuse_same_second(
@@ -667,8 +701,16 @@ def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate
         return False
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def _issued_by(
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    budget: _x509.SignatureBudget | None = None,
+) -> bool:
+    """Whether ``issuer`` issued ``cert``: its name, key identifier and signature (a
+    try of ``budget``, once the name matches)."""
     if not _x509.same_name(cert.issuer, issuer.subject):
+        return False
+    if budget is not None and not budget.spend():
         return False
     aki = _extension(cert, x509.AuthorityKeyIdentifier)
     ski = _extension(issuer, x509.SubjectKeyIdentifier)
@@ -709,7 +751,7 @@ class _Anchors:
         self.ders: frozenset[bytes] = frozenset(kept)
         # Names the set without holding it (what outlives the context may key by it).
         self.digest: bytes = hashlib.sha256(b"".join(sorted(self.ders))).digest()
-        self._by_name: dict[object, list[tuple[x509.Certificate, bytes]]] | None = None
+        self._by_name: dict[Any, list[tuple[x509.Certificate, bytes]]] | None = None
 
     def named(self, name: x509.Name) -> list[tuple[x509.Certificate, bytes]]:
         """The anchors whose subject is ``name`` as OpenSSL compares names
@@ -722,14 +764,8 @@ class _Anchors:
         """
         by_name = self._by_name
         if by_name is None:
-            by_name = {}
-            for pair in self.pairs:
-                try:
-                    key = _x509.canonical_name(pair[0].subject)
-                except ValueError:
-                    continue  # a name no comparison could match
-                by_name.setdefault(key, []).append(pair)
             # Made whole, then published: a thread racing here makes its own, equal.
+            by_name = _x509.by_subject(self.pairs)
             self._by_name = by_name
         return by_name.get(_x509.canonical_name(name), [])
 
@@ -750,7 +786,7 @@ def _pairs(ders: Iterable[bytes]) -> list[tuple[x509.Certificate, bytes]]:
     return pairs
 
 
-@functools.lru_cache(maxsize=4096)
+@_der.bytes_cache(4096, size=lambda cert, issuer: max(len(cert), len(issuer)))
 def _issued(cert: bytes, issuer: bytes) -> bool:
     """:func:`_issued_by` on DER, remembered: a signature is verified once per pair,
     not on every handshake."""

@@ -9,8 +9,9 @@ behaviour on hostile input is not ours to promise). Every malformed input raises
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 # Universal tags we use.
 BOOLEAN = 0x01
@@ -266,6 +267,54 @@ class _Walk:
                 raise DERError(f"a segment of tag 0x{tag:02x} is not of tag 0x{primitive:02x}")
             return primitive, b"".join(content for _, content, _ in parts), stop
         return tag, b"".join(encode(t, content) for t, content, _ in parts), stop
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
+
+#: Certificates larger than this are not remembered by the caches of certificate
+#: facts (real ones are 1 to 4 KiB, one naming hundreds of hosts about 10): each cache
+#: then holds at most its size times this (64 MiB for 4,096), whatever files a
+#: reloader is fed (20 loads of distinct 7 MiB certificates kept 143 MiB).
+CACHED_BYTES = 16 * 1024
+
+
+class BytesCache(Protocol[_P, _R_co]):
+    """A function remembered by :func:`bytes_cache` (``cache_clear`` and
+    ``cache_info`` as lru_cache's)."""
+
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+
+    def cache_clear(self) -> None: ...
+
+    def cache_info(self) -> Any: ...
+
+
+def bytes_cache(
+    maxsize: int, *, size: Callable[..., int] | None = None
+) -> Callable[[Callable[_P, _R]], BytesCache[_P, _R]]:
+    """``functools.lru_cache(maxsize)`` for a function of certificate bytes, which
+    calls the function without remembering when its arguments are bigger than
+    :data:`CACHED_BYTES` (``size(*args)``; by default, its one argument's length):
+    the cache keeps its keys, and a cache of 4,096 is bounded only if they are."""
+
+    def decorate(func: Callable[_P, _R]) -> BytesCache[_P, _R]:
+        cached: Any = functools.lru_cache(maxsize=maxsize)(func)
+        plain: Any = func
+        measure = size
+
+        def one(arg: Any) -> Any:  # one argument, its length (no *args: on every read)
+            return plain(arg) if len(arg) > CACHED_BYTES else cached(arg)
+
+        def several(*args: Any) -> Any:
+            return plain(*args) if measure(*args) > CACHED_BYTES else cached(*args)  # type: ignore[misc]
+
+        made: Any = functools.wraps(func)(one if size is None else several)
+        made.cache_clear, made.cache_info = cached.cache_clear, cached.cache_info
+        return made  # type: ignore[no-any-return]
+
+    return decorate
 
 
 _MAX_OID_BYTES = 255

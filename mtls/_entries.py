@@ -8,14 +8,13 @@ decrypted. Aliases are compared case-insensitively, as Java does.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from . import _x509
+from . import _der, _x509
 from ._errors import KeyEntryError
 
 
@@ -102,7 +101,7 @@ def alias_for(der: bytes, taken: Taken, fallback: str) -> str:
 
 # Cached: a PEM bundle (a CA file of 144 certificates) is re-read on every reload
 # that finds it changed, and parsing each certificate for its CN is most of that.
-@functools.lru_cache(maxsize=4096)
+@_der.bytes_cache(4096)
 def _cn_alias(der: bytes) -> str | None:
     try:
         cn = _x509.common_name_of(der)

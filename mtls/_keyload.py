@@ -193,7 +193,7 @@ def _chain_pem(chain_der: Sequence[bytes]) -> bytes:
     return "".join(der_to_pem(der) for der in chain_der).encode("ascii")
 
 
-@functools.lru_cache(maxsize=256)
+@_der.bytes_cache(256, size=lambda chain: sum(map(len, chain)))
 def _identity_chain_pem(chain_der: tuple[bytes, ...]) -> bytes:
     # Public certificates only (never the key), a few KiB each: a rebuild of the same
     # identity (a reload that finds a store changed, a context per ALPN) reuses the text.

@@ -948,11 +948,15 @@ class SecureVault:
                     f"names a thumbprint digest {shown(str(digest_name))} mtls does not know"
                 )
             ours = hashlib.new(algorithm, keys.certificate_der).hexdigest().upper()
-            if ours != thumbprint.strip().upper():
+            written = thumbprint.strip().upper()
+            if ours != written:
                 subject = x509.load_der_x509_certificate(keys.certificate_der).subject
+                # A thumbprint is up to 128 hex digits (SHA-512); a longer one is the
+                # file's text, shown bounded (a nested JSON value made 2,270 characters).
+                written = written if len(written) <= 128 else shown(written)
                 raise job.fail(
                     f"was encrypted for the certificate with {digest_name or 'SHA-1'} thumbprint "
-                    f"{thumbprint.strip().upper()}, but the vault's keystore {config.keystore} "
+                    f"{written}, but the vault's keystore {config.keystore} "
                     f"has {keys.alias!r} ({subject.rfc4514_string()}, thumbprint {ours}): use the "
                     "keystore the cipher tool used, or re-encrypt the secret"
                 )

@@ -124,6 +124,12 @@ def _label(number: int, name: str | None) -> str:
 _TAG_TEXT = operator.attrgetter("tag", "text")
 
 
+def _clipped(written: str, limit: int = 200) -> str:
+    """A placeholder as the file writes it, for a message: whole up to ``limit``
+    characters (a nested ``${${${...`` of 16 KB made a 16 KB message)."""
+    return written if len(written) <= limit else f"{written[:limit]}... ({len(written)} characters)"
+
+
 def resolve_placeholders(
     text: str,
     properties: Mapping[str, str],
@@ -215,7 +221,8 @@ def resolve_placeholders(
             if value is None:
                 raise ProfileConfigError(
                     f"{path or 'deployment.toml'}: {element or 'a value'} uses "
-                    f"$ref{{{name}}}, but the file sets no {name}: set it, or write the value",
+                    f"$ref{{{_clipped(name)}}}, but the file sets no {_clipped(name)}: set it, "
+                    "or write the value",
                     path=path,
                     element=element,
                 )
@@ -235,12 +242,12 @@ def resolve_placeholders(
             if inside:
                 raise hidden("$env{...}, $sys{...} or ${...}, naming nothing set or empty")
             raise ProfileConfigError(
-                f"{path or 'profile'}: {element or 'a value'} uses {match.group(0)}, but "
+                f"{path or 'profile'}: {element or 'a value'} uses {_clipped(match.group(0))}, but "
                 + (
-                    f"the {source} {name!r} is empty, and WSO2 replaces a placeholder only "
-                    "with a value that is not empty (it keeps it as written): set a value"
+                    f"the {source} {_clipped(name)!r} is empty, and WSO2 replaces a placeholder "
+                    "only with a value that is not empty (it keeps it as written): set a value"
                     if empty
-                    else f"no {source} {name!r} is set: {fix}"
+                    else f"no {source} {_clipped(name)!r} is set: {fix}"
                 ),
                 path=path,
                 servers=servers,

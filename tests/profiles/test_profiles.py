@@ -221,6 +221,20 @@ def test_unresolved_placeholder_is_an_error_naming_it(tmp_path):
     assert info.value.path == str(xml)
 
 
+def test_a_long_unresolved_placeholder_is_named_bounded(tmp_path):
+    """A nested ``${${${...`` of 12,000 characters was repeated twice in the message
+    (16 KB, h174); the usual one (above) is named whole."""
+    written = "${" * 3000 + "}" * 3000
+    xml = write_xml(
+        tmp_path,
+        f"<profile><servers>a.test:443</servers><KeyStore><Location>{written}</Location>"
+        f"<Password>{PASSWORD}</Password></KeyStore></profile>",
+    )
+    with pytest.raises(ProfileConfigError, match=r"\.\.\. \(\d+ characters\)") as info:
+        SSLProfileSet.from_xml(xml)
+    assert len(str(info.value)) < 1500
+
+
 @pytest.mark.parametrize(
     ("written", "fix"),
     [

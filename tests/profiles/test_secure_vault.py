@@ -248,6 +248,19 @@ def test_self_contained_thumbprint_mismatch_names_both_certificates(
 
 
 @needs_java
+def test_a_thumbprint_that_is_no_thumbprint_is_shown_bounded(tmp_path, stores, values) -> None:
+    """The twin of the test above: a ``tp`` of 5,000 characters (a file's text, not a
+    digest) was repeated whole in the message (h174: 2,270 characters from one value)."""
+    document = json.loads(base64.b64decode(values["sc_oaep"]))
+    document["tp"] = "AB" * 2500
+    written = base64.b64encode(json.dumps(document).encode()).decode()
+    home = make_home(tmp_path, stores, secrets={"o": written})
+    with pytest.raises(SecureVaultError, match="thumbprint 'ABAB") as e:
+        SecureVault(home)("o")
+    assert len(str(e.value)) < 1000 and "..." in str(e.value)
+
+
+@needs_java
 def test_damaged_ciphertexts_are_refused(tmp_path, stores, values) -> None:
     raw = bytearray(base64.b64decode(values["pkcs1"]))
     raw[10] ^= 0x40

@@ -1,0 +1,206 @@
+"""Hostile files of namesakes: linking certificates by signature is bounded.
+
+Among certificates of one name only a signature tells the issuer. A small file of
+namesakes in the worst order made the linking quadratic (a PKCS#12 or PEM keystore's
+chain, a replacement's issuing path at reload) or cubic (a CRL file's intermediates)
+in their count: seconds to minutes from a file of under 64 KiB (h174). Each such piece
+of work now tries at most ``_x509.MAX_SIGNATURE_TRIES`` candidates. The tests count the
+signatures verified, never the time; each has its twin that real files still link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import mtls
+from mtls import _build, _crl, _der, _entries, _x509
+
+NOW = dt.datetime.now(dt.UTC)
+PEM = serialization.Encoding.PEM
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(
+    subject: str, issuer: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(signer, hashes.SHA256())
+    )
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """How many signatures were verified (certificates' and CRLs')."""
+    count = [0]
+    verify, crl_signed = _x509.verify_issued_by, _crl._crl_signed_by
+
+    def counted_verify(child: x509.Certificate, issuer: x509.Certificate) -> None:
+        count[0] += 1
+        verify(child, issuer)
+
+    def counted_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+        count[0] += 1
+        return crl_signed(crl, issuer)
+
+    monkeypatch.setattr(_x509, "verify_issued_by", counted_verify)
+    monkeypatch.setattr(_crl, "_crl_signed_by", counted_crl)
+    _crl._issued.cache_clear()
+    yield count
+    _crl._issued.cache_clear()
+
+
+def _namesake_keystore(pairs: int) -> tuple[bytes, bytes]:
+    """A PEM key and chain: a leaf issued by "X", then ``pairs`` certificates named X
+    (issued by Y) and as many named Y (issued by X), none of which signed anything."""
+    leaf_key = _key()
+    leaf = _cert("leaf", "X", leaf_key, _key())
+    namesakes = [_cert("X", "Y", _key(), _key()) for _ in range(pairs)]
+    namesakes += [_cert("Y", "X", _key(), _key()) for _ in range(pairs)]
+    key_pem = leaf_key.private_bytes(
+        PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem, b"".join(c.public_bytes(PEM) for c in (leaf, *namesakes))
+
+
+def test_a_chain_of_namesakes_in_a_keystore_is_linked_within_the_budget(verified):
+    key_pem, chain_pem = _namesake_keystore(30)
+    store = mtls.Keystore.from_bytes(key_pem + chain_pem, None)
+    assert len(store.key_entry()[2]) >= 1  # loads: the leaf, and what it linked by name
+    assert 0 < verified[0] <= _x509.MAX_SIGNATURE_TRIES  # 3,600 tries without the budget
+
+
+def test_namesakes_of_a_real_issuer_still_link_it(verified):
+    """The twin: a renewed intermediate beside its old namesake (the old one first in
+    the file, and another key): the chain takes the one whose key signed the leaf."""
+    root_key, old_key, new_key, leaf_key = _key(), _key(), _key(), _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    old = _cert("Issuing CA", "Root", old_key, root_key)
+    new = _cert("Issuing CA", "Root", new_key, root_key)
+    leaf = _cert("leaf", "Issuing CA", leaf_key, new_key)
+    key_pem = leaf_key.private_bytes(
+        PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    chain_pem = b"".join(c.public_bytes(PEM) for c in (leaf, old, new, root))
+    chain = mtls.Keystore.from_bytes(key_pem + chain_pem, None).key_entry()[2]
+    assert chain[1] == new.public_bytes(serialization.Encoding.DER)
+    assert chain[2] == root.public_bytes(serialization.Encoding.DER)
+    assert verified[0] >= 1
+
+
+def test_a_replacements_issuing_path_through_namesakes_is_bounded(verified):
+    """The reload's judgement of a replacement's chain (its issuing path) over a chain
+    of namesakes in the worst order: a hostile chain's path ends where the budget does."""
+    keys = [_key() for _ in range(61)]
+    # leaf <- c1 <- c2 ... <- c60, all CAs named X, written in reverse order.
+    chain = [_cert("leaf", "X", keys[0], keys[1])]
+    chain += [_cert("X", "X", keys[i], keys[i + 1]) for i in range(1, 60)]
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+    path = _build._issuing_path([ders[0], *reversed(ders[1:])])
+    assert 2 <= len(path) < 60
+    assert verified[0] <= _x509.MAX_SIGNATURE_TRIES  # about 1,800 without the budget
+
+
+def test_a_real_chain_written_out_of_order_is_followed_to_its_root(verified):
+    """The twin: leaf, root, intermediate (out of order) is followed up to the root."""
+    root_key, mid_key, leaf_key = _key(), _key(), _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    mid = _cert("Mid", "Root", mid_key, root_key)
+    leaf = _cert("leaf", "Mid", leaf_key, mid_key)
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, root, mid)]
+    path = _build._issuing_path(ders)
+    assert [der for der, _ in path] == [ders[0], ders[2], ders[1]]
+
+
+def _crl_of(issuer: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateRevocationList:
+    return (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(_name(issuer))
+        .last_update(NOW - dt.timedelta(hours=1))
+        .next_update(NOW + dt.timedelta(days=7))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _crl_file(intermediates: int) -> tuple[bytes, bytes]:
+    """An anchor named X, then ``intermediates`` CAs named X, each issued by the one
+    before, written deepest first, and a CRL signed by the deepest: (anchor DER, the
+    CRL file's PEM)."""
+    keys = [_key() for _ in range(intermediates + 1)]
+    anchor = _cert("X", "X", keys[0], keys[0])
+    chain = [_cert("X", "X", keys[i], keys[i - 1]) for i in range(1, intermediates + 1)]
+    crl = _crl_of("X", keys[-1])
+    body = crl.public_bytes(PEM) + b"".join(c.public_bytes(PEM) for c in reversed(chain))
+    return anchor.public_bytes(serialization.Encoding.DER), body
+
+
+def test_a_crl_file_of_namesake_intermediates_is_placed_within_the_budget(verified):
+    anchor, body = _crl_file(40)
+    crls = mtls.CRLSet.from_bytes(body)
+    with pytest.raises(mtls.CRLError, match="not signed by any certificate"):
+        crls.check([anchor])
+    assert verified[0] <= _x509.MAX_SIGNATURE_TRIES  # over 30,000 tries without it
+
+
+def test_a_crl_signed_by_an_intermediate_of_its_file_is_still_accepted(verified):
+    """The twin: two intermediates of the anchor's name, deepest first, the CRL signed
+    by the deepest: placed in two passes, the CRL accepted."""
+    anchor, body = _crl_file(2)
+    mtls.CRLSet.from_bytes(body).check([anchor])
+    kept, others = mtls.CRLSet.from_bytes(body).signed_by([anchor])
+    assert len(kept._crls) == 1
+    assert others == []
+    assert verified[0] >= 2
+
+
+def _certificate_of(size: int) -> bytes:
+    key = _key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"big {size}"))
+        .issuer_name(_name(f"big {size}"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=30))
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), bytes(size)),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+        .public_bytes(PEM)
+    )
+
+
+@pytest.mark.parametrize("cache", [_x509._plain, _entries._cn_alias], ids=["_plain", "_cn_alias"])
+def test_a_big_certificate_is_not_kept_by_the_caches(cache: _der.BytesCache[..., object]):
+    """A store of a certificate bigger than CACHED_BYTES, loaded again and again by a
+    reloader, is not kept by the caches of certificate facts (20 loads of 7 MiB
+    certificates kept 143 MiB); a usual one is (its twin)."""
+    cached = cache
+    cached.cache_clear()
+    mtls.Truststore.from_bytes(_certificate_of(_der.CACHED_BYTES + 1))
+    assert cached.cache_info().currsize == 0
+    mtls.Truststore.from_bytes(_certificate_of(100))
+    assert cached.cache_info().currsize >= 1
