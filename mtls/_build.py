@@ -1575,11 +1575,15 @@ def _purpose_refusal(
 _WARNED_AT_MOST = 1024
 
 #: How long a PEM keystore whose chain leaves out an intermediate the chain in service
-#: sends is held back (read again at every check) before it goes in with a warning. A
-#: file written in steps is whole within seconds; a chain meant that way (a cross-signed
-#: root dropped for the short chain, a leaf alone for peers that trust the intermediate
-#: itself) waits this long, or until the next check after it.
-LOST_ISSUER_GRACE = _dt.timedelta(seconds=10)
+#: sends is held back (read again at every check, ``status()`` unhealthy, saying until
+#: when) before it goes in with a warning. A file written in steps is whole within
+#: seconds; one whose writer died between the leaf and the intermediate (a full disk, a
+#: killed script) stays cut: 10 seconds let it in before any monitoring polled (h173),
+#: and every peer that verifies through the intermediate refused the identity. A chain
+#: meant that way (a cross-signed root dropped for the short chain, a leaf alone for
+#: peers that trust the intermediate itself) waits this long, which costs nothing while
+#: the identity in service is valid: one that expires sooner lets it in at once.
+LOST_ISSUER_GRACE = _dt.timedelta(minutes=15)
 # (where, SHA-256 of the chain) -> when it was first held back (time.monotonic(): a
 # wall clock stepped back would hold it back that much longer); and those let in, warned.
 _LOST_ISSUER_SEEN: dict[tuple[str, str], float] = {}
@@ -1623,23 +1627,29 @@ def _lost_issuer_refusal(
     if len(_LOST_ISSUER_SEEN) >= 256 and key not in _LOST_ISSUER_SEEN:
         _LOST_ISSUER_SEEN.clear()
     held = _dt.timedelta(seconds=now - _LOST_ISSUER_SEEN.setdefault(key, now))
-    if held >= LOST_ISSUER_GRACE:
+    until = _dt.datetime.now(_dt.UTC) + (LOST_ISSUER_GRACE - held)
+    try:
+        expires: _dt.datetime | None = _x509.validity(served_der[0])[1]
+    except ValueError:
+        expires = None
+    if held >= LOST_ISSUER_GRACE or (expires is not None and expires <= until):
         if key not in _LOST_ISSUER_WARNED:
             if len(_LOST_ISSUER_WARNED) >= 256:
                 _LOST_ISSUER_WARNED.clear()
             _LOST_ISSUER_WARNED.add(key)
             log.warning(
-                "%s: %s %s goes in without %s, which the chain before it sent, the file "
-                "having stayed so for %d s: peers that verify through %s refuse it",
+                "%s: %s %s goes in without %s, which the chain before it sent, %s: peers "
+                "that verify through %s refuse it",
                 where,
                 what,
                 subject,
                 missing,
-                LOST_ISSUER_GRACE.total_seconds(),
+                f"the file having stayed so for {held.total_seconds():.0f} s"
+                if held >= LOST_ISSUER_GRACE
+                else "the certificate in service expiring before it would have gone in",
                 missing,
             )
         return None
-    until = _dt.datetime.now(_dt.UTC) + (LOST_ISSUER_GRACE - held)
     return KeystoreError(
         f"{where}: {what} {subject} arrived without {missing}, which issued its chain's "
         "last certificate and which the chain in service sends: a file written in steps "

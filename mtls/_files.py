@@ -58,28 +58,39 @@ def read_input(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> by
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
     fd = os.open(path, flags)
     try:
-        st = os.fstat(fd)
-        _refuse_irregular(st.st_mode, path)
-        size = st.st_size
-        if size > limit:
-            raise _too_big(path, limit)
-        # One read asks for a byte more than the file had: exactly its size back is the
-        # whole file (one read, no buffer larger than the file). A file that grew or
-        # shrank meanwhile, or reports no size (/proc), is read on to its end.
-        data = os.read(fd, size + 1)
-        if len(data) == size:
-            return data
-        chunks = [data]
-        total = len(data)
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            total += len(chunk)
-        raise _too_big(path, limit)  # grew while we read
+        return _read_open(fd, path, limit)
+    except OSError as exc:
+        # A read's error names no file (os.read has only the descriptor): every
+        # message built from it said "Input/output error" alone (h173).
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
     finally:
         os.close(fd)
+
+
+def _read_open(fd: int, path: str | os.PathLike[str], limit: int) -> bytes:
+    """:func:`read_input` of the file open at ``fd``."""
+    st = os.fstat(fd)
+    _refuse_irregular(st.st_mode, path)
+    size = st.st_size
+    if size > limit:
+        raise _too_big(path, limit)
+    # One read asks for a byte more than the file had: exactly its size back is the
+    # whole file (one read, no buffer larger than the file). A file that grew or
+    # shrank meanwhile, or reports no size (/proc), is read on to its end.
+    data = os.read(fd, size + 1)
+    if len(data) == size:
+        return data
+    chunks = [data]
+    total = len(data)
+    while total <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+    raise _too_big(path, limit)  # grew while we read
 
 
 # 60 or more characters of the base64 alphabets (standard and URL-safe) in a row.
@@ -312,6 +323,8 @@ def atomic_write(
     if old is not None and (not keep_existing or not stat.S_ISREG(old.st_mode)):
         old = None
     if old is not None and not os.access(target, os.W_OK):
+        if _on_read_only_mount(target):  # not the file's owner or mode (h173)
+            raise write_refused(OSError(errno.EROFS, "read-only file system"), target)
         raise write_refused(PermissionError(errno.EACCES, "read-only"), target, read_only=True)
     acl = _acl(target) if old is not None else None
     try:
@@ -420,6 +433,14 @@ def _keep_owner(fd: int, old: os.stat_result, target: Path) -> bool:
             old.st_gid,
         )
     return now.st_gid == old.st_gid
+
+
+def _on_read_only_mount(path: Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only (``statvfs``)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # AttributeError: no statvfs on this system
+        return False
 
 
 class WriteRefused(OSError):

@@ -55,6 +55,29 @@ EMPTIED_GRACE = 2.0
 _EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 
 
+# What a racy entry records as its mtime: no stat gives it (below any 64-bit time).
+_RACY_MTIME = -(2**64)
+
+
+def _racy(key: tuple[int, ...], read_ns: int) -> bool:
+    """Whether a file whose stat was ``key`` when its bytes were read at ``read_ns``
+    (``time.time_ns()`` before that stat) could change later without its stat moving.
+
+    Every change sets the change time (ctime) to the kernel's coarse clock, which
+    user space cannot set: a later change moves it, unless it lands within the same
+    granule (a clock tick; the same second on a file system that keeps whole seconds),
+    where a write of the same size keeps mtime, ctime and size, and a rename can bring
+    back the same inode number (ext4 hands a freed one straight back). Such a stat
+    proves nothing until its ctime's granule has passed, as git's "racily clean" index
+    entries (h173: three renames within one second on ext4 with 128-byte inodes left a
+    withdrawn CA trusted, and ``status()`` healthy, for good). The mtime does not count:
+    one set ahead (``touch -d``) is no change time, and never ends."""
+    if key == _MISSING:
+        return False
+    whole = key[1] % _SECOND_NS == 0 and key[2] % _SECOND_NS == 0
+    return key[2] + (2 * _SECOND_NS if whole else _TICK_NS) >= read_ns
+
+
 def _changed_at_ns(key: tuple[int, ...]) -> int | None:
     """The latest time the file's content or inode may have changed (None: no such file).
 
@@ -181,7 +204,15 @@ class FileReader:
         """The recorded (stat, sha256) of ``path``, if any."""
         return self._seen.get(path)
 
-    def record(self, path: Path, key: tuple[int, ...], digest: str | None) -> None:
+    def record(
+        self, path: Path, key: tuple[int, ...], digest: str | None, *, racy: bool = False
+    ) -> None:
+        """Record what a check used of ``path``. ``racy``: its stat was taken before its
+        change time's granule ended (:func:`_racy`), so a later write could leave the
+        same stat: recorded so that no stat matches it (the inode and device kept),
+        and the next check reads and hashes the file again."""
+        if racy:
+            key = (key[0], _RACY_MTIME, *key[2:])
         self._seen[path] = (key, digest)
         self._version += 1
 
@@ -250,6 +281,7 @@ class _Verdict:
     error: OSError | None = None
     unstable: bool = False
     unchanged: bool = False  # as recorded by an earlier check: nothing read yet
+    read_ns: int = 0  # time.time_ns() before the stat ``key`` (0: its stat was recorded)
 
 
 class Reading:
@@ -346,29 +378,30 @@ class Reading:
 
     def settle(self, paths: Iterable[Path]) -> None:
         """Give each of ``paths`` its verdict, reading it (twice if need be)."""
-        firsts: dict[Path, tuple[tuple[int, ...], bytes, str]] = {}
+        firsts: dict[Path, tuple[tuple[int, ...], int, str]] = {}
         for path in paths:
             if path in self._verdicts:
                 continue
             self.checkpoint()
+            read_ns = time.time_ns()
             before = stat_key(path)
             try:
                 data = read_input(path)
             except OSError as exc:
-                self._verdicts[path] = _Verdict(before, error=exc)
+                self._verdicts[path] = _Verdict(before, error=exc, read_ns=read_ns)
                 self._seen.settled(path)
                 continue
             digest = hashlib.sha256(data).hexdigest()
             still = stat_key(path) == before and not self._emptied(path, data, before)
             if still and (self._seen.seen(path) == (before, digest) or self._quiet(before)):
-                self._verdicts[path] = _Verdict(before, data, digest)
+                self._verdicts[path] = _Verdict(before, data, digest, read_ns=read_ns)
                 self._seen.settled(path)
             else:
-                firsts[path] = (before, data, digest)
+                firsts[path] = (before, read_ns, digest)
         if not firsts:
             return
         _pause(self._stop, self._delay)
-        for path, (before, _, digest) in firsts.items():
+        for path, (before, read_ns, digest) in firsts.items():
             self.checkpoint()
             try:
                 again = read_input(path)
@@ -376,7 +409,7 @@ class Reading:
                 again = None  # gone between the two reads: still changing
             same = again is not None and hashlib.sha256(again).hexdigest() == digest
             if same and again is not None and not self._emptied(path, again, before):
-                self._verdicts[path] = _Verdict(before, again, digest)
+                self._verdicts[path] = _Verdict(before, again, digest, read_ns=read_ns)
                 self._seen.settled(path)
             elif self._seen.never_settles(path) is not None:
                 self._verdicts[path] = _Verdict(before, error=NeverSettles(path))
@@ -495,7 +528,8 @@ class Reading:
             if verdict.unstable:
                 self._seen.drop(path)  # looked at again next check
             elif not verdict.unchanged:
-                self._seen.record(path, verdict.key, verdict.digest)
+                racy = verdict.read_ns > 0 and _racy(verdict.key, verdict.read_ns)
+                self._seen.record(path, verdict.key, verdict.digest, racy=racy)
 
 
 def _pause(stop: threading.Event, delay: float) -> None:

@@ -171,6 +171,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
 
 
+def stats_settled(*paths: Path) -> None:
+    """Wait (a few milliseconds, bounded) until each file's last change is older than
+    its clock tick: a check trusts a recorded stat only then, and reads a file again
+    while a later write could still leave the same stat (``mtls._reading._racy``). A
+    test that counts what a check reads calls this between writing and loading."""
+    from mtls import _reading
+
+    wait_for(
+        lambda: not any(_reading._racy(_reading.stat_key(path), time.time_ns()) for path in paths),
+        interval=0.005,
+    )
+
+
 def jks(ca: CA, cn: str, **kwargs: Any) -> bytes:
     """A JKS keystore (password :data:`PASSWORD`) for a fresh identity named ``cn``
     (``kwargs`` as :meth:`CA.issue_cert` takes them: validity, key type), as bytes."""

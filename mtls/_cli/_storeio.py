@@ -15,7 +15,7 @@ from cryptography import x509
 from .. import _x509
 from .._errors import KeystoreFormatError, KeystoreNotFoundError
 from .._files import looks_like_store_text, read_input
-from .._readers import detect_format, is_der_element, with_fix
+from .._readers import detect_format, is_der_element, open_error, with_fix
 from ._common import (
     ENV_STORE_PASSWORD,
     CLIError,
@@ -33,7 +33,8 @@ def _sniff(path: Path) -> str:
     """The store format of a file, from its bytes.
 
     Raises:
-        KeystoreNotFoundError: no such file (what the library raises for one).
+        KeystoreNotFoundError: no such file; KeystoreError: a file that cannot be read
+            (what the library raises for them: the file named, and why).
     """
     if looks_like_store_text(os.fsdecode(path)):
         raise CLIError(
@@ -44,6 +45,8 @@ def _sniff(path: Path) -> str:
         data = read_input(path)
     except FileNotFoundError:
         raise KeystoreNotFoundError(no_such_file(path), path=path) from None
+    except OSError as exc:  # the library's words (an EIO was "Input/output error" alone)
+        raise open_error(exc, os.fspath(path)) from None
     try:
         return detect_format(data)
     except KeystoreFormatError as exc:

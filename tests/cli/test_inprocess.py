@@ -33,6 +33,21 @@ def test_missing_file_names_the_path(tmp_path, capsys):
     assert str(missing) in err
 
 
+@pytest.mark.parametrize("command", ["list", "printcert"])
+def test_a_file_that_fails_to_read_is_named_with_why(tmp_path, capsys, command):
+    """A read error (EIO: /proc/self/mem reads so, as a failing disk or FUSE mount
+    does) said "mtls: error: Input/output error" alone, and "OSError" in --json: the
+    file and the reason now, as the library says it (h173)."""
+    link = tmp_path / "failing.jks"
+    link.symlink_to("/proc/self/mem")
+    given = ["--keystore", str(link), "--password", PASSWORD]
+    code, _, err = run(capsys, command, *(given if command == "list" else ["--file", str(link)]))
+    assert code == 1
+    assert f"{link}: " in err and "Input/output error" in err
+    code, out, _ = run(capsys, "list", "--keystore", str(link), "--password", PASSWORD, "--json")
+    assert code == 1 and json.loads(out)["error"]["type"] == "KeystoreError"
+
+
 def test_debug_shows_the_traceback_and_plain_does_not(tmp_path, capsys):
     bad = tmp_path / "bad.jks"
     bad.write_bytes(b"\xfe\xed\xfe\xed garbage")

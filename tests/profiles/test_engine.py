@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests._helpers import (
     PASSWORD,
     profile,
     profile_xml,
+    stats_settled,
     wait_for,
     write_identity,
     write_trust,
@@ -519,16 +521,19 @@ def test_a_check_in_which_nothing_moved_reads_nothing_and_one_that_moved_looks(
     monkeypatch.setattr(_engine, "Reading", Counted)
     path = tmp_path / "material.bin"
     path.write_bytes(b"one")
+    stats_settled(path)  # a stat taken within its change's clock tick is read again
     engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-quiet")
     made.clear()
     assert engine.check() is False and engine.check() is False
     assert made == []
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    stats_settled(path)
     assert engine.check() is False and len(made) == 1  # looked, same bytes
     assert engine.check() is False and len(made) == 1  # recorded: quiet again
     assert engine.check(force=True) is False and len(made) == 2
     replace_atomically(path, b"two")
+    stats_settled(path)
     assert engine.check() is True and len(made) == 3
     # A snapshot a check left pending (a file caught mid-write, say) is looked at in
     # full next time, though every stat it read is recorded.
@@ -672,6 +677,7 @@ def test_known_answers_for_an_unchanged_file_only_while_it_is(tmp_path: Path) ->
 
     path = tmp_path / "store.bin"
     path.write_bytes(b"first")
+    stats_settled(path)
     seen, stop = FileReader(), threading.Event()
     first = Reading(seen, 0.0, stop)
     first.survey([path])
@@ -700,6 +706,7 @@ def test_a_survey_follows_every_change_of_what_was_recorded(tmp_path: Path) -> N
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     a.write_bytes(b"a")
     b.write_bytes(b"b")
+    stats_settled(a, b)
     paths = (a, b)  # one tuple from check to check, as a snapshot's watched files
     seen, stop = FileReader(), threading.Event()
 
@@ -715,6 +722,7 @@ def test_a_survey_follows_every_change_of_what_was_recorded(tmp_path: Path) -> N
     assert check() == [a, b]  # never recorded
     assert check() == []
     replace_atomically(b, b"b2")
+    stats_settled(b)
     assert check() == [b]
     assert check() == []  # b's new stat was recorded, and is the one compared
     seen.drop(a)
@@ -723,6 +731,35 @@ def test_a_survey_follows_every_change_of_what_was_recorded(tmp_path: Path) -> N
     seen.forget([b])
     assert Reading(seen, 0.0, stop).survey(paths) == [a]
     assert Reading(seen, 0.0, stop).survey(paths, force=True) == [a, b]
+
+
+@pytest.mark.parametrize("seconds", [60, -100], ids=["within-its-second", "long-past"])
+def test_a_stat_read_within_its_changes_second_is_looked_at_again(
+    tmp_path, monkeypatch, seconds
+) -> None:
+    """On a file system that keeps whole seconds, a write (or a rename that brings back
+    the inode number, as ext4 does) within the second of the change that was read
+    leaves size, mtime, ctime and inode as they were: the recorded stat matched for
+    good, and a withdrawn CA stayed trusted with status() healthy (h173). Bytes read
+    while their change's second had not passed are read again at the next check
+    (git's racily clean entries). The twin: a stat whose second had long passed when
+    it was read is trusted (a check reads nothing)."""
+    import mtls._reading as reading_module
+
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"AAAA")
+    second = (time.time_ns() // 1_000_000_000 + seconds) * 1_000_000_000
+    shown = (4, second, second, 1, 1)  # what such a file system shows, write after write
+    monkeypatch.setattr(reading_module, "stat_key", lambda _path: shown)
+    monkeypatch.setattr(reading_module, "stat_keys", lambda named: [shown for _ in named])
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-racy")
+    assert engine.snapshot.digest == sha(b"AAAA")
+    path.write_bytes(b"BBBB")  # the same size, in the same second: the same stat
+    if seconds > 0:
+        assert engine.check() is True and engine.snapshot.digest == sha(b"BBBB")
+    else:
+        assert engine.check() is False and engine.snapshot.digest == sha(b"AAAA")
+    engine.close()
 
 
 @pytest.mark.parametrize("seconds_back", [0, 1])  # FAT keeps even seconds: up to 2 s

@@ -19,7 +19,14 @@ import mtls
 from mtls._health import certificates_in_use
 from mtls._snapshot import Snapshot, build_index
 from mtls.testing import CA, IssuedIdentity, replace_atomically
-from tests._helpers import PASSWORD, profile, profile_xml, write_identity, write_trust
+from tests._helpers import (
+    PASSWORD,
+    profile,
+    profile_xml,
+    stats_settled,
+    write_identity,
+    write_trust,
+)
 from tests.health._certs import issue
 
 DAY = _dt.timedelta(days=1)
@@ -79,6 +86,7 @@ def estate(tmp_path: Path) -> tuple[CA, list[Path], Path, list[mtls.SSLProfile]]
         for k in range(KEYSTORES)
         for n in range(PER_KEYSTORE)
     ]
+    stats_settled(trust, *keystores)  # else the first check reads them again
     return ca, keystores, trust, items
 
 

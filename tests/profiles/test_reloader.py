@@ -2035,6 +2035,42 @@ def test_the_lost_issuer_grace_runs_on_the_monotonic_clock(monkeypatch, caplog):
     assert "goes in without CN=grace ica" in caplog.text
 
 
+@pytest.mark.parametrize("expires_in", [dt.timedelta(minutes=5), dt.timedelta(days=30)])
+def test_a_cut_chain_is_held_for_minutes_unless_the_identity_in_service_expires_first(
+    monkeypatch, caplog, expires_in
+):
+    """A PEM keystore whose writer died between the leaf and the intermediate stays
+    cut: 10 seconds of grace let it in before any monitoring polled, and every peer
+    verifying through the intermediate refused the identity (h173). It is held for
+    minutes now (a minute in: still held, status unhealthy); holding costs nothing
+    while the identity in service is valid, and one that expires within the grace
+    lets the replacement in at once (the old one is about to stop working)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from mtls import _build
+
+    ica = CA(name="grace root").create_child_ca(name="grace ica")
+    not_after = dt.datetime.now(dt.UTC) + expires_in
+    in_service = ica.issue_cert("gen-1", not_after=not_after)
+    der = [c.public_bytes(Encoding.DER) for c in (in_service.certificate, ica.certificate)]
+    alone = [ica.issue_cert("gen-2").certificate.public_bytes(Encoding.DER)]
+    clock = [1000.0]
+    fake_time = type("FakeTime", (), {"monotonic": staticmethod(lambda: clock[0])})
+    monkeypatch.setattr(_build, "time", fake_time, raising=False)
+    where = f"/held-{id(clock)}/gw.pem"
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        first = _build._lost_issuer_refusal(alone, der, where)
+        clock[0] += 60
+        later = _build._lost_issuer_refusal(alone, der, where)
+    if expires_in < _build.LOST_ISSUER_GRACE:
+        assert first is None and later is None
+        assert "the certificate in service expiring before it would have gone in" in caplog.text
+    else:
+        assert first is not None and later is not None  # a minute in: still held
+        assert "arrived without CN=grace ica" in str(later[0])
+        assert "goes in without" not in caplog.text
+
+
 def test_a_servers_edit_is_said_in_the_log(setup, backend, caplog):
     """An edit of <servers> changes which host gets which identity without any context
     changing: it was applied with no log line at all (each rebuilt context is said at

@@ -713,6 +713,34 @@ def test_a_file_this_process_may_not_write_is_refused(tmp_path: Path) -> None:
     assert target.read_bytes() == b"new"
 
 
+def test_a_store_on_a_read_only_mount_is_said_so(tmp_path: Path) -> None:
+    """A store on a file system mounted read-only (a read-only bind mount, a
+    Kubernetes secret volume) was "read-only to this process: check its owner and
+    mode" (h173): the owner and mode were fine. The twin above: a file this process
+    may not write is still said so."""
+    import subprocess
+
+    from mtls import _files
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "store.p12").write_bytes(b"old")
+    mounted = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0 or not os.statvfs(ro).f_flag & os.ST_RDONLY:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(ro)], check=False)
+        pytest.skip("cannot make a read-only bind mount here (needs root and mount rights)")
+    try:
+        with pytest.raises(OSError, match="is on a read-only file system") as refused:
+            _files.atomic_write(ro / "store.p12", b"new", mode=0o600)
+        assert "owner and mode" not in str(refused.value)
+        assert (ro / "store.p12").read_bytes() == b"old"
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
 def test_truststore_save_follows_umask(pki: PKI, tmp_path: Path) -> None:
     target = tmp_path / "trust.jks"
     old = os.umask(0o022)
