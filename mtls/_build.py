@@ -1582,7 +1582,7 @@ _WARNED_AT_MOST = 1024
 #: and every peer that verifies through the intermediate refused the identity. A chain
 #: meant that way (a cross-signed root dropped for the short chain, a leaf alone for
 #: peers that trust the intermediate itself) waits this long, which costs nothing while
-#: the identity in service is valid: one that expires sooner lets it in at once.
+#: the identity in service is valid: one that expires sooner lets it in when it does.
 LOST_ISSUER_GRACE = _dt.timedelta(minutes=15)
 # (where, SHA-256 of the chain) -> when it was first held back (time.monotonic(): a
 # wall clock stepped back would hold it back that much longer); and those let in, warned.
@@ -1627,12 +1627,15 @@ def _lost_issuer_refusal(
     if len(_LOST_ISSUER_SEEN) >= 256 and key not in _LOST_ISSUER_SEEN:
         _LOST_ISSUER_SEEN.clear()
     held = _dt.timedelta(seconds=now - _LOST_ISSUER_SEEN.setdefault(key, now))
-    until = _dt.datetime.now(_dt.UTC) + (LOST_ISSUER_GRACE - held)
+    wall = _dt.datetime.now(_dt.UTC)
+    until = wall + (LOST_ISSUER_GRACE - held)
     try:
         expires: _dt.datetime | None = _x509.validity(served_der[0])[1]
     except ValueError:
         expires = None
-    if held >= LOST_ISSUER_GRACE or (expires is not None and expires <= until):
+    if expires is not None and expires < until:
+        until = expires  # held only while the identity in service still works (h175)
+    if held >= LOST_ISSUER_GRACE or (expires is not None and expires <= wall):
         if key not in _LOST_ISSUER_WARNED:
             if len(_LOST_ISSUER_WARNED) >= 256:
                 _LOST_ISSUER_WARNED.clear()
@@ -1646,7 +1649,7 @@ def _lost_issuer_refusal(
                 missing,
                 f"the file having stayed so for {held.total_seconds():.0f} s"
                 if held >= LOST_ISSUER_GRACE
-                else "the certificate in service expiring before it would have gone in",
+                else "the certificate in service having expired",
                 missing,
             )
         return None
@@ -1781,7 +1784,7 @@ def _issuing_path(chain_der: Sequence[bytes]) -> list[tuple[bytes, x509.Certific
         for candidate, der in named.get(_x509.canonical_name(cert.issuer), ()):
             if id(candidate) in taken:
                 continue
-            if not budget.spend():
+            if not budget.take(id(cert)):  # each step's first candidate is free
                 return path
             if _issued(current, der):
                 found = (der, candidate)

@@ -237,6 +237,17 @@ class CRLSet:
         # expired one was told to be fetched again, h165) and its entries are walked
         # (a 10 MiB one of odd entry extensions took seconds to be refused).
         for (crl, path), signer in zip(self._crls, signers, strict=True):
+            if signer is None and budget.spent:
+                issuer = crl.issuer.rfc4514_string()
+                raise CRLError(
+                    f"{path or 'the CRL'}: the CRL of {issuer} was not checked: the CRL files "
+                    "and truststore hold more certificates of one name than mtls tries by "
+                    f"signature ({_x509.MAX_SIGNATURE_TRIES} at most, two per list and "
+                    "certificate): is it the right file? Give each CA's CRL and only the "
+                    "intermediates that signed them",
+                    path=path,
+                    issuer=issuer,
+                )
             if signer is None:
                 issuer = crl.issuer.rfc4514_string()
                 raise CRLError(
@@ -315,9 +326,8 @@ class CRLSet:
             found = [
                 cert
                 for cert in pending
-                if any(
-                    _issued_by(cert, issuer, budget)
-                    for issuer in (_named_anchors(known, cert) if placed is None else placed)
+                if _issued_by_one_of(
+                    cert, _named_anchors(known, cert) if placed is None else placed, budget
                 )
             ]
             if not found:
@@ -409,6 +419,14 @@ def unreadable_crl(path: str | os.PathLike[str], exc: OSError, limit: int, fix: 
     return CRLError(f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): {fix}", path=path)
 
 
+def _issued_by_one_of(
+    cert: x509.Certificate, issuers: Sequence[x509.Certificate], budget: _x509.SignatureBudget
+) -> bool:
+    """Whether one of ``issuers`` issued ``cert`` (:func:`_issued_by`, each of its
+    issuer's name a candidate taken from ``budget``: the certificate's first is free)."""
+    return any(_issued_by(cert, issuer, budget) for issuer in issuers)
+
+
 def _named_anchors(known: _Anchors, cert: x509.Certificate) -> list[x509.Certificate]:
     """The anchors named as ``cert``'s issuer (none when that name cannot be read)."""
     try:
@@ -423,11 +441,11 @@ def _signer_of(
     budget: _x509.SignatureBudget | None = None,
 ) -> x509.Certificate | None:
     """The certificate among ``anchors`` whose key signed ``crl`` (under its name),
-    each one of that name tried within ``budget``."""
+    each of that name a candidate taken from ``budget`` (the list's first is free)."""
     for anchor in anchors:
         if not _x509.same_name(anchor.subject, crl.issuer):
             continue
-        if budget is not None and not budget.spend():
+        if budget is not None and not budget.take(crl.signature):
             return None
         if _crl_signed_by(crl, anchor):
             return anchor
@@ -710,7 +728,7 @@ def _issued_by(
     try of ``budget``, once the name matches)."""
     if not _x509.same_name(cert.issuer, issuer.subject):
         return False
-    if budget is not None and not budget.spend():
+    if budget is not None and not budget.take(cert.signature):
         return False
     aki = _extension(cert, x509.AuthorityKeyIdentifier)
     ski = _extension(issuer, x509.SubjectKeyIdentifier)

@@ -170,6 +170,11 @@ def cannot_read_fix(exc: OSError, path: str | os.PathLike[str] | None = None) ->
         )
     if isinstance(exc, InputRefused) and exc.fix is not None:
         return exc.fix
+    if exc.errno == errno.EIO:  # not the path nor its permissions (h175)
+        return (
+            "the disk or file system failed to read it: check the device and the mount "
+            "(the kernel log says more), or copy the file elsewhere"
+        )
     if exc.errno == errno.ENOENT and path is not None:
         with contextlib.suppress(OSError, ValueError):
             if os.path.islink(path):

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import functools
 import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
@@ -1032,7 +1034,8 @@ class _Certs:
         self._firsts: dict[str, dict[object, int]] = {}
         # Every certificate of a subject name, in file order (never consumed).
         self._named: dict[object, list[int]] = {}
-        # The signatures tried to tell namesakes apart, for the whole file.
+        # The signatures tried to tell namesakes apart, for the whole file (each
+        # pair once: every key entry of a bundle carries its own copy of the chain).
         self._budget = _x509.SignatureBudget(len(certs))
 
     def _table(self, name: str) -> dict[object, list[int]]:
@@ -1157,17 +1160,25 @@ def _signing_issuer(
     now = _dt.datetime.now(_dt.UTC)
     signed: list[int] = []
     for position, der in enumerate(candidates):
-        if not budget.spend():
+        issued = budget.tried(child_der, der, functools.partial(_verifies, child, der))
+        if issued is None:
             break
-        try:
-            issuer = _x509.load_cert(der)
-            _x509.verify_issued_by(child, issuer)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        if not issued:
             continue
+        issuer = _x509.load_cert(der)
         if issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
             return position
         signed.append(position)
     return signed[0] if signed else None
+
+
+def _verifies(child: x509.Certificate, issuer_der: bytes) -> bool:
+    """Whether the certificate ``issuer_der``'s key signed ``child``."""
+    try:
+        _x509.verify_issued_by(child, _x509.load_cert(issuer_der))
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def _cert_subject(cert: _pkcs12.P12Cert) -> object:

@@ -58,6 +58,14 @@ _EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 # What a racy entry records as its mtime: no stat gives it (below any 64-bit time).
 _RACY_MTIME = -(2**64)
 
+#: Seconds (this process's monotonic clock) a file keeps being read again for one racy
+#: stat: longer than any granule (two seconds), so a change time that stays "recent"
+#: past it is ahead of this clock (set by hand where ctime follows mtime, as on
+#: squashfs, vfat and some FUSE mounts, or a file server's clock ahead of this one),
+#: and the stat is trusted, as before (h175: a squashfs image with times 30 days ahead
+#: was read twice at every check).
+RACY_AT_MOST = 3.0
+
 
 def _racy(key: tuple[int, ...], read_ns: int) -> bool:
     """Whether a file whose stat was ``key`` when its bytes were read at ``read_ns``
@@ -71,7 +79,9 @@ def _racy(key: tuple[int, ...], read_ns: int) -> bool:
     proves nothing until its ctime's granule has passed, as git's "racily clean" index
     entries (h173: three renames within one second on ext4 with 128-byte inodes left a
     withdrawn CA trusted, and ``status()`` healthy, for good). The mtime does not count:
-    one set ahead (``touch -d``) is no change time, and never ends."""
+    one set ahead (``touch -d``) is no change time. A ctime ahead of this clock (where
+    ctime follows a set mtime, or a server's clock is ahead) is racy for at most
+    :data:`RACY_AT_MOST` seconds (:meth:`FileReader.record`)."""
     if key == _MISSING:
         return False
     whole = key[1] % _SECOND_NS == 0 and key[2] % _SECOND_NS == 0
@@ -151,6 +161,8 @@ class FileReader:
         # time, not its mtime: a future mtime must not stretch the grace), and which
         # file (inode, device) it was.
         self._emptied: dict[Path, tuple[float, tuple[int, ...]]] = {}
+        # When each file's stat (as recorded) was first found racy (monotonic time).
+        self._racy_since: dict[Path, tuple[tuple[int, ...], float]] = {}
         self._paths: Iterable[Path] = ()
         self._named: tuple[tuple[Path, str], ...] = ()
         # Bumped whenever an entry of _seen changes: the recorded stats of the named
@@ -212,7 +224,16 @@ class FileReader:
         same stat: recorded so that no stat matches it (the inode and device kept),
         and the next check reads and hashes the file again."""
         if racy:
+            now = time.monotonic()
+            first = self._racy_since.get(path)
+            if first is None or first[0] != key:
+                self._racy_since[path] = (key, now)
+            elif now - first[1] > RACY_AT_MOST:
+                racy = False  # a change time ahead of this clock: see RACY_AT_MOST
+        if racy:
             key = (key[0], _RACY_MTIME, *key[2:])
+        else:
+            self._racy_since.pop(path, None)
         self._seen[path] = (key, digest)
         self._version += 1
 
@@ -233,6 +254,9 @@ class FileReader:
         for path in list(self._emptied):
             if path not in wanted:
                 del self._emptied[path]
+        for path in list(self._racy_since):
+            if path not in wanted:
+                del self._racy_since[path]
 
     def emptied(self, path: Path, where: tuple[int, ...], fresh: bool, grace: float) -> bool:
         """Whether ``path``, found empty, is within its grace: first found so (``fresh``:

@@ -264,33 +264,65 @@ def by_subject(
 
 
 #: The most tries one piece of linking makes (see :class:`SignatureBudget`).
-MAX_SIGNATURE_TRIES = 128
+MAX_SIGNATURE_TRIES = 4096
 
 
 class SignatureBudget:
     """How many candidates one piece of work may try, by signature, when it links
     certificates (a store's chains, a replacement's issuing path, a CRL file's
-    intermediates and lists). Among certificates of one name only a signature tells
-    the issuer, and a file of namesakes in the worst order made the linking
-    quadratic in their count, or cubic (185 certificates of one name: 11.6 s; 110
-    intermediates in a 57 KB CRL file: 140 s). Real files try a handful; a hostile
-    one stops where the budget ends, linked as far as it got.
+    intermediates and lists): each item's first candidate is verified without a try
+    (one verification per item: a lone issuer of its name costs nothing), every
+    further one costs a try.
+    Among certificates of one name only a signature tells the issuer, and a file of
+    namesakes in the worst order made the linking quadratic in their count, or cubic
+    (185 certificates of one name: 11.6 s; 110 intermediates in a 57 KB CRL file:
+    140 s). The budget grows with the work (a bundle of 80 key entries under a renewed
+    intermediate and its old namesake tries two per entry); a pair tried once is
+    remembered (each entry of a bundle carries its own copy of the chain). A hostile
+    file stops where the budget ends, linked as far as it got (:attr:`spent` says so).
 
     Args:
-        items: how many certificates (and lists) the work links: the budget is
-            two tries each and 32, at most :data:`MAX_SIGNATURE_TRIES` (a try may
-            cost milliseconds: an RSA key with a 3,070-bit exponent, 8 ms).
+        items: how many certificates (and lists) the work links: the budget is two
+            tries each and 32, at most :data:`MAX_SIGNATURE_TRIES` (a try may cost
+            milliseconds: an RSA key with a 3,070-bit exponent, 8 ms).
     """
 
-    __slots__ = ("left",)
+    __slots__ = ("_first", "_tried", "left")
 
     def __init__(self, items: int) -> None:
         self.left = min(2 * items + 32, MAX_SIGNATURE_TRIES)
+        self._tried: dict[tuple[bytes, bytes], bool] = {}
+        self._first: set[object] = set()  # items whose free candidate was verified
 
     def spend(self) -> bool:
         """Take one try; ``False`` once none is left (stop trying)."""
         self.left -= 1
         return self.left >= 0
+
+    def take(self, item: object) -> bool:
+        """A candidate for ``item`` (what is being linked: a certificate's DER, a
+        list's signature): its first is free, each later one a try (:meth:`spend`)."""
+        if item not in self._first:
+            self._first.add(item)
+            return True
+        return self.spend()
+
+    @property
+    def spent(self) -> bool:
+        """Whether a try was refused: some candidate was not tried."""
+        return self.left < 0
+
+    def tried(self, child: bytes, candidate: bytes, verify: Callable[[], bool]) -> bool | None:
+        """Whether ``candidate`` (DER) signed ``child`` (DER), by ``verify()``: once per
+        pair (remembered), a try of the budget each; ``None`` when none is left."""
+        pair = (child, candidate)
+        known = self._tried.get(pair)
+        if known is not None:
+            return known
+        if not self.take(child):
+            return None
+        found = self._tried[pair] = verify()
+        return found
 
 
 def same_name(one: x509.Name, other: x509.Name) -> bool:

@@ -29,6 +29,7 @@ objects.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import ssl
 from typing import TYPE_CHECKING, Any, Self
@@ -52,23 +53,25 @@ _REQUEST_MANAGER: Any = getattr(aiohttp.client, "_RequestContextManager", None)
 # What ClientSession.ws_connect returns (awaited, or used with ``async with``).
 _WS_MANAGER: Any = getattr(aiohttp.client, "_WSRequestContextManager", None)
 
-# The checks of a websocket handshake in progress in this task (see ws_connect):
-# aiohttp's ws_connect takes no middlewares of its own, so the session's one middleware
-# for them finds the handshake's checks here; it is set and reset around the handshake.
-_WS_CHECKS: contextvars.ContextVar[aiohttp.ClientMiddlewareType | None] = contextvars.ContextVar(
-    "mtls_ws_checks", default=None
-)
+# The checks of a websocket handshake in progress (see ws_connect), with the task making
+# it: aiohttp's ws_connect takes no middlewares of its own, so the session's one
+# middleware for them finds the handshake's checks here; set and reset around the
+# handshake. A task started meanwhile copies the variable: the task tells them apart.
+_WS_CHECKS: contextvars.ContextVar[
+    tuple[asyncio.Task[Any] | None, aiohttp.ClientMiddlewareType] | None
+] = contextvars.ContextVar("mtls_ws_checks", default=None)
 
 
 async def _ws_checks(
     req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
 ) -> aiohttp.ClientResponse:
     """The session's middleware for :meth:`MTLSClientSession.ws_connect`: the checks of
-    the handshake this task is making, if any (none for anything else)."""
-    checks = _WS_CHECKS.get()
-    if checks is None:
+    the handshake this task is making, if any (none for anything else, a task started
+    during the handshake included)."""
+    found = _WS_CHECKS.get()
+    if found is None or found[0] is not asyncio.current_task():
         return await handler(req)
-    return await checks(req, handler)
+    return await found[1](req, handler)
 
 
 if TYPE_CHECKING:
@@ -519,7 +522,7 @@ class MTLSClientSession:
         checks = self._guard(
             target, chosen, source, proxied=isinstance(chosen, ssl.SSLContext), redirects=True
         )
-        token = _WS_CHECKS.set(checks)
+        token = _WS_CHECKS.set((asyncio.current_task(), checks))
         try:
             return await self.session.ws_connect(target, **kwargs)
         finally:

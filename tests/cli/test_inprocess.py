@@ -46,6 +46,8 @@ def test_a_file_that_fails_to_read_is_named_with_why(tmp_path, capsys, command):
     assert f"{link}: " in err and "Input/output error" in err
     code, out, _ = run(capsys, "list", "--keystore", str(link), "--password", PASSWORD, "--json")
     assert code == 1 and json.loads(out)["error"]["type"] == "KeystoreError"
+    message = json.loads(out)["error"]["message"]
+    assert "check the device and the mount" in message and "permissions" not in message
 
 
 def test_debug_shows_the_traceback_and_plain_does_not(tmp_path, capsys):

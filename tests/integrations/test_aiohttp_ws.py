@@ -16,7 +16,12 @@ from aiohttp import web
 
 import mtls
 from mtls.integrations import aiohttp as mtls_aiohttp
-from mtls.integrations.aiohttp import MTLSClientSession, ProxyProfileError, RedirectProfileError
+from mtls.integrations.aiohttp import (
+    MTLSClientSession,
+    ProxyProfileError,
+    RedirectProfileError,
+    request_ssl,
+)
 from tests._helpers import profile_xml
 from tests.integrations._backend import Backends, store_xml
 
@@ -196,6 +201,44 @@ def test_concurrent_handshakes_each_get_their_own_checks(tmp_path, backends: Bac
     cross, same = run(main)
     assert isinstance(cross, RedirectProfileError)
     assert same == "client-a"
+
+
+def test_a_task_started_during_a_handshake_is_not_checked_as_one_of_its_hops(
+    tmp_path, backends: Backends
+):
+    """A task started while the handshake runs (here by a session middleware, as a
+    lazily started refresher would be) copies the context variable the handshake's
+    checks live in: its later request to backend b, with an explicit ssl=, was refused
+    as a redirect of that handshake, though none happened (h175)."""
+    url_b = backends.url("b")
+
+    async def main() -> object:
+        spawned: list[asyncio.Task[object]] = []
+        async with ws_backend(backends) as port:
+            xml = ws_profiles(tmp_path / "p.xml", backends, port)
+            with mtls.SSLProfileSet.from_xml(xml) as profiles:
+
+                async def later() -> object:
+                    await asyncio.sleep(0)  # runs after the task that started it moved on
+                    try:
+                        async with http.get(url_b, ssl=request_ssl(profiles, url_b)) as response:
+                            return (await response.json())["client_cn"]
+                    except Exception as exc:  # what a leak raised: shown by the assert
+                        return exc
+
+                async def starts_a_task(
+                    req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+                ) -> aiohttp.ClientResponse:
+                    if not spawned:
+                        spawned.append(asyncio.create_task(later()))
+                    return await handler(req)
+
+                async with MTLSClientSession(profiles, middlewares=(starts_a_task,)) as http:
+                    async with http.ws_connect(f"wss://localhost:{port}/ws") as ws:
+                        await ws.receive_str()
+                    return await spawned[0]
+
+    assert run(main) == "client-b"
 
 
 def test_plain_ws_and_an_explicit_ssl_are_used_as_given(tmp_path, backends: Backends):

@@ -762,6 +762,38 @@ def test_a_stat_read_within_its_changes_second_is_looked_at_again(
     engine.close()
 
 
+def test_a_change_time_ahead_of_this_clock_is_read_again_only_for_a_while(
+    tmp_path, monkeypatch
+) -> None:
+    """squashfs (and vfat, some FUSE mounts) report a set mtime as the change time: an
+    image whose times are 30 days ahead was read twice at every check for 30 days
+    (h175). A stat keeps being read again for RACY_AT_MOST seconds of this process's
+    clock (0 here: one check), then is trusted: a check reads nothing."""
+    import mtls._reading as reading_module
+
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"AAAA")
+    ahead = (time.time_ns() // 1_000_000_000 + 30 * 86_400) * 1_000_000_000
+    shown = (4, ahead, ahead, 1, 1)
+    monkeypatch.setattr(reading_module, "stat_key", lambda _path: shown)
+    monkeypatch.setattr(reading_module, "stat_keys", lambda named: [shown for _ in named])
+    monkeypatch.setattr(reading_module, "RACY_AT_MOST", 0.0)
+    reads: list[Path] = []
+    real_read = reading_module.read_input
+
+    def counted(p: Path) -> bytes:
+        reads.append(p)
+        return real_read(p)
+
+    monkeypatch.setattr(reading_module, "read_input", counted)
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-ahead")
+    reads.clear()
+    assert engine.check() is False and reads  # racy: read again, the same bytes
+    reads.clear()
+    assert engine.check() is False and reads == []  # trusted now
+    engine.close()
+
+
 @pytest.mark.parametrize("seconds_back", [0, 1])  # FAT keeps even seconds: up to 2 s
 def test_whole_second_file_times_are_not_taken_as_quiet(
     tmp_path, monkeypatch, seconds_back

@@ -2035,7 +2035,9 @@ def test_the_lost_issuer_grace_runs_on_the_monotonic_clock(monkeypatch, caplog):
     assert "goes in without CN=grace ica" in caplog.text
 
 
-@pytest.mark.parametrize("expires_in", [dt.timedelta(minutes=5), dt.timedelta(days=30)])
+@pytest.mark.parametrize(
+    "expires_in", [dt.timedelta(minutes=-1), dt.timedelta(minutes=5), dt.timedelta(days=30)]
+)
 def test_a_cut_chain_is_held_for_minutes_unless_the_identity_in_service_expires_first(
     monkeypatch, caplog, expires_in
 ):
@@ -2043,8 +2045,9 @@ def test_a_cut_chain_is_held_for_minutes_unless_the_identity_in_service_expires_
     cut: 10 seconds of grace let it in before any monitoring polled, and every peer
     verifying through the intermediate refused the identity (h173). It is held for
     minutes now (a minute in: still held, status unhealthy); holding costs nothing
-    while the identity in service is valid, and one that expires within the grace
-    lets the replacement in at once (the old one is about to stop working)."""
+    while the identity in service is valid: held until it expires when that is
+    sooner (the refusal says until when), let in at once once it has (letting a
+    short-lived identity's replacement in at once let a half-written file in, h175)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from mtls import _build
@@ -2062,13 +2065,17 @@ def test_a_cut_chain_is_held_for_minutes_unless_the_identity_in_service_expires_
         first = _build._lost_issuer_refusal(alone, der, where)
         clock[0] += 60
         later = _build._lost_issuer_refusal(alone, der, where)
-    if expires_in < _build.LOST_ISSUER_GRACE:
+    if expires_in < dt.timedelta(0):
         assert first is None and later is None
-        assert "the certificate in service expiring before it would have gone in" in caplog.text
+        assert "the certificate in service having expired" in caplog.text
     else:
         assert first is not None and later is not None  # a minute in: still held
         assert "arrived without CN=grace ica" in str(later[0])
         assert "goes in without" not in caplog.text
+        until = later[1]
+        assert until is not None
+        if expires_in < _build.LOST_ISSUER_GRACE:  # held while the old one works
+            assert abs(until - not_after) < dt.timedelta(seconds=1)
 
 
 def test_a_servers_edit_is_said_in_the_log(setup, backend, caplog):
