@@ -326,8 +326,9 @@ class CRLSet:
             found = [
                 cert
                 for cert in pending
-                if _issued_by_one_of(
-                    cert, _named_anchors(known, cert) if placed is None else placed, budget
+                if any(
+                    _issued_by(cert, issuer, budget)  # a candidate taken from the budget
+                    for issuer in (_named_anchors(known, cert) if placed is None else placed)
                 )
             ]
             if not found:
@@ -417,14 +418,6 @@ def unreadable_crl(path: str | os.PathLike[str], exc: OSError, limit: int, fix: 
             path=path,
         )
     return CRLError(f"{os.fspath(path)}: cannot read the CRL ({exc.strerror}): {fix}", path=path)
-
-
-def _issued_by_one_of(
-    cert: x509.Certificate, issuers: Sequence[x509.Certificate], budget: _x509.SignatureBudget
-) -> bool:
-    """Whether one of ``issuers`` issued ``cert`` (:func:`_issued_by`, each of its
-    issuer's name a candidate taken from ``budget``: the certificate's first is free)."""
-    return any(_issued_by(cert, issuer, budget) for issuer in issuers)
 
 
 def _named_anchors(known: _Anchors, cert: x509.Certificate) -> list[x509.Certificate]:

@@ -1149,10 +1149,11 @@ def _signing_issuer(
     child_der: bytes, candidates: Sequence[bytes], budget: _x509.SignatureBudget
 ) -> int | None:
     """The position of the candidate whose key signed ``child_der``, preferring one
-    valid now; ``None`` when none verifies (or the child cannot be read). Each
-    candidate is a try of ``budget``: a file of namesakes made this quadratic in their
-    count (24 RSA certificates with a 3,070-bit exponent: 6.8 s); once it is spent,
-    what verified so far, else ``None`` (the first by name, as for one candidate)."""
+    valid now; ``None`` when none verifies (or the child cannot be read). Candidates
+    are tried through ``budget`` (:meth:`_x509.SignatureBudget.tried`: each pair once,
+    the child's first free): a file of namesakes made this quadratic in their count
+    (24 RSA certificates with a 3,070-bit exponent: 6.8 s); once it is spent, what
+    verified so far, else ``None`` (the first by name, as for one candidate)."""
     try:
         child = _x509.load_cert(child_der)
     except ValueError:

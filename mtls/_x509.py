@@ -273,6 +273,7 @@ class SignatureBudget:
     intermediates and lists): each item's first candidate is verified without a try
     (one verification per item: a lone issuer of its name costs nothing), every
     further one costs a try.
+
     Among certificates of one name only a signature tells the issuer, and a file of
     namesakes in the worst order made the linking quadratic in their count, or cubic
     (185 certificates of one name: 11.6 s; 110 intermediates in a 57 KB CRL file:
