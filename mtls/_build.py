@@ -1777,19 +1777,18 @@ def _issuing_path(chain_der: Sequence[bytes]) -> list[tuple[bytes, x509.Certific
     path = [(chain_der[0], _x509.load_cert(chain_der[0]))]
     named = _x509.by_subject((_x509.load_cert(der), der) for der in chain_der[1:])
     budget = _x509.SignatureBudget(len(chain_der))
-    taken: set[int] = set()  # the certificates on the path, by identity (copies are two)
     while True:
         current, cert = path[-1]
+        # Those of its issuer's name not on the path yet (one taken leaves its list).
+        candidates = named.get(_x509.canonical_name(cert.issuer), [])
         found = None
-        for candidate, der in named.get(_x509.canonical_name(cert.issuer), ()):
-            if id(candidate) in taken:
-                continue
-            if not budget.take(id(cert)):  # each step's first candidate is free
+        for position, (candidate, der) in enumerate(candidates):
+            if not budget.spend():
                 return path
             if _issued(current, der):
                 found = (der, candidate)
+                del candidates[position]
                 break
         if found is None:
             return path
-        taken.add(id(found[1]))
         path.append(found)

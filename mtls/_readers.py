@@ -27,7 +27,7 @@ import functools
 import os
 import re
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from cryptography import x509
@@ -1124,7 +1124,8 @@ class _Certs:
         candidates = self._named.get(issuer, ())
         if len(candidates) < 2:
             return None
-        best = _signing_issuer(der, [self.certs[i].der for i in candidates], self._budget)
+        # Lazily: the budget stops the walk, and a list made each step cost n per step.
+        best = _signing_issuer(der, (self.certs[i].der for i in candidates), self._budget)
         if best is None:
             return None
         self.used.add(candidates[best])
@@ -1146,12 +1147,12 @@ class _Certs:
 
 
 def _signing_issuer(
-    child_der: bytes, candidates: Sequence[bytes], budget: _x509.SignatureBudget
+    child_der: bytes, candidates: Iterable[bytes], budget: _x509.SignatureBudget
 ) -> int | None:
     """The position of the candidate whose key signed ``child_der``, preferring one
     valid now; ``None`` when none verifies (or the child cannot be read). Candidates
-    are tried through ``budget`` (:meth:`_x509.SignatureBudget.tried`: each pair once,
-    the child's first free): a file of namesakes made this quadratic in their count
+    are tried through ``budget`` (:meth:`_x509.SignatureBudget.tried`: each pair
+    once): a file of namesakes made this quadratic in their count
     (24 RSA certificates with a 3,070-bit exponent: 6.8 s); once it is spent, what
     verified so far, else ``None`` (the first by name, as for one candidate)."""
     try:

@@ -263,64 +263,60 @@ def by_subject(
     return named
 
 
-#: The most tries one piece of linking makes (see :class:`SignatureBudget`).
-MAX_SIGNATURE_TRIES = 4096
+#: The most signatures one piece of linking verifies (see :class:`SignatureBudget`).
+MAX_SIGNATURE_TRIES = 2048
 
 
 class SignatureBudget:
-    """How many candidates one piece of work may try, by signature, when it links
-    certificates (a store's chains, a replacement's issuing path, a CRL file's
-    intermediates and lists): each item's first candidate is verified without a try
-    (one verification per item: a lone issuer of its name costs nothing), every
-    further one costs a try.
+    """How many signatures one piece of work may verify when it links certificates (a
+    store's chains, a replacement's issuing path, a CRL file's intermediates and the
+    lists' signers): every candidate tried by signature is one, a pair tried once is
+    remembered (each key entry of a bundle carries its own copy of the chain), and
+    candidates are found by name first (one lookup), so a real file verifies about
+    one per certificate.
 
     Among certificates of one name only a signature tells the issuer, and a file of
     namesakes in the worst order made the linking quadratic in their count, or cubic
     (185 certificates of one name: 11.6 s; 110 intermediates in a 57 KB CRL file:
-    140 s). The budget grows with the work (a bundle of 80 key entries under a renewed
-    intermediate and its old namesake tries two per entry); a pair tried once is
-    remembered (each entry of a bundle carries its own copy of the chain). A hostile
-    file stops where the budget ends, linked as far as it got (:attr:`spent` says so).
+    140 s). The budget grows with the work, so a bundle of entries under a renewed
+    intermediate and its old namesake links each entry to its signer, and stops at
+    :data:`MAX_SIGNATURE_TRIES` whatever the file: a verification may cost
+    milliseconds (an RSA-16384 key, 3 ms; one with a 3,070-bit exponent, 6.5 ms,
+    which :func:`costly_key` refuses outright), and a hostile 6 MB file of such keys
+    took a minute under a budget without that cap (the review h176). A file that
+    needs more is linked as far as the budget went, the rest by name (:attr:`spent`
+    says so).
 
     Args:
-        items: how many certificates (and lists) the work links: the budget is two
-            tries each and 32, at most :data:`MAX_SIGNATURE_TRIES` (a try may cost
-            milliseconds: an RSA key with a 3,070-bit exponent, 8 ms).
+        items: how many certificates (and lists) the work links: the budget is three
+            verifications each and 32, at most :data:`MAX_SIGNATURE_TRIES`.
     """
 
-    __slots__ = ("_first", "_tried", "left")
+    __slots__ = ("_tried", "left")
 
     def __init__(self, items: int) -> None:
-        self.left = min(2 * items + 32, MAX_SIGNATURE_TRIES)
+        self.left = min(3 * items + 32, MAX_SIGNATURE_TRIES)
         self._tried: dict[tuple[bytes, bytes], bool] = {}
-        self._first: set[object] = set()  # items whose free candidate was verified
 
     def spend(self) -> bool:
-        """Take one try; ``False`` once none is left (stop trying)."""
+        """Take one verification; ``False`` once none is left (stop trying)."""
         self.left -= 1
         return self.left >= 0
 
-    def take(self, item: object) -> bool:
-        """A candidate for ``item`` (what is being linked: a certificate's DER, a
-        list's signature): its first is free, each later one a try (:meth:`spend`)."""
-        if item not in self._first:
-            self._first.add(item)
-            return True
-        return self.spend()
-
     @property
     def spent(self) -> bool:
-        """Whether a try was refused: some candidate was not tried."""
+        """Whether a verification was refused: some candidate was not tried."""
         return self.left < 0
 
     def tried(self, child: bytes, candidate: bytes, verify: Callable[[], bool]) -> bool | None:
         """Whether ``candidate`` (DER) signed ``child`` (DER), by ``verify()``: once per
-        pair (remembered), a try of the budget each; ``None`` when none is left."""
+        pair (remembered), a verification of the budget each; ``None`` when none is
+        left."""
         pair = (child, candidate)
         known = self._tried.get(pair)
         if known is not None:
             return known
-        if not self.take(child):
+        if not self.spend():
             return None
         found = self._tried[pair] = verify()
         return found
@@ -340,15 +336,41 @@ def same_name(one: x509.Name, other: x509.Name) -> bool:
     return canonical_name(one) == canonical_name(other)
 
 
+#: The longest RSA public exponent an issuer's key may have here: the CA/Browser Forum's
+#: 2^256 - 1 (Go refuses more than 31 bits, BoringSSL more than 33). A longer one makes
+#: each verification hundreds of times as long (3,070 bits: 6.5 ms against 0.05 ms).
+MAX_RSA_EXPONENT_BITS = 256
+
+
+def costly_key(issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key is RSA with an exponent over :data:`MAX_RSA_EXPONENT_BITS`:
+    no CA's, and a file of them made certificate linking take a minute (h174, h176).
+    An unreadable key is not (verifying it fails on its own)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    try:
+        key = issuer.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return isinstance(key, rsa.RSAPublicKey) and (
+        key.public_numbers().e.bit_length() > MAX_RSA_EXPONENT_BITS
+    )
+
+
 def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
     """``child.verify_directly_issued_by(issuer)``, without the warning for a DSA issuer,
     and with the names compared as :func:`same_name` compares them (cryptography
     compares their encodings: such a child, which OpenSSL and Java verify, was
-    refused).
+    refused). An issuer whose key is :func:`costly_key` verifies nothing.
 
     Raises:
-        ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm: as cryptography.
+        ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm: as cryptography;
+            InvalidSignature for a :func:`costly_key` issuer.
     """
+    if costly_key(issuer):
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+
+        raise InvalidSignature(f"an RSA exponent over {MAX_RSA_EXPONENT_BITS} bits")
     dsa = is_dsa(issuer)
     try:
         dsa_call(dsa, child.verify_directly_issued_by, issuer)

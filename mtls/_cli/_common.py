@@ -970,6 +970,7 @@ def os_error_message(exc: OSError) -> str:
         errno.ENAMETOOLONG: "the name is too long for the file system: give a shorter path",
         errno.EADDRINUSE: "the address is in use: pick another --port (0 picks a free one)",
         errno.EADDRNOTAVAIL: "the address is not on this machine: give one of its addresses",
+        errno.EIO: "the disk or file system failed to read it: check the device and the mount",
     }
     fix = fixes.get(exc.errno or 0)
     if fix is not None:
