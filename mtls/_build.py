@@ -1775,7 +1775,9 @@ def _issuing_path(chain_der: Sequence[bytes]) -> list[tuple[bytes, x509.Certific
         ValueError: cryptography cannot read a certificate of the chain.
     """
     path = [(chain_der[0], _x509.load_cert(chain_der[0]))]
-    named = _x509.by_subject((_x509.load_cert(der), der) for der in chain_der[1:])
+    loaded = [(_x509.load_cert(der), der) for der in chain_der[1:]]
+    # Linking passes over a key no CA has (see _x509.costly_key).
+    named = _x509.by_subject(pair for pair in loaded if not _x509.costly_key(pair[0]))
     budget = _x509.SignatureBudget(len(chain_der))
     while True:
         current, cert = path[-1]

@@ -243,7 +243,7 @@ class CRLSet:
                 raise CRLError(
                     f"{path or 'the CRL'}: the CRL of {issuer} was not checked: the CRL files "
                     "and truststore hold more certificates of one name than mtls tries by "
-                    f"signature ({_x509.MAX_SIGNATURE_TRIES} at most, two per list and "
+                    f"signature ({_x509.MAX_SIGNATURE_TRIES} at most, three per list and "
                     "certificate): is it the right file? Give each CA's CRL and only the "
                     "intermediates that signed them",
                     path=path,
@@ -712,8 +712,6 @@ def _verify_signature(
 
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    if _x509.costly_key(issuer):  # see _x509.MAX_RSA_EXPONENT_BITS
-        return False
     try:
         return crl.is_signature_valid(_x509.public_key(issuer))  # type: ignore[arg-type]
     except (TypeError, ValueError, UnsupportedAlgorithm):
@@ -729,8 +727,8 @@ def _issued_by(
     try of ``budget``, once the name matches)."""
     if not _x509.same_name(cert.issuer, issuer.subject):
         return False
-    if budget is not None and not budget.spend():
-        return False
+    if budget is not None and (not budget.spend() or _x509.costly_key(issuer)):
+        return False  # linking a CRL file's intermediates: see _x509.costly_key
     aki = _extension(cert, x509.AuthorityKeyIdentifier)
     ski = _extension(issuer, x509.SubjectKeyIdentifier)
     if (

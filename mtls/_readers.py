@@ -1175,9 +1175,13 @@ def _signing_issuer(
 
 
 def _verifies(child: x509.Certificate, issuer_der: bytes) -> bool:
-    """Whether the certificate ``issuer_der``'s key signed ``child``."""
+    """Whether the certificate ``issuer_der``'s key signed ``child`` (linking: one whose
+    key is :func:`_x509.costly_key` is passed over)."""
     try:
-        _x509.verify_issued_by(child, _x509.load_cert(issuer_der))
+        issuer = _x509.load_cert(issuer_der)
+        if _x509.costly_key(issuer):
+            return False
+        _x509.verify_issued_by(child, issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True

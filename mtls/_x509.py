@@ -281,8 +281,8 @@ class SignatureBudget:
     140 s). The budget grows with the work, so a bundle of entries under a renewed
     intermediate and its old namesake links each entry to its signer, and stops at
     :data:`MAX_SIGNATURE_TRIES` whatever the file: a verification may cost
-    milliseconds (an RSA-16384 key, 3 ms; one with a 3,070-bit exponent, 6.5 ms,
-    which :func:`costly_key` refuses outright), and a hostile 6 MB file of such keys
+    milliseconds (an RSA-16384 key, 3 ms; one with a 3,070-bit exponent, 6.5 ms, which
+    linking passes over: :func:`costly_key`), and a hostile 6 MB file of such keys
     took a minute under a budget without that cap (the review h176). A file that
     needs more is linked as far as the budget went, the rest by name (:attr:`spent`
     says so).
@@ -345,7 +345,11 @@ MAX_RSA_EXPONENT_BITS = 256
 def costly_key(issuer: x509.Certificate) -> bool:
     """Whether ``issuer``'s key is RSA with an exponent over :data:`MAX_RSA_EXPONENT_BITS`:
     no CA's, and a file of them made certificate linking take a minute (h174, h176).
-    An unreadable key is not (verifying it fails on its own)."""
+    Linking a file's certificates (a store's chains, a replacement's issuing path, a
+    CRL file's intermediates) passes over such a candidate; every other check verifies
+    it as it is (a self-signed replacement, a revocation issuer: treating "not tried"
+    as "not signed" there let a self-signed identity in and a revoked certificate
+    through, h177). An unreadable key is not costly (verifying it fails on its own)."""
     from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
 
     try:
@@ -361,16 +365,11 @@ def verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
     """``child.verify_directly_issued_by(issuer)``, without the warning for a DSA issuer,
     and with the names compared as :func:`same_name` compares them (cryptography
     compares their encodings: such a child, which OpenSSL and Java verify, was
-    refused). An issuer whose key is :func:`costly_key` verifies nothing.
+    refused).
 
     Raises:
-        ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm: as cryptography;
-            InvalidSignature for a :func:`costly_key` issuer.
+        ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm: as cryptography.
     """
-    if costly_key(issuer):
-        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
-
-        raise InvalidSignature(f"an RSA exponent over {MAX_RSA_EXPONENT_BITS} bits")
     dsa = is_dsa(issuer)
     try:
         dsa_call(dsa, child.verify_directly_issued_by, issuer)

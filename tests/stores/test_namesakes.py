@@ -17,7 +17,6 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
@@ -245,29 +244,26 @@ def _rsa_key_with_exponent(bits: int) -> rsa.RSAPrivateKey:
 
 
 @pytest.mark.parametrize("bits", [17, 300])
-def test_an_issuer_key_with_an_exponent_no_ca_uses_verifies_nothing(bits):
+def test_linking_passes_over_an_exponent_no_ca_uses_and_nothing_else_does(bits):
     """An RSA exponent of thousands of bits makes each verification hundreds of times
     as long (3,070 bits: 6.5 ms): files of such keys made linking take a minute within
-    the budget (h176). Over 256 bits (the CA/Browser Forum's bound; Go and BoringSSL
-    refuse far less) an issuer's key verifies nothing here; the twin, 65537, does."""
+    the budget (h176). Over 256 bits (the CA/Browser Forum's bound) linking passes
+    over such an issuer; every other check verifies it as it is: refusing it there
+    let a self-signed replacement in and a revoked certificate through (h177). The
+    twin: 65537, linked like any key."""
+    from mtls import _readers
+
     key = _rsa_key_with_exponent(bits)
-    issuer = (
-        x509.CertificateBuilder()
-        .subject_name(_name("RSA CA"))
-        .issuer_name(_name("RSA CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    issuer = _cert("RSA CA", "RSA CA", key, key)  # type: ignore[arg-type]
     child = _cert("leaf", "RSA CA", _key(), key)  # type: ignore[arg-type]
-    if bits <= _x509.MAX_RSA_EXPONENT_BITS:
-        _x509.verify_issued_by(child, issuer)
-    else:
-        with pytest.raises(InvalidSignature):
-            _x509.verify_issued_by(child, issuer)
-        assert _x509.costly_key(issuer)
+    _x509.verify_issued_by(child, issuer)  # a signature check as such: verified
+    _x509.verify_issued_by(issuer, issuer)  # and self-signed is self-signed
+    issuer_der = issuer.public_bytes(serialization.Encoding.DER)
+    linked = _readers._verifies(child, issuer_der)
+    assert _x509.costly_key(issuer) is (bits > _x509.MAX_RSA_EXPONENT_BITS)
+    assert linked is (bits <= _x509.MAX_RSA_EXPONENT_BITS)
+    chain = [c.public_bytes(serialization.Encoding.DER) for c in (child, issuer)]
+    assert len(_build._issuing_path(chain)) == (1 if bits > 256 else 2)
 
 
 def _certificate_of(size: int) -> bytes:
