@@ -228,10 +228,9 @@ class CRLSet:
         explicit_now = now is not None
         now = now or _now()
         budget = self._budget()
-        anchors = self._signers(anchors_der, budget)
+        named = self._signers(anchors_der, budget)
         # Each list's signature verified once (a large CRL hashes megabytes): the
         # same-second rule compares lists by their signer, the loop refuses none.
-        named = _x509.by_subject((anchor, None) for anchor in anchors)
         signers = [_signer_of(crl, named, budget) for crl, _ in self._crls]
         _refuse_same_second(self._crls, signers)
         # First: a list no anchor signed is refused before its dates are judged (an
@@ -312,9 +311,10 @@ class CRLSet:
 
     def _signers(
         self, anchors_der: Sequence[bytes], budget: _x509.SignatureBudget
-    ) -> list[x509.Certificate]:
-        """The certificates that may sign these lists: ``anchors_der``, and the
-        intermediates of the CRL files that one of them (or another such) issued.
+    ) -> dict[Any, list[tuple[x509.Certificate, None]]]:
+        """The certificates that may sign these lists, by subject
+        (:func:`_x509.by_subject`): ``anchors_der``, and the intermediates of the CRL
+        files that one of them (or another such) issued.
 
         Each intermediate is tried once against each possible issuer of its issuer's
         name (the anchors of that name, then each intermediate as it is placed), within
@@ -337,7 +337,7 @@ class CRLSet:
             pending = [cert for cert in pending if not any(cert is f for f in found)]
             signers.extend(found)
             placed = found
-        return signers
+        return _x509.by_subject((signer, None) for signer in signers)
 
     def signed_by(
         self, anchors_der: Sequence[bytes]
@@ -347,10 +347,9 @@ class CRLSet:
         the (file, issuer) of the others. A truststore that withdrew a CA leaves that
         CA's list vouching for nothing: what is left is checked with :meth:`check`."""
         budget = self._budget()
-        anchors = self._signers(anchors_der, budget)
+        named = self._signers(anchors_der, budget)
         kept: list[_Listed] = []
         others: list[tuple[str | None, str]] = []
-        named = _x509.by_subject((anchor, None) for anchor in anchors)
         for crl, path in self._crls:
             if _signer_of(crl, named, budget) is not None:
                 kept.append((crl, path))
