@@ -276,6 +276,28 @@ def _dechunked(body: bytes) -> bytes | None:
     return b"".join(body[start:end] for start, end in chunks.spans)
 
 
+# What precedes a URL's host, up to the last "@" before its path (as urlsplit reads it),
+# whatever its scheme or none, after the white space and C0 controls urlsplit drops:
+# everything that may hold a password, which is shown in messages (h169, h170).
+_USERINFO = re.compile(r"^([\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://)?)[^/?#]*@")
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without its userinfo (``user:password@``): the fetch sends none (as
+    Java's and OpenSSL's do not), and a password must not reach a log line, an error
+    or ``status()`` (h165)."""
+    return _USERINFO.sub(r"\1", url, count=1)
+
+
+def shown_location(location: str) -> str:
+    """A redirect's ``Location`` as a message may show it: without userinfo, query and
+    fragment. It is the server's text, not the certificate's: a distribution point
+    behind a CDN or object store redirects to a presigned URL whose query is a
+    credential (``X-Amz-Signature=``), and the message reaches logs and ``status()``
+    (h179)."""
+    return without_userinfo(location).partition("#")[0].partition("?")[0]
+
+
 def response_body(url: str, data: bytes, limit: int) -> bytes:
     """The body of a complete HTTP/1.x response, or :class:`FetchError` in words."""
     head, sep, body = data.partition(b"\r\n\r\n")
@@ -289,7 +311,9 @@ def response_body(url: str, data: bytes, limit: int) -> bytes:
     reason = status[2] if len(status) > 2 else ""
     headers = _headers(lines[1:])
     if 300 <= code < 400:
-        raise FetchError(f"{url}: redirected to {headers.get('location', '?')}, not followed")
+        location = headers.get("location")
+        shown = "?" if location is None else shown_location(location)
+        raise FetchError(f"{url}: redirected to {shown}, not followed")
     if code != 200:
         raise FetchError(f"{url}: HTTP {code} {reason}".rstrip())
     if "chunked" in headers.get("transfer-encoding", "").lower():

@@ -51,7 +51,6 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
-import re
 import ssl
 import threading
 import time
@@ -91,6 +90,7 @@ from ._errors import (
     safe_text,
 )
 from ._fetch import FetchError, fetch
+from ._fetch import without_userinfo as _without_userinfo
 from ._fork import renew_attributes_after_fork
 from ._log import log
 from ._types import Mode, Status, hex_serial
@@ -279,19 +279,6 @@ class RevocationState:
 
 class _CacheMiss(Exception):
     """A status asked with ``fetch=False`` is not in the cache."""
-
-
-# What precedes a URL's host, up to the last "@" before its path (as urlsplit reads it),
-# whatever its scheme or none, after the white space and C0 controls urlsplit drops:
-# everything that may hold a password, which is shown in messages (h169, h170).
-_USERINFO = re.compile(r"^([\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://)?)[^/?#]*@")
-
-
-def _without_userinfo(url: str) -> str:
-    """``url`` without its userinfo (``user:password@``): the fetch sends none (as
-    Java's and OpenSSL's do not), and a password must not reach a log line, an error
-    or ``status()`` (h165)."""
-    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def _urls(cert: x509.Certificate) -> tuple[list[str], list[str]]:

@@ -261,6 +261,28 @@ def test_redirects_are_not_followed(pki: PKI) -> None:
         check(RevocationChecker(), leaf)
 
 
+def test_a_redirect_is_named_without_its_credentials(
+    pki: PKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A distribution point behind a CDN or an object store redirects to a presigned
+    URL: its query is a credential, as a password in it is. The message, the log line
+    and the status name where it led, without them (h179)."""
+    ca, leaf = _ca_pointing_at(None, pki.crls.url("/presigned.crl"))
+    pki.crls.redirects["/presigned.crl"] = (
+        "http://admin:TOPSECRET@mirror.internal/crl/ca.crl"
+        "?X-Amz-Credential=AKIA1&X-Amz-Signature=0123abcd#frag"
+    )
+    checker = RevocationChecker(RevocationPolicy(mode="soft"))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        (status,) = check(checker, leaf)
+    assert status.status == "undetermined"
+    (why,) = status.why
+    assert why.endswith("redirected to http://mirror.internal/crl/ca.crl, not followed")
+    shown = " ".join([*status.why, caplog.text])
+    for secret in ("TOPSECRET", "admin", "X-Amz", "AKIA1", "0123abcd", "frag"):
+        assert secret not in shown
+
+
 def test_only_http_urls_are_fetched() -> None:
     _, leaf = _ca_pointing_at("https://127.0.0.1:1/", "ldap://127.0.0.1/cn=crl")
     with pytest.raises(RevocationUnknownError) as caught:
