@@ -281,6 +281,11 @@ class _CacheMiss(Exception):
     """A status asked with ``fetch=False`` is not in the cache."""
 
 
+def _self_signed(cert: x509.Certificate, der: bytes) -> bool:
+    """Whether ``cert`` (``der``) is a root: issued in its own name, by its own key."""
+    return _x509.same_name(cert.subject, cert.issuer) and _issued(der, der)
+
+
 def _urls(cert: x509.Certificate) -> tuple[list[str], list[str]]:
     """(OCSP responder URLs, CRL distribution point URLs) named by the certificate,
     without userinfo (:func:`_without_userinfo`)."""
@@ -433,11 +438,15 @@ class RevocationChecker:
             above = [
                 p for p in _pairs(ders[index + 1 :]) if _x509.same_name(p[0].subject, cert.issuer)
             ]
-            issuer = next(
-                (c for c, c_der in (*above, *known.named(cert.issuer)) if _issued(der, c_der)),
+            found = next(
+                (
+                    (c, c_der)
+                    for c, c_der in (*above, *known.named(cert.issuer))
+                    if _issued(der, c_der)
+                ),
                 None,
             )
-            if issuer is None:
+            if found is None:
                 unknown_issuer = CertificateStatus(
                     subject=cert.subject.rfc4514_string(),
                     serial=cert.serial_number,
@@ -459,8 +468,14 @@ class RevocationChecker:
                 self._warn(unknown_issuer)
                 out.append(unknown_issuer)
                 break
+            issuer, issuer_der = found
             out.append(self._status(cert, issuer, fetch, deadline))
-            if not self.policy.full_chain or _x509.same_name(issuer.subject, issuer.issuer):
+            # A root (self-signed: its own key verifies it) is asked about by no one. A
+            # CA's self-issued certificate signed by another key of that CA (a key
+            # rollover's NewWithOld, RFC 4210 4.4; AD CS's cross certificates) is
+            # not a root: it is asked about as any CA certificate of the chain (h179:
+            # one revoked by its issuer's CRL passed, the chain ending at it).
+            if not self.policy.full_chain or _self_signed(issuer, issuer_der):
                 break
         return tuple(out)
 

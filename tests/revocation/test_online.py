@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 import mtls
 from mtls import (
@@ -267,7 +269,7 @@ def test_a_redirect_is_named_without_its_credentials(
     """A distribution point behind a CDN or an object store redirects to a presigned
     URL: its query is a credential, as a password in it is. The message, the log line
     and the status name where it led, without them (h179)."""
-    ca, leaf = _ca_pointing_at(None, pki.crls.url("/presigned.crl"))
+    _, leaf = _ca_pointing_at(None, pki.crls.url("/presigned.crl"))
     pki.crls.redirects["/presigned.crl"] = (
         "http://admin:TOPSECRET@mirror.internal/crl/ca.crl"
         "?X-Amz-Credential=AKIA1&X-Amz-Signature=0123abcd#frag"
@@ -351,6 +353,77 @@ def test_full_chain_checks_the_intermediate_too(pki: PKI) -> None:
     # leaf only: the revoked intermediate is not asked about
     (status,) = RevocationChecker(RevocationPolicy(full_chain=False)).check(chain, [der(root)])
     assert status.status == "good"
+
+
+def _rollover(pki: PKI) -> tuple[list[bytes], bytes, Any]:
+    """A CA that rolled its key over (RFC 4210 4.4): its anchor (old key K1), the
+    NewWithOld certificate (its own name, the new key K2, signed by K1; listed in K1's
+    CRL as ``revoke(serial)`` asks) and a leaf the new key issued."""
+    now = _dt.datetime.now(_dt.UTC)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rolled-over CA")])
+    k1, k2, k_leaf = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+
+    def cert(subject: x509.Name, public: Any, signer: Any, serial: int, crl: str, ca: bool) -> Any:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl)], None, None, None)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public)
+            .serial_number(serial)
+            .not_valid_before(now - _dt.timedelta(hours=1))
+            .not_valid_after(now + _dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.CRLDistributionPoints([point]), critical=False)
+            .sign(signer, hashes.SHA256())
+        )
+
+    old, new = pki.crls.url("/rollover-old.crl"), pki.crls.url("/rollover-new.crl")
+    anchor = cert(ca_name, k1.public_key(), k1, 1, old, True)
+    new_with_old = cert(ca_name, k2.public_key(), k1, 2, old, True)
+    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rolled leaf")])
+    leaf = cert(leaf_name, k_leaf.public_key(), k2, 3, new, False)
+
+    def crl(signer: Any, revoked: tuple[int, ...]) -> bytes:
+        made = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca_name)
+            .last_update(now - _dt.timedelta(minutes=1))
+            .next_update(now + _dt.timedelta(days=1))
+        )
+        for serial in revoked:
+            made = made.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(now - _dt.timedelta(minutes=1))
+                .build()
+            )
+        return made.sign(signer, hashes.SHA256()).public_bytes(Encoding.DER)
+
+    pki.crls.bodies["/rollover-new.crl"] = crl(k2, ())
+
+    def revoke(*serials: int) -> None:
+        pki.crls.bodies["/rollover-old.crl"] = crl(k1, serials)
+
+    chain = [der(leaf), der(new_with_old), der(anchor)]
+    return chain, der(anchor), revoke
+
+
+def test_a_ca_certificate_of_a_key_rollover_is_checked(pki: PKI) -> None:
+    """A self-issued CA certificate signed by another key of its CA (a key rollover's
+    NewWithOld, AD CS's cross certificates) is no root: with ``full_chain`` it is asked
+    about as any CA certificate of the chain. The chain ended at it, and one its issuer
+    revoked passed (h179), in both modes."""
+    chain, anchor, revoke = _rollover(pki)
+    revoke()
+    leaf_status, ca_status = RevocationChecker().check(chain, [anchor])
+    assert (leaf_status.status, ca_status.status) == ("good", "good")
+    assert ca_status.serial == 2 and ca_status.subject == "CN=rolled-over CA"
+    revoke(2)
+    for mode in ("hard", "soft"):
+        with pytest.raises(CertificateRevokedError) as caught:
+            RevocationChecker(RevocationPolicy(mode=mode)).check(chain, [anchor])
+        assert caught.value.serial == 2
 
 
 def test_an_anchor_is_not_checked_unless_another_anchor_issued_it() -> None:
