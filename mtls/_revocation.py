@@ -281,6 +281,26 @@ class _CacheMiss(Exception):
     """A status asked with ``fetch=False`` is not in the cache."""
 
 
+class _CheckBudget:
+    """One check's budget: when it ends (monotonic ``at``), and whether a source was
+    asked in it yet (one asked first had the whole budget, whatever ``timeout`` is)."""
+
+    __slots__ = ("asked", "at")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.asked = False
+
+
+class _NotAsked(FetchError):
+    """A source the check's budget (``check_timeout``) was spent before."""
+
+
+def _shown_time(when: _dt.datetime) -> str:
+    """``when`` as a message names it (UTC, to the second)."""
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _self_signed(cert: x509.Certificate, der: bytes) -> bool:
     """Whether ``cert`` (``der``) is a root: issued in its own name, by its own key."""
     return _x509.same_name(cert.subject, cert.issuer) and _issued(der, der)
@@ -350,6 +370,14 @@ class RevocationChecker:
         ]
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
+        # Sources that failed for a certificate, when given the whole policy.timeout:
+        # (kind, URL, status key) -> (asked again from (monotonic), then (UTC), why).
+        # A status left incomplete (a source not asked, the check's budget spent on
+        # another certificate's) is not kept: the next check asks what was not asked,
+        # and passes over what failed here lately (h179).
+        self._failed: collections.OrderedDict[
+            tuple[str, str, tuple[str, int]], tuple[float, _dt.datetime, str]
+        ] = collections.OrderedDict()
         # A fetch under way in another thread at the fork holds its gate for good.
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_gates", new=dict)
@@ -409,7 +437,7 @@ class RevocationChecker:
         """
         ders = [bytes(der) for der in chain]
         # One budget for the whole chain: every fetch below draws on it.
-        deadline = time.monotonic() + self.policy.check_timeout
+        deadline = _CheckBudget(time.monotonic() + self.policy.check_timeout)
         known = _anchor_set(anchors)
         anchor_der = known.ders
         out: list[CertificateStatus] = []
@@ -649,6 +677,7 @@ class RevocationChecker:
         with self._lock:
             self._cache.clear()
             self._crls.clear()
+            self._failed.clear()
             self._hosts.clear()
             self._by_host.clear()
             self._chains.clear()
@@ -685,7 +714,7 @@ class RevocationChecker:
         cert: x509.Certificate,
         issuer: x509.Certificate,
         fetch: bool = True,
-        deadline: float | None = None,
+        deadline: _CheckBudget | None = None,
     ) -> CertificateStatus:
         key = (
             hashlib.sha256(issuer.public_bytes(serialization.Encoding.DER)).hexdigest(),
@@ -703,7 +732,7 @@ class RevocationChecker:
             if hit is not None:
                 return hit
             try:
-                status = self._ask(cert, issuer, deadline)
+                status = self._ask(cert, issuer, deadline, key)
                 assert status.valid_until is not None
                 assert status.checked_at is not None
                 keep = (status.valid_until - status.checked_at).total_seconds()
@@ -712,10 +741,11 @@ class RevocationChecker:
                     self._gates.pop(key, None)
                 raise
             with self._lock:
-                self._cache[key] = (time.monotonic() + keep, status)
-                self._cache.move_to_end(key)
-                while len(self._cache) > self.policy.cache_size:
-                    self._cache.popitem(last=False)
+                if keep > 0:  # an incomplete status is valid until its check only
+                    self._cache[key] = (time.monotonic() + keep, status)
+                    self._cache.move_to_end(key)
+                    while len(self._cache) > self.policy.cache_size:
+                        self._cache.popitem(last=False)
                 # The gate goes with the answer in place: a check arriving between
                 # the two found neither, and fetched again.
                 self._gates.pop(key, None)
@@ -794,7 +824,7 @@ class RevocationChecker:
             FetchError: the fetch failed, or the budget was spent.
         """
         if timeout <= 0:
-            raise FetchError(
+            raise _NotAsked(
                 f"{url}: not asked, the check's {self.policy.check_timeout:g} s "
                 "(check_timeout) were spent before it"
             )
@@ -822,11 +852,26 @@ class RevocationChecker:
     # ------------------------------------------------------------------ asking
 
     def _ask(
-        self, cert: x509.Certificate, issuer: x509.Certificate, deadline: float | None = None
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        deadline: _CheckBudget | None,
+        key: tuple[str, int],
     ) -> CertificateStatus:
+        """The certificate's status, asked of its sources in turn within the check's
+        budget (``deadline``). One that cannot be determined is kept for
+        ``retry_failed_after`` only when every source was asked (or failed lately, and
+        is not asked again before its time): a source the budget left unasked, or cut
+        short, is the check's shortfall, not the certificate's; its status is valid
+        for this check only (a hung responder of one backend spent the budget, and
+        every backend under the same intermediate was refused, or passed under
+        soft-fail with the intermediate revoked, for a minute: h179). A source that
+        fails with all the time a fetch may have (``timeout``, or the whole check's
+        when it asks first) is not asked again for this certificate before
+        ``retry_failed_after``."""
         policy = self.policy
         if deadline is None:
-            deadline = time.monotonic() + policy.check_timeout
+            deadline = _CheckBudget(time.monotonic() + policy.check_timeout)
         now = _now()
         ocsp_urls, crl_urls = _urls(cert)
         why: list[str] = []
@@ -835,15 +880,31 @@ class RevocationChecker:
             *(("OCSP", self._ocsp, url) for url in (ocsp_urls if policy.ocsp else ())),
             *(("CRL", self._crl, url) for url in (crl_urls if policy.crl else ())),
         ]
+        incomplete = False
+        retry_at = now + _dt.timedelta(seconds=policy.retry_failed_after)
         for kind, ask, url in sources:  # OCSP first, then the CRLs, the first answer wins
+            lately = self._failed_lately((kind, url, key))
+            if lately is not None:
+                retry_at = min(retry_at, lately[1])
+                why.append(f"{kind} {lately[2]} (not asked again until {_shown_time(lately[1])})")
+                continue
+            # What is left of the check's budget (a CRL already downloaded still
+            # answers when none is: only fetches need time).
+            left = min(policy.timeout, deadline.at - time.monotonic())
+            fair = left >= policy.timeout or not deadline.asked
             try:
-                # What is left of the check's budget (a CRL already downloaded still
-                # answers when none is: only fetches need time).
-                left = min(policy.timeout, deadline - time.monotonic())
                 answer = ask(cert, issuer, url, now, left)
                 break
+            except _NotAsked as exc:
+                why.append(f"{kind} {exc}")
+                incomplete = True
+                continue
             except FetchError as exc:
                 why.append(f"{kind} {exc}")
+                if fair or time.monotonic() < deadline.at:  # its own failure
+                    self._remember_failed((kind, url, key), str(exc))
+                else:
+                    incomplete = True  # cut short by the budget: asked again next check
             except (
                 ValueError,
                 TypeError,
@@ -853,7 +914,11 @@ class RevocationChecker:
             ) as exc:
                 # cryptography parses lazily: a damaged field surfaces here, not at load
                 # (in words: cryptography's parse errors are Rust debug dumps)
-                why.append(f"{kind} {url}: a malformed answer ({_x509.parse_error_text(str(exc))})")
+                malformed = f"{url}: a malformed answer ({_x509.parse_error_text(str(exc))})"
+                why.append(f"{kind} {malformed}")
+                self._remember_failed((kind, url, key), malformed)
+            finally:
+                deadline.asked = True
         if not why and answer is None:
             names = [
                 n
@@ -874,7 +939,7 @@ class RevocationChecker:
                 status="undetermined",
                 why=tuple(why),
                 checked_at=now,
-                valid_until=now + _dt.timedelta(seconds=policy.retry_failed_after),
+                valid_until=now if incomplete else retry_at,
             )
         longest = now + _dt.timedelta(seconds=policy.cache_delay)
         return CertificateStatus(
@@ -889,6 +954,31 @@ class RevocationChecker:
             why=tuple(why),
             valid_until=min(answer.valid_until, longest),
         )
+
+    def _failed_lately(
+        self, source: tuple[str, str, tuple[str, int]]
+    ) -> tuple[float, _dt.datetime, str] | None:
+        """When and why ``source`` (kind, URL, status key) failed, if it is not to be
+        asked again yet."""
+        with self._lock:
+            failed = self._failed.get(source)
+            if failed is None:
+                return None
+            if failed[0] <= time.monotonic():
+                del self._failed[source]
+                return None
+            return failed
+
+    def _remember_failed(self, source: tuple[str, str, tuple[str, int]], why: str) -> None:
+        """``source`` failed with the whole ``timeout``: not asked again for this
+        certificate for ``retry_failed_after`` (bounded as the status cache is)."""
+        wait = self.policy.retry_failed_after
+        until = (time.monotonic() + wait, _now() + _dt.timedelta(seconds=wait), why)
+        with self._lock:
+            self._failed[source] = until
+            self._failed.move_to_end(source)
+            while len(self._failed) > self.policy.cache_size:
+                self._failed.popitem(last=False)
 
     def _ocsp(
         self,

@@ -11,11 +11,18 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtls import RevocationChecker, RevocationPolicy, RevocationUnknownError
+from mtls import (
+    CertificateRevokedError,
+    RevocationChecker,
+    RevocationPolicy,
+    RevocationUnknownError,
+)
 from mtls.testing import CA
-from tests.revocation._infra import PKI, revocation_pki
-from tests.revocation.test_online import check
+from tests.revocation._infra import PKI, leaf_naming, revocation_pki
+from tests.revocation.test_online import check, der
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +71,71 @@ def test_a_crl_already_downloaded_answers_with_the_budget_spent(pki: PKI, hung_u
     (status,) = check(checker, second)
     assert status.status == "good" and status.source.startswith("CRL ")
     assert pki.crls.hits["/kept.crl"] == 1
+
+
+def _shared_intermediate(
+    pki: PKI, hung_url: str, name: str
+) -> tuple[CA, CA, list[bytes], list[bytes]]:
+    """A root and its intermediate (CRLs served, nothing revoked), and two backends'
+    chains under it: one whose leaf names a hung OCSP responder first (then the
+    intermediate's CRL), one whose leaf names the CRL only."""
+    root = CA(crl_url=pki.crls.url(f"/{name}-root.crl"))
+    inter = root.create_child_ca(crl_url=pki.crls.url(f"/{name}-inter.crl"))
+    pki.crls.bodies[f"/{name}-root.crl"] = root.crl()
+    pki.crls.bodies[f"/{name}-inter.crl"] = inter.crl()
+    issuer, key = inter.certificate.subject, inter.private_key
+    assert not isinstance(key, str)
+    crl = pki.crls.url(f"/{name}-inter.crl")
+    slow = leaf_naming(issuer, key, ocsp_url=hung_url, crl_url=crl)  # type: ignore[arg-type]
+    fine = leaf_naming(issuer, key, crl_url=crl)  # type: ignore[arg-type]
+
+    def chain(leaf: x509.Certificate) -> list[bytes]:
+        return [leaf.public_bytes(Encoding.DER), der(inter)]
+
+    return root, inter, chain(slow), chain(fine)
+
+
+def test_a_status_the_budget_left_unasked_is_not_kept(pki: PKI, hung_url: str) -> None:
+    """One backend's hung responder spends the check's budget: the intermediate's
+    status is left unasked, and valid for that check only. It was kept as undetermined
+    for retry_failed_after, and every other backend under that intermediate was
+    refused for a minute (h179). The hung responder, which had the whole budget, is
+    not asked again for its certificate before its time: the next check asks the
+    CRL the budget left unasked."""
+    root, _, slow, fine = _shared_intermediate(pki, hung_url, "unasked")
+    checker = RevocationChecker(RevocationPolicy(timeout=0.3, check_timeout=0.3))
+    leaf, intermediate = checker.statuses(slow, [der(root)])
+    assert (leaf.status, intermediate.status) == ("undetermined", "undetermined")
+    assert leaf.why[0].startswith("OCSP http://127.0.0.1:")
+    assert "not asked, the check's 0.3 s (check_timeout)" in leaf.why[1]
+    assert "not asked, the check's 0.3 s (check_timeout)" in intermediate.why[0]
+    # The other backend: its leaf answers, and the intermediate is asked now.
+    leaf, intermediate = checker.check(fine, [der(root)])
+    assert (leaf.status, intermediate.status) == ("good", "good")
+    # The first backend again: its hung responder is passed over, the CRL answers.
+    fetches = checker.fetches
+    leaf, intermediate = checker.check(slow, [der(root)])
+    assert (leaf.status, intermediate.status) == ("good", "good")
+    assert leaf.why[0].startswith("OCSP http://127.0.0.1:")
+    assert "(not asked again until " in leaf.why[0]
+    assert checker.fetches == fetches  # the CRL was downloaded for the other backend
+
+
+def test_a_revoked_intermediate_is_not_passed_for_an_unasked_status(
+    pki: PKI, hung_url: str
+) -> None:
+    """Under soft-fail, the intermediate left unasked by one backend's hung
+    responder was kept as undetermined, and another backend under it passed with
+    the intermediate revoked (h179). Now it is asked, and refused."""
+    root, inter, slow, fine = _shared_intermediate(pki, hung_url, "revoked")
+    root.revoke(inter)
+    pki.crls.bodies["/revoked-root.crl"] = root.crl()
+    checker = RevocationChecker(RevocationPolicy(mode="soft", timeout=0.3, check_timeout=0.3))
+    statuses = checker.check(slow, [der(root)])  # allowed: nothing could be determined
+    assert [status.status for status in statuses] == ["undetermined", "undetermined"]
+    with pytest.raises(CertificateRevokedError) as caught:
+        checker.check(fine, [der(root)])
+    assert caught.value.serial == inter.certificate.serial_number
 
 
 @pytest.mark.parametrize("value", [0, -1, float("inf"), True, "10"])
