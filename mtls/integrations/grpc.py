@@ -75,7 +75,7 @@ from .._log import log
 from .._material import TLSMaterial
 from .._profiles import SSLProfileSet
 from .._types import check_flag
-from . import _describe, _missing_extra, _require_profile_set
+from . import _boringssl, _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -149,100 +149,10 @@ def _parse_target(target: str) -> tuple[str, int]:
     return host, port
 
 
-# The private keys BoringSSL (gRPC's TLS library) takes: OpenSSL takes more (Ed448,
-# brainpool and secp256k1 curves, DSA), and gRPC then fails every handshake
-# ("Invalid cert chain file", "Handshaker factory creation failed").
-_GRPC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
-# Keys BoringSSL loads and signs with, which BoringSSL peers (gRPC's C core; grpc-java
-# on netty-tcnative) do not accept by default: every handshake with them fails
-# NO_COMMON_SIGNATURE_ALGORITHMS. Other peers (Go, OpenSSL, the JDK) take them.
-_BORINGSSL_PEERS_REFUSE = frozenset({"secp521r1"})
-
-
-def _key_verdict(key_pem: str) -> tuple[str | None, str | None]:
-    """(why gRPC's TLS library cannot use this private key, what to say of a key it
-    can use but gRPC's own peers refuse): ``None`` each when there is nothing to say."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: PLC0415
-    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
-        load_pem_private_key,
-    )
-
-    from .. import _x509  # noqa: PLC0415
-    from .._pem import base64_body  # noqa: PLC0415
-
-    try:  # the material's key: unencrypted PKCS#8, whose algorithm says if it is DSA
-        algorithm = _x509.key_algorithm(base64_body(key_pem.split("-----")[2].encode()))
-    except (IndexError, ValueError):
-        algorithm = None  # not the PEM expected: whatever it is, cryptography reads it quietly
-    if algorithm == _RSASSA_PSS:
-        # cryptography reads it as an RSA key; BoringSSL does not read it at all (a
-        # server's bind failed as if the port were taken, a channel's every call).
-        return (
-            "its keystore holds an RSASSA-PSS key (the key algorithm OID "
-            f"{_RSASSA_PSS}), which gRPC's TLS library (BoringSSL) cannot use, though "
-            "OpenSSL can: use an RSA key (rsaEncryption: TLS 1.3 signs with PSS all the "
-            "same), or EC on P-256 or P-384"
-        ), None
-    dsa = algorithm in (_x509.DSA_OID, None)
-    try:  # a DSA key is judged below, not warned about by cryptography
-        key = _x509.dsa_call(
-            dsa,
-            load_pem_private_key,
-            key_pem.encode("ascii"),
-            None,
-            unsafe_skip_rsa_key_validation=True,
-        )
-    except (ValueError, TypeError):
-        return None, None  # what cryptography cannot read, gRPC judges itself
-    if isinstance(key, rsa.RSAPrivateKey):
-        return None, None
-    curve = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else None
-    if isinstance(key, ed25519.Ed25519PrivateKey) or curve in _BORINGSSL_PEERS_REFUSE:
-        kind = "an Ed25519 key" if curve is None else f"an EC key on {curve} (P-521)"
-        return None, (
-            f"its keystore holds {kind}: gRPC peers built on BoringSSL (gRPC's C core, "
-            "grpc-java on netty-tcnative) refuse its signatures by default, so handshakes "
-            "with them fail (NO_COMMON_SIGNATURE_ALGORITHMS); Go, OpenSSL and Java peers "
-            "take it. For gRPC, use RSA, or EC on P-256 or P-384"
-        )
-    if curve in _GRPC_CURVES:
-        return None, None
-    name = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
-    kind = (
-        f"an EC key on {curve}"
-        if curve is not None
-        else f"{'an' if name[:1] in 'AEIOU' else 'a'} {name} key"
-    )
-    return (
-        f"its keystore holds {kind}, which gRPC's TLS library (BoringSSL) cannot use, "
-        "though OpenSSL can: use RSA, or EC on P-256 or P-384 (what gRPC peers verify "
-        "by default)"
-    ), None
-
-
-_RSASSA_PSS = "1.2.840.113549.1.1.10"
-# Verdicts by material fingerprint (never by the key itself: no key is kept here).
-_VERDICTS: dict[str, str | None] = {}
-
-
 def _material_refusal(material: TLSMaterial) -> str | None:
-    """Why gRPC cannot use the material's key (:func:`_key_verdict`), judged once per
-    material; a key gRPC's own peers refuse is warned about then."""
-    key = material.private_key
-    if key is None:
-        return None
-    try:
-        return _VERDICTS[material.fingerprint]
-    except KeyError:
-        pass
-    if len(_VERDICTS) >= 64:
-        _VERDICTS.clear()
-    verdict, caution = _key_verdict(key.reveal())
-    _VERDICTS[material.fingerprint] = verdict
-    if caution is not None:  # said once per material, as the verdict is made once
-        where = str(material.profile) if material.profile is not None else "the default"
-        log.warning("mtls: gRPC: %s: %s", where, caution)
-    return verdict
+    """Why gRPC cannot use the material's key and chain (:func:`_boringssl.judge`:
+    judged once per material, by gRPC itself too)."""
+    return _boringssl.judge(material).key if material.private_key is not None else None
 
 
 def _same_profile(one: TLSMaterial, other: TLSMaterial) -> bool:
@@ -270,6 +180,11 @@ def _refusal(
     unusable = _material_refusal(material)
     if unusable is not None:
         return f"{where}: {unusable}; {target!r} is not called with a key it would refuse"
+    if material.root_certificates is not None and not _boringssl.judge(material).roots:
+        # gRPC would be given no anchor: it fails every call, or with None the
+        # public CAs would be trusted in place of the truststore.
+        why = _boringssl.judge(material).roots_refusal(where)
+        return f"{why}; {target!r} is not called without its truststore"
     if material.profile is not None and material.profile.crls and not unchecked:
         return (
             f"{where} names CRL files, which gRPC cannot check (its TLS runs in its own "
@@ -359,7 +274,9 @@ class _Rotating:
         # The last material whose key gRPC can use, and the refusal of a newer one.
         self._usable: TLSMaterial | None = None
         self._last_error: ProfileConfigError | None = None
+        self._roots_error: ProfileConfigError | None = None  # anchors gRPC cannot read
         self._closed = False  # after close(): calls refused, as grpc.Channel refuses them
+        self._unjudge = _subscribe_weakly(profile_set, self, _Rotating._judge_ahead)
         name = normalize_host(self._host)
         if (
             self._override is None
@@ -397,6 +314,8 @@ class _Rotating:
         new trust and checks apply, the identity in service stays (every call would
         otherwise fail), and the refusal is logged at ERROR and kept in
         :attr:`last_error` until a usable key arrives."""
+        if material is not None:
+            self._judge_roots(material)
         if material is None or material.private_key is None:
             # No key (the profile dropped its <KeyStore>, or went away): nothing kept
             # from before may come back with a later key gRPC cannot use.
@@ -426,13 +345,43 @@ class _Rotating:
             fingerprint=f"{material.fingerprint}+key-of:{good.fingerprint}",
         )
 
+    def _judge_roots(self, material: TLSMaterial) -> None:
+        """Say (at ERROR, once per refusal) and keep (:attr:`last_error`) which anchors of
+        the material's truststore gRPC cannot read: it is given the others
+        (:func:`_boringssl.judge`), and refuses servers under those."""
+        where = str(material.profile) if material.profile is not None else "the default"
+        why = _boringssl.judge(material).roots_refusal(f"{where}: gRPC target {self._target!r}")
+        if why is None:
+            self._roots_error = None
+            return
+        if self._roots_error is None or str(self._roots_error) != why:
+            log.error("mtls: %s", why)
+        self._roots_error = ProfileConfigError(
+            why, servers=material.profile.server_names if material.profile else ()
+        )
+
+    def _judge_ahead(self) -> None:
+        """After a reload, on the reloader's thread: what gRPC takes of the target's new
+        material, judged now (a gRPC server started for a moment), so that the first
+        call after a rotation, on an event loop for aio channels, finds it judged."""
+        if self._closed:
+            return
+        try:
+            material = self._lookup_now()
+        except MTLSError:
+            return  # the call says it
+        if material is not None:
+            _boringssl.judge(material)
+
     @property
     def last_error(self) -> ProfileConfigError | None:
-        """Why the channel presents an older client certificate than its profile now
-        names: the profile's new key is one gRPC's TLS cannot use (``None``: the
-        channel presents what the profile names). Judged at the first call after a
+        """Why the channel does not present or trust what its profile now names: the
+        profile's new key is one gRPC's TLS cannot use, and the channel presents the
+        previous certificate; or some anchors of its truststore are ones gRPC's TLS
+        cannot read, and servers under them are refused (``None``: the channel
+        presents and trusts what the profile names). Judged at the first call after a
         reload, as the channel's material is."""
-        return self._last_error
+        return self._last_error or self._roots_error
 
     def _check(self, material: TLSMaterial | None) -> TLSMaterial:
         if material is None:
@@ -455,7 +404,9 @@ class _Rotating:
         # less), but no call ever reaches it: _lease refuses first.
         key = material.private_key
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=material.root_certificates,
+            # The anchors gRPC reads: BoringSSL stops at the first it cannot (_check
+            # refused a material none of whose anchors it reads).
+            root_certificates=_boringssl.judge(material).roots,
             private_key=key.reveal().encode("ascii") if key is not None else None,
             certificate_chain=material.certificate_chain,
         )
@@ -713,6 +664,7 @@ class RotatingChannel(_Rotating, grpc.Channel):  # type: ignore[misc]
         """
         self._closed = True
         self._unsubscribe()
+        self._unjudge()
         _close_each(self._pools.close(), _close_sync)
 
     def __enter__(self) -> Self:
@@ -885,6 +837,7 @@ class AioRotatingChannel(_Rotating, grpc.aio.Channel):  # type: ignore[misc]
         New calls then raise ``grpc.aio.UsageError``, as on a closed ``grpc.aio.Channel``.
         """
         self._closed = True
+        self._unjudge()
         orphans, self._orphans = self._orphans, []
         await _aclose_each([*self._pools.close(), *orphans], grace)
         if self._closing:
@@ -995,18 +948,34 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
         material = self._material()
-        unusable = _material_refusal(material)
-        if unusable is not None:
-            raise ProfileConfigError(f"gRPC server {where}: {unusable}", element="KeyStore")
+        verdict = _boringssl.judge(material)
+        if verdict.key is not None:
+            raise ProfileConfigError(f"gRPC server {where}: {verdict.key}", element="KeyStore")
+        if material.root_certificates is not None and not verdict.roots:
+            raise ProfileConfigError(
+                f"{verdict.roots_refusal(f'gRPC server {where}')}; the server does not start "
+                "without them",
+                element="TrustStore",
+            )
         self._good = material  # the newest material whose key gRPC can use
         self._announced = (material.fingerprint, material.fingerprint)
         self._last_error: ProfileConfigError | None = None
+        self._roots_error: ProfileConfigError | None = None
         self._refused = ""  # the fingerprint of the material last refused
+        # What the ports are to serve: (identity, the trust's fingerprint, the anchors
+        # gRPC reads). Changed only for a material judged already (_judge_new).
+        self._serving: tuple[TLSMaterial, str, bytes | None] = (
+            material,
+            material.fingerprint,
+            verdict.roots,
+        )
+        self._judge_roots(verdict)
         self._ports: list[grpc.ServerCredentials] = []  # kept alive with the credentials
         log.info("mtls: gRPC server %s serves %s", where, material.subject)
-        # Judged when a reload applies too, not only at the next handshake: last_error
-        # and the log speak as soon as the set has taken a keystore gRPC cannot use.
-        _subscribe_weakly(profile_set, self, MTLSServerCredentials._current)
+        # Judged when a reload applies, on the reloader's thread: never on gRPC's own
+        # thread, which asks the ports' fetchers before each handshake; last_error and
+        # the log speak as soon as the set has taken material gRPC cannot use.
+        _subscribe_weakly(profile_set, self, MTLSServerCredentials._judge_new)
 
     @property
     def _credentials(self) -> Any:
@@ -1026,41 +995,70 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
 
     @property
     def last_error(self) -> MTLSError | None:
-        """Why the newest keystore is not served through gRPC (``None``: it is): a key
-        gRPC's TLS cannot use, or the profile set's own refusal of a replacement (a
-        wrong password, a damaged file: :attr:`profile_set`'s ``last_error``)."""
-        return self._last_error or self.profile_set.last_error
+        """Why the newest stores are not served as they are through gRPC (``None``: they
+        are): a key gRPC's TLS cannot use (the previous identity serves on), anchors of
+        the truststore it cannot read (clients under them are refused), or the
+        profile set's own refusal of a replacement (a wrong password, a damaged file:
+        :attr:`profile_set`'s ``last_error``)."""
+        return self._last_error or self._roots_error or self.profile_set.last_error
 
     def _material(self) -> TLSMaterial:
         material = self.profile_set.material_for(CATCH_ALL, 0)
         assert material is not None  # the set's one profile is the catch-all
         return material
 
-    def _current(self) -> tuple[TLSMaterial, TLSMaterial]:
-        """The identity and the trust to serve now: the newest material, or (when
-        gRPC cannot use its key) the last one it could, with the newest trust."""
+    def _judge_new(self) -> None:
+        """After a reload, on the reloader's thread: judge the newest material
+        (:func:`_boringssl.judge`), and serve it from the next handshake."""
+        self._current(judge=True)
+
+    def _current(self, *, judge: bool = False) -> tuple[TLSMaterial, str, bytes | None]:
+        """The identity, the trust's fingerprint and the anchors to serve now: the
+        newest material, or (when gRPC cannot use its key) the last one it could, with
+        the newest trust, whose anchors gRPC cannot read left out. A material not
+        judged yet (asked on gRPC's own thread, before the reload's subscriber judged
+        it) is not served yet: what was served stays, for those milliseconds."""
         material = self._material()
-        good = self._good
-        if material.fingerprint == good.fingerprint:  # the usual handshake: nothing new
-            return good, good
-        unusable = _material_refusal(material)
+        serving = self._serving
+        if material.fingerprint == serving[1]:  # the usual handshake: nothing new
+            return serving
+        verdict = _boringssl.judge(material) if judge else _boringssl.judged(material)
+        if verdict is None:
+            return serving
         with self._lock:
-            if unusable is None:
+            good = self._good
+            if verdict.key is None:
                 self._good = good = material
                 self._last_error, self._refused = None, ""
             elif material.fingerprint != self._refused:  # said once per material
                 self._refused = material.fingerprint
                 self._last_error = ProfileConfigError(
                     f"gRPC server {self._where}: the new keystore is not served: "
-                    f"{unusable}; the previous identity stays, with the new truststore",
+                    f"{verdict.key}; the previous identity stays, with the new truststore",
                     element="KeyStore",
                 )
                 log.error("mtls: %s", self._last_error)
+            self._judge_roots(verdict)
+            roots = verdict.roots
+            if material.root_certificates is not None and not roots:
+                roots = _boringssl.refuse_every_peer()  # never an older trust kept
+            self._serving = serving = (good, material.fingerprint, roots)
             announced = (good.fingerprint, material.fingerprint)
             if announced != self._announced:
                 self._announced = announced
                 log.info("mtls: gRPC server %s now serves %s", self._where, good.subject)
-        return good, material
+        return serving
+
+    def _judge_roots(self, verdict: _boringssl.Verdict) -> None:
+        """Say (at ERROR, once per refusal) and keep (:attr:`last_error`) which anchors
+        gRPC cannot read: clients under them are refused."""
+        why = verdict.roots_refusal(f"gRPC server {self._where}")
+        if why is None:
+            self._roots_error = None
+            return
+        if self._roots_error is None or str(self._roots_error) != why:
+            log.error("mtls: %s", why)
+        self._roots_error = ProfileConfigError(why, element="TrustStore")
 
     def reload(self) -> bool:
         """Check the stores now (as :meth:`SSLProfileSet.reload`); the next handshake uses them.
@@ -1097,21 +1095,20 @@ class _Port:
 
     def fetch(self) -> Any:
         # gRPC calls this before every handshake: a snapshot read and a compare.
-        identity, trust = self._owner._current()
-        served = (identity.fingerprint, trust.fingerprint)
+        identity, trust, roots = self._owner._current()
+        served = (identity.fingerprint, trust)
         if served == self._served:
             return None
         self._served = served
-        return _server_configuration(identity, trust)
+        return _server_configuration(identity, roots)
 
 
-def _server_configuration(identity: TLSMaterial, trust: TLSMaterial) -> Any:
+def _server_configuration(identity: TLSMaterial, roots: bytes | None) -> Any:
     key = identity.private_key
     assert key is not None  # server_credentials requires a keystore
     assert identity.certificate_chain is not None
     return grpc.ssl_server_certificate_configuration(
-        [(key.reveal().encode("ascii"), identity.certificate_chain)],
-        root_certificates=trust.root_certificates,
+        [(key.reveal().encode("ascii"), identity.certificate_chain)], root_certificates=roots
     )
 
 

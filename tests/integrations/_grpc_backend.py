@@ -170,3 +170,51 @@ def secp256k1_keystore(ca: CA, curve: ec.EllipticCurve | None = None) -> bytes:
     pkcs8 = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
     store.add_key("server", pkcs8, [cert, ca.certificate])
     return store.to_bytes(PASSWORD)
+
+
+def _der_length(data: bytes, at: int) -> tuple[int, int]:
+    """(where the content of the DER element at ``at`` starts, where it ends)."""
+    size, start = data[at + 1], at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size, start = int.from_bytes(data[start : start + count], "big"), start + count
+    return start, start + size
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + content
+
+
+def version_1_with_extensions(
+    cert: x509.Certificate, signer: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    """``cert`` as a version 1 certificate that keeps its extensions (the version field
+    left out of its signed part), signed again by ``signer``: OpenSSL and cryptography
+    read it, gRPC's BoringSSL does not (RFC 5280 allows extensions in v3 only)."""
+    der = cert.public_bytes(Encoding.DER)
+    start, _ = _der_length(der, 0)
+    tbs_start, tbs_end = _der_length(der, start)
+    tbs = der[tbs_start:tbs_end]
+    assert tbs[0] == 0xA0  # [0] EXPLICIT version
+    _, version_end = _der_length(tbs, 0)
+    signed = _der(0x30, tbs[version_end:])
+    algorithm_start = tbs_end
+    _, algorithm_end = _der_length(der, algorithm_start)
+    algorithm = der[algorithm_start:algorithm_end]
+    signature = signer.sign(signed, ec.ECDSA(hashes.SHA256()))
+    made = _der(0x30, signed + algorithm + _der(0x03, b"\x00" + signature))
+    parsed = x509.load_der_x509_certificate(made)
+    assert parsed.version == x509.Version.v1 and len(parsed.extensions) > 0
+    return parsed
+
+
+def unreadable_to_grpc_ca(name: str = "v1 CA with extensions") -> x509.Certificate:
+    """A self-signed CA certificate gRPC's BoringSSL cannot read (OpenSSL can)."""
+    ca = CA(name=name)
+    key = ca.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return version_1_with_extensions(ca.certificate, key)

@@ -50,6 +50,8 @@ from tests.integrations._grpc_backend import (
     rotate,
     secp256k1_keystore,
     static_credentials,
+    unreadable_to_grpc_ca,
+    version_1_with_extensions,
     write_keystore,
     write_truststore,
 )
@@ -444,6 +446,62 @@ def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
         assert profiles.reload()
         with pytest.raises(ProfileConfigError, match=curve.name):
             secure_channel(f"localhost:{port}", profiles)  # refused at creation too
+
+
+def test_a_chain_only_grpc_itself_refuses_keeps_the_key_in_service(
+    tmp_path: Path, ca: CA, server: Any
+) -> None:
+    """What no rule here knows of BoringSSL, gRPC is asked (a server of its own, for a
+    moment): a client certificate made version 1 with extensions (OpenSSL takes it)
+    failed every call after a rotation while the channel said nothing (h178). The
+    key in service stays, the refusal is said; a new channel for it is refused."""
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    key = ca.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    issued = ca.issue_cert("gen-2", common_name="gen-2")
+    leaf = version_1_with_extensions(issued.certificate, key)
+    odd = Keystore()
+    odd.add_key("client", issued.private_key, [leaf, ca.certificate])
+    profiles = profile_set(f"localhost:{port}", keystore, trust)
+    with profiles, secure_channel(f"localhost:{port}", profiles) as channel:
+        assert who(channel) == b"gen-1"
+        replace_atomically(keystore.location, odd.to_bytes(PASSWORD))
+        assert profiles.reload() and profiles.status().healthy  # OpenSSL took it
+        assert who(channel) == b"gen-1"  # the key in service, for gRPC
+        assert "refuses its key or certificate chain" in str(channel.last_error)
+        with pytest.raises(ProfileConfigError, match="BoringSSL"):
+            secure_channel(f"localhost:{port}", profiles)
+
+
+def test_anchors_grpc_cannot_read_are_left_out_and_said(
+    tmp_path: Path, ca: CA, server: Any
+) -> None:
+    """BoringSSL stops reading a truststore at the first certificate it cannot parse:
+    first, it left gRPC no anchor and every call failed UNAVAILABLE after a rotation
+    the set called healthy (h178). gRPC is given the anchors it reads, the others are
+    said; with none it reads, calls are refused saying why (never the public CAs)."""
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    odd = unreadable_to_grpc_ca()
+    profiles = profile_set(f"localhost:{port}", keystore, trust)
+    with profiles, secure_channel(f"localhost:{port}", profiles) as channel:
+        assert who(channel) == b"gen-1" and channel.last_error is None
+        both = Truststore()
+        both.add("a-odd", odd)
+        both.add("b-ca", ca.certificate)
+        replace_atomically(trust.location, both.to_bytes(PASSWORD))
+        assert profiles.reload()
+        assert who(channel) == b"gen-1"
+        assert "CN=v1 CA with extensions" in str(channel.last_error)
+        alone = Truststore()
+        alone.add("a-odd", odd)
+        replace_atomically(trust.location, alone.to_bytes(PASSWORD))
+        assert profiles.reload()
+        with pytest.raises(ProfileConfigError, match="gRPC is given none"):
+            who(channel)
 
 
 def test_a_key_grpc_peers_refuse_is_warned_about_and_fails_as_warned(

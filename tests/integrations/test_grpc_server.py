@@ -24,6 +24,7 @@ from mtls import (
     SSLProfile,
     SSLProfileSet,
     StoreConfig,
+    Truststore,
 )
 from mtls.integrations.grpc import aio_secure_channel, server_credentials
 from mtls.testing import CA, IssuedIdentity, replace_atomically
@@ -33,6 +34,7 @@ from tests.integrations._grpc_backend import (
     Probe,
     grpc_server,
     secp256k1_keystore,
+    unreadable_to_grpc_ca,
     write_keystore,
     write_truststore,
 )
@@ -262,6 +264,57 @@ def test_a_keystore_grpc_cannot_use_keeps_the_identity_and_takes_the_trust(
     # Refused at creation too, naming the key type.
     replace_atomically(tmp_path / "server.jks", secp256k1_keystore(stores["server_ca"]))
     with pytest.raises(ProfileConfigError, match="secp256k1"):
+        server_credentials(stores["keystore"], stores["truststore"], reload_interval=None)
+
+
+def _truststore_bytes(*anchors: Any) -> bytes:
+    """A JKS truststore of ``anchors`` (certificates, or CAs), in that order."""
+    store = Truststore()
+    for number, anchor in enumerate(anchors):
+        store.add(f"anchor-{number}", getattr(anchor, "certificate", anchor))
+    return store.to_bytes(PASSWORD)
+
+
+def test_anchors_grpc_cannot_read_are_left_out_and_said(
+    tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """BoringSSL reads a truststore up to the first certificate it cannot parse (a
+    version 1 certificate with extensions, which OpenSSL and the profile set take),
+    and takes that for the end. First in the truststore, it left gRPC no anchor: gRPC
+    refused the configuration and kept the previous one, so a client CA the
+    truststore withdrew was still let in, while the rotation was said applied and
+    healthy (h178). gRPC is given the anchors it reads now, and the others are said."""
+    odd = unreadable_to_grpc_ca()
+    newcomer_ca = CA(name="client CA 2")
+    truststore = stores["truststore"].location
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+        replace_atomically(truststore, _truststore_bytes(odd, newcomer_ca))
+        with caplog.at_level(logging.ERROR, logger="mtls"):
+            assert credentials.reload()
+            assert refused(port, stores["server_ca"], stores["client"])  # withdrawn
+            assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
+        error = str(credentials.last_error)
+        assert "cannot read 1 certificate(s) of the truststore" in error
+        assert "CN=v1 CA with extensions" in error
+        assert caplog.text.count("cannot read 1 certificate(s)") == 1
+        # Twin: a truststore gRPC reads whole clears it.
+        replace_atomically(truststore, _truststore_bytes(newcomer_ca, stores["client_ca"]))
+        assert credentials.reload()
+        assert credentials.last_error is None
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+        # gRPC reads none of them: every client is refused, never the older trust kept.
+        replace_atomically(truststore, _truststore_bytes(odd))
+        assert credentials.reload()
+        assert refused(port, stores["server_ca"], stores["client"])
+        assert "gRPC is given none" in str(credentials.last_error)
+    # At creation, a server gRPC would give no anchor does not start.
+    with pytest.raises(ProfileConfigError, match="does not start without them"):
         server_credentials(stores["keystore"], stores["truststore"], reload_interval=None)
 
 

@@ -153,16 +153,16 @@ def test_other_keys_never_touch_the_warnings_state(
 ) -> None:
     """gRPC's key check read every key as if it were DSA (h144): RSA users paid the
     switch too. Twin: a DSA key is read with it."""
-    from mtls.integrations import grpc as mtls_grpc
+    from mtls.integrations import _boringssl
 
     switches: list[int] = []
     real = _x509._filters_mutated
     monkeypatch.setattr(_x509, "_filters_mutated", lambda: (switches.append(1), real())[1])
     rsa_pem = pki.client.key_pem().decode()
-    assert mtls_grpc._key_verdict(rsa_pem) == (None, None)
+    assert _boringssl.key_verdict(rsa_pem) == (None, None)
     assert switches == []
     dsa_pem = _x509.der_to_pem(_dsa_pkcs8()).replace("CERTIFICATE", "PRIVATE KEY")
-    verdict, _ = mtls_grpc._key_verdict(dsa_pem)
+    verdict, _ = _boringssl.key_verdict(dsa_pem)
     assert verdict is not None and "DSA" in verdict
     assert switches == [1, 1]
 

@@ -1,0 +1,344 @@
+"""What gRPC's TLS library (BoringSSL) takes of a material, judged before gRPC is given it.
+
+gRPC does its TLS in its own core, with BoringSSL, which refuses some keys and
+certificates OpenSSL (the :mod:`ssl` contexts, which validated the material) takes:
+Ed448, brainpool and secp256k1 keys, RSASSA-PSS keys, an RSA public exponent over 33
+bits, a version 1 certificate with extensions. gRPC says so only in its own log
+(``Handshaker factory creation failed``), keeps what it had and never asks again:
+a server kept a client CA the truststore had withdrawn, a channel failed every call,
+and mtls reported the rotation applied and healthy (h178). A truststore is worse:
+BoringSSL reads a PEM bundle until the first certificate it cannot parse, and takes
+that for the end, so every anchor after it is silently left out (and none at all,
+when it comes first, which fails the configuration).
+
+So each material is judged before gRPC sees it: the key by what is known of
+BoringSSL (:func:`key_verdict`, for messages that say what to do), then by gRPC
+itself (:func:`_probe`: a server of its own, never serving anyone, one loopback
+port per item, each bound only if gRPC built the credentials). The anchors are
+judged one by one, once per process each (cached by their bytes), and gRPC is given
+those it reads (:attr:`Verdict.roots`): a CA it cannot read is refused by gRPC
+(fail closed), said at ERROR, never a reason for the rest to be lost or for an old
+configuration to stay.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as _dt
+import hashlib
+import re
+import sys
+import threading
+
+from .. import _x509
+from .._errors import safe_text
+from .._fork import renew_attributes_after_fork
+from .._log import log
+from .._material import TLSMaterial
+from .._pem import base64_body
+
+# The private keys BoringSSL takes: OpenSSL takes more (Ed448, brainpool and secp256k1
+# curves, DSA), and gRPC then fails every handshake ("Invalid cert chain file",
+# "Handshaker factory creation failed").
+_GRPC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+# Keys BoringSSL loads and signs with, which BoringSSL peers (gRPC's C core; grpc-java
+# on netty-tcnative) do not accept by default: every handshake with them fails
+# NO_COMMON_SIGNATURE_ALGORITHMS. Other peers (Go, OpenSSL, the JDK) take them.
+_BORINGSSL_PEERS_REFUSE = frozenset({"secp521r1"})
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
+#: The longest RSA public exponent BoringSSL reads (``kMaxExponentBits``).
+MAX_RSA_EXPONENT_BITS = 33
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----\r?\n?", re.DOTALL
+)
+
+
+def key_verdict(key_pem: str) -> tuple[str | None, str | None]:
+    """(why gRPC's TLS library cannot use this private key, what to say of a key it
+    can use but gRPC's own peers refuse): ``None`` each when there is nothing to say.
+    What is known of BoringSSL only; :func:`judge` asks gRPC itself too."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        load_pem_private_key,
+    )
+
+    try:  # the material's key: unencrypted PKCS#8, whose algorithm says if it is DSA
+        algorithm = _x509.key_algorithm(base64_body(key_pem.split("-----")[2].encode()))
+    except (IndexError, ValueError):
+        algorithm = None  # not the PEM expected: whatever it is, cryptography reads it quietly
+    if algorithm == _RSASSA_PSS:
+        # cryptography reads it as an RSA key; BoringSSL does not read it at all (a
+        # server's bind failed as if the port were taken, a channel's every call).
+        return (
+            "its keystore holds an RSASSA-PSS key (the key algorithm OID "
+            f"{_RSASSA_PSS}), which gRPC's TLS library (BoringSSL) cannot use, though "
+            "OpenSSL can: use an RSA key (rsaEncryption: TLS 1.3 signs with PSS all the "
+            "same), or EC on P-256 or P-384"
+        ), None
+    dsa = algorithm in (_x509.DSA_OID, None)
+    try:  # a DSA key is judged below, not warned about by cryptography
+        key = _x509.dsa_call(
+            dsa,
+            load_pem_private_key,
+            key_pem.encode("ascii"),
+            None,
+            unsafe_skip_rsa_key_validation=True,
+        )
+    except (ValueError, TypeError):
+        return None, None  # what cryptography cannot read, gRPC judges itself
+    if isinstance(key, rsa.RSAPrivateKey):
+        bits = key.public_key().public_numbers().e.bit_length()
+        if bits > MAX_RSA_EXPONENT_BITS:
+            return (
+                f"its keystore holds an RSA key whose public exponent has {bits} bits, "
+                "which gRPC's TLS library (BoringSSL) cannot use (it reads at most "
+                f"{MAX_RSA_EXPONENT_BITS}), though OpenSSL can: use an RSA key with the "
+                "usual exponent, 65537, or EC on P-256 or P-384"
+            ), None
+        return None, None
+    curve = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else None
+    if isinstance(key, ed25519.Ed25519PrivateKey) or curve in _BORINGSSL_PEERS_REFUSE:
+        kind = "an Ed25519 key" if curve is None else f"an EC key on {curve} (P-521)"
+        return None, (
+            f"its keystore holds {kind}: gRPC peers built on BoringSSL (gRPC's C core, "
+            "grpc-java on netty-tcnative) refuse its signatures by default, so handshakes "
+            "with them fail (NO_COMMON_SIGNATURE_ALGORITHMS); Go, OpenSSL and Java peers "
+            "take it. For gRPC, use RSA, or EC on P-256 or P-384"
+        )
+    if curve in _GRPC_CURVES:
+        return None, None
+    name = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
+    kind = (
+        f"an EC key on {curve}"
+        if curve is not None
+        else f"{'an' if name[:1] in 'AEIOU' else 'a'} {name} key"
+    )
+    return (
+        f"its keystore holds {kind}, which gRPC's TLS library (BoringSSL) cannot use, "
+        "though OpenSSL can: use RSA, or EC on P-256 or P-384 (what gRPC peers verify "
+        "by default)"
+    ), None
+
+
+_PROBED_KEY = (
+    "gRPC's TLS library (BoringSSL) refuses its key or certificate chain, though OpenSSL "
+    "takes them (gRPC's own log says why: 'Invalid cert chain file', 'Invalid private "
+    "key'; a certificate BoringSSL cannot parse, as a version 1 certificate with "
+    "extensions, is one cause): use certificates made by current tools, with an RSA key "
+    "or EC on P-256 or P-384"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """What gRPC takes of one material.
+
+    Attributes:
+        key: why gRPC cannot use its key and chain (``None``: it can).
+        roots: its anchors as gRPC is to be given them: those gRPC reads (``None``:
+            the material has none; ``b""``: gRPC reads none of them).
+        left_out: the anchors gRPC cannot read, each described (subject, SHA-256).
+    """
+
+    key: str | None
+    roots: bytes | None
+    left_out: tuple[str, ...] = ()
+
+    def roots_refusal(self, where: str) -> str | None:
+        """What to say of the anchors gRPC cannot read (``None``: it reads them all)."""
+        if not self.left_out:
+            return None
+        shown = "; ".join(self.left_out[:5])
+        more = f" and {len(self.left_out) - 5} more" if len(self.left_out) > 5 else ""
+        kept = (
+            "gRPC is given none: it refuses every peer"
+            if not self.roots
+            else "gRPC is given the others: peers under those are refused"
+        )
+        return (
+            f"{where}: gRPC's TLS library (BoringSSL) cannot read {len(self.left_out)} "
+            f"certificate(s) of the truststore, though OpenSSL takes them: {shown}{more}; "
+            f"{kept} (BoringSSL would otherwise stop reading the truststore at the first "
+            "of them). Replace them with certificates made by current tools (a version 1 "
+            "certificate with extensions is one cause)"
+        )
+
+
+# Verdicts by material fingerprint (never by the key itself: no key is kept here).
+_VERDICTS: dict[str, Verdict] = {}
+_MAX_VERDICTS = 64
+# Whether gRPC read each anchor, by the SHA-256 of its PEM (anchors are public).
+_ROOTS_READ: dict[bytes, bool] = {}
+_MAX_ROOTS_READ = 16_384
+_LOCK = threading.Lock()  # one probe at a time: each binds ports, starts a server
+renew_attributes_after_fork(sys.modules[__name__], "_LOCK")  # a probe at a fork: not the child's
+_WARNED: set[str] = set()
+
+
+def judged(material: TLSMaterial) -> Verdict | None:
+    """The verdict on ``material`` if it was judged already (never probes: for gRPC's
+    own threads, which must not start a server)."""
+    return _VERDICTS.get(material.fingerprint)
+
+
+def judge(material: TLSMaterial) -> Verdict:
+    """What gRPC takes of ``material``: judged once per material (a key gRPC's own peers
+    refuse is warned about then), its anchors once per process each.
+
+    Starts a gRPC server of its own for a moment (milliseconds; tens of them for a
+    truststore of 150 anchors not seen before): call it off an event loop, never
+    from gRPC's own callbacks.
+    """
+    found = _VERDICTS.get(material.fingerprint)
+    if found is not None:
+        return found
+    with _LOCK:
+        found = _VERDICTS.get(material.fingerprint)
+        if found is not None:
+            return found
+        verdict = _judge(material)
+        if len(_VERDICTS) >= _MAX_VERDICTS:
+            _VERDICTS.clear()
+        _VERDICTS[material.fingerprint] = verdict
+    return verdict
+
+
+def _judge(material: TLSMaterial) -> Verdict:
+    key = material.private_key
+    refusal: str | None = None
+    items: list[tuple[bytes, bytes, bytes | None]] = []
+    if key is not None:
+        revealed = key.reveal()
+        refusal, caution = key_verdict(revealed)
+        if caution is not None and material.fingerprint not in _WARNED:
+            if len(_WARNED) >= _MAX_VERDICTS:
+                _WARNED.clear()
+            _WARNED.add(material.fingerprint)  # said once per material
+            where = str(material.profile) if material.profile is not None else "the default"
+            log.warning("mtls: gRPC: %s: %s", where, caution)
+        if refusal is None and material.certificate_chain is not None:
+            items.append((revealed.encode("ascii"), material.certificate_chain, None))
+    key_probed = bool(items)
+    bundle = material.root_certificates
+    anchors = [
+        pem if pem.endswith(b"\n") else pem + b"\n"
+        for pem in (_PEM_CERTIFICATE.findall(bundle) if bundle is not None else ())
+    ]
+    digests = [hashlib.sha256(anchor).digest() for anchor in anchors]
+    known = {digest: _ROOTS_READ[digest] for digest in digests if digest in _ROOTS_READ}
+    unknown: dict[bytes, bytes] = {}
+    for digest, anchor in zip(digests, anchors, strict=True):
+        if digest not in known:
+            unknown.setdefault(digest, anchor)
+    if unknown:
+        control_key, control_chain = _control()
+        items.extend((control_key, control_chain, anchor) for anchor in unknown.values())
+    read = _probe(items) if items else []
+    if read is None:
+        # The probe could not run here (no loopback): gRPC is given what it was before.
+        log.debug("mtls: gRPC: gRPC's TLS library could not be asked about a material")
+        return Verdict(refusal, bundle)
+    if key_probed and not read.pop(0):
+        refusal = _PROBED_KEY
+    known.update(zip(unknown, read, strict=True))
+    if len(_ROOTS_READ) + len(unknown) > _MAX_ROOTS_READ:
+        _ROOTS_READ.clear()
+    _ROOTS_READ.update((digest, known[digest]) for digest in unknown)
+    kept = [anchor for anchor, digest in zip(anchors, digests, strict=True) if known[digest]]
+    left_out = tuple(
+        _described(anchor)
+        for anchor, digest in zip(anchors, digests, strict=True)
+        if not known[digest]
+    )
+    return Verdict(refusal, b"".join(kept) if bundle is not None else None, left_out)
+
+
+def _described(anchor: bytes) -> str:
+    """An anchor as a message names it: its subject and the start of its SHA-256."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    try:
+        cert = x509.load_pem_x509_certificate(anchor)
+        subject = safe_text(cert.subject.rfc4514_string())
+        digest = _x509.sha256_hex(cert.public_bytes(Encoding.DER))
+    except ValueError:
+        return f"a certificate cryptography cannot read either ({len(anchor)} bytes of PEM)"
+    return f"{subject} (SHA-256 {digest[:16]}...)"
+
+
+_CONTROL: tuple[bytes, bytes] | None = None
+
+
+def _control() -> tuple[bytes, bytes]:
+    """A key and self-signed certificate gRPC takes (EC P-256), made once per process:
+    the identity the anchors are tried with, and the probe's own check that it works
+    here. Never written anywhere, never presented to a peer."""
+    global _CONTROL  # noqa: PLW0603 - made on first use, once
+    if _CONTROL is None:
+        from cryptography import x509  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+        from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mtls gRPC probe")])
+        now = _dt.datetime.now(_dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(days=1))
+            .not_valid_after(now + _dt.timedelta(days=3650))
+            .sign(key, hashes.SHA256())
+        )
+        _CONTROL = (
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            cert.public_bytes(serialization.Encoding.PEM),
+        )
+    return _CONTROL
+
+
+def refuse_every_peer() -> bytes:
+    """Anchors that verify no peer (the probe's own self-signed certificate, whose key
+    never leaves this process): what a server is given when gRPC reads none of its
+    truststore, so that it refuses every client rather than keep an older trust."""
+    return _control()[1]
+
+
+def _probe(items: list[tuple[bytes, bytes, bytes | None]]) -> list[bool] | None:
+    """Whether gRPC builds server credentials from each ``(key, chain, roots)``, asked of
+    gRPC itself: a server of its own, one port on 127.0.0.1 per item (an item gRPC
+    refuses fails to bind, as a real server's ``add_secure_port`` does), started and
+    stopped at once (an unstarted server keeps its ports' sockets open for good), and
+    never reachable by anyone but the loopback for those milliseconds. ``None``: the
+    probe cannot run here (the control item, known good, was refused too)."""
+    import grpc  # noqa: PLC0415 - grpc is the caller's (mtls.integrations.grpc)
+
+    control_key, control_chain = _control()
+    workers = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtls-grpc-probe")
+    server = grpc.server(workers, options=[("grpc.so_reuseport", 0)])
+    read: list[bool] = []
+    try:
+        for key, chain, roots in [(control_key, control_chain, None), *items]:
+            credentials = grpc.ssl_server_credentials(
+                [(key, chain)], root_certificates=roots, require_client_auth=roots is not None
+            )
+            try:
+                server.add_secure_port("127.0.0.1:0", credentials)
+            except RuntimeError:
+                read.append(False)
+            else:
+                read.append(True)
+        server.start()
+    finally:
+        server.stop(None).wait(10)
+        workers.shutdown(wait=False)
+    return read[1:] if read[0] else None
