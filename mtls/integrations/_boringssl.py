@@ -197,7 +197,17 @@ def judge(material: TLSMaterial) -> Verdict:
         found = _VERDICTS.get(material.fingerprint)
         if found is not None:
             return found
-        verdict = _judge(material)
+        try:
+            verdict = _judge(material)
+        except Exception:
+            # gRPC failed to be asked (never a reason to leave a material unserved): it
+            # is given what it was given before the probe, judged by the known rules.
+            log.warning(
+                "mtls: gRPC: its TLS library could not be asked about a material", exc_info=True
+            )
+            key = material.private_key
+            known = key_verdict(key.reveal())[0] if key is not None else None
+            verdict = Verdict(known, material.root_certificates)
         if len(_VERDICTS) >= _MAX_VERDICTS:
             _VERDICTS.clear()
         _VERDICTS[material.fingerprint] = verdict

@@ -26,6 +26,7 @@ from mtls import (
     StoreConfig,
     Truststore,
 )
+from mtls.integrations import _boringssl
 from mtls.integrations.grpc import aio_secure_channel, server_credentials
 from mtls.testing import CA, IssuedIdentity, replace_atomically
 from tests._helpers import PASSWORD, wait_for
@@ -316,6 +317,41 @@ def test_anchors_grpc_cannot_read_are_left_out_and_said(
     # At creation, a server gRPC would give no anchor does not start.
     with pytest.raises(ProfileConfigError, match="does not start without them"):
         server_credentials(stores["keystore"], stores["truststore"], reload_interval=None)
+
+
+@pytest.mark.parametrize("failure", ["raises", "cannot run"])
+def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
+    tmp_path: Path,
+    stores: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: str,
+) -> None:
+    """gRPC's own probe failing (an error of gRPC's, or no loopback to bind: its
+    control item refused) gives gRPC the material as before the probe: a withdrawal
+    still takes effect, never an older trust kept for want of a verdict."""
+    newcomer_ca = CA(name="client CA 2")
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
+
+        def probe(items: list[Any]) -> list[bool] | None:
+            if failure == "raises":
+                raise RuntimeError("gRPC failed")
+            return None
+
+        monkeypatch.setattr(_boringssl, "_probe", probe)
+        replace_atomically(stores["truststore"].location, _truststore_bytes(newcomer_ca))
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            assert credentials.reload()
+        assert refused(port, stores["server_ca"], stores["client"])
+        assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
+        assert credentials.last_error is None
+        assert ("could not be asked" in caplog.text) == (failure == "raises")
 
 
 def test_one_credentials_object_serves_two_ports_and_both_rotate(
