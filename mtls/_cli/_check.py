@@ -86,10 +86,31 @@ class _Stores:
     def __init__(self) -> None:
         self._leaves: dict[StoreConfig, tuple[x509.Certificate, tuple[str, ...]]] = {}
         self._trust: dict[StoreConfig, Truststore] = {}
+        self._dates: dict[StoreConfig, tuple[int, list[str], list[str]]] = {}
+        self._purposes: dict[StoreConfig, tuple[tuple[str, str] | None, ValueError | None]] = {}
 
     def client_leaf(self, config: StoreConfig) -> x509.Certificate:
         """The certificate of the key entry a profile presents."""
         return self._keystore(config)[0]
+
+    def client_purpose(self, config: StoreConfig) -> tuple[str, str] | None:
+        """:func:`purpose_problem` of the certificate a profile presents, worked out once
+        per keystore (10,000 profiles on one keystore: 2.8 s of a check, h180).
+
+        Raises:
+            MTLSError: the keystore does not load; ValueError: its certificate's
+                purpose cannot be read (each as often as asked).
+        """
+        found = self._purposes.get(config)
+        if found is None:
+            try:
+                found = (purpose_problem(self.client_leaf(config)), None)
+            except ValueError as exc:
+                found = (None, exc)
+            self._purposes[config] = found
+        if found[1] is not None:
+            raise found[1]
+        return found[0]
 
     def keystore_notes(self, config: StoreConfig) -> tuple[str, ...]:
         """What the JDK's reader would not take from a profile's keystore file."""
@@ -118,6 +139,21 @@ class _Stores:
         if config not in self._trust:
             self._trust[config] = load_store(config, "truststore")
         return self._trust[config]
+
+    def anchor_dates(self, config: StoreConfig) -> tuple[int, list[str], list[str]]:
+        """(how many anchors a profile's truststore has, the aliases of those expired,
+        those not valid yet), worked out once per truststore: every row sharing it
+        read each anchor again (``Truststore.certificates`` parses them at each use),
+        and 10,000 profiles on a 145-anchor truststore took 17 s (h180)."""
+        dates = self._dates.get(config)
+        if dates is None:
+            trust = self.truststore(config)
+            moment = now()
+            parsed = trust.certificates.items()  # parsed once here (and warned about once)
+            expired = [a for a, c in parsed if _x509.not_after(c) < moment]
+            early = [a for a, c in parsed if _x509.not_before(c) > moment]
+            dates = self._dates[config] = (len(trust), expired, early)
+        return dates
 
 
 def _hostname_mode(mode: str, profile: SSLProfile | None, verify: bool) -> str:
@@ -177,7 +213,7 @@ def _loaded_row(
             )
         if profile.keystore is not None:
             try:
-                purpose = purpose_problem(stores.client_leaf(profile.keystore))
+                purpose = stores.client_purpose(profile.keystore)
                 if purpose is not None:
                     problems.append(
                         f"client certificate: {purpose[0]}: {purpose[1]} will refuse it"
@@ -192,12 +228,8 @@ def _loaded_row(
         if trust_config is not None:
             try:
                 trust = stores.truststore(trust_config)
-                anchors = len(trust)
                 problems += [f"truststore: {note}" for note in trust._java_notes]
-                moment = now()
-                parsed = trust.certificates.items()  # parsed once (and warned about once)
-                expired = [a for a, c in parsed if _x509.not_after(c) < moment]
-                early = [a for a, c in parsed if _x509.not_before(c) > moment]
+                anchors, expired, early = stores.anchor_dates(trust_config)
                 none_in_date = bool(anchors) and len({*expired, *early}) == anchors
                 for aliases, what in ((expired, "expired"), (early, "not valid yet")):
                     if aliases:
