@@ -375,6 +375,9 @@ class RevocationChecker:
         # A status left incomplete (a source not asked, the check's budget spent on
         # another certificate's) is not kept: the next check asks what was not asked,
         # and passes over what failed here lately (h179).
+        # Whether this thread's last source asked went to the network (a CRL already
+        # downloaded answers without: it spends none of the check's budget).
+        self._fetching = threading.local()
         self._failed: collections.OrderedDict[
             tuple[str, str, tuple[str, int]], tuple[float, _dt.datetime, str]
         ] = collections.OrderedDict()
@@ -828,6 +831,7 @@ class RevocationChecker:
                 f"{url}: not asked, the check's {self.policy.check_timeout:g} s "
                 "(check_timeout) were spent before it"
             )
+        self._fetching.made = True
         with self._lock:
             self.fetches += 1
         budget = self.policy.check_timeout
@@ -892,6 +896,7 @@ class RevocationChecker:
             # answers when none is: only fetches need time).
             left = min(policy.timeout, deadline.at - time.monotonic())
             fair = left >= policy.timeout or not deadline.asked
+            self._fetching.made = False
             try:
                 answer = ask(cert, issuer, url, now, left)
                 break
@@ -918,7 +923,8 @@ class RevocationChecker:
                 why.append(f"{kind} {malformed}")
                 self._remember_failed((kind, url, key), malformed)
             finally:
-                deadline.asked = True
+                if self._fetching.made:
+                    deadline.asked = True
         if not why and answer is None:
             names = [
                 n

@@ -138,6 +138,23 @@ def test_a_revoked_intermediate_is_not_passed_for_an_unasked_status(
     assert caught.value.serial == inter.certificate.serial_number
 
 
+def test_a_crl_in_hand_spends_none_of_the_budget(pki: PKI, hung_url: str) -> None:
+    """A leaf answered by a CRL downloaded already spent no time: the intermediate's
+    hung source, asked next, had the whole budget, and is remembered as failed. Taken
+    for cut short, it was asked again for every new leaf under the intermediate (a
+    check's full budget and a warning each, h181)."""
+    root = CA(crl_url=hung_url)  # the intermediate's own certificate names it
+    inter = root.create_child_ca(crl_url=pki.crls.url("/in-hand.crl"))
+    pki.crls.bodies["/in-hand.crl"] = inter.crl()
+    checker = RevocationChecker(RevocationPolicy(mode="soft", timeout=0.3, check_timeout=0.3))
+    for number in range(5):
+        leaf = inter.issue_cert("localhost", common_name=f"leaf {number}")
+        checker.check([der(leaf), der(inter)], [der(root)])
+    # The first check downloads the leaves' CRL and cuts the hung one short; the
+    # second asks the hung one with the whole budget; after that, nothing is fetched.
+    assert checker.fetches == 3
+
+
 @pytest.mark.parametrize("value", [0, -1, float("inf"), True, "10"])
 def test_check_timeout_must_be_positive_seconds(value: object) -> None:
     with pytest.raises(ValueError, match="check_timeout must be a positive number of seconds"):
