@@ -30,6 +30,7 @@ import hashlib
 import re
 import sys
 import threading
+import time
 
 from .. import _x509
 from .._errors import safe_text
@@ -144,6 +145,15 @@ class Verdict:
     key: str | None
     roots: bytes | None
     left_out: tuple[str, ...] = ()
+    #: Until when (monotonic) it stands, when gRPC could not be asked about all of it
+    #: (a port not bound for want of ports, gRPC's own error): what was not asked is
+    #: given to gRPC as it was before the probe, and asked again after this.
+    until: float | None = None
+
+    @property
+    def current(self) -> bool:
+        """Whether it stands now (a complete verdict always does)."""
+        return self.until is None or time.monotonic() < self.until
 
     def roots_refusal(self, where: str) -> str | None:
         """What to say of the anchors gRPC cannot read (``None``: it reads them all)."""
@@ -176,10 +186,41 @@ renew_attributes_after_fork(sys.modules[__name__], "_LOCK")  # a probe at a fork
 _WARNED: set[str] = set()
 
 
+#: Seconds a verdict stands when gRPC could not be asked about all of it.
+RETRY_UNASKED = 30.0
+
+
 def judged(material: TLSMaterial) -> Verdict | None:
     """The verdict on ``material`` if it was judged already (never probes: for gRPC's
     own threads, which must not start a server)."""
-    return _VERDICTS.get(material.fingerprint)
+    found = _VERDICTS.get(material.fingerprint)
+    return found if found is not None and found.current else None
+
+
+_SOON: set[str] = set()  # the fingerprints judge_soon has a judgement under way for
+_SOON_LOCK = threading.Lock()
+renew_attributes_after_fork(sys.modules[__name__], "_SOON_LOCK")
+renew_attributes_after_fork(sys.modules[__name__], "_SOON", new=set)
+
+
+def judge_soon(material: TLSMaterial) -> None:
+    """Judge ``material`` on a thread of its own (once at a time per material), for a
+    caller that must not probe (gRPC's own thread, asking a server's fetcher before a
+    handshake): the next handshake finds the verdict (:func:`judged`)."""
+    fingerprint = material.fingerprint
+    with _SOON_LOCK:
+        if fingerprint in _SOON:
+            return
+        _SOON.add(fingerprint)
+
+    def run() -> None:
+        try:
+            judge(material)
+        finally:
+            with _SOON_LOCK:
+                _SOON.discard(fingerprint)
+
+    threading.Thread(target=run, name="mtls-grpc-judge", daemon=True).start()
 
 
 def judge(material: TLSMaterial) -> Verdict:
@@ -190,24 +231,27 @@ def judge(material: TLSMaterial) -> Verdict:
     truststore of 150 anchors not seen before): call it off an event loop, never
     from gRPC's own callbacks.
     """
-    found = _VERDICTS.get(material.fingerprint)
+    found = judged(material)
     if found is not None:
         return found
     with _LOCK:
-        found = _VERDICTS.get(material.fingerprint)
+        found = judged(material)
         if found is not None:
             return found
         try:
             verdict = _judge(material)
         except Exception:
             # gRPC failed to be asked (never a reason to leave a material unserved): it
-            # is given what it was given before the probe, judged by the known rules.
+            # is given what it was given before the probe, judged by the known rules,
+            # and asked again later.
             log.warning(
                 "mtls: gRPC: its TLS library could not be asked about a material", exc_info=True
             )
             key = material.private_key
             known = key_verdict(key.reveal())[0] if key is not None else None
-            verdict = Verdict(known, material.root_certificates)
+            verdict = Verdict(
+                known, material.root_certificates, until=time.monotonic() + RETRY_UNASKED
+            )
         if len(_VERDICTS) >= _MAX_VERDICTS:
             _VERDICTS.clear()
         _VERDICTS[material.fingerprint] = verdict
@@ -245,23 +289,30 @@ def _judge(material: TLSMaterial) -> Verdict:
         control_key, control_chain = _control()
         items.extend((control_key, control_chain, anchor) for anchor in unknown.values())
     read = _probe(items) if items else []
-    if read is None:
-        # The probe could not run here (no loopback): gRPC is given what it was before.
-        log.debug("mtls: gRPC: gRPC's TLS library could not be asked about a material")
-        return Verdict(refusal, bundle)
-    if key_probed and not read.pop(0):
+    unasked = any(answer is None for answer in read)
+    if key_probed and read.pop(0) is False:
         refusal = _PROBED_KEY
-    known.update(zip(unknown, read, strict=True))
+    # What gRPC could not be asked about (None) is taken, as before the probe, and
+    # never remembered: asked again once the verdict lapses.
+    answers = dict(zip(unknown, read, strict=True))
     if len(_ROOTS_READ) + len(unknown) > _MAX_ROOTS_READ:
         _ROOTS_READ.clear()
-    _ROOTS_READ.update((digest, known[digest]) for digest in unknown)
+    _ROOTS_READ.update((d, answer) for d, answer in answers.items() if answer is not None)
+    known.update((d, answer is not False) for d, answer in answers.items())
     kept = [anchor for anchor, digest in zip(anchors, digests, strict=True) if known[digest]]
     left_out = tuple(
         _described(anchor)
         for anchor, digest in zip(anchors, digests, strict=True)
         if not known[digest]
     )
-    return Verdict(refusal, b"".join(kept) if bundle is not None else None, left_out)
+    if unasked:
+        log.debug("mtls: gRPC: its TLS library could not be asked about all of a material")
+    return Verdict(
+        refusal,
+        b"".join(kept) if bundle is not None else None,
+        left_out,
+        until=time.monotonic() + RETRY_UNASKED if unasked else None,
+    )
 
 
 def _described(anchor: bytes) -> str:
@@ -323,32 +374,42 @@ def refuse_every_peer() -> bytes:
     return _control()[1]
 
 
-def _probe(items: list[tuple[bytes, bytes, bytes | None]]) -> list[bool] | None:
+def _probe(items: list[tuple[bytes, bytes, bytes | None]]) -> list[bool | None]:
     """Whether gRPC builds server credentials from each ``(key, chain, roots)``, asked of
     gRPC itself: a server of its own, one port on 127.0.0.1 per item (an item gRPC
     refuses fails to bind, as a real server's ``add_secure_port`` does), started and
     stopped at once (an unstarted server keeps its ports' sockets open for good), and
-    never reachable by anyone but the loopback for those milliseconds. ``None``: the
-    probe cannot run here (the control item, known good, was refused too)."""
+    never reachable by anyone but the loopback for those milliseconds.
+
+    A port may also fail to bind for want of ports (or of a loopback): after each
+    refusal the control item (known good) is bound again, and if it fails too, the
+    item's answer is ``None`` (not asked), never a refusal of good material (h181).
+    """
     import grpc  # noqa: PLC0415 - grpc is the caller's (mtls.integrations.grpc)
 
     control_key, control_chain = _control()
     workers = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtls-grpc-probe")
     server = grpc.server(workers, options=[("grpc.so_reuseport", 0)])
-    read: list[bool] = []
+
+    def binds(key: bytes, chain: bytes, roots: bytes | None) -> bool:
+        credentials = grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=roots, require_client_auth=roots is not None
+        )
+        try:
+            server.add_secure_port("127.0.0.1:0", credentials)
+        except RuntimeError:
+            return False
+        return True
+
+    read: list[bool | None] = []
     try:
-        for key, chain, roots in [(control_key, control_chain, None), *items]:
-            credentials = grpc.ssl_server_credentials(
-                [(key, chain)], root_certificates=roots, require_client_auth=roots is not None
-            )
-            try:
-                server.add_secure_port("127.0.0.1:0", credentials)
-            except RuntimeError:
-                read.append(False)
-            else:
+        for key, chain, roots in items:
+            if binds(key, chain, roots):
                 read.append(True)
+            else:  # refused by gRPC, if a port binds for the control item now
+                read.append(False if binds(control_key, control_chain, None) else None)
         server.start()
     finally:
         server.stop(None).wait(10)
         workers.shutdown(wait=False)
-    return read[1:] if read[0] else None
+    return read

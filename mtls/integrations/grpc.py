@@ -65,7 +65,7 @@ import operator
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig, normalize_host
 from .._context import LOCALHOST_NAMES
@@ -962,13 +962,8 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self._last_error: ProfileConfigError | None = None
         self._roots_error: ProfileConfigError | None = None
         self._refused = ""  # the fingerprint of the material last refused
-        # What the ports are to serve: (identity, the trust's fingerprint, the anchors
-        # gRPC reads). Changed only for a material judged already (_judge_new).
-        self._serving: tuple[TLSMaterial, str, bytes | None] = (
-            material,
-            material.fingerprint,
-            verdict.roots,
-        )
+        # What the ports are to serve (each port compares its token with what it gave).
+        self._serving = _Serving(material, material.fingerprint, verdict.roots, True, 0)
         self._judge_roots(verdict)
         self._ports: list[grpc.ServerCredentials] = []  # kept alive with the credentials
         log.info("mtls: gRPC server %s serves %s", where, material.subject)
@@ -1012,22 +1007,33 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         (:func:`_boringssl.judge`), and serve it from the next handshake."""
         self._current(judge=True)
 
-    def _current(self, *, judge: bool = False) -> tuple[TLSMaterial, str, bytes | None]:
-        """The identity, the trust's fingerprint and the anchors to serve now: the
-        newest material, or (when gRPC cannot use its key) the last one it could, with
-        the newest trust, whose anchors gRPC cannot read left out. A material not
-        judged yet (asked on gRPC's own thread, before the reload's subscriber judged
-        it) is not served yet: what was served stays, for those milliseconds."""
+    def _current(self, *, judge: bool = False) -> _Serving:
+        """What to serve now: the newest material, or (when gRPC cannot use its key) the
+        last one it could, with the newest trust, whose anchors gRPC cannot read left
+        out. ``judge``: judge the material here if it is not yet (the reloader's
+        thread); else (gRPC's own thread, before a handshake) a material not judged yet
+        is served as gRPC was given material before the probe, known key refusals
+        applied, and judged on a thread of its own: the next handshake gets the
+        verdict. A reload is never held back by the probe, nor by a subscriber that
+        blocks (h181)."""
         material = self._material()
         serving = self._serving
-        if material.fingerprint == serving[1]:  # the usual handshake: nothing new
-            return serving
+        if material.fingerprint == serving.trust and serving.judged:
+            return serving  # the usual handshake: nothing new
         verdict = _boringssl.judge(material) if judge else _boringssl.judged(material)
+        judged = verdict is not None and verdict.until is None
         if verdict is None:
-            return serving
+            _boringssl.judge_soon(material)
+            if material.fingerprint == serving.trust:
+                return serving  # served unjudged already; its verdict is under way
+            key = material.private_key
+            known = _boringssl.key_verdict(key.reveal())[0] if key is not None else None
+            verdict = _boringssl.Verdict(known, material.root_certificates)
         with self._lock:
             good = self._good
-            if verdict.key is None:
+            if verdict.key is None and not judged:
+                good = material  # for now: the last usable one stays self._good till judged
+            elif verdict.key is None:
                 self._good = good = material
                 self._last_error, self._refused = None, ""
             elif material.fingerprint != self._refused:  # said once per material
@@ -1038,11 +1044,14 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
                     element="KeyStore",
                 )
                 log.error("mtls: %s", self._last_error)
-            self._judge_roots(verdict)
+            if judged or verdict.left_out:
+                self._judge_roots(verdict)
             roots = verdict.roots
             if material.root_certificates is not None and not roots:
                 roots = _boringssl.refuse_every_peer()  # never an older trust kept
-            self._serving = serving = (good, material.fingerprint, roots)
+            self._serving = serving = _Serving(
+                good, material.fingerprint, roots, judged, self._serving.token + 1
+            )
             announced = (good.fingerprint, material.fingerprint)
             if announced != self._announced:
                 self._announced = announced
@@ -1079,6 +1088,16 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self.close()
 
 
+class _Serving(NamedTuple):
+    """What a server's ports are to serve."""
+
+    identity: TLSMaterial  # the newest material whose key gRPC can use
+    trust: str  # the fingerprint of the material the trust comes from
+    roots: bytes | None  # its anchors as gRPC is given them
+    judged: bool  # gRPC was asked about the material (a verdict that stands for good)
+    token: int  # a new one for each change: what each port compares
+
+
 class _Port:
     """What one listening port was last given: gRPC asks each port's fetcher apart."""
 
@@ -1086,21 +1105,20 @@ class _Port:
 
     def __init__(self, owner: MTLSServerCredentials) -> None:
         self._owner = owner
-        self._served: tuple[str, str] = ("", "")
+        self._served = -1
 
     def initial(self) -> Any:
         """The first configuration: :meth:`fetch` with nothing served yet."""
-        self._served = ("", "")
+        self._served = -1
         return self.fetch()
 
     def fetch(self) -> Any:
         # gRPC calls this before every handshake: a snapshot read and a compare.
-        identity, trust, roots = self._owner._current()
-        served = (identity.fingerprint, trust)
-        if served == self._served:
+        serving = self._owner._current()
+        if serving.token == self._served:
             return None
-        self._served = served
-        return _server_configuration(identity, roots)
+        self._served = serving.token
+        return _server_configuration(serving.identity, serving.roots)
 
 
 def _server_configuration(identity: TLSMaterial, roots: bytes | None) -> Any:

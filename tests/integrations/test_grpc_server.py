@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,43 @@ def test_anchors_grpc_cannot_read_are_left_out_and_said(
         server_credentials(stores["keystore"], stores["truststore"], reload_interval=None)
 
 
+def test_a_subscriber_that_blocks_does_not_hold_back_a_withdrawal(
+    tmp_path: Path, stores: dict[str, Any]
+) -> None:
+    """A subscriber may block (subscribe()'s docs allow a webhook without a timeout):
+    the server's own judging of a new material waits behind it, and a client CA the
+    truststore withdrew was let in until it returned (h181). A material not judged
+    yet is served as before the probe, and judged on a thread of its own."""
+    newcomer_ca = CA(name="client CA 2")
+    truststore = stores["truststore"].location
+    release, blocking = threading.Event(), threading.Event()
+
+    def webhook(old: int, new: int) -> None:
+        blocking.set()
+        release.wait(300)  # longer than any wait below: released in the finally
+
+    try:
+        with (
+            server_credentials(
+                stores["keystore"], stores["truststore"], reload_interval=0.05, settle_delay=0.01
+            ) as credentials,
+            grpc_server(credentials) as (port, _),
+        ):
+            credentials.profile_set.subscribe(webhook)
+            replace_atomically(
+                truststore, _truststore_bytes(stores["client_ca"], newcomer_ca)
+            )  # a first change: the webhook blocks on it
+            assert blocking.wait(30)
+            generation = credentials.profile_set.generation
+            replace_atomically(truststore, _truststore_bytes(newcomer_ca))  # CA 1 withdrawn
+            assert wait_for(lambda: credentials.profile_set.generation > generation, 30)
+            assert wait_for(lambda: refused(port, stores["server_ca"], stores["client"]), 20)
+            assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
+            assert not release.is_set()  # the webhook still blocks
+    finally:
+        release.set()
+
+
 @pytest.mark.parametrize("failure", ["raises", "cannot run"])
 def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
     tmp_path: Path,
@@ -339,10 +377,10 @@ def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
     ):
         assert call(port, stores["server_ca"], stores["client"]) == b"gateway"
 
-        def probe(items: list[Any]) -> list[bool] | None:
+        def probe(items: list[Any]) -> list[bool | None]:
             if failure == "raises":
                 raise RuntimeError("gRPC failed")
-            return None
+            return [None] * len(items)  # no port binds, not even the control item's
 
         monkeypatch.setattr(_boringssl, "_probe", probe)
         replace_atomically(stores["truststore"].location, _truststore_bytes(newcomer_ca))
