@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Callable, Iterable
 
 from .._fork import renew_attributes_after_fork
+from .._log import log
 from .._metrics import Metric, metrics
 from .._profiles import SSLProfileSet
 from . import _missing_extra
@@ -107,6 +108,11 @@ def _stable_expiry(metric: Metric) -> list[Observation]:
     return points
 
 
+#: The series an OpenTelemetry SDK keeps per instrument by default (the specification's
+#: cardinality limit); more are merged into one ``otel.metric.overflow`` point.
+SDK_SERIES = 2000
+
+
 class _Instruments:
     """The instruments of one meter provider, created once, and the sets they report
     (the SDK keeps the first callbacks of an instrument created twice and drops the
@@ -117,6 +123,7 @@ class _Instruments:
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
         self._readers: dict[str, _Reader] = {}
+        self._crowded: set[str] = set()  # instruments said to report past SDK_SERIES
         for metric in definitions:
             otel_name, unit = _NAMES[metric.name]
 
@@ -137,7 +144,21 @@ class _Instruments:
         with self._lock:
             self._drop(None)
             readers = list(self._readers.values())
-        return [point for reader in readers for point in reader.observe(metric)]
+        points = [point for reader in readers for point in reader.observe(metric)]
+        if len(points) > SDK_SERIES and metric not in self._crowded:
+            self._crowded.add(metric)  # said once per instrument
+            log.warning(
+                "mtls: OpenTelemetry: %s reports %d series; an OpenTelemetry SDK keeps "
+                "%d per instrument unless told more, and reports the rest as one point "
+                "(otel.metric.overflow, without store or profile): raise the limit with "
+                "View(instrument_name=%r, aggregation_cardinality_limit=...) in your "
+                "MeterProvider (Prometheus has no such limit)",
+                _NAMES[metric][0],
+                len(points),
+                SDK_SERIES,
+                _NAMES[metric][0],
+            )
+        return points
 
     def _drop(self, profiles: SSLProfileSet | None) -> bool:
         """Forget ``profiles``' reader and those of sets gone or closed; True if

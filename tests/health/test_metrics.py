@@ -553,3 +553,48 @@ def test_two_key_aliases_of_one_keystore_are_two_series_in_any_order(tmp_path: P
     assert seen[0] == seen[1]
     assert seen[0][("short", "0")] == short.certificate.not_valid_after_utc.timestamp()
     assert seen[0][("long", "0")] == long_.certificate.not_valid_after_utc.timestamp()
+
+
+@pytest.mark.parametrize("limit", [2, 3])
+def test_more_series_than_an_sdk_keeps_is_said(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    limit: int,
+) -> None:
+    """An OpenTelemetry SDK keeps 2,000 series per instrument unless told more, and
+    merges the rest into one otel.metric.overflow point: 10,000 profiles' health became
+    one unlabelled point, saying nothing (h180). It is said once, with the fix; twin:
+    within the limit, nothing is said."""
+    pytest.importorskip("opentelemetry.sdk")
+    import logging
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from mtls.integrations import otel
+
+    monkeypatch.setattr(otel, "SDK_SERIES", limit)
+    ca = CA()
+    one = profile_for(tmp_path, ca.issue_cert("client"), ca)
+    profiles = [
+        mtls.SSLProfile(
+            servers=(f"backend{n}.example:443",), keystore=one.keystore, truststore=one.truststore
+        )
+        for n in range(3)
+    ]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    with mtls.SSLProfileSet(profiles) as profile_set, caplog.at_level(logging.WARNING, "mtls"):
+        otel.instrument(profile_set, meter_provider=provider, name="estate")
+        reader.get_metrics_data()
+        reader.get_metrics_data()
+    said = [r.getMessage() for r in caplog.records if "series" in r.getMessage()]
+    if limit == 3:
+        assert said == []
+    else:
+        healthy = [m for m in said if m.startswith("mtls: OpenTelemetry: mtls.profile.healthy")]
+        assert len(healthy) == 1, said  # once, though collected twice
+        assert healthy[0].startswith("mtls: OpenTelemetry: mtls.profile.healthy reports 3 series")
+        assert "aggregation_cardinality_limit" in healthy[0]
+        assert len(said) == len({m.split(" reports ")[0] for m in said})  # once each
