@@ -370,14 +370,14 @@ class RevocationChecker:
         ]
         self._crls = collections.OrderedDict()
         self._gates: dict[tuple[str, int], threading.Lock] = {}
-        # Sources that failed for a certificate, when given the whole policy.timeout:
-        # (kind, URL, status key) -> (asked again from (monotonic), then (UTC), why).
-        # A status left incomplete (a source not asked, the check's budget spent on
-        # another certificate's) is not kept: the next check asks what was not asked,
-        # and passes over what failed here lately (h179).
         # Whether this thread's last source asked went to the network (a CRL already
         # downloaded answers without: it spends none of the check's budget).
         self._fetching = threading.local()
+        # Sources that failed for a certificate on their own (not cut short by the
+        # check's budget): (kind, URL, status key) -> (asked again from (monotonic),
+        # then (UTC), why). A status left incomplete (a source not asked, the budget
+        # spent on another certificate's) is not kept: the next check asks what was
+        # not asked, and passes over what failed here lately (h179).
         self._failed: collections.OrderedDict[
             tuple[str, str, tuple[str, int]], tuple[float, _dt.datetime, str]
         ] = collections.OrderedDict()
@@ -976,8 +976,9 @@ class RevocationChecker:
             return failed
 
     def _remember_failed(self, source: tuple[str, str, tuple[str, int]], why: str) -> None:
-        """``source`` failed with the whole ``timeout``: not asked again for this
-        certificate for ``retry_failed_after`` (bounded as the status cache is)."""
+        """``source`` failed on its own (with all the time a fetch may have, or before
+        the budget ended): not asked again for this certificate for
+        ``retry_failed_after`` (bounded as the status cache is)."""
         wait = self.policy.retry_failed_after
         until = (time.monotonic() + wait, _now() + _dt.timedelta(seconds=wait), why)
         with self._lock:

@@ -963,7 +963,9 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self._roots_error: ProfileConfigError | None = None
         self._refused = ""  # the fingerprint of the material last refused
         # What the ports are to serve (each port compares its token with what it gave).
-        self._serving = _Serving(material, material.fingerprint, verdict.roots, True, 0)
+        self._serving = _Serving(
+            material, material.fingerprint, verdict.roots, verdict.until is None, 0, verdict
+        )
         self._judge_roots(verdict)
         self._ports: list[grpc.ServerCredentials] = []  # kept alive with the credentials
         log.info("mtls: gRPC server %s serves %s", where, material.subject)
@@ -1021,6 +1023,8 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         if material.fingerprint == serving.trust and serving.judged:
             return serving  # the usual handshake: nothing new
         verdict = _boringssl.judge(material) if judge else _boringssl.judged(material)
+        if verdict is not None and verdict is serving.verdict:
+            return serving  # a verdict that lapses later (not all asked): served already
         judged = verdict is not None and verdict.until is None
         if verdict is None:
             _boringssl.judge_soon(material)
@@ -1050,7 +1054,7 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
             if material.root_certificates is not None and not roots:
                 roots = _boringssl.refuse_every_peer()  # never an older trust kept
             self._serving = serving = _Serving(
-                good, material.fingerprint, roots, judged, self._serving.token + 1
+                good, material.fingerprint, roots, judged, self._serving.token + 1, verdict
             )
             announced = (good.fingerprint, material.fingerprint)
             if announced != self._announced:
@@ -1096,6 +1100,7 @@ class _Serving(NamedTuple):
     roots: bytes | None  # its anchors as gRPC is given them
     judged: bool  # gRPC was asked about the material (a verdict that stands for good)
     token: int  # a new one for each change: what each port compares
+    verdict: _boringssl.Verdict  # what it was made from
 
 
 class _Port:

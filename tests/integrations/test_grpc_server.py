@@ -390,6 +390,12 @@ def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
         assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
         assert credentials.last_error is None
         assert ("could not be asked" in caplog.text) == (failure == "raises")
+        # Served once: gRPC is not given a new configuration at every handshake while
+        # the verdict stands (it lapses after RETRY_UNASKED).
+        token = credentials._serving.token
+        for _ in range(3):
+            assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
+        assert credentials._serving.token == token
 
 
 def test_one_credentials_object_serves_two_ports_and_both_rotate(
