@@ -136,23 +136,32 @@ class Verdict:
     """What gRPC takes of one material.
 
     Attributes:
-        key: why gRPC cannot use its key and chain (``None``: it can).
-        roots: its anchors as gRPC is to be given them: those gRPC reads (``None``:
-            the material has none; ``b""``: gRPC reads none of them).
+        key: why gRPC cannot use its key and chain (``None``: it can, or it was not
+            asked and the known rules find nothing).
+        roots: its anchors as gRPC is to be given them: those gRPC reads, then
+            (after :func:`refuse_every_peer`'s) those it could not be asked about:
+            BoringSSL stops at the first it cannot read, so one of those loses only
+            what follows it, never the whole truststore (``None``: the material has
+            none; ``b""``: gRPC reads none of them).
         left_out: the anchors gRPC cannot read, each described (subject, SHA-256).
+        asked: gRPC answered about the key and chain (``False``: the known rules only:
+            a server serves the identity in service, known good, until it is asked).
+        until: when (monotonic) the verdict lapses and gRPC is asked again: one
+            with an item gRPC could not be asked about (no port bound for the
+            control item either) after :data:`RETRY_UNASKED`, one with a refusal
+            after :data:`RETRY_REFUSED` (a refusal made by mistake does not stand
+            for the process's life); ``None``: for good.
     """
 
     key: str | None
     roots: bytes | None
     left_out: tuple[str, ...] = ()
-    #: Until when (monotonic) it stands, when gRPC could not be asked about all of it
-    #: (a port not bound for want of ports, gRPC's own error): what was not asked is
-    #: given to gRPC as it was before the probe, and asked again after this.
+    asked: bool = True
     until: float | None = None
 
     @property
     def current(self) -> bool:
-        """Whether it stands now (a complete verdict always does)."""
+        """Whether it stands now."""
         return self.until is None or time.monotonic() < self.until
 
     def roots_refusal(self, where: str) -> str | None:
@@ -175,57 +184,102 @@ class Verdict:
         )
 
 
+def unasked(material: TLSMaterial) -> Verdict:
+    """The verdict of the known rules alone (:func:`key_verdict`), for a material gRPC
+    was not asked about yet: a server keeps the identity in service and takes the new
+    trust (its anchors as they are). It lapses at once: what :func:`judge` finds
+    replaces it."""
+    key = material.private_key
+    known = key_verdict(key.reveal())[0] if key is not None else None
+    bundle = material.root_certificates
+    anchors = _anchors(bundle)
+    unsure = {digest for _, digest in anchors if digest not in _ROOTS_READ}
+    roots = _ordered(anchors, set(), unsure) if bundle is not None else None
+    return Verdict(known, roots, asked=False, until=0.0)
+
+
+def _anchors(bundle: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The anchors of a PEM bundle, each (PEM ending in a newline, SHA-256 of it)."""
+    if bundle is None:
+        return []
+    pems = [p if p.endswith(b"\n") else p + b"\n" for p in _PEM_CERTIFICATE.findall(bundle)]
+    return [(pem, hashlib.sha256(pem).digest()) for pem in pems]
+
+
+def _ordered(anchors: list[tuple[bytes, bytes]], refused: set[bytes], unsure: set[bytes]) -> bytes:
+    """The anchors as gRPC is given them: without those it refused, those it reads
+    first, then those it was not asked about after one it reads for sure (the probe's
+    own, whose key never leaves this process: it verifies no peer). BoringSSL stops at
+    the first anchor it cannot read: one of those then loses what follows it, never
+    the whole truststore (gRPC would keep its previous configuration, a withdrawn CA
+    with it)."""
+    kept = [pem for pem, digest in anchors if digest not in refused and digest not in unsure]
+    if unsure:
+        kept += [_control()[1], *(pem for pem, digest in anchors if digest in unsure)]
+    return b"".join(kept)
+
+
+#: Seconds a verdict with an item gRPC could not be asked about stands before gRPC is
+#: asked again (meanwhile that item is given to gRPC as before the probe).
+RETRY_UNASKED = 30.0
+#: Seconds a verdict with a refusal stands before gRPC is asked again (a refusal made
+#: by mistake does not stand for the process's life; gRPC logs its own lines at each).
+RETRY_REFUSED = 600.0
+#: Seconds gRPC's own thread waits, before a server's first handshake with a new
+#: material, for the probe to run on a thread of its own (about 10 ms); past it, the
+#: material is served as before the probe until the verdict is in.
+FETCH_WAIT = 2.0
+
 # Verdicts by material fingerprint (never by the key itself: no key is kept here).
 _VERDICTS: dict[str, Verdict] = {}
 _MAX_VERDICTS = 64
-# Whether gRPC read each anchor, by the SHA-256 of its PEM (anchors are public).
-_ROOTS_READ: dict[bytes, bool] = {}
+# The anchors gRPC read, by the SHA-256 of their PEM (anchors are public); only those
+# it read: a refusal is asked again with the next material.
+_ROOTS_READ: set[bytes] = set()
 _MAX_ROOTS_READ = 16_384
 _LOCK = threading.Lock()  # one probe at a time: each binds ports, starts a server
-renew_attributes_after_fork(sys.modules[__name__], "_LOCK")  # a probe at a fork: not the child's
 _WARNED: set[str] = set()
-
-
-#: Seconds a verdict stands when gRPC could not be asked about all of it.
-RETRY_UNASKED = 30.0
+# The judgements judge_soon started, by fingerprint: set when each ends.
+_SOON: dict[str, threading.Event] = {}
+_SOON_LOCK = threading.Lock()
+# In a child, a probe or a judgement under way at the fork is not its own.
+renew_attributes_after_fork(sys.modules[__name__], "_LOCK", "_SOON_LOCK")
+renew_attributes_after_fork(sys.modules[__name__], "_SOON", new=dict)
 
 
 def judged(material: TLSMaterial) -> Verdict | None:
-    """The verdict on ``material`` if it was judged already (never probes: for gRPC's
-    own threads, which must not start a server)."""
+    """The verdict on ``material`` if it was judged already and stands (never probes:
+    for gRPC's own threads, which must not start a server)."""
     found = _VERDICTS.get(material.fingerprint)
     return found if found is not None and found.current else None
 
 
-_SOON: set[str] = set()  # the fingerprints judge_soon has a judgement under way for
-_SOON_LOCK = threading.Lock()
-renew_attributes_after_fork(sys.modules[__name__], "_SOON_LOCK")
-renew_attributes_after_fork(sys.modules[__name__], "_SOON", new=set)
-
-
-def judge_soon(material: TLSMaterial) -> None:
-    """Judge ``material`` on a thread of its own (once at a time per material), for a
+def judge_soon(material: TLSMaterial) -> threading.Event:
+    """Judge ``material`` on a thread of its own (one at a time per material), for a
     caller that must not probe (gRPC's own thread, asking a server's fetcher before a
-    handshake): the next handshake finds the verdict (:func:`judged`)."""
+    handshake): the event is set when the verdict is in (:func:`judged`)."""
     fingerprint = material.fingerprint
     with _SOON_LOCK:
-        if fingerprint in _SOON:
-            return
-        _SOON.add(fingerprint)
+        done = _SOON.get(fingerprint)
+        if done is not None:
+            return done
+        done = _SOON[fingerprint] = threading.Event()
 
     def run() -> None:
         try:
             judge(material)
         finally:
             with _SOON_LOCK:
-                _SOON.discard(fingerprint)
+                _SOON.pop(fingerprint, None)
+            done.set()
 
     threading.Thread(target=run, name="mtls-grpc-judge", daemon=True).start()
+    return done
 
 
 def judge(material: TLSMaterial) -> Verdict:
     """What gRPC takes of ``material``: judged once per material (a key gRPC's own peers
-    refuse is warned about then), its anchors once per process each.
+    refuse is warned about then), the anchors it reads once per process each.
 
     Starts a gRPC server of its own for a moment (milliseconds; tens of them for a
     truststore of 150 anchors not seen before): call it off an event loop, never
@@ -242,16 +296,11 @@ def judge(material: TLSMaterial) -> Verdict:
             verdict = _judge(material)
         except Exception:
             # gRPC failed to be asked (never a reason to leave a material unserved): it
-            # is given what it was given before the probe, judged by the known rules,
-            # and asked again later.
+            # is given what it was given before the probe, and asked again later.
             log.warning(
                 "mtls: gRPC: its TLS library could not be asked about a material", exc_info=True
             )
-            key = material.private_key
-            known = key_verdict(key.reveal())[0] if key is not None else None
-            verdict = Verdict(
-                known, material.root_certificates, until=time.monotonic() + RETRY_UNASKED
-            )
+            verdict = dataclasses.replace(unasked(material), until=time.monotonic() + RETRY_UNASKED)
         if len(_VERDICTS) >= _MAX_VERDICTS:
             _VERDICTS.clear()
         _VERDICTS[material.fingerprint] = verdict
@@ -274,44 +323,40 @@ def _judge(material: TLSMaterial) -> Verdict:
         if refusal is None and material.certificate_chain is not None:
             items.append((revealed.encode("ascii"), material.certificate_chain, None))
     key_probed = bool(items)
+    key_answer: bool | None = True
     bundle = material.root_certificates
-    anchors = [
-        pem if pem.endswith(b"\n") else pem + b"\n"
-        for pem in (_PEM_CERTIFICATE.findall(bundle) if bundle is not None else ())
-    ]
-    digests = [hashlib.sha256(anchor).digest() for anchor in anchors]
-    known = {digest: _ROOTS_READ[digest] for digest in digests if digest in _ROOTS_READ}
+    anchors = _anchors(bundle)
     unknown: dict[bytes, bytes] = {}
-    for digest, anchor in zip(digests, anchors, strict=True):
-        if digest not in known:
+    for anchor, digest in anchors:
+        if digest not in _ROOTS_READ:
             unknown.setdefault(digest, anchor)
     if unknown:
         control_key, control_chain = _control()
         items.extend((control_key, control_chain, anchor) for anchor in unknown.values())
     read = _probe(items) if items else []
-    unasked = any(answer is None for answer in read)
-    if key_probed and read.pop(0) is False:
-        refusal = _PROBED_KEY
-    # What gRPC could not be asked about (None) is taken, as before the probe, and
-    # never remembered: asked again once the verdict lapses.
+    if key_probed:
+        key_answer = read.pop(0)
+        if key_answer is False:
+            refusal = _PROBED_KEY
     answers = dict(zip(unknown, read, strict=True))
     if len(_ROOTS_READ) + len(unknown) > _MAX_ROOTS_READ:
         _ROOTS_READ.clear()
-    _ROOTS_READ.update((d, answer) for d, answer in answers.items() if answer is not None)
-    known.update((d, answer is not False) for d, answer in answers.items())
-    kept = [anchor for anchor, digest in zip(anchors, digests, strict=True) if known[digest]]
-    left_out = tuple(
-        _described(anchor)
-        for anchor, digest in zip(anchors, digests, strict=True)
-        if not known[digest]
-    )
-    if unasked:
+    _ROOTS_READ.update(digest for digest, answer in answers.items() if answer)
+    refused = {digest for digest, answer in answers.items() if answer is False}
+    unsure = {digest for digest, answer in answers.items() if answer is None}
+    left_out = tuple(_described(anchor) for anchor, digest in anchors if digest in refused)
+    lapse: float | None = None
+    if None in read:
         log.debug("mtls: gRPC: its TLS library could not be asked about all of a material")
+        lapse = RETRY_UNASKED
+    elif refusal is not None or refused:
+        lapse = RETRY_REFUSED
     return Verdict(
         refusal,
-        b"".join(kept) if bundle is not None else None,
+        _ordered(anchors, refused, unsure) if bundle is not None else None,
         left_out,
-        until=time.monotonic() + RETRY_UNASKED if unasked else None,
+        asked=key_answer is not None,
+        until=time.monotonic() + lapse if lapse is not None else None,
     )
 
 
@@ -376,27 +421,43 @@ def refuse_every_peer() -> bytes:
 
 def _probe(items: list[tuple[bytes, bytes, bytes | None]]) -> list[bool | None]:
     """Whether gRPC builds server credentials from each ``(key, chain, roots)``, asked of
-    gRPC itself: a server of its own, one port on 127.0.0.1 per item (an item gRPC
-    refuses fails to bind, as a real server's ``add_secure_port`` does), started and
-    stopped at once (an unstarted server keeps its ports' sockets open for good), and
-    never reachable by anyone but the loopback for those milliseconds.
+    gRPC itself: a server of its own, never reachable by anyone (a port on 127.0.0.1
+    held by a socket of ours that never listens), to which each item is added on that
+    port (an item gRPC refuses fails to bind, as a real server's ``add_secure_port``
+    does), started and stopped at once (an unstarted server keeps its ports' sockets
+    open for good).
 
-    A port may also fail to bind for want of ports (or of a loopback): after each
-    refusal the control item (known good) is bound again, and if it fails too, the
-    item's answer is ``None`` (not asked), never a refusal of good material (h181).
+    The port is held by us and shared (``SO_REUSEPORT``), so a bind does not need a
+    free ephemeral port: a shortage of ports made good material look refused, and
+    cached so (h181, h182). After each refusal the known-good control item is bound
+    again; if it fails too (no descriptors left), the answer is ``None`` (not asked),
+    never a refusal. ``None`` for every item where no port can be held at all.
     """
+    import socket  # noqa: PLC0415 - the probe's own, on first use
+
     import grpc  # noqa: PLC0415 - grpc is the caller's (mtls.integrations.grpc)
 
+    try:
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return [None] * len(items)
+    try:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind(("127.0.0.1", 0))
+    except (OSError, AttributeError):  # AttributeError: no SO_REUSEPORT on this system
+        held.close()
+        return [None] * len(items)
+    address = f"127.0.0.1:{held.getsockname()[1]}"
     control_key, control_chain = _control()
     workers = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mtls-grpc-probe")
-    server = grpc.server(workers, options=[("grpc.so_reuseport", 0)])
+    server = grpc.server(workers, options=[("grpc.so_reuseport", 1)])
 
     def binds(key: bytes, chain: bytes, roots: bytes | None) -> bool:
         credentials = grpc.ssl_server_credentials(
             [(key, chain)], root_certificates=roots, require_client_auth=roots is not None
         )
         try:
-            server.add_secure_port("127.0.0.1:0", credentials)
+            server.add_secure_port(address, credentials)
         except RuntimeError:
             return False
         return True
@@ -406,10 +467,11 @@ def _probe(items: list[tuple[bytes, bytes, bytes | None]]) -> list[bool | None]:
         for key, chain, roots in items:
             if binds(key, chain, roots):
                 read.append(True)
-            else:  # refused by gRPC, if a port binds for the control item now
+            else:  # refused by gRPC, if the control item binds now
                 read.append(False if binds(control_key, control_chain, None) else None)
         server.start()
     finally:
         server.stop(None).wait(10)
         workers.shutdown(wait=False)
+        held.close()
     return read

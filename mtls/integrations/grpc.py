@@ -963,9 +963,7 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         self._roots_error: ProfileConfigError | None = None
         self._refused = ""  # the fingerprint of the material last refused
         # What the ports are to serve (each port compares its token with what it gave).
-        self._serving = _Serving(
-            material, material.fingerprint, verdict.roots, verdict.until is None, 0, verdict
-        )
+        self._serving = _Serving(material, material.fingerprint, verdict.roots, 0, verdict)
         self._judge_roots(verdict)
         self._ports: list[grpc.ServerCredentials] = []  # kept alive with the credentials
         log.info("mtls: gRPC server %s serves %s", where, material.subject)
@@ -1012,34 +1010,44 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
     def _current(self, *, judge: bool = False) -> _Serving:
         """What to serve now: the newest material, or (when gRPC cannot use its key) the
         last one it could, with the newest trust, whose anchors gRPC cannot read left
-        out. ``judge``: judge the material here if it is not yet (the reloader's
-        thread); else (gRPC's own thread, before a handshake) a material not judged yet
-        is served as gRPC was given material before the probe, known key refusals
-        applied, and judged on a thread of its own: the next handshake gets the
-        verdict. A reload is never held back by the probe, nor by a subscriber that
-        blocks (h181)."""
+        out (:func:`_boringssl.judge`).
+
+        ``judge``: judge the material here (the reloader's thread, after a reload).
+        Else (gRPC's own thread, asking before a handshake) a material not judged yet
+        is judged on a thread of its own, waited for up to
+        :data:`_boringssl.FETCH_WAIT`: never behind a subscriber that blocks (h181),
+        never on gRPC's thread (a server started from inside gRPC's callback). Not
+        judged by then, its trust is served (the anchors known readable first) with
+        the identity in service, until it is.
+        """
         material = self._material()
         serving = self._serving
-        if material.fingerprint == serving.trust and serving.judged:
+        if material.fingerprint == serving.trust and serving.verdict.current:
             return serving  # the usual handshake: nothing new
-        verdict = _boringssl.judge(material) if judge else _boringssl.judged(material)
-        if verdict is not None and verdict is serving.verdict:
-            return serving  # a verdict that lapses later (not all asked): served already
-        judged = verdict is not None and verdict.until is None
-        if verdict is None:
-            _boringssl.judge_soon(material)
-            if material.fingerprint == serving.trust:
-                return serving  # served unjudged already; its verdict is under way
-            key = material.private_key
-            known = _boringssl.key_verdict(key.reveal())[0] if key is not None else None
-            verdict = _boringssl.Verdict(known, material.root_certificates)
+        verdict = _boringssl.judged(material)
+        if verdict is None and judge:
+            verdict = _boringssl.judge(material)
+        elif verdict is None:
+            done = _boringssl.judge_soon(material)
+            if material.fingerprint != serving.trust:  # the first handshake since it came
+                done.wait(_boringssl.FETCH_WAIT)
+                verdict = _boringssl.judged(material)
+            if verdict is None:
+                if material.fingerprint == serving.trust:
+                    return serving  # served as before the probe; the verdict is under way
+                verdict = _boringssl.unasked(material)
+        if verdict is serving.verdict:
+            return serving
         with self._lock:
             good = self._good
-            if verdict.key is None and not judged:
-                good = material  # for now: the last usable one stays self._good till judged
-            elif verdict.key is None:
+            if verdict.key is None and verdict.asked:
                 self._good = good = material
                 self._last_error, self._refused = None, ""
+            elif verdict.key is None:
+                # gRPC not asked yet: the identity in service (known good) with the new
+                # trust, so that a key gRPC refuses never takes a withdrawal down with
+                # it (gRPC keeps its whole previous configuration when it refuses one).
+                pass
             elif material.fingerprint != self._refused:  # said once per material
                 self._refused = material.fingerprint
                 self._last_error = ProfileConfigError(
@@ -1048,13 +1056,13 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
                     element="KeyStore",
                 )
                 log.error("mtls: %s", self._last_error)
-            if judged or verdict.left_out:
+            if verdict.asked or verdict.left_out:
                 self._judge_roots(verdict)
             roots = verdict.roots
             if material.root_certificates is not None and not roots:
                 roots = _boringssl.refuse_every_peer()  # never an older trust kept
             self._serving = serving = _Serving(
-                good, material.fingerprint, roots, judged, self._serving.token + 1, verdict
+                good, material.fingerprint, roots, self._serving.token + 1, verdict
             )
             announced = (good.fingerprint, material.fingerprint)
             if announced != self._announced:
@@ -1098,9 +1106,8 @@ class _Serving(NamedTuple):
     identity: TLSMaterial  # the newest material whose key gRPC can use
     trust: str  # the fingerprint of the material the trust comes from
     roots: bytes | None  # its anchors as gRPC is given them
-    judged: bool  # gRPC was asked about the material (a verdict that stands for good)
     token: int  # a new one for each change: what each port compares
-    verdict: _boringssl.Verdict  # what it was made from
+    verdict: _boringssl.Verdict  # what it was made from (it may lapse: asked again)
 
 
 class _Port:

@@ -25,21 +25,25 @@ def test_grpc_is_asked_and_answers_for_each_item() -> None:
     ) == [True, True, False, False]
 
 
-def test_a_port_short_of_binding_is_not_a_refusal() -> None:
-    """With the ephemeral ports all taken, a bind fails as a refusal does: good
-    material was refused for good, and its anchors cached as unreadable (h181). The
-    control item is bound again after each refusal; when it fails too, the answer is
-    "not asked" (None), and the verdict lapses, to be asked again."""
+def test_a_shortage_of_ports_changes_no_answer() -> None:
+    """With the ephemeral ports all taken, a bind that needs one fails as a refusal
+    does: good material was refused, and its anchors remembered as unreadable for the
+    process's life (h181, h182). The probe holds a port of its own and binds every
+    item to it (SO_REUSEPORT): with one ephemeral port in all, the answers are the
+    same as with many."""
     if shutil.which("unshare") is None:
         pytest.skip("no unshare(1) here to give a process a port range of its own")
+    odd = unreadable_to_grpc_ca().public_bytes(Encoding.PEM).decode()
     script = textwrap.dedent(
         """
+        import sys
         from mtls.integrations import _boringssl
         key, chain = _boringssl._control()
-        print(_boringssl._probe([(key, chain, None), (key, chain, chain)]))
+        odd = sys.argv[1].encode()
+        print(_boringssl._probe([(key, chain, None), (key, chain, chain), (key, chain, odd)]))
         """
     )
-    # One ephemeral port in a network namespace of its own: the first bind takes it.
+    # One ephemeral port in a network namespace of its own.
     done = subprocess.run(
         [
             "unshare",
@@ -47,8 +51,9 @@ def test_a_port_short_of_binding_is_not_a_refusal() -> None:
             "sh",
             "-c",
             "echo '40000 40000' > /proc/sys/net/ipv4/ip_local_port_range && exec "
-            f'"{sys.executable}" -c "$0"',
+            f'"{sys.executable}" -c "$0" "$1"',
             script,
+            odd,
         ],
         capture_output=True,
         text=True,
@@ -58,4 +63,4 @@ def test_a_port_short_of_binding_is_not_a_refusal() -> None:
     if done.returncode != 0 and "Operation not permitted" in done.stderr:
         pytest.skip(f"no user namespaces here: {done.stderr.strip()[-200:]}")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "[True, None]"
+    assert done.stdout.strip().splitlines()[-1] == "[True, True, False]"

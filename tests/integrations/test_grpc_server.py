@@ -28,7 +28,11 @@ from mtls import (
     Truststore,
 )
 from mtls.integrations import _boringssl
-from mtls.integrations.grpc import aio_secure_channel, server_credentials
+from mtls.integrations.grpc import (
+    MTLSServerCredentials,
+    aio_secure_channel,
+    server_credentials,
+)
 from mtls.testing import CA, IssuedIdentity, replace_atomically
 from tests._helpers import PASSWORD, wait_for
 from tests.integrations._grpc_backend import (
@@ -357,6 +361,52 @@ def test_a_subscriber_that_blocks_does_not_hold_back_a_withdrawal(
         release.set()
 
 
+def test_a_keystore_not_judged_yet_waits_and_its_trust_does_not(
+    tmp_path: Path, stores: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handshake that finds new stores not judged yet (the probe slower than
+    FETCH_WAIT) gets the new trust with the identity in service (known good): a key
+    gRPC refuses would make it keep its whole previous configuration, the withdrawn
+    trust with it. Once judged usable, the new identity is served, and it is the one a
+    later keystore gRPC refuses falls back to (the server went back to the identity
+    the rotation had retired, h182)."""
+    held = threading.Event()
+    real_probe = _boringssl._probe
+
+    def slow_probe(items: list[Any]) -> list[bool | None]:
+        assert held.wait(60)
+        return real_probe(items)
+
+    keystore, truststore = stores["keystore"].location, stores["truststore"].location
+    second_ca, newcomer_ca = CA(name="server CA 2"), CA(name="client CA 2")
+    newcomer = newcomer_ca.issue_cert("n")
+    # The reload's own judging would wait for the probe: leave it to the handshake.
+    monkeypatch.setattr(MTLSServerCredentials, "_judge_new", lambda self: None)
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        monkeypatch.setattr(_boringssl, "_probe", slow_probe)
+        monkeypatch.setattr(_boringssl, "FETCH_WAIT", 0.0)
+        replace_atomically(
+            keystore, second_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD)
+        )
+        replace_atomically(truststore, _truststore_bytes(newcomer_ca))  # CA 1 withdrawn
+        assert credentials.reload()
+        assert call(port, stores["server_ca"], newcomer) == b"n"  # old identity, new trust
+        assert refused(port, stores["server_ca"], stores["client"])
+        held.set()  # the verdict comes in: usable
+        assert wait_for(lambda: not _boringssl._SOON, 30)
+        assert call(port, second_ca, newcomer) == b"n"  # the new identity now
+        replace_atomically(keystore, secp256k1_keystore(second_ca))
+        assert credentials.reload()
+        assert wait_for(lambda: not _boringssl._SOON, 30)
+        assert call(port, second_ca, newcomer) == b"n"  # not server CA 1's identity
+        assert "secp256k1" in str(credentials.last_error)
+
+
 @pytest.mark.parametrize("failure", ["raises", "cannot run"])
 def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
     tmp_path: Path,
@@ -365,10 +415,14 @@ def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
     caplog: pytest.LogCaptureFixture,
     failure: str,
 ) -> None:
-    """gRPC's own probe failing (an error of gRPC's, or no loopback to bind: its
-    control item refused) gives gRPC the material as before the probe: a withdrawal
-    still takes effect, never an older trust kept for want of a verdict."""
-    newcomer_ca = CA(name="client CA 2")
+    """gRPC's own probe failing (an error of gRPC's, or no port to bind: its control
+    item refused too) never leaves a withdrawal unserved: the new trust is given with
+    the anchors gRPC read before first, then the probe's own (verifying no peer), then
+    those not asked about. BoringSSL stops at the first anchor it cannot read: first
+    in the truststore, it took the whole truststore down, gRPC kept its previous
+    configuration and the withdrawn CA was still let in (h182)."""
+    odd, newcomer_ca = unreadable_to_grpc_ca(), CA(name="client CA 2")
+    newcomer = newcomer_ca.issue_cert("n")
     with (
         server_credentials(
             stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
@@ -383,19 +437,24 @@ def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
             return [None] * len(items)  # no port binds, not even the control item's
 
         monkeypatch.setattr(_boringssl, "_probe", probe)
-        replace_atomically(stores["truststore"].location, _truststore_bytes(newcomer_ca))
+        # The new CA after one gRPC cannot read (not asked): it is lost with it.
+        replace_atomically(stores["truststore"].location, _truststore_bytes(odd, newcomer_ca))
         with caplog.at_level(logging.WARNING, logger="mtls"):
             assert credentials.reload()
-        assert refused(port, stores["server_ca"], stores["client"])
-        assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
-        assert credentials.last_error is None
+        assert refused(port, stores["server_ca"], stores["client"])  # withdrawn
+        assert refused(port, stores["server_ca"], newcomer)  # closed, not opened
         assert ("could not be asked" in caplog.text) == (failure == "raises")
         # Served once: gRPC is not given a new configuration at every handshake while
-        # the verdict stands (it lapses after RETRY_UNASKED).
+        # the verdict stands (it lapses after _boringssl.RETRY_UNASKED).
         token = credentials._serving.token
         for _ in range(3):
-            assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
+            assert refused(port, stores["server_ca"], stores["client"])
         assert credentials._serving.token == token
+        # Twin: with the unreadable one gone, the anchors not asked about all serve.
+        replace_atomically(stores["truststore"].location, _truststore_bytes(newcomer_ca))
+        assert credentials.reload()
+        assert call(port, stores["server_ca"], newcomer) == b"n"
+        assert refused(port, stores["server_ca"], stores["client"])
 
 
 def test_one_credentials_object_serves_two_ports_and_both_rotate(
