@@ -346,7 +346,7 @@ def _judge(material: TLSMaterial) -> Verdict:
     unsure = {digest for digest, answer in answers.items() if answer is None}
     left_out = tuple(_described(anchor) for anchor, digest in anchors if digest in refused)
     lapse: float | None = None
-    if None in read:
+    if None in read or key_answer is None:  # the key's answer was popped from read
         log.debug("mtls: gRPC: its TLS library could not be asked about all of a material")
         lapse = RETRY_UNASKED
     elif refusal is not None or refused:

@@ -172,6 +172,16 @@ def _same_profile(one: TLSMaterial, other: TLSMaterial) -> bool:
     return identity(one) == identity(other)
 
 
+def _channel_roots(material: TLSMaterial) -> bytes | None:
+    """The anchors a channel gives gRPC (:func:`_boringssl.judge`): never empty where the
+    material has a truststore. gRPC reads ``b""`` as ``None``, its default (public)
+    roots (h183): then the probe's own certificate, which verifies no server."""
+    roots = _boringssl.judge(material).roots
+    if material.root_certificates is not None and not roots:
+        return _boringssl.refuse_every_peer()
+    return roots
+
+
 def _refusal(
     material: TLSMaterial, target: str, override: str | None, *, unchecked: bool = False
 ) -> str | None:
@@ -302,8 +312,12 @@ class _Rotating:
         memo = self._memo
         if memo is not None and memo[0] == generation:
             return memo[1]
-        material = self._keeping_usable_key(self._lookup_now())
-        if profiles.generation == generation:
+        found = self._lookup_now()
+        material = self._keeping_usable_key(found)
+        # Kept for the generation, unless its verdict lapses (gRPC not asked about all
+        # of it, or a refusal: asked again then, at the next call).
+        final = found is None or _boringssl.judge(found).until is None
+        if profiles.generation == generation and final:
             self._memo = (generation, material)
         return material
 
@@ -321,11 +335,18 @@ class _Rotating:
             # from before may come back with a later key gRPC cannot use.
             self._usable, self._last_error = None, None
             return material
-        unusable = _material_refusal(material)
-        if unusable is None:
+        verdict = _boringssl.judge(material)
+        unusable = verdict.key
+        if unusable is None and verdict.asked:
             self._usable, self._last_error = material, None
             return material
         good = self._usable
+        if unusable is None:
+            # gRPC could not be asked about the new key (asked again when the verdict
+            # lapses): the key in service, known good, where there is one.
+            if good is None or not _same_profile(good, material):
+                return material
+            return self._with_key_of(good, material)
         if good is None or not _same_profile(good, material):
             return material  # nothing to keep: _check refuses it, naming why
         where = str(material.profile) if material.profile is not None else "the default"
@@ -337,6 +358,11 @@ class _Rotating:
         if self._last_error is None or str(self._last_error) != str(error):
             log.error("mtls: %s", error)
         self._last_error = error
+        return self._with_key_of(good, material)
+
+    @staticmethod
+    def _with_key_of(good: TLSMaterial, material: TLSMaterial) -> TLSMaterial:
+        """``material`` with ``good``'s key and chain in place of its own."""
         return dataclasses.replace(
             material,
             private_key=good.private_key,
@@ -406,7 +432,7 @@ class _Rotating:
         credentials = grpc.ssl_channel_credentials(
             # The anchors gRPC reads: BoringSSL stops at the first it cannot (_check
             # refused a material none of whose anchors it reads).
-            root_certificates=_boringssl.judge(material).roots,
+            root_certificates=_channel_roots(material),
             private_key=key.reveal().encode("ascii") if key is not None else None,
             certificate_chain=material.certificate_chain,
         )
@@ -441,7 +467,9 @@ class _Rotating:
             except BaseException:
                 self._release(entry, closing)
                 raise
-            self._checked = material.fingerprint
+            # A verdict that lapses is judged again: checked at each call till it stands.
+            if _boringssl.judge(material).until is None:
+                self._checked = material.fingerprint
         return entry, closing
 
     def _first(self) -> None:
@@ -1027,11 +1055,9 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         verdict = _boringssl.judged(material)
         if verdict is None and judge:
             verdict = _boringssl.judge(material)
-        elif verdict is None:
-            done = _boringssl.judge_soon(material)
-            if material.fingerprint != serving.trust:  # the first handshake since it came
-                done.wait(_boringssl.FETCH_WAIT)
-                verdict = _boringssl.judged(material)
+        elif verdict is None:  # new, or its verdict lapsed (asked again)
+            _boringssl.judge_soon(material).wait(_boringssl.FETCH_WAIT)
+            verdict = _boringssl.judged(material)
             if verdict is None:
                 if material.fingerprint == serving.trust:
                     return serving  # served as before the probe; the verdict is under way

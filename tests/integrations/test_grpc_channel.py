@@ -30,6 +30,7 @@ from mtls import (
     client_context,
 )
 from mtls._keyload import _chain_pem, _key_pem
+from mtls.integrations import _boringssl
 from mtls.integrations.grpc import (
     RotatingChannel,
     _parse_target,
@@ -448,6 +449,18 @@ def test_a_key_grpc_cannot_use_is_refused_with_its_reason(
             secure_channel(f"localhost:{port}", profiles)  # refused at creation too
 
 
+def _version_1_keystore(ca: CA) -> Keystore:
+    """A keystore whose client certificate (CN=gen-2) is made version 1 with its
+    extensions: OpenSSL takes it, gRPC's BoringSSL does not."""
+    key = ca.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    issued = ca.issue_cert("gen-2", common_name="gen-2")
+    leaf = version_1_with_extensions(issued.certificate, key)
+    odd = Keystore()
+    odd.add_key("client", issued.private_key, [leaf, ca.certificate])
+    return odd
+
+
 def test_a_chain_only_grpc_itself_refuses_keeps_the_key_in_service(
     tmp_path: Path, ca: CA, server: Any
 ) -> None:
@@ -458,12 +471,7 @@ def test_a_chain_only_grpc_itself_refuses_keeps_the_key_in_service(
     port, _ = server
     keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
     trust = write_truststore(tmp_path / "trust.jks", ca)
-    key = ca.private_key
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    issued = ca.issue_cert("gen-2", common_name="gen-2")
-    leaf = version_1_with_extensions(issued.certificate, key)
-    odd = Keystore()
-    odd.add_key("client", issued.private_key, [leaf, ca.certificate])
+    odd = _version_1_keystore(ca)
     profiles = profile_set(f"localhost:{port}", keystore, trust)
     with profiles, secure_channel(f"localhost:{port}", profiles) as channel:
         assert who(channel) == b"gen-1"
@@ -473,6 +481,41 @@ def test_a_chain_only_grpc_itself_refuses_keeps_the_key_in_service(
         assert "refuses its key or certificate chain" in str(channel.last_error)
         with pytest.raises(ProfileConfigError, match="BoringSSL"):
             secure_channel(f"localhost:{port}", profiles)
+
+
+def test_a_key_grpc_was_not_asked_about_waits_for_its_verdict(
+    tmp_path: Path, ca: CA, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client keystore rotated while gRPC could not be asked (no port to hold): the
+    key in service (known good) is presented until gRPC is asked; a channel took the
+    new chain unchecked and failed every call, saying nothing, for the generation
+    (h183). Once asked, a refusal is said and the key in service stays."""
+    import threading
+
+    real_probe = _boringssl._probe
+    unable = threading.Event()
+
+    def probe(items: list[Any]) -> list[bool | None]:
+        return [None] * len(items) if unable.is_set() else real_probe(items)
+
+    monkeypatch.setattr(_boringssl, "_probe", probe)
+    monkeypatch.setattr(_boringssl, "RETRY_UNASKED", 0.2)
+    port, _ = server
+    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
+    trust = write_truststore(tmp_path / "trust.jks", ca)
+    odd = _version_1_keystore(ca)
+    profiles = profile_set(f"localhost:{port}", keystore, trust)
+    with profiles, secure_channel(f"localhost:{port}", profiles) as channel:
+        assert who(channel) == b"gen-1"
+        unable.set()
+        replace_atomically(keystore.location, odd.to_bytes(PASSWORD))
+        assert profiles.reload()
+        assert who(channel) == b"gen-1" and channel.last_error is None  # not asked yet
+        unable.clear()
+        # Judged at a call once the verdict lapses (each call still presents gen-1).
+        assert wait_for(lambda: who(channel) == b"gen-1" and channel.last_error, 30)
+        assert "refuses its key or certificate chain" in str(channel.last_error)
+        assert who(channel) == b"gen-1"
 
 
 def test_anchors_grpc_cannot_read_are_left_out_and_said(

@@ -407,6 +407,44 @@ def test_a_keystore_not_judged_yet_waits_and_its_trust_does_not(
         assert "secp256k1" in str(credentials.last_error)
 
 
+def test_a_new_key_gRPC_was_not_asked_about_is_asked_again(
+    tmp_path: Path, stores: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keystore rotated while gRPC could not be asked (no port to hold): the identity
+    in service stays, and the verdict lapses so that gRPC is asked again. It stood
+    for good when every anchor was known already (a key-only rotation), and the
+    retired identity was served for the process's life (h183)."""
+    real_probe = _boringssl._probe
+    unable = threading.Event()
+    unable.set()
+
+    def probe(items: list[Any]) -> list[bool | None]:
+        return [None] * len(items) if unable.is_set() else real_probe(items)
+
+    monkeypatch.setattr(_boringssl, "RETRY_UNASKED", 0.2)
+    keystore = stores["keystore"].location
+    second_ca = CA(name="server CA 2")
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        monkeypatch.setattr(_boringssl, "_probe", probe)
+        replace_atomically(
+            keystore, second_ca.issue_cert("localhost").keystore().to_bytes(PASSWORD)
+        )
+        assert credentials.reload()
+        assert call(port, stores["server_ca"], stores["client"]) == b"gateway"  # kept
+        assert credentials._serving.verdict.until is not None  # it lapses
+        unable.clear()  # ports again
+
+        def served_new() -> bool:
+            return not refused(port, second_ca, stores["client"])
+
+        assert wait_for(served_new, 30)
+
+
 @pytest.mark.parametrize("failure", ["raises", "cannot run"])
 def test_a_probe_that_fails_never_leaves_a_rotation_unserved(
     tmp_path: Path,
