@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import datetime as _dt
 import hashlib
 import re
 import sys
@@ -383,32 +382,12 @@ def _control() -> tuple[bytes, bytes]:
     here. Never written anywhere, never presented to a peer."""
     global _CONTROL  # noqa: PLW0603 - made on first use, once
     if _CONTROL is None:
-        from cryptography import x509  # noqa: PLC0415
-        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-        from cryptography.x509.oid import NameOID  # noqa: PLC0415
+        from .._keyload import _chain_pem, _key_pem  # noqa: PLC0415
+        from .._stores import Keystore  # noqa: PLC0415
 
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mtls gRPC probe")])
-        now = _dt.datetime.now(_dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(days=1))
-            .not_valid_after(now + _dt.timedelta(days=3650))
-            .sign(key, hashes.SHA256())
-        )
-        _CONTROL = (
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-            cert.public_bytes(serialization.Encoding.PEM),
-        )
+        made = Keystore.generate("probe", "CN=mtls gRPC probe", key_type="EC", days=3650)
+        _, key_der, chain_der = made.key_entry()
+        _CONTROL = (_key_pem(key_der), _chain_pem(chain_der))
     return _CONTROL
 
 
