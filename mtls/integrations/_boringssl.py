@@ -186,8 +186,8 @@ class Verdict:
 def unasked(material: TLSMaterial) -> Verdict:
     """The verdict of the known rules alone (:func:`key_verdict`), for a material gRPC
     was not asked about yet: a server keeps the identity in service and takes the new
-    trust (its anchors as they are). It lapses at once: what :func:`judge` finds
-    replaces it."""
+    trust (the anchors gRPC read before first: :func:`_ordered`). It lapses at once:
+    what :func:`judge` finds replaces it."""
     key = material.private_key
     known = key_verdict(key.reveal())[0] if key is not None else None
     bundle = material.root_certificates
@@ -219,14 +219,15 @@ def _ordered(anchors: list[tuple[bytes, bytes]], refused: set[bytes], unsure: se
 
 
 #: Seconds a verdict with an item gRPC could not be asked about stands before gRPC is
-#: asked again (meanwhile that item is given to gRPC as before the probe).
+#: asked again (meanwhile: the identity in service, the anchors not asked about last).
 RETRY_UNASKED = 30.0
 #: Seconds a verdict with a refusal stands before gRPC is asked again (a refusal made
 #: by mistake does not stand for the process's life; gRPC logs its own lines at each).
 RETRY_REFUSED = 600.0
-#: Seconds gRPC's own thread waits, before a server's first handshake with a new
-#: material, for the probe to run on a thread of its own (about 10 ms); past it, the
-#: material is served as before the probe until the verdict is in.
+#: Seconds gRPC's own thread waits, before a server's handshake that finds a material
+#: not judged (new, or its verdict lapsed), for the probe to run on a thread of its own
+#: (about 10 ms); past it, the new trust is served with the identity in service until
+#: the verdict is in.
 FETCH_WAIT = 2.0
 
 # Verdicts by material fingerprint (never by the key itself: no key is kept here).
