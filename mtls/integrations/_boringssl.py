@@ -30,6 +30,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 
 from .. import _x509
 from .._errors import safe_text
@@ -275,6 +276,21 @@ def judge_soon(material: TLSMaterial) -> threading.Event:
 
     threading.Thread(target=run, name="mtls-grpc-judge", daemon=True).start()
     return done
+
+
+# The judgements a caller waited FETCH_WAIT for in vain: not waited for again (a probe
+# stuck in gRPC would otherwise hold every handshake FETCH_WAIT until it ends).
+_WAITED_OUT: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+
+
+def awaited(material: TLSMaterial) -> Verdict | None:
+    """The verdict on ``material``, judged on a thread of its own (:func:`judge_soon`)
+    and waited for up to :data:`FETCH_WAIT` (once per judgement: no other caller waits
+    for one that kept a caller waiting that long); ``None``: not in yet."""
+    done = judge_soon(material)
+    if done not in _WAITED_OUT and not done.wait(FETCH_WAIT):
+        _WAITED_OUT.add(done)
+    return judged(material)
 
 
 def judge(material: TLSMaterial) -> Verdict:

@@ -1056,8 +1056,7 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         if verdict is None and judge:
             verdict = _boringssl.judge(material)
         elif verdict is None:  # new, or its verdict lapsed (asked again)
-            _boringssl.judge_soon(material).wait(_boringssl.FETCH_WAIT)
-            verdict = _boringssl.judged(material)
+            verdict = _boringssl.awaited(material)
             if verdict is None:
                 if material.fingerprint == serving.trust:
                     return serving  # served as before the probe; the verdict is under way

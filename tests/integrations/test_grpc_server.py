@@ -407,6 +407,49 @@ def test_a_keystore_not_judged_yet_waits_and_its_trust_does_not(
         assert "secp256k1" in str(credentials.last_error)
 
 
+def test_a_probe_that_keeps_a_handshake_waiting_is_waited_for_once(
+    tmp_path: Path, stores: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe stuck in gRPC (it never ends) kept one handshake FETCH_WAIT; every later
+    one would have waited as long, till it ended. It is waited for once; the new trust
+    is served meanwhile, with the identity in service."""
+    stuck = threading.Event()
+    waits: list[float] = []
+
+    class Counted(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return super().wait(timeout)
+
+    real_judge_soon = _boringssl.judge_soon
+    made: dict[str, threading.Event] = {}
+
+    def judge_soon(material: Any) -> threading.Event:
+        real_judge_soon(material)
+        return made.setdefault(material.fingerprint, Counted())  # never set: stuck
+
+    newcomer_ca = CA(name="client CA 2")
+    monkeypatch.setattr(MTLSServerCredentials, "_judge_new", lambda self: None)
+    with (
+        server_credentials(
+            stores["keystore"], stores["truststore"], reload_interval=None, settle_delay=0.01
+        ) as credentials,
+        grpc_server(credentials) as (port, _),
+    ):
+        monkeypatch.setattr(_boringssl, "_probe", lambda items: (stuck.wait(60), [])[1])
+        monkeypatch.setattr(_boringssl, "judge_soon", judge_soon)
+        monkeypatch.setattr(_boringssl, "FETCH_WAIT", 0.05)
+        replace_atomically(stores["truststore"].location, _truststore_bytes(newcomer_ca))
+        try:
+            assert credentials.reload()
+            for _ in range(3):
+                assert refused(port, stores["server_ca"], stores["client"])  # withdrawn
+            assert call(port, stores["server_ca"], newcomer_ca.issue_cert("n")) == b"n"
+            assert waits == [0.05]  # one handshake waited, once
+        finally:
+            stuck.set()
+
+
 def test_a_new_key_gRPC_was_not_asked_about_is_asked_again(
     tmp_path: Path, stores: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
