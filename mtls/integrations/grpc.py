@@ -182,6 +182,18 @@ def _channel_roots(material: TLSMaterial) -> bytes | None:
     return roots
 
 
+def _roots_said(
+    previous: ProfileConfigError | None, why: str | None, **details: Any
+) -> ProfileConfigError | None:
+    """The refusal of anchors gRPC cannot read to keep in ``last_error`` (``None``: gRPC
+    reads them all), said at ERROR when it is not ``previous``'s (once per refusal)."""
+    if why is None:
+        return None
+    if previous is None or str(previous) != why:
+        log.error("mtls: %s", why)
+    return ProfileConfigError(why, **details)
+
+
 def _refusal(
     material: TLSMaterial, target: str, override: str | None, *, unchecked: bool = False
 ) -> str | None:
@@ -190,11 +202,11 @@ def _refusal(
     unusable = _material_refusal(material)
     if unusable is not None:
         return f"{where}: {unusable}; {target!r} is not called with a key it would refuse"
-    if material.root_certificates is not None and not _boringssl.judge(material).roots:
+    verdict = _boringssl.judge(material)
+    if material.root_certificates is not None and not verdict.roots:
         # gRPC would be given no anchor: it fails every call, or with None the
         # public CAs would be trusted in place of the truststore.
-        why = _boringssl.judge(material).roots_refusal(where)
-        return f"{why}; {target!r} is not called without its truststore"
+        return f"{verdict.roots_refusal(where)}; {target!r} is not called without its truststore"
     if material.profile is not None and material.profile.crls and not unchecked:
         return (
             f"{where} names CRL files, which gRPC cannot check (its TLS runs in its own "
@@ -328,14 +340,21 @@ class _Rotating:
         new trust and checks apply, the identity in service stays (every call would
         otherwise fail), and the refusal is logged at ERROR and kept in
         :attr:`last_error` until a usable key arrives."""
-        if material is not None:
-            self._judge_roots(material)
-        if material is None or material.private_key is None:
+        if material is None:
+            self._usable, self._last_error = None, None
+            return material
+        verdict = _boringssl.judge(material)
+        where = str(material.profile) if material.profile is not None else "the default"
+        self._roots_error = _roots_said(
+            self._roots_error,
+            verdict.roots_refusal(f"{where}: gRPC target {self._target!r}"),
+            servers=material.profile.server_names if material.profile else (),
+        )
+        if material.private_key is None:
             # No key (the profile dropped its <KeyStore>, or went away): nothing kept
             # from before may come back with a later key gRPC cannot use.
             self._usable, self._last_error = None, None
             return material
-        verdict = _boringssl.judge(material)
         unusable = verdict.key
         if unusable is None and verdict.asked:
             self._usable, self._last_error = material, None
@@ -369,21 +388,6 @@ class _Rotating:
             certificate_chain=good.certificate_chain,
             subject=good.subject,
             fingerprint=f"{material.fingerprint}+key-of:{good.fingerprint}",
-        )
-
-    def _judge_roots(self, material: TLSMaterial) -> None:
-        """Say (at ERROR, once per refusal) and keep (:attr:`last_error`) which anchors of
-        the material's truststore gRPC cannot read: it is given the others
-        (:func:`_boringssl.judge`), and refuses servers under those."""
-        where = str(material.profile) if material.profile is not None else "the default"
-        why = _boringssl.judge(material).roots_refusal(f"{where}: gRPC target {self._target!r}")
-        if why is None:
-            self._roots_error = None
-            return
-        if self._roots_error is None or str(self._roots_error) != why:
-            log.error("mtls: %s", why)
-        self._roots_error = ProfileConfigError(
-            why, servers=material.profile.server_names if material.profile else ()
         )
 
     def _judge_ahead(self) -> None:
@@ -1096,15 +1100,13 @@ class MTLSServerCredentials(grpc.ServerCredentials):  # type: ignore[misc]
         return serving
 
     def _judge_roots(self, verdict: _boringssl.Verdict) -> None:
-        """Say (at ERROR, once per refusal) and keep (:attr:`last_error`) which anchors
-        gRPC cannot read: clients under them are refused."""
-        why = verdict.roots_refusal(f"gRPC server {self._where}")
-        if why is None:
-            self._roots_error = None
-            return
-        if self._roots_error is None or str(self._roots_error) != why:
-            log.error("mtls: %s", why)
-        self._roots_error = ProfileConfigError(why, element="TrustStore")
+        """Keep (:attr:`last_error`) and say which anchors gRPC cannot read: clients
+        under them are refused."""
+        self._roots_error = _roots_said(
+            self._roots_error,
+            verdict.roots_refusal(f"gRPC server {self._where}"),
+            element="TrustStore",
+        )
 
     def reload(self) -> bool:
         """Check the stores now (as :meth:`SSLProfileSet.reload`); the next handshake uses them.
