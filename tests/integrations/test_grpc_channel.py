@@ -469,13 +469,12 @@ def test_a_chain_only_grpc_itself_refuses_keeps_the_key_in_service(
     failed every call after a rotation while the channel said nothing (h178). The
     key in service stays, the refusal is said; a new channel for it is refused."""
     port, _ = server
-    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
-    trust = write_truststore(tmp_path / "trust.jks", ca)
+    profiles = client_set(tmp_path, ca, port)  # gen-1
+    keystore = tmp_path / "client.jks"  # client_set's
     odd = _version_1_keystore(ca)
-    profiles = profile_set(f"localhost:{port}", keystore, trust)
     with profiles, secure_channel(f"localhost:{port}", profiles) as channel:
         assert who(channel) == b"gen-1"
-        replace_atomically(keystore.location, odd.to_bytes(PASSWORD))
+        replace_atomically(keystore, odd.to_bytes(PASSWORD))
         assert profiles.reload() and profiles.status().healthy  # OpenSSL took it
         assert who(channel) == b"gen-1"  # the key in service, for gRPC
         assert "refuses its key or certificate chain" in str(channel.last_error)
@@ -501,14 +500,13 @@ def test_a_key_grpc_was_not_asked_about_waits_for_its_verdict(
     monkeypatch.setattr(_boringssl, "_probe", probe)
     monkeypatch.setattr(_boringssl, "RETRY_UNASKED", 0.2)
     port, _ = server
-    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
-    trust = write_truststore(tmp_path / "trust.jks", ca)
+    profiles = client_set(tmp_path, ca, port)  # gen-1
+    keystore = tmp_path / "client.jks"  # client_set's
     odd = _version_1_keystore(ca)
-    profiles = profile_set(f"localhost:{port}", keystore, trust)
     with profiles, secure_channel(f"localhost:{port}", profiles) as channel:
         assert who(channel) == b"gen-1"
         unable.set()
-        replace_atomically(keystore.location, odd.to_bytes(PASSWORD))
+        replace_atomically(keystore, odd.to_bytes(PASSWORD))
         assert profiles.reload()
         assert who(channel) == b"gen-1" and channel.last_error is None  # not asked yet
         unable.clear()
@@ -526,22 +524,21 @@ def test_anchors_grpc_cannot_read_are_left_out_and_said(
     the set called healthy (h178). gRPC is given the anchors it reads, the others are
     said; with none it reads, calls are refused saying why (never the public CAs)."""
     port, _ = server
-    keystore = write_keystore(tmp_path / "client.jks", ca.issue_cert("gen-1", common_name="gen-1"))
-    trust = write_truststore(tmp_path / "trust.jks", ca)
+    profiles = client_set(tmp_path, ca, port)  # gen-1
+    trust = tmp_path / "trust.jks"  # client_set's
     odd = unreadable_to_grpc_ca()
-    profiles = profile_set(f"localhost:{port}", keystore, trust)
     with profiles, secure_channel(f"localhost:{port}", profiles) as channel:
         assert who(channel) == b"gen-1" and channel.last_error is None
         both = Truststore()
         both.add("a-odd", odd)
         both.add("b-ca", ca.certificate)
-        replace_atomically(trust.location, both.to_bytes(PASSWORD))
+        replace_atomically(trust, both.to_bytes(PASSWORD))
         assert profiles.reload()
         assert who(channel) == b"gen-1"
         assert "CN=v1 CA with extensions" in str(channel.last_error)
         alone = Truststore()
         alone.add("a-odd", odd)
-        replace_atomically(trust.location, alone.to_bytes(PASSWORD))
+        replace_atomically(trust, alone.to_bytes(PASSWORD))
         assert profiles.reload()
         with pytest.raises(ProfileConfigError, match="gRPC is given none"):
             who(channel)
