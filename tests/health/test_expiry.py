@@ -406,12 +406,17 @@ def test_a_rotating_server_announces_its_certificate_nearing_its_end(
         ) as quiet:
             assert quiet.check_health() == ()
     assert "expires in" not in caplog.text  # nor at build: () turns it all off
-    # With a reload thread, the watch runs after each of its checks.
+    # With a reload thread, the watch runs after each of its checks. The certificate
+    # is 40 days from its end, outside every threshold, until the watch's clock moves
+    # on after the callback is in: a first check before it (the thread starts with
+    # the server) announced it to no one, once, and the test waited in vain.
     found: list[mtls.HealthEvent] = []
+    later = write_identity(issue(ca, left=40 * DAY, name="backend"), tmp_path / "later.jks")
     with mtls.RotatingServerContext(
-        keystore, trust, password=PASSWORD, reload_interval=0.05
+        later, trust, password=PASSWORD, reload_interval=0.05
     ) as watched:
         watched.on_health(found.append)
+        watched._health._clock = lambda: now() + 35 * DAY
         wait_for(lambda: found)
     assert [(e.kind, e.threshold) for e in found] == [("expiring", 7 * DAY)]
 
