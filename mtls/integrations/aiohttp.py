@@ -32,12 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ssl
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Self
 
 from .._build import NotBuilt
 from .._config import DEFAULT_PORTS, tls_origin
 from .._errors import MTLSError
-from .._revocation import pending_check
+from .._revocation import OwedCheck, pending_check
 from . import _describe, _missing_extra, _require_profile_set
 from ._pools import MISSING, OFF_LOOP_TRIES, KeptAnswers, answers_itself, built_off_the_loop
 
@@ -220,19 +221,28 @@ def _revocation_checked(base: type[aiohttp.ClientRequest]) -> type[aiohttp.Clien
     """
 
     class RevocationCheckedRequest(base):  # type: ignore[valid-type,misc]
-        async def send(self, conn: Any) -> Any:
+        def send(self, conn: Any) -> Any:
+            # Not a coroutine of its own: with nothing owed (every request on a
+            # connection checked already, and every connection of a set with no
+            # revocation settings), aiohttp awaits the base class's send directly, as
+            # it would without this class (a coroutine frame less: about 3% of a
+            # keep-alive request).
             transport = conn.transport
             check = pending_check(
                 transport.get_extra_info("ssl_object") if transport is not None else None
             )
-            if check is not None:
-                try:
-                    await check.in_worker()
-                except BaseException:
-                    # a refused server is not owed a TLS goodbye: drop the connection
-                    # now (a graceful close could outlive the caller's event loop)
-                    transport.abort()
-                    raise
+            if check is None:
+                return super().send(conn)
+            return self._checked_send(conn, transport, check)
+
+        async def _checked_send(self, conn: Any, transport: Any, check: OwedCheck) -> Any:
+            try:
+                await check.in_worker()
+            except BaseException:
+                # a refused server is not owed a TLS goodbye: drop the connection
+                # now (a graceful close could outlive the caller's event loop)
+                transport.abort()
+                raise
             return await super().send(conn)
 
     return RevocationCheckedRequest
@@ -601,17 +611,26 @@ class MTLSClientSession:
         its profile, or ``None``)."""
         origin = first.origin()
 
-        async def guard(
+        async def other_origin(
             req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
         ) -> aiohttp.ClientResponse:
+            wanted = await _ssl_off_the_loop(self.profile_set, _origin(req.url), self.client_id)
+            if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
+                raise _redirect_refused(first, req.url, chosen, wanted)
+            return await handler(req)
+
+        # Not a coroutine of its own: a hop that passes is the handler's coroutine,
+        # awaited by aiohttp as it would be without this middleware (every request
+        # runs it: a coroutine frame less is about 1% of a keep-alive request).
+        def guard(
+            req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+        ) -> Awaitable[aiohttp.ClientResponse]:
             if proxied:
                 _refuse_https_proxy(req)
             # Called for every hop; the first one, and hops within its origin, pass.
             if redirects and req.url.origin() != origin and req.is_ssl():
-                wanted = await _ssl_off_the_loop(self.profile_set, _origin(req.url), self.client_id)
-                if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
-                    raise _redirect_refused(first, req.url, chosen, wanted)
-            return await handler(req)
+                return other_origin(req, handler)
+            return handler(req)
 
         return guard
 
