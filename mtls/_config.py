@@ -198,8 +198,21 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
         port_text = rest[1:] if rest.startswith(":") else ""
     else:
         host, sep, port_text = text.rpartition(":")
-        if not sep or ":" in host:
+        if not sep or (":" in host and not (_port(port_text) and _java_ipv6(host))):
             host, port_text = text, ""
+        elif ":" in host:
+            # An IPv6 address as WSO2 itself names it: Java's text for the address
+            # (eight groups, none compressed) and the port, without brackets.
+            if host != (java := _java_text(host)):
+                log.warning(
+                    "%s: server %s: WSO2 matches an IPv6 address by Java's text for it, "
+                    "%s:%s, so it never matches there; mtls matches the address: write "
+                    "that",
+                    path or "profile",
+                    written or repr(text),
+                    java,
+                    port_text,
+                )
         elif (  # the usual entry, name:port, checked inline: this runs for every profile
             host
             and 0 < len(port_text) <= 5
@@ -239,10 +252,13 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             glued = rest.lstrip(":")
             example = f"[{host}]:{glued if _port(glued) else 443}"
         elif ":" in text:
-            example = f"[{text}]:443"
             head, _, tail = text.rpartition(":")
-            if is_ip_literal(head) and _port(tail):
-                example += f" (or [{head}]:{tail} if {tail} was the port)"
+            if not is_ip_literal(text) and is_ip_literal(head):
+                example = f"[{head}]:{tail if _port(tail) else 443}"
+            else:
+                example = f"[{text}]:443"
+                if is_ip_literal(head) and _port(tail):
+                    example += f" (or [{head}]:{tail} if {tail} was the port)"
         else:
             example = f"{text}:443"
         fix = _TEMPLATE if "{" in text else f"write {example}; IPv6 addresses go in brackets"
@@ -289,6 +305,29 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     if normalized != host.strip().lower():
         _warn_respelled(host.strip(), normalized, path, written or repr(text))
     return normalized, checked
+
+
+def _java_ipv6(host: str) -> bool:
+    """Whether ``host`` is an IPv6 address written with all eight groups (none
+    compressed by ``::``): what Java's ``InetAddress.getHostAddress()`` writes, and so
+    how WSO2 names an IPv6 backend it looks a profile up for (unbracketed, then
+    ``:port``; a zone after ``%``)."""
+    if host.count(":") != 7 or "::" in host:
+        return False
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _java_text(host: str) -> str:
+    """Java's text for an IPv6 address (``Inet6Address.getHostAddress()``): eight
+    groups in lower-case hexadecimal without leading zeros, none compressed; a zone
+    as written."""
+    address, sep, zone = host.partition("%")
+    groups = ipaddress.IPv6Address(address).exploded.split(":")
+    return ":".join(format(int(group, 16), "x") for group in groups) + sep + zone
 
 
 def _warn_respelled(host: str, normalized: str, path: str | None, shown: str) -> None:

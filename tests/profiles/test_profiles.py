@@ -2632,3 +2632,33 @@ def test_a_broken_profile_file_caught_mid_write_is_still_broken(tmp_path, pki, m
         xml.write_text(profile_xml(entry))
         profiles.reload()
         assert profiles.last_error is None and profiles.status().healthy
+
+
+def test_an_ipv6_backend_written_as_wso2_names_it_is_served(tmp_path, pki, caplog):
+    """WSO2 looks a profile up by Java's text for the backend's address
+    (InetSocketAddress.getHostName() of an address with no PTR record: eight groups,
+    none compressed, no brackets) and ':port': '2001:db8:0:0:0:0:0:10:443' is the entry
+    that matches there. It was refused as an entry without a port, and the whole file
+    with it. The twins: a compressed address with a port (which WSO2 never matches) is
+    still refused; the WSO2 form with leading zeros loads, warned that WSO2 never
+    matches it; another address is the catch-all's."""
+    xml = write_xml(
+        tmp_path,
+        profile("2001:db8:0:0:0:0:0:10:443, 0:0:0:0:0:0:0:1:8443", pki["gw1"], pki["trust"]),
+        profile("2001:0db8:0:0:0:0:0:0011:443", pki["gw2"], pki["trust"]),
+        profile("*", pki["gw2"], pki["trust"]),
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml)
+    ctx = profiles.context_for("2001:db8::10", 443)
+    assert profiles.context_for_url("https://[2001:db8:0::10]/orders") is ctx
+    assert profiles.context_for_url("https://[::1]:8443/") is ctx
+    assert profiles.profile_for("2001:db8::11", 443) is profiles.profiles[1]
+    assert profiles.profile_for("2001:db8::12", 443) is profiles.profiles[2]  # the catch-all
+    assert "Java's text for it, 2001:db8:0:0:0:0:0:11:443" in caplog.text
+    assert "2001:db8:0:0:0:0:0:10" not in caplog.text  # WSO2's own form: nothing to say
+    profiles.close()
+    from mtls._config import parse_server
+
+    with pytest.raises(ProfileConfigError, match="has no port"):
+        parse_server("2001:db8::10:443", path="p.xml")
