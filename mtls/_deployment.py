@@ -25,13 +25,12 @@ from ._config import StoreConfig, check_path_text
 from ._errors import ProfileConfigError
 from ._files import cannot_read_fix, read_input, utf8_text
 from ._jks import shown as _shown
-from ._log import log
+from ._log import WSO2_CANNOT_LOAD, log
 from ._secret import Secret
 from ._types import HostnameVerifier, Product, normalize_hostname_verifier
 from ._wso2 import (
     _JAVA_TYPES,
     _PLACEHOLDER,
-    WSO2_CANNOT_LOAD,
     SecretResolver,
     has_placeholder,
     resolve_placeholders,
@@ -1276,16 +1275,35 @@ def _warn_unapplied(toml: DeploymentToml) -> None:
 def _warn_sender_disabled(toml: DeploymentToml) -> None:
     """API Manager's axis2.xml template renders the HTTPS sender, its profiles
     included, only ``{% if transport.passthru_https.sender.enable %}``: with ``false``
-    the gateway has no HTTPS sender at all. mtls still serves what the file names
-    (it was asked to), and says so."""
-    enable = toml.raw("transport.passthru_https.sender", "enable")
-    if toml.product == "apim" and enable is not None and not enable:  # falsy, as in Jinja
+    the gateway has no HTTPS sender at all; Micro Integrator's only ``{% if
+    transport.http.sender.secured_enable == true %}`` (the boolean: a string ``"true"``
+    turns it off too). mtls still serves what the file names (it was asked to), and
+    says so."""
+    if toml.product == "apim":
+        table, key, product = "transport.passthru_https.sender", "enable", "API Manager"
+        enable = toml.raw(table, key)
+        off = enable is not None and not enable  # falsy, as in Jinja
+    else:  # Micro Integrator
+        table, key, product = "transport.http", "sender.secured_enable", "Micro Integrator"
+        enable = toml.raw(table, key)
+        off = enable is not None and enable is not True
+    if off:
+        words = ("", "true", "false", "yes", "no", "on", "off", "0", "1")
+        shown = (
+            "false"
+            if enable is False
+            else repr(enable)
+            if not isinstance(enable, str) or enable.strip().lower() in words
+            else "a string"  # never a text that could be anything, a secret included
+        )
         log.warning(
-            "%s: [transport.passthru_https.sender] enable = %s: API Manager starts no "
-            "HTTPS sender, so its gateway uses none of these profiles or stores; mtls "
-            "serves them as configured",
+            "%s: [%s] %s = %s: %s starts no HTTPS sender, so it uses none of these "
+            "profiles or stores; mtls serves them as configured",
             toml.path,
-            "false" if enable is False else repr(enable),  # falsy values are short
+            table,
+            key,
+            shown,
+            product,
         )
 
 

@@ -18,9 +18,13 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from ._errors import MAX_MESSAGE, bounded, displayable, has_controls, safe_text
+
+#: ``extra=`` of the warnings that say WSO2 cannot load what mtls loads: ``mtls check``
+#: fails on them (the record carries ``mtls_wso2_cannot_load=True``).
+WSO2_CANNOT_LOAD: Final = {"mtls_wso2_cannot_load": True}
 
 _said = threading.Event()
 _local = threading.local()  # .held: the list this thread's records go to, if any

@@ -29,6 +29,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -46,7 +47,7 @@ from ._errors import (
     WrongPasswordError,
 )
 from ._files import InputRefused, cannot_read_fix, looks_like_store_text, read_input
-from ._log import log
+from ._log import WSO2_CANNOT_LOAD, log
 from ._pem import PEM_CERTIFICATE_LABELS, pem_blocks, pem_certificate, pem_key_to_pkcs8
 from ._secret import Secret, reveal
 from ._types import StoreFormat, check_flag
@@ -429,13 +430,7 @@ def parse(
     if password is not None and declared and not allow_unprotected:
         _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):
-        # Accepted, as Java does since JDK 9: a .jks made by a modern keytool is PKCS#12.
-        log.debug(
-            "%s: declared type %s, content is %s; using the content",
-            where,
-            _shown_type(declared),
-            fmt,
-        )
+        _say_mismatch(declared, fmt, where)
     budget = WorkBudget()
     if fmt in _JAVA_FAMILY:
         try:
@@ -551,6 +546,40 @@ def _shown_type(declared: str) -> str:
 def _declared_mismatch(declared: str, fmt: str) -> bool:
     norm = declared.upper().replace("#", "").replace("-", "")
     return norm not in (fmt, "PKCS12" if fmt == "PKCS12" else fmt)
+
+
+# What Java's KeyStore.getInstance(type).load() reads besides its own format (JDK 9 and
+# later, keystore.type.compat=true, the default): JKS and PKCS12 each read the other
+# (a .jks from a modern keytool is PKCS#12), JCEKS reads JKS too. Any other pair fails
+# there ("Invalid keystore format", "DerInputStream.getLength(): lengthTag=78").
+_JAVA_ALSO_READS: Final = {"JKS": ("PKCS12",), "PKCS12": ("JKS",), "JCEKS": ("JKS",)}
+# The formats a Java keystore type names (Bouncy Castle's with its provider).
+_JAVA_FORMATS: Final = frozenset({"JKS", "PKCS12", "JCEKS", "BKS", "UBER", "BCFKS"})
+
+
+def _say_mismatch(declared: str, fmt: str, where: str) -> None:
+    """A declared type the content is not: mtls reads the content. Said at debug level
+    where Java reads such a file as well; where it does not (a JCEKS file declared
+    PKCS12 or JKS, a PKCS#12 declared JCEKS), as a warning that WSO2 cannot load the
+    store (``mtls check`` fails on it). A declared type that is no store type Java
+    reads is said where the configuration is read (``_warn_unknown_type``)."""
+    norm = declared.strip().upper().replace("-", "")
+    if norm not in _JAVA_FORMATS or fmt in _JAVA_ALSO_READS.get(norm, ()):
+        log.debug("%s: declared type %s, content is %s; using the content", where,
+                  _shown_type(declared), fmt)  # fmt: skip
+        return
+    log.warning(
+        "%s: declared type %s, but the file is %s: mtls reads the content, but Java's "
+        'KeyStore.getInstance("%s").load refuses a %s file, so WSO2 cannot load this '
+        "store: %s",
+        where,
+        declared.strip(),
+        fmt,
+        declared.strip(),
+        fmt,
+        f"declare it {fmt}" if fmt in _JAVA_FORMATS else "make it a PKCS12 store (mtls convert)",
+        extra=WSO2_CANNOT_LOAD,
+    )
 
 
 def _container(

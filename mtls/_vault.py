@@ -58,12 +58,12 @@ from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
 from ._files import cannot_read_fix, read_input, utf8_text
 from ._fork import renew_attributes_after_fork
 from ._jks import JKSFormatError, secret_key_entry, shown, shown_alias
-from ._log import log
+from ._log import WSO2_CANNOT_LOAD, log
 from ._pkcs12 import P12FormatError, P12PasswordError, looks_like_pkcs12, parse_pkcs12
 from ._secret import Secret, reveal, scrub_tracebacks
 from ._stores import Keystore
 from ._types import Product
-from ._wso2 import WSO2_CANNOT_LOAD, substitute
+from ._wso2 import substitute
 
 #: The environment variable the vault reads its keystore password from.
 PASSWORD_ENV = "MTLS_VAULT_PASSWORD"  # noqa: S105 - a variable name

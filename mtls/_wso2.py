@@ -46,7 +46,7 @@ from ._config import (
 )
 from ._errors import MTLSError, ProfileConfigError, SecureVaultError, _restated, profile_label
 from ._jks import shown_alias
-from ._log import log
+from ._log import WSO2_CANNOT_LOAD, log
 from ._readers import _shown_type
 from ._secret import Secret
 
@@ -94,9 +94,6 @@ class _Context:
     lenient: bool = False
 
 
-#: ``extra=`` of the warnings that say WSO2 cannot load what mtls loads: ``mtls check``
-#: fails on them (the record carries ``mtls_wso2_cannot_load=True``).
-WSO2_CANNOT_LOAD: Final = {"mtls_wso2_cannot_load": True}
 #: ``extra=`` of the warnings that say mtls left out what it refuses without
 #: ``skip_failures``: ``mtls check`` fails on them too (``mtls_refused=True``).
 MTLS_REFUSED: Final = {"mtls_refused": True}

@@ -9,6 +9,8 @@ import pytest
 from mtls import Keystore, Secret
 from mtls.cli import main
 
+from .._keytool import KEYTOOLS, run_keytool
+
 PASSWORD = "inproc-Pa55word"
 
 
@@ -196,3 +198,56 @@ def test_check_fails_a_file_wso2_cannot_load_unless_told_only_mtls_reads_it(
     # The twin: the file as WSO2 writes it passes without --mtls-only.
     code, out, _ = run(capsys, "check", write("<Type>JKS</Type>"))
     assert code == 0 and "OK: 1 profile loaded" in out and "WSO2" not in out
+
+
+@pytest.mark.parametrize(
+    ("written", "declared", "refused"),
+    [
+        ("JCEKS", "PKCS12", True),
+        ("JCEKS", "JKS", True),
+        ("PKCS12", "JCEKS", True),
+        ("JKS", "PKCS12", False),  # Java's DualFormatPKCS12 reads JKS
+        ("PKCS12", "JKS", False),  # a .jks from a modern keytool is PKCS#12
+        ("JKS", "JCEKS", False),  # JceKeyStore reads JKS
+    ],
+)
+def test_check_fails_a_declared_type_java_cannot_read_the_content_as(
+    tmp_path, capsys, written, declared, refused
+):
+    """A JCEKS keystore declared PKCS12 (or JKS), or a PKCS#12 declared JCEKS: Java's
+    KeyStore.getInstance(type).load refuses it ("Invalid keystore format",
+    "DerInputStream.getLength(): lengthTag=78"), so WSO2 fails there, and check said
+    "OK: 1 profile loaded" with exit 0 (h186). The twins: the pairs Java reads (JDK 9's
+    keystore.type.compat) still pass."""
+    from mtls.testing import CA
+
+    ca = CA(name="declared types")
+    store = tmp_path / "gw.store"
+    if written == "JCEKS":  # made by keytool: mtls reads JCEKS, never writes it
+        if not KEYTOOLS:
+            pytest.skip("no keytool on this machine")
+        ca.issue_cert("gw").write_keystore(tmp_path / "gw.p12", PASSWORD, store_type="PKCS12")
+        run_keytool(
+            KEYTOOLS[0], "-importkeystore", "-noprompt", "-srckeystore", str(tmp_path / "gw.p12"),
+            "-srcstoretype", "PKCS12", "-srcstorepass", PASSWORD, "-destkeystore", str(store),
+            "-deststoretype", "JCEKS", "-deststorepass", PASSWORD, "-destkeypass", PASSWORD,
+        )  # fmt: skip
+    else:
+        ca.issue_cert("gw").write_keystore(store, PASSWORD, store_type=written)
+    ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>b.test:443</servers>'
+        f"<KeyStore><Location>{tmp_path / 'gw.store'}</Location><Type>{declared}</Type>"
+        f"<Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword>"
+        f"</KeyStore><TrustStore><Location>{tmp_path / 'trust.jks'}</Location>"
+        f"<Type>JKS</Type><Password>{PASSWORD}</Password></TrustStore></profile></parameter>"
+    )
+    code, out, err = run(capsys, "check", str(xml))
+    if refused:
+        assert code == 1, out
+        assert f'KeyStore.getInstance("{declared}").load refuses a {written} file' in out
+        assert f"declare it {written}" in out and "FAILED: WSO2 cannot load this file" in out
+        assert PASSWORD not in out + err
+    else:
+        assert code == 0 and "OK: 1 profile loaded" in out and "WSO2" not in out, out

@@ -488,6 +488,34 @@ def test_a_disabled_https_sender_is_named(tmp_path, ca, caplog, enable, warned) 
         assert f"enable = {warned}: API Manager" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("value", "warned"),
+    [("false", "false"), ('"true"', "'true'"), ('"S3cret-x"', "a string"), ("true", None)],
+)
+def test_a_micro_integrator_without_its_https_sender_is_named(
+    tmp_path, ca, caplog, value, warned
+) -> None:
+    """Micro Integrator's axis2.xml.j2 renders the HTTPS sender (and its dynamic SSL
+    profiles) only {% if transport.http.sender.secured_enable == true %}: with false
+    it sends no HTTPS, and mtls said nothing (API Manager's equivalent was said; h186).
+    A string is not the boolean true there either, and a text that is no such word
+    is never shown. The twin: true."""
+    stock = (DATA / "mi-deployment-stock.toml").read_text()
+    home = mi_home(tmp_path, ca, f"{stock}\n[transport.http]\nsender.secured_enable = {value}\n")
+    with (
+        caplog.at_level(logging.WARNING, logger="mtls"),
+        mtls.SSLProfileSet.from_deployment_toml(
+            home / "conf" / "deployment.toml", base_dir=home, reload_interval=None
+        ) as ps,
+    ):
+        assert ps.context_for("backend.test", 443) is not None  # served as configured
+    said = "Micro Integrator starts no HTTPS sender" in caplog.text
+    assert said is (warned is not None), caplog.text
+    if warned is not None:
+        assert f"sender.secured_enable = {warned}: Micro Integrator" in caplog.text
+    assert "S3cret" not in caplog.text
+
+
 def test_micro_integrator_hostname_verifier_in_its_internal_key(tmp_path, ca) -> None:
     """MI maps sender.hostname_verifier to [transport.https.sender.parameter]
     HostnameVerifier and renders every key of that table: both spellings apply."""
