@@ -301,9 +301,49 @@ def curve_name(curve: str) -> str:
     return name
 
 
+def key_shape(
+    key_type: str,
+    size: int | None,
+    curve: str | None,
+    *,
+    size_option: str = "key_size",
+    curve_option: str = "curve",
+) -> tuple[int, str]:
+    """``(key size, curve)`` as keytool reads ``-keysize`` and ``-groupname``: an RSA
+    key's size (2048 when none is given); for EC the size names the curve (256, 384,
+    521), and a size and a curve given together must agree (secp256r1 when neither
+    is given). ``size_option``, ``curve_option``: how messages name the two.
+
+    Raises:
+        ValueError: an option the key type does not take, an EC size that names no
+            curve, a size and a curve that disagree, or a size that is not an int.
+    """
+    if size is not None and type(size) is not int:  # bool and float too
+        raise ValueError(f"{size_option} must be a whole number of bits, not {size!r}")
+    kind = key_type.upper()
+    if kind == "EC":
+        named = EC_CURVE_BY_SIZE.get(size) if size is not None else None
+        if size is not None and named is None:
+            raise ValueError(
+                f"{size_option} {size} names no EC curve: 256, 384 or 521 (or give {curve_option})"
+            )
+        if named and curve and curve_name(curve) != named:
+            raise ValueError(
+                f"{size_option} {size} is {named}, not the {curve_option} {curve}: give one"
+            )
+        return 2048, curve_name(curve) if curve else named or "secp256r1"
+    if curve is not None:
+        raise ValueError(f"{curve_option} is for EC keys, not {key_type}")
+    if kind == "ED25519" and size not in (None, 255):
+        raise ValueError(f"Ed25519 keys have one size (255), not {size}")
+    return size or 2048, "secp256r1"
+
+
 def new_private_key(
     key_type: str, key_size: int, curve: str
 ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:
+    """A new key: RSA of ``key_size`` bits, EC on ``curve``, or Ed25519 (the two as
+    :func:`key_shape` returns them)."""
     kind = key_type.upper()
     if kind == "RSA":
         if key_size < 2048:

@@ -27,7 +27,7 @@ from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
 from ._fork import forks_wait
-from ._keygen import keytool_digest, new_private_key, parse_dname, parse_sans
+from ._keygen import key_shape, keytool_digest, new_private_key, parse_dname, parse_sans
 from ._log import log
 from ._readers import (
     Parsed,
@@ -493,8 +493,8 @@ class Keystore(_StoreBase):
         subject: str | x509.Name,
         *,
         key_type: KeyType = "RSA",
-        key_size: int = 2048,
-        curve: str = "secp256r1",
+        key_size: int | None = None,
+        curve: str | None = None,
         days: int = 365,
         san: Iterable[str] = (),
     ) -> Self:
@@ -505,14 +505,20 @@ class Keystore(_StoreBase):
             subject: a distinguished name as keytool's ``-dname`` takes it
                 (``"CN=gateway, OU=Eng, O=Acme, C=US"``) or an ``x509.Name``.
             key_type: ``"RSA"`` (``key_size`` bits), ``"EC"`` (``curve``) or ``"Ed25519"``.
+            key_size: an RSA key's bits (2048 when not given); for EC, as keytool's
+                ``-keysize``, the curve's size (256, 384 or 521), which must agree with
+                ``curve`` when both are given.
+            curve: an EC key's curve (``secp256r1``, ``secp384r1``, ``secp521r1``, or
+                ``P-256``...; secp256r1 when neither it nor ``key_size`` is given).
             days: validity from now, whole days from 1 to 2,900,000 (X.509 dates end
                 in the year 9999).
             san: subject alternative names: ``"DNS:name"``, ``"IP:addr"``,
                 ``"email:addr"``, or a bare name or address.
 
         Raises:
-            ValueError: an unknown key type, curve, a malformed subject or SAN, or
-                ``days`` out of range.
+            ValueError: an unknown key type, curve, a ``key_size`` or ``curve`` the key
+                type does not take (or an EC size and curve that disagree), a malformed
+                subject or SAN, or ``days`` out of range.
         """
         store = cls()
         store.add_generated_key(
@@ -526,8 +532,8 @@ class Keystore(_StoreBase):
         subject: str | x509.Name,
         *,
         key_type: KeyType = "RSA",
-        key_size: int = 2048,
-        curve: str = "secp256r1",
+        key_size: int | None = None,
+        curve: str | None = None,
         days: int = 365,
         san: Iterable[str] = (),
     ) -> None:
@@ -542,7 +548,7 @@ class Keystore(_StoreBase):
                 f"days must be a whole number from 1 to {MAX_DAYS:,} (as the CLI's --days), "
                 f"not {days!r}"
             )
-        key = new_private_key(key_type, key_size, curve)
+        key = new_private_key(key_type, *key_shape(key_type, key_size, curve))
         name = parse_dname(subject)
         now = _dt.datetime.now(_dt.UTC)
         builder = (

@@ -24,7 +24,7 @@ from .. import _x509
 from .._entries import fold
 from .._errors import KeyEntryError, KeystoreFormatError, WrongPasswordError
 from .._files import atomic_write, read_input
-from .._keygen import EC_CURVE_BY_SIZE, curve_name
+from .._keygen import key_shape
 from .._readers import detect_format, says_what_it_is
 from .._stores import Keystore, Truststore
 from .._types import WriteFormat
@@ -304,35 +304,22 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     return EXIT_OK
 
 
-def _key_shape(key_type: str, size: int | None, curve: str | None) -> tuple[int, str]:
-    """``(key size, curve)`` from ``-keysize``/``-groupname`` as keytool reads them: for
-    EC the size names the curve (256, 384, 521), and the two must agree.
+def _key_shape(key_type: str, size: int | None, curve: str | None) -> tuple[int | None, str | None]:
+    """``key_size=`` and ``curve=`` for :meth:`Keystore.add_generated_key` from
+    ``-keysize``/``-groupname``, checked as :func:`mtls._keygen.key_shape` checks them
+    (an EC key's size named as its curve).
 
     Raises:
         UsageError: an option the key type does not take, an EC size that names no
             curve, or a size and a curve that disagree.
     """
-    if key_type == "EC":
-        named = EC_CURVE_BY_SIZE.get(size) if size is not None else None
-        if size is not None and named is None:
-            raise UsageError(
-                f"-keysize {size} names no EC curve: 256, 384 or 521 (or give -groupname)"
-            )
-        if named and curve and _curve_or_usage(curve) != named:
-            raise UsageError(f"-keysize {size} is {named}, not the -groupname {curve}: give one")
-        return 2048, curve or named or "secp256r1"
-    if curve is not None:
-        raise UsageError(f"-groupname is for EC keys, not {key_type}")
-    if key_type == "Ed25519" and size not in (None, 255):
-        raise UsageError(f"Ed25519 keys have one size (255), not {size}")
-    return size or 2048, "secp256r1"
-
-
-def _curve_or_usage(curve: str) -> str:
     try:
-        return curve_name(curve)
+        size_, curve_ = key_shape(
+            key_type, size, curve, size_option="-keysize", curve_option="-groupname"
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    return (None, curve_) if key_type == "EC" else (size_, None)
 
 
 # --------------------------------------------------------------------------- export

@@ -797,6 +797,41 @@ def test_generate_refuses_a_validity_keytool_refuses(days: object) -> None:
         mtls.Keystore.generate("a", "CN=a", key_type="EC", days=days)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("shape", "curve"),
+    [
+        ({"key_size": 384}, "secp384r1"),
+        ({"key_size": 521}, "secp521r1"),
+        ({"curve": "P-384"}, "secp384r1"),
+        ({"key_size": 384, "curve": "secp384r1"}, "secp384r1"),
+        ({}, "secp256r1"),
+    ],
+)
+def test_an_ec_key_size_names_its_curve_as_keytool_reads_it(shape, curve) -> None:
+    """keytool's -keysize 384 with -keyalg EC is P-384 (and mtls genkey reads it so);
+    Keystore.generate(key_type="EC", key_size=384) made a P-256 key, silently, and so
+    did key_size=12345 (h185)."""
+    cert = mtls.Keystore.generate("a", "CN=a", key_type="EC", **shape).certificate("a")
+    assert cert.public_key().curve.name == curve  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("key_type", "shape", "said"),
+    [
+        ("EC", {"key_size": 12345}, "key_size 12345 names no EC curve"),
+        ("EC", {"key_size": 2048}, "key_size 2048 names no EC curve"),
+        ("EC", {"key_size": 384, "curve": "secp256r1"}, "is secp384r1, not the curve"),
+        ("RSA", {"curve": "secp384r1"}, "curve is for EC keys, not RSA"),
+        ("Ed25519", {"key_size": 4096}, "Ed25519 keys have one size"),
+        ("RSA", {"key_size": 3072.0}, "key_size must be a whole number"),
+    ],
+)
+def test_a_key_shape_the_key_type_does_not_take_is_refused(key_type, shape, said) -> None:
+    """The twins: each shape keytool refuses is a ValueError naming it."""
+    with pytest.raises(ValueError, match=said):
+        mtls.Keystore.generate("a", "CN=a", key_type=key_type, **shape)
+
+
 def test_generate_takes_the_whole_range() -> None:
     for days in (1, 2_900_000):
         cert = mtls.Keystore.generate("a", "CN=a", key_type="EC", days=days).certificate("a")
