@@ -196,6 +196,8 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
+        if port_text and host.strip() and not (":" in host and is_ip_literal(host.strip())):
+            _bracketed(host.strip(), text, path, written)
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or (":" in host and not (_port(port_text) and _java_ipv6(host))):
@@ -253,12 +255,16 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             example = f"[{host}]:{glued if _port(glued) else 443}"
         elif ":" in text:
             head, _, tail = text.rpartition(":")
-            if not is_ip_literal(text) and is_ip_literal(head):
-                example = f"[{head}]:{tail if _port(tail) else 443}"
-            else:
+            if is_ip_literal(text):
                 example = f"[{text}]:443"
                 if is_ip_literal(head) and _port(tail):
                     example += f" (or [{head}]:{tail} if {tail} was the port)"
+            elif is_ip_literal(head):
+                example = f"[{head}]:{tail if _port(tail) else 443}"
+            elif ":" not in head and head.strip():  # "a.test:": the port left out
+                example = f"{head.strip()}:443"
+            else:  # "host:8443:", "a.test:443:1": more than a host and a port
+                example = "host:port, one host and its port"
         else:
             example = f"{text}:443"
         fix = _TEMPLATE if "{" in text else f"write {example}; IPv6 addresses go in brackets"
@@ -281,7 +287,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             + (
                 _TEMPLATE
                 if "{" in text
-                else f"write {format_server((host or 'host', meant or 443))}"
+                else f"write {format_server((host.strip() or 'host', meant or 443))}"
                 + ("" if meant else ", with the backend's port")
             ),
             path=path,
@@ -305,6 +311,33 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     if normalized != host.strip().lower():
         _warn_respelled(host.strip(), normalized, path, written or repr(text))
     return normalized, checked
+
+
+def _bracketed(inner: str, text: str, path: str | None, written: str | None) -> None:
+    """A name or IPv4 address in brackets (``[orders.internal]:8443``): WSO2 compares
+    the text with a host that has none, so it never matches there; mtls reads it
+    without them, and says so. Something else with a colon (``[zz::1]:443``) is no
+    host at all: refused.
+
+    Raises:
+        ProfileConfigError: brackets around text with a colon that is no IPv6 address.
+    """
+    if ":" in inner:
+        raise ProfileConfigError(
+            f"{path or 'profile'}: server {text!r}: {inner!r} in brackets is not an IPv6 "
+            "address, so it would never match: write the backend's host:port (brackets "
+            "only around an IPv6 address, as [2001:db8::10]:443)",
+            path=path,
+            servers=(text,),
+            element="servers",
+        )
+    log.warning(
+        "%s: server %s: brackets are for IPv6 addresses: WSO2 compares the text, so it "
+        "never matches there; mtls reads it as %s: remove the brackets",
+        path or "profile",
+        written or repr(text),
+        "the name inside them" if written else repr(inner),
+    )
 
 
 def _java_ipv6(host: str) -> bool:
@@ -686,14 +719,23 @@ class SSLProfile:
                 servers.append(parse_server(item))
             else:
                 host, port = item
+                # An int, as a lookup's port is: True was port 1, 8443.9 port 8443, and
+                # "8443" was read as 8443 here but never matched a lookup's int.
+                if type(port) is not int or not isinstance(host, str):
+                    raise ProfileConfigError(
+                        f"server {item!r} is not a host (str) and a port (int): write "
+                        f"({str(host)!r}, 8443), or the entry as text, 'host:8443'",
+                        servers=(str(item),),
+                        element="servers",
+                    )
                 host = normalize_host(host)
-                if not host or not 0 < int(port) < 65536:
+                if not host or not 0 < port < 65536:
                     raise ProfileConfigError(
                         f"server {item!r} is not a host and a port from 1 to 65535",
                         servers=(str(item),),
                         element="servers",
                     )
-                servers.append((host, int(port)))
+                servers.append((host, port))
         if not servers:
             raise ProfileConfigError("a profile needs at least one server", element="servers")
         object.__setattr__(self, "servers", tuple(servers))

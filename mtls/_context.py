@@ -735,7 +735,8 @@ def client_context(
 
     Raises:
         ValueError: an unknown ``hostname_verifier`` or ``crl_check``, or ``crls``
-            with ``verify=False``.
+            with ``verify=False``; ``ciphers`` that select no cipher this OpenSSL has
+            (also an ``ssl.SSLError``, as OpenSSL's refusal was).
         CRLError: a CRL is expired or not signed by a certificate of the truststore,
             or has a critical extension OpenSSL refuses; ``crls`` is empty.
         KeyEntryError: no key entry, several and no ``alias``, or a key that does not
@@ -758,16 +759,25 @@ def client_context(
     )
 
 
+class _CiphersRefused(ssl.SSLError, ValueError):
+    """A ``ciphers=`` argument that selects nothing: an ``ssl.SSLError`` (what OpenSSL's
+    refusal always was, and what callers catch) and a ``ValueError`` (an argument's
+    error, as docs/exceptions.md says of them)."""
+
+
 def _set_ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
-    """``ctx.set_ciphers``, with OpenSSL's "No cipher can be selected." in words (the
-    same ``ssl.SSLError`` type)."""
+    """``ctx.set_ciphers``, with OpenSSL's "No cipher can be selected." in words (an
+    ``ssl.SSLError`` still, and a ``ValueError``)."""
     try:
         ctx.set_ciphers(ciphers)
     except ssl.SSLError as exc:
-        said = ssl.SSLError(
+        openssl = exc.strerror or (exc.args[-1] if exc.args else exc)
+        # (errno, text): an SSLError of one argument prints as a tuple.
+        said = _CiphersRefused(
+            exc.errno or 1,
             f"ciphers {ciphers!r} selects no cipher this OpenSSL has (TLS 1.2 names in "
             "OpenSSL's spelling, such as 'ECDHE+AESGCM'; see `openssl ciphers -v`): TLS 1.3 "
-            f"suites are not set here (OpenSSL: {exc})"
+            f"suites are not set here (OpenSSL: {openssl})",
         )
         for name in ("reason", "library"):  # where OpenSSL gave them, kept
             if hasattr(exc, name):

@@ -179,6 +179,13 @@ class _XmlFile:
                 if isinstance(exc, FileNotFoundError)
                 else f"cannot read the profile file ({exc.strerror})"
             )
+            if isinstance(exc, FileNotFoundError) and any(
+                part.startswith("~") for part in self.path.parts
+            ):
+                fix += (
+                    " (~ is not your home directory here: neither mtls nor WSO2 expands "
+                    "it; write the full path, or expand it with os.path.expanduser)"
+                )
             raise ProfileConfigError(f"{self.path}: {what}: {fix}", path=self.path) from None
         profiles = parse_profiles_xml(
             data,
@@ -345,8 +352,9 @@ class SSLProfileSet:
             ValueError: ``reload_interval`` or ``settle_delay`` out of range (as for
                 the constructor).
         """
-        check_path_text(os.fspath(path), setting="the profile file path")
-        xml_path = Path(os.path.abspath(path))
+        text = os.fsdecode(path)  # a str, bytes or a path object, as the stores take
+        check_path_text(text, setting="the profile file path")
+        xml_path = Path(os.path.abspath(text))
         home = _home(base_dir)
         if secret_resolver is None:  # the estate's own secure vault, when it has one
             from ._vault import SecureVault  # noqa: PLC0415 - its ciphers only when used
@@ -878,7 +886,8 @@ class SSLProfileSet:
             ProfileUnavailableError: the profile that names this backend has not
                 loaded; its ``cause`` says why (also ``__cause__``).
             TypeError: ``port`` is not an ``int`` (text from ``os.environ``: it could
-                never match).
+                never match). A number equal to an int (``8443.0``, ``True``) is looked
+                up as that int, as a dict key is.
             ValueError: ``host`` has a port in it (``backend:8243``).
         """
         if server_hostname is not None and normalize_host(server_hostname) == normalize_host(host):

@@ -715,6 +715,19 @@ def _store(
                 "in the StoreConfig, not as arguments"
             )
         return given
+    if not isinstance(given, str | os.PathLike):
+        # os.fspath's "expected str, bytes or os.PathLike object, not NoneType" named
+        # neither the argument nor what to give.
+        raise TypeError(
+            f"the {role} must be a path (str or os.PathLike) or a StoreConfig, not "
+            f"{type(given).__name__}"
+            + (
+                ": a mutual-TLS server verifies its clients' certificates against a "
+                "truststore: give the path of the one that holds their CA"
+                if given is None and role == "truststore"
+                else ""
+            )
+        )
     return StoreConfig(
         location=Path(os.path.abspath(given)),
         password=_as_secret(password),
@@ -783,6 +796,8 @@ class RotatingServerContext:
         KeyEntryError: no usable key entry (or several and no ``alias``).
         ValueError: ``reload_interval`` or ``settle_delay`` out of range, or
             passwords given beside a :class:`~mtls.StoreConfig`.
+        TypeError: a ``keystore`` or ``truststore`` that is neither a path nor a
+            :class:`~mtls.StoreConfig` (``None`` included).
     """
 
     _engine: Engine[ServerSnapshot] | None = None  # repr() and close() work at every stage

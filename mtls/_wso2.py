@@ -598,6 +598,17 @@ def _slices(size: int) -> list[tuple[int, int]]:
     return out
 
 
+_TOML_TABLE = re.compile(rb"^\s*\[\[?[A-Za-z0-9_.\"' -]+\]\]?\s*(#.*)?$", re.MULTILINE)
+
+
+def _looks_like_toml(data: bytes) -> bool:
+    """Whether a document that is no XML starts as TOML does: a ``[table]`` header
+    among its first lines (the first thing after comments and blank lines is no
+    ``<``)."""
+    head = data[:4096].lstrip()
+    return not head.startswith(b"<") and _TOML_TABLE.search(head) is not None
+
+
 def parse_profiles_xml(
     data: bytes,
     *,
@@ -676,9 +687,15 @@ def parse_profiles_xml(
         # expat's reason names the kind of fault, never the document's text.
         code: object = getattr(exc, "code", None)
         reason = pyexpat.ErrorString(code) if isinstance(code, int) else None
+        fix = (
+            "this looks like TOML (deployment.toml), not a profile file: read it with "
+            "SSLProfileSet.from_deployment_toml (`mtls check --deployment-toml FILE`)"
+            if _looks_like_toml(data)
+            else "fix the file"
+        )
         raise ProfileConfigError(
             f"{path}: not well-formed XML at line {line}, column {column}"
-            f"{f' ({reason})' if reason else ''}: fix the file",
+            f"{f' ({reason})' if reason else ''}: {fix}",
             path=path,
         ) from None
     except LookupError:  # <?xml encoding="..."?> names an encoding Python does not have

@@ -38,7 +38,7 @@ from ._common import (
     os_error_message,
     remember_argv_secrets,
 )
-from ._parser import build_parser, command, keytool_spelling
+from ._parser import build_parser, command, commands_of, keytool_spelling
 
 __all__ = ["main"]
 
@@ -93,12 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     out = Output(no_color="--no-color" in args)
     try:
-        namespace = build_parser().parse_args(keytool_spelling(expand_password_sources(args)))
+        parser = build_parser()
+        namespace = parser.parse_args(keytool_spelling(expand_password_sources(args)))
         run = getattr(namespace, "run", None)
         if run is None:
             raise CLIError(
-                "choose a command: genkey, export, import, list, delete, convert, check, probe, "
-                "serve, demo (see 'mtls --help')",
+                f"choose a command: {', '.join(commands_of(parser))} (see 'mtls --help')",
                 code=EXIT_USAGE,
             )
         from ._logs import captured_logs  # noqa: PLC0415 - a command runs: not for --help

@@ -271,6 +271,15 @@ def keytool_spelling(args: list[str]) -> list[str]:
     return args
 
 
+def commands_of(parser: argparse.ArgumentParser) -> list[str]:
+    """The commands ``parser`` takes, as ``mtls --help`` lists them (aliases, such
+    as keytool's spellings, left out)."""
+    for action in parser._actions:  # argparse keeps its subcommands only there
+        if isinstance(action, argparse._SubParsersAction):
+            return [choice.dest for choice in action._choices_actions]
+    return []
+
+
 def build_parser() -> Parser:
     """The ``mtls`` parser with every subcommand."""
     parser = Parser(

@@ -2662,3 +2662,73 @@ def test_an_ipv6_backend_written_as_wso2_names_it_is_served(tmp_path, pki, caplo
 
     with pytest.raises(ProfileConfigError, match="has no port"):
         parse_server("2001:db8::10:443", path="p.xml")
+
+
+def test_brackets_around_a_name_are_said_and_around_no_address_refused(tmp_path, pki, caplog):
+    """'[orders.internal]:8443' never matches in WSO2 (its lookup key has no
+    brackets) and loaded in silence, check passing it; '[zz::1]:443' and '[a.test:]:443'
+    were taken as hosts nothing could ever look up (h185). The twin: an IPv6 address in
+    brackets loads with nothing said."""
+    from mtls._config import parse_server
+
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert parse_server("[orders.internal]:8443", path="p.xml") == ("orders.internal", 8443)
+        assert parse_server("[10.0.0.5]:443", path="p.xml") == ("10.0.0.5", 443)
+    assert caplog.text.count("brackets are for IPv6 addresses") == 2
+    caplog.clear()
+    for entry in ("[zz::1]:443", "[a.test:]:443"):
+        with pytest.raises(ProfileConfigError, match="in brackets is not an IPv6 address"):
+            parse_server(entry, path="p.xml")
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        assert parse_server("[2001:db8::10]:443", path="p.xml") == ("2001:db8::10", 443)
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("entry", "hint"),
+    [
+        ("a.test : 443", "write a.test:443"),
+        ("a.test:", "write a.test:443;"),
+        ("host:8443:", "write host:port, one host and its port"),
+        ("2001:db8:0:0:0:0:0:10:99999", "write [2001:db8:0:0:0:0:0:10]:443;"),
+    ],
+)
+def test_the_spelling_suggested_for_a_bad_entry_is_one_that_loads(entry, hint):
+    """'a.test : 443' was told to write 'a.test :443' (refused again), 'a.test:' to
+    write '[a.test:]:443' (no address in brackets), a nine-group address with a bad
+    port '[2001:db8:0:0:0:0:0:10:99999]:443' (h185). Each suggestion now loads."""
+    from mtls._config import parse_server
+
+    with pytest.raises(ProfileConfigError) as info:
+        parse_server(entry, path="p.xml")
+    assert hint in str(info.value)
+    written = hint.split("write ")[1].rstrip(";")
+    if written.startswith(("a.test", "[")):
+        parse_server(written, path="p.xml")  # the suggestion itself loads
+
+
+@pytest.mark.parametrize("port", [True, 8443.0, "8443", None])
+def test_a_server_tuple_takes_an_int_port_only(port):
+    """(host, True) was port 1 and (host, 8443.9) port 8443; ("a.test", "8443") was read
+    as 8443 (h185). The twin: an int."""
+    with pytest.raises(ProfileConfigError, match=r"is not a host \(str\) and a port \(int\)"):
+        SSLProfile(servers=(("a.test", port),))
+    assert SSLProfile(servers=(("a.test", 8443),)).servers == (("a.test", 8443),)
+
+
+def test_from_xml_takes_the_path_forms_the_stores_take_and_says_what_a_file_is(tmp_path, pki):
+    """bytes made a TypeError from inside the path check, '~' got no word about the home
+    directory, and a deployment.toml got "not well-formed XML: fix the file" (h185)."""
+    xml = write_xml(tmp_path, profile("a.test:443", pki["gw1"], pki["trust"]))
+    with SSLProfileSet.from_xml(os.fsencode(xml), reload_interval=None) as profiles:
+        assert profiles.context_for("a.test", 443) is not None
+    with pytest.raises(ProfileConfigError, match="~ is not your home directory here"):
+        SSLProfileSet.from_xml(tmp_path / "~" / "sslprofiles.xml")
+    toml = tmp_path / "deployment.toml"
+    toml.write_text('# a comment\n\n[keystore.tls]\nfile_name = "wso2carbon.jks"\n')
+    with pytest.raises(ProfileConfigError, match=r"this looks like TOML.*from_deployment_toml"):
+        SSLProfileSet.from_xml(toml)
+    junk = tmp_path / "junk.xml"
+    junk.write_text("not xml [at all]")  # the twin: no TOML table, the plain advice
+    with pytest.raises(ProfileConfigError, match=r"not well-formed XML.*: fix the file"):
+        SSLProfileSet.from_xml(junk)

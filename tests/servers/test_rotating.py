@@ -131,6 +131,20 @@ def test_a_withdrawal_is_installed_even_when_what_it_keeps_is_out_of_date(
         refused(port, estate.client())  # the withdrawn CA's client is turned away
 
 
+def test_a_store_that_is_no_path_is_named(estate: Estate) -> None:
+    """RotatingServerContext(keystore, None) raised os.fspath's "expected str, bytes or
+    os.PathLike object, not NoneType", naming neither the argument nor the fix (h185).
+    The twin: the two paths."""
+    with pytest.raises(TypeError, match=r"the truststore must be a path .* not NoneType: a "):
+        mtls.RotatingServerContext(estate.keystore, None, password=PASSWORD)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"the keystore must be a path .* not int$"):
+        mtls.RotatingServerContext(3, estate.truststore, password=PASSWORD)  # type: ignore[arg-type]
+    with mtls.RotatingServerContext(
+        estate.keystore, estate.truststore, password=PASSWORD, reload_interval=None
+    ) as rotating:
+        assert rotating.context is not None
+
+
 def test_a_wrong_password_for_both_stores_names_the_keystore(estate: Estate) -> None:
     """password= that opens neither store: the error named the truststore, with the
     hint to pass truststore_password=, which would not have helped. The keystore's
