@@ -805,7 +805,8 @@ class Keystore(_StoreBase):
                 )
             raise KeyEntryError(
                 f"{where} has {count} key entries ({_listed(self.key_aliases)}): "
-                "choose one with alias=",
+                "choose one with alias= (the command line's --alias; a profile's "
+                "<KeyAlias>)",
                 path=self.path,
             )
         entry_or_none = self._entries.key(alias)

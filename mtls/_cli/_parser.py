@@ -704,6 +704,10 @@ def build_parser() -> Parser:
     )
     _keystore_option(serve, "the backend's identity")
     serve.add_argument(
+        "--alias", "-alias",
+        help="the key entry to serve, when the keystore holds several",
+    )  # fmt: skip
+    serve.add_argument(
         "--truststore", required=True, metavar="FILE",
         help="who may connect: the client certificates or their CAs",
     )  # fmt: skip

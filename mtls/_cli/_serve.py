@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             password=password,
             key_password=optional_key_password(args),
             truststore_password=truststore_password(args, password),
+            alias=args.alias,
             require_client_cert=not args.no_client_cert,
             alpn_protocols=["http/1.1"],
             reload_interval=interval,

@@ -490,6 +490,12 @@ async def _aclose_each(
     await asyncio.shield(task)
 
 
+# Mount patterns that take every https:// URL (httpx's URLPattern: a scheme, "all"
+# for any, and "" or "*" for any host): a transport mounted there serves every backend,
+# and no profile would ever be used.
+_EVERY_HTTPS = frozenset({"all://", "all://*", "https://", "https://*"})
+
+
 def _split_client_kwargs(
     client_kwargs: dict[str, Any], name: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -497,6 +503,13 @@ def _split_client_kwargs(
         if refused in client_kwargs:
             why = _REFUSED.get(refused, "the mTLS transport is the client's transport")
             raise TypeError(f"{name}() does not take {refused}=: {why}")
+    for pattern, mounted in (client_kwargs.get("mounts") or {}).items():
+        if mounted is not None and str(pattern).lower() in _EVERY_HTTPS:
+            raise TypeError(
+                f"{name}() does not take a transport mounted for {pattern!r}: it would serve "
+                "every https:// URL, and no profile would be used; mount transports "
+                "for the origins that need no profile ('https://api.example.com')"
+            )
     transport_kwargs = {k: client_kwargs.pop(k) for k in _TRANSPORT_OPTIONS if k in client_kwargs}
     if "trust_env" in transport_kwargs:
         client_kwargs["trust_env"] = transport_kwargs["trust_env"]
@@ -573,7 +586,9 @@ def client(
             ``proxy`` and ``trust_env`` configure the transport. (Given to
             ``httpx.Client`` next to ``transport=``, httpx ignores the others, and
             routes every URL around the transport through a proxy of its own for
-            ``proxy``: no profile is used at all.)
+            ``proxy``: no profile is used at all.) ``mounts`` are httpx's: a URL a
+            mount matches goes through that transport, with no profile; one for
+            every ``https://`` URL (``"https://"``, ``"all://"``) is refused.
 
     Without ``proxy=``, and unless ``trust_env=False``, the environment's proxies
     apply as they do to ``httpx.Client()``: ``HTTPS_PROXY``, ``HTTP_PROXY``,
@@ -587,7 +602,8 @@ def client(
         The client; closing it closes the transport (not the profile set).
 
     Raises:
-        TypeError: ``verify=``, ``cert=`` or ``transport=``, or an unknown argument.
+        TypeError: ``verify=``, ``cert=`` or ``transport=``, a transport mounted for
+            every ``https://`` URL, or an unknown argument.
     """
     transport_kwargs, rest = _split_client_kwargs(dict(client_kwargs), "client")
 
@@ -616,7 +632,8 @@ def async_client(
         The client; closing it closes the transport (not the profile set).
 
     Raises:
-        TypeError: ``verify=``, ``cert=`` or ``transport=``, or an unknown argument.
+        TypeError: ``verify=``, ``cert=`` or ``transport=``, a transport mounted for
+            every ``https://`` URL, or an unknown argument.
     """
     transport_kwargs, rest = _split_client_kwargs(dict(client_kwargs), "async_client")
 

@@ -43,11 +43,11 @@ def flow(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def start_serve(flow: Path) -> subprocess.Popen[str]:
+def start_serve(flow: Path, *extra: str) -> subprocess.Popen[str]:
     """``mtls serve`` on a free port, in the background, with the flow's stores."""
     return subprocess.Popen(
         [sys.executable, "-m", "mtls", "serve", "--keystore", "backend.jks", "--truststore",
-         "backend-trust.jks", "--port", "0"],
+         "backend-trust.jks", "--port", "0", *extra],
         cwd=flow, env={**os.environ, "MTLS_STORE_PASSWORD": PASSWORD}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -99,6 +99,28 @@ def test_serve_and_probe(flow: Path) -> None:
     assert server.returncode == 0, err
     assert "stopped" in out
     assert PASSWORD not in out + err
+
+
+def test_serve_serves_the_key_entry_alias_names(flow: Path) -> None:
+    """A keystore with two key entries could not be served: the error said "choose one
+    with alias=", and serve had no --alias (h185). The twin: without it, refused with the
+    option named."""
+    done = mtls("genkey", "--keystore", "backend.jks", "--alias", "other", "--dname",
+                "CN=other", "--key-type", "EC", cwd=flow)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    refused = mtls("serve", "--keystore", "backend.jks", "--truststore", "backend-trust.jks",
+                   "--port", "0", cwd=flow)  # fmt: skip
+    assert refused.returncode == 1 and "has 2 key entries" in refused.stderr
+    assert "--alias" in refused.stderr
+    server = start_serve(flow, "--alias", "backend")
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert "listening on" in first, first + (server.stderr.read() if server.poll() else "")
+        server.stdout.readline()
+        assert "serving CN=localhost" in server.stdout.readline()
+    finally:
+        stop(server, ctrl_c())
 
 
 def test_serve_follows_its_truststore(flow: Path) -> None:

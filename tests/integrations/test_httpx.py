@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 import ssl
 import sys
 import threading
@@ -123,6 +124,20 @@ def test_verify_and_cert_are_refused(profiles, transport, argument):
 def test_unknown_transport_arguments_fail_at_construction(profiles):
     with pytest.raises(TypeError):
         MTLSTransport(profiles, no_such_option=1)
+
+
+@pytest.mark.parametrize("make", [client, async_client])
+@pytest.mark.parametrize("pattern", ["https://", "all://", "all://*", "HTTPS://*"])
+def test_a_transport_mounted_for_every_https_url_is_refused(profiles, backends, make, pattern):
+    """mounts={"https://": httpx.HTTPTransport()} routed every backend around the
+    profile set (no client certificate: the backend refused), where transport= is
+    refused for that (h185). The twin: a mount for one origin is the user's to make,
+    and the other backends keep their profiles."""
+    with pytest.raises(TypeError, match=f"a transport mounted for '{re.escape(pattern)}'"):
+        make(profiles, mounts={pattern: httpx.HTTPTransport()})
+    elsewhere = {"https://api.example.com": httpx.HTTPTransport(), "https://": None}
+    with client(profiles, mounts=elsewhere) as http:
+        assert http.get(backends.url("c")).json()["client_cn"] == "client-c"
 
 
 @pytest.mark.parametrize("argument", ["verify", "cert", "transport"])
