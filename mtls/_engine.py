@@ -103,6 +103,28 @@ from ._secret import settled
 
 #: The longest ``close()`` waits for a check in progress (seconds); see its docstring.
 CLOSE_TIMEOUT = 1.0
+# When the interpreter's exit began closing what was left open: every close at exit
+# shares one CLOSE_TIMEOUT from there (see close_finalized).
+_EXIT_STARTED: list[float] = []
+
+
+def close_finalized(engine: Engine[Any]) -> None:
+    """``weakref.finalize``'s callback for an engine's owner (a profile set, a rotating
+    server context), collected or left open at exit: :meth:`Engine.close`.
+
+    At interpreter exit (the main thread has ended: ``weakref.finalize`` runs what is
+    left then), the engines' closes share one :data:`CLOSE_TIMEOUT`: each waited up to
+    its own, one after another, so 30 sets whose callback was stuck held the exit
+    30 s (h184). Their threads are daemon threads, which the exit ends anyway.
+    """
+    if threading.main_thread().is_alive():
+        engine.close()
+        return
+    if not _EXIT_STARTED:
+        _EXIT_STARTED.append(time.monotonic())
+    engine.close(max(0.0, _EXIT_STARTED[0] + CLOSE_TIMEOUT - time.monotonic()))
+
+
 #: How often the first load tries again when it catches a file mid-write.
 FIRST_ATTEMPTS = 3
 
@@ -258,6 +280,8 @@ class Engine(Generic[S]):
         self._stop = threading.Event()
         self._reader = FileReader()
         self._lock = threading.Lock()
+        # Whether this thread is in a check (see check: a signal handler's reload()).
+        self._here = threading.local()
         self._notifier = Notifier(f"{name}-notify")
         self._relay = LogRelay(f"{name}-log")
         self._subscribers = Subscribers(self._notifier)
@@ -356,6 +380,13 @@ class Engine(Generic[S]):
             KeyboardInterrupt, SystemExit: raised by the plan (a secret resolver) or
                 a subscriber during this call (recorded first, like any other failure).
         """
+        here = self._here
+        if getattr(here, "checking", False):
+            # A signal handler that called reload() while this thread was checking
+            # (Python runs handlers on the main thread, between two steps of whatever
+            # it was doing) waited for the lock this thread holds, for ever (h184):
+            # the check under way goes on instead, and applies what changed.
+            return False
         deadline: float | None = None  # a quiet check logs nothing: no wait to bound yet
         changed = False
         if force or not self._quiet():
@@ -400,14 +431,18 @@ class Engine(Generic[S]):
             try:
                 then = watcher(snapshot)
             except BaseException as exc:
-                owed.append(functools.partial(_watcher_raised, exc))
                 if not in_thread and isinstance(exc, _INTERRUPTS):
+                    # The caller's Ctrl-C (or exit): raised to it, not logged as a
+                    # watcher's fault it carries on from (h184).
                     raised = exc
                     break
+                owed.append(functools.partial(_watcher_raised, exc))
                 continue
             if then is not None:
                 owed.append(then)
         if not owed:
+            if raised is not None:
+                raise raised
             return  # the common case: nothing to say, no logging held
         if deadline is None:
             deadline = time.monotonic() + CLOSE_TIMEOUT
@@ -420,9 +455,10 @@ class Engine(Generic[S]):
                     try:
                         then()
                     except BaseException as exc:
-                        _watcher_raised(exc)
-                        if not in_thread and isinstance(exc, _INTERRUPTS) and raised is None:
-                            raised = exc
+                        if not in_thread and isinstance(exc, _INTERRUPTS):
+                            raised = raised or exc  # the caller's, raised once all ran
+                        else:
+                            _watcher_raised(exc)
         finally:
             self._hand_over(records, in_thread, None, deadline)
         if raised is not None:
@@ -433,19 +469,24 @@ class Engine(Generic[S]):
         the stat its bytes were last used with, and nothing is pending, failed or due
         (or the engine is closed); False when :meth:`_full` must look. One stat per
         file under the lock: no Reading is made, nothing can log."""
-        with self._lock:
-            if self._stop.is_set():
-                return True  # closed: publish nothing more
-            old = self.snapshot
-            if old.pending or old.errors or _due(old):
-                return False
-            self.checking_since = time.monotonic()  # a stat on a hung mount is a stall
-            try:
-                return self._reader.unmoved(old.watched)
-            except Exception:
-                return False
-            finally:
-                self.checking_since = None
+        here = self._here
+        here.checking = True  # from before the lock is asked for: see check
+        try:
+            with self._lock:
+                if self._stop.is_set():
+                    return True  # closed: publish nothing more
+                old = self.snapshot
+                if old.pending or old.errors or _due(old):
+                    return False
+                self.checking_since = time.monotonic()  # a stat on a hung mount is a stall
+                try:
+                    return self._reader.unmoved(old.watched)
+                except Exception:
+                    return False
+                finally:
+                    self.checking_since = None
+        finally:
+            here.checking = False
 
     def _full(self, in_thread: bool, force: bool, deadline: float) -> bool:
         """A check that reads what moved: whether it applied a change. Raises what
@@ -508,6 +549,19 @@ class Engine(Generic[S]):
 
     def _apply(
         self, force: bool = False
+    ) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
+        """:meth:`_apply_locked`, this thread marked as in it from before it asks for
+        the lock until after it lets go (see :meth:`check`; a subscriber's reload(),
+        run after, checks as any caller's does)."""
+        here = self._here
+        here.checking = True
+        try:
+            return self._apply_locked(force)
+        finally:
+            here.checking = False
+
+    def _apply_locked(
+        self, force: bool
     ) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
         """One check under the lock: whether it applied a change, what escaped the
         plan (kept as its error; :meth:`_check` re-raises an interrupt), and what
@@ -674,7 +728,7 @@ class Engine(Generic[S]):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self) -> None:
+    def close(self, within: float | None = None) -> None:
         """Stop the thread. Idempotent; :attr:`snapshot` stays readable.
 
         Returns at once when the thread is waiting for its next check, and within
@@ -682,17 +736,23 @@ class Engine(Generic[S]):
         safe point and publishes nothing), or a callback is running on the
         notification thread (what is queued behind it is not delivered); then waits
         up to :data:`CLOSE_TIMEOUT` seconds more for the log records of earlier checks
-        to be handled (a blocked handler's wait no longer).
+        to be handled (a blocked handler's wait no longer). ``within``: all of that
+        waits this many seconds at most, together (see :func:`close_finalized`).
         :meth:`check` does nothing afterwards.
         """
         self._stop.set()  # from here on, no check publishes or queues anything
+        end = None if within is None else time.monotonic() + within
+
+        def wait() -> float:
+            return CLOSE_TIMEOUT if end is None else max(0.0, end - time.monotonic())
+
         # A delivery under way ends with the callback it is in.
         self._subscribers.drop_queued()
         if self._timer is not None:
-            self._timer.close(CLOSE_TIMEOUT)
+            self._timer.close(wait())
         self._subscribers.drop_queued()  # (what a check queued just before the stop)
-        self._notifier.close(CLOSE_TIMEOUT)
-        self._relay.close(CLOSE_TIMEOUT)
+        self._notifier.close(wait())
+        self._relay.close(wait())
 
     @property
     def closed(self) -> bool:

@@ -524,12 +524,17 @@ class Health(Generic[S]):
         # set under gRPC's server_credentials, which presents a server's.
         self.identity = "client certificate"
         self._clock = clock
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (run on the main thread between two steps of
+        # whatever it was doing) that asks status() while that thread judges here
+        # waited for this lock for ever (h184). A judging it starts then is skipped
+        # (see _judging): the next check judges.
+        self._lock = threading.RLock()
+        self._judging = False
         # Callbacks one at a time, whichever thread delivers (the notification
         # thread's events, and those reload() or check_health() find meanwhile).
         # (Re-entrant: a callback may call check_health().)
         self._delivering = threading.RLock()
-        renew_attributes_after_fork(self, "_lock")
+        renew_attributes_after_fork(self, "_lock", new=threading.RLock)
         renew_attributes_after_fork(self, "_delivering", new=threading.RLock)
         self._callbacks: list[HealthCallback] = []
         #: Where callbacks run when a check on the reload thread evaluates (set by the
@@ -578,12 +583,14 @@ class Health(Generic[S]):
         records: list[logging.LogRecord] = []
         try:
             with self._lock:  # one turn of the lock for both: this runs after every check
+                if self._judging:  # this thread's own judging, interrupted: see __init__
+                    return None
                 grew = self._generation is not None and snapshot.generation != self._generation
                 self._generation = snapshot.generation
                 # A check that applied something is "changed", even when another file was
                 # refused (judged apart): "failed" is a check that applied nothing.
                 self._counts[0 if grew else 2 if snapshot.errors else 1] += 1
-                events = self._judge(snapshot, records)
+                events = self._judge_marked(snapshot, records)
                 if not events and not records:
                     return None
                 callbacks = list(self._callbacks) if events else []
@@ -607,6 +614,14 @@ class Health(Generic[S]):
         emit(records)  # with the caller's held records, when it holds them
         self._announce(events, callbacks)
 
+    def _judge_marked(self, snapshot: S, records: list[logging.LogRecord]) -> list[HealthEvent]:
+        """:meth:`_judge`, marked as under way (under the lock)."""
+        self._judging = True
+        try:
+            return self._judge(snapshot, records)
+        finally:
+            self._judging = False
+
     def start(self, snapshot: S) -> None:
         """Remember the first snapshot's generation (the first load is not a check)."""
         with self._lock:
@@ -623,7 +638,9 @@ class Health(Generic[S]):
         records: list[logging.LogRecord] = []
         try:
             with self._lock:
-                events = self._judge(snapshot, records)
+                if self._judging:  # this thread's own judging, interrupted: see __init__
+                    return ()
+                events = self._judge_marked(snapshot, records)
                 callbacks = list(self._callbacks)
         finally:
             emit(records)  # outside the lock; said even when judging failed

@@ -36,7 +36,7 @@ from ._config import (
 )
 from ._context import LOCALHOST_NAMES
 from ._deployment import DeploymentSettings, parsed_once, read_deployment_toml
-from ._engine import Callback, Engine, check_seconds
+from ._engine import Callback, Engine, check_seconds, close_finalized
 from ._errors import MTLSError, ProfileConfigError, with_more
 from ._files import cannot_read_fix
 from ._health import (
@@ -611,7 +611,7 @@ class SSLProfileSet:
         self._health.notifier = engine.notifier
         engine.watch(self._health.watch)
         self._engine = engine
-        weakref.finalize(self, engine.close)
+        weakref.finalize(self, close_finalized, engine)
 
     @classmethod
     def _presenting(cls, identity: str, *args: Any, **kwargs: Any) -> Self:

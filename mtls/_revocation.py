@@ -94,6 +94,7 @@ from ._fetch import without_userinfo as _without_userinfo
 from ._fork import renew_attributes_after_fork
 from ._log import log
 from ._types import Mode, Status, hex_serial
+from ._workers import DaemonWorkers
 
 #: Largest OCSP response read: 64 KiB (a real one is 1 to 4 KiB, with its responder certificate).
 MAX_OCSP_BYTES = 64 * 1024
@@ -385,7 +386,7 @@ class RevocationChecker:
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_gates", new=dict)
         # Its threads do not exist in a child (a pool copied would wait for them).
-        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers: DaemonWorkers | None = None
         renew_attributes_after_fork(self, "_workers", new=lambda: None)
         self._warned: set[tuple[int, str, _dt.datetime | None]] = set()
         # Certificates last found undetermined: an answer for one is logged once.
@@ -810,14 +811,21 @@ class RevocationChecker:
         return error
 
     def _submit(self, check: Callable[[], None]) -> concurrent.futures.Future[None]:
-        """Run ``check`` on the checker's own worker threads (see :class:`OwedCheck`)."""
+        """Run ``check`` on the checker's own worker threads (see :class:`OwedCheck`):
+        daemon threads, so that a check waiting on a hung responder does not hold the
+        interpreter's exit (a thread pool's are joined there, h184).
+
+        Raises:
+            RuntimeError: no thread could be started, and none runs to take it.
+        """
         with self._lock:
             if self._workers is None:
-                self._workers = concurrent.futures.ThreadPoolExecutor(
-                    OWED_CHECK_WORKERS, thread_name_prefix="mtls-revocation"
-                )
+                self._workers = DaemonWorkers(OWED_CHECK_WORKERS, "mtls-revocation")
             workers = self._workers
-        return workers.submit(check)
+        future = workers.submit(check)
+        if future is None:
+            raise RuntimeError("can't start new thread for a revocation check")
+        return future
 
     def _fetch(self, url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
         """:func:`mtls._fetch.fetch`, counted; ``timeout`` is what is left of the check's

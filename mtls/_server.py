@@ -73,7 +73,15 @@ from ._build import (
 )
 from ._config import StoreConfig, _as_secret
 from ._context import build_server_context, store_at_fault
-from ._engine import Callback, Engine, Outcome, Problem, _first_line, check_seconds
+from ._engine import (
+    Callback,
+    Engine,
+    Outcome,
+    Problem,
+    _first_line,
+    check_seconds,
+    close_finalized,
+)
 from ._errors import KeystoreError, MTLSError, WrongPasswordError, together
 from ._fork import renew_attributes_after_fork
 from ._health import (
@@ -914,7 +922,7 @@ class RotatingServerContext:
         # Dropped without close(): its reload thread stops when it is collected (the
         # outer context refers to it through sni_callback, so while a server holds
         # the context it lives, and rotates).
-        weakref.finalize(self, engine.close)
+        weakref.finalize(self, close_finalized, engine)
 
     def _switch(self, ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
         # The hot path: the published snapshot read, the connection's resumption flag

@@ -39,7 +39,6 @@ each client would otherwise do to them.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -55,6 +54,7 @@ from .._engine import WeakSubscriber
 from .._errors import MTLSError
 from .._fork import renew_attributes_after_fork
 from .._log import log
+from .._workers import DaemonWorkers
 
 if TYPE_CHECKING:
     from .._profiles import SSLProfileSet
@@ -85,63 +85,11 @@ OFF_LOOP_TRIES = 3
 MAX_BUILDERS = 8
 
 
-class _Builders:
-    """The threads that build contexts for the async integrations, shared by every
-    set: started as builds come (up to :data:`MAX_BUILDERS`; one build does not wait
-    for another's unless that many run), ended when none is left, and daemon threads,
-    so that a build under way does not hold up the interpreter's exit."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self._queue: collections.deque[tuple[concurrent.futures.Future[None], Callable[[], object]]]
-        self._queue = collections.deque()
-        self._threads = 0
-        self._started = 0
-
-    def submit(self, work: Callable[[], object]) -> concurrent.futures.Future[None] | None:
-        """``work`` run on a builder thread (under :attr:`lock`); ``None`` when no
-        thread can be started and none runs to take it."""
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        item = (future, work)
-        self._queue.append(item)
-        if self._threads < MAX_BUILDERS:
-            self._started += 1
-            thread = threading.Thread(
-                target=self._run, name=f"mtls-context-build-{self._started}", daemon=True
-            )
-            try:
-                thread.start()
-            except RuntimeError:  # "can't start new thread"
-                if not self._threads:  # nobody would ever take it
-                    self._queue.remove(item)
-                    log.debug("no thread to build a context off the event loop", exc_info=True)
-                    return None
-            else:
-                self._threads += 1
-        return future
-
-    def _run(self) -> None:
-        while True:
-            with self.lock:
-                if not self._queue:
-                    self._threads -= 1
-                    return
-                future, work = self._queue.popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                work()
-            except BaseException as exc:  # to every request waiting for it
-                future.set_exception(exc)
-            else:
-                future.set_result(None)
-
-
-_BUILDERS = _Builders()
-# A forked child has none of the parent's threads, nor its queue: a new, idle one.
-renew_attributes_after_fork(_BUILDERS, "lock")
-renew_attributes_after_fork(_BUILDERS, "_queue", new=collections.deque)
-renew_attributes_after_fork(_BUILDERS, "_threads", new=int)
+#: The threads that build contexts for the async integrations, shared by every set:
+#: started as builds come (up to :data:`MAX_BUILDERS`; one build does not wait for
+#: another's unless that many run), ended when none is left, and daemon threads, so
+#: that a build under way does not hold up the interpreter's exit.
+_BUILDERS = DaemonWorkers(MAX_BUILDERS, "mtls-context-build")
 
 
 def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
@@ -166,7 +114,7 @@ def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
             return found
         for stale in [k for k in served.pending if k[0] != pid]:
             del served.pending[stale]  # a parent's, copied by a fork: never to end here
-        future = _BUILDERS.submit(lambda: run(missing.build))
+        future = _BUILDERS.submit_locked(lambda: run(missing.build))
         if future is None:
             return None
         served.pending[key] = future

@@ -27,7 +27,7 @@ from mtls import RevocationPolicy, RevocationUnknownError, SSLProfile, SSLProfil
 from mtls.integrations import httpx as mtls_httpx
 from mtls.integrations.aiohttp import MTLSClientSession
 from mtls.testing import CA
-from tests._helpers import PASSWORD, read_head, write_trust
+from tests._helpers import PASSWORD, python_within, read_head, write_trust
 from tests.integrations.test_revocation_hooks import CountingHTTPS
 
 
@@ -304,3 +304,39 @@ def test_an_owed_check_runs_in_the_callers_context(env: Env, client: str) -> Non
     finally:
         logger.removeFilter(tag)
     assert seen == ["req-42"]
+
+
+_EXIT_DURING_A_CHECK = """
+import asyncio, socket, sys, tempfile, threading
+import httpx, mtls
+from mtls.testing import CA, MTLSServer, write_profiles_file
+from mtls.integrations.httpx import AsyncMTLSTransport
+
+hang = socket.socket(); hang.bind(("127.0.0.1", 0)); hang.listen(8)  # never answers
+url = f"http://127.0.0.1:{hang.getsockname()[1]}"
+ca = CA(ocsp_url=url + "/", crl_url=url + "/ca.crl")
+server = MTLSServer(ca.issue_cert("localhost", "127.0.0.1"), client_ca=ca).start()
+xml = write_profiles_file(tempfile.mkdtemp(), server, identity=ca.issue_cert("client"), ca=ca)
+policy = mtls.RevocationPolicy(timeout=300, check_timeout=300)
+profiles = mtls.SSLProfileSet.from_xml(xml, revocation=policy)
+
+async def request():
+    async with httpx.AsyncClient(transport=AsyncMTLSTransport(profiles)) as http:
+        await http.get(server.url)
+
+threading.Thread(target=lambda: asyncio.run(request()), daemon=True).start()
+accepted, _ = hang.accept()  # the check is under way, on the checker's thread
+assert any(t.name.startswith("mtls-revocation") for t in threading.enumerate())
+profiles.close()
+print("main ends", flush=True)
+"""
+
+
+def test_the_interpreter_exits_while_an_owed_check_waits_on_a_hung_responder() -> None:
+    """The checker's threads were a ThreadPoolExecutor's, which the interpreter joins at
+    exit: a service stopping while a responder hung exited check_timeout late (10 s by
+    default, 300 s here; h184), close() or not. They are daemon threads now. The
+    bound is the subprocess's timeout, far below the check's."""
+    done = python_within(_EXIT_DURING_A_CHECK, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "main ends" in done.stdout
