@@ -511,7 +511,11 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
         if any(_missing_under(row, start) for row in report["profiles"]):
             out.line(
                 f"relative <Location> paths start from the base directory ({start}):"
-                " set --base-dir to the product home"
+                + (
+                    " is it the product home? (--base-dir)"
+                    if base
+                    else " set --base-dir to the product home"
+                )
             )
     elif _default_failed(report):
         out.line(

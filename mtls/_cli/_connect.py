@@ -135,7 +135,7 @@ def _request(tls: ssl.SSLSocket, target: Target, timeout: float) -> bytes:
     """Send one GET and read its answer, within ``timeout`` seconds in all: a server that
     trickles its answer a byte at a time raises :class:`TimeoutError` all the same,
     unless its status line has come (a streamed answer: what came is returned)."""
-    host = target.host if ":" not in target.host else f"[{target.host}]"
+    host = target.name if ":" not in target.name else f"[{target.name}]"
     if target.port != 443:
         host += f":{target.port}"
     deadline = time.monotonic() + timeout
@@ -236,7 +236,7 @@ def _fetch_unverified_chain(report: Report, timeout: float) -> None:
         return
     try:
         with context.wrap_socket(
-            raw, server_hostname=report.target.host, do_handshake_on_connect=False
+            raw, server_hostname=report.target.name, do_handshake_on_connect=False
         ) as tls:
             report.chain = _describe_chain(handshake_chain(tls))
             report.chain_from_unverified_handshake = True
@@ -269,7 +269,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
         with contextlib.suppress(OSError):
             report.address = str(raw.getpeername()[0])
         try:
-            tls = setup.context.wrap_socket(raw, server_hostname=target.host)
+            tls = setup.context.wrap_socket(raw, server_hostname=target.name)
         except RevocationError as exc:
             # The profile set's check refused the server right after the handshake.
             report.failure = revocation_failure(exc)
@@ -379,7 +379,7 @@ def _ask_over_h2(report: Report, timeout: float) -> None:
         return
     with raw:
         try:
-            tls = context.wrap_socket(raw, server_hostname=target.host)
+            tls = context.wrap_socket(raw, server_hostname=target.name)
         except (ssl.SSLError, OSError, ValueError, MTLSError):  # a revocation check's too
             return
         with tls:

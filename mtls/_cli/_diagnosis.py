@@ -92,6 +92,13 @@ class Target:
         """``host:port`` as written in ``<servers>``."""
         return format_server((normalize_host(self.host), self.port))
 
+    @property
+    def name(self) -> str:
+        """The name the certificate is checked against, sent as SNI and in ``Host:``:
+        the host, without an IPv6 zone (``fe80::1%eth0`` dials the address on that
+        link; the certificate names the address)."""
+        return self.host.partition("%")[0] if ":" in self.host else self.host
+
 
 # user:password@ in a URL, or in a message quoting its netloc.
 _USERINFO = re.compile(r"(?<=[/' ])[^/\s'@]*@")
@@ -124,6 +131,12 @@ def parse_target(url: str) -> Target:
         raise UsageError(f"{url}: {reason}") from exc
     assert origin is not None  # https or wss
     host, port = origin
+    zone_at = parts.netloc.rfind("%25")
+    if ":" in host and "]" in parts.netloc and zone_at > parts.netloc.rfind("@"):
+        # RFC 6874: a zone in a URL is written %25 (an escaped %); the socket takes
+        # it as fe80::1%eth0. It was kept as "%25..." and verified as part of the name.
+        address = parts.netloc[parts.netloc.index("[") + 1 : parts.netloc.index("]")]
+        host = address.replace("%25", "%", 1)
     if port == 0:  # dialled as 443 before, the profile of another port shown
         raise UsageError(f"{url}: port 0 is no server's port: give the backend's")
     if not host.isascii():

@@ -601,6 +601,10 @@ def build_parser() -> Parser:
         help="the new store",
     )  # fmt: skip
     convert.add_argument("--alias", "-srcalias", dest="alias", help="convert only this entry")
+    convert.add_argument(
+        "--dest-alias", "--destalias", "-destalias", dest="dest_alias", metavar="ALIAS",
+        help="with --alias: the entry's alias in --out (keytool -importkeystore -destalias)",
+    )  # fmt: skip
     existing = convert.add_mutually_exclusive_group()
     existing.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     existing.add_argument(

@@ -780,6 +780,11 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         to = "JKS" if found == "JKS" else "PKCS12"
     if to is None:
         raise UsageError("convert needs --to: PKCS12, JKS or PEM")
+    if args.dest_alias is not None and args.alias is None:
+        # keytool: "Illegal option: -destalias" unless -srcalias names the entry.
+        raise UsageError("--dest-alias renames the entry --alias picks: give --alias too")
+    if args.dest_alias == "":
+        raise UsageError("--dest-alias must not be empty")
     fmt = _sniff(source)
     if target.is_dir():  # before "exists: pass --force", which a directory cannot take
         raise CLIError(f"{target}: is a directory: give a file path; nothing was written")
@@ -843,6 +848,8 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         for other in store.aliases:
             if fold(other) != fold(args.alias):
                 store.remove(other)
+        if args.dest_alias is not None:
+            store.rename(args.alias, args.dest_alias)
     if to != "PEM" and not merge:
         check_new_password(out_password, str(target))
     if store.secret_keys:

@@ -811,6 +811,32 @@ def test_importkeystore_keystore_and_storepass_name_the_destination_as_in_keytoo
         mtls.Keystore.load(dest, PASSWORD)
 
 
+def test_importkeystore_destalias_renames_the_entry_as_keytool_does(
+    tmp_path: Path, seed: Seed, any_keytool: JDK
+) -> None:
+    """keytool -importkeystore -srcalias X -destalias Y copies X as Y (rc 0, listed as
+    y); mtls exited 2, "unrecognized arguments" (h185). The twins: -destalias without
+    -srcalias is refused, as keytool refuses it ("if alias not specified, destalias
+    and srckeypass must not be specified")."""
+    source = seed.dir / "gateway.jks"
+    ours, theirs = tmp_path / "ours.p12", tmp_path / "theirs.p12"
+    ok("-importkeystore", "-srckeystore", source, "-srcstorepass", PASSWORD, "-destkeystore",
+       ours, "-deststorepass", PASSWORD, "-srcalias", "gateway", "-destalias", "Edge-GW")  # fmt: skip
+    run_keytool(any_keytool, "-importkeystore", "-srckeystore", str(source), "-srcstorepass",
+                PASSWORD, "-destkeystore", str(theirs), "-deststorepass", PASSWORD,
+                "-srcalias", "gateway", "-destalias", "Edge-GW", "-noprompt")  # fmt: skip
+    listed = [keytool_list(any_keytool.keytool, path) for path in (ours, theirs)]
+    for text in listed:
+        assert "Alias name: edge-gw\n" in text and "Entry type: PrivateKeyEntry" in text
+        assert "Your keystore contains 1 entry" in text
+    (alias,) = mtls.Keystore.load(ours, PASSWORD).key_aliases
+    assert alias.lower() == "edge-gw"
+    refused = fails(2, "-importkeystore", "-srckeystore", source, "-srcstorepass", PASSWORD,
+                    "-destkeystore", tmp_path / "none.p12", "-deststorepass", PASSWORD,
+                    "-destalias", "x")  # fmt: skip
+    assert "give --alias too" in refused.stderr and not (tmp_path / "none.p12").exists()
+
+
 def test_a_store_with_secret_keys_is_refused_up_front_naming_them(
     tmp_path: Path, seed: Seed, any_keytool: JDK
 ) -> None:

@@ -85,6 +85,22 @@ def test_probe_succeeds_and_its_twin_fails_with_another_ca(ca, stores, capsys):
         assert kind_of(report) == "server_not_trusted"
 
 
+def test_probe_an_ipv6_address_with_a_zone_as_rfc_6874_writes_it(ca, stores, capsys):
+    """https://[::1%251]:PORT/ (RFC 6874: the zone's % escaped as %25) was dialled as
+    '::1%251' and verified as that name: "certificate is not valid for '::1%251'"
+    (h185). The zone picks the link; the certificate names the address. The twin: a
+    certificate without the address still fails, on the address."""
+    zone = socket.if_nametoindex("lo")
+    with MTLSServer(ca.issue_cert("localhost", "::1"), client_ca=ca, host="::1") as server:
+        code, report, _ = probe(f"https://[::1%25{zone}]:{server.port}/", stores, capsys)
+        assert code == 0, report
+        assert kind_of(report) == "None"
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca, host="::1") as server:
+        code, report, _ = probe(f"https://[::1%25{zone}]:{server.port}/", stores, capsys)
+        assert code == 1 and kind_of(report) == "hostname_mismatch", report
+        assert "'::1'" in report["error"]["message"] and "%25" not in report["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("when", "kind"),
     [("past", "server_cert_expired"), ("future", "server_cert_not_yet_valid")],

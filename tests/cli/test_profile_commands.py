@@ -387,7 +387,7 @@ def test_check_suggests_base_dir_only_for_a_missing_relative_location(ca, tmp_pa
     home = tmp_path / "home"
     home.mkdir()
     trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
-    hint = "set --base-dir to the product home"
+    hint = "is it the product home? (--base-dir)"  # given: it is not told to set it (h185)
     absolute = _xml(tmp_path / "abs.xml", _profile("a.test:443", tmp_path / "gone.jks", trust))
     assert main(["check", str(absolute), "--base-dir", str(home)]) == 1
     out = capsys.readouterr().out
@@ -404,6 +404,9 @@ def test_check_suggests_base_dir_only_for_a_missing_relative_location(ca, tmp_pa
     assert main(["check", str(carbon), "--base-dir", str(home)]) == 1
     out = capsys.readouterr().out
     assert "${carbon.home}/gone.jks: no such" in out and hint in out, out
+    # Without --base-dir, the working directory: told to set it.
+    assert main(["check", str(relative)]) == 1
+    assert "set --base-dir to the product home" in capsys.readouterr().out
 
 
 def test_a_certificate_not_valid_yet_is_flagged_as_an_expired_one_is(ca, tmp_path, capsys):
