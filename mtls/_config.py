@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import operator
 import os
 import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError, servers_shown
@@ -207,13 +208,14 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             # (eight groups, none compressed) and the port, without brackets.
             if host != (java := _java_text(host)):
                 log.warning(
-                    "%s: server %s: WSO2 matches an IPv6 address by Java's text for it, "
-                    "%s:%s, so it never matches there; mtls matches the address: write "
-                    "that",
+                    "%s: server %s: WSO2 matches an IPv6 address by Java's text for it%s, "
+                    "so it never matches there; mtls matches the address: write that",
                     path or "profile",
                     written or repr(text),
-                    java,
-                    port_text,
+                    # A placeholder's value is never shown (h187): the rule instead.
+                    " (eight groups of lower-case hexadecimal without leading zeros)"
+                    if written
+                    else f", {java}:{port_text}",
                 )
         elif (  # the usual entry, name:port, checked inline: this runs for every profile
             host
@@ -252,7 +254,8 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     if not port_text:
         if text.startswith("["):  # [v6] with its port missing or glued on: [::1]8443
             glued = rest.lstrip(":")
-            example = f"[{host}]:{glued if _port(glued) else 443}"
+            shown_host = f"[{host}]" if ":" in host else host.strip()  # brackets: IPv6 only
+            example = f"{shown_host}:{glued if _port(glued) else 443}"
         elif ":" in text:
             head, _, tail = text.rpartition(":")
             if is_ip_literal(text):
@@ -372,6 +375,12 @@ def _warn_respelled(host: str, normalized: str, path: str | None, shown: str) ->
             f"its zone is not part of the match: mtls serves {normalized} on every link "
             "with this profile (a second profile for the address on another link is "
             "refused as the same host)"
+        )
+    elif _DOTTED.fullmatch(normalized) and ":" in host:
+        reason = (
+            f"it is an IPv4-mapped IPv6 address, dialled as {normalized}, and mtls matches "
+            f"it so; WSO2 (Java) names that backend {normalized} too, so the entry never "
+            f"matches there: write {normalized}"
         )
     elif _DOTTED.fullmatch(normalized) and normalized != host.lower():
         reason = (
@@ -718,9 +727,13 @@ class SSLProfile:
             if isinstance(item, str):
                 servers.append(parse_server(item))
             else:
-                host, port = item
-                # An int, as a lookup's port is: True was port 1, 8443.9 port 8443, and
-                # "8443" was read as 8443 here but never matched a lookup's int.
+                host, port = cast("tuple[Any, Any]", item)
+                # An int (numpy's too), or its digits as text (read so since the first
+                # landing); True was port 1 and 8443.9 port 8443 (h185).
+                if isinstance(port, str) and _port(port.strip()) is not None:
+                    port = int(port)
+                elif not isinstance(port, bool) and hasattr(port, "__index__"):
+                    port = operator.index(port)
                 if type(port) is not int or not isinstance(host, str):
                     raise ProfileConfigError(
                         f"server {item!r} is not a host (str) and a port (int): write "

@@ -762,7 +762,11 @@ def client_context(
 class _CiphersRefused(ssl.SSLError, ValueError):
     """A ``ciphers=`` argument that selects nothing: an ``ssl.SSLError`` (what OpenSSL's
     refusal always was, and what callers catch) and a ``ValueError`` (an argument's
-    error, as docs/exceptions.md says of them)."""
+    error, as docs/exceptions.md says of them). Printed as its words (an ``SSLError``
+    of one argument prints as a tuple)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def _set_ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
@@ -772,9 +776,7 @@ def _set_ciphers(ctx: ssl.SSLContext, ciphers: str) -> None:
         ctx.set_ciphers(ciphers)
     except ssl.SSLError as exc:
         openssl = exc.strerror or (exc.args[-1] if exc.args else exc)
-        # (errno, text): an SSLError of one argument prints as a tuple.
         said = _CiphersRefused(
-            exc.errno or 1,
             f"ciphers {ciphers!r} selects no cipher this OpenSSL has (TLS 1.2 names in "
             "OpenSSL's spelling, such as 'ECDHE+AESGCM'; see `openssl ciphers -v`): TLS 1.3 "
             f"suites are not set here (OpenSSL: {openssl})",

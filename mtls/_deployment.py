@@ -1276,8 +1276,8 @@ def _warn_sender_disabled(toml: DeploymentToml) -> None:
     """API Manager's axis2.xml template renders the HTTPS sender, its profiles
     included, only ``{% if transport.passthru_https.sender.enable %}``: with ``false``
     the gateway has no HTTPS sender at all; Micro Integrator's only ``{% if
-    transport.http.sender.secured_enable == true %}`` (the boolean: a string ``"true"``
-    turns it off too). mtls still serves what the file names (it was asked to), and
+    transport.http.sender.secured_enable == true %}`` (EL's comparison: ``true`` or the
+    text ``"true"``, in any case). mtls still serves what the file names (it was asked to), and
     says so."""
     if toml.product == "apim":
         table, key, product = "transport.passthru_https.sender", "enable", "API Manager"
@@ -1286,7 +1286,10 @@ def _warn_sender_disabled(toml: DeploymentToml) -> None:
     else:  # Micro Integrator
         table, key, product = "transport.http", "sender.secured_enable", "Micro Integrator"
         enable = toml.raw(table, key)
-        off = enable is not None and enable is not True
+        # Jinjava compares as EL does: a string beside a boolean is read with Java's
+        # Boolean.valueOf, so "true" (any case) is on, and any other text off.
+        on = enable is True or (isinstance(enable, str) and enable.lower() == "true")
+        off = enable is not None and not on
     if off:
         words = ("", "true", "false", "yes", "no", "on", "off", "0", "1")
         shown = (

@@ -112,12 +112,16 @@ def close_finalized(engine: Engine[Any]) -> None:
     """``weakref.finalize``'s callback for an engine's owner (a profile set, a rotating
     server context), collected or left open at exit: :meth:`Engine.close`.
 
-    At interpreter exit (the main thread has ended: ``weakref.finalize`` runs what is
-    left then), the engines' closes share one :data:`CLOSE_TIMEOUT`: each waited up to
-    its own, one after another, so 30 sets whose callback was stuck held the exit
-    30 s (h184). Their threads are daemon threads, which the exit ends anyway.
+    At interpreter exit (``weakref.finalize`` runs what is left then, on the main
+    thread, after it has ended), the engines' closes share one :data:`CLOSE_TIMEOUT`:
+    each waited up to its own, one after another, so 30 sets whose callback was stuck
+    held the exit 30 s (h184). Their threads are daemon threads, which the exit ends anyway.
     """
-    if threading.main_thread().is_alive():
+    main = threading.main_thread()
+    if threading.current_thread() is not main or main.is_alive():
+        # Not the exit: collected on a thread, or in the main thread while it runs (a
+        # worker thread that goes on after the main thread's end sees it not alive:
+        # only the main thread itself finalising is the exit; h187).
         engine.close()
         return
     if not _EXIT_STARTED:
@@ -334,6 +338,7 @@ class Engine(Generic[S]):
             stop.set()
         self._stop = stop
         self._lock = threading.Lock()
+        self._here = threading.local()  # a check under way at the fork is not the child's
         self._reader = FileReader()
         timer = self._timer
         if timer is not None:
@@ -384,21 +389,39 @@ class Engine(Generic[S]):
         if getattr(here, "checking", False):
             # A signal handler that called reload() while this thread was checking
             # (Python runs handlers on the main thread, between two steps of whatever
-            # it was doing) waited for the lock this thread holds, for ever (h184):
-            # the check under way goes on instead, and applies what changed.
+            # it was doing) waited for a lock this thread held, for ever (h184, h187):
+            # the check under way goes on instead, and applies what changed. (The
+            # application's callbacks a check calls run unmarked: see _unmarked.)
             return False
-        deadline: float | None = None  # a quiet check logs nothing: no wait to bound yet
-        changed = False
-        if force or not self._quiet():
-            # A caller waits for its records at most this long in all (check and watchers).
-            deadline = bound = time.monotonic() + CLOSE_TIMEOUT
-            changed = self._full(in_thread, force, bound)
-        if self._stop.is_set():
+        here.checking = True
+        try:
+            deadline: float | None = None  # a quiet check logs nothing: no wait bound yet
+            changed = False
+            if force or not self._quiet():
+                # A caller waits for its records at most this long in all (check and
+                # watchers).
+                deadline = bound = time.monotonic() + CLOSE_TIMEOUT
+                changed = self._full(in_thread, force, bound)
+            if self._stop.is_set():
+                return changed
+            self._last_check = time.time()
+            if self._watchers:
+                self._watch(in_thread, deadline)
             return changed
-        self._last_check = time.time()
-        if self._watchers:
-            self._watch(in_thread, deadline)
-        return changed
+        finally:
+            here.checking = False
+
+    def _unmarked(self, call: Callable[[], object]) -> None:
+        """``call()``, the application's code a check runs on the caller's thread (its
+        subscribers, what the watchers owe: ``on_health`` callbacks), with this thread
+        unmarked as checking: a callback may call ``reload()``, which checks as any
+        caller's does (no lock of this check is held while it runs)."""
+        here = self._here
+        here.checking = False
+        try:
+            call()
+        finally:
+            here.checking = True
 
     def _check_in_thread(self) -> bool:
         self._notifier.thread_ident = threading.get_ident()
@@ -453,7 +476,7 @@ class Engine(Generic[S]):
                     # Every one is called: each watcher has judged already, and what it
                     # owes would never be said (an interrupt is raised once all are).
                     try:
-                        then()
+                        self._unmarked(then)
                     except BaseException as exc:
                         if not in_thread and isinstance(exc, _INTERRUPTS):
                             raised = raised or exc  # the caller's, raised once all ran
@@ -469,24 +492,19 @@ class Engine(Generic[S]):
         the stat its bytes were last used with, and nothing is pending, failed or due
         (or the engine is closed); False when :meth:`_full` must look. One stat per
         file under the lock: no Reading is made, nothing can log."""
-        here = self._here
-        here.checking = True  # from before the lock is asked for: see check
-        try:
-            with self._lock:
-                if self._stop.is_set():
-                    return True  # closed: publish nothing more
-                old = self.snapshot
-                if old.pending or old.errors or _due(old):
-                    return False
-                self.checking_since = time.monotonic()  # a stat on a hung mount is a stall
-                try:
-                    return self._reader.unmoved(old.watched)
-                except Exception:
-                    return False
-                finally:
-                    self.checking_since = None
-        finally:
-            here.checking = False
+        with self._lock:
+            if self._stop.is_set():
+                return True  # closed: publish nothing more
+            old = self.snapshot
+            if old.pending or old.errors or _due(old):
+                return False
+            self.checking_since = time.monotonic()  # a stat on a hung mount is a stall
+            try:
+                return self._reader.unmoved(old.watched)
+            except Exception:
+                return False
+            finally:
+                self.checking_since = None
 
     def _full(self, in_thread: bool, force: bool, deadline: float) -> bool:
         """A check that reads what moved: whether it applied a change. Raises what
@@ -506,7 +524,7 @@ class Engine(Generic[S]):
             # that show their tracebacks are handled.
             self._hand_over(records, in_thread, settle, deadline)
         if changed and not in_thread:
-            self._subscribers.deliver(swallow_all=False)
+            self._unmarked(functools.partial(self._subscribers.deliver, swallow_all=False))
         if escaped is not None and not in_thread and isinstance(escaped, _INTERRUPTS):
             raise escaped
         return changed
@@ -549,19 +567,6 @@ class Engine(Generic[S]):
 
     def _apply(
         self, force: bool = False
-    ) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
-        """:meth:`_apply_locked`, this thread marked as in it from before it asks for
-        the lock until after it lets go (see :meth:`check`; a subscriber's reload(),
-        run after, checks as any caller's does)."""
-        here = self._here
-        here.checking = True
-        try:
-            return self._apply_locked(force)
-        finally:
-            here.checking = False
-
-    def _apply_locked(
-        self, force: bool
     ) -> tuple[bool, BaseException | None, Callable[[], None] | None]:
         """One check under the lock: whether it applied a change, what escaped the
         plan (kept as its error; :meth:`_check` re-raises an interrupt), and what

@@ -535,6 +535,8 @@ class Health(Generic[S]):
         # (Re-entrant: a callback may call check_health().)
         self._delivering = threading.RLock()
         renew_attributes_after_fork(self, "_lock", new=threading.RLock)
+        # Another thread's judging at the fork does not go on in the child (h187).
+        renew_attributes_after_fork(self, "_judging", new=bool)
         renew_attributes_after_fork(self, "_delivering", new=threading.RLock)
         self._callbacks: list[HealthCallback] = []
         #: Where callbacks run when a check on the reload thread evaluates (set by the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from collections.abc import Iterable
 
@@ -308,19 +309,32 @@ def key_shape(
     *,
     size_option: str = "key_size",
     curve_option: str = "curve",
+    legacy: bool = True,
 ) -> tuple[int, str]:
     """``(key size, curve)`` as keytool reads ``-keysize`` and ``-groupname``: an RSA
     key's size (2048 when none is given); for EC the size names the curve (256, 384,
     521), and a size and a curve given together must agree (secp256r1 when neither
     is given). ``size_option``, ``curve_option``: how messages name the two.
+    ``legacy``: the API's former defaults (``key_size=2048`` for an EC or Ed25519 key,
+    ``curve="secp256r1"`` for an RSA or Ed25519 one), given explicitly, are taken as
+    not given, as they were (the CLI passes ``False``: keytool refuses them).
 
     Raises:
         ValueError: an option the key type does not take, an EC size that names no
             curve, a size and a curve that disagree, or a size that is not an int.
     """
-    if size is not None and type(size) is not int:  # bool and float too
-        raise ValueError(f"{size_option} must be a whole number of bits, not {size!r}")
+    if size is not None:
+        if isinstance(size, bool) or not hasattr(size, "__index__"):  # 3072.0, True, "2048"
+            raise ValueError(f"{size_option} must be a whole number of bits, not {size!r}")
+        size = operator.index(size)  # numpy's integers too
     kind = key_type.upper()
+    if legacy:
+        # The values the API's defaults were (key_size=2048, curve="secp256r1") meant
+        # nothing for the other key type: passed explicitly, they still mean nothing.
+        if kind != "RSA" and size == 2048:
+            size = None
+        if kind != "EC" and curve is not None and curve.lower() == "secp256r1":
+            curve = None
     if kind == "EC":
         named = EC_CURVE_BY_SIZE.get(size) if size is not None else None
         if size is not None and named is None:

@@ -548,12 +548,25 @@ def _declared_mismatch(declared: str, fmt: str) -> bool:
     return norm not in (fmt, "PKCS12" if fmt == "PKCS12" else fmt)
 
 
-# What Java's KeyStore.getInstance(type).load() reads besides its own format (JDK 9 and
-# later, keystore.type.compat=true, the default): JKS and PKCS12 each read the other
-# (a .jks from a modern keytool is PKCS#12), JCEKS reads JKS too. Any other pair fails
-# there ("Invalid keystore format", "DerInputStream.getLength(): lengthTag=78").
-_JAVA_ALSO_READS: Final = {"JKS": ("PKCS12",), "PKCS12": ("JKS",), "JCEKS": ("JKS",)}
-# The formats a Java keystore type names (Bouncy Castle's with its provider).
+# What Java's KeyStore.getInstance(type).load() reads under each declared type (JDK 9
+# and later, keystore.type.compat=true, the default): JKS and PKCS12 each read the other
+# (a .jks from a modern keytool is PKCS#12), JCEKS reads JKS too, CaseExactJKS only JKS
+# (checked with JDK 17 and 25 keytool); Bouncy Castle's types their own format. Any
+# other pair fails there ("Invalid keystore format", "DerInputStream.getLength():
+# lengthTag=78"). Keys as _say_mismatch spells them (upper case, no "-").
+_JAVA_READS: Final = {
+    "JKS": ("JKS", "PKCS12"),
+    "PKCS12": ("PKCS12", "JKS"),
+    "JCEKS": ("JCEKS", "JKS"),
+    "CASEEXACTJKS": ("JKS",),
+    "BKS": ("BKS",),
+    "BKSV1": ("BKS",),
+    "UBER": ("UBER",),
+    "BCFKS": ("BCFKS",),
+    "BCPKCS12": ("PKCS12",),
+    "PKCS12DEF": ("PKCS12",),
+}
+# The formats a store type can be declared as, to say which to declare.
 _JAVA_FORMATS: Final = frozenset({"JKS", "PKCS12", "JCEKS", "BKS", "UBER", "BCFKS"})
 
 
@@ -564,7 +577,7 @@ def _say_mismatch(declared: str, fmt: str, where: str) -> None:
     store (``mtls check`` fails on it). A declared type that is no store type Java
     reads is said where the configuration is read (``_warn_unknown_type``)."""
     norm = declared.strip().upper().replace("-", "")
-    if norm not in _JAVA_FORMATS or fmt in _JAVA_ALSO_READS.get(norm, ()):
+    if norm not in _JAVA_READS or fmt in _JAVA_READS[norm]:
         log.debug("%s: declared type %s, content is %s; using the content", where,
                   _shown_type(declared), fmt)  # fmt: skip
         return

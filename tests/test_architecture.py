@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_keygen",
         "_version",
         "_fork",
+        "_workers",
         "_idna",
         "_fetch",
         "_openssl",

@@ -315,8 +315,9 @@ def _key_shape(key_type: str, size: int | None, curve: str | None) -> tuple[int 
     """
     try:
         size_, curve_ = key_shape(
-            key_type, size, curve, size_option="-keysize", curve_option="-groupname"
-        )
+            key_type, size, curve, size_option="-keysize", curve_option="-groupname",
+            legacy=False,
+        )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return (None, curve_) if key_type == "EC" else (size_, None)

@@ -490,10 +490,20 @@ async def _aclose_each(
     await asyncio.shield(task)
 
 
-# Mount patterns that take every https:// URL (httpx's URLPattern: a scheme, "all"
-# for any, and "" or "*" for any host): a transport mounted there serves every backend,
-# and no profile would ever be used.
-_EVERY_HTTPS = frozenset({"all://", "all://*", "https://", "https://*"})
+def _any_https_host(pattern: object) -> bool:
+    """Whether the mount ``pattern`` takes https:// URLs whatever their host
+    (``"https://"``, ``"all://*"``, ``"https:"``, ``"all://*:8443"``...): a transport
+    mounted there serves every backend (on that port), and no profile is used. Read
+    as httpx reads it (its ``URLPattern``, not public: without it, the usual
+    spellings)."""
+    text = str(pattern)
+    try:
+        from httpx._utils import URLPattern  # noqa: PLC0415 - httpx's own reading
+
+        parsed = URLPattern(text)
+    except Exception:  # another httpx: the spellings its documentation gives
+        return text.lower() in ("all://", "all://*", "https://", "https://*")
+    return parsed.scheme in ("", "https") and parsed.host == ""
 
 
 def _split_client_kwargs(
@@ -504,7 +514,7 @@ def _split_client_kwargs(
             why = _REFUSED.get(refused, "the mTLS transport is the client's transport")
             raise TypeError(f"{name}() does not take {refused}=: {why}")
     for pattern, mounted in (client_kwargs.get("mounts") or {}).items():
-        if mounted is not None and str(pattern).lower() in _EVERY_HTTPS:
+        if mounted is not None and _any_https_host(pattern):
             raise TypeError(
                 f"{name}() does not take a transport mounted for {pattern!r}: it would serve "
                 "every https:// URL, and no profile would be used; mount transports "

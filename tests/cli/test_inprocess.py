@@ -217,6 +217,8 @@ def test_check_fails_a_file_wso2_cannot_load_unless_told_only_mtls_reads_it(
         ("JKS", "PKCS12", False),  # Java's DualFormatPKCS12 reads JKS
         ("PKCS12", "JKS", False),  # a .jks from a modern keytool is PKCS#12
         ("JKS", "JCEKS", False),  # JceKeyStore reads JKS
+        ("PKCS12", "CaseExactJKS", True),  # reads JKS alone (JDK 17 and 25; h187)
+        ("JKS", "CaseExactJKS", False),
     ],
 )
 def test_check_fails_a_declared_type_java_cannot_read_the_content_as(

@@ -127,7 +127,19 @@ def test_unknown_transport_arguments_fail_at_construction(profiles):
 
 
 @pytest.mark.parametrize("make", [client, async_client])
-@pytest.mark.parametrize("pattern", ["https://", "all://", "all://*", "HTTPS://*"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "https://",
+        "all://",
+        "all://*",
+        "HTTPS://*",
+        "https://*:443",
+        "https:",
+        "all:",
+        "all://*:8443",
+    ],
+)
 def test_a_transport_mounted_for_every_https_url_is_refused(profiles, backends, make, pattern):
     """mounts={"https://": httpx.HTTPTransport()} routed every backend around the
     profile set (no client certificate: the backend refused), where transport= is
@@ -135,7 +147,12 @@ def test_a_transport_mounted_for_every_https_url_is_refused(profiles, backends, 
     and the other backends keep their profiles."""
     with pytest.raises(TypeError, match=f"a transport mounted for '{re.escape(pattern)}'"):
         make(profiles, mounts={pattern: httpx.HTTPTransport()})
-    elsewhere = {"https://api.example.com": httpx.HTTPTransport(), "https://": None}
+    elsewhere = {
+        "https://api.example.com": httpx.HTTPTransport(),
+        "all://*.example.com": httpx.HTTPTransport(),
+        "http://": httpx.HTTPTransport(),
+        "https://": None,
+    }
     with client(profiles, mounts=elsewhere) as http:
         assert http.get(backends.url("c")).json()["client_cn"] == "client-c"
 

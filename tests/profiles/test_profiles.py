@@ -2707,13 +2707,14 @@ def test_the_spelling_suggested_for_a_bad_entry_is_one_that_loads(entry, hint):
         parse_server(written, path="p.xml")  # the suggestion itself loads
 
 
-@pytest.mark.parametrize("port", [True, 8443.0, "8443", None])
+@pytest.mark.parametrize("port", [True, 8443.0, 8443.9, "08443", "84 43", None])
 def test_a_server_tuple_takes_an_int_port_only(port):
-    """(host, True) was port 1 and (host, 8443.9) port 8443; ("a.test", "8443") was read
-    as 8443 (h185). The twin: an int."""
+    """(host, True) was port 1 and (host, 8443.9) port 8443 (h185). The twins: an int,
+    and its digits as text, read so since the first landing (h187)."""
     with pytest.raises(ProfileConfigError, match=r"is not a host \(str\) and a port \(int\)"):
         SSLProfile(servers=(("a.test", port),))
-    assert SSLProfile(servers=(("a.test", 8443),)).servers == (("a.test", 8443),)
+    for good in (8443, "8443", " 8443"):
+        assert SSLProfile(servers=(("a.test", good),)).servers == (("a.test", 8443),)
 
 
 def test_from_xml_takes_the_path_forms_the_stores_take_and_says_what_a_file_is(tmp_path, pki):
@@ -2732,3 +2733,20 @@ def test_from_xml_takes_the_path_forms_the_stores_take_and_says_what_a_file_is(t
     junk.write_text("not xml [at all]")  # the twin: no TOML table, the plain advice
     with pytest.raises(ProfileConfigError, match=r"not well-formed XML.*: fix the file"):
         SSLProfileSet.from_xml(junk)
+
+
+def test_the_ipv6_form_warning_never_shows_a_placeholders_value(tmp_path, pki, caplog, monkeypatch):
+    """A <servers> entry made from a placeholder is named as written, never by its
+    value: the warning about WSO2's IPv6 form printed the resolved address (h187). The
+    twin: written plainly, the form to write is shown."""
+    monkeypatch.setenv("BACKEND_V6", "2001:DB8:0:0:0:0:0:10")
+    xml = write_xml(tmp_path, profile("$env{BACKEND_V6}:443", pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(xml, reload_interval=None).close()
+    assert "WSO2 matches an IPv6 address by Java's text for it (eight groups" in caplog.text
+    assert "2001" not in caplog.text.lower() and "db8" not in caplog.text.lower()
+    caplog.clear()
+    plain = write_xml(tmp_path, profile("2001:DB8:0:0:0:0:0:10:443", pki["gw1"], pki["trust"]))
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        SSLProfileSet.from_xml(plain, reload_interval=None).close()
+    assert "Java's text for it, 2001:db8:0:0:0:0:0:10:443" in caplog.text

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mtls
 from mtls.testing import CA, replace_atomically, write_profiles_file
+from tests._helpers import python_within
 
 
 def _set(tmp_path: Path, **kwargs: object) -> tuple[mtls.SSLProfileSet, Path, CA]:
@@ -73,3 +74,90 @@ def test_reload_from_inside_a_check_under_its_lock(tmp_path: Path) -> None:
         assert profiles.reload(force=True) is True
         assert inner and not any(inner)
         assert profiles.context_for("orders.internal", 8443) is not None
+
+
+_SIGNAL_IN_THE_RELAY = """
+import signal, tempfile, threading
+from pathlib import Path
+import mtls, mtls._engine as engine
+from mtls.testing import CA, write_profiles_file
+
+ca = CA()
+xml = write_profiles_file(Path(tempfile.mkdtemp()), ["backend.internal:8443"],
+                          identity=ca.issue_cert("c"), ca=ca)
+profiles = mtls.SSLProfileSet.from_xml(xml, reload_interval=3600)  # records go to the relay
+nested = []
+signal.signal(signal.SIGUSR1, lambda *_: nested.append(profiles.reload(force=True)))
+started, fired = engine._started, []
+
+def starting(name, run):  # the relay thread is started under the relay's lock
+    if threading.current_thread() is threading.main_thread() and "log" in name and not fired:
+        fired.append(1)
+        signal.raise_signal(signal.SIGUSR1)  # where a real signal can land
+    return started(name, run)
+
+engine._started = starting
+xml.write_text(xml.read_text().replace("backend.internal:8443", "backend.internal"))
+print("main", profiles.reload(force=True), "nested", nested, "fired", fired, flush=True)
+profiles.close()
+"""
+
+
+def test_a_signal_handler_reload_during_the_log_hand_over() -> None:
+    """The first fix marked the check's own lock only: a signal landing while the
+    check handed its log records over (the relay's lock held, its thread starting) ran
+    a reload() that waited for that lock for ever (h187). The whole check is marked
+    now, the application's callbacks excepted. The bound is the subprocess's timeout."""
+    done = python_within(_SIGNAL_IN_THE_RELAY, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "main False nested [False] fired [1]" in done.stdout, done.stdout
+
+
+_DROPPED_AFTER_MAIN_ENDED = """
+import gc, tempfile, threading
+from pathlib import Path
+import mtls, mtls._engine as engine
+from mtls.testing import CA, write_profiles_file
+
+ca = CA()
+directory = Path(tempfile.mkdtemp())
+
+def worker():
+    while threading.main_thread().is_alive():
+        threading.Event().wait(0.01)  # a poll until the main thread has ended
+    xml = write_profiles_file(directory, ["b.internal:8443"], identity=ca.issue_cert("c"), ca=ca)
+    profiles = mtls.SSLProfileSet.from_xml(xml, reload_interval=60)
+    del profiles
+    gc.collect()  # finalized here, on this thread
+    print("exit budget started:", bool(engine._EXIT_STARTED), flush=True)
+
+threading.Thread(target=worker).start()  # not a daemon: it runs after the main thread
+"""
+
+
+def test_a_set_collected_on_a_thread_after_the_main_one_ended_is_not_the_exit() -> None:
+    """A thread that goes on after the main thread's end sees it not alive: a set it
+    dropped started the shared exit budget, and every later close then waited for
+    nothing (h187). Only the main thread finalising is the exit."""
+    done = python_within(_DROPPED_AFTER_MAIN_ENDED, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "exit budget started: False" in done.stdout, done.stdout
+
+
+def test_a_fork_during_another_threads_judging_leaves_the_childs_health_working(
+    tmp_path: Path,
+) -> None:
+    """The judging mark is per set, not per thread: a child forked while another thread
+    judged kept it set, and skipped every judging for good (check_health() found
+    nothing, expiry went unsaid; h187). A child starts unmarked."""
+    import os
+
+    profiles, _, _ = _set(tmp_path, reload_interval=None)
+    with profiles:
+        profiles._health._judging = True  # type: ignore[attr-defined]  # another thread's
+        pid = os.fork()
+        if pid == 0:  # the child: its own judging works
+            os._exit(0 if profiles._health._judging is False else 3)  # type: ignore[attr-defined]
+        _, status = os.waitpid(pid, 0)
+        profiles._health._judging = False  # type: ignore[attr-defined]
+    assert os.waitstatus_to_exitcode(status) == 0

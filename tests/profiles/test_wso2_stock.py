@@ -490,7 +490,13 @@ def test_a_disabled_https_sender_is_named(tmp_path, ca, caplog, enable, warned) 
 
 @pytest.mark.parametrize(
     ("value", "warned"),
-    [("false", "false"), ('"true"', "'true'"), ('"S3cret-x"', "a string"), ("true", None)],
+    [
+        ("false", "false"),
+        ('"yes"', "'yes'"),
+        ('"S3cret-x"', "a string"),
+        ("true", None),
+        ('"True"', None),
+    ],
 )
 def test_a_micro_integrator_without_its_https_sender_is_named(
     tmp_path, ca, caplog, value, warned
@@ -498,8 +504,9 @@ def test_a_micro_integrator_without_its_https_sender_is_named(
     """Micro Integrator's axis2.xml.j2 renders the HTTPS sender (and its dynamic SSL
     profiles) only {% if transport.http.sender.secured_enable == true %}: with false
     it sends no HTTPS, and mtls said nothing (API Manager's equivalent was said; h186).
-    A string is not the boolean true there either, and a text that is no such word
-    is never shown. The twin: true."""
+    Jinjava compares as EL does (a string beside a boolean through Boolean.valueOf):
+    "yes" is off, "True" on. A text that is no such word is never shown. The twins:
+    true, and "True"."""
     stock = (DATA / "mi-deployment-stock.toml").read_text()
     home = mi_home(tmp_path, ca, f"{stock}\n[transport.http]\nsender.secured_enable = {value}\n")
     with (

@@ -819,17 +819,40 @@ def test_an_ec_key_size_names_its_curve_as_keytool_reads_it(shape, curve) -> Non
     ("key_type", "shape", "said"),
     [
         ("EC", {"key_size": 12345}, "key_size 12345 names no EC curve"),
-        ("EC", {"key_size": 2048}, "key_size 2048 names no EC curve"),
+        ("EC", {"key_size": 4096}, "key_size 4096 names no EC curve"),
         ("EC", {"key_size": 384, "curve": "secp256r1"}, "is secp384r1, not the curve"),
         ("RSA", {"curve": "secp384r1"}, "curve is for EC keys, not RSA"),
         ("Ed25519", {"key_size": 4096}, "Ed25519 keys have one size"),
         ("RSA", {"key_size": 3072.0}, "key_size must be a whole number"),
+        ("RSA", {"key_size": True}, "key_size must be a whole number"),
     ],
 )
 def test_a_key_shape_the_key_type_does_not_take_is_refused(key_type, shape, said) -> None:
     """The twins: each shape keytool refuses is a ValueError naming it."""
     with pytest.raises(ValueError, match=said):
         mtls.Keystore.generate("a", "CN=a", key_type=key_type, **shape)
+
+
+@pytest.mark.parametrize(
+    ("key_type", "shape", "made"),
+    [
+        ("EC", {"key_size": 2048}, "secp256r1"),
+        ("EC", {"key_size": 2048, "curve": "secp384r1"}, "secp384r1"),
+        ("RSA", {"key_size": 3072, "curve": "secp256r1"}, 3072),
+        ("Ed25519", {"key_size": 2048, "curve": "secp256r1"}, "ed25519"),
+    ],
+)
+def test_the_former_defaults_given_explicitly_still_mean_nothing(key_type, shape, made) -> None:
+    """key_size=2048 and curve="secp256r1" were the signature's defaults, meaningless
+    for the other key types: code that passed them explicitly (key_type="EC",
+    key_size=2048) made keys before and was refused by the first cut of the EC size
+    rule (h187). They are taken as not given; the CLI, as keytool, still refuses them."""
+    key = mtls.Keystore.generate("a", "CN=a", key_type=key_type, **shape).certificate("a")
+    public = key.public_key()
+    got = getattr(getattr(public, "curve", None), "name", None) or getattr(
+        public, "key_size", "ed25519"
+    )
+    assert got == made
 
 
 def test_generate_takes_the_whole_range() -> None:
