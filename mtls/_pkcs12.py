@@ -106,6 +106,9 @@ class P12Contents:
     # PBES2 schemes of its bags the JDK does not take (AES-192-CBC, 3DES, scrypt; HMAC-
     # SHA512/224 and /256 in JDK 17), by name.
     java_refused: tuple[str, ...] = ()
+    # PKCS#12's own (PBES1) schemes of its bags the JDK does not take, by name: 2-key
+    # triple DES (openssl's PBE-SHA1-2DES), which the JDK's PKCS12 reader refuses.
+    java_refused_pbes1: tuple[str, ...] = ()
     # No MAC and nothing encrypted: the JDK's password-less format (its cacerts since
     # JDK 18; keystore.pkcs12.certProtectionAlgorithm and macAlgorithm NONE), which Java
     # reads without a password and keytool keeps when it writes the store back.
@@ -150,6 +153,7 @@ class P12PasswordError(ValueError):
 _DATA: Final = "1.2.840.113549.1.7.1"
 _SIGNED_DATA: Final = "1.2.840.113549.1.7.2"
 _ENCRYPTED_DATA: Final = "1.2.840.113549.1.7.6"
+_PBE_SHA1_2DES: Final = "1.2.840.113549.1.12.1.4"  # pbeWithSHAAnd2-KeyTripleDES-CBC
 _KEY_BAG: Final = "1.2.840.113549.1.12.10.1.1"  # RFC 7292 section 4.2
 _SHROUDED_KEY_BAG: Final = "1.2.840.113549.1.12.10.1.2"
 _CERT_BAG: Final = "1.2.840.113549.1.12.10.1.3"
@@ -411,6 +415,7 @@ class _Reader:
         self.mac_verified = False
         self.pbmac1 = False
         self.java_refused: list[str] = []
+        self.java_refused_pbes1: list[str] = []
         self.decrypted = False  # an EncryptedData opened with the store password
         self.encrypted = False  # an EncryptedData ContentInfo was read
         self.keys: list[P12Key] = []
@@ -468,6 +473,7 @@ class _Reader:
             tuple(self.java_refused),
             passwordless=len(pfx) == 2 and not self.encrypted,
             secrets_order=tuple(self.secrets_order),
+            java_refused_pbes1=tuple(self.java_refused_pbes1),
         )
 
     def _number(self, alias: str | None) -> int | None:
@@ -505,12 +511,13 @@ class _Reader:
         if oid == _PBMAC1:
             self.pbmac1 = True
             # RFC 9579: PBKDF2 (with a mandatory keyLength) keys an HMAC; macSalt and
-            # iterations of MacData are not used, but are still what RFC 7292 says
-            # they are (any bytes there were taken: nothing protects them, and a reader
-            # that uses them must not meet a store only mtls reads; h157).
+            # iterations of MacData are not used, but are still of the types RFC 7292
+            # gives them (any bytes there were taken: nothing protects them; h157). Not
+            # their values: go-pkcs12's Modern2026 writes an empty salt and iterations 0,
+            # which OpenSSL reads (h188).
             _octets(parts[1])
             if len(parts) == 3:
-                _iterations(parts[2])
+                _int(parts[2])
             kdf, scheme = _pair(params)
             name = _hash_name(_HMAC_OIDS, *_algorithm(scheme))
             salt, rounds, length, prf = _pbkdf2_params(kdf)
@@ -591,6 +598,12 @@ class _Reader:
         cipher other than AES-128/256-CBC, scrypt, or (JDK 17) PBKDF2 with HMAC-SHA512/224
         or SHA512/256."""
         oid, params = _algorithm(algorithm)
+        if oid == _PBE_SHA1_2DES:
+            # keytool (JDK 17, 25): "keystore password was incorrect" for certificates
+            # encrypted so, and a key so encrypted never unlocked (h188).
+            if "pbeWithSHAAnd2-KeyTripleDES-CBC" not in self.java_refused_pbes1:
+                self.java_refused_pbes1.append("pbeWithSHAAnd2-KeyTripleDES-CBC")
+            return
         if oid != _PBES2:
             return
         names = []

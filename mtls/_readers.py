@@ -912,6 +912,15 @@ def _parse_pkcs12(
             "AES-256 (mtls convert, keytool -importkeystore, or openssl pkcs12 -export "
             "with -keypbe AES-256-CBC -certpbe AES-256-CBC)"
         )
+    if contents.java_refused_pbes1:
+        notes.append(
+            f"it is encrypted with {' and '.join(contents.java_refused_pbes1)} (2-key triple "
+            "DES, openssl's PBE-SHA1-2DES), which the JDK's PKCS12 reader (JDK 17, JDK 25) "
+            "does not take: keytool and WSO2's gateway cannot read what is encrypted so "
+            "(the certificates: the file; a key: that entry); write it with AES-256 (mtls "
+            "convert, keytool -importkeystore, or openssl pkcs12 -export with -keypbe "
+            "AES-256-CBC -certpbe AES-256-CBC)"
+        )
     if password is not None and not _pkcs12.jdk17_takes_password(password.reveal()):
         notes.append(
             "its password has characters outside printable ASCII: JDK 17's PKCS12 reader "

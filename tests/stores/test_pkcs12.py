@@ -888,6 +888,7 @@ def pbmac1(
     key_length: int | None = 32,
     salt: bytes = b"pbmac1-salt-1234",
     rounds: int = 2048,
+    unused: tuple[bytes, int] = (b"NOT USED", 1),
 ) -> bytes:
     """RFC 9579 MacData: PBKDF2-HMAC-SHA256 keys an HMAC-SHA256 over the authSafe.
     (Checked by hand against RFC 9579 appendix A.1; OpenSSL 3.0 and JDK 25 cannot write it.)"""
@@ -900,8 +901,8 @@ def pbmac1(
     algorithm = seq(_der.encode_oid("1.2.840.113549.1.5.14"), seq(kdf, hmac_sha256))
     return seq(
         seq(algorithm, _der.encode(_der.OCTET_STRING, mac)),
-        _der.encode(_der.OCTET_STRING, b"NOT USED"),
-        der_int(1),
+        _der.encode(_der.OCTET_STRING, unused[0]),  # MacData's macSalt and iterations
+        der_int(unused[1]),
     )
 
 
@@ -926,6 +927,12 @@ def test_pbmac1(openssl: OpenSSLFiles) -> None:
         assert bad != good and len(bad) == len(good)
         with pytest.raises(P12FormatError, match="expected tag"):
             parse_pkcs12(rebuild(data, bad), PW)
+    # Their values are not: go-pkcs12's Modern2026 writes an empty macSalt and
+    # iterations 0, which OpenSSL reads; mtls refused the file as damaged (h188).
+    go_style = pbmac1(data, PW, unused=(b"", 0))
+    assert parse_pkcs12(rebuild(data, go_style), PW).mac_verified
+    with pytest.raises(P12PasswordError):
+        parse_pkcs12(rebuild(data, go_style), "wrong")
 
 
 @pytest.mark.openssl
@@ -1415,6 +1422,49 @@ def test_a_pbes2_cipher_the_jdk_refuses_is_noted(tmp_path: Path, options, noted)
         said = converted.stdout + converted.stderr
         refused = converted.returncode != 0 or "1 entries successfully" not in said
         assert refused is (noted is not None), (jdk.major, said)
+
+
+@pytest.mark.parametrize(
+    ("options", "noted"),
+    [
+        (("-legacy", "-certpbe", "PBE-SHA1-2DES", "-keypbe", "PBE-SHA1-3DES"), True),
+        (("-legacy", "-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-2DES"), True),
+        (("-legacy", "-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES"), False),
+    ],
+)
+def test_two_key_triple_des_the_jdk_refuses_is_noted(tmp_path: Path, options, noted) -> None:
+    """pbeWithSHAAnd2-KeyTripleDES-CBC (openssl's PBE-SHA1-2DES): keytool 17 and 25 say
+    "keystore password was incorrect" for certificates encrypted so, and never unlock
+    a key so encrypted; mtls loaded it without a word (h188), where PBES2's refused
+    ciphers were noted. Each keytool here is asked too. The twin: 3-key triple DES,
+    which the JDK reads, has no note."""
+    openssl, key, cert = _openssl_key_and_certificate(tmp_path)
+    from tests._keytool import KEYTOOLS
+
+    out = tmp_path / "store.p12"
+    made = subprocess.run([openssl, "pkcs12", "-export", "-inkey", str(key), "-in", str(cert),
+                           "-name", "a", "-passout", "pass:changeit", *options, "-out", str(out)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if made.returncode != 0 and "legacy" in made.stderr.lower():
+        pytest.skip(f"this openssl has no legacy provider: {made.stderr.strip()}")
+    assert made.returncode == 0, made.stderr
+    for decrypt_keys in (True, False):  # loaded, and listed (keys not decrypted)
+        store = (
+            mtls.Keystore.load(out, "changeit")
+            if decrypt_keys
+            else mtls.Keystore.inspect(out, "changeit")
+        )
+        said = [note for note in store._java_notes if "2-key triple DES" in note]
+        assert bool(said) is noted, store._java_notes
+    for jdk in KEYTOOLS:  # what the note claims, asked of each JDK
+        converted = subprocess.run([jdk.keytool, "-importkeystore", "-srckeystore", str(out),
+                                    "-srcstorepass", "changeit", "-destkeystore",
+                                    str(tmp_path / f"jdk{jdk.major}.jks"), "-deststoretype",
+                                    "JKS", "-deststorepass", "changeit", "-noprompt"],
+                                   capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        said_by_java = converted.stdout + converted.stderr
+        refused = converted.returncode != 0 or "1 entries successfully" not in said_by_java
+        assert refused is noted, (jdk.major, said_by_java)
 
 
 def test_a_password_whose_mac_verifies_and_does_not_decrypt_says_why(tmp_path: Path) -> None:
