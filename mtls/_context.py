@@ -250,6 +250,25 @@ def _identity(
             path=keystore.path,
             alias=chosen,
         )
+    explicit = [
+        der
+        for der in chain_der
+        if _x509.ec_key_encoding(der) == "explicit" and not _issued_self(der)
+    ]
+    if explicit:
+        # OpenSSL peers refuse a certificate of the chain they verify so ("Certificate
+        # public key has explicit ECC parameters"; a self-signed one trusted as the
+        # anchor itself passes), Java every one: an identity no peer takes, said here,
+        # not at each handshake (h188).
+        raise KeyEntryError(
+            f"{keystore.path or 'the keystore'}: key entry {chosen!r}: a certificate of its "
+            f"chain ({_subject(explicit[0]) or 'subject unreadable'}) has an EC public key "
+            "with explicit curve parameters, which OpenSSL and Java peers refuse "
+            '("Certificate public key has explicit ECC parameters"): have it reissued '
+            "for the named curve (openssl's default, -param_enc named_curve)",
+            path=keystore.path,
+            alias=chosen,
+        )
     try:
         _keyload.load_identity(ctx, key_der, chain_der)
     except OSError as exc:
@@ -272,6 +291,13 @@ def _identity(
     if server and ciphers is not None:
         _ciphers_fit_key(ctx, keystore, chosen, ciphers, key_der=key_der, algorithm=algorithm)
     _log_identity(keystore, chosen, chain_der, warn_expiry=warn_expiry)
+
+
+def _issued_self(der: bytes) -> bool:
+    """Whether a certificate names itself as its issuer (a peer may trust it as its
+    anchor, whose key OpenSSL does not check)."""
+    names = _x509.raw_names(der)
+    return names is not None and names[0] == names[1]
 
 
 # What a TLS 1.2 cipher suite's authentication must be for a server key of each

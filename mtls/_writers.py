@@ -103,6 +103,32 @@ def writable_cert(der: bytes, alias: str, path: str | None, kind: str) -> x509.C
         ) from exc
 
 
+def refuse_java_unreadable(entries: Entries, path: str | None, kind: str) -> None:
+    """Refuse, before anything is written, a JKS or PKCS#12 store holding a certificate
+    whose key Java cannot parse (:func:`mtls._x509.java_refused_key`): keytool and WSO2
+    would fail to load the whole store, not one entry; ``mtls import`` wrote such a
+    truststore with exit 0 (h188). PEM output is not Java's to read.
+
+    Raises:
+        KeyEntryError: naming the entry, why, and what to do.
+    """
+    chains = ((e.alias, e.chain_der) for e in entries.key_entries())
+    trusted = ((alias, (der,)) for alias, der in entries.cert_entries())
+    for alias, ders in (*chains, *trusted):
+        for der in ders:
+            why = _x509.java_refused_key(der)
+            if why is not None:
+                raise KeyEntryError(
+                    f"{where(path)}: entry {alias!r} has a certificate Java cannot read "
+                    f"({why}: keytool -importcert refuses it), so a {kind} store holding "
+                    "it would fail to load whole in keytool and WSO2; nothing was "
+                    "written: have the certificate reissued for a named curve with an "
+                    "uncompressed point, or leave the entry out",
+                    path=path,
+                    alias=alias,
+                )
+
+
 def to_der(certificate: x509.Certificate | bytes) -> bytes:
     """DER of a certificate given as an object, DER or PEM (ValueError if unreadable;
     TypeError for anything else, saying what to pass)."""
@@ -205,6 +231,8 @@ def keystore_bytes(
     kind = check_store_type(store_type)
     check_encodable(password, key_password)
     entries.refuse_secrets(path)
+    if kind != "PEM":
+        refuse_java_unreadable(entries, path, kind)
     unread = [
         e.alias
         for e in entries.key_entries()
@@ -482,6 +510,8 @@ def truststore_bytes(
     kind = check_store_type(store_type)
     check_encodable(password)
     entries.refuse_secrets(path)
+    if kind != "PEM":
+        refuse_java_unreadable(entries, path, kind)
     certs = list(entries.cert_entries())
     if kind == "JKS":
         return _jks_bytes(target, [], certs, password, password)

@@ -477,6 +477,41 @@ def _tbs_spans(der: bytes) -> list[tuple[int, int, int]]:
     return fields[1:] if fields and fields[0][0] == 0xA0 else fields
 
 
+def ec_key_encoding(der: bytes) -> Literal["explicit", "compressed"] | None:
+    """How certificate ``der``'s EC public key is written, when it is written as Java
+    cannot parse it: with explicit curve parameters (Java: "Only named ECParameters
+    supported"; OpenSSL's verification: "Certificate public key has explicit ECC
+    parameters"), or as a compressed point (Java: "Invalid EC key"). ``None``: a
+    named curve and an uncompressed point, another key type, or what this walk cannot
+    tell about (left to the readers)."""
+    try:
+        spki = _tbs_fields(der)[5].expect(_der.SEQUENCE).children()
+        algorithm = spki[0].expect(_der.SEQUENCE).children()
+        if _der.decode_oid(algorithm[0].expect(_der.OID).value) != EC_OID:
+            return None
+        point = spki[1].expect(_der.BIT_STRING).value[1:2]
+    except (ValueError, IndexError):
+        return None
+    if len(algorithm) > 1 and algorithm[1].tag == _der.SEQUENCE:
+        return "explicit"
+    if point in (b"\x02", b"\x03"):
+        return "compressed"
+    return None
+
+
+def java_refused_key(der: bytes) -> str | None:
+    """Why Java cannot parse certificate ``der``'s public key (:func:`ec_key_encoding`),
+    in words, or ``None``. keytool's -importcert refuses such a certificate; in a JKS
+    or PKCS#12 store, the whole store fails to load in Java (keytool, WSO2), not one
+    entry (h188)."""
+    encoding = ec_key_encoding(der)
+    if encoding == "explicit":
+        return "its EC public key has explicit curve parameters, not a named curve"
+    if encoding == "compressed":
+        return "its EC public key is a compressed point"
+    return None
+
+
 def _tbs_fields(der: bytes) -> list[_der.TLV]:
     """:func:`_tbs_spans` as elements, for the rare walks that read fields whole (a
     certificate cryptography refuses, a validity OpenSSL cannot verify)."""
