@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import numbers
 import operator
 import os
 import re
@@ -732,8 +733,8 @@ class SSLProfile:
                 # landing); True was port 1 and 8443.9 port 8443 (h185).
                 if isinstance(port, str) and _port(port.strip()) is not None:
                     port = int(port)
-                elif not isinstance(port, bool) and hasattr(port, "__index__"):
-                    port = operator.index(port)
+                elif type(port) is not bool and isinstance(port, numbers.Integral):
+                    port = operator.index(port)  # numpy's integers (not its bool_, h189)
                 if type(port) is not int or not isinstance(host, str):
                     raise ProfileConfigError(
                         f"server {item!r} is not a host (str) and a port (int): write "

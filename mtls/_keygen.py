@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import numbers
 import operator
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -324,9 +326,10 @@ def key_shape(
             curve, a size and a curve that disagree, or a size that is not an int.
     """
     if size is not None:
-        if isinstance(size, bool) or not hasattr(size, "__index__"):  # 3072.0, True, "2048"
+        given: Any = size  # what a caller passed, whatever the annotation says
+        if type(given) is bool or not isinstance(given, numbers.Integral):  # 3072.0, "2048"
             raise ValueError(f"{size_option} must be a whole number of bits, not {size!r}")
-        size = operator.index(size)  # numpy's integers too
+        size = operator.index(given)  # numpy's integers too
     kind = key_type.upper()
     if legacy:
         # The values the API's defaults were (key_size=2048, curve="secp256r1") meant

@@ -459,6 +459,25 @@ def parse(
     return Parsed("DER", [], [(alias_for(der, taken, "cert"), der) for der in bundle], [])
 
 
+def java_unreadable_note(entries: Iterable[tuple[str, bytes]]) -> str | None:
+    """The note for a store of Java's formats that holds a certificate Java cannot
+    parse (:func:`mtls._x509.java_refused_key`): one such certificate makes keytool and
+    WSO2 refuse the whole store, and ``mtls check`` said OK for a truststore mtls itself
+    had written so (h189). ``entries``: ``(alias, certificate DER)``; the first such
+    certificate is named. Asked for by the command line, not at every load (it walks
+    every EC certificate)."""
+    for alias, der in entries:
+        why = _x509.java_refused_key(der)
+        if why is not None:
+            return (
+                f"certificate {alias!r}: {why}, which Java cannot parse: keytool and WSO2's "
+                "gateway refuse the whole store, not this entry alone: remove it (mtls "
+                f"delete --alias {alias}) or have it reissued for a named curve with an "
+                "uncompressed point"
+            )
+    return None
+
+
 # Java-family containers: key entries, each under its own password, and an integrity check.
 _JAVA_FAMILY = ("JKS", "JCEKS", "BKS", "UBER", "BCFKS")
 # Declared types whose stores carry an integrity check keyed by the password.

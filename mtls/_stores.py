@@ -32,6 +32,7 @@ from ._log import log
 from ._readers import (
     Parsed,
     detect_format,
+    java_unreadable_note,
     key_matches,
     open_error,
     parse,
@@ -123,6 +124,18 @@ class _StoreBase:
         self._java_notes: tuple[str, ...] = ()
         # Read from a PKCS#12 in the JDK's password-less format (see passwordless).
         self._passwordless = False
+
+    def _java_check_notes(self) -> tuple[str, ...]:
+        """:attr:`_java_notes`, and for a store read from one of Java's formats, the
+        note for a certificate Java cannot parse (its whole store refused there): what
+        the command line shows (``mtls check``, ``mtls list``), worked out when asked."""
+        if self.store_type not in ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS"):
+            return self._java_notes
+        chains = (
+            (entry.alias, der) for entry in self._entries.key_entries() for der in entry.chain_der
+        )
+        note = java_unreadable_note((*chains, *self._entries.cert_entries()))
+        return self._java_notes if note is None else (*self._java_notes, note)
 
     def __copy__(self) -> Self:
         """A store of its own with the same entries (``copy.copy``): adding to it or
@@ -889,7 +902,10 @@ class Keystore(_StoreBase):
                 ``-storepass ""``.
             TypeError: a password that is not a str, a Secret or None (bytes: decode).
             KeyEntryError: PEM asked for with other than one key entry (or with
-                trusted entries beside it).
+                trusted entries beside it); JKS or PKCS12 with a certificate whose key
+                Java cannot parse (an EC key as a compressed point, with explicit or no
+                curve parameters, or on a curve Java does not know): keytool and WSO2
+                would refuse the whole store, so nothing is written (PEM takes it).
             OSError: the file cannot be written (a full disk, a read-only or missing
                 directory, a NUL in the path): an ``OSError``, not an ``MTLSError``,
                 whose message names the file and says that nothing was written (the
@@ -1235,6 +1251,8 @@ class Truststore(_StoreBase):
             ValueError: an unknown store type, or no certificates (:meth:`load` refuses
                 such a file: a truststore that trusts nothing fails every handshake;
                 ``Keystore().save()`` writes an empty store, as keytool keeps one).
+            KeyEntryError: JKS or PKCS12 with a certificate Java cannot parse, as for
+                :meth:`Keystore.save` (the error's ``alias`` names the entry).
             OSError: the file cannot be written, as for :meth:`Keystore.save`.
         """
         data = self._bytes(password, store_type, target=path, passwordless=passwordless)

@@ -477,26 +477,57 @@ def _tbs_spans(der: bytes) -> list[tuple[int, int, int]]:
     return fields[1:] if fields and fields[0][0] == 0xA0 else fields
 
 
-def ec_key_encoding(der: bytes) -> Literal["explicit", "compressed"] | None:
+# The named curves Java's CurveDB knows (JDK 17, 25): SECG's (secp*, sect*), X9.62's
+# (prime*, c2*), and the brainpool "r1" curves; a certificate on another (SM2,
+# brainpool "t1", WAP, Oakley) fails to parse there: "Unknown named curve" (h189).
+_JAVA_CURVE_ARCS: Final = ("1.3.132.0.", "1.2.840.10045.3.")
+_JAVA_BRAINPOOL: Final = frozenset(f"1.3.36.3.3.2.8.1.1.{n}" for n in (1, 3, 5, 7, 9, 11, 13))
+# id-ecPublicKey's OID as it is encoded: a certificate without it is no EC key.
+_EC_OID_DER: Final = bytes.fromhex("2a8648ce3d0201")
+
+JavaRefusedEC = Literal["explicit", "implicit", "curve", "compressed", "point"]
+
+
+def ec_key_encoding(der: bytes) -> JavaRefusedEC | None:
     """How certificate ``der``'s EC public key is written, when it is written as Java
     cannot parse it: with explicit curve parameters (Java: "Only named ECParameters
     supported"; OpenSSL's verification: "Certificate public key has explicit ECC
-    parameters"), or as a compressed point (Java: "Invalid EC key"). ``None``: a
-    named curve and an uncompressed point, another key type, or what this walk cannot
-    tell about (left to the readers)."""
+    parameters"), with no parameters (implicitCA: "EC domain parameters must be
+    encoded"), on a curve Java does not know ("Unknown named curve"), as a compressed
+    point or in a form other than uncompressed ("Invalid EC key"). ``None``: a named
+    curve Java knows and an uncompressed point, another key type, or what this walk
+    cannot tell about (left to the readers)."""
+    if _EC_OID_DER not in der:
+        return None  # the common case: one search of the bytes, in C
     try:
-        spki = _tbs_fields(der)[5].expect(_der.SEQUENCE).children()
-        algorithm = spki[0].expect(_der.SEQUENCE).children()
+        parts = _tbs_fields(der)[5].expect(_der.SEQUENCE).children()
+        algorithm = parts[0].expect(_der.SEQUENCE).children()
         if _der.decode_oid(algorithm[0].expect(_der.OID).value) != EC_OID:
             return None
-        point = spki[1].expect(_der.BIT_STRING).value[1:2]
+        point = parts[1].expect(_der.BIT_STRING).value[1:2]
+        params = algorithm[1] if len(algorithm) > 1 else None
     except (ValueError, IndexError):
         return None
-    if len(algorithm) > 1 and algorithm[1].tag == _der.SEQUENCE:
+    if params is None or params.tag == _der.NULL:
+        return "implicit"
+    if params.tag == _der.SEQUENCE:
         return "explicit"
+    if params.tag == _der.OID:
+        curve = _der.decode_oid(params.value)
+        if not curve.startswith(_JAVA_CURVE_ARCS) and curve not in _JAVA_BRAINPOOL:
+            return "curve"
     if point in (b"\x02", b"\x03"):
         return "compressed"
-    return None
+    return None if point == b"\x04" else "point"
+
+
+_JAVA_REFUSED_EC: Final[dict[str, str]] = {
+    "explicit": "its EC public key has explicit curve parameters, not a named curve",
+    "implicit": "its EC public key names no curve (implicitCA parameters)",
+    "curve": "its EC public key is on a curve Java does not know",
+    "compressed": "its EC public key is a compressed point",
+    "point": "its EC public key is a point in a form Java does not read (not uncompressed)",
+}
 
 
 def java_refused_key(der: bytes) -> str | None:
@@ -505,11 +536,7 @@ def java_refused_key(der: bytes) -> str | None:
     or PKCS#12 store, the whole store fails to load in Java (keytool, WSO2), not one
     entry (h188)."""
     encoding = ec_key_encoding(der)
-    if encoding == "explicit":
-        return "its EC public key has explicit curve parameters, not a named curve"
-    if encoding == "compressed":
-        return "its EC public key is a compressed point"
-    return None
+    return None if encoding is None else _JAVA_REFUSED_EC[encoding]
 
 
 def _tbs_fields(der: bytes) -> list[_der.TLV]:

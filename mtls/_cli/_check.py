@@ -86,6 +86,7 @@ class _Stores:
     def __init__(self) -> None:
         self._leaves: dict[StoreConfig, tuple[x509.Certificate, tuple[str, ...]]] = {}
         self._trust: dict[StoreConfig, Truststore] = {}
+        self._trust_notes: dict[StoreConfig, tuple[str, ...]] = {}
         self._dates: dict[StoreConfig, tuple[int, list[str], list[str]]] = {}
         self._purposes: dict[StoreConfig, tuple[tuple[str, str] | None, ValueError | None]] = {}
 
@@ -131,7 +132,7 @@ class _Stores:
                     "no usable key entry: check the variable or property it names",
                     path=exc.path,
                 ) from None
-            self._leaves[config] = _x509.load_cert(chain[0]), store._java_notes
+            self._leaves[config] = _x509.load_cert(chain[0]), store._java_check_notes()
         return self._leaves[config]
 
     def truststore(self, config: StoreConfig) -> Truststore:
@@ -139,6 +140,15 @@ class _Stores:
         if config not in self._trust:
             self._trust[config] = load_store(config, "truststore")
         return self._trust[config]
+
+    def truststore_notes(self, config: StoreConfig) -> tuple[str, ...]:
+        """What the JDK's reader would not take from a profile's truststore file, worked
+        out once per truststore (a walk of its EC anchors: 10,000 rows must not each
+        walk them)."""
+        notes = self._trust_notes.get(config)
+        if notes is None:
+            notes = self._trust_notes[config] = self.truststore(config)._java_check_notes()
+        return notes
 
     def anchor_dates(self, config: StoreConfig) -> tuple[int, list[str], list[str]]:
         """(how many anchors a profile's truststore has, the aliases of those expired,
@@ -227,8 +237,7 @@ def _loaded_row(
         trust_config = profile.truststore or default_trust
         if trust_config is not None:
             try:
-                trust = stores.truststore(trust_config)
-                problems += [f"truststore: {note}" for note in trust._java_notes]
+                problems += [f"truststore: {n}" for n in stores.truststore_notes(trust_config)]
                 anchors, expired, early = stores.anchor_dates(trust_config)
                 none_in_date = bool(anchors) and len({*expired, *early}) == anchors
                 for aliases, what in ((expired, "expired"), (early, "not valid yet")):

@@ -724,7 +724,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     entries = _entries(store, args.alias)
     # What mtls reads that keytool and WSO2's gateway do not (an unencrypted keyBag, a
     # PBMAC1 integrity check, ...): mtls check fails on these; a listing says them.
-    java_notes = [f"{path}: {note}" for note in store._java_notes]
+    java_notes = [f"{path}: {note}" for note in store._java_check_notes()]
     if args.json:
         out.json(
             {

@@ -123,3 +123,67 @@ def test_an_identity_no_peer_takes_is_refused_when_its_context_is_built(
     for kind in ("compressed", "named"):
         identity = mtls.Keystore.load(made[f"{kind}.identity"], None)
         assert mtls.client_context(identity, mtls.Truststore.load(made["ca"])) is not None
+
+
+@pytest.mark.parametrize(
+    ("curve", "refused"),
+    [("brainpoolP256t1", True), ("SM2", True), ("brainpoolP256r1", False), ("secp256k1", False)],
+)
+def test_a_curve_java_does_not_know_is_told_apart(
+    tmp_path: Path, curve: str, refused: bool
+) -> None:
+    """Java's CurveDB knows SECG's, X9.62's and the brainpool r1 curves: a certificate
+    on brainpoolP256t1 or SM2 fails to parse there ("Unknown named curve"), and was
+    written into stores all the same (h189). keytool itself is asked, where there is
+    one."""
+    from tests._keytool import KEYTOOLS
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    try:
+        _openssl("ecparam", "-name", curve, "-genkey", "-noout", "-out", key)
+        _openssl("req", "-new", "-x509", "-key", key, "-subj", f"/CN={curve}", "-days", "2",
+                 "-out", cert)  # fmt: skip
+    except subprocess.CalledProcessError:
+        pytest.skip(f"this openssl cannot make a {curve} certificate")
+    assert (_x509.ec_key_encoding(_der(cert)) is not None) is refused
+    for jdk in KEYTOOLS:
+        printed = subprocess.run([jdk.keytool, "-printcert", "-file", str(cert)],
+                                 capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert (printed.returncode != 0) is refused, (jdk.major, printed.stdout + printed.stderr)
+
+
+def test_a_store_written_before_says_java_cannot_open_it(
+    made: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Stores mtls wrote before (and other tools write) load here, and said nothing:
+    mtls check and mtls list passed a truststore keytool and WSO2 cannot open (h189).
+    The twin: a store without such a certificate has no note."""
+    from mtls import _writers
+
+    trust = mtls.Truststore()
+    trust.add("root", x509.load_pem_x509_certificate(made["ca"].read_bytes()))
+    clean = tmp_path / "clean.jks"
+    trust.save(clean, PASSWORD)
+    trust.add("bad", x509.load_pem_x509_certificate(made["compressed"].read_bytes()))
+    old = tmp_path / "old.jks"
+    with monkeypatch.context() as patched:  # the writer as it was
+        patched.setattr(_writers, "refuse_java_unreadable", lambda *args: None)
+        trust.save(old, PASSWORD)
+    (note,) = mtls.Truststore.load(old, PASSWORD)._java_check_notes()
+    assert "certificate 'bad': its EC public key is a compressed point" in note
+    assert "refuse the whole store" in note and "mtls delete --alias bad" in note
+    assert mtls.Truststore.load(clean, PASSWORD)._java_check_notes() == ()
+    # What the command line shows: mtls list, and mtls check's PROBLEMS column.
+    assert main(["list", "--keystore", str(old), "--password", PASSWORD]) == 0
+    assert "mtls delete --alias bad" in capsys.readouterr().err
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>a.test:443</servers>'
+        f"<TrustStore><Location>{old}</Location><Type>JKS</Type><Password>{PASSWORD}"
+        "</Password></TrustStore></profile></parameter>"
+    )
+    main(["check", str(xml)])
+    assert "truststore: certificate 'bad': its EC public key" in capsys.readouterr().out
