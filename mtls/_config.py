@@ -349,13 +349,7 @@ def _java_ipv6(host: str) -> bool:
     compressed by ``::``): what Java's ``InetAddress.getHostAddress()`` writes, and so
     how WSO2 names an IPv6 backend it looks a profile up for (unbracketed, then
     ``:port``; a zone after ``%``)."""
-    if host.count(":") != 7 or "::" in host:
-        return False
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
+    return host.count(":") == 7 and "::" not in host and is_ip_literal(host)
 
 
 def _java_text(host: str) -> str:
