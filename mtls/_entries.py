@@ -142,6 +142,14 @@ class Entries:
         """The trusted certificates as ``(alias, DER)``, in order (as they are now)."""
         return iter(tuple(self._certs.values()))
 
+    def certificates(self) -> Iterator[tuple[str, bytes]]:
+        """Every certificate as ``(alias, DER)``: the key entries' chains, then the
+        trusted certificates (as they are now)."""
+        for entry in tuple(self._keys.values()):
+            for der in entry.chain_der:
+                yield entry.alias, der
+        yield from tuple(self._certs.values())
+
     def secret_entries(self) -> Iterator[tuple[str, str]]:
         """The entries TLS cannot use as ``(alias, kind)``, in order (as they are now)."""
         return iter(tuple(self._secrets.values()))

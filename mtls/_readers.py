@@ -466,16 +466,16 @@ def java_unreadable_note(entries: Iterable[tuple[str, bytes]]) -> str | None:
     had written so (h189). ``entries``: ``(alias, certificate DER)``; the first such
     certificate is named. Asked for by the command line, not at every load (it walks
     every EC certificate)."""
-    for alias, der in entries:
-        why = _x509.java_refused_key(der)
-        if why is not None:
-            return (
-                f"certificate {alias!r}: {why}, which Java cannot parse: keytool and WSO2's "
-                "gateway refuse the whole store, not this entry alone: remove it (mtls "
-                f"delete --alias {alias}) or have it reissued for a named curve with an "
-                "uncompressed point"
-            )
-    return None
+    found = _x509.first_java_refused(entries)
+    if found is None:
+        return None
+    alias, why = found
+    return (
+        f"certificate {alias!r}: {why}, which Java cannot parse: keytool and WSO2's "
+        "gateway refuse the whole store, not this entry alone: remove it (mtls "
+        f"delete --alias {alias}) or have it reissued for a named curve with an "
+        "uncompressed point"
+    )
 
 
 # Java-family containers: key entries, each under its own password, and an integrity check.

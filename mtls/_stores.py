@@ -131,10 +131,7 @@ class _StoreBase:
         the command line shows (``mtls check``, ``mtls list``), worked out when asked."""
         if self.store_type not in ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS"):
             return self._java_notes
-        chains = (
-            (entry.alias, der) for entry in self._entries.key_entries() for der in entry.chain_der
-        )
-        note = java_unreadable_note((*chains, *self._entries.cert_entries()))
+        note = java_unreadable_note(self._entries.certificates())
         return self._java_notes if note is None else (*self._java_notes, note)
 
     def __copy__(self) -> Self:

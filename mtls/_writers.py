@@ -112,21 +112,18 @@ def refuse_java_unreadable(entries: Entries, path: str | None, kind: str) -> Non
     Raises:
         KeyEntryError: naming the entry, why, and what to do.
     """
-    chains = ((e.alias, e.chain_der) for e in entries.key_entries())
-    trusted = ((alias, (der,)) for alias, der in entries.cert_entries())
-    for alias, ders in (*chains, *trusted):
-        for der in ders:
-            why = _x509.java_refused_key(der)
-            if why is not None:
-                raise KeyEntryError(
-                    f"{where(path)}: entry {alias!r} has a certificate Java cannot read "
-                    f"({why}: keytool -importcert refuses it), so a {kind} store holding "
-                    "it would fail to load whole in keytool and WSO2; nothing was "
-                    "written: have the certificate reissued for a named curve with an "
-                    "uncompressed point, or leave the entry out",
-                    path=path,
-                    alias=alias,
-                )
+    found = _x509.first_java_refused(entries.certificates())
+    if found is not None:
+        alias, why = found
+        raise KeyEntryError(
+            f"{where(path)}: entry {alias!r} has a certificate Java cannot read "
+            f"({why}: keytool -importcert refuses it), so a {kind} store holding "
+            "it would fail to load whole in keytool and WSO2; nothing was "
+            "written: have the certificate reissued for a named curve with an "
+            "uncompressed point, or leave the entry out",
+            path=path,
+            alias=alias,
+        )
 
 
 def to_der(certificate: x509.Certificate | bytes) -> bytes:

@@ -530,6 +530,17 @@ _JAVA_REFUSED_EC: Final[dict[str, str]] = {
 }
 
 
+def first_java_refused(certificates: Iterable[tuple[str, bytes]]) -> tuple[str, str] | None:
+    """The first ``(alias, why)`` of ``(alias, DER)`` certificates whose key Java cannot
+    parse (:func:`java_refused_key`), or ``None``: what a store's writer refuses and
+    its reader notes."""
+    for alias, der in certificates:
+        why = java_refused_key(der)
+        if why is not None:
+            return alias, why
+    return None
+
+
 def java_refused_key(der: bytes) -> str | None:
     """Why Java cannot parse certificate ``der``'s public key (:func:`ec_key_encoding`),
     in words, or ``None``. keytool's -importcert refuses such a certificate; in a JKS
