@@ -89,6 +89,16 @@ class _Stores:
         self._trust_notes: dict[StoreConfig, tuple[str, ...]] = {}
         self._dates: dict[StoreConfig, tuple[int, list[str], list[str]]] = {}
         self._purposes: dict[StoreConfig, tuple[tuple[str, str] | None, ValueError | None]] = {}
+        #: What the JDK's reader refuses in the stores read, once per file and note
+        #: ((location, note), in the order found): what WSO2's gateway cannot load, so
+        #: the check fails on it as on the profile file's own such notes (``--mtls-only``
+        #: aside).
+        self.java_refusals: dict[tuple[str, str], None] = {}
+
+    def _refusals(self, config: StoreConfig, notes: tuple[str, ...]) -> tuple[str, ...]:
+        for note in notes:
+            self.java_refusals.setdefault((config.shown_location, note))
+        return notes
 
     def client_leaf(self, config: StoreConfig) -> x509.Certificate:
         """The certificate of the key entry a profile presents."""
@@ -115,7 +125,7 @@ class _Stores:
 
     def keystore_notes(self, config: StoreConfig) -> tuple[str, ...]:
         """What the JDK's reader would not take from a profile's keystore file."""
-        return self._keystore(config)[1]
+        return self._refusals(config, self._keystore(config)[1])
 
     def _keystore(self, config: StoreConfig) -> tuple[x509.Certificate, tuple[str, ...]]:
         if config not in self._leaves:
@@ -148,7 +158,7 @@ class _Stores:
         notes = self._trust_notes.get(config)
         if notes is None:
             notes = self._trust_notes[config] = self.truststore(config)._java_check_notes()
-        return notes
+        return self._refusals(config, notes)
 
     def anchor_dates(self, config: StoreConfig) -> tuple[int, list[str], list[str]]:
         """(how many anchors a profile's truststore has, the aliases of those expired,
@@ -382,12 +392,17 @@ def check_report(
         and not logs.mtls_refused
         and not any(row.get("out_of_date") for row in [*rows, default_row] if row)
     )
+    # The profile file's notes, then its stores' (a store the JDK refuses, whole or an
+    # entry: the gateway serves without it).
+    refused_stores = [f"{where}: {note}" for where, note in stores.java_refusals]
+    cannot_load = [*logs.wso2_cannot_load, *refused_stores]
     return {
         "path": status["path"],
         "hostname_verifier": mode,
-        "ok": loads and (mtls_only or not logs.wso2_cannot_load),
+        "ok": loads and (mtls_only or not cannot_load),
         "loads": loads,
-        "wso2_cannot_load": list(logs.wso2_cannot_load),
+        "wso2_cannot_load": cannot_load,
+        "stores_wso2_cannot_load": refused_stores,
         "mtls_refused": list(logs.mtls_refused),
         "profiles": rows,
         "default": default_row,
@@ -540,8 +555,10 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
     elif not report["ok"] and not _wso2_only(report):
         out.line(out.style("FAILED: see the problems above", "red", "bold"))
     elif not report["ok"]:
+        stores_only = len(report["wso2_cannot_load"]) == len(report["stores_wso2_cannot_load"])
+        what = "a store this file names" if stores_only else "this file"
         out.line(
-            out.style("FAILED: WSO2 cannot load this file", "red", "bold")
+            out.style(f"FAILED: WSO2 cannot load {what}", "red", "bold")
             + " (the notes above say why; mtls loads it: --mtls-only for a file only mtls reads)"
         )
     else:
@@ -680,10 +697,12 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     elif _wso2_only(report):
         count = len(report["wso2_cannot_load"])
         problem = report["wso2_cannot_load"][0]
-        # Said of another file (deployment.toml's tables): that file is named with it.
+        stores_only = count == len(report["stores_wso2_cannot_load"])
+        # Said of another file (deployment.toml's tables, a store): named with it.
         problem = _after_path(problem) if problem.startswith(f"{named}: ") else problem
+        what = "a store this file names" if stores_only else "this file"
         out.error(
-            f"{named}: WSO2 cannot load this file ({count} problem"
+            f"{named}: WSO2 cannot load {what} ({count} problem"
             f"{'' if count == 1 else 's'}, first: {problem}): "
             "fix it, or pass --mtls-only if only mtls reads it"
         )

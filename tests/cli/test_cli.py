@@ -1598,7 +1598,8 @@ def test_no_password_and_no_terminal_is_a_usage_error(seed: Seed) -> None:
 # --------------------------------------------------------------------------- check
 
 
-CHECK_KEYS = {"path", "hostname_verifier", "ok", "loads", "wso2_cannot_load", "mtls_refused",
+CHECK_KEYS = {"path", "hostname_verifier", "ok", "loads", "wso2_cannot_load",
+              "stores_wso2_cannot_load", "mtls_refused",
               "profiles", "default",
               "failed", "warnings",
               "vault", "fail_within", "status"}  # fmt: skip

@@ -160,7 +160,8 @@ def test_check_says_when_only_the_default_failed(ca, tmp_path, capsys):
 def test_check_warns_of_a_truststore_java_reads_as_empty(ca, tmp_path, capsys, openssl_bin, nokeys):
     """An `openssl pkcs12 -export -nokeys` truststore has no Java trust attribute: mtls
     takes its certificates as anchors, keytool lists 0 entries and WSO2's gateway
-    fails ("trustAnchors parameter must be non-empty"). check said OK with 1 anchor."""
+    fails ("trustAnchors parameter must be non-empty"). check said OK with 1 anchor,
+    then named it and still passed."""
     import subprocess
 
     pem = tmp_path / "ca.pem"
@@ -182,7 +183,11 @@ def test_check_warns_of_a_truststore_java_reads_as_empty(ca, tmp_path, capsys, o
     assert row["anchors"] == 1 and row["loaded"] is True
     warned = [p for p in row["problems"] if "no Java trust attribute" in p]
     assert bool(warned) is nokeys, row["problems"]
-    assert code == 0  # mtls itself serves it: a warning, not a failure
+    # mtls serves it; WSO2's gateway would have no anchor: the check fails on it (it
+    # said OK), as on any store the JDK refuses; --mtls-only passes.
+    assert report["loads"] is True and code == (1 if nokeys else 0)
+    assert len(report["stores_wso2_cannot_load"]) == int(nokeys)
+    assert main(["check", str(xml), "--mtls-only"]) == 0
 
 
 @pytest.mark.parametrize("made", ["plain-keybag", "pbmac1", "keytool-like"])
@@ -190,8 +195,9 @@ def test_check_warns_of_a_keystore_java_cannot_use(ca, tmp_path, capsys, openssl
     """A PKCS#12 keystore mtls reads and the JDK's reader does not: a key in a plain
     keyBag (openssl -keypbe NONE, cryptography's NoEncryption: keytool lists no entry)
     or a PBMAC1 integrity check (RFC 9579: keytool 17 and 25 refuse the file). check
-    said OK; it now names what WSO2's gateway would not take. The twin: a keystore
-    written as keytool writes it has no such note."""
+    said OK; it now names what WSO2's gateway would not take, and fails as on the
+    profile file's own WSO2-cannot-load notes (exit 1; --mtls-only passes: mtls serves
+    it). The twin: a keystore written as keytool writes it has no such note."""
     import subprocess
 
     from tests.stores.test_pkcs12 import pbmac1, rebuild
@@ -218,17 +224,32 @@ def test_check_warns_of_a_keystore_java_cannot_use(ca, tmp_path, capsys, openssl
     code = main(["check", str(xml), "--json"])
     report = json.loads(capsys.readouterr().out)
     (row,) = report["profiles"]
-    assert row["loaded"] is True and code == 0  # mtls serves it: a warning, not a failure
+    assert row["loaded"] is True and report["loads"] is True  # mtls serves it
     notes = [p for p in row["problems"] if p.startswith("keystore: ")]
     expected = {
         "plain-keybag": "key entry 'gw' is stored unencrypted (a PKCS#12 keyBag)",
         "pbmac1": "its integrity check is PBMAC1 (RFC 9579)",
     }.get(made)
     if expected is None:
-        assert notes == [], notes
-    else:
-        assert len(notes) == 1 and expected in notes[0], row["problems"]
-        assert "keytool and WSO2's gateway" in notes[0]
+        assert notes == [] and report["wso2_cannot_load"] == [], notes
+        assert code == 0 and report["ok"] is True
+        return
+    assert len(notes) == 1 and expected in notes[0], row["problems"]
+    assert "keytool and WSO2's gateway" in notes[0]
+    # The gateway cannot use this keystore: the check fails, naming the file.
+    assert code == 1 and report["ok"] is False
+    (refused,) = report["wso2_cannot_load"]
+    assert refused.startswith(f"{keystore}: ") and expected in refused
+    code = main(["check", str(xml)])
+    err = capsys.readouterr().err
+    assert (
+        code == 1
+        and "WSO2 cannot load a store this file names" in err
+        and str(keystore) in err
+        and "--mtls-only" in err
+    ), err
+    assert main(["check", str(xml), "--mtls-only"]) == 0
+    assert expected in capsys.readouterr().out  # the note stays
 
 
 def test_probe_leaves_out_another_profiles_failure_on_a_shared_keystore(ca, tmp_path, capsys):

@@ -185,5 +185,8 @@ def test_a_store_written_before_says_java_cannot_open_it(
         f"<TrustStore><Location>{old}</Location><Type>JKS</Type><Password>{PASSWORD}"
         "</Password></TrustStore></profile></parameter>"
     )
-    main(["check", str(xml)])
-    assert "truststore: certificate 'bad': its EC public key" in capsys.readouterr().out
+    assert main(["check", str(xml)]) == 1  # the gateway would have no anchor: it fails
+    checked = capsys.readouterr()
+    assert "truststore: certificate 'bad': its EC public key" in checked.out
+    assert "WSO2 cannot load a store this file names" in checked.err and str(old) in checked.err
+    assert main(["check", str(xml), "--mtls-only"]) == 0  # mtls itself reads it
