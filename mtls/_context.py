@@ -19,10 +19,12 @@ from collections.abc import Sequence
 from typing import Final
 
 from . import _der, _jks, _keyload, _openssl, _x509
+from ._config import normalize_host
 from ._crl import CRLSet, _issued, warn_intermediate_anchors
 from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
 from ._files import cannot_read_fix
 from ._fork import forks_wait, openssl_work
+from ._idna import ascii_host
 from ._log import log
 from ._revocation import (
     RevocationChecker,
@@ -43,6 +45,22 @@ from ._types import (
 
 #: Hosts that ``DefaultAndLocalhost`` exempts from the name check (WSO2's list, exactly).
 LOCALHOST_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
+
+
+def dials_localhost(host: str) -> bool:
+    """Whether ``host``, as a client dials it, is one ``DefaultAndLocalhost`` exempts
+    from the name check: one of :data:`LOCALHOST_NAMES` (any spelling of the address,
+    any case) written without a final dot. ``localhost.`` and ``127.0.0.1.`` are
+    names the resolver asks DNS for, never the hosts file (glibc's ``files`` source
+    does not match them; a final dot is not an address): whoever answers that query
+    would get the client's certificate with no name check (h191). A profile still
+    matches them (a final dot is the same name for the lookup), with the check."""
+    dialled = host.strip()
+    if not dialled.isascii():
+        dialled = ascii_host(dialled)  # "localhost\u3002" is dialled as "localhost."
+    return not dialled.endswith(".") and normalize_host(dialled) in LOCALHOST_NAMES
+
+
 EXPIRY_WARNING = _dt.timedelta(days=30)
 _STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 

@@ -34,7 +34,7 @@ from ._config import (
     tls_origin,
     without_port,
 )
-from ._context import LOCALHOST_NAMES
+from ._context import LOCALHOST_NAMES, dials_localhost
 from ._deployment import DeploymentSettings, parsed_once, read_deployment_toml
 from ._engine import Callback, Engine, check_seconds, close_finalized
 from ._errors import MTLSError, ProfileConfigError, with_more
@@ -954,12 +954,18 @@ class SSLProfileSet:
         if item is None or isinstance(item, ssl.SSLContext):
             return item, None
         # The localhost variant (no name check) only where both the host dialled and the
-        # name verified are localhost names: verifying another name through 127.0.0.1
-        # checks it, and so does verifying "localhost" on a remote host (WSO2 exempts by
-        # the host dialled).
-        if server_hostname is not None and normalize_host(server_hostname) not in LOCALHOST_NAMES:
-            return item.served.context, item.served
-        return item.context_for_host(name), item.served
+        # name verified are localhost names, as dialled: verifying another name through
+        # 127.0.0.1 checks it, and so does verifying "localhost" on a remote host (WSO2
+        # exempts by the host dialled), or dialling "localhost." (a DNS name: h191).
+        served = item.served
+        if (
+            served.localhost_context is not None
+            and name in LOCALHOST_NAMES  # (the usual answer, without normalising again)
+            and dials_localhost(host)
+            and (server_hostname is None or dials_localhost(server_hostname))
+        ):
+            return served.localhost_context, served
+        return served.context, served
 
     def _resolve(
         self, snapshot: Snapshot, name: str, host: str, port: int, client_id: str | None

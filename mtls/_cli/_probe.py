@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import _x509
 from .._config import SSLProfile, StoreConfig, normalize_host
-from .._context import LOCALHOST_NAMES, client_context
+from .._context import client_context, dials_localhost
 from .._errors import MTLSError, ProfileUnavailableError
 from .._profiles import SSLProfileSet
 from .._stores import Keystore, Truststore
@@ -152,7 +152,6 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
             _read_identity(setup, default_profile.keystore)
         setup.insecure = _chain_only
         return setup
-    host = normalize_host(target.host)
     setup.matched = _how_matched(profile, target)
     setup.profile = profile
     entry = _status_entry(status, profile) or {}
@@ -166,7 +165,7 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
     if setup.client_subject:
         _read_identity(setup, profile.keystore)
     setup.verify = not (profile.novalidatecert and profile.truststore is None)
-    if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES:
+    if mode == "DefaultAndLocalhost" and dials_localhost(target.host):
         setup.hostname_verifier = "DefaultAndLocalhost (not checked for localhost)"
     setup.insecure = _chain_only
     return setup
@@ -183,8 +182,8 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         trust_password = truststore_password(args, password)
         truststore = load_truststore(args.truststore, trust_password, truststore=True)
     mode = args.hostname_verifier or "Strict"
-    host = normalize_host(target.host)
-    effective = "AllowAll" if mode == "DefaultAndLocalhost" and host in LOCALHOST_NAMES else mode
+    local = mode == "DefaultAndLocalhost" and dials_localhost(target.host)
+    effective = "AllowAll" if local else mode
 
     def made() -> ssl.SSLContext:
         return client_context(keystore, truststore, alias=args.alias, hostname_verifier=effective)

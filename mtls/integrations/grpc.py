@@ -67,8 +67,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Self
 
-from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig, normalize_host
-from .._context import LOCALHOST_NAMES
+from .._config import CATCH_ALL, DEFAULT_PORTS, SSLProfile, StoreConfig
+from .._context import dials_localhost
 from .._errors import MTLSError, ProfileConfigError
 from .._fork import renew_attributes_after_fork
 from .._log import log
@@ -299,10 +299,9 @@ class _Rotating:
         self._roots_error: ProfileConfigError | None = None  # anchors gRPC cannot read
         self._closed = False  # after close(): calls refused, as grpc.Channel refuses them
         self._unjudge = _subscribe_weakly(profile_set, self, _Rotating._judge_ahead)
-        name = normalize_host(self._host)
         if (
             self._override is None
-            and name in LOCALHOST_NAMES
+            and dials_localhost(self._host)
             and self._check(self._lookup_now()).hostname_verifier == "DefaultAndLocalhost"
         ):
             log.info(

@@ -101,6 +101,26 @@ def test_probe_an_ipv6_address_with_a_zone_as_rfc_6874_writes_it(ca, stores, cap
         assert "'::1'" in report["error"]["message"] and "%25" not in report["error"]["message"]
 
 
+def test_probe_checks_the_name_of_localhost_with_a_final_dot(ca, stores, capsys, monkeypatch):
+    """--hostname-verifier DefaultAndLocalhost skipped the name check for
+    "localhost." as for "localhost" (h191): a name the resolver sends to DNS. Here that
+    "DNS" answers with a server whose certificate names attacker.example only; the
+    twin: "localhost" itself, from the hosts file, stays exempt."""
+    resolve = socket.getaddrinfo
+
+    def dns(host, *args, **kwargs):
+        dotted = isinstance(host, str) and host.endswith(".")
+        return resolve("127.0.0.1" if dotted else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    lenient = ("--hostname-verifier", "DefaultAndLocalhost")
+    with MTLSServer(ca.issue_cert("attacker.example"), client_ca=ca) as server:
+        code, report, _ = probe(f"https://localhost.:{server.port}/", stores, capsys, *lenient)
+        assert code == 1 and kind_of(report) == "hostname_mismatch", report
+        code, report, _ = probe(f"https://localhost:{server.port}/", stores, capsys, *lenient)
+        assert code == 0 and kind_of(report) == "None", report
+
+
 @pytest.mark.parametrize(
     ("when", "kind"),
     [("past", "server_cert_expired"), ("future", "server_cert_not_yet_valid")],

@@ -172,3 +172,81 @@ def test_one_client_verifying_each_name_in_turn_gets_each_names_context(backend)
             (None, True),
         ]:
             _get_verifying(http, url, name, passes=passes)
+
+
+# Names with a final dot are DNS names: glibc's hosts file source does not match
+# "localhost." and "127.0.0.1." is no address. The "DNS answer" below sends them to
+# the test's backend, whose certificate names attacker.example only.
+DOTTED = ["localhost.", "LOCALHOST.", "127.0.0.1.", "localhost.localdomain.", "localhost\u3002"]
+
+
+@pytest.fixture
+def dotted_backend(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[mtls.SSLProfileSet, int]]:
+    import socket
+
+    ca = CA()
+    keystore = write_identity(ca.issue_cert("gateway"), tmp_path / "gateway.jks")
+    truststore = write_trust(ca, tmp_path / "trust.jks")
+    resolve = socket.getaddrinfo
+
+    def dns(host: Any, *args: Any, **kwargs: Any) -> Any:
+        # (and localhost.localdomain as the hosts files of RHEL and others have it)
+        dotted = isinstance(host, str) and (host.endswith(".") or host == "localhost.localdomain")
+        return resolve("127.0.0.1" if dotted else host, *args, **kwargs)
+
+    with MTLSServer(ca.issue_cert("attacker.example"), client_ca=ca) as server:
+        monkeypatch.setattr(socket, "getaddrinfo", dns)
+        profile = mtls.SSLProfile(
+            servers=(f"localhost:{server.port}", f"127.0.0.1:{server.port}",
+                     f"localhost.localdomain:{server.port}"),
+            keystore=mtls.StoreConfig(location=keystore, password=PASSWORD),
+            truststore=mtls.StoreConfig(location=truststore, password=PASSWORD),
+        )  # fmt: skip
+        with mtls.SSLProfileSet([profile], hostname_verifier="DefaultAndLocalhost") as profiles:
+            yield profiles, server.port
+
+
+@pytest.mark.parametrize("host", DOTTED)
+def test_a_localhost_name_with_a_final_dot_is_checked(dotted_backend, host):
+    """DefaultAndLocalhost skipped the name check for "localhost." and "127.0.0.1."
+    (the lookup's normal form drops the dot), names the resolver sends to DNS: whoever
+    answered got the profile's client certificate with any certificate the truststore
+    vouches for (h191 HIGH, with httpx, requests and aiohttp). They still match the
+    profile, with the name check. Real handshakes; the twin: "localhost" itself keeps
+    its exemption."""
+    import socket
+
+    import requests
+
+    from mtls.integrations.requests import session
+
+    profiles, port = dotted_backend
+    ctx = profiles.context_for(host, port)
+    assert ctx is not None and ctx.check_hostname, host
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname=host.rstrip(".\u3002") + ".")
+    url = f"https://{host}:{port}/"
+    with client(profiles) as http, pytest.raises(httpx.ConnectError) as caught:
+        http.get(url)
+    assert _is_name_mismatch(caught.value), caught.value
+    if host.isascii():  # requests (urllib3) dials what IDNA makes of the rest too
+        with session(profiles) as http, pytest.raises(requests.exceptions.SSLError):
+            http.get(url, timeout=10)
+
+    async def aiohttp_get() -> None:
+        async with MTLSClientSession(profiles) as http, http.get(url) as response:
+            await response.read()
+
+    if host.isascii() and not host[0].isdigit():  # (yarl refuses "127.0.0.1." itself)
+        with pytest.raises(aiohttp.ClientConnectorCertificateError) as refused:
+            asyncio.run(aiohttp_get())
+        assert _is_name_mismatch(refused.value.certificate_error), refused.value
+    # The twin: the name without its dot is the hosts file's, exempt as WSO2 exempts it.
+    plain = host.rstrip(".\u3002").lower()
+    ctx = profiles.context_for(plain, port)
+    assert ctx is not None and not ctx.check_hostname
+    with client(profiles) as http:
+        assert http.get(f"https://{plain}:{port}/").json()["client_cn"] == "gateway"
