@@ -328,11 +328,17 @@ def _keyed_hash_matches(data: bytes, body_end: int, password: str) -> bool:
     return hmac.compare_digest(keyed.digest(), data[body_end : body_end + 20])
 
 
+#: The certificate types Java reads a store's certificate with: ``X.509`` and its alias
+#: ``X509`` (the SUN provider's, which keystore-go writes: cert-manager's and
+#: trust-manager's JKS files, h190), matched as the JCA matches names, in any case.
+_X509_TYPES = frozenset({"X.509", "X509"})
+
+
 def certificate(reader: Reader, *, typed: bool = True) -> bytes:
     """A certificate field: its type (``X.509``, the only one TLS uses) and its DER."""
     if typed:
         kind = reader.utf()
-        if kind != "X.509":
+        if kind not in _X509_TYPES and kind.upper() not in _X509_TYPES:
             raise JKSFormatError(
                 f"the store holds a certificate of type {shown(kind)}; only X.509 is "
                 "used for TLS: remove that entry"

@@ -647,6 +647,30 @@ def test_version_1_stores_have_no_certificate_type(ca):
         Truststore.from_bytes(typed, PASSWORD)
 
 
+@pytest.mark.parametrize("kind", [b"X509", b"x.509", b"x509"])
+def test_the_x509_alias_java_reads_is_a_certificate_type(ca, tmp_path, kind):
+    """keystore-go, which writes cert-manager's and trust-manager's JKS files, names each
+    certificate's type "X509", the SUN provider's alias of "X.509" (the JCA matches
+    names in any case). Every such keystore and truststore was refused ("remove that
+    entry": the identity), where keytool 17 and 25, and so WSO2, read them (h190).
+    Asked of keytool itself here; the twin: a type Java has no factory for ('PGP',
+    above) is still refused."""
+    from tests._keytool import KEYTOOLS, keytool_list
+
+    written = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    body = written.read_bytes()[:-20]
+    chain = body.count(b"\x00\x05X.509")  # each certificate of the key's chain
+    assert chain >= 1
+    store = tmp_path / f"gw-{kind.decode()}.jks"
+    store.write_bytes(rehash(body.replace(b"\x00\x05X.509", utf(kind)), PASSWORD))
+    keystore = Keystore.load(store, PASSWORD)
+    assert keystore.key_aliases == ("gw",) and len(keystore.key_entry("gw")[2]) == chain
+    assert mtls.client_context(keystore, Truststore.from_bytes(ca.cert_pem)) is not None
+    for jdk in KEYTOOLS:  # what Java does with the same file
+        listed = keytool_list(jdk, store, PASSWORD)["gw"]
+        assert (listed.entry_type, listed.chain_length) == ("PrivateKeyEntry", chain), jdk
+
+
 # --------------------------------------------------------------------------- 12: BKS and UBER
 
 
