@@ -115,6 +115,9 @@ class P12Contents:
     passwordless: bool = False
     # Each secretBag's place among the bags (as P12Key.order), in the order of secrets.
     secrets_order: tuple[int, ...] = field(default=(), compare=False)
+    # Something encrypted with PKCS#12's own PBE under a non-ASCII password's standard
+    # BMPString (OpenSSL wrote it), which no JDK derives (_Password.java_misencoded).
+    java_misencoded: bool = False
 
 
 class P12FormatError(ValueError):
@@ -362,7 +365,7 @@ class _Password:
     caller and here has the plain string in its locals.
     """
 
-    __slots__ = ("bmp", "java_bmp", "utf8")
+    __slots__ = ("bmp", "java_bmp", "java_misencoded", "utf8")
 
     def __init__(self, password: Secret) -> None:
         # RFC 7292 appendix B.1: the PKCS#12 KDF takes a BMPString (UTF-16BE, with
@@ -378,6 +381,11 @@ class _Password:
         # under another BMPString than the MAC's (JDK 17 refuses such passwords there).
         java = bytes(b & 0x7F for b in self.utf8)
         self.java_bmp = _bmp(java.decode("ascii")) if java != self.utf8 else None
+        # Something encrypted with PKCS#12's own PBE opened under the standard BMPString
+        # of a non-ASCII password (OpenSSL's, Bouncy Castle's), not Java's masked one:
+        # JDK 25 derives the masked one and cannot read it (keytool 25: "keystore
+        # password was incorrect"), where it reads PBES2/AES under the same password.
+        self.java_misencoded = False
 
     def __repr__(self) -> str:
         return "_Password('********')"
@@ -474,6 +482,9 @@ class _Reader:
             passwordless=len(pfx) == 2 and not self.encrypted,
             secrets_order=tuple(self.secrets_order),
             java_refused_pbes1=tuple(self.java_refused_pbes1),
+            java_misencoded=any(
+                p is not None and p.java_misencoded for p in (self.store, self.key)
+            ),
         )
 
     def _number(self, alias: str | None) -> int | None:
@@ -748,6 +759,7 @@ def _decrypt(
             budget.charge_rc2(len(data))
             plain = _rc2.rc4(_pkcs12_rc4_key(oid, params, secret), data)
             if plausible(plain):
+                _opened_with(password, secret)
                 return plain
             continue
         cipher: BlockCipherAlgorithm | bytes
@@ -772,9 +784,17 @@ def _decrypt(
         # No plaintext (bad padding) is the usual sign of a wrong password; a wrong
         # password passes the padding check 1 time in 256, so the plaintext is judged too.
         if opened is not None and plausible(opened):
+            _opened_with(password, secret)
             return opened
     what = "the certificates do" if which == "store" else "the private key does"
     raise P12PasswordError(f"{what} not decrypt: wrong {which} password", which=which)
+
+
+def _opened_with(password: _Password, secret: bytes) -> None:
+    """Note a PKCS#12 PBE opened under the standard BMPString of a non-ASCII password,
+    which the JDK never derives (see ``_Password.java_misencoded``)."""
+    if password.java_bmp is not None and secret is password.bmp:
+        password.java_misencoded = True
 
 
 def cbc_plaintext(cipher: BlockCipherAlgorithm, iv: bytes, data: bytes) -> bytes | None:

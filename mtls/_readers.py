@@ -940,7 +940,19 @@ def _parse_pkcs12(
             "convert, keytool -importkeystore, or openssl pkcs12 -export with -keypbe "
             "AES-256-CBC -certpbe AES-256-CBC)"
         )
-    if password is not None and not _pkcs12.jdk17_takes_password(password.reveal()):
+    if contents.java_misencoded:
+        # (h188: the note below said JDK 25 reads it, true of PBES2/AES only.)
+        notes.append(
+            "its password has characters outside printable ASCII, and it is encrypted "
+            "with PKCS#12's own PBE (triple DES, RC2) under the encoding of that password "
+            "OpenSSL uses, where Java masks each byte to 7 bits: JDK 17 refuses the "
+            'password and JDK 25 derives another key (keytool 17 and 25 say "keystore '
+            "password was incorrect\"), so WSO2's gateway cannot read what is encrypted so "
+            "(the certificates: the file; a key: that entry); give it a printable ASCII "
+            "password, or write it with AES-256 (mtls convert, or openssl pkcs12 -export "
+            "with -keypbe AES-256-CBC -certpbe AES-256-CBC)"
+        )
+    elif password is not None and not _pkcs12.jdk17_takes_password(password.reveal()):
         notes.append(
             "its password has characters outside printable ASCII: JDK 17's PKCS12 reader "
             'refuses it (keytool says "keystore password was incorrect"), so WSO2 on JDK 17 '
