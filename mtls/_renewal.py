@@ -279,7 +279,7 @@ class _Cert:
 
     @property
     def shown(self) -> str:
-        return self.cert.subject.rfc4514_string() or "(empty subject)"
+        return _x509.subject_text(self.cert)
 
 
 def _entry_certificate(entry: KeyEntry, path: str | None) -> _Cert:

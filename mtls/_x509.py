@@ -1039,8 +1039,34 @@ SUBJECT_SHOWN: Final = 1024
 def subject_text(cert: x509.Certificate) -> str:
     """The subject as an RFC 4514 string (``CN=localhost,O=WSO2``) to show: control
     characters escaped (a line break in a CN forged a log line), at most
-    :data:`SUBJECT_SHOWN` characters. Not for comparing names: use the name itself."""
-    return name_text(cert.subject)
+    :data:`SUBJECT_SHOWN` characters. Not for comparing names: use the name itself.
+
+    An empty subject (a SPIFFE or service-mesh certificate names itself in a URI SAN
+    only, RFC 5280 4.2.1.6) is shown by its alternative names, ``(no subject) SAN
+    URI:spiffe://cluster.local/ns/shop/sa/orders``: every log line, ``status()`` and
+    ``mtls check`` showed nothing there (h190)."""
+    text = name_text(cert.subject)
+    return text if text else _alternative_names_text(cert)
+
+
+def _alternative_names_text(cert: x509.Certificate) -> str:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):  # none, or one cryptography cannot read
+        return "(no subject)"
+    shown = []
+    for name in names:
+        if isinstance(name, x509.UniformResourceIdentifier):
+            shown.append(f"URI:{name.value}")
+        elif isinstance(name, x509.DNSName):
+            shown.append(f"DNS:{name.value}")
+        elif isinstance(name, x509.IPAddress):
+            shown.append(f"IP:{name.value}")
+        elif isinstance(name, x509.RFC822Name):
+            shown.append(f"email:{name.value}")
+    if not shown:
+        return "(no subject)"
+    return bounded(shown_text(f"(no subject) SAN {', '.join(shown)}"), SUBJECT_SHOWN)
 
 
 def name_text(name: x509.Name) -> str:

@@ -426,3 +426,70 @@ def test_a_guarded_read_leaves_the_applications_filters_as_they_are(
             assert _x509.serial_number(_x509.load_cert(zero)) == 0
         assert ended and warnings.filters is outer and list(warnings.filters) == before
     assert "serial number is not positive" in caplog.text
+
+
+def _spiffe_identity(tmp_path: Path, subject: x509.Name) -> tuple[Path, Path]:
+    """A PEM keystore (key and leaf) whose leaf has ``subject`` and a SPIFFE URI SAN
+    only, and a PEM truststore with its CA."""
+    now = _dt.datetime.now(_dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mesh CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(1)
+        .not_valid_before(now - _dt.timedelta(hours=1)).not_valid_after(now + _dt.timedelta(days=9))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    uri = x509.UniformResourceIdentifier("spiffe://cluster.local/ns/shop/sa/orders")
+    leaf = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
+        .public_key(key.public_key()).serial_number(2)
+        .not_valid_before(now - _dt.timedelta(hours=1)).not_valid_after(now + _dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([uri]), critical=not subject)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    keystore, truststore = tmp_path / "svid.pem", tmp_path / "bundle.pem"
+    keystore.write_bytes(
+        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        + leaf.public_bytes(Encoding.PEM)
+    )
+    truststore.write_bytes(ca.public_bytes(Encoding.PEM))
+    return keystore, truststore
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["empty-subject", "named"])
+def test_an_identity_named_by_its_uri_san_only_is_shown_by_it(tmp_path, capsys, named):
+    """A SPIFFE (service mesh) certificate has an empty subject and names itself in a
+    URI SAN (RFC 5280 4.2.1.6: the SAN then critical): status(), health events, log
+    lines and mtls check showed nothing (or "subject unreadable") where the identity
+    goes (h190). Shown by its alternative names now; the twin: a subject is shown as
+    it is."""
+    import json
+
+    from mtls.cli import main
+
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orders")] if named else [])
+    keystore, truststore = _spiffe_identity(tmp_path, subject)
+    expected = "CN=orders" if named else (
+        "(no subject) SAN URI:spiffe://cluster.local/ns/shop/sa/orders"
+    )  # fmt: skip
+    profile = mtls.SSLProfile(
+        servers=("orders.mesh:443",),
+        keystore=mtls.StoreConfig(location=keystore, password="", type="PEM"),
+        truststore=mtls.StoreConfig(location=truststore, password="", type="PEM"),
+    )
+    with mtls.SSLProfileSet([profile]) as profiles:
+        (status,) = profiles.status().profiles
+        assert status.identity is not None and status.identity.subject == expected
+    xml = tmp_path / "profiles.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>orders.mesh:443</servers>'
+        f"<KeyStore><Location>{keystore}</Location><Type>PEM</Type><Password></Password>"
+        "<KeyPassword></KeyPassword></KeyStore>"
+        f"<TrustStore><Location>{truststore}</Location><Type>PEM</Type><Password></Password>"
+        "</TrustStore></profile></parameter>"
+    )
+    main(["check", str(xml), "--mtls-only", "--json"])
+    (row,) = json.loads(capsys.readouterr().out)["profiles"]
+    assert row["client_subject"] == expected
