@@ -427,7 +427,10 @@ def parse(
             hint = f" (declared {_shown_type(declared)})" if declared else ""
             message = f"{exc}{hint}: check the path, or replace the file"
         raise KeystoreFormatError(f"{where}: {message}", path=path) from None
-    if password is not None and declared and not allow_unprotected:
+    # An empty password promises nothing to check (anyone computes a MAC keyed by
+    # ""): a password-less PKCS#12 (trust-manager's, the JDK's cacerts) named with
+    # <Password></Password> loads, as keytool -storepass "" lists it (h190).
+    if password is not None and declared and not allow_unprotected and reveal(password):
         _check_protected(data, fmt, declared, path)
     if declared and _declared_mismatch(declared, fmt):
         _say_mismatch(declared, fmt, where)

@@ -952,6 +952,29 @@ def test_a_password_promising_integrity_refuses_an_unprotected_file(fmt, replace
         assert Truststore.load(path, PASSWORD, store_type=fmt)
 
 
+@pytest.mark.parametrize("fmt", ["PEM", "PKCS12"])
+def test_an_empty_password_promises_no_integrity_check(fmt, ca, replacements, tmp_path):
+    """A MAC keyed by "" is one anyone computes: an empty password promises nothing to
+    check. trust-manager's password-less PKCS#12 named with <Password></Password> was
+    refused ("declared PKCS12 with a password"), where keytool -storepass "" lists it
+    (h190). The twin: a real password still refuses the same file."""
+    path = replacements[fmt]
+    if fmt == "PKCS12":  # the JDK's password-less format, trust attribute and all
+        path = tmp_path / "passwordless.p12"
+        Truststore.from_bytes(ca.cert_pem).save(path, "", store_type="PKCS12", passwordless=True)
+    assert Truststore.load(path, "", store_type="PKCS12").aliases
+    config = mtls.StoreConfig(location=path, password="", type="PKCS12")
+    with SSLProfileSet([mtls.SSLProfile(servers=("a.test:443",), truststore=config)]) as set_:
+        assert set_.status().healthy
+    with pytest.raises(KeystoreFormatError, match="no integrity check"):
+        Truststore.load(path, PASSWORD, store_type="PKCS12")
+    if fmt == "PKCS12":
+        from tests._keytool import KEYTOOLS, keytool_list
+
+        for jdk in KEYTOOLS:  # what Java does with <Password></Password>
+            assert len(keytool_list(jdk, path, "")) == 1, jdk
+
+
 def test_a_truncated_pkcs12_is_damaged_not_unprotected(ca, tmp_path):
     """A PKCS#12 cut short must be refused as damaged: taking it for a store without a
     MAC gave advice to drop the password (found by `mtls check` on a cut file)."""
