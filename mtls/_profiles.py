@@ -332,7 +332,11 @@ class SSLProfileSet:
                 password, or ``None``/``KeyError`` for an unknown alias (an error).
                 Default: :class:`mtls.wso2.SecureVault` of ``base_dir`` when its
                 ``secret-conf.properties`` or deployment.toml ``[secrets]`` configures
-                a vault, else none (the element text is used, as in WSO2).
+                a vault, else none (the element text is used, as in WSO2). Asked
+                when the profile file is read, and again when it changes; a resolver
+                with a ``watched_files()`` method (returning paths) is asked again
+                when one of those changes too (a mounted secret rotated with its
+                store).
             properties: values for ``$sys{name}`` and ``${name}`` placeholders
                 (``carbon.home`` defaults to ``base_dir``).
             reload_interval: seconds between checks of the XML and every store it

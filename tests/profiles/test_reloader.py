@@ -2217,3 +2217,76 @@ def test_a_subscriber_that_blocks_holds_one_delivery_not_one_per_change(setup, c
     finally:
         gate.set()
         profiles.close()
+
+
+class _MountedPasswords:
+    """The resolver docs/profiles.md shows: one file per alias in a mounted secret."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.asked = 0
+
+    def __call__(self, alias: str) -> str | None:
+        self.asked += 1
+        path = self.directory / alias
+        return path.read_text().strip() if path.is_file() else None
+
+    def watched_files(self) -> list[Path]:
+        return sorted(p for p in self.directory.iterdir() if not p.name.startswith(".."))
+
+
+@pytest.mark.parametrize("order", ["store-first", "password-first"])
+@pytest.mark.parametrize("watched", [True, False], ids=["watched_files", "plain-function"])
+def test_a_password_rotated_with_its_store_is_asked_again(tmp_path, ca, backend, order, watched):
+    """A keystore and its password rotated together, each in its own mounted secret
+    (cert-manager's keystore and its passwordSecretRef), the profile file unchanged:
+    a resolver that names its files (watched_files()) is asked again and the new
+    identity goes in, in either order, the old one serving until both arrived. The
+    twin: a plain function is asked only when the profile file changes (documented),
+    so the old identity stays with "wrong store password" (h190)."""
+    stores, passwords = tmp_path / "stores", tmp_path / "passwords"
+    swap_symlinked_dir(stores, {"gw.jks": jks(ca, "pw-1")})
+    swap_symlinked_dir(passwords, {"gw": PASSWORD})
+    secret = '<Password svns:secretAlias="gw">x</Password>'
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        profile_xml(
+            f"<profile><servers>localhost:{backend.port}</servers><KeyStore>"
+            f"<Location>{stores / 'gw.jks'}</Location><Type>JKS</Type>{secret}"
+            f'<KeyPassword svns:secretAlias="gw">x</KeyPassword></KeyStore>'
+            f"<TrustStore><Location>{trust}</Location><Type>JKS</Type>"
+            f"<Password>{PASSWORD}</Password></TrustStore></profile>"
+        ).replace(
+            "<parameter ", '<parameter xmlns:svns="http://org.wso2.securevault/configuration" '
+        )
+    )
+    mounted = _MountedPasswords(passwords)
+    resolver = mounted if watched else mounted.__call__
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0, secret_resolver=resolver)
+    try:
+        assert cn_seen(profiles, backend.port) == "pw-1"
+        new_password = "rotated-" + PASSWORD
+        store = ca.issue_cert("pw-2", common_name="pw-2").keystore().to_bytes(new_password)
+        steps = [
+            lambda: swap_symlinked_dir(stores, {"gw.jks": store}),
+            lambda: swap_symlinked_dir(passwords, {"gw": new_password}),
+        ]
+        if order == "password-first":
+            steps.reverse()
+        steps[0]()
+        profiles.reload()
+        assert cn_seen(profiles, backend.port) == "pw-1"  # half rotated: the last good
+        # (a new password nobody asks for changes nothing: the old one opens the store)
+        unseen = not watched and order == "password-first"
+        assert profiles.last_error is None if unseen else "wrong" in str(profiles.last_error)
+        steps[1]()
+        profiles.reload()
+        if watched:
+            assert cn_seen(profiles, backend.port) == "pw-2"
+            assert profiles.last_error is None
+        else:
+            assert cn_seen(profiles, backend.port) == "pw-1"
+            assert "wrong" in str(profiles.last_error)
+    finally:
+        profiles.close()
