@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives import hashes
 
 from . import _der, _x509
 from ._config import SSLProfile, StoreConfig, material_definition
-from ._context import MAX_TRUST_ANCHORS, AnchorsAhead, build_client_context, store_at_fault
+from ._context import (
+    MAX_TRUST_ANCHORS,
+    AnchorsAhead,
+    WarnExpiry,
+    build_client_context,
+    store_at_fault,
+)
 from ._crl import CRLSet, _extension, _issued, unreadable_crl
 from ._errors import (
     CRLError,
@@ -403,9 +409,9 @@ class Options:
     # What the keystore's certificate is presented as: "client" (a profile set's),
     # or "server" (gRPC's server_credentials): what its key usages must allow.
     identity: str = "client"
-    # How close to its end a context build warns of the identity (the set's widest
-    # expiry threshold); None: expiry_warnings=(), never.
-    expiry_warning: _dt.timedelta | None = _dt.timedelta(days=30)
+    # How close to its end a context build warns of the identity (the set's expiry
+    # thresholds, as _context.WarnExpiry takes them); None: expiry_warnings=(), never.
+    expiry_warning: WarnExpiry = _dt.timedelta(days=30)
 
 
 _Leaf = tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]

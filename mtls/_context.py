@@ -62,6 +62,11 @@ def dials_localhost(host: str) -> bool:
 
 
 EXPIRY_WARNING = _dt.timedelta(days=30)
+#: How close to its end a context build warns of a certificate: one span, or a set's
+#: expiry thresholds (widest first); each certificate is warned of at the widest that
+#: says something of its validity (:func:`mtls._x509.telling_thresholds`). ``None``:
+#: never.
+WarnExpiry = _dt.timedelta | tuple[_dt.timedelta, ...] | None
 _STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 
 
@@ -258,7 +263,7 @@ def _identity(
     *,
     server: bool = False,
     ciphers: str | None = None,
-    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNING,
 ) -> None:
     chosen, key_der, chain_der = keystore.key_entry(alias)
     if not key_der:
@@ -573,7 +578,7 @@ def _log_identity(
     alias: str,
     chain_der: Sequence[bytes],
     *,
-    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNING,
 ) -> None:
     facts = _leaf_facts(chain_der[0])
     if facts is None:
@@ -588,12 +593,14 @@ def _log_identity(
             _subject(chain_der[0]),
             expires.isoformat(),
         )
-    if warn_expiry is None:  # a profile set with no expiry_warnings: nothing to say
+    if not warn_expiry:  # a profile set with no expiry_warnings: nothing to say
         return
+    spans = (warn_expiry,) if isinstance(warn_expiry, _dt.timedelta) else warn_expiry
     now = _dt.datetime.now(_dt.UTC)
-    if expires - now < warn_expiry:
+    within = _x509.telling_thresholds(spans, starts, expires)[0]
+    if expires - now < within:
         what = f"certificate {alias!r} ({_subject(chain_der[0]) or 'subject unreadable'})"
-        _warn_expiry(where, alias, chain_der[0], expires, what, within=warn_expiry, starts=starts)
+        _warn_expiry(where, alias, chain_der[0], expires, what, within=within, starts=starts)
     # The chain sent with it: a peer that verifies through an intermediate out of date
     # refuses every handshake, whatever the leaf's dates. A root sent along (signed
     # by its own key) is not said: peers verify with their own copy of it (trusted
@@ -602,7 +609,10 @@ def _log_identity(
     # are looked at only for a certificate that would be warned about.)
     for der in chain_der[1:]:
         facts = _leaf_facts(der)
-        if facts is None or facts[0] - now >= warn_expiry:
+        if facts is None:
+            continue
+        within = _x509.telling_thresholds(spans, facts[1], facts[0])[0]
+        if facts[0] - now >= within:
             continue
         names = _x509.raw_names(der)
         if names is not None and names[0] == names[1] and _self_signed(der):
@@ -613,7 +623,7 @@ def _log_identity(
             if subject is not None
             else "a certificate of its chain (subject unreadable)"
         )
-        _warn_expiry(where, alias, der, facts[0], what, within=warn_expiry, starts=facts[1])
+        _warn_expiry(where, alias, der, facts[0], what, within=within, starts=facts[1])
 
 
 def _self_signed(der: bytes) -> bool:
@@ -846,7 +856,7 @@ def build_client_context(
     crl_check: CRLCheck = "leaf",
     revocation: RevocationPolicy | RevocationChecker | None = None,
     anchored: ssl.SSLContext | None = None,
-    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNING,
 ) -> ssl.SSLContext:
     """:func:`client_context`, finishing ``anchored`` when given: a fresh client
     context whose only change is ``truststore``'s anchors, loaded already
@@ -981,7 +991,7 @@ def build_server_context(
     ciphers: str | None = None,
     crls: CRLSet | None = None,
     crl_check: CRLCheck = "leaf",
-    warn_expiry: _dt.timedelta | None = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNING,
 ) -> ssl.SSLContext:
     """:func:`server_context`, with ``warn_expiry`` as :func:`build_client_context`
     takes it (a rotating server's widest expiry threshold; ``None``: not at all)."""

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from . import _x509
 from ._build import AnchorInfo, Served
 from ._engine import Notifier, callback_name, check_callable
 from ._errors import MTLSError
@@ -718,7 +719,9 @@ class Health(Generic[S]):
         """The thresholds ``cert`` is judged by: the watch's; a CRL's
         (:meth:`crl_thresholds`) are its own."""
         if cert.role != "crl":
-            return self.thresholds
+            # Those that say something of its validity (a one-hour certificate is
+            # under 1 day from its start): see _x509.telling_thresholds.
+            return _x509.telling_thresholds(self.thresholds, cert.info.not_before, cert.not_after)
         if self.crl_thresholds is not None:
             return self.crl_thresholds
         due = cert.info.renew_by

@@ -270,7 +270,9 @@ class SSLProfileSet:
                 certificate, its chain, trust anchors) is announced, once per
                 threshold, after each reload check (see :meth:`on_health`): numbers
                 are days, :class:`datetime.timedelta` is taken as it is; ``()``
-                announces only expiry.
+                announces only expiry. A certificate is judged by those under half
+                its validity, else at a sixth of it (a one-hour certificate: 10
+                minutes before its end; see docs/health.md).
             crl_warnings: how long before its ``nextUpdate`` a CRL in use is
                 announced (past it, every handshake it checks is refused), as
                 ``expiry_warnings``: ``()`` announces only its expiry. ``None``: one
@@ -584,7 +586,7 @@ class SSLProfileSet:
             self._path,
             revocation_checker(revocation),
             identity=self._identity,
-            expiry_warning=thresholds[0] if thresholds else None,
+            expiry_warning=thresholds or None,
         )
         self._default = default
         self._in_service: tuple[weakref.ref[Snapshot], frozenset[int]] | None = None

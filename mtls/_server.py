@@ -72,7 +72,7 @@ from ._build import (
     who_refuses,
 )
 from ._config import StoreConfig, _as_secret
-from ._context import build_server_context, store_at_fault
+from ._context import WarnExpiry, build_server_context, store_at_fault
 from ._engine import (
     Callback,
     Engine,
@@ -155,9 +155,9 @@ class _Settings:
     minimum_version: ssl.TLSVersion
     ciphers: str | None
     alpn_protocols: tuple[str, ...] | None
-    # How close to its end a build warns of the certificate (the widest expiry_warnings
-    # threshold; None: never): the watch says the rest.
-    expiry_warning: _dt.timedelta | None = _dt.timedelta(days=30)
+    # How close to its end a build warns of the certificate (the expiry_warnings, as
+    # _context.WarnExpiry takes them; None: never): the watch says the rest.
+    expiry_warning: WarnExpiry = _dt.timedelta(days=30)
 
 
 class ServerPlan:
@@ -848,7 +848,7 @@ class RotatingServerContext:
             minimum_version=minimum_version,
             ciphers=ciphers,
             alpn_protocols=tuple(alpn_protocols) if alpn_protocols else None,
-            expiry_warning=thresholds[0] if thresholds else None,
+            expiry_warning=thresholds or None,
         )
         self._settings = settings
         self._chained = sni_callback

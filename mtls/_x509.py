@@ -1124,6 +1124,27 @@ def out_of_date(
     return None
 
 
+def telling_thresholds(
+    thresholds: tuple[_dt.timedelta, ...],
+    starts: _dt.datetime | None,
+    ends: _dt.datetime,
+) -> tuple[_dt.timedelta, ...]:
+    """The expiry warnings (widest first) that say something of a certificate valid
+    from ``starts`` to ``ends``: those under half its validity. A wider one is crossed
+    within its first half, at every rotation (the default 30, 7 and 1 days warned of a
+    one-hour SPIFFE or cert-manager certificate from the moment it was issued, and
+    signalled on_health each time, h190); when none is under, a warning comes with a
+    sixth of its validity left, when a renewal at two thirds (cert-manager's default)
+    or at half (SPIFFE's) is overdue. Unknown or inverted dates keep ``thresholds``.
+    """
+    if starts is None or not thresholds:
+        return thresholds
+    half = (ends - starts) / 2
+    if half <= _dt.timedelta(0) or thresholds[0] < half:
+        return thresholds
+    return tuple(t for t in thresholds if t < half) or (half / 3,)
+
+
 # What OpenSSL and Java read in a validity field that DER (and so cryptography) does
 # not allow: UTCTime without seconds or with an offset, GeneralizedTime with a fraction
 # or an offset (X.680; RFC 5280 asks for seconds and Z, and old CAs did not always).

@@ -80,8 +80,14 @@ def issue(
     ca: bool = False,
     san: tuple[str, ...] = (),
     days: float = 365,
+    started: float | None = None,
 ) -> Identity:
     """A new key and certificate for ``subject``, valid for ``days`` from now (negative: expired).
+
+    ``started``: valid since that many days ago (``None``: the test CA's default). A
+    certificate near its end after a long validity (an expiry warning is given only
+    when it says something of the validity: a 10-day certificate is not "expiring" at
+    its start).
 
     ``issuer`` None makes a root CA (``ca`` must then be true); ``ca`` with an issuer makes an
     intermediate. The chain runs from the new certificate up to the root.
@@ -96,7 +102,10 @@ def issue(
         above = issuer.chain if issuer else []
         return Identity(authority.private_key, [authority.certificate, *above], authority)  # type: ignore[arg-type]
     assert issuer is not None and issuer.ca is not None, "a leaf needs a CA to issue it"
-    leaf = issuer.ca.issue_cert(*san, common_name=subject, not_after=not_after, key_type=key_type)
+    not_before = None if started is None else not_after - dt.timedelta(days=days + started)
+    leaf = issuer.ca.issue_cert(
+        *san, common_name=subject, not_before=not_before, not_after=not_after, key_type=key_type
+    )
     return Identity(leaf.private_key, [leaf.certificate, *issuer.chain])  # type: ignore[arg-type]
 
 

@@ -68,8 +68,12 @@ def _dates_problem(
         return f"{what} expired on {until.date()}: {refusal}", True
     if verdict == "not valid yet":
         return f"{what} is not valid before {start}: {refusal} until then", True
-    if until is not None and days_left(until) < EXPIRY_WARNING_DAYS:
-        return f"{what} expires in {span_text(until)}", False
+    if until is not None:
+        # The library's load warning: 30 days, or what says something of a short
+        # validity (a one-hour certificate is not "expiring" from its start).
+        spans = (_dt.timedelta(days=EXPIRY_WARNING_DAYS),)
+        if until - now() < _x509.telling_thresholds(spans, since, until)[0]:
+            return f"{what} expires in {span_text(until)}", False
     return None, False
 
 

@@ -349,12 +349,15 @@ def test_a_never_valid_certificate_and_a_chain_ca_near_its_end_are_said(
     )
     inverted = tmp_path / "inverted.jks"
     store.save(inverted, PASSWORD)
-    soon = root.create_child_ca(name="ending intermediate", not_after=utcnow() + 9 * DAY)
+    soon = root.create_child_ca(
+        name="ending intermediate", not_before=utcnow() - 300 * DAY, not_after=utcnow() + 9 * DAY
+    )
     lasting = root.create_child_ca(name="lasting intermediate")
     cases = {
         "inverted": (inverted, "client certificate is never valid: its notBefore ("),
         "soon": (
-            write_identity(soon.issue_cert("client", not_after=utcnow() + 5 * DAY),
+            write_identity(soon.issue_cert("client", not_before=utcnow() - 200 * DAY,
+                                           not_after=utcnow() + 5 * DAY),
                            tmp_path / "soon.jks"),
             "CA certificate CN=ending intermediate,O=mtls.testing of the client's chain "
             "expires in",

@@ -140,8 +140,9 @@ def test_an_expired_anchor_is_a_warning_not_an_error(
 
 def test_the_presented_chain_and_the_anchors_are_watched(tmp_path: Path) -> None:
     now = utcnow()
-    root = CA(not_before=now - DAY, not_after=now + 20 * DAY)
-    intermediate = root.create_child_ca(not_before=now - DAY, not_after=now + 5 * DAY)
+    # Long validities near their ends (a 21-day CA is not "expiring" at its start).
+    root = CA(not_before=now - 100 * DAY, not_after=now + 20 * DAY)
+    intermediate = root.create_child_ca(not_before=now - 100 * DAY, not_after=now + 5 * DAY)
     client = intermediate.issue_cert("client", not_after=now + 300 * DAY)
     with _set(profile_for(tmp_path, client, root)) as profiles:
         events = {e.role: e for e in profiles.check_health()}
@@ -571,3 +572,72 @@ def test_what_the_watch_logged_is_said_when_its_judging_then_fails(
     if how == "reload":
         assert said[-1] == "mtls: a reload watcher raised; carrying on"
     profiles.close()
+
+
+@pytest.mark.parametrize(
+    ("life", "expected"),
+    [
+        # A one-hour certificate: 30, 7 and 1 days all cross at its start; warned when
+        # a sixth is left (10 minutes), a renewal at 2/3 or 1/2 of its life overdue.
+        (_dt.timedelta(hours=1), (_dt.timedelta(minutes=10),)),
+        # Three days: the day stays (under half), 30 and 7 do not.
+        (3 * DAY, (DAY,)),
+        # 90 days (Let's Encrypt, cert-manager's default): all three, as before.
+        (90 * DAY, (30 * DAY, 7 * DAY, DAY)),
+    ],
+    ids=["1h", "3d", "90d"],
+)
+def test_thresholds_longer_than_half_a_short_validity_are_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, life, expected
+) -> None:
+    """A short-lived certificate (SPIFFE, cert-manager at one hour) was inside the
+    default 30, 7 and 1 days from the moment it was issued: a WARNING at every load
+    and an `expiring` event for on_health (the paging hook) at every healthy rotation,
+    and nothing told an overdue renewal apart (h190). The watch and the load warning
+    use the thresholds under half its validity now, else a sixth of it."""
+    ca = CA()
+    start = utcnow() - _dt.timedelta(seconds=30)
+    client = ca.issue_cert("client", not_before=start, not_after=start + life)
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = _set(profile_for(tmp_path, client, ca))
+    try:
+        assert not [r for r in caplog.records if "expires in" in r.getMessage()], life
+        assert [e.role for e in profiles.check_health()] == []  # fresh: nothing to say
+        # Past the widest threshold that applies: one event, at that threshold.
+        shift = life - expected[0] + _dt.timedelta(seconds=31)
+        profiles._health._clock = lambda: utcnow() + shift
+        (event,) = profiles.check_health()
+        assert (event.kind, event.role, event.threshold) == ("expiring", "identity", expected[0])
+        # Twin: just before it, nothing (a fresh watch, the clock short of it).
+    finally:
+        profiles.close()
+    with _set(profile_for(tmp_path, client, ca)) as again:
+        early = life - expected[0] - _dt.timedelta(seconds=60)
+        again._health._clock = lambda: utcnow() + early
+        assert again.check_health() == ()
+
+
+def test_mtls_check_does_not_call_a_fresh_short_lived_certificate_expiring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mtls check said "client certificate expires in 59 minutes" of a one-hour
+    certificate just issued, as of one ending within 30 days of a year's. The twin: a
+    year's certificate with 20 days left is still said."""
+    import json
+
+    from mtls.cli import main
+    from tests._helpers import profile, profile_xml, write_trust
+
+    ca = CA()
+    now = utcnow()
+    fresh = ca.issue_cert("client", not_before=now - _dt.timedelta(minutes=1),
+                          not_after=now + _dt.timedelta(minutes=59))  # fmt: skip
+    ending = ca.issue_cert("client", not_before=now - 345 * DAY, not_after=now + 20 * DAY)
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    for name, identity, said in (("fresh", fresh, False), ("ending", ending, True)):
+        keystore = write_identity(identity, tmp_path / f"{name}.jks")
+        xml = tmp_path / f"{name}.xml"
+        xml.write_text(profile_xml(profile("orders.internal:8443", keystore, trust)))
+        main(["check", str(xml), "--json"])
+        (row,) = json.loads(capsys.readouterr().out)["profiles"]
+        assert any("expires in" in p for p in row["problems"]) is said, (name, row["problems"])

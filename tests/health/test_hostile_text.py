@@ -31,6 +31,7 @@ def test_a_subject_with_a_line_break_is_one_log_line_and_one_label(
     client = ca.issue_cert(
         "client.test",
         common_name=FORGED,
+        not_before=_dt.datetime.now(_dt.UTC) - _dt.timedelta(days=300),
         not_after=_dt.datetime.now(_dt.UTC) + _dt.timedelta(days=2),
     )
     profile = profile_for(tmp_path, client, ca)

@@ -1158,7 +1158,7 @@ def test_sslkeylogfile_is_honoured(
 def test_warning_for_a_certificate_expiring_soon(
     pki: PKI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    soon = issue("soon expiring", pki.root, days=10)
+    soon = issue("soon expiring", pki.root, days=10, started=355)  # a year's, near its end
     caplog.set_level(logging.DEBUG, logger="mtls")
     mtls.client_context(soon.keystore("soon"), pki.truststore())
     warned = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "mtls"]
@@ -1171,7 +1171,7 @@ def test_warning_for_a_certificate_expiring_soon(
     caplog.clear()
     mtls.client_context(soon.keystore("soon"), pki.truststore())
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
-    other = issue("soon expiring too", pki.root, days=10)
+    other = issue("soon expiring too", pki.root, days=10, started=355)
     mtls.client_context(other.keystore("soon"), pki.truststore())
     assert len([r for r in caplog.records if "expires in" in r.getMessage()]) == 1
     # Twin: a certificate valid for a year gives no warning.
@@ -1199,7 +1199,9 @@ def test_warning_for_an_intermediate_expiring_soon_or_expired(
     for days, said in ((5, "expires in"), (-1, "expired on")):
         caplog.clear()
         intermediate = root.create_child_ca(
-            name=f"short intermediate {days}", not_after=now + datetime.timedelta(days=days)
+            name=f"short intermediate {days}",
+            not_before=now - datetime.timedelta(days=365),  # a year's, near its end
+            not_after=now + datetime.timedelta(days=days),
         )
         leaf = intermediate.issue_cert("client.example", common_name="long-lived client")
         mtls.client_context(leaf.keystore("client"), root.truststore())
