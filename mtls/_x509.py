@@ -1052,7 +1052,7 @@ def subject_text(cert: x509.Certificate) -> str:
 def _alternative_names_text(cert: x509.Certificate) -> str:
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):  # none, or one cryptography cannot read
+    except Exception:  # none, two (DuplicateExtension), or one cryptography cannot read
         return "(no subject)"
     shown = []
     for name in names:

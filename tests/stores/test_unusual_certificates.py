@@ -493,3 +493,44 @@ def test_an_identity_named_by_its_uri_san_only_is_shown_by_it(tmp_path, capsys, 
     main(["check", str(xml), "--mtls-only", "--json"])
     (row,) = json.loads(capsys.readouterr().out)["profiles"]
     assert row["client_subject"] == expected
+
+
+def test_an_empty_subject_with_two_san_extensions_is_no_subject(tmp_path):
+    """Showing an empty subject by its SANs read the extensions, which cryptography
+    refuses for a certificate with two SubjectAltName extensions (DuplicateExtension,
+    an Exception, not a ValueError; OpenSSL loads it): a truststore holding one raised
+    it from from_xml, status() and mtls check (h193). It is shown as "(no subject)"."""
+    ca = CA()
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _dt.datetime.now(_dt.UTC)
+    uri = x509.UniformResourceIdentifier("spiffe://td/a")
+    made = (
+        x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca.certificate.subject)
+        .public_key(key.public_key()).serial_number(7)
+        .not_valid_before(now - _dt.timedelta(hours=1)).not_valid_after(now + _dt.timedelta(days=300))
+        .add_extension(x509.SubjectAlternativeName([uri]), critical=True)
+        .add_extension(x509.IssuerAlternativeName([uri]), critical=False)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )  # fmt: skip
+    # The issuer alternative name made a second subject alternative name (2.5.29.18 ->
+    # .17: the same length), signed again.
+    tbs = made.tbs_certificate_bytes.replace(b"\x06\x03\x55\x1d\x12", b"\x06\x03\x55\x1d\x11")
+    signature = ca.private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+    algorithm = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.10045.4.3.2"))
+    der = _der.encode(_der.SEQUENCE, tbs + algorithm + _der.encode(0x03, b"\x00" + signature))
+    cert = x509.load_der_x509_certificate(der)
+    with pytest.raises(x509.DuplicateExtension):
+        cert.extensions  # noqa: B018 - what cryptography says of it
+    assert _x509.subject_text(cert) == "(no subject)"
+    trust = mtls.Truststore()
+    trust.add("odd", cert)
+    trust.add("ca", ca.certificate)
+    path = tmp_path / "trust.jks"
+    trust.save(path, "changeit")
+    profile = mtls.SSLProfile(
+        servers=("a.test:443",),
+        truststore=mtls.StoreConfig(location=path, password="changeit", type="JKS"),
+    )
+    with mtls.SSLProfileSet([profile]) as profiles:
+        (status,) = profiles.status().profiles
+        assert status.loaded and any(a.subject == "(no subject)" for a in status.anchors)
