@@ -323,7 +323,11 @@ class Engine(Generic[S]):
         _settle(self.snapshot, sys.exception())
         if interval is not None:
             timer = Timer(name, interval, self._check_in_thread, self._stop)
-            timer.start()
+            try:
+                timer.start()
+            except MTLSError:
+                self.close()  # the notification and log threads it may have started
+                raise
             self._timer = timer
         renew_after_fork(self)
 
@@ -347,7 +351,11 @@ class Engine(Generic[S]):
             timer.retired = True
         if timer is not None and not stop.is_set():
             self._timer = Timer(timer.name, timer.interval, self._check_in_thread, stop)
-            self._timer.start()
+            try:
+                self._timer.start()
+            except MTLSError as exc:  # a fork hook raises to nobody: said, and no timer
+                self._timer = None
+                log.error("mtls: %s: %s", timer.name, exc)
 
     def _reading(self) -> Reading:
         return Reading(self._reader, self._delay, self._stop)
@@ -798,10 +806,13 @@ class WeakSubscriber:
 def _drop_dead(callbacks: list[Callback]) -> None:
     """Remove the weak subscribers whose owner is gone, in place.
 
-    Called under :class:`Subscribers`' lock, so it allocates nothing: an allocation
-    may start a garbage collection, whose finalizers may close an HTTP client, whose
-    ``remove`` would then wait for that very lock (a new list, even a ``range``
-    object's iterator, is avoided for that reason: indexes only)."""
+    Called under :class:`Subscribers`' lock, and allocates nothing, so that no
+    garbage collection starts here (a new list, even a ``range`` object's iterator,
+    is avoided for that reason: indexes only). On Python 3.12 and later that is not
+    enough: a collection an earlier allocation asked for runs at the interpreter's
+    next periodic check, which a trace function (coverage, a debugger) puts inside
+    this loop; its finalizers' ``remove`` is then deferred (see
+    :meth:`Subscribers.remove`)."""
     kept = 0
     index = 0
     count = len(callbacks)
@@ -830,7 +841,14 @@ class Subscribers:
 
     def __init__(self, notifier: Notifier | None = None) -> None:
         self._notifier = notifier
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection may run on this thread while it holds the
+        # lock (Python 3.12 and later run one at the next periodic check, which a
+        # trace function puts anywhere), and a finalizer it runs may close a client,
+        # whose remove() waited for this lock for ever (h192). Such a remove, made
+        # while the list is being compacted (_busy), is deferred to the end of that.
+        self._lock = threading.RLock()
+        self._busy = False
+        self._deferred: list[Callback] = []
         self._callbacks: list[Callback] = []
         self._prune_at = _PRUNE_FLOOR
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
@@ -839,22 +857,39 @@ class Subscribers:
         # status() reports for them (replaced at each change: one that then succeeds,
         # or is unsubscribed, is no longer reported).
         self._failures: tuple[tuple[Callback, MTLSError], ...] = ()
-        renew_attributes_after_fork(self, "_lock", "_delivering")
+        renew_attributes_after_fork(self, "_lock", new=threading.RLock)
+        renew_attributes_after_fork(self, "_delivering")
 
     def add(self, callback: Callback) -> None:
         with self._lock:
             if len(self._callbacks) >= self._prune_at:
-                _drop_dead(self._callbacks)
+                self._prune()
                 self._prune_at = max(_PRUNE_FLOOR, 2 * len(self._callbacks))
             self._callbacks.append(callback)
+
+    def _prune(self) -> None:
+        """:func:`_drop_dead` under the lock, then the removals made meanwhile by
+        finalizers on this thread (a compaction in place must not be changed under it)."""
+        self._busy = True
+        try:
+            _drop_dead(self._callbacks)
+        finally:
+            self._busy = False
+        while self._deferred:
+            with contextlib.suppress(ValueError):
+                self._callbacks.remove(self._deferred.pop())
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._callbacks)
 
     def remove(self, callback: Callback) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._callbacks.remove(callback)
+        with self._lock:
+            if self._busy:  # a finalizer run by this thread's own compaction: after it
+                self._deferred.append(callback)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._callbacks.remove(callback)
         # Outside the lock (a new tuple allocates: see _drop_dead).
         self._failures = tuple(pair for pair in self._failures if pair[0] != callback)
 
@@ -896,7 +931,7 @@ class Subscribers:
 
     def _notify(self, old: int, new: int, swallow_all: bool) -> BaseException | None:
         with self._lock:
-            _drop_dead(self._callbacks)
+            self._prune()
         # Copied outside the lock: the copy allocates (see _drop_dead); under the GIL a
         # list's copy is one C call, so it sees the list whole, before or after a change.
         callbacks = self._callbacks.copy()
@@ -1238,6 +1273,20 @@ def _nothing() -> None:
     return None
 
 
+def _no_thread(exc: BaseException) -> str:
+    """Why the reload thread could not start, and what to do."""
+    why = f"cannot start the reload thread ({exc})"
+    if (3, 12, 0) <= sys.version_info[:3] < (3, 12, 3) and not threading.main_thread().is_alive():
+        # cpython#113964 (fixed in 3.12.3): every thread started after the main thread
+        # has finished is refused as if the interpreter were shutting down (h192).
+        return (
+            f"{why}: Python {sys.version.split()[0]} starts no thread once the main "
+            "thread has finished (CPython issue 113964, fixed in 3.12.3): upgrade "
+            "Python, or create the set before the main thread returns"
+        )
+    return f"{why}: create the set before the interpreter shuts down, or without reload_interval"
+
+
 def check_callable(callback: object, who: str) -> None:
     """A ``TypeError`` now for what could never be called back."""
     if not callable(callback):
@@ -1278,7 +1327,17 @@ class Timer:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        """Start the thread.
+
+        Raises:
+            MTLSError: no thread can be started (interpreter shutdown, the process's
+                thread limit, or Python 3.12.0 to 3.12.2 after the main thread has
+                finished): a set asked to reload must not quietly never reload.
+        """
+        try:
+            self._thread.start()
+        except (RuntimeError, OSError) as exc:
+            raise MTLSError(_no_thread(exc)) from exc
 
     def _run(self) -> None:
         # Event.wait, not time.sleep: close() ends the wait at once.

@@ -642,21 +642,32 @@ def test_clients_never_closed_do_not_pile_up_subscribers(setup, ca: CA, backend:
             session(profiles)  # never closed, never used: garbage at once
             client(profiles)
         gc.collect()
-        session(profiles).close()  # one more arrives: the dead ones are dropped
-        assert len(subscribers) < 80
+        session(profiles).close()  # one more arrives
+        # Pruned as they arrive: the list stays within twice what was alive, or not
+        # yet collected, at the last pruning (how many that is depends on when the
+        # collector ran: Python 3.13's first threshold is 2,000 allocations, 3.12's
+        # 700, h192), never the 601 subscribed.
+        assert len(subscribers) < 300
         # The live one is still told: it presents the new identity after a rotation.
         rotate(ca, keystore, "gen-2")
         assert profiles.reload() is True
         assert kept.get(url, timeout=10).json()["client_cn"] == "gen-2"
+        # A change delivered drops every dead one (all collected above).
+        assert wait_for(lambda: len(subscribers) < 10), len(subscribers)
 
 
-def test_a_collection_during_pruning_cannot_deadlock_the_subscriber_list():
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
+def test_a_collection_during_pruning_cannot_deadlock_the_subscriber_list(traced):
     """Pruning used to build a new list under the subscribers' lock: the allocation may
     start a garbage collection, whose finalizers may close a client, whose unsubscribe
     then waited for that same lock for ever. The collection is made to start at the
     first, second, ... allocation after the call begins (one of them is under the lock
-    when pruning allocates there)."""
+    when pruning allocates there). Under a trace function (coverage, a debugger),
+    Python 3.12 and later run a collection asked for before the lock at a periodic
+    check inside it, however little pruning allocates: it deadlocked there under
+    pytest-cov (h192); a removal while pruning is deferred to its end now."""
     import gc
+    import sys
 
     from mtls._engine import _PRUNE_FLOOR, Subscribers, WeakSubscriber
 
@@ -691,9 +702,17 @@ def test_a_collection_during_pruning_cannot_deadlock_the_subscriber_list():
 
     done = threading.Event()
 
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return tracer  # every line traced, as coverage's Python tracer does
+
     def attempts() -> None:
-        for offset in range(1, 8):
-            attempt(offset)
+        if traced:
+            sys.settrace(tracer)
+        try:
+            for offset in range(1, 8):
+                attempt(offset)
+        finally:
+            sys.settrace(None)
         done.set()
 
     worker = threading.Thread(target=attempts, daemon=True)

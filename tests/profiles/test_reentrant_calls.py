@@ -7,11 +7,14 @@ reload(), a SIGHUP handler calling reload())."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
+
+import pytest
 
 import mtls
 from mtls.testing import CA, replace_atomically, write_profiles_file
-from tests._helpers import python_within
+from tests._helpers import python_within, wait_for
 
 
 def _set(tmp_path: Path, **kwargs: object) -> tuple[mtls.SSLProfileSet, Path, CA]:
@@ -126,7 +129,11 @@ def worker():
     while threading.main_thread().is_alive():
         threading.Event().wait(0.01)  # a poll until the main thread has ended
     xml = write_profiles_file(directory, ["b.internal:8443"], identity=ca.issue_cert("c"), ca=ca)
-    profiles = mtls.SSLProfileSet.from_xml(xml, reload_interval=60)
+    try:
+        profiles = mtls.SSLProfileSet.from_xml(xml, reload_interval=60)
+    except mtls.MTLSError as exc:  # Python 3.12.0 to 3.12.2: no thread after the main one
+        print("refused:", exc, flush=True)
+        return
     del profiles
     gc.collect()  # finalized here, on this thread
     print("exit budget started:", bool(engine._EXIT_STARTED), flush=True)
@@ -141,7 +148,40 @@ def test_a_set_collected_on_a_thread_after_the_main_one_ended_is_not_the_exit() 
     nothing (h187). Only the main thread finalising is the exit."""
     done = python_within(_DROPPED_AFTER_MAIN_ENDED, timeout=60)
     assert done.returncode == 0, done.stderr
+    if (3, 12, 0) <= sys.version_info[:3] < (3, 12, 3):
+        # CPython issue 113964: no thread starts once the main thread has finished;
+        # the set asked to reload says so, naming the fix (it raised a bare
+        # RuntimeError from the thread's start, h192).
+        assert "refused: cannot start the reload thread" in done.stdout, done.stdout
+        assert "fixed in 3.12.3" in done.stdout, done.stdout
+        return
     assert "exit budget started: False" in done.stdout, done.stdout
+
+
+def test_a_reload_thread_that_cannot_start_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    """A set asked to reload whose thread cannot start (interpreter shutdown, the
+    thread limit, Python 3.12.0-3.12.2 after the main thread ended) raised the bare
+    RuntimeError of Thread.start (h192). It is an MTLSError saying what to do, and
+    the set's other threads are stopped. The twin: without reload_interval the same
+    set loads."""
+    import threading
+
+    ca = CA()
+    xml = write_profiles_file(tmp_path, ["b.internal:8443"], identity=ca.issue_cert("c"), ca=ca)
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        if thread.name.startswith("mtls-reloader"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    before = set(threading.enumerate())
+    with pytest.raises(mtls.MTLSError, match=r"cannot start the reload thread \(can't start"):
+        mtls.SSLProfileSet.from_xml(xml, reload_interval=60)
+    assert wait_for(lambda: set(threading.enumerate()) <= before)
+    with mtls.SSLProfileSet.from_xml(xml) as profiles:
+        assert profiles.context_for("b.internal", 8443) is not None
 
 
 def test_a_fork_during_another_threads_judging_leaves_the_childs_health_working(
