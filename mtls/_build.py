@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from . import _der, _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import (
+    EXPIRY_WARNINGS,
     MAX_TRUST_ANCHORS,
     AnchorsAhead,
     WarnExpiry,
@@ -411,7 +412,7 @@ class Options:
     identity: str = "client"
     # How close to its end a context build warns of the identity (the set's expiry
     # thresholds, as _context.WarnExpiry takes them); None: expiry_warnings=(), never.
-    expiry_warning: WarnExpiry = _dt.timedelta(days=30)
+    expiry_warning: WarnExpiry = EXPIRY_WARNINGS
 
 
 _Leaf = tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]

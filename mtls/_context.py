@@ -56,17 +56,19 @@ def dials_localhost(host: str) -> bool:
     would get the client's certificate with no name check (h191). A profile still
     matches them (a final dot is the same name for the lookup), with the check."""
     dialled = host.strip()
+    while dialled.startswith("[") and dialled.endswith("]"):  # "[localhost.]" (h193)
+        dialled = dialled[1:-1].strip()
     if not dialled.isascii():
         dialled = ascii_host(dialled)  # "localhost\u3002" is dialled as "localhost."
     return not dialled.endswith(".") and normalize_host(dialled) in LOCALHOST_NAMES
 
 
 EXPIRY_WARNING = _dt.timedelta(days=30)
-#: How close to its end a context build warns of a certificate: one span, or a set's
-#: expiry thresholds (widest first); each certificate is warned of at the widest that
-#: says something of its validity (:func:`mtls._x509.telling_thresholds`). ``None``:
-#: never.
-WarnExpiry = _dt.timedelta | tuple[_dt.timedelta, ...] | None
+#: How close to its end a context build warns of a certificate: at the widest of the
+#: thresholds for it (a set's, or :data:`EXPIRY_WARNINGS`); ``None``: never.
+WarnExpiry = _x509.ExpiryThresholds | None
+#: A context's own: 30 days, or what says something of a short validity.
+EXPIRY_WARNINGS: Final = _x509.ExpiryThresholds((EXPIRY_WARNING,))
 _STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 
 
@@ -263,7 +265,7 @@ def _identity(
     *,
     server: bool = False,
     ciphers: str | None = None,
-    warn_expiry: WarnExpiry = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNINGS,
 ) -> None:
     chosen, key_der, chain_der = keystore.key_entry(alias)
     if not key_der:
@@ -578,7 +580,7 @@ def _log_identity(
     alias: str,
     chain_der: Sequence[bytes],
     *,
-    warn_expiry: WarnExpiry = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNINGS,
 ) -> None:
     facts = _leaf_facts(chain_der[0])
     if facts is None:
@@ -593,11 +595,10 @@ def _log_identity(
             _subject(chain_der[0]),
             expires.isoformat(),
         )
-    if not warn_expiry:  # a profile set with no expiry_warnings: nothing to say
+    if warn_expiry is None or not warn_expiry.spans:  # a set with expiry_warnings=()
         return
-    spans = (warn_expiry,) if isinstance(warn_expiry, _dt.timedelta) else warn_expiry
     now = _dt.datetime.now(_dt.UTC)
-    within = _x509.telling_thresholds(spans, starts, expires)[0]
+    within = warn_expiry.of(starts, expires)[0]
     if expires - now < within:
         what = f"certificate {alias!r} ({_subject(chain_der[0]) or 'subject unreadable'})"
         _warn_expiry(where, alias, chain_der[0], expires, what, within=within, starts=starts)
@@ -611,7 +612,7 @@ def _log_identity(
         facts = _leaf_facts(der)
         if facts is None:
             continue
-        within = _x509.telling_thresholds(spans, facts[1], facts[0])[0]
+        within = warn_expiry.of(facts[1], facts[0])[0]
         if facts[0] - now >= within:
             continue
         names = _x509.raw_names(der)
@@ -856,7 +857,7 @@ def build_client_context(
     crl_check: CRLCheck = "leaf",
     revocation: RevocationPolicy | RevocationChecker | None = None,
     anchored: ssl.SSLContext | None = None,
-    warn_expiry: WarnExpiry = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNINGS,
 ) -> ssl.SSLContext:
     """:func:`client_context`, finishing ``anchored`` when given: a fresh client
     context whose only change is ``truststore``'s anchors, loaded already
@@ -991,7 +992,7 @@ def build_server_context(
     ciphers: str | None = None,
     crls: CRLSet | None = None,
     crl_check: CRLCheck = "leaf",
-    warn_expiry: WarnExpiry = EXPIRY_WARNING,
+    warn_expiry: WarnExpiry = EXPIRY_WARNINGS,
 ) -> ssl.SSLContext:
     """:func:`server_context`, with ``warn_expiry`` as :func:`build_client_context`
     takes it (a rotating server's widest expiry threshold; ``None``: not at all)."""

@@ -499,6 +499,9 @@ class Health(Generic[S]):
 
     Args:
         thresholds: as :func:`expiry_thresholds` returns them.
+        relative: each certificate judged by those within half its validity (the
+            defaults: :func:`mtls._x509.telling_thresholds`); ``False``: by all of them,
+            as a user gave them.
         where: the set's profile file (or ``"profiles"``), for log lines.
         in_use: the certificates each snapshot uses.
         clock: the current time (UTC); ``None``: the wall clock, read as
@@ -513,8 +516,13 @@ class Health(Generic[S]):
         in_use: CertificatesInUse[S],
         clock: Callable[[], _dt.datetime] | None = None,
         crl_thresholds: tuple[_dt.timedelta, ...] | None = None,
+        *,
+        relative: bool = True,
     ) -> None:
         self.thresholds = thresholds
+        #: Whether each certificate is judged by the thresholds within half its
+        #: validity (the defaults, :class:`mtls._x509.ExpiryThresholds`), or by all.
+        self.expiry = _x509.ExpiryThresholds(thresholds, relative)
         #: A CRL's thresholds: ``None``, one per list, half-way from when its next list
         #: is due (its NextCRLPublish, as AD CS writes it, else half its validity) to
         #: its nextUpdate: a 7-day list warns with 1.75 days left, a 24-hour one with 6
@@ -719,9 +727,9 @@ class Health(Generic[S]):
         """The thresholds ``cert`` is judged by: the watch's; a CRL's
         (:meth:`crl_thresholds`) are its own."""
         if cert.role != "crl":
-            # Those that say something of its validity (a one-hour certificate is
-            # under 1 day from its start): see _x509.telling_thresholds.
-            return _x509.telling_thresholds(self.thresholds, cert.info.not_before, cert.not_after)
+            # The defaults: those that say something of its validity (a one-hour
+            # certificate is within 1 day from its start): see _x509.telling_thresholds.
+            return self.expiry.of(cert.info.not_before, cert.not_after)
         if self.crl_thresholds is not None:
             return self.crl_thresholds
         due = cert.info.renew_by

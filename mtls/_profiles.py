@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, Self
 
+from . import _x509
 from ._build import AnchorInfo, Options, Served
 from ._config import (
     CATCH_ALL,
@@ -270,9 +271,10 @@ class SSLProfileSet:
                 certificate, its chain, trust anchors) is announced, once per
                 threshold, after each reload check (see :meth:`on_health`): numbers
                 are days, :class:`datetime.timedelta` is taken as it is; ``()``
-                announces only expiry. A certificate is judged by those under half
-                its validity, else at a sixth of it (a one-hour certificate: 10
-                minutes before its end; see docs/health.md).
+                announces only expiry. With the defaults, a certificate is judged
+                by those within half its validity, else at a sixth of it (a one-hour
+                certificate: 10 minutes before its end; see docs/health.md); given
+                thresholds are used as given.
             crl_warnings: how long before its ``nextUpdate`` a CRL in use is
                 announced (past it, every handshake it checks is refused), as
                 ``expiry_warnings``: ``()`` announces only its expiry. ``None``: one
@@ -575,6 +577,11 @@ class SSLProfileSet:
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
         thresholds = expiry_thresholds(expiry_warnings)
+        # The defaults are judged by each certificate's validity; thresholds the user
+        # gave, as given (see _x509.ExpiryThresholds).
+        expiry = _x509.ExpiryThresholds(
+            thresholds, relative=expiry_warnings is DEFAULT_EXPIRY_WARNINGS
+        )
         crl_thresholds = (
             None if crl_warnings is None else expiry_thresholds(crl_warnings, "crl_warnings")
         )
@@ -586,7 +593,7 @@ class SSLProfileSet:
             self._path,
             revocation_checker(revocation),
             identity=self._identity,
-            expiry_warning=thresholds or None,
+            expiry_warning=expiry if thresholds else None,
         )
         self._default = default
         self._in_service: tuple[weakref.ref[Snapshot], frozenset[int]] | None = None
@@ -594,7 +601,7 @@ class SSLProfileSet:
         self._crl_next_update = plan.builder.crl_next_update  # for status()
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
         self._health: Health[Snapshot] = Health(
-            thresholds, plan.where, InUse(), crl_thresholds=crl_thresholds
+            thresholds, plan.where, InUse(), crl_thresholds=crl_thresholds, relative=expiry.relative
         )
         self._health.identity = f"{self._identity} certificate"  # its expiry lines say so
         if self._options.revocation is not None:

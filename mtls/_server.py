@@ -72,7 +72,7 @@ from ._build import (
     who_refuses,
 )
 from ._config import StoreConfig, _as_secret
-from ._context import WarnExpiry, build_server_context, store_at_fault
+from ._context import EXPIRY_WARNINGS, WarnExpiry, build_server_context, store_at_fault
 from ._engine import (
     Callback,
     Engine,
@@ -157,7 +157,7 @@ class _Settings:
     alpn_protocols: tuple[str, ...] | None
     # How close to its end a build warns of the certificate (the expiry_warnings, as
     # _context.WarnExpiry takes them; None: never): the watch says the rest.
-    expiry_warning: WarnExpiry = _dt.timedelta(days=30)
+    expiry_warning: WarnExpiry = EXPIRY_WARNINGS
 
 
 class ServerPlan:
@@ -836,6 +836,11 @@ class RotatingServerContext:
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
         thresholds = expiry_thresholds(expiry_warnings)
+        # The defaults are judged by each certificate's validity; thresholds the user
+        # gave, as given (see _x509.ExpiryThresholds).
+        expiry = _x509.ExpiryThresholds(
+            thresholds, relative=expiry_warnings is DEFAULT_EXPIRY_WARNINGS
+        )
         if isinstance(alpn_protocols, str):
             raise TypeError('alpn_protocols is a list of names: ["h2", "http/1.1"]')
         trust_password = truststore_password if truststore_password is not None else password
@@ -848,7 +853,7 @@ class RotatingServerContext:
             minimum_version=minimum_version,
             ciphers=ciphers,
             alpn_protocols=tuple(alpn_protocols) if alpn_protocols else None,
-            expiry_warning=thresholds or None,
+            expiry_warning=expiry if thresholds else None,
         )
         self._settings = settings
         self._chained = sni_callback
@@ -874,7 +879,10 @@ class RotatingServerContext:
         self._engine = engine
         # The expiry watch, after every check (on the reload thread), as a profile set's.
         health: Health[ServerSnapshot] = Health(
-            thresholds, settings.keystore.shown_location, _InUse(settings.keystore.alias)
+            thresholds,
+            settings.keystore.shown_location,
+            _InUse(settings.keystore.alias),
+            relative=expiry.relative,
         )
         health.identity = "server certificate"
         health.start(engine.snapshot)

@@ -24,6 +24,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from cryptography import x509
@@ -1130,19 +1131,37 @@ def telling_thresholds(
     ends: _dt.datetime,
 ) -> tuple[_dt.timedelta, ...]:
     """The expiry warnings (widest first) that say something of a certificate valid
-    from ``starts`` to ``ends``: those under half its validity. A wider one is crossed
-    within its first half, at every rotation (the default 30, 7 and 1 days warned of a
-    one-hour SPIFFE or cert-manager certificate from the moment it was issued, and
-    signalled on_health each time, h190); when none is under, a warning comes with a
-    sixth of its validity left, when a renewal at two thirds (cert-manager's default)
-    or at half (SPIFFE's) is overdue. Unknown or inverted dates keep ``thresholds``.
+    from ``starts`` to ``ends``: those within half its validity. A wider one is
+    crossed in its first half, at every rotation (the default 30, 7 and 1 days warned
+    of a one-hour SPIFFE or cert-manager certificate from the moment it was issued,
+    and signalled on_health each time, h190); when none is within, a warning comes
+    with a sixth of its validity left, when a renewal at two thirds (cert-manager's
+    default) or at half (SPIFFE's) is overdue. Unknown or inverted dates keep
+    ``thresholds``.
     """
     if starts is None or not thresholds:
         return thresholds
     half = (ends - starts) / 2
-    if half <= _dt.timedelta(0) or thresholds[0] < half:
+    if half <= _dt.timedelta(0) or thresholds[0] <= half:
         return thresholds
-    return tuple(t for t in thresholds if t < half) or (half / 3,)
+    return tuple(t for t in thresholds if t <= half) or (half / 3,)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryThresholds:
+    """How close to its end a certificate in use is warned of: ``spans``, widest first.
+
+    ``relative``: judged by each certificate's validity (:func:`telling_thresholds`),
+    as the defaults are; thresholds a user gave are taken as given (they may know
+    their renewals come early).
+    """
+
+    spans: tuple[_dt.timedelta, ...]
+    relative: bool = True
+
+    def of(self, starts: _dt.datetime | None, ends: _dt.datetime) -> tuple[_dt.timedelta, ...]:
+        """The thresholds for a certificate valid from ``starts`` to ``ends``."""
+        return telling_thresholds(self.spans, starts, ends) if self.relative else self.spans
 
 
 # What OpenSSL and Java read in a validity field that DER (and so cryptography) does

@@ -580,12 +580,14 @@ def test_what_the_watch_logged_is_said_when_its_judging_then_fails(
         # A one-hour certificate: 30, 7 and 1 days all cross at its start; warned when
         # a sixth is left (10 minutes), a renewal at 2/3 or 1/2 of its life overdue.
         (_dt.timedelta(hours=1), (_dt.timedelta(minutes=10),)),
-        # Three days: the day stays (under half), 30 and 7 do not.
+        # Three days: the day stays (within half), 30 and 7 do not.
         (3 * DAY, (DAY,)),
+        # Two days: half is the day itself, which stays (h193: `<` dropped it).
+        (2 * DAY, (DAY,)),
         # 90 days (Let's Encrypt, cert-manager's default): all three, as before.
         (90 * DAY, (30 * DAY, 7 * DAY, DAY)),
     ],
-    ids=["1h", "3d", "90d"],
+    ids=["1h", "3d", "2d", "90d"],
 )
 def test_thresholds_longer_than_half_a_short_validity_are_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, life, expected
@@ -641,3 +643,27 @@ def test_mtls_check_does_not_call_a_fresh_short_lived_certificate_expiring(
         main(["check", str(xml), "--json"])
         (row,) = json.loads(capsys.readouterr().out)["profiles"]
         assert any("expires in" in p for p in row["problems"]) is said, (name, row["problems"])
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    # (inside all three at once: said once, for the tightest)
+    [((_dt.timedelta(minutes=40),), _dt.timedelta(minutes=40)), ((30, 7, 1), DAY)],
+    ids=["40-minutes", "30-7-1-given"],
+)
+def test_thresholds_the_user_gave_are_taken_as_given(tmp_path: Path, given, expected) -> None:
+    """Only the defaults are judged by a certificate's validity: thresholds given
+    (h193: 40 minutes on a one-hour certificate whose renewals come early, or the
+    defaults written out) are used as they are, for the watch and the load warning."""
+    ca = CA()
+    start = utcnow() - _dt.timedelta(seconds=30)
+    client = ca.issue_cert("client", not_before=start, not_after=start + _dt.timedelta(hours=1))
+    with _set(profile_for(tmp_path, client, ca), expiry_warnings=given) as profiles:
+        events = profiles.check_health()
+        if expected > _dt.timedelta(hours=1):  # inside them from the start: said at once
+            assert [(e.kind, e.threshold) for e in events] == [("expiring", expected)]
+            return
+        assert events == ()
+        profiles._health._clock = lambda: utcnow() + _dt.timedelta(minutes=21)
+        (event,) = profiles.check_health()
+        assert (event.kind, event.threshold) == ("expiring", expected)

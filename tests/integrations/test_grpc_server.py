@@ -575,8 +575,10 @@ def test_expiry_lines_call_the_servers_certificate_a_server_certificate(
 ) -> None:
     """The set under server_credentials presents a server's certificate; its expiry
     warnings called it a client certificate."""
-    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=5)
-    short = stores["server_ca"].issue_cert("localhost", common_name="short", not_after=soon)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=5)  # a year's certificate, near its end
+    short = stores["server_ca"].issue_cert(
+        "localhost", common_name="short", not_before=soon - dt.timedelta(days=365), not_after=soon
+    )
     keystore = write_keystore(tmp_path / "short.jks", short)
     with (
         caplog.at_level(logging.WARNING, logger="mtls"),

@@ -180,6 +180,20 @@ def test_one_client_verifying_each_name_in_turn_gets_each_names_context(backend)
 DOTTED = ["localhost.", "LOCALHOST.", "127.0.0.1.", "localhost.localdomain.", "localhost\u3002"]
 
 
+@pytest.mark.parametrize(
+    ("host", "exempt"),
+    [("localhost", True), ("[::1]", True), ("127.1", True), ("[localhost.]", False),
+     ("[127.0.0.1.]", False), (" localhost. ", False), ("localhost..", False),
+     ("localhost\uff0e", False)],
+)  # fmt: skip
+def test_the_exemption_is_decided_on_the_host_as_dialled(host, exempt):
+    """Brackets around a name with a final dot hid the dot (checked before they were
+    taken off, h193): any final dot, however written, is a DNS name."""
+    from mtls._context import dials_localhost
+
+    assert dials_localhost(host) is exempt
+
+
 @pytest.fixture
 def dotted_backend(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
