@@ -1052,22 +1052,21 @@ def subject_text(cert: x509.Certificate) -> str:
 
 def _alternative_names_text(cert: x509.Certificate) -> str:
     try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        # Read under the warnings guard (cryptography warns again of a certificate it
+        # warned about), never through extension(), whose guarded read shows the
+        # subject: this, again.
+        extensions = _quiet(_CERT_FILTER, _extensions_of, cert)
+        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except Exception:  # none, two (DuplicateExtension), or one cryptography cannot read
         return "(no subject)"
-    shown = []
-    for name in names:
-        if isinstance(name, x509.UniformResourceIdentifier):
-            shown.append(f"URI:{name.value}")
-        elif isinstance(name, x509.DNSName):
-            shown.append(f"DNS:{name.value}")
-        elif isinstance(name, x509.IPAddress):
-            shown.append(f"IP:{name.value}")
-        elif isinstance(name, x509.RFC822Name):
-            shown.append(f"email:{name.value}")
+    shown = names_text(names)
     if not shown:
         return "(no subject)"
     return bounded(shown_text(f"(no subject) SAN {', '.join(shown)}"), SUBJECT_SHOWN)
+
+
+def _extensions_of(cert: x509.Certificate) -> x509.Extensions:
+    return cert.extensions
 
 
 def name_text(name: x509.Name) -> str:
