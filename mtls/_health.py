@@ -498,10 +498,10 @@ class Health(Generic[S]):
     or a rotating server's.
 
     Args:
-        thresholds: as :func:`expiry_thresholds` returns them.
-        relative: each certificate judged by those within half its validity (the
-            defaults: :func:`mtls._x509.telling_thresholds`); ``False``: by all of them,
-            as a user gave them.
+        expiry: the thresholds (as :func:`expiry_thresholds` returns them), and
+            whether each certificate is judged by those within half its validity
+            (the defaults: :func:`mtls._x509.telling_thresholds`) or by all of them
+            (as a user gave them).
         where: the set's profile file (or ``"profiles"``), for log lines.
         in_use: the certificates each snapshot uses.
         clock: the current time (UTC); ``None``: the wall clock, read as
@@ -511,18 +511,14 @@ class Health(Generic[S]):
 
     def __init__(
         self,
-        thresholds: tuple[_dt.timedelta, ...],
+        expiry: _x509.ExpiryThresholds,
         where: str,
         in_use: CertificatesInUse[S],
         clock: Callable[[], _dt.datetime] | None = None,
         crl_thresholds: tuple[_dt.timedelta, ...] | None = None,
-        *,
-        relative: bool = True,
     ) -> None:
-        self.thresholds = thresholds
-        #: Whether each certificate is judged by the thresholds within half its
-        #: validity (the defaults, :class:`mtls._x509.ExpiryThresholds`), or by all.
-        self.expiry = _x509.ExpiryThresholds(thresholds, relative)
+        self.expiry = expiry
+        self.thresholds = expiry.spans
         #: A CRL's thresholds: ``None``, one per list, half-way from when its next list
         #: is due (its NextCRLPublish, as AD CS writes it, else half its validity) to
         #: its nextUpdate: a 7-day list warns with 1.75 days left, a 24-hour one with 6

@@ -601,7 +601,7 @@ class SSLProfileSet:
         self._crl_next_update = plan.builder.crl_next_update  # for status()
         name = f"mtls-reloader-{Path(self._path).name if self._path else hex(id(self))}"
         self._health: Health[Snapshot] = Health(
-            thresholds, plan.where, InUse(), crl_thresholds=crl_thresholds, relative=expiry.relative
+            expiry, plan.where, InUse(), crl_thresholds=crl_thresholds
         )
         self._health.identity = f"{self._identity} certificate"  # its expiry lines say so
         if self._options.revocation is not None:

@@ -879,10 +879,7 @@ class RotatingServerContext:
         self._engine = engine
         # The expiry watch, after every check (on the reload thread), as a profile set's.
         health: Health[ServerSnapshot] = Health(
-            thresholds,
-            settings.keystore.shown_location,
-            _InUse(settings.keystore.alias),
-            relative=expiry.relative,
+            expiry, settings.keystore.shown_location, _InUse(settings.keystore.alias)
         )
         health.identity = "server certificate"
         health.start(engine.snapshot)

@@ -16,7 +16,7 @@ from cryptography import x509
 
 from .. import _x509
 from .._config import SSLProfile, StoreConfig
-from .._context import LOCALHOST_NAMES
+from .._context import EXPIRY_WARNINGS, LOCALHOST_NAMES
 from .._errors import KeyEntryError, MTLSError, SecureVaultError, safe_text
 from .._profiles import SSLProfileSet
 from .._status import ProfileSetStatus
@@ -25,7 +25,6 @@ from .._vault import SecureVault
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
-    EXPIRY_WARNING_DAYS,
     Output,
     UsageError,
     cli_wording,
@@ -68,12 +67,10 @@ def _dates_problem(
         return f"{what} expired on {until.date()}: {refusal}", True
     if verdict == "not valid yet":
         return f"{what} is not valid before {start}: {refusal} until then", True
-    if until is not None:
-        # The library's load warning: 30 days, or what says something of a short
-        # validity (a one-hour certificate is not "expiring" from its start).
-        spans = (_dt.timedelta(days=EXPIRY_WARNING_DAYS),)
-        if until - now() < _x509.telling_thresholds(spans, since, until)[0]:
-            return f"{what} expires in {span_text(until)}", False
+    # The library's load warning: 30 days, or what says something of a short validity
+    # (a one-hour certificate is not "expiring" from its start).
+    if until is not None and until - now() < EXPIRY_WARNINGS.of(since, until)[0]:
+        return f"{what} expires in {span_text(until)}", False
     return None, False
 
 

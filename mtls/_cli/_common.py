@@ -44,7 +44,6 @@ ENV_NEW_PASSWORD = "MTLS_NEW_PASSWORD"  # noqa: S105
 
 #: keytool refuses store passwords shorter than this ("must be at least 6 characters").
 KEYTOOL_MIN_PASSWORD = 6
-EXPIRY_WARNING_DAYS = 30
 
 
 class Stopped(KeyboardInterrupt):
