@@ -803,31 +803,16 @@ class WeakSubscriber:
             self._on_change(owner)
 
 
-def _drop_dead(callbacks: list[Callback]) -> None:
-    """Remove the weak subscribers whose owner is gone, in place.
-
-    Called under :class:`Subscribers`' lock, and allocates nothing, so that no
-    garbage collection starts here (a new list, even a ``range`` object's iterator,
-    is avoided for that reason: indexes only). On Python 3.12 and later that is not
-    enough: a collection an earlier allocation asked for runs at the interpreter's
-    next periodic check, which a trace function (coverage, a debugger) puts inside
-    this loop; its finalizers' ``remove`` is then deferred (see
-    :meth:`Subscribers.remove`)."""
-    kept = 0
-    index = 0
-    count = len(callbacks)
-    while index < count:
-        callback = callbacks[index]
-        if type(callback) is not WeakSubscriber or callback._owner() is not None:
-            callbacks[kept] = callback
-            kept += 1
-        index += 1
-    del callbacks[kept:]
+def _alive(callbacks: list[Callback]) -> list[Callback]:
+    """``callbacks`` without the weak subscribers whose owner is gone (a new list)."""
+    return [c for c in callbacks if type(c) is not WeakSubscriber or c._owner() is not None]
 
 
 #: Subscribers are checked for dead weak ones when their number reaches twice what
 #: was alive at the last check (and at least this): adding stays O(1) amortised.
 _PRUNE_FLOOR = 64
+#: The changes :class:`Subscribers` queues.
+_ADD, _REMOVE, _PRUNE = 0, 1, 2
 
 
 class Subscribers:
@@ -841,14 +826,20 @@ class Subscribers:
 
     def __init__(self, notifier: Notifier | None = None) -> None:
         self._notifier = notifier
-        # Re-entrant: a garbage collection may run on this thread while it holds the
-        # lock (Python 3.12 and later run one at the next periodic check, which a
-        # trace function puts anywhere), and a finalizer it runs may close a client,
-        # whose remove() waited for this lock for ever (h192). Such a remove, made
-        # while the list is being compacted (_busy), is deferred to the end of that.
+        # Every change to the list (an add, a remove, a pruning) is queued here and
+        # applied by one applier at a time, under the lock: re-entrant, because this
+        # thread may come back in while it applies, from a garbage collection's
+        # finalizer (on Python 3.12 and later one runs at the next periodic check,
+        # which a trace function puts anywhere; a client's close() then waited for
+        # this lock for ever, h192) or a signal handler (a reload() that delivers, a
+        # client made). Such a call queues its change and returns: the applier it
+        # interrupted applies it before it ends (h195: changing the list there lost
+        # subscribers and raised IndexError).
         self._lock = threading.RLock()
-        self._busy = False
-        self._deferred: list[Callback] = []
+        self._applying = False
+        self._changes: collections.deque[tuple[int, Callback | None]] = collections.deque()
+        # Replaced, never changed in place, except by append and remove (one C call
+        # each): a copy taken without the lock is the list before or after a change.
         self._callbacks: list[Callback] = []
         self._prune_at = _PRUNE_FLOOR
         self._queue: collections.deque[tuple[int, int]] = collections.deque()
@@ -858,40 +849,54 @@ class Subscribers:
         # or is unsubscribed, is no longer reported).
         self._failures: tuple[tuple[Callback, MTLSError], ...] = ()
         renew_attributes_after_fork(self, "_lock", new=threading.RLock)
+        # Another thread's applying at the fork does not go on in the child: the
+        # changes it left queued are applied by the child's next one.
+        renew_attributes_after_fork(self, "_applying", new=bool)
         renew_attributes_after_fork(self, "_delivering")
 
     def add(self, callback: Callback) -> None:
-        with self._lock:
-            if len(self._callbacks) >= self._prune_at:
-                self._prune()
-                self._prune_at = max(_PRUNE_FLOOR, 2 * len(self._callbacks))
-            self._callbacks.append(callback)
+        self._changes.append((_ADD, callback))
+        self._apply()
+
+    def remove(self, callback: Callback) -> None:
+        self._changes.append((_REMOVE, callback))
+        self._apply()
+        self._failures = tuple(pair for pair in self._failures if pair[0] != callback)
 
     def _prune(self) -> None:
-        """:func:`_drop_dead` under the lock, then the removals made meanwhile by
-        finalizers on this thread (a compaction in place must not be changed under it)."""
-        self._busy = True
-        try:
-            _drop_dead(self._callbacks)
-        finally:
-            self._busy = False
-        while self._deferred:
-            with contextlib.suppress(ValueError):
-                self._callbacks.remove(self._deferred.pop())
+        """Drop the weak subscribers whose owner is gone (at each delivery)."""
+        self._changes.append((_PRUNE, None))
+        self._apply()
+
+    def _apply(self) -> None:
+        """Apply the queued changes, unless this thread is applying them already (it
+        goes on with this one's before it ends)."""
+        with self._lock:
+            if self._applying:
+                return
+            while self._changes:
+                self._applying = True
+                try:
+                    while self._changes:
+                        kind, callback = self._changes.popleft()
+                        if kind == _ADD:
+                            if len(self._callbacks) >= self._prune_at:
+                                self._callbacks = _alive(self._callbacks)
+                                self._prune_at = max(_PRUNE_FLOOR, 2 * len(self._callbacks))
+                            self._callbacks.append(callback)  # type: ignore[arg-type]
+                        elif kind == _REMOVE:
+                            with contextlib.suppress(ValueError):
+                                self._callbacks.remove(callback)  # type: ignore[arg-type]
+                        else:
+                            self._callbacks = _alive(self._callbacks)
+                finally:
+                    self._applying = False
+                # (loop: a change queued by a call that came in after the last one
+                # was taken, and returned because this thread was applying)
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._callbacks)
-
-    def remove(self, callback: Callback) -> None:
-        with self._lock:
-            if self._busy:  # a finalizer run by this thread's own compaction: after it
-                self._deferred.append(callback)
-            else:
-                with contextlib.suppress(ValueError):
-                    self._callbacks.remove(callback)
-        # Outside the lock (a new tuple allocates: see _drop_dead).
-        self._failures = tuple(pair for pair in self._failures if pair[0] != callback)
 
     @property
     def failed(self) -> tuple[MTLSError, ...]:
@@ -930,10 +935,8 @@ class Subscribers:
             raise pending
 
     def _notify(self, old: int, new: int, swallow_all: bool) -> BaseException | None:
-        with self._lock:
-            self._prune()
-        # Copied outside the lock: the copy allocates (see _drop_dead); under the GIL a
-        # list's copy is one C call, so it sees the list whole, before or after a change.
+        self._prune()
+        # A list's copy is one C call: it sees the list whole, before or after a change.
         callbacks = self._callbacks.copy()
         pending: BaseException | None = None
         notifier = self._notifier

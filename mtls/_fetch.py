@@ -161,7 +161,11 @@ def resolve(host: str, port: int, wait: float) -> list[Any]:
             failed.append(exc)
 
     worker = threading.Thread(target=resolve, name="mtls-revocation-dns", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError as exc:  # no thread (shutdown, 3.12.0-3.12.2 after main ended)
+        # A failed lookup, as the callers take one (not a bare RuntimeError, h195).
+        raise OSError(f"no thread to resolve {host} ({exc})") from None
     worker.join(wait)
     if worker.is_alive():
         raise TimeoutError

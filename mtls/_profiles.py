@@ -272,9 +272,9 @@ class SSLProfileSet:
                 threshold, after each reload check (see :meth:`on_health`): numbers
                 are days, :class:`datetime.timedelta` is taken as it is; ``()``
                 announces only expiry. With the defaults, a certificate is judged
-                by those within half its validity, else at a sixth of it (a one-hour
-                certificate: 10 minutes before its end; see docs/health.md); given
-                thresholds are used as given.
+                by those under a third of its validity, else at a sixth of it (a
+                one-hour certificate: 10 minutes before its end; see
+                docs/health.md); other thresholds are used as given.
             crl_warnings: how long before its ``nextUpdate`` a CRL in use is
                 announced (past it, every handshake it checks is refused), as
                 ``expiry_warnings``: ``()`` announces only its expiry. ``None``: one
@@ -577,10 +577,10 @@ class SSLProfileSet:
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
         thresholds = expiry_thresholds(expiry_warnings)
-        # The defaults are judged by each certificate's validity; thresholds the user
-        # gave, as given (see _x509.ExpiryThresholds).
+        # The default thresholds (however given: (30, 7, 1) written out too, h195) are
+        # judged by each certificate's validity; others as given (_x509.ExpiryThresholds).
         expiry = _x509.ExpiryThresholds(
-            thresholds, relative=expiry_warnings is DEFAULT_EXPIRY_WARNINGS
+            thresholds, relative=thresholds == expiry_thresholds(DEFAULT_EXPIRY_WARNINGS)
         )
         crl_thresholds = (
             None if crl_warnings is None else expiry_thresholds(crl_warnings, "crl_warnings")

@@ -836,10 +836,10 @@ class RotatingServerContext:
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
         thresholds = expiry_thresholds(expiry_warnings)
-        # The defaults are judged by each certificate's validity; thresholds the user
-        # gave, as given (see _x509.ExpiryThresholds).
+        # The default thresholds (however given: (30, 7, 1) written out too, h195) are
+        # judged by each certificate's validity; others as given (_x509.ExpiryThresholds).
         expiry = _x509.ExpiryThresholds(
-            thresholds, relative=expiry_warnings is DEFAULT_EXPIRY_WARNINGS
+            thresholds, relative=thresholds == expiry_thresholds(DEFAULT_EXPIRY_WARNINGS)
         )
         if isinstance(alpn_protocols, str):
             raise TypeError('alpn_protocols is a list of names: ["h2", "http/1.1"]')

@@ -1057,7 +1057,12 @@ def _alternative_names_text(cert: x509.Certificate) -> str:
         # subject: this, again.
         extensions = _quiet(_CERT_FILTER, _extensions_of, cert)
         names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except Exception:  # none, two (DuplicateExtension), or one cryptography cannot read
+    except (
+        x509.ExtensionNotFound,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        ValueError,
+    ):  # none, a duplicated extension, or one cryptography cannot read
         return "(no subject)"
     shown = names_text(names)
     if not shown:
@@ -1130,20 +1135,21 @@ def telling_thresholds(
     ends: _dt.datetime,
 ) -> tuple[_dt.timedelta, ...]:
     """The expiry warnings (widest first) that say something of a certificate valid
-    from ``starts`` to ``ends``: those within half its validity. A wider one is
-    crossed in its first half, at every rotation (the default 30, 7 and 1 days warned
-    of a one-hour SPIFFE or cert-manager certificate from the moment it was issued,
-    and signalled on_health each time, h190); when none is within, a warning comes
-    with a sixth of its validity left, when a renewal at two thirds (cert-manager's
-    default) or at half (SPIFFE's) is overdue. Unknown or inverted dates keep
+    from ``starts`` to ``ends``: those under a third of its validity. A wider one is
+    crossed before a renewal at two thirds of its life (cert-manager's default; half,
+    SPIFFE's) is due, at every rotation: the default 30, 7 and 1 days warned of a
+    one-hour certificate from the moment it was issued and signalled on_health each
+    time (h190), and a threshold of half its validity still did before each renewal
+    (h195). When none is under a third, a warning comes with a sixth of its validity
+    left, when such a renewal is overdue. Unknown or inverted dates keep
     ``thresholds``.
     """
     if starts is None or not thresholds:
         return thresholds
-    half = (ends - starts) / 2
-    if half <= _dt.timedelta(0) or thresholds[0] <= half:
+    third = (ends - starts) / 3
+    if third <= _dt.timedelta(0) or thresholds[0] < third:
         return thresholds
-    return tuple(t for t in thresholds if t <= half) or (half / 3,)
+    return tuple(t for t in thresholds if t < third) or (third / 2,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1151,8 +1157,8 @@ class ExpiryThresholds:
     """How close to its end a certificate in use is warned of: ``spans``, widest first.
 
     ``relative``: judged by each certificate's validity (:func:`telling_thresholds`),
-    as the defaults are; thresholds a user gave are taken as given (they may know
-    their renewals come early).
+    as the default thresholds are (however given); others a user gave are taken as
+    given (they may know their renewals come early).
     """
 
     spans: tuple[_dt.timedelta, ...]

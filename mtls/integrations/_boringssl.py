@@ -274,7 +274,14 @@ def judge_soon(material: TLSMaterial) -> threading.Event:
                 _SOON.pop(fingerprint, None)
             done.set()
 
-    threading.Thread(target=run, name="mtls-grpc-judge", daemon=True).start()
+    try:
+        threading.Thread(target=run, name="mtls-grpc-judge", daemon=True).start()
+    except (RuntimeError, OSError):  # no thread (shutdown, 3.12.0-3.12.2 after main ended)
+        # Never left waiting for a verdict no thread will give (h195): the next call
+        # tries again, and this one's caller judges as if it had waited in vain.
+        with _SOON_LOCK:
+            _SOON.pop(fingerprint, None)
+        done.set()
     return done
 
 

@@ -580,23 +580,28 @@ def test_what_the_watch_logged_is_said_when_its_judging_then_fails(
         # A one-hour certificate: 30, 7 and 1 days all cross at its start; warned when
         # a sixth is left (10 minutes), a renewal at 2/3 or 1/2 of its life overdue.
         (_dt.timedelta(hours=1), (_dt.timedelta(minutes=10),)),
-        # Three days: the day stays (within half), 30 and 7 do not.
-        (3 * DAY, (DAY,)),
-        # Two days: half is the day itself, which stays (h193: `<` dropped it).
-        (2 * DAY, (DAY,)),
-        # 90 days (Let's Encrypt, cert-manager's default): all three, as before.
-        (90 * DAY, (30 * DAY, 7 * DAY, DAY)),
+        # Three days: a third is the day itself, crossed before a renewal at two
+        # thirds: a sixth, 12 hours.
+        (3 * DAY, (DAY / 2,)),
+        # Fourteen days: the day stays; 7 days (half) was crossed before every renewal
+        # (h195: a threshold of half its validity, kept for a time, did that).
+        (14 * DAY, (DAY,)),
+        # 90 days (Let's Encrypt, cert-manager's default): 7 and 1; 30 days is when
+        # certbot and cert-manager renew it.
+        (90 * DAY, (7 * DAY, DAY)),
+        # A year's: all three.
+        (365 * DAY, (30 * DAY, 7 * DAY, DAY)),
     ],
-    ids=["1h", "3d", "2d", "90d"],
+    ids=["1h", "3d", "14d", "90d", "365d"],
 )
-def test_thresholds_longer_than_half_a_short_validity_are_not_used(
+def test_thresholds_longer_than_a_third_of_a_short_validity_are_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, life, expected
 ) -> None:
     """A short-lived certificate (SPIFFE, cert-manager at one hour) was inside the
     default 30, 7 and 1 days from the moment it was issued: a WARNING at every load
     and an `expiring` event for on_health (the paging hook) at every healthy rotation,
     and nothing told an overdue renewal apart (h190). The watch and the load warning
-    use the thresholds under half its validity now, else a sixth of it."""
+    use the thresholds under a third of its validity now, else a sixth of it."""
     ca = CA()
     start = utcnow() - _dt.timedelta(seconds=30)
     client = ca.issue_cert("client", not_before=start, not_after=start + life)
@@ -647,23 +652,24 @@ def test_mtls_check_does_not_call_a_fresh_short_lived_certificate_expiring(
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    # (inside all three at once: said once, for the tightest)
-    [((_dt.timedelta(minutes=40),), _dt.timedelta(minutes=40)), ((30, 7, 1), DAY)],
-    ids=["40-minutes", "30-7-1-given"],
+    [
+        # Given: as given (h193: 40 minutes, on a one-hour certificate renewed early).
+        ((_dt.timedelta(minutes=40),), _dt.timedelta(minutes=40)),
+        # The defaults written out are the defaults (h195: they were taken as given).
+        ((30, 7, 1), _dt.timedelta(minutes=10)),
+        ([1, 7, 30.0], _dt.timedelta(minutes=10)),
+    ],
+    ids=["40-minutes", "defaults-written-out", "defaults-as-a-list"],
 )
 def test_thresholds_the_user_gave_are_taken_as_given(tmp_path: Path, given, expected) -> None:
-    """Only the defaults are judged by a certificate's validity: thresholds given
-    (h193: 40 minutes on a one-hour certificate whose renewals come early, or the
-    defaults written out) are used as they are, for the watch and the load warning."""
+    """Only the default thresholds are judged by a certificate's validity; others
+    given are used as they are, for the watch and the load warning."""
     ca = CA()
     start = utcnow() - _dt.timedelta(seconds=30)
     client = ca.issue_cert("client", not_before=start, not_after=start + _dt.timedelta(hours=1))
     with _set(profile_for(tmp_path, client, ca), expiry_warnings=given) as profiles:
-        events = profiles.check_health()
-        if expected > _dt.timedelta(hours=1):  # inside them from the start: said at once
-            assert [(e.kind, e.threshold) for e in events] == [("expiring", expected)]
-            return
-        assert events == ()
-        profiles._health._clock = lambda: utcnow() + _dt.timedelta(minutes=21)
+        assert profiles.check_health() == ()
+        shift = _dt.timedelta(hours=1) - expected + _dt.timedelta(seconds=31)
+        profiles._health._clock = lambda: utcnow() + shift
         (event,) = profiles.check_health()
         assert (event.kind, event.threshold) == ("expiring", expected)
