@@ -140,6 +140,19 @@ def _deliver_each(
                 log.exception("mtls: a health callback raised; the others still run")
 
 
+def expiry_watch(value: Iterable[float | _dt.timedelta]) -> _x509.ExpiryThresholds:
+    """``expiry_warnings`` as a set or a rotating server watches them: the default
+    thresholds (however given: ``(30, 7, 1)`` written out too, h195) judged by each
+    certificate's validity, others as given (:class:`mtls._x509.ExpiryThresholds`).
+
+    Raises:
+        ValueError, TypeError: as :func:`expiry_thresholds`.
+    """
+    spans = expiry_thresholds(value)
+    relative = spans == expiry_thresholds(DEFAULT_EXPIRY_WARNINGS)
+    return _x509.ExpiryThresholds(spans, relative=relative)
+
+
 def expiry_thresholds(
     value: Iterable[float | _dt.timedelta], name: str = "expiry_warnings"
 ) -> tuple[_dt.timedelta, ...]:

@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, Self
 
-from . import _x509
 from ._build import AnchorInfo, Options, Served
 from ._config import (
     CATCH_ALL,
@@ -47,6 +46,7 @@ from ._health import (
     HealthEvent,
     InUse,
     expiry_thresholds,
+    expiry_watch,
 )
 from ._log import log
 from ._material import TLSMaterial
@@ -576,12 +576,7 @@ class SSLProfileSet:
             else check_seconds("reload_interval", reload_interval, zero=False)
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
-        thresholds = expiry_thresholds(expiry_warnings)
-        # The default thresholds (however given: (30, 7, 1) written out too, h195) are
-        # judged by each certificate's validity; others as given (_x509.ExpiryThresholds).
-        expiry = _x509.ExpiryThresholds(
-            thresholds, relative=thresholds == expiry_thresholds(DEFAULT_EXPIRY_WARNINGS)
-        )
+        expiry = expiry_watch(expiry_warnings)
         crl_thresholds = (
             None if crl_warnings is None else expiry_thresholds(crl_warnings, "crl_warnings")
         )
@@ -593,7 +588,7 @@ class SSLProfileSet:
             self._path,
             revocation_checker(revocation),
             identity=self._identity,
-            expiry_warning=expiry if thresholds else None,
+            expiry_warning=expiry if expiry.spans else None,
         )
         self._default = default
         self._in_service: tuple[weakref.ref[Snapshot], frozenset[int]] | None = None

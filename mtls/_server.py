@@ -91,7 +91,7 @@ from ._health import (
     HealthEvent,
     InUseCert,
     certificate_in_use,
-    expiry_thresholds,
+    expiry_watch,
 )
 from ._log import log
 from ._openssl import session_cache_off
@@ -835,12 +835,7 @@ class RotatingServerContext:
             else check_seconds("reload_interval", reload_interval, zero=False)
         )
         settle = check_seconds("settle_delay", settle_delay, zero=True)
-        thresholds = expiry_thresholds(expiry_warnings)
-        # The default thresholds (however given: (30, 7, 1) written out too, h195) are
-        # judged by each certificate's validity; others as given (_x509.ExpiryThresholds).
-        expiry = _x509.ExpiryThresholds(
-            thresholds, relative=thresholds == expiry_thresholds(DEFAULT_EXPIRY_WARNINGS)
-        )
+        expiry = expiry_watch(expiry_warnings)
         if isinstance(alpn_protocols, str):
             raise TypeError('alpn_protocols is a list of names: ["h2", "http/1.1"]')
         trust_password = truststore_password if truststore_password is not None else password
@@ -853,7 +848,7 @@ class RotatingServerContext:
             minimum_version=minimum_version,
             ciphers=ciphers,
             alpn_protocols=tuple(alpn_protocols) if alpn_protocols else None,
-            expiry_warning=expiry if thresholds else None,
+            expiry_warning=expiry if expiry.spans else None,
         )
         self._settings = settings
         self._chained = sni_callback
