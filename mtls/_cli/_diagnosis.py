@@ -44,7 +44,7 @@ from .._errors import (
 )
 from .._idna import ascii_host
 from .._types import hex_serial
-from ._common import UsageError, now, purpose_problem
+from ._common import UsageError, key_description, now, purpose_problem
 
 if TYPE_CHECKING:
     from .._revocation import RevocationChecker
@@ -549,6 +549,27 @@ def _advice_trust(setup: Setup) -> str:
     return advice
 
 
+def _advice_unverified(setup: Setup) -> str:
+    """Java's ``certificate unknown`` and Go's ``bad certificate`` say only that the
+    server could not verify our chain: an issuer it does not trust, or its own rules
+    on keys and signatures, which no import changes (a Java backend with
+    ``jdk.certpath.disabledAlgorithms`` refusing an RSA key under 3072 bits was told
+    to import the CA it already trusted, h197; Go refuses SHA-1 signatures)."""
+    cert = setup.client_certificate
+    if cert is None:
+        return _advice_trust(setup)
+    signature = getattr(cert.signature_algorithm_oid, "_name", "Unknown OID")
+    if signature == "Unknown OID":
+        signature = cert.signature_algorithm_oid.dotted_string
+    return (
+        f"the backend could not verify it (this alert does not say why): either "
+        f"{_advice_trust(setup)}; or the backend trusts that CA and its own rules refuse "
+        f"our {key_description(cert)} key or {signature} signature, or one in the chain "
+        "(Java's jdk.certpath.disabledAlgorithms, an OpenSSL security level, Go's "
+        "refusal of SHA-1): the backend's log says which"
+    )
+
+
 def _advice_revoked(setup: Setup) -> str:
     cert = setup.client_certificate
     issuer = f" ({cert.issuer.rfc4514_string()})" if cert is not None else ""
@@ -590,7 +611,9 @@ _CLIENT_ADVICE: dict[str, Callable[[Setup], str]] = {
     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": _advice_unsupported,
     "TLSV1_ALERT_ACCESS_DENIED": _advice_denied,
     "TLSV1_ALERT_DECRYPT_ERROR": _advice_signature,
-    # unknown ca, bad certificate, certificate unknown (Java's word for untrusted): trust.
+    "SSLV3_ALERT_BAD_CERTIFICATE": _advice_unverified,  # Go's, for any failed verification
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": _advice_unverified,  # Java's, likewise
+    # unknown ca (OpenSSL's: no path to a trusted anchor), and the rest: trust.
 }
 
 

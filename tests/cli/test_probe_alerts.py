@@ -261,6 +261,27 @@ def test_s_server_alerts_get_the_same_advice(
     assert ("does not trust its issuer CN=stranger CA" in message) is (client == "stranger")
 
 
+@pytest.mark.openssl
+def test_a_key_the_servers_own_rules_refuse_is_named_beside_trust(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys
+):
+    """A server that trusts our CA and refuses our key by its own rules (here OpenSSL's
+    security level 3: 128-bit keys; Java's jdk.certpath.disabledAlgorithms, h197) says
+    only "bad certificate" or "certificate unknown": the probe told the operator to
+    import the CA the backend already trusted. It names our key and signature as the
+    other cause. The twin: an EC P-256 key from the same CA goes through."""
+    with openssl_server(openssl_bin, s_server_files, "-auth_level", "3") as port:
+        code, report, _ = probe(capsys, port, ca.issue_cert("gw", key_type="EC"), trust, tmp_path)
+        assert code == 0, report
+        code, report, _ = probe(capsys, port, ca.issue_cert("gw", key_type="RSA"), trust, tmp_path)
+    assert code == 1
+    alert, message = refusal(report)
+    assert alert == "bad certificate"
+    assert "this alert does not say why" in message
+    assert "does not trust its issuer CN=advice CA" in message  # still one of the two
+    assert "its own rules refuse our RSA 2048 key or ecdsa-with-SHA256 signature" in message
+
+
 # --------------------------------------------------------------------------- other alerts
 
 _ALERTS = {
@@ -423,7 +444,9 @@ def test_access_denied_and_certificate_unknown(ca, trust, tmp_path, capsys, aler
     elif alert == "decrypt error":
         assert "could not verify a signature" in message
     else:
+        # Go's and Java's word for any failed verification: trust, or their own rules.
         assert "does not trust its issuer CN=advice CA" in message
+        assert "its own rules refuse our EC secp256r1 key" in message
 
 
 @pytest.mark.parametrize("alert", ["bad certificate", "certificate unknown", "access denied"])
