@@ -692,11 +692,19 @@ def warn_intermediate_anchors(where: str, anchors_der: Sequence[bytes]) -> None:
 
 
 def _verify_signature(
-    key: Any, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None
+    key: Any,
+    signature: bytes,
+    data: bytes,
+    algorithm: hashes.HashAlgorithm | None,
+    pss: padding.PSS | None = None,
 ) -> bool:
+    """Whether ``signature`` over ``data`` verifies with ``key``: RSA with PKCS#1 v1.5,
+    or RSASSA-PSS with ``pss`` (:func:`pss_parameters`); ECDSA, DSA, EdDSA."""
     try:
         if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
-            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+            key.verify(signature, data, pss or padding.PKCS1v15(), algorithm)
+        elif pss is not None:
+            return False  # RSASSA-PSS names an RSA key
         elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
             key.verify(signature, data, ec.ECDSA(algorithm))
         elif isinstance(key, _x509.DSAPublicKey) and algorithm is not None:
@@ -708,6 +716,93 @@ def _verify_signature(
     except (InvalidSignature, UnsupportedAlgorithm, ValueError):
         return False
     return True
+
+
+#: The hash functions RSASSA-PSS parameters name (RFC 4055, RFC 8702), by OID.
+_PSS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "1.3.14.3.2.26": hashes.SHA1,
+    "2.16.840.1.101.3.4.2.4": hashes.SHA224,
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
+    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+    "2.16.840.1.101.3.4.2.7": hashes.SHA3_224,
+    "2.16.840.1.101.3.4.2.8": hashes.SHA3_256,
+    "2.16.840.1.101.3.4.2.9": hashes.SHA3_384,
+    "2.16.840.1.101.3.4.2.10": hashes.SHA3_512,
+}
+_MGF1 = "1.2.840.113549.1.1.8"
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
+
+
+def pss_parameters(data: bytes, start: int, end: int) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+    """The padding and hash of an RSASSA-PSS signature, from its AlgorithmIdentifier,
+    whose content (the OID, then RFC 4055's RSASSA-PSS-params; absent or empty: every
+    default, SHA-1) is ``data[start:end]``. cryptography reads them for certificates
+    and CRLs, not for OCSP responses (``signature_hash_algorithm`` raises there).
+
+    Raises:
+        DERError (a ValueError): not RSASSA-PSS or not such parameters, a hash not
+            listed, a mask function other than MGF1, a salt length over 1,024 bytes,
+            or a trailer field other than 1.
+    """
+    algorithm = _der.spans(data, start, end)
+    if not 1 <= len(algorithm) <= 2 or _oid_at(data, algorithm[0]) != _RSASSA_PSS:
+        raise _der.DERError("not an RSASSA-PSS AlgorithmIdentifier")
+    # RFC 4055's defaults (SHA-1 answers are believed whatever their padding, as Java's).
+    digest: hashes.HashAlgorithm = hashes.SHA1()  # noqa: S303
+    mask: hashes.HashAlgorithm = hashes.SHA1()  # noqa: S303
+    salt, last = 20, -1
+    if len(algorithm) == 2:
+        tag, content, stop = algorithm[1]
+        if tag != _der.SEQUENCE:
+            raise _der.DERError("not RSASSA-PSS parameters")
+        for field, field_start, field_stop in _der.spans(data, content, stop):
+            number = field - 0xA0  # [0] hash, [1] mask function, [2] salt, [3] trailer
+            if not last < number <= 3:
+                raise _der.DERError("not RSASSA-PSS parameters")
+            last = number
+            inner, inner_start, inner_stop = _der.header(data, field_start, field_stop)
+            if inner_stop != field_stop:
+                raise _der.DERError("trailing bytes in RSASSA-PSS parameters")
+            if number == 0:
+                digest = _pss_hash(data, inner, inner_start, inner_stop)
+            elif number == 1:
+                mgf = _der.spans(data, inner_start, inner_stop) if inner == _der.SEQUENCE else []
+                if len(mgf) != 2 or _oid_at(data, mgf[0]) != _MGF1:
+                    raise _der.DERError("a mask generation function other than MGF1")
+                mask = _pss_hash(data, *mgf[1])
+            else:
+                value = -1
+                if inner == _der.INTEGER:
+                    value = _der.decode_int(data[inner_start:inner_stop])
+                if number == 2 and 0 <= value <= 1024:
+                    salt = value
+                elif number != 3 or value != 1:
+                    raise _der.DERError("a PSS salt length or trailer field out of range")
+    return padding.PSS(padding.MGF1(mask), salt), digest
+
+
+def _oid_at(data: bytes, span: tuple[int, int, int]) -> str:
+    tag, start, stop = span
+    if tag != _der.OID:
+        raise _der.DERError("expected an object identifier")
+    return _der.decode_oid(data[start:stop])
+
+
+def _pss_hash(data: bytes, tag: int, start: int, end: int) -> hashes.HashAlgorithm:
+    """The hash a HashAlgorithm AlgorithmIdentifier names (its OID, an optional NULL):
+    the content in ``data[start:end]`` of an element with ``tag``."""
+    algorithm = _der.spans(data, start, end) if tag == _der.SEQUENCE else []
+    if (
+        not algorithm
+        or len(algorithm) > 2
+        or (len(algorithm) == 2 and algorithm[1][0] != _der.NULL)
+    ):
+        raise _der.DERError("not a hash AlgorithmIdentifier")
+    found = _PSS_HASHES.get(_oid_at(data, algorithm[0]))
+    if found is None:
+        raise _der.DERError("a PSS hash that is not SHA-1, SHA-2 or SHA-3")
+    return found()
 
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:

@@ -61,8 +61,13 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    SignatureAlgorithmOID,
+)
 
 from . import _der, _x509
 from ._config import normalize_host
@@ -81,6 +86,7 @@ from ._crl import (
     _pairs,
     _verify_signature,
     critical_entry_extension,
+    pss_parameters,
 )
 from ._errors import (
     CertificateRevokedError,
@@ -1019,15 +1025,7 @@ class RevocationChecker:
                 f"{issuer.subject.rfc4514_string()} or a responder it authorized "
                 f"(id-kp-OCSPSigning): {unsigned}"
             )
-        for single in response.responses:
-            if (
-                single.serial_number == cert.serial_number
-                and single.issuer_name_hash == wanted.issuer_name_hash
-                and single.issuer_key_hash == wanted.issuer_key_hash
-            ):
-                break
-        else:
-            raise FetchError(f"{url}: the response is about another certificate")
+        single = _ocsp_single(response, cert, wanted, url)
         next_update = single.next_update_utc
         stale = _stale(single.this_update_utc, next_update, now, "response")
         if stale is not None:
@@ -1379,11 +1377,75 @@ def _ocsp_unsigned(
             _x509.public_key(signer),
             response.signature,
             response.tbs_response_bytes,
-            response.signature_hash_algorithm,
+            *_ocsp_signature(response),
         ):
             return None
         why = f"its signature does not verify with the key of {name}"
     return why
+
+
+def _ocsp_single(
+    response: ocsp.OCSPResponse,
+    cert: x509.Certificate,
+    wanted: ocsp.OCSPRequest,
+    url: str,
+) -> ocsp.OCSPSingleResponse:
+    """The response's answer about ``cert``. Several that disagree (a responder's
+    fault: it takes its key) are read to fail closed: "revoked" if one says so
+    (OpenSSL takes the first answer, Java the last: one of them let a revoked
+    certificate through, h198), and no answer at all for "good" beside "unknown".
+
+    Raises:
+        FetchError: no answer about ``cert``, or "good" and "unknown" both.
+    """
+    found = [
+        single
+        for single in response.responses
+        if single.serial_number == cert.serial_number
+        and single.issuer_name_hash == wanted.issuer_name_hash
+        and single.issuer_key_hash == wanted.issuer_key_hash
+    ]
+    if not found:
+        raise FetchError(f"{url}: the response is about another certificate")
+    said = {single.certificate_status for single in found}
+    if len(said) == 1:
+        return found[0]
+    for single in found:
+        if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
+            return single
+    raise FetchError(
+        f"{url}: the response answers both good and unknown for this certificate: no answer"
+    )
+
+
+def _ocsp_signature(
+    response: ocsp.OCSPResponse,
+) -> tuple[hashes.HashAlgorithm | None, padding.PSS | None]:
+    """The hash the response is signed with and, for RSASSA-PSS, the padding its
+    parameters give (cryptography reads none of an OCSP response's: a PSS-signed
+    answer, which OpenSSL's responder writes with ``-rsigopt rsa_padding_mode:pss``
+    and Java verifies, was refused as malformed, h198).
+
+    Raises:
+        UnsupportedAlgorithm, ValueError: a signature algorithm cryptography does not
+            know, or damaged parameters (a malformed answer).
+    """
+    if response.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS:
+        return response.signature_hash_algorithm, None
+    der = response.public_bytes(serialization.Encoding.DER)
+    # OCSPResponse: status, [0] { SEQUENCE { responseType, OCTET STRING { Basic } } };
+    # BasicOCSPResponse: tbsResponseData, signatureAlgorithm, signature, [0] certs.
+    top = _der.spans(der, *_der.single_span(der, _der.SEQUENCE))
+    if len(top) != 2 or top[1][0] != 0xA0:
+        raise _der.DERError("an OCSP response without its response bytes")
+    response_bytes = _der.spans(der, *_der.single_span(der, _der.SEQUENCE, *top[1][1:]))
+    if len(response_bytes) != 2 or response_bytes[1][0] != _der.OCTET_STRING:
+        raise _der.DERError("an OCSP response without its response bytes")
+    basic = _der.spans(der, *_der.single_span(der, _der.SEQUENCE, *response_bytes[1][1:]))
+    if len(basic) < 3 or basic[1][0] != _der.SEQUENCE:
+        raise _der.DERError("a basic OCSP response without its signature algorithm")
+    pss, digest = pss_parameters(der, *basic[1][1:])
+    return digest, pss
 
 
 # --------------------------------------------------------------------------- the hook

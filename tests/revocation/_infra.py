@@ -100,6 +100,7 @@ def ocsp_responder(
     signer: CA | None = None,
     port: int = 0,
     index: str | None = None,
+    options: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Run ``openssl ocsp`` for ``ca`` on 127.0.0.1; yields its URL.
 
@@ -109,7 +110,8 @@ def ocsp_responder(
     request late. ``port`` 0 lets openssl choose (read from its ``ACCEPT`` line);
     pass :func:`free_port` to name the URL in certificates before starting it.
     ``signer`` signs the responses instead of the CA (a wrong signer); ``index``
-    replaces ``ca.openssl_index()``.
+    replaces ``ca.openssl_index()``; ``options`` go on its command line (``-rsigopt
+    rsa_padding_mode:pss``: RSASSA-PSS signatures).
     """
     signing = signer or ca
     directory.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,7 @@ def ocsp_responder(
             openssl, "ocsp", "-index", str(index_file), "-port", str(port),
             "-rsigner", str(directory / "rsigner.pem"), "-rkey", str(directory / "rkey.pem"),
             "-passin", f"pass:{KEY_PASSWORD}", "-CA", str(directory / "ca.pem"),
-            "-nmin", "5", "-ignore_err",
+            "-nmin", "5", "-ignore_err", *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

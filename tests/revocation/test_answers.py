@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtls import (
     CertificateRevokedError,
@@ -60,15 +62,19 @@ def _ocsp_response(
     *,
     next_update: _dt.datetime | None = None,
     revoked: x509.ReasonFlags | None = None,
+    unknown: bool = False,
 ) -> ocsp.OCSPResponse:
-    """A response signed by ``ca``: "good", or "revoked" an hour ago for ``revoked``."""
+    """A response signed by ``ca``: "good", "revoked" an hour ago for ``revoked``, or
+    "unknown"."""
     return (
         ocsp.OCSPResponseBuilder()
         .add_response(
             cert=leaf.certificate,
             issuer=ca.certificate,
             algorithm=hashes.SHA1(),
-            cert_status=ocsp.OCSPCertStatus.GOOD
+            cert_status=ocsp.OCSPCertStatus.UNKNOWN
+            if unknown
+            else ocsp.OCSPCertStatus.GOOD
             if revoked is None
             else ocsp.OCSPCertStatus.REVOKED,
             this_update=this_update,
@@ -78,6 +84,22 @@ def _ocsp_response(
         )
         .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
         .sign(_sign_key(ca), hashes.SHA256())
+    )
+
+
+def _successful(basic: bytes) -> bytes:
+    """An OCSPResponse (successful) around a BasicOCSPResponse a test signed itself."""
+    return asn1.encode(
+        asn1.SEQUENCE,
+        b"\x0a\x01\x00"  # successful
+        + asn1.encode(
+            0xA0,
+            asn1.encode(
+                asn1.SEQUENCE,
+                asn1.encode_oid("1.3.6.1.5.5.7.48.1.1")  # basic
+                + asn1.encode(asn1.OCTET_STRING, basic),
+            ),
+        ),
     )
 
 
@@ -195,18 +217,8 @@ def test_an_ocsp_answer_revoked_with_reason_7_is_revoked(web: CRLServer, mode: s
     )
     tbs = response.tbs_response_bytes
     assert tbs.count(b"\xa0\x03\x0a\x01\x04") == 1  # [0] EXPLICIT CRLReason superseded
-    basic = signed_again(tbs.replace(b"\xa0\x03\x0a\x01\x04", b"\xa0\x03\x0a\x01\x07"), ca)
-    body = asn1.encode(
-        asn1.SEQUENCE,
-        b"\x0a\x01\x00"  # successful
-        + asn1.encode(
-            0xA0,
-            asn1.encode(
-                asn1.SEQUENCE,
-                asn1.encode_oid("1.3.6.1.5.5.7.48.1.1")  # basic
-                + asn1.encode(asn1.OCTET_STRING, basic),
-            ),
-        ),
+    body = _successful(
+        signed_again(tbs.replace(b"\xa0\x03\x0a\x01\x04", b"\xa0\x03\x0a\x01\x07"), ca)
     )
     read = ocsp.load_der_ocsp_response(body)
     assert read.certificate_status == ocsp.OCSPCertStatus.REVOKED
@@ -317,3 +329,236 @@ def test_a_delegated_responder_is_judged_and_its_fault_named(
     with pytest.raises(RevocationUnknownError, match="or a responder it authorized") as info:
         _check(ca, leaf)
     assert said in str(info.value)
+
+
+# ------------------------------------------------- RSASSA-PSS-signed OCSP answers
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize(
+    "options",
+    [
+        (),  # the twin: PKCS#1 v1.5, as before
+        ("-rsigopt", "rsa_padding_mode:pss"),
+        ("-rmd", "sha384", "-rsigopt", "rsa_padding_mode:pss", "-rsigopt", "rsa_pss_saltlen:max"),
+    ],
+    ids=["pkcs1", "pss", "pss-sha384-max-salt"],
+)
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_an_ocsp_responder_signing_with_rsassa_pss_is_believed(
+    openssl_bin: str, tmp_path, mode: str, options: tuple[str, ...]
+) -> None:
+    """cryptography reads no RSASSA-PSS parameters of an OCSP response: a PSS-signed
+    answer (openssl ocsp -rsigopt rsa_padding_mode:pss; Java verifies it) was refused
+    as malformed: a good backend refused in hard mode, and a revoked one connected in
+    soft mode when the CRL could not be had (h198). Real responses from openssl."""
+    from tests.revocation._infra import free_port, ocsp_responder
+
+    port = free_port()
+    ca = CA(key_type="RSA", ocsp_url=f"http://127.0.0.1:{port}/")
+    good, revoked = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    ca.revoke(revoked, reason="keyCompromise")
+    policy = RevocationPolicy(mode=mode, crl=False)  # type: ignore[arg-type]
+    with ocsp_responder(openssl_bin, ca, tmp_path, port=port, options=options):
+        (status,) = RevocationChecker(policy).check(
+            [_der(good.certificate)], [_der(ca.certificate)]
+        )
+        assert status.status == "good", status.why
+        with pytest.raises(CertificateRevokedError, match="keyCompromise"):
+            RevocationChecker(policy).check([_der(revoked.certificate)], [_der(ca.certificate)])
+
+
+def _pss_signed(ca: CA, tbs: bytes, parameters: bytes, salt: int) -> bytes:
+    """An OCSPResponse around ``tbs``, signed by ``ca``'s RSA key with RSASSA-PSS
+    (SHA-256, MGF1-SHA-256, ``salt`` bytes of salt) under the AlgorithmIdentifier
+    ``parameters`` claim."""
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = ca.private_key
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signature = key.sign(tbs, padding.PSS(padding.MGF1(hashes.SHA256()), salt), hashes.SHA256())
+    algorithm = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.113549.1.1.10") + parameters)
+    return _successful(
+        asn1.encode(
+            asn1.SEQUENCE, tbs + algorithm + asn1.encode(asn1.BIT_STRING, b"\x00" + signature)
+        )
+    )
+
+
+def _sha256_pss(salt: int, *, trailer: int = 1, mgf: str = "1.2.840.113549.1.1.8") -> bytes:
+    sha256 = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("2.16.840.1.101.3.4.2.1") + b"\x05\x00")
+    return asn1.encode(
+        asn1.SEQUENCE,
+        asn1.encode(0xA0, sha256)
+        + asn1.encode(0xA1, asn1.encode(asn1.SEQUENCE, asn1.encode_oid(mgf) + sha256))
+        + asn1.encode(
+            0xA2, asn1.encode(asn1.INTEGER, salt.to_bytes((salt.bit_length() + 8) // 8, "big"))
+        )
+        + asn1.encode(0xA3, asn1.encode(asn1.INTEGER, bytes([trailer]))),
+    )
+
+
+@pytest.mark.parametrize(
+    ("parameters", "salt", "expected"),
+    [
+        (_sha256_pss(32), 32, None),  # as claimed: good
+        (_sha256_pss(24), 32, "does not verify"),  # another salt length than signed with
+        (b"", 20, "does not verify"),  # no parameters: SHA-1 and MGF1-SHA-1, not what signed
+        (_sha256_pss(32, trailer=2), 32, "malformed"),
+        (_sha256_pss(32, mgf="1.2.840.113549.1.1.99"), 32, "malformed"),
+        (_sha256_pss(2000), 32, "malformed"),
+        (asn1.encode(asn1.INTEGER, b"\x01"), 32, "malformed|not an OCSP response"),
+    ],
+    ids=["claimed", "other-salt", "defaults", "trailer-2", "not-mgf1", "salt-2000", "not-params"],
+)
+def test_rsassa_pss_parameters_are_read_and_held_to(
+    web: CRLServer, parameters: bytes, salt: int, expected: str | None
+) -> None:
+    ca = CA(key_type="RSA", ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    tbs = _ocsp_response_rsa(ca, leaf).tbs_response_bytes
+    web.posts["/ocsp"] = _pss_signed(ca, tbs, parameters, salt)
+    if expected is None:
+        assert _check(ca, leaf) == "good"
+        return
+    with pytest.raises(RevocationUnknownError, match=expected):
+        RevocationChecker(RevocationPolicy(mode="hard", crl=False)).check(
+            [_der(leaf.certificate)], [_der(ca.certificate)]
+        )
+
+
+def _ocsp_response_rsa(ca: CA, leaf: IssuedIdentity) -> ocsp.OCSPResponse:
+    """A current "good" response for ``leaf`` signed by ``ca``'s RSA key (PKCS#1 v1.5):
+    its signed part, signed again by the test."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = ca.private_key
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf.certificate,
+            issuer=ca.certificate,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=_now() - _dt.timedelta(minutes=1),
+            next_update=_now() + _dt.timedelta(hours=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+        .sign(key, hashes.SHA256())
+    )
+
+
+_REAL_PSS = (_sha256_pss(32), _sha256_pss(2000))
+
+
+def _flipped(which: int, flips: list[tuple[int, int]]) -> bytes:
+    """One of the real parameters, with ``(position, xor)`` flips applied."""
+    out = bytearray(_REAL_PSS[which])
+    for position, xor in flips:
+        out[position % len(out)] ^= xor
+    return bytes(out)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=80),
+        st.builds(
+            _flipped,
+            st.integers(0, 1),
+            st.lists(st.tuples(st.integers(0, 200), st.integers(1, 255)), min_size=1, max_size=4),
+        ),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_pss_parameters_refuse_damage_with_a_value_error(parameters: bytes) -> None:
+    """Whatever the bytes, the reader gives a padding and a hash or raises ValueError
+    (DERError): the online check reads that as a malformed answer."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from mtls._crl import pss_parameters
+
+    data = asn1.encode_oid("1.2.840.113549.1.1.10") + parameters
+    try:
+        pss, digest = pss_parameters(data, 0, len(data))
+    except ValueError:
+        return
+    assert isinstance(pss, padding.PSS) and isinstance(digest, hashes.HashAlgorithm)
+
+
+# ------------------------------------------- several answers about one certificate
+
+
+def _elements(data: bytes) -> list[bytes]:
+    """The elements of the one SEQUENCE ``data`` is, each whole (header included)."""
+    start, stop = asn1.single_span(data, asn1.SEQUENCE)
+    out, pos = [], start
+    for _tag, _content, end in asn1.spans(data, start, stop):
+        out.append(data[pos:end])
+        pos = end
+    return out
+
+
+def _answering(ca: CA, leaf: IssuedIdentity, *statuses: str) -> bytes:
+    """One response of ``ca`` with an answer per status ("good", "revoked", "unknown")
+    about ``leaf``, in that order, signed again by ``ca``."""
+    singles: list[bytes] = []
+    fields: list[bytes] = []
+    for status in statuses:
+        response = _ocsp_response(
+            ca,
+            leaf,
+            _now() - _dt.timedelta(minutes=1),
+            next_update=_now() + _dt.timedelta(hours=1),
+            revoked=x509.ReasonFlags.key_compromise if status == "revoked" else None,
+            unknown=status == "unknown",
+        )
+        fields = _elements(response.tbs_response_bytes)
+        (responses,) = [field for field in fields if field[0] == asn1.SEQUENCE]
+        singles += _elements(responses)
+    tbs = asn1.encode(
+        asn1.SEQUENCE,
+        b"".join(
+            asn1.encode(asn1.SEQUENCE, b"".join(singles)) if field[0] == asn1.SEQUENCE else field
+            for field in fields
+        ),
+    )
+    return _successful(signed_again(tbs, ca))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (("good", "revoked"), "revoked"),  # OpenSSL reads the first: good
+        (("revoked", "good"), "revoked"),  # Java reads the last: good
+        (("good", "unknown"), "both good and unknown"),
+        (("good", "good"), "good"),  # the twin: answers that agree
+    ],
+)
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_answers_that_disagree_about_one_certificate_fail_closed(
+    web: CRLServer, statuses: tuple[str, ...], expected: str, mode: str
+) -> None:
+    """A signed response that says "good" and "revoked" of one certificate was read by
+    its first answer (as OpenSSL; Java reads the last): whichever comes first now, it
+    is revoked; "good" beside "unknown" is no answer (h198)."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    web.posts["/ocsp"] = body = _answering(ca, leaf, *statuses)
+    assert len(list(ocsp.load_der_ocsp_response(body).responses)) == len(statuses)
+    checker = RevocationChecker(RevocationPolicy(mode=mode, crl=False))  # type: ignore[arg-type]
+    check = [_der(leaf.certificate)], [_der(ca.certificate)]
+    if expected == "revoked":
+        with pytest.raises(CertificateRevokedError, match="keyCompromise"):
+            checker.check(*check)
+    elif expected == "good":
+        (status,) = checker.check(*check)
+        assert status.status == "good"
+    elif mode == "hard":
+        with pytest.raises(RevocationUnknownError, match=expected):
+            checker.check(*check)
+    else:
+        (status,) = checker.check(*check)
+        assert status.status == "undetermined" and expected in status.why[0]
