@@ -60,6 +60,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from . import _der
 from ._budget import WorkBudget
 from ._entries import fold
+from ._x509 import pkcs8_well_formed
 
 _JKS_MAGIC = b"\xfe\xed\xfe\xed"
 _JCEKS_MAGIC = b"\xce\xce\xce\xce"
@@ -739,6 +740,14 @@ def decrypt_key(key: JKSKey, password: str, budget: WorkBudget | None = None) ->
         _der.check_single(plaintext, _der.SEQUENCE)
     except _der.DERError as exc:
         raise JKSKeyPasswordError("decrypted key is not a PKCS#8 structure") from exc
+    if oid == _JCE_KEY_PROTECTOR and not pkcs8_well_formed(plaintext):
+        # One SEQUENCE of the right length is no wrong password's luck: the entry was
+        # damaged (and the store sealed again) or written so. Java's getKey refuses it;
+        # it was served, to fail as a key that "must match the certificate" (h196).
+        raise JKSFormatError(
+            f"key entry {shown(key.alias)} decrypts to a damaged key (Java cannot recover "
+            "it either): replace the file, or re-create the entry with keytool"
+        )
     return plaintext
 
 

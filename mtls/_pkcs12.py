@@ -39,6 +39,7 @@ from mtls._budget import (
 from mtls._der import TLV, DERError
 from mtls._kdf import p12_kdf as _p12_kdf
 from mtls._secret import Secret
+from mtls._x509 import pkcs8_well_formed
 
 __all__ = [
     "MAX_FILE_KDF_ITERATIONS",
@@ -648,7 +649,7 @@ class _Reader:
                 self.bags += 1
             order = self.bags if depth == 0 else 0
             if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
-                if not _is_pkcs8(parts[1].value):
+                if not pkcs8_well_formed(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
                 # Java skips a plain keyBag: never in its table (order 0).
                 key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), True)
@@ -663,6 +664,13 @@ class _Reader:
                 except P12PasswordError as exc:
                     exc.alias = alias
                     raise
+                if pkcs8 and not pkcs8_well_formed(pkcs8):
+                    # It decrypted to the shape of a key (no wrong password's luck): a
+                    # bag damaged before the MAC was made again, or written so. Java's
+                    # getKey refuses it; it was served, to fail at the context (h196).
+                    raise P12FormatError(
+                        "a private key decrypts to a damaged key (Java cannot recover it either)"
+                    )
                 self.keys.append(
                     P12Key(alias, pkcs8, local_key_id, self._number(alias), order=order)
                 )

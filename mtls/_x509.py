@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
@@ -170,10 +170,22 @@ def _quiet(
 def dsa_call(dsa: bool, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """``call(*args, **kwargs)``, a cryptography call that may read DSA material, without
     its deprecation warning (:func:`_quiet`); with ``dsa`` false, only the call (other
-    material never touches the warnings state)."""
-    if not dsa:
-        return call(*args, **kwargs)
-    return _quiet(_DSA_FILTER, call, *args, **kwargs)
+    material never touches the warnings state).
+
+    Raises:
+        ValueError: also for cryptography's ``InternalError``, which key material
+            OpenSSL cannot set up raises (an Ed25519 OID on an Ed448 key's bytes, in a
+            PEM file: it escaped ``Keystore.load`` raw, a fuzz found); else what
+            ``call`` raises.
+    """
+    try:
+        if not dsa:
+            return call(*args, **kwargs)
+        return _quiet(_DSA_FILTER, call, *args, **kwargs)
+    except InternalError:
+        raise ValueError(
+            "OpenSSL cannot set up this key material (its parts do not fit its algorithm)"
+        ) from None
 
 
 def is_dsa(item: x509.Certificate | x509.CertificateSigningRequest) -> bool:
@@ -435,6 +447,72 @@ def pkcs8_algorithm(pkcs8_der: bytes) -> list[tuple[int, int, int]]:
     if not tag & 0x20:
         raise _der.DERError("expected a constructed element")
     return _der.spans(pkcs8_der, start, stop)
+
+
+# The inner key of a PKCS#8 key, by algorithm, as Java's key factories read it:
+# RSAPrivateKey (RFC 8017: nine INTEGERs, then optional other primes), ECPrivateKey
+# (RFC 5915), the EdDSA and XDH keys' CurvePrivateKey (RFC 8410, by its length), DSA's
+# INTEGER.
+_RSA_KEY_OIDS = frozenset({"1.2.840.113549.1.1.1", "1.2.840.113549.1.1.10"})
+_CURVE_KEY_BYTES = {"1.3.101.110": 32, "1.3.101.111": 56, "1.3.101.112": 32, "1.3.101.113": 57}
+
+
+def pkcs8_well_formed(pkcs8_der: bytes) -> bool:
+    """Whether ``pkcs8_der`` is one PrivateKeyInfo (RFC 5958: version, algorithm, key,
+    optional attributes and public key) whose key is well formed for its algorithm, as
+    Java's key factories parse it (an algorithm they do not know: its key unread, as
+    Java keeps such a key). Walked by offsets: nothing copied, nothing parsed into
+    objects. What decrypts under a cipher without an integrity check (JCEKS, most of
+    PKCS#12; a wrong password passes the padding check 1 time in 256, a damaged entry
+    of a store re-sealed by whoever knew its password) is judged so: Java's
+    ``getKey`` refuses such bytes, and they were served (h196)."""
+    try:
+        fields = _der.spans(pkcs8_der, *_der.single_span(pkcs8_der, _der.SEQUENCE))
+        if len(fields) < 3 or [tag for tag, _, _ in fields[:3]] != [
+            _der.INTEGER,
+            _der.SEQUENCE,
+            _der.OCTET_STRING,
+        ]:
+            return False
+        if pkcs8_der[fields[0][1] : fields[0][2]] not in (b"\x00", b"\x01"):
+            return False
+        extra = [tag for tag, _, _ in fields[3:]]
+        if extra not in ([], [0xA0], [0x81], [0xA1], [0xA0, 0x81], [0xA0, 0xA1]):
+            return False
+        algorithm = _der.spans(pkcs8_der, fields[1][1], fields[1][2])
+        if not algorithm or algorithm[0][0] != _der.OID:
+            return False
+        oid = _der.decode_oid(pkcs8_der[algorithm[0][1] : algorithm[0][2]])
+        return _inner_key_well_formed(pkcs8_der, oid, fields[2][1], fields[2][2])
+    except _der.DERError:
+        return False
+
+
+def _inner_key_well_formed(data: bytes, oid: str, start: int, stop: int) -> bool:
+    """The PKCS#8 ``privateKey`` OCTET STRING's content, ``data[start:stop]``, for
+    ``oid`` (:func:`pkcs8_well_formed`). Raises DERError for a damaged element."""
+    if oid in _RSA_KEY_OIDS:
+        tags = [
+            tag
+            for tag, _, _ in _der.spans(data, *_der.single_span(data, _der.SEQUENCE, start, stop))
+        ]
+        return tags[:9] == [_der.INTEGER] * 9 and tags[9:] in ([], [_der.SEQUENCE])
+    if oid == EC_OID:
+        parts = _der.spans(data, *_der.single_span(data, _der.SEQUENCE, start, stop))
+        tags = [tag for tag, _, _ in parts]
+        return (
+            tags[:2] == [_der.INTEGER, _der.OCTET_STRING]
+            and data[parts[0][1] : parts[0][2]] == b"\x01"
+            and parts[1][2] > parts[1][1]
+            and tags[2:] in ([], [0xA0], [0xA1], [0xA0, 0xA1])
+        )
+    size = _CURVE_KEY_BYTES.get(oid)
+    if size is not None:
+        content = _der.single_span(data, _der.OCTET_STRING, start, stop)
+        return content[1] - content[0] == size
+    if oid == DSA_OID:
+        _der.single_span(data, _der.INTEGER, start, stop)
+    return True
 
 
 def key_algorithm(pkcs8_der: bytes) -> str | None:
