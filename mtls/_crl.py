@@ -725,6 +725,8 @@ _PSS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "2.16.840.1.101.3.4.2.1": hashes.SHA256,
     "2.16.840.1.101.3.4.2.2": hashes.SHA384,
     "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+    "2.16.840.1.101.3.4.2.5": hashes.SHA512_224,
+    "2.16.840.1.101.3.4.2.6": hashes.SHA512_256,
     "2.16.840.1.101.3.4.2.7": hashes.SHA3_224,
     "2.16.840.1.101.3.4.2.8": hashes.SHA3_256,
     "2.16.840.1.101.3.4.2.9": hashes.SHA3_384,
@@ -732,53 +734,55 @@ _PSS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 _MGF1 = "1.2.840.113549.1.1.8"
 _RSASSA_PSS = "1.2.840.113549.1.1.10"
+#: The longest salt read: a 65,536-bit key's (a 9,216-bit key's longest is 1,118 bytes).
+_MAX_PSS_SALT = 8192
 
 
 def pss_parameters(data: bytes, start: int, end: int) -> tuple[padding.PSS, hashes.HashAlgorithm]:
     """The padding and hash of an RSASSA-PSS signature, from its AlgorithmIdentifier,
-    whose content (the OID, then RFC 4055's RSASSA-PSS-params; absent or empty: every
+    whose content (the OID, then RFC 4055's RSASSA-PSS-params; an empty SEQUENCE: every
     default, SHA-1) is ``data[start:end]``. cryptography reads them for certificates
     and CRLs, not for OCSP responses (``signature_hash_algorithm`` raises there).
 
     Raises:
-        DERError (a ValueError): not RSASSA-PSS or not such parameters, a hash not
-            listed, a mask function other than MGF1, a salt length over 1,024 bytes,
-            or a trailer field other than 1.
+        DERError (a ValueError): not RSASSA-PSS, or its parameters absent (RFC 4055
+            3.1 requires them in a signature; OpenSSL refuses such a signature too) or
+            not such parameters, a hash not listed, a mask function other than MGF1, a
+            salt length out of range, or a trailer field other than 1.
     """
     algorithm = _der.spans(data, start, end)
-    if not 1 <= len(algorithm) <= 2 or _oid_at(data, algorithm[0]) != _RSASSA_PSS:
-        raise _der.DERError("not an RSASSA-PSS AlgorithmIdentifier")
+    if len(algorithm) != 2 or _oid_at(data, algorithm[0]) != _RSASSA_PSS:
+        raise _der.DERError("not an RSASSA-PSS AlgorithmIdentifier with its parameters")
     # RFC 4055's defaults (SHA-1 answers are believed whatever their padding, as Java's).
     digest: hashes.HashAlgorithm = hashes.SHA1()  # noqa: S303
     mask: hashes.HashAlgorithm = hashes.SHA1()  # noqa: S303
     salt, last = 20, -1
-    if len(algorithm) == 2:
-        tag, content, stop = algorithm[1]
-        if tag != _der.SEQUENCE:
+    tag, content, stop = algorithm[1]
+    if tag != _der.SEQUENCE:
+        raise _der.DERError("not RSASSA-PSS parameters")
+    for field, field_start, field_stop in _der.spans(data, content, stop):
+        number = field - 0xA0  # [0] hash, [1] mask function, [2] salt, [3] trailer
+        if not last < number <= 3:
             raise _der.DERError("not RSASSA-PSS parameters")
-        for field, field_start, field_stop in _der.spans(data, content, stop):
-            number = field - 0xA0  # [0] hash, [1] mask function, [2] salt, [3] trailer
-            if not last < number <= 3:
-                raise _der.DERError("not RSASSA-PSS parameters")
-            last = number
-            inner, inner_start, inner_stop = _der.header(data, field_start, field_stop)
-            if inner_stop != field_stop:
-                raise _der.DERError("trailing bytes in RSASSA-PSS parameters")
-            if number == 0:
-                digest = _pss_hash(data, inner, inner_start, inner_stop)
-            elif number == 1:
-                mgf = _der.spans(data, inner_start, inner_stop) if inner == _der.SEQUENCE else []
-                if len(mgf) != 2 or _oid_at(data, mgf[0]) != _MGF1:
-                    raise _der.DERError("a mask generation function other than MGF1")
-                mask = _pss_hash(data, *mgf[1])
-            else:
-                value = -1
-                if inner == _der.INTEGER:
-                    value = _der.decode_int(data[inner_start:inner_stop])
-                if number == 2 and 0 <= value <= 1024:
-                    salt = value
-                elif number != 3 or value != 1:
-                    raise _der.DERError("a PSS salt length or trailer field out of range")
+        last = number
+        inner, inner_start, inner_stop = _der.header(data, field_start, field_stop)
+        if inner_stop != field_stop:
+            raise _der.DERError("trailing bytes in RSASSA-PSS parameters")
+        if number == 0:
+            digest = _pss_hash(data, inner, inner_start, inner_stop)
+        elif number == 1:
+            mgf = _der.spans(data, inner_start, inner_stop) if inner == _der.SEQUENCE else []
+            if len(mgf) != 2 or _oid_at(data, mgf[0]) != _MGF1:
+                raise _der.DERError("a mask generation function other than MGF1")
+            mask = _pss_hash(data, *mgf[1])
+        else:
+            value = -1
+            if inner == _der.INTEGER:
+                value = _der.decode_int(data[inner_start:inner_stop])
+            if number == 2 and 0 <= value <= _MAX_PSS_SALT:
+                salt = value
+            elif number != 3 or value != 1:
+                raise _der.DERError("a PSS salt length or trailer field out of range")
     return padding.PSS(padding.MGF1(mask), salt), digest
 
 
@@ -801,7 +805,7 @@ def _pss_hash(data: bytes, tag: int, start: int, end: int) -> hashes.HashAlgorit
         raise _der.DERError("not a hash AlgorithmIdentifier")
     found = _PSS_HASHES.get(_oid_at(data, algorithm[0]))
     if found is None:
-        raise _der.DERError("a PSS hash that is not SHA-1, SHA-2 or SHA-3")
+        raise _der.DERError("a PSS hash mtls does not know (it reads SHA-1, SHA-2, SHA-3)")
     return found()
 
 

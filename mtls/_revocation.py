@@ -1025,14 +1025,8 @@ class RevocationChecker:
                 f"{issuer.subject.rfc4514_string()} or a responder it authorized "
                 f"(id-kp-OCSPSigning): {unsigned}"
             )
-        single = _ocsp_single(response, cert, wanted, url)
+        single = _ocsp_single(response, cert, wanted, url, now)
         next_update = single.next_update_utc
-        stale = _stale(single.this_update_utc, next_update, now, "response")
-        if stale is not None:
-            # Not an answer, "revoked" included, as Java's checker has it ("unreliable",
-            # then the CRL): RFC 6960 makes the reason optional, so an old "revoked" may
-            # be a hold released since, and a replay of one would refuse a good backend.
-            raise FetchError(f"{url}: {stale}")
         until = _current_until(next_update, now, self.policy.cache_delay)
         source = f"OCSP {url}"
         if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
@@ -1389,14 +1383,17 @@ def _ocsp_single(
     cert: x509.Certificate,
     wanted: ocsp.OCSPRequest,
     url: str,
+    now: _dt.datetime,
 ) -> ocsp.OCSPSingleResponse:
-    """The response's answer about ``cert``. Several that disagree (a responder's
-    fault: it takes its key) are read to fail closed: "revoked" if one says so
-    (OpenSSL takes the first answer, Java the last: one of them let a revoked
-    certificate through, h198), and no answer at all for "good" beside "unknown".
+    """The response's current answer about ``cert``. Several current ones that disagree
+    (a responder's fault: it takes its key) are read to fail closed: "revoked" if one
+    says so (OpenSSL takes the first answer, Java the last: one of them let a revoked
+    certificate through, h198), and no answer at all for "good" beside "unknown". An
+    answer out of its dates is none, whatever it says (a stale copy beside a current
+    "revoked" hid it, h199).
 
     Raises:
-        FetchError: no answer about ``cert``, or "good" and "unknown" both.
+        FetchError: no current answer about ``cert``, or "good" and "unknown" both.
     """
     found = [
         single
@@ -1407,10 +1404,21 @@ def _ocsp_single(
     ]
     if not found:
         raise FetchError(f"{url}: the response is about another certificate")
-    said = {single.certificate_status for single in found}
+    current = [
+        single
+        for single in found
+        if _stale(single.this_update_utc, single.next_update_utc, now, "response") is None
+    ]
+    if not current:
+        # Not an answer, "revoked" included, as Java's checker has it ("unreliable",
+        # then the CRL): RFC 6960 makes the reason optional, so an old "revoked" may
+        # be a hold released since, and a replay of one would refuse a good backend.
+        stale = _stale(found[0].this_update_utc, found[0].next_update_utc, now, "response")
+        raise FetchError(f"{url}: {stale}")
+    said = {single.certificate_status for single in current}
     if len(said) == 1:
-        return found[0]
-    for single in found:
+        return current[0]
+    for single in current:
         if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
             return single
     raise FetchError(

@@ -470,8 +470,10 @@ def _wrong_purpose(setup: Setup, reason: str, alert: str) -> str | None:
     if purpose_alert:
         return advice
     # Go says "bad certificate", Java "certificate unknown" for it; but GnuTLS-based
-    # servers do not check it, and say the same of a certificate they do not trust.
-    otherwise = _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
+    # servers do not check it, and say the same of a certificate they do not trust
+    # (for them, trust: not Java's or Go's rules on keys).
+    advise = _CLIENT_ADVICE.get(reason, _advice_trust)
+    otherwise = (_advice_trust if advise is _advice_unverified else advise)(setup)
     return (
         f"{advice} (the server said only '{alert}'); if the backend does not check the "
         f"purpose (GnuTLS-based servers do not): {otherwise}"
@@ -558,15 +560,19 @@ def _advice_unverified(setup: Setup) -> str:
     cert = setup.client_certificate
     if cert is None:
         return _advice_trust(setup)
-    signature = getattr(cert.signature_algorithm_oid, "_name", "Unknown OID")
+    oid = cert.signature_algorithm_oid
+    signature = getattr(oid, "_name", "Unknown OID")
     if signature == "Unknown OID":
-        signature = cert.signature_algorithm_oid.dotted_string
+        signature = oid.dotted_string
+    rules = "Java's jdk.certpath.disabledAlgorithms, an OpenSSL security level"
+    if "sha1" in signature.lower():
+        rules += ", Go's refusal of SHA-1"
+    trusted = "it" if cert.issuer == cert.subject else "that CA"
     return (
         f"the backend could not verify it (this alert does not say why): either "
-        f"{_advice_trust(setup)}; or the backend trusts that CA and its own rules refuse "
-        f"our {key_description(cert)} key or {signature} signature, or one in the chain "
-        "(Java's jdk.certpath.disabledAlgorithms, an OpenSSL security level, Go's "
-        "refusal of SHA-1): the backend's log says which"
+        f"{_advice_trust(setup)}; or the backend trusts {trusted} and its own rules "
+        f"({rules}) refuse our {key_description(cert)} key or {signature} signature, "
+        "or one in the chain: its log says which"
     )
 
 

@@ -368,15 +368,23 @@ def test_an_ocsp_responder_signing_with_rsassa_pss_is_believed(
             RevocationChecker(policy).check([_der(revoked.certificate)], [_der(ca.certificate)])
 
 
-def _pss_signed(ca: CA, tbs: bytes, parameters: bytes, salt: int) -> bytes:
+def _pss_signed(
+    ca: CA,
+    tbs: bytes,
+    parameters: bytes,
+    salt: int,
+    digest: hashes.HashAlgorithm | None = None,
+    mask: hashes.HashAlgorithm | None = None,
+) -> bytes:
     """An OCSPResponse around ``tbs``, signed by ``ca``'s RSA key with RSASSA-PSS
-    (SHA-256, MGF1-SHA-256, ``salt`` bytes of salt) under the AlgorithmIdentifier
-    ``parameters`` claim."""
+    (``digest``, MGF1 with ``mask``: SHA-256 each unless given; ``salt`` bytes of salt)
+    under the AlgorithmIdentifier ``parameters`` claim (``None``: no parameters)."""
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+    digest, mask = digest or hashes.SHA256(), mask or hashes.SHA256()
     key = ca.private_key
     assert isinstance(key, rsa.RSAPrivateKey)
-    signature = key.sign(tbs, padding.PSS(padding.MGF1(hashes.SHA256()), salt), hashes.SHA256())
+    signature = key.sign(tbs, padding.PSS(padding.MGF1(mask), salt), digest)
     algorithm = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.113549.1.1.10") + parameters)
     return _successful(
         asn1.encode(
@@ -385,12 +393,27 @@ def _pss_signed(ca: CA, tbs: bytes, parameters: bytes, salt: int) -> bytes:
     )
 
 
-def _sha256_pss(salt: int, *, trailer: int = 1, mgf: str = "1.2.840.113549.1.1.8") -> bytes:
-    sha256 = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("2.16.840.1.101.3.4.2.1") + b"\x05\x00")
+_SHA256 = "2.16.840.1.101.3.4.2.1"
+
+
+def _pss_params(
+    salt: int,
+    *,
+    trailer: int = 1,
+    mgf: str = "1.2.840.113549.1.1.8",
+    digest: str = _SHA256,
+    mask: str = _SHA256,
+) -> bytes:
+    """RSASSA-PSS-params naming ``digest`` and MGF1 with ``mask`` (hash OIDs), ``salt``
+    and ``trailer``."""
+
+    def named(oid: str) -> bytes:
+        return asn1.encode(asn1.SEQUENCE, asn1.encode_oid(oid) + b"\x05\x00")
+
     return asn1.encode(
         asn1.SEQUENCE,
-        asn1.encode(0xA0, sha256)
-        + asn1.encode(0xA1, asn1.encode(asn1.SEQUENCE, asn1.encode_oid(mgf) + sha256))
+        asn1.encode(0xA0, named(digest))
+        + asn1.encode(0xA1, asn1.encode(asn1.SEQUENCE, asn1.encode_oid(mgf) + named(mask)))
         + asn1.encode(
             0xA2, asn1.encode(asn1.INTEGER, salt.to_bytes((salt.bit_length() + 8) // 8, "big"))
         )
@@ -398,30 +421,69 @@ def _sha256_pss(salt: int, *, trailer: int = 1, mgf: str = "1.2.840.113549.1.1.8
     )
 
 
+_SHA384, _SHA512_256 = "2.16.840.1.101.3.4.2.2", "2.16.840.1.101.3.4.2.6"
+
+
 @pytest.mark.parametrize(
-    ("parameters", "salt", "expected"),
+    ("parameters", "salt", "signed", "expected"),
     [
-        (_sha256_pss(32), 32, None),  # as claimed: good
-        (_sha256_pss(24), 32, "does not verify"),  # another salt length than signed with
-        (b"", 20, "does not verify"),  # no parameters: SHA-1 and MGF1-SHA-1, not what signed
-        (_sha256_pss(32, trailer=2), 32, "malformed"),
-        (_sha256_pss(32, mgf="1.2.840.113549.1.1.99"), 32, "malformed"),
-        (_sha256_pss(2000), 32, "malformed"),
-        (asn1.encode(asn1.INTEGER, b"\x01"), 32, "malformed|not an OCSP response"),
+        (_pss_params(32), 32, None, None),  # as claimed: good
+        # The mask's hash apart from the message's, and SHA-512/256 (RFC 8017's list).
+        (_pss_params(32, mask=_SHA384), 32, (hashes.SHA256(), hashes.SHA384()), None),
+        (_pss_params(32, digest=_SHA512_256, mask=_SHA512_256), 32,
+         (hashes.SHA512_256(), hashes.SHA512_256()), None),
+        (_pss_params(32, mask=_SHA384), 32, None, "does not verify"),  # mask not as signed
+        (_pss_params(24), 32, None, "does not verify"),  # another salt length than signed with
+        (asn1.encode(asn1.SEQUENCE, b""), 20, None, "does not verify"),  # every default: SHA-1
+        (b"", 20, None, "malformed"),  # no parameters: RFC 4055 requires them (OpenSSL too)
+        (_pss_params(32, trailer=2), 32, None, "malformed"),
+        (_pss_params(32, mgf="1.2.840.113549.1.1.99"), 32, None, "malformed"),
+        (_pss_params(9000), 32, None, "malformed"),
+        (asn1.encode(asn1.INTEGER, b"\x01"), 32, None, "malformed|not an OCSP response"),
     ],
-    ids=["claimed", "other-salt", "defaults", "trailer-2", "not-mgf1", "salt-2000", "not-params"],
-)
+    ids=["claimed", "mask-sha384", "sha512-256", "mask-not-as-signed", "other-salt", "defaults",
+         "absent", "trailer-2", "not-mgf1", "salt-9000", "not-params"],
+)  # fmt: skip
 def test_rsassa_pss_parameters_are_read_and_held_to(
-    web: CRLServer, parameters: bytes, salt: int, expected: str | None
+    web: CRLServer,
+    parameters: bytes,
+    salt: int,
+    signed: tuple[hashes.HashAlgorithm, hashes.HashAlgorithm] | None,
+    expected: str | None,
 ) -> None:
     ca = CA(key_type="RSA", ocsp_url=web.url("/ocsp"))
     leaf = ca.issue_cert("localhost")
     tbs = _ocsp_response_rsa(ca, leaf).tbs_response_bytes
-    web.posts["/ocsp"] = _pss_signed(ca, tbs, parameters, salt)
+    web.posts["/ocsp"] = _pss_signed(ca, tbs, parameters, salt, *(signed or ()))
     if expected is None:
         assert _check(ca, leaf) == "good"
         return
     with pytest.raises(RevocationUnknownError, match=expected):
+        RevocationChecker(RevocationPolicy(mode="hard", crl=False)).check(
+            [_der(leaf.certificate)], [_der(ca.certificate)]
+        )
+
+
+def test_a_pss_signature_claimed_of_a_key_that_is_not_rsa_is_not_believed(
+    web: CRLServer,
+) -> None:
+    """An EC CA's ECDSA signature under the RSASSA-PSS OID (a review's mutant, the guard
+    dropped, believed it): RSASSA-PSS names an RSA key. The twin: the same signature
+    under its own OID, ecdsa-with-SHA256, is believed."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    tbs = _ocsp_response(
+        ca, leaf, _now() - _dt.timedelta(minutes=1), next_update=_now() + _dt.timedelta(hours=1)
+    ).tbs_response_bytes
+    honest = signed_again(tbs, ca)
+    web.posts["/ocsp"] = _successful(honest)
+    assert _check(ca, leaf) == "good"
+    ecdsa = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.10045.4.3.2"))
+    assert honest.count(ecdsa) == 1
+    pss = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.113549.1.1.10") + _pss_params(32))
+    claimed = asn1.encode(asn1.SEQUENCE, _elements(honest)[0] + pss + _elements(honest)[2])
+    web.posts["/ocsp"] = _successful(claimed)
+    with pytest.raises(RevocationUnknownError, match="does not verify"):
         RevocationChecker(RevocationPolicy(mode="hard", crl=False)).check(
             [_der(leaf.certificate)], [_der(ca.certificate)]
         )
@@ -451,7 +513,7 @@ def _ocsp_response_rsa(ca: CA, leaf: IssuedIdentity) -> ocsp.OCSPResponse:
     )
 
 
-_REAL_PSS = (_sha256_pss(32), _sha256_pss(2000))
+_REAL_PSS = (_pss_params(32), _pss_params(2000, mask=_SHA384))
 
 
 def _flipped(which: int, flips: list[tuple[int, int]]) -> bytes:
@@ -502,17 +564,19 @@ def _elements(data: bytes) -> list[bytes]:
 
 
 def _answering(ca: CA, leaf: IssuedIdentity, *statuses: str) -> bytes:
-    """One response of ``ca`` with an answer per status ("good", "revoked", "unknown")
-    about ``leaf``, in that order, signed again by ``ca``."""
+    """One response of ``ca`` with an answer per status ("good", "revoked", "unknown";
+    "stale good" and "stale revoked": out of date two days ago) about ``leaf``, in that
+    order, signed again by ``ca``."""
     singles: list[bytes] = []
     fields: list[bytes] = []
     for status in statuses:
+        ago = _dt.timedelta(days=3 if status.startswith("stale") else 0, minutes=1)
         response = _ocsp_response(
             ca,
             leaf,
-            _now() - _dt.timedelta(minutes=1),
-            next_update=_now() + _dt.timedelta(hours=1),
-            revoked=x509.ReasonFlags.key_compromise if status == "revoked" else None,
+            _now() - ago,
+            next_update=_now() - ago + _dt.timedelta(days=1, hours=1),
+            revoked=x509.ReasonFlags.key_compromise if status.endswith("revoked") else None,
             unknown=status == "unknown",
         )
         fields = _elements(response.tbs_response_bytes)
@@ -535,6 +599,12 @@ def _answering(ca: CA, leaf: IssuedIdentity, *statuses: str) -> bytes:
         (("revoked", "good"), "revoked"),  # Java reads the last: good
         (("good", "unknown"), "both good and unknown"),
         (("good", "good"), "good"),  # the twin: answers that agree
+        # An answer out of its dates is none (a stale copy first hid a current
+        # "revoked", h199): the current ones decide; none current, none at all.
+        (("stale revoked", "revoked"), "revoked"),
+        (("stale good", "revoked"), "revoked"),
+        (("stale revoked", "good"), "good"),  # an old "revoked" may be a hold released
+        (("stale good", "stale revoked"), "stale"),
     ],
 )
 @pytest.mark.parametrize("mode", ["hard", "soft"])
@@ -555,7 +625,7 @@ def test_answers_that_disagree_about_one_certificate_fail_closed(
             checker.check(*check)
     elif expected == "good":
         (status,) = checker.check(*check)
-        assert status.status == "good"
+        assert status.status == "good", status.why
     elif mode == "hard":
         with pytest.raises(RevocationUnknownError, match=expected):
             checker.check(*check)
