@@ -143,6 +143,10 @@ class JKSContents:
     # aliases of certificates (trusted, or in a key entry's chain) whose field held
     # bytes after the certificate: cut off, as Java reads one certificate from it
     trimmed: tuple[str, ...] = ()
+    # aliases not written in lower case (no keytool writes them): the JDK lists them,
+    # but looks every alias up in lower case, so no lookup finds them (its key and
+    # trust managers skip them); mtls serves them, and notes it
+    unreachable: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- framing
@@ -354,17 +358,26 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
     """The entries as the JDK's (and Bouncy Castle's) table keeps them, judged.
 
     The table is keyed by alias, so a repeated alias keeps its last entry; mtls
-    compares aliases case-insensitively, as Java's lookups do. Called once the
-    integrity check has passed, so that a wrong password is reported as such.
+    compares aliases case-insensitively, as Java's lookups do. The JDK's JKS and JCEKS
+    tables keep each alias as written and look it up in lower case (``getKey("ED")``
+    asks for ``"ed"``): of aliases that differ only in case, the entry written in lower
+    case is the one Java finds, wherever it stands (h196: mtls served the other), and
+    one written otherwise is found by no lookup (:attr:`JKSContents.unreachable`).
+    Called once the integrity check has passed, so that a wrong password is reported
+    as such.
     """
     table: dict[str, Entry] = {}
     replaced: list[str] = []
     trimmed: list[str] = []
+    java_case = store_type in ("JKS", "JCEKS")
     for entry in entries:
-        alias = entry[0] if isinstance(entry, tuple) else entry.alias
+        alias = _alias_of(entry)
         folded = fold(alias)
-        if folded in table:
+        held = table.get(folded)
+        if held is not None:
             replaced.append(alias)
+            if java_case and alias != folded and _alias_of(held) == folded:
+                continue  # Java finds the entry written in lower case, not this one
             del table[folded]
         table[folded] = entry
     values = [_one_certificate_each(entry, trimmed) for entry in table.values()]
@@ -382,7 +395,12 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
         tuple(e for e in values if isinstance(e, SecretEntry)),
         tuple(replaced),
         tuple(dict.fromkeys(trimmed)),
+        tuple(a for e in values if java_case and (a := _alias_of(e)) != fold(a)),
     )
+
+
+def _alias_of(entry: Entry) -> str:
+    return entry[0] if isinstance(entry, tuple) else entry.alias
 
 
 def _one_certificate_each(entry: Entry, trimmed: list[str]) -> Entry:

@@ -676,10 +676,20 @@ def _parse_jks(
         raise _jks_integrity_error(data, fmt, password, path) from exc
     for alias in contents.replaced:
         log.warning(
-            "%s: alias %r appears more than once; the last entry is used, as the JDK does",
+            "%s: alias %r appears more than once (aliases are looked up in lower case): "
+            "the entry the JDK finds is used (the last one written in lower case)",
             where,
             alias,
         )
+    java_notes = [
+        f"entry {_jks.shown(alias)} has an alias not written in lower case: the JDK lists "
+        "it but finds it by no lookup (it looks aliases up in lower case), so WSO2's "
+        "gateway cannot use it (mtls does): save the store again with mtls (which writes "
+        "aliases in lower case, as keytool does), or re-create the entry with keytool"
+        for alias in contents.unreachable
+    ]
+    for note in java_notes:
+        log.warning("%s: %s", where, note)
     for alias in contents.trimmed:
         log.warning(
             "%s: a certificate of entry %r is followed by bytes that are not part of it "
@@ -719,7 +729,7 @@ def _parse_jks(
             for k in wanted
         ]
     secrets = [(s.alias, s.kind) for s in contents.secrets] + unusable
-    return Parsed(fmt, keys, list(contents.certs), [], secrets)
+    return Parsed(fmt, keys, list(contents.certs), [], secrets, java_notes=java_notes)
 
 
 def _too_much_work(
