@@ -119,6 +119,8 @@ class P12Contents:
     # Something encrypted with PKCS#12's own PBE under a non-ASCII password's standard
     # BMPString (OpenSSL wrote it), which no JDK derives (_Password.java_misencoded).
     java_misencoded: bool = False
+    # Something encrypted (certificates, a shrouded key) was decrypted with the password.
+    opened: bool = field(default=False, compare=False)
 
 
 class P12FormatError(ValueError):
@@ -317,6 +319,7 @@ def parse_pkcs12(
     decrypt_keys: bool = True,
     secret_keys: bool = False,
     budget: WorkBudget | None = None,
+    verify_mac: bool = True,
 ) -> P12Contents:
     """Read a PKCS#12 container.
 
@@ -331,7 +334,9 @@ def parse_pkcs12(
     secret-key entries (Java stores them as a secretBag holding an
     EncryptedPrivateKeyInfo; the secure vault's symmetric mode needs them).
     ``budget`` bounds the key-derivation and RC2 work (a fresh :class:`WorkBudget`
-    when not given).
+    when not given). ``verify_mac=False`` reads past a MAC that does not verify: only
+    to tell a damaged file from a wrong password once it failed (what is read so is
+    never used: :attr:`P12Contents.opened` says whether the password decrypted).
 
     Raises:
         P12PasswordError: the MAC does not verify, or a password is missing or wrong.
@@ -345,6 +350,7 @@ def parse_pkcs12(
         # as DER first, as Java and OpenSSL read it. DER files pay nothing for this.
         reader = _Reader(password, key_password, decrypt_keys, budget, ber=ber)
         reader.want_secret_keys = secret_keys
+        reader.verify_mac = verify_mac
         try:
             return reader.read(data)
         except DERError as exc:
@@ -426,6 +432,8 @@ class _Reader:
         self.java_refused: list[str] = []
         self.java_refused_pbes1: list[str] = []
         self.decrypted = False  # an EncryptedData opened with the store password
+        self.opened_key = False  # a shrouded key decrypted
+        self.verify_mac = True
         self.encrypted = False  # an EncryptedData ContentInfo was read
         self.keys: list[P12Key] = []
         self.certs: list[P12Cert] = []
@@ -459,8 +467,9 @@ class _Reader:
                 self.store = _Password(Secret(""))
                 if self.key is None:
                     self.key = self.store
-            self._verify_mac(pfx[2], auth_safe)
-            self.mac_verified = True
+            if self.verify_mac:
+                self._verify_mac(pfx[2], auth_safe)
+                self.mac_verified = True
         # Section 4.1: AuthenticatedSafe ::= SEQUENCE OF ContentInfo (data or encryptedData).
         for info in self._items(auth_safe):
             content_type, content = _content_info(info)
@@ -486,6 +495,7 @@ class _Reader:
             java_misencoded=any(
                 p is not None and p.java_misencoded for p in (self.store, self.key)
             ),
+            opened=self.decrypted or self.opened_key,
         )
 
     def _number(self, alias: str | None) -> int | None:
@@ -720,11 +730,13 @@ class _Reader:
             )
         self._java_takes(algorithm)
         try:
-            return _decrypt(
+            opened = _decrypt(
                 algorithm, _octets(encrypted), self.key, which, _is_pkcs8, budget=self.budget
             )
         except P12PasswordError as exc:
             raise self._encoded_otherwise(exc, self.key) from None
+        self.opened_key = True
+        return opened
 
     def _encoded_otherwise(self, exc: P12PasswordError, password: _Password) -> P12PasswordError:
         """``exc``, marked when the MAC verified with the same non-ASCII password, no key

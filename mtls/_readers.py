@@ -859,6 +859,22 @@ def _store_password_opens(data: bytes, password: Secret | None, budget: WorkBudg
     return True
 
 
+def _opens_past_its_mac(data: bytes, password: Secret | None, budget: WorkBudget) -> bool:
+    """Whether ``password``, which the MAC refused, decrypts what the store encrypts (its
+    certificates or a key; asked only to explain that refusal, charged to the same
+    budget): then the MAC, not the password, is wrong. A wrong password passes a
+    cipher's padding 1 time in 256, and then the shape of what it opened."""
+    if password is None:
+        return False
+    try:
+        contents = _pkcs12.parse_pkcs12(
+            data, password, decrypt_keys=True, budget=budget, verify_mac=False
+        )
+    except (_pkcs12.P12PasswordError, _pkcs12.P12FormatError, WorkLimitError):
+        return False
+    return contents.opened
+
+
 def _parse_pkcs12(
     data: bytes,
     password: Secret | None,
@@ -911,8 +927,20 @@ def _parse_pkcs12(
                 if key_password is not None
                 else "if the key has its own password, pass key_password"
             )
+        elif exc.which == "store" and _opens_past_its_mac(data, password, budget):
+            # Java tells the two apart so too: "Integrity check failed", not "password
+            # was incorrect" (h196: a damaged MAC, salt or count was a wrong password).
+            raise KeystoreFormatError(
+                f"{where}: the PKCS#12 integrity check (MAC) fails, yet the password "
+                "decrypts the store's content: the file was modified or damaged after it "
+                "was written (or its MAC made under another password, as openssl pkcs12 "
+                "-twopass does, which Java refuses too): replace it",
+                path=path,
+            ) from exc
         else:
-            msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it"
+            msg = f"{where}: wrong {which} (the PKCS#12 MAC or decryption failed): check it" + (
+                ", or replace the file if it was damaged" if exc.which == "store" else ""
+            )
         raise WrongPasswordError(msg, path=path, alias=exc.alias) from exc
     except WorkLimitError as exc:
         raise _too_much_work(exc, path, None) from exc

@@ -30,7 +30,7 @@ import mtls
 from mtls import _der
 from mtls._x509 import pkcs8_well_formed
 from mtls.testing import CA
-from tests._keytool import JDK, run_keytool
+from tests._keytool import JDK, STOREPASS, KeytoolStores, run_keytool
 from tests.stores.test_pkcs12 import _bag, _cert_bag, _data, _pfx
 
 PASSWORD = "damaged-Pa55"
@@ -265,3 +265,38 @@ def test_a_pem_key_whose_algorithm_does_not_fit_its_bytes_is_a_format_error(
         mtls.Keystore.load(path, None)
     path.write_bytes(pem(_pkcs8(identity.private_key)) + identity.cert_pem)
     assert mtls.Keystore.load(path, None).key_aliases
+
+
+def _mac_digest_span(pfx: bytes) -> tuple[int, int]:
+    """Where the MAC's digest lies in a PFX: macData's DigestInfo's OCTET STRING."""
+    fields = _der.spans(pfx, *_der.single_span(pfx, _der.SEQUENCE))
+    _, mac_start, mac_stop = fields[2]
+    digest_info = _der.spans(pfx, mac_start, mac_stop)[0]
+    _, start, stop = _der.spans(pfx, digest_info[1], digest_info[2])[1]
+    return start, stop
+
+
+@pytest.mark.keytool
+@pytest.mark.parametrize("store", ["mixed.p12", "trust.p12"])
+def test_a_pkcs12_whose_mac_is_damaged_is_not_called_a_wrong_password(
+    keytool_stores: KeytoolStores, tmp_path: Path, store: str
+) -> None:
+    """The MAC failed, so mtls said "wrong store password" for a damaged file, where
+    Java says "Integrity check failed": the password still decrypts what the store
+    encrypts (h196). A wrong password is still said to be one; the twin loads."""
+    data = keytool_stores.path(store).read_bytes()
+    start, _ = _mac_digest_span(data)
+    damaged = tmp_path / store
+    damaged.write_bytes(data[:start] + bytes([data[start] ^ 0x10]) + data[start + 1 :])
+    listed = subprocess.run(
+        [keytool_stores.jdk.keytool, "-list", "-keystore", str(damaged), "-storepass", STOREPASS],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert listed.returncode != 0
+    assert "Integrity check failed" in listed.stdout + listed.stderr  # not "password was incorrect"
+    load = mtls.Truststore.load if store == "trust.p12" else mtls.Keystore.load
+    with pytest.raises(mtls.KeystoreFormatError, match=r"integrity check \(MAC\) fails, yet"):
+        load(damaged, STOREPASS)
+    with pytest.raises(mtls.WrongPasswordError, match="or replace the file if it was damaged"):
+        load(damaged, "not-" + STOREPASS)
+    load(keytool_stores.path(store), STOREPASS)  # the twin
