@@ -119,7 +119,8 @@ class P12Contents:
     # Something encrypted with PKCS#12's own PBE under a non-ASCII password's standard
     # BMPString (OpenSSL wrote it), which no JDK derives (_Password.java_misencoded).
     java_misencoded: bool = False
-    # Something encrypted (certificates, a shrouded key) was decrypted with the password.
+    # An EncryptedData (the certificates: always under the store password, where a key
+    # may have one of its own) was decrypted with the password.
     opened: bool = field(default=False, compare=False)
 
 
@@ -432,7 +433,6 @@ class _Reader:
         self.java_refused: list[str] = []
         self.java_refused_pbes1: list[str] = []
         self.decrypted = False  # an EncryptedData opened with the store password
-        self.opened_key = False  # a shrouded key decrypted
         self.verify_mac = True
         self.encrypted = False  # an EncryptedData ContentInfo was read
         self.keys: list[P12Key] = []
@@ -495,7 +495,7 @@ class _Reader:
             java_misencoded=any(
                 p is not None and p.java_misencoded for p in (self.store, self.key)
             ),
-            opened=self.decrypted or self.opened_key,
+            opened=self.decrypted,
         )
 
     def _number(self, alias: str | None) -> int | None:
@@ -659,7 +659,7 @@ class _Reader:
                 self.bags += 1
             order = self.bags if depth == 0 else 0
             if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
-                if not pkcs8_well_formed(parts[1].value):
+                if not _is_pkcs8(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
                 # Java skips a plain keyBag: never in its table (order 0).
                 key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), True)
@@ -730,13 +730,11 @@ class _Reader:
             )
         self._java_takes(algorithm)
         try:
-            opened = _decrypt(
+            return _decrypt(
                 algorithm, _octets(encrypted), self.key, which, _is_pkcs8, budget=self.budget
             )
         except P12PasswordError as exc:
             raise self._encoded_otherwise(exc, self.key) from None
-        self.opened_key = True
-        return opened
 
     def _encoded_otherwise(self, exc: P12PasswordError, password: _Password) -> P12PasswordError:
         """``exc``, marked when the MAC verified with the same non-ASCII password, no key

@@ -681,6 +681,8 @@ def _parse_jks(
             where,
             alias,
         )
+    # Shown by mtls check and mtls list, as the other notes of what the JDK's reader
+    # does not take (logged here too, they were shown twice, h200).
     java_notes = [
         f"entry {_jks.shown(alias)} has an alias not written in lower case: the JDK lists "
         "it but finds it by no lookup (it looks aliases up in lower case), so WSO2's "
@@ -688,8 +690,6 @@ def _parse_jks(
         "aliases in lower case, as keytool does), or re-create the entry with keytool"
         for alias in contents.unreachable
     ]
-    for note in java_notes:
-        log.warning("%s: %s", where, note)
     for alias in contents.trimmed:
         log.warning(
             "%s: a certificate of entry %r is followed by bytes that are not part of it "
@@ -860,15 +860,17 @@ def _store_password_opens(data: bytes, password: Secret | None, budget: WorkBudg
 
 
 def _opens_past_its_mac(data: bytes, password: Secret | None, budget: WorkBudget) -> bool:
-    """Whether ``password``, which the MAC refused, decrypts what the store encrypts (its
-    certificates or a key; asked only to explain that refusal, charged to the same
-    budget): then the MAC, not the password, is wrong. A wrong password passes a
-    cipher's padding 1 time in 256, and then the shape of what it opened."""
+    """Whether ``password``, which the MAC refused, decrypts the store's certificates
+    (asked only to explain that refusal, charged to the same budget): then the MAC, not
+    the password, is wrong. Not a key: it may have a password of its own, which given
+    as the store's opened it and called a wrong store password damage (h200). A wrong
+    password passes a cipher's padding 1 time in 256, and then the shape of what it
+    opened. Certificates not encrypted tell nothing: a wrong password, as before."""
     if password is None:
         return False
     try:
         contents = _pkcs12.parse_pkcs12(
-            data, password, decrypt_keys=True, budget=budget, verify_mac=False
+            data, password, decrypt_keys=False, budget=budget, verify_mac=False
         )
     except (_pkcs12.P12PasswordError, _pkcs12.P12FormatError, WorkLimitError):
         return False
