@@ -365,3 +365,16 @@ def self_signed_der(key: Any, common_name: str) -> bytes:
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(Encoding.DER)
+
+
+def der_elements(data: bytes) -> list[bytes]:
+    """The elements of the one DER SEQUENCE ``data`` is, each whole (header included):
+    what tests take apart to build a damaged or re-signed structure."""
+    from mtls import _der
+
+    start, stop = _der.single_span(data, _der.SEQUENCE)
+    out, pos = [], start
+    for _tag, _content, end in _der.spans(data, start, stop):
+        out.append(data[pos:end])
+        pos = end
+    return out

@@ -23,6 +23,7 @@ from mtls import (
 )
 from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
 from mtls.testing import CA, IssuedIdentity
+from tests._helpers import der_elements
 from tests.revocation._infra import CRLServer, signed_again
 
 
@@ -64,8 +65,8 @@ def _ocsp_response(
     revoked: x509.ReasonFlags | None = None,
     unknown: bool = False,
 ) -> ocsp.OCSPResponse:
-    """A response signed by ``ca``: "good", "revoked" an hour ago for ``revoked``, or
-    "unknown"."""
+    """A response signed by ``ca`` (its key: EC, RSA with PKCS#1 v1.5): "good",
+    "revoked" an hour ago for ``revoked``, or "unknown"."""
     return (
         ocsp.OCSPResponseBuilder()
         .add_response(
@@ -83,7 +84,7 @@ def _ocsp_response(
             revocation_reason=revoked,
         )
         .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
-        .sign(_sign_key(ca), hashes.SHA256())
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     )
 
 
@@ -453,7 +454,9 @@ def test_rsassa_pss_parameters_are_read_and_held_to(
 ) -> None:
     ca = CA(key_type="RSA", ocsp_url=web.url("/ocsp"))
     leaf = ca.issue_cert("localhost")
-    tbs = _ocsp_response_rsa(ca, leaf).tbs_response_bytes
+    tbs = _ocsp_response(
+        ca, leaf, _now() - _dt.timedelta(minutes=1), next_update=_now() + _dt.timedelta(hours=1)
+    ).tbs_response_bytes
     web.posts["/ocsp"] = _pss_signed(ca, tbs, parameters, salt, *(signed or ()))
     if expected is None:
         assert _check(ca, leaf) == "good"
@@ -481,36 +484,12 @@ def test_a_pss_signature_claimed_of_a_key_that_is_not_rsa_is_not_believed(
     ecdsa = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.10045.4.3.2"))
     assert honest.count(ecdsa) == 1
     pss = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.113549.1.1.10") + _pss_params(32))
-    claimed = asn1.encode(asn1.SEQUENCE, _elements(honest)[0] + pss + _elements(honest)[2])
+    claimed = asn1.encode(asn1.SEQUENCE, der_elements(honest)[0] + pss + der_elements(honest)[2])
     web.posts["/ocsp"] = _successful(claimed)
     with pytest.raises(RevocationUnknownError, match="does not verify"):
         RevocationChecker(RevocationPolicy(mode="hard", crl=False)).check(
             [_der(leaf.certificate)], [_der(ca.certificate)]
         )
-
-
-def _ocsp_response_rsa(ca: CA, leaf: IssuedIdentity) -> ocsp.OCSPResponse:
-    """A current "good" response for ``leaf`` signed by ``ca``'s RSA key (PKCS#1 v1.5):
-    its signed part, signed again by the test."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = ca.private_key
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=leaf.certificate,
-            issuer=ca.certificate,
-            algorithm=hashes.SHA1(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=_now() - _dt.timedelta(minutes=1),
-            next_update=_now() + _dt.timedelta(hours=1),
-            revocation_time=None,
-            revocation_reason=None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
-        .sign(key, hashes.SHA256())
-    )
 
 
 _REAL_PSS = (_pss_params(32), _pss_params(2000, mask=_SHA384))
@@ -553,16 +532,6 @@ def test_pss_parameters_refuse_damage_with_a_value_error(parameters: bytes) -> N
 # ------------------------------------------- several answers about one certificate
 
 
-def _elements(data: bytes) -> list[bytes]:
-    """The elements of the one SEQUENCE ``data`` is, each whole (header included)."""
-    start, stop = asn1.single_span(data, asn1.SEQUENCE)
-    out, pos = [], start
-    for _tag, _content, end in asn1.spans(data, start, stop):
-        out.append(data[pos:end])
-        pos = end
-    return out
-
-
 def _answering(ca: CA, leaf: IssuedIdentity, *statuses: str) -> bytes:
     """One response of ``ca`` with an answer per status ("good", "revoked", "unknown";
     "stale good" and "stale revoked": out of date two days ago) about ``leaf``, in that
@@ -579,9 +548,9 @@ def _answering(ca: CA, leaf: IssuedIdentity, *statuses: str) -> bytes:
             revoked=x509.ReasonFlags.key_compromise if status.endswith("revoked") else None,
             unknown=status == "unknown",
         )
-        fields = _elements(response.tbs_response_bytes)
+        fields = der_elements(response.tbs_response_bytes)
         (responses,) = [field for field in fields if field[0] == asn1.SEQUENCE]
-        singles += _elements(responses)
+        singles += der_elements(responses)
     tbs = asn1.encode(
         asn1.SEQUENCE,
         b"".join(

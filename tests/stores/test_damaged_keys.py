@@ -30,6 +30,7 @@ import mtls
 from mtls import _der
 from mtls._x509 import pkcs8_well_formed
 from mtls.testing import CA
+from tests._helpers import der_elements
 from tests._keytool import JDK, STOREPASS, KeytoolStores, run_keytool
 from tests.stores.test_pkcs12 import _bag, _cert_bag, _data, _pfx
 
@@ -68,16 +69,6 @@ def _made(kind: str) -> bytes:
         return _pkcs8(REAL_KEYS[kind]())
 
 
-def _elements(data: bytes) -> list[bytes]:
-    """The elements of the one SEQUENCE ``data`` is, each whole (header included)."""
-    start, stop = _der.single_span(data, _der.SEQUENCE)
-    out, pos = [], start
-    for _tag, _content, end in _der.spans(data, start, stop):
-        out.append(data[pos:end])
-        pos = end
-    return out
-
-
 @pytest.mark.parametrize("kind", sorted(REAL_KEYS))
 def test_real_keys_are_well_formed_and_their_damage_is_not(kind: str) -> None:
     pkcs8 = _made(kind)
@@ -87,7 +78,7 @@ def test_real_keys_are_well_formed_and_their_damage_is_not(kind: str) -> None:
     assert not pkcs8_well_formed(pkcs8[:-1])
     # The key itself (the privateKey OCTET STRING's content) a byte longer or shorter,
     # the PKCS#8 around it well formed: not a key either.
-    version, algorithm, key, *rest = _elements(pkcs8)
+    version, algorithm, key, *rest = der_elements(pkcs8)
     inner = _der.read_single(key, _der.OCTET_STRING).value
     for other in (inner + b"\x00", inner[:-1]):
         body = version + algorithm + _der.encode(_der.OCTET_STRING, other) + b"".join(rest)
