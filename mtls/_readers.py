@@ -682,7 +682,7 @@ def _parse_jks(
             alias,
         )
     # Shown by mtls check and mtls list, as the other notes of what the JDK's reader
-    # does not take (logged here too, they were shown twice, h200).
+    # does not take; not logged here as well (mtls list showed each twice, h200).
     java_notes = [
         f"entry {_jks.shown(alias)} has an alias not written in lower case: the JDK lists "
         "it but finds it by no lookup (it looks aliases up in lower case), so WSO2's "
