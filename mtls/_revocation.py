@@ -1404,17 +1404,16 @@ def _ocsp_single(
     ]
     if not found:
         raise FetchError(f"{url}: the response is about another certificate")
-    current = [
-        single
+    judged = [
+        (single, _stale(single.this_update_utc, single.next_update_utc, now, "response"))
         for single in found
-        if _stale(single.this_update_utc, single.next_update_utc, now, "response") is None
     ]
+    current = [single for single, stale in judged if stale is None]
     if not current:
         # Not an answer, "revoked" included, as Java's checker has it ("unreliable",
         # then the CRL): RFC 6960 makes the reason optional, so an old "revoked" may
         # be a hold released since, and a replay of one would refuse a good backend.
-        stale = _stale(found[0].this_update_utc, found[0].next_update_utc, now, "response")
-        raise FetchError(f"{url}: {stale}")
+        raise FetchError(f"{url}: {judged[0][1]}")
     said = {single.certificate_status for single in current}
     if len(said) == 1:
         return current[0]

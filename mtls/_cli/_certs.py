@@ -38,6 +38,7 @@ from ._common import (
     load_truststore,
     no_such_file,
     now,
+    oid_name,
     optional_key_password,
     resolve_password,
 )
@@ -402,10 +403,10 @@ def cmd_printcertreq(args: argparse.Namespace, out: Output, logs: LogCollector) 
     info: dict[str, Any] = {
         "subject": request.subject.rfc4514_string(),
         "key": key_description(request),
-        "signature_algorithm": _oid_name(request.signature_algorithm_oid),
+        "signature_algorithm": oid_name(request.signature_algorithm_oid),
         "signature_valid": True,
         "san": _x509.names_text(names) if names is not None else [],
-        "extensions": [_oid_name(ext.oid) for ext in request.extensions],
+        "extensions": [oid_name(ext.oid) for ext in request.extensions],
     }
     if args.json:
         out.json({"source": source, "request": info, "warnings": logs.messages})
@@ -419,11 +420,6 @@ def cmd_printcertreq(args: argparse.Namespace, out: Output, logs: LogCollector) 
     out.line(f"  signature   {info['signature_algorithm']}, verified with the request's key")
     _show_warnings(out, logs)
     return EXIT_OK
-
-
-def _oid_name(oid: x509.ObjectIdentifier) -> str:
-    name = getattr(oid, "_name", "Unknown OID")
-    return oid.dotted_string if name == "Unknown OID" else str(name)
 
 
 def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:

@@ -514,6 +514,12 @@ def display_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | No
     return str(path)
 
 
+def oid_name(oid: x509.ObjectIdentifier) -> str:
+    """cryptography's name of an OID (``sha256WithRSAEncryption``), else its digits."""
+    name = getattr(oid, "_name", "Unknown OID")
+    return oid.dotted_string if name == "Unknown OID" else str(name)
+
+
 def key_description(cert: x509.Certificate | x509.CertificateSigningRequest) -> str:
     """The public key as keytool -v describes it: ``RSA 2048``, ``EC secp256r1``, ``Ed25519``."""
     from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415

@@ -44,7 +44,7 @@ from .._errors import (
 )
 from .._idna import ascii_host
 from .._types import hex_serial
-from ._common import UsageError, key_description, now, purpose_problem
+from ._common import UsageError, key_description, now, oid_name, purpose_problem
 
 if TYPE_CHECKING:
     from .._revocation import RevocationChecker
@@ -560,10 +560,7 @@ def _advice_unverified(setup: Setup) -> str:
     cert = setup.client_certificate
     if cert is None:
         return _advice_trust(setup)
-    oid = cert.signature_algorithm_oid
-    signature = getattr(oid, "_name", "Unknown OID")
-    if signature == "Unknown OID":
-        signature = oid.dotted_string
+    signature = oid_name(cert.signature_algorithm_oid)
     rules = "Java's jdk.certpath.disabledAlgorithms, an OpenSSL security level"
     if "sha1" in signature.lower():
         rules += ", Go's refusal of SHA-1"
