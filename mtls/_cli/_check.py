@@ -557,7 +557,7 @@ def render_table(report: dict[str, Any], out: Output, base: str | None) -> None:
         out.line(out.style("FAILED: see the problems above", "red", "bold"))
     elif not report["ok"]:
         stores_only = len(report["wso2_cannot_load"]) == len(report["stores_wso2_cannot_load"])
-        what = "a store this file names" if stores_only else "this file"
+        what = "a store this file names, or an entry of it" if stores_only else "this file"
         out.line(
             out.style(f"FAILED: WSO2 cannot load {what}", "red", "bold")
             + " (the notes above say why; mtls loads it: --mtls-only for a file only mtls reads)"
@@ -701,7 +701,7 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         stores_only = count == len(report["stores_wso2_cannot_load"])
         # Said of another file (deployment.toml's tables, a store): named with it.
         problem = _after_path(problem) if problem.startswith(f"{named}: ") else problem
-        what = "a store this file names" if stores_only else "this file"
+        what = "a store this file names, or an entry of it" if stores_only else "this file"
         out.error(
             f"{named}: WSO2 cannot load {what} ({count} problem"
             f"{'' if count == 1 else 's'}, first: {problem}): "

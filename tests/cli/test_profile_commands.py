@@ -244,7 +244,7 @@ def test_check_warns_of_a_keystore_java_cannot_use(ca, tmp_path, capsys, openssl
     err = capsys.readouterr().err
     assert (
         code == 1
-        and "WSO2 cannot load a store this file names" in err
+        and "WSO2 cannot load a store this file names, or an entry of it" in err
         and str(keystore) in err
         and "--mtls-only" in err
     ), err

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import mtls
+from mtls.cli import main
 from mtls.testing import CA
 from tests._keytool import JDK, run_keytool
 
@@ -91,7 +92,7 @@ def test_of_two_aliases_differing_in_case_the_one_java_finds_is_used(
 
 @pytest.mark.keytool
 def test_an_alias_java_finds_by_no_lookup_is_served_and_noted(
-    jdk_keytool: JDK, tmp_path: Path, two: tuple[bytes, bytes]
+    jdk_keytool: JDK, tmp_path: Path, two: tuple[bytes, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     upper, lower = two
     store = _jks(tmp_path / "one.jks", [("ED", upper), ("ok", lower)])
@@ -101,6 +102,17 @@ def test_an_alias_java_finds_by_no_lookup_is_served_and_noted(
     assert set(loaded.aliases) == {"ED", "ok"}
     (note,) = loaded._java_check_notes()
     assert "entry 'ED' has an alias not written in lower case" in note
+    # What the command line shows: mtls list once, and mtls check fails on it.
+    assert main(["list", "--keystore", str(store), "--password", PASSWORD]) == 0
+    assert capsys.readouterr().err.count("has an alias not written in lower case") == 1
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>a.test:443</servers>'
+        f"<TrustStore><Location>{store}</Location><Type>JKS</Type><Password>{PASSWORD}"
+        "</Password></TrustStore></profile></parameter>"
+    )
+    assert main(["check", str(xml)]) == 1
+    assert "WSO2 cannot load a store this file names, or an entry of it" in capsys.readouterr().err
     # The fix the note gives: saved again with mtls, the alias is in lower case.
     loaded.save(tmp_path / "saved.jks", PASSWORD)
     assert _java_finds(jdk_keytool, tmp_path / "saved.jks", "ED") == upper
