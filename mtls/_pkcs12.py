@@ -155,6 +155,9 @@ class P12PasswordError(ValueError):
         # The MAC verified with this (non-ASCII) password, and it does not decrypt: the
         # content was encrypted with another encoding of it (Bouncy Castle's Latin-1).
         self.encoding = False
+        # The MAC verified with the password that does not decrypt: the content is
+        # under another password (openssl pkcs12 -twopass), not a wrong one.
+        self.after_mac = False
 
 
 _DATA: Final = "1.2.840.113549.1.7.1"
@@ -746,6 +749,7 @@ class _Reader:
             and not self.decrypted  # what did decrypt with it: a key's own password
             and not password.utf8.isascii()
         )
+        exc.after_mac = self.mac_verified
         return exc
 
 

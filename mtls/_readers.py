@@ -929,6 +929,13 @@ def _parse_pkcs12(
                 if key_password is not None
                 else "if the key has its own password, pass key_password"
             )
+        elif exc.which == "store" and exc.after_mac:
+            msg = (
+                f"{where}: the password verifies the PKCS#12 integrity check (MAC) but does "
+                "not decrypt the certificates: they are under another password (openssl "
+                "pkcs12 -twopass writes such files; Java needs the one password for both): "
+                "export the store again with one password"
+            )
         elif exc.which == "store" and _opens_past_its_mac(data, password, budget):
             # Java tells the two apart so too: "Integrity check failed", not "password
             # was incorrect" (h196: a damaged MAC, salt or count was a wrong password).

@@ -307,3 +307,31 @@ def test_a_pkcs12_whose_mac_is_damaged_is_not_called_a_wrong_password(
     with pytest.raises(mtls.WrongPasswordError, match="or replace the file if it was damaged"):
         load(damaged, "not-" + STOREPASS)
     load(keytool_stores.path(store), STOREPASS)  # the twin
+
+
+@pytest.mark.openssl
+def test_a_pkcs12_under_two_passwords_says_so_for_either(openssl_bin: str, tmp_path: Path) -> None:
+    """``openssl pkcs12 -twopass``: the MAC under one password, the content under
+    another (Java reads neither). Given the content's password, the MAC fails where the
+    content opens; given the MAC's, the content does not open where the MAC verifies:
+    that was "wrong store password" (h200). The twin: a third password is wrong."""
+    identity = CA(name="two passwords").issue_cert("gw", key_type="EC")
+    pem = identity.write_pem(tmp_path / "gw.pem")
+    target = tmp_path / "two.p12"
+    mac, content = "mac-" + PASSWORD, "content-" + PASSWORD
+    subprocess.run(
+        [openssl_bin, "pkcs12", "-export", "-twopass", "-in", str(pem), "-out", str(target)],
+        input=f"{mac}\n{mac}\n{content}\n{content}\n".encode(),  # the MAC's first
+        check=True, capture_output=True,
+    )  # fmt: skip
+    info = subprocess.run(
+        [openssl_bin, "pkcs12", "-in", str(target), "-info", "-noout", "-passin", f"pass:{mac}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "Mac verify error" not in info.stderr  # the MAC is under the first password
+    with pytest.raises(mtls.WrongPasswordError, match="verifies the PKCS#12 integrity check"):
+        mtls.Keystore.load(target, mac)
+    with pytest.raises(mtls.KeystoreFormatError, match=r"openssl pkcs12 -twopass"):
+        mtls.Keystore.load(target, content)
+    with pytest.raises(mtls.WrongPasswordError, match="wrong store password"):
+        mtls.Keystore.load(target, "neither-" + PASSWORD)
