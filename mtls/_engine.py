@@ -100,6 +100,7 @@ from ._log import emit, held, holding, log
 from ._reading import FileReader, Interrupted, Reading, Unstable
 from ._secret import escaped as kept_escape
 from ._secret import settled
+from ._workers import start_unlocked
 
 #: The longest ``close()`` waits for a check in progress (seconds); see its docstring.
 CLOSE_TIMEOUT = 1.0
@@ -1021,7 +1022,48 @@ def check_seconds(name: str, value: object, *, zero: bool) -> float:
 STUCK_AFTER = 60.0
 
 
-class Notifier:
+class _OneThread:
+    """The one daemon thread that works through a queue (:meth:`_run`), started when
+    work comes and none is running, outside the owner's lock (:func:`start_unlocked`)."""
+
+    _name: str
+    _lock: threading.Lock
+    _thread: threading.Thread | None
+    _starting: bool
+    _work: collections.deque[Any]
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _new_thread(self) -> threading.Thread | None:
+        """The thread to start (the caller holds the lock), when none is
+        running or being started."""
+        if self._starting or (self._thread is not None and self._thread.is_alive()):
+            return None
+        self._starting = True
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        return self._thread
+
+    def _start(self, thread: threading.Thread) -> bool:
+        """Start ``thread`` (made by :meth:`_new_thread`) outside the lock
+        (:func:`start_unlocked`); ``False`` where none can be started. Work handed over
+        while it was being started, after it had found nothing left and ended, gets a
+        thread of its own here (no one else would start one: it was "starting")."""
+        while True:
+            started = start_unlocked(thread)
+            with self._lock:
+                self._starting = False
+                if not started:
+                    if self._thread is thread:
+                        self._thread = None
+                    return False
+                again = self._new_thread() if self._work else None
+            if again is None:
+                return True
+            thread = again
+
+
+class Notifier(_OneThread):
     """Application callbacks of background checks, on a thread of their own.
 
     The reload thread never waits on application code: a subscriber or health
@@ -1044,10 +1086,12 @@ class Notifier:
         self.thread_ident: int | None = None  # the thread handing work over (the Timer's)
         self._worker: int | None = None  # the notification thread's
         self._closed = False
+        self._starting = False  # a thread made, being started outside the lock
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_work", new=collections.deque)
         # A child has no notification thread: nothing of the parent's is running there.
         renew_attributes_after_fork(self, "_running", "_worker", "_thread", new=_nothing)
+        renew_attributes_after_fork(self, "_starting", new=bool)
 
     def submit(self, task: Callable[[], object]) -> None:
         """Run ``task`` on the notification thread, after what is queued already.
@@ -1059,11 +1103,9 @@ class Notifier:
             if self._closed:
                 return
             self._work.append(task)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = _started(self._name, self._run)
-            started = self._thread is not None
+            thread = self._new_thread()
             running = self._running
-        if not started:
+        if thread is not None and not self._start(thread):
             self._run()
             return
         if running is not None and running != self._warned:
@@ -1128,7 +1170,7 @@ class Notifier:
 _RELAY_KEPT = 10_000
 
 
-class LogRelay:
+class LogRelay(_OneThread):
     """The log records of background checks, handled on a daemon thread of their own.
 
     Python's logging handles a record in the thread that makes it. A handler that
@@ -1149,9 +1191,11 @@ class LogRelay:
         self._since: float | None = None  # when the batch being handled was taken
         self._said = False
         self._dropping = False
+        self._starting = False  # a thread made, being started outside the lock
         renew_attributes_after_fork(self, "_lock")
         renew_attributes_after_fork(self, "_work", new=collections.deque)
         renew_attributes_after_fork(self, "_thread", "_since", new=_nothing)
+        renew_attributes_after_fork(self, "_starting", new=bool)
 
     def submit(
         self, records: list[logging.LogRecord], then: Callable[[], None] | None = None
@@ -1188,13 +1232,11 @@ class LogRelay:
                         file=sys.stderr,
                     )
             self._work.append(_Batch(records, [then] if then is not None else [], done))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = _started(self._name, self._run)
-            started = self._thread is not None
+            thread = self._new_thread()
             since = self._since
         if dropped is not None:
             _finish(dropped, handle=False)
-        if not started:
+        if thread is not None and not self._start(thread):
             self._run()
             return done
         if since is not None and not self._said and time.monotonic() - since >= STUCK_AFTER:
@@ -1259,17 +1301,6 @@ def _finish(batch: _Batch, *, handle: bool) -> None:
                 then()
         finally:
             batch.done.set()
-
-
-def _started(name: str, run: Callable[[], object]) -> threading.Thread | None:
-    """A daemon thread running ``run``, started; ``None`` where none can be (at
-    interpreter shutdown, or at the process's thread limit)."""
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    try:
-        thread.start()
-    except (RuntimeError, OSError):  # "can't create new thread ..."
-        return None
-    return thread
 
 
 def _nothing() -> None:

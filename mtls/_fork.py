@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
 import os
 import sys
@@ -144,7 +145,15 @@ def forks_wait(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return waited_for
 
 
+#: The process whose state is renewed (this one's at import): a child is renewed once,
+#: whichever hook runs first (Python's at-fork hook, uWSGI's post-fork hook, or both).
+_renewed_for: list[int] = [os.getpid()]
+
+
 def _in_child() -> None:
+    if _renewed_for[0] == os.getpid():
+        return
+    _renewed_for[0] = os.getpid()
     # Locks first: an _after_fork_in_child() may take them.
     for obj, renewals in list(_attributes.items()):
         for name, new in renewals:
@@ -168,3 +177,47 @@ hold_across_fork(_module, "OPENSSL_WORK", new=_log.Sections, outermost=True)
 # A log handler writing when the fork comes: wait for it, a second at most (a handler
 # blocked on a network holds up no fork for longer).
 hold_across_fork(_log, "EMITTING", new=_log.Sections, wait=1.0)
+
+
+def _after_uwsgi_fork() -> None:
+    """uWSGI's post-fork hook in a worker: what Python's at-fork hooks do."""
+    _forget_holds()
+    _in_child()
+
+
+def hook_uwsgi() -> None:
+    """Renew in uWSGI's workers too. uWSGI forks them in C, from a master that loaded
+    the application (its default, without ``--lazy-apps``), and runs no
+    ``os.register_at_fork`` hook unless told to (``--py-call-osafterfork``): every
+    worker served the master's identity for good while the master logged each
+    rotation, and status() said it was reloading (h201). uWSGI calls its module's
+    ``post_fork_hook`` in each worker: mtls's renewal goes first there (through
+    ``uwsgidecorators``' chain when that is loaded, else before the hook already set).
+    A hook set afterwards by assignment (``uwsgidecorators`` imported after mtls)
+    replaces it: import that first, or run uWSGI with ``--py-call-osafterfork`` or
+    ``--lazy-apps`` (docs/reloading.md)."""
+    if "uwsgi" not in sys.modules and "uwsgi" not in sys.builtin_module_names:
+        return  # not in uWSGI (its module is built in there): no import attempted
+    try:
+        uwsgi = importlib.import_module("uwsgi")
+    except ImportError:
+        return
+    chain = getattr(sys.modules.get("uwsgidecorators"), "postfork_chain", None)
+    if isinstance(chain, list):
+        if _after_uwsgi_fork not in chain:
+            chain.insert(0, _after_uwsgi_fork)
+        return
+    previous = getattr(uwsgi, "post_fork_hook", None)
+    if getattr(previous, "__wrapped__", None) is _after_uwsgi_fork:
+        return  # hooked already
+
+    def post_fork_hook() -> None:
+        _after_uwsgi_fork()
+        if callable(previous):
+            previous()
+
+    post_fork_hook.__wrapped__ = _after_uwsgi_fork  # type: ignore[attr-defined]
+    setattr(uwsgi, "post_fork_hook", post_fork_hook)  # noqa: B010 - a module mypy types
+
+
+hook_uwsgi()

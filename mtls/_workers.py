@@ -41,33 +41,45 @@ class DaemonWorkers:
         renew_attributes_after_fork(self, "_queue", new=collections.deque)
         renew_attributes_after_fork(self, "_threads", new=int)
 
-    def submit_locked(self, work: Callable[[], object]) -> concurrent.futures.Future[None] | None:
-        """``work`` run on a worker thread; the caller holds :attr:`lock` (so that what
-        it records beside the future is in place before another thread sees it).
-        ``None`` when no thread can be started and none runs to take it."""
+    def submit_locked(
+        self, work: Callable[[], object]
+    ) -> tuple[concurrent.futures.Future[None], threading.Thread | None]:
+        """``work`` queued; the caller holds :attr:`lock` (so that what it records
+        beside the future is in place before another thread sees it), and hands what
+        this returns to :meth:`start` once it has let the lock go: the future, and the
+        thread to start for it (``None``: one running takes it)."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        item = (future, work)
-        self._queue.append(item)
-        if self._threads < self.limit:
-            self._started += 1
-            thread = threading.Thread(
-                target=self._run, name=f"{self.name}-{self._started}", daemon=True
-            )
-            try:
-                thread.start()
-            except RuntimeError:  # "can't start new thread"
-                if not self._threads:  # nobody would ever take it
-                    self._queue.remove(item)
-                    log.debug("no thread for %s", self.name, exc_info=True)
-                    return None
-            else:
-                self._threads += 1
+        self._queue.append((future, work))
+        if self._threads >= self.limit:
+            return future, None
+        self._started += 1
+        self._threads += 1  # counted now: another submit meanwhile starts no extra one
+        name = f"{self.name}-{self._started}"
+        return future, threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(
+        self, future: concurrent.futures.Future[None], thread: threading.Thread | None
+    ) -> concurrent.futures.Future[None]:
+        """Start what :meth:`submit_locked` returned, without the lock held
+        (:func:`start_unlocked`). Where no thread can be started and none runs to take
+        the work, it runs here: the future is done when this returns."""
+        if thread is None or start_unlocked(thread):
+            return future
+        log.debug("no thread for %s", self.name)
+        with self.lock:
+            self._threads -= 1
+            orphans = [] if self._threads else list(self._queue)
+            if orphans:
+                self._queue.clear()
+        for orphan in orphans:  # nobody would ever take them
+            self._work_on(*orphan)
         return future
 
-    def submit(self, work: Callable[[], object]) -> concurrent.futures.Future[None] | None:
-        """:meth:`submit_locked`, taking :attr:`lock` itself."""
+    def submit(self, work: Callable[[], object]) -> concurrent.futures.Future[None]:
+        """``work`` run on a worker thread (here, where none can be started)."""
         with self.lock:
-            return self.submit_locked(work)
+            queued = self.submit_locked(work)
+        return self.start(*queued)
 
     def _run(self) -> None:
         while True:
@@ -76,11 +88,31 @@ class DaemonWorkers:
                     self._threads -= 1
                     return
                 future, work = self._queue.popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                work()
-            except BaseException as exc:  # to whoever waits for it
-                future.set_exception(exc)
-            else:
-                future.set_result(None)
+            self._work_on(future, work)
+
+    @staticmethod
+    def _work_on(future: concurrent.futures.Future[None], work: Callable[[], object]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            work()
+        except BaseException as exc:  # to whoever waits for it
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+
+def start_unlocked(thread: threading.Thread) -> bool:
+    """Start ``thread``; ``False`` where none can be (at interpreter shutdown, or at
+    the process's thread limit). Called with no lock of ours held: under gevent or
+    eventlet, patched after the lock was made (a set built at import, the patch in a
+    worker: ``gunicorn -k gevent --preload``), ``Thread.start()`` runs the new thread
+    as a greenlet on this OS thread at once, and its first take of a lock this thread
+    held (a native one) blocked the OS thread for good: the reload thread hung at its
+    first notification, its set still "healthy", and ``close()`` never returned
+    (h201)."""
+    try:
+        thread.start()
+    except (RuntimeError, OSError):  # "can't start new thread ..."
+        return False
+    return True

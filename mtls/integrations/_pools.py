@@ -92,11 +92,11 @@ MAX_BUILDERS = 8
 _BUILDERS = DaemonWorkers(MAX_BUILDERS, "mtls-context-build")
 
 
-def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
+def build_once(missing: NotBuilt) -> concurrent.futures.Future[None]:
     """The build of the context ``missing`` names, started on the builder threads, or
     the one under way for it: concurrent first requests for a material wait for one
-    build (each had built its own: 20 requests, 20 builds). ``None`` when no thread
-    can be started: the caller builds it itself."""
+    build (each had built its own: 20 requests, 20 builds). Where no thread can be
+    started, it is built here (:meth:`DaemonWorkers.start`), done when this returns."""
     pid = os.getpid()
     served, key = missing.served, (pid, missing.key)  # a forked child's are its own
     run = contextvars.copy_context().run  # the caller's context, for its log lines
@@ -114,12 +114,10 @@ def build_once(missing: NotBuilt) -> concurrent.futures.Future[None] | None:
             return found
         for stale in [k for k in served.pending if k[0] != pid]:
             del served.pending[stale]  # a parent's, copied by a fork: never to end here
-        future = _BUILDERS.submit_locked(lambda: run(missing.build))
-        if future is None:
-            return None
+        future, thread = _BUILDERS.submit_locked(lambda: run(missing.build))
         served.pending[key] = future
     future.add_done_callback(forget)
-    return future
+    return _BUILDERS.start(future, thread)  # outside the locks (start_unlocked)
 
 
 async def built_off_the_loop(missing: NotBuilt) -> None:
@@ -134,8 +132,6 @@ async def built_off_the_loop(missing: NotBuilt) -> None:
             left), as building it here would have.
     """
     future = build_once(missing)
-    if future is None:
-        return  # no thread: the caller's next lookup builds it
     import asyncio  # noqa: PLC0415 - only the async integrations come here
 
     try:

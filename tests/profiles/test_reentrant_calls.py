@@ -91,15 +91,15 @@ xml = write_profiles_file(Path(tempfile.mkdtemp()), ["backend.internal:8443"],
 profiles = mtls.SSLProfileSet.from_xml(xml, reload_interval=3600)  # records go to the relay
 nested = []
 signal.signal(signal.SIGUSR1, lambda *_: nested.append(profiles.reload(force=True)))
-started, fired = engine._started, []
+started, fired = engine.start_unlocked, []
 
-def starting(name, run):  # the relay thread is started under the relay's lock
-    if threading.current_thread() is threading.main_thread() and "log" in name and not fired:
+def starting(thread):  # the relay thread is started (after its lock, since h201)
+    if threading.current_thread() is threading.main_thread() and "log" in thread.name and not fired:
         fired.append(1)
         signal.raise_signal(signal.SIGUSR1)  # where a real signal can land
-    return started(name, run)
+    return started(thread)
 
-engine._started = starting
+engine.start_unlocked = starting
 xml.write_text(xml.read_text().replace("backend.internal:8443", "backend.internal"))
 print("main", profiles.reload(force=True), "nested", nested, "fired", fired, flush=True)
 profiles.close()

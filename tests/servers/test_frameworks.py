@@ -558,13 +558,15 @@ def app(environ, start_response):
 """
 
 
-@pytest.mark.parametrize("worker", ["sync", "uvicorn"])
+@pytest.mark.parametrize("worker", ["sync", "uvicorn", "gevent"])
 def test_gunicorn_workers_follow_a_rotation(estate: Estate, worker: str) -> None:
     """gunicorn's ``ssl_context`` hook (sync workers call it per connection) returns the
     context made before the fork: each worker's reload thread is started again in the
     child (mtls._fork), so after a rotation every worker presents the new identity.
     uvicorn's gunicorn worker ignores that hook (it loaded ``certfile``, a JKS, as PEM,
-    and every worker failed to boot): the page's worker class hands uvicorn the context."""
+    and every worker failed to boot): the page's worker class hands uvicorn the context.
+    gevent's worker wraps connections with its own SSLSocket, which refuses a context
+    made before its patch: the page's recipe for it makes one per worker (h201)."""
     pytest.importorskip("gunicorn")
     root = estate.root
     quick = ("reload_interval=60,", "reload_interval=0.2, settle_delay=0,")
@@ -577,6 +579,19 @@ def test_gunicorn_workers_follow_a_rotation(estate: Estate, worker: str) -> None
         )
     )
     extra: list[str] = []
+    if worker == "gevent":
+        pytest.importorskip("gevent")
+        (root / "gunicorn.conf.py").write_text(
+            doc_file(
+                "gunicorn.conf.py, for -k gevent or -k eventlet",
+                quick,
+                (
+                    'certfile = "backend.jks"',
+                    'certfile = "backend.jks"\nbind = "127.0.0.1:0"\nworkers = 2',
+                ),
+            )
+        )
+        extra = ["-k", "gevent"]
     if worker == "uvicorn":
         pytest.importorskip("uvicorn")
         (root / "mtls_worker.py").write_text(doc_file("mtls_worker.py"))
