@@ -35,7 +35,14 @@ from ._context import (
     build_client_context,
     store_at_fault,
 )
-from ._crl import CRLSet, _extension, _issued, unreadable_crl
+from ._crl import (
+    CRLSet,
+    _extension,
+    _issued,
+    crl_next_update,
+    crl_this_update,
+    unreadable_crl,
+)
 from ._errors import (
     CRLError,
     KeyEntryError,
@@ -132,10 +139,11 @@ def _crl_infos(one: CRLSet, data: bytes, digest: str) -> tuple[AnchorInfo, ...]:
     der_file = b"-----BEGIN" not in data  # as CRLSet.from_bytes tells them apart
     for crl, path in one.lists():
         number = _extension(crl, x509.CRLNumber)
-        start, end = crl.last_update_utc, crl.next_update_utc
+        start, end = crl_this_update(crl), crl_next_update(crl)
         due = _next_publish(crl)
         if end is not None and (due is None or not start < due < end):
-            due = start + (end - start) / 2
+            # (A thisUpdate of year 0 says nothing of when the next list is due.)
+            due = None if start == _x509.YEAR_ZERO else start + (end - start) / 2
         out.append(
             AnchorInfo(
                 path or "",
@@ -1087,7 +1095,11 @@ class Builder:
         where = profile.keystore.shown_location if profile.keystore else "keystore"
         role = self.options.identity
         peers = "clients" if role == "server" else "servers"
-        if not_before is not None and not_before > _dt.datetime.now(_dt.UTC):
+        leaf_dates = self._leaves.get((key_fp, alias))
+        ends = leaf_dates[2] if leaf_dates is not None else None
+        never = not_before is not None and ends is not None and not_before > ends
+        if not_before is not None and not_before > _dt.datetime.now(_dt.UTC) and not never:
+            # (A never-valid one is said so by the store's load: not "until then".)
             self._early_warned.add(key)
             log.warning(
                 "%s: the certificate (%s) is not valid before %s: %s refuse it until "
@@ -1113,19 +1125,16 @@ class Builder:
                     peers,
                 )
         leaf = keystore.key_entry(alias)[2][0]
-        problem = _x509.purpose_problem(leaf, role)
-        if problem is not None:
+        refused = _x509.peers_refuse(leaf, role)
+        if refused is not None:
             self._early_warned.add(key)
             log.warning(
                 "%s: the certificate (%s) cannot serve as a TLS %s certificate: %s, and %s "
-                "(served: nothing else was loaded for it); reissue it for TLS %s "
-                "authentication",
+                "(served: nothing else was loaded for it); %s",
                 where,
                 subject,
                 role,
-                problem,
-                who_refuses(role),
-                role,
+                *refused,
             )
         self._warn_key_usage(where, leaf, subject)
 
@@ -1548,31 +1557,24 @@ def _validity_refusal(
     return None
 
 
-def who_refuses(role: str) -> str:
-    """Who refuses a ``role`` certificate whose extended key usage forbids that role:
-    every TLS client checks a server's; servers check a client's, but for GnuTLS-based
-    ones (the interop sweep h128: Go 1.19, GnuTLS 3.7, OpenSSL, Java)."""
-    if role == "server":
-        return "every client refuses it"
-    return "servers refuse it (OpenSSL-, Java- and Go-based ones check it; GnuTLS does not)"
-
-
 def _purpose_refusal(
     leaf_der: bytes, subject: str | None, where: str, role: str, *, whose: str = ""
 ) -> tuple[KeystoreError, None] | None:
-    """Why a replacement certificate whose extended key usage forbids its ``role``
-    (``client`` or ``server``) is not installed: peers refuse it ("unsuitable
-    certificate purpose", "unsupported certificate", Go's "bad certificate"), whatever
-    its dates; GnuTLS alone does not check it, and a rotation must not hinge on the
-    backend being the lenient kind. ``None`` when it allows it."""
-    problem = _x509.purpose_problem(leaf_der, role)
-    if problem is None:
+    """Why a replacement certificate peers refuse as a ``role`` (``client`` or
+    ``server``) certificate whatever the time is not installed
+    (:func:`mtls._x509.peers_refuse`): an extended key usage that forbids the role
+    ("unsuitable certificate purpose", "unsupported certificate", Go's "bad
+    certificate"; GnuTLS alone does not check it, and a rotation must not hinge on the
+    backend being the lenient kind), or validity times no parser reads (a leap second:
+    "format error in certificate's notAfter field"). ``None`` when neither."""
+    found = _x509.peers_refuse(leaf_der, role)
+    if found is None:
         return None
+    problem, who, fix = found
     named = f"the new {whose} certificate" if whose else "the new certificate"
     refused = KeystoreError(
         f"{where}: {named} ({subject}) cannot serve as a TLS {role} certificate: "
-        f"{problem}, and {who_refuses(role)}: not installed; the previous one stays "
-        f"(reissue it for TLS {role} authentication)",
+        f"{problem}, and {who}: not installed; the previous one stays ({fix})",
         path=where,
     )
     return by_content(refused), None

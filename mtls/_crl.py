@@ -39,6 +39,22 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
+def crl_this_update(crl: x509.CertificateRevocationList) -> _dt.datetime:
+    """A list's thisUpdate, year 0 (which OpenSSL reads) as :data:`mtls._x509.YEAR_ZERO`."""
+    return _x509.utc_time(lambda: crl.last_update_utc)
+
+
+def crl_next_update(crl: x509.CertificateRevocationList) -> _dt.datetime | None:
+    """A list's nextUpdate (``None``: it has none), year 0 as
+    :data:`mtls._x509.YEAR_ZERO`."""
+    return _x509.utc_time(lambda: crl.next_update_utc)
+
+
+def crl_revoked_on(entry: x509.RevokedCertificate) -> _dt.datetime:
+    """When a listed certificate was revoked, year 0 as :data:`mtls._x509.YEAR_ZERO`."""
+    return _x509.utc_time(lambda: entry.revocation_date_utc)
+
+
 class CRLSet:
     """Certificate revocation lists, parsed (PEM with one or many, or DER).
 
@@ -161,7 +177,7 @@ class CRLSet:
     def next_update(self) -> _dt.datetime | None:
         """The earliest nextUpdate of the lists (when the first of them expires), or
         ``None`` when none has one."""
-        dates = [crl.next_update_utc for crl, _ in self._crls if crl.next_update_utc]
+        dates = [end for end in (crl_next_update(crl) for crl, _ in self._crls) if end is not None]
         return min(dates) if dates else None
 
     def check_expiry(self, *, now: _dt.datetime | None = None) -> None:
@@ -173,7 +189,7 @@ class CRLSet:
         """
         now = now or _now()
         for crl, path in self._crls:
-            this_update = crl.last_update_utc
+            this_update = crl_this_update(crl)
             if this_update > now:
                 issuer = crl.issuer.rfc4514_string()
                 raise CRLError(
@@ -184,7 +200,7 @@ class CRLSet:
                     path=path,
                     issuer=issuer,
                 )
-            next_update = crl.next_update_utc
+            next_update = crl_next_update(crl)
             if next_update is not None and next_update <= now:
                 issuer = crl.issuer.rfc4514_string()
                 raise CRLError(
@@ -475,7 +491,7 @@ def _refuse_same_second(
             if signer is not None
             else None,  # refused below as signed by no anchor
             _scope_class(scope),
-            crl.last_update_utc,
+            crl_this_update(crl),
         )
         other = seen.setdefault(key, listed)
         if other is listed or other[0].signature == crl.signature:
@@ -483,7 +499,7 @@ def _refuse_same_second(
         issuer = crl.issuer.rfc4514_string()
         raise CRLError(
             f"{path or 'the CRL'}: two different CRLs of {issuer} have the same thisUpdate "
-            f"({crl.last_update_utc.isoformat()}; the other is in {other[1] or 'the same set'}"
+            f"({crl_this_update(crl).isoformat()}; the other is in {other[1] or 'the same set'}"
             "), so OpenSSL would use whichever comes first: keep only the current one "
             "(the higher CRL number)",
             path=path,

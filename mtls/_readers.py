@@ -464,7 +464,7 @@ def parse(
 
 def java_unreadable_note(entries: Iterable[tuple[str, bytes]]) -> str | None:
     """The note for a store of Java's formats that holds a certificate Java cannot
-    parse (:func:`mtls._x509.java_refused_key`): one such certificate makes keytool and
+    parse (:func:`mtls._x509.first_java_refused`): one such certificate makes keytool and
     WSO2 refuse the whole store, and ``mtls check`` said OK for a truststore mtls itself
     had written so (h189). ``entries``: ``(alias, certificate DER)``; the first such
     certificate is named. Asked for by the command line, not at every load (it walks
@@ -472,12 +472,11 @@ def java_unreadable_note(entries: Iterable[tuple[str, bytes]]) -> str | None:
     found = _x509.first_java_refused(entries)
     if found is None:
         return None
-    alias, why = found
+    alias, why, remedy = found
     return (
         f"certificate {alias!r}: {why}, which Java cannot parse: keytool and WSO2's "
         "gateway refuse the whole store, not this entry alone: remove it (mtls "
-        f"delete --alias {alias}) or have it reissued for a named curve with an "
-        "uncompressed point"
+        f"delete --alias {alias}) or have it reissued {remedy}"
     )
 
 
@@ -761,7 +760,8 @@ def _too_much_work(
             "e.g. keytool -importkeystore -deststoretype BCFKS with the Bouncy Castle provider"
         )
     else:
-        why = "Java and OpenSSL refuse such a file too: it is damaged or hostile, replace it"
+        # (keytool: "iteration count too large"; OpenSSL 3.0 reads 6,000,000, h203.)
+        why = "Java refuses such a file too: it is damaged or hostile, replace it"
     return KeystoreFormatError(
         f"{where}: store refused: {exc}; {why} (see docs/security.md)",
         path=path,
@@ -1300,7 +1300,7 @@ def _signing_issuer(
         if not issued:
             continue
         issuer = _x509.load_cert(der)
-        if issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
+        if _x509.not_before(issuer) <= now <= _x509.not_after(issuer):
             return position
         signed.append(position)
     return signed[0] if signed else None

@@ -435,6 +435,6 @@ def _issuer_in(item: _Cert, candidates: Iterable[_Cert]) -> _Cert | None:
     current = (
         other
         for other in signers
-        if other.cert.not_valid_before_utc <= now <= other.cert.not_valid_after_utc
+        if _x509.not_before(other.cert) <= now <= _x509.not_after(other.cert)
     )
     return next(current, signers[0] if signers else None)

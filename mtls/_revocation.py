@@ -51,12 +51,13 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
+import re
 import ssl
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -86,6 +87,9 @@ from ._crl import (
     _pairs,
     _verify_signature,
     critical_entry_extension,
+    crl_next_update,
+    crl_revoked_on,
+    crl_this_update,
     pss_parameters,
 )
 from ._errors import (
@@ -819,19 +823,14 @@ class RevocationChecker:
     def _submit(self, check: Callable[[], None]) -> concurrent.futures.Future[None]:
         """Run ``check`` on the checker's own worker threads (see :class:`OwedCheck`):
         daemon threads, so that a check waiting on a hung responder does not hold the
-        interpreter's exit (a thread pool's are joined there, h184).
-
-        Raises:
-            RuntimeError: no thread could be started, and none runs to take it.
+        interpreter's exit (a thread pool's are joined there, h184). Where no thread
+        can be started and none runs to take it, it runs here.
         """
         with self._lock:
             if self._workers is None:
                 self._workers = DaemonWorkers(OWED_CHECK_WORKERS, "mtls-revocation")
             workers = self._workers
-        future = workers.submit(check)
-        if future is None:
-            raise RuntimeError("can't start new thread for a revocation check")
-        return future
+        return workers.submit(check)
 
     def _fetch(self, url: str, body: bytes | None, limit: int, timeout: float) -> bytes:
         """:func:`mtls._fetch.fetch`, counted; ``timeout`` is what is left of the check's
@@ -1013,12 +1012,12 @@ class RevocationChecker:
         request = wanted.public_bytes(serialization.Encoding.DER)
         data = self._fetch(url, request, MAX_OCSP_BYTES, timeout)
         try:
-            response = ocsp.load_der_ocsp_response(data)
+            response, signed = _load_ocsp(data)
         except ValueError:
             raise FetchError(f"{url}: the answer is not an OCSP response") from None
         if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise FetchError(f"{url}: the responder answered {response.response_status.name}")
-        unsigned = _ocsp_unsigned(response, issuer, now)
+        unsigned = _ocsp_unsigned(response, issuer, now, signed)
         if unsigned is not None:
             raise FetchError(
                 f"{url}: the response is not signed by the issuer "
@@ -1026,8 +1025,7 @@ class RevocationChecker:
                 f"(id-kp-OCSPSigning): {unsigned}"
             )
         single = _ocsp_single(response, cert, wanted, url, now)
-        next_update = single.next_update_utc
-        until = _current_until(next_update, now, self.policy.cache_delay)
+        until = _current_until(*_answer_times(single), now, self.policy.cache_delay)
         source = f"OCSP {url}"
         if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
             return _Answer("good", source, until)
@@ -1041,7 +1039,7 @@ class RevocationChecker:
                 source,
                 until,
                 reason=reason.value if reason is not None else None,
-                revoked_at=single.revocation_time_utc,
+                revoked_at=_x509.utc_time(lambda: single.revocation_time_utc),
             )
         raise FetchError(f"{url}: the responder does not know this certificate (unknown)")
 
@@ -1057,11 +1055,11 @@ class RevocationChecker:
         out_of_scope = _crl_scope(crl, cert)
         if out_of_scope is not None:
             raise FetchError(f"{url}: {out_of_scope}")
-        next_update = crl.next_update_utc
-        stale = _stale(crl.last_update_utc, next_update, now, "CRL")
+        next_update = crl_next_update(crl)
+        stale = _stale(crl_this_update(crl), next_update, now, "CRL")
         if stale is not None:
             raise FetchError(f"{url}: {stale}")  # as Java's checker: no answer
-        until = _current_until(next_update, now, self.policy.cache_delay)
+        until = _current_until(crl_this_update(crl), next_update, now, self.policy.cache_delay)
         source = f"CRL {url}"
         entry = _listed(crl, cert.serial_number)
         if entry is None:
@@ -1079,7 +1077,7 @@ class RevocationChecker:
             source,
             until,
             reason=reason_ext.reason.value if reason_ext is not None else None,
-            revoked_at=entry.revocation_date_utc,
+            revoked_at=crl_revoked_on(entry),
         )
 
     def _download_crl(
@@ -1123,7 +1121,10 @@ class RevocationChecker:
         keep = min(
             self.policy.cache_delay,
             (
-                _current_until(crl.next_update_utc, now, self.policy.cache_delay) - now
+                _current_until(
+                    crl_this_update(crl), crl_next_update(crl), now, self.policy.cache_delay
+                )
+                - now
             ).total_seconds(),
         )
         with self._lock:
@@ -1233,14 +1234,19 @@ def _stale(
 
 
 def _current_until(
-    next_update: _dt.datetime | None, now: _dt.datetime, cache_delay: float
+    this_update: _dt.datetime,
+    next_update: _dt.datetime | None,
+    now: _dt.datetime,
+    cache_delay: float,
 ) -> _dt.datetime:
     """Until when a current answer stands: its nextUpdate; for one already past it
     (within the clock skew allowed, so taken) the end of that skew: it was fetched
-    again on every check (h143); ``cache_delay`` without nextUpdate. The cache's own
-    bound, ``cache_delay``, applies on top."""
+    again on every check (h143). Without nextUpdate, ``cache_delay`` but no longer than
+    :func:`_stale` takes it (its thisUpdate and the clock skew): a cached answer was
+    used 15 minutes past that, which a fresh fetch of the same answer refused (h202).
+    The cache's own bound, ``cache_delay``, applies on top."""
     if next_update is None:
-        return now + _dt.timedelta(seconds=cache_delay)
+        return min(now + _dt.timedelta(seconds=cache_delay), this_update + CLOCK_SKEW)
     return next_update if next_update > now else next_update + CLOCK_SKEW
 
 
@@ -1332,12 +1338,16 @@ def _crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> s
 
 
 def _ocsp_unsigned(
-    response: ocsp.OCSPResponse, issuer: x509.Certificate, now: _dt.datetime
+    response: ocsp.OCSPResponse,
+    issuer: x509.Certificate,
+    now: _dt.datetime,
+    signed: bytes | None = None,
 ) -> str | None:
     """``None`` if the response is signed by ``issuer`` or by a responder it delegated
     to; else why not, in words (the operator's fix differs: a responder certificate that
     expired is renewed, one without the OCSP-signing usage is reissued, a foreign
-    signer is a misconfigured or forged responder)."""
+    signer is a misconfigured or forged responder). ``signed``: the bytes the
+    signature covers, when they are not the response's own (:func:`_load_ocsp`)."""
     issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(_x509.public_key(issuer)).digest
     why = "no certificate in it, nor the issuer, is the responder it names"
     for signer in [issuer, *response.certificates]:
@@ -1358,9 +1368,10 @@ def _ocsp_unsigned(
             if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
                 why = f"its responder certificate {name} lacks the OCSP-signing usage"
                 continue
-            if not signer.not_valid_before_utc <= now <= signer.not_valid_after_utc:
-                ended = signer.not_valid_after_utc < now
-                when = signer.not_valid_after_utc if ended else signer.not_valid_before_utc
+            starts, ends = _x509.not_before(signer), _x509.not_after(signer)
+            if not starts <= now <= ends:
+                ended = ends < now
+                when = ends if ended else starts
                 why = (
                     f"its responder certificate {name} "
                     f"{'expired' if ended else 'is not valid until'} {when:%Y-%m-%d %H:%M} UTC: "
@@ -1370,12 +1381,20 @@ def _ocsp_unsigned(
         if _verify_signature(
             _x509.public_key(signer),
             response.signature,
-            response.tbs_response_bytes,
+            response.tbs_response_bytes if signed is None else signed,
             *_ocsp_signature(response),
         ):
             return None
         why = f"its signature does not verify with the key of {name}"
     return why
+
+
+def _answer_times(single: Any) -> tuple[_dt.datetime, _dt.datetime | None]:
+    """An OCSP answer's ``(thisUpdate, nextUpdate)``, year 0 as :data:`mtls._x509.YEAR_ZERO`."""
+    return (
+        _x509.utc_time(lambda: single.this_update_utc),
+        _x509.utc_time(lambda: single.next_update_utc),
+    )
 
 
 def _ocsp_single(
@@ -1404,10 +1423,7 @@ def _ocsp_single(
     ]
     if not found:
         raise FetchError(f"{url}: the response is about another certificate")
-    judged = [
-        (single, _stale(single.this_update_utc, single.next_update_utc, now, "response"))
-        for single in found
-    ]
+    judged = [(single, _stale(*_answer_times(single), now, "response")) for single in found]
     current = [single for single, stale in judged if stale is None]
     if not current:
         # Not an answer, "revoked" included, as Java's checker has it ("unreliable",
@@ -1440,6 +1456,23 @@ def _ocsp_signature(
     if response.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS:
         return response.signature_hash_algorithm, None
     der = response.public_bytes(serialization.Encoding.DER)
+    basic = _basic_response(der)[-1]
+    if len(basic) < 3 or basic[1][0] != _der.SEQUENCE:
+        raise _der.DERError("a basic OCSP response without its signature algorithm")
+    pss, digest = pss_parameters(der, *basic[1][1:])
+    return digest, pss
+
+
+_Spans = list[tuple[int, int, int]]
+
+
+def _basic_response(der: bytes) -> tuple[_Spans, _Spans, _Spans]:
+    """The elements (``(tag, content start, content end)``) of an OCSP response, of its
+    responseBytes, and of the BasicOCSPResponse inside them, walked by offsets.
+
+    Raises:
+        DERError: another structure.
+    """
     # OCSPResponse: status, [0] { SEQUENCE { responseType, OCTET STRING { Basic } } };
     # BasicOCSPResponse: tbsResponseData, signatureAlgorithm, signature, [0] certs.
     top = _der.spans(der, *_der.single_span(der, _der.SEQUENCE))
@@ -1449,10 +1482,89 @@ def _ocsp_signature(
     if len(response_bytes) != 2 or response_bytes[1][0] != _der.OCTET_STRING:
         raise _der.DERError("an OCSP response without its response bytes")
     basic = _der.spans(der, *_der.single_span(der, _der.SEQUENCE, *response_bytes[1][1:]))
-    if len(basic) < 3 or basic[1][0] != _der.SEQUENCE:
-        raise _der.DERError("a basic OCSP response without its signature algorithm")
-    pss, digest = pss_parameters(der, *basic[1][1:])
-    return digest, pss
+    if not basic or basic[0][0] != _der.SEQUENCE:
+        raise _der.DERError("a basic OCSP response without its tbsResponseData")
+    return top, response_bytes, basic
+
+
+def _load_ocsp(data: bytes) -> tuple[ocsp.OCSPResponse, bytes | None]:
+    """The OCSP response in ``data``, and the bytes its signature covers when they are
+    not the parsed response's own (``None``).
+
+    A GeneralizedTime with fractions of a second in its tbsResponseData (producedAt,
+    thisUpdate, nextUpdate, revocationTime) is DER (X.690 11.7) that RFC 5280's profile
+    forbids; cryptography refuses it, while OpenSSL and Java verify such answers (Bouncy
+    Castle for .NET writes them, bc-csharp#474). It was "not an OCSP response", and in
+    hard-fail a good backend was refused (h202). Such a response is read with each
+    fraction cut (its times up to a second earlier), and its signature verified over
+    the bytes as the responder signed them.
+
+    Raises:
+        ValueError: not an OCSP response cryptography reads, fractions cut or not.
+    """
+    try:
+        return ocsp.load_der_ocsp_response(data), None
+    except ValueError:
+        try:
+            whole, signed = _fractions_cut(data)
+        except (ValueError, IndexError, RecursionError):  # DERError is a ValueError
+            raise ValueError("not an OCSP response") from None
+        if whole is None:
+            raise
+        return ocsp.load_der_ocsp_response(whole), signed
+
+
+_FRACTION: Final = re.compile(rb"(\d{14})[.,]\d+Z")
+#: How deep a tbsResponseData is walked for fractions (a real one is 8 levels deep).
+_FRACTION_DEPTH: Final = 24
+
+
+def _fractions_cut(der: bytes) -> tuple[bytes | None, bytes]:
+    """``der`` (an OCSP response) with the fractions of seconds of its
+    tbsResponseData's GeneralizedTimes cut (``None``: it has none), and that
+    tbsResponseData as it was written.
+
+    Raises:
+        DERError, IndexError: not an OCSP response's structure, or nested past
+            :data:`_FRACTION_DEPTH`.
+    """
+    top, response_bytes, basic = _basic_response(der)
+    # Each element's header starts where the one before it ends (or its parent's
+    # content starts): the structure around the tbsResponseData is made again.
+    tbs_start, basic_stop = _der.single_span(der, _der.SEQUENCE, *response_bytes[1][1:])
+    tbs_end = basic[0][2]
+    signed = der[tbs_start:tbs_end]
+    cut = _cut_fractions(der, tbs_start, tbs_end, 0)
+    if cut == signed:
+        return None, signed
+    basic_der = _der.encode(_der.SEQUENCE, cut + der[tbs_end:basic_stop])
+    octets_at = response_bytes[0][2]  # the responseType's end: the OCTET STRING's header
+    inner = _der.encode(
+        _der.SEQUENCE,
+        der[_der.single_span(der, _der.SEQUENCE, *top[1][1:])[0] : octets_at]
+        + _der.encode(_der.OCTET_STRING, basic_der),
+    )
+    outer = der[_der.single_span(der, _der.SEQUENCE)[0] : top[0][2]] + _der.encode(0xA0, inner)
+    return _der.encode(_der.SEQUENCE, outer), signed
+
+
+def _cut_fractions(der: bytes, start: int, stop: int, depth: int) -> bytes:
+    """The elements from ``start`` to ``stop``, each GeneralizedTime's fraction cut."""
+    if depth > _FRACTION_DEPTH:
+        raise _der.DERError("nested too deep")
+    out: list[bytes] = []
+    position = start
+    while position < stop:
+        tag, content, end = _der.header(der, position, stop)
+        value = der[content:end]
+        if tag == 0x18 and (match := _FRACTION.fullmatch(value)) is not None:
+            out.append(_der.encode(tag, match.group(1) + b"Z"))
+        elif tag & 0x20:  # constructed: its elements, cut
+            out.append(_der.encode(tag, _cut_fractions(der, content, end, depth + 1)))
+        else:
+            out.append(der[position:end])
+        position = end
+    return b"".join(out)
 
 
 # --------------------------------------------------------------------------- the hook

@@ -69,7 +69,6 @@ from ._build import (
     _validity_refusal,
     not_valid_yet,
     say_usage_warning,
-    who_refuses,
 )
 from ._config import StoreConfig, _as_secret
 from ._context import EXPIRY_WARNINGS, WarnExpiry, build_server_context, store_at_fault
@@ -365,16 +364,14 @@ class ServerPlan:
         reading.settle(self.watched)  # one settle delay for both files
         snapshot = self.build(reading, 0)
         leaf = snapshot.keystore.key_entry(self.settings.keystore.alias)[2][0]
-        problem = _x509.purpose_problem(leaf, "server")
-        if problem is not None:  # served: there is nothing else (a replacement is refused)
+        refused = _x509.peers_refuse(leaf, "server")
+        if refused is not None:  # served: there is nothing else (a replacement is refused)
             log.warning(
                 "%s: the server certificate (%s) cannot serve as a TLS server certificate: "
-                "%s, and %s (served: nothing else was loaded); reissue it for TLS server "
-                "authentication",
+                "%s, and %s (served: nothing else was loaded); %s",
                 self.settings.keystore.shown_location,
                 snapshot.subject,
-                problem,
-                who_refuses("server"),
+                *refused,
             )
         _warn_key_usage(leaf, snapshot.subject, self.settings.keystore.shown_location)
         # Served all the same (there is nothing else), and said: every client refuses

@@ -387,6 +387,12 @@ def refusal(
     peers = "servers" if role == "client" else "clients"
     if identity is not None:
         who = f"the {role} certificate ({identity.subject})"
+        starts, ends = identity.not_before, identity.not_after
+        if starts is not None and ends is not None and starts > ends:
+            return (
+                f"{who} is never valid: its notBefore ({_iso(starts)}) is after its "
+                f"notAfter ({_iso(ends)}): {peers} refuse it"
+            )
         if identity.not_after is not None and identity.not_after < now:
             return f"{who} expired on {_iso(identity.not_after)}: {peers} refuse it"
         if identity.not_before is not None and identity.not_before > now:

@@ -105,7 +105,7 @@ def writable_cert(der: bytes, alias: str, path: str | None, kind: str) -> x509.C
 
 def refuse_java_unreadable(entries: Entries, path: str | None, kind: str) -> None:
     """Refuse, before anything is written, a JKS or PKCS#12 store holding a certificate
-    whose key Java cannot parse (:func:`mtls._x509.java_refused_key`): keytool and WSO2
+    Java cannot parse (:func:`mtls._x509.first_java_refused`): keytool and WSO2
     would fail to load the whole store, not one entry; ``mtls import`` wrote such a
     truststore with exit 0 (h188). PEM output is not Java's to read.
 
@@ -114,13 +114,12 @@ def refuse_java_unreadable(entries: Entries, path: str | None, kind: str) -> Non
     """
     found = _x509.first_java_refused(entries.certificates())
     if found is not None:
-        alias, why = found
+        alias, why, remedy = found
         raise KeyEntryError(
             f"{where(path)}: entry {alias!r} has a certificate Java cannot read "
             f"({why}: keytool -importcert refuses it), so a {kind} store holding "
             "it would fail to load whole in keytool and WSO2; nothing was "
-            "written: have the certificate reissued for a named curve with an "
-            "uncompressed point, or leave the entry out",
+            f"written: have the certificate reissued {remedy}, or leave the entry out",
             path=path,
             alias=alias,
         )

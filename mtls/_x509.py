@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InternalError, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
@@ -609,14 +612,20 @@ _JAVA_REFUSED_EC: Final[dict[str, str]] = {
 }
 
 
-def first_java_refused(certificates: Iterable[tuple[str, bytes]]) -> tuple[str, str] | None:
-    """The first ``(alias, why)`` of ``(alias, DER)`` certificates whose key Java cannot
-    parse (:func:`java_refused_key`), or ``None``: what a store's writer refuses and
-    its reader notes."""
+def first_java_refused(
+    certificates: Iterable[tuple[str, bytes]],
+) -> tuple[str, str, str] | None:
+    """The first ``(alias, why, remedy)`` of ``(alias, DER)`` certificates Java cannot
+    parse, or ``None``: a key it does not read (:func:`java_refused_key`) or a validity
+    time (:func:`java_refused_dates`); what a store's writer refuses and its reader
+    notes. ``remedy``: how the certificate must be reissued."""
     for alias, der in certificates:
         why = java_refused_key(der)
         if why is not None:
-            return alias, why
+            return alias, why, "for a named curve with an uncompressed point"
+        why = java_refused_dates(der)
+        if why is not None:
+            return alias, why, "with validity dates that exist"
     return None
 
 
@@ -645,13 +654,14 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
     match by these falls back to cryptography's comparison. ``None``: a certificate
     cryptography does not read (our walker alone would take BER lengths or a bad
     version, which must not win a match the parsed comparison would never make), unless
-    only a name's string stops it (:func:`only_a_name_refused`).
+    only a name's string stops it (:func:`only_a_name_refused`) or its validity times
+    (:func:`only_dates_refused`).
     """
     try:
         try:
             validity(der)  # cryptography reads it (names compared as bytes, not read)
         except ValueError:
-            if not only_a_name_refused(der):
+            if not (only_a_name_refused(der) or only_dates_refused(der)):
                 return None
         fields = _tbs_spans(der)
         names = []
@@ -1031,6 +1041,43 @@ def only_a_name_refused(der: bytes) -> bool:
     return True
 
 
+#: A validity cryptography reads, put in place of one it does not to see whether
+#: anything else stops it.
+_PLAIN_VALIDITY: Final = _der.encode(
+    _der.SEQUENCE, _der.encode(0x17, b"000101000000Z") + _der.encode(0x17, b"491231235959Z")
+)
+
+
+def only_dates_refused(der: bytes) -> bool:
+    """Whether cryptography refuses ``der`` only for its validity times (a fraction, an
+    offset, no seconds, a leap second: OpenSSL loads and serves such a certificate,
+    Python's ``load_cert_chain`` takes it): the same certificate with a plain validity
+    loads. A PEM keystore's key was matched to no certificate by its public key then,
+    and the load failed saying the key was for another certificate (h202)."""
+    try:
+        _, start, stop = _der.header(der)
+        _, tbs_start, tbs_stop = _der.header(der, start, stop)
+        fields = _tbs_spans(der)
+        if fields[3][0] != _der.SEQUENCE:
+            return False
+        validity_start, validity_stop = fields[2][2], fields[3][2]  # issuer's end: its header
+        # Only the times may differ: the headers made again must be the ones written (a
+        # BER length there must not pass as DER, and win a match, h202's review).
+        rebuilt = (
+            (start, stop, der),
+            (tbs_start, tbs_stop, der[start:tbs_stop]),
+            (fields[3][1], validity_stop, der[validity_start:validity_stop]),
+        )
+        if any(_der.encode(_der.SEQUENCE, der[a:b]) != written for a, b, written in rebuilt):
+            return False
+        tbs = der[tbs_start:validity_start] + _PLAIN_VALIDITY + der[validity_stop:tbs_stop]
+        plain = _der.encode(_der.SEQUENCE, _der.encode(_der.SEQUENCE, tbs) + der[tbs_stop:stop])
+        _quiet(_CERT_FILTER, _read_names, plain)
+    except (ValueError, IndexError, TypeError, x509.InvalidVersion):
+        return False
+    return True
+
+
 def _names_made_plain(der: bytes) -> bytes | None:
     """``der`` with each PrintableString and IA5String of its issuer and subject that
     holds a byte its type does not allow overwritten with as many ``x`` (the lengths,
@@ -1103,11 +1150,12 @@ def validity(der: bytes) -> tuple[_dt.datetime, _dt.datetime]:
     if _positive_serial(der):
         try:
             cert = x509.load_der_x509_certificate(der)
-            return cert.not_valid_before_utc, cert.not_valid_after_utc
         except (ValueError, x509.InvalidVersion):
             pass  # load_cert says why, in its words
+        else:
+            return not_before(cert), not_after(cert)
     cert = load_cert(der)
-    return cert.not_valid_before_utc, cert.not_valid_after_utc
+    return not_before(cert), not_after(cert)
 
 
 #: Characters of a subject that logs, status() and metric labels show (its start and
@@ -1178,14 +1226,38 @@ def common_name_of(der: bytes) -> str | None:
     return common_name(cert) if plain is None else plain[0]
 
 
+#: Year 0, which GeneralizedTime can carry and OpenSSL and Java read, as Python's
+#: earliest time: ``datetime`` cannot hold it, and cryptography raises ValueError where
+#: it would make one (a certificate's, a CRL's or an OCSP answer's time). A notBefore
+#: of year 0 is a start long past, a notAfter an end long past, as they are to OpenSSL;
+#: read as a crash, one such anchor in a truststore stopped the expiry watch of a whole
+#: set and made status() raise (h202).
+YEAR_ZERO: Final = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+
+
+def utc_time(read: Callable[[], _T]) -> _T | _dt.datetime:
+    """``read()`` (a cryptography ``*_utc`` property, read in a lambda), with year 0 as
+    :data:`YEAR_ZERO`."""
+    try:
+        return read()
+    except ValueError:  # "year 0 is out of range": the one time datetime cannot hold
+        return YEAR_ZERO
+
+
 def not_after(cert: x509.Certificate) -> _dt.datetime:
-    """The end of validity, timezone-aware (UTC)."""
-    return cert.not_valid_after_utc
+    """The end of validity, timezone-aware (UTC); year 0 as :data:`YEAR_ZERO`."""
+    try:
+        return cert.not_valid_after_utc
+    except ValueError:  # year 0
+        return YEAR_ZERO
 
 
 def not_before(cert: x509.Certificate) -> _dt.datetime:
-    """The start of validity, timezone-aware (UTC)."""
-    return cert.not_valid_before_utc
+    """The start of validity, timezone-aware (UTC); year 0 as :data:`YEAR_ZERO`."""
+    try:
+        return cert.not_valid_before_utc
+    except ValueError:  # year 0
+        return YEAR_ZERO
 
 
 Validity = Literal["never valid", "expired", "not valid yet"]
@@ -1284,6 +1356,9 @@ def _lenient_time(tlv: _der.TLV) -> _dt.datetime:
     else:
         full, month, day, hour, minute, second, fraction, zone = match.groups()
         year = int(full)
+        parts = (month, day, hour, minute, second)
+        if year == 0 and _real_date((0, *(int(f or b"0") for f in parts))):
+            return YEAR_ZERO
     try:
         when = _dt.datetime(
             year, int(month), int(day), int(hour), int(minute), int(second or 0),
@@ -1350,6 +1425,66 @@ def lenient_leaf_info(
     return (subject, start, end, serial)
 
 
+def _real_date(fields: tuple[int, ...]) -> bool:
+    """Whether ``(year, month, day, hour, minute, second)`` name a moment that exists
+    (year 0 taken as a leap year, as it is in the proleptic Gregorian calendar)."""
+    year, month, day, hour, minute, second = fields
+    try:
+        _dt.datetime(year or 2000, month, day, hour, minute, second, tzinfo=_dt.UTC)
+    except ValueError:
+        return False
+    return True
+
+
+def _time_fields(time: _der.TLV) -> tuple[int, int, int, int, int, int] | None:
+    """``(year, month, day, hour, minute, second)`` as a validity time writes them,
+    checked for nothing but their digits (``None``: not a time's form at all)."""
+    utc = time.tag == 0x17
+    pattern = _UTC_TIME if utc else _GENERALIZED_TIME if time.tag == 0x18 else None
+    match = None if pattern is None else pattern.fullmatch(time.value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(f or b"0") for f in match.groups()[:6])
+    return (
+        (year + (1900 if year >= 50 else 2000) if utc else year),
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    )
+
+
+def _time_shown(field: str, time: _der.TLV) -> str:
+    kind = "UTCTime" if time.tag == 0x17 else "GeneralizedTime"
+    return f"its {field} ({kind} {time.value.decode('ascii', 'replace')!r})"
+
+
+def java_refused_dates(der: bytes) -> str | None:
+    """Why Java's certificate parser refuses ``der``'s validity, in words, or ``None``.
+    Its DER time reader takes a month of 1 to 12, a day of 1 to 31, an hour up to 23,
+    minutes and seconds up to 59: a leap second (``235960Z``) or an hour 24 makes
+    keytool say "Failed to parse input", and a JKS or PKCS#12 store holding it fails
+    to load whole in Java (keytool, WSO2), PKCS#12 as "keystore password was
+    incorrect". A day its month lacks (30 February) is the next month's to Java
+    (OpenSSL refuses it: :func:`unverifiable_dates`); a fraction and an offset it reads
+    (checked with keytool 17 and 25, h202)."""
+    try:
+        validity = _tbs_fields(der)[3].expect(_der.SEQUENCE).children()
+    except (ValueError, IndexError):
+        return None
+    for field, time in zip(("notBefore", "notAfter"), validity, strict=False):
+        fields = _time_fields(time)
+        if fields is None:
+            continue  # not a time at all: cryptography and OpenSSL refuse it first
+        _, month, day, hour, minute, second = fields
+        if not (
+            1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 59
+        ):
+            return f"{_time_shown(field, time)} is not a time Java reads"
+    return None
+
+
 _STRICT_TIMES: Final = {0x17: re.compile(rb"\d{12}Z"), 0x18: re.compile(rb"\d{14}Z")}
 
 
@@ -1379,13 +1514,18 @@ def unverifiable_dates(der: bytes) -> str | None:
         return None
     for field, time in zip(("notBefore", "notAfter"), validity, strict=False):
         strict = _STRICT_TIMES.get(time.tag)
-        if strict is not None and strict.fullmatch(time.value) is None:
-            kind = "UTCTime" if time.tag == 0x17 else "GeneralizedTime"
-            written = time.value.decode("ascii", "replace")
+        if strict is None:
+            continue
+        if strict.fullmatch(time.value) is None:
             return (
-                f"its {field} ({kind} {written!r}) is not in the form OpenSSL verifies "
+                f"{_time_shown(field, time)} is not in the form OpenSSL verifies "
                 f"({'YYMMDDHHMMSSZ' if time.tag == 0x17 else 'YYYYMMDDHHMMSSZ'})"
             )
+        fields = _time_fields(time)
+        if fields is not None and not _real_date(fields):
+            # A leap second, an hour 24, 30 February: "format error in certificate's
+            # notAfter field" (year 0 OpenSSL 3.0 reads and verifies).
+            return f"{_time_shown(field, time)} is not a date that exists"
     return None
 
 
@@ -1465,25 +1605,94 @@ def purpose_problem(der: bytes, role: str) -> str | None:
     return f"its extended key usage lacks {name} (it allows {listed or 'nothing'})"
 
 
+def refused_dates(der: bytes) -> str | None:
+    """Why every TLS peer refuses certificate ``der`` for its validity, or ``None``: a
+    time Java's parser does not read (:func:`java_refused_dates`: a leap second, an
+    hour 24, a month 13) is no date that exists either, which OpenSSL's verifier
+    refuses ("format error in certificate's notAfter field"; :func:`unverifiable_dates`
+    says how it is written)."""
+    if java_refused_dates(der) is None:
+        return None
+    return unverifiable_dates(der)
+
+
+def peers_refuse(der: bytes, role: str) -> tuple[str, str, str] | None:
+    """Why peers refuse certificate ``der`` as a ``role`` certificate whatever the time,
+    who, and the fix: ``(problem, "servers refuse it (...)", "reissue it ...")``, or
+    ``None``. Validity times no
+    parser reads (:func:`refused_dates`: every peer), or an extended key usage that
+    forbids the role (:func:`purpose_problem`: every client checks a server's; servers
+    check a client's but for GnuTLS-based ones, the interop sweep h128: Go 1.19, GnuTLS
+    3.7, OpenSSL, Java). What a reload refuses to install, and a first load serves with
+    a warning."""
+    peers = "clients" if role == "server" else "servers"
+    dates = refused_dates(der)
+    if dates is not None:
+        return (
+            dates,
+            f"{peers} refuse it (neither OpenSSL nor Java reads such a time)",
+            "have it reissued with dates that exist",
+        )
+    problem = purpose_problem(der, role)
+    if problem is None:
+        return None
+    fix = f"reissue it for TLS {role} authentication"
+    if role == "server":
+        return problem, "every client refuses it", fix
+    who = "servers refuse it (OpenSSL-, Java- and Go-based ones check it; GnuTLS does not)"
+    return problem, who, fix
+
+
 def usage_warning(der: bytes, role: str) -> tuple[str, str] | None:
     """Why some peers refuse the certificate ``der`` as a ``role`` certificate where
     others take it, and which: a key usage that allows none of the operations the role
     needs (OpenSSL and Java check it, Go and rustls do not), or an extended key usage
     that allows only anyExtendedKeyUsage (OpenSSL refuses it, Java and Go take it).
     ``None`` when none of these, or they cannot be read. First, validity times OpenSSL's
-    verifier refuses (:func:`unverifiable_dates`; Java reads them)."""
+    verifier refuses and Java reads (:func:`unverifiable_dates`; those Java refuses too
+    are :func:`peers_refuse`'s)."""
     dates = unverifiable_dates(der)
     if dates is not None:
-        return dates, "OpenSSL-based peers (Python, curl, nginx)"
+        return None if java_refused_dates(der) is not None else (dates, "OpenSSL-based")
     name, _, needed = _PURPOSES[role]
     key_usage = _usage_extension(der, x509.KeyUsage)
-    if key_usage is not None and not any(getattr(key_usage, bit) for bit in needed):
+    allowed = key_usage is None or any(getattr(key_usage, bit) for bit in needed)
+    if (
+        key_usage is not None
+        and role == "server"
+        and not key_usage.digital_signature
+        and _signing_only_key(der)
+    ):
+        # An EC or EdDSA key enciphers nothing, and no cipher suite OpenSSL offers uses
+        # a static ECDH key: without digitalSignature it signs no TLS 1.2 key exchange,
+        # and the server's own OpenSSL finds "no shared cipher" for every TLS 1.2
+        # client, Go's included; in TLS 1.3 GnuTLS clients refuse it, and OpenSSL's and
+        # Java's when no usage of theirs is allowed (keyAgreement or keyEncipherment
+        # alone was installed silently, and nonRepudiation alone said Go took it, h203).
+        return (
+            "its key usage has no digitalSignature, which its key (EC or EdDSA) needs "
+            "to sign the handshake: every TLS 1.2 handshake fails (no shared cipher)",
+            "TLS 1.2 and GnuTLS" if allowed else "TLS 1.2, OpenSSL, Java and GnuTLS",
+        )
+    if not allowed:
         wanted = " or ".join(_KEY_USAGE_NAMES[bit] for bit in needed)
-        return f"its key usage has no {wanted}", "OpenSSL and Java"
+        # gnutls-serv refuses such a client certificate too ("Key usage violation",
+        # h203); which GnuTLS clients refuse of a server's RSA one is not established.
+        who = "OpenSSL, Java and GnuTLS" if role == "client" else "OpenSSL and Java"
+        return f"its key usage has no {wanted}", who
     usages = _usage_extension(der, x509.ExtendedKeyUsage)
     if usages is not None and {u.dotted_string for u in usages} == {_ANY_EKU}:
         return f"its extended key usage is anyExtendedKeyUsage alone, without {name}", "OpenSSL"
     return None
+
+
+def _signing_only_key(der: bytes) -> bool:
+    """Whether the certificate's key can only sign in TLS (EC, Ed25519, Ed448)."""
+    try:
+        key = public_key(load_cert(der))
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return isinstance(key, EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey)
 
 
 def _usage_extension(der: bytes, kind: type[x509.ExtensionType]) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
@@ -378,3 +379,35 @@ def der_elements(data: bytes) -> list[bytes]:
         out.append(data[pos:end])
         pos = end
     return out
+
+
+def redated(cert: x509.Certificate, signer: CA, not_before: str, not_after: str) -> bytes:
+    """``cert`` (issued by ``signer``, an EC CA) with its validity written as given and
+    signed again: ``"U:361231235960Z"`` is a UTCTime, ``"G:00000101000000Z"`` a
+    GeneralizedTime, each written as is (dates that do not exist, year 0, fractions):
+    what no certificate builder writes."""
+    from mtls import _der
+
+    def time(spec: str) -> bytes:
+        kind, text = spec.split(":", 1)
+        return _der.encode(0x17 if kind == "U" else 0x18, text.encode())
+
+    tbs, _, _ = der_elements(cert.public_bytes(Encoding.DER))
+    fields = der_elements(tbs)
+    at = 4 if fields[0][0] == 0xA0 else 3  # [0] version, serial, signature, issuer, validity
+    fields[at] = _der.encode(_der.SEQUENCE, time(not_before) + time(not_after))
+    return signed_again(_der.encode(_der.SEQUENCE, b"".join(fields)), signer)
+
+
+def signed_again(tbs: bytes, ca: CA) -> bytes:
+    """``SEQUENCE { tbs, ecdsa-with-SHA256, signature }`` signed by ``ca`` (an EC CA,
+    the test CA's default): a certificate, a CRL or an OCSP BasicOCSPResponse whose
+    signed part a test changed."""
+    from mtls import _der
+
+    key = ca.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    algorithm = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.10045.4.3.2"))
+    bits = _der.encode(_der.BIT_STRING, b"\x00" + signature)
+    return _der.encode(_der.SEQUENCE, tbs + algorithm + bits)

@@ -228,17 +228,28 @@ def any_eku_only(ca: CA, *names: str) -> mtls.Keystore:
 def encipher_only(ca: CA, cn: str) -> mtls.Keystore:
     """A keystore whose certificate (issued by ``ca``, common name ``cn``) has a key
     usage of keyEncipherment alone (no digitalSignature: it cannot sign a
-    CertificateVerify): OpenSSL and Java servers refuse it, Go and rustls do not check."""
+    CertificateVerify): OpenSSL, Java and GnuTLS servers refuse it, Go and rustls do
+    not check."""
+    return key_usage_only(ca, ("gateway",), cn, "key_encipherment")
+
+
+def key_usage_only(ca: CA, names: tuple[str, ...], cn: str, *bits: str) -> mtls.Keystore:
+    """A keystore whose certificate (an EC key, issued by ``ca`` for ``names``) has a
+    critical key usage allowing ``bits`` alone (cryptography's names:
+    ``key_agreement``, ``digital_signature``, ...)."""
     from cryptography.hazmat.primitives import hashes
 
     usage = dict.fromkeys(
-        ("content_commitment", "data_encipherment", "key_agreement", "key_cert_sign",
-         "crl_sign", "encipher_only", "decipher_only"), False,
+        ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+         "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"),
+        False,
     )  # fmt: skip
-    key, builder = _leaf_builder(ca, ("gateway",), cn)
-    cert = builder.add_extension(
-        x509.KeyUsage(digital_signature=False, key_encipherment=True, **usage), critical=True
-    ).sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    usage.update(dict.fromkeys(bits, True))
+    key, builder = _leaf_builder(ca, names, cn)
+    cert = builder.add_extension(x509.KeyUsage(**usage), critical=True).sign(
+        ca.private_key,  # type: ignore[arg-type]
+        hashes.SHA256(),
+    )
     store = mtls.Keystore()
     store.add_key("client", key, [cert, ca.certificate])
     return store

@@ -516,10 +516,10 @@ def _profile_check(args: argparse.Namespace, crls: CRLSet) -> str | None:
 
 def _crl_info(crl: x509.CertificateRevocationList) -> dict[str, Any]:
     """The JSON form of one CRL (the keys documented in docs/cli.md)."""
-    from .._crl import _extension  # noqa: PLC0415
+    from .._crl import _extension, crl_next_update, crl_revoked_on, crl_this_update  # noqa: PLC0415
     from .._types import hex_serial  # noqa: PLC0415
 
-    following = crl.next_update_utc
+    following = crl_next_update(crl)
     number = _extension(crl, x509.CRLNumber)
     delta = _extension(crl, x509.DeltaCRLIndicator)
     revoked: list[dict[str, Any]] = []
@@ -531,13 +531,13 @@ def _crl_info(crl: x509.CertificateRevocationList) -> dict[str, Any]:
         revoked.append(
             {
                 "serial": hex_serial(entry.serial_number),
-                "revoked_on": entry.revocation_date_utc.isoformat(),
+                "revoked_on": crl_revoked_on(entry).isoformat(),
                 "reason": reason,
             }
         )
     return {
         "issuer": crl.issuer.rfc4514_string(),
-        "this_update": crl.last_update_utc.isoformat(),
+        "this_update": crl_this_update(crl).isoformat(),
         "next_update": following.isoformat() if following is not None else None,
         "expired": following is not None and following < now(),
         "crl_number": number.crl_number if number is not None else None,

@@ -85,7 +85,9 @@ class _Stores:
     """Stores read for the table, once each: a thousand profiles often share two files."""
 
     def __init__(self) -> None:
-        self._leaves: dict[StoreConfig, tuple[x509.Certificate, tuple[str, ...]]] = {}
+        self._leaves: dict[
+            StoreConfig, tuple[bytes, x509.Certificate | ValueError, tuple[str, ...]]
+        ] = {}
         self._trust: dict[StoreConfig, Truststore] = {}
         self._trust_notes: dict[StoreConfig, tuple[str, ...]] = {}
         self._dates: dict[StoreConfig, tuple[int, list[str], list[str]]] = {}
@@ -101,10 +103,6 @@ class _Stores:
             self.java_refusals.setdefault((config.shown_location, note))
         return notes
 
-    def client_leaf(self, config: StoreConfig) -> x509.Certificate:
-        """The certificate of the key entry a profile presents."""
-        return self._keystore(config)[0]
-
     def client_purpose(self, config: StoreConfig) -> tuple[str, str] | None:
         """:func:`purpose_problem` of the certificate a profile presents, worked out once
         per keystore (10,000 profiles on one keystore: 2.8 s of a check, h180).
@@ -115,10 +113,15 @@ class _Stores:
         """
         found = self._purposes.get(config)
         if found is None:
-            try:
-                found = (purpose_problem(self.client_leaf(config)), None)
-            except ValueError as exc:
-                found = (None, exc)
+            der, leaf, _ = self._keystore(config)
+            dates = _x509.refused_dates(der)
+            if dates is not None:  # a leap second: cryptography cannot read it either
+                every = "every server (neither OpenSSL nor Java reads such a time)"
+                found = ((dates, every), None)
+            elif isinstance(leaf, ValueError):
+                found = (None, leaf)
+            else:
+                found = (purpose_problem(leaf), None)
             self._purposes[config] = found
         if found[1] is not None:
             raise found[1]
@@ -126,9 +129,13 @@ class _Stores:
 
     def keystore_notes(self, config: StoreConfig) -> tuple[str, ...]:
         """What the JDK's reader would not take from a profile's keystore file."""
-        return self._refusals(config, self._keystore(config)[1])
+        return self._refusals(config, self._keystore(config)[2])
 
-    def _keystore(self, config: StoreConfig) -> tuple[x509.Certificate, tuple[str, ...]]:
+    def _keystore(
+        self, config: StoreConfig
+    ) -> tuple[bytes, x509.Certificate | ValueError, tuple[str, ...]]:
+        """The leaf's DER, the leaf (or why cryptography cannot read it: OpenSSL may
+        serve it all the same) and the store's Java notes, read once per keystore."""
         if config not in self._leaves:
             store = load_store(config, "keystore")
             try:
@@ -143,7 +150,12 @@ class _Stores:
                     "no usable key entry: check the variable or property it names",
                     path=exc.path,
                 ) from None
-            self._leaves[config] = _x509.load_cert(chain[0]), store._java_check_notes()
+            leaf: x509.Certificate | ValueError
+            try:
+                leaf = _x509.load_cert(chain[0])
+            except ValueError as exc:  # its notes are read all the same
+                leaf = exc
+            self._leaves[config] = chain[0], leaf, store._java_check_notes()
         return self._leaves[config]
 
     def truststore(self, config: StoreConfig) -> Truststore:

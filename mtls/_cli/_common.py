@@ -611,9 +611,13 @@ def certificate_lines(out: Output, info: dict[str, Any], indent: str) -> None:
     out.line(f"{indent}subject  {info['subject']}")
     out.line(f"{indent}issuer   {issuer}")
     starts = _dt.datetime.fromisoformat(info["not_before"])
-    # Not valid yet: peers refuse it as they refuse an expired one.
+    ends = _dt.datetime.fromisoformat(info["not_after"])
+    # Not valid yet: peers refuse it as they refuse an expired one. Never valid (its
+    # notBefore after its notAfter): it must be reissued, not waited for (h202).
     early = ""
-    if starts > now():
+    if starts > ends:
+        early = out.style(" NEVER VALID (its notBefore is after its notAfter)", "red")
+    elif starts > now():
         early = out.style(
             f" NOT VALID YET (from {starts:%Y-%m-%d %H:%M} UTC, in {span_text(starts)})", "red"
         )
@@ -882,20 +886,18 @@ def optional_key_password(args: argparse.Namespace) -> str | None:
     )
 
 
-def presented(config: StoreConfig) -> tuple[str, x509.Certificate, int]:
-    """The alias and certificate of the key entry a keystore configuration presents,
-    and how many certificates its chain holds (the leaf included).
+def presented(config: StoreConfig) -> tuple[str, tuple[bytes, ...]]:
+    """The alias and chain (DER, leaf first) of the key entry a keystore
+    configuration presents.
 
     Raises:
         MTLSError: the store does not load, or has no such key entry.
-        ValueError: the certificate cannot be parsed.
     """
-    from .. import _x509  # noqa: PLC0415 - not for --help
-    from .._stores import load_store  # noqa: PLC0415
+    from .._stores import load_store  # noqa: PLC0415 - not for --help
 
     store = load_store(config, "keystore")
     alias, _, chain = store.key_entry(config.alias)
-    return alias, _x509.load_cert(chain[0]), len(chain)
+    return alias, tuple(chain)
 
 
 def profile_defaults(profiles: SSLProfileSet) -> tuple[SSLProfile | None, StoreConfig | None]:

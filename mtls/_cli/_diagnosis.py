@@ -186,6 +186,9 @@ class Setup:
     client_alias: str | None = None
     # How many certificates the key entry's chain holds (the leaf included), when known.
     client_chain: int | None = None
+    # Why OpenSSL's verifier refuses our certificate's validity times, when it does
+    # (mtls._x509.unverifiable_dates): whatever it trusts, such a server refuses it.
+    client_dates: str | None = None
     hostname_verifier: str = "Strict"
     verify: bool = True
     # A context with verification off (and our identity where we have it): only to
@@ -359,6 +362,7 @@ def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
         ours += f" from {setup.keystore}"
     advice = (
         _out_of_date(setup, alert)
+        or _unverifiable_dates(setup)
         or _wrong_purpose(setup, reason, alert)
         or _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
     )
@@ -432,6 +436,20 @@ def _out_of_date(setup: Setup, alert: str) -> str | None:
     if starts is not None and starts > now():
         return _advice_trust(setup)  # its first answer: not valid until ..., check the clocks
     return None
+
+
+def _unverifiable_dates(setup: Setup) -> str | None:
+    """The advice for a client certificate whose validity times OpenSSL's verifier
+    refuses, whatever the alert: an OpenSSL-based server refuses it whatever it
+    trusts ("format error in certificate's notAfter field", alert "bad certificate"),
+    and importing a CA would change nothing (h202: the probe said to)."""
+    if setup.client_dates is None:
+        return None
+    return (
+        f"{setup.client_dates}: an OpenSSL-based server refuses it whatever it trusts (its "
+        "log says 'format error in certificate's ... field'): have it reissued with "
+        f"validity times in DER's form and replace the key entry in {_store_of(setup)}"
+    )
 
 
 #: Alerts that say what is wrong with our certificate, not its purpose: their advice

@@ -8,6 +8,7 @@ this module chooses the context (a profile, a default, or ``--keystore`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
 import re
@@ -69,9 +70,13 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
     if config is None:
         return
     try:
-        setup.client_alias, setup.client_certificate, setup.client_chain = presented(config)
-    except (MTLSError, OSError, ValueError):
+        setup.client_alias, chain = presented(config)
+    except (MTLSError, OSError):
         return
+    setup.client_chain = len(chain)
+    setup.client_dates = _x509.unverifiable_dates(chain[0])
+    with contextlib.suppress(ValueError):  # one cryptography cannot read: the DER says the rest
+        setup.client_certificate = _x509.load_cert(chain[0])
 
 
 def _how_matched(profile: SSLProfile, target: Target) -> str:
@@ -219,6 +224,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
             setup.client_certificate = leaf
         setup.client_alias = alias
         setup.client_chain = len(chain)
+        setup.client_dates = _x509.unverifiable_dates(chain[0])
 
     setup.h2 = h2
     setup.insecure = _chain_only
@@ -371,9 +377,8 @@ def render(report: Report, out: Output) -> None:
         if setup.client_subject and setup.client_not_after:
             identity += f", expires {expiry_text(setup.client_not_after)}"
         cert = setup.client_certificate
-        if cert is not None and cert.not_valid_before_utc > _dt.datetime.now(_dt.UTC):
-            starts = cert.not_valid_before_utc
-            identity += f", NOT VALID YET (from {starts:%Y-%m-%d %H:%M} UTC)"
+        if cert is not None and _x509.not_before(cert) > _dt.datetime.now(_dt.UTC):
+            identity += f", NOT VALID YET (from {_x509.not_before(cert):%Y-%m-%d %H:%M} UTC)"
         if setup.keystore:
             identity += f", from {setup.keystore}"
         out.line(f"  client cert   {identity}")

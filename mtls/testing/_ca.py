@@ -821,7 +821,7 @@ class CA:
         for serial, cert in self._issued.items():
             hex_serial = f"{serial:X}"
             hex_serial = "0" * (len(hex_serial) % 2) + hex_serial  # OpenSSL's BN_bn2hex form
-            expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+            expiry = _x509.not_after(cert).strftime("%y%m%d%H%M%SZ")
             subject = "/" + "/".join(
                 f"{a.rfc4514_attribute_name}={a.value!s}" for a in cert.subject
             )

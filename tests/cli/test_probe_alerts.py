@@ -885,3 +885,45 @@ def test_require_client_auth_fails_a_server_that_verifies_no_certificate(
         code, report = gate(port)
     assert code == 0, report
     assert any("was refused, as it should be" in note for note in report["notes"])
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("dated", ["leap second", "plain"])
+def test_a_certificate_whose_dates_openssl_cannot_verify_is_named(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys, dated
+):
+    """A leap second in our certificate's notAfter: ``openssl s_server`` refuses it
+    ("format error in certificate's notAfter field", alert bad certificate) whatever it
+    trusts, and the probe said to import our CA into the backend's truststore (h202).
+    The twin: the same identity, plainly dated, goes through."""
+    from cryptography.hazmat.primitives import serialization
+
+    from mtls import _x509
+    from tests._helpers import redated
+
+    identity = ca.issue_cert("gw")
+    der = (
+        redated(identity.certificate, ca, "U:200101000000Z", "U:361231235960Z")
+        if dated == "leap second"
+        else identity.certificate.public_bytes(serialization.Encoding.DER)
+    )
+    bundle = tmp_path / "gw.pem"
+    bundle.write_bytes(
+        identity.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + _x509.der_to_pem(der).encode()
+    )
+    with openssl_server(openssl_bin, s_server_files) as port:
+        code, report = probe_bundle(capsys, port, bundle, trust)
+    if dated == "plain":
+        assert code == 0, report
+        return
+    assert code == 1
+    alert, message = refusal(report)
+    assert alert == "bad certificate"
+    assert "its notAfter (UTCTime '361231235960Z') is not a date that exists" in message
+    assert "refuses it whatever it trusts" in message
+    assert "truststore" not in message.split("whatever it trusts")[1]

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
 from mtls.testing import CA, IssuedIdentity
 from tests._helpers import stop_process
 
@@ -230,17 +229,6 @@ def idp(**kwargs: object) -> x509.IssuingDistributionPoint:
     }
     values.update(kwargs)
     return x509.IssuingDistributionPoint(**values)  # type: ignore[arg-type]
-
-
-def signed_again(tbs: bytes, ca: CA) -> bytes:
-    """``SEQUENCE { tbs, ecdsa-with-SHA256, signature }`` signed by ``ca``: a CRL or an
-    OCSP BasicOCSPResponse whose signed part a test changed."""
-    key = ca.private_key
-    assert isinstance(key, ec.EllipticCurvePrivateKey)  # the test CA's default
-    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-    algorithm = asn1.encode(asn1.SEQUENCE, asn1.encode_oid("1.2.840.10045.4.3.2"))
-    bits = asn1.encode(asn1.BIT_STRING, b"\x00" + signature)
-    return asn1.encode(asn1.SEQUENCE, tbs + algorithm + bits)
 
 
 def leaf_naming(

@@ -23,8 +23,8 @@ from mtls import (
 )
 from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
 from mtls.testing import CA, IssuedIdentity
-from tests._helpers import der_elements
-from tests.revocation._infra import CRLServer, signed_again
+from tests._helpers import der_elements, signed_again
+from tests.revocation._infra import CRLServer
 
 
 def _now() -> _dt.datetime:
@@ -601,3 +601,96 @@ def test_answers_that_disagree_about_one_certificate_fail_closed(
     else:
         (status,) = checker.check(*check)
         assert status.status == "undetermined" and expected in status.why[0]
+
+
+# ------------------------------------------------- times with fractions of a second
+
+
+def _with_fractions(der: bytes, fraction: bytes = b".5") -> bytes:
+    """``der`` with ``fraction`` put in every GeneralizedTime (its structure written again)."""
+    out: list[bytes] = []
+    for tag, content, end in asn1.spans(der):
+        value = der[content:end]
+        if tag == 0x18:
+            out.append(asn1.encode(tag, value[:-1] + fraction + b"Z"))
+        elif tag & 0x20:
+            out.append(asn1.encode(tag, _with_fractions(value, fraction)))
+        else:
+            out.append(asn1.encode(tag, value))
+    return b"".join(out)
+
+
+def _fractional(ca: CA, leaf: IssuedIdentity, *, revoked: bool, honest: bool = True) -> bytes:
+    """A response whose producedAt, thisUpdate, nextUpdate (and revocationTime) carry
+    half a second, signed over those bytes (``honest``) or over the same answer
+    without them."""
+    plain = _ocsp_response(
+        ca,
+        leaf,
+        _now() - _dt.timedelta(minutes=1),
+        next_update=_now() + _dt.timedelta(hours=1),
+        revoked=x509.ReasonFlags.key_compromise if revoked else None,
+    ).tbs_response_bytes
+    tbs = _with_fractions(plain)
+    basic = signed_again(tbs if honest else plain, ca)
+    if not honest:  # the signature of the plain bytes, beside the fractional ones
+        basic = asn1.encode(asn1.SEQUENCE, tbs + b"".join(der_elements(basic)[1:]))
+    return _successful(basic)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+@pytest.mark.parametrize("answer", ["good", "revoked", "signed over other bytes"])
+def test_an_ocsp_answer_with_fractions_of_a_second_is_read(
+    web: CRLServer, mode: str, answer: str
+) -> None:
+    """GeneralizedTime may carry a fraction in DER (X.690 11.7); RFC 5280's profile
+    forbids it, Bouncy Castle for .NET writes it (bc-csharp#474), OpenSSL and Java read
+    it. cryptography does not: "not an OCSP response", and hard-fail refused a good
+    backend (h202). Read with the fractions cut, its signature checked over the bytes
+    the responder signed: the twin, a signature over other bytes, is refused."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    body = _fractional(
+        ca, leaf, revoked=answer == "revoked", honest=answer != "signed over other bytes"
+    )
+    web.posts["/ocsp"] = body
+    with pytest.raises(ValueError):  # what cryptography makes of it
+        ocsp.load_der_ocsp_response(body)
+    checker = RevocationChecker(RevocationPolicy(mode=mode, crl=False))  # type: ignore[arg-type]
+    check = [_der(leaf.certificate)], [_der(ca.certificate)]
+    if answer == "revoked":
+        with pytest.raises(CertificateRevokedError, match="keyCompromise"):
+            checker.check(*check)
+    elif answer == "good":
+        (status,) = checker.check(*check)
+        assert status.status == "good", status.why
+    elif mode == "hard":
+        with pytest.raises(RevocationUnknownError, match="does not verify"):
+            checker.check(*check)
+    else:
+        (status,) = checker.check(*check)
+        assert status.status == "undetermined" and "does not verify" in status.why[0]
+
+
+_FRACTIONAL: list[bytes] = []  # one response for every example: a CA per example is slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.integers(min_value=0, max_value=399))
+def test_reading_a_damaged_ocsp_response_raises_a_value_error_only(noise: bytes, at: int) -> None:
+    """The fraction reader walks bytes a responder (or anyone on the path) sent:
+    whatever they are, a ValueError (the check's "not an OCSP response") or a
+    response, never another exception or a hang."""
+    from mtls._revocation import _load_ocsp
+
+    if not _FRACTIONAL:
+        ca = CA()
+        _FRACTIONAL.append(_fractional(ca, ca.issue_cert("localhost"), revoked=False))
+    body = _FRACTIONAL[0]
+    damaged = body[:at] + noise + body[at + len(noise) :]
+    try:
+        response, signed = _load_ocsp(damaged)
+    except ValueError:
+        return
+    assert isinstance(response, ocsp.OCSPResponse)
+    assert signed is None or signed in damaged

@@ -14,8 +14,15 @@ from cryptography.hazmat.primitives import serialization
 import mtls
 from mtls import CRLError, CRLSet, SSLProfile, SSLProfileSet, StoreConfig
 from mtls.testing import CA, IssuedIdentity, MTLSServer
-from tests._helpers import PASSWORD, python_within, whoami, write_identity, write_trust
-from tests.revocation._infra import crl_without_entries, idp, signed_again
+from tests._helpers import (
+    PASSWORD,
+    python_within,
+    signed_again,
+    whoami,
+    write_identity,
+    write_trust,
+)
+from tests.revocation._infra import crl_without_entries, idp
 
 
 @pytest.fixture

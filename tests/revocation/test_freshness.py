@@ -21,7 +21,8 @@ from mtls import CertificateRevokedError, RevocationChecker, RevocationUnknownEr
 from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
 from mtls import _revocation as mtls_revocation
 from mtls.testing import CA, IssuedIdentity
-from tests.revocation._infra import CRLServer, signed_again
+from tests._helpers import signed_again
+from tests.revocation._infra import CRLServer
 
 MINUTE = _dt.timedelta(minutes=1)
 
@@ -211,3 +212,22 @@ def test_a_negative_serial_is_looked_up_in_the_crl() -> None:
     assert found is not None and found.serial_number == -0x01EEDDCD
     assert mtls_revocation._listed(edited, -0x01EEDDCE) is None  # the twin: not listed
     assert mtls_revocation._listed(listed, serial) is not None  # the usual lookup
+
+
+@pytest.mark.parametrize(("age", "cache_delay"), [(14, 900), (1, 60)])
+def test_an_answer_without_next_update_is_kept_no_longer_than_it_is_current(
+    age: int, cache_delay: int
+) -> None:
+    """An answer without nextUpdate speaks for its thisUpdate and the 15 minutes of
+    skew. Cached for cache_delay from its fetch, one fetched 14 minutes old was used at
+    29, which a fresh fetch of the same answer refused as stale (h202): it is kept until
+    it would be stale. The twin: a fresh one is kept its (shorter) cache_delay, and is
+    current still when that ends."""
+    second = _dt.timedelta(seconds=1)
+    moment = now()
+    this_update = moment - age * MINUTE
+    until = mtls_revocation._current_until(this_update, None, moment, cache_delay)
+    bound = this_update + mtls_revocation.CLOCK_SKEW
+    assert until == (bound if age == 14 else moment + cache_delay * second)
+    stale_after = mtls_revocation._stale(this_update, None, until + second, "response")
+    assert (stale_after is not None) is (age == 14)

@@ -525,6 +525,36 @@ def test_a_server_certificate_some_clients_refuse_goes_in_with_a_warning(
     assert "OpenSSL clients refuse it" in warned[0] and "(CN=any usage" in warned[0]
 
 
+@pytest.mark.parametrize("usage", ["key_agreement", "key_encipherment", "digital_signature"])
+def test_an_ec_server_certificate_without_digital_signature_is_named(
+    estate: Estate, caplog: pytest.LogCaptureFixture, usage: str
+) -> None:
+    """An EC key whose key usage allows keyAgreement (or keyEncipherment) alone passes
+    OpenSSL's purpose check, and signs no TLS 1.2 key exchange: the server's own OpenSSL
+    finds no shared cipher for any TLS 1.2 client (Go's too), and it went in without a
+    word (h203). TLS 1.3 goes through. The twin: digitalSignature, nothing said."""
+    from tests._pki import key_usage_only
+
+    store = key_usage_only(estate.server_ca, ("localhost", "127.0.0.1"), "ec server", usage)
+    caplog.set_level("WARNING", logger="mtls")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        replace_atomically(estate.keystore, store.to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
+        get(port, estate.client())  # TLS 1.3
+        tls12 = estate.client()
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        if usage == "digital_signature":
+            get(port, tls12)
+        else:
+            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+                get(port, tls12)
+    warned = [r.getMessage() for r in caplog.records if "digitalSignature" in r.getMessage()]
+    assert len(warned) == (usage != "digital_signature"), warned
+    for message in warned:
+        assert "every TLS 1.2 handshake fails" in message
+        assert "TLS 1.2 and GnuTLS clients refuse it" in message
+
+
 def test_the_issuing_path_is_judged_by_signature() -> None:
     """Each certificate on the leaf's issuing path (followed by signature) is judged: an
     expired intermediate two levels up (a peer that trusts only the root needs it) and
