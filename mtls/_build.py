@@ -1428,12 +1428,14 @@ def _reported(key: MTLSError | None, trust: MTLSError | None) -> MTLSError:
     return together(key, trust, "truststore")
 
 
-def say_usage_warning(found: tuple[str, str], where: str, subject: str | None, role: str) -> None:
+def say_usage_warning(
+    found: tuple[str, str, str], where: str, subject: str | None, role: str
+) -> None:
     """Log what :func:`mtls._x509.usage_warning` found for a ``role`` certificate that
     is installed all the same: why, and which peers refuse it."""
     log.warning(
         "%s: the %s certificate (%s): %s: %s %s refuse it as a TLS %s certificate "
-        "(others take it); reissue it for TLS %s authentication",
+        "(others take it); %s",
         where,
         role,
         subject,
@@ -1441,7 +1443,7 @@ def say_usage_warning(found: tuple[str, str], where: str, subject: str | None, r
         found[1],
         "clients" if role == "server" else "servers",
         role,
-        role,
+        found[2],
     )
 
 

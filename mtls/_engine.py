@@ -1050,7 +1050,14 @@ class _OneThread:
         while it was being started, after it had found nothing left and ended, gets a
         thread of its own here (no one else would start one: it was "starting")."""
         while True:
-            started = start_unlocked(thread)
+            try:
+                started = start_unlocked(thread)
+            except BaseException:  # a KeyboardInterrupt inside start(): not "starting" for good
+                with self._lock:
+                    self._starting = False
+                    if self._thread is thread and not thread.is_alive():
+                        self._thread = None
+                raise
             with self._lock:
                 self._starting = False
                 if not started:

@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, Self
 
-from . import _x509
 from ._build import AnchorInfo, Options, Served
 from ._config import (
     CATCH_ALL,
@@ -1163,20 +1162,16 @@ class SSLProfileSet:
                 )
             return no_anchor[key]
 
-        def dates_refused(served: Served) -> str | None:
-            # A first load serves a certificate with validity times no peer reads (a
-            # leap second): there was nothing else; healthy it is not (h202).
+        def presented(served: Served) -> bytes | None:
+            # The certificate a first load serves, whatever its dates (status() judges
+            # dates no parser reads by its DER, h202).
             if served.keystore is None or served.subject is None:
                 return None
             try:
                 chain = served.chain()
-                leaf = served.keystore.key_entry(chain[0].alias if chain else None)[2][0]
+                return served.keystore.key_entry(chain[0].alias if chain else None)[2][0]
             except MTLSError:
                 return None
-            dates = _x509.refused_dates(leaf)
-            if dates is None:
-                return None
-            return f"the certificate presented ({served.subject}): {dates}: peers refuse it"
 
         def material(served: Served) -> Made:
             made = certificates.get(id(served))
@@ -1199,7 +1194,7 @@ class SSLProfileSet:
                 made = (
                     who,
                     tuple(certificate(a) for a in every[: ProfileSetStatus.ANCHORS_SHOWN]),
-                    refusal(who, None, now) or dates_refused(served) or anchors_refused(served),
+                    refusal(who, None, now, presented=presented(served)) or anchors_refused(served),
                 )
                 certificates[id(served)] = made
             return made

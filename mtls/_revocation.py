@@ -1495,18 +1495,19 @@ def _load_ocsp(data: bytes) -> tuple[ocsp.OCSPResponse, bytes | None]:
     thisUpdate, nextUpdate, revocationTime) is DER (X.690 11.7) that RFC 5280's profile
     forbids; cryptography refuses it, while OpenSSL and Java verify such answers (Bouncy
     Castle for .NET writes them, bc-csharp#474). It was "not an OCSP response", and in
-    hard-fail a good backend was refused (h202). Such a response is read with each
-    fraction cut (its times up to a second earlier), and its signature verified over
-    the bytes as the responder signed them.
+    hard-fail a good backend was refused (h202); so was one with an offset or without
+    seconds, which OpenSSL reads too (h204). Such a response is read with each time
+    written as DER writes it (in UTC, a fraction cut: up to a second earlier), and its
+    signature verified over the bytes as the responder signed them.
 
     Raises:
-        ValueError: not an OCSP response cryptography reads, fractions cut or not.
+        ValueError: not an OCSP response cryptography reads, its times made DER's or not.
     """
     try:
         return ocsp.load_der_ocsp_response(data), None
     except ValueError:
         try:
-            whole, signed = _fractions_cut(data)
+            whole, signed = _times_made_der(data)
         except (ValueError, IndexError, RecursionError):  # DERError is a ValueError
             raise ValueError("not an OCSP response") from None
         if whole is None:
@@ -1514,19 +1515,18 @@ def _load_ocsp(data: bytes) -> tuple[ocsp.OCSPResponse, bytes | None]:
         return ocsp.load_der_ocsp_response(whole), signed
 
 
-_FRACTION: Final = re.compile(rb"(\d{14})[.,]\d+Z")
-#: How deep a tbsResponseData is walked for fractions (a real one is 8 levels deep).
-_FRACTION_DEPTH: Final = 24
+#: How deep a tbsResponseData is walked for times (a real one is 8 levels deep).
+_TIMES_DEPTH: Final = 24
 
 
-def _fractions_cut(der: bytes) -> tuple[bytes | None, bytes]:
-    """``der`` (an OCSP response) with the fractions of seconds of its
-    tbsResponseData's GeneralizedTimes cut (``None``: it has none), and that
+def _times_made_der(der: bytes) -> tuple[bytes | None, bytes]:
+    """``der`` (an OCSP response) with its tbsResponseData's GeneralizedTimes written as
+    DER writes them (:func:`_der_time`; ``None``: they are already), and that
     tbsResponseData as it was written.
 
     Raises:
         DERError, IndexError: not an OCSP response's structure, or nested past
-            :data:`_FRACTION_DEPTH`.
+            :data:`_TIMES_DEPTH`.
     """
     top, response_bytes, basic = _basic_response(der)
     # Each element's header starts where the one before it ends (or its parent's
@@ -1534,7 +1534,7 @@ def _fractions_cut(der: bytes) -> tuple[bytes | None, bytes]:
     tbs_start, basic_stop = _der.single_span(der, _der.SEQUENCE, *response_bytes[1][1:])
     tbs_end = basic[0][2]
     signed = der[tbs_start:tbs_end]
-    cut = _cut_fractions(der, tbs_start, tbs_end, 0)
+    cut = _der_times_of(der, tbs_start, tbs_end, 0)
     if cut == signed:
         return None, signed
     basic_der = _der.encode(_der.SEQUENCE, cut + der[tbs_end:basic_stop])
@@ -1548,19 +1548,33 @@ def _fractions_cut(der: bytes) -> tuple[bytes | None, bytes]:
     return _der.encode(_der.SEQUENCE, outer), signed
 
 
-def _cut_fractions(der: bytes, start: int, stop: int, depth: int) -> bytes:
-    """The elements from ``start`` to ``stop``, each GeneralizedTime's fraction cut."""
-    if depth > _FRACTION_DEPTH:
+_STRICT_TIME: Final = re.compile(rb"\d{14}Z")
+
+
+def _der_time(time: _der.TLV) -> bytes:
+    """A GeneralizedTime's value as DER writes it (``YYYYMMDDHHMMSSZ``, UTC), from any
+    form OpenSSL and Java read; as written when it is none of them (cryptography then
+    refuses the response, as before)."""
+    try:
+        return _x509.lenient_time(time).strftime("%Y%m%d%H%M%SZ").encode().rjust(15, b"0")
+    except ValueError:
+        return time.value
+
+
+def _der_times_of(der: bytes, start: int, stop: int, depth: int) -> bytes:
+    """The elements from ``start`` to ``stop``, each GeneralizedTime written as DER
+    writes it (:func:`_der_time`)."""
+    if depth > _TIMES_DEPTH:
         raise _der.DERError("nested too deep")
     out: list[bytes] = []
     position = start
     while position < stop:
         tag, content, end = _der.header(der, position, stop)
         value = der[content:end]
-        if tag == 0x18 and (match := _FRACTION.fullmatch(value)) is not None:
-            out.append(_der.encode(tag, match.group(1) + b"Z"))
+        if tag == 0x18 and not _STRICT_TIME.fullmatch(value):
+            out.append(_der.encode(tag, _der_time(_der.TLV(tag, value, end))))
         elif tag & 0x20:  # constructed: its elements, cut
-            out.append(_der.encode(tag, _cut_fractions(der, content, end, depth + 1)))
+            out.append(_der.encode(tag, _der_times_of(der, content, end, depth + 1)))
         else:
             out.append(der[position:end])
         position = end

@@ -1128,6 +1128,7 @@ class RotatingServerContext:
                 trusted if self._settings.require_client_cert else None,
                 now,
                 role="server",
+                presented=snapshot.keystore.key_entry(self._settings.keystore.alias)[2][0],
             ),
         )
 

@@ -378,15 +378,24 @@ def refusal(
     anchors: Sequence[tuple[_dt.datetime | None, _dt.datetime | None]] | None,
     now: _dt.datetime,
     role: str = "client",
+    presented: bytes | None = None,
 ) -> str | None:
     """Why peers refuse handshakes with this material now (:attr:`ProfileStatus.refused`),
-    or ``None``: the ``role`` certificate presented (``identity``) out of its dates, or
-    no anchor in date (``anchors``: every anchor's ``(not_before, not_after)``, as
-    :func:`anchor_dates` gives them; ``None``: no truststore). An anchor whose dates are
-    unknown counts as in date."""
+    or ``None``: the ``role`` certificate presented (``identity``; ``presented``, its
+    DER, when known) out of its dates or with dates no parser reads (a leap second: a
+    first load serves it, there being nothing else, h202), or no anchor in date
+    (``anchors``: every anchor's ``(not_before, not_after)``, as :func:`anchor_dates`
+    gives them; ``None``: no truststore). An anchor whose dates are unknown counts as
+    in date."""
     peers = "servers" if role == "client" else "clients"
     if identity is not None:
         who = f"the {role} certificate ({identity.subject})"
+        if presented is not None:
+            from . import _x509  # noqa: PLC0415 - status() only
+
+            dates = _x509.refused_dates(presented)
+            if dates is not None:
+                return f"{who}: {dates}: {peers} refuse it"
         starts, ends = identity.not_before, identity.not_after
         if starts is not None and ends is not None and starts > ends:
             return (

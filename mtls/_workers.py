@@ -63,8 +63,16 @@ class DaemonWorkers:
         """Start what :meth:`submit_locked` returned, without the lock held
         (:func:`start_unlocked`). Where no thread can be started and none runs to take
         the work, it runs here: the future is done when this returns."""
-        if thread is None or start_unlocked(thread):
+        if thread is None:
             return future
+        try:
+            if start_unlocked(thread):
+                return future
+        except BaseException:  # a KeyboardInterrupt inside start(): not counted for good
+            if not thread.is_alive():
+                with self.lock:
+                    self._threads -= 1  # the next submit starts one for what is queued
+            raise
         log.debug("no thread for %s", self.name)
         with self.lock:
             self._threads -= 1

@@ -1342,7 +1342,13 @@ _NAME_KEYS = {
 _STRING_CODECS = {0x1E: "utf-16-be", 0x1C: "utf-32-be", 0x14: "latin-1"}
 
 
-def _lenient_time(tlv: _der.TLV) -> _dt.datetime:
+def lenient_time(tlv: _der.TLV) -> _dt.datetime:
+    """A UTCTime or GeneralizedTime in any form OpenSSL and Java read (no seconds, a
+    fraction, an offset; year 0 as :data:`YEAR_ZERO`), in UTC.
+
+    Raises:
+        ValueError: another tag or form, or a date that does not exist.
+    """
     if tlv.tag not in (0x17, 0x18):
         raise ValueError(f"a validity time with tag {tlv.tag:#x}")
     utc = tlv.tag == 0x17
@@ -1420,8 +1426,8 @@ def lenient_leaf_info(
     with contextlib.suppress(ValueError, IndexError):
         validity = fields[3].expect(_der.SEQUENCE).children()
         with contextlib.suppress(ValueError):
-            start = _lenient_time(validity[0])
-        end = _lenient_time(validity[1])
+            start = lenient_time(validity[0])
+        end = lenient_time(validity[1])
     return (subject, start, end, serial)
 
 
@@ -1467,13 +1473,16 @@ def java_refused_dates(der: bytes) -> str | None:
     keytool say "Failed to parse input", and a JKS or PKCS#12 store holding it fails
     to load whole in Java (keytool, WSO2), PKCS#12 as "keystore password was
     incorrect". A day its month lacks (30 February) is the next month's to Java
-    (OpenSSL refuses it: :func:`unverifiable_dates`); a fraction and an offset it reads
-    (checked with keytool 17 and 25, h202)."""
+    (OpenSSL refuses it: :func:`unverifiable_dates`); a fraction and an offset it reads,
+    but not an empty fraction nor an offset of 24 hours or 60 minutes (checked with
+    keytool 17 and 25, h202, h204)."""
     try:
         validity = _tbs_fields(der)[3].expect(_der.SEQUENCE).children()
     except (ValueError, IndexError):
         return None
     for field, time in zip(("notBefore", "notAfter"), validity, strict=False):
+        if time.tag == 0x18 and _EMPTY_FRACTION.fullmatch(time.value):
+            return f"{_time_shown(field, time)} is not a time Java reads (an empty fraction)"
         fields = _time_fields(time)
         if fields is None:
             continue  # not a time at all: cryptography and OpenSSL refuse it first
@@ -1482,7 +1491,15 @@ def java_refused_dates(der: bytes) -> str | None:
             1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 59
         ):
             return f"{_time_shown(field, time)} is not a time Java reads"
+        zone = time.value[-5:] if time.value[-5:-4] in (b"+", b"-") else b""
+        if zone and (int(zone[1:3]) > 23 or int(zone[3:5]) > 59):  # "Parse time, +hhmm"
+            return f"{_time_shown(field, time)} is not a time Java reads (its offset)"
     return None
+
+
+#: A GeneralizedTime whose fraction has no digit: Java's parser refuses it ("empty
+#: fractional part"), and OpenSSL's verifier any fraction (h204).
+_EMPTY_FRACTION: Final = re.compile(rb"\d{12}(?:\d\d)?[.,](?:Z|[+-]\d{4})")
 
 
 _STRICT_TIMES: Final = {0x17: re.compile(rb"\d{12}Z"), 0x18: re.compile(rb"\d{14}Z")}
@@ -1498,7 +1515,7 @@ def der_time(time: _der.TLV) -> _dt.datetime:
     strict = _STRICT_TIMES.get(time.tag)
     if strict is None or strict.fullmatch(time.value) is None:
         raise ValueError("not a time in DER's form")
-    return _lenient_time(time)
+    return lenient_time(time)
 
 
 def unverifiable_dates(der: bytes) -> str | None:
@@ -1643,17 +1660,20 @@ def peers_refuse(der: bytes, role: str) -> tuple[str, str, str] | None:
     return problem, who, fix
 
 
-def usage_warning(der: bytes, role: str) -> tuple[str, str] | None:
+def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
     """Why some peers refuse the certificate ``der`` as a ``role`` certificate where
     others take it, and which: a key usage that allows none of the operations the role
     needs (OpenSSL and Java check it, Go and rustls do not), or an extended key usage
     that allows only anyExtendedKeyUsage (OpenSSL refuses it, Java and Go take it).
     ``None`` when none of these, or they cannot be read. First, validity times OpenSSL's
     verifier refuses and Java reads (:func:`unverifiable_dates`; those Java refuses too
-    are :func:`peers_refuse`'s)."""
+    are :func:`peers_refuse`'s). ``(why, who, fix)``."""
+    fix = f"reissue it for TLS {role} authentication"
     dates = unverifiable_dates(der)
     if dates is not None:
-        return None if java_refused_dates(der) is not None else (dates, "OpenSSL-based")
+        if java_refused_dates(der) is not None:
+            return None
+        return dates, "OpenSSL-based", "have it reissued with its dates in DER's form"
     name, _, needed = _PURPOSES[role]
     key_usage = _usage_extension(der, x509.KeyUsage)
     allowed = key_usage is None or any(getattr(key_usage, bit) for bit in needed)
@@ -1673,16 +1693,36 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str] | None:
             "its key usage has no digitalSignature, which its key (EC or EdDSA) needs "
             "to sign the handshake: every TLS 1.2 handshake fails (no shared cipher)",
             "TLS 1.2 and GnuTLS" if allowed else "TLS 1.2, OpenSSL, Java and GnuTLS",
+            fix,
         )
     if not allowed:
         wanted = " or ".join(_KEY_USAGE_NAMES[bit] for bit in needed)
         # gnutls-serv refuses such a client certificate too ("Key usage violation",
         # h203); which GnuTLS clients refuse of a server's RSA one is not established.
         who = "OpenSSL, Java and GnuTLS" if role == "client" else "OpenSSL and Java"
-        return f"its key usage has no {wanted}", who
+        return f"its key usage has no {wanted}", who, fix
+    if (
+        key_usage is not None
+        and role == "client"
+        and not key_usage.digital_signature
+        and _signing_only_key(der)
+    ):
+        # A client's EC or EdDSA key with keyAgreement alone: OpenSSL's purpose check
+        # takes it and its servers accept the CertificateVerify it signs; gnutls-serv
+        # refuses it in TLS 1.2 and 1.3 ("does not allow digital signatures", h204).
+        return (
+            "its key usage has no digitalSignature, which its key (EC or EdDSA) needs to "
+            "sign the handshake",
+            "GnuTLS",
+            fix,
+        )
     usages = _usage_extension(der, x509.ExtendedKeyUsage)
     if usages is not None and {u.dotted_string for u in usages} == {_ANY_EKU}:
-        return f"its extended key usage is anyExtendedKeyUsage alone, without {name}", "OpenSSL"
+        return (
+            f"its extended key usage is anyExtendedKeyUsage alone, without {name}",
+            "OpenSSL",
+            fix,
+        )
     return None
 
 

@@ -446,7 +446,7 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
             out.line()
         out.line(out.style(f"CRL[{number}]:", "bold"))
         out.line(f"  issuer       {info['issuer']}")
-        out.line(f"  this update  {info['this_update'][:19].replace('T', ' ')}")
+        out.line(f"  this update  {info['this_update'][:19].replace('T', ' ')} UTC")
         following = info["next_update"]
         if following is None:
             out.line("  next update  (none: the list never says it is stale)")

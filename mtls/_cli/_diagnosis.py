@@ -187,8 +187,10 @@ class Setup:
     # How many certificates the key entry's chain holds (the leaf included), when known.
     client_chain: int | None = None
     # Why OpenSSL's verifier refuses our certificate's validity times, when it does
-    # (mtls._x509.unverifiable_dates): whatever it trusts, such a server refuses it.
+    # (mtls._x509.unverifiable_dates): whatever it trusts, such a server refuses it;
+    # and whether Java cannot parse them either (every server refuses it then).
     client_dates: str | None = None
+    client_dates_everywhere: bool = False
     hostname_verifier: str = "Strict"
     verify: bool = True
     # A context with verification off (and our identity where we have it): only to
@@ -362,7 +364,7 @@ def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
         ours += f" from {setup.keystore}"
     advice = (
         _out_of_date(setup, alert)
-        or _unverifiable_dates(setup)
+        or _unverifiable_dates(setup, reason)
         or _wrong_purpose(setup, reason, alert)
         or _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
     )
@@ -438,18 +440,24 @@ def _out_of_date(setup: Setup, alert: str) -> str | None:
     return None
 
 
-def _unverifiable_dates(setup: Setup) -> str | None:
+def _unverifiable_dates(setup: Setup, reason: str) -> str | None:
     """The advice for a client certificate whose validity times OpenSSL's verifier
     refuses, whatever the alert: an OpenSSL-based server refuses it whatever it
     trusts ("format error in certificate's notAfter field", alert "bad certificate"),
-    and importing a CA would change nothing (h202: the probe said to)."""
+    and importing a CA would change nothing (h202: the probe said to). Where Java
+    reads those times (a fraction, 30 February), a server that is not OpenSSL-based
+    may have refused it for what the alert says: that advice too (h204)."""
     if setup.client_dates is None:
         return None
-    return (
+    advice = (
         f"{setup.client_dates}: an OpenSSL-based server refuses it whatever it trusts (its "
         "log says 'format error in certificate's ... field'): have it reissued with "
         f"validity times in DER's form and replace the key entry in {_store_of(setup)}"
     )
+    if setup.client_dates_everywhere:
+        return advice
+    other = _CLIENT_ADVICE.get(reason, _advice_trust)(setup)
+    return f"{advice}; or, for a server that reads such times (Java's), {other}"
 
 
 #: Alerts that say what is wrong with our certificate, not its purpose: their advice

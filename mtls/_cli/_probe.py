@@ -74,9 +74,15 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
     except (MTLSError, OSError):
         return
     setup.client_chain = len(chain)
-    setup.client_dates = _x509.unverifiable_dates(chain[0])
+    _read_dates(setup, chain[0])
     with contextlib.suppress(ValueError):  # one cryptography cannot read: the DER says the rest
         setup.client_certificate = _x509.load_cert(chain[0])
+
+
+def _read_dates(setup: Setup, leaf: bytes) -> None:
+    """What the advice needs of our certificate's validity times."""
+    setup.client_dates = _x509.unverifiable_dates(leaf)
+    setup.client_dates_everywhere = _x509.java_refused_dates(leaf) is not None
 
 
 def _how_matched(profile: SSLProfile, target: Target) -> str:
@@ -224,7 +230,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
             setup.client_certificate = leaf
         setup.client_alias = alias
         setup.client_chain = len(chain)
-        setup.client_dates = _x509.unverifiable_dates(chain[0])
+        _read_dates(setup, chain[0])
 
     setup.h2 = h2
     setup.insecure = _chain_only

@@ -888,23 +888,26 @@ def test_require_client_auth_fails_a_server_that_verifies_no_certificate(
 
 
 @pytest.mark.openssl
-@pytest.mark.parametrize("dated", ["leap second", "plain"])
+@pytest.mark.parametrize("dated", ["leap second", "fraction", "plain"])
 def test_a_certificate_whose_dates_openssl_cannot_verify_is_named(
     ca, trust, s_server_files, openssl_bin, tmp_path, capsys, dated
 ):
     """A leap second in our certificate's notAfter: ``openssl s_server`` refuses it
     ("format error in certificate's notAfter field", alert bad certificate) whatever it
     trusts, and the probe said to import our CA into the backend's truststore (h202).
-    The twin: the same identity, plainly dated, goes through."""
+    A fraction, which Java reads, may be a Java server's refusal for the reason its
+    alert gives: that advice follows (h204). The twin: the same identity, plainly
+    dated, goes through."""
     from cryptography.hazmat.primitives import serialization
 
     from mtls import _x509
     from tests._helpers import redated
 
     identity = ca.issue_cert("gw")
+    ends = {"leap second": "U:361231235960Z", "fraction": "G:20611231235959.5Z"}
     der = (
-        redated(identity.certificate, ca, "U:200101000000Z", "U:361231235960Z")
-        if dated == "leap second"
+        redated(identity.certificate, ca, "U:200101000000Z", ends[dated])
+        if dated in ends
         else identity.certificate.public_bytes(serialization.Encoding.DER)
     )
     bundle = tmp_path / "gw.pem"
@@ -924,6 +927,44 @@ def test_a_certificate_whose_dates_openssl_cannot_verify_is_named(
     assert code == 1
     alert, message = refusal(report)
     assert alert == "bad certificate"
-    assert "its notAfter (UTCTime '361231235960Z') is not a date that exists" in message
     assert "refuses it whatever it trusts" in message
+    if dated == "fraction":
+        assert "its notAfter (GeneralizedTime '20611231235959.5Z') is not in the form" in message
+        assert "or, for a server that reads such times (Java's), the backend " in message
+        return
+    assert "its notAfter (UTCTime '361231235960Z') is not a date that exists" in message
     assert "truststore" not in message.split("whatever it trusts")[1]
+
+
+@needs_gnutls
+@pytest.mark.openssl
+@pytest.mark.parametrize("usage", ["key_agreement", "digital_signature"])
+def test_an_ec_client_certificate_that_cannot_sign_is_named_for_gnutls(
+    ca, s_server_files, trust, openssl_bin, tmp_path, capsys, usage
+):
+    """An EC client key whose key usage allows keyAgreement alone passes OpenSSL's
+    purpose check (its servers take the CertificateVerify it signs) and gnutls-serv
+    refuses it in TLS 1.2 and 1.3: nothing was said (h204). The warning names GnuTLS;
+    the twin, digitalSignature, is taken by both and draws none."""
+    from mtls import _x509
+    from tests._pki import key_usage_only
+
+    store = key_usage_only(ca, ("gw",), "agreement", usage)
+    keystore = tmp_path / "gw.jks"
+    store.save(keystore, PASSWORD)
+    found = _x509.usage_warning(store.key_entry("client")[2][0], "client")
+    assert (found is not None and found[1] == "GnuTLS") is (usage == "key_agreement")
+
+    def probed(port: int) -> int:
+        code = main(
+            ["probe", f"https://localhost:{port}/", "--keystore", str(keystore),
+             "--truststore", str(trust), "--password", PASSWORD, "--timeout", "5", "--json"]
+        )  # fmt: skip
+        capsys.readouterr()
+        return code
+
+    for version in ("1.2", "1.3"):
+        with gnutls_server(s_server_files, version) as port:
+            assert (probed(port) == 0) is (usage == "digital_signature"), version
+    with openssl_server(openssl_bin, s_server_files) as port:
+        assert probed(port) == 0  # others take it

@@ -192,3 +192,87 @@ def test_work_handed_over_while_its_thread_starts_is_not_stranded(
     notifier.submit(lambda: ran.append(1))
     wait_for(lambda: ran == [1, 2], timeout=10)
     notifier.close(1)
+
+
+def test_an_interrupted_thread_start_leaves_the_next_hand_over_working(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A KeyboardInterrupt inside Thread.start() (Ctrl-C while it waits for the thread
+    to run) left the notifier "starting" for good: nothing handed over later ran
+    (h204). The application catches it; the next hand-over starts a thread."""
+    import threading
+
+    from mtls import _engine
+    from tests._helpers import wait_for
+
+    notifier = _engine.Notifier("mtls-test-notify")
+    ran: list[int] = []
+    real = _engine.start_unlocked
+    interrupted: list[bool] = []
+
+    def starting(thread: threading.Thread) -> bool:
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        return real(thread)
+
+    monkeypatch.setattr(_engine, "start_unlocked", starting)
+    with pytest.raises(KeyboardInterrupt):
+        notifier.submit(lambda: ran.append(1))
+    notifier.submit(lambda: ran.append(2))
+    wait_for(lambda: ran == [1, 2], timeout=10)
+    notifier.close(1)
+
+
+def test_work_no_thread_can_take_runs_on_the_callers_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where no worker thread can start (the process's thread limit, interpreter
+    shutdown) and none runs, the work runs on the caller's thread and its future is
+    done when submit() returns, with the work's exception: a revocation check or a
+    context build is not left waiting for a thread that never comes."""
+    import threading
+
+    from mtls import _workers
+
+    monkeypatch.setattr(_workers, "start_unlocked", lambda thread: False)
+    workers = _workers.DaemonWorkers(2, "mtls-test-workers")
+    ran_on: list[str] = []
+    done = workers.submit(lambda: ran_on.append(threading.current_thread().name))
+    assert done.done() and done.exception() is None
+    assert ran_on == [threading.current_thread().name]
+
+    def fails() -> None:
+        raise OSError("no responder")
+
+    failed = workers.submit(fails)
+    assert failed.done() and isinstance(failed.exception(), OSError)
+
+
+def test_an_interrupted_worker_start_is_not_counted_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A KeyboardInterrupt inside a worker thread's start() left it counted: at the
+    limit, nothing submitted later ever ran. The next submit starts a thread, which
+    takes what was queued before too."""
+    import threading
+
+    from mtls import _workers
+
+    real = _workers.start_unlocked
+    calls: list[int] = []
+
+    def starting(thread: threading.Thread) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(thread)
+
+    monkeypatch.setattr(_workers, "start_unlocked", starting)
+    workers = _workers.DaemonWorkers(1, "mtls-test-workers")
+    ran: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        workers.submit(lambda: ran.append(1))
+    later = workers.submit(lambda: ran.append(2))
+    later.result(timeout=10)
+    assert sorted(ran) == [1, 2]

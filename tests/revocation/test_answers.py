@@ -606,24 +606,34 @@ def test_answers_that_disagree_about_one_certificate_fail_closed(
 # ------------------------------------------------- times with fractions of a second
 
 
-def _with_fractions(der: bytes, fraction: bytes = b".5") -> bytes:
-    """``der`` with ``fraction`` put in every GeneralizedTime (its structure written again)."""
+# GeneralizedTime spellings OpenSSL and Java read beside DER's YYYYMMDDHHMMSSZ.
+_SPELLINGS = {
+    "fraction": lambda value: value[:-1] + b".5Z",
+    "offset": lambda value: value[:-1] + b"+0000",
+    "no seconds": lambda value: value[:-3] + b"Z",
+}
+
+
+def _with_fractions(der: bytes, form: str = "fraction") -> bytes:
+    """``der`` with every GeneralizedTime spelled ``form`` (its structure written again)."""
     out: list[bytes] = []
     for tag, content, end in asn1.spans(der):
         value = der[content:end]
         if tag == 0x18:
-            out.append(asn1.encode(tag, value[:-1] + fraction + b"Z"))
+            out.append(asn1.encode(tag, _SPELLINGS[form](value)))
         elif tag & 0x20:
-            out.append(asn1.encode(tag, _with_fractions(value, fraction)))
+            out.append(asn1.encode(tag, _with_fractions(value, form)))
         else:
             out.append(asn1.encode(tag, value))
     return b"".join(out)
 
 
-def _fractional(ca: CA, leaf: IssuedIdentity, *, revoked: bool, honest: bool = True) -> bytes:
-    """A response whose producedAt, thisUpdate, nextUpdate (and revocationTime) carry
-    half a second, signed over those bytes (``honest``) or over the same answer
-    without them."""
+def _fractional(
+    ca: CA, leaf: IssuedIdentity, *, revoked: bool, honest: bool = True, form: str = "fraction"
+) -> bytes:
+    """A response whose producedAt, thisUpdate, nextUpdate (and revocationTime) are
+    spelled ``form`` (half a second, by default), signed over those bytes (``honest``)
+    or over the same answer as DER spells it."""
     plain = _ocsp_response(
         ca,
         leaf,
@@ -631,17 +641,18 @@ def _fractional(ca: CA, leaf: IssuedIdentity, *, revoked: bool, honest: bool = T
         next_update=_now() + _dt.timedelta(hours=1),
         revoked=x509.ReasonFlags.key_compromise if revoked else None,
     ).tbs_response_bytes
-    tbs = _with_fractions(plain)
+    tbs = _with_fractions(plain, form)
     basic = signed_again(tbs if honest else plain, ca)
     if not honest:  # the signature of the plain bytes, beside the fractional ones
         basic = asn1.encode(asn1.SEQUENCE, tbs + b"".join(der_elements(basic)[1:]))
     return _successful(basic)
 
 
+@pytest.mark.parametrize("form", list(_SPELLINGS))
 @pytest.mark.parametrize("mode", ["hard", "soft"])
 @pytest.mark.parametrize("answer", ["good", "revoked", "signed over other bytes"])
 def test_an_ocsp_answer_with_fractions_of_a_second_is_read(
-    web: CRLServer, mode: str, answer: str
+    web: CRLServer, mode: str, answer: str, form: str
 ) -> None:
     """GeneralizedTime may carry a fraction in DER (X.690 11.7); RFC 5280's profile
     forbids it, Bouncy Castle for .NET writes it (bc-csharp#474), OpenSSL and Java read
@@ -650,9 +661,8 @@ def test_an_ocsp_answer_with_fractions_of_a_second_is_read(
     the responder signed: the twin, a signature over other bytes, is refused."""
     ca = CA(ocsp_url=web.url("/ocsp"))
     leaf = ca.issue_cert("localhost")
-    body = _fractional(
-        ca, leaf, revoked=answer == "revoked", honest=answer != "signed over other bytes"
-    )
+    honest = answer != "signed over other bytes"
+    body = _fractional(ca, leaf, revoked=answer == "revoked", honest=honest, form=form)
     web.posts["/ocsp"] = body
     with pytest.raises(ValueError):  # what cryptography makes of it
         ocsp.load_der_ocsp_response(body)

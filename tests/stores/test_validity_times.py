@@ -32,11 +32,19 @@ CASES: dict[str, tuple[str, str, bool, bool]] = {
     "minute 60": (START, "U:361231126000Z", False, False),
     "month 13": (START, "U:361301120000Z", False, False),
     "day 0": (START, "U:360100120000Z", False, False),
+    "day 32": (START, "U:360132120000Z", False, False),
+    "month 0": (START, "U:360001120000Z", False, False),
+    "offset of 24 hours": (START, "U:361231235959+2400", False, False),
+    "offset of 60 minutes": (START, "U:361231235959+0060", False, False),
+    "empty fraction": (START, "G:20611231235959.Z", False, False),
     "leap second notBefore": ("U:161231235960Z", "U:361231120000Z", False, False),
     "leap second, GeneralizedTime": (START, "G:20611231235960Z", False, False),
     "30 February": (START, "U:360230120000Z", True, False),  # Java: 1 March
     "29 February 2037": (START, "U:370229120000Z", True, False),
     "fraction": (START, "G:20611231235959.5Z", True, False),
+    "31 April": (START, "U:360431120000Z", True, False),
+    "no seconds": (START, "U:3612312359Z", True, False),
+    "offset of an hour": (START, "U:361231235959+0100", True, False),
     "29 February 2036": (START, "U:360229120000Z", True, True),  # the twin: a real date
     "year 0 notBefore": ("G:00000101000000Z", "U:361231120000Z", True, True),
     "year 0 notAfter": (START, "G:00000101000000Z", True, True),
@@ -330,3 +338,57 @@ def test_a_certificate_never_valid_is_called_so_everywhere(
 
 def _trust(ca: CA, directory: Path) -> Path:
     return ca.write_truststore(directory / "trust.jks", PASSWORD)
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("case", ["leap second", "plain"])
+def test_a_rotating_server_serving_such_dates_is_not_healthy(
+    ca: CA, p12s: dict[str, Path], case: str, tmp_path: Path
+) -> None:
+    """The server's status() said healthy, with no end date, while every client
+    refused its certificate (h204: the profile set's had been fixed alone)."""
+    with mtls.RotatingServerContext(
+        p12s[case], _trust(ca, tmp_path), password=PASSWORD, reload_interval=None
+    ) as server:
+        status = server.status()
+    assert status.healthy is (case == "plain")
+    refused = status.refused
+    assert (refused is not None and "is not a date that exists" in refused) is (case != "plain")
+
+
+@pytest.mark.parametrize("issued", ["year 0", "yesterday"])
+def test_a_crl_dated_year_zero_is_not_announced_as_due(ca: CA, issued: str, tmp_path: Path) -> None:
+    """The next list is due half-way through a list's validity: from year 0, 185,000
+    days before its nextUpdate, and the list was announced as expiring at once. The
+    twin: a list from yesterday to next week is due in days, not announced either."""
+    yesterday = (NOW - _dt.timedelta(days=1)).strftime("%Y%m%d%H%M%SZ")
+    path = tmp_path / "ca.crl"
+    path.write_bytes(_crl_dated(ca, "00000101000000Z" if issued == "year 0" else yesterday))
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    config = mtls.SSLProfile(
+        servers=("a.example:443",),
+        keystore=mtls.StoreConfig(location=str(keystore), password=PASSWORD),
+        truststore=mtls.StoreConfig(location=str(_trust(ca, tmp_path)), password=PASSWORD),
+        crls=(str(path),),
+    )
+    with mtls.SSLProfileSet([config], reload_interval=None) as profiles:
+        events = profiles.check_health()
+        assert profiles.status().healthy
+    assert [event for event in events if event.role == "crl"] == []
+
+
+def test_a_ber_validity_is_no_date_only_refusal(ca: CA) -> None:
+    """A certificate refused for its dates alone matches its key by our own walk; one
+    whose validity's length is written in BER (a byte more than DER's) is refused for
+    that too, and must match nothing, as cryptography's comparison would not."""
+    der = _dated(ca, "fraction")
+    assert _x509.only_dates_refused(der)
+    tbs, algorithm, signature = der_elements(der)
+    fields = der_elements(tbs)
+    validity = fields[4]  # [0] version, serial, signature, issuer, validity
+    content = validity[2:]
+    assert validity[1] == len(content) < 0x80
+    fields[4] = b"\x30\x81" + bytes([len(content)]) + content  # the same length, in BER
+    ber_tbs = _der.encode(_der.SEQUENCE, b"".join(fields))
+    ber = _der.encode(_der.SEQUENCE, ber_tbs + algorithm + signature)
+    assert not _x509.only_dates_refused(ber)
