@@ -1055,7 +1055,7 @@ class _OneThread:
             except BaseException:  # a KeyboardInterrupt inside start(): not "starting" for good
                 with self._lock:
                     self._starting = False
-                    if self._thread is thread and not thread.is_alive():
+                    if self._thread is thread and thread.ident is None:  # never started
                         self._thread = None
                 raise
             with self._lock:
@@ -1168,8 +1168,7 @@ class Notifier(_OneThread):
             self._closed = True
             self._work.clear()
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        _join_started(thread, timeout)
 
 
 # Log records of background checks waiting for a handler that blocks: the oldest go
@@ -1275,8 +1274,7 @@ class LogRelay(_OneThread):
         (what a blocked handler still holds back is handled when it returns)."""
         with self._lock:
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        _join_started(thread, timeout)
 
 
 class _Batch:
@@ -1308,6 +1306,15 @@ def _finish(batch: _Batch, *, handle: bool) -> None:
                 then()
         finally:
             batch.done.set()
+
+
+def _join_started(thread: threading.Thread | None, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``thread``, unless it is this thread or has not been
+    started: it is made under the owner's lock and started outside it, and a close()
+    in between raised "cannot join thread before it is started" (h205). Not started,
+    it finds the owner closed, or the work handed over, when it runs."""
+    if thread is not None and thread is not threading.current_thread() and thread.ident:
+        thread.join(timeout)
 
 
 def _nothing() -> None:

@@ -202,12 +202,15 @@ def hook_uwsgi() -> None:
         uwsgi = importlib.import_module("uwsgi")
     except ImportError:
         return
-    chain = getattr(sys.modules.get("uwsgidecorators"), "postfork_chain", None)
-    if isinstance(chain, list):
+    decorators = sys.modules.get("uwsgidecorators")
+    chain = getattr(decorators, "postfork_chain", None)
+    previous = getattr(uwsgi, "post_fork_hook", None)
+    if isinstance(chain, list) and previous is getattr(decorators, "postfork_chain_hook", None):
         if _after_uwsgi_fork not in chain:
             chain.insert(0, _after_uwsgi_fork)
         return
-    previous = getattr(uwsgi, "post_fork_hook", None)
+    # (A hook the application set over uwsgidecorators' own leaves that chain uncalled,
+    # h205: mtls's goes before the application's hook then.)
     if getattr(previous, "__wrapped__", None) is _after_uwsgi_fork:
         return  # hooked already
 

@@ -1556,9 +1556,13 @@ def _der_time(time: _der.TLV) -> bytes:
     form OpenSSL and Java read; as written when it is none of them (cryptography then
     refuses the response, as before)."""
     try:
-        return _x509.lenient_time(time).strftime("%Y%m%d%H%M%SZ").encode().rjust(15, b"0")
-    except ValueError:
-        return time.value
+        when = _x509.lenient_time(time)
+    except ValueError:  # a fraction of 10 digits or more, which OpenSSL reads too (h205)
+        read = _x509.java_time(time.value, generalized=True)
+        if read is None:
+            return time.value
+        when = read
+    return when.strftime("%Y%m%d%H%M%SZ").encode().rjust(15, b"0")
 
 
 def _der_times_of(der: bytes, start: int, stop: int, depth: int) -> bytes:

@@ -69,7 +69,7 @@ class DaemonWorkers:
             if start_unlocked(thread):
                 return future
         except BaseException:  # a KeyboardInterrupt inside start(): not counted for good
-            if not thread.is_alive():
+            if thread.ident is None:  # never started (one that ran counted itself down)
                 with self.lock:
                     self._threads -= 1  # the next submit starts one for what is queued
             raise

@@ -1425,10 +1425,21 @@ def lenient_leaf_info(
         subject = _name_text(fields[4].expect(_der.SEQUENCE))
     with contextlib.suppress(ValueError, IndexError):
         validity = fields[3].expect(_der.SEQUENCE).children()
-        with contextlib.suppress(ValueError):
-            start = lenient_time(validity[0])
-        end = lenient_time(validity[1])
+        start, end = (_any_time(time) for time in validity[:2])
     return (subject, start, end, serial)
+
+
+def _any_time(time: _der.TLV) -> _dt.datetime | None:
+    """A validity time as OpenSSL reads it (:func:`lenient_time`), else as Java does
+    (:func:`java_time`: an offset past 12 hours, a fraction of 10 digits or more, 30
+    February): the expiry watch and status() went blind on those (h205). ``None``:
+    neither reads it."""
+    try:
+        return lenient_time(time)
+    except ValueError:
+        if time.tag not in (0x17, 0x18):
+            return None
+        return java_time(time.value, generalized=time.tag == 0x18)
 
 
 def _real_date(fields: tuple[int, ...]) -> bool:
@@ -1467,39 +1478,96 @@ def _time_shown(field: str, time: _der.TLV) -> str:
 
 
 def java_refused_dates(der: bytes) -> str | None:
-    """Why Java's certificate parser refuses ``der``'s validity, in words, or ``None``.
-    Its DER time reader takes a month of 1 to 12, a day of 1 to 31, an hour up to 23,
-    minutes and seconds up to 59: a leap second (``235960Z``) or an hour 24 makes
-    keytool say "Failed to parse input", and a JKS or PKCS#12 store holding it fails
-    to load whole in Java (keytool, WSO2), PKCS#12 as "keystore password was
-    incorrect". A day its month lacks (30 February) is the next month's to Java
-    (OpenSSL refuses it: :func:`unverifiable_dates`); a fraction and an offset it reads,
-    but not an empty fraction nor an offset of 24 hours or 60 minutes (checked with
-    keytool 17 and 25, h202, h204)."""
+    """Why Java's certificate parser refuses ``der``'s validity, in words, or ``None``:
+    a time :func:`java_time` does not read (a leap second, an hour 24, a month 13, an
+    offset without seconds, a lowercase ``z``, an empty fraction...). keytool says
+    "Failed to parse input", and a JKS or PKCS#12 store holding it fails to load whole
+    in Java (keytool, WSO2), PKCS#12 as "keystore password was incorrect". A day its
+    month lacks (30 February) is the next month's to Java (OpenSSL refuses it:
+    :func:`unverifiable_dates`); a fraction and an offset it reads (checked with keytool
+    17 and 25 over 40 forms, h202, h204, h205)."""
     try:
         validity = _tbs_fields(der)[3].expect(_der.SEQUENCE).children()
     except (ValueError, IndexError):
         return None
     for field, time in zip(("notBefore", "notAfter"), validity, strict=False):
-        if time.tag == 0x18 and _EMPTY_FRACTION.fullmatch(time.value):
-            return f"{_time_shown(field, time)} is not a time Java reads (an empty fraction)"
-        fields = _time_fields(time)
-        if fields is None:
-            continue  # not a time at all: cryptography and OpenSSL refuse it first
-        _, month, day, hour, minute, second = fields
-        if not (
-            1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 59
-        ):
+        if time.tag in (0x17, 0x18) and java_time(time.value, generalized=time.tag == 0x18) is None:
             return f"{_time_shown(field, time)} is not a time Java reads"
-        zone = time.value[-5:] if time.value[-5:-4] in (b"+", b"-") else b""
-        if zone and (int(zone[1:3]) > 23 or int(zone[3:5]) > 59):  # "Parse time, +hhmm"
-            return f"{_time_shown(field, time)} is not a time Java reads (its offset)"
     return None
 
 
-#: A GeneralizedTime whose fraction has no digit: Java's parser refuses it ("empty
-#: fractional part"), and OpenSSL's verifier any fraction (h204).
-_EMPTY_FRACTION: Final = re.compile(rb"\d{12}(?:\d\d)?[.,](?:Z|[+-]\d{4})")
+def java_time(value: bytes, *, generalized: bool) -> _dt.datetime | None:
+    """The time Java's DER reader (``DerInputBuffer.getTime``, JDK 17 and 25) makes of a
+    UTCTime or GeneralizedTime value, in UTC, or ``None`` where it throws, step for
+    step: ``YYMMDDhhmm`` (four-digit year for GeneralizedTime), seconds when more than
+    two characters follow, a fraction (GeneralizedTime only, ``.`` or ``,``, at least
+    one digit), ranges checked (a day up to 31 in any month, rolled over as Java's
+    lenient calendar does), then ``Z`` alone or ``+hhmm``/``-hhmm`` under 24 hours and
+    60 minutes. Year 0 is :data:`YEAR_ZERO`."""
+    try:
+        text = value.decode("ascii")
+        length, pos = len(text), 0
+
+        def digits(count: int) -> int:
+            nonlocal pos
+            chunk = text[pos : pos + count]
+            if len(chunk) != count or not chunk.isdigit() or not chunk.isascii():
+                raise ValueError(chunk)
+            pos += count
+            return int(chunk)
+
+        if generalized:
+            year = digits(4)
+            length -= 2
+        else:
+            year = digits(2)
+            year += 2000 if year < 50 else 1900
+        month, day, hour, minute = digits(2), digits(2), digits(2), digits(2)
+        length -= 10
+        second, micros = 0, 0
+        if length > 2:
+            second = digits(2)
+            length -= 2
+            if generalized and text[pos] in ".,":
+                length -= 1
+                pos += 1
+                fraction = ""
+                while text[pos] not in "Z+-":
+                    fraction += str(digits(1))
+                    length -= 1
+                    if length == 0:
+                        return None
+                if not fraction:
+                    return None
+                micros = int(fraction[:3].ljust(3, "0")) * 1000  # milliseconds, as Java keeps
+        if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
+            return None
+        if length not in (1, 5):
+            return None
+        zone = text[pos]
+        pos += 1
+        offset = _dt.timedelta(0)
+        if zone in "+-":
+            if length != 5:
+                return None
+            hours, minutes = digits(2), digits(2)
+            if hours >= 24 or minutes >= 60:
+                return None
+            offset = _dt.timedelta(hours=hours, minutes=minutes) * (1 if zone == "+" else -1)
+        elif zone != "Z" or length != 1:
+            return None
+        if year == 0:
+            return YEAR_ZERO
+        start = _dt.datetime(year, month, 1, tzinfo=_dt.UTC)
+        return (
+            start
+            + _dt.timedelta(
+                days=day - 1, hours=hour, minutes=minute, seconds=second, microseconds=micros
+            )
+            - offset
+        )
+    except (ValueError, IndexError, UnicodeDecodeError, OverflowError):
+        return None
 
 
 _STRICT_TIMES: Final = {0x17: re.compile(rb"\d{12}Z"), 0x18: re.compile(rb"\d{14}Z")}

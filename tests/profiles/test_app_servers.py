@@ -18,6 +18,7 @@ pytest's.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import types
 from pathlib import Path
@@ -113,8 +114,9 @@ def test_uwsgi_s_post_fork_hook_renews_a_set_made_in_the_master(
         "if pid == 0:\n"
         "    uwsgi.post_fork_hook()\n"
         "    uwsgi.post_fork_hook()\n"
-        "    names = [t.name for t in threading.enumerate() if t.is_alive()]\n"
-        "    print('reload threads', sum('reloader' in n for n in names), flush=True)\n"
+        "    tasks = set(map(int, os.listdir('/proc/self/task')))  # the child's live threads\n"
+        "    live = [t for t in threading.enumerate() if t.native_id in tasks]\n"
+        "    print('reload threads', sum('reloader' in t.name for t in live), flush=True)\n"
         "    import time\n"
         "    try:\n"
         "        rotate(profiles, keystore, generations, time.sleep)\n"
@@ -153,11 +155,21 @@ def test_the_uwsgi_hook_goes_first_and_keeps_the_ones_set_before(
     fake.post_fork_hook()  # type: ignore[attr-defined]
     assert calls == ["mtls", "application"]
 
+    # uwsgidecorators sets its chain's hook as it is imported: mtls joins the chain.
     decorators = types.ModuleType("uwsgidecorators")
     decorators.postfork_chain = [print]  # type: ignore[attr-defined]
+    decorators.postfork_chain_hook = lambda: None  # type: ignore[attr-defined]
+    fake.post_fork_hook = decorators.postfork_chain_hook  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "uwsgidecorators", decorators)
     _fork.hook_uwsgi()
     assert decorators.postfork_chain == [_fork._after_uwsgi_fork, print]  # type: ignore[attr-defined]
+    # An application that set its own hook over that one leaves the chain uncalled
+    # (h205): mtls goes before the application's hook.
+    calls.clear()
+    fake.post_fork_hook = lambda: calls.append("application")  # type: ignore[attr-defined]
+    _fork.hook_uwsgi()
+    fake.post_fork_hook()  # type: ignore[attr-defined]
+    assert calls == ["mtls", "application"]
 
     monkeypatch.delitem(sys.modules, "uwsgi")
     _fork.hook_uwsgi()  # out of uWSGI: no import tried
@@ -276,3 +288,30 @@ def test_an_interrupted_worker_start_is_not_counted_for_good(
     later = workers.submit(lambda: ran.append(2))
     later.result(timeout=10)
     assert sorted(ran) == [1, 2]
+
+
+def test_close_while_a_thread_is_being_started_does_not_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread is made under the lock and started after it: a close() in between
+    joined a thread not yet started, "cannot join thread before it is started" (h205).
+    It returns; the thread, started after, finds the notifier closed."""
+    import threading
+
+    from mtls import _engine
+
+    notifier = _engine.Notifier("mtls-test-notify")
+    relay = _engine.LogRelay("mtls-test-log")
+    real = _engine.start_unlocked
+    ran: list[int] = []
+
+    def starting(thread: threading.Thread) -> bool:
+        notifier.close(1)  # another thread closing, between the lock and the start
+        relay.close(1)
+        return real(thread)
+
+    monkeypatch.setattr(_engine, "start_unlocked", starting)
+    notifier.submit(lambda: ran.append(1))
+    record = logging.LogRecord("mtls.test", logging.DEBUG, __file__, 1, "x", None, None)
+    assert relay.submit([record]).wait(10)  # handled once its thread runs
+    assert ran == []  # closed before it ran: delivered nothing more

@@ -704,3 +704,23 @@ def test_reading_a_damaged_ocsp_response_raises_a_value_error_only(noise: bytes,
         return
     assert isinstance(response, ocsp.OCSPResponse)
     assert signed is None or signed in damaged
+
+
+@pytest.mark.parametrize(
+    ("written", "der"),
+    [
+        (b"20261231235959.5Z", b"20261231235959Z"),
+        (b"20261231235959+0100", b"20261231225959Z"),  # an hour east: earlier in UTC
+        (b"20261231233000-0130", b"20270101010000Z"),  # west, across the new year
+        (b"202612312359Z", b"20261231235900Z"),
+        (b"20261231235959.123456789012Z", b"20261231235959Z"),  # OpenSSL reads 12 digits
+        (b"20261231235959z", b"20261231235959z"),  # no one reads it: left as written
+    ],
+)
+def test_ocsp_times_are_written_as_der_writes_them(written: bytes, der: bytes) -> None:
+    """The times of an answer are read in UTC, whatever their spelling: an offset's
+    sign decides which way the time moves (a sign read the wrong way makes an answer
+    current an hour early or late)."""
+    from mtls._revocation import _der_time
+
+    assert _der_time(asn1.TLV(0x18, written, 0)) == der

@@ -37,6 +37,10 @@ CASES: dict[str, tuple[str, str, bool, bool]] = {
     "offset of 24 hours": (START, "U:361231235959+2400", False, False),
     "offset of 60 minutes": (START, "U:361231235959+0060", False, False),
     "empty fraction": (START, "G:20611231235959.Z", False, False),
+    "offset of 24 hours, GeneralizedTime": (START, "G:20611231235959+2400", False, False),
+    "offset without seconds": (START, "U:3612312359+0100", False, False),
+    "lowercase z": (START, "G:20611231235959z", False, False),
+    "fraction in a UTCTime": (START, "U:361231235959.5Z", False, False),
     "leap second notBefore": ("U:161231235960Z", "U:361231120000Z", False, False),
     "leap second, GeneralizedTime": (START, "G:20611231235960Z", False, False),
     "30 February": (START, "U:360230120000Z", True, False),  # Java: 1 March
@@ -45,6 +49,8 @@ CASES: dict[str, tuple[str, str, bool, bool]] = {
     "31 April": (START, "U:360431120000Z", True, False),
     "no seconds": (START, "U:3612312359Z", True, False),
     "offset of an hour": (START, "U:361231235959+0100", True, False),
+    "offset of 23:59": (START, "U:361231235959+2359", True, False),
+    "fraction of 12 digits": (START, "G:20611231235959.123456789012Z", True, False),
     "29 February 2036": (START, "U:360229120000Z", True, True),  # the twin: a real date
     "year 0 notBefore": ("G:00000101000000Z", "U:361231120000Z", True, True),
     "year 0 notAfter": (START, "G:00000101000000Z", True, True),
@@ -219,6 +225,8 @@ def test_mtls_check_fails_a_keystore_whose_dates_no_parser_reads(
     assert code == (0 if java_reads else 1), out
     assert "is not a date that exists" in out
     assert ("OpenSSL-based servers refuse it" in out) is java_reads
+    # The fix for a date is a date in DER's form, not "for TLS client authentication".
+    assert ("have it reissued with its dates in DER's form" in out) is java_reads
     assert ("which Java cannot parse" in out) is (not java_reads)
 
 
@@ -392,3 +400,16 @@ def test_a_ber_validity_is_no_date_only_refusal(ca: CA) -> None:
     ber_tbs = _der.encode(_der.SEQUENCE, b"".join(fields))
     ber = _der.encode(_der.SEQUENCE, ber_tbs + algorithm + signature)
     assert not _x509.only_dates_refused(ber)
+
+
+@pytest.mark.parametrize("offset", ["+1300", "+1200"])
+def test_a_date_only_java_reads_is_watched(ca: CA, offset: str, tmp_path: Path) -> None:
+    """An offset past 12 hours: OpenSSL refuses the form (its verifier, and our own
+    reading of OpenSSL's rules), Java reads it: status() showed no end for a
+    certificate that expired in 2020, and the expiry watch never saw it (h205). Read
+    as Java reads it, it is expired. The twin, +1200, was read already."""
+    identity = ca.issue_cert("gw")
+    der = redated(identity.certificate, ca, "U:190101000000Z", f"U:210101000000{offset}")
+    assert _x509.lenient_leaf_info(der)[2] == _dt.datetime(
+        2020, 12, 31, 24 - int(offset[1:3]), tzinfo=_dt.UTC
+    )
