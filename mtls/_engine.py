@@ -1031,9 +1031,7 @@ class _OneThread:
     _thread: threading.Thread | None
     _starting: bool
     _work: collections.deque[Any]
-
-    def _run(self) -> None:
-        raise NotImplementedError
+    _run: Callable[[], None]  # the thread's loop, the subclass's
 
     def _new_thread(self) -> threading.Thread | None:
         """The thread to start (the caller holds the lock), when none is

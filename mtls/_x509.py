@@ -1362,8 +1362,9 @@ def lenient_time(tlv: _der.TLV) -> _dt.datetime:
     else:
         full, month, day, hour, minute, second, fraction, zone = match.groups()
         year = int(full)
-        parts = (month, day, hour, minute, second)
-        if year == 0 and _real_date((0, *(int(f or b"0") for f in parts))):
+        if year == 0:  # a leap year, as 2000 is: a date that does not exist raises
+            fields = (int(month), int(day), int(hour), int(minute), int(second or 0))
+            _dt.datetime(2000, *fields, tzinfo=_dt.UTC)
             return YEAR_ZERO
     try:
         when = _dt.datetime(
@@ -1440,36 +1441,6 @@ def _any_time(time: _der.TLV) -> _dt.datetime | None:
         if time.tag not in (0x17, 0x18):
             return None
         return java_time(time.value, generalized=time.tag == 0x18)
-
-
-def _real_date(fields: tuple[int, ...]) -> bool:
-    """Whether ``(year, month, day, hour, minute, second)`` name a moment that exists
-    (year 0 taken as a leap year, as it is in the proleptic Gregorian calendar)."""
-    year, month, day, hour, minute, second = fields
-    try:
-        _dt.datetime(year or 2000, month, day, hour, minute, second, tzinfo=_dt.UTC)
-    except ValueError:
-        return False
-    return True
-
-
-def _time_fields(time: _der.TLV) -> tuple[int, int, int, int, int, int] | None:
-    """``(year, month, day, hour, minute, second)`` as a validity time writes them,
-    checked for nothing but their digits (``None``: not a time's form at all)."""
-    utc = time.tag == 0x17
-    pattern = _UTC_TIME if utc else _GENERALIZED_TIME if time.tag == 0x18 else None
-    match = None if pattern is None else pattern.fullmatch(time.value)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(f or b"0") for f in match.groups()[:6])
-    return (
-        (year + (1900 if year >= 50 else 2000) if utc else year),
-        month,
-        day,
-        hour,
-        minute,
-        second,
-    )
 
 
 def _time_shown(field: str, time: _der.TLV) -> str:
@@ -1606,8 +1577,9 @@ def unverifiable_dates(der: bytes) -> str | None:
                 f"{_time_shown(field, time)} is not in the form OpenSSL verifies "
                 f"({'YYMMDDHHMMSSZ' if time.tag == 0x17 else 'YYYYMMDDHHMMSSZ'})"
             )
-        fields = _time_fields(time)
-        if fields is not None and not _real_date(fields):
+        try:
+            lenient_time(time)  # in DER's form: only a date that does not exist raises
+        except ValueError:
             # A leap second, an hour 24, 30 February: "format error in certificate's
             # notAfter field" (year 0 OpenSSL 3.0 reads and verifies).
             return f"{_time_shown(field, time)} is not a date that exists"
