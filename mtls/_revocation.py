@@ -1555,13 +1555,9 @@ def _der_time(time: _der.TLV) -> bytes:
     """A GeneralizedTime's value as DER writes it (``YYYYMMDDHHMMSSZ``, UTC), from any
     form OpenSSL and Java read; as written when it is none of them (cryptography then
     refuses the response, as before)."""
-    try:
-        when = _x509.lenient_time(time)
-    except ValueError:  # a fraction of 10 digits or more, which OpenSSL reads too (h205)
-        read = _x509.java_time(time.value, generalized=True)
-        if read is None:
-            return time.value
-        when = read
+    when = _x509.any_time(time)  # a fraction of 10 digits or more too, as OpenSSL (h205)
+    if when is None:
+        return time.value
     return when.strftime("%Y%m%d%H%M%SZ").encode().rjust(15, b"0")
 
 

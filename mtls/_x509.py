@@ -1426,15 +1426,15 @@ def lenient_leaf_info(
         subject = _name_text(fields[4].expect(_der.SEQUENCE))
     with contextlib.suppress(ValueError, IndexError):
         validity = fields[3].expect(_der.SEQUENCE).children()
-        start, end = (_any_time(time) for time in validity[:2])
+        start, end = (any_time(time) for time in validity[:2])
     return (subject, start, end, serial)
 
 
-def _any_time(time: _der.TLV) -> _dt.datetime | None:
+def any_time(time: _der.TLV) -> _dt.datetime | None:
     """A validity time as OpenSSL reads it (:func:`lenient_time`), else as Java does
     (:func:`java_time`: an offset past 12 hours, a fraction of 10 digits or more, 30
-    February): the expiry watch and status() went blind on those (h205). ``None``:
-    neither reads it."""
+    February): the expiry watch and status() went blind on those (h205); an OCSP
+    answer's times are read so too. ``None``: neither reads it."""
     try:
         return lenient_time(time)
     except ValueError:
