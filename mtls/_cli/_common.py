@@ -630,13 +630,15 @@ def certificate_lines(out: Output, info: dict[str, Any], indent: str) -> None:
 
 
 def expiry_text(not_after: str | _dt.datetime) -> str:
-    """``2027-11-28 (365 days)``, ``2026-12-02 (58 min)``, or ``EXPIRED on 2025-01-01``."""
+    """``2027-11-28 UTC (365 days)``, ``2026-12-02 UTC (58 min)``, or ``EXPIRED on
+    2025-01-01 UTC``: the day in UTC, as every date mtls shows (a certificate ending at
+    01:00 UTC ends the day before west of Greenwich)."""
     when = (
         not_after if isinstance(not_after, _dt.datetime) else _dt.datetime.fromisoformat(not_after)
     )
     if when < now():
-        return f"EXPIRED on {when.date()}"
-    return f"{when.date()} ({span_text(when)})"
+        return f"EXPIRED on {when.date()} UTC"
+    return f"{when.date()} UTC ({span_text(when)})"
 
 
 def span_text(when: _dt.datetime) -> str:

@@ -509,6 +509,9 @@ def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
     assert len(data["entries"][0]["chain"]) == 2
     # The text and the JSON count the days left alike (the text rounded: 365 vs 364).
     assert f"({leaf['days_left']} days)" in human
+    # The days are UTC's, and say so (a day ending at 01:00 UTC ends the day before
+    # west of Greenwich).
+    assert f"{leaf['not_after'][:10]} UTC ({leaf['days_left']} days)" in human
 
 
 def _certificate_for(public_key: object, cn: str) -> bytes:
