@@ -124,6 +124,15 @@ _XML_ORIGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mtls_xml_origin", default=None
 )
 
+#: Set while from_deployment_toml loads the profile file through from_xml: the vault
+#: (or none) was decided from the deployment.toml given, so from_xml must not look for
+#: one in the home's own deployment.toml (h207: a candidate file without ``[secrets]``
+#: had its aliases resolved by production's vault, and a broken production file was
+#: reported for a candidate that never named it).
+_VAULT_DECIDED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mtls_vault_decided", default=False
+)
+
 
 class _XmlFile:
     """A customSSLProfiles file, re-parsed when its content changes."""
@@ -364,7 +373,8 @@ class SSLProfileSet:
         check_path_text(text, setting="the profile file path")
         xml_path = Path(os.path.abspath(text))
         home = _home(base_dir)
-        if secret_resolver is None:  # the estate's own secure vault, when it has one
+        if secret_resolver is None and not _VAULT_DECIDED.get():
+            # The estate's own secure vault, when it has one.
             from ._vault import SecureVault  # noqa: PLC0415 - its ciphers only when used
 
             secret_resolver = SecureVault.for_estate(home, properties=properties)
@@ -531,6 +541,7 @@ class SSLProfileSet:
             )
             return cls((), **options)
         token = _XML_ORIGIN.set(origin)  # the setting that named the file, for messages
+        decided = _VAULT_DECIDED.set(True)  # this TOML's vault, or none: not the home's
         try:
             profiles = cls.from_xml(
                 chosen,
@@ -545,6 +556,7 @@ class SSLProfileSet:
                 raise
             raise written from exc.__cause__
         finally:
+            _VAULT_DECIDED.reset(decided)
             _XML_ORIGIN.reset(token)
         if settings.written_profiles is not None:
             _warn_unwritten(os.fspath(path), Path(chosen), settings.written_profiles, profiles)

@@ -1606,8 +1606,13 @@ def names_text(names: Iterable[x509.GeneralName]) -> list[str]:
             out.append(f"email:{name.value}")
         elif isinstance(name, x509.UniformResourceIdentifier):
             out.append(f"URI:{name.value}")
-        else:
-            out.append(str(name.value))
+        elif isinstance(name, x509.RegisteredID):  # as keytool's -ext san=oid: takes it
+            out.append(f"OID:{name.value.dotted_string}")
+        elif isinstance(name, x509.DirectoryName):
+            out.append(f"DirName:{name_text(name.value)}")
+        else:  # otherName: its type, not its (DER) value
+            other = getattr(name, "type_id", None)
+            out.append(f"otherName:{other.dotted_string}" if other is not None else str(name))
     return out
 
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 import mtls
 from mtls import cli
@@ -1450,6 +1452,22 @@ def test_an_internationalised_san_is_written_as_its_a_label(tmp_path: Path) -> N
     ]
 
 
+def test_every_kind_of_alternative_name_is_shown_as_keytool_writes_it(tmp_path: Path) -> None:
+    """An OID SAN (keytool's ``-ext san=oid:``) was shown as cryptography's repr,
+    ``<ObjectIdentifier(oid=1.2.3.4, name=Unknown OID)>`` (h207); a directory name and
+    an otherName are shown by kind too."""
+    store = tmp_path / "k.jks"
+    run = ok("genkey", "--keystore", store, "--alias", "a", "--dname", "CN=a", "--san",
+             "OID:1.2.3.4,DNS:a.example")  # fmt: skip
+    assert "SAN      OID:1.2.3.4, DNS:a.example" in run.stdout, run.stdout
+    assert "ObjectIdentifier" not in run.stdout
+    names = [
+        x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dir")])),
+        x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), b"\x0c\x03a@b"),
+    ]
+    assert mtls._x509.names_text(names) == ["DirName:CN=dir", "otherName:1.3.6.1.4.1.311.20.2.3"]
+
+
 # --------------------------------------------------------------------------- bad store input
 
 
@@ -1806,7 +1824,14 @@ def test_probe_require_client_auth_fails_a_backend_that_does_not_enforce_mutual_
         assert "asked for a client certificate but let us in without one" in run.stderr
         ok("probe", f"localhost:{port}", *options, "--require-client-auth")  # ours: taken
     # The twin: the seed's backend demands one, and takes ours.
-    ok("probe", f"localhost:{seed.port}", *options, "--require-client-auth")
+    data = json.loads(
+        ok("probe", f"localhost:{seed.port}", *options, "--require-client-auth", "--json").stdout
+    )
+    assert any("was refused, as it should be" in note for note in data["notes"]), data
+    # Its pinned certificate has nothing to check, and the throwaway connection (which
+    # verifies nothing) adds no revocation note saying otherwise (h207).
+    assert "trust anchor" in data["revocation"]["note"], data["revocation"]
+    assert not any("revocation" in note for note in data["notes"]), data["notes"]
 
 
 def _probe_failure(seed: Seed, url: str, *options: str | Path) -> dict[str, object]:

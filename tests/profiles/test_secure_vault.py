@@ -915,6 +915,46 @@ def test_a_password_rotated_through_the_vault_is_picked_up_with_its_store(tmp_pa
         assert profiles.last_error is None
 
 
+def test_a_candidate_deployment_toml_uses_its_own_vault_or_none(tmp_path, stores) -> None:
+    """A deployment.toml given to from_deployment_toml decides the vault: one without
+    ``[secrets]`` (and no secret-conf.properties) has none, so an ``svns:secretAlias``
+    element's text is used, as WSO2 does with that file in place. Production's
+    deployment.toml under the home is not read (h207: its vault resolved the candidate's
+    aliases, and a broken production file failed a candidate that never named it)."""
+    home = make_home(tmp_path, stores, secrets={"gateway_password": f"[{PASSWORD}]"})
+    d = tmp_path / "stores"
+    d.mkdir()
+    stores["ca"].issue_cert("gateway").write_keystore(
+        d / "gateway.p12", PASSWORD, store_type="PKCS12"
+    )
+    stores["ca"].write_truststore(d / "trust.jks", PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        gateway_xml(d)
+        .replace("Gateway.Password", "gateway_password")
+        .replace(">password<", ">not-the-password<")
+    )
+    production = home / "repository" / "conf" / "deployment.toml"
+    # The twin: production's own file has the vault, which gives the right password.
+    with mtls.SSLProfileSet.from_deployment_toml(
+        production, base_dir=home, profiles_path=xml, reload_interval=None
+    ) as profiles:
+        assert isinstance(profiles.context_for("backend.example", 443), ssl.SSLContext)
+    candidate = tmp_path / "candidate.toml"
+    candidate.write_text('[keystore.internal]\nfile_name = "wso2carbon.jks"\n')
+    with pytest.raises(mtls.WrongPasswordError) as info:
+        mtls.SSLProfileSet.from_deployment_toml(
+            candidate, base_dir=home, profiles_path=xml, reload_interval=None
+        )
+    assert "secure vault" not in str(info.value), info.value
+    # Production's file broken: the candidate's load does not read it.
+    production.write_text("[broken\n")
+    with pytest.raises(mtls.WrongPasswordError):
+        mtls.SSLProfileSet.from_deployment_toml(
+            candidate, base_dir=home, profiles_path=xml, reload_interval=None
+        )
+
+
 @needs_java
 def test_from_xml_uses_the_estate_vault(tmp_path, stores, values) -> None:
     home = make_home(
