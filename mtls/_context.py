@@ -196,14 +196,18 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None, *, anchored: bool
     try:
         _load_anchors(ctx, truststore, anchors, anchored=anchored)
     except ssl.SSLError as exc:
-        alias, own = _refused_anchor(truststore)
+        alias, own, der = _refused_anchor(truststore)
         which = "a certificate" if alias is None else f"certificate {_jks.shown(alias)}"
         # Its own refusal says why (a bundle read as PEM says only "PEM lib").
         why = own or exc
+        # OpenSSL 3.6 reads no certificate whose dates are not in DER's form (3.0 read
+        # them, and refused them only in verification): say so, not "not enough data".
+        dates = _x509.unverifiable_dates(der) if der is not None else None
+        because = f"; {dates}, a form {ssl.OPENSSL_VERSION} does not read" if dates else ""
         raise KeystoreFormatError(
             f"{truststore.path or 'the truststore'}: OpenSSL refused {which} "
-            f"({why.reason or str(why.args[-1]).split(' (_ssl.c')[0]}): replace it, or remove "
-            "it from the truststore",
+            f"({why.reason or str(why.args[-1]).split(' (_ssl.c')[0]}{because}): replace "
+            "it, or remove it from the truststore",
             path=truststore.path,
             alias=alias,
         ) from exc
@@ -216,14 +220,17 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None, *, anchored: bool
     ctx.verify_flags = (ctx.verify_flags | ssl.VERIFY_X509_PARTIAL_CHAIN) & ~_STRICT
 
 
-def _refused_anchor(truststore: Truststore) -> tuple[str | None, ssl.SSLError | None]:
-    """The alias of the first anchor OpenSSL refuses on its own, with that refusal
-    (asked only after it refused them all together: a certificate the loader took on
-    trust, its bytes read as a certificate only now), or ``(None, None)``."""
+def _refused_anchor(
+    truststore: Truststore,
+) -> tuple[str | None, ssl.SSLError | None, bytes | None]:
+    """The alias of the first anchor OpenSSL refuses on its own, with that refusal and
+    the certificate (asked only after it refused them all together: a certificate the
+    loader took on trust, its bytes read as a certificate only now), or ``(None, None,
+    None)``."""
     for alias, der in truststore._anchor_entries():
         if (refusal := _x509.openssl_refusal(der)) is not None:
-            return alias, refusal
-    return None, None
+            return alias, refusal, der
+    return None, None, None
 
 
 def _revocation(

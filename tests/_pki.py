@@ -271,6 +271,22 @@ def mismatched(key: object, chain: list[x509.Certificate], alias: str = "k") -> 
     return store
 
 
+def skip_unless_openssl_reads(cert_pem: bytes) -> None:
+    """Skip the test when the OpenSSL under ``ssl`` reads no such certificate: 3.0 reads
+    validity times without seconds or with an offset (and refuses them only when it
+    verifies), 3.6 does not read the certificate at all (h206), and a store holding it
+    is refused with that said (tests/stores/test_lenient_x509.py)."""
+    import ssl
+
+    import pytest
+
+    from mtls import _x509
+
+    der = ssl.PEM_cert_to_DER_cert(cert_pem.decode())
+    if _x509.openssl_refusal(der) is not None:
+        pytest.skip(f"{ssl.OPENSSL_VERSION} reads no certificate with such validity times")
+
+
 def odd_validity(
     ca: CA, cn: str, not_after: bytes, *, tag: int = 0x17, not_before: bytes | None = None
 ) -> tuple[bytes, bytes]:

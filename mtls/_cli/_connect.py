@@ -405,6 +405,19 @@ def _ask_over_h2(report: Report, timeout: float) -> None:
     )
 
 
+def _closed_without_alert(exc: BaseException) -> bool:
+    """Whether an error reading the answer is the server closing with no TLS alert:
+    an EOF, a reset or broken pipe, or (OpenSSL 3.6) that system error as an
+    ``SSLError`` of library ``SYS``. Which one a close gives depends on timing and on
+    the OpenSSL under Python (h206: a gRPC server's close was a ``BrokenPipeError``
+    with Python 3.14 and OpenSSL 3.6, an empty read with OpenSSL 3.0)."""
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return True
+    if isinstance(exc, ssl.SSLError):
+        return getattr(exc, "library", None) == "SYS"
+    return isinstance(exc, ConnectionError | EOFError)
+
+
 def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> bool:
     """Send the request and judge the answer; True when the server closed a TLS 1.3
     connection that asked for our certificate without an alert or an answer (taken
@@ -424,13 +437,20 @@ def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> bool:
         )
         return False
     except (ssl.SSLError, ConnectionError, EOFError) as exc:
-        failure, accepted = classify_answer(exc, setup, target, asked=report.certificate_requested)
-        if accepted is not None:
-            report.accepted = accepted
-        if failure is not None:
-            report.failure = failure
-            return False
-        data = b""
+        if report.tls_version == "TLSv1.3" and _closed_without_alert(exc):
+            # Read as the orderly close below is: a refusal of our certificate, or a
+            # server that speaks only HTTP/2 (tried next).
+            data = b""
+        else:
+            failure, accepted = classify_answer(
+                exc, setup, target, asked=report.certificate_requested
+            )
+            if accepted is not None:
+                report.accepted = accepted
+            if failure is not None:
+                report.failure = failure
+                return False
+            data = b""
     if not data:
         # With TLS 1.3 a server checks our certificate after the handshake, and most
         # refuse one by closing; one that asked for none refused none.

@@ -80,7 +80,9 @@ def test_ambiguous_abbreviation_does_not_echo_the_value(capsys):
         capsys, "convert", "--keystore", "a.jks", "--to", "PKCS12", "--out", "b", "-de", SECRET
     )
     assert code == 2
-    assert "ambiguous option: -de" in text
+    # Up to Python 3.13 argparse matched "-de" to the single-dash options it abbreviates
+    # (-dest...) despite allow_abbrev=False; 3.14 does not abbreviate: unrecognized.
+    assert "ambiguous option: -de" in text or "unrecognized arguments: -de ****" in text, text
 
 
 def test_other_words_stay_readable(tmp_path, capsys):

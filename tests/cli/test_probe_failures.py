@@ -518,6 +518,47 @@ def test_a_grpc_server_that_accepts_us_is_not_said_to_refuse_us(ca, stores, caps
         assert not any("may speak only HTTP/2" in note for note in report["notes"])
 
 
+@pytest.mark.parametrize("close", ["reset", "orderly"])
+def test_an_h2_only_server_that_resets_http1_is_not_said_to_refuse_us(
+    ca, stores, capsys, tmp_path, close
+):
+    """An HTTP/2-only server that ends a connection without ALPN "h2" by a reset (or,
+    on OpenSSL 3.6, any close: h206 saw a gRPC server's close read as a broken pipe)
+    was said to refuse our certificate: the h2 retry ran only after an orderly close.
+    Both closes now lead to it. The twin: the orderly close, as before. (With OpenSSL
+    3.0 the reset reads as an orderly close, and passed before the fix; with 3.6 it is
+    a ConnectionResetError or a "[SYS]" SSLError, and failed.)"""
+    import struct
+
+    identity = ca.issue_cert("localhost")
+    server = mtls.server_context(
+        mtls.Keystore.from_bytes(identity.chain_pem + identity.private_key_pem, None),
+        mtls.Truststore.load(stores["truststore"], PASSWORD),
+    )
+    server.set_alpn_protocols(["h2"])
+
+    def handle(conn: socket.socket) -> None:
+        tls = server.wrap_socket(conn, server_side=True)
+        if tls.selected_alpn_protocol() == "h2":
+            tls.recv(24)  # the client's preface
+            tls.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # SETTINGS
+            tls.recv(1)
+            tls.close()
+            return
+        tls.recv(1024)  # the HTTP/1.1 request: closed after it, unanswered
+        if close == "reset":  # SO_LINGER 0: the close sends RST, not FIN
+            tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            socket.socket(fileno=tls.detach()).close()  # no close_notify first
+        else:
+            tls.close()
+
+    with accepting(handle) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    assert code == 0, report
+    assert report["server_accepted_client_certificate"] is True
+    assert any("may speak only HTTP/2" in note for note in report["notes"]), report
+
+
 def test_a_pem_keystore_without_a_password_is_not_asked_for_one(
     ca, stores, tmp_path, capsys, monkeypatch
 ):

@@ -22,6 +22,7 @@ from mtls import (
     SSLProfileSet,
     Truststore,
     _reading,
+    _x509,
 )
 from mtls.testing import CA, MTLSServer, replace_atomically, swap_symlinked_dir, write_in_two_halves
 from tests._helpers import (
@@ -284,7 +285,13 @@ def test_an_expired_replacement_in_a_form_der_forbids_is_not_installed(
     assert cn_seen(profiles, backend.port) == "gen-1"  # the last good serves
     # Twin: the same form, in date, goes in, with its subject and dates in status().
     later = {0x17: b"4912312359Z", 0x18: b"20491231235959.5Z"}[tag]
-    replace_atomically(keystore, _p12_of(*odd_validity(ca, "gen-3", later, tag=tag), ca, tmp_path))
+    key_pem, cert_pem = odd_validity(ca, "gen-3", later, tag=tag)
+    replace_atomically(keystore, _p12_of(key_pem, cert_pem, ca, tmp_path))
+    if _x509.openssl_refusal(ssl.PEM_cert_to_DER_cert(cert_pem.decode())) is not None:
+        # OpenSSL 3.6 reads no such certificate (3.0 does): not installed either (h206).
+        assert profiles.reload() is False
+        assert cn_seen(profiles, backend.port) == "gen-1"
+        return
     assert profiles.reload() is True
     identity = profiles.status().profiles[0].identity
     assert identity is not None and identity.subject == "CN=gen-3"

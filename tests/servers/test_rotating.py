@@ -1095,8 +1095,15 @@ def test_a_context_changed_after_hand_out_still_resumes_nothing(
         with caplog.at_level("WARNING", logger="mtls"):
             with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
                 exchange(port, client, session)
-            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
-                exchange(port, client, session)
+            # Offered again: refused again (OpenSSL 3.0), or (OpenSSL 3.6, which drops a
+            # session whose resumption failed) not offered: a full handshake. Never
+            # resumed.
+            try:
+                again: tuple[object, bool | None] | str = exchange(port, client, session)
+            except ssl.SSLError as exc:
+                again = str(exc)
+            refused_again = isinstance(again, str) and "HANDSHAKE_FAILURE" in again
+            assert refused_again or (not isinstance(again, str) and again[1] is False), again
         assert caplog.text.count("a resumed TLS session was refused") == 1
         assert "was OP_NO_TICKET cleared?" in caplog.text
         assert exchange(port, client)[1] is False  # a new session: a full handshake
