@@ -968,13 +968,20 @@ class ProfilesPlan:
         # hosts were taken down until the new store came (h160). See _served_before
         # for when hosts the edit adds may share that material.
         by_server: dict[tuple[Server, str | None], Built] | None = None
+        # A profile the edit left as it was, which had not loaded: it fails closed until
+        # its own stores load, whatever this edit removed (h208: one on the stores of a
+        # profile the edit changed took that profile's kept identity, from a keystore
+        # that was still garbage).
+        never_loaded = {slot(item.profile) for item in old.items if type(item) is Failed}
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
-            prev = previous.get(slot(profile))
-            if prev is None and by_definition:  # (a definition hashes every store setting)
+            here = slot(profile)
+            prev = previous.get(here)
+            stand_in = prev is None and here not in never_loaded
+            if stand_in and by_definition:  # (a definition hashes every store setting)
                 prev = by_definition.get(material_definition(profile))
-            if prev is None and removed:
+            if prev is None and stand_in and removed:
                 if by_server is None:
                     by_server = {
                         (server, entry.profile.client_id): entry

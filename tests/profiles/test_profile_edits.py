@@ -300,3 +300,43 @@ def test_a_kept_identity_is_lent_for_what_it_was_made_not_for_the_edit_kept_over
         profiles.reload()
         with pytest.raises(ProfileUnavailableError):
             profiles.context_for("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("edit", ["another profile edited", "another profile removed"])
+def test_a_profile_that_never_loaded_stays_refused_through_an_edit_of_another(
+    tmp_path, ca, backend, stores, edit
+):
+    """A profile added on a keystore that is garbage fails closed; an edit of another
+    profile on the same stores (its servers changed, or the profile removed) gave it
+    that profile's kept identity, from the keystore still garbage (h208). It stays
+    refused until its stores load. The twin: the edited profile keeps its own."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    both = _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust)
+    _write(xml, both)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        assert _cn(profiles, "localhost", port) == "gen-1"  # its last good
+        added = _profile("never-served.test:443", keystore, trust)
+        _write(xml, both, added)
+        profiles.reload()
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for("never-served.test", 443)
+        if edit == "another profile edited":
+            _write(xml, _profile(f"localhost:{port}", keystore, trust), added)
+        else:
+            _write(xml, added)
+        profiles.reload()
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for("never-served.test", 443)
+        (entry,) = [p for p in profiles.status().profiles if "never-served" in p.servers[0]]
+        assert not entry.loaded
+        if edit == "another profile edited":
+            assert _cn(profiles, "localhost", port) == "gen-1"  # the twin: kept
+        # Its stores load: it is served.
+        keystore.write_bytes(jks(ca, "gen-2"))
+        assert profiles.reload() is True
+        assert isinstance(profiles.context_for("never-served.test", 443), ssl.SSLContext)
