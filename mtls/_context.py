@@ -203,7 +203,7 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None, *, anchored: bool
         # OpenSSL 3.6 reads no certificate whose dates are not in DER's form (3.0 read
         # them, and refused them only in verification): say so, not "not enough data".
         dates = _x509.unverifiable_dates(der) if der is not None else None
-        because = f"; {dates}, a form {ssl.OPENSSL_VERSION} does not read" if dates else ""
+        because = f"; {dates}: {ssl.OPENSSL_VERSION} reads no such certificate" if dates else ""
         raise KeystoreFormatError(
             f"{truststore.path or 'the truststore'}: OpenSSL refused {which} "
             f"({why.reason or str(why.args[-1]).split(' (_ssl.c')[0]}{because}): replace "

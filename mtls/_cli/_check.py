@@ -58,13 +58,13 @@ def _dates_problem(
         assert since is not None
         assert until is not None
         return (
-            f"{what} is never valid: its notBefore ({since.date()}) is after its notAfter "
-            f"({until.date()}), so {refusal}; reissue it",
+            f"{what} is never valid: its notBefore ({since.date()} UTC) is after its "
+            f"notAfter ({until.date()} UTC), so {refusal}; reissue it",
             True,
         )
     if verdict == "expired":
         assert until is not None
-        return f"{what} expired on {until.date()}: {refusal}", True
+        return f"{what} expired on {until.date()} UTC: {refusal}", True
     if verdict == "not valid yet":
         return f"{what} is not valid before {start}: {refusal} until then", True
     # The library's load warning: 30 days, or what says something of a short validity
@@ -434,7 +434,7 @@ def _cell_expiry(row: dict[str, Any]) -> str:
     if not row["not_after"]:
         return "-"
     when = _dt.datetime.fromisoformat(row["not_after"])
-    return f"{when.date()} ({span_text(when)})"
+    return f"{when.date()} UTC ({span_text(when)})"
 
 
 def _cells(row: dict[str, Any], base: str | None) -> list[str]:
@@ -688,7 +688,8 @@ def cmd_check(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         out.error(
             f"{named}: {count} certificate{'' if count == 1 else 's'} {when} "
             f"(first: {_servers_text(soonest['servers'])}: {soonest['subject']} "
-            f"{'ended' if ended else 'on'} {soonest['not_after'][:10]}): rotate before deploying"
+            f"{'ended' if ended else 'on'} {soonest['not_after'][:10]} UTC): rotate before "
+            "deploying"
         )
         return EXIT_FAILURE
     # "did not load" names the first that did not load; "not healthy", the first out

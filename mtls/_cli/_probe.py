@@ -449,11 +449,20 @@ def _lets_in_anyone(report: Report, timeout: float) -> Failure | None:
     certificate made for it (``None``: refused, as it should be)."""
     throwaway = Keystore.generate("throwaway", _THROWAWAY, key_type="EC", days=1)
     context = client_context(throwaway, verify=False)  # the server was verified already
+
+    def h2() -> ssl.SSLContext:
+        # An HTTP/2-only server (gRPC) closes HTTP/1.1 unanswered, which reads as a
+        # refusal: it is asked over h2 too, as our certificate was (h209: such a server
+        # letting anyone in passed the gate).
+        fresh = client_context(throwaway, verify=False)
+        fresh.set_alpn_protocols(["h2"])
+        return fresh
+
     # verify=False: nothing of the server is judged again (h207: a revocation report of
     # it, with no anchors, added a note contradicting the first connection's).
     other = run_probe(
         report.target,
-        Setup(context, "options", client_subject=_THROWAWAY, verify=False),
+        Setup(context, "options", client_subject=_THROWAWAY, verify=False, h2=h2),
         timeout=timeout,
     )
     if other.failure is not None and other.failure.kind == "client_cert_refused":

@@ -559,6 +559,110 @@ def test_an_h2_only_server_that_resets_http1_is_not_said_to_refuse_us(
     assert any("may speak only HTTP/2" in note for note in report["notes"]), report
 
 
+def _h2_only_server(ca: CA, stores: dict[str, Path], *, tls12: bool = False) -> ssl.SSLContext:
+    identity = ca.issue_cert("localhost")
+    server = mtls.server_context(
+        mtls.Keystore.from_bytes(identity.chain_pem + identity.private_key_pem, None),
+        mtls.Truststore.load(stores["truststore"], PASSWORD),
+    )
+    server.set_alpn_protocols(["h2"])
+    if tls12:
+        server.maximum_version = ssl.TLSVersion.TLSv1_2
+    return server
+
+
+def _answer_h2_else_close(server: ssl.SSLContext, seen: list[tuple[str | None, str]]):
+    """A handler: h2 gets the server's SETTINGS; HTTP/1.1 is closed unanswered."""
+
+    def handle(conn: socket.socket) -> None:
+        tls = server.wrap_socket(conn, server_side=True)
+        peer = tls.getpeercert() or {}
+        names = dict(pair[0] for pair in peer.get("subject", ()))
+        seen.append((tls.selected_alpn_protocol(), str(names.get("commonName"))))
+        if tls.selected_alpn_protocol() == "h2":
+            tls.recv(24)
+            tls.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # SETTINGS
+            tls.recv(1)
+        tls.close()
+
+    return handle
+
+
+@pytest.mark.parametrize("raised", ["reset", "broken pipe", "SYS"])
+def test_every_close_openssl_36_reports_leads_to_the_h2_retry(
+    ca, stores, capsys, monkeypatch, raised
+):
+    """What OpenSSL 3.6 raises for a close without an alert, on any OpenSSL: the
+    HTTP/1.1 answer's read raises it (h209's test); the handshakes, and the retry over
+    h2, are real. Without the fix each was a refusal of our certificate."""
+    import mtls._cli._connect as connect
+
+    def closed(*_: object) -> bytes:
+        if raised == "SYS":
+            error = ssl.SSLError(5, "[SYS] unknown error")
+            error.library, error.reason = "SYS", None
+            raise error
+        raise ConnectionResetError(104, "reset") if raised == "reset" else BrokenPipeError(32, "")
+
+    monkeypatch.setattr(connect, "_request", closed)
+    with accepting(_answer_h2_else_close(_h2_only_server(ca, stores), [])) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    assert code == 0, report
+    assert any("may speak only HTTP/2" in note for note in report["notes"]), report
+
+
+@pytest.mark.parametrize("tls12", [False, True])
+def test_a_server_that_resets_every_connection_is_not_said_to_take_us(ca, stores, capsys, tls12):
+    """The twin (h209): a TLS 1.3 server that resets HTTP/1.1 and h2 alike still
+    refused our certificate; with TLS 1.2 (our certificate judged in the handshake) a
+    reset after it is no refusal."""
+    import struct
+
+    server = _h2_only_server(ca, stores, tls12=tls12)
+
+    def handle(conn: socket.socket) -> None:
+        tls = server.wrap_socket(conn, server_side=True)
+        tls.recv(1024)
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        socket.socket(fileno=tls.detach()).close()
+
+    with accepting(handle) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    if tls12:
+        assert report["server_accepted_client_certificate"] is True, report
+        return
+    assert code == 1 and kind_of(report) == "client_cert_refused", report
+    assert not any("may speak only HTTP/2" in note for note in report["notes"]), report
+
+
+def test_require_client_auth_asks_an_h2_only_server_over_h2_with_the_throwaway(
+    ca, stores, capsys, monkeypatch
+):
+    """--require-client-auth against an HTTP/2-only server that lets in what it should
+    not: the throwaway certificate's HTTP/1.1 connection was closed unanswered, read as
+    a refusal, and the gate passed (h209). Its connection is asked over h2 too, and the
+    gate fails. (The server takes the "throwaway" because it is, here, issued by the CA
+    it trusts: the stand-in for a server that verifies nothing.)"""
+    import mtls._cli._probe as probe_module
+
+    taken = ca.issue_cert("throwaway-taken")
+
+    class Generated:
+        @staticmethod
+        def generate(*_: object, **__: object) -> mtls.Keystore:
+            return mtls.Keystore.from_bytes(taken.chain_pem + taken.private_key_pem, None)
+
+    monkeypatch.setattr(probe_module, "Keystore", Generated)
+    seen: list[tuple[str | None, str]] = []
+    handle = _answer_h2_else_close(_h2_only_server(ca, stores), seen)
+    with accepting(handle) as port:
+        code, report, _ = probe(
+            f"https://localhost:{port}/", stores, capsys, "--require-client-auth"
+        )
+    assert ("h2", "throwaway-taken") in seen, seen
+    assert code == 1 and kind_of(report) == "client_auth_not_enforced", report
+
+
 def test_a_pem_keystore_without_a_password_is_not_asked_for_one(
     ca, stores, tmp_path, capsys, monkeypatch
 ):
