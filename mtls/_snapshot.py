@@ -585,27 +585,6 @@ def _patch_index(
     return index, fast
 
 
-def _stand_in(
-    profile: SSLProfile,
-    definition: tuple[object, ...],
-    by_server: dict[tuple[Server, str | None], Built],
-) -> Built | None:
-    """The removed entry whose material stands in for ``profile`` (whose servers or name
-    an edit changed): one that served one of its servers (``*`` is one) for its client
-    with material made for ``definition``, preferring material in force for the
-    entry's own definition; ``None`` when its hosts had none such."""
-    found: Built | None = None
-    for server in profile.servers:
-        entry = by_server.get((server, profile.client_id))
-        if entry is None:
-            continue
-        if entry.error is None and material_definition(entry.profile) == definition:
-            return entry
-        if found is None and definition in entry.served.definitions:
-            found = entry
-    return found
-
-
 def describe_change(old: Built | None, new: Built, role: str = "client") -> str:
     """One log line's worth about a profile whose context changed: the certificate it
     presents (as a ``role``: "client", or "server" for gRPC's server credentials)
@@ -967,17 +946,13 @@ class ProfilesPlan:
         # older definition's material (say, without a truststore).
         kept_slots = {slot(profile) for profile in profiles}
         removed = [entry for entry in old.built if slot(entry.profile) not in kept_slots]
-        # The definitions removed entries' material was made for (a quick "no stand-in"
-        # for most profiles). A profile takes a stand-in only from an entry that served
-        # one of its hosts (_stand_in; h209: a profile whose hosts were all new, a `*`
-        # included, took the kept identity of a profile the same edit changed or
-        # removed, for hosts it had never served).
-        removed_definitions = {
-            definition for entry in removed for definition in entry.served.definitions
-        }
-        removed_definitions.update(
-            material_definition(entry.profile) for entry in removed if entry.error is None
-        )
+        by_definition: dict[tuple[object, ...], Built] = {}
+        for entry in removed:  # first, material in force for the entry's own definition
+            if entry.error is None:
+                by_definition.setdefault(material_definition(entry.profile), entry)
+        for entry in removed:  # then what any material was made for
+            for definition in entry.served.definitions:
+                by_definition.setdefault(definition, entry)
         # A profile new to the set whose keystore another profile serves: judged as a
         # replacement of that identity, so a certificate staged before its start date
         # is not installed through the edit.
@@ -1003,18 +978,17 @@ class ProfilesPlan:
             run.reading.checkpoint()  # close() stops the check here, between profiles
             here = slot(profile)
             prev = previous.get(here)
-            if prev is None and removed and here not in never_loaded:
+            stand_in = prev is None and here not in never_loaded
+            if stand_in and by_definition:  # (a definition hashes every store setting)
+                prev = by_definition.get(material_definition(profile))
+            if prev is None and stand_in and removed:
                 if by_server is None:
                     by_server = {
                         (server, entry.profile.client_id): entry
                         for entry in removed
                         for server in entry.profile.servers
                     }
-                definition = material_definition(profile)  # (it hashes every store setting)
-                if definition in removed_definitions:
-                    prev = _stand_in(profile, definition, by_server)
-                if prev is None:
-                    prev = _served_before(profile, by_server)
+                prev = _served_before(profile, by_server)
             sibling = (
                 by_keystore.get(profile.keystore)
                 if prev is None and profile.keystore is not None
