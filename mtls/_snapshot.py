@@ -424,6 +424,75 @@ def _served_before(
     return entry
 
 
+def _denied_stand_ins(
+    profiles: Sequence[SSLProfile],
+    previous: Mapping[tuple[tuple[Any, ...], str | None], Built],
+    removed: Sequence[Built],
+    old: Snapshot,
+) -> set[tuple[tuple[Any, ...], str | None]]:
+    """The slots of profiles new to an edit that take no kept material of a profile
+    the edit removed, whatever matches them: they fail closed until their own stores
+    load, as a profile added beside an unchanged one does.
+
+    A stand-in is for a profile the edit renamed, split or merged while its stores do
+    not load (its hosts keep their identity through a keystore replacement). It is
+    not one when the new profile:
+
+    * serves a host of a profile that had not loaded (h208, h210: one the edit left as
+      it was, or whose ``<servers>`` it changed, took another profile's kept identity
+      for hosts never served);
+    * is a catch-all the removed profiles were not (h209, h210: a profile renamed to
+      ``*``, or given a ``*``, would send that identity to every other host);
+    * shares no host with the removed profiles made from its stores and settings, and
+      there are more such profiles than removed profiles no other new profile took a
+      host of (h209, h210: a profile added in the same edit as a rename; which of the
+      two is the rename cannot be told, so neither is). One rename per removed
+      profile keeps its material: 10,000 profiles moved to another port at once keep
+      theirs (h210).
+    """
+    failed_hosts = {
+        (server, item.profile.client_id)
+        for item in old.items
+        if type(item) is Failed
+        for server in item.profile.servers
+    }
+    entries_for: dict[tuple[object, ...], list[Built]] = {}
+    owner: dict[tuple[Server, str | None], Built] = {}
+    for entry in removed:
+        made = set(entry.served.definitions)
+        if entry.error is None:
+            made.add(material_definition(entry.profile))
+        for definition in made:
+            entries_for.setdefault(definition, []).append(entry)
+        for server in entry.profile.servers:
+            owner[(server, entry.profile.client_id)] = entry
+    denied: set[tuple[tuple[Any, ...], str | None]] = set()
+    renames: dict[tuple[object, ...], list[tuple[tuple[Any, ...], str | None]]] = {}
+    taken: set[int] = set()  # removed entries a new profile took a host of
+    for profile in profiles:
+        here = slot(profile)
+        if here in previous:
+            continue
+        client = profile.client_id
+        mine = [(server, client) for server in profile.servers]
+        if any(host in failed_hosts for host in mine):
+            denied.add(here)
+            continue
+        touched = [owner[host] for host in mine if host in owner]
+        taken.update(id(entry) for entry in touched)
+        if material_definition(profile) not in entries_for:
+            continue  # only the hosts' own material can stand in (_served_before)
+        if CATCH_ALL in profile.servers and (CATCH_ALL, client) not in owner:
+            denied.add(here)
+        elif not touched:
+            renames.setdefault(material_definition(profile), []).append(here)
+    for definition, claimants in renames.items():
+        free = sum(1 for entry in entries_for[definition] if id(entry) not in taken)
+        if len(claimants) > free:
+            denied.update(claimants)
+    return denied
+
+
 def _without_passwords(definition: tuple[object, ...]) -> tuple[object, ...]:
     """A material definition with its stores' passwords and declared types left out
     (the content decides the format: a JKS file read as PKCS12 is the same material)."""
@@ -968,17 +1037,15 @@ class ProfilesPlan:
         # hosts were taken down until the new store came (h160). See _served_before
         # for when hosts the edit adds may share that material.
         by_server: dict[tuple[Server, str | None], Built] | None = None
-        # A profile the edit left as it was, which had not loaded: it fails closed until
-        # its own stores load, whatever this edit removed (h208: one on the stores of a
-        # profile the edit changed took that profile's kept identity, from a keystore
-        # that was still garbage).
-        never_loaded = {slot(item.profile) for item in old.items if type(item) is Failed}
+        # Which new profiles are renames, splits or merges, and which are added beside
+        # them (no stand-in for those: see _denied_stand_ins).
+        denied = _denied_stand_ins(profiles, previous, removed, old) if removed else set()
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
             here = slot(profile)
             prev = previous.get(here)
-            stand_in = prev is None and here not in never_loaded
+            stand_in = prev is None and here not in denied
             if stand_in and by_definition:  # (a definition hashes every store setting)
                 prev = by_definition.get(material_definition(profile))
             if prev is None and stand_in and removed:
