@@ -1330,7 +1330,14 @@ def _no_thread(exc: BaseException) -> str:
             "thread has finished (CPython issue 113964, fixed in 3.12.3): upgrade "
             "Python, or create the set before the main thread returns"
         )
-    return f"{why}: create the set before the interpreter shuts down, or without reload_interval"
+    if "shutdown" not in str(exc):
+        # pthread_create refused: the process's (or its cgroup's) limit on tasks (h211).
+        return (
+            f"{why}: the process is at its limit of threads (ulimit -u, systemd's "
+            "TasksMax, the container's pids.max): raise it, or create it without "
+            "reload_interval"
+        )
+    return f"{why}: create it before the interpreter shuts down, or without reload_interval"
 
 
 def check_callable(callback: object, who: str) -> None:

@@ -8,12 +8,13 @@ by the caller's limit. Every failure is a :class:`FetchError` in words.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from ._errors import safe_text
@@ -26,8 +27,32 @@ class FetchError(Exception):
     characters are escaped: a responder cannot write terminal escapes into the logs.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, local: bool = False) -> None:
         super().__init__(safe_text(message))
+        #: The failure is this process's, not the source's: no file descriptor, memory or
+        #: thread for the fetch (EMFILE, ENFILE, ENOBUFS, ENOMEM). The source was not
+        #: judged: asking it again must wait for nothing but the next check (h211).
+        self.local = local
+
+
+#: errno values that say the process (or the machine) ran short, not the source.
+_LOCAL_ERRNOS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+) | frozenset(
+    # getaddrinfo could not read the resolver's files or get memory for its answer
+    getattr(socket, name)
+    for name in ("EAI_SYSTEM", "EAI_MEMORY")
+    if hasattr(socket, name)
+)
+
+
+class _NoThread(OSError):
+    """No thread could be started for the name lookup (a thread limit, a shutdown)."""
+
+
+def _local(exc: OSError | None) -> bool:
+    """Whether ``exc`` is this process's shortfall (see :attr:`FetchError.local`)."""
+    return isinstance(exc, _NoThread) or (exc is not None and exc.errno in _LOCAL_ERRNOS)
 
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -104,7 +129,7 @@ def fetch(
                     raise TimeoutError from None
         if sock is None:
             why = (refused and (refused.strerror or str(refused))) or "no address"
-            raise FetchError(f"{url}: cannot connect ({why})")
+            raise FetchError(f"{url}: cannot connect ({why})", local=_local(refused))
         sock.settimeout(left())
         sock.sendall(request)
         data = bytearray()
@@ -136,7 +161,7 @@ def fetch(
         raise FetchError(f"{url}: no answer within {within}") from None
     except OSError as exc:
         text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise FetchError(f"{url}: {text}") from None
+        raise FetchError(f"{url}: {text}", local=_local(exc)) from None
     finally:
         if sock is not None:
             sock.close()
@@ -165,7 +190,7 @@ def resolve(host: str, port: int, wait: float) -> list[Any]:
         worker.start()
     except RuntimeError as exc:  # no thread (shutdown, 3.12.0-3.12.2 after main ended)
         # A failed lookup, as the callers take one (not a bare RuntimeError, h195).
-        raise OSError(f"no thread to resolve {host} ({exc})") from None
+        raise _NoThread(f"no thread to resolve {host} ({exc})") from None
     worker.join(wait)
     if worker.is_alive():
         raise TimeoutError

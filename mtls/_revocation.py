@@ -59,6 +59,10 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+# cryptography imports this on the first ECDSA, Ed448 or ML-DSA verification: at a
+# handshake, in a process at its descriptor limit, that import failed with a bare
+# OSError naming cryptography's file (h211). Imported with the module instead.
+import cryptography.hazmat.backends.openssl.backend  # noqa: F401
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -885,7 +889,9 @@ class RevocationChecker:
         soft-fail with the intermediate revoked, for a minute: h179). A source that
         fails with all the time a fetch may have (``timeout``, or the whole check's
         when it asks first) is not asked again for this certificate before
-        ``retry_failed_after``."""
+        ``retry_failed_after``. A fetch this process could not make (no descriptor,
+        memory or thread for it) is the check's shortfall too (h211: refused for
+        ``retry_failed_after`` after the descriptors were back)."""
         policy = self.policy
         if deadline is None:
             deadline = _CheckBudget(time.monotonic() + policy.check_timeout)
@@ -919,7 +925,9 @@ class RevocationChecker:
                 continue
             except FetchError as exc:
                 why.append(f"{kind} {exc}")
-                if fair or time.monotonic() < deadline.at:  # its own failure
+                if exc.local:  # no descriptor, memory or thread here: not the source's
+                    incomplete = True  # (h211: refused for a minute after they were back)
+                elif fair or time.monotonic() < deadline.at:  # its own failure
                     self._remember_failed((kind, url, key), str(exc))
                 else:
                     incomplete = True  # cut short by the budget: asked again next check

@@ -1204,8 +1204,13 @@ class ProfilesPlan:
     def broken(self, old: Snapshot, exc: BaseException) -> Snapshot:
         """``old`` kept whole after a check failed unexpectedly, saying why (``exc``
         made fit to keep by the engine: :func:`mtls._secret.escaped`)."""
+        said = str(exc)
+        if isinstance(exc, MemoryError) or "malloc failure" in said:
+            # Not the file's fault (h211: "MemoryError: " and OpenSSL's words, on the
+            # profile file): the process ran out of memory.
+            said = f"{said}; the process is out of memory" if said else "out of memory"
         error = ProfileConfigError(
-            f"{self.where}: reload failed ({type(exc).__name__}: {exc}); "
+            f"{self.where}: reload failed ({type(exc).__name__}: {said}); "
             "retrying at the next check",
             path=self.options.path,
         )

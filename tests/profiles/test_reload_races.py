@@ -986,3 +986,33 @@ def test_a_kept_error_leaves_the_callers_exception_and_the_resolvers_traceback(
         seen.add(id(current))
         assert not isinstance(current, ConnectionResetError)
         chain += [current.__cause__, current.__context__]
+
+
+@pytest.mark.parametrize("raised", [MemoryError(), ssl.SSLError(0, "[SSL] malloc failure")])
+def test_a_reload_out_of_memory_says_so(one_profile, backend, monkeypatch, raised) -> None:
+    """A check that ran out of memory said "reload failed (MemoryError: )", or
+    OpenSSL's words, on the profile file (h211): it says the process is out of
+    memory. The last good serves on. The twin: another unexpected failure does not
+    say memory."""
+    import mtls._profiles as profiles_module
+
+    xml, _, _ = one_profile
+    with SSLProfileSet.from_xml(xml, reload_interval=None, settle_delay=0) as profiles:
+        kept = profiles.context_for("localhost", backend.port)
+        monkeypatch.setattr(profiles_module._XmlFile, "load", _raising(raised))
+        xml.write_text(xml.read_text() + "\n")
+        assert profiles.reload() is False
+        assert "out of memory" in str(profiles.last_error)
+        assert profiles.context_for("localhost", backend.port) is kept
+        monkeypatch.setattr(profiles_module._XmlFile, "load", _raising(KeyError("x")))
+        xml.write_text(xml.read_text() + "\n")
+        profiles.reload()
+        assert "KeyError" in str(profiles.last_error)
+        assert "out of memory" not in str(profiles.last_error)
+
+
+def _raising(exc: BaseException) -> Callable[..., None]:
+    def raising(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    return raising
