@@ -469,3 +469,36 @@ def test_many_profiles_renamed_at_once_keep_their_identity(tmp_path, ca, stores)
         profiles.reload()
         assert all(profiles.context_for(name, 9443) is kept for name in names)
         assert all(profiles.context_for(name, 8243) is None for name in names)
+
+
+def test_a_host_moved_in_does_not_make_an_added_profile_a_rename(tmp_path, ca, backend, stores):
+    """Two keystores garbage; one edit moves a host out of a profile on the first into
+    a new profile on the second keystore's settings, removes that keystore's profile
+    and adds another on them. The moved host's new profile counted as none of that
+    keystore's renames (it has a host, of the first keystore's profile), so the added
+    one passed for the one rename and took the removed profile's kept identity for a
+    host never served. Two claim one removed profile now: the added one stays
+    refused, and the moved host keeps what it was served."""
+    keystore, trust = stores
+    port = backend.port
+    other = tmp_path / "other.jks"
+    other.write_bytes(jks(ca, "other-1"))
+    xml = tmp_path / "sslprofiles.xml"
+    _write(
+        xml,
+        _profile(f"localhost:{port},a.test:443", keystore, trust),
+        _profile("b.test:443", other, trust),
+    )
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, b"not a keystore")
+        replace_atomically(other, b"not a keystore")
+        assert profiles.reload() is False
+        _write(
+            xml,
+            _profile(f"localhost:{port}", other, trust),
+            _profile("never-served.test:443", other, trust),
+        )
+        profiles.reload()
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for("never-served.test", 443)
+        assert _cn(profiles, "localhost", port) == "gen-1"
