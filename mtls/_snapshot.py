@@ -46,8 +46,6 @@ from ._types import hex_serial
 # (host, port, client) for those with one. The catch-all's server is (CATCH_ALL, 0).
 IndexKey = tuple[str, int] | tuple[str, int, str]
 _CATCH_ALL_KEY: IndexKey = (CATCH_ALL, 0)
-# What identifies a profile across reloads (see slot()): its servers and client.
-_Slot = tuple[tuple[Any, ...], str | None]
 
 
 def index_key(host: str, port: int, client: str | None) -> IndexKey:
@@ -426,84 +424,6 @@ def _served_before(
     return entry
 
 
-def _denied_stand_ins(
-    profiles: Sequence[SSLProfile],
-    previous: Mapping[_Slot, Built],
-    removed: Sequence[Built],
-    old: Snapshot,
-) -> tuple[set[_Slot], set[_Slot]]:
-    """The slots of profiles new to an edit that take no kept material of a profile
-    the edit removed, whatever matches them (they fail closed until their own stores
-    load, as a profile added beside an unchanged one does); and of those that take
-    none for their store settings alone (their hosts keep what served them, see
-    :func:`_served_before`).
-
-    A stand-in is for a profile the edit renamed, split or merged while its stores do
-    not load (its hosts keep their identity through a keystore replacement). It is
-    not one when the new profile:
-
-    * serves a host of a profile that had not loaded (h208, h210: one the edit left as
-      it was, or whose ``<servers>`` it changed, took another profile's kept identity
-      for hosts never served);
-    * is a catch-all the removed profiles were not (h209, h210: a profile renamed to
-      ``*``, or given a ``*``, would send that identity to every other host).
-
-    And none for its store settings alone (the second set) when it shares no host with
-    the removed profiles made from its stores and settings, and there are more such
-    profiles than removed profiles no other new profile took a host of (h209, h210: a
-    profile added in the same edit as a rename; which of the two is the rename cannot
-    be told, so neither is). One rename per removed profile keeps its material:
-    10,000 profiles moved to another port at once keep theirs (h210).
-    """
-    failed_hosts = {
-        (server, item.profile.client_id)
-        for item in old.items
-        if type(item) is Failed
-        for server in item.profile.servers
-    }
-    entries_for: dict[tuple[object, ...], list[Built]] = {}
-    made_for: dict[int, set[tuple[object, ...]]] = {}  # per removed entry, its definitions
-    owner: dict[tuple[Server, str | None], Built] = {}
-    for entry in removed:
-        made = set(entry.served.definitions)
-        if entry.error is None:
-            made.add(material_definition(entry.profile))
-        made_for[id(entry)] = made
-        for definition in made:
-            entries_for.setdefault(definition, []).append(entry)
-        for server in entry.profile.servers:
-            owner[(server, entry.profile.client_id)] = entry
-    denied: set[_Slot] = set()
-    renames: dict[tuple[object, ...], list[_Slot]] = {}
-    taken: set[int] = set()  # removed entries a new profile took a host of
-    for profile in profiles:
-        here = slot(profile)
-        if here in previous:
-            continue
-        client = profile.client_id
-        mine = [(server, client) for server in profile.servers]
-        if any(host in failed_hosts for host in mine):
-            denied.add(here)
-            continue
-        touched = {id(owner[host]) for host in mine if host in owner}
-        taken |= touched
-        definition = material_definition(profile)
-        if definition not in entries_for:
-            continue  # only the hosts' own material can stand in (_served_before)
-        if CATCH_ALL in profile.servers and (CATCH_ALL, client) not in owner:
-            denied.add(here)
-        elif not any(definition in made_for[entry] for entry in touched):
-            # No host of a removed profile of its definition (hosts of others, taken
-            # into it, do not make it one of those): a rename, or an addition.
-            renames.setdefault(definition, []).append(here)
-    unclaimed: set[_Slot] = set()
-    for definition, claimants in renames.items():
-        free = sum(1 for entry in entries_for[definition] if id(entry) not in taken)
-        if len(claimants) > free:
-            unclaimed.update(claimants)
-    return denied, unclaimed
-
-
 def _without_passwords(definition: tuple[object, ...]) -> tuple[object, ...]:
     """A material definition with its stores' passwords and declared types left out
     (the content decides the format: a JKS file read as PKCS12 is the same material)."""
@@ -515,7 +435,7 @@ def _without_passwords(definition: tuple[object, ...]) -> tuple[object, ...]:
     )
 
 
-def slot(profile: SSLProfile) -> _Slot:
+def slot(profile: SSLProfile) -> tuple[tuple[Any, ...], str | None]:
     """What identifies 'the same profile' across reloads: its servers and client."""
     return (profile.servers, profile.client_id)
 
@@ -1048,19 +968,18 @@ class ProfilesPlan:
         # hosts were taken down until the new store came (h160). See _served_before
         # for when hosts the edit adds may share that material.
         by_server: dict[tuple[Server, str | None], Built] | None = None
-        # Which new profiles are renames, splits or merges, and which are added beside
-        # them (no stand-in for those: see _denied_stand_ins).
-        denied, unclaimed = (
-            _denied_stand_ins(profiles, previous, removed, old) if removed else (set(), set())
-        )
+        # A profile the edit left as it was, which had not loaded: it fails closed until
+        # its own stores load, whatever this edit removed (h208: one on the stores of a
+        # profile the edit changed took that profile's kept identity, from a keystore
+        # that was still garbage).
+        never_loaded = {slot(item.profile) for item in old.items if type(item) is Failed}
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
             here = slot(profile)
             prev = previous.get(here)
-            stand_in = prev is None and here not in denied
-            # (a definition hashes every store setting)
-            if stand_in and by_definition and here not in unclaimed:
+            stand_in = prev is None and here not in never_loaded
+            if stand_in and by_definition:  # (a definition hashes every store setting)
                 prev = by_definition.get(material_definition(profile))
             if prev is None and stand_in and removed:
                 if by_server is None:
