@@ -29,15 +29,17 @@ class FetchError(Exception):
 
     def __init__(self, message: str, *, local: bool = False) -> None:
         super().__init__(safe_text(message))
-        #: The failure is this process's, not the source's: no file descriptor, memory or
-        #: thread for the fetch (EMFILE, ENFILE, ENOBUFS, ENOMEM). The source was not
-        #: judged: asking it again must wait for nothing but the next check (h211).
+        #: The failure is this process's, not the source's: no file descriptor, memory,
+        #: local port or thread for the fetch (EMFILE, ENFILE, ENOBUFS, ENOMEM,
+        #: EADDRNOTAVAIL). The source was not judged: asking it again must wait for
+        #: nothing but the next check (h211).
         self.local = local
 
 
 #: errno values that say the process (or the machine) ran short, not the source.
 _LOCAL_ERRNOS: Final = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+    # (EADDRNOTAVAIL from connect(): no ephemeral port left on this machine)
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
 ) | frozenset(
     # getaddrinfo could not read the resolver's files or get memory for its answer
     getattr(socket, name)
@@ -113,6 +115,7 @@ def fetch(
 
     sock: socket.socket | None = None
     refused: OSError | None = None  # why the last address could not be connected to
+    local = True  # whether every address failed for want of something here
     try:
         for family, kind, proto, _, address in resolve(host, port, left()):
             try:
@@ -122,6 +125,7 @@ def fetch(
                 break
             except OSError as exc:
                 refused = exc
+                local = local and _local(exc)
                 if sock is not None:
                     sock.close()
                     sock = None
@@ -129,7 +133,7 @@ def fetch(
                     raise TimeoutError from None
         if sock is None:
             why = (refused and (refused.strerror or str(refused))) or "no address"
-            raise FetchError(f"{url}: cannot connect ({why})", local=_local(refused))
+            raise FetchError(f"{url}: cannot connect ({why})", local=refused is not None and local)
         sock.settimeout(left())
         sock.sendall(request)
         data = bytearray()

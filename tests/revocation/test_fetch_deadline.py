@@ -217,8 +217,9 @@ def test_a_refused_connection_says_why() -> None:
     """ "cannot connect" dropped the system's reason (h165)."""
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
-    with pytest.raises(_fetch.FetchError, match=r"cannot connect \(Connection refused\)"):
+    with pytest.raises(_fetch.FetchError, match=r"cannot connect \(Connection refused\)") as e:
         _fetch.fetch(f"http://127.0.0.1:{port}/ocsp", b"x", 1000, timeout=10.0)
+    assert e.value.local is False  # the source's failure: not asked again for a while
 
 
 def test_a_header_flood_is_refused_as_a_header_not_a_body(answering) -> None:
