@@ -437,9 +437,13 @@ def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> bool:
         )
         return False
     except (ssl.SSLError, ConnectionError, EOFError) as exc:
-        if report.tls_version == "TLSv1.3" and _closed_without_alert(exc):
-            # Read as the orderly close below is: a refusal of our certificate, or a
-            # server that speaks only HTTP/2 (tried next).
+        if _closed_without_alert(exc):
+            # Read as the orderly close below is: with TLS 1.3 a refusal of our
+            # certificate, or a server that speaks only HTTP/2 (tried next); with TLS
+            # 1.2 (our certificate taken in the handshake) no refusal. Python 3.13
+            # gives a reset after a TLS 1.2 handshake as ConnectionResetError, where
+            # 3.12 read it as an empty read: it was called a refusal "with TLS 1.3"
+            # (h212).
             data = b""
         else:
             failure, accepted = classify_answer(
