@@ -29,23 +29,16 @@ class FetchError(Exception):
 
     def __init__(self, message: str, *, local: bool = False) -> None:
         super().__init__(safe_text(message))
-        #: The failure is this process's, not the source's: no file descriptor, memory,
-        #: local port or thread for the fetch (EMFILE, ENFILE, ENOBUFS, ENOMEM,
-        #: EADDRNOTAVAIL). The source was not judged: asking it again must wait for
-        #: nothing but the next check (h211).
+        #: The failure is this process's, not the source's: no file descriptor, memory
+        #: or thread for the fetch (EMFILE, ENFILE, ENOBUFS, ENOMEM). The source was not
+        #: judged: asking it again must wait for nothing but the next check (h211).
         self.local = local
 
 
-#: errno values that say the process (or the machine) ran short, not the source.
-_LOCAL_ERRNOS: Final = frozenset(
-    # (EADDRNOTAVAIL from connect(): no ephemeral port left on this machine)
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
-) | frozenset(
-    # getaddrinfo could not read the resolver's files or get memory for its answer
-    getattr(socket, name)
-    for name in ("EAI_SYSTEM", "EAI_MEMORY")
-    if hasattr(socket, name)
-)
+#: errno values that say the process (or the machine) ran short, not the source. Not
+#: EADDRNOTAVAIL: it is also what an IPv6 address gives on a host without IPv6, a
+#: responder this machine cannot reach, to be asked once per retry_failed_after (h215).
+_LOCAL_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class _NoThread(OSError):
@@ -53,7 +46,12 @@ class _NoThread(OSError):
 
 
 def _local(exc: OSError | None) -> bool:
-    """Whether ``exc`` is this process's shortfall (see :attr:`FetchError.local`)."""
+    """Whether ``exc`` is this process's shortfall (see :attr:`FetchError.local`).
+    getaddrinfo's own codes are not errno values (EAI_MEMORY is ENOMEM's number on
+    macOS): only its EAI_MEMORY counts; at the descriptor limit it raises an OSError
+    with EMFILE (CPython turns EAI_SYSTEM into one)."""
+    if isinstance(exc, socket.gaierror):
+        return exc.errno == getattr(socket, "EAI_MEMORY", None)
     return isinstance(exc, _NoThread) or (exc is not None and exc.errno in _LOCAL_ERRNOS)
 
 

@@ -95,11 +95,25 @@ def _stable_expiry(metric: Metric) -> list[Observation]:
     ``serial``, each rotation added one for good, and past 2,000 (one profile rotated
     hourly for 83 days) the current certificate was reported under
     ``otel.metric.overflow`` without its store or role. Prometheus keeps nothing
-    between scrapes and keeps both labels."""
-    seen: dict[tuple[str, ...], int] = {}
-    points = []
+    between scrapes and keeps both labels.
+
+    ``alias`` likewise, where it tells nothing apart: a store whose role has one alias
+    in use (a keystore's one key, a truststore's one anchor) reports it as ``""``, for
+    a rotation may bring another (``gateway-2026`` to ``gateway-2027``: h213 saw a new
+    attribute set at each such rotation, overflowing in a soak). Two key aliases of one
+    keystore in use keep theirs (two profiles' ``<KeyAlias>``: a stable setting)."""
+    rows = []
+    aliases: dict[tuple[str, ...], set[str]] = {}  # per set, store and role
     for labels, value in metric.samples:
         attributes = {k: v for k, v in labels if k not in _CHANGING}
+        group = tuple(v for k, v in attributes.items() if k != "alias")
+        aliases.setdefault(group, set()).add(attributes.get("alias", ""))
+        rows.append((group, attributes, value))
+    seen: dict[tuple[str, ...], int] = {}
+    points = []
+    for group, attributes, value in rows:
+        if "alias" in attributes and len(aliases[group]) == 1:
+            attributes["alias"] = ""
         key = tuple(attributes.values())
         position = seen.get(key, 0)
         seen[key] = position + 1

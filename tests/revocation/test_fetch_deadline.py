@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -220,6 +222,48 @@ def test_a_refused_connection_says_why() -> None:
     with pytest.raises(_fetch.FetchError, match=r"cannot connect \(Connection refused\)") as e:
         _fetch.fetch(f"http://127.0.0.1:{port}/ocsp", b"x", 1000, timeout=10.0)
     assert e.value.local is False  # the source's failure: not asked again for a while
+
+
+@pytest.mark.parametrize(
+    ("failures", "local"),
+    [
+        ((errno.EMFILE, errno.EMFILE), True),  # every address: no descriptor here
+        ((None, errno.EMFILE), False),  # one refuses: the source's failure
+        ((errno.EADDRNOTAVAIL, errno.EADDRNOTAVAIL), False),  # IPv6 on a host without it
+    ],
+)
+def test_a_fetch_is_this_processs_shortfall_only_when_every_address_was(
+    monkeypatch: pytest.MonkeyPatch, failures: tuple[int | None, ...], local: bool
+) -> None:
+    """A name with two addresses (h211, h215): only when every one failed for want of
+    a descriptor, memory or thread here is the source not judged; one that refuses
+    makes it the source's failure, as does an address that cannot be reached from
+    here (EADDRNOTAVAIL: an IPv6 responder on a host without IPv6), asked again after
+    retry_failed_after, not at every check. Each address's socket() fails as given
+    (None: a real socket, to a closed port)."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    v4 = (socket.AF_INET, socket.SOCK_STREAM, 0, "", ("127.0.0.1", port))
+    monkeypatch.setattr(_fetch, "resolve", lambda *_: [v4] * len(failures))
+    made = socket.socket
+    left = list(failures)
+
+    def sockets(*args: object) -> socket.socket:
+        failure = left.pop(0)
+        if failure is not None:
+            raise OSError(failure, os.strerror(failure))
+        return made(*args)  # type: ignore[arg-type]
+
+    class Sockets:  # the socket module as _fetch sees it, socket() aside (not patched
+        # for the process: other tests' servers in this worker make sockets meanwhile)
+        def __getattr__(self, name: str) -> object:
+            return sockets if name == "socket" else getattr(socket, name)
+
+    monkeypatch.setattr(_fetch, "socket", Sockets())
+    with pytest.raises(_fetch.FetchError, match="cannot connect") as e:
+        _fetch.fetch("http://responder.test/ocsp", b"x", 1000, timeout=10.0)
+    assert not left  # every address was tried
+    assert e.value.local is local
 
 
 def test_a_header_flood_is_refused_as_a_header_not_a_body(answering) -> None:
