@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import re
 import socket
 import threading
@@ -48,11 +49,22 @@ class _NoThread(OSError):
 def _local(exc: OSError | None) -> bool:
     """Whether ``exc`` is this process's shortfall (see :attr:`FetchError.local`).
     getaddrinfo's own codes are not errno values (EAI_MEMORY is ENOMEM's number on
-    macOS): only its EAI_MEMORY counts; at the descriptor limit it raises an OSError
-    with EMFILE (CPython turns EAI_SYSTEM into one)."""
+    macOS): only its EAI_MEMORY counts, or any of them while this process can open no
+    file (glibc's first lookup at the descriptor limit, before its name-service
+    modules are loaded, answers "Name or service not known" for every name, localhost
+    included: h215)."""
     if isinstance(exc, socket.gaierror):
-        return exc.errno == getattr(socket, "EAI_MEMORY", None)
+        return exc.errno == getattr(socket, "EAI_MEMORY", None) or _no_descriptor()
     return isinstance(exc, _NoThread) or (exc is not None and exc.errno in _LOCAL_ERRNOS)
+
+
+def _no_descriptor() -> bool:
+    """Whether this process can open no file now (at its, or the system's, limit)."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        return exc.errno in _LOCAL_ERRNOS
+    return False
 
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")

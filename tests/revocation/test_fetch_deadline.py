@@ -6,6 +6,8 @@ import contextlib
 import errno
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -330,3 +332,41 @@ def test_userinfo_is_dropped_wherever_urlsplit_would_find_it(url: str, shown: st
     from mtls._revocation import _without_userinfo
 
     assert _without_userinfo(url) == shown
+
+
+_FIRST_LOOKUP_AT_THE_LIMIT = """
+import encodings.idna, os, resource  # (getaddrinfo imports the codec on first use)
+from mtls import _fetch
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))), hard))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+try:
+    _fetch.fetch("http://localhost:9/ocsp", b"x", 1000, timeout=10.0)
+except _fetch.FetchError as exc:
+    failed = exc
+for fd in held:
+    os.close(fd)
+print(failed.local, failed)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_first_name_lookup_at_the_descriptor_limit_is_this_processs_shortfall() -> None:
+    """glibc's first lookup in a process at its descriptor limit (its name-service
+    modules not loaded yet) answers "Name or service not known" for any name,
+    localhost included: read as the responder's failure, not asked again for
+    retry_failed_after (h215). A lookup that fails while no file can be opened is
+    this process's shortfall. (Run in a fresh interpreter: no lookup before it.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_LOOKUP_AT_THE_LIMIT],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True "), done.stdout
