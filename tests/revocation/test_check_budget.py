@@ -6,10 +6,8 @@ Before it, a check waited up to certificates x URLs x ``timeout`` when responder
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from mtls import (
     RevocationUnknownError,
 )
 from mtls.testing import CA
+from tests._fdlimit import no_descriptor_left
 from tests.revocation._infra import PKI, leaf_naming, revocation_pki
 from tests.revocation.test_online import check, der
 
@@ -166,24 +165,6 @@ def test_check_timeout_must_be_positive_seconds(value: object) -> None:
         RevocationPolicy(check_timeout=value)  # type: ignore[arg-type]
 
 
-@contextlib.contextmanager
-def _no_descriptor_left() -> Iterator[None]:
-    """This process at its descriptor limit: every open() and socket() fails with EMFILE
-    (the limit lowered to the descriptors open, the gaps below it filled)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))), hard))
-    held: list[int] = []
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                held.append(os.open(os.devnull, os.O_RDONLY))
-        yield
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_a_fetch_this_process_could_not_make_is_not_held_against_the_source(pki: PKI) -> None:
     """No descriptor for the fetch's socket (EMFILE): the status was kept as
@@ -195,7 +176,7 @@ def test_a_fetch_this_process_could_not_make_is_not_held_against_the_source(pki:
     leaf = ca.issue_cert("localhost")
     pki.crls.bodies["/emfile.crl"] = ca.crl()
     checker = RevocationChecker(RevocationPolicy(retry_failed_after=600))
-    with _no_descriptor_left():
+    with no_descriptor_left():
         with pytest.raises(RevocationUnknownError) as caught:
             check(checker, leaf)
     assert "Too many open files" in caught.value.why[0]

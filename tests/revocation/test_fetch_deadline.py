@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -335,22 +336,14 @@ def test_userinfo_is_dropped_wherever_urlsplit_would_find_it(url: str, shown: st
 
 
 _FIRST_LOOKUP_AT_THE_LIMIT = """
-import encodings.idna, os, resource  # (getaddrinfo imports the codec on first use)
+import encodings.idna  # (getaddrinfo imports the codec on first use)
 from mtls import _fetch
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))), hard))
-held = []
-try:
-    while True:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-except OSError:
-    pass
-try:
-    _fetch.fetch("http://localhost:9/ocsp", b"x", 1000, timeout=10.0)
-except _fetch.FetchError as exc:
-    failed = exc
-for fd in held:
-    os.close(fd)
+from tests._fdlimit import no_descriptor_left
+with no_descriptor_left():
+    try:
+        _fetch.fetch("http://localhost:9/ocsp", b"x", 1000, timeout=10.0)
+    except _fetch.FetchError as exc:
+        failed = exc
 print(failed.local, failed)
 """
 
@@ -367,6 +360,7 @@ def test_a_first_name_lookup_at_the_descriptor_limit_is_this_processs_shortfall(
         capture_output=True,
         text=True,
         check=False,
+        cwd=Path(__file__).parents[2],  # (tests._fdlimit)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("True "), done.stdout
