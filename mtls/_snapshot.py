@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import ssl
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from ._config import (
     SSLProfile,
     StoreConfig,
     client_suffix,
+    format_server,
     material_definition,
 )
 from ._context import LOCALHOST_NAMES
@@ -60,6 +62,9 @@ def _client_of(key: IndexKey) -> str | None:
 # --------------------------------------------------------------------------- records
 
 
+_NO_KEYS: frozenset[IndexKey] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Built:
     """One profile as it is being served (its last good material, and its last error)."""
@@ -67,6 +72,10 @@ class Built:
     profile: SSLProfile
     served: Served
     error: MTLSError | None = None
+    # Keys of the profile refused while it serves kept material (its stores do not load
+    # now) that this material did not serve before the edit that made it: the hosts an
+    # edit added, or took from another profile (see Withheld).
+    withheld: frozenset[IndexKey] = _NO_KEYS
 
     @property
     def context(self) -> ssl.SSLContext:
@@ -108,12 +117,13 @@ class Built:
         _SET_PROFILE(built, profile)
         _SET_SERVED(built, served)
         _SET_ERROR(built, None)
+        _SET_WITHHELD(built, _NO_KEYS)
         return built
 
 
 # The slots' setters (getattr: on the class, each name is its slot descriptor).
-_SET_PROFILE, _SET_SERVED, _SET_ERROR = (
-    getattr(Built, name).__set__ for name in ("profile", "served", "error")
+_SET_PROFILE, _SET_SERVED, _SET_ERROR, _SET_WITHHELD = (
+    getattr(Built, name).__set__ for name in ("profile", "served", "error", "withheld")
 )
 
 
@@ -139,6 +149,29 @@ class Failed:
         return error
 
 
+@dataclass(frozen=True, slots=True)
+class Withheld(Failed):
+    """A host of a profile that serves kept material while its own stores do not load,
+    which that material did not serve before (the edit added the host, moved it from
+    another profile or renamed it): refused until the profile's stores load, rather
+    than lent an identity no configuration gave it. WSO2 keeps its whole previous
+    configuration when a reload fails: no host gets material it did not have."""
+
+    def refuse(self, host: str, port: int) -> ProfileUnavailableError:
+        where = f"{host}:{port}"
+        error = ProfileUnavailableError(
+            f"{where}: refused: its profile's stores do not load since the profile file "
+            "was edited, and the material the profile kept in service served other hosts "
+            f"before that edit (it is never lent to a host it did not serve): {self.error}",
+            path=self.error.path,
+            servers=self.profile.server_names,
+            client_id=self.profile.client_id,
+            cause=self.error,
+        )
+        error.__cause__ = self.error
+        return error
+
+
 def _same_failure(prev: Built | Failed, item: Built | Failed) -> bool:
     """Whether a retried profile failed as it did before: the same material in service
     (or none) and an error of the same type saying the same. The previous entry then
@@ -146,7 +179,10 @@ def _same_failure(prev: Built | Failed, item: Built | Failed) -> bool:
     new (no new snapshot each check for its clients to ask again)."""
     if type(prev) is not type(item) or prev.profile is not item.profile:
         return False
-    if type(prev) is Built and prev.served is not item.served:  # type: ignore[union-attr]
+    if type(prev) is Built and (
+        prev.served is not item.served  # type: ignore[union-attr]
+        or prev.withheld != item.withheld  # type: ignore[union-attr]
+    ):
         return False
     before, now = prev.error, item.error
     return (
@@ -389,6 +425,35 @@ def _profiles_listed(profiles: list[tuple[str, ...]], shown: int = 10) -> str:
     return text + (f" and {len(ordered) - shown:,} more profiles" if len(ordered) > shown else "")
 
 
+def _withheld(prev: Built | None) -> frozenset[IndexKey]:
+    return prev.withheld if prev is not None else _NO_KEYS
+
+
+def _hosts_served(old: Snapshot) -> dict[int, set[tuple[str, str | None]]]:
+    """Per material (``id(Served)``), the (host, client) pairs ``old``'s profiles served
+    it to (``*`` for a catch-all), whatever the port."""
+    had: dict[int, set[tuple[str, str | None]]] = {}
+    for key, item in old.index.items():
+        if type(item) is Built:
+            had.setdefault(id(item.served), set()).add((key[0], _client_of(key)))
+    return had
+
+
+def _lookup(old: Snapshot, host: str, port: int, client: str | None) -> object:
+    """What a lookup of ``host:port`` by ``client`` found in ``old`` (SSLProfileSet's
+    order: the exact key, the key without the client, the catch-all, the default)."""
+    index = old.index
+    keys: list[IndexKey] = [index_key(host, port, client)]
+    if client is not None:
+        keys.append((host, port))
+    keys.append(_CATCH_ALL_KEY)
+    for key in keys:
+        item = index.get(key)
+        if item is not None:
+            return item
+    return old.default
+
+
 def _served_before(
     profile: SSLProfile, by_server: Mapping[tuple[Server, str | None], Built]
 ) -> Built | None:
@@ -536,8 +601,11 @@ def build_index(
         profile = item.profile
         client = profile.client_id
         served = item.served if type(item) is Built else None
+        withheld: frozenset[IndexKey] | None = None
         if served is None or item.error is not None:
             retry.append(position)
+            if served is not None and item.withheld:  # type: ignore[union-attr]
+                withheld = item.withheld  # type: ignore[union-attr]
         if served is not None:
             key = id(served)
             if key != last:
@@ -558,6 +626,11 @@ def build_index(
                 host = server[0]
                 # No client (the usual profile): the server tuple itself is the key.
                 entry = server if client is None else (host, server[1], client)
+            if withheld is not None and entry in withheld:
+                refused = Withheld(profile, item.error)  # type: ignore[arg-type]
+                if put(entry, refused) is not refused:
+                    raise _duplicate(entry, server, index[entry].profile, profile, path)
+                continue
             other = put(entry, item)  # one hash: the entry, or the profile already there
             if other is not item:
                 raise _duplicate(entry, server, other.profile, profile, path)
@@ -575,7 +648,12 @@ def _patch_index(
     index = dict(old.index)
     fast = dict(old.fast)
     for item in replaced:
+        withheld = item.withheld if type(item) is Built and item.error is not None else None
         for key, server in _keys(item.profile):
+            if withheld and key in withheld:
+                index[key] = Withheld(item.profile, item.error)  # type: ignore[arg-type]
+                fast.pop(key, None)
+                continue
             index[key] = item
             if server != CATCH_ALL:
                 if type(item) is Built:
@@ -973,20 +1051,26 @@ class ProfilesPlan:
         # profile the edit changed took that profile's kept identity, from a keystore
         # that was still garbage).
         never_loaded = {slot(item.profile) for item in old.items if type(item) is Failed}
+        # Which hosts each material served before the edit, for _withhold (made when a
+        # stand-in's profile fails to load, which is rare).
+        had: dict[int, set[tuple[str, str | None]]] | None = None
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
             here = slot(profile)
             prev = previous.get(here)
             stand_in = prev is None and here not in never_loaded
+            renamed: Built | None = None
             if stand_in and by_definition:  # (a definition hashes every store setting)
-                prev = by_definition.get(material_definition(profile))
+                prev = renamed = by_definition.get(material_definition(profile))
             if prev is None and stand_in and removed:
                 if by_server is None:
+                    # Not the hosts a removed profile withheld (it did not serve them).
                     by_server = {
                         (server, entry.profile.client_id): entry
                         for entry in removed
-                        for server in entry.profile.servers
+                        for key, server in _keys(entry.profile)
+                        if key not in entry.withheld
                     }
                 prev = _served_before(profile, by_server)
             sibling = (
@@ -994,7 +1078,14 @@ class ProfilesPlan:
                 if prev is None and profile.keystore is not None
                 else None
             )
-            item = self._rebuild(run, profile, prev, sibling)
+            narrow = None
+            if renamed is not None:
+                # A renamed, split or merged profile keeping what it was served while its
+                # stores do not load: only for the hosts that had it (h209, h210, h214).
+                if had is None:
+                    had = _hosts_served(old)
+                narrow = functools.partial(self._withhold, old, served=renamed.served, had=had)
+            item = self._rebuild(run, profile, prev, sibling, narrow)
             if isinstance(item, Built) and (prev is None or item.context is not prev.context):
                 changed = True
                 if item.error is None:
@@ -1027,12 +1118,57 @@ class ProfilesPlan:
     def _change(self, old: Built | None, new: Built) -> str:
         return describe_change(old, new, self.options.identity)
 
+    def _withhold(
+        self,
+        old: Snapshot,
+        item: Built,
+        *,
+        served: Served,
+        had: dict[int, set[tuple[str, str | None]]],
+    ) -> Built | Failed:
+        """``item`` (a profile serving ``served``'s identity while its stores do not
+        load) serving it only to the hosts that had it before this edit: a lookup of the
+        same host and client got it (at this port, or a port a profile named for the
+        host: a backend moved to another port keeps it; through a catch-all too). The
+        others, hosts the edit added, renamed or took from another profile, are refused
+        until the profile's stores load (:class:`Withheld`); a profile with none is new,
+        and fails closed. The hosts it had never go to a host they were not given.
+
+        Not for a keystore that loads with a certificate refused (not valid now): the
+        identity in service stays with every profile that names that file, as a new one
+        on it is lent it (so that a certificate staged early is not installed through an
+        edit, h160, h162)."""
+        hosts = had.get(id(served), set())
+        withheld: list[IndexKey] = []
+        for key, server in _keys(item.profile):
+            client = _client_of(key)
+            if (server[0], client) in hosts:
+                continue
+            if server != CATCH_ALL:
+                found = _lookup(old, server[0], server[1], client)
+                if type(found) is Built and found.served is served:
+                    continue
+            withheld.append(key)
+        assert item.error is not None
+        if not withheld:
+            return item if not item.withheld else Built(item.profile, item.served, item.error)
+        if len(withheld) == len(item.profile.servers):
+            return Failed(item.profile, item.error)
+        return Built(item.profile, item.served, item.error, frozenset(withheld))
+
     def _rebuild(
-        self, run: _Pass, profile: SSLProfile, prev: Built | None, sibling: Built | None = None
+        self,
+        run: _Pass,
+        profile: SSLProfile,
+        prev: Built | None,
+        sibling: Built | None = None,
+        narrow: Callable[[Built], Built | Failed] | None = None,
     ) -> Built | Failed:
         """The profile's entry in the new snapshot: reused, rebuilt, or failed.
         ``sibling``: for a profile with no previous entry, one in service that uses
         the same keystore (its identity is what a refused replacement keeps).
+        ``narrow``: for a profile whose ``prev`` is another's (a rename), what keeps
+        that material to the hosts it served when the profile's stores do not load.
 
         Raises:
             Interrupted: ``close()`` was called.
@@ -1078,7 +1214,8 @@ class ProfilesPlan:
             # The keystore's replacement was refused; the rest (the truststore, CRLs)
             # is applied with the identity in service. The error keeps it retried.
             error = self._attempted(run, profile, self._in_profile(profile, kept.error))
-            return Built(profile, kept.served, error)
+            last_good = Built(profile, kept.served, error, _withheld(prev))
+            return last_good if narrow is None or not kept.unloaded else narrow(last_good)
         except Unstable as exc:
             # Once per streak: a file rewritten at every check said so at every check.
             said = exc.path in self._writing
@@ -1094,14 +1231,16 @@ class ProfilesPlan:
             # An edited profile whose new file was caught mid-write: it keeps the last
             # good material under its new definition, with an error, so that the next
             # check builds the new definition (kept under the old one, it never would).
-            return Built(profile, prev.served, error)
+            last_good = Built(profile, prev.served, error, prev.withheld)
+            return last_good if narrow is None else narrow(last_good)
         except MTLSError as exc:
             error = self._attempted(run, profile, self._in_profile(profile, exc))
             if prev is None:
                 return Failed(profile, error)
             # The new definition, the last good material: the error is about the
             # definition in force, and the next check retries that one.
-            return Built(profile, prev.served, error)
+            last_good = Built(profile, prev.served, error, prev.withheld)
+            return last_good if narrow is None else narrow(last_good)
 
     def _inputs_now(self, run: _Pass, profile: SSLProfile) -> tuple[str, ...] | None:
         """The digests of the store files ``profile`` names, as this check knows them
@@ -1200,7 +1339,20 @@ class ProfilesPlan:
         )
         groups: dict[tuple[tuple[str, str], str], list[tuple[SSLProfile, MTLSError]]] = {}
         for item in snapshot.built:
-            if item.error is not None:
+            if item.error is not None and item.withheld:
+                # Some of its hosts are refused: said of this profile alone, naming them.
+                shown = ", ".join(
+                    format_server(server)
+                    for key, server in _keys(item.profile)
+                    if key in item.withheld
+                )
+                out[("profile", slot(item.profile))] = Problem(
+                    str(item.error),
+                    f"keeping its last good context for the hosts it served before the edit; "
+                    f"refusing until it loads: {shown}",
+                    about=frozenset(_entries(item.profile)),
+                )
+            elif item.error is not None:
                 groups.setdefault((kept, item.error.reason), []).append((item.profile, item.error))
         for profile, error in snapshot.failures:
             groups.setdefault((refused, error.reason), []).append((profile, error))

@@ -514,19 +514,23 @@ def test_a_grouped_problem_that_shrinks_or_regroups_is_not_called_resolved(
         profiles.reload()
         (regrouped,) = lines()
         assert "2 profiles (a.internal:443; b.internal:443)" in regrouped
-        # a's servers reordered, and one added: still a problem of the same profile,
-        # said again (its line changed), and nothing "resolved".
+        # a's servers reordered, and hosts added: still a problem of the same profile,
+        # said again (its line changed: it names the added hosts it refuses, which its
+        # last good never served), and nothing "resolved".
         write(broken, "a2.internal:443,a.internal:443")
         profiles.reload()
         write(broken, "a.internal:443,a2.internal:443,a3.internal:443")
         profiles.reload()
         warned = lines()
-        assert len(warned) == 2 and not any("resolved" in line for line in warned), warned
-        # The fix: one line says so.
+        assert not any("resolved" in line for line in warned), warned
+        assert warned[-1].endswith("refusing until it loads: a2.internal:443, a3.internal:443")
+        # The fix: said for each problem (a's, apart now, and b's), each once.
         replace_atomically(broken, kept)
         assert profiles.reload() is True
-        (resolved,) = lines()
-        assert ": resolved: 2 profiles (" in resolved and not profiles.errors
+        resolved = lines()
+        assert len(resolved) == 2 and not profiles.errors, resolved
+        assert all(": resolved: profile " in line for line in resolved), resolved
+        assert {"a3.internal:443" in line for line in resolved} == {True, False}
 
 
 def test_a_problem_whose_profile_was_removed_is_not_called_resolved(

@@ -342,23 +342,19 @@ def test_a_profile_that_never_loaded_stays_refused_through_an_edit_of_another(
         assert isinstance(profiles.context_for("never-served.test", 443), ssl.SSLContext)
 
 
-def test_a_host_renamed_and_a_profile_split_keep_their_identity(tmp_path, ca, backend, stores):
-    """The stand-in's purpose (the twin of the test above): with the keystore garbage,
-    a profile whose host is renamed (a DNS move during a keystore replacement), and
-    one split in two halves, keep the identity their hosts had (h210 found a stricter
-    rule that took these down)."""
+def test_a_profile_split_keeps_its_identity_and_a_renamed_host_waits(tmp_path, ca, backend, stores):
+    """The stand-in's purpose: with the keystore garbage, a profile split in two halves
+    keeps the identity its hosts had. Its twin: a host renamed in the same state is a
+    host that identity never served, refused until the stores load (WSO2 keeps its
+    whole previous configuration when a reload fails: the new name has no profile in
+    it; h209, h210, h214 found the old rule lent the kept identity to such hosts)."""
     keystore, trust = stores
     port = backend.port
     xml = tmp_path / "sslprofiles.xml"
-    _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         replace_atomically(keystore, b"not a keystore")
         assert profiles.reload() is False
-        _write(xml, _profile(f"127.0.0.1:{port}", keystore, trust))
-        profiles.reload()
-        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
-        _write(xml, _profile(f"127.0.0.1:{port},localhost:{port}", keystore, trust))
-        profiles.reload()
         _write(
             xml,
             _profile(f"localhost:{port}", keystore, trust),
@@ -367,6 +363,88 @@ def test_a_host_renamed_and_a_profile_split_keep_their_identity(tmp_path, ca, ba
         profiles.reload()
         assert _cn(profiles, "localhost", port) == "gen-1"
         assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        _write(
+            xml,
+            _profile(f"localhost:{port}", keystore, trust),
+            _profile(f"renamed.test:{port}", keystore, trust),
+        )
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for("renamed.test", port)
+        (entry,) = [p for p in profiles.status().profiles if "renamed" in p.servers[0]]
+        assert not entry.loaded
+        keystore.write_bytes(jks(ca, "gen-2"))
+        assert profiles.reload() is True
+        assert isinstance(profiles.context_for("renamed.test", port), ssl.SSLContext)
+        assert _cn(profiles, "localhost", port) == "gen-2"
+
+
+def _refused_for_its_stores(profiles: SSLProfileSet, host: str, port: int) -> None:
+    with pytest.raises(ProfileUnavailableError, match="never lent to a host it did not serve"):
+        profiles.context_for(host, port)
+
+
+@pytest.mark.parametrize("edit", ["host added", "catch-all added", "host and a new one split off"])
+def test_a_kept_identity_serves_only_the_hosts_it_served(tmp_path, ca, backend, stores, edit):
+    """One edit, while the keystore is garbage, that keeps a profile's hosts and adds
+    one (to the profile, as '*', or in a profile split off with a host of it): the
+    hosts keep the identity they had; the added host is refused, not lent it (h209,
+    h210, h214: the old rule served the kept identity to every host of the edited
+    profile). Twins: the kept host still presents gen-1 through a handshake; the
+    refusal holds at the next checks (the keystore rewritten, another profile edited,
+    and the refused host moved to a profile on the keystore's next password); once
+    the stores load, every host is served."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    both = f"localhost:{port},127.0.0.1:{port}"
+    _write(xml, _profile(both, keystore, trust))
+    added = "new.test"
+    # The edit, and the same without the added host (for the last step).
+    if edit == "host added":
+        edited = [_profile(f"{both},{added}:{port}", keystore, trust)]
+        rest, moved = [_profile(both, keystore, trust)], f"{added}:{port}"
+    elif edit == "catch-all added":
+        edited = [_profile(f"{both},*", keystore, trust)]
+        rest, moved = [_profile(both, keystore, trust)], "*"
+    else:
+        rest = [_profile(f"localhost:{port}", keystore, trust)]
+        edited = [*rest, _profile(f"127.0.0.1:{port},{added}:{port}", keystore, trust)]
+        rest, moved = [*rest, _profile(f"127.0.0.1:{port}", keystore, trust)], f"{added}:{port}"
+    other = _profile("other.test:443", keystore, trust)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, *edited)
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        _refused_for_its_stores(profiles, added, port)
+        assert profiles.status().healthy is False
+        replace_atomically(keystore, b"still not a keystore")
+        profiles.reload()
+        _refused_for_its_stores(profiles, added, port)
+        _write(xml, *edited, other)
+        profiles.reload()
+        _refused_for_its_stores(profiles, added, port)
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        # The refused host moved out alone, on the keystore's next password (another
+        # definition, judged by the hosts its material served): still refused.
+        _write(xml, *rest, _profile(moved, keystore, trust, NEW_PASSWORD))
+        profiles.reload()
+        with pytest.raises(ProfileUnavailableError):
+            profiles.context_for(added, port)
+        (alone,) = [p for p in profiles.status().profiles if p.servers == (moved,)]
+        assert not alone.loaded  # it has no material: none served its host
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        _write(xml, *edited)
+        profiles.reload()
+        keystore.write_bytes(jks(ca, "gen-2"))
+        assert profiles.reload() is True
+        assert _cn(profiles, "127.0.0.1", port) == "gen-2"
+        assert isinstance(profiles.context_for(added, port), ssl.SSLContext)
+        assert profiles.status().healthy is True
 
 
 def test_many_profiles_renamed_at_once_keep_their_identity(tmp_path, ca, stores):
