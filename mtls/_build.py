@@ -529,8 +529,12 @@ class Builder:
             del self._crl_checked[crl_key]
         for key in set(self._stores) - self._used_stores:
             del self._stores[key]
-        for key in [k for k in self._failed if k[:-1] not in self._used_stores]:
+        for key in [k for k in self._failed if k not in self._used_stores]:
             del self._failed[key]
+        for failed in self._failed.values():
+            # Raised again at the next check: its frames (the check's locals, the file's
+            # bytes, the material in service) are not kept meanwhile (h218).
+            failed.__traceback__ = None
         for key in set(self._contexts) - used:
             del key_of[id(self._contexts.pop(key)[0])]
         live_stores = {fp for _, fp in self._stores.values()}
@@ -594,8 +598,9 @@ class Builder:
         role: StoreRole = "keystore" if keystore else "truststore"
         location = self._paths.get(config.location, config.location)
         # Everything that decides how the bytes are read is in the key (allow_unprotected
-        # too: one profile's opt-out must never let another's PEM through). The path is
-        # part of the failure key only so that a cached error names the right file.
+        # too: one profile's opt-out must never let another's PEM through), and the path:
+        # a store and its errors name the file they were read from (a copy of another
+        # profile's file with a wrong <KeyAlias> was said to be that file, h218).
         how = (config.password, config.key_password, config.type, config.allow_unprotected)
         data: bytes | None = None
         # A file the survey found unchanged has its hash without a read: a store
@@ -603,7 +608,7 @@ class Builder:
         # shared truststore moved read each of their keystores).
         digest = self.reading.known(location)
         if digest is None or (
-            (role, digest, *how) not in self._stores
+            (role, digest, *how, config.location) not in self._stores
             and (role, digest, *how, config.location) not in self._failed
         ):
             try:
@@ -613,10 +618,9 @@ class Builder:
                 # when missing); never chained: the OSError names a placeholder's value.
                 raise store_open_error(config, role, exc) from None
         files.append((role, location, digest))
-        key = (role, digest, *how)
-        failure_key = (*key, config.location)
+        key = (role, digest, *how, config.location)
         self._used_stores.add(key)
-        failed = self._failed.get(failure_key)
+        failed = self._failed.get(key)
         if failed is not None:
             # The same bytes with the same passwords failed before: say so again without
             # paying for the parse (a hostile PKCS#12 can cost seconds of KDF per try).
@@ -627,7 +631,7 @@ class Builder:
             try:
                 store = load_store(config, role, data=data)
             except MTLSError as exc:
-                self._failed[failure_key] = by_content(exc)  # the same bytes fail the same
+                self._failed[key] = by_content(exc)  # the same bytes fail the same
                 raise
             cached = (store, store.fingerprint)
             self._stores[key] = cached

@@ -669,3 +669,51 @@ def test_a_refusal_saying_something_new_is_published(tmp_path: Path) -> None:
         now_said = str(profiles.errors[0])
         assert now_said != said and profiles._snapshot is not first
         assert str(profiles.status().profiles[0].error) == now_said
+
+
+def test_an_error_names_the_file_of_its_profile_when_another_has_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    """Two keystores with the same bytes: the second profile's <KeyAlias> is wrong. The
+    store read for the first was shared, and the error named the first file (h218).
+    Twin: the first profile, whose alias is right, loads."""
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    first = write_identity(ca.issue_cert("one"), tmp_path / "a.jks")
+    copy = tmp_path / "b.jks"
+    copy.write_bytes(first.read_bytes())
+    wrong = profile("b.example:443", copy, trust).replace(
+        "</KeyStore>", "<KeyAlias>typo</KeyAlias></KeyStore>"
+    )
+    xml = tmp_path / "profiles.xml"
+    xml.write_text(profile_xml(profile("a.example:443", first, trust), wrong))
+    with mtls.SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True) as profiles:
+        assert isinstance(profiles.context_for("a.example", 443), ssl.SSLContext)
+        with pytest.raises(mtls.ProfileUnavailableError) as info:
+            profiles.context_for("b.example", 443)
+        assert "typo" in str(info.value) and str(copy) in str(info.value)
+        assert str(first) not in str(info.value)
+        (error,) = profiles.errors
+        assert error.path == str(copy)
+
+
+def test_a_cached_store_failure_keeps_no_frames_of_its_check(tmp_path: Path) -> None:
+    """A keystore on a wrong password fails the same at every check without a parse;
+    the failure kept for that held the frames of the check that raised it (the file's
+    bytes, the material in service) until the file changed, close() or not (h218)."""
+    ca = CA()
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    first = write_identity(ca.issue_cert("one"), tmp_path / "a.jks")
+    second = write_identity(ca.issue_cert("two"), tmp_path / "b.jks")
+    xml = tmp_path / "profiles.xml"
+    xml.write_text(
+        profile_xml(profile("a.example:443", first, trust), profile("b.example:443", second, trust))
+    )
+    with mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        ca.issue_cert("two-2").write_keystore(second, "another-password")
+        ca.issue_cert("one-2").write_keystore(first, PASSWORD)
+        assert profiles.reload(force=True) is True  # a's rotation; b's refused
+        assert [e.servers for e in profiles.errors] == [("b.example:443",)]
+        failed = list(profiles._engine._plan.builder._failed.values())  # type: ignore[union-attr]
+    assert failed, "the failure is cached (what this test is about)"
+    assert all(exc.__traceback__ is None for exc in failed)
