@@ -151,18 +151,18 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Withheld(Failed):
-    """A host of a profile that serves kept material while its own stores do not load,
-    which that material did not serve before (the edit added the host, moved it from
-    another profile or renamed it): refused until the profile's stores load, rather
-    than lent an identity no configuration gave it. WSO2 keeps its whole previous
-    configuration when a reload fails: no host gets material it did not have."""
+    """A host of a profile that serves a kept identity while its keystore does not load,
+    which that identity did not serve before (the edit added the host, moved it from
+    another profile or renamed it): refused until the keystore loads, rather than lent
+    an identity no configuration gave it (see ProfilesPlan._withhold). WSO2 keeps its
+    whole previous configuration when a reload fails: no host gets one it did not have."""
 
     def refuse(self, host: str, port: int) -> ProfileUnavailableError:
         where = f"{host}:{port}"
         error = ProfileUnavailableError(
-            f"{where}: refused: its profile's stores do not load since the profile file "
-            "was edited, and the material the profile kept in service served other hosts "
-            f"before that edit (it is never lent to a host it did not serve): {self.error}",
+            f"{where}: refused until its profile's keystore loads: the identity the "
+            "profile kept from before the profile file's last edit served other hosts "
+            f"(it is never lent to a host it did not serve): {self.error}",
             path=self.error.path,
             servers=self.profile.server_names,
             client_id=self.profile.client_id,
@@ -429,13 +429,24 @@ def _withheld(prev: Built | None) -> frozenset[IndexKey]:
     return prev.withheld if prev is not None else _NO_KEYS
 
 
-def _hosts_served(old: Snapshot) -> dict[int, set[tuple[str, str | None]]]:
-    """Per material (``id(Served)``), the (host, client) pairs ``old``'s profiles served
-    it to (``*`` for a catch-all), whatever the port."""
-    had: dict[int, set[tuple[str, str | None]]] = {}
+Identity = tuple[str | None, int | None]
+
+
+def _identity(served: Served) -> Identity:
+    """The client identity ``served`` presents: its keystore's bytes and the serial of
+    its certificate (two materials of one keystore with other truststores present the
+    same; two key aliases of one keystore do not)."""
+    digest = next((d for role, _, d in served.inputs if role == "keystore"), None)
+    return digest, served.serial
+
+
+def _hosts_served(old: Snapshot) -> dict[Identity, set[tuple[str, str | None]]]:
+    """Per identity, the (host, client) pairs ``old``'s profiles served it to (``*``
+    for a catch-all), whatever the port."""
+    had: dict[Identity, set[tuple[str, str | None]]] = {}
     for key, item in old.index.items():
         if type(item) is Built:
-            had.setdefault(id(item.served), set()).add((key[0], _client_of(key)))
+            had.setdefault(_identity(item.served), set()).add((key[0], _client_of(key)))
     return had
 
 
@@ -997,6 +1008,8 @@ class ProfilesPlan:
                     changed = True  # a new context, or a failed profile that now loads
                     if item.error is None:
                         log.info("%s: reloaded %s", self.where, self._change(last, item))
+                elif item.withheld != last.withheld:
+                    changed = True  # hosts it refused are served (its keystore is back)
             elif last is not None:
                 changed = True  # cannot happen (a profile keeps its last good); for safety
         if not replaced:
@@ -1051,18 +1064,17 @@ class ProfilesPlan:
         # profile the edit changed took that profile's kept identity, from a keystore
         # that was still garbage).
         never_loaded = {slot(item.profile) for item in old.items if type(item) is Failed}
-        # Which hosts each material served before the edit, for _withhold (made when a
-        # stand-in's profile fails to load, which is rare).
-        had: dict[int, set[tuple[str, str | None]]] | None = None
+        # Which hosts each identity served before the edit, for _withhold (made the first
+        # time a stand-in's keystore does not load, which is rare).
+        had: list[dict[Identity, set[tuple[str, str | None]]]] = []
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
             here = slot(profile)
             prev = previous.get(here)
             stand_in = prev is None and here not in never_loaded
-            renamed: Built | None = None
             if stand_in and by_definition:  # (a definition hashes every store setting)
-                prev = renamed = by_definition.get(material_definition(profile))
+                prev = by_definition.get(material_definition(profile))
             if prev is None and stand_in and removed:
                 if by_server is None:
                     # Not the hosts a removed profile withheld (it did not serve them).
@@ -1079,14 +1091,15 @@ class ProfilesPlan:
                 else None
             )
             narrow = None
-            if renamed is not None:
-                # A renamed, split or merged profile keeping what it was served while its
-                # stores do not load: only for the hosts that had it (h209, h210, h214).
-                if had is None:
-                    had = _hosts_served(old)
-                narrow = functools.partial(self._withhold, old, served=renamed.served, had=had)
+            if stand_in and prev is not None:
+                # A renamed, split, merged or extended profile keeping what its hosts were
+                # served while its keystore does not load: only for the hosts that had
+                # it (h209, h210, h214, h220).
+                narrow = functools.partial(self._withhold, run, old, prev.served, had)
             item = self._rebuild(run, profile, prev, sibling, narrow)
-            if isinstance(item, Built) and (prev is None or item.context is not prev.context):
+            if isinstance(item, Built) and (
+                prev is None or item.context is not prev.context or item.withheld != prev.withheld
+            ):
                 changed = True
                 if item.error is None:
                     log.info("%s: reloaded %s", self.where, self._change(prev, item))
@@ -1120,38 +1133,52 @@ class ProfilesPlan:
 
     def _withhold(
         self,
+        run: _Pass,
         old: Snapshot,
-        item: Built,
-        *,
         served: Served,
-        had: dict[int, set[tuple[str, str | None]]],
+        had: list[dict[Identity, set[tuple[str, str | None]]]],
+        item: Built,
     ) -> Built | Failed:
-        """``item`` (a profile serving ``served``'s identity while its stores do not
-        load) serving it only to the hosts that had it before this edit: a lookup of the
-        same host and client got it (at this port, or a port a profile named for the
-        host: a backend moved to another port keeps it; through a catch-all too). The
-        others, hosts the edit added, renamed or took from another profile, are refused
-        until the profile's stores load (:class:`Withheld`); a profile with none is new,
-        and fails closed. The hosts it had never go to a host they were not given.
+        """``item`` (a profile given ``served``, another profile's material before this
+        edit, as its last good) serving that identity only to the hosts that had it,
+        when its keystore file no longer holds it (replaced by one that does not load:
+        garbage, gone, other content on another password, no usable key): a lookup of
+        the host and client in ``old`` got that identity (at this port, through the
+        ``*`` profile or the default; failing any, at another port a profile named for
+        the host: a backend moved to another port keeps it). The others, hosts the edit
+        added, renamed, or took from a profile that had other material or none, are
+        refused until the profile's keystore loads (:class:`Withheld`); a profile with
+        none left is new, and fails closed. WSO2 keeps its whole previous configuration
+        when a reload fails: no host gets an identity it did not have.
 
-        Not for a keystore that loads with a certificate refused (not valid now): the
-        identity in service stays with every profile that names that file, as a new one
-        on it is lent it (so that a certificate staged early is not installed through an
-        edit, h160, h162)."""
-        hosts = had.get(id(served), set())
+        The identity is lent whole when the keystore file still holds it (the edit names
+        the keystore's next password before the file has it, h161; another store did
+        not load); and a keystore that loads with a certificate refused (not valid now)
+        never comes here: its identity in service stays with every profile that names
+        the file, a new one included (h160, h162)."""
+        plain = item if not item.withheld else Built(item.profile, item.served, item.error)
+        mine = _identity(served)
+        config = item.profile.keystore
+        if config is None or mine[0] is None or run.reading.known(config.location) == mine[0]:
+            return plain
+        if not had:
+            had.append(_hosts_served(old))
+        hosts = had[0].get(mine, set())
         withheld: list[IndexKey] = []
         for key, server in _keys(item.profile):
             client = _client_of(key)
-            if (server[0], client) in hosts:
-                continue
-            if server != CATCH_ALL:
+            if server == CATCH_ALL:
+                found: object = old.index.get(key)
+            else:
                 found = _lookup(old, server[0], server[1], client)
-                if type(found) is Built and found.served is served:
-                    continue
+            if found is None and (server[0], client) in hosts:
+                continue  # no profile had this port: the host had it at another
+            if type(found) is Built and _identity(found.served) == mine:
+                continue
             withheld.append(key)
         assert item.error is not None
         if not withheld:
-            return item if not item.withheld else Built(item.profile, item.served, item.error)
+            return plain
         if len(withheld) == len(item.profile.servers):
             return Failed(item.profile, item.error)
         return Built(item.profile, item.served, item.error, frozenset(withheld))
@@ -1168,7 +1195,7 @@ class ProfilesPlan:
         ``sibling``: for a profile with no previous entry, one in service that uses
         the same keystore (its identity is what a refused replacement keeps).
         ``narrow``: for a profile whose ``prev`` is another's (a rename), what keeps
-        that material to the hosts it served when the profile's stores do not load.
+        that identity to the hosts it served when the profile's keystore does not load.
 
         Raises:
             Interrupted: ``close()`` was called.
@@ -1214,8 +1241,12 @@ class ProfilesPlan:
             # The keystore's replacement was refused; the rest (the truststore, CRLs)
             # is applied with the identity in service. The error keeps it retried.
             error = self._attempted(run, profile, self._in_profile(profile, kept.error))
+            if not kept.unloaded:
+                # It loaded, with a certificate refused (not valid now): the identity in
+                # service is lent to every host of the profiles naming the file (h160).
+                return Built(profile, kept.served, error)
             last_good = Built(profile, kept.served, error, _withheld(prev))
-            return last_good if narrow is None or not kept.unloaded else narrow(last_good)
+            return last_good if narrow is None else narrow(last_good)
         except Unstable as exc:
             # Once per streak: a file rewritten at every check said so at every check.
             said = exc.path in self._writing

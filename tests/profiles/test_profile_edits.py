@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -464,3 +465,109 @@ def test_many_profiles_renamed_at_once_keep_their_identity(tmp_path, ca, stores)
         profiles.reload()
         assert all(profiles.context_for(name, 9443) is kept for name in names)
         assert all(profiles.context_for(name, 8243) is None for name in names)
+
+
+def test_a_kept_identity_is_not_lent_through_an_edit_naming_the_next_password(
+    tmp_path, ca, backend, stores
+):
+    """The keystore garbage, one edit adds 127.0.0.1 and names the keystore's next
+    password: the added host was lent gen-1 (h220: only edits on the same settings were
+    judged host by host). Twin: test_a_host_added_with_a_new_password_keeps_the_hosts_
+    served, where the file still holds gen-1 (not caught up with the password yet)."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust, NEW_PASSWORD))
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+
+
+@pytest.mark.parametrize("there", ["loaded on another keystore", "not loaded"])
+def test_a_host_port_another_profile_had_is_not_lent_the_kept_identity(
+    tmp_path, ca, backend, stores, there
+):
+    """localhost:PORT on gw.jks, localhost:PORT+1 in another profile (on other.jks, or
+    failed closed). The gw.jks garbage, one edit merges the second host into the first
+    profile: it was lent gen-1 because localhost had it at another port (h220). A host
+    and port another profile had keeps what it had, refused until gw.jks loads. Twin:
+    a port no profile had keeps the host's identity (the test above with 10,000)."""
+    keystore, trust = stores
+    port = backend.port
+    other = tmp_path / "other.jks"
+    if there.startswith("loaded"):
+        other.write_bytes(jks(ca, "other"))
+    xml = tmp_path / "sslprofiles.xml"
+    mine, theirs = (
+        _profile(f"localhost:{port}", keystore, trust),
+        _profile(f"localhost:{port + 1}", other, trust),
+    )
+    _write(xml, mine, theirs)
+    with SSLProfileSet.from_xml(xml, settle_delay=0, skip_failures=True) as profiles:
+        kept = profiles.context_for("localhost", port)
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, _profile(f"localhost:{port},localhost:{port + 1}", keystore, trust))
+        profiles.reload()
+        assert profiles.context_for("localhost", port) is kept
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        _refused_for_its_stores(profiles, "localhost", port + 1)
+
+
+def test_a_refused_host_served_again_is_a_change(tmp_path, ca, backend, stores):
+    """Hosts refused while the keystore was garbage are served once the file is back
+    with its old bytes: the same context, so reload() said nothing changed, and
+    subscribers (HTTP pools, gRPC channels) were not told (h220)."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    good = keystore.read_bytes()
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
+        profiles.reload()
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+        told = threading.Event()
+        profiles.subscribe(lambda *_: told.set())
+        generation = profiles.generation
+        replace_atomically(keystore, good)
+        assert profiles.reload() is True
+        assert profiles.generation == generation + 1
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        assert told.wait(10)
+
+
+@pytest.mark.parametrize("case", ["truststore garbage", "other truststore, same identity"])
+def test_the_identity_the_keystore_holds_is_lent_to_added_hosts(
+    tmp_path, ca, backend, stores, case
+):
+    """Not the withheld case: the keystore file still holds gen-1. The truststore alone
+    garbage, an added host shares the profile's identity (and its trust in service);
+    two profiles on gw.jks with different truststore files merged while gw.jks is
+    garbage both had gen-1, and keep it (h220 found both refused by a first version)."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    if case == "truststore garbage":
+        _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    else:
+        second = ca.write_truststore(tmp_path / "trust2.p12", PASSWORD, store_type="PKCS12")
+        _write(
+            xml,
+            _profile(f"localhost:{port}", keystore, trust),
+            _profile(f"127.0.0.1:{port}", keystore, second),
+        )
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(trust if case == "truststore garbage" else keystore, b"garbage")
+        assert profiles.reload() is False
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        assert profiles.status().healthy is False
