@@ -538,6 +538,7 @@ class Builder:
         for key in set(self._contexts) - used:
             del key_of[id(self._contexts.pop(key)[0])]
         live_stores = {fp for _, fp in self._stores.values()}
+        live_stores.update(key[1] for key in self._stores)  # their files' digests
         for leaf_key in [k for k in self._leaves if k[0] not in live_stores]:
             del self._leaves[leaf_key]
         for info_key in [k for k in self._infos if k[1] not in live_stores]:
@@ -1039,7 +1040,14 @@ class Builder:
                 make,
                 pem,
                 serial,
-                self._info("anchors", trust_fp, None, lambda: _anchor_infos(truststore)),
+                # By the file's bytes, not the anchors' fingerprint: two truststores of the
+                # same certificates under other aliases show their own (h218).
+                self._info(
+                    "anchors",
+                    next((d for r, _, d in files if r == "truststore"), trust_fp),
+                    None,
+                    lambda: _anchor_infos(truststore),
+                ),
                 chain=self._info("chain", key_fp, alias, lambda: _chain_infos(keystore, alias)),
                 crl_infos=crl_infos,
                 inputs=tuple(files),

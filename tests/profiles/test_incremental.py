@@ -717,3 +717,27 @@ def test_a_cached_store_failure_keeps_no_frames_of_its_check(tmp_path: Path) -> 
         failed = list(profiles._engine._plan.builder._failed.values())  # type: ignore[union-attr]
     assert failed, "the failure is cached (what this test is about)"
     assert all(exc.__traceback__ is None for exc in failed)
+
+
+def test_status_shows_each_truststore_s_own_aliases(tmp_path: Path) -> None:
+    """Two truststore files with the same CA under other aliases: the second profile's
+    status() showed the first file's alias (records kept by the anchors' fingerprint,
+    which leaves aliases out; h218). Twin: the first shows its own."""
+    ca = CA()
+    keystore = write_identity(ca.issue_cert("one"), tmp_path / "k.jks")
+    trusts = []
+    for name in ("first-alias", "second-alias"):
+        store = mtls.Truststore()
+        store.add(name, ca.certificate)
+        store.save(tmp_path / f"{name}.jks", PASSWORD)
+        trusts.append(tmp_path / f"{name}.jks")
+    xml = tmp_path / "profiles.xml"
+    xml.write_text(
+        profile_xml(
+            profile("a.example:443", keystore, trusts[0]),
+            profile("b.example:443", keystore, trusts[1]),
+        )
+    )
+    with mtls.SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        shown = {p.servers[0]: [a.alias for a in p.anchors] for p in profiles.status().profiles}
+    assert shown == {"a.example:443": ["first-alias"], "b.example:443": ["second-alias"]}
