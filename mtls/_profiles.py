@@ -65,6 +65,7 @@ from ._snapshot import (
     ProfilesPlan,
     Snapshot,
     index_key,
+    withheld_servers,
 )
 from ._status import (
     AnchorStatus,
@@ -1234,6 +1235,7 @@ class SSLProfileSet:
                 error=item.error,
                 revocation=self._revocation_state(item.profile),
                 refused=refused,
+                withheld=withheld_servers(item),
             )
 
         def failed(profile: SSLProfile, error: MTLSError) -> ProfileStatus:

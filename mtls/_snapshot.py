@@ -425,6 +425,15 @@ def _profiles_listed(profiles: list[tuple[str, ...]], shown: int = 10) -> str:
     return text + (f" and {len(ordered) - shown:,} more profiles" if len(ordered) > shown else "")
 
 
+def withheld_servers(item: Built) -> tuple[str, ...]:
+    """The ``host:port`` entries of ``item``'s profile it refuses (:attr:`Built.withheld`)."""
+    if not item.withheld:
+        return ()
+    return tuple(
+        format_server(server) for key, server in _keys(item.profile) if key in item.withheld
+    )
+
+
 def _withheld(prev: Built | None) -> frozenset[IndexKey]:
     return prev.withheld if prev is not None else _NO_KEYS
 
@@ -1372,11 +1381,7 @@ class ProfilesPlan:
         for item in snapshot.built:
             if item.error is not None and item.withheld:
                 # Some of its hosts are refused: said of this profile alone, naming them.
-                shown = ", ".join(
-                    format_server(server)
-                    for key, server in _keys(item.profile)
-                    if key in item.withheld
-                )
+                shown = ", ".join(withheld_servers(item))
                 out[("profile", slot(item.profile))] = Problem(
                     str(item.error),
                     f"keeping its last good context for the hosts it served before the edit; "

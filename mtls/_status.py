@@ -183,6 +183,9 @@ class ProfileStatus:
         error: its error at the last check (it keeps its last good context, or, when
             not ``loaded``, why it never loaded).
         revocation: revocation checking state (``None``: not enabled).
+        withheld: its ``host:port`` entries refused until its keystore loads: an edit
+            made while the keystore did not load gave it the identity another profile
+            served before, and these hosts never had it (see reloading.md).
     """
 
     servers: tuple[str, ...]
@@ -195,6 +198,7 @@ class ProfileStatus:
     error: MTLSError | None = None
     revocation: RevocationState | None = None
     refused: str | None = None
+    withheld: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -215,7 +219,7 @@ class ProfileStatus:
         """JSON-ready. Keys: ``servers``, ``client_id``, ``loaded``, ``files``,
         ``subject``, ``not_after``, ``identity``, ``anchors``, ``last_good_load``,
         ``error`` (the message, with the profile named), ``refused``, ``healthy``,
-        ``revocation``."""
+        ``revocation``, ``withheld``."""
         return {
             "servers": list(self.servers),
             "client_id": self.client_id,
@@ -230,6 +234,7 @@ class ProfileStatus:
             "refused": self.refused,
             "healthy": self.healthy,
             "revocation": self.revocation.to_dict() if self.revocation is not None else None,
+            "withheld": list(self.withheld),
         }
 
 

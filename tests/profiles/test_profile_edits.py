@@ -422,7 +422,10 @@ def test_a_kept_identity_serves_only_the_hosts_it_served(tmp_path, ca, backend, 
         assert _cn(profiles, "localhost", port) == "gen-1"
         assert _cn(profiles, "127.0.0.1", port) == "gen-1"
         _refused_for_its_stores(profiles, added, port)
-        assert profiles.status().healthy is False
+        status = profiles.status()
+        assert status.healthy is False
+        assert [p.withheld for p in status.profiles if p.withheld] == [(moved,)]
+        assert [p.to_dict()["withheld"] for p in status.profiles if p.withheld] == [[moved]]
         replace_atomically(keystore, b"still not a keystore")
         profiles.reload()
         _refused_for_its_stores(profiles, added, port)
