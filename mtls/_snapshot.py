@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ._build import Builder, KeptIdentity, Options, Served
 from ._config import (
@@ -134,12 +134,16 @@ class Failed:
     profile: SSLProfile
     error: MTLSError
 
+    # Why its hosts are refused, said after "host:port: refused".
+    WHY: ClassVar[str] = (
+        ": the profile for it has not loaded, and no other profile or default may serve "
+        "it (that would send no client certificate)"
+    )
+
     def refuse(self, host: str, port: int) -> ProfileUnavailableError:
         """The error ``context_for`` raises for a request this profile should have served."""
-        where = f"{host}:{port}"
         error = ProfileUnavailableError(
-            f"{where}: refused: the profile for it has not loaded, and no other profile "
-            f"or default may serve it (that would send no client certificate): {self.error}",
+            f"{host}:{port}: refused{self.WHY}: {self.error}",
             path=self.error.path,
             servers=self.profile.server_names,
             client_id=self.profile.client_id,
@@ -157,19 +161,11 @@ class Withheld(Failed):
     an identity no configuration gave it (see ProfilesPlan._withhold). WSO2 keeps its
     whole previous configuration when a reload fails: no host gets one it did not have."""
 
-    def refuse(self, host: str, port: int) -> ProfileUnavailableError:
-        where = f"{host}:{port}"
-        error = ProfileUnavailableError(
-            f"{where}: refused until its profile's keystore loads: the identity the "
-            "profile kept from before the profile file's last edit served other hosts "
-            f"(it is never lent to a host it did not serve): {self.error}",
-            path=self.error.path,
-            servers=self.profile.server_names,
-            client_id=self.profile.client_id,
-            cause=self.error,
-        )
-        error.__cause__ = self.error
-        return error
+    WHY: ClassVar[str] = (
+        " until its profile's keystore loads: the identity the profile kept from before "
+        "the profile file's last edit served other hosts (it is never lent to a host it "
+        "did not serve)"
+    )
 
 
 def _same_failure(prev: Built | Failed, item: Built | Failed) -> bool:
