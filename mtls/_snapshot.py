@@ -422,16 +422,74 @@ def _profiles_listed(profiles: list[tuple[str, ...]], shown: int = 10) -> str:
 
 
 def withheld_servers(item: Built) -> tuple[str, ...]:
-    """The ``host:port`` entries of ``item``'s profile it refuses (:attr:`Built.withheld`)."""
+    """The ``host:port`` entries (a client's after a ``/``) ``item`` refuses
+    (:attr:`Built.withheld`): its profile's own, then lookups that reach it only since
+    the edit removed the profile that answered them."""
     if not item.withheld:
         return ()
-    return tuple(
-        format_server(server) for key, server in _keys(item.profile) if key in item.withheld
-    )
+    own = [(key, format_server(server)) for key, server in _keys(item.profile)]
+    shown = [name for key, name in own if key in item.withheld]
+    mine = {key for key, _ in own}
+    for key in sorted(item.withheld - mine):
+        client = _client_of(key)
+        shown.append(format_server((key[0], key[1])) + (f"/{client}" if client else ""))
+    return tuple(shown)
 
 
-def _withheld(prev: Built | None) -> frozenset[IndexKey]:
-    return prev.withheld if prev is not None else _NO_KEYS
+def _holds(run: _Pass, profile: SSLProfile, served: Served) -> bool:
+    """Whether ``profile``'s keystore file holds the identity ``served`` presents now
+    (its bytes, as this check read them, are those it was made from), or there is no
+    identity to lend (no keystore)."""
+    mine = _identity(served)[0]
+    config = profile.keystore
+    return config is None or mine is None or run.reading.known(config.location) == mine
+
+
+def _fallback_refusals(
+    run: _Pass, old: Snapshot, items: list[Built | Failed]
+) -> list[Built | Failed]:
+    """``items``, with lookups refused that reach a profile serving a kept identity its
+    keystore no longer holds only because this edit removed the profile that answered
+    them (a host's ``<clientID>`` profile, or a host's own profile under a ``*``), when
+    that answer was another identity or a refusal (h221). A lookup that had the same
+    identity keeps it. Costs nothing unless such a profile and such a removal exist."""
+    suspects = {
+        id(item): item
+        for item in items
+        if type(item) is Built
+        and item.error is not None
+        and not _holds(run, item.profile, item.served)
+    }
+    if not suspects:
+        return items
+    now: dict[IndexKey, Built | Failed] = {}
+    for item in items:
+        for key, _ in _keys(item.profile):
+            now[key] = item
+    extra: dict[int, set[IndexKey]] = {}
+    for key, before in old.index.items():
+        if key in now or key[0] == CATCH_ALL:
+            continue
+        client = _client_of(key)
+        target = (now.get((key[0], key[1])) if client is not None else None) or now.get(
+            _CATCH_ALL_KEY
+        )
+        if target is None or id(target) not in suspects:
+            continue
+        if type(before) is Built and _identity(before.served) == _identity(target.served):  # type: ignore[union-attr]
+            continue
+        extra.setdefault(id(target), set()).add(key)
+    if not extra:
+        return items
+    out: list[Built | Failed] = []
+    for item in items:
+        keys = extra.get(id(item))
+        if keys is None:
+            out.append(item)
+        else:
+            assert type(item) is Built
+            out.append(Built(item.profile, item.served, item.error, item.withheld | keys))
+    return out
 
 
 Identity = tuple[str | None, int | None]
@@ -653,17 +711,37 @@ def build_index(
             if served is not None and server != CATCH_ALL:
                 assert context is not None
                 fast[entry] = local if local is not None and host in LOCALHOST_NAMES else context
+        if withheld is not None:
+            _refuse_fallbacks(index, item)  # type: ignore[arg-type]
     return index, fast, Materials.of(materials, users, retry)
 
 
+def _refuse_fallbacks(index: dict[IndexKey, Built | Failed], item: Built) -> None:
+    """Index ``item``'s withheld keys that are not its profile's own (lookups that fall
+    through to it only since an edit: see _fallback_refusals), where no profile has them."""
+    own = {key for key, _ in _keys(item.profile)}
+    refused: Withheld | None = None
+    for key in item.withheld - own:
+        if key not in index:
+            refused = refused or Withheld(item.profile, item.error)  # type: ignore[arg-type]
+            index[key] = refused
+
+
 def _patch_index(
-    old: Snapshot, replaced: list[Built | Failed]
+    old: Snapshot, replaced: list[tuple[Built | Failed, Built | Failed]]
 ) -> tuple[dict[IndexKey, Built | Failed], dict[IndexKey, ssl.SSLContext]]:
-    """The old index with the entries of ``replaced`` (same profiles, new entries)
-    put in: a copy made in C, then a few keys, instead of indexing every profile again."""
+    """The old index with the entries of ``replaced`` (previous entry, new entry: same
+    profiles) put in: a copy made in C, then a few keys, instead of indexing every
+    profile again."""
     index = dict(old.index)
     fast = dict(old.fast)
-    for item in replaced:
+    for prev, item in replaced:
+        if type(prev) is Built and prev.withheld:
+            own = {key for key, _ in _keys(prev.profile)}
+            for key in prev.withheld - own:  # lookups it refused that fell through to it
+                found = index.get(key)
+                if isinstance(found, Withheld) and found.profile is prev.profile:
+                    del index[key]
         withheld = item.withheld if type(item) is Built and item.error is not None else None
         for key, server in _keys(item.profile):
             if withheld and key in withheld:
@@ -676,6 +754,8 @@ def _patch_index(
                     fast[key] = item.context_for_host(key[0])
                 else:
                     fast.pop(key, None)
+        if withheld:
+            _refuse_fallbacks(index, item)  # type: ignore[arg-type]
     return index, fast
 
 
@@ -927,7 +1007,7 @@ class ProfilesPlan:
             items, changed, replaced = self._recheck(run, old)
             index, fast, materials = old.index, old.fast, old.materials
             if replaced:
-                index, fast = _patch_index(old, [item for _, _, item in replaced])
+                index, fast = _patch_index(old, [(prev, item) for _, prev, item in replaced])
                 materials = old.materials.patch(replaced)
         default = old.default
         if isinstance(self.default, SSLProfile):
@@ -1109,6 +1189,7 @@ class ProfilesPlan:
                 if item.error is None:
                     log.info("%s: reloaded %s", self.where, self._change(prev, item))
             items.append(item)
+        items = _fallback_refusals(run, old, items)
         built = [item for item in items if isinstance(item, Built)]
         slots = {slot(b.profile): b.profile for b in built}
         if slots.keys() != previous.keys():
@@ -1135,6 +1216,15 @@ class ProfilesPlan:
 
     def _change(self, old: Built | None, new: Built) -> str:
         return describe_change(old, new, self.options.identity)
+
+    @staticmethod
+    def _carried(run: _Pass, profile: SSLProfile, prev: Built | None) -> frozenset[IndexKey]:
+        """The hosts ``prev`` withheld, still withheld by its profile's next entry unless
+        its keystore file holds that identity again (its old bytes back, the
+        truststore broken: h221); a file caught mid-write is judged at the next check."""
+        if prev is None or not prev.withheld or _holds(run, profile, prev.served):
+            return _NO_KEYS
+        return prev.withheld
 
     def _withhold(
         self,
@@ -1163,8 +1253,7 @@ class ProfilesPlan:
         the file, a new one included (h160, h162)."""
         plain = item if not item.withheld else Built(item.profile, item.served, item.error)
         mine = _identity(served)
-        config = item.profile.keystore
-        if config is None or mine[0] is None or run.reading.known(config.location) == mine[0]:
+        if _holds(run, item.profile, served):
             return plain
         if not had:
             had.append(_hosts_served(old))
@@ -1250,7 +1339,7 @@ class ProfilesPlan:
                 # It loaded, with a certificate refused (not valid now): the identity in
                 # service is lent to every host of the profiles naming the file (h160).
                 return Built(profile, kept.served, error)
-            last_good = Built(profile, kept.served, error, _withheld(prev))
+            last_good = Built(profile, kept.served, error, self._carried(run, profile, prev))
             return last_good if narrow is None else narrow(last_good)
         except Unstable as exc:
             # Once per streak: a file rewritten at every check said so at every check.
@@ -1267,7 +1356,7 @@ class ProfilesPlan:
             # An edited profile whose new file was caught mid-write: it keeps the last
             # good material under its new definition, with an error, so that the next
             # check builds the new definition (kept under the old one, it never would).
-            last_good = Built(profile, prev.served, error, prev.withheld)
+            last_good = Built(profile, prev.served, error, self._carried(run, profile, prev))
             return last_good if narrow is None else narrow(last_good)
         except MTLSError as exc:
             error = self._attempted(run, profile, self._in_profile(profile, exc))
@@ -1275,7 +1364,7 @@ class ProfilesPlan:
                 return Failed(profile, error)
             # The new definition, the last good material: the error is about the
             # definition in force, and the next check retries that one.
-            last_good = Built(profile, prev.served, error, prev.withheld)
+            last_good = Built(profile, prev.served, error, self._carried(run, profile, prev))
             return last_good if narrow is None else narrow(last_good)
 
     def _inputs_now(self, run: _Pass, profile: SSLProfile) -> tuple[str, ...] | None:

@@ -574,3 +574,76 @@ def test_the_identity_the_keystore_holds_is_lent_to_added_hosts(
         assert _cn(profiles, "localhost", port) == "gen-1"
         assert _cn(profiles, "127.0.0.1", port) == "gen-1"
         assert profiles.status().healthy is False
+
+
+@pytest.mark.parametrize("through", ["a profile without <clientID>", "the catch-all"])
+def test_a_lookup_left_to_a_kept_identity_by_a_removal_is_refused(
+    tmp_path, ca, backend, stores, through
+):
+    """gw.jks garbage (its profile keeps gen-1); the edit removes the profile that
+    answered localhost for client y (or localhost under a '*' on gw.jks), with another
+    identity: the lookup fell through to the kept gen-1, an identity it never had
+    (h221). It is refused until gw.jks loads, then served what the file holds; the
+    twin: a lookup that had gen-1 through the same fallback keeps it."""
+    keystore, trust = stores
+    port = backend.port
+    other = tmp_path / "other.jks"
+    other.write_bytes(jks(ca, "other"))
+    xml = tmp_path / "sslprofiles.xml"
+    if through == "the catch-all":
+        kept, removed = _profile("*", keystore, trust), _profile(f"localhost:{port}", other, trust)
+        client, twin = None, ("127.0.0.1", port)
+    else:
+        kept = _profile(f"localhost:{port}", keystore, trust)
+        body = _profile(f"localhost:{port}", other, trust)
+        stores_at = body.index("<KeyStore>")  # the stores inside a <client> of ID y
+        removed = (
+            body[:stores_at]
+            + f"<client><clientID>y</clientID>{body[stores_at : body.index('</profile>')]}"
+            + "</client></profile>"
+            + body[body.index("</profile>") + len("</profile>") :]
+        )
+        client, twin = "y", None
+    _write(xml, kept, removed)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        before = profiles.context_for("localhost", port, client_id=client)
+        assert whoami(before, port)["client_cn"] == "other"
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, kept)
+        assert profiles.reload() is True
+        with pytest.raises(ProfileUnavailableError, match="never lent"):
+            profiles.context_for("localhost", port, client_id=client)
+        if twin is not None:
+            assert whoami(profiles.context_for(*twin), port, twin[0])["client_cn"] == "gen-1"
+        (entry,) = [p for p in profiles.status().profiles if p.withheld]
+        assert entry.withheld == (f"localhost:{port}" + (f"/{client}" if client else ""),)
+        keystore.write_bytes(jks(ca, "gen-2"))
+        assert profiles.reload() is True
+        now = profiles.context_for("localhost", port, client_id=client)
+        assert whoami(now, port)["client_cn"] == "gen-2"
+
+
+def test_refused_hosts_are_served_when_the_keystore_is_back_though_the_truststore_breaks(
+    tmp_path, ca, backend, stores
+):
+    """127.0.0.1 refused (added while gw.jks was garbage); gw.jks gets its old bytes back
+    in the same check as the truststore turns to garbage: the file holds gen-1 again,
+    so 127.0.0.1 is lent it with the trust in service, as an added host is when only
+    the truststore is broken (h221: it stayed refused until the truststore was fixed)."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    good = keystore.read_bytes()
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
+        profiles.reload()
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+        replace_atomically(trust, b"garbage")
+        replace_atomically(keystore, good)
+        assert profiles.reload() is True
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        assert profiles.status().healthy is False  # the truststore's error
