@@ -104,9 +104,11 @@ class P12Contents:
     unnamed: int = 0
     # The integrity check is PBMAC1 (RFC 9579), which the JDK (17, 25) cannot verify.
     pbmac1: bool = False
-    # PBES2 schemes of its bags the JDK does not take (AES-192-CBC, 3DES, scrypt; HMAC-
-    # SHA512/224 and /256 in JDK 17), by name.
+    # PBES2 schemes of its bags the JDK (17, 25) does not take (AES-192-CBC, 3DES,
+    # scrypt), by name.
     java_refused: tuple[str, ...] = ()
+    # PBKDF2's PRFs JDK 17 lacks (HMAC-SHA512/224 and /256; JDK 25 takes them), by name.
+    java17_refused: tuple[str, ...] = ()
     # PKCS#12's own (PBES1) schemes of its bags the JDK does not take, by name: 2-key
     # triple DES (openssl's PBE-SHA1-2DES), which the JDK's PKCS12 reader refuses.
     java_refused_pbes1: tuple[str, ...] = ()
@@ -265,6 +267,16 @@ _PBES1_SCHEMES: Final = {
     "1.2.840.113549.1.5.6": ("md5", True),  # pbeWithMD5AndRC2-CBC
     "1.2.840.113549.1.5.10": ("sha1", False),  # pbeWithSHA1AndDES-CBC
     "1.2.840.113549.1.5.11": ("sha1", True),  # pbeWithSHA1AndRC2-CBC
+}
+# PKCS#12's and PKCS#5's own (PBES1) schemes the JDK's PKCS12 reader (JDK 17, 25) refuses:
+# "keystore password was incorrect" for certificates so encrypted, a key so encrypted
+# never unlocked (h188, h219); named as OpenSSL's -keypbe/-certpbe spell them.
+# (pbeWithMD5AndDES-CBC, Java's PBEWithMD5AndDES, it reads.)
+_JAVA_REFUSED_PBES1: Final = {
+    _PBE_SHA1_2DES: "pbeWithSHAAnd2-KeyTripleDES-CBC (2-key triple DES, openssl's PBE-SHA1-2DES)",
+    "1.2.840.113549.1.5.10": "pbeWithSHA1AndDES-CBC (openssl's PBE-SHA1-DES)",
+    "1.2.840.113549.1.5.11": "pbeWithSHA1AndRC2-CBC (openssl's PBE-SHA1-RC2-64)",
+    "1.2.840.113549.1.5.6": "pbeWithMD5AndRC2-CBC (openssl's PBE-MD5-RC2-64)",
 }
 _MAX_ITERATIONS: Final = 5_000_000  # Java's PKCS12KeyStore ceiling; hostile counts must not hang
 _MAX_NESTING: Final = 4
@@ -434,6 +446,7 @@ class _Reader:
         self.mac_verified = False
         self.pbmac1 = False
         self.java_refused: list[str] = []
+        self.java17_refused: list[str] = []
         self.java_refused_pbes1: list[str] = []
         self.decrypted = False  # an EncryptedData opened with the store password
         self.verify_mac = True
@@ -495,6 +508,7 @@ class _Reader:
             passwordless=len(pfx) == 2 and not self.encrypted,
             secrets_order=tuple(self.secrets_order),
             java_refused_pbes1=tuple(self.java_refused_pbes1),
+            java17_refused=tuple(self.java17_refused),
             java_misencoded=any(
                 p is not None and p.java_misencoded for p in (self.store, self.key)
             ),
@@ -623,15 +637,15 @@ class _Reader:
         cipher other than AES-128/256-CBC, scrypt, or (JDK 17) PBKDF2 with HMAC-SHA512/224
         or SHA512/256."""
         oid, params = _algorithm(algorithm)
-        if oid == _PBE_SHA1_2DES:
-            # keytool (JDK 17, 25): "keystore password was incorrect" for certificates
-            # encrypted so, and a key so encrypted never unlocked (h188).
-            if "pbeWithSHAAnd2-KeyTripleDES-CBC" not in self.java_refused_pbes1:
-                self.java_refused_pbes1.append("pbeWithSHAAnd2-KeyTripleDES-CBC")
+        pbes1 = _JAVA_REFUSED_PBES1.get(oid)
+        if pbes1 is not None:
+            if pbes1 not in self.java_refused_pbes1:
+                self.java_refused_pbes1.append(pbes1)
             return
         if oid != _PBES2:
             return
         names = []
+        jdk17 = []
         try:
             kdf, scheme = _pair(params)
             cipher, kdf_oid = _algorithm(scheme)[0], _algorithm(kdf)[0]
@@ -640,12 +654,15 @@ class _Reader:
             if kdf_oid == _SCRYPT:
                 names.append("scrypt")
             elif kdf_oid == _PBKDF2 and (prf := _pbkdf2_params(kdf)[3]) in _JDK17_LACKS:
-                names.append(f"PBKDF2 with HMAC-{prf.upper().replace('_', '/')} (JDK 17)")
+                jdk17.append(f"PBKDF2 with HMAC-{prf.upper().replace('_', '/')}")
         except (P12FormatError, DERError):
             return  # a scheme not read here: its decryption (if asked for) says why
         for name in names:
             if name not in self.java_refused:
                 self.java_refused.append(name)
+        for name in jdk17:  # (h219: named with JDK 25 and AES, which take it)
+            if name not in self.java17_refused:
+                self.java17_refused.append(name)
 
     def _safe_contents(self, data: bytes, depth: int) -> None:
         # Section 4.2: SafeContents ::= SEQUENCE OF SafeBag, and

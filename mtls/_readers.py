@@ -981,11 +981,20 @@ def _parse_pkcs12(
             "AES-256 (mtls convert, keytool -importkeystore, or openssl pkcs12 -export "
             "with -keypbe AES-256-CBC -certpbe AES-256-CBC)"
         )
+    if contents.java17_refused:
+        notes.append(
+            f"it is encrypted with PBES2 and {' and '.join(contents.java17_refused)}, which "
+            "JDK 17's PKCS12 reader does not take (JDK 25's does): keytool 17 and a WSO2 "
+            "gateway on JDK 17 cannot read what is encrypted so (the certificates: the "
+            "file; a key: that entry); write it with HMAC-SHA256 (mtls convert, keytool "
+            "-importkeystore, or openssl pkcs12 -export with -keypbe AES-256-CBC "
+            "-certpbe AES-256-CBC)"
+        )
     if contents.java_refused_pbes1:
         notes.append(
-            f"it is encrypted with {' and '.join(contents.java_refused_pbes1)} (2-key triple "
-            "DES, openssl's PBE-SHA1-2DES), which the JDK's PKCS12 reader (JDK 17, JDK 25) "
-            "does not take: keytool and WSO2's gateway cannot read what is encrypted so "
+            f"it is encrypted with {' and '.join(contents.java_refused_pbes1)}, which the "
+            "JDK's PKCS12 reader (JDK 17, JDK 25) does not take: keytool and WSO2's "
+            "gateway cannot read what is encrypted so "
             "(the certificates: the file; a key: that entry); write it with AES-256 (mtls "
             "convert, keytool -importkeystore, or openssl pkcs12 -export with -keypbe "
             "AES-256-CBC -certpbe AES-256-CBC)"

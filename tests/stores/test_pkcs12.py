@@ -1420,6 +1420,11 @@ def test_a_non_ascii_password_on_legacy_pbe_is_noted_for_jdk25_too(tmp_path: Pat
         (("-legacy", "-certpbe", "PBE-SHA1-2DES", "-keypbe", "PBE-SHA1-3DES"), "2-key triple"),
         (("-legacy", "-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-2DES"), "2-key triple"),
         (("-legacy", "-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES"), None),
+        # PKCS#5's own PBES1 (h219): the JDK refuses these three, reads MD5 with DES.
+        (("-legacy", "-certpbe", "PBE-SHA1-DES", "-keypbe", "AES-256-CBC"), "PBE-SHA1-DES)"),
+        (("-legacy", "-certpbe", "AES-256-CBC", "-keypbe", "PBE-SHA1-RC2-64"), "SHA1-RC2-64)"),
+        (("-legacy", "-certpbe", "PBE-MD5-RC2-64", "-keypbe", "AES-256-CBC"), "MD5-RC2-64)"),
+        (("-legacy", "-certpbe", "PBE-MD5-DES", "-keypbe", "AES-256-CBC"), None),
     ],
 )
 def test_an_encryption_the_jdk_refuses_is_noted(tmp_path: Path, options, noted) -> None:
@@ -1460,6 +1465,35 @@ def test_an_encryption_the_jdk_refuses_is_noted(tmp_path: Path, options, noted) 
         said_by_java = converted.stdout + converted.stderr
         refused = converted.returncode != 0 or "1 entries successfully" not in said_by_java
         assert refused is (noted is not None), (jdk.major, said_by_java)
+
+
+def test_a_prf_only_jdk_17_lacks_is_noted_for_jdk_17(tmp_path: Path) -> None:
+    """A key JDK 25 wrote under PBKDF2 with HMAC-SHA512/256 and AES-128: the note said
+    JDK 17 and JDK 25 refuse it and blamed the cipher (h219). JDK 25 unlocks it, JDK 17
+    does not: the note names JDK 17 alone. Both keytools are asked."""
+    from tests._keytool import KEYTOOLS
+
+    jdk25 = next((jdk for jdk in KEYTOOLS if jdk.major >= 25), None)
+    jdk17 = next((jdk for jdk in KEYTOOLS if jdk.major == 17), None)
+    if jdk25 is None or jdk17 is None:
+        pytest.skip("needs JDK 17 and JDK 25 keytools")
+    out = tmp_path / "store.p12"
+    made = subprocess.run([jdk25.keytool,
+                           "-J-Dkeystore.pkcs12.keyProtectionAlgorithm=PBEWithHmacSHA512/256AndAES_128",
+                           "-genkeypair", "-keystore", str(out), "-storepass", "changeit",
+                           "-storetype", "PKCS12", "-alias", "ec", "-keyalg", "EC", "-dname", "CN=ec"],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    (said,) = [n for n in mtls.Keystore.load(out, "changeit")._java_notes if "take" in n]
+    assert "HMAC-SHA512/256, which JDK 17's PKCS12 reader does not take" in said, said
+    assert "JDK 25)" not in said and "AES-128-CBC or" not in said, said
+    for jdk, unlocks in ((jdk25, True), (jdk17, False)):
+        csr = tmp_path / f"jdk{jdk.major}.csr"
+        asked = subprocess.run([jdk.keytool, "-certreq", "-keystore", str(out), "-storepass",
+                                "changeit", "-alias", "ec", "-file", str(csr)],
+                               capture_output=True, text=True, timeout=120, check=False,
+                               stdin=subprocess.DEVNULL)  # fmt: skip
+        assert (asked.returncode == 0 and csr.exists()) is unlocks, asked.stdout + asked.stderr
 
 
 def test_a_password_whose_mac_verifies_and_does_not_decrypt_says_why(tmp_path: Path) -> None:
