@@ -388,15 +388,10 @@ class KeptIdentity(Exception):
     identity with the truststore in service (one that would verify nothing was
     refused); ``error`` says what was not installed."""
 
-    def __init__(self, served: Served, error: MTLSError, *, unloaded: bool = False) -> None:
+    def __init__(self, served: Served, error: MTLSError) -> None:
         super().__init__(str(error))
         self.served = served
         self.error = error
-        # The identity is kept because the new keystore did not load (gone, damaged,
-        # another password, no usable key), not because it loaded with a certificate
-        # refused (not valid now, another purpose): a renamed profile's new hosts are
-        # then refused (see ProfilesPlan._withhold), as a new profile's are.
-        self.unloaded = unloaded
 
 
 class _Unusable(Exception):
@@ -794,7 +789,6 @@ class Builder:
         alias = profile.keystore.alias if profile.keystore else None
         in_service = None if serving is None else self._key_of.get(id(serving.context))
         refusal: MTLSError | None = None
-        unloaded = False  # the refusal: the new keystore did not load (see KeptIdentity)
         kept_shown: str | None = None  # the kept keystore's path as its material shows it
         keystore: Keystore | Truststore | None = None
         key_fp: str | None = None
@@ -819,7 +813,7 @@ class Builder:
                     raise
                 assert serving is not None
                 assert in_service is not None
-                refusal, unloaded = exc, True
+                refusal = exc
                 keystore, key_fp = serving.keystore, in_service[0]
                 kept_shown = next((f[1] for f in serving.files if f[0] == "keystore"), None)
                 # The file in service, in place of the refused one _load recorded.
@@ -942,7 +936,7 @@ class Builder:
             and self._rest_unchanged(profile, serving, (trust_fp, verify, mode))
         ):
             # Nothing else changed: what is in service stays.
-            raise KeptIdentity(serving, _reported(refusal, trust_refusal), unloaded=unloaded)
+            raise KeptIdentity(serving, _reported(refusal, trust_refusal))
         # A new truststore goes in even when a CRL file vouches for a CA it withdrew:
         # that list is left out (reported), never the withdrawal held back by it.
         trust_replaced = (
@@ -1087,7 +1081,7 @@ class Builder:
             error = _reported(refusal, trust_refusal)
             if crls_left_out is not None:
                 error = together(error, crls_left_out, "CRL file")
-            raise KeptIdentity(served, error, unloaded=unloaded)
+            raise KeptIdentity(served, error)
         if crls_left_out is not None:
             # The new truststore is in service; the lists it left without a signer are
             # reported (and, like every CRL problem, looked at again at each check).

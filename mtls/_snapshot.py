@@ -436,6 +436,15 @@ def withheld_servers(item: Built) -> tuple[str, ...]:
     return tuple(shown)
 
 
+def _own_keys_only(item: Built) -> Built:
+    """``item`` without the withheld keys that are not its profile's own (lookups that
+    fell through to it: each edit judges those again, _fallback_refusals)."""
+    own = {key for key, _ in _keys(item.profile)}
+    if item.withheld <= own:
+        return item
+    return Built(item.profile, item.served, item.error, item.withheld & own)
+
+
 def _holds(run: _Pass, profile: SSLProfile, served: Served) -> bool:
     """Whether ``profile``'s keystore file holds the identity ``served`` presents now
     (its bytes, as this check read them, are those it was made from), or there is no
@@ -671,6 +680,7 @@ def build_index(
     group: list[int] = []
     context: ssl.SSLContext | None = None
     local: ssl.SSLContext | None = None
+    falling: list[Built] = []  # profiles with withheld keys (rare)
     for position, item in enumerate(items):
         profile = item.profile
         client = profile.client_id
@@ -712,7 +722,9 @@ def build_index(
                 assert context is not None
                 fast[entry] = local if local is not None and host in LOCALHOST_NAMES else context
         if withheld is not None:
-            _refuse_fallbacks(index, item)  # type: ignore[arg-type]
+            falling.append(item)  # type: ignore[arg-type]
+    for kept in falling:  # after every profile's own keys: those win
+        _refuse_fallbacks(index, kept)
     return index, fast, Materials.of(materials, users, retry)
 
 
@@ -1176,20 +1188,29 @@ class ProfilesPlan:
                 else None
             )
             narrow = None
-            if stand_in and prev is not None:
-                # A renamed, split, merged or extended profile keeping what its hosts were
-                # served while its keystore does not load: only for the hosts that had
-                # it (h209, h210, h214, h220).
-                narrow = functools.partial(self._withhold, run, old, prev.served, had)
+            lender = prev if stand_in else None
+            if lender is None and prev is None:
+                lender = sibling
+            if lender is not None:
+                # A renamed, split, merged or extended profile (or a new one on a keystore
+                # in service) keeping what its hosts were served while its keystore file
+                # does not hold that identity: only for the hosts that had it (h209,
+                # h210, h214, h220, h222).
+                narrow = functools.partial(self._withhold, run, old, lender.served, had)
             item = self._rebuild(run, profile, prev, sibling, narrow)
-            if isinstance(item, Built) and (
-                prev is None or item.context is not prev.context or item.withheld != prev.withheld
-            ):
+            if type(item) is Built and item.withheld:
+                item = _own_keys_only(item)  # lookups falling through: judged again below
+            if isinstance(item, Built) and (prev is None or item.context is not prev.context):
                 changed = True
                 if item.error is None:
                     log.info("%s: reloaded %s", self.where, self._change(prev, item))
             items.append(item)
         items = _fallback_refusals(run, old, items)
+        for item in items:  # hosts refused, or served again, with no context changed
+            if type(item) is Built:
+                was = previous.get(slot(item.profile))
+                if was is not None and was.withheld != item.withheld:
+                    changed = True
         built = [item for item in items if isinstance(item, Built)]
         slots = {slot(b.profile): b.profile for b in built}
         if slots.keys() != previous.keys():
@@ -1235,22 +1256,23 @@ class ProfilesPlan:
         item: Built,
     ) -> Built | Failed:
         """``item`` (a profile given ``served``, another profile's material before this
-        edit, as its last good) serving that identity only to the hosts that had it,
-        when its keystore file no longer holds it (replaced by one that does not load:
-        garbage, gone, other content on another password, no usable key): a lookup of
-        the host and client in ``old`` got that identity (at this port, through the
-        ``*`` profile or the default; failing any, at another port a profile named for
-        the host: a backend moved to another port keeps it). The others, hosts the edit
-        added, renamed, or took from a profile that had other material or none, are
-        refused until the profile's keystore loads (:class:`Withheld`); a profile with
-        none left is new, and fails closed. WSO2 keeps its whole previous configuration
-        when a reload fails: no host gets an identity it did not have.
+        edit, as its last good: a stand-in, or the identity in service of the keystore a
+        new profile names) serving that identity only to the hosts that had it, when its
+        keystore file no longer holds it (replaced by one that does not load, or that
+        loads with a certificate refused: not valid now, expired, for another purpose):
+        a lookup of the host and client in ``old`` got that identity (at this port,
+        through the ``*`` profile or the default; failing any, at another port a profile
+        named for the host: a backend moved to another port keeps it). The others, hosts
+        the edit added, renamed, or took from a profile that had other material or none,
+        are refused until the profile's keystore holds or gives an identity
+        (:class:`Withheld`); a profile with none left is new, and fails closed. WSO2
+        keeps its whole previous configuration when a reload fails (and installs a
+        refused certificate, which its backends refuse): no host gets an identity it did
+        not have.
 
         The identity is lent whole when the keystore file still holds it (the edit names
         the keystore's next password before the file has it, h161; another store did
-        not load); and a keystore that loads with a certificate refused (not valid now)
-        never comes here: its identity in service stays with every profile that names
-        the file, a new one included (h160, h162)."""
+        not load)."""
         plain = item if not item.withheld else Built(item.profile, item.served, item.error)
         mine = _identity(served)
         if _holds(run, item.profile, served):
@@ -1335,10 +1357,6 @@ class ProfilesPlan:
             # The keystore's replacement was refused; the rest (the truststore, CRLs)
             # is applied with the identity in service. The error keeps it retried.
             error = self._attempted(run, profile, self._in_profile(profile, kept.error))
-            if not kept.unloaded:
-                # It loaded, with a certificate refused (not valid now): the identity in
-                # service is lent to every host of the profiles naming the file (h160).
-                return Built(profile, kept.served, error)
             last_good = Built(profile, kept.served, error, self._carried(run, profile, prev))
             return last_good if narrow is None else narrow(last_good)
         except Unstable as exc:

@@ -138,7 +138,10 @@ def test_a_store_not_valid_now_is_not_installed_through_a_servers_edit(
     of <servers>: localhost moved out of a two-host profile onto a staged file, or
     127.0.0.1 added while gw.jks itself is replaced. The identity in service stays,
     as for the same store change without the edit; it was installed as a first load,
-    and the backend refused it (h160)."""
+    and the backend refused it (h160). A host the edit adds never had that identity
+    and the file no longer holds it: refused until the file gives one (h222: it was
+    lent it, and a host withheld while the file was garbage was released by such a
+    file; WSO2 would install the refused certificate, which its backend refuses)."""
     keystore, trust = stores
     port = backend.port
     xml = tmp_path / "sslprofiles.xml"
@@ -166,7 +169,10 @@ def test_a_store_not_valid_now_is_not_installed_through_a_servers_edit(
             _write(xml, _profile(both, keystore, trust))
         profiles.reload()
         assert _cn(profiles, "localhost", port) == "gen-1"
-        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        if edit.startswith("host moved"):
+            assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        else:
+            _refused_for_its_stores(profiles, "127.0.0.1", port)
         assert profiles.status().healthy is False
 
 
@@ -647,3 +653,118 @@ def test_refused_hosts_are_served_when_the_keystore_is_back_though_the_truststor
         assert profiles.reload() is True
         assert _cn(profiles, "127.0.0.1", port) == "gen-1"
         assert profiles.status().healthy is False  # the truststore's error
+
+
+def _client_profile(servers: str, keystore: Path, trust: Path, client: str) -> str:
+    """A profile whose stores are inside a <client> of ID ``client``."""
+    body = _profile(servers, keystore, trust)
+    start, end = body.index("<KeyStore>"), body.index("</profile>")
+    return (
+        f"{body[:start]}<client><clientID>{client}</clientID>{body[start:end]}</client>{body[end:]}"
+    )
+
+
+@pytest.mark.parametrize("next_edit", ["removed profile back", "a profile without client added"])
+def test_a_lookup_refused_by_a_removal_is_judged_again_at_the_next_edit(
+    tmp_path, ca, backend, stores, next_edit
+):
+    """A lookup refused because an edit removed the profile that answered it (gw.jks
+    garbage under a '*'): the next edit puts that profile back, or adds one without a
+    client that the lookup stops at first. The refusal was carried: the file was
+    refused as a duplicate, or the lookup stayed refused (h222). Judged again: the
+    lookup gets what the new profile gives; the '*' keeps gen-1 for the others."""
+    keystore, trust = stores
+    port = backend.port
+    other, third = tmp_path / "other.jks", tmp_path / "third.jks"
+    other.write_bytes(jks(ca, "other"))
+    third.write_bytes(jks(ca, "third"))
+    star = _profile("*", keystore, trust)
+    if next_edit == "removed profile back":
+        removed, client, back = _profile(f"localhost:{port}", other, trust), None, None
+        want = "other"
+    else:
+        removed = _client_profile(f"localhost:{port}", other, trust, "y")
+        client, back, want = "y", _profile(f"localhost:{port}", third, trust), "third"
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, star, removed)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, star)
+        assert profiles.reload() is True
+        with pytest.raises(ProfileUnavailableError, match="never lent"):
+            profiles.context_for("localhost", port, client_id=client)
+        _write(xml, star, removed if back is None else back)
+        assert profiles.reload() is True
+        assert profiles.status().config_error is None
+        ctx = profiles.context_for("localhost", port, client_id=client)
+        assert whoami(ctx, port)["client_cn"] == want
+        assert not any(p.withheld for p in profiles.status().profiles)
+        assert (
+            whoami(profiles.context_for("127.0.0.1", port), port, "127.0.0.1")["client_cn"]
+            == "gen-1"
+        )
+
+
+@pytest.mark.parametrize("refused_as", ["not yet valid", "expired"])
+def test_a_withheld_host_stays_refused_when_the_file_loads_with_a_refused_certificate(
+    tmp_path, ca, backend, stores, refused_as
+):
+    """127.0.0.1 refused (added while gw.jks was garbage); gw.jks then holds a
+    certificate mtls refuses (not valid yet, expired): 127.0.0.1 was released to gen-1,
+    an identity it never had and the file does not hold, and kept it when the file
+    went back to garbage (h222, as in a keytool renewal done in steps). It stays
+    refused; localhost keeps gen-1; a valid certificate serves both."""
+    keystore, trust = stores
+    port = backend.port
+    now = dt.datetime.now(dt.UTC)
+    if refused_as == "expired":
+        window = {"not_before": now - dt.timedelta(days=3), "not_after": now - dt.timedelta(days=1)}
+    else:
+        window = {"not_before": now + dt.timedelta(days=1)}
+    xml = tmp_path / "sslprofiles.xml"
+    _write(xml, _profile(f"localhost:{port}", keystore, trust))
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, b"not a keystore")
+        assert profiles.reload() is False
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
+        profiles.reload()
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+        replace_atomically(keystore, jks(ca, "refused", **window))
+        profiles.reload()
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        replace_atomically(keystore, b"garbage again")
+        profiles.reload()
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert profiles.reload() is True
+        assert _cn(profiles, "127.0.0.1", port) == "gen-2"
+
+
+def test_a_new_profile_on_a_keystore_holding_a_refused_certificate_is_not_lent(
+    tmp_path, ca, backend, stores
+):
+    """gw.jks replaced by a certificate not valid yet while an edit adds a profile for
+    127.0.0.1 on it beside localhost's: the new profile was lent the identity in service
+    (gen-1), which its host never had and the file no longer holds (h222). It fails
+    closed until the file gives an identity; localhost keeps gen-1 (h160); a valid
+    certificate serves both."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    mine = _profile(f"localhost:{port}", keystore, trust)
+    _write(xml, mine)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        replace_atomically(keystore, jks(ca, "staged", not_before=start))
+        _write(xml, mine, _profile(f"127.0.0.1:{port}", keystore, trust))
+        profiles.reload()
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        with pytest.raises(ProfileUnavailableError, match="not valid before"):
+            profiles.context_for("127.0.0.1", port)
+        (new,) = [p for p in profiles.status().profiles if p.servers == (f"127.0.0.1:{port}",)]
+        assert not new.loaded
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert profiles.reload() is True
+        assert _cn(profiles, "127.0.0.1", port) == "gen-2"
