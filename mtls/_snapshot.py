@@ -1198,6 +1198,11 @@ class ProfilesPlan:
                 # h210, h214, h220, h222).
                 narrow = functools.partial(self._withhold, run, old, lender.served, had)
             item = self._rebuild(run, profile, prev, sibling, narrow)
+            if type(item) is Withheld:
+                # None of its hosts had the identity it was given: it is a new profile,
+                # built from its files as they are, as the next check would (h223).
+                prev = None
+                item = self._rebuild(run, profile, None)
             if type(item) is Built and item.withheld:
                 item = _own_keys_only(item)  # lookups falling through: judged again below
             if isinstance(item, Built) and (prev is None or item.context is not prev.context):
@@ -1296,7 +1301,7 @@ class ProfilesPlan:
         if not withheld:
             return plain
         if len(withheld) == len(item.profile.servers):
-            return Failed(item.profile, item.error)
+            return Withheld(item.profile, item.error)  # none had it: judged as new (below)
         return Built(item.profile, item.served, item.error, frozenset(withheld))
 
     def _rebuild(
