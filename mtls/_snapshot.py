@@ -72,9 +72,11 @@ class Built:
     profile: SSLProfile
     served: Served
     error: MTLSError | None = None
-    # Keys of the profile refused while it serves kept material (its stores do not load
-    # now) that this material did not serve before the edit that made it: the hosts an
-    # edit added, or took from another profile (see Withheld).
+    # Lookup keys refused while it serves a kept identity its keystore file no longer
+    # holds, which did not have that identity before an edit: hosts of its own the edit
+    # added or took from another profile, and lookups that fall through to it since the
+    # edit removed the profile that answered them (ProfilesPlan._withhold,
+    # _fallback_refusals; indexed as Withheld).
     withheld: frozenset[IndexKey] = _NO_KEYS
 
     @property
@@ -155,16 +157,17 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Withheld(Failed):
-    """A host of a profile that serves a kept identity while its keystore does not load,
-    which that identity did not serve before (the edit added the host, moved it from
-    another profile or renamed it): refused until the keystore loads, rather than lent
-    an identity no configuration gave it (see ProfilesPlan._withhold). WSO2 keeps its
-    whole previous configuration when a reload fails: no host gets one it did not have."""
+    """A lookup reaching a profile that serves a kept identity its keystore file no
+    longer holds, which did not have that identity before the edit (the edit added the
+    host, moved it from another profile, renamed it, or removed the profile that
+    answered it): refused until the keystore gives an identity, rather than lent one no
+    configuration gave it (see ProfilesPlan._withhold). WSO2 keeps its whole previous
+    configuration when a reload fails: no host gets one it did not have."""
 
     WHY: ClassVar[str] = (
-        " until its profile's keystore loads: the identity the profile kept from before "
-        "the profile file's last edit served other hosts (it is never lent to a host it "
-        "did not serve)"
+        " until its profile's keystore gives an identity: the one the profile kept from "
+        "before the profile file's last edit served other hosts (it is never lent to a "
+        "host it did not serve)"
     )
 
 
