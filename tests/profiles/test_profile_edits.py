@@ -7,9 +7,11 @@ closed (or installed a certificate not valid yet) until the store came."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ssl
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -527,21 +529,32 @@ def test_a_host_port_another_profile_had_is_not_lent_the_kept_identity(
         _refused_for_its_stores(profiles, "localhost", port + 1)
 
 
-def test_a_refused_host_served_again_is_a_change(tmp_path, ca, backend, stores):
-    """Hosts refused while the keystore was garbage are served once the file is back
-    with its old bytes: the same context, so reload() said nothing changed, and
-    subscribers (HTTP pools, gRPC channels) were not told (h220)."""
+@contextlib.contextmanager
+def _a_host_withheld(
+    tmp_path: Path, stores: tuple[Path, Path], port: int
+) -> Iterator[SSLProfileSet]:
+    """localhost on gw.jks (gen-1); gw.jks turns to garbage; an edit adds 127.0.0.1 to
+    the profile: refused (it never had gen-1). Yields the set in that state."""
     keystore, trust = stores
-    port = backend.port
     xml = tmp_path / "sslprofiles.xml"
     _write(xml, _profile(f"localhost:{port}", keystore, trust))
-    good = keystore.read_bytes()
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         replace_atomically(keystore, b"not a keystore")
         assert profiles.reload() is False
         _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
         profiles.reload()
         _refused_for_its_stores(profiles, "127.0.0.1", port)
+        yield profiles
+
+
+def test_a_refused_host_served_again_is_a_change(tmp_path, ca, backend, stores):
+    """Hosts refused while the keystore was garbage are served once the file is back
+    with its old bytes: the same context, so reload() said nothing changed, and
+    subscribers (HTTP pools, gRPC channels) were not told (h220)."""
+    keystore, _ = stores
+    port = backend.port
+    good = keystore.read_bytes()
+    with _a_host_withheld(tmp_path, stores, port) as profiles:
         told = threading.Event()
         profiles.subscribe(lambda *_: told.set())
         generation = profiles.generation
@@ -639,15 +652,8 @@ def test_refused_hosts_are_served_when_the_keystore_is_back_though_the_truststor
     the truststore is broken (h221: it stayed refused until the truststore was fixed)."""
     keystore, trust = stores
     port = backend.port
-    xml = tmp_path / "sslprofiles.xml"
-    _write(xml, _profile(f"localhost:{port}", keystore, trust))
     good = keystore.read_bytes()
-    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        replace_atomically(keystore, b"not a keystore")
-        assert profiles.reload() is False
-        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
-        profiles.reload()
-        _refused_for_its_stores(profiles, "127.0.0.1", port)
+    with _a_host_withheld(tmp_path, stores, port) as profiles:
         replace_atomically(trust, b"garbage")
         replace_atomically(keystore, good)
         assert profiles.reload() is True
@@ -715,21 +721,14 @@ def test_a_withheld_host_stays_refused_when_the_file_loads_with_a_refused_certif
     an identity it never had and the file does not hold, and kept it when the file
     went back to garbage (h222, as in a keytool renewal done in steps). It stays
     refused; localhost keeps gen-1; a valid certificate serves both."""
-    keystore, trust = stores
+    keystore, _ = stores
     port = backend.port
     now = dt.datetime.now(dt.UTC)
     if refused_as == "expired":
         window = {"not_before": now - dt.timedelta(days=3), "not_after": now - dt.timedelta(days=1)}
     else:
         window = {"not_before": now + dt.timedelta(days=1)}
-    xml = tmp_path / "sslprofiles.xml"
-    _write(xml, _profile(f"localhost:{port}", keystore, trust))
-    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        replace_atomically(keystore, b"not a keystore")
-        assert profiles.reload() is False
-        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
-        profiles.reload()
-        _refused_for_its_stores(profiles, "127.0.0.1", port)
+    with _a_host_withheld(tmp_path, stores, port) as profiles:
         replace_atomically(keystore, jks(ca, "refused", **window))
         profiles.reload()
         _refused_for_its_stores(profiles, "127.0.0.1", port)
