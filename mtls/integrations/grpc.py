@@ -757,6 +757,10 @@ def secure_channel(
             Calls raise it too if a reload brings such material; a rotation of the
             same keystore to a key gRPC cannot use keeps the key in service instead
             (see ``RotatingChannel.last_error``).
+        ProfileUnavailableError: the target's profile has not loaded, or refuses the
+            target until its keystore gives an identity (``ProfileStatus.withheld``):
+            make the channel once it is served. Calls on a channel made before raise it
+            meanwhile, and are served again after the reload that ends it.
     """
     _require_profile_set(profile_set, "secure_channel", materials=True)
     return RotatingChannel(
@@ -936,6 +940,7 @@ def aio_secure_channel(
 
     Raises:
         ProfileConfigError: as for :func:`secure_channel`.
+        ProfileUnavailableError: as for :func:`secure_channel`.
     """
     _require_profile_set(profile_set, "aio_secure_channel", materials=True)
     return AioRotatingChannel(
