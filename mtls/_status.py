@@ -183,9 +183,12 @@ class ProfileStatus:
         error: its error at the last check (it keeps its last good context, or, when
             not ``loaded``, why it never loaded).
         revocation: revocation checking state (``None``: not enabled).
-        withheld: its ``host:port`` entries refused until its keystore loads: an edit
-            made while the keystore did not load gave it the identity another profile
-            served before, and these hosts never had it (see reloading.md).
+        withheld: the ``host:port`` entries (``host:port/client`` for a client's
+            lookup) it refuses until its keystore file gives an identity: it serves a
+            kept identity the file no longer holds, and these did not have it before the
+            profile file's last edit (hosts the edit added or took from another
+            profile, and lookups that reach it only because the edit removed the
+            profile that answered them; see reloading.md).
     """
 
     servers: tuple[str, ...]
