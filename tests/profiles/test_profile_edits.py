@@ -614,14 +614,7 @@ def test_a_lookup_left_to_a_kept_identity_by_a_removal_is_refused(
         client, twin = None, ("127.0.0.1", port)
     else:
         kept = _profile(f"localhost:{port}", keystore, trust)
-        body = _profile(f"localhost:{port}", other, trust)
-        stores_at = body.index("<KeyStore>")  # the stores inside a <client> of ID y
-        removed = (
-            body[:stores_at]
-            + f"<client><clientID>y</clientID>{body[stores_at : body.index('</profile>')]}"
-            + "</client></profile>"
-            + body[body.index("</profile>") + len("</profile>") :]
-        )
+        removed = _client_profile(f"localhost:{port}", other, trust, "y")
         client, twin = "y", None
     _write(xml, kept, removed)
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
