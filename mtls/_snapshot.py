@@ -171,6 +171,13 @@ class Withheld(Failed):
     )
 
 
+def _in_date(served: Served, now: _dt.datetime) -> bool:
+    """Whether peers accept ``served``'s client certificate now (none: nothing to refuse)."""
+    return (served.not_before is None or served.not_before <= now) and (
+        served.not_after is None or now <= served.not_after
+    )
+
+
 def _same_failure(prev: Built | Failed, item: Built | Failed) -> bool:
     """Whether a retried profile failed as it did before: the same material in service
     (or none) and an error of the same type saying the same. The previous entry then
@@ -1144,6 +1151,18 @@ class ProfilesPlan:
         for entry in removed:  # then what any material was made for
             for definition in entry.served.definitions:
                 by_definition.setdefault(definition, entry)
+        # Two removed profiles on one definition (merged into one) serving different
+        # identities: the one peers accept now stands in, whatever order the file had.
+        # A profile added beside one whose keystore was given a certificate not valid
+        # yet is built with it (a first load), while the hosts in service keep the
+        # previous one (h160): merging the two must not hand them the staged one (h223).
+        now = _dt.datetime.now(_dt.UTC)
+        for entry in removed:
+            if _in_date(entry.served, now):
+                for definition in entry.served.definitions:
+                    chosen = by_definition[definition]
+                    if chosen is not entry and not _in_date(chosen.served, now):
+                        by_definition[definition] = entry
         # A profile new to the set whose keystore another profile serves: judged as a
         # replacement of that identity, so a certificate staged before its start date
         # is not installed through the edit.

@@ -763,3 +763,40 @@ def test_a_new_profile_on_a_keystore_holding_a_refused_certificate_is_not_lent(
         assert profiles.reload() is True
         assert _cn(profiles, "127.0.0.1", port) == "gen-2"
         assert _cn(profiles, "localhost", port) == "gen-2"
+
+
+@pytest.mark.parametrize("order", ["in service first", "added first"])
+def test_merging_a_profile_with_one_added_on_a_staged_certificate_keeps_the_one_in_service(
+    tmp_path, ca, backend, stores, order
+):
+    """localhost's profile keeps gen-1 while gw.jks holds a certificate not valid yet
+    (h160); a profile added for 127.0.0.1 on it took that certificate (a first load).
+    Merging the two into one profile handed localhost the staged certificate, which its
+    backend refuses, whichever came first in the file (h223): the identity peers
+    accept stands in. 127.0.0.1 never had gen-1 and the file no longer holds it: it is
+    refused until the file gives an identity; a valid certificate serves both."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    mine = _profile(f"localhost:{port}", keystore, trust)
+    _write(xml, mine)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        replace_atomically(keystore, jks(ca, "staged", not_before=start))
+        added = _profile(f"127.0.0.1:{port}", keystore, trust)
+        _write(xml, *((mine, added) if order == "in service first" else (added, mine)))
+        assert profiles.reload() is True
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
+        assert profiles.reload() is True
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+        (merged,) = profiles.status().profiles
+        assert merged.subject is not None and "gen-1" in merged.subject
+        assert merged.withheld == (f"127.0.0.1:{port}",)
+        assert profiles.reload() is False  # the next check finds nothing to change
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert profiles.reload() is True
+        assert _cn(profiles, "localhost", port) == "gen-2"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-2"
