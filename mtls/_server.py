@@ -58,18 +58,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from . import _x509
-from ._build import (
-    _anchor_infos,
-    _anchor_refusal,
-    _chain_infos,
-    _chain_refusal,
-    _lost_issuer_refusal,
-    _purpose_refusal,
-    _self_signed_refusal,
-    _validity_refusal,
-    not_valid_yet,
-    say_usage_warning,
-)
+from ._build import _anchor_infos, _chain_infos, not_valid_yet
 from ._config import StoreConfig, _as_secret
 from ._context import EXPIRY_WARNINGS, WarnExpiry, build_server_context, store_at_fault
 from ._engine import (
@@ -95,6 +84,15 @@ from ._health import (
 from ._log import log
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
+from ._refusals import (
+    anchor_refusal,
+    chain_refusal,
+    lost_issuer_refusal,
+    purpose_refusal,
+    say_usage_warning,
+    self_signed_refusal,
+    validity_refusal,
+)
 from ._secret import Secret, scrub_tracebacks
 from ._status import (
     AnchorStatus,
@@ -293,7 +291,7 @@ class ServerPlan:
             refusal = (
                 _refusal(store, config, in_service if isinstance(in_service, Keystore) else None)
                 if isinstance(store, Keystore)
-                else _anchor_refusal(
+                else anchor_refusal(
                     store,
                     config.shown_location,
                     in_service if isinstance(in_service, Truststore) else None,
@@ -533,11 +531,11 @@ def _refusal(
     served = in_service.key_entry(config.alias)[2] if in_service is not None else None
     pem = keystore.store_type == "PEM"  # only PEM is written a certificate at a time
     return (
-        _validity_refusal(subject, not_before, not_after, where, whose="server")
-        or _chain_refusal(chain, where, whose="server")
-        or _lost_issuer_refusal(chain, served if pem else None, where, whose="server")
-        or _self_signed_refusal(chain, served, where, whose="server")
-        or _purpose_refusal(chain[0], subject, where, "server", whose="server")
+        validity_refusal(subject, not_before, not_after, where, whose="server")
+        or chain_refusal(chain, where, whose="server")
+        or lost_issuer_refusal(chain, served if pem else None, where, whose="server")
+        or self_signed_refusal(chain, served, where, whose="server")
+        or purpose_refusal(chain[0], subject, where, "server", whose="server")
     )
 
 

@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_issuing",
     ),
     # the context builder
-    ("_context", "_material", "_reading", "_build"),
+    ("_context", "_material", "_reading", "_refusals", "_build"),
     # the engine and what it publishes
     ("_engine", "_snapshot", "_status", "_health", "_metrics"),
     # what uses the engine: the profile set, the rotating server context

@@ -1956,9 +1956,9 @@ def test_a_pem_keystore_read_before_its_intermediate_is_written_is_not_installed
         # The same script run again: its cut is held back afresh (the first sighting of
         # the earlier run is forgotten once the whole file went in, else the grace
         # would have passed already and let the cut in).
-        from mtls import _build
+        from mtls import _refusals
 
-        assert not [k for k in _build._LOST_ISSUER_SEEN if k[0].endswith("gw.pem")]
+        assert not [k for k in _refusals._LOST_ISSUER_SEEN if k[0].endswith("gw.pem")]
         pem.write_bytes(second.private_key_pem + second.cert_pem)
         assert profiles.reload() is False and said in str(profiles.last_error)
         assert cn_seen(profiles, server.port) == "gen-2"
@@ -1981,9 +1981,9 @@ def test_a_chain_meant_without_its_intermediate_goes_in_after_the_grace(
     Such a PEM file is held back for LOST_ISSUER_GRACE (short here, polled with a
     bounded wait), then goes in with a warning. A JKS keystore, which cannot be read
     half-written, goes in at once."""
-    from mtls import _build
+    from mtls import _refusals
 
-    monkeypatch.setattr(_build, "LOST_ISSUER_GRACE", dt.timedelta(seconds=0.3))
+    monkeypatch.setattr(_refusals, "LOST_ISSUER_GRACE", dt.timedelta(seconds=0.3))
     root = CA(name="grace root")
     ica = root.create_child_ca(name="grace ica")
     trust = tmp_path / "trust.jks"
@@ -2025,7 +2025,7 @@ def test_the_lost_issuer_grace_runs_on_the_monotonic_clock(monkeypatch, caplog):
     while the wall clock stands (the old code held the chain back)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from mtls import _build
+    from mtls import _refusals
 
     ica = CA(name="grace root").create_child_ca(name="grace ica")
     der = [c.public_bytes(Encoding.DER) for c in (ica.issue_cert("gen-1").certificate,
@@ -2033,15 +2033,15 @@ def test_the_lost_issuer_grace_runs_on_the_monotonic_clock(monkeypatch, caplog):
     alone = [ica.issue_cert("gen-2").certificate.public_bytes(Encoding.DER)]
     clock = [1000.0]
     fake_time = type("FakeTime", (), {"monotonic": staticmethod(lambda: clock[0])})
-    monkeypatch.setattr(_build, "time", fake_time, raising=False)
+    monkeypatch.setattr(_refusals, "time", fake_time)
     where = f"/monotonic-{id(clock)}/gw.pem"
-    held = _build._lost_issuer_refusal(alone, der, where)
+    held = _refusals.lost_issuer_refusal(alone, der, where)
     assert held is not None and "arrived without CN=grace ica" in str(held[0])
-    clock[0] += _build.LOST_ISSUER_GRACE.total_seconds() / 2
-    assert _build._lost_issuer_refusal(alone, der, where) is not None  # half-way: held
-    clock[0] += _build.LOST_ISSUER_GRACE.total_seconds() / 2
+    clock[0] += _refusals.LOST_ISSUER_GRACE.total_seconds() / 2
+    assert _refusals.lost_issuer_refusal(alone, der, where) is not None  # half-way: held
+    clock[0] += _refusals.LOST_ISSUER_GRACE.total_seconds() / 2
     with caplog.at_level(logging.WARNING, logger="mtls"):
-        assert _build._lost_issuer_refusal(alone, der, where) is None
+        assert _refusals.lost_issuer_refusal(alone, der, where) is None
     assert "goes in without CN=grace ica" in caplog.text
 
 
@@ -2060,7 +2060,7 @@ def test_a_cut_chain_is_held_for_minutes_unless_the_identity_in_service_expires_
     short-lived identity's replacement in at once let a half-written file in, h175)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from mtls import _build
+    from mtls import _refusals
 
     ica = CA(name="grace root").create_child_ca(name="grace ica")
     not_after = dt.datetime.now(dt.UTC) + expires_in
@@ -2069,12 +2069,12 @@ def test_a_cut_chain_is_held_for_minutes_unless_the_identity_in_service_expires_
     alone = [ica.issue_cert("gen-2").certificate.public_bytes(Encoding.DER)]
     clock = [1000.0]
     fake_time = type("FakeTime", (), {"monotonic": staticmethod(lambda: clock[0])})
-    monkeypatch.setattr(_build, "time", fake_time, raising=False)
+    monkeypatch.setattr(_refusals, "time", fake_time)
     where = f"/held-{id(clock)}/gw.pem"
     with caplog.at_level(logging.WARNING, logger="mtls"):
-        first = _build._lost_issuer_refusal(alone, der, where)
+        first = _refusals.lost_issuer_refusal(alone, der, where)
         clock[0] += 60
-        later = _build._lost_issuer_refusal(alone, der, where)
+        later = _refusals.lost_issuer_refusal(alone, der, where)
     if expires_in < dt.timedelta(0):
         assert first is None and later is None
         assert "the certificate in service having expired" in caplog.text
@@ -2084,7 +2084,7 @@ def test_a_cut_chain_is_held_for_minutes_unless_the_identity_in_service_expires_
         assert "goes in without" not in caplog.text
         until = later[1]
         assert until is not None
-        if expires_in < _build.LOST_ISSUER_GRACE:  # held while the old one works
+        if expires_in < _refusals.LOST_ISSUER_GRACE:  # held while the old one works
             assert abs(until - not_after) < dt.timedelta(seconds=1)
 
 
@@ -2179,11 +2179,11 @@ def test_the_warn_once_keys_of_rotated_certificates_are_bounded(setup, ca, monke
     """Each rotated-in certificate a usage warning names left one key in the builder's
     warn-once set for the life of the process (500 rotations: 500 keys), where every
     other cache of the builder is trimmed to what is in use. It is bounded like the
-    process-wide warn-once sets now (_WARNED_AT_MOST, 1,024; 4 here)."""
+    process-wide warn-once sets now (WARNED_AT_MOST, 1,024; 4 here)."""
     from mtls import _build
     from tests._pki import any_eku_only
 
-    monkeypatch.setattr(_build, "_WARNED_AT_MOST", 4, raising=False)
+    monkeypatch.setattr(_build, "WARNED_AT_MOST", 4)
     xml, keystore, _ = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     builder = profiles._crl_next_update.__self__  # type: ignore[attr-defined]

@@ -367,7 +367,7 @@ def test_a_server_pem_keystore_without_the_intermediate_in_service_is_held_back(
     intermediate the new leaf needs; with the intermediate it goes in. A chain meant
     so (the file stays that way past the grace) goes in with a warning. A JKS store
     is never held back: it cannot be read half-written."""
-    from mtls import _build
+    from mtls import _refusals
 
     ica = estate.server_ca.create_child_ca(name="server ica")
     pem = estate.root / "backend.pem"
@@ -390,7 +390,7 @@ def test_a_server_pem_keystore_without_the_intermediate_in_service_is_held_back(
         assert get(port, estate.client())[1] == second.certificate.serial_number
         # Meant so: held back, then (the grace passed: a short one here, polled with a
         # bounded wait) let in, with a warning.
-        monkeypatch.setattr(_build, "LOST_ISSUER_GRACE", datetime.timedelta(seconds=0.3))
+        monkeypatch.setattr(_refusals, "LOST_ISSUER_GRACE", datetime.timedelta(seconds=0.3))
         third = ica.issue_cert("localhost", "localhost", "127.0.0.1")
         replace_atomically(pem, third.private_key_pem + third.cert_pem)
         assert server.reload() is False and "arrived without" in str(server.last_error)
@@ -564,7 +564,7 @@ def test_the_issuing_path_is_judged_by_signature() -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 
-    from mtls._build import _chain_refusal
+    from mtls._refusals import chain_refusal
 
     now = datetime.datetime.now(datetime.UTC)
     day = datetime.timedelta(days=1)
@@ -587,24 +587,24 @@ def test_the_issuing_path_is_judged_by_signature() -> None:
     )
     ica = root_b.create_child_ca(name="ICA")
     leaf = ica.issue_cert("localhost").certificate
-    assert _chain_refusal(chain(leaf, ica.certificate, root_b.certificate), "ks") is None
-    refused = _chain_refusal(chain(leaf, ica.certificate, cross), "ks")
+    assert chain_refusal(chain(leaf, ica.certificate, root_b.certificate), "ks") is None
+    refused = chain_refusal(chain(leaf, ica.certificate, cross), "ks")
     assert refused is not None and "(CN=Root B" in str(refused[0])
     assert "can be left out of the chain" in str(refused[0])
     # Off the path: an expired CA certificate that issued nothing here.
     stranger = CA(name="Stranger", not_before=now - 30 * day, not_after=now - day)
-    assert _chain_refusal(chain(leaf, ica.certificate, stranger.certificate), "ks") is None
+    assert chain_refusal(chain(leaf, ica.certificate, stranger.certificate), "ks") is None
     # Three tiers: root -> ICA2 (expired) -> ICA1 -> leaf.
     ica2 = root_a.create_child_ca(name="ICA2", not_before=now - 30 * day, not_after=now - day)
     ica1 = ica2.create_child_ca(name="ICA1", not_before=now - 2 * day, not_after=now + day)
     low = ica1.issue_cert("localhost", not_before=now - day, not_after=now + day).certificate
-    refused = _chain_refusal(chain(low, ica1.certificate, ica2.certificate), "ks")
+    refused = chain_refusal(chain(low, ica1.certificate, ica2.certificate), "ks")
     assert refused is not None and "(CN=ICA2" in str(refused[0])
     # An in-date namesake of the expired signer, with another key: not the issuer.
     old = root_a.create_child_ca(name="Twin", not_before=now - 30 * day, not_after=now - day)
     namesake = root_a.create_child_ca(name="Twin")
     signed = old.issue_cert("localhost", not_before=now - day, not_after=now + day).certificate
-    refused = _chain_refusal(chain(signed, namesake.certificate, old.certificate), "ks")
+    refused = chain_refusal(chain(signed, namesake.certificate, old.certificate), "ks")
     assert refused is not None and "expired on" in str(refused[0])
 
 

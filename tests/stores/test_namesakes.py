@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 import mtls
-from mtls import _build, _crl, _der, _entries, _x509
+from mtls import _crl, _der, _entries, _refusals, _x509
 
 NOW = dt.datetime.now(dt.UTC)
 PEM = serialization.Encoding.PEM
@@ -125,7 +125,7 @@ def test_a_replacements_issuing_path_through_namesakes_is_bounded(verified):
     chain = [_cert("leaf", "X", keys[0], keys[1])]
     chain += [_cert("X", "X", keys[i], keys[i + 1]) for i in range(1, 60)]
     ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
-    path = _build._issuing_path([ders[0], *reversed(ders[1:])])
+    path = _refusals.issuing_path([ders[0], *reversed(ders[1:])])
     assert 2 <= len(path) < 60
     assert verified[0] <= linear(60)  # about 1,800 without the budget
 
@@ -137,7 +137,7 @@ def test_a_real_chain_written_out_of_order_is_followed_to_its_root(verified):
     mid = _cert("Mid", "Root", mid_key, root_key)
     leaf = _cert("leaf", "Mid", leaf_key, mid_key)
     ders = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, root, mid)]
-    path = _build._issuing_path(ders)
+    path = _refusals.issuing_path(ders)
     assert [der for der, _ in path] == [ders[0], ders[2], ders[1]]
 
 
@@ -263,7 +263,7 @@ def test_linking_passes_over_an_exponent_no_ca_uses_and_nothing_else_does(bits):
     assert _x509.costly_key(issuer) is (bits > _x509.MAX_RSA_EXPONENT_BITS)
     assert linked is (bits <= _x509.MAX_RSA_EXPONENT_BITS)
     chain = [c.public_bytes(serialization.Encoding.DER) for c in (child, issuer)]
-    assert len(_build._issuing_path(chain)) == (1 if bits > 256 else 2)
+    assert len(_refusals.issuing_path(chain)) == (1 if bits > 256 else 2)
 
 
 def _certificate_of(size: int) -> bytes:
