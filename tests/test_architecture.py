@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # stores, configuration and the revocation policy
     (
         "_crl",
+        "_answers",
         "_revocation",
         "_config",
         "_stores",

@@ -691,7 +691,7 @@ def test_reading_a_damaged_ocsp_response_raises_a_value_error_only(noise: bytes,
     """The fraction reader walks bytes a responder (or anyone on the path) sent:
     whatever they are, a ValueError (the check's "not an OCSP response") or a
     response, never another exception or a hang."""
-    from mtls._revocation import _load_ocsp
+    from mtls._answers import load_ocsp
 
     if not _FRACTIONAL:
         ca = CA()
@@ -699,7 +699,7 @@ def test_reading_a_damaged_ocsp_response_raises_a_value_error_only(noise: bytes,
     body = _FRACTIONAL[0]
     damaged = body[:at] + noise + body[at + len(noise) :]
     try:
-        response, signed = _load_ocsp(damaged)
+        response, signed = load_ocsp(damaged)
     except ValueError:
         return
     assert isinstance(response, ocsp.OCSPResponse)
@@ -721,6 +721,6 @@ def test_ocsp_times_are_written_as_der_writes_them(written: bytes, der: bytes) -
     """The times of an answer are read in UTC, whatever their spelling: an offset's
     sign decides which way the time moves (a sign read the wrong way makes an answer
     current an hour early or late)."""
-    from mtls._revocation import _der_time
+    from mtls._answers import _der_time
 
     assert _der_time(asn1.TLV(0x18, written, 0)) == der

@@ -17,9 +17,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from mtls import CertificateRevokedError, RevocationChecker, RevocationUnknownError
+from mtls import CertificateRevokedError, RevocationChecker, RevocationUnknownError, _answers
 from mtls import _der as asn1  # the project's DER writer: scaffolding for crafted answers
-from mtls import _revocation as mtls_revocation
 from mtls.testing import CA, IssuedIdentity
 from tests._helpers import signed_again
 from tests.revocation._infra import CRLServer
@@ -208,10 +207,10 @@ def test_a_negative_serial_is_looked_up_in_the_crl() -> None:
     assert tbs.count(written) == 1
     negative = tbs.replace(written, b"\x02\x04\xfe\x11\x22\x33")
     edited = x509.load_der_x509_crl(signed_again(negative, ca))
-    found = mtls_revocation._listed(edited, -0x01EEDDCD)
+    found = _answers.listed(edited, -0x01EEDDCD)
     assert found is not None and found.serial_number == -0x01EEDDCD
-    assert mtls_revocation._listed(edited, -0x01EEDDCE) is None  # the twin: not listed
-    assert mtls_revocation._listed(listed, serial) is not None  # the usual lookup
+    assert _answers.listed(edited, -0x01EEDDCE) is None  # the twin: not listed
+    assert _answers.listed(listed, serial) is not None  # the usual lookup
 
 
 @pytest.mark.parametrize(("age", "cache_delay"), [(14, 900), (1, 60)])
@@ -226,8 +225,8 @@ def test_an_answer_without_next_update_is_kept_no_longer_than_it_is_current(
     second = _dt.timedelta(seconds=1)
     moment = now()
     this_update = moment - age * MINUTE
-    until = mtls_revocation._current_until(this_update, None, moment, cache_delay)
-    bound = this_update + mtls_revocation.CLOCK_SKEW
+    until = _answers.current_until(this_update, None, moment, cache_delay)
+    bound = this_update + _answers.CLOCK_SKEW
     assert until == (bound if age == 14 else moment + cache_delay * second)
-    stale_after = mtls_revocation._stale(this_update, None, until + second, "response")
+    stale_after = _answers.why_stale(this_update, None, until + second, "response")
     assert (stale_after is not None) is (age == 14)
