@@ -250,6 +250,28 @@ class Served:
     # last good. Filled by build() as profiles are given it (never replaced).
     definitions: set[tuple[object, ...]] = field(default_factory=set, repr=False, compare=False)
 
+    def presented(self) -> bytes | None:
+        """The DER of the certificate it presents (``None``: no identity, or one its
+        keystore no longer gives)."""
+        if self.keystore is None or self.subject is None:
+            return None
+        try:
+            chain = self.chain()
+            return self.keystore.key_entry(chain[0].alias if chain else None)[2][0]
+        except MTLSError:
+            return None
+
+    def peers_accept(self, role: str, now: _dt.datetime) -> bool:
+        """Whether peers take its certificate as a ``role`` certificate now: in its
+        dates, with times peers read and a purpose that allows the role
+        (:func:`mtls._x509.peers_refuse`); ``True`` without a certificate."""
+        if (self.not_before is not None and self.not_before > now) or (
+            self.not_after is not None and self.not_after < now
+        ):
+            return False
+        der = self.presented()
+        return der is None or _x509.peers_refuse(der, role) is None
+
     def with_alpn(
         self, base: ssl.SSLContext, alpn: tuple[str, ...], *, build: bool = True
     ) -> ssl.SSLContext:

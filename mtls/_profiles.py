@@ -1175,17 +1175,6 @@ class SSLProfileSet:
                 )
             return no_anchor[key]
 
-        def presented(served: Served) -> bytes | None:
-            # The certificate a first load serves, whatever its dates (status() judges
-            # dates no parser reads by its DER, h202).
-            if served.keystore is None or served.subject is None:
-                return None
-            try:
-                chain = served.chain()
-                return served.keystore.key_entry(chain[0].alias if chain else None)[2][0]
-            except MTLSError:
-                return None
-
         def material(served: Served) -> Made:
             made = certificates.get(id(served))
             if made is None:
@@ -1207,7 +1196,10 @@ class SSLProfileSet:
                 made = (
                     who,
                     tuple(certificate(a) for a in every[: ProfileSetStatus.ANCHORS_SHOWN]),
-                    refusal(who, None, now, presented=presented(served)) or anchors_refused(served),
+                    # The certificate served, whatever its dates (status() judges
+                    # dates no parser reads by its DER, h202).
+                    refusal(who, None, now, presented=served.presented())
+                    or anchors_refused(served),
                 )
                 certificates[id(served)] = made
             return made

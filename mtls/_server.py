@@ -613,8 +613,9 @@ class ServerStatus:
             :data:`ANCHORS_SHOWN`).
         errors: the last check's error (the last good material is still served).
         refused: why clients are refused now although everything loaded: the server
-            certificate expired, or (client certificates required) no client CA in
-            date (``None``: neither). :attr:`healthy` is false meanwhile.
+            certificate out of its dates or not meant for server authentication, or
+            (client certificates required) no client CA in date (``None``: none of
+            these). :attr:`healthy` is false meanwhile.
     """
 
     ANCHORS_SHOWN = 3

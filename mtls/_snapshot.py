@@ -171,10 +171,19 @@ class Withheld(Failed):
     )
 
 
-def _in_date(served: Served, now: _dt.datetime) -> bool:
-    """Whether peers accept ``served``'s client certificate now (none: nothing to refuse)."""
-    return (served.not_before is None or served.not_before <= now) and (
-        served.not_after is None or now <= served.not_after
+def _stand_in(group: list[Built], role: str) -> Built:
+    """Which of the removed entries made for one definition stands in for a profile
+    of it (one merged from them): the first, unless they serve different identities.
+    Then the one peers accept now (dates, purpose), and of those one that kept its
+    identity against its keystore file's new content (a certificate staged before its
+    start, one not meant for the role: refused for its hosts, h160) over one that
+    took that content at a first load: merging them must not hand the hosts in service
+    what was refused for them, whatever order the file had (h223, h225)."""
+    if len({id(entry.served) for entry in group}) == 1:
+        return group[0]
+    now = _dt.datetime.now(_dt.UTC)
+    return min(  # the first of the best: sorted is stable, min keeps the first too
+        group, key=lambda entry: (not entry.served.peers_accept(role, now), entry.error is None)
     )
 
 
@@ -1144,32 +1153,31 @@ class ProfilesPlan:
         # older definition's material (say, without a truststore).
         kept_slots = {slot(profile) for profile in profiles}
         removed = [entry for entry in old.built if slot(entry.profile) not in kept_slots]
-        by_definition: dict[tuple[object, ...], Built] = {}
+        candidates: dict[tuple[object, ...], list[Built]] = {}
         for entry in removed:  # first, material in force for the entry's own definition
             if entry.error is None:
-                by_definition.setdefault(material_definition(entry.profile), entry)
+                candidates.setdefault(material_definition(entry.profile), []).append(entry)
         for entry in removed:  # then what any material was made for
             for definition in entry.served.definitions:
-                by_definition.setdefault(definition, entry)
-        # Two removed profiles on one definition (merged into one) serving different
-        # identities: the one peers accept now stands in, whatever order the file had.
-        # A profile added beside one whose keystore was given a certificate not valid
-        # yet is built with it (a first load), while the hosts in service keep the
-        # previous one (h160): merging the two must not hand them the staged one (h223).
-        now = _dt.datetime.now(_dt.UTC)
-        for entry in removed:
-            if _in_date(entry.served, now):
-                for definition in entry.served.definitions:
-                    chosen = by_definition[definition]
-                    if chosen is not entry and not _in_date(chosen.served, now):
-                        by_definition[definition] = entry
+                group = candidates.setdefault(definition, [])
+                if not any(other is entry for other in group):
+                    group.append(entry)
+        by_definition = {
+            definition: _stand_in(group, self.options.identity)
+            for definition, group in candidates.items()
+        }
         # A profile new to the set whose keystore another profile serves: judged as a
         # replacement of that identity, so a certificate staged before its start date
-        # is not installed through the edit.
+        # is not installed through the edit. Also when that profile keeps its identity
+        # against the file (a staged or garbage keystore): a host it served through
+        # `*` keeps it in a profile of its own (h225); hosts that never had it get
+        # nothing from it (_withhold).
+        on_keystore: dict[StoreConfig, list[Built]] = {}
+        for in_service in old.built:
+            if in_service.profile.keystore is not None:
+                on_keystore.setdefault(in_service.profile.keystore, []).append(in_service)
         by_keystore = {
-            item.profile.keystore: item
-            for item in old.built
-            if item.profile.keystore is not None and item.error is None
+            config: _stand_in(group, self.options.identity) for config, group in on_keystore.items()
         }
         # Failing that, the removed entry that served the profile's hosts: one edit that
         # changes both a profile's <servers> and its store settings (a host moved into

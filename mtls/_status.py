@@ -175,11 +175,13 @@ class ProfileStatus:
             :data:`ProfileSetStatus.ANCHORS_SHOWN`).
         last_good_load: when its current context was built.
         refused: why peers refuse its handshakes now although everything loaded: its
-            client certificate out of its dates, or no anchor of its truststore in
-            date (``None``: neither). A first load serves such material, having
-            nothing else; ``mtls check`` fails on it too. (A CA of the presented
-            chain out of date is not counted: a peer that trusts an in-date
-            certificate of the same CA verifies through that one.)
+            client certificate out of its dates or not meant for client
+            authentication (an extended key usage without ``clientAuth``), or no
+            anchor of its truststore in date (``None``: none of these). A first load
+            serves such material, having nothing else; ``mtls check`` fails on it
+            too. (A CA of the presented chain out of date is not counted: a peer
+            that trusts an in-date certificate of the same CA verifies through
+            that one.)
         error: its error at the last check (it keeps its last good context, or, when
             not ``loaded``, why it never loaded).
         revocation: revocation checking state (``None``: not enabled).
@@ -390,8 +392,10 @@ def refusal(
 ) -> str | None:
     """Why peers refuse handshakes with this material now (:attr:`ProfileStatus.refused`),
     or ``None``: the ``role`` certificate presented (``identity``; ``presented``, its
-    DER, when known) out of its dates or with dates no parser reads (a leap second: a
-    first load serves it, there being nothing else, h202), or no anchor in date
+    DER, when known) out of its dates, with dates no parser reads (a leap second: a
+    first load serves it, there being nothing else, h202) or with an extended key
+    usage that forbids the role (:func:`mtls._x509.peers_refuse`: a first load serves
+    it with a warning, h225), or no anchor in date
     (``anchors``: every anchor's ``(not_before, not_after)``, as :func:`anchor_dates`
     gives them; ``None``: no truststore). An anchor whose dates are unknown counts as
     in date."""
@@ -401,9 +405,9 @@ def refusal(
         if presented is not None:
             from . import _x509  # noqa: PLC0415 - status() only
 
-            dates = _x509.refused_dates(presented)
-            if dates is not None:
-                return f"{who}: {dates}: {peers} refuse it"
+            found = _x509.peers_refuse(presented, role)
+            if found is not None:
+                return f"{who}: {found[0]}: {found[1]}"
         starts, ends = identity.not_before, identity.not_after
         if starts is not None and ends is not None and starts > ends:
             return (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,31 @@ def test_a_client_certificate_out_of_its_dates_is_not_healthy(
     assert not entry.healthy and not status.healthy
     assert status.to_dict()["healthy"] is False
     assert status.to_dict()["profiles"][0]["refused"] == entry.refused
+
+
+def test_a_client_certificate_not_for_client_authentication_is_not_healthy(
+    tmp_path: Path,
+) -> None:
+    """A first load serves a certificate whose extended key usage forbids client
+    authentication (there is nothing else), with a warning; OpenSSL-, Java- and
+    Go-based servers refuse every handshake with it, and status() said healthy (h225).
+    The twin is test_material_in_date_is_healthy (clientAuth allowed)."""
+    ca = CA()
+    keystore = tmp_path / "ks.jks"
+    ca.issue_cert("client.test", client_auth=False).write_keystore(keystore, PASSWORD)
+    profile = SSLProfile(
+        servers=("backend.test:8443",),
+        keystore=StoreConfig(location=keystore, password=PASSWORD, type="JKS"),
+        truststore=StoreConfig(location=write_trust(ca, tmp_path / "t.jks"), password=PASSWORD),
+    )
+    with SSLProfileSet([profile], reload_interval=None, settle_delay=0) as profiles:
+        status = profiles.status()
+    (entry,) = status.profiles
+    assert entry.loaded and entry.error is None
+    assert entry.refused is not None, entry
+    assert entry.refused.startswith("the client certificate (CN=client.test,O=mtls.testing): ")
+    assert "clientAuth" in entry.refused and "servers refuse it" in entry.refused
+    assert not status.healthy
 
 
 def test_a_truststore_with_no_anchor_in_date_is_not_healthy(tmp_path: Path) -> None:
@@ -127,7 +153,7 @@ def test_the_prometheus_gauges_follow(tmp_path: Path) -> None:
     assert [v for _, v in families["mtls_set_healthy"].samples] == [0.0]
 
 
-def _server_files(tmp_path: Path, server_ca: CA, client_ca: CA, **dates: dt.datetime) -> None:
+def _server_files(tmp_path: Path, server_ca: CA, client_ca: CA, **dates: Any) -> None:
     server_ca.issue_cert("localhost", **dates).write_keystore(tmp_path / "srv.jks", PASSWORD)
     write_trust(client_ca, tmp_path / "clients.jks")
 
@@ -137,12 +163,13 @@ def _server_files(tmp_path: Path, server_ca: CA, client_ca: CA, **dates: dt.date
     [
         ({"not_after": NOW - DAY}, {}, "expired on"),
         ({}, {"not_before": NOW - 30 * DAY, "not_after": NOW - DAY}, "it verifies no client"),
+        ({"server_auth": False}, {}, "every client refuses it"),
     ],
-    ids=["server-certificate-expired", "no-client-ca-in-date"],
+    ids=["server-certificate-expired", "no-client-ca-in-date", "not-for-servers"],
 )
 def test_a_rotating_server_refused_by_its_clients_is_not_healthy(
     tmp_path: Path,
-    server_dates: dict[str, dt.datetime],
+    server_dates: dict[str, Any],
     client_ca_dates: dict[str, dt.datetime],
     said: str,
 ) -> None:

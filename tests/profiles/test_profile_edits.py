@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mtls import ProfileUnavailableError, SSLProfileSet
+from mtls import Keystore, ProfileUnavailableError, SSLProfileSet
 from mtls.testing import CA, MTLSServer, replace_atomically
 from tests._helpers import PASSWORD, jks, profile, profile_xml, whoami
 
@@ -765,24 +765,37 @@ def test_a_new_profile_on_a_keystore_holding_a_refused_certificate_is_not_lent(
         assert _cn(profiles, "localhost", port) == "gen-2"
 
 
+def _refused_keystore(ca: CA, kind: str) -> bytes:
+    """gw.jks holding a certificate mtls does not install through a reload: one staged
+    before its start date, one not meant for client authentication, or a self-signed
+    one in place of the CA's (peers would take its dates and purpose)."""
+    if kind == "staged":
+        return jks(ca, "staged", not_before=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    if kind == "self-signed":
+        return Keystore.generate("gw", "CN=self-signed", key_type="EC").to_bytes(PASSWORD)
+    return jks(ca, "server-only", client_auth=False)
+
+
+@pytest.mark.parametrize("kind", ["staged", "not for clients", "self-signed"])
 @pytest.mark.parametrize("order", ["in service first", "added first"])
-def test_merging_a_profile_with_one_added_on_a_staged_certificate_keeps_the_one_in_service(
-    tmp_path, ca, backend, stores, order
+def test_merging_a_profile_with_one_added_on_a_refused_certificate_keeps_the_one_in_service(
+    tmp_path, ca, backend, stores, kind, order
 ):
-    """localhost's profile keeps gen-1 while gw.jks holds a certificate not valid yet
-    (h160); a profile added for 127.0.0.1 on it took that certificate (a first load).
-    Merging the two into one profile handed localhost the staged certificate, which its
-    backend refuses, whichever came first in the file (h223): the identity peers
-    accept stands in. 127.0.0.1 never had gen-1 and the file no longer holds it: it is
-    refused until the file gives an identity; a valid certificate serves both."""
+    """localhost's profile keeps gen-1 while gw.jks holds a certificate mtls refuses to
+    install for it (h160); a profile added for 127.0.0.1 on it took that certificate (a
+    first load). Merging the two into one profile handed localhost the refused
+    certificate, which its backend refuses, whichever came first in the file (h223;
+    h225: not only a staged one). The identity kept for the hosts in service stands
+    in: the one peers accept, and of two they would (a self-signed one has dates and
+    a purpose they take), the one kept against the file's content. 127.0.0.1 never had gen-1 and the file no longer holds it: it
+    is refused until the file gives an identity; a valid certificate serves both."""
     keystore, trust = stores
     port = backend.port
     xml = tmp_path / "sslprofiles.xml"
     mine = _profile(f"localhost:{port}", keystore, trust)
     _write(xml, mine)
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
-        replace_atomically(keystore, jks(ca, "staged", not_before=start))
+        replace_atomically(keystore, _refused_keystore(ca, kind))
         added = _profile(f"127.0.0.1:{port}", keystore, trust)
         _write(xml, *((mine, added) if order == "in service first" else (added, mine)))
         assert profiles.reload() is True
@@ -794,9 +807,65 @@ def test_merging_a_profile_with_one_added_on_a_staged_certificate_keeps_the_one_
         (merged,) = profiles.status().profiles
         assert merged.subject is not None and "gen-1" in merged.subject
         assert merged.withheld == (f"127.0.0.1:{port}",)
+        assert not profiles.status().healthy  # the refused certificate is reported
         assert profiles.reload() is False  # the next check finds nothing to change
         assert _cn(profiles, "localhost", port) == "gen-1"
         replace_atomically(keystore, jks(ca, "gen-2"))
         assert profiles.reload() is True
         assert _cn(profiles, "localhost", port) == "gen-2"
+        assert _cn(profiles, "127.0.0.1", port) == "gen-2"
+
+
+@pytest.mark.parametrize("order", ["in service first", "added first"])
+def test_merging_two_profiles_that_both_keep_an_identity_keeps_the_one_peers_accept(
+    tmp_path, ca, backend, stores, order
+):
+    """localhost keeps gen-1 while gw.jks holds a certificate not meant for clients,
+    which a profile added for 127.0.0.1 took; then gw.jks is garbage, so both keep what
+    they serve, with an error. Merging them gave localhost the unusable certificate
+    when its profile came second in the file (h225): the one peers accept stands in,
+    whatever the order."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    mine = _profile(f"localhost:{port}", keystore, trust)
+    _write(xml, mine)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, _refused_keystore(ca, "not for clients"))
+        added = _profile(f"127.0.0.1:{port}", keystore, trust)
+        _write(xml, *((mine, added) if order == "in service first" else (added, mine)))
+        assert profiles.reload() is True
+        replace_atomically(keystore, b"garbage")
+        profiles.reload()
+        assert len(profiles.status().errors) == 2  # both keep what they serve
+        _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
+        assert profiles.reload() is True
+        assert _cn(profiles, "localhost", port) == "gen-1"
+        _refused_for_its_stores(profiles, "127.0.0.1", port)
+
+
+def test_a_host_served_through_the_catch_all_keeps_its_identity_in_a_profile_of_its_own(
+    tmp_path, ca, backend, stores
+):
+    """A `*` profile keeps gen-1 while gw.jks holds a certificate staged before its
+    start; an edit adds a profile of its own for 127.0.0.1 on gw.jks. 127.0.0.1 had
+    gen-1 through `*`; the new profile was built as new and installed the staged
+    certificate, which its backend refuses, and the log said it had had none (h225).
+    It keeps gen-1 (a host no profile served is a new profile: the twin is
+    test_a_new_profile_on_a_keystore_holding_a_refused_certificate_is_not_lent)."""
+    keystore, trust = stores
+    port = backend.port
+    xml = tmp_path / "sslprofiles.xml"
+    star = _profile("*", keystore, trust)
+    _write(xml, star)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        replace_atomically(keystore, _refused_keystore(ca, "staged"))
+        assert profiles.reload() is False
+        _write(xml, star, _profile(f"127.0.0.1:{port}", keystore, trust))
+        assert profiles.reload() is True
+        assert _cn(profiles, "127.0.0.1", port) == "gen-1"
+        assert _cn(profiles, "localhost", port) == "gen-1"  # through `*`, as before
+        replace_atomically(keystore, jks(ca, "gen-2"))
+        assert profiles.reload() is True
         assert _cn(profiles, "127.0.0.1", port) == "gen-2"
