@@ -776,6 +776,24 @@ def _refused_keystore(ca: CA, kind: str) -> bytes:
     return jks(ca, "server-only", client_auth=False)
 
 
+@contextlib.contextmanager
+def _added_beside(
+    xml: Path, ca: CA, stores: tuple[Path, Path], port: int, kind: str, order: str
+) -> Iterator[SSLProfileSet]:
+    """A set serving localhost gen-1 from gw.jks, which then holds a refused certificate
+    (``kind``, see :func:`_refused_keystore`), and an edit that adds a profile for
+    127.0.0.1 on it (written after localhost's, or before: ``order``), applied."""
+    keystore, trust = stores
+    mine = _profile(f"localhost:{port}", keystore, trust)
+    _write(xml, mine)
+    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+        replace_atomically(keystore, _refused_keystore(ca, kind))
+        added = _profile(f"127.0.0.1:{port}", keystore, trust)
+        _write(xml, *((mine, added) if order == "in service first" else (added, mine)))
+        assert profiles.reload() is True
+        yield profiles
+
+
 @pytest.mark.parametrize("kind", ["staged", "not for clients", "self-signed"])
 @pytest.mark.parametrize("order", ["in service first", "added first"])
 def test_merging_a_profile_with_one_added_on_a_refused_certificate_keeps_the_one_in_service(
@@ -787,18 +805,13 @@ def test_merging_a_profile_with_one_added_on_a_refused_certificate_keeps_the_one
     certificate, which its backend refuses, whichever came first in the file (h223;
     h225: not only a staged one). The identity kept for the hosts in service stands
     in: the one peers accept, and of two they would (a self-signed one has dates and
-    a purpose they take), the one kept against the file's content. 127.0.0.1 never had gen-1 and the file no longer holds it: it
-    is refused until the file gives an identity; a valid certificate serves both."""
+    a purpose they take), the one kept against the file's content. 127.0.0.1 never
+    had gen-1 and the file no longer holds it: it is refused until the file gives an
+    identity; a valid certificate serves both."""
     keystore, trust = stores
     port = backend.port
     xml = tmp_path / "sslprofiles.xml"
-    mine = _profile(f"localhost:{port}", keystore, trust)
-    _write(xml, mine)
-    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        replace_atomically(keystore, _refused_keystore(ca, kind))
-        added = _profile(f"127.0.0.1:{port}", keystore, trust)
-        _write(xml, *((mine, added) if order == "in service first" else (added, mine)))
-        assert profiles.reload() is True
+    with _added_beside(xml, ca, stores, port, kind, order) as profiles:
         assert _cn(profiles, "localhost", port) == "gen-1"
         _write(xml, _profile(f"localhost:{port},127.0.0.1:{port}", keystore, trust))
         assert profiles.reload() is True
@@ -828,13 +841,7 @@ def test_merging_two_profiles_that_both_keep_an_identity_keeps_the_one_peers_acc
     keystore, trust = stores
     port = backend.port
     xml = tmp_path / "sslprofiles.xml"
-    mine = _profile(f"localhost:{port}", keystore, trust)
-    _write(xml, mine)
-    with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
-        replace_atomically(keystore, _refused_keystore(ca, "not for clients"))
-        added = _profile(f"127.0.0.1:{port}", keystore, trust)
-        _write(xml, *((mine, added) if order == "in service first" else (added, mine)))
-        assert profiles.reload() is True
+    with _added_beside(xml, ca, stores, port, "not for clients", order) as profiles:
         replace_atomically(keystore, b"garbage")
         profiles.reload()
         assert len(profiles.status().errors) == 2  # both keep what they serve
