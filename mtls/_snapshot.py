@@ -531,12 +531,17 @@ def _identity(served: Served) -> Identity:
     return digest, served.serial
 
 
-def _hosts_served(old: Snapshot) -> dict[Identity, set[tuple[str, str | None]]]:
-    """Per identity, the (host, client) pairs ``old``'s profiles served it to (``*``
-    for a catch-all), whatever the port."""
+def _hosts_served(
+    old: Snapshot, kept: set[tuple[tuple[Any, ...], str | None]]
+) -> dict[Identity, set[tuple[str, str | None]]]:
+    """Per identity, the (host, client) pairs the profiles of ``old`` that the edit
+    removed or changed (their slots are not in ``kept``) served it to (``*`` for a
+    catch-all), whatever the port: where a host moved to another port comes from. A
+    profile still in the file keeps serving its hosts: one added beside it for the
+    same host at another port moved nothing (h227)."""
     had: dict[Identity, set[tuple[str, str | None]]] = {}
     for key, item in old.index.items():
-        if type(item) is Built:
+        if type(item) is Built and slot(item.profile) not in kept:
             had.setdefault(_identity(item.served), set()).add((key[0], _client_of(key)))
     return had
 
@@ -1191,9 +1196,10 @@ class ProfilesPlan:
         # profile the edit changed took that profile's kept identity, from a keystore
         # that was still garbage).
         never_loaded = {slot(item.profile) for item in old.items if type(item) is Failed}
-        # Which hosts each identity served before the edit, for _withhold (made the first
-        # time a stand-in's keystore does not load, which is rare).
-        had: list[dict[Identity, set[tuple[str, str | None]]]] = []
+        # Which hosts each identity served before the edit in profiles it removed or
+        # changed, for _withhold (made the first time a stand-in's keystore does not
+        # hold its identity, which is rare).
+        moved = functools.cache(functools.partial(_hosts_served, old, kept_slots))
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
@@ -1226,7 +1232,7 @@ class ProfilesPlan:
                 # in service) keeping what its hosts were served while its keystore file
                 # does not hold that identity: only for the hosts that had it (h209,
                 # h210, h214, h220, h222).
-                narrow = functools.partial(self._withhold, run, old, lender.served, had)
+                narrow = functools.partial(self._withhold, run, old, lender.served, moved)
             item = self._rebuild(run, profile, prev, sibling, narrow)
             if type(item) is Withheld:
                 # None of its hosts had the identity it was given: it is a new profile,
@@ -1287,7 +1293,7 @@ class ProfilesPlan:
         run: _Pass,
         old: Snapshot,
         served: Served,
-        had: list[dict[Identity, set[tuple[str, str | None]]]],
+        moved: Callable[[], dict[Identity, set[tuple[str, str | None]]]],
         item: Built,
     ) -> Built | Failed:
         """``item`` (a profile given ``served``, another profile's material before this
@@ -1297,7 +1303,8 @@ class ProfilesPlan:
         loads with a certificate refused: not valid now, expired, for another purpose):
         a lookup of the host and client in ``old`` got that identity (at this port,
         through the ``*`` profile or the default; failing any, at another port a profile
-        named for the host: a backend moved to another port keeps it). The others, hosts
+        named for the host and removed or changed by the edit: a backend moved to
+        another port keeps it; ``moved``: those hosts per identity). The others, hosts
         the edit added, renamed, or took from a profile that had other material or none,
         are refused until the profile's keystore holds or gives an identity
         (:class:`Withheld`); a profile with none left is new, and fails closed. WSO2
@@ -1312,9 +1319,7 @@ class ProfilesPlan:
         mine = _identity(served)
         if _holds(run, item.profile, served):
             return plain
-        if not had:
-            had.append(_hosts_served(old))
-        hosts = had[0].get(mine, set())
+        hosts = moved().get(mine, set())
         withheld: list[IndexKey] = []
         for key, server in _keys(item.profile):
             client = _client_of(key)

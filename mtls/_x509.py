@@ -1709,7 +1709,8 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
     """Why some peers refuse the certificate ``der`` as a ``role`` certificate where
     others take it, and which: a key usage that allows none of the operations the role
     needs (OpenSSL and Java check it, Go and rustls do not), or an extended key usage
-    that allows only anyExtendedKeyUsage (OpenSSL refuses it, Java and Go take it).
+    that allows the role only through anyExtendedKeyUsage (OpenSSL refuses it, Java
+    and Go take it).
     ``None`` when none of these, or they cannot be read. First, validity times OpenSSL's
     verifier refuses and Java reads (:func:`unverifiable_dates`; those Java refuses too
     are :func:`peers_refuse`'s). ``(why, who, fix)``."""
@@ -1762,9 +1763,16 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
             fix,
         )
     usages = _usage_extension(der, x509.ExtendedKeyUsage)
-    if usages is not None and {u.dotted_string for u in usages} == {_ANY_EKU}:
+    oids = {u.dotted_string for u in usages} if usages is not None else set()
+    # OpenSSL's purpose check wants the role's own usage: anyExtendedKeyUsage beside
+    # others that are not it (serverAuth on a client's) is refused as it is alone (h227).
+    if _ANY_EKU in oids and not oids & (_PURPOSES[role][1] - {_ANY_EKU}):
+        others = [_EKU_NAMES.get(oid, oid) for oid in sorted(oids - {_ANY_EKU})]
         return (
-            f"its extended key usage is anyExtendedKeyUsage alone, without {name}",
+            f"its extended key usage is anyExtendedKeyUsage alone, without {name}"
+            if not others
+            else f"its extended key usage has anyExtendedKeyUsage and {', '.join(others)}, "
+            f"without {name}",
             "OpenSSL",
             fix,
         )

@@ -209,17 +209,22 @@ def duplicate_extension(ca: CA, *names: str, server: bool = False) -> mtls.Keyst
     return store
 
 
-def any_eku_only(ca: CA, *names: str) -> mtls.Keystore:
+def any_eku_only(
+    ca: CA, *names: str, also: tuple[x509.ObjectIdentifier, ...] = ()
+) -> mtls.Keystore:
     """A keystore whose certificate (issued by ``ca`` for ``names``) has an extended key
-    usage of anyExtendedKeyUsage alone: Java and Go take it for either role, OpenSSL
-    refuses it for both ("unsuitable certificate purpose")."""
+    usage of anyExtendedKeyUsage alone (or with ``also``): Java and Go take it for
+    either role, OpenSSL refuses it for a role whose own usage is not among ``also``
+    ("unsuitable certificate purpose")."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     key, builder = _leaf_builder(ca, names, "any usage")
-    cert = builder.add_extension(
-        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]), False
-    ).sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    usages = [ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE, *also]
+    cert = builder.add_extension(x509.ExtendedKeyUsage(usages), False).sign(
+        ca.private_key,  # type: ignore[arg-type]
+        hashes.SHA256(),
+    )
     store = mtls.Keystore()
     store.add_key("client", key, [cert, ca.certificate])
     return store

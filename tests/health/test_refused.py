@@ -6,6 +6,7 @@ said "not healthy" about the same files (a persistent-failure sweep)."""
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,46 @@ def test_a_rotating_server_in_date_is_healthy(tmp_path: Path) -> None:
     ) as server:
         status = server.status()
     assert status.refused is None and status.healthy
+
+
+@pytest.mark.parametrize("with_client_auth", [False, True])
+def test_any_usage_beside_server_auth_is_said_as_any_usage_alone_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, with_client_auth: bool
+) -> None:
+    """A client certificate whose extended key usage is anyExtendedKeyUsage and
+    serverAuth: OpenSSL's servers refuse it as they refuse anyExtendedKeyUsage alone
+    (their purpose check wants clientAuth), Java and Go take it. Alone it was warned
+    of; beside serverAuth nothing was said and status() was healthy (h227). The twin
+    with clientAuth too: taken by OpenSSL, nothing said."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from mtls.testing import MTLSServer
+    from tests._helpers import whoami
+    from tests._pki import any_eku_only
+
+    ca = CA()
+    also = (ExtendedKeyUsageOID.SERVER_AUTH,)
+    if with_client_auth:
+        also += (ExtendedKeyUsageOID.CLIENT_AUTH,)
+    keystore = tmp_path / "ks.jks"
+    keystore.write_bytes(any_eku_only(ca, "gateway", also=also).to_bytes(PASSWORD))
+    caplog.set_level("WARNING", logger="mtls")
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as backend:
+        profile = SSLProfile(
+            servers=(f"localhost:{backend.port}",),
+            keystore=StoreConfig(location=keystore, password=PASSWORD, type="JKS"),
+            truststore=StoreConfig(location=write_trust(ca, tmp_path / "t.jks"), password=PASSWORD),
+        )
+        with SSLProfileSet([profile], reload_interval=None, settle_delay=0) as profiles:
+            ctx = profiles.context_for("localhost", backend.port)
+            assert ctx is not None
+            warned = [m for m in caplog.messages if "anyExtendedKeyUsage" in m]
+            if with_client_auth:
+                assert whoami(ctx, backend.port, "localhost")["client_cn"] == "any usage"
+                assert warned == []
+            else:
+                with pytest.raises(ssl.SSLError):  # OpenSSL's server does refuse it
+                    whoami(ctx, backend.port, "localhost")
+                assert len(warned) == 1, caplog.messages
+                assert "anyExtendedKeyUsage and serverAuth, without clientAuth" in warned[0]
+                assert "OpenSSL servers refuse it" in warned[0]
