@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import (
     ExtendedKeyUsageOID,
+    OCSPExtensionOID,
     SignatureAlgorithmOID,
 )
 
@@ -142,18 +143,16 @@ def check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, url
         )
 
 
-# What the CRL check understands: a critical extension of another kind makes the
-# list unusable (RFC 5280 5.2 and 5.3). CertificateIssuer (a critical entry extension)
-# is absent on purpose: it belongs to indirect CRLs, which are not used.
-_CRL_EXTENSIONS_HANDLED = (
-    x509.CRLNumber,
-    x509.DeltaCRLIndicator,
-    x509.AuthorityKeyIdentifier,
-    x509.IssuerAlternativeName,
-    x509.AuthorityInformationAccess,
-    x509.IssuingDistributionPoint,
-    x509.FreshestCRL,
-)
+# What the CRL check processes when it is critical: the IssuingDistributionPoint (the
+# list's scope), as Java's checker (DistributionPointFetcher.verifyCRL removes it alone
+# from the critical extensions; any other left makes the list unusable: RFC 5280 5.2
+# and 5.3). A critical CRLNumber, AuthorityKeyIdentifier, IssuerAlternativeName,
+# AuthorityInformationAccess or FreshestCRL (a list whose deltas must be read with it,
+# which this check never fetches) made the list an answer here and none in Java (h228).
+# A DeltaCRLIndicator is refused with its own words (a delta CRL is not used).
+# CertificateIssuer (a critical entry extension) is absent on purpose: it belongs to
+# indirect CRLs, which are not used.
+_CRL_EXTENSIONS_HANDLED = (x509.IssuingDistributionPoint, x509.DeltaCRLIndicator)
 
 
 _ENTRY_EXTENSIONS_HANDLED = frozenset({CRL_REASON, INVALIDITY_DATE})
@@ -306,6 +305,25 @@ def ocsp_single(
     raise FetchError(
         f"{url}: the response answers both good and unknown for this certificate: no answer"
     )
+
+
+def ocsp_critical(response: ocsp.OCSPResponse) -> str | None:
+    """The OID of a critical extension of the response (but its nonce) or of its
+    answer, which the check does not process: then the response is no answer, as in
+    Java (``Unsupported OCSP critical extension``; h228: mtls believed it). The
+    answer's own extensions are read when the response holds one answer (cryptography
+    gives no others'; a responder answers one request with one)."""
+    for ext in response.extensions:
+        if ext.critical and ext.oid != OCSPExtensionOID.NONCE:
+            return str(ext.oid.dotted_string)
+    try:
+        single = response.single_extensions
+    except ValueError:  # several answers: their extensions are not read
+        return None
+    for ext in single:
+        if ext.critical:
+            return str(ext.oid.dotted_string)
+    return None
 
 
 def _ocsp_signature(

@@ -78,6 +78,7 @@ from ._answers import (
     current_until,
     listed,
     load_ocsp,
+    ocsp_critical,
     ocsp_request,
     ocsp_single,
     ocsp_unsigned,
@@ -302,6 +303,16 @@ class _CheckBudget:
         self.asked = False
 
 
+class _Flight:
+    """One certificate's status being asked (single flight): the check asking sets
+    ``done`` once its status is cached, or once it found one it may not keep."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 class _NotAsked(FetchError):
     """A source the check's budget (``check_timeout``) was spent before."""
 
@@ -379,7 +390,7 @@ class RevocationChecker:
             tuple[str, bytes], tuple[float, x509.CertificateRevocationList]
         ]
         self._crls = collections.OrderedDict()
-        self._gates: dict[tuple[str, int], threading.Lock] = {}
+        self._gates: dict[tuple[str, int], _Flight] = {}
         # Whether this thread's last source asked went to the network (a CRL already
         # downloaded answers without: it spends none of the check's budget).
         self._fetching = threading.local()
@@ -738,32 +749,66 @@ class RevocationChecker:
             return hit
         if not fetch:
             raise _CacheMiss
-        with self._lock:
-            gate = self._gates.setdefault(key, threading.Lock())
-        with gate:  # one fetch per certificate, however many handshakes wait for it
+        if deadline is None:
+            deadline = _CheckBudget(time.monotonic() + self.policy.check_timeout)
+        # One check at a time asks for a certificate, however many handshakes want it;
+        # the others wait for its answer within their own budget (the wait is part of
+        # their check: h228, a check waiting on another's fetch took 1.4 times its
+        # check_timeout). A status the asking check may not keep (its budget cut its
+        # sources short) is asked again by one of them, one at a time.
+        while True:
+            with self._lock:
+                flight = self._gates.get(key)
+                asking = flight is None
+                if flight is None:
+                    flight = self._gates[key] = _Flight()
+            if asking:
+                break
+            if not flight.done.wait(max(0.0, deadline.at - time.monotonic())):
+                status = self._waited_out(cert, issuer)
+                self._warn(status)
+                return status
             hit = self._cached(key)
             if hit is not None:
                 return hit
-            try:
-                status = self._ask(cert, issuer, deadline, key)
-                assert status.valid_until is not None
-                assert status.checked_at is not None
-                keep = (status.valid_until - status.checked_at).total_seconds()
-            except BaseException:
-                with self._lock:
-                    self._gates.pop(key, None)
-                raise
+        try:
+            status = self._ask(cert, issuer, deadline, key)
+            assert status.valid_until is not None
+            assert status.checked_at is not None
+            keep = (status.valid_until - status.checked_at).total_seconds()
             with self._lock:
                 if keep > 0:  # an incomplete status is valid until its check only
                     self._cache[key] = (time.monotonic() + keep, status)
                     self._cache.move_to_end(key)
                     while len(self._cache) > self.policy.cache_size:
                         self._cache.popitem(last=False)
-                # The gate goes with the answer in place: a check arriving between
-                # the two found neither, and fetched again.
-                self._gates.pop(key, None)
+        finally:
+            # The flight ends with the answer in place (a check arriving between the
+            # two found neither, and asked again), and only this check's: one that
+            # removed another's let a third ask beside it (h228).
+            with self._lock:
+                if self._gates.get(key) is flight:
+                    del self._gates[key]
+            flight.done.set()
         self._warn(status)
         return status
+
+    def _waited_out(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
+        """The status of a certificate another check was still asking about when this
+        check's budget ran out: undetermined, for this check only."""
+        now = _now()
+        return CertificateStatus(
+            subject=cert.subject.rfc4514_string(),
+            serial=cert.serial_number,
+            issuer=issuer.subject.rfc4514_string(),
+            status="undetermined",
+            why=(
+                "another check was still asking its sources when this check's "
+                f"{self.policy.check_timeout:g} s (check_timeout) were spent",
+            ),
+            checked_at=now,
+            valid_until=now,
+        )
 
     def _warn(self, status: CertificateStatus) -> None:
         """What a status found says in the log, once per answer (cached answers are not
@@ -1028,6 +1073,12 @@ class RevocationChecker:
                 f"(id-kp-OCSPSigning): {unsigned}"
             )
         single = ocsp_single(response, cert, wanted, url, now)
+        critical = ocsp_critical(response)
+        if critical is not None:
+            raise FetchError(
+                f"{url}: the response has a critical extension the check does not "
+                f"process ({critical}): no answer, as in Java"
+            )
         until = current_until(*answer_times(single), now, self.policy.cache_delay)
         source = f"OCSP {url}"
         if single.certificate_status == ocsp.OCSPCertStatus.GOOD:

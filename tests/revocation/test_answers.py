@@ -64,12 +64,16 @@ def _ocsp_response(
     next_update: _dt.datetime | None = None,
     revoked: x509.ReasonFlags | None = None,
     unknown: bool = False,
+    extensions: tuple[tuple[x509.ExtensionType, bool], ...] = (),
 ) -> ocsp.OCSPResponse:
     """A response signed by ``ca`` (its key: EC, RSA with PKCS#1 v1.5): "good",
-    "revoked" an hour ago for ``revoked``, or "unknown"."""
+    "revoked" an hour ago for ``revoked``, or "unknown"; with ``extensions`` (each
+    with whether it is critical) among its responseExtensions."""
+    builder = ocsp.OCSPResponseBuilder()
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
     return (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
+        builder.add_response(
             cert=leaf.certificate,
             issuer=ca.certificate,
             algorithm=hashes.SHA1(),
@@ -127,19 +131,22 @@ def test_a_fresh_ocsp_answer_without_next_update_is_used(web: CRLServer) -> None
 # --------------------------------------------------------------------------- CRLs
 
 
-def _crl(ca: CA, *, critical: bool, on_entry: bool) -> bytes:
+def _crl(
+    ca: CA, *, critical: bool, on_entry: bool, extension: x509.ExtensionType | None = None
+) -> bytes:
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.certificate.subject)
         .last_update(_now() - _dt.timedelta(minutes=1))
         .next_update(_now() + _dt.timedelta(days=1))
     )
-    private = x509.UnrecognizedExtension(PRIVATE, b"\x05\x00")
+    if extension is None:
+        extension = x509.UnrecognizedExtension(PRIVATE, b"\x05\x00")
     entry = x509.RevokedCertificateBuilder().serial_number(12345).revocation_date(_now())
     if on_entry:
-        entry = entry.add_extension(private, critical=critical)
+        entry = entry.add_extension(extension, critical=critical)
     else:
-        builder = builder.add_extension(private, critical=critical)
+        builder = builder.add_extension(extension, critical=critical)
     builder = builder.add_revoked_certificate(entry.build())
     return builder.sign(_sign_key(ca), hashes.SHA256()).public_bytes(Encoding.DER)
 
@@ -161,6 +168,89 @@ def test_the_same_extension_not_critical_is_ignored(web: CRLServer, on_entry: bo
     leaf = ca.issue_cert("localhost")
     web.bodies["/ca.crl"] = _crl(ca, critical=False, on_entry=on_entry)
     assert _check(ca, leaf) == "good"
+
+
+def _known_crl_extensions(ca: CA) -> dict[str, x509.ExtensionType]:
+    """Extensions a CRL carries, which RFC 5280 makes non-critical."""
+    uri = x509.UniformResourceIdentifier("http://crl.example/ca.crl")
+    return {
+        "CRLNumber": x509.CRLNumber(7),
+        "AuthorityKeyIdentifier": x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca.certificate.public_key()  # type: ignore[arg-type]
+        ),
+        "IssuerAlternativeName": x509.IssuerAlternativeName([x509.DNSName("ca.example")]),
+        "AuthorityInformationAccess": x509.AuthorityInformationAccess(
+            [x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS, uri)]
+        ),
+        "FreshestCRL": x509.FreshestCRL([x509.DistributionPoint([uri], None, None, None)]),
+    }
+
+
+@pytest.mark.parametrize("critical", [True, False], ids=["critical", "not critical"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "CRLNumber",
+        "AuthorityKeyIdentifier",
+        "IssuerAlternativeName",
+        "AuthorityInformationAccess",
+        "FreshestCRL",
+    ],
+)
+def test_a_crl_extension_that_must_not_be_critical_is_not_processed_critical(
+    web: CRLServer, kind: str, critical: bool
+) -> None:
+    """Java's checker processes the IssuingDistributionPoint alone among a CRL's
+    critical extensions: a list with any other critical one is unusable there, and
+    was an answer here (h228; FreshestCRL names delta lists this check never fetches).
+    The twin: the same extension, not critical, as RFC 5280 has it, is ignored."""
+    ca = CA(crl_url=web.url("/ca.crl"))
+    leaf = ca.issue_cert("localhost")
+    extension = _known_crl_extensions(ca)[kind]
+    web.bodies["/ca.crl"] = _crl(ca, critical=critical, on_entry=False, extension=extension)
+    if critical:
+        with pytest.raises(RevocationUnknownError, match="critical extension mtls does not"):
+            _check(ca, leaf)
+    else:
+        assert _check(ca, leaf) == "good"
+
+
+@pytest.mark.parametrize(
+    ("extension", "critical", "answered"),
+    [
+        (x509.UnrecognizedExtension(PRIVATE, b"\x05\x00"), True, False),
+        (x509.UnrecognizedExtension(PRIVATE, b"\x05\x00"), False, True),
+        (x509.OCSPNonce(b"0123456789abcdef"), True, True),
+    ],
+    ids=["unknown critical", "unknown not critical", "critical nonce"],
+)
+@pytest.mark.parametrize("revoked", [False, True], ids=["good", "revoked"])
+def test_an_ocsp_response_with_an_unprocessed_critical_extension_is_no_answer(
+    web: CRLServer, extension: x509.ExtensionType, critical: bool, answered: bool, revoked: bool
+) -> None:
+    """A response carrying a critical extension the check does not process (its nonce
+    aside) was believed, "good" or "revoked"; Java refuses it ("Unsupported OCSP
+    critical extension") and asks the next source (h228). The twins: the same
+    extension not critical, and a critical nonce, are answers."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    response = _ocsp_response(
+        ca,
+        leaf,
+        _now() - _dt.timedelta(minutes=1),
+        next_update=_now() + _dt.timedelta(hours=1),
+        revoked=x509.ReasonFlags.key_compromise if revoked else None,
+        extensions=((extension, critical),),
+    )
+    web.posts["/ocsp"] = response.public_bytes(Encoding.DER)
+    if not answered:
+        with pytest.raises(RevocationUnknownError, match="critical extension the check does"):
+            _check(ca, leaf)
+    elif revoked:
+        with pytest.raises(CertificateRevokedError):
+            _check(ca, leaf)
+    else:
+        assert _check(ca, leaf) == "good"
 
 
 # ------------------------------------- answers cryptography reads only in part

@@ -11,6 +11,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,12 +21,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls import (
     CertificateRevokedError,
+    CertificateStatus,
     RevocationChecker,
     RevocationPolicy,
     RevocationUnknownError,
 )
+from mtls._fetch import FetchError
 from mtls.testing import CA
 from tests._fdlimit import no_descriptor_left
+from tests._helpers import wait_for
 from tests.revocation._infra import PKI, leaf_naming, revocation_pki
 from tests.revocation.test_online import check, der
 
@@ -206,3 +211,85 @@ def test_what_a_signature_check_imports_is_imported_with_the_checker() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"
+
+
+class _HeldFetches:
+    """``mtls._revocation.fetch`` replaced: each call waits until the test releases it,
+    then fails as a fetch this process could not make (a status valid for its check
+    only, never cached: FetchError.local); how many run at once is counted."""
+
+    def __init__(self) -> None:
+        self.releases: list[threading.Event] = []
+        self.running = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str, *args: object, **kwargs: object) -> bytes:
+        release = threading.Event()
+        with self._lock:
+            self.releases.append(release)
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            release.wait(30)
+        finally:
+            with self._lock:
+                self.running -= 1
+        raise FetchError(f"{url}: held by the test", local=True)
+
+    def release_all(self) -> None:
+        for release in list(self.releases):
+            release.set()
+
+
+def test_a_check_waiting_on_another_checks_fetch_stays_within_its_budget_and_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two defects of the one-fetch-per-certificate gate (h228). A check that waited on
+    another check's fetch of the same certificate waited for that fetch whatever its
+    own check_timeout (1.4 times it in h228's run): it now waits within its budget,
+    and says why its status is undetermined. And when the status the asking check found
+    could not be kept (its budget cut short), the check taking over removed the gate,
+    so a third check asked beside it: one check at a time asks now."""
+    import mtls._revocation as revocation
+
+    held = _HeldFetches()
+    monkeypatch.setattr(revocation, "fetch", held)
+    ca = CA(ocsp_url="http://127.0.0.1:9/ocsp")
+    cert, issuer = ca.issue_cert("localhost").certificate, ca.certificate
+    checker = RevocationChecker(RevocationPolicy(timeout=30, check_timeout=30))
+    results: dict[str, object] = {}
+
+    def ask(name: str, budget: float) -> threading.Thread:
+        def run() -> None:
+            deadline = revocation._CheckBudget(time.monotonic() + budget)
+            results[name] = checker._status(cert, issuer, True, deadline)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    try:
+        first = ask("first", 30)
+        wait_for(lambda: len(held.releases) == 1, timeout=10)
+        # Another check, with a budget shorter than the first one's fetch takes.
+        short = ask("short", 0.2)
+        short.join(10)
+        assert not short.is_alive(), "it waited past its budget for the other's fetch"
+        status = results["short"]
+        assert isinstance(status, CertificateStatus) and status.status == "undetermined"
+        assert "another check was still asking its sources" in status.why[0]
+        assert len(held.releases) == 1  # it did not ask beside the first
+        second = ask("second", 30)
+        held.releases[0].set()  # the first fetch fails: a status it may not keep
+        first.join(10)
+        wait_for(lambda: len(held.releases) == 2, timeout=10)  # a second check asks
+        late = ask("late", 0.2)  # one more arrives while it does
+        late.join(10)
+        assert not late.is_alive(), "it asked beside the check asking"
+        assert held.peak == 1 and len(held.releases) == 2
+        held.release_all()
+        second.join(10)
+        assert not checker._gates
+    finally:
+        held.release_all()

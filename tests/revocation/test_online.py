@@ -534,9 +534,9 @@ def test_a_check_arriving_as_the_first_fetch_ends_does_not_fetch_again(pki: PKI)
     tester, misses = threading.get_ident(), []
 
     class Gates(dict):  # type: ignore[type-arg]
-        def pop(self, *args: object) -> object:
+        def __delitem__(self, key: object) -> None:
             removed.set()
-            return super().pop(*args)
+            super().__delitem__(key)
 
     class HeldLock:
         def __init__(self, inner: Any) -> None:
