@@ -23,14 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import (
     ExtendedKeyUsageOID,
-    OCSPExtensionOID,
     SignatureAlgorithmOID,
 )
 
 from . import _der, _x509
 from ._crl import (
-    CRL_REASON,
-    INVALIDITY_DATE,
     _crl_signed_by,
     _extension,
     _issued_by,
@@ -155,17 +152,23 @@ def check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, url
 _CRL_EXTENSIONS_HANDLED = (x509.IssuingDistributionPoint, x509.DeltaCRLIndicator)
 
 
-_ENTRY_EXTENSIONS_HANDLED = frozenset({CRL_REASON, INVALIDITY_DATE})
-
-
 def unhandled_critical(crl: x509.CertificateRevocationList) -> str | None:
-    """The OID of a critical extension of ``crl`` or of one of its entries that the
-    check does not process, or ``None``."""
+    """The OID of a critical extension of ``crl`` that the check does not process, or
+    ``None``. Entries' critical extensions are not judged, as in Java's checker: one
+    on another certificate's entry does not make the list unusable, and a certificate
+    listed is revoked whatever its entry carries (Java refuses it in both modes too:
+    h229; mtls made the list no answer, which soft-fail passed). The entries are read,
+    and a list whose entries cannot be (an extension twice, a CRLReason that is not an
+    ENUMERATED) is refused, as Java's parser refuses it.
+
+    Raises:
+        ValueError: such entries.
+    """
     for ext in crl.extensions:
         if ext.critical and not isinstance(ext.value, _CRL_EXTENSIONS_HANDLED):
             return str(ext.oid.dotted_string)
-    unknown = critical_entry_extension(crl, _ENTRY_EXTENSIONS_HANDLED)
-    return None if unknown is None else f"entry extension {unknown}"
+    critical_entry_extension(crl, frozenset(), judge=False)
+    return None
 
 
 def crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
@@ -307,22 +310,58 @@ def ocsp_single(
     )
 
 
-def ocsp_critical(response: ocsp.OCSPResponse) -> str | None:
-    """The OID of a critical extension of the response (but its nonce) or of its
-    answer, which the check does not process: then the response is no answer, as in
-    Java (``Unsupported OCSP critical extension``; h228: mtls believed it). The
-    answer's own extensions are read when the response holds one answer (cryptography
-    gives no others'; a responder answers one request with one)."""
-    for ext in response.extensions:
-        if ext.critical and ext.oid != OCSPExtensionOID.NONCE:
-            return str(ext.oid.dotted_string)
-    try:
-        single = response.single_extensions
-    except ValueError:  # several answers: their extensions are not read
-        return None
-    for ext in single:
-        if ext.critical:
-            return str(ext.oid.dotted_string)
+_GENERALIZED_TIME: Final = 0x18
+
+
+def ocsp_critical(data: bytes) -> str | None:
+    """The OID of a critical extension of the OCSP response ``data`` (its
+    responseExtensions, or the singleExtensions of any of its answers), or ``None``.
+    Java's OCSPResponse processes none: a critical one, the nonce included, makes the
+    response no answer there ("Unsupported OCSP critical extension"), and so here
+    (h228, h229: mtls believed such answers). Read from the DER, every answer's, where
+    cryptography gives the extensions of a one-answer response only.
+
+    Raises:
+        DERError: not a basic OCSP response.
+    """
+    _, _, basic = _basic_response(data)
+    tbs = _der.spans(data, basic[0][1], basic[0][2])
+    # version [0]?, responderID ([1] or [2]), producedAt, responses, [1] extensions?
+    produced = next((i for i, item in enumerate(tbs) if item[0] == _GENERALIZED_TIME), None)
+    if produced is None or produced + 1 >= len(tbs) or tbs[produced + 1][0] != _der.SEQUENCE:
+        raise _der.DERError("a basic OCSP response without its responses")
+    found = _critical_in(data, tbs[produced + 2 :])
+    if found is not None:
+        return found
+    _, start, end = tbs[produced + 1]
+    for _, single_start, single_end in _der.spans(data, start, end):
+        # certID, certStatus ([1] when revoked), thisUpdate, [0] nextUpdate?, [1] extensions?
+        single = _der.spans(data, single_start, single_end)
+        this = next((i for i, item in enumerate(single) if item[0] == _GENERALIZED_TIME), None)
+        if this is None:
+            raise _der.DERError("an OCSP answer without its thisUpdate")
+        found = _critical_in(data, single[this + 1 :])
+        if found is not None:
+            return found
+    return None
+
+
+def _critical_in(data: bytes, fields: list[tuple[int, int, int]]) -> str | None:
+    """The OID of the first critical extension in the ``[1] EXPLICIT Extensions`` among
+    ``fields``, or ``None``."""
+    for tag, start, end in fields:
+        if tag != 0xA1:
+            continue
+        for _, ext_start, ext_end in _der.spans(
+            data, *_der.single_span(data, _der.SEQUENCE, start, end)
+        ):
+            # Extension: extnID, critical BOOLEAN DEFAULT FALSE, extnValue
+            parts = _der.spans(data, ext_start, ext_end)
+            if not parts or parts[0][0] != _der.OID:
+                raise _der.DERError("an extension without its identifier")
+            critical = len(parts) > 2 and parts[1][0] == _der.BOOLEAN
+            if critical and data[parts[1][1] : parts[1][2]] != b"\x00":
+                return _der.decode_oid(data[parts[0][1] : parts[0][2]])
     return None
 
 
@@ -456,7 +495,7 @@ def _der_times_of(der: bytes, start: int, stop: int, depth: int) -> bytes:
     while position < stop:
         tag, content, end = _der.header(der, position, stop)
         value = der[content:end]
-        if tag == 0x18 and not _STRICT_TIME.fullmatch(value):
+        if tag == _GENERALIZED_TIME and not _STRICT_TIME.fullmatch(value):
             out.append(_der.encode(tag, _der_time(_der.TLV(tag, value, end))))
         elif tag & 0x20:  # constructed: its elements, cut
             out.append(_der.encode(tag, _der_times_of(der, content, end, depth + 1)))

@@ -583,10 +583,11 @@ _ENUMERATED = 0x0A
 
 
 def critical_entry_extension(
-    crl: x509.CertificateRevocationList, handled: frozenset[str]
+    crl: x509.CertificateRevocationList, handled: frozenset[str], *, judge: bool = True
 ) -> str | None:
     """The OID of the first critical extension of an entry of ``crl`` that is not in
-    ``handled``, or ``None``.
+    ``handled``, or ``None`` (always, with ``judge`` false: the entries are only read,
+    and refused as below when they cannot be).
 
     Read from the list's DER, not through cryptography, which refuses a whole entry
     over one value it cannot read: a CRLReason of 7, which RFC 5280 leaves unassigned
@@ -601,18 +602,18 @@ def critical_entry_extension(
     try:  # cryptography's reading first: twice as fast, and the same answer when it reads
         for entry in crl:
             for ext in entry.extensions:
-                if ext.critical:  # rare: the OID's text is made for those only
+                if ext.critical and judge:  # rare: the OID's text is made for those only
                     oid: str = ext.oid.dotted_string
                     if oid not in handled:
                         return oid
         return None
     except (ValueError, x509.DuplicateExtension):
         pass  # an entry cryptography cannot read: the DER decides
-    return _critical_entry_extension_der(crl, handled)
+    return _critical_entry_extension_der(crl, handled, judge)
 
 
 def _critical_entry_extension_der(
-    crl: x509.CertificateRevocationList, handled: frozenset[str]
+    crl: x509.CertificateRevocationList, handled: frozenset[str], judge: bool
 ) -> str | None:
     tbs = crl.tbs_certlist_bytes
     fields = _der.spans(tbs, *_der.single_span(tbs, _der.SEQUENCE))
@@ -649,8 +650,8 @@ def _critical_entry_extension_der(
             if oid == CRL_REASON:  # OpenSSL decodes it (crl_set_issuers), and refuses the
                 _der.check_single(tbs[items[-1][1] : items[-1][2]], _ENUMERATED)  # list if
             critical = len(items) == 3 and tbs[items[1][1] : items[1][2]] != b"\x00"
-            if critical and oid not in handled:  # it cannot, whatever the reason's number
-                return oid
+            if critical and judge and oid not in handled:  # it cannot, whatever the
+                return oid  # reason's number
     return None
 
 

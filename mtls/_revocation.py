@@ -771,6 +771,11 @@ class RevocationChecker:
             hit = self._cached(key)
             if hit is not None:
                 return hit
+            # Waiting spent part of its budget, as a fetch would have: a source it asks
+            # next with what is left, cut short, is this check's shortfall, never held
+            # against the source for retry_failed_after (h229: the next backend under
+            # the same intermediate was refused for a minute, as in h179).
+            deadline.asked = True
         try:
             status = self._ask(cert, issuer, deadline, key)
             assert status.valid_until is not None
@@ -1073,7 +1078,7 @@ class RevocationChecker:
                 f"(id-kp-OCSPSigning): {unsigned}"
             )
         single = ocsp_single(response, cert, wanted, url, now)
-        critical = ocsp_critical(response)
+        critical = ocsp_critical(data)
         if critical is not None:
             raise FetchError(
                 f"{url}: the response has a critical extension the check does not "

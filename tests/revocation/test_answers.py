@@ -132,7 +132,12 @@ def test_a_fresh_ocsp_answer_without_next_update_is_used(web: CRLServer) -> None
 
 
 def _crl(
-    ca: CA, *, critical: bool, on_entry: bool, extension: x509.ExtensionType | None = None
+    ca: CA,
+    *,
+    critical: bool,
+    on_entry: bool,
+    extension: x509.ExtensionType | None = None,
+    serial: int = 12345,
 ) -> bytes:
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -142,7 +147,7 @@ def _crl(
     )
     if extension is None:
         extension = x509.UnrecognizedExtension(PRIVATE, b"\x05\x00")
-    entry = x509.RevokedCertificateBuilder().serial_number(12345).revocation_date(_now())
+    entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(_now())
     if on_entry:
         entry = entry.add_extension(extension, critical=critical)
     else:
@@ -151,15 +156,36 @@ def _crl(
     return builder.sign(_sign_key(ca), hashes.SHA256()).public_bytes(Encoding.DER)
 
 
-@pytest.mark.parametrize("on_entry", [False, True], ids=["on the list", "on an entry"])
-def test_a_crl_with_an_unprocessed_critical_extension_is_not_used(
-    web: CRLServer, on_entry: bool
-) -> None:
+def test_a_crl_with_an_unprocessed_critical_extension_is_not_used(web: CRLServer) -> None:
     ca = CA(crl_url=web.url("/ca.crl"))
     leaf = ca.issue_cert("localhost")
-    web.bodies["/ca.crl"] = _crl(ca, critical=True, on_entry=on_entry)
+    web.bodies["/ca.crl"] = _crl(ca, critical=True, on_entry=False)
     with pytest.raises(RevocationUnknownError, match="critical extension mtls does not process"):
         _check(ca, leaf)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+@pytest.mark.parametrize("ours", [False, True], ids=["another's entry", "its own entry"])
+def test_a_critical_entry_extension_is_judged_on_the_certificates_own_entry_as_java(
+    web: CRLServer, mode: str, ours: bool
+) -> None:
+    """Java's checker looks at the critical extensions of the certificate's own entry
+    only. One on another certificate's entry made the whole list no answer here
+    (refused under hard-fail, where Java answers "good"); one on the certificate's own
+    entry made it undetermined, which soft-fail passed, where Java refuses in both
+    modes (h229). A certificate listed is revoked, whatever its entry carries."""
+    ca = CA(crl_url=web.url("/ca.crl"))
+    leaf = ca.issue_cert("localhost")
+    serial = leaf.certificate.serial_number if ours else 12345
+    web.bodies["/ca.crl"] = _crl(ca, critical=True, on_entry=True, serial=serial)
+    checker = RevocationChecker(RevocationPolicy(mode=mode))  # type: ignore[arg-type]
+    check = [_der(leaf.certificate)], [_der(ca.certificate)]
+    if ours:
+        with pytest.raises(CertificateRevokedError):
+            checker.check(*check)
+    else:
+        (status,) = checker.check(*check)
+        assert status.status == "good", status.why
 
 
 @pytest.mark.parametrize("on_entry", [False, True], ids=["on the list", "on an entry"])
@@ -220,18 +246,19 @@ def test_a_crl_extension_that_must_not_be_critical_is_not_processed_critical(
     [
         (x509.UnrecognizedExtension(PRIVATE, b"\x05\x00"), True, False),
         (x509.UnrecognizedExtension(PRIVATE, b"\x05\x00"), False, True),
-        (x509.OCSPNonce(b"0123456789abcdef"), True, True),
+        (x509.OCSPNonce(b"0123456789abcdef"), True, False),
+        (x509.OCSPNonce(b"0123456789abcdef"), False, True),
     ],
-    ids=["unknown critical", "unknown not critical", "critical nonce"],
+    ids=["unknown critical", "unknown not critical", "critical nonce", "nonce"],
 )
 @pytest.mark.parametrize("revoked", [False, True], ids=["good", "revoked"])
 def test_an_ocsp_response_with_an_unprocessed_critical_extension_is_no_answer(
     web: CRLServer, extension: x509.ExtensionType, critical: bool, answered: bool, revoked: bool
 ) -> None:
-    """A response carrying a critical extension the check does not process (its nonce
-    aside) was believed, "good" or "revoked"; Java refuses it ("Unsupported OCSP
-    critical extension") and asks the next source (h228). The twins: the same
-    extension not critical, and a critical nonce, are answers."""
+    """A response carrying a critical extension was believed, "good" or "revoked";
+    Java's OCSPResponse processes none, its nonce included, and refuses it
+    ("Unsupported OCSP critical extension"), asking the next source (h228, h229). The
+    twins: the same extensions not critical are answers."""
     ca = CA(ocsp_url=web.url("/ocsp"))
     leaf = ca.issue_cert("localhost")
     response = _ocsp_response(
@@ -622,10 +649,29 @@ def test_pss_parameters_refuse_damage_with_a_value_error(parameters: bytes) -> N
 # ------------------------------------------- several answers about one certificate
 
 
-def _answering(ca: CA, leaf: IssuedIdentity, *statuses: str) -> bytes:
+def _with_extension(single: bytes, value: bytes, critical: bool) -> bytes:
+    """The SingleResponse ``single`` (DER) with singleExtensions holding a private
+    extension whose extnValue is ``value``."""
+    extension = asn1.encode(
+        asn1.SEQUENCE,
+        asn1.encode_oid(PRIVATE.dotted_string)
+        + (asn1.encode(0x01, b"\xff") if critical else b"")
+        + asn1.encode(asn1.OCTET_STRING, value),
+    )
+    fields = b"".join(der_elements(single))
+    return asn1.encode(
+        asn1.SEQUENCE,
+        fields + asn1.encode(0xA1, asn1.encode(asn1.SEQUENCE, extension)),
+    )
+
+
+def _answering(
+    ca: CA, leaf: IssuedIdentity, *statuses: str, extended: dict[int, bool] | None = None
+) -> bytes:
     """One response of ``ca`` with an answer per status ("good", "revoked", "unknown";
     "stale good" and "stale revoked": out of date two days ago) about ``leaf``, in that
-    order, signed again by ``ca``."""
+    order, signed again by ``ca``; ``extended``: answers (by position) that carry a
+    private singleExtension, critical or not."""
     singles: list[bytes] = []
     fields: list[bytes] = []
     for status in statuses:
@@ -641,6 +687,8 @@ def _answering(ca: CA, leaf: IssuedIdentity, *statuses: str) -> bytes:
         fields = der_elements(response.tbs_response_bytes)
         (responses,) = [field for field in fields if field[0] == asn1.SEQUENCE]
         singles += der_elements(responses)
+        if extended and len(singles) - 1 in extended:
+            singles[-1] = _with_extension(singles[-1], b"\x05\x00", extended[len(singles) - 1])
     tbs = asn1.encode(
         asn1.SEQUENCE,
         b"".join(
@@ -814,3 +862,22 @@ def test_ocsp_times_are_written_as_der_writes_them(written: bytes, der: bytes) -
     from mtls._answers import _der_time
 
     assert _der_time(asn1.TLV(0x18, written, 0)) == der
+
+
+@pytest.mark.parametrize("critical", [True, False], ids=["critical", "not critical"])
+@pytest.mark.parametrize("on", [0, 1], ids=["on its own answer", "on the other answer"])
+def test_a_critical_extension_of_any_answer_makes_the_response_no_answer(
+    web: CRLServer, critical: bool, on: int
+) -> None:
+    """A response with two answers (both "good" for the certificate), one of them with
+    a critical singleExtension: cryptography gives the extensions of one-answer
+    responses only, and mtls believed it where Java, which reads every answer, refuses
+    the response (h229). The DER is read now. The twin: not critical, an answer."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    web.posts["/ocsp"] = _answering(ca, leaf, "good", "good", extended={on: critical})
+    if critical:
+        with pytest.raises(RevocationUnknownError, match="critical extension the check does"):
+            _check(ca, leaf)
+    else:
+        assert _check(ca, leaf) == "good"

@@ -222,6 +222,7 @@ class _HeldFetches:
         self.releases: list[threading.Event] = []
         self.running = 0
         self.peak = 0
+        self.local = True  # how the next released fetches fail: the process's, or the source's
         self._lock = threading.Lock()
 
     def __call__(self, url: str, *args: object, **kwargs: object) -> bytes:
@@ -235,7 +236,7 @@ class _HeldFetches:
         finally:
             with self._lock:
                 self.running -= 1
-        raise FetchError(f"{url}: held by the test", local=True)
+        raise FetchError(f"{url}: held by the test", local=self.local)
 
     def release_all(self) -> None:
         for release in list(self.releases):
@@ -291,5 +292,58 @@ def test_a_check_waiting_on_another_checks_fetch_stays_within_its_budget_and_alo
         held.release_all()
         second.join(10)
         assert not checker._gates
+    finally:
+        held.release_all()
+
+
+def test_a_check_that_asks_after_waiting_does_not_hold_its_shortfall_against_the_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A check that waited for another's fetch, whose status could not be kept, asks
+    next with what is left of its budget. Its fetch, failing past its deadline, was
+    taken for the source's own failure (it had asked nothing before, so it seemed to
+    have had the whole budget): the status was cached undetermined for
+    retry_failed_after, and the next backend under the same CA refused for a minute
+    (h229, as in h179). The wait spent its budget: a shortfall, kept for no one. The
+    twin: the same failure for the first check, with its whole budget, is the
+    source's, and kept."""
+    import mtls._revocation as revocation
+
+    held = _HeldFetches()
+    monkeypatch.setattr(revocation, "fetch", held)
+    ca = CA(ocsp_url="http://127.0.0.1:9/ocsp")
+    cert, issuer = ca.issue_cert("localhost").certificate, ca.certificate
+    checker = RevocationChecker(RevocationPolicy(timeout=30, check_timeout=30))
+    threads: list[threading.Thread] = []
+
+    def ask(budget: float) -> float:
+        deadline = revocation._CheckBudget(time.monotonic() + budget)
+        thread = threading.Thread(
+            target=checker._status, args=(cert, issuer, True, deadline), daemon=True
+        )
+        thread.start()
+        threads.append(thread)
+        return deadline.at
+
+    try:
+        ask(30)
+        wait_for(lambda: len(held.releases) == 1, timeout=10)
+        waiter_deadline = ask(1.0)
+        held.releases[0].set()  # the first check's fetch: its status is not kept
+        wait_for(lambda: len(held.releases) == 2, timeout=10)  # the waiter asks next
+        wait_for(lambda: time.monotonic() > waiter_deadline, timeout=10)
+        held.local = False  # it fails as a source fails, past the waiter's deadline
+        held.releases[1].set()
+        threads[1].join(10)
+        assert not threads[1].is_alive()
+        assert [s for s in checker.cached() if s.serial == cert.serial_number] == []
+        assert not checker._failed  # nothing held against the source
+        # The twin: a check with its whole budget, whose source fails on its own.
+        ask(30)
+        wait_for(lambda: len(held.releases) == 3, timeout=10)
+        held.releases[2].set()
+        threads[2].join(10)
+        (kept,) = [s for s in checker.cached() if s.serial == cert.serial_number]
+        assert kept.status == "undetermined" and checker._failed
     finally:
         held.release_all()
