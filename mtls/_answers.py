@@ -158,8 +158,10 @@ def unhandled_critical(crl: x509.CertificateRevocationList) -> str | None:
     on another certificate's entry does not make the list unusable, and a certificate
     listed is revoked whatever its entry carries (Java refuses it in both modes too:
     h229; mtls made the list no answer, which soft-fail passed). The entries are read,
-    and a list whose entries cannot be (an extension twice, a CRLReason that is not an
-    ENUMERATED) is refused, as Java's parser refuses it.
+    and a list with an entry that has an extension twice or a CRLReason that is not an
+    ENUMERATED is refused, as Java's parser refuses it (other values of other entries
+    that Java cannot decode, say a certificateIssuer that is no GeneralNames, are not
+    looked at: Java refuses such a list, mtls uses it, h230).
 
     Raises:
         ValueError: such entries.
