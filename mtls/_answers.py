@@ -422,9 +422,11 @@ def load_ocsp(data: bytes) -> tuple[ocsp.OCSPResponse, bytes | None]:
     forbids; cryptography refuses it, while OpenSSL and Java verify such answers (Bouncy
     Castle for .NET writes them, bc-csharp#474). It was "not an OCSP response", and in
     hard-fail a good backend was refused (h202); so was one with an offset or without
-    seconds, which OpenSSL reads too (h204). Such a response is read with each time
-    written as DER writes it (in UTC, a fraction cut: up to a second earlier), and its
-    signature verified over the bytes as the responder signed them.
+    seconds, which OpenSSL reads too (h204), and one that writes out a DEFAULT value
+    (its version v1, an extension's critical FALSE: Java reads them, h230). Such a
+    response is read with each time written as DER writes it (in UTC, a fraction cut:
+    up to a second earlier) and those values left out, and its signature verified over
+    the bytes as the responder signed them.
 
     Raises:
         ValueError: not an OCSP response cryptography reads, its times made DER's or not.
@@ -487,9 +489,18 @@ def _der_time(time: _der.TLV) -> bytes:
     return when.strftime("%Y%m%d%H%M%SZ").encode().rjust(15, b"0")
 
 
+#: A DEFAULT value written out, which DER leaves out and cryptography refuses, while
+#: Java and OpenSSL read it (h230): the tbsResponseData's ``[0] EXPLICIT Version``
+#: v1, and an extension's ``critical`` FALSE (the only BOOLEAN a tbsResponseData holds).
+_EXPLICIT_V1: Final = b"\x02\x01\x00"
+_FALSE: Final = b"\x00"
+
+
 def _der_times_of(der: bytes, start: int, stop: int, depth: int) -> bytes:
     """The elements from ``start`` to ``stop``, each GeneralizedTime written as DER
-    writes it (:func:`_der_time`)."""
+    writes it (:func:`_der_time`), and DEFAULT values written out left out (the
+    version v1 of the tbsResponseData, whose elements are at ``depth`` 1, and an
+    extension's critical FALSE)."""
     if depth > _TIMES_DEPTH:
         raise _der.DERError("nested too deep")
     out: list[bytes] = []
@@ -497,7 +508,11 @@ def _der_times_of(der: bytes, start: int, stop: int, depth: int) -> bytes:
     while position < stop:
         tag, content, end = _der.header(der, position, stop)
         value = der[content:end]
-        if tag == _GENERALIZED_TIME and not _STRICT_TIME.fullmatch(value):
+        if (tag == 0xA0 and depth == 1 and value == _EXPLICIT_V1) or (
+            tag == _der.BOOLEAN and value == _FALSE
+        ):
+            pass  # left out, as DER leaves it
+        elif tag == _GENERALIZED_TIME and not _STRICT_TIME.fullmatch(value):
             out.append(_der.encode(tag, _der_time(_der.TLV(tag, value, end))))
         elif tag & 0x20:  # constructed: its elements, cut
             out.append(_der.encode(tag, _der_times_of(der, content, end, depth + 1)))

@@ -649,13 +649,17 @@ def test_pss_parameters_refuse_damage_with_a_value_error(parameters: bytes) -> N
 # ------------------------------------------- several answers about one certificate
 
 
-def _with_extension(single: bytes, value: bytes, critical: bool) -> bytes:
+def _with_extension(
+    single: bytes, value: bytes, critical: bool, *, false_written: bool = False
+) -> bytes:
     """The SingleResponse ``single`` (DER) with singleExtensions holding a private
-    extension whose extnValue is ``value``."""
+    extension whose extnValue is ``value`` (``false_written``: its critical FALSE
+    written out, a DEFAULT value DER leaves out)."""
+    flag = b"\xff" if critical else b"\x00" if false_written else None
     extension = asn1.encode(
         asn1.SEQUENCE,
         asn1.encode_oid(PRIVATE.dotted_string)
-        + (asn1.encode(0x01, b"\xff") if critical else b"")
+        + (asn1.encode(0x01, flag) if flag is not None else b"")
         + asn1.encode(asn1.OCTET_STRING, value),
     )
     fields = b"".join(der_elements(single))
@@ -666,12 +670,17 @@ def _with_extension(single: bytes, value: bytes, critical: bool) -> bytes:
 
 
 def _answering(
-    ca: CA, leaf: IssuedIdentity, *statuses: str, extended: dict[int, bool] | None = None
+    ca: CA,
+    leaf: IssuedIdentity,
+    *statuses: str,
+    extended: dict[int, bool] | None = None,
+    defaults_written: bool = False,
 ) -> bytes:
     """One response of ``ca`` with an answer per status ("good", "revoked", "unknown";
     "stale good" and "stale revoked": out of date two days ago) about ``leaf``, in that
     order, signed again by ``ca``; ``extended``: answers (by position) that carry a
-    private singleExtension, critical or not."""
+    private singleExtension, critical or not; ``defaults_written``: the version v1 and
+    the extensions' critical FALSE written out, as DER does not."""
     singles: list[bytes] = []
     fields: list[bytes] = []
     for status in statuses:
@@ -688,10 +697,17 @@ def _answering(
         (responses,) = [field for field in fields if field[0] == asn1.SEQUENCE]
         singles += der_elements(responses)
         if extended and len(singles) - 1 in extended:
-            singles[-1] = _with_extension(singles[-1], b"\x05\x00", extended[len(singles) - 1])
+            singles[-1] = _with_extension(
+                singles[-1],
+                b"\x05\x00",
+                extended[len(singles) - 1],
+                false_written=defaults_written,
+            )
+    version = asn1.encode(0xA0, b"\x02\x01\x00") if defaults_written else b""
     tbs = asn1.encode(
         asn1.SEQUENCE,
-        b"".join(
+        version
+        + b"".join(
             asn1.encode(asn1.SEQUENCE, b"".join(singles)) if field[0] == asn1.SEQUENCE else field
             for field in fields
         ),
@@ -881,3 +897,23 @@ def test_a_critical_extension_of_any_answer_makes_the_response_no_answer(
             _check(ca, leaf)
     else:
         assert _check(ca, leaf) == "good"
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["defaults written", "DER"])
+def test_a_response_that_writes_out_default_values_is_read_as_java_reads_it(
+    web: CRLServer, written: bool
+) -> None:
+    """A response whose tbsResponseData writes out its version v1 and an extension's
+    critical FALSE (DEFAULT values DER leaves out): cryptography refuses it, and it
+    was "not an OCSP response", refusing a good backend under hard-fail where Java
+    reads it (h230). It is read with those left out, its signature checked over the
+    bytes as signed. The twin: the same response in DER."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    web.posts["/ocsp"] = body = _answering(
+        ca, leaf, "good", extended={0: False}, defaults_written=written
+    )
+    if written:
+        with pytest.raises(ValueError):
+            ocsp.load_der_ocsp_response(body)  # what cryptography alone makes of it
+    assert _check(ca, leaf) == "good"
