@@ -532,16 +532,18 @@ def _identity(served: Served) -> Identity:
 
 
 def _hosts_served(
-    old: Snapshot, kept: set[tuple[tuple[Any, ...], str | None]]
+    old: Snapshot, profiles: Sequence[SSLProfile]
 ) -> dict[Identity, set[tuple[str, str | None]]]:
-    """Per identity, the (host, client) pairs the profiles of ``old`` that the edit
-    removed or changed (their slots are not in ``kept``) served it to (``*`` for a
-    catch-all), whatever the port: where a host moved to another port comes from. A
-    profile still in the file keeps serving its hosts: one added beside it for the
-    same host at another port moved nothing (h227)."""
+    """Per identity, the (host, client) pairs ``old`` served it to at a host:port (and
+    client) that no profile of the edited file (``profiles``) names any more (``*`` for
+    a catch-all): where a host moved to another port comes from. A host still named at
+    its port is still served there, whatever else the edit changed in its profile (a
+    host added to it, its servers reordered): one added for the same host at another
+    port moved nothing (h227, h231)."""
+    named = {key for profile in profiles for key, _ in _keys(profile)}
     had: dict[Identity, set[tuple[str, str | None]]] = {}
     for key, item in old.index.items():
-        if type(item) is Built and slot(item.profile) not in kept:
+        if type(item) is Built and key not in named:
             had.setdefault(_identity(item.served), set()).add((key[0], _client_of(key)))
     return had
 
@@ -1196,10 +1198,10 @@ class ProfilesPlan:
         # profile the edit changed took that profile's kept identity, from a keystore
         # that was still garbage).
         never_loaded = {slot(item.profile) for item in old.items if type(item) is Failed}
-        # Which hosts each identity served before the edit in profiles it removed or
-        # changed, for _withhold (made the first time a stand-in's keystore does not
-        # hold its identity, which is rare).
-        moved = functools.cache(functools.partial(_hosts_served, old, kept_slots))
+        # Which hosts each identity served before the edit at a host:port the file no
+        # longer names, for _withhold (made the first time a stand-in's keystore does
+        # not hold its identity, which is rare).
+        moved = functools.cache(functools.partial(_hosts_served, old, profiles))
         items: list[Built | Failed] = []
         for profile in profiles:
             run.reading.checkpoint()  # close() stops the check here, between profiles
@@ -1303,7 +1305,7 @@ class ProfilesPlan:
         loads with a certificate refused: not valid now, expired, for another purpose):
         a lookup of the host and client in ``old`` got that identity (at this port,
         through the ``*`` profile or the default; failing any, at another port a profile
-        named for the host and removed or changed by the edit: a backend moved to
+        named for the host at a host:port the edit no longer names: a backend moved to
         another port keeps it; ``moved``: those hosts per identity). The others, hosts
         the edit added, renamed, or took from a profile that had other material or none,
         are refused until the profile's keystore holds or gives an identity

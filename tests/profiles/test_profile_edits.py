@@ -878,25 +878,35 @@ def test_a_host_served_through_the_catch_all_keeps_its_identity_in_a_profile_of_
         assert _cn(profiles, "127.0.0.1", port) == "gen-2"
 
 
+@pytest.mark.parametrize("edit", ["left as it was", "a host added to it", "reordered"])
 @pytest.mark.parametrize("kind", ["staged", "not for clients"])
 def test_a_new_profile_for_a_host_at_another_port_is_not_lent_the_identity_in_service(
-    tmp_path, ca, backend, stores, kind
+    tmp_path, ca, backend, stores, kind, edit
 ):
     """localhost:PORT keeps gen-1 while gw.jks holds a certificate mtls refuses for it;
-    an edit adds a profile for localhost at another port on gw.jks and leaves the
-    first as it was. Nothing moved: localhost:PORT is still served. The new profile
-    was lent gen-1, which that host:port never had (h227: "a backend moved to another
-    port keeps it" read a host still served at its port as moved). It is a new
-    profile, as one for another host is (the twin above), built from the file."""
+    an edit adds a profile for localhost at another port on gw.jks, and leaves the
+    first as it was, adds a host to it, or reorders its servers. Nothing moved:
+    localhost:PORT is still served. The new profile was lent gen-1, which that
+    host:port never had (h227: "a backend moved to another port keeps it" read a host
+    still served at its port as moved; h231: so it did when its profile was edited
+    too). It is a new profile, as one for another host is (the twin above)."""
     keystore, trust = stores
     port = backend.port
     other = port + 1 if port < 65535 else port - 1
     xml = tmp_path / "sslprofiles.xml"
-    mine = _profile(f"localhost:{port}", keystore, trust)
-    _write(xml, mine)
+    before, after = {
+        "left as it was": ([f"localhost:{port}"], [f"localhost:{port}"]),
+        "a host added to it": ([f"localhost:{port}"], [f"localhost:{port}", f"foo.example:{port}"]),
+        "reordered": (
+            [f"localhost:{port}", f"foo.example:{port}"],
+            [f"foo.example:{port}", f"localhost:{port}"],
+        ),
+    }[edit]
+    _write(xml, _profile(",".join(before), keystore, trust))
     with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
         replace_atomically(keystore, _refused_keystore(ca, kind))
         profiles.reload()
+        mine = _profile(",".join(after), keystore, trust)
         _write(xml, mine, _profile(f"localhost:{other}", keystore, trust))
         assert profiles.reload() is True
         assert _cn(profiles, "localhost", port) == "gen-1"
