@@ -650,15 +650,21 @@ def test_pss_parameters_refuse_damage_with_a_value_error(parameters: bytes) -> N
 
 
 def _with_extension(
-    single: bytes, value: bytes, critical: bool, *, false_written: bool = False
+    single: bytes,
+    value: bytes,
+    critical: bool,
+    *,
+    false_written: bool = False,
+    oid: str = PRIVATE.dotted_string,
 ) -> bytes:
-    """The SingleResponse ``single`` (DER) with singleExtensions holding a private
-    extension whose extnValue is ``value`` (``false_written``: its critical FALSE
-    written out, a DEFAULT value DER leaves out)."""
+    """The SingleResponse ``single`` (DER) with singleExtensions holding an extension
+    (``oid``, a private one unless told) whose extnValue is ``value``
+    (``false_written``: its critical FALSE written out, a DEFAULT value DER leaves
+    out)."""
     flag = b"\xff" if critical else b"\x00" if false_written else None
     extension = asn1.encode(
         asn1.SEQUENCE,
-        asn1.encode_oid(PRIVATE.dotted_string)
+        asn1.encode_oid(oid)
         + (asn1.encode(0x01, flag) if flag is not None else b"")
         + asn1.encode(asn1.OCTET_STRING, value),
     )
@@ -917,3 +923,34 @@ def test_a_response_that_writes_out_default_values_is_read_as_java_reads_it(
         with pytest.raises(ValueError):
             ocsp.load_der_ocsp_response(body)  # what cryptography alone makes of it
     assert _check(ca, leaf) == "good"
+
+
+def test_a_critical_extension_cryptography_cannot_decode_makes_the_response_no_answer(
+    web: CRLServer,
+) -> None:
+    """A one-answer response whose answer carries a critical signed-certificate-
+    timestamps extension with a value that is no SCT list: cryptography raises on
+    reading the answer's extensions, which was taken for "several answers" and the
+    extension for none, and the answer was believed where Java refuses it (h229). The
+    extensions are read from the DER, their values never decoded."""
+    ca = CA(ocsp_url=web.url("/ocsp"))
+    leaf = ca.issue_cert("localhost")
+    response = _ocsp_response(
+        ca, leaf, _now() - _dt.timedelta(minutes=1), next_update=_now() + _dt.timedelta(hours=1)
+    )
+    fields = der_elements(response.tbs_response_bytes)
+    (responses,) = [field for field in fields if field[0] == asn1.SEQUENCE]
+    (single,) = der_elements(responses)
+    sct = _with_extension(single, b"\x04\x01\xff", True, oid="1.3.6.1.4.1.11129.2.4.5")
+    tbs = asn1.encode(
+        asn1.SEQUENCE,
+        b"".join(
+            asn1.encode(asn1.SEQUENCE, sct) if field[0] == asn1.SEQUENCE else field
+            for field in fields
+        ),
+    )
+    web.posts["/ocsp"] = body = _successful(signed_again(tbs, ca))
+    with pytest.raises(ValueError):
+        ocsp.load_der_ocsp_response(body).single_extensions  # noqa: B018 - what cryptography makes of it
+    with pytest.raises(RevocationUnknownError, match="critical extension the check does"):
+        _check(ca, leaf)
