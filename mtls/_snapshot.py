@@ -179,8 +179,8 @@ def _stand_in(group: list[Built], role: str) -> Built:
     start, one not meant for the role: refused for its hosts, h160) over one that
     took that content at a first load: merging them must not hand the hosts in service
     what was refused for them, whatever order the file had (h223, h225)."""
-    if len({id(entry.served) for entry in group}) == 1:
-        return group[0]
+    if len({_identity(entry.served) for entry in group}) == 1:
+        return group[0]  # one identity (other truststores, say): nothing to choose
     now = _dt.datetime.now(_dt.UTC)
     return min(  # the first of the best: sorted is stable, min keeps the first too
         group, key=lambda entry: (not entry.served.peers_accept(role, now), entry.error is None)
@@ -1179,13 +1179,22 @@ class ProfilesPlan:
         # against the file (a staged or garbage keystore): a host it served through
         # `*` keeps it in a profile of its own (h225); hosts that never had it get
         # nothing from it (_withhold).
+        # Made the first time a profile new to the set asks (most edits add none).
         on_keystore: dict[StoreConfig, list[Built]] = {}
-        for in_service in old.built:
-            if in_service.profile.keystore is not None:
-                on_keystore.setdefault(in_service.profile.keystore, []).append(in_service)
-        by_keystore = {
-            config: _stand_in(group, self.options.identity) for config, group in on_keystore.items()
-        }
+        siblings: dict[StoreConfig, Built | None] = {}
+
+        def sibling_of(config: StoreConfig) -> Built | None:
+            if config not in siblings:
+                if not on_keystore:
+                    for in_service in old.built:
+                        if in_service.profile.keystore is not None:
+                            on_keystore.setdefault(in_service.profile.keystore, []).append(
+                                in_service
+                            )
+                group = on_keystore.get(config)
+                siblings[config] = _stand_in(group, self.options.identity) if group else None
+            return siblings[config]
+
         # Failing that, the removed entry that served the profile's hosts: one edit that
         # changes both a profile's <servers> and its store settings (a host moved into
         # a profile of its own on a store not there yet; a host added with the
@@ -1221,7 +1230,7 @@ class ProfilesPlan:
                     }
                 prev = _served_before(profile, by_server)
             sibling = (
-                by_keystore.get(profile.keystore)
+                sibling_of(profile.keystore)
                 if prev is None and profile.keystore is not None
                 else None
             )
